@@ -1,0 +1,119 @@
+"""The bound job: plain, frozen values that the rest of Stoker runs.
+
+`config.templates.bind()` turns a loaded pystachio Job into a `JobSpec`: every template is
+expanded, every default applied, every port number known. Nothing outside `config/` touches
+pystachio; the supervisor, the planner, the health checker and the Mesos side read these
+classes only. No I/O here.
+"""
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+
+class LogDestination(enum.Enum):
+    FILE = "file"
+    CONSOLE = "console"
+    BOTH = "both"
+    NONE = "none"
+
+
+class LogMode(enum.Enum):
+    STANDARD = "standard"
+    ROTATE = "rotate"
+
+
+@attrs.frozen(slots=True)
+class LoggerSpec:
+    destination: LogDestination = LogDestination.FILE
+    mode: LogMode = LogMode.STANDARD
+    log_size_bytes: int = 100 * 1024 * 1024  # rotate: a file is rotated once it reaches this
+    backups: int = 5  # rotate: how many rotated files (.1 .. .N) are kept
+
+
+@attrs.frozen(slots=True)
+class ProcessSpec:
+    name: str
+    cmdline: str
+    max_failures: int = 1  # failed runs before the process fails for good; 0 = unlimited
+    daemon: bool = False  # restart after a successful exit too
+    ephemeral: bool = False  # the task does not wait for it
+    min_duration_secs: float = 5.0  # no run starts sooner than this after the previous one ended
+    final: bool = False  # runs in finalization, after every regular process ended
+    logger: LoggerSpec = LoggerSpec()
+
+
+@attrs.frozen(slots=True)
+class TaskSpec:
+    name: str
+    processes: tuple[ProcessSpec, ...]
+    # Each entry is one `order(...)` constraint: the processes run one after another.
+    constraints: tuple[tuple[str, ...], ...] = ()
+    max_failures: int = 1  # permanently failed processes that fail the task; 0 = never
+    max_concurrency: int = 0  # processes running at once; 0 = unlimited
+    finalization_wait_secs: float = 30.0
+
+    def process(self, name: str) -> ProcessSpec:
+        for p in self.processes:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+class CheckKind(enum.Enum):
+    NONE = "none"  # no check configured: RUNNING as soon as the processes started
+    HTTP = "http"
+    SHELL = "shell"
+    TCP = "tcp"
+
+
+@attrs.frozen(slots=True)
+class HealthSpec:
+    kind: CheckKind = CheckKind.NONE
+    initial_interval_secs: float = 15.0
+    interval_secs: float = 10.0
+    timeout_secs: float = 1.0
+    max_consecutive_failures: int = 0
+    min_consecutive_successes: int = 1
+    port: int | None = None  # HTTP / TCP: the number of the `health` port
+    endpoint: str = "/health"  # HTTP
+    expected_response: str = "ok"  # HTTP; "" accepts any body
+    expected_response_code: int = 0  # HTTP; 0 = any code
+    shell_command: str = ""  # SHELL, templates already expanded
+
+
+@attrs.frozen(slots=True)
+class LifecycleSpec:
+    port: int  # number of the lifecycle port (by default the `health` port)
+    graceful_shutdown_endpoint: str = "/quitquitquit"
+    shutdown_endpoint: str = "/abortabortabort"
+    graceful_shutdown_wait_secs: float = 5.0
+    shutdown_wait_secs: float = 5.0
+
+
+@attrs.frozen(slots=True)
+class JobSpec:
+    """One instance of one job, fully bound: what a supervisor runs."""
+
+    role: str
+    environment: str
+    cluster: str
+    name: str
+    instance: int
+    task_id: str
+    task: TaskSpec
+    health: HealthSpec = HealthSpec()
+    lifecycle: LifecycleSpec | None = None  # None: no HTTP lifecycle (no port, or disabled)
+    service: bool = False
+    max_task_failures: int = 1  # -1 = unlimited
+    ports: dict[str, int] = attrs.field(factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.cluster}/{self.role}/{self.environment}/{self.name}"
+
+    @property
+    def label(self) -> str:
+        """The name logs use for this task: `name.instance`."""
+        return f"{self.name}.{self.instance}"

@@ -1,0 +1,1 @@
+"""Stoker's executor: the supervisor, the task owner, `stoker run` and the Mesos executor."""

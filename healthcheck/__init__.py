@@ -1,0 +1,1 @@
+"""Stoker's health checker: a pure policy, one-attempt checkers, and the loop that paces them."""

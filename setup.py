@@ -1,0 +1,21 @@
+"""Stoker: a Mesos executor with an embedded health checker for Aurora/Thermos job specs."""
+from setuptools import setup
+
+setup(
+    name="stoker",
+    version="0.1.0",
+    description="Mesos executor with an embedded health checker for Aurora/Thermos-style jobs",
+    python_requires=">=3.11",
+    packages=["executor", "healthcheck", "config"],
+    install_requires=[
+        "requests>=2.28",
+        "psutil>=5.9",
+        "pystachio>=0.8.10",
+        "attrs>=23.1",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90"],
+        "dist": ["shiv>=1.0.4", "wheel"],
+    },
+    entry_points={"console_scripts": ["stoker = executor.cli:main"]},
+)
