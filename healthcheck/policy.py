@@ -1,13 +1,40 @@
 """The health policy: attempt results in, STARTING / RUNNING / FAILED(reason) out.
 
-(HealthPolicy itself is being written; Attempt, AttemptOutcome, HealthState and Verdict
-below are the fixed interface other modules use.)
+Owns the seed's health rules (CONTRACT.md §5 and §8, Aurora's algorithm in
+AURORA-SEMANTICS.md §1.4) as a pure state machine. It never sleeps, fetches, reads a clock,
+logs or does any other I/O; the caller runs the checks and logs the verdicts. `Attempt`,
+`AttemptOutcome`, `HealthState` and `Verdict` are the fixed interface other modules use.
+
+With m = ceil(initial_interval_secs / interval_secs) grace attempts and a budget of
+n = m + max_consecutive_failures + min_consecutive_successes attempts::
+
+                 need consecutive passes (PASSED or SNOOZED)
+      STARTING ------------------------------------------------> RUNNING
+         |                                                          |
+         | more than max_consecutive_failures counted failures,     | more than
+         | or `need` passes no longer fit in the n attempts         | max_consecutive_failures
+         v                                                          | counted failures
+      FAILED  <-----------------------------------------------------+
+      (terminal: later attempts change nothing, the first reason sticks)
+
+A failure among the first m attempts is ignored (not counted), also after RUNNING, but it
+still uses up one of the n attempts. need = max(1, min_consecutive_successes): as in Aurora,
+0 still needs one pass.
+
+Where Stoker differs from Aurora (CONTRACT §8): Aurora checks its deadline before a check and
+so allows up to n + 1 checks, and its fail-fast rule skips the last attempts; Stoker fails at
+attempt n at the latest, and as soon as `need` consecutive passes can no longer fit in the
+attempts left.
 """
 from __future__ import annotations
 
 import enum
+import math
+from fractions import Fraction
 
 import attrs
+
+from config.spec import HealthSpec
 
 
 class AttemptOutcome(enum.Enum):
@@ -49,3 +76,220 @@ class Verdict:
     state: HealthState
     reason: str = ""
     changed: bool = False  # True on the attempt that moved the state
+    attempt: int = 0  # the 1-based number of the attempt this verdict answers (0: none yet)
+    # True when the attempt was a failure that grace ignored (callers log it at INFO, not
+    # WARNING, as STYLE.md asks).
+    ignored: bool = False
+
+
+def grace_attempts(initial_interval_secs: float, interval_secs: float) -> int:
+    """m = ceil(initial_interval_secs / interval_secs), computed on the decimal values.
+
+    The floats are read back as the shortest decimals that name them (`repr`), so 0.3 / 0.1
+    is exactly 3 and 1.1 / 0.1 exactly 11, where float division would give 2.9999999999999996
+    and 11.000000000000002 (and a ceiling of 12).
+    """
+    if not (math.isfinite(initial_interval_secs) and math.isfinite(interval_secs)):
+        raise ValueError(
+            f"health intervals must be finite numbers, got initial_interval_secs="
+            f"{initial_interval_secs} and interval_secs={interval_secs}"
+        )
+    if interval_secs <= 0:
+        raise ValueError(f"interval_secs must be > 0, got {interval_secs}")
+    if initial_interval_secs < 0:
+        raise ValueError(f"initial_interval_secs must be >= 0, got {initial_interval_secs}")
+    ratio = Fraction(repr(float(initial_interval_secs))) / Fraction(repr(float(interval_secs)))
+    return math.ceil(ratio)
+
+
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {plural or word + 's'}"
+
+
+class HealthPolicy:
+    """Counts health-check attempts and decides STARTING / RUNNING / FAILED.
+
+    Attempts are counted, not timed, so a slow check never costs an attempt: the policy takes
+    no clock at all, and the loop that feeds it decides when the next attempt runs.
+    """
+
+    __slots__ = (
+        "_max_failures",
+        "_min_successes",
+        "_m",
+        "_n",
+        "_need",
+        "_attempts",
+        "_failures",
+        "_successes",
+        "_state",
+        "_reason",
+    )
+
+    def __init__(
+        self,
+        initial_interval_secs: float,
+        interval_secs: float,
+        max_consecutive_failures: int,
+        min_consecutive_successes: int,
+    ) -> None:
+        if max_consecutive_failures < 0:
+            raise ValueError(
+                f"max_consecutive_failures must be >= 0, got {max_consecutive_failures}"
+            )
+        if min_consecutive_successes < 0:
+            raise ValueError(
+                f"min_consecutive_successes must be >= 0, got {min_consecutive_successes}"
+            )
+        self._max_failures = max_consecutive_failures
+        self._min_successes = min_consecutive_successes
+        self._m = grace_attempts(initial_interval_secs, interval_secs)
+        self._n = self._m + max_consecutive_failures + min_consecutive_successes
+        self._need = max(1, min_consecutive_successes)
+        self._attempts = 0
+        self._failures = 0
+        self._successes = 0
+        self._state = HealthState.STARTING
+        passes = _plural(self._need, "consecutive pass", "consecutive passes")
+        self._reason = (
+            f"no health check made yet: {passes} needed within {_plural(self._n, 'attempt')}"
+        )
+
+    @classmethod
+    def from_spec(cls, spec: HealthSpec) -> "HealthPolicy":
+        return cls(
+            initial_interval_secs=spec.initial_interval_secs,
+            interval_secs=spec.interval_secs,
+            max_consecutive_failures=spec.max_consecutive_failures,
+            min_consecutive_successes=spec.min_consecutive_successes,
+        )
+
+    # ---- read-only view ----
+
+    @property
+    def attempts(self) -> int:
+        return self._attempts
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self._failures
+
+    @property
+    def consecutive_successes(self) -> int:
+        return self._successes
+
+    @property
+    def state(self) -> HealthState:
+        return self._state
+
+    @property
+    def m(self) -> int:
+        """Grace attempts: failures among the first m attempts are ignored."""
+        return self._m
+
+    @property
+    def n(self) -> int:
+        """The attempt budget: RUNNING must be reached by attempt n."""
+        return self._n
+
+    @property
+    def need(self) -> int:
+        """Consecutive passes needed for RUNNING: max(1, min_consecutive_successes)."""
+        return self._need
+
+    @property
+    def reason(self) -> str:
+        """The reason of the latest verdict (for FAILED: the reason it failed with)."""
+        return self._reason
+
+    # ---- the machine ----
+
+    def record(self, attempt: Attempt) -> Verdict:
+        """Feed one attempt's result; return the state after it."""
+        if self._state is HealthState.FAILED:
+            # Terminal: the reason it failed with sticks.
+            return Verdict(HealthState.FAILED, self._reason, changed=False, attempt=self._attempts)
+        self._attempts += 1
+        before = self._state
+        if attempt.ok:
+            reason = self._record_pass(attempt)
+            ignored = False
+        else:
+            reason, ignored = self._record_failure(attempt)
+        if self._state is HealthState.STARTING:
+            reason = self._check_budget(attempt) or reason
+        self._reason = reason
+        return Verdict(
+            self._state,
+            reason,
+            changed=self._state is not before,
+            attempt=self._attempts,
+            ignored=ignored and self._state is before,
+        )
+
+    def _record_pass(self, attempt: Attempt) -> str:
+        self._successes += 1
+        self._failures = 0
+        snoozed = attempt.outcome is AttemptOutcome.SNOOZED
+        if self._state is HealthState.STARTING and self._successes >= self._need:
+            self._state = HealthState.RUNNING
+            reason = (
+                f"{self._successes} consecutive health "
+                f"{'check' if self._successes == 1 else 'checks'} passed "
+                f"(min_consecutive_successes={self._min_successes})"
+            )
+            if snoozed:
+                reason += ", the last one snoozed (.healthchecksnooze present)"
+            return reason
+        what = (
+            "health check snoozed (.healthchecksnooze present), counted as a pass"
+            if snoozed
+            else "health check passed"
+        )
+        if attempt.reason and not snoozed:
+            what += f": {attempt.reason}"
+        if self._state is HealthState.STARTING:
+            return (
+                f"{what} ({self._successes} of {self._need} consecutive passes needed, "
+                f"attempt {self._attempts} of {self._n})"
+            )
+        return what
+
+    def _record_failure(self, attempt: Attempt) -> tuple[str, bool]:
+        self._successes = 0
+        k = self._attempts
+        if k <= self._m:
+            # Grace: not counted toward max_consecutive_failures, also after RUNNING.
+            return (
+                f"failure {k} of the first {_plural(self._m, 'attempt')} ignored (grace): "
+                f"{attempt.reason}",
+                True,
+            )
+        self._failures += 1
+        if self._failures > self._max_failures:
+            self._state = HealthState.FAILED
+            return (
+                f"{self._failures} consecutive health "
+                f"{'check' if self._failures == 1 else 'checks'} failed "
+                f"(max_consecutive_failures={self._max_failures}): {attempt.reason}",
+                False,
+            )
+        return (
+            f"health check failed, {self._failures} of {self._max_failures} consecutive "
+            f"failures tolerated (max_consecutive_failures={self._max_failures}): "
+            f"{attempt.reason}",
+            False,
+        )
+
+    def _check_budget(self, attempt: Attempt) -> str | None:
+        """Stoker's rule: FAILED as soon as `need` passes no longer fit in the attempts left."""
+        left = self._n - self._attempts
+        if self._need - self._successes <= left:
+            return None
+        self._state = HealthState.FAILED
+        last = "passed" if attempt.ok else attempt.reason
+        passes = _plural(self._need, "consecutive pass", "consecutive passes")
+        return (
+            f"not enough successful health checks in time: {passes} needed within "
+            f"{_plural(self._n, 'attempt')}, {self._attempts} made; last: {last}"
+        )
