@@ -1,0 +1,472 @@
+"""The sans-I/O Mesos protocol: RecordIO, event parsing, the unacknowledged buffers, call bodies.
+
+Bytes in, events and bodies out; no threads, sockets or sleeps.
+"""
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from executor import mesos_protocol as mp
+from executor.events import TaskState
+
+FRAMEWORK = "7c1c2a4e-5b7d-4f0e-9a51-3e2f9d6c1b20-0000"
+EXECUTOR = "my-executor-1"
+AGENT = "0f8e2b9a-1c3d-4e5f-8a7b-6c5d4e3f2a10-S3"
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def task_info(tid: str, **extra) -> dict:
+    info = {
+        "name": "sleeper",
+        "task_id": {"value": tid},
+        "agent_id": {"value": AGENT},
+        "resources": [
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}},
+            {"name": "ports", "type": "RANGES",
+             "ranges": {"range": [{"begin": 31000, "end": 31002}, {"begin": 30000, "end": 30000}]}},
+        ],
+        "data": b64(b'{"job": {}}'),
+        "labels": {"labels": [{"key": "team", "value": "batch"}, {"key": "tier"}]},
+        "health_check": {"type": "HTTP", "http": {"port": 31000, "path": "/health"}},
+        "kill_policy": {"grace_period": {"nanoseconds": 3000000000}},
+    }
+    info.update(extra)
+    return info
+
+
+def subscribed(agent_id: str = AGENT) -> dict:
+    return {
+        "type": "SUBSCRIBED",
+        "subscribed": {
+            "executor_info": {"executor_id": {"value": EXECUTOR}},
+            "framework_info": {"id": {"value": FRAMEWORK}, "checkpoint": True},
+            "agent_info": {"hostname": "agent-7", "id": {"value": agent_id}},
+            "container_id": {"value": "a1b2c3d4"},
+        },
+    }
+
+
+def launch(tid: str) -> dict:
+    return {"type": "LAUNCH", "launch": {"task": task_info(tid)}}
+
+
+def ack(tid: str, raw: bytes) -> dict:
+    return {"type": "ACKNOWLEDGED", "acknowledged": {"task_id": {"value": tid}, "uuid": b64(raw)}}
+
+
+def records(*events: dict) -> bytes:
+    return b"".join(mp.encode_record(json.dumps(e).encode("utf-8")) for e in events)
+
+
+STREAM_EVENTS = [
+    subscribed(),
+    launch("task-42"),
+    {"type": "HEARTBEAT"},
+    # data with a newline and a multi-byte character: sizes are bytes, not characters
+    {"type": "MESSAGE", "message": {"data": b64("line1\nline2 é".encode())}},
+    {"type": "KILL", "kill": {"task_id": {"value": "task-42"},
+                              "kill_policy": {"grace_period": {"nanoseconds": 5000000000}}}},
+    {"type": "SOMETHING_NEW", "something_new": {"x": "ünïcödé"}},
+    ack("task-42", bytes(range(16))),
+    {"type": "SHUTDOWN"},
+]
+STREAM = records(*STREAM_EVENTS)
+EXPECTED = [
+    mp.Subscribed(
+        executor_info={"executor_id": {"value": EXECUTOR}},
+        framework_info={"id": {"value": FRAMEWORK}, "checkpoint": True},
+        agent_info={"hostname": "agent-7", "id": {"value": AGENT}},
+        container_id="a1b2c3d4",
+    ),
+    mp.Launch(task_info("task-42")),
+    mp.Heartbeat(),
+    mp.Message("line1\nline2 é".encode()),
+    mp.Kill("task-42", 5.0),
+    mp.UnknownEvent("SOMETHING_NEW"),
+    mp.Acknowledged("task-42", bytes(range(16))),
+    mp.Shutdown(),
+]
+
+
+def decode_in_pieces(data: bytes, cuts: list[int]) -> list[mp.Event]:
+    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
+    events: list[mp.Event] = []
+    bounds = [0, *sorted(cuts), len(data)]
+    for start, end in zip(bounds, bounds[1:]):
+        events.extend(proto.feed(data[start:end]))
+    return events
+
+
+# ---- RecordIO ----
+
+
+def test_whole_stream_in_one_chunk_gives_every_event():
+    assert decode_in_pieces(STREAM, []) == EXPECTED
+
+
+def test_stream_split_at_every_byte_offset_gives_the_same_events():
+    for offset in range(len(STREAM) + 1):
+        assert decode_in_pieces(STREAM, [offset]) == EXPECTED, f"split at byte {offset}"
+
+
+def test_stream_fed_one_byte_at_a_time_gives_the_same_events():
+    assert decode_in_pieces(STREAM, list(range(1, len(STREAM)))) == EXPECTED
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=30))
+def test_stream_split_anywhere_gives_the_same_events(cuts):
+    assert decode_in_pieces(STREAM, cuts) == EXPECTED
+
+
+def test_encoded_size_counts_bytes_not_characters():
+    assert mp.encode_record("é".encode()) == b"2\n\xc3\xa9"
+
+
+def test_empty_header_lines_and_empty_records_are_skipped():
+    decoder = mp.RecordIODecoder()
+    assert decoder.feed(b"\n\n0\n3\nabc\n0\n\n2\nde") == [b"abc", b"de"]
+
+
+def test_records_are_returned_only_once_complete():
+    decoder = mp.RecordIODecoder()
+    assert decoder.feed(b"1") == []
+    assert decoder.feed(b"0\n01234") == []
+    assert decoder.feed(b"56789") == [b"0123456789"]
+
+
+@pytest.mark.parametrize("garbage", [
+    b"abc\n", b"12x\n", b"-5\n", b" 5\n", b"18\r\n", b"0x10\n", b"{\"type\":\"HEARTBEAT\"}",
+])
+def test_garbage_header_raises_protocol_error(garbage):
+    with pytest.raises(mp.ProtocolError, match="not a decimal size"):
+        mp.RecordIODecoder().feed(garbage)
+
+
+def test_absurd_record_size_is_refused_before_buffering_it():
+    with pytest.raises(mp.ProtocolError, match="larger than the limit of 67108864 bytes"):
+        mp.RecordIODecoder().feed(b"67108865\n")
+    with pytest.raises(mp.ProtocolError, match="larger than the limit"):
+        mp.RecordIODecoder().feed(b"999999999")  # even before the newline arrives
+    with pytest.raises(mp.ProtocolError):
+        mp.RecordIODecoder().feed(b"0" * 21)
+
+
+def test_protocol_error_in_stream_reaches_the_caller_of_feed():
+    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
+    with pytest.raises(mp.ProtocolError):
+        proto.feed(records(subscribed()) + b"xx\n")
+
+
+def test_new_stream_forgets_a_partial_record():
+    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
+    assert proto.feed(records({"type": "HEARTBEAT"})[:5]) == []
+    proto.new_stream()
+    assert proto.feed(records({"type": "SHUTDOWN"})) == [mp.Shutdown()]
+
+
+# ---- event parsing ----
+
+
+def test_kill_without_policy_has_no_grace_and_string_nanoseconds_are_accepted():
+    assert mp.parse_event(b'{"type":"KILL","kill":{"task_id":{"value":"t"}}}') == mp.Kill("t", None)
+    raw = b'{"type":"KILL","kill":{"task_id":{"value":"t"},' \
+          b'"kill_policy":{"grace_period":{"nanoseconds":"1500000000"}}}}'
+    assert mp.parse_event(raw) == mp.Kill("t", 1.5)
+
+
+def test_launch_group_and_error_and_subscribed_without_container_parse():
+    group = {"type": "LAUNCH_GROUP", "launch_group": {"task_group": {
+        "tasks": [task_info("task-50"), task_info("task-51")]}}}
+    assert mp.parse_event(json.dumps(group).encode()) == mp.LaunchGroup(
+        (task_info("task-50"), task_info("task-51")))
+    assert mp.parse_event(b'{"type":"ERROR","error":{"message":"boom"}}') == mp.Error("boom")
+    event = subscribed()
+    del event["subscribed"]["container_id"]
+    assert mp.parse_event(json.dumps(event).encode()).container_id is None
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"{not json", "event is not JSON"),
+    (b"\xff\xfe", "event is not UTF-8"),
+    (b"[1, 2]", "event is a JSON list, not an object"),
+    (b'{"launch": {}}', "'type' is missing"),
+    (b'{"type": 7}', "'type' is a int, not str"),
+    (b'{"type": "LAUNCH"}', "LAUNCH event: 'launch.task' is missing"),
+    (b'{"type": "LAUNCH", "launch": {"task": {"name": "x"}}}', "'task_id.value' is missing"),
+    (b'{"type": "KILL", "kill": {}}', "KILL event: 'kill.task_id.value' is missing"),
+    (b'{"type": "KILL", "kill": {"task_id": {"value": "t"}, "kill_policy": '
+     b'{"grace_period": {"nanoseconds": -1}}}}', "negative"),
+    (b'{"type": "ACKNOWLEDGED", "acknowledged": {"task_id": {"value": "t"}, "uuid": "%%%"}}',
+     "uuid is not valid base64"),
+    (b'{"type": "MESSAGE", "message": {}}', "'message.data' is missing"),
+    (b'{"type": "SUBSCRIBED", "subscribed": {"executor_info": {}, "framework_info": {}}}',
+     "'subscribed.agent_info' is missing"),
+    (b'{"type": "LAUNCH_GROUP", "launch_group": {"task_group": {"tasks": [3]}}}',
+     "task 0 is a int"),
+])
+def test_malformed_events_raise_protocol_error_saying_what_is_wrong(payload, message):
+    with pytest.raises(mp.ProtocolError, match=message):
+        mp.parse_event(payload)
+
+
+# ---- status updates and the unacknowledged buffers ----
+
+
+def new_protocol(*events: dict) -> mp.ExecutorProtocol:
+    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
+    proto.feed(records(*events))
+    return proto
+
+
+def test_update_is_recorded_as_unacknowledged_before_it_is_sent():
+    proto = new_protocol(subscribed(), launch("task-42"))
+    pending = proto.update("task-42", TaskState.RUNNING, now_wall=1732700000.125)
+    assert proto.unacknowledged_updates() == (pending,)
+    assert not proto.all_acknowledged
+    assert proto.is_pending(pending.uuid)
+
+
+def test_update_status_has_every_field_the_agent_requires():
+    proto = new_protocol(subscribed(), launch("task-42"))
+    pending = proto.update("task-42", TaskState.RUNNING, "started pid 4242", healthy=True,
+                           reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED", now_wall=1732700000.125)
+    body = json.loads(proto.update_body(pending))
+    assert body == {
+        "type": "UPDATE",
+        "framework_id": {"value": FRAMEWORK},
+        "executor_id": {"value": EXECUTOR},
+        "update": {"status": {
+            "task_id": {"value": "task-42"},
+            "state": "TASK_RUNNING",
+            "source": "SOURCE_EXECUTOR",
+            "executor_id": {"value": EXECUTOR},
+            "agent_id": {"value": AGENT},
+            "uuid": b64(pending.uuid),
+            "timestamp": 1732700000.125,
+            "message": "started pid 4242",
+            "healthy": True,
+            "reason": "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+        }},
+    }
+
+
+def test_every_uuid_is_fresh_16_bytes_rfc4122_version_4():
+    proto = new_protocol(subscribed())
+    uuids = [proto.update("t", TaskState.RUNNING, now_wall=1.0).uuid for _ in range(50)]
+    assert len(set(uuids)) == 50
+    for raw in uuids:
+        parsed = uuid.UUID(bytes=raw)
+        assert len(raw) == 16 and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_optional_fields_are_left_out_when_not_given():
+    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
+    status = proto.update("unknown-task", TaskState.STARTING, now_wall=5).status
+    assert set(status) == {"task_id", "state", "source", "executor_id", "uuid", "timestamp"}
+    assert isinstance(status["timestamp"], float)
+
+
+def test_agent_id_comes_from_the_task_info_when_not_yet_subscribed():
+    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
+    proto.feed(records(launch("task-42")))
+    assert proto.update("task-42", TaskState.STARTING, now_wall=1).status["agent_id"] == {
+        "value": AGENT}
+
+
+def test_agent_id_is_exactly_the_subscribed_agent_id():
+    proto = new_protocol(subscribed("other-agent-S9"), launch("task-42"))
+    assert proto.agent_id == "other-agent-S9"
+    assert proto.update("task-42", TaskState.RUNNING, now_wall=1).status["agent_id"] == {
+        "value": "other-agent-S9"}
+
+
+@pytest.mark.parametrize("state, name", [
+    (TaskState.STARTING, "TASK_STARTING"), (TaskState.RUNNING, "TASK_RUNNING"),
+    (TaskState.FINISHED, "TASK_FINISHED"), (TaskState.FAILED, "TASK_FAILED"),
+    (TaskState.KILLED, "TASK_KILLED"),
+])
+def test_task_states_map_to_mesos_names(state, name):
+    assert mp.mesos_state_name(state) == name
+    assert new_protocol().update("t", state, now_wall=0).status["state"] == name
+
+
+def test_update_refuses_bad_state_reason_and_uuid_source():
+    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR, uuid_source=lambda: b"short")
+    with pytest.raises(TypeError):
+        proto.update("t", "TASK_RUNNING", now_wall=0)
+    with pytest.raises(ValueError, match="REASON_"):
+        proto.update("t", TaskState.RUNNING, reason="unhealthy", now_wall=0)
+    with pytest.raises(ValueError, match="not 16 fresh bytes"):
+        proto.update("t", TaskState.RUNNING, now_wall=0)
+    assert proto.all_acknowledged
+
+
+def test_injected_uuid_source_is_used():
+    fixed = iter([bytes([i]) * 16 for i in range(1, 4)])
+    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR, uuid_source=lambda: next(fixed))
+    assert proto.update("t", TaskState.RUNNING, now_wall=0).uuid == b"\x01" * 16
+    assert proto.update("t", TaskState.RUNNING, now_wall=0).uuid == b"\x02" * 16
+
+
+def test_ack_removes_exactly_the_matching_update_and_keeps_order():
+    proto = new_protocol(subscribed(), launch("task-42"), launch("task-43"))
+    a = proto.update("task-42", TaskState.STARTING, now_wall=1)
+    b = proto.update("task-42", TaskState.RUNNING, now_wall=2)
+    c = proto.update("task-43", TaskState.STARTING, now_wall=3)
+    proto.feed(records(ack("task-42", b.uuid)))
+    assert proto.unacknowledged_updates() == (a, c)
+
+
+def test_duplicate_and_unknown_acks_are_ignored():
+    proto = new_protocol(subscribed(), launch("task-42"))
+    a = proto.update("task-42", TaskState.STARTING, now_wall=1)
+    b = proto.update("task-42", TaskState.RUNNING, now_wall=2)
+    events = proto.feed(records(ack("task-42", a.uuid), ack("task-42", a.uuid),
+                                ack("task-42", uuid.uuid4().bytes)))
+    assert len(events) == 3
+    assert proto.unacknowledged_updates() == (b,)
+
+
+def test_ack_matches_on_decoded_bytes_not_base64_text():
+    proto = new_protocol(subscribed(), launch("task-42"))
+    a = proto.update("task-42", TaskState.RUNNING, now_wall=1)
+    text = b64(a.uuid)
+    spaced = text[:8] + "\n" + text[8:]  # Mesos' base64 parser skips whitespace
+    event = {"type": "ACKNOWLEDGED", "acknowledged": {"task_id": {"value": "task-42"},
+                                                      "uuid": spaced}}
+    proto.feed(records(event))
+    assert proto.all_acknowledged
+
+
+def test_task_leaves_unacknowledged_tasks_once_any_of_its_updates_is_acked():
+    proto = new_protocol(subscribed(), launch("task-42"), launch("task-43"))
+    assert [mp.task_id(t) for t in proto.unacknowledged_tasks()] == ["task-42", "task-43"]
+    a = proto.update("task-42", TaskState.STARTING, now_wall=1)
+    proto.update("task-42", TaskState.RUNNING, now_wall=2)
+    proto.update("task-43", TaskState.STARTING, now_wall=3)
+    assert len(proto.unacknowledged_tasks()) == 2  # sending is not enough
+    proto.feed(records(ack("task-42", a.uuid)))
+    assert [mp.task_id(t) for t in proto.unacknowledged_tasks()] == ["task-43"]
+    proto.feed(records(launch("task-42")))  # a replayed LAUNCH does not bring it back
+    assert [mp.task_id(t) for t in proto.unacknowledged_tasks()] == ["task-43"]
+
+
+def test_ack_for_an_update_of_another_task_id_uses_the_update_task():
+    proto = new_protocol(subscribed(), launch("task-42"))
+    a = proto.update("task-42", TaskState.RUNNING, now_wall=1)
+    proto.feed(records(ack("mislabelled", a.uuid)))
+    assert proto.unacknowledged_tasks() == () and proto.all_acknowledged
+
+
+def test_launch_group_tasks_are_all_unacknowledged():
+    group = {"type": "LAUNCH_GROUP", "launch_group": {"task_group": {
+        "tasks": [task_info("task-50"), task_info("task-51")]}}}
+    proto = new_protocol(subscribed(), group)
+    assert proto.unacknowledged_tasks() == (task_info("task-50"), task_info("task-51"))
+
+
+def test_discard_drops_a_rejected_update():
+    proto = new_protocol(subscribed())
+    a = proto.update("t", TaskState.RUNNING, now_wall=1)
+    assert proto.discard(a.uuid) == a
+    assert proto.discard(a.uuid) is None and proto.all_acknowledged
+
+
+def test_subscription_count_tells_reregistration():
+    proto = new_protocol(subscribed())
+    assert proto.subscription_count == 1
+    proto.feed(records(subscribed()))
+    assert proto.subscription_count == 2
+
+
+# ---- SUBSCRIBE, MESSAGE bodies ----
+
+
+def test_first_subscribe_has_an_empty_subscribe_object():
+    body = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR).subscribe_body()
+    assert json.loads(body) == {
+        "type": "SUBSCRIBE",
+        "framework_id": {"value": FRAMEWORK},
+        "executor_id": {"value": EXECUTOR},
+        "subscribe": {},
+    }
+
+
+def test_subscribe_carries_unacked_tasks_exactly_and_updates_in_send_order():
+    proto = new_protocol(subscribed(), launch("task-42"))
+    running = proto.update("task-42", TaskState.RUNNING, now_wall=1)
+    proto.feed(records(ack("task-42", running.uuid)))
+    finished = proto.update("task-42", TaskState.FINISHED, "exit status 0", now_wall=2)
+    proto.feed(records(launch("task-43")))
+    starting = proto.update("task-43", TaskState.STARTING, now_wall=3)
+    body = json.loads(proto.subscribe_body())
+    subscribe = body["subscribe"]
+    assert subscribe["unacknowledged_tasks"] == [task_info("task-43")]  # round-tripped unchanged
+    updates = subscribe["unacknowledged_updates"]
+    assert [set(u) for u in updates] == [{"status"}, {"status"}]  # Call.Update objects
+    assert [base64.b64decode(u["status"]["uuid"]) for u in updates] == [finished.uuid,
+                                                                         starting.uuid]
+    assert [u["status"] for u in updates] == [finished.status, starting.status]
+    assert updates[0]["status"]["message"] == "exit status 0"
+
+
+def test_subscribe_with_only_unacked_tasks_still_lists_both():
+    proto = new_protocol(subscribed(), launch("task-42"))
+    subscribe = json.loads(proto.subscribe_body())["subscribe"]
+    assert subscribe == {"unacknowledged_tasks": [task_info("task-42")],
+                         "unacknowledged_updates": []}
+
+
+def test_message_body_is_base64():
+    body = json.loads(mp.ExecutorProtocol(FRAMEWORK, EXECUTOR).message_body(b"\x00progress"))
+    assert body["type"] == "MESSAGE"
+    assert base64.b64decode(body["message"]["data"]) == b"\x00progress"
+
+
+# ---- TaskInfo helpers ----
+
+
+def test_ports_from_resources_expands_ranges_in_order():
+    assert mp.ports_from_resources(task_info("t")) == [31000, 31001, 31002, 30000]
+    assert mp.ports_from_resources({"task_id": {"value": "t"}}) == []
+    bad = task_info("t", resources=[{"name": "ports", "type": "RANGES",
+                                     "ranges": {"range": [{"begin": 5, "end": 4}]}}])
+    with pytest.raises(mp.ProtocolError, match=r"\[5, 4\] is not valid"):
+        mp.ports_from_resources(bad)
+
+
+def test_task_data_id_and_kill_grace():
+    info = task_info("task-42")
+    assert mp.task_id(info) == "task-42"
+    assert mp.task_data(info) == b'{"job": {}}'
+    assert mp.task_data({"task_id": {"value": "t"}}) == b""
+    assert mp.task_kill_grace_secs(info) == 3.0
+    assert mp.task_kill_grace_secs({"task_id": {"value": "t"}}) is None
+    with pytest.raises(mp.ProtocolError, match="data is not valid base64"):
+        mp.task_data(task_info("t", data="not base64!"))
+    with pytest.raises(mp.ProtocolError, match="task_id.value"):
+        mp.task_id({"task_id": {"value": 42}})
+
+
+def test_protocol_module_is_pure():
+    source = Path(mp.__file__).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    forbidden = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time",
+                 "logging", "urllib3"}
+    assert imported & forbidden == set()
