@@ -88,6 +88,7 @@ class KillRequested:
     reason: str
     grace_secs: float | None = None  # None: the task's finalization_wait
     at: float = 0.0
+    use_lifecycle: bool = True  # False: straight to SIGTERM (e.g. SHUTDOWN with a short grace)
 
 
 @attrs.frozen(slots=True)

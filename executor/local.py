@@ -1,0 +1,185 @@
+"""`stoker run`: one job on this machine, no cluster. Plays the scheduler's part (CONTRACT
+§7): allocates loopback ports, binds the templates, makes the sandbox, runs the task with a
+TaskOwner, and restarts it by the service rules. Ctrl-C / SIGTERM stop it gracefully.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Mapping, TextIO
+
+import attrs
+from config.loader import load_job
+from config.templates import bind, port_names
+from executor.events import TaskState, Transition
+from executor.owner import TaskOwner
+from executor.service import Restart, ServiceRules
+from executor.status import Update
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen(slots=True)
+class RunOptions:
+    config: str
+    jobkey: str | None = None
+    instance: int = 0
+    sandbox: str | None = None
+    ports: dict[str, int] = attrs.field(factory=dict)
+    kill_grace_secs: float | None = None  # None: the task's finalization_wait
+    restart_backoff_secs: float = 1.0
+    restart_backoff_max_secs: float = 60.0
+
+
+def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
+    """Free loopback ports for every name not given with --port; all held open until every
+    one is chosen, so no two names get the same number."""
+    ports = {name: fixed[name] for name in names if name in fixed}
+    held: list[socket.socket] = []
+    try:
+        for name in names:
+            if name in ports:
+                continue
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            held.append(sock)
+            ports[name] = sock.getsockname()[1]
+    finally:
+        for sock in held:
+            sock.close()
+    for name, number in fixed.items():
+        ports.setdefault(name, number)
+    return ports
+
+
+def make_sandbox(requested: str | None, job_name: str, environ: Mapping[str, str]) -> Path:
+    """CONTRACT §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY, else --sandbox, else a fresh one."""
+    chosen = environ.get("MESOS_SANDBOX") or environ.get("MESOS_DIRECTORY") or requested
+    if chosen:
+        path = Path(chosen)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path.cwd() / f"sandbox-{job_name}-{stamp}-{uuid.uuid4().hex[:6]}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SandboxError(f"sandbox {path} is not writable")
+    return path.resolve()
+
+
+class SandboxError(Exception):
+    pass
+
+
+class ConsoleReporter:
+    """Prints each state change as one readable line: time, subject, old → new, reason."""
+
+    def __init__(self, out: TextIO, label: str) -> None:
+        self._out = out
+        self._label = label
+
+    def line(self, subject: str, text: str) -> None:
+        now = time.time()
+        stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+        self._out.write(f"{stamp}  {self._label:<12} {subject:<16} {text}\n")
+        self._out.flush()
+
+    def transition(self, t: Transition) -> None:
+        subject = "task" if t.process is None else f"{t.process}[{t.run}]"
+        self.line(subject, f"{t.from_state} → {t.to_state}  {t.reason}")
+
+    def update(self, update: Update) -> None:
+        pass  # task transitions already carry every update's state and reason
+
+
+class LocalRun:
+    """Runs attempts of one job until the service rules say stop; returns the exit code."""
+
+    def __init__(self, settings: RunOptions, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None) -> None:
+        self._settings = settings
+        self._out = out
+        self._environ = dict(os.environ if environ is None else environ)
+        self._stop = threading.Event()
+        self._owner: TaskOwner | None = None
+
+    def stop(self, reason: str) -> None:
+        self._stop.set()
+        owner = self._owner
+        if owner is not None:
+            owner.request_kill(reason)
+
+    def _install_signals(self) -> None:
+        def handler(signum, _frame):
+            self.stop(f"stopped by {signal.Signals(signum).name}")
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def run(self) -> int:
+        s = self._settings
+        job = load_job(s.config, s.jobkey)
+        names = port_names(job)
+        ports = allocate_ports(names, s.ports)
+        name = job.name().get() if hasattr(job.name(), "get") else str(job.name())
+        sandbox = make_sandbox(s.sandbox, name, self._environ)
+        self._out.write(f"stoker run: sandbox {sandbox}\n")
+        if ports:
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
+            self._out.write(f"stoker run: ports {shown}\n")
+        self._out.flush()
+        rules = ServiceRules(
+            service=bool(job.service().get()),
+            max_task_failures=int(job.max_task_failures().get()),
+            backoff_base_secs=s.restart_backoff_secs,
+            backoff_max_secs=max(s.restart_backoff_secs, s.restart_backoff_max_secs),
+        )
+        if threading.current_thread() is threading.main_thread():
+            self._install_signals()
+        env = {k: v for k, v in self._environ.items() if k != "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"}
+        attempt = 0
+        while True:
+            spec = bind(
+                job,
+                instance=s.instance,
+                ports=ports,
+                task_id=f"{name}-{s.instance}-{uuid.uuid4().hex[:8]}",
+                hostname=socket.gethostname(),
+                user=getpass.getuser(),
+            )
+            if attempt > 0:
+                _archive_logs(sandbox, attempt)
+            reporter = ConsoleReporter(self._out, spec.label)
+            owner = TaskOwner(spec, sandbox=sandbox, env=env, reporter=reporter, kill_grace_secs=s.kill_grace_secs)
+            self._owner = owner
+            if self._stop.is_set():
+                return 0
+            final = owner.run()
+            self._owner = None
+            attempt += 1
+            decision = rules.ended(final.state, owner.uptime_secs, stop_requested=self._stop.is_set())
+            if not isinstance(decision, Restart):
+                reporter.line("stoker", f"{final.state.value}: {final.message}; {decision.reason} (exit {decision.exit_code})")
+                return decision.exit_code
+            reporter.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
+            if self._stop.wait(decision.delay_secs):
+                return 0 if final.state is not TaskState.FAILED else 1
+
+
+def _archive_logs(sandbox: Path, attempt: int) -> None:
+    """Keep the previous attempt's logs: .logs → .logs.attempt-N (run numbers restart at 0)."""
+    logs = sandbox / ".logs"
+    if logs.is_dir():
+        try:
+            logs.rename(sandbox / f".logs.attempt-{attempt - 1}")
+        except OSError as exc:
+            logger.error("run could not archive %s: %s", logs, exc)

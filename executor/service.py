@@ -1,0 +1,83 @@
+"""`stoker run`'s scheduler rules (CONTRACT §7): whether and when a task that ended runs
+again. Pure: no I/O, no clock of its own, no logging.
+
+    service=True: every end → run again (after back-off)
+    otherwise:    FINISHED → stop (exit 0)
+                  FAILED   → run again while failures < max_task_failures (-1: always),
+                             else stop (exit 1)
+    a stop requested by the user (Ctrl-C / SIGTERM) → stop, never restart
+
+Back-off doubles with each quick end (base, 2·base, 4·base, ... up to max); a task that
+stayed up for `reset_after_secs` restarts at once and resets the back-off, so a flapping
+service cannot spin the machine while a crash after a long healthy run costs nothing.
+"""
+from __future__ import annotations
+
+import attrs
+
+from executor.events import TaskState
+
+
+@attrs.frozen(slots=True)
+class Restart:
+    delay_secs: float
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class Stop:
+    exit_code: int
+    reason: str
+
+
+class ServiceRules:
+    def __init__(
+        self,
+        *,
+        service: bool,
+        max_task_failures: int,
+        backoff_base_secs: float = 1.0,
+        backoff_max_secs: float = 60.0,
+        reset_after_secs: float = 60.0,
+    ) -> None:
+        if backoff_base_secs < 0 or backoff_max_secs < backoff_base_secs:
+            raise ValueError("back-off needs 0 <= base <= max")
+        self._service = service
+        self._max_task_failures = max_task_failures
+        self._base = backoff_base_secs
+        self._max = backoff_max_secs
+        self._reset_after = reset_after_secs
+        self.failures = 0  # failed task runs so far
+        self.runs = 0  # task runs ended so far
+        self._quick_ends = 0  # consecutive ends that came sooner than reset_after_secs
+
+    def ended(self, state: TaskState, uptime_secs: float, stop_requested: bool = False) -> Restart | Stop:
+        """The task ended in `state` after `uptime_secs`; decide what comes next."""
+        if not state.terminal:
+            raise ValueError(f"{state.value} is not a terminal state")
+        self.runs += 1
+        if state is TaskState.FAILED:
+            self.failures += 1
+        if stop_requested:
+            return Stop(0 if state is not TaskState.FAILED else 1, f"stopped on request; task {state.value}")
+        if self._service:
+            return self._restart(uptime_secs, f"service task {state.value}; services restart on any end")
+        if state is TaskState.FINISHED:
+            return Stop(0, "task finished successfully")
+        if state is TaskState.KILLED:
+            return Stop(1, "task was killed")
+        limit = self._max_task_failures
+        if limit == -1 or self.failures < limit:
+            shown = "unlimited" if limit == -1 else str(limit)
+            return self._restart(
+                uptime_secs, f"task failed ({self.failures} of max_task_failures={shown})"
+            )
+        return Stop(1, f"task failed {self.failures} time(s); max_task_failures={limit} reached")
+
+    def _restart(self, uptime_secs: float, why: str) -> Restart:
+        if uptime_secs >= self._reset_after:
+            self._quick_ends = 0
+            return Restart(0.0, f"{why}; it ran {uptime_secs:.1f} s, restarting now")
+        self._quick_ends += 1
+        delay = min(self._max, self._base * 2 ** (self._quick_ends - 1))
+        return Restart(delay, f"{why}; restarting in {delay:.1f} s (quick end {self._quick_ends})")

@@ -1,0 +1,115 @@
+"""The task-status machine: planner outcomes, health verdicts and kills in; the task's
+state and the updates to report out. Pure: no I/O, no clock, no logging.
+
+    STARTING ──processes started, no check──▶ RUNNING
+    STARTING ──health RUNNING──────────────▶ RUNNING (healthy)
+    STARTING/RUNNING ──health FAILED──▶ killing(cause FAILED) ──processes gone──▶ FAILED
+    STARTING/RUNNING ──kill requested──▶ killing(cause KILLED) ──processes gone──▶ KILLED
+    STARTING/RUNNING ──planner SUCCESS──▶ FINISHED
+    STARTING/RUNNING ──planner FAILED───▶ FAILED
+
+The first cause wins: a kill that follows a health failure still ends FAILED, and a health
+failure during a kill still ends KILLED. Terminal states stick; nothing is reported after
+one. The terminal update is only produced once every process is gone (the planner reached
+a terminal phase), so a scheduler never sees TASK_FAILED while the old processes still hold
+their ports.
+"""
+from __future__ import annotations
+
+import attrs
+
+from executor.events import TaskState, Transition
+from executor.planner import TaskPhase
+from healthcheck.policy import HealthState, Verdict
+
+
+@attrs.frozen(slots=True)
+class Update:
+    """A task-level status to report (a Mesos TaskStatus, or a line under `stoker run`)."""
+
+    state: TaskState
+    message: str
+    healthy: bool | None = None
+
+
+@attrs.frozen(slots=True)
+class Outcome:
+    """What the owner must do after feeding the machine one fact."""
+
+    updates: tuple[Update, ...] = ()
+    transitions: tuple[Transition, ...] = ()
+    kill_reason: str | None = None  # set: start a staged kill of the task now
+
+
+NO_CHANGE = Outcome()
+
+
+class TaskStatusMachine:
+    def __init__(self, health_checked: bool) -> None:
+        self._health_checked = health_checked
+        self._state = TaskState.STARTING
+        self._healthy: bool | None = None
+        self._kill_cause: TaskState | None = None  # FAILED (health) or KILLED (request)
+        self._kill_reason = ""
+
+    @property
+    def state(self) -> TaskState:
+        return self._state
+
+    @property
+    def killing(self) -> bool:
+        return self._kill_cause is not None and not self._state.terminal
+
+    def started(self) -> Outcome:
+        """The task was launched and its sandbox made: STARTING is reported."""
+        reason = "task launched; sandbox ready, starting processes"
+        return Outcome(
+            updates=(Update(TaskState.STARTING, reason),),
+            transitions=(Transition(None, None, "NEW", TaskState.STARTING.value, reason),),
+        )
+
+    def processes_started(self) -> Outcome:
+        if self._health_checked or self._state is not TaskState.STARTING or self.killing:
+            return NO_CHANGE
+        return self._move(TaskState.RUNNING, "processes started; no health check configured", None)
+
+    def health(self, verdict: Verdict) -> Outcome:
+        if self._state.terminal or self.killing or not verdict.changed:
+            return NO_CHANGE
+        if verdict.state is HealthState.RUNNING and self._state is TaskState.STARTING:
+            return self._move(TaskState.RUNNING, f"healthy: {verdict.reason}", True)
+        if verdict.state is HealthState.FAILED:
+            self._healthy = False
+            return self._begin_kill(TaskState.FAILED, f"health check failed: {verdict.reason}")
+        return NO_CHANGE
+
+    def kill_requested(self, reason: str) -> Outcome:
+        if self._state.terminal or self.killing:
+            return NO_CHANGE
+        return self._begin_kill(TaskState.KILLED, reason)
+
+    def task_ended(self, phase: TaskPhase, reason: str) -> Outcome:
+        """The planner reached a terminal phase: every process of the task is gone."""
+        if self._state.terminal:
+            return NO_CHANGE
+        if self._kill_cause is not None:
+            return self._move(self._kill_cause, self._kill_reason, self._healthy)
+        if phase is TaskPhase.SUCCESS:
+            return self._move(TaskState.FINISHED, reason or "every process finished successfully", self._healthy)
+        if phase is TaskPhase.KILLED:
+            return self._move(TaskState.KILLED, reason or "task killed", self._healthy)
+        return self._move(TaskState.FAILED, reason or "task failed", self._healthy)
+
+    def _begin_kill(self, cause: TaskState, reason: str) -> Outcome:
+        self._kill_cause = cause
+        self._kill_reason = reason
+        transition = Transition(None, None, self._state.value, "KILLING", reason)
+        return Outcome(transitions=(transition,), kill_reason=reason)
+
+    def _move(self, to: TaskState, reason: str, healthy: bool | None) -> Outcome:
+        before = "KILLING" if self.killing else self._state.value
+        self._state = to
+        if healthy is not None:
+            self._healthy = healthy
+        transition = Transition(None, None, before, to.value, reason)
+        return Outcome(updates=(Update(to, reason, healthy),), transitions=(transition,))
