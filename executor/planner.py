@@ -31,15 +31,15 @@ the final processes, with their own `finalization_wait` budget.
 from __future__ import annotations
 
 import enum
-import signal
 
 import attrs
 
 from config.spec import ProcessSpec, TaskSpec
 from executor.events import ExitStatus, SignalRun, StartRun, Transition
 
-SIGTERM = int(signal.SIGTERM)
-SIGKILL = int(signal.SIGKILL)
+# POSIX fixes these two numbers; the `signal` module is an OS interface a pure module avoids.
+SIGTERM = 15
+SIGKILL = 9
 # SIGKILL cannot be ignored, so the owner will report the exit; this only guards against hanging.
 GIVE_UP_AFTER_SIGKILL_SECS = 1.0
 

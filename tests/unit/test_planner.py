@@ -549,7 +549,8 @@ def test_planner_module_is_pure():
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    banned = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging"}
+    banned = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging",
+              "select", "signal"}
     assert imported & banned == set()
 
 
@@ -612,3 +613,7 @@ def test_random_event_sequences_keep_the_invariants(actions, concurrency, daemon
         elif running:
             check(h.exit(running[0], 0))
     assert h.planner.phase.terminal
+
+
+def test_signal_numbers_match_the_platform():
+    assert (planner_module.SIGTERM, planner_module.SIGKILL) == (TERM, KILL)
