@@ -1,0 +1,53 @@
+"""The one family of configuration errors.
+
+Owns `ConfigError` and its subclasses. Every problem with a `.aurora` file, a task document,
+a template binding or the settings is one of these, with a message that names the file and
+line, the job key, the field and the value where they are known. Never raises anything else
+and does no I/O.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class ConfigError(Exception):
+    """A job, task document or setting is invalid; the message says where and why."""
+
+    def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        # Each problem as its own sentence, for callers that list them one per line.
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BindError(ConfigError):
+    """Binding a job for one run left references unbound or ports missing."""
+
+    def __init__(
+        self,
+        message: str,
+        unbound: Iterable[str] = (),
+        missing_ports: Iterable[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.unbound: tuple[str, ...] = tuple(unbound)
+        self.missing_ports: tuple[str, ...] = tuple(missing_ports)
+
+
+class TaskDocumentError(ConfigError):
+    """The TaskInfo.data task document is malformed."""
+
+
+class SettingsError(ConfigError):
+    """A flag or an environment variable is missing or invalid."""
+
+
+def join_problems(prefix: str, problems: list[str]) -> str:
+    """One message for one or more problems, in the order they were found."""
+    if len(problems) == 1:
+        return f"{prefix}: {problems[0]}"
+    listed = "; ".join(problems)
+    return f"{prefix}: {len(problems)} problems: {listed}"

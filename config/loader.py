@@ -1,0 +1,373 @@
+"""Loading `.aurora` files, selecting a job by key, and validating jobs.
+
+Owns running a config file with the schema in scope (a fresh namespace each time, with
+`include('relative/path')` of sibling files), reading the JSON form (`{"jobs": [...]}` or a
+single job), picking the job for `cluster/role/environment/name`, and `validate_job`, the
+checks every job passes before anything runs, whether it came from a file or a task
+document (AURORA-SEMANTICS.md §3.6, §4.1, §4.2; CONTRACT §5, §8).
+
+Every problem is a `ConfigError` whose message names the file (and line, for errors while
+running the file), the job key, the field and the value. Never lets a traceback through.
+Reads files; no other I/O, no logging.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from pystachio import Empty
+
+from config.errors import ConfigError, join_problems
+from config.schema import SCHEMA_NAMESPACE, Job, from_tree
+from config.templates import flatten, normalize_tree, refs_in
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_IDENTIFIER = re.compile(r"^[\w\-.]+$")
+_PORT_REF = re.compile(r"^thermos\.ports\[[^\]]+\]$")
+_MAX_SHOWN = 500  # characters of an exception message quoted in a ConfigError
+
+
+# ---- running config files ----
+
+
+class _IncludeError(Exception):
+    pass
+
+
+class _Run:
+    """One execution of a config file and everything it includes, into one namespace."""
+
+    def __init__(self) -> None:
+        self.files: set[str] = set()
+        self.stack: list[Path] = []
+        self.namespace: dict[str, Any] = dict(SCHEMA_NAMESPACE)
+        self.namespace.update(include=self.include, __name__="__stoker_config__")
+
+    def run(self, path: Path, text: str) -> None:
+        self.files.add(str(path))
+        code = compile(text, str(path), "exec")
+        self.stack.append(path)
+        try:
+            exec(code, self.namespace)  # noqa: S102 (config files are Python, as in Aurora)
+        finally:
+            self.stack.pop()
+
+    def include(self, relative: str) -> None:
+        if not isinstance(relative, (str, Path)):
+            raise _IncludeError(f"include() takes a relative path, not {relative!r}")
+        path = self.stack[-1].parent / relative
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _IncludeError(f"include({str(relative)!r}) cannot read {path}: {_reason(exc)}") from None
+        self.run(path, text)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+def _where(run: _Run, exc: BaseException) -> tuple[str, list[str]]:
+    """`file:line` of the config line that failed, and the include lines that led there."""
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in run.files:
+            frames.append(f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}")
+        tb = tb.tb_next
+    if isinstance(exc, SyntaxError) and exc.filename in run.files:
+        frames.append(f"{exc.filename}:{exc.lineno}")
+    if not frames:
+        return (str(run.stack[0]) if run.stack else "?"), []
+    return frames[-1], frames[:-1]
+
+
+def _exec_error(run: _Run, exc: BaseException) -> ConfigError:
+    where, chain = _where(run, exc)
+    if isinstance(exc, SyntaxError):
+        what = f"syntax error: {exc.msg}"
+    elif isinstance(exc, _IncludeError):
+        what = str(exc)
+    else:
+        text = str(exc)
+        text = text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
+        what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    included = "".join(f" (included from {c})" for c in reversed(chain))
+    return ConfigError(f"{where}: {what}{included}")
+
+
+def load_jobs(path: str | Path) -> list[Any]:
+    """The jobs a config file defines, in file order (not yet validated)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {_reason(exc)}") from None
+    if path.suffix == ".json" or text.lstrip().startswith("{"):
+        jobs = _json_jobs(path, text)
+        if jobs is not None:
+            return jobs
+    run = _Run()
+    run.stack.append(path)  # so errors before the first frame still name the file
+    try:
+        run.run(path, text)
+    except (Exception, SystemExit) as exc:  # anything the config raises becomes file:line
+        raise _exec_error(run, exc) from None
+    if "jobs" not in run.namespace:
+        raise ConfigError(f"{path}: defines no `jobs`; a config file must end with jobs = [Job(...), ...]")
+    return _check_jobs_list(path, run.namespace["jobs"])
+
+
+def _check_jobs_list(path: Path, jobs: Any) -> list[Any]:
+    if not isinstance(jobs, (list, tuple)):
+        raise ConfigError(f"{path}: `jobs` must be a list of Job objects, not {type(jobs).__name__}")
+    for i, job in enumerate(jobs):
+        if not isinstance(job, Job):
+            raise ConfigError(f"{path}: jobs[{i}] is a {type(job).__name__}, not a Job")
+    return list(jobs)
+
+
+def _json_jobs(path: Path, text: str) -> list[Any] | None:
+    """The jobs of a JSON config, or None when a non-.json file is not JSON after all."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        if path.suffix != ".json":
+            return None
+        line = getattr(exc, "lineno", "?")
+        raise ConfigError(f"{path}:{line}: not valid JSON: {exc}") from None
+    items = doc.get("jobs") if isinstance(doc, dict) and "jobs" in doc else [doc]
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: \"jobs\" must be a list of job objects")
+    jobs = []
+    for i, item in enumerate(items):
+        try:
+            jobs.append(from_tree(Job, normalize_tree(item), f"jobs[{i}]"))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}", exc.problems) from None
+    return jobs
+
+
+# ---- selecting a job ----
+
+
+def job_key(job: Any) -> str:
+    """`cluster/role/environment/name` of a job, with `?` for a part that is unset."""
+    parts = []
+    for field in ("cluster", "role", "environment", "name"):
+        try:
+            value = getattr(job, field)()
+            parts.append("?" if value is None or value is Empty else str(value))
+        except Exception:  # noqa: BLE001 (a broken template must not hide the key)
+            parts.append("?")
+    return "/".join(parts)
+
+
+def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
+    """The job for `jobkey` (`cluster/role/environment/name`); None when there is only one."""
+    keys = [job_key(j) for j in jobs]
+    listed = ", ".join(keys) or "none"
+    if not jobs:
+        raise ConfigError(f"{path}: `jobs` is empty; there is no job to run")
+    if jobkey is None:
+        if len(jobs) == 1:
+            return jobs[0]
+        raise ConfigError(f"{path}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
+    parts = jobkey.split("/")
+    if len(parts) != 4 or not all(parts):
+        raise ConfigError(f"job key {jobkey!r} is not cluster/role/environment/name")
+    matches = [j for j, k in zip(jobs, keys) if k == jobkey]
+    if not matches:
+        raise ConfigError(f"{path}: no job {jobkey}; the file defines: {listed}")
+    if len(matches) > 1:
+        raise ConfigError(f"{path}: {len(matches)} jobs have the key {jobkey}; keys must be unique")
+    return matches[0]
+
+
+def load_job(path: str | Path, jobkey: str | None = None) -> Any:
+    """Loads, selects and validates one job; returns it expanded as far as load time allows."""
+    job = select_job(load_jobs(path), jobkey, path)
+    return prepare_job(job, str(path))
+
+
+# ---- validation ----
+
+
+def validate_job(job: Any, source: str) -> None:
+    """Raises ConfigError (naming `source`, the job key, fields and values) if `job` is invalid."""
+    prepare_job(job, source)
+
+
+def prepare_job(job: Any, source: str) -> Any:
+    """`validate_job`, returning the job flattened and with `<<ref>>` rewritten."""
+    key = job_key(job)
+    try:
+        flat = flatten(job)
+    except ConfigError as exc:
+        raise ConfigError(join_problems(f"{source}: job {key}", list(exc.problems)), exc.problems) from None
+    problems = check_job(_plain(flat.get()))
+    if problems:
+        raise ConfigError(join_problems(f"{source}: job {job_key(flat)}", problems), problems)
+    return flat
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def check_job(job: dict) -> list[str]:
+    """Every rule a well-typed job (as plain values) breaks, as sentences."""
+    problems: list[str] = []
+    for field in ("cluster", "role", "environment", "name"):
+        value = job.get(field)
+        if isinstance(value, str) and not _IDENTIFIER.match(value):
+            problems.append(f"job.{field} = {value!r} may only contain letters, digits, _, - and .")
+    if job.get("max_task_failures", 1) < -1:
+        problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")
+    problems += _check_task(job.get("task") or {})
+    problems += _check_health(job.get("health_check_config") or {})
+    problems += _check_lifecycle((job.get("lifecycle") or {}).get("http"))
+    problems += _check_port_refs(job)
+    return problems
+
+
+def _at_least(problems: list[str], path: str, value: Any, low: float, why: str = "") -> None:
+    if isinstance(value, (int, float)) and value < low:
+        problems.append(f"{path} = {value} must be at least {low}{why}")
+
+
+def _check_task(task: dict) -> list[str]:
+    problems: list[str] = []
+    processes = task.get("processes") or []
+    if not processes:
+        problems.append("job.task.processes is empty; a task needs at least one process")
+    seen: set[str] = set()
+    for i, p in enumerate(processes):
+        path, name = f"job.task.processes[{i}]", p.get("name", "")
+        if not _SAFE_NAME.match(name):
+            problems.append(
+                f"{path}.name = {name!r} is not a safe process name: names are used as directory "
+                "names, so they must match ^[A-Za-z0-9_][A-Za-z0-9_.-]*$ (no '/', no leading '.', "
+                "no templates)")
+        elif name in seen:
+            problems.append(f"{path}.name = {name!r} is used by more than one process")
+        seen.add(name)
+        _at_least(problems, f"{path}.max_failures", p.get("max_failures"), 0, " (0 = unlimited)")
+        _at_least(problems, f"{path}.min_duration", p.get("min_duration"), 0)
+        rotate = (p.get("logger") or {}).get("rotate")
+        if rotate:
+            _at_least(problems, f"{path}.logger.rotate.log_size", rotate.get("log_size"), 1)
+            _at_least(problems, f"{path}.logger.rotate.backups", rotate.get("backups"), 1)
+    _at_least(problems, "job.task.max_failures", task.get("max_failures"), 0, " (0 = never)")
+    _at_least(problems, "job.task.max_concurrency", task.get("max_concurrency"), 0, " (0 = unlimited)")
+    _at_least(problems, "job.task.finalization_wait", task.get("finalization_wait"), 0)
+    finals = {p.get("name"): bool(p.get("final")) for p in processes}
+    return problems + _check_constraints(task.get("constraints") or [], finals)
+
+
+def _check_constraints(constraints: list[dict], finals: dict[str, bool]) -> list[str]:
+    problems: list[str] = []
+    edges: dict[str, list[str]] = {name: [] for name in finals}
+    for i, constraint in enumerate(constraints):
+        names = list(constraint.get("order") or [])
+        path = f"job.task.constraints[{i}].order"
+        unknown = [n for n in names if n not in finals]
+        if unknown:
+            problems.append(f"{path} = {names} names unknown processes: {', '.join(unknown)} "
+                            f"(the task has: {', '.join(finals) or 'none'})")
+            continue
+        if len({finals[n] for n in names}) > 1:
+            problems.append(f"{path} = {names} mixes final and non-final processes, which run in "
+                            "different stages and cannot be ordered against each other")
+            continue
+        for before, after in zip(names, names[1:]):
+            edges[before].append(after)
+    cycle = _find_cycle(edges)
+    if cycle:
+        problems.append("job.task.constraints form a cycle, so none of these can ever start: "
+                        + " -> ".join(cycle))
+    return problems
+
+
+def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in edges.get(node, ()):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in edges:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def _check_health(hc: dict) -> list[str]:
+    problems: list[str] = []
+    p = "job.health_check_config"
+    interval = hc.get("interval_secs")
+    if isinstance(interval, (int, float)) and interval <= 0:
+        problems.append(f"{p}.interval_secs = {interval} must be greater than 0 "
+                        "(it is the pause between checks and divides initial_interval_secs)")
+    timeout = hc.get("timeout_secs")
+    if isinstance(timeout, (int, float)) and timeout <= 0:
+        problems.append(f"{p}.timeout_secs = {timeout} must be greater than 0")
+    _at_least(problems, f"{p}.initial_interval_secs", hc.get("initial_interval_secs"), 0)
+    _at_least(problems, f"{p}.max_consecutive_failures", hc.get("max_consecutive_failures"), 0)
+    _at_least(problems, f"{p}.min_consecutive_successes", hc.get("min_consecutive_successes"), 0)
+    return problems
+
+
+def _check_lifecycle(http: dict | None) -> list[str]:
+    problems: list[str] = []
+    if http:
+        p = "job.lifecycle.http"
+        _at_least(problems, f"{p}.graceful_shutdown_wait_secs", http.get("graceful_shutdown_wait_secs"), 0)
+        _at_least(problems, f"{p}.shutdown_wait_secs", http.get("shutdown_wait_secs"), 0)
+    return problems
+
+
+def _check_port_refs(job: dict) -> list[str]:
+    problems = []
+    for path, text in _strings(job, "job"):
+        for ref in refs_in(text):
+            if _is_port_scope(ref) and not _PORT_REF.match(ref):
+                problems.append(f"{path} uses {{{{{ref}}}}}, which is not a port reference; "
+                                "write {{thermos.ports[NAME]}}")
+    return problems
+
+
+def _strings(tree: Any, path: str) -> Iterable[tuple[str, str]]:
+    if isinstance(tree, str):
+        yield path, tree
+    elif isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _strings(v, f"{path}.{k}")
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            yield from _strings(v, f"{path}[{i}]")
+
+
+def _is_port_scope(ref: str) -> bool:
+    return ref == "thermos.ports" or ref.startswith(("thermos.ports.", "thermos.ports["))

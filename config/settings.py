@@ -1,0 +1,255 @@
+"""Settings from flags and `MESOS_*` / `STOKER_*` variables: the only code that reads them.
+
+Owns `ExecutorSettings` (what `stoker executor` gets from the Mesos agent's environment,
+MESOS-API.md §"Environment variables") and `RunSettings` (`stoker run`'s arguments), both
+frozen attrs classes. Each field carries its own table row as metadata, twitter.common
+style: flag, environment variables, default, help and parser, so `add_arguments` builds the
+`--help` text and `from_env` reads the values from the same place.
+
+Precedence for a field: flag (an override) > environment variable > default, except where
+a field lists `env_over_flag` (RunSettings.sandbox: CONTRACT §4 puts $MESOS_SANDBOX and
+$MESOS_DIRECTORY before `--sandbox`). An empty variable counts as unset.
+
+Never logs; the executor token is never part of a repr and `pop_secrets` removes it from
+the environment the task processes get.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from typing import Any, Callable, Iterable, Mapping, MutableMapping
+
+import attrs
+
+from config.errors import SettingsError
+
+TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+_DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ns|us|ms|secs|mins|hrs|days|weeks)$")
+_UNIT_SECS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "secs": 1.0, "mins": 60.0, "hrs": 3600.0,
+              "days": 86400.0, "weeks": 604800.0}
+_PORT = re.compile(r"^([A-Za-z0-9_][\w.\-]*)=(\d+)$")
+
+# ---- parsers: each raises ValueError whose message starts with the offending value ----
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds in a Mesos (stout) duration: `5secs`, `15mins`, `500ms`, `1.5secs`, `2hrs`..."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if math.isfinite(text) and text >= 0:
+            return float(text)
+        raise ValueError(f"{text!r} is not a non-negative number of seconds")
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (e.g. 15mins, 500ms)")
+    return float(match.group(1)) * _UNIT_SECS[match.group(2)]
+
+
+def parse_port(text: str) -> tuple[str, int]:
+    """`NAME=NUM` -> (NAME, NUM), NUM in 1..65535."""
+    match = _PORT.match(text) if isinstance(text, str) else None
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"{text!r} is not NAME=NUMBER with a port number in 1..65535")
+    return match.group(1), int(match.group(2))
+
+
+def parse_ports(items: Iterable[str] | Mapping[str, int]) -> dict[str, int]:
+    """Several `NAME=NUM` (or a ready map, checked the same way); a name may appear once."""
+    pairs = list(items.items()) if isinstance(items, Mapping) else [parse_port(t) for t in items]
+    ports: dict[str, int] = {}
+    for name, number in pairs:
+        if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, int):
+            raise ValueError(f"{name!r}: {number!r} is not a port name and number")
+        parse_port(f"{name}={number}")
+        if name in ports:
+            raise ValueError(f"{name!r} is given more than once")
+        ports[name] = int(number)
+    return ports
+
+
+def parse_instance(text: str | int) -> int:
+    try:
+        value = int(text) if not isinstance(text, (bool, float)) else None
+    except ValueError:
+        value = None
+    if value is None or value < 0:
+        raise ValueError(f"{text!r} is not a non-negative integer")
+    return value
+
+
+def parse_log_format(text: str) -> str:
+    if text not in LOG_FORMATS:
+        raise ValueError(f"{text!r} is not a log format ({', '.join(LOG_FORMATS)})")
+    return text
+
+
+def parse_log_level(text: str) -> str:
+    level = text.upper() if isinstance(text, str) else ""
+    if level not in LOG_LEVELS:
+        raise ValueError(f"{text!r} is not a log level ({', '.join(LOG_LEVELS)})")
+    return level
+
+
+def parse_checkpoint(text: str | bool) -> bool:
+    """Only "1" means on (MESOS_CHECKPOINT is always set, to "1" or "0")."""
+    return text is True or text == "1"
+
+
+def _text(value: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not text")
+    return value
+
+
+def setting(*, help: str, env: tuple[str, ...] = (), flag: str | None = None,
+            parse: Callable[[Any], Any] = _text, default: Any = attrs.NOTHING,
+            factory: Callable[[], Any] | None = None, repr: bool = True, **argparse_kw: Any) -> Any:
+    """One settings field and its table row (see the module docstring)."""
+    metadata = {"help": help, "env": env, "flag": flag, "parse": parse, "argparse": argparse_kw,
+                "env_over_flag": argparse_kw.pop("env_over_flag", ())}
+    if factory is not None:
+        return attrs.field(factory=factory, metadata=metadata, repr=repr)
+    return attrs.field(default=default, metadata=metadata, repr=repr)
+
+
+def _from_sources(cls: type, environ: Mapping[str, str], overrides: dict[str, Any]) -> Any:
+    fields = attrs.fields(cls)
+    known = {f.name for f in fields}
+    problems = [f"unknown setting {name!r}" for name in sorted(set(overrides) - known)]
+    values: dict[str, Any] = {}
+    for f in fields:
+        source, raw = _pick(f, environ, overrides)
+        if raw is None:
+            if f.default is attrs.NOTHING:
+                where = " or ".join(f.metadata["env"]) or f.metadata["flag"] or f.name
+                problems.append(f"{where} is not set ({f.metadata['help']})")
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{source}={exc}")
+    if problems:
+        raise SettingsError(f"invalid {cls.__name__}: " + "; ".join(problems), problems)
+    return cls(**values)
+
+
+def _pick(f: attrs.Attribute, environ: Mapping[str, str], overrides: dict[str, Any]) -> tuple[str, Any]:
+    for name in f.metadata["env_over_flag"]:
+        if environ.get(name):
+            return name, environ[name]
+    if overrides.get(f.name) is not None:
+        return f.metadata["flag"] or f.name, overrides[f.name]
+    for name in f.metadata["env"]:
+        if environ.get(name):
+            return name, environ[name]
+    return "", None
+
+
+@attrs.frozen(kw_only=True)
+class ExecutorSettings:
+    """What `stoker executor` runs with; all from the agent's environment."""
+
+    agent_endpoint: str = setting(env=("MESOS_AGENT_ENDPOINT",),
+                                  help="the agent's ip:port, for its executor API")
+    framework_id: str = setting(env=("MESOS_FRAMEWORK_ID",), help="the framework's ID")
+    executor_id: str = setting(env=("MESOS_EXECUTOR_ID",), help="this executor's ID")
+    agent_id: str | None = setting(env=("MESOS_SLAVE_ID",), default=None, help="the agent's ID")
+    sandbox: str = setting(env=("MESOS_SANDBOX", "MESOS_DIRECTORY"), factory=os.getcwd,
+                           help="the task sandbox (default: the current directory)")
+    checkpoint: bool = setting(env=("MESOS_CHECKPOINT",), parse=parse_checkpoint, default=False,
+                               help='"1" when the framework checkpoints, so the executor recovers')
+    recovery_timeout_secs: float = setting(
+        env=("MESOS_RECOVERY_TIMEOUT",), parse=parse_duration, default=900.0,
+        help="how long to keep reconnecting to a restarted agent (default 15mins)")
+    subscription_backoff_max_secs: float = setting(
+        env=("MESOS_SUBSCRIPTION_BACKOFF_MAX",), parse=parse_duration, default=2.0,
+        help="the longest random wait between resubscriptions (default 2secs)")
+    shutdown_grace_secs: float = setting(
+        env=("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",), parse=parse_duration, default=5.0,
+        help="time from SHUTDOWN until the agent destroys the container (default 5secs)")
+    auth_token: str | None = setting(env=(TOKEN_VARIABLE,), default=None, repr=False,
+                                     help="the executor's bearer token for the agent")
+    hostname: str | None = setting(env=("STOKER_HOSTNAME",), flag="--hostname", default=None,
+                                   help="the host name for {{mesos.hostname}} (default: the agent's)")
+    log_format: str = setting(env=("STOKER_LOG_FORMAT",), flag="--log-format", default="text",
+                              parse=parse_log_format, choices=LOG_FORMATS,
+                              help="log lines as text or json (default text)")
+    log_level: str = setting(env=("STOKER_LOG_LEVEL",), flag="--log-level", default="INFO",
+                             parse=parse_log_level, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> "ExecutorSettings":
+        """Settings from `environ`; `overrides` (None = not given) win. Raises SettingsError."""
+        return _from_sources(cls, environ, overrides)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> "ExecutorSettings":
+        return cls.from_env(environ, **_namespace_values(cls, args))
+
+
+@attrs.frozen(kw_only=True)
+class RunSettings:
+    """What `stoker run` runs with: its arguments, with STOKER_* variables as fallbacks."""
+
+    config: str = setting(flag="config", positional=True, metavar="CONFIG",
+                          help="the .aurora (or JSON) file defining the job")
+    jobkey: str | None = setting(flag="jobkey", positional=True, nargs="?", metavar="JOBKEY",
+                                 default=None,
+                                 help="cluster/role/environment/name; optional when the file has one job")
+    instance: int = setting(flag="--instance", parse=parse_instance, default=0, metavar="N",
+                            help="the instance number for {{mesos.instance}} (default 0)")
+    sandbox: str | None = setting(
+        flag="--sandbox", env=("STOKER_SANDBOX",), env_over_flag=("MESOS_SANDBOX", "MESOS_DIRECTORY"),
+        default=None, metavar="DIR",
+        help="the sandbox directory, used as is if it exists (default: a fresh one here)")
+    ports: dict[str, int] = setting(flag="--port", parse=parse_ports, factory=dict, action="append",
+                                    metavar="NAME=NUM", help="use this port number for NAME (repeatable)")
+    log_format: str = setting(env=("STOKER_LOG_FORMAT",), flag="--log-format", default="text",
+                              parse=parse_log_format, choices=LOG_FORMATS,
+                              help="log lines as text or json (default text)")
+    log_level: str = setting(env=("STOKER_LOG_LEVEL",), flag="--log-level", default="INFO",
+                             parse=parse_log_level, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> "RunSettings":
+        """Settings from `overrides` (flags; None = not given) and `environ`. Raises SettingsError."""
+        return _from_sources(cls, environ, overrides)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> "RunSettings":
+        return cls.from_env(environ, **_namespace_values(cls, args))
+
+
+def _namespace_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in attrs.fields(cls) if hasattr(args, f.name)}
+
+
+def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> argparse.ArgumentParser:
+    """Declares the flags and positionals of `settings_cls` on `parser`, from its metadata.
+
+    Every option defaults to None so that `from_args` can tell "not given" from a value and
+    fall back to the environment, then to the field's default (shown in the help).
+    """
+    for f in attrs.fields(settings_cls):
+        md = f.metadata
+        if not md.get("flag"):
+            continue
+        extra = dict(md["argparse"])
+        positional = extra.pop("positional", False)
+        first = [f"{name} (before the flag)" for name in md["env_over_flag"]]
+        names = first + list(md["env"])
+        env = f" [env {', '.join(names)}]" if names else ""
+        if positional:
+            parser.add_argument(md["flag"], help=md["help"] + env, default=None, **extra)
+        else:
+            parser.add_argument(md["flag"], dest=f.name, help=md["help"] + env, default=None, **extra)
+    return parser
+
+
+def pop_secrets(environ: MutableMapping[str, str]) -> None:
+    """Removes the executor's token from an environment meant for task processes."""
+    environ.pop(TOKEN_VARIABLE, None)

@@ -1,0 +1,313 @@
+"""Templates: `<<ref>>` spelling, template expansion, port discovery and binding.
+
+Owns turning a loaded pystachio Job into a `config.spec.JobSpec` for one run: binds
+`thermos.ports[NAME]`, `thermos.task_id`, `thermos.user`, `mesos.instance`, `mesos.hostname`
+(the job's own `role`, `environment`, `cluster`, `name` bind themselves through pystachio's
+struct scoping), expands every string, and names every reference left unbound. Also finds
+the port names a task needs, and rewrites `<<ref>>` into `{{ref}}`.
+
+Port names (CONTRACT §3, §5) are the NAMEs of `{{thermos.ports[NAME]}}` referenced in a
+process cmdline or name, or in the shell health check's command, plus the lifecycle port
+when it is not `health`. Decision: `health` is *never* added just because an HTTP (or TCP)
+checker or the HTTP lifecycle is configured, because both are configured by default and
+every job would then get a `health` port and a health check. A job is health-checked over
+HTTP/TCP only when something references `{{thermos.ports[health]}}`, exactly as in Aurora,
+where the `health` port exists only when a process asks for it. An explicitly chosen
+lifecycle port other than `health` is a deliberate choice, so it is allocated.
+
+Pure apart from pystachio: no I/O, no logging, never mutates its inputs.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+from pystachio import Empty, Ref
+from pystachio.base import Object
+from pystachio.basic import SimpleObject
+from pystachio.choice import ChoiceContainer
+from pystachio.composite import Structural
+from pystachio.container import ListContainer, MapContainer
+from pystachio.naming import Namable
+from pystachio.parsing import MustacheParser
+
+from config import spec
+from config.errors import BindError, ConfigError, join_problems
+from config.schema import HttpHealthChecker, Job, MesosContext, ThermosContext, from_tree
+
+# `<<a.b[c].d>>`: dotted names with optional [index] parts and no whitespace. A heredoc
+# (`cat <<EOF`, `<<-EOF`) has no closing `>>`, and `a << b >> c` has spaces, so both stay.
+_ANGLE_REF = re.compile(r"<<([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[\w\-./]+\])*)>>")
+_PORT_REF = re.compile(r"^thermos\.ports\[([\w\-./]+)\]$")
+
+# The parts of a job a running task uses; an unbound reference anywhere else is ignored.
+_USED_FIELDS = ("task", "health_check_config", "lifecycle", "role", "environment", "cluster",
+                "name", "service", "max_task_failures")
+
+
+def normalize_angle_refs(text: str) -> str:
+    """`<<thermos.ports[http]>>` -> `{{thermos.ports[http]}}`; everything else untouched."""
+    return _ANGLE_REF.sub(r"{{\1}}", text)
+
+
+def normalize_tree(tree: Any) -> Any:
+    """`normalize_angle_refs` applied to every string in a plain tree (a new tree)."""
+    if isinstance(tree, str):
+        return normalize_angle_refs(tree)
+    if isinstance(tree, dict):
+        return {k: normalize_tree(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [normalize_tree(v) for v in tree]
+    return tree
+
+
+class Expansion:
+    """The result of expanding a pystachio object into plain values."""
+
+    def __init__(self) -> None:
+        self.unbound: list[tuple[str, str]] = []  # (field path, "{{ref}}")
+        self.problems: list[str] = []
+
+
+def expand(obj: Any, path: str = "job") -> tuple[Any, Expansion]:
+    """Interpolates `obj` in its own scopes into plain values (dicts, lists, scalars).
+
+    Unbound references stay in the strings as `{{ref}}` and are listed with their field
+    path; scalars that are not strings are returned as given, for `from_tree` to type-check.
+    """
+    out = Expansion()
+    return _expand(obj, path, out), out
+
+
+def _expand(obj: Any, path: str, out: Expansion) -> Any:
+    if isinstance(obj, Structural):
+        scopes = obj.scopes()
+        return {name: _expand(value.in_scope(*scopes), f"{path}.{name}", out)
+                for name, value in obj._schema_data.items() if value is not Empty}
+    if isinstance(obj, ListContainer):
+        scopes = obj.scopes()
+        return [_expand(v.in_scope(*scopes), f"{path}[{i}]", out) for i, v in enumerate(obj._values)]
+    if isinstance(obj, MapContainer):
+        scopes = obj.scopes()
+        return {_expand(k.in_scope(*scopes), f"{path} key", out):
+                _expand(v.in_scope(*scopes), f"{path}[{k.get()}]", out) for k, v in obj._map}
+    if isinstance(obj, ChoiceContainer):
+        inner = obj._value
+        return _expand(inner.in_scope(*obj.scopes()), path, out) if isinstance(inner, Object) else inner
+    if isinstance(obj, SimpleObject):
+        return _expand_scalar(obj, path, out)
+    out.problems.append(f"{path}: unexpected value {obj!r}")
+    return None
+
+
+def _expand_scalar(obj: SimpleObject, path: str, out: Expansion) -> Any:
+    value = obj._value
+    if not isinstance(value, str):
+        return value
+    try:
+        text, refs = MustacheParser.resolve(value, *obj.scopes())
+    except RecursionError:
+        out.problems.append(f"{path} = {value!r} refers to itself (a template reference cycle)")
+        return value
+    except Ref.InvalidRefError as exc:
+        out.problems.append(f"{path} = {value!r} has an invalid template reference: {exc}")
+        return value
+    except (MustacheParser.Error, Namable.Error, ValueError, TypeError) as exc:
+        out.problems.append(f"{path} = {value!r} cannot be expanded: {exc}")
+        return value
+    out.unbound.extend((path, str(ref)) for ref in refs)
+    return text
+
+
+def flatten(job: Any) -> Any:
+    """A new Job with everything resolvable at load time expanded and `<<ref>>` rewritten.
+
+    The result carries no pystachio scopes: the job's own names and any `.bind()` bindings
+    are expanded into the strings; `thermos.*` and `mesos.*` references stay as `{{ref}}`.
+    Raises ConfigError naming each field that cannot be expanded or has the wrong type.
+    """
+    tree = _expanded(job)
+    normalized = normalize_tree(tree)
+    flat = from_tree(Job, normalized)
+    if normalized != tree:  # a `<<role>>` may now bind to the job's own fields
+        flat = from_tree(Job, _expanded(flat))
+    return flat
+
+
+def _expanded(job: Any) -> Any:
+    tree, out = expand(job)
+    if out.problems:
+        raise ConfigError(join_problems("invalid job", out.problems), out.problems)
+    return tree
+
+
+def refs_in(text: str) -> list[str]:
+    """The addresses of the `{{...}}` references in `text`, in order (invalid ones skipped)."""
+    found = []
+    for match in MustacheParser._MUSTACHE_RE.finditer(text):
+        if match.group(1):
+            continue  # {{&x}} is an escape, not a reference
+        try:
+            found.append(Ref.from_address(match.group(2)).address())
+        except Ref.InvalidRefError:
+            continue
+    return found
+
+
+def port_refs(text: str) -> list[str]:
+    """The NAMEs of `{{thermos.ports[NAME]}}` in `text`."""
+    return [m.group(1) for m in map(_PORT_REF.match, refs_in(text)) if m]
+
+
+def port_names(job: Any) -> list[str]:
+    """Sorted, unique port names the job's task needs (see the module docstring for why)."""
+    tree, _ = expand(job)
+    return port_names_of_tree(tree)
+
+
+def port_names_of_tree(tree: dict) -> list[str]:
+    names: set[str] = set()
+    for text in _texts_naming_ports(tree):
+        names.update(port_refs(normalize_angle_refs(text)))
+    http = (tree.get("lifecycle") or {}).get("http")
+    if isinstance(http, dict):
+        port = http.get("port", "health")
+        if isinstance(port, str) and port != "health":
+            names.add(port)
+    return sorted(names)
+
+
+def _texts_naming_ports(tree: dict) -> Iterable[str]:
+    task = tree.get("task") or {}
+    for process in task.get("processes") or ():
+        if isinstance(process, dict):
+            yield from (v for v in (process.get("name"), process.get("cmdline")) if isinstance(v, str))
+    checker = (tree.get("health_check_config") or {}).get("health_checker") or {}
+    shell = checker.get("shell") if isinstance(checker, dict) else None
+    if isinstance(shell, dict) and isinstance(shell.get("shell_command"), str):
+        yield shell["shell_command"]
+
+
+def bind(job: Any, *, instance: int, ports: dict[str, int], task_id: str, hostname: str,
+         user: str) -> spec.JobSpec:
+    """Binds one instance of `job` for one run and returns the fully expanded JobSpec.
+
+    `job` is what `load_job` or `decode` returned (validated); it is not changed.
+    Raises BindError listing every missing port and every unbound reference in the parts of
+    the job the task uses, or ConfigError when a bound value has the wrong type.
+    """
+    _check_ports(ports)
+    job = flatten(job)
+    needed = port_names(job)
+    missing = [name for name in needed if name not in ports]
+    bound = job.bind(thermos=ThermosContext(ports=dict(ports), task_id=task_id, user=user),
+                     mesos=MesosContext(instance=instance, hostname=hostname))
+    tree, out = expand(bound)
+    if out.problems:
+        raise ConfigError(join_problems(f"job {_key(tree)}", out.problems), out.problems)
+    unbound = sorted({ref for path, ref in out.unbound
+                      if path.split(".")[1].split("[")[0] in _USED_FIELDS})
+    if missing or unbound:
+        raise BindError(_bind_message(_key(tree), missing, unbound, ports), unbound, missing)
+    final = from_tree(Job, tree).get()
+    return _job_spec(final, instance=instance, ports=dict(ports), task_id=task_id)
+
+
+def _check_ports(ports: dict[str, int]) -> None:
+    bad = [f"{name}={number!r}" for name, number in ports.items()
+           if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, int)
+           or not 0 < number < 65536]
+    if bad:
+        raise ConfigError("invalid ports (each must be a name and a number in 1..65535): "
+                          + ", ".join(bad))
+
+
+def _bind_message(key: str, missing: list[str], unbound: list[str], ports: dict) -> str:
+    parts = []
+    if missing:
+        have = ", ".join(sorted(ports)) or "none"
+        parts.append(f"missing ports: {', '.join(missing)} (assigned: {have})")
+    if unbound:
+        parts.append("unbound template references: " + ", ".join(unbound))
+    return f"job {key}: " + "; ".join(parts)
+
+
+def _key(tree: dict) -> str:
+    return "/".join(str(tree.get(k, "?")) for k in ("cluster", "role", "environment", "name"))
+
+
+def _job_spec(job: dict, *, instance: int, ports: dict[str, int], task_id: str) -> spec.JobSpec:
+    return spec.JobSpec(
+        role=job["role"], environment=job["environment"], cluster=job["cluster"], name=job["name"],
+        instance=instance, task_id=task_id, task=_task_spec(job["task"]),
+        health=_health_spec(job["health_check_config"], ports),
+        lifecycle=_lifecycle_spec(job.get("lifecycle") or {}, ports),
+        service=job["service"], max_task_failures=job["max_task_failures"], ports=ports,
+    )
+
+
+def _task_spec(task: dict) -> spec.TaskSpec:
+    return spec.TaskSpec(
+        name=task["name"],
+        processes=tuple(_process_spec(p) for p in task.get("processes", ())),
+        constraints=tuple(tuple(c.get("order", ())) for c in task.get("constraints", ())),
+        max_failures=task["max_failures"], max_concurrency=task["max_concurrency"],
+        finalization_wait_secs=float(task["finalization_wait"]),
+    )
+
+
+def _process_spec(p: dict) -> spec.ProcessSpec:
+    return spec.ProcessSpec(
+        name=p["name"], cmdline=p["cmdline"], max_failures=p["max_failures"], daemon=p["daemon"],
+        ephemeral=p["ephemeral"], min_duration_secs=float(p["min_duration"]), final=p["final"],
+        logger=_logger_spec(p.get("logger")),
+    )
+
+
+def _logger_spec(logger: dict | None) -> spec.LoggerSpec:
+    if not logger:
+        return spec.LoggerSpec()
+    rotate = logger.get("rotate") or {}
+    default = spec.LoggerSpec()
+    return spec.LoggerSpec(
+        destination=spec.LogDestination(logger["destination"]), mode=spec.LogMode(logger["mode"]),
+        log_size_bytes=rotate.get("log_size", default.log_size_bytes),
+        backups=rotate.get("backups", default.backups),
+    )
+
+
+def _health_spec(hc: dict, ports: dict[str, int]) -> spec.HealthSpec:
+    checker = hc.get("health_checker") or {}
+    http = checker.get("http") or HttpHealthChecker().get()
+    if "shell" in checker:
+        kind = spec.CheckKind.SHELL
+    elif "tcp" in checker and "health" in ports:
+        kind = spec.CheckKind.TCP
+    elif "health" in ports:
+        kind = spec.CheckKind.HTTP
+    else:
+        kind = spec.CheckKind.NONE
+    return spec.HealthSpec(
+        kind=kind,
+        initial_interval_secs=float(hc["initial_interval_secs"]),
+        interval_secs=float(hc["interval_secs"]), timeout_secs=float(hc["timeout_secs"]),
+        max_consecutive_failures=hc["max_consecutive_failures"],
+        min_consecutive_successes=hc["min_consecutive_successes"],
+        port=ports["health"] if kind in (spec.CheckKind.HTTP, spec.CheckKind.TCP) else None,
+        endpoint=http["endpoint"], expected_response=http["expected_response"],
+        expected_response_code=http["expected_response_code"],
+        shell_command=checker["shell"]["shell_command"] if kind is spec.CheckKind.SHELL else "",
+    )
+
+
+def _lifecycle_spec(lifecycle: dict, ports: dict[str, int]) -> spec.LifecycleSpec | None:
+    http = lifecycle.get("http")
+    if not http or http["port"] not in ports:
+        return None
+    return spec.LifecycleSpec(
+        port=ports[http["port"]],
+        graceful_shutdown_endpoint=http["graceful_shutdown_endpoint"],
+        shutdown_endpoint=http["shutdown_endpoint"],
+        graceful_shutdown_wait_secs=float(http["graceful_shutdown_wait_secs"]),
+        shutdown_wait_secs=float(http["shutdown_wait_secs"]),
+    )
