@@ -1,0 +1,39 @@
+"""Deadline-bounded waiting for tests: poll a condition until it holds or time runs out.
+
+Owns `wait_for`, the one way tests wait for something to happen. Never sleeps without a
+deadline and never swallows the condition's own exceptions.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(
+    cond: Callable[[], T],
+    timeout_secs: float = 5,
+    interval_secs: float = 0.01,
+    message: str | None = None,
+) -> T:
+    """Call `cond` every `interval_secs` until it returns something truthy; return that.
+
+    Raises AssertionError naming the condition and the timeout when it stays falsy for
+    `timeout_secs`. The condition is always tried once more at the deadline.
+    """
+    deadline = time.monotonic() + timeout_secs
+    while True:
+        value = cond()
+        if value:
+            return value
+        now = time.monotonic()
+        if now >= deadline:
+            value = cond()
+            if value:
+                return value
+            what = message or getattr(cond, "__name__", repr(cond))
+            raise AssertionError(
+                f"condition {what!r} still false after {timeout_secs} s (last value: {value!r})"
+            )
+        time.sleep(min(interval_secs, max(deadline - now, 0.0)))
