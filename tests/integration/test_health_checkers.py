@@ -1,0 +1,294 @@
+"""Health checkers against a real loopback HTTP server, real sockets and real shell commands."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from config.spec import CheckKind, HealthSpec
+from healthcheck.checkers import (
+    MAX_BODY_BYTES,
+    CommandResult,
+    HttpChecker,
+    ShellChecker,
+    TcpChecker,
+    make_checker,
+    subprocess_runner,
+)
+from healthcheck.policy import AttemptOutcome
+from tests.support.http_server import Drip, Hang, Huge, Redirect, Reply, Reset, ScriptedHTTPServer
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(20)
+
+
+@pytest.fixture
+def server():
+    srv = ScriptedHTTPServer([Reply(200, b"ok")])
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port that was bound on 127.0.0.1 and then closed: nothing listens there."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.fixture
+def runner(tmp_path):
+    return subprocess_runner(tmp_path, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+
+
+def timed(checker):
+    started = time.monotonic()
+    attempt = checker.check()
+    return attempt, time.monotonic() - started
+
+
+def url(srv: ScriptedHTTPServer, endpoint: str = "/health") -> str:
+    return f"HTTP GET http://localhost:{srv.port}{endpoint}"
+
+
+# ---- HTTP ----
+
+
+def test_http_ok_passes_and_hits_the_endpoint(server):
+    attempt = HttpChecker(server.port, endpoint="/healthz").check()
+    assert attempt.outcome is AttemptOutcome.PASSED
+    assert attempt.reason == f"{url(server, '/healthz')} answered HTTP 200"
+    assert server.requests == [("GET", "/healthz")]
+
+
+def test_http_body_is_stripped_and_compared_case_insensitively(server):
+    server.script = [Reply(200, b" OK\n")]
+    assert HttpChecker(server.port).check().ok
+    server.script = [Reply(200, b"Healthy")]
+    assert HttpChecker(server.port, expected_response="HEALTHY").check().ok
+
+
+def test_http_wrong_body_fails_quoting_the_body(server):
+    server.script = [Reply(200, b"nope")]
+    attempt = HttpChecker(server.port).check()
+    assert attempt.outcome is AttemptOutcome.FAILED
+    assert attempt.reason == f'{url(server)} answered HTTP 200 with body "nope", expected "ok"'
+
+
+def test_http_wrong_code_fails_when_a_code_is_expected(server):
+    server.script = [Reply(503, b"ok")]
+    attempt = HttpChecker(server.port, expected_response="", expected_response_code=200).check()
+    assert not attempt.ok
+    assert attempt.reason == f"{url(server)} answered HTTP 503, expected 200"
+    server.script = [Reply(201, b"ok")]
+    attempt = HttpChecker(server.port, expected_response_code=200).check()
+    assert attempt.reason == f"{url(server)} answered HTTP 201, expected 200"
+
+
+def test_http_non_2xx_counts_as_empty_body(server):
+    server.script = [Reply(500, b"ok")]
+    attempt = HttpChecker(server.port).check()
+    assert not attempt.ok
+    assert attempt.reason == (
+        f'{url(server)} answered HTTP 500, which counts as an empty body, expected "ok"'
+    )
+
+
+def test_http_non_2xx_passes_with_empty_expected_response(server):
+    # Aurora's rule: an empty expected_response and code 0 accept any HTTP answer.
+    server.script = [Reply(404, b"")]
+    assert HttpChecker(server.port, expected_response="").check().ok
+
+
+def test_http_refused_connection_fails_fast(closed_port):
+    attempt, took = timed(HttpChecker(closed_port))
+    assert attempt.reason == f"HTTP GET http://localhost:{closed_port}/health: connection refused"
+    assert took < 0.5
+
+
+def test_http_hanging_server_ends_within_the_timeout(server):
+    server.script = [Hang()]
+    attempt, took = timed(HttpChecker(server.port, timeout_secs=0.3))
+    assert attempt.reason == f"{url(server)}: timed out after 0.3 s"
+    assert 0.29 <= took < 0.3 + 0.2
+
+
+def test_http_drip_server_cannot_stretch_the_check_past_the_timeout(server):
+    # 2000 bytes at one byte every 20 ms would take 40 s; every recv returns in 20 ms, so
+    # only an overall deadline ends the attempt in time.
+    server.script = [Drip(b"o" * 2000, bytes_per_step=1, step_secs=0.02)]
+    attempt, took = timed(HttpChecker(server.port, timeout_secs=0.3))
+    assert attempt.reason == f"{url(server)}: timed out after 0.3 s"
+    assert took < 0.3 + 0.2
+
+
+def test_http_slow_but_complete_drip_passes(server):
+    server.script = [Drip(b"ok", bytes_per_step=1, step_secs=0.02)]
+    assert HttpChecker(server.port, timeout_secs=1.0).check().ok
+
+
+def test_http_huge_body_reads_at_most_64_kib_and_ends_quickly(server):
+    server.script = [Huge(size_bytes=100 * 1024 * 1024)]
+    attempt, took = timed(HttpChecker(server.port, timeout_secs=2.0))
+    assert not attempt.ok
+    assert f"(only the first {MAX_BODY_BYTES} bytes read)" in attempt.reason
+    assert took < 0.5
+    # The quoted body is capped at 1 KiB.
+    quoted = attempt.reason.split('body "', 1)[1].split('"', 1)[0]
+    assert quoted.startswith("x" * 1024) and len(quoted) < 1024 + 40
+
+
+def test_http_redirect_is_not_followed(server):
+    server.script = [Redirect("/x")]
+    attempt = HttpChecker(server.port).check()
+    assert not attempt.ok
+    assert attempt.reason.startswith(
+        f"{url(server)} answered HTTP 302 (redirect to /x, not followed)"
+    )
+    assert server.requests == [("GET", "/health")]
+
+
+def test_http_reset_connection_fails(server):
+    server.script = [Reset()]
+    attempt = HttpChecker(server.port).check()
+    assert not attempt.ok
+    assert attempt.reason in (
+        f"{url(server)}: connection reset by peer",
+        f"{url(server)}: connection closed without an answer",
+    )
+
+
+def test_http_script_sequence_is_followed(server):
+    server.script = [Reply(503, b"no"), Reply(200, b"nope"), Reply(200, b"ok")]
+    results = [HttpChecker(server.port).check().ok for _ in range(4)]
+    assert results == [False, False, True, True]
+
+
+# ---- TCP ----
+
+
+def test_tcp_connect_passes_and_refused_fails(server, closed_port):
+    assert TcpChecker(server.port).check().reason == (
+        f"TCP connect to localhost:{server.port} succeeded"
+    )
+    attempt = TcpChecker(closed_port).check()
+    assert not attempt.ok
+    assert attempt.reason == f"TCP connect to localhost:{closed_port}: connection refused"
+
+
+# ---- shell ----
+
+
+def test_shell_exit_0_passes(runner):
+    assert ShellChecker("exit 0", 1.0, runner).check().ok
+
+
+def test_shell_nonzero_exit_fails_with_output(runner):
+    attempt = ShellChecker("echo out; echo err >&2; exit 3", 1.0, runner).check()
+    assert attempt.reason == "health command exited with status 3: out\\nerr"
+
+
+def test_shell_output_in_reason_is_capped_at_1_kib(runner):
+    attempt = ShellChecker("head -c 5000 /dev/zero | tr '\\0' a; echo END; exit 1", 1.0,
+                           runner).check()
+    tail = attempt.reason.split(": ", 1)[1]
+    assert tail.endswith("aaaEND") and len(tail) <= 1024 + 3
+
+
+def test_shell_runs_in_the_sandbox_with_the_given_environment(tmp_path):
+    (tmp_path / "marker").write_text("here")
+    run = subprocess_runner(tmp_path, {"PATH": "/usr/bin:/bin", "HEALTH_X": "42"})
+    assert ShellChecker('test -f marker && test "$HEALTH_X" = 42', 1.0, run).check().ok
+    assert not ShellChecker('test -n "$HOME"', 1.0, run).check().ok
+
+
+def test_shell_killed_by_signal_says_so(runner):
+    attempt = ShellChecker("kill -TERM $$", 1.0, runner).check()
+    assert attempt.reason.startswith("health command was killed by SIGTERM")
+
+
+def test_shell_timeout_kills_the_group_including_a_grandchild_holding_stdout(runner, tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    command = f"sleep 30 & echo $! > {pid_file}; sleep 30"
+    grandchild = None
+    try:
+        attempt, took = timed(ShellChecker(command, 0.3, runner))
+        assert attempt.reason == "health command timed out after 0.3 s (process group killed)"
+        assert took < 0.3 + 0.5
+        grandchild = int(pid_file.read_text())
+        wait_for(lambda: _gone(grandchild), timeout_secs=2, message="grandchild is dead")
+    finally:
+        if grandchild is not None and not _gone(grandchild):
+            os.kill(grandchild, signal.SIGKILL)
+
+
+def test_shell_leftover_background_process_is_killed_after_exit(runner, tmp_path):
+    pid_file = tmp_path / "bg.pid"
+    attempt = ShellChecker(f"sleep 30 & echo $! > {pid_file}; exit 0", 1.0, runner).check()
+    assert attempt.ok
+    leftover = int(pid_file.read_text())
+    try:
+        wait_for(lambda: _gone(leftover), timeout_secs=2, message="background sleep is dead")
+    finally:
+        if not _gone(leftover):
+            os.kill(leftover, signal.SIGKILL)
+
+
+def test_shell_spawn_error_is_a_failed_attempt(tmp_path):
+    run = subprocess_runner(tmp_path / "missing", {})
+    attempt = ShellChecker("true", 1.0, run).check()
+    assert attempt.reason.startswith("health command could not be started: cannot run /bin/bash")
+    assert "No such file or directory" in attempt.reason
+
+
+def test_shell_checker_uses_the_injected_runner():
+    calls = []
+
+    def fake_run(command: str, timeout_secs: float) -> CommandResult:
+        calls.append((command, timeout_secs))
+        return CommandResult(exit_code=None, signal=None, timed_out=True, output="partial\n")
+
+    attempt = ShellChecker("probe", 2.5, fake_run).check()
+    assert calls == [("probe", 2.5)]
+    assert attempt.reason == (
+        "health command timed out after 2.5 s (process group killed): partial"
+    )
+
+
+def test_checker_turns_an_unexpected_exception_into_a_failed_attempt():
+    def broken(command: str, timeout_secs: float) -> CommandResult:
+        raise RuntimeError("boom")
+
+    attempt = ShellChecker("x", 1.0, broken).check()
+    assert attempt.reason == "internal health check error: RuntimeError: boom"
+
+
+# ---- make_checker ----
+
+
+def test_make_checker_builds_each_kind(runner):
+    assert make_checker(HealthSpec(kind=CheckKind.NONE), None) is None
+    http = make_checker(HealthSpec(kind=CheckKind.HTTP, port=31000, endpoint="/h"), None)
+    assert http.describe() == "HTTP GET http://localhost:31000/h"
+    tcp = make_checker(HealthSpec(kind=CheckKind.TCP, port=31001), None)
+    assert tcp.describe() == "TCP connect to localhost:31001"
+    shell = make_checker(HealthSpec(kind=CheckKind.SHELL, shell_command="exit 0"), runner)
+    assert shell.describe() == "shell: exit 0"
+    assert shell.check().ok
+    with pytest.raises(ValueError):
+        make_checker(HealthSpec(kind=CheckKind.HTTP, port=None), None)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
