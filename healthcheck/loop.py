@@ -1,0 +1,159 @@
+"""The health loop: runs one attempt after another on its own thread and hands each result on.
+
+Owns the schedule (CONTRACT.md §5): the first attempt right away, each next one
+`interval_secs` after the previous one ENDED, so attempts never overlap and a slow check
+never causes a burst of catch-up checks; and the snooze file, looked for before every
+attempt (a regular file snoozes, a directory does not). It never judges results (that is
+`healthcheck.policy`, run by whoever receives them), never changes task state, and never
+imports `executor/`: results go to the `on_result` callback it is given.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from healthcheck.checkers import Checker
+from healthcheck.policy import Attempt
+
+logger = logging.getLogger(__name__)
+
+
+class HealthLoop:
+    """One daemon thread: attempt, deliver, wait `interval_secs`, repeat until stopped."""
+
+    def __init__(
+        self,
+        checker: Checker,
+        interval_secs: float,
+        snooze_path: Path,
+        on_result: Callable[[Attempt, float], None],
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        task: str = "",
+    ) -> None:
+        if interval_secs <= 0:
+            raise ValueError(f"interval_secs must be > 0, got {interval_secs}")
+        self._checker = checker
+        self._interval_secs = interval_secs
+        self._snooze_path = Path(snooze_path)
+        self._on_result = on_result
+        self._clock = clock
+        self._task = task
+        self._stopping = threading.Event()
+        # Held while a result is delivered; stop() takes it, so no result is delivered after
+        # stop() returns. Re-entrant so that on_result may itself call stop().
+        self._delivering = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._snoozed = False
+
+    def start(self) -> None:
+        """Start the thread; the first attempt runs at once."""
+        if self._thread is not None:
+            raise RuntimeError("HealthLoop.start() called twice")
+        self._thread = threading.Thread(
+            target=self._run, name=f"health-loop {self._task}".strip(), daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout_secs: float = 2.0) -> bool:
+        """Stop the loop; True when its thread ended within `timeout_secs`.
+
+        Wakes the wait between attempts at once. An attempt still running past the timeout
+        (a check is bounded by its own timeout) finishes on its own, and its result is
+        dropped: no result is delivered once stop() has returned.
+        """
+        self._stopping.set()
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return thread is None
+        with self._delivering:
+            pass  # wait for a delivery in progress; later ones see _stopping and drop out
+        thread.join(timeout_secs)
+        if thread.is_alive():
+            logger.warning(
+                "health_loop_stop_slow task=%s check=%r still running after %s s; "
+                "its result will be dropped",
+                self._task,
+                self._checker.describe(),
+                timeout_secs,
+            )
+            return False
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ---- the thread ----
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            attempt, latency_secs = self._attempt()
+            with self._delivering:
+                if self._stopping.is_set():
+                    return
+                self._deliver(attempt, latency_secs)
+            # The next attempt starts interval_secs after this one ended, never sooner.
+            if self._stopping.wait(self._interval_secs):
+                return
+
+    def _attempt(self) -> tuple[Attempt, float]:
+        if self._is_snoozed():
+            return Attempt.snoozed(), 0.0
+        started_at = self._clock()
+        try:
+            attempt = self._checker.check()
+        except Exception as exc:  # noqa: BLE001 - checkers should not raise; be safe anyway
+            logger.error(
+                "health_check_internal_error task=%s check=%r error=%s: %s",
+                self._task,
+                self._checker.describe(),
+                type(exc).__name__,
+                exc,
+                exc_info=True,
+            )
+            attempt = Attempt.failed(f"internal health check error: {type(exc).__name__}: {exc}")
+        latency_secs = max(0.0, self._clock() - started_at)
+        logger.debug(
+            "health_attempt task=%s check=%r outcome=%s latency_secs=%.3f reason=%r",
+            self._task,
+            self._checker.describe(),
+            attempt.outcome.value,
+            latency_secs,
+            attempt.reason,
+        )
+        return attempt, latency_secs
+
+    def _is_snoozed(self) -> bool:
+        try:
+            snoozed = self._snooze_path.is_file()
+        except OSError:
+            snoozed = False
+        if snoozed != self._snoozed:
+            self._snoozed = snoozed
+            logger.info(
+                "health_snooze task=%s path=%s snoozed=%s reason=%r",
+                self._task,
+                self._snooze_path,
+                snoozed,
+                "health checks are not run while the file exists and count as passed"
+                if snoozed
+                else "the snooze file is gone, health checks run again",
+            )
+        elif snoozed:
+            logger.debug("health_attempt task=%s outcome=snoozed", self._task)
+        return snoozed
+
+    def _deliver(self, attempt: Attempt, latency_secs: float) -> None:
+        try:
+            self._on_result(attempt, latency_secs)
+        except Exception as exc:  # noqa: BLE001 - a bad callback must not end health checking
+            logger.error(
+                "health_result_callback_failed task=%s error=%s: %s",
+                self._task,
+                type(exc).__name__,
+                exc,
+            )
