@@ -185,16 +185,20 @@ def _describe_http_error(exc: BaseException) -> str:
 
     if has(ConnectionRefusedError):
         return "connection refused"
+    # RemoteDisconnected is a ConnectionResetError too: test it first.
+    if has(http.client.RemoteDisconnected):
+        return "connection closed without an answer"
     if has(ConnectionResetError):
         return "connection reset by peer"
     if has(TimeoutError, socket.timeout, requests.exceptions.Timeout):
         return "timed out"
-    if has(http.client.RemoteDisconnected):
-        return "connection closed without an answer"
     if has(http.client.IncompleteRead):
         return "connection closed before the whole body was sent"
-    innermost = causes[-1] if len(causes) > 1 else exc
-    return f"connection or protocol error: {type(innermost).__name__}: {innermost}"
+    # The most specific cause: the first one that is not a requests/urllib3 wrapper.
+    wrappers = (requests.RequestException, urllib3.exceptions.HTTPError)
+    inner = next((c for c in causes if not isinstance(c, wrappers)), causes[-1])
+    what = "HTTP protocol error" if has(http.client.HTTPException) else "connection error"
+    return f"{what}: {type(inner).__name__}: {_quote(str(inner).strip())}"
 
 
 @attrs.frozen(slots=True)

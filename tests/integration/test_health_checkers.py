@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -163,6 +164,48 @@ def test_http_reset_connection_fails(server):
     assert attempt.reason in (
         f"{url(server)}: connection reset by peer",
         f"{url(server)}: connection closed without an answer",
+    )
+
+
+@pytest.fixture
+def raw_server():
+    """A loopback listener that answers each connection with the next raw bytes given."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    answers: list[bytes] = []
+
+    def serve() -> None:
+        for answer in answers:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+    def start(*raw: bytes) -> int:
+        answers.extend(raw)
+        thread.start()
+        return listener.getsockname()[1]
+
+    thread = threading.Thread(target=serve, daemon=True)
+    yield start
+    listener.close()
+    if thread.ident is not None:
+        thread.join(timeout=2)
+
+
+def test_http_garbage_answer_is_a_protocol_error(raw_server):
+    port = raw_server(b"NOT HTTP\r\n\r\n", b"", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok")
+    prefix = f"HTTP GET http://localhost:{port}/health"
+    assert HttpChecker(port).check().reason == (
+        f"{prefix}: HTTP protocol error: BadStatusLine: NOT HTTP"
+    )
+    assert HttpChecker(port).check().reason == f"{prefix}: connection closed without an answer"
+    assert HttpChecker(port).check().reason == (
+        f"{prefix}: connection closed before the whole body was sent"
     )
 
 

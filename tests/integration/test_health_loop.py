@@ -88,7 +88,7 @@ def test_results_arrive_in_order_spaced_after_each_attempt_ends(server, loops, t
     gaps = [spans[i + 1][0] - spans[i][1] for i in range(len(spans) - 1)]
     assert all(gap >= 0.05 - 0.002 for gap in gaps), gaps
     # ...and not much later (no drift pile-up on an idle machine).
-    assert all(gap < 0.05 + 0.25 for gap in gaps), gaps
+    assert all(gap < 1.0 for gap in gaps), gaps
     latencies = [lat for _, lat, _ in recorder.results]
     assert all(0.0 <= lat < 0.5 for lat in latencies)
     assert server.requests[:4] == [("GET", "/health")] * 4
