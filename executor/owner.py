@@ -212,6 +212,7 @@ class TaskOwner:
                 self.job.health.interval_secs,
                 self.sandbox / SNOOZE_FILE,
                 lambda attempt, latency: self.post(HealthChecked(attempt, latency, self._clock())),
+                task=self.job.label,
             )
             self._health_loop.start()
 
@@ -228,8 +229,7 @@ class TaskOwner:
         })
         level = logging.DEBUG
         if attempt.outcome is AttemptOutcome.FAILED:
-            counted = self._policy.attempts > self._policy.m
-            level = logging.WARNING if counted else logging.INFO
+            level = logging.INFO if verdict.ignored else logging.WARNING
         elif attempt.outcome is AttemptOutcome.SNOOZED:
             level = logging.INFO
         log_event(logger, level, "health_check", task=self.job.label, result=attempt.outcome.value,

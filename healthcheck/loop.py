@@ -58,6 +58,11 @@ class HealthLoop:
         )
         self._thread.start()
 
+    def stop_async(self) -> None:
+        """Ask the loop to stop without waiting: no attempt starts after this call, and the
+        result of one in progress is still delivered (the owner ignores it when done)."""
+        self._stopping.set()
+
     def stop(self, timeout_secs: float = 2.0) -> bool:
         """Stop the loop; True when its thread ended within `timeout_secs`.
 
