@@ -1,0 +1,229 @@
+"""The log pump: ONE thread that copies every piped run output to its log file and console.
+
+Owns: the read ends of the pipes used by processes whose logger needs copying (mode
+`rotate`, or destination `both`), the rotating log files, and the copy loop. A selector
+(epoll) waits on all pipes plus a wake-up pipe: no thread per process, no timeouts, no
+polling. Reads are big (256 KiB, pipes enlarged to 1 MiB where allowed) so one process
+writing 100 MB fast is kept up with. A stream ends at EOF, which comes once the process and
+everything that inherited its stdout/stderr have exited; the pump then closes the pipe and
+the file.
+
+Rotation: `stdout` is renamed `stdout.1` (older backups shift to `.2` .. `.N`, the oldest is
+dropped) the moment it reaches `log_size_bytes`. Writes are split at that boundary, so no
+file ever exceeds the size (Thermos overshoots by one read).
+
+Never raises into callers; a file that cannot be written is reported once at ERROR and its
+data dropped, so the process never blocks on a full pipe. Console copies go to the
+supervisor's own stdout/stderr.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import selectors
+import threading
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+READ_BYTES = 256 * 1024
+PIPE_BYTES = 1024 * 1024
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class LogFile:
+    """An append-only log file, rotated at `max_bytes` when it is given."""
+
+    def __init__(self, path: Path, max_bytes: int | None = None, backups: int = 0) -> None:
+        self.path = path
+        self.max_bytes = max_bytes if max_bytes and max_bytes > 0 else None
+        self.backups = max(1, backups)
+        self.fd = os.open(path, _OPEN_FLAGS, 0o644)  # raises OSError: caller's SpawnError
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self.max_bytes is not None and self.size >= self.max_bytes:
+                self._rotate()
+            room = len(view) if self.max_bytes is None else self.max_bytes - self.size
+            chunk = view[:room]
+            _write_all(self.fd, chunk)
+            self.size += len(chunk)
+            view = view[len(chunk) :]
+
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        self.fd = -1
+        base = str(self.path)
+        for i in range(self.backups - 1, 0, -1):
+            try:
+                os.replace(f"{base}.{i}", f"{base}.{i + 1}")
+            except FileNotFoundError:
+                pass
+        os.replace(base, f"{base}.1")
+        self.fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+        self.size = 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Stream:
+    def __init__(self, read_fd: int, file: LogFile | None, console_fd: int | None,
+                 label: str) -> None:
+        self.read_fd = read_fd
+        self.file = file
+        self.console_fd = console_fd
+        self.label = label  # "task=... process=... run=... stream=stdout" for log lines
+        self.failed = False
+
+    def deliver(self, data: bytes) -> None:
+        try:
+            if self.file is not None:
+                self.file.write(data)
+            if self.console_fd is not None:
+                _write_all(self.console_fd, data)
+        except OSError as e:
+            if not self.failed:
+                self.failed = True
+                logger.error("log_write_failed %s error=%s: %s; dropping further output",
+                             self.label, type(e).__name__, e)
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+
+
+def make_pipe() -> tuple[int, int]:
+    """A (read, write) pipe, both ends non-inheritable, enlarged when the kernel allows."""
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:
+        pass  # the default 64 KiB still works, just with more wake-ups
+    return r, w
+
+
+class LogPump:
+    def __init__(self, task_label: str) -> None:
+        self._label = task_label
+        self._lock = threading.Lock()
+        self._pending: list[_Stream] = []
+        self._stopping = False
+        self._force = False
+        self._closed = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._streams = 0
+        self._thread = threading.Thread(target=self._loop, name=f"stoker-logpump-{task_label}",
+                                        daemon=True)
+        self._thread.start()
+
+    def add(self, read_fd: int, file: LogFile | None, console_fd: int | None,
+            label: str) -> None:
+        """Hand over a pipe's read end; the pump owns (and closes) it and the file from now."""
+        stream = _Stream(read_fd, file, console_fd, label)
+        with self._lock:
+            if self._closed:
+                stream.close()
+                return
+            self._pending.append(stream)
+            self._wake()
+
+    def _wake(self) -> None:
+        """Call with `_lock` held (the wake pipe is closed under it)."""
+        if self._closed:
+            return
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # already has wake-ups pending
+
+    def stop(self, drain_secs: float = 0.5) -> None:
+        """Let the pump finish open streams for up to `drain_secs`, then close the rest."""
+        with self._lock:
+            self._stopping = True
+            self._wake()
+        self._thread.join(drain_secs)
+        if self._thread.is_alive():
+            with self._lock:
+                self._force = True
+                self._wake()
+            self._thread.join(0.5)
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                for key, _ in self._sel.select():
+                    if key.data is None:
+                        self._take_pending()
+                    else:
+                        self._pump(key.data)
+                with self._lock:
+                    done = self._force or (self._stopping and self._streams == 0
+                                           and not self._pending)
+                if done:
+                    break
+        except Exception as e:  # a bug here must not leave pipes to fill up silently
+            logger.error("log_pump_failed task=%s error=%s: %s", self._label,
+                         type(e).__name__, e, exc_info=True)
+        finally:
+            self._shutdown()
+
+    def _take_pending(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for stream in pending:
+            self._sel.register(stream.read_fd, selectors.EVENT_READ, stream)
+            self._streams += 1
+
+    def _pump(self, stream: _Stream) -> None:
+        try:
+            data = os.read(stream.read_fd, READ_BYTES)
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                return
+            data = b""
+        if data:
+            stream.deliver(data)
+            return
+        self._sel.unregister(stream.read_fd)
+        self._streams -= 1
+        stream.close()
+
+    def _shutdown(self) -> None:
+        for key in list(self._sel.get_map().values()):
+            if key.data is not None:
+                key.data.close()
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._closed = True
+            self._sel.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        for stream in pending:
+            stream.close()

@@ -1,0 +1,218 @@
+"""Which processes are provably the task's, found with one /proc scan, and signalled by pidfd.
+
+Owns: reading `/proc/PID/stat` and `/proc/PID/environ`, deciding which live processes belong
+to a task or to one of its runs, and delivering signals so that a pid reused between the
+scan and the signal never receives it. A process is ours when, at scan time, it
+
+- is in the process group of a run whose top process we have not reaped yet (the unreaped
+  leader keeps the group id from being reused),
+- descends from such a top process (its parent chain reaches the top pid), or
+- carries one of the given marker entries (`STOKER_TASK_MARKER=...` /
+  `STOKER_RUN_MARKER=...`) in its environment, which every task process inherits.
+
+Every signal goes through a pidfd opened first and re-checked against the same rule
+afterwards, so the pidfd provably names the process we judged. Zombies count as gone and are
+never selected. Nothing here raises for a process that vanished or a /proc file that cannot
+be read (such processes are skipped), and this module never signals a pid it cannot prove
+is ours. No logging here: callers log what they did.
+
+Linux only. Used by the supervisor; the watchdog has its own tiny `/bin/sh` copy of the
+marker rule.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+_ENVIRON_CHUNK = 65536
+
+
+@attrs.frozen(slots=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    pgrp: int
+    environ: bytes  # raw NUL-separated entries; b"" when unreadable
+
+
+@attrs.frozen(slots=True)
+class Scope:
+    """What counts as ours for one call."""
+
+    markers: tuple[bytes, ...] = ()  # full environ entries, e.g. b"STOKER_TASK_MARKER=ab12"
+    live_groups: frozenset[int] = frozenset()  # process groups whose leader is unreaped
+    live_tops: frozenset[int] = frozenset()  # unreaped run top pids (their descendants count)
+
+
+def _read_stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, pgrp) of a live process; None when gone, a zombie or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself contain ") "; split after the last.
+    close = data.rfind(b")")
+    fields = data[close + 2 :].split()
+    if len(fields) < 3 or fields[0] in (b"Z", b"X", b"x"):
+        return None
+    return int(fields[1]), int(fields[2])
+
+
+def _read_environ(pid: int) -> bytes:
+    try:
+        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, _ENVIRON_CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def read_proc(pid: int) -> ProcInfo | None:
+    """One process's facts, or None when it is gone or a zombie."""
+    stat = _read_stat(pid)
+    if stat is None:
+        return None
+    return ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], environ=_read_environ(pid))
+
+
+def scan() -> dict[int, ProcInfo]:
+    """Every live, non-zombie process visible in /proc (one pass)."""
+    procs: dict[int, ProcInfo] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return procs
+    for name in names:
+        if not name.isdigit():
+            continue
+        info = read_proc(int(name))
+        if info is not None:
+            procs[info.pid] = info
+    return procs
+
+
+def has_marker(environ: bytes, markers: Iterable[bytes]) -> bool:
+    for entry in markers:
+        if environ.startswith(entry + b"\0") or (b"\0" + entry + b"\0") in environ:
+            return True
+    return False
+
+
+def _owned_directly(info: ProcInfo, scope: Scope) -> bool:
+    return info.pgrp in scope.live_groups or has_marker(info.environ, scope.markers)
+
+
+def select(procs: Mapping[int, ProcInfo], scope: Scope) -> list[int]:
+    """The pids in `procs` that are ours under `scope`, parents before children."""
+    me = os.getpid()
+    children: dict[int, list[int]] = {}
+    for info in procs.values():
+        children.setdefault(info.ppid, []).append(info.pid)
+    chosen: dict[int, None] = {}  # insertion-ordered set
+    queue = [p for p in scope.live_tops if p in procs]
+    while queue:  # descendants of live top pids, breadth first
+        pid = queue.pop(0)
+        if pid in chosen:
+            continue
+        chosen[pid] = None
+        queue.extend(children.get(pid, ()))
+    for info in procs.values():
+        if info.pid not in chosen and _owned_directly(info, scope):
+            chosen[info.pid] = None
+    chosen.pop(me, None)
+    return list(chosen)
+
+
+def _still_ours(info: ProcInfo, scope: Scope, ours: set[int]) -> bool:
+    return (
+        _owned_directly(info, scope)
+        or info.pid in scope.live_tops
+        or (info.ppid in ours and info.ppid != os.getpid())
+    )
+
+
+def send(pids: Iterable[int], sig: int, scope: Scope, proven: Iterable[int] = ()) -> list[int]:
+    """Signal each pid that is still ours; returns the pids actually signalled.
+
+    `pids` must come from `select` (parents first): a descendant is re-proven by its parent
+    having been proven just before it (or being in `proven`, e.g. signalled with its group).
+    """
+    ours = set(scope.live_tops)
+    ours.update(proven)
+    sent = []
+    for pid in pids:
+        if _send_one(pid, sig, scope, ours):
+            ours.add(pid)
+            sent.append(pid)
+    return sent
+
+
+def _send_one(pid: int, sig: int, scope: Scope, ours: set[int]) -> bool:
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pidfd = -1  # no pidfd support: fall back to kill() right after the re-check
+    try:
+        info = read_proc(pid)
+        if info is None or not _still_ours(info, scope, ours):
+            return False
+        if pidfd >= 0:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """killpg, for a group whose leader the caller knows is unreaped; False if none left."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def kill_until_gone(scope: Scope, max_passes: int = 8) -> set[int]:
+    """SIGKILL everything ours, again while new pids keep appearing; returns the pids killed.
+
+    `scope.live_groups` must be groups whose leader is unreaped (the caller's guarantee):
+    they get one killpg each pass. Other processes are SIGSTOPped before the SIGKILL, so
+    none can fork between our scan and its kill; a pass that finds nothing new ends the loop
+    (processes already killed may still be dying).
+    """
+    seen: set[int] = set()
+    killed: set[int] = set()
+    for _ in range(max_passes):
+        procs = scan()
+        fresh = [p for p in select(procs, scope) if p not in seen]
+        groups = {g for g in scope.live_groups if signal_group(g, signal.SIGKILL)}
+        if not fresh:
+            break
+        seen.update(fresh)
+        by_group = [p for p in fresh if procs[p].pgrp in groups]
+        others = [p for p in fresh if procs[p].pgrp not in groups]
+        stopped = send(others, signal.SIGSTOP, scope, proven=by_group)
+        killed.update(by_group)
+        killed.update(send(stopped, signal.SIGKILL, scope, proven=by_group))
+    return killed

@@ -1,0 +1,175 @@
+"""The one thread in the Stoker process that waits for children, and the subreaper flag.
+
+Owns: making the process a child subreaper (prctl(PR_SET_CHILD_SUBREAPER) through ctypes,
+so orphaned descendants of task processes re-parent to Stoker instead of init), and a single
+process-wide thread that reaps EVERY child. The thread blocks in `waitid(P_ALL, WEXITED |
+WNOWAIT)`: it learns that a child exited while the zombie still holds its pid (so the
+watcher can still SIGKILL that process group without any risk of pid reuse), then reaps it
+with `waitpid` and hands the status to whoever registered the pid. Unregistered pids are
+orphans and are just reaped. While there are no children at all the thread waits on a
+condition that the next fork notifies: no busy loop and no polling.
+
+Consequence: no other code in a process that uses a Supervisor may wait for children itself
+(no `subprocess.run`, no `Popen.wait`): the reaper would take their status first. That is
+why shell health checks go through `Supervisor.run_command`. Several Supervisors share the
+one thread; it exits once the last one released it and no registered child is left.
+
+Forks must happen inside `forking()`, which holds the registry lock until the new pid is
+registered, so a child that exits at once is never mistaken for an orphan.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from typing import Protocol
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class ChildWatcher(Protocol):
+    def before_reap(self, pid: int) -> None:
+        """The child exited; its zombie still holds the pid (and its process group id)."""
+
+    def reaped(self, pid: int, status: int) -> None:
+        """The child was reaped with this wait status."""
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper; logs ERROR and returns False when it cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    except (OSError, AttributeError) as e:
+        logger.error(
+            "subreaper_failed pid=%d error=%s: %s; daemonized descendants will re-parent to "
+            "init and only the watchdog's marker scan can reach them",
+            os.getpid(), type(e).__name__, e,
+        )
+        return False
+    return True
+
+
+class Reaper:
+    """Process-wide singleton: use `Reaper.acquire()` / `release()`."""
+
+    _instance: "Reaper | None" = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._cond = threading.Condition(self.lock)
+        self._watchers: dict[int, ChildWatcher] = {}
+        self._users = 0
+        self._generation = 0  # bumped by every fork, so an ECHILD wait never misses one
+        self._thread: threading.Thread | None = None
+        self.subreaper = False
+
+    @classmethod
+    def acquire(cls) -> "Reaper":
+        with cls._instance_lock:
+            if cls._instance is None:
+                cls._instance = Reaper()
+            reaper = cls._instance
+        reaper._acquire()
+        return reaper
+
+    def _acquire(self) -> None:
+        with self._cond:
+            if not self.subreaper:
+                self.subreaper = become_subreaper()
+            self._users += 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="stoker-reaper", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._users = max(0, self._users - 1)
+            self._cond.notify_all()
+
+    @property
+    def users(self) -> int:
+        return self._users
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    @contextlib.contextmanager
+    def forking(self) -> Iterator[None]:
+        """Hold the registry while forking and registering; wakes an idle reaper."""
+        with self._cond:
+            try:
+                yield
+            finally:
+                self._generation += 1
+                self._cond.notify_all()
+
+    def register(self, pid: int, watcher: ChildWatcher) -> None:
+        """Call inside `forking()`."""
+        with self._cond:
+            self._watchers[pid] = watcher
+
+    def is_registered(self, pid: int) -> bool:
+        """True while `pid` is unreaped (and not yet being reaped). Hold `lock` to rely on it."""
+        return pid in self._watchers
+
+    def _should_exit(self) -> bool:
+        return self._users == 0 and not self._watchers
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._should_exit():
+                    self._thread = None
+                    return
+                generation = self._generation
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+            except ChildProcessError:
+                with self._cond:
+                    while self._generation == generation and not self._should_exit():
+                        self._cond.wait()
+                continue
+            if info is None:
+                continue
+            self._dispatch(info.si_pid)
+
+    def _dispatch(self, pid: int) -> None:
+        with self._cond:
+            watcher = self._watchers.pop(pid, None)
+        if watcher is not None:
+            self._call(watcher.before_reap, pid)
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            got, status = 0, 0
+        if got == 0:
+            # Someone else reaped it first (Popen does after a failed exec); its status is
+            # theirs. Nothing to hand on.
+            if watcher is not None:
+                logger.error("reap_lost pid=%d: another waiter reaped this child first", pid)
+            return
+        if watcher is not None:
+            self._call(watcher.reaped, pid, status)
+
+    @staticmethod
+    def _call(fn, *args) -> None:  # type: ignore[no-untyped-def]
+        try:
+            fn(*args)
+        except Exception as e:  # a watcher bug must not stop reaping
+            logger.error(
+                "reaper_callback_failed callback=%s error=%s: %s",
+                getattr(fn, "__qualname__", fn), type(e).__name__, e, exc_info=True,
+            )

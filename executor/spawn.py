@@ -1,0 +1,164 @@
+"""Forking one run: its environment, its log files or pipes, and the fork+exec itself.
+
+Owns: the per-run environment (the task env plus `HOME` and the two markers), the log layout
+`SANDBOX/.logs/PROCESS/RUN/{stdout,stderr}` and the check that it stays inside the sandbox,
+choosing the child's stdout/stderr for each logger destination and mode, and the fork:
+`subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 (cwd, a new
+session and close_fds are done in the child by C code, no Python runs there). Nothing on
+this path imports, sleeps or scans /proc, so a restart costs about one fork+exec.
+
+Every OSError becomes `SpawnError` with the errno put into words and the path named. Never
+waits for a child: the reaper (`executor/reaper.py`) does that.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from config.spec import LogDestination, LoggerSpec, LogMode
+from executor.logpump import LogFile, make_pipe
+
+TASK_MARKER = "STOKER_TASK_MARKER"
+RUN_MARKER = "STOKER_RUN_MARKER"
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+
+
+class SpawnError(Exception):
+    """A run could not be started; the message is the reason in words."""
+
+
+def describe_os_error(e: OSError) -> str:
+    """'No such file or directory (ENOENT)': an errno put into words."""
+    if e.errno is None:
+        return str(e)
+    name = errno.errorcode.get(e.errno, str(e.errno))
+    return f"{os.strerror(e.errno)} ({name})"
+
+
+def run_marker(task_marker: str, process: str, run: int) -> str:
+    return f"{task_marker}/{process}/{run}"
+
+
+def run_env(base: Mapping[str, str], task_marker: str, process: str, run: int) -> dict[str, str]:
+    env = dict(base)
+    env[RUN_MARKER] = run_marker(task_marker, process, run)
+    return env
+
+
+def task_env(env: Mapping[str, str], sandbox: Path, task_marker: str) -> dict[str, str]:
+    base = dict(env)
+    base.setdefault("HOME", str(sandbox))
+    base[TASK_MARKER] = task_marker
+    base.pop(RUN_MARKER, None)  # set per run; never inherit one from our own parent
+    return base
+
+
+def log_dir(sandbox: Path, process: str, run: int) -> Path:
+    """`SANDBOX/.logs/PROCESS/RUN`; SpawnError when the name would lead anywhere else."""
+    root = (sandbox / ".logs").resolve()
+    target = (root / process).resolve()
+    if not process or target.parent != root or target.name != process:
+        raise SpawnError(
+            f"process name {process!r} would put its logs outside {root}; refusing to start it"
+        )
+    return target / str(run)
+
+
+@attrs.define
+class RunStdio:
+    """What the child gets as stdout/stderr, and what the parent must do after the fork."""
+
+    stdout: int | None  # fd for the child; None = inherit ours
+    stderr: int | None
+    close_after_fork: list[int] = attrs.Factory(list)  # our copies of the child's ends
+    pumped: list[tuple[int, LogFile | None, int | None, str]] = attrs.Factory(list)
+
+    def discard(self) -> None:
+        """The fork failed: close everything, including the pipes' read ends and files."""
+        for fd in self.close_after_fork:
+            _close(fd)
+        for read_fd, file, _console, _label in self.pumped:
+            _close(read_fd)
+            if file is not None:
+                file.close()
+        self.close_after_fork.clear()
+        self.pumped.clear()
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def open_stdio(directory: Path, spec: LoggerSpec, devnull_fd: int, label: str) -> RunStdio:
+    """Make the run's log directory and open its files/pipes; SpawnError on failure."""
+    dest, mode = spec.destination, spec.mode
+    try:  # always: it makes the sandbox too, and numbers the runs for `stoker tail`
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise SpawnError(f"cannot create the log directory {directory}: {describe_os_error(e)}")
+    if dest is LogDestination.CONSOLE:
+        return RunStdio(stdout=None, stderr=None)
+    if dest is LogDestination.NONE:
+        return RunStdio(stdout=devnull_fd, stderr=devnull_fd)
+    stdio = RunStdio(stdout=None, stderr=None)
+    try:
+        if dest is LogDestination.FILE and mode is LogMode.STANDARD:
+            stdio.stdout = _open_log(directory / "stdout")
+            stdio.close_after_fork.append(stdio.stdout)
+            stdio.stderr = _open_log(directory / "stderr")
+            stdio.close_after_fork.append(stdio.stderr)
+            return stdio
+        # ROTATE, or BOTH: a pipe read by the log pump.
+        rotate = mode is LogMode.ROTATE
+        for name, console in (("stdout", 1), ("stderr", 2)):
+            path = directory / name
+            try:
+                file = LogFile(path, spec.log_size_bytes if rotate else None, spec.backups)
+            except OSError as e:
+                raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}")
+            try:
+                read_fd, write_fd = make_pipe()
+            except OSError as e:
+                file.close()
+                raise SpawnError(f"cannot make a log pipe for {path}: {describe_os_error(e)}")
+            stdio.pumped.append((read_fd, file, console if dest is LogDestination.BOTH else None,
+                                 f"{label} stream={name}"))
+            stdio.close_after_fork.append(write_fd)
+            if name == "stdout":
+                stdio.stdout = write_fd
+            else:
+                stdio.stderr = write_fd
+        return stdio
+    except BaseException:
+        stdio.discard()
+        raise
+
+
+def _open_log(path: Path) -> int:
+    try:
+        return os.open(path, _OPEN_FLAGS, 0o644)
+    except OSError as e:
+        raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}")
+
+
+def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
+              stdout: int | None, stderr: int | None) -> subprocess.Popen:  # type: ignore[type-arg]
+    """`/bin/bash -c CMDLINE` in its own session; raises OSError (Popen's) on failure."""
+    return subprocess.Popen(
+        ["/bin/bash", "-c", cmdline],
+        cwd=cwd,
+        env=env,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        close_fds=True,
+        start_new_session=True,
+    )

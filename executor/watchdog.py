@@ -1,0 +1,84 @@
+"""The watchdog: a tiny /bin/sh process that kills the task if the Stoker process dies.
+
+Owns: the shell script and how it is started. One watchdog per Supervisor, in its own session,
+with a minimal environment WITHOUT the task markers (so it never matches itself), ignoring
+SIGINT/SIGTERM/SIGHUP. Its stdin is the read end of a pipe whose write end only the
+supervisor holds (non-inheritable, and every task process is started with close_fds). The
+script blocks reading that pipe; EOF means the supervisor died (even by SIGKILL) or closed
+it. It then repeatedly lists every process whose /proc/PID/environ holds the entry
+`STOKER_TASK_MARKER=<marker>` (one `grep -lzxF` per pass), SIGSTOPs them all (so none can
+fork away), SIGKILLs them, and stops after a pass that finds none (at most 40 passes), then
+exits. Zombies have an empty environ, so killed processes stop matching at once.
+
+A shell and one grep per pass cost no Python interpreter: the watchdog idles as one
+blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
+1 when processes were still found after the last pass.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import attrs
+
+WATCHDOG_SCRIPT = r"""
+trap '' INT TERM HUP
+while read -r _line; do :; done
+entry="STOKER_TASK_MARKER=$1"
+pass=0
+while [ "$pass" -lt 40 ]; do
+  pids=
+  for f in $(grep -lzxF -e "$entry" /proc/[0-9]*/environ 2>/dev/null); do
+    p=${f#/proc/}
+    pids="$pids ${p%/environ}"
+  done
+  [ -z "$pids" ] && exit 0
+  kill -STOP $pids 2>/dev/null
+  kill -KILL $pids 2>/dev/null
+  pass=$((pass + 1))
+  [ "$pass" -gt 2 ] && sleep 0.05
+done
+exit 1
+"""
+
+_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+
+@attrs.define
+class Watchdog:
+    popen: subprocess.Popen  # type: ignore[type-arg]
+    write_fd: int  # closing it (or our death) wakes the watchdog
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def close_pipe(self) -> None:
+        if self.write_fd >= 0:
+            try:
+                os.close(self.write_fd)
+            except OSError:
+                pass
+            self.write_fd = -1
+
+
+def start_watchdog(marker: str) -> Watchdog:
+    """Fork the watchdog (call inside `Reaper.forking()` and register its pid). Raises OSError."""
+    read_fd, write_fd = os.pipe()  # both non-inheritable; Popen dup2s read_fd onto stdin
+    try:
+        popen = subprocess.Popen(
+            ["/bin/sh", "-c", WATCHDOG_SCRIPT, "stoker-watchdog", marker],
+            stdin=read_fd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            env=_ENV,
+            close_fds=True,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(write_fd)
+        raise
+    finally:
+        os.close(read_fd)
+    return Watchdog(popen=popen, write_fd=write_fd)

@@ -1,0 +1,449 @@
+"""The supervisor with real processes: spawn, exits, logs, staged kills, leaks, the watchdog.
+
+Every process a test learns about is tracked by (pid, start time) and SIGKILLed at teardown
+if it is somehow still alive, so a failing test leaks nothing. Zombies count as gone.
+Nothing here waits for children itself while a Supervisor is alive (its reaper reaps every
+child of this process).
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
+from executor.events import ProcessExited
+from executor.supervisor import SpawnError, Supervisor
+from tests.support.waiting import wait_for
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+FAKE = SUPPORT / "fake_task.py"
+MiB = 1024 * 1024
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def fake(*args: object) -> str:
+    return shlex.join([sys.executable, str(FAKE), *map(str, args)])
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def all_gone(pids) -> bool:  # type: ignore[no-untyped-def]
+    return not any(alive(p) for p in pids)
+
+
+def read_pids(path: Path, timeout_secs: float = 5) -> list[int]:
+    wait_for(path.exists, timeout_secs, message=f"{path} to appear")
+    return [int(x) for x in path.read_text().split()]
+
+
+class Tracker:
+    """Pids seen by a test, killed at teardown by pid when still alive and still theirs."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, float] = {}
+
+    def add(self, *pids: int) -> None:
+        for pid in pids:
+            try:
+                self._known[pid] = psutil.Process(pid).create_time()
+            except psutil.NoSuchProcess:
+                pass
+
+    def cleanup(self) -> None:
+        for pid, created in self._known.items():
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() == created:
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        for pid in self._known:  # zombies re-parented to this (subreaper) process
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+class Harness:
+    def __init__(self, sandbox: Path, tracker: Tracker, create: bool = True) -> None:
+        if create:
+            sandbox.mkdir(parents=True, exist_ok=True)
+        self.sandbox = sandbox
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.tracker = tracker
+        self.sup = Supervisor(sandbox=sandbox, task_label="test.0",
+                              env={"PATH": os.environ["PATH"]}, post=self.events.put)
+        self.sup.start()
+
+    def spawn(self, name: str, cmdline: str, run: int = 0, **kw) -> int:  # type: ignore[no-untyped-def]
+        pid = self.sup.spawn(ProcessSpec(name, cmdline, **kw), run)
+        self.tracker.add(pid)
+        return pid
+
+    def next_exit(self, timeout_secs: float = 5) -> ProcessExited:
+        event = self.events.get(timeout=timeout_secs)
+        assert isinstance(event, ProcessExited)
+        return event
+
+    def log(self, name: str, run: int = 0, stream: str = "stdout") -> Path:
+        return self.sandbox / ".logs" / name / str(run) / stream
+
+
+@pytest.fixture
+def tracker():
+    t = Tracker()
+    yield t
+    t.cleanup()
+
+
+@pytest.fixture
+def harness(tmp_path, tracker):
+    h = Harness(tmp_path / "sandbox", tracker)
+    try:
+        yield h
+    finally:
+        h.sup.close()
+
+
+# ---- spawn and exit status ----
+
+
+@pytest.mark.parametrize("cmdline, code, sig", [
+    ("exit 0", 0, None),
+    ("exit 3", 3, None),
+    ("kill -TERM $$", None, signal.SIGTERM),
+])
+def test_exit_status_is_posted(harness, cmdline, code, sig):
+    pid = harness.spawn("p", cmdline)
+    event = harness.next_exit()
+    assert (event.process, event.run, event.pid) == ("p", 0, pid)
+    assert (event.status.exit_code, event.status.signal) == (code, sig)
+
+
+def test_logs_land_in_run_directories(harness):
+    harness.spawn("web", "echo out-0; echo err-0 >&2")
+    harness.next_exit()
+    harness.spawn("web", "echo out-1; echo err-1 >&2", run=1)
+    harness.next_exit()
+    assert harness.log("web", 0).read_text() == "out-0\n"
+    assert harness.log("web", 0, "stderr").read_text() == "err-0\n"
+    assert harness.log("web", 1).read_text() == "out-1\n"
+    assert harness.log("web", 1, "stderr").read_text() == "err-1\n"
+
+
+def test_runs_get_sandbox_cwd_home_and_markers(harness):
+    harness.spawn("env", fake("--print-env", "HOME", "--print-env", "STOKER_TASK_MARKER",
+                              "--print-env", "STOKER_RUN_MARKER", "--exit-after", 0) + "; pwd")
+    assert harness.next_exit().status.exit_code == 0
+    marker = harness.sup.marker
+    assert harness.log("env").read_text().splitlines() == [
+        f"HOME={harness.sandbox}", f"STOKER_TASK_MARKER={marker}",
+        f"STOKER_RUN_MARKER={marker}/env/0", str(harness.sandbox),
+    ]
+
+
+@pytest.mark.parametrize("cmdline, code, message", [
+    ("./not-executable.sh", 126, "Permission denied"),
+    ("no-such-command-xyz", 127, "command not found"),
+])
+def test_exec_failure_reaches_the_stderr_log(harness, cmdline, code, message):
+    (harness.sandbox / "not-executable.sh").write_text("echo hi\n")
+    harness.spawn("bad", cmdline)
+    assert harness.next_exit().status.exit_code == code
+    assert message in harness.log("bad", stream="stderr").read_text()
+
+
+def test_restart_after_immediate_exit_is_fast_and_numbered(harness):
+    pids = []
+    latencies = []
+    for run in range(5):
+        pids.append(harness.spawn("quick", "true", run=run))
+        event = harness.next_exit()
+        assert (event.run, event.pid, event.status.exit_code) == (run, pids[-1], 0)
+        latencies.append(time.monotonic() - event.at)
+    assert len(set(pids)) == 5
+    assert sorted(p.name for p in (harness.sandbox / ".logs" / "quick").iterdir()) == \
+        ["0", "1", "2", "3", "4"]
+    # Sanity only (the bench measures it): posting an exit takes no sleeps or polling.
+    assert min(latencies) < 0.5
+
+
+def test_spawning_a_live_run_twice_is_refused(harness):
+    pid = harness.spawn("twice", fake())
+    with pytest.raises(SpawnError, match=f"already running \\(pid {pid}\\)"):
+        harness.spawn("twice", fake())
+
+
+# ---- kills ----
+
+
+def test_staged_kill_of_a_tree_whose_grandchild_ignores_sigterm(harness, tmp_path):
+    kids, daemon = tmp_path / "kids", tmp_path / "daemon"
+    top = harness.spawn("tree", fake("--ignore-sigterm", "--children", 2, "--children-pid-file",
+                                     kids, "--daemonize-child", "--daemon-ignore-sigterm",
+                                     "--daemon-pid-file", daemon))
+    pids = [top, *read_pids(kids), *read_pids(daemon)]
+    harness.tracker.add(*pids)
+    assert harness.sup.task_pids() == set(pids)
+    assert harness.sup.signal_run("tree", 0, signal.SIGTERM) == 4
+    time.sleep(0.1)  # this test is about time: SIGTERM is ignored for a while
+    assert all(alive(p) for p in pids)
+    assert harness.events.empty()
+    assert harness.sup.signal_run("tree", 0, signal.SIGKILL) == 4
+    event = harness.next_exit()
+    assert event.status.signal == signal.SIGKILL
+    wait_for(lambda: all_gone(pids), 1)
+    assert harness.sup.task_pids() == set()
+
+
+def test_daemonized_grandchild_is_reached_by_signal_run(harness, tmp_path):
+    daemon = tmp_path / "daemon"
+    top = harness.spawn("d", fake("--daemonize-child", "--daemon-pid-file", daemon))
+    (dpid,) = read_pids(daemon)
+    harness.tracker.add(dpid)
+    assert os.getsid(dpid) != os.getsid(top)  # it left the run's session and group
+    assert harness.sup.signal_run("d", 0, signal.SIGTERM) == 2
+    assert harness.next_exit().status.signal == signal.SIGTERM
+    wait_for(lambda: not alive(dpid), 1)
+
+
+def test_leftovers_of_a_finished_run_are_killed_before_its_exit_is_posted(harness, tmp_path):
+    kids, daemon = tmp_path / "kids", tmp_path / "daemon"
+    harness.spawn("leaky", fake("--children", 2, "--children-pid-file", kids,
+                                "--daemonize-child", "--daemon-ignore-sigterm",
+                                "--daemon-pid-file", daemon, "--exit-after", 0.2, "--exit-code", 1))
+    leftovers = [*read_pids(kids), *read_pids(daemon)]
+    harness.tracker.add(*leftovers)
+    event = harness.next_exit()
+    assert event.status.exit_code == 1
+    # SIGKILLed before the post; a moment may pass before they are zombies.
+    wait_for(lambda: all_gone(leftovers), 0.5)
+
+
+def test_signal_all_reaches_every_run_and_no_other_task(harness, tmp_path, tracker):
+    other = Harness(tmp_path / "other", tracker)
+    try:
+        stranger = other.spawn("s", fake())
+        a = harness.spawn("a", fake())
+        b = harness.spawn("b", fake())
+        assert harness.sup.signal_all(signal.SIGKILL) == 2
+        assert {harness.next_exit().pid, harness.next_exit().pid} == {a, b}
+        assert alive(stranger)
+        assert other.sup.task_pids() == {stranger}
+    finally:
+        other.sup.close()
+    assert not alive(stranger)
+
+
+def test_signal_of_a_finished_or_unknown_run_signals_nothing(harness):
+    harness.spawn("done", "exit 0")
+    harness.next_exit()
+    survivor = harness.spawn("alive", fake())
+    assert harness.sup.signal_run("done", 0, signal.SIGKILL) == 0
+    assert harness.sup.signal_run("nope", 7, signal.SIGKILL) == 0
+    assert alive(survivor)
+
+
+def test_close_leaves_nothing(tmp_path, tracker):
+    h = Harness(tmp_path / "sandbox", tracker)
+    kids, daemon = tmp_path / "kids", tmp_path / "daemon"
+    pids = [h.spawn("t", fake("--ignore-sigterm", "--children", 3, "--children-pid-file", kids)),
+            h.spawn("d", fake("--daemonize-child", "--daemon-ignore-sigterm",
+                              "--daemon-pid-file", daemon)),
+            h.spawn("r", fake("--stdout-bytes", 1000), logger=LoggerSpec(mode=LogMode.ROTATE))]
+    pids += read_pids(kids) + read_pids(daemon)
+    tracker.add(*pids)
+    watchdog = h.sup.watchdog_pid
+    started = time.monotonic()
+    h.sup.close()
+    assert time.monotonic() - started < 2.0
+    assert all_gone(pids)
+    assert not alive(watchdog)
+    names = {t.name for t in threading.enumerate()}
+    assert "stoker-reaper" not in names
+    assert not any(n.startswith("stoker-logpump") for n in names)
+    h.sup.close()  # idempotent
+    with pytest.raises(SpawnError, match="closed"):
+        h.sup.spawn(ProcessSpec("late", "true"), 0)
+
+
+def test_a_killed_watchdog_is_restarted(harness):
+    first = harness.sup.watchdog_pid
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: harness.sup.watchdog_pid != first and alive(harness.sup.watchdog_pid), 2)
+
+
+# ---- logs: big output, rotation, destinations ----
+
+
+def test_100_mb_of_stdout_in_file_mode(harness):
+    harness.spawn("big", fake("--stdout-bytes", 100_000_000, "--exit-after", 0))
+    assert harness.next_exit(20).status.exit_code == 0
+    assert harness.log("big").stat().st_size == 100_000_000
+
+
+def test_100_mb_of_stdout_in_rotate_mode(harness):
+    spec = LoggerSpec(mode=LogMode.ROTATE, log_size_bytes=MiB, backups=3)
+    harness.spawn("big", fake("--stdout-bytes", 100_000_000, "--exit-after", 0), logger=spec)
+    assert harness.next_exit(20).status.exit_code == 0
+    directory = harness.log("big").parent
+    expected_tail = 100_000_000 % MiB
+    wait_for(lambda: harness.log("big").stat().st_size == expected_tail, 10)
+    sizes = {p.name: p.stat().st_size for p in directory.iterdir()}
+    assert sizes == {"stdout": expected_tail, "stdout.1": MiB, "stdout.2": MiB,
+                     "stdout.3": MiB, "stderr": 0}
+
+
+def test_rotate_keeps_both_streams_and_the_newest_bytes(harness):
+    spec = LoggerSpec(mode=LogMode.ROTATE, log_size_bytes=10, backups=2)
+    harness.spawn("r", "printf 0123456789abcdefghijXYZ; printf oops >&2", logger=spec)
+    harness.next_exit()
+    wait_for(lambda: harness.log("r", stream="stderr").read_bytes() == b"oops", 2)
+    wait_for(lambda: harness.log("r").read_bytes() == b"XYZ", 2)
+    assert (harness.log("r").parent / "stdout.1").read_bytes() == b"abcdefghij"
+    assert (harness.log("r").parent / "stdout.2").read_bytes() == b"0123456789"
+
+
+def test_console_and_both_destinations_copy_to_the_supervisor_output(harness, capfd):
+    harness.spawn("c", "echo to-console", logger=LoggerSpec(destination=LogDestination.CONSOLE))
+    harness.next_exit()
+    harness.spawn("b", "echo to-both", logger=LoggerSpec(destination=LogDestination.BOTH))
+    harness.next_exit()
+    wait_for(lambda: harness.log("b").exists() and harness.log("b").read_text() == "to-both\n", 2)
+    harness.spawn("n", "echo to-nowhere", logger=LoggerSpec(destination=LogDestination.NONE))
+    harness.next_exit()
+    harness.sup.close()  # drains the pump
+    out = capfd.readouterr().out
+    assert "to-console" in out and "to-both" in out and "to-nowhere" not in out
+    assert not harness.log("c").exists() and not harness.log("n").exists()
+
+
+# ---- spawn errors ----
+
+
+def test_sandbox_that_cannot_be_created(tmp_path, tracker):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    h = Harness(blocker / "sandbox", tracker, create=False)
+    try:
+        with pytest.raises(SpawnError, match=r"cannot create the log directory .*"
+                                             r"Not a directory \(ENOTDIR\)"):
+            h.spawn("p", "true")
+    finally:
+        h.sup.close()
+
+
+def test_log_file_that_cannot_be_opened(harness):
+    harness.log("p").mkdir(parents=True)  # a directory where the stdout file should be
+    with pytest.raises(SpawnError, match=r"cannot open the log file .*stdout: "
+                                         r"Is a directory \(EISDIR\)"):
+        harness.spawn("p", "true")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/../../b", "..", "."])
+def test_process_name_that_would_escape_the_sandbox_is_refused(harness, name):
+    with pytest.raises(SpawnError, match="outside"):
+        harness.spawn(name, "true")
+
+
+def test_symlinked_log_dir_that_leads_outside_is_refused(harness, tmp_path):
+    (harness.sandbox / ".logs").mkdir()
+    (harness.sandbox / ".logs" / "sneaky").symlink_to(tmp_path)
+    with pytest.raises(SpawnError, match="outside"):
+        harness.spawn("sneaky", "true")
+
+
+# ---- run_command ----
+
+
+def test_run_command_reports_exit_and_output(harness):
+    result = harness.sup.run_command("echo hello; echo oops >&2; exit 3", 5)
+    assert (result.exit_code, result.signal, result.timed_out, result.error) == (3, None, False, None)
+    assert result.output == "hello\noops\n"
+    assert harness.events.empty()  # health commands are not runs
+
+
+def test_run_command_keeps_the_last_kib_of_output(harness):
+    result = harness.sup.run_command("head -c 3000 /dev/zero | tr '\\0' a; printf END", 5)
+    assert result.exit_code == 0
+    assert len(result.output) == 1024 and result.output.endswith("aEND")
+
+
+def test_run_command_timeout_kills_a_lingering_grandchild(harness, tmp_path):
+    bg, daemon = tmp_path / "bg", tmp_path / "daemon"
+    command = (f"sleep 30 & echo $! > {bg}; "
+               f"{fake('--daemonize-child', '--daemon-pid-file', daemon, '--exit-after', 0)}; "
+               f"sleep 30")
+    started = time.monotonic()
+    result = harness.sup.run_command(command, 0.5)
+    assert time.monotonic() - started < 1.5
+    assert result.timed_out and result.signal == signal.SIGKILL
+    pids = read_pids(bg) + read_pids(daemon)
+    harness.tracker.add(*pids)
+    wait_for(lambda: all_gone(pids), 1)
+
+
+def test_run_command_runs_in_the_sandbox_with_the_task_env(harness):
+    result = harness.sup.run_command('pwd; echo "$STOKER_TASK_MARKER"', 5)
+    assert result.output.split() == [str(harness.sandbox), harness.sup.marker]
+
+
+def test_run_command_from_another_thread_while_runs_exit(harness):
+    results = []
+    thread = threading.Thread(target=lambda: results.extend(
+        harness.sup.run_command(f"exit {i}", 5).exit_code for i in range(5)))
+    thread.start()
+    for run in range(5):
+        harness.spawn("p", "exit 0", run=run)
+        assert harness.next_exit().run == run
+    thread.join(10)
+    assert results == [0, 1, 2, 3, 4]
+
+
+# ---- the supervising process dies ----
+
+
+def test_kill_9_of_the_supervising_process_leaves_no_survivor(tmp_path, tracker):
+    child = subprocess.Popen([sys.executable, str(SUPPORT / "supervise_child.py"),
+                              str(tmp_path / "sandbox")], stdout=subprocess.PIPE, text=True)
+    try:
+        line = _readline_within(child, 15)
+        info = json.loads(line)
+        pids, watchdog = info["pids"], info["watchdog"]
+        tracker.add(*pids, watchdog)
+        assert len(pids) == 5 and all(alive(p) for p in pids)
+        child.kill()
+        child.wait(5)
+        wait_for(lambda: all_gone(pids), 1, message="every task process gone")
+        wait_for(lambda: not alive(watchdog), 2, message="the watchdog exited")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
+        child.stdout.close()
+
+
+def _readline_within(proc: subprocess.Popen, timeout_secs: float) -> str:
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_secs)
+    assert box and box[0], f"supervise_child printed nothing within {timeout_secs} s"
+    return box[0]

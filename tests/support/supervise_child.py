@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""supervise_child: a Supervisor in its own process, for the kill -9 test.
+
+Usage: `python tests/support/supervise_child.py SANDBOX`
+
+Starts a Supervisor for SANDBOX and spawns three runs with fake_task.py: a plain sleeper, a
+tree (top plus two children in its group, all ignoring SIGTERM) and a daemonizing one (its
+setsid grandchild ignores SIGTERM and is re-parented). Once every pid is known it prints one
+JSON line `{"pids": [...], "watchdog": PID, "supervisor": PID}` to stdout and then blocks
+forever, so the test can SIGKILL it and check, by pid, that the watchdog leaves nothing.
+Exits 2 with a message on stderr when the setup does not finish within 10 s.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from config.spec import ProcessSpec  # noqa: E402
+from executor.supervisor import Supervisor  # noqa: E402
+
+FAKE = Path(__file__).resolve().parent / "fake_task.py"
+
+
+def fake(*args: str) -> str:
+    return shlex.join([sys.executable, str(FAKE), *args])
+
+
+def wait_for_file(path: Path, deadline: float) -> list[int]:
+    while time.monotonic() < deadline:
+        if path.exists():
+            return [int(x) for x in path.read_text().split()]
+        time.sleep(0.005)
+    print(f"supervise_child: {path} did not appear within 10 s", file=sys.stderr)
+    sys.exit(2)
+
+
+def main() -> None:
+    sandbox = Path(sys.argv[1])
+    sandbox.mkdir(parents=True, exist_ok=True)
+    sup = Supervisor(sandbox=sandbox, task_label="killme.0", env={"PATH": os.environ["PATH"]},
+                     post=lambda event: None)
+    sup.start()
+    files = {name: sandbox / f"{name}.pids" for name in ("sleeper", "tree", "kids", "daemon")}
+    sup.spawn(ProcessSpec("sleeper", fake("--pid-file", str(files["sleeper"]))), 0)
+    sup.spawn(ProcessSpec("tree", fake("--ignore-sigterm", "--pid-file", str(files["tree"]),
+                                       "--children", "2", "--children-pid-file",
+                                       str(files["kids"]))), 0)
+    sup.spawn(ProcessSpec("daemon", fake("--daemonize-child", "--daemon-ignore-sigterm",
+                                         "--daemon-pid-file", str(files["daemon"]))), 0)
+    deadline = time.monotonic() + 10
+    pids = [pid for path in files.values() for pid in wait_for_file(path, deadline)]
+    print(json.dumps({"pids": pids, "watchdog": sup.watchdog_pid, "supervisor": os.getpid()}),
+          flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
