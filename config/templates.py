@@ -106,7 +106,7 @@ def _expand_scalar(obj: SimpleObject, path: str, out: Expansion) -> Any:
         return value
     try:
         text, refs = MustacheParser.resolve(value, *obj.scopes())
-    except RecursionError:
+    except (RecursionError, MustacheParser.Uninterpolatable):
         out.problems.append(f"{path} = {value!r} refers to itself (a template reference cycle)")
         return value
     except Ref.InvalidRefError as exc:

@@ -1,0 +1,180 @@
+"""The task document: its format, round trips, and that junk only ever raises TaskDocumentError."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from config.document import MAX_DOCUMENT_BYTES, TaskDocument, decode, encode
+from config.errors import ConfigError, TaskDocumentError
+from config.loader import load_job
+from tests.support.configs import EXAMPLES, job, process
+
+
+def plain(obj):
+    return json.loads(obj.json_dumps())
+
+
+VALID_JOB = plain(job(process("web", "serve {{thermos.ports[http]}}")))
+
+
+def doc(**fields) -> bytes:
+    return json.dumps({"job": VALID_JOB, **fields}).encode()
+
+
+def test_encode_format():
+    j = job(process("web"))
+    assert json.loads(encode(j)) == {"job": plain(j), "instance": 0}
+    assert json.loads(encode(j, 2, {"http": 31000})) == {"job": plain(j), "instance": 2,
+                                                          "assigned_ports": {"http": 31000}}
+    encode(j).decode("utf-8")  # UTF-8 bytes
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_round_trip_of_every_example(path):
+    loaded = load_job(path)
+    decoded = decode(encode(loaded, 4, {"http": 31000, "health": 31001}))
+    assert plain(decoded.job) == plain(loaded)
+    assert decoded.job.get() == loaded.get()
+    assert (decoded.instance, decoded.assigned_ports) == (4, {"http": 31000, "health": 31001})
+
+
+def test_decode_defaults_and_accepts_text():
+    decoded = decode(doc().decode())
+    assert decoded == TaskDocument(job=decoded.job, instance=0, assigned_ports={})
+    assert plain(decoded.job) == VALID_JOB
+
+
+def test_decode_accepts_a_minimal_job_and_fills_defaults():
+    minimal = {"task": {"processes": [{"name": "w", "cmdline": "x"}]}, "cluster": "c", "role": "r",
+               "environment": "e"}
+    decoded = plain(decode(json.dumps({"job": minimal})).job)
+    assert decoded["name"] == "w" and decoded["health_check_config"]["interval_secs"] == 10.0
+
+
+def test_decode_rewrites_angle_refs():
+    angled = json.loads(doc())
+    angled["job"]["task"]["processes"][0]["cmdline"] = "serve <<thermos.ports[http]>>"
+    cmdline = plain(decode(json.dumps(angled)).job)["task"]["processes"][0]["cmdline"]
+    assert cmdline == "serve {{thermos.ports[http]}}"
+
+
+def with_job(**changes) -> bytes:
+    return json.dumps({"job": {**VALID_JOB, **changes}}).encode()
+
+
+@pytest.mark.parametrize("data,expected", [
+    (b"\xff\xfe{}", "it is not UTF-8"),
+    (b"{not json", "it is not JSON"),
+    (b"", "it is not JSON"),
+    (b"[1, 2]", "it must be a JSON object, not an array"),
+    (b'"job"', "it must be a JSON object, not a string"),
+    (b"42", "it must be a JSON object, not a number"),
+    (b"{}", 'it has no "job"'),
+    (b'{"job": []}', '"job" must be a JSON object, not an array'),
+    (b'{"job": {}, "extra": 1}', "unknown keys 'extra' (expected: job, instance, assigned_ports)"),
+    (doc(instance=-1), '"instance" must be a non-negative integer, not -1'),
+    (doc(instance="1"), '"instance" must be a non-negative integer, not "1"'),
+    (doc(instance=True), '"instance" must be a non-negative integer, not true'),
+    (doc(instance=1.5), '"instance" must be a non-negative integer, not 1.5'),
+    (doc(assigned_ports=[]), '"assigned_ports" must be a map of port name to number, not an array'),
+    (doc(assigned_ports={"http": 0}), '"assigned_ports" numbers must be integers in 1..65535: http=0'),
+    (doc(assigned_ports={"http": 65536}), "http=65536"),
+    (doc(assigned_ports={"http": "80"}), 'http="80"'),
+    (doc(assigned_ports={"http": True}), "http=true"),
+    (with_job(max_task_failures="x"), "job.max_task_failures = 'x' is not an integer"),
+    (with_job(task={"processes": 7}), "job.task.processes must be a list, not 7"),
+    (with_job(health_check_config={"health_checker": {"grpc": {}}}), "unknown health checker kind 'grpc'"),
+    (with_job(health_check_config={"interval_secs": 0}), "job.health_check_config.interval_secs = 0.0 must be greater than 0"),
+    (with_job(role=None), "job.role is required but missing"),
+    (with_job(bogus=1), "job: unknown field 'bogus'"),
+    (with_job(task={"processes": [{"name": "../x", "cmdline": "x"}]}), "is not a safe process name"),
+])
+def test_malformed_documents_say_what_is_wrong(data, expected):
+    with pytest.raises(TaskDocumentError) as info:
+        decode(data)
+    assert expected in str(info.value)
+    assert str(info.value).startswith("invalid task document: ")
+    assert isinstance(info.value, ConfigError)
+
+
+def test_oversized_document_is_rejected_before_parsing():
+    junk = b"{" * (MAX_DOCUMENT_BYTES + 1)
+    started = time.monotonic()
+    with pytest.raises(TaskDocumentError, match="over the 4194304 byte limit"):
+        decode(junk)
+    with pytest.raises(TaskDocumentError, match="over the 4194304 byte limit"):
+        decode("x" * (10 * 1024 * 1024))
+    assert time.monotonic() - started < 1.0
+
+
+def test_ten_megabytes_of_junk():
+    with pytest.raises(TaskDocumentError):
+        decode(bytes(range(256)) * 40960)
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_deeply_nested_documents(depth):
+    nested = "[" * depth + "]" * depth
+    with pytest.raises(TaskDocumentError):
+        decode(nested)
+    inside_job = '{"job": {"task": ' + "[" * depth + "]" * depth + "}}"
+    with pytest.raises(TaskDocumentError):
+        decode(inside_job)
+
+
+@pytest.mark.parametrize("data", [None, 42, ["job"], {"job": {}}])
+def test_non_bytes_input(data):
+    with pytest.raises(TaskDocumentError, match="must be bytes or text"):
+        decode(data)
+
+
+def test_unpaired_surrogate_text():
+    with pytest.raises(TaskDocumentError, match="not UTF-8"):
+        decode('{"job": "\ud800"}')
+
+
+# ---- only TaskDocumentError ever escapes ----
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+KEYS = st.sampled_from(sorted(VALID_JOB) + ["bogus"])
+TASK_KEYS = st.sampled_from(sorted(VALID_JOB["task"]) + ["bogus"])
+
+
+def decodes_or_rejects(data) -> None:
+    try:
+        result = decode(data)
+    except TaskDocumentError:
+        return
+    assert isinstance(result, TaskDocument)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=200))
+def test_random_bytes(data):
+    decodes_or_rejects(data)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(JSON)
+def test_random_json_values_as_the_document_or_the_job(value):
+    decodes_or_rejects(json.dumps(value))
+    decodes_or_rejects(json.dumps({"job": value}))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(KEYS, JSON, TASK_KEYS, JSON, st.integers(min_value=-2, max_value=70000))
+def test_valid_documents_with_one_field_broken(key, value, task_key, task_value, port):
+    broken = json.loads(json.dumps(VALID_JOB))
+    broken[key] = value
+    broken.setdefault("task", {})
+    if isinstance(broken["task"], dict):
+        broken["task"][task_key] = task_value
+    decodes_or_rejects(json.dumps({"job": broken, "assigned_ports": {"http": port}}))

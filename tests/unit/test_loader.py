@@ -1,0 +1,337 @@
+"""Loading `.aurora` and JSON files, selecting jobs, and every validation error's message."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config.errors import ConfigError
+from config.loader import job_key, load_job, load_jobs, select_job, validate_job
+from config.schema import Job
+from tests.support.configs import EXAMPLES, job, job_text, process, write_config
+
+
+def plain(obj):
+    return json.loads(obj.json_dumps())
+
+
+def error_of(path, jobkey=None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_job(path, jobkey)
+    return str(info.value)
+
+
+# ---- loading ----
+
+
+def test_hello_world_example_loads_as_a_service():
+    hello = plain(load_job(next(p for p in EXAMPLES if p.name == "hello_world.aurora")))
+    assert job_key(load_job(EXAMPLES[0])).count("/") == 3
+    assert (hello["cluster"], hello["role"], hello["environment"], hello["name"]) == \
+        ("devcluster", "www-data", "prod", "hello")
+    assert hello["service"] is True
+    assert [p["name"] for p in hello["task"]["processes"]] == ["hello"]
+    assert "echo hello world" in hello["task"]["processes"][0]["cmdline"]
+    assert hello["task"]["resources"]["ram"] == 128 * 1024 * 1024
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_loads_and_validates(path):
+    loaded = load_job(path)
+    assert isinstance(loaded, Job)
+
+
+def test_load_expands_job_names_and_binds_but_keeps_thermos_and_mesos_refs(tmp_path):
+    path = write_config(tmp_path, """
+        profile = Struct  # the schema's pystachio names are in scope
+        web = Process(name='web', cmdline='serve {{role}} {{thermos.ports[http]}} {{mesos.instance}} {{greeting}}')
+        jobs = [Job(task=Task(processes=[web]), cluster='c', role='www', environment='e').bind(greeting='hi')]
+    """)
+    cmdline = plain(load_job(path))["task"]["processes"][0]["cmdline"]
+    assert cmdline == "serve www {{thermos.ports[http]}} {{mesos.instance}} hi"
+
+
+def test_angle_refs_are_rewritten_when_loading(tmp_path):
+    path = write_config(tmp_path, job_text(
+        "[Process(name='web', cmdline='serve <<thermos.ports[http]>> as <<role>>; cat <<EOF\\nx\\nEOF')]"))
+    cmdline = plain(load_job(path))["task"]["processes"][0]["cmdline"]
+    assert cmdline == "serve {{thermos.ports[http]}} as r; cat <<EOF\nx\nEOF"
+
+
+def test_include_is_relative_to_the_including_file_and_nests(tmp_path):
+    write_config(tmp_path, "include('more.aurora')\nweb = Process(name='web', cmdline=cmd)\n",
+                 "lib/base.aurora")
+    write_config(tmp_path, "cmd = 'echo included'\n", "lib/more.aurora")
+    path = write_config(tmp_path, "include('lib/base.aurora')\n" + job_text("[web]"))
+    assert plain(load_job(path))["task"]["processes"][0]["cmdline"] == "echo included"
+
+
+def test_each_load_gets_a_fresh_namespace(tmp_path):
+    first = write_config(tmp_path, "leak = 'x'\n" + job_text(), "first.aurora")
+    second = write_config(tmp_path, job_text("[Process(name=leak, cmdline='c')]"), "second.aurora")
+    load_job(first)
+    message = error_of(second)
+    assert "second.aurora:1: NameError: name 'leak' is not defined" in message
+
+
+def test_json_file_with_a_jobs_list_or_a_single_job(tmp_path):
+    one = plain(job(process("web")))
+    listed = write_config(tmp_path, json.dumps({"jobs": [one, {**one, "environment": "f"}]}), "jobs.json")
+    single = write_config(tmp_path, json.dumps(one), "single.json")
+    assert [job_key(j) for j in load_jobs(listed)] == ["c/r/e/web", "c/r/f/web"]
+    assert plain(load_job(single)) == one
+    assert plain(load_job(listed, "c/r/f/web"))["environment"] == "f"
+
+
+def test_json_file_errors_name_the_file_and_field(tmp_path):
+    bad = write_config(tmp_path, '{"jobs": [{"task": 1}]}', "bad.json")
+    message = error_of(bad)
+    assert "bad.json" in message and "jobs[0].task must be a Task" in message
+    broken = write_config(tmp_path, '{"jobs": [\n', "broken.json")
+    assert "broken.json:2: not valid JSON" in error_of(broken)
+
+
+# ---- errors while running the file ----
+
+
+def test_syntax_error_names_file_and_line(tmp_path):
+    path = write_config(tmp_path, "x = 1\njobs = [\n  Job(\n", "syntax.aurora")
+    message = error_of(path)
+    assert message.startswith(f"{path}:")
+    assert message.endswith("syntax.aurora:3: syntax error: '(' was never closed")
+
+
+def test_exception_while_running_names_file_line_and_exception(tmp_path):
+    path = write_config(tmp_path, "x = 1\np = Process(name='a', cmdline='x', bogus=3)\n", "raises.aurora")
+    assert error_of(path) == f"{path}:2: AttributeError: Unknown schema attribute bogus"
+
+
+def test_runaway_recursion_and_exit_become_config_errors(tmp_path):
+    recursion = write_config(tmp_path, "def f():\n    return f()\nf()\n", "recursion.aurora")
+    assert "recursion.aurora:2: RecursionError" in error_of(recursion)
+    exits = write_config(tmp_path, "import sys\nsys.exit(3)\n", "exits.aurora")
+    assert "exits.aurora:2: SystemExit: 3" in error_of(exits)
+
+
+def test_error_in_included_file_names_it_and_the_include_line(tmp_path):
+    write_config(tmp_path, "y = 2\nz = undefined_name\n", "sub/bad.aurora")
+    path = write_config(tmp_path, "# top\ninclude('sub/bad.aurora')\n", "top.aurora")
+    message = error_of(path)
+    assert message == (f"{tmp_path}/sub/bad.aurora:2: NameError: name 'undefined_name' is not "
+                       f"defined (included from {path}:2)")
+
+
+def test_include_of_a_missing_file(tmp_path):
+    path = write_config(tmp_path, "x = 1\ninclude('nope.aurora')\n", "top.aurora")
+    message = error_of(path)
+    assert f"{path}:2: include('nope.aurora') cannot read {tmp_path}/nope.aurora" in message
+
+
+def test_missing_config_file(tmp_path):
+    assert "cannot read the config file" in error_of(tmp_path / "absent.aurora")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("x = 1\n", "defines no `jobs`"),
+    ("jobs = Job()\n", "`jobs` must be a list of Job objects, not MesosJob"),
+    ("jobs = [Process(name='a', cmdline='b')]\n", "jobs[0] is a Process, not a Job"),
+    ("jobs = []\n", "`jobs` is empty"),
+])
+def test_jobs_list_problems(tmp_path, text, expected):
+    path = write_config(tmp_path, text)
+    message = error_of(path)
+    assert expected in message and str(path) in message
+
+
+# ---- selecting ----
+
+TWO_JOBS = """
+    t = SimpleTask('hello', 'echo hi')
+    jobs = [Job(task=t, cluster='c', role='r', environment='prod'),
+            Job(task=t, cluster='c', role='r', environment='test')]
+"""
+
+
+def test_select_by_key(tmp_path):
+    path = write_config(tmp_path, TWO_JOBS)
+    assert plain(load_job(path, "c/r/test/hello"))["environment"] == "test"
+
+
+def test_multiple_jobs_need_a_key_and_the_message_lists_them(tmp_path):
+    path = write_config(tmp_path, TWO_JOBS)
+    assert error_of(path) == (f"{path}: defines 2 jobs, so a job key is needed; one of: "
+                              "c/r/prod/hello, c/r/test/hello")
+
+
+def test_unknown_key_lists_the_keys_that_exist(tmp_path):
+    path = write_config(tmp_path, TWO_JOBS)
+    assert error_of(path, "c/r/dev/hello") == (
+        f"{path}: no job c/r/dev/hello; the file defines: c/r/prod/hello, c/r/test/hello")
+
+
+@pytest.mark.parametrize("key", ["hello", "c/r/hello", "c//e/hello", "c/r/e/n/x"])
+def test_malformed_key(tmp_path, key):
+    path = write_config(tmp_path, TWO_JOBS)
+    assert f"job key {key!r} is not cluster/role/environment/name" in error_of(path, key)
+
+
+def test_duplicate_keys_are_reported():
+    with pytest.raises(ConfigError, match="2 jobs have the key c/r/e/web"):
+        select_job([job(), job()], "c/r/e/web", "x.aurora")
+
+
+# ---- validation: types and required fields ----
+
+
+def test_type_error_names_field_and_value(tmp_path):
+    path = write_config(tmp_path, job_text("[Process(name='web', cmdline='x', max_failures='x')]"))
+    assert error_of(path) == (f"{path}: job c/r/e/web: "
+                              "job.task.processes[0].max_failures = 'x' is not an integer")
+
+
+def test_missing_required_fields_are_named(tmp_path):
+    path = write_config(tmp_path, "jobs = [Job(task=Task(processes=[Process(name='a')]), cluster='c')]\n")
+    message = error_of(path)
+    for field in ("job.task.processes[0].cmdline", "job.role", "job.environment"):
+        assert f"{field} is required but missing" in message
+    assert "job c/?/?/a" in message
+
+
+def test_task_without_processes(tmp_path):
+    path = write_config(tmp_path, job_text("[]"))
+    assert "job.task.processes is empty" in error_of(path)
+
+
+# ---- validation: process names and ordering ----
+
+
+def test_duplicate_process_names(tmp_path):
+    path = write_config(tmp_path, job_text("[Process(name='a', cmdline='x'), Process(name='a', cmdline='y')]"))
+    assert "job.task.processes[1].name = 'a' is used by more than one process" in error_of(path)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../etc", ".hidden", "a\\0b", "-x",
+                                  "{{thermos.task_id}}", "web {{mesos.instance}}", "sp ace"])
+def test_unsafe_process_names_are_rejected(tmp_path, name):
+    path = write_config(tmp_path, job_text(f"[Process(name={name!r}, cmdline='x')]",
+                                           extra=", name='job'"))
+    message = error_of(path)
+    assert "is not a safe process name" in message
+    assert "^[A-Za-z0-9_][A-Za-z0-9_.-]*$" in message
+
+
+@pytest.mark.parametrize("name", ["web", "web_1", "a.b-c", "9lives", "_x"])
+def test_safe_process_names_are_accepted(name):
+    validate_job(job(process(name)), "test")
+
+
+def test_constraint_naming_unknown_process(tmp_path):
+    path = write_config(tmp_path, job_text("[Process(name='a', cmdline='x')]",
+                                           task_extra=", constraints=order('a', 'ghost')"))
+    assert ("job.task.constraints[0].order = ['a', 'ghost'] names unknown processes: ghost "
+            "(the task has: a)") in error_of(path)
+
+
+def test_ordering_cycle_is_named(tmp_path):
+    path = write_config(tmp_path, """
+        a = Process(name='a', cmdline='x'); b = Process(name='b', cmdline='x'); c = Process(name='c', cmdline='x')
+        jobs = [Job(task=Task(processes=[a, b, c], constraints=order(a, b, c) + order(c, a)),
+                    cluster='c', role='r', environment='e')]
+    """)
+    assert "job.task.constraints form a cycle, so none of these can ever start: a -> b -> c -> a" \
+        in error_of(path)
+
+
+def test_constraint_mixing_final_and_regular(tmp_path):
+    path = write_config(tmp_path, job_text(
+        "[Process(name='a', cmdline='x'), Process(name='z', cmdline='y', final=True)]",
+        task_extra=", constraints=order('a', 'z')"))
+    assert "job.task.constraints[0].order = ['a', 'z'] mixes final and non-final processes" in error_of(path)
+
+
+def test_final_processes_may_be_ordered_among_themselves():
+    validate_job(job(process("a"), process("y", final=True), process("z", final=True),
+                     task_fields={"constraints": [{"order": ["y", "z"]}]}), "test")
+
+
+# ---- validation: numbers ----
+
+
+@pytest.mark.parametrize("config,expected", [
+    ("interval_secs=0", "job.health_check_config.interval_secs = 0.0 must be greater than 0"),
+    ("interval_secs=-1", "job.health_check_config.interval_secs = -1.0 must be greater than 0"),
+    ("timeout_secs=0", "job.health_check_config.timeout_secs = 0.0 must be greater than 0"),
+    ("initial_interval_secs=-1", "job.health_check_config.initial_interval_secs = -1.0 must be at least 0"),
+    ("max_consecutive_failures=-1", "job.health_check_config.max_consecutive_failures = -1 must be at least 0"),
+    ("min_consecutive_successes=-2", "job.health_check_config.min_consecutive_successes = -2 must be at least 0"),
+])
+def test_health_check_numbers(tmp_path, config, expected):
+    path = write_config(tmp_path, job_text(extra=f", health_check_config=HealthCheckConfig({config})"))
+    message = error_of(path)
+    assert expected in message and str(path) in message and "job c/r/e/web" in message
+
+
+def test_zero_grace_and_zero_failures_are_valid():
+    validate_job(job(health_check_config={"initial_interval_secs": 0, "interval_secs": 0.05,
+                                          "max_consecutive_failures": 0}), "test")
+
+
+@pytest.mark.parametrize("process_fields,task_fields,expected", [
+    ("min_duration=-0.5", "", "job.task.processes[0].min_duration = -0.5 must be at least 0"),
+    ("max_failures=-1", "", "job.task.processes[0].max_failures = -1 must be at least 0"),
+    ("", ", max_failures=-1", "job.task.max_failures = -1 must be at least 0"),
+    ("", ", finalization_wait=-1", "job.task.finalization_wait = -1.0 must be at least 0"),
+    ("", ", max_concurrency=-1", "job.task.max_concurrency = -1 must be at least 0"),
+    ("logger=Logger(mode='rotate', rotate=RotatePolicy(log_size=0))", "",
+     "job.task.processes[0].logger.rotate.log_size = 0 must be at least 1"),
+    ("logger=Logger(mode='rotate', rotate=RotatePolicy(backups=0))", "",
+     "job.task.processes[0].logger.rotate.backups = 0 must be at least 1"),
+])
+def test_process_and_task_numbers(tmp_path, process_fields, task_fields, expected):
+    sep = ", " if process_fields else ""
+    path = write_config(tmp_path, job_text(f"[Process(name='web', cmdline='x'{sep}{process_fields})]",
+                                           task_extra=task_fields))
+    assert expected in error_of(path)
+
+
+def test_max_task_failures_minus_one_means_unlimited(tmp_path):
+    validate_job(job(max_task_failures=-1), "test")
+    path = write_config(tmp_path, job_text(extra=", max_task_failures=-2"))
+    assert "job.max_task_failures = -2 must be -1 (unlimited) or more" in error_of(path)
+
+
+def test_several_problems_are_all_reported(tmp_path):
+    path = write_config(tmp_path, job_text(
+        "[Process(name='a', cmdline='x', min_duration=-1), Process(name='a', cmdline='y')]",
+        extra=", health_check_config=HealthCheckConfig(interval_secs=0)"))
+    message = error_of(path)
+    assert "3 problems" in message
+    assert "min_duration" in message and "more than one process" in message and "interval_secs" in message
+
+
+def test_port_reference_must_use_the_index_form(tmp_path):
+    path = write_config(tmp_path, job_text("[Process(name='web', cmdline='serve {{thermos.ports.http}}')]"))
+    assert ("job.task.processes[0].cmdline uses {{thermos.ports.http}}, which is not a port reference; "
+            "write {{thermos.ports[NAME]}}") in error_of(path)
+
+
+def test_job_identifiers_must_be_path_safe(tmp_path):
+    path = write_config(tmp_path, job_text(extra=", name='a/b'"))
+    assert "job.name = 'a/b' may only contain letters, digits, _, - and ." in error_of(path)
+
+
+def test_bad_template_reference_is_a_config_error(tmp_path):
+    path = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo {{ spaced }}')]"))
+    assert "job.task.processes[0].cmdline = 'echo {{ spaced }}' has an invalid template reference" \
+        in error_of(path)
+
+
+def test_self_referencing_template_is_a_config_error(tmp_path):
+    path = write_config(tmp_path, job_text("[Process(name='web', cmdline='{{cmdline}}')]"))
+    assert "refers to itself" in error_of(path)
+
+
+def test_validate_job_names_the_source():
+    with pytest.raises(ConfigError) as info:
+        validate_job(job(health_check_config={"interval_secs": 0}), "task document")
+    assert str(info.value).startswith("task document: job c/r/e/web: ")

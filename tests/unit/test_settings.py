@@ -1,0 +1,187 @@
+"""Settings: durations, the executor's MESOS_* variables, `stoker run`'s flags and env fallbacks."""
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+
+from config.errors import ConfigError, SettingsError
+from config.settings import (ExecutorSettings, RunSettings, add_arguments, parse_duration, parse_port,
+                             parse_ports, pop_secrets)
+
+AGENT_ENV = {
+    "MESOS_AGENT_ENDPOINT": "127.0.0.1:5051",
+    "MESOS_FRAMEWORK_ID": "fw-1",
+    "MESOS_EXECUTOR_ID": "ex-1",
+}
+
+
+@pytest.mark.parametrize("text,secs", [
+    ("5secs", 5.0), ("15mins", 900.0), ("500ms", 0.5), ("1.5secs", 1.5), ("2hrs", 7200.0),
+    ("3days", 259200.0), ("1weeks", 604800.0), ("10ns", 1e-8), ("10us", 1e-5), ("0secs", 0.0),
+    (".5secs", 0.5), (2, 2.0), (0.25, 0.25),
+])
+def test_parse_duration(text, secs):
+    assert parse_duration(text) == pytest.approx(secs)
+
+
+@pytest.mark.parametrize("text", ["abc", "5", "5 secs", " 5secs", "5secs ", "-5secs", "secs", "5sec",
+                                  "5s", "", "1.2.3secs", "5secsx", "x5secs", "5SECS"])
+def test_parse_duration_rejects_other_text(text):
+    with pytest.raises(ValueError) as info:
+        parse_duration(text)
+    assert str(info.value) == f"{text!r} is not a duration (e.g. 15mins, 500ms)"
+
+
+def test_parse_duration_rejects_negative_numbers():
+    with pytest.raises(ValueError, match="-1 is not a non-negative number of seconds"):
+        parse_duration(-1)
+
+
+def test_parse_ports():
+    assert parse_port("http=8080") == ("http", 8080)
+    assert parse_ports(["http=1", "health=65535"]) == {"http": 1, "health": 65535}
+    for bad in ("http", "http=", "=80", "http=0", "http=65536", "http=x", "a b=1", "http=8080=1"):
+        with pytest.raises(ValueError, match="is not NAME=NUMBER"):
+            parse_port(bad)
+    with pytest.raises(ValueError, match="'http' is given more than once"):
+        parse_ports(["http=1", "http=2"])
+
+
+# ---- ExecutorSettings ----
+
+
+def test_executor_settings_from_a_full_environment():
+    env = {**AGENT_ENV, "MESOS_SLAVE_ID": "agent-9", "MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/dir",
+           "MESOS_CHECKPOINT": "1", "MESOS_RECOVERY_TIMEOUT": "1mins", "MESOS_SUBSCRIPTION_BACKOFF_MAX": "500ms",
+           "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "3secs", "MESOS_EXECUTOR_AUTHENTICATION_TOKEN": "tok",
+           "STOKER_HOSTNAME": "h1", "STOKER_LOG_FORMAT": "json", "STOKER_LOG_LEVEL": "debug"}
+    s = ExecutorSettings.from_env(env)
+    assert (s.agent_endpoint, s.framework_id, s.executor_id, s.agent_id) == ("127.0.0.1:5051", "fw-1", "ex-1", "agent-9")
+    assert s.sandbox == "/sb" and s.checkpoint is True
+    assert (s.recovery_timeout_secs, s.subscription_backoff_max_secs, s.shutdown_grace_secs) == (60.0, 0.5, 3.0)
+    assert (s.auth_token, s.hostname, s.log_format, s.log_level) == ("tok", "h1", "json", "DEBUG")
+
+
+def test_executor_settings_defaults():
+    s = ExecutorSettings.from_env(AGENT_ENV)
+    assert s.agent_id is None and s.auth_token is None and s.hostname is None
+    assert s.sandbox == os.getcwd()
+    assert s.checkpoint is False
+    assert (s.recovery_timeout_secs, s.subscription_backoff_max_secs, s.shutdown_grace_secs) == (900.0, 2.0, 5.0)
+    assert (s.log_format, s.log_level) == ("text", "INFO")
+
+
+def test_sandbox_falls_back_to_mesos_directory():
+    assert ExecutorSettings.from_env({**AGENT_ENV, "MESOS_DIRECTORY": "/dir"}).sandbox == "/dir"
+    assert ExecutorSettings.from_env({**AGENT_ENV, "MESOS_SANDBOX": "", "MESOS_DIRECTORY": "/dir"}).sandbox == "/dir"
+
+
+@pytest.mark.parametrize("value,on", [("1", True), ("0", False), ("true", False), ("yes", False), ("", False)])
+def test_checkpoint_is_on_only_for_exactly_1(value, on):
+    assert ExecutorSettings.from_env({**AGENT_ENV, "MESOS_CHECKPOINT": value}).checkpoint is on
+
+
+def test_every_missing_and_invalid_variable_is_named():
+    with pytest.raises(SettingsError) as info:
+        ExecutorSettings.from_env({"MESOS_RECOVERY_TIMEOUT": "abc", "STOKER_LOG_LEVEL": "loud"})
+    problems = info.value.problems
+    assert problems == (
+        "MESOS_AGENT_ENDPOINT is not set (the agent's ip:port, for its executor API)",
+        "MESOS_FRAMEWORK_ID is not set (the framework's ID)",
+        "MESOS_EXECUTOR_ID is not set (this executor's ID)",
+        "MESOS_RECOVERY_TIMEOUT='abc' is not a duration (e.g. 15mins, 500ms)",
+        "STOKER_LOG_LEVEL='loud' is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL)",
+    )
+    assert "MESOS_RECOVERY_TIMEOUT='abc' is not a duration (e.g. 15mins, 500ms)" in str(info.value)
+    assert isinstance(info.value, ConfigError)
+
+
+def test_the_token_never_appears_in_the_repr():
+    s = ExecutorSettings.from_env({**AGENT_ENV, "MESOS_EXECUTOR_AUTHENTICATION_TOKEN": "s3cr3t-token"})
+    assert s.auth_token == "s3cr3t-token"
+    assert "s3cr3t-token" not in repr(s) and "s3cr3t-token" not in str(s)
+
+
+def test_pop_secrets_removes_the_token_only():
+    env = {**AGENT_ENV, "MESOS_EXECUTOR_AUTHENTICATION_TOKEN": "tok"}
+    pop_secrets(env)
+    assert env == AGENT_ENV
+    pop_secrets(env)  # absent: nothing happens
+    assert env == AGENT_ENV
+
+
+def test_overrides_win_and_none_means_not_given():
+    s = ExecutorSettings.from_env({**AGENT_ENV, "STOKER_LOG_LEVEL": "ERROR"}, log_level="warning", hostname=None)
+    assert s.log_level == "WARNING" and s.hostname is None
+
+
+def test_unknown_override_is_an_error():
+    with pytest.raises(SettingsError, match="unknown setting 'colour'"):
+        ExecutorSettings.from_env(AGENT_ENV, colour="blue")
+
+
+# ---- RunSettings and add_arguments ----
+
+
+def run_parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(prog="stoker run"), RunSettings)
+
+
+def run_settings(argv: list[str], environ: dict[str, str] | None = None) -> RunSettings:
+    return RunSettings.from_args(run_parser().parse_args(argv), environ or {})
+
+
+def test_run_settings_from_flags():
+    s = run_settings(["job.aurora", "c/r/e/n", "--instance", "2", "--sandbox", "/tmp/sb",
+                      "--port", "http=8080", "--port", "health=8081", "--log-format", "json", "--log-level", "debug"])
+    assert s == RunSettings(config="job.aurora", jobkey="c/r/e/n", instance=2, sandbox="/tmp/sb",
+                            ports={"http": 8080, "health": 8081}, log_format="json", log_level="DEBUG")
+
+
+def test_run_settings_defaults():
+    s = run_settings(["job.aurora"])
+    assert s == RunSettings(config="job.aurora", jobkey=None, instance=0, sandbox=None, ports={},
+                            log_format="text", log_level="INFO")
+
+
+def test_run_settings_fall_back_to_stoker_variables_and_flags_win():
+    env = {"STOKER_SANDBOX": "/env-sb", "STOKER_LOG_FORMAT": "json", "STOKER_LOG_LEVEL": "ERROR"}
+    s = run_settings(["job.aurora"], env)
+    assert (s.sandbox, s.log_format, s.log_level) == ("/env-sb", "json", "ERROR")
+    s = run_settings(["job.aurora", "--sandbox", "/flag-sb", "--log-level", "INFO"], env)
+    assert (s.sandbox, s.log_level) == ("/flag-sb", "INFO")
+
+
+def test_the_mesos_sandbox_comes_before_the_flag():
+    # CONTRACT §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY, else --sandbox.
+    s = run_settings(["job.aurora", "--sandbox", "/flag"], {"MESOS_DIRECTORY": "/dir"})
+    assert s.sandbox == "/dir"
+    s = run_settings(["job.aurora", "--sandbox", "/flag"], {"MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/dir"})
+    assert s.sandbox == "/sb"
+
+
+def test_run_settings_errors_name_the_flags():
+    with pytest.raises(SettingsError) as info:
+        run_settings(["job.aurora", "--instance", "-1", "--port", "http"], {"STOKER_LOG_LEVEL": "chatty"})
+    assert info.value.problems == (
+        "--instance='-1' is not a non-negative integer",
+        "--port='http' is not NAME=NUMBER with a port number in 1..65535",
+        "STOKER_LOG_LEVEL='chatty' is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL)",
+    )
+
+
+def test_run_settings_without_a_config_path():
+    with pytest.raises(SettingsError, match=r"config is not set \(the \.aurora"):
+        RunSettings.from_env({})
+
+
+def test_help_comes_from_the_field_table():
+    text = run_parser().format_help()
+    for fragment in ("CONFIG", "JOBKEY", "--instance N", "--sandbox DIR", "--port NAME=NUM",
+                     "STOKER_SANDBOX", "STOKER_LOG_LEVEL", "repeatable", "cluster/role/environment/name"):
+        assert fragment in text, fragment
+    executor_help = add_arguments(argparse.ArgumentParser(), ExecutorSettings).format_help()
+    assert "--log-format" in executor_help and "STOKER_HOSTNAME" in executor_help
+    assert "MESOS_AGENT_ENDPOINT" not in executor_help  # agent variables are not flags

@@ -1,0 +1,235 @@
+"""`<<ref>>` spelling, port discovery and binding a job into a JobSpec."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from config import spec
+from config.errors import BindError, ConfigError
+from config.loader import load_job
+from config.schema import (DisableLifecycle, HealthCheckConfig, HealthCheckerConfig, HttpHealthChecker,
+                           HttpLifecycleConfig, LifecycleConfig, Logger, RotatePolicy,
+                           ShellHealthChecker, TcpHealthChecker)
+from config.templates import bind, normalize_angle_refs, port_names
+from tests.support.configs import job, process, write_config
+
+BIND = dict(instance=3, task_id="task-7", hostname="host.example", user="alice")
+
+
+def bound(j, **ports):
+    return bind(j, ports=ports, **BIND)
+
+
+# ---- <<ref>> ----
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("serve <<thermos.ports[http]>>", "serve {{thermos.ports[http]}}"),
+    ("<<mesos.instance>>/<<thermos.task_id>>", "{{mesos.instance}}/{{thermos.task_id}}"),
+    ("<<a.b[c-d.e/f].g>>", "{{a.b[c-d.e/f].g}}"),
+    ("<<role>>", "{{role}}"),
+    ("cat <<EOF\nhello\nEOF", "cat <<EOF\nhello\nEOF"),
+    ("cat <<-EOF\n\thello\n\tEOF", "cat <<-EOF\n\thello\n\tEOF"),
+    ("python3 - <<'PY'\nprint(1)\nPY", "python3 - <<'PY'\nprint(1)\nPY"),
+    ("echo $((1 << 3 >> 1))", "echo $((1 << 3 >> 1))"),
+    ("a << b >> c", "a << b >> c"),
+    ("<< thermos.ports[http] >>", "<< thermos.ports[http] >>"),
+    ("cat <<EOF >> out\nx <<thermos.ports[h]>>\nEOF", "cat <<EOF >> out\nx {{thermos.ports[h]}}\nEOF"),
+    ("{{thermos.ports[http]}}", "{{thermos.ports[http]}}"),
+])
+def test_normalize_angle_refs(text, expected):
+    assert normalize_angle_refs(text) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="<")))
+def test_text_without_angle_brackets_is_untouched(text):
+    assert normalize_angle_refs(text) == text
+
+
+# ---- port names ----
+
+
+def test_ports_come_from_cmdlines_sorted_and_unique():
+    j = job(process("a", "run {{thermos.ports[http]}} {{thermos.ports[admin]}}"),
+            process("b", "run <<thermos.ports[http]>> {{thermos.task_id}} {{mesos.instance}}"))
+    assert port_names(j) == ["admin", "http"]
+
+
+def test_ports_come_from_the_shell_health_command():
+    j = job(process("a", "sleep 1"), health_check_config=HealthCheckConfig(
+        health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command="probe {{thermos.ports[probe]}}"))))
+    assert port_names(j) == ["probe"]
+
+
+def test_health_port_only_when_referenced():
+    # The default HTTP checker and the default lifecycle both name `health`, but only a
+    # reference allocates it: otherwise every job would be health-checked.
+    assert port_names(job(process("a", "sleep 1"))) == []
+    explicit = job(process("a", "sleep 1"), health_check_config=HealthCheckConfig(
+        health_checker=HealthCheckerConfig(http=HttpHealthChecker(endpoint="/ready"))))
+    assert port_names(explicit) == []
+    tcp = job(process("a", "sleep 1"),
+              health_check_config=HealthCheckConfig(health_checker=HealthCheckerConfig(tcp=TcpHealthChecker())))
+    assert port_names(tcp) == []
+    assert port_names(job(process("a", "serve {{thermos.ports[health]}}"))) == ["health"]
+
+
+def test_a_non_default_lifecycle_port_is_allocated():
+    j = job(process("a", "serve {{thermos.ports[http]}}"),
+            lifecycle=LifecycleConfig(http=HttpLifecycleConfig(port="admin")))
+    assert port_names(j) == ["admin", "http"]
+    assert port_names(job(process("a", "x"), lifecycle=DisableLifecycle)) == []
+
+
+def test_ports_of_a_loaded_example(tmp_path):
+    path = write_config(tmp_path, """
+        jobs = [Service(task=Task(processes=[Process(name='web', cmdline='serve <<thermos.ports[http]>>')]),
+                        cluster='c', role='r', environment='e')]
+    """)
+    assert port_names(load_job(path)) == ["http"]
+
+
+# ---- bind ----
+
+
+def test_bind_expands_every_namespace_into_the_job_spec():
+    j = job(process("web", "serve --port {{thermos.ports[http]}} --id {{thermos.task_id}} "
+                           "--user {{thermos.user}} --shard {{mesos.instance}} --host {{mesos.hostname}} "
+                           "--as {{role}}/{{environment}}/{{cluster}}"),
+            name="svc", service=True, max_task_failures=-1)
+    s = bound(j, http=31000, other=31001)
+    assert s.task.processes[0].cmdline == ("serve --port 31000 --id task-7 --user alice --shard 3 "
+                                           "--host host.example --as r/e/c")
+    assert (s.role, s.environment, s.cluster, s.name, s.instance, s.task_id) == ("r", "e", "c", "svc", 3, "task-7")
+    assert s.key == "c/r/e/svc" and s.label == "svc.3"
+    assert s.service is True and s.max_task_failures == -1
+    assert s.ports == {"http": 31000, "other": 31001}
+
+
+def test_bind_maps_process_and_task_fields():
+    j = job(process("a", "x", max_failures=3, daemon=True, ephemeral=True, min_duration=0.05,
+                    logger=Logger(destination="both", mode="rotate", rotate=RotatePolicy(log_size=2048))),
+            process("b", "y", final=True),
+            process("c", "z"),
+            task_fields={"constraints": [{"order": ["a", "c"]}], "max_failures": 2, "max_concurrency": 4,
+                         "finalization_wait": 0.5, "name": "tsk"})
+    s = bound(j)
+    assert s.task == spec.TaskSpec(
+        name="tsk",
+        processes=(
+            spec.ProcessSpec(name="a", cmdline="x", max_failures=3, daemon=True, ephemeral=True,
+                             min_duration_secs=0.05,
+                             logger=spec.LoggerSpec(spec.LogDestination.BOTH, spec.LogMode.ROTATE, 2048, 5)),
+            spec.ProcessSpec(name="b", cmdline="y", final=True),
+            spec.ProcessSpec(name="c", cmdline="z"),
+        ),
+        constraints=(("a", "c"),), max_failures=2, max_concurrency=4, finalization_wait_secs=0.5)
+    assert isinstance(s.task.processes[1].min_duration_secs, float)
+
+
+def test_bind_uses_logger_defaults_when_unset():
+    s = bound(job(process("a", "x", logger=Logger(mode="rotate"))))
+    assert s.task.processes[0].logger == spec.LoggerSpec(mode=spec.LogMode.ROTATE)
+
+
+HEALTH_PORT = process("web", "serve {{thermos.ports[health]}}")
+SHELL = HealthCheckerConfig(shell=ShellHealthChecker(shell_command="probe {{thermos.ports[health]}} {{thermos.task_id}}"))
+TCP = HealthCheckerConfig(tcp=TcpHealthChecker())
+
+
+@pytest.mark.parametrize("checker,ports,kind,port", [
+    (None, {}, spec.CheckKind.NONE, None),
+    (None, {"health": 9000}, spec.CheckKind.HTTP, 9000),
+    (HealthCheckerConfig(http=HttpHealthChecker(endpoint="/ready")), {}, spec.CheckKind.NONE, None),
+    (HealthCheckerConfig(), {"health": 9000}, spec.CheckKind.HTTP, 9000),
+    (SHELL, {"health": 9000}, spec.CheckKind.SHELL, None),
+    (HealthCheckerConfig(shell=ShellHealthChecker(shell_command="true"), http=HttpHealthChecker()),
+     {"health": 9000}, spec.CheckKind.SHELL, None),
+    (TCP, {"health": 9000}, spec.CheckKind.TCP, 9000),
+    (TCP, {}, spec.CheckKind.NONE, None),
+])
+def test_health_kind_selection(checker, ports, kind, port):
+    hc = HealthCheckConfig() if checker is None else HealthCheckConfig(health_checker=checker)
+    procs = [HEALTH_PORT] if "health" in ports else [process("web", "sleep 1")]
+    s = bound(job(*procs, health_check_config=hc), **ports)
+    assert (s.health.kind, s.health.port) == (kind, port)
+
+
+def test_health_spec_fields():
+    hc = HealthCheckConfig(initial_interval_secs=0.5, interval_secs=0.1, timeout_secs=0.2,
+                           max_consecutive_failures=2, min_consecutive_successes=3,
+                           health_checker=HealthCheckerConfig(http=HttpHealthChecker(
+                               endpoint="/ready", expected_response="", expected_response_code=204)))
+    s = bound(job(HEALTH_PORT, health_check_config=hc), health=9000)
+    assert s.health == spec.HealthSpec(kind=spec.CheckKind.HTTP, initial_interval_secs=0.5, interval_secs=0.1,
+                                       timeout_secs=0.2, max_consecutive_failures=2, min_consecutive_successes=3,
+                                       port=9000, endpoint="/ready", expected_response="",
+                                       expected_response_code=204)
+
+
+def test_shell_command_is_expanded():
+    s = bound(job(HEALTH_PORT, health_check_config=HealthCheckConfig(health_checker=SHELL)), health=9000)
+    assert s.health.shell_command == "probe 9000 task-7"
+
+
+def test_lifecycle_spec():
+    assert bound(job(process("a", "x"))).lifecycle is None  # no `health` port
+    s = bound(job(HEALTH_PORT), health=9000)
+    assert s.lifecycle == spec.LifecycleSpec(port=9000)
+    assert bound(job(HEALTH_PORT, lifecycle=DisableLifecycle), health=9000).lifecycle is None
+    custom = job(process("a", "x"), lifecycle=LifecycleConfig(http=HttpLifecycleConfig(
+        port="admin", graceful_shutdown_wait_secs=0.5, shutdown_endpoint="/die")))
+    assert bound(custom, admin=7000).lifecycle == spec.LifecycleSpec(
+        port=7000, shutdown_endpoint="/die", graceful_shutdown_wait_secs=0.5)
+
+
+def test_unbound_references_are_all_named():
+    j = job(process("a", "run {{foo.bar}} {{thermos.ports[http]}}"), process("b", "{{mesos.nothing}}"))
+    with pytest.raises(BindError) as info:
+        bound(j, http=1)
+    assert str(info.value).endswith("unbound template references: {{foo.bar}}, {{mesos.nothing}}")
+    assert info.value.unbound == ("{{foo.bar}}", "{{mesos.nothing}}")
+
+
+def test_unbound_reference_in_the_health_command_is_named():
+    hc = HealthCheckConfig(health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command="x {{nope}}")))
+    with pytest.raises(BindError, match=r"unbound template references: \{\{nope\}\}"):
+        bound(job(process("a", "x"), health_check_config=hc))
+
+
+def test_unbound_references_in_fields_the_task_does_not_use_are_ignored():
+    s = bound(job(process("a", "x"), contact="{{owner}}@example.com"))
+    assert s.task.processes[0].cmdline == "x"
+
+
+def test_missing_ports_are_named():
+    j = job(process("a", "run {{thermos.ports[http]}} {{thermos.ports[admin]}} {{thermos.ports[db]}}"))
+    with pytest.raises(BindError) as info:
+        bound(j, http=1)
+    message = str(info.value)
+    assert "missing ports: admin, db (assigned: http)" in message
+    assert info.value.missing_ports == ("admin", "db")
+    assert "{{thermos.ports[admin]}}" in message
+
+
+@pytest.mark.parametrize("ports", [{"http": 0}, {"http": 70000}, {"http": "80"}, {"http": True}])
+def test_invalid_port_numbers(ports):
+    with pytest.raises(ConfigError, match="invalid ports"):
+        bound(job(process("a", "{{thermos.ports[http]}}")), **ports)
+
+
+def test_bind_does_not_change_the_job():
+    j = job(process("a", "run {{thermos.ports[http]}} {{mesos.instance}}"))
+    before = j.json_dumps()
+    bound(j, http=5)
+    assert j.json_dumps() == before
+    assert json.loads(j.json_dumps())["task"]["processes"][0]["cmdline"] == "run {{thermos.ports[http]}} {{mesos.instance}}"
+
+
+def test_bind_accepts_angle_refs_in_an_unloaded_job():
+    s = bound(job(process("a", "run <<thermos.ports[http]>>")), http=8080)
+    assert s.task.processes[0].cmdline == "run 8080"
