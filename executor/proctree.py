@@ -216,3 +216,11 @@ def kill_until_gone(scope: Scope, max_passes: int = 8) -> set[int]:
         killed.update(by_group)
         killed.update(send(stopped, signal.SIGKILL, scope, proven=by_group))
     return killed
+
+
+def kill_leftovers(top_pid: int, marker_entry: bytes) -> set[int]:
+    """SIGKILL what is left of an exited top process's tree: its group and its marker.
+
+    Call only while the top's zombie is unreaped (it keeps the group id from reuse).
+    """
+    return kill_until_gone(Scope(markers=(marker_entry,), live_groups=frozenset((top_pid,))))

@@ -24,8 +24,10 @@ import ctypes
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
+
+import attrs
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,20 @@ class ChildWatcher(Protocol):
 
     def reaped(self, pid: int, status: int) -> None:
         """The child was reaped with this wait status."""
+
+
+@attrs.frozen(slots=True)
+class Watcher:
+    """A ChildWatcher made of two callables."""
+
+    on_exit: Callable[[int], None] = lambda pid: None
+    on_reaped: Callable[[int, int], None] = lambda pid, status: None
+
+    def before_reap(self, pid: int) -> None:
+        self.on_exit(pid)
+
+    def reaped(self, pid: int, status: int) -> None:
+        self.on_reaped(pid, status)
 
 
 def become_subreaper() -> bool:

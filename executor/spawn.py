@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -56,6 +57,28 @@ def task_env(env: Mapping[str, str], sandbox: Path, task_marker: str) -> dict[st
     base[TASK_MARKER] = task_marker
     base.pop(RUN_MARKER, None)  # set per run; never inherit one from our own parent
     return base
+
+
+@attrs.define(eq=False)
+class Child:
+    """One forked child the supervisor watches: a run's top process or a health command."""
+
+    pid: int
+    popen: subprocess.Popen  # type: ignore[type-arg]  # referenced until reaped
+    marker: str  # its STOKER_RUN_MARKER value
+    process: str | None = None  # None: a health command
+    run: int = -1
+    status: int | None = None  # the wait status, once reaped
+    done: threading.Event = attrs.Factory(threading.Event)
+
+    @property
+    def marker_entry(self) -> bytes:
+        return f"{RUN_MARKER}={self.marker}".encode()
+
+    def reaped(self, status: int) -> None:
+        self.status = status
+        self.popen.returncode = os.waitstatus_to_exitcode(status)  # subprocess must never wait on it
+        self.done.set()
 
 
 def log_dir(sandbox: Path, process: str, run: int) -> Path:

@@ -23,6 +23,11 @@ How it keeps the task contained:
   is not provably ours is never signalled.
 - A `/bin/sh` watchdog (`executor/watchdog.py`) kills every marker-carrying process when the
   Stoker process dies, even by SIGKILL.
+- Shell health commands run through `run_command` (`executor/commands.py`), reaped by the
+  same reaper and covered by the same markers.
+
+Helpers: `spawn.py` (env, logs, fork), `reaper.py`, `logpump.py`, `proctree.py` (the /proc
+scan and pidfd signals), `watchdog.py`, `commands.py`.
 
 Never raises out of the reaper thread; `spawn` raises only `SpawnError`, `run_command`
 never raises. Logs one DEBUG line per spawn and per exit (the owner logs state changes at
@@ -30,62 +35,32 @@ INFO), and ERROR for adapter failures; every line names the task.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import signal
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import attrs
-
 from config.spec import ProcessSpec
 from executor import proctree, spawn
+from executor.commands import CommandRunner
 from executor.events import ExitStatus, ProcessExited
 from executor.logpump import LogPump
 from executor.logs import log_event
-from executor.reaper import Reaper
-from executor.spawn import SpawnError, describe_os_error
+from executor.reaper import Reaper, Watcher
+from executor.spawn import Child, SpawnError, describe_os_error
 from executor.watchdog import Watchdog, start_watchdog
-try:
-    from healthcheck.checkers import CommandResult
-except ImportError:  # TEMPORARY until healthcheck/checkers.py lands: the agreed shape
-    @attrs.frozen(slots=True)
-    class CommandResult:  # type: ignore[no-redef]
-        exit_code: int | None
-        signal: int | None
-        timed_out: bool
-        output: str
-        error: str | None = None
+from healthcheck.checkers import CommandResult
 
 __all__ = ["CommandResult", "SpawnError", "Supervisor"]
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_TAIL_BYTES = 1024
 CLOSE_KILL_SECS = 1.0
 WATCHDOG_EXIT_SECS = 1.0
-
-
-@attrs.define(eq=False)
-class _Child:
-    """One forked child we watch: a run's top process or a health command."""
-
-    pid: int
-    popen: object  # the Popen, kept referenced until reaped (see _reaped)
-    marker: str  # its STOKER_RUN_MARKER value
-    process: str | None = None  # None: a health command
-    run: int = -1
-    status: int | None = None
-    done: threading.Event = attrs.Factory(threading.Event)
-
-    @property
-    def marker_entry(self) -> bytes:
-        return f"{spawn.RUN_MARKER}={self.marker}".encode()
 
 
 class Supervisor:
@@ -96,26 +71,19 @@ class Supervisor:
         self._marker = marker or uuid.uuid4().hex
         self._env = spawn.task_env(env, self._sandbox, self._marker)
         self._post = post
-        self._lock = threading.Lock()  # guards _runs, _commands, _pump, state flags
-        self._runs: dict[tuple[str, int], _Child] = {}
-        self._commands: dict[int, _Child] = {}
-        self._command_seq = itertools.count()
+        self._lock = threading.Lock()  # guards _runs, _pump and _state
+        self._runs: dict[tuple[str, int], Child] = {}
         self._reaper: Reaper | None = None
+        self._commands: CommandRunner | None = None
         self._watchdog: Watchdog | None = None
         self._watchdog_gone = threading.Event()
         self._pump: LogPump | None = None
         self._devnull = -1
         self._state = "new"  # new -> started -> closing -> closed
 
-    # ---- properties ----
-
     @property
     def marker(self) -> str:
         return self._marker
-
-    @property
-    def task_marker_entry(self) -> bytes:
-        return f"{spawn.TASK_MARKER}={self._marker}".encode()
 
     @property
     def watchdog_pid(self) -> int | None:
@@ -131,6 +99,9 @@ class Supervisor:
             self._state = "started"
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self._reaper = Reaper.acquire()
+        self._commands = CommandRunner(sandbox=self._sandbox, env=self._env,
+                                       task_marker=self._marker, reaper=self._reaper,
+                                       stdin_fd=self._devnull)
         self._start_watchdog()
 
     def _start_watchdog(self) -> None:
@@ -138,7 +109,7 @@ class Supervisor:
         try:
             with self._reaper.forking():
                 dog = start_watchdog(self._marker)
-                self._reaper.register(dog.pid, _WatchdogWatcher(self))
+                self._reaper.register(dog.pid, Watcher(on_reaped=self._watchdog_exited))
         except OSError as e:
             log_event(logger, logging.ERROR, "watchdog_failed", task=self._label,
                       error=f"{type(e).__name__}: {e}",
@@ -149,15 +120,15 @@ class Supervisor:
 
     def _watchdog_exited(self, pid: int, status: int) -> None:
         if self._watchdog is not None and self._watchdog.pid == pid:
-            self._watchdog.popen.returncode = status
-        if self._state == "started":
-            log_event(logger, logging.ERROR, "watchdog_exited", task=self._label, pid=pid,
-                      status=ExitStatus.from_wait_status(status).describe(), action="restarting it")
-            if self._watchdog is not None:
-                self._watchdog.close_pipe()
-            self._start_watchdog()
-        else:
+            self._watchdog.popen.returncode = os.waitstatus_to_exitcode(status)
+        if self._state != "started":
             self._watchdog_gone.set()
+            return
+        log_event(logger, logging.ERROR, "watchdog_exited", task=self._label, pid=pid,
+                  status=ExitStatus.from_wait_status(status).describe(), action="restarting it")
+        if self._watchdog is not None:
+            self._watchdog.close_pipe()
+        self._start_watchdog()
 
     # ---- spawning ----
 
@@ -177,18 +148,20 @@ class Supervisor:
         label = f"task={self._label} process={process.name} run={run}"
         stdio = spawn.open_stdio(directory, process.logger, self._devnull, label)
         marker = spawn.run_marker(self._marker, process.name, run)
-        env = spawn.run_env(self._env, self._marker, process.name, run)
         assert self._reaper is not None
         try:
             with self._reaper.forking():
-                popen = spawn.fork_exec(process.cmdline, cwd=self._sandbox, env=env,
-                                        stdin=self._devnull, stdout=stdio.stdout,
-                                        stderr=stdio.stderr)
-                child = _Child(pid=popen.pid, popen=popen, marker=marker,
-                               process=process.name, run=run)
+                popen = spawn.fork_exec(
+                    process.cmdline, cwd=self._sandbox, stdin=self._devnull,
+                    env=spawn.run_env(self._env, self._marker, process.name, run),
+                    stdout=stdio.stdout, stderr=stdio.stderr)
+                child = Child(pid=popen.pid, popen=popen, marker=marker,
+                              process=process.name, run=run)
                 with self._lock:
                     self._runs[key] = child
-                self._reaper.register(popen.pid, _RunWatcher(self, child))
+                self._reaper.register(child.pid, Watcher(
+                    on_exit=lambda pid: self._kill_leftovers(child),
+                    on_reaped=lambda pid, status: self._run_exited(child, status)))
         except OSError as e:
             stdio.discard()
             where = f" in {e.filename}" if e.filename else ""
@@ -212,28 +185,27 @@ class Supervisor:
 
     # ---- exits (reaper thread) ----
 
-    def _kill_leftovers(self, child: _Child) -> int:
-        """SIGKILL what is left of an exited child's tree; its zombie still holds the group."""
-        scope = proctree.Scope(markers=(child.marker_entry,),
-                               live_groups=frozenset((child.pid,)))
-        return len(proctree.kill_until_gone(scope))
+    def _kill_leftovers(self, child: Child) -> None:
+        killed = proctree.kill_leftovers(child.pid, child.marker_entry)
+        if killed:
+            log_event(logger, logging.DEBUG, "leftovers_killed", task=self._label,
+                      process=child.process, run=child.run, pid=child.pid,
+                      processes=len(killed))
 
-    def _run_exited(self, child: _Child, status: int) -> None:
-        child.status = status
-        child.popen.returncode = status  # type: ignore[attr-defined]  # subprocess must never wait on it
+    def _run_exited(self, child: Child, status: int) -> None:
         with self._lock:
             if self._runs.get((child.process, child.run)) is child:  # type: ignore[arg-type]
                 del self._runs[(child.process, child.run)]  # type: ignore[arg-type]
+        child.reaped(status)
         exit_status = ExitStatus.from_wait_status(status)
         log_event(logger, logging.DEBUG, "process_exited", task=self._label,
                   process=child.process, run=child.run, pid=child.pid,
                   status=exit_status.describe())
-        child.done.set()
         if self._state == "closed":
             return
         try:
-            self._post(ProcessExited(process=child.process, run=child.run, pid=child.pid,  # type: ignore[arg-type]
-                                     status=exit_status, at=time.monotonic()))
+            self._post(ProcessExited(process=child.process, run=child.run,  # type: ignore[arg-type]
+                                     pid=child.pid, status=exit_status, at=time.monotonic()))
         except Exception as e:
             log_event(logger, logging.ERROR, "post_failed", task=self._label,
                       process=child.process, run=child.run, pid=child.pid,
@@ -241,11 +213,19 @@ class Supervisor:
 
     # ---- signals ----
 
-    def _live_scope(self, children: list[_Child], markers: tuple[bytes, ...]) -> proctree.Scope:
+    def _scope(self, children: list[Child], markers: tuple[bytes, ...]) -> proctree.Scope:
         assert self._reaper is not None
         with self._reaper.lock:
             live = frozenset(c.pid for c in children if self._reaper.is_registered(c.pid))
         return proctree.Scope(markers=markers, live_groups=live, live_tops=live)
+
+    def _task_scope(self) -> proctree.Scope:
+        with self._lock:
+            children = list(self._runs.values())
+        if self._commands is not None:
+            children += self._commands.live()
+        entry = f"{spawn.TASK_MARKER}={self._marker}".encode()
+        return self._scope(children, (entry,))
 
     def _signal(self, scope: proctree.Scope, sig: int) -> int:
         """Each process of `scope` gets `sig` exactly once: by its group, or by pidfd."""
@@ -268,108 +248,45 @@ class Supervisor:
         with self._lock:
             child = self._runs.get((process, run))
         entry = f"{spawn.RUN_MARKER}={spawn.run_marker(self._marker, process, run)}".encode()
-        scope = self._live_scope([child] if child else [], (entry,))
-        return self._signal(scope, sig)
+        return self._signal(self._scope([child] if child else [], (entry,)), sig)
 
     def signal_all(self, sig: int) -> int:
         """Signal every process of the task; returns how many were signalled."""
         if self._reaper is None:
             return 0
-        with self._lock:
-            children = list(self._runs.values()) + list(self._commands.values())
-        return self._signal(self._live_scope(children, (self.task_marker_entry,)), sig)
+        return self._signal(self._task_scope(), sig)
 
     def task_pids(self) -> set[int]:
         """Live (non-zombie) processes of the task."""
         if self._reaper is None:
             return set()
-        with self._lock:
-            children = list(self._runs.values()) + list(self._commands.values())
-        scope = self._live_scope(children, (self.task_marker_entry,))
-        return set(proctree.select(proctree.scan(), scope))
+        return set(proctree.select(proctree.scan(), self._task_scope()))
 
     # ---- shell commands for health checks ----
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
-        """Run `/bin/bash -c COMMAND` in the sandbox with the task env; never raises."""
+        """`/bin/bash -c COMMAND` in the sandbox with the task env; thread-safe, never raises."""
         try:
-            return self._run_command(command, timeout_secs)
+            if self._state == "new":
+                self.start()
+            if self._state != "started" or self._commands is None:
+                return CommandResult(error=f"the supervisor of task {self._label} is closed")
+            return self._commands.run(command, timeout_secs)
         except Exception as e:
             logger.error("command_failed task=%s error=%s", self._label,
                          f"{type(e).__name__}: {e}", exc_info=True)
-            return CommandResult(exit_code=None, signal=None, timed_out=False, output="",
-                                 error=f"internal error: {type(e).__name__}: {e}")
-
-    def _run_command(self, command: str, timeout_secs: float) -> CommandResult:
-        if self._state == "new":
-            self.start()
-        if self._state != "started" or self._reaper is None:
-            return CommandResult(None, None, False, "",
-                                 error=f"the supervisor of task {self._label} is closed")
-        marker = f"{self._marker}/.command/{next(self._command_seq)}"
-        env = dict(self._env)
-        env[spawn.RUN_MARKER] = marker
-        with tempfile.TemporaryFile(prefix="stoker-command-") as out:
-            try:
-                with self._reaper.forking():
-                    popen = spawn.fork_exec(command, cwd=self._sandbox, env=env,
-                                            stdin=self._devnull, stdout=out.fileno(),
-                                            stderr=out.fileno())
-                    child = _Child(pid=popen.pid, popen=popen, marker=marker)
-                    with self._lock:
-                        self._commands[child.pid] = child
-                    self._reaper.register(child.pid, _CommandWatcher(self, child))
-            except OSError as e:
-                where = f" in {e.filename}" if e.filename else ""
-                return CommandResult(None, None, False, "", error=(
-                    f"cannot start /bin/bash for the health command{where}: "
-                    f"{describe_os_error(e)}"))
-            finished = child.done.wait(timeout_secs)
-            if not finished:
-                self._kill_command(child)
-                child.done.wait(CLOSE_KILL_SECS)
-            return self._command_result(child, not finished, out)
-
-    def _kill_command(self, child: _Child) -> None:
-        scope = proctree.Scope(markers=(child.marker_entry,))
-        assert self._reaper is not None
-        with self._reaper.lock:
-            if self._reaper.is_registered(child.pid):
-                scope = attrs.evolve(scope, live_groups=frozenset((child.pid,)),
-                                     live_tops=frozenset((child.pid,)))
-                proctree.signal_group(child.pid, signal.SIGKILL)
-        proctree.kill_until_gone(scope)
-
-    @staticmethod
-    def _command_result(child: _Child, timed_out: bool, out) -> CommandResult:  # type: ignore[no-untyped-def]
-        size = out.seek(0, os.SEEK_END)
-        out.seek(max(0, size - OUTPUT_TAIL_BYTES))
-        output = out.read().decode("utf-8", errors="replace")
-        exit_code = sig = None
-        if child.status is not None:
-            status = ExitStatus.from_wait_status(child.status)
-            exit_code, sig = status.exit_code, status.signal
-        return CommandResult(exit_code=exit_code, signal=sig, timed_out=timed_out,
-                             output=output, error=None)
-
-    def _command_exited(self, child: _Child, status: int) -> None:
-        child.status = status
-        child.popen.returncode = status  # type: ignore[attr-defined]
-        with self._lock:
-            self._commands.pop(child.pid, None)
-        child.done.set()
+            return CommandResult(error=f"internal error: {type(e).__name__}: {e}")
 
     # ---- close ----
 
     def close(self) -> None:
         """SIGKILL what is left of the task, stop the watchdog and threads. Idempotent."""
         with self._lock:
-            state, self._state = self._state, "closing"
-        if state in ("closing", "closed"):
-            self._state = state
-            return
+            state = self._state
+            if state in ("closing", "closed"):
+                return
+            self._state = "closing" if state == "started" else "closed"
         if state == "new":
-            self._state = "closed"
             return
         self._kill_everything()
         if self._watchdog is not None:
@@ -400,45 +317,7 @@ class Supervisor:
                 return
             if time.monotonic() >= deadline:
                 log_event(logger, logging.ERROR, "close_incomplete", task=self._label,
-                          reason=f"{left} processes still alive {CLOSE_KILL_SECS} s after "
-                                 f"SIGKILL")
+                          reason=f"{left} processes were still alive {CLOSE_KILL_SECS} s "
+                                 f"after the first SIGKILL")
                 return
             time.sleep(0.005)  # SIGKILLed processes need a moment to become zombies
-
-
-@attrs.define(eq=False)
-class _RunWatcher:
-    sup: Supervisor
-    child: _Child
-
-    def before_reap(self, pid: int) -> None:
-        killed = self.sup._kill_leftovers(self.child)
-        if killed:
-            log_event(logger, logging.DEBUG, "leftovers_killed", task=self.sup._label,
-                      process=self.child.process, run=self.child.run, pid=pid, processes=killed)
-
-    def reaped(self, pid: int, status: int) -> None:
-        self.sup._run_exited(self.child, status)
-
-
-@attrs.define(eq=False)
-class _CommandWatcher:
-    sup: Supervisor
-    child: _Child
-
-    def before_reap(self, pid: int) -> None:
-        self.sup._kill_leftovers(self.child)
-
-    def reaped(self, pid: int, status: int) -> None:
-        self.sup._command_exited(self.child, status)
-
-
-@attrs.define(eq=False)
-class _WatchdogWatcher:
-    sup: Supervisor
-
-    def before_reap(self, pid: int) -> None:
-        pass
-
-    def reaped(self, pid: int, status: int) -> None:
-        self.sup._watchdog_exited(pid, status)
