@@ -50,6 +50,15 @@ def test_text_without_angle_brackets_is_untouched(text):
     assert normalize_angle_refs(text) == text
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["<<", ">>", "thermos.ports[http]", "a.b", " ", "EOF", "\n", "x", "[", "]"]),
+                max_size=12).map("".join))
+def test_normalizing_leaves_no_angle_ref_and_is_idempotent(text):
+    once = normalize_angle_refs(text)
+    assert normalize_angle_refs(once) == once
+    assert "<<thermos.ports[http]>>" not in once
+
+
 # ---- port names ----
 
 
