@@ -1,0 +1,165 @@
+"""The checkpoint on disk, `stoker status` formatting, and finding / following run logs."""
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from executor import checkpoint
+from executor.checkpoint import CheckpointWriter, checkpoint_path, read_records, replay
+from executor.sandbox_view import follow, format_duration, format_status, latest_log
+
+pytestmark = pytest.mark.timeout(10)
+
+HEADER = {"kind": "header", "task": "hello.0", "job_key": "devcluster/www/prod/hello",
+          "task_id": "hello-0-abc", "sandbox": "/sb", "ports": {"health": 31000, "http": 31001},
+          "supervisor_pid": 4000, "processes": ["web"], "health": "HTTP GET /health"}
+
+
+def test_records_round_trip_with_wall_times(tmp_path):
+    writer = CheckpointWriter(tmp_path)
+    before = time.time()
+    writer.append(HEADER)
+    writer.append({"kind": "task", "from": "", "to": "STARTING", "reason": "launched",
+                   "wall": 12.5})
+    writer.close()
+    records = read_records(tmp_path)
+    assert [r["kind"] for r in records] == ["header", "task"]
+    assert before <= records[0]["wall"] <= time.time()
+    assert records[1]["wall"] == 12.5
+    assert {k: v for k, v in records[0].items() if k != "wall"} == HEADER
+    assert checkpoint_path(tmp_path) == tmp_path / ".stoker" / "checkpoint.jsonl"
+
+
+def test_every_record_is_fsynced(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", spy)
+    writer = CheckpointWriter(tmp_path)
+    synced.clear()  # the directory's fsync at creation
+    for i in range(3):
+        writer.append({"kind": "task", "to": f"S{i}"})
+        assert len(synced) == i + 1
+    writer.close()
+
+
+def test_torn_last_line_is_skipped_and_the_next_writer_starts_a_new_line(tmp_path):
+    writer = CheckpointWriter(tmp_path)
+    writer.append(HEADER)
+    writer.close()
+    with open(checkpoint_path(tmp_path), "ab") as f:
+        f.write(b'{"kind":"task","from":"STARTING","to":"RUN')  # the crash
+    assert [r["kind"] for r in read_records(tmp_path)] == ["header"]
+    writer = CheckpointWriter(tmp_path)
+    writer.append({"kind": "task", "from": "", "to": "STARTING", "reason": "again"})
+    writer.close()
+    records = read_records(tmp_path)
+    assert [r.get("reason") for r in records] == [None, "again"]
+
+
+def test_no_checkpoint_reads_as_nothing(tmp_path):
+    assert read_records(tmp_path / "missing") == []
+
+
+def test_appending_after_close_is_refused(tmp_path):
+    writer = CheckpointWriter(tmp_path)
+    writer.close()
+    writer.close()
+    with pytest.raises(ValueError, match="closed"):
+        writer.append({"kind": "task"})
+
+
+def test_status_shows_task_processes_and_health(tmp_path):
+    writer = CheckpointWriter(tmp_path)
+    for rec in [
+        dict(HEADER, wall=1000.0),
+        {"kind": "task", "from": "", "to": "STARTING", "reason": "launched", "wall": 1000.0},
+        {"kind": "process", "process": "web", "run": 0, "from": "WAITING", "to": "RUNNING",
+         "reason": "started", "pid": 4242, "exit_code": None, "signal": None, "wall": 1000.0},
+        {"kind": "process", "process": "web", "run": 0, "from": "RUNNING", "to": "WAITING",
+         "reason": "exit status 3; restarting", "pid": 4242, "exit_code": 3, "signal": None,
+         "wall": 1010.0},
+        {"kind": "process", "process": "web", "run": 1, "from": "WAITING", "to": "RUNNING",
+         "reason": "started", "pid": 4250, "exit_code": None, "signal": None, "wall": 1015.0},
+        {"kind": "health", "outcome": "passed", "reason": "", "latency_secs": 0.0032,
+         "state": "RUNNING", "attempts": 1, "consecutive_failures": 0,
+         "consecutive_successes": 1, "wall": 1016.0},
+        {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "health check passed",
+         "wall": 1016.0},
+    ]:
+        writer.append(rec)
+    writer.close()
+    text = format_status(replay(read_records(tmp_path)), now_wall=1015.0 + 192)
+    lines = text.splitlines()
+    assert lines[0].startswith("task hello.0  key=devcluster/www/prod/hello  state=RUNNING")
+    assert "ports: health=31000 http=31001" in text
+    assert "reason: health check passed" in text
+    row = next(line for line in lines if line.startswith("web "))
+    assert row.split()[:7] == ["web", "RUNNING", "1", "4250", "-", "up", "3m12s"]
+    assert row.split()[7] == "1"  # one restart
+    assert "health: RUNNING (HTTP GET /health); attempts=1" in text
+    assert "passed" in text and "3.2 ms" in text
+    json.dumps(text)  # plain text, printable
+
+
+@pytest.mark.parametrize("secs, text", [(None, "-"), (3.24, "3.2s"), (245, "4m05s"),
+                                        (7380, "2h03m"), (3 * 86400 + 4 * 3600, "3d04h")])
+def test_durations_read_well(secs, text):
+    assert format_duration(secs) == text
+
+
+def test_latest_log_is_the_highest_run(tmp_path):
+    for run in (0, 2, 10):
+        d = tmp_path / ".logs" / "web" / str(run)
+        d.mkdir(parents=True)
+        (d / "stdout").write_text(f"run {run}\n")
+        (d / "stderr").write_text("")
+    assert latest_log(tmp_path, "web", stderr=False) == tmp_path / ".logs/web/10/stdout"
+    assert latest_log(tmp_path, "web", stderr=True) == tmp_path / ".logs/web/10/stderr"
+
+
+def test_latest_log_errors_say_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="process 'db' has no logs"):
+        latest_log(tmp_path, "db", stderr=False)
+    (tmp_path / ".logs" / "quiet" / "0").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="has no stdout log"):
+        latest_log(tmp_path, "quiet", stderr=False)
+    with pytest.raises(ValueError, match="not a process name"):
+        latest_log(tmp_path, "../etc", stderr=False)
+
+
+def test_follow_yields_appended_bytes_and_survives_rotation(tmp_path):
+    path = tmp_path / "stdout"
+    path.write_bytes(b"old\n")
+    done = threading.Event()
+    got = bytearray()
+
+    def writer():
+        with open(path, "ab") as f:
+            f.write(b"new-1\n")
+        os.replace(path, tmp_path / "stdout.1")  # rotation: a fresh file appears
+        path.write_bytes(b"new-2\n")
+
+    gen = follow(path, stop=done.is_set)
+    thread = threading.Thread(target=writer)
+    thread.start()
+    deadline = time.monotonic() + 5
+    for chunk in gen:
+        got += chunk
+        if b"new-2\n" in got or time.monotonic() > deadline:
+            done.set()
+            break
+    thread.join(5)
+    assert bytes(got) == b"new-1\nnew-2\n"
+
+
+def test_follow_stops_when_asked(tmp_path):
+    path = tmp_path / "stdout"
+    path.write_bytes(b"")
+    assert list(follow(path, stop=lambda: True)) == []

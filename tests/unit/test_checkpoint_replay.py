@@ -1,0 +1,175 @@
+"""replay(): checkpoint records in, the task's view out. Pure: no files, no clock, no threads."""
+import ast
+from pathlib import Path
+
+from executor.checkpoint_replay import HEALTH_HISTORY, replay
+from executor.checkpoint import parse_lines
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def header(wall=100.0, pid=4000, **extra):
+    return {"kind": "header", "wall": wall, "task": "hello.0", "job_key": "c/r/e/hello",
+            "task_id": "t-1", "sandbox": "/sb", "ports": {"health": 31000},
+            "supervisor_pid": pid, "processes": ["setup", "web"],
+            "health": "HTTP GET http://localhost:31000/health", **extra}
+
+
+def task(frm, to, reason, wall):
+    return {"kind": "task", "wall": wall, "from": frm, "to": to, "reason": reason}
+
+
+def proc(name, run, frm, to, reason, wall, pid=None, exit_code=None, signal=None):
+    return {"kind": "process", "wall": wall, "process": name, "run": run, "from": frm,
+            "to": to, "reason": reason, "pid": pid, "exit_code": exit_code, "signal": signal}
+
+
+def health(outcome, state, attempts, fails, succs, wall, reason="", latency=0.002):
+    return {"kind": "health", "wall": wall, "outcome": outcome, "reason": reason,
+            "latency_secs": latency, "state": state, "attempts": attempts,
+            "consecutive_failures": fails, "consecutive_successes": succs}
+
+
+RECORDED = [
+    header(),
+    task("", "STARTING", "task launched", 100.0),
+    proc("setup", 0, "WAITING", "RUNNING", "started", 100.1, pid=4001),
+    proc("web", 0, "WAITING", "RUNNING", "started", 100.1, pid=4002),
+    proc("setup", 0, "RUNNING", "SUCCESS", "exit status 0", 100.5, pid=4001, exit_code=0),
+    health("failed", "STARTING", 1, 0, 0, 101.0, reason="connection refused"),
+    proc("web", 0, "RUNNING", "WAITING", "exit status 3; restarting (failure 1 of "
+         "max_failures=3)", 102.0, pid=4002, exit_code=3),
+    proc("web", 1, "WAITING", "RUNNING", "started", 107.0, pid=4010),
+    health("passed", "RUNNING", 2, 0, 1, 108.0),
+    task("STARTING", "RUNNING", "1 consecutive health checks passed", 108.0),
+]
+
+
+def test_replay_of_a_recorded_sequence():
+    view = replay(RECORDED)
+    assert (view.label, view.job_key, view.task_id, view.sandbox) == \
+        ("hello.0", "c/r/e/hello", "t-1", "/sb")
+    assert view.ports == {"health": 31000}
+    assert (view.attempt, view.supervisor_pid, view.state) == (1, 4000, "RUNNING")
+    assert view.reason == "1 consecutive health checks passed"
+    assert [(h.from_state, h.to_state) for h in view.history] == \
+        [("", "STARTING"), ("STARTING", "RUNNING")]
+    setup, web = view.processes
+    assert (setup.name, setup.state, setup.restarts) == ("setup", "SUCCESS", 0)
+    (run,) = setup.runs
+    assert (run.pid, run.state, run.exit_code, run.started_wall, run.ended_wall) == \
+        (4001, "SUCCESS", 0, 100.1, 100.5)
+    assert (web.state, web.restarts) == ("RUNNING", 1)
+    first, second = web.runs
+    assert (first.run, first.state, first.exit_code, first.ended_wall) == (0, "FAILED", 3, 102.0)
+    assert first.reason.startswith("exit status 3; restarting")
+    assert (second.run, second.pid, second.state, second.ended_wall) == (1, 4010, "RUNNING", None)
+    h = view.health
+    assert (h.state, h.attempts, h.consecutive_failures, h.consecutive_successes) == \
+        ("RUNNING", 2, 0, 1)
+    assert h.checker == "HTTP GET http://localhost:31000/health"
+    assert [(a.outcome, a.reason) for a in h.last_attempts] == \
+        [("failed", "connection refused"), ("passed", "")]
+
+
+def test_restart_outcomes_are_derived_from_the_exit():
+    records = [
+        header(),
+        proc("web", 0, "WAITING", "RUNNING", "started", 1.0, pid=10),
+        proc("web", 0, "RUNNING", "WAITING", "killed by SIGKILL; lost", 2.0, pid=10, signal=9),
+        proc("web", 1, "WAITING", "RUNNING", "started", 3.0, pid=11),
+        proc("web", 1, "RUNNING", "WAITING", "daemon restarts", 4.0, pid=11, exit_code=0),
+        proc("web", 2, "WAITING", "RUNNING", "started", 5.0, pid=12),
+        proc("web", 2, "RUNNING", "KILLED", "killed by SIGTERM", 6.0, pid=12, signal=15),
+    ]
+    web = replay(records).processes[1]
+    assert [(r.run, r.state, r.signal, r.exit_code) for r in web.runs] == [
+        (0, "LOST", 9, None), (1, "SUCCESS", None, 0), (2, "KILLED", 15, None)]
+    assert web.state == "KILLED"
+
+
+def test_a_spawn_failure_is_a_run_without_pid():
+    records = [header(), proc("web", 0, "WAITING", "FAILED",
+                              "cannot start /bin/bash: No such file or directory (ENOENT)", 1.0)]
+    (run,) = replay(records).processes[1].runs
+    assert (run.pid, run.state, run.started_wall, run.ended_wall) == (None, "FAILED", None, 1.0)
+    assert "ENOENT" in run.reason
+
+
+def test_waiting_for_a_run_that_has_not_started_makes_no_run():
+    records = [header(), proc("web", 1, "WAITING", "WAITING", "waiting 4.2 s for min_duration=5",
+                              1.0)]
+    web = replay(records).processes[1]
+    assert web.runs == () and web.reason == "waiting 4.2 s for min_duration=5"
+
+
+def test_restart_attempts_keep_their_history():
+    records = RECORDED + [
+        task("RUNNING", "FAILED", "process 'web' failed: exit status 3", 120.0),
+        header(wall=125.0, pid=5000),
+        task("", "STARTING", "task launched", 125.0),
+        proc("web", 0, "WAITING", "RUNNING", "started", 125.1, pid=5002),
+    ]
+    view = replay(records)
+    assert view.attempt == 2 and len(view.attempts) == 2
+    old, new = view.attempts
+    assert (old.number, old.state, old.reason) == (1, "FAILED", "process 'web' failed: exit status 3")
+    assert old.processes[1].restarts == 1
+    assert (new.started_wall, new.supervisor_pid, new.state) == (125.0, 5000, "STARTING")
+    assert [(p.name, len(p.runs)) for p in new.processes] == [("setup", 0), ("web", 1)]
+    assert new.processes[1].runs[0].pid == 5002
+    assert view.health.state is None and view.health.last_attempts == ()
+
+
+def test_health_history_keeps_the_last_ten():
+    records = [header()] + [health("passed", "RUNNING", i, 0, i, float(i), reason=f"#{i}")
+                            for i in range(1, 26)]
+    h = replay(records).health
+    assert len(h.last_attempts) == HEALTH_HISTORY
+    assert [a.reason for a in h.last_attempts] == [f"#{i}" for i in range(16, 26)]
+    assert h.attempts == 25
+
+
+def test_unknown_kinds_and_damaged_records_are_ignored():
+    records = [
+        {"kind": "from-the-future", "wall": 1.0, "x": 1},
+        header(),
+        {"kind": "process", "wall": 2.0, "process": "web", "run": "zero", "to": "RUNNING"},
+        {"kind": "process", "wall": 2.0, "process": None},
+        {"kind": "health", "wall": "noon"},
+        "not a dict",
+        proc("web", 0, "WAITING", "RUNNING", "started", 3.0, pid=7),
+    ]
+    view = replay(records)
+    assert view.attempt == 1
+    assert [(r.run, r.pid) for r in view.processes[1].runs] == [(0, 7)]
+    assert view.health.state is None
+
+
+def test_records_before_any_header_form_the_first_attempt():
+    view = replay([task("", "STARTING", "launched", 1.0)])
+    assert (view.attempt, view.state, view.label) == (1, "STARTING", "")
+
+
+def test_replay_of_nothing():
+    view = replay([])
+    assert view.attempt == 1 and view.state is None and view.processes == ()
+
+
+def test_torn_or_garbled_lines_are_skipped():
+    lines = [b'{"kind":"header","task":"a.0"}', b"garbage{", b"", b"[1,2]",
+             b'{"kind":"task","to":"RUNNING"}', b'{"kind":"task","to":"FAI']
+    assert [r["kind"] for r in parse_lines(lines)] == ["header", "task"]
+    assert replay(parse_lines(lines)).state == "RUNNING"
+
+
+def test_replay_module_is_pure():
+    tree = ast.parse((ROOT / "executor" / "checkpoint_replay.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"os", "time", "threading", "subprocess", "socket", "psutil",
+                           "requests", "logging", "signal", "select", "json"}
