@@ -98,6 +98,9 @@ class ConsoleReporter:
         subject = "task" if t.process is None else f"{t.process}[{t.run}]"
         self.line(subject, f"{t.from_state} → {t.to_state}  {t.reason}")
 
+    def phase(self, t: Transition) -> None:
+        self.line("supervisor", f"{t.from_state} → {t.to_state}  {t.reason}")
+
     def update(self, update: Update) -> None:
         pass  # task transitions already carry every update's state and reason
 

@@ -64,6 +64,9 @@ class MesosReporter:
     def transition(self, transition: Transition) -> None:
         pass  # the owner logs and checkpoints every transition
 
+    def phase(self, transition: Transition) -> None:
+        pass
+
     def update(self, update: Update) -> None:
         reason = REASON_HEALTH if update.healthy is not None else None
         uuid = self._driver.send_status_update(

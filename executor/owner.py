@@ -49,6 +49,8 @@ SNOOZE_FILE = ".healthchecksnooze"
 class Reporter(Protocol):
     def transition(self, transition: Transition) -> None: ...
 
+    def phase(self, transition: Transition) -> None: ...
+
     def update(self, update: Update) -> None: ...
 
 
@@ -146,14 +148,16 @@ class TaskOwner:
         """Ask the planner until it has nothing more to start or signal right now."""
         while True:
             decision = self._planner.decide(self._clock())
-            for transition in decision.transitions:
-                self._record_transition(transition)
+            # Act first, then checkpoint and log: a restart costs a fork+exec, not an fsync,
+            # and the records of the new runs carry their pids.
             for command in decision.signal:
                 count = self._supervisor.signal_run(command.process, command.run, command.signal)
                 log_event(logger, logging.DEBUG, "signal", task=self.job.label, process=command.process,
                           run=command.run, signal=command.signal, processes=count)
             for command in decision.start:
                 self._spawn(command)
+            for transition in decision.transitions:
+                self._record_transition(transition, phase=transition.process is None)
             if decision.start:
                 self._on_processes_started()
             if not decision.start and not decision.signal:
@@ -281,7 +285,15 @@ class TaskOwner:
         if outcome.kill_reason is not None:
             self._start_kill(outcome.kill_reason, grace)
 
-    def _record_transition(self, t: Transition) -> None:
+    def _record_transition(self, t: Transition, phase: bool = False) -> None:
+        """Checkpoint, log and report one change. `phase`: the planner's supervision phase
+        (ACTIVE, CLEANING, FINALIZING, ...), as opposed to the task state the world sees."""
+        if phase:
+            self._checkpoint_append({"kind": "phase", "from": t.from_state, "to": t.to_state, "reason": t.reason})
+            log_event(logger, logging.INFO, "task_phase", task=self.job.label,
+                      **{"from": t.from_state, "to": t.to_state}, reason=t.reason)
+            self._reporter.phase(t)
+            return
         if t.process is None:
             self._checkpoint_append({"kind": "task", "from": t.from_state, "to": t.to_state, "reason": t.reason})
             log_event(logger, logging.INFO, "task_state", task=self.job.label,

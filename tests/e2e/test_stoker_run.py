@@ -1,0 +1,215 @@
+"""`stoker run` end to end: the real CLI as a child process, real task processes."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.waiting import wait_for
+
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture
+def stoker(tmp_path):
+    started: list[tuple[StokerProcess, Path]] = []
+
+    def start(*args: str, sandbox: Path | None = None) -> StokerProcess:
+        sandbox = sandbox or tmp_path / "sandbox"
+        proc = StokerProcess(["run", *args, "--sandbox", str(sandbox)], tmp_path)
+        proc.sandbox = sandbox
+        started.append((proc, sandbox))
+        return proc
+
+    yield start
+    for proc, sandbox in started:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "job.aurora"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_seed_example_runs_and_a_killed_process_is_restarted(stoker):
+    run = stoker(str(EXAMPLES / "hello_world.aurora"))
+    run.wait_output("hello[0]         WAITING → RUNNING")
+    run.wait_output("task             STARTING → RUNNING")
+    first = wait_for(lambda: task_pids(run.sandbox))
+    os.kill(first.pop(), signal.SIGKILL)
+    # A run killed by a signal is a loss: restarted (after min_duration=5 s) without counting.
+    out = run.wait_output("hello[1]         WAITING → RUNNING", timeout_secs=12)
+    assert "hello[0]         RUNNING → LOST" in out or "RUNNING → WAITING" in out
+    assert (run.sandbox / ".logs/hello/0/stdout").read_text().startswith("hello world")
+    run.signal(signal.SIGINT)
+    assert run.wait() == 0
+    assert "task             KILLING → KILLED" in run.stdout()
+    assert not live(task_pids(run.sandbox))
+
+
+def test_batch_job_that_succeeds_exits_0(stoker, tmp_path):
+    cfg = write_config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='echo done')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    run = stoker(str(cfg))
+    assert run.wait() == 0
+    out = run.stdout()
+    assert "a[0]             RUNNING → SUCCESS" in out
+    assert "task             RUNNING → FINISHED" in out
+    assert (run.sandbox / ".logs/a/0/stdout").read_text() == "done\n"
+
+
+def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoker, tmp_path):
+    cfg = write_config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='flaky', max_task_failures=3,
+                    task=Task(processes=[Process(name='a', cmdline='exit 3')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    run = stoker(str(cfg), "--restart-backoff", "0.01")
+    assert run.wait() == 1
+    out = run.stdout()
+    assert out.count("task             RUNNING → FAILED") == 3
+    assert "max_task_failures=3 reached (exit 1)" in out
+    assert "exit status 3" in out
+
+
+def test_service_restarts_after_its_task_ends(stoker, tmp_path):
+    cfg = write_config(tmp_path, """
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[Process(name='a', cmdline='echo tick')],
+                                  resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    run = stoker(str(cfg), "--restart-backoff", "0.01", "--restart-backoff-max", "0.05")
+    run.wait_output("task             RUNNING → FINISHED", count=3)
+    assert "services restart on any end" in run.stdout()
+    run.signal(signal.SIGTERM)
+    assert run.wait() in (0,)
+
+
+def test_health_checked_service_goes_running_then_fails_and_restarts(stoker, tmp_path):
+    fake = REPO / "tests/support/fake_task.py"
+    cfg = write_config(tmp_path, f"""
+        web = Process(name='web', cmdline='exec {sys.executable} {fake} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 3')
+        jobs = [Service(cluster='local', role='me', environment='test', name='web',
+                        task=Task(processes=[web], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
+                                  finalization_wait=2),
+                        health_check_config=HealthCheckConfig(initial_interval_secs=0.3, interval_secs=0.05,
+                                                              timeout_secs=0.5, max_consecutive_failures=1),
+                        lifecycle=DisableLifecycle)]
+    """)
+    run = stoker(str(cfg), "--restart-backoff", "0.01")
+    run.wait_output("task             STARTING → RUNNING  healthy:")
+    run.wait_output("task             RUNNING → KILLING  health check failed", timeout_secs=10)
+    out = run.wait_output("task             KILLING → FAILED", timeout_secs=10)
+    assert "2 consecutive health checks failed (max_consecutive_failures=1)" in out
+    run.wait_output("task             STARTING → RUNNING  healthy:", count=2, timeout_secs=10)
+    health = [r for r in checkpoint_records(run.sandbox) if r["kind"] == "health"]
+    assert health and {"passed", "failed"} <= {r["outcome"] for r in health}
+    run.signal(signal.SIGINT)
+    assert run.wait() == 0
+
+
+def test_snooze_file_keeps_a_failing_service_running(stoker, tmp_path):
+    fake = REPO / "tests/support/fake_task.py"
+    cfg = write_config(tmp_path, f"""
+        web = Process(name='web', cmdline='exec {sys.executable} {fake} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 2')
+        jobs = [Service(cluster='local', role='me', environment='test', name='web',
+                        task=Task(processes=[web], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),
+                        health_check_config=HealthCheckConfig(initial_interval_secs=0.0, interval_secs=0.05),
+                        lifecycle=DisableLifecycle)]
+    """)
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    (sandbox / ".healthchecksnooze").touch()
+    run = stoker(str(cfg), sandbox=sandbox)
+    run.wait_output("task             STARTING → RUNNING")
+    wait_for(lambda: sum(r.get("outcome") == "snoozed" for r in checkpoint_records(sandbox)) >= 10)
+    assert "KILLING" not in run.stdout()
+    (sandbox / ".healthchecksnooze").unlink()
+    run.wait_output("task             RUNNING → KILLING  health check failed", timeout_secs=5)
+    run.signal(signal.SIGINT)
+    run.wait()
+
+
+def test_sigterm_stops_the_task_and_leaves_no_process(stoker, tmp_path):
+    fake = REPO / "tests/support/fake_task.py"
+    cfg = write_config(tmp_path, f"""
+        p = Process(name='stubborn', cmdline='{sys.executable} {fake} --ignore-sigterm --children 2 --child-ignore-sigterm --daemonize-child --daemon-pid-file daemon.pid')
+        jobs = [Job(cluster='local', role='me', environment='test', name='stubborn',
+                    task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    run = stoker(str(cfg), "--kill-grace", "0.3")
+    run.wait_output("task             STARTING → RUNNING")
+    daemon = wait_for(lambda: (run.sandbox / "daemon.pid").exists() and int((run.sandbox / "daemon.pid").read_text()))
+    pids = task_pids(run.sandbox) | {daemon}
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    assert "KILLING → KILLED" in run.stdout()
+    assert not live(pids)
+
+
+def test_bad_config_is_one_clear_error_line(tmp_path):
+    cfg = write_config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='bad',
+                    task=Task(processes=[Process(name='a', cmdline='true', max_failures='x')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    result = subprocess.run([sys.executable, "-m", "executor", "run", str(cfg)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith("stoker: error:")
+    assert "max_failures" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unwritable_sandbox_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = subprocess.run(
+        [sys.executable, "-m", "executor", "run", str(EXAMPLES / "hello_world.aurora"), "--sandbox", str(blocker / "sb")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "cannot create sandbox" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_inspect_json_is_a_valid_task_document(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "executor", "inspect", str(EXAMPLES / "hello_world.aurora"), "--json"],
+                            capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["instance"] == 0 and doc["job"]["name"] == "hello" and doc["job"]["service"] is True
+    from config.document import decode
+
+    again = decode(base64.b64decode(base64.b64encode(result.stdout)))
+    assert json.loads(again.job.json_dumps()) == doc["job"]
+
+
+def test_status_and_tail_read_a_finished_sandbox(stoker, tmp_path):
+    cfg = write_config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='two',
+                    task=SequentialTask(processes=[Process(name='first', cmdline='echo one; echo err >&2'),
+                                                   Process(name='second', cmdline='echo two')],
+                                        resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    run = stoker(str(cfg))
+    assert run.wait() == 0
+    status = subprocess.run([sys.executable, "-m", "executor", "status", str(run.sandbox)],
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stderr
+    assert "first" in status.stdout and "second" in status.stdout and "FINISHED" in status.stdout
+    tail = subprocess.run([sys.executable, "-m", "executor", "tail", str(run.sandbox), "first", "--stderr"],
+                          capture_output=True, text=True, timeout=30)
+    assert tail.returncode == 0 and tail.stdout == "err\n"
+    out = run.stdout()
+    assert out.index("first[0]         RUNNING → SUCCESS") < out.index("second[0]        WAITING → RUNNING")

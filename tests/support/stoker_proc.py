@@ -1,0 +1,123 @@
+"""Run the real `stoker` CLI as a child process for end-to-end tests.
+
+`StokerProcess` starts `python -m executor ARGS` in its own session, captures stdout and
+stderr to files (so a chatty child can never block on a full pipe), and always cleans up:
+`close()` SIGKILLs the whole session, and every pid the task ever had (read from the
+sandbox checkpoint) is checked dead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.support.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class StokerProcess:
+    def __init__(self, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.stdout_path = self.workdir / "stoker.stdout"
+        self.stderr_path = self.workdir / "stoker.stderr"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
+        full_env["PYTHONPATH"] = str(REPO)
+        full_env.update(env or {})
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "executor", *args],
+                cwd=self.workdir, env=full_env, stdout=out, stderr=err,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_output(self, text: str, timeout_secs: float = 10, count: int = 1) -> str:
+        wait_for(lambda: self.stdout().count(text) >= count or self.proc.poll() is not None,
+                 timeout_secs, message=f"{text!r} in stoker's output")
+        out = self.stdout()
+        assert out.count(text) >= count, f"{text!r} not in output:\n{out}\nstderr:\n{self.stderr()}"
+        return out
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout_secs: float = 20) -> int:
+        return self.proc.wait(timeout_secs)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+
+
+def checkpoint_records(sandbox: Path) -> list[dict]:
+    path = Path(sandbox) / ".stoker" / "checkpoint.jsonl"
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pass
+    return records
+
+
+def task_pids(sandbox: Path) -> set[int]:
+    """Every pid the checkpoint says a run of the task had."""
+    return {r["pid"] for r in checkpoint_records(sandbox) if r.get("kind") == "process" and r.get("pid")}
+
+
+def live(pids) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.add(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def marker_pids(marker_prefix: str = "STOKER_TASK_MARKER=") -> set[int]:
+    """Live processes carrying a Stoker task marker (any task)."""
+    found = set()
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if any(f"{k}={v}".startswith(marker_prefix) for k, v in env.items()):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.add(proc.pid)
+    return found
+
+
+def kill_leftovers(pids) -> None:
+    for pid in live(pids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 2
+    while live(pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
