@@ -428,7 +428,7 @@ def test_kill_9_of_the_supervising_process_leaves_no_survivor(tmp_path, tracker)
         info = json.loads(line)
         pids, watchdog = info["pids"], info["watchdog"]
         tracker.add(*pids, watchdog)
-        assert len(pids) == 5 and all(alive(p) for p in pids)
+        assert len(pids) == 6 and all(alive(p) for p in pids)
         child.kill()
         child.wait(5)
         wait_for(lambda: all_gone(pids), 1, message="every task process gone")

@@ -6,7 +6,8 @@ Usage: `python tests/support/supervise_child.py SANDBOX`
 Starts a Supervisor for SANDBOX and spawns three runs with fake_task.py: a plain sleeper, a
 tree (top plus two children in its group, all ignoring SIGTERM) and a daemonizing one (its
 setsid grandchild ignores SIGTERM and is re-parented). Once every pid is known it prints one
-JSON line `{"pids": [...], "watchdog": PID, "supervisor": PID}` to stdout and then blocks
+JSON line `{"pids": [...], "watchdog": PID, "supervisor": PID}` (pids: the three top
+processes, the tree's children and the daemon) to stdout and then blocks
 forever, so the test can SIGKILL it and check, by pid, that the watchdog leaves nothing.
 Exits 2 with a message on stderr when the setup does not finish within 10 s.
 """
@@ -49,14 +50,19 @@ def main() -> None:
                      post=lambda event: None)
     sup.start()
     files = {name: sandbox / f"{name}.pids" for name in ("sleeper", "tree", "kids", "daemon")}
-    sup.spawn(ProcessSpec("sleeper", fake("--pid-file", str(files["sleeper"]))), 0)
-    sup.spawn(ProcessSpec("tree", fake("--ignore-sigterm", "--pid-file", str(files["tree"]),
-                                       "--children", "2", "--children-pid-file",
-                                       str(files["kids"]))), 0)
-    sup.spawn(ProcessSpec("daemon", fake("--daemonize-child", "--daemon-ignore-sigterm",
-                                         "--daemon-pid-file", str(files["daemon"]))), 0)
+    tops = [
+        sup.spawn(ProcessSpec("sleeper", fake("--pid-file", str(files["sleeper"]))), 0),
+        sup.spawn(ProcessSpec("tree", fake("--ignore-sigterm", "--pid-file", str(files["tree"]),
+                                           "--children", "2", "--children-pid-file",
+                                           str(files["kids"]))), 0),
+        sup.spawn(ProcessSpec("daemon", fake("--daemonize-child", "--daemon-ignore-sigterm",
+                                             "--daemon-pid-file", str(files["daemon"]))), 0),
+    ]
     deadline = time.monotonic() + 10
-    pids = [pid for path in files.values() for pid in wait_for_file(path, deadline)]
+    pids = set(tops)
+    for path in files.values():
+        pids.update(wait_for_file(path, deadline))
+    pids = sorted(pids)
     print(json.dumps({"pids": pids, "watchdog": sup.watchdog_pid, "supervisor": os.getpid()}),
           flush=True)
     threading.Event().wait()
