@@ -25,7 +25,6 @@ ACKNOWLEDGED; every SUBSCRIBE carries them. The bearer token is never logged.
 """
 from __future__ import annotations
 
-import base64
 import logging
 import queue
 import random
@@ -87,6 +86,7 @@ class ExecutorDriver:
         self._stream: AgentStream | None = None
         self._carried: set[bytes] = set()  # uuids the latest accepted SUBSCRIBE carried
         self._stream_done = False  # the stream thread ended: no more events, ever
+        self._unsent = 0  # updates queued for the sender and not yet done with
         self._shutdown_posted = False
         self._shutdown_received = False
         self._ever_registered = False  # stream thread only
@@ -143,7 +143,8 @@ class ExecutorDriver:
         with self._cond:
             pending = self._protocol.update(task_id, state, message, healthy, reason,
                                             now_wall=time.time())
-        logger.info("status_update_queued %s task=%s state=%s uuid=%s healthy=%s reason=%s "
+            self._unsent += 1
+        logger.debug("status_update_queued %s task=%s state=%s uuid=%s healthy=%s reason=%s "
                     "message=%r", self._who, task_id, mesos_state_name(state),
                     _uuid_text(pending.uuid), healthy, reason, message)
         self._outbox.put(pending)
@@ -153,12 +154,13 @@ class ExecutorDriver:
         self._outbox.put(bytes(data))
 
     def wait_for_acknowledgements(self, timeout_secs: float) -> bool:
-        """Blocks until every update is acknowledged (True), the timeout passes or the
-        driver can receive no more events (False)."""
+        """Blocks until every update is acknowledged (True), the timeout passes, or no
+        acknowledgement can come any more: the stream ended for good and the sender is done
+        (False)."""
         with self._cond:
             self._cond.wait_for(
-                lambda: self._protocol.all_acknowledged or self._stream_done or
-                self._stop.is_set(),
+                lambda: self._protocol.all_acknowledged or self._stop.is_set() or
+                (self._stream_done and self._unsent == 0),
                 timeout_secs,
             )
             return self._protocol.all_acknowledged
@@ -358,17 +360,26 @@ class ExecutorDriver:
             except Exception as e:  # a bug; the update stays buffered for the next SUBSCRIBE
                 logger.error("mesos_sender_failed %s error=%s: %s", self._who,
                              type(e).__name__, e, exc_info=True)
+            finally:
+                if isinstance(item, PendingUpdate):
+                    with self._cond:
+                        self._unsent -= 1
+                        self._cond.notify_all()
 
     def _wait_connected(self, still_wanted: Callable[[], bool]) -> bool:
-        """Waits (lock held) until subscribed; False when the item is no longer wanted or
-        no connection will ever come."""
+        """Waits (lock held) until a call may be POSTed; False when the item is no longer
+        wanted or no connection will ever come.
+
+        After SHUTDOWN the agent may close the stream at once, yet it still takes calls from
+        a subscribed executor, so the terminal updates are POSTed without a stream.
+        """
         while True:
             if self._stop.is_set() or not still_wanted():
                 return False
             if self._connected:
                 return True
             if self._stream_done:
-                return False
+                return self._shutdown_received and self._protocol.subscription_count > 0
             self._cond.wait()
 
     def _send_update(self, pending: PendingUpdate) -> None:
@@ -430,4 +441,4 @@ class ExecutorDriver:
 
 
 def _uuid_text(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
+    return raw.hex()  # as executor/mesos_executor.py logs it

@@ -157,6 +157,19 @@ def test_shutdown_as_the_first_event_exits_without_resubscribing(sim):
     assert "mesos_shutdown_received" in sim.executor_log()
 
 
+@pytest.mark.timeout(20)
+def test_terminal_updates_are_still_posted_when_the_agent_closes_the_stream_after_shutdown(sim):
+    start(sim)
+    sim.wait_subscribed()
+    run_task(sim, "task-42")
+    sim.shutdown()
+    sim.close_stream(graceful=True)  # SHUTDOWN, then EOF at once
+    assert sim.wait_exit(5) == 0
+    killed = sim.wait_for_state("task-42", "TASK_KILLED", timeout_secs=1)
+    assert killed.via == "UPDATE"
+    assert len(sim.calls("SUBSCRIBE")) == 1  # no resubscription after SHUTDOWN
+
+
 @pytest.mark.timeout(30)
 def test_held_acks_survive_a_crash_and_restart_and_are_never_resent_once_acked(sim):
     start(sim)
