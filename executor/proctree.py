@@ -47,30 +47,16 @@ class Scope:
     live_tops: frozenset[int] = frozenset()  # unreaped run top pids (their descendants count)
 
 
-def _read_stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, pgrp) of a live process; None when gone, a zombie or unreadable."""
+def _read(path: str, limit: int) -> bytes:
+    """A whole small /proc file (os-level: no Python file objects), b"" when unreadable."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # The command name is in parentheses and may itself contain ") "; split after the last.
-    close = data.rfind(b")")
-    fields = data[close + 2 :].split()
-    if len(fields) < 3 or fields[0] in (b"Z", b"X", b"x"):
-        return None
-    return int(fields[1]), int(fields[2])
-
-
-def _read_environ(pid: int) -> bytes:
-    try:
-        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return b""
     try:
         chunks = []
         while True:
-            chunk = os.read(fd, _ENVIRON_CHUNK)
+            chunk = os.read(fd, limit)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -81,27 +67,56 @@ def _read_environ(pid: int) -> bytes:
         os.close(fd)
 
 
+def _read_stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, pgrp) of a live process; None when gone, a zombie or unreadable."""
+    data = _read(f"/proc/{pid}/stat", 4096)
+    # The command name is in parentheses and may itself contain ") "; split after the last.
+    close = data.rfind(b")")
+    fields = data[close + 2 :].split()
+    if close < 0 or len(fields) < 3 or fields[0] in (b"Z", b"X", b"x"):
+        return None
+    return int(fields[1]), int(fields[2])
+
+
 def read_proc(pid: int) -> ProcInfo | None:
     """One process's facts, or None when it is gone or a zombie."""
     stat = _read_stat(pid)
     if stat is None:
         return None
-    return ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], environ=_read_environ(pid))
+    return ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1],
+                    environ=_read(f"/proc/{pid}/environ", _ENVIRON_CHUNK))
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
 
 
 def scan() -> dict[int, ProcInfo]:
     """Every live, non-zombie process visible in /proc (one pass)."""
     procs: dict[int, ProcInfo] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return procs
-    for name in names:
-        if not name.isdigit():
-            continue
-        info = read_proc(int(name))
+    for pid in _pids():
+        info = read_proc(pid)
         if info is not None:
-            procs[info.pid] = info
+            procs[pid] = info
+    return procs
+
+
+def scan_markers(markers: tuple[bytes, ...]) -> dict[int, ProcInfo]:
+    """Only the live processes carrying one of `markers` (one pass, about 4x cheaper).
+
+    Reads each environ first and the stat only on a match: a zombie's environ is empty, so
+    this finds exactly what `select(scan(), Scope(markers=markers))` would.
+    """
+    procs: dict[int, ProcInfo] = {}
+    for pid in _pids():
+        environ = _read(f"/proc/{pid}/environ", _ENVIRON_CHUNK)
+        if environ and has_marker(environ, markers):
+            stat = _read_stat(pid)
+            if stat is not None:
+                procs[pid] = ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], environ=environ)
     return procs
 
 
@@ -204,7 +219,8 @@ def kill_until_gone(scope: Scope, max_passes: int = 8) -> set[int]:
     seen: set[int] = set()
     killed: set[int] = set()
     for _ in range(max_passes):
-        procs = scan()
+        # Without live tops, group members need no scan (killpg reaches them): markers do.
+        procs = scan() if scope.live_tops else scan_markers(scope.markers)
         fresh = [p for p in select(procs, scope) if p not in seen]
         groups = {g for g in scope.live_groups if signal_group(g, signal.SIGKILL)}
         if not fresh:
