@@ -178,15 +178,13 @@ class ExecutorDriver:
     # ---- the stream thread ----
 
     def _run_stream(self) -> None:
-        settings = self._settings
         outage_at = time.monotonic()  # an unreachable agent at start counts as an outage
         ever_subscribed = False
         attempt = 0
         try:
             while not self._stop.is_set():
                 attempt += 1
-                limit = (settings.recovery_timeout_secs if settings.checkpoint
-                         else START_RETRY_SECS)
+                limit = self._outage_limit_secs()
                 remaining = limit - (time.monotonic() - outage_at)
                 end = self._session(attempt, connect_timeout_secs=min(5.0, max(0.1, remaining)))
                 if end.fatal or self._stop.is_set():
@@ -194,26 +192,12 @@ class ExecutorDriver:
                 if end.subscribed:
                     ever_subscribed, attempt = True, 0
                     outage_at = time.monotonic()  # a new outage starts at this disconnect
-                if self._shutdown_received:
-                    logger.info("mesos_stream_ended %s after SHUTDOWN; not resubscribing "
-                                "reason=%r", self._who, end.reason)
+                delay = self._retry_delay(end, ever_subscribed, time.monotonic() - outage_at)
+                if delay is None:
                     return
-                if not settings.checkpoint and ever_subscribed:
-                    self._give_up("checkpointing is off (MESOS_CHECKPOINT is not \"1\"), so "
-                                  "the executor shuts down at the first disconnect")
-                    return
-                elapsed = time.monotonic() - outage_at
-                if elapsed >= limit:
-                    what = ("MESOS_RECOVERY_TIMEOUT" if settings.checkpoint
-                            else "the start-up retry limit")
-                    self._give_up(f"the agent could not be reached for {elapsed:.1f}s, past "
-                                  f"{what} of {limit:g}s; last error: {end.reason}")
-                    return
-                delay = min(self._rng.uniform(0.0, settings.subscription_backoff_max_secs),
-                            limit - elapsed)
                 logger.info("mesos_retry %s in_ms=%d next_attempt=%d outage_secs=%.1f "
-                            "reason=%r", self._who, round(delay * 1000), attempt + 1, elapsed,
-                            end.reason)
+                            "reason=%r", self._who, round(delay * 1000), attempt + 1,
+                            time.monotonic() - outage_at, end.reason)
                 if self._stop.wait(delay):
                     return
         except Exception as e:  # a bug: say so, then behave like a lost agent
@@ -225,6 +209,33 @@ class ExecutorDriver:
                 self._connected = False
                 self._stream_done = True
                 self._cond.notify_all()
+
+    def _outage_limit_secs(self) -> float:
+        if self._settings.checkpoint:
+            return self._settings.recovery_timeout_secs
+        return START_RETRY_SECS
+
+    def _retry_delay(self, end: _SessionEnd, ever_subscribed: bool,
+                     outage_secs: float) -> float | None:
+        """Seconds to wait before the next SUBSCRIBE, or None to stop (after a shutdown)."""
+        if self._shutdown_received:
+            logger.info("mesos_stream_ended %s after SHUTDOWN; not resubscribing reason=%r",
+                        self._who, end.reason)
+            return None
+        if not self._settings.checkpoint and ever_subscribed:
+            self._give_up("checkpointing is off (MESOS_CHECKPOINT is not \"1\"), so the "
+                          "executor shuts down at the first disconnect")
+            return None
+        limit = self._outage_limit_secs()
+        if outage_secs >= limit:
+            what = "MESOS_RECOVERY_TIMEOUT" if self._settings.checkpoint else \
+                "the start-up retry limit"
+            self._give_up(f"the agent could not be reached for {outage_secs:.1f}s, past {what} "
+                          f"of {limit:g}s; last error: {end.reason}")
+            return None
+        # uniform in [0, max] for every retry: the agent's re-registration window is that max
+        backoff = self._rng.uniform(0.0, self._settings.subscription_backoff_max_secs)
+        return min(backoff, limit - outage_secs)
 
     def _session(self, attempt: int, connect_timeout_secs: float) -> _SessionEnd:
         """One SUBSCRIBE and, when accepted, its event stream until it ends."""
@@ -249,6 +260,18 @@ class ExecutorDriver:
             self._stream, self._carried = stream, carried
         if self._stop.is_set():  # stop() ran before the stream was published
             stream.abort()
+        reason, subscribed = self._read_stream(stream)
+        if subscribed and not self._stop.is_set():
+            logger.warning("mesos_disconnected %s reason=%r", self._who, reason)
+            self._post("disconnected")
+        return _SessionEnd(reason, subscribed=subscribed)
+
+    def _read_stream(self, stream: AgentStream) -> tuple[str, bool]:
+        """Feeds the protocol until the stream ends; (why it ended, SUBSCRIBED seen).
+
+        Only one stream is ever open (the next SUBSCRIBE is sent after this one ended), so
+        an EOF here is never that of a stale, replaced stream.
+        """
         subscribed = False
         try:
             for chunk in stream.chunks():
@@ -269,10 +292,7 @@ class ExecutorDriver:
                 self._stream = None
                 self._connected = False
                 self._cond.notify_all()
-        if subscribed and not self._stop.is_set():
-            logger.warning("mesos_disconnected %s reason=%r", self._who, reason)
-            self._post("disconnected")
-        return _SessionEnd(reason, subscribed=subscribed)
+        return reason, subscribed
 
     def _on_event(self, event: Event) -> bool:
         """Turns one event into callbacks; True when it was SUBSCRIBED."""

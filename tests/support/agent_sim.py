@@ -104,9 +104,9 @@ def make_task_info(
         else:
             ranges.append({"begin": port, "end": port})
     resources = [
-        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}, "allocation_info": {"role": "*"}},
-        {"name": "mem", "type": "SCALAR", "scalar": {"value": 128.0}, "allocation_info": {"role": "*"}},
-        {"name": "disk", "type": "SCALAR", "scalar": {"value": 256.0}, "allocation_info": {"role": "*"}},
+        {"name": name, "type": "SCALAR", "scalar": {"value": value},
+         "allocation_info": {"role": "*"}}
+        for name, value in (("cpus", 0.5), ("mem", 128.0), ("disk", 256.0))
     ]
     if ranges:
         resources.append({"name": "ports", "type": "RANGES", "ranges": {"range": ranges},
@@ -465,7 +465,8 @@ class AgentSimulator:
 
     def _window_closed(self) -> None:
         with self._cond:
-            if self._subscribed_since_restart or self._proc is None or self._proc.poll() is not None:
+            alive = self._proc is not None and self._proc.poll() is None
+            if self._subscribed_since_restart or not alive:
                 return
             self.reregistration_failed = True
             self._agent_updates("TASK_GONE", "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
@@ -863,7 +864,8 @@ class AgentSimulator:
             try:
                 base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError):
-                raise _Reject(400, "Failed to convert JSON into Call protobuf: bad base64") from None
+                raise _Reject(400, "Failed to convert JSON into Call protobuf: "
+                                   "message.data is not base64") from None
 
     def _subscribe(self, h: _Handler, rec: RecordedRequest, call: dict) -> None:
         stream = _Stream(h, self.chunking, self._rng)
@@ -991,7 +993,8 @@ def _check_status(status: Any, call: dict, full: bool) -> None:
     try:
         raw = base64.b64decode(status["uuid"], validate=True)
     except (binascii.Error, ValueError, TypeError):
-        raise _Reject(400, "Failed to convert JSON into Call protobuf: uuid is not base64") from None
+        raise _Reject(400, "Failed to convert JSON into Call protobuf: "
+                           "update.status.uuid is not base64") from None
     if len(raw) != 16 or not 1 <= raw[6] >> 4 <= 5:
         raise _Reject(400, fail + "Not a valid UUID")
     executor_id = _value(status, "executor_id")

@@ -240,7 +240,8 @@ def test_update_is_recorded_as_unacknowledged_before_it_is_sent():
 def test_update_status_has_every_field_the_agent_requires():
     proto = new_protocol(subscribed(), launch("task-42"))
     pending = proto.update("task-42", TaskState.RUNNING, "started pid 4242", healthy=True,
-                           reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED", now_wall=1732700000.125)
+                           reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+                           now_wall=1732700000.125)
     body = json.loads(proto.update_body(pending))
     assert body == {
         "type": "UPDATE",
