@@ -228,18 +228,24 @@ class Supervisor:
         return self._scope(children, (entry,))
 
     def _signal(self, scope: proctree.Scope, sig: int) -> int:
-        """Each process of `scope` gets `sig` exactly once: by its group, or by pidfd."""
+        """Each process of `scope` gets `sig` exactly once: by its group, or by pidfd.
+
+        Processes outside the live groups go first: once a group's leader dies, the reaper
+        SIGKILLs that run's leftovers, and a count taken after that would miss them.
+        """
+        assert self._reaper is not None
         procs = proctree.scan()
         pids = proctree.select(procs, scope)
-        groups: set[int] = set()
-        if scope.live_groups and self._reaper is not None:
-            with self._reaper.lock:  # the leader is unreaped while registered: no pid reuse
-                for pgid in scope.live_groups:
-                    if self._reaper.is_registered(pgid) and proctree.signal_group(pgid, sig):
-                        groups.add(pgid)
+        with self._reaper.lock:
+            groups = {g for g in scope.live_groups if self._reaper.is_registered(g)}
         by_group = [p for p in pids if procs[p].pgrp in groups]
         others = [p for p in pids if procs[p].pgrp not in groups]
-        return len(by_group) + len(proctree.send(others, sig, scope, proven=by_group))
+        sent = proctree.send(others, sig, scope, proven=by_group)
+        with self._reaper.lock:  # the leader is unreaped while registered: no pid reuse
+            for pgid in groups:
+                if self._reaper.is_registered(pgid):
+                    proctree.signal_group(pgid, sig)
+        return len(by_group) + len(sent)
 
     def signal_run(self, process: str, run: int, sig: int) -> int:
         """Signal the whole tree of one run; returns how many processes were signalled."""

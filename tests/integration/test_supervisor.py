@@ -284,10 +284,26 @@ def test_close_leaves_nothing(tmp_path, tracker):
         h.sup.spawn(ProcessSpec("late", "true"), 0)
 
 
-def test_a_killed_watchdog_is_restarted(harness):
+def test_the_watchdog_is_markerless_ignores_polite_signals_and_is_restarted(harness):
     first = harness.sup.watchdog_pid
+    assert b"STOKER_" not in Path(f"/proc/{first}/environ").read_bytes()
+    assert os.getsid(first) == first  # its own session: no terminal signal reaches it
+    polite = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    wait_for(lambda: all(_ignores(first, sig) for sig in polite), 2,
+             message="the watchdog's trap is installed")
+    for sig in polite:
+        os.kill(first, sig)
+    time.sleep(0.1)  # this part is about time: ignored signals leave it running
+    assert alive(first) and harness.sup.watchdog_pid == first
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: harness.sup.watchdog_pid != first and alive(harness.sup.watchdog_pid), 2)
+
+
+def _ignores(pid: int, sig: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    return False
 
 
 # ---- logs: big output, rotation, destinations ----

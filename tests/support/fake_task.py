@@ -31,7 +31,7 @@ Health and lifecycle (HTTP/1.0 on 127.0.0.1)
   --health-ok-after N       GET /health answers 500 for the first N requests, then ok
   --lifecycle-log F         append `quitquitquit` / `abortabortabort` lines for each POST
   --exit-on-quit            POST /quitquitquit makes the process exit (status --exit-code)
-  --exit-on-abort           POST /abortabortabort makes the process exit (status 137-like 9)
+  --exit-on-abort           POST /abortabortabort makes the process exit with status 137
 
 GET /health answers 200 `ok` (or 500 `failing`); any other path answers 404.
 """
