@@ -52,7 +52,8 @@ def run_env(base: Mapping[str, str], task_marker: str, process: str, run: int) -
 
 
 def task_env(env: Mapping[str, str], sandbox: Path, task_marker: str) -> dict[str, str]:
-    base = dict(env)
+    """The env every run and health command starts from (entries with NUL bytes dropped)."""
+    base = {k: v for k, v in env.items() if "\0" not in k and "\0" not in v and "=" not in k}
     base.setdefault("HOME", str(sandbox))
     base[TASK_MARKER] = task_marker
     base.pop(RUN_MARKER, None)  # set per run; never inherit one from our own parent

@@ -144,6 +144,9 @@ class Supervisor:
             if key in self._runs:
                 raise SpawnError(f"process {process.name!r} run {run} is already running "
                                  f"(pid {self._runs[key].pid})")
+        if "\0" in process.name or "\0" in process.cmdline:
+            raise SpawnError(f"process {process.name!r} run {run}: its name or cmdline "
+                             f"contains a NUL byte, which no command line can carry")
         directory = spawn.log_dir(self._sandbox, process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
         stdio = spawn.open_stdio(directory, process.logger, self._devnull, label)

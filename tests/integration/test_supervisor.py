@@ -373,6 +373,11 @@ def test_log_file_that_cannot_be_opened(harness):
         harness.spawn("p", "true")
 
 
+def test_a_nul_byte_in_a_cmdline_is_a_spawn_error(harness):
+    with pytest.raises(SpawnError, match="NUL byte"):
+        harness.spawn("p", "echo a\0b")
+
+
 @pytest.mark.parametrize("name", ["../escape", "a/../../b", "..", "."])
 def test_process_name_that_would_escape_the_sandbox_is_refused(harness, name):
     with pytest.raises(SpawnError, match="outside"):
@@ -463,3 +468,4 @@ def _readline_within(proc: subprocess.Popen, timeout_secs: float) -> str:
     reader.join(timeout_secs)
     assert box and box[0], f"supervise_child printed nothing within {timeout_secs} s"
     return box[0]
+
