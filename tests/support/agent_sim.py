@@ -366,6 +366,7 @@ class AgentSimulator:
         self._recovering_until = 0.0
         self._window_until = 0.0
         self._subscribed_since_restart = True
+        self._restarts = 0  # generation of the latest restart(), so old windows can't fire
         self._timers: list[threading.Timer] = []
         self._proc: subprocess.Popen | None = None
         self._log_files: list[Any] = []
@@ -460,13 +461,16 @@ class AgentSimulator:
             self._recovering_until = now + recovering_secs
             self._window_until = now + recovering_secs + window
             self._subscribed_since_restart = False
+            self._restarts += 1
+            generation = self._restarts
         self._listen(self.port)
-        self._after(recovering_secs + window, self._window_closed)
+        self._after(recovering_secs + window, lambda: self._window_closed(generation))
 
-    def _window_closed(self) -> None:
+    def _window_closed(self, generation: int) -> None:
         with self._cond:
             alive = self._proc is not None and self._proc.poll() is None
-            if self._subscribed_since_restart or not alive:
+            # Only this restart's window counts: a later restart opened a window of its own.
+            if self._subscribed_since_restart or not alive or generation != self._restarts:
                 return
             self.reregistration_failed = True
             self._agent_updates("TASK_GONE", "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",

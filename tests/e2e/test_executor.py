@@ -1,0 +1,315 @@
+"""`stoker executor` end to end: the real executor process under the agent simulator,
+which speaks the v1 executor API (RecordIO, 202s, acknowledgements) on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from config.document import encode
+from config.loader import load_job
+from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.stoker_proc import REPO, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.waiting import wait_for
+
+FAKE = REPO / "tests/support/fake_task.py"
+EXECUTOR = [sys.executable, "-m", "executor", "executor"]
+TOKEN = "s3cr3t-jwt-token-value"
+
+
+def document(tmp_path: Path, body: str, **kw) -> bytes:
+    path = tmp_path / f"job{time.monotonic_ns()}.aurora"
+    path.write_text(textwrap.dedent(body))
+    return encode(load_job(path), **kw)
+
+
+def service(process_cmdline: str, health: str = "", extra: str = "") -> str:
+    return f"""
+        p = Process(name='web', cmdline='''{process_cmdline}''')
+        jobs = [Service(cluster='local', role='me', environment='test', name='web',
+                        task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
+                                  finalization_wait=1),
+                        {health} {extra})]
+    """
+
+
+@pytest.fixture
+def agent(tmp_path):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    sim = AgentSimulator(sandbox=sandbox, auth_token=TOKEN)
+    yield sim
+    sim.close()
+    kill_leftovers(task_pids(sandbox))
+    log = sim.executor_log()
+    assert TOKEN not in log, "the auth token leaked into the executor log"
+    assert "Traceback" not in log, log[-3000:]
+
+
+def free_ports(count: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def launch(sim: AgentSimulator, data: bytes, task_id: str = "task-1", **kw) -> None:
+    """Start the executor like an agent, then LAUNCH one task offering two free ports."""
+    sim.launch_executor(EXECUTOR, cwd=sim.sandbox, **kw)
+    sim.wait_subscribed(timeout_secs=10)
+    sim.launch(make_task_info(task_id, data, ports=free_ports(2)))
+
+
+HELLO = """
+    hello = Process(name='hello', cmdline='while true; do echo hello world; sleep 10; done')
+    jobs = [Service(task=SequentialTask(processes=[hello], resources=Resources(cpu=1.0, ram=128*MB, disk=128*MB)),
+                    cluster='devcluster', role='www-data', environment='prod', name='hello')]
+"""
+
+
+def test_hello_world_starts_runs_and_is_killed_with_nothing_left(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    pids = wait_for(lambda: task_pids(agent.sandbox))
+    assert live(pids)
+    agent.kill("task-1", grace_secs=1.0)
+    killed = agent.wait_for_state("task-1", "TASK_KILLED", 10)
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert "KILL" in killed.message
+    assert not live(pids)
+    assert agent.wait_exit(10) == 0
+    calls = agent.calls("UPDATE")
+    assert calls and all(c.header("Content-Type") == "application/json" for c in calls)
+    assert all(c.header("Authorization") == f"Bearer {TOKEN}" for c in calls)
+
+
+def test_http_checked_service_passing_after_grace_reports_healthy(agent, tmp_path):
+    data = document(tmp_path, service(
+        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-ok-after 2",
+        "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.05),",
+        "lifecycle=DisableLifecycle,"))
+    launch(agent, data)
+    running = agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    assert running.healthy is True
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING"]
+    outcomes = [r["outcome"] for r in checkpoint_records(agent.sandbox) if r["kind"] == "health"]
+    assert outcomes[-1] == "passed" and outcomes.count("failed") >= 2  # the 2 scripted failures
+
+
+def test_never_healthy_fails_after_n_attempts_with_the_reason(agent, tmp_path):
+    # m = ceil(0.1/0.05) = 2, n = 2 + 1 + 1 = 4: FAILED at attempt 4 at the latest.
+    data = document(tmp_path, service(
+        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-ok-after 1000",
+        "health_check_config=HealthCheckConfig(initial_interval_secs=0.1, interval_secs=0.05,"
+        " max_consecutive_failures=1),",
+        "lifecycle=DisableLifecycle,"))
+    launch(agent, data)
+    failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_FAILED"]
+    assert failed.healthy is False
+    assert "health check failed" in failed.message and "HTTP 500" in failed.message
+    attempts = [r for r in checkpoint_records(agent.sandbox) if r["kind"] == "health"]
+    assert len(attempts) == 4
+    assert not live(task_pids(agent.sandbox))
+
+
+def test_healthy_then_failing_service_fails(agent, tmp_path):
+    data = document(tmp_path, service(
+        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 8",
+        "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.1),",
+        "lifecycle=DisableLifecycle,"))
+    launch(agent, data)
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
+    assert "1 consecutive health check failed (max_consecutive_failures=0)" in failed.message
+
+
+def test_snooze_file_keeps_a_failing_task_running(agent, tmp_path):
+    (agent.sandbox / ".healthchecksnooze").touch()
+    data = document(tmp_path, service(
+        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 0",
+        "health_check_config=HealthCheckConfig(initial_interval_secs=0.0, interval_secs=0.05),",
+        "lifecycle=DisableLifecycle,"))
+    launch(agent, data)
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    wait_for(lambda: sum(r.get("outcome") == "snoozed" for r in checkpoint_records(agent.sandbox)) >= 8)
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING"]
+    (agent.sandbox / ".healthchecksnooze").unlink()
+    agent.wait_for_state("task-1", "TASK_FAILED", 10)
+
+
+def test_process_listens_on_the_port_from_the_taskinfo_resources(agent, tmp_path):
+    [port] = free_ports(1)
+    data = document(tmp_path, service(
+        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[http]}}}}"))
+    agent.launch_executor(EXECUTOR, cwd=agent.sandbox)
+    agent.wait_subscribed(timeout_secs=10)
+    agent.launch(make_task_info("task-1", data, ports=[port]))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    import requests
+
+    body = wait_for(lambda: _get(f"http://127.0.0.1:{port}/health"), 10)
+    assert body == "ok"
+    header = next(r for r in checkpoint_records(agent.sandbox) if r["kind"] == "header")
+    assert header["ports"] == {"http": port}
+    assert requests  # imported for the GET helper
+
+
+def _get(url):
+    import requests
+
+    try:
+        return requests.get(url, timeout=0.5).text
+    except requests.RequestException:
+        return None
+
+
+def test_lifecycle_endpoints_are_called_in_order_before_sigterm(agent, tmp_path):
+    log = tmp_path / "lifecycle.log"
+    data = document(tmp_path, service(
+        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --ignore-sigterm"
+        f" --lifecycle-log {log}",
+        "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.05),",
+        "lifecycle=LifecycleConfig(http=HttpLifecycleConfig(graceful_shutdown_wait_secs=0.2,"
+        " shutdown_wait_secs=0.2)),"))
+    launch(agent, data)
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    started = time.monotonic()
+    agent.kill("task-1", grace_secs=0.3)
+    agent.wait_for_state("task-1", "TASK_KILLED", 10)
+    took = time.monotonic() - started
+    assert log.read_text().split() == ["quitquitquit", "abortabortabort"]
+    # 0.2 + 0.2 lifecycle waits, then SIGTERM (ignored) and SIGKILL after 0.3 s.
+    assert 0.6 < took < 3.0
+    assert not live(task_pids(agent.sandbox))
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"\xff\xfe not utf-8", "UTF-8"),
+    (b"{not json", "JSON"),
+    (b'{"instance": 0}', "job"),
+    (b'{"job": {"name": 3}, "instance": 0}', "required"),
+])
+def test_bad_task_data_fails_the_task_with_a_message(agent, data, words):
+    launch(agent, data)
+    failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
+    assert agent.states("task-1") == ["TASK_FAILED"]
+    assert words.lower() in failed.message.lower() and failed.reason == "REASON_TASK_INVALID"
+    assert agent.wait_exit(15) == 0
+
+
+def test_unbound_template_fails_the_task_naming_it(agent, tmp_path):
+    data = document(tmp_path, service("echo {{thermos.ports[http]}} {{nope.never}}"))
+    launch(agent, data)
+    failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
+    assert "nope.never" in failed.message or "http" in failed.message
+
+
+def test_second_launch_and_launch_group_are_refused(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    agent.launch(make_task_info("task-2", document(tmp_path, HELLO)))
+    second = agent.wait_for_state("task-2", "TASK_FAILED", 10)
+    assert "task-1" in second.message
+    agent.launch_group([make_task_info("task-3", b"{}")])
+    group = agent.wait_for_state("task-3", "TASK_FAILED", 10)
+    assert "LAUNCH_GROUP" in group.message
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING"]
+
+
+def test_shutdown_kills_the_task_and_exits(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO), shutdown_grace="3secs")
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    pids = task_pids(agent.sandbox)
+    agent.shutdown()
+    agent.wait_for_state("task-1", "TASK_KILLED", 5)
+    assert agent.wait_exit(5) == 0
+    assert not agent.destroyed_after_grace
+    assert not live(pids)
+
+
+def test_agent_restarts_five_times_with_acks_held_and_loses_nothing(agent, tmp_path):
+    data = document(tmp_path, service(
+        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}}",
+        "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.05),",
+        "lifecycle=DisableLifecycle,"))
+    agent.ack_mode = "hold"
+    launch(agent, data, backoff_max="200ms", recovery_timeout="10secs")
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    for restart in range(5):
+        agent.crash()
+        time.sleep(0.1)
+        agent.restart(recovering_secs=0.1, reregistration_window_secs=1.0)
+        agent.wait_subscribed(timeout_secs=5, count=restart + 2)
+    body = agent.subscribes[-1]["subscribe"]
+    carried = [u["status"]["state"] for u in body.get("unacknowledged_updates", [])]
+    assert carried == ["TASK_STARTING", "TASK_RUNNING"]
+    assert [t["task_id"]["value"] for t in body.get("unacknowledged_tasks", [])] == ["task-1"]
+    assert not agent.reregistration_failed
+    agent.ack_mode = "immediate"
+    agent.release_acks()
+    agent.close_stream(graceful=True)  # an EOF without a restart: the executor resubscribes
+    agent.wait_subscribed(timeout_secs=5, count=7)
+    agent.close_stream(graceful=True)
+    after = agent.wait_subscribed(timeout_secs=5, count=8)
+    assert after["subscribe"] == {}, "acknowledged updates were carried again"
+    uuids = {c.json["update"]["status"]["uuid"] for c in agent.calls("UPDATE") if c.status == 202}
+    assert len(uuids) == len([c for c in agent.calls("UPDATE") if c.status == 202]), "an update was POSTed twice"
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING"]
+    agent.kill("task-1", grace_secs=0.5)
+    agent.wait_for_state("task-1", "TASK_KILLED", 10)
+
+
+def test_checkpoint_off_exits_at_the_first_disconnect(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO), checkpoint=False)
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    pids = task_pids(agent.sandbox)
+    agent.crash()
+    assert agent.wait_exit(10) == 0
+    assert len(agent.subscribes) == 1
+    assert not live(pids)
+
+
+def test_agent_down_longer_than_the_recovery_timeout_kills_the_task_and_exits(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO), recovery_timeout="1secs", backoff_max="200ms")
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    pids = task_pids(agent.sandbox)
+    started = time.monotonic()
+    agent.crash()
+    assert agent.wait_exit(15) == 0
+    assert time.monotonic() - started < 1.0 + 3.0 + 2.0
+    assert not live(pids)
+
+
+def test_missing_mesos_variables_is_a_clean_exit(tmp_path):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
+    result = subprocess.run(EXECUTOR, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "MESOS_AGENT_ENDPOINT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_json_log_format_gives_one_object_per_line(agent, tmp_path):
+    agent.launch_executor(EXECUTOR, cwd=agent.sandbox, env_overrides={"STOKER_LOG_FORMAT": "json"})
+    agent.wait_subscribed(timeout_secs=10)
+    agent.launch(make_task_info("task-1", document(tmp_path, HELLO)))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    agent.kill("task-1", grace_secs=0.5)
+    agent.wait_for_state("task-1", "TASK_KILLED", 10)
+    agent.wait_exit(10)
+    lines = [json.loads(line) for line in agent.executor_log().splitlines() if line.strip()]
+    events = [line.get("event") for line in lines]
+    assert "status_update" in events and "process_state" in events
