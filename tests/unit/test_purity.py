@@ -7,6 +7,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PURE = [
     "executor/planner.py",
+    "executor/checkpoint_replay.py",
     "executor/status.py",
     "executor/service.py",
     "executor/mesos_protocol.py",
