@@ -10,8 +10,6 @@ import logging
 import threading
 from typing import Callable
 
-import requests
-
 from config.spec import LifecycleSpec
 from executor.logs import log_event
 
@@ -20,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 def post_endpoint(port: int, endpoint: str, timeout_secs: float = 1.0) -> tuple[bool, str]:
     """POST an empty body; (handled, detail). Any HTTP answer, 4xx/5xx included, is handled."""
+    import requests  # only tasks with a lifecycle port pay for it (requests pulls in ssl)
+
     url = f"http://localhost:{port}{endpoint}"
     try:
         with requests.post(url, data=b"", timeout=timeout_secs, allow_redirects=False, stream=True) as resp:
