@@ -7,6 +7,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -82,27 +83,70 @@ class SandboxError(Exception):
 
 
 class ConsoleReporter:
-    """Prints each state change as one readable line: time, subject, old → new, reason."""
+    """Prints each state change as one readable line: time, subject, old → new, reason.
 
-    def __init__(self, out: TextIO, label: str) -> None:
+    On a terminal it also keeps a one-line live view under the log (task state, each
+    process's state and run, the last health check), redrawn on every change — never on a
+    timer, so an idle task costs no wakeups.
+    """
+
+    def __init__(self, out: TextIO, label: str, live: bool | None = None) -> None:
         self._out = out
         self._label = label
+        self._live = _isatty(out) if live is None else live
+        self._task_state = "NEW"
+        self._processes: dict[str, str] = {}
+        self._health = ""
 
     def line(self, subject: str, text: str) -> None:
         now = time.time()
         stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-        self._out.write(f"{stamp}  {self._label:<12} {subject:<16} {text}\n")
+        clear = "\r\x1b[2K" if self._live else ""
+        self._out.write(f"{clear}{stamp}  {self._label:<12} {subject:<16} {text}\n")
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self._live:
+            procs = " ".join(f"{name}:{state}" for name, state in self._processes.items())
+            view = f"[{self._label} {self._task_state}] {procs}"
+            if self._health:
+                view += f" | health {self._health}"
+            width = shutil.get_terminal_size((120, 20)).columns - 1
+            self._out.write("\x1b[7m" + view[:width] + "\x1b[0m")
         self._out.flush()
 
     def transition(self, t: Transition) -> None:
-        subject = "task" if t.process is None else f"{t.process}[{t.run}]"
+        if t.process is None:
+            self._task_state = t.to_state
+            subject = "task"
+        else:
+            self._processes[t.process] = f"{t.to_state}[{t.run}]"
+            subject = f"{t.process}[{t.run}]"
         self.line(subject, f"{t.from_state} → {t.to_state}  {t.reason}")
 
     def phase(self, t: Transition) -> None:
         self.line("supervisor", f"{t.from_state} → {t.to_state}  {t.reason}")
 
+    def health(self, attempt, state: str, attempts: int) -> None:
+        self._health = f"{state} #{attempts} {attempt.outcome.value}"
+        if self._live:
+            self._out.write("\r\x1b[2K")
+            self._redraw()
+
     def update(self, update: Update) -> None:
         pass  # task transitions already carry every update's state and reason
+
+    def close(self) -> None:
+        if self._live:
+            self._out.write("\r\x1b[2K")
+            self._out.flush()
+
+
+def _isatty(out: TextIO) -> bool:
+    try:
+        return out.isatty() and os.environ.get("TERM", "dumb") != "dumb"
+    except (AttributeError, ValueError):
+        return False
 
 
 class LocalRun:
@@ -166,7 +210,10 @@ class LocalRun:
             self._owner = owner
             if self._stop.is_set():
                 return 0
-            final = owner.run()
+            try:
+                final = owner.run()
+            finally:
+                reporter.close()
             self._owner = None
             attempt += 1
             decision = rules.ended(final.state, owner.uptime_secs, stop_requested=self._stop.is_set())

@@ -67,6 +67,9 @@ class MesosReporter:
     def phase(self, transition: Transition) -> None:
         pass
 
+    def health(self, attempt, state: str, attempts: int) -> None:
+        pass  # the owner logs and checkpoints every attempt
+
     def update(self, update: Update) -> None:
         reason = REASON_HEALTH if update.healthy is not None else None
         uuid = self._driver.send_status_update(

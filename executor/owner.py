@@ -39,7 +39,7 @@ from executor.status import Outcome, TaskStatusMachine, Update
 from executor.supervisor import SpawnError, Supervisor
 from healthcheck.checkers import make_checker
 from healthcheck.loop import HealthLoop
-from healthcheck.policy import AttemptOutcome, HealthPolicy, HealthState
+from healthcheck.policy import Attempt, AttemptOutcome, HealthPolicy, HealthState
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class Reporter(Protocol):
     def transition(self, transition: Transition) -> None: ...
 
     def phase(self, transition: Transition) -> None: ...
+
+    def health(self, attempt: Attempt, state: str, attempts: int) -> None: ...
 
     def update(self, update: Update) -> None: ...
 
@@ -239,6 +241,7 @@ class TaskOwner:
         log_event(logger, level, "health_check", task=self.job.label, result=attempt.outcome.value,
                   attempt=self._policy.attempts, latency_ms=round(event.latency_secs * 1000, 1),
                   state=verdict.state.value, reason=verdict.reason or attempt.reason)
+        self._reporter.health(attempt, verdict.state.value, self._policy.attempts)
         self._apply_outcome(self._status.health(verdict))
         if verdict.state is HealthState.FAILED and self._health_loop is not None:
             self._health_loop.stop_async()
