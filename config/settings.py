@@ -81,6 +81,17 @@ def parse_instance(text: str | int) -> int:
     return value
 
 
+def parse_secs(text: str | float) -> float:
+    """A non-negative number of seconds: `0.5`, or a Mesos duration such as `500ms`."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = parse_duration(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{text!r} is not a non-negative number of seconds")
+    return value
+
+
 def parse_log_format(text: str) -> str:
     if text not in LOG_FORMATS:
         raise ValueError(f"{text!r} is not a log format ({', '.join(LOG_FORMATS)})")
@@ -211,8 +222,18 @@ class RunSettings:
     log_format: str = setting(env=("STOKER_LOG_FORMAT",), flag="--log-format", default="text",
                               parse=parse_log_format, choices=LOG_FORMATS,
                               help="log lines as text or json (default text)")
-    log_level: str = setting(env=("STOKER_LOG_LEVEL",), flag="--log-level", default="INFO",
-                             parse=parse_log_level, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    log_level: str = setting(env=("STOKER_LOG_LEVEL",), flag="--log-level", default="WARNING",
+                             parse=parse_log_level,
+                             help="stderr log level: DEBUG, INFO, WARNING or ERROR (default WARNING; "
+                                  "state changes are printed on stdout either way)")
+    kill_grace_secs: float | None = setting(flag="--kill-grace", parse=parse_secs, default=None, metavar="SECS",
+                                            help="SIGTERM→SIGKILL grace on stop (default: the task's "
+                                                 "finalization_wait)")
+    restart_backoff_secs: float = setting(flag="--restart-backoff", parse=parse_secs, default=1.0, metavar="SECS",
+                                          help="delay before restarting a task that ended quickly; doubles "
+                                               "with each quick end (default 1)")
+    restart_backoff_max_secs: float = setting(flag="--restart-backoff-max", parse=parse_secs, default=60.0,
+                                              metavar="SECS", help="the largest restart delay (default 60)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> "RunSettings":

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from config.errors import ConfigError
+from config.settings import ExecutorSettings, RunSettings, add_arguments
 from executor import logs
 
 EXIT_USAGE = 2
@@ -25,30 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def logging_flags(p: argparse.ArgumentParser, default_level: str) -> None:
-        p.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("STOKER_LOG_FORMAT", "text"),
-                       help="log line format on stderr (env STOKER_LOG_FORMAT; default text)")
-        p.add_argument("--log-level", default=os.environ.get("STOKER_LOG_LEVEL", default_level),
-                       help=f"DEBUG, INFO, WARNING or ERROR (env STOKER_LOG_LEVEL; default {default_level})")
-
     run = sub.add_parser("run", help="run a job on this machine, restarting it by the service rules")
-    run.add_argument("config", help="the .aurora file")
-    run.add_argument("jobkey", nargs="?", help="cluster/role/environment/name (optional with one job)")
-    run.add_argument("--instance", type=int, default=0, help="instance number, bound to {{mesos.instance}}")
-    run.add_argument("--sandbox", default=os.environ.get("STOKER_SANDBOX"),
-                     help="sandbox directory (created if missing, used as is if it exists)")
-    run.add_argument("--port", action="append", default=[], metavar="NAME=NUM",
-                     help="use this port number for a port name (repeatable)")
-    run.add_argument("--kill-grace", type=float, default=None, metavar="SECS",
-                     help="SIGTERM→SIGKILL grace on stop (default: the task's finalization_wait)")
-    run.add_argument("--restart-backoff", type=float, default=1.0, metavar="SECS",
-                     help="first restart delay after a quick task end; doubles each time (default 1)")
-    run.add_argument("--restart-backoff-max", type=float, default=60.0, metavar="SECS",
-                     help="largest restart delay (default 60)")
-    logging_flags(run, "WARNING")
-
-    ex = sub.add_parser("executor", help="the Mesos executor (started by a Mesos agent)")
-    logging_flags(ex, "INFO")
+    add_arguments(run, RunSettings)
+    ex = sub.add_parser("executor", help="the Mesos executor (started by a Mesos agent; reads MESOS_*)")
+    add_arguments(ex, ExecutorSettings)
 
     inspect = sub.add_parser("inspect", help="load and validate a job; print it, or its task document")
     inspect.add_argument("config")
@@ -87,8 +68,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "executor":
         from executor.mesos_executor import main as executor_main
 
-        logs.configure(args.log_format, args.log_level)
-        return executor_main(dict(os.environ))
+        environ = dict(os.environ)
+        settings = ExecutorSettings.from_args(args, environ)
+        logs.configure(settings.log_format, settings.log_level)
+        return executor_main(settings, environ)
     if args.command == "inspect":
         return _cmd_inspect(args)
     if args.command == "status":
@@ -98,32 +81,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-def _parse_ports(values: list[str]) -> dict[str, int]:
-    ports: dict[str, int] = {}
-    for item in values:
-        name, sep, number = item.partition("=")
-        if not sep or not name or not number.isdigit() or not 0 < int(number) < 65536:
-            raise ConfigError(f"--port {item!r}: expected NAME=NUMBER with NUMBER in 1..65535")
-        ports[name] = int(number)
-    return ports
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    from executor.local import LocalRun, RunOptions, SandboxError
+    from executor.local import LocalRun, SandboxError
 
-    logs.configure(args.log_format, args.log_level)
-    options = RunOptions(
-        config=args.config,
-        jobkey=args.jobkey,
-        instance=args.instance,
-        sandbox=args.sandbox,
-        ports=_parse_ports(args.port),
-        kill_grace_secs=args.kill_grace,
-        restart_backoff_secs=args.restart_backoff,
-        restart_backoff_max_secs=args.restart_backoff_max,
-    )
+    settings = RunSettings.from_args(args, os.environ)
+    logs.configure(settings.log_format, settings.log_level)
     try:
-        return LocalRun(options).run()
+        return LocalRun(settings).run()
     except SandboxError as exc:
         print(f"stoker: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -17,8 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Mapping, TextIO
 
-import attrs
-from config.loader import load_job
+from config.loader import job_key, load_job
+from config.settings import RunSettings
 from config.templates import bind, port_names
 from executor.events import TaskState, Transition
 from executor.owner import TaskOwner
@@ -26,18 +26,6 @@ from executor.service import Restart, ServiceRules
 from executor.status import Update
 
 logger = logging.getLogger(__name__)
-
-
-@attrs.frozen(slots=True)
-class RunOptions:
-    config: str
-    jobkey: str | None = None
-    instance: int = 0
-    sandbox: str | None = None
-    ports: dict[str, int] = attrs.field(factory=dict)
-    kill_grace_secs: float | None = None  # None: the task's finalization_wait
-    restart_backoff_secs: float = 1.0
-    restart_backoff_max_secs: float = 60.0
 
 
 def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
@@ -61,11 +49,11 @@ def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]
     return ports
 
 
-def make_sandbox(requested: str | None, job_name: str, environ: Mapping[str, str]) -> Path:
-    """CONTRACT §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY, else --sandbox, else a fresh one."""
-    chosen = environ.get("MESOS_SANDBOX") or environ.get("MESOS_DIRECTORY") or requested
-    if chosen:
-        path = Path(chosen)
+def make_sandbox(requested: str | None, job_name: str) -> Path:
+    """The sandbox RunSettings chose (CONTRACT §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY,
+    else --sandbox), else a fresh directory under the current one."""
+    if requested:
+        path = Path(requested)
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = Path.cwd() / f"sandbox-{job_name}-{stamp}-{uuid.uuid4().hex[:6]}"
@@ -152,7 +140,7 @@ def _isatty(out: TextIO) -> bool:
 class LocalRun:
     """Runs attempts of one job until the service rules say stop; returns the exit code."""
 
-    def __init__(self, settings: RunOptions, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings: RunSettings, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None) -> None:
         self._settings = settings
         self._out = out
         self._environ = dict(os.environ if environ is None else environ)
@@ -177,8 +165,8 @@ class LocalRun:
         job = load_job(s.config, s.jobkey)
         names = port_names(job)
         ports = allocate_ports(names, s.ports)
-        name = job.name().get() if hasattr(job.name(), "get") else str(job.name())
-        sandbox = make_sandbox(s.sandbox, name, self._environ)
+        name = job_key(job).rsplit("/", 1)[-1]
+        sandbox = make_sandbox(s.sandbox, name)
         self._out.write(f"stoker run: sandbox {sandbox}\n")
         if ports:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))

@@ -226,13 +226,8 @@ class StokerExecutor:
             self.done.set()
 
 
-def main(environ: MutableMapping[str, str]) -> int:
+def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     """Run the executor until its task is over; returns the process exit code."""
-    try:
-        settings = ExecutorSettings.from_env(environ)
-    except ConfigError as exc:
-        logger.error("executor cannot start: %s", exc)
-        return 2
     task_env = dict(environ)
     pop_secrets(task_env)
     executor = StokerExecutor(settings, task_env)

@@ -143,7 +143,15 @@ def test_run_settings_from_flags():
 def test_run_settings_defaults():
     s = run_settings(["job.aurora"])
     assert s == RunSettings(config="job.aurora", jobkey=None, instance=0, sandbox=None, ports={},
-                            log_format="text", log_level="INFO")
+                            log_format="text", log_level="WARNING", kill_grace_secs=None,
+                            restart_backoff_secs=1.0, restart_backoff_max_secs=60.0)
+
+
+def test_run_settings_times_accept_seconds_and_durations():
+    s = run_settings(["job.aurora", "--kill-grace", "500ms", "--restart-backoff", "0.25"])
+    assert (s.kill_grace_secs, s.restart_backoff_secs) == (0.5, 0.25)
+    with pytest.raises(SettingsError, match="--kill-grace"):
+        run_settings(["job.aurora", "--kill-grace", "-1"])
 
 
 def test_run_settings_fall_back_to_stoker_variables_and_flags_win():
