@@ -125,7 +125,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(attrs.asdict(view, value_serializer=_jsonable), indent=2, default=str))
     else:
-        sys.stdout.write(format_status(view, time.time()))
+        text = format_status(view, time.time())
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 
