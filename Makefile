@@ -4,6 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 EXAMPLE ?= examples/hello_world.aurora
+DIST    ?= dist
 
 .PHONY: run test test-fast faults bench dist clean
 
@@ -25,12 +26,12 @@ faults: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+# dist/stoker-VERSION-py3-none-any.whl and dist/stoker.pyz (see tools/build_dist.py).
+# The dist extra (shiv, wheel, setuptools) is installed once per venv and setup.py change.
 dist: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dist]'
-	rm -rf dist build
-	$(BIN)/python -m pip wheel --no-deps -w dist .
-	$(BIN)/shiv -q -c stoker -o dist/stoker.pyz -p '/usr/bin/env python3' .
-	@ls -l dist
+	test $(VENV)/.dist-installed -nt setup.py || \
+	  { $(BIN)/python -m pip install -q -e '.[dist]' && touch $(VENV)/.dist-installed; }
+	$(BIN)/python tools/build_dist.py --dist-dir $(DIST)
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .pytest_cache

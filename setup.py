@@ -15,7 +15,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90"],
-        "dist": ["shiv>=1.0.4", "wheel"],
+        "dist": ["shiv>=1.0.4,<2", "wheel>=0.38", "setuptools>=61"],
     },
     entry_points={"console_scripts": ["stoker = executor.cli:main"]},
 )

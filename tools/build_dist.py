@@ -1,0 +1,169 @@
+"""Build Stoker's release artifacts: `DIST/stoker-VERSION-py3-none-any.whl` and the
+single-file zipapp `DIST/stoker.pyz` (what `make dist` runs).
+
+Owns the build recipe and its checks:
+1. copy the project to a scratch directory and build the wheel there, once, so the
+   checkout gets no `build/` or `*.egg-info` litter and two builds never share a directory;
+2. turn the wheel's dependencies into wheels (`pip wheel`): a dependency published only as
+   an sdist (pystachio) is built here, once, and pip's cache keeps it;
+3. run shiv with pip restricted to wheels that run on every CPython 3.11 and later: pure
+   (`none` ABI) or the stable ABI (`abi3`), resolved for Python 3.11, so psutil's C
+   extension in the zipapp loads on 3.11, 3.12, 3.13, ...; a dependency without such a
+   wheel fails the build instead of giving a zipapp tied to one Python version;
+4. check the bundle (every extension module is abi3, the entry point is `stoker`) and put
+   `tools/zipapp_main.py` in place of shiv's `__main__.py` (Python version check, and the
+   Mesos sandbox as the default SHIV_ROOT).
+It never touches anything in DIST but the two artifacts, and never installs anything into
+the running environment: it needs shiv, setuptools and wheel there already (setup.py's
+`dist` extra).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ZIPAPP_MAIN = Path(__file__).resolve().with_name("zipapp_main.py")
+SHEBANG = "/usr/bin/env python3"
+CONSOLE_SCRIPT = "stoker"
+# The oldest Python the zipapp supports; pip resolves dependencies as if running on it.
+TARGET_PYTHON = "3.11"
+# Top-level names never copied into the build's scratch copy of the project.
+NOT_SOURCES = {".git", ".venv", "dist", "build", ".pytest_cache", ".hypothesis", "__pycache__"}
+PURE_OR_ABI3 = re.compile(r"^(py\d*|cp\d+)-(none|abi3)-")
+
+
+class BuildError(Exception):
+    """A build step failed; the message says which and why."""
+
+
+def _run(step: str, argv: list[str]) -> None:
+    started = time.monotonic()
+    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0:
+        raise BuildError(f"{step} failed with exit status {done.returncode}:\n{done.stdout.strip()}")
+    print(f"build_dist: {step}: {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+def stage_sources(scratch: Path) -> Path:
+    """Copy the project (without VCS, venv and build outputs) to SCRATCH/src."""
+    src = scratch / "src"
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        top = Path(directory) == REPO
+        return {n for n in names if n.endswith(".egg-info") or n == "__pycache__" or (top and n in NOT_SOURCES)}
+
+    shutil.copytree(REPO, src, ignore=ignore, symlinks=True)
+    return src
+
+
+def build_wheel(src: Path, dist: Path) -> Path:
+    """Build Stoker's own wheel into DIST with the current environment's setuptools."""
+    _run("wheel", [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--use-pep517",
+                   "--no-build-isolation", "--wheel-dir", str(dist), str(src)])
+    wheels = sorted(dist.glob("stoker-*-py3-none-any.whl"))
+    if len(wheels) != 1:
+        raise BuildError(f"expected one stoker-*-py3-none-any.whl in {dist}, found {[w.name for w in wheels]}")
+    return wheels[0]
+
+
+def build_zipapp(wheel: Path, scratch: Path) -> Path:
+    """Bundle WHEEL and its dependencies with shiv; returns the raw shiv zipapp."""
+    wheelhouse = scratch / "wheelhouse"
+    # Dependencies published only as sdists become wheels here (pip caches what it builds).
+    _run("dependency wheels", [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheelhouse),
+                               str(wheel)])
+    raw = scratch / "shiv.pyz"
+    _run("shiv", [sys.executable, "-m", "shiv", "--console-script", CONSOLE_SCRIPT,
+                  "--output-file", str(raw), "--python", SHEBANG,
+                  "-q", "--only-binary=:all:", "--python-version", TARGET_PYTHON, "--implementation", "cp",
+                  "--abi", "abi3", "--abi", "none", "--find-links", str(wheelhouse), str(wheel)])
+    return raw
+
+
+def bundled_wheel_tags(archive: zipfile.ZipFile) -> dict[str, list[str]]:
+    """Map each bundled distribution (`name-version`) to its wheel tags."""
+    tags: dict[str, list[str]] = {}
+    for name in archive.namelist():
+        match = re.fullmatch(r"site-packages/([^/]+)\.dist-info/WHEEL", name)
+        if match:
+            text = archive.read(name).decode("utf-8", "replace")
+            tags[match.group(1)] = re.findall(r"^Tag: (\S+)$", text, flags=re.MULTILINE)
+    return tags
+
+
+def check_bundle(archive: zipfile.ZipFile) -> dict[str, list[str]]:
+    """Raise BuildError unless every bundled extension is abi3 and every wheel pure or abi3."""
+    tags = bundled_wheel_tags(archive)
+    problems = [f"{dist} is tagged {t}" for dist, ts in tags.items() for t in ts if not PURE_OR_ABI3.match(t)]
+    for name in archive.namelist():
+        if name.startswith("site-packages/") and name.endswith(".so") and not name.endswith(".abi3.so"):
+            problems.append(f"{name} is an extension module for one Python version only")
+    if not any(d.startswith("psutil-") for d in tags):
+        problems.append(f"psutil is not in the bundle (bundled: {sorted(tags)})")
+    bootstrap = archive.read("_bootstrap/__init__.py").decode("utf-8")
+    if "def cache_path(archive, root_dir, build_id)" not in bootstrap:
+        problems.append("shiv's _bootstrap.cache_path(archive, root_dir, build_id) is gone; "
+                        "tools/zipapp_main.py needs updating for this shiv version")
+    if problems:
+        raise BuildError("the zipapp would not run on every Python >= 3.11: " + "; ".join(problems))
+    return tags
+
+
+def install_main(raw: Path, target: Path) -> None:
+    """Write TARGET: RAW's entries with tools/zipapp_main.py as `__main__.py`, executable."""
+    tmp = target.with_name(target.name + ".tmp")
+    with zipfile.ZipFile(raw) as src, open(tmp, "wb") as out:
+        out.write(f"#!{SHEBANG}\n".encode())
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                data = ZIPAPP_MAIN.read_bytes() if info.filename == "__main__.py" else src.read(info)
+                dst.writestr(info, data)
+    tmp.chmod(0o755)
+    os.replace(tmp, target)
+
+
+def build(dist: Path) -> tuple[Path, Path, dict[str, list[str]]]:
+    """Build both artifacts into DIST; returns (wheel, zipapp, bundled wheel tags)."""
+    dist.mkdir(parents=True, exist_ok=True)
+    for old in [*dist.glob("stoker-*.whl"), dist / "stoker.pyz"]:
+        old.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="stoker-dist-") as tmp:
+        scratch = Path(tmp)
+        wheel = build_wheel(stage_sources(scratch), dist)
+        raw = build_zipapp(wheel, scratch)
+        with zipfile.ZipFile(raw) as archive:
+            tags = check_bundle(archive)
+        install_main(raw, dist / "stoker.pyz")
+    return wheel, dist / "stoker.pyz", tags
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build dist/stoker-VERSION-py3-none-any.whl and dist/stoker.pyz.")
+    parser.add_argument("--dist-dir", default=str(REPO / "dist"), help="output directory (default: dist)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        wheel, pyz, tags = build(Path(args.dist_dir).resolve())
+    except BuildError as exc:
+        print(f"build_dist: error: {exc}", file=sys.stderr)
+        return 1
+    digest = hashlib.sha256(pyz.read_bytes()).hexdigest()
+    print(f"built {wheel} and {pyz} ({pyz.stat().st_size / 1e6:.1f} MB, sha256 {digest}) "
+          f"in {time.monotonic() - started:.1f} s")
+    for dist_name, dist_tags in sorted(tags.items(), key=lambda kv: kv[0].lower()):
+        print(f"  bundled {dist_name}: {', '.join(dist_tags)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

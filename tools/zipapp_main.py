@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+"""Stoker's zipapp entry point: tools/build_dist.py puts this file in place of shiv's own
+`__main__.py` in dist/stoker.pyz.
+
+Owns two decisions taken before shiv unpacks the bundled dependencies:
+- a Python older than 3.11 is refused with one clear line and exit status 2;
+- where shiv unpacks when SHIV_ROOT is not set: under Mesos the executor's HOME may be
+  missing or not writable, so the bundle goes to $MESOS_SANDBOX/.shiv (else
+  $MESOS_DIRECTORY/.shiv), which is always writable and is removed with the sandbox;
+  elsewhere shiv's own default, ~/.shiv, stays.
+It must never set SHIV_ROOT (or anything else) in the environment, so the task's processes
+inherit nothing from the packaging. It runs on any Python 3 far enough to print the version
+error, so it uses no syntax newer than 3.5.
+"""
+import os
+import sys
+
+if sys.version_info < (3, 11):
+    sys.stderr.write(
+        "stoker: error: stoker.pyz needs Python 3.11 or newer, but %s is Python %d.%d.%d; "
+        "run it with a newer interpreter, e.g. `python3.11 stoker.pyz ...`\n"
+        % ((sys.executable or "python3",) + tuple(sys.version_info[:3]))
+    )
+    sys.exit(2)
+
+import _bootstrap  # noqa: E402  (shiv's bootstrap package, next to this file in the zip)
+
+_shiv_cache_path = _bootstrap.cache_path
+
+
+def _sandbox_root():
+    sandbox = os.environ.get("MESOS_SANDBOX") or os.environ.get("MESOS_DIRECTORY")
+    return os.path.join(sandbox, ".shiv") if sandbox else None
+
+
+def _cache_path(archive, root_dir, build_id):
+    # root_dir is SHIV_ROOT when set (shiv reads it); only its absence changes here.
+    return _shiv_cache_path(archive, root_dir or _sandbox_root(), build_id)
+
+
+_bootstrap.cache_path = _cache_path
+_bootstrap.bootstrap()
