@@ -1,0 +1,202 @@
+"""The release artifact end to end: `make dist DIST=<tmp>` builds the wheel and
+`stoker.pyz`, which is then run from a clean directory by a plain Python (the system
+`python3`, never the venv's) with a clean environment: no PYTHONPATH, no venv on PATH, HOME
+and SHIV_ROOT inside the test's temp directory. Everything it creates (build output, the
+unpacked bundle, task processes) lives under one temp directory removed at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from config.document import encode
+from config.loader import load_job
+from tests.support.stoker_proc import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+SEED = REPO / "examples/hello_world.aurora"
+CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Interpreters tried besides the system python3 (each only when it is on PATH and runs).
+OTHER_PYTHONS = [f"python3.{minor}" for minor in range(8, 15)]
+
+
+def _version_of(python: str, env: dict[str, str] | None = None) -> tuple[str, tuple[int, int]] | None:
+    """(real executable, (major, minor)) of the interpreter PYTHON, or None if it does not run."""
+    try:
+        done = subprocess.run([python, "-S", "-c", "import sys; print(sys.executable, *sys.version_info[:2])"],
+                              capture_output=True, text=True, timeout=20, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    parts = done.stdout.split()
+    if done.returncode != 0 or len(parts) != 3 or not parts[0]:
+        return None
+    return parts[0], (int(parts[1]), int(parts[2]))
+
+
+def _plain_python() -> str:
+    """The system python3 when it is 3.11+, else the interpreter under this venv (not the venv)."""
+    found = shutil.which("python3", path=CLEAN_PATH)
+    probed = found and _version_of(found, env={"PATH": CLEAN_PATH})
+    if probed and probed[1] >= (3, 11):
+        return probed[0]
+    base = getattr(sys, "_base_executable", "") or os.path.realpath(sys.executable)
+    assert Path(base).resolve().parent != Path(sys.prefix, "bin").resolve(), f"{base} is the venv's python"
+    return base
+
+
+@pytest.fixture(scope="module")
+def work() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="stoker-test-dist-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dist(work: Path) -> Path:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    out = work / "dist"
+    done = subprocess.run([make, "-s", "dist", f"DIST={out}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=110, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, f"make dist failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def app(work: Path, dist: Path) -> dict:
+    """A clean directory holding only stoker.pyz and the seed example, and a clean environment."""
+    clean = work / "clean"
+    clean.mkdir()
+    shutil.copy2(dist / "stoker.pyz", clean / "stoker.pyz")
+    shutil.copy2(SEED, clean / SEED.name)
+    bin_dir = work / "bin"  # `python3` on PATH (for the shebang) is the plain interpreter
+    bin_dir.mkdir()
+    python = _plain_python()
+    (bin_dir / "python3").symlink_to(python)
+    env = {"PATH": f"{bin_dir}:{CLEAN_PATH}", "HOME": str(work / "home"), "SHIV_ROOT": str(work / "shiv"),
+           "LANG": "C.UTF-8"}
+    return {"dir": clean, "python": python, "env": env, "work": work}
+
+
+def run_app(app: dict, argv: list[str], env: dict[str, str] | None = None, timeout_secs: float = 30,
+            ) -> subprocess.CompletedProcess:
+    """Run ARGV in the clean directory, in its own session that is always killed afterwards."""
+    proc = subprocess.Popen(argv, cwd=app["dir"], env=env or app["env"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_secs)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+PROBE = ("import json, os, sys, attrs, charset_normalizer, executor, psutil, pystachio, requests;"
+         "print(json.dumps({'files': [m.__file__ for m in (attrs, charset_normalizer, executor, psutil,"
+         " pystachio, requests)], 'pid': psutil.Process().pid == os.getpid(),"
+         " 'shiv_root': os.environ.get('SHIV_ROOT'), 'version': list(sys.version_info[:2])}))")
+
+
+def probe(app: dict, python: str, env: dict[str, str]) -> dict:
+    """Import every dependency inside the zipapp (shiv's SHIV_INTERPRETER mode) and report where from."""
+    done = run_app(app, [python, "-S", "stoker.pyz", "-c", PROBE], env={**env, "SHIV_INTERPRETER": "1"})
+    assert done.returncode == 0, f"{python}: exit {done.returncode}\n{done.stderr}"
+    return json.loads(done.stdout)
+
+
+def test_dist_builds_the_wheel_and_an_executable_abi3_zipapp(dist):
+    version = re.search(r'version="([^"]+)"', (REPO / "setup.py").read_text()).group(1)
+    assert (dist / f"stoker-{version}-py3-none-any.whl").is_file()
+    pyz = dist / "stoker.pyz"
+    assert pyz.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+    assert os.access(pyz, os.X_OK)
+    with zipfile.ZipFile(pyz) as archive:
+        names = archive.namelist()
+        assert archive.read("__main__.py") == (REPO / "tools/zipapp_main.py").read_bytes()
+    extensions = [n for n in names if n.startswith("site-packages/") and n.endswith(".so")]
+    assert any(n.startswith("site-packages/psutil/") for n in extensions), extensions
+    assert [n for n in extensions if not n.endswith(".abi3.so")] == []
+    for package in ("executor", "healthcheck", "config", "requests", "psutil", "pystachio", "attr", "urllib3"):
+        assert f"site-packages/{package}/__init__.py" in names, package
+
+
+def test_inspect_prints_the_seed_job_with_the_system_python(app):
+    done = run_app(app, [app["python"], "stoker.pyz", "inspect", SEED.name])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("job devcluster/www-data/prod/hello\n"), done.stdout
+    assert "echo hello world" in done.stdout
+    # Unpacked into SHIV_ROOT, and nowhere else.
+    assert list((app["work"] / "shiv").glob("stoker.pyz_*/site-packages/psutil/__init__.py"))
+    assert not (app["work"] / "home/.shiv").exists()
+
+
+def test_inspect_json_prints_the_task_document(app):
+    done = run_app(app, [app["python"], "stoker.pyz", "inspect", "--json", SEED.name])
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document == json.loads(encode(load_job(SEED)))
+    assert document["job"]["name"] == "hello" and document["instance"] == 0
+    assert "assigned_ports" not in document
+
+
+def test_executor_without_mesos_variables_exits_2_with_the_reason(app):
+    done = run_app(app, ["./stoker.pyz", "executor"])  # through the shebang, like a Mesos agent
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "MESOS_AGENT_ENDPOINT is not set" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_stoker_run_finishes_a_batch_job_from_the_zipapp(app):
+    (app["dir"] / "once.aurora").write_text(textwrap.dedent("""
+        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='echo done')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """))
+    sandbox = app["work"] / "run-sandbox"
+    done = run_app(app, [app["python"], "stoker.pyz", "run", "once.aurora", "--sandbox", str(sandbox)])
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert (sandbox / ".logs/a/0/stdout").read_text() == "done\n"
+
+
+def test_without_shiv_root_the_bundle_unpacks_into_the_mesos_sandbox(app):
+    sandbox = app["work"] / "mesos-sandbox"
+    sandbox.mkdir()
+    env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
+    report = probe(app, app["python"], {**env, "MESOS_SANDBOX": str(sandbox)})
+    unpacked = str(sandbox / ".shiv") + "/"
+    assert all(f.startswith(unpacked) for f in report["files"]), report["files"]
+    assert report["pid"] is True
+    assert report["shiv_root"] is None, "SHIV_ROOT must not leak into the task's environment"
+    assert not (app["work"] / "home/.shiv").exists()
+
+
+def test_every_python_found_from_3_11_runs_it_and_older_ones_are_refused(app):
+    found = {app["python"]: _version_of(app["python"])[1]}
+    for name in OTHER_PYTHONS:
+        if shutil.which(name) and (probed := _version_of(name)):
+            found.setdefault(probed[0], probed[1])
+    for python, version in sorted(found.items(), key=lambda kv: kv[1]):
+        if version >= (3, 11):
+            report = probe(app, python, app["env"])  # loads psutil's abi3 extension
+            assert report["version"] == list(version) and report["pid"] is True
+        else:
+            done = run_app(app, [python, "stoker.pyz", "inspect", SEED.name])
+            assert done.returncode == 2, (python, done.stdout, done.stderr)
+            assert "stoker.pyz needs Python 3.11 or newer" in done.stderr
+    print(f"zipapp checked with {sorted(found.values())}")
