@@ -90,7 +90,7 @@ class StokerExecutor:
         self._task_id: str | None = None
         self._owner: TaskOwner | None = None
         self._pending_kill: tuple[str, float | None, bool] | None = None
-        self._agent_hostname = "localhost"
+        self._agent_hostname = settings.hostname or "localhost"
         self._framework_user: str | None = None
         self.done = threading.Event()  # the task is terminal (or there will be none)
         self.shutdown_requested = threading.Event()
@@ -100,7 +100,8 @@ class StokerExecutor:
     # ---- driver callbacks ----
 
     def registered(self, driver, executor_info: dict, framework_info: dict, agent_info: dict) -> None:
-        self._agent_hostname = agent_info.get("hostname") or self._agent_hostname
+        if not self._settings.hostname:  # STOKER_HOSTNAME / --hostname wins over the agent's
+            self._agent_hostname = agent_info.get("hostname") or self._agent_hostname
         self._framework_user = framework_info.get("user") or None
         log_event(logger, logging.INFO, "registered", agent=agent_info.get("id", {}).get("value"),
                   hostname=self._agent_hostname, framework=framework_info.get("name"))

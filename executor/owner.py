@@ -133,6 +133,7 @@ class TaskOwner:
 
     def _loop(self) -> None:
         while True:
+            self._drain()  # e.g. a KILL that came before the first start: nothing starts then
             decision = self._step()
             if decision.phase.terminal:
                 self._apply_outcome(self._status.task_ended(decision.phase, decision.reason))
@@ -144,6 +145,15 @@ class TaskOwner:
                 event = self._queue.get(timeout=timeout)
             except queue.Empty:
                 event = TimerFired(at=self._clock())
+            self._handle(event)
+
+    def _drain(self) -> None:
+        """Handle every event already queued, without blocking."""
+        while True:
+            try:
+                event = self._queue.get_nowait()
+            except queue.Empty:
+                return
             self._handle(event)
 
     def _step(self) -> Decision:
