@@ -1,0 +1,56 @@
+"""The fault suite's shared fixtures: its size, and the figures block printed at the end.
+
+Owns `FULL` (the `STOKER_FAULTS_FULL=1` switch that `make faults` sets; CI runs the short
+sizes inside `make test`), `size(short, full)`, the `figures` fixture every fault test
+reports its measured numbers through, and the `pytest_terminal_summary` hook that prints
+all of them in one block after the run, so the figures show even when output is captured.
+It never starts a process or opens a port itself.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+FULL = os.environ.get("STOKER_FAULTS_FULL", "") not in ("", "0")
+
+_FIGURES = pytest.StashKey[list]()
+
+
+def size(short: int, full: int) -> int:
+    """The short size in CI, the full one under `make faults` (STOKER_FAULTS_FULL=1)."""
+    return full if FULL else short
+
+
+class Figures:
+    """Collects one test's figures: `figures.add("restarts", 8)`; each is printed at once
+    (visible with -s) and again in the end-of-run block."""
+
+    def __init__(self, store: list, test: str) -> None:
+        self._store = store
+        self._test = test
+
+    def add(self, name: str, value: object) -> None:
+        line = f"{name}: {value}"
+        print(f"[figure] {self._test}: {line}")
+        self._store.append((self._test, line))
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Figures:
+    name = request.node.nodeid.split("::", 1)[-1]
+    return Figures(request.config.stash.setdefault(_FIGURES, []), name)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    store = config.stash.get(_FIGURES, [])
+    if not store:
+        return
+    mode = "full (STOKER_FAULTS_FULL=1)" if FULL else "short"
+    terminalreporter.section(f"stoker fault suite figures, {mode} sizes")
+    current = None
+    for test, line in store:
+        if test != current:
+            terminalreporter.write_line(test)
+            current = test
+        terminalreporter.write_line(f"    {line}")

@@ -1,0 +1,98 @@
+"""Finding and killing a test's processes by what they carry, for the fault suite.
+
+Owns reading `/proc/PID/environ` and `/proc/PID/stat` from a test: which live processes
+carry an exact environment entry (a task's `STOKER_TASK_MARKER=...`, or a marker a test put
+into a command's environment), the task marker of a known pid, pid files, and a cleanup
+that SIGKILLs every process carrying an entry until none is left. Zombies count as gone.
+It only ever signals processes that carry the exact entry it was given (or pids a test
+names), so it never touches anything outside the test.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+TASK_MARKER = "STOKER_TASK_MARKER"
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def is_live(pid: int) -> bool:
+    """True when `pid` exists and is not a zombie."""
+    data = _read(f"/proc/{pid}/stat")
+    close = data.rfind(b")")
+    if close < 0:
+        return False
+    fields = data[close + 2:].split()
+    return bool(fields) and fields[0] not in (b"Z", b"X", b"x")
+
+
+def live(pids: Iterable[int]) -> set[int]:
+    return {pid for pid in pids if is_live(pid)}
+
+
+def environ(pid: int) -> list[bytes]:
+    return [e for e in _read(f"/proc/{pid}/environ").split(b"\0") if e]
+
+
+def task_marker_of(pid: int) -> str | None:
+    """The STOKER_TASK_MARKER value in `pid`'s environment, None when it has none."""
+    prefix = f"{TASK_MARKER}=".encode()
+    for entry in environ(pid):
+        if entry.startswith(prefix):
+            return entry[len(prefix):].decode()
+    return None
+
+
+def pids_carrying(entry: str | bytes) -> set[int]:
+    """Every live process whose environment holds exactly `entry` ("NAME=value")."""
+    want = entry.encode() if isinstance(entry, str) else entry
+    me = os.getpid()
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        if want in environ(int(name)) and is_live(int(name)):
+            found.add(int(name))
+    return found
+
+
+def task_pids_by_marker(marker: str) -> set[int]:
+    return pids_carrying(f"{TASK_MARKER}={marker}")
+
+
+def read_pid_files(paths: Iterable[Path]) -> set[int]:
+    """Pids written one per line into each existing file."""
+    pids: set[int] = set()
+    for path in paths:
+        try:
+            pids.update(int(x) for x in Path(path).read_text().split())
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def kill_carrying(entry: str | bytes, pids: Iterable[int] = (), timeout_secs: float = 3.0) -> None:
+    """Cleanup: SIGKILL the given pids and every process carrying `entry`, until none is
+    left or `timeout_secs` passed. Never raises."""
+    extra = set(pids)
+    deadline = time.monotonic() + timeout_secs
+    while True:
+        targets = pids_carrying(entry) | live(extra)
+        if not targets or time.monotonic() > deadline:
+            return
+        for pid in targets:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
