@@ -1,0 +1,354 @@
+"""Shared helpers for the bench scripts: result rows, statistics, memory and wakeup readings,
+the machine description, timing probes and the command line every bench script shares.
+
+Owns: `Row` (one line of the results table and its verdict rule), `summary` statistics,
+`memory_of(pid)` (RSS/PSS/USS from psutil), `wakeups_of(pid)` (context switches summed over
+every thread, which psutil's `num_ctx_switches` does not do: it reads the main thread only),
+`machine()` (the header of RESULTS.md), `Probe` (wraps functions of the product to time
+them, for the breakdowns only, never for the headline figures) and `main()` (each script's
+`--quick` / `--json FILE` entry point).
+
+It never changes product code or state: probes wrap module attributes inside the bench
+process and restore them. It only talks to 127.0.0.1 and never leaves a process behind.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `tests.support` is not installed; the product packages are
+    sys.path.insert(0, str(REPO))
+
+MB = 1_000_000
+MIB = 1024 * 1024
+
+
+# ---- results ----
+
+
+@attrs.frozen
+class Row:
+    """One figure: what was measured, the floor or bound it is compared to, the target and
+    the verdict. `value` / `limit` drive the verdict (None: an informational row)."""
+
+    figure: str
+    measured: str
+    floor: str
+    target: str
+    value: float | None = None  # the statistic the target is about (e.g. the median)
+    limit: float | None = None
+    worst: float | None = None  # the worst repetition, when the target holds for each one
+
+    @property
+    def verdict(self) -> str:
+        if self.value is None or self.limit is None:
+            return "info"
+        if self.value > self.limit:
+            return "misses"
+        if self.worst is not None and self.worst > self.limit:
+            return "misses at max (median meets)"
+        return "meets"
+
+
+def error_row(name: str, message: str) -> Row:
+    return Row(f"{name}: bench failed", message, "—", "—", value=1.0, limit=0.0)
+
+
+@attrs.frozen
+class Stats:
+    count: int
+    median: float
+    p95: float
+    minimum: float
+    maximum: float
+
+
+def summary(values: Sequence[float]) -> Stats:
+    if not values:
+        raise ValueError("no samples")
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
+    return Stats(len(ordered), statistics.median(ordered), p95, ordered[0], ordered[-1])
+
+
+def ms(secs: float, digits: int = 2) -> str:
+    return f"{secs * 1000:.{digits}f} ms"
+
+
+def med_p95(values: Sequence[float], digits: int = 2) -> str:
+    s = summary(values)
+    return f"median {ms(s.median, digits)}, p95 {ms(s.p95, digits)} (n={s.count})"
+
+
+def med_max(values: Sequence[float], digits: int = 1) -> str:
+    s = summary(values)
+    return f"median {ms(s.median, digits)}, max {ms(s.maximum, digits)} (n={s.count})"
+
+
+# ---- process readings ----
+
+
+@attrs.frozen
+class Memory:
+    rss: int
+    pss: int
+    uss: int
+
+    def describe(self) -> str:
+        return (f"RSS {self.rss / MB:.1f} MB, PSS {self.pss / MIB:.1f} MiB, "
+                f"USS {self.uss / MIB:.1f} MiB")
+
+
+def memory_of(pid: int) -> Memory:
+    info = psutil.Process(pid).memory_full_info()
+    return Memory(rss=info.rss, pss=info.pss, uss=info.uss)
+
+
+def cpu_secs_of(pid: int) -> float:
+    """User + system CPU of every thread of the process (not of its children)."""
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def wakeups_of(pid: int) -> int:
+    """Voluntary + involuntary context switches summed over every thread of `pid`."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            continue  # a thread that ended between the listing and the read
+    return total
+
+
+def thread_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+class SleepingPython:
+    """The same interpreter, importing `statement` and then sleeping: a floor for memory
+    and idle cost. A context manager; the process is killed and waited for on exit."""
+
+    def __init__(self, statement: str = "pass") -> None:
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        code = f"{statement}\nimport time\nprint('ready', flush=True)\ntime.sleep(3600)"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=env)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"ready":
+            self.close()
+            raise RuntimeError(f"a sleeping Python running {statement!r} did not start")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> "SleepingPython":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def import_footprints(statements: Sequence[str]) -> list[tuple[str, Memory]]:
+    """Memory of a fresh sleeping Python after each statement, one process at a time."""
+    out = []
+    for statement in statements:
+        with SleepingPython(statement) as py:
+            out.append((statement, memory_of(py.pid)))
+    return out
+
+
+def footprint_note(what: str, statements: Sequence[str]) -> str:
+    """'Import footprint ...: `pass` PSS 5.4 MiB; `import attrs` +1.2 MiB; ...'"""
+    results = import_footprints(["pass", *statements])
+    base = results[0][1]
+    parts = [f"bare `python -c pass` RSS {base.rss / MB:.1f} MB / PSS {base.pss / MIB:.1f} MiB"]
+    for statement, mem in results[1:]:
+        parts.append(f"`{statement}` RSS {mem.rss / MB:.1f} MB / PSS {mem.pss / MIB:.1f} MiB "
+                     f"(+{(mem.pss - base.pss) / MIB:.1f} MiB PSS)")
+    return f"Import footprint ({what}; each in a fresh interpreter, alone): " + "; ".join(parts) + "."
+
+
+def mapping_note(pid: int, what: str) -> str:
+    """Where a process's PSS lives: anonymous memory and heap (Python objects, code objects
+    of imported modules) versus the interpreter library and other shared objects."""
+    groups: dict[str, int] = {}
+    for m in psutil.Process(pid).memory_maps(grouped=True):
+        path = m.path
+        if path in ("[anon]", "[heap]", "") or path.startswith("[anon"):
+            key = "anonymous + heap (Python objects, imported modules' code)"
+        elif "libpython" in path:
+            key = "libpython"
+        elif path.endswith(".so") or ".so." in path:
+            key = "other shared libraries and extension modules"
+        else:
+            key = "other mappings"
+        groups[key] = groups.get(key, 0) + m.pss
+    total = sum(groups.values())
+    parts = [f"{k} {v / MIB:.1f} MiB" for k, v in sorted(groups.items(), key=lambda kv: -kv[1])]
+    return f"PSS of {what} by mapping ({total / MIB:.1f} MiB in all): " + "; ".join(parts) + "."
+
+
+# ---- the machine ----
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "cpu": cpu,
+        "cores": f"{os.cpu_count()} (usable {len(os.sched_getaffinity(0))})",
+        "memory": mem,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": commit or "unknown",
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+# ---- probes (breakdowns only) ----
+
+
+class Probe:
+    """Times calls of product functions by wrapping them in the bench process.
+
+    `probe.wrap(module_or_class, "name", "label")` replaces the attribute; `restore()`
+    puts every original back. Each call is recorded as (label, start, end) on the
+    monotonic clock. Wrapping costs about a microsecond a call, so headline figures are
+    measured without probes and the probes only explain where the time goes.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, float]] = []
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        calls = self.calls
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                calls.append((label, start, time.monotonic()))
+
+        self._saved.append((owner, name, original))
+        setattr(owner, name, timed)
+
+    def restore(self) -> None:
+        while self._saved:
+            owner, name, original = self._saved.pop()
+            setattr(owner, name, original)
+
+    def between(self, start: float, end: float, label: str) -> list[tuple[float, float]]:
+        return [(s, e) for (lab, s, e) in self.calls if lab == label and start <= s < end]
+
+    def total(self, label: str, start: float = float("-inf"), end: float = float("inf")) -> tuple[int, float]:
+        spans = self.between(start, end, label)
+        return len(spans), sum(e - s for s, e in spans)
+
+
+# ---- workspace and cleanup ----
+
+
+@contextlib.contextmanager
+def workdir(name: str) -> Iterator[Path]:
+    """A fresh directory for sandboxes and configs, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=f"stoker-bench-{name}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def progress(text: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# ---- the entry point every bench script shares ----
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(f"bench stopped by signal {signum}")
+
+
+
+def main(name: str, run: Callable[[bool], tuple[list[Row], list[str]]]) -> int:
+    """`python bench/X.py [--quick] [--json FILE]`: run, print the rows, or write them as JSON
+    (what run_all.py reads)."""
+    parser = argparse.ArgumentParser(prog=f"bench/{name}")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
+    parser.add_argument("--json", metavar="FILE", help="write rows and notes as JSON to FILE")
+    args = parser.parse_args()
+    # run_all.py stops a bench that overruns with SIGTERM: unwind, so every `finally` kills
+    # what that bench started.
+    signal.signal(signal.SIGTERM, _terminated)
+    rows, notes = run(args.quick)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "rows": [attrs.asdict(r) | {"verdict": r.verdict} for r in rows],
+            "notes": notes,
+        }, indent=1))
+    else:
+        for r in rows:
+            print(f"{r.figure} | {r.measured} | {r.floor} | {r.target} | {r.verdict}")
+        for n in notes:
+            print(n)
+    return 0
