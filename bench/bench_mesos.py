@@ -1,0 +1,157 @@
+"""Bench: the Mesos executor (issue 5). The real `stoker executor` runs under
+`tests.support.agent_sim.AgentSimulator` on 127.0.0.1, a fresh agent and executor per
+repetition, and is fed a task document built with `config.document.encode(load_job(...))`.
+Times are the simulator's own records: `UpdateRecord.at` (monotonic, when the agent read the
+UPDATE call) minus the monotonic time right before the LAUNCH or KILL event was queued.
+
+Figures: LAUNCH → TASK_STARTING, LAUNCH → TASK_RUNNING (no health check), KILL →
+TASK_KILLED with kill grace G for a process that ignores SIGTERM and for one that exits on
+it, and the executor's RSS / PSS while its task runs. Floor: the test suite's echo executor
+(`tests/support/echo_executor.py`: the same driver and the same simulator, but no task, no
+supervisor: it answers LAUNCH with STARTING and RUNNING and KILL with KILLED at once),
+measured the same way in the same run.
+
+Every simulator is closed (it SIGKILLs the executor's process group) and every task pid of
+the checkpoint is checked dead in a `finally`.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import attrs
+
+import benchlib
+from benchlib import (MB, MIB, REPO, Memory, Row, footprint_note, mapping_note, med_max, memory_of,
+                      ms, progress, summary, workdir)
+from config.document import encode
+from config.loader import load_job
+from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.stoker_proc import kill_leftovers, task_pids
+
+STOKER = [sys.executable, "-m", "executor", "executor"]
+ECHO = [sys.executable, str(REPO / "tests/support/echo_executor.py")]
+GRACE_SECS = 0.5
+SETTLE_SECS = 0.3  # after RUNNING, before the memory reading: the task is running
+WAIT_SECS = 15.0
+STARTING_TARGET = 0.050
+RUNNING_TARGET = 0.150
+KILL_TARGET = GRACE_SECS + 0.100
+RSS_TARGET = 35 * MB
+EXITS_ON_SIGTERM = "sleep 1000"
+IGNORES_SIGTERM = "trap '' TERM; exec sleep 1000"  # the exec'd sleep keeps ignoring it
+
+JOB = """
+jobs = [Job(cluster='local', role='bench', environment='test', name='mesos',
+            task=Task(processes=[Process(name='svc', cmdline={cmdline!r})],
+                      resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB),
+                      finalization_wait=5))]
+"""
+
+
+@attrs.frozen
+class Sample:
+    subscribed: float  # executor exec → its SUBSCRIBE read by the agent
+    starting: float
+    running: float
+    killed: float
+    memory: Memory
+    maps: str
+
+
+def document(directory: Path, cmdline: str) -> bytes:
+    path = directory / f"job-{abs(hash(cmdline))}.aurora"
+    path.write_text(JOB.format(cmdline=cmdline))
+    return encode(load_job(path))
+
+
+def one(root: Path, tag: str, argv: list[str], data: bytes) -> Sample:
+    sandbox = root / tag
+    sandbox.mkdir()
+    sim = AgentSimulator(sandbox=sandbox)
+    try:
+        exec_at = time.monotonic()
+        proc = sim.launch_executor(argv, cwd=sandbox)
+        sim.wait_subscribed(WAIT_SECS)
+        subscribed = min(c.at for c in sim.calls("SUBSCRIBE")) - exec_at
+        launch_at = time.monotonic()
+        sim.launch(make_task_info("task-1", data))
+        starting = sim.wait_for_state("task-1", "TASK_STARTING", WAIT_SECS).at - launch_at
+        running = sim.wait_for_state("task-1", "TASK_RUNNING", WAIT_SECS).at - launch_at
+        time.sleep(SETTLE_SECS)
+        memory = memory_of(proc.pid)
+        maps = mapping_note(proc.pid, "`stoker executor` running a task")
+        kill_at = time.monotonic()
+        sim.kill("task-1", grace_secs=GRACE_SECS)
+        killed = sim.wait_for_state("task-1", "TASK_KILLED", WAIT_SECS).at - kill_at
+        if argv == ECHO:
+            sim.shutdown()  # the echo executor exits on SHUTDOWN only; Stoker's after KILLED
+        sim.wait_exit(WAIT_SECS)
+        states = sim.states("task-1")
+        if states != ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]:
+            raise RuntimeError(f"{tag}: unexpected updates {states}")
+        return Sample(subscribed, starting, running, killed, memory, maps)
+    finally:
+        pids = task_pids(sandbox)
+        sim.close()
+        kill_leftovers(pids)
+
+
+def _col(samples: list[Sample], field: str) -> list[float]:
+    return [getattr(s, field) for s in samples]
+
+
+def run(quick: bool) -> tuple[list[Row], list[str]]:
+    reps = 2 if quick else 5
+    with workdir("mesos") as root:
+        exits = document(root, EXITS_ON_SIGTERM)
+        ignores = document(root, IGNORES_SIGTERM)
+        echo: list[Sample] = []
+        term: list[Sample] = []
+        stubborn: list[Sample] = []
+        for i in range(reps):  # interleaved, so drift on the machine hits all three alike
+            progress(f"executor repetition {i + 1} of {reps}: echo, exits on SIGTERM, ignores it")
+            echo.append(one(root, f"echo-{i}", ECHO, exits))
+            term.append(one(root, f"term-{i}", STOKER, exits))
+            stubborn.append(one(root, f"stubborn-{i}", STOKER, ignores))
+        progress("import footprints")
+        footprint = footprint_note("what `stoker executor` imports", [
+            "import ssl", "import urllib3", "import requests", "import executor.mesos_driver",
+            "import executor.mesos_executor"])
+    both = term + stubborn
+    starting, running = _col(both, "starting"), _col(both, "running")
+    rows = [
+        Row("Mesos: LAUNCH → TASK_STARTING", med_max(starting), f"echo executor: "
+            f"{med_max(_col(echo, 'starting'))}", "≤ 50 ms", summary(starting).median,
+            STARTING_TARGET, summary(starting).maximum),
+        Row("Mesos: LAUNCH → TASK_RUNNING (no health check)", med_max(running),
+            f"echo executor: {med_max(_col(echo, 'running'))}", "≤ 150 ms",
+            summary(running).median, RUNNING_TARGET, summary(running).maximum),
+    ]
+    kill_floor = f"grace {ms(GRACE_SECS, 0)}; echo executor KILL → KILLED: {med_max(_col(echo, 'killed'))}"
+    for label, samples in (("ignores SIGTERM", stubborn), ("exits on SIGTERM", term)):
+        killed = _col(samples, "killed")
+        rows.append(Row(f"Mesos: KILL → TASK_KILLED, process {label}, kill grace "
+                        f"G={ms(GRACE_SECS, 0)}", med_max(killed), kill_floor,
+                        f"≤ G + 100 ms = {ms(KILL_TARGET, 0)}", summary(killed).median,
+                        KILL_TARGET, summary(killed).maximum))
+    rss = [s.memory.rss for s in both]
+    pss = [s.memory.pss for s in both]
+    echo_rss = [s.memory.rss for s in echo]
+    echo_pss = [s.memory.pss for s in echo]
+    rows.append(Row("Mesos: executor memory while running a task",
+                    f"RSS median {summary(rss).median / MB:.1f} MB, max {max(rss) / MB:.1f} MB; "
+                    f"PSS median {summary(pss).median / MIB:.1f} MiB (n={len(rss)})",
+                    f"echo executor: RSS {summary(echo_rss).median / MB:.1f} MB, PSS "
+                    f"{summary(echo_pss).median / MIB:.1f} MiB", "RSS ≤ 35 MB",
+                    summary(rss).median / RSS_TARGET, 1.0, max(rss) / RSS_TARGET))
+    subscribed = _col(both, "subscribed")
+    rows.append(Row("Mesos: executor exec → SUBSCRIBE received by the agent", med_max(subscribed),
+                    f"echo executor: {med_max(_col(echo, 'subscribed'))}", "—"))
+    notes = [both[-1].maps, footprint]
+    return rows, notes
+
+
+if __name__ == "__main__":
+    sys.exit(benchlib.main("bench_mesos", run))
