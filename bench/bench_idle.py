@@ -1,7 +1,7 @@
 """Bench: the supervisor at rest (issues 3 and 6). `stoker run` runs, as a subprocess, a
-generated job of N idle `sleep` processes (N = 1, 10, 100, 500); we read its CPU time and
-its wakeups (context switches summed over all its threads) over an idle window, and its
-RSS / PSS / USS. Floor: a bare `python -c 'import time; time.sleep(...)'` of the same
+generated job of N idle `sleep` processes (N = 1, 10, 100, 500); we read its CPU time (the
+per-thread schedstat nanoseconds, summed) and its wakeups (context switches summed over all
+its threads) over an idle window, and its RSS / PSS / USS (psutil `memory_full_info`). Floor: a bare `python -c 'import time; time.sleep(...)'` of the same
 interpreter, read the same way.
 
 Two phases, so that each figure is fair:
@@ -148,10 +148,16 @@ def reading(pid: int) -> tuple[float, int]:
     return cpu_secs_of(pid), wakeups_of(pid)
 
 
-def idle_window(root: Path, ns: tuple[int, ...], window_secs: float) -> tuple[dict, tuple]:
-    """CPU and wakeups of every N at once, and of the floor, over one window."""
+CONTROL = ("import threading, time\n"
+           "threading.Thread(target=lambda: [time.sleep(1.0) for _ in range(3600)], daemon=True).start()")
+
+
+def idle_window(root: Path, ns: tuple[int, ...], window_secs: float) -> tuple[dict, tuple, tuple]:
+    """CPU and wakeups of every N at once, of the floor, and of a control that wakes once a
+    second (it shows the method sees periodic wakeups), over one window."""
     sups: list[Supervised] = []
     floor = SleepingPython()
+    control = SleepingPython(CONTROL)
     try:
         for n in ns:
             sups.append(Supervised(root, n, "cpu"))
@@ -162,10 +168,12 @@ def idle_window(root: Path, ns: tuple[int, ...], window_secs: float) -> tuple[di
         before = {s.n: reading(s.pid) for s in sups}
         dog_before = {n: reading(p) for n, p in dogs.items() if p}
         floor_before = reading(floor.pid)
+        control_before = reading(control.pid)
         time.sleep(window_secs)
         after = {s.n: reading(s.pid) for s in sups}
         dog_after = {n: reading(p) for n, p in dogs.items() if p}
         floor_after = reading(floor.pid)
+        control_after = reading(control.pid)
         results = {}
         for s in sups:
             quiet = len(s.proc.stdout()) == outputs[s.n]
@@ -176,6 +184,7 @@ def idle_window(root: Path, ns: tuple[int, ...], window_secs: float) -> tuple[di
                 dog = (dog_after[s.n][0] - dog_before[s.n][0], dog_after[s.n][1] - dog_before[s.n][1])
             results[s.n] = (cpu, wake, dog, thread_count(s.pid), quiet)
         floor_result = (floor_after[0] - floor_before[0], floor_after[1] - floor_before[1])
+        control_result = (control_after[0] - control_before[0], control_after[1] - control_before[1])
         progress("stopping the idle supervisors")
         for s in sups:
             s.proc.signal(signal.SIGTERM)
@@ -184,9 +193,10 @@ def idle_window(root: Path, ns: tuple[int, ...], window_secs: float) -> tuple[di
                 s.proc.wait(STOP_SECS)
             except subprocess.TimeoutExpired:
                 pass
-        return results, floor_result
+        return results, floor_result, control_result
     finally:
         floor.close()
+        control.close()
         for s in sups:
             s.close()
 
@@ -217,17 +227,19 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
         startup = python_startup_secs()
 
         progress(f"idle window of {window:.0f} s with N = {', '.join(map(str, NS))} concurrently")
-        idle, floor_idle = idle_window(root, NS, window)
+        idle, floor_idle, control = idle_window(root, NS, window)
         per = f"per {window:.0f} s"
-        floor_text = f"bare sleeping Python: {floor_idle[0] * 1000:.1f} ms CPU, {floor_idle[1]} wakeups {per}"
+        floor_text = (f"bare sleeping Python: {floor_idle[0] * 1000:.2f} ms CPU, {floor_idle[1]} "
+                      f"wakeups {per} (control, a Python thread waking every 1 s: "
+                      f"{control[0] * 1000:.2f} ms, {control[1]} wakeups)")
         scale = 20.0 / window
         for n in NS:
             cpu, wake, dog, threads, quiet = idle[n]
-            dog_text = f"; watchdog sh: {dog[0] * 1000:.1f} ms, {dog[1]} wakeups" if dog else ""
+            dog_text = f"; watchdog sh: {dog[0] * 1000:.2f} ms, {dog[1]} wakeups" if dog else ""
             note = "" if quiet else " (the task printed a state change in the window: not idle)"
             rows.append(Row(
                 f"Idle supervisor (`stoker run`), N={n} idle sleeps: CPU and wakeups {per}",
-                f"{cpu * 1000:.1f} ms CPU, {wake} wakeups ({threads} threads){dog_text}{note}",
+                f"{cpu * 1000:.2f} ms CPU, {wake} wakeups ({threads} threads){dog_text}{note}",
                 floor_text, "≈ 0: ≤ 10 ms CPU and ≤ 2 wakeups per 20 s",
                 max(cpu * scale / CPU_LIMIT_SECS, wake * scale / WAKEUP_LIMIT), 1.0))
 
@@ -254,8 +266,8 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                             "—"))
         progress("import footprints")
         notes.append(footprint_note("what `stoker run` imports", [
-            "import attrs", "import pystachio", "import psutil", "import executor.cli",
-            "import executor.cli, executor.local"]))
+            "import attrs", "import pystachio", "import psutil", "import attrs, pystachio, psutil",
+            "import executor.cli", "import executor.cli, executor.local"]))
     per_process = (mems[NS[-1]].uss - mems[NS[0]].uss) / (NS[-1] - NS[0])
     notes.append(f"Supervisor memory per supervised process (USS growth from N={NS[0]} to "
                  f"N={NS[-1]}): {per_process / 1024:.1f} KiB each.")
