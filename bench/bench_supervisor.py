@@ -26,11 +26,11 @@ from pathlib import Path
 import attrs
 
 import benchlib
-from benchlib import Probe, Row, med_max, med_p95, ms, progress, summary, workdir
+from benchlib import Row, med_max, med_p95, ms, progress, summary, workdir
 from config.spec import JobSpec, ProcessSpec, TaskSpec
-from executor import checkpoint, proctree, reaper, spawn, supervisor
 from executor.owner import TaskOwner
-from executor.planner import Planner
+from supervisor_breakdown import (install_probes, restart_breakdown, scan_costs, scan_note,
+                                  start_breakdown, stop_breakdown)
 
 CMD = "sleep 1000"
 SETTLE_SECS = 0.02  # after run k is reported, so the owner is idle on its queue again
@@ -252,107 +252,11 @@ class Background:
             self.proc.stdout.close()
 
 
-# ---- breakdowns (probed pass) ----
-
-
-def scan_costs(count: int = 20) -> tuple[float, float, int]:
-    """Median cost of one marker scan and one full scan of /proc, and the process count."""
-    marker = (b"STOKER_RUN_MARKER=bench-no-such-marker",)
-    markers, full = [], []
-    for _ in range(count):
-        start = time.monotonic()
-        proctree.scan_markers(marker)
-        markers.append(time.monotonic() - start)
-        start = time.monotonic()
-        procs = proctree.scan()
-        full.append(time.monotonic() - start)
-    return summary(markers).median, summary(full).median, len(procs)
-
-
-def scan_note(quiet: tuple[float, float, int], busy: tuple[float, float, int]) -> str:
-    return (f"/proc scans (`executor.proctree`, called directly): with {quiet[2]} processes on "
-            f"the host a marker scan (each run's exit) takes {ms(quiet[0])} and a full scan "
-            f"(each `signal_run`) {ms(quiet[1])}; with {busy[2]} processes {ms(busy[0])} and "
-            f"{ms(busy[1])}. Both grow with every process on the host, not with the task's.")
-
-
-def _probe() -> Probe:
-    probe = Probe()
-    probe.wrap(reaper.Reaper, "_dispatch", "reaper")
-    probe.wrap(proctree, "kill_leftovers", "kill_leftovers")
-    probe.wrap(proctree, "scan", "scan")
-    probe.wrap(proctree, "scan_markers", "scan_markers")
-    probe.wrap(supervisor.Supervisor, "spawn", "spawn")
-    probe.wrap(supervisor.Supervisor, "signal_run", "signal_run")
-    probe.wrap(spawn, "fork_exec", "fork_exec")
-    probe.wrap(spawn, "open_stdio", "open_stdio")
-    probe.wrap(checkpoint.CheckpointWriter, "append", "checkpoint")
-    probe.wrap(Planner, "decide", "decide")
-    return probe
-
-
-def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
-    parts: dict[str, list[float]] = {k: [] for k in (
-        "wake", "leftovers", "handoff", "spawn", "fork", "stdio", "ckpt", "ckpt_n", "report")}
-    for start, done in windows:
-        dispatch = probe.between(start, done, "reaper")
-        spawns = probe.between(start, done, "spawn")
-        if not dispatch or not spawns:
-            continue
-        (d0, d1), (s0, s1) = dispatch[0], spawns[0]
-        parts["wake"].append(d0 - start)
-        parts["leftovers"].append(probe.total("kill_leftovers", start, done)[1])
-        parts["handoff"].append(s0 - d1)
-        parts["spawn"].append(s1 - s0)
-        parts["fork"].append(probe.total("fork_exec", start, done)[1])
-        parts["stdio"].append(probe.total("open_stdio", start, done)[1])
-        n, secs = probe.total("checkpoint", s1, done)
-        parts["ckpt"].append(secs)
-        parts["ckpt_n"].append(n)
-        parts["report"].append(done - s1)
-    if not parts["wake"]:
-        return "restart breakdown: no probed restart was recorded"
-    med = {k: summary(v).median for k, v in parts.items()}
-    return (f"Restart breakdown (probed pass, median of {len(parts['wake'])} restarts): SIGKILL → "
-            f"reaper wakes {ms(med['wake'])}; leftover kill of the dead run's group and marker "
-            f"(one /proc environ scan) {ms(med['leftovers'])}; hand-off to the owner (queue, "
-            f"planner) {ms(med['handoff'])}; `Supervisor.spawn` {ms(med['spawn'])} (of which "
-            f"fork_exec {ms(med['fork'])}, log dir and files {ms(med['stdio'])}). After the fork, "
-            f"until the reporter hears of it: {ms(med['report'])}, of which "
-            f"{int(med['ckpt_n'])} fsync'd checkpoint appends {ms(med['ckpt'])}.")
-
-
-def start_breakdown(probe: Probe, window: tuple[float, float], n: int) -> str:
-    start, done = window
-    spawns = probe.between(start, done, "spawn")
-    forks = probe.total("fork_exec", start, done)
-    stdio = probe.total("open_stdio", start, done)
-    ckpt = probe.total("checkpoint", start, done)
-    first = spawns[0][0] - start if spawns else float("nan")
-    last = max(e for _, e in spawns) - start if spawns else float("nan")
-    return (f"Start-{n} breakdown (probed pass): owner created → first spawn {ms(first, 1)} "
-            f"(checkpoint file, watchdog fork, first decide); {len(spawns)} × `Supervisor.spawn` "
-            f"{ms(sum(e - s for s, e in spawns), 1)}, of which {forks[0]} × fork_exec "
-            f"{ms(forks[1], 1)} and log dirs/files {ms(stdio[1], 1)}; nth fork at {ms(last, 1)}; "
-            f"then {ckpt[0]} fsync'd checkpoint appends {ms(ckpt[1], 1)} before the last report "
-            f"at {ms(done - start, 1)}.")
-
-
-def stop_breakdown(probe: Probe, start: float, end: float, n: int) -> str:
-    sig = probe.total("signal_run", start, end)
-    scans = probe.total("scan", start, end)
-    markers = probe.total("scan_markers", start, end)
-    left = probe.total("kill_leftovers", start, end)
-    ckpt = probe.total("checkpoint", start, end)
-    return (f"Stop-{n} breakdown (probed pass, {ms(end - start, 0)} in all): {sig[0]} × "
-            f"`Supervisor.signal_run` {ms(sig[1], 0)} doing {scans[0]} full /proc scans "
-            f"{ms(scans[1], 0)} (one per run signalled); {left[0]} × leftover kills on the "
-            f"reaper thread {ms(left[1], 0)} doing {markers[0]} /proc environ scans "
-            f"{ms(markers[1], 0)} (one per exit); {ckpt[0]} checkpoint appends {ms(ckpt[1], 0)}.")
+# ---- the probed pass ----
 
 
 def probed_pass(root: Path, restarts_count: int) -> list[str]:
-    probe = _probe()
+    probe = install_probes()
     notes = []
     try:
         _, _, windows = restarts(root / "probe-restart", restarts_count)
