@@ -23,7 +23,7 @@ from config.errors import ConfigError, join_problems
 from config.schema import SCHEMA_NAMESPACE, Job, from_tree
 from config.templates import flatten, normalize_tree, refs_in
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _IDENTIFIER = re.compile(r"^[\w\-.]+$")
 _PORT_REF = re.compile(r"^thermos\.ports\[[^\]]+\]$")
 _MAX_SHOWN = 500  # characters of an exception message quoted in a ConfigError
@@ -252,10 +252,10 @@ def _check_task(task: dict) -> list[str]:
     seen: set[str] = set()
     for i, p in enumerate(processes):
         path, name = f"job.task.processes[{i}]", p.get("name", "")
-        if not _SAFE_NAME.match(name):
+        if not _SAFE_NAME.fullmatch(name):
             problems.append(
                 f"{path}.name = {name!r} is not a safe process name: names are used as directory "
-                "names, so they must match ^[A-Za-z0-9_][A-Za-z0-9_.-]*$ (no '/', no leading '.', "
+                "names, so they must match ^[A-Za-z0-9_][A-Za-z0-9_.-]*$, at most 128 characters (no '/', no leading '.', "
                 "no templates)")
         elif name in seen:
             problems.append(f"{path}.name = {name!r} is used by more than one process")

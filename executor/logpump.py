@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 READ_BYTES = 256 * 1024
 PIPE_BYTES = 1024 * 1024
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

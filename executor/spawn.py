@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ from executor.logpump import LogFile, make_pipe
 
 TASK_MARKER = "STOKER_TASK_MARKER"
 RUN_MARKER = "STOKER_RUN_MARKER"
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class SpawnError(Exception):
@@ -83,14 +84,30 @@ class Child:
 
 
 def log_dir(sandbox: Path, process: str, run: int) -> Path:
-    """`SANDBOX/.logs/PROCESS/RUN`; SpawnError when the name would lead anywhere else."""
-    root = (sandbox / ".logs").resolve()
-    target = (root / process).resolve()
-    if not process or target.parent != root or target.name != process:
-        raise SpawnError(
-            f"process name {process!r} would put its logs outside {root}; refusing to start it"
-        )
-    return target / str(run)
+    """`SANDBOX/.logs/PROCESS/RUN`, created; SpawnError when the name, or a symlink a task
+    process planted (`.logs`, `.logs/PROCESS` or `.logs/PROCESS/RUN`), would lead anywhere
+    else. Every level is made and then checked with lstat, so nothing is followed."""
+    base = sandbox.resolve()
+    root = base / ".logs"
+    if not process or "/" in process or process in (".", "..") or "\0" in process:
+        raise SpawnError(f"process name {process!r} would put its logs outside {root}; refusing to start it")
+    target = root / process / str(run)
+    for level in (root, root / process, target):
+        try:
+            os.mkdir(level, 0o755)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise SpawnError(f"cannot create the log directory {level}: {describe_os_error(e)}") from None
+        try:
+            mode = os.lstat(level).st_mode
+        except OSError as e:
+            raise SpawnError(f"cannot create the log directory {level}: {describe_os_error(e)}") from None
+        if not stat.S_ISDIR(mode):
+            raise SpawnError(
+                f"process {process!r} would put its logs outside {root}: {level} is not a directory "
+                f"(a symlink or a file); refusing to start it")
+    return target
 
 
 @attrs.define

@@ -96,7 +96,39 @@ def subprocess_runner(cwd: Path, env: Mapping[str, str]) -> RunCommand:
     return run
 
 
+MARKER_VARIABLE = "STOKER_HEALTH_CHECK_MARKER"
+
+
+def _kill_marked(entry: bytes) -> None:
+    """SIGKILL every process whose environment carries `entry` (NAME=value): what a command
+    daemonized (setsid, re-parented away) is in neither its group nor its tree."""
+    for _ in range(5):  # a forking process may add more while we look
+        found = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as fh:
+                    if entry not in fh.read().split(b"\0"):
+                        continue
+                os.kill(int(name), signal.SIGKILL)
+                found = True
+            except (OSError, ValueError):
+                continue
+        if not found:
+            return
+
+
 def _run_once(command: str, timeout_secs: float, cwd: Path, env: dict[str, str]) -> CommandResult:
+    marker = os.urandom(8).hex()
+    env = {**env, MARKER_VARIABLE: marker}
+    try:
+        return _run_marked(command, timeout_secs, cwd, env)
+    finally:
+        _kill_marked(f"{MARKER_VARIABLE}={marker}".encode())
+
+
+def _run_marked(command: str, timeout_secs: float, cwd: Path, env: dict[str, str]) -> CommandResult:
     with tempfile.TemporaryFile() as out:
         try:
             proc = subprocess.Popen(
