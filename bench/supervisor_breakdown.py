@@ -44,6 +44,7 @@ def install_probes() -> Probe:
     probe.wrap(supervisor.Supervisor, "signal_run", "signal_run")
     probe.wrap(spawn, "fork_exec", "fork_exec")
     probe.wrap(spawn, "open_stdio", "open_stdio")
+    probe.wrap(spawn, "log_dir", "log_dir")
     probe.wrap(checkpoint.CheckpointWriter, "append", "checkpoint")
     probe.wrap(Planner, "decide", "decide")
     return probe
@@ -51,7 +52,8 @@ def install_probes() -> Probe:
 
 def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
     parts: dict[str, list[float]] = {k: [] for k in (
-        "wake", "leftovers", "handoff", "spawn", "fork", "stdio", "ckpt", "ckpt_n", "report")}
+        "wake", "leftovers", "handoff", "spawn", "fork", "stdio", "paths", "ckpt", "ckpt_n",
+        "report")}
     for start, done in windows:
         dispatch = probe.between(start, done, "reaper")
         spawns = probe.between(start, done, "spawn")
@@ -64,6 +66,7 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
         parts["spawn"].append(s1 - s0)
         parts["fork"].append(probe.total("fork_exec", start, done)[1])
         parts["stdio"].append(probe.total("open_stdio", start, done)[1])
+        parts["paths"].append(probe.total("log_dir", start, done)[1])
         n, secs = probe.total("checkpoint", s1, done)
         parts["ckpt"].append(secs)
         parts["ckpt_n"].append(n)
@@ -75,7 +78,8 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
             f"reaper wakes {ms(med['wake'])}; leftover kill of the dead run's group and marker "
             f"(one /proc environ scan) {ms(med['leftovers'])}; hand-off to the owner (queue, "
             f"planner) {ms(med['handoff'])}; `Supervisor.spawn` {ms(med['spawn'])} (of which "
-            f"fork_exec {ms(med['fork'])}, log dir and files {ms(med['stdio'])}). After the fork, "
+            f"fork_exec {ms(med['fork'])}, log dir and files {ms(med['stdio'])}, log path checks "
+            f"{ms(med['paths'])}). After the fork, "
             f"until the reporter hears of it: {ms(med['report'])}, of which "
             f"{int(med['ckpt_n'])} fsync'd checkpoint appends {ms(med['ckpt'])}.")
 
@@ -85,13 +89,18 @@ def start_breakdown(probe: Probe, window: tuple[float, float], n: int) -> str:
     spawns = probe.between(start, done, "spawn")
     forks = probe.total("fork_exec", start, done)
     stdio = probe.total("open_stdio", start, done)
+    paths = probe.total("log_dir", start, done)
     ckpt = probe.total("checkpoint", start, done)
+    spawn_secs = sum(e - s for s, e in spawns)
+    rest = spawn_secs - forks[1] - stdio[1] - paths[1]
     first = spawns[0][0] - start if spawns else float("nan")
     last = max(e for _, e in spawns) - start if spawns else float("nan")
     return (f"Start-{n} breakdown (probed pass): owner created → first spawn {ms(first, 1)} "
             f"(checkpoint file, watchdog fork, first decide); {len(spawns)} × `Supervisor.spawn` "
-            f"{ms(sum(e - s for s, e in spawns), 1)}, of which {forks[0]} × fork_exec "
-            f"{ms(forks[1], 1)} and log dirs/files {ms(stdio[1], 1)}; nth fork at {ms(last, 1)}; "
+            f"{ms(spawn_secs, 1)}, of which {forks[0]} × fork_exec {ms(forks[1], 1)}, log "
+            f"dirs/files (`open_stdio`) {ms(stdio[1], 1)}, log path checks (`log_dir`, two "
+            f"`Path.resolve`) {ms(paths[1], 1)}, the rest {ms(rest, 1)}; the CPU is shared with "
+            f"the {n} bash processes starting meanwhile; nth fork at {ms(last, 1)}; "
             f"then {ckpt[0]} fsync'd checkpoint appends {ms(ckpt[1], 1)} before the last report "
             f"at {ms(done - start, 1)}.")
 
