@@ -87,6 +87,7 @@ class TaskOwner:
         self._status = TaskStatusMachine(health_checked=self._checker is not None)
         self._health_loop: HealthLoop | None = None
         self._checkpoint: CheckpointWriter | None = None
+        self._pending_records: list[dict] = []
         self._pids: dict[tuple[str, int], int] = {}
         self._exits: dict[tuple[str, int], ExitStatus] = {}
         self._processes_started = False
@@ -120,6 +121,7 @@ class TaskOwner:
         try:
             self._checkpoint = CheckpointWriter(self.sandbox)
             self._write_header()
+            self._flush_checkpoint()
             self._supervisor.start()
             self._apply_outcome(self._status.started())
             self._loop()
@@ -138,6 +140,7 @@ class TaskOwner:
             if decision.phase.terminal:
                 self._apply_outcome(self._status.task_ended(decision.phase, decision.reason))
                 return
+            self._flush_checkpoint()  # one sync per step, before waiting
             timeout = None
             if decision.next_deadline_at is not None:
                 timeout = max(0.0, decision.next_deadline_at - self._clock())
@@ -338,11 +341,17 @@ class TaskOwner:
         })
 
     def _checkpoint_append(self, record: dict) -> None:
-        if self._checkpoint is None:
+        """Queue a record; `_flush_checkpoint` writes the step's records with one sync."""
+        record.setdefault("wall", time.time())
+        self._pending_records.append(record)
+
+    def _flush_checkpoint(self) -> None:
+        records, self._pending_records = self._pending_records, []
+        if self._checkpoint is None or not records:
             return
         try:
-            self._checkpoint.append(record)
-        except OSError as exc:
+            self._checkpoint.append_many(records)
+        except (OSError, ValueError) as exc:
             logger.error("checkpoint task=%s write failed: %s: %s", self.job.label, type(exc).__name__, exc)
 
     def _internal_error(self, exc: BaseException) -> None:
@@ -359,6 +368,7 @@ class TaskOwner:
                 logger.error("owner task=%s could not report the internal error", self.job.label)
 
     def _shutdown(self) -> None:
+        self._flush_checkpoint()
         self._all_exited.set()
         if self._health_loop is not None:
             self._health_loop.stop()

@@ -46,7 +46,10 @@ def test_every_record_is_fsynced(tmp_path, monkeypatch):
     for i in range(3):
         writer.append({"kind": "task", "to": f"S{i}"})
         assert len(synced) == i + 1
+    writer.append_many([{"kind": "task", "to": "A"}, {"kind": "task", "to": "B"}])
+    assert len(synced) == 4  # one sync for the whole batch
     writer.close()
+    assert [r["to"] for r in read_records(tmp_path)] == ["S0", "S1", "S2", "A", "B"]
 
 
 def test_torn_last_line_is_skipped_and_the_next_writer_starts_a_new_line(tmp_path):
