@@ -152,31 +152,22 @@ def test_http_endpoint_pathology_keeps_the_schedule_and_fails_at_attempt_n(serve
 
 # ---- shell ----
 
-SHELL_PATHOLOGIES = {
-    "ignores SIGTERM": (
-        "trap '' TERM; sleep 30", ("timed out after 0.2 s (process group killed)",)),
-    "ignores SIGTERM, grandchildren in its group ignore it too": (
-        "trap '' TERM; (trap '' TERM; sleep 30) & (trap '' TERM; exec sleep 31) & wait",
-        ("timed out after 0.2 s (process group killed)",)),
-    "grandchild in its own session": (
-        "trap '' TERM; setsid sleep 30 & wait", ("timed out after 0.2 s (process group killed)",)),
-    "grandchildren left behind by a failing command": (
-        "sleep 30 & (trap '' TERM; exec sleep 31) & exit 3", ("exited with status 3",)),
-}
 # The daemon writes its pid once it is in its own session; the command waits for that, so
 # the daemon has surely left the command's process group before the command ends.
 DAEMONIZE = ("rm -f daemon.pid; (setsid bash -c 'echo $$ > daemon.pid; exec sleep 30' &); "
              "while [ ! -s daemon.pid ]; do sleep 0.005; done; ")
-SHELL_BUGS = {
+TIMED_OUT = ("timed out after 0.2 s (process group killed)",)
+SHELL_PATHOLOGIES = {
+    "ignores SIGTERM": ("trap '' TERM; sleep 30", TIMED_OUT),
+    "ignores SIGTERM, grandchildren in its group ignore it too": (
+        "trap '' TERM; (trap '' TERM; sleep 30) & (trap '' TERM; exec sleep 31) & wait", TIMED_OUT),
+    "grandchild in its own session": ("trap '' TERM; setsid sleep 30 & wait", TIMED_OUT),
+    "grandchildren left behind by a failing command": (
+        "sleep 30 & (trap '' TERM; exec sleep 31) & exit 3", ("exited with status 3",)),
     "daemonized grandchild left behind by a failing command": (
         DAEMONIZE + "exit 3", ("exited with status 3",)),
-    "daemonized grandchild, then the command hangs": (
-        DAEMONIZE + "trap '' TERM; sleep 30", ("timed out after 0.2 s (process group killed)",)),
+    "daemonized grandchild, then the command hangs": (DAEMONIZE + "trap '' TERM; sleep 30", TIMED_OUT),
 }
-SHELL_BUG_REASON = (
-    "healthcheck/shell.py subprocess_runner kills only the command's process group, plus (on a "
-    "timeout) the descendants still attached to it; a daemonized grandchild (subshell + setsid, "
-    "re-parented away from the command) is in neither, so it survives every check")
 
 
 @pytest.fixture
@@ -188,17 +179,10 @@ def command_env():
     proc_scan.kill_carrying(entry)
 
 
-def _shell_cases():
-    for label in SHELL_PATHOLOGIES:
-        yield pytest.param(label, id=label)
-    for label in SHELL_BUGS:
-        yield pytest.param(label, id=label, marks=pytest.mark.xfail(strict=True, reason=SHELL_BUG_REASON))
-
-
-@pytest.mark.parametrize("label", list(_shell_cases()))
+@pytest.mark.parametrize("label", list(SHELL_PATHOLOGIES))
 def test_shell_check_pathology_keeps_the_schedule_fails_and_leaves_nothing(command_env, tmp_path,
                                                                            figures, label):
-    command, words = {**SHELL_PATHOLOGIES, **SHELL_BUGS}[label]
+    command, words = SHELL_PATHOLOGIES[label]
     env, entry = command_env
     checker = ShellChecker(command, TIMEOUT_SECS, subprocess_runner(tmp_path, env))
     observed, policy = run_until_verdict(checker, tmp_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,12 +73,18 @@ class Tracked:
         self.marker: str | None = None
         self.pids: set[int] = set()
 
-    def collect(self, expected_tops: int) -> dict[str, int]:
+    def collect(self, expected_tops: int, stoker: subprocess.Popen) -> dict[str, int]:
         """Waits until every process and pid file is up; returns the counts by source."""
-        tops = wait_for(lambda: (lambda p: p if len(p) >= expected_tops else None)(
-            task_pids(self.sandbox)), 20, message=f"{expected_tops} process pids in the checkpoint")
+        def up(cond):
+            def check():
+                assert stoker.poll() is None, f"stoker exited with {stoker.returncode} during set-up"
+                return cond()
+            return check
+
+        tops = wait_for(up(lambda: (lambda p: p if len(p) >= expected_tops else None)(
+            task_pids(self.sandbox))), 20, message=f"{expected_tops} process pids in the checkpoint")
         files = [self.sandbox / f for f in PID_FILES]
-        wait_for(lambda: all(f.exists() for f in files), 20, message="every daemon/children pid file")
+        wait_for(up(lambda: all(f.exists() for f in files)), 20, message="every daemon/children pid file")
         from_files = proc_scan.read_pid_files(files)
         markers = {proc_scan.task_marker_of(pid) for pid in tops} - {None}
         assert len(markers) == 1, f"the task's processes carry {len(markers)} task markers: {markers}"
@@ -146,7 +153,7 @@ def test_kill9_of_the_executor_leaves_no_task_process(tmp_path, tracked_tasks, f
         sim.wait_subscribed(timeout_secs=15)
         sim.launch(make_task_info("task-1", encode(load_job(config))))
         sim.wait_for_state("task-1", "TASK_RUNNING", 20)
-        counts = tracked.collect(len(PROCESSES))
+        counts = tracked.collect(len(PROCESSES), proc)
         gone_after, alive = kill9_and_measure(proc.pid, tracked)
         _report(figures, "stoker executor", counts, gone_after, alive)
         assert counts["tops"] == len(PROCESSES)
@@ -162,7 +169,7 @@ def test_kill9_of_stoker_run_leaves_no_task_process(tmp_path, tracked_tasks, fig
     tracked = tracked_tasks(sandbox)
     run = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path)
     try:
-        counts = tracked.collect(len(PROCESSES))
+        counts = tracked.collect(len(PROCESSES), run.proc)
         gone_after, alive = kill9_and_measure(run.pid, tracked)
         _report(figures, "stoker run", counts, gone_after, alive)
         assert counts["tops"] == len(PROCESSES)

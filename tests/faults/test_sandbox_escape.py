@@ -60,21 +60,8 @@ TRICKS = {
     "tab": "a\tb",
 }
 ALL = {**ESCAPING, **TRICKS}
-# Bugs found by this suite; each is also reported to the lead (see the xfail reasons).
-LOAD_BUGS = {
-    "newline": "config/loader.py applies _SAFE_NAME with re.match and the pattern ends in `$`, "
-               "which also matches before a trailing newline, so 'web\\n' passes the safe-name check",
-    "very long": "config/loader.py does not bound the length of a process name: a 300-character "
-                 "name is accepted at load and only fails at spawn (ENAMETOOLONG, over NAME_MAX=255)",
-}
-
-
 def _load_cases():
-    for label, name in ALL.items():
-        marks = []
-        if label in LOAD_BUGS:
-            marks.append(pytest.mark.xfail(strict=True, reason=LOAD_BUGS[label]))
-        yield pytest.param(name, id=label, marks=marks)
+    return [pytest.param(name, id=label) for label, name in ALL.items()]
 
 
 @pytest.mark.parametrize("name", list(_load_cases()))
@@ -154,10 +141,6 @@ def test_a_symlinked_process_log_directory_is_refused(tmp_path):
     assert not any(outside.iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executor/spawn.py log_dir resolves SANDBOX/.logs itself and only checks that the process "
-    "directory is a direct child of that resolved path, so a `.logs` symlink (which any task "
-    "process can create in its sandbox) sends every later run's logs outside the sandbox"))
 def test_a_symlinked_logs_root_is_refused(tmp_path):
     sandbox, outside = tmp_path / "sandbox", tmp_path / "outside"
     sandbox.mkdir()
@@ -184,4 +167,4 @@ def test_figure_hostile_names_rejected_at_load(figures):
     accepted = sorted(set(ALL) - rejected)
     figures.add("hostile names rejected at load", f"{len(rejected)} of {len(ALL)}"
                 + (f" (accepted: {', '.join(accepted)})" if accepted else ""))
-    assert set(accepted) <= set(LOAD_BUGS), accepted
+    assert not accepted
