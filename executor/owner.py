@@ -165,10 +165,11 @@ class TaskOwner:
             decision = self._planner.decide(self._clock())
             # Act first, then checkpoint and log: a restart costs a fork+exec, not an fsync,
             # and the records of the new runs carry their pids.
-            for command in decision.signal:
-                count = self._supervisor.signal_run(command.process, command.run, command.signal)
-                log_event(logger, logging.DEBUG, "signal", task=self.job.label, process=command.process,
-                          run=command.run, signal=command.signal, processes=count)
+            for signum in sorted({c.signal for c in decision.signal}, reverse=True):
+                runs = [(c.process, c.run) for c in decision.signal if c.signal == signum]
+                count = self._supervisor.signal_runs(runs, signum)
+                log_event(logger, logging.DEBUG, "signal", task=self.job.label, signal=signum,
+                          runs=" ".join(f"{p}[{r}]" for p, r in runs), processes=count)
             for command in decision.start:
                 self._spawn(command)
             for transition in decision.transitions:
