@@ -263,6 +263,11 @@ def machine() -> dict[str, str]:
     try:
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "executor",
+                                "config", "healthcheck"], capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+        if commit and dirty:
+            commit += " (with uncommitted changes to the product)"
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {

@@ -41,20 +41,27 @@ def install_probes() -> Probe:
     probe.wrap(proctree, "scan", "scan")
     probe.wrap(proctree, "scan_markers", "scan_markers")
     probe.wrap(supervisor.Supervisor, "spawn", "spawn")
-    probe.wrap(supervisor.Supervisor, "signal_run", "signal_run")
+    for name in ("signal_run", "signal_runs"):  # one run at a time, or a batch where it exists
+        if hasattr(supervisor.Supervisor, name):
+            probe.wrap(supervisor.Supervisor, name, "signal")
     probe.wrap(spawn, "fork_exec", "fork_exec")
     probe.wrap(spawn, "open_stdio", "open_stdio")
     probe.wrap(spawn, "log_dir", "log_dir")
-    probe.wrap(checkpoint.CheckpointWriter, "append", "checkpoint")
+    # Every checkpoint sync: `append_many` (one write and one fsync per owner step) where the
+    # writer has it, else `append`.
+    writer = checkpoint.CheckpointWriter
+    probe.wrap(writer, "append_many" if hasattr(writer, "append_many") else "append", "checkpoint")
     probe.wrap(Planner, "decide", "decide")
     return probe
 
 
 def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
+    """`windows`: (SIGKILL at, next run reported at) of each restart, in order."""
     parts: dict[str, list[float]] = {k: [] for k in (
         "wake", "leftovers", "handoff", "spawn", "fork", "stdio", "paths", "ckpt", "ckpt_n",
-        "report")}
-    for start, done in windows:
+        "after", "report")}
+    bounds = [w[0] for w in windows[1:]] + [float("inf")]
+    for (start, done), next_kill in zip(windows, bounds):
         dispatch = probe.between(start, done, "reaper")
         spawns = probe.between(start, done, "spawn")
         if not dispatch or not spawns:
@@ -67,9 +74,11 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
         parts["fork"].append(probe.total("fork_exec", start, done)[1])
         parts["stdio"].append(probe.total("open_stdio", start, done)[1])
         parts["paths"].append(probe.total("log_dir", start, done)[1])
-        n, secs = probe.total("checkpoint", s1, done)
+        n, secs = probe.total("checkpoint", s1, done)  # before the report
+        after = probe.between(done, next_kill, "checkpoint")[:1]  # the step's sync after it
         parts["ckpt"].append(secs)
         parts["ckpt_n"].append(n)
+        parts["after"].append(after[0][1] - after[0][0] if after else 0.0)
         parts["report"].append(done - s1)
     if not parts["wake"]:
         return "restart breakdown: no probed restart was recorded"
@@ -78,19 +87,22 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
             f"reaper wakes {ms(med['wake'])}; leftover kill of the dead run's group and marker "
             f"(one /proc environ scan) {ms(med['leftovers'])}; hand-off to the owner (queue, "
             f"planner) {ms(med['handoff'])}; `Supervisor.spawn` {ms(med['spawn'])} (of which "
-            f"fork_exec {ms(med['fork'])}, log dir and files {ms(med['stdio'])}, log path checks "
-            f"{ms(med['paths'])}). After the fork, "
-            f"until the reporter hears of it: {ms(med['report'])}, of which "
-            f"{int(med['ckpt_n'])} fsync'd checkpoint appends {ms(med['ckpt'])}.")
+            f"fork_exec {ms(med['fork'])}, log directory (`log_dir`) {ms(med['paths'])}, log "
+            f"files (`open_stdio`) {ms(med['stdio'])}). After the fork, until the reporter hears "
+            f"of it: {ms(med['report'])}, of which {int(med['ckpt_n'])} checkpoint syncs "
+            f"{ms(med['ckpt'])}; the checkpoint sync that follows the report "
+            f"{ms(med['after'])}.")
 
 
-def start_breakdown(probe: Probe, window: tuple[float, float], n: int) -> str:
+def start_breakdown(probe: Probe, window: tuple[float, float], n: int, until: float) -> str:
+    """`window`: (owner created, nth run reported); `until`: when the kill was requested."""
     start, done = window
     spawns = probe.between(start, done, "spawn")
     forks = probe.total("fork_exec", start, done)
     stdio = probe.total("open_stdio", start, done)
     paths = probe.total("log_dir", start, done)
     ckpt = probe.total("checkpoint", start, done)
+    after = probe.total("checkpoint", done, until)
     spawn_secs = sum(e - s for s, e in spawns)
     rest = spawn_secs - forks[1] - stdio[1] - paths[1]
     first = spawns[0][0] - start if spawns else float("nan")
@@ -98,21 +110,21 @@ def start_breakdown(probe: Probe, window: tuple[float, float], n: int) -> str:
     return (f"Start-{n} breakdown (probed pass): owner created → first spawn {ms(first, 1)} "
             f"(checkpoint file, watchdog fork, first decide); {len(spawns)} × `Supervisor.spawn` "
             f"{ms(spawn_secs, 1)}, of which {forks[0]} × fork_exec {ms(forks[1], 1)}, log "
-            f"dirs/files (`open_stdio`) {ms(stdio[1], 1)}, log path checks (`log_dir`, two "
-            f"`Path.resolve`) {ms(paths[1], 1)}, the rest {ms(rest, 1)}; the CPU is shared with "
-            f"the {n} bash processes starting meanwhile; nth fork at {ms(last, 1)}; "
-            f"then {ckpt[0]} fsync'd checkpoint appends {ms(ckpt[1], 1)} before the last report "
-            f"at {ms(done - start, 1)}.")
+            f"directories (`log_dir`) {ms(paths[1], 1)}, log files (`open_stdio`) "
+            f"{ms(stdio[1], 1)}, the rest {ms(rest, 1)} (the CPU is shared with the {n} bash "
+            f"processes starting meanwhile); nth fork at {ms(last, 1)}; {ckpt[0]} checkpoint "
+            f"syncs {ms(ckpt[1], 1)} before the last report at {ms(done - start, 1)}, "
+            f"{after[0]} ({ms(after[1], 1)}) after it.")
 
 
 def stop_breakdown(probe: Probe, start: float, end: float, n: int) -> str:
-    sig = probe.total("signal_run", start, end)
+    sig = probe.total("signal", start, end)
     scans = probe.total("scan", start, end)
     markers = probe.total("scan_markers", start, end)
     left = probe.total("kill_leftovers", start, end)
     ckpt = probe.total("checkpoint", start, end)
-    return (f"Stop-{n} breakdown (probed pass, {ms(end - start, 0)} in all): {sig[0]} × "
-            f"`Supervisor.signal_run` {ms(sig[1], 0)} doing {scans[0]} full /proc scans "
-            f"{ms(scans[1], 0)} (one per run signalled); {left[0]} × leftover kills on the "
-            f"reaper thread {ms(left[1], 0)} doing {markers[0]} /proc environ scans "
-            f"{ms(markers[1], 0)} (one per exit); {ckpt[0]} checkpoint appends {ms(ckpt[1], 0)}.")
+    return (f"Stop-{n} breakdown (probed pass, {ms(end - start, 0)} in all): {sig[0]} signal "
+            f"calls on the owner thread {ms(sig[1], 0)}, with {scans[0]} full /proc scans "
+            f"{ms(scans[1], 0)} in all; {left[0]} leftover kills on the reaper thread "
+            f"{ms(left[1], 0)} doing {markers[0]} /proc environ scans {ms(markers[1], 0)} (one "
+            f"per exit); {ckpt[0]} checkpoint syncs {ms(ckpt[1], 0)}.")
