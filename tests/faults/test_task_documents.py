@@ -27,7 +27,7 @@ from config.errors import ConfigError
 from config.settings import ExecutorSettings
 from config.spec import JobSpec
 from executor.mesos_executor import LaunchError, StokerExecutor
-from tests.faults.conftest import size
+from tests.faults.conftest import FULL, size
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.stoker_proc import checkpoint_records
 from tests.support.task_documents import KINDS, Case, documents
@@ -69,6 +69,18 @@ def cpu_limit(secs: float):
         signal.signal(signal.SIGPROF, previous)
 
 
+class DocumentHung(AssertionError):
+    """Some documents were still being prepared when their CPU time ran out."""
+
+
+SELF_REFERENCE_BUG = (
+    "config/templates.py expand() (pystachio MustacheParser.resolve) only detects a template "
+    "cycle through RecursionError; a field that references itself twice ('a{{role}}{{role}}', "
+    "a process name '{{name}}{{{{name}}}}') doubles the work at every level, so decoding a "
+    "40-byte task document runs for ever (exponential time) instead of failing with 'refers "
+    "to itself', and the executor never answers the LAUNCH")
+
+
 def prepare(executor: StokerExecutor, case: Case) -> JobSpec | Exception:
     """The executor's own preparation of one TaskInfo; returns the spec or the expected error."""
     info = make_task_info("task-1", case.data, ports=case.offered_ports)
@@ -89,7 +101,10 @@ class Tally:
         self.longest_message = (0, "")
 
 
-@pytest.mark.timeout(size(120, 900))
+@pytest.mark.timeout(size(120, 1800))
+# The full run draws documents whose process name references itself twice (see the pinned
+# test below); the short run's documents do not.
+@pytest.mark.xfail(FULL, raises=DocumentHung, strict=True, reason=SELF_REFERENCE_BUG)
 def test_every_generated_document_is_accepted_or_rejected_with_a_message(tmp_path, figures):
     executor = make_executor(tmp_path)
     tally = Tally()
@@ -102,9 +117,9 @@ def test_every_generated_document_is_accepted_or_rejected_with_a_message(tmp_pat
         try:
             with cpu_limit(CPU_LIMIT_SECS):
                 result = prepare(executor, case)
-        except DocumentTimeout as exc:
-            tally.hung.append(case.describe())
-            raise AssertionError(f"preparing a document used {exc}: {case.describe()}") from None
+        except DocumentTimeout as exc:  # counted and reported at the end; generation goes on
+            tally.hung.append(f"{exc}: {case.describe()}")
+            return
         except Exception as exc:  # the very thing this test hunts for
             tally.uncaught.append(f"{type(exc).__name__}: {exc} <- {case.describe()}")
             raise
@@ -137,7 +152,9 @@ def test_every_generated_document_is_accepted_or_rejected_with_a_message(tmp_pat
         figures.add("longest rejection message", f"{tally.longest_message[0]} characters "
                     f"({tally.longest_message[1]})")
     assert not tally.uncaught, tally.uncaught[:3]
-    assert not tally.hung, tally.hung[:3]
+    if tally.hung:
+        raise DocumentHung(f"{len(tally.hung)} documents still expanding after {CPU_LIMIT_SECS:g} s "
+                           f"of CPU time, e.g. {tally.hung[0]}")
     assert total >= EXAMPLES * 0.9, f"only {total} documents were tried"
     assert set(tally.rejected) >= set(KINDS) - {"valid"}, "a fault kind was never rejected"
     assert tally.accepted["valid"] > 0
@@ -226,12 +243,7 @@ def _doc_with(where: str, value: str) -> bytes:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "config/templates.py expand() (pystachio MustacheParser.resolve) only detects a template "
-    "cycle through RecursionError; a field that references itself twice ('a{{role}}{{role}}') "
-    "doubles the work at every level, so decoding a 40-byte task document runs for ever "
-    "(exponential time) instead of failing with 'refers to itself', and the executor never "
-    "answers the LAUNCH"))
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SELF_REFERENCE_BUG)
 @pytest.mark.parametrize("where, value", [("role", "a{{role}}{{role}}"),
                                           ("cmdline", "x{{cmdline}}{{cmdline}}")])
 def test_a_field_referencing_itself_twice_is_rejected_promptly(tmp_path, where, value):
@@ -246,7 +258,7 @@ def test_a_field_referencing_itself_twice_is_rejected_promptly(tmp_path, where, 
 @pytest.mark.xfail(strict=True, reason=(
     "config/loader.py quotes rejected values whole ({value!r} in check_job and _check_task) and "
     "puts the whole job key into the prefix, so a 1 MB role gives a 2 MB TASK_FAILED message "
-    "(the generated documents reach 6 MB); from_tree's _show cuts values to 80 characters"))
+    "(the generated documents reach 12 MB); from_tree's _show cuts values to 80 characters"))
 @pytest.mark.parametrize("where, value", [("role", "r" * 1_000_000 + "/"),
                                           ("name", "/" + "a" * 1_000_000)])
 def test_rejection_messages_stay_short_whatever_the_document_holds(tmp_path, where, value):
