@@ -36,6 +36,7 @@ import re
 import shutil
 import signal
 import socket
+import sys
 import subprocess
 import tempfile
 import threading
@@ -287,6 +288,13 @@ class _Server(ThreadingHTTPServer):
         with self.connections_lock:
             self.connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:
+        # An executor that exits (or is destroyed) with an idle keep-alive connection open
+        # resets it: that is a peer going away, not a simulator bug worth a traceback.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
     def drop_connections(self) -> None:
         with self.connections_lock:
