@@ -38,18 +38,31 @@ def _fake(*args: str) -> str:
     return " ".join([sys.executable, str(FAKE), *args])
 
 
-# (name, cmdline, pid files it writes in the sandbox)
+def _daemon(n: int, *flags: str) -> tuple[str, str, list[str]]:
+    """A process whose setsid'd, re-parented grandchild writes daemonN.pid."""
+    cmdline = _fake(*flags, "--daemonize-child", "--daemon-pid-file", f"daemon{n}.pid")
+    return f"daemon{n}", f"exec {cmdline}", [f"daemon{n}.pid"]
+
+
+def _tree(n: int) -> tuple[str, str, list[str]]:
+    """A process ignoring SIGTERM with two children (same group) that ignore it too."""
+    cmdline = _fake("--ignore-sigterm", "--children", "2", "--child-ignore-sigterm",
+                    "--children-pid-file", f"kids{n}.pid")
+    return f"tree{n}", f"exec {cmdline}", [f"kids{n}.pid"]
+
+
+# (name, cmdline, pid files it writes in the sandbox): 10 processes, 19 pids once all are up.
 PROCESSES = [
-    ("sleeper0", f"exec {_fake()}", []),
-    ("sleeper1", f"exec {_fake()}", []),
-    ("sleeper2", f"exec {_fake()}", []),
-    ("daemon3", f"exec {_fake('--daemonize-child', '--daemon-ignore-sigterm', '--daemon-pid-file', 'daemon3.pid')}", ["daemon3.pid"]),
-    ("daemon4", f"exec {_fake('--daemonize-child', '--daemon-ignore-sigterm', '--daemon-pid-file', 'daemon4.pid')}", ["daemon4.pid"]),
-    ("daemon5", f"exec {_fake('--ignore-sigterm', '--daemonize-child', '--daemon-pid-file', 'daemon5.pid')}", ["daemon5.pid"]),
-    ("tree6", f"exec {_fake('--ignore-sigterm', '--children', '2', '--child-ignore-sigterm', '--children-pid-file', 'kids6.pid')}", ["kids6.pid"]),
-    ("tree7", f"exec {_fake('--ignore-sigterm', '--children', '2', '--child-ignore-sigterm', '--children-pid-file', 'kids7.pid')}", ["kids7.pid"]),
+    *[(f"sleeper{n}", f"exec {_fake()}", []) for n in range(3)],
+    _daemon(3, "--daemon-ignore-sigterm"),
+    _daemon(4, "--daemon-ignore-sigterm"),
+    _daemon(5, "--ignore-sigterm"),
+    _tree(6),
+    _tree(7),
     ("trap8", "trap '' TERM; while true; do sleep 1; done", []),
-    ("mixed9", f"{_fake('--ignore-sigterm', '--children', '1', '--children-pid-file', 'kids9.pid', '--daemonize-child', '--daemon-ignore-sigterm', '--daemon-pid-file', 'daemon9.pid')}", ["kids9.pid", "daemon9.pid"]),
+    ("mixed9", _fake("--ignore-sigterm", "--children", "1", "--children-pid-file", "kids9.pid",
+                     "--daemonize-child", "--daemon-ignore-sigterm", "--daemon-pid-file", "daemon9.pid"),
+     ["kids9.pid", "daemon9.pid"]),
 ]
 PID_FILES = [f for _, _, files in PROCESSES for f in files]
 

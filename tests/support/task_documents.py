@@ -9,7 +9,6 @@ templates, bad ports, unknown keys, odd-but-valid values, or junk bytes. Pure: n
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import attrs
@@ -274,13 +273,3 @@ def documents(draw, kinds: tuple[str, ...] = KINDS) -> Case:
     data = _dump(doc) if kind == "valid" else draw(_fault(doc, kind))
     return Case(data, offered, kind)
 
-
-def is_finite_tree(value: Any) -> bool:
-    """True when no float in `value` is NaN or infinite (for checks on accepted jobs)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(is_finite_tree(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(is_finite_tree(v) for v in value)
-    return True
