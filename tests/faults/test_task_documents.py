@@ -81,6 +81,11 @@ SELF_REFERENCE_BUG = (
     "to itself', and the executor never answers the LAUNCH")
 
 
+# A JSON field whose string value references that same field twice, e.g.
+# "name": "{{name}}{{{{name}}}}" (the shape of the known blow-up).
+SELF_REFERENCE = re.compile(r'"(\w+)": "[^"]*\{\{\1\}\}[^"]*\{\{\1\}\}')
+
+
 def prepare(executor: StokerExecutor, case: Case) -> JobSpec | Exception:
     """The executor's own preparation of one TaskInfo; returns the spec or the expected error."""
     info = make_task_info("task-1", case.data, ports=case.offered_ports)
@@ -102,9 +107,10 @@ class Tally:
 
 
 @pytest.mark.timeout(size(120, 1800))
-# The full run draws documents whose process name references itself twice (see the pinned
-# test below); the short run's documents do not.
-@pytest.mark.xfail(FULL, raises=DocumentHung, strict=True, reason=SELF_REFERENCE_BUG)
+# Whether the 10,000 documents of the full run include one whose field references itself
+# twice depends on the draw, so this mark is not strict; the bug itself is pinned by the strict
+# xfail tests below. A hang of any other shape is a plain failure.
+@pytest.mark.xfail(FULL, raises=DocumentHung, strict=False, reason=SELF_REFERENCE_BUG)
 def test_every_generated_document_is_accepted_or_rejected_with_a_message(tmp_path, figures):
     executor = make_executor(tmp_path)
     tally = Tally()
@@ -152,9 +158,12 @@ def test_every_generated_document_is_accepted_or_rejected_with_a_message(tmp_pat
         figures.add("longest rejection message", f"{tally.longest_message[0]} characters "
                     f"({tally.longest_message[1]})")
     assert not tally.uncaught, tally.uncaught[:3]
+    unknown = [h for h in tally.hung if not SELF_REFERENCE.search(h)]
+    assert not unknown, (f"{len(unknown)} documents still expanding after {CPU_LIMIT_SECS:g} s "
+                         f"of CPU time: {unknown[:3]}")
     if tally.hung:
-        raise DocumentHung(f"{len(tally.hung)} documents still expanding after {CPU_LIMIT_SECS:g} s "
-                           f"of CPU time, e.g. {tally.hung[0]}")
+        raise DocumentHung(f"{len(tally.hung)} documents with a field referencing itself twice were "
+                           f"still expanding after {CPU_LIMIT_SECS:g} s of CPU time, e.g. {tally.hung[0]}")
     assert total >= EXAMPLES * 0.9, f"only {total} documents were tried"
     assert set(tally.rejected) >= set(KINDS) - {"valid"}, "a fault kind was never rejected"
     assert tally.accepted["valid"] > 0
