@@ -20,8 +20,8 @@ from typing import Any, Iterable
 from pystachio import Empty
 
 from config.errors import ConfigError, join_problems
-from config.schema import SCHEMA_NAMESPACE, Job, from_tree
-from config.templates import flatten, normalize_tree, refs_in
+from config.schema import SCHEMA_NAMESPACE, Job, from_tree, _show
+from config.templates import cycle_problems, flatten, normalize_tree, refs_in
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _IDENTIFIER = re.compile(r"^[\w\-.]+$")
@@ -161,7 +161,7 @@ def job_key(job: Any) -> str:
     for field in ("cluster", "role", "environment", "name"):
         try:
             value = getattr(job, field)()
-            parts.append("?" if value is None or value is Empty else str(value))
+            parts.append("?" if value is None or value is Empty else _cut(str(value)))
         except Exception:  # noqa: BLE001 (a broken template must not hide the key)
             parts.append("?")
     return "/".join(parts)
@@ -204,6 +204,9 @@ def validate_job(job: Any, source: str) -> None:
 
 def prepare_job(job: Any, source: str) -> Any:
     """`validate_job`, returning the job flattened and with `<<ref>>` rewritten."""
+    cycles = cycle_problems(job)  # before anything interpolates: a cycle would never end
+    if cycles:
+        raise ConfigError(join_problems(f"{source}: job", cycles), cycles)
     key = job_key(job)
     try:
         flat = flatten(job)
@@ -223,13 +226,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _cut(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_job(job: dict) -> list[str]:
     """Every rule a well-typed job (as plain values) breaks, as sentences."""
     problems: list[str] = []
     for field in ("cluster", "role", "environment", "name"):
         value = job.get(field)
         if isinstance(value, str) and not _IDENTIFIER.match(value):
-            problems.append(f"job.{field} = {value!r} may only contain letters, digits, _, - and .")
+            problems.append(f"job.{field} = {_show(value)} may only contain letters, digits, _, - and .")
     if job.get("max_task_failures", 1) < -1:
         problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")
     problems += _check_task(job.get("task") or {})
@@ -254,11 +261,11 @@ def _check_task(task: dict) -> list[str]:
         path, name = f"job.task.processes[{i}]", p.get("name", "")
         if not _SAFE_NAME.fullmatch(name):
             problems.append(
-                f"{path}.name = {name!r} is not a safe process name: names are used as directory "
+                f"{path}.name = {_show(name)} is not a safe process name: names are used as directory "
                 "names, so they must match ^[A-Za-z0-9_][A-Za-z0-9_.-]*$, at most 128 characters (no '/', no leading '.', "
                 "no templates)")
         elif name in seen:
-            problems.append(f"{path}.name = {name!r} is used by more than one process")
+            problems.append(f"{path}.name = {_show(name)} is used by more than one process")
         seen.add(name)
         _at_least(problems, f"{path}.max_failures", p.get("max_failures"), 0, " (0 = unlimited)")
         _at_least(problems, f"{path}.min_duration", p.get("min_duration"), 0)

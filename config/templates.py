@@ -134,7 +134,120 @@ def flatten(job: Any) -> Any:
     return flat
 
 
+_MUSTACHE = re.compile(r"{{\s*([^{}]+?)\s*}}")
+_REF_PART = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
+
+
+def _ref_parts(ref: str) -> list[str]:
+    return [index if name is None else name for index, name in _REF_PART.findall(ref)]
+
+
+def _strings(tree: Any, path: tuple, ancestors: tuple) -> Iterable[tuple[tuple, tuple, str]]:
+    """Every string of a plain JSON tree: its path, the chain of enclosing dicts (each with
+    its own path), and the text."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _strings(value, path + (key,), ancestors + ((path, tree),))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from _strings(value, path + (i,), ancestors)
+    elif isinstance(tree, str):
+        yield path, ancestors, tree
+
+
+def _lookup(ancestors: tuple, parts: list[str]) -> tuple[tuple, Any] | None:
+    """(path, value) a reference names under pystachio's self-binding: the innermost
+    enclosing struct with the first name, then down the rest. None when unbound."""
+    for scope_path, scope in reversed(ancestors):
+        if parts[0] in scope:
+            path, value = scope_path + (parts[0],), scope[parts[0]]
+            for part in parts[1:]:
+                if isinstance(value, dict) and part in value:
+                    path, value = path + (part,), value[part]
+                elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                    path, value = path + (int(part),), value[int(part)]
+                else:
+                    return None
+            return path, value
+    return None
+
+
+def reference_cycles(tree: Any) -> list[str]:
+    """Strings whose templates lead back to themselves ('a{{role}}{{role}}' as the role).
+
+    pystachio only notices such a cycle through RecursionError, and a string that refers
+    to itself twice doubles the work at every level: a 40-byte document would expand for
+    ever. So cycles are found first, on the plain tree, in time linear in its references.
+    """
+    edges: dict[tuple, list[tuple]] = {}
+    texts: dict[tuple, str] = {}
+    for path, ancestors, text in _strings(tree, (), ()):
+        if "{{" not in text:
+            continue
+        targets = []
+        for ref in _MUSTACHE.findall(text):
+            parts = _ref_parts(ref)
+            found = _lookup(ancestors, parts) if parts else None
+            if found is not None:
+                base, value = found
+                targets.extend(base + sub for sub, _, t in _strings(value, (), ()) if "{{" in t)
+        edges[path] = targets
+        texts[path] = text
+    cycles: dict[tuple, None] = {}
+    state: dict[tuple, int] = {}  # 1: on the current path, 2: done
+    for start in edges:
+        if state.get(start):
+            continue
+        stack = [(start, iter(edges[start]))]
+        state[start] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(child) == 1:
+                cycles[child] = None
+            elif not state.get(child) and child in edges:
+                state[child] = 1
+                stack.append((child, iter(edges[child])))
+    return [f"{_dotted(path)} = {_show(texts[path])}" for path in cycles]
+
+
+def _dotted(path: tuple) -> str:
+    return "job" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+
+
+def _show(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _raw(obj: Any) -> Any:
+    """The job as plain values with every template left as written (json_dumps would
+    interpolate, which is exactly what must not happen before the cycle check)."""
+    if isinstance(obj, Structural):
+        return {name: _raw(value) for name, value in obj._schema_data.items() if value is not Empty}
+    if isinstance(obj, ListContainer):
+        return [_raw(v) for v in obj._values]
+    if isinstance(obj, MapContainer):
+        return {str(_raw(k)): _raw(v) for k, v in obj._map}
+    if isinstance(obj, ChoiceContainer):
+        return _raw(obj._value) if isinstance(obj._value, Object) else obj._value
+    if isinstance(obj, SimpleObject):
+        return obj._value
+    return obj
+
+
+def cycle_problems(job: Any) -> list[str]:
+    """One problem per template reference cycle in `job`, found without interpolating."""
+    raw = _raw(job)
+    return [f"{where} refers to itself (a template reference cycle)" for where in reference_cycles(raw)]
+
+
 def _expanded(job: Any) -> Any:
+    problems = cycle_problems(job)
+    if problems:
+        raise ConfigError(join_problems("invalid job", problems), problems)
     tree, out = expand(job)
     if out.problems:
         raise ConfigError(join_problems("invalid job", out.problems), out.problems)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -242,3 +243,34 @@ def test_bind_does_not_change_the_job():
 def test_bind_accepts_angle_refs_in_an_unloaded_job():
     s = bound(job(process("a", "run <<thermos.ports[http]>>")), http=8080)
     assert s.task.processes[0].cmdline == "run 8080"
+
+
+# ---- template reference cycles (found before anything interpolates) ----
+
+
+def test_a_field_that_refers_to_itself_twice_is_rejected_at_once():
+    import json
+    import time
+
+    from config.document import decode, encode
+    from config.errors import TaskDocumentError
+    from config.loader import load_job
+
+    doc = json.loads(encode(load_job(Path(__file__).resolve().parents[2] / "examples/batch_job.aurora")))
+    doc["job"]["role"] = "a{{role}}{{role}}"  # pystachio alone would expand this for ever
+    started = time.monotonic()
+    with pytest.raises(TaskDocumentError, match=r"job.role = 'a\{\{role\}\}\{\{role\}\}' refers to itself"):
+        decode(json.dumps(doc).encode())
+    assert time.monotonic() - started < 5
+
+
+def test_reference_cycles_follow_self_binding_and_paths():
+    from config.templates import reference_cycles
+
+    assert reference_cycles({"a": "{{b}}", "b": "{{a}}{{a}}"}) == ["job.a = '{{b}}'"]
+    ok = {"role": "r", "name": "{{task.name}}",
+          "task": {"name": "{{processes[0].name}}",
+                   "processes": [{"name": "x", "cmdline": "echo {{role}} {{name}} {{thermos.ports[http]}}"}]}}
+    assert reference_cycles(ok) == []
+    looped = {"task": {"processes": [{"name": "x", "cmdline": "x{{cmdline}}"}]}}
+    assert reference_cycles(looped) == ["job.task.processes[0].cmdline = 'x{{cmdline}}'"]
