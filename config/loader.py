@@ -288,11 +288,12 @@ def _check_constraints(constraints: list[dict], finals: dict[str, bool]) -> list
         path = f"job.task.constraints[{i}].order"
         unknown = [n for n in names if n not in finals]
         if unknown:
-            problems.append(f"{path} = {names} names unknown processes: {', '.join(unknown)} "
-                            f"(the task has: {', '.join(finals) or 'none'})")
+            problems.append(f"{path} = {_show(names)} names unknown processes: "
+                            f"{_cut(', '.join(unknown), 200)} "
+                            f"(the task has: {_cut(', '.join(finals), 200) or 'none'})")
             continue
         if len({finals[n] for n in names}) > 1:
-            problems.append(f"{path} = {names} mixes final and non-final processes, which run in "
+            problems.append(f"{path} = {_show(names)} mixes final and non-final processes, which run in "
                             "different stages and cannot be ordered against each other")
             continue
         for before, after in zip(names, names[1:]):
@@ -300,7 +301,7 @@ def _check_constraints(constraints: list[dict], finals: dict[str, bool]) -> list
     cycle = _find_cycle(edges)
     if cycle:
         problems.append("job.task.constraints form a cycle, so none of these can ever start: "
-                        + " -> ".join(cycle))
+                        + _cut(" -> ".join(cycle), 400))
     return problems
 
 

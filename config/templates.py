@@ -339,10 +339,12 @@ def _bind_message(key: str, missing: list[str], unbound: list[str], ports: dict)
     parts = []
     if missing:
         have = ", ".join(sorted(ports)) or "none"
-        parts.append(f"missing ports: {', '.join(missing)} (assigned: {have})")
+        parts.append(f"missing ports: {', '.join(missing)[:400]} (assigned: {have[:400]})")
     if unbound:
-        parts.append("unbound template references: " + ", ".join(unbound))
-    return f"job {key}: " + "; ".join(parts)
+        shown = [ref if len(ref) <= 80 else ref[:77] + "..." for ref in unbound[:20]]
+        more = f" and {len(unbound) - 20} more" if len(unbound) > 20 else ""
+        parts.append("unbound template references: " + ", ".join(shown) + more)
+    return f"job {key[:200]}: " + "; ".join(parts)
 
 
 def _key(tree: dict) -> str:
