@@ -5,7 +5,7 @@ huge strings, deep nesting, bad templates, bad ports, unknown keys, odd values, 
 and valid-but-odd jobs) and feeds each, inside a TaskInfo, to `StokerExecutor._prepare`, the
 exact path the executor runs before it starts any process (decode → port_names →
 resolve_ports → bind). Each must give a JobSpec or raise ConfigError/LaunchError with a
-non-empty message; anything else is an uncaught exception. A handful of rejected documents
+non-empty message of at most 64 KiB; anything else is an uncaught exception. A handful of rejected documents
 then go through the real executor under the agent simulator and must end in TASK_FAILED
 carrying that same message, with no process started.
 """
@@ -121,6 +121,7 @@ def test_every_generated_document_is_accepted_or_rejected_with_a_message(tmp_pat
         if len(message) > tally.longest_message[0]:
             tally.longest_message = (len(message), f"{case.kind}: {message[:120]!r}")
         assert message.removeprefix("invalid task:").strip(), f"empty message for {case.describe()}"
+        assert len(message) <= MAX_MESSAGE_CHARS, f"a {len(message)}-character message: {message[:300]!r}"
 
     started = time.monotonic()
     try:
@@ -213,7 +214,7 @@ def test_a_handful_of_rejected_documents_fail_the_task_under_the_real_executor(t
             sim.close()
 
 
-# ---- bugs the generated documents found (fixed in 966849b), pinned down ----
+# ---- bugs the generated documents found (fixed in 966849b and 1329e76), pinned down ----
 
 
 def _doc_with(where: str, value: str) -> bytes:
