@@ -4,10 +4,11 @@ Hypothesis draws documents (`tests/support/task_documents.py`: wrong types, miss
 huge strings, deep nesting, bad templates, bad ports, unknown keys, odd values, junk bytes,
 and valid-but-odd jobs) and feeds each, inside a TaskInfo, to `StokerExecutor._prepare`, the
 exact path the executor runs before it starts any process (decode → port_names →
-resolve_ports → bind). Each must give a JobSpec or raise ConfigError/LaunchError with a
-non-empty message of at most 64 KiB; anything else is an uncaught exception. A handful of rejected documents
-then go through the real executor under the agent simulator and must end in TASK_FAILED
-carrying that same message, with no process started.
+resolve_ports → bind) under a CPU-time limit. Each must give a JobSpec (with safe process
+names) or raise ConfigError/LaunchError with a non-empty message of at most 64 KiB; anything
+else is an uncaught exception. A handful of rejected documents then go through the real
+executor under the agent simulator and must end in TASK_FAILED carrying that same message,
+with no process started.
 """
 from __future__ import annotations
 
