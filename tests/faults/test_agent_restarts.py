@@ -177,3 +177,29 @@ def test_agent_restarts_lose_no_update_and_resend_none_after_ack(agent, tmp_path
         assert states in (["TASK_FAILED"], ["TASK_DROPPED"]), (probe, states)
     assert not sim.ignored_updates and not sim.unknown_updates
 
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(strict=True, reason=(
+    "executor/mesos_driver.py _send_update treats an UPDATE answered 403 \"Executor is not "
+    "subscribed\" as rejected for good and calls protocol.discard(): the update leaves the "
+    "unacknowledged buffer, the next SUBSCRIBE does not carry it, and it is lost (STYLE: no "
+    "update is ever dropped). The agent answers 403 while it holds the executor as REGISTERING "
+    "(MESOS-API §1.6 step 13); the executor should keep the update and resubscribe"))
+def test_an_update_answered_not_subscribed_is_carried_by_the_next_subscribe(agent, tmp_path):
+    sim = agent
+    sim.launch_executor(EXECUTOR, cwd=sim.sandbox, backoff_max="200ms", recovery_timeout="10secs",
+                        env_overrides={"STOKER_LOG_LEVEL": "DEBUG"})
+    sim.wait_subscribed(timeout_secs=15)
+    sim.launch(make_task("task-1", encode(load_job(service_config(tmp_path))), ports=free_ports(2)))
+    sim.wait_for_state("task-1", "TASK_RUNNING", 20)
+    sim.answer_as_unsubscribed()
+    sim.launch(make_task("probe", b"{}"))  # rejected at once: its TASK_FAILED is POSTed, gets 403
+    sim.wait_for(lambda: any(r.status == 403 for r in sim.calls("UPDATE")), 10, "a 403 to an UPDATE")
+    sim.close_stream(graceful=True)  # the executor resubscribes
+    body = sim.wait_subscribed(timeout_secs=10, count=2)
+    carried = [u["status"]["task_id"]["value"] for u in body["subscribe"].get("unacknowledged_updates", [])]
+    assert "probe" in carried, f"the 403'd update was dropped; the SUBSCRIBE carried {carried}"
+    assert sim.states("probe") == ["TASK_FAILED"]
+    sim.kill("task-1", grace_secs=0.5)
+    sim.wait_for_state("task-1", "TASK_KILLED", 15)

@@ -2,7 +2,8 @@
 accounting of status updates across agent restarts that the fault suite checks.
 
 Owns `RecordingAgent` (the simulator plus `batches`: every batch of events with the stream it
-was queued on, None when no stream was open and it was lost) and `audit_updates`, which
+was queued on, None when no stream was open and it was lost; a crash that never answers a call
+in flight; and a switch to answer 403 as to an unsubscribed executor) and `audit_updates`, which
 compares what the executor produced (its DEBUG log) with what the agent recorded, and finds
 updates re-sent after their acknowledgement was provably delivered.
 
@@ -33,6 +34,22 @@ class RecordingAgent(AgentSimulator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.batches: list[tuple[float, object | None, list[dict]]] = []
         super().__init__(*args, **kwargs)
+
+    def crash(self) -> None:
+        """The agent dies. Unlike `AgentSimulator.crash`, which marks the executor unsubscribed
+        before it stops listening (so a call in flight at that moment is answered 403 "Executor
+        is not subscribed", which a dying agent never sends), this stops listening and cuts
+        every connection first: a call in flight is either handled in full or never answered."""
+        self._stop_listening(graceful=False)
+        with self._cond:
+            self._held_acks.clear()
+            self._subscribed = False
+
+    def answer_as_unsubscribed(self) -> None:
+        """From now until the next SUBSCRIBE, calls other than SUBSCRIBE get 403 "Executor is
+        not subscribed" (the agent's answer while it holds the executor as REGISTERING)."""
+        with self._cond:
+            self._subscribed = False
 
     def send_events(self, events: Sequence[dict]) -> None:
         with self._cond:  # re-entrant: the parent takes it again and picks the same stream
