@@ -196,6 +196,11 @@ def test_an_update_answered_not_subscribed_is_carried_by_the_next_subscribe(agen
     sim.answer_as_unsubscribed()
     sim.launch(make_task("probe", b"{}"))  # rejected at once: its TASK_FAILED is POSTed, gets 403
     sim.wait_for(lambda: any(r.status == 403 for r in sim.calls("UPDATE")), 10, "a 403 to an UPDATE")
+    # The sender handles one update at a time: once the next probe's update was POSTed, the
+    # executor has finished with the first one's 403.
+    sim.launch(make_task("probe-2", b"{}"))
+    sim.wait_for(lambda: len([r for r in sim.calls("UPDATE") if r.status == 403]) >= 2, 10,
+                 "a 403 to the second probe's UPDATE")
     sim.close_stream(graceful=True)  # the executor resubscribes
     body = sim.wait_subscribed(timeout_secs=10, count=2)
     carried = [u["status"]["task_id"]["value"] for u in body["subscribe"].get("unacknowledged_updates", [])]
