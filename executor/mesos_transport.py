@@ -5,7 +5,7 @@ for the UPDATE/MESSAGE calls, which must not share the stream's connection; MESO
 the URL, the exact headers and the classification of every HTTP outcome:
 
     202 (calls) / 200 (SUBSCRIBE)           -> ACCEPTED
-    404, 503, other 5xx but 501, no answer  -> TRANSIENT (retry with back-off)
+    403, 404, 503, other 5xx but 501, none   -> TRANSIENT (retry with back-off)
     any other status                        -> REJECTED (a bug or a misconfiguration)
 
 It never raises to its callers except `StreamBroken` while iterating a stream; it never
@@ -65,7 +65,10 @@ def agent_url(endpoint: str) -> str:
 def _classify(status: int, accepted: int) -> Outcome:
     if status == accepted:
         return Outcome.ACCEPTED
-    if status in (404, 503) or (status >= 500 and status != 501):
+    # 403 "Executor is not subscribed": the agent holds us as REGISTERING (it restarted and
+    # has not seen our SUBSCRIBE yet). Keep the call and retry: dropping it would lose an
+    # update, and the resubscription carries it anyway.
+    if status in (403, 404, 503) or (status >= 500 and status != 501):
         return Outcome.TRANSIENT
     return Outcome.REJECTED
 

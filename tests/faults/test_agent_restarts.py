@@ -180,12 +180,6 @@ def test_agent_restarts_lose_no_update_and_resend_none_after_ack(agent, tmp_path
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "executor/mesos_driver.py _send_update treats an UPDATE answered 403 \"Executor is not "
-    "subscribed\" as rejected for good and calls protocol.discard(): the update leaves the "
-    "unacknowledged buffer, the next SUBSCRIBE does not carry it, and it is lost (STYLE: no "
-    "update is ever dropped). The agent answers 403 while it holds the executor as REGISTERING "
-    "(MESOS-API §1.6 step 13); the executor should keep the update and resubscribe"))
 def test_an_update_answered_not_subscribed_is_carried_by_the_next_subscribe(agent, tmp_path):
     sim = agent
     sim.launch_executor(EXECUTOR, cwd=sim.sandbox, backoff_max="200ms", recovery_timeout="10secs",
