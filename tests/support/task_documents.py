@@ -39,11 +39,14 @@ FLOAT_FIELDS = ("min_duration", "finalization_wait", "initial_interval_secs", "i
                 "timeout_secs", "graceful_shutdown_wait_secs", "shutdown_wait_secs")
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Case:
     data: bytes
     offered_ports: tuple[int, ...]
     kind: str
+
+    def __repr__(self) -> str:  # short, also in Hypothesis' falsifying examples
+        return f"Case({self.describe()})"
 
     def describe(self) -> str:
         head = self.data[:300]
