@@ -1,25 +1,17 @@
-"""The fault suite's shared fixtures: its size, and the figures block printed at the end.
+"""The fault suite's figures: each test reports its measured numbers, printed in one block.
 
-Owns `FULL` (the `STOKER_FAULTS_FULL=1` switch that `make faults` sets; CI runs the short
-sizes inside `make test`), `size(short, full)`, the `figures` fixture every fault test
-reports its measured numbers through, and the `pytest_terminal_summary` hook that prints
-all of them in one block after the run, so the figures show even when output is captured.
-It never starts a process or opens a port itself.
+Owns the `figures` fixture every fault test reports through, and the `pytest_terminal_summary`
+hook that prints all of them in one block after the run (naming the short or full sizes, see
+`tests/support/fault_sizes.py`), so the figures show even when output is captured. It never
+starts a process or opens a port itself.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
-FULL = os.environ.get("STOKER_FAULTS_FULL", "") not in ("", "0")
+from tests.support.fault_sizes import FULL
 
 _FIGURES = pytest.StashKey[list]()
-
-
-def size(short: int, full: int) -> int:
-    """The short size in CI, the full one under `make faults` (STOKER_FAULTS_FULL=1)."""
-    return full if FULL else short
 
 
 class Figures:

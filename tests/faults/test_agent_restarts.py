@@ -22,7 +22,7 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
-from tests.faults.conftest import size
+from tests.support.fault_sizes import size
 from tests.support import proc_scan
 from tests.support.agent_sim import make_task_info as make_task
 from tests.support.recording_agent import RecordingAgent, acknowledged_updates, audit_updates, produced_updates
