@@ -46,13 +46,20 @@ def resolve_ports(names: list[str], assigned: dict[str, int], offered: list[int]
     free = [p for p in offered if p not in assigned.values()]
     if len(free) < len(missing):
         raise LaunchError(
-            f"too few ports: the task needs {len(names)} ({', '.join(sorted(names))}); "
-            f"no port for {', '.join(missing[len(free):])} "
+            f"too few ports: the task needs {len(names)} ({_names(sorted(names))}); "
+            f"no port for {_names(missing[len(free):])} "
             f"(assigned_ports has {len(assigned)}, the ports resource offers {len(offered)})"
         )
     ports = dict(assigned)
     ports.update(zip(missing, free))
     return ports
+
+
+def _names(names: list[str], most: int = 20, width: int = 64) -> str:
+    """Port names for a message: each cut to `width`, at most `most` of them."""
+    shown = [n if len(n) <= width else n[: width - 3] + "..." for n in names[:most]]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(shown) + more
 
 
 class MesosReporter:
