@@ -21,7 +21,7 @@ from config.templates import bind, port_names
 from executor.events import TaskState, Transition
 from executor.logs import log_event
 from executor.mesos_driver import ExecutorDriver
-from executor.mesos_protocol import ProtocolError, ports_from_resources, task_data, task_id_of
+from executor.mesos_protocol import ProtocolError, ports_from_resources, task_data, task_id_of, task_kill_grace_secs
 from executor.owner import TaskOwner
 from executor.status import Update
 
@@ -78,6 +78,8 @@ class MesosReporter:
         pass  # the owner logs and checkpoints every attempt
 
     def update(self, update: Update) -> None:
+        # The health reason marks health changes only: RUNNING with `healthy`, or the
+        # terminal update of a task a failed check ended.
         reason = REASON_HEALTH if update.healthy is not None else None
         uuid = self._driver.send_status_update(
             self._task_id, update.state, update.message, healthy=update.healthy, reason=reason
@@ -195,12 +197,9 @@ class StokerExecutor:
             user = self._framework_user or str(document.job.role().get())
             spec = bind(document.job, instance=document.instance, ports=ports, task_id=task_id,
                         hostname=self._agent_hostname, user=user)
+            grace = task_kill_grace_secs(task_info)
         except (ConfigError, ProtocolError, LaunchError) as exc:
             raise LaunchError(f"invalid task: {exc}") from exc
-        grace = None
-        policy = (task_info.get("kill_policy") or {}).get("grace_period") or {}
-        if "nanoseconds" in policy:
-            grace = int(policy["nanoseconds"]) / 1e9
         return spec, grace
 
     def _run_task(self, driver: ExecutorDriver, task_info: dict, task_id: str) -> None:

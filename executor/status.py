@@ -93,12 +93,17 @@ class TaskStatusMachine:
         if self._state.terminal:
             return NO_CHANGE
         if self._kill_cause is not None:
-            return self._move(self._kill_cause, self._kill_reason, self._healthy)
+            return self._move(self._kill_cause, self._kill_reason, self._terminal_healthy())
         if phase is TaskPhase.SUCCESS:
-            return self._move(TaskState.FINISHED, reason or "every process finished successfully", self._healthy)
+            return self._move(TaskState.FINISHED, reason or "every process finished successfully", None)
         if phase is TaskPhase.KILLED:
-            return self._move(TaskState.KILLED, reason or "task killed", self._healthy)
-        return self._move(TaskState.FAILED, reason or "task failed", self._healthy)
+            return self._move(TaskState.KILLED, reason or "task killed", None)
+        return self._move(TaskState.FAILED, reason or "task failed", None)
+
+    def _terminal_healthy(self) -> bool | None:
+        """A terminal update carries `healthy` only to say a failed check ended the task
+        (as Mesos' built-in executors do); otherwise it says nothing about health."""
+        return False if self._healthy is False else None
 
     def _begin_kill(self, cause: TaskState, reason: str) -> Outcome:
         self._kill_cause = cause

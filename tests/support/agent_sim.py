@@ -451,11 +451,14 @@ class AgentSimulator:
             shutil.rmtree(self.sandbox, ignore_errors=True)
 
     def crash(self) -> None:
-        """The agent dies: streams cut without their last chunk, connections refused."""
+        """The agent dies: streams cut without their last chunk, connections refused.
+
+        It stops listening first: a dying agent answers nothing, so a call in flight must
+        not get the 403 'Executor is not subscribed' of a live agent."""
+        self._stop_listening(graceful=False)
         with self._cond:
             self._held_acks.clear()
             self._subscribed = False
-        self._stop_listening(graceful=False)
 
     def restart(self, recovering_secs: float = 0.0,
                 reregistration_window_secs: float | None = None) -> None:
