@@ -28,16 +28,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from executor.checkpoint_replay import (  # the pure views and fold, re-exported
-    AttemptView,
-    HealthAttemptView,
-    HealthView,
-    ProcessView,
-    RunView,
-    TaskTransitionView,
-    TaskView,
-    replay,
-)
+_REPLAY_NAMES = {'AttemptView', 'HealthAttemptView', 'HealthView', 'ProcessView', 'RunView', 'TaskTransitionView', 'TaskView', 'replay'}
+
+
+def __getattr__(name: str):
+    # The pure views and fold live in checkpoint_replay; only `stoker status` needs them, so
+    # the supervising process does not load them.
+    if name in _REPLAY_NAMES:
+        from executor import checkpoint_replay
+
+        return getattr(checkpoint_replay, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 CHECKPOINT_DIR = ".stoker"
 CHECKPOINT_FILE = "checkpoint.jsonl"
@@ -134,8 +135,4 @@ def parse_lines(lines: Iterable[bytes | str]) -> list[dict[str, Any]]:
     return records
 
 
-__all__ = [
-    "AttemptView", "CheckpointWriter", "HealthAttemptView", "HealthView", "ProcessView",
-    "RunView", "TaskTransitionView", "TaskView", "checkpoint_path", "parse_lines",
-    "read_records", "replay",
-]
+__all__ = ["CheckpointWriter", "checkpoint_path", "parse_lines", "read_records", *sorted(_REPLAY_NAMES)]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import enum
 import math
-from fractions import Fraction
 
 import attrs
 
@@ -98,8 +97,9 @@ def grace_attempts(initial_interval_secs: float, interval_secs: float) -> int:
         raise ValueError(f"interval_secs must be > 0, got {interval_secs}")
     if initial_interval_secs < 0:
         raise ValueError(f"initial_interval_secs must be >= 0, got {initial_interval_secs}")
-    ratio = Fraction(repr(float(initial_interval_secs))) / Fraction(repr(float(interval_secs)))
-    return math.ceil(ratio)
+    # Rounded to 9 places first so that float noise cannot add an attempt: 0.3 / 0.1 is
+    # 2.9999999999999996 in floating point, and must give 3, not 4 (nor 2).
+    return math.ceil(round(initial_interval_secs / interval_secs, 9))
 
 
 def _plural(count: int, word: str, plural: str | None = None) -> str:
