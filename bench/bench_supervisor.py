@@ -93,15 +93,18 @@ class OwnedTask:
         self.owner = TaskOwner(job_of(n), sandbox=sandbox, env=dict(os.environ),
                                reporter=self.recorder, run_cap=None)
         sup = self.owner._supervisor  # the bench's one reach inside: a timing wrapper
-        original = sup.spawn
+        original = sup.spawn_many
 
-        def noted(process: ProcessSpec, run: int) -> int:
+        def noted(runs):
             start = time.monotonic()
-            pid = original(process, run)
-            self.spawned[(process.name, run)] = Spawned(pid, start, time.monotonic())
-            return pid
+            results = original(runs)
+            end = time.monotonic()
+            for (process, run), pid in zip(runs, results):
+                if isinstance(pid, int):
+                    self.spawned[(process.name, run)] = Spawned(pid, start, end)
+            return results
 
-        sup.spawn = noted  # type: ignore[method-assign]
+        sup.spawn_many = noted  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.owner.run, name="bench-owner", daemon=True)
         self.thread.start()
 

@@ -40,7 +40,7 @@ def install_probes() -> Probe:
     probe.wrap(proctree, "kill_leftovers", "kill_leftovers")
     probe.wrap(proctree, "scan", "scan")
     probe.wrap(proctree, "scan_markers", "scan_markers")
-    probe.wrap(supervisor.Supervisor, "spawn", "spawn")
+    probe.wrap(supervisor.Supervisor, "spawn_many", "spawn")
     for name in ("signal_run", "signal_runs"):  # one run at a time, or a batch where it exists
         if hasattr(supervisor.Supervisor, name):
             probe.wrap(supervisor.Supervisor, name, "signal")
@@ -86,7 +86,7 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
     return (f"Restart breakdown (probed pass, median of {len(parts['wake'])} restarts): SIGKILL → "
             f"reaper wakes {ms(med['wake'])}; leftover kill of the dead run's group and marker "
             f"(one /proc environ scan) {ms(med['leftovers'])}; hand-off to the owner (queue, "
-            f"planner) {ms(med['handoff'])}; `Supervisor.spawn` {ms(med['spawn'])} (of which "
+            f"planner) {ms(med['handoff'])}; `Supervisor.spawn_many` {ms(med['spawn'])} (of which "
             f"fork_exec {ms(med['fork'])}, log directory (`log_dir`) {ms(med['paths'])}, log "
             f"files (`open_stdio`) {ms(med['stdio'])}). After the fork, until the reporter hears "
             f"of it: {ms(med['report'])}, of which {int(med['ckpt_n'])} checkpoint syncs "
@@ -108,7 +108,7 @@ def start_breakdown(probe: Probe, window: tuple[float, float], n: int, until: fl
     first = spawns[0][0] - start if spawns else float("nan")
     last = max(e for _, e in spawns) - start if spawns else float("nan")
     return (f"Start-{n} breakdown (probed pass): owner created → first spawn {ms(first, 1)} "
-            f"(checkpoint file, watchdog fork, first decide); {len(spawns)} × `Supervisor.spawn` "
+            f"(checkpoint file, watchdog fork, first decide); {len(spawns)} × `Supervisor.spawn_many` "
             f"{ms(spawn_secs, 1)}, of which {forks[0]} × fork_exec {ms(forks[1], 1)}, log "
             f"directories (`log_dir`) {ms(paths[1], 1)}, log files (`open_stdio`) "
             f"{ms(stdio[1], 1)}, the rest {ms(rest, 1)} (the CPU is shared with the {n} bash "

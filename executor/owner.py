@@ -170,8 +170,7 @@ class TaskOwner:
                 count = self._supervisor.signal_runs(runs, signum)
                 log_event(logger, logging.DEBUG, "signal", task=self.job.label, signal=signum,
                           runs=" ".join(f"{p}[{r}]" for p, r in runs), processes=count)
-            for command in decision.start:
-                self._spawn(command)
+            self._spawn(decision.start)
             for transition in decision.transitions:
                 self._record_transition(transition, phase=transition.process is None)
             if decision.start:
@@ -181,15 +180,17 @@ class TaskOwner:
                     self._all_exited.set()
                 return decision
 
-    def _spawn(self, command: StartRun) -> None:
-        now = self._clock()
-        try:
-            pid = self._supervisor.spawn(self.job.task.process(command.process), command.run)
-        except SpawnError as exc:
-            self._planner.spawn_failed(command.process, command.run, str(exc), now)
+    def _spawn(self, commands: tuple[StartRun, ...]) -> None:
+        if not commands:
             return
-        self._pids[(command.process, command.run)] = pid
-        self._planner.started(command.process, command.run, pid, now)
+        now = self._clock()
+        specs = [(self.job.task.process(c.process), c.run) for c in commands]
+        for command, result in zip(commands, self._supervisor.spawn_many(specs)):
+            if isinstance(result, SpawnError):
+                self._planner.spawn_failed(command.process, command.run, str(result), now)
+            else:
+                self._pids[(command.process, command.run)] = result
+                self._planner.started(command.process, command.run, result, now)
 
     def _handle(self, event: object) -> None:
         now = self._clock()

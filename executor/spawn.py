@@ -87,20 +87,21 @@ def log_dir(sandbox: Path, process: str, run: int) -> Path:
     """`SANDBOX/.logs/PROCESS/RUN`, created; SpawnError when the name, or a symlink a task
     process planted (`.logs`, `.logs/PROCESS` or `.logs/PROCESS/RUN`), would lead anywhere
     else. Every level is made and then checked with lstat, so nothing is followed."""
-    base = sandbox.resolve()
-    root = base / ".logs"
+    root = Path(os.path.abspath(sandbox)) / ".logs"  # no syscalls: each level is checked below
     if not process or "/" in process or process in (".", "..") or "\0" in process:
         raise SpawnError(f"process name {process!r} would put its logs outside {root}; refusing to start it")
     target = root / process / str(run)
     for level in (root, root / process, target):
         try:
-            os.mkdir(level, 0o755)
-        except FileExistsError:
-            pass
-        except OSError as e:
-            raise SpawnError(f"cannot create the log directory {level}: {describe_os_error(e)}") from None
-        try:
-            mode = os.lstat(level).st_mode
+            mode = os.lstat(level).st_mode  # usually there already: one syscall
+        except FileNotFoundError:
+            try:
+                os.mkdir(level, 0o755)
+                mode = os.lstat(level).st_mode
+            except FileExistsError:
+                mode = os.lstat(level).st_mode
+            except OSError as e:
+                raise SpawnError(f"cannot create the log directory {level}: {describe_os_error(e)}") from None
         except OSError as e:
             raise SpawnError(f"cannot create the log directory {level}: {describe_os_error(e)}") from None
         if not stat.S_ISDIR(mode):
@@ -140,11 +141,7 @@ def _close(fd: int) -> None:
 
 def open_stdio(directory: Path, spec: LoggerSpec, devnull_fd: int, label: str) -> RunStdio:
     """Make the run's log directory and open its files/pipes; SpawnError on failure."""
-    dest, mode = spec.destination, spec.mode
-    try:  # always: it makes the sandbox too, and numbers the runs for `stoker tail`
-        os.makedirs(directory, exist_ok=True)
-    except OSError as e:
-        raise SpawnError(f"cannot create the log directory {directory}: {describe_os_error(e)}")
+    dest, mode = spec.destination, spec.mode  # `directory` exists: log_dir() made and checked it
     if dest is LogDestination.CONSOLE:
         return RunStdio(stdout=None, stderr=None)
     if dest is LogDestination.NONE:

@@ -134,6 +134,30 @@ class Supervisor:
 
     def spawn(self, process: ProcessSpec, run: int) -> int:
         """Fork run `run` of `process` now; returns its pid. Raises SpawnError."""
+        return self._fork(*self._prepare(process, run))
+
+    def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
+        """Fork several runs: every log directory and file is made first, then the forks
+        follow back to back, so the file system work does not compete for the CPU with the
+        runs already starting. One result per run, in order: its pid or its SpawnError."""
+        prepared: list[tuple | SpawnError] = []
+        for process, run in runs:
+            try:
+                prepared.append(self._prepare(process, run))
+            except SpawnError as exc:
+                prepared.append(exc)
+        results: list[int | SpawnError] = []
+        for item in prepared:
+            if isinstance(item, SpawnError):
+                results.append(item)
+                continue
+            try:
+                results.append(self._fork(*item))
+            except SpawnError as exc:
+                results.append(exc)
+        return results
+
+    def _prepare(self, process: ProcessSpec, run: int) -> tuple:
         if self._state == "new":
             self.start()
         if self._state != "started":
@@ -149,7 +173,10 @@ class Supervisor:
                              f"contains a NUL byte, which no command line can carry")
         directory = spawn.log_dir(self._sandbox, process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
-        stdio = spawn.open_stdio(directory, process.logger, self._devnull, label)
+        return process, run, spawn.open_stdio(directory, process.logger, self._devnull, label)
+
+    def _fork(self, process: ProcessSpec, run: int, stdio) -> int:
+        key = (process.name, run)
         marker = spawn.run_marker(self._marker, process.name, run)
         assert self._reaper is not None
         try:
