@@ -16,6 +16,7 @@ from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.stoker_proc import REPO, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
+from tests.support.ports import free_ports
 
 FAKE = REPO / "tests/support/fake_task.py"
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
@@ -51,17 +52,6 @@ def agent(tmp_path):
     assert "Traceback" not in log, log[-3000:]
 
 
-def free_ports(count: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def launch(sim: AgentSimulator, data: bytes, task_id: str = "task-1", **kw) -> None:

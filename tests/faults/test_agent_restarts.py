@@ -14,7 +14,6 @@ still be RUNNING and passing its health checks.
 from __future__ import annotations
 
 import random
-import socket
 import sys
 import time
 
@@ -28,6 +27,7 @@ from tests.support.agent_sim import make_task_info as make_task
 from tests.support.recording_agent import RecordingAgent, acknowledged_updates, audit_updates, produced_updates
 from tests.support.stoker_proc import REPO, checkpoint_records, task_pids
 from tests.support.waiting import wait_for
+from tests.support.ports import free_ports
 
 RESTARTS = size(8, 50)
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60 + 3 * RESTARTS)]
@@ -37,15 +37,6 @@ EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 ACK_MODES = ("immediate", "hold", "delay")
 
 
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def service_config(tmp_path):

@@ -8,7 +8,6 @@ the live task processes' /proc environments is searched for the token.
 """
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tests.support import proc_scan
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.stoker_proc import REPO, checkpoint_records, task_pids
 from tests.support.waiting import wait_for
+from tests.support.ports import free_ports
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -52,15 +52,6 @@ def _config(tmp_path: Path, health: str) -> Path:
     return path
 
 
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _scan_files(root: Path) -> tuple[int, int, list[str]]:

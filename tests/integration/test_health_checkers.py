@@ -6,7 +6,6 @@ import signal
 import socket
 import threading
 import time
-from pathlib import Path
 
 import psutil
 import pytest
