@@ -1,12 +1,12 @@
 """Stoker: a Mesos executor with an embedded health checker for Aurora/Thermos job specs."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="stoker",
     version="0.1.0",
     description="Mesos executor with an embedded health checker for Aurora/Thermos-style jobs",
     python_requires=">=3.11",
-    packages=["executor", "healthcheck", "config"],
+    packages=find_packages(include=["executor", "executor.*", "healthcheck", "healthcheck.*", "config", "config.*"]),
     install_requires=[
         "requests>=2.28",
         "psutil>=5.9",
@@ -17,5 +17,5 @@ setup(
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90"],
         "dist": ["shiv>=1.0.4,<2", "wheel>=0.38", "setuptools>=61"],
     },
-    entry_points={"console_scripts": ["stoker = executor.cli:main"]},
+    entry_points={"console_scripts": ["stoker = executor.cli.main:main"]},
 )

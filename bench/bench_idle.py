@@ -267,7 +267,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
         progress("import footprints")
         notes.append(footprint_note("what `stoker run` imports", [
             "import attrs", "import pystachio", "import psutil", "import attrs, pystachio, psutil",
-            "import executor.cli", "import executor.cli, executor.local"]))
+            "import executor.cli.main", "import executor.cli.main, executor.local.run"]))
     per_process = (mems[NS[-1]].uss - mems[NS[0]].uss) / (NS[-1] - NS[0])
     notes.append(f"Supervisor memory per supervised process (USS growth from N={NS[0]} to "
                  f"N={NS[-1]}): {per_process / 1024:.1f} KiB each.")

@@ -1,5 +1,5 @@
 """Bench: restart latency after `kill -9` and the time to start 100 processes (issue 3),
-measured on a real `executor.owner.TaskOwner` driven in this process, next to the floors of
+measured on a real `executor.task.owner.TaskOwner` driven in this process, next to the floors of
 the same run: `subprocess.Popen(["/bin/bash", "-c", CMD])`, `os.posix_spawn` and a minimal
 Python restart loop (kill, wait, Popen).
 
@@ -28,7 +28,7 @@ import attrs
 import benchlib
 from benchlib import Row, med_max, med_p95, ms, progress, summary, workdir
 from config.spec import JobSpec, ProcessSpec, TaskSpec
-from executor.owner import TaskOwner
+from executor.task.owner import TaskOwner
 from supervisor_breakdown import (install_probes, restart_breakdown, scan_costs, scan_note,
                                   start_breakdown, stop_breakdown)
 

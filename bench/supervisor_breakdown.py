@@ -2,15 +2,16 @@
 for one extra pass, and the sentences that turn their records into notes under the table.
 
 Owns only formatting and the choice of probed functions; it measures nothing on its own
-except `scan_costs`, which calls `executor.proctree`'s scans directly.
+except `scan_costs`, which calls `executor.procs.proctree`'s scans directly.
 """
 from __future__ import annotations
 
 import time
 
 from benchlib import Probe, ms, summary
-from executor import checkpoint, proctree, reaper, spawn, supervisor
-from executor.planner import Planner
+from executor.task import checkpoint
+from executor.procs import proctree, reaper, spawn, supervisor
+from executor.task.planner import Planner
 
 
 def scan_costs(count: int = 20) -> tuple[float, float, int]:
@@ -28,7 +29,7 @@ def scan_costs(count: int = 20) -> tuple[float, float, int]:
 
 
 def scan_note(quiet: tuple[float, float, int], busy: tuple[float, float, int]) -> str:
-    return (f"/proc scans (`executor.proctree`, called directly): with {quiet[2]} processes on "
+    return (f"/proc scans (`executor.procs.proctree`, called directly): with {quiet[2]} processes on "
             f"the host a marker scan (each run's exit) takes {ms(quiet[0])} and a full scan "
             f"(each `signal_run`) {ms(quiet[1])}; with {busy[2]} processes {ms(busy[0])} and "
             f"{ms(busy[1])}. Both grow with every process on the host, not with the task's.")

@@ -1,6 +1,8 @@
-"""Log formatting for every `stoker` command: one line per event, `event key=value ...`
-in text, one JSON object per line with `--log-format json`. The CLI is the only caller of
-`configure()`; modules only call `log_event()` or their logger.
+"""`log_event()`: one state change as one log line, `event key=value ...`, for every layer.
+
+How lines are rendered (text, or one JSON object per line with `--log-format json`) is
+configured only by the CLI (`executor/cli/logsetup.py`); modules only call `log_event()`
+or their logger.
 
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
@@ -8,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-import time
 from typing import Any
 
 _QUOTE_NEEDED = set(' "=\t\n')
@@ -28,44 +28,3 @@ def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> 
         return
     parts = [event] + [f"{k}={_render(v)}" for k, v in fields.items() if v is not None]
     logger.log(level, " ".join(parts), extra={"stoker_event": event, "stoker_fields": fields})
-
-
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
-        line = f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {record.name}: {record.getMessage()}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": round(record.created, 6),
-            "level": record.levelname,
-            "logger": record.name,
-        }
-        event = getattr(record, "stoker_event", None)
-        if event is not None:
-            doc["event"] = event
-            for key, value in getattr(record, "stoker_fields", {}).items():
-                if value is not None:
-                    doc[key] = value if isinstance(value, (int, float, bool)) else str(value)
-        else:
-            doc["message"] = record.getMessage()
-        if record.exc_info:
-            doc["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False)
-
-
-def configure(log_format: str = "text", level: str | int = "INFO", stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level if isinstance(level, int) else level.upper())
-    # urllib3 logs every connection at DEBUG; keep it out unless asked for.
-    logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))

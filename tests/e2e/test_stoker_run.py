@@ -45,6 +45,10 @@ def test_seed_example_runs_and_a_killed_process_is_restarted(stoker):
     run = stoker(str(EXAMPLES / "hello_world.aurora"))
     run.wait_output("hello[0]         WAITING → RUNNING")
     run.wait_output("task             STARTING → RUNNING")
+    # Kill only once run 0 has printed: the task is RUNNING as soon as bash is forked, and a
+    # kill that lands before the `echo` leaves an empty log (the flake this test once had).
+    stdout0 = run.sandbox / ".logs/hello/0/stdout"
+    wait_for(lambda: stdout0.exists() and stdout0.read_text().startswith("hello world"))
     first = wait_for(lambda: task_pids(run.sandbox))
     os.kill(first.pop(), signal.SIGKILL)
     # A run killed by a signal is a loss: restarted (after min_duration=5 s) without counting.

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from config.errors import ConfigError
 from config.settings import ExecutorSettings
 from config.spec import JobSpec
-from executor.mesos_executor import LaunchError, StokerExecutor
+from executor.mesos.executor import LaunchError, StokerExecutor
 from tests.support.fault_sizes import size
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.stoker_proc import checkpoint_records

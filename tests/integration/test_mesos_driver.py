@@ -18,9 +18,9 @@ import pytest
 import requests
 
 from executor.events import TaskState
-from executor.mesos_driver import ExecutorDriver
-from executor.mesos_protocol import RecordIODecoder
-from executor.mesos_transport import agent_url
+from executor.mesos.driver import ExecutorDriver
+from executor.mesos.protocol import RecordIODecoder
+from executor.mesos.transport import agent_url
 from tests.support.agent_sim import AGENT_ID, AgentSimulator, make_task_info
 from tests.support.waiting import wait_for
 
@@ -516,7 +516,7 @@ def driver_factory(sim):
 
 @pytest.mark.timeout(20)
 def test_a_raising_callback_is_logged_and_the_driver_keeps_going(sim, driver_factory, caplog):
-    caplog.set_level(logging.INFO, logger="executor.mesos_driver")
+    caplog.set_level(logging.INFO, logger="executor.mesos.driver")
     recorder = Recorder()
     driver = driver_factory(recorder)
     sim.wait_subscribed()

@@ -9,7 +9,7 @@ import pytest
 
 from config.spec import HealthSpec, CheckKind, JobSpec, ProcessSpec, TaskSpec
 from executor.events import TaskState
-from executor.owner import TaskOwner
+from executor.task.owner import TaskOwner
 
 FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_task.py"
 

@@ -23,7 +23,7 @@ import pytest
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
 from executor.events import ProcessExited
-from executor.supervisor import SpawnError, Supervisor
+from executor.procs.supervisor import SpawnError, Supervisor
 from tests.support.waiting import wait_for
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"

@@ -1,4 +1,4 @@
-"""A tiny executor on top of `executor.mesos_driver`, for testing the driver and the simulator.
+"""A tiny executor on top of `executor.mesos.driver`, for testing the driver and the simulator.
 
 It runs no processes. LAUNCH -> TASK_STARTING then TASK_RUNNING; KILL -> TASK_KILLED;
 LAUNCH_GROUP -> TASK_FAILED for each task; SHUTDOWN (or the driver giving up) ->
@@ -19,8 +19,8 @@ import types
 from collections.abc import Mapping
 
 from executor.events import TaskState
-from executor.mesos_driver import ExecutorDriver
-from executor.mesos_protocol import task_id as task_id_of
+from executor.mesos.driver import ExecutorDriver
+from executor.mesos.protocol import task_id as task_id_of
 
 logger = logging.getLogger("echo_executor")
 

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from config.spec import ProcessSpec  # noqa: E402
-from executor.spawn import SpawnError, log_dir  # noqa: E402
-from executor.supervisor import Supervisor  # noqa: E402
+from executor.procs.spawn import SpawnError, log_dir  # noqa: E402
+from executor.procs.supervisor import Supervisor  # noqa: E402
 
 
 def main() -> int:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from config.spec import ProcessSpec  # noqa: E402
-from executor.supervisor import Supervisor  # noqa: E402
+from executor.procs.supervisor import Supervisor  # noqa: E402
 
 FAKE = Path(__file__).resolve().parent / "fake_task.py"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from executor import mesos_protocol as mp
+from executor.mesos import protocol as mp
 from executor.events import TaskState
 
 FRAMEWORK = "7c1c2a4e-5b7d-4f0e-9a51-3e2f9d6c1b20-0000"

@@ -2,7 +2,7 @@
 import pytest
 
 from executor.events import TaskState
-from executor.service import Restart, ServiceRules, Stop
+from executor.local.service import Restart, ServiceRules, Stop
 
 FIN, FAIL, KILL = TaskState.FINISHED, TaskState.FAILED, TaskState.KILLED
 

@@ -1,7 +1,7 @@
 """The task-status machine: first cause wins, terminal sticks, updates only when due."""
 from executor.events import TaskState
-from executor.planner import TaskPhase
-from executor.status import TaskStatusMachine
+from executor.task.planner import TaskPhase
+from executor.task.status import TaskStatusMachine
 from healthcheck.policy import HealthState, Verdict
 
 RUNNING_V = Verdict(HealthState.RUNNING, "1 consecutive health checks passed", changed=True)

@@ -5,7 +5,7 @@ in the sandbox with the task's environment (markers included, so the watchdog co
 in its own session, stdout and stderr into one unlinked temp file (not a pipe: a command
 that fills a pipe nobody reads would hang), reaped by the one reaper thread. On timeout its
 process group and every process carrying its marker are SIGKILLed. It exists because no
-code in a Stoker process may wait for children itself (see `executor/reaper.py`).
+code in a Stoker process may wait for children itself (see `executor/procs/reaper.py`).
 
 Thread-safe (the health loop calls it from its own thread); never raises: a command that
 cannot be started gives a result whose `error` says why, in words.
@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from executor import proctree, spawn
+from executor.procs import proctree, spawn
 from executor.events import ExitStatus
-from executor.reaper import Reaper, Watcher
+from executor.procs.reaper import Reaper, Watcher
 from healthcheck.checkers import CommandResult
 
 OUTPUT_TAIL_BYTES = 1024

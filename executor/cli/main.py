@@ -13,7 +13,7 @@ from pathlib import Path
 
 from config.errors import ConfigError
 from config.settings import ExecutorSettings, RunSettings, add_arguments
-from executor import logs
+from executor.cli import logsetup
 
 EXIT_USAGE = 2
 
@@ -66,11 +66,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _cmd_run(args)
     if args.command == "executor":
-        from executor.mesos_executor import main as executor_main
+        from executor.mesos.executor import main as executor_main
 
         environ = dict(os.environ)
         settings = ExecutorSettings.from_args(args, environ)
-        logs.configure(settings.log_format, settings.log_level)
+        logsetup.configure(settings.log_format, settings.log_level)
         return executor_main(settings, environ)
     if args.command == "inspect":
         return _cmd_inspect(args)
@@ -82,10 +82,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from executor.local import LocalRun, SandboxError
+    from executor.local.run import LocalRun, SandboxError
 
     settings = RunSettings.from_args(args, os.environ)
-    logs.configure(settings.log_format, settings.log_level)
+    logsetup.configure(settings.log_format, settings.log_level)
     try:
         return LocalRun(settings).run()
     except SandboxError as exc:
@@ -96,7 +96,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from config.document import encode
     from config.loader import load_job
-    from executor.describe import describe_job
+    from executor.cli.inspect import describe_job
 
     job = load_job(args.config, args.jobkey)
     if args.json:
@@ -113,8 +113,8 @@ def _default_sandbox(given: str | None) -> Path:
 def _cmd_status(args: argparse.Namespace) -> int:
     import attrs
 
-    from executor.checkpoint import read_records, replay
-    from executor.sandbox_view import format_status
+    from executor.task.checkpoint import read_records, replay
+    from executor.cli.views import format_status
 
     sandbox = _default_sandbox(args.sandbox)
     records = read_records(sandbox)
@@ -135,7 +135,7 @@ def _jsonable(_inst, _field, value):
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from executor.sandbox_view import follow, latest_log
+    from executor.cli.views import follow, latest_log
 
     try:
         path = latest_log(Path(args.sandbox), args.process, args.stderr)

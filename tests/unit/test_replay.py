@@ -2,8 +2,8 @@
 import ast
 from pathlib import Path
 
-from executor.checkpoint_replay import HEALTH_HISTORY, replay
-from executor.checkpoint import parse_lines
+from executor.task.replay import HEALTH_HISTORY, replay
+from executor.task.checkpoint import parse_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,7 +164,7 @@ def test_torn_or_garbled_lines_are_skipped():
 
 
 def test_replay_module_is_pure():
-    tree = ast.parse((ROOT / "executor" / "checkpoint_replay.py").read_text())
+    tree = ast.parse((ROOT / "executor" / "task" / "replay.py").read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

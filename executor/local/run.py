@@ -21,9 +21,9 @@ from config.loader import job_key, load_job
 from config.settings import RunSettings
 from config.templates import bind, port_names
 from executor.events import TaskState, Transition
-from executor.owner import TaskOwner
-from executor.service import Restart, ServiceRules
-from executor.status import Update
+from executor.task.owner import TaskOwner
+from executor.local.service import Restart, ServiceRules
+from executor.task.status import Update
 
 logger = logging.getLogger(__name__)
 

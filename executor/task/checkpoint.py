@@ -15,7 +15,7 @@ Records (written by the task owner; every one has "kind" and "wall" = time.time(
            consecutive_failures, consecutive_successes
 Unknown kinds, and records whose fields have the wrong types, are ignored by replay.
 
-`replay` and the views live in the pure module `executor/checkpoint_replay.py` (re-exported
+`replay` and the views live in the pure module `executor/task/replay.py` (re-exported
 here): no I/O, no clock, no logging. The writer and the reader never interpret records.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ def __getattr__(name: str):
     # The pure views and fold live in checkpoint_replay; only `stoker status` needs them, so
     # the supervising process does not load them.
     if name in _REPLAY_NAMES:
-        from executor import checkpoint_replay
+        from executor.task import replay as checkpoint_replay
 
         return getattr(checkpoint_replay, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

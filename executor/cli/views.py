@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from executor.checkpoint_replay import AttemptView, ProcessView, RunView, TaskView
+from executor.task.replay import AttemptView, ProcessView, RunView, TaskView
 
 FOLLOW_IDLE_SECS = 0.2
 FOLLOW_READ_BYTES = 65536

@@ -36,12 +36,12 @@ from typing import Any
 import attrs
 
 from executor.events import TaskState
-from executor.mesos_protocol import (
+from executor.mesos.protocol import (
     Acknowledged, Error, Event, ExecutorProtocol, Heartbeat, Kill, Launch, LaunchGroup,
     Message, PendingUpdate, ProtocolError, Shutdown, Subscribed, UnknownEvent,
     mesos_state_name,
 )
-from executor.mesos_transport import AgentStream, AgentTransport, CallResult, Outcome, StreamBroken
+from executor.mesos.transport import AgentStream, AgentTransport, CallResult, Outcome, StreamBroken
 
 logger = logging.getLogger(__name__)
 
@@ -461,4 +461,4 @@ class ExecutorDriver:
 
 
 def _uuid_text(raw: bytes) -> str:
-    return raw.hex()  # as executor/mesos_executor.py logs it
+    return raw.hex()  # as executor/mesos/executor.py logs it

@@ -19,7 +19,7 @@ from __future__ import annotations
 import attrs
 
 from executor.events import TaskState, Transition
-from executor.planner import TaskPhase
+from executor.task.planner import TaskPhase
 from healthcheck.policy import HealthState, Verdict
 
 

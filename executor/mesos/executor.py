@@ -20,10 +20,10 @@ from config.settings import ExecutorSettings, pop_secrets
 from config.templates import bind, port_names
 from executor.events import TaskState, Transition
 from executor.logs import log_event
-from executor.mesos_driver import ExecutorDriver
-from executor.mesos_protocol import ProtocolError, ports_from_resources, task_data, task_id_of, task_kill_grace_secs
-from executor.owner import TaskOwner
-from executor.status import Update
+from executor.mesos.driver import ExecutorDriver
+from executor.mesos.protocol import ProtocolError, ports_from_resources, task_data, task_id_of, task_kill_grace_secs
+from executor.task.owner import TaskOwner
+from executor.task.status import Update
 
 logger = logging.getLogger(__name__)
 

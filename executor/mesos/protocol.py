@@ -310,7 +310,7 @@ def task_id(task_info: Mapping) -> str:
     return _field(task_info, "task_id.value", str, "TaskInfo")
 
 
-task_id_of = task_id  # the name executor/mesos_executor.py imports
+task_id_of = task_id  # the name executor/mesos/executor.py imports
 
 
 def task_data(task_info: Mapping) -> bytes:

@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Protocol
 import attrs
 
 from config.spec import JobSpec
-from executor.checkpoint import CheckpointWriter
+from executor.task.checkpoint import CheckpointWriter
 from executor.events import (
     ExitStatus,
     TaskState,
@@ -32,11 +32,11 @@ from executor.events import (
     TimerFired,
     Transition,
 )
-from executor.lifecycle import LifecycleShutdown
+from executor.task.lifecycle import LifecycleShutdown
 from executor.logs import log_event
-from executor.planner import Decision, Planner, TaskPhase
-from executor.status import Outcome, TaskStatusMachine, Update
-from executor.supervisor import SpawnError, Supervisor
+from executor.task.planner import Decision, Planner, TaskPhase
+from executor.task.status import Outcome, TaskStatusMachine, Update
+from executor.procs.supervisor import SpawnError, Supervisor
 from healthcheck.checkers import make_checker
 from healthcheck.loop import HealthLoop
 from healthcheck.policy import Attempt, AttemptOutcome, HealthPolicy, HealthState

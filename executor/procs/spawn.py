@@ -8,7 +8,7 @@ session and close_fds are done in the child by C code, no Python runs there). No
 this path imports, sleeps or scans /proc, so a restart costs about one fork+exec.
 
 Every OSError becomes `SpawnError` with the errno put into words and the path named. Never
-waits for a child: the reaper (`executor/reaper.py`) does that.
+waits for a child: the reaper (`executor/procs/reaper.py`) does that.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import attrs
 
 from config.spec import LogDestination, LoggerSpec, LogMode
-from executor.logpump import LogFile, make_pipe
+from executor.procs.logpump import LogFile, make_pipe
 
 TASK_MARKER = "STOKER_TASK_MARKER"
 RUN_MARKER = "STOKER_RUN_MARKER"

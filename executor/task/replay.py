@@ -1,7 +1,7 @@
 """Replaying the checkpoint: records in, a frozen `TaskView` out. PURE.
 
 Owns the views `stoker status` shows (task, attempts, processes, runs, health) and the fold
-that builds them from checkpoint records (see `executor/checkpoint.py` for the record
+that builds them from checkpoint records (see `executor/task/checkpoint.py` for the record
 kinds). No I/O, no clock, no logging, no threads: the caller reads the file and passes
 `now` to whatever formats the view. Unknown kinds are ignored, and so is a record whose
 fields have the wrong types, so a damaged checkpoint still shows what it can.

@@ -10,7 +10,7 @@ How it keeps the task contained:
   the sandbox, with `STOKER_TASK_MARKER=<marker>` and `STOKER_RUN_MARKER=<marker>/<process>/
   <run>` in its environment, which every descendant inherits.
 - The Stoker process is a child subreaper, so orphaned descendants (daemonized grandchildren
-  included) re-parent to it. One process-wide reaper thread (`executor/reaper.py`) reaps
+  included) re-parent to it. One process-wide reaper thread (`executor/procs/reaper.py`) reaps
   EVERY child. Consequence: no other code in the Stoker process may wait for children
   itself (no `subprocess.run`, no `Popen.wait`); that is why shell health checks go through
   `run_command`.
@@ -19,11 +19,11 @@ How it keeps the task contained:
   starts clean (Thermos does the same).
 - Signals (`signal_run`, `signal_all`, `close`) reach the run's process group, the
   descendants of its top pid and every process carrying the run's (or task's) marker, found
-  with one /proc scan per call and delivered by pidfd (`executor/proctree.py`); a pid that
+  with one /proc scan per call and delivered by pidfd (`executor/procs/proctree.py`); a pid that
   is not provably ours is never signalled.
-- A `/bin/sh` watchdog (`executor/watchdog.py`) kills every marker-carrying process when the
+- A `/bin/sh` watchdog (`executor/procs/watchdog.py`) kills every marker-carrying process when the
   Stoker process dies, even by SIGKILL.
-- Shell health commands run through `run_command` (`executor/commands.py`), reaped by the
+- Shell health commands run through `run_command` (`executor/procs/commands.py`), reaped by the
   same reaper and covered by the same markers.
 
 Helpers: `spawn.py` (env, logs, fork), `reaper.py`, `logpump.py`, `proctree.py` (the /proc
@@ -45,14 +45,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from config.spec import ProcessSpec
-from executor import proctree, spawn
-from executor.commands import CommandRunner
+from executor.procs import proctree, spawn
+from executor.procs.commands import CommandRunner
 from executor.events import ExitStatus, ProcessExited
-from executor.logpump import LogPump
+from executor.procs.logpump import LogPump
 from executor.logs import log_event
-from executor.reaper import Reaper, Watcher
-from executor.spawn import Child, SpawnError, describe_os_error
-from executor.watchdog import Watchdog, start_watchdog
+from executor.procs.reaper import Reaper, Watcher
+from executor.procs.spawn import Child, SpawnError, describe_os_error
+from executor.procs.watchdog import Watchdog, start_watchdog
 from healthcheck.checkers import CommandResult
 
 __all__ = ["CommandResult", "SpawnError", "Supervisor"]

@@ -1,0 +1,143 @@
+"""The architecture as a test: pure modules import no I/O, and packages import one way.
+
+The rules are the ones `executor/__init__.py` states:
+
+    cli → {mesos, local} → task → procs;   events and logs are shared by all
+    mesos and local never import each other; procs never imports task
+    executor/ may use healthcheck/ and config/; healthcheck/ uses config/ only;
+    config/ uses neither
+
+Every import counts, including the lazy ones inside functions.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PURE = [
+    "executor/task/planner.py",
+    "executor/task/replay.py",
+    "executor/task/status.py",
+    "executor/local/service.py",
+    "executor/mesos/protocol.py",
+    "healthcheck/policy.py",
+    "config/spec.py",
+]
+FORBIDDEN = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging",
+             "select", "signal"}
+
+# Which units each unit may import. A unit is a top-level package (config, healthcheck) or
+# an executor sub-package / top-level executor module. Every unit must be listed: a new
+# package has to say where it sits.
+SHARED = {"executor.events", "executor.logs"}
+ALLOWED: dict[str, set[str]] = {
+    "config": set(),
+    "healthcheck": {"config"},
+    "executor.events": {"healthcheck", "config"},
+    "executor.logs": set(),
+    "executor.procs": {"config", "healthcheck"} | SHARED,
+    "executor.task": {"executor.procs", "config", "healthcheck"} | SHARED,
+    "executor.local": {"executor.task", "config", "healthcheck"} | SHARED,
+    "executor.mesos": {"executor.task", "config", "healthcheck"} | SHARED,
+    "executor.cli": {"executor.mesos", "executor.local", "executor.task", "executor.procs",
+                     "config", "healthcheck"} | SHARED,
+    "executor.__main__": {"executor.cli"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module name `path` imports (dotted, as written)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            if node.module == "executor":  # `from executor import task`
+                names.update(f"executor.{alias.name}" for alias in node.names)
+    return names
+
+
+def unit_of(module: str) -> str | None:
+    """'executor.task.owner' -> 'executor.task'; 'config.spec' -> 'config'; None: not ours."""
+    parts = module.split(".")
+    if parts[0] in ("config", "healthcheck"):
+        return parts[0]
+    if parts[0] != "executor" or len(parts) < 2:
+        return None
+    return f"executor.{parts[1]}"
+
+
+def unit_of_path(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = rel.parts
+    if parts[0] == "executor" and len(parts) >= 2:
+        return f"executor.{parts[1]}" if parts[1] != "__init__" else "executor"
+    return parts[0]
+
+
+def layering_violations(root: Path, allowed: dict[str, set[str]]) -> list[str]:
+    problems = []
+    for package in ("executor", "healthcheck", "config"):
+        for path in sorted((root / package).rglob("*.py")):
+            unit = unit_of_path(path, root)
+            if unit == "executor":  # executor/__init__.py: docstring only
+                continue
+            if unit not in allowed:
+                problems.append(f"{path.relative_to(root)}: package {unit} has no layering rule")
+                continue
+            for module in sorted(imported_modules(path)):
+                target = unit_of(module)
+                if target is None or target == unit or target == "executor":
+                    continue
+                if target not in allowed[unit]:
+                    problems.append(f"{path.relative_to(root)} imports {module}: "
+                                    f"{unit} may not import {target}")
+    return sorted(set(problems))
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_no_io(module):
+    path = ROOT / module
+    assert path.exists(), f"{module} is missing"
+    bad = {m.split(".")[0] for m in imported_modules(path)} & FORBIDDEN
+    assert not bad, f"{module} imports {sorted(bad)}; pure modules must not"
+
+
+def test_every_import_follows_the_layering():
+    assert layering_violations(ROOT, ALLOWED) == []
+
+
+def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for package in ("executor", "healthcheck", "config"):
+        (tmp_path / package).mkdir(exist_ok=True)
+    return tmp_path
+
+
+def test_a_planted_wrong_way_import_is_caught(tmp_path):
+    root = _plant(tmp_path, {
+        "executor/procs/spawn.py": "from executor.task.owner import TaskOwner\n",
+        "executor/mesos/executor.py": "def f():\n    import executor.local.run\n",
+        "executor/task/owner.py": "from executor.procs import supervisor\n",
+        "healthcheck/loop.py": "from executor.events import TaskState\n",
+    })
+    assert layering_violations(root, ALLOWED) == [
+        "executor/mesos/executor.py imports executor.local.run: executor.mesos may not import executor.local",
+        "executor/procs/spawn.py imports executor.task.owner: executor.procs may not import executor.task",
+        "healthcheck/loop.py imports executor.events: healthcheck may not import executor.events",
+    ]
+
+
+def test_a_package_without_a_rule_is_caught(tmp_path):
+    root = _plant(tmp_path, {"executor/newthing/x.py": "import os\n"})
+    assert layering_violations(root, ALLOWED) == [
+        "executor/newthing/x.py: package executor.newthing has no layering rule"]
