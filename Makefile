@@ -5,8 +5,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 EXAMPLE ?= examples/hello_world.aurora
 DIST    ?= dist
+RUNS    := .run
 
-.PHONY: run test test-fast faults bench dist clean
+.PHONY: run test test-fast lint faults bench dist clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,17 +15,29 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# Each `make run` gets a fresh sandbox under .run/ (git-ignored; `make clean` removes it).
 run: $(STAMP)
-	$(BIN)/stoker run $(EXAMPLE)
+	mkdir -p $(RUNS)
+	$(BIN)/stoker run $(EXAMPLE) --sandbox $(RUNS)/$$(basename $(EXAMPLE) .aurora)-$$(date +%Y%m%d-%H%M%S)
 
-test: $(STAMP)
+# The whole suite: lint (ruff, mypy), then every test tier (the fault suite's short version).
+test: lint
 	$(BIN)/python -m pytest -q
+
+# The pure cores and the layering rules only (a few seconds).
+test-fast: lint
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 faults: $(STAMP)
 	STOKER_FAULTS_FULL=1 $(BIN)/python -m pytest -q -m faults tests/faults
 
+# Writes .bench/RESULTS.md (git-ignored); the README keeps the table we publish.
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py --output .bench/RESULTS.md
 
 # dist/stoker-VERSION-py3-none-any.whl and dist/stoker.pyz (see tools/build_dist.py).
 # The dist extra (shiv, wheel, setuptools) is installed once per venv and setup.py change.
@@ -34,4 +47,4 @@ dist: $(STAMP)
 	$(BIN)/python tools/build_dist.py --dist-dir $(DIST)
 
 clean:
-	rm -rf $(VENV) dist build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import benchlib
 from benchlib import Row, med_max, ms, progress, summary, workdir
+
 from tests.support.http_server import Reply, ScriptedHTTPServer
 from tests.support.stoker_proc import StokerProcess, checkpoint_records, kill_leftovers, task_pids
 

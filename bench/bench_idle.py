@@ -27,8 +27,23 @@ import time
 from pathlib import Path
 
 import benchlib
-from benchlib import (MB, MIB, Memory, Row, SleepingPython, cpu_secs_of, footprint_note,
-                      mapping_note, memory_of, ms, progress, thread_count, wakeups_of, workdir)
+from benchlib import (
+    MB,
+    MIB,
+    Memory,
+    Row,
+    SleepingPython,
+    cpu_secs_of,
+    footprint_note,
+    mapping_note,
+    memory_of,
+    ms,
+    progress,
+    thread_count,
+    wakeups_of,
+    workdir,
+)
+
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, live, task_pids
 
 NS = (1, 10, 100, 500)

@@ -21,10 +21,23 @@ import time
 from pathlib import Path
 
 import attrs
-
 import benchlib
-from benchlib import (MB, MIB, REPO, Memory, Row, footprint_note, mapping_note, med_max, memory_of,
-                      ms, progress, summary, workdir)
+from benchlib import (
+    MB,
+    MIB,
+    REPO,
+    Memory,
+    Row,
+    footprint_note,
+    mapping_note,
+    med_max,
+    memory_of,
+    ms,
+    progress,
+    summary,
+    workdir,
+)
+
 from config.document import encode
 from config.loader import load_job
 from tests.support import agent_sim

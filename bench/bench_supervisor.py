@@ -24,13 +24,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import attrs
-
 import benchlib
 from benchlib import Row, med_max, med_p95, ms, progress, summary, workdir
+from supervisor_breakdown import (
+    install_probes,
+    restart_breakdown,
+    scan_costs,
+    scan_note,
+    start_breakdown,
+    stop_breakdown,
+)
+
 from config.spec import JobSpec, ProcessSpec, TaskSpec
 from executor.task.owner import TaskOwner
-from supervisor_breakdown import (install_probes, restart_breakdown, scan_costs, scan_note,
-                                  start_breakdown, stop_breakdown)
 
 CMD = "sleep 1000"
 SETTLE_SECS = 0.02  # after run k is reported, so the owner is idle on its queue again
@@ -196,12 +202,12 @@ def restarts(sandbox: Path, count: int) -> tuple[list[float], list[float], list[
     forked, reported, windows = [], [], []
     try:
         for k in range(count):
-            task.recorder.wait(lambda: ("p0", k) in task.recorder.reported, f"run {k} RUNNING")
+            task.recorder.wait(lambda k=k: ("p0", k) in task.recorder.reported, f"run {k} RUNNING")
             time.sleep(SETTLE_SECS)
             pid = task.spawned[("p0", k)].pid
             start = time.monotonic()
             os.kill(pid, signal.SIGKILL)
-            task.recorder.wait(lambda: ("p0", k + 1) in task.recorder.reported, f"run {k + 1} RUNNING")
+            task.recorder.wait(lambda k=k: ("p0", k + 1) in task.recorder.reported, f"run {k + 1} RUNNING")
             done = task.recorder.reported[("p0", k + 1)]
             forked.append(task.spawned[("p0", k + 1)].end - start)
             reported.append(done - start)

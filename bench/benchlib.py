@@ -194,7 +194,7 @@ class SleepingPython:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
-    def __enter__(self) -> "SleepingPython":
+    def __enter__(self) -> SleepingPython:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,6 +1,6 @@
 """Runs every Stoker benchmark and prints ONE markdown table (what `make bench` runs).
 
-    .venv/bin/python bench/run_all.py            # full run; writes bench/RESULTS.md
+    .venv/bin/python bench/run_all.py            # full run; writes .bench/RESULTS.md (git-ignored)
     .venv/bin/python bench/run_all.py --quick    # fewer repetitions, short idle window
     .venv/bin/python bench/run_all.py --only idle --only health
 
@@ -8,7 +8,7 @@ Each bench is a script of its own (`bench/bench_*.py`), run here as a subprocess
 the other, so that none disturbs another's timing and each starts from a clean process
 (the supervisor bench makes its process a child subreaper, for one). Each writes its rows as
 JSON; this script joins them under a header naming the machine, prints the table and, for a
-full run, writes it to bench/RESULTS.md (a `--quick` or `--only` run writes a file only when
+full run, writes it to .bench/RESULTS.md (git-ignored; a `--quick` or `--only` run writes a file only when
 given `--output`, so a smoke test never overwrites the full results).
 
 Columns: figure | measured | floor/bound measured in the same run | target | verdict. A
@@ -109,7 +109,7 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=sorted(BENCHES), metavar="NAME",
                         help=f"run only this bench (repeatable): {', '.join(BENCHES)}")
     parser.add_argument("--output", metavar="FILE",
-                        help="where to write the table (default: bench/RESULTS.md for a full run)")
+                        help="where to write the table (default: .bench/RESULTS.md, git-ignored, for a full run)")
     args = parser.parse_args()
     names = [n for n in BENCHES if not args.only or n in args.only]
     info = machine()
@@ -127,8 +127,9 @@ def main() -> int:
         mode += f", only {', '.join(names)}"
     text = render(rows, notes, info, mode, took)
     print(text)
-    output = args.output or (None if args.quick or args.only else str(BENCH / "RESULTS.md"))
+    output = args.output or (None if args.quick or args.only else str(BENCH.parent / ".bench" / "RESULTS.md"))
     if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(text)
         print(f"written to {output}", file=sys.stderr)
     failed = any(r.figure.endswith("bench failed") for r in rows)

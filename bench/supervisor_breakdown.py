@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 
 from benchlib import Probe, ms, summary
-from executor.task import checkpoint
+
 from executor.procs import proctree, reaper, spawn, supervisor
+from executor.task import checkpoint
 from executor.task.planner import Planner
 
 

@@ -49,7 +49,7 @@ def decode(data: bytes | str) -> TaskDocument:
         raise TaskDocumentError(f"invalid task document: {exc}", exc.problems) from None
     except (RecursionError, MemoryError):
         raise TaskDocumentError("invalid task document: it is nested too deeply to read") from None
-    except Exception as exc:  # noqa: BLE001 (last resort: malformed input must never escape raw)
+    except Exception as exc:
         raise TaskDocumentError(f"invalid task document: {type(exc).__name__}: {exc}") from None
 
 

@@ -7,7 +7,7 @@ and does no I/O.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class ConfigError(Exception):

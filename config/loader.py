@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pystachio import Empty
 
 from config.errors import ConfigError, join_problems
-from config.schema import SCHEMA_NAMESPACE, Job, from_tree, _show
+from config.schema import SCHEMA_NAMESPACE, Job, _show, from_tree
 from config.templates import cycle_problems, flatten, normalize_tree, refs_in
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
@@ -50,7 +51,7 @@ class _Run:
         code = compile(text, str(path), "exec")
         self.stack.append(path)
         try:
-            exec(code, self.namespace)  # noqa: S102 (config files are Python, as in Aurora)
+            exec(code, self.namespace)
         finally:
             self.stack.pop()
 
@@ -162,7 +163,7 @@ def job_key(job: Any) -> str:
         try:
             value = getattr(job, field)()
             parts.append("?" if value is None or value is Empty else _cut(str(value)))
-        except Exception:  # noqa: BLE001 (a broken template must not hide the key)
+        except Exception:
             parts.append("?")
     return "/".join(parts)
 

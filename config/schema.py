@@ -21,8 +21,21 @@ from functools import reduce
 from typing import Any
 
 import pystachio
-from pystachio import (Boolean, Choice, Default, Empty, Enum, Float, Integer, List, Map,
-                       Ref, Required, String, Struct)
+from pystachio import (
+    Boolean,
+    Choice,
+    Default,
+    Empty,
+    Enum,
+    Float,
+    Integer,
+    List,
+    Map,
+    Ref,
+    Required,
+    String,
+    Struct,
+)
 from pystachio.basic import EnumContainer, SimpleObject
 from pystachio.choice import ChoiceContainer
 from pystachio.composite import Structural
@@ -385,12 +398,12 @@ class Tasks:
         return task(constraints=order(*task.processes()))
 
 
-def SimpleTask(name: str, command: str) -> Task:  # noqa: N802 (Aurora's name)
+def SimpleTask(name: str, command: str) -> Task:
     """A task with one process and 1 CPU, 1 GiB RAM, 1 GiB disk."""
     return Tasks.simple(name, command)
 
 
-def SequentialTask(*args, **kw) -> Task:  # noqa: N802 (Aurora's name)
+def SequentialTask(*args, **kw) -> Task:
     """A Task whose processes run one after another, in list order."""
     return Tasks.sequential(Task(*args, **kw))
 
@@ -437,7 +450,7 @@ def from_tree(cls: type, tree: Any, path: str = "job") -> Any:
     return built
 
 
-def _build(cls: type, value: Any, path: str, problems: list[str]) -> Any:
+def _build(cls: Any, value: Any, path: str, problems: list[str]) -> Any:
     if issubclass(cls, Structural):
         return _build_struct(cls, value, path, problems)
     if issubclass(cls, ListContainer):
@@ -458,7 +471,7 @@ def _build(cls: type, value: Any, path: str, problems: list[str]) -> Any:
     return _build_scalar(cls, value, path, problems)
 
 
-def _build_struct(cls: type, value: Any, path: str, problems: list[str]) -> Any:
+def _build_struct(cls: Any, value: Any, path: str, problems: list[str]) -> Any:
     if not isinstance(value, Mapping):
         problems.append(f"{path} must be a {cls.__name__} (a map of fields), not {_show(value)}")
         return None
@@ -478,7 +491,7 @@ def _build_struct(cls: type, value: Any, path: str, problems: list[str]) -> Any:
     return cls(**fields)
 
 
-def _build_choice(cls: type, value: Any, path: str, problems: list[str]) -> Any:
+def _build_choice(cls: Any, value: Any, path: str, problems: list[str]) -> Any:
     for alternative in cls.CHOICES:
         attempt: list[str] = []
         built = _build(alternative, value, path, attempt)
@@ -489,7 +502,7 @@ def _build_choice(cls: type, value: Any, path: str, problems: list[str]) -> Any:
     return None
 
 
-def _build_scalar(cls: type, value: Any, path: str, problems: list[str]) -> Any:
+def _build_scalar(cls: Any, value: Any, path: str, problems: list[str]) -> Any:
     if not issubclass(cls, SimpleObject):
         problems.append(f"{path}: unsupported schema type {cls.__name__}")
         return None
@@ -502,7 +515,7 @@ def _build_scalar(cls: type, value: Any, path: str, problems: list[str]) -> Any:
     return cls(cls.coerce(value))
 
 
-def _scalar_problem(cls: type, value: Any) -> str | None:
+def _scalar_problem(cls: Any, value: Any) -> str | None:
     if issubclass(cls, EnumContainer):
         if isinstance(value, str) and value in cls.VALUES:
             return None

@@ -19,7 +19,8 @@ import argparse
 import math
 import os
 import re
-from typing import Any, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import Any
 
 import attrs
 
@@ -193,12 +194,12 @@ class ExecutorSettings:
                              parse=parse_log_level, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> "ExecutorSettings":
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:
         """Settings from `environ`; `overrides` (None = not given) win. Raises SettingsError."""
         return _from_sources(cls, environ, overrides)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> "ExecutorSettings":
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> ExecutorSettings:
         return cls.from_env(environ, **_namespace_values(cls, args))
 
 
@@ -236,12 +237,12 @@ class RunSettings:
                                               metavar="SECS", help="the largest restart delay (default 60)")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> "RunSettings":
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> RunSettings:
         """Settings from `overrides` (flags; None = not given) and `environ`. Raises SettingsError."""
         return _from_sources(cls, environ, overrides)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> "RunSettings":
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
         return cls.from_env(environ, **_namespace_values(cls, args))
 
 

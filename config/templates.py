@@ -20,7 +20,8 @@ Pure apart from pystachio: no I/O, no logging, never mutates its inputs.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pystachio import Empty, Ref
 from pystachio.base import Object
@@ -184,7 +185,7 @@ def reference_cycles(tree: Any) -> list[str]:
     for path, ancestors, text in _strings(tree, (), ()):
         if "{{" not in text:
             continue
-        targets = []
+        targets: list[tuple] = []
         for ref in _MUSTACHE.findall(text):
             parts = _ref_parts(ref)
             found = _lookup(ancestors, parts) if parts else None

@@ -47,7 +47,7 @@ class ExitStatus:
             raise ValueError("ExitStatus needs exactly one of exit_code and signal")
 
     @classmethod
-    def from_wait_status(cls, status: int) -> "ExitStatus":
+    def from_wait_status(cls, status: int) -> ExitStatus:
         import os  # only the decoding helpers; no system calls
 
         if os.WIFSIGNALED(status):

@@ -55,7 +55,7 @@ class TcpChecker:
                 return Attempt.passed(f"{self.describe()} succeeded")
         except ConnectionRefusedError:
             return Attempt.failed(f"{self.describe()}: connection refused")
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return Attempt.failed(
                 f"{self.describe()}: timed out after {_secs(self.timeout_secs)} s"
             )

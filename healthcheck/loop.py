@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from healthcheck.checkers import Checker
 from healthcheck.policy import Attempt
@@ -111,7 +111,7 @@ class HealthLoop:
         started_at = self._clock()
         try:
             attempt = self._checker.check()
-        except Exception as exc:  # noqa: BLE001 - checkers should not raise; be safe anyway
+        except Exception as exc:
             logger.error(
                 "health_check_internal_error task=%s check=%r error=%s: %s",
                 self._task,
@@ -155,7 +155,7 @@ class HealthLoop:
     def _deliver(self, attempt: Attempt, latency_secs: float) -> None:
         try:
             self._on_result(attempt, latency_secs)
-        except Exception as exc:  # noqa: BLE001 - a bad callback must not end health checking
+        except Exception as exc:
             logger.error(
                 "health_result_callback_failed task=%s error=%s: %s",
                 self._task,

@@ -48,15 +48,15 @@ class Attempt:
     reason: str = ""
 
     @classmethod
-    def passed(cls, reason: str = "") -> "Attempt":
+    def passed(cls, reason: str = "") -> Attempt:
         return cls(AttemptOutcome.PASSED, reason)
 
     @classmethod
-    def failed(cls, reason: str) -> "Attempt":
+    def failed(cls, reason: str) -> Attempt:
         return cls(AttemptOutcome.FAILED, reason)
 
     @classmethod
-    def snoozed(cls) -> "Attempt":
+    def snoozed(cls) -> Attempt:
         return cls(AttemptOutcome.SNOOZED, "snoozed: .healthchecksnooze present")
 
     @property
@@ -156,7 +156,7 @@ class HealthPolicy:
         )
 
     @classmethod
-    def from_spec(cls, spec: HealthSpec) -> "HealthPolicy":
+    def from_spec(cls, spec: HealthSpec) -> HealthPolicy:
         return cls(
             initial_interval_secs=spec.initial_interval_secs,
             interval_secs=spec.interval_secs,

@@ -10,14 +10,13 @@ import select
 import signal
 import subprocess
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import attrs
 
 from healthcheck.policy import Attempt
 from healthcheck.reasons import QUOTE_CHARS, _never_raises, _secs, _tail_quote
-
 
 # ---- shell ----
 
@@ -90,7 +89,7 @@ def subprocess_runner(cwd: Path, env: Mapping[str, str]) -> RunCommand:
     def run(command: str, timeout_secs: float) -> CommandResult:
         try:
             return _run_once(command, timeout_secs, cwd, env)
-        except Exception as exc:  # noqa: BLE001 - a RunCommand reports, never raises
+        except Exception as exc:
             return CommandResult(error=f"{type(exc).__name__}: {exc}")
 
     return run
@@ -197,7 +196,7 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _read_tail(out) -> str:  # noqa: ANN001 - a binary temporary file
+def _read_tail(out) -> str:
     out.seek(0, os.SEEK_END)
     size = out.tell()
     out.seek(max(0, size - QUOTE_CHARS))

@@ -23,7 +23,7 @@ if sys.version_info < (3, 11):
     )
     sys.exit(2)
 
-import _bootstrap  # noqa: E402  (shiv's bootstrap package, next to this file in the zip)
+import _bootstrap
 
 _shiv_cache_path = _bootstrap.cache_path
 

@@ -113,8 +113,8 @@ def _default_sandbox(given: str | None) -> Path:
 def _cmd_status(args: argparse.Namespace) -> int:
     import attrs
 
-    from executor.task.checkpoint import read_records, replay
     from executor.cli.views import format_status
+    from executor.task.checkpoint import read_records, replay
 
     sandbox = _default_sandbox(args.sandbox)
     records = read_records(sandbox)

@@ -159,7 +159,7 @@ def follow(path: Path, stop: Callable[[], bool], offset: int | None = None) -> I
     return _follow(path, f, stop)
 
 
-def _follow(path: Path, f, stop: Callable[[], bool]) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+def _follow(path: Path, f, stop: Callable[[], bool]) -> Iterator[bytes]:
     try:
         while True:
             data = f.read(FOLLOW_READ_BYTES)
@@ -180,7 +180,7 @@ def _follow(path: Path, f, stop: Callable[[], bool]) -> Iterator[bytes]:  # type
         f.close()
 
 
-def _replaced(path: Path, f) -> bool:  # type: ignore[no-untyped-def]
+def _replaced(path: Path, f) -> bool:
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -14,15 +14,16 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, TextIO
+from typing import TextIO
 
 from config.loader import job_key, load_job
 from config.settings import RunSettings
 from config.templates import bind, port_names
 from executor.events import TaskState, Transition
-from executor.task.owner import TaskOwner
 from executor.local.service import Restart, ServiceRules
+from executor.task.owner import TaskOwner
 from executor.task.status import Update
 
 logger = logging.getLogger(__name__)

@@ -37,8 +37,20 @@ import attrs
 
 from executor.events import TaskState
 from executor.mesos.protocol import (
-    Acknowledged, Error, Event, ExecutorProtocol, Heartbeat, Kill, Launch, LaunchGroup,
-    Message, PendingUpdate, ProtocolError, Shutdown, Subscribed, UnknownEvent,
+    Acknowledged,
+    Error,
+    Event,
+    ExecutorProtocol,
+    Heartbeat,
+    Kill,
+    Launch,
+    LaunchGroup,
+    Message,
+    PendingUpdate,
+    ProtocolError,
+    Shutdown,
+    Subscribed,
+    UnknownEvent,
     mesos_state_name,
 )
 from executor.mesos.transport import AgentStream, AgentTransport, CallResult, Outcome, StreamBroken

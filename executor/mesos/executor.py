@@ -12,7 +12,9 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, MutableMapping
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
 
 from config.document import decode
 from config.errors import ConfigError
@@ -21,7 +23,13 @@ from config.templates import bind, port_names
 from executor.events import TaskState, Transition
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
-from executor.mesos.protocol import ProtocolError, ports_from_resources, task_data, task_id_of, task_kill_grace_secs
+from executor.mesos.protocol import (
+    ProtocolError,
+    ports_from_resources,
+    task_data,
+    task_id_of,
+    task_kill_grace_secs,
+)
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
 
@@ -213,7 +221,7 @@ class StokerExecutor:
                     task_id, TaskState.FAILED, str(exc), reason=REASON_TASK_INVALID)
                 return
             reporter = MesosReporter(driver, task_id, spec.label)
-            owner = TaskOwner(spec, sandbox=self._settings.sandbox, env=self._env, reporter=reporter,
+            owner = TaskOwner(spec, sandbox=Path(self._settings.sandbox), env=self._env, reporter=reporter,
                               kill_grace_secs=grace)
             with self._lock:
                 self._owner = owner

@@ -26,7 +26,7 @@ import binascii
 import json
 import uuid as _uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any
 
 import attrs
 
@@ -118,20 +118,20 @@ def encode_record(payload: bytes) -> bytes:
 
 @attrs.frozen(slots=True)
 class Subscribed:
-    executor_info: dict
-    framework_info: dict
-    agent_info: dict
+    executor_info: dict[str, Any]
+    framework_info: dict[str, Any]
+    agent_info: dict[str, Any]
     container_id: str | None
 
 
 @attrs.frozen(slots=True)
 class Launch:
-    task_info: dict
+    task_info: dict[str, Any]
 
 
 @attrs.frozen(slots=True)
 class LaunchGroup:
-    task_infos: tuple[dict, ...]
+    task_infos: tuple[dict[str, Any], ...]
 
 
 @attrs.frozen(slots=True)
@@ -171,10 +171,8 @@ class UnknownEvent:
     type: str
 
 
-Event = Union[
-    Subscribed, Launch, LaunchGroup, Kill, Acknowledged, Message, Shutdown, Heartbeat, Error,
-    UnknownEvent,
-]
+Event = (Subscribed | Launch | LaunchGroup | Kill | Acknowledged | Message | Shutdown | Heartbeat
+         | Error | UnknownEvent)
 
 
 def _field(obj: Any, path: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -237,7 +235,7 @@ def parse_event(payload: bytes) -> Event:
     return parser(obj, what)
 
 
-def _parse_subscribed(obj: dict, what: str) -> Subscribed:
+def _parse_subscribed(obj: dict[str, Any], what: str) -> Subscribed:
     executor_info = _field(obj, "subscribed.executor_info", dict, what)
     container_id = None
     if obj["subscribed"].get("container_id") is not None:  # present since Mesos 1.1
@@ -250,13 +248,13 @@ def _parse_subscribed(obj: dict, what: str) -> Subscribed:
     )
 
 
-def _parse_launch(obj: dict, what: str) -> Launch:
+def _parse_launch(obj: dict[str, Any], what: str) -> Launch:
     info = _field(obj, "launch.task", dict, what)
     task_id(info)  # validates
     return Launch(info)
 
 
-def _parse_launch_group(obj: dict, what: str) -> LaunchGroup:
+def _parse_launch_group(obj: dict[str, Any], what: str) -> LaunchGroup:
     tasks = _field(obj, "launch_group.task_group.tasks", list, what)
     for i, info in enumerate(tasks):
         if not isinstance(info, dict):
@@ -265,7 +263,7 @@ def _parse_launch_group(obj: dict, what: str) -> LaunchGroup:
     return LaunchGroup(tuple(tasks))
 
 
-def _parse_kill(obj: dict, what: str) -> Kill:
+def _parse_kill(obj: dict[str, Any], what: str) -> Kill:
     tid = _field(obj, "kill.task_id.value", str, what)
     grace = None
     policy = obj["kill"].get("kill_policy")
@@ -275,21 +273,21 @@ def _parse_kill(obj: dict, what: str) -> Kill:
     return Kill(tid, grace)
 
 
-def _parse_acknowledged(obj: dict, what: str) -> Acknowledged:
+def _parse_acknowledged(obj: dict[str, Any], what: str) -> Acknowledged:
     tid = _field(obj, "acknowledged.task_id.value", str, what)
     raw = _b64(_field(obj, "acknowledged.uuid", str, what), f"{what}: uuid")
     return Acknowledged(tid, raw)
 
 
-def _parse_message(obj: dict, what: str) -> Message:
+def _parse_message(obj: dict[str, Any], what: str) -> Message:
     return Message(_b64(_field(obj, "message.data", str, what), f"{what}: data"))
 
 
-def _parse_error(obj: dict, what: str) -> Error:
+def _parse_error(obj: dict[str, Any], what: str) -> Error:
     return Error(_field(obj, "error.message", str, what))
 
 
-_PARSERS: dict[str, Callable[[dict, str], Event]] = {
+_PARSERS: dict[str, Callable[[dict[str, Any], str], Event]] = {
     "SUBSCRIBED": _parse_subscribed,
     "LAUNCH": _parse_launch,
     "LAUNCH_GROUP": _parse_launch_group,
@@ -305,15 +303,16 @@ _PARSERS: dict[str, Callable[[dict, str], Event]] = {
 # ---- TaskInfo helpers ----
 
 
-def task_id(task_info: Mapping) -> str:
+def task_id(task_info: Mapping[str, Any]) -> str:
     """The TaskInfo's task id value."""
-    return _field(task_info, "task_id.value", str, "TaskInfo")
+    value: str = _field(task_info, "task_id.value", str, "TaskInfo")
+    return value
 
 
 task_id_of = task_id  # the name executor/mesos/executor.py imports
 
 
-def task_data(task_info: Mapping) -> bytes:
+def task_data(task_info: Mapping[str, Any]) -> bytes:
     """The TaskInfo's `data`, base64-decoded (b"" when absent)."""
     data = task_info.get("data")
     if data is None:
@@ -321,7 +320,7 @@ def task_data(task_info: Mapping) -> bytes:
     return _b64(data, f"TaskInfo {task_info.get('task_id', {}).get('value')!r} data")
 
 
-def ports_from_resources(task_info: Mapping) -> list[int]:
+def ports_from_resources(task_info: Mapping[str, Any]) -> list[int]:
     """Every port of the TaskInfo's `ports` RANGES resources, expanded in order."""
     ports: list[int] = []
     resources = task_info.get("resources") or []
@@ -340,7 +339,7 @@ def ports_from_resources(task_info: Mapping) -> list[int]:
     return ports
 
 
-def task_kill_grace_secs(task_info: Mapping) -> float | None:
+def task_kill_grace_secs(task_info: Mapping[str, Any]) -> float | None:
     """The TaskInfo's own `kill_policy.grace_period` in seconds, None when it has none."""
     if not isinstance(task_info.get("kill_policy"), dict):
         return None
@@ -359,7 +358,7 @@ class PendingUpdate:
     task_id: str
     uuid: bytes
     state: TaskState
-    status: dict = attrs.field(eq=False, repr=False)
+    status: dict[str, Any] = attrs.field(eq=False, repr=False)
 
 
 class ExecutorProtocol:
@@ -377,7 +376,7 @@ class ExecutorProtocol:
         self._decoder = RecordIODecoder()
         self._agent_id: str | None = None
         self._subscriptions = 0
-        self._tasks: dict[str, dict] = {}  # unacknowledged TaskInfos, in launch order
+        self._tasks: dict[str, dict[str, Any]] = {}  # unacknowledged TaskInfos, in launch order
         self._acknowledged_tasks: set[str] = set()
         self._updates: dict[bytes, PendingUpdate] = {}  # insertion order = send order
 
@@ -399,7 +398,7 @@ class ExecutorProtocol:
     def unacknowledged_updates(self) -> tuple[PendingUpdate, ...]:
         return tuple(self._updates.values())
 
-    def unacknowledged_tasks(self) -> tuple[dict, ...]:
+    def unacknowledged_tasks(self) -> tuple[dict[str, Any], ...]:
         return tuple(self._tasks.values())
 
     def is_pending(self, uuid: bytes) -> bool:
@@ -435,7 +434,7 @@ class ExecutorProtocol:
                 self._acknowledged_tasks.add(pending.task_id)
                 self._tasks.pop(pending.task_id, None)
 
-    def _remember_task(self, info: dict) -> None:
+    def _remember_task(self, info: dict[str, Any]) -> None:
         tid = task_id(info)
         if tid not in self._acknowledged_tasks:
             self._tasks[tid] = info
@@ -502,9 +501,8 @@ class ExecutorProtocol:
 
     def _task_agent_id(self, tid: str) -> str | None:
         agent = self._tasks.get(tid, {}).get("agent_id")
-        if isinstance(agent, dict) and isinstance(agent.get("value"), str):
-            return agent["value"]
-        return None
+        value = agent.get("value") if isinstance(agent, dict) else None
+        return value if isinstance(value, str) else None
 
     def discard(self, uuid: bytes) -> PendingUpdate | None:
         """Drops an update the agent rejected for good (4xx): it can never be delivered."""

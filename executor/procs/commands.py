@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from executor.procs import proctree, spawn
 from executor.events import ExitStatus
+from executor.procs import proctree, spawn
 from executor.procs.reaper import Reaper, Watcher
 from healthcheck.checkers import CommandResult
 
@@ -73,9 +73,13 @@ class CommandRunner:
             with self._lock:
                 self._live[child.pid] = child
             self._reaper.register(child.pid, Watcher(
-                on_exit=lambda pid: proctree.kill_leftovers(pid, child.marker_entry),
+                on_exit=lambda pid: self._kill_leftovers(pid, child),
                 on_reaped=lambda pid, status: self._exited(child, status)))
         return child
+
+    @staticmethod
+    def _kill_leftovers(pid: int, child: spawn.Child) -> None:
+        proctree.kill_leftovers(pid, child.marker_entry)
 
     def _exited(self, child: spawn.Child, status: int) -> None:
         with self._lock:

@@ -76,7 +76,7 @@ def become_subreaper() -> bool:
 class Reaper:
     """Process-wide singleton: use `Reaper.acquire()` / `release()`."""
 
-    _instance: "Reaper | None" = None
+    _instance: Reaper | None = None
     _instance_lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -89,7 +89,7 @@ class Reaper:
         self.subreaper = False
 
     @classmethod
-    def acquire(cls) -> "Reaper":
+    def acquire(cls) -> Reaper:
         with cls._instance_lock:
             if cls._instance is None:
                 cls._instance = Reaper()
@@ -181,7 +181,7 @@ class Reaper:
             self._call(watcher.reaped, pid, status)
 
     @staticmethod
-    def _call(fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def _call(fn, *args) -> None:
         try:
             fn(*args)
         except Exception as e:  # a watcher bug must not stop reaping

@@ -66,7 +66,7 @@ class Child:
     """One forked child the supervisor watches: a run's top process or a health command."""
 
     pid: int
-    popen: subprocess.Popen  # type: ignore[type-arg]  # referenced until reaped
+    popen: subprocess.Popen  # referenced until reaped
     marker: str  # its STOKER_RUN_MARKER value
     process: str | None = None  # None: a health command
     run: int = -1
@@ -161,12 +161,12 @@ def open_stdio(directory: Path, spec: LoggerSpec, devnull_fd: int, label: str) -
             try:
                 file = LogFile(path, spec.log_size_bytes if rotate else None, spec.backups)
             except OSError as e:
-                raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}")
+                raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}") from None
             try:
                 read_fd, write_fd = make_pipe()
             except OSError as e:
                 file.close()
-                raise SpawnError(f"cannot make a log pipe for {path}: {describe_os_error(e)}")
+                raise SpawnError(f"cannot make a log pipe for {path}: {describe_os_error(e)}") from None
             stdio.pumped.append((read_fd, file, console if dest is LogDestination.BOTH else None,
                                  f"{label} stream={name}"))
             stdio.close_after_fork.append(write_fd)
@@ -184,11 +184,11 @@ def _open_log(path: Path) -> int:
     try:
         return os.open(path, _OPEN_FLAGS, 0o644)
     except OSError as e:
-        raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}")
+        raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}") from None
 
 
 def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
-              stdout: int | None, stderr: int | None) -> subprocess.Popen:  # type: ignore[type-arg]
+              stdout: int | None, stderr: int | None) -> subprocess.Popen:
     """`/bin/bash -c CMDLINE` in its own session; raises OSError (Popen's) on failure."""
     return subprocess.Popen(
         ["/bin/bash", "-c", cmdline],

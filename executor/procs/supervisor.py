@@ -45,11 +45,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from config.spec import ProcessSpec
+from executor.events import ExitStatus, ProcessExited
+from executor.logs import log_event
 from executor.procs import proctree, spawn
 from executor.procs.commands import CommandRunner
-from executor.events import ExitStatus, ProcessExited
 from executor.procs.logpump import LogPump
-from executor.logs import log_event
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.spawn import Child, SpawnError, describe_os_error
 from executor.procs.watchdog import Watchdog, start_watchdog

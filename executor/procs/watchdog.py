@@ -46,7 +46,7 @@ _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 @attrs.define
 class Watchdog:
-    popen: subprocess.Popen  # type: ignore[type-arg]
+    popen: subprocess.Popen
     write_fd: int  # closing it (or our death) wakes the watchdog
 
     @property

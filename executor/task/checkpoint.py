@@ -135,4 +135,4 @@ def parse_lines(lines: Iterable[bytes | str]) -> list[dict[str, Any]]:
     return records
 
 
-__all__ = ["CheckpointWriter", "checkpoint_path", "parse_lines", "read_records", *sorted(_REPLAY_NAMES)]
+__all__ = ["CheckpointWriter", "checkpoint_path", "parse_lines", "read_records"]

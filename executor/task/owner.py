@@ -15,28 +15,29 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
 import attrs
 
 from config.spec import JobSpec
-from executor.task.checkpoint import CheckpointWriter
 from executor.events import (
     ExitStatus,
-    TaskState,
     HealthChecked,
     KillRequested,
     ProcessExited,
     StartRun,
+    TaskState,
     TimerFired,
     Transition,
 )
-from executor.task.lifecycle import LifecycleShutdown
 from executor.logs import log_event
+from executor.procs.supervisor import SpawnError, Supervisor
+from executor.task.checkpoint import CheckpointWriter
+from executor.task.lifecycle import LifecycleShutdown
 from executor.task.planner import Decision, Planner, TaskPhase
 from executor.task.status import Outcome, TaskStatusMachine, Update
-from executor.procs.supervisor import SpawnError, Supervisor
 from healthcheck.checkers import make_checker
 from healthcheck.loop import HealthLoop
 from healthcheck.policy import Attempt, AttemptOutcome, HealthPolicy, HealthState

@@ -240,7 +240,7 @@ class _Attempt:
     processes: dict[str, _Process] = attrs.Factory(dict)
     health_state: str | None = None
     health_counts: tuple[int, int, int] = (0, 0, 0)
-    health_attempts: deque = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
+    health_attempts: deque[HealthAttemptView] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
 
     def task(self, rec: Mapping[str, Any], wall: float | None) -> None:
         src, dst, reason = _text(rec.get("from")), _text(rec.get("to")), _text(rec.get("reason"))

@@ -14,9 +14,9 @@ import pytest
 from config.document import encode
 from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
-from tests.support.ports import free_ports
 
 FAKE = REPO / "tests/support/fake_task.py"
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]

@@ -21,13 +21,18 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
-from tests.support.fault_sizes import size
 from tests.support import proc_scan
 from tests.support.agent_sim import make_task_info as make_task
-from tests.support.recording_agent import RecordingAgent, acknowledged_updates, audit_updates, produced_updates
+from tests.support.fault_sizes import size
+from tests.support.ports import free_ports
+from tests.support.recording_agent import (
+    RecordingAgent,
+    acknowledged_updates,
+    audit_updates,
+    produced_updates,
+)
 from tests.support.stoker_proc import REPO, checkpoint_records, task_pids
 from tests.support.waiting import wait_for
-from tests.support.ports import free_ports
 
 RESTARTS = size(8, 50)
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60 + 3 * RESTARTS)]

@@ -22,8 +22,8 @@ import pytest
 from healthcheck.checkers import HttpChecker, ShellChecker, subprocess_runner
 from healthcheck.loop import HealthLoop
 from healthcheck.policy import Attempt, HealthPolicy, HealthState, Verdict
-from tests.support.fault_sizes import size
 from tests.support import proc_scan
+from tests.support.fault_sizes import size
 from tests.support.http_server import Drip, Hang, Huge, Redirect, Reset, ScriptedHTTPServer
 from tests.support.waiting import wait_for
 

@@ -20,9 +20,9 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
-from tests.support.fault_sizes import size
 from tests.support import proc_scan
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.fault_sizes import size
 from tests.support.stoker_proc import REPO, StokerProcess, task_pids
 from tests.support.waiting import wait_for
 

@@ -28,8 +28,8 @@ from config.errors import ConfigError
 from config.settings import ExecutorSettings
 from config.spec import JobSpec
 from executor.mesos.executor import LaunchError, StokerExecutor
-from tests.support.fault_sizes import size
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.fault_sizes import size
 from tests.support.stoker_proc import checkpoint_records
 from tests.support.task_documents import KINDS, Case, documents
 

@@ -17,9 +17,9 @@ from config.document import encode
 from config.loader import load_job
 from tests.support import proc_scan
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO, checkpoint_records, task_pids
 from tests.support.waiting import wait_for
-from tests.support.ports import free_ports
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from executor.cli.views import follow, format_duration, format_status, latest_log
 from executor.task import checkpoint
 from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records, replay
-from executor.cli.views import follow, format_duration, format_status, latest_log
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from config.spec import HealthSpec, CheckKind, JobSpec, ProcessSpec, TaskSpec
+from config.spec import CheckKind, HealthSpec, JobSpec, ProcessSpec, TaskSpec
 from executor.events import TaskState
 from executor.task.owner import TaskOwner
 

@@ -36,8 +36,8 @@ import re
 import shutil
 import signal
 import socket
-import sys
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -273,7 +273,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], sim: "AgentSimulator") -> None:
+    def __init__(self, address: tuple[str, int], sim: AgentSimulator) -> None:
         self.sim = sim
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
@@ -389,7 +389,7 @@ class AgentSimulator:
 
     # ---- lifecycle ----
 
-    def __enter__(self) -> "AgentSimulator":
+    def __enter__(self) -> AgentSimulator:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Mapping, Sequence, Union
 
 import attrs
 
@@ -69,7 +69,7 @@ class Reset:
     """Close the connection without answering, with an RST (SO_LINGER 0)."""
 
 
-Step = Union[Reply, Hang, Drip, Huge, Redirect, Reset]
+Step = Reply | Hang | Drip | Huge | Redirect | Reset
 
 
 @attrs.frozen
@@ -156,7 +156,7 @@ class ScriptedHTTPServer:
             thread.join(timeout=2.0)
         self._thread.join(timeout=2.0)
 
-    def __enter__(self) -> "ScriptedHTTPServer":
+    def __enter__(self) -> ScriptedHTTPServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -206,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass  # tests read `.requests`, not stderr
 
     def do_GET(self) -> None:

@@ -6,7 +6,8 @@ deadline and never swallows the condition's own exceptions.
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

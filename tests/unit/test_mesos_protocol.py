@@ -11,10 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from executor.mesos import protocol as mp
 from executor.events import TaskState
+from executor.mesos import protocol as mp
 
 FRAMEWORK = "7c1c2a4e-5b7d-4f0e-9a51-3e2f9d6c1b20-0000"
 EXECUTOR = "my-executor-1"

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.spec import ProcessSpec, TaskSpec
-from executor.task import planner as planner_module
 from executor.events import ExitStatus
+from executor.task import planner as planner_module
 from executor.task.planner import Decision, Planner, ProcessState, RunOutcome, TaskPhase
 from tests.support.fake_clock import FakeClock
 

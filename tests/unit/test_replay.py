@@ -2,8 +2,8 @@
 import ast
 from pathlib import Path
 
-from executor.task.replay import HEALTH_HISTORY, replay
 from executor.task.checkpoint import parse_lines
+from executor.task.replay import HEALTH_HISTORY, replay
 
 ROOT = Path(__file__).resolve().parents[2]
 

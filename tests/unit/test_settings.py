@@ -7,8 +7,15 @@ import os
 import pytest
 
 from config.errors import ConfigError, SettingsError
-from config.settings import (ExecutorSettings, RunSettings, add_arguments, parse_duration, parse_port,
-                             parse_ports, pop_secrets)
+from config.settings import (
+    ExecutorSettings,
+    RunSettings,
+    add_arguments,
+    parse_duration,
+    parse_port,
+    parse_ports,
+    pop_secrets,
+)
 
 AGENT_ENV = {
     "MESOS_AGENT_ENDPOINT": "127.0.0.1:5051",

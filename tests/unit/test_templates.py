@@ -2,18 +2,27 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import spec
 from config.errors import BindError, ConfigError
 from config.loader import load_job
-from config.schema import (DisableLifecycle, HealthCheckConfig, HealthCheckerConfig, HttpHealthChecker,
-                           HttpLifecycleConfig, LifecycleConfig, Logger, RotatePolicy,
-                           ShellHealthChecker, TcpHealthChecker)
+from config.schema import (
+    DisableLifecycle,
+    HealthCheckConfig,
+    HealthCheckerConfig,
+    HttpHealthChecker,
+    HttpLifecycleConfig,
+    LifecycleConfig,
+    Logger,
+    RotatePolicy,
+    ShellHealthChecker,
+    TcpHealthChecker,
+)
 from config.templates import bind, normalize_angle_refs, port_names
 from tests.support.configs import job, process, write_config
 
