@@ -1,4 +1,4 @@
-"""The task document carried in TaskInfo.data (CONTRACT §2).
+"""The task document carried in TaskInfo.data (docs/contract.md §2).
 
 Owns the byte format `{"job": {...}, "instance": N, "assigned_ports": {...}}`: `encode`
 writes it (what `stoker inspect --json` prints), `decode` reads and validates it. Raw JSON

@@ -4,7 +4,7 @@ Owns running a config file with the schema in scope (a fresh namespace each time
 `include('relative/path')` of sibling files), reading the JSON form (`{"jobs": [...]}` or a
 single job), picking the job for `cluster/role/environment/name`, and `validate_job`, the
 checks every job passes before anything runs, whether it came from a file or a task
-document (AURORA-SEMANTICS.md §3.6, §4.1, §4.2; CONTRACT §5, §8).
+document (docs/aurora.md §7, §9, §11; docs/contract.md §5).
 
 Every problem is a `ConfigError` whose message names the file (and line, for errors while
 running the file), the job key, the field and the value. Never lets a traceback through.

@@ -4,7 +4,7 @@ Owns every struct a `.aurora` file may name (Thermos' Process/Task/Logger/..., A
 Job/Service/HealthCheckConfig/LifecycleConfig/...), the helpers `order`, `SequentialTask`,
 `SimpleTask`, `Tasks`, `Units`, the size units, `SCHEMA_NAMESPACE` (everything a config file
 sees without importing), and `from_tree`, which builds a struct from plain JSON-like values
-and says which field is wrong. References: AURORA-SEMANTICS.md §1.2, §3.1, §3.2.
+and says which field is wrong. References: docs/aurora.md §1, §7.
 
 Differences from Aurora, all widening: `Process.min_duration`, `Task.finalization_wait` and
 the lifecycle waits are Float (Aurora: Integer) so tests can use fractions of a second;

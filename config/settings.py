@@ -1,13 +1,13 @@
 """Settings from flags and `MESOS_*` / `STOKER_*` variables: the only code that reads them.
 
 Owns `ExecutorSettings` (what `stoker executor` gets from the Mesos agent's environment,
-MESOS-API.md §"Environment variables") and `RunSettings` (`stoker run`'s arguments), both
+docs/mesos.md §14) and `RunSettings` (`stoker run`'s arguments), both
 frozen attrs classes. Each field carries its own table row as metadata, twitter.common
 style: flag, environment variables, default, help and parser, so `add_arguments` builds the
 `--help` text and `from_env` reads the values from the same place.
 
 Precedence for a field: flag (an override) > environment variable > default, except where
-a field lists `env_over_flag` (RunSettings.sandbox: CONTRACT §4 puts $MESOS_SANDBOX and
+a field lists `env_over_flag` (RunSettings.sandbox: docs/contract.md §4 puts $MESOS_SANDBOX and
 $MESOS_DIRECTORY before `--sandbox`). An empty variable counts as unset.
 
 Never logs; the executor token is never part of a repr and `pop_secrets` removes it from

@@ -6,7 +6,7 @@ Owns turning a loaded pystachio Job into a `config.spec.JobSpec` for one run: bi
 struct scoping), expands every string, and names every reference left unbound. Also finds
 the port names a task needs, and rewrites `<<ref>>` into `{{ref}}`.
 
-Port names (CONTRACT §3, §5) are the NAMEs of `{{thermos.ports[NAME]}}` referenced in a
+Port names (docs/contract.md §3, §5) are the NAMEs of `{{thermos.ports[NAME]}}` referenced in a
 process cmdline or name, or in the shell health check's command, plus the lifecycle port
 when it is not `health`. Decision: `health` is *never* added just because an HTTP (or TCP)
 checker or the HTTP lifecycle is configured, because both are configured by default and

@@ -1,6 +1,6 @@
 """Health checkers: each runs ONE attempt and turns every outcome into an `Attempt`.
 
-Owns the HTTP, TCP and shell checks (CONTRACT.md §5): how one attempt is made, bounded in
+Owns the HTTP, TCP and shell checks (docs/contract.md §5): how one attempt is made, bounded in
 time and judged, and the reason sentence for each way it can fail. Never raises out of
 `check()` (an unexpected exception becomes "internal health check error: ..."), never decides
 STARTING/RUNNING/FAILED (that is `healthcheck.policy`), never schedules attempts (that is

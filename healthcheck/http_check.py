@@ -1,4 +1,4 @@
-"""The HTTP health check (CONTRACT §5): GET http://localhost:PORT/endpoint with `requests`,
+"""The HTTP health check (docs/contract.md §5): GET http://localhost:PORT/endpoint with `requests`,
 the whole attempt bounded by timeout_secs, at most 64 KiB of body read, redirects not
 followed, judged as Aurora does. Imported only when a task has an HTTP check, so a task
 without one never pays for `requests` (and `ssl`) in memory. Never raises out of check().
@@ -133,7 +133,7 @@ def _describe_http_error(exc: BaseException) -> str:
 
 @attrs.frozen(slots=True)
 class HttpChecker:
-    """GET http://localhost:PORT{endpoint}, judged as Aurora does (CONTRACT §5)."""
+    """GET http://localhost:PORT{endpoint}, judged as Aurora does (docs/contract.md §5)."""
 
     port: int
     endpoint: str = "/health"

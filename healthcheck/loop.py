@@ -1,6 +1,6 @@
 """The health loop: runs one attempt after another on its own thread and hands each result on.
 
-Owns the schedule (CONTRACT.md §5): the first attempt right away, each next one
+Owns the schedule (docs/contract.md §5): the first attempt right away, each next one
 `interval_secs` after the previous one ENDED, so attempts never overlap and a slow check
 never causes a burst of catch-up checks; and the snooze file, looked for before every
 attempt (a regular file snoozes, a directory does not). It never judges results (that is

@@ -1,7 +1,7 @@
 """The health policy: attempt results in, STARTING / RUNNING / FAILED(reason) out.
 
-Owns the seed's health rules (CONTRACT.md §5 and §8, Aurora's algorithm in
-AURORA-SEMANTICS.md §1.4) as a pure state machine. It never sleeps, fetches, reads a clock,
+Owns the health rules (docs/contract.md §5, docs/aurora.md §11; Aurora's algorithm in
+docs/aurora.md §2) as a pure state machine. It never sleeps, fetches, reads a clock,
 logs or does any other I/O; the caller runs the checks and logs the verdicts. `Attempt`,
 `AttemptOutcome`, `HealthState` and `Verdict` are the fixed interface other modules use.
 
@@ -21,7 +21,7 @@ A failure among the first m attempts is ignored (not counted), also after RUNNIN
 still uses up one of the n attempts. need = max(1, min_consecutive_successes): as in Aurora,
 0 still needs one pass.
 
-Where Stoker differs from Aurora (CONTRACT §8): Aurora checks its deadline before a check and
+Where Stoker differs from Aurora (docs/aurora.md §11): Aurora checks its deadline before a check and
 so allows up to n + 1 checks, and its fail-fast rule skips the last attempts; Stoker fails at
 attempt n at the latest, and as soon as `need` consecutive passes can no longer fit in the
 attempts left.
@@ -77,7 +77,7 @@ class Verdict:
     changed: bool = False  # True on the attempt that moved the state
     attempt: int = 0  # the 1-based number of the attempt this verdict answers (0: none yet)
     # True when the attempt was a failure that grace ignored (callers log it at INFO, not
-    # WARNING, as STYLE.md asks).
+    # WARNING, as docs/design.md §7 asks).
     ignored: bool = False
 
 

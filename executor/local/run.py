@@ -1,4 +1,4 @@
-"""`stoker run`: one job on this machine, no cluster. Plays the scheduler's part (CONTRACT
+"""`stoker run`: one job on this machine, no cluster. Plays the scheduler's part (docs/contract.md
 §7): allocates loopback ports, binds the templates, makes the sandbox, runs the task with a
 TaskOwner, and restarts it by the service rules. Ctrl-C / SIGTERM stop it gracefully.
 """
@@ -51,7 +51,7 @@ def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]
 
 
 def make_sandbox(requested: str | None, job_name: str) -> Path:
-    """The sandbox RunSettings chose (CONTRACT §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY,
+    """The sandbox RunSettings chose (docs/contract.md §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY,
     else --sandbox), else a fresh directory under the current one."""
     if requested:
         path = Path(requested)

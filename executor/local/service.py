@@ -1,4 +1,4 @@
-"""`stoker run`'s scheduler rules (CONTRACT §7): whether and when a task that ended runs
+"""`stoker run`'s scheduler rules (docs/contract.md §7): whether and when a task that ended runs
 again. Pure: no I/O, no clock of its own, no logging.
 
     service=True: every end → run again (after back-off)

@@ -1,7 +1,7 @@
 """The executor driver: pymesos' callback interface on top of the sans-I/O protocol.
 
 This module owns the threads that talk to the agent and the connection state machine
-(MESOS-API §1.9, §5.2). It never decides anything about tasks: the callbacks do.
+(docs/mesos.md §15). It never decides anything about tasks: the callbacks do.
 
 Threads (daemons; `stop()` ends them):
   - stream: SUBSCRIBE, read the event stream, feed the protocol (ACKs are booked here, even

@@ -46,7 +46,7 @@ class LaunchError(Exception):
 
 
 def resolve_ports(names: list[str], assigned: dict[str, int], offered: list[int]) -> dict[str, int]:
-    """CONTRACT §3: assigned_ports when it covers every name, else the names (sorted) take
+    """docs/contract.md §3: assigned_ports when it covers every name, else the names (sorted) take
     the TaskInfo's `ports` resource numbers in order."""
     if all(name in assigned for name in names):
         return {**assigned}

@@ -10,7 +10,7 @@ It must never do I/O: no sockets, threads, clocks, environment or logging. The c
 the wall-clock time in, feeds the bytes it read, and sends the bodies it is handed. Malformed
 agent input raises `ProtocolError`, which names what is wrong.
 
-Acknowledgement bookkeeping (MESOS-API §4.2):
+Acknowledgement bookkeeping (docs/mesos.md §12):
 
     update() ──► pending (recorded BEFORE the caller sends it)
                   │  ACKNOWLEDGED with the same uuid bytes

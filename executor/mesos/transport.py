@@ -1,7 +1,7 @@
 """HTTP transport to the Mesos agent's v1 executor endpoint: a thin adapter over `requests`.
 
 This module owns the two `requests` Sessions (one for the long-lived SUBSCRIBE stream, one
-for the UPDATE/MESSAGE calls, which must not share the stream's connection; MESOS-API §1.10),
+for the UPDATE/MESSAGE calls, which must not share the stream's connection; docs/mesos.md §3),
 the URL, the exact headers and the classification of every HTTP outcome:
 
     202 (calls) / 200 (SUBSCRIBE)           -> ACCEPTED

@@ -318,7 +318,7 @@ def test_agent_unreachable_at_start_is_retried_until_it_listens(tmp_path):
         assert sim.wait_exit(5) == 0
 
 
-# ---- the simulator's own fidelity (MESOS-API §7.2) ----
+# ---- the simulator's own fidelity (docs/mesos.md §5) ----
 
 
 def _call(kind: str, **extra) -> dict:

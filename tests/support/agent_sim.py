@@ -1,4 +1,4 @@
-"""A loopback Mesos agent that speaks the v1 executor HTTP API (MESOS-API §7), for tests and
+"""A loopback Mesos agent that speaks the v1 executor HTTP API (docs/mesos.md §19), for tests and
 bench scripts.
 
 It owns one HTTP/1.1 server on 127.0.0.1 (a given port or an ephemeral one), the executor it
@@ -6,7 +6,7 @@ launches (in its own process group, with an agent's environment, stderr kept as
 SANDBOX/executor.log), the event stream(s) it writes by hand as chunked RecordIO, and the
 agent-side record of every request, every status update and every acknowledgement.
 
-What it reproduces (MESOS-API §1.6, §4.3, §7): validation in the agent's order with its
+What it reproduces (docs/mesos.md §5, §13, §19): validation in the agent's order with its
 status codes; SUBSCRIBED then queued events; one current stream (a new SUBSCRIBE closes the
 old one gracefully); the agent's update rules (duplicates re-ACKed, nothing after a terminal
 update, unknown tasks not ACKed, a wrong agent_id silently ignored); ACK modes (immediate,
@@ -97,7 +97,7 @@ def make_task_info(
     framework_id: str = FRAMEWORK_ID,
     extra: Mapping[str, Any] | None = None,
 ) -> dict:
-    """A TaskInfo like MESOS-API §3.1: resources with a `ports` RANGES, `executor`, base64 data."""
+    """A TaskInfo like docs/mesos.md §18: resources with a `ports` RANGES, `executor`, base64 data."""
     ranges: list[dict] = []
     for port in ports:  # consecutive ports share a range; the order is kept
         if ranges and ranges[-1]["end"] == port - 1:
@@ -807,7 +807,7 @@ class AgentSimulator:
             h.wfile.write(data)
 
     def _validate(self, h: _Handler, rec: RecordedRequest) -> dict:
-        """The agent's checks in its order (MESOS-API §1.6); raises _Reject."""
+        """The agent's checks in its order (docs/mesos.md §5); raises _Reject."""
         if self.auth_token is not None:
             auth = h.headers.get("Authorization")
             if auth != f"Bearer {self.auth_token}":
@@ -960,7 +960,7 @@ class AgentSimulator:
         }}
 
     def _update(self, status: dict, via: str) -> None:
-        """The agent's handling of one status update (MESOS-API §4.3)."""
+        """The agent's handling of one status update (docs/mesos.md §13)."""
         raw = base64.b64decode(status["uuid"])
         tid = status["task_id"]["value"]
         record = UpdateRecord(tid, status["state"], raw, status.get("message", ""),

@@ -53,9 +53,9 @@ def states(verdicts: list[Verdict]) -> str:
 DEFAULTS = (15.0, 10.0, 0, 1)
 
 TABLE = [
-    # STYLE.md's example: m=2, n=4.
+    # initial 15 s, interval 10 s, 2 passes needed: m=2, n=4.
     ("style_example", (15, 10, 0, 2), "FFPP", "SSSR"),
-    # AURORA-SEMANTICS §1.6 worked examples.
+    # docs/aurora.md §3, the worked examples.
     ("aurora_A", DEFAULTS, "FFP", "SSR"),
     ("aurora_B", DEFAULTS, "FFF", "SSX"),
     ("aurora_C", DEFAULTS, "PFF", "RRX"),
@@ -281,7 +281,7 @@ def test_policy_module_is_pure():
     assert not imported & forbidden
 
 
-# ---- Stoker against a model of Aurora's algorithm (AURORA-SEMANTICS §1.4) ----
+# ---- Stoker against a model of Aurora's algorithm (docs/aurora.md §2) ----
 
 
 def aurora_states(params: tuple, oks: list[bool]) -> list[HealthState]:

@@ -1,4 +1,4 @@
-"""`stoker run`'s restart rules (CONTRACT §7) and back-off, as a table."""
+"""`stoker run`'s restart rules (docs/contract.md §7) and back-off, as a table."""
 import pytest
 
 from executor.events import TaskState

@@ -170,7 +170,7 @@ def test_run_settings_fall_back_to_stoker_variables_and_flags_win():
 
 
 def test_the_mesos_sandbox_comes_before_the_flag():
-    # CONTRACT §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY, else --sandbox.
+    # docs/contract.md §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY, else --sandbox.
     s = run_settings(["job.aurora", "--sandbox", "/flag"], {"MESOS_DIRECTORY": "/dir"})
     assert s.sandbox == "/dir"
     s = run_settings(["job.aurora", "--sandbox", "/flag"], {"MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/dir"})
