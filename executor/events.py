@@ -7,10 +7,10 @@ Events are past-tense facts posted to the task owner's queue (`ProcessExited`,
 from __future__ import annotations
 
 import enum
-import signal as _signal
 
 import attrs
 
+from healthcheck.base import signal_name
 from healthcheck.policy import Attempt
 
 
@@ -26,13 +26,6 @@ class TaskState(enum.Enum):
     @property
     def terminal(self) -> bool:
         return self in (TaskState.FINISHED, TaskState.FAILED, TaskState.KILLED)
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return _signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 @attrs.frozen(slots=True)

@@ -1,41 +1,31 @@
 """Health checkers: each runs ONE attempt and turns every outcome into an `Attempt`.
 
-Owns the HTTP, TCP and shell checks (docs/contract.md §5): how one attempt is made, bounded in
-time and judged, and the reason sentence for each way it can fail. Never raises out of
-`check()` (an unexpected exception becomes "internal health check error: ..."), never decides
-STARTING/RUNNING/FAILED (that is `healthcheck.policy`), never schedules attempts (that is
-`healthcheck.loop`), and never talks to anything but localhost. Reasons quote at most 1 KiB
-of any body or output.
+Owns the TCP check and `make_checker`, the one place a `HealthSpec` becomes a checker: one
+factory per kind in `_FACTORIES`, each next to (or importing) its class, so adding a kind
+touches one table. The HTTP check is `healthcheck.http_check` (imported by its factory only,
+so a task without one never loads `requests`), the shell check `healthcheck.shell`.
+
+Every checker (docs/contract.md §5) bounds its attempt in time, gives each way it can fail its
+own reason, quotes at most 1 KiB of any body or output, talks to nothing but localhost, and
+never raises out of `check()`. None decides STARTING/RUNNING/FAILED (that is
+`healthcheck.policy`) or schedules attempts (that is `healthcheck.loop`).
 """
 from __future__ import annotations
 
-import os
 import socket
-from pathlib import Path
+from collections.abc import Callable
 
 import attrs
 
 from config.spec import CheckKind, HealthSpec
+from healthcheck.base import MAX_BODY_BYTES, QUOTE_CHARS, Checker, never_raises, secs
 from healthcheck.policy import Attempt
-from healthcheck.reasons import MAX_BODY_BYTES, QUOTE_CHARS, Checker, _never_raises, _secs
-from healthcheck.shell import CommandResult, RunCommand, ShellChecker, subprocess_runner
+from healthcheck.shell import CommandResult, RunCommand, ShellChecker
 
 __all__ = [
     "MAX_BODY_BYTES", "QUOTE_CHARS", "Checker", "CommandResult", "RunCommand", "ShellChecker",
-    "subprocess_runner", "TcpChecker", "make_checker",
+    "TcpChecker", "make_checker",
 ]
-
-
-def __getattr__(name: str):
-    # HttpChecker lives in http_check, which imports requests: load it only when asked for.
-    if name == "HttpChecker":
-        from healthcheck.http_check import HttpChecker
-
-        return HttpChecker
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# ---- TCP ----
 
 
 @attrs.frozen(slots=True)
@@ -48,7 +38,7 @@ class TcpChecker:
     def describe(self) -> str:
         return f"TCP connect to localhost:{self.port}"
 
-    @_never_raises
+    @never_raises
     def check(self) -> Attempt:
         try:
             with socket.create_connection(("localhost", self.port), timeout=self.timeout_secs):
@@ -57,39 +47,55 @@ class TcpChecker:
             return Attempt.failed(f"{self.describe()}: connection refused")
         except TimeoutError:
             return Attempt.failed(
-                f"{self.describe()}: timed out after {_secs(self.timeout_secs)} s"
+                f"{self.describe()}: timed out after {secs(self.timeout_secs)} s"
             )
         except OSError as exc:
             return Attempt.failed(f"{self.describe()}: {exc.strerror or exc}")
 
-# ---- factory ----
+
+# ---- one factory per kind ----
 
 
-def make_checker(spec: HealthSpec, run_command: RunCommand | None) -> Checker | None:
+def _port_of(spec: HealthSpec) -> int:
+    if spec.port is None:
+        raise ValueError(f"a {spec.kind.value} health check needs a port, and none is bound")
+    return spec.port
+
+
+def _http(spec: HealthSpec, run_command: RunCommand) -> Checker:
+    from healthcheck.http_check import HttpChecker  # loads requests: only for HTTP checks
+
+    return HttpChecker(
+        port=_port_of(spec),
+        endpoint=spec.endpoint,
+        expected_response=spec.expected_response,
+        expected_response_code=spec.expected_response_code,
+        timeout_secs=spec.timeout_secs,
+    )
+
+
+def _tcp(spec: HealthSpec, run_command: RunCommand) -> Checker:
+    return TcpChecker(port=_port_of(spec), timeout_secs=spec.timeout_secs)
+
+
+def _shell(spec: HealthSpec, run_command: RunCommand) -> Checker:
+    return ShellChecker(spec.shell_command, spec.timeout_secs, run_command)
+
+
+_FACTORIES: dict[CheckKind, Callable[[HealthSpec, RunCommand], Checker]] = {
+    CheckKind.HTTP: _http,
+    CheckKind.TCP: _tcp,
+    CheckKind.SHELL: _shell,
+}
+
+
+def make_checker(spec: HealthSpec, run_command: RunCommand) -> Checker | None:
     """The checker `spec` asks for; None for CheckKind.NONE.
 
-    A shell check without `run_command` runs through `subprocess_runner` in the current
-    directory with the current environment (standalone use only).
+    `run_command` runs a shell check's command: the supervisor's, which spawns it in the
+    sandbox and lets the one reaper wait for it. It is required, so that no check can ever
+    fall back to a runner that waits for its own child.
     """
     if spec.kind is CheckKind.NONE:
         return None
-    if spec.kind is CheckKind.SHELL:
-        if run_command is None:
-            run_command = subprocess_runner(Path.cwd(), os.environ)
-        return ShellChecker(spec.shell_command, spec.timeout_secs, run_command)
-    if spec.port is None:
-        raise ValueError(f"a {spec.kind.value} health check needs a port, and none is bound")
-    if spec.kind is CheckKind.HTTP:
-        from healthcheck.http_check import HttpChecker
-
-        return HttpChecker(
-            port=spec.port,
-            endpoint=spec.endpoint,
-            expected_response=spec.expected_response,
-            expected_response_code=spec.expected_response_code,
-            timeout_secs=spec.timeout_secs,
-        )
-    if spec.kind is CheckKind.TCP:
-        return TcpChecker(port=spec.port, timeout_secs=spec.timeout_secs)
-    raise ValueError(f"unknown health check kind {spec.kind!r}")
-
+    return _FACTORIES[spec.kind](spec, run_command)

@@ -15,8 +15,8 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from healthcheck.base import MAX_BODY_BYTES, never_raises, quote, secs
 from healthcheck.policy import Attempt
-from healthcheck.reasons import MAX_BODY_BYTES, _never_raises, _quote, _secs
 
 # ---- HTTP ----
 
@@ -128,7 +128,7 @@ def _describe_http_error(exc: BaseException) -> str:
     wrappers = (requests.RequestException, urllib3.exceptions.HTTPError)
     inner = next((c for c in causes if not isinstance(c, wrappers)), causes[-1])
     what = "HTTP protocol error" if has(http.client.HTTPException) else "connection error"
-    return f"{what}: {type(inner).__name__}: {_quote(str(inner).strip())}"
+    return f"{what}: {type(inner).__name__}: {quote(str(inner).strip())}"
 
 
 @attrs.frozen(slots=True)
@@ -148,7 +148,7 @@ class HttpChecker:
     def describe(self) -> str:
         return f"HTTP GET {self.url}"
 
-    @_never_raises
+    @never_raises
     def check(self) -> Attempt:
         deadline = _Deadline(self.timeout_secs)
         token = _current_deadline.set(deadline)
@@ -169,7 +169,7 @@ class HttpChecker:
             _current_deadline.reset(token)
 
     def _timed_out(self) -> Attempt:
-        return Attempt.failed(f"{self.describe()}: timed out after {_secs(self.timeout_secs)} s")
+        return Attempt.failed(f"{self.describe()}: timed out after {secs(self.timeout_secs)} s")
 
     def _exchange(self, session: requests.Session) -> Attempt:
         headers = {"Connection": "close", "Accept-Encoding": "identity"}
@@ -193,12 +193,12 @@ class HttpChecker:
         if expected and text.strip().lower() != expected.lower():
             if not 200 <= status < 300:
                 return Attempt.failed(
-                    f'{answered}, which counts as an empty body, expected "{_quote(expected)}"'
+                    f'{answered}, which counts as an empty body, expected "{quote(expected)}"'
                 )
             cut = f" (only the first {MAX_BODY_BYTES} bytes read)" if truncated else ""
             return Attempt.failed(
-                f'{answered} with body "{_quote(text.strip())}"{cut}, '
-                f'expected "{_quote(expected)}"'
+                f'{answered} with body "{quote(text.strip())}"{cut}, '
+                f'expected "{quote(expected)}"'
             )
         if self.expected_response_code and status != self.expected_response_code:
             return Attempt.failed(f"{answered}, expected {self.expected_response_code}")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from healthcheck.checkers import Checker
+from healthcheck.base import Checker
 from healthcheck.policy import Attempt
 
 logger = logging.getLogger(__name__)

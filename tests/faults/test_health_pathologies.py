@@ -1,7 +1,7 @@
 """Fault 4: health endpoints and health commands that misbehave.
 
-The real `HealthLoop` + `HttpChecker` / `ShellChecker` (with `subprocess_runner`) +
-`HealthPolicy`, in-process, against a `ScriptedHTTPServer` that hangs, drips its body, sends
+The real `HealthLoop` + `HttpChecker` / `ShellChecker` (with the supervisor's `run_command`,
+the product's one shell-command runner) + `HealthPolicy`, in-process, against a `ScriptedHTTPServer` that hangs, drips its body, sends
 100 MB, redirects to itself or resets the connection, and against shell commands that ignore
 SIGTERM and leave grandchildren. For each: the loop keeps its schedule (every attempt ends
 within timeout + 150 ms; the next one starts interval ± 50 ms after the previous ended), the
@@ -19,7 +19,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from healthcheck.checkers import HttpChecker, ShellChecker, subprocess_runner
+from executor.procs.supervisor import Supervisor
+from healthcheck.checkers import ShellChecker
+from healthcheck.http_check import HttpChecker
 from healthcheck.loop import HealthLoop
 from healthcheck.policy import Attempt, HealthPolicy, HealthState, Verdict
 from tests.support import proc_scan
@@ -179,12 +181,23 @@ def command_env():
     proc_scan.kill_carrying(entry)
 
 
+@pytest.fixture
+def run_command(command_env, tmp_path):
+    """The supervisor's `run_command`, as a task's shell check gets it: the commands are
+    forked in the sandbox and reaped by the one reaper."""
+    env, _ = command_env
+    supervisor = Supervisor(sandbox=tmp_path, task_label="faults.0", env=env, post=lambda event: None)
+    supervisor.start()
+    yield supervisor.run_command
+    supervisor.close()
+
+
 @pytest.mark.parametrize("label", list(SHELL_PATHOLOGIES))
-def test_shell_check_pathology_keeps_the_schedule_fails_and_leaves_nothing(command_env, tmp_path,
-                                                                           figures, label):
+def test_shell_check_pathology_keeps_the_schedule_fails_and_leaves_nothing(command_env, run_command,
+                                                                           tmp_path, figures, label):
     command, words = SHELL_PATHOLOGIES[label]
     env, entry = command_env
-    checker = ShellChecker(command, TIMEOUT_SECS, subprocess_runner(tmp_path, env))
+    checker = ShellChecker(command, TIMEOUT_SECS, run_command)
     observed, policy = run_until_verdict(checker, tmp_path)
     check_schedule_and_verdict(observed, policy, words, figures, f"shell {label}")
     survivors = proc_scan.pids_carrying(entry)

@@ -14,14 +14,14 @@ from config.spec import CheckKind, HealthSpec
 from healthcheck.checkers import (
     MAX_BODY_BYTES,
     CommandResult,
-    HttpChecker,
     ShellChecker,
     TcpChecker,
     make_checker,
-    subprocess_runner,
 )
+from healthcheck.http_check import HttpChecker
 from healthcheck.policy import AttemptOutcome
 from tests.support.http_server import Drip, Hang, Huge, Redirect, Reply, Reset, ScriptedHTTPServer
+from tests.support.shell_runner import subprocess_runner
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(20)
@@ -317,16 +317,16 @@ def test_checker_turns_an_unexpected_exception_into_a_failed_attempt():
 
 
 def test_make_checker_builds_each_kind(runner):
-    assert make_checker(HealthSpec(kind=CheckKind.NONE), None) is None
-    http = make_checker(HealthSpec(kind=CheckKind.HTTP, port=31000, endpoint="/h"), None)
+    assert make_checker(HealthSpec(kind=CheckKind.NONE), runner) is None
+    http = make_checker(HealthSpec(kind=CheckKind.HTTP, port=31000, endpoint="/h"), runner)
     assert http.describe() == "HTTP GET http://localhost:31000/h"
-    tcp = make_checker(HealthSpec(kind=CheckKind.TCP, port=31001), None)
+    tcp = make_checker(HealthSpec(kind=CheckKind.TCP, port=31001), runner)
     assert tcp.describe() == "TCP connect to localhost:31001"
     shell = make_checker(HealthSpec(kind=CheckKind.SHELL, shell_command="exit 0"), runner)
     assert shell.describe() == "shell: exit 0"
     assert shell.check().ok
     with pytest.raises(ValueError):
-        make_checker(HealthSpec(kind=CheckKind.HTTP, port=None), None)
+        make_checker(HealthSpec(kind=CheckKind.HTTP, port=None), runner)
 
 
 def _gone(pid: int) -> bool:

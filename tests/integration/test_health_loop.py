@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from healthcheck.checkers import HttpChecker
+from healthcheck.http_check import HttpChecker
 from healthcheck.loop import HealthLoop
 from healthcheck.policy import Attempt, AttemptOutcome
 from tests.support.http_server import Hang, Reply, ScriptedHTTPServer

@@ -1,15 +1,22 @@
-"""What every checker shares: the Checker protocol, limits, and reason formatting.
-No I/O here."""
+"""What every checker shares: the `Checker` protocol, the limits on what a check reads and
+quotes, the reason formatting, and `never_raises`, which turns a checker's unexpected
+exception into a failed attempt (logged here at ERROR, with the traceback: it is a bug).
+
+Also `signal_name`, the one spelling of a signal in a reason ("SIGKILL", or "signal 77" for
+a number the platform does not name), shared with `executor.events`. No I/O here apart from
+that one log line.
+"""
 from __future__ import annotations
 
 import functools
 import logging
+import signal
 from collections.abc import Callable
 from typing import Protocol
 
 from healthcheck.policy import Attempt
 
-logger = logging.getLogger("healthcheck.checkers")
+logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # HTTP bodies are read up to this much, then the check stops reading
 QUOTE_CHARS = 1024  # a reason quotes at most this much of a body or of a command's output
@@ -25,11 +32,12 @@ class Checker(Protocol):
         ...
 
 
-def _secs(value: float) -> str:
+def secs(value: float) -> str:
+    """Seconds for a reason: at most 3 decimals, "1.0" and "0.25" as written."""
     return str(round(float(value), 3))
 
 
-def _quote(text: str, limit: int = QUOTE_CHARS) -> str:
+def quote(text: str, limit: int = QUOTE_CHARS) -> str:
     """One line, at most `limit` characters of `text` (the head), marked when cut."""
     text = text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
     if len(text) > limit:
@@ -37,7 +45,7 @@ def _quote(text: str, limit: int = QUOTE_CHARS) -> str:
     return text
 
 
-def _tail_quote(text: str, limit: int = QUOTE_CHARS) -> str:
+def tail_quote(text: str, limit: int = QUOTE_CHARS) -> str:
     """One line, at most the last `limit` characters of `text`, marked when cut."""
     text = text.strip().replace("\r", "\\r").replace("\n", "\\n")
     if not text:
@@ -47,7 +55,18 @@ def _tail_quote(text: str, limit: int = QUOTE_CHARS) -> str:
     return text
 
 
-def _never_raises(check: Callable[..., Attempt]) -> Callable[..., Attempt]:
+def signal_name(signum: int) -> str:
+    """The name of signal `signum` ("SIGTERM" for 15), or "signal 77" for an unnamed one."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def never_raises(check: Callable[..., Attempt]) -> Callable[..., Attempt]:
+    """Wraps a checker's `check`: an exception becomes a failed attempt whose reason starts
+    with "internal health check error:" (how that counts: `healthcheck.policy`'s docstring)."""
+
     @functools.wraps(check)
     def wrapper(self: object) -> Attempt:
         try:
@@ -63,4 +82,3 @@ def _never_raises(check: Callable[..., Attempt]) -> Callable[..., Attempt]:
             return Attempt.failed(f"internal health check error: {type(exc).__name__}: {exc}")
 
     return wrapper
-
