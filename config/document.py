@@ -17,8 +17,9 @@ import attrs
 
 from config.errors import ConfigError, TaskDocumentError
 from config.loader import prepare_job
-from config.schema import Job, from_tree
+from config.schema import Job
 from config.templates import normalize_tree
+from config.typed_tree import from_tree
 
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 _KEYS = ("job", "instance", "assigned_ports")

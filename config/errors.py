@@ -1,6 +1,7 @@
 """The one family of configuration errors.
 
-Owns `ConfigError` and its subclasses. Every problem with a `.aurora` file, a task document,
+Owns `ConfigError` and its subclasses, and how a message shows a value (`show`, `cut`) and
+lists several problems (`join_problems`). Every problem with a `.aurora` file, a task document,
 a template binding or the settings is one of these, with a message that names the file and
 line, the job key, the field and the value where they are known. Never raises anything else
 and does no I/O.
@@ -8,6 +9,7 @@ and does no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class ConfigError(Exception):
@@ -51,3 +53,14 @@ def join_problems(prefix: str, problems: list[str]) -> str:
         return f"{prefix}: {problems[0]}"
     listed = "; ".join(problems)
     return f"{prefix}: {len(problems)} problems: {listed}"
+
+
+def show(value: Any) -> str:
+    """A value for a message: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def cut(text: str, limit: int = 64) -> str:
+    """`text` for a message: at most `limit` characters, "..." marking a cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

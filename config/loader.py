@@ -20,9 +20,10 @@ from typing import Any
 
 from pystachio import Empty
 
-from config.errors import ConfigError, join_problems
-from config.schema import SCHEMA_NAMESPACE, Job, _show, from_tree
+from config.errors import ConfigError, join_problems, show
+from config.schema import SCHEMA_NAMESPACE, Job
 from config.templates import cycle_problems, flatten, normalize_tree, refs_in
+from config.typed_tree import from_tree
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _IDENTIFIER = re.compile(r"^[\w\-.]+$")
@@ -237,7 +238,7 @@ def check_job(job: dict) -> list[str]:
     for field in ("cluster", "role", "environment", "name"):
         value = job.get(field)
         if isinstance(value, str) and not _IDENTIFIER.match(value):
-            problems.append(f"job.{field} = {_show(value)} may only contain letters, digits, _, - and .")
+            problems.append(f"job.{field} = {show(value)} may only contain letters, digits, _, - and .")
     if job.get("max_task_failures", 1) < -1:
         problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")
     problems += _check_task(job.get("task") or {})
@@ -262,11 +263,11 @@ def _check_task(task: dict) -> list[str]:
         path, name = f"job.task.processes[{i}]", p.get("name", "")
         if not _SAFE_NAME.fullmatch(name):
             problems.append(
-                f"{path}.name = {_show(name)} is not a safe process name: names are used as directory "
+                f"{path}.name = {show(name)} is not a safe process name: names are used as directory "
                 "names, so they must match ^[A-Za-z0-9_][A-Za-z0-9_.-]*$, at most 128 characters (no '/', no leading '.', "
                 "no templates)")
         elif name in seen:
-            problems.append(f"{path}.name = {_show(name)} is used by more than one process")
+            problems.append(f"{path}.name = {show(name)} is used by more than one process")
         seen.add(name)
         _at_least(problems, f"{path}.max_failures", p.get("max_failures"), 0, " (0 = unlimited)")
         _at_least(problems, f"{path}.min_duration", p.get("min_duration"), 0)
@@ -289,12 +290,12 @@ def _check_constraints(constraints: list[dict], finals: dict[str, bool]) -> list
         path = f"job.task.constraints[{i}].order"
         unknown = [n for n in names if n not in finals]
         if unknown:
-            problems.append(f"{path} = {_show(names)} names unknown processes: "
+            problems.append(f"{path} = {show(names)} names unknown processes: "
                             f"{_cut(', '.join(unknown), 200)} "
                             f"(the task has: {_cut(', '.join(finals), 200) or 'none'})")
             continue
         if len({finals[n] for n in names}) > 1:
-            problems.append(f"{path} = {_show(names)} mixes final and non-final processes, which run in "
+            problems.append(f"{path} = {show(names)} mixes final and non-final processes, which run in "
                             "different stages and cannot be ordered against each other")
             continue
         for before, after in zip(names, names[1:]):

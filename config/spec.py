@@ -1,6 +1,6 @@
 """The bound job: plain, frozen values that the rest of Stoker runs.
 
-`config.templates.bind()` turns a loaded pystachio Job into a `JobSpec`: every template is
+`config.bind.bind()` turns a loaded pystachio Job into a `JobSpec`: every template is
 expanded, every default applied, every port number known. Nothing outside `config/` touches
 pystachio; the supervisor, the planner, the health checker and the Mesos side read these
 classes only. No I/O here.

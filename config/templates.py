@@ -1,10 +1,10 @@
-"""Templates: `<<ref>>` spelling, template expansion, port discovery and binding.
+"""Templates: the `<<ref>>` spelling, expansion, reference cycles and port discovery.
 
-Owns turning a loaded pystachio Job into a `config.spec.JobSpec` for one run: binds
-`thermos.ports[NAME]`, `thermos.task_id`, `thermos.user`, `mesos.instance`, `mesos.hostname`
-(the job's own `role`, `environment`, `cluster`, `name` bind themselves through pystachio's
-struct scoping), expands every string, and names every reference left unbound. Also finds
-the port names a task needs, and rewrites `<<ref>>` into `{{ref}}`.
+Owns rewriting `<<ref>>` into `{{ref}}`, expanding a pystachio job into plain values while
+listing every reference left unbound (`expand`, `flatten`), finding template reference cycles
+before anything interpolates (`cycle_problems`), the one port-reference pattern (`PORT_REF`),
+and the port names a task needs (`port_names`). Binding one run's values and building the
+JobSpec is `config.bind`.
 
 Port names (docs/contract.md §3, §5) are the NAMEs of `{{thermos.ports[NAME]}}` referenced in a
 process cmdline or name, or in the shell health check's command, plus the lifecycle port
@@ -32,18 +32,16 @@ from pystachio.container import ListContainer, MapContainer
 from pystachio.naming import Namable
 from pystachio.parsing import MustacheParser
 
-from config import spec
-from config.errors import BindError, ConfigError, join_problems
-from config.schema import HttpHealthChecker, Job, MesosContext, ThermosContext, from_tree
+from config.errors import ConfigError, join_problems
+from config.schema import Job
+from config.typed_tree import from_tree
 
 # `<<a.b[c].d>>`: dotted names with optional [index] parts and no whitespace. A heredoc
 # (`cat <<EOF`, `<<-EOF`) has no closing `>>`, and `a << b >> c` has spaces, so both stay.
 _ANGLE_REF = re.compile(r"<<([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[\w\-./]+\])*)>>")
-_PORT_REF = re.compile(r"^thermos\.ports\[([\w\-./]+)\]$")
-
-# The parts of a job a running task uses; an unbound reference anywhere else is ignored.
-_USED_FIELDS = ("task", "health_check_config", "lifecycle", "role", "environment", "cluster",
-                "name", "service", "max_task_failures")
+# `thermos.ports[NAME]`, the one port reference. NAME is what pystachio accepts as an index
+# (its Ref.Index pattern), so a reference that parses at all is matched exactly here.
+PORT_REF = re.compile(r"^thermos\.ports\[([\w\-./]+)\]$")
 
 
 def normalize_angle_refs(text: str) -> str:
@@ -270,7 +268,7 @@ def refs_in(text: str) -> list[str]:
 
 def port_refs(text: str) -> list[str]:
     """The NAMEs of `{{thermos.ports[NAME]}}` in `text`."""
-    return [m.group(1) for m in map(_PORT_REF.match, refs_in(text)) if m]
+    return [m.group(1) for m in map(PORT_REF.match, refs_in(text)) if m]
 
 
 def port_names(job: Any) -> list[str]:
@@ -300,130 +298,3 @@ def _texts_naming_ports(tree: dict) -> Iterable[str]:
     shell = checker.get("shell") if isinstance(checker, dict) else None
     if isinstance(shell, dict) and isinstance(shell.get("shell_command"), str):
         yield shell["shell_command"]
-
-
-def bind(job: Any, *, instance: int, ports: dict[str, int], task_id: str, hostname: str,
-         user: str) -> spec.JobSpec:
-    """Binds one instance of `job` for one run and returns the fully expanded JobSpec.
-
-    `job` is what `load_job` or `decode` returned (validated); it is not changed.
-    Raises BindError listing every missing port and every unbound reference in the parts of
-    the job the task uses, or ConfigError when a bound value has the wrong type.
-    """
-    _check_ports(ports)
-    job = flatten(job)
-    needed = port_names(job)
-    missing = [name for name in needed if name not in ports]
-    bound = job.bind(thermos=ThermosContext(ports=dict(ports), task_id=task_id, user=user),
-                     mesos=MesosContext(instance=instance, hostname=hostname))
-    tree, out = expand(bound)
-    if out.problems:
-        raise ConfigError(join_problems(f"job {_key(tree)}", out.problems), out.problems)
-    unbound = sorted({ref for path, ref in out.unbound
-                      if path.split(".")[1].split("[")[0] in _USED_FIELDS})
-    if missing or unbound:
-        raise BindError(_bind_message(_key(tree), missing, unbound, ports), unbound, missing)
-    final = from_tree(Job, tree).get()
-    return _job_spec(final, instance=instance, ports=dict(ports), task_id=task_id)
-
-
-def _check_ports(ports: dict[str, int]) -> None:
-    bad = [f"{name}={number!r}" for name, number in ports.items()
-           if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, int)
-           or not 0 < number < 65536]
-    if bad:
-        raise ConfigError("invalid ports (each must be a name and a number in 1..65535): "
-                          + ", ".join(bad))
-
-
-def _bind_message(key: str, missing: list[str], unbound: list[str], ports: dict) -> str:
-    parts = []
-    if missing:
-        have = ", ".join(sorted(ports)) or "none"
-        parts.append(f"missing ports: {', '.join(missing)[:400]} (assigned: {have[:400]})")
-    if unbound:
-        shown = [ref if len(ref) <= 80 else ref[:77] + "..." for ref in unbound[:20]]
-        more = f" and {len(unbound) - 20} more" if len(unbound) > 20 else ""
-        parts.append("unbound template references: " + ", ".join(shown) + more)
-    return f"job {key[:200]}: " + "; ".join(parts)
-
-
-def _key(tree: dict) -> str:
-    return "/".join(str(tree.get(k, "?")) for k in ("cluster", "role", "environment", "name"))
-
-
-def _job_spec(job: dict, *, instance: int, ports: dict[str, int], task_id: str) -> spec.JobSpec:
-    return spec.JobSpec(
-        role=job["role"], environment=job["environment"], cluster=job["cluster"], name=job["name"],
-        instance=instance, task_id=task_id, task=_task_spec(job["task"]),
-        health=_health_spec(job["health_check_config"], ports),
-        lifecycle=_lifecycle_spec(job.get("lifecycle") or {}, ports),
-        service=job["service"], max_task_failures=job["max_task_failures"], ports=ports,
-    )
-
-
-def _task_spec(task: dict) -> spec.TaskSpec:
-    return spec.TaskSpec(
-        name=task["name"],
-        processes=tuple(_process_spec(p) for p in task.get("processes", ())),
-        constraints=tuple(tuple(c.get("order", ())) for c in task.get("constraints", ())),
-        max_failures=task["max_failures"], max_concurrency=task["max_concurrency"],
-        finalization_wait_secs=float(task["finalization_wait"]),
-    )
-
-
-def _process_spec(p: dict) -> spec.ProcessSpec:
-    return spec.ProcessSpec(
-        name=p["name"], cmdline=p["cmdline"], max_failures=p["max_failures"], daemon=p["daemon"],
-        ephemeral=p["ephemeral"], min_duration_secs=float(p["min_duration"]), final=p["final"],
-        logger=_logger_spec(p.get("logger")),
-    )
-
-
-def _logger_spec(logger: dict | None) -> spec.LoggerSpec:
-    if not logger:
-        return spec.LoggerSpec()
-    rotate = logger.get("rotate") or {}
-    default = spec.LoggerSpec()
-    return spec.LoggerSpec(
-        destination=spec.LogDestination(logger["destination"]), mode=spec.LogMode(logger["mode"]),
-        log_size_bytes=rotate.get("log_size", default.log_size_bytes),
-        backups=rotate.get("backups", default.backups),
-    )
-
-
-def _health_spec(hc: dict, ports: dict[str, int]) -> spec.HealthSpec:
-    checker = hc.get("health_checker") or {}
-    http = checker.get("http") or HttpHealthChecker().get()
-    if "shell" in checker:
-        kind = spec.CheckKind.SHELL
-    elif "tcp" in checker and "health" in ports:
-        kind = spec.CheckKind.TCP
-    elif "health" in ports:
-        kind = spec.CheckKind.HTTP
-    else:
-        kind = spec.CheckKind.NONE
-    return spec.HealthSpec(
-        kind=kind,
-        initial_interval_secs=float(hc["initial_interval_secs"]),
-        interval_secs=float(hc["interval_secs"]), timeout_secs=float(hc["timeout_secs"]),
-        max_consecutive_failures=hc["max_consecutive_failures"],
-        min_consecutive_successes=hc["min_consecutive_successes"],
-        port=ports["health"] if kind in (spec.CheckKind.HTTP, spec.CheckKind.TCP) else None,
-        endpoint=http["endpoint"], expected_response=http["expected_response"],
-        expected_response_code=http["expected_response_code"],
-        shell_command=checker["shell"]["shell_command"] if kind is spec.CheckKind.SHELL else "",
-    )
-
-
-def _lifecycle_spec(lifecycle: dict, ports: dict[str, int]) -> spec.LifecycleSpec | None:
-    http = lifecycle.get("http")
-    if not http or http["port"] not in ports:
-        return None
-    return spec.LifecycleSpec(
-        port=ports[http["port"]],
-        graceful_shutdown_endpoint=http["graceful_shutdown_endpoint"],
-        shutdown_endpoint=http["shutdown_endpoint"],
-        graceful_shutdown_wait_secs=float(http["graceful_shutdown_wait_secs"]),
-        shutdown_wait_secs=float(http["shutdown_wait_secs"]),
-    )

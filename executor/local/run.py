@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from config.bind import bind
 from config.loader import job_key, load_job
 from config.settings import RunSettings
-from config.templates import bind, port_names
+from config.templates import port_names
 from executor.events import TaskState, Transition
 from executor.local.service import Restart, ServiceRules
 from executor.task.owner import TaskOwner

@@ -16,10 +16,11 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+from config.bind import bind
 from config.document import decode
 from config.errors import ConfigError
 from config.settings import ExecutorSettings, pop_secrets
-from config.templates import bind, port_names
+from config.templates import port_names
 from executor.events import TaskState, Transition
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver

@@ -40,9 +40,9 @@ from config.schema import (
     Tasks,
     TcpHealthChecker,
     UpdateConfig,
-    from_tree,
     order,
 )
+from config.typed_tree import from_tree
 from tests.support.configs import job, process, task
 
 
@@ -277,7 +277,10 @@ def test_from_tree_treats_null_as_not_given():
 def test_schema_and_templates_are_pure():
     root = Path(__file__).resolve().parents[2]
     forbidden = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging"}
-    for module in ("config/schema.py", "config/templates.py", "config/errors.py"):
+    modules = [str(p.relative_to(root)) for p in sorted((root / "config/schema").glob("*.py"))]
+    modules += ["config/typed_tree.py", "config/templates.py", "config/bind.py", "config/errors.py"]
+    assert len(modules) == 8
+    for module in modules:
         tree = ast.parse((root / module).read_text())
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module.split(".")[0] for n in ast.walk(tree)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import spec
+from config.bind import bind
 from config.errors import BindError, ConfigError
 from config.loader import load_job
 from config.schema import (
@@ -23,7 +24,7 @@ from config.schema import (
     ShellHealthChecker,
     TcpHealthChecker,
 )
-from config.templates import bind, normalize_angle_refs, port_names
+from config.templates import normalize_angle_refs, port_names
 from tests.support.configs import job, process, write_config
 
 BIND = dict(instance=3, task_id="task-7", hostname="host.example", user="alice")

@@ -1,0 +1,102 @@
+"""The job schema: pystachio Structs with Aurora's names, types and defaults.
+
+    thermos.py   what one task is: Process, Task, Resources, Constraint, Logger, ...,
+                 ThermosContext (the `thermos` template namespace) and the size units
+    aurora.py    the job around it: Job/MesosJob, Service, HealthCheckConfig and its
+                 checkers, LifecycleConfig, MesosContext, and the scheduler-only fields
+    helpers.py   order, SequentialTask, SimpleTask, Tasks, Units, combine/concat_tasks
+
+This package exposes all of them, and `SCHEMA_NAMESPACE`: everything a `.aurora` file sees
+without importing (the pystachio names a config may use too). Building a struct from plain
+JSON-like values is `config.typed_tree.from_tree`. Never does I/O, never logs, never reads
+the environment.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pystachio
+from pystachio import Empty, Ref
+
+from config.schema.aurora import (
+    Announcer,
+    AppcImage,
+    BatchUpdateStrategy,
+    Container,
+    CoordinatorSlaPolicy,
+    CountSlaPolicy,
+    DefaultLifecycleConfig,
+    DisableLifecycle,
+    Docker,
+    DockerImage,
+    ExecutorConfig,
+    HealthCheckConfig,
+    HealthCheckerConfig,
+    HttpHealthChecker,
+    HttpLifecycleConfig,
+    Job,
+    LifecycleConfig,
+    Mesos,
+    MesosContext,
+    MesosJob,
+    Metadata,
+    Parameter,
+    PartitionPolicy,
+    PercentageSlaPolicy,
+    QueueUpdateStrategy,
+    Service,
+    ShellHealthChecker,
+    TcpHealthChecker,
+    UpdateConfig,
+    VariableBatchUpdateStrategy,
+    Volume,
+    VolumeMode,
+)
+from config.schema.helpers import (
+    SequentialTask,
+    SimpleTask,
+    Tasks,
+    Units,
+    combine_tasks,
+    concat_tasks,
+    order,
+)
+from config.schema.thermos import (
+    BYTES,
+    GB,
+    KB,
+    MB,
+    TB,
+    Constraint,
+    Logger,
+    LoggerDestination,
+    LoggerMode,
+    Process,
+    Resources,
+    RotatePolicy,
+    Task,
+    ThermosContext,
+)
+
+__all__ = [
+    "BYTES", "KB", "MB", "GB", "TB", "ThermosContext", "RotatePolicy", "Logger",
+    "LoggerDestination", "LoggerMode", "Resources", "Constraint", "Process", "Task",
+    "MesosContext", "HttpHealthChecker", "ShellHealthChecker", "TcpHealthChecker",
+    "HealthCheckerConfig", "HealthCheckConfig", "HttpLifecycleConfig", "LifecycleConfig",
+    "DisableLifecycle", "DefaultLifecycleConfig", "Announcer", "QueueUpdateStrategy",
+    "BatchUpdateStrategy", "VariableBatchUpdateStrategy", "UpdateConfig", "Metadata",
+    "ExecutorConfig", "PartitionPolicy", "CoordinatorSlaPolicy", "CountSlaPolicy",
+    "PercentageSlaPolicy", "Parameter", "Docker", "Container", "AppcImage", "DockerImage",
+    "VolumeMode", "Volume", "Mesos", "MesosJob", "Job", "Service", "Units", "Tasks", "order",
+    "SimpleTask", "SequentialTask", "combine_tasks", "concat_tasks",
+    "SCHEMA_NAMESPACE", "Empty", "Ref",
+]
+
+_PYSTACHIO_NAMES = ("Struct", "String", "Integer", "Float", "Boolean", "Default", "Required",
+                    "List", "Map", "Enum", "Choice", "Empty", "Ref", "Environment")
+_SCHEMA_NAMES = [name for name in __all__ if name not in ("SCHEMA_NAMESPACE", "Empty", "Ref")]
+# Everything a `.aurora` file may name without importing it. Copy before use.
+SCHEMA_NAMESPACE: dict[str, Any] = {
+    **{name: getattr(pystachio, name) for name in _PYSTACHIO_NAMES},
+    **{name: globals()[name] for name in _SCHEMA_NAMES},
+}
