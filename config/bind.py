@@ -60,7 +60,7 @@ def _check_ports(ports: dict[str, int]) -> None:
                           + ", ".join(bad))
 
 
-def _bind_message(key: str, missing: list[str], unbound: list[str], ports: dict) -> str:
+def _bind_message(key: str, missing: list[str], unbound: list[str], ports: dict[str, Any]) -> str:
     parts = []
     if missing:
         have = ", ".join(sorted(ports)) or "none"
@@ -72,11 +72,11 @@ def _bind_message(key: str, missing: list[str], unbound: list[str], ports: dict)
     return f"job {key[:200]}: " + "; ".join(parts)
 
 
-def _key(tree: dict) -> str:
+def _key(tree: dict[str, Any]) -> str:
     return "/".join(str(tree.get(k, "?")) for k in ("cluster", "role", "environment", "name"))
 
 
-def _job_spec(job: dict, *, instance: int, ports: dict[str, int], task_id: str) -> spec.JobSpec:
+def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task_id: str) -> spec.JobSpec:
     return spec.JobSpec(
         role=job["role"], environment=job["environment"], cluster=job["cluster"], name=job["name"],
         instance=instance, task_id=task_id, task=_task_spec(job["task"]),
@@ -86,7 +86,7 @@ def _job_spec(job: dict, *, instance: int, ports: dict[str, int], task_id: str) 
     )
 
 
-def _task_spec(task: dict) -> spec.TaskSpec:
+def _task_spec(task: dict[str, Any]) -> spec.TaskSpec:
     return spec.TaskSpec(
         name=task["name"],
         processes=tuple(_process_spec(p) for p in task.get("processes", ())),
@@ -96,7 +96,7 @@ def _task_spec(task: dict) -> spec.TaskSpec:
     )
 
 
-def _process_spec(p: dict) -> spec.ProcessSpec:
+def _process_spec(p: dict[str, Any]) -> spec.ProcessSpec:
     return spec.ProcessSpec(
         name=p["name"], cmdline=p["cmdline"], max_failures=p["max_failures"], daemon=p["daemon"],
         ephemeral=p["ephemeral"], min_duration_secs=float(p["min_duration"]), final=p["final"],
@@ -104,7 +104,7 @@ def _process_spec(p: dict) -> spec.ProcessSpec:
     )
 
 
-def _logger_spec(logger: dict | None) -> spec.LoggerSpec:
+def _logger_spec(logger: dict[str, Any] | None) -> spec.LoggerSpec:
     if not logger:
         return spec.LoggerSpec()
     rotate = logger.get("rotate") or {}
@@ -116,7 +116,7 @@ def _logger_spec(logger: dict | None) -> spec.LoggerSpec:
     )
 
 
-def _health_spec(hc: dict, ports: dict[str, int]) -> spec.HealthSpec:
+def _health_spec(hc: dict[str, Any], ports: dict[str, int]) -> spec.HealthSpec:
     checker = hc.get("health_checker") or {}
     http = checker.get("http") or HttpHealthChecker().get()
     if "shell" in checker:
@@ -140,7 +140,7 @@ def _health_spec(hc: dict, ports: dict[str, int]) -> spec.HealthSpec:
     )
 
 
-def _lifecycle_spec(lifecycle: dict, ports: dict[str, int]) -> spec.LifecycleSpec | None:
+def _lifecycle_spec(lifecycle: dict[str, Any], ports: dict[str, int]) -> spec.LifecycleSpec | None:
     http = lifecycle.get("http")
     if not http or http["port"] not in ports:
         return None

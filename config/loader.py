@@ -20,14 +20,15 @@ from typing import Any
 
 from pystachio import Empty
 
-from config.errors import ConfigError, join_problems, show
+from config.errors import ConfigError, cut, join_problems, show
+from config.order import DuplicateName, describe, order_graph
 from config.schema import SCHEMA_NAMESPACE, Job
-from config.templates import cycle_problems, flatten, normalize_tree, refs_in
+from config.spec import HEALTH_NUMBERS, health_problems
+from config.templates import PORT_REF, cycle_problems, flatten, normalize_tree, refs_in
 from config.typed_tree import from_tree
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _IDENTIFIER = re.compile(r"^[\w\-.]+$")
-_PORT_REF = re.compile(r"^thermos\.ports\[[^\]]+\]$")
 _MAX_SHOWN = 500  # characters of an exception message quoted in a ConfigError
 
 
@@ -163,7 +164,7 @@ def job_key(job: Any) -> str:
     for field in ("cluster", "role", "environment", "name"):
         try:
             value = getattr(job, field)()
-            parts.append("?" if value is None or value is Empty else _cut(str(value)))
+            parts.append("?" if value is None or value is Empty else cut(str(value)))
         except Exception:
             parts.append("?")
     return "/".join(parts)
@@ -228,10 +229,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _cut(text: str, limit: int = 64) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def check_job(job: dict) -> list[str]:
     """Every rule a well-typed job (as plain values) breaks, as sentences."""
     problems: list[str] = []
@@ -258,7 +255,9 @@ def _check_task(task: dict) -> list[str]:
     processes = task.get("processes") or []
     if not processes:
         problems.append("job.task.processes is empty; a task needs at least one process")
-    seen: set[str] = set()
+    graph = order_graph(((p.get("name"), bool(p.get("final"))) for p in processes),
+                        (c.get("order") or [] for c in task.get("constraints") or []))
+    reused = {problem.index: problem for problem in graph.problems if isinstance(problem, DuplicateName)}
     for i, p in enumerate(processes):
         path, name = f"job.task.processes[{i}]", p.get("name", "")
         if not _SAFE_NAME.fullmatch(name):
@@ -266,9 +265,8 @@ def _check_task(task: dict) -> list[str]:
                 f"{path}.name = {show(name)} is not a safe process name: names are used as directory "
                 "names, so they must match ^[A-Za-z0-9_][A-Za-z0-9_.-]*$, at most 128 characters (no '/', no leading '.', "
                 "no templates)")
-        elif name in seen:
-            problems.append(f"{path}.name = {show(name)} is used by more than one process")
-        seen.add(name)
+        elif i in reused:
+            problems.append(describe(reused[i]))
         _at_least(problems, f"{path}.max_failures", p.get("max_failures"), 0, " (0 = unlimited)")
         _at_least(problems, f"{path}.min_duration", p.get("min_duration"), 0)
         rotate = (p.get("logger") or {}).get("rotate")
@@ -278,75 +276,14 @@ def _check_task(task: dict) -> list[str]:
     _at_least(problems, "job.task.max_failures", task.get("max_failures"), 0, " (0 = never)")
     _at_least(problems, "job.task.max_concurrency", task.get("max_concurrency"), 0, " (0 = unlimited)")
     _at_least(problems, "job.task.finalization_wait", task.get("finalization_wait"), 0)
-    finals = {p.get("name"): bool(p.get("final")) for p in processes}
-    return problems + _check_constraints(task.get("constraints") or [], finals)
-
-
-def _check_constraints(constraints: list[dict], finals: dict[str, bool]) -> list[str]:
-    problems: list[str] = []
-    edges: dict[str, list[str]] = {name: [] for name in finals}
-    for i, constraint in enumerate(constraints):
-        names = list(constraint.get("order") or [])
-        path = f"job.task.constraints[{i}].order"
-        unknown = [n for n in names if n not in finals]
-        if unknown:
-            problems.append(f"{path} = {show(names)} names unknown processes: "
-                            f"{_cut(', '.join(unknown), 200)} "
-                            f"(the task has: {_cut(', '.join(finals), 200) or 'none'})")
-            continue
-        if len({finals[n] for n in names}) > 1:
-            problems.append(f"{path} = {show(names)} mixes final and non-final processes, which run in "
-                            "different stages and cannot be ordered against each other")
-            continue
-        for before, after in zip(names, names[1:]):
-            edges[before].append(after)
-    cycle = _find_cycle(edges)
-    if cycle:
-        problems.append("job.task.constraints form a cycle, so none of these can ever start: "
-                        + _cut(" -> ".join(cycle), 400))
-    return problems
-
-
-def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in edges.get(node, ()):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        state[node] = 2
-        path.pop()
-        return None
-
-    for node in edges:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
-    return None
+    return problems + [describe(problem) for problem in graph.problems
+                       if not isinstance(problem, DuplicateName)]
 
 
 def _check_health(hc: dict) -> list[str]:
-    problems: list[str] = []
-    p = "job.health_check_config"
-    interval = hc.get("interval_secs")
-    if isinstance(interval, (int, float)) and interval <= 0:
-        problems.append(f"{p}.interval_secs = {interval} must be greater than 0 "
-                        "(it is the pause between checks and divides initial_interval_secs)")
-    timeout = hc.get("timeout_secs")
-    if isinstance(timeout, (int, float)) and timeout <= 0:
-        problems.append(f"{p}.timeout_secs = {timeout} must be greater than 0")
-    _at_least(problems, f"{p}.initial_interval_secs", hc.get("initial_interval_secs"), 0)
-    _at_least(problems, f"{p}.max_consecutive_failures", hc.get("max_consecutive_failures"), 0)
-    _at_least(problems, f"{p}.min_consecutive_successes", hc.get("min_consecutive_successes"), 0)
-    return problems
+    numbers = {name: hc[name] for name in HEALTH_NUMBERS
+               if isinstance(hc.get(name), (int, float)) and not isinstance(hc.get(name), bool)}
+    return [f"job.health_check_config.{problem}" for problem in health_problems(**numbers)]
 
 
 def _check_lifecycle(http: dict | None) -> list[str]:
@@ -362,7 +299,7 @@ def _check_port_refs(job: dict) -> list[str]:
     problems = []
     for path, text in _strings(job, "job"):
         for ref in refs_in(text):
-            if _is_port_scope(ref) and not _PORT_REF.match(ref):
+            if _is_port_scope(ref) and not PORT_REF.match(ref):
                 problems.append(f"{path} uses {{{{{ref}}}}}, which is not a port reference; "
                                 "write {{thermos.ports[NAME]}}")
     return problems

@@ -8,6 +8,7 @@ classes only. No I/O here.
 from __future__ import annotations
 
 import enum
+import math
 
 import attrs
 
@@ -81,6 +82,39 @@ class HealthSpec:
     expected_response: str = "ok"  # HTTP; "" accepts any body
     expected_response_code: int = 0  # HTTP; 0 = any code
     shell_command: str = ""  # SHELL, templates already expanded
+
+
+# The numbers of a health check, in the order their problems are listed.
+HEALTH_NUMBERS = ("interval_secs", "timeout_secs", "initial_interval_secs",
+                  "max_consecutive_failures", "min_consecutive_successes")
+
+
+def health_problems(*, interval_secs: float | None = None, timeout_secs: float | None = None,
+                    initial_interval_secs: float | None = None,
+                    max_consecutive_failures: int | None = None,
+                    min_consecutive_successes: int | None = None) -> list[str]:
+    """The one statement of what a health check's numbers must be, as `FIELD = VALUE must
+    ...` sentences (empty: all good). A number left out (None) is not checked.
+
+    The loader rejects a job with these (prefixed with the field's path) before anything
+    starts; `HealthPolicy` and `HealthLoop` raise ValueError with them, as a guard.
+    """
+    given = dict(zip(HEALTH_NUMBERS, (interval_secs, timeout_secs, initial_interval_secs,
+                                      max_consecutive_failures, min_consecutive_successes)))
+    problems = []
+    for name, value in given.items():
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            problems.append(f"{name} = {value} must be a finite number")
+        elif name == "interval_secs" and value <= 0:
+            problems.append(f"{name} = {value} must be greater than 0 "
+                            "(it is the pause between checks and divides initial_interval_secs)")
+        elif name == "timeout_secs" and value <= 0:
+            problems.append(f"{name} = {value} must be greater than 0")
+        elif value < 0:
+            problems.append(f"{name} = {value} must be at least 0")
+    return problems
 
 
 @attrs.frozen(slots=True)

@@ -133,6 +133,11 @@ def flatten(job: Any) -> Any:
     return flat
 
 
+# A place in a plain tree (keys and list indexes from the root), and the dicts enclosing a
+# string, each with its own place: what pystachio's self-binding looks names up in.
+TreePath = tuple[str | int, ...]
+Ancestors = tuple[tuple[TreePath, dict[str, Any]], ...]
+
 _MUSTACHE = re.compile(r"{{\s*([^{}]+?)\s*}}")
 _REF_PART = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
 
@@ -141,7 +146,7 @@ def _ref_parts(ref: str) -> list[str]:
     return [index if name is None else name for index, name in _REF_PART.findall(ref)]
 
 
-def _strings(tree: Any, path: tuple, ancestors: tuple) -> Iterable[tuple[tuple, tuple, str]]:
+def _strings(tree: Any, path: TreePath, ancestors: Ancestors) -> Iterable[tuple[TreePath, Ancestors, str]]:
     """Every string of a plain JSON tree: its path, the chain of enclosing dicts (each with
     its own path), and the text."""
     if isinstance(tree, dict):
@@ -154,7 +159,7 @@ def _strings(tree: Any, path: tuple, ancestors: tuple) -> Iterable[tuple[tuple, 
         yield path, ancestors, tree
 
 
-def _lookup(ancestors: tuple, parts: list[str]) -> tuple[tuple, Any] | None:
+def _lookup(ancestors: Ancestors, parts: list[str]) -> tuple[TreePath, Any] | None:
     """(path, value) a reference names under pystachio's self-binding: the innermost
     enclosing struct with the first name, then down the rest. None when unbound."""
     for scope_path, scope in reversed(ancestors):
@@ -178,12 +183,12 @@ def reference_cycles(tree: Any) -> list[str]:
     to itself twice doubles the work at every level: a 40-byte document would expand for
     ever. So cycles are found first, on the plain tree, in time linear in its references.
     """
-    edges: dict[tuple, list[tuple]] = {}
-    texts: dict[tuple, str] = {}
+    edges: dict[TreePath, list[TreePath]] = {}
+    texts: dict[TreePath, str] = {}
     for path, ancestors, text in _strings(tree, (), ()):
         if "{{" not in text:
             continue
-        targets: list[tuple] = []
+        targets: list[TreePath] = []
         for ref in _MUSTACHE.findall(text):
             parts = _ref_parts(ref)
             found = _lookup(ancestors, parts) if parts else None
@@ -192,8 +197,8 @@ def reference_cycles(tree: Any) -> list[str]:
                 targets.extend(base + sub for sub, _, t in _strings(value, (), ()) if "{{" in t)
         edges[path] = targets
         texts[path] = text
-    cycles: dict[tuple, None] = {}
-    state: dict[tuple, int] = {}  # 1: on the current path, 2: done
+    cycles: dict[TreePath, None] = {}
+    state: dict[TreePath, int] = {}  # 1: on the current path, 2: done
     for start in edges:
         if state.get(start):
             continue
@@ -213,7 +218,7 @@ def reference_cycles(tree: Any) -> list[str]:
     return [f"{_dotted(path)} = {_show(texts[path])}" for path in cycles]
 
 
-def _dotted(path: tuple) -> str:
+def _dotted(path: TreePath) -> str:
     return "job" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
@@ -277,7 +282,7 @@ def port_names(job: Any) -> list[str]:
     return port_names_of_tree(tree)
 
 
-def port_names_of_tree(tree: dict) -> list[str]:
+def port_names_of_tree(tree: dict[str, Any]) -> list[str]:
     names: set[str] = set()
     for text in _texts_naming_ports(tree):
         names.update(port_refs(normalize_angle_refs(text)))
@@ -289,7 +294,7 @@ def port_names_of_tree(tree: dict) -> list[str]:
     return sorted(names)
 
 
-def _texts_naming_ports(tree: dict) -> Iterable[str]:
+def _texts_naming_ports(tree: dict[str, Any]) -> Iterable[str]:
     task = tree.get("task") or {}
     for process in task.get("processes") or ():
         if isinstance(process, dict):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from config.spec import health_problems
 from healthcheck.base import Checker
 from healthcheck.policy import Attempt
 
@@ -34,8 +35,9 @@ class HealthLoop:
         *,
         task: str = "",
     ) -> None:
-        if interval_secs <= 0:
-            raise ValueError(f"interval_secs must be > 0, got {interval_secs}")
+        problems = health_problems(interval_secs=interval_secs)
+        if problems:
+            raise ValueError("invalid health loop: " + "; ".join(problems))
         self._checker = checker
         self._interval_secs = interval_secs
         self._snooze_path = Path(snooze_path)

@@ -33,7 +33,7 @@ import math
 
 import attrs
 
-from config.spec import HealthSpec
+from config.spec import HealthSpec, health_problems
 
 
 class AttemptOutcome(enum.Enum):
@@ -81,6 +81,13 @@ class Verdict:
     ignored: bool = False
 
 
+def _guard(problems: list[str]) -> None:
+    # The loader rejects such a job with the field's path; this stops a HealthSpec built
+    # around it (config.spec.health_problems states the rules once for both).
+    if problems:
+        raise ValueError("invalid health check: " + "; ".join(problems))
+
+
 def grace_attempts(initial_interval_secs: float, interval_secs: float) -> int:
     """m = ceil(initial_interval_secs / interval_secs), computed on the decimal values.
 
@@ -88,15 +95,7 @@ def grace_attempts(initial_interval_secs: float, interval_secs: float) -> int:
     is exactly 3 and 1.1 / 0.1 exactly 11, where float division would give 2.9999999999999996
     and 11.000000000000002 (and a ceiling of 12).
     """
-    if not (math.isfinite(initial_interval_secs) and math.isfinite(interval_secs)):
-        raise ValueError(
-            f"health intervals must be finite numbers, got initial_interval_secs="
-            f"{initial_interval_secs} and interval_secs={interval_secs}"
-        )
-    if interval_secs <= 0:
-        raise ValueError(f"interval_secs must be > 0, got {interval_secs}")
-    if initial_interval_secs < 0:
-        raise ValueError(f"initial_interval_secs must be >= 0, got {initial_interval_secs}")
+    _guard(health_problems(initial_interval_secs=initial_interval_secs, interval_secs=interval_secs))
     # Rounded to 9 places first so that float noise cannot add an attempt: 0.3 / 0.1 is
     # 2.9999999999999996 in floating point, and must give 3, not 4 (nor 2).
     return math.ceil(round(initial_interval_secs / interval_secs, 9))
@@ -133,14 +132,8 @@ class HealthPolicy:
         max_consecutive_failures: int,
         min_consecutive_successes: int,
     ) -> None:
-        if max_consecutive_failures < 0:
-            raise ValueError(
-                f"max_consecutive_failures must be >= 0, got {max_consecutive_failures}"
-            )
-        if min_consecutive_successes < 0:
-            raise ValueError(
-                f"min_consecutive_successes must be >= 0, got {min_consecutive_successes}"
-            )
+        _guard(health_problems(max_consecutive_failures=max_consecutive_failures,
+                               min_consecutive_successes=min_consecutive_successes))
         self._max_failures = max_consecutive_failures
         self._min_successes = min_consecutive_successes
         self._m = grace_attempts(initial_interval_secs, interval_secs)

@@ -34,6 +34,7 @@ import enum
 
 import attrs
 
+from config.order import describe, order_graph
 from config.spec import ProcessSpec, TaskSpec
 from executor.events import ExitStatus, SignalRun, StartRun, Transition
 
@@ -153,29 +154,12 @@ class _Plan:
 
 
 def _dependencies(task: TaskSpec) -> dict[str, tuple[str, ...]]:
-    """Each process's direct predecessors; raises ValueError for an invalid schedule."""
-    names = [p.name for p in task.processes]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"duplicate process names: {', '.join(dup)}")
-    final = {p.name: p.final for p in task.processes}
-    deps: dict[str, set[str]] = {n: set() for n in names}
-    for chain in task.constraints:
-        for name in chain:
-            if name not in final:
-                raise ValueError(f"order{chain} names unknown process '{name}'")
-        if len({final[n] for n in chain}) > 1:
-            raise ValueError(f"order{chain} mixes final and regular processes")
-        for before, after in zip(chain, chain[1:]):
-            deps[after].add(before)
-    done: set[str] = set()
-    while len(done) < len(names):  # Kahn's algorithm: a pass without progress means a cycle
-        ready = [n for n in names if n not in done and deps[n] <= done]
-        if not ready:
-            cyclic = ", ".join(sorted(set(names) - done))
-            raise ValueError(f"the order constraints form a cycle among: {cyclic}")
-        done.update(ready)
-    return {n: tuple(sorted(deps[n], key=names.index)) for n in names}
+    """Each process's direct predecessors (`config.order`, the loader's rules too). A loaded
+    job never breaks them; this guard stops a TaskSpec built around the loader."""
+    graph = order_graph(((p.name, p.final) for p in task.processes), task.constraints)
+    if graph.problems:
+        raise ValueError("invalid schedule: " + "; ".join(describe(p, "task") for p in graph.problems))
+    return graph.deps
 
 
 class Planner:

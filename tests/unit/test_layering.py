@@ -26,6 +26,15 @@ PURE = [
     "executor/mesos/protocol.py",
     "healthcheck/policy.py",
     "config/spec.py",
+    "config/order.py",
+    "config/errors.py",
+    "config/typed_tree.py",
+    "config/templates.py",
+    "config/bind.py",
+    "config/schema/__init__.py",
+    "config/schema/thermos.py",
+    "config/schema/aurora.py",
+    "config/schema/helpers.py",
 ]
 FORBIDDEN = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging",
              "select", "signal"}

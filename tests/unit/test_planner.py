@@ -534,9 +534,9 @@ def test_stale_or_unknown_reports_are_handled():
 
 
 @pytest.mark.parametrize("constraints, message", [
-    ([("a", "x")], "unknown process 'x'"),
-    ([("a", "b"), ("b", "a")], "cycle among: a, b"),
-    ([("a", "f")], "mixes final and regular"),
+    ([("a", "x")], r"task.constraints\[0\].order = \['a', 'x'\] names unknown processes: x "),
+    ([("a", "b"), ("b", "a")], "task.constraints form a cycle, so none of these can ever start: a -> b -> a"),
+    ([("a", "f")], r"task.constraints\[0\].order = \['a', 'f'\] mixes final and non-final processes"),
 ])
 def test_invalid_schedules_are_rejected(constraints, message):
     with pytest.raises(ValueError, match=message):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config import spec
+from config import loader, spec, templates
 from config.bind import bind
 from config.errors import BindError, ConfigError
 from config.loader import load_job
@@ -24,7 +24,7 @@ from config.schema import (
     ShellHealthChecker,
     TcpHealthChecker,
 )
-from config.templates import normalize_angle_refs, port_names
+from config.templates import normalize_angle_refs, port_names, port_refs, refs_in
 from tests.support.configs import job, process, write_config
 
 BIND = dict(instance=3, task_id="task-7", hostname="host.example", user="alice")
@@ -284,3 +284,18 @@ def test_reference_cycles_follow_self_binding_and_paths():
     assert reference_cycles(ok) == []
     looped = {"task": {"processes": [{"name": "x", "cmdline": "x{{cmdline}}"}]}}
     assert reference_cycles(looped) == ["job.task.processes[0].cmdline = 'x{{cmdline}}'"]
+
+
+# ---- the one port-reference pattern ----
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=10))
+def test_the_port_pattern_takes_exactly_what_pystachio_parses_as_one_port_index(name):
+    text = "run {{thermos.ports[" + name + "]}}"
+    parsed = refs_in(text) == [f"thermos.ports[{name}]"]
+    assert port_refs(text) == ([name] if parsed else [])
+
+
+def test_the_loader_checks_port_references_with_the_templates_pattern():
+    assert loader.PORT_REF is templates.PORT_REF

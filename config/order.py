@@ -1,0 +1,144 @@
+"""The order graph: which processes of a task must end before each one starts.
+
+Owns `order_graph()`, the one reading of a task's `order(...)` constraints, used by the
+loader (to reject a bad job with a message naming the field) and by the planner (to get each
+process's direct predecessors). Rules: process names are unique; a constraint names only
+processes of the task; a constraint does not mix final and regular processes (they run in
+different stages); the constraints form no cycle. Each broken rule is one typed problem, and
+`describe()` is the one sentence for it. Pure: no I/O, no logging.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import assert_never
+
+import attrs
+
+from config.errors import cut, show
+
+
+@attrs.frozen(slots=True)
+class DuplicateName:
+    """Process `index` reuses the name of an earlier process."""
+
+    index: int
+    name: str
+
+
+@attrs.frozen(slots=True)
+class UnknownNames:
+    """Constraint `index` names processes the task does not have."""
+
+    index: int
+    order: tuple[str, ...]
+    unknown: tuple[str, ...]
+    known: tuple[str, ...]
+
+
+@attrs.frozen(slots=True)
+class MixedStages:
+    """Constraint `index` orders final and regular processes against each other."""
+
+    index: int
+    order: tuple[str, ...]
+
+
+@attrs.frozen(slots=True)
+class Cycle:
+    """The constraints lead from `path[0]` back to itself."""
+
+    path: tuple[str, ...]
+
+
+OrderProblem = DuplicateName | UnknownNames | MixedStages | Cycle
+
+
+@attrs.frozen(slots=True)
+class OrderGraph:
+    """Each process's direct predecessors (in task order), or why there are none."""
+
+    deps: dict[str, tuple[str, ...]]  # empty when there are problems
+    problems: tuple[OrderProblem, ...]
+
+
+def order_graph(processes: Iterable[tuple[str, bool]],
+                constraints: Iterable[Sequence[str]]) -> OrderGraph:
+    """The graph of `processes` ((name, final) in task order) under `constraints` (each the
+    names of one `order(...)`, first to last). A bad constraint is reported and left out,
+    so the cycle check still sees the good ones."""
+    listed = list(processes)
+    names = [name for name, _ in listed]
+    final = {name: is_final for name, is_final in listed}  # a duplicate's last entry wins
+    problems: list[OrderProblem] = []
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(DuplicateName(i, name))
+        seen.add(name)
+    edges: dict[str, list[str]] = {name: [] for name in final}
+    for i, constraint in enumerate(constraints):
+        chain = tuple(constraint)
+        unknown = tuple(n for n in chain if n not in final)
+        if unknown:
+            problems.append(UnknownNames(i, chain, unknown, tuple(final)))
+        elif len({final[n] for n in chain}) > 1:
+            problems.append(MixedStages(i, chain))
+        else:
+            for before, after in zip(chain, chain[1:]):
+                edges[before].append(after)
+    cycle = find_cycle(edges)
+    if cycle is not None:
+        problems.append(Cycle(cycle))
+    if problems:
+        return OrderGraph({}, tuple(problems))
+    deps: dict[str, set[str]] = {name: set() for name in final}
+    for before, afters in edges.items():
+        for after in afters:
+            deps[after].add(before)
+    position = {name: i for i, name in enumerate(names)}
+    return OrderGraph({n: tuple(sorted(deps[n], key=position.__getitem__)) for n in final}, ())
+
+
+def find_cycle(edges: dict[str, list[str]]) -> tuple[str, ...] | None:
+    """The first cycle a depth-first walk in `edges` order meets, as `a, b, ..., a`.
+
+    Iterative, so a chain of thousands of processes cannot exhaust Python's stack."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in edges:
+        if start in state:
+            continue
+        path = [start]
+        stack = [iter(edges[start])]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return (*path[path.index(nxt):], nxt)
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(edges.get(nxt, ())))
+    return None
+
+
+def describe(problem: OrderProblem, task_path: str = "job.task") -> str:
+    """The sentence for `problem`, naming the field under `task_path`."""
+    match problem:
+        case DuplicateName(index, name):
+            return f"{task_path}.processes[{index}].name = {show(name)} is used by more than one process"
+        case UnknownNames(index, order, unknown, known):
+            return (f"{task_path}.constraints[{index}].order = {show(list(order))} names unknown "
+                    f"processes: {cut(', '.join(unknown), 200)} "
+                    f"(the task has: {cut(', '.join(known), 200) or 'none'})")
+        case MixedStages(index, order):
+            return (f"{task_path}.constraints[{index}].order = {show(list(order))} mixes final and "
+                    "non-final processes, which run in different stages and cannot be ordered "
+                    "against each other")
+        case Cycle(path):
+            return (f"{task_path}.constraints form a cycle, so none of these can ever start: "
+                    + cut(" -> ".join(path), 400))
+        case _:
+            assert_never(problem)

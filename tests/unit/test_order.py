@@ -1,0 +1,103 @@
+"""config.order: the one order graph, shared by the loader and the planner (tables)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from config.order import (
+    Cycle,
+    DuplicateName,
+    MixedStages,
+    OrderGraph,
+    UnknownNames,
+    describe,
+    find_cycle,
+    order_graph,
+)
+from config.spec import ProcessSpec, TaskSpec
+from executor.task.planner import Planner
+
+REGULAR = [("a", False), ("b", False), ("c", False), ("d", False)]
+
+
+@pytest.mark.parametrize("constraints, deps", [
+    ([], {"a": (), "b": (), "c": (), "d": ()}),
+    ([("a", "b", "c")], {"a": (), "b": ("a",), "c": ("b",), "d": ()}),
+    ([("c", "a"), ("b", "a"), ("c", "a")], {"a": ("b", "c"), "b": (), "c": (), "d": ()}),
+    ([("d",), ()], {"a": (), "b": (), "c": (), "d": ()}),
+])
+def test_direct_predecessors_come_in_task_order(constraints, deps):
+    assert order_graph(REGULAR, constraints) == OrderGraph(deps, ())
+
+
+@pytest.mark.parametrize("processes, constraints, problems", [
+    ([("a", False), ("b", False), ("a", True)], [], [DuplicateName(2, "a")]),
+    (REGULAR, [("a", "x", "y")], [UnknownNames(0, ("a", "x", "y"), ("x", "y"), ("a", "b", "c", "d"))]),
+    ([("a", False), ("f", True)], [("a", "f")], [MixedStages(0, ("a", "f"))]),
+    (REGULAR, [("a", "b", "c"), ("c", "a")], [Cycle(("a", "b", "c", "a"))]),
+    (REGULAR, [("a", "a")], [Cycle(("a", "a"))]),
+    # A bad constraint is left out; the cycle among the good ones is still found.
+    (REGULAR, [("b", "a"), ("a", "ghost"), ("a", "b")], [
+        UnknownNames(1, ("a", "ghost"), ("ghost",), ("a", "b", "c", "d")), Cycle(("a", "b", "a"))]),
+])
+def test_each_broken_rule_is_one_problem_and_there_is_no_graph(processes, constraints, problems):
+    assert order_graph(processes, constraints) == OrderGraph({}, tuple(problems))
+
+
+@pytest.mark.parametrize("problem, sentence", [
+    (DuplicateName(1, "a"), "job.task.processes[1].name = 'a' is used by more than one process"),
+    (UnknownNames(0, ("a", "ghost"), ("ghost",), ("a",)),
+     "job.task.constraints[0].order = ['a', 'ghost'] names unknown processes: ghost (the task has: a)"),
+    (UnknownNames(2, ("x",), ("x",), ()),
+     "job.task.constraints[2].order = ['x'] names unknown processes: x (the task has: none)"),
+    (MixedStages(0, ("a", "z")), "job.task.constraints[0].order = ['a', 'z'] mixes final and non-final "
+     "processes, which run in different stages and cannot be ordered against each other"),
+    (Cycle(("a", "b", "a")), "job.task.constraints form a cycle, so none of these can ever start: a -> b -> a"),
+])
+def test_each_problem_has_one_sentence(problem, sentence):
+    assert describe(problem) == sentence
+    assert describe(problem, "task") == sentence.replace("job.task", "task")
+
+
+def test_a_long_chain_needs_no_deep_recursion():
+    names = [f"p{i}" for i in range(20000)]
+    chain = [tuple(names)]
+    graph = order_graph([(n, False) for n in names], chain)
+    assert graph.problems == () and graph.deps["p19999"] == ("p19998",)
+    looped = order_graph([(n, False) for n in names], chain + [(names[-1], names[0])])
+    assert looped.problems == (Cycle((*names, names[0])),)
+
+
+def test_the_planner_refuses_what_the_loader_refuses_with_the_same_sentence():
+    task = TaskSpec(name="t", processes=(ProcessSpec("a", "x"), ProcessSpec("b", "x")),
+                    constraints=(("a", "b"), ("b", "a")))
+    with pytest.raises(ValueError) as info:
+        Planner(task)
+    assert str(info.value) == ("invalid schedule: task.constraints form a cycle, so none of these "
+                               "can ever start: a -> b -> a")
+
+
+names = st.sampled_from("abcdef")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(names, names), max_size=12))
+def test_a_reported_cycle_is_real_and_a_graph_has_none(pairs):
+    processes = [(n, False) for n in "abcdef"]
+    graph = order_graph(processes, pairs)
+    edges = {n: [b for a, b in pairs if a == n] for n in "abcdef"}
+    cycle = find_cycle(edges)
+    if cycle is None:
+        assert graph.problems == ()
+        for before, after in pairs:  # every pair is honoured directly
+            assert before in graph.deps[after]
+        done: set[str] = set()  # and the graph can be started in some order
+        while len(done) < 6:
+            ready = {n for n in "abcdef" if n not in done and set(graph.deps[n]) <= done}
+            assert ready
+            done |= ready
+    else:
+        assert graph.problems == (Cycle(cycle),)
+        assert cycle[0] == cycle[-1]
+        assert all(b in edges[a] for a, b in zip(cycle, cycle[1:]))
