@@ -1,56 +1,108 @@
-"""`stoker inspect`'s readable form of a loaded job. Formatting only: no I/O."""
+"""`stoker inspect`'s readable form of a job: what Stoker will run, from the bound JobSpec.
+
+`describe_job` binds the job the way `stoker run` does (instance 0, a port for every name
+the task needs, a task id, a host and a user, here placeholders) and describes the JobSpec
+that comes out. So every default and every decision (which health check, whether there is
+an HTTP lifecycle) comes from `config.bind`, the code that makes them at run time, and a job
+without a `health` port says it has no health check. Commands and the shell check's command
+are shown as written, with their per-run templates (`{{thermos.ports[http]}}`) still in them;
+a port is shown by its name, since its number is only known when the task starts.
+Formatting only: no I/O.
+"""
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from config.bind import bind
+from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, LoggerSpec, ProcessSpec
 from config.templates import port_names
+from healthcheck.policy import HealthPolicy
+
+# Stand-ins for what only the run knows; they never show (ports are shown by name).
+TASK_ID = "<task_id>"
+HOSTNAME = "<hostname>"
+USER = "<user>"
 
 
-def _flags(proc: dict[str, Any]) -> str:
-    flags = [name for name in ("daemon", "ephemeral", "final") if proc.get(name)]
-    flags.append(f"max_failures={proc.get('max_failures', 1)}")
-    flags.append(f"min_duration={proc.get('min_duration', 5)}")
+def describe_job(job: Any) -> str:
+    """`job` as load_job returned it (validated, flattened); raises ConfigError (BindError)
+    when it cannot be bound, exactly as `stoker run` would."""
+    names = port_names(job)
+    ports = {name: number for number, name in enumerate(names, start=1)}
+    spec = bind(job, instance=0, ports=ports, task_id=TASK_ID, hostname=HOSTNAME, user=USER)
+    plain = job.get()  # as written, templates kept; pystachio's defaults filled in
+    port_of = {number: _port_ref(name) for name, number in ports.items()}
+    lines = [f"job {spec.key}", *_job_lines(spec, plain), "  processes:"]
+    for process, raw in zip(spec.task.processes, plain["task"]["processes"]):
+        lines.append(f"    {process.name}  [{_flags(process)}]")
+        lines.extend(f"      | {line}" for line in str(raw["cmdline"]).strip("\n").splitlines())
+    lines.extend("  order " + " → ".join(chain) for chain in spec.task.constraints)
+    lines.extend(_health_lines(spec.health, plain["health_check_config"], port_of))
+    lines.append(_lifecycle_line(spec.lifecycle, plain.get("lifecycle") or {}, port_of))
+    lines.append("  ports: " + (", ".join(names) if names else "(none)"))
+    return "\n".join(lines) + "\n"
+
+
+def _port_ref(name: str) -> str:
+    return "{{thermos.ports[" + name + "]}}"
+
+
+def _job_lines(spec: JobSpec, plain: Any) -> list[str]:
+    task = spec.task
+    lines = [
+        f"  service={spec.service} instances={plain['instances']} "
+        f"max_task_failures={spec.max_task_failures}",
+        f"  task {task.name}: max_failures={task.max_failures} "
+        f"max_concurrency={task.max_concurrency} finalization_wait={task.finalization_wait_secs}",
+    ]
+    resources = plain["task"].get("resources")
+    if resources:
+        lines.append("  resources " + " ".join(f"{k}={v}" for k, v in sorted(resources.items())))
+    return lines
+
+
+def _flags(process: ProcessSpec) -> str:
+    flags = [name for name in ("daemon", "ephemeral", "final") if getattr(process, name)]
+    flags.append(f"max_failures={process.max_failures}")
+    flags.append(f"min_duration={process.min_duration_secs}")
+    if process.logger != LoggerSpec():
+        log = process.logger
+        flags.append(f"logger={log.destination.value}/{log.mode.value}")
     return " ".join(flags)
 
 
-def describe_job(job) -> str:
-    doc = json.loads(job.json_dumps())
-    task = doc.get("task", {})
-    key = "/".join(str(doc.get(k, "?")) for k in ("cluster", "role", "environment", "name"))
-    lines = [
-        f"job {key}",
-        f"  service={doc.get('service', False)} instances={doc.get('instances', 1)} "
-        f"max_task_failures={doc.get('max_task_failures', 1)}",
-        f"  task {task.get('name', '?')}: max_failures={task.get('max_failures', 1)} "
-        f"max_concurrency={task.get('max_concurrency', 0)} finalization_wait={task.get('finalization_wait', 30)}",
+def _health_lines(health: HealthSpec, plain: Any, port_of: dict[int, str]) -> list[str]:
+    if health.kind is CheckKind.NONE:
+        return ["  health: none (no port named health)"]
+    port = port_of[health.port] if health.port is not None else "?"
+    if health.kind is CheckKind.SHELL:
+        what = f"shell: {plain['health_checker']['shell']['shell_command']}"
+    elif health.kind is CheckKind.TCP:
+        what = f"TCP connect to localhost:{port}"
+    else:
+        body = f'body "{health.expected_response}"' if health.expected_response else "any body"
+        code = f"HTTP {health.expected_response_code}" if health.expected_response_code else "any status"
+        what = (f"HTTP GET http://localhost:{port}{health.endpoint}, "
+                f"expects {body}, {code}")
+    policy = HealthPolicy.from_spec(health)
+    passes = f"{policy.need} consecutive {'pass' if policy.need == 1 else 'passes'}"
+    return [
+        f"  health: {what}",
+        f"    initial_interval_secs={health.initial_interval_secs} "
+        f"interval_secs={health.interval_secs} timeout_secs={health.timeout_secs} "
+        f"max_consecutive_failures={health.max_consecutive_failures} "
+        f"min_consecutive_successes={health.min_consecutive_successes}",
+        f"    failures of the first {policy.m} attempts ignored (grace); RUNNING after "
+        f"{passes} within {policy.n} attempts",
     ]
-    res = task.get("resources")
-    if res:
-        lines.append("  resources " + " ".join(f"{k}={v}" for k, v in sorted(res.items())))
-    lines.append("  processes:")
-    for proc in task.get("processes", []):
-        lines.append(f"    {proc.get('name')}  [{_flags(proc)}]")
-        for cmd_line in str(proc.get("cmdline", "")).strip("\n").splitlines():
-            lines.append(f"      | {cmd_line}")
-    for constraint in task.get("constraints", []) or []:
-        lines.append("  order " + " → ".join(constraint.get("order", [])))
-    hc = doc.get("health_check_config") or {}
-    checker = hc.get("health_checker") or {}
-    kinds = ", ".join(sorted(checker)) or "http (default)"
-    lines.append(
-        f"  health_check_config: checker={kinds} initial_interval_secs={hc.get('initial_interval_secs', 15.0)} "
-        f"interval_secs={hc.get('interval_secs', 10.0)} timeout_secs={hc.get('timeout_secs', 1.0)} "
-        f"max_consecutive_failures={hc.get('max_consecutive_failures', 0)} "
-        f"min_consecutive_successes={hc.get('min_consecutive_successes', 1)}"
-    )
-    lifecycle = (doc.get("lifecycle") or {}).get("http")
-    if lifecycle:
-        lines.append(
-            f"  lifecycle: port={lifecycle.get('port', 'health')} "
-            f"{lifecycle.get('graceful_shutdown_endpoint', '/quitquitquit')} then "
-            f"{lifecycle.get('shutdown_endpoint', '/abortabortabort')}"
-        )
-    names = port_names(job)
-    lines.append("  ports: " + (", ".join(names) if names else "(none)"))
-    return "\n".join(lines) + "\n"
+
+
+def _lifecycle_line(lifecycle: LifecycleSpec | None, plain: Any, port_of: dict[int, str]) -> str:
+    if lifecycle is None:
+        http = plain.get("http")
+        why = f"no port named {http['port']}" if http else "no HTTP lifecycle configured"
+        return f"  lifecycle: none ({why})"
+    base = f"http://localhost:{port_of[lifecycle.port]}"
+    return (f"  lifecycle: on a kill, POST {base}{lifecycle.graceful_shutdown_endpoint}, wait up to "
+            f"{lifecycle.graceful_shutdown_wait_secs} s; POST {base}{lifecycle.shutdown_endpoint}, "
+            f"wait up to {lifecycle.shutdown_wait_secs} s; then SIGTERM, SIGKILL")
