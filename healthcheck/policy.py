@@ -25,6 +25,18 @@ Where Stoker differs from Aurora (docs/aurora.md §11): Aurora checks its deadli
 so allows up to n + 1 checks, and its fail-fast rule skips the last attempts; Stoker fails at
 attempt n at the latest, and as soon as `need` consecutive passes can no longer fit in the
 attempts left.
+
+When Stoker itself cannot make a check, the attempt is FAILED, like the service failing it
+(a decision; it is Aurora's rule too). That covers an exception in a checker (a Stoker bug:
+`healthcheck.base.never_raises` and the loop log it at ERROR with its traceback, reason
+"internal health check error: ...") and a health command that could not be started (fork
+failed, e.g. a full process table, or the supervisor is closed: "health command could not
+be started: ..."). Such a failure is ignored in grace and counts toward
+max_consecutive_failures like any other, so a passing error costs nothing, and the reason
+that fails the task names Stoker, not the service. Why not an outcome that is neither pass
+nor fail: the rules above know only passes and failures (a snooze is a pass), and a task
+whose checks can never be made would then stay RUNNING for ever, unchecked. The price: an
+error that repeats on every attempt fails a task that may be healthy.
 """
 from __future__ import annotations
 
