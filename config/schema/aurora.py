@@ -4,7 +4,7 @@ its HTTP lifecycle, and the scheduler-side fields Stoker accepts and carries wit
 
 Differences from Aurora, all widening: the lifecycle waits are Float (Aurora: Integer) so
 tests can use fractions of a second; `HealthCheckerConfig.tcp` is a Stoker extension (a TCP
-connect to the `health` port). docs/aurora.md gives the semantics of each field. Never does
+connect to the `health` port). docs/aurora.md §7 gives the semantics of each field. Never does
 I/O, never logs, never reads the environment.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 with Thermos' names, types and defaults, and the size units.
 
 Differences from Thermos, all widening: `Process.min_duration` and `Task.finalization_wait`
-are Float (Thermos: Integer) so tests can use fractions of a second. docs/aurora.md gives the
+are Float (Thermos: Integer) so tests can use fractions of a second. docs/aurora.md §7 gives the
 semantics of each field. Never does I/O, never logs, never reads the environment.
 """
 from __future__ import annotations
