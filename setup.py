@@ -15,6 +15,9 @@ setup(
         "psutil>=5.9",
         "pystachio>=0.8.10",
         "attrs>=23.1",
+        # ZooKeeper ServerSet announcements (--announcer-ensemble); imported only by a task
+        # that announces
+        "kazoo>=2.9",
     ],
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90",

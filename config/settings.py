@@ -24,6 +24,14 @@ from typing import Any
 
 import attrs
 
+from config.announcer import (
+    DEFAULT_SERVERSET_PATH,
+    AnnouncerSettings,
+    ZkAuth,
+    parse_ensemble,
+    parse_serverset_path,
+    parse_zk_auth,
+)
 from config.errors import SettingsError
 
 TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
@@ -111,6 +119,23 @@ def parse_checkpoint(text: str | bool) -> bool:
     return text is True or text == "1"
 
 
+def parse_switch(value: str | bool) -> bool:
+    """An on/off flag (`store_true`): given means on."""
+    return value is True or value in ("1", "true")
+
+
+def parse_zk_auth_file(path: str | ZkAuth) -> ZkAuth:
+    """`--announcer-zookeeper-auth-config`: read and checked at start-up, as in Aurora."""
+    if isinstance(path, ZkAuth):
+        return path
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path!r} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_zk_auth(text, path)
+
+
 def _text(value: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not text")
@@ -192,6 +217,34 @@ class ExecutorSettings:
                               help="log lines as text or json (default text)")
     log_level: str = setting(env=("STOKER_LOG_LEVEL",), flag="--log-level", default="INFO",
                              parse=parse_log_level, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    # ZooKeeper ServerSet announcements, with Aurora's executor flags (README "Service discovery").
+    announcer_ensemble: str | None = setting(
+        flag="--announcer-ensemble", parse=parse_ensemble, default=None, metavar="HOST:PORT[,...]",
+        help="announce every task whose job has `announce = Announcer(...)` in this ZooKeeper "
+             "ensemble (default: none, no announcing)")
+    announcer_serverset_path: str = setting(
+        flag="--announcer-serverset-path", parse=parse_serverset_path, default=DEFAULT_SERVERSET_PATH,
+        metavar="PATH", help="the ServerSets' root: PATH/ROLE/ENVIRONMENT/JOB (default /aurora)")
+    announcer_allow_custom_serverset_path: bool = setting(
+        flag="--announcer-allow-custom-serverset-path", parse=parse_switch, default=False,
+        action="store_true", help="honour Announcer.zk_path (without it, a job that sets it fails)")
+    announcer_hostname: str | None = setting(
+        flag="--announcer-hostname", default=None, metavar="HOST",
+        help="the host name to announce (default: the agent's host name)")
+    announcer_zookeeper_auth_config: ZkAuth | None = setting(
+        flag="--announcer-zookeeper-auth-config", parse=parse_zk_auth_file, default=None, metavar="FILE",
+        help="JSON file in Aurora's format: credentials for the ZooKeeper session and the ACL of "
+             "the announced nodes")
+
+    @property
+    def announcer(self) -> AnnouncerSettings | None:
+        """Where tasks announce; None: no ensemble, no announcing."""
+        if self.announcer_ensemble is None:
+            return None
+        return AnnouncerSettings(
+            ensemble=self.announcer_ensemble, serverset_path=self.announcer_serverset_path,
+            allow_custom_serverset_path=self.announcer_allow_custom_serverset_path,
+            hostname=self.announcer_hostname, auth=self.announcer_zookeeper_auth_config)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:
@@ -235,6 +288,16 @@ class RunSettings:
                                                "with each quick end (default 1)")
     restart_backoff_max_secs: float = setting(flag="--restart-backoff-max", parse=parse_secs, default=60.0,
                                               metavar="SECS", help="the largest restart delay (default 60)")
+    announce: str | None = setting(flag="--announce", parse=parse_ensemble, default=None, metavar="ENSEMBLE",
+                                   help="announce the job, when it has `announce = Announcer(...)`, in this "
+                                        "ZooKeeper ensemble (HOST:PORT[,...]) under /aurora/ROLE/ENVIRONMENT/JOB")
+
+    @property
+    def announcer(self) -> AnnouncerSettings | None:
+        """`--announce`: the job's own zk_path is honoured (your machine, your ZooKeeper)."""
+        if self.announce is None:
+            return None
+        return AnnouncerSettings(ensemble=self.announce, allow_custom_serverset_path=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> RunSettings:

@@ -1,0 +1,383 @@
+"""One task's ServerSet membership in ZooKeeper: the adapter over kazoo.
+
+Owns `ServerSetAnnouncer`. Import this module only for a task that announces
+(`executor.task.serverset.plan_announcement` returned an `Announcement`): it imports kazoo,
+which no other task should pay for.
+
+The owner calls `join()` (the task became RUNNING), `leave()` (the first step of a kill or
+failure, before any signal), `close()` (the task is over), `view()` (what `stoker status`
+shows) and `overdue(now)` (the first announcement missed its bound: fail the task with
+`serverset.TIMED_OUT_REASON`). `join` returns at once; `leave` and `close` wait a bounded
+time. Every state change is one `announcer_*` log line and one `AnnouncementChanged` handed
+to `post` (the owner's queue).
+
+Threads: one worker thread per announcer makes every ZooKeeper call and feeds the pure
+`Membership` machine (executor/task/membership.py), which decides what to do next. The
+owner's calls and kazoo's threads (connection listener, node watch) only put messages on the
+worker's queue; nothing here touches task state. The worker waits on that queue, with a
+timeout only while a failed create or delete waits for its back-off. kazoo reconnects by
+itself, forever, with back-off up to `reconnect_max_secs`; a new session after an expiry
+gets a new member.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import attrs
+from kazoo.client import KazooClient
+from kazoo.exceptions import (
+    AuthFailedError,
+    ConnectionLoss,
+    NoAuthError,
+    NoNodeError,
+    OperationTimeoutError,
+    SessionExpiredError,
+)
+from kazoo.protocol.states import EventType, WatchedEvent
+from kazoo.retry import KazooRetry
+from kazoo.security import ACL, make_acl, make_digest_acl_credential
+
+from config.announcer import ZkAccess, ZkAuth
+from executor.logs import log_event
+from executor.task.membership import (
+    RETRY_INITIAL_SECS,
+    Action,
+    Change,
+    Connection,
+    Membership,
+    MemberState,
+    first_join_overdue,
+)
+from executor.task.serverset import MEMBER_PREFIX, Announcement
+
+logger = logging.getLogger(__name__)
+# kazoo logs a WARNING for every reconnect attempt while ZooKeeper is down; the announcer's own
+# lines report each state change once, so only kazoo's errors (its bugs) get through.
+_kazoo_logger = logging.getLogger(__name__ + ".kazoo")
+_kazoo_logger.setLevel(logging.ERROR)
+
+SESSION_TIMEOUT_SECS = 10.0
+RECONNECT_MAX_SECS = 10.0
+OPERATION_TIMEOUT_SECS = 10.0
+LEAVE_TIMEOUT_SECS = 2.0
+CLOSE_TIMEOUT_SECS = 3.0
+_SETTLED = (MemberState.IDLE, MemberState.LEFT, MemberState.CLOSED)
+
+
+@attrs.frozen(slots=True)
+class AnnouncerView:
+    """What `stoker status` shows about a task's announcement."""
+
+    path: str  # the ServerSet
+    member: str | None  # e.g. member_0000000003 while joined
+    state: MemberState
+    reason: str
+    since: float  # wall-clock time (epoch seconds) of the last state change
+    connection: Connection
+    first_joined: bool  # a member was created at least once
+
+
+@attrs.frozen(slots=True)
+class AnnouncementChanged:
+    """Posted to the owner after every state change of the announcement."""
+
+    task: str
+    view: AnnouncerView
+    changes: tuple[Change, ...]
+
+
+# Messages on the worker's queue.
+@attrs.frozen(slots=True)
+class _Join:
+    pass
+
+
+@attrs.frozen(slots=True)
+class _Leave:
+    done: threading.Event  # set once the member is gone (or a later join wins)
+
+
+@attrs.frozen(slots=True)
+class _Close:
+    pass
+
+
+@attrs.frozen(slots=True)
+class _ConnectionChanged:
+    connection: Connection
+
+
+@attrs.frozen(slots=True)
+class _MemberEvent:
+    member: str
+    deleted: bool
+
+
+class ServerSetAnnouncer:
+    """See the module docstring."""
+
+    def __init__(self, announcement: Announcement, *, task: str,
+                 post: Callable[[AnnouncementChanged], None],
+                 session_timeout_secs: float = SESSION_TIMEOUT_SECS,
+                 reconnect_max_secs: float = RECONNECT_MAX_SECS,
+                 operation_timeout_secs: float = OPERATION_TIMEOUT_SECS,
+                 retry_initial_secs: float = RETRY_INITIAL_SECS,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self._a = announcement
+        self._data = announcement.data
+        self._task = task
+        self._post = post
+        self._session_timeout_secs = session_timeout_secs
+        self._reconnect_max_secs = reconnect_max_secs
+        self._op_timeout_secs = operation_timeout_secs
+        self._clock, self._wall = clock, wall
+        # The worker's alone: the machine, the client, the pending leave() calls.
+        self._machine = Membership(retry_initial_secs=retry_initial_secs)
+        self._zk: KazooClient | None = None
+        self._leave_waiters: list[threading.Event] = []
+        # The owner's alone: whether it wants the member, and the first announcement's bound.
+        self._joining = False
+        self._closed = False
+        self._first_join_deadline_at: float | None = None
+        self._worker: threading.Thread | None = None
+        # Shared: the queue, and the view the worker publishes under the condition.
+        self._inbox: queue.Queue[object] = queue.Queue()
+        self._cond = threading.Condition()
+        self._view = self._snapshot()
+
+    # ---- the owner's side ----
+
+    def join(self) -> None:
+        """Be in the ServerSet: returns at once; the worker creates the member (idempotent).
+        The first call starts the clock of the first announcement's bound."""
+        if self._closed or self._joining:
+            return
+        self._joining = True
+        if self._first_join_deadline_at is None:
+            self._first_join_deadline_at = self._clock() + self._a.first_join_bound_secs
+        self._start()
+        self._inbox.put(_Join())
+
+    def leave(self, timeout_secs: float = LEAVE_TIMEOUT_SECS) -> bool:
+        """Leave the ServerSet; True once the member is gone, False if `timeout_secs` passed
+        first (the worker keeps trying, and the member expires with the session anyway)."""
+        self._joining = False
+        if self._worker is None:
+            return True
+        done = threading.Event()
+        self._inbox.put(_Leave(done))
+        return done.wait(timeout_secs)
+
+    def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS) -> None:
+        """Leave and end the ZooKeeper session; waits at most `timeout_secs`. Final."""
+        self._closed, self._joining = True, False
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        self._inbox.put(_Close())
+        worker.join(timeout_secs)
+
+    def view(self) -> AnnouncerView:
+        with self._cond:
+            return self._view
+
+    def overdue(self, now: float) -> bool:
+        """The first announcement missed its bound (`now`: time.monotonic())."""
+        return first_join_overdue(self._first_join_deadline_at, self.view().first_joined,
+                                  self._joining, now)
+
+    @property
+    def first_join_deadline_at(self) -> float | None:
+        """When `overdue` may first be true (None until `join`)."""
+        return self._first_join_deadline_at
+
+    # ---- the worker ----
+
+    def _start(self) -> None:
+        if self._worker is not None:
+            return
+        self._zk = KazooClient(
+            hosts=self._a.ensemble, timeout=self._session_timeout_secs,
+            connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2,
+                                        max_delay=self._reconnect_max_secs),
+            auth_data=_auth_data(self._a.auth), default_acl=_acl(self._a.auth), logger=_kazoo_logger)
+        self._zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(Connection(state))))
+        self._worker = threading.Thread(target=self._run, name=f"announcer-{self._task}", daemon=True)
+        self._worker.start()
+        self._zk.start_async()
+
+    def _run(self) -> None:
+        while True:
+            deadline = self._machine.next_deadline_at
+            try:
+                message = self._inbox.get(timeout=None if deadline is None
+                                          else max(0.0, deadline - self._clock()))
+            except queue.Empty:
+                message = None
+            if isinstance(message, _Close):
+                self._shutdown()
+                return
+            if message is not None:
+                self._publish(self._apply(message))
+            while (action := self._machine.next_action(self._clock())) is not None:
+                self._publish(self._create() if action is Action.CREATE else self._delete())
+            if self._machine.want or self._machine.state in _SETTLED:
+                self._release_leave_waiters()
+
+    def _release_leave_waiters(self) -> None:
+        for done in self._leave_waiters:
+            done.set()
+        self._leave_waiters.clear()
+
+    def _apply(self, message: object) -> list[Change]:
+        m = self._machine
+        match message:
+            case _Join():
+                return m.join()
+            case _Leave(done=done):
+                self._leave_waiters.append(done)
+                return m.leave()
+            case _ConnectionChanged(connection=connection):
+                changes = m.connection_changed(connection)
+                if connection is Connection.CONNECTED and m.member is not None:
+                    self._watch(m.member)  # kazoo drops watches with the connection
+                return changes
+            case _MemberEvent(member=member, deleted=True):
+                return m.vanished(member)
+            case _MemberEvent(member=member):
+                # A change, or kazoo dropping the watch with the connection (watched again
+                # on CONNECTED): watch again if there is something to watch.
+                if member == m.member and m.connection is Connection.CONNECTED:
+                    self._watch(member)
+                return []
+        raise TypeError(f"unexpected message {message!r}")
+
+    def _create(self) -> list[Change]:
+        assert self._zk is not None
+        try:
+            orphan = self._orphan() if self._machine.check_orphans else None
+            if orphan is None:
+                path = self._zk.create_async(self._a.member_prefix, self._data, ephemeral=True,
+                                             sequence=True, makepath=True).get(timeout=self._op_timeout_secs)
+                orphan = path.rsplit("/", 1)[1]
+        except Exception as exc:  # every outcome becomes a fact for the machine
+            ambiguous = isinstance(exc, (ConnectionLoss, OperationTimeoutError,
+                                         self._zk.handler.timeout_exception))
+            return self._machine.failed(Action.CREATE, self._why(exc), self._clock(), ambiguous=ambiguous)
+        changes = self._machine.created(orphan, self._clock())
+        self._watch(orphan)
+        return changes
+
+    def _delete(self) -> list[Change]:
+        assert self._zk is not None and self._machine.member is not None
+        try:
+            self._zk.delete_async(f"{self._a.path}/{self._machine.member}").get(timeout=self._op_timeout_secs)
+        except NoNodeError:
+            pass  # already gone: what we wanted
+        except Exception as exc:
+            return self._machine.failed(Action.DELETE, self._why(exc), self._clock())
+        return self._machine.deleted()
+
+    def _orphan(self) -> str | None:
+        """A member this session created in a call whose answer was lost, if there is one."""
+        assert self._zk is not None
+        session_id = self._zk.client_id[0] if self._zk.client_id else None
+        try:
+            children = self._zk.get_children(self._a.path)
+        except NoNodeError:
+            return None
+        for child in sorted(children):
+            if child.startswith(MEMBER_PREFIX):
+                data, stat = self._zk.get(f"{self._a.path}/{child}")
+                if stat.ephemeralOwner == session_id and data == self._data:
+                    return str(child)
+        return None
+
+    def _watch(self, member: str) -> None:
+        """Tell the worker when the member node is deleted (or changed: watch again)."""
+        assert self._zk is not None
+
+        def on_event(event: WatchedEvent) -> None:
+            self._inbox.put(_MemberEvent(member, deleted=event.type == EventType.DELETED))
+
+        try:
+            stat = self._zk.exists_async(f"{self._a.path}/{member}", watch=on_event).get(
+                timeout=self._op_timeout_secs)
+        except Exception:
+            return  # not connected: the listener's SUSPENDED or LOST follows, then CONNECTED
+        if stat is None:
+            self._inbox.put(_MemberEvent(member, deleted=True))
+
+    def _shutdown(self) -> None:
+        if self._machine.member is not None and self._machine.connection is Connection.CONNECTED:
+            self._publish(self._machine.leave())
+            self._publish(self._delete())
+        changes = self._machine.close()
+        zk, self._zk = self._zk, None
+        try:
+            if zk is not None:
+                zk.stop()
+                zk.close()
+        except Exception as exc:
+            log_event(logger, logging.ERROR, "announcer_close_failed", task=self._task,
+                      error=f"{type(exc).__name__}: {exc}")
+        self._publish(changes)
+        self._release_leave_waiters()
+
+    def _why(self, exc: BaseException) -> str:
+        if isinstance(exc, NoAuthError):
+            source = self._a.auth.source if self._a.auth else "none: no --announcer-zookeeper-auth-config"
+            return f"ZooKeeper refused it: not authorized (NoAuth) under {self._a.path}; credentials from {source}"
+        if isinstance(exc, AuthFailedError):
+            return "ZooKeeper rejected the session's credentials (AuthFailed)"
+        if isinstance(exc, (ConnectionLoss, SessionExpiredError)):
+            return f"connection to ZooKeeper lost ({type(exc).__name__})"
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+    def _snapshot(self) -> AnnouncerView:
+        m = self._machine
+        return AnnouncerView(path=self._a.path, member=m.member, state=m.state, reason=m.reason,
+                             since=self._wall(), connection=m.connection,
+                             first_joined=m.first_joined_at is not None)
+
+    def _publish(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        with self._cond:
+            self._view = self._snapshot()
+            self._cond.notify_all()
+            view = self._view
+        for change in changes:
+            failing = change.reason.startswith("could not") or change.new in ("SUSPENDED", "LOST")
+            log_event(logger, logging.WARNING if failing else logging.INFO, f"announcer_{change.subject}",
+                      task=self._task, path=view.path, member=view.member,
+                      **{"from": change.old, "to": change.new}, reason=change.reason)
+        self._post(AnnouncementChanged(task=self._task, view=view, changes=tuple(changes)))
+
+
+def _auth_data(auth: ZkAuth | None) -> list[tuple[str, str]] | None:
+    if auth is None or not auth.auth:
+        return None
+    return [(c.scheme, c.credential) for c in auth.auth]
+
+
+def _acl(auth: ZkAuth | None) -> list[ACL] | None:
+    """The ACL of every node the announcer creates (None: kazoo's default, open to all)."""
+    if auth is None or not auth.acl:
+        return None
+    return [_one_acl(a) for a in auth.acl]
+
+
+def _one_acl(access: ZkAccess) -> ACL:
+    credential = access.credential
+    if access.scheme == "digest":  # the ACL names the user and a hash of the password
+        user, password = credential.split(":")
+        credential = make_digest_acl_credential(user, password)
+    p = access.permissions
+    return make_acl(access.scheme, credential, read=p.read, write=p.write, create=p.create,
+                    delete=p.delete, admin=p.admin)

@@ -1,0 +1,339 @@
+"""The ServerSet announcer against a real ZooKeeper server (tests/support/zookeeper.py).
+
+One server is shared by the module's tests that leave it running (each under its own root
+path); the tests that stop or never start ZooKeeper get their own server on their own port.
+A plain kazoo client plays the ServerSet reader (Finagle, Aurora's tools).
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+
+from config.announcer import AnnouncerSettings, AnnouncerSpec, parse_zk_auth
+from config.spec import HealthSpec, JobSpec, TaskSpec
+from executor.task.announcer import AnnouncementChanged, ServerSetAnnouncer
+from executor.task.membership import Connection, MemberState
+from executor.task.serverset import TIMED_OUT_REASON, Announcement, plan_announcement
+from tests.support.waiting import wait_for
+from tests.support.zookeeper import ZooKeeperServer, in_ci, zookeeper_missing
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
+
+MEMBER = re.compile(r"^member_\d{10}$")
+AUTH_FILE = {
+    "auth": [{"scheme": "digest", "credential": "stoker:s3cret"}],
+    "acl": [{"scheme": "digest", "credential": "stoker:s3cret",
+             "permissions": {"read": True, "write": True, "create": True, "delete": True, "admin": True}},
+            {"scheme": "world", "credential": "anyone", "permissions": {"read": True}}],
+}
+
+
+def _require_zookeeper() -> None:
+    reason = zookeeper_missing()
+    if reason is not None:
+        if in_ci():
+            pytest.fail(f"CI must run the ZooKeeper tests: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def zk(tmp_path_factory):
+    _require_zookeeper()
+    server = ZooKeeperServer(tmp_path_factory.mktemp("zk-shared"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def private_zk(tmp_path):
+    """A server of the test's own, not started: the test stops and starts it at will."""
+    _require_zookeeper()
+    server = ZooKeeperServer(tmp_path / "zk")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def reader(zk):
+    client = KazooClient(hosts=zk.ensemble, timeout=4.0)
+    client.start(timeout=10)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()
+
+
+class Recorder:
+    """The owner's side of `post`: keeps every AnnouncementChanged."""
+
+    def __init__(self) -> None:
+        self.events: list[AnnouncementChanged] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: AnnouncementChanged) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def states(self) -> list[str]:
+        with self._lock:
+            return [f"{c.subject}:{c.new}" for e in self.events for c in e.changes]
+
+
+@pytest.fixture
+def announcers():
+    """Makes announcers and closes every one of them, whatever happens in the test."""
+    made: list[ServerSetAnnouncer] = []
+
+    def make(announcement: Announcement, **kw) -> tuple[ServerSetAnnouncer, Recorder]:
+        recorder = Recorder()
+        kw.setdefault("session_timeout_secs", 2.0)
+        kw.setdefault("reconnect_max_secs", 0.5)
+        kw.setdefault("retry_initial_secs", 0.1)
+        announcer = ServerSetAnnouncer(announcement, task="hello.3", post=recorder, **kw)
+        made.append(announcer)
+        return announcer, recorder
+
+    yield make
+    for announcer in made:
+        announcer.close(timeout_secs=5)
+
+
+def job(*, ports=None, health=None) -> JobSpec:
+    return JobSpec(role="www-data", environment="prod", cluster="devcluster", name="hello",
+                   instance=3, task_id="task-1", task=TaskSpec(name="hello", processes=()),
+                   health=health or HealthSpec(), ports=ports if ports is not None else
+                   {"http": 31001, "health": 31000})
+
+
+def announcement(ensemble: str, root: str, *, announce: AnnouncerSpec | None = None, auth=None,
+                 allow_custom: bool = False, health: HealthSpec | None = None) -> Announcement:
+    settings = AnnouncerSettings(ensemble=ensemble, serverset_path=root, hostname="host-7.example",
+                                 allow_custom_serverset_path=allow_custom, auth=auth)
+    plan = plan_announcement(job(health=health), announce or AnnouncerSpec(), settings, "agent-host")
+    assert plan is not None
+    return plan
+
+
+def unique_root() -> str:
+    return f"/t-{uuid.uuid4().hex[:12]}"
+
+
+def members(client: KazooClient, path: str) -> list[str]:
+    return sorted(client.get_children(path)) if client.exists(path) else []
+
+
+def test_the_member_appears_at_the_jobs_path_with_aurora_json(zk, reader, announcers):
+    root = unique_root()
+    announcer, recorder = announcers(announcement(zk.ensemble, root))
+    announcer.join()
+    path = f"{root}/www-data/prod/hello"
+    names = wait_for(lambda: members(reader, path), timeout_secs=10)
+    assert len(names) == 1 and MEMBER.match(names[0]), names
+    data, stat = reader.get(f"{path}/{names[0]}")
+    assert json.loads(data) == {
+        "serviceEndpoint": {"host": "host-7.example", "port": 31001},
+        "additionalEndpoints": {"aurora": {"host": "host-7.example", "port": 31001},
+                                "health": {"host": "host-7.example", "port": 31000},
+                                "http": {"host": "host-7.example", "port": 31001}},
+        "status": "ALIVE",
+        "shard": 3,
+    }
+    assert stat.ephemeralOwner != 0  # ephemeral: it goes with the announcer's session
+    view = wait_for(lambda: announcer.view() if announcer.view().state is MemberState.JOINED else None)
+    assert (view.path, view.member, view.connection, view.first_joined) == (
+        path, names[0], Connection.CONNECTED, True)
+    assert recorder.states()[:3] == ["member:JOINING", "connection:CONNECTED", "member:JOINED"]
+    assert not announcer.overdue(time.monotonic() + 3600)
+
+
+def test_join_twice_is_one_member(zk, reader, announcers):
+    root = unique_root()
+    announcer, _ = announcers(announcement(zk.ensemble, root))
+    announcer.join()
+    announcer.join()
+    path = f"{root}/www-data/prod/hello"
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+    announcer.join()
+    assert len(members(reader, path)) == 1
+
+
+def test_a_custom_path_is_used_when_allowed(zk, reader, announcers):
+    custom = f"{unique_root()}/uns/v1/service"
+    announcer, _ = announcers(announcement(zk.ensemble, "/aurora", allow_custom=True,
+                                           announce=AnnouncerSpec(zk_path=custom)))
+    announcer.join()
+    assert MEMBER.match(wait_for(lambda: members(reader, custom), timeout_secs=10)[0])
+    assert announcer.view().path == custom
+
+
+def test_leave_removes_the_member_and_join_brings_a_new_one(zk, reader, announcers):
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    announcer, recorder = announcers(announcement(zk.ensemble, root))
+    announcer.join()
+    first = wait_for(lambda: members(reader, path), timeout_secs=10)
+    started = time.monotonic()
+    assert announcer.leave(timeout_secs=5) is True
+    assert time.monotonic() - started < 1.0
+    assert members(reader, path) == []
+    assert announcer.view().state is MemberState.LEFT and announcer.view().member is None
+    assert announcer.leave(timeout_secs=1) is True  # idempotent
+    assert recorder.states().count("member:LEFT") == 1
+    announcer.join()
+    second = wait_for(lambda: members(reader, path), timeout_secs=10)
+    assert len(second) == 1 and second != first
+
+
+def test_close_ends_the_session_and_the_member(zk, reader, announcers):
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    announcer, _ = announcers(announcement(zk.ensemble, root))
+    announcer.join()
+    wait_for(lambda: members(reader, path), timeout_secs=10)
+    announcer.close(timeout_secs=5)
+    assert members(reader, path) == []
+    assert announcer.view().state is MemberState.CLOSED
+
+
+def test_a_member_deleted_by_someone_else_is_created_again(zk, reader, announcers):
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    announcer, _ = announcers(announcement(zk.ensemble, root))
+    announcer.join()
+    [first] = wait_for(lambda: members(reader, path), timeout_secs=10)
+    reader.delete(f"{path}/{first}")
+    again = wait_for(lambda: [m for m in members(reader, path) if m != first], timeout_secs=10)
+    assert len(again) == 1
+    wait_for(lambda: announcer.view().member == again[0], timeout_secs=5)
+
+
+def test_a_session_expiry_while_joined_ends_with_a_new_member(zk, reader, announcers):
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    announcer, recorder = announcers(announcement(zk.ensemble, root))
+    announcer.join()
+    [first] = wait_for(lambda: members(reader, path), timeout_secs=10)
+    # Expire the announcer's session the classic way: a second client attaches to it with
+    # its id and password, then closes it. (Reaching into the adapter is the test's privilege.)
+    session_id, password = announcer._zk.client_id
+    thief = KazooClient(hosts=zk.ensemble, client_id=(session_id, password), timeout=2.0)
+    thief.start(timeout=10)
+    thief.stop()
+    thief.close()
+    again = wait_for(lambda: [m for m in members(reader, path) if m != first], timeout_secs=15)
+    assert len(again) == 1 and first not in members(reader, path)
+    wait_for(lambda: announcer.view().member == again[0], timeout_secs=5)
+    assert "connection:LOST" in recorder.states()
+
+
+def test_a_zookeeper_restart_while_joined_ends_with_the_member_present(private_zk, announcers):
+    private_zk.start()
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    announcer, _ = announcers(announcement(private_zk.ensemble, root))
+    announcer.join()
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+    private_zk.stop()
+    wait_for(lambda: announcer.view().connection is not Connection.CONNECTED, timeout_secs=10)
+    private_zk.start()  # same port, same data directory
+    client = KazooClient(hosts=private_zk.ensemble, timeout=4.0)
+    client.start(timeout=10)
+    try:
+        names = wait_for(lambda: announcer.view().state is MemberState.JOINED
+                         and members(client, path), timeout_secs=20)
+        assert len(names) == 1 and announcer.view().member == names[0]
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_digest_auth_applies_the_acl_and_a_wrong_password_is_refused(zk, reader, announcers, tmp_path):
+    auth_path = tmp_path / "announcer-auth.json"
+    auth_path.write_text(json.dumps(AUTH_FILE))
+    auth = parse_zk_auth(auth_path.read_text(), str(auth_path))
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    announcer, _ = announcers(announcement(zk.ensemble, root, auth=auth))
+    announcer.join()
+    [name] = wait_for(lambda: members(reader, path), timeout_secs=10)
+    acls, _ = reader.get_acls(f"{path}/{name}")
+    assert sorted((a.id.scheme, a.perms) for a in acls) == [("digest", 31), ("world", 1)]
+    json.loads(reader.get(f"{path}/{name}")[0])  # anyone may read it
+    with pytest.raises(NoAuthError):  # but not delete it
+        reader.delete(f"{path}/{name}")
+
+    wrong = json.loads(json.dumps(AUTH_FILE))
+    wrong["auth"][0]["credential"] = "stoker:n0t-it"
+    wrong_path = tmp_path / "other-auth.json"
+    wrong_path.write_text(json.dumps(wrong))
+    intruder, recorder = announcers(announcement(
+        zk.ensemble, root, auth=parse_zk_auth(wrong_path.read_text(), str(wrong_path))))
+    intruder.join()
+    view = wait_for(lambda: intruder.view() if "NoAuth" in intruder.view().reason else None, timeout_secs=10)
+    assert view.state is MemberState.JOINING and view.member is None
+    assert str(wrong_path) in view.reason and "n0t-it" not in view.reason  # names the file, not the secret
+    assert members(reader, path) == [name]
+
+
+def test_zookeeper_down_at_join_reports_the_timeout_and_keeps_retrying(private_zk, announcers):
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    health = HealthSpec(initial_interval_secs=0.5, interval_secs=0.25, max_consecutive_failures=2)
+    announcer, _ = announcers(announcement(private_zk.ensemble, root, health=health))
+    assert announcer.overdue(time.monotonic()) is False  # not asked to join yet
+    joined_at = time.monotonic()
+    announcer.join()
+    assert announcer.first_join_deadline_at == pytest.approx(joined_at + 1.0, abs=0.2)
+    assert announcer.overdue(time.monotonic()) is False
+    wait_for(lambda: announcer.overdue(time.monotonic()), timeout_secs=5)
+    assert time.monotonic() - joined_at >= 1.0
+    view = announcer.view()
+    assert (view.state, view.connection, view.first_joined) == (MemberState.JOINING, Connection.LOST, False)
+    assert TIMED_OUT_REASON == "Creating Announcer Serverset timed out."
+
+    private_zk.start()  # the announcer was retrying all along
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=15)
+    assert announcer.overdue(time.monotonic()) is False
+    client = KazooClient(hosts=private_zk.ensemble, timeout=4.0)
+    client.start(timeout=10)
+    try:
+        assert members(client, path) == [announcer.view().member]
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_leave_while_zookeeper_is_down_returns_within_its_bound(private_zk, announcers):
+    private_zk.start()
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    announcer, _ = announcers(announcement(private_zk.ensemble, root))
+    announcer.join()
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+    private_zk.stop()
+    started = time.monotonic()
+    assert announcer.leave(timeout_secs=0.5) is False
+    assert time.monotonic() - started < 1.5
+    assert announcer.view().state is MemberState.LEAVING
+    private_zk.start()
+    wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=20)
+    client = KazooClient(hosts=private_zk.ensemble, timeout=4.0)
+    client.start(timeout=10)
+    try:
+        assert members(client, path) == []
+    finally:
+        client.stop()
+        client.close()
