@@ -107,10 +107,9 @@ def parse_ensemble(text: str) -> str:
 
 def parse_serverset_path(text: str) -> str:
     """An absolute ZooKeeper path, normalised: `/aurora/`, `//aurora` -> `/aurora`."""
-    parts = text.split("/") if isinstance(text, str) else []
-    if not parts or parts[0] != "":
+    if not isinstance(text, str) or not text.startswith("/"):
         raise ValueError(f"{text!r} is not an absolute ZooKeeper path (it must start with /)")
-    names = [p for p in parts if p]
+    names = [p for p in text.split("/") if p]
     bad = [p for p in names if p in (".", "..") or any(ord(c) < 32 or c == "\x7f" for c in p)]
     if bad:
         raise ValueError(f"{text!r} is not a ZooKeeper path: {bad[0]!r} cannot be a node name")

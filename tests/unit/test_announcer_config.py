@@ -1,0 +1,165 @@
+"""The announcer's settings: Aurora's --announcer-* flags, the auth file, `stoker run --announce`."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from config.announcer import (
+    AnnouncerSettings,
+    AnnouncerSpec,
+    ZkAccess,
+    ZkAuth,
+    ZkCredential,
+    ZkPermissions,
+    parse_ensemble,
+    parse_serverset_path,
+    parse_zk_auth,
+)
+from config.errors import SettingsError
+from config.settings import ExecutorSettings, RunSettings, add_arguments
+
+AGENT_ENV = {"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "fw-1",
+             "MESOS_EXECUTOR_ID": "ex-1"}
+
+# Aurora's own example (examples/vagrant/config/announcer-auth.json in its tree).
+AURORA_EXAMPLE = {
+    "auth": [{"scheme": "digest", "credential": "user:pass"}],
+    "acl": [{"scheme": "digest", "credential": "user:pass",
+             "permissions": {"read": True, "create": True, "delete": True, "write": True}},
+            {"scheme": "world", "credential": "anyone", "permissions": {"read": True, "delete": True}}],
+}
+
+
+def test_aurora_example_auth_file_parses():
+    auth = parse_zk_auth(json.dumps(AURORA_EXAMPLE), "auth.json")
+    assert auth == ZkAuth(
+        source="auth.json",
+        auth=(ZkCredential("digest", "user:pass"),),
+        acl=(ZkAccess("digest", "user:pass", ZkPermissions(read=True, write=True, create=True, delete=True)),
+             ZkAccess("world", "anyone", ZkPermissions(read=True, delete=True))))
+    assert "pass" not in repr(auth)  # credentials never reach a log line through a repr
+
+
+def test_both_lists_are_optional():
+    assert parse_zk_auth("{}", "a.json") == ZkAuth(source="a.json")
+
+
+@pytest.mark.parametrize("doc,message", [
+    ("not json", "a.json: not JSON: "),
+    ("[]", "a.json: the file: must be a JSON object, not list"),
+    ({"auths": []}, "a.json: the file: unknown field 'auths' (known: acl, auth)"),
+    ({"auth": {}}, "a.json: auth: must be a list, not dict"),
+    ({"auth": [{"scheme": "digest"}]}, "a.json: auth[0].credential: is required"),
+    ({"auth": [{"scheme": "", "credential": "x:y"}]}, "a.json: auth[0].scheme: must be a non-empty string"),
+    ({"auth": [{"scheme": "digest", "credential": 7}]}, "a.json: auth[0].credential: must be a non-empty string"),
+    ({"auth": [{"scheme": "digest", "credential": "x:y", "extra": 1}]},
+     "a.json: auth[0]: unknown field 'extra' (known: credential, scheme)"),
+    ({"acl": [{"scheme": "world", "credential": "anyone"}]}, "a.json: acl[0].permissions: is required"),
+    ({"acl": [{"scheme": "world", "credential": "anyone", "permissions": {"read": "yes"}}]},
+     "a.json: acl[0].permissions.read: 'yes' is not true or false"),
+    ({"acl": [{"scheme": "world", "credential": "anyone", "permissions": {"execute": True}}]},
+     "a.json: acl[0].permissions: unknown field 'execute' (known: admin, create, delete, read, write)"),
+    ({"acl": [{"scheme": "digest", "credential": "no-colon-s3cret", "permissions": {}}]},
+     "a.json: acl[0].credential: a digest credential must be USER:PASSWORD (exactly one ':')"),
+])
+def test_a_bad_auth_file_names_the_file_and_the_field(doc, message):
+    with pytest.raises(ValueError) as info:
+        parse_zk_auth(doc if isinstance(doc, str) else json.dumps(doc), "a.json")
+    assert str(info.value).startswith(message), str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["zk1:2181", "zk1:2181,zk2:2182,zk3", "127.0.0.1:2181/chroot/path",
+                                  "[::1]:2181", " zk1:2181 "])
+def test_ensembles(text):
+    assert parse_ensemble(text) == text.strip()
+
+
+@pytest.mark.parametrize("text", ["", "zk1:0", "zk1:65536", "zk1:abc", "zk 1:2181", "zk1:2181,", "zk1:2181/a/../b"])
+def test_bad_ensembles(text):
+    with pytest.raises(ValueError, match="ZooKeeper"):
+        parse_ensemble(text)
+
+
+@pytest.mark.parametrize("text,path", [("/aurora", "/aurora"), ("/aurora/", "/aurora"),
+                                       ("//a//b", "/a/b"), ("/", "/")])
+def test_serverset_paths_are_normalised(text, path):
+    assert parse_serverset_path(text) == path
+
+
+@pytest.mark.parametrize("text", ["aurora", "", "/a/./b", "/a/../b", "/a\nb"])
+def test_bad_serverset_paths(text):
+    with pytest.raises(ValueError, match="ZooKeeper path"):
+        parse_serverset_path(text)
+
+
+def test_announcer_spec_from_the_jobs_plain_value():
+    assert AnnouncerSpec.from_plain({"primary_port": "http", "portmap": {"aurora": "http"}}) == AnnouncerSpec()
+    assert AnnouncerSpec.from_plain({"primary_port": "thrift", "portmap": {"alias": "thrift", "static": 80},
+                                     "zk_path": "/my/path"}) == AnnouncerSpec(
+        primary_port="thrift", portmap={"alias": "thrift", "static": "80"}, zk_path="/my/path")
+
+
+# ---- the settings ----
+
+def executor_settings(argv: list[str]) -> ExecutorSettings:
+    parser = add_arguments(argparse.ArgumentParser(prog="stoker executor"), ExecutorSettings)
+    return ExecutorSettings.from_args(parser.parse_args(argv), AGENT_ENV)
+
+
+def test_no_ensemble_means_no_announcing():
+    s = executor_settings([])
+    assert (s.announcer_ensemble, s.announcer_serverset_path, s.announcer_allow_custom_serverset_path,
+            s.announcer_hostname, s.announcer_zookeeper_auth_config) == (None, "/aurora", False, None, None)
+    assert s.announcer is None
+
+
+def test_aurora_flags(tmp_path):
+    auth_file = tmp_path / "announcer-auth.json"
+    auth_file.write_text(json.dumps(AURORA_EXAMPLE))
+    s = executor_settings(["--announcer-ensemble", "zk1:2181,zk2:2181", "--announcer-serverset-path", "/sd/",
+                           "--announcer-allow-custom-serverset-path", "--announcer-hostname", "host-7",
+                           "--announcer-zookeeper-auth-config", str(auth_file)])
+    assert s.announcer == AnnouncerSettings(
+        ensemble="zk1:2181,zk2:2181", serverset_path="/sd", allow_custom_serverset_path=True,
+        hostname="host-7", auth=parse_zk_auth(json.dumps(AURORA_EXAMPLE), str(auth_file)))
+
+
+def test_bad_announcer_flags_are_named(tmp_path):
+    bad_auth = tmp_path / "auth.json"
+    bad_auth.write_text('{"auth": [{"scheme": "digest"}]}')
+    with pytest.raises(SettingsError) as info:
+        executor_settings(["--announcer-ensemble", "zk1:99999", "--announcer-serverset-path", "aurora",
+                           "--announcer-zookeeper-auth-config", str(bad_auth)])
+    assert info.value.problems == (
+        "--announcer-ensemble='zk1:99999' is not a ZooKeeper ensemble: 'zk1:99999' is not HOST or "
+        "HOST:PORT with a port in 1..65535",
+        "--announcer-serverset-path='aurora' is not an absolute ZooKeeper path (it must start with /)",
+        f"--announcer-zookeeper-auth-config={bad_auth}: auth[0].credential: is required",
+    )
+
+
+def test_a_missing_auth_file_is_named(tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(SettingsError) as info:
+        executor_settings(["--announcer-zookeeper-auth-config", str(missing)])
+    assert info.value.problems == (
+        f"--announcer-zookeeper-auth-config='{missing}' cannot be read: No such file or directory",)
+
+
+def test_stoker_run_announce():
+    parser = add_arguments(argparse.ArgumentParser(prog="stoker run"), RunSettings)
+    s = RunSettings.from_args(parser.parse_args(["job.aurora", "--announce", "127.0.0.1:2181"]), {})
+    assert s.announcer == AnnouncerSettings(ensemble="127.0.0.1:2181", allow_custom_serverset_path=True)
+    assert RunSettings.from_args(parser.parse_args(["job.aurora"]), {}).announcer is None
+    with pytest.raises(SettingsError, match="--announce='x:y' is not a ZooKeeper ensemble"):
+        RunSettings.from_args(parser.parse_args(["job.aurora", "--announce", "x:y"]), {})
+
+
+def test_the_flags_are_in_the_help():
+    text = add_arguments(argparse.ArgumentParser(), ExecutorSettings).format_help()
+    for flag in ("--announcer-ensemble", "--announcer-serverset-path", "--announcer-allow-custom-serverset-path",
+                 "--announcer-hostname", "--announcer-zookeeper-auth-config"):
+        assert flag in text, flag

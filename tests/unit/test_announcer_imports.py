@@ -1,0 +1,41 @@
+"""kazoo is loaded only for a task that announces: a fresh interpreter proves it.
+
+The check imports every module the executor and `stoker run` start with, plus the module that
+decides whether to announce, makes that decision for tasks that do not announce, and looks in
+`sys.modules`. The same script then imports the adapter, so the check is shown to be able to
+fail.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = r"""
+import json, sys
+import executor.cli.main, executor.mesos.executor, executor.local.run, executor.task.owner
+from config.announcer import AnnouncerSettings, AnnouncerSpec
+from config.spec import JobSpec, TaskSpec
+from executor.task.serverset import plan_announcement
+
+job = JobSpec(role="r", environment="e", cluster="c", name="n", instance=0, task_id="t",
+              task=TaskSpec(name="n", processes=()), ports={"http": 8080})
+decisions = [plan_announcement(job, None, AnnouncerSettings(ensemble="127.0.0.1:2181"), "h"),
+             plan_announcement(job, AnnouncerSpec(), None, "h"),
+             plan_announcement(job, None, None, "h")]
+before = sorted(m for m in sys.modules if m == "kazoo" or m.startswith("kazoo."))
+import executor.task.announcer
+after = "kazoo" in sys.modules
+print(json.dumps({"decisions": [d is None for d in decisions], "before": before, "after": after}))
+"""
+
+
+def test_a_task_that_does_not_announce_never_loads_kazoo():
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"decisions": [True, True, True], "before": [], "after": True}

@@ -1,0 +1,226 @@
+"""The membership machine: facts in, changes and the next ZooKeeper step out, as scripts.
+
+Each script is a list of (fact, the changes it makes as "subject:NEW", the next action at
+that moment). Time only moves where a step says so.
+"""
+from __future__ import annotations
+
+import pytest
+
+from executor.task.membership import (
+    Action,
+    Connection,
+    Membership,
+    MemberState,
+    first_join_overdue,
+)
+
+CREATE, DELETE = Action.CREATE, Action.DELETE
+CONNECTED, SUSPENDED, LOST = Connection.CONNECTED, Connection.SUSPENDED, Connection.LOST
+
+
+def apply(m: Membership, fact: str, now: float) -> list:
+    name, _, arg = fact.partition(" ")
+    match name:
+        case "join":
+            return m.join()
+        case "leave":
+            return m.leave()
+        case "close":
+            return m.close()
+        case "conn":
+            return m.connection_changed(Connection(arg))
+        case "created":
+            return m.created(arg, now)
+        case "deleted":
+            return m.deleted()
+        case "vanished":
+            return m.vanished(arg)
+        case "create_failed":
+            return m.failed(CREATE, arg, now)
+        case "create_lost":
+            return m.failed(CREATE, arg, now, ambiguous=True)
+        case "delete_failed":
+            return m.failed(DELETE, arg, now)
+    raise AssertionError(fact)
+
+
+def run(script: list[tuple[str, list[str], Action | None]], now: float = 0.0) -> Membership:
+    m = Membership()
+    for step, (fact, changes, action) in enumerate(script):
+        got = apply(m, fact, now)
+        assert [f"{c.subject}:{c.new}" for c in got] == changes, f"step {step}: {fact}"
+        assert m.next_action(now) is action, f"step {step}: {fact}"
+    return m
+
+
+SCRIPTS = {
+    "join before the connection, then create": [
+        ("join", ["member:JOINING"], None),
+        ("conn CONNECTED", ["connection:CONNECTED"], CREATE),
+        ("created member_0000000001", ["member:JOINED"], None),
+        ("join", [], None),  # idempotent
+    ],
+    "join when connected": [
+        ("conn CONNECTED", ["connection:CONNECTED"], None),  # nothing wanted yet
+        ("join", ["member:JOINING"], CREATE),
+        ("created member_0000000001", ["member:JOINED"], None),
+    ],
+    "the session expires while joined: a new member once connected": [
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+        ("join", ["member:JOINING"], CREATE),
+        ("created member_0000000001", ["member:JOINED"], None),
+        ("conn SUSPENDED", ["connection:SUSPENDED"], None),  # the member may live on
+        ("conn LOST", ["connection:LOST", "member:JOINING"], None),  # it went with the session
+        ("conn CONNECTED", ["connection:CONNECTED"], CREATE),
+        ("created member_0000000002", ["member:JOINED"], None),
+    ],
+    "a dropped connection that resumes keeps the member": [
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+        ("join", ["member:JOINING"], CREATE),
+        ("created member_0000000001", ["member:JOINED"], None),
+        ("conn SUSPENDED", ["connection:SUSPENDED"], None),
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+        ("conn CONNECTED", [], None),
+    ],
+    "leave and join again": [
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+        ("join", ["member:JOINING"], CREATE),
+        ("created member_0000000001", ["member:JOINED"], None),
+        ("leave", ["member:LEAVING"], DELETE),
+        ("deleted", ["member:LEFT"], None),
+        ("leave", [], None),  # idempotent
+        ("join", ["member:JOINING"], CREATE),
+        ("created member_0000000002", ["member:JOINED"], None),
+    ],
+    "leave while disconnected: deleted once connected": [
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+        ("join", ["member:JOINING"], CREATE),
+        ("created member_0000000001", ["member:JOINED"], None),
+        ("conn SUSPENDED", ["connection:SUSPENDED"], None),
+        ("leave", ["member:LEAVING"], None),
+        ("conn CONNECTED", ["connection:CONNECTED"], DELETE),
+        ("deleted", ["member:LEFT"], None),
+    ],
+    "leave while disconnected: the expiry does it": [
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+        ("join", ["member:JOINING"], CREATE),
+        ("created member_0000000001", ["member:JOINED"], None),
+        ("conn SUSPENDED", ["connection:SUSPENDED"], None),
+        ("leave", ["member:LEAVING"], None),
+        ("conn LOST", ["connection:LOST", "member:LEFT"], None),
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+    ],
+    "leave before the member was created": [
+        ("join", ["member:JOINING"], None),
+        ("leave", ["member:LEFT"], None),
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+    ],
+    "a leave before any join changes nothing": [
+        ("leave", [], None),
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+    ],
+    "the member deleted by someone else is created again": [
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+        ("join", ["member:JOINING"], CREATE),
+        ("created member_0000000001", ["member:JOINED"], None),
+        ("vanished member_0000000000", [], None),  # not ours (any more)
+        ("vanished member_0000000001", ["member:JOINING"], CREATE),
+        ("created member_0000000002", ["member:JOINED"], None),
+    ],
+    "close is final": [
+        ("conn CONNECTED", ["connection:CONNECTED"], None),
+        ("join", ["member:JOINING"], CREATE),
+        ("created member_0000000001", ["member:JOINED"], None),
+        ("close", ["member:CLOSED"], None),
+        ("close", [], None),
+        ("join", [], None),
+        ("conn LOST", [], None),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_scripts(name):
+    run(SCRIPTS[name])
+
+
+def test_the_reasons_say_why():
+    m = Membership()
+    assert [c.reason for c in m.join()] == ["asked to join; waiting for ZooKeeper"]
+    m.connection_changed(CONNECTED)
+    assert [c.reason for c in m.created("member_0000000001", 0.0)] == ["created member_0000000001"]
+    changes = m.connection_changed(LOST)
+    assert [(c.subject, c.old, c.new, c.reason) for c in changes] == [
+        ("connection", "CONNECTED", "LOST", "no ZooKeeper session (expired, or none yet); reconnecting"),
+        ("member", "JOINED", "JOINING",
+         "the ZooKeeper session expired and its member went with it; waiting for ZooKeeper"),
+    ]
+
+
+def test_a_failed_create_is_retried_with_back_off_and_logged_once():
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    changes = m.failed(CREATE, "NoAuth", 10.0)
+    assert [(c.new, c.reason) for c in changes] == [("JOINING", "could not create the member: NoAuth; retrying")]
+    delays = []
+    now = 10.0
+    for _ in range(9):
+        assert m.next_action(now) is None
+        now = m.next_deadline_at
+        delays.append(m.retry_delay_secs())
+        assert m.next_action(now) is CREATE
+        assert m.failed(CREATE, "NoAuth", now) == []  # the same failure again: no new line
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert [c.new for c in m.created("member_0000000001", now)] == ["JOINED"]
+    assert (m.failures, m.retry_at, m.next_deadline_at) == (0, None, None)
+
+
+def test_a_retry_waits_for_the_connection_and_a_new_connection_retries_at_once():
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    m.failed(CREATE, "ConnectionLoss", 5.0)
+    m.connection_changed(SUSPENDED)
+    assert (m.next_action(100.0), m.next_deadline_at) == (None, None)
+    m.connection_changed(CONNECTED)
+    assert m.next_action(5.0) is CREATE  # no back-off left over
+
+
+def test_a_failed_delete_is_retried():
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
+             ("created member_0000000001", ["member:JOINED"], None), ("leave", ["member:LEAVING"], DELETE)])
+    assert [c.reason for c in m.failed(DELETE, "timeout", 1.0)] == ["could not delete the member: timeout; retrying"]
+    assert m.next_action(1.2) is None and m.next_action(1.5) is DELETE
+
+
+def test_an_ambiguous_create_checks_for_an_orphan_until_the_session_is_gone():
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    m.failed(CREATE, "ConnectionLoss", 1.0, ambiguous=True)
+    assert m.check_orphans
+    m.connection_changed(SUSPENDED)
+    m.connection_changed(CONNECTED)
+    assert m.check_orphans and m.next_action(1.0) is CREATE  # the same session: look for it first
+    m.connection_changed(LOST)
+    assert not m.check_orphans  # a new session owns nothing
+    m.failed(CREATE, "ConnectionLoss", 2.0, ambiguous=True)
+    m.connection_changed(CONNECTED)
+    m.created("member_0000000001", 2.0)
+    assert not m.check_orphans
+
+
+def test_first_join_is_recorded_once():
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    m.created("member_0000000001", 7.0)
+    m.connection_changed(LOST)
+    m.connection_changed(CONNECTED)
+    m.created("member_0000000002", 9.0)
+    assert (m.first_joined_at, m.state) == (7.0, MemberState.JOINED)
+
+
+@pytest.mark.parametrize("deadline_at,first_joined,joining,now,overdue", [
+    (None, False, False, 100.0, False),  # never asked to join
+    (10.0, False, True, 9.9, False),
+    (10.0, False, True, 10.0, True),  # the bound passed with no member
+    (10.0, True, True, 50.0, False),  # it made it (a later expiry does not count)
+    (10.0, False, False, 50.0, False),  # asked to leave meanwhile
+])
+def test_first_join_overdue(deadline_at, first_joined, joining, now, overdue):
+    assert first_join_overdue(deadline_at, first_joined, joining, now) is overdue
