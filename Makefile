@@ -7,7 +7,7 @@ EXAMPLE ?= examples/hello_world.aurora
 DIST    ?= dist
 RUNS    := .run
 
-.PHONY: run test test-fast lint faults bench dist clean
+.PHONY: run test test-fast lint faults bench dist clean zookeeper
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,17 @@ test: lint
 # The pure cores and the layering rules only (a few seconds).
 test-fast: lint
 	$(BIN)/python -m pytest -q tests/unit
+
+# Debian's ZooKeeper server, for the announcer's integration tests (they are skipped without
+# it, except in CI). Installs it only when it is missing; needs root, as apt-get does.
+ZOOKEEPER_JAR := /usr/share/java/zookeeper.jar
+zookeeper:
+	@if [ -e $(ZOOKEEPER_JAR) ] && command -v java >/dev/null; then \
+	  echo "zookeeper: installed ($(ZOOKEEPER_JAR))"; \
+	else \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends zookeeper; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
