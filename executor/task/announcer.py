@@ -212,6 +212,14 @@ class ServerSetAnnouncer:
         self._zk.start_async()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # a bug: say so, and end the session so the member cannot linger
+            logger.exception("announcer_crashed task=%s path=%s", self._task, self._a.path)
+            if self._zk is not None:
+                self._zk.stop()
+
+    def _loop(self) -> None:
         while True:
             deadline = self._machine.next_deadline_at
             try:

@@ -21,6 +21,7 @@ from config.spec import HealthSpec, JobSpec, TaskSpec
 from executor.task.announcer import AnnouncementChanged, ServerSetAnnouncer
 from executor.task.membership import Connection, MemberState
 from executor.task.serverset import TIMED_OUT_REASON, Announcement, plan_announcement
+from tests.support.ports import free_ports
 from tests.support.waiting import wait_for
 from tests.support.zookeeper import ZooKeeperServer, in_ci, zookeeper_missing
 
@@ -337,3 +338,17 @@ def test_leave_while_zookeeper_is_down_returns_within_its_bound(private_zk, anno
     finally:
         client.stop()
         client.close()
+
+
+def test_close_while_zookeeper_is_unreachable_is_quick_and_leaves_no_thread():
+    announcer = ServerSetAnnouncer(announcement(f"127.0.0.1:{free_ports(1)[0]}", "/aurora"), task="hello.3",
+                                   post=Recorder(), session_timeout_secs=2.0, reconnect_max_secs=0.2)
+    announcer.join()
+    wait_for(lambda: any(t.name == "announcer-hello.3" for t in threading.enumerate()))
+    started = time.monotonic()
+    announcer.close(timeout_secs=5)
+    assert time.monotonic() - started < 2.0
+    assert announcer.view().state is MemberState.CLOSED
+    wait_for(lambda: not any(t.name == "announcer-hello.3" for t in threading.enumerate()))
+    announcer.join()  # after close: nothing happens
+    assert announcer.view().state is MemberState.CLOSED and announcer.leave() is True
