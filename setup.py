@@ -18,7 +18,10 @@ setup(
         # ZooKeeper ServerSet announcements (--announcer-ensemble); imported only by a task
         # that announces
         "kazoo>=2.9",
+        # Aurora's TaskInfo.data is a Thrift AssignedTask (config/aurora/); 0.7.1 added max_depth
+        "thriftpy2>=0.7.1",
     ],
+    package_data={"config.aurora": ["*.thrift"]},
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90",
                  # the lint gate in `make test`; pinned so a new release cannot fail CI

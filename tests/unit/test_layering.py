@@ -38,6 +38,9 @@ PURE = [
     "config/announcer.py",
     "executor/task/serverset.py",
     "executor/task/membership.py",
+    "config/aurora/binary.py",
+    "config/aurora/errors.py",
+    "config/aurora/task.py",
 ]
 FORBIDDEN = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging",
              "select", "signal"}

@@ -1,0 +1,230 @@
+"""Aurora's AssignedTask from TaskInfo.data: TBinaryProtocol bytes in, an `AuroraTask` out.
+
+Owns the Thrift side: `aurora.thrift` (Aurora's structs and field ids, the part an
+executor receives) loaded with thriftpy2 on first use, the decode, and the conversion into
+the plain values of `config.aurora.task`. thriftpy2 is imported only here and only when an
+AssignedTask arrives, never for a JSON task document. Its pure-Python TBinaryProtocol is
+used on purpose: it is the reader the release zipapp has (see tools/build_dist.py), so the
+tests exercise what runs. `binary.check_struct` vets the bytes first (types, lengths,
+counts, depth, size), so the library only ever reads well-formed input of bounded size.
+
+`decode_assigned_task` raises only `TaskDataError`, whose message shows what arrived and
+names the field that is wrong. No logging; the only I/O is reading the packaged IDL.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import io
+import types
+from typing import Any
+
+from config.aurora.binary import MAX_DEPTH, check_struct
+from config.aurora.errors import TaskDataError, aurora_error
+from config.aurora.task import (
+    AuroraTask,
+    Constraint,
+    Container,
+    ContainerKind,
+    FetcherUri,
+    Image,
+    JobKey,
+    PartitionPolicy,
+    Resources,
+    SlaPolicy,
+    Volume,
+    VolumeMode,
+)
+
+IDL_FILE = "aurora.thrift"
+# thriftpy2 names the module it builds from the IDL; it must end in _thrift.
+MODULE_NAME = "stoker_aurora_thrift"
+
+
+@functools.cache
+def thrift_module() -> types.ModuleType:
+    """The IDL as a thriftpy2 module (its structs are classes with a `thrift_spec`)."""
+    import thriftpy2
+
+    text = importlib.resources.files(__package__).joinpath(IDL_FILE).read_text("utf-8")
+    return thriftpy2.load_fp(io.StringIO(text), module_name=MODULE_NAME)
+
+
+def decode_assigned_task(data: bytes) -> AuroraTask:
+    """Decode and check one AssignedTask; raises only TaskDataError."""
+    check_struct(data, "AssignedTask", field_names)
+    from thriftpy2.protocol.binary import TBinaryProtocol
+
+    raw = thrift_module().AssignedTask()
+    # decode_response=False: strings stay bytes, so a non-UTF-8 one is reported by field below.
+    protocol = TBinaryProtocol(io.BytesIO(data), decode_response=False, max_depth=MAX_DEPTH)
+    try:
+        protocol.read_struct(raw)
+    except Exception as exc:  # check_struct passed; whatever this is, the message says it
+        raise aurora_error(data, f"the Thrift decoder failed: {type(exc).__name__}: {exc}") from None
+    try:
+        return _Convert(data).assigned_task(raw)
+    except TaskDataError:
+        raise
+    except Exception as exc:  # a value of a type the IDL does not allow: not our IDL's bytes
+        raise aurora_error(data, f"unexpected value: {type(exc).__name__}: {exc}") from None
+
+
+def field_names(path: tuple[int, ...]) -> str | None:
+    """(4, 25, 2) -> "task.executorConfig.data", by the IDL; None past a field it lacks."""
+    from thriftpy2.thrift import TType
+
+    owner, names = thrift_module().AssignedTask, []
+    for fid in path:
+        if owner is None or fid not in owner.thrift_spec:
+            return None
+        entry = owner.thrift_spec[fid]
+        names.append(entry[1])
+        # The struct the next id belongs to: the field's own, or its elements' (map: values').
+        inner = entry[2] if len(entry) == 4 else None
+        if entry[0] == TType.MAP and inner is not None:
+            inner = inner[1]
+        if entry[0] in (TType.MAP, TType.SET, TType.LIST) and isinstance(inner, tuple):
+            inner = inner[1] if inner[0] == TType.STRUCT else None
+        owner = inner if isinstance(inner, type) else None
+    return ".".join(names)
+
+
+class _Convert:
+    """thriftpy2 objects (strings as bytes) to AuroraTask; each error names the field."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def fail(self, problem: str) -> TaskDataError:
+        return aurora_error(self.data, problem)
+
+    def text(self, value: bytes | None, field: str, default: str = "") -> str:
+        if value is None:
+            return default
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.fail(f"{field} is not UTF-8 (byte {exc.start}: {exc.reason})") from None
+
+    def optional_text(self, value: bytes | None, field: str) -> str | None:
+        return None if value is None else self.text(value, field)
+
+    def assigned_task(self, raw: Any) -> AuroraTask:
+        task_id = self.text(raw.taskId, "taskId")
+        if not task_id:
+            raise self.fail("it has no taskId (field 1, a STRING)")
+        if raw.instanceId is None:
+            raise self.fail("it has no instanceId (field 6, an I32)")
+        if raw.instanceId < 0:
+            raise self.fail(f"instanceId is {raw.instanceId}; it must be 0 or more")
+        config = raw.task
+        if config is None:
+            raise self.fail("it has no task (field 4, a TaskConfig struct)")
+        return AuroraTask(
+            task_id=task_id, instance_id=raw.instanceId, slave_id=self.text(raw.slaveId, "slaveId"),
+            slave_host=self.text(raw.slaveHost, "slaveHost"), assigned_ports=self.ports(raw.assignedPorts),
+            **self.task_config(config))
+
+    def ports(self, raw: dict[bytes, int] | None) -> dict[str, int]:
+        ports = {self.text(name, "an assignedPorts name"): number for name, number in (raw or {}).items()}
+        bad = [f"{name}={number}" for name, number in ports.items() if not 0 < number < 65536]
+        if bad:
+            raise self.fail(f"assignedPorts numbers must be in 1..65535: {', '.join(bad)}")
+        return ports
+
+    def task_config(self, raw: Any) -> dict[str, Any]:
+        executor = raw.executorConfig
+        data = self.text(executor.data, "task.executorConfig.data") if executor is not None else ""
+        if not data:
+            raise self.fail("task.executorConfig.data is empty: the task has no Thermos config")
+        if raw.job is None:
+            raise self.fail("task.job is missing: the task has no job key (TaskConfig field 28, a JobKey)")
+        job = JobKey(role=self.text(raw.job.role, "task.job.role"),
+                     environment=self.text(raw.job.environment, "task.job.environment"),
+                     name=self.text(raw.job.name, "task.job.name"))
+        return dict(
+            job=job, executor_name=self.text(executor.name, "task.executorConfig.name"), executor_data=data,
+            container=self.container(raw.container), resources=self.resources(raw.resources or []),
+            tier=self.optional_text(raw.tier, "task.tier"), production=raw.production,
+            is_service=bool(raw.isService), priority=raw.priority or 0, max_task_failures=raw.maxTaskFailures or 0,
+            owner_user=self.optional_text(raw.owner.user, "task.owner.user") if raw.owner is not None else None,
+            contact_email=self.optional_text(raw.contactEmail, "task.contactEmail"),
+            metadata=tuple((self.text(m.key, "task.metadata key"), self.text(m.value, "task.metadata value"))
+                           for m in raw.metadata or []),
+            constraints=tuple(self.constraint(c) for c in raw.constraints or []),
+            task_links=tuple((self.text(k, "task.taskLinks key"), self.text(v, "task.taskLinks value"))
+                             for k, v in (raw.taskLinks or {}).items()),
+            fetcher_uris=tuple(FetcherUri(self.text(u.value, "task.mesosFetcherUris value"), u.extract, u.cache,
+                                          self.optional_text(u.outputFile, "task.mesosFetcherUris outputFile"))
+                               for u in raw.mesosFetcherUris or []),
+            partition_policy=(PartitionPolicy(bool(raw.partitionPolicy.reschedule), raw.partitionPolicy.delaySecs)
+                              if raw.partitionPolicy is not None else None),
+            sla_policy=self.sla_policy(raw.slaPolicy))
+
+    def container(self, raw: Any) -> Container:
+        if raw is None:  # absent on the wire: the IDL default, {"mesos": {}}
+            return Container(ContainerKind.MESOS)
+        if (raw.mesos is None) == (raw.docker is None):
+            what = "both mesos and docker" if raw.mesos is not None else "neither mesos nor docker (a newer kind?)"
+            raise self.fail(f"task.container sets {what}; Stoker runs exactly one of them")
+        if raw.docker is not None:
+            params = tuple((self.text(p.name, "a docker parameter name"), self.text(p.value, "a docker parameter value"))
+                           for p in raw.docker.parameters or [])
+            return Container(ContainerKind.DOCKER, docker_image=self.text(raw.docker.image, "task.container.docker.image"),
+                             docker_parameters=params)
+        volumes = tuple(self.volume(v) for v in raw.mesos.volumes or [])
+        if raw.mesos.image is None:
+            return Container(ContainerKind.MESOS, volumes=volumes)
+        return Container(ContainerKind.MESOS_WITH_IMAGE, image=self.image(raw.mesos.image), volumes=volumes)
+
+    def image(self, raw: Any) -> Image:
+        field = "task.container.mesos.image"
+        if raw.docker is not None and raw.appc is None:
+            return Image("docker", self.text(raw.docker.name, f"{field}.docker.name"),
+                         self.text(raw.docker.tag, f"{field}.docker.tag"))
+        if raw.appc is not None and raw.docker is None:
+            return Image("appc", self.text(raw.appc.name, f"{field}.appc.name"),
+                         self.text(raw.appc.imageId, f"{field}.appc.imageId"))
+        raise self.fail(f"{field} must set exactly one of docker and appc")
+
+    def volume(self, raw: Any) -> Volume:
+        try:
+            mode = VolumeMode(raw.mode)
+        except ValueError:
+            raise self.fail(f"a task.container.mesos.volumes mode is {raw.mode}, neither RW (1) nor RO (2)") from None
+        return Volume(self.text(raw.containerPath, "a volume containerPath"),
+                      self.text(raw.hostPath, "a volume hostPath"), mode)
+
+    def resources(self, raw: list[Any]) -> Resources:
+        # Entries of a resource kind newer than the IDL set no known field and are skipped.
+        ports = {self.text(r.namedPort, "a task.resources namedPort") for r in raw if r.namedPort is not None}
+        return Resources(cpus=sum(r.numCpus for r in raw if r.numCpus is not None),
+                         ram_mb=sum(r.ramMb for r in raw if r.ramMb is not None),
+                         disk_mb=sum(r.diskMb for r in raw if r.diskMb is not None),
+                         gpus=sum(r.numGpus for r in raw if r.numGpus is not None),
+                         named_ports=tuple(sorted(ports)))
+
+    def constraint(self, raw: Any) -> Constraint:
+        name = self.text(raw.name, "a task.constraints name")
+        kind = raw.constraint
+        if kind is not None and kind.value is not None:
+            values = tuple(self.text(v, f"a value of constraint {name!r}") for v in kind.value.values or [])
+            return Constraint(name, values=values, negated=bool(kind.value.negated))
+        if kind is not None and kind.limit is not None:
+            return Constraint(name, limit=kind.limit.limit)
+        return Constraint(name)
+
+    def sla_policy(self, raw: Any) -> SlaPolicy | None:
+        if raw is None:
+            return None
+        if raw.percentageSlaPolicy is not None:
+            p = raw.percentageSlaPolicy
+            return SlaPolicy("percentage", percentage=p.percentage, duration_secs=p.durationSecs)
+        if raw.countSlaPolicy is not None:
+            return SlaPolicy("count", count=raw.countSlaPolicy.count, duration_secs=raw.countSlaPolicy.durationSecs)
+        if raw.coordinatorSlaPolicy is not None:
+            c = raw.coordinatorSlaPolicy
+            return SlaPolicy("coordinator", coordinator_url=self.optional_text(c.coordinatorUrl, "coordinatorUrl"),
+                             status_key=self.optional_text(c.statusKey, "statusKey"))
+        return None
