@@ -1,0 +1,191 @@
+"""Aurora AssignedTasks for tests, written by thriftpy2's own encoder from Stoker's IDL
+(config/aurora/aurora.thrift), so the bytes are what a Thrift library makes of that IDL.
+
+Two field orders, as real writers use them: ASCENDING field ids (Aurora's Java scheduler:
+libthrift's generated writers sort the fields) and DECLARATION order (thriftpy2 and
+Aurora's Python code; TaskConfig declares 28, 17, 7, ...). `future=True` gives the IDL
+with, in every struct, one field of every Thrift type under ids the decoder does not know
+(1001-1012), plus retired ids in TaskConfig: what a newer scheduler could send.
+`scheduler_task` fills every field Aurora's scheduler writes.
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import io
+import json
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from config.aurora import wire
+
+IDL = Path(wire.__file__).with_name(wire.IDL_FILE)
+
+
+class Order(enum.Enum):
+    ASCENDING = "ascending"  # Aurora's Java scheduler
+    DECLARATION = "declaration"  # thriftpy2, Aurora's Python client
+
+
+FUTURE_STRUCTS = """
+struct FutureInner { 1: bool flag }
+struct FutureStruct { 1: string note; 2: list<double> values; 3: FutureInner inner }
+"""
+FUTURE_FIELDS = """
+  1001: bool futureBool
+  1002: byte futureByte
+  1003: double futureDouble
+  1004: i16 futureI16
+  1005: i32 futureI32
+  1006: i64 futureI64
+  1007: string futureString
+  1008: binary futureBinary
+  1009: FutureStruct futureStruct
+  1010: map<string, list<FutureStruct>> futureMap
+  1011: set<i64> futureSet
+  1012: list<map<i32, set<string>>> futureList
+"""
+# Ids TaskConfig used in older Aurora versions.
+RETIRED_TASK_CONFIG_FIELDS = """
+  3: string retiredThree
+  8: set<string> retiredEight
+  31: map<string, i32> retiredThirtyOne
+"""
+
+
+def _future_idl(text: str) -> str:
+    text = re.sub(r"^((?:struct|union) \w+ \{)$", lambda m: m.group(1) + FUTURE_FIELDS, text, flags=re.MULTILINE)
+    text = text.replace("struct TaskConfig {" + FUTURE_FIELDS,
+                        "struct TaskConfig {" + FUTURE_FIELDS + RETIRED_TASK_CONFIG_FIELDS)
+    return FUTURE_STRUCTS + text
+
+
+@functools.cache
+def module(order: Order, future: bool = False) -> types.ModuleType:
+    """The IDL as a thriftpy2 module whose encoder writes fields in ORDER."""
+    import thriftpy2
+
+    if order is Order.DECLARATION and not future:
+        return wire.thrift_module()  # the decoder's own module
+    text = IDL.read_text()
+    name = f"test_aurora_{order.value}{'_future' if future else ''}_thrift"
+    loaded = thriftpy2.load_fp(io.StringIO(_future_idl(text) if future else text), module_name=name)
+    if order is Order.ASCENDING:
+        for cls in vars(loaded).values():
+            if isinstance(cls, type) and hasattr(cls, "thrift_spec"):
+                cls.thrift_spec = dict(sorted(cls.thrift_spec.items()))  # the encoder walks this dict
+    return loaded
+
+
+def encode(obj: Any) -> bytes:
+    """OBJ in TBinaryProtocol, fields in the order of its module's thrift_spec."""
+    from thriftpy2.protocol.binary import TBinaryProtocol
+
+    out = io.BytesIO()
+    TBinaryProtocol(out).write_struct(obj)
+    return out.getvalue()
+
+
+# What an Aurora client puts into executorConfig.data (shortened, same shape).
+JOB_JSON = json.dumps({
+    "environment": "prod", "role": "www-data", "name": "hello", "cluster": "devcluster", "service": True,
+    "max_task_failures": 1, "priority": 0, "production": False, "tier": "preemptible",
+    "health_check_config": {"initial_interval_secs": 15.0, "interval_secs": 10.0, "timeout_secs": 1.0,
+                            "max_consecutive_failures": 0, "min_consecutive_successes": 1},
+    "task": {"name": "hello", "max_failures": 1, "max_concurrency": 0, "finalization_wait": 30,
+             "resources": {"cpu": 1.0, "ram": 134217728, "disk": 134217728, "gpu": 0},
+             "processes": [{"name": "hello", "daemon": False, "ephemeral": False, "final": False,
+                            "max_failures": 1, "min_duration": 5,
+                            "cmdline": "echo hello on {{mesos.hostname}}:{{thermos.ports[http]}}"}],
+             "constraints": []},
+}, sort_keys=True)
+TASK_ID = "www-data-prod-hello-3-6f1c7a2e-8a4b-4c59-9d8e-0b3f5a1d2c44"
+
+
+def container(m: types.ModuleType, kind: str) -> Any:
+    """mesos | mesos-volumes | docker-image | appc-image | docker."""
+    volumes = [m.Volume(containerPath="/data", hostPath="/srv/data", mode=m.Mode.RO),
+               m.Volume(containerPath="/tmp/scratch", hostPath="/var/scratch", mode=m.Mode.RW)]
+    if kind == "mesos":
+        return m.Container(mesos=m.MesosContainer(volumes=[]))
+    if kind == "mesos-volumes":
+        return m.Container(mesos=m.MesosContainer(volumes=volumes))
+    if kind == "docker-image":
+        image = m.Image(docker=m.DockerImage(name="library/debian", tag="bookworm"))
+        return m.Container(mesos=m.MesosContainer(image=image, volumes=volumes))
+    if kind == "appc-image":
+        image = m.Image(appc=m.AppcImage(name="example.com/debian", imageId="sha512-0123abcd"))
+        return m.Container(mesos=m.MesosContainer(image=image, volumes=[]))
+    if kind == "docker":
+        params = [m.DockerParameter(name="env", value="A=1"), m.DockerParameter(name="label", value="x=y")]
+        return m.Container(docker=m.DockerContainer(image="debian:bookworm", parameters=params))
+    raise ValueError(kind)
+
+
+def task_config(m: types.ModuleType, container_kind: str = "mesos", data: str = JOB_JSON, **fields: Any) -> Any:
+    """A TaskConfig with every field the scheduler writes (FIELDS override them)."""
+    values: dict[str, Any] = dict(
+        job=m.JobKey(role="www-data", environment="prod", name="hello"),
+        owner=m.Identity(user="www-data"),
+        isService=True, priority=0, maxTaskFailures=1, production=False, tier="preemptible",
+        resources=[m.Resource(numCpus=1.0), m.Resource(ramMb=128), m.Resource(diskMb=256),
+                   m.Resource(namedPort="http"), m.Resource(namedPort="health"), m.Resource(numGpus=0)],
+        constraints=[m.Constraint(name="host", constraint=m.TaskConstraint(limit=m.LimitConstraint(limit=1))),
+                     m.Constraint(name="rack", constraint=m.TaskConstraint(
+                         value=m.ValueConstraint(negated=True, values=["r1", "r2"])))],
+        mesosFetcherUris=[m.MesosFetcherURI(value="https://example.com/app.tgz", extract=True, cache=False,
+                                            outputFile="app.tgz")],
+        taskLinks={"http": "http://%host%:%port:http%"},
+        contactEmail="ops@example.com",
+        executorConfig=m.ExecutorConfig(name="AuroraExecutor", data=data),
+        metadata=[m.Metadata(key="team", value="search"), m.Metadata(key="tier", value="gold")],
+        partitionPolicy=m.PartitionPolicy(reschedule=True, delaySecs=300),
+        slaPolicy=m.SlaPolicy(percentageSlaPolicy=m.PercentageSlaPolicy(percentage=95.0, durationSecs=1800)),
+        container=container(m, container_kind),
+    )
+    values.update(fields)
+    return m.TaskConfig(**values)
+
+
+def scheduler_task(m: types.ModuleType, container_kind: str = "mesos", instance: int = 3,
+                   ports: dict[str, int] | None = None, data: str = JOB_JSON, **fields: Any) -> Any:
+    """An AssignedTask as Aurora's scheduler writes it (FIELDS override TaskConfig fields)."""
+    return m.AssignedTask(
+        taskId=TASK_ID, slaveId="a1b2c3d4-0000-4000-8000-000000000001-S0", slaveHost="agent1.example.com",
+        task=task_config(m, container_kind, data, **fields),
+        assignedPorts={"http": 31000, "health": 31001} if ports is None else ports, instanceId=instance)
+
+
+def add_future_fields(obj: Any) -> Any:
+    """Fill the future fields of every struct inside OBJ (built from a `future=True` module)."""
+    _fill(obj, type(obj))
+    return obj
+
+
+def _fill(obj: Any, root: type) -> None:
+    if isinstance(obj, list):
+        for item in obj:
+            _fill(item, root)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            _fill(item, root)
+    elif hasattr(obj, "thrift_spec"):
+        names = [entry[1] for entry in obj.thrift_spec.values()]
+        for name in names:
+            _fill(getattr(obj, name), root)
+        if "futureBool" in names:
+            future = _future_values(root)
+            for name, value in future.items():
+                setattr(obj, name, value)
+
+
+def _future_values(root: type) -> dict[str, Any]:
+    m = sys.modules[root.__module__]  # thriftpy2 registers the loaded IDL under its name
+    inner = m.FutureStruct(note="skip me", values=[1.5, -2.0], inner=m.FutureInner(flag=True))
+    return dict(futureBool=True, futureByte=-7, futureDouble=2.5, futureI16=-300, futureI32=70000,
+                futureI64=2 ** 40, futureString="ünïcödé", futureBinary=b"\x00\xff\x0b\x0c",
+                futureStruct=inner, futureMap={"k": [inner, m.FutureStruct(note="two")]},
+                futureSet=[1, 2, 3], futureList=[{1: ["a", "b"]}, {}])

@@ -1,0 +1,328 @@
+"""Aurora's TaskInfo.data: AssignedTasks written by thriftpy2 from Stoker's IDL in both field
+orders decode to the same AuroraTask, the documented byte-level example decodes and is
+what an ascending-order writer produces, unknown fields of every type are skipped, each
+unusable task is one TaskDataError naming the field, and the two formats are told apart
+by content (docs/contract.md §2)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import attrs
+import pytest
+
+from config.aurora import task as aurora
+from config.aurora.binary import Unknown, WireFormat, sniff
+from config.aurora.errors import TaskDataError, received
+from config.aurora.task import AuroraTask, ContainerKind, Image, JobKey, Volume, VolumeMode
+from config.aurora.taskdata import decode_task_data
+from config.aurora.wire import thrift_module
+from config.document import TaskDocument, encode
+from config.errors import ConfigError, TaskDocumentError
+from config.loader import load_job
+from tests.support.aurora_tasks import (
+    JOB_JSON,
+    TASK_ID,
+    Order,
+    add_future_fields,
+    module,
+    scheduler_task,
+)
+from tests.support.aurora_tasks import encode as thrift_encode
+from tests.support.configs import EXAMPLES, REPO
+
+# The byte-by-byte example of docs/aurora.md: the offsets are the first column.
+EXAMPLE = bytes.fromhex("".join(line.split("#")[0] for line in """
+    0b 0001                                         # 0    field STRING 1 (taskId)
+    00000002 5431                                   # 3    "T1"
+    0b 0003                                         # 9    field STRING 3 (slaveHost)
+    00000006 6167656e7431                           # 12   "agent1"
+    0c 0004                                         # 22   field STRUCT 4 (task)
+    0c 0019                                         # 25   field STRUCT 25 (executorConfig)
+    0b 0001 0000000e                                # 28   name, 14 bytes
+    4175726f72614578656375746f72                    # 35   "AuroraExecutor"
+    0b 0002 00000011                                # 49   data, 17 bytes
+    7b226e616d65223a202268656c6c6f227d              # 56   '{"name": "hello"}'
+    00                                              # 73   STOP (ExecutorConfig)
+    0c 001c                                         # 74   field STRUCT 28 (job)
+    0b 0001 00000008 7777772d64617461               # 77   role "www-data"
+    0b 0002 00000004 70726f64                       # 92   environment "prod"
+    0b 0003 00000005 68656c6c6f                     # 103  name "hello"
+    00                                              # 115  STOP (JobKey)
+    0c 001d                                         # 116  field STRUCT 29 (container)
+    0c 0001                                         # 119  field STRUCT 1 (mesos)
+    00                                              # 122  STOP (MesosContainer)
+    00                                              # 123  STOP (Container)
+    00                                              # 124  STOP (TaskConfig)
+    0d 0005                                         # 125  field MAP 5 (assignedPorts)
+    0b 08 00000002                                  # 128  STRING -> I32, 2 entries
+    00000006 6865616c7468 00007919                  # 134  "health" -> 31001
+    00000004 68747470     0000791a                  # 148  "http" -> 31002
+    08 0006 00000000                                # 160  field I32 6 (instanceId) = 0
+    00                                              # 167  STOP (AssignedTask)
+""".splitlines()).replace(" ", ""))
+
+
+def example_content(m):
+    config = m.TaskConfig(executorConfig=m.ExecutorConfig(name="AuroraExecutor", data='{"name": "hello"}'),
+                          job=m.JobKey(role="www-data", environment="prod", name="hello"),
+                          container=m.Container(mesos=m.MesosContainer()))
+    return m.AssignedTask(taskId="T1", slaveHost="agent1", task=config,
+                          assignedPorts={"health": 31001, "http": 31002}, instanceId=0)
+
+
+def test_the_documented_example_decodes():
+    assert len(EXAMPLE) == 168
+    assert decode_task_data(EXAMPLE) == AuroraTask(
+        task_id="T1", instance_id=0, job=JobKey("www-data", "prod", "hello"), executor_name="AuroraExecutor",
+        executor_data='{"name": "hello"}', slave_host="agent1", assigned_ports={"health": 31001, "http": 31002})
+
+
+def test_the_documented_example_is_what_an_ascending_writer_writes():
+    assert thrift_encode(example_content(module(Order.ASCENDING))) == EXAMPLE
+    declared = thrift_encode(example_content(module(Order.DECLARATION)))
+    # TaskConfig declares job (28) before executorConfig (25): same length, other bytes.
+    assert len(declared) == len(EXAMPLE) and declared != EXAMPLE
+    assert declared[25:28] == bytes.fromhex("0c001c")
+    assert decode_task_data(declared) == decode_task_data(EXAMPLE)
+
+
+CONTAINERS = {
+    "mesos": aurora.Container(ContainerKind.MESOS),
+    "mesos-volumes": aurora.Container(ContainerKind.MESOS, volumes=(
+        Volume("/data", "/srv/data", VolumeMode.RO), Volume("/tmp/scratch", "/var/scratch", VolumeMode.RW))),
+    "docker-image": aurora.Container(ContainerKind.MESOS_WITH_IMAGE, image=Image("docker", "library/debian", "bookworm"),
+                                     volumes=(Volume("/data", "/srv/data", VolumeMode.RO),
+                                              Volume("/tmp/scratch", "/var/scratch", VolumeMode.RW))),
+    "appc-image": aurora.Container(ContainerKind.MESOS_WITH_IMAGE,
+                                   image=Image("appc", "example.com/debian", "sha512-0123abcd")),
+    "docker": aurora.Container(ContainerKind.DOCKER, docker_image="debian:bookworm",
+                               docker_parameters=(("env", "A=1"), ("label", "x=y"))),
+}
+
+
+@pytest.mark.parametrize("order", list(Order), ids=lambda o: o.value)
+@pytest.mark.parametrize("kind", list(CONTAINERS))
+def test_a_scheduler_task_decodes_in_either_field_order(order, kind):
+    decoded = decode_task_data(thrift_encode(scheduler_task(module(order), kind)))
+    assert (decoded.task_id, decoded.slave_host, decoded.instance_id) == (TASK_ID, "agent1.example.com", 3)
+    assert decoded.slave_id == "a1b2c3d4-0000-4000-8000-000000000001-S0"
+    assert decoded.assigned_ports == {"http": 31000, "health": 31001}
+    assert (decoded.job, str(decoded.job)) == (JobKey("www-data", "prod", "hello"), "www-data/prod/hello")
+    assert (decoded.executor_name, decoded.executor_data) == ("AuroraExecutor", JOB_JSON)
+    assert decoded.container == CONTAINERS[kind]
+    assert decoded.resources == aurora.Resources(cpus=1.0, ram_mb=128, disk_mb=256, gpus=0,
+                                                 named_ports=("health", "http"))
+    assert decoded.constraints == (aurora.Constraint("host", limit=1),
+                                   aurora.Constraint("rack", values=("r1", "r2"), negated=True))
+    assert decoded.metadata == (("team", "search"), ("tier", "gold"))
+    assert (decoded.tier, decoded.production, decoded.is_service) == ("preemptible", False, True)
+    assert (decoded.priority, decoded.max_task_failures, decoded.owner_user) == (0, 1, "www-data")
+    assert decoded.contact_email == "ops@example.com"
+    assert decoded.task_links == (("http", "http://%host%:%port:http%"),)
+    assert decoded.fetcher_uris == (aurora.FetcherUri("https://example.com/app.tgz", True, False, "app.tgz"),)
+    assert decoded.partition_policy == aurora.PartitionPolicy(True, 300)
+    assert decoded.sla_policy == aurora.SlaPolicy("percentage", percentage=95.0, duration_secs=1800)
+
+
+def test_the_two_orders_differ_on_the_wire_and_not_after_decoding():
+    ascending, declared = (thrift_encode(scheduler_task(module(order))) for order in Order)
+    assert ascending != declared and sorted(ascending) == sorted(declared)
+    assert decode_task_data(ascending) == decode_task_data(declared)
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ("count", aurora.SlaPolicy("count", count=2, duration_secs=60)),
+    ("coordinator", aurora.SlaPolicy("coordinator", coordinator_url="http://c", status_key="ok")),
+])
+def test_other_sla_policies(policy, expected):
+    m = module(Order.ASCENDING)
+    sla = (m.SlaPolicy(countSlaPolicy=m.CountSlaPolicy(count=2, durationSecs=60)) if policy == "count" else
+           m.SlaPolicy(coordinatorSlaPolicy=m.CoordinatorSlaPolicy(coordinatorUrl="http://c", statusKey="ok")))
+    assert decode_task_data(thrift_encode(scheduler_task(m, slaPolicy=sla))).sla_policy == expected
+
+
+@pytest.mark.parametrize("order", list(Order), ids=lambda o: o.value)
+def test_unknown_fields_of_every_type_are_skipped(order):
+    plain = decode_task_data(thrift_encode(scheduler_task(module(order), "docker-image")))
+    future = thrift_encode(add_future_fields(scheduler_task(module(order, future=True), "docker-image")))
+    # Fields 1001-1012, one of each Thrift type (binary travels as STRING), in every struct.
+    headers = [bytes([code]) + fid.to_bytes(2, "big")
+               for fid, code in zip(range(1001, 1013), (2, 3, 4, 6, 8, 10, 11, 11, 12, 13, 14, 15))]
+    assert all(future.count(header) >= 10 for header in headers)
+    assert decode_task_data(future) == plain
+
+
+def test_a_known_field_with_another_wire_type_is_skipped():
+    # TaskConfig.tier (30) sent as an I32 instead of a STRING, right after the TaskConfig header.
+    data = EXAMPLE[:25] + bytes.fromhex("08 001e 00000007".replace(" ", "")) + EXAMPLE[25:]
+    assert decode_task_data(data) == decode_task_data(EXAMPLE)
+
+
+def test_a_missing_container_is_the_idl_default_mesos():
+    data = EXAMPLE[:116] + EXAMPLE[124:]  # TaskConfig without field 29
+    assert decode_task_data(data).container == aurora.Container(ContainerKind.MESOS)
+
+
+def _task_bytes(**fields):
+    return thrift_encode(scheduler_task(module(Order.ASCENDING), **fields))
+
+
+def _without(field):
+    m = module(Order.ASCENDING)
+    raw = scheduler_task(m)
+    setattr(raw, field, None)
+    return thrift_encode(raw)
+
+
+@pytest.mark.parametrize("data, problem", [
+    (lambda: _task_bytes(executorConfig=None), "task.executorConfig.data is empty: the task has no Thermos config"),
+    (lambda: _task_bytes(data=""), "task.executorConfig.data is empty: the task has no Thermos config"),
+    (lambda: _task_bytes(job=None),
+     "task.job is missing: the task has no job key (TaskConfig field 28, a JobKey)"),
+    (lambda: _without("task"), "it has no task (field 4, a TaskConfig struct)"),
+    (lambda: _without("taskId"), "it has no taskId (field 1, a STRING)"),
+    (lambda: _without("instanceId"), "it has no instanceId (field 6, an I32)"),
+    (lambda: thrift_encode(scheduler_task(module(Order.ASCENDING), instance=-1)),
+     "instanceId is -1; it must be 0 or more"),
+    (lambda: thrift_encode(scheduler_task(module(Order.ASCENDING), ports={"http": 0, "x": 70000})),
+     "assignedPorts numbers must be in 1..65535: http=0, x=70000"),
+    (lambda: _task_bytes(container=module(Order.ASCENDING).Container()),
+     "task.container sets neither mesos nor docker (a newer kind?); Stoker runs exactly one of them"),
+    (lambda: _task_bytes(container=module(Order.ASCENDING).Container(
+        mesos=module(Order.ASCENDING).MesosContainer(), docker=module(Order.ASCENDING).DockerContainer(image="x"))),
+     "task.container sets both mesos and docker; Stoker runs exactly one of them"),
+    (lambda: _task_bytes(container=module(Order.ASCENDING).Container(
+        mesos=module(Order.ASCENDING).MesosContainer(image=module(Order.ASCENDING).Image()))),
+     "task.container.mesos.image must set exactly one of docker and appc"),
+    (lambda: _task_bytes(container=module(Order.ASCENDING).Container(mesos=module(Order.ASCENDING).MesosContainer(
+        volumes=[module(Order.ASCENDING).Volume(containerPath="/a", hostPath="/b", mode=7)]))),
+     "a task.container.mesos.volumes mode is 7, neither RW (1) nor RO (2)"),
+], ids=["no-executor-config", "empty-data", "no-job", "no-task", "no-task-id", "no-instance", "negative-instance",
+        "bad-ports", "empty-container", "two-containers", "empty-image", "bad-volume-mode"])
+def test_an_unusable_task_is_one_error_naming_the_field(data, problem):
+    raw = data()
+    with pytest.raises(TaskDataError) as caught:
+        decode_task_data(raw)
+    assert str(caught.value) == f"invalid Aurora task in TaskInfo.data ({received(raw)}): {problem}"
+
+
+def test_a_string_that_is_not_utf8_is_named_by_its_field():
+    data = EXAMPLE.replace(b'"hello"}', b'"hell\xff"}')
+    with pytest.raises(TaskDataError, match=r"task\.executorConfig\.data is not UTF-8 \(byte 14: invalid start byte\)"):
+        decode_task_data(data)
+
+
+def test_the_message_shows_the_length_and_the_first_bytes():
+    assert received(EXAMPLE) == "168 bytes: 0b 00 01 00 00 00 02 54 31 0b 00 03 00 00 00 06 ... |.......T1.......|"
+    assert received(b"x") == "1 byte: 78 |x|"
+    assert received(b"") == "0 bytes"
+    with pytest.raises(TaskDataError) as caught:
+        decode_task_data(EXAMPLE[:60])
+    assert str(caught.value) == (
+        "invalid Aurora task in TaskInfo.data (60 bytes: 0b 00 01 00 00 00 02 54 31 0b 00 03 00 00 00 06 ... "
+        "|.......T1.......|): truncated at byte 60: the string of field 4.25.2 (task.executorConfig.data) "
+        "at byte 52 claims 17 bytes, only 4 remain")
+    assert isinstance(caught.value, TaskDocumentError) and isinstance(caught.value, ConfigError)
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b'{"job": {}}', WireFormat.STOKER_JSON),
+    (b' \n\t\r{', WireFormat.STOKER_JSON),
+    (EXAMPLE, WireFormat.AURORA_THRIFT),
+    (b"\x00", WireFormat.AURORA_THRIFT),  # an empty struct
+    (b"\x0a\x00\x01", WireFormat.AURORA_THRIFT),  # an I64 field: 0x0a is also JSON whitespace
+    (b"\x0c", WireFormat.AURORA_THRIFT),  # truncated, still Thrift
+    (b"", Unknown("it is empty")),
+    (b"   \n", Unknown("it holds only whitespace")),
+    (b"\x80\x01\x00\x01", Unknown("it starts with a TBinaryProtocol message header (0x8001), not a bare struct")),
+    (b"\x1f\x8b\x08\x00", Unknown("it looks compressed (gzip or zlib), and Aurora sends TaskInfo.data uncompressed")),
+    (b"[1, 2]", Unknown("it looks like JSON starting with '[', but a task document is a JSON object ('{')")),
+    (b"CwABAAAAAlQx", Unknown("it looks like base64 text, and TaskInfo.data must be the decoded bytes")),
+    (b"hello", Unknown("it starts with 'h', which is neither '{' (a JSON task document) nor a Thrift field "
+                       "type (a TBinaryProtocol struct starts with 0x00 or one of 0x02, 0x03, 0x04, 0x06, "
+                       "0x08, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f)")),
+])
+def test_sniff_tells_the_formats_apart_by_their_first_bytes(data, expected):
+    assert sniff(data) == expected
+
+
+def test_neither_format_is_one_error_saying_what_arrived():
+    with pytest.raises(TaskDataError) as caught:
+        decode_task_data(b"\x05junk")
+    assert str(caught.value).startswith(
+        "TaskInfo.data (5 bytes: 05 6a 75 6e 6b |.junk|) is neither a Stoker task document (JSON) nor an "
+        "Aurora AssignedTask (Thrift): it starts with 0x05, which is neither '{'")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_a_json_document_is_decoded_by_config_document(path):
+    decoded = decode_task_data(encode(load_job(path), 2, {"http": 31000}))
+    assert isinstance(decoded, TaskDocument) and (decoded.instance, decoded.assigned_ports) == (2, {"http": 31000})
+    assert decode_task_data(encode(load_job(path)).decode()).instance == 0  # text works too
+
+
+def test_a_bad_json_document_keeps_its_own_error():
+    with pytest.raises(TaskDocumentError, match='"job" must be a JSON object') as caught:
+        decode_task_data(b'{"job": 1}')
+    assert not isinstance(caught.value, TaskDataError)
+
+
+def test_nothing_of_thriftpy2_leaks_out():
+    def plain(value, where):
+        if attrs.has(type(value)):
+            assert type(value).__module__ == "config.aurora.task", where
+            for field in attrs.fields(type(value)):
+                plain(getattr(value, field.name), f"{where}.{field.name}")
+        elif isinstance(value, (tuple, list)):
+            for index, item in enumerate(value):
+                plain(item, f"{where}[{index}]")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                plain(key, where)
+                plain(item, f"{where}[{key}]")
+        else:
+            assert type(value) in (str, int, float, bool, type(None), ContainerKind, VolumeMode), (where, value)
+
+    for kind in CONTAINERS:
+        plain(decode_task_data(thrift_encode(scheduler_task(module(Order.ASCENDING), kind))), "task")
+
+
+def test_the_idl_has_aurora_field_ids_and_types():
+    m = thrift_module()
+    ids = {name: {fid: (spec[0], spec[1]) for fid, spec in getattr(m, name).thrift_spec.items()}
+           for name in ("AssignedTask", "ExecutorConfig", "JobKey")}
+    assert ids == {
+        "AssignedTask": {1: (11, "taskId"), 2: (11, "slaveId"), 3: (11, "slaveHost"), 4: (12, "task"),
+                         5: (13, "assignedPorts"), 6: (8, "instanceId")},
+        "ExecutorConfig": {1: (11, "name"), 2: (11, "data")},
+        "JobKey": {1: (11, "role"), 2: (11, "environment"), 3: (11, "name")},
+    }
+    assert [(fid, spec[0], spec[1]) for fid, spec in m.TaskConfig.thrift_spec.items()] == [
+        (28, 12, "job"), (17, 12, "owner"), (7, 2, "isService"), (11, 8, "priority"), (13, 8, "maxTaskFailures"),
+        (18, 2, "production"), (30, 11, "tier"), (32, 14, "resources"), (20, 14, "constraints"),
+        (33, 14, "mesosFetcherUris"), (22, 13, "taskLinks"), (23, 11, "contactEmail"), (25, 12, "executorConfig"),
+        (27, 14, "metadata"), (34, 12, "partitionPolicy"), (35, 12, "slaPolicy"), (29, 12, "container")]
+
+
+DECODE_JSON = """
+import json, sys
+from config.aurora.taskdata import decode_task_data
+import executor.mesos.executor, executor.cli.main  # what `stoker executor` imports at start-up
+before = "thriftpy2" in sys.modules
+decode_task_data(sys.stdin.buffer.read())
+print(json.dumps([before, "thriftpy2" in sys.modules]))
+"""
+
+
+@pytest.mark.parametrize("data, imported", [
+    (encode(load_job(REPO / "examples/hello_world.aurora")), False),
+    (EXAMPLE, True),  # the check can fail: an AssignedTask does import it
+])
+def test_thriftpy2_is_imported_for_an_aurora_task_only(data, imported):
+    done = subprocess.run([sys.executable, "-c", DECODE_JSON], input=data, capture_output=True, cwd=REPO,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [False, imported]
