@@ -22,6 +22,8 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
+from tests.support.aurora_tasks import EXAMPLE, TASK_ID, Order, module, scheduler_task
+from tests.support.aurora_tasks import encode as thrift_encode
 from tests.support.stoker_proc import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -132,8 +134,15 @@ def test_dist_builds_the_wheel_and_an_executable_abi3_zipapp(dist):
     extensions = [n for n in names if n.startswith("site-packages/") and n.endswith(".so")]
     assert any(n.startswith("site-packages/psutil/") for n in extensions), extensions
     assert [n for n in extensions if not n.endswith(".abi3.so")] == []
-    for package in ("executor", "healthcheck", "config", "requests", "psutil", "pystachio", "attr", "urllib3"):
+    for package in ("executor", "healthcheck", "config", "requests", "psutil", "pystachio", "attr", "urllib3",
+                    "thriftpy2", "ply", "ijson"):
         assert f"site-packages/{package}/__init__.py" in names, package
+    # Aurora's IDL is package data, in the wheel and in the zipapp; thriftpy2 is the pure rebuild.
+    assert "site-packages/config/aurora/aurora.thrift" in names
+    with zipfile.ZipFile(dist / f"stoker-{version}-py3-none-any.whl") as wheel:
+        assert "config/aurora/aurora.thrift" in wheel.namelist()
+    assert [n for n in names if n.startswith(("site-packages/thriftpy2/", "site-packages/ijson/"))
+            and n.endswith((".so", ".c", ".pyx"))] == []
 
 
 def test_inspect_prints_the_seed_job_with_the_system_python(app):
@@ -153,6 +162,39 @@ def test_inspect_json_prints_the_task_document(app):
     assert document == json.loads(encode(load_job(SEED)))
     assert document["job"]["name"] == "hello" and document["instance"] == 0
     assert "assigned_ports" not in document
+
+
+AURORA_DECODE = """
+import importlib.util, json, sys
+import ijson, thriftpy2, thriftpy2._compat
+from config.aurora.taskdata import decode_task_data
+task = decode_task_data(bytes.fromhex(sys.argv[-1]))
+print(json.dumps({"task_id": task.task_id, "host": task.slave_host, "instance": task.instance_id,
+                  "ports": task.assigned_ports, "job": str(task.job), "container": task.container.kind.value,
+                  "cython": thriftpy2._compat.CYTHON, "ijson_backend": ijson.backend_name,
+                  "yajl_backends": [n for n in ("yajl", "yajl2", "yajl2_c", "yajl2_cffi")
+                                    if importlib.util.find_spec("ijson.backends." + n)],
+                  "thriftpy2": thriftpy2.__file__, "version": list(sys.version_info[:2])}))
+"""
+
+
+def test_the_zipapp_decodes_an_aurora_task_with_the_system_python(app):
+    m = module(Order.ASCENDING)
+    for data, expected in [
+        (EXAMPLE, {"task_id": "T1", "host": "agent1", "instance": 0, "ports": {"health": 31001, "http": 31002},
+                   "job": "www-data/prod/hello", "container": "mesos"}),
+        (thrift_encode(scheduler_task(m, "docker")), {
+            "task_id": TASK_ID, "host": "agent1.example.com", "instance": 3, "ports": {"http": 31000, "health": 31001},
+            "job": "www-data/prod/hello", "container": "docker"}),
+    ]:
+        done = run_app(app, [app["python"], "-S", "stoker.pyz", "-c", AURORA_DECODE, data.hex()],
+                       env={**app["env"], "SHIV_INTERPRETER": "1"})
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert {key: report[key] for key in expected} == expected
+        # thriftpy2's pure-Python code, from the bundle, and ijson without its libyajl backends.
+        assert (report["cython"], report["ijson_backend"], report["yajl_backends"]) == (False, "python", [])
+        assert "/site-packages/thriftpy2/" in report["thriftpy2"] and str(app["work"] / "shiv") in report["thriftpy2"]
 
 
 def test_executor_without_mesos_variables_exits_2_with_the_reason(app):

@@ -23,6 +23,7 @@ from config.document import TaskDocument, encode
 from config.errors import ConfigError, TaskDocumentError
 from config.loader import load_job
 from tests.support.aurora_tasks import (
+    EXAMPLE,
     JOB_JSON,
     TASK_ID,
     Order,
@@ -32,37 +33,6 @@ from tests.support.aurora_tasks import (
 )
 from tests.support.aurora_tasks import encode as thrift_encode
 from tests.support.configs import EXAMPLES, REPO
-
-# The byte-by-byte example of docs/aurora.md: the offsets are the first column.
-EXAMPLE = bytes.fromhex("".join(line.split("#")[0] for line in """
-    0b 0001                                         # 0    field STRING 1 (taskId)
-    00000002 5431                                   # 3    "T1"
-    0b 0003                                         # 9    field STRING 3 (slaveHost)
-    00000006 6167656e7431                           # 12   "agent1"
-    0c 0004                                         # 22   field STRUCT 4 (task)
-    0c 0019                                         # 25   field STRUCT 25 (executorConfig)
-    0b 0001 0000000e                                # 28   name, 14 bytes
-    4175726f72614578656375746f72                    # 35   "AuroraExecutor"
-    0b 0002 00000011                                # 49   data, 17 bytes
-    7b226e616d65223a202268656c6c6f227d              # 56   '{"name": "hello"}'
-    00                                              # 73   STOP (ExecutorConfig)
-    0c 001c                                         # 74   field STRUCT 28 (job)
-    0b 0001 00000008 7777772d64617461               # 77   role "www-data"
-    0b 0002 00000004 70726f64                       # 92   environment "prod"
-    0b 0003 00000005 68656c6c6f                     # 103  name "hello"
-    00                                              # 115  STOP (JobKey)
-    0c 001d                                         # 116  field STRUCT 29 (container)
-    0c 0001                                         # 119  field STRUCT 1 (mesos)
-    00                                              # 122  STOP (MesosContainer)
-    00                                              # 123  STOP (Container)
-    00                                              # 124  STOP (TaskConfig)
-    0d 0005                                         # 125  field MAP 5 (assignedPorts)
-    0b 08 00000002                                  # 128  STRING -> I32, 2 entries
-    00000006 6865616c7468 00007919                  # 134  "health" -> 31001
-    00000004 68747470     0000791a                  # 148  "http" -> 31002
-    08 0006 00000000                                # 160  field I32 6 (instanceId) = 0
-    00                                              # 167  STOP (AssignedTask)
-""".splitlines()).replace(" ", ""))
 
 
 def example_content(m):
