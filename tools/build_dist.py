@@ -123,28 +123,41 @@ def pure_rebuild(wheel: Path, rebuild: PureRebuild, out_dir: Path) -> Path:
     with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
             entry = info.filename
-            if NATIVE_FILES.fullmatch(entry) or re.fullmatch(rebuild.drop, entry) or entry == old_info + "RECORD":
+            dropped = NATIVE_FILES.fullmatch(entry) or re.fullmatch(rebuild.drop, entry)
+            if dropped or entry == old_info + "RECORD":  # RECORD is written anew below
                 continue
             data = src.read(info)
             if entry in pending:
-                old, new = pending.pop(entry)
-                text = data.decode("utf-8")
-                if text.count(old) != 1:
-                    raise BuildError(f"pure rebuild of {wheel.name}: {entry} has {old!r} "
-                                     f"{text.count(old)} times, not once; check how it selects its extensions")
-                data = text.replace(old, new).encode("utf-8")
-            if entry == old_info + "WHEEL":
-                text = re.sub(r"^Tag: .*\n", "", data.decode("utf-8"), flags=re.MULTILINE)
-                data = (text.replace("Root-Is-Purelib: false", "Root-Is-Purelib: true") + "Tag: py3-none-any\n").encode()
-            if entry == old_info + "METADATA":
-                data = re.sub(rb"^Version: .*$", f"Version: {pure_version}".encode(), data, count=1, flags=re.MULTILINE)
-            entry = new_info + entry[len(old_info):] if entry.startswith(old_info) else entry
+                data = _edit(wheel.name, entry, data, *pending.pop(entry))
+            if entry.startswith(old_info):
+                data = _pure_metadata(entry[len(old_info):], data, pure_version)
+                entry = new_info + entry[len(old_info):]
             dst.writestr(entry, data)
             record.append(_record_line(entry, data))
         if pending:
             raise BuildError(f"pure rebuild of {wheel.name}: {sorted(pending)} not in the wheel")
         dst.writestr(new_info + "RECORD", "\n".join([*record, new_info + "RECORD,,", ""]))
     return target
+
+
+def _edit(wheel_name: str, entry: str, data: bytes, old: str, new: str) -> bytes:
+    text = data.decode("utf-8")
+    if text.count(old) != 1:
+        raise BuildError(f"pure rebuild of {wheel_name}: {entry} has {old!r} {text.count(old)} times, "
+                         f"not once; check how it selects its extensions")
+    return text.replace(old, new).encode("utf-8")
+
+
+def _pure_metadata(name: str, data: bytes, pure_version: str) -> bytes:
+    """The dist-info file NAME for the pure wheel: tagged py3-none-any, the local version."""
+    if name == "WHEEL":
+        text = re.sub(r"^Tag: .*\n", "", data.decode("utf-8"), flags=re.MULTILINE)
+        text = text.replace("Root-Is-Purelib: false", "Root-Is-Purelib: true")
+        return (text + "Tag: py3-none-any\n").encode()
+    if name == "METADATA":
+        version = f"Version: {pure_version}".encode()
+        return re.sub(rb"^Version: .*$", version, data, count=1, flags=re.MULTILINE)
+    return data
 
 
 def make_pure(wheelhouse: Path) -> list[Path]:

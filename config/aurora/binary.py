@@ -27,7 +27,9 @@ import attrs
 
 from config.aurora.errors import aurora_error
 
-STOP, BOOL, BYTE, DOUBLE, I16, I32, I64, STRING, STRUCT, MAP, SET, LIST = 0, 2, 3, 4, 6, 8, 10, 11, 12, 13, 14, 15
+# TType codes; enums travel as I32, unions as STRUCT.
+STOP, BOOL, BYTE, DOUBLE, I16, I32, I64 = 0, 2, 3, 4, 6, 8, 10
+STRING, STRUCT, MAP, SET, LIST = 11, 12, 13, 14, 15
 TYPE_NAMES = {BOOL: "BOOL", BYTE: "BYTE", DOUBLE: "DOUBLE", I16: "I16", I32: "I32", I64: "I64",
               STRING: "STRING", STRUCT: "STRUCT", MAP: "MAP", SET: "SET", LIST: "LIST"}
 FIXED_SIZE = {BOOL: 1, BYTE: 1, DOUBLE: 8, I16: 2, I32: 4, I64: 8}
@@ -81,7 +83,8 @@ def _why_neither(data: bytes) -> str:
     if data[:2] in (b"\x1f\x8b", b"\x78\x9c", b"\x78\x01", b"\x78\xda"):
         return "it looks compressed (gzip or zlib), and Aurora sends TaskInfo.data uncompressed"
     if stripped[:1] in b'["-0123456789tfn':
-        return f"it looks like JSON starting with {chr(stripped[0])!r}, but a task document is a JSON object ('{{')"
+        return (f"it looks like JSON starting with {chr(stripped[0])!r}, "
+                f"but a task document is a JSON object ('{{')")
     if len(stripped) % 4 == 0 and _BASE64.fullmatch(stripped):
         try:
             base64.b64decode(stripped, validate=True)
@@ -199,8 +202,8 @@ class _Scan:
             size = self.count(self.int_(4, "the string length"), "bytes", at)
             remain = len(self.data) - self.pos
             if size > remain:
-                raise _Problem(f"truncated at byte {len(self.data)}: the string of {self.where()} at byte {at} "
-                               f"claims {_bytes(size)}, only {remain} remain")
+                raise _Problem(f"truncated at byte {len(self.data)}: the string of {self.where()} "
+                               f"at byte {at} claims {_bytes(size)}, only {remain} remain")
             self.pos += size
         elif ttype == STRUCT:
             self.struct(depth + 1)

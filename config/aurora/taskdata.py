@@ -43,7 +43,8 @@ def _as_bytes(data: object) -> bytes:
         try:
             return data.encode("utf-8")
         except UnicodeEncodeError:
-            raise TaskDataError("TaskInfo.data is text that is not UTF-8 (it contains unpaired surrogates)") from None
+            raise TaskDataError("TaskInfo.data is text that is not UTF-8 "
+                                "(it contains unpaired surrogates)") from None
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     raise TaskDataError(f"TaskInfo.data must be bytes or text, not {type(data).__name__}")

@@ -143,36 +143,45 @@ class _Convert:
         job = JobKey(role=self.text(raw.job.role, "task.job.role"),
                      environment=self.text(raw.job.environment, "task.job.environment"),
                      name=self.text(raw.job.name, "task.job.name"))
+        owner = raw.owner.user if raw.owner is not None else None
         return dict(
             job=job, executor_name=self.text(executor.name, "task.executorConfig.name"), executor_data=data,
             container=self.container(raw.container), resources=self.resources(raw.resources or []),
             tier=self.optional_text(raw.tier, "task.tier"), production=raw.production,
-            is_service=bool(raw.isService), priority=raw.priority or 0, max_task_failures=raw.maxTaskFailures or 0,
-            owner_user=self.optional_text(raw.owner.user, "task.owner.user") if raw.owner is not None else None,
+            is_service=bool(raw.isService), priority=raw.priority or 0,
+            max_task_failures=raw.maxTaskFailures or 0,
+            owner_user=self.optional_text(owner, "task.owner.user"),
             contact_email=self.optional_text(raw.contactEmail, "task.contactEmail"),
-            metadata=tuple((self.text(m.key, "task.metadata key"), self.text(m.value, "task.metadata value"))
-                           for m in raw.metadata or []),
+            partition_policy=self.partition_policy(raw.partitionPolicy),
+            sla_policy=self.sla_policy(raw.slaPolicy),
+            **self.collections(raw))
+
+    def pair(self, key: bytes | None, value: bytes | None, field: str) -> tuple[str, str]:
+        return self.text(key, f"a {field} key"), self.text(value, f"a {field} value")
+
+    def collections(self, raw: Any) -> dict[str, Any]:
+        return dict(
+            metadata=tuple(self.pair(m.key, m.value, "task.metadata") for m in raw.metadata or []),
             constraints=tuple(self.constraint(c) for c in raw.constraints or []),
-            task_links=tuple((self.text(k, "task.taskLinks key"), self.text(v, "task.taskLinks value"))
-                             for k, v in (raw.taskLinks or {}).items()),
-            fetcher_uris=tuple(FetcherUri(self.text(u.value, "task.mesosFetcherUris value"), u.extract, u.cache,
-                                          self.optional_text(u.outputFile, "task.mesosFetcherUris outputFile"))
-                               for u in raw.mesosFetcherUris or []),
-            partition_policy=(PartitionPolicy(bool(raw.partitionPolicy.reschedule), raw.partitionPolicy.delaySecs)
-                              if raw.partitionPolicy is not None else None),
-            sla_policy=self.sla_policy(raw.slaPolicy))
+            task_links=tuple(self.pair(k, v, "task.taskLinks") for k, v in (raw.taskLinks or {}).items()),
+            fetcher_uris=tuple(self.fetcher_uri(u) for u in raw.mesosFetcherUris or []))
+
+    def fetcher_uri(self, raw: Any) -> FetcherUri:
+        return FetcherUri(self.text(raw.value, "a task.mesosFetcherUris value"), raw.extract, raw.cache,
+                          self.optional_text(raw.outputFile, "a task.mesosFetcherUris outputFile"))
 
     def container(self, raw: Any) -> Container:
         if raw is None:  # absent on the wire: the IDL default, {"mesos": {}}
             return Container(ContainerKind.MESOS)
         if (raw.mesos is None) == (raw.docker is None):
-            what = "both mesos and docker" if raw.mesos is not None else "neither mesos nor docker (a newer kind?)"
+            what = ("both mesos and docker" if raw.mesos is not None
+                    else "neither mesos nor docker (a newer kind?)")
             raise self.fail(f"task.container sets {what}; Stoker runs exactly one of them")
         if raw.docker is not None:
-            params = tuple((self.text(p.name, "a docker parameter name"), self.text(p.value, "a docker parameter value"))
+            params = tuple(self.pair(p.name, p.value, "task.container.docker.parameters")
                            for p in raw.docker.parameters or [])
-            return Container(ContainerKind.DOCKER, docker_image=self.text(raw.docker.image, "task.container.docker.image"),
-                             docker_parameters=params)
+            image = self.text(raw.docker.image, "task.container.docker.image")
+            return Container(ContainerKind.DOCKER, docker_image=image, docker_parameters=params)
         volumes = tuple(self.volume(v) for v in raw.mesos.volumes or [])
         if raw.mesos.image is None:
             return Container(ContainerKind.MESOS, volumes=volumes)
@@ -192,13 +201,15 @@ class _Convert:
         try:
             mode = VolumeMode(raw.mode)
         except ValueError:
-            raise self.fail(f"a task.container.mesos.volumes mode is {raw.mode}, neither RW (1) nor RO (2)") from None
+            raise self.fail(f"a task.container.mesos.volumes mode is {raw.mode}, "
+                            f"neither RW (1) nor RO (2)") from None
         return Volume(self.text(raw.containerPath, "a volume containerPath"),
                       self.text(raw.hostPath, "a volume hostPath"), mode)
 
     def resources(self, raw: list[Any]) -> Resources:
         # Entries of a resource kind newer than the IDL set no known field and are skipped.
-        ports = {self.text(r.namedPort, "a task.resources namedPort") for r in raw if r.namedPort is not None}
+        ports = {self.text(r.namedPort, "a task.resources namedPort")
+                 for r in raw if r.namedPort is not None}
         return Resources(cpus=sum(r.numCpus for r in raw if r.numCpus is not None),
                          ram_mb=sum(r.ramMb for r in raw if r.ramMb is not None),
                          disk_mb=sum(r.diskMb for r in raw if r.diskMb is not None),
@@ -215,6 +226,9 @@ class _Convert:
             return Constraint(name, limit=kind.limit.limit)
         return Constraint(name)
 
+    def partition_policy(self, raw: Any) -> PartitionPolicy | None:
+        return None if raw is None else PartitionPolicy(bool(raw.reschedule), raw.delaySecs)
+
     def sla_policy(self, raw: Any) -> SlaPolicy | None:
         if raw is None:
             return None
@@ -222,9 +236,11 @@ class _Convert:
             p = raw.percentageSlaPolicy
             return SlaPolicy("percentage", percentage=p.percentage, duration_secs=p.durationSecs)
         if raw.countSlaPolicy is not None:
-            return SlaPolicy("count", count=raw.countSlaPolicy.count, duration_secs=raw.countSlaPolicy.durationSecs)
+            n = raw.countSlaPolicy
+            return SlaPolicy("count", count=n.count, duration_secs=n.durationSecs)
         if raw.coordinatorSlaPolicy is not None:
             c = raw.coordinatorSlaPolicy
-            return SlaPolicy("coordinator", coordinator_url=self.optional_text(c.coordinatorUrl, "coordinatorUrl"),
-                             status_key=self.optional_text(c.statusKey, "statusKey"))
+            url = self.optional_text(c.coordinatorUrl, "task.slaPolicy coordinatorUrl")
+            key = self.optional_text(c.statusKey, "task.slaPolicy statusKey")
+            return SlaPolicy("coordinator", coordinator_url=url, status_key=key)
         return None

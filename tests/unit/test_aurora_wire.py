@@ -136,44 +136,44 @@ def test_a_missing_container_is_the_idl_default_mesos():
     assert decode_task_data(data).container == aurora.Container(ContainerKind.MESOS)
 
 
-def _task_bytes(**fields):
-    return thrift_encode(scheduler_task(module(Order.ASCENDING), **fields))
-
-
 def _without(field):
-    m = module(Order.ASCENDING)
-    raw = scheduler_task(m)
-    setattr(raw, field, None)
-    return thrift_encode(raw)
+    def build(m):
+        raw = scheduler_task(m)
+        setattr(raw, field, None)
+        return raw
+    return build
 
 
-@pytest.mark.parametrize("data, problem", [
-    (lambda: _task_bytes(executorConfig=None), "task.executorConfig.data is empty: the task has no Thermos config"),
-    (lambda: _task_bytes(data=""), "task.executorConfig.data is empty: the task has no Thermos config"),
-    (lambda: _task_bytes(job=None),
-     "task.job is missing: the task has no job key (TaskConfig field 28, a JobKey)"),
-    (lambda: _without("task"), "it has no task (field 4, a TaskConfig struct)"),
-    (lambda: _without("taskId"), "it has no taskId (field 1, a STRING)"),
-    (lambda: _without("instanceId"), "it has no instanceId (field 6, an I32)"),
-    (lambda: thrift_encode(scheduler_task(module(Order.ASCENDING), instance=-1)),
-     "instanceId is -1; it must be 0 or more"),
-    (lambda: thrift_encode(scheduler_task(module(Order.ASCENDING), ports={"http": 0, "x": 70000})),
-     "assignedPorts numbers must be in 1..65535: http=0, x=70000"),
-    (lambda: _task_bytes(container=module(Order.ASCENDING).Container()),
-     "task.container sets neither mesos nor docker (a newer kind?); Stoker runs exactly one of them"),
-    (lambda: _task_bytes(container=module(Order.ASCENDING).Container(
-        mesos=module(Order.ASCENDING).MesosContainer(), docker=module(Order.ASCENDING).DockerContainer(image="x"))),
-     "task.container sets both mesos and docker; Stoker runs exactly one of them"),
-    (lambda: _task_bytes(container=module(Order.ASCENDING).Container(
-        mesos=module(Order.ASCENDING).MesosContainer(image=module(Order.ASCENDING).Image()))),
-     "task.container.mesos.image must set exactly one of docker and appc"),
-    (lambda: _task_bytes(container=module(Order.ASCENDING).Container(mesos=module(Order.ASCENDING).MesosContainer(
-        volumes=[module(Order.ASCENDING).Volume(containerPath="/a", hostPath="/b", mode=7)]))),
-     "a task.container.mesos.volumes mode is 7, neither RW (1) nor RO (2)"),
-], ids=["no-executor-config", "empty-data", "no-job", "no-task", "no-task-id", "no-instance", "negative-instance",
-        "bad-ports", "empty-container", "two-containers", "empty-image", "bad-volume-mode"])
-def test_an_unusable_task_is_one_error_naming_the_field(data, problem):
-    raw = data()
+NO_THERMOS_CONFIG = "task.executorConfig.data is empty: the task has no Thermos config"
+UNUSABLE = {  # name: (the AssignedTask from a module, the problem the message states)
+    "no-executor-config": (lambda m: scheduler_task(m, executorConfig=None), NO_THERMOS_CONFIG),
+    "empty-data": (lambda m: scheduler_task(m, data=""), NO_THERMOS_CONFIG),
+    "no-job": (lambda m: scheduler_task(m, job=None),
+               "task.job is missing: the task has no job key (TaskConfig field 28, a JobKey)"),
+    "no-task": (_without("task"), "it has no task (field 4, a TaskConfig struct)"),
+    "no-task-id": (_without("taskId"), "it has no taskId (field 1, a STRING)"),
+    "no-instance": (_without("instanceId"), "it has no instanceId (field 6, an I32)"),
+    "negative-instance": (lambda m: scheduler_task(m, instance=-1), "instanceId is -1; it must be 0 or more"),
+    "bad-ports": (lambda m: scheduler_task(m, ports={"http": 0, "x": 70000}),
+                  "assignedPorts numbers must be in 1..65535: http=0, x=70000"),
+    "empty-container": (lambda m: scheduler_task(m, container=m.Container()),
+                        "task.container sets neither mesos nor docker (a newer kind?); "
+                        "Stoker runs exactly one of them"),
+    "two-containers": (lambda m: scheduler_task(m, container=m.Container(
+                           mesos=m.MesosContainer(), docker=m.DockerContainer(image="x"))),
+                       "task.container sets both mesos and docker; Stoker runs exactly one of them"),
+    "empty-image": (lambda m: scheduler_task(m, container=m.Container(mesos=m.MesosContainer(image=m.Image()))),
+                    "task.container.mesos.image must set exactly one of docker and appc"),
+    "bad-volume-mode": (lambda m: scheduler_task(m, container=m.Container(mesos=m.MesosContainer(
+                            volumes=[m.Volume(containerPath="/a", hostPath="/b", mode=7)]))),
+                        "a task.container.mesos.volumes mode is 7, neither RW (1) nor RO (2)"),
+}
+
+
+@pytest.mark.parametrize("name", list(UNUSABLE))
+def test_an_unusable_task_is_one_error_naming_the_field(name):
+    build, problem = UNUSABLE[name]
+    raw = thrift_encode(build(module(Order.ASCENDING)))
     with pytest.raises(TaskDataError) as caught:
         decode_task_data(raw)
     assert str(caught.value) == f"invalid Aurora task in TaskInfo.data ({received(raw)}): {problem}"
