@@ -98,10 +98,12 @@ def test_http_checked_service_passing_after_grace_reports_healthy(agent, tmp_pat
 
 
 def test_never_healthy_fails_after_n_attempts_with_the_reason(agent, tmp_path):
-    # m = ceil(0.1/0.05) = 2, n = 2 + 1 + 1 = 4: FAILED at attempt 4 at the latest.
+    # m = ceil(1.0/0.2) = 5, n = 5 + 1 + 1 = 7: FAILED at attempt 7 at the latest. The grace
+    # outlasts the fake service's start-up even on a loaded machine, so the last attempts meet
+    # its HTTP 500 (with a 0.1 s grace they could all meet "connection refused").
     data = document(tmp_path, service(
         f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-ok-after 1000",
-        "health_check_config=HealthCheckConfig(initial_interval_secs=0.1, interval_secs=0.05,"
+        "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.2,"
         " max_consecutive_failures=1),",
         "lifecycle=DisableLifecycle,"))
     launch(agent, data)
@@ -110,7 +112,7 @@ def test_never_healthy_fails_after_n_attempts_with_the_reason(agent, tmp_path):
     assert failed.healthy is False
     assert "health check failed" in failed.message and "HTTP 500" in failed.message
     attempts = [r for r in checkpoint_records(agent.sandbox) if r["kind"] == "health"]
-    assert len(attempts) == 4
+    assert len(attempts) == 7
     assert not live(task_pids(agent.sandbox))
 
 

@@ -33,9 +33,11 @@ def _config(tmp_path: Path, health: str) -> Path:
     serve = (f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} "
              f"--print-env {TOKEN_VAR} --ignore-sigterm")
     if health == "http":
-        check = "HealthCheckConfig(initial_interval_secs=0.2, interval_secs=0.05, timeout_secs=0.5)"
+        # A grace of 2 s (40 attempts) covers the fake service's start-up on a loaded machine;
+        # the check passes as soon as it answers, so the test is not slower.
+        check = "HealthCheckConfig(initial_interval_secs=2.0, interval_secs=0.05, timeout_secs=0.5)"
     else:
-        check = ("HealthCheckConfig(initial_interval_secs=0.2, interval_secs=0.05, timeout_secs=1.0,"
+        check = ("HealthCheckConfig(initial_interval_secs=2.0, interval_secs=0.05, timeout_secs=1.0,"
                  " health_checker=HealthCheckerConfig(shell=ShellHealthChecker("
                  "shell_command='env >> health_env.txt; env')))")
     path = tmp_path / f"token_{health}.aurora"
