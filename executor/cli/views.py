@@ -105,7 +105,7 @@ def format_status(view: TaskView, now_wall: float) -> str:
     ]
     if cur.reason:
         lines.append(f"  reason: {cur.reason}")
-    if cur.phase is not None:
+    if cur.phase is not None and cur.phase.reason != cur.reason:  # nothing new: not repeated
         lines.append(f"  supervisor: {cur.phase.to_state} since {_clock(cur.phase.wall or None)}: "
                      f"{cur.phase.reason}".rstrip())
     lines.append(f"  ports: {ports}")

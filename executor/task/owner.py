@@ -105,9 +105,7 @@ class TaskOwner:
         self._planner = Planner(job.task, run_cap=run_cap)
         self._policy = HealthPolicy.from_spec(job.health) if checker else None
         self._status = TaskStatusMachine(health_checked=checker is not None)
-        lifecycle = job.lifecycle
-        self._kills = KillSequence(None if lifecycle is None else
-                                   lifecycle.graceful_shutdown_wait_secs + lifecycle.shutdown_wait_secs)
+        self._kills = KillSequence(_lifecycle_hold_secs(job))
         self._health: HealthChecks | None = None
         self._lifecycle: Lifecycle | None = None
         self._journal = Journal(job.label, wall_clock)
@@ -368,3 +366,9 @@ class TaskOwner:
                 self._reporter.on_update(self.final_update)
             except Exception:
                 logger.error("owner task=%s could not report the internal error", self.job.label)
+
+
+def _lifecycle_hold_secs(job: JobSpec) -> float | None:
+    """How long the lifecycle endpoints may hold a kill's signals (None: no endpoints)."""
+    spec = job.lifecycle
+    return None if spec is None else spec.graceful_shutdown_wait_secs + spec.shutdown_wait_secs

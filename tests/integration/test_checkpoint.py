@@ -129,6 +129,10 @@ def test_status_shows_the_supervisor_phase(tmp_path):
             "SIGTERM now, SIGKILL 5 s later") in text.splitlines()
     without = replay(read_records(tmp_path)[:-1])
     assert "supervisor:" not in format_status(without, now_wall=1010.0)
+    same = read_records(tmp_path) + [
+        {"kind": "phase", "from": "CLEANING", "to": "KILLED", "reason": "killed", "wall": 1003.0},
+        {"kind": "task", "from": "KILLING", "to": "KILLED", "reason": "killed", "wall": 1003.0}]
+    assert "supervisor:" not in format_status(replay(same), now_wall=1010.0)  # says nothing new
 
 
 @pytest.mark.parametrize("secs, text", [(None, "-"), (3.24, "3.2s"), (245, "4m05s"),
