@@ -1,8 +1,13 @@
-"""Events and commands that cross module boundaries, and the task-level states.
+"""The shared vocabulary: the states, events, commands and transitions that cross modules.
 
-Events are past-tense facts posted to the task owner's queue (`ProcessExited`,
-`HealthChecked`, `KillRequested`); commands are imperatives the pure machines hand back
-(`StartRun`, `SignalRun`). All are frozen, slotted attrs classes. No I/O here.
+States are enums several modules read (the planner writes `ProcessState`, `RunOutcome` and
+`TaskPhase`; the status machine `TaskStage`; checkpoint records, replay and the reporters
+read them all). Events are past-tense facts posted to the task owner's queue
+(`ProcessExited`, `HealthChecked`, `KillRequested`, `LifecycleDone`); commands are
+imperatives the pure machines hand back (`StartRun`, `SignalRun`); transitions are the
+state changes the owner checkpoints, logs and reports, one class per kind of subject
+(`ProcessTransition`, `PhaseTransition`, `TaskTransition`, `HealthTransition`). All are
+frozen, slotted attrs classes. No I/O here.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import enum
 import attrs
 
 from healthcheck.base import signal_name
-from healthcheck.policy import Attempt
+from healthcheck.policy import Attempt, AttemptOutcome, HealthState
 
 
 class TaskState(enum.Enum):
@@ -26,6 +31,57 @@ class TaskState(enum.Enum):
     @property
     def terminal(self) -> bool:
         return self in (TaskState.FINISHED, TaskState.FAILED, TaskState.KILLED)
+
+
+class TaskStage(enum.Enum):
+    """Where the task is, as its owner tracks it: the TaskStates plus NEW (before launch) and
+    KILLING (a staged kill is under way; the world still sees the state it came from)."""
+
+    NEW = "NEW"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    KILLING = "KILLING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    @classmethod
+    def of(cls, state: TaskState) -> TaskStage:
+        return cls(state.value)
+
+
+class ProcessState(enum.Enum):
+    """One process of the task, across its runs (the planner's process machine)."""
+
+    WAITING = "WAITING"  # not started yet / waiting for order, concurrency or min_duration
+    RUNNING = "RUNNING"  # a run was started (StartRun issued) and has not exited
+    SUCCESS = "SUCCESS"  # finished successfully for good
+    FAILED = "FAILED"  # failed for good (max_failures reached, run cap, spawn errors)
+    KILLED = "KILLED"  # stopped by the task's kill / cleaning
+
+
+class RunOutcome(enum.Enum):
+    """How one run ended, as the planner counts it."""
+
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    LOST = "LOST"  # killed by a signal nobody in the task sent: restarted, not a failure
+    KILLED = "KILLED"  # ended after the task signalled it
+
+
+class TaskPhase(enum.Enum):
+    """The supervisor's phase of the task (the planner's task machine)."""
+
+    ACTIVE = "ACTIVE"
+    CLEANING = "CLEANING"
+    FINALIZING = "FINALIZING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskPhase.SUCCESS, TaskPhase.FAILED, TaskPhase.KILLED)
 
 
 @attrs.frozen(slots=True)
@@ -85,6 +141,14 @@ class KillRequested:
 
 
 @attrs.frozen(slots=True)
+class LifecycleDone:
+    """The lifecycle endpoints' stage of a kill is over; `summary` says how it ended."""
+
+    summary: str
+    at: float
+
+
+@attrs.frozen(slots=True)
 class TimerFired:
     """Wakes the owner at a deadline it asked for; carries nothing."""
 
@@ -109,15 +173,50 @@ class SignalRun:
     signal: int
 
 
+# ---- transitions (one state change each: the owner checkpoints, logs and reports it) ----
+
+
 @attrs.frozen(slots=True)
-class Transition:
-    """One state change, for the owner to checkpoint and log as one line.
+class ProcessTransition:
+    """A process changed state. `run` is None for a process that never started; `outcome`
+    is set when the change ends a run (a restart, or the process's state for good)."""
 
-    `process` is None for a task-level change.
-    """
-
-    process: str | None
+    process: str
     run: int | None
-    from_state: str
-    to_state: str
+    from_: ProcessState
+    to: ProcessState
     reason: str
+    outcome: RunOutcome | None = None
+
+
+@attrs.frozen(slots=True)
+class PhaseTransition:
+    """The supervisor's phase of the task changed (ACTIVE, CLEANING, FINALIZING, ...)."""
+
+    from_: TaskPhase
+    to: TaskPhase
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class TaskTransition:
+    """The task's state changed (what the world sees, plus NEW and KILLING)."""
+
+    from_: TaskStage
+    to: TaskStage
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class HealthTransition:
+    """One health-check attempt was judged: the health state before and after it (often
+    the same), the attempt's 1-based number and outcome, and the verdict's reason."""
+
+    from_: HealthState
+    to: HealthState
+    attempt: int
+    outcome: AttemptOutcome
+    reason: str
+
+
+Transition = ProcessTransition | PhaseTransition | TaskTransition | HealthTransition

@@ -46,6 +46,7 @@ import math
 import attrs
 
 from config.spec import HealthSpec, health_problems
+from config.words import plural
 
 
 class AttemptOutcome(enum.Enum):
@@ -113,10 +114,6 @@ def grace_attempts(initial_interval_secs: float, interval_secs: float) -> int:
     return math.ceil(round(initial_interval_secs / interval_secs, 9))
 
 
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {plural or word + 's'}"
-
-
 class HealthPolicy:
     """Counts health-check attempts and decides STARTING / RUNNING / FAILED.
 
@@ -155,9 +152,9 @@ class HealthPolicy:
         self._failures = 0
         self._successes = 0
         self._state = HealthState.STARTING
-        passes = _plural(self._need, "consecutive pass", "consecutive passes")
+        passes = plural(self._need, "consecutive pass")
         self._reason = (
-            f"no health check made yet: {passes} needed within {_plural(self._n, 'attempt')}"
+            f"no health check made yet: {passes} needed within {plural(self._n, 'attempt')}"
         )
 
     @classmethod
@@ -266,7 +263,7 @@ class HealthPolicy:
         if k <= self._m:
             # Grace: not counted toward max_consecutive_failures, also after RUNNING.
             return (
-                f"failure {k} of the first {_plural(self._m, 'attempt')} ignored (grace): "
+                f"failure {k} of the first {plural(self._m, 'attempt')} ignored (grace): "
                 f"{attempt.reason}",
                 True,
             )
@@ -293,8 +290,8 @@ class HealthPolicy:
             return None
         self._state = HealthState.FAILED
         last = "passed" if attempt.ok else attempt.reason
-        passes = _plural(self._need, "consecutive pass", "consecutive passes")
+        passes = plural(self._need, "consecutive pass")
         return (
             f"not enough successful health checks in time: {passes} needed within "
-            f"{_plural(self._n, 'attempt')}, {self._attempts} made; last: {last}"
+            f"{plural(self._n, 'attempt')}, {self._attempts} made; last: {last}"
         )

@@ -114,7 +114,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     import attrs
 
     from executor.cli.views import format_status
-    from executor.task.checkpoint import read_records, replay
+    from executor.task.checkpoint import read_records
+    from executor.task.replay import replay
 
     sandbox = _default_sandbox(args.sandbox)
     records = read_records(sandbox)

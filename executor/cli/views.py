@@ -105,6 +105,9 @@ def format_status(view: TaskView, now_wall: float) -> str:
     ]
     if cur.reason:
         lines.append(f"  reason: {cur.reason}")
+    if cur.phase is not None and cur.phase.reason != cur.reason:  # nothing new: not repeated
+        lines.append(f"  supervisor: {cur.phase.to_state} since {_clock(cur.phase.wall or None)}: "
+                     f"{cur.phase.reason}".rstrip())
     lines.append(f"  ports: {ports}")
     since = "-" if cur.started_wall is None else f"{_clock(cur.started_wall)} " \
         f"({format_duration(now_wall - cur.started_wall)} ago)"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -16,16 +15,20 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, assert_never
+
+import attrs
 
 from config.bind import bind
 from config.loader import job_key, load_job
-from config.settings import RunSettings
+from config.settings import RunSettings, pop_secrets
 from config.templates import port_names
-from executor.events import TaskState, Transition
-from executor.local.service import Restart, ServiceRules
+from executor.events import TaskState
+from executor.local.console import ConsoleReporter
+from executor.local.service import Restart, ServiceRules, Stop
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
+from executor.task.wiring import owner_for
 
 logger = logging.getLogger(__name__)
 
@@ -72,73 +75,6 @@ class SandboxError(Exception):
     pass
 
 
-class ConsoleReporter:
-    """Prints each state change as one readable line: time, subject, old → new, reason.
-
-    On a terminal it also keeps a one-line live view under the log (task state, each
-    process's state and run, the last health check), redrawn on every change — never on a
-    timer, so an idle task costs no wakeups.
-    """
-
-    def __init__(self, out: TextIO, label: str, live: bool | None = None) -> None:
-        self._out = out
-        self._label = label
-        self._live = _isatty(out) if live is None else live
-        self._task_state = "NEW"
-        self._processes: dict[str, str] = {}
-        self._health = ""
-
-    def line(self, subject: str, text: str) -> None:
-        now = time.time()
-        stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-        clear = "\r\x1b[2K" if self._live else ""
-        self._out.write(f"{clear}{stamp}  {self._label:<12} {subject:<16} {text}\n")
-        self._redraw()
-
-    def _redraw(self) -> None:
-        if self._live:
-            procs = " ".join(f"{name}:{state}" for name, state in self._processes.items())
-            view = f"[{self._label} {self._task_state}] {procs}"
-            if self._health:
-                view += f" | health {self._health}"
-            width = shutil.get_terminal_size((120, 20)).columns - 1
-            self._out.write("\x1b[7m" + view[:width] + "\x1b[0m")
-        self._out.flush()
-
-    def transition(self, t: Transition) -> None:
-        if t.process is None:
-            self._task_state = t.to_state
-            subject = "task"
-        else:
-            self._processes[t.process] = f"{t.to_state}[{t.run}]"
-            subject = f"{t.process}[{t.run}]"
-        self.line(subject, f"{t.from_state} → {t.to_state}  {t.reason}")
-
-    def phase(self, t: Transition) -> None:
-        self.line("supervisor", f"{t.from_state} → {t.to_state}  {t.reason}")
-
-    def health(self, attempt, state: str, attempts: int) -> None:
-        self._health = f"{state} #{attempts} {attempt.outcome.value}"
-        if self._live:
-            self._out.write("\r\x1b[2K")
-            self._redraw()
-
-    def update(self, update: Update) -> None:
-        pass  # task transitions already carry every update's state and reason
-
-    def close(self) -> None:
-        if self._live:
-            self._out.write("\r\x1b[2K")
-            self._out.flush()
-
-
-def _isatty(out: TextIO) -> bool:
-    try:
-        return out.isatty() and os.environ.get("TERM", "dumb") != "dumb"
-    except (AttributeError, ValueError):
-        return False
-
-
 class LocalRun:
     """Runs attempts of one job until the service rules say stop; returns the exit code."""
 
@@ -163,10 +99,39 @@ class LocalRun:
         signal.signal(signal.SIGTERM, handler)
 
     def run(self) -> int:
+        prepared = self._prepare()
+        rules = ServiceRules(
+            service=bool(prepared.job.service().get()),
+            max_task_failures=int(prepared.job.max_task_failures().get()),
+            backoff_base_secs=self._settings.restart_backoff_secs,
+            backoff_max_secs=max(self._settings.restart_backoff_secs,
+                                 self._settings.restart_backoff_max_secs),
+        )
+        if threading.current_thread() is threading.main_thread():
+            self._install_signals()
+        attempt = 0
+        while (ended := self._attempt(prepared, attempt)) is not None:
+            attempt += 1
+            final = ended.update
+            decision = rules.ended(final.state, ended.uptime_secs, stop_requested=self._stop.is_set())
+            match decision:
+                case Stop():
+                    ended.console.line("stoker", f"{final.state.value}: {final.message}; "
+                                                 f"{decision.reason} (exit {decision.exit_code})")
+                    return decision.exit_code
+                case Restart():
+                    ended.console.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
+                    if self._stop.wait(decision.delay_secs):
+                        return 0 if final.state is not TaskState.FAILED else 1
+                case _:
+                    assert_never(decision)
+        return 0
+
+    def _prepare(self) -> Prepared:
+        """Load the job, choose its ports, make the sandbox, and say so."""
         s = self._settings
         job = load_job(s.config, s.jobkey)
-        names = port_names(job)
-        ports = allocate_ports(names, s.ports)
+        ports = allocate_ports(port_names(job), s.ports)
         name = job_key(job).rsplit("/", 1)[-1]
         sandbox = make_sandbox(s.sandbox, name)
         self._out.write(f"stoker run: sandbox {sandbox}\n")
@@ -174,45 +139,50 @@ class LocalRun:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
             self._out.write(f"stoker run: ports {shown}\n")
         self._out.flush()
-        rules = ServiceRules(
-            service=bool(job.service().get()),
-            max_task_failures=int(job.max_task_failures().get()),
-            backoff_base_secs=s.restart_backoff_secs,
-            backoff_max_secs=max(s.restart_backoff_secs, s.restart_backoff_max_secs),
-        )
-        if threading.current_thread() is threading.main_thread():
-            self._install_signals()
-        env = {k: v for k, v in self._environ.items() if k != "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"}
-        attempt = 0
-        while True:
-            spec = bind(
-                job,
-                instance=s.instance,
-                ports=ports,
-                task_id=f"{name}-{s.instance}-{uuid.uuid4().hex[:8]}",
-                hostname=socket.gethostname(),
-                user=getpass.getuser(),
-            )
-            if attempt > 0:
-                _archive_logs(sandbox, attempt)
-            reporter = ConsoleReporter(self._out, spec.label)
-            owner = TaskOwner(spec, sandbox=sandbox, env=env, reporter=reporter, kill_grace_secs=s.kill_grace_secs)
-            self._owner = owner
-            if self._stop.is_set():
-                return 0
-            try:
-                final = owner.run()
-            finally:
-                reporter.close()
-            self._owner = None
-            attempt += 1
-            decision = rules.ended(final.state, owner.uptime_secs, stop_requested=self._stop.is_set())
-            if not isinstance(decision, Restart):
-                reporter.line("stoker", f"{final.state.value}: {final.message}; {decision.reason} (exit {decision.exit_code})")
-                return decision.exit_code
-            reporter.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
-            if self._stop.wait(decision.delay_secs):
-                return 0 if final.state is not TaskState.FAILED else 1
+        env = dict(self._environ)
+        pop_secrets(env)  # a token from an outer executor never reaches the task
+        return Prepared(job=job, name=name, ports=ports, sandbox=sandbox, env=env)
+
+    def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
+        """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
+        s = self._settings
+        spec = bind(prepared.job, instance=s.instance, ports=prepared.ports,
+                    task_id=f"{prepared.name}-{s.instance}-{uuid.uuid4().hex[:8]}",
+                    hostname=socket.gethostname(), user=getpass.getuser())
+        if number > 0:
+            _archive_logs(prepared.sandbox, number)
+        console = ConsoleReporter(self._out, spec.label)
+        owner = owner_for(spec, prepared.sandbox, prepared.env, console,
+                          kill_grace_secs=s.kill_grace_secs)
+        self._owner = owner
+        if self._stop.is_set():
+            return None
+        try:
+            final = owner.run()
+        finally:
+            console.close()
+        self._owner = None
+        return Ended(update=final, uptime_secs=owner.uptime_secs, console=console)
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Prepared:
+    """What every attempt of one `stoker run` shares."""
+
+    job: Any  # the loaded pystachio Job, bound anew for each attempt
+    name: str
+    ports: dict[str, int]
+    sandbox: Path
+    env: dict[str, str]
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Ended:
+    """How one attempt ended, and the console it printed to."""
+
+    update: Update
+    uptime_secs: float
+    console: ConsoleReporter
 
 
 def _archive_logs(sandbox: Path, attempt: int) -> None:

@@ -33,6 +33,7 @@ from executor.mesos.protocol import (
 )
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
+from executor.task.wiring import owner_for
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +78,10 @@ class MesosReporter:
         self._task_id = task_id
         self._label = label
 
-    def transition(self, transition: Transition) -> None:
-        pass  # the owner logs and checkpoints every transition
+    def on_transition(self, t: Transition) -> None:
+        pass  # the owner logs and checkpoints every transition and health attempt
 
-    def phase(self, transition: Transition) -> None:
-        pass
-
-    def health(self, attempt, state: str, attempts: int) -> None:
-        pass  # the owner logs and checkpoints every attempt
-
-    def update(self, update: Update) -> None:
+    def on_update(self, update: Update) -> None:
         # The health reason marks health changes only: RUNNING with `healthy`, or the
         # terminal update of a task a failed check ended.
         reason = REASON_HEALTH if update.healthy is not None else None
@@ -222,7 +217,7 @@ class StokerExecutor:
                     task_id, TaskState.FAILED, str(exc), reason=REASON_TASK_INVALID)
                 return
             reporter = MesosReporter(driver, task_id, spec.label)
-            owner = TaskOwner(spec, sandbox=Path(self._settings.sandbox), env=self._env, reporter=reporter,
+            owner = owner_for(spec, Path(self._settings.sandbox), self._env, reporter,
                               kill_grace_secs=grace)
             with self._lock:
                 self._owner = owner

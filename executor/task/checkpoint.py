@@ -1,22 +1,14 @@
-"""The checkpoint: fsync'd JSON lines under SANDBOX/.stoker/, and a pure replay of them.
+"""The checkpoint: fsync'd JSON lines under SANDBOX/.stoker/.
 
 Owns: the file `SANDBOX/.stoker/checkpoint.jsonl`, its writer (`CheckpointWriter`: one JSON
 object per line, each written with one `write`, then flushed and fsync'd, unlike Thermos,
-which only flushes), its reader (`read_records`, which skips a torn or garbled line instead
-of failing, as a crash mid-write leaves one), and `replay(records) -> TaskView`, the state
-`stoker status` shows.
+which only flushes), and its reader (`read_records`, which skips a torn or garbled line
+instead of failing, as a crash mid-write leaves one).
 
-Records (written by the task owner; every one has "kind" and "wall" = time.time()):
-  header   task, job_key, task_id, sandbox, ports, supervisor_pid, processes, health
-           (a new header is a new attempt of the task: `stoker run` restarted it)
-  task     from, to, reason
-  process  process, run, from, to, reason, pid, exit_code, signal
-  health   outcome (passed|failed|snoozed), reason, latency_secs, state, attempts,
-           consecutive_failures, consecutive_successes
-Unknown kinds, and records whose fields have the wrong types, are ignored by replay.
-
-`replay` and the views live in the pure module `executor/task/replay.py` (re-exported
-here): no I/O, no clock, no logging. The writer and the reader never interpret records.
+The writer and the reader never interpret records: their format (the kinds and fields)
+is `executor/task/records.py`, and `executor/task/replay.py` folds them into the state
+`stoker status` shows. Every record has "kind", and the writer adds "wall" =
+time.time() when a record comes without one.
 """
 from __future__ import annotations
 
@@ -27,18 +19,6 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-
-_REPLAY_NAMES = {'AttemptView', 'HealthAttemptView', 'HealthView', 'ProcessView', 'RunView', 'TaskTransitionView', 'TaskView', 'replay'}
-
-
-def __getattr__(name: str):
-    # The pure views and fold live in checkpoint_replay; only `stoker status` needs them, so
-    # the supervising process does not load them.
-    if name in _REPLAY_NAMES:
-        from executor.task import replay as checkpoint_replay
-
-        return getattr(checkpoint_replay, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 CHECKPOINT_DIR = ".stoker"
 CHECKPOINT_FILE = "checkpoint.jsonl"

@@ -1,8 +1,9 @@
 """The HTTP lifecycle of a graceful kill (Aurora's HttpLifecycleConfig): POST the graceful
 endpoint, give the task its wait, POST the shutdown endpoint, give it its wait — then the
 owner's staged kill (SIGTERM, SIGKILL) takes over. A thin adapter: one thread per kill,
-waits on an event (the task's processes all exited), never raises, never touches task state;
-it reports back through the `done` callback.
+never raises, never touches task state. The owner tells it when every regular process has
+ended (`regular_processes_gone`: the waits end early) or when the kill no longer needs it
+(`cancel`); it reports back once, through the `done` callback.
 """
 from __future__ import annotations
 
@@ -35,21 +36,30 @@ def post_endpoint(port: int, endpoint: str, timeout_secs: float = 1.0) -> tuple[
 class LifecycleShutdown:
     """Runs graceful → shutdown endpoints on its own thread, then calls `done(summary)`."""
 
-    def __init__(
-        self,
-        spec: LifecycleSpec,
-        task_label: str,
-        all_exited: threading.Event,
-        done: Callable[[str], None],
-    ) -> None:
+    def __init__(self, spec: LifecycleSpec, task_label: str, done: Callable[[str], None]) -> None:
         self._spec = spec
         self._task = task_label
-        self._all_exited = all_exited
         self._done = done
+        self._over = threading.Event()  # set by the owner's messages; ends every wait early
+        self._why = ""
         self._thread = threading.Thread(target=self._run, name=f"lifecycle-{task_label}", daemon=True)
 
-    def start(self) -> None:
+    def start(self) -> LifecycleShutdown:
         self._thread.start()
+        return self
+
+    def regular_processes_gone(self) -> None:
+        """Every regular process has ended (final ones may still run): stop waiting."""
+        self._end("processes exited")
+
+    def cancel(self) -> None:
+        """The kill went on without the endpoints (or the task is over): stop waiting."""
+        self._end("lifecycle cancelled")
+
+    def _end(self, why: str) -> None:
+        if not self._over.is_set():
+            self._why = why
+            self._over.set()
 
     def _run(self) -> None:
         steps = (
@@ -58,14 +68,14 @@ class LifecycleShutdown:
         )
         summary = "lifecycle endpoints done; processes still running"
         for endpoint, wait_secs in steps:
-            if self._all_exited.is_set():
-                summary = "processes exited during the lifecycle"
+            if self._over.is_set():
+                summary = f"{self._why} during the lifecycle"
                 break
             handled, detail = post_endpoint(self._spec.port, endpoint)
             log_event(logger, logging.INFO, "lifecycle", task=self._task, endpoint=endpoint,
                       handled=handled, detail=detail)
-            if handled and self._all_exited.wait(wait_secs):
-                summary = f"processes exited after {endpoint}"
+            if handled and self._over.wait(wait_secs):
+                summary = f"{self._why} after {endpoint}"
                 break
         try:
             self._done(summary)

@@ -1,28 +1,23 @@
 """The process planner: Thermos' scheduling rules for one task, as a pure state machine.
 
 It owns which run of which process starts when (order constraints, `max_concurrency`,
-`min_duration`), what each run's end means (success, failure, loss or kill; `max_failures`,
-`daemon`, `ephemeral`, the run cap), and the task's phases, including the staged
-SIGTERM → SIGKILL of whatever still runs. It never does I/O, never reads a clock, never
-starts threads and never logs: time comes in as `now` (the caller's monotonic clock), and
-`StartRun` / `SignalRun` commands and `Transition`s go out in a `Decision` for the task owner
-to execute, checkpoint and log.
+`min_duration`), each process's state across its runs (by the rules of `process_rules.py`),
+and the task's phases, including the staged SIGTERM → SIGKILL of whatever still runs. It
+never does I/O, never reads a clock, never starts threads and never logs: time comes in as
+`now` (the caller's monotonic clock), and `StartRun` / `SignalRun` commands and
+`ProcessTransition` / `PhaseTransition`s go out in a `Decision` for the task owner to
+execute, checkpoint and log.
 
-Task phases:
+Task phases (`PHASE_EDGES` is this drawing as data; a unit test checks that they agree):
 
-    ACTIVE ──regular plan complete / unhealthy / deadlocked, or kill()──▶ CLEANING
-    CLEANING: SIGTERM every running regular run, SIGKILL what is left at the deadline
-      ──every regular run ended, final processes exist, budget left (or killed)──▶ FINALIZING
-      ──no final processes, or the finalization budget is spent──▶ SUCCESS | FAILED | KILLED
-    FINALIZING: run the final plan; at its deadline SIGKILL what is left
-      ──final plan complete or deadlocked, nothing running──▶ SUCCESS | FAILED | KILLED
+    ACTIVE ──regular plan complete, unhealthy or deadlocked, or kill()──▶ CLEANING
+    CLEANING ──every regular run ended; finals exist, budget left (or killed)──▶ FINALIZING
+    CLEANING ──no final processes, or the finalization budget is spent──▶ SUCCESS | FAILED | KILLED
+    FINALIZING ──final plan complete or deadlocked, nothing running──▶ SUCCESS | FAILED | KILLED
 
-Process states (runs count from 0 per process):
-
-    WAITING ──StartRun──▶ RUNNING ──run ended──▶ WAITING   (daemon success, failure under
-       │                     │                             max_failures, loss: restart)
-       │                     └──────────────────▶ SUCCESS | FAILED | KILLED   (for good)
-       └──the task stops before it (re)starts──▶ KILLED
+CLEANING SIGTERMs every running regular run and SIGKILLs what is left at its deadline;
+FINALIZING runs the final plan and SIGKILLs what is left at its deadline. Each process's
+own machine, and what one ended run means, are `executor/task/process_rules.py`.
 
 Where Stoker improves on Thermos: processes are picked in task order under
 `max_concurrency`; successful daemon runs do not count toward the run cap; a kill still runs
@@ -30,13 +25,31 @@ the final processes, with their own `finalization_wait` budget.
 """
 from __future__ import annotations
 
-import enum
+from collections.abc import Mapping
 
 import attrs
 
 from config.order import describe, order_graph
-from config.spec import ProcessSpec, TaskSpec
-from executor.events import ExitStatus, SignalRun, StartRun, Transition
+from config.spec import TaskSpec
+from config.words import number, plural
+from executor.events import (
+    ExitStatus,
+    PhaseTransition,
+    ProcessState,
+    ProcessTransition,
+    RunOutcome,
+    SignalRun,
+    StartRun,
+    TaskPhase,
+)
+from executor.task.process_rules import (
+    PROCESS_EDGES,
+    Plan,
+    ProcessTrack,
+    ProcessView,
+    regular_outcome,
+    run_outcome,
+)
 
 # POSIX fixes these two numbers; the `signal` module is an OS interface a pure module avoids.
 SIGTERM = 15
@@ -45,112 +58,26 @@ SIGKILL = 9
 GIVE_UP_AFTER_SIGKILL_SECS = 1.0
 
 
-class ProcessState(enum.Enum):
-    WAITING = "WAITING"  # not started yet / waiting for order, concurrency or min_duration
-    RUNNING = "RUNNING"  # a run was started (StartRun issued) and has not exited
-    SUCCESS = "SUCCESS"  # finished successfully for good
-    FAILED = "FAILED"  # failed for good (max_failures reached, run cap, spawn errors)
-    KILLED = "KILLED"  # stopped by the task's kill / cleaning
-
-
-class RunOutcome(enum.Enum):
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    LOST = "LOST"  # killed by a signal nobody in the task sent: restarted, not a failure
-    KILLED = "KILLED"  # ended after the task signalled it
-
-
-class TaskPhase(enum.Enum):
-    ACTIVE = "ACTIVE"
-    CLEANING = "CLEANING"
-    FINALIZING = "FINALIZING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    KILLED = "KILLED"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (TaskPhase.SUCCESS, TaskPhase.FAILED, TaskPhase.KILLED)
-
-
-@attrs.frozen(slots=True)
-class ProcessView:
-    """A snapshot of one process for logs and status; `last_reason` is its latest change's."""
-
-    name: str
-    state: ProcessState
-    run: int  # current or last run number, -1 if never started
-    failures: int
-    losses: int
-    successes: int
-    pid: int | None  # of the current or last run
-    last_outcome: RunOutcome | None
-    last_reason: str
-    next_start_at: float | None  # WAITING behind min_duration: when the gate opens
+_P = TaskPhase
+PHASE_EDGES: Mapping[TaskPhase, frozenset[TaskPhase]] = {
+    _P.ACTIVE: frozenset({_P.CLEANING}),
+    _P.CLEANING: frozenset({_P.FINALIZING, _P.SUCCESS, _P.FAILED, _P.KILLED}),
+    _P.FINALIZING: frozenset({_P.SUCCESS, _P.FAILED, _P.KILLED}),
+    _P.SUCCESS: frozenset(),
+    _P.FAILED: frozenset(),
+    _P.KILLED: frozenset(),
+}
 
 
 @attrs.frozen(slots=True)
 class Decision:
     start: tuple[StartRun, ...]  # runs to fork now
     signal: tuple[SignalRun, ...]  # signals to send now (each issued once)
-    transitions: tuple[Transition, ...]  # every state change since the last call, in order
+    # every state change since the last call, in order
+    transitions: tuple[ProcessTransition | PhaseTransition, ...]
     next_deadline_at: float | None  # when to call decide() again if nothing happens
     phase: TaskPhase
     reason: str  # why the task is in this phase (terminal: the outcome)
-
-
-def _num(x: float) -> str:
-    r = round(x, 3)
-    return str(int(r)) if r == int(r) else repr(r)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("s") else f"{n} {word}s"
-
-
-@attrs.define
-class _Proc:
-    spec: ProcessSpec
-    deps: tuple[str, ...]
-    state: ProcessState = ProcessState.WAITING
-    run: int = -1
-    failures: int = 0
-    losses: int = 0
-    successes: int = 0
-    pid: int | None = None
-    last_outcome: RunOutcome | None = None
-    last_reason: str = ""
-    last_end: str = ""  # how the last run ended: "exit status 3"
-    failed_because: str = ""  # set when FAILED for good: "exit status 3 after 1 of ..."
-    ended_at: float | None = None
-    termed: bool = False  # SIGTERM issued to the current run
-    killed_at: float | None = None  # SIGKILL issued to the current run at
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def gate_at(self) -> float | None:
-        return None if self.ended_at is None else self.ended_at + self.spec.min_duration_secs
-
-
-@attrs.define
-class _Plan:
-    """The regular or the final processes, and when their runs get signalled once stopping."""
-
-    procs: list[_Proc]
-    term_at: float | None = None  # None: not stopping
-    kill_at: float | None = None
-
-    @property
-    def stopping(self) -> bool:
-        return self.term_at is not None
-
-    def stop(self, term_at: float, kill_at: float) -> None:
-        """Stop (or stop sooner): deadlines only ever move earlier."""
-        self.term_at = term_at if self.term_at is None else min(self.term_at, term_at)
-        self.kill_at = kill_at if self.kill_at is None else min(self.kill_at, kill_at)
 
 
 def _dependencies(task: TaskSpec) -> dict[str, tuple[str, ...]]:
@@ -169,16 +96,16 @@ class Planner:
         deps = _dependencies(task)
         self._task = task
         self._run_cap = run_cap
-        self._procs = {p.name: _Proc(p, deps[p.name]) for p in task.processes}
-        self._regular = _Plan([q for q in self._procs.values() if not q.spec.final])
-        self._final = _Plan([q for q in self._procs.values() if q.spec.final])
+        self._procs = {p.name: ProcessTrack(p, deps[p.name]) for p in task.processes}
+        self._regular = Plan([q for q in self._procs.values() if not q.spec.final])
+        self._final = Plan([q for q in self._procs.values() if q.spec.final])
         self._phase = TaskPhase.ACTIVE
         self._reason = "the task is running its processes"
         self._outcome: tuple[TaskPhase, str] | None = None  # fixed when ACTIVE ends
         self._killed = False
         self._budget_at: float | None = None  # natural end: finalization budget's end
         self._final_deadline_at: float | None = None
-        self._pending: list[Transition] = []
+        self._pending: list[ProcessTransition | PhaseTransition] = []
 
     # ---- queries ----
 
@@ -195,10 +122,10 @@ class Planner:
         return self._killed
 
     def processes(self) -> tuple[ProcessView, ...]:
-        return tuple(self._view(p) for p in self._procs.values())
+        return tuple(p.view() for p in self._procs.values())
 
     def process(self, name: str) -> ProcessView:
-        return self._view(self._proc(name))
+        return self._proc(name).view()
 
     # ---- facts from the owner ----
 
@@ -213,12 +140,7 @@ class Planner:
         p = self._proc(process)
         if p.state is not ProcessState.RUNNING or p.run != run:
             return
-        if p.termed or p.killed_at is not None:
-            outcome = RunOutcome.KILLED
-        elif status.signal is not None:
-            outcome = RunOutcome.LOST
-        else:
-            outcome = RunOutcome.SUCCESS if status.success else RunOutcome.FAILED
+        outcome = run_outcome(status, signalled_by_task=p.termed or p.killed_at is not None)
         self._end_run(p, outcome, status.describe(), now)
 
     def spawn_failed(self, process: str, run: int, reason: str, now: float) -> None:
@@ -240,12 +162,12 @@ class Planner:
             self._killed = True
             self._outcome = (TaskPhase.KILLED, reason)
         if self._phase is TaskPhase.ACTIVE:
-            running = sum(p.state is ProcessState.RUNNING for p in self._regular.procs)
-            delay = f"SIGTERM in {_num(term_at - now)} s" if term_at > now else "SIGTERM now"
+            running = self._regular.running()
+            delay = f"SIGTERM in {number(term_at - now)} s" if term_at > now else "SIGTERM now"
             self._begin_cleaning(
                 term_at, term_at + grace,
-                f"{reason}; stopping {_plural(running, 'running process')}: "
-                f"{delay}, SIGKILL {_num(grace)} s later")
+                f"{reason}; stopping {plural(running, 'running process')}: "
+                f"{delay}, SIGKILL {number(grace)} s later")
         elif self._phase is TaskPhase.CLEANING:
             self._regular.stop(term_at, term_at + grace)
         else:
@@ -275,17 +197,18 @@ class Planner:
                         self._phase, self._reason)
 
     def _step_active(self, now: float, starts: list[StartRun]) -> None:
-        outcome = self._regular_outcome()
+        outcome = regular_outcome(self._regular.procs, self._task.max_failures,
+                                  settled=self._regular.settled())
         if outcome is None:
             self._start_runnable(self._regular, now, starts)
             return
-        fw = self._task.finalization_wait_secs
+        wait = self._task.finalization_wait_secs
         self._outcome = outcome
-        self._budget_at = now + fw
-        running = sum(p.state is ProcessState.RUNNING for p in self._regular.procs)
-        tail = (f"stopping {_plural(running, 'running process')} (SIGKILL after {_num(fw)} s)"
+        self._budget_at = now + wait
+        running = self._regular.running()
+        tail = (f"stopping {plural(running, 'running process')} (SIGKILL after {number(wait)} s)"
                 if running else "nothing left running")
-        self._begin_cleaning(now, now + fw, f"{outcome[1]}; {tail}")
+        self._begin_cleaning(now, now + wait, f"{outcome[1]}; {tail}")
 
     def _begin_cleaning(self, term_at: float, kill_at: float, reason: str) -> None:
         self._regular.stop(term_at, kill_at)
@@ -303,11 +226,11 @@ class Planner:
             assert self._final_deadline_at is not None
             self._set_phase(TaskPhase.FINALIZING, (
                 f"every regular process has stopped; running "
-                f"{_plural(len(self._final.procs), 'final process')} within "
-                f"{_num(self._final_deadline_at - now)} s"))
+                f"{plural(len(self._final.procs), 'final process')} within "
+                f"{number(self._final_deadline_at - now)} s"))
         else:
             self._cancel_waiting(self._final, (
-                f"finalization skipped, its finalization_wait={_num(fw)} s budget was spent "
+                f"finalization skipped, its finalization_wait={number(fw)} s budget was spent "
                 f"stopping the regular processes"))
             self._finish()
 
@@ -321,8 +244,8 @@ class Planner:
                 plan.stop(now, now)
                 self._cancel_waiting(plan, (
                     f"finalization ran out of time "
-                    f"(finalization_wait={_num(self._task.finalization_wait_secs)} s)"))
-            elif self._plan_settled(plan):
+                    f"(finalization_wait={number(self._task.finalization_wait_secs)} s)"))
+            elif plan.settled():
                 plan.stop(now, deadline)
                 self._cancel_waiting(plan, "the final processes are done")
             else:
@@ -337,131 +260,30 @@ class Planner:
 
     # ---- plans ----
 
-    def _deps_done(self, p: _Proc) -> bool:
-        return all(self._procs[d].state is ProcessState.SUCCESS for d in p.deps)
-
-    def _start_runnable(self, plan: _Plan, now: float, starts: list[StartRun]) -> None:
+    def _start_runnable(self, plan: Plan, now: float, starts: list[StartRun]) -> None:
         limit = self._task.max_concurrency
-        running = sum(p.state is ProcessState.RUNNING for p in plan.procs)
+        running = plan.running()
         for p in plan.procs:  # task order: deterministic under max_concurrency
             if limit > 0 and running >= limit:
                 return
-            if p.state is not ProcessState.WAITING or not self._deps_done(p):
+            if p.state is not ProcessState.WAITING or not plan.deps_done(p):
                 continue
             gate = p.gate_at
             if gate is not None and now < gate:
                 continue
-            p.run += 1
-            p.termed, p.killed_at, p.pid = False, None, None
-            reason = (f"starting run {p.run}" if p.run == 0 else
-                      f"starting run {p.run} (run {p.run - 1}: {p.last_end})")
-            self._note(p, ProcessState.RUNNING, reason)
+            self._note(p, ProcessState.RUNNING, p.begin_run())
             starts.append(StartRun(p.name, p.run))
             running += 1
 
-    def _plan_settled(self, plan: _Plan) -> bool:
-        """Complete (every non-ephemeral process ended for good) or deadlocked."""
-        done = (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED)
-        if all(p.state in done for p in plan.procs if not p.spec.ephemeral):
-            return True
-        return not any(p.state is ProcessState.RUNNING
-                       or (p.state is ProcessState.WAITING and self._deps_done(p))
-                       for p in plan.procs)
-
-    def _regular_outcome(self) -> tuple[TaskPhase, str] | None:
-        """The task's outcome once the regular plan is unhealthy or settled, else None."""
-        procs = self._regular.procs
-        failed = [p for p in procs if p.state is ProcessState.FAILED]
-        limit = self._task.max_failures
-        if limit > 0 and len(failed) >= limit:
-            why = "; ".join(f"process '{p.name}' failed: {p.failed_because}" for p in failed)
-            if limit > 1:
-                why = (f"{_plural(len(failed), 'process')} failed, reaching the task's "
-                       f"max_failures={limit}: {why}")
-            return TaskPhase.FAILED, why
-        if not self._plan_settled(self._regular):
-            return None
-        waited = [p for p in procs if not p.spec.ephemeral]
-        if any(p.state is not ProcessState.SUCCESS and p.state is not ProcessState.FAILED
-               for p in waited):
-            return TaskPhase.FAILED, self._deadlock_reason()
-        if not waited:
-            return TaskPhase.SUCCESS, "the task has no regular processes to wait for"
-        ok = sum(p.state is ProcessState.SUCCESS for p in waited)
-        if ok == len(waited):
-            every = "the only regular process" if ok == 1 else f"all {ok} regular processes"
-            return TaskPhase.SUCCESS, f"{every} finished successfully"
-        return TaskPhase.SUCCESS, (
-            f"{ok} of {_plural(len(waited), 'regular process')} finished successfully; "
-            f"{len(waited) - ok} failed, under the task's max_failures={limit}")
-
-    def _deadlock_reason(self) -> str:
-        for p in self._regular.procs:
-            if p.state is ProcessState.WAITING:
-                for d in p.deps:
-                    if self._procs[d].state is ProcessState.FAILED:
-                        return (f"process '{p.name}' can never start: it waits for '{d}', "
-                                f"which failed (deadlock)")
-        return "no regular process is running or can start, yet they are not done (deadlock)"
-
     # ---- runs ----
 
-    def _end_run(self, p: _Proc, outcome: RunOutcome, desc: str, now: float) -> None:
-        p.ended_at = now
-        p.last_outcome = outcome
-        p.last_end = desc
-        plan = self._final if p.spec.final else self._regular
-        if outcome is RunOutcome.KILLED:
-            sig = "SIGKILL" if p.killed_at is not None else "SIGTERM"
-            self._note(p, ProcessState.KILLED, f"{desc} after the task's {sig}")
-            return
-        if outcome is RunOutcome.SUCCESS:
-            p.successes += 1
-        elif outcome is RunOutcome.FAILED:
-            p.failures += 1
-        else:
-            p.losses += 1
-        to, reason = self._after_run(p, outcome, desc)
-        if plan.stopping and self._killed:  # it ended on its own, but the task is being killed
-            to, reason = ProcessState.KILLED, f"{desc} while the task was being killed"
-        elif plan.stopping and to is ProcessState.WAITING:
-            to, reason = ProcessState.KILLED, f"{desc}; not restarted: the task is stopping"
-        self._note(p, to, reason)
+    def _end_run(self, p: ProcessTrack, outcome: RunOutcome, desc: str, now: float) -> None:
+        stopping = (self._final if p.spec.final else self._regular).stopping
+        end = p.end_run(outcome, desc, now, self._run_cap, stopping=stopping,
+                        task_killed=self._killed)
+        self._note(p, end.state, end.reason, outcome)
 
-    def _after_run(self, p: _Proc, outcome: RunOutcome, desc: str) -> tuple[ProcessState, str]:
-        """Thermos' rules for one ended run: restart, or the process's state for good."""
-        spec = p.spec
-        mf = spec.max_failures
-        if outcome is RunOutcome.SUCCESS:
-            if not spec.daemon:
-                return ProcessState.SUCCESS, desc
-            to, reason = ProcessState.WAITING, f"{desc}; restarting (daemon)"
-        elif outcome is RunOutcome.FAILED:
-            if mf != 0 and p.failures >= mf:
-                if spec.ephemeral:
-                    return ProcessState.SUCCESS, (
-                        f"{desc}; ephemeral process done after failure {p.failures} "
-                        f"of max_failures={mf}")
-                p.failed_because = f"{desc} after {p.failures} of max_failures={mf} runs"
-                return ProcessState.FAILED, (
-                    f"{desc}; failed for good (failure {p.failures} of max_failures={mf})")
-            limit = "unlimited with max_failures=0" if mf == 0 else f"of max_failures={mf}"
-            to, reason = ProcessState.WAITING, f"{desc}; restarting (failure {p.failures} {limit})"
-        else:
-            to, reason = ProcessState.WAITING, (
-                f"{desc}; restarting (loss {p.losses}, not counted toward max_failures={mf})")
-        cap = self._run_cap
-        if cap is not None and p.failures + p.losses >= cap:  # only failures and losses count
-            p.failed_because = (f"{desc}; {p.failures + p.losses} runs failed or were lost "
-                                f"({p.failures} failures, {p.losses} losses), reaching the run "
-                                f"cap of {cap}")
-            return ProcessState.FAILED, p.failed_because
-        if spec.min_duration_secs > 0:
-            reason += (f"; waiting {_num(spec.min_duration_secs)} s for "
-                       f"min_duration={_num(spec.min_duration_secs)}")
-        return to, reason
-
-    def _stop_step(self, plan: _Plan, now: float, signals: list[SignalRun]) -> bool:
+    def _stop_step(self, plan: Plan, now: float, signals: list[SignalRun]) -> bool:
         """Signal the plan's running runs as their times come; True while any still runs."""
         assert plan.term_at is not None and plan.kill_at is not None
         running = False
@@ -470,11 +292,10 @@ class Planner:
                 continue
             if p.killed_at is not None:
                 if now >= p.killed_at + GIVE_UP_AFTER_SIGKILL_SECS:
-                    p.ended_at = now
-                    p.last_outcome = RunOutcome.KILLED
+                    p.ended_at, p.last_outcome = now, RunOutcome.KILLED
                     self._note(p, ProcessState.KILLED, (
-                        f"run {p.run} did not exit {_num(GIVE_UP_AFTER_SIGKILL_SECS)} s after "
-                        f"SIGKILL; given up on"))
+                        f"run {p.run} did not exit {number(GIVE_UP_AFTER_SIGKILL_SECS)} s after "
+                        f"SIGKILL; given up on"), RunOutcome.KILLED)
                     continue
             elif now >= plan.kill_at:
                 signals.append(SignalRun(p.name, p.run, SIGKILL))
@@ -485,12 +306,12 @@ class Planner:
             running = True
         return running
 
-    def _cancel_waiting(self, plan: _Plan, why: str) -> None:
+    def _cancel_waiting(self, plan: Plan, why: str) -> None:
         """The plan stops: its WAITING processes will not (re)start, because `why`."""
         for p in plan.procs:
             if p.state is not ProcessState.WAITING:
                 continue
-            blocker = next((d for d in p.deps if self._procs[d].state is ProcessState.FAILED), None)
+            blocker = plan.failed_dep(p)
             if blocker is not None:
                 reason = f"never started: it waits for '{blocker}', which failed"
             else:
@@ -504,7 +325,7 @@ class Planner:
                                           and not self._final.stopping):
             plan = self._regular if phase is TaskPhase.ACTIVE else self._final
             times += [g for p in plan.procs
-                      if p.state is ProcessState.WAITING and self._deps_done(p)
+                      if p.state is ProcessState.WAITING and plan.deps_done(p)
                       and (g := p.gate_at) is not None and g > now]
             if phase is TaskPhase.FINALIZING and self._final_deadline_at is not None:
                 times.append(self._final_deadline_at)
@@ -524,24 +345,22 @@ class Planner:
 
     # ---- bookkeeping ----
 
-    def _proc(self, name: str) -> _Proc:
+    def _proc(self, name: str) -> ProcessTrack:
         try:
             return self._procs[name]
         except KeyError:
             raise KeyError(f"task '{self._task.name}' has no process '{name}'") from None
 
-    def _note(self, p: _Proc, to: ProcessState, reason: str) -> None:
+    def _note(self, p: ProcessTrack, to: ProcessState, reason: str,
+              outcome: RunOutcome | None = None) -> None:
+        assert to in PROCESS_EDGES[p.state], f"{p.name}: no edge {p.state.name} → {to.name}"
         run = p.run if p.run >= 0 else None
-        self._pending.append(Transition(p.name, run, p.state.value, to.value, reason))
+        self._pending.append(ProcessTransition(p.name, run, p.state, to, reason, outcome))
         p.state = to
         p.last_reason = reason
 
     def _set_phase(self, to: TaskPhase, reason: str) -> None:
-        self._pending.append(Transition(None, None, self._phase.value, to.value, reason))
+        assert to in PHASE_EDGES[self._phase], f"no phase edge {self._phase.name} → {to.name}"
+        self._pending.append(PhaseTransition(self._phase, to, reason))
         self._phase = to
         self._reason = reason
-
-    def _view(self, p: _Proc) -> ProcessView:
-        gate = p.gate_at if p.state is ProcessState.WAITING else None
-        return ProcessView(p.name, p.state, p.run, p.failures, p.losses, p.successes, p.pid,
-                           p.last_outcome, p.last_reason, gate)

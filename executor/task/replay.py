@@ -1,30 +1,41 @@
 """Replaying the checkpoint: records in, a frozen `TaskView` out. PURE.
 
-Owns the views `stoker status` shows (task, attempts, processes, runs, health) and the fold
-that builds them from checkpoint records (see `executor/task/checkpoint.py` for the record
-kinds). No I/O, no clock, no logging, no threads: the caller reads the file and passes
-`now` to whatever formats the view. Unknown kinds are ignored, and so is a record whose
-fields have the wrong types, so a damaged checkpoint still shows what it can.
+Owns the views `stoker status` shows (task, supervisor phase, attempts, processes, runs,
+health) and the fold that builds them from the checkpoint's records (the classes of
+`executor/task/records.py`, parsed from the JSON objects). No I/O, no clock, no logging,
+no threads: the caller reads the file and passes `now` to whatever formats the view.
+Unknown kinds are ignored, and so is a damaged record, so a damaged checkpoint still shows
+what it can. Views hold state names as text: they are for showing.
 
 How a process record maps to runs: a record with `to` = RUNNING starts run `run` (its
 wall time is the run's start); the next record of that run that leaves RUNNING ends it,
-with its exit code / signal. The run's state is the record's `to` when that is an outcome
-(SUCCESS, FAILED, KILLED, LOST); when the process goes back to WAITING (a restart) the
-outcome is derived from the exit: 0 → SUCCESS, a signal → LOST, else FAILED. A run that
-never started (a spawn error: WAITING → FAILED) is kept with no pid.
+with its exit code / signal. The run's state is the record's `to` when that is final
+(SUCCESS, FAILED, KILLED); when the process goes back to WAITING (a restart) it is the
+record's outcome (SUCCESS, FAILED or LOST), or, in records written without one, derived from
+the exit: 0 → SUCCESS, a signal → LOST, else FAILED. A run that could not start (a spawn
+error: RUNNING → WAITING or FAILED without a pid) is kept with no pid.
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from typing import assert_never
 
 import attrs
 
+from executor.events import ProcessState
+from executor.task.records import (
+    HeaderRecord,
+    HealthRecord,
+    PhaseRecord,
+    ProcessRecord,
+    Record,
+    TaskRecord,
+    parse,
+)
+
 HEALTH_HISTORY = 10
-_RUNNING = "RUNNING"
-_WAITING = "WAITING"
-_OUTCOMES = ("SUCCESS", "FAILED", "KILLED", "LOST")
+_FINAL = (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED)
 
 @attrs.frozen(slots=True)
 class RunView:
@@ -73,7 +84,9 @@ class HealthView:
 
 
 @attrs.frozen(slots=True)
-class TaskTransitionView:
+class TransitionView:
+    """One change of the task's state or of its supervisor phase ("" when not recorded)."""
+
     wall: float
     from_state: str
     to_state: str
@@ -89,9 +102,15 @@ class AttemptView:
     supervisor_pid: int | None
     state: str | None  # None before the first task record
     reason: str
-    history: tuple[TaskTransitionView, ...]
+    history: tuple[TransitionView, ...]  # the task's states
+    phases: tuple[TransitionView, ...]  # the supervisor's phases (ACTIVE, CLEANING, ...)
     processes: tuple[ProcessView, ...]
     health: HealthView
+
+    @property
+    def phase(self) -> TransitionView | None:
+        """The supervisor's current phase and why (None before the first phase record)."""
+        return self.phases[-1] if self.phases else None
 
 
 @attrs.frozen(slots=True)
@@ -120,8 +139,12 @@ class TaskView:
         return self.current.reason
 
     @property
-    def history(self) -> tuple[TaskTransitionView, ...]:
+    def history(self) -> tuple[TransitionView, ...]:
         return self.current.history
+
+    @property
+    def phase(self) -> TransitionView | None:
+        return self.current.phase
 
     @property
     def processes(self) -> tuple[ProcessView, ...]:
@@ -139,59 +162,39 @@ class TaskView:
 # ---- the fold ----
 
 
-def _opt_int(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected a number, got {value!r}")
-    return int(value)
-
-
-def _opt_float(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
 @attrs.define
 class _Run:
     run: int
     pid: int | None = None
-    state: str = _WAITING
+    state: str = ProcessState.WAITING.value
     started_wall: float | None = None
     ended_wall: float | None = None
     exit_code: int | None = None
     signal: int | None = None
     reason: str = ""
 
-    def apply(self, rec: Mapping[str, Any], wall: float | None) -> None:
-        src, dst = _text(rec.get("from")), _text(rec.get("to"))
-        pid = _opt_int(rec.get("pid"))
-        code, sig = _opt_int(rec.get("exit_code")), _opt_int(rec.get("signal"))
-        if pid is not None:
-            self.pid = pid
-        self.reason = _text(rec.get("reason"))
-        if dst == _RUNNING:
-            self.state = _RUNNING
+    def apply(self, rec: ProcessRecord) -> None:
+        if rec.pid is not None:
+            self.pid = rec.pid
+        self.reason = rec.reason
+        if rec.to is ProcessState.RUNNING:
+            self.state = rec.to.value
             if self.started_wall is None:
-                self.started_wall = wall
+                self.started_wall = rec.wall
             return
-        if code is not None or sig is not None:
-            self.exit_code, self.signal = code, sig
+        if rec.exit_code is not None or rec.signal is not None:
+            self.exit_code, self.signal = rec.exit_code, rec.signal
         if self.ended_wall is None:
-            self.ended_wall = wall
-        if dst in _OUTCOMES:
-            self.state = dst
-        elif src == _RUNNING or self.exit_code is not None or self.signal is not None:
+            self.ended_wall = rec.wall
+        if rec.to in _FINAL:
+            self.state = rec.to.value
+        elif rec.outcome is not None:
+            self.state = rec.outcome.value
+        elif rec.from_ is ProcessState.RUNNING or self.exit_code is not None \
+                or self.signal is not None:
             self.state = self._derived_outcome()
         else:
-            self.state = dst or self.state
+            self.state = rec.to.value
 
     def _derived_outcome(self) -> str:
         if self.signal is not None:
@@ -207,25 +210,29 @@ class _Run:
 @attrs.define
 class _Process:
     name: str
-    state: str = _WAITING
+    state: str = ProcessState.WAITING.value
     reason: str = ""
     runs: dict[int, _Run] = attrs.Factory(dict)
 
-    def apply(self, rec: Mapping[str, Any], wall: float | None) -> None:
-        run = _opt_int(rec.get("run"))
-        src, dst = _text(rec.get("from")), _text(rec.get("to"))
-        if dst:
-            self.state = dst
-        self.reason = _text(rec.get("reason"))
+    def apply(self, rec: ProcessRecord) -> None:
+        self.state = rec.to.value
+        self.reason = rec.reason
+        run = rec.run
         if run is None or run < 0:
             return
-        if dst == _WAITING and src != _RUNNING and run not in self.runs:
+        if rec.to is ProcessState.WAITING and rec.from_ is not ProcessState.RUNNING \
+                and run not in self.runs:
             return  # waiting for a run that has not started: no run yet
-        self.runs.setdefault(run, _Run(run)).apply(rec, wall)
+        self.runs.setdefault(run, _Run(run)).apply(rec)
 
     def view(self) -> ProcessView:
         runs = tuple(self.runs[k].view() for k in sorted(self.runs))
         return ProcessView(name=self.name, state=self.state, reason=self.reason, runs=runs)
+
+
+def _transition(rec: TaskRecord | PhaseRecord) -> TransitionView:
+    return TransitionView(wall=rec.wall or 0.0, to_state=rec.to.value, reason=rec.reason,
+                          from_state="" if rec.from_ is None else rec.from_.value)
 
 
 @attrs.define
@@ -236,34 +243,34 @@ class _Attempt:
     checker: str = "none"
     state: str | None = None
     reason: str = ""
-    history: list[TaskTransitionView] = attrs.Factory(list)
+    history: list[TransitionView] = attrs.Factory(list)
+    phases: list[TransitionView] = attrs.Factory(list)
     processes: dict[str, _Process] = attrs.Factory(dict)
     health_state: str | None = None
     health_counts: tuple[int, int, int] = (0, 0, 0)
     health_attempts: deque[HealthAttemptView] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
 
-    def task(self, rec: Mapping[str, Any], wall: float | None) -> None:
-        src, dst, reason = _text(rec.get("from")), _text(rec.get("to")), _text(rec.get("reason"))
-        self.history.append(TaskTransitionView(wall=wall or 0.0, from_state=src,
-                                               to_state=dst, reason=reason))
-        self.state, self.reason = dst, reason
+    def apply(self, rec: TaskRecord | PhaseRecord | ProcessRecord | HealthRecord) -> None:
+        match rec:
+            case TaskRecord():
+                self.history.append(_transition(rec))
+                self.state, self.reason = rec.to.value, rec.reason
+            case PhaseRecord():
+                self.phases.append(_transition(rec))
+            case ProcessRecord():
+                self.processes.setdefault(rec.process, _Process(rec.process)).apply(rec)
+            case HealthRecord():
+                self.health(rec)
+            case _:
+                assert_never(rec)
 
-    def process(self, rec: Mapping[str, Any], wall: float | None) -> None:
-        name = rec.get("process")
-        if not isinstance(name, str) or not name:
-            raise TypeError("a process record needs a process name")
-        self.processes.setdefault(name, _Process(name)).apply(rec, wall)
-
-    def health(self, rec: Mapping[str, Any], wall: float | None) -> None:
-        counts = (_opt_int(rec.get("attempts")) or 0,
-                  _opt_int(rec.get("consecutive_failures")) or 0,
-                  _opt_int(rec.get("consecutive_successes")) or 0)
-        attempt = HealthAttemptView(wall=wall or 0.0, outcome=_text(rec.get("outcome")),
-                                    reason=_text(rec.get("reason")),
-                                    latency_secs=_opt_float(rec.get("latency_secs")))
-        self.health_counts = counts
-        self.health_state = _text(rec.get("state")) or self.health_state
-        self.health_attempts.append(attempt)
+    def health(self, rec: HealthRecord) -> None:
+        self.health_counts = (rec.attempts, rec.consecutive_failures, rec.consecutive_successes)
+        if rec.state is not None:
+            self.health_state = rec.state.value
+        self.health_attempts.append(HealthAttemptView(
+            wall=rec.wall or 0.0, outcome=rec.outcome.value, reason=rec.reason,
+            latency_secs=rec.latency_secs))
 
     def view(self) -> AttemptView:
         a, f, s = self.health_counts
@@ -273,6 +280,7 @@ class _Attempt:
         return AttemptView(number=self.number, started_wall=self.started_wall,
                            supervisor_pid=self.supervisor_pid, state=self.state,
                            reason=self.reason, history=tuple(self.history),
+                           phases=tuple(self.phases),
                            processes=tuple(p.view() for p in self.processes.values()),
                            health=health)
 
@@ -291,38 +299,23 @@ class _Task:
             self.attempts.append(_Attempt(1))  # records before any header
         return self.attempts[-1]
 
-    def header(self, rec: Mapping[str, Any], wall: float | None) -> None:
-        ports = rec.get("ports") or {}
-        if not isinstance(ports, Mapping):
-            raise TypeError("ports must be a map")
-        parsed_ports = {str(k): int(v) for k, v in ports.items()}
-        names = rec.get("processes") or []
-        if not isinstance(names, list):
-            raise TypeError("processes must be a list")
-        attempt = _Attempt(len(self.attempts) + 1, started_wall=wall,
-                           supervisor_pid=_opt_int(rec.get("supervisor_pid")),
-                           checker=_text(rec.get("health")) or "none")
-        for name in names:
-            attempt.processes[str(name)] = _Process(str(name))
-        self.label = _text(rec.get("task")) or self.label
-        self.job_key = _text(rec.get("job_key")) or self.job_key
-        self.task_id = _text(rec.get("task_id")) or self.task_id
-        self.sandbox = _text(rec.get("sandbox")) or self.sandbox
-        self.ports = parsed_ports
+    def header(self, rec: HeaderRecord) -> None:
+        attempt = _Attempt(len(self.attempts) + 1, started_wall=rec.wall,
+                           supervisor_pid=rec.supervisor_pid, checker=rec.health)
+        for name in rec.processes:
+            attempt.processes[name] = _Process(name)
+        self.label = rec.task or self.label
+        self.job_key = rec.job_key or self.job_key
+        self.task_id = rec.task_id or self.task_id
+        self.sandbox = rec.sandbox or self.sandbox
+        self.ports = dict(rec.ports)
         self.attempts.append(attempt)
 
-    def apply(self, rec: Mapping[str, Any]) -> None:
-        kind = rec.get("kind")
-        wall = _opt_float(rec.get("wall"))
-        if kind == "header":
-            self.header(rec, wall)
-        elif kind == "task":
-            self.current().task(rec, wall)
-        elif kind == "process":
-            self.current().process(rec, wall)
-        elif kind == "health":
-            self.current().health(rec, wall)
-        # unknown kinds are ignored: newer writers may add some
+    def apply(self, rec: Record) -> None:
+        if isinstance(rec, HeaderRecord):
+            self.header(rec)
+        else:
+            self.current().apply(rec)
 
     def view(self) -> TaskView:
         self.current()
@@ -331,14 +324,12 @@ class _Task:
                         attempts=tuple(a.view() for a in self.attempts))
 
 
-def replay(records: Iterable[Mapping[str, Any]]) -> TaskView:
-    """Fold checkpoint records into the task's view. Pure; never raises for bad records."""
+def replay(records: Iterable[object]) -> TaskView:
+    """Fold checkpoint records (JSON objects as read) into the task's view. Pure; never
+    raises for bad records: a damaged one, or one of an unknown kind, is skipped."""
     task = _Task()
-    for rec in records:
-        if not isinstance(rec, Mapping):
-            continue
-        try:
+    for doc in records:
+        rec = parse(doc)
+        if rec is not None:
             task.apply(rec)
-        except (TypeError, ValueError, KeyError, AttributeError):
-            continue  # a damaged record: show what the others say
     return task.view()

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import attrs
 
-from executor.events import TaskState, Transition
-from executor.task.planner import TaskPhase
+from executor.events import TaskPhase, TaskStage, TaskState, TaskTransition
 from healthcheck.policy import HealthState, Verdict
 
 
@@ -37,7 +36,7 @@ class Outcome:
     """What the owner must do after feeding the machine one fact."""
 
     updates: tuple[Update, ...] = ()
-    transitions: tuple[Transition, ...] = ()
+    transitions: tuple[TaskTransition, ...] = ()
     kill_reason: str | None = None  # set: start a staged kill of the task now
 
 
@@ -57,6 +56,11 @@ class TaskStatusMachine:
         return self._state
 
     @property
+    def stage(self) -> TaskStage:
+        """The state plus KILLING while a staged kill is under way."""
+        return TaskStage.KILLING if self.killing else TaskStage.of(self._state)
+
+    @property
     def killing(self) -> bool:
         return self._kill_cause is not None and not self._state.terminal
 
@@ -65,7 +69,7 @@ class TaskStatusMachine:
         reason = "task launched; sandbox ready, starting processes"
         return Outcome(
             updates=(Update(TaskState.STARTING, reason),),
-            transitions=(Transition(None, None, "NEW", TaskState.STARTING.value, reason),),
+            transitions=(TaskTransition(TaskStage.NEW, TaskStage.STARTING, reason),),
         )
 
     def processes_started(self) -> Outcome:
@@ -108,13 +112,13 @@ class TaskStatusMachine:
     def _begin_kill(self, cause: TaskState, reason: str) -> Outcome:
         self._kill_cause = cause
         self._kill_reason = reason
-        transition = Transition(None, None, self._state.value, "KILLING", reason)
+        transition = TaskTransition(TaskStage.of(self._state), TaskStage.KILLING, reason)
         return Outcome(transitions=(transition,), kill_reason=reason)
 
     def _move(self, to: TaskState, reason: str, healthy: bool | None) -> Outcome:
-        before = "KILLING" if self.killing else self._state.value
+        before = self.stage
         self._state = to
         if healthy is not None:
             self._healthy = healthy
-        transition = Transition(None, None, before, to.value, reason)
+        transition = TaskTransition(before, TaskStage.of(to), reason)
         return Outcome(updates=(Update(to, reason, healthy),), transitions=(transition,))

@@ -8,7 +8,8 @@ import pytest
 
 from executor.cli.views import follow, format_duration, format_status, latest_log
 from executor.task import checkpoint
-from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records, replay
+from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
+from executor.task.replay import replay
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -109,6 +110,29 @@ def test_status_shows_task_processes_and_health(tmp_path):
     assert "health: RUNNING (HTTP GET /health); attempts=1" in text
     assert "passed" in text and "3.2 ms" in text
     json.dumps(text)  # plain text, printable
+
+
+def test_status_shows_the_supervisor_phase(tmp_path):
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many([
+        dict(HEADER, wall=1000.0),
+        {"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": 1000.0},
+        {"kind": "task", "from": "STARTING", "to": "KILLING", "reason": "killed", "wall": 1001.0},
+        {"kind": "phase", "from": "ACTIVE", "to": "CLEANING",
+         "reason": "killed; stopping 1 running process: SIGTERM now, SIGKILL 5 s later",
+         "wall": time.mktime((2026, 11, 28, 10, 15, 3, 0, 0, -1))},
+    ])
+    writer.close()
+    text = format_status(replay(read_records(tmp_path)), now_wall=1010.0)
+    assert "state=KILLING" in text.splitlines()[0]
+    assert ("  supervisor: CLEANING since 10:15:03: killed; stopping 1 running process: "
+            "SIGTERM now, SIGKILL 5 s later") in text.splitlines()
+    without = replay(read_records(tmp_path)[:-1])
+    assert "supervisor:" not in format_status(without, now_wall=1010.0)
+    same = read_records(tmp_path) + [
+        {"kind": "phase", "from": "CLEANING", "to": "KILLED", "reason": "killed", "wall": 1003.0},
+        {"kind": "task", "from": "KILLING", "to": "KILLED", "reason": "killed", "wall": 1003.0}]
+    assert "supervisor:" not in format_status(replay(same), now_wall=1010.0)  # says nothing new
 
 
 @pytest.mark.parametrize("secs, text", [(None, "-"), (3.24, "3.2s"), (245, "4m05s"),

@@ -8,27 +8,38 @@ from pathlib import Path
 import pytest
 
 from config.spec import CheckKind, HealthSpec, JobSpec, ProcessSpec, TaskSpec
-from executor.events import TaskState
-from executor.task.owner import TaskOwner
+from executor.events import (
+    HealthTransition,
+    PhaseTransition,
+    ProcessState,
+    ProcessTransition,
+    TaskState,
+)
+from executor.task.wiring import owner_for
 
 FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_task.py"
 
 
 class Recorder:
+    """The owner's reporter: process and task transitions, phases, health results, updates."""
+
     def __init__(self):
         self.transitions, self.phases, self.updates, self.health_results = [], [], [], []
 
-    def transition(self, t):
-        self.transitions.append(t)
+    def on_transition(self, t):
+        if isinstance(t, PhaseTransition):
+            self.phases.append(t)
+        elif isinstance(t, HealthTransition):
+            self.health_results.append((t.outcome.value, t.to.value))
+        else:
+            self.transitions.append(t)
 
-    def phase(self, t):
-        self.phases.append(t)
-
-    def update(self, u):
+    def on_update(self, u):
         self.updates.append(u)
 
-    def health(self, attempt, state, attempts):
-        self.health_results.append((attempt.outcome.value, state))
+    def process_states(self, name):
+        return [t.to.value for t in self.transitions
+                if isinstance(t, ProcessTransition) and t.process == name]
 
 
 def job(*processes: ProcessSpec, health: HealthSpec = HealthSpec(), finalization_wait_secs=1.0) -> JobSpec:
@@ -39,7 +50,7 @@ def job(*processes: ProcessSpec, health: HealthSpec = HealthSpec(), finalization
 
 def run_owner(tmp_path, spec, before=None):
     rec = Recorder()
-    owner = TaskOwner(spec, sandbox=tmp_path, env={"PATH": "/usr/bin:/bin"}, reporter=rec)
+    owner = owner_for(spec, tmp_path, {"PATH": "/usr/bin:/bin"}, rec)
     if before:
         before(owner)
     final = owner.run()
@@ -51,7 +62,8 @@ def test_a_kill_queued_before_the_start_starts_nothing(tmp_path):
     spec = job(ProcessSpec(name="a", cmdline="sleep 30"))
     final, rec = run_owner(tmp_path, spec, before=lambda o: o.request_kill("killed during launch", 0.5))
     assert final.state is TaskState.KILLED and final.message == "killed during launch"
-    assert not [t for t in rec.transitions if t.process is not None and t.to_state == "RUNNING"]
+    assert not [t for t in rec.transitions
+                if isinstance(t, ProcessTransition) and t.to is ProcessState.RUNNING]
     assert not (tmp_path / ".logs").exists()
 
 
@@ -70,7 +82,7 @@ def test_shell_health_failure_kills_and_fails_with_the_reason(tmp_path):
     assert final.state is TaskState.FAILED and final.healthy is False
     assert "exited with status 4" in final.message and "not yet" in final.message
     assert rec.health_results == [("failed", "FAILED")]
-    assert [t.to_state for t in rec.transitions if t.process == "a"] == ["RUNNING", "KILLED"]
+    assert rec.process_states("a") == ["RUNNING", "KILLED"]
 
 
 @pytest.mark.timeout(20)
@@ -80,13 +92,13 @@ def test_shell_health_check_runs_in_the_sandbox_with_the_task_environment(tmp_pa
                         shell_command='test -f ready && test -n "$STOKER_TASK_MARKER"')
 
     def kill_when_running(owner):
-        original = owner._reporter.update
+        original = owner._reporter.on_update
 
-        def update(u):
+        def on_update(u):
             original(u)
             if u.state is TaskState.RUNNING:
                 owner.request_kill("done", 0.2)
-        owner._reporter.update = update
+        owner._reporter.on_update = on_update
 
     final, rec = run_owner(tmp_path, job(ProcessSpec(name="a", cmdline="sleep 30"), health=health),
                            before=kill_when_running)
@@ -116,4 +128,42 @@ def test_sigterm_ignoring_process_is_sigkilled_after_the_grace(tmp_path):
     took = time.monotonic() - asked["at"]
     assert final.state is TaskState.KILLED
     assert 0.3 <= took < 1.5
-    assert [t.to_state for t in rec.transitions if t.process == "a"] == ["RUNNING", "KILLED"]
+    assert rec.process_states("a") == ["RUNNING", "KILLED"]
+
+
+@pytest.mark.timeout(20)
+def test_a_run_killed_by_sigkill_is_a_loss_logged_as_a_warning(tmp_path, caplog):
+    """The OOM killer's way: SIGKILL from outside the task. The run is restarted without
+    counting as a failure, and the loss is a WARNING that names it, not an INFO restart."""
+    import logging
+    import os
+    import signal
+    import threading
+
+    from tests.support.waiting import wait_for
+
+    caplog.set_level(logging.INFO, logger="executor.task")
+    spec = job(ProcessSpec(name="a", cmdline="echo $$ > run.pid; exec sleep 30",
+                           max_failures=1, min_duration_secs=0.0))
+    rec = Recorder()
+    owner = owner_for(spec, tmp_path, {"PATH": "/usr/bin:/bin"}, rec)
+    ended = {}
+    thread = threading.Thread(target=lambda: ended.setdefault("final", owner.run()), daemon=True)
+    thread.start()
+    try:
+        pid_file = tmp_path / "run.pid"
+        pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10))
+        os.kill(pid, signal.SIGKILL)  # a process this test's owner started
+        wait_for(lambda: rec.process_states("a").count("RUNNING") == 2, 10)
+    finally:
+        owner.request_kill("test done", 0.5)
+        thread.join(10)
+    assert ended["final"].state is TaskState.KILLED
+    assert rec.process_states("a") == ["RUNNING", "WAITING", "RUNNING", "KILLED"]
+    losses = [r for r in caplog.records if "process_state" in r.getMessage()
+              and "outcome=LOST" in r.getMessage()]
+    assert len(losses) == 1
+    (loss,) = losses
+    assert loss.levelno == logging.WARNING
+    assert "killed by SIGKILL; restarting (loss 1, not counted toward max_failures=1)" in loss.getMessage()
+    assert f"pid={pid}" in loss.getMessage() and "to=WAITING" in loss.getMessage()

@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PURE = [
     "executor/task/planner.py",
+    "executor/task/process_rules.py",
     "executor/task/replay.py",
+    "executor/task/records.py",
+    "executor/task/kill.py",
     "executor/task/status.py",
     "executor/local/service.py",
     "executor/mesos/protocol.py",
@@ -41,6 +44,7 @@ PURE = [
     "config/aurora/binary.py",
     "config/aurora/errors.py",
     "config/aurora/task.py",
+    "config/words.py",
 ]
 FORBIDDEN = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging",
              "select", "signal"}

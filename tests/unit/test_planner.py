@@ -11,9 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.spec import ProcessSpec, TaskSpec
-from executor.events import ExitStatus
+from executor.events import (
+    ExitStatus,
+    PhaseTransition,
+    ProcessState,
+    ProcessTransition,
+    RunOutcome,
+    TaskPhase,
+)
 from executor.task import planner as planner_module
-from executor.task.planner import Decision, Planner, ProcessState, RunOutcome, TaskPhase
+from executor.task.planner import Decision, Planner
 from tests.support.fake_clock import FakeClock
 
 TERM = int(signal.SIGTERM)
@@ -72,7 +79,13 @@ def signals(d: Decision) -> list[tuple[str, int]]:
 
 
 def task_transitions(h: Harness) -> list[tuple[str, str]]:
-    return [(t.from_state, t.to_state) for t in h.transitions if t.process is None]
+    return [(t.from_.value, t.to.value) for t in h.transitions if isinstance(t, PhaseTransition)]
+
+
+def row(t: ProcessTransition | PhaseTransition) -> tuple[str | None, str, str]:
+    """(process or None for a phase, from, to) as the states' names."""
+    process = t.process if isinstance(t, ProcessTransition) else None
+    return process, t.from_.value, t.to.value
 
 
 # ---- starting: parallel, order, concurrency ----
@@ -486,7 +499,8 @@ def test_transitions_name_the_process_run_states_and_reason_with_numbers():
     h.exit("web", 3)
     h.clock.advance(5.0)
     h.decide()
-    got = [(t.process, t.run, t.from_state, t.to_state, t.reason) for t in h.transitions]
+    assert all(isinstance(t, ProcessTransition) for t in h.transitions)
+    got = [(t.process, t.run, t.from_.value, t.to.value, t.reason) for t in h.transitions]
     assert got == [
         ("web", 0, "WAITING", "RUNNING", "starting run 0"),
         ("web", 0, "RUNNING", "WAITING",
@@ -501,11 +515,30 @@ def test_transition_reasons_for_losses_daemons_and_unlimited_failures():
     h.exit("a", 2)
     h.exit("a", sig=KILL)
     h.exit("d", 0)
-    reasons = [t.reason for t in h.transitions if t.to_state == "WAITING"]
+    reasons = [t.reason for t in h.transitions
+               if isinstance(t, ProcessTransition) and t.to is ProcessState.WAITING]
     assert reasons == [
         "exit status 2; restarting (failure 1 unlimited with max_failures=0)",
         "killed by SIGKILL; restarting (loss 1, not counted toward max_failures=0)",
         "exit status 0; restarting (daemon)",
+    ]
+
+
+def test_a_transition_that_ends_a_run_carries_its_outcome():
+    h = Harness(task(proc("a", max_failures=0), proc("b")))
+    h.decide()
+    h.exit("a", sig=KILL)  # a loss: restarted, the outcome says why
+    h.exit("a", 1)
+    h.planner.kill(h.clock.now, "stop", grace_secs=1.0)
+    h.decide()
+    h.exit("b", sig=TERM)
+    got = [(t.process, t.to.value, t.outcome) for t in h.transitions
+           if isinstance(t, ProcessTransition)]
+    assert got == [
+        ("a", "RUNNING", None), ("b", "RUNNING", None),
+        ("a", "WAITING", RunOutcome.LOST), ("a", "RUNNING", None),
+        ("a", "WAITING", RunOutcome.FAILED), ("a", "RUNNING", None),
+        ("b", "KILLED", RunOutcome.KILLED),
     ]
 
 
@@ -515,7 +548,7 @@ def test_each_state_change_yields_exactly_one_transition_in_order():
     h.exit("a")
     h.exit("e", sig=TERM)
     h.exit("f")
-    got = [(t.process, t.from_state, t.to_state) for t in h.transitions]
+    got = [row(t) for t in h.transitions]
     assert got == [
         ("a", "WAITING", "RUNNING"), ("e", "WAITING", "RUNNING"),
         ("a", "RUNNING", "SUCCESS"), (None, "ACTIVE", "CLEANING"),
@@ -573,12 +606,13 @@ def test_random_event_sequences_keep_the_invariants(actions, concurrency, daemon
     def check(d: Decision) -> None:
         nonlocal phase
         for t in d.transitions:  # every change is reported once, from the state it left
-            if t.process is None:
-                assert t.from_state == phase
-                phase = t.to_state
+            process, from_, to = row(t)
+            if process is None:
+                assert from_ == phase
+                phase = to
             else:
-                assert seen[t.process] == t.from_state != t.to_state
-                seen[t.process] = t.to_state
+                assert seen[process] == from_ != to
+                seen[process] = to
         assert seen == h.states() and phase == d.phase.value
         running = sum(v == "RUNNING" for v in seen.values())
         assert concurrency == 0 or running <= concurrency

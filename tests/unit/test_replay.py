@@ -88,6 +88,39 @@ def test_restart_outcomes_are_derived_from_the_exit():
     assert web.state == "KILLED"
 
 
+def phase(frm, to, reason, wall):
+    return {"kind": "phase", "wall": wall, "from": frm, "to": to, "reason": reason}
+
+
+def test_the_supervisor_phases_are_kept_and_the_current_one_shown():
+    records = RECORDED + [
+        task("RUNNING", "KILLING", "killed by the agent (KILL)", 110.0),
+        phase("ACTIVE", "CLEANING", "killed by the agent (KILL); stopping 1 running process", 110.0),
+        phase("CLEANING", "FINALIZING", "every regular process has stopped", 111.0),
+    ]
+    view = replay(records)
+    assert [(p.from_state, p.to_state) for p in view.current.phases] == [
+        ("ACTIVE", "CLEANING"), ("CLEANING", "FINALIZING")]
+    assert (view.phase.to_state, view.phase.wall, view.phase.reason) == (
+        "FINALIZING", 111.0, "every regular process has stopped")
+    assert view.state == "KILLING"  # phases are not task states
+    assert replay(RECORDED).phase is None
+
+
+def test_a_recorded_run_outcome_names_how_the_run_ended():
+    records = [
+        header(),
+        proc("web", 0, "WAITING", "RUNNING", "started", 1.0, pid=10),
+        dict(proc("web", 0, "RUNNING", "WAITING", "exit status 0; restarting (daemon)", 2.0,
+                  pid=10, exit_code=0), outcome="SUCCESS"),
+        proc("web", 1, "WAITING", "RUNNING", "started", 3.0, pid=11),
+        dict(proc("web", 1, "RUNNING", "WAITING", "killed by SIGKILL; restarting (loss 1, ...)",
+                  4.0, pid=11, signal=9), outcome="LOST"),
+    ]
+    web = replay(records).processes[1]
+    assert [(r.run, r.state) for r in web.runs] == [(0, "SUCCESS"), (1, "LOST")]
+
+
 def test_a_spawn_failure_is_a_run_without_pid():
     records = [header(), proc("web", 0, "WAITING", "FAILED",
                               "cannot start /bin/bash: No such file or directory (ENOENT)", 1.0)]

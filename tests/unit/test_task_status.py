@@ -1,6 +1,5 @@
 """The task-status machine: first cause wins, terminal sticks, updates only when due."""
-from executor.events import TaskState
-from executor.task.planner import TaskPhase
+from executor.events import TaskPhase, TaskStage, TaskState, TaskTransition
 from executor.task.status import TaskStatusMachine
 from healthcheck.policy import HealthState, Verdict
 
@@ -66,3 +65,17 @@ def test_terminal_state_sticks():
     assert m.kill_requested("late").kill_reason is None
     assert m.task_ended(TaskPhase.FAILED, "again").updates == ()
     assert m.state is TaskState.FINISHED
+
+
+def test_transitions_name_the_stage_the_task_left_and_entered():
+    m = TaskStatusMachine(health_checked=True)
+    assert m.started().transitions == (
+        TaskTransition(TaskStage.NEW, TaskStage.STARTING, "task launched; sandbox ready, starting processes"),)
+    m.health(RUNNING_V)
+    assert m.stage is TaskStage.RUNNING
+    out = m.health(FAILED_V)
+    assert [(t.from_, t.to) for t in out.transitions] == [(TaskStage.RUNNING, TaskStage.KILLING)]
+    assert m.stage is TaskStage.KILLING
+    end = m.task_ended(TaskPhase.KILLED, "")
+    assert [(t.from_, t.to) for t in end.transitions] == [(TaskStage.KILLING, TaskStage.FAILED)]
+    assert m.stage is TaskStage.FAILED

@@ -1,0 +1,89 @@
+"""The collaborators a TaskOwner is given: what it needs of each, as Protocols.
+
+The owner decides nothing itself and does nothing itself: it feeds events to the pure
+machines and hands their commands to these ports. `executor/task/wiring.py` plugs in the real
+adapters (`procs.Supervisor` for processes, the checkpoint file, the health loop, the
+lifecycle endpoints); tests plug in fakes that record what they were asked. Protocols only:
+no behaviour here.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from config.spec import ProcessSpec
+from executor.events import Transition
+from executor.procs.spawn import SpawnError
+from executor.task.status import Update
+from healthcheck.checkers import Checker, CommandResult
+from healthcheck.policy import Attempt
+
+__all__ = [
+    "CheckpointSink", "HealthChecks", "HealthStarter", "Lifecycle", "LifecycleStarter",
+    "ProcessPort", "Reporter", "SpawnError",
+]
+
+
+class ProcessPort(Protocol):
+    """The task's processes (`executor.procs.supervisor.Supervisor` is one). Exits come back
+    as `ProcessExited` events posted to the owner's queue, not through this port."""
+
+    def start(self) -> None: ...
+
+    def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> Sequence[int | SpawnError]:
+        """Fork each (process, run) now: its pid, or the SpawnError that says why not."""
+        ...
+
+    def signal_runs(self, runs: list[tuple[str, int]], sig: int) -> int:
+        """Signal every process of each (process, run)'s tree; returns how many got it."""
+        ...
+
+    def run_command(self, command: str, timeout_secs: float) -> CommandResult: ...
+
+    def close(self) -> None:
+        """Kill whatever of the task still runs and release everything."""
+        ...
+
+
+class CheckpointSink(Protocol):
+    """Where the owner's records go (the checkpoint file): JSON objects, written in order."""
+
+    def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Write the records of one step, durably; raises OSError or ValueError."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Reporter(Protocol):
+    """Who hears of the task: `stoker run`'s console, or the Mesos agent."""
+
+    def on_transition(self, t: Transition) -> None:
+        """One state change (already logged and checkpointed by the owner)."""
+        ...
+
+    def on_update(self, u: Update) -> None:
+        """A task-level status to report (STARTING, RUNNING, and the terminal one)."""
+        ...
+
+
+class HealthChecks(Protocol):
+    """The running health loop (`healthcheck.loop.HealthLoop`)."""
+
+    def stop_async(self) -> None: ...
+
+    def stop(self, timeout_secs: float = ...) -> bool: ...
+
+
+class Lifecycle(Protocol):
+    """The running lifecycle endpoints of a kill (`executor.task.lifecycle`)."""
+
+    def regular_processes_gone(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+# Start the health loop: each attempt's result and latency go to the callback.
+HealthStarter = Callable[[Checker, Callable[[Attempt, float], None]], HealthChecks]
+# Start the lifecycle endpoints: the callback gets a summary when they are done.
+LifecycleStarter = Callable[[Callable[[str], None]], Lifecycle]

@@ -1,0 +1,288 @@
+"""Thermos' rules for one process's runs: how a run's end counts and what comes next. PURE.
+
+Owns the process machine (drawn below; `PROCESS_EDGES` is the same drawing as data, and a
+unit test checks that the two agree), one process's record across its runs (`ProcessTrack`),
+how an exit becomes a `RunOutcome`, what one ended run means for its process (restart, or
+SUCCESS / FAILED / KILLED for good, with the reason in words: `max_failures`, `daemon`,
+`ephemeral`, `min_duration`, the run cap), a `Plan` (the regular or the final processes:
+their order dependencies, whether they are settled, their stop deadlines), and what the
+regular processes' states mean for the task (`regular_outcome`: the task's `max_failures`,
+deadlock, success). The planner decides when runs start and stop (concurrency, phases,
+signals) and notes every change. No I/O, no clock, no logging: times come in as arguments.
+
+Process states (runs count from 0 per process):
+
+    WAITING ──StartRun──▶ RUNNING
+    RUNNING ──run ended: restart (daemon success, failure under max_failures, loss)──▶ WAITING
+    RUNNING ──run ended for good──▶ SUCCESS | FAILED | KILLED
+    WAITING ──the task stops before it (re)starts──▶ KILLED
+
+A run killed by a signal nobody in the task sent is a loss: it is restarted without counting
+toward `max_failures`; failures and losses together are capped by the run cap.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from config.spec import ProcessSpec
+from config.words import number, plural
+from executor.events import ExitStatus, ProcessState, RunOutcome, TaskPhase
+
+_S = ProcessState
+PROCESS_EDGES: Mapping[ProcessState, frozenset[ProcessState]] = {
+    _S.WAITING: frozenset({_S.RUNNING, _S.KILLED}),
+    _S.RUNNING: frozenset({_S.WAITING, _S.SUCCESS, _S.FAILED, _S.KILLED}),
+    _S.SUCCESS: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.KILLED: frozenset(),
+}
+
+
+@attrs.frozen(slots=True)
+class RunCounts:
+    """How a process's ended runs counted so far (a run the task killed counts as none)."""
+
+    successes: int = 0
+    failures: int = 0
+    losses: int = 0
+
+    def count(self, outcome: RunOutcome) -> RunCounts:
+        if outcome is RunOutcome.SUCCESS:
+            return attrs.evolve(self, successes=self.successes + 1)
+        if outcome is RunOutcome.FAILED:
+            return attrs.evolve(self, failures=self.failures + 1)
+        if outcome is RunOutcome.LOST:
+            return attrs.evolve(self, losses=self.losses + 1)
+        return self
+
+
+@attrs.frozen(slots=True)
+class RunEnd:
+    """What an ended run means: the process's next state and why. `failed_because` is set
+    when the process failed for good (the task's failure reason quotes it)."""
+
+    state: ProcessState
+    reason: str
+    failed_because: str = ""
+
+
+@attrs.frozen(slots=True)
+class ProcessView:
+    """A snapshot of one process for logs and status; `last_reason` is its latest change's."""
+
+    name: str
+    state: ProcessState
+    run: int  # current or last run number, -1 if never started
+    failures: int
+    losses: int
+    successes: int
+    pid: int | None  # of the current or last run
+    last_outcome: RunOutcome | None
+    last_reason: str
+    next_start_at: float | None  # WAITING behind min_duration: when the gate opens
+
+
+@attrs.define
+class ProcessTrack:
+    """One process's record across its runs; the planner owns it and changes `state`."""
+
+    spec: ProcessSpec
+    deps: tuple[str, ...]  # the processes that must succeed before it starts
+    state: ProcessState = ProcessState.WAITING
+    run: int = -1
+    counts: RunCounts = RunCounts()
+    pid: int | None = None
+    last_outcome: RunOutcome | None = None
+    last_reason: str = ""
+    last_end: str = ""  # how the last run ended: "exit status 3"
+    failed_because: str = ""  # set when FAILED for good: "exit status 3 after 1 of ..."
+    ended_at: float | None = None
+    termed: bool = False  # SIGTERM issued to the current run
+    killed_at: float | None = None  # SIGKILL issued to the current run at
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def gate_at(self) -> float | None:
+        """When min_duration lets the next run start (None: no run has ended yet)."""
+        return None if self.ended_at is None else self.ended_at + self.spec.min_duration_secs
+
+    def begin_run(self) -> str:
+        """The next run starts now; returns why, for the RUNNING transition."""
+        self.run += 1
+        self.termed, self.killed_at, self.pid = False, None, None
+        return start_reason(self.run, self.last_end)
+
+    def end_run(self, outcome: RunOutcome, desc: str, now: float, run_cap: int | None, *,
+                stopping: bool, task_killed: bool) -> RunEnd:
+        """The current run ended as `desc`: count it; returns the process's next state."""
+        self.ended_at = now
+        self.last_outcome = outcome
+        self.last_end = desc
+        self.counts = self.counts.count(outcome)
+        end = end_of_run(self.spec, outcome, desc, self.counts, run_cap,
+                         last_signal="SIGKILL" if self.killed_at is not None else "SIGTERM",
+                         stopping=stopping, task_killed=task_killed)
+        if end.failed_because:
+            self.failed_because = end.failed_because
+        return end
+
+    def view(self) -> ProcessView:
+        gate = self.gate_at if self.state is ProcessState.WAITING else None
+        c = self.counts
+        return ProcessView(self.name, self.state, self.run, c.failures, c.losses, c.successes,
+                           self.pid, self.last_outcome, self.last_reason, gate)
+
+
+@attrs.define
+class Plan:
+    """The regular or the final processes (order constraints never mix the two, so every
+    dependency is in the same plan), and when their runs get signalled once stopping."""
+
+    procs: list[ProcessTrack]
+    term_at: float | None = None  # None: not stopping
+    kill_at: float | None = None
+    _by_name: dict[str, ProcessTrack] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._by_name = {p.name: p for p in self.procs}
+
+    @property
+    def stopping(self) -> bool:
+        return self.term_at is not None
+
+    def stop(self, term_at: float, kill_at: float) -> None:
+        """Stop (or stop sooner): deadlines only ever move earlier."""
+        self.term_at = term_at if self.term_at is None else min(self.term_at, term_at)
+        self.kill_at = kill_at if self.kill_at is None else min(self.kill_at, kill_at)
+
+    def running(self) -> int:
+        return sum(p.state is ProcessState.RUNNING for p in self.procs)
+
+    def deps_done(self, p: ProcessTrack) -> bool:
+        return all(self._state(d) is ProcessState.SUCCESS for d in p.deps)
+
+    def failed_dep(self, p: ProcessTrack) -> str | None:
+        """The first process `p` waits for that failed: `p` can never start."""
+        return next((d for d in p.deps if self._state(d) is ProcessState.FAILED), None)
+
+    def settled(self) -> bool:
+        """Complete (every non-ephemeral process ended for good) or deadlocked."""
+        done = (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED)
+        if all(p.state in done for p in self.procs if not p.spec.ephemeral):
+            return True
+        return not any(p.state is ProcessState.RUNNING
+                       or (p.state is ProcessState.WAITING and self.deps_done(p))
+                       for p in self.procs)
+
+    def _state(self, name: str) -> ProcessState:
+        return self._by_name[name].state
+
+
+def run_outcome(status: ExitStatus, signalled_by_task: bool) -> RunOutcome:
+    """A run the task signalled ended KILLED however it exited; otherwise a signal is a loss."""
+    if signalled_by_task:
+        return RunOutcome.KILLED
+    if status.signal is not None:
+        return RunOutcome.LOST
+    return RunOutcome.SUCCESS if status.success else RunOutcome.FAILED
+
+
+def start_reason(run: int, last_end: str) -> str:
+    """Why run `run` starts: "starting run 2 (run 1: exit status 3)"."""
+    return f"starting run {run}" if run == 0 else f"starting run {run} (run {run - 1}: {last_end})"
+
+
+def end_of_run(spec: ProcessSpec, outcome: RunOutcome, desc: str, counts: RunCounts,
+               run_cap: int | None, *, last_signal: str, stopping: bool,
+               task_killed: bool) -> RunEnd:
+    """The process's next state after a run ended as `desc` ("exit status 3").
+
+    `counts` already include this run; `last_signal` names the task's last signal to the run
+    ("SIGTERM"), for a run it KILLED; `stopping`: its plan no longer (re)starts runs;
+    `task_killed`: the task is being killed, so whatever ends is KILLED.
+    """
+    if outcome is RunOutcome.KILLED:
+        return RunEnd(ProcessState.KILLED, f"{desc} after the task's {last_signal}")
+    end = after_run(spec, outcome, desc, counts, run_cap)
+    if stopping and task_killed:  # it ended on its own, but the task is being killed
+        return RunEnd(ProcessState.KILLED, f"{desc} while the task was being killed")
+    if stopping and end.state is ProcessState.WAITING:
+        return RunEnd(ProcessState.KILLED, f"{desc}; not restarted: the task is stopping")
+    return end
+
+
+def after_run(spec: ProcessSpec, outcome: RunOutcome, desc: str, counts: RunCounts,
+              run_cap: int | None) -> RunEnd:
+    """Thermos' rules for a run that ended on its own: restart, or the state for good."""
+    mf = spec.max_failures
+    if outcome is RunOutcome.SUCCESS:
+        if not spec.daemon:
+            return RunEnd(ProcessState.SUCCESS, desc)
+        reason = f"{desc}; restarting (daemon)"
+    elif outcome is RunOutcome.FAILED:
+        if mf != 0 and counts.failures >= mf:
+            return _failed_for_good(spec, desc, counts.failures)
+        limit = "unlimited with max_failures=0" if mf == 0 else f"of max_failures={mf}"
+        reason = f"{desc}; restarting (failure {counts.failures} {limit})"
+    else:
+        reason = f"{desc}; restarting (loss {counts.losses}, not counted toward max_failures={mf})"
+    lost_or_failed = counts.failures + counts.losses
+    if run_cap is not None and lost_or_failed >= run_cap:  # successes never count
+        why = (f"{desc}; {lost_or_failed} runs failed or were lost ({counts.failures} failures, "
+               f"{counts.losses} losses), reaching the run cap of {run_cap}")
+        return RunEnd(ProcessState.FAILED, why, failed_because=why)
+    if spec.min_duration_secs > 0:
+        wait = number(spec.min_duration_secs)
+        reason += f"; waiting {wait} s for min_duration={wait}"
+    return RunEnd(ProcessState.WAITING, reason)
+
+
+def _failed_for_good(spec: ProcessSpec, desc: str, failures: int) -> RunEnd:
+    mf = spec.max_failures
+    if spec.ephemeral:
+        return RunEnd(ProcessState.SUCCESS, (
+            f"{desc}; ephemeral process done after failure {failures} of max_failures={mf}"))
+    return RunEnd(ProcessState.FAILED,
+                  f"{desc}; failed for good (failure {failures} of max_failures={mf})",
+                  failed_because=f"{desc} after {failures} of max_failures={mf} runs")
+
+
+def regular_outcome(procs: Sequence[ProcessTrack], max_failures: int, *,
+                    settled: bool) -> tuple[TaskPhase, str] | None:
+    """The task's outcome once its regular processes are unhealthy (`max_failures` of them
+    failed) or `settled` (complete or deadlocked), else None; with the reason in words."""
+    failed = [p for p in procs if p.state is ProcessState.FAILED]
+    if max_failures > 0 and len(failed) >= max_failures:
+        why = "; ".join(f"process '{p.name}' failed: {p.failed_because}" for p in failed)
+        if max_failures > 1:
+            why = (f"{plural(len(failed), 'process')} failed, reaching the task's "
+                   f"max_failures={max_failures}: {why}")
+        return TaskPhase.FAILED, why
+    if not settled:
+        return None
+    waited = [p for p in procs if not p.spec.ephemeral]
+    if any(p.state is not ProcessState.SUCCESS and p.state is not ProcessState.FAILED
+           for p in waited):
+        return TaskPhase.FAILED, _deadlock_reason(procs)
+    if not waited:
+        return TaskPhase.SUCCESS, "the task has no regular processes to wait for"
+    ok = sum(p.state is ProcessState.SUCCESS for p in waited)
+    if ok == len(waited):
+        every = "the only regular process" if ok == 1 else f"all {ok} regular processes"
+        return TaskPhase.SUCCESS, f"{every} finished successfully"
+    return TaskPhase.SUCCESS, (
+        f"{ok} of {plural(len(waited), 'regular process')} finished successfully; "
+        f"{len(waited) - ok} failed, under the task's max_failures={max_failures}")
+
+
+def _deadlock_reason(procs: Sequence[ProcessTrack]) -> str:
+    plan = Plan(list(procs))
+    for p in procs:
+        if p.state is ProcessState.WAITING and (d := plan.failed_dep(p)) is not None:
+            return f"process '{p.name}' can never start: it waits for '{d}', which failed (deadlock)"
+    return "no regular process is running or can start, yet they are not done (deadlock)"

@@ -1,0 +1,259 @@
+"""The checkpoint's records: one class per kind, to and from JSON. PURE.
+
+The one owner of the record format: the task owner writes these classes, `replay` folds the
+same classes, and `executor/task/checkpoint.py` only moves their JSON objects to and from
+the file. No I/O, no clock, no logging. Every record is one JSON object with "kind" and
+"wall" (time.time() when it was written; absent in hand-made records):
+
+  header   task, job_key, task_id, sandbox, ports, supervisor_pid, processes, health
+           (a new header starts a new attempt of the task: `stoker run` restarted it)
+  task     from, to, reason                      (TaskStage names; no "from" before NEW)
+  phase    from, to, reason                      (TaskPhase names: the supervisor's phase)
+  process  process, run, from, to, reason, pid, exit_code, signal, outcome
+           (ProcessState names; run is null for a process that never started; outcome,
+           a RunOutcome name, is set when the change ended a run)
+  health   outcome (passed|failed|snoozed), reason, latency_secs, state, attempts,
+           consecutive_failures, consecutive_successes
+
+`from_json` returns None for a damaged record: a wrong type, a missing required field, an
+unknown state name, a number that is not finite. Optional fields may be absent or null.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
+from healthcheck.policy import AttemptOutcome, HealthState
+
+_REQUIRED: Any = object()
+
+
+class _Damaged(Exception):
+    """A field has the wrong type or is missing; the record is skipped."""
+
+
+def _field(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
+    value = doc.get(key)
+    if value is None:
+        if default is _REQUIRED:
+            raise _Damaged(key)
+        return default
+    return value
+
+
+def _text(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
+    value = _field(doc, key, default)
+    if value is not default and not isinstance(value, str):
+        raise _Damaged(key)
+    return value
+
+
+def _number(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
+    value = _field(doc, key, default)
+    if value is default:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _Damaged(key)
+    return float(value)
+
+
+def _int(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
+    value = _number(doc, key, default)
+    if value is default:
+        return value
+    if not value.is_integer():
+        raise _Damaged(key)
+    return int(value)
+
+
+def _state(cls: type[enum.Enum], doc: Mapping[str, Any], key: str,
+           default: Any = _REQUIRED) -> Any:
+    value = _text(doc, key, default)
+    if value is default or (value == "" and default is not _REQUIRED):
+        return default
+    try:
+        return cls(value)
+    except ValueError:
+        raise _Damaged(key) from None
+
+
+def _json(kind: str, fields: dict[str, Any], wall: float | None) -> dict[str, Any]:
+    doc = {"kind": kind, **fields}
+    if wall is not None:
+        doc["wall"] = wall
+    return doc
+
+
+def _value(state: enum.Enum | None) -> Any:
+    return None if state is None else state.value
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class HeaderRecord:
+    task: str = ""
+    job_key: str = ""
+    task_id: str = ""
+    sandbox: str = ""
+    ports: Mapping[str, int] = attrs.field(factory=dict, hash=False)
+    supervisor_pid: int | None = None
+    processes: tuple[str, ...] = ()
+    health: str = "none"  # the checker's description
+    wall: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _json("header", {
+            "task": self.task, "job_key": self.job_key, "task_id": self.task_id,
+            "sandbox": self.sandbox, "ports": dict(self.ports),
+            "supervisor_pid": self.supervisor_pid, "processes": list(self.processes),
+            "health": self.health}, self.wall)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> HeaderRecord | None:
+        try:
+            ports = _field(doc, "ports", {})
+            names = _field(doc, "processes", [])
+            if not isinstance(ports, Mapping) or not isinstance(names, list) \
+                    or not all(isinstance(n, str) for n in names):
+                raise _Damaged("ports or processes")
+            return cls(task=_text(doc, "task", ""), job_key=_text(doc, "job_key", ""),
+                       task_id=_text(doc, "task_id", ""), sandbox=_text(doc, "sandbox", ""),
+                       ports={str(k): _int(ports, k) for k in ports},
+                       supervisor_pid=_int(doc, "supervisor_pid", None),
+                       processes=tuple(names),
+                       health=_text(doc, "health", "none") or "none",
+                       wall=_number(doc, "wall", None))
+        except _Damaged:
+            return None
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class TaskRecord:
+    from_: TaskStage | None  # None: not known (hand-made records leave it empty)
+    to: TaskStage
+    reason: str = ""
+    wall: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _json("task", {"from": _value(self.from_), "to": self.to.value,
+                              "reason": self.reason}, self.wall)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> TaskRecord | None:
+        try:
+            return cls(from_=_state(TaskStage, doc, "from", None), to=_state(TaskStage, doc, "to"),
+                       reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
+        except _Damaged:
+            return None
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class PhaseRecord:
+    from_: TaskPhase | None
+    to: TaskPhase
+    reason: str = ""
+    wall: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _json("phase", {"from": _value(self.from_), "to": self.to.value,
+                               "reason": self.reason}, self.wall)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> PhaseRecord | None:
+        try:
+            return cls(from_=_state(TaskPhase, doc, "from", None), to=_state(TaskPhase, doc, "to"),
+                       reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
+        except _Damaged:
+            return None
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ProcessRecord:
+    process: str
+    run: int | None  # None: the process never started
+    from_: ProcessState | None
+    to: ProcessState
+    reason: str = ""
+    pid: int | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    outcome: RunOutcome | None = None  # set when the change ended a run
+    wall: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _json("process", {
+            "process": self.process, "run": self.run, "from": _value(self.from_),
+            "to": self.to.value, "reason": self.reason, "pid": self.pid,
+            "exit_code": self.exit_code, "signal": self.signal,
+            "outcome": _value(self.outcome)}, self.wall)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ProcessRecord | None:
+        try:
+            process = _text(doc, "process")
+            if not process:
+                raise _Damaged("process")
+            return cls(process=process, run=_int(doc, "run", None),
+                       from_=_state(ProcessState, doc, "from", None),
+                       to=_state(ProcessState, doc, "to"), reason=_text(doc, "reason", ""),
+                       pid=_int(doc, "pid", None), exit_code=_int(doc, "exit_code", None),
+                       signal=_int(doc, "signal", None),
+                       outcome=_state(RunOutcome, doc, "outcome", None),
+                       wall=_number(doc, "wall", None))
+        except _Damaged:
+            return None
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class HealthRecord:
+    outcome: AttemptOutcome
+    reason: str = ""
+    latency_secs: float | None = None
+    state: HealthState | None = None  # the verdict after this attempt
+    attempts: int = 0
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    wall: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _json("health", {
+            "outcome": self.outcome.value, "reason": self.reason,
+            "latency_secs": self.latency_secs, "state": _value(self.state),
+            "attempts": self.attempts, "consecutive_failures": self.consecutive_failures,
+            "consecutive_successes": self.consecutive_successes}, self.wall)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> HealthRecord | None:
+        try:
+            return cls(outcome=_state(AttemptOutcome, doc, "outcome"),
+                       reason=_text(doc, "reason", ""),
+                       latency_secs=_number(doc, "latency_secs", None),
+                       state=_state(HealthState, doc, "state", None),
+                       attempts=_int(doc, "attempts", 0),
+                       consecutive_failures=_int(doc, "consecutive_failures", 0),
+                       consecutive_successes=_int(doc, "consecutive_successes", 0),
+                       wall=_number(doc, "wall", None))
+        except _Damaged:
+            return None
+
+
+Record = HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord
+
+_KINDS: Mapping[str, type[Record]] = {
+    "header": HeaderRecord, "task": TaskRecord, "phase": PhaseRecord,
+    "process": ProcessRecord, "health": HealthRecord,
+}
+
+
+def parse(doc: object) -> Record | None:
+    """The record a JSON object holds; None for an unknown kind (newer writers may add some)
+    or a damaged record."""
+    if not isinstance(doc, Mapping):
+        return None
+    kind = doc.get("kind")
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
+    return None if cls is None else cls.from_json(doc)

@@ -1,0 +1,52 @@
+"""`owner_for`: a TaskOwner wired to the real adapters. The one place that does it.
+
+Plugs into the owner's ports (`executor/task/ports.py`): the process supervisor
+(`executor/procs/supervisor.py`), posting exits to the owner's queue; the checkpoint file,
+opened when the task starts; the health loop with the job's checker (shell checks run
+through the supervisor, so its one reaper reaps them); and the lifecycle endpoints of a kill.
+`stoker run` (`executor/local/`) and `stoker executor` (`executor/mesos/`) both call it.
+"""
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from config.spec import JobSpec
+from executor.procs.supervisor import Supervisor
+from executor.task.checkpoint import CheckpointWriter
+from executor.task.lifecycle import LifecycleShutdown
+from executor.task.owner import TaskOwner
+from executor.task.ports import HealthChecks, Lifecycle, Reporter
+from healthcheck.checkers import Checker, make_checker
+from healthcheck.loop import HealthLoop
+from healthcheck.policy import Attempt
+
+SNOOZE_FILE = ".healthchecksnooze"
+
+
+def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Reporter, *,
+              kill_grace_secs: float | None = None, run_cap: int | None = 100) -> TaskOwner:
+    """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it).
+    `kill_grace_secs`: between SIGTERM and SIGKILL when a kill names none (None: the
+    task's finalization_wait); `run_cap`: failed or lost runs per process (None: no cap)."""
+    sandbox = Path(sandbox)
+    events: queue.SimpleQueue[object] = queue.SimpleQueue()
+    procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put)
+
+    def start_health(checker: Checker, on_result: Callable[[Attempt, float], None]) -> HealthChecks:
+        loop = HealthLoop(checker, job.health.interval_secs, sandbox / SNOOZE_FILE, on_result,
+                          task=job.label)
+        loop.start()
+        return loop
+
+    def start_lifecycle(done: Callable[[str], None]) -> Lifecycle:
+        if job.lifecycle is None:
+            raise ValueError(f"task {job.label} has no lifecycle endpoints to start")
+        return LifecycleShutdown(job.lifecycle, job.label, done).start()
+
+    return TaskOwner(
+        job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: CheckpointWriter(sandbox),
+        reporter=reporter, checker=make_checker(job.health, procs.run_command),
+        start_health=start_health, start_lifecycle=start_lifecycle, events=events,
+        kill_grace_secs=kill_grace_secs, run_cap=run_cap)

@@ -1,0 +1,142 @@
+"""Fakes for the TaskOwner's ports (`executor/task/ports.py`), for owner table tests only.
+
+Each fake records what the owner asked of it into one shared `Effects` log, stamped with
+the fake clock's time relative to the start, so a test can compare the whole story
+("0 spawn web[0]", "1 lifecycle start", "6 SIGTERM web[0]") with one table row. Nothing
+here starts a process, a thread or a socket; exits, health results and the end of the
+lifecycle endpoints are events the test posts itself.
+"""
+from __future__ import annotations
+
+import signal
+
+from config.spec import ProcessSpec
+from config.words import number
+from executor.events import HealthTransition, PhaseTransition, ProcessTransition, TaskTransition
+from executor.procs.spawn import SpawnError
+from healthcheck.checkers import CommandResult
+from healthcheck.policy import Attempt
+from tests.support.fake_clock import FakeClock
+
+
+class Effects:
+    """What the owner did, in order: "TIME what" with TIME in seconds since `origin`."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self._clock = clock
+        self._origin = clock.now
+        self.lines: list[str] = []
+
+    def note(self, what: str) -> None:
+        self.lines.append(f"{number(self._clock.now - self._origin)} {what}")
+
+
+class FakeProcs:
+    """A ProcessPort: spawns get pids 101, 102, ...; a name in `fail_spawns` cannot start."""
+
+    def __init__(self, effects: Effects, fail_spawns: tuple[str, ...] = ()) -> None:
+        self._effects = effects
+        self._fail = fail_spawns
+        self._next_pid = 100
+        self.started = self.closed = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
+        results: list[int | SpawnError] = []
+        for spec, run in runs:
+            if spec.name in self._fail:
+                self._effects.note(f"spawn {spec.name}[{run}] failed")
+                results.append(SpawnError("cannot start /bin/bash: Resource temporarily unavailable (EAGAIN)"))
+                continue
+            self._next_pid += 1
+            self._effects.note(f"spawn {spec.name}[{run}]")
+            results.append(self._next_pid)
+        return results
+
+    def signal_runs(self, runs: list[tuple[str, int]], sig: int) -> int:
+        for process, run in runs:
+            self._effects.note(f"{signal.Signals(sig).name} {process}[{run}]")
+        return len(runs)
+
+    def run_command(self, command: str, timeout_secs: float) -> CommandResult:
+        raise AssertionError("the owner never runs commands itself")
+
+    def close(self) -> None:
+        self.closed = True
+        self._effects.note("procs close")
+
+
+class FakeCheckpoint:
+    """A CheckpointSink keeping the JSON objects it was given, and how many writes."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+        self.writes = 0
+        self.closed = False
+
+    def append_many(self, records) -> None:
+        self.writes += 1
+        self.records.extend(dict(r) for r in records)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingReporter:
+    """The owner's Reporter: every transition and update, the updates also as effects."""
+
+    def __init__(self, effects: Effects) -> None:
+        self._effects = effects
+        self.transitions: list = []
+        self.updates: list = []
+
+    def on_transition(self, t) -> None:
+        assert isinstance(t, ProcessTransition | PhaseTransition | TaskTransition | HealthTransition)
+        self.transitions.append(t)
+
+    def on_update(self, u) -> None:
+        self.updates.append(u)
+        self._effects.note(f"update {u.state.value}")
+
+
+class FakeChecker:
+    def describe(self) -> str:
+        return "fake check"
+
+    def check(self) -> Attempt:
+        raise AssertionError("the fake health loop never checks")
+
+
+class FakeHealthLoop:
+    def __init__(self, effects: Effects) -> None:
+        self._effects = effects
+        self.stopping = False
+        effects.note("health start")
+
+    def stop_async(self) -> None:
+        if not self.stopping:
+            self._effects.note("health stop")
+        self.stopping = True
+
+    def stop(self, timeout_secs: float = 2.0) -> bool:
+        self.stop_async()
+        return True
+
+
+class FakeLifecycle:
+    def __init__(self, effects: Effects) -> None:
+        self._effects = effects
+        self.over = False
+        effects.note("lifecycle start")
+
+    def regular_processes_gone(self) -> None:
+        if not self.over:
+            self._effects.note("lifecycle: regular processes gone")
+        self.over = True
+
+    def cancel(self) -> None:
+        if not self.over:
+            self._effects.note("lifecycle cancel")
+        self.over = True

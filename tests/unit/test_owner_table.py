@@ -1,0 +1,261 @@
+"""TaskOwner driven one event at a time with fake ports and a fake clock, by tables.
+
+Each row is a story: the job, the events the test posts (exits, kills, health results, the
+lifecycle's end, time passing), and everything the owner did as a result, stamped with the
+fake clock ("6 SIGTERM a[0]": six seconds after the start). No process, thread or socket:
+`tests/integration/test_owner.py` runs the same owner over real processes.
+"""
+from __future__ import annotations
+
+import signal
+
+import attrs
+import pytest
+
+from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, ProcessSpec, TaskSpec
+from executor.events import (
+    ExitStatus,
+    HealthChecked,
+    LifecycleDone,
+    ProcessExited,
+    ProcessState,
+    ProcessTransition,
+    TaskState,
+    TimerFired,
+)
+from executor.task.owner import TaskOwner
+from executor.task.replay import replay
+from healthcheck.policy import Attempt
+from tests.support.fake_clock import FakeClock
+from tests.support.fake_ports import (
+    Effects,
+    FakeChecker,
+    FakeCheckpoint,
+    FakeHealthLoop,
+    FakeLifecycle,
+    FakeProcs,
+    RecordingReporter,
+)
+
+pytestmark = pytest.mark.timeout(10)
+
+TERM, KILL = int(signal.SIGTERM), int(signal.SIGKILL)
+LIFECYCLE = LifecycleSpec(port=31000, graceful_shutdown_wait_secs=2.0, shutdown_wait_secs=3.0)
+HEALTH = HealthSpec(kind=CheckKind.TCP, port=31001, initial_interval_secs=0.0, interval_secs=1.0, max_consecutive_failures=0,
+                    min_consecutive_successes=1)
+
+
+def job(*procs: ProcessSpec, lifecycle: LifecycleSpec | None = None, health: bool = False,
+        finalization_wait_secs: float = 30.0) -> JobSpec:
+    procs = procs or (ProcessSpec(name="a", cmdline="serve", min_duration_secs=0.0),)
+    return JobSpec(role="me", environment="test", cluster="local", name="t", instance=0,
+                   task_id="t-0", lifecycle=lifecycle, health=HEALTH if health else HealthSpec(),
+                   task=TaskSpec(name="t", processes=procs,
+                                 finalization_wait_secs=finalization_wait_secs))
+
+
+class Harness:
+    def __init__(self, spec: JobSpec, kill_grace_secs: float | None = None) -> None:
+        self.clock = FakeClock()
+        self.effects = Effects(self.clock)
+        self.procs = FakeProcs(self.effects)
+        self.checkpoint = FakeCheckpoint()
+        self.reporter = RecordingReporter(self.effects)
+        self.owner = TaskOwner(
+            spec, sandbox="/sandbox", procs=self.procs, open_checkpoint=lambda: self.checkpoint,
+            reporter=self.reporter, checker=None if spec.health.kind is CheckKind.NONE else FakeChecker(),
+            start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
+            start_lifecycle=lambda done: FakeLifecycle(self.effects),
+            kill_grace_secs=kill_grace_secs, clock=self.clock, wall_clock=lambda: 0.0)
+        self.done = False
+
+    def post(self, event: object) -> None:
+        assert not self.done, "the task already ended"
+        self.owner.post(event)
+        self.step()
+
+    def step(self) -> None:
+        self.done = self.owner.step()
+        if self.done:
+            self.owner.close()
+
+
+# ---- steps: each posts one event (time passes only by `wait` and `deadline`) ----
+
+
+@attrs.frozen
+class Kill:
+    reason: str = "killed by the agent (KILL)"
+    grace: float | None = 5.0
+    lifecycle: bool = True
+
+    def __call__(self, h: Harness) -> None:
+        h.owner.request_kill(self.reason, self.grace, use_lifecycle=self.lifecycle)
+        h.step()
+
+
+@attrs.frozen
+class Exit:
+    process: str = "a"
+    code: int | None = None
+    sig: int | None = None
+
+    def __call__(self, h: Harness) -> None:
+        runs = [t.run for t in h.reporter.transitions if isinstance(t, ProcessTransition)
+                and t.process == self.process and t.to is ProcessState.RUNNING]
+        assert runs, f"{self.process} never ran"
+        status = ExitStatus(signal=self.sig) if self.sig is not None else ExitStatus(exit_code=self.code)
+        h.post(ProcessExited(self.process, runs[-1], pid=0, status=status, at=h.clock.now))
+
+
+@attrs.frozen
+class Wait:
+    secs: float
+
+    def __call__(self, h: Harness) -> None:
+        h.clock.advance(self.secs)
+        h.post(TimerFired(h.clock.now))
+
+
+@attrs.frozen
+class Deadline:
+    """Time passes until the owner's next deadline, as when its queue wait times out."""
+
+    def __call__(self, h: Harness) -> None:
+        assert h.owner.next_deadline_at is not None, "the owner waits for no deadline"
+        h.clock.advance_to(h.owner.next_deadline_at)
+        h.post(TimerFired(h.clock.now))
+
+
+@attrs.frozen
+class Health:
+    ok: bool
+
+    def __call__(self, h: Harness) -> None:
+        attempt = Attempt.passed() if self.ok else Attempt.failed("HTTP 503")
+        h.post(HealthChecked(attempt, 0.001, h.clock.now))
+
+
+@attrs.frozen
+class LifecycleEnds:
+    def __call__(self, h: Harness) -> None:
+        h.post(LifecycleDone("processes still running after /abortabortabort", h.clock.now))
+
+
+def kill_before_start(h: Harness) -> None:
+    h.owner.request_kill("killed during launch", 0.5)
+
+
+START = ["0 update STARTING", "0 spawn a[0]", "0 update RUNNING"]
+HEALTH_START = ["0 update STARTING", "0 spawn a[0]", "0 health start"]
+
+# name: (job, owner kwargs, steps, effects, final (state, message))
+CASES = {
+    "a KILL before the start starts and signals nothing": (
+        job(lifecycle=LIFECYCLE), {}, [kill_before_start],
+        ["0 update STARTING", "0 update KILLED", "0 procs close"],
+        (TaskState.KILLED, "killed during launch")),
+    "a KILL runs the lifecycle endpoints first; their end brings SIGTERM, the grace SIGKILL": (
+        job(lifecycle=LIFECYCLE), {}, [Wait(1), Kill(), Wait(1), LifecycleEnds(), Deadline(),
+                                       Exit(sig=KILL)],
+        START + ["1 lifecycle start", "2 SIGTERM a[0]", "7 SIGKILL a[0]",
+                 "7 lifecycle: regular processes gone", "7 update KILLED", "7 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
+    "endpoints that never finish still get SIGTERM once their waits are over": (
+        job(lifecycle=LIFECYCLE), {}, [Wait(1), Kill(), Deadline(), Exit(sig=TERM)],
+        START + ["1 lifecycle start", "6 SIGTERM a[0]", "6 lifecycle: regular processes gone",
+                 "6 update KILLED", "6 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
+    "a SHUTDOWN skips the lifecycle endpoints": (
+        job(lifecycle=LIFECYCLE), {}, [Wait(1), Kill("executor shutting down (SHUTDOWN)", 2.0, False),
+                                       Deadline(), Exit(sig=KILL)],
+        START + ["1 SIGTERM a[0]", "3 SIGKILL a[0]", "3 update KILLED", "3 procs close"],
+        (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
+    "a SHUTDOWN during the lifecycle stage cuts it short": (
+        job(lifecycle=LIFECYCLE), {}, [Wait(1), Kill(), Wait(1), Kill("SHUTDOWN", 1.0, False),
+                                       Deadline(), Exit(sig=KILL)],
+        START + ["1 lifecycle start", "2 lifecycle cancel", "2 SIGTERM a[0]", "3 SIGKILL a[0]",
+                 "3 update KILLED", "3 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
+    "a second KILL shortens the grace; a third cannot lengthen it": (
+        job(), {}, [Wait(1), Kill(grace=10.0), Wait(1), Kill(grace=2.0), Kill(grace=60.0),
+                    Deadline(), Exit(sig=KILL)],
+        START + ["1 SIGTERM a[0]", "4 SIGKILL a[0]", "4 update KILLED", "4 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
+    "a health failure during a kill changes nothing: the task ends KILLED": (
+        job(health=True), {}, [Health(True), Wait(1), Kill(), Health(False), Exit(sig=TERM)],
+        HEALTH_START + ["0 update RUNNING", "1 health stop", "1 SIGTERM a[0]",
+                        "1 update KILLED", "1 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
+    "a failed health check kills the task, with the default grace, and fails it": (
+        job(health=True), {"kill_grace_secs": 4.0}, [Health(True), Wait(1), Health(False),
+                                                     Deadline(), Exit(sig=KILL)],
+        HEALTH_START + ["0 update RUNNING", "1 health stop", "1 SIGTERM a[0]", "5 SIGKILL a[0]",
+                        "5 update FAILED", "5 procs close"],
+        (TaskState.FAILED, "health check failed: 1 consecutive health check failed "
+                           "(max_consecutive_failures=0): HTTP 503")),
+    "an exit restarts the process; its success ends the task": (
+        job(ProcessSpec(name="a", cmdline="x", max_failures=2, min_duration_secs=0.0)), {},
+        [Wait(1), Exit(code=1), Wait(1), Exit(code=0)],
+        START + ["1 spawn a[1]", "2 update FINISHED", "2 procs close"],
+        (TaskState.FINISHED, "the only regular process finished successfully")),
+    "a loss restarts without counting; failures past max_failures end the task": (
+        job(ProcessSpec(name="a", cmdline="x", max_failures=1, min_duration_secs=0.0)), {},
+        [Exit(sig=KILL), Exit(code=3)],
+        START + ["0 spawn a[1]", "0 update FAILED", "0 procs close"],
+        (TaskState.FAILED, "process 'a' failed: exit status 3 after 1 of max_failures=1 runs")),
+}
+
+
+@pytest.mark.parametrize("spec, kwargs, steps, effects, final", CASES.values(), ids=CASES.keys())
+def test_owner_story(spec, kwargs, steps, effects, final):
+    h = Harness(spec, **kwargs)
+    if steps and steps[0] is kill_before_start:
+        steps[0](h)
+        steps = steps[1:]
+    h.owner.start()
+    h.step()
+    for step in steps:
+        step(h)
+    assert h.effects.lines == effects
+    assert h.done, "the task did not end"
+    assert (h.owner.final_update.state, h.owner.final_update.message) == final
+    assert h.checkpoint.closed and h.procs.closed
+
+
+def test_every_record_the_owner_writes_replays_to_its_story():
+    h = Harness(job(ProcessSpec(name="a", cmdline="x", max_failures=0, min_duration_secs=0.0)))
+    h.owner.start()
+    h.step()
+    Exit(sig=KILL)(h)  # a loss
+    Exit(code=2)(h)  # a failure
+    Kill(grace=1.0)(h)
+    Exit(sig=TERM)(h)
+    kinds = [r["kind"] for r in h.checkpoint.records]
+    assert kinds[0] == "header" and {"task", "phase", "process"} <= set(kinds)
+    view = replay(h.checkpoint.records)
+    assert (view.state, view.reason) == ("KILLED", "killed by the agent (KILL)")
+    assert view.phase.to_state == "KILLED"
+    (a,) = view.processes
+    assert [(r.run, r.state, r.pid) for r in a.runs] == [
+        (0, "LOST", 101), (1, "FAILED", 102), (2, "KILLED", 103)]
+    assert h.checkpoint.writes <= 1 + 5  # the header, then at most one write per step
+
+
+def test_a_spawn_failure_is_a_failed_run_and_the_reason_reaches_the_update():
+    h = Harness(job())
+    h.procs._fail = ("a",)
+    h.owner.start()
+    h.step()
+    assert h.done and h.effects.lines[:2] == ["0 update STARTING", "0 spawn a[0] failed"]
+    assert h.owner.final_update.state is TaskState.FAILED
+    assert "could not start: cannot start /bin/bash" in h.owner.final_update.message
+
+
+def test_an_unknown_event_is_logged_and_ignored(caplog):
+    h = Harness(job())
+    h.owner.start()
+    h.step()
+    h.post("not an event")
+    assert "ignored an unknown event 'not an event'" in caplog.text
+    assert not h.done

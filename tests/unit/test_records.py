@@ -1,0 +1,98 @@
+"""Checkpoint records: each kind round-trips through JSON, and damaged input reads as None."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
+from executor.task.records import (
+    HeaderRecord,
+    HealthRecord,
+    PhaseRecord,
+    ProcessRecord,
+    TaskRecord,
+    parse,
+)
+from healthcheck.policy import AttemptOutcome, HealthState
+
+RECORDS = [
+    HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
+                 ports={"health": 31000}, supervisor_pid=4000, processes=("setup", "web"),
+                 health="HTTP GET http://localhost:31000/health", wall=100.0),
+    TaskRecord(from_=TaskStage.NEW, to=TaskStage.STARTING, reason="task launched", wall=100.0),
+    PhaseRecord(from_=TaskPhase.ACTIVE, to=TaskPhase.CLEANING, reason="killed", wall=101.0),
+    ProcessRecord(process="web", run=2, from_=ProcessState.RUNNING, to=ProcessState.WAITING,
+                  reason="killed by SIGKILL; restarting (loss 1, ...)", pid=4242, signal=9,
+                  outcome=RunOutcome.LOST, wall=102.0),
+    ProcessRecord(process="late", run=None, from_=ProcessState.WAITING, to=ProcessState.KILLED,
+                  reason="not started: the task is stopping"),
+    HealthRecord(outcome=AttemptOutcome.FAILED, reason="HTTP 503", latency_secs=0.0032,
+                 state=HealthState.STARTING, attempts=3, consecutive_failures=1,
+                 consecutive_successes=0, wall=103.0),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
+def test_every_record_round_trips_through_json(record):
+    doc = json.loads(json.dumps(record.to_json()))
+    assert parse(doc) == record
+
+
+def test_the_field_names_on_disk_are_the_ones_written_before_the_records_had_classes():
+    assert RECORDS[1].to_json() == {"kind": "task", "from": "NEW", "to": "STARTING",
+                                    "reason": "task launched", "wall": 100.0}
+    assert set(RECORDS[3].to_json()) == {"kind", "process", "run", "from", "to", "reason", "pid",
+                                         "exit_code", "signal", "outcome", "wall"}
+    assert set(RECORDS[0].to_json()) == {"kind", "task", "job_key", "task_id", "sandbox", "ports",
+                                         "supervisor_pid", "processes", "health", "wall"}
+    assert set(RECORDS[5].to_json()) == {"kind", "outcome", "reason", "latency_secs", "state",
+                                         "attempts", "consecutive_failures",
+                                         "consecutive_successes", "wall"}
+
+
+def test_optional_fields_may_be_absent():
+    assert parse({"kind": "task", "to": "RUNNING"}) == TaskRecord(from_=None, to=TaskStage.RUNNING)
+    assert parse({"kind": "task", "from": "", "to": "STARTING"}).from_ is None
+    assert parse({"kind": "process", "process": "web", "to": "RUNNING"}) == ProcessRecord(
+        process="web", run=None, from_=None, to=ProcessState.RUNNING)
+    assert parse({"kind": "header"}) == HeaderRecord()
+
+
+@pytest.mark.parametrize("doc", [
+    {"kind": "task"},  # no `to`
+    {"kind": "task", "to": "SLEEPING"},  # no such state
+    {"kind": "task", "to": "RUNNING", "reason": 3},
+    {"kind": "phase", "from": "ACTIVE", "to": "RUNNING"},  # a task state is not a phase
+    {"kind": "process", "process": "web", "run": "zero", "to": "RUNNING"},
+    {"kind": "process", "process": None, "to": "RUNNING"},
+    {"kind": "process", "process": "", "to": "RUNNING"},
+    {"kind": "process", "process": "web", "run": 1.5, "to": "RUNNING"},
+    {"kind": "process", "process": "web", "run": True, "to": "RUNNING"},
+    {"kind": "process", "process": "web", "to": "LOST"},  # an outcome, not a process state
+    {"kind": "process", "process": "web", "to": "WAITING", "outcome": "MAYBE"},
+    {"kind": "health", "wall": "noon", "outcome": "passed"},
+    {"kind": "health", "outcome": "passed", "latency_secs": math.nan},
+    {"kind": "health", "outcome": "passed", "latency_secs": math.inf},
+    {"kind": "health", "state": "RUNNING"},  # no outcome
+    {"kind": "header", "ports": {"http": "eighty"}},
+    {"kind": "header", "ports": ["http"]},
+    {"kind": "header", "processes": "web"},
+    {"kind": "header", "processes": ["web", 7]},
+    {"kind": "header", "supervisor_pid": -math.inf},
+    {"kind": "from-the-future", "x": 1},  # unknown kinds: not damaged, just not ours
+    {"kind": 7},
+    {"no": "kind"},
+    "not a dict",
+    ["header"],
+])
+def test_damaged_input_reads_as_none(doc):
+    assert parse(doc) is None
+
+
+def test_non_finite_numbers_from_the_json_parser_are_refused():
+    doc = json.loads('{"kind": "process", "process": "web", "to": "WAITING", "pid": NaN}')
+    assert parse(doc) is None
+    doc = json.loads('{"kind": "task", "to": "RUNNING", "wall": Infinity}')
+    assert parse(doc) is None
