@@ -1,9 +1,19 @@
 """The Mesos front-end: everything shaped by the agent's v1 executor HTTP API.
 
-The protocol (RecordIO framing, events, calls, the session and its unacknowledged updates)
-is pure; the transport (`requests`) and the driver (threads, reconnects) are adapters; the
-executor wires the driver's callbacks (pymesos names) to one TaskOwner and turns task
-updates into Mesos status updates. `TASK_*` and `REASON_*` names live only here.
+Pure (no I/O, threads, clocks or logging), lowest first:
+    errors.py     who is at fault: RemoteProtocolError (the agent) or LocalProtocolError (a bug)
+    recordio.py   RecordIO framing of the event stream
+    wire.py       the JSON both ways: events, call bodies, TaskInfo fields, TASK_* names
+    session.py    the session state and the status updates still owed to the agent
+    reconnect.py  when to resubscribe and when to give up on the agent
+Adapters:
+    transport.py  HTTP over `requests`: the SUBSCRIBE stream and the calls
+    callbacks.py  the callback interface the driver runs (pymesos names)
+    sender.py     the driver's sender thread (UPDATE, MESSAGE)
+    driver.py     the threads: subscribe, read, dispatch callbacks; reconnect or give up
+    executor.py   `stoker executor`: the callbacks wired to one TaskOwner, the exit status
+
+`TASK_*` and `REASON_*` names live only here.
 
 May import: task, events, logs, config/, healthcheck/. Never: local, cli.
 """

@@ -24,11 +24,11 @@ from config.templates import port_names
 from executor.events import TaskState, Transition
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
-from executor.mesos.protocol import (
-    ProtocolError,
+from executor.mesos.errors import RemoteProtocolError
+from executor.mesos.wire import (
     ports_from_resources,
     task_data,
-    task_id_of,
+    task_id,
     task_kill_grace_secs,
 )
 from executor.task.owner import TaskOwner
@@ -127,33 +127,33 @@ class StokerExecutor:
 
     def launchTask(self, driver, task_info: dict) -> None:
         try:
-            task_id = task_id_of(task_info)
-        except ProtocolError as exc:
+            tid = task_id(task_info)
+        except RemoteProtocolError as exc:
             logger.error("launch ignored: TaskInfo without a task id: %s", exc)
             return
         with self._lock:
             current = self._task_id
             if current is None:
-                self._task_id = task_id
+                self._task_id = tid
         if current is not None:
             message = f"one task per executor: task {current} is already running here"
-            driver.send_status_update(task_id, TaskState.FAILED, message, reason=REASON_TASK_INVALID)
-            log_event(logger, logging.WARNING, "launch_rejected", task_id=task_id, reason=message)
+            driver.send_status_update(tid, TaskState.FAILED, message, reason=REASON_TASK_INVALID)
+            log_event(logger, logging.WARNING, "launch_rejected", task_id=tid, reason=message)
             return
-        log_event(logger, logging.INFO, "launch", task_id=task_id, name=task_info.get("name"))
-        thread = threading.Thread(target=self._run_task, args=(driver, task_info, task_id),
-                                  name=f"task-{task_id}", daemon=True)
+        log_event(logger, logging.INFO, "launch", task_id=tid, name=task_info.get("name"))
+        thread = threading.Thread(target=self._run_task, args=(driver, task_info, tid),
+                                  name=f"task-{tid}", daemon=True)
         thread.start()
 
     def launchTaskGroup(self, driver, task_group: Any) -> None:
         tasks = task_group.get("tasks", []) if isinstance(task_group, dict) else list(task_group)
         for info in tasks:
             try:
-                task_id = task_id_of(info)
-            except ProtocolError:
+                tid = task_id(info)
+            except RemoteProtocolError:
                 continue
             driver.send_status_update(
-                task_id, TaskState.FAILED,
+                tid, TaskState.FAILED,
                 "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document",
                 reason=REASON_TASK_INVALID,
             )
@@ -202,7 +202,7 @@ class StokerExecutor:
             spec = bind(document.job, instance=document.instance, ports=ports, task_id=task_id,
                         hostname=self._agent_hostname, user=user)
             grace = task_kill_grace_secs(task_info)
-        except (ConfigError, ProtocolError, LaunchError) as exc:
+        except (ConfigError, RemoteProtocolError, LaunchError) as exc:
             raise LaunchError(f"invalid task: {exc}") from exc
         return spec, grace
 

@@ -1,7 +1,9 @@
 """The Mesos driver and transport against the agent simulator, through echo_executor.py.
 
 Real processes and real loopback sockets; the simulator records every request, update and
-acknowledgement. Intervals are tiny (back-off max 200-300 ms, recovery 1-3 s).
+acknowledgement. Intervals are tiny (back-off max 200-300 ms, recovery 1-3 s). The reconnect
+decisions themselves are tables in tests/unit/test_mesos_reconnect.py; these tests check the
+driver acts on them end to end.
 """
 from __future__ import annotations
 
@@ -10,16 +12,17 @@ import json
 import logging
 import sys
 import time
-import types
 import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
+from config.settings import ExecutorSettings
 from executor.events import TaskState
 from executor.mesos.driver import ExecutorDriver
-from executor.mesos.protocol import RecordIODecoder
+from executor.mesos.reconnect import Ending
+from executor.mesos.recordio import RecordIODecoder
 from executor.mesos.transport import agent_url
 from tests.support.agent_sim import AGENT_ID, AgentSimulator, make_task_info
 from tests.support.waiting import wait_for
@@ -58,6 +61,16 @@ def uuids_of(body: dict) -> list[bytes]:
 def update_calls(sim: AgentSimulator, raw: bytes) -> list:
     return [r for r in sim.calls("UPDATE")
             if base64.b64decode(r.json["update"]["status"]["uuid"]) == raw]
+
+
+def retries_logged(sim: AgentSimulator) -> int:
+    return sim.executor_log().count("mesos_retry ")
+
+
+def wait_for_retries(sim: AgentSimulator, more_than: int, count: int = 2) -> None:
+    """Until the executor has logged `count` more SUBSCRIBE retries (refused connections
+    leave no trace at the simulator)."""
+    sim.wait_for(lambda: retries_logged(sim) >= more_than + count, 5, f"{count} more retries")
 
 
 def subscribe_gaps(sim: AgentSimulator, after: float) -> list[float]:
@@ -183,8 +196,9 @@ def test_held_acks_survive_a_crash_and_restart_and_are_never_resent_once_acked(s
     starting = sim.wait_for_state("task-43", "TASK_STARTING")
     running = sim.wait_for_state("task-43", "TASK_RUNNING")
 
+    retried = retries_logged(sim)
     sim.crash()
-    time.sleep(0.5)  # down for a while: the executor keeps trying (connections refused)
+    wait_for_retries(sim, retried, count=2)  # down for a while: the executor keeps trying
     assert sim._proc.poll() is None
     sim.ack_mode = "immediate"
     restarted_at = time.monotonic()
@@ -201,7 +215,8 @@ def test_held_acks_survive_a_crash_and_restart_and_are_never_resent_once_acked(s
 
     # the re-sent copies are re-ACKed; after that nothing is re-sent, by UPDATE or SUBSCRIBE
     sim.wait_for(lambda: len(sim.acks_sent) == 5, 5, "ACKs of the carried updates")
-    time.sleep(0.1)
+    sim.wait_for(lambda: sim.executor_log().count("mesos_acknowledged") >= 5, 5,
+                 "the executor booked the 5 ACKs")
     sim.close_stream(graceful=True)  # graceful EOF while listening: the executor resubscribes
     assert sim.wait_subscribed(count=3, timeout_secs=5)["subscribe"] == {}
     for record in (killed, starting, running):
@@ -310,7 +325,7 @@ def test_agent_unreachable_at_start_is_retried_until_it_listens(tmp_path):
         port = sim.port
         sim.crash()
         start(sim)
-        time.sleep(0.4)
+        wait_for_retries(sim, 0, count=2)
         sim.restart(recovering_secs=0.3)
         assert sim.port == port
         sim.wait_subscribed(timeout_secs=5)
@@ -471,14 +486,31 @@ def test_agent_url_refuses_an_endpoint_without_a_port():
 
 
 class Recorder:
-    """Callbacks that record what they got; the first launchTask raises."""
+    """Callbacks that record what they got (the quiet ones only count); the first
+    launchTask raises."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.quiet: list[str] = []
         self.launches = 0
 
     def registered(self, driver, executor_info, framework_info, agent_info):
         self.calls.append(("registered", agent_info["id"]["value"]))
+
+    def reregistered(self, driver, agent_info):
+        self.quiet.append("reregistered")
+
+    def disconnected(self, driver):
+        self.quiet.append("disconnected")
+
+    def launchTaskGroup(self, driver, task_group):
+        self.quiet.append("launchTaskGroup")
+
+    def frameworkMessage(self, driver, data):
+        self.quiet.append("frameworkMessage")
+
+    def shutdown(self, driver):
+        self.quiet.append("shutdown")
 
     def launchTask(self, driver, task_info):
         self.launches += 1
@@ -497,11 +529,11 @@ class Recorder:
 def driver_factory(sim):
     drivers = []
 
-    def make(callbacks, **kwargs) -> ExecutorDriver:
-        settings = types.SimpleNamespace(
+    def make(callbacks, recovery_timeout_secs: float = 5.0, **kwargs) -> ExecutorDriver:
+        settings = ExecutorSettings(
             agent_endpoint=sim.endpoint, framework_id=sim.framework_id,
-            executor_id=sim.executor_id, checkpoint=True, recovery_timeout_secs=5.0,
-            subscription_backoff_max_secs=0.2, auth_token=None)
+            executor_id=sim.executor_id, sandbox=str(sim.sandbox), checkpoint=True,
+            recovery_timeout_secs=recovery_timeout_secs, subscription_backoff_max_secs=0.2)
         driver = ExecutorDriver(callbacks, settings, **kwargs)
         drivers.append(driver)
         driver.start()
@@ -564,3 +596,59 @@ def test_wait_for_acknowledgements_follows_the_agent_acks(sim, driver_factory):
     sim.release_acks()
     assert driver.wait_for_acknowledgements(5) is True
     assert driver.unacknowledged_count == 0
+
+
+@pytest.mark.timeout(20)
+def test_a_malformed_stream_is_dropped_and_the_resubscription_carries_what_is_owed(sim):
+    start(sim)
+    sim.wait_subscribed()
+    sim.ack_mode = "hold"
+    run_task(sim, "task-42")
+    held = [r.uuid for r in sim.updates("task-42")]
+    sim.send_raw(b"12x\n")  # not a RecordIO header: the agent's fault
+    body = sim.wait_subscribed(count=2, timeout_secs=5)
+    assert uuids_of(body) == held
+    assert "mesos_protocol_error executor=stoker-executor-1 error=RemoteProtocolError: " \
+           "RecordIO header b'12x' is not a decimal size" in sim.executor_log()
+    sim.ack_mode = "immediate"
+    sim.shutdown()
+    assert sim.wait_exit(5) == 0
+    assert sim.states("task-42") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+
+
+@pytest.mark.timeout(20)
+def test_the_driver_says_why_it_ended(sim, driver_factory):
+    stopped = driver_factory(Recorder())
+    sim.wait_subscribed()
+    wait_for(lambda: stopped.connected, 5)
+    assert stopped.ending is None and stopped.ever_subscribed
+    stopped.stop()
+    wait_for(lambda: stopped.ending is Ending.STOPPED, 5)
+
+    told_to = Recorder()
+    driver = driver_factory(told_to)
+    sim.wait_subscribed(count=2)
+    wait_for(lambda: driver.connected, 5)
+    sim.shutdown()
+    sim.close_stream(graceful=True)
+    wait_for(lambda: driver.ending is Ending.SHUTDOWN, 5)
+    assert driver.shutdown_received and told_to.quiet.count("shutdown") == 1
+
+    lost = Recorder()
+    driver = driver_factory(lost, recovery_timeout_secs=0.5)
+    sim.wait_subscribed(count=3)
+    wait_for(lambda: driver.connected, 5)
+    sim.crash()
+    wait_for(lambda: driver.ending is Ending.AGENT_LOST, 5)
+    wait_for(lambda: lost.quiet == ["disconnected", "shutdown"], 5)
+    assert not driver.shutdown_received
+
+
+@pytest.mark.timeout(20)
+def test_a_driver_that_never_reaches_the_agent_ends_never_subscribed(sim, driver_factory):
+    sim.crash()
+    recorder = Recorder()
+    driver = driver_factory(recorder, recovery_timeout_secs=0.5)
+    wait_for(lambda: driver.ending is Ending.NEVER_SUBSCRIBED, 5)
+    wait_for(lambda: recorder.quiet == ["shutdown"], 5)
+    assert not driver.ever_subscribed and recorder.calls == []

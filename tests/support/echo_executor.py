@@ -12,54 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
-import types
-from collections.abc import Mapping
 
+from config.settings import ExecutorSettings
 from executor.events import TaskState
+from executor.mesos import wire
 from executor.mesos.driver import ExecutorDriver
-from executor.mesos.protocol import task_id as task_id_of
 
 logger = logging.getLogger("echo_executor")
-
-_DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ns|us|ms|secs|mins|hrs|days|weeks)$")
-_UNIT_SECS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "secs": 1.0, "mins": 60.0, "hrs": 3600.0,
-              "days": 86400.0, "weeks": 604800.0}
-
-
-def _duration(text: str) -> float:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a Mesos duration (e.g. 15mins, 500ms)")
-    return float(match.group(1)) * _UNIT_SECS[match.group(2)]
-
-
-def load_settings(environ: Mapping[str, str]):
-    """config.settings.ExecutorSettings when it exists, else the same fields read here."""
-    try:
-        from config.settings import ExecutorSettings
-    except ImportError:
-        ExecutorSettings = None
-    if ExecutorSettings is not None and hasattr(ExecutorSettings, "from_env"):
-        return ExecutorSettings.from_env(environ)
-    checkpoint = environ.get("MESOS_CHECKPOINT") == "1"
-    return types.SimpleNamespace(
-        agent_endpoint=environ["MESOS_AGENT_ENDPOINT"],
-        framework_id=environ["MESOS_FRAMEWORK_ID"],
-        executor_id=environ["MESOS_EXECUTOR_ID"],
-        agent_id=environ.get("MESOS_SLAVE_ID"),
-        sandbox=environ.get("MESOS_SANDBOX") or environ.get("MESOS_DIRECTORY") or os.getcwd(),
-        checkpoint=checkpoint,
-        recovery_timeout_secs=_duration(environ.get("MESOS_RECOVERY_TIMEOUT", "15mins")),
-        subscription_backoff_max_secs=_duration(
-            environ.get("MESOS_SUBSCRIPTION_BACKOFF_MAX", "2secs")),
-        shutdown_grace_secs=_duration(environ.get("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
-                                                  "5secs")),
-        auth_token=environ.get("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"),
-        log_level=environ.get("STOKER_LOG_LEVEL", "INFO"),
-    )
 
 
 class EchoExecutor:
@@ -78,14 +39,14 @@ class EchoExecutor:
         logger.info("echo_disconnected")
 
     def launchTask(self, driver, task_info) -> None:
-        tid = task_id_of(task_info)
+        tid = wire.task_id(task_info)
         self._live.append(tid)
         driver.send_status_update(tid, TaskState.STARTING, "echo starting")
         driver.send_status_update(tid, TaskState.RUNNING, "echo running")
 
     def launchTaskGroup(self, driver, task_group) -> None:
         for info in task_group["tasks"]:
-            driver.send_status_update(task_id_of(info), TaskState.FAILED,
+            driver.send_status_update(wire.task_id(info), TaskState.FAILED,
                                       "task groups are not supported by this executor")
 
     def killTask(self, driver, task_id, grace_secs) -> None:
@@ -110,9 +71,9 @@ class EchoExecutor:
 
 
 def main() -> int:
-    settings = load_settings(os.environ)
+    settings = ExecutorSettings.from_env(os.environ)
     logging.basicConfig(
-        stream=sys.stderr, level=getattr(settings, "log_level", "INFO") or "INFO",
+        stream=sys.stderr, level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     executor = EchoExecutor(settings.shutdown_grace_secs)

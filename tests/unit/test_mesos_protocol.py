@@ -1,6 +1,8 @@
-"""The sans-I/O Mesos protocol: RecordIO, event parsing, the unacknowledged buffers, call bodies.
+"""The sans-I/O Mesos protocol: RecordIO (recordio.py), event parsing and call bodies
+(wire.py), the unacknowledged buffers (session.py).
 
-Bytes in, events and bodies out; no threads, sockets or sleeps.
+Bytes in, events and bodies out; no threads, sockets or sleeps. The session's state machine
+has its own tests (test_mesos_session.py).
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from executor.events import TaskState
-from executor.mesos import protocol as mp
+from executor.mesos import recordio, session, wire
+from executor.mesos.errors import LocalProtocolError, RemoteProtocolError
 
 FRAMEWORK = "7c1c2a4e-5b7d-4f0e-9a51-3e2f9d6c1b20-0000"
 EXECUTOR = "my-executor-1"
@@ -66,7 +69,7 @@ def ack(tid: str, raw: bytes) -> dict:
 
 
 def records(*events: dict) -> bytes:
-    return b"".join(mp.encode_record(json.dumps(e).encode("utf-8")) for e in events)
+    return b"".join(recordio.encode_record(json.dumps(e).encode("utf-8")) for e in events)
 
 
 STREAM_EVENTS = [
@@ -83,25 +86,38 @@ STREAM_EVENTS = [
 ]
 STREAM = records(*STREAM_EVENTS)
 EXPECTED = [
-    mp.Subscribed(
+    wire.Subscribed(
         executor_info={"executor_id": {"value": EXECUTOR}},
         framework_info={"id": {"value": FRAMEWORK}, "checkpoint": True},
         agent_info={"hostname": "agent-7", "id": {"value": AGENT}},
         container_id="a1b2c3d4",
     ),
-    mp.Launch(task_info("task-42")),
-    mp.Heartbeat(),
-    mp.Message("line1\nline2 é".encode()),
-    mp.Kill("task-42", 5.0),
-    mp.UnknownEvent("SOMETHING_NEW"),
-    mp.Acknowledged("task-42", bytes(range(16))),
-    mp.Shutdown(),
+    wire.Launch(task_info("task-42")),
+    wire.Heartbeat(),
+    wire.Message("line1\nline2 é".encode()),
+    wire.Kill("task-42", 5.0),
+    wire.UnknownEvent("SOMETHING_NEW"),
+    wire.Acknowledged("task-42", bytes(range(16))),
+    wire.Shutdown(),
 ]
 
 
-def decode_in_pieces(data: bytes, cuts: list[int]) -> list[mp.Event]:
-    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
-    events: list[mp.Event] = []
+def subscribing(**kwargs) -> session.ExecutorProtocol:
+    """A session whose SUBSCRIBE was just sent: its stream may be fed."""
+    proto = session.ExecutorProtocol(FRAMEWORK, EXECUTOR, **kwargs)
+    proto.subscribing()
+    return proto
+
+
+def resubscribe(proto: session.ExecutorProtocol) -> dict:
+    """The stream ends and the session subscribes again: the new SUBSCRIBE body."""
+    proto.stream_ended()
+    return json.loads(proto.subscribing())
+
+
+def decode_in_pieces(data: bytes, cuts: list[int]) -> list[wire.Event]:
+    proto = subscribing()
+    events: list[wire.Event] = []
     bounds = [0, *sorted(cuts), len(data)]
     for start, end in zip(bounds, bounds[1:]):
         events.extend(proto.feed(data[start:end]))
@@ -131,16 +147,16 @@ def test_stream_split_anywhere_gives_the_same_events(cuts):
 
 
 def test_encoded_size_counts_bytes_not_characters():
-    assert mp.encode_record("é".encode()) == b"2\n\xc3\xa9"
+    assert recordio.encode_record("é".encode()) == b"2\n\xc3\xa9"
 
 
 def test_empty_header_lines_and_empty_records_are_skipped():
-    decoder = mp.RecordIODecoder()
+    decoder = recordio.RecordIODecoder()
     assert decoder.feed(b"\n\n0\n3\nabc\n0\n\n2\nde") == [b"abc", b"de"]
 
 
 def test_records_are_returned_only_once_complete():
-    decoder = mp.RecordIODecoder()
+    decoder = recordio.RecordIODecoder()
     assert decoder.feed(b"1") == []
     assert decoder.feed(b"0\n01234") == []
     assert decoder.feed(b"56789") == [b"0123456789"]
@@ -150,51 +166,51 @@ def test_records_are_returned_only_once_complete():
     b"abc\n", b"12x\n", b"-5\n", b" 5\n", b"18\r\n", b"0x10\n", b"{\"type\":\"HEARTBEAT\"}",
 ])
 def test_garbage_header_raises_protocol_error(garbage):
-    with pytest.raises(mp.ProtocolError, match="not a decimal size"):
-        mp.RecordIODecoder().feed(garbage)
+    with pytest.raises(RemoteProtocolError, match="not a decimal size"):
+        recordio.RecordIODecoder().feed(garbage)
 
 
 def test_absurd_record_size_is_refused_before_buffering_it():
-    with pytest.raises(mp.ProtocolError, match="larger than the limit of 67108864 bytes"):
-        mp.RecordIODecoder().feed(b"67108865\n")
-    with pytest.raises(mp.ProtocolError, match="larger than the limit"):
-        mp.RecordIODecoder().feed(b"999999999")  # even before the newline arrives
-    with pytest.raises(mp.ProtocolError):
-        mp.RecordIODecoder().feed(b"0" * 21)
+    with pytest.raises(RemoteProtocolError, match="larger than the limit of 67108864 bytes"):
+        recordio.RecordIODecoder().feed(b"67108865\n")
+    with pytest.raises(RemoteProtocolError, match="larger than the limit"):
+        recordio.RecordIODecoder().feed(b"999999999")  # even before the newline arrives
+    with pytest.raises(RemoteProtocolError):
+        recordio.RecordIODecoder().feed(b"0" * 21)
 
 
 def test_protocol_error_in_stream_reaches_the_caller_of_feed():
-    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
-    with pytest.raises(mp.ProtocolError):
+    proto = subscribing()
+    with pytest.raises(RemoteProtocolError):
         proto.feed(records(subscribed()) + b"xx\n")
 
 
-def test_new_stream_forgets_a_partial_record():
-    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
+def test_a_new_subscription_forgets_a_partial_record():
+    proto = subscribing()
     assert proto.feed(records({"type": "HEARTBEAT"})[:5]) == []
-    proto.new_stream()
-    assert proto.feed(records({"type": "SHUTDOWN"})) == [mp.Shutdown()]
+    resubscribe(proto)
+    assert proto.feed(records({"type": "SHUTDOWN"})) == [wire.Shutdown()]
 
 
 # ---- event parsing ----
 
 
 def test_kill_without_policy_has_no_grace_and_string_nanoseconds_are_accepted():
-    assert mp.parse_event(b'{"type":"KILL","kill":{"task_id":{"value":"t"}}}') == mp.Kill("t", None)
+    assert wire.parse_event(b'{"type":"KILL","kill":{"task_id":{"value":"t"}}}') == wire.Kill("t", None)
     raw = b'{"type":"KILL","kill":{"task_id":{"value":"t"},' \
           b'"kill_policy":{"grace_period":{"nanoseconds":"1500000000"}}}}'
-    assert mp.parse_event(raw) == mp.Kill("t", 1.5)
+    assert wire.parse_event(raw) == wire.Kill("t", 1.5)
 
 
 def test_launch_group_and_error_and_subscribed_without_container_parse():
     group = {"type": "LAUNCH_GROUP", "launch_group": {"task_group": {
         "tasks": [task_info("task-50"), task_info("task-51")]}}}
-    assert mp.parse_event(json.dumps(group).encode()) == mp.LaunchGroup(
+    assert wire.parse_event(json.dumps(group).encode()) == wire.LaunchGroup(
         (task_info("task-50"), task_info("task-51")))
-    assert mp.parse_event(b'{"type":"ERROR","error":{"message":"boom"}}') == mp.Error("boom")
+    assert wire.parse_event(b'{"type":"ERROR","error":{"message":"boom"}}') == wire.Error("boom")
     event = subscribed()
     del event["subscribed"]["container_id"]
-    assert mp.parse_event(json.dumps(event).encode()).container_id is None
+    assert wire.parse_event(json.dumps(event).encode()).container_id is None
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -217,15 +233,15 @@ def test_launch_group_and_error_and_subscribed_without_container_parse():
      "task 0 is a int"),
 ])
 def test_malformed_events_raise_protocol_error_saying_what_is_wrong(payload, message):
-    with pytest.raises(mp.ProtocolError, match=message):
-        mp.parse_event(payload)
+    with pytest.raises(RemoteProtocolError, match=message):
+        wire.parse_event(payload)
 
 
 # ---- status updates and the unacknowledged buffers ----
 
 
-def new_protocol(*events: dict) -> mp.ExecutorProtocol:
-    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
+def new_protocol(*events: dict) -> session.ExecutorProtocol:
+    proto = subscribing()
     proto.feed(records(*events))
     return proto
 
@@ -273,14 +289,14 @@ def test_every_uuid_is_fresh_16_bytes_rfc4122_version_4():
 
 
 def test_optional_fields_are_left_out_when_not_given():
-    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
+    proto = session.ExecutorProtocol(FRAMEWORK, EXECUTOR)
     status = proto.update("unknown-task", TaskState.STARTING, now_wall=5).status
     assert set(status) == {"task_id", "state", "source", "executor_id", "uuid", "timestamp"}
     assert isinstance(status["timestamp"], float)
 
 
 def test_agent_id_comes_from_the_task_info_when_not_yet_subscribed():
-    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR)
+    proto = subscribing()
     proto.feed(records(launch("task-42")))
     assert proto.update("task-42", TaskState.STARTING, now_wall=1).status["agent_id"] == {
         "value": AGENT}
@@ -299,24 +315,24 @@ def test_agent_id_is_exactly_the_subscribed_agent_id():
     (TaskState.KILLED, "TASK_KILLED"),
 ])
 def test_task_states_map_to_mesos_names(state, name):
-    assert mp.mesos_state_name(state) == name
+    assert wire.mesos_state_name(state) == name
     assert new_protocol().update("t", state, now_wall=0).status["state"] == name
 
 
 def test_update_refuses_bad_state_reason_and_uuid_source():
-    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR, uuid_source=lambda: b"short")
-    with pytest.raises(TypeError):
+    proto = session.ExecutorProtocol(FRAMEWORK, EXECUTOR, uuid_source=lambda: b"short")
+    with pytest.raises(LocalProtocolError, match="must be a TaskState"):
         proto.update("t", "TASK_RUNNING", now_wall=0)
-    with pytest.raises(ValueError, match="REASON_"):
+    with pytest.raises(LocalProtocolError, match="REASON_"):
         proto.update("t", TaskState.RUNNING, reason="unhealthy", now_wall=0)
-    with pytest.raises(ValueError, match="not 16 fresh bytes"):
+    with pytest.raises(LocalProtocolError, match="not 16 fresh bytes"):
         proto.update("t", TaskState.RUNNING, now_wall=0)
     assert proto.all_acknowledged
 
 
 def test_injected_uuid_source_is_used():
     fixed = iter([bytes([i]) * 16 for i in range(1, 4)])
-    proto = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR, uuid_source=lambda: next(fixed))
+    proto = session.ExecutorProtocol(FRAMEWORK, EXECUTOR, uuid_source=lambda: next(fixed))
     assert proto.update("t", TaskState.RUNNING, now_wall=0).uuid == b"\x01" * 16
     assert proto.update("t", TaskState.RUNNING, now_wall=0).uuid == b"\x02" * 16
 
@@ -353,15 +369,15 @@ def test_ack_matches_on_decoded_bytes_not_base64_text():
 
 def test_task_leaves_unacknowledged_tasks_once_any_of_its_updates_is_acked():
     proto = new_protocol(subscribed(), launch("task-42"), launch("task-43"))
-    assert [mp.task_id(t) for t in proto.unacknowledged_tasks()] == ["task-42", "task-43"]
+    assert [wire.task_id(t) for t in proto.unacknowledged_tasks()] == ["task-42", "task-43"]
     a = proto.update("task-42", TaskState.STARTING, now_wall=1)
     proto.update("task-42", TaskState.RUNNING, now_wall=2)
     proto.update("task-43", TaskState.STARTING, now_wall=3)
     assert len(proto.unacknowledged_tasks()) == 2  # sending is not enough
     proto.feed(records(ack("task-42", a.uuid)))
-    assert [mp.task_id(t) for t in proto.unacknowledged_tasks()] == ["task-43"]
+    assert [wire.task_id(t) for t in proto.unacknowledged_tasks()] == ["task-43"]
     proto.feed(records(launch("task-42")))  # a replayed LAUNCH does not bring it back
-    assert [mp.task_id(t) for t in proto.unacknowledged_tasks()] == ["task-43"]
+    assert [wire.task_id(t) for t in proto.unacknowledged_tasks()] == ["task-43"]
 
 
 def test_ack_for_an_update_of_another_task_id_uses_the_update_task():
@@ -396,7 +412,7 @@ def test_subscription_count_tells_reregistration():
 
 
 def test_first_subscribe_has_an_empty_subscribe_object():
-    body = mp.ExecutorProtocol(FRAMEWORK, EXECUTOR).subscribe_body()
+    body = session.ExecutorProtocol(FRAMEWORK, EXECUTOR).subscribing()
     assert json.loads(body) == {
         "type": "SUBSCRIBE",
         "framework_id": {"value": FRAMEWORK},
@@ -412,7 +428,7 @@ def test_subscribe_carries_unacked_tasks_exactly_and_updates_in_send_order():
     finished = proto.update("task-42", TaskState.FINISHED, "exit status 0", now_wall=2)
     proto.feed(records(launch("task-43")))
     starting = proto.update("task-43", TaskState.STARTING, now_wall=3)
-    body = json.loads(proto.subscribe_body())
+    body = resubscribe(proto)
     subscribe = body["subscribe"]
     assert subscribe["unacknowledged_tasks"] == [task_info("task-43")]  # round-tripped unchanged
     updates = subscribe["unacknowledged_updates"]
@@ -425,13 +441,13 @@ def test_subscribe_carries_unacked_tasks_exactly_and_updates_in_send_order():
 
 def test_subscribe_with_only_unacked_tasks_still_lists_both():
     proto = new_protocol(subscribed(), launch("task-42"))
-    subscribe = json.loads(proto.subscribe_body())["subscribe"]
+    subscribe = resubscribe(proto)["subscribe"]
     assert subscribe == {"unacknowledged_tasks": [task_info("task-42")],
                          "unacknowledged_updates": []}
 
 
 def test_message_body_is_base64():
-    body = json.loads(mp.ExecutorProtocol(FRAMEWORK, EXECUTOR).message_body(b"\x00progress"))
+    body = json.loads(session.ExecutorProtocol(FRAMEWORK, EXECUTOR).message_body(b"\x00progress"))
     assert body["type"] == "MESSAGE"
     assert base64.b64decode(body["message"]["data"]) == b"\x00progress"
 
@@ -440,29 +456,30 @@ def test_message_body_is_base64():
 
 
 def test_ports_from_resources_expands_ranges_in_order():
-    assert mp.ports_from_resources(task_info("t")) == [31000, 31001, 31002, 30000]
-    assert mp.ports_from_resources({"task_id": {"value": "t"}}) == []
+    assert wire.ports_from_resources(task_info("t")) == [31000, 31001, 31002, 30000]
+    assert wire.ports_from_resources({"task_id": {"value": "t"}}) == []
     bad = task_info("t", resources=[{"name": "ports", "type": "RANGES",
                                      "ranges": {"range": [{"begin": 5, "end": 4}]}}])
-    with pytest.raises(mp.ProtocolError, match=r"\[5, 4\] is not valid"):
-        mp.ports_from_resources(bad)
+    with pytest.raises(RemoteProtocolError, match=r"\[5, 4\] is not valid"):
+        wire.ports_from_resources(bad)
 
 
 def test_task_data_id_and_kill_grace():
     info = task_info("task-42")
-    assert mp.task_id(info) == "task-42"
-    assert mp.task_data(info) == b'{"job": {}}'
-    assert mp.task_data({"task_id": {"value": "t"}}) == b""
-    assert mp.task_kill_grace_secs(info) == 3.0
-    assert mp.task_kill_grace_secs({"task_id": {"value": "t"}}) is None
-    with pytest.raises(mp.ProtocolError, match="data is not valid base64"):
-        mp.task_data(task_info("t", data="not base64!"))
-    with pytest.raises(mp.ProtocolError, match="task_id.value"):
-        mp.task_id({"task_id": {"value": 42}})
+    assert wire.task_id(info) == "task-42"
+    assert wire.task_data(info) == b'{"job": {}}'
+    assert wire.task_data({"task_id": {"value": "t"}}) == b""
+    assert wire.task_kill_grace_secs(info) == 3.0
+    assert wire.task_kill_grace_secs({"task_id": {"value": "t"}}) is None
+    with pytest.raises(RemoteProtocolError, match="data is not valid base64"):
+        wire.task_data(task_info("t", data="not base64!"))
+    with pytest.raises(RemoteProtocolError, match="task_id.value"):
+        wire.task_id({"task_id": {"value": 42}})
 
 
-def test_protocol_module_is_pure():
-    source = Path(mp.__file__).read_text()
+@pytest.mark.parametrize("module", [recordio, wire, session])
+def test_protocol_modules_are_pure(module):
+    source = Path(module.__file__).read_text()
     imported = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):

@@ -1,0 +1,46 @@
+"""What the driver calls: pymesos' executor callback names, typed.
+
+`ExecutorDriver` runs these one at a time on its dispatch thread, each guarded (an exception
+is logged, never kills the driver), so each should return quickly. The names are pymesos'
+(camelCase included), so a pymesos executor's callbacks read the same; Stoker's own
+`killTask` also receives the KILL's grace period.
+
+The raw dicts are the Mesos JSON objects as the agent sent them (ExecutorInfo, FrameworkInfo,
+AgentInfo, TaskInfo); `executor.mesos.wire` reads fields out of them.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from executor.mesos.driver import ExecutorDriver
+
+
+class ExecutorCallbacks(Protocol):
+    def registered(self, driver: ExecutorDriver, executor_info: dict[str, Any],
+                   framework_info: dict[str, Any], agent_info: dict[str, Any]) -> None:
+        """The first SUBSCRIBED of this executor's life."""
+
+    def reregistered(self, driver: ExecutorDriver, agent_info: dict[str, Any]) -> None:
+        """SUBSCRIBED again, after a disconnect (the agent may have restarted)."""
+
+    def disconnected(self, driver: ExecutorDriver) -> None:
+        """A subscribed event stream ended; the driver resubscribes or gives up."""
+
+    def launchTask(self, driver: ExecutorDriver, task_info: dict[str, Any]) -> None:
+        """LAUNCH: one TaskInfo."""
+
+    def launchTaskGroup(self, driver: ExecutorDriver, task_group: dict[str, Any]) -> None:
+        """LAUNCH_GROUP: `{"tasks": [TaskInfo, ...]}`."""
+
+    def killTask(self, driver: ExecutorDriver, task_id: str, grace_secs: float | None) -> None:
+        """KILL: the task id, and the KILL's own grace period when it has a kill policy."""
+
+    def frameworkMessage(self, driver: ExecutorDriver, data: bytes) -> None:
+        """MESSAGE: the scheduler's bytes, base64-decoded."""
+
+    def shutdown(self, driver: ExecutorDriver) -> None:
+        """SHUTDOWN, or the driver gave up on the agent: kill everything and exit."""
+
+    def error(self, driver: ExecutorDriver, message: str) -> None:
+        """The agent rejected a call for good, or sent ERROR."""

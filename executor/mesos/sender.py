@@ -1,0 +1,153 @@
+"""The driver's sender thread: POSTs UPDATE and MESSAGE calls in order, over their own
+connection (never the event stream's), retrying transient failures.
+
+This module owns the outbox and what the driver's threads share (`Shared`, every field read
+and written with its Condition held). It never decides what is owed: the session does
+(`needs_post`: owed, and not carried by a SUBSCRIBE the agent answered). An update the agent
+rejects for good (4xx) is dropped from the session and reported; one that fails transiently
+(refused, 503, 404, 403 during a re-registration) is retried with the same uuid until it is
+accepted, acknowledged, or carried by a SUBSCRIBE. The bearer token is never logged.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+from collections.abc import Callable
+
+from executor.mesos.reconnect import Ending, call_retry_delay_secs
+from executor.mesos.session import ExecutorProtocol, PendingUpdate, SessionState
+from executor.mesos.transport import AgentTransport, CallResult, Outcome
+from executor.mesos.wire import mesos_state_name, uuid_text
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_ATTEMPTS = 5  # framework messages are not guaranteed; give up after this many tries
+
+
+class Shared:
+    """What the driver's three threads share; every field under `cond`."""
+
+    def __init__(self, protocol: ExecutorProtocol) -> None:
+        self.cond = threading.Condition()
+        self.protocol = protocol
+        self.stop = threading.Event()  # set by stop(): every thread ends soon
+        self.ending: Ending | None = None  # set once, when the stream thread ends
+        self.unsent = 0  # updates queued for the sender and not yet done with
+
+
+class CallSender:
+    """The outbox and the thread that empties it."""
+
+    def __init__(self, shared: Shared, transport: AgentTransport, backoff_max_secs: float,
+                 rng: random.Random, report_rejection: Callable[[str], None], who: str) -> None:
+        self._shared = shared
+        self._transport = transport
+        self._backoff_max_secs = backoff_max_secs
+        self._rng = rng
+        self._report_rejection = report_rejection
+        self._who = who
+        self._outbox: queue.Queue[PendingUpdate | bytes | None] = queue.Queue()
+
+    def queue_update(self, pending: PendingUpdate) -> None:
+        """Queues an update the session already recorded (the caller counted it unsent)."""
+        self._outbox.put(pending)
+
+    def queue_message(self, data: bytes) -> None:
+        self._outbox.put(bytes(data))
+
+    def close(self) -> None:
+        self._outbox.put(None)
+
+    def run(self) -> None:
+        shared = self._shared
+        while True:
+            item = self._outbox.get()
+            if item is None or shared.stop.is_set():
+                return
+            try:
+                if isinstance(item, PendingUpdate):
+                    self._send_update(item)
+                else:
+                    self._send_message(item)
+            except Exception as e:  # a bug; the update stays buffered for the next SUBSCRIBE
+                logger.error("mesos_sender_failed %s error=%s: %s", self._who,
+                             type(e).__name__, e, exc_info=True)
+            finally:
+                if isinstance(item, PendingUpdate):
+                    with shared.cond:
+                        shared.unsent -= 1
+                        shared.cond.notify_all()
+
+    def _wait_connected(self, still_wanted: Callable[[], bool]) -> bool:
+        """Waits (lock held) until a call may be POSTed; False when the item is no longer
+        wanted or no connection will ever come.
+
+        After SHUTDOWN the agent may close the stream at once, yet it still takes calls from
+        a subscribed executor, so the terminal updates are POSTed without a stream.
+        """
+        shared, protocol = self._shared, self._shared.protocol
+        while True:
+            if shared.stop.is_set() or not still_wanted():
+                return False
+            if protocol.state is SessionState.SUBSCRIBED:
+                return True
+            if shared.ending is not None:
+                return protocol.shutdown_received and protocol.subscription_count > 0
+            shared.cond.wait()
+
+    def _send_update(self, pending: PendingUpdate) -> None:
+        shared, protocol = self._shared, self._shared.protocol
+        attempt = 0
+        while True:
+            with shared.cond:
+                if not self._wait_connected(lambda: protocol.needs_post(pending.uuid)):
+                    return
+                body = protocol.update_body(pending)
+            attempt += 1
+            result = self._transport.post(body)
+            what = (f"task={pending.task_id} state={mesos_state_name(pending.state)} "
+                    f"uuid={uuid_text(pending.uuid)}")
+            if result.outcome is Outcome.ACCEPTED:
+                logger.debug("status_update_sent %s %s attempt=%d", self._who, what, attempt)
+                return
+            if result.outcome is Outcome.REJECTED:
+                self._rejected("UPDATE", what, result)
+                with shared.cond:
+                    protocol.discard(pending.uuid)
+                    shared.cond.notify_all()
+                return
+            if not self._retry_wait("status_update_retry", what, attempt, result):
+                return
+
+    def _send_message(self, data: bytes) -> None:
+        shared = self._shared
+        for attempt in range(1, MESSAGE_ATTEMPTS + 1):
+            with shared.cond:
+                if not self._wait_connected(lambda: True):
+                    break
+                body = shared.protocol.message_body(data)
+            result = self._transport.post(body)
+            what = f"bytes={len(data)}"
+            if result.outcome is Outcome.ACCEPTED:
+                return
+            if result.outcome is Outcome.REJECTED:
+                self._rejected("MESSAGE", what, result)
+                return
+            if attempt < MESSAGE_ATTEMPTS and not self._retry_wait(
+                    "framework_message_retry", what, attempt, result):
+                break
+        logger.warning("framework_message_dropped %s bytes=%d reason=\"not accepted after "
+                       "%d attempts or no connection\"", self._who, len(data), MESSAGE_ATTEMPTS)
+
+    def _rejected(self, call: str, what: str, result: CallResult) -> None:
+        logger.error("mesos_call_rejected %s call=%s %s status=%s body=%r", self._who, call,
+                     what, result.status, result.detail)
+        self._report_rejection(f"the agent rejected {call} ({what}): {result.describe()}")
+
+    def _retry_wait(self, event: str, what: str, attempt: int, result: CallResult) -> bool:
+        delay = call_retry_delay_secs(self._backoff_max_secs, self._rng.random())
+        logger.warning("%s %s %s attempt=%d in_ms=%d reason=%r", event, self._who, what,
+                       attempt, round(delay * 1000), result.describe())
+        return not self._shared.stop.wait(delay)
