@@ -5,31 +5,59 @@ ports, bind templates, then TaskOwner.run() with a reporter that turns every tas
 update into a Mesos status update. Any error before the owner starts becomes TASK_FAILED
 with the message (no process starts). KILL and SHUTDOWN become kill requests; the process
 exits once the terminal update is acknowledged, or after a bounded wait.
+
+The main thread only waits: SIGTERM and SIGINT handlers record the signal, and the end of
+the task is recorded the same way, both on one queue `main` blocks on (no polling). A signal
+is then treated like SHUTDOWN.
+
+Exit status (`main`'s return value; the agent logs it):
+
+    0  a normal run: the task ended and its updates were acknowledged, or the agent (SHUTDOWN)
+       or a signal (SIGTERM, SIGINT) asked the executor to stop, and it did
+    1  an internal error (a bug) ended the task or the driver; the log has the traceback
+    3  never subscribed: the agent never answered SUBSCRIBED (unreachable, or refusing
+       SUBSCRIBE) until the driver gave up, after 5 s without checkpointing and after
+       MESOS_RECOVERY_TIMEOUT with it (or until a signal came)
+    4  the agent was lost for good after the executor had subscribed: down past
+       MESOS_RECOVERY_TIMEOUT, a disconnect with checkpointing off, a resubscription refused
+    5  the task ended, but some of its updates were still unacknowledged when the bounded
+       wait ran out: the agent may never have got them
+
+(2 is the CLI's: a missing MESOS_* variable or an invalid setting, such as a
+MESOS_AGENT_ENDPOINT that is not host:port, before anything starts.)
 """
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
+
+import attrs
 
 from config.bind import bind
 from config.document import decode
-from config.errors import ConfigError
+from config.errors import ConfigError, SettingsError
 from config.settings import ExecutorSettings, pop_secrets
+from config.spec import JobSpec
 from config.templates import port_names
 from executor.events import TaskState, Transition
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.errors import RemoteProtocolError
+from executor.mesos.reconnect import Ending
+from executor.mesos.transport import agent_url
 from executor.mesos.wire import (
+    mesos_state_name,
     ports_from_resources,
     task_data,
     task_id,
     task_kill_grace_secs,
+    uuid_text,
 )
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
@@ -42,9 +70,32 @@ SHUTDOWN_MARGIN_SECS = 1.0  # kill this much before the agent's shutdown grace e
 REASON_TASK_INVALID = "REASON_TASK_INVALID"
 REASON_HEALTH = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
 
+EXIT_OK = 0
+EXIT_INTERNAL_ERROR = 1
+EXIT_NEVER_SUBSCRIBED = 3
+EXIT_AGENT_LOST = 4
+EXIT_UNACKNOWLEDGED = 5
+
 
 class LaunchError(Exception):
     """The task cannot start; the message goes out with TASK_FAILED."""
+
+
+@attrs.frozen(slots=True)
+class PreparedTask:
+    """A TaskInfo turned into what the owner runs."""
+
+    spec: JobSpec
+    kill_grace_secs: float | None  # the TaskInfo's own kill_policy grace; None: not given
+
+
+@attrs.frozen(slots=True)
+class PendingKill:
+    """A KILL or SHUTDOWN that came before the owner existed; applied once it does."""
+
+    reason: str
+    grace_secs: float | None
+    use_lifecycle: bool
 
 
 def resolve_ports(names: list[str], assigned: dict[str, int], offered: list[int]) -> dict[str, int]:
@@ -89,43 +140,44 @@ class MesosReporter:
             self._task_id, update.state, update.message, healthy=update.healthy, reason=reason
         )
         log_event(logger, logging.INFO, "status_update", task=self._label, task_id=self._task_id,
-                  state=f"TASK_{update.state.value}", healthy=update.healthy, uuid=uuid.hex() if uuid else None,
+                  state=mesos_state_name(update.state), healthy=update.healthy, uuid=uuid_text(uuid),
                   message=update.message)
 
 
 class StokerExecutor:
     """The callbacks. Each returns quickly: real work happens on the task thread."""
 
-    def __init__(self, settings: ExecutorSettings, task_env: dict[str, str]) -> None:
+    def __init__(self, settings: ExecutorSettings, task_env: dict[str, str], *,
+                 on_done: Callable[[], None]) -> None:
         self._settings = settings
         self._env = task_env
+        self._on_done = on_done  # called when the task is over (or there will be none)
         self._lock = threading.Lock()  # guards the few fields shared with the driver thread
         self._task_id: str | None = None
         self._owner: TaskOwner | None = None
-        self._pending_kill: tuple[str, float | None, bool] | None = None
+        self._pending_kill: PendingKill | None = None
         self._agent_hostname = settings.hostname or "localhost"
         self._framework_user: str | None = None
-        self.done = threading.Event()  # the task is terminal (or there will be none)
-        self.shutdown_requested = threading.Event()
         self.shutdown_at: float | None = None
-        self.terminal_uuid: bytes | None = None
+        self.internal_error = False  # the task thread failed (a bug)
 
     # ---- driver callbacks ----
 
-    def registered(self, driver, executor_info: dict, framework_info: dict, agent_info: dict) -> None:
+    def registered(self, driver: ExecutorDriver, executor_info: dict[str, Any],
+                   framework_info: dict[str, Any], agent_info: dict[str, Any]) -> None:
         if not self._settings.hostname:  # STOKER_HOSTNAME / --hostname wins over the agent's
             self._agent_hostname = agent_info.get("hostname") or self._agent_hostname
         self._framework_user = framework_info.get("user") or None
         log_event(logger, logging.INFO, "registered", agent=agent_info.get("id", {}).get("value"),
                   hostname=self._agent_hostname, framework=framework_info.get("name"))
 
-    def reregistered(self, driver, agent_info: dict) -> None:
+    def reregistered(self, driver: ExecutorDriver, agent_info: dict[str, Any]) -> None:
         log_event(logger, logging.INFO, "reregistered", agent=agent_info.get("id", {}).get("value"))
 
-    def disconnected(self, driver) -> None:
+    def disconnected(self, driver: ExecutorDriver) -> None:
         log_event(logger, logging.WARNING, "disconnected", task_id=self._task_id)
 
-    def launchTask(self, driver, task_info: dict) -> None:
+    def launchTask(self, driver: ExecutorDriver, task_info: dict[str, Any]) -> None:
         try:
             tid = task_id(task_info)
         except RemoteProtocolError as exc:
@@ -145,8 +197,8 @@ class StokerExecutor:
                                   name=f"task-{tid}", daemon=True)
         thread.start()
 
-    def launchTaskGroup(self, driver, task_group: Any) -> None:
-        tasks = task_group.get("tasks", []) if isinstance(task_group, dict) else list(task_group)
+    def launchTaskGroup(self, driver: ExecutorDriver, task_group: dict[str, Any]) -> None:
+        tasks = task_group.get("tasks", [])
         for info in tasks:
             try:
                 tid = task_id(info)
@@ -159,112 +211,178 @@ class StokerExecutor:
             )
         log_event(logger, logging.WARNING, "launch_group_rejected", tasks=len(tasks))
 
-    def killTask(self, driver, task_id: str, grace_secs: float | None = None) -> None:
+    def killTask(self, driver: ExecutorDriver, task_id: str, grace_secs: float | None = None) -> None:
         if task_id != self._task_id:
             log_event(logger, logging.WARNING, "kill_ignored", task_id=task_id,
                       reason=f"unknown task; this executor runs {self._task_id}")
             return
         log_event(logger, logging.INFO, "kill", task_id=task_id, grace_secs=grace_secs)
-        self._kill("killed by the agent (KILL)", grace_secs, True)
+        self._kill(PendingKill("killed by the agent (KILL)", grace_secs, use_lifecycle=True))
 
-    def frameworkMessage(self, driver, data: bytes) -> None:
+    def frameworkMessage(self, driver: ExecutorDriver, data: bytes) -> None:
         log_event(logger, logging.INFO, "framework_message", bytes=len(data))
 
-    def shutdown(self, driver) -> None:
+    def shutdown(self, driver: ExecutorDriver) -> None:
         grace = max(0.0, self._settings.shutdown_grace_secs - SHUTDOWN_MARGIN_SECS)
         self.shutdown_at = time.monotonic()
-        self.shutdown_requested.set()
         log_event(logger, logging.INFO, "shutdown", task_id=self._task_id, kill_grace_secs=grace)
         if self._task_id is None:
-            self.done.set()
+            self._on_done()
             return
-        self._kill("executor shutting down (SHUTDOWN)", grace, False)
+        self._kill(PendingKill("executor shutting down (SHUTDOWN)", grace, use_lifecycle=False))
 
-    def error(self, driver, message: str) -> None:
+    def error(self, driver: ExecutorDriver, message: str) -> None:
         log_event(logger, logging.ERROR, "driver_error", message=message)
 
     # ---- the task ----
 
-    def _kill(self, reason: str, grace_secs: float | None, use_lifecycle: bool) -> None:
+    def _kill(self, kill: PendingKill) -> None:
         with self._lock:
             owner = self._owner
             if owner is None:
-                self._pending_kill = (reason, grace_secs, use_lifecycle)
+                self._pending_kill = kill
                 return
-        owner.request_kill(reason, grace_secs, use_lifecycle=use_lifecycle)
+        owner.request_kill(kill.reason, kill.grace_secs, use_lifecycle=kill.use_lifecycle)
 
-    def _prepare(self, task_info: dict, task_id: str):
+    def _prepare(self, task_info: dict[str, Any], tid: str) -> PreparedTask:
         try:
             document = decode(task_data(task_info))
             names = port_names(document.job)
             ports = resolve_ports(names, dict(document.assigned_ports), ports_from_resources(task_info))
             user = self._framework_user or str(document.job.role().get())
-            spec = bind(document.job, instance=document.instance, ports=ports, task_id=task_id,
+            spec = bind(document.job, instance=document.instance, ports=ports, task_id=tid,
                         hostname=self._agent_hostname, user=user)
             grace = task_kill_grace_secs(task_info)
         except (ConfigError, RemoteProtocolError, LaunchError) as exc:
             raise LaunchError(f"invalid task: {exc}") from exc
-        return spec, grace
+        return PreparedTask(spec, grace)
 
-    def _run_task(self, driver: ExecutorDriver, task_info: dict, task_id: str) -> None:
+    def _run_task(self, driver: ExecutorDriver, task_info: dict[str, Any], tid: str) -> None:
         reporter = None
         try:
             try:
-                spec, grace = self._prepare(task_info, task_id)
+                prepared = self._prepare(task_info, tid)
             except LaunchError as exc:
-                log_event(logger, logging.ERROR, "launch_failed", task_id=task_id, reason=str(exc))
-                self.terminal_uuid = driver.send_status_update(
-                    task_id, TaskState.FAILED, str(exc), reason=REASON_TASK_INVALID)
+                log_event(logger, logging.ERROR, "launch_failed", task_id=tid, reason=str(exc))
+                driver.send_status_update(tid, TaskState.FAILED, str(exc), reason=REASON_TASK_INVALID)
                 return
-            reporter = MesosReporter(driver, task_id, spec.label)
+            spec = prepared.spec
+            reporter = MesosReporter(driver, tid, spec.label)
             owner = owner_for(spec, Path(self._settings.sandbox), self._env, reporter,
-                              kill_grace_secs=grace)
+                              kill_grace_secs=prepared.kill_grace_secs)
             with self._lock:
                 self._owner = owner
                 pending = self._pending_kill
             if pending is not None:
-                owner.request_kill(pending[0], pending[1], use_lifecycle=pending[2])
+                owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle)
             final = owner.run()
             log_event(logger, logging.INFO, "task_done", task=spec.label, state=final.state.value,
                       reason=final.message)
         except Exception as exc:  # last resort: report, never die silently
-            logger.error("task %s: executor internal error: %s: %s", task_id, type(exc).__name__, exc,
+            self.internal_error = True
+            logger.error("task %s: executor internal error: %s: %s", tid, type(exc).__name__, exc,
                          exc_info=True)
             if reporter is None:
-                driver.send_status_update(task_id, TaskState.FAILED,
+                driver.send_status_update(tid, TaskState.FAILED,
                                           f"executor internal error: {type(exc).__name__}: {exc}")
         finally:
-            self.done.set()
+            self._on_done()
+
+
+# ---- the process ----
+
+
+@attrs.frozen(slots=True)
+class TaskDone:
+    """The task is over, or there will be none."""
+
+
+@attrs.frozen(slots=True)
+class Signalled:
+    signum: int
+
+
+Wakeup = TaskDone | Signalled
+
+
+@attrs.frozen(slots=True)
+class RunEnd:
+    """What decides the exit status (module docstring)."""
+
+    ending: Ending | None  # why the driver stopped; None while it still runs
+    ever_subscribed: bool
+    shutdown_received: bool  # the agent sent SHUTDOWN
+    signalled: bool  # SIGTERM or SIGINT asked the executor to stop
+    internal_error: bool  # the task thread failed
+    acknowledged: bool  # every update was acknowledged at exit
+
+
+def exit_status(end: RunEnd) -> int:
+    """The exit status for how the run ended; the codes are in the module docstring."""
+    if end.internal_error or end.ending is Ending.INTERNAL_ERROR:
+        return EXIT_INTERNAL_ERROR
+    if not end.ever_subscribed and not end.shutdown_received:
+        return EXIT_NEVER_SUBSCRIBED
+    if end.ending is Ending.AGENT_LOST:
+        return EXIT_AGENT_LOST
+    if end.shutdown_received or end.signalled or end.acknowledged:
+        return EXIT_OK
+    return EXIT_UNACKNOWLEDGED
 
 
 def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
-    """Run the executor until its task is over; returns the process exit code."""
+    """Runs the executor until its task is over; returns the exit status (module docstring)."""
     task_env = dict(environ)
     pop_secrets(task_env)
-    executor = StokerExecutor(settings, task_env)
-    driver = ExecutorDriver(executor, settings)
-
-    def on_sigterm(signum, _frame):
-        log_event(logger, logging.WARNING, "signal", signal=signal.Signals(signum).name,
-                  reason="treated as SHUTDOWN")
-        executor.shutdown(driver)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    wakeups: queue.SimpleQueue[Wakeup] = queue.SimpleQueue()
+    executor = StokerExecutor(settings, task_env, on_done=lambda: wakeups.put(TaskDone()))
+    driver = _driver(executor, settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # handlers only record; main acts
+        signal.signal(signum, lambda received, _frame: wakeups.put(Signalled(received)))
     log_event(logger, logging.INFO, "executor_start", executor_id=settings.executor_id,
               framework_id=settings.framework_id, agent=settings.agent_endpoint, sandbox=settings.sandbox,
               checkpoint=settings.checkpoint)
     driver.start()
-    try:
-        # The driver calls shutdown() when it gives up on the agent, so `done` always comes.
-        executor.done.wait()
-    except KeyboardInterrupt:
-        executor.shutdown(driver)
-        executor.done.wait(settings.shutdown_grace_secs)
+    # The driver calls shutdown() when it gives up on the agent, so TaskDone always comes.
+    signalled = _wait_for_task(wakeups, executor, driver)
     acked = driver.wait_for_acknowledgements(_ack_budget(executor, settings))
-    log_event(logger, logging.INFO, "executor_exit", acknowledged=acked,
-              unacknowledged=driver.unacknowledged_count)
+    end = RunEnd(ending=driver.ending, ever_subscribed=driver.ever_subscribed,
+                 shutdown_received=driver.shutdown_received, signalled=signalled,
+                 internal_error=executor.internal_error, acknowledged=acked)
+    status = exit_status(end)
+    log_event(logger, logging.INFO if status == EXIT_OK else logging.ERROR, "executor_exit",
+              status=status, acknowledged=acked, unacknowledged=driver.unacknowledged_count,
+              driver=end.ending.name if end.ending else "running")
     driver.stop()
-    return 0
+    return status
+
+
+def _driver(executor: StokerExecutor, settings: ExecutorSettings) -> ExecutorDriver:
+    """The driver; an agent endpoint that is not host:port is a settings error (exit 2)."""
+    try:
+        agent_url(settings.agent_endpoint)
+    except ValueError as exc:
+        raise SettingsError(f"MESOS_AGENT_ENDPOINT: {exc}") from None
+    return ExecutorDriver(executor, settings)
+
+
+def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
+                   driver: ExecutorDriver) -> bool:
+    """Blocks until the task is over; a signal meanwhile is treated as SHUTDOWN. True when
+    a signal came."""
+    signalled = False
+    while True:
+        wakeup = wakeups.get()
+        match wakeup:
+            case TaskDone():
+                return signalled
+            case Signalled(signum=signum):
+                signalled = True
+                log_event(logger, logging.WARNING, "signal", signal=signal.Signals(signum).name,
+                          reason="treated as SHUTDOWN")
+                executor.shutdown(driver)
+            case _:
+                assert_never(wakeup)
 
 
 def _ack_budget(executor: StokerExecutor, settings: ExecutorSettings) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -269,7 +270,7 @@ def test_checkpoint_off_exits_at_the_first_disconnect(agent, tmp_path):
     agent.wait_for_state("task-1", "TASK_RUNNING", 10)
     pids = task_pids(agent.sandbox)
     agent.crash()
-    assert agent.wait_exit(10) == 0
+    assert agent.wait_exit(10) == 4  # the agent is lost for good
     assert len(agent.subscribes) == 1
     assert not live(pids)
 
@@ -280,9 +281,36 @@ def test_agent_down_longer_than_the_recovery_timeout_kills_the_task_and_exits(ag
     pids = task_pids(agent.sandbox)
     started = time.monotonic()
     agent.crash()
-    assert agent.wait_exit(15) == 0
+    assert agent.wait_exit(15) == 4  # the agent is lost for good
     assert time.monotonic() - started < 1.0 + 3.0 + 2.0
     assert not live(pids)
+    assert "executor_exit status=4" in agent.executor_log()
+
+
+@pytest.mark.parametrize("checkpoint, gives_up_after_secs", [(False, 5.0), (True, 1.0)])
+def test_an_agent_never_reached_is_exit_status_3(agent, checkpoint, gives_up_after_secs):
+    agent.crash()  # nothing listens at MESOS_AGENT_ENDPOINT
+    started = time.monotonic()
+    agent.launch_executor(EXECUTOR, cwd=agent.sandbox, checkpoint=checkpoint,
+                          recovery_timeout="1secs", backoff_max="200ms")
+    assert agent.wait_exit(gives_up_after_secs + 10) == 3
+    assert gives_up_after_secs <= time.monotonic() - started < gives_up_after_secs + 5.0
+    log = agent.executor_log()
+    assert "mesos_giving_up" in log and "executor_exit status=3" in log
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_is_treated_as_shutdown_and_exits_0(agent, tmp_path, signum):
+    launch(agent, document(tmp_path, HELLO), shutdown_grace="3secs")
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    pids = task_pids(agent.sandbox)
+    agent._proc.send_signal(signum)
+    killed = agent.wait_for_state("task-1", "TASK_KILLED", 5)
+    assert agent.wait_exit(5) == 0
+    assert "SHUTDOWN" in killed.message and not live(pids)
+    log = agent.executor_log()
+    assert f"signal={signal.Signals(signum).name}" in log and "treated as SHUTDOWN" in log
+    assert "executor_exit status=0" in log
 
 
 def test_missing_mesos_variables_is_a_clean_exit(tmp_path):
@@ -292,6 +320,18 @@ def test_missing_mesos_variables_is_a_clean_exit(tmp_path):
     result = subprocess.run(EXECUTOR, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "MESOS_AGENT_ENDPOINT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_malformed_agent_endpoint_is_a_clean_exit_2(tmp_path):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
+    env.update(MESOS_AGENT_ENDPOINT="localhost", MESOS_FRAMEWORK_ID="fw", MESOS_EXECUTOR_ID="ex",
+               MESOS_SANDBOX=str(tmp_path))
+    result = subprocess.run(EXECUTOR, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "stoker: error: MESOS_AGENT_ENDPOINT: agent endpoint 'localhost' is not host:port" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_json_log_format_gives_one_object_per_line(agent, tmp_path):

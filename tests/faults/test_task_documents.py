@@ -46,7 +46,7 @@ def make_executor(sandbox: Path) -> StokerExecutor:
     settings = ExecutorSettings.from_env({
         "MESOS_AGENT_ENDPOINT": "127.0.0.1:9", "MESOS_FRAMEWORK_ID": "faults-framework",
         "MESOS_EXECUTOR_ID": "faults-executor", "MESOS_SANDBOX": str(sandbox)})
-    return StokerExecutor(settings, {"PATH": "/usr/bin:/bin"})
+    return StokerExecutor(settings, {"PATH": "/usr/bin:/bin"}, on_done=lambda: None)
 
 
 class DocumentTimeout(BaseException):
@@ -74,10 +74,10 @@ def prepare(executor: StokerExecutor, case: Case) -> JobSpec | Exception:
     """The executor's own preparation of one TaskInfo; returns the spec or the expected error."""
     info = make_task_info("task-1", case.data, ports=case.offered_ports)
     try:
-        spec, _grace = executor._prepare(info, "task-1")
+        prepared = executor._prepare(info, "task-1")
     except (ConfigError, LaunchError) as exc:
         return exc
-    return spec
+    return prepared.spec
 
 
 class Tally:
