@@ -2,7 +2,9 @@
 
 Owns: the per-run environment (the task env plus `HOME` and the two markers), the log layout
 `SANDBOX/.logs/PROCESS/RUN/{stdout,stderr}` and the check that it stays inside the sandbox,
-choosing the child's stdout/stderr for each logger destination and mode, and the fork:
+choosing the child's stdout/stderr for each logger destination and mode, what a prepared run
+carries to its fork (`PreparedRun`), the children the supervisor watches (`Child`,
+`RunChild`), and the fork:
 `subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 (cwd, a new
 session and close_fds are done in the child by C code, no Python runs there). Nothing on
 this path imports, sleeps or scans /proc, so a restart costs about one fork+exec.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import attrs
 
-from config.spec import LogDestination, LoggerSpec, LogMode
+from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
 from executor.procs.logpump import LogFile, make_pipe
 
 TASK_MARKER = "STOKER_TASK_MARKER"
@@ -63,13 +65,11 @@ def task_env(env: Mapping[str, str], sandbox: Path, task_marker: str) -> dict[st
 
 @attrs.define(eq=False)
 class Child:
-    """One forked child the supervisor watches: a run's top process or a health command."""
+    """One forked child the supervisor watches: a health command, or (RunChild) a run."""
 
     pid: int
     popen: subprocess.Popen  # referenced until reaped
     marker: str  # its STOKER_RUN_MARKER value
-    process: str | None = None  # None: a health command
-    run: int = -1
     status: int | None = None  # the wait status, once reaped
     done: threading.Event = attrs.Factory(threading.Event)
 
@@ -81,6 +81,14 @@ class Child:
         self.status = status
         self.popen.returncode = os.waitstatus_to_exitcode(status)  # subprocess must never wait on it
         self.done.set()
+
+
+@attrs.define(eq=False)
+class RunChild(Child):
+    """A run's top process."""
+
+    process: str = attrs.field(kw_only=True)
+    run: int = attrs.field(kw_only=True)
 
 
 def log_dir(sandbox: Path, process: str, run: int) -> Path:
@@ -137,6 +145,15 @@ def _close(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
+
+
+@attrs.frozen
+class PreparedRun:
+    """A run whose log files are open, ready to be forked."""
+
+    process: ProcessSpec
+    run: int
+    stdio: RunStdio
 
 
 def open_stdio(directory: Path, spec: LoggerSpec, devnull_fd: int, label: str) -> RunStdio:

@@ -29,19 +29,24 @@ How it keeps the task contained:
 Helpers: `spawn.py` (env, logs, fork), `reaper.py`, `logpump.py`, `proctree.py` (the /proc
 scan and pidfd signals), `watchdog.py`, `commands.py`.
 
+Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
+CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW
+straight to CLOSED. Spawns and commands are refused once it is CLOSING.
+
 Never raises out of the reaper thread; `spawn` raises only `SpawnError`, `run_command`
 never raises. Logs one DEBUG line per spawn and per exit (the owner logs state changes at
 INFO), and ERROR for adapter failures; every line names the task.
 """
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from config.spec import ProcessSpec
@@ -51,7 +56,7 @@ from executor.procs import proctree, spawn
 from executor.procs.commands import CommandRunner
 from executor.procs.logpump import LogPump
 from executor.procs.reaper import Reaper, Watcher
-from executor.procs.spawn import Child, SpawnError, describe_os_error
+from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
 from executor.procs.watchdog import Watchdog, start_watchdog
 from healthcheck.checkers import CommandResult
 
@@ -63,6 +68,13 @@ CLOSE_KILL_SECS = 1.0
 WATCHDOG_EXIT_SECS = 1.0
 
 
+class SupervisorState(enum.Enum):
+    NEW = "new"
+    STARTED = "started"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
 class Supervisor:
     def __init__(self, *, sandbox: Path, task_label: str, env: Mapping[str, str],
                  post: Callable[[object], None], marker: str | None = None) -> None:
@@ -72,14 +84,14 @@ class Supervisor:
         self._env = spawn.task_env(env, self._sandbox, self._marker)
         self._post = post
         self._lock = threading.Lock()  # guards _runs, _pump and _state
-        self._runs: dict[tuple[str, int], Child] = {}
+        self._runs: dict[tuple[str, int], RunChild] = {}
         self._reaper: Reaper | None = None
         self._commands: CommandRunner | None = None
         self._watchdog: Watchdog | None = None
         self._watchdog_gone = threading.Event()
         self._pump: LogPump | None = None
         self._devnull = -1
-        self._state = "new"  # new -> started -> closing -> closed
+        self._state = SupervisorState.NEW
 
     @property
     def marker(self) -> str:
@@ -94,9 +106,9 @@ class Supervisor:
     def start(self) -> None:
         """Become a child subreaper, start the reaper thread and the watchdog. Idempotent."""
         with self._lock:
-            if self._state != "new":
+            if self._state is not SupervisorState.NEW:
                 return
-            self._state = "started"
+            self._state = SupervisorState.STARTED
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self._reaper = Reaper.acquire()
         self._commands = CommandRunner(sandbox=self._sandbox, env=self._env,
@@ -121,7 +133,7 @@ class Supervisor:
     def _watchdog_exited(self, pid: int, status: int) -> None:
         if self._watchdog is not None and self._watchdog.pid == pid:
             self._watchdog.popen.returncode = os.waitstatus_to_exitcode(status)
-        if self._state != "started":
+        if self._state is not SupervisorState.STARTED:
             self._watchdog_gone.set()
             return
         log_event(logger, logging.ERROR, "watchdog_exited", task=self._label, pid=pid,
@@ -134,13 +146,13 @@ class Supervisor:
 
     def spawn(self, process: ProcessSpec, run: int) -> int:
         """Fork run `run` of `process` now; returns its pid. Raises SpawnError."""
-        return self._fork(*self._prepare(process, run))
+        return self._fork(self._prepare(process, run))
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
         """Fork several runs: every log directory and file is made first, then the forks
         follow back to back, so the file system work does not compete for the CPU with the
         runs already starting. One result per run, in order: its pid or its SpawnError."""
-        prepared: list[tuple | SpawnError] = []
+        prepared: list[PreparedRun | SpawnError] = []
         for process, run in runs:
             try:
                 prepared.append(self._prepare(process, run))
@@ -152,15 +164,15 @@ class Supervisor:
                 results.append(item)
                 continue
             try:
-                results.append(self._fork(*item))
+                results.append(self._fork(item))
             except SpawnError as exc:
                 results.append(exc)
         return results
 
-    def _prepare(self, process: ProcessSpec, run: int) -> tuple:
-        if self._state == "new":
+    def _prepare(self, process: ProcessSpec, run: int) -> PreparedRun:
+        if self._state is SupervisorState.NEW:
             self.start()
-        if self._state != "started":
+        if self._state is not SupervisorState.STARTED:
             raise SpawnError(f"the supervisor of task {self._label} is closed; cannot start "
                              f"process {process.name!r} run {run}")
         key = (process.name, run)
@@ -173,9 +185,11 @@ class Supervisor:
                              f"contains a NUL byte, which no command line can carry")
         directory = spawn.log_dir(self._sandbox, process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
-        return process, run, spawn.open_stdio(directory, process.logger, self._devnull, label)
+        stdio = spawn.open_stdio(directory, process.logger, self._devnull, label)
+        return PreparedRun(process=process, run=run, stdio=stdio)
 
-    def _fork(self, process: ProcessSpec, run: int, stdio) -> int:
+    def _fork(self, prepared: PreparedRun) -> int:
+        process, run, stdio = prepared.process, prepared.run, prepared.stdio
         key = (process.name, run)
         marker = spawn.run_marker(self._marker, process.name, run)
         assert self._reaper is not None
@@ -185,8 +199,8 @@ class Supervisor:
                     process.cmdline, cwd=self._sandbox, stdin=self._devnull,
                     env=spawn.run_env(self._env, self._marker, process.name, run),
                     stdout=stdio.stdout, stderr=stdio.stderr)
-                child = Child(pid=popen.pid, popen=popen, marker=marker,
-                              process=process.name, run=run)
+                child = RunChild(pid=popen.pid, popen=popen, marker=marker,
+                                 process=process.name, run=run)
                 with self._lock:
                     self._runs[key] = child
                 self._reaper.register(child.pid, Watcher(
@@ -215,26 +229,26 @@ class Supervisor:
 
     # ---- exits (reaper thread) ----
 
-    def _kill_leftovers(self, child: Child) -> None:
+    def _kill_leftovers(self, child: RunChild) -> None:
         killed = proctree.kill_leftovers(child.pid, child.marker_entry)
         if killed:
             log_event(logger, logging.DEBUG, "leftovers_killed", task=self._label,
                       process=child.process, run=child.run, pid=child.pid,
                       processes=len(killed))
 
-    def _run_exited(self, child: Child, status: int) -> None:
+    def _run_exited(self, child: RunChild, status: int) -> None:
         with self._lock:
-            if self._runs.get((child.process, child.run)) is child:  # type: ignore[arg-type]
-                del self._runs[(child.process, child.run)]  # type: ignore[arg-type]
+            if self._runs.get((child.process, child.run)) is child:
+                del self._runs[(child.process, child.run)]
         child.reaped(status)
         exit_status = ExitStatus.from_wait_status(status)
         log_event(logger, logging.DEBUG, "process_exited", task=self._label,
                   process=child.process, run=child.run, pid=child.pid,
                   status=exit_status.describe())
-        if self._state == "closed":
+        if self._state is SupervisorState.CLOSED:
             return
         try:
-            self._post(ProcessExited(process=child.process, run=child.run,  # type: ignore[arg-type]
+            self._post(ProcessExited(process=child.process, run=child.run,
                                      pid=child.pid, status=exit_status, at=time.monotonic()))
         except Exception as e:
             log_event(logger, logging.ERROR, "post_failed", task=self._label,
@@ -243,7 +257,7 @@ class Supervisor:
 
     # ---- signals ----
 
-    def _scope(self, children: list[Child], markers: tuple[bytes, ...]) -> proctree.Scope:
+    def _scope(self, children: Sequence[Child], markers: tuple[bytes, ...]) -> proctree.Scope:
         assert self._reaper is not None
         with self._reaper.lock:
             live = frozenset(c.pid for c in children if self._reaper.is_registered(c.pid))
@@ -251,7 +265,7 @@ class Supervisor:
 
     def _task_scope(self) -> proctree.Scope:
         with self._lock:
-            children = list(self._runs.values())
+            children: list[Child] = list(self._runs.values())
         if self._commands is not None:
             children += self._commands.live()
         entry = f"{spawn.TASK_MARKER}={self._marker}".encode()
@@ -313,9 +327,9 @@ class Supervisor:
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
         """`/bin/bash -c COMMAND` in the sandbox with the task env; thread-safe, never raises."""
         try:
-            if self._state == "new":
+            if self._state is SupervisorState.NEW:
                 self.start()
-            if self._state != "started" or self._commands is None:
+            if self._state is not SupervisorState.STARTED or self._commands is None:
                 return CommandResult(error=f"the supervisor of task {self._label} is closed")
             return self._commands.run(command, timeout_secs)
         except Exception as e:
@@ -329,10 +343,11 @@ class Supervisor:
         """SIGKILL what is left of the task, stop the watchdog and threads. Idempotent."""
         with self._lock:
             state = self._state
-            if state in ("closing", "closed"):
+            if state in (SupervisorState.CLOSING, SupervisorState.CLOSED):
                 return
-            self._state = "closing" if state == "started" else "closed"
-        if state == "new":
+            started = state is SupervisorState.STARTED
+            self._state = SupervisorState.CLOSING if started else SupervisorState.CLOSED
+        if not started:
             return
         self._kill_everything()
         if self._watchdog is not None:
@@ -351,7 +366,7 @@ class Supervisor:
         if (thread is not None and self._reaper.users == 0
                 and thread is not threading.current_thread()):
             thread.join(WATCHDOG_EXIT_SECS)  # the last user: the thread ends after the watchdog
-        self._state = "closed"
+        self._state = SupervisorState.CLOSED
         os.close(self._devnull)
         self._devnull = -1
 
