@@ -10,7 +10,11 @@ the file.
 
 Rotation: `stdout` is renamed `stdout.1` (older backups shift to `.2` .. `.N`, the oldest is
 dropped) the moment it reaches `log_size_bytes`. Writes are split at that boundary, so no
-file ever exceeds the size (Thermos overshoots by one read).
+file ever exceeds the size (Thermos overshoots by one read). Every rename and the new file's
+open act on the run directory's fd, taken at spawn (`src_dir_fd=`/`dst_dir_fd=`/`dir_fd=`),
+never on a path: a task that swaps its run directory for a symlink mid-run cannot make the
+pump write, rename or delete anywhere else, and the new file is opened through
+`executor/procs/sandboxfs.py`, so a FIFO raced into its place is refused, never waited on.
 
 Never raises into callers; a file that cannot be written is reported once at ERROR and its
 data dropped, so the process never blocks on a full pipe. Console copies go to the
@@ -26,11 +30,13 @@ import selectors
 import threading
 from pathlib import Path
 
+from executor.procs import sandboxfs
+
 logger = logging.getLogger(__name__)
 
 READ_BYTES = 256 * 1024
 PIPE_BYTES = 1024 * 1024
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND  # sandboxfs adds the safety flags
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -41,14 +47,25 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 class LogFile:
-    """An append-only log file, rotated at `max_bytes` when it is given."""
+    """An append-only log file `name` in the directory `dir_fd` (the caller keeps its fd;
+    `path` names the file in messages), rotated at `max_bytes` when it is given."""
 
-    def __init__(self, path: Path, max_bytes: int | None = None, backups: int = 0) -> None:
+    def __init__(self, dir_fd: int, name: str, path: Path, max_bytes: int | None = None,
+                 backups: int = 0) -> None:
         self.path = path
+        self.name = name
         self.max_bytes = max_bytes if max_bytes and max_bytes > 0 else None
         self.backups = max(1, backups)
-        self.fd = os.open(path, _OPEN_FLAGS, 0o644)  # raises OSError: caller's SpawnError
-        self.size = os.fstat(self.fd).st_size
+        self.dir_fd = -1
+        # Raises OSError (UnsafePath for a FIFO, symlink...): the caller's SpawnError.
+        self.fd = sandboxfs.open_regular(name, LOG_FLAGS, dir_fd=dir_fd)
+        try:
+            self.size = os.fstat(self.fd).st_size
+            if self.max_bytes is not None:  # rotation renames in the directory: keep it
+                self.dir_fd = os.dup(dir_fd)  # dup'ed fds are non-inheritable
+        except BaseException:
+            self.close()
+            raise
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -64,20 +81,23 @@ class LogFile:
     def _rotate(self) -> None:
         os.close(self.fd)
         self.fd = -1
-        base = str(self.path)
+        base, at = self.name, {"src_dir_fd": self.dir_fd, "dst_dir_fd": self.dir_fd}
         for i in range(self.backups - 1, 0, -1):
             try:
-                os.replace(f"{base}.{i}", f"{base}.{i + 1}")
+                os.replace(f"{base}.{i}", f"{base}.{i + 1}", **at)
             except FileNotFoundError:
                 pass
-        os.replace(base, f"{base}.1")
-        self.fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+        os.replace(base, f"{base}.1", **at)
+        self.fd = sandboxfs.open_regular(base, LOG_FLAGS, dir_fd=self.dir_fd)
         self.size = 0
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        fd, dir_fd = self.fd, self.dir_fd
+        self.fd = self.dir_fd = -1
+        if dir_fd >= 0:
+            sandboxfs.close(dir_fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 class _Stream:

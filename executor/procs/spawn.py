@@ -1,10 +1,11 @@
 """Forking one run: its environment, its log files or pipes, and the fork+exec itself.
 
 Owns: the per-run environment (the task env plus `HOME` and the two markers), the log layout
-`SANDBOX/.logs/PROCESS/RUN/{stdout,stderr}` and the check that it stays inside the sandbox,
-choosing the child's stdout/stderr for each logger destination and mode, what a prepared run
-carries to its fork (`PreparedRun`), the children the supervisor watches (`Child`,
-`RunChild`), and the fork:
+`SANDBOX/.logs/PROCESS/RUN/{stdout,stderr}` and keeping it inside the sandbox (each level and
+each log file is opened through `executor/procs/sandboxfs.py`: relative to the level above,
+never through a symlink, and never blocking on a FIFO a task planted), choosing the child's
+stdout/stderr for each logger destination and mode, what a prepared run carries to its fork
+(`PreparedRun`), the children the supervisor watches (`Child`, `RunChild`), and the fork:
 `subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 (cwd, a new
 session and close_fds are done in the child by C code, no Python runs there). Nothing on
 this path imports, sleeps or scans /proc, so a restart costs about one fork+exec.
@@ -14,9 +15,7 @@ waits for a child: the reaper (`executor/procs/reaper.py`) does that.
 """
 from __future__ import annotations
 
-import errno
 import os
-import stat
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -25,23 +24,20 @@ from pathlib import Path
 import attrs
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
-from executor.procs.logpump import LogFile, make_pipe
+from executor.procs import sandboxfs
+from executor.procs.logpump import LOG_FLAGS, LogFile, make_pipe
+from executor.procs.sandboxfs import describe_os_error
+
+__all__ = ["Child", "LogDir", "PreparedRun", "RunChild", "RunStdio", "SpawnError",
+           "describe_os_error", "fork_exec", "log_dir", "open_stdio", "run_env", "run_marker",
+           "task_env"]
 
 TASK_MARKER = "STOKER_TASK_MARKER"
 RUN_MARKER = "STOKER_RUN_MARKER"
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class SpawnError(Exception):
     """A run could not be started; the message is the reason in words."""
-
-
-def describe_os_error(e: OSError) -> str:
-    """'No such file or directory (ENOENT)': an errno put into words."""
-    if e.errno is None:
-        return str(e)
-    name = errno.errorcode.get(e.errno, str(e.errno))
-    return f"{os.strerror(e.errno)} ({name})"
 
 
 def run_marker(task_marker: str, process: str, run: int) -> str:
@@ -91,32 +87,46 @@ class RunChild(Child):
     run: int = attrs.field(kw_only=True)
 
 
-def log_dir(sandbox: Path, process: str, run: int) -> Path:
-    """`SANDBOX/.logs/PROCESS/RUN`, created; SpawnError when the name, or a symlink a task
-    process planted (`.logs`, `.logs/PROCESS` or `.logs/PROCESS/RUN`), would lead anywhere
-    else. Every level is made and then checked with lstat, so nothing is followed."""
-    root = Path(os.path.abspath(sandbox)) / ".logs"  # no syscalls: each level is checked below
+@attrs.define
+class LogDir:
+    """A run's log directory: its path (for messages) and an O_DIRECTORY fd that every file
+    of the run is opened relative to. The caller closes it."""
+
+    path: Path
+    fd: int
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            sandboxfs.close(self.fd)
+            self.fd = -1
+
+
+def log_dir(sandbox: Path, process: str, run: int) -> LogDir:
+    """`SANDBOX/.logs/PROCESS/RUN`, created and opened; SpawnError when the name, or what a
+    task process planted as `.logs`, `.logs/PROCESS` or `.logs/PROCESS/RUN` (a symlink, a
+    file, a FIFO), would lead anywhere else. Each level is opened relative to the one above
+    it and never through a symlink, so nothing can be swapped in between."""
+    root = Path(os.path.abspath(sandbox)) / ".logs"  # for messages only: no syscalls
     if not process or "/" in process or process in (".", "..") or "\0" in process:
         raise SpawnError(f"process name {process!r} would put its logs outside {root}; refusing to start it")
-    target = root / process / str(run)
-    for level in (root, root / process, target):
+    try:
+        fd = sandboxfs.open_dir(sandbox, follow=True)  # the sandbox itself is not the task's
+    except OSError as e:
+        raise SpawnError(f"cannot create the log directory {root}: {describe_os_error(e)}") from None
+    level = root.parent
+    for name in (".logs", process, str(run)):
+        level = level / name
         try:
-            mode = os.lstat(level).st_mode  # usually there already: one syscall
-        except FileNotFoundError:
-            try:
-                os.mkdir(level, 0o755)
-                mode = os.lstat(level).st_mode
-            except FileExistsError:
-                mode = os.lstat(level).st_mode
-            except OSError as e:
-                raise SpawnError(f"cannot create the log directory {level}: {describe_os_error(e)}") from None
+            inner = sandboxfs.open_dir(name, dir_fd=fd, create=True)
+        except sandboxfs.UnsafePath as e:
+            raise SpawnError(f"process {process!r} would put its logs outside {root}: {level}: {e}; "
+                             f"refusing to start it") from None
         except OSError as e:
             raise SpawnError(f"cannot create the log directory {level}: {describe_os_error(e)}") from None
-        if not stat.S_ISDIR(mode):
-            raise SpawnError(
-                f"process {process!r} would put its logs outside {root}: {level} is not a directory "
-                f"(a symlink or a file); refusing to start it")
-    return target
+        finally:
+            sandboxfs.close(fd)
+        fd = inner
+    return LogDir(path=level, fd=fd)
 
 
 @attrs.define
@@ -131,20 +141,13 @@ class RunStdio:
     def discard(self) -> None:
         """The fork failed: close everything, including the pipes' read ends and files."""
         for fd in self.close_after_fork:
-            _close(fd)
+            sandboxfs.close(fd)
         for read_fd, file, _console, _label in self.pumped:
-            _close(read_fd)
+            sandboxfs.close(read_fd)
             if file is not None:
                 file.close()
         self.close_after_fork.clear()
         self.pumped.clear()
-
-
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
 
 
 @attrs.frozen
@@ -156,9 +159,10 @@ class PreparedRun:
     stdio: RunStdio
 
 
-def open_stdio(directory: Path, spec: LoggerSpec, devnull_fd: int, label: str) -> RunStdio:
-    """Make the run's log directory and open its files/pipes; SpawnError on failure."""
-    dest, mode = spec.destination, spec.mode  # `directory` exists: log_dir() made and checked it
+def open_stdio(directory: LogDir, spec: LoggerSpec, devnull_fd: int, label: str) -> RunStdio:
+    """Open the run's log files (or pipes to the log pump) in `directory`; SpawnError on
+    failure. The directory's fd stays the caller's."""
+    dest, mode = spec.destination, spec.mode
     if dest is LogDestination.CONSOLE:
         return RunStdio(stdout=None, stderr=None)
     if dest is LogDestination.NONE:
@@ -166,17 +170,18 @@ def open_stdio(directory: Path, spec: LoggerSpec, devnull_fd: int, label: str) -
     stdio = RunStdio(stdout=None, stderr=None)
     try:
         if dest is LogDestination.FILE and mode is LogMode.STANDARD:
-            stdio.stdout = _open_log(directory / "stdout")
+            stdio.stdout = _open_log(directory, "stdout")
             stdio.close_after_fork.append(stdio.stdout)
-            stdio.stderr = _open_log(directory / "stderr")
+            stdio.stderr = _open_log(directory, "stderr")
             stdio.close_after_fork.append(stdio.stderr)
             return stdio
         # ROTATE, or BOTH: a pipe read by the log pump.
         rotate = mode is LogMode.ROTATE
         for name, console in (("stdout", 1), ("stderr", 2)):
-            path = directory / name
+            path = directory.path / name
             try:
-                file = LogFile(path, spec.log_size_bytes if rotate else None, spec.backups)
+                file = LogFile(directory.fd, name, path, spec.log_size_bytes if rotate else None,
+                               spec.backups)
             except OSError as e:
                 raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}") from None
             try:
@@ -197,11 +202,12 @@ def open_stdio(directory: Path, spec: LoggerSpec, devnull_fd: int, label: str) -
         raise
 
 
-def _open_log(path: Path) -> int:
+def _open_log(directory: LogDir, name: str) -> int:
     try:
-        return os.open(path, _OPEN_FLAGS, 0o644)
+        return sandboxfs.open_regular(name, LOG_FLAGS, dir_fd=directory.fd)
     except OSError as e:
-        raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}") from None
+        raise SpawnError(f"cannot open the log file {directory.path / name}: "
+                         f"{describe_os_error(e)}") from None
 
 
 def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,

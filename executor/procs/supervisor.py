@@ -26,8 +26,9 @@ How it keeps the task contained:
 - Shell health commands run through `run_command` (`executor/procs/commands.py`), reaped by the
   same reaper and covered by the same markers.
 
-Helpers: `spawn.py` (env, logs, fork), `reaper.py`, `logpump.py`, `proctree.py` (the /proc
-scan and pidfd signals), `watchdog.py`, `commands.py`.
+Helpers: `spawn.py` (env, logs, fork), `sandboxfs.py` (opening files a task could have
+replaced), `reaper.py`, `logpump.py`, `proctree.py` (the /proc scan and pidfd signals),
+`watchdog.py`, `commands.py`.
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW
@@ -185,7 +186,10 @@ class Supervisor:
                              f"contains a NUL byte, which no command line can carry")
         directory = spawn.log_dir(self._sandbox, process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
-        stdio = spawn.open_stdio(directory, process.logger, self._devnull, label)
+        try:
+            stdio = spawn.open_stdio(directory, process.logger, self._devnull, label)
+        finally:
+            directory.close()
         return PreparedRun(process=process, run=run, stdio=stdio)
 
     def _fork(self, prepared: PreparedRun) -> int:

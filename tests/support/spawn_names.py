@@ -45,8 +45,9 @@ def main() -> int:
             except Exception as exc:  # a bug in the supervisor: report it as such
                 results.append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
-            results.append({"name": name, "spawned": pid,
-                            "log_dir": str(log_dir(sandbox, name, 0))})
+            directory = log_dir(sandbox, name, 0)
+            directory.close()
+            results.append({"name": name, "spawned": pid, "log_dir": str(directory.path)})
     finally:
         sup.close()
     print(json.dumps(results), flush=True)

@@ -1,0 +1,128 @@
+"""Opening files and directories in a sandbox that the task's processes can change under us.
+
+A task shares its sandbox with the Stoker process and may replace any entry in it at any
+moment: with a FIFO (an open for writing blocks until a reader comes, so the thread that
+opens it would hang for ever), with a socket or a device, or with a symlink (to make us
+write, rename or delete outside the sandbox). So every file Stoker opens in a sandbox (the
+run logs at spawn and at rotation, the checkpoint) is opened here, one level at a time:
+
+- `open_dir(name, dir_fd=...)`: `O_DIRECTORY | O_NOFOLLOW` relative to the parent's fd, so
+  no level of a path is ever a symlink, and a directory renamed away later still names the
+  same directory (operate on it with `dir_fd=`, never by path). `create=True` makes it first.
+- `open_regular(name, flags, dir_fd=...)`: `O_NONBLOCK | O_NOFOLLOW | O_NOCTTY`, so the open
+  itself cannot block, follow a final symlink or take a terminal; then `fstat`: anything
+  but a regular file is closed and refused; then O_NONBLOCK is cleared again (the fd may
+  become a child's stdout).
+
+The sandbox directory itself is the operator's (or the agent's) path and may be reached
+through symlinks; only what is below it is the task's. What is found where a regular file
+or a directory should be raises `UnsafePath` (an OSError whose message says what is there:
+"it is a FIFO, not a regular file"); every other failure is the OSError of the call.
+`describe_os_error` puts either into words. No logging, no threads; nothing here blocks.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_SAFE_FLAGS = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
+# What an open of a wrong kind of entry fails with: a symlink (ELOOP with O_NOFOLLOW,
+# ENOTDIR with O_DIRECTORY), a FIFO without a reader or a socket (ENXIO), a device (ENODEV...).
+_WRONG_KIND = {errno.ELOOP, errno.ENOTDIR, errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP}
+
+Name = str | os.PathLike[str]
+
+
+class UnsafePath(OSError):
+    """The entry is not of the kind Stoker may open there; the message says what it is."""
+
+
+def describe_os_error(e: OSError) -> str:
+    """'No such file or directory (ENOENT)': an errno put into words (UnsafePath: its message)."""
+    if e.errno is None:
+        return str(e)
+    name = errno.errorcode.get(e.errno, str(e.errno))
+    return f"{os.strerror(e.errno)} ({name})"
+
+
+def kind_of(mode: int) -> str:
+    """'a FIFO', 'a symlink', ...: what an lstat mode is, in words."""
+    for test, words in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+                        (stat.S_ISLNK, "a symlink"),
+                        (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return words
+    return f"of an unknown kind (mode {mode:o})"
+
+
+def _refuse_wrong_kind(e: OSError, name: Name, dir_fd: int | None, wanted: str) -> None:
+    """Raise UnsafePath when `e` came from an entry of the wrong kind; else return."""
+    if e.errno not in _WRONG_KIND:
+        return
+    try:
+        mode = os.lstat(name, dir_fd=dir_fd).st_mode
+    except OSError:
+        return  # gone, or a level above it is the problem: the original error says so
+    if wanted == "a directory" and stat.S_ISDIR(mode):
+        return
+    if wanted == "a regular file" and stat.S_ISREG(mode):
+        return
+    why = " (Stoker follows no symlink inside a sandbox)" if stat.S_ISLNK(mode) else ""
+    raise UnsafePath(f"it is {kind_of(mode)}, not {wanted}{why}") from None
+
+
+def open_dir(name: Name, *, dir_fd: int | None = None, create: bool = False, follow: bool = False) -> int:
+    """An `O_DIRECTORY` fd of `name` (relative to `dir_fd`), made first when `create`.
+
+    A symlink is never followed unless `follow` (only for the sandbox root, which is not the
+    task's). Raises UnsafePath when `name` is not a directory, OSError otherwise.
+    """
+    flags = _DIR_FLAGS if not follow else _DIR_FLAGS & ~os.O_NOFOLLOW
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+    except OSError as e:
+        _refuse_wrong_kind(e, name, dir_fd, "a directory")
+        raise
+    try:
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
+    except FileExistsError:
+        pass  # made meanwhile (by another spawn, or by the task): the open below judges it
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except OSError as e:
+        _refuse_wrong_kind(e, name, dir_fd, "a directory")
+        raise
+
+
+def open_regular(name: Name, flags: int, *, dir_fd: int | None = None, mode: int = 0o644) -> int:
+    """A blocking, close-on-exec fd of the regular file `name` (relative to `dir_fd`),
+    opened with `flags` (e.g. O_WRONLY | O_CREAT | O_APPEND) without ever blocking or
+    following a symlink. Raises UnsafePath for any other kind of entry, OSError otherwise."""
+    try:
+        fd = os.open(name, flags | _SAFE_FLAGS, mode, dir_fd=dir_fd)
+    except OSError as e:
+        _refuse_wrong_kind(e, name, dir_fd, "a regular file")
+        raise
+    try:
+        found = os.fstat(fd).st_mode
+        if not stat.S_ISREG(found):
+            raise UnsafePath(f"it is {kind_of(found)}, not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def close(fd: int) -> None:
+    """Close, ignoring errors (for cleanup paths)."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass

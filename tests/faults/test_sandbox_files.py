@@ -1,0 +1,206 @@
+"""Fault 5c: what a task plants in its own sandbox can neither freeze Stoker nor lead it out.
+
+A task shares its sandbox with the Stoker process that supervises it and may put anything
+there: a FIFO where Stoker will open a log file or the checkpoint (an open for writing of a
+FIFO blocks until a reader comes, for ever, and froze the task's owner thread, so that KILL,
+SHUTDOWN, SIGINT and SIGTERM never completed), a FIFO or a symlink as `.healthchecksnooze`,
+or a symlink where Stoker expects a directory (the run's log directory while log rotation
+renames and deletes in it, `.stoker` before a `stoker run` restart opens the checkpoint).
+
+Each test plants one from inside a task process, as an attack would, and checks that the
+task keeps being supervised (the next run starts, checks keep running), that SIGTERM,
+SIGINT and KILL still finish within a few seconds, that the refusal names what was found,
+and that nothing outside the sandbox was written, renamed or deleted.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from config.document import encode
+from config.loader import load_job
+from tests.support import proc_scan
+from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.stoker_proc import StokerProcess
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+
+EXECUTOR = [sys.executable, "-m", "executor", "executor"]
+STOP_SECS = 5.0  # a stop (signal or KILL) must be over well within this
+RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
+
+# Run 0 plants a FIFO where run 1's stdout log will be opened, then fails; later runs sleep.
+FIFO_LOG_ATTACK = ("echo $$ >> pids; "
+                   "if [ ! -e .logs/p/1 ]; then mkdir -p .logs/p/1 && mkfifo .logs/p/1/stdout; exit 1; fi; "
+                   "echo $$ > sleeper.pid; exec sleep 1000")
+
+
+def _config(tmp_path: Path, name: str, processes: str, **task_fields: str) -> Path:
+    """A service job `name` whose task runs `processes` (Process(...) source text)."""
+    fields = "".join(f", {k}={v}" for k, v in task_fields.items())
+    path = tmp_path / f"{name}.aurora"
+    path.write_text(
+        f"jobs = [Service(cluster='local', role='me', environment='test', name={name!r},\n"
+        f"  task=Task(processes=[{processes}], finalization_wait=1, {RESOURCES}{fields}))]\n")
+    return path
+
+
+def _process(cmdline: str, **fields: object) -> str:
+    extra = "".join(f", {k}={v!r}" for k, v in fields.items())
+    return f"Process(name='p', cmdline={cmdline!r}{extra})"
+
+
+def _eventually(cond, timeout_secs: float) -> bool:  # type: ignore[no-untyped-def]
+    """True once `cond()` holds within the deadline, False otherwise (the caller asserts)."""
+    try:
+        wait_for(cond, timeout_secs)
+        return True
+    except AssertionError:
+        return False
+
+
+def _read_pids(sandbox: Path) -> set[int]:
+    return proc_scan.read_pid_files([sandbox / "pids", sandbox / "sleeper.pid"])
+
+
+class Runs:
+    """`stoker run` children of one test, each stopped (SIGKILL, then the task's processes by
+    its marker) at teardown even when the test failed; never reads the sandbox's checkpoint,
+    which a test may have replaced with a FIFO."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self._tmp = tmp_path
+        self._started: list[tuple[StokerProcess, Path]] = []
+        self._markers: set[str] = set()
+
+    def start(self, config: Path, sandbox: Path, *flags: str) -> StokerProcess:
+        proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox), *flags], self._tmp)
+        self._started.append((proc, sandbox))
+        return proc
+
+    def remember_marker(self, sandbox: Path) -> None:
+        for pid in _read_pids(sandbox):
+            marker = proc_scan.task_marker_of(pid)
+            if marker:
+                self._markers.add(marker)
+
+    def close(self) -> None:
+        for proc, sandbox in self._started:
+            self.remember_marker(sandbox)
+            proc.close()
+            for marker in self._markers:
+                proc_scan.kill_carrying(f"{proc_scan.TASK_MARKER}={marker}", _read_pids(sandbox))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    r = Runs(tmp_path)
+    yield r
+    r.close()
+
+
+def _stop_secs(proc: StokerProcess, sig: int) -> float:
+    """Send `sig`; how long `stoker run` took to exit (fails past STOP_SECS)."""
+    started = time.monotonic()
+    proc.signal(sig)
+    try:
+        proc.wait(STOP_SECS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"stoker run did not exit within {STOP_SECS} s of {signal.Signals(sig).name}"
+                    f"\nstdout:\n{proc.stdout()}\nstderr:\n{proc.stderr()}")
+    return time.monotonic() - started
+
+
+# ---- a FIFO as the next run's log file ----
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_fifo_planted_as_the_next_runs_log_does_not_freeze_stoker_run(runs, tmp_path, figures, sig):
+    sandbox = tmp_path / "sandbox"
+    config = _config(tmp_path, "fifo", _process(FIFO_LOG_ATTACK, max_failures=5, min_duration=0))
+    run = runs.start(config, sandbox)
+    # Supervision goes on: run 1 cannot start (its log is a FIFO), run 2 starts and sleeps.
+    supervised = _eventually(lambda: "p[2]             WAITING → RUNNING" in run.stdout(), 10)
+    runs.remember_marker(sandbox)
+    secs = _stop_secs(run, sig)
+    figures.add(f"{signal.Signals(sig).name} → stoker run exited (ms)", round(secs * 1000))
+    out = run.stdout()
+    assert supervised, f"run 2 never started: the supervisor froze\n{out}\n{run.stderr()}"
+    failed = [line for line in out.splitlines() if "p[1]" in line and "FIFO" in line]
+    assert failed, out
+    assert "could not start" in failed[0] and ".logs/p/1/stdout" in failed[0], failed[0]
+    assert (sandbox / ".logs/p/1/stdout").is_fifo()  # refused, left alone
+    assert not proc_scan.live(_read_pids(sandbox))
+
+
+def test_a_fifo_planted_as_the_next_runs_log_does_not_freeze_the_executor(tmp_path, figures):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    job = load_job(_config(tmp_path, "fifo", _process(FIFO_LOG_ATTACK, max_failures=5, min_duration=0)))
+    sim = AgentSimulator(sandbox=sandbox)
+    markers: set[str] = set()
+    try:
+        sim.launch_executor(EXECUTOR, cwd=sandbox)
+        sim.wait_subscribed(timeout_secs=15)
+        sim.launch(make_task_info("task-1", encode(job)))
+        sim.wait_for_state("task-1", "TASK_RUNNING", 10)
+        supervised = _eventually(lambda: (sandbox / "sleeper.pid").exists(), 10)
+        markers.update(m for m in map(proc_scan.task_marker_of, _read_pids(sandbox)) if m)
+        started = time.monotonic()
+        sim.kill("task-1", grace_secs=1.0)
+        killed = sim.wait_for_state("task-1", "TASK_KILLED", STOP_SECS)
+        figures.add("KILL → TASK_KILLED, a FIFO as run 1's log (ms)",
+                    round((time.monotonic() - started) * 1000))
+        assert killed.message == "killed by the agent (KILL)"
+        assert sim.wait_exit(STOP_SECS) == 0
+        assert supervised, "run 2 never started: the supervisor froze"
+        log = sim.executor_log()
+        assert "FIFO" in log and ".logs/p/1/stdout" in log, log[-3000:]
+        assert not proc_scan.live(_read_pids(sandbox))
+    finally:
+        sim.close()
+        for marker in markers:
+            proc_scan.kill_carrying(f"{proc_scan.TASK_MARKER}={marker}", _read_pids(sandbox))
+
+
+# ---- symlinks where Stoker expects directories ----
+
+
+def test_log_rotation_stays_in_a_run_directory_swapped_for_a_symlink(runs, tmp_path, figures):
+    """Mid-run, the task moves its run directory aside and puts a symlink to a directory
+    outside the sandbox in its place, then writes enough to rotate its log several times:
+    rotation must rename, create and delete only in the run's own directory."""
+    sandbox = tmp_path / "sandbox"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    precious = {name: f"precious {name}\n" for name in ("stdout", "stdout.1", "stdout.2", "stdout.3")}
+    for name, text in precious.items():
+        (outside / name).write_text(text)
+    cmdline = (f"echo $$ >> pids; echo before; mv .logs/p/0 .logs/p/0.moved && ln -s {outside} .logs/p/0; "
+               "head -c 20000 /dev/zero | tr '\\0' x; echo; touch swapped; "
+               "echo $$ > sleeper.pid; exec sleep 1000")
+    process = (f"Process(name='p', cmdline={cmdline!r}, logger=Logger(mode='rotate', "
+               "rotate=RotatePolicy(log_size=4096, backups=3)))")
+    run = runs.start(_config(tmp_path, "rotate", process), sandbox)
+    wait_for(lambda: (sandbox / "swapped").exists(), 10)
+    runs.remember_marker(sandbox)
+    moved = sandbox / ".logs/p/0.moved"
+    # 20001 bytes of x's and a newline after "before\n": the pump rotates four times, and
+    # the newest 4096-byte file plus its three backups hold the end of the output.
+    done = _eventually(lambda: (moved / "stdout").exists()
+                       and (moved / "stdout").read_bytes().endswith(b"x\n"), 10)
+    _stop_secs(run, signal.SIGTERM)
+    found = {p.name: p.read_text() for p in outside.iterdir()}
+    figures.add("files outside the sandbox written, renamed or deleted by rotation",
+                len(set(found.items()) ^ set(precious.items())))
+    assert found == precious
+    assert done, "the end of the output never reached the run's own directory"
+    names = sorted(p.name for p in moved.iterdir())
+    assert names == ["stderr", "stdout", "stdout.1", "stdout.2", "stdout.3"], names
+    assert all(len((moved / n).read_bytes()) <= 4096 for n in names)
