@@ -118,7 +118,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from executor.task.replay import replay
 
     sandbox = _default_sandbox(args.sandbox)
-    records = read_records(sandbox)
+    try:
+        records = read_records(sandbox)
+    except OSError as exc:  # CheckpointError: e.g. a FIFO or a symlink where it should be
+        print(f"stoker: error: {exc}", file=sys.stderr)
+        return 1
     if not records:
         print(f"stoker: error: no checkpoint in {sandbox}/.stoker (is this a task sandbox?)", file=sys.stderr)
         return 1

@@ -9,16 +9,28 @@ The writer and the reader never interpret records: their format (the kinds and f
 is `executor/task/records.py`, and `executor/task/replay.py` folds them into the state
 `stoker status` shows. Every record has "kind", and the writer adds "wall" =
 time.time() when a record comes without one.
+
+The task's processes can change the sandbox, so `.stoker` is opened relative to the sandbox
+and never through a symlink, and the file itself only when it is a regular file, without
+ever blocking (`executor/procs/sandboxfs.py`): a FIFO or a symlink planted there (say, before
+a `stoker run` restart) is refused with `CheckpointError`, which names what was found;
+`open_writer` then logs it and gives the task a sink that drops its records.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from executor.logs import log_event
+from executor.procs import sandboxfs
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = ".stoker"
 CHECKPOINT_FILE = "checkpoint.jsonl"
@@ -28,16 +40,59 @@ def checkpoint_path(sandbox: Path) -> Path:
     return Path(sandbox) / CHECKPOINT_DIR / CHECKPOINT_FILE
 
 
+class CheckpointError(OSError):
+    """The checkpoint cannot be opened; the message names the path and the reason."""
+
+
+def _open(sandbox: Path, flags: int, create: bool) -> int:
+    """The checkpoint's fd, opened safely (see the module docstring); when `create`, the
+    sandbox and `.stoker` are made and the new entry synced. Raises CheckpointError, or
+    FileNotFoundError (only when not `create`)."""
+    path = checkpoint_path(sandbox)
+    try:
+        if create:
+            os.makedirs(sandbox, exist_ok=True)  # the operator's path: may be reached by symlinks
+        top = sandboxfs.open_dir(sandbox, follow=True)
+        try:
+            directory = sandboxfs.open_dir(CHECKPOINT_DIR, dir_fd=top, create=create)
+        except sandboxfs.UnsafePath as e:
+            raise CheckpointError(f"cannot open the checkpoint {path}: {path.parent}: {e}") from None
+        finally:
+            sandboxfs.close(top)
+        try:
+            fd = sandboxfs.open_regular(CHECKPOINT_FILE, flags, dir_fd=directory)
+            if create:
+                _sync(directory)  # make the file's creation itself durable
+            return fd
+        finally:
+            sandboxfs.close(directory)
+    except CheckpointError:
+        raise
+    except FileNotFoundError as e:
+        if not create:
+            raise
+        raise CheckpointError(f"cannot open the checkpoint {path}: "
+                              f"{sandboxfs.describe_os_error(e)}") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot open the checkpoint {path}: "
+                              f"{sandboxfs.describe_os_error(e)}") from None
+
+
+def _sync(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+
+
 class CheckpointWriter:
-    """Appends records to the sandbox's checkpoint; raises OSError when it cannot write."""
+    """Appends records to the sandbox's checkpoint; raises OSError when it cannot write,
+    CheckpointError (an OSError) when it cannot open it."""
 
     def __init__(self, sandbox: Path) -> None:
-        path = checkpoint_path(sandbox)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path = checkpoint_path(sandbox)
         self._lock = threading.Lock()
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        self._sync_dir(path.parent)
+        self._fd = _open(sandbox, os.O_RDWR | os.O_CREAT | os.O_APPEND, create=True)
         self._end_torn_line()
 
     def _end_torn_line(self) -> None:
@@ -46,20 +101,6 @@ class CheckpointWriter:
         if size and os.pread(self._fd, 1, size - 1) != b"\n":
             os.write(self._fd, b"\n")
             os.fsync(self._fd)
-
-    @staticmethod
-    def _sync_dir(directory: Path) -> None:
-        """Make the file's creation itself durable."""
-        try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record (adding "wall" when missing), synced before returning."""
@@ -92,13 +133,45 @@ class CheckpointWriter:
                 self._fd = -1
 
 
-def read_records(sandbox: Path) -> list[dict[str, Any]]:
-    """Every readable record in order; [] when there is no checkpoint. Bad lines are skipped."""
+class NoCheckpoint:
+    """The sink of a task whose checkpoint could not be opened: records are dropped."""
+
+    def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def open_writer(sandbox: Path, task: str) -> CheckpointWriter | NoCheckpoint:
+    """The task's checkpoint writer. Like a failed write, a checkpoint that cannot be opened
+    (a task planted a symlink or a FIFO there before a `stoker run` restart) costs the
+    checkpoint, not the supervision: one ERROR line, and the task runs without one."""
     try:
-        data = checkpoint_path(sandbox).read_bytes()
+        return CheckpointWriter(sandbox)
+    except CheckpointError as exc:
+        log_event(logger, logging.ERROR, "checkpoint_unavailable", task=task,
+                  reason=f"{exc}; the task runs without a checkpoint")
+        return NoCheckpoint()
+
+
+def read_records(sandbox: Path) -> list[dict[str, Any]]:
+    """Every readable record in order; [] when there is no checkpoint. Bad lines are skipped.
+    Raises CheckpointError when it cannot be read (e.g. a FIFO or a symlink is there)."""
+    try:
+        fd = _open(sandbox, os.O_RDONLY, create=False)
     except FileNotFoundError:
         return []
-    return parse_lines(data.split(b"\n"))
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    except OSError as e:
+        raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
+                              f"{sandboxfs.describe_os_error(e)}") from None
+    finally:
+        os.close(fd)
+    return parse_lines(b"".join(chunks).split(b"\n"))
 
 
 def parse_lines(lines: Iterable[bytes | str]) -> list[dict[str, Any]]:
@@ -115,4 +188,5 @@ def parse_lines(lines: Iterable[bytes | str]) -> list[dict[str, Any]]:
     return records
 
 
-__all__ = ["CheckpointWriter", "checkpoint_path", "parse_lines", "read_records"]
+__all__ = ["CheckpointError", "CheckpointWriter", "NoCheckpoint", "checkpoint_path", "open_writer",
+           "parse_lines", "read_records"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from config.spec import JobSpec
 from executor.procs.supervisor import Supervisor
-from executor.task.checkpoint import CheckpointWriter
+from executor.task.checkpoint import open_writer
 from executor.task.lifecycle import LifecycleShutdown
 from executor.task.owner import TaskOwner
 from executor.task.ports import HealthChecks, Lifecycle, Reporter
@@ -46,7 +46,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         return LifecycleShutdown(job.lifecycle, job.label, done).start()
 
     return TaskOwner(
-        job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: CheckpointWriter(sandbox),
+        job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: open_writer(sandbox, job.label),
         reporter=reporter, checker=make_checker(job.health, procs.run_command),
         start_health=start_health, start_lifecycle=start_lifecycle, events=events,
         kill_grace_secs=kill_grace_secs, run_cap=run_cap)

@@ -14,6 +14,7 @@ and that nothing outside the sandbox was written, renamed or deleted.
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from config.document import encode
 from config.loader import load_job
 from tests.support import proc_scan
 from tests.support.agent_sim import AgentSimulator, make_task_info
-from tests.support.stoker_proc import StokerProcess
+from tests.support.stoker_proc import REPO, StokerProcess
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
@@ -169,6 +170,48 @@ def test_a_fifo_planted_as_the_next_runs_log_does_not_freeze_the_executor(tmp_pa
             proc_scan.kill_carrying(f"{proc_scan.TASK_MARKER}={marker}", _read_pids(sandbox))
 
 
+# ---- a FIFO as the checkpoint ----
+
+
+def test_a_fifo_planted_as_the_checkpoint_does_not_freeze_stoker_run(runs, tmp_path, figures):
+    """Attempt 0 swaps the checkpoint for a FIFO and fails; `stoker run` starts attempt 1,
+    whose process fills the FIFO's pipe buffer: an owner writing its checkpoint there blocks
+    for ever. The FIFO must be refused, and the task supervised and stopped as usual."""
+    sandbox = tmp_path / "sandbox"
+    cmdline = ("echo $$ >> pids; cp=.stoker/checkpoint.jsonl; "
+               "if [ ! -p $cp ]; then rm -f $cp && mkfifo $cp; exit 1; fi; "
+               "(head -c 70000 /dev/zero > $cp &); sleep 0.3; touch filled; "
+               "echo $$ > sleeper.pid; exec sleep 1000")
+    run = runs.start(_config(tmp_path, "cpfifo", _process(cmdline, max_failures=1)), sandbox,
+                     "--restart-backoff", "0.1")
+    filled = _eventually(lambda: (sandbox / "filled").exists(), 15)
+    runs.remember_marker(sandbox)
+    secs = _stop_secs(run, signal.SIGTERM)
+    figures.add("SIGTERM → stoker run exited, a FIFO as the checkpoint (ms)", round(secs * 1000))
+    assert filled, run.stdout() + run.stderr()
+    err = run.stderr()
+    assert "checkpoint.jsonl" in err and "FIFO" in err, err
+    assert "task             KILLING → KILLED" in run.stdout()
+    assert not proc_scan.live(_read_pids(sandbox))
+
+
+def test_stoker_status_of_a_fifo_checkpoint_answers_at_once(tmp_path):
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True)
+    os.mkfifo(sandbox / ".stoker/checkpoint.jsonl")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
+    env["PYTHONPATH"] = str(REPO)
+    try:
+        result = subprocess.run([sys.executable, "-m", "executor", "status", str(sandbox)],
+                                capture_output=True, text=True, timeout=10, env=env,
+                                start_new_session=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("stoker status blocked opening a FIFO planted as the checkpoint")
+    assert result.returncode != 0
+    assert result.stderr.startswith("stoker: error: ") and "FIFO" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # ---- symlinks where Stoker expects directories ----
 
 
@@ -204,3 +247,26 @@ def test_log_rotation_stays_in_a_run_directory_swapped_for_a_symlink(runs, tmp_p
     names = sorted(p.name for p in moved.iterdir())
     assert names == ["stderr", "stdout", "stdout.1", "stdout.2", "stdout.3"], names
     assert all(len((moved / n).read_bytes()) <= 4096 for n in names)
+
+
+def test_a_stoker_run_restart_does_not_follow_a_symlinked_checkpoint_directory(runs, tmp_path, figures):
+    """Attempt 0 replaces `.stoker` with a symlink to a directory outside the sandbox and
+    fails; attempt 1 must not open its checkpoint there. It runs without a checkpoint (an
+    ERROR line says why) and is supervised and stopped as usual."""
+    sandbox = tmp_path / "sandbox"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cmdline = (f"echo $$ >> pids; if [ ! -L .stoker ]; then mv .stoker .stoker.moved && "
+               f"ln -s {outside} .stoker; exit 1; fi; echo $$ > sleeper.pid; exec sleep 1000")
+    run = runs.start(_config(tmp_path, "cpdir", _process(cmdline, max_failures=1)), sandbox,
+                     "--restart-backoff", "0.1")
+    second = _eventually(lambda: (sandbox / "sleeper.pid").exists(), 15)
+    runs.remember_marker(sandbox)
+    _stop_secs(run, signal.SIGTERM)
+    written = sorted(p.name for p in outside.iterdir())
+    figures.add("files written outside the sandbox through a symlinked .stoker", len(written))
+    assert not written, f"the checkpoint was written outside the sandbox: {written}"
+    assert second, run.stdout() + run.stderr()
+    err = run.stderr()
+    assert ".stoker" in err and "symlink" in err and "without a checkpoint" in err, err
+    assert not proc_scan.live(_read_pids(sandbox))

@@ -8,7 +8,7 @@ import pytest
 
 from executor.cli.views import follow, format_duration, format_status, latest_log
 from executor.task import checkpoint
-from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
+from executor.task.checkpoint import CheckpointError, CheckpointWriter, checkpoint_path, read_records
 from executor.task.replay import replay
 
 pytestmark = pytest.mark.timeout(10)
@@ -69,6 +69,37 @@ def test_torn_last_line_is_skipped_and_the_next_writer_starts_a_new_line(tmp_pat
 
 def test_no_checkpoint_reads_as_nothing(tmp_path):
     assert read_records(tmp_path / "missing") == []
+    (tmp_path / "empty" / ".stoker").mkdir(parents=True)
+    assert read_records(tmp_path / "empty") == []
+
+
+def test_the_writer_makes_a_missing_sandbox(tmp_path):
+    writer = CheckpointWriter(tmp_path / "new" / "sandbox")
+    writer.append(HEADER)
+    writer.close()
+    assert [r["kind"] for r in read_records(tmp_path / "new" / "sandbox")] == ["header"]
+
+
+def test_a_fifo_as_the_checkpoint_is_refused_by_the_writer_and_the_reader(tmp_path):
+    (tmp_path / ".stoker").mkdir()
+    os.mkfifo(checkpoint_path(tmp_path))
+    for open_it in (CheckpointWriter, read_records):
+        with pytest.raises(CheckpointError) as caught:
+            open_it(tmp_path)
+        assert str(caught.value) == (f"cannot open the checkpoint {checkpoint_path(tmp_path)}: "
+                                     f"it is a FIFO, not a regular file")
+
+
+def test_a_symlinked_checkpoint_directory_is_not_followed(tmp_path):
+    sandbox, outside = tmp_path / "sandbox", tmp_path / "outside"
+    sandbox.mkdir()
+    outside.mkdir()
+    (sandbox / ".stoker").symlink_to(outside)
+    with pytest.raises(CheckpointError, match=r"\.stoker: it is a symlink, not a directory"):
+        CheckpointWriter(sandbox)
+    with pytest.raises(CheckpointError, match="symlink"):
+        read_records(sandbox)
+    assert not any(outside.iterdir())
 
 
 def test_appending_after_close_is_refused(tmp_path):
