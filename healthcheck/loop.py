@@ -3,13 +3,17 @@
 Owns the schedule (docs/contract.md §5): the first attempt right away, each next one
 `interval_secs` after the previous one ENDED, so attempts never overlap and a slow check
 never causes a burst of catch-up checks; and the snooze file, looked for before every
-attempt (a regular file snoozes, a directory does not). It never judges results (that is
+attempt: only a regular file snoozes, not a directory, a FIFO or a symlink (it is lstat'ed,
+never opened or followed, so nothing a task plants there can block the loop or make it
+look outside the sandbox). It never judges results (that is
 `healthcheck.policy`, run by whoever receives them), never changes task state, and never
 imports `executor/`: results go to the `on_result` callback it is given.
 """
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -136,7 +140,7 @@ class HealthLoop:
 
     def _is_snoozed(self) -> bool:
         try:
-            snoozed = self._snooze_path.is_file()
+            snoozed = stat.S_ISREG(os.lstat(self._snooze_path).st_mode)
         except OSError:
             snoozed = False
         if snoozed != self._snoozed:

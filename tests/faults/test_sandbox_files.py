@@ -25,6 +25,7 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
+from executor.task.checkpoint import read_records
 from tests.support import proc_scan
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.stoker_proc import REPO, StokerProcess
@@ -210,6 +211,46 @@ def test_stoker_status_of_a_fifo_checkpoint_answers_at_once(tmp_path):
     assert result.returncode != 0
     assert result.stderr.startswith("stoker: error: ") and "FIFO" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---- .healthchecksnooze ----
+
+
+@pytest.mark.parametrize("plant, snoozes", [
+    ("mkfifo .healthchecksnooze", False),
+    ("ln -s {outside} .healthchecksnooze", False),
+    ("touch .healthchecksnooze", True),  # the control: a regular file does snooze
+], ids=["fifo", "symlink to a file outside", "regular file"])
+def test_only_a_regular_snooze_file_snoozes_and_none_blocks(runs, tmp_path, plant, snoozes):
+    sandbox = tmp_path / "sandbox"
+    outside = tmp_path / "outside-file"
+    outside.write_text("not the sandbox's\n")
+    cmdline = f"echo $$ >> pids; {plant.format(outside=outside)}; echo $$ > sleeper.pid; exec sleep 1000"
+    health = ("HealthCheckConfig(initial_interval_secs=0.1, interval_secs=0.05, timeout_secs=1.0,"
+              " health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command='true')))")
+    config = tmp_path / "snooze.aurora"
+    config.write_text(
+        "jobs = [Service(cluster='local', role='me', environment='test', name='snooze',\n"
+        f"  task=Task(processes=[{_process(cmdline)}], finalization_wait=1, {RESOURCES}),\n"
+        f"  health_check_config={health})]\n")
+    run = runs.start(config, sandbox)
+    wait_for(lambda: (sandbox / "sleeper.pid").exists(), 10)
+    runs.remember_marker(sandbox)
+    # Attempts after the plant: the stdout of `stoker run` shows each change of outcome.
+    run.wait_output("task             STARTING → RUNNING", 10)
+    wait_for(lambda: _health_outcomes(sandbox), 10)
+    # An attempt in flight when the plant was seen may have looked before it: skip two.
+    before = len(_health_outcomes(sandbox)) + 2
+    outcomes = wait_for(lambda: (lambda o: o if len(o) >= before + 5 else None)(_health_outcomes(sandbox)), 10)
+    _stop_secs(run, signal.SIGTERM)
+    recent = outcomes[before:]
+    expected = "snoozed" if snoozes else "passed"
+    assert set(recent) == {expected}, recent
+    assert outside.read_text() == "not the sandbox's\n"
+
+
+def _health_outcomes(sandbox: Path) -> list[str]:
+    return [r.get("outcome") for r in read_records(sandbox) if r.get("kind") == "health"]
 
 
 # ---- symlinks where Stoker expects directories ----
