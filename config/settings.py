@@ -10,8 +10,11 @@ Precedence for a field: flag (an override) > environment variable > default, exc
 a field lists `env_over_flag` (RunSettings.sandbox: docs/contract.md §4 puts $MESOS_SANDBOX and
 $MESOS_DIRECTORY before `--sandbox`). An empty variable counts as unset.
 
-Never logs; the executor token is never part of a repr and `pop_secrets` removes it from
-the environment the task processes get.
+Never logs; the executor token is never part of a repr. `pop_secrets` makes the environment
+the task's processes get: without the token, ever, and without the agent's address and the
+framework and executor IDs (`AGENT_VARIABLES`, which with the token would let a task process
+talk to the agent as the executor) unless `pass_agent_env` asks for them. `MESOS_SANDBOX`
+and `MESOS_DIRECTORY` always stay.
 """
 from __future__ import annotations
 
@@ -35,6 +38,9 @@ from config.announcer import (
 from config.errors import SettingsError
 
 TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
+SECRET_VARIABLES = (TOKEN_VARIABLE,)
+# MESOS_SLAVE_PID is the agent's libprocess address (`slave(1)@IP:PORT`): the endpoint again.
+AGENT_VARIABLES = ("MESOS_AGENT_ENDPOINT", "MESOS_FRAMEWORK_ID", "MESOS_EXECUTOR_ID", "MESOS_SLAVE_PID")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -245,6 +251,11 @@ class ExecutorSettings:
             ensemble=self.announcer_ensemble, serverset_path=self.announcer_serverset_path,
             allow_custom_serverset_path=self.announcer_allow_custom_serverset_path,
             hostname=self.announcer_hostname, auth=self.announcer_zookeeper_auth_config)
+    pass_agent_env: bool = setting(
+        env=("STOKER_PASS_AGENT_ENV",), flag="--pass-agent-env", parse=parse_switch, default=False,
+        action="store_true",
+        help=f"hand {', '.join(AGENT_VARIABLES)} to the task's processes (default: not; "
+             f"the token is never handed on)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:
@@ -335,6 +346,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> argpar
     return parser
 
 
-def pop_secrets(environ: MutableMapping[str, str]) -> None:
-    """Removes the executor's token from an environment meant for task processes."""
-    environ.pop(TOKEN_VARIABLE, None)
+def pop_secrets(environ: MutableMapping[str, str], *, keep_agent_env: bool = False) -> None:
+    """Makes `environ` fit for the task's processes: removes the token and, unless
+    `keep_agent_env` (the `pass_agent_env` setting), the AGENT_VARIABLES."""
+    for name in SECRET_VARIABLES + (() if keep_agent_env else AGENT_VARIABLES):
+        environ.pop(name, None)

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
 from pathlib import Path
 
 from config.errors import ConfigError
-from config.settings import ExecutorSettings, RunSettings, add_arguments
+from config.settings import SECRET_VARIABLES, ExecutorSettings, RunSettings, add_arguments
 from executor.cli import logsetup
+from executor.logs import log_event
 
 EXIT_USAGE = 2
+logger = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,11 +69,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _cmd_run(args)
     if args.command == "executor":
+        from executor.procs.hardening import hide_secrets
+
+        environ = dict(os.environ)  # the settings' copy: from here on the token is only in memory
+        hidden = hide_secrets(os.environ, SECRET_VARIABLES)  # first: see executor/procs/hardening.py
         from executor.mesos.executor import main as executor_main
 
-        environ = dict(os.environ)
         settings = ExecutorSettings.from_args(args, environ)
         logsetup.configure(settings.log_format, settings.log_level)
+        log_event(logger, logging.WARNING if hidden.problems else logging.INFO, "secrets_hidden",
+                  dumpable=hidden.dumpable, erased=hidden.erased, problems="; ".join(hidden.problems) or None)
         return executor_main(settings, environ)
     if args.command == "inspect":
         return _cmd_inspect(args)

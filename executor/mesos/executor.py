@@ -333,7 +333,7 @@ def exit_status(end: RunEnd) -> int:
 def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     """Runs the executor until its task is over; returns the exit status (module docstring)."""
     task_env = dict(environ)
-    pop_secrets(task_env)
+    pop_secrets(task_env, keep_agent_env=settings.pass_agent_env)
     wakeups: queue.SimpleQueue[Wakeup] = queue.SimpleQueue()
     executor = StokerExecutor(settings, task_env, on_done=lambda: wakeups.put(TaskDone()))
     driver = _driver(executor, settings)

@@ -1,14 +1,31 @@
-"""Fault 5b: the executor's auth token appears in no log line and in no task environment.
+"""Fault 5b: the executor's auth token appears in no log line, file or process a task can read.
 
 The real `stoker executor` runs with MESOS_EXECUTOR_AUTHENTICATION_TOKEN set, at DEBUG, once
 with text logs (HTTP health check, then KILL) and once with JSON logs (shell health check,
 then SHUTDOWN). The task's processes and its health command dump their environments. Then
 every byte of the executor log, the sandbox (checkpoint, process logs, anything written) and
 the live task processes' /proc environments is searched for the token.
+
+The attack: with the token and the `MESOS_*` variables it was given, a task process could
+post a forged TASK_FINISHED that the agent accepts. So a task process and a shell health
+command each read every /proc/PID/environ and /proc/PID/cmdline (and each thread's) on the
+host that their uid can read, the executor's, its threads', the watchdog's and their own
+included, and their parent's environment as an attacker would; the token must be in none,
+and the agent's endpoint and the framework and executor IDs must not be in the task's
+environment (unless the `pass_agent_env` setting asks for them). This runs once with the
+executor as the test's own user (here often root, who may read every environ: the token
+must be gone from the executor's environment block itself) and once as an unprivileged
+user, whose task must not be able to read the executor's environment at all.
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -25,8 +42,12 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
 FAKE = REPO / "tests/support/fake_task.py"
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
-TOKEN = "faults-T0k3n-5f1c9e27d4b8a6"
+# Unique per run: another test run on the same host has executors with its own token.
+TOKEN = f"faults-T0k3n-{uuid.uuid4().hex}"
 TOKEN_VAR = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
+AGENT_VARS = ("MESOS_AGENT_ENDPOINT", "MESOS_FRAMEWORK_ID", "MESOS_EXECUTOR_ID", "MESOS_SLAVE_PID")
+KEPT_VARS = ("MESOS_SANDBOX", "MESOS_DIRECTORY")
+NOBODY = 65534
 
 
 def _config(tmp_path: Path, health: str) -> Path:
@@ -135,3 +156,180 @@ def test_the_token_is_in_no_log_line_file_or_task_environment(agent, tmp_path, f
                 len(leaks) + len(holders))
     assert TOKEN not in log
     assert not leaks, f"the token is in {leaks}"
+
+
+# ---- the attack: a task reads every process it can, its parent first ----
+
+
+def _hunt_config(tmp_path: Path, python: str) -> Path:
+    hunt = f"--hunt-secret {TOKEN.encode().hex()}"
+    prints = " ".join(f"--print-env {name}" for name in (TOKEN_VAR, *AGENT_VARS, *KEPT_VARS))
+    web = f"exec {python} {FAKE} {prints} {hunt} --hunt-out web_hunt.json"
+    check = f"{python} {FAKE} {hunt} --hunt-out health_hunt.json --exit-after 0"
+    path = tmp_path / "hunt.aurora"
+    path.write_text(
+        f"web = Process(name='web', cmdline={web!r})\n"
+        "jobs = [Service(cluster='local', role='me', environment='test', name='hunt',\n"
+        "                task=Task(processes=[web], finalization_wait=0.5,\n"
+        "                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),\n"
+        "                health_check_config=HealthCheckConfig(\n"
+        "                    initial_interval_secs=2, interval_secs=0.2, timeout_secs=3,\n"
+        "                    health_checker=HealthCheckerConfig(shell=ShellHealthChecker(\n"
+        f"                        shell_command={check!r}))))]\n")
+    return path
+
+
+def _sandbox_for(user: str, tmp_path: Path) -> Path:
+    if user == "same":
+        sandbox = tmp_path / "sandbox"
+        sandbox.mkdir()
+        return sandbox
+    # An unprivileged executor needs a sandbox it owns on a path it can reach (pytest's
+    # tmp_path is private to the test's user).
+    sandbox = Path(tempfile.mkdtemp(prefix="stoker-token-"))
+    os.chown(sandbox, NOBODY, NOBODY)
+    return sandbox
+
+
+def _as_nobody(argv: list[str]) -> list[str]:
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *argv]
+
+
+def _python_for(user: str) -> str | None:
+    """A Python the task's user can run from bash (fake_task needs only the stdlib)."""
+    if user == "same":
+        return sys.executable
+    for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+        probe = subprocess.run(_as_nobody(["/bin/bash", "-c", f"exec {candidate} -c pass"]),
+                               capture_output=True, cwd="/", timeout=10)
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    """Every child of `pid`, whichever of its threads forked it."""
+    found: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            found += [int(p) for p in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("user", [
+    "same",
+    pytest.param("unprivileged", marks=pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("setpriv") is None,
+        reason="running the executor as another user needs root and setpriv")),
+], ids=["executor as the test's user", "executor as an unprivileged user"])
+def test_no_process_a_task_can_read_shows_the_token(tmp_path, figures, user):
+    python = _python_for(user)
+    if python is None:
+        pytest.skip("no Python interpreter the unprivileged user may run")
+    sandbox = _sandbox_for(user, tmp_path)
+    sim = AgentSimulator(sandbox=sandbox, auth_token=TOKEN)
+    marker = None
+    try:
+        proc = sim.launch_executor(EXECUTOR if user == "same" else _as_nobody(EXECUTOR), cwd=sandbox)
+        sim.wait_subscribed(timeout_secs=15)
+        sim.launch(make_task_info("task-1", encode(load_job(_hunt_config(tmp_path, python)))))
+        running = sim.wait_for_state("task-1", "TASK_RUNNING", 20)
+        assert running.healthy is True
+        web = wait_for(lambda: _read_json(sandbox / "web_hunt.json"), 10)
+        health = wait_for(lambda: _read_json(sandbox / "health_hunt.json"), 10)
+        marker = proc_scan.task_marker_of(web["pid"])
+        executor = proc.pid  # setpriv execs the executor: the same pid
+        started = _children(executor)
+        # (a health command may exit meanwhile: read_bytes gives b"" for a vanished process)
+        watchdogs = [p for p in started if b"stoker-watchdog" in proc_scan.read_bytes(f"/proc/{p}/cmdline")]
+        # From the test's side too (root reads everything): the executor, each of its threads,
+        # and every process it started.
+        views = [f"/proc/{executor}/task/{tid}/{kind}" for tid in os.listdir(f"/proc/{executor}/task")
+                 for kind in ("environ", "cmdline")]
+        views += [f"/proc/{p}/{kind}" for p in started for kind in ("environ", "cmdline")]
+        seen = [v for v in views if TOKEN.encode() in proc_scan.read_bytes(v)]
+        stdout = (sandbox / ".logs/web/0/stdout").read_text()
+        log = sim.executor_log()
+        sim.kill("task-1", grace_secs=0.5)
+        sim.wait_for_state("task-1", "TASK_KILLED", 15)
+        assert sim.wait_exit(15) == 0
+    finally:
+        sim.close()
+        if marker:
+            proc_scan.kill_carrying(f"{proc_scan.TASK_MARKER}={marker}")
+        if user != "same":
+            shutil.rmtree(sandbox, ignore_errors=True)
+
+    label = "same user" if user == "same" else "unprivileged"
+    for name, report in (("task process", web), ("shell health command", health)):
+        figures.add(f"{label}: /proc environ and cmdline files a {name} read", report["read"])
+        figures.add(f"{label}: token occurrences a {name} found", len(report["hits"]))
+    calls = [r for r in sim.requests if r.call_type in ("SUBSCRIBE", "UPDATE")]
+    assert calls and all(r.header("Authorization") == f"Bearer {TOKEN}" for r in calls)
+    assert "secrets_hidden dumpable=False erased=1" in log, log
+    assert web["ppid"] == executor and health["ppid"] == executor
+    assert not web["hits"], f"a task process found the token in {web['hits']}"
+    assert not health["hits"], f"a health command found the token in {health['hits']}"
+    assert not seen, f"the token is in {seen}"
+    # The attack itself: the parent's environment holds no token.
+    parent = web["parent_environ"]
+    if user == "same":
+        assert parent == {"readable": True, "secret": False, "variable": False}, parent
+        threads = [p for p in web["parent_paths_read"] if "/task/" in p and p.endswith("/environ")]
+        assert len(threads) >= 2, web["parent_paths_read"]  # the executor has several threads
+    else:
+        assert parent == {"readable": False, "error": "EACCES"}, parent
+    assert executor in web["cmdline_read"]
+    assert len(watchdogs) == 1 and watchdogs[0] in web["environ_read"], watchdogs
+    assert f"{TOKEN_VAR} is unset" in stdout
+    for name in AGENT_VARS:
+        assert f"{name} is unset" in stdout, stdout
+    for name in KEPT_VARS:
+        assert f"{name}={sandbox}" in stdout, stdout
+
+
+def test_the_agent_variables_reach_tasks_only_when_a_setting_asks(tmp_path):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    prints = " ".join(f"--print-env {name}" for name in (TOKEN_VAR, *AGENT_VARS))
+    config = tmp_path / "pass.aurora"
+    config.write_text(
+        f"p = Process(name='p', cmdline='exec {sys.executable} {FAKE} {prints}')\n"
+        "jobs = [Service(cluster='local', role='me', environment='test', name='pass',\n"
+        "                task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+    sim = AgentSimulator(sandbox=sandbox, auth_token=TOKEN)
+    marker = None
+    try:
+        sim.launch_executor(EXECUTOR, cwd=sandbox, env_overrides={"STOKER_PASS_AGENT_ENV": "1"})
+        sim.wait_subscribed(timeout_secs=15)
+        sim.launch(make_task_info("task-1", encode(load_job(config))))
+        sim.wait_for_state("task-1", "TASK_RUNNING", 20)
+        log = sandbox / ".logs/p/0/stdout"
+        stdout = wait_for(lambda: (lambda t: t if t.count("\n") >= 1 + len(AGENT_VARS) else None)(
+            log.read_text() if log.exists() else ""), 10)
+        pids = task_pids(sandbox)
+        marker = proc_scan.task_marker_of(next(iter(pids))) if pids else None
+        sim.kill("task-1", grace_secs=0.5)
+        sim.wait_for_state("task-1", "TASK_KILLED", 15)
+    finally:
+        sim.close()
+        if marker:
+            proc_scan.kill_carrying(f"{proc_scan.TASK_MARKER}={marker}")
+    assert f"{TOKEN_VAR} is unset" in stdout
+    assert f"MESOS_AGENT_ENDPOINT={sim.endpoint}" in stdout
+    assert f"MESOS_FRAMEWORK_ID={sim.framework_id}" in stdout
+    assert f"MESOS_EXECUTOR_ID={sim.executor_id}" in stdout
+    assert "MESOS_SLAVE_PID=slave(1)@" in stdout

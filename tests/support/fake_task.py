@@ -24,6 +24,13 @@ Output
   --print-env NAME          print `NAME=value` (or `NAME is unset`) to stdout; repeatable
   --stderr-text TEXT        write TEXT and a newline to stderr
 
+Secrets
+  --hunt-secret HEX         look for the bytes HEX (hex, so they are not in this process's own
+                            command line) in every /proc/PID/{environ,cmdline} and
+                            /proc/PID/task/TID/{environ,cmdline} this process can read, and
+                            read its parent's environment as an attacker would
+  --hunt-out F              write what it found as JSON to F (atomically)
+
 Health and lifecycle (HTTP/1.0 on 127.0.0.1)
   --serve-health PORT       serve on PORT (0: any free port; see --port-file)
   --port-file F             write the port actually bound to F
@@ -38,6 +45,8 @@ GET /health answers 200 `ok` (or 500 `failing`); any other path answers 404.
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import os
 import signal
 import sys
@@ -72,6 +81,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--stdout-bytes", type=int, default=0)
     p.add_argument("--print-env", action="append", default=[])
     p.add_argument("--stderr-text")
+    p.add_argument("--hunt-secret")
+    p.add_argument("--hunt-out")
     p.add_argument("--serve-health", type=int, default=None)
     p.add_argument("--port-file")
     p.add_argument("--health-fail-after", type=int, default=None)
@@ -128,6 +139,50 @@ def _write_stdout(n: int) -> None:
             written = os.write(1, view)
             view = view[written:]
         left -= len(chunk)
+
+
+def _read_proc(path: str) -> bytes | int:
+    """The file's bytes, or the errno that stopped us reading it."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        return e.errno or 0
+
+
+def _hunt(secret_hex: str, out: str) -> None:
+    secret = bytes.fromhex(secret_hex)
+    parent = os.getppid()
+    report: dict = {"pid": os.getpid(), "ppid": parent, "hits": [], "read": 0, "denied": 0,
+                    "environ_read": [], "cmdline_read": [], "parent_paths_read": []}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            tids = os.listdir(f"/proc/{name}/task")
+        except OSError:
+            tids = []
+        bases = [f"/proc/{name}"] + [f"/proc/{name}/task/{tid}" for tid in tids]
+        for base in bases:
+            for kind in ("environ", "cmdline"):
+                data = _read_proc(f"{base}/{kind}")
+                if isinstance(data, int):
+                    report["denied"] += data in (errno.EACCES, errno.EPERM)
+                    continue
+                report["read"] += 1
+                report[f"{kind}_read"].append(int(name))
+                if int(name) == parent:
+                    report["parent_paths_read"].append(f"{base}/{kind}")
+                if secret in data:
+                    report["hits"].append(f"{base}/{kind}")
+    data = _read_proc(f"/proc/{parent}/environ")
+    if isinstance(data, int):
+        report["parent_environ"] = {"readable": False, "error": errno.errorcode.get(data, str(data))}
+    else:
+        report["parent_environ"] = {
+            "readable": True, "secret": secret in data,
+            "variable": b"MESOS_EXECUTOR_AUTHENTICATION_TOKEN=" in data}
+    _write_atomic(out, json.dumps(report))
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -191,6 +246,8 @@ def main(argv: list[str]) -> int:
         print(f"{name}={value}" if value is not None else f"{name} is unset", flush=True)
     if args.stderr_text is not None:
         print(args.stderr_text, file=sys.stderr, flush=True)
+    if args.hunt_secret:
+        _hunt(args.hunt_secret, args.hunt_out or "hunt.json")
     if args.children:
         _fork_children(args.children, args.child_ignore_sigterm, args.children_pid_file)
     if args.daemonize_child:

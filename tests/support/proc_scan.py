@@ -18,7 +18,8 @@ from pathlib import Path
 TASK_MARKER = "STOKER_TASK_MARKER"
 
 
-def _read(path: str) -> bytes:
+def read_bytes(path: str) -> bytes:
+    """A whole /proc (or other) file, b"" when it cannot be read."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -28,7 +29,7 @@ def _read(path: str) -> bytes:
 
 def is_live(pid: int) -> bool:
     """True when `pid` exists and is not a zombie."""
-    data = _read(f"/proc/{pid}/stat")
+    data = read_bytes(f"/proc/{pid}/stat")
     close = data.rfind(b")")
     if close < 0:
         return False
@@ -41,7 +42,7 @@ def live(pids: Iterable[int]) -> set[int]:
 
 
 def environ(pid: int) -> list[bytes]:
-    return [e for e in _read(f"/proc/{pid}/environ").split(b"\0") if e]
+    return [e for e in read_bytes(f"/proc/{pid}/environ").split(b"\0") if e]
 
 
 def task_marker_of(pid: int) -> str | None:

@@ -111,12 +111,35 @@ def test_the_token_never_appears_in_the_repr():
     assert "s3cr3t-token" not in repr(s) and "s3cr3t-token" not in str(s)
 
 
-def test_pop_secrets_removes_the_token_only():
-    env = {**AGENT_ENV, "MESOS_EXECUTOR_AUTHENTICATION_TOKEN": "tok"}
+TASK_ENV = {"MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/sb", "MESOS_SLAVE_ID": "agent-9", "PATH": "/bin"}
+
+
+def test_pop_secrets_removes_the_token_and_the_agent_variables():
+    env = {**AGENT_ENV, **TASK_ENV, "MESOS_SLAVE_PID": "slave(1)@127.0.0.1:5051",
+           "MESOS_EXECUTOR_AUTHENTICATION_TOKEN": "tok"}
     pop_secrets(env)
-    assert env == AGENT_ENV
+    assert env == TASK_ENV
     pop_secrets(env)  # absent: nothing happens
-    assert env == AGENT_ENV
+    assert env == TASK_ENV
+
+
+def test_pop_secrets_keeps_the_agent_variables_when_asked_but_never_the_token():
+    env = {**AGENT_ENV, **TASK_ENV, "MESOS_EXECUTOR_AUTHENTICATION_TOKEN": "tok"}
+    pop_secrets(env, keep_agent_env=True)
+    assert env == {**AGENT_ENV, **TASK_ENV}
+
+
+@pytest.mark.parametrize("value,on", [("1", True), ("true", True), ("0", False), ("no", False),
+                                      ("", False)])
+def test_pass_agent_env_is_a_switch_that_defaults_off(value, on):
+    assert ExecutorSettings.from_env({**AGENT_ENV, "STOKER_PASS_AGENT_ENV": value}).pass_agent_env is on
+
+
+def test_the_pass_agent_env_flag_wins_over_the_variable():
+    args = add_arguments(argparse.ArgumentParser(), ExecutorSettings).parse_args(["--pass-agent-env"])
+    assert ExecutorSettings.from_args(args, {**AGENT_ENV, "STOKER_PASS_AGENT_ENV": "0"}).pass_agent_env
+    args = add_arguments(argparse.ArgumentParser(), ExecutorSettings).parse_args([])
+    assert not ExecutorSettings.from_args(args, AGENT_ENV).pass_agent_env
 
 
 def test_overrides_win_and_none_means_not_given():
@@ -199,4 +222,5 @@ def test_help_comes_from_the_field_table():
         assert fragment in text, fragment
     executor_help = add_arguments(argparse.ArgumentParser(), ExecutorSettings).format_help()
     assert "--log-format" in executor_help and "STOKER_HOSTNAME" in executor_help
-    assert "MESOS_AGENT_ENDPOINT" not in executor_help  # agent variables are not flags
+    assert "env MESOS_AGENT_ENDPOINT" not in executor_help  # agent variables are not flags
+    assert "--pass-agent-env" in executor_help and "STOKER_PASS_AGENT_ENV" in executor_help
