@@ -1,6 +1,8 @@
 """Linux process containment: fork/exec of runs and shell commands, the one reaper thread,
-process trees found in /proc and signalled by pidfd, the watchdog that outlives us, and
-the log pump. Adapters only: they decide nothing about restarts or task states.
+process trees found in /proc and signalled by pidfd, the watchdog that outlives us, the
+log pump, opening sandbox files that a task could have replaced (sandboxfs), and keeping
+the agent's token out of the task's reach (hardening). Adapters only: they decide nothing
+about restarts or task states.
 
 May import: events, logs, config/, healthcheck/ (CommandResult). Never: task, mesos,
 local, cli — results go back through the callbacks they are given.
