@@ -21,6 +21,7 @@ from typing import Any
 from pystachio import Empty
 
 from config.errors import ConfigError, cut, join_problems, show
+from config.explain import IncludeError, exec_error
 from config.order import DuplicateName, describe, order_graph
 from config.schema import SCHEMA_NAMESPACE, Job
 from config.spec import HEALTH_NUMBERS, health_problems
@@ -29,14 +30,9 @@ from config.typed_tree import from_tree
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _IDENTIFIER = re.compile(r"^[\w\-.]+$")
-_MAX_SHOWN = 500  # characters of an exception message quoted in a ConfigError
 
 
 # ---- running config files ----
-
-
-class _IncludeError(Exception):
-    pass
 
 
 class _Run:
@@ -59,12 +55,12 @@ class _Run:
 
     def include(self, relative: str) -> None:
         if not isinstance(relative, (str, Path)):
-            raise _IncludeError(f"include() takes a relative path, not {relative!r}")
+            raise IncludeError(f"include() takes a relative path, not {relative!r}")
         path = self.stack[-1].parent / relative
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise _IncludeError(f"include({str(relative)!r}) cannot read {path}: {_reason(exc)}") from None
+            raise IncludeError(f"include({str(relative)!r}) cannot read {path}: {_reason(exc)}") from None
         self.run(path, text)
 
 
@@ -72,35 +68,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc)
-
-
-def _where(run: _Run, exc: BaseException) -> tuple[str, list[str]]:
-    """`file:line` of the config line that failed, and the include lines that led there."""
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename in run.files:
-            frames.append(f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}")
-        tb = tb.tb_next
-    if isinstance(exc, SyntaxError) and exc.filename in run.files:
-        frames.append(f"{exc.filename}:{exc.lineno}")
-    if not frames:
-        return (str(run.stack[0]) if run.stack else "?"), []
-    return frames[-1], frames[:-1]
-
-
-def _exec_error(run: _Run, exc: BaseException) -> ConfigError:
-    where, chain = _where(run, exc)
-    if isinstance(exc, SyntaxError):
-        what = f"syntax error: {exc.msg}"
-    elif isinstance(exc, _IncludeError):
-        what = str(exc)
-    else:
-        text = str(exc)
-        text = text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
-        what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    included = "".join(f" (included from {c})" for c in reversed(chain))
-    return ConfigError(f"{where}: {what}{included}")
 
 
 def load_jobs(path: str | Path) -> list[Any]:
@@ -119,7 +86,7 @@ def load_jobs(path: str | Path) -> list[Any]:
     try:
         run.run(path, text)
     except (Exception, SystemExit) as exc:  # anything the config raises becomes file:line
-        raise _exec_error(run, exc) from None
+        raise exec_error(run.files, str(path), exc) from None
     if "jobs" not in run.namespace:
         raise ConfigError(f"{path}: defines no `jobs`; a config file must end with jobs = [Job(...), ...]")
     return _check_jobs_list(path, run.namespace["jobs"])
@@ -193,8 +160,21 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
 
 def load_job(path: str | Path, jobkey: str | None = None) -> Any:
     """Loads, selects and validates one job; returns it expanded as far as load time allows."""
-    job = select_job(load_jobs(path), jobkey, path)
-    return prepare_job(job, str(path))
+    try:
+        jobs = load_jobs(path)
+    except ConfigError as exc:
+        if _swapped(path, jobkey):
+            raise ConfigError(f"{exc}; the config file comes first, then the job key: "
+                              f"did you mean {jobkey} {path}?") from None
+        raise
+    return prepare_job(select_job(jobs, jobkey, path), str(path))
+
+
+def _swapped(path: str | Path, jobkey: str | None) -> bool:
+    """The arguments look given in Aurora's order (`JOBKEY CONFIG`)."""
+    if jobkey is None or Path(path).exists() or len(str(path).split("/")) != 4:
+        return False
+    return Path(jobkey).is_file()
 
 
 # ---- validation ----
@@ -273,11 +253,27 @@ def _check_task(task: dict) -> list[str]:
         if rotate:
             _at_least(problems, f"{path}.logger.rotate.log_size", rotate.get("log_size"), 1)
             _at_least(problems, f"{path}.logger.rotate.backups", rotate.get("backups"), 1)
+    problems += _check_resources(task.get("resources"))
     _at_least(problems, "job.task.max_failures", task.get("max_failures"), 0, " (0 = never)")
     _at_least(problems, "job.task.max_concurrency", task.get("max_concurrency"), 0, " (0 = unlimited)")
     _at_least(problems, "job.task.finalization_wait", task.get("finalization_wait"), 0)
     return problems + [describe(problem) for problem in graph.problems
                        if not isinstance(problem, DuplicateName)]
+
+
+def _check_resources(resources: dict | None) -> list[str]:
+    """Aurora requires a task's resources, with a positive cpu, ram and disk."""
+    if not resources:
+        return ["job.task.resources is not set; a task needs resources = Resources(cpu = 1.0, "
+                "ram = 128*MB, disk = 128*MB) (Aurora requires them)"]
+    problems = []
+    for field in ("cpu", "ram", "disk"):
+        value = resources.get(field)
+        if value is None:
+            problems.append(f"job.task.resources.{field} is not set (Aurora requires it)")
+        elif isinstance(value, (int, float)) and not value > 0:
+            problems.append(f"job.task.resources.{field} = {value} must be more than 0")
+    return problems
 
 
 def _check_health(hc: dict) -> list[str]:

@@ -1,10 +1,24 @@
-"""Numbers and counts in words, for the reasons the pure machines write. PURE.
+"""Numbers and counts in words, for the reasons the pure machines write, and text made
+safe to print. PURE.
 
 Owns the two helpers every reason sentence uses: `plural(3, "attempt")` → "3 attempts"
-and `number(5.0)` → "5". No I/O, no clock, no logging; config is the bottom layer, so the
-health policy and the executor's planner can both import it.
+and `number(5.0)` → "5"; `did_you_mean`, the tail of every "unknown name" message; and
+`printable`, which every printer (`stoker run`'s console,
+`stoker status`, `stoker inspect`, the text log, `stoker: error:` lines) passes text through
+so that control characters from a health endpoint's body, a process's output or a crafted
+checkpoint never reach the operator's terminal as escape sequences. No I/O, no clock, no
+logging; config is the bottom layer, so the health policy and the executor's planner can
+both import it.
 """
 from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+# C0 controls, DEL and C1 controls (0x9b is a one-byte CSI to many terminals).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -21,3 +35,29 @@ def number(x: float) -> str:
     (5.0 → "5", 0.25 → "0.25", 1.23456 → "1.235")."""
     r = round(x, 3)
     return str(int(r)) if r == int(r) else repr(r)
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`; did you mean 'cmdline'?` naming the closest of `known`, else `; the known names
+    are a, b, c` (empty when there are none): the tail of an "unknown name" message."""
+    names = sorted(set(known))
+    close = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
+    if close:
+        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "; the known names are " + ", ".join(names) if names else ""
+
+
+def printable(text: str) -> str:
+    """`text` with every control character written out as an escape (`\\x1b`, `\\n`, ...),
+    so it shows as one line and never drives the terminal."""
+    return _CONTROL.sub(_escape, text)
+
+
+def printable_lines(text: str) -> str:
+    """`printable` for text of several lines: the line breaks stay, the rest is escaped."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or f"\\x{ord(char):02x}"

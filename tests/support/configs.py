@@ -9,6 +9,8 @@ from config.schema import Job, Process, Resources, Task
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.aurora"))
+# What a task needs at least (Aurora requires resources), as `.aurora` text.
+RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
 
 
 def write_config(directory: Path, text: str, name: str = "job.aurora") -> Path:
@@ -40,6 +42,6 @@ def job_text(processes: str = "[Process(name='web', cmdline='echo hi')]", extra:
              task_extra: str = "") -> str:
     """`.aurora` text for one job; `extra`/`task_extra` are added as keyword arguments."""
     return (
-        f"jobs = [Job(task=Task(processes={processes}{task_extra}),\n"
+        f"jobs = [Job(task=Task(processes={processes}{task_extra}, {RESOURCES}),\n"
         f"            cluster='c', role='r', environment='e'{extra})]\n"
     )

@@ -49,8 +49,9 @@ def test_decode_defaults_and_accepts_text():
 
 
 def test_decode_accepts_a_minimal_job_and_fills_defaults():
-    minimal = {"task": {"processes": [{"name": "w", "cmdline": "x"}]}, "cluster": "c", "role": "r",
-               "environment": "e"}
+    minimal = {"task": {"processes": [{"name": "w", "cmdline": "x"}],
+                        "resources": {"cpu": 0.5, "ram": 1, "disk": 1}},
+               "cluster": "c", "role": "r", "environment": "e"}
     decoded = plain(decode(json.dumps({"job": minimal})).job)
     assert decoded["name"] == "w" and decoded["health_check_config"]["interval_secs"] == 10.0
 

@@ -49,6 +49,7 @@ PURE = [
     "config/aurora/errors.py",
     "config/aurora/task.py",
     "config/words.py",
+    "config/explain.py",
 ]
 FORBIDDEN = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging",
              "select", "signal"}

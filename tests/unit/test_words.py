@@ -1,0 +1,38 @@
+"""config.words: numbers in words, "did you mean", and text made safe for a terminal."""
+from __future__ import annotations
+
+import pytest
+
+from config.words import did_you_mean, number, plural, printable, printable_lines
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("plain text, é and → stay", "plain text, é and → stay"),
+    ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+    ("title\x1b]0;pwned\x07", "title\\x1b]0;pwned\\x07"),
+    ("one\ntwo\r\tthree", "one\\ntwo\\r\\tthree"),
+    ("\x9b31m C1 CSI and DEL\x7f", "\\x9b31m C1 CSI and DEL\\x7f"),
+    ("\x00", "\\x00"),
+])
+def test_printable_writes_control_characters_out(text, shown):
+    assert printable(text) == shown
+
+
+def test_printable_lines_keeps_the_line_breaks_only():
+    assert printable_lines("a\x1b[2J\nb\tc\n") == "a\\x1b[2J\nb\\tc\n"
+
+
+@pytest.mark.parametrize("word, known, hint", [
+    ("cmdlin", ["name", "cmdline", "daemon"], "; did you mean 'cmdline'?"),
+    ("helth", ["health", "http"], "; did you mean 'health'?"),
+    ("bananas", ["cpu", "ram", "disk"], "; the known names are cpu, disk, ram"),
+    ("x", [], ""),
+])
+def test_did_you_mean(word, known, hint):
+    assert did_you_mean(word, known) == hint
+
+
+def test_numbers_and_plurals():
+    assert (number(5.0), number(0.25), number(1.23456)) == ("5", "0.25", "1.235")
+    assert (plural(1, "process"), plural(2, "process"), plural(3, "attempt")) == \
+        ("1 process", "2 processes", "3 attempts")
