@@ -6,9 +6,10 @@ frozen attrs classes. Each field carries its own table row as metadata, twitter.
 style: flag, environment variables, default, help and parser, so `add_arguments` builds the
 `--help` text and `from_env` reads the values from the same place.
 
-Precedence for a field: flag (an override) > environment variable > default, except where
-a field lists `env_over_flag` (RunSettings.sandbox: docs/contract.md §4 puts $MESOS_SANDBOX and
-$MESOS_DIRECTORY before `--sandbox`). An empty variable counts as unset.
+Precedence for a field: flag (an override) > environment variable > default; an empty
+variable counts as unset. `flag_conflicts` lists the flags given that overrode a variable
+set to something else, for the CLI to warn about. Every problem is put in terms of the flag
+or the variable it came from (`--kill-grace='x' is not ...`), never of these classes.
 
 Never logs; the executor token is never part of a repr. `pop_secrets` makes the environment
 the task's processes get: without the token, ever, and without the agent's address and the
@@ -152,8 +153,7 @@ def setting(*, help: str, env: tuple[str, ...] = (), flag: str | None = None,
             parse: Callable[[Any], Any] = _text, default: Any = attrs.NOTHING,
             factory: Callable[[], Any] | None = None, repr: bool = True, **argparse_kw: Any) -> Any:
     """One settings field and its table row (see the module docstring)."""
-    metadata = {"help": help, "env": env, "flag": flag, "parse": parse, "argparse": argparse_kw,
-                "env_over_flag": argparse_kw.pop("env_over_flag", ())}
+    metadata = {"help": help, "env": env, "flag": flag, "parse": parse, "argparse": argparse_kw}
     if factory is not None:
         return attrs.field(factory=factory, metadata=metadata, repr=repr)
     return attrs.field(default=default, metadata=metadata, repr=repr)
@@ -176,20 +176,35 @@ def _from_sources(cls: type, environ: Mapping[str, str], overrides: dict[str, An
         except (ValueError, TypeError) as exc:
             problems.append(f"{source}={exc}")
     if problems:
-        raise SettingsError(f"invalid {cls.__name__}: " + "; ".join(problems), problems)
+        raise SettingsError("; ".join(problems), problems)
     return cls(**values)
 
 
 def _pick(f: attrs.Attribute, environ: Mapping[str, str], overrides: dict[str, Any]) -> tuple[str, Any]:
-    for name in f.metadata["env_over_flag"]:
-        if environ.get(name):
-            return name, environ[name]
     if overrides.get(f.name) is not None:
         return f.metadata["flag"] or f.name, overrides[f.name]
+    return _from_environ(f, environ)
+
+
+def _from_environ(f: attrs.Attribute, environ: Mapping[str, str]) -> tuple[str, Any]:
     for name in f.metadata["env"]:
         if environ.get(name):
             return name, environ[name]
     return "", None
+
+
+def flag_conflicts(cls: type, args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
+    """One sentence per flag given that won over a variable set to another value:
+    `--sandbox /a wins over MESOS_SANDBOX=/b`."""
+    given = _namespace_values(cls, args)
+    conflicts = []
+    for f in attrs.fields(cls):
+        value = given.get(f.name)
+        name, raw = _from_environ(f, environ)
+        if value is None or raw is None or not f.metadata["flag"] or str(value) == raw:
+            continue
+        conflicts.append(f"{f.metadata['flag']} {value} wins over {name}={raw}")
+    return conflicts
 
 
 @attrs.frozen(kw_only=True)
@@ -279,9 +294,10 @@ class RunSettings:
     instance: int = setting(flag="--instance", parse=parse_instance, default=0, metavar="N",
                             help="the instance number for {{mesos.instance}} (default 0)")
     sandbox: str | None = setting(
-        flag="--sandbox", env=("STOKER_SANDBOX",), env_over_flag=("MESOS_SANDBOX", "MESOS_DIRECTORY"),
+        flag="--sandbox", env=("MESOS_SANDBOX", "MESOS_DIRECTORY", "STOKER_SANDBOX"),
         default=None, metavar="DIR",
-        help="the sandbox directory, used as is if it exists (default: a fresh one here)")
+        help="the sandbox directory, used as is if it exists (default: a fresh "
+             "sandbox-NAME-DATE-TIME-RANDOM here)")
     ports: dict[str, int] = setting(flag="--port", parse=parse_ports, factory=dict, action="append",
                                     metavar="NAME=NUM", help="use this port number for NAME (repeatable)")
     log_format: str = setting(env=("STOKER_LOG_FORMAT",), flag="--log-format", default="text",
@@ -291,9 +307,10 @@ class RunSettings:
                              parse=parse_log_level,
                              help="stderr log level: DEBUG, INFO, WARNING or ERROR (default WARNING; "
                                   "state changes are printed on stdout either way)")
-    kill_grace_secs: float | None = setting(flag="--kill-grace", parse=parse_secs, default=None, metavar="SECS",
-                                            help="SIGTERM→SIGKILL grace on stop (default: the task's "
-                                                 "finalization_wait)")
+    kill_grace_secs: float | None = setting(
+        flag="--kill-grace", parse=parse_secs, default=None, metavar="SECS",
+        help="bound every stop: SIGKILL at most SECS after it began, the lifecycle endpoints' "
+             "waits included (default: those waits, then the task's finalization_wait)")
     restart_backoff_secs: float = setting(flag="--restart-backoff", parse=parse_secs, default=1.0, metavar="SECS",
                                           help="delay before restarting a task that ended quickly; doubles "
                                                "with each quick end (default 1)")
@@ -336,14 +353,27 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> argpar
             continue
         extra = dict(md["argparse"])
         positional = extra.pop("positional", False)
-        first = [f"{name} (before the flag)" for name in md["env_over_flag"]]
-        names = first + list(md["env"])
+        names = list(md["env"])
         env = f" [env {', '.join(names)}]" if names else ""
         if positional:
             parser.add_argument(md["flag"], help=md["help"] + env, default=None, **extra)
         else:
             parser.add_argument(md["flag"], dest=f.name, help=md["help"] + env, default=None, **extra)
     return parser
+
+
+def variables(settings_cls: type) -> list[tuple[str, str]]:
+    """(variable, meaning) for every environment variable `settings_cls` reads, in field
+    order: the table `--help` shows."""
+    rows = []
+    for f in attrs.fields(settings_cls):
+        required = " (required)" if f.default is attrs.NOTHING else ""
+        flag = f" (or {f.metadata['flag']})" if f.metadata["flag"] else ""
+        for i, name in enumerate(f.metadata["env"]):
+            meaning = f"{f.metadata['help']}{flag}{required}" if i == 0 else \
+                f"used when {f.metadata['env'][i - 1]} is unset"
+            rows.append((name, meaning))
+    return rows
 
 
 def pop_secrets(environ: MutableMapping[str, str], *, keep_agent_env: bool = False) -> None:

@@ -11,6 +11,7 @@ from config.settings import (
     ExecutorSettings,
     RunSettings,
     add_arguments,
+    flag_conflicts,
     parse_duration,
     parse_port,
     parse_ports,
@@ -192,12 +193,21 @@ def test_run_settings_fall_back_to_stoker_variables_and_flags_win():
     assert (s.sandbox, s.log_level) == ("/flag-sb", "INFO")
 
 
-def test_the_mesos_sandbox_comes_before_the_flag():
-    # docs/contract.md §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY, else --sandbox.
-    s = run_settings(["job.aurora", "--sandbox", "/flag"], {"MESOS_DIRECTORY": "/dir"})
-    assert s.sandbox == "/dir"
-    s = run_settings(["job.aurora", "--sandbox", "/flag"], {"MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/dir"})
-    assert s.sandbox == "/sb"
+def test_an_explicit_sandbox_flag_wins_over_the_mesos_variables():
+    # docs/contract.md §4: --sandbox, else $MESOS_SANDBOX, else $MESOS_DIRECTORY, else $STOKER_SANDBOX.
+    env = {"MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/dir", "STOKER_SANDBOX": "/stoker"}
+    assert run_settings(["job.aurora", "--sandbox", "/flag"], env).sandbox == "/flag"
+    assert run_settings(["job.aurora"], env).sandbox == "/sb"
+    assert run_settings(["job.aurora"], {"MESOS_DIRECTORY": "/dir", "STOKER_SANDBOX": "/s"}).sandbox == "/dir"
+    assert run_settings(["job.aurora"], {"STOKER_SANDBOX": "/s"}).sandbox == "/s"
+
+
+def test_a_flag_that_overrides_a_different_variable_is_one_conflict_sentence():
+    parser = add_arguments(argparse.ArgumentParser(), RunSettings)
+    args = parser.parse_args(["job.aurora", "--sandbox", "/flag", "--log-level", "INFO"])
+    env = {"MESOS_SANDBOX": "/sb", "STOKER_LOG_LEVEL": "INFO", "STOKER_LOG_FORMAT": "json"}
+    assert flag_conflicts(RunSettings, args, env) == ["--sandbox /flag wins over MESOS_SANDBOX=/sb"]
+    assert flag_conflicts(RunSettings, parser.parse_args(["job.aurora"]), env) == []
 
 
 def test_run_settings_errors_name_the_flags():
@@ -208,6 +218,8 @@ def test_run_settings_errors_name_the_flags():
         "--port='http' is not NAME=NUMBER with a port number in 1..65535",
         "STOKER_LOG_LEVEL='chatty' is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL)",
     )
+    # In terms of the flags and variables, not of the classes behind them.
+    assert str(info.value) == "; ".join(info.value.problems)
 
 
 def test_run_settings_without_a_config_path():
