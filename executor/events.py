@@ -3,11 +3,12 @@
 States are enums several modules read (the planner writes `ProcessState`, `RunOutcome` and
 `TaskPhase`; the status machine `TaskStage`; checkpoint records, replay and the reporters
 read them all). Events are past-tense facts posted to the task owner's queue
-(`ProcessExited`, `HealthChecked`, `KillRequested`, `LifecycleDone`); commands are
-imperatives the pure machines hand back (`StartRun`, `SignalRun`); transitions are the
-state changes the owner checkpoints, logs and reports, one class per kind of subject
-(`ProcessTransition`, `PhaseTransition`, `TaskTransition`, `HealthTransition`). All are
-frozen, slotted attrs classes. No I/O here.
+(`ProcessExited`, `HealthChecked`, `KillRequested`, `LifecycleProgress`, `LifecycleDone`);
+commands are imperatives the pure machines hand back (`StartRun`, `SignalRun`); transitions
+are the state changes the owner checkpoints, logs and reports, one class per kind of
+subject (`ProcessTransition`, `PhaseTransition`, `TaskTransition`, `HealthTransition`), and
+the steps of a kill (`KillStep`) the reporters show with them. All are frozen, slotted
+attrs classes. No I/O here.
 """
 from __future__ import annotations
 
@@ -138,6 +139,7 @@ class KillRequested:
     grace_secs: float | None = None  # None: the task's finalization_wait
     at: float = 0.0
     use_lifecycle: bool = True  # False: straight to SIGTERM (e.g. SHUTDOWN with a short grace)
+    immediate: bool = False  # True: SIGKILL now, skip every wait and the final processes
 
 
 @attrs.frozen(slots=True)
@@ -145,6 +147,14 @@ class LifecycleDone:
     """The lifecycle endpoints' stage of a kill is over; `summary` says how it ended."""
 
     summary: str
+    at: float
+
+
+@attrs.frozen(slots=True)
+class LifecycleProgress:
+    """A lifecycle endpoint answered (or not); `detail` says how and what the kill waits for."""
+
+    detail: str
     at: float
 
 
@@ -219,4 +229,14 @@ class HealthTransition:
     reason: str
 
 
-Transition = ProcessTransition | PhaseTransition | TaskTransition | HealthTransition
+@attrs.frozen(slots=True)
+class KillStep:
+    """A step of a staged kill and what the kill now waits for, for whoever shows the stop
+    (`stoker run`'s console). `stage`: `lifecycle`, `signals` or `now` (every wait skipped).
+    Logged, not checkpointed: the task's and the processes' transitions tell the story."""
+
+    stage: str
+    reason: str
+
+
+Transition = ProcessTransition | PhaseTransition | TaskTransition | HealthTransition | KillStep

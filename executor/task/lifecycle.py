@@ -1,45 +1,57 @@
 """The HTTP lifecycle of a graceful kill (Aurora's HttpLifecycleConfig): POST the graceful
 endpoint, give the task its wait, POST the shutdown endpoint, give it its wait — then the
 owner's staged kill (SIGTERM, SIGKILL) takes over. A thin adapter: one thread per kill,
-never raises, never touches task state. The owner tells it when every regular process has
-ended (`regular_processes_gone`: the waits end early) or when the kill no longer needs it
+never raises, never touches task state.
+
+How long each wait is comes from `kill.endpoint_wait` (pure): none when the endpoint could
+not be reached or answered 404/405/501 (the service does not implement it), else the
+configured wait, cut so that both waits end within the kill's `within_secs`. Each answer
+and the wait that follows go out through `progress` as one sentence, for whoever shows
+the stop. The owner tells it when every regular process has ended
+(`regular_processes_gone`: the waits end early) or when the kill no longer needs it
 (`cancel`); it reports back once, through the `done` callback.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from config.spec import LifecycleSpec
 from executor.logs import log_event
+from executor.task.kill import endpoint_wait
 
 logger = logging.getLogger(__name__)
 
 
-def post_endpoint(port: int, endpoint: str, timeout_secs: float = 1.0) -> tuple[bool, str]:
-    """POST an empty body; (handled, detail). Any HTTP answer, 4xx/5xx included, is handled."""
+def post_endpoint(port: int, endpoint: str, timeout_secs: float = 1.0) -> tuple[int | None, str]:
+    """POST an empty body; (the HTTP status, or None when there was no answer; detail)."""
     import requests  # only tasks with a lifecycle port pay for it (requests pulls in ssl)
 
     url = f"http://localhost:{port}{endpoint}"
     try:
         with requests.post(url, data=b"", timeout=timeout_secs, allow_redirects=False, stream=True) as resp:
-            return True, f"POST {url} answered HTTP {resp.status_code}"
+            return resp.status_code, f"POST {url} answered HTTP {resp.status_code}"
     except requests.ConnectionError as exc:
-        return False, f"POST {url} failed: connection refused or reset ({type(exc).__name__})"
+        return None, f"POST {url} failed: connection refused or reset ({type(exc).__name__})"
     except requests.Timeout:
-        return False, f"POST {url} timed out after {timeout_secs:.1f} s"
+        return None, f"POST {url} timed out after {timeout_secs:.1f} s"
     except Exception as exc:  # an adapter never raises: every outcome becomes a result
-        return False, f"POST {url} failed: {type(exc).__name__}: {exc}"
+        return None, f"POST {url} failed: {type(exc).__name__}: {exc}"
 
 
 class LifecycleShutdown:
     """Runs graceful → shutdown endpoints on its own thread, then calls `done(summary)`."""
 
-    def __init__(self, spec: LifecycleSpec, task_label: str, done: Callable[[str], None]) -> None:
+    def __init__(self, spec: LifecycleSpec, task_label: str, done: Callable[[str], None], *,
+                 within_secs: float | None = None,
+                 progress: Callable[[str], None] = lambda text: None) -> None:
         self._spec = spec
         self._task = task_label
         self._done = done
+        self._progress = progress
+        self._within_secs = within_secs
         self._over = threading.Event()  # set by the owner's messages; ends every wait early
         self._why = ""
         self._thread = threading.Thread(target=self._run, name=f"lifecycle-{task_label}", daemon=True)
@@ -62,22 +74,35 @@ class LifecycleShutdown:
             self._over.set()
 
     def _run(self) -> None:
+        spec = self._spec
         steps = (
-            (self._spec.graceful_shutdown_endpoint, self._spec.graceful_shutdown_wait_secs),
-            (self._spec.shutdown_endpoint, self._spec.shutdown_wait_secs),
+            (spec.graceful_shutdown_endpoint, spec.graceful_shutdown_wait_secs, "graceful_shutdown_wait_secs"),
+            (spec.shutdown_endpoint, spec.shutdown_wait_secs, "shutdown_wait_secs"),
         )
+        within = self._within_secs
+        ends_at = None if within is None else time.monotonic() + within
         summary = "lifecycle endpoints done; processes still running"
-        for endpoint, wait_secs in steps:
+        for endpoint, wait_secs, setting in steps:
             if self._over.is_set():
                 summary = f"{self._why} during the lifecycle"
                 break
-            handled, detail = post_endpoint(self._spec.port, endpoint)
+            answer, detail = post_endpoint(spec.port, endpoint)
+            left = wait_secs if ends_at is None else ends_at - time.monotonic()
+            wait = endpoint_wait(answer, wait_secs, left, setting)
             log_event(logger, logging.INFO, "lifecycle", task=self._task, endpoint=endpoint,
-                      handled=handled, detail=detail)
-            if handled and self._over.wait(wait_secs):
+                      answer=answer, wait_secs=round(wait.secs, 3), detail=detail)
+            self._report(f"{detail}; {wait.why}")
+            if wait.secs > 0 and self._over.wait(wait.secs):
                 summary = f"{self._why} after {endpoint}"
                 break
         try:
             self._done(summary)
         except Exception as exc:
             logger.error("lifecycle task=%s done callback failed: %s: %s", self._task, type(exc).__name__, exc)
+
+    def _report(self, text: str) -> None:
+        try:
+            self._progress(text)
+        except Exception as exc:
+            logger.error("lifecycle task=%s progress callback failed: %s: %s", self._task,
+                         type(exc).__name__, exc)

@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import assert_never
 
 from config.spec import JobSpec
+from config.words import number
 from executor.events import (
     ExitStatus,
     HealthChecked,
     HealthTransition,
     KillRequested,
+    KillStep,
     LifecycleDone,
+    LifecycleProgress,
     PhaseTransition,
     ProcessExited,
     ProcessTransition,
@@ -66,8 +69,8 @@ from healthcheck.policy import HealthPolicy, HealthState
 
 logger = logging.getLogger(__name__)
 
-OwnerEvent = ProcessExited | HealthChecked | KillRequested | LifecycleDone | TimerFired
-_OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, LifecycleDone, TimerFired)
+OwnerEvent = ProcessExited | HealthChecked | KillRequested | LifecycleProgress | LifecycleDone | TimerFired
+_OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, LifecycleProgress, LifecycleDone, TimerFired)
 
 
 class TaskOwner:
@@ -87,6 +90,7 @@ class TaskOwner:
         start_lifecycle: LifecycleStarter,
         events: queue.SimpleQueue[object] | None = None,
         kill_grace_secs: float | None = None,
+        stop_within_secs: float | None = None,
         run_cap: int | None = 100,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -105,7 +109,7 @@ class TaskOwner:
         self._planner = Planner(job.task, run_cap=run_cap)
         self._policy = HealthPolicy.from_spec(job.health) if checker else None
         self._status = TaskStatusMachine(health_checked=checker is not None)
-        self._kills = KillSequence(_lifecycle_hold_secs(job))
+        self._kills = KillSequence(_lifecycle_hold_secs(job), stop_within_secs)
         self._health: HealthChecks | None = None
         self._lifecycle: Lifecycle | None = None
         self._journal = Journal(job.label, wall_clock)
@@ -121,8 +125,12 @@ class TaskOwner:
     def post(self, event: object) -> None:
         self._queue.put(event)
 
-    def request_kill(self, reason: str, grace_secs: float | None = None, use_lifecycle: bool = True) -> None:
-        self.post(KillRequested(reason=reason, grace_secs=grace_secs, at=self._clock(), use_lifecycle=use_lifecycle))
+    def request_kill(self, reason: str, grace_secs: float | None = None, use_lifecycle: bool = True,
+                     immediate: bool = False) -> None:
+        """Kill the task (safe from a signal handler: it only posts). `immediate`: SIGKILL
+        now, skipping every wait left and the final processes."""
+        self.post(KillRequested(reason=reason, grace_secs=grace_secs, at=self._clock(),
+                                use_lifecycle=use_lifecycle, immediate=immediate))
 
     # ---- the loop (call from one thread) ----
 
@@ -245,10 +253,12 @@ class TaskOwner:
                 self._on_health(event)
             case KillRequested():
                 was_killing = self._status.killing
-                self._apply_outcome(self._status.kill_requested(event.reason),
-                                    event.grace_secs, event.use_lifecycle)
+                self._apply_outcome(self._status.kill_requested(event.reason), event)
                 if was_killing:  # already killing: a later request can only hasten the kill
-                    self._kill(event.reason, event.grace_secs, event.use_lifecycle)
+                    self._kill(event.reason, event)
+            case LifecycleProgress():
+                if self._kills.state is KillState.LIFECYCLE:
+                    self._kill_step("lifecycle", event.detail)
             case LifecycleDone():
                 before = self._kills.state
                 self._run_kill_commands(self._kills.lifecycle_done(self._clock()), event.summary, before)
@@ -293,28 +303,38 @@ class TaskOwner:
             return self._default_grace
         return self.job.task.finalization_wait_secs
 
-    def _kill(self, reason: str, grace_secs: float | None, use_lifecycle: bool) -> None:
+    def _kill(self, reason: str, request: KillRequested | None = None) -> None:
         if self._health is not None:
             self._health.stop_async()
         before = self._kills.state
-        commands = self._kills.request(reason, self._grace(grace_secs), use_lifecycle, self._clock(),
-                                       processes_started=self._processes_started)
+        ask = request or KillRequested(reason)
+        commands = self._kills.request(reason, self._grace(ask.grace_secs), ask.use_lifecycle,
+                                       self._clock(), processes_started=self._processes_started,
+                                       immediate=ask.immediate)
         self._run_kill_commands(commands, reason, before)
 
     def _run_kill_commands(self, commands: tuple[KillCommand, ...], why: str, before: KillState) -> None:
-        if before is KillState.LIFECYCLE and self._kills.state is KillState.SIGNALS:
-            log_event(logger, logging.INFO, "kill_stage", task=self.job.label, stage="signals", reason=why)
         now = self._clock()
         for command in commands:
             match command:
                 case KillProcesses():
                     self._planner.kill(now, command.reason, command.grace_secs,
-                                       term_delay_secs=command.term_delay_secs)
+                                       term_delay_secs=command.term_delay_secs,
+                                       skip_finals=command.skip_finals)
+                    if command.skip_finals:
+                        self._kill_step("now", f"{command.reason}: SIGKILL to every process now; "
+                                               "the waits left and the final processes are skipped")
+                    elif before is KillState.LIFECYCLE and self._kills.state is KillState.SIGNALS:
+                        self._kill_step("signals", f"{why}: SIGTERM now, SIGKILL in "
+                                                   f"{number(command.grace_secs)} s unless every "
+                                                   "process has exited")
                 case StartLifecycle():
                     port = self.job.lifecycle.port if self.job.lifecycle else None
                     log_event(logger, logging.INFO, "kill_stage", task=self.job.label,
                               stage="lifecycle", port=port, reason=command.reason)
                     self._lifecycle = self._start_lifecycle(
+                        command.within_secs,
+                        lambda detail: self.post(LifecycleProgress(detail, self._clock())),
                         lambda summary: self.post(LifecycleDone(summary, self._clock())))
                 case CancelLifecycle():
                     if self._lifecycle is not None:
@@ -322,10 +342,13 @@ class TaskOwner:
                 case _:
                     assert_never(command)
 
+    def _kill_step(self, stage: str, reason: str) -> None:
+        log_event(logger, logging.INFO, "kill_stage", task=self.job.label, stage=stage, reason=reason)
+        self._reporter.on_transition(KillStep(stage, reason))
+
     # ---- outcomes, transitions, checkpoint ----
 
-    def _apply_outcome(self, outcome: Outcome, grace: float | None = None,
-                       use_lifecycle: bool = True) -> None:
+    def _apply_outcome(self, outcome: Outcome, request: KillRequested | None = None) -> None:
         for transition in outcome.transitions:
             self._record(transition)
         for update in outcome.updates:
@@ -335,7 +358,7 @@ class TaskOwner:
                 self.final_update = update
             self._reporter.on_update(update)
         if outcome.kill_reason is not None:
-            self._kill(outcome.kill_reason, grace, use_lifecycle)
+            self._kill(outcome.kill_reason, request)
 
     def _record(self, t: ProcessTransition | PhaseTransition | TaskTransition) -> None:
         """Checkpoint, log and report one change."""

@@ -103,6 +103,7 @@ class Planner:
         self._reason = "the task is running its processes"
         self._outcome: tuple[TaskPhase, str] | None = None  # fixed when ACTIVE ends
         self._killed = False
+        self._skip_finals = ""  # why the final processes do not run (a kill skipped them)
         self._budget_at: float | None = None  # natural end: finalization budget's end
         self._final_deadline_at: float | None = None
         self._pending: list[ProcessTransition | PhaseTransition] = []
@@ -150,14 +151,17 @@ class Planner:
             self._end_run(p, RunOutcome.FAILED, f"could not start: {reason}", now)
 
     def kill(self, now: float, reason: str, grace_secs: float | None = None,
-             term_delay_secs: float = 0.0) -> None:
+             term_delay_secs: float = 0.0, *, skip_finals: bool = False) -> None:
         """Stop the task: no new regular runs; SIGTERM at now + term_delay_secs (the lifecycle
         endpoints' time), SIGKILL `grace_secs` later (None: finalization_wait); then the final
-        processes; then KILLED. A later kill may bring both times earlier, never later."""
+        processes (not with `skip_finals`, and those running are stopped with the rest);
+        then KILLED. A later kill may bring both times earlier, never later."""
         if self._phase.terminal:
             return
         grace = self._task.finalization_wait_secs if grace_secs is None else max(0.0, grace_secs)
         term_at = now + max(0.0, term_delay_secs)
+        if skip_finals and not self._skip_finals:
+            self._skip_finals = reason
         if not self._killed:
             self._killed = True
             self._outcome = (TaskPhase.KILLED, reason)
@@ -220,6 +224,9 @@ class Planner:
             return
         fw = self._task.finalization_wait_secs
         if not self._final.procs:
+            self._finish()
+        elif self._skip_finals:
+            self._cancel_waiting(self._final, f"final processes skipped: {self._skip_finals}")
             self._finish()
         elif self._killed or (self._budget_at is not None and now < self._budget_at):
             self._final_deadline_at = now + fw if self._killed else self._budget_at

@@ -85,5 +85,7 @@ class Lifecycle(Protocol):
 
 # Start the health loop: each attempt's result and latency go to the callback.
 HealthStarter = Callable[[Checker, Callable[[Attempt, float], None]], HealthChecks]
-# Start the lifecycle endpoints: the callback gets a summary when they are done.
-LifecycleStarter = Callable[[Callable[[str], None]], Lifecycle]
+# Start the lifecycle endpoints, their waits ending within the given seconds (None: each
+# its configured wait): the first callback gets each endpoint's answer and what the kill
+# waits for, the second a summary when they are done.
+LifecycleStarter = Callable[[float | None, Callable[[str], None], Callable[[str], None]], Lifecycle]

@@ -26,10 +26,12 @@ SNOOZE_FILE = ".healthchecksnooze"
 
 
 def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Reporter, *,
-              kill_grace_secs: float | None = None, run_cap: int | None = 100) -> TaskOwner:
+              kill_grace_secs: float | None = None, stop_within_secs: float | None = None,
+              run_cap: int | None = 100) -> TaskOwner:
     """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it).
     `kill_grace_secs`: between SIGTERM and SIGKILL when a kill names none (None: the
-    task's finalization_wait); `run_cap`: failed or lost runs per process (None: no cap)."""
+    task's finalization_wait); `stop_within_secs`: a bound on every stop, lifecycle waits
+    included (None: none); `run_cap`: failed or lost runs per process (None: no cap)."""
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put)
@@ -40,13 +42,15 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         loop.start()
         return loop
 
-    def start_lifecycle(done: Callable[[str], None]) -> Lifecycle:
+    def start_lifecycle(within_secs: float | None, progress: Callable[[str], None],
+                        done: Callable[[str], None]) -> Lifecycle:
         if job.lifecycle is None:
             raise ValueError(f"task {job.label} has no lifecycle endpoints to start")
-        return LifecycleShutdown(job.lifecycle, job.label, done).start()
+        return LifecycleShutdown(job.lifecycle, job.label, done, within_secs=within_secs,
+                                 progress=progress).start()
 
     return TaskOwner(
         job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: open_writer(sandbox, job.label),
         reporter=reporter, checker=make_checker(job.health, procs.run_command),
         start_health=start_health, start_lifecycle=start_lifecycle, events=events,
-        kill_grace_secs=kill_grace_secs, run_cap=run_cap)
+        kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs, run_cap=run_cap)

@@ -12,7 +12,7 @@ import signal
 
 from config.spec import ProcessSpec
 from config.words import number
-from executor.events import HealthTransition, PhaseTransition, ProcessTransition, TaskTransition
+from executor.events import HealthTransition, KillStep, PhaseTransition, ProcessTransition, TaskTransition
 from executor.procs.spawn import SpawnError
 from healthcheck.checkers import CommandResult
 from healthcheck.policy import Attempt
@@ -93,7 +93,8 @@ class RecordingReporter:
         self.updates: list = []
 
     def on_transition(self, t) -> None:
-        assert isinstance(t, ProcessTransition | PhaseTransition | TaskTransition | HealthTransition)
+        assert isinstance(t, ProcessTransition | PhaseTransition | TaskTransition | HealthTransition
+                          | KillStep)
         self.transitions.append(t)
 
     def on_update(self, u) -> None:
@@ -126,10 +127,11 @@ class FakeHealthLoop:
 
 
 class FakeLifecycle:
-    def __init__(self, effects: Effects) -> None:
+    def __init__(self, effects: Effects, within_secs: float | None) -> None:
         self._effects = effects
         self.over = False
-        effects.note("lifecycle start")
+        bound = "" if within_secs is None else f" (within {number(within_secs)} s)"
+        effects.note(f"lifecycle start{bound}")
 
     def regular_processes_gone(self) -> None:
         if not self.over:

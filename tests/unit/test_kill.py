@@ -5,17 +5,27 @@ import pytest
 
 from executor.task.kill import (
     CancelLifecycle,
+    EndpointWait,
     KillProcesses,
     KillSequence,
     KillState,
     StartLifecycle,
+    endpoint_wait,
 )
 
 HOLD = 10.0  # graceful_shutdown_wait + shutdown_wait
 
 
-def req(reason="KILL", grace=5.0, lifecycle=True, at=0.0, started=True):
-    return ("request", reason, grace, lifecycle, at, started)
+def req(reason="KILL", grace=5.0, lifecycle=True, at=0.0, started=True, now=False):
+    return ("request", reason, grace, lifecycle, at, started, now)
+
+
+def second(reason="second stop signal (SIGINT)", at=0.0):
+    """An immediate request: a second Ctrl-C."""
+    return req(reason, grace=30.0, at=at, now=True)
+
+
+SKIP = dict(skip_finals=True)
 
 
 def done(at):
@@ -69,18 +79,104 @@ CASES = {
         None, [req(grace=-3.0)], [(KillState.SIGNALS, (KillProcesses("KILL", 0.0),))]),
     "the endpoints' end without a kill in that stage does nothing": (
         HOLD, [done(1.0)], [(KillState.IDLE, ())]),
+    "a second Ctrl-C during the endpoints cancels them: SIGKILL now, no final processes": (
+        HOLD, [req(at=100.0), second(at=100.5), done(101.0)],
+        [(KillState.LIFECYCLE, (KillProcesses("KILL", 5.0, term_delay_secs=HOLD),
+                                StartLifecycle("KILL"))),
+         (KillState.SIGNALS, (CancelLifecycle("second stop signal (SIGINT)"),
+                              KillProcesses("second stop signal (SIGINT)", 0.0, **SKIP))),
+         (KillState.SIGNALS, ())]),
+    "a second Ctrl-C during the grace: SIGKILL now, no final processes": (
+        None, [req(grace=30.0), second()],
+        [(KillState.SIGNALS, (KillProcesses("KILL", 30.0),)),
+         (KillState.SIGNALS, (KillProcesses("second stop signal (SIGINT)", 0.0, **SKIP),))]),
+    "an immediate first request skips everything": (
+        HOLD, [second()], [(KillState.SIGNALS, (KillProcesses("second stop signal (SIGINT)", 0.0, **SKIP),))]),
 }
+
+# Each row: the hold, the bound on the whole stop, the steps, then (state, commands).
+BOUNDED = {
+    "the bound cuts the endpoints to half of it, and SIGKILL comes at the bound": (
+        HOLD, 4.0, [req(grace=30.0, at=100.0), done(102.0)],
+        [(KillState.LIFECYCLE, (KillProcesses("KILL", 2.0, term_delay_secs=2.0),
+                                StartLifecycle("KILL", 2.0))),
+         (KillState.SIGNALS, (KillProcesses("KILL", 2.0),))]),
+    "endpoints that end early leave SIGTERM the rest of the bound, no more": (
+        HOLD, 4.0, [req(grace=30.0, at=100.0), done(100.5)],
+        [(KillState.LIFECYCLE, (KillProcesses("KILL", 2.0, term_delay_secs=2.0),
+                                StartLifecycle("KILL", 2.0))),
+         (KillState.SIGNALS, (KillProcesses("KILL", 3.5),))]),
+    "short lifecycle waits are not stretched to the bound": (
+        1.0, 10.0, [req(grace=30.0, at=0.0)],
+        [(KillState.LIFECYCLE, (KillProcesses("KILL", 9.0, term_delay_secs=1.0),
+                                StartLifecycle("KILL", 1.0)))]),
+    "without endpoints the bound is the grace": (
+        None, 1.0, [req(grace=30.0)], [(KillState.SIGNALS, (KillProcesses("KILL", 1.0),))]),
+    "a grace shorter than the bound is kept": (
+        None, 10.0, [req(grace=2.0)], [(KillState.SIGNALS, (KillProcesses("KILL", 2.0),))]),
+    "a later request cannot pass the bound": (
+        None, 4.0, [req(grace=30.0, at=0.0), req(grace=30.0, at=3.0)],
+        [(KillState.SIGNALS, (KillProcesses("KILL", 4.0),)),
+         (KillState.SIGNALS, (KillProcesses("KILL", 1.0),))]),
+    "a bound of 0 skips the endpoints' waits and SIGKILLs at once": (
+        HOLD, 0.0, [req(at=0.0)],
+        [(KillState.LIFECYCLE, (KillProcesses("KILL", 0.0, term_delay_secs=0.0),
+                                StartLifecycle("KILL", 0.0)))]),
+}
+
+
+def play(seq: KillSequence, steps: list) -> list:
+    got = []
+    for step in steps:
+        if step[0] == "request":
+            _, reason, grace, lifecycle, at, started, now = step
+            commands = seq.request(reason, grace, lifecycle, at, processes_started=started,
+                                   immediate=now)
+        else:
+            commands = seq.lifecycle_done(step[1])
+        got.append((seq.state, commands))
+    return got
 
 
 @pytest.mark.parametrize("hold, steps, expected", CASES.values(), ids=CASES.keys())
 def test_kill_staging(hold, steps, expected):
-    seq = KillSequence(hold)
-    got = []
-    for step in steps:
-        if step[0] == "request":
-            _, reason, grace, lifecycle, at, started = step
-            commands = seq.request(reason, grace, lifecycle, at, processes_started=started)
-        else:
-            commands = seq.lifecycle_done(step[1])
-        got.append((seq.state, commands))
-    assert got == expected
+    assert play(KillSequence(hold), steps) == expected
+
+
+@pytest.mark.parametrize("hold, within, steps, expected", BOUNDED.values(), ids=BOUNDED.keys())
+def test_a_bound_on_the_whole_stop(hold, within, steps, expected):
+    """`stoker run --kill-grace`: SIGKILL by the bound, lifecycle waits included."""
+    assert play(KillSequence(hold, within), steps) == expected
+
+
+# Each row: the answer (None: unreachable), the configured wait, what is left, the result.
+WAITS = {
+    "an answer waits the configured time": (
+        200, 5.0, 10.0, EndpointWait(5.0, "waiting up to 5 s for the processes to exit "
+                                          "(graceful_shutdown_wait_secs=5)")),
+    "any other answer waits too (a 500 may still act on it)": (
+        500, 5.0, 10.0, EndpointWait(5.0, "waiting up to 5 s for the processes to exit "
+                                          "(graceful_shutdown_wait_secs=5)")),
+    "501 Not Implemented: no wait": (
+        501, 5.0, 10.0, EndpointWait(0.0, "not waiting: HTTP 501 says the service does not "
+                                          "implement it")),
+    "404 Not Found: no wait": (
+        404, 5.0, 10.0, EndpointWait(0.0, "not waiting: HTTP 404 says the service does not "
+                                          "implement it")),
+    "405 Method Not Allowed: no wait": (
+        405, 5.0, 10.0, EndpointWait(0.0, "not waiting: HTTP 405 says the service does not "
+                                          "implement it")),
+    "no answer: no wait": (
+        None, 5.0, 10.0, EndpointWait(0.0, "not waiting: the endpoint could not be reached")),
+    "the wait is cut to what is left of the endpoints' time": (
+        202, 5.0, 1.5, EndpointWait(1.5, "waiting up to 1.5 s for the processes to exit "
+                                         "(graceful_shutdown_wait_secs=5, cut to fit the stop's bound)")),
+    "nothing left: no wait": (
+        200, 5.0, -0.2, EndpointWait(0.0, "waiting up to 0 s for the processes to exit "
+                                          "(graceful_shutdown_wait_secs=5, cut to fit the stop's bound)")),
+}
+
+
+@pytest.mark.parametrize("answer, wait, left, expected", WAITS.values(), ids=WAITS.keys())
+def test_what_an_endpoint_answer_means_for_the_wait(answer, wait, left, expected):
+    assert endpoint_wait(answer, wait, left, "graceful_shutdown_wait_secs") == expected

@@ -16,7 +16,9 @@ from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, ProcessSp
 from executor.events import (
     ExitStatus,
     HealthChecked,
+    KillStep,
     LifecycleDone,
+    LifecycleProgress,
     ProcessExited,
     ProcessState,
     ProcessTransition,
@@ -55,7 +57,8 @@ def job(*procs: ProcessSpec, lifecycle: LifecycleSpec | None = None, health: boo
 
 
 class Harness:
-    def __init__(self, spec: JobSpec, kill_grace_secs: float | None = None) -> None:
+    def __init__(self, spec: JobSpec, kill_grace_secs: float | None = None,
+                 stop_within_secs: float | None = None) -> None:
         self.clock = FakeClock()
         self.effects = Effects(self.clock)
         self.procs = FakeProcs(self.effects)
@@ -65,8 +68,9 @@ class Harness:
             spec, sandbox="/sandbox", procs=self.procs, open_checkpoint=lambda: self.checkpoint,
             reporter=self.reporter, checker=None if spec.health.kind is CheckKind.NONE else FakeChecker(),
             start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
-            start_lifecycle=lambda done: FakeLifecycle(self.effects),
-            kill_grace_secs=kill_grace_secs, clock=self.clock, wall_clock=lambda: 0.0)
+            start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within),
+            kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs, clock=self.clock,
+            wall_clock=lambda: 0.0)
         self.done = False
 
     def post(self, event: object) -> None:
@@ -88,9 +92,10 @@ class Kill:
     reason: str = "killed by the agent (KILL)"
     grace: float | None = 5.0
     lifecycle: bool = True
+    now: bool = False  # immediate: a second Ctrl-C
 
     def __call__(self, h: Harness) -> None:
-        h.owner.request_kill(self.reason, self.grace, use_lifecycle=self.lifecycle)
+        h.owner.request_kill(self.reason, self.grace, use_lifecycle=self.lifecycle, immediate=self.now)
         h.step()
 
 
@@ -194,6 +199,26 @@ CASES = {
                         "5 update FAILED", "5 procs close"],
         (TaskState.FAILED, "health check failed: 1 consecutive health check failed "
                            "(max_consecutive_failures=0): HTTP 503")),
+    "a second Ctrl-C during the endpoints: SIGKILL at once, the final process skipped": (
+        job(ProcessSpec(name="a", cmdline="serve"), ProcessSpec(name="f", cmdline="x", final=True),
+            lifecycle=LIFECYCLE),
+        {}, [Wait(1), Kill("stopped by SIGINT"), Wait(0.5), Kill("second stop signal (SIGINT)", now=True),
+             Exit(sig=KILL)],
+        START + ["1 lifecycle start", "1.5 lifecycle cancel", "1.5 SIGKILL a[0]",
+                 "1.5 update KILLED", "1.5 procs close"],
+        (TaskState.KILLED, "stopped by SIGINT")),
+    "a second Ctrl-C while the final processes run kills them": (
+        job(ProcessSpec(name="a", cmdline="serve"), ProcessSpec(name="f", cmdline="x", final=True)),
+        {}, [Wait(1), Kill("stopped by SIGINT"), Exit(sig=TERM), Wait(1),
+             Kill("second stop signal (SIGINT)", now=True), Exit("f", sig=KILL)],
+        START + ["1 SIGTERM a[0]", "1 spawn f[0]", "2 SIGKILL f[0]", "2 update KILLED", "2 procs close"],
+        (TaskState.KILLED, "stopped by SIGINT")),
+    "a bound on the stop cuts the endpoints' waits and puts SIGKILL at the bound": (
+        job(lifecycle=LIFECYCLE), {"stop_within_secs": 2.0},
+        [Wait(1), Kill(grace=30.0), Deadline(), Deadline(), Exit(sig=KILL)],
+        START + ["1 lifecycle start (within 1 s)", "2 SIGTERM a[0]", "3 SIGKILL a[0]",
+                 "3 lifecycle: regular processes gone", "3 update KILLED", "3 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
     "an exit restarts the process; its success ends the task": (
         job(ProcessSpec(name="a", cmdline="x", max_failures=2, min_duration_secs=0.0)), {},
         [Wait(1), Exit(code=1), Wait(1), Exit(code=0)],
@@ -259,3 +284,25 @@ def test_an_unknown_event_is_logged_and_ignored(caplog):
     h.post("not an event")
     assert "ignored an unknown event 'not an event'" in caplog.text
     assert not h.done
+
+
+def test_the_steps_of_a_stop_reach_the_reporter():
+    """The console shows what a stop waits for: each endpoint's answer, then the signals."""
+    h = Harness(job(lifecycle=LIFECYCLE))
+    h.owner.start()
+    h.step()
+    Kill("stopped by SIGINT", grace=4.0)(h)
+    h.post(LifecycleProgress("POST http://localhost:31000/quitquitquit answered HTTP 501; "
+                             "not waiting: HTTP 501 says the service does not implement it", h.clock.now))
+    LifecycleEnds()(h)
+    steps = [(t.stage, t.reason) for t in h.reporter.transitions if isinstance(t, KillStep)]
+    assert steps == [
+        ("lifecycle", "POST http://localhost:31000/quitquitquit answered HTTP 501; not waiting: "
+                      "HTTP 501 says the service does not implement it"),
+        ("signals", "processes still running after /abortabortabort: SIGTERM now, SIGKILL in 4 s "
+                    "unless every process has exited"),
+    ]
+    Kill("second stop signal (SIGINT)", now=True)(h)
+    assert (h.reporter.transitions[-1].stage, h.reporter.transitions[-1].reason) == (
+        "now", "second stop signal (SIGINT): SIGKILL to every process now; the waits left and the "
+               "final processes are skipped")
