@@ -25,3 +25,5 @@ Import rules (tests/unit/test_layering.py fails on a wrong-way import):
 Pure modules (no I/O, threads, clocks or logging; the same test checks their imports) are
 listed in that test; each says so in its docstring.
 """
+
+__version__ = "0.1.0"  # `stoker --version`; the same as setup.py's (a test checks)

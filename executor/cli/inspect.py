@@ -16,6 +16,7 @@ from typing import Any
 from config.bind import bind
 from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, LoggerSpec, ProcessSpec
 from config.templates import port_names
+from config.words import printable_lines
 from healthcheck.policy import HealthPolicy
 
 # Stand-ins for what only the run knows; they never show (ports are shown by name).
@@ -40,7 +41,7 @@ def describe_job(job: Any) -> str:
     lines.extend(_health_lines(spec.health, plain["health_check_config"], port_of))
     lines.append(_lifecycle_line(spec.lifecycle, plain.get("lifecycle") or {}, port_of))
     lines.append("  ports: " + (", ".join(names) if names else "(none)"))
-    return "\n".join(lines) + "\n"
+    return printable_lines("\n".join(lines)) + "\n"
 
 
 def _port_ref(name: str) -> str:

@@ -1,6 +1,11 @@
 """Log rendering for every `stoker` command, configured once by the CLI: `TextFormatter`
-(one line per event, local time, level, logger, `event key=value ...`) or `JsonFormatter`
-(one JSON object per line, `--log-format json`). No other package configures logging.
+(one line per event, local time, level, logger, `event key=value ...`, control characters
+escaped) or `JsonFormatter` (one JSON object per line, `--log-format json`). No other
+package configures logging.
+
+The handler goes quiet when its stream goes away (a closed pipe, a hung-up terminal)
+instead of printing a traceback for every record, and drops the events it is told another
+output already shows (`stoker run` prints every state change on stdout).
 
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
@@ -8,15 +13,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
+
+from config.words import printable
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
-        line = f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        line = (f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {record.name}: "
+                f"{printable(record.getMessage())}")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -42,8 +52,38 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
-def configure(log_format: str = "text", level: str | int = "INFO", stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
+class QuietHandler(logging.StreamHandler):
+    """A StreamHandler that drops the `log_event` events named in `drop_events`, and stops
+    writing for good, without a traceback, once a write to its stream fails."""
+
+    def __init__(self, stream: Any, drop_events: Iterable[str] = ()) -> None:
+        super().__init__(stream)
+        self._drop = frozenset(drop_events)
+        self.gone = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.gone or getattr(record, "stoker_event", None) in self._drop:
+            return
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)
+            return
+        self.gone = True
+        try:  # so that the interpreter's last flush of this stream is quiet too
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self.stream.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def configure(log_format: str = "text", level: str | int = "INFO", stream: Any = None,
+              drop_events: Iterable[str] = ()) -> None:
+    handler = QuietHandler(stream or sys.stderr, drop_events)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -1,6 +1,8 @@
 """The `stoker` command: run, executor, inspect, status, tail. The only place logging is
-configured. Every expected failure (bad config, bad sandbox, missing variables) ends in one
-`stoker: error: ...` line and a non-zero exit, never in a bare traceback.
+configured. Every expected failure (bad config, bad sandbox, missing variables, a sandbox
+argument that is no directory) ends in one `stoker: error: ...` line naming the real cause
+and a non-zero exit (docs/contract.md §9), never in a bare traceback; every argument has a
+help text and every command an example.
 """
 from __future__ import annotations
 
@@ -12,57 +14,120 @@ import sys
 import time
 from pathlib import Path
 
+import executor
 from config.errors import ConfigError
-from config.settings import SECRET_VARIABLES, ExecutorSettings, RunSettings, add_arguments
+from config.settings import (
+    SECRET_VARIABLES,
+    ExecutorSettings,
+    RunSettings,
+    add_arguments,
+    flag_conflicts,
+    variables,
+)
+from config.words import printable
 from executor.cli import logsetup
 from executor.logs import log_event
 
 EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
+# `stoker run` prints these state changes on stdout: its stderr log does not repeat them.
+RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage")
+
+
+class UsageError(Exception):
+    """An argument names something that cannot be used (a sandbox that is no directory)."""
+
+
+def _command(sub, name: str, summary: str, example: str, details: str = "") -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + "." + details,
+                          epilog=example, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stoker",
         description="Run Aurora/Thermos job specs under Mesos or on this machine, with health checks.",
+        epilog="Example: stoker run examples/hello_world.aurora   (Ctrl-C stops it)\n"
+               "Every command: stoker COMMAND --help.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"stoker {executor.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    run = sub.add_parser("run", help="run a job on this machine, restarting it by the service rules")
+    run = _command(sub, "run", "run a job on this machine, restarting it by the service rules",
+                   "examples:\n  stoker run examples/hello_world.aurora\n"
+                   "  stoker run jobs.aurora devcluster/www-data/prod/hello --port http=8080 "
+                   "--kill-grace 5\n\n"
+                   "Ctrl-C, SIGTERM or SIGHUP stop it gracefully (exit 130, 143, 129); a second "
+                   "one kills at once.")
     add_arguments(run, RunSettings)
-    ex = sub.add_parser("executor", help="the Mesos executor (started by a Mesos agent; reads MESOS_*)")
+    ex = _command(sub, "executor", "the Mesos executor, started by a Mesos agent",
+                  _variables_epilog(), " It reads the agent's MESOS_* variables (below).")
     add_arguments(ex, ExecutorSettings)
 
-    inspect = sub.add_parser("inspect", help="load and validate a job; print it, or its task document")
-    inspect.add_argument("config")
-    inspect.add_argument("jobkey", nargs="?")
-    inspect.add_argument("--json", action="store_true", help="print the task document (TaskInfo.data)")
+    inspect = _command(sub, "inspect", "load and validate a job; print it, or its task document",
+                       "examples:\n  stoker inspect examples/hello_world.aurora\n"
+                       "  stoker inspect --json jobs.aurora devcluster/www-data/prod/hello | base64 -w0")
+    inspect.add_argument("config", metavar="CONFIG", help="the .aurora (or JSON) file defining the job")
+    inspect.add_argument("jobkey", nargs="?", metavar="JOBKEY",
+                         help="cluster/role/environment/name; optional when the file has one job")
+    inspect.add_argument("--json", action="store_true",
+                         help="print the task document for Mesos' TaskInfo.data instead")
 
-    status = sub.add_parser("status", help="print the checkpointed state of a task's sandbox")
-    status.add_argument("sandbox", nargs="?", default=None,
+    status = _command(sub, "status", "print the checkpointed state of a task's sandbox",
+                      "examples:\n  stoker status sandbox-hello-20261128-101500-3f2a1c\n"
+                      "  stoker status --json /var/lib/mesos/.../sandbox")
+    status.add_argument("sandbox", nargs="?", default=None, metavar="SANDBOX",
                         help="sandbox directory (default $MESOS_SANDBOX, else the current directory)")
     status.add_argument("--json", action="store_true", help="print the replayed state as JSON")
 
-    tail = sub.add_parser("tail", help="print a process's log of its latest run")
-    tail.add_argument("sandbox")
-    tail.add_argument("process")
+    tail = _command(sub, "tail", "print a process's log of its latest run",
+                    "examples:\n  stoker tail sandbox-hello-20261128-101500-3f2a1c hello\n"
+                    "  stoker tail SANDBOX web --stderr -f")
+    tail.add_argument("sandbox", metavar="SANDBOX", help="the task's sandbox directory")
+    tail.add_argument("process", metavar="PROCESS", help="the process's name, as in the job")
     tail.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing what is appended")
     return parser
+
+
+def _variables_epilog() -> str:
+    rows = variables(ExecutorSettings)
+    width = max(len(name) for name, _ in rows)
+    lines = [f"  {name:<{width}}  {meaning}" for name, meaning in rows]
+    return "environment (set by the agent; docs/contract.md §8):\n" + "\n".join(lines) + \
+        "\n\nexample (what an agent runs):\n  MESOS_AGENT_ENDPOINT=127.0.0.1:5051 " \
+        "MESOS_FRAMEWORK_ID=... MESOS_EXECUTOR_ID=... stoker executor"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except ConfigError as exc:
-        print(f"stoker: error: {exc}", file=sys.stderr)
+    except (ConfigError, UsageError) as exc:
+        _error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        _quiet_stdout()
         return 0
+
+
+def _error(message: str) -> None:
+    print(f"stoker: error: {printable(message)}", file=sys.stderr)
+
+
+def _quiet_stdout() -> None:
+    """The reader closed stdout: point it at /dev/null so the interpreter's last flush of
+    what is still buffered does not print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -93,11 +158,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from executor.local.run import LocalRun, SandboxError
 
     settings = RunSettings.from_args(args, os.environ)
-    logsetup.configure(settings.log_format, settings.log_level)
+    logsetup.configure(settings.log_format, settings.log_level, drop_events=RUN_PRINTED_EVENTS)
+    for conflict in flag_conflicts(RunSettings, args, os.environ):
+        print(f"stoker: warning: {printable(conflict)}", file=sys.stderr)
     try:
         return LocalRun(settings).run()
     except SandboxError as exc:
-        print(f"stoker: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
 
 
@@ -115,7 +182,16 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _default_sandbox(given: str | None) -> Path:
-    return Path(given or os.environ.get("MESOS_SANDBOX") or ".")
+    return _sandbox_dir(Path(given or os.environ.get("MESOS_SANDBOX") or "."))
+
+
+def _sandbox_dir(path: Path) -> Path:
+    """`path`, which must be an existing directory: else the UsageError that says which."""
+    if not path.exists():
+        raise UsageError(f"sandbox {path} does not exist")
+    if not path.is_dir():
+        raise UsageError(f"sandbox {path} is not a directory")
+    return path
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -129,10 +205,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     try:
         records = read_records(sandbox)
     except OSError as exc:  # CheckpointError: e.g. a FIFO or a symlink where it should be
-        print(f"stoker: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 1
     if not records:
-        print(f"stoker: error: no checkpoint in {sandbox}/.stoker (is this a task sandbox?)", file=sys.stderr)
+        _error(f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)")
         return 1
     view = replay(records)
     if args.json:
@@ -151,9 +227,9 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     from executor.cli.views import follow, latest_log
 
     try:
-        path = latest_log(Path(args.sandbox), args.process, args.stderr)
+        path = latest_log(_sandbox_dir(Path(args.sandbox)), args.process, args.stderr)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"stoker: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 1
     out = sys.stdout.buffer
     with open(path, "rb") as fh:

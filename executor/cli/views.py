@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from config.words import printable_lines
 from executor.task.replay import AttemptView, ProcessView, RunView, TaskView
 
 FOLLOW_IDLE_SECS = 0.2
@@ -123,7 +124,7 @@ def format_status(view: TaskView, now_wall: float) -> str:
         lines.append("no processes recorded")
     lines.append("")
     lines.extend(_health_lines(cur))
-    return "\n".join(lines) + "\n"
+    return printable_lines("\n".join(lines)) + "\n"  # names and reasons come from the checkpoint
 
 
 def latest_log(sandbox: Path, process: str, stderr: bool) -> Path:

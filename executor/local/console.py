@@ -1,18 +1,86 @@
 """`stoker run`'s console: each state change as one readable line, and a live view.
 
 Owns what `stoker run` prints while a task runs: one line per transition (time, task,
-subject, old → new, reason) and, on a terminal, a one-line live view of the task under the
-log. Never decides anything and never touches task state: it is the owner's reporter.
+subject, old → new, reason) in columns sized to the task's names; under a run that failed,
+the last lines of its stderr and the `stoker tail` command for the rest; each step of a
+stop and what it waits for; and, on a terminal, a one-line live view of the task under the
+log, cleared when the task ends. Every text goes through `config.words.printable`, so a
+health endpoint's body or a process's output never drives the operator's terminal.
+
+`Output` is stdout that never raises: when the reader goes away (`| head`, a quit pager, a
+hung-up terminal) it says so once on the log and drops what follows, and the task goes on.
+Never decides anything and never touches task state: it is the owner's reporter.
 """
 from __future__ import annotations
 
+import logging
 import os
+import shlex
 import shutil
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO, assert_never
 
-from executor.events import HealthTransition, PhaseTransition, ProcessTransition, TaskTransition, Transition
+from config.words import printable
+from executor.events import (
+    HealthTransition,
+    KillStep,
+    PhaseTransition,
+    ProcessTransition,
+    RunOutcome,
+    TaskTransition,
+    Transition,
+)
 from executor.task.status import Update
+
+logger = logging.getLogger(__name__)
+
+LABEL_WIDTH = 12  # the narrowest columns; longer names widen them
+SUBJECT_WIDTH = 16
+TAIL_LINES = 5  # a failed run's stderr lines shown under it
+TAIL_BYTES = 8192  # read from the end of that stderr, at most
+TAIL_LINE_CHARS = 200
+
+
+class Output:
+    """A text stream whose writes never raise. The first write that fails (a closed pipe,
+    a hung-up terminal) makes it gone for good: one WARNING on the log, `note` appended,
+    and the stream's descriptor pointed at /dev/null so that the interpreter's last flush
+    is quiet too."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.gone = False
+        self.note = ""  # what to do instead, for the warning (e.g. the `stoker status` command)
+
+    def write(self, text: str) -> None:
+        if self.gone:
+            return
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError, AttributeError) as exc:  # closed under us, or None: no fd 1
+            self._lose(exc)
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty() and os.environ.get("TERM", "dumb") != "dumb"
+        except (AttributeError, ValueError, OSError):
+            return False
+
+    def _lose(self, exc: BaseException) -> None:
+        self.gone = True
+        logger.warning("stdout is gone (%s: %s): state changes are no longer printed; the task "
+                       "goes on%s", type(exc).__name__, exc, f" ({self.note})" if self.note else "")
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a file (a test's StringIO): nothing will flush it at exit
 
 
 class ConsoleReporter:
@@ -20,33 +88,50 @@ class ConsoleReporter:
 
     On a terminal it also keeps a one-line live view under the log (task state, each
     process's state and run, the last health check), redrawn on every change — never on a
-    timer, so an idle task costs no wakeups.
+    timer, so an idle task costs no wakeups — and cleared by `close()`.
     """
 
-    def __init__(self, out: TextIO, label: str, live: bool | None = None) -> None:
+    def __init__(self, out: Output, label: str, *, sandbox: Path | None = None,
+                 names: Sequence[str] = (), live: bool | None = None) -> None:
         self._out = out
-        self._label = label
-        self._live = _isatty(out) if live is None else live
+        self._label = printable(label)
+        self._sandbox = sandbox
+        self._live = out.isatty() if live is None else live
+        self._label_width = max(LABEL_WIDTH, len(self._label))
+        # "name[100]": run numbers stay under the run cap's 3 digits
+        self._subject_width = max([SUBJECT_WIDTH] + [len(printable(n)) + 5 for n in names])
         self._task_state = "NEW"
         self._processes: dict[str, str] = {}
         self._health = ""
+        self._closed = False
+        self.stop_hint = ""  # set (from a signal handler) when the user asks for a stop
+
+    @property
+    def indent(self) -> str:
+        """Spaces up to the text column, for lines that belong to the line above."""
+        return " " * (len("00:00:00.000") + 2 + self._label_width + 1 + self._subject_width + 1)
 
     def line(self, subject: str, text: str) -> None:
         now = time.time()
         stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-        clear = "\r\x1b[2K" if self._live else ""
-        self._out.write(f"{clear}{stamp}  {self._label:<12} {subject:<16} {text}\n")
+        self._write(f"{stamp}  {self._label:<{self._label_width}} "
+                    f"{printable(subject):<{self._subject_width}} {printable(text)}\n")
+        if self.stop_hint:
+            hint, self.stop_hint = self.stop_hint, ""
+            self._write(f"{self.indent}{printable(hint)}\n")
         self._redraw()
 
+    def _write(self, text: str) -> None:
+        self._out.write(("\r\x1b[2K" if self._live and not self._closed else "") + text)
+
     def _redraw(self) -> None:
-        if self._live:
+        if self._live and not self._closed:
             procs = " ".join(f"{name}:{state}" for name, state in self._processes.items())
-            view = f"[{self._label} {self._task_state}] {procs}"
+            view = f"[{self._label} {self._task_state}] {printable(procs)}"
             if self._health:
                 view += f" | health {self._health}"
             width = shutil.get_terminal_size((120, 20)).columns - 1
             self._out.write("\x1b[7m" + view[:width] + "\x1b[0m")
-        self._out.flush()
 
     def on_transition(self, t: Transition) -> None:
         match t:
@@ -56,11 +141,15 @@ class ConsoleReporter:
             case ProcessTransition():
                 self._processes[t.process] = f"{t.to.value}[{t.run}]"
                 self.line(f"{t.process}[{t.run}]", f"{t.from_.value} → {t.to.value}  {t.reason}")
+                if t.outcome is RunOutcome.FAILED and t.run is not None:
+                    self._failure_context(t.process, t.run)
             case PhaseTransition():
                 self.line("supervisor", f"{t.from_.value} → {t.to.value}  {t.reason}")
+            case KillStep():
+                self.line("stop", f"{t.stage}: {t.reason}")
             case HealthTransition():  # every attempt: the live view only, not a line
                 self._health = f"{t.to.value} #{t.attempt} {t.outcome.value}"
-                if self._live:
+                if self._live and not self._closed:
                     self._out.write("\r\x1b[2K")
                     self._redraw()
             case _:
@@ -70,13 +159,41 @@ class ConsoleReporter:
         pass  # task transitions already carry every update's state and reason
 
     def close(self) -> None:
-        if self._live:
+        """Clear the live view; later lines (the run's verdict) are printed without it."""
+        if self._live and not self._closed:
             self._out.write("\r\x1b[2K")
-            self._out.flush()
+        self._closed = True
+
+    def _failure_context(self, process: str, run: int) -> None:
+        """The last lines the failed run wrote to stderr, and the command for all of it."""
+        if self._sandbox is None:
+            return
+        path = self._sandbox / ".logs" / process / str(run) / "stderr"
+        lines = _tail_lines(path)
+        if lines is None:
+            return  # no stderr log (destination console or none, or it never started)
+        tail = f"stoker tail {shlex.quote(str(self._sandbox))} {shlex.quote(process)}"
+        if not lines:
+            self._write(f"{self.indent}(its stderr is empty; its stdout: {tail} --run {run})\n")
+            return
+        for text in lines:
+            self._write(f"{self.indent}| {printable(text)[:TAIL_LINE_CHARS]}\n")
+        self._write(f"{self.indent}(the last {len(lines)} lines of its stderr; all of it: "
+                    f"{tail} --stderr --run {run})\n")
+        self._redraw()
 
 
-def _isatty(out: TextIO) -> bool:
+def _tail_lines(path: Path) -> list[str] | None:
+    """The last TAIL_LINES non-blank lines of `path` (read from its last TAIL_BYTES); None
+    when it cannot be read."""
     try:
-        return out.isatty() and os.environ.get("TERM", "dumb") != "dumb"
-    except (AttributeError, ValueError):
-        return False
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read(TAIL_BYTES)
+    except OSError:
+        return None
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > TAIL_BYTES and lines:
+        lines = lines[1:]  # the first one was cut by the seek
+    return [line for line in lines if line.strip()][-TAIL_LINES:]

@@ -1,6 +1,11 @@
 """`stoker run`: one job on this machine, no cluster. Plays the scheduler's part (docs/contract.md
 §7): allocates loopback ports, binds the templates, makes the sandbox, runs the task with a
-TaskOwner, and restarts it by the service rules. Ctrl-C / SIGTERM stop it gracefully.
+TaskOwner, and restarts it by the service rules.
+
+Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop it gracefully — lifecycle endpoints,
+SIGTERM, SIGKILL after the grace, the final processes — and it exits 128 + the signal's
+number (docs/contract.md §9); a second one kills every process at once. `--kill-grace`
+bounds the whole stop, lifecycle waits included. A closed stdout never stops the task.
 """
 from __future__ import annotations
 
@@ -20,11 +25,13 @@ from typing import Any, TextIO, assert_never
 import attrs
 
 from config.bind import bind
+from config.errors import ConfigError
 from config.loader import job_key, load_job
 from config.settings import RunSettings, pop_secrets
 from config.templates import port_names
+from config.words import did_you_mean
 from executor.events import TaskState
-from executor.local.console import ConsoleReporter
+from executor.local.console import ConsoleReporter, Output
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
@@ -62,6 +69,8 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = Path.cwd() / f"sandbox-{job_name}-{stamp}-{uuid.uuid4().hex[:6]}"
+    if path.exists() and not path.is_dir():
+        raise SandboxError(f"sandbox {path} exists and is not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -75,15 +84,28 @@ class SandboxError(Exception):
     pass
 
 
+def _check_fixed_ports(fixed: Mapping[str, int], names: list[str], key: str) -> None:
+    """Every `--port NAME=NUM` must name a port the job uses: a typo is an error, not a
+    port silently left unused."""
+    for name in sorted(set(fixed) - set(names)):
+        close = did_you_mean(name, names) if names else ""
+        close = f" ({close[2:]})" if close.startswith("; did you mean") else ""
+        uses = f"; its ports: {', '.join(names)}" if names else "; it uses no ports"
+        raise ConfigError(f"--port {name}={fixed[name]}: job {key} has no port named "
+                          f"{name!r}{close}{uses}")
+
+
 class LocalRun:
     """Runs attempts of one job until the service rules say stop; returns the exit code."""
 
     def __init__(self, settings: RunSettings, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None) -> None:
         self._settings = settings
-        self._out = out
+        self._out = Output(out)
         self._environ = dict(os.environ if environ is None else environ)
         self._stop = threading.Event()
         self._owner: TaskOwner | None = None
+        self._console: ConsoleReporter | None = None
+        self._signal: int | None = None  # the signal that asked for the stop
 
     def stop(self, reason: str) -> None:
         self._stop.set()
@@ -91,12 +113,31 @@ class LocalRun:
         if owner is not None:
             owner.request_kill(reason)
 
-    def _install_signals(self) -> None:
-        def handler(signum, _frame):
-            self.stop(f"stopped by {signal.Signals(signum).name}")
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        """The first signal stops gracefully; any later one kills at once. Only posts and
+        sets flags: it may interrupt the console in the middle of a line."""
+        name = signal.Signals(signum).name
+        if self._signal is None:
+            self._signal = signum
+            console = self._console
+            if console is not None:
+                console.stop_hint = (f"{name}: stopping gracefully; press Ctrl-C again (or send "
+                                     "another SIGTERM) to kill every process at once")
+            self.stop(f"stopped by {name}")
+            return
+        owner = self._owner
+        if owner is not None:
+            owner.request_kill(f"second stop signal ({name})", immediate=True)
 
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup keeps it ignored
+            signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _exit_code(self, code: int) -> int:
+        """A stop asked for by a signal exits 128 + its number, as a shell expects."""
+        return code if self._signal is None else 128 + self._signal
 
     def run(self) -> int:
         prepared = self._prepare()
@@ -116,29 +157,34 @@ class LocalRun:
             decision = rules.ended(final.state, ended.uptime_secs, stop_requested=self._stop.is_set())
             match decision:
                 case Stop():
+                    code = self._exit_code(decision.exit_code)
                     ended.console.line("stoker", f"{final.state.value}: {final.message}; "
-                                                 f"{decision.reason} (exit {decision.exit_code})")
-                    return decision.exit_code
+                                                 f"{decision.reason} (exit {code})")
+                    return code
                 case Restart():
                     ended.console.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
                     if self._stop.wait(decision.delay_secs):
-                        return 0 if final.state is not TaskState.FAILED else 1
+                        code = self._exit_code(0 if final.state is not TaskState.FAILED else 1)
+                        ended.console.line("stoker", f"stopped during the restart delay (exit {code})")
+                        return code
                 case _:
                     assert_never(decision)
-        return 0
+        return self._exit_code(0)
 
     def _prepare(self) -> Prepared:
         """Load the job, choose its ports, make the sandbox, and say so."""
         s = self._settings
         job = load_job(s.config, s.jobkey)
-        ports = allocate_ports(port_names(job), s.ports)
+        names = port_names(job)
+        _check_fixed_ports(s.ports, names, job_key(job))
+        ports = allocate_ports(names, s.ports)
         name = job_key(job).rsplit("/", 1)[-1]
         sandbox = make_sandbox(s.sandbox, name)
+        self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {sandbox}\n")
         if ports:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
             self._out.write(f"stoker run: ports {shown}\n")
-        self._out.flush()
         env = dict(self._environ)
         pop_secrets(env)  # a token from an outer executor never reaches the task
         return Prepared(job=job, name=name, ports=ports, sandbox=sandbox, env=env)
@@ -151,9 +197,11 @@ class LocalRun:
                     hostname=socket.gethostname(), user=getpass.getuser())
         if number > 0:
             _archive_logs(prepared.sandbox, number)
-        console = ConsoleReporter(self._out, spec.label)
+        console = ConsoleReporter(self._out, spec.label, sandbox=prepared.sandbox,
+                                  names=[p.name for p in spec.task.processes])
         owner = owner_for(spec, prepared.sandbox, prepared.env, console,
-                          kill_grace_secs=s.kill_grace_secs)
+                          kill_grace_secs=s.kill_grace_secs, stop_within_secs=s.kill_grace_secs)
+        self._console = console
         self._owner = owner
         if self._stop.is_set():
             return None

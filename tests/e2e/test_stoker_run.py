@@ -56,7 +56,7 @@ def test_seed_example_runs_and_a_killed_process_is_restarted(stoker):
     assert "hello[0]         RUNNING → LOST" in out or "RUNNING → WAITING" in out
     assert (run.sandbox / ".logs/hello/0/stdout").read_text().startswith("hello world")
     run.signal(signal.SIGINT)
-    assert run.wait() == 0
+    assert run.wait() == 130  # 128 + SIGINT (docs/contract.md §9)
     assert "task             KILLING → KILLED" in run.stdout()
     assert not live(task_pids(run.sandbox))
 
@@ -99,7 +99,7 @@ def test_service_restarts_after_its_task_ends(stoker, tmp_path):
     run.wait_output("task             RUNNING → FINISHED", count=3)
     assert "services restart on any end" in run.stdout()
     run.signal(signal.SIGTERM)
-    assert run.wait() in (0,)
+    assert run.wait() == 143  # 128 + SIGTERM
 
 
 def test_health_checked_service_goes_running_then_fails_and_restarts(stoker, tmp_path):
@@ -122,7 +122,7 @@ def test_health_checked_service_goes_running_then_fails_and_restarts(stoker, tmp
     health = [r for r in checkpoint_records(run.sandbox) if r["kind"] == "health"]
     assert health and {"passed", "failed"} <= {r["outcome"] for r in health}
     run.signal(signal.SIGINT)
-    assert run.wait() == 0
+    assert run.wait() == 130
 
 
 def test_snooze_file_keeps_a_failing_service_running(stoker, tmp_path):
@@ -159,7 +159,7 @@ def test_sigterm_stops_the_task_and_leaves_no_process(stoker, tmp_path):
     daemon = wait_for(lambda: (run.sandbox / "daemon.pid").exists() and int((run.sandbox / "daemon.pid").read_text()))
     pids = task_pids(run.sandbox) | {daemon}
     run.signal(signal.SIGTERM)
-    assert run.wait() == 0
+    assert run.wait() == 143
     assert "KILLING → KILLED" in run.stdout()
     assert not live(pids)
 

@@ -39,6 +39,9 @@ Health and lifecycle (HTTP/1.0 on 127.0.0.1)
   --lifecycle-log F         append `quitquitquit` / `abortabortabort` lines for each POST
   --exit-on-quit            POST /quitquitquit makes the process exit (status --exit-code)
   --exit-on-abort           POST /abortabortabort makes the process exit with status 137
+  --lifecycle-code N        answer both lifecycle POSTs with HTTP N (default 200; 501: a
+                            service that does not implement them)
+  --health-body TEXT        GET /health answers 200 with TEXT instead of `ok`
 
 GET /health answers 200 `ok` (or 500 `failing`); any other path answers 404.
 """
@@ -90,6 +93,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lifecycle-log")
     p.add_argument("--exit-on-quit", action="store_true")
     p.add_argument("--exit-on-abort", action="store_true")
+    p.add_argument("--lifecycle-code", type=int, default=200)
+    p.add_argument("--health-body", default="ok")
     return p.parse_args(argv)
 
 
@@ -213,7 +218,10 @@ def _serve(args: argparse.Namespace) -> None:
                 ok = False
             if args.health_ok_after is not None and n <= args.health_ok_after:
                 ok = False
-            self._answer(200, b"ok") if ok else self._answer(500, b"failing")
+            if ok:
+                self._answer(200, args.health_body.encode())
+            else:
+                self._answer(500, b"failing")
 
         def do_POST(self) -> None:
             name = self.path.strip("/")
@@ -222,7 +230,7 @@ def _serve(args: argparse.Namespace) -> None:
             if args.lifecycle_log:
                 with lock, open(args.lifecycle_log, "a") as f:
                     f.write(name + "\n")
-            self._answer(200, b"ok")
+            self._answer(args.lifecycle_code, b"ok" if args.lifecycle_code < 300 else b"no")
             self.wfile.flush()
             if name == "quitquitquit" and args.exit_on_quit:
                 os._exit(args.exit_code)

@@ -1,0 +1,297 @@
+"""The `stoker` command line as a new user meets it: one `stoker: error:` line naming the
+real cause, help for every argument, `--version`, no third-party warnings, nothing printed
+that can drive the terminal, and `stoker run`'s output: columns, a failed run's stderr,
+no line twice, the live view cleared at the end (docs/contract.md §1, §8, §9).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from config.settings import ExecutorSettings, variables
+from executor.cli.main import _parser
+from tests.support.pty_proc import PtyProcess
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
+
+EXAMPLES = REPO / "examples"
+FAKE = REPO / "tests/support/fake_task.py"
+RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
+
+
+def stoker(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+           python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MESOS_", "STOKER_"))}
+    full_env["PYTHONPATH"] = str(REPO)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, *python_flags, "-m", "executor", *args], cwd=cwd or REPO,
+                          env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def one_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The single `stoker: error:` line of a failed command, without its prefix."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stoker: error: "), result.stderr
+    return lines[0].removeprefix("stoker: error: ")
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "job.aurora"
+    path.write_text(textwrap.dedent(body).lstrip("\n"))
+    return path
+
+
+# ---- errors name the real cause ----
+
+
+def test_status_of_a_missing_directory_says_so():
+    assert one_error(stoker("status", "/nonexistent/sandbox")) == "sandbox /nonexistent/sandbox does not exist"
+
+
+def test_status_of_a_file_says_it_is_no_directory():
+    assert one_error(stoker("status", "README.md")) == "sandbox README.md is not a directory"
+
+
+def test_tail_of_a_missing_directory_says_so():
+    assert one_error(stoker("tail", "/nonexistent/sandbox", "web")) == "sandbox /nonexistent/sandbox does not exist"
+
+
+def test_a_sandbox_that_is_a_file_is_named_as_such(tmp_path):
+    message = one_error(stoker("run", str(EXAMPLES / "hello_world.aurora"), "--sandbox", "README.md"))
+    assert message == "sandbox README.md exists and is not a directory"
+
+
+def test_arguments_in_aurora_order_get_a_hint():
+    example = str(EXAMPLES / "hello_world.aurora")
+    message = one_error(stoker("inspect", "devcluster/www-data/prod/hello", example))
+    assert message == ("devcluster/www-data/prod/hello: cannot read the config file: No such file or "
+                       "directory; the config file comes first, then the job key: did you mean "
+                       f"{example} devcluster/www-data/prod/hello?")
+
+
+def test_a_port_name_the_job_does_not_use_is_an_error(tmp_path):
+    cfg = write_config(tmp_path, f"""
+        web = Process(name='web', cmdline='serve {{{{thermos.ports[health]}}}} {{{{thermos.ports[http]}}}}')
+        jobs = [Job(cluster='c', role='r', environment='e', name='web', task=Task(processes=[web], {RESOURCES}))]
+    """)
+    message = one_error(stoker("run", str(cfg), "--port", "helth=8080", "--sandbox", str(tmp_path / "sb"),
+                               cwd=tmp_path))
+    assert message == ("--port helth=8080: job c/r/e/web has no port named 'helth' (did you mean 'health'?); "
+                       "its ports: health, http")
+    assert not (tmp_path / "sb").exists()
+
+
+def test_a_port_for_a_job_without_ports(tmp_path):
+    message = one_error(stoker("run", str(EXAMPLES / "hello_world.aurora"), "--port", "http=8080",
+                               cwd=tmp_path))
+    assert message == "--port http=8080: job devcluster/www-data/prod/hello has no port named 'http'; it uses no ports"
+
+
+def test_settings_errors_speak_in_flags_not_classes():
+    message = one_error(stoker("run", str(EXAMPLES / "hello_world.aurora"), "--kill-grace", "soon"))
+    assert message == "--kill-grace='soon' is not a duration (e.g. 15mins, 500ms)"
+
+
+def test_an_unknown_attribute_in_a_config_names_struct_field_and_fix(tmp_path):
+    cfg = write_config(tmp_path, f"""
+        web = Process(name='web', cmdlin='serve')
+        jobs = [Job(cluster='c', role='r', environment='e', name='web', task=Task(processes=[web], {RESOURCES}))]
+    """)
+    assert one_error(stoker("inspect", str(cfg))) == f"{cfg}:1: Process has no field 'cmdlin'; did you mean 'cmdline'?"
+
+
+def test_runaway_recursion_in_a_config_is_one_short_line(tmp_path):
+    cfg = write_config(tmp_path, "def f():\n    return f()\njobs = [f()]\n")
+    message = one_error(stoker("inspect", str(cfg)))
+    assert message == (f"{cfg}:2: RecursionError: the config code recursed too deeply (a function that "
+                       "calls itself without end?)")
+
+
+def test_an_explicit_sandbox_wins_over_mesos_sandbox_with_one_warning(tmp_path):
+    cfg = write_config(tmp_path, f"""
+        jobs = [Job(cluster='c', role='r', environment='e', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='true')], {RESOURCES}))]
+    """)
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    result = stoker("run", str(cfg), "--sandbox", str(mine), cwd=tmp_path, env={"MESOS_SANDBOX": str(theirs)})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"stoker: warning: --sandbox {mine} wins over MESOS_SANDBOX={theirs}"]
+    assert (mine / ".stoker" / "checkpoint.jsonl").exists() and not theirs.exists()
+
+
+# ---- a conventional, quiet command line ----
+
+
+def test_version():
+    result = stoker("--version")
+    assert result.returncode == 0 and re.fullmatch(r"stoker \d+\.\d+\.\d+\n", result.stdout)
+    try:
+        from importlib.metadata import version
+
+        assert result.stdout == f"stoker {version('stoker')}\n"
+    except ImportError:
+        pass
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("name", sorted(_subcommands()))
+def test_every_command_has_a_description_an_example_and_help_for_every_argument(name):
+    parser = _subcommands()[name]
+    assert parser.description and f"stoker {name}" in (parser.epilog or ""), name
+    for action in parser._actions:
+        assert action.help and action.help != argparse.SUPPRESS, f"stoker {name} {action.dest}"
+
+
+def test_executor_help_lists_the_variables_it_reads():
+    out = stoker("executor", "--help").stdout
+    for name, _ in variables(ExecutorSettings):
+        assert name in out, name
+    assert "MESOS_AGENT_ENDPOINT" in out and "(required)" in out
+
+
+@pytest.mark.parametrize("args", [["inspect", "examples/hello_world.aurora"], ["--help"], ["run", "--help"]])
+def test_no_third_party_warning_reaches_stderr(tmp_path, args):
+    """pystachio has invalid escapes: compiled from source (as a zipapp does on every call),
+    Python 3.12+ prints SyntaxWarnings, 3.11 DeprecationWarnings. Made errors here."""
+    import pystachio
+
+    copy = tmp_path / "site"
+    shutil.copytree(Path(pystachio.__file__).parent, copy / "pystachio",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    result = stoker(*args, env={"PYTHONPATH": f"{copy}:{REPO}", "PYTHONDONTWRITEBYTECODE": "1"},
+                    python_flags=("-W", "error::SyntaxWarning", "-W", "error::DeprecationWarning"))
+    assert result.returncode == 0 and result.stderr == ""
+    # the copy was used, and without the filter it does warn: the test can fail
+    bare = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-W", "error::SyntaxWarning",
+                           "-c", "import pystachio; print(pystachio.__file__)"],
+                          env={**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"},
+                          capture_output=True, text=True, timeout=30)
+    assert bare.returncode != 0 and "invalid escape sequence" in bare.stderr
+
+
+# ---- nothing printed drives the terminal ----
+
+
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x9b31m"
+
+
+def test_escape_sequences_from_a_health_body_and_a_process_name_come_out_escaped(tmp_path):
+    body = ESCAPES.replace("\x1b", "\\e").replace("\x07", "\\a").replace("\x9b", "\\x9b")
+    cfg = write_config(tmp_path, f"""
+        web = Process(name='web', cmdline="exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-body $'{body}'")
+        jobs = [Job(cluster='c', role='r', environment='e', name='web', task=Task(processes=[web], {RESOURCES}),
+                    health_check_config=HealthCheckConfig(initial_interval_secs=1, interval_secs=0.2),
+                    lifecycle=DisableLifecycle)]
+    """)
+    sandbox = tmp_path / "sandbox"
+    run = StokerProcess(["run", str(cfg), "--sandbox", str(sandbox), "--kill-grace", "0.5"], tmp_path)
+    try:
+        assert run.wait(30) == 1  # the body is not "ok": the health check fails the task
+    finally:
+        run.close()
+        kill_leftovers(task_pids(sandbox))
+    out = run.stdout()
+    assert 'body "\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m", expected "ok"' in out
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", out + run.stderr())
+    # `stoker status` of the same sandbox, with a process name as a crafted checkpoint has it
+    path = sandbox / ".stoker" / "checkpoint.jsonl"
+    path.write_text(path.read_text().replace('"process":"web"', '"process":"we\\u001b[31mb"'))
+    status = stoker("status", str(sandbox))
+    assert status.returncode == 0, status.stderr
+    assert "we\\x1b[31mb" in status.stdout and "\\x1b[2J\\x1b]0;pwned" in status.stdout
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", status.stdout + status.stderr)
+
+
+# ---- stoker run's output ----
+
+
+def test_a_failed_run_shows_its_last_stderr_lines_and_the_tail_command(tmp_path):
+    cfg = write_config(tmp_path, f"""
+        a = Process(name='a', cmdline="echo starting; for i in 1 2 3 4 5 6 7; do echo line $i >&2; done; "
+                                       "printf 'OSError: [Errno 98] Address already in use\\\\x1b[31m\\\\n' >&2; exit 1")
+        jobs = [Job(cluster='c', role='r', environment='e', name='fails', task=Task(processes=[a], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    result = stoker("run", str(cfg), "--sandbox", str(sandbox), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    failed = next(i for i, line in enumerate(lines) if "a[0]             RUNNING → FAILED" in line)
+    indent = " " * lines[failed].index("RUNNING → FAILED")
+    assert lines[failed + 1:failed + 7] == [
+        f"{indent}| line 3", f"{indent}| line 4", f"{indent}| line 5", f"{indent}| line 6", f"{indent}| line 7",
+        f"{indent}| OSError: [Errno 98] Address already in use\\x1b[31m",
+    ][-5:] + [f"{indent}(the last 5 lines of its stderr; all of it: stoker tail {sandbox} a --stderr --run 0)"]
+
+
+def test_state_changes_are_not_repeated_on_stderr(tmp_path):
+    cfg = write_config(tmp_path, f"""
+        jobs = [Job(cluster='c', role='r', environment='e', name='fails',
+                    task=Task(processes=[Process(name='a', cmdline='exit 3')], {RESOURCES}))]
+    """)
+    result = stoker("run", str(cfg), "--sandbox", str(tmp_path / "sb"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "a[0]             RUNNING → FAILED" in result.stdout
+    assert result.stderr == "", result.stderr  # the WARNING for the failed process was a repeat
+
+
+def test_columns_are_sized_to_the_longest_process_name(tmp_path):
+    long = "a_rather_long_process_name_for_columns"
+    cfg = write_config(tmp_path, f"""
+        jobs = [Job(cluster='c', role='r', environment='e', name='cols',
+                    task=Task(processes=[Process(name='{long}', cmdline='true'), Process(name='b', cmdline='true')],
+                              {RESOURCES}))]
+    """)
+    result = stoker("run", str(cfg), "--sandbox", str(tmp_path / "sb"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text_columns = {len(re.match(r"\S+\s+\S+\s+\S+\s+", line).group())
+                    for line in result.stdout.splitlines() if " → " in line}
+    assert len(text_columns) == 1, result.stdout  # one text column, under the longest subject
+    assert re.search(re.escape(long) + r"\[0\]   WAITING → RUNNING", result.stdout)  # room for [100]
+
+
+def test_the_live_view_on_a_terminal_is_cleared_at_the_end(tmp_path):
+    cfg = write_config(tmp_path, f"""
+        jobs = [Job(cluster='c', role='r', environment='e', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='sleep 0.3')], {RESOURCES}))]
+    """)
+    term = PtyProcess(["run", str(cfg), "--sandbox", str(tmp_path / "sb")], tmp_path)
+    try:
+        out = term.read_to_end(20)
+        assert term.wait() == 0
+    finally:
+        term.close()
+    assert b"\x1b[7m[once.0 RUNNING]" in out  # the live view was there
+    assert out.endswith(b"task finished successfully (exit 0)\r\n"), out[-300:]  # nothing drawn after
+    last = out.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+    assert b"\x1b[7m" not in last.rsplit(b"\x1b[2K", 1)[-1]  # the view was cleared before it
+
+
+def test_ctrl_c_on_a_terminal_prints_the_hint_and_exits_130(tmp_path):
+    cfg = write_config(tmp_path, f"""
+        jobs = [Service(cluster='c', role='r', environment='e', name='svc',
+                        task=Task(processes=[Process(name='a', cmdline='sleep 60')], {RESOURCES}))]
+    """)
+    term = PtyProcess(["run", str(cfg), "--sandbox", str(tmp_path / "sb")], tmp_path)
+    try:
+        term.read_until("a[0]             WAITING → RUNNING".encode())
+        os.kill(term.pid, signal.SIGINT)
+        assert term.wait() == 130
+        out = term.read_to_end(5)
+    finally:
+        term.close()
+        kill_leftovers(task_pids(tmp_path / "sb"))
+    assert b"SIGINT: stopping gracefully; press Ctrl-C again" in out
+    assert out.rstrip(b"\r\n").endswith(b"(exit 130)")

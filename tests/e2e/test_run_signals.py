@@ -1,0 +1,239 @@
+"""`stoker run` under real pipes, terminals and signals (docs/contract.md §6, §9).
+
+A closed stdout never stops the task; SIGINT, SIGTERM and SIGHUP stop it gracefully
+(lifecycle endpoints, SIGTERM, the final processes) and exit 128 + the signal's number; a
+second signal kills at once; `--kill-grace` bounds the whole stop; an endpoint that answers
+501 is not waited for. Real processes, a real pipe, a real pseudo-terminal.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.pty_proc import PtyProcess
+from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.waiting import wait_for
+
+FAKE = REPO / "tests/support/fake_task.py"
+RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "job.aurora"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def service(tmp_path: Path, main: str, *, final: str = "echo finalized > final.txt", extra: str = "",
+            task_extra: str = "") -> Path:
+    """A service with a main process `main`, a final process, and `extra` job fields."""
+    return write_config(tmp_path, f"""
+        main = Process(name='main', cmdline={main!r})
+        fin = Process(name='fin', cmdline={final!r}, final=True)
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main, fin], {RESOURCES}{task_extra}){extra})]
+    """)
+
+
+def ticking_service(tmp_path: Path) -> Path:
+    """A service that prints a state change every ~0.15 s (a daemon that keeps restarting)."""
+    return write_config(tmp_path, f"""
+        main = Process(name='main', cmdline={TRAPS_TERM!r})
+        tick = Process(name='tick', cmdline='sleep 0.05', daemon=True, min_duration=0.1)
+        fin = Process(name='fin', cmdline='echo finalized > final.txt', final=True)
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main, tick, fin], {RESOURCES}))]
+    """)
+
+
+# A main process that notes the SIGTERM it gets, then exits.
+TRAPS_TERM = "trap 'echo term > got_term; exit 0' TERM; while true; do sleep 0.05; done"
+# A health-checked server that ignores SIGTERM; its lifecycle endpoints answer CODE.
+def server(code: int = 200) -> str:
+    return (f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} "
+            f"--ignore-sigterm --lifecycle-code {code}")
+
+
+HEALTH = (", health_check_config=HealthCheckConfig(initial_interval_secs=2, interval_secs=0.2, "
+          "health_checker=HealthCheckerConfig(tcp=TcpHealthChecker()))")
+
+
+@pytest.fixture
+def stoker(tmp_path):
+    started: list[StokerProcess] = []
+
+    def start(*args: str) -> StokerProcess:
+        proc = StokerProcess(["run", *args, "--sandbox", str(tmp_path / "sandbox")], tmp_path)
+        proc.sandbox = tmp_path / "sandbox"
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.close()
+    kill_leftovers(task_pids(tmp_path / "sandbox"))
+
+
+def test_a_closed_stdout_never_kills_the_task(tmp_path):
+    """`stoker run | head -2`: the reader goes away; the task goes on, and a later stop is
+    still graceful and truthful."""
+    cfg = ticking_service(tmp_path)
+    sandbox = tmp_path / "sandbox"
+    err = open(tmp_path / "stderr", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "executor", "run", str(cfg), "--sandbox", str(sandbox)],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.stdout.readline()
+        proc.stdout.close()  # `head -2` exits
+        wait_for(lambda: b"stdout is gone" in (tmp_path / "stderr").read_bytes(), 5)
+        time.sleep(1.0)  # the task is supervised on: ticks restart, main runs on
+        pids = task_pids(sandbox)
+        main_pid = next(r["pid"] for r in checkpoint_records(sandbox) if r.get("process") == "main" and r.get("pid"))
+        assert proc.poll() is None and live({main_pid}) == {main_pid}
+        ticks = [r for r in checkpoint_records(sandbox) if r.get("process") == "tick" and r.get("to") == "RUNNING"]
+        assert len(ticks) >= 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 143
+        stderr = (tmp_path / "stderr").read_text()
+        assert "Traceback" not in stderr and stderr.count("stdout is gone") == 1, stderr
+        assert (sandbox / "got_term").read_text() == "term\n"  # SIGTERM, not SIGKILL
+        assert (sandbox / "final.txt").read_text() == "finalized\n"
+        tasks = [r for r in checkpoint_records(sandbox) if r["kind"] == "task"]
+        assert tasks[-1]["to"] == "KILLED"
+        assert not live(pids | set(task_pids(sandbox)))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        err.close()
+        kill_leftovers(task_pids(sandbox))
+
+
+def test_a_shell_pipe_into_head_leaves_the_task_running(tmp_path):
+    """The real thing: `stoker run ... | head -2` in a shell, with no traceback."""
+    cfg = ticking_service(tmp_path)
+    sandbox = tmp_path / "sandbox"
+    shell = subprocess.Popen(
+        ["/bin/sh", "-c", f"{sys.executable} -m executor run {cfg} --sandbox {sandbox} 2>stderr | head -2"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert shell.stdout is not None
+        first = shell.stdout.readline().decode()
+        shell.stdout.readline()
+        assert first.startswith("stoker run: sandbox")
+        # head has exited: the next state change finds the pipe closed
+        wait_for(lambda: b"stdout is gone" in (tmp_path / "stderr").read_bytes(), 5)
+        time.sleep(1.0)
+        assert [r["to"] for r in checkpoint_records(sandbox) if r["kind"] == "task"][-1] == "RUNNING"
+        assert shell.poll() is None  # the shell waits for stoker, which supervises on
+        header = next(r for r in checkpoint_records(sandbox) if r["kind"] == "header")
+        os.kill(header["supervisor_pid"], signal.SIGTERM)
+        assert shell.wait(20) == 0  # the pipeline's status is head's, the last command
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait(10)
+        kill_leftovers(task_pids(sandbox))
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
+    assert [r["to"] for r in checkpoint_records(sandbox) if r["kind"] == "task"][-1] == "KILLED"
+    assert (sandbox / "final.txt").read_text() == "finalized\n"
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_stop_signal_is_graceful_and_exits_128_plus_its_number(stoker, tmp_path, sig, code):
+    run = stoker(str(service(tmp_path, TRAPS_TERM)))
+    run.wait_output("main[0]          WAITING → RUNNING")
+    run.wait_output("task             STARTING → RUNNING")
+    run.signal(sig)
+    assert run.wait() == code
+    out = run.stdout()
+    assert f"stopped by {sig.name}" in out and f"(exit {code})" in out
+    assert (run.sandbox / "got_term").read_text() == "term\n"
+    assert (run.sandbox / "final.txt").read_text() == "finalized\n"
+
+
+def test_sighup_from_a_closed_terminal_runs_the_graceful_stop(tmp_path):
+    """The terminal (or SSH session) goes away: SIGHUP, then SIGTERM to the processes and
+    the final processes, not the watchdog's SIGKILL."""
+    cfg = service(tmp_path, TRAPS_TERM)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess(["run", str(cfg), "--sandbox", str(sandbox)], tmp_path)
+    try:
+        term.read_until(b"task             STARTING \xe2\x86\x92 RUNNING")
+        started = time.monotonic()
+        term.hang_up()
+        assert term.wait() == 129
+        stopped = time.monotonic() - started
+        assert (sandbox / "got_term").read_text() == "term\n"
+        assert (sandbox / "final.txt").read_text() == "finalized\n"
+        tasks = [r for r in checkpoint_records(sandbox) if r["kind"] == "task"]
+        assert (tasks[-1]["to"], tasks[-1]["reason"]) == ("KILLED", "stopped by SIGHUP")
+        assert not live(task_pids(sandbox))
+        assert stopped < 5, f"the stop took {stopped:.2f} s"
+    finally:
+        term.close()
+        kill_leftovers(task_pids(sandbox))
+
+
+def test_a_second_ctrl_c_kills_at_once(stoker, tmp_path):
+    cfg = service(tmp_path, server(), final="sleep 30; echo finalized > final.txt", extra=HEALTH)
+    run = stoker(str(cfg))
+    run.wait_output("task             STARTING → RUNNING")
+    run.signal(signal.SIGINT)
+    run.wait_output("answered HTTP 200; waiting up to 5 s for the processes to exit")
+    second = time.monotonic()
+    run.signal(signal.SIGINT)
+    assert run.wait() == 130
+    took = time.monotonic() - second
+    assert took < 1.0, f"the second Ctrl-C took {took:.2f} s"
+    out = run.stdout()
+    assert "press Ctrl-C again (or send another SIGTERM) to kill every process at once" in out
+    assert ("stop             now: second stop signal (SIGINT): SIGKILL to every process now; the waits "
+            "left and the final processes are skipped") in out
+    assert "fin[None]        WAITING → KILLED  not started: final processes skipped" in out
+    assert not (run.sandbox / "final.txt").exists()
+    assert not live(task_pids(run.sandbox))
+
+
+def test_ctrl_c_with_a_501_lifecycle_stops_a_cooperative_service_at_once(stoker, tmp_path):
+    main = (f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} "
+            "--lifecycle-code 501")
+    run = stoker(str(service(tmp_path, main, extra=HEALTH)))
+    run.wait_output("task             STARTING → RUNNING")
+    started = time.monotonic()
+    run.signal(signal.SIGINT)
+    assert run.wait() == 130
+    took = time.monotonic() - started
+    assert took < 2.0, f"the stop took {took:.2f} s (Aurora would wait 10 s)"
+    out = run.stdout()
+    assert "/quitquitquit answered HTTP 501; not waiting: HTTP 501 says the service does not implement it" in out
+    assert "/abortabortabort answered HTTP 501; not waiting" in out
+    assert "signals: lifecycle endpoints done; processes still running: SIGTERM now" in out
+    assert (run.sandbox / "final.txt").read_text() == "finalized\n"
+
+
+def test_kill_grace_bounds_the_whole_stop_lifecycle_waits_included(stoker, tmp_path):
+    run = stoker(str(service(tmp_path, server(200), extra=HEALTH)), "--kill-grace", "1")
+    run.wait_output("task             STARTING → RUNNING")
+    started = time.monotonic()
+    run.signal(signal.SIGINT)
+    assert run.wait() == 130
+    took = time.monotonic() - started
+    assert took < 2.0, f"the stop took {took:.2f} s with --kill-grace 1"
+    out = run.stdout()
+    assert re.search(r"answered HTTP 200; waiting up to 0(\.\d+)? s for the processes to exit "
+                     r"\(graceful_shutdown_wait_secs=5, cut to fit the stop's bound\)", out), out
+    assert "main[0]          RUNNING → KILLED  killed by SIGKILL" in out
+    assert (run.sandbox / "final.txt").read_text() == "finalized\n"

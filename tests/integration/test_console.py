@@ -1,0 +1,98 @@
+"""`stoker run`'s console: an Output that survives its reader, escaped text, a failed run's
+stderr under it, and the live view cleared on close. Real files, a real pipe."""
+from __future__ import annotations
+
+import io
+import logging
+import os
+
+from executor.events import KillStep, ProcessState, ProcessTransition, RunOutcome, TaskStage, TaskTransition
+from executor.local.console import ConsoleReporter, Output
+
+
+def failed(process: str = "web", run: int = 0) -> ProcessTransition:
+    return ProcessTransition(process, run, ProcessState.RUNNING, ProcessState.WAITING, "exit status 1",
+                             RunOutcome.FAILED)
+
+
+def test_a_closed_pipe_makes_the_output_gone_once_without_raising(caplog):
+    read, write = os.pipe()
+    stream = os.fdopen(write, "w")
+    os.close(read)  # the reader went away (`| head`)
+    out = Output(stream)
+    out.note = "`stoker status SB` shows it"
+    with caplog.at_level(logging.WARNING):
+        out.write("a line\n")
+        out.write("another\n")
+    assert out.gone
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "stdout is gone (BrokenPipeError" in warnings[0]
+    assert warnings[0].endswith("the task goes on (`stoker status SB` shows it)")
+    stream.close()  # the descriptor now points at /dev/null: closing flushes quietly
+
+
+def test_no_stdout_at_all_is_gone_too():
+    out = Output(None)  # type: ignore[arg-type]  # sys.stdout is None when fd 1 was closed
+    out.write("x\n")
+    assert out.gone
+
+
+def test_every_text_is_escaped_and_columns_fit_the_longest_name():
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", names=["a", "a_process_with_a_long_name"], live=False)
+    console.on_transition(TaskTransition(TaskStage.RUNNING, TaskStage.KILLING, "body \x1b[2J\x07"))
+    console.on_transition(KillStep("lifecycle", "POST answered HTTP 501\x1b[31m"))
+    lines = buf.getvalue().splitlines()
+    assert lines[0].endswith("task" + " " * 27 + " RUNNING → KILLING  body \\x1b[2J\\x07")
+    assert lines[1].endswith("stop" + " " * 27 + " lifecycle: POST answered HTTP 501\\x1b[31m")
+    assert "\x1b" not in buf.getvalue()
+
+
+def test_a_failed_run_shows_its_last_stderr_lines_and_the_tail_command(tmp_path):
+    log = tmp_path / ".logs" / "web" / "2" / "stderr"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(f"noise {i}\n" for i in range(2000)) + "\nlast words\x1b[1m\n\n")
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, names=["web"], live=False)
+    console.on_transition(failed(run=2))
+    lines = buf.getvalue().splitlines()
+    indent = " " * lines[0].index("RUNNING → WAITING")
+    assert lines[1:] == [
+        f"{indent}| noise 1996", f"{indent}| noise 1997", f"{indent}| noise 1998", f"{indent}| noise 1999",
+        f"{indent}| last words\\x1b[1m",
+        f"{indent}(the last 5 lines of its stderr; all of it: stoker tail {tmp_path} web --stderr --run 2)",
+    ]
+
+
+def test_an_empty_stderr_points_at_the_stdout_and_no_log_shows_nothing(tmp_path):
+    (tmp_path / ".logs" / "web" / "0").mkdir(parents=True)
+    (tmp_path / ".logs" / "web" / "0" / "stderr").write_text("")
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False)
+    console.on_transition(failed(run=0))
+    console.on_transition(failed(process="gone", run=0))  # no log (destination console, or never started)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[1].strip() == f"(its stderr is empty; its stdout: stoker tail {tmp_path} web --run 0)"
+
+
+def test_the_live_view_is_cleared_on_close_and_not_drawn_again():
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", live=True)
+    console.on_transition(TaskTransition(TaskStage.STARTING, TaskStage.RUNNING, "ok"))
+    assert buf.getvalue().endswith("\x1b[0m")  # the view is under the line
+    console.close()
+    console.line("stoker", "FINISHED (exit 0)")
+    after_clear = buf.getvalue().rsplit("\r\x1b[2K", 1)[-1]
+    assert after_clear.endswith("stoker           FINISHED (exit 0)\n") and "\x1b[7m" not in after_clear
+
+
+def test_a_stop_hint_is_printed_once_under_the_next_line():
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", live=False)
+    console.stop_hint = "SIGINT: stopping gracefully; press Ctrl-C again"
+    console.line("task", "RUNNING → KILLING  stopped by SIGINT")
+    console.line("supervisor", "ACTIVE → CLEANING")
+    lines = buf.getvalue().splitlines()
+    assert lines[1] == console.indent + "SIGINT: stopping gracefully; press Ctrl-C again"
+    assert len(lines) == 3
