@@ -26,7 +26,9 @@ class _Deadline:
 
     `requests` timeouts bound each socket operation, not the exchange, so a server that
     drips a byte every 100 ms would keep a check alive forever; this watchdog bounds connect,
-    headers and body together.
+    headers and body together. The shutdown reads as an EOF, so whatever was read by then
+    may look like a whole answer (a body without a length ends at EOF): an attempt whose
+    deadline fired is a timeout, whatever was read (`finish`).
     """
 
     def __init__(self, timeout_secs: float) -> None:
@@ -42,9 +44,15 @@ class _Deadline:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+    def finish(self) -> bool:
+        """The exchange is over: stop the watchdog. True when the deadline fired first."""
         with self._lock:
             self._done = True
+            expired = self.expired
         self._timer.cancel()
+        return expired
 
     def attach(self, sock: socket.socket) -> None:
         with self._lock:
@@ -157,7 +165,9 @@ class HttpChecker:
                 session.trust_env = False  # no proxies from the environment: localhost only
                 session.mount("http://", _DeadlineAdapter(max_retries=0))
                 try:
-                    return self._exchange(session)
+                    attempt = self._exchange(session)
+                    # A hung answer cut short by the deadline reads as complete: it is not.
+                    return self._timed_out() if deadline.finish() else attempt
                 except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                     if deadline.expired:
                         return self._timed_out()

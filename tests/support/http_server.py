@@ -2,8 +2,8 @@
 
 Owns `ScriptedHTTPServer`: a threaded server on a free loopback port whose answers follow a
 script, one step per request, the last step repeating. Steps: `Reply`, `Hang`, `Drip`,
-`Huge`, `Redirect`, `Reset`. It never talks to anything but 127.0.0.1, and `close()` never
-hangs: it wakes every step that waits and shuts every open connection down.
+`Huge`, `Redirect`, `Reset`, `Partial`. It never talks to anything but 127.0.0.1, and
+`close()` never hangs: it wakes every step that waits and shuts every open connection down.
 
     with ScriptedHTTPServer([Reply(503, b"no"), Reply(200, b"ok")]) as server:
         requests.get(server.url + "/health")          # -> 503 "no"
@@ -69,7 +69,15 @@ class Reset:
     """Close the connection without answering, with an RST (SO_LINGER 0)."""
 
 
-Step = Reply | Hang | Drip | Huge | Redirect | Reset
+@attrs.frozen
+class Partial:
+    """Write these bytes verbatim (a status line, headers, some body: any prefix of an
+    answer), then never write more and never close (until the server closes)."""
+
+    data: bytes = b"HTTP/1.1 200 OK\r\n\r\nok"
+
+
+Step = Reply | Hang | Drip | Huge | Redirect | Reset | Partial
 
 
 @attrs.frozen
@@ -235,6 +243,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._huge(step)
             elif isinstance(step, Redirect):
                 self._head(step.status, 0, {"Location": step.location})
+            elif isinstance(step, Partial):
+                self.wfile.write(step.data)
+                self.wfile.flush()
+                owner._closing.wait()
             elif isinstance(step, Reset):
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
