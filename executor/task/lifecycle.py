@@ -26,13 +26,17 @@ logger = logging.getLogger(__name__)
 
 
 def post_endpoint(port: int, endpoint: str, timeout_secs: float = 1.0) -> tuple[int | None, str]:
-    """POST an empty body; (the HTTP status, or None when there was no answer; detail)."""
+    """POST an empty body straight to the task (proxy settings ignored, like every loopback
+    call Stoker makes); (the HTTP status, or None when there was no answer; detail)."""
     import requests  # only tasks with a lifecycle port pay for it (requests pulls in ssl)
 
     url = f"http://localhost:{port}{endpoint}"
     try:
-        with requests.post(url, data=b"", timeout=timeout_secs, allow_redirects=False, stream=True) as resp:
-            return resp.status_code, f"POST {url} answered HTTP {resp.status_code}"
+        with requests.Session() as session:
+            session.trust_env = False  # the task is on localhost: no proxy, no netrc
+            with session.post(url, data=b"", timeout=timeout_secs, allow_redirects=False,
+                              stream=True) as resp:
+                return resp.status_code, f"POST {url} answered HTTP {resp.status_code}"
     except requests.ConnectionError as exc:
         return None, f"POST {url} failed: connection refused or reset ({type(exc).__name__})"
     except requests.Timeout:

@@ -15,15 +15,26 @@ agent simulator.
 """
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
+from config.document import encode
+from config.loader import load_job
 from healthcheck.http_check import HttpChecker
 from healthcheck.policy import HealthPolicy, HealthState
-from tests.support.http_server import Partial, ScriptedHTTPServer
+from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.http_server import Hang, Partial, ScriptedHTTPServer
+from tests.support.ports import free_ports
+from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
 TIMEOUT_SECS = 0.3
+FAKE = REPO / "tests/support/fake_task.py"
+EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 
 
 # ---- #5: a hung answer is a timeout, whatever was read ----
@@ -53,3 +64,51 @@ def test_a_hung_health_answer_fails_with_the_timeout_reason(figures, label):
         assert attempt.reason.endswith(f"timed out after {TIMEOUT_SECS} s"), attempt.reason
     assert all(v.state is not HealthState.RUNNING for v in verdicts), verdicts
     assert verdicts[-1].state is HealthState.FAILED
+
+
+# ---- #7: the lifecycle POSTs ignore proxy settings ----
+
+PROXY_VARS = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def _lifecycle_job(tmp_path: Path, log: Path) -> bytes:
+    serve = (f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} "
+             f"--exit-on-quit --lifecycle-log {log}")
+    path = tmp_path / "lifecycle.aurora"
+    path.write_text(
+        f"web = Process(name='web', cmdline={serve!r})\n"
+        "jobs = [Service(cluster='local', role='me', environment='test', name='web',\n"
+        "                task=Task(processes=[web], finalization_wait=1,\n"
+        "                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),\n"
+        "                health_check_config=HealthCheckConfig(initial_interval_secs=2.0,\n"
+        "                                                      interval_secs=0.05),\n"
+        "                lifecycle=LifecycleConfig(http=HttpLifecycleConfig(\n"
+        "                    graceful_shutdown_wait_secs=5, shutdown_wait_secs=5)))]\n")
+    return encode(load_job(path))
+
+
+def test_lifecycle_posts_go_to_the_task_not_to_the_proxy(tmp_path, figures):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    log = tmp_path / "lifecycle.log"
+    with ScriptedHTTPServer([Hang()]) as proxy, AgentSimulator(sandbox=sandbox) as sim:
+        env: dict[str, str | None] = {name: proxy.url for name in PROXY_VARS}
+        env.update({"no_proxy": None, "NO_PROXY": None})
+        try:
+            sim.launch_executor(EXECUTOR, cwd=sandbox, env_overrides=env)
+            sim.wait_subscribed(timeout_secs=15)
+            sim.launch(make_task_info("task-1", _lifecycle_job(tmp_path, log), ports=free_ports(1)))
+            assert sim.wait_for_state("task-1", "TASK_RUNNING", 20).healthy is True
+            started = time.monotonic()
+            sim.kill("task-1", grace_secs=5.0)
+            killed = sim.wait_for_state("task-1", "TASK_KILLED", 20)
+            stop_secs = killed.at - started
+            assert sim.wait_exit(15) == 0
+        finally:
+            kill_leftovers(task_pids(sandbox))
+        figures.add("stop time with http_proxy set", f"{stop_secs * 1000:.0f} ms "
+                    f"(requests to the proxy: {len(proxy.requests)})")
+        assert proxy.requests == [], f"Stoker talked to the proxy: {proxy.requests}"
+    assert log.read_text().split() == ["quitquitquit"]
+    # The task exits on the graceful POST: no POST timeout (1 s) and no wait is spent.
+    assert stop_secs < 1.0, f"stop took {stop_secs:.2f} s"
