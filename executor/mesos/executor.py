@@ -187,6 +187,12 @@ class StokerExecutor:
             current = self._task_id
             if current is None:
                 self._task_id = tid
+        if current == tid:
+            # A LAUNCH of the task that runs here (an agent's retry, or forged): answering it
+            # would be an update for the running task, so it gets none.
+            log_event(logger, logging.WARNING, "launch_duplicate", task_id=tid,
+                      reason="this task is already running here; the LAUNCH is ignored")
+            return
         if current is not None:
             message = f"one task per executor: task {current} is already running here"
             driver.send_status_update(tid, TaskState.FAILED, message, reason=REASON_TASK_INVALID)
