@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from config import spec
-from config.errors import BindError, ConfigError, cut, join_problems
+from config.errors import BindError, ConfigError, cut, join_problems, show
 from config.schema import HttpHealthChecker, Job, MesosContext, ThermosContext
 from config.templates import expand, flatten, port_names
 from config.typed_tree import from_tree
@@ -48,7 +48,24 @@ def bind(job: Any, *, instance: int, ports: dict[str, int], task_id: str, hostna
     if missing or unbound:
         raise BindError(_bind_message(_key(tree), missing, unbound, ports), unbound, missing)
     final = from_tree(Job, tree).get()
-    return _job_spec(final, instance=instance, ports=dict(ports), task_id=task_id)
+    job_spec = _job_spec(final, instance=instance, ports=dict(ports), task_id=task_id)
+    _check_endpoints(job_spec, _key(tree))
+    return job_spec
+
+
+def _check_endpoints(job: spec.JobSpec, key: str) -> None:
+    """The endpoints once templates are expanded (the loader checked those without any)."""
+    fields = []
+    if job.health.kind is spec.CheckKind.HTTP:
+        fields.append(("job.health_check_config.health_checker.http.endpoint", job.health.endpoint))
+    if job.lifecycle is not None:
+        fields += [("job.lifecycle.http.graceful_shutdown_endpoint",
+                    job.lifecycle.graceful_shutdown_endpoint),
+                   ("job.lifecycle.http.shutdown_endpoint", job.lifecycle.shutdown_endpoint)]
+    problems = [f"{path} = {show(value)} {problem}" for path, value in fields
+                if (problem := spec.endpoint_problem(value))]
+    if problems:
+        raise ConfigError(join_problems(f"job {key}", problems), problems)
 
 
 def _check_ports(ports: dict[str, int]) -> None:

@@ -24,7 +24,7 @@ from config.errors import ConfigError, cut, join_problems, show
 from config.explain import IncludeError, exec_error
 from config.order import DuplicateName, describe, order_graph
 from config.schema import SCHEMA_NAMESPACE, Job
-from config.spec import HEALTH_NUMBERS, health_problems
+from config.spec import HEALTH_NUMBERS, endpoint_problem, health_problems
 from config.templates import PORT_REF, cycle_problems, flatten, normalize_tree, refs_in
 from config.typed_tree import from_tree
 
@@ -279,7 +279,11 @@ def _check_resources(resources: dict | None) -> list[str]:
 def _check_health(hc: dict) -> list[str]:
     numbers = {name: hc[name] for name in HEALTH_NUMBERS
                if isinstance(hc.get(name), (int, float)) and not isinstance(hc.get(name), bool)}
-    return [f"job.health_check_config.{problem}" for problem in health_problems(**numbers)]
+    problems = [f"job.health_check_config.{problem}" for problem in health_problems(**numbers)]
+    http = (hc.get("health_checker") or {}).get("http")
+    if http:
+        _endpoint(problems, "job.health_check_config.health_checker.http.endpoint", http.get("endpoint"))
+    return problems
 
 
 def _check_lifecycle(http: dict | None) -> list[str]:
@@ -288,7 +292,17 @@ def _check_lifecycle(http: dict | None) -> list[str]:
         p = "job.lifecycle.http"
         _at_least(problems, f"{p}.graceful_shutdown_wait_secs", http.get("graceful_shutdown_wait_secs"), 0)
         _at_least(problems, f"{p}.shutdown_wait_secs", http.get("shutdown_wait_secs"), 0)
+        for name in ("graceful_shutdown_endpoint", "shutdown_endpoint"):
+            _endpoint(problems, f"{p}.{name}", http.get(name))
     return problems
+
+
+def _endpoint(problems: list[str], path: str, value: Any) -> None:
+    """An endpoint still holding a template is checked by `bind`, once it is expanded."""
+    if isinstance(value, str) and "{{" not in value:
+        problem = endpoint_problem(value)
+        if problem:
+            problems.append(f"{path} = {show(value)} {problem}")
 
 
 def _check_port_refs(job: dict) -> list[str]:

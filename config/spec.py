@@ -117,6 +117,23 @@ def health_problems(*, interval_secs: float | None = None, timeout_secs: float |
     return problems
 
 
+def endpoint_problem(value: str) -> str | None:
+    """The one statement of what an HTTP endpoint (the health check's, the lifecycle's)
+    must be, as the end of a `FIELD = VALUE must ...` sentence; None when it is fine.
+
+    Stoker requests `http://localhost:PORT` + endpoint, so anything but an absolute path
+    would move the request: `@host:port/x` makes `localhost:PORT` a user name and sends it
+    to `host`, `//host/x` is read as a host by some clients, and spaces or control
+    characters would break (or add to) the request line. The loader rejects such a job;
+    `bind` checks again once templates are expanded.
+    """
+    if not value.startswith("/") or value.startswith("//"):
+        return "must be an absolute path starting with one '/', such as '/health'"
+    if any(ch <= " " or ch == "\x7f" for ch in value):
+        return "must be an absolute path without spaces or control characters"
+    return None
+
+
 @attrs.frozen(slots=True)
 class LifecycleSpec:
     port: int  # number of the lifecycle port (by default the `health` port)

@@ -15,20 +15,24 @@ agent simulator.
 """
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from config.bind import bind
 from config.document import encode
+from config.errors import ConfigError
 from config.loader import load_job
 from healthcheck.http_check import HttpChecker
 from healthcheck.policy import HealthPolicy, HealthState
 from tests.support.agent_sim import AgentSimulator, make_task_info
-from tests.support.http_server import Hang, Partial, ScriptedHTTPServer
+from tests.support.http_server import Hang, Partial, Reply, ScriptedHTTPServer
 from tests.support.ports import free_ports
-from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -112,3 +116,88 @@ def test_lifecycle_posts_go_to_the_task_not_to_the_proxy(tmp_path, figures):
     assert log.read_text().split() == ["quitquitquit"]
     # The task exits on the graceful POST: no POST timeout (1 s) and no wait is spent.
     assert stop_secs < 1.0, f"stop took {stop_secs:.2f} s"
+
+
+# ---- #14: every endpoint is an absolute path on the task's own port ----
+
+ENDPOINT_FIELDS = {
+    "job.health_check_config.health_checker.http.endpoint":
+        "health_check_config=HealthCheckConfig(health_checker=HealthCheckerConfig("
+        "http=HttpHealthChecker(endpoint={value!r}))),",
+    "job.lifecycle.http.graceful_shutdown_endpoint":
+        "lifecycle=LifecycleConfig(http=HttpLifecycleConfig(graceful_shutdown_endpoint={value!r})),",
+    "job.lifecycle.http.shutdown_endpoint":
+        "lifecycle=LifecycleConfig(http=HttpLifecycleConfig(shutdown_endpoint={value!r})),",
+}
+BAD_ENDPOINTS = ["@127.0.0.1:9/stolen", "//127.0.0.1:9/stolen", "health", "",
+                 "/ok\r\nHost: elsewhere", "/with space"]
+
+
+def _endpoint_job(tmp_path: Path, field: str, value: str, cmdline: str = "exec sleep 1000") -> Path:
+    path = tmp_path / "endpoint.aurora"
+    path.write_text(
+        f"web = Process(name='web', cmdline={cmdline + ' # {{thermos.ports[health]}}'!r})\n"
+        "jobs = [Service(cluster='local', role='me', environment='test', name='web',\n"
+        "                task=Task(processes=[web], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),\n"
+        f"                {ENDPOINT_FIELDS[field].format(value=value)})]\n")
+    return path
+
+
+@pytest.mark.parametrize("field", list(ENDPOINT_FIELDS))
+@pytest.mark.parametrize("value", BAD_ENDPOINTS)
+def test_an_endpoint_that_is_not_an_absolute_path_is_rejected_at_load(tmp_path, field, value):
+    with pytest.raises(ConfigError) as caught:
+        load_job(_endpoint_job(tmp_path, field, value))
+    message = str(caught.value)
+    assert f"{field} = {value!r}" in message, message
+    assert "absolute path" in message, message
+
+
+def test_a_health_endpoint_naming_another_host_never_reaches_it(tmp_path, figures):
+    field = "job.health_check_config.health_checker.http.endpoint"
+    with ScriptedHTTPServer([Reply(200, b"ok")]) as decoy:
+        config = _endpoint_job(tmp_path, field, f"@127.0.0.1:{decoy.port}/stolen")
+        stoker = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sandbox")], tmp_path)
+        try:
+            status = stoker.wait(timeout_secs=15)
+        except subprocess.TimeoutExpired:
+            status = None
+        finally:
+            stoker.close()
+            kill_leftovers(task_pids(tmp_path / "sandbox"))
+        figures.add("stoker run with endpoint='@127.0.0.1:PORT/stolen'",
+                    f"exit {status}, requests the other server got: {len(decoy.requests)}")
+        assert decoy.requests == [], f"the health check went to another server: {decoy.requests}"
+    assert status == 2, f"stoker run did not refuse the job (exit {status}): {stoker.stderr()[-2000:]}"
+    assert field in stoker.stderr(), stoker.stderr()
+
+
+def test_a_task_document_with_a_lifecycle_endpoint_naming_another_host_fails_the_task(tmp_path):
+    # Documents are validated like .aurora files; this one is written by hand, past `load_job`.
+    field = "job.lifecycle.http.graceful_shutdown_endpoint"
+    doc = json.loads(_lifecycle_job(tmp_path, tmp_path / "lifecycle.log"))
+    doc["job"]["lifecycle"]["http"]["graceful_shutdown_endpoint"] = "@127.0.0.1:9/stolen"
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    with AgentSimulator(sandbox=sandbox) as sim:
+        sim.launch_executor(EXECUTOR, cwd=sandbox)
+        sim.wait_subscribed(timeout_secs=15)
+        sim.launch(make_task_info("task-1", json.dumps(doc).encode(), ports=free_ports(1)))
+        failed = sim.wait_for_state("task-1", "TASK_FAILED", 20)
+        assert sim.wait_exit(15) == 0
+    assert sim.states("task-1") == ["TASK_FAILED"]
+    assert failed.reason == "REASON_TASK_INVALID"
+    assert f"{field} = '@127.0.0.1:9/stolen'" in failed.message, failed.message
+    assert not task_pids(sandbox)
+
+
+def test_an_endpoint_made_by_a_template_is_checked_once_bound(tmp_path):
+    field = "job.lifecycle.http.shutdown_endpoint"
+    job = load_job(_endpoint_job(tmp_path, field, "{{thermos.task_id}}"))  # not known at load
+    with pytest.raises(ConfigError) as caught:
+        bind(job, instance=0, ports={"health": 31000}, task_id="@127.0.0.1:9/stolen",
+             hostname="localhost", user="me")
+    assert f"{field} = '@127.0.0.1:9/stolen' must be an absolute path" in str(caught.value)
+    spec = bind(job, instance=0, ports={"health": 31000}, task_id="/fine", hostname="localhost",
+                user="me")
+    assert spec.lifecycle is not None and spec.lifecycle.shutdown_endpoint == "/fine"
