@@ -203,7 +203,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     sandbox = _default_sandbox(args.sandbox)
     try:
-        records = read_records(sandbox)
+        records = read_records(sandbox, keep_unreadable=True)
     except OSError as exc:  # CheckpointError: e.g. a FIFO or a symlink where it should be
         _error(str(exc))
         return 1
@@ -211,6 +211,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         _error(f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)")
         return 1
     view = replay(records)
+    for warning in view.warnings:  # damaged records: skipped, and said so
+        print(f"stoker: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(attrs.asdict(view, value_serializer=_jsonable), indent=2, default=str))
     else:

@@ -3,7 +3,10 @@
 Owns: the file `SANDBOX/.stoker/checkpoint.jsonl`, its writer (`CheckpointWriter`: one JSON
 object per line, each written with one `write`, then flushed and fsync'd, unlike Thermos,
 which only flushes), and its reader (`read_records`, which skips a torn or garbled line
-instead of failing, as a crash mid-write leaves one).
+instead of failing, as a crash or a full disk mid-write leaves one; asked to, it hands such
+a line on as an `UnreadableLine`, so that `stoker status` can say it skipped one). A record
+always starts on a fresh line: after a write that failed (ENOSPC cuts a write short) or a
+crash, the writer ends the torn line before its next record, so that record stays whole.
 
 The writer and the reader never interpret records: their format (the kinds and fields)
 is `executor/task/records.py`, and `executor/task/replay.py` folds them into the state
@@ -29,6 +32,7 @@ from typing import Any
 
 from executor.logs import log_event
 from executor.procs import sandboxfs
+from executor.task.records import UnreadableLine
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +97,14 @@ class CheckpointWriter:
         self.path = checkpoint_path(sandbox)
         self._lock = threading.Lock()
         self._fd = _open(sandbox, os.O_RDWR | os.O_CREAT | os.O_APPEND, create=True)
-        self._end_torn_line()
+        self._maybe_torn = True  # a crash may have cut the last write short
 
-    def _end_torn_line(self) -> None:
-        """After a crash mid-write, start on a fresh line so the next record stays whole."""
+    def _fresh_line(self) -> bytes:
+        """What starts the next write on a fresh line: b"\n" after a torn line, else b""."""
         size = os.fstat(self._fd).st_size
         if size and os.pread(self._fd, 1, size - 1) != b"\n":
-            os.write(self._fd, b"\n")
-            os.fsync(self._fd)
+            return b"\n"
+        return b""
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record (adding "wall" when missing), synced before returning."""
@@ -121,10 +125,17 @@ class CheckpointWriter:
         with self._lock:
             if self._fd < 0:
                 raise ValueError(f"checkpoint {self.path} is closed")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
-            os.fsync(self._fd)
+            try:
+                if self._maybe_torn:
+                    data = self._fresh_line() + data
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view):]
+                os.fsync(self._fd)
+            except OSError:
+                self._maybe_torn = True  # part of it may be on disk: the next write checks
+                raise
+            self._maybe_torn = False
 
     def close(self) -> None:
         with self._lock:
@@ -155,9 +166,10 @@ def open_writer(sandbox: Path, task: str) -> CheckpointWriter | NoCheckpoint:
         return NoCheckpoint()
 
 
-def read_records(sandbox: Path) -> list[dict[str, Any]]:
-    """Every readable record in order; [] when there is no checkpoint. Bad lines are skipped.
-    Raises CheckpointError when it cannot be read (e.g. a FIFO or a symlink is there)."""
+def read_records(sandbox: Path, keep_unreadable: bool = False) -> list[Any]:
+    """Every readable record in order; [] when there is no checkpoint. Bad lines are skipped,
+    or, with `keep_unreadable`, handed on in their place as `UnreadableLine`s. Raises
+    CheckpointError when it cannot be read (e.g. a FIFO or a symlink is there)."""
     try:
         fd = _open(sandbox, os.O_RDONLY, create=False)
     except FileNotFoundError:
@@ -171,20 +183,23 @@ def read_records(sandbox: Path) -> list[dict[str, Any]]:
                               f"{sandboxfs.describe_os_error(e)}") from None
     finally:
         os.close(fd)
-    return parse_lines(b"".join(chunks).split(b"\n"))
+    return parse_lines(b"".join(chunks).split(b"\n"), keep_unreadable)
 
 
-def parse_lines(lines: Iterable[bytes | str]) -> list[dict[str, Any]]:
-    records = []
+def parse_lines(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> list[Any]:
+    records: list[Any] = []
     for line in lines:
         if not line.strip():
             continue
         try:
             doc = json.loads(line)
         except ValueError:
-            continue  # torn (a crash mid-write) or garbled
+            doc = None  # torn (a crash or a full disk mid-write) or garbled
         if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
             records.append(doc)
+        elif keep_unreadable:
+            text = line if isinstance(line, str) else line.decode("utf-8", errors="replace")
+            records.append(UnreadableLine(text[:60] + ("..." if len(text) > 60 else "")))
     return records
 
 

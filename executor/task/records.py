@@ -16,14 +16,21 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
            consecutive_failures, consecutive_successes
 
 `from_json` returns None for a damaged record: a wrong type, a missing required field, an
-unknown state name, a number that is not finite. Optional fields may be absent or null.
+unknown state name, a number that is not finite or out of its range (below); `parse_checked`
+says what is damaged instead, and reads an `UnreadableLine` (a torn or garbled line, as the
+reader found it) as damaged too. Optional fields may be absent or null.
+
+Ranges (anything else could not have been written, and would break whoever shows it):
+wall 0 ... 253402300799 (the end of year 9999), pids 1 ... 4194304 (Linux's PID_MAX_LIMIT),
+exit codes 0 ... 255, signals 1 ... 64, runs 0 ... 2^31 - 1, ports 1 ... 65535, counts
+0 ... 2^63 - 1, latencies 0 ... 10^9 s.
 """
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -32,16 +39,43 @@ from healthcheck.policy import AttemptOutcome, HealthState
 
 _REQUIRED: Any = object()
 
+Range = tuple[float, float]
+WALL_SECS: Range = (0, 253402300799)
+PIDS: Range = (1, 4194304)
+EXIT_CODES: Range = (0, 255)
+SIGNALS: Range = (1, 64)
+RUNS: Range = (0, 2**31 - 1)
+PORTS: Range = (1, 65535)
+COUNTS: Range = (0, 2**63 - 1)
+LATENCY_SECS: Range = (0, 1e9)
+
 
 class _Damaged(Exception):
-    """A field has the wrong type or is missing; the record is skipped."""
+    """A field has the wrong type, is missing or is out of range; the record is skipped.
+    The message says which and why."""
+
+
+@attrs.frozen(slots=True)
+class UnreadableLine:
+    """A checkpoint line that is not a JSON object (torn by a crash or a full disk, or
+    garbled), as the reader found it; `excerpt` is its start."""
+
+    excerpt: str
+
+
+@attrs.frozen(slots=True)
+class DamagedRecord:
+    """A record `parse_checked` skipped, and why (a sentence naming the field)."""
+
+    kind: str
+    reason: str
 
 
 def _field(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
     value = doc.get(key)
     if value is None:
         if default is _REQUIRED:
-            raise _Damaged(key)
+            raise _Damaged(f"'{key}' is missing")
         return default
     return value
 
@@ -49,26 +83,35 @@ def _field(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
 def _text(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
     value = _field(doc, key, default)
     if value is not default and not isinstance(value, str):
-        raise _Damaged(key)
+        raise _Damaged(f"'{key}' is a {type(value).__name__}, not text")
     return value
 
 
-def _number(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
+def _number(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED,
+            within: Range = WALL_SECS) -> Any:
     value = _field(doc, key, default)
     if value is default:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _Damaged(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Damaged(f"'{key}' is a {type(value).__name__}, not a number")
+    low, high = within
+    if not (math.isfinite(value) and low <= value <= high):
+        raise _Damaged(f"'{key}' is {_shown(value)}, outside {_shown(low)} ... {_shown(high)}")
     return float(value)
 
 
-def _int(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
-    value = _number(doc, key, default)
+def _int(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED, within: Range = COUNTS) -> Any:
+    value = _number(doc, key, default, within)
     if value is default:
         return value
     if not value.is_integer():
-        raise _Damaged(key)
+        raise _Damaged(f"'{key}' is {_shown(value)}, not a whole number")
     return int(value)
+
+
+def _shown(value: float) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{value:.3g}"
 
 
 def _state(cls: type[enum.Enum], doc: Mapping[str, Any], key: str,
@@ -79,7 +122,7 @@ def _state(cls: type[enum.Enum], doc: Mapping[str, Any], key: str,
     try:
         return cls(value)
     except ValueError:
-        raise _Damaged(key) from None
+        raise _Damaged(f"'{key}' is {value[:40]!r}, not a {cls.__name__} name") from None
 
 
 def _json(kind: str, fields: dict[str, Any], wall: float | None) -> dict[str, Any]:
@@ -114,21 +157,27 @@ class HeaderRecord:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> HeaderRecord | None:
+        return _or_none(cls._read, doc)
+
+    @classmethod
+    def _read(cls, doc: Mapping[str, Any]) -> HeaderRecord:
+        ports = _field(doc, "ports", {})
+        names = _field(doc, "processes", [])
+        if not isinstance(ports, Mapping):
+            raise _Damaged("'ports' is not a map of names to numbers")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _Damaged("'processes' is not a list of names")
         try:
-            ports = _field(doc, "ports", {})
-            names = _field(doc, "processes", [])
-            if not isinstance(ports, Mapping) or not isinstance(names, list) \
-                    or not all(isinstance(n, str) for n in names):
-                raise _Damaged("ports or processes")
-            return cls(task=_text(doc, "task", ""), job_key=_text(doc, "job_key", ""),
-                       task_id=_text(doc, "task_id", ""), sandbox=_text(doc, "sandbox", ""),
-                       ports={str(k): _int(ports, k) for k in ports},
-                       supervisor_pid=_int(doc, "supervisor_pid", None),
-                       processes=tuple(names),
-                       health=_text(doc, "health", "none") or "none",
-                       wall=_number(doc, "wall", None))
-        except _Damaged:
-            return None
+            numbers = {str(k): _int(ports, k, within=PORTS) for k in ports}
+        except _Damaged as exc:
+            raise _Damaged(f"'ports': {exc}") from None
+        return cls(task=_text(doc, "task", ""), job_key=_text(doc, "job_key", ""),
+                   task_id=_text(doc, "task_id", ""), sandbox=_text(doc, "sandbox", ""),
+                   ports=numbers,
+                   supervisor_pid=_int(doc, "supervisor_pid", None, PIDS),
+                   processes=tuple(names),
+                   health=_text(doc, "health", "none") or "none",
+                   wall=_number(doc, "wall", None))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -144,11 +193,12 @@ class TaskRecord:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> TaskRecord | None:
-        try:
-            return cls(from_=_state(TaskStage, doc, "from", None), to=_state(TaskStage, doc, "to"),
-                       reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
-        except _Damaged:
-            return None
+        return _or_none(cls._read, doc)
+
+    @classmethod
+    def _read(cls, doc: Mapping[str, Any]) -> TaskRecord:
+        return cls(from_=_state(TaskStage, doc, "from", None), to=_state(TaskStage, doc, "to"),
+                   reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -164,11 +214,12 @@ class PhaseRecord:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> PhaseRecord | None:
-        try:
-            return cls(from_=_state(TaskPhase, doc, "from", None), to=_state(TaskPhase, doc, "to"),
-                       reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
-        except _Damaged:
-            return None
+        return _or_none(cls._read, doc)
+
+    @classmethod
+    def _read(cls, doc: Mapping[str, Any]) -> PhaseRecord:
+        return cls(from_=_state(TaskPhase, doc, "from", None), to=_state(TaskPhase, doc, "to"),
+                   reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -193,19 +244,21 @@ class ProcessRecord:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ProcessRecord | None:
-        try:
-            process = _text(doc, "process")
-            if not process:
-                raise _Damaged("process")
-            return cls(process=process, run=_int(doc, "run", None),
-                       from_=_state(ProcessState, doc, "from", None),
-                       to=_state(ProcessState, doc, "to"), reason=_text(doc, "reason", ""),
-                       pid=_int(doc, "pid", None), exit_code=_int(doc, "exit_code", None),
-                       signal=_int(doc, "signal", None),
-                       outcome=_state(RunOutcome, doc, "outcome", None),
-                       wall=_number(doc, "wall", None))
-        except _Damaged:
-            return None
+        return _or_none(cls._read, doc)
+
+    @classmethod
+    def _read(cls, doc: Mapping[str, Any]) -> ProcessRecord:
+        process = _text(doc, "process")
+        if not process:
+            raise _Damaged("'process' is empty")
+        return cls(process=process, run=_int(doc, "run", None, RUNS),
+                   from_=_state(ProcessState, doc, "from", None),
+                   to=_state(ProcessState, doc, "to"), reason=_text(doc, "reason", ""),
+                   pid=_int(doc, "pid", None, PIDS),
+                   exit_code=_int(doc, "exit_code", None, EXIT_CODES),
+                   signal=_int(doc, "signal", None, SIGNALS),
+                   outcome=_state(RunOutcome, doc, "outcome", None),
+                   wall=_number(doc, "wall", None))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -228,18 +281,21 @@ class HealthRecord:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> HealthRecord | None:
-        try:
-            return cls(outcome=_state(AttemptOutcome, doc, "outcome"),
-                       reason=_text(doc, "reason", ""),
-                       latency_secs=_number(doc, "latency_secs", None),
-                       state=_state(HealthState, doc, "state", None),
-                       attempts=_int(doc, "attempts", 0),
-                       consecutive_failures=_int(doc, "consecutive_failures", 0),
-                       consecutive_successes=_int(doc, "consecutive_successes", 0),
-                       wall=_number(doc, "wall", None))
-        except _Damaged:
-            return None
+        return _or_none(cls._read, doc)
 
+    @classmethod
+    def _read(cls, doc: Mapping[str, Any]) -> HealthRecord:
+        return cls(outcome=_state(AttemptOutcome, doc, "outcome"),
+                   reason=_text(doc, "reason", ""),
+                   latency_secs=_number(doc, "latency_secs", None, LATENCY_SECS),
+                   state=_state(HealthState, doc, "state", None),
+                   attempts=_int(doc, "attempts", 0),
+                   consecutive_failures=_int(doc, "consecutive_failures", 0),
+                   consecutive_successes=_int(doc, "consecutive_successes", 0),
+                   wall=_number(doc, "wall", None))
+
+
+R = TypeVar("R")
 
 Record = HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord
 
@@ -249,11 +305,35 @@ _KINDS: Mapping[str, type[Record]] = {
 }
 
 
+def _or_none(read: Callable[[Mapping[str, Any]], R], doc: Mapping[str, Any]) -> R | None:
+    try:
+        return read(doc)
+    except _Damaged:
+        return None
+
+
 def parse(doc: object) -> Record | None:
     """The record a JSON object holds; None for an unknown kind (newer writers may add some)
     or a damaged record."""
+    record = parse_checked(doc)
+    return None if isinstance(record, DamagedRecord) else record
+
+
+def parse_checked(doc: object) -> Record | DamagedRecord | None:
+    """The record a JSON object holds, or what is damaged in it (an `UnreadableLine` is
+    damaged too); None for an unknown kind, which newer writers may add."""
+    if isinstance(doc, UnreadableLine):
+        return DamagedRecord("?", f"a torn line (a write cut short by a crash or a full "
+                                  f"disk) or not JSON: {doc.excerpt!r}")
     if not isinstance(doc, Mapping):
-        return None
+        return DamagedRecord("?", f"a JSON {type(doc).__name__}, not an object")
     kind = doc.get("kind")
-    cls = _KINDS.get(kind) if isinstance(kind, str) else None
-    return None if cls is None else cls.from_json(doc)
+    if not isinstance(kind, str):
+        return DamagedRecord("?", "'kind' is missing or not text")
+    cls = _KINDS.get(kind)
+    if cls is None:
+        return None
+    try:
+        return cls._read(doc)
+    except _Damaged as exc:
+        return DamagedRecord(kind, str(exc))

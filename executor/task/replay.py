@@ -4,8 +4,9 @@ Owns the views `stoker status` shows (task, supervisor phase, attempts, processe
 health) and the fold that builds them from the checkpoint's records (the classes of
 `executor/task/records.py`, parsed from the JSON objects). No I/O, no clock, no logging,
 no threads: the caller reads the file and passes `now` to whatever formats the view.
-Unknown kinds are ignored, and so is a damaged record, so a damaged checkpoint still shows
-what it can. Views hold state names as text: they are for showing.
+Unknown kinds are ignored; a damaged record (a torn line, a wrong type, a number out of
+range) is skipped and named in the view's `warnings`, so a damaged checkpoint still shows
+what it can and says what it skipped. Views hold state names as text: they are for showing.
 
 How a process record maps to runs: a record with `to` = RUNNING starts run `run` (its
 wall time is the run's start); the next record of that run that leaves RUNNING ends it,
@@ -25,13 +26,14 @@ import attrs
 
 from executor.events import ProcessState
 from executor.task.records import (
+    DamagedRecord,
     HeaderRecord,
     HealthRecord,
     PhaseRecord,
     ProcessRecord,
     Record,
     TaskRecord,
-    parse,
+    parse_checked,
 )
 
 HEALTH_HISTORY = 10
@@ -121,6 +123,7 @@ class TaskView:
     sandbox: str
     ports: dict[str, int]
     attempts: tuple[AttemptView, ...]  # oldest first; never empty
+    warnings: tuple[str, ...] = ()  # one sentence per damaged record skipped
 
     @property
     def current(self) -> AttemptView:
@@ -293,6 +296,7 @@ class _Task:
     sandbox: str = ""
     ports: dict[str, int] = attrs.Factory(dict)
     attempts: list[_Attempt] = attrs.Factory(list)
+    warnings: list[str] = attrs.Factory(list)
 
     def current(self) -> _Attempt:
         if not self.attempts:
@@ -321,15 +325,20 @@ class _Task:
         self.current()
         return TaskView(label=self.label, job_key=self.job_key, task_id=self.task_id,
                         sandbox=self.sandbox, ports=dict(self.ports),
-                        attempts=tuple(a.view() for a in self.attempts))
+                        attempts=tuple(a.view() for a in self.attempts),
+                        warnings=tuple(self.warnings))
 
 
 def replay(records: Iterable[object]) -> TaskView:
-    """Fold checkpoint records (JSON objects as read) into the task's view. Pure; never
-    raises for bad records: a damaged one, or one of an unknown kind, is skipped."""
+    """Fold checkpoint records (JSON objects as read, and the reader's `UnreadableLine`s)
+    into the task's view. Pure; never raises for bad records: one of an unknown kind is
+    ignored, a damaged one skipped and named in `warnings` (by its place among the records)."""
     task = _Task()
-    for doc in records:
-        rec = parse(doc)
-        if rec is not None:
+    for number, doc in enumerate(records, 1):
+        rec = parse_checked(doc)
+        if isinstance(rec, DamagedRecord):
+            what = "a record" if rec.kind == "?" else f"a {rec.kind} record"
+            task.warnings.append(f"checkpoint record {number}, {what}: {rec.reason}; skipped")
+        elif rec is not None:
             task.apply(rec)
     return task.view()

@@ -8,12 +8,15 @@ import pytest
 
 from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
 from executor.task.records import (
+    DamagedRecord,
     HeaderRecord,
     HealthRecord,
     PhaseRecord,
     ProcessRecord,
     TaskRecord,
+    UnreadableLine,
     parse,
+    parse_checked,
 )
 from healthcheck.policy import AttemptOutcome, HealthState
 
@@ -96,3 +99,35 @@ def test_non_finite_numbers_from_the_json_parser_are_refused():
     assert parse(doc) is None
     doc = json.loads('{"kind": "task", "to": "RUNNING", "wall": Infinity}')
     assert parse(doc) is None
+
+
+@pytest.mark.parametrize("doc, words", [
+    ({"kind": "task", "to": "RUNNING", "wall": 1e300}, "'wall' is 1e+300, outside 0 ... 253402300799"),
+    ({"kind": "task", "to": "RUNNING", "wall": -1}, "'wall' is -1, outside"),
+    ({"kind": "process", "process": "web", "to": "RUNNING", "pid": 10**23}, "'pid' is 100000000000000000000000, outside"),
+    ({"kind": "process", "process": "web", "to": "RUNNING", "pid": 0}, "'pid' is 0, outside 1 ... 4194304"),
+    ({"kind": "process", "process": "web", "to": "FAILED", "exit_code": 256}, "'exit_code' is 256"),
+    ({"kind": "process", "process": "web", "to": "FAILED", "signal": 65}, "'signal' is 65"),
+    ({"kind": "process", "process": "web", "to": "FAILED", "run": -1}, "'run' is -1"),
+    ({"kind": "header", "ports": {"http": 0}}, "'ports': 'http' is 0, outside 1 ... 65535"),
+    ({"kind": "header", "supervisor_pid": 5_000_000}, "'supervisor_pid' is 5000000"),
+    ({"kind": "health", "outcome": "passed", "attempts": -1}, "'attempts' is -1"),
+    ({"kind": "health", "outcome": "passed", "latency_secs": -0.5}, "'latency_secs' is -0.5"),
+    ({"kind": "task", "to": "SLEEPING"}, "'to' is 'SLEEPING', not a TaskStage name"),
+    ({"kind": "task"}, "'to' is missing"),
+    ({"no": "kind"}, "'kind' is missing"),
+])
+def test_a_number_out_of_range_is_damage_and_parse_checked_says_which(doc, words):
+    assert parse(doc) is None
+    damaged = parse_checked(doc)
+    assert isinstance(damaged, DamagedRecord) and words in damaged.reason, damaged
+
+
+def test_the_edges_of_each_range_are_accepted():
+    doc = {"kind": "process", "process": "web", "run": 2**31 - 1, "to": "FAILED", "pid": 4194304,
+           "exit_code": 255, "signal": 64, "wall": 253402300799}
+    assert parse(doc) == ProcessRecord(process="web", run=2**31 - 1, from_=None,
+                                       to=ProcessState.FAILED, pid=4194304, exit_code=255,
+                                       signal=64, wall=253402300799.0)
+    assert parse_checked({"kind": "from-the-future"}) is None
+    assert isinstance(parse_checked(UnreadableLine('{"kind":"ta')), DamagedRecord)

@@ -1,0 +1,201 @@
+"""Issue 16, the checkpoint findings of the adversarial audit.
+
+- #11: a write cut short by ENOSPC leaves a torn line at the end of the checkpoint; the first
+  good record written afterwards used to be glued to it, and both were lost to every reader.
+  Each record now starts on a fresh line, and `stoker status` says that a torn line was
+  skipped. Once on a real full file system (a 64 KiB tmpfs, mounted for the test when the
+  test may mount, unmounted after), once with the short write injected at the writer's
+  `os.write`.
+- #13: a checkpoint may hold numbers that are no timestamps, pids, exit codes or signals
+  (`Infinity`, 1e300, a pid of 10^23, signal -5): the real `stoker status` skips each such
+  record with a warning naming the field, shows the rest, and never dies with a traceback.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from executor.events import ProcessState, TaskStage
+from executor.task import checkpoint
+from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
+from executor.task.records import HeaderRecord, ProcessRecord, TaskRecord
+from tests.support.stoker_proc import REPO
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+
+HEADER = HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
+                      ports={"http": 31000}, supervisor_pid=4000, processes=("web",),
+                      wall=1_700_000_000.0)
+
+
+def stoker_status(sandbox: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run([sys.executable, "-m", "executor", "status", str(sandbox), *args],
+                          capture_output=True, text=True, env=env, timeout=30)
+
+
+def _running(run: int, pid: int) -> dict:
+    return ProcessRecord(process="web", run=run, from_=ProcessState.WAITING,
+                         to=ProcessState.RUNNING, reason="started", pid=pid,
+                         wall=1_700_000_001.0 + run).to_json()
+
+
+# ---- #11: ENOSPC leaves a torn line; the next record still lands whole ----
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 64 KiB tmpfs (unmounted after the test), or a skip where the test may not mount."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs",
+                           str(mount_point)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the injected "
+                    "short write covers the same path")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def _fill(directory: Path) -> Path:
+    """Writes a file until the file system is full; returns it."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"x" * 512)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def test_after_enospc_on_a_full_file_system_the_next_record_lands_whole(tiny_fs, figures):
+    sandbox = tiny_fs / "sandbox"
+    writer = CheckpointWriter(sandbox)
+    writer.append(HEADER.to_json())
+    filler = _fill(tiny_fs)
+    failed = None
+    for run in range(200):  # until one record crosses into a page the full fs cannot give
+        try:
+            writer.append(_running(run, 1000 + run))
+        except OSError as exc:
+            failed = (run, exc)
+            break
+    assert failed is not None and failed[1].errno == errno.ENOSPC, failed
+    torn = checkpoint_path(sandbox).read_bytes()
+    assert not torn.endswith(b"\n"), "the failed write left no torn line: nothing to test"
+    filler.unlink()
+    writer.append(_running(failed[0], 4242))
+    writer.close()
+    _check_whole_after_torn(sandbox, 4242, figures, "tmpfs")
+
+
+def test_after_a_short_write_the_next_record_lands_whole(tmp_path, monkeypatch, figures):
+    sandbox = tmp_path / "sandbox"
+    writer = CheckpointWriter(sandbox)
+    writer.append(HEADER.to_json())
+    real_write = os.write
+    calls = []
+
+    def enospc_after_half(fd: int, data) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))  # the disk filled up here
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(checkpoint.os, "write", enospc_after_half)
+    with pytest.raises(OSError):
+        writer.append(_running(0, 1000))
+    writer.append(_running(1, 4242))
+    writer.close()
+    monkeypatch.undo()
+    _check_whole_after_torn(sandbox, 4242, figures, "injected short write")
+
+
+def _check_whole_after_torn(sandbox: Path, pid: int, figures, label: str) -> None:
+    records = read_records(sandbox)
+    pids = [r.get("pid") for r in records if r.get("kind") == "process"]
+    assert pid in pids, f"the record written after the torn line was lost: {pids}"
+    status = stoker_status(sandbox)
+    figures.add(f"{label}: stoker status after a torn line", status.stderr.strip())
+    assert status.returncode == 0, status.stderr
+    assert "Traceback" not in status.stderr
+    assert str(pid) in status.stdout, status.stdout
+    assert "torn" in status.stderr and "skipped" in status.stderr, status.stderr
+
+
+# ---- #13: numbers out of range are skipped with a warning, never a traceback ----
+
+GOOD = [HEADER.to_json(),
+        TaskRecord(from_=TaskStage.STARTING, to=TaskStage.RUNNING, reason="all started",
+                   wall=1_700_000_002.0).to_json(),
+        _running(0, 4242)]
+
+BAD = {
+    "header wall 1e300": ({**HEADER.to_json(), "wall": 1e300}, "wall"),
+    "task wall Infinity": ('{"kind":"task","from":"RUNNING","to":"FAILED","reason":"x",'
+                           '"wall":Infinity}', "wall"),
+    "negative wall": ({**GOOD[1], "wall": -1e300}, "wall"),
+    "pid 10^23": ({**_running(1, 1), "pid": 10**23}, "pid"),
+    "pid 0": ({**_running(1, 1), "pid": 0}, "pid"),
+    "supervisor pid -1": ({**HEADER.to_json(), "supervisor_pid": -1}, "supervisor_pid"),
+    "exit code 1e30": ({**_running(1, 1), "to": "FAILED", "exit_code": 1e30}, "exit_code"),
+    "exit code 256": ({**_running(1, 1), "to": "FAILED", "exit_code": 256}, "exit_code"),
+    "signal -5": ({**_running(1, 1), "to": "FAILED", "signal": -5}, "signal"),
+    "signal 1000": ({**_running(1, 1), "to": "FAILED", "signal": 1000}, "signal"),
+    "run 10^20": ({**_running(1, 1), "run": 10**20}, "run"),
+    "port 70000": ({**HEADER.to_json(), "ports": {"http": 70000}}, "ports"),
+    "latency 1e308": ('{"kind":"health","outcome":"passed","latency_secs":1e308,"wall":1700000003}',
+                      "latency_secs"),
+    "health wall 1e20": ('{"kind":"health","outcome":"passed","state":"RUNNING","attempts":1,'
+                         '"wall":1e20}', "wall"),
+    "attempts -3": ('{"kind":"health","outcome":"passed","attempts":-3,"wall":1700000003}',
+                    "attempts"),
+}
+
+
+def _write_lines(sandbox: Path, lines: list) -> None:
+    path = checkpoint_path(sandbox)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n"
+                            for line in lines))
+
+
+@pytest.mark.parametrize("label", list(BAD))
+def test_stoker_status_skips_a_record_with_an_out_of_range_number_and_warns(tmp_path, label):
+    bad, field = BAD[label]
+    sandbox = tmp_path / f"sandbox-{uuid.uuid4().hex[:6]}"
+    _write_lines(sandbox, [*GOOD, bad])
+    for args in ((), ("--json",)):
+        status = stoker_status(sandbox, *args)
+        assert status.returncode == 0, status.stderr[-2000:]
+        assert "Traceback" not in status.stderr, status.stderr[-2000:]
+        warnings = [line for line in status.stderr.splitlines() if "warning" in line]
+        assert len(warnings) == 1, status.stderr
+        assert f"'{field}'" in warnings[0] and "skipped" in warnings[0], warnings[0]
+        assert "4242" in status.stdout  # the good records are still shown
+        if not args:
+            assert "state=RUNNING" in status.stdout, status.stdout
+
+
+def test_every_out_of_range_record_at_once(tmp_path, figures):
+    sandbox = tmp_path / "sandbox"
+    _write_lines(sandbox, [*GOOD, *(bad for bad, _ in BAD.values())])
+    status = stoker_status(sandbox)
+    warnings = [line for line in status.stderr.splitlines() if "warning" in line]
+    figures.add("damaged records skipped by stoker status", f"{len(warnings)} of {len(BAD)}, "
+                f"e.g. {warnings[0] if warnings else 'none'}")
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr[-2000:]
+    assert len(warnings) == len(BAD), status.stderr
