@@ -2,10 +2,17 @@
 
 Owns `CommandRunner.run(command, timeout_secs) -> CommandResult`: `/bin/bash -c COMMAND`
 in the sandbox with the task's environment (markers included, so the watchdog covers it),
-in its own session, stdout and stderr into one unlinked temp file (not a pipe: a command
-that fills a pipe nobody reads would hang), reaped by the one reaper thread. On timeout its
-process group and every process carrying its marker are SIGKILLed. It exists because no
-code in a Stoker process may wait for children itself (see `executor/procs/reaper.py`).
+in its own session, reaped by the one reaper thread. On timeout its process group and every
+process carrying its marker are SIGKILLed. It exists because no code in a Stoker process may
+wait for children itself (see `executor/procs/reaper.py`).
+
+Output: stdout and stderr go into one pipe that the calling thread reads while it waits, in
+64 KiB reads, keeping only the last `OUTPUT_TAIL_BYTES` in memory: a command that writes
+gigabytes costs no disk (no file outside the sandbox, unlike a temp file) and no memory,
+and one that fills the pipe never blocks, since the pipe is always read. The wait ends when
+the command's top process exits (its pidfd), the pipe reaches EOF, or the deadline; then
+what is still in the pipe is read, bounded by `DRAIN_LIMIT_BYTES` (a descendant that
+escaped the kill may write on).
 
 Thread-safe (the health loop calls it from its own thread); never raises: a command that
 cannot be started gives a result whose `error` says why, in words.
@@ -14,12 +21,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import select
 import signal
-import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
 
 from executor.events import ExitStatus
 from executor.procs import proctree, spawn
@@ -27,6 +34,8 @@ from executor.procs.reaper import Reaper, Watcher
 from healthcheck.checkers import CommandResult
 
 OUTPUT_TAIL_BYTES = 1024
+READ_BYTES = 64 * 1024
+DRAIN_LIMIT_BYTES = 1024 * 1024
 KILL_WAIT_SECS = 1.0
 
 
@@ -51,24 +60,32 @@ class CommandRunner:
         marker = f"{self._task_marker}/.command/{next(self._seq)}"
         env = dict(self._env)
         env[spawn.RUN_MARKER] = marker
-        with tempfile.TemporaryFile(prefix="stoker-command-") as out:
+        deadline = time.monotonic() + timeout_secs
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
             try:
-                child = self._fork(command, env, marker, out)
+                child = self._fork(command, env, marker, write_fd)
             except OSError as e:
                 where = f" in {e.filename}" if e.filename else ""
                 return CommandResult(error=f"cannot start /bin/bash for the health command"
                                            f"{where}: {spawn.describe_os_error(e)}")
-            finished = child.done.wait(timeout_secs)
+            finally:
+                os.close(write_fd)  # the command holds the only write end: EOF when it is gone
+            tail = _Tail(OUTPUT_TAIL_BYTES)
+            finished = _follow(read_fd, child, tail, deadline)
             if not finished:
                 self._kill(child)
                 child.done.wait(KILL_WAIT_SECS)
-            return _result(child, not finished, out)
+            _drain(read_fd, tail)
+            return _result(child, not finished, tail.text())
+        finally:
+            os.close(read_fd)
 
     def _fork(self, command: str, env: Mapping[str, str], marker: str,
-              out: BinaryIO) -> spawn.Child:
+              out_fd: int) -> spawn.Child:
         with self._reaper.forking():
             popen = spawn.fork_exec(command, cwd=self._sandbox, env=env, stdin=self._stdin_fd,
-                                    stdout=out.fileno(), stderr=out.fileno())
+                                    stdout=out_fd, stderr=out_fd)
             child = spawn.Child(pid=popen.pid, popen=popen, marker=marker)
             with self._lock:
                 self._live[child.pid] = child
@@ -93,10 +110,71 @@ class CommandRunner:
         proctree.kill_until_gone(proctree.Scope(markers=(child.marker_entry,)))
 
 
-def _result(child: spawn.Child, timed_out: bool, out: BinaryIO) -> CommandResult:
-    size = out.seek(0, os.SEEK_END)
-    out.seek(max(0, size - OUTPUT_TAIL_BYTES))
-    output = out.read().decode("utf-8", errors="replace")
+class _Tail:
+    """The last `limit` bytes of what was added."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._data = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self._data += data[-self._limit:]
+        del self._data[:-self._limit]
+
+    def text(self) -> str:
+        return self._data.decode("utf-8", errors="replace")
+
+
+def _open_pidfd(child: spawn.Child) -> int:
+    """A pidfd that becomes readable when the command's top process exits; -1 when there is
+    none (no pidfd support, or reaped already). Only a wake-up: the pipe's EOF and the
+    deadline end the wait too, so a pid reused after the reap costs time, never a result."""
+    if child.done.is_set():
+        return -1
+    try:
+        return os.pidfd_open(child.pid)
+    except (OSError, AttributeError):
+        return -1
+
+
+def _follow(read_fd: int, child: spawn.Child, tail: _Tail, deadline: float) -> bool:
+    """Reads the command's output until its top process exits, the pipe reaches EOF or the
+    deadline passes; then waits (until the deadline) for the reaper. True when reaped."""
+    pidfd = _open_pidfd(child)
+    poller = select.poll()
+    poller.register(read_fd, select.POLLIN)
+    if pidfd >= 0:
+        poller.register(pidfd, select.POLLIN)
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            ready = dict(poller.poll(left * 1000))
+            if ready.get(read_fd):
+                data = os.read(read_fd, READ_BYTES)
+                if not data:
+                    break  # every writer is gone
+                tail.add(data)
+            if pidfd >= 0 and ready.get(pidfd):
+                break  # the top process exited: the reaper kills what is left, then reaps
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+    return child.done.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _drain(read_fd: int, tail: _Tail) -> None:
+    """Reads what is left in the pipe without blocking, at most DRAIN_LIMIT_BYTES."""
+    os.set_blocking(read_fd, False)
+    for _ in range(DRAIN_LIMIT_BYTES // READ_BYTES):
+        try:
+            data = os.read(read_fd, READ_BYTES)
+        except BlockingIOError:
+            return
+        if not data:
+            return
+        tail.add(data)
+
+
+def _result(child: spawn.Child, timed_out: bool, output: str) -> CommandResult:
     exit_code = sig = None
     if child.status is not None:
         status = ExitStatus.from_wait_status(child.status)
