@@ -30,6 +30,10 @@ class ExecutorCallbacks(Protocol):
     def launchTask(self, driver: ExecutorDriver, task_info: dict[str, Any]) -> None:
         """LAUNCH: one TaskInfo."""
 
+    def launchTooLarge(self, driver: ExecutorDriver, task_id: str, size_bytes: int) -> None:
+        """LAUNCH too large to read (docs/mesos.md §4): only its task id and size are known.
+        Stoker's own; pymesos has no such callback."""
+
     def launchTaskGroup(self, driver: ExecutorDriver, task_group: dict[str, Any]) -> None:
         """LAUNCH_GROUP: `{"tasks": [TaskInfo, ...]}`."""
 

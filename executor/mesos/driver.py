@@ -44,6 +44,7 @@ from executor.events import TaskState
 from executor.mesos.callbacks import ExecutorCallbacks
 from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.reconnect import Ending, GiveUp, ReconnectPolicy, Retry, SessionEnd
+from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.sender import CallSender, Shared
 from executor.mesos.session import ExecutorProtocol, SessionState
 from executor.mesos.transport import (
@@ -63,6 +64,7 @@ from executor.mesos.wire import (
     Launch,
     LaunchGroup,
     Message,
+    Oversized,
     Shutdown,
     Subscribed,
     UnknownEvent,
@@ -354,6 +356,13 @@ class ExecutorDriver:
             case UnknownEvent(type=kind):
                 logger.info("mesos_event_ignored %s type=%s reason=\"unknown event type\"",
                             self._who, kind)
+            case Oversized(type="LAUNCH", task_id=str() as tid, size_bytes=size):
+                self._post(cb.launchTooLarge, tid, size)
+            case Oversized(type=kind, size_bytes=size):
+                logger.error("mesos_event_skipped %s type=%s bytes=%d reason=\"larger than the "
+                             "limit of %d bytes%s\"", self._who, kind, size, MAX_RECORD_BYTES,
+                             "; its task id is not in its first bytes: it cannot be answered"
+                             if kind == "LAUNCH" else "")
             case _:
                 assert_never(event)
 

@@ -40,7 +40,7 @@ from typing import Any, assert_never
 import attrs
 
 from config.bind import bind
-from config.document import decode
+from config.document import MAX_DOCUMENT_BYTES, decode
 from config.errors import ConfigError, SettingsError
 from config.settings import ExecutorSettings, pop_secrets
 from config.spec import JobSpec
@@ -50,6 +50,7 @@ from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.reconnect import Ending
+from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.transport import agent_url
 from executor.mesos.wire import (
     mesos_state_name,
@@ -183,15 +184,8 @@ class StokerExecutor:
         except RemoteProtocolError as exc:
             logger.error("launch ignored: TaskInfo without a task id: %s", exc)
             return
-        with self._lock:
-            current = self._task_id
-            if current is None:
-                self._task_id = tid
+        current = self._claim(tid)
         if current == tid:
-            # A LAUNCH of the task that runs here (an agent's retry, or forged): answering it
-            # would be an update for the running task, so it gets none.
-            log_event(logger, logging.WARNING, "launch_duplicate", task_id=tid,
-                      reason="this task is already running here; the LAUNCH is ignored")
             return
         if current is not None:
             message = f"one task per executor: task {current} is already running here"
@@ -202,6 +196,19 @@ class StokerExecutor:
         thread = threading.Thread(target=self._run_task, args=(driver, task_info, tid),
                                   name=f"task-{tid}", daemon=True)
         thread.start()
+
+    def launchTooLarge(self, driver: ExecutorDriver, task_id: str, size_bytes: int) -> None:
+        """A LAUNCH too large to read (docs/mesos.md §4) fails its task, naming the size."""
+        message = (f"invalid task: its LAUNCH event is {size_bytes} bytes, larger than the "
+                   f"{MAX_RECORD_BYTES} bytes an event may have (a task document is at most "
+                   f"{MAX_DOCUMENT_BYTES} bytes)")
+        current = self._claim(task_id)
+        if current == task_id:
+            return
+        log_event(logger, logging.ERROR, "launch_failed", task_id=task_id, reason=message)
+        driver.send_status_update(task_id, TaskState.FAILED, message, reason=REASON_TASK_INVALID)
+        if current is None:
+            self._on_done()  # no task will run here
 
     def launchTaskGroup(self, driver: ExecutorDriver, task_group: dict[str, Any]) -> None:
         tasks = task_group.get("tasks", [])
@@ -241,6 +248,19 @@ class StokerExecutor:
         log_event(logger, logging.ERROR, "driver_error", message=message)
 
     # ---- the task ----
+
+    def _claim(self, tid: str) -> str | None:
+        """Takes the one task slot for `tid`: None when it did, else the task holding it.
+        For `tid` itself (a duplicate LAUNCH: an agent's retry, or forged) that is logged;
+        it gets no answer, as any answer would be an update for the running task."""
+        with self._lock:
+            current = self._task_id
+            if current is None:
+                self._task_id = tid
+        if current == tid:
+            log_event(logger, logging.WARNING, "launch_duplicate", task_id=tid,
+                      reason="this task is already running here; the LAUNCH is ignored")
+        return current
 
     def _kill(self, kill: PendingKill) -> None:
         with self._lock:

@@ -7,15 +7,36 @@ The grammar (Mesos' recordio encoder; docs/mesos.md §4):
 
 This module owns the partial header and partial record of one stream, nothing else. It never
 parses a record, never knows who sends the bytes, and does no I/O. A header that is not a
-decimal size, or a size above the limit, raises `RemoteProtocolError`: the stream is broken
-and its decoder must be thrown away (the session makes a fresh one per SUBSCRIBE).
+decimal size, or a size above `ABSURD_RECORD_BYTES`, raises `RemoteProtocolError`: the stream
+is broken and its decoder must be thrown away (the session makes a fresh one per SUBSCRIBE).
+
+Memory: a record is copied once, from the chunks into its own buffer (allocated once, at its
+full size), and handed on as it is; nothing is re-scanned. A record over `max_record_bytes`
+is never held: its bytes are dropped as they pass, but its first `PREFIX_BYTES` are kept and
+handed on as an `OversizedRecord`, so that the caller can still tell what it was (a LAUNCH
+must be answered).
 """
 from __future__ import annotations
 
+import attrs
+
 from executor.mesos.errors import RemoteProtocolError
 
-MAX_RECORD_BYTES = 64 * 1024 * 1024  # a record bigger than this is refused as absurd
+MAX_RECORD_BYTES = 8 * 1024 * 1024  # larger records are dropped, their first bytes kept
+ABSURD_RECORD_BYTES = 1024 * 1024 * 1024  # a larger size is a broken stream
+PREFIX_BYTES = 64 * 1024  # what is kept of a record too large to hold
 _MAX_HEADER_DIGITS = 20  # an unsigned 64-bit size has at most 20 digits
+
+
+@attrs.frozen(slots=True)
+class OversizedRecord:
+    """A record larger than the decoder holds: its size, and its first bytes."""
+
+    size: int
+    prefix: bytes = attrs.field(repr=False)
+
+
+Record = bytes | bytearray | OversizedRecord
 
 
 class RecordIODecoder:
@@ -23,36 +44,67 @@ class RecordIODecoder:
 
     Chunk boundaries mean nothing: partial headers and partial records are buffered. Empty
     header lines are skipped and size-0 records ignored (both lenient, like the reference
-    decoder); any other non-digit in a header, or a size above `max_record_bytes`, raises
-    `RemoteProtocolError` and the stream must be treated as broken.
+    decoder); any other non-digit in a header, or a size above `ABSURD_RECORD_BYTES`, raises
+    `RemoteProtocolError` and the stream must be treated as broken. A record is `bytes`
+    when it came in one chunk, else the `bytearray` it was gathered in.
     """
 
     def __init__(self, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
         self._max = max_record_bytes
-        self._buffer = bytearray()
+        self._header = bytearray()
         self._size: int | None = None  # size of the record being read, once its header is in
+        self._filled = 0
+        self._record: bytearray | None = None  # a record spanning chunks, allocated once
+        self._prefix: bytearray | None = None  # an oversized record's first bytes
 
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
-        records: list[bytes] = []
-        while True:
+    def feed(self, data: bytes) -> list[Record]:
+        records: list[Record] = []
+        view = memoryview(data)
+        pos = 0
+        while pos < len(data):
             if self._size is None:
-                newline = self._buffer.find(b"\n")
-                if newline < 0:
-                    self._check_header(bytes(self._buffer), complete=False)
-                    return records
-                header = bytes(self._buffer[:newline])
-                del self._buffer[: newline + 1]
-                if header == b"":
-                    continue  # empty header line: tolerated
-                self._size = self._check_header(header, complete=True)
-            if len(self._buffer) < self._size:
-                return records
-            record = bytes(self._buffer[: self._size])
-            del self._buffer[: self._size]
-            self._size = None
-            if record:
-                records.append(record)
+                pos = self._read_header(data, pos)
+                continue
+            take = min(self._size - self._filled, len(data) - pos)
+            if self._prefix is not None:
+                room = PREFIX_BYTES - len(self._prefix)
+                if room > 0:
+                    self._prefix += view[pos:pos + min(room, take)]
+            elif self._filled == 0 and take == self._size:
+                records.append(data[pos:pos + take])  # the whole record in this chunk
+            else:
+                if self._record is None:
+                    self._record = bytearray(self._size)
+                self._record[self._filled:self._filled + take] = view[pos:pos + take]
+            self._filled += take
+            pos += take
+            if self._filled == self._size:
+                self._finish(records)
+        return records
+
+    def _read_header(self, data: bytes, pos: int) -> int:
+        """Reads header bytes from `pos`; returns where the header (or the chunk) ends."""
+        end = min(len(data), pos + _MAX_HEADER_DIGITS + 1 - len(self._header))
+        newline = data.find(b"\n", pos, end)
+        if newline < 0:
+            self._header += data[pos:end]
+            self._check_header(bytes(self._header), complete=False)
+            return end
+        header = bytes(self._header) + data[pos:newline]
+        self._header.clear()
+        size = self._check_header(header, complete=True) if header else 0
+        if size > 0:  # empty header lines and size-0 records: skipped
+            self._size, self._filled = size, 0
+            self._prefix = bytearray() if size > self._max else None
+        return newline + 1
+
+    def _finish(self, records: list[Record]) -> None:
+        assert self._size is not None
+        if self._prefix is not None:
+            records.append(OversizedRecord(self._size, bytes(self._prefix)))
+        elif self._record is not None:
+            records.append(self._record)
+        self._size, self._record, self._prefix = None, None, None
 
     def _check_header(self, header: bytes, complete: bool) -> int:
         if header and not header.isdigit():
@@ -62,9 +114,10 @@ class RecordIODecoder:
                 f"RecordIO header has {len(header)} digits, more than {_MAX_HEADER_DIGITS}"
             )
         size = int(header) if header else 0
-        if size > self._max:
+        if size > ABSURD_RECORD_BYTES:
             raise RemoteProtocolError(
-                f"RecordIO record of {size} bytes is larger than the limit of {self._max} bytes"
+                f"RecordIO record of {size} bytes is larger than the limit of "
+                f"{ABSURD_RECORD_BYTES} bytes"
             )
         return size if complete else 0
 

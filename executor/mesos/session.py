@@ -44,7 +44,7 @@ import attrs
 from executor.events import TaskState
 from executor.mesos import wire
 from executor.mesos.errors import LocalProtocolError, RemoteProtocolError
-from executor.mesos.recordio import RecordIODecoder
+from executor.mesos.recordio import MAX_RECORD_BYTES, OversizedRecord, Record, RecordIODecoder
 
 
 class SessionState(enum.Enum):
@@ -71,6 +71,12 @@ class PendingUpdate:
     uuid: bytes
     state: TaskState
     status: dict[str, Any] = attrs.field(eq=False, repr=False)
+
+
+def _parse(record: Record) -> wire.Event:
+    if isinstance(record, OversizedRecord):
+        return wire.parse_oversized(record.size, record.prefix, MAX_RECORD_BYTES)
+    return wire.parse_event(record)
 
 
 class ExecutorProtocol:
@@ -160,7 +166,7 @@ class ExecutorProtocol:
         if self._state not in (SessionState.SUBSCRIBING, SessionState.SUBSCRIBED):
             raise LocalProtocolError(f"feed() while {self._state.name}: no readable stream")
         try:
-            events = [wire.parse_event(record) for record in self._decoder.feed(chunk)]
+            events = [_parse(record) for record in self._decoder.feed(chunk)]
         except RemoteProtocolError:
             self._move(SessionState.ERROR)
             raise
@@ -191,7 +197,7 @@ class ExecutorProtocol:
             case wire.Shutdown():
                 self._shutdown_received = True
             case (wire.Kill() | wire.Message() | wire.Heartbeat() | wire.Error()
-                  | wire.UnknownEvent()):
+                  | wire.UnknownEvent() | wire.Oversized()):
                 pass  # nothing owed changes: the driver turns these into callbacks
             case _:
                 assert_never(event)

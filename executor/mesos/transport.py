@@ -26,6 +26,10 @@ API_PATH = "/api/v1/executor"
 CONNECT_TIMEOUT_SECS = 5.0
 CALL_TIMEOUT_SECS = 10.0  # read timeout of a call; the stream has none (heartbeats: 30 min)
 _MAX_DETAIL_BYTES = 1024  # a rejected call's body is quoted up to this many bytes
+# The stream is read in pieces of at most this size: a 50 MB HTTP chunk is never held whole
+# (the RecordIO decoder drops a record too large to hold as it passes). A smaller chunk still
+# comes at once: a piece ends at the end of its HTTP chunk.
+STREAM_READ_BYTES = 64 * 1024
 
 
 class Outcome(enum.Enum):
@@ -105,7 +109,7 @@ class AgentStream:
     def chunks(self) -> Iterator[bytes]:
         """Yields HTTP chunks as they arrive; returns on a clean EOF, raises StreamBroken."""
         try:
-            for chunk in self._response.iter_content(chunk_size=None):
+            for chunk in self._response.iter_content(chunk_size=STREAM_READ_BYTES):
                 if chunk:
                     yield chunk
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,

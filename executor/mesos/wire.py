@@ -11,7 +11,9 @@ base64 (whitespace inside is skipped), int64 may come as a number or a numeric s
 unknown keys are ignored and unknown event types become `UnknownEvent`. Malformed agent input
 raises `RemoteProtocolError` naming the path (`LAUNCH event: 'launch.task' is missing`);
 misuse by Stoker (a state that is no TaskState, a reason that is no REASON_ name) raises
-`LocalProtocolError`.
+`LocalProtocolError`. A record too large to hold (docs/mesos.md §4) is read from its first
+bytes only (`parse_oversized`): a LAUNCH, a MESSAGE or an unknown event becomes `Oversized`
+(the LAUNCH with its task id, so that it can be answered); any other is a broken stream.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Any
 import attrs
 
 from executor.events import TaskState
+from executor.mesos import jsonprefix
 from executor.mesos.errors import LocalProtocolError, RemoteProtocolError
 
 SOURCE_EXECUTOR = "SOURCE_EXECUTOR"
@@ -105,8 +108,18 @@ class UnknownEvent:
     type: str
 
 
+@attrs.frozen(slots=True)
+class Oversized:
+    """A record too large to hold, read from its first bytes; `task_id` for a LAUNCH whose
+    first bytes name it."""
+
+    type: str
+    size_bytes: int
+    task_id: str | None
+
+
 Event = (Subscribed | Launch | LaunchGroup | Kill | Acknowledged | Message | Shutdown | Heartbeat
-         | Error | UnknownEvent)
+         | Error | UnknownEvent | Oversized)
 
 
 def _field(obj: Any, path: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -133,6 +146,10 @@ def _names(kind: type | tuple[type, ...]) -> str:
 def _b64(text: Any, what: str) -> bytes:
     if not isinstance(text, str):
         raise RemoteProtocolError(f"{what} is a {type(text).__name__}, not base64 text")
+    try:  # no copy of the text: the agent writes no whitespace, so this nearly always does
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as e:
@@ -152,7 +169,7 @@ def _duration_secs(nanoseconds: Any, what: str) -> float:
     return nanoseconds / 1e9
 
 
-def parse_event(payload: bytes) -> Event:
+def parse_event(payload: bytes | bytearray) -> Event:
     """One RecordIO record (JSON) -> one event; RemoteProtocolError says what is malformed."""
     try:
         obj = json.loads(payload.decode("utf-8"))
@@ -167,6 +184,23 @@ def parse_event(payload: bytes) -> Event:
     if parser is None:
         return UnknownEvent(kind)
     return parser(obj, f"{kind} event")
+
+
+_SKIPPABLE = ("LAUNCH", "MESSAGE")  # and unknown types; any other oversized event breaks the stream
+_TYPE = ("type",)
+_LAUNCH_TASK_ID = ("launch", "task", "task_id", "value")
+
+
+def parse_oversized(size_bytes: int, prefix: bytes, limit_bytes: int) -> Oversized:
+    """A record of `size_bytes` over `limit_bytes`, from its first bytes: `Oversized`, or
+    RemoteProtocolError for an event the session cannot do without (SUBSCRIBED, KILL ...)."""
+    found = jsonprefix.string_values(prefix, (_TYPE, _LAUNCH_TASK_ID))
+    kind = found.get(_TYPE)
+    if kind is None or (kind in _PARSERS and kind not in _SKIPPABLE):
+        raise RemoteProtocolError(
+            f"{kind or 'an'} event of {size_bytes} bytes is larger than the limit of "
+            f"{limit_bytes} bytes")
+    return Oversized(kind, size_bytes, found.get(_LAUNCH_TASK_ID) if kind == "LAUNCH" else None)
 
 
 def _parse_subscribed(obj: dict[str, Any], what: str) -> Subscribed:

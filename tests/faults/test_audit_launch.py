@@ -2,16 +2,23 @@
 
 - #12: a second LAUNCH with the id of the task that is running is a duplicate (an agent's
   retry, or a forged one): it is ignored. It used to send TASK_FAILED for the running task.
+- #15: a LAUNCH carrying 40 MiB of TaskInfo.data took the executor from 36 MB to 260 MB of
+  peak RSS, and one over 64 MiB broke the stream and was never answered. Records over 8 MiB
+  are now dropped as they stream past (docs/mesos.md §4) and such a LAUNCH is answered
+  TASK_FAILED naming its size, with the executor's peak RSS measured before and after; the
+  largest LAUNCH that is still read costs a bounded multiple of its size.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from config.document import encode
+from config.document import MAX_DOCUMENT_BYTES, encode
 from config.loader import load_job
+from executor.mesos.recordio import MAX_RECORD_BYTES
 from tests.support.agent_sim import TERMINAL_STATES, AgentSimulator, make_task_info
 from tests.support.stoker_proc import kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
@@ -65,3 +72,63 @@ def test_a_duplicate_launch_is_ignored_and_the_running_task_is_left_alone(sim, t
     assert not live(pids)
     log = sim.executor_log()
     assert log.count("launch_duplicate") == 2, log[-3000:]
+
+
+# ---- #15: a huge LAUNCH costs no memory and is answered ----
+
+MIB = 1024 * 1024
+HUGE_DATA_BYTES = 40 * MIB  # TaskInfo.data as sent is its base64: 53 MiB
+OVER_64_MIB_DATA_BYTES = 52 * MIB  # base64: 69 MiB, over the old 64 MiB record limit
+RSS_GROWTH_LIMIT_BYTES = 24 * MIB
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+@pytest.mark.parametrize("data_bytes", [HUGE_DATA_BYTES, OVER_64_MIB_DATA_BYTES],
+                         ids=["40 MiB of data", "52 MiB of data (a 69 MiB record)"])
+def test_a_huge_launch_is_refused_by_its_size_without_holding_it(sim, figures, data_bytes):
+    proc = sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
+    sim.wait_subscribed(timeout_secs=15)
+    before = _peak_rss(proc.pid)
+    info = make_task_info("task-huge", b"\0" * data_bytes)
+    record_bytes = len(json.dumps({"type": "LAUNCH", "launch": {"task": info}},
+                                  separators=(",", ":")))
+    sim.launch(info)
+    failed = sim.wait_for_state("task-huge", "TASK_FAILED", 30)
+    after = _peak_rss(proc.pid)
+    del info
+    figures.add(f"peak RSS of the executor, LAUNCH of {record_bytes / MIB:.0f} MiB",
+                f"{before / 1e6:.0f} MB before, {after / 1e6:.0f} MB after")
+    figures.add(f"answer to the {record_bytes / MIB:.0f} MiB LAUNCH", failed.message)
+    assert sim.states("task-huge") == ["TASK_FAILED"]
+    assert failed.reason == "REASON_TASK_INVALID"
+    assert str(record_bytes) in failed.message, failed.message
+    assert after - before <= RSS_GROWTH_LIMIT_BYTES, (before, after)
+    assert len(sim.subscribes) == 1, "the executor dropped the stream and subscribed again"
+    assert sim.wait_exit(15) == 0
+    assert not (sim.sandbox / ".logs").exists()
+
+
+def test_the_largest_launch_that_is_read_costs_a_bounded_amount_of_memory(sim, figures):
+    # A task document one byte over its limit: the record (5.3 MiB) is read and parsed, and
+    # the document refused by its size.
+    proc = sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
+    sim.wait_subscribed(timeout_secs=15)
+    before = _peak_rss(proc.pid)
+    info = make_task_info("task-big", b"\0" * (MAX_DOCUMENT_BYTES + 1))
+    record_bytes = len(json.dumps({"type": "LAUNCH", "launch": {"task": info}},
+                                  separators=(",", ":")))
+    assert record_bytes <= MAX_RECORD_BYTES
+    sim.launch(info)
+    failed = sim.wait_for_state("task-big", "TASK_FAILED", 30)
+    after = _peak_rss(proc.pid)
+    figures.add(f"peak RSS of the executor, LAUNCH of {record_bytes / MIB:.1f} MiB (read, then "
+                "refused)", f"{before / 1e6:.0f} MB before, {after / 1e6:.0f} MB after")
+    assert f"over the {MAX_DOCUMENT_BYTES} byte limit" in failed.message, failed.message
+    assert after - before <= 5 * record_bytes, (before, after, record_bytes)
+    assert sim.wait_exit(15) == 0

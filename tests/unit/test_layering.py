@@ -28,6 +28,7 @@ PURE = [
     "executor/local/service.py",
     "executor/mesos/errors.py",
     "executor/mesos/recordio.py",
+    "executor/mesos/jsonprefix.py",
     "executor/mesos/wire.py",
     "executor/mesos/session.py",
     "executor/mesos/reconnect.py",

@@ -171,12 +171,48 @@ def test_garbage_header_raises_protocol_error(garbage):
 
 
 def test_absurd_record_size_is_refused_before_buffering_it():
-    with pytest.raises(RemoteProtocolError, match="larger than the limit of 67108864 bytes"):
-        recordio.RecordIODecoder().feed(b"67108865\n")
+    with pytest.raises(RemoteProtocolError, match="larger than the limit of 1073741824 bytes"):
+        recordio.RecordIODecoder().feed(b"1073741825\n")
     with pytest.raises(RemoteProtocolError, match="larger than the limit"):
-        recordio.RecordIODecoder().feed(b"999999999")  # even before the newline arrives
+        recordio.RecordIODecoder().feed(b"9999999999")  # even before the newline arrives
     with pytest.raises(RemoteProtocolError):
         recordio.RecordIODecoder().feed(b"0" * 21)
+
+
+def test_a_record_over_the_limit_is_dropped_as_it_passes_and_its_first_bytes_kept():
+    decoder = recordio.RecordIODecoder(max_record_bytes=10)
+    body = b"x" * (recordio.PREFIX_BYTES + 500)
+    stream = b"3\nabc" + str(len(body)).encode() + b"\n" + body + b"2\nde"
+    for cut in (0, 1, 4, 7, 9, 1000, len(stream) - 3, len(stream) - 1):
+        decoder = recordio.RecordIODecoder(max_record_bytes=10)
+        got = decoder.feed(stream[:cut]) + decoder.feed(stream[cut:])
+        assert got == [b"abc", recordio.OversizedRecord(len(body), body[:recordio.PREFIX_BYTES]),
+                       b"de"], f"cut at {cut}"
+    assert decoder._record is None and decoder._prefix is None  # nothing left held
+
+
+def test_a_record_spanning_chunks_is_gathered_in_one_buffer_of_its_size():
+    decoder = recordio.RecordIODecoder()
+    assert decoder.feed(b"10\n0123") == []
+    held = decoder._record
+    assert held is not None and len(held) == 10
+    assert decoder.feed(b"4567") == []
+    assert decoder._record is held  # filled in place, never reallocated
+    [record] = decoder.feed(b"89")
+    assert record is held and record == b"0123456789"
+
+
+def test_an_oversized_event_is_read_from_its_first_bytes():
+    launch = json.dumps({"type": "LAUNCH", "launch": {"task": {
+        "name": "big", "task_id": {"value": "t-1"}, "data": "A" * 100}}}).encode()
+    assert wire.parse_oversized(9_000_000, launch[:90], 10) == wire.Oversized("LAUNCH", 9_000_000, "t-1")
+    assert wire.parse_oversized(9_000_000, launch[:40], 10) == wire.Oversized("LAUNCH", 9_000_000, None)
+    message = b'{"type":"MESSAGE","message":{"data":"AAAA'
+    assert wire.parse_oversized(20, message, 10) == wire.Oversized("MESSAGE", 20, None)
+    assert wire.parse_oversized(20, b'{"type":"FROM_THE_FUTURE"', 10).type == "FROM_THE_FUTURE"
+    for prefix in (b'{"type":"SUBSCRIBED","subscribed":{', b'{"type":"KILL"', b'{"typ', b"junk"):
+        with pytest.raises(RemoteProtocolError, match="larger than the limit of 10 bytes"):
+            wire.parse_oversized(20, prefix, 10)
 
 
 def test_protocol_error_in_stream_reaches_the_caller_of_feed():
