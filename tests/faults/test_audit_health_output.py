@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 FLOOD_BYTES = size(200, 1024) * 1024 * 1024
 HELD_OUTSIDE_LIMIT_BYTES = 1024 * 1024
 RSS_GROWTH_LIMIT_BYTES = 16 * 1024 * 1024
-TIMEOUT_SECS = float(size(8, 20))  # the attempt's: it outlasts the flood and the test's look
+TIMEOUT_SECS = float(size(5, 20))  # the attempt's: it outlasts the flood and the test's look
 
 
 def _config(tmp_path: Path) -> Path:
