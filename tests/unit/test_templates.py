@@ -275,18 +275,6 @@ def test_a_field_that_refers_to_itself_twice_is_rejected_at_once():
     assert time.monotonic() - started < 5
 
 
-def test_reference_cycles_follow_self_binding_and_paths():
-    from config.templates import reference_cycles
-
-    assert reference_cycles({"a": "{{b}}", "b": "{{a}}{{a}}"}) == ["job.a = '{{b}}'"]
-    ok = {"role": "r", "name": "{{task.name}}",
-          "task": {"name": "{{processes[0].name}}",
-                   "processes": [{"name": "x", "cmdline": "echo {{role}} {{name}} {{thermos.ports[http]}}"}]}}
-    assert reference_cycles(ok) == []
-    looped = {"task": {"processes": [{"name": "x", "cmdline": "x{{cmdline}}"}]}}
-    assert reference_cycles(looped) == ["job.task.processes[0].cmdline = 'x{{cmdline}}'"]
-
-
 # ---- the one port-reference pattern ----
 
 
