@@ -81,7 +81,7 @@ def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task
         role=job["role"], environment=job["environment"], cluster=job["cluster"], name=job["name"],
         instance=instance, task_id=task_id, task=_task_spec(job["task"]),
         health=_health_spec(job["health_check_config"], ports),
-        lifecycle=_lifecycle_spec(job.get("lifecycle") or {}, ports),
+        lifecycle=_lifecycle_spec(job["lifecycle"], ports),
         service=job["service"], max_task_failures=job["max_task_failures"], ports=ports,
     )
 
@@ -89,8 +89,8 @@ def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task
 def _task_spec(task: dict[str, Any]) -> spec.TaskSpec:
     return spec.TaskSpec(
         name=task["name"],
-        processes=tuple(_process_spec(p) for p in task.get("processes", ())),
-        constraints=tuple(tuple(c.get("order", ())) for c in task.get("constraints", ())),
+        processes=tuple(_process_spec(p) for p in task["processes"]),
+        constraints=tuple(tuple(c.get("order", ())) for c in task["constraints"]),
         max_failures=task["max_failures"], max_concurrency=task["max_concurrency"],
         finalization_wait_secs=float(task["finalization_wait"]),
     )
@@ -105,19 +105,17 @@ def _process_spec(p: dict[str, Any]) -> spec.ProcessSpec:
 
 
 def _logger_spec(logger: dict[str, Any] | None) -> spec.LoggerSpec:
-    if not logger:
+    if logger is None:  # unset: file / standard
         return spec.LoggerSpec()
-    rotate = logger.get("rotate") or {}
-    default = spec.LoggerSpec()
-    return spec.LoggerSpec(
-        destination=spec.LogDestination(logger["destination"]), mode=spec.LogMode(logger["mode"]),
-        log_size_bytes=rotate.get("log_size", default.log_size_bytes),
-        backups=rotate.get("backups", default.backups),
-    )
+    destination, mode = spec.LogDestination(logger["destination"]), spec.LogMode(logger["mode"])
+    rotate = logger.get("rotate")
+    if rotate is None:  # unset: the spec's sizes, the same as RotatePolicy's defaults
+        return spec.LoggerSpec(destination, mode)
+    return spec.LoggerSpec(destination, mode, log_size_bytes=rotate["log_size"], backups=rotate["backups"])
 
 
 def _health_spec(hc: dict[str, Any], ports: dict[str, int]) -> spec.HealthSpec:
-    checker = hc.get("health_checker") or {}
+    checker = hc["health_checker"]
     http = checker.get("http") or HttpHealthChecker().get()
     if "shell" in checker:
         kind = spec.CheckKind.SHELL
@@ -142,7 +140,7 @@ def _health_spec(hc: dict[str, Any], ports: dict[str, int]) -> spec.HealthSpec:
 
 def _lifecycle_spec(lifecycle: dict[str, Any], ports: dict[str, int]) -> spec.LifecycleSpec | None:
     http = lifecycle.get("http")
-    if not http or http["port"] not in ports:
+    if http is None or http["port"] not in ports:
         return None
     return spec.LifecycleSpec(
         port=ports[http["port"]],

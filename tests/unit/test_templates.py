@@ -13,18 +13,24 @@ from config.bind import bind
 from config.errors import BindError, ConfigError
 from config.loader import load_job
 from config.schema import (
+    Announcer,
+    Constraint,
     DisableLifecycle,
+    Docker,
     HealthCheckConfig,
     HealthCheckerConfig,
     HttpHealthChecker,
     HttpLifecycleConfig,
     LifecycleConfig,
     Logger,
+    Parameter,
     RotatePolicy,
     ShellHealthChecker,
     TcpHealthChecker,
+    UpdateConfig,
+    VariableBatchUpdateStrategy,
 )
-from config.templates import normalize_angle_refs, port_names, port_refs, refs_in
+from config.templates import flatten, normalize_angle_refs, port_names, port_refs, refs_in
 from tests.support.configs import job, process, write_config
 
 BIND = dict(instance=3, task_id="task-7", hostname="host.example", user="alice")
@@ -237,10 +243,86 @@ def test_missing_ports_are_named():
     assert "{{thermos.ports[admin]}}" in message
 
 
-@pytest.mark.parametrize("ports", [{"http": 0}, {"http": 70000}, {"http": "80"}, {"http": True}])
-def test_invalid_port_numbers(ports):
-    with pytest.raises(ConfigError, match="invalid ports"):
+@pytest.mark.parametrize("ports, shown", [
+    ({"http": 65536}, "http=65536"), ({"http": 0}, "http=0"), ({"http": -1}, "http=-1"),
+    ({"http": 70000}, "http=70000"), ({"http": "80"}, "http='80'"), ({"http": True}, "http=True"),
+    ({"http": 1.5}, "http=1.5"), ({"http": 80, "admin": 0, "db": 65536}, "admin=0, db=65536"),
+])
+def test_port_numbers_out_of_range_are_refused_naming_the_port(ports, shown):
+    with pytest.raises(ConfigError) as info:
         bound(job(process("a", "{{thermos.ports[http]}}")), **ports)
+    assert str(info.value) == f"invalid ports (each must be a name and a number in 1..65535): {shown}"
+
+
+@pytest.mark.parametrize("number", [1, 65535])
+def test_the_first_and_the_last_port_numbers_are_accepted(number):
+    assert bound(job(process("a", "serve {{thermos.ports[http]}}")), http=number).task.processes[0].cmdline \
+        == f"serve {number}"
+
+
+def test_a_port_name_must_be_a_string():
+    with pytest.raises(ConfigError, match=r"^invalid ports \(each must be a name and a number in 1..65535\): 7=80$"):
+        bind(job(process("a", "x")), ports={7: 80}, **BIND)  # type: ignore[dict-item]
+
+
+# ---- what bind carries through, field by field (no default may replace a value) ----
+
+
+def test_bind_carries_non_default_logger_and_lifecycle_fields():
+    j = job(process("a", "serve {{thermos.ports[health]}}",
+                    logger=Logger(destination="console", mode="rotate",
+                                  rotate=RotatePolicy(log_size=4096, backups=3))),
+            lifecycle=LifecycleConfig(http=HttpLifecycleConfig(
+                graceful_shutdown_endpoint="/bye", shutdown_endpoint="/die",
+                graceful_shutdown_wait_secs=1.5, shutdown_wait_secs=2.5)))
+    s = bound(j, health=9000)
+    assert s.task.processes[0].logger == spec.LoggerSpec(spec.LogDestination.CONSOLE, spec.LogMode.ROTATE,
+                                                         log_size_bytes=4096, backups=3)
+    assert s.lifecycle == spec.LifecycleSpec(port=9000, graceful_shutdown_endpoint="/bye",
+                                             shutdown_endpoint="/die", graceful_shutdown_wait_secs=1.5,
+                                             shutdown_wait_secs=2.5)
+    assert isinstance(s.lifecycle.shutdown_wait_secs, float)
+
+
+def test_a_rotate_policy_left_out_gives_the_spec_defaults():
+    expected = spec.LoggerSpec(spec.LogDestination.BOTH, spec.LogMode.ROTATE,
+                               log_size_bytes=100 * 1024 * 1024, backups=5)
+    s = bound(job(process("a", "x", logger=Logger(mode="rotate", destination="both"))))
+    assert s.task.processes[0].logger == expected
+    s = bound(job(process("a", "x", logger=Logger(mode="rotate", destination="both", rotate=RotatePolicy()))))
+    assert s.task.processes[0].logger == expected  # RotatePolicy's defaults are the same numbers
+
+
+def test_a_constraint_without_order_binds_to_an_empty_order():
+    s = bound(job(process("a", "x"), process("b", "y"),
+                  task_fields={"constraints": [Constraint(), Constraint(order=["a", "b"])]}))
+    assert s.task.constraints == ((), ("a", "b"))
+
+
+def test_bind_expands_map_and_choice_fields():
+    # Map (announce.portmap, job constraints) and Choice (container, update_strategy) values
+    # are expanded like any other; bind reads none of them, so flatten's result shows it.
+    j = job(process("a", "x"), name="svc",
+            announce=Announcer(primary_port="{{name}}-port", portmap={"{{role}}": "{{primary_port}}"}),
+            container=Docker(image="img:{{environment}}", parameters=[Parameter(name="{{role}}", value="v")]),
+            update_config=UpdateConfig(update_strategy=VariableBatchUpdateStrategy(batch_sizes=[1, 2])),
+            constraints={"host": "{{cluster}}"})
+    flat, _ = templates.expand(flatten(j))
+    assert flat["announce"] == {"primary_port": "svc-port", "portmap": {"r": "svc-port"}}
+    assert flat["container"] == {"image": "img:e", "parameters": [{"name": "r", "value": "v"}]}
+    assert flat["update_config"]["update_strategy"] == {"batch_sizes": [1, 2], "autopause_after_batch": False}
+    assert flat["constraints"] == {"host": "c"}
+    assert bound(j).name == "svc"
+
+
+def test_a_cycle_inside_a_map_or_a_choice_is_found():
+    j = job(process("a", "x"), container=Docker(image="{{image}}:1"),
+            announce=Announcer(portmap={"a": "{{portmap}}"}))
+    with pytest.raises(ConfigError) as info:
+        flatten(j)
+    assert info.value.problems == (
+        "job.announce.portmap.a = '{{portmap}}' refers to itself (a template reference cycle)",
+        "job.container.image = '{{image}}:1' refers to itself (a template reference cycle)")
 
 
 def test_bind_does_not_change_the_job():
