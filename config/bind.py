@@ -18,7 +18,7 @@ from typing import Any
 from config import spec
 from config.errors import BindError, ConfigError, cut, join_problems
 from config.schema import HttpHealthChecker, Job, MesosContext, ThermosContext
-from config.templates import expand, flatten, port_names
+from config.templates import expand, flatten, port_names, raw
 from config.typed_tree import from_tree
 
 # The parts of a job a running task uses; an unbound reference anywhere else is ignored.
@@ -36,17 +36,18 @@ def bind(job: Any, *, instance: int, ports: dict[str, int], task_id: str, hostna
     """
     _check_ports(ports)
     job = flatten(job)
+    key = _key(raw(job))  # the names are plain identifiers once the job is validated
     needed = port_names(job)
     missing = [name for name in needed if name not in ports]
     bound = job.bind(thermos=ThermosContext(ports=dict(ports), task_id=task_id, user=user),
                      mesos=MesosContext(instance=instance, hostname=hostname))
     tree, out = expand(bound)
     if out.problems:
-        raise ConfigError(join_problems(f"job {_key(tree)}", out.problems), out.problems)
-    unbound = sorted({ref for path, ref in out.unbound
-                      if path.split(".")[1].split("[")[0] in _USED_FIELDS})
+        raise ConfigError(join_problems(f"job {key}", out.problems), out.problems)
+    # A path is job.FIELD..., and none of the used fields is a list or a map.
+    unbound = sorted({ref for path, ref in out.unbound if path.split(".")[1] in _USED_FIELDS})
     if missing or unbound:
-        raise BindError(_bind_message(_key(tree), missing, unbound, ports), unbound, missing)
+        raise BindError(_bind_message(key, missing, unbound, ports), unbound, missing)
     final = from_tree(Job, tree).get()
     return _job_spec(final, instance=instance, ports=dict(ports), task_id=task_id)
 
@@ -73,7 +74,7 @@ def _bind_message(key: str, missing: list[str], unbound: list[str], ports: dict[
 
 
 def _key(tree: dict[str, Any]) -> str:
-    return "/".join(str(tree.get(k, "?")) for k in ("cluster", "role", "environment", "name"))
+    return "/".join(str(tree[k]) for k in ("cluster", "role", "environment", "name"))
 
 
 def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task_id: str) -> spec.JobSpec:

@@ -243,6 +243,60 @@ def test_missing_ports_are_named():
     assert "{{thermos.ports[admin]}}" in message
 
 
+def _ref(name: str) -> str:
+    return "{{" + name + "}}"
+
+
+def _refs(count: int, sep: str = " ") -> str:
+    return sep.join(_ref(f"u{i:02d}") for i in range(count))
+
+
+@pytest.mark.parametrize("cmdline, ports, message", [
+    # a missing port is also an unbound reference, and both are named
+    ("run {{thermos.ports[http]}}", {},
+     "job c/r/e/a: missing ports: http (assigned: none); unbound template references: {{thermos.ports[http]}}"),
+    ("run {{thermos.ports[http]}} {{thermos.ports[db]}}", {"x": 1, "admin": 2},
+     "job c/r/e/a: missing ports: db, http (assigned: admin, x); "
+     "unbound template references: {{thermos.ports[db]}}, {{thermos.ports[http]}}"),
+    ("run {{nope}}", {"http": 1}, "job c/r/e/a: unbound template references: {{nope}}"),
+    # at most 20 references are named, each cut to 80 characters
+    (_refs(20), {}, "job c/r/e/a: unbound template references: " + _refs(20, ", ")),
+    (_refs(21), {}, "job c/r/e/a: unbound template references: "
+     + _refs(20, ", ") + " and 1 more"),
+    (_refs(25), {}, "job c/r/e/a: unbound template references: "
+     + _refs(20, ", ") + " and 5 more"),
+    ("{{" + "x" * 76 + "}}", {}, "job c/r/e/a: unbound template references: {{" + "x" * 76 + "}}"),
+    ("{{" + "x" * 77 + "}}", {}, "job c/r/e/a: unbound template references: {{" + "x" * 75 + "..."),
+])
+def test_what_bind_could_not_bind_is_named(cmdline, ports, message):
+    with pytest.raises(BindError) as info:
+        bind(job(process("a", cmdline)), ports=ports, **BIND)
+    assert str(info.value) == message
+
+
+def test_long_lists_in_a_bind_error_are_cut():
+    names = [f"p{i:03d}" for i in range(100)]
+    cmdline = " ".join(_ref(f"thermos.ports[{n}]") for n in names)
+    have = {f"h{i:03d}": 1000 + i for i in range(100)}
+    with pytest.raises(BindError) as info:
+        bind(job(process("a", cmdline), name="n" * 250), ports=have, **BIND)
+    listed, assigned = ", ".join(names), ", ".join(sorted(have))
+    refs = ", ".join(_ref(f"thermos.ports[{n}]") for n in names[:20])
+    assert str(info.value) == (f"job c/r/e/{'n' * 194}: missing ports: {listed[:400]} (assigned: {assigned[:400]}); "
+                               f"unbound template references: {refs} and 80 more")
+    assert info.value.missing_ports == tuple(names)
+
+
+def test_a_bound_value_that_loops_is_a_config_error_naming_the_job_and_the_field():
+    with pytest.raises(ConfigError) as info:
+        bind(job(process("a", "run {{mesos.hostname}}")), ports={}, instance=0, task_id="t",
+             hostname="{{mesos.hostname}}{{mesos.hostname}}", user="u")
+    assert not isinstance(info.value, BindError)
+    assert str(info.value) == ("job c/r/e/a: job.task.processes[0].cmdline = 'run {{mesos.hostname}}' needs "
+                               "more than 5200 template steps to expand (its references repeat each other "
+                               "too often)")
+
+
 @pytest.mark.parametrize("ports, shown", [
     ({"http": 65536}, "http=65536"), ({"http": 0}, "http=0"), ({"http": -1}, "http=-1"),
     ({"http": 70000}, "http=70000"), ({"http": "80"}, "http='80'"), ({"http": True}, "http=True"),
