@@ -16,6 +16,7 @@ logging.
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -70,21 +71,24 @@ def _lookup(ancestors: Ancestors, parts: list[str]) -> TreePath | None:
 
 
 class _Graph:
-    """Each value's place, its own characters, and the places it stands for."""
+    """Each value's place, its own characters, and the places it stands for.
+
+    A struct or a list has no characters of its own: a reference to it counts what is in it
+    (pystachio's rendering adds field names; `config.templates` bounds that)."""
 
     def __init__(self, tree: Any) -> None:
         self.texts: dict[TreePath, str] = {}
         self.own: dict[TreePath, int] = {}  # characters that are not a followed reference
         self.edges: dict[TreePath, list[TreePath]] = {}
         for path, ancestors, value in _nodes(tree, (), ()):
-            if isinstance(value, dict):
-                self.own[path] = sum(len(str(k)) + 4 for k in value)
+            if isinstance(value, str):
+                self._string(path, ancestors, value)
+            elif isinstance(value, dict):
+                self.own[path] = 0
                 self.edges[path] = [path + (k,) for k in value]
             elif isinstance(value, list):
-                self.own[path] = 2 + 2 * len(value)
+                self.own[path] = 0
                 self.edges[path] = [path + (i,) for i in range(len(value))]
-            elif isinstance(value, str):
-                self._string(path, ancestors, value)
             else:
                 self.own[path] = len(str(value))
                 self.edges[path] = []
@@ -104,33 +108,36 @@ class _Graph:
 
     def walk(self, limit: int) -> tuple[dict[TreePath, list[TreePath]], list[TreePath]]:
         """(each string where a reference walk first comes back -> the other strings on
-        that loop, the strings that would
-        expand past `limit` characters), each in tree order. One depth-first walk, without
-        recursion (chains may be long); a size is counted as each place is left."""
+        that loop; when there is none, the strings that would expand past `limit`
+        characters), in tree order. One depth-first walk without recursion (chains may be
+        long); a place's size is counted as the walk leaves it, infinite past the limit."""
         cycles: dict[TreePath, list[TreePath]] = {}
-        state: dict[TreePath, int] = {}  # 1: on the current walk, 2: done
-        size: dict[TreePath, int] = {}
+        size: dict[TreePath, float] = {}
+        done: set[TreePath] = set()
         for start in self.texts:
-            if start in state:
+            if start in done:
                 continue
-            walk = [start]
+            walk, on_walk = [start], {start}  # the list for its order, the set to look up
             stack = [iter(self.edges[start])]
-            state[start] = 1
             while stack:
                 child = next(stack[-1], None)
                 if child is None:
                     node = walk.pop()
                     stack.pop()
-                    state[node] = 2
-                    total = self.own[node] + sum(size.get(c, 0) for c in self.edges[node])
-                    size[node] = min(total, limit + 1)  # saturated: no huge integers
-                elif state.get(child) == 1:
+                    on_walk.remove(node)
+                    done.add(node)
+                    if not cycles:
+                        total = self.own[node] + sum(size[c] for c in self.edges[node])
+                        size[node] = total if total <= limit else math.inf
+                elif child in on_walk:
                     loop = [p for p in walk[walk.index(child):] if p in self.texts]
                     cycles.setdefault(loop[0], loop[1:])
-                elif child not in state:
-                    state[child] = 1
+                elif child not in done:
                     walk.append(child)
+                    on_walk.add(child)
                     stack.append(iter(self.edges[child]))
+        if cycles:
+            return cycles, []
         return cycles, [path for path in self.texts if size[path] > limit]
 
 

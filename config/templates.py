@@ -237,27 +237,24 @@ def _find(ref: Ref, scopes: tuple[Any, ...], found: dict[Ref, str], out: Expansi
             value = scope.find(ref)
         except Namable.Error:
             continue
-        found[ref] = _render(value, out)
+        found[ref] = _render(ref, value, out)
         return
 
 
-def _render(value: Any, out: Expansion) -> str:
+def _render(ref: Ref, value: Any, out: Expansion) -> str:
     """What `str(value)` gives in pystachio, with the expansion inside it bounded too."""
     if isinstance(value, SimpleObject) and isinstance(value._value, str):
         text, unbound = _resolve(value._value, value.scopes(), out)
         return text if unbound else str(value.coerce(text))
     if isinstance(value, Object) and not isinstance(value, SimpleObject):
-        # A whole struct or list: expand it within the limits first, so that pystachio's own
-        # (unbounded) rendering below is known to be as small.
-        inner = Expansion(out.limits, out.max_steps)
-        inner.steps, inner.chars = out.steps, out.chars
-        try:
-            _expand(value, "", inner)
-        except _Stopped:
-            raise _OverBudget("names a struct or list that expands past the limits") from None
-        out.steps, out.chars = inner.steps, inner.chars
-        if inner.problems:  # pystachio would meet the same problem, perhaps never ending
-            raise ValueError(f"it names a struct or list that cannot be expanded: {inner.problems[0]}")
+        # A whole struct or list: expand it within the same limits first, so that
+        # pystachio's own (unbounded) rendering below is known to be as small.
+        kept_problems, kept_unbound = len(out.problems), len(out.unbound)
+        _expand(value, str(ref), out)
+        found = out.problems[kept_problems:]
+        del out.problems[kept_problems:], out.unbound[kept_unbound:]
+        if found:  # pystachio would meet the same problem, perhaps never ending
+            raise ValueError(f"it names {ref}, which cannot be expanded: {found[0]}")
     return str(value)
 
 

@@ -22,7 +22,7 @@ from config.document import decode
 from config.errors import ConfigError, TaskDocumentError
 from config.loader import job_key, load_job, prepare_job, select_job
 from config.refs import reference_problems
-from config.schema import Job
+from config.schema import Announcer, Job
 from config.templates import KEY_LIMITS, Limits, expand, expand_field
 from config.typed_tree import from_tree
 from tests.support.configs import job, process, write_config
@@ -122,7 +122,7 @@ def test_references_that_are_not_cycles_pass():
     ok = {"role": "r", "name": "{{task.name}}",
           "task": {"name": "{{processes[0].name}}",
                    "processes": [{"name": "x", "cmdline": "echo {{role}} {{name}} {{thermos.ports[http]}}"},
-                                 {"name": "y", "cmdline": "{{processes[9].name}} {{processes[x].name}} {{&name}}"}]}}
+                                 {"name": "y", "cmdline": "{{processes[2].name}} {{processes[x].name}} {{&name}}"}]}}
     assert reference_problems(ok) == []
 
 
@@ -138,6 +138,18 @@ def test_a_string_that_would_expand_past_the_limit_is_named_before_expanding(dep
     problems = reference_problems(tree, limit)
     assert problems == [f"job.{name} = {tree[name]!r} would expand to more than {limit} characters"
                         for name in oversized]
+
+
+@pytest.mark.parametrize("limit, oversized", [(1199, ["job.b"]), (1200, [])])
+def test_a_reference_to_a_struct_counts_everything_in_it(limit, oversized):
+    tree = {"a": {"x": "y" * 500, "z": ["w" * 95, 12345]}, "b": "{{a}}{{a}}"}  # 2 * (500 + 95 + 5)
+    assert [p.split(" = ")[0] for p in reference_problems(tree, limit)] == oversized
+
+
+def test_a_long_string_is_shown_cut_in_the_problem():
+    text = "{{a}}" + "x" * 100
+    assert reference_problems({"a": text}) == [
+        f"job.a = {text[:80] + '...'!r} refers to itself (a template reference cycle)"]
 
 
 def test_the_default_limit_is_one_mebibyte():
@@ -185,6 +197,58 @@ def test_all_strings_together_stop_at_the_job_limit():
     assert out.problems == ["job.task.processes[3].cmdline = '{{x}}{{x}}' takes the job's expanded "
                             "strings past 700 characters"]
     assert expand(j, limits=Limits(job_chars=1000))[0] is not None
+
+
+@pytest.mark.parametrize("limit, ok", [(1000, True), (999, False)])
+def test_an_expanded_string_may_be_exactly_as_long_as_its_limit(limit, ok):
+    tree, out = expand(job(process("a", "{{x}}")).bind(x="y" * 1000), limits=Limits(field_chars=limit))
+    assert (tree is not None) is ok
+
+
+def test_the_limits_are_the_documented_ones():
+    assert Limits() == Limits(base_steps=5_000, steps_per_ref=200, max_steps=1_000_000,
+                              field_chars=1 << 20, job_chars=1 << 25)
+    assert KEY_LIMITS == Limits(base_steps=2_000, steps_per_ref=0, max_steps=1_000_000,
+                                field_chars=4096, job_chars=65536)
+
+
+def test_a_step_is_one_reference_read_or_one_scope_searched():
+    # '{{role}}' in a job's own field: one reference read, then the job's scopes searched in
+    # order until one has it (the 'self' scope first, then the job's own fields).
+    def steps(**fields):
+        return expand(job(process("a", "x"), name="n", **fields))[1].steps
+
+    assert steps(contact="{{role}}") - steps() == 1 + 2
+    assert steps(contact="{{nothing}}") - steps() == 2 * (1 + 2)  # found nowhere; the last pass reads it again
+
+
+def test_a_reference_to_a_whole_struct_is_what_pystachio_renders():
+    j = job(process("a", "x"), contact="{{executor_config}}")
+    tree, out = expand(j)
+    assert out.problems == [] and tree["contact"] == str(j.executor_config())
+    assert out.unbound == []
+
+
+def test_a_struct_that_cannot_be_expanded_is_named_through_the_reference():
+    j = job(process("a", "x"), contact="{{announce}}", announce=Announcer(primary_port="{{x[}}"))
+    _, out = expand(j)
+    assert out.problems[0] == (
+        "job.contact = '{{announce}}' cannot be expanded: it names {{announce}}, which cannot be expanded: "
+        "{{announce}}.primary_port = '{{x[}}' has an invalid template reference: Badly formed address .x[")
+
+
+def test_the_unbound_references_inside_a_named_struct_are_not_the_fields_own():
+    j = job(process("a", "x"), contact="{{announce}}", announce=Announcer(primary_port="{{thermos.x}}"))
+    _, out = expand(j)
+    assert ("job.contact", "{{thermos.x}}") in out.unbound  # the rendered struct has it
+    assert ("job.announce.primary_port", "{{thermos.x}}") in out.unbound
+    assert [path for path, _ in out.unbound if not path.startswith("job.")] == []
+
+
+def test_port_names_of_a_job_that_cannot_expand_is_a_config_error():
+    j = job(process("a", "{{x}}")).bind(x="{{x}}{{x}}")
+    with pytest.raises(ConfigError, match=r"^invalid job: job.task.processes\[0\].cmdline = '\{\{x\}\}' needs more"):
+        templates.port_names(j)
 
 
 def test_bind_reports_a_bound_loop_as_a_config_error():
