@@ -45,7 +45,7 @@ MODULES = (
            ("tests/unit/test_health_policy.py", "tests/unit/test_health_numbers.py")),
     Module("service", "stoker run service rules", ("executor/local/service.py",),
            ("tests/unit/test_service_rules.py",)),
-    Module("templates", "template binding", ("config/templates.py", "config/bind.py"),
+    Module("templates", "template binding", ("config/templates.py", "config/refs.py", "config/bind.py"),
            ("tests/unit/test_templates.py", "tests/unit/test_template_bounds.py")),
     Module("order", "order graph", ("config/order.py",),
            ("tests/unit/test_order.py", "tests/unit/test_loader.py")),
