@@ -173,6 +173,8 @@ def _expand_scalar(obj: SimpleObject, path: str, out: Expansion) -> Any:
         text, refs = _resolve(value, obj.scopes(), out)
     except _OverBudget as exc:
         raise _Stopped(f"{path} = {show(value)} {exc}") from None
+    except _Stopped as stop:  # inside a struct it names, expanded in `_render`
+        raise _Stopped(f"{path} = {show(value)} cannot be expanded: {stop.problem}") from None
     except (RecursionError, MustacheParser.Uninterpolatable):
         out.problems.append(f"{path} = {show(value)} refers to itself (a template reference cycle)")
         return value

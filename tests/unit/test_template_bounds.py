@@ -237,6 +237,16 @@ def test_a_struct_that_cannot_be_expanded_is_named_through_the_reference():
         "{{announce}}.primary_port = '{{x[}}' has an invalid template reference: Badly formed address .x[")
 
 
+def test_a_named_struct_past_the_limits_names_the_field_that_names_it():
+    # A struct bound with .bind() is invisible to config.refs; this one loops inside itself.
+    looping = Announcer(primary_port="{{zk_path}}{{zk_path}}", zk_path="{{primary_port}}")
+    j = job(process("a", "x"), contact="{{s}}").bind(s=looping)
+    tree, out = expand(j)
+    assert tree is None
+    assert out.problems[0].startswith(
+        "job.contact = '{{s}}' cannot be expanded: {{s}}.primary_port = '{{zk_path}}{{zk_path}}' needs more than ")
+
+
 def test_the_unbound_references_inside_a_named_struct_are_not_the_fields_own():
     j = job(process("a", "x"), contact="{{announce}}", announce=Announcer(primary_port="{{thermos.x}}"))
     _, out = expand(j)
