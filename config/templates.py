@@ -101,11 +101,7 @@ class _OverBudget(Exception):
 
 
 class _Stopped(Exception):
-    """The whole expansion stops: `problem` names the field that went past the limits."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
+    """The whole expansion stops; the message is the problem, naming the field."""
 
 
 class Expansion:
@@ -140,7 +136,7 @@ def expand(obj: Any, path: str = "job", limits: Limits = Limits()) -> tuple[Any,
     try:
         return _expand(obj, path, out), out
     except _Stopped as stop:
-        out.problems.append(stop.problem)
+        out.problems.append(str(stop))
         return None, out
 
 
@@ -174,7 +170,7 @@ def _expand_scalar(obj: SimpleObject, path: str, out: Expansion) -> Any:
     except _OverBudget as exc:
         raise _Stopped(f"{path} = {show(value)} {exc}") from None
     except _Stopped as stop:  # inside a struct it names, expanded in `_render`
-        raise _Stopped(f"{path} = {show(value)} cannot be expanded: {stop.problem}") from None
+        raise _Stopped(f"{path} = {show(value)} cannot be expanded: {stop}") from None
     except (RecursionError, MustacheParser.Uninterpolatable):
         out.problems.append(f"{path} = {show(value)} refers to itself (a template reference cycle)")
         return value
@@ -324,10 +320,10 @@ def _expanded(job: Any) -> Any:
 def expand_field(struct: Any, name: str, limits: Limits = KEY_LIMITS) -> Any:
     """One field of `struct` expanded in its scopes as `struct.NAME()` would, but within
     `limits`; None when the field is unset or cannot be expanded."""
-    value = struct._schema_data.get(name, Empty)
+    value = struct._schema_data[name]
     if value is Empty:
         return None
-    tree, out = expand(value.in_scope(*struct.scopes()), name, limits)
+    tree, out = expand(value.in_scope(*struct.scopes()), limits=limits)
     return None if out.problems else tree
 
 

@@ -290,6 +290,13 @@ def test_expand_field_is_the_field_as_pystachio_gives_it():
     assert expand_field(j, "max_task_failures") == 3
     assert expand_field(j, "contact") is None  # unset
     assert expand_field(j.bind(x="{{x}}{{x}}")(contact="{{x}}"), "contact", KEY_LIMITS) is None
+    assert expand_field(j(contact="{{x[}}"), "contact") is None  # an invalid reference
+
+
+def test_expand_field_works_within_the_key_limits_by_default():
+    j = job(process("a", "x"), contact="{{x}}").bind(x="y" * 5000)
+    assert expand_field(j, "contact") is None  # 5000 characters: past KEY_LIMITS' 4096
+    assert expand_field(j, "contact", Limits()) == "y" * 5000
 
 
 # ---- the property: expansion of any mesh of references ends, quickly ----
