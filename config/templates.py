@@ -354,23 +354,20 @@ def port_names(job: Any) -> list[str]:
 
 
 def port_names_of_tree(tree: dict[str, Any]) -> list[str]:
+    """The port names of a validated job, expanded (what `expand` gives for it)."""
     names: set[str] = set()
     for text in _texts_naming_ports(tree):
         names.update(port_refs(normalize_angle_refs(text)))
-    http = (tree.get("lifecycle") or {}).get("http")
-    if isinstance(http, dict):
-        port = http.get("port", "health")
-        if isinstance(port, str) and port != "health":
-            names.add(port)
+    http = tree["lifecycle"].get("http")  # DisableLifecycle has none
+    if http is not None and http["port"] != "health":
+        names.add(http["port"])
     return sorted(names)
 
 
 def _texts_naming_ports(tree: dict[str, Any]) -> Iterable[str]:
-    task = tree.get("task") or {}
-    for process in task.get("processes") or ():
-        if isinstance(process, dict):
-            yield from (v for v in (process.get("name"), process.get("cmdline")) if isinstance(v, str))
-    checker = (tree.get("health_check_config") or {}).get("health_checker") or {}
-    shell = checker.get("shell") if isinstance(checker, dict) else None
-    if isinstance(shell, dict) and isinstance(shell.get("shell_command"), str):
+    for process in tree["task"]["processes"]:
+        yield process["name"]
+        yield process["cmdline"]
+    shell = tree["health_check_config"]["health_checker"].get("shell")
+    if shell is not None:
         yield shell["shell_command"]

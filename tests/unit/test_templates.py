@@ -85,6 +85,12 @@ def test_ports_come_from_cmdlines_sorted_and_unique():
     assert port_names(j) == ["admin", "http"]
 
 
+def test_ports_come_from_process_names_too():
+    # docs/contract.md §3: a reference in a process's cmdline or name. (A name with a
+    # template does not pass validation; port_names reads the job as given.)
+    assert port_names(job(process("{{thermos.ports[x]}}", "sleep 1"))) == ["x"]
+
+
 def test_ports_come_from_the_shell_health_command():
     j = job(process("a", "sleep 1"), health_check_config=HealthCheckConfig(
         health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command="probe {{thermos.ports[probe]}}"))))
@@ -292,6 +298,7 @@ def test_a_bound_value_that_loops_is_a_config_error_naming_the_job_and_the_field
         bind(job(process("a", "run {{mesos.hostname}}")), ports={}, instance=0, task_id="t",
              hostname="{{mesos.hostname}}{{mesos.hostname}}", user="u")
     assert not isinstance(info.value, BindError)
+    assert info.value.problems == (str(info.value).removeprefix("job c/r/e/a: "),)
     assert str(info.value) == ("job c/r/e/a: job.task.processes[0].cmdline = 'run {{mesos.hostname}}' needs "
                                "more than 5200 template steps to expand (its references repeat each other "
                                "too often)")
