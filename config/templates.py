@@ -107,11 +107,11 @@ class _Stopped(Exception):
 class Expansion:
     """The result of expanding a pystachio object into plain values, and what it cost."""
 
-    def __init__(self, limits: Limits = Limits(), max_steps: int | None = None) -> None:
+    def __init__(self, limits: Limits, max_steps: int) -> None:
         self.unbound: list[tuple[str, str]] = []  # (field path, "{{ref}}")
         self.problems: list[str] = []
         self.limits = limits
-        self.max_steps = limits.max_steps if max_steps is None else max_steps
+        self.max_steps = max_steps
         self.steps = 0
         self.chars = 0
 

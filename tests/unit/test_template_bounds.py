@@ -152,6 +152,15 @@ def test_a_long_string_is_shown_cut_in_the_problem():
         f"job.a = {text[:80] + '...'!r} refers to itself (a template reference cycle)"]
 
 
+@pytest.mark.parametrize("tree", [
+    {"name": "abc", "x": "{{name.a}}"},  # a string has no fields, whatever it contains
+    {"a": "{{.}} {{[]}}"},  # references with no name at all
+    {"l": ["0", "1"], "x": "{{l.0}}"},  # a list is indexed with [N], not .N
+])
+def test_references_into_what_has_no_fields_name_nothing(tree):
+    assert reference_problems(tree) == []
+
+
 def test_the_default_limit_is_one_mebibyte():
     assert refs.MAX_EXPANDED_CHARS == 1 << 20
     big = "x" * (1 << 20)

@@ -429,5 +429,39 @@ def test_the_port_pattern_takes_exactly_what_pystachio_parses_as_one_port_index(
     assert port_refs(text) == ([name] if parsed else [])
 
 
+@pytest.mark.parametrize("text, names", [
+    ("{{&x}} {{thermos.ports[a]}}", ["a"]),  # an escape is skipped, not the end
+    ("{{x[}} {{thermos.ports[a]}} {{thermos.ports[b]}}", ["a", "b"]),  # so is an invalid reference
+])
+def test_every_port_reference_in_a_text_is_found(text, names):
+    assert port_refs(text) == names
+
+
+def test_an_angle_reference_binds_to_the_jobs_own_fields_at_load():
+    flat = flatten(job(process("a", "echo <<role>> <<thermos.ports[http]>>")))
+    assert flat.task().processes()[0].cmdline().get() == "echo r {{thermos.ports[http]}}"
+
+
+def test_a_templated_number_renders_as_pystachio_renders_it():
+    # A Float field given as a template is coerced once its own scopes expand it: '2' becomes
+    # '2.0' (left unbound there, it would be expanded later as the text '2').
+    j = job(process("a", "x"), contact="{{health_check_config.interval_secs}}",
+            health_check_config=HealthCheckConfig(interval_secs="{{x}}").bind(x="2"))
+    tree, out = templates.expand(j)
+    assert tree["contact"] == "2.0" == str(j.contact())
+
+
+@pytest.mark.parametrize("problem", [
+    "job.contact = 'a{{contact}}' refers to itself (a template reference cycle)",  # seen before expanding
+    "job.contact = '{{x[}}' has an invalid template reference: Badly formed address .x[",  # while expanding
+])
+def test_bind_names_what_cannot_be_expanded(problem):
+    contact = problem.split("'")[1]
+    with pytest.raises(ConfigError) as info:
+        bound(job(process("a", "x"), contact=contact))
+    assert str(info.value) == f"invalid job: {problem}"
+    assert info.value.problems == (problem,)
+
+
 def test_the_loader_checks_port_references_with_the_templates_pattern():
     assert loader.PORT_REF is templates.PORT_REF
