@@ -155,10 +155,7 @@ def _expand(obj: Any, path: str, out: Expansion) -> Any:
     if isinstance(obj, ChoiceContainer):
         inner = obj._value
         return _expand(inner.in_scope(*obj.scopes()), path, out) if isinstance(inner, Object) else inner
-    if isinstance(obj, SimpleObject):
-        return _expand_scalar(obj, path, out)
-    out.problems.append(f"{path}: unexpected value of type {type(obj).__name__}")
-    return None
+    return _expand_scalar(obj, path, out)  # every other pystachio type is a SimpleObject
 
 
 def _expand_scalar(obj: SimpleObject, path: str, out: Expansion) -> Any:
@@ -193,19 +190,19 @@ def _resolve(text: str, scopes: tuple[Any, ...], out: Expansion) -> tuple[str, l
     """
     found: dict[Ref, str] = {}
     for _ in range(MustacheParser.MAX_ITERATIONS):
-        text, unbound, refs = _pass(text, scopes, found, out, keep_aliases=True)
+        text, unbound, refs = _pass(MustacheParser.split(text, keep_aliases=True), scopes, found, out)
         if unbound == refs:
             break
     else:
-        raise MustacheParser.Uninterpolatable(f"unable to interpolate {show(text)}")
-    text, _, refs = _pass(text, scopes, found, out, keep_aliases=False)
+        raise MustacheParser.Uninterpolatable()  # reported as a cycle, with the field
+    text, _, refs = _pass(MustacheParser.split(text), scopes, found, out)  # {{&ref}} -> {{ref}}
     return text, refs
 
 
-def _pass(text: str, scopes: tuple[Any, ...], found: dict[Ref, str], out: Expansion,
-          keep_aliases: bool) -> tuple[str, list[Ref], list[Ref]]:
-    """One pass of `_resolve`: (the text, the refs left unbound, every ref it had)."""
-    splits = MustacheParser.split(text, keep_aliases=keep_aliases)
+def _pass(splits: list[Any], scopes: tuple[Any, ...], found: dict[Ref, str],
+          out: Expansion) -> tuple[str, list[Ref], list[Ref]]:
+    """One pass of `_resolve` over a split text: (the text, the refs left unbound, every
+    ref it had)."""
     refs = [piece for piece in splits if isinstance(piece, Ref)]
     out.spend(len(refs))
     unbound = []

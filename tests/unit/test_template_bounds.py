@@ -270,6 +270,22 @@ def test_port_names_of_a_job_that_cannot_expand_is_a_config_error():
         templates.port_names(j)
 
 
+def test_the_exact_budget_is_enough_and_one_step_less_is_not():
+    j = job(process("a", "run {{role}} {{thermos.ports[http]}}"), contact="{{name}}")
+    tree, out = expand(j)
+    steps, chars = out.steps, out.chars
+    assert expand(j, limits=Limits(base_steps=steps, steps_per_ref=0))[0] == tree
+    assert expand(j, limits=Limits(base_steps=steps - 1, steps_per_ref=0))[0] is None
+    assert expand(j, limits=Limits(job_chars=chars))[0] == tree
+    assert expand(j, limits=Limits(job_chars=chars - 1))[0] is None
+
+
+def test_a_loop_that_does_not_grow_is_a_cycle_after_pystachios_100_passes():
+    j = job(process("a", "{{x}}")).bind(x="{{y}}", y="{{x}}")
+    tree, out = expand(j)
+    assert out.problems == ["job.task.processes[0].cmdline = '{{x}}' refers to itself (a template reference cycle)"]
+
+
 def test_bind_reports_a_bound_loop_as_a_config_error():
     j = job(process("a", "{{x}}")).bind(x="{{x}}{{x}}")
     with pytest.raises(ConfigError, match=r"job.task.processes\[0\].cmdline = '\{\{x\}\}' (needs more|expands)"):

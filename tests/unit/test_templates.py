@@ -442,6 +442,29 @@ def test_an_angle_reference_binds_to_the_jobs_own_fields_at_load():
     assert flat.task().processes()[0].cmdline().get() == "echo r {{thermos.ports[http]}}"
 
 
+def test_an_escaped_reference_comes_out_as_a_reference():
+    tree, out = templates.expand(job(process("a", "echo {{&role}} {{role}}")))
+    assert tree["task"]["processes"][0]["cmdline"] == "echo {{role}} r"
+
+
+def test_a_choice_given_as_a_plain_map_is_carried_as_written_then_typed():
+    j = job(process("a", "x"), container={"image": "i:{{role}}"})
+    assert templates.raw(j)["container"] == {"image": "i:{{role}}"}
+    assert templates.expand(j)[0]["container"] == {"image": "i:{{role}}"}
+    assert templates.expand(flatten(j))[0]["container"] == {"image": "i:r", "parameters": []}
+
+
+@pytest.mark.parametrize("fields, problem", [
+    (dict(constraints={"{{x[}}": "v"}),
+     "job.constraints key = '{{x[}}' has an invalid template reference: Badly formed address .x["),
+    (dict(container=Docker(image="{{x[}}")),
+     "job.container.image = '{{x[}}' has an invalid template reference: Badly formed address .x["),
+])
+def test_a_problem_in_a_map_key_or_a_choice_names_its_place(fields, problem):
+    _, out = templates.expand(job(process("a", "x"), **fields))
+    assert out.problems == [problem]
+
+
 def test_a_templated_number_renders_as_pystachio_renders_it():
     # A Float field given as a template is coerced once its own scopes expand it: '2' becomes
     # '2.0' (left unbound there, it would be expanded later as the text '2').
