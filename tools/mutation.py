@@ -1,11 +1,11 @@
 """`make mutation`: mutation testing of the pure cores, one module against its unit tests.
 
-For each entry of MODULES this copies the product packages, the test support and the
-module's unit tests into `.mutation/SLUG/` (git-ignored), writes the `[mutmut]` section of a
-`setup.cfg` there, runs `mutmut run` in it (niced by the Makefile, one worker: the machine is
-shared with timing-sensitive tests) and reads back each mutant's result. It prints one row
-per module: mutants, killed, survived, other (timeouts, no tests, ...), score. The score is
-killed / (mutants - skipped), as mutmut counts it.
+For each entry of MODULES this copies the product packages, the test support, the examples
+and the module's unit tests into `.mutation/SLUG/` (git-ignored), writes the `[mutmut]`
+section of a `setup.cfg` there, runs `mutmut run` in it (niced by the Makefile, one worker:
+the machine is shared with timing-sensitive tests) and reads back each mutant's result. It
+prints one row per module: mutants, killed, survived, no tests, other (timeouts, ...) and
+the score: detected (killed, timed out or caught by the type check) / mutants checked.
 
 Each module's `.mutation/SLUG/` stays after the run, so a survivor can be read there:
 `cd .mutation/SLUG && ../../.venv/bin/mutmut results` lists them, `mutmut show NAME` prints
@@ -38,8 +38,9 @@ class Module:
     tests: tuple[str, ...]  # the unit tests that state their rules
 
 
-# Part 2 adds the planner, process rules, kill sequence, task status, records and the Mesos
-# session / recordio / wire / reconnect modules here, each with its own unit tests.
+# Still to come, each with its own unit tests: the planner, the process rules, the kill
+# sequence, the task status, the checkpoint records, and the Mesos session, RecordIO, wire
+# and reconnect modules. A file a module's tests read beyond COPIED goes into COPIED.
 MODULES = (
     Module("health", "health policy", ("healthcheck/policy.py",),
            ("tests/unit/test_health_policy.py", "tests/unit/test_health_numbers.py")),
