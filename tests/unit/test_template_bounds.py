@@ -146,10 +146,10 @@ def test_a_reference_to_a_struct_counts_everything_in_it(limit, oversized):
     assert [p.split(" = ")[0] for p in reference_problems(tree, limit)] == oversized
 
 
-def test_a_long_string_is_shown_cut_in_the_problem():
-    text = "{{a}}" + "x" * 100
-    assert reference_problems({"a": text}) == [
-        f"job.a = {text[:80] + '...'!r} refers to itself (a template reference cycle)"]
+@pytest.mark.parametrize("length, shown", [(80, "{{a}}" + "x" * 75), (81, "{{a}}" + "x" * 75 + "...")])
+def test_a_long_string_is_shown_cut_in_the_problem(length, shown):
+    text = "{{a}}" + "x" * (length - 5)
+    assert reference_problems({"a": text}) == [f"job.a = {shown!r} refers to itself (a template reference cycle)"]
 
 
 @pytest.mark.parametrize("tree", [
@@ -266,8 +266,9 @@ def test_the_unbound_references_inside_a_named_struct_are_not_the_fields_own():
 
 def test_port_names_of_a_job_that_cannot_expand_is_a_config_error():
     j = job(process("a", "{{x}}")).bind(x="{{x}}{{x}}")
-    with pytest.raises(ConfigError, match=r"^invalid job: job.task.processes\[0\].cmdline = '\{\{x\}\}' needs more"):
+    with pytest.raises(ConfigError, match=r"^invalid job: job.task.processes\[0\].cmdline = '\{\{x\}\}' needs more") as info:
         templates.port_names(j)
+    assert info.value.problems == (str(info.value).removeprefix("invalid job: "),)
 
 
 def test_the_exact_budget_is_enough_and_one_step_less_is_not():

@@ -439,7 +439,7 @@ def test_every_port_reference_in_a_text_is_found(text, names):
 
 def test_an_angle_reference_binds_to_the_jobs_own_fields_at_load():
     flat = flatten(job(process("a", "echo <<role>> <<thermos.ports[http]>>")))
-    assert flat.task().processes()[0].cmdline().get() == "echo r {{thermos.ports[http]}}"
+    assert templates.raw(flat)["task"]["processes"][0]["cmdline"] == "echo r {{thermos.ports[http]}}"
 
 
 def test_an_escaped_reference_comes_out_as_a_reference():
@@ -472,6 +472,11 @@ def test_a_templated_number_renders_as_pystachio_renders_it():
             health_check_config=HealthCheckConfig(interval_secs="{{x}}").bind(x="2"))
     tree, out = templates.expand(j)
     assert tree["contact"] == "2.0" == str(j.contact())
+    # Bound only where the reference is, it stays a template in the field and is not coerced.
+    j = job(process("a", "x"), contact="{{health_check_config.interval_secs}}",
+            health_check_config=HealthCheckConfig(interval_secs="{{x}}")).bind(x="2")
+    tree, out = templates.expand(j)
+    assert (tree["contact"], out.problems) == ("2", []) and str(j.contact()) == "2"
 
 
 @pytest.mark.parametrize("problem", [
