@@ -281,7 +281,7 @@ def raw(obj: Any) -> Any:
     if isinstance(obj, MapContainer):
         return {str(raw(k)): raw(v) for k, v in obj._map}
     if isinstance(obj, ChoiceContainer):
-        return raw(obj._value) if isinstance(obj._value, Object) else obj._value
+        return raw(obj._value)  # a plain value (a Choice given as a map) comes back as it is
     if isinstance(obj, SimpleObject):
         return obj._value
     return obj

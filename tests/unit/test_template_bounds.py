@@ -22,7 +22,7 @@ from config.document import decode
 from config.errors import ConfigError, TaskDocumentError
 from config.loader import job_key, load_job, prepare_job, select_job
 from config.refs import reference_problems
-from config.schema import Announcer, Job
+from config.schema import Announcer, HttpHealthChecker, Job
 from config.templates import KEY_LIMITS, Limits, expand, expand_field
 from config.typed_tree import from_tree
 from tests.support.configs import job, process, write_config
@@ -279,6 +279,13 @@ def test_the_exact_budget_is_enough_and_one_step_less_is_not():
     assert expand(j, limits=Limits(base_steps=steps - 1, steps_per_ref=0))[0] is None
     assert expand(j, limits=Limits(job_chars=chars))[0] == tree
     assert expand(j, limits=Limits(job_chars=chars - 1))[0] is None
+
+
+def test_characters_are_counted_from_the_passes_that_substitute():
+    # '/{{expected_response}}' becomes '/ok': 3 characters; the strings without a template
+    # produce nothing.
+    _, out = expand(HttpHealthChecker(endpoint="/{{expected_response}}"), "checker")
+    assert out.chars == 3
 
 
 def test_a_loop_that_does_not_grow_is_a_cycle_after_pystachios_100_passes():
