@@ -281,11 +281,12 @@ def test_the_exact_budget_is_enough_and_one_step_less_is_not():
     assert expand(j, limits=Limits(job_chars=chars - 1))[0] is None
 
 
-def test_characters_are_counted_from_the_passes_that_substitute():
-    # '/{{expected_response}}' becomes '/ok': 3 characters; the strings without a template
-    # produce nothing.
+def test_steps_and_characters_are_counted_from_zero():
+    # '/{{expected_response}}' becomes '/ok': one reference read, two scopes searched (the
+    # 'self' scope, then the struct's own fields), and 3 characters produced; the strings
+    # without a template cost nothing.
     _, out = expand(HttpHealthChecker(endpoint="/{{expected_response}}"), "checker")
-    assert out.chars == 3
+    assert (out.steps, out.chars) == (1 + 2, 3)
 
 
 def test_a_loop_that_does_not_grow_is_a_cycle_after_pystachios_100_passes():
