@@ -27,6 +27,8 @@ setup(
                  # the lint gate in `make test`; pinned so a new release cannot fail CI
                  "ruff==0.17.6", "mypy==2.4.1", "types-requests", "types-psutil"],
         "dist": ["shiv>=1.0.4,<2", "wheel>=0.38", "setuptools>=61"],
+        # `make mutation` (docs/testing.md); pinned, since scores move with mutmut's operators
+        "mutation": ["mutmut==3.8.1"],
     },
     entry_points={"console_scripts": ["stoker = executor.cli.main:main"]},
 )

@@ -18,7 +18,7 @@ from typing import Any
 from config import spec
 from config.errors import BindError, ConfigError, cut, join_problems, show
 from config.schema import HttpHealthChecker, Job, MesosContext, ThermosContext
-from config.templates import expand, flatten, port_names
+from config.templates import expand, flatten, port_names, raw
 from config.typed_tree import from_tree
 
 # The parts of a job a running task uses; an unbound reference anywhere else is ignored.
@@ -36,17 +36,18 @@ def bind(job: Any, *, instance: int, ports: dict[str, int], task_id: str, hostna
     """
     _check_ports(ports)
     job = flatten(job)
+    key = _key(raw(job))  # the names are plain identifiers once the job is validated
     needed = port_names(job)
     missing = [name for name in needed if name not in ports]
     bound = job.bind(thermos=ThermosContext(ports=dict(ports), task_id=task_id, user=user),
                      mesos=MesosContext(instance=instance, hostname=hostname))
     tree, out = expand(bound)
     if out.problems:
-        raise ConfigError(join_problems(f"job {_key(tree)}", out.problems), out.problems)
-    unbound = sorted({ref for path, ref in out.unbound
-                      if path.split(".")[1].split("[")[0] in _USED_FIELDS})
+        raise ConfigError(join_problems(f"job {key}", out.problems), out.problems)
+    # A path is job.FIELD..., and none of the used fields is a list or a map.
+    unbound = sorted({ref for path, ref in out.unbound if path.split(".")[1] in _USED_FIELDS})
     if missing or unbound:
-        raise BindError(_bind_message(_key(tree), missing, unbound, ports), unbound, missing)
+        raise BindError(_bind_message(key, missing, unbound, ports), unbound, missing)
     final = from_tree(Job, tree).get()
     job_spec = _job_spec(final, instance=instance, ports=dict(ports), task_id=task_id)
     _check_endpoints(job_spec, _key(tree))
@@ -90,7 +91,7 @@ def _bind_message(key: str, missing: list[str], unbound: list[str], ports: dict[
 
 
 def _key(tree: dict[str, Any]) -> str:
-    return "/".join(str(tree.get(k, "?")) for k in ("cluster", "role", "environment", "name"))
+    return "/".join(str(tree[k]) for k in ("cluster", "role", "environment", "name"))
 
 
 def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task_id: str) -> spec.JobSpec:
@@ -98,7 +99,7 @@ def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task
         role=job["role"], environment=job["environment"], cluster=job["cluster"], name=job["name"],
         instance=instance, task_id=task_id, task=_task_spec(job["task"]),
         health=_health_spec(job["health_check_config"], ports),
-        lifecycle=_lifecycle_spec(job.get("lifecycle") or {}, ports),
+        lifecycle=_lifecycle_spec(job["lifecycle"], ports),
         service=job["service"], max_task_failures=job["max_task_failures"], ports=ports,
     )
 
@@ -106,8 +107,8 @@ def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task
 def _task_spec(task: dict[str, Any]) -> spec.TaskSpec:
     return spec.TaskSpec(
         name=task["name"],
-        processes=tuple(_process_spec(p) for p in task.get("processes", ())),
-        constraints=tuple(tuple(c.get("order", ())) for c in task.get("constraints", ())),
+        processes=tuple(_process_spec(p) for p in task["processes"]),
+        constraints=tuple(tuple(c.get("order", ())) for c in task["constraints"]),
         max_failures=task["max_failures"], max_concurrency=task["max_concurrency"],
         finalization_wait_secs=float(task["finalization_wait"]),
     )
@@ -122,19 +123,17 @@ def _process_spec(p: dict[str, Any]) -> spec.ProcessSpec:
 
 
 def _logger_spec(logger: dict[str, Any] | None) -> spec.LoggerSpec:
-    if not logger:
+    if logger is None:  # unset: file / standard
         return spec.LoggerSpec()
-    rotate = logger.get("rotate") or {}
-    default = spec.LoggerSpec()
-    return spec.LoggerSpec(
-        destination=spec.LogDestination(logger["destination"]), mode=spec.LogMode(logger["mode"]),
-        log_size_bytes=rotate.get("log_size", default.log_size_bytes),
-        backups=rotate.get("backups", default.backups),
-    )
+    destination, mode = spec.LogDestination(logger["destination"]), spec.LogMode(logger["mode"])
+    rotate = logger.get("rotate")
+    if rotate is None:  # unset: the spec's sizes, the same as RotatePolicy's defaults
+        return spec.LoggerSpec(destination, mode)
+    return spec.LoggerSpec(destination, mode, log_size_bytes=rotate["log_size"], backups=rotate["backups"])
 
 
 def _health_spec(hc: dict[str, Any], ports: dict[str, int]) -> spec.HealthSpec:
-    checker = hc.get("health_checker") or {}
+    checker = hc["health_checker"]
     http = checker.get("http") or HttpHealthChecker().get()
     if "shell" in checker:
         kind = spec.CheckKind.SHELL
@@ -159,7 +158,7 @@ def _health_spec(hc: dict[str, Any], ports: dict[str, int]) -> spec.HealthSpec:
 
 def _lifecycle_spec(lifecycle: dict[str, Any], ports: dict[str, int]) -> spec.LifecycleSpec | None:
     http = lifecycle.get("http")
-    if not http or http["port"] not in ports:
+    if http is None or http["port"] not in ports:
         return None
     return spec.LifecycleSpec(
         port=ports[http["port"]],

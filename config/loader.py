@@ -18,14 +18,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pystachio import Empty
-
 from config.errors import ConfigError, cut, join_problems, show
 from config.explain import IncludeError, exec_error
 from config.order import DuplicateName, describe, order_graph
 from config.schema import SCHEMA_NAMESPACE, Job
 from config.spec import HEALTH_NUMBERS, endpoint_problem, health_problems
-from config.templates import PORT_REF, cycle_problems, flatten, normalize_tree, refs_in
+from config.templates import PORT_REF, cycle_problems, expand_field, flatten, normalize_tree, refs_in
 from config.typed_tree import from_tree
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
@@ -129,11 +127,8 @@ def job_key(job: Any) -> str:
     """`cluster/role/environment/name` of a job, with `?` for a part that is unset."""
     parts = []
     for field in ("cluster", "role", "environment", "name"):
-        try:
-            value = getattr(job, field)()
-            parts.append("?" if value is None or value is Empty else cut(str(value)))
-        except Exception:
-            parts.append("?")
+        value = expand_field(job, field)  # bounded: the job is not checked yet
+        parts.append("?" if value is None else cut(str(value)))
     return "/".join(parts)
 
 

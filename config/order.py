@@ -102,25 +102,27 @@ def order_graph(processes: Iterable[tuple[str, bool]],
 def find_cycle(edges: dict[str, list[str]]) -> tuple[str, ...] | None:
     """The first cycle a depth-first walk in `edges` order meets, as `a, b, ..., a`.
 
-    Iterative, so a chain of thousands of processes cannot exhaust Python's stack."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    Every name an edge leads to is a key of `edges`. Iterative, so a chain of thousands of
+    processes cannot exhaust Python's stack."""
+    done: set[str] = set()
     for start in edges:
-        if start in state:
+        if start in done:
             continue
-        path = [start]
+        path, on_path = [start], {start}  # the list for its order, the set to look up
         stack = [iter(edges[start])]
-        state[start] = 1
         while stack:
             nxt = next(stack[-1], None)
             if nxt is None:
-                state[path.pop()] = 2
+                node = path.pop()
+                on_path.remove(node)
+                done.add(node)
                 stack.pop()
-            elif state.get(nxt) == 1:
+            elif nxt in on_path:
                 return (*path[path.index(nxt):], nxt)
-            elif nxt not in state:
-                state[nxt] = 1
+            elif nxt not in done:
                 path.append(nxt)
-                stack.append(iter(edges.get(nxt, ())))
+                on_path.add(nxt)
+                stack.append(iter(edges[nxt]))
     return None
 
 

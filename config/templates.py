@@ -1,10 +1,16 @@
-"""Templates: the `<<ref>>` spelling, expansion, reference cycles and port discovery.
+"""Templates: the `<<ref>>` spelling, bounded expansion, and port discovery.
 
 Owns rewriting `<<ref>>` into `{{ref}}`, expanding a pystachio job into plain values while
-listing every reference left unbound (`expand`, `flatten`), finding template reference cycles
-before anything interpolates (`cycle_problems`), the one port-reference pattern (`PORT_REF`),
-and the port names a task needs (`port_names`). Binding one run's values and building the
-JobSpec is `config.bind`.
+listing every reference left unbound (`expand`, `flatten`, `expand_field`), the one
+port-reference pattern (`PORT_REF`), and the port names a task needs (`port_names`). Binding
+one run's values and building the JobSpec is `config.bind`.
+
+Every expansion is bounded, whoever asks (load, `job_key`, bind, the task document,
+`stoker inspect`): `config.refs` first rejects template cycles and strings that would grow
+past 1 MiB, reading the job as written; then `_resolve`, pystachio's own resolution step for
+step, pays for each reference parsed and each scope searched, and stops at `Limits` with one
+problem naming the field. No Stoker code lets pystachio interpolate a job that has not passed
+both (`flatten` also checks its result's next expansion).
 
 Port names (docs/contract.md §3, §5) are the NAMEs of `{{thermos.ports[NAME]}}` referenced in a
 process cmdline or name, or in the shell health check's command, plus the lifecycle port
@@ -23,6 +29,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import attrs
 from pystachio import Empty, Ref
 from pystachio.base import Object
 from pystachio.basic import SimpleObject
@@ -32,7 +39,8 @@ from pystachio.container import ListContainer, MapContainer
 from pystachio.naming import Namable
 from pystachio.parsing import MustacheParser
 
-from config.errors import ConfigError, join_problems
+from config.errors import ConfigError, join_problems, show
+from config.refs import MAX_EXPANDED_CHARS, reference_problems
 from config.schema import Job
 from config.typed_tree import from_tree
 
@@ -60,22 +68,76 @@ def normalize_tree(tree: Any) -> Any:
     return tree
 
 
-class Expansion:
-    """The result of expanding a pystachio object into plain values."""
+# Bounds on one expansion of one job, whatever reaches it (load, bind, the task document,
+# `stoker inspect`): `config.refs` rejects what it can see first; these stop the rest. A step
+# is one reference parsed or one scope searched for it (pystachio takes 10-40 µs a step); an
+# ordinary job takes 30-100 steps per reference it has, so the work allowed grows with the
+# job, up to MAX_TEMPLATE_STEPS (about half a minute).
+BASE_STEPS = 5_000
+STEPS_PER_REF = 200
+MAX_TEMPLATE_STEPS = 1_000_000
+MAX_JOB_CHARS = 1 << 25  # characters produced by substitution, all strings together (32 MiB)
 
-    def __init__(self) -> None:
+
+@attrs.frozen(slots=True)
+class Limits:
+    base_steps: int = BASE_STEPS
+    steps_per_ref: int = STEPS_PER_REF
+    max_steps: int = MAX_TEMPLATE_STEPS
+    field_chars: int = MAX_EXPANDED_CHARS  # one string, expanded
+    job_chars: int = MAX_JOB_CHARS
+
+    def steps(self, refs: int) -> int:
+        """The steps allowed to expand something with `refs` references written in it."""
+        return min(self.max_steps, self.base_steps + self.steps_per_ref * refs)
+
+
+# The job key's four names are short identifiers: a little work is plenty for them.
+KEY_LIMITS = Limits(base_steps=2_000, steps_per_ref=0, field_chars=4096, job_chars=65536)
+
+
+class _OverBudget(Exception):
+    """An expansion went past its Limits; the message says which and is a problem's tail."""
+
+
+class _Stopped(Exception):
+    """The whole expansion stops; the message is the problem, naming the field."""
+
+
+class Expansion:
+    """The result of expanding a pystachio object into plain values, and what it cost."""
+
+    def __init__(self, limits: Limits, max_steps: int) -> None:
         self.unbound: list[tuple[str, str]] = []  # (field path, "{{ref}}")
         self.problems: list[str] = []
+        self.limits = limits
+        self.max_steps = max_steps
+        self.steps = 0
+        self.chars = 0
+
+    def spend(self, steps: int, chars: int = 0) -> None:
+        self.steps += steps
+        self.chars += chars
+        if self.steps > self.max_steps:
+            raise _OverBudget(f"needs more than {self.max_steps} template steps to expand "
+                              "(its references repeat each other too often)")
+        if self.chars > self.limits.job_chars:
+            raise _OverBudget(f"takes the job's expanded strings past {self.limits.job_chars} characters")
 
 
-def expand(obj: Any, path: str = "job") -> tuple[Any, Expansion]:
+def expand(obj: Any, path: str = "job", limits: Limits = Limits()) -> tuple[Any, Expansion]:
     """Interpolates `obj` in its own scopes into plain values (dicts, lists, scalars).
 
     Unbound references stay in the strings as `{{ref}}` and are listed with their field
     path; scalars that are not strings are returned as given, for `from_tree` to type-check.
+    Bounded by `limits`: past them, the one problem names the field and the tree is None.
     """
-    out = Expansion()
-    return _expand(obj, path, out), out
+    out = Expansion(limits, limits.steps(count_refs(raw(obj))))
+    try:
+        return _expand(obj, path, out), out
+    except _Stopped as stop:
+        out.problems.append(str(stop))
+        return None, out
 
 
 def _expand(obj: Any, path: str, out: Expansion) -> Any:
@@ -93,10 +155,7 @@ def _expand(obj: Any, path: str, out: Expansion) -> Any:
     if isinstance(obj, ChoiceContainer):
         inner = obj._value
         return _expand(inner.in_scope(*obj.scopes()), path, out) if isinstance(inner, Object) else inner
-    if isinstance(obj, SimpleObject):
-        return _expand_scalar(obj, path, out)
-    out.problems.append(f"{path}: unexpected value {obj!r}")
-    return None
+    return _expand_scalar(obj, path, out)  # every other pystachio type is a SimpleObject
 
 
 def _expand_scalar(obj: SimpleObject, path: str, out: Expansion) -> Any:
@@ -104,18 +163,94 @@ def _expand_scalar(obj: SimpleObject, path: str, out: Expansion) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        text, refs = MustacheParser.resolve(value, *obj.scopes())
+        text, refs = _resolve(value, obj.scopes(), out)
+    except _OverBudget as exc:
+        raise _Stopped(f"{path} = {show(value)} {exc}") from None
+    except _Stopped as stop:  # inside a struct it names, expanded in `_render`
+        raise _Stopped(f"{path} = {show(value)} cannot be expanded: {stop}") from None
     except (RecursionError, MustacheParser.Uninterpolatable):
-        out.problems.append(f"{path} = {value!r} refers to itself (a template reference cycle)")
+        out.problems.append(f"{path} = {show(value)} refers to itself (a template reference cycle)")
         return value
     except Ref.InvalidRefError as exc:
-        out.problems.append(f"{path} = {value!r} has an invalid template reference: {exc}")
+        out.problems.append(f"{path} = {show(value)} has an invalid template reference: {exc}")
         return value
     except (MustacheParser.Error, Namable.Error, ValueError, TypeError) as exc:
-        out.problems.append(f"{path} = {value!r} cannot be expanded: {exc}")
+        out.problems.append(f"{path} = {show(value)} cannot be expanded: {exc}")
         return value
     out.unbound.extend((path, str(ref)) for ref in refs)
     return text
+
+
+def _resolve(text: str, scopes: tuple[Any, ...], out: Expansion) -> tuple[str, list[Ref]]:
+    """pystachio's `MustacheParser.resolve`, step for step, with every step paid for.
+
+    A pass replaces each `{{ref}}` found in `scopes` by its value, expanded; what a value
+    leaves unbound is tried again in `scopes` on the next pass, until a pass finds nothing
+    new (at most MAX_ITERATIONS passes). A last pass turns `{{&ref}}` into `{{ref}}`.
+    """
+    found: dict[Ref, str] = {}
+    for _ in range(MustacheParser.MAX_ITERATIONS):
+        text, unbound, refs = _pass(MustacheParser.split(text, keep_aliases=True), scopes, found, out)
+        if unbound == refs:
+            break
+    else:
+        raise MustacheParser.Uninterpolatable()  # reported as a cycle, with the field
+    text, _, refs = _pass(MustacheParser.split(text), scopes, found, out)  # {{&ref}} -> {{ref}}
+    return text, refs
+
+
+def _pass(splits: list[Any], scopes: tuple[Any, ...], found: dict[Ref, str],
+          out: Expansion) -> tuple[str, list[Ref], list[Ref]]:
+    """One pass of `_resolve` over a split text: (the text, the refs left unbound, every
+    ref it had)."""
+    refs = [piece for piece in splits if isinstance(piece, Ref)]
+    out.spend(len(refs))
+    unbound = []
+    pieces = []
+    for piece in splits:
+        if isinstance(piece, Ref):
+            if piece not in found:
+                _find(piece, scopes, found, out)
+            if piece not in found:
+                unbound.append(piece)
+            pieces.append(found.get(piece, str(piece)))
+        else:
+            pieces.append(piece)
+    length = sum(map(len, pieces))
+    if length > out.limits.field_chars:
+        raise _OverBudget(f"expands to more than {out.limits.field_chars} characters")
+    if unbound != refs:
+        out.spend(0, length)
+    return "".join(pieces), unbound, refs
+
+
+def _find(ref: Ref, scopes: tuple[Any, ...], found: dict[Ref, str], out: Expansion) -> None:
+    """The first scope that names `ref` gives its value, expanded (as pystachio's join)."""
+    for scope in scopes:
+        out.spend(1)
+        try:
+            value = scope.find(ref)
+        except Namable.Error:
+            continue
+        found[ref] = _render(ref, value, out)
+        return
+
+
+def _render(ref: Ref, value: Any, out: Expansion) -> str:
+    """What `str(value)` gives in pystachio, with the expansion inside it bounded too."""
+    if isinstance(value, SimpleObject) and isinstance(value._value, str):
+        text, unbound = _resolve(value._value, value.scopes(), out)
+        return text if unbound else str(value.coerce(text))
+    if isinstance(value, Object) and not isinstance(value, SimpleObject):
+        # A whole struct or list: expand it within the same limits first, so that
+        # pystachio's own (unbounded) rendering below is known to be as small.
+        kept_problems, kept_unbound = len(out.problems), len(out.unbound)
+        _expand(value, str(ref), out)
+        found = out.problems[kept_problems:]
+        del out.problems[kept_problems:], out.unbound[kept_unbound:]
+        if found:  # pystachio would meet the same problem, perhaps never ending
+            raise ValueError(f"it names {ref}, which cannot be expanded: {found[0]}")
+    return str(value)
 
 
 def flatten(job: Any) -> Any:
@@ -123,6 +258,8 @@ def flatten(job: Any) -> Any:
 
     The result carries no pystachio scopes: the job's own names and any `.bind()` bindings
     are expanded into the strings; `thermos.*` and `mesos.*` references stay as `{{ref}}`.
+    Its own next expansion (bind's, or pystachio's in `json_dumps`) is checked too, since an
+    escaped `{{&ref}}` comes out as a `{{ref}}` that it would follow.
     Raises ConfigError naming each field that cannot be expanded or has the wrong type.
     """
     tree = _expanded(job)
@@ -130,122 +267,41 @@ def flatten(job: Any) -> Any:
     flat = from_tree(Job, normalized)
     if normalized != tree:  # a `<<role>>` may now bind to the job's own fields
         flat = from_tree(Job, _expanded(flat))
+    _expanded(flat)
     return flat
 
 
-# A place in a plain tree (keys and list indexes from the root), and the dicts enclosing a
-# string, each with its own place: what pystachio's self-binding looks names up in.
-TreePath = tuple[str | int, ...]
-Ancestors = tuple[tuple[TreePath, dict[str, Any]], ...]
-
-_MUSTACHE = re.compile(r"{{\s*([^{}]+?)\s*}}")
-_REF_PART = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
-
-
-def _ref_parts(ref: str) -> list[str]:
-    return [index if name is None else name for index, name in _REF_PART.findall(ref)]
-
-
-def _strings(tree: Any, path: TreePath, ancestors: Ancestors) -> Iterable[tuple[TreePath, Ancestors, str]]:
-    """Every string of a plain JSON tree: its path, the chain of enclosing dicts (each with
-    its own path), and the text."""
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from _strings(value, path + (key,), ancestors + ((path, tree),))
-    elif isinstance(tree, list):
-        for i, value in enumerate(tree):
-            yield from _strings(value, path + (i,), ancestors)
-    elif isinstance(tree, str):
-        yield path, ancestors, tree
-
-
-def _lookup(ancestors: Ancestors, parts: list[str]) -> tuple[TreePath, Any] | None:
-    """(path, value) a reference names under pystachio's self-binding: the innermost
-    enclosing struct with the first name, then down the rest. None when unbound."""
-    for scope_path, scope in reversed(ancestors):
-        if parts[0] in scope:
-            path, value = scope_path + (parts[0],), scope[parts[0]]
-            for part in parts[1:]:
-                if isinstance(value, dict) and part in value:
-                    path, value = path + (part,), value[part]
-                elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-                    path, value = path + (int(part),), value[int(part)]
-                else:
-                    return None
-            return path, value
-    return None
-
-
-def reference_cycles(tree: Any) -> list[str]:
-    """Strings whose templates lead back to themselves ('a{{role}}{{role}}' as the role).
-
-    pystachio only notices such a cycle through RecursionError, and a string that refers
-    to itself twice doubles the work at every level: a 40-byte document would expand for
-    ever. So cycles are found first, on the plain tree, in time linear in its references.
-    """
-    edges: dict[TreePath, list[TreePath]] = {}
-    texts: dict[TreePath, str] = {}
-    for path, ancestors, text in _strings(tree, (), ()):
-        if "{{" not in text:
-            continue
-        targets: list[TreePath] = []
-        for ref in _MUSTACHE.findall(text):
-            parts = _ref_parts(ref)
-            found = _lookup(ancestors, parts) if parts else None
-            if found is not None:
-                base, value = found
-                targets.extend(base + sub for sub, _, t in _strings(value, (), ()) if "{{" in t)
-        edges[path] = targets
-        texts[path] = text
-    cycles: dict[TreePath, None] = {}
-    state: dict[TreePath, int] = {}  # 1: on the current path, 2: done
-    for start in edges:
-        if state.get(start):
-            continue
-        stack = [(start, iter(edges[start]))]
-        state[start] = 1
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(child) == 1:
-                cycles[child] = None
-            elif not state.get(child) and child in edges:
-                state[child] = 1
-                stack.append((child, iter(edges[child])))
-    return [f"{_dotted(path)} = {_show(texts[path])}" for path in cycles]
-
-
-def _dotted(path: TreePath) -> str:
-    return "job" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-
-
-def _show(text: str, limit: int = 80) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def _raw(obj: Any) -> Any:
+def raw(obj: Any) -> Any:
     """The job as plain values with every template left as written (json_dumps would
-    interpolate, which is exactly what must not happen before the cycle check)."""
+    interpolate, which is exactly what must not happen before `config.refs` has looked)."""
     if isinstance(obj, Structural):
-        return {name: _raw(value) for name, value in obj._schema_data.items() if value is not Empty}
+        return {name: raw(value) for name, value in obj._schema_data.items() if value is not Empty}
     if isinstance(obj, ListContainer):
-        return [_raw(v) for v in obj._values]
+        return [raw(v) for v in obj._values]
     if isinstance(obj, MapContainer):
-        return {str(_raw(k)): _raw(v) for k, v in obj._map}
+        return {str(raw(k)): raw(v) for k, v in obj._map}
     if isinstance(obj, ChoiceContainer):
-        return _raw(obj._value) if isinstance(obj._value, Object) else obj._value
+        return raw(obj._value)  # a plain value (a Choice given as a map) comes back as it is
     if isinstance(obj, SimpleObject):
         return obj._value
     return obj
 
 
+def count_refs(tree: Any) -> int:
+    """How many `{{` a plain tree's strings hold."""
+    if isinstance(tree, str):
+        return tree.count("{{")
+    if isinstance(tree, dict):
+        return sum(count_refs(v) for v in tree.values())
+    if isinstance(tree, list):
+        return sum(count_refs(v) for v in tree)
+    return 0
+
+
 def cycle_problems(job: Any) -> list[str]:
-    """One problem per template reference cycle in `job`, found without interpolating."""
-    raw = _raw(job)
-    return [f"{where} refers to itself (a template reference cycle)" for where in reference_cycles(raw)]
+    """One problem per template reference cycle in `job`, or else per string that would
+    expand past MAX_EXPANDED_CHARS: found without interpolating (`config.refs`)."""
+    return reference_problems(raw(job))
 
 
 def _expanded(job: Any) -> Any:
@@ -256,6 +312,16 @@ def _expanded(job: Any) -> Any:
     if out.problems:
         raise ConfigError(join_problems("invalid job", out.problems), out.problems)
     return tree
+
+
+def expand_field(struct: Any, name: str, limits: Limits = KEY_LIMITS) -> Any:
+    """One field of `struct` expanded in its scopes as `struct.NAME()` would, but within
+    `limits`; None when the field is unset or cannot be expanded."""
+    value = struct._schema_data[name]
+    if value is Empty:
+        return None
+    tree, out = expand(value.in_scope(*struct.scopes()), limits=limits)
+    return None if out.problems else tree
 
 
 def refs_in(text: str) -> list[str]:
@@ -278,28 +344,27 @@ def port_refs(text: str) -> list[str]:
 
 def port_names(job: Any) -> list[str]:
     """Sorted, unique port names the job's task needs (see the module docstring for why)."""
-    tree, _ = expand(job)
+    tree, out = expand(job)
+    if tree is None:
+        raise ConfigError(join_problems("invalid job", out.problems), out.problems)
     return port_names_of_tree(tree)
 
 
 def port_names_of_tree(tree: dict[str, Any]) -> list[str]:
+    """The port names of a validated job, expanded (what `expand` gives for it)."""
     names: set[str] = set()
     for text in _texts_naming_ports(tree):
         names.update(port_refs(normalize_angle_refs(text)))
-    http = (tree.get("lifecycle") or {}).get("http")
-    if isinstance(http, dict):
-        port = http.get("port", "health")
-        if isinstance(port, str) and port != "health":
-            names.add(port)
+    http = tree["lifecycle"].get("http")  # DisableLifecycle has none
+    if http is not None and http["port"] != "health":
+        names.add(http["port"])
     return sorted(names)
 
 
 def _texts_naming_ports(tree: dict[str, Any]) -> Iterable[str]:
-    task = tree.get("task") or {}
-    for process in task.get("processes") or ():
-        if isinstance(process, dict):
-            yield from (v for v in (process.get("name"), process.get("cmdline")) if isinstance(v, str))
-    checker = (tree.get("health_check_config") or {}).get("health_checker") or {}
-    shell = checker.get("shell") if isinstance(checker, dict) else None
-    if isinstance(shell, dict) and isinstance(shell.get("shell_command"), str):
+    for process in tree["task"]["processes"]:
+        yield process["name"]
+        yield process["cmdline"]
+    shell = tree["health_check_config"]["health_checker"].get("shell")
+    if shell is not None:
         yield shell["shell_command"]

@@ -102,11 +102,11 @@ def _guard(problems: list[str]) -> None:
 
 
 def grace_attempts(initial_interval_secs: float, interval_secs: float) -> int:
-    """m = ceil(initial_interval_secs / interval_secs), computed on the decimal values.
+    """m = ceil(initial_interval_secs / interval_secs), as on the decimal values.
 
-    The floats are read back as the shortest decimals that name them (`repr`), so 0.3 / 0.1
-    is exactly 3 and 1.1 / 0.1 exactly 11, where float division would give 2.9999999999999996
-    and 11.000000000000002 (and a ceiling of 12).
+    The quotient is rounded to 9 decimal places before the ceiling, so 0.3 / 0.1 is 3 and
+    1.1 / 0.1 is 11, where float division gives 2.9999999999999996 and 11.000000000000002
+    (and a ceiling of 12); a quotient within 5e-10 of a whole number counts as that number.
     """
     _guard(health_problems(initial_interval_secs=initial_interval_secs, interval_secs=interval_secs))
     # Rounded to 9 places first so that float noise cannot add an attempt: 0.3 / 0.1 is
@@ -210,14 +210,10 @@ class HealthPolicy:
         """Feed one attempt's result; return the state after it."""
         if self._state is HealthState.FAILED:
             # Terminal: the reason it failed with sticks.
-            return Verdict(HealthState.FAILED, self._reason, changed=False, attempt=self._attempts)
+            return Verdict(HealthState.FAILED, self._reason, attempt=self._attempts)
         self._attempts += 1
         before = self._state
-        if attempt.ok:
-            reason = self._record_pass(attempt)
-            ignored = False
-        else:
-            reason, ignored = self._record_failure(attempt)
+        reason = self._record_pass(attempt) if attempt.ok else self._record_failure(attempt)
         if self._state is HealthState.STARTING:
             reason = self._check_budget(attempt) or reason
         self._reason = reason
@@ -226,8 +222,12 @@ class HealthPolicy:
             reason,
             changed=self._state is not before,
             attempt=self._attempts,
-            ignored=ignored and self._state is before,
+            ignored=self._in_grace(attempt) and self._state is before,
         )
+
+    def _in_grace(self, attempt: Attempt) -> bool:
+        """A failure among the first m attempts: not counted toward max_consecutive_failures."""
+        return not attempt.ok and self._attempts <= self._m
 
     def _record_pass(self, attempt: Attempt) -> str:
         self._successes += 1
@@ -257,15 +257,13 @@ class HealthPolicy:
             )
         return what
 
-    def _record_failure(self, attempt: Attempt) -> tuple[str, bool]:
+    def _record_failure(self, attempt: Attempt) -> str:
         self._successes = 0
-        k = self._attempts
-        if k <= self._m:
+        if self._in_grace(attempt):
             # Grace: not counted toward max_consecutive_failures, also after RUNNING.
             return (
-                f"failure {k} of the first {plural(self._m, 'attempt')} ignored (grace): "
-                f"{attempt.reason}",
-                True,
+                f"failure {self._attempts} of the first {plural(self._m, 'attempt')} ignored "
+                f"(grace): {attempt.reason}"
             )
         self._failures += 1
         if self._failures > self._max_failures:
@@ -273,25 +271,25 @@ class HealthPolicy:
             return (
                 f"{self._failures} consecutive health "
                 f"{'check' if self._failures == 1 else 'checks'} failed "
-                f"(max_consecutive_failures={self._max_failures}): {attempt.reason}",
-                False,
+                f"(max_consecutive_failures={self._max_failures}): {attempt.reason}"
             )
         return (
             f"health check failed, {self._failures} of {self._max_failures} consecutive "
             f"failures tolerated (max_consecutive_failures={self._max_failures}): "
-            f"{attempt.reason}",
-            False,
+            f"{attempt.reason}"
         )
 
     def _check_budget(self, attempt: Attempt) -> str | None:
-        """Stoker's rule: FAILED as soon as `need` passes no longer fit in the attempts left."""
+        """Stoker's rule: FAILED as soon as `need` passes no longer fit in the attempts left.
+
+        Only a failure can make them no longer fit (a pass uses one attempt and brings one
+        pass), so the reason ends with that failure's reason."""
         left = self._n - self._attempts
         if self._need - self._successes <= left:
             return None
         self._state = HealthState.FAILED
-        last = "passed" if attempt.ok else attempt.reason
         passes = plural(self._need, "consecutive pass")
         return (
             f"not enough successful health checks in time: {passes} needed within "
-            f"{plural(self._n, 'attempt')}, {self._attempts} made; last: {last}"
+            f"{plural(self._n, 'attempt')}, {self._attempts} made; last: {attempt.reason}"
         )

@@ -48,14 +48,12 @@ class ServiceRules:
         self._max = backoff_max_secs
         self._reset_after = reset_after_secs
         self.failures = 0  # failed task runs so far
-        self.runs = 0  # task runs ended so far
         self._quick_ends = 0  # consecutive ends that came sooner than reset_after_secs
 
     def ended(self, state: TaskState, uptime_secs: float, stop_requested: bool = False) -> Restart | Stop:
         """The task ended in `state` after `uptime_secs`; decide what comes next."""
         if not state.terminal:
             raise ValueError(f"{state.value} is not a terminal state")
-        self.runs += 1
         if state is TaskState.FAILED:
             self.failures += 1
         if stop_requested:

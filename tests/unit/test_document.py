@@ -84,6 +84,7 @@ def with_job(**changes) -> bytes:
     (doc(assigned_ports=[]), '"assigned_ports" must be a map of port name to number, not an array'),
     (doc(assigned_ports={"http": 0}), '"assigned_ports" numbers must be integers in 1..65535: http=0'),
     (doc(assigned_ports={"http": 65536}), "http=65536"),
+    (doc(assigned_ports={"http": -1}), '"assigned_ports" numbers must be integers in 1..65535: http=-1'),
     (doc(assigned_ports={"http": "80"}), 'http="80"'),
     (doc(assigned_ports={"http": True}), "http=true"),
     (with_job(max_task_failures="x"), "job.max_task_failures = 'x' is not an integer"),

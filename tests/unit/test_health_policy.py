@@ -149,6 +149,63 @@ def test_invalid_parameters_are_rejected(params):
         HealthPolicy(*params)
 
 
+def test_attempts_say_what_they_are():
+    assert Attempt.passed() == Attempt(AttemptOutcome.PASSED, "")
+    assert Attempt.passed("HTTP 200") == Attempt(AttemptOutcome.PASSED, "HTTP 200")
+    assert Attempt.failed("HTTP 503") == Attempt(AttemptOutcome.FAILED, "HTTP 503")
+    assert Attempt.snoozed() == Attempt(AttemptOutcome.SNOOZED, "snoozed: .healthchecksnooze present")
+
+
+@pytest.mark.parametrize("params, message", [
+    ((15, 10, -1, 1), "invalid health check: max_consecutive_failures = -1 must be at least 0"),
+    ((15, 10, -1, -2), "invalid health check: max_consecutive_failures = -1 must be at least 0; "
+                       "min_consecutive_successes = -2 must be at least 0"),
+    ((-1, 10, 0, 1), "invalid health check: initial_interval_secs = -1 must be at least 0"),
+])
+def test_invalid_parameters_are_named_in_one_message(params, message):
+    with pytest.raises(ValueError) as info:
+        HealthPolicy(*params)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("initial, interval, m", [
+    (1.0000000004, 1.0, 1),  # within 5e-10 of a whole number: float noise, not an attempt
+    (1.000000001, 1.0, 2),  # 1e-9 over: a real fraction of an interval, one more attempt
+    (2.9999999996, 1.0, 3),
+])
+def test_grace_is_rounded_to_nine_decimal_places(initial, interval, m):
+    assert grace_attempts(initial, interval) == m
+
+
+@pytest.mark.parametrize("params, reason", [
+    (DEFAULTS, "no health check made yet: 1 consecutive pass needed within 3 attempts"),
+    ((0, 10, 0, 1), "no health check made yet: 1 consecutive pass needed within 1 attempt"),
+    ((0, 10, 0, 0), "no health check made yet: 1 consecutive pass needed within 0 attempts"),
+    ((0, 10, 1, 2), "no health check made yet: 2 consecutive passes needed within 3 attempts"),
+])
+def test_the_reason_before_any_attempt_names_the_need_and_the_budget(params, reason):
+    assert HealthPolicy(*params).reason == reason
+
+
+@pytest.mark.parametrize("params, seq, ignored", [
+    (DEFAULTS, "PFP", "-I-"),  # a pass is never ignored; a failure in grace is, also when RUNNING
+    ((15, 10, 1, 1), "FFF", "II-"),  # m = 2: the third failure counts
+    ((15, 10, 0, 0), "FF", "I-"),  # in grace, but it spends the budget and fails the check
+    ((0, 10, 1, 1), "F", "-"),  # no grace
+])
+def test_which_failures_grace_ignores(params, seq, ignored):
+    _, verdicts = run(params, seq)
+    assert "".join("I" if v.ignored else "-" for v in verdicts) == ignored
+    assert all(v.ignored is True or v.ignored is False for v in verdicts)
+
+
+def test_one_pass_reaches_running_in_the_singular():
+    _, verdicts = run(DEFAULTS, "P")
+    assert verdicts[0] == Verdict(HealthState.RUNNING,
+                                  "1 consecutive health check passed (min_consecutive_successes=1)",
+                                  changed=True, attempt=1)
+
+
 def test_grace_attempts_of_exact_decimals():
     assert grace_attempts(0.3, 0.1) == 3
     assert grace_attempts(0.7, 0.1) == 7

@@ -38,6 +38,7 @@ PURE = [
     "config/errors.py",
     "config/typed_tree.py",
     "config/templates.py",
+    "config/refs.py",
     "config/bind.py",
     "config/schema/__init__.py",
     "config/schema/thermos.py",

@@ -31,6 +31,12 @@ def test_direct_predecessors_come_in_task_order(constraints, deps):
     assert order_graph(REGULAR, constraints) == OrderGraph(deps, ())
 
 
+def test_predecessors_follow_the_task_order_not_the_alphabet():
+    processes = [("d", False), ("c", False), ("b", False), ("a", False)]
+    graph = order_graph(processes, [("c", "a"), ("d", "a"), ("b", "a")])
+    assert graph.deps["a"] == ("d", "c", "b")
+
+
 @pytest.mark.parametrize("processes, constraints, problems", [
     ([("a", False), ("b", False), ("a", True)], [], [DuplicateName(2, "a")]),
     (REGULAR, [("a", "x", "y")], [UnknownNames(0, ("a", "x", "y"), ("x", "y"), ("a", "b", "c", "d"))]),
@@ -58,6 +64,19 @@ def test_each_broken_rule_is_one_problem_and_there_is_no_graph(processes, constr
 def test_each_problem_has_one_sentence(problem, sentence):
     assert describe(problem) == sentence
     assert describe(problem, "task") == sentence.replace("job.task", "task")
+
+
+def test_long_lists_in_a_sentence_are_cut():
+    many = tuple(f"p{i:03d}" for i in range(100))  # 'p000, p001, ...': 598 characters
+    listed = ", ".join(many)
+    assert describe(UnknownNames(1, ("a",), many, many)) == (
+        f"job.task.constraints[1].order = ['a'] names unknown processes: {listed[:197]}... "
+        f"(the task has: {listed[:197]}...)")
+    assert describe(UnknownNames(0, ("x", "y"), ("x", "y"), ("a", "b"))) == (
+        "job.task.constraints[0].order = ['x', 'y'] names unknown processes: x, y (the task has: a, b)")
+    loop = " -> ".join((*many, many[0]))
+    assert describe(Cycle((*many, many[0]))) == (
+        f"job.task.constraints form a cycle, so none of these can ever start: {loop[:397]}...")
 
 
 def test_a_long_chain_needs_no_deep_recursion():

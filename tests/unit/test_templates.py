@@ -13,18 +13,24 @@ from config.bind import bind
 from config.errors import BindError, ConfigError
 from config.loader import load_job
 from config.schema import (
+    Announcer,
+    Constraint,
     DisableLifecycle,
+    Docker,
     HealthCheckConfig,
     HealthCheckerConfig,
     HttpHealthChecker,
     HttpLifecycleConfig,
     LifecycleConfig,
     Logger,
+    Parameter,
     RotatePolicy,
     ShellHealthChecker,
     TcpHealthChecker,
+    UpdateConfig,
+    VariableBatchUpdateStrategy,
 )
-from config.templates import normalize_angle_refs, port_names, port_refs, refs_in
+from config.templates import flatten, normalize_angle_refs, port_names, port_refs, refs_in
 from tests.support.configs import job, process, write_config
 
 BIND = dict(instance=3, task_id="task-7", hostname="host.example", user="alice")
@@ -77,6 +83,12 @@ def test_ports_come_from_cmdlines_sorted_and_unique():
     j = job(process("a", "run {{thermos.ports[http]}} {{thermos.ports[admin]}}"),
             process("b", "run <<thermos.ports[http]>> {{thermos.task_id}} {{mesos.instance}}"))
     assert port_names(j) == ["admin", "http"]
+
+
+def test_ports_come_from_process_names_too():
+    # docs/contract.md §3: a reference in a process's cmdline or name. (A name with a
+    # template does not pass validation; port_names reads the job as given.)
+    assert port_names(job(process("{{thermos.ports[x]}}", "sleep 1"))) == ["x"]
 
 
 def test_ports_come_from_the_shell_health_command():
@@ -237,10 +249,141 @@ def test_missing_ports_are_named():
     assert "{{thermos.ports[admin]}}" in message
 
 
-@pytest.mark.parametrize("ports", [{"http": 0}, {"http": 70000}, {"http": "80"}, {"http": True}])
-def test_invalid_port_numbers(ports):
-    with pytest.raises(ConfigError, match="invalid ports"):
+def _ref(name: str) -> str:
+    return "{{" + name + "}}"
+
+
+def _refs(count: int, sep: str = " ") -> str:
+    return sep.join(_ref(f"u{i:02d}") for i in range(count))
+
+
+@pytest.mark.parametrize("cmdline, ports, message", [
+    # a missing port is also an unbound reference, and both are named
+    ("run {{thermos.ports[http]}}", {},
+     "job c/r/e/a: missing ports: http (assigned: none); unbound template references: {{thermos.ports[http]}}"),
+    ("run {{thermos.ports[http]}} {{thermos.ports[db]}}", {"x": 1, "admin": 2},
+     "job c/r/e/a: missing ports: db, http (assigned: admin, x); "
+     "unbound template references: {{thermos.ports[db]}}, {{thermos.ports[http]}}"),
+    ("run {{nope}}", {"http": 1}, "job c/r/e/a: unbound template references: {{nope}}"),
+    # at most 20 references are named, each cut to 80 characters
+    (_refs(20), {}, "job c/r/e/a: unbound template references: " + _refs(20, ", ")),
+    (_refs(21), {}, "job c/r/e/a: unbound template references: "
+     + _refs(20, ", ") + " and 1 more"),
+    (_refs(25), {}, "job c/r/e/a: unbound template references: "
+     + _refs(20, ", ") + " and 5 more"),
+    ("{{" + "x" * 76 + "}}", {}, "job c/r/e/a: unbound template references: {{" + "x" * 76 + "}}"),
+    ("{{" + "x" * 77 + "}}", {}, "job c/r/e/a: unbound template references: {{" + "x" * 75 + "..."),
+])
+def test_what_bind_could_not_bind_is_named(cmdline, ports, message):
+    with pytest.raises(BindError) as info:
+        bind(job(process("a", cmdline)), ports=ports, **BIND)
+    assert str(info.value) == message
+
+
+def test_long_lists_in_a_bind_error_are_cut():
+    names = [f"p{i:03d}" for i in range(100)]
+    cmdline = " ".join(_ref(f"thermos.ports[{n}]") for n in names)
+    have = {f"h{i:03d}": 1000 + i for i in range(100)}
+    with pytest.raises(BindError) as info:
+        bind(job(process("a", cmdline), name="n" * 250), ports=have, **BIND)
+    listed, assigned = ", ".join(names), ", ".join(sorted(have))
+    refs = ", ".join(_ref(f"thermos.ports[{n}]") for n in names[:20])
+    assert str(info.value) == (f"job c/r/e/{'n' * 194}: missing ports: {listed[:400]} (assigned: {assigned[:400]}); "
+                               f"unbound template references: {refs} and 80 more")
+    assert info.value.missing_ports == tuple(names)
+
+
+def test_a_bound_value_that_loops_is_a_config_error_naming_the_job_and_the_field():
+    with pytest.raises(ConfigError) as info:
+        bind(job(process("a", "run {{mesos.hostname}}")), ports={}, instance=0, task_id="t",
+             hostname="{{mesos.hostname}}{{mesos.hostname}}", user="u")
+    assert not isinstance(info.value, BindError)
+    assert info.value.problems == (str(info.value).removeprefix("job c/r/e/a: "),)
+    assert str(info.value) == ("job c/r/e/a: job.task.processes[0].cmdline = 'run {{mesos.hostname}}' needs "
+                               "more than 5200 template steps to expand (its references repeat each other "
+                               "too often)")
+
+
+@pytest.mark.parametrize("ports, shown", [
+    ({"http": 65536}, "http=65536"), ({"http": 0}, "http=0"), ({"http": -1}, "http=-1"),
+    ({"http": 70000}, "http=70000"), ({"http": "80"}, "http='80'"), ({"http": True}, "http=True"),
+    ({"http": 1.5}, "http=1.5"), ({"http": 80, "admin": 0, "db": 65536}, "admin=0, db=65536"),
+])
+def test_port_numbers_out_of_range_are_refused_naming_the_port(ports, shown):
+    with pytest.raises(ConfigError) as info:
         bound(job(process("a", "{{thermos.ports[http]}}")), **ports)
+    assert str(info.value) == f"invalid ports (each must be a name and a number in 1..65535): {shown}"
+
+
+@pytest.mark.parametrize("number", [1, 65535])
+def test_the_first_and_the_last_port_numbers_are_accepted(number):
+    assert bound(job(process("a", "serve {{thermos.ports[http]}}")), http=number).task.processes[0].cmdline \
+        == f"serve {number}"
+
+
+def test_a_port_name_must_be_a_string():
+    with pytest.raises(ConfigError, match=r"^invalid ports \(each must be a name and a number in 1..65535\): 7=80$"):
+        bind(job(process("a", "x")), ports={7: 80}, **BIND)  # type: ignore[dict-item]
+
+
+# ---- what bind carries through, field by field (no default may replace a value) ----
+
+
+def test_bind_carries_non_default_logger_and_lifecycle_fields():
+    j = job(process("a", "serve {{thermos.ports[health]}}",
+                    logger=Logger(destination="console", mode="rotate",
+                                  rotate=RotatePolicy(log_size=4096, backups=3))),
+            lifecycle=LifecycleConfig(http=HttpLifecycleConfig(
+                graceful_shutdown_endpoint="/bye", shutdown_endpoint="/die",
+                graceful_shutdown_wait_secs=1.5, shutdown_wait_secs=2.5)))
+    s = bound(j, health=9000)
+    assert s.task.processes[0].logger == spec.LoggerSpec(spec.LogDestination.CONSOLE, spec.LogMode.ROTATE,
+                                                         log_size_bytes=4096, backups=3)
+    assert s.lifecycle == spec.LifecycleSpec(port=9000, graceful_shutdown_endpoint="/bye",
+                                             shutdown_endpoint="/die", graceful_shutdown_wait_secs=1.5,
+                                             shutdown_wait_secs=2.5)
+    assert isinstance(s.lifecycle.shutdown_wait_secs, float)
+
+
+def test_a_rotate_policy_left_out_gives_the_spec_defaults():
+    expected = spec.LoggerSpec(spec.LogDestination.BOTH, spec.LogMode.ROTATE,
+                               log_size_bytes=100 * 1024 * 1024, backups=5)
+    s = bound(job(process("a", "x", logger=Logger(mode="rotate", destination="both"))))
+    assert s.task.processes[0].logger == expected
+    s = bound(job(process("a", "x", logger=Logger(mode="rotate", destination="both", rotate=RotatePolicy()))))
+    assert s.task.processes[0].logger == expected  # RotatePolicy's defaults are the same numbers
+
+
+def test_a_constraint_without_order_binds_to_an_empty_order():
+    s = bound(job(process("a", "x"), process("b", "y"),
+                  task_fields={"constraints": [Constraint(), Constraint(order=["a", "b"])]}))
+    assert s.task.constraints == ((), ("a", "b"))
+
+
+def test_bind_expands_map_and_choice_fields():
+    # Map (announce.portmap, job constraints) and Choice (container, update_strategy) values
+    # are expanded like any other; bind reads none of them, so flatten's result shows it.
+    j = job(process("a", "x"), name="svc",
+            announce=Announcer(primary_port="{{name}}-port", portmap={"{{role}}": "{{primary_port}}"}),
+            container=Docker(image="img:{{environment}}", parameters=[Parameter(name="{{role}}", value="v")]),
+            update_config=UpdateConfig(update_strategy=VariableBatchUpdateStrategy(batch_sizes=[1, 2])),
+            constraints={"host": "{{cluster}}"})
+    flat, _ = templates.expand(flatten(j))
+    assert flat["announce"] == {"primary_port": "svc-port", "portmap": {"r": "svc-port"}}
+    assert flat["container"] == {"image": "img:e", "parameters": [{"name": "r", "value": "v"}]}
+    assert flat["update_config"]["update_strategy"] == {"batch_sizes": [1, 2], "autopause_after_batch": False}
+    assert flat["constraints"] == {"host": "c"}
+    assert bound(j).name == "svc"
+
+
+def test_a_cycle_inside_a_map_or_a_choice_is_found():
+    j = job(process("a", "x"), container=Docker(image="{{image}}:1"),
+            announce=Announcer(portmap={"a": "{{portmap}}"}))
+    with pytest.raises(ConfigError) as info:
+        flatten(j)
+    assert info.value.problems == (
+        "job.announce.portmap.a = '{{portmap}}' refers to itself (a template reference cycle)",
+        "job.container.image = '{{image}}:1' refers to itself (a template reference cycle)")
 
 
 def test_bind_does_not_change_the_job():
@@ -275,18 +418,6 @@ def test_a_field_that_refers_to_itself_twice_is_rejected_at_once():
     assert time.monotonic() - started < 5
 
 
-def test_reference_cycles_follow_self_binding_and_paths():
-    from config.templates import reference_cycles
-
-    assert reference_cycles({"a": "{{b}}", "b": "{{a}}{{a}}"}) == ["job.a = '{{b}}'"]
-    ok = {"role": "r", "name": "{{task.name}}",
-          "task": {"name": "{{processes[0].name}}",
-                   "processes": [{"name": "x", "cmdline": "echo {{role}} {{name}} {{thermos.ports[http]}}"}]}}
-    assert reference_cycles(ok) == []
-    looped = {"task": {"processes": [{"name": "x", "cmdline": "x{{cmdline}}"}]}}
-    assert reference_cycles(looped) == ["job.task.processes[0].cmdline = 'x{{cmdline}}'"]
-
-
 # ---- the one port-reference pattern ----
 
 
@@ -296,6 +427,68 @@ def test_the_port_pattern_takes_exactly_what_pystachio_parses_as_one_port_index(
     text = "run {{thermos.ports[" + name + "]}}"
     parsed = refs_in(text) == [f"thermos.ports[{name}]"]
     assert port_refs(text) == ([name] if parsed else [])
+
+
+@pytest.mark.parametrize("text, names", [
+    ("{{&x}} {{thermos.ports[a]}}", ["a"]),  # an escape is skipped, not the end
+    ("{{x[}} {{thermos.ports[a]}} {{thermos.ports[b]}}", ["a", "b"]),  # so is an invalid reference
+])
+def test_every_port_reference_in_a_text_is_found(text, names):
+    assert port_refs(text) == names
+
+
+def test_an_angle_reference_binds_to_the_jobs_own_fields_at_load():
+    flat = flatten(job(process("a", "echo <<role>> <<thermos.ports[http]>>")))
+    assert templates.raw(flat)["task"]["processes"][0]["cmdline"] == "echo r {{thermos.ports[http]}}"
+
+
+def test_an_escaped_reference_comes_out_as_a_reference():
+    tree, out = templates.expand(job(process("a", "echo {{&role}} {{role}}")))
+    assert tree["task"]["processes"][0]["cmdline"] == "echo {{role}} r"
+
+
+def test_a_choice_given_as_a_plain_map_is_carried_as_written_then_typed():
+    j = job(process("a", "x"), container={"image": "i:{{role}}"})
+    assert templates.raw(j)["container"] == {"image": "i:{{role}}"}
+    assert templates.expand(j)[0]["container"] == {"image": "i:{{role}}"}
+    assert templates.expand(flatten(j))[0]["container"] == {"image": "i:r", "parameters": []}
+
+
+@pytest.mark.parametrize("fields, problem", [
+    (dict(constraints={"{{x[}}": "v"}),
+     "job.constraints key = '{{x[}}' has an invalid template reference: Badly formed address .x["),
+    (dict(container=Docker(image="{{x[}}")),
+     "job.container.image = '{{x[}}' has an invalid template reference: Badly formed address .x["),
+])
+def test_a_problem_in_a_map_key_or_a_choice_names_its_place(fields, problem):
+    _, out = templates.expand(job(process("a", "x"), **fields))
+    assert out.problems == [problem]
+
+
+def test_a_templated_number_renders_as_pystachio_renders_it():
+    # A Float field given as a template is coerced once its own scopes expand it: '2' becomes
+    # '2.0' (left unbound there, it would be expanded later as the text '2').
+    j = job(process("a", "x"), contact="{{health_check_config.interval_secs}}",
+            health_check_config=HealthCheckConfig(interval_secs="{{x}}").bind(x="2"))
+    tree, out = templates.expand(j)
+    assert tree["contact"] == "2.0" == str(j.contact())
+    # Bound only where the reference is, it stays a template in the field and is not coerced.
+    j = job(process("a", "x"), contact="{{health_check_config.interval_secs}}",
+            health_check_config=HealthCheckConfig(interval_secs="{{x}}")).bind(x="2")
+    tree, out = templates.expand(j)
+    assert (tree["contact"], out.problems) == ("2", []) and str(j.contact()) == "2"
+
+
+@pytest.mark.parametrize("problem", [
+    "job.contact = 'a{{contact}}' refers to itself (a template reference cycle)",  # seen before expanding
+    "job.contact = '{{x[}}' has an invalid template reference: Badly formed address .x[",  # while expanding
+])
+def test_bind_names_what_cannot_be_expanded(problem):
+    contact = problem.split("'")[1]
+    with pytest.raises(ConfigError) as info:
+        bound(job(process("a", "x"), contact=contact))
+    assert str(info.value) == f"invalid job: {problem}"
+    assert info.value.problems == (problem,)
 
 
 def test_the_loader_checks_port_references_with_the_templates_pattern():
