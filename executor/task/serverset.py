@@ -9,7 +9,8 @@ Aurora's rules (docs/aurora.md, "Service discovery" in the README):
   default); `Announcer.zk_path` replaces it only when custom paths are allowed, otherwise the
   task fails (Aurora: a fatal error naming `--announcer-allow-custom-serverset-path`);
 - ports: the portmap (alias -> name or number) overlaid with the task's ports, aliases
-  followed; a cycle is an error, a name that ends nowhere is left out;
+  followed (`config.portmap`, the one resolver); a cycle is an error, a name that ends
+  nowhere is left out;
 - member: an ephemeral sequential znode `member_NNNNNNNNNN` under the path holding
   `{"serviceEndpoint": {"host", "port"}, "additionalEndpoints": {name: {"host", "port"}},
   "status": "ALIVE", "shard": instance}`; the primary endpoint is the primary port, port 0
@@ -30,6 +31,7 @@ from collections.abc import Mapping
 import attrs
 
 from config.announcer import AnnouncerSettings, AnnouncerSpec, ZkAuth, parse_serverset_path
+from config.portmap import PortmapError, resolve_portmap
 from config.spec import HealthSpec, JobSpec
 
 MEMBER_PREFIX = "member_"
@@ -86,8 +88,8 @@ def plan_announcement(job: JobSpec, announce: AnnouncerSpec | None,
     else:
         path = serverset_path(settings.serverset_path, job.role, job.environment, job.name)
     try:
-        ports = resolve_portmap(announce.portmap, job.ports)
-    except ValueError as exc:
+        ports = resolve_portmap(announce.portmap, job.ports).ports
+    except PortmapError as exc:
         raise AnnounceError(f"Announcer.portmap: {exc}") from None
     primary, additional = make_endpoints(settings.hostname or agent_host, ports, announce.primary_port)
     return Announcement(ensemble=settings.ensemble, path=path, primary=primary, additional=additional,
@@ -101,33 +103,6 @@ def serverset_path(root: str, role: str, environment: str, name: str) -> str:
         if not value or "/" in value or value in (".", "..") or any(ord(c) < 32 for c in value):
             raise AnnounceError(f"the job's {field} {value!r} cannot be a ZooKeeper node name")
     return f"{parse_serverset_path(root).rstrip('/')}/{role}/{environment}/{name}"
-
-
-def resolve_portmap(portmap: Mapping[str, str], ports: Mapping[str, int]) -> dict[str, int]:
-    """Aurora's port resolution: the portmap overlaid with the task's ports, aliases followed.
-
-    A value that is a number is a static port; a name is followed until it ends in a number.
-    A name that ends nowhere is left out (Aurora logs "unmapped port"); a cycle raises.
-    """
-    table: dict[str, int | str] = {name: _number_or_name(value) for name, value in portmap.items()}
-    table.update(ports)
-    resolved: dict[str, int] = {}
-    for name in table:
-        seen = [name]
-        value = table[name]
-        while isinstance(value, str) and value in table:
-            if value in seen:
-                raise ValueError(f"the aliases {' -> '.join(seen + [value])} form a cycle")
-            seen.append(value)
-            value = table[value]
-        if isinstance(value, int):
-            resolved[name] = value
-    return resolved
-
-
-def _number_or_name(value: str) -> int | str:
-    text = value.strip()
-    return int(text) if text.isdigit() else value
 
 
 def make_endpoints(host: str, ports: Mapping[str, int],

@@ -14,7 +14,6 @@ from executor.task.serverset import (
     make_endpoints,
     member_data,
     plan_announcement,
-    resolve_portmap,
     serverset_path,
 )
 
@@ -83,30 +82,12 @@ def test_the_announcer_hostname_wins_over_the_agents():
     assert {e.host for e in a.additional.values()} == {"announced.example"}
 
 
-@pytest.mark.parametrize("portmap,ports,resolved", [
-    ({"aurora": "http"}, {"http": 80}, {"aurora": 80, "http": 80}),
-    # Aurora's PortResolver docstring example
-    ({"http": "80", "aurora": "http", "https": "aurora", "thrift": "service"}, {},
-     {"http": 80, "aurora": 80, "https": 80}),
-    # the scheduler's ports win over the portmap's entries of the same name
-    ({"http": "80"}, {"http": 31001}, {"http": 31001}),
-    ({"alias": "http"}, {"health": 31000, "http": 31001, "tcp": 31002},
-     {"alias": 31001, "health": 31000, "http": 31001, "tcp": 31002}),
-    ({"aurora": "http"}, {}, {}),  # an alias to a port the task does not have is left out
-    ({}, {}, {}),
-])
-def test_resolve_portmap(portmap, ports, resolved):
-    assert resolve_portmap(portmap, ports) == resolved
-
-
 @pytest.mark.parametrize("portmap,cycle", [
     ({"a": "a"}, "a -> a"),
     ({"a": "b", "b": "a"}, "a -> b -> a"),
     ({"x": "a", "a": "b", "b": "a"}, "x -> a -> b -> a"),
 ])
-def test_a_portmap_cycle_is_an_error(portmap, cycle):
-    with pytest.raises(ValueError, match=f"the aliases {cycle} form a cycle"):
-        resolve_portmap(portmap, {})
+def test_a_portmap_cycle_fails_the_announcement(portmap, cycle):
     with pytest.raises(AnnounceError, match="Announcer.portmap: the aliases"):
         plan_announcement(job(), AnnouncerSpec(portmap=portmap), SETTINGS, "h")
 

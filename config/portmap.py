@@ -1,0 +1,102 @@
+"""Ports through the Announcer's portmap, as Aurora resolves them (docs/contract.md §3).
+
+Owns the two sides of Aurora's rule, one for asking and one for resolving:
+
+- `requested_ports(referenced, portmap)`: the names that need a number of their own
+  (Aurora's client asks the scheduler for exactly these): every portmap entry that ends in a
+  name, plus every referenced name that the portmap does not turn into a number;
+- `resolve_portmap(portmap, ports)`: the portmap overlaid with the ports a task was given,
+  each name followed through its aliases (`health -> http -> 31001`); a value that is a
+  number is a static port; a cycle raises `PortmapError`; a name that ends nowhere is left
+  out and listed as unmapped (Aurora logs "Task has unmapped port").
+
+A job without `announce` has an empty portmap; `Announcer()` has `{'aurora': 'http'}`
+(`'{{primary_port}}'` with the default primary port). `job_portmap` reads it from a job.
+Pure: no I/O, no logging (the callers log the unmapped names).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from config.errors import ConfigError
+
+
+class PortmapError(ConfigError, ValueError):
+    """The portmap cannot be resolved (a cycle of aliases)."""
+
+
+@attrs.frozen(slots=True)
+class ResolvedPorts:
+    ports: dict[str, int]  # every name that ends in a number
+    unmapped: tuple[tuple[str, str], ...] = ()  # (name, where it ends) for names that end nowhere
+
+    def warnings(self) -> list[str]:
+        """One sentence per unmapped name, as Aurora's executor logs them."""
+        return [f"Task has unmapped port: {name} => {value} (no port of that name was assigned, "
+                f"so {{{{thermos.ports[{name}]}}}} cannot be bound)" for name, value in self.unmapped]
+
+
+def _static(value: str | int) -> str | int:
+    """A portmap value: a number (a static port) or the name of another port."""
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    return int(text) if text.isdigit() else value
+
+
+def _follow(table: Mapping[str, str | int], name: str) -> str | int:
+    seen = [name]
+    value = table[name]
+    while isinstance(value, str) and value in table:
+        if value in seen:
+            raise PortmapError(f"the aliases {' -> '.join(seen + [value])} form a cycle")
+        seen.append(value)
+        value = table[value]
+    return value
+
+
+def _table(portmap: Mapping[str, str | int], ports: Mapping[str, int] | None = None) -> dict[str, str | int]:
+    table: dict[str, str | int] = {str(name): _static(value) for name, value in portmap.items()}
+    table.update(ports or {})
+    return table
+
+
+def resolve_portmap(portmap: Mapping[str, str | int], ports: Mapping[str, int]) -> ResolvedPorts:
+    """`portmap` overlaid with `ports`, every alias followed. Raises PortmapError on a cycle."""
+    table = _table(portmap, ports)
+    resolved: dict[str, int] = {}
+    unmapped: list[tuple[str, str]] = []
+    for name in sorted(table):
+        value = _follow(table, name)
+        if isinstance(value, int):
+            resolved[name] = value
+        else:
+            unmapped.append((name, value))
+    return ResolvedPorts(ports=resolved, unmapped=tuple(unmapped))
+
+
+def requested_ports(referenced: Iterable[str], portmap: Mapping[str, str | int]) -> list[str]:
+    """The names that need a number (Aurora's `AuroraConfig.ports()`), sorted."""
+    table = _table(portmap)
+    final = {name: _follow(table, name) for name in table}
+    wanted = {value for value in final.values() if isinstance(value, str)}
+    for name in referenced:
+        value = final.get(name, name)
+        if isinstance(value, str):
+            wanted.add(value)
+    return sorted(wanted)
+
+
+def job_portmap(job: Mapping[str, Any]) -> dict[str, str]:
+    """The portmap of a job as plain, expanded values (`flatten(job).get()`, where
+    `{{primary_port}}` is already the primary port): its Announcer's, else empty."""
+    announce = job.get("announce")
+    if not isinstance(announce, Mapping):
+        return {}
+    portmap = announce.get("portmap")
+    if portmap is None:
+        return {"aurora": str(announce.get("primary_port") or "http")}
+    return {str(name): str(value) for name, value in portmap.items()}
