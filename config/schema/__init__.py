@@ -7,7 +7,9 @@
     helpers.py   order, SequentialTask, SimpleTask, Tasks, Units, combine/concat_tasks
 
 This package exposes all of them, and `SCHEMA_NAMESPACE`: everything a `.aurora` file sees
-without importing (the pystachio names a config may use too). Building a struct from plain
+without importing, exactly the names Aurora's client gives it (`from pystachio import *`,
+then Aurora's schema module, which carries Thermos' and the helpers), plus Stoker's
+`TcpHealthChecker` and `VolumeMode` (Aurora's `Mode`). Building a struct from plain
 JSON-like values is `config.typed_tree.from_tree`. Never does I/O, never logs, never reads
 the environment.
 """
@@ -19,12 +21,14 @@ import pystachio
 from pystachio import Empty, Ref
 
 from config.schema.aurora import (
+    AURORA_EXECUTOR_NAME,
     Announcer,
     AppcImage,
     BatchUpdateStrategy,
     Container,
     CoordinatorSlaPolicy,
     CountSlaPolicy,
+    DefaultHealthChecker,
     DefaultLifecycleConfig,
     DisableLifecycle,
     Docker,
@@ -39,7 +43,9 @@ from config.schema.aurora import (
     Mesos,
     MesosContext,
     MesosJob,
+    MesosTaskInstance,
     Metadata,
+    Mode,
     Parameter,
     PartitionPolicy,
     PercentageSlaPolicy,
@@ -53,13 +59,17 @@ from config.schema.aurora import (
     VolumeMode,
 )
 from config.schema.helpers import (
+    Options,
+    Processes,
     SequentialTask,
     SimpleTask,
     Tasks,
     Units,
     combine_tasks,
     concat_tasks,
+    java_options,
     order,
+    python_options,
 )
 from config.schema.thermos import (
     BYTES,
@@ -87,14 +97,19 @@ __all__ = [
     "BatchUpdateStrategy", "VariableBatchUpdateStrategy", "UpdateConfig", "Metadata",
     "ExecutorConfig", "PartitionPolicy", "CoordinatorSlaPolicy", "CountSlaPolicy",
     "PercentageSlaPolicy", "Parameter", "Docker", "Container", "AppcImage", "DockerImage",
-    "VolumeMode", "Volume", "Mesos", "MesosJob", "Job", "Service", "Units", "Tasks", "order",
-    "SimpleTask", "SequentialTask", "combine_tasks", "concat_tasks",
-    "SCHEMA_NAMESPACE", "Empty", "Ref",
+    "VolumeMode", "Mode", "Volume", "Mesos", "MesosJob", "MesosTaskInstance", "Job", "Service",
+    "Units", "Tasks", "Processes", "Options", "order", "SimpleTask", "SequentialTask",
+    "combine_tasks", "concat_tasks", "java_options", "python_options", "DefaultHealthChecker",
+    "AURORA_EXECUTOR_NAME", "SCHEMA_NAMESPACE", "Empty", "Ref",
 ]
 
-_PYSTACHIO_NAMES = ("Struct", "String", "Integer", "Float", "Boolean", "Default", "Required",
-                    "List", "Map", "Enum", "Choice", "Empty", "Ref", "Environment")
 _SCHEMA_NAMES = [name for name in __all__ if name not in ("SCHEMA_NAMESPACE", "Empty", "Ref")]
+# What `from pystachio import *` gives Aurora's loader: pystachio has no __all__, so every
+# public name of the package, its submodules and its own `sys` import included.
+_PYSTACHIO_NAMES = ("Boolean", "Choice", "Default", "Empty", "Enum", "Environment", "Float", "Integer",
+                    "List", "Map", "MustacheParser", "Namable", "Ref", "Required", "String", "Struct",
+                    "Type", "TypeCheck", "TypeFactory", "base", "basic", "choice", "composite",
+                    "container", "naming", "parsing", "sys", "typing")
 # Everything a `.aurora` file may name without importing it. Copy before use.
 SCHEMA_NAMESPACE: dict[str, Any] = {
     **{name: getattr(pystachio, name) for name in _PYSTACHIO_NAMES},

@@ -15,6 +15,8 @@ from config.schema.thermos import Task
 
 # Aurora: apache/aurora/config/schema/base.py
 
+AURORA_EXECUTOR_NAME = "AuroraExecutor"  # the executor config whose data is the Thermos job
+
 
 class MesosContext(Struct):
     """The `mesos` template namespace, bound when a task is decoded."""
@@ -42,8 +44,11 @@ class HealthCheckerConfig(Struct):
     tcp = TcpHealthChecker
 
 
+DefaultHealthChecker = HealthCheckerConfig(http=HttpHealthChecker())
+
+
 class HealthCheckConfig(Struct):
-    health_checker = Default(HealthCheckerConfig, HealthCheckerConfig(http=HttpHealthChecker()))
+    health_checker = Default(HealthCheckerConfig, DefaultHealthChecker)
     initial_interval_secs = Default(Float, 15.0)  # grace, converted to a number of attempts
     interval_secs = Default(Float, 10.0)  # pause after a check ends before the next one
     max_consecutive_failures = Default(Integer, 0)
@@ -71,6 +76,17 @@ class Announcer(Struct):
     primary_port = Default(String, "http")
     portmap = Default(Map(String, String), {"aurora": "{{primary_port}}"})  # alias -> name/number
     zk_path = String
+
+
+class MesosTaskInstance(Struct):
+    """The legacy executor payload (before the client sent the whole Job): still accepted."""
+    task = Required(Task)
+    instance = Required(Integer)
+    role = Required(String)
+    announce = Announcer
+    environment = Required(String)
+    health_check_config = Default(HealthCheckConfig, HealthCheckConfig())
+    lifecycle = LifecycleConfig
 
 
 class QueueUpdateStrategy(Struct):
@@ -106,7 +122,7 @@ class Metadata(Struct):
 
 
 class ExecutorConfig(Struct):
-    name = Default(String, "AuroraExecutor")
+    name = Default(String, AURORA_EXECUTOR_NAME)
     data = Default(String, "")
 
 
@@ -155,6 +171,7 @@ class DockerImage(Struct):
 
 
 VolumeMode = Enum("VolumeMode", ("RO", "RW"))
+Mode = VolumeMode  # Aurora's name for it
 
 
 class Volume(Struct):

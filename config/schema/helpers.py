@@ -1,7 +1,9 @@
 """Thermos' helpers for building tasks: `order`, `SequentialTask`, `SimpleTask`, `Tasks`
-(`combine_tasks`, `concat_tasks`) and `Units` (resource sums and maxima, merges of processes
-and constraints). Orders are kept stable, never passed through a set, so the same config
-always gives the same task. Never does I/O, never logs, never reads the environment.
+(`combine_tasks`, `concat_tasks`), `Processes`, `Units` (resource sums and maxima, merges of
+processes and constraints, finalization waits) and `Options` (`java_options`,
+`python_options`: flags rendered as a command line). Orders are kept stable, never passed
+through a set, so the same config always gives the same task. Never does I/O, never logs,
+never reads the environment.
 """
 from __future__ import annotations
 
@@ -25,7 +27,20 @@ def _unique(items: list) -> list:
 
 
 class Units:
-    """Resource sums and maxima, and order-preserving merges of processes and constraints."""
+    """Resource sums and maxima, finalization waits, and order-preserving merges of processes
+    and constraints."""
+
+    @classmethod
+    def safe_get(cls, unit: Any) -> Any:
+        return 0 if unit is Empty else unit.get()
+
+    @classmethod
+    def finalization_wait_sum(cls, waits: Any) -> Any:
+        return sum(map(cls.safe_get, waits))
+
+    @classmethod
+    def finalization_wait_max(cls, waits: Any) -> Any:
+        return max([0] + [cls.safe_get(unit) for unit in waits])
 
     @classmethod
     def optional_resources(cls, resources: Any) -> Resources:
@@ -72,6 +87,43 @@ def order(*processes: Any) -> list:
     return [Constraint(order=[_process_name(p) for p in processes])]
 
 
+class Processes:
+    @classmethod
+    def order(cls, *processes: Any) -> list:
+        return order(*processes)
+
+
+class Options:
+    """Flags as a command line: `java_options('a', b=2)` is '-a -b 2', `python_options`
+    renders long names with '--'."""
+
+    @classmethod
+    def render_option(cls, short_prefix: str, long_prefix: str, option: str, value: Any = None) -> str:
+        option = f"{short_prefix if len(option) == 1 else long_prefix}{option}"
+        return f"{option} {value}" if value else option
+
+    @classmethod
+    def render_options(cls, short_prefix: str, long_prefix: str, *options: Any, **kw_options: Any) -> list:
+        renders = []
+        for option in options:
+            if isinstance(option, str):
+                renders.append(cls.render_option(short_prefix, long_prefix, option))
+            elif isinstance(option, dict):
+                renders.extend(cls.render_option(short_prefix, long_prefix, k, v) for k, v in option.items())
+            else:
+                raise ValueError(f"Got an unexpected argument to render_options: {option!r}")
+        renders.extend(cls.render_option(short_prefix, long_prefix, k, v) for k, v in kw_options.items())
+        return renders
+
+    @classmethod
+    def java(cls, *options: Any, **kw_options: Any) -> str:
+        return " ".join(cls.render_options("-", "-", *options, **kw_options))
+
+    @classmethod
+    def python(cls, *options: Any, **kw_options: Any) -> str:
+        return " ".join(cls.render_options("-", "--", *options, **kw_options))
+
+
 class Tasks:
     SIMPLE_CPU = 1.0
     SIMPLE_RAM = 1 * GB
@@ -79,16 +131,20 @@ class Tasks:
 
     @classmethod
     def combine(cls, *tasks, **kw) -> Task:
-        """All processes in parallel; resources summed; other fields from the last task."""
+        """All processes in parallel; resources summed, the longest finalization_wait; other
+        fields from the last task."""
         if not tasks:
             return Task()
         base = tasks[-1](processes=Units.processes_merge(tasks))
         return base(resources=Units.resources_sum(*(t.resources() for t in tasks)),
-                    constraints=Units.constraints_merge(tasks), **kw)
+                    constraints=Units.constraints_merge(tasks),
+                    finalization_wait=Units.finalization_wait_max(t.finalization_wait() for t in tasks),
+                    **kw)
 
     @classmethod
     def concat(cls, *tasks, **kw) -> Task:
-        """Every process of task k runs before any process of task k+1."""
+        """Every process of task k runs before any process of task k+1; resources are the
+        maxima, finalization_wait the sum."""
         if not tasks:
             return Task()
         base = tasks[-1](processes=Units.processes_merge(tasks),
@@ -99,7 +155,9 @@ class Tasks:
                 for p2 in t2.processes():
                     if p1 != p2:
                         constraints.extend(order(p1, p2))
-        return base(constraints=constraints, **kw)
+        return base(constraints=constraints,
+                    finalization_wait=Units.finalization_wait_sum(t.finalization_wait() for t in tasks),
+                    **kw)
 
     @classmethod
     def simple(cls, name: str, command: str) -> Task:
@@ -127,3 +185,5 @@ def SequentialTask(*args, **kw) -> Task:
 
 combine_tasks = Tasks.combine
 concat_tasks = Tasks.concat
+java_options = Options.java
+python_options = Options.python

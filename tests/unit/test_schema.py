@@ -222,6 +222,56 @@ def test_schema_namespace_exports_schema_helpers_and_pystachio_names():
         assert name in SCHEMA_NAMESPACE, name
 
 
+# The names Aurora 0.22's client puts into a config's namespace (`from pystachio import *`,
+# then `from apache.aurora.config.schema.base import *`), listed from that client.
+AURORA_NAMESPACE = {
+    "AURORA_EXECUTOR_NAME", "Announcer", "AppcImage", "BYTES", "BatchUpdateStrategy", "Boolean", "Choice",
+    "Constraint", "Container", "CoordinatorSlaPolicy", "CountSlaPolicy", "Default", "DefaultHealthChecker",
+    "DefaultLifecycleConfig", "DisableLifecycle", "Docker", "DockerImage", "Empty", "Enum", "Environment",
+    "ExecutorConfig", "Float", "GB", "HealthCheckConfig", "HealthCheckerConfig", "HttpHealthChecker",
+    "HttpLifecycleConfig", "Integer", "Job", "KB", "LifecycleConfig", "List", "Logger", "LoggerDestination",
+    "LoggerMode", "MB", "Map", "Mesos", "MesosContext", "MesosJob", "MesosTaskInstance", "Metadata", "Mode",
+    "MustacheParser", "Namable", "Options", "Parameter", "PartitionPolicy", "PercentageSlaPolicy", "Process",
+    "Processes", "QueueUpdateStrategy", "Ref", "Required", "Resources", "RotatePolicy", "SequentialTask",
+    "Service", "ShellHealthChecker", "SimpleTask", "String", "Struct", "TB", "Task", "Tasks", "ThermosContext",
+    "Type", "TypeCheck", "TypeFactory", "Units", "UpdateConfig", "VariableBatchUpdateStrategy", "Volume",
+    "base", "basic", "choice", "combine_tasks", "composite", "concat_tasks", "container", "java_options",
+    "naming", "order", "parsing", "python_options", "sys", "typing",
+}
+
+
+def test_the_namespace_is_aurora_s_plus_stoker_s_two_additions():
+    assert set(SCHEMA_NAMESPACE) - AURORA_NAMESPACE == {"TcpHealthChecker", "VolumeMode"}
+    assert AURORA_NAMESPACE - set(SCHEMA_NAMESPACE) == set()
+    assert SCHEMA_NAMESPACE["Mode"] is SCHEMA_NAMESPACE["VolumeMode"]
+    assert SCHEMA_NAMESPACE["AURORA_EXECUTOR_NAME"] == "AuroraExecutor"
+    assert plain(SCHEMA_NAMESPACE["DefaultHealthChecker"]) == {"http": plain(HttpHealthChecker())}
+
+
+def test_a_volume_takes_aurora_s_mode():
+    mode = SCHEMA_NAMESPACE["Mode"]
+    volume = SCHEMA_NAMESPACE["Volume"](container_path="/c", host_path="/h", mode=mode("RO"))
+    assert plain(volume) == {"container_path": "/c", "host_path": "/h", "mode": "RO"}
+
+
+@pytest.mark.parametrize("render, args, kw, expected", [
+    ("java_options", ("a", "b"), {}, "-a -b"),
+    ("java_options", ({"a": 23, "boo": "foo"},), {}, "-a 23 -boo foo"),
+    ("python_options", ("a", "boo"), {}, "-a --boo"),
+    ("python_options", ({"a": 23},), {"boo": "foo"}, "-a 23 --boo foo"),
+])
+def test_options_render_flags_as_thermos_does(render, args, kw, expected):
+    assert SCHEMA_NAMESPACE[render](*args, **kw) == expected
+
+
+def test_combine_and_concat_finalization_waits_are_the_max_and_the_sum():
+    t1 = Task(processes=[process("a")], finalization_wait=10)
+    t2 = Task(processes=[process("b")], finalization_wait=25)
+    assert plain(Tasks.combine(t1, t2))["finalization_wait"] == 25
+    assert plain(Tasks.concat(t1, t2))["finalization_wait"] == 35
+    assert plain(SCHEMA_NAMESPACE["Processes"].order("a", "b")[0]) == {"order": ["a", "b"]}
+
+
 # ---- from_tree ----
 
 
