@@ -1,13 +1,18 @@
 """Binding: one instance of a loaded job, for one run, into a `config.spec.JobSpec`.
 
-Owns `bind()`: binds `thermos.ports[NAME]`, `thermos.task_id`, `thermos.user`,
-`mesos.instance` and `mesos.hostname` (the job's own `role`, `environment`, `cluster`, `name`
-bind themselves through pystachio's struct scoping), expands every string, names every
-reference left unbound and every port missing, and builds the plain, frozen JobSpec the rest
-of Stoker runs (`_job_spec` ... `_lifecycle_spec`, one builder per spec class). This is the
-one place where the job's defaults and the bound ports decide what runs: which health check
-(none unless a `health` port or a shell check exists, see `config.templates`) and whether
-there is an HTTP lifecycle (only when its port is bound).
+Owns `bind()` (and `bound_job()`, which also gives the bound job as plain values): binds
+`thermos.ports[NAME]`, `thermos.task_id`, `thermos.user`, `mesos.instance` and
+`mesos.hostname` (the job's own `role`, `environment`, `cluster`, `name` bind themselves
+through pystachio's struct scoping), expands every string, names every reference left
+unbound and every port missing, checks the process names again now that their templates
+are bound (`hello_{{mesos.instance}}` is a name, as in Aurora), and builds the plain, frozen
+JobSpec the rest of Stoker runs (`_job_spec` ... `_lifecycle_spec`, one builder per spec
+class). This is the one place where the job's defaults and the bound ports decide what
+runs: which health check (none unless a `health` port or a shell check exists, see
+`config.templates`; the ports are already resolved through the Announcer's portmap, so an
+alias `health -> http` counts) and whether there is an HTTP lifecycle (only when its port is
+bound). A job that configures an HTTP or TCP check that cannot run for want of a `health`
+port gets a warning in `JobSpec.warnings` saying how to fix it.
 
 Pure apart from pystachio: no I/O, no logging, never mutates its inputs.
 """
@@ -15,9 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from config import spec
 from config.errors import BindError, ConfigError, cut, join_problems, show
-from config.schema import HttpHealthChecker, Job, MesosContext, ThermosContext
+from config.loader import check_job
+from config.schema import HealthCheckConfig, HttpHealthChecker, Job, MesosContext, ThermosContext
 from config.templates import expand, flatten, port_names, raw
 from config.typed_tree import from_tree
 
@@ -26,18 +34,33 @@ _USED_FIELDS = ("task", "health_check_config", "lifecycle", "role", "environment
                 "name", "service", "max_task_failures")
 
 
+@attrs.frozen(slots=True)
+class BoundJob:
+    tree: dict[str, Any]  # the bound Job as plain values, defaults filled in (pystachio's JSON)
+    spec: spec.JobSpec
+
+
 def bind(job: Any, *, instance: int, ports: dict[str, int], task_id: str, hostname: str,
-         user: str) -> spec.JobSpec:
+         user: str, angle_refs: bool = True) -> spec.JobSpec:
     """Binds one instance of `job` for one run and returns the fully expanded JobSpec.
 
-    `job` is what `load_job` or `decode` returned (validated); it is not changed.
-    Raises BindError listing every missing port and every unbound reference in the parts of
-    the job the task uses, or ConfigError when a bound value has the wrong type.
+    `job` is what `load_job` or `decode` returned (validated); it is not changed. `ports`
+    are the task's, already resolved through the Announcer's portmap. `angle_refs=False`
+    leaves `<<ref>>` alone (Aurora's payload). Raises BindError listing every missing port
+    and every unbound reference in the parts of the job the task uses, or ConfigError when a
+    bound value has the wrong type or a bound process name is not a safe one.
     """
+    return bound_job(job, instance=instance, ports=ports, task_id=task_id, hostname=hostname,
+                     user=user, angle_refs=angle_refs).spec
+
+
+def bound_job(job: Any, *, instance: int, ports: dict[str, int], task_id: str, hostname: str,
+              user: str, angle_refs: bool = True) -> BoundJob:
+    """`bind`, also giving the bound job as plain values (what `stoker inspect` prints)."""
     _check_ports(ports)
-    job = flatten(job)
+    job = flatten(job, angle_refs=angle_refs)
     key = _key(raw(job))  # the names are plain identifiers once the job is validated
-    needed = port_names(job)
+    needed = port_names(job, angle_refs=angle_refs)
     missing = [name for name in needed if name not in ports]
     bound = job.bind(thermos=ThermosContext(ports=dict(ports), task_id=task_id, user=user),
                      mesos=MesosContext(instance=instance, hostname=hostname))
@@ -49,9 +72,12 @@ def bind(job: Any, *, instance: int, ports: dict[str, int], task_id: str, hostna
     if missing or unbound:
         raise BindError(_bind_message(key, missing, unbound, ports), unbound, missing)
     final = from_tree(Job, tree).get()
+    problems = check_job(final, bound=True)
+    if problems:
+        raise ConfigError(join_problems(f"job {key} (bound)", problems), problems)
     job_spec = _job_spec(final, instance=instance, ports=dict(ports), task_id=task_id)
     _check_endpoints(job_spec, _key(tree))
-    return job_spec
+    return BoundJob(tree=final, spec=job_spec)
 
 
 def _check_endpoints(job: spec.JobSpec, key: str) -> None:
@@ -95,13 +121,26 @@ def _key(tree: dict[str, Any]) -> str:
 
 
 def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task_id: str) -> spec.JobSpec:
+    health = _health_spec(job["health_check_config"], ports)
     return spec.JobSpec(
         role=job["role"], environment=job["environment"], cluster=job["cluster"], name=job["name"],
-        instance=instance, task_id=task_id, task=_task_spec(job["task"]),
-        health=_health_spec(job["health_check_config"], ports),
+        instance=instance, task_id=task_id, task=_task_spec(job["task"]), health=health,
         lifecycle=_lifecycle_spec(job["lifecycle"], ports),
         service=job["service"], max_task_failures=job["max_task_failures"], ports=ports,
+        warnings=tuple(_health_warnings(job["health_check_config"], health)),
     )
+
+
+def _health_warnings(hc: dict[str, Any], health: spec.HealthSpec) -> list[str]:
+    """A check the job asks for that cannot run: an explicit health_check_config whose HTTP
+    (or TCP) checker has no `health` port. Aurora drops it silently; Stoker says so."""
+    checker = hc.get("health_checker") or {}
+    if health.kind is not spec.CheckKind.NONE or "shell" in checker or hc == HealthCheckConfig().get():
+        return []
+    kind = "a TCP" if "tcp" in checker else "an HTTP"
+    return [f"job.health_check_config configures {kind} health check, but the task has no port named "
+            "'health', so it is not health-checked: reference {{thermos.ports[health]}} in a process, "
+            "or alias the port the service answers on, e.g. announce = Announcer(portmap={'health': 'http'})"]
 
 
 def _task_spec(task: dict[str, Any]) -> spec.TaskSpec:

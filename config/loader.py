@@ -1,10 +1,12 @@
 """Loading `.aurora` files, selecting a job by key, and validating jobs.
 
 Owns running a config file with the schema in scope (a fresh namespace each time, with
-`include('relative/path')` of sibling files), reading the JSON form (`{"jobs": [...]}` or a
-single job), picking the job for `cluster/role/environment/name`, and `validate_job`, the
-checks every job passes before anything runs, whether it came from a file or a task
-document (docs/aurora.md §7, §9, §11; docs/contract.md §5).
+`include('relative/path')` of other files, any name, relative to the including one),
+reading the JSON form (`{"jobs": [...]}` or a single job), binding `--bind KEY=VALUE`
+values into every job before one is picked for `cluster/role/environment/name` (as the
+Aurora client does), `check_bound` (the client's "Config contains unbound variables"), and
+`validate_job`, the checks every job passes before anything runs, whether it came from a
+file or a task document (docs/aurora.md §7, §9, §11; docs/contract.md §5).
 
 Every problem is a `ConfigError` whose message names the file (and line, for errors while
 running the file), the job key, the field and the value. Never lets a traceback through.
@@ -18,15 +20,27 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pystachio import Ref
+
 from config.errors import ConfigError, cut, join_problems, show
 from config.explain import IncludeError, exec_error
 from config.order import DuplicateName, describe, order_graph
+from config.portmap import PortmapError, job_portmap, requested_ports
 from config.schema import SCHEMA_NAMESPACE, Job
 from config.spec import HEALTH_NUMBERS, endpoint_problem, health_problems
-from config.templates import PORT_REF, cycle_problems, expand_field, flatten, normalize_tree, refs_in
+from config.templates import (
+    PORT_REF,
+    cycle_problems,
+    expand_field,
+    flatten,
+    load_time_unbound,
+    normalize_tree,
+    refs_in,
+)
 from config.typed_tree import from_tree
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
+_MUSTACHE = re.compile(r"{{[^{}]*}}")
 _IDENTIFIER = re.compile(r"^[\w\-.]+$")
 
 
@@ -153,8 +167,16 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
     return matches[0]
 
 
-def load_job(path: str | Path, jobkey: str | None = None) -> Any:
-    """Loads, selects and validates one job; returns it expanded as far as load time allows."""
+def bind_values(jobs: list[Any], bindings: Iterable[tuple[str, str]]) -> list[Any]:
+    """Each job with the `--bind` values bound, as the Aurora client binds them."""
+    pairs = [{Ref.from_address(key): value} for key, value in bindings]
+    return [job.bind(*pairs) for job in jobs] if pairs else jobs
+
+
+def load_job(path: str | Path, jobkey: str | None = None,
+             bindings: Iterable[tuple[str, str]] = ()) -> Any:
+    """Loads, binds `bindings` (KEY, VALUE) into, selects and validates one job; returns it
+    expanded as far as load time allows."""
     try:
         jobs = load_jobs(path)
     except ConfigError as exc:
@@ -162,7 +184,7 @@ def load_job(path: str | Path, jobkey: str | None = None) -> Any:
             raise ConfigError(f"{exc}; the config file comes first, then the job key: "
                               f"did you mean {jobkey} {path}?") from None
         raise
-    return prepare_job(select_job(jobs, jobkey, path), str(path))
+    return prepare_job(select_job(bind_values(jobs, bindings), jobkey, path), str(path))
 
 
 def _swapped(path: str | Path, jobkey: str | None) -> bool:
@@ -170,6 +192,17 @@ def _swapped(path: str | Path, jobkey: str | None) -> bool:
     if jobkey is None or Path(path).exists() or len(str(path).split("/")) != 4:
         return False
     return Path(jobkey).is_file()
+
+
+def check_bound(job: Any, source: str) -> None:
+    """Raises ConfigError, as the Aurora client refuses to submit it, when a reference other
+    than the ones bound when the task starts (`thermos.*`, `mesos.instance`,
+    `mesos.hostname`) is still unbound anywhere in `job`, its container and metadata too."""
+    unbound = load_time_unbound(job)
+    if unbound:
+        shown = " ".join(cut(ref, 80) for ref in unbound[:20])
+        raise ConfigError(f"{source}: job {job_key(job)}: Config contains unbound variables: {shown} "
+                          f"(bind them in the file, or with --bind NAME=VALUE)", unbound)
 
 
 # ---- validation ----
@@ -180,14 +213,15 @@ def validate_job(job: Any, source: str) -> None:
     prepare_job(job, source)
 
 
-def prepare_job(job: Any, source: str) -> Any:
-    """`validate_job`, returning the job flattened and with `<<ref>>` rewritten."""
+def prepare_job(job: Any, source: str, *, angle_refs: bool = True) -> Any:
+    """`validate_job`, returning the job flattened and with `<<ref>>` rewritten (unless not
+    `angle_refs`: Aurora's own payload, see `flatten`)."""
     cycles = cycle_problems(job)  # before anything interpolates: a cycle would never end
     if cycles:
         raise ConfigError(join_problems(f"{source}: job", cycles), cycles)
     key = job_key(job)
     try:
-        flat = flatten(job)
+        flat = flatten(job, angle_refs=angle_refs)
     except ConfigError as exc:
         raise ConfigError(join_problems(f"{source}: job {key}", list(exc.problems)), exc.problems) from None
     problems = check_job(_plain(flat.get()))
@@ -204,8 +238,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_job(job: dict) -> list[str]:
-    """Every rule a well-typed job (as plain values) breaks, as sentences."""
+def check_job(job: dict, *, bound: bool = False) -> list[str]:
+    """Every rule a well-typed job (as plain values) breaks, as sentences. Process names may
+    hold templates until `bound` (they are checked again once bound)."""
     problems: list[str] = []
     for field in ("cluster", "role", "environment", "name"):
         value = job.get(field)
@@ -213,10 +248,14 @@ def check_job(job: dict) -> list[str]:
             problems.append(f"job.{field} = {show(value)} may only contain letters, digits, _, - and .")
     if job.get("max_task_failures", 1) < -1:
         problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")
-    problems += _check_task(job.get("task") or {})
+    problems += _check_task(job.get("task") or {}, bound)
     problems += _check_health(job.get("health_check_config") or {})
     problems += _check_lifecycle((job.get("lifecycle") or {}).get("http"))
     problems += _check_port_refs(job)
+    try:
+        requested_ports([], job_portmap(job))
+    except PortmapError as exc:
+        problems.append(f"job.announce.portmap: {exc}")
     return problems
 
 
@@ -225,7 +264,18 @@ def _at_least(problems: list[str], path: str, value: Any, low: float, why: str =
         problems.append(f"{path} = {value} must be at least {low}{why}")
 
 
-def _check_task(task: dict) -> list[str]:
+def process_name_problem(path: str, name: Any, bound: bool = True) -> str | None:
+    """Why `name` cannot name a process (its logs live in a directory of that name), or
+    None. Before binding, each template counts as one safe character."""
+    shown = _MUSTACHE.sub("0", name) if isinstance(name, str) and not bound else name
+    if isinstance(shown, str) and _SAFE_NAME.fullmatch(shown):
+        return None
+    return (f"{path}.name = {show(name)} is not a safe process name: names are used as directory "
+            "names, so they must match ^[A-Za-z0-9_][A-Za-z0-9_.-]*$, at most 128 characters (no '/', "
+            "no leading '.'), also once its templates are bound")
+
+
+def _check_task(task: dict, bound: bool = False) -> list[str]:
     problems: list[str] = []
     processes = task.get("processes") or []
     if not processes:
@@ -235,11 +285,9 @@ def _check_task(task: dict) -> list[str]:
     reused = {problem.index: problem for problem in graph.problems if isinstance(problem, DuplicateName)}
     for i, p in enumerate(processes):
         path, name = f"job.task.processes[{i}]", p.get("name", "")
-        if not _SAFE_NAME.fullmatch(name):
-            problems.append(
-                f"{path}.name = {show(name)} is not a safe process name: names are used as directory "
-                "names, so they must match ^[A-Za-z0-9_][A-Za-z0-9_.-]*$, at most 128 characters (no '/', no leading '.', "
-                "no templates)")
+        unsafe = process_name_problem(path, name, bound)
+        if unsafe:
+            problems.append(unsafe)
         elif i in reused:
             problems.append(describe(reused[i]))
         _at_least(problems, f"{path}.max_failures", p.get("max_failures"), 0, " (0 = unlimited)")

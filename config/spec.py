@@ -158,7 +158,8 @@ class JobSpec:
     lifecycle: LifecycleSpec | None = None  # None: no HTTP lifecycle (no port, or disabled)
     service: bool = False
     max_task_failures: int = 1  # -1 = unlimited
-    ports: dict[str, int] = attrs.field(factory=dict)
+    ports: dict[str, int] = attrs.field(factory=dict)  # resolved: aliases included
+    warnings: tuple[str, ...] = ()  # what in the job will not do what it seems to (logged at start)
 
     @property
     def key(self) -> str:

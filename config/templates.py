@@ -253,17 +253,18 @@ def _render(ref: Ref, value: Any, out: Expansion) -> str:
     return str(value)
 
 
-def flatten(job: Any) -> Any:
+def flatten(job: Any, *, angle_refs: bool = True) -> Any:
     """A new Job with everything resolvable at load time expanded and `<<ref>>` rewritten.
 
     The result carries no pystachio scopes: the job's own names and any `.bind()` bindings
     are expanded into the strings; `thermos.*` and `mesos.*` references stay as `{{ref}}`.
     Its own next expansion (bind's, or pystachio's in `json_dumps`) is checked too, since an
-    escaped `{{&ref}}` comes out as a `{{ref}}` that it would follow.
+    escaped `{{&ref}}` comes out as a `{{ref}}` that it would follow. `angle_refs=False`
+    leaves `<<ref>>` as written (Aurora's own payload, where it never was a template).
     Raises ConfigError naming each field that cannot be expanded or has the wrong type.
     """
     tree = _expanded(job)
-    normalized = normalize_tree(tree)
+    normalized = normalize_tree(tree) if angle_refs else tree
     flat = from_tree(Job, normalized)
     if normalized != tree:  # a `<<role>>` may now bind to the job's own fields
         flat = from_tree(Job, _expanded(flat))
@@ -337,24 +338,43 @@ def refs_in(text: str) -> list[str]:
     return found
 
 
+# References bound when a task starts: everything else must be bound when a job is loaded
+# (the Aurora client's rule: "Config contains unbound variables").
+RUNTIME_REFS = ("mesos.instance", "mesos.hostname")
+RUNTIME_SCOPE = "thermos."
+
+
+def is_runtime_ref(ref: str) -> bool:
+    """`thermos.*`, `mesos.instance` and `mesos.hostname`: bound when the task starts."""
+    return ref.startswith(RUNTIME_SCOPE) or ref in RUNTIME_REFS
+
+
+def load_time_unbound(job: Any) -> list[str]:
+    """Every `{{ref}}` left unbound anywhere in `job` (container, metadata and all) that is
+    not bound when the task starts, each once, in the order found."""
+    _, out = expand(job)
+    found = dict.fromkeys(ref for _, ref in out.unbound if not is_runtime_ref(ref.strip("{} ")))
+    return list(found)
+
+
 def port_refs(text: str) -> list[str]:
     """The NAMEs of `{{thermos.ports[NAME]}}` in `text`."""
     return [m.group(1) for m in map(PORT_REF.match, refs_in(text)) if m]
 
 
-def port_names(job: Any) -> list[str]:
+def port_names(job: Any, *, angle_refs: bool = True) -> list[str]:
     """Sorted, unique port names the job's task needs (see the module docstring for why)."""
     tree, out = expand(job)
     if tree is None:
         raise ConfigError(join_problems("invalid job", out.problems), out.problems)
-    return port_names_of_tree(tree)
+    return port_names_of_tree(tree, angle_refs=angle_refs)
 
 
-def port_names_of_tree(tree: dict[str, Any]) -> list[str]:
+def port_names_of_tree(tree: dict[str, Any], *, angle_refs: bool = True) -> list[str]:
     """The port names of a validated job, expanded (what `expand` gives for it)."""
     names: set[str] = set()
     for text in _texts_naming_ports(tree):
-        names.update(port_refs(normalize_angle_refs(text)))
+        names.update(port_refs(normalize_angle_refs(text) if angle_refs else text))
     http = tree["lifecycle"].get("http")  # DisableLifecycle has none
     if http is not None and http["port"] != "health":
         names.add(http["port"])

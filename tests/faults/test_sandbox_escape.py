@@ -1,7 +1,8 @@
 """Fault 5a: process names and log paths cannot leave the sandbox.
 
 Every hostile process name is rejected when the job is loaded, both from a `.aurora` file
-and from a task document, with a message naming the field; and the Supervisor's own check
+and from a task document, with a message naming the field (a name may hold templates, as in
+Aurora, and is checked again once they are bound); and the Supervisor's own check
 (run in a child process by `tests/support/spawn_names.py`) refuses every name that would put
 a log outside `SANDBOX/.logs`, so nothing is ever created outside the sandbox.
 """
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from config.bind import bind
 from config.document import decode, encode
 from config.errors import ConfigError
 from config.loader import load_job
+from config.loader import prepare_job as load_ready
 from tests.support.configs import job, process
 from tests.support.stoker_proc import REPO
 
@@ -56,7 +59,7 @@ TRICKS = {
     "right-to-left override": "web\u202etxt.exe",
     "zero width space": "web\u200b",
     "dotless i": "web\u0131",
-    "template": "{{thermos.task_id}}",
+    "template and a slash": "{{thermos.task_id}}/x",
     "tab": "a\tb",
 }
 ALL = {**ESCAPING, **TRICKS}
@@ -84,6 +87,14 @@ def test_hostile_process_name_is_rejected_in_a_task_document(name):
     with pytest.raises(ConfigError) as caught:
         decode(json.dumps(doc).encode())
     assert "processes[0].name" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("hostname", ["../../x", "a/b", "..", " x", "x\ny"])
+def test_a_template_that_binds_a_hostile_name_is_rejected_when_bound(hostname):
+    templated = job(process("{{mesos.hostname}}", "true"), name="j")
+    with pytest.raises(ConfigError) as caught:
+        bind(load_ready(templated, "test"), instance=0, ports={}, task_id="t", hostname=hostname, user="u")
+    assert "processes[0].name" in str(caught.value) and "is not a safe process name" in str(caught.value)
 
 
 def _spawn_names(sandbox: Path, names: list[str]) -> list[dict]:

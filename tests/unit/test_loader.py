@@ -6,7 +6,7 @@ import json
 import pytest
 
 from config.errors import ConfigError
-from config.loader import job_key, load_job, load_jobs, select_job, validate_job
+from config.loader import check_bound, job_key, load_job, load_jobs, select_job, validate_job
 from config.schema import Job
 from tests.support.configs import EXAMPLES, job, job_text, process, write_config
 
@@ -297,7 +297,7 @@ def test_duplicate_process_names(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../etc", ".hidden", "a\\0b", "-x",
-                                  "{{thermos.task_id}}", "web {{mesos.instance}}", "sp ace"])
+                                  "web {{mesos.instance}}", ".{{mesos.instance}}", "{{a}}/{{b}}", "sp ace"])
 def test_unsafe_process_names_are_rejected(tmp_path, name):
     path = write_config(tmp_path, job_text(f"[Process(name={name!r}, cmdline='x')]",
                                            extra=", name='job'"))
@@ -306,9 +306,10 @@ def test_unsafe_process_names_are_rejected(tmp_path, name):
     assert "^[A-Za-z0-9_][A-Za-z0-9_.-]*$" in message
 
 
-@pytest.mark.parametrize("name", ["web", "web_1", "a.b-c", "9lives", "_x"])
+@pytest.mark.parametrize("name", ["web", "web_1", "a.b-c", "9lives", "_x", "hello_{{mesos.instance}}",
+                                  "{{thermos.task_id}}", "w.{{mesos.hostname}}"])
 def test_safe_process_names_are_accepted(name):
-    validate_job(job(process(name)), "test")
+    validate_job(job(process(name), name="web"), "test")
 
 
 def test_constraint_naming_unknown_process(tmp_path):
@@ -422,3 +423,67 @@ def test_validate_job_names_the_source():
     with pytest.raises(ConfigError) as info:
         validate_job(job(health_check_config={"interval_secs": 0}), "task document")
     assert str(info.value).startswith("task document: job c/r/e/web: ")
+
+
+# ---- parity with the Aurora client: --bind, include, the whole namespace, unbound refs ----
+
+DOCKER_BOUND = """
+    p = Process(name='p', cmdline='echo {{stop_file}} {{profile.tag}}')
+    jobs = [Job(cluster='c', role='r', environment='{{env}}', name='j',
+                task=Task(processes=[p], resources=Resources(cpu=1, ram=MB, disk=MB)),
+                container=Docker(image='{{docker.image[library/python][3.11-slim]}}'),
+                metadata=[Metadata(key='k', value='{{meta}}')])]
+"""
+
+
+def test_bind_values_reach_every_field_before_the_job_is_picked(tmp_path):
+    path = write_config(tmp_path, DOCKER_BOUND)
+    bindings = (("stop_file", "/tmp/stop"), ("profile.tag", "v1"), ("env", "prod"), ("meta", "m"),
+                ("docker.image[library/python][3.11-slim]", "python@sha256:abc"))
+    loaded = plain(load_job(path, "c/r/prod/j", bindings))
+    assert loaded["task"]["processes"][0]["cmdline"] == "echo /tmp/stop v1"
+    assert loaded["container"] == {"image": "python@sha256:abc", "parameters": []}
+    assert loaded["metadata"] == [{"key": "k", "value": "m"}]
+    check_bound(load_job(path, None, bindings), str(path))
+
+
+def test_check_bound_names_what_the_aurora_client_would_refuse_container_and_metadata_included(tmp_path):
+    path = write_config(tmp_path, DOCKER_BOUND)
+    with pytest.raises(ConfigError) as caught:
+        check_bound(load_job(path, None, (("env", "prod"),)), str(path))
+    assert str(caught.value) == (
+        f"{path}: job c/r/prod/j: Config contains unbound variables: {{{{stop_file}}}} {{{{profile.tag}}}} "
+        "{{meta}} {{docker.image[library/python][3.11-slim]}} (bind them in the file, or with --bind NAME=VALUE)")
+
+
+def test_check_bound_leaves_the_runtime_references_alone(tmp_path):
+    text = job_text("[Process(name='w_{{mesos.instance}}', cmdline='echo {{thermos.ports[http]}} "
+                    "{{thermos.task_id}} {{thermos.user}} {{mesos.hostname}}')]", extra=", name='w'")
+    check_bound(load_job(write_config(tmp_path, text)), "x")
+
+
+def test_include_takes_any_file_name_relative_to_the_including_file(tmp_path):
+    write_config(tmp_path, "include('../common/base.py')\n", "lib/nested/chain.txt")
+    write_config(tmp_path, "cmd = 'echo from base.py'\n", "lib/common/base.py")
+    path = write_config(tmp_path, "include('lib/nested/chain.txt')\n"
+                        + job_text("[Process(name='web', cmdline=cmd)]"), "top.config")
+    assert plain(load_job(path))["task"]["processes"][0]["cmdline"] == "echo from base.py"
+
+
+def test_a_config_may_use_aurora_s_names(tmp_path):
+    text = """
+        vol = Volume(container_path='/c', host_path='/h', mode=Mode('RO'))
+        opts = java_options('server', Xmx='1g') + ' ' + python_options(verbose=1)
+        p = Process(name='p', cmdline='java %s' % opts)
+        t = Tasks.combine(Task(processes=[p], resources=Resources(cpu=1, ram=MB, disk=MB)),
+                          Task(processes=[Process(name='q', cmdline='true')], finalization_wait=45,
+                               constraints=Processes.order('q')))
+        hc = HealthCheckConfig(health_checker=DefaultHealthChecker)
+        assert AURORA_EXECUTOR_NAME == 'AuroraExecutor'
+        jobs = [Job(cluster='c', role='r', environment='e', name='j', task=t, health_check_config=hc,
+                    container=Mesos(image=DockerImage(name='debian', tag='12'), volumes=[vol]))]
+    """
+    loaded = plain(load_job(write_config(tmp_path, text)))
+    assert loaded["task"]["processes"][0]["cmdline"] == "java -server -Xmx 1g --verbose 1"
+    assert loaded["task"]["finalization_wait"] == 45
+    assert loaded["container"]["volumes"] == [{"container_path": "/c", "host_path": "/h", "mode": "RO"}]
