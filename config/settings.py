@@ -11,11 +11,13 @@ variable counts as unset. `flag_conflicts` lists the flags given that overrode a
 set to something else, for the CLI to warn about. Every problem is put in terms of the flag
 or the variable it came from (`--kill-grace='x' is not ...`), never of these classes.
 
-Never logs; the executor token is never part of a repr. `pop_secrets` makes the environment
-the task's processes get: without the token, ever, and without the agent's address and the
-framework and executor IDs (`AGENT_VARIABLES`, which with the token would let a task process
-talk to the agent as the executor) unless `pass_agent_env` asks for them. `MESOS_SANDBOX`
-and `MESOS_DIRECTORY` always stay.
+Never logs; the executor token is never part of a repr. `task_environment` makes the
+environment `stoker executor`'s task processes start from, as Thermos does: only `PATH`
+(and `MESOS_SANDBOX`, `MESOS_DIRECTORY`), unless `preserve_env` asks for the executor's
+whole environment; the executor adds `HOME`, `USER` and `LOGNAME`. `pop_secrets` takes out
+what a task never gets: the token, ever, and the agent's address and the framework and
+executor IDs (`AGENT_VARIABLES`, which with the token would let a task process talk to the
+agent as the executor) unless `pass_agent_env` asks for them.
 """
 from __future__ import annotations
 
@@ -49,6 +51,8 @@ _DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ns|us|ms|secs|mins|hrs|days|week
 _UNIT_SECS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "secs": 1.0, "mins": 60.0, "hrs": 3600.0,
               "days": 86400.0, "weeks": 604800.0}
 _PORT = re.compile(r"^([A-Za-z0-9_][\w.\-]*)=(\d+)$")
+# The PATH a task gets when the executor's own environment has none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # ---- parsers: each raises ValueError whose message starts with the offending value ----
 
@@ -85,6 +89,24 @@ def parse_ports(items: Iterable[str] | Mapping[str, int]) -> dict[str, int]:
             raise ValueError(f"{name!r} is given more than once")
         ports[name] = int(number)
     return ports
+
+
+def parse_bindings(items: Iterable[str] | Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Several `--bind KEY=VALUE` (KEY a template reference such as `stop_file` or
+    `docker.image[library/python][3.11]`), in the order given."""
+    from pystachio import Ref  # only `stoker run --bind` pays for it
+
+    pairs = []
+    for item in items:
+        key, eq, value = item.partition("=") if isinstance(item, str) else (item[0], "=", item[1])
+        if not eq:
+            raise ValueError(f"{item!r} is not KEY=VALUE")
+        try:
+            Ref.from_address(key)
+        except Ref.InvalidRefError as exc:
+            raise ValueError(f"{item!r}: {key!r} is not a template reference ({exc})") from None
+        pairs.append((key, value))
+    return tuple(pairs)
 
 
 def parse_instance(text: str | int) -> int:
@@ -151,9 +173,12 @@ def _text(value: str) -> str:
 
 def setting(*, help: str, env: tuple[str, ...] = (), flag: str | None = None,
             parse: Callable[[Any], Any] = _text, default: Any = attrs.NOTHING,
-            factory: Callable[[], Any] | None = None, repr: bool = True, **argparse_kw: Any) -> Any:
-    """One settings field and its table row (see the module docstring)."""
-    metadata = {"help": help, "env": env, "flag": flag, "parse": parse, "argparse": argparse_kw}
+            factory: Callable[[], Any] | None = None, repr: bool = True,
+            aliases: tuple[str, ...] = (), **argparse_kw: Any) -> Any:
+    """One settings field and its table row (see the module docstring). `aliases`: other
+    spellings of the flag (Thermos' own, so its executor flags keep working)."""
+    metadata = {"help": help, "env": env, "flag": flag, "parse": parse, "argparse": argparse_kw,
+                "aliases": aliases}
     if factory is not None:
         return attrs.field(factory=factory, metadata=metadata, repr=repr)
     return attrs.field(default=default, metadata=metadata, repr=repr)
@@ -271,6 +296,16 @@ class ExecutorSettings:
         action="store_true",
         help=f"hand {', '.join(AGENT_VARIABLES)} to the task's processes (default: not; "
              f"the token is never handed on)")
+    preserve_env: bool = setting(
+        env=("STOKER_PRESERVE_ENV",), flag="--preserve-env", aliases=("--preserve_env",), parse=parse_switch,
+        default=False, action="store_true",
+        help="start the task's processes with the executor's whole environment (less the token), "
+             "as Thermos' --preserve_env (default: PATH, MESOS_SANDBOX and MESOS_DIRECTORY only, "
+             "plus HOME, USER and LOGNAME)")
+    nosetuid: bool = setting(
+        env=("STOKER_NOSETUID",), flag="--nosetuid", parse=parse_switch, default=False, action="store_true",
+        help="run an Aurora task's processes as the executor's own user even when it is root, "
+             "as Thermos' --nosetuid (default: as the job's role, when root)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:
@@ -316,6 +351,10 @@ class RunSettings:
                                                "with each quick end (default 1)")
     restart_backoff_max_secs: float = setting(flag="--restart-backoff-max", parse=parse_secs, default=60.0,
                                               metavar="SECS", help="the largest restart delay (default 60)")
+    bindings: tuple[tuple[str, str], ...] = setting(
+        flag="--bind", parse=parse_bindings, factory=tuple, action="append", metavar="KEY=VALUE",
+        help="bind a template value, as the Aurora client's --bind (repeatable), e.g. "
+             "--bind stop_file=/tmp/stop or --bind 'docker.image[library/python][3.11]=python:3.11'")
     announce: str | None = setting(flag="--announce", parse=parse_ensemble, default=None, metavar="ENSEMBLE",
                                    help="announce the job, when it has `announce = Announcer(...)`, in this "
                                         "ZooKeeper ensemble (HOST:PORT[,...]) under /aurora/ROLE/ENVIRONMENT/JOB")
@@ -358,7 +397,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> argpar
         if positional:
             parser.add_argument(md["flag"], help=md["help"] + env, default=None, **extra)
         else:
-            parser.add_argument(md["flag"], dest=f.name, help=md["help"] + env, default=None, **extra)
+            parser.add_argument(md["flag"], *md["aliases"], dest=f.name, help=md["help"] + env,
+                                default=None, **extra)
     return parser
 
 
@@ -374,6 +414,21 @@ def variables(settings_cls: type) -> list[tuple[str, str]]:
                 f"used when {f.metadata['env'][i - 1]} is unset"
             rows.append((name, meaning))
     return rows
+
+
+def task_environment(environ: Mapping[str, str], *, preserve_env: bool = False,
+                     keep_agent_env: bool = False) -> dict[str, str]:
+    """What `stoker executor`'s task processes start from (docs/contract.md §4): `PATH`,
+    `MESOS_SANDBOX` and `MESOS_DIRECTORY` (and the AGENT_VARIABLES with `keep_agent_env`),
+    or with `preserve_env` the whole of `environ`; never the token."""
+    if preserve_env:
+        env = dict(environ)
+    else:
+        kept = ("PATH", "MESOS_SANDBOX", "MESOS_DIRECTORY") + (AGENT_VARIABLES if keep_agent_env else ())
+        env = {name: environ[name] for name in kept if environ.get(name)}
+        env.setdefault("PATH", DEFAULT_PATH)
+    pop_secrets(env, keep_agent_env=keep_agent_env)
+    return env
 
 
 def pop_secrets(environ: MutableMapping[str, str], *, keep_agent_env: bool = False) -> None:

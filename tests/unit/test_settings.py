@@ -8,14 +8,17 @@ import pytest
 
 from config.errors import ConfigError, SettingsError
 from config.settings import (
+    DEFAULT_PATH,
     ExecutorSettings,
     RunSettings,
     add_arguments,
     flag_conflicts,
+    parse_bindings,
     parse_duration,
     parse_port,
     parse_ports,
     pop_secrets,
+    task_environment,
 )
 
 AGENT_ENV = {
@@ -236,3 +239,59 @@ def test_help_comes_from_the_field_table():
     assert "--log-format" in executor_help and "STOKER_HOSTNAME" in executor_help
     assert "env MESOS_AGENT_ENDPOINT" not in executor_help  # agent variables are not flags
     assert "--pass-agent-env" in executor_help and "STOKER_PASS_AGENT_ENV" in executor_help
+
+
+# ---- the task's environment under `stoker executor`, and the Aurora switches ----
+
+EXECUTOR_ENV = {**AGENT_ENV, "MESOS_SLAVE_PID": "slave(1)@127.0.0.1:5051", "PATH": "/opt/bin:/usr/bin",
+                "MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/dir", "LANG": "C.UTF-8",
+                "MESOS_EXECUTOR_AUTHENTICATION_TOKEN": "t0ken"}
+
+
+def test_the_task_environment_is_thermos_minimal_one():
+    assert task_environment(EXECUTOR_ENV) == {"PATH": "/opt/bin:/usr/bin", "MESOS_SANDBOX": "/sb",
+                                              "MESOS_DIRECTORY": "/dir"}
+    assert task_environment({}) == {"PATH": DEFAULT_PATH}
+    with_agent = task_environment(EXECUTOR_ENV, keep_agent_env=True)
+    assert set(with_agent) == {"PATH", "MESOS_SANDBOX", "MESOS_DIRECTORY", "MESOS_AGENT_ENDPOINT",
+                               "MESOS_FRAMEWORK_ID", "MESOS_EXECUTOR_ID", "MESOS_SLAVE_PID"}
+
+
+def test_preserve_env_keeps_the_executor_s_environment_but_never_the_token():
+    preserved = task_environment(EXECUTOR_ENV, preserve_env=True)
+    assert preserved == {"PATH": "/opt/bin:/usr/bin", "MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/dir",
+                         "LANG": "C.UTF-8"}
+    assert "MESOS_EXECUTOR_AUTHENTICATION_TOKEN" not in task_environment(EXECUTOR_ENV, preserve_env=True,
+                                                                         keep_agent_env=True)
+
+
+@pytest.mark.parametrize("argv, env, preserve, nosetuid", [
+    ([], {}, False, False),
+    (["--preserve_env"], {}, True, False),  # Thermos' spelling
+    (["--preserve-env", "--nosetuid"], {}, True, True),
+    ([], {"STOKER_PRESERVE_ENV": "1", "STOKER_NOSETUID": "true"}, True, True),
+])
+def test_preserve_env_and_nosetuid_flags(argv, env, preserve, nosetuid):
+    parser = add_arguments(argparse.ArgumentParser(), ExecutorSettings)
+    settings = ExecutorSettings.from_args(parser.parse_args(argv), {**AGENT_ENV, **env})
+    assert (settings.preserve_env, settings.nosetuid) == (preserve, nosetuid)
+
+
+def test_bind_flags_are_key_value_pairs_in_order():
+    parser = add_arguments(argparse.ArgumentParser(), RunSettings)
+    args = parser.parse_args(["job.aurora", "--bind", "stop_file=/tmp/stop", "--bind",
+                              "docker.image[library/python][3.11-slim]=python@sha256:00", "--bind", "empty="])
+    assert RunSettings.from_args(args, {}).bindings == (
+        ("stop_file", "/tmp/stop"), ("docker.image[library/python][3.11-slim]", "python@sha256:00"), ("empty", ""))
+    assert RunSettings.from_env({}, config="x").bindings == ()
+
+
+@pytest.mark.parametrize("item, words", [
+    ("no-equals-sign", "'no-equals-sign' is not KEY=VALUE"),
+    ("a b=1", "'a b' is not a template reference"),
+])
+def test_a_bad_bind_is_named(item, words):
+    with pytest.raises(SettingsError, match=words):
+        RunSettings.from_env({}, config="x", bindings=[item])
+    with pytest.raises(ValueError, match=words):
+        parse_bindings([item])
