@@ -1,8 +1,9 @@
 """Shell commands for health checks, run and reaped by the supervisor's machinery.
 
 Owns `CommandRunner.run(command, timeout_secs) -> CommandResult`: `/bin/bash -c COMMAND`
-in the sandbox with the task's environment (markers included, so the watchdog covers it),
-in its own session, reaped by the one reaper thread. On timeout its process group and every
+in the sandbox with the task's environment (markers included, so the watchdog covers it;
+`BASH_ENV` when `.thermos_profile` exists) as the task's user, in its own session, reaped by
+the one reaper thread. On timeout its process group and every
 process carrying its marker are SIGKILLed. It exists because no code in a Stoker process may
 wait for children itself (see `executor/procs/reaper.py`).
 
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from executor.events import ExitStatus
 from executor.procs import proctree, spawn
+from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
 from healthcheck.checkers import CommandResult
 
@@ -41,8 +43,9 @@ KILL_WAIT_SECS = 1.0
 
 class CommandRunner:
     def __init__(self, *, sandbox: Path, env: Mapping[str, str], task_marker: str,
-                 reaper: Reaper, stdin_fd: int) -> None:
+                 reaper: Reaper, stdin_fd: int, run_as: RunAs | None = None) -> None:
         self._sandbox = sandbox
+        self._run_as = run_as
         self._env = dict(env)
         self._task_marker = task_marker
         self._reaper = reaper
@@ -58,7 +61,7 @@ class CommandRunner:
 
     def run(self, command: str, timeout_secs: float) -> CommandResult:
         marker = f"{self._task_marker}/.command/{next(self._seq)}"
-        env = dict(self._env)
+        env = spawn.with_profile(dict(self._env), self._sandbox)
         env[spawn.RUN_MARKER] = marker
         deadline = time.monotonic() + timeout_secs
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
@@ -85,7 +88,7 @@ class CommandRunner:
               out_fd: int) -> spawn.Child:
         with self._reaper.forking():
             popen = spawn.fork_exec(command, cwd=self._sandbox, env=env, stdin=self._stdin_fd,
-                                    stdout=out_fd, stderr=out_fd)
+                                    stdout=out_fd, stderr=out_fd, run_as=self._run_as)
             child = spawn.Child(pid=popen.pid, popen=popen, marker=marker)
             with self._lock:
                 self._live[child.pid] = child

@@ -1,13 +1,17 @@
 """Forking one run: its environment, its log files or pipes, and the fork+exec itself.
 
-Owns: the per-run environment (the task env plus `HOME` and the two markers), the log layout
+Owns: the per-run environment (the task env plus `HOME`, the two markers, and `BASH_ENV`
+when `SANDBOX/.thermos_profile` exists at the run's launch, so bash sources it first, as
+in Thermos), the user a run starts as (`RunAs`: uid, gid and groups set in the child just
+before exec), the log layout
 `SANDBOX/.logs/PROCESS/RUN/{stdout,stderr}` and keeping it inside the sandbox (each level and
 each log file is opened through `executor/procs/sandboxfs.py`: relative to the level above,
 never through a symlink, and never blocking on a FIFO a task planted), choosing the child's
 stdout/stderr for each logger destination and mode, what a prepared run carries to its fork
 (`PreparedRun`), the children the supervisor watches (`Child`, `RunChild`), and the fork:
 `subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 (cwd, a new
-session and close_fds are done in the child by C code, no Python runs there). Nothing on
+session and close_fds are done in the child by C code, no Python runs there; with another
+user to switch to it is fork+exec, since setuid in a vfork child is not safe). Nothing on
 this path imports, sleeps or scans /proc, so a restart costs about one fork+exec.
 
 Every OSError becomes `SpawnError` with the errno put into words and the path named. Never
@@ -25,15 +29,17 @@ import attrs
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
 from executor.procs import sandboxfs
+from executor.procs.identity import RunAs
 from executor.procs.logpump import LOG_FLAGS, LogFile, make_pipe
 from executor.procs.sandboxfs import describe_os_error
 
 __all__ = ["Child", "LogDir", "PreparedRun", "RunChild", "RunStdio", "SpawnError",
            "describe_os_error", "fork_exec", "log_dir", "open_stdio", "run_env", "run_marker",
-           "task_env"]
+           "task_env", "with_profile"]
 
 TASK_MARKER = "STOKER_TASK_MARKER"
 RUN_MARKER = "STOKER_RUN_MARKER"
+PROFILE = ".thermos_profile"  # sourced by every run's bash through BASH_ENV when it exists
 
 
 class SpawnError(Exception):
@@ -44,9 +50,19 @@ def run_marker(task_marker: str, process: str, run: int) -> str:
     return f"{task_marker}/{process}/{run}"
 
 
-def run_env(base: Mapping[str, str], task_marker: str, process: str, run: int) -> dict[str, str]:
+def run_env(base: Mapping[str, str], task_marker: str, process: str, run: int,
+            sandbox: Path | None = None) -> dict[str, str]:
     env = dict(base)
     env[RUN_MARKER] = run_marker(task_marker, process, run)
+    return with_profile(env, sandbox) if sandbox is not None else env
+
+
+def with_profile(env: dict[str, str], sandbox: Path) -> dict[str, str]:
+    """`env` with `BASH_ENV` = SANDBOX/.thermos_profile when that file exists now (one stat:
+    a process that writes it makes every later launch source it, as in Thermos)."""
+    profile = os.path.join(os.path.abspath(sandbox), PROFILE)
+    if os.path.exists(profile):
+        env["BASH_ENV"] = profile
     return env
 
 
@@ -211,8 +227,10 @@ def _open_log(directory: LogDir, name: str) -> int:
 
 
 def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
-              stdout: int | None, stderr: int | None) -> subprocess.Popen:
-    """`/bin/bash -c CMDLINE` in its own session; raises OSError (Popen's) on failure."""
+              stdout: int | None, stderr: int | None, run_as: RunAs | None = None) -> subprocess.Popen:
+    """`/bin/bash -c CMDLINE` in its own session, as `run_as` (None: as this process);
+    raises OSError (Popen's) on failure."""
+    who = run_as if run_as is not None and not run_as.is_self else None
     return subprocess.Popen(
         ["/bin/bash", "-c", cmdline],
         cwd=cwd,
@@ -222,4 +240,7 @@ def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
         stderr=stderr,
         close_fds=True,
         start_new_session=True,
+        user=who.uid if who else None,
+        group=who.gid if who else None,
+        extra_groups=list(who.groups) if who else None,
     )

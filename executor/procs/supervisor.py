@@ -8,7 +8,9 @@ posts one event per run, `ProcessExited`, from the reaper thread.
 How it keeps the task contained:
 - Every run is `/bin/bash -c CMDLINE` in its own session (so its own process group), in
   the sandbox, with `STOKER_TASK_MARKER=<marker>` and `STOKER_RUN_MARKER=<marker>/<process>/
-  <run>` in its environment, which every descendant inherits.
+  <run>` in its environment, which every descendant inherits, as the `run_as` user it is
+  given (runs and shell health commands alike; the supervisor itself, and the watchdog,
+  stay who they are, so a root supervisor still reads and signals every process).
 - The Stoker process is a child subreaper, so orphaned descendants (daemonized grandchildren
   included) re-parent to it. One process-wide reaper thread (`executor/procs/reaper.py`) reaps
   EVERY child. Consequence: no other code in the Stoker process may wait for children
@@ -55,6 +57,7 @@ from executor.events import ExitStatus, ProcessExited
 from executor.logs import log_event
 from executor.procs import proctree, spawn
 from executor.procs.commands import CommandRunner
+from executor.procs.identity import RunAs
 from executor.procs.logpump import LogPump
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
@@ -78,8 +81,10 @@ class SupervisorState(enum.Enum):
 
 class Supervisor:
     def __init__(self, *, sandbox: Path, task_label: str, env: Mapping[str, str],
-                 post: Callable[[object], None], marker: str | None = None) -> None:
+                 post: Callable[[object], None], marker: str | None = None,
+                 run_as: RunAs | None = None) -> None:
         self._sandbox = Path(sandbox)
+        self._run_as = run_as  # None: as this process
         self._label = task_label
         self._marker = marker or uuid.uuid4().hex
         self._env = spawn.task_env(env, self._sandbox, self._marker)
@@ -114,7 +119,7 @@ class Supervisor:
         self._reaper = Reaper.acquire()
         self._commands = CommandRunner(sandbox=self._sandbox, env=self._env,
                                        task_marker=self._marker, reaper=self._reaper,
-                                       stdin_fd=self._devnull)
+                                       stdin_fd=self._devnull, run_as=self._run_as)
         self._start_watchdog()
 
     def _start_watchdog(self) -> None:
@@ -201,8 +206,8 @@ class Supervisor:
             with self._reaper.forking():
                 popen = spawn.fork_exec(
                     process.cmdline, cwd=self._sandbox, stdin=self._devnull,
-                    env=spawn.run_env(self._env, self._marker, process.name, run),
-                    stdout=stdio.stdout, stderr=stdio.stderr)
+                    env=spawn.run_env(self._env, self._marker, process.name, run, self._sandbox),
+                    stdout=stdio.stdout, stderr=stdio.stderr, run_as=self._run_as)
                 child = RunChild(pid=popen.pid, popen=popen, marker=marker,
                                  process=process.name, run=run)
                 with self._lock:

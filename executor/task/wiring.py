@@ -4,7 +4,8 @@ Plugs into the owner's ports (`executor/task/ports.py`): the process supervisor
 (`executor/procs/supervisor.py`), posting exits to the owner's queue; the checkpoint file,
 opened when the task starts; the health loop with the job's checker (shell checks run
 through the supervisor, so its one reaper reaps them); and the lifecycle endpoints of a kill.
-`stoker run` (`executor/local/`) and `stoker executor` (`executor/mesos/`) both call it.
+`stoker run` (`executor/local/`) and `stoker executor` (`executor/mesos/`) both call it; the
+front-ends also get from here who a task's processes may run as (`executor/procs/identity.py`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from config.spec import JobSpec
+from executor.procs.identity import RunAs, UnknownUser, current_user, give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import open_writer
 from executor.task.lifecycle import LifecycleShutdown
@@ -22,19 +24,22 @@ from healthcheck.checkers import Checker, make_checker
 from healthcheck.loop import HealthLoop
 from healthcheck.policy import Attempt
 
+__all__ = ["RunAs", "UnknownUser", "current_user", "give_sandbox", "owner_for", "user_named"]
+
 SNOOZE_FILE = ".healthchecksnooze"
 
 
 def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Reporter, *,
               kill_grace_secs: float | None = None, stop_within_secs: float | None = None,
-              run_cap: int | None = 100) -> TaskOwner:
-    """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it).
-    `kill_grace_secs`: between SIGTERM and SIGKILL when a kill names none (None: the
-    task's finalization_wait); `stop_within_secs`: a bound on every stop, lifecycle waits
-    included (None: none); `run_cap`: failed or lost runs per process (None: no cap)."""
+              run_cap: int | None = 100, run_as: RunAs | None = None) -> TaskOwner:
+    """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it)
+    as `run_as` (None: as this process). `kill_grace_secs`: between SIGTERM and SIGKILL when
+    a kill names none (None: the task's finalization_wait); `stop_within_secs`: a bound on
+    every stop, lifecycle waits included (None: none); `run_cap`: failed or lost runs per
+    process (None: no cap)."""
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
-    procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put)
+    procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put, run_as=run_as)
 
     def start_health(checker: Checker, on_result: Callable[[Attempt, float], None]) -> HealthChecks:
         loop = HealthLoop(checker, job.health.interval_secs, sandbox / SNOOZE_FILE, on_result,

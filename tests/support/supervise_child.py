@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """supervise_child: a Supervisor in its own process, for the kill -9 test.
 
-Usage: `python tests/support/supervise_child.py SANDBOX`
+Usage: `python tests/support/supervise_child.py SANDBOX [USER]`
 
 Starts a Supervisor for SANDBOX and spawns three runs with fake_task.py: a plain sleeper, a
 tree (top plus two children in its group, all ignoring SIGTERM) and a daemonizing one (its
-setsid grandchild ignores SIGTERM and is re-parented). Once every pid is known it prints one
+setsid grandchild ignores SIGTERM and is re-parented). With USER (the supervisor runs as
+root), the runs start as that user and are shell-only, the same three shapes (USER may not
+be able to reach this Python). Once every pid is known it prints one
 JSON line `{"pids": [...], "watchdog": PID, "supervisor": PID}` (pids: the three top
 processes, the tree's children and the daemon) to stdout and then blocks
 forever, so the test can SIGKILL it and check, by pid, that the watchdog leaves nothing.
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from config.spec import ProcessSpec  # noqa: E402
+from executor.procs.identity import user_named  # noqa: E402
 from executor.procs.supervisor import Supervisor  # noqa: E402
 
 FAKE = Path(__file__).resolve().parent / "fake_task.py"
@@ -43,21 +46,26 @@ def wait_for_file(path: Path, deadline: float) -> list[int]:
     sys.exit(2)
 
 
+SHELL_RUNS = {  # the same shapes in sh, for a user that cannot run this Python
+    "sleeper": "echo $$ > {sleeper}; exec sleep 600",
+    "tree": "trap '' TERM; sleep 600 & a=$!; sleep 600 & echo $a $! > {kids}; echo $$ > {tree}; wait",
+    "daemon": "setsid sh -c 'trap \"\" TERM; echo $$ > {daemon}; exec sleep 600' & sleep 600",
+}
+
+
 def main() -> None:
     sandbox = Path(sys.argv[1])
     sandbox.mkdir(parents=True, exist_ok=True)
+    run_as = user_named(sys.argv[2]) if len(sys.argv) > 2 else None
     sup = Supervisor(sandbox=sandbox, task_label="killme.0", env={"PATH": os.environ["PATH"]},
-                     post=lambda event: None)
+                     post=lambda event: None, run_as=run_as)
     sup.start()
     files = {name: sandbox / f"{name}.pids" for name in ("sleeper", "tree", "kids", "daemon")}
-    tops = [
-        sup.spawn(ProcessSpec("sleeper", fake("--pid-file", str(files["sleeper"]))), 0),
-        sup.spawn(ProcessSpec("tree", fake("--ignore-sigterm", "--pid-file", str(files["tree"]),
-                                           "--children", "2", "--children-pid-file",
-                                           str(files["kids"]))), 0),
-        sup.spawn(ProcessSpec("daemon", fake("--daemonize-child", "--daemon-ignore-sigterm",
-                                             "--daemon-pid-file", str(files["daemon"]))), 0),
-    ]
+    if run_as is not None:
+        os.chown(sandbox, run_as.uid, run_as.gid)
+        tops = [sup.spawn(ProcessSpec(name, cmd.format(**files)), 0) for name, cmd in SHELL_RUNS.items()]
+    else:
+        tops = fake_runs(sup, files)
     deadline = time.monotonic() + 10
     pids = set(tops)
     for path in files.values():
@@ -66,6 +74,17 @@ def main() -> None:
     print(json.dumps({"pids": pids, "watchdog": sup.watchdog_pid, "supervisor": os.getpid()}),
           flush=True)
     threading.Event().wait()
+
+
+def fake_runs(sup: Supervisor, files: dict[str, Path]) -> list[int]:
+    return [
+        sup.spawn(ProcessSpec("sleeper", fake("--pid-file", str(files["sleeper"]))), 0),
+        sup.spawn(ProcessSpec("tree", fake("--ignore-sigterm", "--pid-file", str(files["tree"]),
+                                           "--children", "2", "--children-pid-file",
+                                           str(files["kids"]))), 0),
+        sup.spawn(ProcessSpec("daemon", fake("--daemonize-child", "--daemon-ignore-sigterm",
+                                             "--daemon-pid-file", str(files["daemon"]))), 0),
+    ]
 
 
 if __name__ == "__main__":

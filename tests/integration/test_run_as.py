@@ -1,0 +1,119 @@
+"""A supervisor that starts its task's processes as another user (the role, under root) still
+contains them: runs and shell commands carry the user's uid, gid and groups, the leftovers
+of a finished run are killed, and a SIGKILLed supervisor's watchdog leaves nothing. And every
+run sources `.thermos_profile` through BASH_ENV once it exists."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from config.spec import ProcessSpec
+from executor.events import ProcessExited
+from executor.procs.identity import give_sandbox, user_named
+from executor.procs.supervisor import Supervisor
+from tests.support.stoker_proc import REPO, kill_leftovers, live
+from tests.support.users import needs_root, open_sandbox, throwaway_user
+from tests.support.waiting import wait_for
+
+
+def pids_in(path: Path) -> list[int]:
+    return wait_for(lambda: path.exists() and [int(p) for p in path.read_text().split()], 5,
+                    message=f"{path.name} written")
+
+
+@pytest.fixture
+def role():
+    with throwaway_user() as user, open_sandbox() as sandbox:
+        yield user, sandbox
+
+
+def supervisor(sandbox: Path, events: queue.SimpleQueue, **kw) -> Supervisor:
+    return Supervisor(sandbox=sandbox, task_label="t.0", env={"PATH": os.environ["PATH"]}, post=events.put, **kw)
+
+
+@needs_root
+def test_runs_and_shell_commands_start_as_the_user_with_its_groups(role):
+    (user, group), sandbox = role
+    run_as = user_named(user.pw_name)
+    give_sandbox(sandbox, run_as)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    sup = supervisor(sandbox, events, run_as=run_as)
+    try:
+        sup.spawn(ProcessSpec("ids", "id -u; id -g; id -G; touch mine"), 0)
+        exited = events.get(timeout=10)
+        assert isinstance(exited, ProcessExited) and exited.status.exit_code == 0
+        uid, gid, groups = (sandbox / ".logs/ids/0/stdout").read_text().split("\n")[:3]
+        assert (int(uid), int(gid)) == (user.pw_uid, user.pw_gid)
+        assert set(map(int, groups.split())) == {user.pw_gid, group.gr_gid}
+        assert os.stat(sandbox / "mine").st_uid == user.pw_uid
+        result = sup.run_command("id -un", timeout_secs=5)
+        assert (result.exit_code, result.output) == (0, f"{user.pw_name}\n")
+    finally:
+        sup.close()
+
+
+@needs_root
+def test_the_leftovers_of_a_finished_run_of_another_user_are_killed(role):
+    (user, _group), sandbox = role
+    run_as = user_named(user.pw_name)
+    give_sandbox(sandbox, run_as)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    sup = supervisor(sandbox, events, run_as=run_as)
+    try:
+        sup.spawn(ProcessSpec("leaves", "sleep 600 & a=$!; setsid sleep 600 & echo $a $! > left.pids"), 0)
+        left = pids_in(sandbox / "left.pids")
+        assert isinstance(events.get(timeout=10), ProcessExited)  # posted after the leftovers' kill
+        wait_for(lambda: not live(left), 2, message="the role's leftovers gone")
+    finally:
+        sup.close()
+
+
+@needs_root
+def test_kill_9_of_a_root_supervisor_leaves_no_process_of_the_role(role):
+    (user, _group), sandbox = role
+    child = subprocess.Popen([sys.executable, str(REPO / "tests/support/supervise_child.py"), str(sandbox),
+                              user.pw_name], stdout=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        box: list[str] = []
+        reader = threading.Thread(target=lambda: box.append(child.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(15)
+        assert box and box[0], "supervise_child printed nothing within 15 s"
+        info = json.loads(box[0])
+        pids = info["pids"] + [info["watchdog"]]
+        assert len(info["pids"]) == 6 and len(live(info["pids"])) == 6
+        assert {os.stat(f"/proc/{p}").st_uid for p in info["pids"]} == {user.pw_uid}
+        child.kill()
+        child.wait(5)
+        wait_for(lambda: not live(info["pids"]), 2, message="every process of the role gone")
+        wait_for(lambda: not live([info["watchdog"]]), 2, message="the watchdog exited")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
+        child.stdout.close()
+        kill_leftovers(pids)
+
+
+def test_every_run_after_thermos_profile_appears_sources_it(tmp_path):
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    sup = supervisor(tmp_path, events)
+    try:
+        sup.spawn(ProcessSpec("before", 'echo "[$BASH_ENV][$IT_WORKED]"'), 0)
+        events.get(timeout=10)
+        (tmp_path / ".thermos_profile").write_text("export IT_WORKED=hello\n")
+        sup.spawn(ProcessSpec("after", 'echo "[$BASH_ENV][$IT_WORKED]"'), 0)
+        events.get(timeout=10)
+        assert sup.run_command('echo "$IT_WORKED"', timeout_secs=5).output == "hello\n"
+    finally:
+        sup.close()
+    assert (tmp_path / ".logs/before/0/stdout").read_text() == "[][]\n"
+    assert (tmp_path / ".logs/after/0/stdout").read_text() == f"[{tmp_path}/.thermos_profile][hello]\n"

@@ -1,0 +1,50 @@
+"""Throwaway Unix users for the tests that run a task as its role (root only).
+
+`throwaway_user()` makes a user `stkr-XXXXXXXX` (no home, no login shell) with one
+supplementary group of its own, and removes both afterwards, also on failure.
+`open_sandbox()` is a directory such a user can reach: pytest's tmp_path lives under
+root's 0700 /tmp/pytest-of-root, so a task that runs as another user needs a sandbox whose
+parents it may traverse.
+"""
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+
+
+@contextlib.contextmanager
+def throwaway_user() -> Iterator[tuple[pwd.struct_passwd, grp.struct_group]]:
+    tag = uuid.uuid4().hex[:8]
+    user, group = f"stkr-{tag}", f"stkr-g-{tag}"
+    subprocess.run(["groupadd", group], check=True, capture_output=True, timeout=30)
+    try:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "--groups", group, user],
+                       check=True, capture_output=True, timeout=30)
+        try:
+            yield pwd.getpwnam(user), grp.getgrnam(group)
+        finally:
+            subprocess.run(["userdel", user], capture_output=True, timeout=30)
+    finally:
+        subprocess.run(["groupdel", group], capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def open_sandbox() -> Iterator[Path]:
+    """A fresh directory under /tmp (whose parents every user may traverse), removed after."""
+    path = Path(tempfile.mkdtemp(prefix="stoker-role-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
