@@ -1,10 +1,13 @@
 """`stoker executor`: the driver's callbacks (pymesos names) wired to one TaskOwner.
 
-The agent's LAUNCH becomes a task run on its own thread: decode the task document, resolve
-ports, bind templates, then TaskOwner.run() with a reporter that turns every task-level
-update into a Mesos status update. Any error before the owner starts becomes TASK_FAILED
-with the message (no process starts). KILL and SHUTDOWN become kill requests; the process
-exits once the terminal update is acknowledged, or after a bounded wait.
+The agent's LAUNCH becomes a task run on its own thread: decode TaskInfo.data (Stoker's task
+document or Aurora's AssignedTask), resolve ports, bind templates (`launch.py`), decide who
+the processes run as (an Aurora task as its role when the executor is root, as Thermos does,
+in a sandbox given to that user; anything else as the executor's user), then
+TaskOwner.run() with a reporter that turns every task-level update into a Mesos status
+update. Any error before the owner starts becomes TASK_FAILED with the message (no process
+starts). KILL and SHUTDOWN become kill requests; the process exits once the terminal update
+is acknowledged, or after a bounded wait.
 
 The main thread only waits: SIGTERM and SIGINT handlers record the signal, and the end of
 the task is recorded the same way, both on one queue `main` blocks on (no polling). A signal
@@ -39,30 +42,21 @@ from typing import Any, assert_never
 
 import attrs
 
-from config.bind import bind
-from config.document import MAX_DOCUMENT_BYTES, decode
-from config.errors import ConfigError, SettingsError
-from config.settings import ExecutorSettings, pop_secrets
-from config.spec import JobSpec
-from config.templates import port_names
+from config.document import MAX_DOCUMENT_BYTES
+from config.errors import SettingsError
+from config.settings import ExecutorSettings, task_environment
 from executor.events import TaskState, Transition
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.errors import RemoteProtocolError
+from executor.mesos.launch import LaunchError, TaskLaunch, prepare_launch
 from executor.mesos.reconnect import Ending
 from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.transport import agent_url
-from executor.mesos.wire import (
-    mesos_state_name,
-    ports_from_resources,
-    task_data,
-    task_id,
-    task_kill_grace_secs,
-    uuid_text,
-)
+from executor.mesos.wire import mesos_state_name, task_id, uuid_text
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
-from executor.task.wiring import owner_for
+from executor.task.wiring import RunAs, UnknownUser, current_user, give_sandbox, owner_for, user_named
 
 logger = logging.getLogger(__name__)
 
@@ -78,18 +72,6 @@ EXIT_AGENT_LOST = 4
 EXIT_UNACKNOWLEDGED = 5
 
 
-class LaunchError(Exception):
-    """The task cannot start; the message goes out with TASK_FAILED."""
-
-
-@attrs.frozen(slots=True)
-class PreparedTask:
-    """A TaskInfo turned into what the owner runs."""
-
-    spec: JobSpec
-    kill_grace_secs: float | None  # the TaskInfo's own kill_policy grace; None: not given
-
-
 @attrs.frozen(slots=True)
 class PendingKill:
     """A KILL or SHUTDOWN that came before the owner existed; applied once it does."""
@@ -97,31 +79,6 @@ class PendingKill:
     reason: str
     grace_secs: float | None
     use_lifecycle: bool
-
-
-def resolve_ports(names: list[str], assigned: dict[str, int], offered: list[int]) -> dict[str, int]:
-    """docs/contract.md §3: assigned_ports when it covers every name, else the names (sorted) take
-    the TaskInfo's `ports` resource numbers in order."""
-    if all(name in assigned for name in names):
-        return {**assigned}
-    missing = [n for n in sorted(names) if n not in assigned]
-    free = [p for p in offered if p not in assigned.values()]
-    if len(free) < len(missing):
-        raise LaunchError(
-            f"too few ports: the task needs {len(names)} ({_names(sorted(names))}); "
-            f"no port for {_names(missing[len(free):])} "
-            f"(assigned_ports has {len(assigned)}, the ports resource offers {len(offered)})"
-        )
-    ports = dict(assigned)
-    ports.update(zip(missing, free))
-    return ports
-
-
-def _names(names: list[str], most: int = 20, width: int = 64) -> str:
-    """Port names for a message: each cut to `width`, at most `most` of them."""
-    shown = [n if len(n) <= width else n[: width - 3] + "..." for n in names[:most]]
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(shown) + more
 
 
 class MesosReporter:
@@ -270,32 +227,67 @@ class StokerExecutor:
                 return
         owner.request_kill(kill.reason, kill.grace_secs, use_lifecycle=kill.use_lifecycle)
 
-    def _prepare(self, task_info: dict[str, Any], tid: str) -> PreparedTask:
+    def _prepare(self, task_info: dict[str, Any], tid: str) -> TaskLaunch:
+        return prepare_launch(task_info, task_id=tid, hostname=self._agent_hostname,
+                              framework_user=self._framework_user)
+
+    def _run_as(self, launch: TaskLaunch) -> RunAs:
+        """Who the processes run as (docs/aurora.md §13): an Aurora task as its role when the
+        executor is root (not a Docker task, not --nosetuid), in a sandbox given to the role;
+        anything else as the executor's own user. Raises LaunchError."""
+        me = current_user()
+        aurora = launch.aurora
+        label = launch.spec.label
+        if aurora is None:
+            return me
+        if aurora.docker or self._settings.nosetuid or me.uid != 0:
+            log_event(logger, logging.INFO, "run_as", task=label, user=me.name, uid=me.uid,
+                      reason=self._why_not_the_role(aurora.docker, aurora.role, me))
+            return me
         try:
-            document = decode(task_data(task_info))
-            names = port_names(document.job)
-            ports = resolve_ports(names, dict(document.assigned_ports), ports_from_resources(task_info))
-            user = self._framework_user or str(document.job.role().get())
-            spec = bind(document.job, instance=document.instance, ports=ports, task_id=tid,
-                        hostname=self._agent_hostname, user=user)
-            grace = task_kill_grace_secs(task_info)
-        except (ConfigError, RemoteProtocolError, LaunchError) as exc:
-            raise LaunchError(f"invalid task: {exc}") from exc
-        return PreparedTask(spec, grace)
+            user = user_named(aurora.role)
+        except UnknownUser as exc:
+            raise LaunchError(f"invalid task: the job's role {aurora.role!r} is the user the task runs as, "
+                              f"and {exc}") from None
+        try:
+            give_sandbox(Path(self._settings.sandbox), user)
+        except OSError as exc:
+            raise LaunchError(f"cannot give the sandbox {self._settings.sandbox} to {user.name}: "
+                              f"{exc.strerror or exc}") from None
+        log_event(logger, logging.INFO, "run_as", task=label, user=user.name, uid=user.uid, gid=user.gid,
+                  groups=",".join(map(str, user.groups)), reason="the job's role, as Thermos runs it")
+        return user
+
+    def _why_not_the_role(self, docker: bool, role: str, me: RunAs) -> str:
+        if docker:
+            return "a Docker task runs as the image's user, as with Thermos"
+        if self._settings.nosetuid:
+            return f"--nosetuid: not as the role {role!r}"
+        if me.name == role:
+            return "the executor already runs as the job's role"
+        return f"the executor is not root, so it runs the task as itself, not as the role {role!r}"
+
+    def _task_env(self, user: RunAs) -> dict[str, str]:
+        env = dict(self._env)
+        env.update(HOME=str(Path(self._settings.sandbox).absolute()), USER=user.name, LOGNAME=user.name)
+        return env
 
     def _run_task(self, driver: ExecutorDriver, task_info: dict[str, Any], tid: str) -> None:
         reporter = None
         try:
             try:
                 prepared = self._prepare(task_info, tid)
+                user = self._run_as(prepared)
             except LaunchError as exc:
                 log_event(logger, logging.ERROR, "launch_failed", task_id=tid, reason=str(exc))
                 driver.send_status_update(tid, TaskState.FAILED, str(exc), reason=REASON_TASK_INVALID)
                 return
             spec = prepared.spec
+            for warning in spec.warnings:
+                log_event(logger, logging.WARNING, "task_warning", task=spec.label, reason=warning)
             reporter = MesosReporter(driver, tid, spec.label)
-            owner = owner_for(spec, Path(self._settings.sandbox), self._env, reporter,
-                              kill_grace_secs=prepared.kill_grace_secs)
+            owner = owner_for(spec, Path(self._settings.sandbox), self._task_env(user), reporter,
+                              kill_grace_secs=prepared.kill_grace_secs, run_as=user)
             with self._lock:
                 self._owner = owner
                 pending = self._pending_kill
@@ -358,8 +350,8 @@ def exit_status(end: RunEnd) -> int:
 
 def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     """Runs the executor until its task is over; returns the exit status (module docstring)."""
-    task_env = dict(environ)
-    pop_secrets(task_env, keep_agent_env=settings.pass_agent_env)
+    task_env = task_environment(environ, preserve_env=settings.preserve_env,
+                                keep_agent_env=settings.pass_agent_env)
     wakeups: queue.SimpleQueue[Wakeup] = queue.SimpleQueue()
     executor = StokerExecutor(settings, task_env, on_done=lambda: wakeups.put(TaskDone()))
     driver = _driver(executor, settings)

@@ -222,3 +222,66 @@ def _future_values(root: type) -> dict[str, Any]:
                 futureI64=2 ** 40, futureString="ünïcödé", futureBinary=b"\x00\xff\x0b\x0c",
                 futureStruct=inner, futureMap={"k": [inner, m.FutureStruct(note="two")]},
                 futureSet=[1, 2, 3], futureList=[{1: ["a", "b"]}, {}])
+
+
+# ---- AssignedTasks that carry a job, for the executor ----
+
+# The fields the Aurora client leaves out of executorConfig.data (config/thrift.py's
+# ALIASED_FIELDS): the scheduler's, not the executor's.
+CLIENT_DROPS = ("update_config", "instances")
+
+
+def client_json(path: Path | str, jobkey: str | None = None, bindings: tuple[tuple[str, str], ...] = ()) -> str:
+    """What the Aurora client puts into executorConfig.data for the job in PATH, made with
+    Stoker's loader: the job with every load-time template bound (`{{thermos.*}}`,
+    `{{mesos.instance}}` and `{{mesos.hostname}}` left as written), without CLIENT_DROPS."""
+    from config.loader import check_bound, load_job
+
+    job = load_job(path, jobkey, bindings)
+    check_bound(job, str(path))
+    doc = json.loads(job.json_dumps())
+    for field in CLIENT_DROPS:
+        doc.pop(field, None)
+    return json.dumps(doc, sort_keys=True)
+
+
+def described_container(m: types.ModuleType, description: dict[str, Any]) -> Any:
+    """A Container from plain values: {"docker": {"image", "parameters": [[name, value]...]}}
+    or {"mesos": {"volumes": [[container, host, "RO"|"RW"]...], "image": {"docker"|"appc": [a, b]}}}."""
+    if "docker" in description:
+        docker = description["docker"]
+        return m.Container(docker=m.DockerContainer(image=docker["image"], parameters=[
+            m.DockerParameter(name=n, value=v) for n, v in docker.get("parameters", [])]))
+    mesos = description["mesos"]
+    volumes = [m.Volume(containerPath=c, hostPath=h, mode=getattr(m.Mode, mode)) for c, h, mode in mesos["volumes"]]
+    image = mesos.get("image")
+    if image is None:
+        return m.Container(mesos=m.MesosContainer(volumes=volumes))
+    if "docker" in image:
+        name, tag = image["docker"]
+        made = m.Image(docker=m.DockerImage(name=name, tag=tag))
+    else:
+        name, image_id = image["appc"]
+        made = m.Image(appc=m.AppcImage(name=name, imageId=image_id))
+    return m.Container(mesos=m.MesosContainer(image=made, volumes=volumes))
+
+
+def assigned_task(data: str, *, role: str, environment: str = "test", name: str = "job",
+                  task_id: str = TASK_ID, host: str = "agent1.example.com", instance: int = 0,
+                  ports: dict[str, int] | None = None, container_kind: str = "mesos",
+                  container: dict[str, Any] | None = None, executor_name: str = "AuroraExecutor",
+                  order: Order = Order.ASCENDING) -> bytes:
+    """TaskInfo.data as Aurora's scheduler sends it: an AssignedTask (every TaskConfig field
+    the scheduler writes) whose executorConfig carries DATA, in TBinaryProtocol. CONTAINER
+    (see `described_container`) wins over CONTAINER_KIND."""
+    m = module(order)
+    extra = {} if container is None else {"container": described_container(m, container)}
+    raw = m.AssignedTask(
+        taskId=task_id, slaveId="a1b2c3d4-0000-4000-8000-000000000001-S0", slaveHost=host,
+        task=task_config(m, container_kind, data, job=m.JobKey(role=role, environment=environment, name=name),
+                         owner=m.Identity(user=role), **extra,
+                         executorConfig=m.ExecutorConfig(name=executor_name, data=data),
+                         resources=[m.Resource(numCpus=0.5), m.Resource(ramMb=64), m.Resource(diskMb=64)]
+                         + [m.Resource(namedPort=p) for p in sorted(ports or {})]),
+        assignedPorts=dict(ports or {}), instanceId=instance)
+    return encode(raw)

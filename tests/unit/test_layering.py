@@ -50,6 +50,8 @@ PURE = [
     "config/aurora/binary.py",
     "config/aurora/errors.py",
     "config/aurora/task.py",
+    "config/aurora/launch.py",
+    "config/portmap.py",
     "config/words.py",
     "config/explain.py",
 ]

@@ -1,0 +1,171 @@
+"""An Aurora AssignedTask made into the job Stoker runs, as Thermos' executor makes it.
+
+Owns `aurora_launch(task)`: checks that the task is for Thermos (`executorConfig.name` is
+`AuroraExecutor`) and runs on a filesystem Stoker can use (not a Mesos filesystem image),
+loads the Aurora client's job JSON from `executorConfig.data` — a Job without
+`update_config` and `instances` (what every client since 0.7 sends), or the legacy
+`MesosTaskInstance` (it has an `instance` key) — validates it like a `.aurora` file, and
+resolves the task's ports as Thermos does: the Announcer's portmap overlaid with
+`assignedPorts`, aliases followed (`config.portmap`). And `bind_aurora(launch)`: binds
+`mesos.instance` = instanceId, `mesos.hostname` = slaveHost, `thermos.task_id` = taskId,
+`thermos.user` = the role and the resolved `thermos.ports`, with Aurora's words for what is
+left: "Unexpected unbound refs: ...".
+
+`<<ref>>` is not rewritten here: Aurora never treated it as a template, so a job's
+`cat <<EOF>>file` runs as written. Every problem is a `TaskDataError` (or the `ConfigError`
+of the job's validation) whose message names the field. Pure apart from pystachio: no I/O,
+no logging; the unmapped-port lines are returned as warnings for the caller to log.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from config.aurora.errors import TaskDataError
+from config.aurora.task import AuroraTask, ContainerKind
+from config.bind import BoundJob, bound_job
+from config.errors import BindError, ConfigError, cut
+from config.loader import prepare_job
+from config.portmap import PortmapError, job_portmap, resolve_portmap
+from config.schema import AURORA_EXECUTOR_NAME, Job, MesosTaskInstance
+from config.templates import refs_in
+from config.typed_tree import from_tree
+
+DATA_FIELD = "task.executorConfig.data"
+# The legacy payload names no cluster; its job key shows this instead.
+LEGACY_CLUSTER = "-"
+
+
+@attrs.frozen
+class AuroraLaunch:
+    """An Aurora task ready to bind: its job (validated, flattened) and its resolved ports."""
+
+    task: AuroraTask
+    job: Any  # a pystachio Job; runtime references (thermos.*, mesos.*) still unbound
+    ports: dict[str, int]  # assignedPorts overlaid on the Announcer's portmap, aliases followed
+    warnings: tuple[str, ...] = ()  # unmapped portmap names, as Aurora's executor logs them
+    legacy: bool = False  # executorConfig.data was a MesosTaskInstance
+
+    @property
+    def role(self) -> str:
+        """The job's role: the Unix user Thermos runs the task as (unless Docker)."""
+        return self.task.job.role
+
+    @property
+    def docker(self) -> bool:
+        """The agent runs the executor inside the task's Docker image (no user switch)."""
+        return self.task.container.kind is ContainerKind.DOCKER
+
+
+def _fail(task: AuroraTask, problem: str) -> TaskDataError:
+    return TaskDataError(f"Aurora task {cut(task.task_id, 120)}: {problem}")
+
+
+def aurora_launch(task: AuroraTask) -> AuroraLaunch:
+    """The job and ports of `task`; raises TaskDataError or ConfigError naming the problem."""
+    if task.executor_name != AURORA_EXECUTOR_NAME:
+        raise _fail(task, f"task.executorConfig.name is {task.executor_name!r}, not "
+                          f"{AURORA_EXECUTOR_NAME!r}: Stoker runs Thermos tasks, whose executor config "
+                          "carries the Aurora client's job JSON")
+    image = task.container.image
+    if task.container.kind is ContainerKind.MESOS_WITH_IMAGE and image is not None:
+        raise _fail(task, f"filesystem images are not supported: task.container.mesos.image is the "
+                          f"{image.kind} image {cut(image.name, 120)} ({cut(image.reference, 80)}); run the job "
+                          "on the agent's filesystem or in a Docker container")
+    doc = _job_json(task)
+    legacy = "instance" in doc
+    job = _legacy_job(task, doc) if legacy else _modern_job(task, doc)
+    try:
+        flat = prepare_job(job, DATA_FIELD, angle_refs=False)
+    except ConfigError as exc:
+        raise _fail(task, str(exc)) from None
+    try:
+        resolved = resolve_portmap(job_portmap(flat.get()), task.assigned_ports)
+    except PortmapError as exc:
+        raise _fail(task, f"Announcer.portmap: {exc}") from None
+    return AuroraLaunch(task=task, job=flat, ports=resolved.ports, warnings=tuple(resolved.warnings()),
+                        legacy=legacy)
+
+
+def _job_json(task: AuroraTask) -> dict[str, Any]:
+    try:
+        doc = json.loads(task.executor_data)
+    except (ValueError, RecursionError) as exc:
+        raise _fail(task, f"{DATA_FIELD} is not JSON (Could not deserialize thermos config: {exc})") from None
+    if not isinstance(doc, dict):
+        raise _fail(task, f"{DATA_FIELD} must be a JSON object (the job), not {type(doc).__name__}")
+    return doc
+
+
+def _unknown_keys(task: AuroraTask, doc: dict[str, Any], struct: Any) -> None:
+    unknown = sorted(set(doc) - set(struct.TYPEMAP))
+    if unknown:
+        shown = ", ".join(repr(cut(str(key), 60)) for key in unknown[:20])
+        raise _fail(task, f"the {struct.__name__} in {DATA_FIELD} has keys Stoker's schema does not know: "
+                          f"{shown} (a newer Aurora client?); it knows {', '.join(sorted(struct.TYPEMAP))}")
+
+
+def _modern_job(task: AuroraTask, doc: dict[str, Any]) -> Any:
+    """The Job the client sent (without update_config and instances)."""
+    _unknown_keys(task, doc, Job)
+    try:
+        return from_tree(Job, doc, "job")
+    except ConfigError as exc:
+        raise _fail(task, f"{DATA_FIELD}: {exc}") from None
+
+
+def _legacy_job(task: AuroraTask, doc: dict[str, Any]) -> Any:
+    """A MesosTaskInstance as a Job: its fields, the job name from the task's key, and
+    `{{instance}}` bound as in the instance's own scope."""
+    _unknown_keys(task, doc, MesosTaskInstance)
+    try:
+        instance = from_tree(MesosTaskInstance, doc, "instance").get()
+    except ConfigError as exc:
+        raise _fail(task, f"{DATA_FIELD}: {exc}") from None
+    clusters = sorted({ref for text in _strings(doc) for ref in refs_in(text) if ref.split(".")[0] == "cluster"})
+    if clusters:
+        shown = " ".join("{{" + ref + "}}" for ref in clusters)
+        raise _fail(task, f"Unexpected unbound refs: {shown}. "
+                          "The legacy MesosTaskInstance has no cluster.")
+    tree = {key: value for key, value in doc.items() if key != "instance"}
+    tree.update(name=task.job.name, cluster=LEGACY_CLUSTER)
+    return from_tree(Job, tree, "job").bind(instance=instance["instance"])
+
+
+def _strings(tree: Any) -> list[str]:
+    if isinstance(tree, str):
+        return [tree]
+    if isinstance(tree, dict):
+        return [text for value in tree.values() for text in _strings(value)]
+    if isinstance(tree, list):
+        return [text for value in tree for text in _strings(value)]
+    return []
+
+
+def bind_aurora(launch: AuroraLaunch, fallback_hostname: str = "localhost") -> BoundJob:
+    """The task bound as Thermos binds it; raises ConfigError in Aurora's words."""
+    task = launch.task
+    try:
+        bound = bound_job(launch.job, instance=task.instance_id, ports=launch.ports, task_id=task.task_id,
+                          hostname=task.slave_host or fallback_hostname, user=launch.role, angle_refs=False)
+    except BindError as exc:
+        raise _fail(task, _unbound_message(exc, launch)) from None
+    except ConfigError as exc:
+        raise _fail(task, str(exc)) from None
+    spec = attrs.evolve(bound.spec, warnings=launch.warnings + bound.spec.warnings)
+    return BoundJob(tree=bound.tree, spec=spec)
+
+
+def _unbound_message(exc: BindError, launch: AuroraLaunch) -> str:
+    parts = []
+    if exc.unbound:
+        shown = " ".join(cut(ref, 80) for ref in exc.unbound[:20])
+        parts.append(f"Unexpected unbound refs: {shown}. Make sure you are not nesting template variables.")
+    if exc.missing_ports:
+        assigned = ", ".join(f"{k}={v}" for k, v in sorted(launch.task.assigned_ports.items())) or "none"
+        resolved = ", ".join(f"{k}={v}" for k, v in sorted(launch.ports.items())) or "none"
+        parts.append(f"the task requires unbound ports: {', '.join(exc.missing_ports)} (the scheduler "
+                     f"assigned {cut(assigned, 300)}; through the Announcer's portmap: {cut(resolved, 300)})")
+    return " ".join(parts)
