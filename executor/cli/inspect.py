@@ -1,22 +1,31 @@
-"""`stoker inspect`'s readable form of a job: what Stoker will run, from the bound JobSpec.
+"""`stoker inspect`'s readable forms: a job from a config, and a task from a TaskInfo.
 
 `describe_job` binds the job the way `stoker run` does (instance 0, a port for every name
-the task needs, a task id, a host and a user, here placeholders) and describes the JobSpec
-that comes out. So every default and every decision (which health check, whether there is
-an HTTP lifecycle) comes from `config.bind`, the code that makes them at run time, and a job
-without a `health` port says it has no health check. Commands and the shell check's command
-are shown as written, with their per-run templates (`{{thermos.ports[http]}}`) still in them;
-a port is shown by its name, since its number is only known when the task starts.
-Formatting only: no I/O.
+the job requests, resolved through its Announcer's portmap, a task id, a host and a user,
+here placeholders) and describes the JobSpec that comes out. So every default and every
+decision (which health check, whether there is an HTTP lifecycle) comes from `config.bind`,
+the code that makes them at run time, and a job without a `health` port says it has no
+health check. Commands and the shell check's command are shown as written, with their
+per-run templates (`{{thermos.ports[http]}}`) still in them; a port is shown by its name,
+since its number is only known when the task starts.
+
+`describe_launch` and `launch_json` show a TaskInfo's task exactly as `stoker executor`
+would run it (`executor.mesos.launch`): task id, instance, host, user, the resolved ports
+and the fully bound task. Formatting only: no I/O.
 """
 from __future__ import annotations
 
+import enum
 from typing import Any
 
+import attrs
+
 from config.bind import bind
+from config.portmap import job_portmap, requested_ports, resolve_portmap
 from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, LoggerSpec, ProcessSpec
 from config.templates import port_names
 from config.words import printable_lines
+from executor.mesos.launch import TaskLaunch
 from healthcheck.policy import HealthPolicy
 
 # Stand-ins for what only the run knows; they never show (ports are shown by name).
@@ -28,11 +37,14 @@ USER = "<user>"
 def describe_job(job: Any) -> str:
     """`job` as load_job returned it (validated, flattened); raises ConfigError (BindError)
     when it cannot be bound, exactly as `stoker run` would."""
-    names = port_names(job)
-    ports = {name: number for number, name in enumerate(names, start=1)}
+    portmap = job_portmap(job.get())
+    names = requested_ports(port_names(job), portmap)
+    given = {name: number for number, name in enumerate(names, start=1)}
+    ports = resolve_portmap(portmap, given).ports
     spec = bind(job, instance=0, ports=ports, task_id=TASK_ID, hostname=HOSTNAME, user=USER)
     plain = job.get()  # as written, templates kept; pystachio's defaults filled in
-    port_of = {number: _port_ref(name) for name, number in ports.items()}
+    name_of = {number: name for name, number in given.items()}
+    port_of = {number: _port_ref(name) for number, name in name_of.items()}
     lines = [f"job {spec.key}", *_job_lines(spec, plain), "  processes:"]
     for process, raw in zip(spec.task.processes, plain["task"]["processes"]):
         lines.append(f"    {process.name}  [{_flags(process)}]")
@@ -40,8 +52,57 @@ def describe_job(job: Any) -> str:
     lines.extend("  order " + " → ".join(chain) for chain in spec.task.constraints)
     lines.extend(_health_lines(spec.health, plain["health_check_config"], port_of))
     lines.append(_lifecycle_line(spec.lifecycle, plain.get("lifecycle") or {}, port_of))
-    lines.append("  ports: " + (", ".join(names) if names else "(none)"))
+    aliases = [f"{name} → {name_of[number]}" for name, number in sorted(ports.items()) if name not in given]
+    lines.append("  ports: " + (", ".join(names) if names else "(none)")
+                 + (f"; aliases: {', '.join(aliases)}" if aliases else ""))
+    lines.extend(f"  warning: {warning}" for warning in spec.warnings)
     return printable_lines("\n".join(lines)) + "\n"
+
+
+def describe_launch(launch: TaskLaunch) -> str:
+    """A TaskInfo's task as `stoker executor` would run it, fully bound."""
+    spec, tree = launch.spec, launch.tree
+    form = "Aurora AssignedTask" if launch.aurora else "Stoker task document"
+    port_of = {number: str(number) for number in spec.ports.values()}
+    lines = [f"task {spec.task_id} ({form}; job {spec.key})",
+             f"  instance={spec.instance} hostname={launch.hostname} user={launch.user}",
+             f"  runs as: {_runs_as(launch)}",
+             "  ports: " + (", ".join(f"{k}={v}" for k, v in sorted(spec.ports.items())) or "(none)"),
+             f"  service={spec.service} max_task_failures={spec.max_task_failures}",
+             *_job_lines(spec, tree)[1:], "  processes:"]
+    for process in spec.task.processes:
+        lines.append(f"    {process.name}  [{_flags(process)}]")
+        lines.extend(f"      | {line}" for line in process.cmdline.strip("\n").splitlines())
+    lines.extend("  order " + " → ".join(chain) for chain in spec.task.constraints)
+    lines.extend(_health_lines(spec.health, tree["health_check_config"], port_of))
+    lines.append(_lifecycle_line(spec.lifecycle, tree.get("lifecycle") or {}, port_of))
+    lines.extend(f"  warning: {warning}" for warning in spec.warnings)
+    return printable_lines("\n".join(lines)) + "\n"
+
+
+def _runs_as(launch: TaskLaunch) -> str:
+    aurora = launch.aurora
+    if aurora is None:
+        return "the executor's user"
+    if aurora.docker:
+        return "the executor's user, inside the Docker image (no switch, as with Thermos)"
+    return f"{aurora.role} when the executor is root (unless --nosetuid), else the executor's user"
+
+
+def launch_json(launch: TaskLaunch) -> dict[str, Any]:
+    """`stoker inspect --task-info FILE --json`: one object."""
+    spec = launch.spec
+    return {
+        "task_id": spec.task_id, "instance": spec.instance, "hostname": launch.hostname,
+        "user": launch.user, "ports": dict(sorted(spec.ports.items())), "task": launch.tree["task"],
+        "health_check": _plain(spec.health),
+        "lifecycle": _plain(spec.lifecycle) if spec.lifecycle is not None else None,
+        "job": spec.key, "format": "aurora" if launch.aurora else "stoker", "warnings": list(spec.warnings),
+    }
+
+
+def _plain(value: Any) -> Any:
+    return attrs.asdict(value, value_serializer=lambda _i, _f, v: v.value if isinstance(v, enum.Enum) else v)
 
 
 def _port_ref(name: str) -> str:

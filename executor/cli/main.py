@@ -66,14 +66,24 @@ def _parser() -> argparse.ArgumentParser:
                   _variables_epilog(), " It reads the agent's MESOS_* variables (below).")
     add_arguments(ex, ExecutorSettings)
 
-    inspect = _command(sub, "inspect", "load and validate a job; print it, or its task document",
+    inspect = _command(sub, "inspect", "load and validate a job; print it, or its task document; or print "
+                                       "the task a Mesos TaskInfo carries",
                        "examples:\n  stoker inspect examples/hello_world.aurora\n"
-                       "  stoker inspect --json jobs.aurora devcluster/www-data/prod/hello | base64 -w0")
-    inspect.add_argument("config", metavar="CONFIG", help="the .aurora (or JSON) file defining the job")
+                       "  stoker inspect --json jobs.aurora devcluster/www-data/prod/hello | base64 -w0\n"
+                       "  stoker inspect jobs.aurora --bind stop_file=/tmp/stop\n"
+                       "  stoker inspect --task-info task_info.json --json")
+    inspect.add_argument("config", nargs="?", metavar="CONFIG", help="the .aurora (or JSON) file defining the job")
     inspect.add_argument("jobkey", nargs="?", metavar="JOBKEY",
                          help="cluster/role/environment/name; optional when the file has one job")
     inspect.add_argument("--json", action="store_true",
-                         help="print the task document for Mesos' TaskInfo.data instead")
+                         help="print the task document for Mesos' TaskInfo.data instead; with --task-info, "
+                              "the task as one JSON object")
+    inspect.add_argument("--bind", action="append", default=[], metavar="KEY=VALUE",
+                         help="bind a template value, as the Aurora client's --bind (repeatable)")
+    inspect.add_argument("--task-info", metavar="FILE",
+                         help="a Mesos TaskInfo as the agent's JSON (data base64): print its task exactly "
+                              "as `stoker executor` would run it (Stoker's task document or Aurora's "
+                              "AssignedTask); runs nothing")
 
     status = _command(sub, "status", "print the checkpointed state of a task's sandbox",
                       "examples:\n  stoker status sandbox-hello-20261128-101500-3f2a1c\n"
@@ -146,7 +156,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                   dumpable=hidden.dumpable, erased=hidden.erased, problems="; ".join(hidden.problems) or None)
         return executor_main(settings, environ)
     if args.command == "inspect":
-        return _cmd_inspect(args)
+        return _cmd_inspect_task_info(args) if args.task_info else _cmd_inspect(args)
     if args.command == "status":
         return _cmd_status(args)
     if args.command == "tail":
@@ -170,14 +180,50 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from config.document import encode
-    from config.loader import load_job
+    from config.loader import check_bound, load_job
+    from config.settings import parse_bindings
     from executor.cli.inspect import describe_job
 
-    job = load_job(args.config, args.jobkey)
+    if args.config is None:
+        _error("inspect needs a CONFIG file (or --task-info FILE)")
+        return EXIT_USAGE
+    try:
+        bindings = parse_bindings(args.bind)
+    except ValueError as exc:
+        raise ConfigError(f"--bind {exc}") from None
+    job = load_job(args.config, args.jobkey, bindings)
+    check_bound(job, args.config)
     if args.json:
         sys.stdout.write(encode(job).decode("utf-8") + "\n")
     else:
         sys.stdout.write(describe_job(job))
+    return 0
+
+
+def _cmd_inspect_task_info(args: argparse.Namespace) -> int:
+    import socket
+
+    from executor.cli.inspect import describe_launch, launch_json
+    from executor.mesos.errors import RemoteProtocolError
+    from executor.mesos.launch import LaunchError, prepare_launch
+    from executor.mesos.wire import task_id
+
+    if args.config is not None or args.bind:
+        _error("--task-info takes no CONFIG, JOBKEY or --bind: the TaskInfo holds the task")
+        return EXIT_USAGE
+    try:
+        with open(args.task_info, encoding="utf-8") as f:
+            info = json.load(f)
+        if not isinstance(info, dict):
+            raise ValueError(f"it holds a JSON {type(info).__name__}, not a TaskInfo object")
+        launch = prepare_launch(info, task_id=task_id(info), hostname=socket.gethostname(), framework_user=None)
+    except (OSError, ValueError, LaunchError, RemoteProtocolError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"{args.task_info}: {why}") from None
+    if args.json:
+        print(json.dumps(launch_json(launch), indent=2))
+    else:
+        sys.stdout.write(describe_launch(launch))
     return 0
 
 

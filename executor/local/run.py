@@ -1,11 +1,17 @@
 """`stoker run`: one job on this machine, no cluster. Plays the scheduler's part (docs/contract.md
-§7): allocates loopback ports, binds the templates, makes the sandbox, runs the task with a
-TaskOwner, and restarts it by the service rules.
+§7): loads the job with the `--bind` values and refuses it, as the Aurora client would, while
+a reference other than the runtime ones is unbound; allocates loopback ports for the names
+the job requests and resolves them through its Announcer's portmap; binds the templates,
+makes the sandbox, runs the task with a TaskOwner, and restarts it by the service rules.
 
 Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop it gracefully — lifecycle endpoints,
 SIGTERM, SIGKILL after the grace, the final processes — and it exits 128 + the signal's
 number (docs/contract.md §9); a second one kills every process at once. `--kill-grace`
 bounds the whole stop, lifecycle waits included. A closed stdout never stops the task.
+
+The task's processes keep the user's environment (this is a developer's machine: PATH,
+virtualenvs, HOME and the rest), less the agent's token, plus `MESOS_SANDBOX` = the
+sandbox; `.thermos_profile` is sourced as under the executor (docs/contract.md §4).
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ import attrs
 
 from config.bind import bind
 from config.errors import ConfigError
-from config.loader import job_key, load_job
+from config.loader import check_bound, job_key, load_job
+from config.portmap import ResolvedPorts, job_portmap, requested_ports, resolve_portmap
 from config.settings import RunSettings, pop_secrets
 from config.templates import port_names
 from config.words import did_you_mean
@@ -59,6 +66,17 @@ def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]
     for name, number in fixed.items():
         ports.setdefault(name, number)
     return ports
+
+
+def job_ports(job: Any, fixed: Mapping[str, int]) -> ResolvedPorts:
+    """The job's ports as the scheduler and the executor would make them: a free loopback
+    port (or the --port number) for each name it requests, resolved through its portmap.
+    A --port may also name an alias, which it then overrides (as an assigned port does)."""
+    portmap = job_portmap(job.get())
+    referenced = port_names(job)
+    names = requested_ports(referenced, portmap)
+    _check_fixed_ports(fixed, sorted(set(names) | set(referenced) | set(portmap)), job_key(job))
+    return resolve_portmap(portmap, allocate_ports(names, fixed))
 
 
 def make_sandbox(requested: str | None, job_name: str) -> Path:
@@ -174,10 +192,10 @@ class LocalRun:
     def _prepare(self) -> Prepared:
         """Load the job, choose its ports, make the sandbox, and say so."""
         s = self._settings
-        job = load_job(s.config, s.jobkey)
-        names = port_names(job)
-        _check_fixed_ports(s.ports, names, job_key(job))
-        ports = allocate_ports(names, s.ports)
+        job = load_job(s.config, s.jobkey, s.bindings)
+        check_bound(job, s.config)
+        resolved = job_ports(job, s.ports)
+        ports = resolved.ports
         name = job_key(job).rsplit("/", 1)[-1]
         sandbox = make_sandbox(s.sandbox, name)
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
@@ -185,8 +203,11 @@ class LocalRun:
         if ports:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
             self._out.write(f"stoker run: ports {shown}\n")
+        for warning in resolved.warnings():
+            self._out.write(f"stoker run: warning: {warning}\n")
         env = dict(self._environ)
         pop_secrets(env)  # a token from an outer executor never reaches the task
+        env["MESOS_SANDBOX"] = str(sandbox)
         return Prepared(job=job, name=name, ports=ports, sandbox=sandbox, env=env)
 
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
@@ -197,6 +218,8 @@ class LocalRun:
                     hostname=socket.gethostname(), user=getpass.getuser())
         if number > 0:
             _archive_logs(prepared.sandbox, number)
+        elif spec.warnings:
+            self._out.write("".join(f"stoker run: warning: {w}\n" for w in spec.warnings))
         console = ConsoleReporter(self._out, spec.label, sandbox=prepared.sandbox,
                                   names=[p.name for p in spec.task.processes])
         owner = owner_for(spec, prepared.sandbox, prepared.env, console,

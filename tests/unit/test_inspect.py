@@ -1,12 +1,16 @@
 """`stoker inspect` describes the job Stoker will run: the bound JobSpec, not the raw config."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from config.document import encode
 from config.loader import load_job
 from executor.cli.inspect import describe_job
 from executor.cli.main import main
+from tests.support.agent_sim import make_task_info
+from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.configs import EXAMPLES, REPO, job_text, write_config
 
 
@@ -74,7 +78,101 @@ def test_a_tcp_checker_without_a_health_port_is_no_check(tmp_path):
     assert "  health: none (no port named health)\n" in describe_job(load_job(write_config(tmp_path, text)))
 
 
-def test_a_job_that_cannot_be_bound_is_the_error_stoker_run_gives(tmp_path, capsys):
+def test_a_job_with_an_unbound_reference_is_refused_as_the_aurora_client_refuses_it(tmp_path, capsys):
     path = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo {{nowhere}}')]"))
     assert main(["inspect", str(path)]) == 2
-    assert "unbound template references: {{nowhere}}" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"stoker: error: {path}: job c/r/e/web: Config contains unbound variables: {{{{nowhere}}}} "
+        "(bind them in the file, or with --bind NAME=VALUE)\n")
+    assert "      | echo here\n" in inspect(capsys, path, "--bind", "nowhere=here")
+
+
+# ---- aliases, warnings, --bind ----
+
+
+def test_a_portmap_alias_is_shown_and_decides_the_check(tmp_path, capsys):
+    text = job_text("[Process(name='web', cmdline='serve {{thermos.ports[http]}}')]",
+                    extra=", announce=Announcer(portmap={'health': 'http'})")
+    out = inspect(capsys, write_config(tmp_path, text))
+    assert "  health: HTTP GET http://localhost:{{thermos.ports[http]}}/health, expects body \"ok\", any status\n" in out
+    assert "  ports: http; aliases: health → http\n" in out
+
+
+def test_an_http_check_without_a_health_port_is_a_warning_that_names_the_fix(tmp_path, capsys):
+    text = job_text(extra=", health_check_config=HealthCheckConfig(interval_secs=2)")
+    out = inspect(capsys, write_config(tmp_path, text))
+    assert "  health: none (no port named health)\n" in out
+    assert ("  warning: job.health_check_config configures an HTTP health check, but the task has no port "
+            "named 'health', so it is not health-checked: reference {{thermos.ports[health]}}") in out
+
+
+def test_a_bad_bind_is_a_usage_error(tmp_path, capsys):
+    assert main(["inspect", str(write_config(tmp_path, job_text())), "--bind", "oops"]) == 2
+    assert "stoker: error: --bind 'oops' is not KEY=VALUE" in capsys.readouterr().err
+
+
+# ---- --task-info ----
+
+AURORA_JOB = """
+    web = Process(name='web_{{mesos.instance}}', cmdline='serve {{thermos.ports[http]}} on {{mesos.hostname}}')
+    jobs = [Service(cluster='devcluster', role='www-data', environment='prod', name='web',
+                    task=Task(processes=[web], resources=Resources(cpu=0.5, ram=64*MB, disk=64*MB)),
+                    announce=Announcer(portmap={'health': 'http'}))]
+"""
+
+
+def task_info_file(tmp_path, data: bytes, **kw):
+    path = tmp_path / "task_info.json"
+    path.write_text(json.dumps(make_task_info("task-9", data, **kw)))
+    return path
+
+
+def test_task_info_with_an_assigned_task_prints_the_bound_task(tmp_path, capsys):
+    data = assigned_task(client_json(write_config(tmp_path, AURORA_JOB)), role="www-data", name="web",
+                         environment="prod", task_id="task-9", host="agent3", instance=2, ports={"http": 31005})
+    out = inspect(capsys, "--task-info", task_info_file(tmp_path, data))
+    assert out.startswith("task task-9 (Aurora AssignedTask; job devcluster/www-data/prod/web)\n"
+                          "  instance=2 hostname=agent3 user=www-data\n"
+                          "  runs as: www-data when the executor is root (unless --nosetuid), else the "
+                          "executor's user\n"
+                          "  ports: health=31005, http=31005\n")
+    assert "    web_2  [max_failures=1 min_duration=5.0]\n      | serve 31005 on agent3\n" in out
+    assert "  health: HTTP GET http://localhost:31005/health" in out
+    assert "  lifecycle: on a kill, POST http://localhost:31005/quitquitquit" in out
+
+
+def test_task_info_json_is_one_object(tmp_path, capsys):
+    data = assigned_task(client_json(write_config(tmp_path, AURORA_JOB)), role="www-data", name="web",
+                         environment="prod", task_id="task-9", host="agent3", instance=2, ports={"http": 31005})
+    shown = json.loads(inspect(capsys, "--task-info", task_info_file(tmp_path, data), "--json"))
+    assert {k: shown[k] for k in ("task_id", "instance", "hostname", "user", "ports", "job", "format")} == {
+        "task_id": "task-9", "instance": 2, "hostname": "agent3", "user": "www-data",
+        "ports": {"health": 31005, "http": 31005}, "job": "devcluster/www-data/prod/web", "format": "aurora"}
+    assert shown["task"] == {
+        "name": "web_2", "processes": [{"name": "web_2", "cmdline": "serve 31005 on agent3", "max_failures": 1,
+                                        "daemon": False, "ephemeral": False, "min_duration": 5.0,
+                                        "final": False}],
+        "constraints": [], "resources": {"cpu": 0.5, "ram": 64 << 20, "disk": 64 << 20, "gpu": 0},
+        "max_failures": 1, "max_concurrency": 0, "finalization_wait": 30.0}
+    assert shown["health_check"]["kind"] == "http" and shown["health_check"]["port"] == 31005
+    assert shown["lifecycle"]["port"] == 31005 and shown["warnings"] == []
+
+
+def test_task_info_with_stoker_s_document_takes_the_ranges(tmp_path, capsys):
+    document = encode(load_job(REPO / "examples/http_service.aurora"))
+    shown = json.loads(inspect(capsys, "--task-info", task_info_file(tmp_path, document, ports=[32001]), "--json"))
+    assert (shown["format"], shown["ports"], shown["user"]) == ("stoker", {"health": 32001}, "www-data")
+    assert shown["health_check"]["port"] == 32001
+
+
+@pytest.mark.parametrize("content, words", [
+    ("{not json", "task_info.json: Expecting property name"),
+    ("[1]", "task_info.json: it holds a JSON list, not a TaskInfo object"),
+    ('{"task_id": {"value": "t"}, "data": "AAAA"}', "invalid task: invalid Aurora task in TaskInfo.data (3 bytes: 00 00 00"),
+])
+def test_a_task_info_that_cannot_be_used_is_one_error(tmp_path, capsys, content, words):
+    path = tmp_path / "task_info.json"
+    path.write_text(content)
+    assert main(["inspect", "--task-info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stoker: error: ") and words in err and "Traceback" not in err
