@@ -131,16 +131,22 @@ DOCKER = """
     who = Process(name='who', cmdline='id -un > who.txt')
     jobs = [Job(cluster='devcluster', role='www-data', environment='test', name='who',
                 task=Task(processes=[who], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB)),
-                container=Docker(image='debian:bookworm'))]
+                container=Docker(image='debian:bookworm'),
+                health_check_config=HealthCheckConfig(interval_secs=1))]
 """
 
 
-def test_a_docker_task_runs_as_the_executor_s_user(agent, tmp_path):
+def test_a_docker_task_runs_as_the_executor_s_user_and_a_check_without_a_port_is_a_warning(agent, tmp_path):
     data = aurora_data(tmp_path, DOCKER, role="www-data", name="who", container_kind="docker")
     launch(agent, data)
-    agent.wait_for_state(TID, "TASK_FINISHED", 15)
+    finished = agent.wait_for_state(TID, "TASK_FINISHED", 15)
+    assert agent.states(TID) == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+    assert finished.healthy is None  # no check ran: there is no health port
     assert (agent.sandbox / "who.txt").read_text() == f"{ME}\n"
-    assert "a Docker task runs as the image's user" in agent.executor_log()
+    log = agent.executor_log()
+    assert "a Docker task runs as the image's user" in log
+    assert ("task_warning task=who.0 reason=\"job.health_check_config configures an HTTP health check, but the "
+            "task has no port named 'health'") in log
 
 
 HELLO = """

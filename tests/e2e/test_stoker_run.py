@@ -217,3 +217,34 @@ def test_status_and_tail_read_a_finished_sandbox(stoker, tmp_path):
     assert tail.returncode == 0 and tail.stdout == "err\n"
     out = run.stdout()
     assert out.index("first[0]         RUNNING → SUCCESS") < out.index("second[0]        WAITING → RUNNING")
+
+
+AURORA_LIKE = """
+    setup = Process(name='setup_{{mesos.instance}}', cmdline='echo "export GREETING={{greeting}}" > .thermos_profile')
+    show = Process(name='show', cmdline='echo "$GREETING $MY_TOOL $MESOS_SANDBOX {{thermos.ports[http]}} '
+                                        '{{thermos.ports[health]}}"')
+    jobs = [Job(cluster='local', role='me', environment='test', name='aurora_like',
+                task=SequentialTask(processes=[setup, show], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),
+                announce=Announcer(portmap={'health': 'http'}))]
+"""
+
+
+def test_bind_values_a_profile_and_a_portmap_alias_as_under_aurora(tmp_path):
+    cfg = write_config(tmp_path, AURORA_LIKE)
+    refused = subprocess.run([sys.executable, "-m", "executor", "run", str(cfg), "--sandbox", str(tmp_path / "x")],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert refused.returncode == 2
+    assert "Config contains unbound variables: {{greeting}} (bind them in the file, or with --bind" in refused.stderr
+    sandbox = tmp_path / "sandbox"
+    run = StokerProcess(["run", str(cfg), "--bind", "greeting=hello", "--instance", "3", "--sandbox", str(sandbox)],
+                        tmp_path, env={"MY_TOOL": "kept"})
+    try:
+        assert run.wait() == 0
+        ports = dict(pair.split("=") for pair in run.stdout().split("stoker run: ports ")[1].split("\n")[0].split(", "))
+        assert ports["health"] == ports["http"]  # the alias resolves to the one allocated port
+        assert (sandbox / ".logs/show/0/stdout").read_text() == (
+            f"hello kept {sandbox} {ports['http']} {ports['http']}\n")
+        assert (sandbox / ".logs/setup_3/0/stdout").exists()
+    finally:
+        run.close()
+        kill_leftovers(task_pids(sandbox))

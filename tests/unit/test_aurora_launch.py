@@ -5,6 +5,9 @@ AssignedTasks are written by thriftpy2's encoder from Stoker's IDL, in both fiel
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -16,7 +19,7 @@ from config.spec import CheckKind
 from executor.mesos.launch import LaunchError, prepare_launch
 from tests.support.agent_sim import make_task_info
 from tests.support.aurora_tasks import Order, assigned_task, client_json
-from tests.support.configs import write_config
+from tests.support.configs import REPO, write_config
 
 TID = "www-data-prod-web-1-8f2d"
 
@@ -163,3 +166,24 @@ def test_prepare_launch_takes_either_form(tmp_path):
     # Stoker's own document resolves through the same portmap: health is http
     assert mine.spec.ports == {"health": 32000, "http": 32000}
     assert (mine.spec.health.kind, mine.spec.health.port) == (CheckKind.HTTP, 32000)
+
+
+LAUNCH_JSON = """
+import json, sys
+from executor.mesos.launch import prepare_launch
+from tests.support.agent_sim import make_task_info
+info = make_task_info("t", sys.stdin.buffer.read(), ports=[31001])
+launch = prepare_launch(info, task_id="t", hostname="h", framework_user=None)
+print(json.dumps([launch.aurora is None, "thriftpy2" in sys.modules]))
+"""
+
+
+def test_a_json_launch_never_imports_thriftpy2(tmp_path):
+    from config.document import encode
+    from config.loader import load_job
+
+    document = encode(load_job(write_config(tmp_path, WEB.replace("{{cluster}}", "x"))))
+    done = subprocess.run([sys.executable, "-c", LAUNCH_JSON], input=document, capture_output=True, cwd=REPO,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [True, False]
