@@ -11,13 +11,11 @@ variable counts as unset. `flag_conflicts` lists the flags given that overrode a
 set to something else, for the CLI to warn about. Every problem is put in terms of the flag
 or the variable it came from (`--kill-grace='x' is not ...`), never of these classes.
 
-Never logs; the executor token is never part of a repr. `task_environment` makes the
-environment `stoker executor`'s task processes start from, as Thermos does: only `PATH`
-(and `MESOS_SANDBOX`, `MESOS_DIRECTORY`), unless `preserve_env` asks for the executor's
-whole environment; the executor adds `HOME`, `USER` and `LOGNAME`. `pop_secrets` takes out
-what a task never gets: the token, ever, and the agent's address and the framework and
-executor IDs (`AGENT_VARIABLES`, which with the token would let a task process talk to the
-agent as the executor) unless `pass_agent_env` asks for them.
+Never logs; the executor token is never part of a repr. `pop_secrets` takes out what a
+task never gets (`config/environment.py` makes the rest of its environment): the token,
+ever, and the agent's address and the framework and executor IDs (`AGENT_VARIABLES`, which
+with the token would let a task process talk to the agent as the executor) unless
+`pass_agent_env` asks for them.
 """
 from __future__ import annotations
 
@@ -51,8 +49,6 @@ _DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ns|us|ms|secs|mins|hrs|days|week
 _UNIT_SECS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "secs": 1.0, "mins": 60.0, "hrs": 3600.0,
               "days": 86400.0, "weeks": 604800.0}
 _PORT = re.compile(r"^([A-Za-z0-9_][\w.\-]*)=(\d+)$")
-# The PATH a task gets when the executor's own environment has none.
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # ---- parsers: each raises ValueError whose message starts with the offending value ----
 
@@ -414,21 +410,6 @@ def variables(settings_cls: type) -> list[tuple[str, str]]:
                 f"used when {f.metadata['env'][i - 1]} is unset"
             rows.append((name, meaning))
     return rows
-
-
-def task_environment(environ: Mapping[str, str], *, preserve_env: bool = False,
-                     keep_agent_env: bool = False) -> dict[str, str]:
-    """What `stoker executor`'s task processes start from (docs/contract.md §4): `PATH`,
-    `MESOS_SANDBOX` and `MESOS_DIRECTORY` (and the AGENT_VARIABLES with `keep_agent_env`),
-    or with `preserve_env` the whole of `environ`; never the token."""
-    if preserve_env:
-        env = dict(environ)
-    else:
-        kept = ("PATH", "MESOS_SANDBOX", "MESOS_DIRECTORY") + (AGENT_VARIABLES if keep_agent_env else ())
-        env = {name: environ[name] for name in kept if environ.get(name)}
-        env.setdefault("PATH", DEFAULT_PATH)
-    pop_secrets(env, keep_agent_env=keep_agent_env)
-    return env
 
 
 def pop_secrets(environ: MutableMapping[str, str], *, keep_agent_env: bool = False) -> None:

@@ -43,8 +43,9 @@ from typing import Any, assert_never
 import attrs
 
 from config.document import MAX_DOCUMENT_BYTES
+from config.environment import task_environment
 from config.errors import SettingsError
-from config.settings import ExecutorSettings, task_environment
+from config.settings import ExecutorSettings
 from executor.events import TaskState, Transition
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver

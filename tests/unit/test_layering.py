@@ -52,6 +52,7 @@ PURE = [
     "config/aurora/task.py",
     "config/aurora/launch.py",
     "config/portmap.py",
+    "config/environment.py",
     "config/words.py",
     "config/explain.py",
 ]

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from config.environment import DEFAULT_PATH, task_environment
 from config.errors import ConfigError, SettingsError
 from config.settings import (
-    DEFAULT_PATH,
     ExecutorSettings,
     RunSettings,
     add_arguments,
@@ -18,7 +18,6 @@ from config.settings import (
     parse_port,
     parse_ports,
     pop_secrets,
-    task_environment,
 )
 
 AGENT_ENV = {
