@@ -38,7 +38,7 @@ DATA_FIELD = "task.executorConfig.data"
 LEGACY_CLUSTER = "-"
 
 
-@attrs.frozen
+@attrs.frozen(slots=True)
 class AuroraLaunch:
     """An Aurora task ready to bind: its job (validated, flattened) and its resolved ports."""
 

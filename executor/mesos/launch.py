@@ -37,7 +37,7 @@ class LaunchError(Exception):
     """The task cannot start; the message goes out with TASK_FAILED."""
 
 
-@attrs.frozen
+@attrs.frozen(slots=True)
 class TaskLaunch:
     """What one LAUNCH runs."""
 
