@@ -2,10 +2,10 @@
 
 Owns `CommandRunner.run(command, timeout_secs) -> CommandResult`: `/bin/bash -c COMMAND`
 in the sandbox with the task's environment (markers included, so the watchdog covers it;
-`BASH_ENV` when `.thermos_profile` exists) as the task's user, in its own session, reaped by
-the one reaper thread. On timeout its process group and every
-process carrying its marker are SIGKILLed. It exists because no code in a Stoker process may
-wait for children itself (see `executor/procs/reaper.py`).
+`BASH_ENV` when `.thermos_profile` exists) as the task's user, in its own session, reaped
+by the one reaper thread. On timeout its process group and every process carrying its
+marker are SIGKILLed. It exists because no code in a Stoker process may wait for children
+itself (see `executor/procs/reaper.py`).
 
 Output: stdout and stderr go into one pipe that the calling thread reads while it waits, in
 64 KiB reads, keeping only the last `OUTPUT_TAIL_BYTES` in memory: a command that writes
