@@ -46,7 +46,12 @@ from config.typed_tree import from_tree
 
 # `<<a.b[c].d>>`: dotted names with optional [index] parts and no whitespace. A heredoc
 # (`cat <<EOF`, `<<-EOF`) has no closing `>>`, and `a << b >> c` has spaces, so both stay.
-_ANGLE_REF = re.compile(r"<<([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[\w\-./]+\])*)>>")
+# `cat <<EOF>>file` does close with `>>`: a bare name (no `.` or `[...]`) is therefore taken
+# as a reference only when it starts with a lower-case letter or `_`, as the job's fields
+# and bound names do (`<<role>>`), while heredoc delimiters are upper case by convention.
+_ANGLE_REF = re.compile(
+    r"<<((?:[a-z_]\w*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[\w\-./]+\])+)"
+    r"(?:\.[A-Za-z_]\w*|\[[\w\-./]+\])*)>>")
 # `thermos.ports[NAME]`, the one port reference. NAME is what pystachio accepts as an index
 # (its Ref.Index pattern), so a reference that parses at all is matched exactly here.
 PORT_REF = re.compile(r"^thermos\.ports\[([\w\-./]+)\]$")

@@ -56,6 +56,12 @@ def bound(j, **ports):
     ("<< thermos.ports[http] >>", "<< thermos.ports[http] >>"),
     ("cat <<EOF >> out\nx <<thermos.ports[h]>>\nEOF", "cat <<EOF >> out\nx {{thermos.ports[h]}}\nEOF"),
     ("{{thermos.ports[http]}}", "{{thermos.ports[http]}}"),
+    # a heredoc whose delimiter is followed by an append: upper-case bare names stay
+    ("cat <<EOF>>out\nx\nEOF", "cat <<EOF>>out\nx\nEOF"),
+    ("cat <<END_OF_IT>>log\n<<thermos.ports[h]>>\nEND_OF_IT",
+     "cat <<END_OF_IT>>log\n{{thermos.ports[h]}}\nEND_OF_IT"),
+    ("<<Name.x>>", "{{Name.x}}"),
+    ("<<_private>>", "{{_private}}"),
 ])
 def test_normalize_angle_refs(text, expected):
     assert normalize_angle_refs(text) == expected
