@@ -7,7 +7,10 @@ Owns two decisions taken before shiv unpacks the bundled dependencies:
 - where shiv unpacks when SHIV_ROOT is not set: under Mesos the executor's HOME may be
   missing or not writable, so the bundle goes to $MESOS_SANDBOX/.shiv (else
   $MESOS_DIRECTORY/.shiv), which is always writable and is removed with the sandbox;
-  elsewhere shiv's own default, ~/.shiv, stays.
+  elsewhere shiv's own default, ~/.shiv, stays. Except as root under Mesos: a root executor
+  hands the sandbox to the task's role, and code it imports later must not come from a
+  directory the role owns, so it unpacks into ROOT_CACHE (root-owned, mode 0700, checked
+  before use), and into the sandbox only when that cannot be had.
 It must never set SHIV_ROOT (or anything else) in the environment, so the task's processes
 inherit nothing from the packaging. It runs on any Python 3 far enough to print the version
 error, so it uses no syntax newer than 3.5.
@@ -28,9 +31,33 @@ import _bootstrap
 _shiv_cache_path = _bootstrap.cache_path
 
 
+ROOT_CACHE = "/var/cache/stoker/shiv"
+
+
+def _root_cache():
+    """ROOT_CACHE, made if missing; None unless it is a root-owned directory no one else
+    can write (a planted symlink or a loose mode is refused)."""
+    try:
+        os.makedirs(ROOT_CACHE, mode=0o700, exist_ok=True)
+        st = os.lstat(ROOT_CACHE)
+    except OSError:
+        return None
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        return None
+    return ROOT_CACHE
+
+
 def _sandbox_root():
     sandbox = os.environ.get("MESOS_SANDBOX") or os.environ.get("MESOS_DIRECTORY")
-    return os.path.join(sandbox, ".shiv") if sandbox else None
+    if not sandbox:
+        return None
+    if os.geteuid() == 0:
+        cache = _root_cache()
+        if cache is not None:
+            return cache
+    return os.path.join(sandbox, ".shiv")
 
 
 def _cache_path(archive, root_dir, build_id):

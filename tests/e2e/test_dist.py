@@ -217,12 +217,30 @@ def test_stoker_run_finishes_a_batch_job_from_the_zipapp(app):
     assert (sandbox / ".logs/a/0/stdout").read_text() == "done\n"
 
 
-def test_without_shiv_root_the_bundle_unpacks_into_the_mesos_sandbox(app):
+ROOT_CACHE = Path("/var/cache/stoker/shiv")  # tools/zipapp_main.py's ROOT_CACHE
+
+
+def test_without_shiv_root_the_bundle_unpacks_into_the_mesos_sandbox_or_as_root_outside_it(app):
+    """Not root: into $MESOS_SANDBOX/.shiv. Root: a root executor gives the sandbox to the
+    task's role, so the code it imports later must not live there: it unpacks into the
+    root-owned ROOT_CACHE instead (and this test removes what it unpacked there)."""
     sandbox = app["work"] / "mesos-sandbox"
     sandbox.mkdir()
     env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
-    report = probe(app, app["python"], {**env, "MESOS_SANDBOX": str(sandbox)})
-    unpacked = str(sandbox / ".shiv") + "/"
+    before = set(ROOT_CACHE.iterdir()) if ROOT_CACHE.is_dir() else set()
+    try:
+        report = probe(app, app["python"], {**env, "MESOS_SANDBOX": str(sandbox)})
+    finally:
+        if os.geteuid() == 0 and ROOT_CACHE.is_dir():
+            for made in set(ROOT_CACHE.iterdir()) - before:
+                shutil.rmtree(made, ignore_errors=True) if made.is_dir() else made.unlink()
+    if os.geteuid() == 0:
+        unpacked = str(ROOT_CACHE) + "/"
+        assert not (sandbox / ".shiv").exists()
+        st = ROOT_CACHE.lstat()
+        assert st.st_uid == 0 and not st.st_mode & 0o022
+    else:
+        unpacked = str(sandbox / ".shiv") + "/"
     assert all(f.startswith(unpacked) for f in report["files"]), report["files"]
     assert report["pid"] is True
     assert report["shiv_root"] is None, "SHIV_ROOT must not leak into the task's environment"
