@@ -3,16 +3,19 @@
 States are enums several modules read (the planner writes `ProcessState`, `RunOutcome` and
 `TaskPhase`; the status machine `TaskStage`; checkpoint records, replay and the reporters
 read them all). Events are past-tense facts posted to the task owner's queue
-(`ProcessExited`, `HealthChecked`, `KillRequested`, `LifecycleProgress`, `LifecycleDone`);
-commands are imperatives the pure machines hand back (`StartRun`, `SignalRun`); transitions
-are the state changes the owner checkpoints, logs and reports, one class per kind of
-subject (`ProcessTransition`, `PhaseTransition`, `TaskTransition`, `HealthTransition`), and
-the steps of a kill (`KillStep`) the reporters show with them. All are frozen, slotted
-attrs classes. No I/O here.
+(`ProcessExited`, `HealthChecked`, `KillRequested`, `RestartRequested`, `LifecycleProgress`,
+`LifecycleDone`); an operator's request (`stoker kill`, `stoker restart`, through the
+control socket) carries a `Replier` the owner answers with `ControlReply`s; commands are
+imperatives the pure machines hand back (`StartRun`, `SignalRun`); transitions are the state
+changes the owner checkpoints, logs and reports, one class per kind of subject
+(`ProcessTransition`, `PhaseTransition`, `TaskTransition`, `HealthTransition`), and the
+steps of a kill (`KillStep`) the reporters show with them. All are frozen, slotted attrs
+classes. No I/O here.
 """
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 import attrs
 
@@ -68,6 +71,7 @@ class RunOutcome(enum.Enum):
     FAILED = "FAILED"
     LOST = "LOST"  # killed by a signal nobody in the task sent: restarted, not a failure
     KILLED = "KILLED"  # ended after the task signalled it
+    RESTARTED = "RESTARTED"  # stopped for an operator's restart: neither a failure nor a loss
 
 
 class TaskPhase(enum.Enum):
@@ -134,12 +138,39 @@ class HealthChecked:
 
 
 @attrs.frozen(slots=True)
+class ControlReply:
+    """One answer to an operator's request: `ok` (accepted, or what was asked happened),
+    `done` (the last answer to this request), and the facts that go with it."""
+
+    ok: bool
+    done: bool
+    message: str
+    state: str | None = None  # the task's state, in the last answer to a kill
+    process: str | None = None
+    run: int | None = None  # the new run, in the last answer to a restart
+    pid: int | None = None
+
+
+Replier = Callable[[ControlReply], None]  # must not block: it writes to a socket or a list
+
+
+@attrs.frozen(slots=True)
 class KillRequested:
     reason: str
     grace_secs: float | None = None  # None: the task's finalization_wait
     at: float = 0.0
     use_lifecycle: bool = True  # False: straight to SIGTERM (e.g. SHUTDOWN with a short grace)
     immediate: bool = False  # True: SIGKILL now, skip every wait and the final processes
+    reply: Replier | None = attrs.field(default=None, eq=False)  # an operator waits for the end
+
+
+@attrs.frozen(slots=True)
+class RestartRequested:
+    """An operator asked for a new run of one process (`stoker restart`)."""
+
+    process: str
+    at: float
+    reply: Replier | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen(slots=True)

@@ -16,7 +16,9 @@ Task phases (`PHASE_EDGES` is this drawing as data; a unit test checks that they
     FINALIZING ──final plan complete or deadlocked, nothing running──▶ SUCCESS | FAILED | KILLED
 
 CLEANING SIGTERMs every running regular run and SIGKILLs what is left at its deadline;
-FINALIZING runs the final plan and SIGKILLs what is left at its deadline. Each process's
+FINALIZING runs the final plan and SIGKILLs what is left at its deadline. In ACTIVE, an
+operator's `restart` SIGTERMs one run at once and SIGKILLs it after the grace; its end is
+RESTARTED and the next run starts without waiting for min_duration. Each process's
 own machine, and what one ended run means, are `executor/task/process_rules.py`.
 
 Where Stoker improves on Thermos: processes are picked in task order under
@@ -47,7 +49,9 @@ from executor.task.process_rules import (
     Plan,
     ProcessTrack,
     ProcessView,
+    RestartAnswer,
     regular_outcome,
+    request_restart,
     run_outcome,
 )
 
@@ -181,6 +185,15 @@ class Planner:
                       min(term_at + grace, self._final_deadline_at))
             self._cancel_waiting(plan, f"the task is being killed ({reason})")
 
+    def restart(self, process: str, now: float, grace_secs: float) -> RestartAnswer:
+        """An operator asked for a new run of `process` (`process_rules.request_restart`)."""
+        p = self._procs.get(process)
+        if p is None:
+            return RestartAnswer(False, f"task '{self._task.name}' has no process '{process}' "
+                                        f"(its processes: {', '.join(self._procs)})")
+        return request_restart(p, self._phase, self._regular.waiting_for(p), now, grace_secs,
+                               self._task.max_concurrency)
+
     # ---- the decision ----
 
     def decide(self, now: float) -> Decision:
@@ -189,6 +202,7 @@ class Planner:
         while True:
             phase = self._phase
             if phase is TaskPhase.ACTIVE:
+                self._restart_signals(now, signals)
                 self._step_active(now, starts)
             elif phase is TaskPhase.CLEANING:
                 self._step_cleaning(now, signals)
@@ -213,6 +227,18 @@ class Planner:
         tail = (f"stopping {plural(running, 'running process')} (SIGKILL after {number(wait)} s)"
                 if running else "nothing left running")
         self._begin_cleaning(now, now + wait, f"{outcome[1]}; {tail}")
+
+    def _restart_signals(self, now: float, signals: list[SignalRun]) -> None:
+        """SIGTERM a run an operator restarts at once, SIGKILL it at its deadline."""
+        for p in self._regular.procs:
+            if p.state is not ProcessState.RUNNING or p.restart_kill_at is None:
+                continue
+            if not p.termed:
+                signals.append(SignalRun(p.name, p.run, SIGTERM))
+                p.termed = True
+            elif p.killed_at is None and now >= p.restart_kill_at:
+                signals.append(SignalRun(p.name, p.run, SIGKILL))
+                p.killed_at = now
 
     def _begin_cleaning(self, term_at: float, kill_at: float, reason: str) -> None:
         self._regular.stop(term_at, kill_at)
@@ -286,6 +312,9 @@ class Planner:
 
     def _end_run(self, p: ProcessTrack, outcome: RunOutcome, desc: str, now: float) -> None:
         stopping = (self._final if p.spec.final else self._regular).stopping
+        if p.restart_kill_at is not None and outcome is RunOutcome.KILLED and not stopping:
+            outcome = RunOutcome.RESTARTED
+            p.start_now = True
         end = p.end_run(outcome, desc, now, self._run_cap, stopping=stopping,
                         task_killed=self._killed)
         self._note(p, end.state, end.reason, outcome)
@@ -334,6 +363,9 @@ class Planner:
             times += [g for p in plan.procs
                       if p.state is ProcessState.WAITING and plan.deps_done(p)
                       and (g := p.gate_at) is not None and g > now]
+            times += [k for p in plan.procs  # an operator's restart: its SIGKILL
+                      if p.state is ProcessState.RUNNING and p.killed_at is None
+                      and (k := p.restart_kill_at) is not None]
             if phase is TaskPhase.FINALIZING and self._final_deadline_at is not None:
                 times.append(self._final_deadline_at)
         elif phase in (TaskPhase.CLEANING, TaskPhase.FINALIZING):

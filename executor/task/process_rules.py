@@ -18,7 +18,9 @@ Process states (runs count from 0 per process):
     WAITING ──the task stops before it (re)starts──▶ KILLED
 
 A run killed by a signal nobody in the task sent is a loss: it is restarted without counting
-toward `max_failures`; failures and losses together are capped by the run cap.
+toward `max_failures`; failures and losses together are capped by the run cap. A run stopped
+for an operator's restart (`restart_refusal` says when one may be asked for) ends RESTARTED:
+neither a failure nor a loss, and the next run starts at once, without `min_duration`.
 """
 from __future__ import annotations
 
@@ -69,6 +71,14 @@ class RunEnd:
 
 
 @attrs.frozen(slots=True)
+class RestartAnswer:
+    """Whether an operator's restart was taken, and what will happen (or why not)."""
+
+    accepted: bool
+    reason: str
+
+
+@attrs.frozen(slots=True)
 class ProcessView:
     """A snapshot of one process for logs and status; `last_reason` is its latest change's."""
 
@@ -101,6 +111,8 @@ class ProcessTrack:
     ended_at: float | None = None
     termed: bool = False  # SIGTERM issued to the current run
     killed_at: float | None = None  # SIGKILL issued to the current run at
+    restart_kill_at: float | None = None  # an operator's restart: SIGKILL the run then
+    start_now: bool = False  # the next run skips min_duration (an operator asked for it)
 
     @property
     def name(self) -> str:
@@ -108,13 +120,17 @@ class ProcessTrack:
 
     @property
     def gate_at(self) -> float | None:
-        """When min_duration lets the next run start (None: no run has ended yet)."""
-        return None if self.ended_at is None else self.ended_at + self.spec.min_duration_secs
+        """When min_duration lets the next run start (None: no run has ended yet, or an
+        operator's restart opened the gate)."""
+        if self.ended_at is None or self.start_now:
+            return None
+        return self.ended_at + self.spec.min_duration_secs
 
     def begin_run(self) -> str:
         """The next run starts now; returns why, for the RUNNING transition."""
         self.run += 1
         self.termed, self.killed_at, self.pid = False, None, None
+        self.restart_kill_at, self.start_now = None, False
         return start_reason(self.run, self.last_end)
 
     def end_run(self, outcome: RunOutcome, desc: str, now: float, run_cap: int | None, *,
@@ -166,6 +182,10 @@ class Plan:
     def deps_done(self, p: ProcessTrack) -> bool:
         return all(self._state(d) is ProcessState.SUCCESS for d in p.deps)
 
+    def waiting_for(self, p: ProcessTrack) -> list[str]:
+        """The processes `p` still waits for (they have not succeeded yet)."""
+        return [d for d in p.deps if self._state(d) is not ProcessState.SUCCESS]
+
     def failed_dep(self, p: ProcessTrack) -> str | None:
         """The first process `p` waits for that failed: `p` can never start."""
         return next((d for d in p.deps if self._state(d) is ProcessState.FAILED), None)
@@ -206,7 +226,11 @@ def end_of_run(spec: ProcessSpec, outcome: RunOutcome, desc: str, counts: RunCou
     ("SIGTERM"), for a run it KILLED; `stopping`: its plan no longer (re)starts runs;
     `task_killed`: the task is being killed, so whatever ends is KILLED.
     """
-    if outcome is RunOutcome.KILLED:
+    if outcome is RunOutcome.RESTARTED and not stopping:
+        return RunEnd(ProcessState.WAITING, (
+            f"{desc} after the operator's restart; the next run starts now (not counted "
+            f"toward max_failures={spec.max_failures})"))
+    if outcome in (RunOutcome.KILLED, RunOutcome.RESTARTED):
         return RunEnd(ProcessState.KILLED, f"{desc} after the task's {last_signal}")
     end = after_run(spec, outcome, desc, counts, run_cap)
     if stopping and task_killed:  # it ended on its own, but the task is being killed
@@ -250,6 +274,49 @@ def _failed_for_good(spec: ProcessSpec, desc: str, failures: int) -> RunEnd:
     return RunEnd(ProcessState.FAILED,
                   f"{desc}; failed for good (failure {failures} of max_failures={mf})",
                   failed_because=f"{desc} after {failures} of max_failures={mf} runs")
+
+
+def restart_refusal(p: ProcessTrack, phase: TaskPhase, waiting_for: Sequence[str], now: float,
+                    max_concurrency: int) -> str | None:
+    """Why an operator may not restart `p` now, or None: a running process of an ACTIVE
+    task may be restarted (its run is stopped, the next starts at once), and so may one
+    waiting for its min_duration (it starts at once)."""
+    name = f"process '{p.name}'"
+    if phase is not TaskPhase.ACTIVE:
+        return f"the task is stopping (its supervisor is {phase.value}): nothing is restarted"
+    if p.spec.final:
+        return f"{name} is a final process: it runs only once the task is stopping"
+    if p.state in (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED):
+        return f"{name} has ended for good ({p.state.value}: {p.last_reason})"
+    if p.state is ProcessState.RUNNING:
+        return None
+    if waiting_for:
+        return f"{name} has not started: it waits for {', '.join(repr(d) for d in waiting_for)}"
+    gate = p.gate_at
+    if gate is not None and now < gate:
+        return None
+    return f"{name} is waiting for a free slot (max_concurrency={max_concurrency})"
+
+
+def request_restart(p: ProcessTrack, phase: TaskPhase, waiting_for: Sequence[str], now: float,
+                    grace_secs: float, max_concurrency: int) -> RestartAnswer:
+    """An operator asked for a new run of `p`: a running one is marked for SIGTERM at the
+    planner's next decide() and SIGKILL `grace_secs` later; one waiting for min_duration
+    starts at once. Refused as `restart_refusal` says."""
+    refusal = restart_refusal(p, phase, waiting_for, now, max_concurrency)
+    if refusal is not None:
+        return RestartAnswer(False, refusal)
+    if p.state is ProcessState.WAITING:
+        p.start_now = True
+        return RestartAnswer(True, f"process '{p.name}' was waiting for its min_duration; "
+                                   f"run {p.run + 1} starts now")
+    if p.restart_kill_at is not None:
+        return RestartAnswer(True, f"process '{p.name}' run {p.run} is already restarting")
+    grace = max(0.0, grace_secs)
+    p.restart_kill_at = now + grace
+    return RestartAnswer(True, f"restarting process '{p.name}': SIGTERM to run {p.run} now, "
+                               f"SIGKILL {number(grace)} s later; run {p.run + 1} starts as "
+                               f"soon as it has ended")
 
 
 def regular_outcome(procs: Sequence[ProcessTrack], max_failures: int, *,

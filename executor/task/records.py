@@ -5,8 +5,11 @@ same classes, and `executor/task/checkpoint.py` only moves their JSON objects to
 the file. No I/O, no clock, no logging. Every record is one JSON object with "kind" and
 "wall" (time.time() when it was written; absent in hand-made records):
 
-  header   task, job_key, task_id, sandbox, ports, supervisor_pid, processes, health
-           (a new header starts a new attempt of the task: `stoker run` restarted it)
+  header   task, job_key, task_id, sandbox, ports, supervisor_pid, supervisor_start,
+           supervisor_boot, marker, processes, health
+           (a new header starts a new attempt of the task: `stoker run` restarted it; the
+           supervisor's start time in clock ticks since boot and the boot's id tell a live
+           supervisor from a reused pid; the marker is the task's STOKER_TASK_MARKER value)
   task     from, to, reason                      (TaskStage names; no "from" before NEW)
   phase    from, to, reason                      (TaskPhase names: the supervisor's phase)
   process  process, run, from, to, reason, pid, exit_code, signal, outcome
@@ -14,6 +17,10 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
            a RunOutcome name, is set when the change ended a run)
   health   outcome (passed|failed|snoozed), reason, latency_secs, state, attempts,
            consecutive_failures, consecutive_successes
+  summary  earlier_attempts, earlier_runs ({process: runs}, in the processes' order),
+           health_state
+           (written by compaction right after an attempt's header, or first: what the
+           records it dropped said; `executor/task/compaction.py`)
 
 `from_json` returns None for a damaged record: a wrong type, a missing required field, an
 unknown state name, a number that is not finite or out of its range (below); `parse_checked`
@@ -144,6 +151,9 @@ class HeaderRecord:
     sandbox: str = ""
     ports: Mapping[str, int] = attrs.field(factory=dict, hash=False)
     supervisor_pid: int | None = None
+    supervisor_start: int | None = None  # clock ticks after boot (/proc/PID/stat field 22)
+    supervisor_boot: str = ""  # /proc/sys/kernel/random/boot_id
+    marker: str = ""  # the STOKER_TASK_MARKER value every process of the task carries
     processes: tuple[str, ...] = ()
     health: str = "none"  # the checker's description
     wall: float | None = None
@@ -152,8 +162,9 @@ class HeaderRecord:
         return _json("header", {
             "task": self.task, "job_key": self.job_key, "task_id": self.task_id,
             "sandbox": self.sandbox, "ports": dict(self.ports),
-            "supervisor_pid": self.supervisor_pid, "processes": list(self.processes),
-            "health": self.health}, self.wall)
+            "supervisor_pid": self.supervisor_pid, "supervisor_start": self.supervisor_start,
+            "supervisor_boot": self.supervisor_boot, "marker": self.marker,
+            "processes": list(self.processes), "health": self.health}, self.wall)
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> HeaderRecord | None:
@@ -175,6 +186,9 @@ class HeaderRecord:
                    task_id=_text(doc, "task_id", ""), sandbox=_text(doc, "sandbox", ""),
                    ports=numbers,
                    supervisor_pid=_int(doc, "supervisor_pid", None, PIDS),
+                   supervisor_start=_int(doc, "supervisor_start", None),
+                   supervisor_boot=_text(doc, "supervisor_boot", ""),
+                   marker=_text(doc, "marker", ""),
                    processes=tuple(names),
                    health=_text(doc, "health", "none") or "none",
                    wall=_number(doc, "wall", None))
@@ -295,13 +309,47 @@ class HealthRecord:
                    wall=_number(doc, "wall", None))
 
 
+@attrs.frozen(slots=True, kw_only=True)
+class SummaryRecord:
+    """What compaction dropped: the attempts before the kept ones, and, for the attempt it
+    follows the header of, how many earlier runs of each process (every process of the
+    attempt, in the order they first appeared) and the health state they left."""
+
+    earlier_attempts: int = 0
+    earlier_runs: Mapping[str, int] = attrs.field(factory=dict, hash=False)
+    health_state: HealthState | None = None
+    wall: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _json("summary", {
+            "earlier_attempts": self.earlier_attempts, "earlier_runs": dict(self.earlier_runs),
+            "health_state": _value(self.health_state)}, self.wall)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> SummaryRecord | None:
+        return _or_none(cls._read, doc)
+
+    @classmethod
+    def _read(cls, doc: Mapping[str, Any]) -> SummaryRecord:
+        runs = _field(doc, "earlier_runs", {})
+        if not isinstance(runs, Mapping):
+            raise _Damaged("'earlier_runs' is not a map of names to counts")
+        try:
+            earlier = {str(k): _int(runs, k) for k in runs}
+        except _Damaged as exc:
+            raise _Damaged(f"'earlier_runs': {exc}") from None
+        return cls(earlier_attempts=_int(doc, "earlier_attempts", 0), earlier_runs=earlier,
+                   health_state=_state(HealthState, doc, "health_state", None),
+                   wall=_number(doc, "wall", None))
+
+
 R = TypeVar("R")
 
-Record = HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord
+Record = HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | SummaryRecord
 
 _KINDS: Mapping[str, type[Record]] = {
     "header": HeaderRecord, "task": TaskRecord, "phase": PhaseRecord,
-    "process": ProcessRecord, "health": HealthRecord,
+    "process": ProcessRecord, "health": HealthRecord, "summary": SummaryRecord,
 }
 
 

@@ -5,8 +5,9 @@ health) and the fold that builds them from the checkpoint's records (the classes
 `executor/task/records.py`, parsed from the JSON objects). No I/O, no clock, no logging,
 no threads: the caller reads the file and passes `now` to whatever formats the view.
 Unknown kinds are ignored; a damaged record (a torn line, a wrong type, a number out of
-range) is skipped and named in the view's `warnings`, so a damaged checkpoint still shows
-what it can and says what it skipped. Views hold state names as text: they are for showing.
+range) is skipped and named in the view's `warnings` (the first `WARNINGS_KEPT`, then how
+many more), so a damaged checkpoint still shows what it can and says what it skipped.
+Views hold state names as text: they are for showing.
 
 How a process record maps to runs: a record with `to` = RUNNING starts run `run` (its
 wall time is the run's start); the next record of that run that leaves RUNNING ends it,
@@ -15,9 +16,18 @@ with its exit code / signal. The run's state is the record's `to` when that is f
 record's outcome (SUCCESS, FAILED or LOST), or, in records written without one, derived from
 the exit: 0 → SUCCESS, a signal → LOST, else FAILED. A run that could not start (a spawn
 error: RUNNING → WAITING or FAILED without a pid) is kept with no pid.
+
+Bounded whatever the file holds: the view keeps the last `ATTEMPTS_KEPT` attempts, per
+attempt at most `PROCESSES_KEPT` processes and the last `TRANSITIONS_KEPT` task and phase
+changes, per process the last `RUNS_KEPT` runs (older ones are counted in `earlier_runs`),
+and the last `HEALTH_HISTORY` health attempts. A `summary` record (compaction's) adds what
+was dropped before it. `classify` says what a process record does to its process; the fold
+and `executor/task/compaction.py` both use it, so a compacted checkpoint replays to the
+same view as the whole one.
 """
 from __future__ import annotations
 
+import enum
 from collections import deque
 from collections.abc import Iterable
 from typing import assert_never
@@ -32,11 +42,17 @@ from executor.task.records import (
     PhaseRecord,
     ProcessRecord,
     Record,
+    SummaryRecord,
     TaskRecord,
     parse_checked,
 )
 
 HEALTH_HISTORY = 10
+ATTEMPTS_KEPT = 20
+RUNS_KEPT = 20
+TRANSITIONS_KEPT = 100
+PROCESSES_KEPT = 1000
+WARNINGS_KEPT = 20
 _FINAL = (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED)
 
 @attrs.frozen(slots=True)
@@ -56,7 +72,8 @@ class ProcessView:
     name: str
     state: str
     reason: str
-    runs: tuple[RunView, ...]
+    runs: tuple[RunView, ...]  # the last RUNS_KEPT runs
+    earlier_runs: int = 0  # runs before those
 
     @property
     def current(self) -> RunView | None:
@@ -64,7 +81,7 @@ class ProcessView:
 
     @property
     def restarts(self) -> int:
-        return max(0, len(self.runs) - 1)
+        return max(0, self.earlier_runs + len(self.runs) - 1)
 
 
 @attrs.frozen(slots=True)
@@ -102,6 +119,9 @@ class AttemptView:
     number: int  # 1-based
     started_wall: float | None
     supervisor_pid: int | None
+    supervisor_start: int | None  # its start in clock ticks after boot (None: not recorded)
+    supervisor_boot: str  # the boot's id ("": not recorded)
+    marker: str  # the task's STOKER_TASK_MARKER value ("": not recorded)
     state: str | None  # None before the first task record
     reason: str
     history: tuple[TransitionView, ...]  # the task's states
@@ -122,7 +142,9 @@ class TaskView:
     task_id: str
     sandbox: str
     ports: dict[str, int]
-    attempts: tuple[AttemptView, ...]  # oldest first; never empty
+    attempts: tuple[AttemptView, ...]  # oldest first, the last ATTEMPTS_KEPT; never empty
+    earlier_attempts: int = 0  # attempts before those
+    last_wall: float | None = None  # the wall time of the last record (None: it had none)
     warnings: tuple[str, ...] = ()  # one sentence per damaged record skipped
 
     @property
@@ -161,8 +183,37 @@ class TaskView:
     def supervisor_pid(self) -> int | None:
         return self.current.supervisor_pid
 
+    @property
+    def supervisor_start(self) -> int | None:
+        return self.current.supervisor_start
+
+    @property
+    def marker(self) -> str:
+        return self.current.marker
+
 
 # ---- the fold ----
+
+
+class Slot(enum.Enum):
+    """What a process record does to its process (`classify`)."""
+
+    LOOSE = "LOOSE"  # changes the process's state only: no run, or a run not started yet
+    RUN = "RUN"  # belongs to a run the view keeps
+    NEW_RUN = "NEW_RUN"  # starts a newer run (the oldest kept one may have to go)
+    IGNORED = "IGNORED"  # a run dropped earlier, or out of order: changes nothing
+
+
+def classify(rec: ProcessRecord, kept: bool, newest: int) -> Slot:
+    """`kept`: the view keeps run `rec.run` already; `newest`: the highest run seen."""
+    run = rec.run
+    if run is None or run < 0:
+        return Slot.LOOSE
+    if kept:
+        return Slot.RUN
+    if rec.to is ProcessState.WAITING and rec.from_ is not ProcessState.RUNNING:
+        return Slot.LOOSE  # waiting for a run that has not started: no run yet
+    return Slot.NEW_RUN if run > newest else Slot.IGNORED
 
 
 @attrs.define
@@ -215,22 +266,32 @@ class _Process:
     name: str
     state: str = ProcessState.WAITING.value
     reason: str = ""
-    runs: dict[int, _Run] = attrs.Factory(dict)
+    runs: dict[int, _Run] = attrs.Factory(dict)  # insertion order is run order
+    earlier_runs: int = 0
+    newest: int = -1
 
     def apply(self, rec: ProcessRecord) -> None:
+        run = rec.run
+        slot = classify(rec, run in self.runs, self.newest)
+        if slot is Slot.IGNORED:
+            return
         self.state = rec.to.value
         self.reason = rec.reason
-        run = rec.run
-        if run is None or run < 0:
+        if slot is Slot.LOOSE:
             return
-        if rec.to is ProcessState.WAITING and rec.from_ is not ProcessState.RUNNING \
-                and run not in self.runs:
-            return  # waiting for a run that has not started: no run yet
-        self.runs.setdefault(run, _Run(run)).apply(rec)
+        assert run is not None
+        if slot is Slot.NEW_RUN:
+            self.newest = run
+            self.runs[run] = _Run(run)
+            if len(self.runs) > RUNS_KEPT:
+                del self.runs[next(iter(self.runs))]
+                self.earlier_runs += 1
+        self.runs[run].apply(rec)
 
     def view(self) -> ProcessView:
-        runs = tuple(self.runs[k].view() for k in sorted(self.runs))
-        return ProcessView(name=self.name, state=self.state, reason=self.reason, runs=runs)
+        return ProcessView(name=self.name, state=self.state, reason=self.reason,
+                           runs=tuple(r.view() for r in self.runs.values()),
+                           earlier_runs=self.earlier_runs)
 
 
 def _transition(rec: TaskRecord | PhaseRecord) -> TransitionView:
@@ -240,20 +301,29 @@ def _transition(rec: TaskRecord | PhaseRecord) -> TransitionView:
 
 @attrs.define
 class _Attempt:
-    number: int
     started_wall: float | None = None
     supervisor_pid: int | None = None
+    supervisor_start: int | None = None
+    supervisor_boot: str = ""
+    marker: str = ""
     checker: str = "none"
     state: str | None = None
     reason: str = ""
-    history: list[TransitionView] = attrs.Factory(list)
-    phases: list[TransitionView] = attrs.Factory(list)
+    history: deque[TransitionView] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
+    phases: deque[TransitionView] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
     processes: dict[str, _Process] = attrs.Factory(dict)
     health_state: str | None = None
     health_counts: tuple[int, int, int] = (0, 0, 0)
     health_attempts: deque[HealthAttemptView] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
 
-    def apply(self, rec: TaskRecord | PhaseRecord | ProcessRecord | HealthRecord) -> None:
+    def process(self, name: str) -> _Process | None:
+        """The process named `name`; None once PROCESSES_KEPT others are known."""
+        found = self.processes.get(name)
+        if found is None and len(self.processes) < PROCESSES_KEPT:
+            found = self.processes[name] = _Process(name)
+        return found
+
+    def apply(self, rec: TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | SummaryRecord) -> None:
         match rec:
             case TaskRecord():
                 self.history.append(_transition(rec))
@@ -261,11 +331,21 @@ class _Attempt:
             case PhaseRecord():
                 self.phases.append(_transition(rec))
             case ProcessRecord():
-                self.processes.setdefault(rec.process, _Process(rec.process)).apply(rec)
+                if (process := self.process(rec.process)) is not None:
+                    process.apply(rec)
             case HealthRecord():
                 self.health(rec)
+            case SummaryRecord():
+                self.summary(rec)
             case _:
                 assert_never(rec)
+
+    def summary(self, rec: SummaryRecord) -> None:
+        for name, earlier in rec.earlier_runs.items():
+            if (process := self.process(name)) is not None:
+                process.earlier_runs += earlier
+        if rec.health_state is not None:
+            self.health_state = rec.health_state.value
 
     def health(self, rec: HealthRecord) -> None:
         self.health_counts = (rec.attempts, rec.consecutive_failures, rec.consecutive_successes)
@@ -275,14 +355,16 @@ class _Attempt:
             wall=rec.wall or 0.0, outcome=rec.outcome.value, reason=rec.reason,
             latency_secs=rec.latency_secs))
 
-    def view(self) -> AttemptView:
+    def view(self, number: int) -> AttemptView:
         a, f, s = self.health_counts
         health = HealthView(checker=self.checker, state=self.health_state, attempts=a,
                             consecutive_failures=f, consecutive_successes=s,
                             last_attempts=tuple(self.health_attempts))
-        return AttemptView(number=self.number, started_wall=self.started_wall,
-                           supervisor_pid=self.supervisor_pid, state=self.state,
-                           reason=self.reason, history=tuple(self.history),
+        return AttemptView(number=number, started_wall=self.started_wall,
+                           supervisor_pid=self.supervisor_pid,
+                           supervisor_start=self.supervisor_start,
+                           supervisor_boot=self.supervisor_boot, marker=self.marker,
+                           state=self.state, reason=self.reason, history=tuple(self.history),
                            phases=tuple(self.phases),
                            processes=tuple(p.view() for p in self.processes.values()),
                            health=health)
@@ -295,50 +377,75 @@ class _Task:
     task_id: str = ""
     sandbox: str = ""
     ports: dict[str, int] = attrs.Factory(dict)
-    attempts: list[_Attempt] = attrs.Factory(list)
+    attempts: deque[_Attempt] = attrs.Factory(deque)
+    earlier_attempts: int = 0
+    last_wall: float | None = None
     warnings: list[str] = attrs.Factory(list)
+    damaged: int = 0
 
     def current(self) -> _Attempt:
         if not self.attempts:
-            self.attempts.append(_Attempt(1))  # records before any header
+            self.attempts.append(_Attempt())  # records before any header
         return self.attempts[-1]
 
     def header(self, rec: HeaderRecord) -> None:
-        attempt = _Attempt(len(self.attempts) + 1, started_wall=rec.wall,
-                           supervisor_pid=rec.supervisor_pid, checker=rec.health)
+        attempt = _Attempt(started_wall=rec.wall, supervisor_pid=rec.supervisor_pid,
+                           supervisor_start=rec.supervisor_start,
+                           supervisor_boot=rec.supervisor_boot, marker=rec.marker,
+                           checker=rec.health)
         for name in rec.processes:
-            attempt.processes[name] = _Process(name)
+            attempt.process(name)
         self.label = rec.task or self.label
         self.job_key = rec.job_key or self.job_key
         self.task_id = rec.task_id or self.task_id
         self.sandbox = rec.sandbox or self.sandbox
         self.ports = dict(rec.ports)
         self.attempts.append(attempt)
+        if len(self.attempts) > ATTEMPTS_KEPT:
+            self.attempts.popleft()
+            self.earlier_attempts += 1
 
     def apply(self, rec: Record) -> None:
         if isinstance(rec, HeaderRecord):
+            self.last_wall = rec.wall
             self.header(rec)
+            return
+        if isinstance(rec, SummaryRecord):  # not something the task did: no wall time
+            self.earlier_attempts += rec.earlier_attempts
         else:
-            self.current().apply(rec)
+            self.last_wall = rec.wall
+        self.current().apply(rec)
 
     def view(self) -> TaskView:
         self.current()
+        first = self.earlier_attempts + 1
         return TaskView(label=self.label, job_key=self.job_key, task_id=self.task_id,
                         sandbox=self.sandbox, ports=dict(self.ports),
-                        attempts=tuple(a.view() for a in self.attempts),
-                        warnings=tuple(self.warnings))
+                        attempts=tuple(a.view(first + i) for i, a in enumerate(self.attempts)),
+                        earlier_attempts=self.earlier_attempts, last_wall=self.last_wall,
+                        warnings=tuple(self.warnings) + self._more_warnings())
+
+    def damaged_record(self, number: int, rec: DamagedRecord) -> None:
+        self.damaged += 1
+        if len(self.warnings) < WARNINGS_KEPT:
+            what = "a record" if rec.kind == "?" else f"a {rec.kind} record"
+            self.warnings.append(f"checkpoint record {number}, {what}: {rec.reason}; skipped")
+
+    def _more_warnings(self) -> tuple[str, ...]:
+        more = self.damaged - len(self.warnings)
+        return (f"{more} more damaged checkpoint records skipped",) if more else ()
 
 
 def replay(records: Iterable[object]) -> TaskView:
     """Fold checkpoint records (JSON objects as read, and the reader's `UnreadableLine`s)
     into the task's view. Pure; never raises for bad records: one of an unknown kind is
-    ignored, a damaged one skipped and named in `warnings` (by its place among the records)."""
+    ignored, a damaged one skipped and named in `warnings` (by its place among the
+    records). Memory stays bounded whatever `records` holds (see the module docstring)."""
     task = _Task()
     for number, doc in enumerate(records, 1):
         rec = parse_checked(doc)
         if isinstance(rec, DamagedRecord):
-            what = "a record" if rec.kind == "?" else f"a {rec.kind} record"
-            task.warnings.append(f"checkpoint record {number}, {what}: {rec.reason}; skipped")
+            task.damaged_record(number, rec)
         elif rec is not None:
             task.apply(rec)
     return task.view()

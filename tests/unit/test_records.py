@@ -49,7 +49,8 @@ def test_the_field_names_on_disk_are_the_ones_written_before_the_records_had_cla
     assert set(RECORDS[3].to_json()) == {"kind", "process", "run", "from", "to", "reason", "pid",
                                          "exit_code", "signal", "outcome", "wall"}
     assert set(RECORDS[0].to_json()) == {"kind", "task", "job_key", "task_id", "sandbox", "ports",
-                                         "supervisor_pid", "processes", "health", "wall"}
+                                         "supervisor_pid", "supervisor_start", "supervisor_boot",
+                                         "marker", "processes", "health", "wall"}
     assert set(RECORDS[5].to_json()) == {"kind", "outcome", "reason", "latency_secs", "state",
                                          "attempts", "consecutive_failures",
                                          "consecutive_successes", "wall"}

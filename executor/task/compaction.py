@@ -1,0 +1,169 @@
+"""Compacting the checkpoint: fewer records, the same view. PURE.
+
+A task that runs for months writes a health record per attempt and two process records per
+restart; `compact` keeps only what `executor/task/replay.py` shows and rolls the rest into
+one `summary` record per attempt (`executor/task/records.py`), so that
+
+    replay(compact(records)) == replay(records)
+
+for every checkpoint a writer produced. It keeps, like the view: the last `ATTEMPTS_KEPT`
+attempts (header first), per attempt the last `TRANSITIONS_KEPT` task and phase changes,
+the last `HEALTH_HISTORY` health attempts, and per process the records of its last
+`RUNS_KEPT` runs plus its last `LOOSE_KEPT` records outside any run; and it always keeps
+the last record (its wall time is when the task last wrote). The summary after each kept
+header lists every process of the attempt in the order they first appeared, with how many
+of its runs were dropped, the attempts dropped before it, and the health state the dropped
+health records left. Which run a process record belongs to is `replay.classify`, the rule
+the view itself follows.
+
+Records come in one at a time and memory stays bounded by what is kept, so a checkpoint of
+any size compacts in one pass. No I/O, no clock, no logging: the checkpoint writer reads,
+calls `compact`, and writes the result beside the file before renaming it over.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import assert_never
+
+import attrs
+
+from executor.task.records import (
+    HeaderRecord,
+    HealthRecord,
+    PhaseRecord,
+    ProcessRecord,
+    Record,
+    SummaryRecord,
+    TaskRecord,
+)
+from executor.task.replay import (
+    ATTEMPTS_KEPT,
+    HEALTH_HISTORY,
+    PROCESSES_KEPT,
+    RUNS_KEPT,
+    TRANSITIONS_KEPT,
+    Slot,
+    classify,
+)
+from healthcheck.policy import HealthState
+
+LOOSE_KEPT = 5  # only the last one matters (the process's state); a few more read well
+
+Indexed = tuple[int, Record]  # (position in the input, record)
+
+
+@attrs.define
+class _ProcessKeep:
+    runs: dict[int, list[Indexed]] = attrs.Factory(dict)  # kept runs, oldest first
+    loose: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=LOOSE_KEPT))
+    earlier_runs: int = 0
+    newest: int = -1
+
+    def add(self, item: Indexed, rec: ProcessRecord) -> None:
+        run = rec.run
+        slot = classify(rec, run in self.runs, self.newest)
+        match slot:
+            case Slot.IGNORED:
+                return
+            case Slot.LOOSE:
+                self.loose.append(item)
+                return
+            case Slot.NEW_RUN:
+                assert run is not None
+                self.newest = run
+                self.runs[run] = []
+                if len(self.runs) > RUNS_KEPT:
+                    del self.runs[next(iter(self.runs))]
+                    self.earlier_runs += 1
+            case Slot.RUN:
+                pass
+            case _:
+                assert_never(slot)
+        assert run is not None
+        self.runs[run].append(item)
+
+    def kept(self) -> list[Indexed]:
+        return [item for records in self.runs.values() for item in records] + list(self.loose)
+
+
+@attrs.define
+class _AttemptKeep:
+    header: Indexed | None = None
+    processes: dict[str, _ProcessKeep] = attrs.Factory(dict)
+    tasks: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
+    phases: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
+    health: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
+    health_state: HealthState | None = None  # what the dropped health records left
+
+    def process(self, name: str) -> _ProcessKeep | None:
+        found = self.processes.get(name)
+        if found is None and len(self.processes) < PROCESSES_KEPT:
+            found = self.processes[name] = _ProcessKeep()
+        return found
+
+    def add(self, item: Indexed) -> None:
+        rec = item[1]
+        match rec:
+            case HeaderRecord():
+                raise ValueError("a header starts a new attempt")
+            case TaskRecord():
+                self.tasks.append(item)
+            case PhaseRecord():
+                self.phases.append(item)
+            case ProcessRecord():
+                if (process := self.process(rec.process)) is not None:
+                    process.add(item, rec)
+            case HealthRecord():
+                if len(self.health) == HEALTH_HISTORY:
+                    dropped = self.health.popleft()[1]
+                    assert isinstance(dropped, HealthRecord)
+                    self.health_state = dropped.state or self.health_state
+                self.health.append(item)
+            case SummaryRecord():
+                for name, earlier in rec.earlier_runs.items():
+                    if (process := self.process(name)) is not None:
+                        process.earlier_runs += earlier
+                self.health_state = rec.health_state or self.health_state
+            case _:
+                assert_never(rec)
+
+    def records(self, earlier_attempts: int) -> list[Record]:
+        kept = [*self.tasks, *self.phases, *self.health]
+        for process in self.processes.values():
+            kept += process.kept()
+        summary = SummaryRecord(
+            earlier_attempts=earlier_attempts, health_state=self.health_state,
+            earlier_runs={name: p.earlier_runs for name, p in self.processes.items()})
+        head: list[Record] = [] if self.header is None else [self.header[1]]
+        return head + [summary] + [rec for _, rec in sorted(kept, key=lambda item: item[0])]
+
+
+def compact(records: Iterable[Record]) -> list[Record]:
+    """The records to keep, in their order, with a summary after each kept header."""
+    attempts: deque[_AttemptKeep] = deque()
+    earlier_attempts = 0
+    last: Indexed | None = None
+    for item in enumerate(records):
+        rec = item[1]
+        last = item
+        if isinstance(rec, HeaderRecord):
+            attempt = _AttemptKeep(header=item)
+            for name in rec.processes:
+                attempt.process(name)
+            attempts.append(attempt)
+            if len(attempts) > ATTEMPTS_KEPT:
+                attempts.popleft()
+                earlier_attempts += 1
+            continue
+        if isinstance(rec, SummaryRecord):
+            earlier_attempts += rec.earlier_attempts
+        if not attempts:
+            attempts.append(_AttemptKeep())  # records before any header
+        attempts[-1].add(item)
+    out: list[Record] = []
+    for number, attempt in enumerate(attempts):
+        out += attempt.records(earlier_attempts if number == 0 else 0)
+    if last is not None and not any(rec is last[1] for rec in out):
+        out.append(last[1])  # dropped (a run the view ignores): kept for its wall time
+    return out
