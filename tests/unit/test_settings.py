@@ -18,6 +18,7 @@ from config.settings import (
     parse_port,
     parse_ports,
     pop_secrets,
+    registry_root,
 )
 
 AGENT_ENV = {
@@ -170,14 +171,16 @@ def test_run_settings_from_flags():
     s = run_settings(["job.aurora", "c/r/e/n", "--instance", "2", "--sandbox", "/tmp/sb",
                       "--port", "http=8080", "--port", "health=8081", "--log-format", "json", "--log-level", "debug"])
     assert s == RunSettings(config="job.aurora", jobkey="c/r/e/n", instance=2, sandbox="/tmp/sb",
-                            ports={"http": 8080, "health": 8081}, log_format="json", log_level="DEBUG")
+                            ports={"http": 8080, "health": 8081}, log_format="json", log_level="DEBUG",
+                            registry_root=registry_root({}))
 
 
 def test_run_settings_defaults():
     s = run_settings(["job.aurora"])
     assert s == RunSettings(config="job.aurora", jobkey=None, instance=0, sandbox=None, ports={},
                             log_format="text", log_level="WARNING", kill_grace_secs=None,
-                            restart_backoff_secs=1.0, restart_backoff_max_secs=60.0)
+                            restart_backoff_secs=1.0, restart_backoff_max_secs=60.0,
+                            registry_root=registry_root({}), registry_retention_secs=7 * 86400.0)
 
 
 def test_run_settings_times_accept_seconds_and_durations():

@@ -1,0 +1,279 @@
+"""The control socket `.stoker/control.sock`: how `stoker kill` and `stoker restart` reach a
+running supervisor, and nothing else does.
+
+`ControlServer`: one thread, blocked in `select` until a client connects or writes (no
+wakeups otherwise). It only reads one request line per connection, parses it
+(`executor/host/controlwire.py`) and hands it, with a `Replier` for that connection, to
+`on_request` (the `HostSession`, which posts it to the task owner's queue). It never
+signals a process or changes task state. A replier writes without blocking
+(`MSG_DONTWAIT`): a client that does not read loses its answers, the owner never waits; the
+last answer (`done`) shuts the connection. Only this user (or root) may connect: the
+directory is 0700, the socket 0600, and each peer's uid is checked (`SO_PEERCRED`).
+
+The socket is bound and connected through `/proc/self/fd/N/control.sock`, where N is the
+`.stoker` directory's fd: no symlink on the way is followed, and the path stays short
+however deep the sandbox is (a Unix socket path has at most 107 bytes). A stale socket of
+a dead supervisor is replaced (the sandbox lock says it is dead).
+
+`connect` is the client side: it checks that the entry is a socket, connects, and checks
+with `SO_PEERCRED` that the peer is the supervisor the caller expects.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import selectors
+import socket
+import stat
+import struct
+import threading
+from collections.abc import Callable, Iterator
+
+from executor.events import ControlReply, Replier
+from executor.host.controlwire import (
+    MAX_LINE,
+    ControlError,
+    ControlRequest,
+    encode_reply,
+    encode_request,
+    parse_reply,
+    parse_request,
+)
+from executor.host.sandbox import CONTROL_SOCKET
+from executor.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 32
+_UCRED = struct.Struct("3i")  # pid, uid, gid
+
+
+def _fd_path(dir_fd: int) -> str:
+    return f"/proc/self/fd/{dir_fd}/{CONTROL_SOCKET}"
+
+
+def peer(sock: socket.socket) -> tuple[int, int]:
+    """The peer's (pid, uid)."""
+    pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return pid, uid
+
+
+class _Connection:
+    """One client. The server thread reads and closes it; repliers (any thread) write to it
+    and shut it down after the last answer."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.asked = False
+        self._lock = threading.Lock()
+        self._shut = False
+
+    def reply(self, answer: ControlReply) -> None:
+        with self._lock:
+            if self._shut:
+                return
+            try:
+                data = encode_reply(answer)
+                if self.sock.send(data, socket.MSG_DONTWAIT) != len(data):
+                    answer = ControlReply(ok=False, done=True, message="reply cut short")
+            except OSError:
+                answer = ControlReply(ok=False, done=True, message="client gone")
+            if answer.done:
+                self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._shut = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the server thread, which closes it
+        except OSError:
+            pass
+
+    def refuse(self, message: str) -> None:
+        self.reply(ControlReply(ok=False, done=True, message=message))
+
+    def close(self) -> None:
+        """The server thread's: after this, replies are dropped (no fd is ever reused)."""
+        with self._lock:
+            self._shut = True
+            self.sock.close()
+
+
+class ControlServer:
+    def __init__(self, stoker_dir: int, on_request: Callable[[ControlRequest, Replier], None],
+                 label: str = "") -> None:
+        self._dir = os.dup(stoker_dir)
+        self._on_request = on_request
+        self._label = label
+        self._listener: socket.socket | None = None
+        self._inode: tuple[int, int] | None = None
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._thread: threading.Thread | None = None
+        self._conns: dict[int, _Connection] = {}
+
+    def start(self) -> None:
+        """Bind the socket (replacing a stale one) and start serving. Raises OSError."""
+        try:
+            os.unlink(CONTROL_SOCKET, dir_fd=self._dir)  # never follows a symlink
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            listener.bind(_fd_path(self._dir))
+            os.chmod(_fd_path(self._dir), 0o600)
+            st = os.stat(CONTROL_SOCKET, dir_fd=self._dir, follow_symlinks=False)
+            listener.listen(8)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        self._listener, self._inode = listener, (st.st_dev, st.st_ino)
+        self._thread = threading.Thread(target=self._serve, name=f"control {self._label}".strip(),
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving; open connections see the end of the stream. Idempotent."""
+        if self._thread is not None:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+            self._thread.join(5.0)
+            self._thread = None
+        if self._inode is not None:
+            try:
+                st = os.stat(CONTROL_SOCKET, dir_fd=self._dir, follow_symlinks=False)
+                if (st.st_dev, st.st_ino) == self._inode and stat.S_ISSOCK(st.st_mode):
+                    os.unlink(CONTROL_SOCKET, dir_fd=self._dir)
+            except OSError:
+                pass
+            self._inode = None
+        for fd in (self._wake_r, self._wake_w, self._dir):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = self._dir = -1
+
+    # ---- the thread ----
+
+    def _serve(self) -> None:
+        assert self._listener is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self._listener, selectors.EVENT_READ, "accept")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        try:
+            while True:
+                for key, _ in sel.select():
+                    if key.data == "wake":
+                        return
+                    if key.data == "accept":
+                        self._accept(sel)
+                    else:
+                        self._read(sel, key.data)
+        except Exception as exc:  # the task goes on without its control socket
+            log_event(logger, logging.ERROR, "control_failed", task=self._label,
+                      error=f"{type(exc).__name__}: {exc}")
+        finally:
+            for conn in list(self._conns.values()):
+                self._drop(sel, conn)
+            sel.close()
+            self._listener.close()
+
+    def _accept(self, sel: selectors.BaseSelector) -> None:
+        assert self._listener is not None
+        try:
+            sock, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        conn = _Connection(sock)
+        _pid, uid = peer(sock)
+        if uid not in (os.geteuid(), 0):
+            conn.refuse("only the supervisor's user may control it")
+        elif len(self._conns) >= MAX_CONNECTIONS:
+            conn.refuse(f"too many control connections (at most {MAX_CONNECTIONS})")
+        sock.setblocking(False)
+        self._conns[sock.fileno()] = conn
+        sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _read(self, sel: selectors.BaseSelector, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(MAX_LINE + 1)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(sel, conn)
+            return
+        if conn.asked:
+            return  # one request per connection; the rest is ignored
+        conn.buffer += data
+        line, newline, _ = conn.buffer.partition(b"\n")
+        if not newline:
+            if len(conn.buffer) > MAX_LINE:
+                conn.asked = True
+                conn.refuse(f"a request is at most {MAX_LINE} bytes")
+            return
+        conn.asked = True
+        try:
+            request = parse_request(line)
+        except ControlError as exc:
+            conn.refuse(str(exc))
+            return
+        self._on_request(request, conn.reply)
+
+    def _drop(self, sel: selectors.BaseSelector, conn: _Connection) -> None:
+        fd = conn.sock.fileno()
+        if fd >= 0:
+            self._conns.pop(fd, None)
+            try:
+                sel.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+        conn.close()
+
+
+class ControlUnavailable(Exception):
+    """The supervisor cannot be reached through its control socket; the message says why."""
+
+
+def connect(stoker_dir: int, where: str, expected_pid: int | None) -> socket.socket:
+    """A connection to the control socket in the `.stoker` directory `stoker_dir` of the
+    sandbox `where`, whose peer is `expected_pid` (when given). Raises ControlUnavailable."""
+    try:
+        mode = os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        raise ControlUnavailable(f"{where} has no control socket (is its supervisor running?)") from None
+    if not stat.S_ISSOCK(mode):
+        raise ControlUnavailable(f"{where}/.stoker/{CONTROL_SOCKET} is not a socket")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(5.0)
+        sock.connect(_fd_path(stoker_dir))
+        sock.settimeout(None)
+        pid, _uid = peer(sock)
+    except OSError as exc:
+        sock.close()
+        gone = exc.errno in (errno.ECONNREFUSED, errno.ENOENT)
+        raise ControlUnavailable(f"the supervisor of {where} does not answer"
+                                 f"{' (it is gone)' if gone else ''}: {exc.strerror or exc}") from None
+    if expected_pid is not None and pid != expected_pid:
+        sock.close()
+        raise ControlUnavailable(f"the control socket in {where} belongs to pid {pid}, not to "
+                                 f"the sandbox's supervisor (pid {expected_pid})")
+    return sock
+
+
+def ask(sock: socket.socket, request: ControlRequest) -> Iterator[ControlReply]:
+    """Send `request`; yield the replies until the last one (or the end of the stream)."""
+    sock.sendall(encode_request(request))
+    with sock.makefile("rb") as stream:
+        for line in stream:
+            reply = parse_reply(line)
+            if reply is not None:
+                yield reply
+                if reply.done:
+                    return

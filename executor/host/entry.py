@@ -1,0 +1,170 @@
+"""The host registry's entries, and the truth about a task whose supervisor may be gone. PURE.
+
+Owns the format of one registry entry (`RegistryEntry`, one JSON object per file, named
+after its supervisor: `PID-STARTTICKS.json`), and two rules:
+
+- `judge`: what a task's state is, given what its checkpoint recorded and whether its
+  supervisor still runs. A live supervisor's task is what it recorded; a gone supervisor's
+  task is ended when it recorded a terminal state (FINISHED, FAILED, KILLED), and LOST
+  otherwise, "since" the last thing it wrote: the checkpoint's last record, else the
+  checkpoint's modification time, else its registry entry (the rule says which).
+- `expired`: an ended or LOST task stays listed until the last sign of it is older than the
+  retention.
+
+No I/O, no clock, no logging: the registry adapter (`executor/host/registry.py`) reads the
+files, /proc and the time, and passes them in.
+"""
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+ENTRY_SUFFIX = ".json"
+ENTRY_NAME = re.compile(r"^[1-9][0-9]{0,9}-[0-9]{1,20}\.json$")
+TERMINAL_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
+LOST = "LOST"
+NO_TASK = "NEW"  # a supervisor that has not started a task yet (an executor before LAUNCH)
+
+
+class FrontEnd(enum.Enum):
+    RUN = "run"  # `stoker run`
+    EXECUTOR = "executor"  # `stoker executor`, under a Mesos agent
+
+
+def entry_name(pid: int, start_ticks: int) -> str:
+    return f"{pid}-{start_ticks}{ENTRY_SUFFIX}"
+
+
+def _text(doc: Mapping[str, Any], key: str) -> str:
+    value = doc.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(key)
+    return value
+
+
+def _number(doc: Mapping[str, Any], key: str, optional: bool = False) -> float | None:
+    value = doc.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(key)
+    return float(value)
+
+
+def _whole(doc: Mapping[str, Any], key: str) -> int:
+    value = _number(doc, key)
+    assert value is not None
+    if not value.is_integer() or value < 0:
+        raise ValueError(key)
+    return int(value)
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class RegistryEntry:
+    """One supervisor and its sandbox. The task fields follow its latest task (`stoker run`
+    starts a new task id per attempt); `ended_wall` is set when the supervisor let go."""
+
+    sandbox: str
+    supervisor_pid: int
+    supervisor_start: int  # clock ticks after boot
+    supervisor_boot: str
+    front_end: FrontEnd
+    registered_wall: float
+    task_id: str = ""
+    job_key: str = ""
+    label: str = ""
+    marker: str = ""  # the task's STOKER_TASK_MARKER value
+    ended_wall: float | None = None
+
+    @property
+    def name(self) -> str:
+        return entry_name(self.supervisor_pid, self.supervisor_start)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1, "sandbox": self.sandbox, "supervisor_pid": self.supervisor_pid,
+            "supervisor_start": self.supervisor_start, "supervisor_boot": self.supervisor_boot,
+            "front_end": self.front_end.value, "registered": self.registered_wall,
+            "task_id": self.task_id, "job_key": self.job_key, "label": self.label,
+            "marker": self.marker, "ended": self.ended_wall,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> RegistryEntry | None:
+        """The entry a JSON object holds; None when it is damaged in any way."""
+        if not isinstance(doc, Mapping):
+            return None
+        try:
+            registered = _number(doc, "registered")
+            assert registered is not None
+            entry = cls(sandbox=_text(doc, "sandbox"), supervisor_pid=_whole(doc, "supervisor_pid"),
+                        supervisor_start=_whole(doc, "supervisor_start"),
+                        supervisor_boot=_text(doc, "supervisor_boot"),
+                        front_end=FrontEnd(doc.get("front_end")), registered_wall=registered,
+                        task_id=_text(doc, "task_id"), job_key=_text(doc, "job_key"),
+                        label=_text(doc, "label"), marker=_text(doc, "marker"),
+                        ended_wall=_number(doc, "ended", optional=True))
+        except ValueError:
+            return None
+        if not entry.sandbox.startswith("/") or entry.supervisor_pid <= 0:
+            return None
+        return entry
+
+
+class SinceSource(enum.Enum):
+    LAST_RECORD = "its checkpoint's last record"
+    CHECKPOINT_MTIME = "its checkpoint's modification time"
+    REGISTRY = "its registry entry"
+
+
+@attrs.frozen(slots=True)
+class Truth:
+    """A task's state as it is, not only as it was recorded."""
+
+    state: str  # the recorded state, NO_TASK, or LOST
+    alive: bool  # its supervisor runs
+    ended: bool  # its supervisor is gone and it ended (or never had a task)
+    since_wall: float | None = None  # LOST: the last sign of life
+    since: SinceSource | None = None
+
+    @property
+    def lost(self) -> bool:
+        return self.state == LOST
+
+    def describe_since(self, when: str) -> str:
+        """'LOST (supervisor gone since WHEN, its checkpoint's last record)'."""
+        source = self.since.value if self.since else "unknown"
+        return f"{LOST} (supervisor gone since {when}, {source})"
+
+
+def judge(recorded: str | None, alive: bool, *, last_record_wall: float | None,
+          checkpoint_mtime: float | None, registry_wall: float | None,
+          let_go: bool = False) -> Truth:
+    """The truth about a task whose checkpoint's current attempt recorded `recorded` (None:
+    no task state yet) and whose supervisor is `alive` or not. `let_go`: the supervisor
+    marked its registry entry ended before it went (it closed cleanly)."""
+    if alive:
+        return Truth(recorded or NO_TASK, alive=True, ended=False)
+    if recorded in TERMINAL_STATES:
+        return Truth(recorded, alive=False, ended=True)
+    if recorded is None and let_go:
+        return Truth(NO_TASK, alive=False, ended=True)  # it never started a task
+    for wall, source in ((last_record_wall, SinceSource.LAST_RECORD),
+                         (checkpoint_mtime, SinceSource.CHECKPOINT_MTIME),
+                         (registry_wall, SinceSource.REGISTRY)):
+        if wall is not None:
+            return Truth(LOST, alive=False, ended=False, since_wall=wall, since=source)
+    return Truth(LOST, alive=False, ended=False)
+
+
+def expired(last_sign_wall: float | None, now_wall: float, retention_secs: float) -> bool:
+    """An ended or LOST task whose last sign is older than the retention is dropped from the
+    registry; one with no sign at all (a damaged entry) too."""
+    return last_sign_wall is None or now_wall - last_sign_wall > retention_secs

@@ -1,0 +1,92 @@
+"""Which process is a task's supervisor, so that a reused pid is never mistaken for it.
+
+Owns `ProcessIdentity` (pid, start time in clock ticks after boot from `/proc/PID/stat`,
+and the boot's id from `/proc/sys/kernel/random/boot_id`), reading it for a pid or for this
+process, and `is_alive`: the same pid, started at the same tick of the same boot, and not a
+zombie. A pid the kernel has handed to another process since has another start time; one
+from before a reboot has another boot id. Reads /proc only; never signals anything.
+"""
+from __future__ import annotations
+
+import os
+
+import attrs
+
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+@attrs.frozen(slots=True)
+class ProcessIdentity:
+    pid: int
+    start_ticks: int  # /proc/PID/stat field 22: clock ticks after boot
+    boot_id: str
+
+
+def _read(path: str, limit: int = 4096) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        return os.read(fd, limit)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def boot_id() -> str:
+    return _read(_BOOT_ID).decode("ascii", "replace").strip()
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat; None when the process is gone or a zombie."""
+    data = _read(f"/proc/{pid}/stat")
+    close = data.rfind(b")")  # the command name may itself hold ") "
+    fields = data[close + 2:].split()
+    if close < 0 or len(fields) < 20 or fields[0] in (b"Z", b"X", b"x"):
+        return None
+    try:
+        return int(fields[19])
+    except ValueError:
+        return None
+
+
+def identity_of(pid: int) -> ProcessIdentity | None:
+    """The identity of the live process `pid` now; None when there is none (or a zombie)."""
+    if pid <= 0:
+        return None
+    ticks = _start_ticks(pid)
+    return None if ticks is None else ProcessIdentity(pid, ticks, boot_id())
+
+
+def own_identity() -> ProcessIdentity:
+    found = identity_of(os.getpid())
+    assert found is not None, "this process has no /proc/self/stat"
+    return found
+
+
+def is_alive(pid: int | None, start_ticks: int | None, boot: str = "",
+             started_before_wall: float | None = None) -> bool:
+    """Whether the process recorded as (`pid`, `start_ticks`, `boot`) still runs. Without
+    a recorded start (older checkpoints), a live `pid` counts only if it started before
+    `started_before_wall` (+1 s) when that is given: a later one is a reused pid."""
+    if pid is None or pid <= 0:
+        return False
+    now = identity_of(pid)
+    if now is None:
+        return False
+    if start_ticks is not None:
+        return now.start_ticks == start_ticks and (not boot or now.boot_id == boot)
+    if started_before_wall is None:
+        return True
+    started = started_wall(now)
+    return started is None or started <= started_before_wall + 1.0
+
+
+def started_wall(identity: ProcessIdentity) -> float | None:
+    """When the process started, as wall time (None when /proc/stat has no btime)."""
+    for line in _read("/proc/stat", 1 << 20).splitlines():
+        if line.startswith(b"btime "):
+            return int(line.split()[1]) + identity.start_ticks / os.sysconf("SC_CLK_TCK")
+    return None

@@ -1,0 +1,125 @@
+"""One supervisor per sandbox: an advisory lock on `.stoker/supervisor.lock`.
+
+The supervisor (`stoker run`, `stoker executor`) takes an exclusive `flock` on the file for
+as long as it holds the sandbox and writes who it is into it (pid, start time, boot, when);
+a second one is refused at once with `SandboxBusy`, which names the holder. A `flock` dies
+with the open file, so with its holder, even when that is SIGKILLed: a sandbox whose
+supervisor is gone is free again, and the next one starts a new attempt in it. The file is
+opened through `.stoker`'s directory fd, without following a symlink and without blocking
+(the task may have planted a FIFO there), close-on-exec so no task process inherits it.
+
+Readers never take the lock (a `stoker ps` must never make a starting supervisor fail):
+they read the holder from the file (`holder`) and check that it is alive.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import stat
+
+import attrs
+
+from executor.host.clock import iso_time
+from executor.host.identity import ProcessIdentity
+from executor.host.sandbox import LOCK_FILE
+from executor.procs import saferead
+
+MAX_HOLDER_BYTES = 4096
+
+
+class SandboxBusy(Exception):
+    """Another live supervisor holds the sandbox; the message names it."""
+
+
+@attrs.frozen(slots=True)
+class Holder:
+    pid: int
+    start_ticks: int
+    boot_id: str
+    front_end: str
+    since_wall: float
+
+
+class SandboxLock:
+    """Held while the object lives and `release` was not called."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def acquire(cls, stoker_dir: int, sandbox: str, me: ProcessIdentity, front_end: str,
+                now_wall: float) -> SandboxLock:
+        """Lock the sandbox whose `.stoker` directory fd is `stoker_dir`. Raises SandboxBusy
+        when a live supervisor holds it, OSError when the file cannot be opened."""
+        fd = _open(stoker_dir)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            other = _read_holder(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            raise SandboxBusy(_busy_message(sandbox, other)) from None
+        try:
+            data = json.dumps({"pid": me.pid, "start": me.start_ticks, "boot": me.boot_id,
+                               "front_end": front_end, "since": now_wall}).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data + b"\n", 0)
+        except OSError:
+            os.close(fd)
+            raise
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _open(stoker_dir: int) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(LOCK_FILE, flags, 0o600, dir_fd=stoker_dir)
+    except OSError as exc:
+        try:
+            mode = os.lstat(LOCK_FILE, dir_fd=stoker_dir).st_mode
+        except OSError:
+            raise exc from None
+        raise saferead.UnsafeEntry(exc.errno, f"{LOCK_FILE} is {saferead.kind_of(mode)}, "
+                                              f"not a regular file") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise saferead.UnsafeEntry(errno.EINVAL, f"{LOCK_FILE} is not a regular file")
+    return fd
+
+
+def _read_holder(fd: int) -> Holder | None:
+    try:
+        doc = json.loads(os.pread(fd, MAX_HOLDER_BYTES, 0))
+        return Holder(pid=int(doc["pid"]), start_ticks=int(doc["start"]), boot_id=str(doc["boot"]),
+                      front_end=str(doc.get("front_end", "")), since_wall=float(doc["since"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def holder(stoker_dir: int) -> Holder | None:
+    """Who wrote the lock file last (it may be gone since: check with identity.is_alive)."""
+    try:
+        fd = saferead.open_file(LOCK_FILE, stoker_dir)
+    except OSError:
+        return None
+    try:
+        return _read_holder(fd)
+    finally:
+        os.close(fd)
+
+
+def _busy_message(sandbox: str, other: Holder | None) -> str:
+    who = "another Stoker supervisor"
+    if other is not None:
+        what = f"stoker {other.front_end}" if other.front_end else "Stoker"
+        who = f"a live {what} (pid {other.pid}, since {iso_time(other.since_wall)})"
+    return (f"sandbox {sandbox} is held by {who}: one supervisor per sandbox; stop it first "
+            f"(`stoker kill {sandbox}`) or use another sandbox")

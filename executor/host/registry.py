@@ -1,0 +1,222 @@
+"""The host registry: every task Stoker supervises on this host, one file per supervisor.
+
+Like Thermos' checkpoint root: a directory (`RegistrySettings.registry_root`: $STOKER_ROOT,
+else /var/run/stoker for root, else a per-user state directory; docs/contract.md §8) with
+one `PID-STARTTICKS.json` per supervisor (`executor/host/entry.py`), pointing at its
+sandbox. `stoker run` and `stoker executor` write theirs through `HostSession`; `stoker ps`
+and the `TASK_ID` lookups read them.
+
+- Writing never blocks a launch: when the root cannot be made or written, one WARNING line
+  says so (once per process) and the task runs anyway. An entry is written to a temporary
+  file (owner-only, 0600) and renamed over, so a reader sees the old entry or the new one.
+- Reading trusts nothing: only regular files with an entry's name, opened without following
+  a symlink or blocking, at most `MAX_ENTRY_BYTES` each and `MAX_ENTRIES` in all; a root
+  that is not this user's, or that others may write, is not read (nor written).
+- Ended and LOST tasks stay until the last sign of them is older than the retention
+  (`entry.expired`); they are pruned whenever the registry is read or written, never on a
+  timer. The last sign: the entry's `ended` time, else the newest of the entry file's and
+  its checkpoint's modification times.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import attrs
+
+from config.settings import RegistrySettings
+from executor.host import identity
+from executor.host.entry import ENTRY_NAME, RegistryEntry, expired
+from executor.host.sandbox import checkpoint_mtime
+from executor.procs import saferead
+
+logger = logging.getLogger(__name__)
+
+MAX_ENTRY_BYTES = 65536
+MAX_ENTRIES = 10000
+STALE_TEMP_SECS = 3600.0
+_TEMP_SUFFIX = ".tmp"
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+@attrs.frozen(slots=True)
+class Listed:
+    """An entry as read, with its file's modification time."""
+
+    entry: RegistryEntry
+    mtime: float
+
+
+class Registry:
+    def __init__(self, settings: RegistrySettings,
+                 alive: Callable[[RegistryEntry], bool] | None = None) -> None:
+        self.root = settings.registry_root
+        self.retention_secs = settings.registry_retention_secs
+        self._alive = alive or _supervisor_alive
+
+    # ---- writing ----
+
+    def write(self, entry: RegistryEntry) -> bool:
+        """Write (or replace) `entry` atomically; False, with one WARNING per process, when
+        the registry cannot be written. Prunes expired entries first."""
+        try:
+            os.makedirs(self.root, 0o700, exist_ok=True)
+            fd = self._open_root()
+            try:
+                self._prune(fd, self._read_all(fd), time.time())
+                self._replace(fd, entry.name, json.dumps(entry.to_json()).encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._warn_once(f"cannot register task {entry.label or entry.task_id or '?'} "
+                            f"in {self.root}: {saferead.describe(exc)}; it runs anyway, but "
+                            f"`stoker ps` will not list it")
+            return False
+        return True
+
+    @staticmethod
+    def _replace(dir_fd: int, name: str, data: bytes) -> None:
+        temp = f".{name}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dir_fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        try:
+            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError:
+            _unlink(dir_fd, temp)
+            raise
+
+    def _warn_once(self, message: str) -> None:
+        with _warned_lock:
+            if self.root in _warned:
+                return
+            _warned.add(self.root)
+        logger.warning("registry %s", message)
+
+    # ---- reading ----
+
+    def entries(self) -> list[Listed]:
+        """Every entry still listed (expired ones are pruned first), oldest first; [] when
+        there is no registry or it cannot be trusted."""
+        try:
+            fd = self._open_root()
+        except OSError:
+            return []
+        try:
+            found = self._read_all(fd)
+            gone = self._prune(fd, found, time.time())
+        finally:
+            os.close(fd)
+        kept = [item for item in found if item.entry.name not in gone]
+        return sorted(kept, key=lambda item: (item.entry.registered_wall, item.entry.name))
+
+    def _open_root(self) -> int:
+        fd = saferead.open_root(self.root)
+        st = os.fstat(fd)
+        if st.st_uid not in (os.geteuid(), 0) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            os.close(fd)
+            raise PermissionError(1, f"{self.root} is not trusted: it belongs to uid "
+                                     f"{st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}")
+        return fd
+
+    def _read_all(self, dir_fd: int) -> list[Listed]:
+        found: list[Listed] = []
+        with os.scandir(dir_fd) as scan:
+            for item in scan:
+                if len(found) >= MAX_ENTRIES:
+                    break
+                if ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False):
+                    listed = _read_entry(dir_fd, item.name)
+                    if listed is not None:
+                        found.append(listed)
+        return found
+
+    # ---- pruning ----
+
+    def _prune(self, dir_fd: int, found: list[Listed], now: float) -> set[str]:
+        """Remove expired entries (and stale temporary or damaged files); their names."""
+        gone: set[str] = set()
+        for item in found:
+            entry = item.entry
+            if self._alive(entry):
+                continue
+            last = entry.ended_wall
+            if last is None:
+                last = max(item.mtime, checkpoint_mtime(entry.sandbox) or 0.0)
+            if expired(last, now, self.retention_secs) and _unlink(dir_fd, entry.name):
+                gone.add(entry.name)
+        listed = {item.entry.name for item in found}
+        complete = len(found) < MAX_ENTRIES  # else an unread entry would look damaged
+        with os.scandir(dir_fd) as scan:
+            for found_file in scan:
+                name = found_file.name
+                if name.endswith(_TEMP_SUFFIX):
+                    limit = STALE_TEMP_SECS  # a writer that died between write and rename
+                elif complete and ENTRY_NAME.match(name) and name not in listed:
+                    limit = self.retention_secs  # damaged: it says nothing, and goes in time
+                else:
+                    continue
+                if _older_than(found_file, now, limit):
+                    _unlink(dir_fd, name)
+        return gone
+
+
+def _read_entry(dir_fd: int, name: str) -> Listed | None:
+    try:
+        fd = saferead.open_file(name, dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        data = os.read(fd, MAX_ENTRY_BYTES + 1) if st.st_size <= MAX_ENTRY_BYTES else b""
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        entry = RegistryEntry.from_json(json.loads(data))
+    except ValueError:
+        return None
+    if entry is None or entry.name != name:
+        return None
+    return Listed(entry, st.st_mtime)
+
+
+def _older_than(item: os.DirEntry[str], now: float, secs: float) -> bool:
+    try:
+        return now - item.stat(follow_symlinks=False).st_mtime > secs
+    except OSError:
+        return False
+
+
+def _unlink(dir_fd: int, name: str) -> bool:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return True
+    except OSError:
+        return False
+
+
+def _supervisor_alive(entry: RegistryEntry) -> bool:
+    return identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
+
+
+def find(listed: list[Listed], task_id: str) -> Listed | None:
+    """The entry of task `task_id`: a live supervisor's first, else the newest."""
+    matches = [item for item in listed if item.entry.task_id == task_id]
+    live = [item for item in matches if _supervisor_alive(item.entry)]
+    chosen = live or matches
+    return chosen[-1] if chosen else None

@@ -1,0 +1,71 @@
+"""The sandbox's `.stoker/` directory: the names in it, and opening it safely.
+
+`.stoker/` holds what the supervisor keeps for itself (docs/contract.md §4): the checkpoint
+(`checkpoint.jsonl`, written by `executor/task/checkpoint.py`), the lock that makes one
+supervisor per sandbox (`supervisor.lock`, `executor/host/lock.py`) and the control socket
+(`control.sock`, `executor/host/control.py`). The directory is made owner-only (0700): the
+socket needs nothing more to be reachable by its owner alone.
+
+The task's processes share the sandbox and may have replaced `.stoker` with a symlink, a
+FIFO or anything else: it is opened without following a symlink and without blocking
+(`executor/procs/saferead.py`), and everything in it is reached through its directory fd,
+never by path. No logging, no threads.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from executor.procs import saferead
+
+STOKER_DIR = ".stoker"
+CHECKPOINT_FILE = "checkpoint.jsonl"
+LOCK_FILE = "supervisor.lock"
+CONTROL_SOCKET = "control.sock"
+DIR_MODE = 0o700
+
+
+def open_stoker_dir(sandbox: str | os.PathLike[str], *, create: bool = False) -> int:
+    """A directory fd of SANDBOX/.stoker (made 0700 when `create`; an existing one of this
+    user is narrowed to 0700). Raises OSError (`saferead.UnsafeEntry` when it is not a
+    directory)."""
+    root = saferead.open_root(sandbox)
+    try:
+        if create:
+            try:
+                os.mkdir(STOKER_DIR, DIR_MODE, dir_fd=root)
+            except FileExistsError:
+                pass
+        fd = saferead.open_dir(STOKER_DIR, root)
+    finally:
+        os.close(root)
+    if create:
+        try:
+            st = os.fstat(fd)
+            if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != DIR_MODE:
+                os.fchmod(fd, DIR_MODE)
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
+
+
+def checkpoint_mtime(sandbox: str | os.PathLike[str]) -> float | None:
+    """When the sandbox's checkpoint was last written; None when there is no regular file."""
+    try:
+        fd = open_stoker_dir(sandbox)
+    except OSError:
+        return None
+    try:
+        st = os.stat(CHECKPOINT_FILE, dir_fd=fd, follow_symlinks=False)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+
+
+def sandbox_path(sandbox: str | os.PathLike[str]) -> Path:
+    """The absolute path the registry and the checkpoint record for a sandbox."""
+    return Path(os.path.abspath(sandbox))

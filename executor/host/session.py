@@ -1,0 +1,179 @@
+"""A supervisor's hold on one sandbox: its lock, its registry entry and its control socket.
+
+`HostSession.open(sandbox, ...)` makes `.stoker/` (0700), takes the sandbox lock (another
+live supervisor there: `SandboxBusy`, nothing else happens), writes the registry entry
+and starts the control server; `close()` undoes all three, leaving the entry marked ended.
+Neither the registry nor the control socket may stop a launch: each failure is one WARNING
+line and the task runs without it.
+
+One session per sandbox per process, shared: a second `open` of the same sandbox in the
+same process returns the same session, counted, and the last `close` ends it. So the
+front-end opens it early, to refuse a held sandbox at once (`stoker run` before its first
+attempt, `stoker executor` before it subscribes), and each task owner opens it again when
+its task starts (`executor/task/wiring.py`), without taking the lock twice.
+
+While a task runs, `task_started` has given the session the owner's `post`: a control
+request becomes a `KillRequested` (reason `OPERATOR_KILL`) or a `RestartRequested` on the
+owner's queue, carrying the connection's replier; the owner answers. Between tasks a kill
+goes to the front-end's hooks (`stoker run` stops) and a restart is refused. The control
+thread only parses and posts: it never changes task state and never signals a process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import assert_never
+
+import attrs
+
+from config.settings import RegistrySettings
+from executor.events import ControlReply, KillRequested, Replier, RestartRequested
+from executor.host.control import ControlServer
+from executor.host.controlwire import ControlRequest, KillControl, RestartControl
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.lock import SandboxBusy, SandboxLock
+from executor.host.registry import Registry
+from executor.host.sandbox import open_stoker_dir, sandbox_path
+from executor.logs import log_event
+from executor.procs import saferead
+
+logger = logging.getLogger(__name__)
+
+OPERATOR_KILL = "killed by the operator (stoker kill)"
+
+__all__ = ["OPERATOR_KILL", "HostSession", "SandboxBusy"]
+
+
+class HostSession:
+    _guard = threading.Lock()
+    _open: dict[tuple[int, int], HostSession] = {}
+
+    def __init__(self, sandbox: Path, key: tuple[int, int], registry: Registry,
+                 entry: RegistryEntry) -> None:
+        self.sandbox = sandbox
+        self._key = key
+        self._registry = registry
+        self._entry = entry
+        self._refs = 1
+        self._lock = threading.Lock()  # guards _post, _entry and the hooks
+        self._post: Callable[[object], None] | None = None
+        self._kill_hooks: list[Callable[[], None]] = []
+        self._stoker_dir = -1
+        self._sandbox_lock: SandboxLock | None = None
+        self._server: ControlServer | None = None
+
+    @classmethod
+    def open(cls, sandbox: str | os.PathLike[str], settings: RegistrySettings | None = None,
+             front_end: FrontEnd = FrontEnd.EXECUTOR) -> HostSession:
+        """This process's session of `sandbox` (counted; a new one registers in `settings`'s
+        registry, by default the one the environment names). Raises SandboxBusy, or OSError
+        when `.stoker/` or its lock file cannot be made."""
+        path = sandbox_path(sandbox)
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        with cls._guard:
+            session = cls._open.get(key)
+            if session is not None:
+                session._refs += 1
+                return session
+            me = own_identity()
+            entry = RegistryEntry(sandbox=str(path), supervisor_pid=me.pid,
+                                  supervisor_start=me.start_ticks, supervisor_boot=me.boot_id,
+                                  front_end=front_end, registered_wall=time.time())
+            registry = Registry(settings or RegistrySettings.from_env(os.environ))
+            session = cls(path, key, registry, entry)
+            session._acquire(front_end)
+            cls._open[key] = session
+        session._registry.write(entry)
+        session._start_control()
+        return session
+
+    def _acquire(self, front_end: FrontEnd) -> None:
+        self._stoker_dir = open_stoker_dir(self.sandbox, create=True)
+        try:
+            self._sandbox_lock = SandboxLock.acquire(
+                self._stoker_dir, str(self.sandbox), own_identity(), front_end.value, time.time())
+        except BaseException:
+            os.close(self._stoker_dir)
+            raise
+
+    def _start_control(self) -> None:
+        server = ControlServer(self._stoker_dir, self._on_request, label=self.sandbox.name)
+        try:
+            server.start()
+        except OSError as exc:
+            server.close()
+            log_event(logger, logging.WARNING, "control_unavailable", sandbox=self.sandbox,
+                      error=saferead.describe(exc),
+                      consequence="stoker kill and stoker restart cannot reach this supervisor")
+            return
+        self._server = server
+
+    def close(self) -> None:
+        """One holder lets go; the last one stops the control socket, marks the registry
+        entry ended and releases the sandbox."""
+        with self._guard:
+            self._refs -= 1
+            if self._refs > 0:
+                return
+            del self._open[self._key]
+        if self._server is not None:
+            self._server.close()
+        with self._lock:
+            self._entry = attrs.evolve(self._entry, ended_wall=time.time())
+            entry = self._entry
+        self._registry.write(entry)
+        if self._sandbox_lock is not None:
+            self._sandbox_lock.release()
+        os.close(self._stoker_dir)
+
+    # ---- the task ----
+
+    def task_started(self, *, task_id: str, job_key: str, label: str, marker: str,
+                     post: Callable[[object], None]) -> None:
+        """A task runs here now: list it, and send control requests to `post`."""
+        with self._lock:
+            self._post = post
+            self._entry = attrs.evolve(self._entry, task_id=task_id, job_key=job_key,
+                                       label=label, marker=marker)
+            entry = self._entry
+        self._registry.write(entry)
+
+    def task_ended(self) -> None:
+        """The task's owner is done: requests no longer reach it."""
+        with self._lock:
+            self._post = None
+
+    def on_operator_kill(self, hook: Callable[[], None]) -> None:
+        """Call `hook` (from the control thread) whenever an operator asks for a kill."""
+        with self._lock:
+            self._kill_hooks.append(hook)
+
+    def _on_request(self, request: ControlRequest, reply: Replier) -> None:
+        with self._lock:
+            post, hooks = self._post, list(self._kill_hooks)
+        match request:
+            case KillControl(grace_secs=grace):
+                for hook in hooks:
+                    hook()
+                if post is not None:
+                    post(KillRequested(OPERATOR_KILL, grace, time.monotonic(), reply=reply))
+                elif hooks:
+                    reply(ControlReply(ok=True, done=True, message=(
+                        "no task was running (the supervisor was between attempts); it stops")))
+                else:
+                    reply(ControlReply(ok=False, done=True,
+                                       message="no task is running under this supervisor"))
+            case RestartControl(process=process):
+                if post is not None:
+                    post(RestartRequested(process, time.monotonic(), reply=reply))
+                else:
+                    reply(ControlReply(ok=False, done=True, message=(
+                        "no task is running under this supervisor (between attempts)")))
+            case _:
+                assert_never(request)

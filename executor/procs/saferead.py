@@ -1,0 +1,181 @@
+"""Reading a sandbox without trusting it: the read side of every inspection command.
+
+A task shares its sandbox with whoever inspects it and may plant anything there: a symlink
+(`.logs/web/0/stdout -> /etc/shadow`, `.stoker/checkpoint.jsonl -> /dev/zero`), a FIFO (an
+open or a read that never returns), a device, a file of any size. So `stoker status`,
+`stoker tail` and the host registry read through here, and only here:
+
+- `open_dir(name, dir_fd)` and `open_file(name, dir_fd)` open one level at a time with
+  `O_NOFOLLOW | O_NONBLOCK`, so no level of a path is ever a symlink and no open can block;
+  a file is then `fstat`ed and anything but a regular file is refused. `walk` opens a path
+  below a directory fd level by level. Only the sandbox itself (`open_root`: the operator's
+  path) may be reached through symlinks.
+- `iter_lines` streams a file's lines with a cap on the bytes read and on a line's length;
+  `tail_start` finds where the last N lines begin by reading backwards in blocks, and
+  `copy_range` streams a range out: nothing ever holds a whole file.
+
+What is found where a regular file or a directory should be raises `UnsafeEntry` (an
+OSError whose message says what is there); every other failure is the OSError of the call
+(`describe` puts either into words). No logging, no threads, no writes.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
+
+BLOCK_BYTES = 65536
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# What opening a wrong kind of entry fails with: a symlink (ELOOP with O_NOFOLLOW, ENOTDIR
+# with O_DIRECTORY), a socket (ENXIO), a device without a driver (ENODEV, ENXIO).
+_WRONG_KIND = {errno.ELOOP, errno.ENOTDIR, errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP}
+
+
+class UnsafeEntry(OSError):
+    """Not the kind of entry inspection may open there; the message says what it is."""
+
+
+def kind_of(mode: int) -> str:
+    """'a FIFO', 'a symlink', ...: what a stat mode is, in words."""
+    for test, words in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+                        (stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"),
+                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return words
+    return f"of an unknown kind (mode {mode:o})"
+
+
+def describe(e: OSError) -> str:
+    """'No such file or directory (ENOENT)'; an UnsafeEntry's own message."""
+    if isinstance(e, UnsafeEntry) or e.errno is None:
+        return str(e)
+    return f"{os.strerror(e.errno)} ({errno.errorcode.get(e.errno, str(e.errno))})"
+
+
+def check_name(name: str) -> str:
+    """`name` when it is one plain directory entry (no '/', not '.' or '..'); else ValueError."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise ValueError(f"{name!r} is not a plain file name")
+    return name
+
+
+def _wrong_kind(e: OSError, name: str, dir_fd: int | None, wanted: str) -> OSError:
+    if e.errno not in _WRONG_KIND:
+        return e
+    try:
+        mode = os.lstat(name, dir_fd=dir_fd).st_mode
+    except OSError:
+        return e
+    if stat.S_ISDIR(mode) if wanted == "a directory" else stat.S_ISREG(mode):
+        return e
+    why = " (inspection follows no symlink inside a sandbox)" if stat.S_ISLNK(mode) else ""
+    return UnsafeEntry(e.errno, f"{name} is {kind_of(mode)}, not {wanted}{why}")
+
+
+def open_root(path: str | os.PathLike[str]) -> int:
+    """A directory fd of the sandbox itself (the operator's path: symlinks followed)."""
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def open_dir(name: str, dir_fd: int | None = None) -> int:
+    """A directory fd of `name` below `dir_fd`; never through a symlink."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as e:
+        raise _wrong_kind(e, name, dir_fd, "a directory") from None
+
+
+def open_file(name: str, dir_fd: int | None = None) -> int:
+    """A read-only fd of the regular file `name` below `dir_fd`; the open never blocks and
+    never follows a symlink, and a FIFO, socket or device is refused."""
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError as e:
+        raise _wrong_kind(e, name, dir_fd, "a regular file") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise UnsafeEntry(errno.EINVAL, f"{name} is {kind_of(mode)}, not a regular file")
+    return fd
+
+
+def walk(dir_fd: int, parts: Sequence[str], *, file: bool) -> int:
+    """Open `parts` below `dir_fd` one level at a time: the last one a regular file when
+    `file`, else a directory. Each name must be plain (`check_name`)."""
+    fd = dir_fd
+    try:
+        for i, name in enumerate(parts):
+            check_name(name)
+            last = i == len(parts) - 1
+            opened = open_file(name, fd) if last and file else open_dir(name, fd)
+            if fd != dir_fd:
+                os.close(fd)
+            fd = opened
+    except BaseException:
+        if fd != dir_fd:
+            os.close(fd)
+        raise
+    return fd
+
+
+def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20) -> Iterator[bytes]:
+    """The file's lines (without their newline), reading at most `max_bytes`; a line
+    longer than `max_line` is skipped, and so is a line the cap cut."""
+    read = 0
+    pending = b""
+    skipping = False
+    while read < max_bytes:
+        block = os.read(fd, min(BLOCK_BYTES, max_bytes - read))
+        if not block:
+            if pending and not skipping:
+                yield pending  # the last line, without its newline
+            return
+        read += len(block)
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if not skipping:
+                yield line
+            skipping = False
+        if len(pending) > max_line:
+            pending, skipping = b"", True
+
+
+def tail_start(fd: int, end: int, lines: int) -> int:
+    """The offset where the last `lines` lines before `end` begin (a last line without its
+    newline counts as one), found by reading backwards one block at a time."""
+    if lines <= 0:
+        return end
+    pos = end
+    if end > 0 and os.pread(fd, 1, end - 1) == b"\n":
+        pos -= 1  # the last line's own newline
+    wanted = lines  # newlines to pass: the one before the first line printed is the last
+    while pos > 0:
+        size = min(BLOCK_BYTES, pos)
+        block = os.pread(fd, size, pos - size)
+        count = block.count(b"\n")
+        if count >= wanted:
+            cut = len(block)
+            for _ in range(wanted):
+                cut = block.rindex(b"\n", 0, cut)
+            return pos - size + cut + 1
+        wanted -= count
+        pos -= size
+    return 0
+
+
+def copy_range(fd: int, start: int, end: int, out: BinaryIO) -> int:
+    """Write bytes [start, end) of the file to `out` one block at a time; returns the offset
+    reached (less than `end` when the file got shorter)."""
+    pos = start
+    while pos < end:
+        block = os.pread(fd, min(BLOCK_BYTES, end - pos), pos)
+        if not block:
+            break
+        out.write(block)
+        pos += len(block)
+    return pos
