@@ -7,7 +7,14 @@ makes the sandbox, runs the task with a TaskOwner, and restarts it by the servic
 Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop it gracefully — lifecycle endpoints,
 SIGTERM, SIGKILL after the grace, the final processes — and it exits 128 + the signal's
 number (docs/contract.md §9); a second one kills every process at once. `--kill-grace`
-bounds the whole stop, lifecycle waits included. A closed stdout never stops the task.
+bounds the whole stop, lifecycle waits included. A closed stdout never stops the task. An
+operator's `stoker kill` stops it the same way (no restart either way); as no signal asked
+for that stop, it exits as the service rules say (0, or 1 when the last task FAILED).
+
+It holds the sandbox for its whole life (`executor/host/session.py`: the lock, so a second
+supervisor there is refused at once; the registry entry; the control socket, which also
+reaches it between attempts). Re-run in a sandbox an earlier run left, it starts a new
+attempt there: the earlier logs are archived as `.logs.attempt-N`, as between attempts.
 
 The task's processes keep the user's environment (this is a developer's machine: PATH,
 virtualenvs, HOME and the rest), less the agent's token, plus `MESOS_SANDBOX` = the
@@ -38,6 +45,9 @@ from config.settings import RunSettings, pop_secrets
 from config.templates import port_names
 from config.words import did_you_mean
 from executor.events import TaskState
+from executor.host.entry import FrontEnd
+from executor.host.lock import SandboxBusy
+from executor.host.session import HostSession
 from executor.local.console import ConsoleReporter, Output
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.task.owner import TaskOwner
@@ -159,6 +169,12 @@ class LocalRun:
 
     def run(self) -> int:
         prepared = self._prepare()
+        try:
+            return self._run(prepared)
+        finally:
+            prepared.session.close()
+
+    def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(
             service=bool(prepared.job.service().get()),
             max_task_failures=int(prepared.job.max_task_failures().get()),
@@ -198,6 +214,8 @@ class LocalRun:
         ports = resolved.ports
         name = job_key(job).rsplit("/", 1)[-1]
         sandbox = make_sandbox(s.sandbox, name)
+        session = _hold(sandbox, s)
+        session.on_operator_kill(self._stop.set)  # `stoker kill`: no restart after this
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {sandbox}\n")
         if ports:
@@ -208,7 +226,7 @@ class LocalRun:
         env = dict(self._environ)
         pop_secrets(env)  # a token from an outer executor never reaches the task
         env["MESOS_SANDBOX"] = str(sandbox)
-        return Prepared(job=job, name=name, ports=ports, sandbox=sandbox, env=env)
+        return Prepared(job=job, name=name, ports=ports, sandbox=sandbox, env=env, session=session)
 
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
@@ -216,9 +234,8 @@ class LocalRun:
         spec = bind(prepared.job, instance=s.instance, ports=prepared.ports,
                     task_id=f"{prepared.name}-{s.instance}-{uuid.uuid4().hex[:8]}",
                     hostname=socket.gethostname(), user=getpass.getuser())
-        if number > 0:
-            _archive_logs(prepared.sandbox, number)
-        elif spec.warnings:
+        _archive_logs(prepared.sandbox)
+        if number == 0 and spec.warnings:
             self._out.write("".join(f"stoker run: warning: {w}\n" for w in spec.warnings))
         console = ConsoleReporter(self._out, spec.label, sandbox=prepared.sandbox,
                                   names=[p.name for p in spec.task.processes])
@@ -245,6 +262,7 @@ class Prepared:
     ports: dict[str, int]
     sandbox: Path
     env: dict[str, str]
+    session: HostSession
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -256,11 +274,28 @@ class Ended:
     console: ConsoleReporter
 
 
-def _archive_logs(sandbox: Path, attempt: int) -> None:
-    """Keep the previous attempt's logs: .logs → .logs.attempt-N (run numbers restart at 0)."""
+def _hold(sandbox: Path, settings: RunSettings) -> HostSession:
+    """The sandbox for this run: refused when another live supervisor holds it."""
+    try:
+        return HostSession.open(sandbox, settings.registry, FrontEnd.RUN)
+    except SandboxBusy as exc:
+        raise SandboxError(str(exc)) from None
+    except OSError as exc:
+        raise SandboxError(f"cannot use sandbox {sandbox}: its .stoker directory or lock: "
+                           f"{exc.strerror or exc}") from None
+
+
+def _archive_logs(sandbox: Path) -> None:
+    """Keep the previous attempt's logs (of this run, or of an earlier run in the same
+    sandbox): .logs → .logs.attempt-N, N the first number not taken (run numbers restart at
+    0). A `.logs` that is not a directory (a symlink, say) is left alone."""
     logs = sandbox / ".logs"
-    if logs.is_dir():
-        try:
-            logs.rename(sandbox / f".logs.attempt-{attempt - 1}")
-        except OSError as exc:
-            logger.error("run could not archive %s: %s", logs, exc)
+    if not logs.is_dir() or logs.is_symlink():
+        return
+    number = 0
+    while os.path.lexists(sandbox / f".logs.attempt-{number}"):
+        number += 1
+    try:
+        logs.rename(sandbox / f".logs.attempt-{number}")
+    except OSError as exc:
+        logger.error("run could not archive %s: %s", logs, exc)

@@ -1,14 +1,26 @@
-"""The checkpoint: fsync'd JSON lines under SANDBOX/.stoker/.
+"""The checkpoint: fsync'd JSON lines under SANDBOX/.stoker/, kept small by compaction.
 
 Owns: the file `SANDBOX/.stoker/checkpoint.jsonl`, its writer (`CheckpointWriter`: one JSON
-object per line, each written with one `write`, then flushed and fsync'd, unlike Thermos,
-which only flushes), and its reader (`read_records`, which skips a torn or garbled line
-instead of failing, as a crash or a full disk mid-write leaves one; asked to, it hands such
-a line on as an `UnreadableLine`, so that `stoker status` can say it skipped one). A record
-always starts on a fresh line: after a write that failed (ENOSPC cuts a write short) or a
-crash, the writer ends the torn line before its next record, so that record stays whole.
+object per line, each batch written with one `write`, then fsync'd, unlike Thermos, which
+only flushes), its compaction, and its readers (`iter_records` streams it for
+`stoker status`; `read_records` lists it), which skip a torn or garbled line instead of
+failing, as a crash or a full disk mid-write leaves one; asked to, they hand such a line on
+as an `UnreadableLine`, so that `stoker status` can say it skipped one. A record always
+starts on a fresh line: after a write that failed (ENOSPC cuts a write short) or a crash,
+the writer ends the torn line before its next record, so that record stays whole.
 
-The writer and the reader never interpret records: their format (the kinds and fields)
+Compaction: the writer feeds every record it finds in the file when it opens it, and every
+record it writes, to a `compaction.Compactor` (bounded: what the view shows). Once the file
+passes `compact_at` bytes (at least `COMPACT_MIN_BYTES`, else twice what the last
+compaction left), it writes the compactor's records (the rest rolled into summary records)
+to `checkpoint.jsonl.compact` beside it, fsyncs that, renames it over the checkpoint and
+fsyncs the directory, then appends to the new file. A crash at any step leaves the old file
+or the new one, each whole; a stray `.compact` file is removed by the next writer. A
+compaction costs what is kept, not the file's length (only opening an old, long file reads
+it once). So a task that runs for months keeps a checkpoint of about a hundred KiB, and
+`stoker status` stays fast.
+
+The writer and the readers never interpret records: their format (the kinds and fields)
 is `executor/task/records.py`, and `executor/task/replay.py` folds them into the state
 `stoker status` shows. Every record has "kind", and the writer adds "wall" =
 time.time() when a record comes without one.
@@ -17,7 +29,8 @@ The task's processes can change the sandbox, so `.stoker` is opened relative to 
 and never through a symlink, and the file itself only when it is a regular file, without
 ever blocking (`executor/procs/sandboxfs.py`): a FIFO or a symlink planted there (say, before
 a `stoker run` restart) is refused with `CheckpointError`, which names what was found;
-`open_writer` then logs it and gives the task a sink that drops its records.
+`open_writer` then logs it and gives the task a sink that drops its records. A reader reads
+at most `MAX_READ_BYTES`, streamed (`executor/procs/saferead.py`).
 """
 from __future__ import annotations
 
@@ -26,18 +39,23 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from executor.host.sandbox import CHECKPOINT_FILE, STOKER_DIR
 from executor.logs import log_event
-from executor.procs import sandboxfs
+from executor.procs import saferead, sandboxfs
+from executor.task import records as rec
+from executor.task.compaction import Compactor
 from executor.task.records import UnreadableLine
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = ".stoker"
-CHECKPOINT_FILE = "checkpoint.jsonl"
+CHECKPOINT_DIR = STOKER_DIR
+COMPACT_FILE = CHECKPOINT_FILE + ".compact"
+COMPACT_MIN_BYTES = 64 * 1024
+MAX_READ_BYTES = 256 * 1024 * 1024  # a reader's cap: a planted huge file costs no more
 
 
 def checkpoint_path(sandbox: Path) -> Path:
@@ -48,38 +66,39 @@ class CheckpointError(OSError):
     """The checkpoint cannot be opened; the message names the path and the reason."""
 
 
-def _open(sandbox: Path, flags: int, create: bool) -> int:
-    """The checkpoint's fd, opened safely (see the module docstring); when `create`, the
-    sandbox and `.stoker` are made and the new entry synced. Raises CheckpointError, or
-    FileNotFoundError (only when not `create`)."""
-    path = checkpoint_path(sandbox)
+def _failed(sandbox: Path, e: OSError, where: Path | None = None) -> CheckpointError:
+    where = checkpoint_path(sandbox) if where is None else where
+    return CheckpointError(f"cannot open the checkpoint {checkpoint_path(sandbox)}: "
+                           f"{'' if where == checkpoint_path(sandbox) else f'{where}: '}"
+                           f"{sandboxfs.describe_os_error(e)}")
+
+
+def _open_dir(sandbox: Path, create: bool) -> int:
+    """`.stoker`'s fd, never through a symlink; made (with the sandbox) when `create`.
+    Raises CheckpointError, or FileNotFoundError (only when not `create`)."""
     try:
         if create:
             os.makedirs(sandbox, exist_ok=True)  # the operator's path: may be reached by symlinks
         top = sandboxfs.open_dir(sandbox, follow=True)
         try:
-            directory = sandboxfs.open_dir(CHECKPOINT_DIR, dir_fd=top, create=create)
+            return sandboxfs.open_dir(CHECKPOINT_DIR, dir_fd=top, create=create)
         except sandboxfs.UnsafePath as e:
-            raise CheckpointError(f"cannot open the checkpoint {path}: {path.parent}: {e}") from None
+            raise _failed(sandbox, e, checkpoint_path(sandbox).parent) from None
         finally:
             sandboxfs.close(top)
-        try:
-            fd = sandboxfs.open_regular(CHECKPOINT_FILE, flags, dir_fd=directory)
-            if create:
-                _sync(directory)  # make the file's creation itself durable
-            return fd
-        finally:
-            sandboxfs.close(directory)
     except CheckpointError:
         raise
     except FileNotFoundError as e:
         if not create:
             raise
-        raise CheckpointError(f"cannot open the checkpoint {path}: "
-                              f"{sandboxfs.describe_os_error(e)}") from None
+        raise _failed(sandbox, e) from None
     except OSError as e:
-        raise CheckpointError(f"cannot open the checkpoint {path}: "
-                              f"{sandboxfs.describe_os_error(e)}") from None
+        raise _failed(sandbox, e) from None
+
+
+def _open_append(dir_fd: int, name: str, truncate: bool = False) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+    return sandboxfs.open_regular(name, flags, dir_fd=dir_fd)
 
 
 def _sync(fd: int) -> None:
@@ -93,11 +112,30 @@ class CheckpointWriter:
     """Appends records to the sandbox's checkpoint; raises OSError when it cannot write,
     CheckpointError (an OSError) when it cannot open it."""
 
-    def __init__(self, sandbox: Path) -> None:
+    def __init__(self, sandbox: Path, *, label: str = "",
+                 compact_min_bytes: int = COMPACT_MIN_BYTES) -> None:
         self.path = checkpoint_path(sandbox)
+        self._label = label
         self._lock = threading.Lock()
-        self._fd = _open(sandbox, os.O_RDWR | os.O_CREAT | os.O_APPEND, create=True)
+        self._dir = _open_dir(sandbox, create=True)
+        try:
+            _unlink(self._dir, COMPACT_FILE)  # a compaction that a crash interrupted
+            self._fd = _open_append(self._dir, CHECKPOINT_FILE)
+        except OSError as e:
+            sandboxfs.close(self._dir)
+            raise _failed(sandbox, e) from None
+        _sync(self._dir)  # make the file's creation itself durable
+        self._compact_min = compact_min_bytes
+        self._compact_at = compact_min_bytes
+        self._compactor = Compactor()
         self._maybe_torn = True  # a crash may have cut the last write short
+        for doc in _stream(self._fd, os.fstat(self._fd).st_size):
+            self._feed(doc)
+
+    def _feed(self, doc: Mapping[str, Any]) -> None:
+        record = rec.parse(doc)
+        if record is not None:
+            self._compactor.add(record)
 
     def _fresh_line(self) -> bytes:
         """What starts the next write on a fresh line: b"\n" after a torn line, else b""."""
@@ -112,35 +150,67 @@ class CheckpointWriter:
 
     def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Write records in order with one write and one sync: the owner batches the
-        records of one step, so a restart costs one disk sync, not one per line."""
+        records of one step, so a restart costs one disk sync, not one per line. Then
+        compact, when the file has grown past the threshold."""
         now = time.time()
-        lines = []
-        for record in records:
-            doc = dict(record)
-            doc.setdefault("wall", now)
-            lines.append(json.dumps(doc, separators=(",", ":"), default=str) + "\n")
-        if not lines:
+        docs = [_with_wall(record, now) for record in records]
+        data = "".join(_line(doc) for doc in docs).encode()
+        if not data:
             return
-        data = "".join(lines).encode()
         with self._lock:
             if self._fd < 0:
                 raise ValueError(f"checkpoint {self.path} is closed")
             try:
                 if self._maybe_torn:
                     data = self._fresh_line() + data
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view):]
+                _write_all(self._fd, data)
                 os.fsync(self._fd)
             except OSError:
                 self._maybe_torn = True  # part of it may be on disk: the next write checks
                 raise
             self._maybe_torn = False
+            for doc in docs:
+                self._feed(doc)
+            if os.fstat(self._fd).st_size >= self._compact_at:
+                self._compact()
+
+    def _compact(self) -> None:
+        """Fold the file into `COMPACT_FILE`, fsync it, rename it over, fsync the directory."""
+        before = os.fstat(self._fd).st_size
+        try:
+            fd = _open_append(self._dir, COMPACT_FILE, truncate=True)
+        except OSError as exc:
+            self._compact_failed(exc, before)
+            return
+        try:
+            kept = self._compactor.kept()
+            _write_all(fd, "".join(_line(r.to_json()) for r in kept).encode())
+            os.fsync(fd)
+            os.rename(COMPACT_FILE, CHECKPOINT_FILE, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        except OSError as exc:
+            os.close(fd)
+            _unlink(self._dir, COMPACT_FILE)
+            self._compact_failed(exc, before)
+            return
+        _sync(self._dir)
+        os.close(self._fd)
+        self._fd = fd
+        after = os.fstat(fd).st_size
+        self._compact_at = max(self._compact_min, 2 * after)
+        log_event(logger, logging.DEBUG, "checkpoint_compacted", task=self._label,
+                  bytes_before=before, bytes_after=after, records=len(kept))
+
+    def _compact_failed(self, exc: OSError, size: int) -> None:
+        """The records are safe in the file already; try again once it has doubled."""
+        self._compact_at = 2 * max(size, self._compact_min)
+        log_event(logger, logging.ERROR, "checkpoint_compaction_failed", task=self._label,
+                  error=f"{type(exc).__name__}: {exc}", next_try_bytes=self._compact_at)
 
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)
+                os.close(self._dir)
                 self._fd = -1
 
 
@@ -159,11 +229,73 @@ def open_writer(sandbox: Path, task: str) -> CheckpointWriter | NoCheckpoint:
     (a task planted a symlink or a FIFO there before a `stoker run` restart) costs the
     checkpoint, not the supervision: one ERROR line, and the task runs without one."""
     try:
-        return CheckpointWriter(sandbox)
+        return CheckpointWriter(sandbox, label=task)
     except CheckpointError as exc:
         log_event(logger, logging.ERROR, "checkpoint_unavailable", task=task,
                   reason=f"{exc}; the task runs without a checkpoint")
         return NoCheckpoint()
+
+
+def _with_wall(record: Mapping[str, Any], now: float) -> dict[str, Any]:
+    doc = dict(record)
+    doc.setdefault("wall", now)
+    return doc
+
+
+def _line(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), default=str) + "\n"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _unlink(dir_fd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def _stream(fd: int, size: int) -> Iterator[dict[str, Any]]:
+    """The records in the first `size` bytes of the open file (read with pread)."""
+    pending = b""
+    pos = 0
+    while pos < size:
+        block = os.pread(fd, min(saferead.BLOCK_BYTES, size - pos), pos)
+        if not block:
+            break
+        pos += len(block)
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        yield from _parse(lines)
+    yield from _parse([pending])
+
+
+def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES,
+                 keep_unreadable: bool = False) -> Iterator[Any]:
+    """Every readable record in order, streamed, from at most `max_bytes` of the file; bad
+    lines skipped or, with `keep_unreadable`, handed on as `UnreadableLine`s. Raises
+    FileNotFoundError when there is no checkpoint, CheckpointError when `.stoker` or the
+    checkpoint is not what it should be (a symlink, a FIFO, a device) or unreadable."""
+    dir_fd = _open_dir(sandbox, create=False)
+    try:
+        fd = sandboxfs.open_regular(CHECKPOINT_FILE, os.O_RDONLY, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise _failed(sandbox, e) from None
+    finally:
+        sandboxfs.close(dir_fd)
+    try:
+        yield from _parse(saferead.iter_lines(fd, max_bytes), keep_unreadable)
+    except OSError as e:
+        raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
+                              f"{sandboxfs.describe_os_error(e)}") from None
+    finally:
+        os.close(fd)
 
 
 def read_records(sandbox: Path, keep_unreadable: bool = False) -> list[Any]:
@@ -171,23 +303,12 @@ def read_records(sandbox: Path, keep_unreadable: bool = False) -> list[Any]:
     or, with `keep_unreadable`, handed on in their place as `UnreadableLine`s. Raises
     CheckpointError when it cannot be read (e.g. a FIFO or a symlink is there)."""
     try:
-        fd = _open(sandbox, os.O_RDONLY, create=False)
+        return list(iter_records(sandbox, keep_unreadable=keep_unreadable))
     except FileNotFoundError:
         return []
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-    except OSError as e:
-        raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
-                              f"{sandboxfs.describe_os_error(e)}") from None
-    finally:
-        os.close(fd)
-    return parse_lines(b"".join(chunks).split(b"\n"), keep_unreadable)
 
 
-def parse_lines(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> list[Any]:
-    records: list[Any] = []
+def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> Iterator[Any]:
     for line in lines:
         if not line.strip():
             continue
@@ -196,12 +317,15 @@ def parse_lines(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> 
         except ValueError:
             doc = None  # torn (a crash or a full disk mid-write) or garbled
         if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
-            records.append(doc)
+            yield doc
         elif keep_unreadable:
             text = line if isinstance(line, str) else line.decode("utf-8", errors="replace")
-            records.append(UnreadableLine(text[:60] + ("..." if len(text) > 60 else "")))
-    return records
+            yield UnreadableLine(text[:60] + ("..." if len(text) > 60 else ""))
 
 
-__all__ = ["CheckpointError", "CheckpointWriter", "NoCheckpoint", "checkpoint_path", "open_writer",
-           "parse_lines", "read_records"]
+def parse_lines(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> list[Any]:
+    return list(_parse(lines, keep_unreadable))
+
+
+__all__ = ["CheckpointError", "CheckpointWriter", "NoCheckpoint", "checkpoint_path", "iter_records",
+           "open_writer", "parse_lines", "read_records"]

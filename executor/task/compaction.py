@@ -16,9 +16,11 @@ of its runs were dropped, the attempts dropped before it, and the health state t
 health records left. Which run a process record belongs to is `replay.classify`, the rule
 the view itself follows.
 
-Records come in one at a time and memory stays bounded by what is kept, so a checkpoint of
-any size compacts in one pass. No I/O, no clock, no logging: the checkpoint writer reads,
-calls `compact`, and writes the result beside the file before renaming it over.
+Records come in one at a time (`Compactor.add`) and memory stays bounded by what is kept,
+so a checkpoint of any size compacts in one pass, and a writer that feeds each record as it
+writes it compacts at the cost of what is kept. No I/O, no clock, no logging: the
+checkpoint writer feeds `Compactor`, and writes `kept()` beside the file before renaming it
+over.
 """
 from __future__ import annotations
 
@@ -139,31 +141,51 @@ class _AttemptKeep:
         return head + [summary] + [rec for _, rec in sorted(kept, key=lambda item: item[0])]
 
 
-def compact(records: Iterable[Record]) -> list[Record]:
-    """The records to keep, in their order, with a summary after each kept header."""
-    attempts: deque[_AttemptKeep] = deque()
-    earlier_attempts = 0
-    last: Indexed | None = None
-    for item in enumerate(records):
-        rec = item[1]
-        last = item
+class Compactor:
+    """The fold behind `compact`, one record at a time: the checkpoint writer feeds it every
+    record it writes and asks for `kept()` when the file has grown, so a compaction costs
+    what is kept, not the file's length."""
+
+    def __init__(self) -> None:
+        self._attempts: deque[_AttemptKeep] = deque()
+        self._earlier_attempts = 0
+        self._last: Indexed | None = None
+        self._count = 0
+
+    def add(self, rec: Record) -> None:
+        item = (self._count, rec)
+        self._count += 1
+        if not isinstance(rec, SummaryRecord):  # a summary is folded in, never kept
+            self._last = item
         if isinstance(rec, HeaderRecord):
             attempt = _AttemptKeep(header=item)
             for name in rec.processes:
                 attempt.process(name)
-            attempts.append(attempt)
-            if len(attempts) > ATTEMPTS_KEPT:
-                attempts.popleft()
-                earlier_attempts += 1
-            continue
+            self._attempts.append(attempt)
+            if len(self._attempts) > ATTEMPTS_KEPT:
+                self._attempts.popleft()
+                self._earlier_attempts += 1
+            return
         if isinstance(rec, SummaryRecord):
-            earlier_attempts += rec.earlier_attempts
-        if not attempts:
-            attempts.append(_AttemptKeep())  # records before any header
-        attempts[-1].add(item)
-    out: list[Record] = []
-    for number, attempt in enumerate(attempts):
-        out += attempt.records(earlier_attempts if number == 0 else 0)
-    if last is not None and not any(rec is last[1] for rec in out):
-        out.append(last[1])  # dropped (a run the view ignores): kept for its wall time
-    return out
+            self._earlier_attempts += rec.earlier_attempts
+        if not self._attempts:
+            self._attempts.append(_AttemptKeep())  # records before any header
+        self._attempts[-1].add(item)
+
+    def kept(self) -> list[Record]:
+        """The records to keep, in their order, with a summary after each kept header."""
+        out: list[Record] = []
+        for number, attempt in enumerate(self._attempts):
+            out += attempt.records(self._earlier_attempts if number == 0 else 0)
+        last = self._last
+        if last is not None and not any(rec is last[1] for rec in out):
+            out.append(last[1])  # dropped (a run the view ignores): kept for its wall time
+        return out
+
+
+def compact(records: Iterable[Record]) -> list[Record]:
+    """The records to keep, in their order, with a summary after each kept header."""
+    compactor = Compactor()
+    for rec in records:
+        compactor.add(rec)
+    return compactor.kept()

@@ -2,7 +2,9 @@
 
 It runs on a single thread and blocks on its queue until the next event or the planner's
 next deadline: the reaper posts `ProcessExited`, the health loop posts `HealthChecked`, the
-CLI or the Mesos side posts `KillRequested`, the lifecycle thread posts `LifecycleDone`.
+CLI or the Mesos side posts `KillRequested`, the lifecycle thread posts `LifecycleDone`,
+and the control socket posts an operator's `KillRequested` or `RestartRequested` (answered
+through `operator.OperatorRequests`).
 For each event it asks the pure machines (planner, health policy, status machine, kill
 sequence) what to do, has its ports (`executor/task/ports.py`) do it, checkpoints and logs
 every transition (one line each), and hands transitions and task-level updates to its
@@ -14,7 +16,6 @@ tests drive `start()` / `step()` / `close()` with fakes and a fake clock.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import time
 from collections.abc import Callable
@@ -33,7 +34,9 @@ from executor.events import (
     LifecycleProgress,
     PhaseTransition,
     ProcessExited,
+    ProcessState,
     ProcessTransition,
+    RestartRequested,
     SignalRun,
     StartRun,
     TaskPhase,
@@ -41,6 +44,7 @@ from executor.events import (
     TaskTransition,
     TimerFired,
 )
+from executor.host.identity import own_identity
 from executor.logs import log_event
 from executor.task.journal import Journal
 from executor.task.kill import (
@@ -51,11 +55,13 @@ from executor.task.kill import (
     KillState,
     StartLifecycle,
 )
+from executor.task.operator import OperatorRequests
 from executor.task.planner import Decision, Planner
 from executor.task.ports import (
     CheckpointSink,
     HealthChecks,
     HealthStarter,
+    HostPort,
     Lifecycle,
     LifecycleStarter,
     ProcessPort,
@@ -69,8 +75,10 @@ from healthcheck.policy import HealthPolicy, HealthState
 
 logger = logging.getLogger(__name__)
 
-OwnerEvent = ProcessExited | HealthChecked | KillRequested | LifecycleProgress | LifecycleDone | TimerFired
-_OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, LifecycleProgress, LifecycleDone, TimerFired)
+OwnerEvent = (ProcessExited | HealthChecked | KillRequested | RestartRequested | LifecycleProgress
+              | LifecycleDone | TimerFired)
+_OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, RestartRequested, LifecycleProgress,
+                 LifecycleDone, TimerFired)
 
 
 class TaskOwner:
@@ -89,6 +97,7 @@ class TaskOwner:
         start_health: HealthStarter,
         start_lifecycle: LifecycleStarter,
         events: queue.SimpleQueue[object] | None = None,
+        host: HostPort | None = None,
         kill_grace_secs: float | None = None,
         stop_within_secs: float | None = None,
         run_cap: int | None = 100,
@@ -103,6 +112,8 @@ class TaskOwner:
         self._checker = checker
         self._start_health = start_health
         self._start_lifecycle = start_lifecycle
+        self._host = host
+        self._operators = OperatorRequests(job.label)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue() if events is None else events
         self._clock = clock
         self._default_grace = kill_grace_secs
@@ -156,8 +167,13 @@ class TaskOwner:
         return self.final_update
 
     def start(self) -> None:
-        """Open the checkpoint, start the process adapter, report STARTING."""
-        self._journal.open(self._open_checkpoint(), self._header())
+        """List the task on the host, open the checkpoint, start the process adapter,
+        report STARTING."""
+        header = self._header()
+        if self._host is not None:
+            self._host.task_started(task_id=header.task_id, job_key=header.job_key,
+                                    label=header.task, marker=header.marker, post=self.post)
+        self._journal.open(self._open_checkpoint(), header)
         self._procs.start()
         self._apply_outcome(self._status.started())
 
@@ -183,6 +199,11 @@ class TaskOwner:
             self._health.stop()
         self._procs.close()
         self._journal.close()
+        if self._host is not None:
+            self._host.task_ended()
+        self._operators.task_ended(self.final_update)
+        while not self._queue.empty():  # requests that came as the task ended hear its end
+            self._operators.too_late(self._queue.get_nowait(), self.final_update)
 
     def _wait(self) -> object:
         timeout = None
@@ -237,6 +258,7 @@ class TaskOwner:
             else:
                 self._pids[(command.process, command.run)] = result
                 self._planner.started(command.process, command.run, result, now)
+                self._operators.run_started(command.process, command.run, result)
 
     def _handle(self, event: object) -> None:
         if not isinstance(event, _OWNER_EVENTS):
@@ -256,6 +278,10 @@ class TaskOwner:
                 self._apply_outcome(self._status.kill_requested(event.reason), event)
                 if was_killing:  # already killing: a later request can only hasten the kill
                     self._kill(event.reason, event)
+                if event.reply is not None:
+                    self._operators.kill_taken(event.reply, event.reason, self._grace(event.grace_secs))
+            case RestartRequested():
+                self._on_restart(event)
             case LifecycleProgress():
                 if self._kills.state is KillState.LIFECYCLE:
                     self._kill_step("lifecycle", event.detail)
@@ -293,6 +319,15 @@ class TaskOwner:
         self._apply_outcome(self._status.health(verdict))
         if verdict.state is HealthState.FAILED and self._health is not None:
             self._health.stop_async()
+
+    def _on_restart(self, event: RestartRequested) -> None:
+        answer = self._planner.restart(event.process, self._clock(), self._grace(None))
+        log_event(logger, logging.INFO if answer.accepted else logging.WARNING, "restart_requested",
+                  task=self.job.label, process=event.process, accepted=answer.accepted,
+                  reason=answer.reason)
+        if event.reply is not None:
+            run = self._planner.process(event.process).run if answer.accepted else -1
+            self._operators.restart_answered(event.reply, event.process, answer, run)
 
     # ---- kills ----
 
@@ -357,6 +392,8 @@ class TaskOwner:
             if update.state.terminal:
                 self.final_update = update
             self._reporter.on_update(update)
+            if update.state.terminal:
+                self._operators.task_ended(update)
         if outcome.kill_reason is not None:
             self._kill(outcome.kill_reason, request)
 
@@ -365,15 +402,19 @@ class TaskOwner:
         if isinstance(t, ProcessTransition):
             key = (t.process, t.run if t.run is not None else -1)
             self._journal.transition(t, self._pids.get(key), self._exits.get(key))
+            if t.to in (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED):
+                self._operators.process_ended(t.process, t.to, t.reason)
         else:
             self._journal.transition(t)
         self._reporter.on_transition(t)
 
     def _header(self) -> HeaderRecord:
         job = self.job
+        me = own_identity()
         return HeaderRecord(
             task=job.label, job_key=job.key, task_id=job.task_id, sandbox=str(self.sandbox),
-            ports=dict(job.ports), supervisor_pid=os.getpid(),
+            ports=dict(job.ports), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+            supervisor_boot=me.boot_id, marker=self._procs.marker,
             processes=tuple(p.name for p in job.task.processes),
             health=self._checker.describe() if self._checker is not None else "none")
 

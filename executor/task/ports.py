@@ -3,7 +3,7 @@
 The owner decides nothing itself and does nothing itself: it feeds events to the pure
 machines and hands their commands to these ports. `executor/task/wiring.py` plugs in the real
 adapters (`procs.Supervisor` for processes, the checkpoint file, the health loop, the
-lifecycle endpoints); tests plug in fakes that record what they were asked. Protocols only:
+lifecycle endpoints, the host session); tests plug in fakes that record what they were asked. Protocols only:
 no behaviour here.
 """
 from __future__ import annotations
@@ -19,14 +19,19 @@ from healthcheck.checkers import Checker, CommandResult
 from healthcheck.policy import Attempt
 
 __all__ = [
-    "CheckpointSink", "HealthChecks", "HealthStarter", "Lifecycle", "LifecycleStarter",
-    "ProcessPort", "Reporter", "SpawnError",
+    "CheckpointSink", "HealthChecks", "HealthStarter", "HostPort", "Lifecycle",
+    "LifecycleStarter", "ProcessPort", "Reporter", "SpawnError",
 ]
 
 
 class ProcessPort(Protocol):
     """The task's processes (`executor.procs.supervisor.Supervisor` is one). Exits come back
     as `ProcessExited` events posted to the owner's queue, not through this port."""
+
+    @property
+    def marker(self) -> str:
+        """The STOKER_TASK_MARKER value every process of the task carries."""
+        ...
 
     def start(self) -> None: ...
 
@@ -64,6 +69,22 @@ class Reporter(Protocol):
 
     def on_update(self, u: Update) -> None:
         """A task-level status to report (STARTING, RUNNING, and the terminal one)."""
+        ...
+
+
+class HostPort(Protocol):
+    """The host's view of the task (`executor.host.session.HostSession`): its entry in the
+    host registry and the control socket through which operators reach the owner."""
+
+    def task_started(self, *, task_id: str, job_key: str, label: str, marker: str,
+                     post: Callable[[object], None]) -> None:
+        """List the task, and post operators' requests (`KillRequested`,
+        `RestartRequested`) to the owner's queue through `post`. May raise
+        `executor.host.lock.SandboxBusy`: the task must not start."""
+        ...
+
+    def task_ended(self) -> None:
+        """The owner is done: operators' requests no longer reach it."""
         ...
 
 

@@ -3,7 +3,10 @@
 Plugs into the owner's ports (`executor/task/ports.py`): the process supervisor
 (`executor/procs/supervisor.py`), posting exits to the owner's queue; the checkpoint file,
 opened when the task starts; the health loop with the job's checker (shell checks run
-through the supervisor, so its one reaper reaps them); and the lifecycle endpoints of a kill.
+through the supervisor, so its one reaper reaps them); the lifecycle endpoints of a kill;
+and the host session (`executor/host/session.py`: the sandbox lock, the registry entry, the
+control socket), joined when the task starts and let go when it ends; the front-end may
+have opened it first (`stoker run` does, and so does `stoker executor`'s command line).
 `stoker run` (`executor/local/`) and `stoker executor` (`executor/mesos/`) both call it; the
 front-ends also get from here who a task's processes may run as (`executor/procs/identity.py`).
 """
@@ -14,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from config.spec import JobSpec
+from executor.host.session import HostSession
 from executor.procs.identity import RunAs, UnknownUser, current_user, give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import open_writer
@@ -58,4 +62,25 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: open_writer(sandbox, job.label),
         reporter=reporter, checker=make_checker(job.health, procs.run_command),
         start_health=start_health, start_lifecycle=start_lifecycle, events=events,
-        kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs, run_cap=run_cap)
+        host=_SessionPort(sandbox), kill_grace_secs=kill_grace_secs,
+        stop_within_secs=stop_within_secs, run_cap=run_cap)
+
+
+class _SessionPort:
+    """The owner's HostPort: this process's session of the sandbox, for the task's life."""
+
+    def __init__(self, sandbox: Path) -> None:
+        self._sandbox = sandbox
+        self._session: HostSession | None = None
+
+    def task_started(self, *, task_id: str, job_key: str, label: str, marker: str,
+                     post: Callable[[object], None]) -> None:
+        self._session = HostSession.open(self._sandbox)
+        self._session.task_started(task_id=task_id, job_key=job_key, label=label,
+                                   marker=marker, post=post)
+
+    def task_ended(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.task_ended()
+            session.close()

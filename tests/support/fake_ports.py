@@ -39,6 +39,7 @@ class FakeProcs:
         self._fail = fail_spawns
         self._next_pid = 100
         self.started = self.closed = False
+        self.marker = "fake-marker"
 
     def start(self) -> None:
         self.started = True

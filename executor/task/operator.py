@@ -1,0 +1,96 @@
+"""The operator's requests a task owner is answering (`stoker kill`, `stoker restart`).
+
+Owns, for one task: who waits for what and the answers they get. A kill's operator hears
+that it is under way, then the task's terminal state; a restart's operator hears the
+planner's answer (taken, or why not), then the new run's number and pid, or why there will
+be none (the process ended for good, the task ended). Answers go through each request's
+`Replier`, which never blocks (it writes to a socket without waiting) and never raises
+here. Called only from the owner's thread; it decides nothing about the task.
+"""
+from __future__ import annotations
+
+import logging
+
+import attrs
+
+from executor.events import ControlReply, KillRequested, ProcessState, Replier, RestartRequested, TaskState
+from executor.task.process_rules import RestartAnswer
+from executor.task.status import Update
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen(slots=True)
+class _RestartWaiter:
+    reply: Replier
+    process: str
+    after_run: int  # the answer comes with the first run after this one
+
+
+def _send(reply: Replier, answer: ControlReply) -> None:
+    try:
+        reply(answer)
+    except Exception as exc:  # a replier must not raise; a broken one must not stop the owner
+        logger.error("control reply failed: %s: %s", type(exc).__name__, exc)
+
+
+class OperatorRequests:
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._kills: list[Replier] = []
+        self._restarts: list[_RestartWaiter] = []
+
+    def kill_taken(self, reply: Replier, reason: str, grace_secs: float) -> None:
+        """A kill is under way; its operator hears so now and the task's end later."""
+        self._kills.append(reply)
+        _send(reply, ControlReply(ok=True, done=False, message=(
+            f"killing task {self._label}: {reason}; SIGKILL {grace_secs:g} s after SIGTERM")))
+
+    def restart_answered(self, reply: Replier, process: str, answer: RestartAnswer,
+                         current_run: int) -> None:
+        """The planner's answer now; the new run's pid once it started (`run_started`)."""
+        if not answer.accepted:
+            _send(reply, ControlReply(ok=False, done=True, message=answer.reason, process=process))
+            return
+        self._restarts.append(_RestartWaiter(reply, process, current_run))
+        _send(reply, ControlReply(ok=True, done=False, message=answer.reason, process=process))
+
+    def run_started(self, process: str, run: int, pid: int) -> None:
+        for waiter in [w for w in self._restarts if w.process == process and run > w.after_run]:
+            self._restarts.remove(waiter)
+            _send(waiter.reply, ControlReply(
+                ok=True, done=True, process=process, run=run, pid=pid,
+                message=f"process '{process}' run {run} started (pid {pid})"))
+
+    def process_ended(self, process: str, state: ProcessState, reason: str) -> None:
+        """`process` ended for good: no new run will come for its restart."""
+        for waiter in [w for w in self._restarts if w.process == process]:
+            self._restarts.remove(waiter)
+            _send(waiter.reply, ControlReply(
+                ok=False, done=True, process=process,
+                message=f"process '{process}' ended for good ({state.value}: {reason}); "
+                        f"no new run"))
+
+    def task_ended(self, update: Update | None) -> None:
+        """The task is over (or its owner stopped): every waiting operator gets the end."""
+        state = update.state if update is not None else TaskState.FAILED
+        message = update.message if update is not None else "the task's owner stopped"
+        for reply in self._kills:
+            _send(reply, ControlReply(ok=True, done=True, state=state.value,
+                                      message=f"task {self._label} {state.value}: {message}"))
+        for waiter in self._restarts:
+            _send(waiter.reply, ControlReply(
+                ok=False, done=True, process=waiter.process, state=state.value,
+                message=f"the task ended ({state.value}: {message}) before process "
+                        f"'{waiter.process}' started again"))
+        self._kills, self._restarts = [], []
+
+    def too_late(self, event: object, update: Update | None) -> None:
+        """An operator's request the owner never handled (it came as the task ended)."""
+        if isinstance(event, (KillRequested, RestartRequested)) and event.reply is not None:
+            late = OperatorRequests(self._label)
+            if isinstance(event, KillRequested):
+                late._kills.append(event.reply)
+            else:
+                late._restarts.append(_RestartWaiter(event.reply, event.process, -1))
+            late.task_ended(update)
