@@ -1,5 +1,6 @@
-"""The `stoker` command: run, executor, inspect, status, tail. The only place logging is
-configured. Every expected failure (bad config, bad sandbox, missing variables, a sandbox
+"""The `stoker` command: run, executor, inspect, status, ps, tail, kill, restart. The only
+place logging is configured; the inspection and control commands live in their own modules
+(`status`, `ps`, `tail`, `control`), each registering its subcommands. Every expected failure (bad config, bad sandbox, missing variables, a sandbox
 argument that is no directory) ends in one `stoker: error: ...` line naming the real cause
 and a non-zero exit (docs/contract.md §9), never in a bare traceback; every argument has a
 help text and every command an example.
@@ -11,8 +12,6 @@ import json
 import logging
 import os
 import sys
-import time
-from pathlib import Path
 
 import executor
 from config.errors import ConfigError
@@ -25,17 +24,14 @@ from config.settings import (
     variables,
 )
 from config.words import printable
-from executor.cli import logsetup
+from executor.cli import control, logsetup, ps, status, tail
+from executor.cli.targets import UsageError
 from executor.logs import log_event
 
 EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
 # `stoker run` prints these state changes on stdout: its stderr log does not repeat them.
 RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage")
-
-
-class UsageError(Exception):
-    """An argument names something that cannot be used (a sandbox that is no directory)."""
 
 
 def _command(sub, name: str, summary: str, example: str, details: str = "") -> argparse.ArgumentParser:
@@ -85,20 +81,8 @@ def _parser() -> argparse.ArgumentParser:
                               "as `stoker executor` would run it (Stoker's task document or Aurora's "
                               "AssignedTask); runs nothing")
 
-    status = _command(sub, "status", "print the checkpointed state of a task's sandbox",
-                      "examples:\n  stoker status sandbox-hello-20261128-101500-3f2a1c\n"
-                      "  stoker status --json /var/lib/mesos/.../sandbox")
-    status.add_argument("sandbox", nargs="?", default=None, metavar="SANDBOX",
-                        help="sandbox directory (default $MESOS_SANDBOX, else the current directory)")
-    status.add_argument("--json", action="store_true", help="print the replayed state as JSON")
-
-    tail = _command(sub, "tail", "print a process's log of its latest run",
-                    "examples:\n  stoker tail sandbox-hello-20261128-101500-3f2a1c hello\n"
-                    "  stoker tail SANDBOX web --stderr -f")
-    tail.add_argument("sandbox", metavar="SANDBOX", help="the task's sandbox directory")
-    tail.add_argument("process", metavar="PROCESS", help="the process's name, as in the job")
-    tail.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
-    tail.add_argument("-f", "--follow", action="store_true", help="keep printing what is appended")
+    for command in (status, ps, tail, control):  # each registers its own subcommands
+        command.register(sub, _command)
     return parser
 
 
@@ -141,6 +125,8 @@ def _quiet_stdout() -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if hasattr(args, "handler"):
+        return args.handler(args)
     if args.command == "run":
         return _cmd_run(args)
     if args.command == "executor":
@@ -154,13 +140,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         logsetup.configure(settings.log_format, settings.log_level)
         log_event(logger, logging.WARNING if hidden.problems else logging.INFO, "secrets_hidden",
                   dumpable=hidden.dumpable, erased=hidden.erased, problems="; ".join(hidden.problems) or None)
-        return executor_main(settings, environ)
+        from executor.cli.targets import run_held_executor
+
+        return run_held_executor(settings, environ, executor_main)
     if args.command == "inspect":
         return _cmd_inspect_task_info(args) if args.task_info else _cmd_inspect(args)
-    if args.command == "status":
-        return _cmd_status(args)
-    if args.command == "tail":
-        return _cmd_tail(args)
     raise AssertionError(args.command)
 
 
@@ -224,68 +208,4 @@ def _cmd_inspect_task_info(args: argparse.Namespace) -> int:
         print(json.dumps(launch_json(launch), indent=2))
     else:
         sys.stdout.write(describe_launch(launch))
-    return 0
-
-
-def _default_sandbox(given: str | None) -> Path:
-    return _sandbox_dir(Path(given or os.environ.get("MESOS_SANDBOX") or "."))
-
-
-def _sandbox_dir(path: Path) -> Path:
-    """`path`, which must be an existing directory: else the UsageError that says which."""
-    if not path.exists():
-        raise UsageError(f"sandbox {path} does not exist")
-    if not path.is_dir():
-        raise UsageError(f"sandbox {path} is not a directory")
-    return path
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    import attrs
-
-    from executor.cli.views import format_status
-    from executor.task.checkpoint import read_records
-    from executor.task.replay import replay
-
-    sandbox = _default_sandbox(args.sandbox)
-    try:
-        records = read_records(sandbox, keep_unreadable=True)
-    except OSError as exc:  # CheckpointError: e.g. a FIFO or a symlink where it should be
-        _error(str(exc))
-        return 1
-    if not records:
-        _error(f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)")
-        return 1
-    view = replay(records)
-    for warning in view.warnings:  # damaged records: skipped, and said so
-        print(f"stoker: warning: {warning}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(attrs.asdict(view, value_serializer=_jsonable), indent=2, default=str))
-    else:
-        text = format_status(view, time.time())
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0
-
-
-def _jsonable(_inst, _field, value):
-    return value.value if hasattr(value, "value") and not isinstance(value, (int, float, str)) else value
-
-
-def _cmd_tail(args: argparse.Namespace) -> int:
-    from executor.cli.views import follow, latest_log
-
-    try:
-        path = latest_log(_sandbox_dir(Path(args.sandbox)), args.process, args.stderr)
-    except (FileNotFoundError, ValueError) as exc:
-        _error(str(exc))
-        return 1
-    out = sys.stdout.buffer
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 16):
-            out.write(chunk)
-    out.flush()
-    if args.follow:
-        for chunk in follow(path, stop=lambda: False):
-            out.write(chunk)
-            out.flush()
     return 0

@@ -1,45 +1,24 @@
-"""What `stoker status` and `stoker tail` show of a sandbox.
+"""What `stoker status` shows of a task: its replayed checkpoint, checked against the host.
 
-Owns: formatting a replayed `TaskView` as a readable table (`format_status`), finding a
-process's latest run log (`latest_log`), and following a growing log (`follow`, which, like
-`tail -f`, looks again every 0.2 s when idle and reopens the file when it was rotated).
-Reads files only; never writes to the sandbox, never signals or starts anything.
+Owns formatting a replayed `TaskView` as a readable table (`format_status`): the task's
+state (LOST, with since when and which record says so, when its supervisor is gone without
+a terminal record), its attempts, the supervisor's phase, each process with its run, pid,
+exit and time, the health checks, and a LOST task's leftover processes. Times are ISO 8601
+dates with the local offset and an age beside them (`executor/host/clock.py`). What comes
+from the checkpoint is escaped (`config.words.printable`): nothing printed can drive the
+terminal. Formatting only: no I/O.
 """
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Sequence
 
 from config.words import printable_lines
+from executor.cli.inspection import Leftover
+from executor.host.clock import age, iso_time, when
+from executor.host.entry import Truth
 from executor.task.replay import AttemptView, ProcessView, RunView, TaskView
 
-FOLLOW_IDLE_SECS = 0.2
-FOLLOW_READ_BYTES = 65536
-
-
-def format_duration(secs: float | None) -> str:
-    """3.2s, 4m05s, 2h03m, 3d04h; '-' when unknown."""
-    if secs is None or secs != secs:
-        return "-"
-    secs = max(0.0, secs)
-    if secs < 60:
-        return f"{secs:.1f}s"
-    minutes, s = divmod(int(secs), 60)
-    if minutes < 60:
-        return f"{minutes}m{s:02d}s"
-    hours, m = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{m:02d}m"
-    days, h = divmod(hours, 24)
-    return f"{days}d{h:02d}h"
-
-
-def _clock(wall: float | None) -> str:
-    if wall is None:
-        return "-"
-    return time.strftime("%H:%M:%S", time.localtime(wall))
+format_duration = age  # 3.2s, 4m05s, 2h03m, 3d04h
 
 
 def _exit_text(run: RunView | None) -> str:
@@ -52,27 +31,29 @@ def _exit_text(run: RunView | None) -> str:
     return "-"
 
 
-def _time_text(run: RunView | None, now_wall: float) -> str:
+def _time_text(run: RunView | None, now_wall: float, lost: bool) -> str:
     if run is None or run.started_wall is None:
         return "-"
-    if run.ended_wall is None:
-        return f"up {format_duration(now_wall - run.started_wall)}"
-    return f"ran {format_duration(run.ended_wall - run.started_wall)}"
+    if run.ended_wall is None:  # a LOST task's run: how long it ran is not known
+        return "-" if lost else f"up {age(now_wall - run.started_wall)}"
+    return f"ran {age(run.ended_wall - run.started_wall)}"
 
 
-def _process_rows(processes: tuple[ProcessView, ...], now_wall: float) -> list[list[str]]:
+def _process_rows(processes: tuple[ProcessView, ...], now_wall: float, lost: bool) -> list[list[str]]:
     rows = [["PROCESS", "STATE", "RUN", "PID", "EXIT", "TIME", "RESTARTS", "REASON"]]
     for p in processes:
         run = p.current
+        state = "LOST" if lost and p.state == "RUNNING" else p.state
         rows.append([
-            p.name, p.state, "-" if run is None else str(run.run),
+            p.name, state, "-" if run is None else str(run.run),
             "-" if run is None or run.pid is None else str(run.pid),
-            _exit_text(run), _time_text(run, now_wall), str(p.restarts), p.reason,
+            _exit_text(run), _time_text(run, now_wall, lost), str(p.restarts), p.reason,
         ])
     return rows
 
 
-def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+def table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    """Columns as wide as their longest cell (the last one as it comes)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for r in rows:
@@ -92,102 +73,57 @@ def _health_lines(attempt: AttemptView) -> list[str]:
     ]
     for a in h.last_attempts:
         latency = "-" if a.latency_secs is None else f"{a.latency_secs * 1000:.1f} ms"
-        lines.append(f"  {_clock(a.wall)}  {a.outcome:<7}  {latency:>10}  {a.reason}".rstrip())
+        lines.append(f"  {iso_time(a.wall)}  {a.outcome:<7}  {latency:>10}  {a.reason}".rstrip())
     return lines
 
 
-def format_status(view: TaskView, now_wall: float) -> str:
-    """A readable status of the task as replayed from its checkpoint."""
+def _state_text(attempt: AttemptView, truth: Truth | None, now_wall: float) -> str:
+    recorded = attempt.state or "unknown"
+    if truth is None or not truth.lost:
+        return recorded
+    return f"{truth.describe_since(when(truth.since_wall, now_wall))}; recorded {recorded}"
+
+
+def _leftover_lines(leftovers: Sequence[Leftover]) -> list[str]:
+    if not leftovers:
+        return ["leftover processes: none (nothing carries the task's marker)"]
+    rows = [["PID", "PROCESS", "RUN", "COMMAND"]]
+    rows += [[str(p.pid), p.process or "-", "-" if p.run is None else str(p.run), p.command]
+             for p in leftovers]
+    return ["leftover processes (they carry the task's marker; its supervisor is gone):",
+            *table(rows)]
+
+
+def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
+                  leftovers: Sequence[Leftover] = ()) -> str:
+    """A readable status of the task as replayed from its checkpoint; `truth` says whether
+    its supervisor still runs (None: not checked)."""
     cur = view.current
+    lost = truth is not None and truth.lost
     ports = " ".join(f"{k}={v}" for k, v in sorted(view.ports.items())) or "none"
-    lines = [
-        f"task {view.label or '?'}  key={view.job_key or '?'}  state={cur.state or 'unknown'}"
-        f"  attempt={cur.number}",
-    ]
+    lines = [f"task {view.label or '?'}  key={view.job_key or '?'}  "
+             f"state={_state_text(cur, truth, now_wall)}  attempt={cur.number}"]
     if cur.reason:
         lines.append(f"  reason: {cur.reason}")
     if cur.phase is not None and cur.phase.reason != cur.reason:  # nothing new: not repeated
-        lines.append(f"  supervisor: {cur.phase.to_state} since {_clock(cur.phase.wall or None)}: "
+        lines.append(f"  supervisor: {cur.phase.to_state} since {iso_time(cur.phase.wall or None)}: "
                      f"{cur.phase.reason}".rstrip())
     lines.append(f"  ports: {ports}")
-    since = "-" if cur.started_wall is None else f"{_clock(cur.started_wall)} " \
-        f"({format_duration(now_wall - cur.started_wall)} ago)"
-    lines.append(f"  task_id: {view.task_id or '-'}  supervisor_pid: "
-                 f"{cur.supervisor_pid or '-'}  started: {since}")
+    alive = "" if truth is None else (" (running)" if truth.alive else " (gone)")
+    lines.append(f"  task_id: {view.task_id or '-'}  supervisor_pid: {cur.supervisor_pid or '-'}"
+                 f"{alive}  started: {when(cur.started_wall, now_wall)}")
+    if view.earlier_attempts:
+        lines.append(f"  {view.earlier_attempts} earlier attempts not kept")
     for old in view.attempts[:-1]:
         lines.append(f"  earlier attempt {old.number}: {old.state or 'unknown'} "
-                     f"(started {_clock(old.started_wall)}) {old.reason}".rstrip())
+                     f"(started {iso_time(old.started_wall)}) {old.reason}".rstrip())
     lines.append("")
     if cur.processes:
-        lines.extend(_table(_process_rows(cur.processes, now_wall), indent=""))
+        lines.extend(table(_process_rows(cur.processes, now_wall, lost), indent=""))
     else:
         lines.append("no processes recorded")
     lines.append("")
     lines.extend(_health_lines(cur))
+    if lost:
+        lines += ["", *_leftover_lines(leftovers)]
     return printable_lines("\n".join(lines)) + "\n"  # names and reasons come from the checkpoint
-
-
-def latest_log(sandbox: Path, process: str, stderr: bool) -> Path:
-    """SANDBOX/.logs/PROCESS/<highest run>/stdout (or stderr).
-
-    Raises ValueError for a process name that leads outside the logs, FileNotFoundError
-    (with the path in words) when the process has no log yet.
-    """
-    root = (Path(sandbox) / ".logs").resolve()
-    directory = (root / process).resolve()
-    if not process or directory.parent != root or directory.name != process:
-        raise ValueError(f"{process!r} is not a process name")
-    name = "stderr" if stderr else "stdout"
-    try:
-        runs = sorted((int(e.name) for e in os.scandir(directory)
-                       if e.name.isdigit() and e.is_dir()), reverse=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"process {process!r} has no logs: {directory} does not "
-                                f"exist") from None
-    for run in runs:
-        path = directory / str(run) / name
-        if path.exists():
-            return path
-    raise FileNotFoundError(f"process {process!r} has no {name} log under {directory}")
-
-
-def follow(path: Path, stop: Callable[[], bool], offset: int | None = None) -> Iterator[bytes]:
-    """Yield bytes appended to `path` from `offset` (default: its end at the time of the call)
-    until `stop()` is true when there is nothing new.
-
-    Reopens the file from the start when it was replaced (rotated) or truncated. The file is
-    opened by this call, not lazily, so nothing written after it returns is missed.
-    """
-    f = open(path, "rb")
-    f.seek(0, os.SEEK_END) if offset is None else f.seek(offset)
-    return _follow(path, f, stop)
-
-
-def _follow(path: Path, f, stop: Callable[[], bool]) -> Iterator[bytes]:
-    try:
-        while True:
-            data = f.read(FOLLOW_READ_BYTES)
-            if data:
-                yield data
-                continue
-            if stop():
-                return
-            if _replaced(path, f):
-                rest = f.read()  # written to the old file just before it was rotated
-                f.close()
-                f = open(path, "rb")
-                if rest:
-                    yield rest
-                continue
-            time.sleep(FOLLOW_IDLE_SECS)
-    finally:
-        f.close()
-
-
-def _replaced(path: Path, f) -> bool:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return False  # between a rotation's rename and the new file: look again later
-    mine = os.fstat(f.fileno())
-    return st.st_ino != mine.st_ino or st.st_size < f.tell()

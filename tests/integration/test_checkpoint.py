@@ -1,12 +1,13 @@
-"""The checkpoint on disk, `stoker status` formatting, and finding / following run logs."""
+"""The checkpoint on disk and `stoker status` formatting (finding and following run logs:
+tests/integration/test_tail.py)."""
 import json
 import os
-import threading
 import time
 
 import pytest
 
-from executor.cli.views import follow, format_duration, format_status, latest_log
+from executor.cli.views import format_duration, format_status
+from executor.host.clock import iso_time
 from executor.task import checkpoint
 from executor.task.checkpoint import CheckpointError, CheckpointWriter, checkpoint_path, read_records
 from executor.task.replay import replay
@@ -156,8 +157,10 @@ def test_status_shows_the_supervisor_phase(tmp_path):
     writer.close()
     text = format_status(replay(read_records(tmp_path)), now_wall=1010.0)
     assert "state=KILLING" in text.splitlines()[0]
-    assert ("  supervisor: CLEANING since 10:15:03: killed; stopping 1 running process: "
-            "SIGTERM now, SIGKILL 5 s later") in text.splitlines()
+    cleaning_at = time.mktime((2026, 11, 28, 10, 15, 3, 0, 0, -1))
+    assert (f"  supervisor: CLEANING since {iso_time(cleaning_at)}: killed; stopping 1 running "
+            f"process: SIGTERM now, SIGKILL 5 s later") in text.splitlines()
+    assert iso_time(cleaning_at).startswith("2026-11-28T10:15:03")
     without = replay(read_records(tmp_path)[:-1])
     assert "supervisor:" not in format_status(without, now_wall=1010.0)
     same = read_records(tmp_path) + [
@@ -170,54 +173,3 @@ def test_status_shows_the_supervisor_phase(tmp_path):
                                         (7380, "2h03m"), (3 * 86400 + 4 * 3600, "3d04h")])
 def test_durations_read_well(secs, text):
     assert format_duration(secs) == text
-
-
-def test_latest_log_is_the_highest_run(tmp_path):
-    for run in (0, 2, 10):
-        d = tmp_path / ".logs" / "web" / str(run)
-        d.mkdir(parents=True)
-        (d / "stdout").write_text(f"run {run}\n")
-        (d / "stderr").write_text("")
-    assert latest_log(tmp_path, "web", stderr=False) == tmp_path / ".logs/web/10/stdout"
-    assert latest_log(tmp_path, "web", stderr=True) == tmp_path / ".logs/web/10/stderr"
-
-
-def test_latest_log_errors_say_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="process 'db' has no logs"):
-        latest_log(tmp_path, "db", stderr=False)
-    (tmp_path / ".logs" / "quiet" / "0").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="has no stdout log"):
-        latest_log(tmp_path, "quiet", stderr=False)
-    with pytest.raises(ValueError, match="not a process name"):
-        latest_log(tmp_path, "../etc", stderr=False)
-
-
-def test_follow_yields_appended_bytes_and_survives_rotation(tmp_path):
-    path = tmp_path / "stdout"
-    path.write_bytes(b"old\n")
-    done = threading.Event()
-    got = bytearray()
-
-    def writer():
-        with open(path, "ab") as f:
-            f.write(b"new-1\n")
-        os.replace(path, tmp_path / "stdout.1")  # rotation: a fresh file appears
-        path.write_bytes(b"new-2\n")
-
-    gen = follow(path, stop=done.is_set)
-    thread = threading.Thread(target=writer)
-    thread.start()
-    deadline = time.monotonic() + 5
-    for chunk in gen:
-        got += chunk
-        if b"new-2\n" in got or time.monotonic() > deadline:
-            done.set()
-            break
-    thread.join(5)
-    assert bytes(got) == b"new-1\nnew-2\n"
-
-
-def test_follow_stops_when_asked(tmp_path):
-    path = tmp_path / "stdout"
-    path.write_bytes(b"")
-    assert list(follow(path, stop=lambda: True)) == []

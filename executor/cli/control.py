@@ -1,0 +1,128 @@
+"""`stoker kill SANDBOX|TASK_ID [--grace SECS]` and `stoker restart SANDBOX|TASK_ID PROCESS`.
+
+Both talk to the task's running supervisor through its control socket
+(`executor/host/control.py`), never to the task's processes: the supervisor does what a
+Mesos KILL does (lifecycle endpoints, SIGTERM, SIGKILL of every tree after the grace, the
+final processes) or restarts one process (its run stopped, the next started at once,
+counted as neither a failure nor a loss). The supervisor is the live holder of the
+sandbox's lock; its socket must belong to it (`SO_PEERCRED`).
+
+`kill` prints the supervisor's answers and waits for the task's end: exit 0 once it ended,
+1 when it was refused or the supervisor went away first. `restart` prints the answers and
+waits for the new run: exit 0 with its run number and pid, 1 when refused. No supervisor
+(gone, LOST, never there): one `stoker: error:` line and exit 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from config.settings import parse_secs
+from config.words import printable
+from executor.cli.targets import Target, error, registry_arguments, resolve
+
+if TYPE_CHECKING:
+    from executor.events import ControlReply
+    from executor.host.controlwire import ControlRequest
+
+
+def register(sub: Any, command: Any) -> None:
+    kill = command(sub, "kill", "stop a task gracefully through its supervisor, as a Mesos KILL does",
+                   "examples:\n  stoker kill hello-0-3f2a1c8e\n  stoker kill SANDBOX --grace 10\n\n"
+                   "Under stoker run the run stops (no restart); under stoker executor the agent "
+                   "gets TASK_KILLED.")
+    kill.add_argument("target", metavar="SANDBOX|TASK_ID", help="sandbox directory or task id")
+    kill.add_argument("--grace", type=_grace, default=None, metavar="SECS",
+                      help="SIGTERM → SIGKILL grace (default: the task's kill grace)")
+    registry_arguments(kill)
+    kill.set_defaults(handler=run_kill)
+    restart = command(sub, "restart", "restart one process of a running task",
+                      "examples:\n  stoker restart hello-0-3f2a1c8e hello\n  stoker restart SANDBOX web\n\n"
+                      "Its run gets SIGTERM, SIGKILL after the task's kill grace; the next run starts "
+                      "at once and the restart counts as neither a failure nor a loss.")
+    restart.add_argument("target", metavar="SANDBOX|TASK_ID", help="sandbox directory or task id")
+    restart.add_argument("process", metavar="PROCESS", help="the process's name, as in the job")
+    registry_arguments(restart)
+    restart.set_defaults(handler=run_restart)
+
+
+def _grace(text: str) -> float:
+    try:
+        return parse_secs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def run_kill(args: argparse.Namespace) -> int:
+    from executor.cli.inspection import inspect_sandbox
+    from executor.host.controlwire import KillControl
+
+    last = _converse(args, KillControl(args.grace), "kill")
+    if last is None:
+        return 1
+    if last.done and last.ok:
+        return 0
+    if not last.done:  # the supervisor went away before the end: say what is left
+        inspection = inspect_sandbox(_target(args).sandbox)
+        print(f"stoker kill: the supervisor went away; the task is {inspection.truth.state}")
+        return 0 if inspection.truth.ended else 1
+    return 1
+
+
+def run_restart(args: argparse.Namespace) -> int:
+    from executor.host.controlwire import RestartControl
+
+    last = _converse(args, RestartControl(args.process), "restart")
+    return 0 if last is not None and last.done and last.ok else 1
+
+
+def _target(args: argparse.Namespace) -> Target:
+    return resolve(args.target, args)
+
+
+def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -> ControlReply | None:
+    """Send the request, print each answer; the last one (None: no supervisor reached)."""
+    from executor.events import ControlReply
+    from executor.host.control import ControlUnavailable
+
+    last = None
+    sandbox = _target(args).sandbox
+    try:
+        for last in _replies(sandbox, request):
+            stream = sys.stdout if last.ok else sys.stderr
+            print(f"stoker {command}: {printable(last.message)}", file=stream, flush=True)
+    except ControlUnavailable as exc:
+        error(str(exc))
+        return None
+    except OSError:
+        pass  # the connection broke: the caller looks at what is left
+    return last or ControlReply(ok=False, done=False, message="no answer")
+
+
+def _replies(sandbox: Path, request: ControlRequest) -> Iterator[ControlReply]:
+    from executor.cli.inspection import inspect_sandbox
+    from executor.host import identity, lock
+    from executor.host.control import ControlUnavailable, ask, connect
+    from executor.host.sandbox import open_stoker_dir
+    from executor.procs import saferead
+
+    where = os.fspath(sandbox)
+    try:
+        stoker_dir = open_stoker_dir(sandbox)
+    except OSError as exc:
+        raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
+                                 f"{saferead.describe(exc)}") from None
+    try:
+        holder = lock.holder(stoker_dir)
+        if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
+            state = inspect_sandbox(sandbox).truth.state if holder is not None else "unknown"
+            raise ControlUnavailable(f"no live supervisor holds {where} (its task is {state})")
+        sock = connect(stoker_dir, where, holder.pid)
+    finally:
+        os.close(stoker_dir)
+    with sock:
+        yield from ask(sock, request)

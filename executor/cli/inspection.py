@@ -1,0 +1,146 @@
+"""What a sandbox says about its task, checked against the host: for `stoker status` and
+`stoker ps`.
+
+Owns `inspect_sandbox`: replay the sandbox's checkpoint (streamed, bounded, never through a
+symlink or a FIFO: `executor/task/checkpoint.iter_records`), find the attempt a supervisor
+ran (the latest, or the one a registry entry names), check that its supervisor still runs
+(pid, start time and boot: `executor/host/identity.py`), judge the truth
+(`executor/host/entry.judge`: LOST when it is gone without a terminal record), and, for a
+LOST task, list its leftover processes: those whose environment still carries its
+`STOKER_TASK_MARKER`, with the process and run their `STOKER_RUN_MARKER` names. One /proc
+scan for every LOST task of a call. Reads only: never writes, never signals.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import attrs
+
+from executor.host import identity
+from executor.host.entry import RegistryEntry, Truth, judge
+from executor.host.sandbox import checkpoint_mtime
+from executor.procs import proctree, saferead
+from executor.procs.spawn import RUN_MARKER, TASK_MARKER
+from executor.task.checkpoint import iter_records
+from executor.task.replay import AttemptView, TaskView, replay
+
+CMDLINE_BYTES = 4096
+CMDLINE_SHOWN = 80
+
+
+@attrs.frozen(slots=True)
+class Leftover:
+    """A process still carrying a LOST task's marker."""
+
+    pid: int
+    process: str  # "" when it carries no run marker of the task
+    run: int | None
+    command: str
+
+
+@attrs.frozen(slots=True)
+class Inspection:
+    sandbox: Path
+    view: TaskView | None  # None: no readable checkpoint (`problem` says why)
+    attempt: AttemptView | None  # the attempt of the supervisor asked about
+    truth: Truth
+    problem: str = ""
+    leftovers: tuple[Leftover, ...] = ()
+
+
+def _view(sandbox: Path) -> tuple[TaskView | None, str]:
+    try:
+        return replay(iter_records(sandbox)), ""
+    except FileNotFoundError:
+        return None, f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)"
+    except OSError as exc:
+        return None, f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"
+
+
+def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | None:
+    """The latest attempt, or the latest one the entry's supervisor ran (None: none kept)."""
+    if entry is None:
+        return view.current
+    for attempt in reversed(view.attempts):
+        if attempt.supervisor_pid == entry.supervisor_pid and \
+                attempt.supervisor_start in (None, entry.supervisor_start):
+            return attempt
+    return None
+
+
+def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspection:
+    """The task in `sandbox` as it is now (see the module docstring); no leftovers yet."""
+    view, problem = _view(sandbox)
+    attempt = _attempt_of(view, entry) if view is not None else None
+    if entry is not None:
+        alive = identity.is_alive(entry.supervisor_pid, entry.supervisor_start,
+                                  entry.supervisor_boot)
+    elif attempt is not None:
+        alive = identity.is_alive(attempt.supervisor_pid, attempt.supervisor_start,
+                                  attempt.supervisor_boot, started_before_wall=attempt.started_wall)
+    else:
+        alive = False
+    recorded = attempt.state if attempt is not None else None
+    # The checkpoint's last write is this supervisor's only if its attempt is the latest.
+    latest = view is None or attempt is view.current
+    truth = judge(recorded, alive,
+                  last_record_wall=view.last_wall if view is not None and latest else None,
+                  checkpoint_mtime=checkpoint_mtime(sandbox) if latest else None,
+                  registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
+                  let_go=entry is not None and entry.ended_wall is not None)
+    return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem)
+
+
+def marker_of(inspection: Inspection, entry: RegistryEntry | None = None) -> str:
+    if inspection.attempt is not None and inspection.attempt.marker:
+        return inspection.attempt.marker
+    return entry.marker if entry is not None else ""
+
+
+def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) -> list[Inspection]:
+    """The LOST ones get their leftover processes (one /proc scan for all of them)."""
+    wanted = {m for i, m in zip(inspections, markers) if i.truth.lost and m}
+    if not wanted:
+        return list(inspections)
+    entries = tuple(f"{TASK_MARKER}={m}".encode() for m in sorted(wanted))
+    found = proctree.scan_markers(entries)
+    out = []
+    for inspection, marker in zip(inspections, markers):
+        if inspection.truth.lost and marker:
+            inspection = attrs.evolve(inspection, leftovers=tuple(_leftovers(found.values(), marker)))
+        out.append(inspection)
+    return out
+
+
+def _leftovers(procs: Iterable[proctree.ProcInfo], marker: str) -> list[Leftover]:
+    mine = f"{TASK_MARKER}={marker}".encode()
+    run_prefix = f"{RUN_MARKER}={marker}/".encode()
+    found = []
+    for info in sorted(procs, key=lambda p: p.pid):
+        entries = info.environ.split(b"\0")
+        if mine not in entries:
+            continue
+        process, run = "", None
+        for item in entries:
+            if item.startswith(run_prefix):
+                name, _, number = item[len(run_prefix):].decode(errors="replace").rpartition("/")
+                process, run = name, int(number) if number.isdigit() else None
+        found.append(Leftover(info.pid, process, run, _command(info.pid)))
+    return found
+
+
+def _command(pid: int) -> str:
+    try:
+        fd = os.open(f"/proc/{pid}/cmdline", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        data = os.read(fd, CMDLINE_BYTES)
+    except OSError:
+        data = b""
+    finally:
+        os.close(fd)
+    text = data.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    return text if len(text) <= CMDLINE_SHOWN else text[: CMDLINE_SHOWN - 3] + "..."

@@ -1,0 +1,71 @@
+"""`stoker status [SANDBOX|TASK_ID] [--json]`: a task's checkpointed state, told truthfully.
+
+Replays the sandbox's checkpoint (read safely and bounded), checks that its supervisor
+still runs, and prints the view of `executor/cli/views.py`: a task whose supervisor is gone
+without a terminal record is LOST, with since when and its leftover processes. `--json`
+prints the replayed view with the same truth beside it. Exit 0 when printed, 1 when the
+sandbox has no readable checkpoint (docs/contract.md §9).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from executor.cli.targets import error, registry_arguments, resolve
+
+if TYPE_CHECKING:
+    from executor.cli.inspection import Inspection
+
+
+def register(sub: Any, command: Any) -> None:
+    status = command(sub, "status", "print the checkpointed state of a task's sandbox; LOST when "
+                                    "its supervisor is gone",
+                     "examples:\n  stoker status sandbox-hello-20261128-101500-3f2a1c\n"
+                     "  stoker status hello-0-3f2a1c8e   (a task id, from `stoker ps`)\n"
+                     "  stoker status --json /var/lib/mesos/.../sandbox")
+    status.add_argument("target", nargs="?", default=None, metavar="SANDBOX|TASK_ID",
+                        help="sandbox directory or task id (default $MESOS_SANDBOX, else the "
+                             "current directory)")
+    status.add_argument("--json", action="store_true", help="print the replayed state as JSON")
+    registry_arguments(status)
+    status.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from executor.cli.inspection import inspect_sandbox, marker_of, with_leftovers
+    from executor.cli.views import format_status
+
+    target = resolve(args.target, args)
+    inspection = inspect_sandbox(target.sandbox, target.entry)
+    if inspection.view is None:
+        error(inspection.problem)
+        return 1
+    (inspection,) = with_leftovers([inspection], [marker_of(inspection, target.entry)])
+    if args.json:
+        print(json.dumps(as_json(inspection), indent=2, default=str))
+    else:
+        assert inspection.view is not None
+        text = format_status(inspection.view, time.time(), inspection.truth, inspection.leftovers)
+        sys.stdout.write(text)
+    return 0
+
+
+def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
+    return value.value if hasattr(value, "value") and not isinstance(value, (int, float, str)) else value
+
+
+def as_json(inspection: Inspection) -> dict[str, Any]:
+    """The replayed view, plus what is true now: `state` (LOST when the supervisor is
+    gone without a terminal record), `supervisor_alive`, `lost_since` and its source, and
+    the leftover processes."""
+    doc: dict[str, Any] = attrs.asdict(inspection.view, value_serializer=_jsonable) if inspection.view else {}
+    truth = inspection.truth
+    doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
+               lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
+               leftovers=[attrs.asdict(p) for p in inspection.leftovers])
+    return doc

@@ -1,0 +1,198 @@
+"""`stoker tail SANDBOX|TASK_ID PROCESS [-n N] [-f] [--run N] [--stderr]`: a process's log.
+
+Prints the last N lines (default 10) of the latest run's stdout (or stderr, or run N's),
+found by reading backwards from the end one block at a time, so a 200 MB log costs a
+block or two, never the whole file. `-f` then keeps printing what is appended, like
+`tail -f`: it reopens the file when it was rotated (and starts over when it was
+truncated), and, unless `--run` pins a run, follows the process into its next run, printing
+`==> PROCESS run N: stdout <==` before the new run's output. While idle it looks again every
+`FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls.
+
+The sandbox is the task's: every level below it (`.logs`, the process, the run, the file)
+is opened without following a symlink or blocking (`executor/procs/saferead.py`), so a
+`.logs/web/0/stdout -> /etc/shadow` symlink or a FIFO is refused with one error line, exit
+1. Memory stays bounded: bytes go from the file to stdout a block at a time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from executor.cli.targets import error, registry_arguments, resolve
+from executor.procs import saferead
+
+FOLLOW_IDLE_SECS = 0.2
+LOGS_DIR = ".logs"
+
+
+def register(sub: Any, command: Any) -> None:
+    tail = command(sub, "tail", "print the end of a process's log; -f follows it into its next runs",
+                   "examples:\n  stoker tail sandbox-hello-20261128-101500-3f2a1c hello\n"
+                   "  stoker tail -n 100 hello-0-3f2a1c8e hello --stderr\n"
+                   "  stoker tail -f SANDBOX web")
+    tail.add_argument("target", metavar="SANDBOX|TASK_ID", help="sandbox directory or task id")
+    tail.add_argument("process", metavar="PROCESS", help="the process's name, as in the job")
+    tail.add_argument("-n", "--lines", type=_count, default=10, metavar="N",
+                      help="print the last N lines (default 10)")
+    tail.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing what is appended, across rotations and restarts")
+    tail.add_argument("--run", type=_count, default=None, metavar="N",
+                      help="this run's log (default: the latest run's)")
+    tail.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
+    registry_arguments(tail)
+    tail.set_defaults(handler=run)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative whole number")
+    return int(text)
+
+
+class ProcessLogs:
+    """One process's run logs under a sandbox, opened safely each time they are needed."""
+
+    def __init__(self, sandbox: Path, process: str, stream: str) -> None:
+        saferead.check_name(process)  # ValueError: not a process name
+        self.sandbox, self.process, self.stream = sandbox, process, stream
+
+    def _process_dir(self) -> int:
+        root = saferead.open_root(self.sandbox)
+        try:
+            return saferead.walk(root, [LOGS_DIR, self.process], file=False)
+        finally:
+            os.close(root)
+
+    def runs(self) -> list[int]:
+        """The run numbers that have a log directory, in order ([] when none)."""
+        try:
+            fd = self._process_dir()
+        except FileNotFoundError:
+            return []
+        try:
+            with os.scandir(fd) as scan:
+                return sorted(int(e.name) for e in scan
+                              if e.name.isdigit() and e.is_dir(follow_symlinks=False))
+        finally:
+            os.close(fd)
+
+    def open(self, run: int) -> tuple[int, int]:
+        """(run directory fd, file fd) of run `run`'s log. Raises OSError."""
+        pdir = self._process_dir()
+        try:
+            rdir = saferead.open_dir(str(run), pdir)
+        finally:
+            os.close(pdir)
+        try:
+            return rdir, saferead.open_file(self.stream, rdir)
+        except BaseException:
+            os.close(rdir)
+            raise
+
+    def where(self, run: int) -> str:
+        return f"{LOGS_DIR}/{self.process}/{run}/{self.stream}"
+
+
+def run(args: argparse.Namespace) -> int:
+    sandbox = resolve(args.target, args).sandbox
+    try:
+        logs = ProcessLogs(sandbox, args.process, "stderr" if args.stderr else "stdout")
+        runs = logs.runs()
+        number = args.run if args.run is not None else (runs[-1] if runs else None)
+        if number is None or number not in runs:
+            what = f"run {number}" if args.run is not None else "any run"
+            raise FileNotFoundError(f"process {args.process!r} has no log of {what} in "
+                                    f"{logs.sandbox}/{LOGS_DIR}")
+        rdir, fd = logs.open(number)
+    except (ValueError, FileNotFoundError) as exc:
+        error(str(exc))
+        return 1
+    except OSError as exc:
+        error(f"cannot read the log of {args.process!r}: {saferead.describe(exc)}")
+        return 1
+    out = sys.stdout.buffer
+    end = os.fstat(fd).st_size
+    pos = saferead.copy_range(fd, saferead.tail_start(fd, end, args.lines), end, out)
+    out.flush()
+    if not args.follow:
+        os.close(fd)
+        os.close(rdir)
+        return 0
+    follower = Follower(logs, number, rdir, fd, pos, pinned=args.run is not None)
+    return follower.follow(out, stop=lambda: False)
+
+
+class Follower:
+    """`-f`: print what is appended to the log, across rotations and into the next runs."""
+
+    def __init__(self, logs: ProcessLogs, run: int, run_dir: int, fd: int, pos: int,
+                 pinned: bool) -> None:
+        self.logs, self.run, self._dir, self._fd, self.pos = logs, run, run_dir, fd, pos
+        self._pinned = pinned
+
+    def follow(self, out: BinaryIO, stop: Callable[[], bool],
+               idle_secs: float = FOLLOW_IDLE_SECS) -> int:
+        """Until `stop()` is true when there is nothing new; returns the exit status."""
+        try:
+            while True:
+                if self._copy(out):
+                    continue
+                if stop():
+                    return 0
+                if not (self._rotated(out) or self._next_run(out)):
+                    time.sleep(idle_secs)
+        except OSError as exc:
+            error(f"stopped following {self.logs.where(self.run)}: {saferead.describe(exc)}")
+            return 1
+        finally:
+            os.close(self._fd)
+            os.close(self._dir)
+
+    def _copy(self, out: BinaryIO) -> bool:
+        size = os.fstat(self._fd).st_size
+        if size < self.pos:
+            self.pos = 0  # truncated: start over, as tail does
+        if size == self.pos:
+            return False
+        self.pos = saferead.copy_range(self._fd, self.pos, size, out)
+        out.flush()
+        return True
+
+    def _rotated(self, out: BinaryIO) -> bool:
+        """The name now holds another file (a rotation): switch to it from its start."""
+        try:
+            st = os.stat(self.logs.stream, dir_fd=self._dir, follow_symlinks=False)
+        except FileNotFoundError:
+            return False  # between a rotation's rename and the new file
+        mine = os.fstat(self._fd)
+        if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+            return False
+        fd = saferead.open_file(self.logs.stream, self._dir)
+        self._copy(out)  # what was written to the old file before it was rotated
+        os.close(self._fd)
+        self._fd, self.pos = fd, 0
+        return True
+
+    def _next_run(self, out: BinaryIO) -> bool:
+        """The process started a newer run: switch to its log, after a marker line."""
+        if self._pinned:
+            return False
+        newer = [r for r in self.logs.runs() if r > self.run]
+        if not newer:
+            return False
+        try:
+            rdir, fd = self.logs.open(newer[0])
+        except FileNotFoundError:
+            return False  # its directory is there, its log not yet
+        self._copy(out)  # the last words of the run before
+        os.close(self._fd)
+        os.close(self._dir)
+        self.run, self._dir, self._fd, self.pos = newer[0], rdir, fd, 0
+        out.write(f"==> {self.logs.process} run {self.run}: {self.logs.stream} <==\n".encode())
+        out.flush()
+        return True

@@ -1,0 +1,92 @@
+"""Which task an inspection or control command means, and the executor's hold on its sandbox.
+
+`resolve(TARGET)`: a directory is a sandbox; a name that does not exist is a task id, looked
+up in the host registry (a live supervisor's entry first, else the newest); anything else,
+or an id no task has, is a `UsageError` saying which (exit 2). With no TARGET,
+`$MESOS_SANDBOX`, else the current directory. `registry_arguments` adds the registry's
+flags (`--root`, `--registry-retention`) to a command; `error` prints one `stoker: error:`
+line, escaped.
+
+`run_held_executor`: `stoker executor` takes its sandbox (lock, registry entry, control
+socket) before it subscribes, so a sandbox another live supervisor holds is refused at once
+(exit 2) and the task owner later joins the same session (`executor/host/session.py`).
+
+Light at import (every `stoker` command imports it to build its parser): the registry and
+the session are imported when used.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from config.settings import ExecutorSettings, RegistrySettings, add_arguments
+from config.words import printable
+
+if TYPE_CHECKING:
+    from executor.host.entry import RegistryEntry
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """An argument names something that cannot be used: a sandbox that is no directory, a
+    task id no registered task has. The message says which (exit 2)."""
+
+
+def error(message: str) -> None:
+    print(f"stoker: error: {printable(message)}", file=sys.stderr)
+
+
+@attrs.frozen(slots=True)
+class Target:
+    sandbox: Path
+    entry: RegistryEntry | None  # when found through the registry
+
+
+def registry_arguments(parser: argparse.ArgumentParser) -> None:
+    add_arguments(parser, RegistrySettings)
+
+
+def resolve(given: str | None, args: argparse.Namespace) -> Target:
+    """The sandbox TARGET names (see the module docstring). Raises UsageError."""
+    path = Path(given or os.environ.get("MESOS_SANDBOX") or ".")
+    if path.is_dir():
+        return Target(path.absolute(), None)
+    if path.exists() or given is None:
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise UsageError(f"sandbox {path} {what}")
+    from executor.host.registry import Registry, find
+
+    settings = RegistrySettings.from_args(args, os.environ)
+    found = find(Registry(settings).entries(), given)
+    if found is None:
+        if "/" in given:
+            raise UsageError(f"sandbox {path} does not exist")
+        raise UsageError(f"sandbox {path} does not exist, and no task in the registry "
+                         f"{settings.registry_root} has that id (`stoker ps --all` lists them)")
+    return Target(Path(found.entry.sandbox), found.entry)
+
+
+def run_held_executor(settings: ExecutorSettings, environ: MutableMapping[str, str],
+                      executor_main: Callable[[ExecutorSettings, MutableMapping[str, str]], int]) -> int:
+    """`executor_main` while this process holds the executor's sandbox; exit 2 at once when
+    another live supervisor holds it."""
+    from executor.host.entry import FrontEnd
+    from executor.host.lock import SandboxBusy
+    from executor.host.session import HostSession
+
+    try:
+        session = HostSession.open(settings.sandbox, settings.registry, FrontEnd.EXECUTOR)
+    except (SandboxBusy, OSError) as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    try:
+        return executor_main(settings, environ)
+    finally:
+        session.close()
