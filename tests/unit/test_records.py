@@ -13,6 +13,7 @@ from executor.task.records import (
     HealthRecord,
     PhaseRecord,
     ProcessRecord,
+    SummaryRecord,
     TaskRecord,
     UnreadableLine,
     parse,
@@ -34,6 +35,11 @@ RECORDS = [
     HealthRecord(outcome=AttemptOutcome.FAILED, reason="HTTP 503", latency_secs=0.0032,
                  state=HealthState.STARTING, attempts=3, consecutive_failures=1,
                  consecutive_successes=0, wall=103.0),
+    SummaryRecord(earlier_attempts=3, earlier_runs={"web": 280, "db": 0},
+                  health_state=HealthState.RUNNING),
+    ProcessRecord(process="web", run=3, from_=ProcessState.RUNNING, to=ProcessState.WAITING,
+                  reason="killed by SIGTERM after the operator's restart", pid=4300, signal=15,
+                  outcome=RunOutcome.RESTARTED, wall=104.0),
 ]
 
 
@@ -85,6 +91,11 @@ def test_optional_fields_may_be_absent():
     {"kind": "header", "processes": "web"},
     {"kind": "header", "processes": ["web", 7]},
     {"kind": "header", "supervisor_pid": -math.inf},
+    {"kind": "summary", "earlier_attempts": -1},
+    {"kind": "summary", "earlier_runs": {"web": -2}},
+    {"kind": "summary", "earlier_runs": ["web"]},
+    {"kind": "summary", "earlier_runs": {"web": 1.5}},
+    {"kind": "summary", "health_state": "SICK"},
     {"kind": "from-the-future", "x": 1},  # unknown kinds: not damaged, just not ours
     {"kind": 7},
     {"no": "kind"},

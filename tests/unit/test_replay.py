@@ -206,3 +206,48 @@ def test_replay_module_is_pure():
             imported.add(node.module.split(".")[0])
     assert not imported & {"os", "time", "threading", "subprocess", "socket", "psutil",
                            "requests", "logging", "signal", "select", "json"}
+
+
+# ---- bounded, whatever the file holds ----
+
+
+def test_the_view_is_bounded_however_many_records_come():
+    from executor.task.replay import ATTEMPTS_KEPT, PROCESSES_KEPT, RUNS_KEPT, TRANSITIONS_KEPT
+
+    def records():
+        yield header(processes=[])
+        for n in range(3000):  # more processes than the view keeps
+            yield proc(f"p{n}", 0, "WAITING", "RUNNING", "started", 1.0)
+        for run in range(500):  # more runs of one process
+            yield proc("p0", run + 1, "WAITING", "RUNNING", "started", 2.0 + run)
+        for n in range(500):
+            yield task("STARTING", "RUNNING", f"#{n}", 3.0)
+        for n in range(100):
+            yield header(wall=1000.0 + n)
+
+    view = replay(records())
+    assert len(view.attempts) == ATTEMPTS_KEPT and view.earlier_attempts == 101 - ATTEMPTS_KEPT
+    assert view.attempt == 101
+    first = replay(list(records())[:-100]).current
+    assert len(first.processes) == PROCESSES_KEPT
+    p0 = first.processes[0]
+    assert len(p0.runs) == RUNS_KEPT and p0.earlier_runs == 501 - RUNS_KEPT and p0.restarts == 500
+    assert len(first.history) == TRANSITIONS_KEPT and first.history[-1].reason == "#499"
+
+
+def test_a_record_of_a_run_the_view_dropped_changes_nothing():
+    records = [header(), proc("web", 5, "WAITING", "RUNNING", "run 5", 1.0, pid=50),
+               proc("web", 2, "RUNNING", "FAILED", "stale", 2.0, pid=20, exit_code=1)]
+    web = replay(records).processes[1]
+    assert (web.state, web.reason, [r.run for r in web.runs]) == ("RUNNING", "run 5", [5])
+
+
+def test_a_summary_record_adds_what_compaction_dropped():
+    records = [header(), {"kind": "summary", "earlier_attempts": 7, "earlier_runs": {"web": 40, "late": 2},
+                          "health_state": "RUNNING"},
+               proc("web", 40, "WAITING", "RUNNING", "started", 101.0, pid=5)]
+    view = replay(records)
+    assert view.attempt == 8 and view.earlier_attempts == 7
+    assert [(p.name, p.earlier_runs, p.restarts) for p in view.processes] == [
+        ("setup", 0, 0), ("web", 40, 40), ("late", 2, 1)]
+    assert view.health.state == "RUNNING" and view.last_wall == 101.0

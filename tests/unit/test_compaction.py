@@ -1,0 +1,145 @@
+"""Compaction (executor/task/compaction.py): fewer records, the same view.
+
+The property: for every checkpoint a writer could have produced, replaying the compacted
+records gives exactly the view the whole checkpoint gives. Checked on generated checkpoints
+with small caps (so that every cap is hit often), and on long ones with the real caps."""
+from __future__ import annotations
+
+import contextlib
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from executor.task import compaction
+from executor.task import replay as replay_module
+from executor.task.compaction import compact
+from executor.task.records import SummaryRecord, parse
+from executor.task.replay import RUNS_KEPT, replay
+
+pytestmark = pytest.mark.timeout(60)
+
+NAMES = ["web", "db", "cron", "side"]
+STAGES = ["STARTING", "RUNNING", "KILLING", "FINISHED", "FAILED", "KILLED"]
+PHASES = ["ACTIVE", "CLEANING", "FINALIZING", "SUCCESS", "FAILED", "KILLED"]
+
+
+@contextlib.contextmanager
+def small_caps():
+    caps = {"HEALTH_HISTORY": 3, "RUNS_KEPT": 3, "ATTEMPTS_KEPT": 3, "TRANSITIONS_KEPT": 4,
+            "PROCESSES_KEPT": 3}
+    with mock.patch.multiple(replay_module, **caps), \
+            mock.patch.multiple(compaction, LOOSE_KEPT=2, **caps):
+        yield
+
+
+@st.composite
+def checkpoints(draw):
+    """Records as a writer writes them: headers, then task / phase / health records and the
+    runs of each process in order (a run starts, then ends: restarted or for good)."""
+    docs = []
+    wall = 0.0
+    for attempt in range(draw(st.integers(0, 6)) + 1):
+        names = draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=4))
+        if attempt or draw(st.booleans()):
+            docs.append({"kind": "header", "task": "t.0", "job_key": "c/r/e/t", "task_id": f"t-{attempt}",
+                         "sandbox": "/sb", "ports": {}, "supervisor_pid": 100 + attempt,
+                         "processes": names, "health": "check", "wall": wall})
+        runs = {}  # process -> (last run, running)
+        for step in draw(st.lists(st.integers(0, 9), max_size=40)):
+            wall += 1.0
+            name = draw(st.sampled_from(NAMES))
+            last, running = runs.get(name, (-1, False))
+            if step <= 3 and not running:
+                docs.append(proc(name, last + 1, "WAITING", "RUNNING", wall, pid=1000 + int(wall)))
+                runs[name] = (last + 1, True)
+            elif step <= 5 and running:
+                to, outcome = draw(st.sampled_from([("WAITING", "FAILED"), ("WAITING", "LOST"),
+                                                    ("WAITING", "RESTARTED"), ("SUCCESS", "SUCCESS"),
+                                                    ("FAILED", "FAILED"), ("KILLED", "KILLED")]))
+                docs.append(proc(name, last, "RUNNING", to, wall, exit_code=3, outcome=outcome))
+                runs[name] = (last, False)
+            elif step == 6 and not running:
+                docs.append(proc(name, None if last < 0 else last, "WAITING", "KILLED", wall))
+            elif step == 7:
+                docs.append({"kind": "health", "outcome": draw(st.sampled_from(["passed", "failed"])),
+                             "reason": f"attempt {wall}", "latency_secs": 0.001,
+                             "state": draw(st.sampled_from(["STARTING", "RUNNING", "FAILED", None])),
+                             "attempts": int(wall), "consecutive_failures": 0,
+                             "consecutive_successes": 1, "wall": wall})
+            elif step == 8:
+                docs.append({"kind": "task", "from": "", "to": draw(st.sampled_from(STAGES)),
+                             "reason": f"at {wall}", "wall": wall})
+            else:
+                docs.append({"kind": "phase", "from": "ACTIVE", "to": draw(st.sampled_from(PHASES)),
+                             "reason": f"at {wall}", "wall": wall})
+    return docs
+
+
+def proc(name, run, frm, to, wall, pid=None, exit_code=None, outcome=None):
+    return {"kind": "process", "process": name, "run": run, "from": frm, "to": to,
+            "reason": f"{name} {run} {to} at {wall}", "pid": pid, "exit_code": exit_code,
+            "signal": None, "outcome": outcome, "wall": wall}
+
+
+def compacted(docs):
+    records = [parse(d) for d in docs]
+    return [r.to_json() for r in compact(r for r in records if r is not None)]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(checkpoints())
+def test_a_compacted_checkpoint_replays_to_the_same_view(docs):
+    with small_caps():
+        once = compacted(docs)
+        assert replay(once) == replay(docs)
+        assert replay(compacted(once)) == replay(docs)  # compacting again changes nothing seen
+        assert len(compacted(once)) <= len(once)
+
+
+def test_100000_health_attempts_compact_to_the_last_ten():
+    docs = [{"kind": "header", "task": "t.0", "processes": ["web"], "wall": 0.0},
+            proc("web", 0, "WAITING", "RUNNING", 0.5, pid=7)]
+    docs += [{"kind": "health", "outcome": "passed", "reason": "", "latency_secs": 0.001,
+              "state": "RUNNING", "attempts": n, "consecutive_failures": 0,
+              "consecutive_successes": n, "wall": float(n)} for n in range(1, 100_001)]
+    out = compacted(docs)
+    assert [d["kind"] for d in out] == ["header", "summary", "process"] + ["health"] * 10
+    view = replay(out)
+    assert view == replay(docs)
+    assert view.health.attempts == 100_000 and view.last_wall == 100_000.0
+
+
+def test_a_crash_looping_process_keeps_its_last_runs_and_counts_the_others():
+    docs = [{"kind": "header", "task": "t.0", "processes": ["web"], "wall": 0.0}]
+    for run in range(300):
+        docs.append(proc("web", run, "WAITING", "RUNNING", 2.0 * run, pid=run + 10))
+        docs.append(proc("web", run, "RUNNING", "WAITING", 2.0 * run + 1, exit_code=1, outcome="FAILED"))
+    out = compacted(docs)
+    (summary,) = [parse(d) for d in out if d["kind"] == "summary"]
+    assert summary == SummaryRecord(earlier_runs={"web": 300 - RUNS_KEPT})
+    (web,) = replay(out).processes
+    assert web.restarts == 299 and web.earlier_runs == 280 and len(web.runs) == RUNS_KEPT
+    assert web.runs[0].run == 280 and replay(out) == replay(docs)
+
+
+def test_old_attempts_are_counted_and_numbering_goes_on():
+    docs = []
+    for attempt in range(50):
+        docs.append({"kind": "header", "task": "t.0", "task_id": f"t-{attempt}", "processes": [],
+                     "wall": float(attempt)})
+        docs.append({"kind": "task", "from": "NEW", "to": "FAILED", "reason": f"#{attempt}",
+                     "wall": attempt + 0.5})
+    view = replay(compacted(docs))
+    assert view == replay(docs)
+    assert view.earlier_attempts == 30 and view.attempt == 50 and view.task_id == "t-49"
+    assert [a.number for a in view.attempts] == list(range(31, 51))
+
+
+def test_the_last_record_is_kept_even_when_the_view_ignores_it():
+    docs = [{"kind": "header", "task": "t.0", "processes": ["web"], "wall": 0.0},
+            proc("web", 5, "WAITING", "RUNNING", 1.0),
+            proc("web", 2, "RUNNING", "FAILED", 9.0)]  # out of order: the view ignores it
+    out = compacted(docs)
+    assert out[-1]["wall"] == 9.0 and replay(out).last_wall == 9.0 == replay(docs).last_wall

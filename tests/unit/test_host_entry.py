@@ -1,0 +1,106 @@
+"""The host registry's entries and the truth about a task (executor/host/entry.py): tables,
+no files, no /proc."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from executor.host.entry import (
+    ENTRY_NAME,
+    FrontEnd,
+    RegistryEntry,
+    SinceSource,
+    Truth,
+    entry_name,
+    expired,
+    judge,
+)
+
+ENTRY = RegistryEntry(sandbox="/sb/hello", supervisor_pid=4242, supervisor_start=123456,
+                      supervisor_boot="b00t", front_end=FrontEnd.RUN, registered_wall=1000.0,
+                      task_id="hello-0-ab12", job_key="c/r/e/hello", label="hello.0",
+                      marker="m4rk3r", ended_wall=None)
+
+
+def test_an_entry_round_trips_through_json_and_is_named_after_its_supervisor():
+    doc = json.loads(json.dumps(ENTRY.to_json()))
+    assert RegistryEntry.from_json(doc) == ENTRY
+    assert ENTRY.name == entry_name(4242, 123456) == "4242-123456.json"
+    assert ENTRY_NAME.match(ENTRY.name)
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("4242-123456.json", True), ("1-0.json", True), ("0-1.json", False),
+    ("4242-123456.json.tmp", False), (".4242-123456.json.ab.tmp", False), ("../x.json", False),
+    ("4242.json", False), ("a-1.json", False), ("4242-123456.JSON", False),
+])
+def test_entry_file_names(name, ok):
+    assert bool(ENTRY_NAME.match(name)) is ok
+
+
+@pytest.mark.parametrize("change", [
+    {"sandbox": "relative/path"}, {"sandbox": 7}, {"supervisor_pid": 0}, {"supervisor_pid": -3},
+    {"supervisor_pid": 1.5}, {"supervisor_pid": True}, {"supervisor_start": "soon"},
+    {"front_end": "marathon"}, {"registered": math.inf}, {"registered": None},
+    {"ended": "later"}, {"task_id": ["x"]},
+])
+def test_a_damaged_entry_reads_as_none(change):
+    doc = dict(ENTRY.to_json(), **change)
+    assert RegistryEntry.from_json(doc) is None
+
+
+@pytest.mark.parametrize("doc", ["text", ["list"], None, 7])
+def test_what_is_not_an_object_reads_as_none(doc):
+    assert RegistryEntry.from_json(doc) is None
+
+
+WALLS = {"last_record_wall": 50.0, "checkpoint_mtime": 60.0, "registry_wall": 10.0}
+
+TRUTHS = {
+    "a live supervisor's task is what it recorded": (
+        "RUNNING", True, WALLS, False, Truth("RUNNING", alive=True, ended=False)),
+    "a live supervisor without a task yet": (
+        None, True, WALLS, False, Truth("NEW", alive=True, ended=False)),
+    "a live supervisor between attempts shows the last end": (
+        "FAILED", True, WALLS, False, Truth("FAILED", alive=True, ended=False)),
+    "gone after a terminal record: ended": (
+        "KILLED", False, WALLS, False, Truth("KILLED", alive=False, ended=True)),
+    "gone without a terminal record: LOST since its last record": (
+        "RUNNING", False, WALLS, False,
+        Truth("LOST", alive=False, ended=False, since_wall=50.0, since=SinceSource.LAST_RECORD)),
+    "gone while killing is LOST too": (
+        "KILLING", False, WALLS, True,
+        Truth("LOST", alive=False, ended=False, since_wall=50.0, since=SinceSource.LAST_RECORD)),
+    "records without wall times: since the checkpoint's modification": (
+        "STARTING", False, dict(WALLS, last_record_wall=None), False,
+        Truth("LOST", alive=False, ended=False, since_wall=60.0, since=SinceSource.CHECKPOINT_MTIME)),
+    "no checkpoint at all: since its registry entry": (
+        None, False, {"last_record_wall": None, "checkpoint_mtime": None, "registry_wall": 10.0},
+        False, Truth("LOST", alive=False, ended=False, since_wall=10.0, since=SinceSource.REGISTRY)),
+    "a supervisor that let go without ever starting a task ended": (
+        None, False, WALLS, True, Truth("NEW", alive=False, ended=True)),
+}
+
+
+@pytest.mark.parametrize("recorded, alive, walls, let_go, truth", TRUTHS.values(), ids=TRUTHS)
+def test_the_truth_about_a_task(recorded, alive, walls, let_go, truth):
+    assert judge(recorded, alive, let_go=let_go, **walls) == truth
+
+
+def test_a_lost_task_says_since_when_and_from_what():
+    truth = judge("RUNNING", False, last_record_wall=50.0, checkpoint_mtime=None, registry_wall=None)
+    assert truth.lost
+    assert truth.describe_since("2026-11-29T10:15:00+00:00 (5s ago)") == (
+        "LOST (supervisor gone since 2026-11-29T10:15:00+00:00 (5s ago), its checkpoint's last record)")
+
+
+@pytest.mark.parametrize("last, now, retention, gone", [
+    (1000.0, 1000.0 + 7 * 86400, 7 * 86400.0, False),  # exactly the retention: still listed
+    (1000.0, 1000.0 + 7 * 86400 + 1, 7 * 86400.0, True),
+    (1000.0, 1500.0, 0.0, True),
+    (None, 1500.0, 7 * 86400.0, True),  # no sign at all
+])
+def test_retention(last, now, retention, gone):
+    assert expired(last, now, retention) is gone
