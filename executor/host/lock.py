@@ -89,9 +89,11 @@ def _open(stoker_dir: int) -> int:
             raise exc from None
         raise saferead.UnsafeEntry(exc.errno, f"{LOCK_FILE} is {saferead.kind_of(mode)}, "
                                               f"not a regular file") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
         os.close(fd)
-        raise saferead.UnsafeEntry(errno.EINVAL, f"{LOCK_FILE} is not a regular file")
+        raise saferead.UnsafeEntry(errno.EINVAL, f"{LOCK_FILE} is {saferead.kind_of(mode)}, "
+                                                 f"not a regular file")
     return fd
 
 

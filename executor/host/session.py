@@ -118,6 +118,8 @@ class HostSession:
         """One holder lets go; the last one stops the control socket, marks the registry
         entry ended and releases the sandbox."""
         with self._guard:
+            if self._refs <= 0:
+                return  # closed already
             self._refs -= 1
             if self._refs > 0:
                 return

@@ -51,7 +51,9 @@ def kind_of(mode: int) -> str:
 
 def describe(e: OSError) -> str:
     """'No such file or directory (ENOENT)'; an UnsafeEntry's own message."""
-    if isinstance(e, UnsafeEntry) or e.errno is None:
+    if isinstance(e, UnsafeEntry):
+        return e.strerror or str(e)
+    if e.errno is None:
         return str(e)
     return f"{os.strerror(e.errno)} ({errno.errorcode.get(e.errno, str(e.errno))})"
 

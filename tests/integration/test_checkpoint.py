@@ -1,7 +1,9 @@
 """The checkpoint on disk and `stoker status` formatting (finding and following run logs:
 tests/integration/test_tail.py)."""
 import json
+import math
 import os
+import threading
 import time
 
 import pytest
@@ -173,3 +175,121 @@ def test_status_shows_the_supervisor_phase(tmp_path):
                                         (7380, "2h03m"), (3 * 86400 + 4 * 3600, "3d04h")])
 def test_durations_read_well(secs, text):
     assert format_duration(secs) == text
+
+
+# ---- compaction on disk ----
+
+
+def health(n: int) -> dict:
+    return {"kind": "health", "outcome": "passed", "reason": "", "latency_secs": 0.001,
+            "state": "RUNNING", "attempts": n, "consecutive_failures": 0,
+            "consecutive_successes": n, "wall": 1000.0 + n}
+
+
+STORY = [dict(HEADER, wall=1000.0),
+         {"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": 1000.0},
+         {"kind": "process", "process": "web", "run": 0, "from": "WAITING", "to": "RUNNING",
+          "reason": "started", "pid": 4242, "wall": 1000.0}]
+
+
+def test_the_file_stays_small_and_replays_to_the_same_view(tmp_path):
+    writer = CheckpointWriter(tmp_path, compact_min_bytes=8192)
+    written = list(STORY)
+    writer.append_many(STORY)
+    biggest = 0
+    for first in range(1, 3001, 10):  # one fsync'd batch per step, as the owner writes
+        batch = [health(n) for n in range(first, first + 10)]
+        writer.append_many(batch)
+        written += batch
+        biggest = max(biggest, checkpoint_path(tmp_path).stat().st_size)
+    writer.close()
+    assert biggest < 2 * 8192 + 4096  # never past twice the threshold and one batch
+    assert replay(read_records(tmp_path)) == replay(written)
+    assert replay(read_records(tmp_path)).health.attempts == 3000
+    assert not (tmp_path / ".stoker" / "checkpoint.jsonl.compact").exists()
+
+
+class Crash(BaseException):
+    """The process dies here (not an OSError: nothing may handle it)."""
+
+
+STEPS = ["open the new file", "half written", "before its fsync", "before the rename",
+         "before the directory's fsync"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_crash_at_any_step_of_a_compaction_loses_nothing(tmp_path, monkeypatch, step):
+    writer = CheckpointWriter(tmp_path, compact_min_bytes=4096)
+    written = list(STORY)
+    writer.append_many(STORY)
+    compacting = threading.Event()
+    real_compact, real_write, real_open = checkpoint.compact, checkpoint._write_all, checkpoint._open_append
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def compact(records):
+        compacting.set()
+        return real_compact(records)
+
+    def crash_if(this: str) -> None:
+        if compacting.is_set() and step == this:
+            raise Crash(this)
+
+    def open_append(dir_fd, name, truncate=False):
+        if name == checkpoint.COMPACT_FILE:
+            crash_if("open the new file")
+        return real_open(dir_fd, name, truncate)
+
+    def write_all(fd, data):
+        if compacting.is_set() and step == "half written":
+            real_write(fd, data[: len(data) // 2])
+            raise Crash(step)
+        real_write(fd, data)
+
+    def fsync(fd):
+        crash_if("before its fsync" if fd != writer._dir else "before the directory's fsync")
+        real_fsync(fd)
+
+    def rename(*args, **kwargs):
+        crash_if("before the rename")
+        real_rename(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "compact", compact)
+    monkeypatch.setattr(checkpoint, "_write_all", write_all)
+    monkeypatch.setattr(checkpoint, "_open_append", open_append)
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    monkeypatch.setattr(checkpoint.os, "rename", rename)
+    with pytest.raises(Crash):
+        for n in range(1, 1000):
+            written.append(health(n))
+            writer.append(health(n))
+    monkeypatch.undo()
+    for fd in {writer._fd, writer._dir}:  # the process is gone: its fds with it
+        os.close(fd)
+    assert replay(read_records(tmp_path)) == replay(written)  # every record is there
+    again = CheckpointWriter(tmp_path, compact_min_bytes=4096)  # the next supervisor
+    assert not (tmp_path / ".stoker" / checkpoint.COMPACT_FILE).exists()
+    more = [health(n) for n in range(1000, 1400)]
+    again.append_many(more)
+    again.close()
+    assert replay(read_records(tmp_path)) == replay(written + more)
+
+
+def test_a_compaction_that_fails_keeps_the_file_and_tries_again_later(tmp_path, monkeypatch, caplog):
+    writer = CheckpointWriter(tmp_path, compact_min_bytes=4096)
+    writer.append_many(STORY)
+    real_rename = os.rename
+    failures = []
+
+    def rename(*args, **kwargs):
+        failures.append(args)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "rename", rename)
+    for n in range(1, 200):
+        writer.append(health(n))
+    monkeypatch.setattr(checkpoint.os, "rename", real_rename)
+    size = checkpoint_path(tmp_path).stat().st_size
+    assert 1 <= len(failures) <= 1 + math.log2(size / 4096)  # once per doubling, not per append
+    assert "checkpoint_compaction_failed" in caplog.text
+    assert replay(read_records(tmp_path)).health.attempts == 199
+    writer.close()

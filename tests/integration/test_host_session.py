@@ -1,0 +1,214 @@
+"""A supervisor's hold on its sandbox (executor/host/session.py): the lock that refuses a
+second supervisor, the registry entry, and the control socket that turns an operator's
+request into an event on the owner's queue, answered through the connection."""
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from config.settings import RegistrySettings
+from executor.events import ControlReply, KillRequested, RestartRequested
+from executor.host.control import ControlUnavailable, ask, connect
+from executor.host.controlwire import KillControl, RestartControl
+from executor.host.entry import FrontEnd
+from executor.host.lock import holder
+from executor.host.registry import Registry
+from executor.host.sandbox import open_stoker_dir
+from executor.host.session import OPERATOR_KILL, HostSession
+from executor.procs.saferead import UnsafeEntry
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(30)
+
+SECOND = """
+import sys
+from executor.host.session import HostSession
+from executor.host.lock import SandboxBusy
+try:
+    HostSession.open(sys.argv[1]).close()
+    print("held")
+except SandboxBusy as exc:
+    print(f"busy: {exc}")
+"""
+
+
+def second_supervisor(sandbox: Path) -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", SECOND, str(sandbox)], capture_output=True,
+                          text=True, timeout=20, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def session(tmp_path):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    s = HostSession.open(sandbox, front_end=FrontEnd.RUN)
+    yield s
+    s.close()
+
+
+def ask_all(sandbox: Path, request) -> list[ControlReply]:
+    fd = open_stoker_dir(sandbox)
+    try:
+        sock = connect(fd, str(sandbox), os.getpid())
+    finally:
+        os.close(fd)
+    with sock:
+        return list(ask(sock, request))
+
+
+def test_a_session_makes_stoker_owner_only_locks_it_and_registers(session):
+    sandbox = session.sandbox
+    st = os.stat(sandbox / ".stoker")
+    assert stat.S_IMODE(st.st_mode) == 0o700
+    sock = os.stat(sandbox / ".stoker" / "control.sock")
+    assert stat.S_ISSOCK(sock.st_mode) and stat.S_IMODE(sock.st_mode) == 0o600
+    fd = open_stoker_dir(sandbox)
+    try:
+        assert holder(fd).pid == os.getpid()
+    finally:
+        os.close(fd)
+    (listed,) = [i.entry for i in registry_from_env().entries() if i.entry.sandbox == str(sandbox)]
+    assert listed.supervisor_pid == os.getpid() and listed.ended_wall is None
+
+
+def registry_from_env() -> Registry:
+    return Registry(RegistrySettings.from_env(os.environ))
+
+
+def test_a_second_supervisor_is_refused_at_once_and_the_lock_dies_with_its_holder(session):
+    started = time.monotonic()
+    answer = second_supervisor(session.sandbox)
+    assert answer.startswith(f"busy: sandbox {session.sandbox} is held by a live stoker run "
+                             f"(pid {os.getpid()}, since 20")
+    assert "one supervisor per sandbox" in answer
+    assert time.monotonic() - started < 15  # at once: it never waited for the lock
+    again = HostSession.open(session.sandbox)  # the same process: the same session
+    assert again is session
+    again.close()
+    session.close()
+    assert second_supervisor(session.sandbox) == "held"
+    assert not (session.sandbox / ".stoker" / "control.sock").exists()
+    reopened = HostSession.open(session.sandbox)
+    assert reopened is not session
+    reopened.close()
+    session.close()  # a second close of a closed session does nothing
+    assert HostSession._open == {}
+
+
+def test_an_operator_s_kill_becomes_an_event_and_the_owner_answers_through_it(session):
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    session.task_started(task_id="t-1", job_key="c/r/e/t", label="t.0", marker="m", post=events.put)
+    got: list[ControlReply] = []
+    client = threading.Thread(target=lambda: got.extend(ask_all(session.sandbox, KillControl(2.5))))
+    client.start()
+    event = events.get(timeout=10)
+    assert isinstance(event, KillRequested)
+    assert (event.reason, event.grace_secs, event.use_lifecycle) == (OPERATOR_KILL, 2.5, True)
+    event.reply(ControlReply(ok=True, done=False, message="killing"))
+    event.reply(ControlReply(ok=True, done=True, message="task t.0 KILLED", state="KILLED"))
+    event.reply(ControlReply(ok=True, done=True, message="after the end: dropped"))
+    client.join(10)
+    assert [(r.message, r.state) for r in got] == [("killing", None), ("task t.0 KILLED", "KILLED")]
+    entry = [i.entry for i in registry_from_env().entries() if i.entry.sandbox == str(session.sandbox)]
+    assert entry[0].task_id == "t-1" and entry[0].marker == "m"
+
+
+def test_a_restart_request_names_its_process(session):
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    session.task_started(task_id="t-1", job_key="k", label="t.0", marker="m", post=events.put)
+    got: list[ControlReply] = []
+    client = threading.Thread(target=lambda: got.extend(ask_all(session.sandbox, RestartControl("web"))))
+    client.start()
+    event = events.get(timeout=10)
+    assert isinstance(event, RestartRequested) and event.process == "web"
+    event.reply(ControlReply(ok=True, done=True, message="started", process="web", run=1, pid=77))
+    client.join(10)
+    assert got == [ControlReply(ok=True, done=True, message="started", process="web", run=1, pid=77)]
+
+
+def test_without_a_task_a_restart_is_refused_and_a_kill_goes_to_the_front_end(session):
+    (refused,) = ask_all(session.sandbox, RestartControl("web"))
+    assert not refused.ok and refused.message == "no task is running under this supervisor (between attempts)"
+    (refused,) = ask_all(session.sandbox, KillControl())
+    assert not refused.ok and refused.message == "no task is running under this supervisor"
+    stopped = threading.Event()
+    session.on_operator_kill(stopped.set)
+    (taken,) = ask_all(session.sandbox, KillControl())
+    assert taken.ok and stopped.is_set()
+
+
+def test_a_malformed_request_is_answered_and_a_silent_client_blocks_no_one(session):
+    silent = socket.socket(socket.AF_UNIX)
+    silent.connect(str(session.sandbox / ".stoker" / "control.sock"))
+    try:
+        raw = socket.socket(socket.AF_UNIX)
+        raw.connect(str(session.sandbox / ".stoker" / "control.sock"))
+        raw.sendall(b'{"op": "reboot"}\n')
+        assert raw.makefile("rb").readline() == (
+            b'{"ok": false, "done": true, "message": "unknown op \'reboot\' (kill or restart)"}\n')
+        raw.close()
+        (refused,) = ask_all(session.sandbox, RestartControl("web"))
+        assert not refused.ok
+    finally:
+        silent.close()
+
+
+def test_the_client_refuses_a_socket_that_is_not_the_supervisor_s(session, tmp_path):
+    fd = open_stoker_dir(session.sandbox)
+    try:
+        with pytest.raises(ControlUnavailable, match=f"belongs to pid {os.getpid()}, not to the "
+                                                     f"sandbox's supervisor \\(pid 1\\)"):
+            connect(fd, "sb", expected_pid=1)
+    finally:
+        os.close(fd)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / ".stoker").mkdir()
+    os.symlink(session.sandbox / ".stoker" / "control.sock", other / ".stoker" / "control.sock")
+    fd = open_stoker_dir(other)
+    try:
+        with pytest.raises(ControlUnavailable, match="is not a socket"):
+            connect(fd, str(other), expected_pid=os.getpid())
+    finally:
+        os.close(fd)
+
+
+def test_a_sandbox_deeper_than_a_socket_path_can_be_still_has_its_socket(tmp_path):
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 8)
+    deep.mkdir(parents=True)
+    assert len(str(deep / ".stoker" / "control.sock")) > 108
+    s = HostSession.open(deep)
+    try:
+        (refused,) = ask_all(deep, RestartControl("web"))
+        assert refused.message.startswith("no task is running")
+    finally:
+        s.close()
+
+
+def test_a_planted_symlink_or_fifo_in_stoker_is_refused_without_waiting(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    os.symlink(target, linked / ".stoker")
+    with pytest.raises(UnsafeEntry, match="symlink"):
+        HostSession.open(linked)
+    assert not list(target.iterdir())
+    fifo = tmp_path / "fifo"
+    (fifo / ".stoker").mkdir(parents=True)
+    os.mkfifo(fifo / ".stoker" / "supervisor.lock")
+    with pytest.raises(UnsafeEntry, match="supervisor.lock is a FIFO, not a regular file"):
+        HostSession.open(fifo)
+    assert HostSession._open == {}  # nothing is held after either refusal

@@ -1,0 +1,170 @@
+"""The host registry on disk (executor/host/registry.py): atomic owner-only entries, reads
+that trust nothing, pruning by retention, and a registry that cannot be written never
+stopping anything."""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from config.settings import RegistrySettings
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry, find
+
+pytestmark = pytest.mark.timeout(20)
+DAY = 86400.0
+
+
+_gone = iter(range(1, 1_000_000))
+
+
+def entry(sandbox, *, alive=True, task_id="t-1", ended=None, registered=None) -> RegistryEntry:
+    """This process's identity when `alive`; else another start time of its pid: a
+    supervisor that is gone (each one different)."""
+    me = own_identity()
+    return RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid,
+                         supervisor_start=me.start_ticks + (0 if alive else next(_gone)),
+                         supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                         registered_wall=registered or time.time(), task_id=task_id,
+                         ended_wall=ended)
+
+
+def registry(root, retention=7 * DAY) -> Registry:
+    return Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=retention))
+
+
+def age(path, secs) -> None:
+    then = time.time() - secs
+    os.utime(path, (then, then))
+
+
+def test_an_entry_is_written_owner_only_and_read_back(tmp_path):
+    root = tmp_path / "root"
+    reg = registry(root)
+    e = entry(tmp_path / "sb")
+    assert reg.write(e)
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(root / e.name).st_mode) == 0o600
+    assert [item.entry for item in reg.entries()] == [e]
+    assert sorted(os.listdir(root)) == [e.name]  # no temporary file left
+    later = entry(tmp_path / "sb", task_id="t-2")  # the same supervisor's next task
+    reg.write(later)
+    assert [item.entry.task_id for item in reg.entries()] == ["t-2"]
+
+
+def test_a_reader_sees_the_old_entry_or_the_new_one_never_a_torn_one(tmp_path):
+    reg = registry(tmp_path / "root")
+    reg.write(entry(tmp_path / "sb", task_id="t-0"))
+    stop = threading.Event()
+
+    def rewrite():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            reg.write(entry(tmp_path / "sb", task_id=f"t-{n}"))
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(300):
+            assert len(reg.entries()) == 1
+    finally:
+        stop.set()
+        writer.join(5)
+
+
+def test_ended_and_lost_tasks_stay_until_the_retention_then_go(tmp_path):
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    live = entry(tmp_path / "live", task_id="live")
+    ended_recently = entry(tmp_path / "recent", alive=False, task_id="recent", ended=time.time() - 60)
+    ended_long_ago = entry(tmp_path / "old", alive=False, task_id="old", ended=time.time() - 2 * DAY)
+    for e in (live, ended_recently, ended_long_ago):
+        reg.write(e)
+    names = {item.entry.task_id for item in reg.entries()}
+    assert names == {"live", "recent"}  # reading pruned the old one
+
+
+def test_a_lost_task_goes_by_its_last_sign_the_checkpoint_s_or_the_entry_s(tmp_path):
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    checkpoint = sandbox / ".stoker" / "checkpoint.jsonl"
+    checkpoint.write_text("{}\n")
+    lost = entry(sandbox, alive=False, task_id="lost")  # gone, never marked ended
+    reg.write(lost)
+    age(root / lost.name, 3 * DAY)
+    assert [i.entry.task_id for i in reg.entries()] == ["lost"]  # the checkpoint is recent
+    age(checkpoint, 2 * DAY)
+    assert reg.entries() == []
+    assert not (root / lost.name).exists()
+
+
+def test_a_write_prunes_too(tmp_path):
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    old = entry(tmp_path / "old", alive=False, task_id="old", ended=time.time() - 2 * DAY)
+    reg.write(old)
+    assert (root / old.name).exists()
+    reg.write(entry(tmp_path / "new", task_id="new"))
+    assert not (root / old.name).exists()
+
+
+def test_reading_trusts_nothing_in_the_root(tmp_path):
+    root = tmp_path / "root"
+    reg = registry(root)
+    good = entry(tmp_path / "sb")
+    reg.write(good)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"not": "an entry"}')
+    os.symlink(secret, root / "111-222.json")  # a symlink named like an entry
+    os.mkfifo(root / "333-444.json")  # a FIFO: opening it must not block
+    (root / "555-666.json").write_bytes(b"{" + b" " * 100_000 + b"}")  # too big
+    (root / "777-888.json").write_text('{"sandbox": "/x"}')  # damaged
+    (root / "999-1.json").write_text(good.to_json().__repr__())  # not JSON
+    other = entry(tmp_path / "sb", task_id="mismatch")
+    (root / "12-34.json").write_text(__import__("json").dumps(other.to_json()))  # wrong name
+    started = time.monotonic()
+    assert [item.entry for item in reg.entries()] == [good]
+    assert time.monotonic() - started < 5
+
+
+def test_an_untrusted_root_is_neither_read_nor_written(tmp_path, caplog):
+    root = tmp_path / "open-to-all"
+    root.mkdir()
+    os.chmod(root, 0o777)
+    reg = registry(root)
+    with caplog.at_level(logging.WARNING):
+        assert reg.write(entry(tmp_path / "sb")) is False
+        assert reg.write(entry(tmp_path / "sb")) is False
+    assert reg.entries() == [] and os.listdir(root) == []
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # said once
+    assert "is not trusted" in warnings[0].getMessage()
+    assert "it runs anyway, but `stoker ps` will not list it" in warnings[0].getMessage()
+
+
+def test_a_registry_that_cannot_be_made_is_one_warning(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with caplog.at_level(logging.WARNING):
+        assert registry(blocker / "root").write(entry(tmp_path / "sb")) is False
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "cannot register task" in warning and "Not a directory (ENOTDIR)" in warning
+
+
+def test_a_task_id_finds_the_live_supervisor_first(tmp_path):
+    reg = registry(tmp_path / "root")
+    dead = entry(tmp_path / "a", alive=False, task_id="same", ended=time.time(), registered=2000.0)
+    live = entry(tmp_path / "b", task_id="same", registered=1000.0)
+    reg.write(dead)
+    reg.write(live)
+    listed = reg.entries()
+    assert find(listed, "same").entry == live
+    assert find(listed, "other") is None

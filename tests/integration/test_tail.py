@@ -1,0 +1,170 @@
+"""`stoker tail` (executor/cli/tail.py): the last lines of a run's log, read backwards
+without loading the file; `-f` across rotations and into the next run; and nothing ever
+read through a symlink or a FIFO a task planted in its sandbox."""
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+
+import pytest
+
+from executor.cli.main import main
+from executor.cli.tail import Follower, ProcessLogs
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def log(sandbox, process="web", run=0, stream="stdout", text=b""):
+    d = sandbox / ".logs" / process / str(run)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / stream).write_bytes(text)
+    return d / stream
+
+
+def tail(capfdbinary, *args) -> tuple[int, bytes, str]:
+    code = main(["tail", *map(str, args)])
+    out, err = capfdbinary.readouterr()
+    return code, out, err.decode()
+
+
+def test_the_latest_run_is_the_highest(tmp_path):
+    for run in (0, 2, 10):
+        log(tmp_path, run=run, text=f"run {run}\n".encode())
+    (tmp_path / ".logs" / "web" / "not-a-run").mkdir()
+    assert ProcessLogs(tmp_path, "web", "stdout").runs() == [0, 2, 10]
+
+
+LINES = b"".join(b"line %d\n" % n for n in range(1, 21))
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], b"".join(b"line %d\n" % n for n in range(11, 21))),
+    (["-n", "3"], b"line 18\nline 19\nline 20\n"),
+    (["-n", "0"], b""),
+    (["-n", "100"], LINES),
+    (["--run", "0", "-n", "1"], b"first run\n"),
+    (["--stderr"], b"oops\n"),
+])
+def test_the_last_lines(tmp_path, capfdbinary, args, expected):
+    log(tmp_path, run=0, text=b"first run\n")
+    log(tmp_path, run=1, text=LINES)
+    log(tmp_path, run=1, stream="stderr", text=b"oops\n")
+    code, out, err = tail(capfdbinary, tmp_path, "web", *args)
+    assert (code, out, err) == (0, expected, "")
+
+
+def test_a_last_line_without_its_newline_is_a_line(tmp_path, capfdbinary):
+    log(tmp_path, text=b"a\nb\nc")
+    assert tail(capfdbinary, tmp_path, "web", "-n", "2")[1] == b"b\nc"
+
+
+def test_five_lines_of_a_200_mb_log_in_well_under_100_ms(tmp_path, capfdbinary):
+    path = log(tmp_path)
+    with open(path, "r+b") as f:  # sparse: 200 MB of zeros cost nothing to write
+        f.truncate(200 * 1024 * 1024)
+        f.seek(0, os.SEEK_END)
+        f.write(b"".join(b"last %d\n" % n for n in range(1, 11)))
+    started = time.perf_counter()
+    code = main(["tail", str(tmp_path), "web", "-n", "5"])
+    took = time.perf_counter() - started
+    out, _ = capfdbinary.readouterr()
+    assert code == 0 and out == b"last 6\nlast 7\nlast 8\nlast 9\nlast 10\n"
+    assert took < 0.1, f"tail -n 5 of a 200 MB log took {took * 1000:.0f} ms"
+
+
+def test_what_is_missing_is_said_and_exits_1(tmp_path, capfdbinary):
+    code, _, err = tail(capfdbinary, tmp_path, "db")
+    assert code == 1 and err == f"stoker: error: process 'db' has no log of any run in {tmp_path}/.logs\n"
+    log(tmp_path, run=0)
+    code, _, err = tail(capfdbinary, tmp_path, "web", "--run", "3")
+    assert code == 1 and "has no log of run 3" in err
+    code, _, err = tail(capfdbinary, tmp_path, "../etc")
+    assert code == 1 and err == "stoker: error: '../etc' is not a plain file name\n"
+    code, _, err = tail(capfdbinary, tmp_path / "nowhere", "web")
+    assert code == 1 and "is neither a sandbox directory nor the id of a task" in err
+
+
+@pytest.mark.parametrize("plant", ["file", "run directory", "process directory", ".logs"])
+def test_a_symlink_anywhere_below_the_sandbox_is_never_followed(tmp_path, capfdbinary, plant):
+    secret = tmp_path / "outside"
+    log(secret, text=b"root:$6$secret-hash:19000:0:99999:7:::\n")
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    if plant == ".logs":
+        os.symlink(secret / ".logs", sandbox / ".logs")
+    elif plant == "process directory":
+        (sandbox / ".logs").mkdir()
+        os.symlink(secret / ".logs" / "web", sandbox / ".logs" / "web")
+    elif plant == "run directory":
+        (sandbox / ".logs" / "web").mkdir(parents=True)
+        os.symlink(secret / ".logs" / "web" / "0", sandbox / ".logs" / "web" / "0")
+    else:
+        (sandbox / ".logs" / "web" / "0").mkdir(parents=True)
+        os.symlink(secret / ".logs" / "web" / "0" / "stdout", sandbox / ".logs" / "web" / "0" / "stdout")
+    code, out, err = tail(capfdbinary, sandbox, "web", "-n", "5")
+    assert code == 1 and out == b"" and b"secret" not in out
+    assert err.startswith("stoker: error:")
+
+
+def test_a_fifo_log_is_refused_at_once(tmp_path, capfdbinary):
+    (tmp_path / ".logs" / "web" / "0").mkdir(parents=True)
+    os.mkfifo(tmp_path / ".logs" / "web" / "0" / "stdout")
+    started = time.monotonic()
+    code, out, err = tail(capfdbinary, tmp_path, "web")
+    assert code == 1 and out == b"" and "stdout is a FIFO, not a regular file" in err
+    assert time.monotonic() - started < 5
+
+
+def follow_in_thread(logs: ProcessLogs, run: int, pinned: bool = False):
+    rdir, fd = logs.open(run)
+    out = io.BytesIO()
+    done = threading.Event()
+    follower = Follower(logs, run, rdir, fd, os.fstat(fd).st_size, pinned=pinned)
+    thread = threading.Thread(target=follower.follow, args=(out, done.is_set, 0.01))
+    thread.start()
+    return out, done, thread
+
+
+def test_follow_prints_what_is_appended_across_a_rotation(tmp_path):
+    path = log(tmp_path, text=b"old\n")
+    out, done, thread = follow_in_thread(ProcessLogs(tmp_path, "web", "stdout"), 0)
+    try:
+        with open(path, "ab") as f:
+            f.write(b"new-1\n")
+        os.replace(path, path.with_name("stdout.1"))  # rotation: a fresh file appears
+        path.write_bytes(b"new-2\n")
+        wait_for(lambda: b"new-2\n" in out.getvalue(), 5)
+    finally:
+        done.set()
+        thread.join(5)
+    assert out.getvalue() == b"new-1\nnew-2\n"
+
+
+def test_follow_goes_on_into_the_next_run_after_a_marker_line(tmp_path):
+    log(tmp_path, run=0, text=b"zero\n")
+    out, done, thread = follow_in_thread(ProcessLogs(tmp_path, "web", "stdout"), 0)
+    try:
+        with open(tmp_path / ".logs/web/0/stdout", "ab") as f:
+            f.write(b"last words of run 0\n")
+        (tmp_path / ".logs/web/1").mkdir()  # the directory first, its log a moment later
+        log(tmp_path, run=1, text=b"one\n")
+        wait_for(lambda: b"one\n" in out.getvalue(), 5)
+    finally:
+        done.set()
+        thread.join(5)
+    assert out.getvalue() == b"last words of run 0\n==> web run 1: stdout <==\none\n"
+
+
+def test_a_pinned_run_is_followed_alone_and_following_stops_when_asked(tmp_path):
+    logs = ProcessLogs(tmp_path, "web", "stdout")
+    log(tmp_path, run=0, text=b"zero\n")
+    rdir, fd = logs.open(0)
+    log(tmp_path, run=1, text=b"one\n")
+    idle = iter(range(10))
+    out = io.BytesIO()
+    follower = Follower(logs, 0, rdir, fd, os.fstat(fd).st_size, pinned=True)
+    assert follower.follow(out, stop=lambda: next(idle) >= 5, idle_secs=0.001) == 0
+    assert out.getvalue() == b""  # five idle looks, and run 1 was never followed
