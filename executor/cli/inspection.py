@@ -13,8 +13,9 @@ scan for every LOST task of a call. Reads only: never writes, never signals.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -51,12 +52,23 @@ class Inspection:
 
 
 def _view(sandbox: Path) -> tuple[TaskView | None, str]:
+    count = 0
+
+    def counted() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for record in iter_records(sandbox):
+            count += 1
+            yield record
+
     try:
-        return replay(iter_records(sandbox)), ""
+        view = replay(counted())
     except FileNotFoundError:
         return None, f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)"
     except OSError as exc:
         return None, f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"
+    if not count:
+        return None, f"the checkpoint in {sandbox}/.stoker holds no record"
+    return view, ""
 
 
 def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | None:

@@ -126,25 +126,31 @@ def walk(dir_fd: int, parts: Sequence[str], *, file: bool) -> int:
 
 def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20) -> Iterator[bytes]:
     """The file's lines (without their newline), reading at most `max_bytes`; a line
-    longer than `max_line` is skipped, and so is a line the cap cut."""
+    longer than `max_line` is skipped, and so is a line the cap cut. Linear in the bytes
+    read, whatever the lines' lengths."""
     read = 0
-    pending = b""
+    parts: list[bytes] = []  # the current line's pieces
+    size = 0
     skipping = False
     while read < max_bytes:
         block = os.read(fd, min(BLOCK_BYTES, max_bytes - read))
         if not block:
-            if pending and not skipping:
-                yield pending  # the last line, without its newline
+            if parts and not skipping:
+                yield b"".join(parts)  # the last line, without its newline
             return
         read += len(block)
-        lines = (pending + block).split(b"\n")
-        pending = lines.pop()
-        for line in lines:
-            if not skipping:
-                yield line
-            skipping = False
-        if len(pending) > max_line:
-            pending, skipping = b"", True
+        start = 0
+        while (newline := block.find(b"\n", start)) >= 0:
+            if not skipping and size + newline - start <= max_line:
+                parts.append(block[start:newline])
+                yield b"".join(parts)
+            parts, size, skipping = [], 0, False
+            start = newline + 1
+        if not skipping and start < len(block):
+            size += len(block) - start
+            parts.append(block[start:])
+            if size > max_line:
+                parts, size, skipping = [], 0, True
 
 
 def tail_start(fd: int, end: int, lines: int) -> int:

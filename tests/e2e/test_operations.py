@@ -1,0 +1,232 @@
+"""Operating Stoker on a host, end to end with the real CLI and real processes: every task
+listed by `stoker ps`, a killed supervisor shown LOST at once, `stoker kill` and
+`stoker restart` through the running supervisor, one supervisor per sandbox, and
+`stoker tail -f` into the next run. Each test has a registry of its own (STOKER_ROOT)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support import proc_scan
+from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(90)
+
+FAKE = REPO / "tests/support/fake_task.py"
+
+
+@pytest.fixture
+def ops(tmp_path):
+    """Starts `stoker run`s and runs `stoker` commands against one private registry."""
+    root = tmp_path / "registry"
+    started: list[StokerProcess] = []
+
+    class Ops:
+        env = {"STOKER_ROOT": str(root)}
+
+        def run(self, config: Path, *args: str, workdir: Path | None = None) -> StokerProcess:
+            workdir = workdir or tmp_path
+            workdir.mkdir(parents=True, exist_ok=True)
+            proc = StokerProcess(["run", str(config), *args], workdir, env=self.env)
+            started.append(proc)
+            out = proc.wait_output("stoker run: sandbox ", timeout_secs=30)
+            proc.sandbox = Path(out.split("stoker run: sandbox ", 1)[1].split("\n", 1)[0])
+            return proc
+
+        def stoker(self, *args: str, timeout: float = 60, env: dict | None = None):
+            full = dict(os.environ, PYTHONPATH=str(REPO), **self.env, **(env or {}))
+            return subprocess.run([sys.executable, "-m", "executor", *map(str, args)],
+                                  capture_output=True, text=True, timeout=timeout, env=full,
+                                  cwd=tmp_path)
+
+        def ps(self, *args: str) -> list[dict]:
+            done = self.stoker("ps", "--json", *args)
+            assert done.returncode == 0, done.stderr
+            return json.loads(done.stdout)
+
+    yield Ops()
+    for proc in started:
+        proc.close()
+        if getattr(proc, "sandbox", None):
+            kill_leftovers(task_pids(proc.sandbox))
+
+
+def config(tmp_path: Path, body: str, name: str = "job.aurora") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def service(tmp_path: Path, cmdline: str, extra: str = "", name: str = "svc") -> Path:
+    return config(tmp_path, f"""
+        p = Process(name='p', cmdline={cmdline!r}, min_duration=30)
+        jobs = [Service(cluster='local', role='me', environment='test', name='{name}',
+                        task=Task(processes=[p{extra}], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
+                                  finalization_wait=5))]
+    """, name=f"{name}.aurora")
+
+
+def running(proc: StokerProcess) -> None:
+    proc.wait_output("task             STARTING → RUNNING", timeout_secs=30)
+
+
+def test_two_runs_from_different_directories_are_both_listed(ops, tmp_path):
+    job = service(tmp_path, f"exec {sys.executable} {FAKE}")
+    first = ops.run(job, workdir=tmp_path / "here")
+    second = ops.run(job, workdir=tmp_path / "there")
+    running(first)
+    running(second)
+    assert first.sandbox.parent == tmp_path / "here" and second.sandbox.parent == tmp_path / "there"
+    rows = {r["supervisor_pid"]: r for r in ops.ps()}
+    assert set(rows) == {first.pid, second.pid}
+    for proc in (first, second):
+        row = rows[proc.pid]
+        assert (row["state"], row["sandbox"], row["job_key"]) == ("RUNNING", str(proc.sandbox),
+                                                                  "local/me/test/svc")
+        assert row["task_id"].startswith("svc-0-") and row["processes_running"] == 1
+        assert row["started_iso"][:4].isdigit() and row["health"] == "none"
+    text = ops.stoker("ps").stdout.splitlines()
+    assert text[0].split() == ["TASK_ID", "JOB_KEY", "STATE", "PID", "SANDBOX", "STARTED", "PROCS", "HEALTH"]
+    assert len(text) == 3 and all(" RUNNING " in line for line in text[1:])
+    assert text[1].index("RUNNING") == text[2].index("RUNNING")  # columns line up
+
+
+def test_a_killed_supervisor_is_lost_at_the_next_look_with_its_leftovers(ops, tmp_path):
+    run = ops.run(service(tmp_path, f"exec {sys.executable} {FAKE}"))
+    running(run)
+    marker = next(r["marker"] for r in checkpoint_records(run.sandbox) if r["kind"] == "header")
+    worker = wait_for(lambda: proc_scan.task_pids_by_marker(marker))
+    (watchdog,) = [c for c in psutil.Process(run.pid).children() if "stoker-watchdog" in c.cmdline()]
+    watchdog.suspend()  # so that the task's process outlives its supervisor
+    try:
+        run.signal(signal.SIGKILL)
+        run.wait(10)
+        (row,) = ops.ps()
+        assert row["state"] == "LOST" and not row["supervisor_alive"]
+        assert row["lost_since_source"] == "its checkpoint's last record"
+        assert [p["pid"] for p in row["leftovers"]] == sorted(worker)
+        assert {(p["process"], p["run"]) for p in row["leftovers"]} == {("p", 0)}
+        status = ops.stoker("status", run.sandbox)
+        assert status.returncode == 0
+        first = status.stdout.splitlines()[0]
+        assert "state=LOST (supervisor gone since 20" in first and "recorded RUNNING" in first
+        assert "its checkpoint's last record" in first
+        assert "leftover processes (they carry the task's marker" in status.stdout
+        assert str(min(worker)) in status.stdout and " up " not in status.stdout
+        assert "LOST" in ops.stoker("ps").stdout
+    finally:
+        watchdog.resume()  # it finds its pipe closed and kills what is left
+        proc_scan.kill_carrying(f"STOKER_TASK_MARKER={marker}")
+    wait_for(lambda: not proc_scan.task_pids_by_marker(marker), 10)
+    (row,) = ops.ps()
+    assert row["state"] == "LOST" and row["leftovers"] == []
+
+
+def test_stoker_kill_stops_a_service_gracefully_its_final_process_runs_and_it_stays_stopped(ops, tmp_path):
+    job = service(tmp_path, f"exec {sys.executable} {FAKE}",
+                  extra=", Process(name='fin', cmdline='echo done > final.txt', final=True)")
+    run = ops.run(job)
+    running(run)
+    (row,) = ops.ps()
+    done = ops.stoker("kill", row["task_id"], "--grace", "2")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("stoker kill: killing task svc.0: killed by the operator (stoker kill)")
+    assert lines[-1] == "stoker kill: task svc.0 KILLED: killed by the operator (stoker kill)"
+    assert (run.sandbox / "final.txt").read_text() == "done\n"
+    assert run.wait(30) == 0  # an operator's stop: no restart by the service rules, exit as for Ctrl-C
+    assert "stopped on request; task KILLED (exit 0)" in run.stdout()
+    assert run.stdout().count("NEW → STARTING") == 1
+    (row,) = ops.ps("--all")
+    assert (row["state"], row["ended"]) == ("KILLED", True)
+    assert ops.ps() == []
+    gone = ops.stoker("kill", run.sandbox)
+    assert gone.returncode == 1 and "no live supervisor holds" in gone.stderr
+
+
+def test_stoker_restart_gives_the_process_a_new_pid_and_the_task_stays_running(ops, tmp_path):
+    run = ops.run(service(tmp_path, f"exec {sys.executable} {FAKE}"))
+    running(run)
+    (row,) = ops.ps()
+    before = wait_for(lambda: task_pids(run.sandbox))
+    done = ops.stoker("restart", row["task_id"], "p")
+    assert done.returncode == 0, done.stderr
+    first, last = done.stdout.splitlines()
+    assert first == ("stoker restart: restarting process 'p': SIGTERM to run 0 now, SIGKILL 5 s "
+                     "later; run 1 starts as soon as it has ended")
+    new_pid = int(last.rsplit("pid ", 1)[1].rstrip(")"))
+    assert last == f"stoker restart: process 'p' run 1 started (pid {new_pid})"
+    assert new_pid not in before and live({new_pid}) and not live(before)
+    status = json.loads(ops.stoker("status", run.sandbox, "--json").stdout)
+    assert status["state"] == "RUNNING"
+    (p,) = status["attempts"][-1]["processes"]
+    assert [(r["run"], r["state"]) for r in p["runs"]] == [(0, "RESTARTED"), (1, "RUNNING")]
+    assert p["runs"][1]["pid"] == new_pid
+    refused = ops.stoker("restart", run.sandbox, "nope")
+    assert refused.returncode == 1
+    assert refused.stderr == "stoker restart: task 'p' has no process 'nope' (its processes: p)\n"
+
+
+def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
+    job = service(tmp_path, f"exec {sys.executable} {FAKE}")
+    run = ops.run(job)
+    running(run)
+    second = ops.stoker("run", job, "--sandbox", run.sandbox)
+    assert second.returncode == 2
+    assert second.stderr == (f"stoker: error: sandbox {run.sandbox} is held by a live stoker run "
+                             f"(pid {run.pid}, since {second.stderr.split('since ')[1].split(')')[0]}): "
+                             f"one supervisor per sandbox; stop it first (`stoker kill {run.sandbox}`) "
+                             f"or use another sandbox\n")
+    agent_env = {"MESOS_SANDBOX": str(run.sandbox), "MESOS_AGENT_ENDPOINT": "127.0.0.1:9",
+                 "MESOS_FRAMEWORK_ID": "fw", "MESOS_EXECUTOR_ID": "ex"}
+    executor = ops.stoker("executor", env=agent_env)
+    assert executor.returncode == 2 and "is held by a live stoker run" in executor.stderr
+    assert [r["supervisor_pid"] for r in ops.ps()] == [run.pid]
+    assert "Traceback" not in second.stderr + executor.stderr
+
+
+def test_a_rerun_in_an_ended_sandbox_is_a_new_attempt_with_the_old_logs_kept(ops, tmp_path):
+    job = config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='echo run at $$')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    sandbox = tmp_path / "sb"
+    for _ in range(2):
+        assert ops.stoker("run", job, "--sandbox", sandbox).returncode == 0
+    assert (sandbox / ".logs.attempt-0/a/0/stdout").read_text().startswith("run at ")
+    assert (sandbox / ".logs/a/0/stdout").read_text().startswith("run at ")
+    status = ops.stoker("status", sandbox).stdout
+    assert "state=FINISHED  attempt=2" in status and "earlier attempt 1: FINISHED" in status
+
+
+def test_tail_f_follows_the_process_into_its_next_run(ops, tmp_path):
+    run = ops.run(service(tmp_path, "echo run $$ started; exec sleep 600"))
+    running(run)
+    wait_for(lambda: (run.sandbox / ".logs/p/0/stdout").exists()
+             and (run.sandbox / ".logs/p/0/stdout").read_text().startswith("run "))
+    out_path = tmp_path / "tail.out"
+    env = dict(os.environ, PYTHONPATH=str(REPO), **ops.env)
+    with open(out_path, "wb") as out:
+        tail = subprocess.Popen([sys.executable, "-m", "executor", "tail", "-f", str(run.sandbox), "p"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        wait_for(lambda: out_path.read_bytes().endswith(b" started\n"), 30)
+        assert ops.stoker("restart", run.sandbox, "p").returncode == 0
+        wait_for(lambda: out_path.read_bytes().count(b" started") == 2, 30,
+                 message="the next run's line in tail's output")
+        first, marker, second = out_path.read_text().splitlines()
+        assert first.startswith("run ") and second.startswith("run ") and first != second
+        assert marker == "==> p run 1: stdout <=="
+    finally:
+        os.killpg(tail.pid, signal.SIGKILL)
+        tail.wait(10)
