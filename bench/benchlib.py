@@ -339,6 +339,21 @@ def workdir(name: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def private_registry() -> Iterator[None]:
+    """The supervisors a bench starts register in a registry of their own (STOKER_ROOT),
+    never the machine's, unless the caller chose one."""
+    if os.environ.get("STOKER_ROOT"):
+        yield
+        return
+    with workdir("registry") as root:
+        os.environ["STOKER_ROOT"] = str(root)
+        try:
+            yield
+        finally:
+            os.environ.pop("STOKER_ROOT", None)
+
+
 def progress(text: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
@@ -361,7 +376,8 @@ def main(name: str, run: Callable[[bool], tuple[list[Row], list[str]]]) -> int:
     # run_all.py stops a bench that overruns with SIGTERM: unwind, so every `finally` kills
     # what that bench started.
     signal.signal(signal.SIGTERM, _terminated)
-    rows, notes = run(args.quick)
+    with private_registry():
+        rows, notes = run(args.quick)
     if args.json:
         Path(args.json).write_text(json.dumps({
             "rows": [attrs.asdict(r) | {"verdict": r.verdict} for r in rows],

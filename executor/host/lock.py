@@ -65,8 +65,9 @@ class SandboxLock:
         try:
             data = json.dumps({"pid": me.pid, "start": me.start_ticks, "boot": me.boot_id,
                                "front_end": front_end, "since": now_wall}).encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, data + b"\n", 0)
+            line = data + b"\n"
+            os.pwrite(fd, line, 0)
+            os.ftruncate(fd, len(line))  # never to 0 first: ext4 would flush the file then
         except OSError:
             os.close(fd)
             raise

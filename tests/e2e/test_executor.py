@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -345,3 +346,24 @@ def test_json_log_format_gives_one_object_per_line(agent, tmp_path):
     lines = [json.loads(line) for line in agent.executor_log().splitlines() if line.strip()]
     events = [line.get("event") for line in lines]
     assert "status_update" in events and "process_state" in events
+
+
+def test_an_operator_s_kill_reaches_the_agent_as_task_killed(agent, tmp_path):
+    """Under `stoker executor`, `stoker kill` is a KILL the operator asked for: the same staged
+    kill, then TASK_KILLED to the agent saying who asked; `stoker ps` lists the task."""
+    launch(agent, document(tmp_path, HELLO))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    listed = subprocess.run([*EXECUTOR[:-1], "ps", "--json"], capture_output=True, text=True,
+                            timeout=30, env=env)
+    (row,) = [r for r in json.loads(listed.stdout) if r["sandbox"] == str(agent.sandbox)]
+    assert (row["task_id"], row["state"], row["front_end"]) == ("task-1", "RUNNING", "executor")
+    done = subprocess.run([*EXECUTOR[:-1], "kill", "task-1", "--grace", "1"], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == ("stoker kill: task hello.0 KILLED: killed by the "
+                                            "operator (stoker kill)")
+    killed = agent.wait_for_state("task-1", "TASK_KILLED", 10)
+    assert killed.message == "killed by the operator (stoker kill)"
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert agent.wait_exit(10) == 0

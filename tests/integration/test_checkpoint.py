@@ -223,12 +223,12 @@ def test_a_crash_at_any_step_of_a_compaction_loses_nothing(tmp_path, monkeypatch
     written = list(STORY)
     writer.append_many(STORY)
     compacting = threading.Event()
-    real_compact, real_write, real_open = checkpoint.compact, checkpoint._write_all, checkpoint._open_append
+    real_compact, real_write, real_open = CheckpointWriter._compact, checkpoint._write_all, checkpoint._open_append
     real_fsync, real_rename = os.fsync, os.rename
 
-    def compact(records):
+    def compact(self):
         compacting.set()
-        return real_compact(records)
+        return real_compact(self)
 
     def crash_if(this: str) -> None:
         if compacting.is_set() and step == this:
@@ -253,7 +253,7 @@ def test_a_crash_at_any_step_of_a_compaction_loses_nothing(tmp_path, monkeypatch
         crash_if("before the rename")
         real_rename(*args, **kwargs)
 
-    monkeypatch.setattr(checkpoint, "compact", compact)
+    monkeypatch.setattr(CheckpointWriter, "_compact", compact)
     monkeypatch.setattr(checkpoint, "_write_all", write_all)
     monkeypatch.setattr(checkpoint, "_open_append", open_append)
     monkeypatch.setattr(checkpoint.os, "fsync", fsync)

@@ -516,7 +516,7 @@ class AgentSimulator:
         """Starts the executor like an agent would: own session, MESOS_* environment,
         stderr appended to SANDBOX/executor.log, stdout to SANDBOX/executor.stdout."""
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("MESOS_", "LIBPROCESS_", "STOKER_"))}
+               if not k.startswith(("MESOS_", "LIBPROCESS_", "STOKER_")) or k == "STOKER_ROOT"}
         env.update({
             "MESOS_AGENT_ENDPOINT": self.endpoint,
             "MESOS_SLAVE_PID": f"slave(1)@{self.endpoint}",

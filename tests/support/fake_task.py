@@ -43,6 +43,10 @@ Health and lifecycle (HTTP/1.0 on 127.0.0.1)
                             service that does not implement them)
   --health-body TEXT        GET /health answers 200 with TEXT instead of `ok`
 
+TCP
+  --accept-tcp PORT         accept connections on 127.0.0.1:PORT and close each at once
+                            (a TCP health target that keeps up with any check rate)
+
 GET /health answers 200 `ok` (or 500 `failing`); any other path answers 404.
 """
 from __future__ import annotations
@@ -95,6 +99,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--exit-on-abort", action="store_true")
     p.add_argument("--lifecycle-code", type=int, default=200)
     p.add_argument("--health-body", default="ok")
+    p.add_argument("--accept-tcp", type=int, default=None)
     return p.parse_args(argv)
 
 
@@ -243,6 +248,21 @@ def _serve(args: argparse.Namespace) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
+def _accept_tcp(port: int) -> None:
+    import socket
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen(4096)
+
+    def accept() -> None:
+        while True:
+            server.accept()[0].close()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     args = _parse(argv)
     if args.ignore_sigterm:
@@ -262,6 +282,8 @@ def main(argv: list[str]) -> int:
         _daemonize(args.daemon_ignore_sigterm, args.daemon_pid_file)
     if args.stdout_bytes:
         _write_stdout(args.stdout_bytes)
+    if args.accept_tcp is not None:
+        _accept_tcp(args.accept_tcp)
     if args.serve_health is not None:
         _serve(args)
     if args.exit_after is None:
