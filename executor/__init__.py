@@ -2,23 +2,27 @@
 
 The folder tree is the architecture (docs/design.md draws it):
 
-    cli/     argv → commands: run, executor, inspect, status, tail, ...; the only package
-             that configures logging.
+    cli/     argv → commands: run, executor, inspect, status, ps, tail, kill, restart; the
+             only package that configures logging.
     mesos/   the Mesos front-end: the v1 executor API (RecordIO, wire format, session,
              reconnect policy, HTTP transport, driver) and the callbacks that drive a task.
     local/   the `stoker run` front-end: the one-machine scheduler (service rules, ports,
              sandbox, console output).
     task/    one task's life, whoever asked for it: the planner, the status machine, kill
-             staging, checkpoint records, the lifecycle endpoints and the TaskOwner loop.
+             staging, checkpoint records and their compaction, the lifecycle endpoints and
+             the TaskOwner loop.
+    host/    one host's view of its tasks: the host registry, the sandbox lock, the control
+             socket (`stoker kill`, `stoker restart`) and the session that holds them.
     procs/   Linux process containment: fork/exec, the one reaper, process trees, the
-             watchdog, log pumping, shell commands. Adapters only.
+             watchdog, log pumping, shell commands, reading a sandbox safely. Adapters only.
     events.py, logs.py   the shared vocabulary (pure events and states) and `log_event`.
 
 Import rules (tests/unit/test_layering.py fails on a wrong-way import):
 
-    cli → {mesos, local} → task → procs;   everything may import events and logs
+    cli → {mesos, local} → task → host → procs;   everything may import events and logs
     mesos and local never import each other: two front-ends over one task API
     procs never imports task: it posts events through the callbacks it is given
+    host never imports task: its control thread posts events to the owner's queue
     executor/ may use healthcheck/ and config/; healthcheck/ uses config/ only;
     config/ uses neither
 

@@ -1,9 +1,10 @@
 """Linux process containment: fork/exec of runs and shell commands, the one reaper thread,
 process trees found in /proc and signalled by pidfd, the watchdog that outlives us, the
-log pump, opening sandbox files that a task could have replaced (sandboxfs), and keeping
+log pump, opening sandbox files that a task could have replaced (sandboxfs), reading them
+for inspection with bounded memory (saferead: lines, the last lines, ranges), and keeping
 the agent's token out of the task's reach (hardening). Adapters only: they decide nothing
 about restarts or task states.
 
-May import: events, logs, config/, healthcheck/ (CommandResult). Never: task, mesos,
+May import: events, logs, config/, healthcheck/ (CommandResult). Never: task, host, mesos,
 local, cli — results go back through the callbacks they are given.
 """
