@@ -17,14 +17,13 @@ import errno
 import fcntl
 import json
 import os
-import stat
 
 import attrs
 
 from executor.host.clock import iso_time
 from executor.host.identity import ProcessIdentity
 from executor.host.sandbox import LOCK_FILE
-from executor.procs import saferead
+from executor.procs import saferead, sandboxfs
 
 MAX_HOLDER_BYTES = 4096
 
@@ -80,22 +79,10 @@ class SandboxLock:
 
 
 def _open(stoker_dir: int) -> int:
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(LOCK_FILE, flags, 0o600, dir_fd=stoker_dir)
-    except OSError as exc:
-        try:
-            mode = os.lstat(LOCK_FILE, dir_fd=stoker_dir).st_mode
-        except OSError:
-            raise exc from None
-        raise saferead.UnsafeEntry(exc.errno, f"{LOCK_FILE} is {saferead.kind_of(mode)}, "
-                                              f"not a regular file") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise saferead.UnsafeEntry(errno.EINVAL, f"{LOCK_FILE} is {saferead.kind_of(mode)}, "
-                                                 f"not a regular file")
-    return fd
+        return sandboxfs.open_regular(LOCK_FILE, os.O_RDWR | os.O_CREAT, dir_fd=stoker_dir, mode=0o600)
+    except sandboxfs.UnsafePath as e:
+        raise sandboxfs.UnsafePath(f"{LOCK_FILE}: {e}") from None
 
 
 def _read_holder(fd: int) -> Holder | None:

@@ -19,7 +19,6 @@ and the `TASK_ID` lookups read them.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -129,8 +128,8 @@ class Registry:
         st = os.fstat(fd)
         if st.st_uid not in (os.geteuid(), 0) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             os.close(fd)
-            raise saferead.UnsafeEntry(errno.EPERM, f"{self.root} is not trusted: it belongs to "
-                                                    f"uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}")
+            raise saferead.UnsafeEntry(f"{self.root} is not trusted: it belongs to uid "
+                                       f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}")
         return fd
 
     def _read_all(self, dir_fd: int) -> list[Listed]:

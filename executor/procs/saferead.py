@@ -3,59 +3,56 @@
 A task shares its sandbox with whoever inspects it and may plant anything there: a symlink
 (`.logs/web/0/stdout -> /etc/shadow`, `.stoker/checkpoint.jsonl -> /dev/zero`), a FIFO (an
 open or a read that never returns), a device, a file of any size. So `stoker status`,
-`stoker tail` and the host registry read through here, and only here:
+`stoker tail` and the host registry read through here:
 
-- `open_dir(name, dir_fd)` and `open_file(name, dir_fd)` open one level at a time with
-  `O_NOFOLLOW | O_NONBLOCK`, so no level of a path is ever a symlink and no open can block;
-  a file is then `fstat`ed and anything but a regular file is refused. `walk` opens a path
-  below a directory fd level by level. Only the sandbox itself (`open_root`: the operator's
-  path) may be reached through symlinks.
+- `open_dir(name, dir_fd)` and `open_file(name, dir_fd)` open one level at a time through
+  `executor/procs/sandboxfs.py` (no symlink followed, no open that can block, anything but
+  a directory or a regular file refused), naming the entry in the error; `walk` opens a
+  path below a directory fd level by level. Only the sandbox itself (`open_root`: the
+  operator's path) may be reached through symlinks.
 - `iter_lines` streams a file's lines with a cap on the bytes read and on a line's length;
   `tail_start` finds where the last N lines begin by reading backwards in blocks, and
   `copy_range` streams a range out: nothing ever holds a whole file.
 
-What is found where a regular file or a directory should be raises `UnsafeEntry` (an
-OSError whose message says what is there); every other failure is the OSError of the call
-(`describe` puts either into words). No logging, no threads, no writes.
+What is found where a regular file or a directory should be raises `UnsafeEntry`
+(sandboxfs' `UnsafePath`: "stdout: it is a FIFO, not a regular file"); every other failure
+is the OSError of the call (`describe` puts either into words). No logging, no threads, no
+writes.
 """
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
+from executor.procs import sandboxfs
+
 BLOCK_BYTES = 65536
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-# What opening a wrong kind of entry fails with: a symlink (ELOOP with O_NOFOLLOW, ENOTDIR
-# with O_DIRECTORY), a socket (ENXIO), a device without a driver (ENODEV, ENXIO).
-_WRONG_KIND = {errno.ELOOP, errno.ENOTDIR, errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP}
+UnsafeEntry = sandboxfs.UnsafePath
+kind_of = sandboxfs.kind_of
+describe = sandboxfs.describe_os_error
 
 
-class UnsafeEntry(OSError):
-    """Not the kind of entry inspection may open there; the message says what it is."""
+def open_root(path: str | os.PathLike[str]) -> int:
+    """A directory fd of the sandbox itself (the operator's path: symlinks followed)."""
+    return sandboxfs.open_dir(path, follow=True)
 
 
-def kind_of(mode: int) -> str:
-    """'a FIFO', 'a symlink', ...: what a stat mode is, in words."""
-    for test, words in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
-                        (stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"),
-                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                        (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return words
-    return f"of an unknown kind (mode {mode:o})"
+def open_dir(name: str, dir_fd: int | None = None) -> int:
+    """A directory fd of `name` below `dir_fd`; never through a symlink."""
+    try:
+        return sandboxfs.open_dir(name, dir_fd=dir_fd)
+    except sandboxfs.UnsafePath as e:
+        raise UnsafeEntry(f"{name}: {e}") from None
 
 
-def describe(e: OSError) -> str:
-    """'No such file or directory (ENOENT)'; an UnsafeEntry's own message."""
-    if isinstance(e, UnsafeEntry):
-        return e.strerror or str(e)
-    if e.errno is None:
-        return str(e)
-    return f"{os.strerror(e.errno)} ({errno.errorcode.get(e.errno, str(e.errno))})"
+def open_file(name: str, dir_fd: int | None = None) -> int:
+    """A read-only fd of the regular file `name` below `dir_fd`; the open never blocks and
+    never follows a symlink, and a FIFO, socket or device is refused."""
+    try:
+        return sandboxfs.open_regular(name, os.O_RDONLY, dir_fd=dir_fd)
+    except sandboxfs.UnsafePath as e:
+        raise UnsafeEntry(f"{name}: {e}") from None
 
 
 def check_name(name: str) -> str:
@@ -63,46 +60,6 @@ def check_name(name: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\0" in name:
         raise ValueError(f"{name!r} is not a plain file name")
     return name
-
-
-def _wrong_kind(e: OSError, name: str, dir_fd: int | None, wanted: str) -> OSError:
-    if e.errno not in _WRONG_KIND:
-        return e
-    try:
-        mode = os.lstat(name, dir_fd=dir_fd).st_mode
-    except OSError:
-        return e
-    if stat.S_ISDIR(mode) if wanted == "a directory" else stat.S_ISREG(mode):
-        return e
-    why = " (inspection follows no symlink inside a sandbox)" if stat.S_ISLNK(mode) else ""
-    return UnsafeEntry(e.errno, f"{name} is {kind_of(mode)}, not {wanted}{why}")
-
-
-def open_root(path: str | os.PathLike[str]) -> int:
-    """A directory fd of the sandbox itself (the operator's path: symlinks followed)."""
-    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def open_dir(name: str, dir_fd: int | None = None) -> int:
-    """A directory fd of `name` below `dir_fd`; never through a symlink."""
-    try:
-        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-    except OSError as e:
-        raise _wrong_kind(e, name, dir_fd, "a directory") from None
-
-
-def open_file(name: str, dir_fd: int | None = None) -> int:
-    """A read-only fd of the regular file `name` below `dir_fd`; the open never blocks and
-    never follows a symlink, and a FIFO, socket or device is refused."""
-    try:
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
-    except OSError as e:
-        raise _wrong_kind(e, name, dir_fd, "a regular file") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise UnsafeEntry(errno.EINVAL, f"{name} is {kind_of(mode)}, not a regular file")
-    return fd
 
 
 def walk(dir_fd: int, parts: Sequence[str], *, file: bool) -> int:

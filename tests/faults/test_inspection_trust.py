@@ -80,7 +80,7 @@ def test_a_symlinked_stoker_directory_is_not_followed(tmp_path):
     os.symlink(outside / ".stoker", sandbox / ".stoker")
     done, _ = stoker("status", sandbox, "--json")
     assert done.returncode == 1 and b"secret" not in done.stdout
-    assert b".stoker is a symlink, not a directory" in done.stderr
+    assert b".stoker: it is a symlink, not a directory" in done.stderr
 
 
 @pytest.mark.parametrize("target", ["/etc/shadow", "/etc/passwd"])
@@ -91,7 +91,7 @@ def test_tail_never_prints_a_file_a_symlink_points_to(tmp_path, figures, target)
     os.symlink(target, tmp_path / ".logs" / "p" / "0" / "stdout")
     done, took = stoker("tail", tmp_path, "p", "-n", "5")
     assert done.returncode == 1 and done.stdout == b""
-    assert b"stdout is a symlink, not a regular file" in done.stderr
+    assert b"stdout: it is a symlink, not a regular file" in done.stderr
     figures.add(f"tail of stdout -> {target}", f"exit 1 in {took * 1000:.0f} ms, nothing printed")
 
 

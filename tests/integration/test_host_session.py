@@ -209,6 +209,6 @@ def test_a_planted_symlink_or_fifo_in_stoker_is_refused_without_waiting(tmp_path
     fifo = tmp_path / "fifo"
     (fifo / ".stoker").mkdir(parents=True)
     os.mkfifo(fifo / ".stoker" / "supervisor.lock")
-    with pytest.raises(UnsafeEntry, match="supervisor.lock is a FIFO, not a regular file"):
+    with pytest.raises(UnsafeEntry, match="supervisor.lock: it is a FIFO, not a regular file"):
         HostSession.open(fifo)
     assert HostSession._open == {}  # nothing is held after either refusal

@@ -114,7 +114,7 @@ def test_a_fifo_log_is_refused_at_once(tmp_path, capfdbinary):
     os.mkfifo(tmp_path / ".logs" / "web" / "0" / "stdout")
     started = time.monotonic()
     code, out, err = tail(capfdbinary, tmp_path, "web")
-    assert code == 1 and out == b"" and "stdout is a FIFO, not a regular file" in err
+    assert code == 1 and out == b"" and "stdout: it is a FIFO, not a regular file" in err
     assert time.monotonic() - started < 5
 
 
