@@ -1,8 +1,8 @@
 """Replaying the checkpoint: records in, a frozen `TaskView` out. PURE.
 
-Owns the views `stoker status` shows (task, supervisor phase, attempts, processes, runs,
-health) and the fold that builds them from the checkpoint's records (the classes of
-`executor/task/records.py`, parsed from the JSON objects). No I/O, no clock, no logging,
+Owns the fold that builds the views `stoker status` shows (`executor/task/taskview.py`:
+task, supervisor phase, attempts, processes, runs, health) from the checkpoint's records
+(the classes of `executor/task/records.py`, parsed from the JSON objects). No I/O, no clock, no logging,
 no threads: the caller reads the file and passes `now` to whatever formats the view.
 Unknown kinds are ignored; a damaged record (a torn line, a wrong type, a number out of
 range) is skipped and named in the view's `warnings` (the first `WARNINGS_KEPT`, then how
@@ -46,6 +46,21 @@ from executor.task.records import (
     TaskRecord,
     parse_checked,
 )
+from executor.task.taskview import (
+    AttemptView,
+    HealthAttemptView,
+    HealthView,
+    ProcessView,
+    RunView,
+    TaskView,
+    TransitionView,
+)
+
+__all__ = [
+    "ATTEMPTS_KEPT", "HEALTH_HISTORY", "PROCESSES_KEPT", "RUNS_KEPT", "TRANSITIONS_KEPT",
+    "AttemptView", "HealthAttemptView", "HealthView", "ProcessView", "RunView", "Slot",
+    "TaskView", "TransitionView", "classify", "replay",
+]
 
 HEALTH_HISTORY = 10
 ATTEMPTS_KEPT = 20
@@ -54,143 +69,6 @@ TRANSITIONS_KEPT = 100
 PROCESSES_KEPT = 1000
 WARNINGS_KEPT = 20
 _FINAL = (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED)
-
-@attrs.frozen(slots=True)
-class RunView:
-    run: int
-    pid: int | None
-    state: str  # RUNNING while it runs; then SUCCESS / FAILED / LOST / KILLED
-    started_wall: float | None
-    ended_wall: float | None
-    exit_code: int | None
-    signal: int | None
-    reason: str
-
-
-@attrs.frozen(slots=True)
-class ProcessView:
-    name: str
-    state: str
-    reason: str
-    runs: tuple[RunView, ...]  # the last RUNS_KEPT runs
-    earlier_runs: int = 0  # runs before those
-
-    @property
-    def current(self) -> RunView | None:
-        return self.runs[-1] if self.runs else None
-
-    @property
-    def restarts(self) -> int:
-        return max(0, self.earlier_runs + len(self.runs) - 1)
-
-
-@attrs.frozen(slots=True)
-class HealthAttemptView:
-    wall: float
-    outcome: str
-    reason: str
-    latency_secs: float | None
-
-
-@attrs.frozen(slots=True)
-class HealthView:
-    checker: str  # the header's description, "none" without a check
-    state: str | None  # None until the first attempt
-    attempts: int
-    consecutive_failures: int
-    consecutive_successes: int
-    last_attempts: tuple[HealthAttemptView, ...]  # at most HEALTH_HISTORY, oldest first
-
-
-@attrs.frozen(slots=True)
-class TransitionView:
-    """One change of the task's state or of its supervisor phase ("" when not recorded)."""
-
-    wall: float
-    from_state: str
-    to_state: str
-    reason: str
-
-
-@attrs.frozen(slots=True)
-class AttemptView:
-    """One attempt of the task: everything after one header."""
-
-    number: int  # 1-based
-    started_wall: float | None
-    supervisor_pid: int | None
-    supervisor_start: int | None  # its start in clock ticks after boot (None: not recorded)
-    supervisor_boot: str  # the boot's id ("": not recorded)
-    marker: str  # the task's STOKER_TASK_MARKER value ("": not recorded)
-    state: str | None  # None before the first task record
-    reason: str
-    history: tuple[TransitionView, ...]  # the task's states
-    phases: tuple[TransitionView, ...]  # the supervisor's phases (ACTIVE, CLEANING, ...)
-    processes: tuple[ProcessView, ...]
-    health: HealthView
-
-    @property
-    def phase(self) -> TransitionView | None:
-        """The supervisor's current phase and why (None before the first phase record)."""
-        return self.phases[-1] if self.phases else None
-
-
-@attrs.frozen(slots=True)
-class TaskView:
-    label: str
-    job_key: str
-    task_id: str
-    sandbox: str
-    ports: dict[str, int]
-    attempts: tuple[AttemptView, ...]  # oldest first, the last ATTEMPTS_KEPT; never empty
-    earlier_attempts: int = 0  # attempts before those
-    last_wall: float | None = None  # the wall time of the last record (None: it had none)
-    warnings: tuple[str, ...] = ()  # one sentence per damaged record skipped
-
-    @property
-    def current(self) -> AttemptView:
-        return self.attempts[-1]
-
-    @property
-    def attempt(self) -> int:
-        return self.current.number
-
-    @property
-    def state(self) -> str | None:
-        return self.current.state
-
-    @property
-    def reason(self) -> str:
-        return self.current.reason
-
-    @property
-    def history(self) -> tuple[TransitionView, ...]:
-        return self.current.history
-
-    @property
-    def phase(self) -> TransitionView | None:
-        return self.current.phase
-
-    @property
-    def processes(self) -> tuple[ProcessView, ...]:
-        return self.current.processes
-
-    @property
-    def health(self) -> HealthView:
-        return self.current.health
-
-    @property
-    def supervisor_pid(self) -> int | None:
-        return self.current.supervisor_pid
-
-    @property
-    def supervisor_start(self) -> int | None:
-        return self.current.supervisor_start
-
-    @property
-    def marker(self) -> str:
-        return self.current.marker
-
 
 # ---- the fold ----
 

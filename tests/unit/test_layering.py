@@ -56,6 +56,7 @@ PURE = [
     "config/words.py",
     "config/explain.py",
     "executor/task/compaction.py",
+    "executor/task/taskview.py",
     "executor/host/entry.py",
     "executor/host/controlwire.py",
 ]

@@ -1,0 +1,149 @@
+"""The views `stoker status` shows of a task, as `executor/task/replay.py` folds them from
+the checkpoint. PURE: frozen attrs classes, state names as text (they are for showing), a
+few derived properties; no I/O, no clock, no logging.
+
+A `TaskView` holds its last attempts (`AttemptView`: the task's states, the supervisor's
+phases, each process with its last runs, the health checks); what the bounded view left
+out is counted (`earlier_attempts`, `ProcessView.earlier_runs`), and the damaged records it
+skipped are named (`warnings`).
+"""
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen(slots=True)
+class RunView:
+    run: int
+    pid: int | None
+    state: str  # RUNNING while it runs; then SUCCESS / FAILED / LOST / KILLED
+    started_wall: float | None
+    ended_wall: float | None
+    exit_code: int | None
+    signal: int | None
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class ProcessView:
+    name: str
+    state: str
+    reason: str
+    runs: tuple[RunView, ...]  # the last RUNS_KEPT runs
+    earlier_runs: int = 0  # runs before those
+
+    @property
+    def current(self) -> RunView | None:
+        return self.runs[-1] if self.runs else None
+
+    @property
+    def restarts(self) -> int:
+        return max(0, self.earlier_runs + len(self.runs) - 1)
+
+
+@attrs.frozen(slots=True)
+class HealthAttemptView:
+    wall: float
+    outcome: str
+    reason: str
+    latency_secs: float | None
+
+
+@attrs.frozen(slots=True)
+class HealthView:
+    checker: str  # the header's description, "none" without a check
+    state: str | None  # None until the first attempt
+    attempts: int
+    consecutive_failures: int
+    consecutive_successes: int
+    last_attempts: tuple[HealthAttemptView, ...]  # at most HEALTH_HISTORY, oldest first
+
+
+@attrs.frozen(slots=True)
+class TransitionView:
+    """One change of the task's state or of its supervisor phase ("" when not recorded)."""
+
+    wall: float
+    from_state: str
+    to_state: str
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class AttemptView:
+    """One attempt of the task: everything after one header."""
+
+    number: int  # 1-based
+    started_wall: float | None
+    supervisor_pid: int | None
+    supervisor_start: int | None  # its start in clock ticks after boot (None: not recorded)
+    supervisor_boot: str  # the boot's id ("": not recorded)
+    marker: str  # the task's STOKER_TASK_MARKER value ("": not recorded)
+    state: str | None  # None before the first task record
+    reason: str
+    history: tuple[TransitionView, ...]  # the task's states
+    phases: tuple[TransitionView, ...]  # the supervisor's phases (ACTIVE, CLEANING, ...)
+    processes: tuple[ProcessView, ...]
+    health: HealthView
+
+    @property
+    def phase(self) -> TransitionView | None:
+        """The supervisor's current phase and why (None before the first phase record)."""
+        return self.phases[-1] if self.phases else None
+
+
+@attrs.frozen(slots=True)
+class TaskView:
+    label: str
+    job_key: str
+    task_id: str
+    sandbox: str
+    ports: dict[str, int]
+    attempts: tuple[AttemptView, ...]  # oldest first, the last ATTEMPTS_KEPT; never empty
+    earlier_attempts: int = 0  # attempts before those
+    last_wall: float | None = None  # the wall time of the last record (None: it had none)
+    warnings: tuple[str, ...] = ()  # one sentence per damaged record skipped
+
+    @property
+    def current(self) -> AttemptView:
+        return self.attempts[-1]
+
+    @property
+    def attempt(self) -> int:
+        return self.current.number
+
+    @property
+    def state(self) -> str | None:
+        return self.current.state
+
+    @property
+    def reason(self) -> str:
+        return self.current.reason
+
+    @property
+    def history(self) -> tuple[TransitionView, ...]:
+        return self.current.history
+
+    @property
+    def phase(self) -> TransitionView | None:
+        return self.current.phase
+
+    @property
+    def processes(self) -> tuple[ProcessView, ...]:
+        return self.current.processes
+
+    @property
+    def health(self) -> HealthView:
+        return self.current.health
+
+    @property
+    def supervisor_pid(self) -> int | None:
+        return self.current.supervisor_pid
+
+    @property
+    def supervisor_start(self) -> int | None:
+        return self.current.supervisor_start
+
+    @property
+    def marker(self) -> str:
+        return self.current.marker
