@@ -1,0 +1,114 @@
+"""`stoker status` on hand-made sandboxes: what it says when there is nothing to show, a task
+whose supervisor is gone (LOST, since when and from what, its leftover processes), one whose
+supervisor runs, and a task found by its id in the registry."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from config.settings import RegistrySettings
+from executor.cli.main import main
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
+from executor.task.checkpoint import CheckpointWriter
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def status(capsys, *args) -> tuple[int, str, str]:
+    code = main(["status", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(sandbox, records) -> None:
+    writer = CheckpointWriter(sandbox)
+    writer.append_many(records)
+    writer.close()
+
+
+def header(pid, start, marker="m4rk3r", wall=1000.0):
+    return {"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
+            "sandbox": "/sb", "ports": {}, "supervisor_pid": pid, "supervisor_start": start,
+            "supervisor_boot": own_identity().boot_id, "marker": marker, "processes": ["web"],
+            "health": "none", "wall": wall}
+
+
+RUNNING = [{"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": 1000.0},
+           {"kind": "process", "process": "web", "run": 2, "from": "WAITING", "to": "RUNNING",
+            "reason": "starting run 2", "pid": 4242, "wall": 1001.0},
+           {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "processes started",
+            "wall": 1002.0}]
+
+
+def test_nothing_to_show_is_one_error_line_and_exit_1(tmp_path, capsys):
+    assert status(capsys, tmp_path) == (
+        1, "", f"stoker: error: no checkpoint in {tmp_path}/.stoker (is this a task sandbox?)\n")
+    (tmp_path / ".stoker").mkdir()
+    (tmp_path / ".stoker" / "checkpoint.jsonl").write_text("not json\n")
+    assert status(capsys, tmp_path)[2] == (
+        f"stoker: error: the checkpoint in {tmp_path}/.stoker holds no record\n")
+
+
+def test_a_task_whose_supervisor_is_gone_is_lost_with_its_leftovers(tmp_path, capsys):
+    me = own_identity()
+    write(tmp_path, [header(me.pid, me.start_ticks + 1), *RUNNING])  # not this process: gone
+    env = {"PATH": os.environ["PATH"], "STOKER_TASK_MARKER": "m4rk3r",
+           "STOKER_RUN_MARKER": "m4rk3r/web/2"}
+    leftover = subprocess.Popen(["sleep", "60"], env=env)
+    try:
+        code, out, _ = status(capsys, tmp_path)
+        assert code == 0
+        first = out.splitlines()[0]
+        assert first.startswith("task web.0  key=c/r/e/web  state=LOST (supervisor gone since ")
+        assert first.endswith("its checkpoint's last record); recorded RUNNING  attempt=1")
+        assert "(gone)" in out and " up " not in out
+        web_row = next(line for line in out.splitlines() if line.startswith("web "))
+        assert web_row.split()[:4] == ["web", "LOST", "2", "4242"]
+        assert "leftover processes (they carry the task's marker; its supervisor is gone):" in out
+        row = next(line for line in out.splitlines() if line.strip().startswith(str(leftover.pid)))
+        assert row.split()[:4] == [str(leftover.pid), "web", "2", "sleep"]
+        code, out, _ = status(capsys, tmp_path, "--json")
+        doc = json.loads(out)
+        assert (doc["state"], doc["supervisor_alive"], doc["lost_since"]) == ("LOST", False, 1002.0)
+        assert doc["lost_since_source"] == "its checkpoint's last record"
+        assert doc["leftovers"] == [{"pid": leftover.pid, "process": "web", "run": 2,
+                                     "command": "sleep 60"}]
+    finally:
+        leftover.kill()
+        leftover.wait()
+
+
+def test_a_live_supervisor_s_task_is_what_it_recorded(tmp_path, capsys):
+    me = own_identity()
+    write(tmp_path, [header(me.pid, me.start_ticks, wall=time.time()), *RUNNING])
+    code, out, _ = status(capsys, tmp_path)
+    assert code == 0 and "state=RUNNING  attempt=1" in out and "(running)" in out
+    assert "leftover" not in out
+
+
+def test_a_pid_reused_since_an_old_checkpoint_was_written_is_not_its_supervisor(tmp_path, capsys):
+    old = dict(header(os.getpid(), None), wall=1000.0)  # written in 1970: no start recorded
+    write(tmp_path, [old, *RUNNING])
+    assert "state=LOST" in status(capsys, tmp_path)[1]
+
+
+def test_a_task_id_is_found_in_the_registry(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "root"
+    sandbox = tmp_path / "sb"
+    me = own_identity()
+    write(sandbox, [header(me.pid, me.start_ticks, wall=time.time()), *RUNNING])
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                      registered_wall=time.time(), task_id="web-0-1"))
+    monkeypatch.setenv("STOKER_ROOT", str(root))
+    code, out, _ = status(capsys, "web-0-1")
+    assert code == 0 and out.startswith("task web.0") and "state=RUNNING" in out
+    code, _, err = status(capsys, "web-0-2")
+    assert code == 1 and "is neither a sandbox directory nor the id of a task in the registry" in err
