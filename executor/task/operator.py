@@ -1,6 +1,7 @@
 """The operator's requests a task owner is answering (`stoker kill`, `stoker restart`).
 
-Owns, for one task: who waits for what and the answers they get. A kill's operator hears
+Owns, for one task: asking the planner for a restart (and its log line), who waits for
+what, and the answers they get. A kill's operator hears
 that it is under way, then the task's terminal state; a restart's operator hears the
 planner's answer (taken, or why not), then the new run's number and pid, or why there will
 be none (the process ended for good, the task ended). Answers go through each request's
@@ -14,6 +15,8 @@ import logging
 import attrs
 
 from executor.events import ControlReply, KillRequested, ProcessState, Replier, RestartRequested, TaskState
+from executor.logs import log_event
+from executor.task.planner import Planner
 from executor.task.process_rules import RestartAnswer
 from executor.task.status import Update
 
@@ -45,6 +48,16 @@ class OperatorRequests:
         self._kills.append(reply)
         _send(reply, ControlReply(ok=True, done=False, message=(
             f"killing task {self._label}: {reason}; SIGKILL {grace_secs:g} s after SIGTERM")))
+
+    def restart(self, event: RestartRequested, planner: Planner, now: float, grace_secs: float) -> None:
+        """An operator asked for a new run of a process: the planner decides, at `now`."""
+        answer = planner.restart(event.process, now, grace_secs)
+        log_event(logger, logging.INFO if answer.accepted else logging.WARNING, "restart_requested",
+                  task=self._label, process=event.process, accepted=answer.accepted,
+                  reason=answer.reason)
+        if event.reply is not None:
+            run = planner.process(event.process).run if answer.accepted else -1
+            self.restart_answered(event.reply, event.process, answer, run)
 
     def restart_answered(self, reply: Replier, process: str, answer: RestartAnswer,
                          current_run: int) -> None:

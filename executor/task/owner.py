@@ -281,7 +281,7 @@ class TaskOwner:
                 if event.reply is not None:
                     self._operators.kill_taken(event.reply, event.reason, self._grace(event.grace_secs))
             case RestartRequested():
-                self._on_restart(event)
+                self._operators.restart(event, self._planner, self._clock(), self._grace(None))
             case LifecycleProgress():
                 if self._kills.state is KillState.LIFECYCLE:
                     self._kill_step("lifecycle", event.detail)
@@ -319,15 +319,6 @@ class TaskOwner:
         self._apply_outcome(self._status.health(verdict))
         if verdict.state is HealthState.FAILED and self._health is not None:
             self._health.stop_async()
-
-    def _on_restart(self, event: RestartRequested) -> None:
-        answer = self._planner.restart(event.process, self._clock(), self._grace(None))
-        log_event(logger, logging.INFO if answer.accepted else logging.WARNING, "restart_requested",
-                  task=self.job.label, process=event.process, accepted=answer.accepted,
-                  reason=answer.reason)
-        if event.reply is not None:
-            run = self._planner.process(event.process).run if answer.accepted else -1
-            self._operators.restart_answered(event.reply, event.process, answer, run)
 
     # ---- kills ----
 

@@ -111,4 +111,5 @@ def test_a_task_id_is_found_in_the_registry(tmp_path, capsys, monkeypatch):
     code, out, _ = status(capsys, "web-0-1")
     assert code == 0 and out.startswith("task web.0") and "state=RUNNING" in out
     code, _, err = status(capsys, "web-0-2")
-    assert code == 1 and "is neither a sandbox directory nor the id of a task in the registry" in err
+    assert (code, err) == (2, f"stoker: error: sandbox web-0-2 does not exist, and no task in the "
+                              f"registry {root} has that id (`stoker ps --all` lists them)\n")

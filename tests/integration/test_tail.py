@@ -75,7 +75,7 @@ def test_five_lines_of_a_200_mb_log_in_well_under_100_ms(tmp_path, capfdbinary):
     assert took < 0.1, f"tail -n 5 of a 200 MB log took {took * 1000:.0f} ms"
 
 
-def test_what_is_missing_is_said_and_exits_1(tmp_path, capfdbinary):
+def test_what_is_missing_is_said_and_exits_1_or_2_for_a_sandbox_that_is_not_one(tmp_path, capfdbinary):
     code, _, err = tail(capfdbinary, tmp_path, "db")
     assert code == 1 and err == f"stoker: error: process 'db' has no log of any run in {tmp_path}/.logs\n"
     log(tmp_path, run=0)
@@ -84,7 +84,10 @@ def test_what_is_missing_is_said_and_exits_1(tmp_path, capfdbinary):
     code, _, err = tail(capfdbinary, tmp_path, "../etc")
     assert code == 1 and err == "stoker: error: '../etc' is not a plain file name\n"
     code, _, err = tail(capfdbinary, tmp_path / "nowhere", "web")
-    assert code == 1 and "is neither a sandbox directory nor the id of a task" in err
+    assert (code, err) == (2, f"stoker: error: sandbox {tmp_path}/nowhere does not exist\n")
+    code, _, err = tail(capfdbinary, "web-0-nope", "web")
+    assert code == 2 and err.startswith("stoker: error: sandbox web-0-nope does not exist, and no "
+                                        "task in the registry ")
 
 
 @pytest.mark.parametrize("plant", ["file", "run directory", "process directory", ".logs"])
