@@ -37,8 +37,8 @@ def register(sub: Any, command: Any) -> None:
                    "  stoker tail -f SANDBOX web")
     tail.add_argument("target", metavar="SANDBOX|TASK_ID", help="sandbox directory or task id")
     tail.add_argument("process", metavar="PROCESS", help="the process's name, as in the job")
-    tail.add_argument("-n", "--lines", type=_count, default=10, metavar="N",
-                      help="print the last N lines (default 10)")
+    tail.add_argument("-n", "--lines", type=_lines, default="10", metavar="N",
+                      help="print the last N lines (default 10); +K: from line K on (+1: all)")
     tail.add_argument("-f", "--follow", action="store_true",
                       help="keep printing what is appended, across rotations and restarts")
     tail.add_argument("--run", type=_count, default=None, metavar="N",
@@ -46,6 +46,11 @@ def register(sub: Any, command: Any) -> None:
     tail.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
     registry_arguments(tail)
     tail.set_defaults(handler=run)
+
+
+def _lines(text: str) -> str:
+    _count(text.removeprefix("+"))
+    return text
 
 
 def _count(text: str) -> int:
@@ -117,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     out = sys.stdout.buffer
     end = os.fstat(fd).st_size
-    pos = saferead.copy_range(fd, saferead.tail_start(fd, end, args.lines), end, out)
+    if args.lines.startswith("+"):
+        start = saferead.line_start(fd, end, max(1, int(args.lines[1:])))
+    else:
+        start = saferead.tail_start(fd, end, int(args.lines))
+    pos = saferead.copy_range(fd, start, end, out)
     out.flush()
     if not args.follow:
         os.close(fd)

@@ -174,12 +174,12 @@ class ConsoleReporter:
             return  # no stderr log (destination console or none, or it never started)
         tail = f"stoker tail {shlex.quote(str(self._sandbox))} {shlex.quote(process)}"
         if not lines:
-            self._write(f"{self.indent}(its stderr is empty; its stdout: {tail} --run {run})\n")
+            self._write(f"{self.indent}(its stderr is empty; its stdout: {tail} --run {run} -n +1)\n")
             return
         for text in lines:
             self._write(f"{self.indent}| {printable(text)[:TAIL_LINE_CHARS]}\n")
         self._write(f"{self.indent}(the last {len(lines)} lines of its stderr; all of it: "
-                    f"{tail} --stderr --run {run})\n")
+                    f"{tail} --stderr --run {run} -n +1)\n")
         self._redraw()
 
 

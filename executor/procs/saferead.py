@@ -11,8 +11,9 @@ open or a read that never returns), a device, a file of any size. So `stoker sta
   path below a directory fd level by level. Only the sandbox itself (`open_root`: the
   operator's path) may be reached through symlinks.
 - `iter_lines` streams a file's lines with a cap on the bytes read and on a line's length;
-  `tail_start` finds where the last N lines begin by reading backwards in blocks, and
-  `copy_range` streams a range out: nothing ever holds a whole file.
+  `tail_start` finds where the last N lines begin by reading backwards in blocks,
+  `line_start` where line N begins, and `copy_range` streams a range out: nothing ever
+  holds a whole file.
 
 What is found where a regular file or a directory should be raises `UnsafeEntry`
 (sandboxfs' `UnsafePath`: "stdout: it is a FIFO, not a regular file"); every other failure
@@ -131,6 +132,22 @@ def tail_start(fd: int, end: int, lines: int) -> int:
         wanted -= count
         pos -= size
     return 0
+
+
+def line_start(fd: int, end: int, line: int) -> int:
+    """The offset where line `line` (1 for the first) begins, reading forwards one block at
+    a time; `end` when the file before `end` has fewer lines."""
+    pos, wanted = 0, line - 1  # newlines to pass
+    while wanted > 0 and pos < end:
+        block = os.pread(fd, min(BLOCK_BYTES, end - pos), pos)
+        if not block:
+            return end
+        cut = -1
+        for _ in range(min(wanted, block.count(b"\n"))):
+            cut = block.index(b"\n", cut + 1)
+            wanted -= 1
+        pos = pos + cut + 1 if wanted == 0 else pos + len(block)
+    return min(pos, end)
 
 
 def copy_range(fd: int, start: int, end: int, out: BinaryIO) -> int:

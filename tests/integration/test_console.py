@@ -60,7 +60,7 @@ def test_a_failed_run_shows_its_last_stderr_lines_and_the_tail_command(tmp_path)
     assert lines[1:] == [
         f"{indent}| noise 1996", f"{indent}| noise 1997", f"{indent}| noise 1998", f"{indent}| noise 1999",
         f"{indent}| last words\\x1b[1m",
-        f"{indent}(the last 5 lines of its stderr; all of it: stoker tail {tmp_path} web --stderr --run 2)",
+        f"{indent}(the last 5 lines of its stderr; all of it: stoker tail {tmp_path} web --stderr --run 2 -n +1)",
     ]
 
 
@@ -73,7 +73,7 @@ def test_an_empty_stderr_points_at_the_stdout_and_no_log_shows_nothing(tmp_path)
     console.on_transition(failed(process="gone", run=0))  # no log (destination console, or never started)
     lines = buf.getvalue().splitlines()
     assert len(lines) == 3
-    assert lines[1].strip() == f"(its stderr is empty; its stdout: stoker tail {tmp_path} web --run 0)"
+    assert lines[1].strip() == f"(its stderr is empty; its stdout: stoker tail {tmp_path} web --run 0 -n +1)"
 
 
 def test_the_live_view_is_cleared_on_close_and_not_drawn_again():

@@ -45,6 +45,9 @@ LINES = b"".join(b"line %d\n" % n for n in range(1, 21))
     (["-n", "3"], b"line 18\nline 19\nline 20\n"),
     (["-n", "0"], b""),
     (["-n", "100"], LINES),
+    (["-n", "+1"], LINES),
+    (["-n", "+19"], b"line 19\nline 20\n"),
+    (["-n", "+25"], b""),
     (["--run", "0", "-n", "1"], b"first run\n"),
     (["--stderr"], b"oops\n"),
 ])
