@@ -89,7 +89,7 @@ def app(work: Path, dist: Path) -> dict:
     python = _plain_python()
     (bin_dir / "python3").symlink_to(python)
     env = {"PATH": f"{bin_dir}:{CLEAN_PATH}", "HOME": str(work / "home"), "SHIV_ROOT": str(work / "shiv"),
-           "LANG": "C.UTF-8"}
+           "LANG": "C.UTF-8", "STOKER_ROOT": str(work / "registry")}  # never the machine's registry
     return {"dir": clean, "python": python, "env": env, "work": work}
 
 
