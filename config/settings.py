@@ -1,11 +1,11 @@
 """Settings from flags and `MESOS_*` / `STOKER_*` variables: the only code that reads them.
 
 Owns `ExecutorSettings` (what `stoker executor` gets from the Mesos agent's environment,
-docs/mesos.md §14), `RunSettings` (`stoker run`'s arguments) and `RegistrySettings` (where
-the host registry of tasks is and how long it keeps ended ones; both front-ends and the
-inspection commands take them), all frozen attrs classes. Each field carries its own table row as metadata, twitter.common
-style: flag, environment variables, default, help and parser, so `add_arguments` builds the
-`--help` text and `from_env` reads the values from the same place.
+docs/mesos.md §14) and `RunSettings` (`stoker run`'s arguments), both frozen attrs classes
+(`config/registry.py` builds `RegistrySettings` with the same machinery). Each field
+carries its own table row as metadata, twitter.common style: flag, environment variables,
+default, help and parser, so `add_arguments` builds the `--help` text and `from_env` reads
+the values from the same place.
 
 Precedence for a field: flag (an override) > environment variable > default; an empty
 variable counts as unset. `flag_conflicts` lists the flags given that overrode a variable
@@ -168,16 +168,6 @@ def _text(value: str) -> str:
     return value
 
 
-def registry_root(environ: Mapping[str, str], euid: int | None = None) -> str:
-    """The registry's default root (docs/contract.md §8): /var/run/stoker for root, else
-    $XDG_STATE_HOME/stoker, else ~/.local/state/stoker."""
-    if (os.geteuid() if euid is None else euid) == 0:
-        return "/var/run/stoker"
-    state = environ.get("XDG_STATE_HOME") or os.path.join(
-        environ.get("HOME") or os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state, "stoker")
-
-
 def setting(*, help: str, env: tuple[str, ...] = (), flag: str | None = None,
             parse: Callable[[Any], Any] = _text, default: Any = attrs.NOTHING,
             factory: Callable[[], Any] | None = None, repr: bool = True,
@@ -246,34 +236,6 @@ def flag_conflicts(cls: type, args: argparse.Namespace, environ: Mapping[str, st
     return conflicts
 
 
-def _root_setting() -> Any:
-    return setting(env=("STOKER_ROOT",), flag="--root", default_from=registry_root, metavar="DIR",
-                   help="the host registry of tasks (default /var/run/stoker for root, else "
-                        "$XDG_STATE_HOME/stoker or ~/.local/state/stoker)")
-
-
-def _retention_setting() -> Any:
-    return setting(env=("STOKER_REGISTRY_RETENTION",), flag="--registry-retention",
-                   parse=parse_secs, default=7 * 86400.0, metavar="SECS",
-                   help="how long the registry lists a task after it ended (default 7days)")
-
-
-@attrs.frozen(kw_only=True)
-class RegistrySettings:
-    """The host registry (`stoker ps`): where it is and how long it keeps ended tasks."""
-
-    registry_root: str = _root_setting()
-    registry_retention_secs: float = _retention_setting()
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> RegistrySettings:
-        return _from_sources(cls, environ, overrides)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> RegistrySettings:
-        return cls.from_env(environ, **_namespace_values(cls, args))
-
-
 @attrs.frozen(kw_only=True)
 class ExecutorSettings:
     """What `stoker executor` runs with; all from the agent's environment."""
@@ -323,13 +285,6 @@ class ExecutorSettings:
         flag="--announcer-zookeeper-auth-config", parse=parse_zk_auth_file, default=None, metavar="FILE",
         help="JSON file in Aurora's format: credentials for the ZooKeeper session and the ACL of "
              "the announced nodes")
-    registry_root: str = _root_setting()
-    registry_retention_secs: float = _retention_setting()
-
-    @property
-    def registry(self) -> RegistrySettings:
-        return RegistrySettings(registry_root=self.registry_root,
-                                registry_retention_secs=self.registry_retention_secs)
 
     @property
     def announcer(self) -> AnnouncerSettings | None:
@@ -407,13 +362,6 @@ class RunSettings:
     announce: str | None = setting(flag="--announce", parse=parse_ensemble, default=None, metavar="ENSEMBLE",
                                    help="announce the job, when it has `announce = Announcer(...)`, in this "
                                         "ZooKeeper ensemble (HOST:PORT[,...]) under /aurora/ROLE/ENVIRONMENT/JOB")
-    registry_root: str = _root_setting()
-    registry_retention_secs: float = _retention_setting()
-
-    @property
-    def registry(self) -> RegistrySettings:
-        return RegistrySettings(registry_root=self.registry_root,
-                                registry_retention_secs=self.registry_retention_secs)
 
     @property
     def announcer(self) -> AnnouncerSettings | None:

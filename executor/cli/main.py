@@ -15,6 +15,7 @@ import sys
 
 import executor
 from config.errors import ConfigError
+from config.registry import RegistrySettings
 from config.settings import (
     SECRET_VARIABLES,
     ExecutorSettings,
@@ -58,9 +59,11 @@ def _parser() -> argparse.ArgumentParser:
                    "Ctrl-C, SIGTERM or SIGHUP stop it gracefully (exit 130, 143, 129); a second "
                    "one kills at once.")
     add_arguments(run, RunSettings)
+    add_arguments(run, RegistrySettings)
     ex = _command(sub, "executor", "the Mesos executor, started by a Mesos agent",
                   _variables_epilog(), " It reads the agent's MESOS_* variables (below).")
     add_arguments(ex, ExecutorSettings)
+    add_arguments(ex, RegistrySettings)
 
     inspect = _command(sub, "inspect", "load and validate a job; print it, or its task document; or print "
                                        "the task a Mesos TaskInfo carries",
@@ -142,7 +145,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                   dumpable=hidden.dumpable, erased=hidden.erased, problems="; ".join(hidden.problems) or None)
         from executor.cli.targets import run_held_executor
 
-        return run_held_executor(settings, environ, executor_main)
+        return run_held_executor(settings, RegistrySettings.from_args(args, environ), environ,
+                                 executor_main)
     if args.command == "inspect":
         return _cmd_inspect_task_info(args) if args.task_info else _cmd_inspect(args)
     raise AssertionError(args.command)
@@ -156,7 +160,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for conflict in flag_conflicts(RunSettings, args, os.environ):
         print(f"stoker: warning: {printable(conflict)}", file=sys.stderr)
     try:
-        return LocalRun(settings).run()
+        return LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ)).run()
     except SandboxError as exc:
         _error(str(exc))
         return EXIT_USAGE

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from config.settings import RegistrySettings
+from config.registry import RegistrySettings
 from executor.cli.targets import registry_arguments
 from executor.host.clock import iso_time, when
 

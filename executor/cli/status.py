@@ -1,7 +1,7 @@
 """`stoker status [SANDBOX|TASK_ID] [--json]`: a task's checkpointed state, told truthfully.
 
-Replays the sandbox's checkpoint (read safely and bounded), checks that its supervisor
-still runs, and prints the view of `executor/cli/views.py`: a task whose supervisor is gone
+Replays the sandbox's checkpoint (read safely and bounded; each damaged record it skipped
+is one `stoker: warning:` line on stderr), checks that its supervisor still runs, and prints the view of `executor/cli/views.py`: a task whose supervisor is gone
 without a terminal record is LOST, with since when and its leftover processes. `--json`
 prints the replayed view with the same truth beside it. Exit 0 when printed, 1 when the
 sandbox has no readable checkpoint (docs/contract.md §9).
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from config.words import printable
 from executor.cli.targets import error, registry_arguments, resolve
 
 if TYPE_CHECKING:
@@ -46,11 +47,14 @@ def run(args: argparse.Namespace) -> int:
         error(inspection.problem)
         return 1
     (inspection,) = with_leftovers([inspection], [marker_of(inspection, target.entry)])
+    view = inspection.view
+    assert view is not None
+    for warning in view.warnings:  # damaged records: skipped, and said so
+        print(f"stoker: warning: {printable(warning)}", file=sys.stderr)
     if args.json:
         print(json.dumps(as_json(inspection), indent=2, default=str))
     else:
-        assert inspection.view is not None
-        text = format_status(inspection.view, time.time(), inspection.truth, inspection.leftovers)
+        text = format_status(view, time.time(), inspection.truth, inspection.leftovers)
         sys.stdout.write(text)
     return 0
 

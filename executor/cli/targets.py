@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from config.settings import ExecutorSettings, RegistrySettings, add_arguments
+from config.registry import RegistrySettings
+from config.settings import ExecutorSettings, add_arguments
 from config.words import printable
 
 if TYPE_CHECKING:
@@ -73,7 +74,8 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
     return Target(Path(found.entry.sandbox), found.entry)
 
 
-def run_held_executor(settings: ExecutorSettings, environ: MutableMapping[str, str],
+def run_held_executor(settings: ExecutorSettings, registry: RegistrySettings,
+                      environ: MutableMapping[str, str],
                       executor_main: Callable[[ExecutorSettings, MutableMapping[str, str]], int]) -> int:
     """`executor_main` while this process holds the executor's sandbox; exit 2 at once when
     another live supervisor holds it."""
@@ -82,7 +84,7 @@ def run_held_executor(settings: ExecutorSettings, environ: MutableMapping[str, s
     from executor.host.session import HostSession
 
     try:
-        session = HostSession.open(settings.sandbox, settings.registry, FrontEnd.EXECUTOR)
+        session = HostSession.open(settings.sandbox, registry, FrontEnd.EXECUTOR)
     except (SandboxBusy, OSError) as exc:
         error(str(exc))
         return EXIT_USAGE

@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import attrs
 
-from config.settings import RegistrySettings
+from config.registry import RegistrySettings
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, RegistryEntry, expired
 from executor.host.sandbox import checkpoint_mtime

@@ -30,7 +30,7 @@ from typing import assert_never
 
 import attrs
 
-from config.settings import RegistrySettings
+from config.registry import RegistrySettings
 from executor.events import ControlReply, KillRequested, Replier, RestartRequested
 from executor.host.control import ControlServer
 from executor.host.controlwire import ControlRequest, KillControl, RestartControl

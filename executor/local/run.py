@@ -41,6 +41,7 @@ from config.bind import bind
 from config.errors import ConfigError
 from config.loader import check_bound, job_key, load_job
 from config.portmap import ResolvedPorts, job_portmap, requested_ports, resolve_portmap
+from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
 from config.templates import port_names
 from config.words import did_you_mean
@@ -126,8 +127,10 @@ def _check_fixed_ports(fixed: Mapping[str, int], names: list[str], key: str) -> 
 class LocalRun:
     """Runs attempts of one job until the service rules say stop; returns the exit code."""
 
-    def __init__(self, settings: RunSettings, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings: RunSettings, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None,
+                 registry: RegistrySettings | None = None) -> None:
         self._settings = settings
+        self._registry = registry
         self._out = Output(out)
         self._environ = dict(os.environ if environ is None else environ)
         self._stop = threading.Event()
@@ -214,7 +217,7 @@ class LocalRun:
         ports = resolved.ports
         name = job_key(job).rsplit("/", 1)[-1]
         sandbox = make_sandbox(s.sandbox, name)
-        session = _hold(sandbox, s)
+        session = _hold(sandbox, self._registry)
         session.on_operator_kill(self._stop.set)  # `stoker kill`: no restart after this
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {sandbox}\n")
@@ -274,10 +277,11 @@ class Ended:
     console: ConsoleReporter
 
 
-def _hold(sandbox: Path, settings: RunSettings) -> HostSession:
-    """The sandbox for this run: refused when another live supervisor holds it."""
+def _hold(sandbox: Path, registry: RegistrySettings | None) -> HostSession:
+    """The sandbox for this run (registered in `registry`, by default the one the
+    environment names): refused when another live supervisor holds it."""
     try:
-        return HostSession.open(sandbox, settings.registry, FrontEnd.RUN)
+        return HostSession.open(sandbox, registry, FrontEnd.RUN)
     except SandboxBusy as exc:
         raise SandboxError(str(exc)) from None
     except OSError as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import RegistrySettings
+from config.registry import RegistrySettings
 from executor.events import ControlReply, KillRequested, RestartRequested
 from executor.host.control import ControlUnavailable, ask, connect
 from executor.host.controlwire import KillControl, RestartControl

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from config.settings import RegistrySettings
+from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry, find

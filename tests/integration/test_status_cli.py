@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from config.settings import RegistrySettings
+from config.registry import RegistrySettings
 from executor.cli.main import main
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity

@@ -251,3 +251,13 @@ def test_a_summary_record_adds_what_compaction_dropped():
     assert [(p.name, p.earlier_runs, p.restarts) for p in view.processes] == [
         ("setup", 0, 0), ("web", 40, 40), ("late", 2, 1)]
     assert view.health.state == "RUNNING" and view.last_wall == 101.0
+
+
+def test_damaged_records_are_named_up_to_a_bound_then_counted():
+    from executor.task.replay import WARNINGS_KEPT
+
+    records = [header()] + [{"kind": "task", "to": "RUNNING", "wall": float("inf")}] * 50
+    warnings = replay(records).warnings
+    assert len(warnings) == WARNINGS_KEPT + 1
+    assert warnings[0].startswith("checkpoint record 2, a task record: 'wall' is inf")
+    assert warnings[-1] == f"{50 - WARNINGS_KEPT} more damaged checkpoint records skipped"

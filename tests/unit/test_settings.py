@@ -18,7 +18,6 @@ from config.settings import (
     parse_port,
     parse_ports,
     pop_secrets,
-    registry_root,
 )
 
 AGENT_ENV = {
@@ -171,16 +170,14 @@ def test_run_settings_from_flags():
     s = run_settings(["job.aurora", "c/r/e/n", "--instance", "2", "--sandbox", "/tmp/sb",
                       "--port", "http=8080", "--port", "health=8081", "--log-format", "json", "--log-level", "debug"])
     assert s == RunSettings(config="job.aurora", jobkey="c/r/e/n", instance=2, sandbox="/tmp/sb",
-                            ports={"http": 8080, "health": 8081}, log_format="json", log_level="DEBUG",
-                            registry_root=registry_root({}))
+                            ports={"http": 8080, "health": 8081}, log_format="json", log_level="DEBUG")
 
 
 def test_run_settings_defaults():
     s = run_settings(["job.aurora"])
     assert s == RunSettings(config="job.aurora", jobkey=None, instance=0, sandbox=None, ports={},
                             log_format="text", log_level="WARNING", kill_grace_secs=None,
-                            restart_backoff_secs=1.0, restart_backoff_max_secs=60.0,
-                            registry_root=registry_root({}), registry_retention_secs=7 * 86400.0)
+                            restart_backoff_secs=1.0, restart_backoff_max_secs=60.0)
 
 
 def test_run_settings_times_accept_seconds_and_durations():
@@ -297,3 +294,27 @@ def test_a_bad_bind_is_named(item, words):
         RunSettings.from_env({}, config="x", bindings=[item])
     with pytest.raises(ValueError, match=words):
         parse_bindings([item])
+
+
+# ---- the host registry (config/registry.py) ----
+
+
+def test_the_registry_root_is_root_s_run_directory_else_the_user_s_state_directory():
+    from config.registry import registry_root
+
+    assert registry_root({}, euid=0) == "/var/run/stoker"
+    assert registry_root({"XDG_STATE_HOME": "/xdg", "HOME": "/home/me"}, euid=1000) == "/xdg/stoker"
+    assert registry_root({"HOME": "/home/me"}, euid=1000) == "/home/me/.local/state/stoker"
+
+
+def test_registry_settings_a_flag_wins_over_its_variable_and_errors_name_the_flag():
+    from config.registry import RegistrySettings, registry_root
+
+    assert RegistrySettings.from_env({}) == RegistrySettings(
+        registry_root=registry_root({}), registry_retention_secs=7 * 86400.0)
+    env = {"STOKER_ROOT": "/env-root", "STOKER_REGISTRY_RETENTION": "2days"}
+    assert RegistrySettings.from_env(env) == RegistrySettings(registry_root="/env-root",
+                                                              registry_retention_secs=2 * 86400.0)
+    assert RegistrySettings.from_env(env, registry_root="/flag").registry_root == "/flag"
+    with pytest.raises(SettingsError, match="--registry-retention='soon' is not a duration"):
+        RegistrySettings.from_env({}, registry_retention_secs="soon")
