@@ -150,6 +150,20 @@ def parse_switch(value: str | bool) -> bool:
     return value is True or value in ("1", "true")
 
 
+CGROUP_HELP = ("the task's own cgroup: auto (under the cgroup Stoker is in), off (process "
+               "groups, markers and the subreaper only), or an absolute cgroup directory to make "
+               "it under (a delegated subtree); default auto")
+
+
+def parse_cgroups(text: str) -> str:
+    """`auto`, `off`, or an absolute directory (normalised)."""
+    if text in ("auto", "off"):
+        return text
+    if isinstance(text, str) and text.startswith("/") and "\0" not in text:
+        return os.path.normpath(text)
+    raise ValueError(f"{text!r} is not auto, off or an absolute cgroup directory")
+
+
 def parse_zk_auth_file(path: str | ZkAuth) -> ZkAuth:
     """`--announcer-zookeeper-auth-config`: read and checked at start-up, as in Aurora."""
     if isinstance(path, ZkAuth):
@@ -295,6 +309,8 @@ class ExecutorSettings:
             ensemble=self.announcer_ensemble, serverset_path=self.announcer_serverset_path,
             allow_custom_serverset_path=self.announcer_allow_custom_serverset_path,
             hostname=self.announcer_hostname, auth=self.announcer_zookeeper_auth_config)
+    cgroups: str = setting(env=("STOKER_CGROUPS",), flag="--cgroups", parse=parse_cgroups,
+                           default="auto", metavar="auto|off|DIR", help=CGROUP_HELP)
     pass_agent_env: bool = setting(
         env=("STOKER_PASS_AGENT_ENV",), flag="--pass-agent-env", parse=parse_switch, default=False,
         action="store_true",
@@ -359,6 +375,8 @@ class RunSettings:
         flag="--bind", parse=parse_bindings, factory=tuple, action="append", metavar="KEY=VALUE",
         help="bind a template value, as the Aurora client's --bind (repeatable), e.g. "
              "--bind stop_file=/tmp/stop or --bind 'docker.image[library/python][3.11]=python:3.11'")
+    cgroups: str = setting(env=("STOKER_CGROUPS",), flag="--cgroups", parse=parse_cgroups,
+                           default="auto", metavar="auto|off|DIR", help=CGROUP_HELP)
     announce: str | None = setting(flag="--announce", parse=parse_ensemble, default=None, metavar="ENSEMBLE",
                                    help="announce the job, when it has `announce = Announcer(...)`, in this "
                                         "ZooKeeper ensemble (HOST:PORT[,...]) under /aurora/ROLE/ENVIRONMENT/JOB")

@@ -112,6 +112,8 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
     alive = "" if truth is None else (" (running)" if truth.alive else " (gone)")
     lines.append(f"  task_id: {view.task_id or '-'}  supervisor_pid: {cur.supervisor_pid or '-'}"
                  f"{alive}  started: {when(cur.started_wall, now_wall)}")
+    if cur.containment:
+        lines.append(f"  containment: {cur.containment}")
     if view.earlier_attempts:
         lines.append(f"  {view.earlier_attempts} earlier attempts not kept")
     for old in view.attempts[:-1]:

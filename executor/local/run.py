@@ -243,7 +243,8 @@ class LocalRun:
         console = ConsoleReporter(self._out, spec.label, sandbox=prepared.sandbox,
                                   names=[p.name for p in spec.task.processes])
         owner = owner_for(spec, prepared.sandbox, prepared.env, console,
-                          kill_grace_secs=s.kill_grace_secs, stop_within_secs=s.kill_grace_secs)
+                          kill_grace_secs=s.kill_grace_secs, stop_within_secs=s.kill_grace_secs,
+                          cgroups=s.cgroups)
         self._console = console
         self._owner = owner
         if self._stop.is_set():

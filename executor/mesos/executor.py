@@ -288,7 +288,8 @@ class StokerExecutor:
                 log_event(logger, logging.WARNING, "task_warning", task=spec.label, reason=warning)
             reporter = MesosReporter(driver, tid, spec.label)
             owner = owner_for(spec, Path(self._settings.sandbox), self._task_env(user), reporter,
-                              kill_grace_secs=prepared.kill_grace_secs, run_as=user)
+                              kill_grace_secs=prepared.kill_grace_secs, run_as=user,
+                              cgroups=self._settings.cgroups)
             with self._lock:
                 self._owner = owner
                 pending = self._pending_kill

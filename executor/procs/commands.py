@@ -3,9 +3,11 @@
 Owns `CommandRunner.run(command, timeout_secs) -> CommandResult`: `/bin/bash -c COMMAND`
 in the sandbox with the task's environment (markers included, so the watchdog covers it;
 `BASH_ENV` when `.thermos_profile` exists) as the task's user, in its own session, reaped
-by the one reaper thread. On timeout its process group and every process carrying its
-marker are SIGKILLed. It exists because no code in a Stoker process may wait for children
-itself (see `executor/procs/reaper.py`).
+by the one reaper thread. It is contained as a run is (`executor/procs/containment.py`): on
+timeout its tree (group, descendants, marker) is SIGKILLed, and when it exits its group and
+every unclaimed process of the task (a daemon it left behind with `setsid` and `env -i`
+included) are. It exists because no code in a Stoker process may wait for children itself
+(see `executor/procs/reaper.py`).
 
 Output: stdout and stderr go into one pipe that the calling thread reads while it waits, in
 64 KiB reads, keeping only the last `OUTPUT_TAIL_BYTES` in memory: a command that writes
@@ -30,7 +32,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from executor.events import ExitStatus
-from executor.procs import proctree, spawn
+from executor.procs import spawn
+from executor.procs.containment import Containment
 from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
 from healthcheck.checkers import CommandResult
@@ -43,12 +46,14 @@ KILL_WAIT_SECS = 1.0
 
 class CommandRunner:
     def __init__(self, *, sandbox: Path, env: Mapping[str, str], task_marker: str,
-                 reaper: Reaper, stdin_fd: int, run_as: RunAs | None = None) -> None:
+                 reaper: Reaper, containment: Containment, stdin_fd: int,
+                 run_as: RunAs | None = None) -> None:
         self._sandbox = sandbox
         self._run_as = run_as
         self._env = dict(env)
         self._task_marker = task_marker
         self._reaper = reaper
+        self._containment = containment
         self._stdin_fd = stdin_fd
         self._seq = itertools.count()
         self._lock = threading.Lock()
@@ -97,9 +102,8 @@ class CommandRunner:
                 on_reaped=lambda pid, status: self._exited(child, status)))
         return child
 
-    @staticmethod
-    def _kill_leftovers(pid: int, child: spawn.Child) -> None:
-        proctree.kill_leftovers(pid, child.marker_entry)
+    def _kill_leftovers(self, pid: int, child: spawn.Child) -> None:
+        self._containment.kill_leftovers(pid, child.marker_entry)
 
     def _exited(self, child: spawn.Child, status: int) -> None:
         with self._lock:
@@ -107,10 +111,8 @@ class CommandRunner:
         child.reaped(status)
 
     def _kill(self, child: spawn.Child) -> None:
-        with self._reaper.lock:  # registered = unreaped: the group id is still its own
-            if self._reaper.is_registered(child.pid):
-                proctree.signal_group(child.pid, signal.SIGKILL)
-        proctree.kill_until_gone(proctree.Scope(markers=(child.marker_entry,)))
+        """Its tree now; what is left once it exits goes with its leftovers."""
+        self._containment.signal([child], (child.marker_entry,), signal.SIGKILL, whole_task=False)
 
 
 class _Tail:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
@@ -36,6 +37,7 @@ class ProcInfo:
     ppid: int
     pgrp: int
     environ: bytes  # raw NUL-separated entries; b"" when unreadable
+    start: int = 0  # start time (clock ticks after boot): with the pid, names one process
 
 
 @attrs.frozen(slots=True)
@@ -67,15 +69,15 @@ def _read(path: str, limit: int) -> bytes:
         os.close(fd)
 
 
-def _read_stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, pgrp) of a live process; None when gone, a zombie or unreadable."""
+def _read_stat(pid: int) -> tuple[int, int, int] | None:
+    """(ppid, pgrp, start time) of a live process; None when gone, a zombie or unreadable."""
     data = _read(f"/proc/{pid}/stat", 4096)
     # The command name is in parentheses and may itself contain ") "; split after the last.
     close = data.rfind(b")")
     fields = data[close + 2 :].split()
-    if close < 0 or len(fields) < 3 or fields[0] in (b"Z", b"X", b"x"):
+    if close < 0 or len(fields) < 20 or fields[0] in (b"Z", b"X", b"x"):
         return None
-    return int(fields[1]), int(fields[2])
+    return int(fields[1]), int(fields[2]), int(fields[19])
 
 
 def read_proc(pid: int) -> ProcInfo | None:
@@ -83,8 +85,44 @@ def read_proc(pid: int) -> ProcInfo | None:
     stat = _read_stat(pid)
     if stat is None:
         return None
-    return ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1],
+    return ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], start=stat[2],
                     environ=_read(f"/proc/{pid}/environ", _ENVIRON_CHUNK))
+
+
+def children(pid: int) -> list[int]:
+    """The children of `pid` (every thread's: /proc/PID/task/TID/children); [] when gone."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    kids: list[int] = []
+    for tid in tids:
+        kids.extend(int(x) for x in _read(f"/proc/{pid}/task/{tid}/children", 65536).split())
+    return kids
+
+
+def children_listed() -> bool:
+    """True when the kernel lists children in /proc (CONFIG_PROC_CHILDREN)."""
+    return os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
+def walk(roots: Iterable[int], prune: Callable[[ProcInfo], bool] = lambda info: False,
+         ) -> dict[int, ProcInfo]:
+    """`roots` and every live descendant, parents before children, leaving out each process
+    for which `prune` is true and its subtree. One pass: a child forked after its parent was
+    read is not listed, so callers that must catch everything loop."""
+    procs: dict[int, ProcInfo] = {}
+    queue = deque(roots)
+    while queue:
+        pid = queue.popleft()
+        if pid in procs:
+            continue
+        info = read_proc(pid)
+        if info is None or prune(info):
+            continue
+        procs[pid] = info
+        queue.extend(children(pid))
+    return procs
 
 
 def _pids() -> list[int]:
@@ -116,7 +154,8 @@ def scan_markers(markers: tuple[bytes, ...]) -> dict[int, ProcInfo]:
         if environ and has_marker(environ, markers):
             stat = _read_stat(pid)
             if stat is not None:
-                procs[pid] = ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], environ=environ)
+                procs[pid] = ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], start=stat[2],
+                                      environ=environ)
     return procs
 
 
@@ -156,7 +195,7 @@ def _still_ours(info: ProcInfo, scope: Scope, ours: set[int]) -> bool:
     return (
         _owned_directly(info, scope)
         or info.pid in scope.live_tops
-        or (info.ppid in ours and info.ppid != os.getpid())
+        or ((info.ppid in ours or info.ppid in scope.live_tops) and info.ppid != os.getpid())
     )
 
 
@@ -166,17 +205,26 @@ def send(pids: Iterable[int], sig: int, scope: Scope, proven: Iterable[int] = ()
     `pids` must come from `select` (parents first): a descendant is re-proven by its parent
     having been proven just before it (or being in `proven`, e.g. signalled with its group).
     """
-    ours = set(scope.live_tops)
-    ours.update(proven)
+    return send_checked(pids, sig, lambda info, ours: _still_ours(info, scope, ours), proven)
+
+
+Check = Callable[[ProcInfo, set[int]], bool]
+
+
+def send_checked(pids: Iterable[int], sig: int, still_ours: Check,
+                 proven: Iterable[int] = ()) -> list[int]:
+    """`send` with the caller's rule: `still_ours(info, proven_so_far)` judges each process
+    again after its pidfd is open; parents must come before their children."""
+    ours = set(proven)
     sent = []
     for pid in pids:
-        if _send_one(pid, sig, scope, ours):
+        if _send_one(pid, sig, still_ours, ours):
             ours.add(pid)
             sent.append(pid)
     return sent
 
 
-def _send_one(pid: int, sig: int, scope: Scope, ours: set[int]) -> bool:
+def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int]) -> bool:
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -185,7 +233,7 @@ def _send_one(pid: int, sig: int, scope: Scope, ours: set[int]) -> bool:
         pidfd = -1  # no pidfd support: fall back to kill() right after the re-check
     try:
         info = read_proc(pid)
-        if info is None or not _still_ours(info, scope, ours):
+        if info is None or not still_ours(info, ours):
             return False
         if pidfd >= 0:
             signal.pidfd_send_signal(pidfd, sig)

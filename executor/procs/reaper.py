@@ -137,6 +137,10 @@ class Reaper:
         with self._cond:
             self._watchers[pid] = watcher
 
+    def registered(self) -> frozenset[int]:
+        """Every unreaped registered pid, of every supervisor. Hold `lock` to rely on it."""
+        return frozenset(self._watchers)
+
     def is_registered(self, pid: int) -> bool:
         """True while `pid` is unreaped (and not yet being reaped). Hold `lock` to rely on it."""
         return pid in self._watchers

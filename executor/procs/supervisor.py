@@ -49,14 +49,16 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from config.spec import ProcessSpec
 from executor.events import ExitStatus, ProcessExited
 from executor.logs import log_event
-from executor.procs import proctree, spawn
+from executor.procs import spawn
+from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.commands import CommandRunner
+from executor.procs.containment import Containment
 from executor.procs.identity import RunAs
 from executor.procs.logpump import LogPump
 from executor.procs.reaper import Reaper, Watcher
@@ -82,9 +84,10 @@ class SupervisorState(enum.Enum):
 class Supervisor:
     def __init__(self, *, sandbox: Path, task_label: str, env: Mapping[str, str],
                  post: Callable[[object], None], marker: str | None = None,
-                 run_as: RunAs | None = None) -> None:
+                 run_as: RunAs | None = None, cgroups: str = SETTING_AUTO) -> None:
         self._sandbox = Path(sandbox)
         self._run_as = run_as  # None: as this process
+        self._cgroups = cgroups
         self._label = task_label
         self._marker = marker or uuid.uuid4().hex
         self._env = spawn.task_env(env, self._sandbox, self._marker)
@@ -93,6 +96,7 @@ class Supervisor:
         self._runs: dict[tuple[str, int], RunChild] = {}
         self._reaper: Reaper | None = None
         self._commands: CommandRunner | None = None
+        self._containment: Containment | None = None
         self._watchdog: Watchdog | None = None
         self._watchdog_gone = threading.Event()
         self._pump: LogPump | None = None
@@ -107,6 +111,17 @@ class Supervisor:
     def watchdog_pid(self) -> int | None:
         return self._watchdog.pid if self._watchdog is not None else None
 
+    @property
+    def containment(self) -> str:
+        """The mechanism in force, in words ("" before start)."""
+        return self._containment.describe() if self._containment is not None else ""
+
+    @property
+    def cgroup(self) -> str | None:
+        """The task's cgroup directory while there is one."""
+        cg = self._containment.cgroup if self._containment is not None else None
+        return cg.directory if cg is not None else None
+
     # ---- lifecycle ----
 
     def start(self) -> None:
@@ -117,16 +132,24 @@ class Supervisor:
             self._state = SupervisorState.STARTED
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self._reaper = Reaper.acquire()
+        self._containment = Containment(
+            reaper=self._reaper, task_marker=self._marker, label=self._label,
+            cgroup_setting=self._cgroups, live_children=self._live_children)
         self._commands = CommandRunner(sandbox=self._sandbox, env=self._env,
                                        task_marker=self._marker, reaper=self._reaper,
-                                       stdin_fd=self._devnull, run_as=self._run_as)
-        self._start_watchdog()
+                                       containment=self._containment, stdin_fd=self._devnull,
+                                       run_as=self._run_as)
+        self._containment.prepare(f"stoker-{self._marker[:16]}")
+        self._start_watchdog()  # outside the cgroup, so that it can kill it
+        self._containment.enter()
+        log_event(logger, logging.INFO, "containment", task=self._label,
+                  mechanism=self._containment.mechanism, how=self._containment.describe())
 
     def _start_watchdog(self) -> None:
-        assert self._reaper is not None
+        assert self._reaper is not None and self._containment is not None
         try:
             with self._reaper.forking():
-                dog = start_watchdog(self._marker)
+                dog = start_watchdog(self._marker, *self._containment.watchdog_cgroup())
                 self._reaper.register(dog.pid, Watcher(on_reaped=self._watchdog_exited))
         except OSError as e:
             log_event(logger, logging.ERROR, "watchdog_failed", task=self._label,
@@ -239,11 +262,11 @@ class Supervisor:
     # ---- exits (reaper thread) ----
 
     def _kill_leftovers(self, child: RunChild) -> None:
-        killed = proctree.kill_leftovers(child.pid, child.marker_entry)
+        assert self._containment is not None
+        killed = self._containment.kill_leftovers(child.pid, child.marker_entry)
         if killed:
             log_event(logger, logging.DEBUG, "leftovers_killed", task=self._label,
-                      process=child.process, run=child.run, pid=child.pid,
-                      processes=len(killed))
+                      process=child.process, run=child.run, pid=child.pid, processes=killed)
 
     def _run_exited(self, child: RunChild, status: int) -> None:
         with self._lock:
@@ -266,70 +289,39 @@ class Supervisor:
 
     # ---- signals ----
 
-    def _scope(self, children: Sequence[Child], markers: tuple[bytes, ...]) -> proctree.Scope:
-        assert self._reaper is not None
-        with self._reaper.lock:
-            live = frozenset(c.pid for c in children if self._reaper.is_registered(c.pid))
-        return proctree.Scope(markers=markers, live_groups=live, live_tops=live)
-
-    def _task_scope(self) -> proctree.Scope:
+    def _live_children(self) -> list[Child]:
         with self._lock:
             children: list[Child] = list(self._runs.values())
         if self._commands is not None:
             children += self._commands.live()
-        entry = f"{spawn.TASK_MARKER}={self._marker}".encode()
-        return self._scope(children, (entry,))
-
-    def _signal(self, scope: proctree.Scope, sig: int) -> int:
-        """Each process of `scope` gets `sig` exactly once: by its group, or by pidfd.
-
-        Processes outside the live groups go first: once a group's leader dies, the reaper
-        SIGKILLs that run's leftovers, and a count taken after that would miss them.
-        """
-        assert self._reaper is not None
-        procs = proctree.scan()
-        pids = proctree.select(procs, scope)
-        with self._reaper.lock:
-            groups = {g for g in scope.live_groups if self._reaper.is_registered(g)}
-        by_group = [p for p in pids if procs[p].pgrp in groups]
-        others = [p for p in pids if procs[p].pgrp not in groups]
-        sent = proctree.send(others, sig, scope, proven=by_group)
-        with self._reaper.lock:  # the leader is unreaped while registered: no pid reuse
-            for pgid in groups:
-                if self._reaper.is_registered(pgid):
-                    proctree.signal_group(pgid, sig)
-        return len(by_group) + len(sent)
+        return children
 
     def signal_run(self, process: str, run: int, sig: int) -> int:
         """Signal the whole tree of one run; returns how many processes were signalled."""
-        if self._reaper is None:
-            return 0
-        with self._lock:
-            child = self._runs.get((process, run))
-        entry = f"{spawn.RUN_MARKER}={spawn.run_marker(self._marker, process, run)}".encode()
-        return self._signal(self._scope([child] if child else [], (entry,)), sig)
+        return self.signal_runs([(process, run)], sig)
 
     def signal_runs(self, runs: list[tuple[str, int]], sig: int) -> int:
-        """Signal the trees of several runs with one /proc scan (a task-wide SIGTERM to
-        100 runs costs one scan, not 100); returns how many processes were signalled."""
-        if self._reaper is None or not runs:
+        """Signal the trees of several runs with one look at the task's processes (a
+        task-wide SIGTERM to 100 runs costs one, not 100); returns how many were signalled."""
+        if self._containment is None or not runs:
             return 0
         with self._lock:
             children = [c for c in (self._runs.get(key) for key in runs) if c is not None]
         entries = tuple(f"{spawn.RUN_MARKER}={spawn.run_marker(self._marker, p, r)}".encode() for p, r in runs)
-        return self._signal(self._scope(children, entries), sig)
+        return self._containment.signal(children, entries, sig, whole_task=False)
 
     def signal_all(self, sig: int) -> int:
-        """Signal every process of the task; returns how many were signalled."""
-        if self._reaper is None:
+        """Signal every process of the task (unclaimed ones included); returns how many."""
+        if self._containment is None:
             return 0
-        return self._signal(self._task_scope(), sig)
+        entry = f"{spawn.TASK_MARKER}={self._marker}".encode()
+        return self._containment.signal(self._live_children(), (entry,), sig, whole_task=True)
 
     def task_pids(self) -> set[int]:
         """Live (non-zombie) processes of the task."""
-        if self._reaper is None:
+        if self._containment is None:
             return set()
-        return set(proctree.select(proctree.scan(), self._task_scope()))
+        return self._containment.pids(self._live_children())
 
     # ---- shell commands for health checks ----
 
@@ -359,7 +351,9 @@ class Supervisor:
         if not started:
             return
         self._kill_everything()
-        if self._watchdog is not None:
+        assert self._containment is not None
+        let_go = self._containment.close()  # out of the cgroup, which is killed and removed
+        if self._watchdog is not None and let_go:
             self._watchdog.close_pipe()  # it makes one pass, finds nothing, exits
         with self._lock:
             pump = self._pump
@@ -367,12 +361,12 @@ class Supervisor:
             pump.stop(drain_secs=0.5)
         assert self._reaper is not None
         self._reaper.release()
-        if self._watchdog is not None and not self._watchdog_gone.wait(WATCHDOG_EXIT_SECS):
+        if self._watchdog is not None and let_go and not self._watchdog_gone.wait(WATCHDOG_EXIT_SECS):
             log_event(logger, logging.ERROR, "watchdog_stuck", task=self._label,
                       pid=self._watchdog.pid,
                       reason=f"it did not exit within {WATCHDOG_EXIT_SECS} s of close")
         thread = self._reaper.thread
-        if (thread is not None and self._reaper.users == 0
+        if (thread is not None and self._reaper.users == 0 and let_go
                 and thread is not threading.current_thread()):
             thread.join(WATCHDOG_EXIT_SECS)  # the last user: the thread ends after the watchdog
         self._state = SupervisorState.CLOSED

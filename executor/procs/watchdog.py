@@ -2,13 +2,23 @@
 
 Owns: the shell script and how it is started. One watchdog per Supervisor, in its own session,
 with a minimal environment WITHOUT the task markers (so it never matches itself), ignoring
-SIGINT/SIGTERM/SIGHUP. Its stdin is the read end of a pipe whose write end only the
-supervisor holds (non-inheritable, and every task process is started with close_fds). The
-script blocks reading that pipe; EOF means the supervisor died (even by SIGKILL) or closed
-it. It then repeatedly lists every process whose /proc/PID/environ holds the entry
-`STOKER_TASK_MARKER=<marker>` (one `grep -lzxF` per pass), SIGSTOPs them all (so none can
-fork away), SIGKILLs them, and stops after a pass that finds none (at most 40 passes), then
-exits. Zombies have an empty environ, so killed processes stop matching at once.
+SIGINT/SIGTERM/SIGHUP, and outside the task's cgroup (it is started before the Stoker process
+moves in; one started later moves itself back out first). Its stdin is the read end of a
+pipe whose write end only the supervisor holds (non-inheritable, and every task process is
+started with close_fds). The script blocks reading that pipe; EOF means the supervisor died
+(even by SIGKILL) or closed it. Then:
+
+1. With a task cgroup (arguments 2 and 3: its directory and how to kill it), it kills every
+   member through the cgroup: `cgroup.kill` (v2), or freeze, SIGKILL the listed members,
+   thaw (`cgroup.freeze`, v1 `freezer.state`), and removes the cgroup once it is empty (at
+   most 40 passes, 10 ms apart). Nothing forked meanwhile escapes: the kernel kills it too
+   (`cgroup.kill`) or it cannot fork while frozen. On a normal close the supervisor has
+   already removed the cgroup, and this step finds nothing.
+2. Then, repeatedly, it lists every process whose /proc/PID/environ holds the entry
+   `STOKER_TASK_MARKER=<marker>` (one `grep -lzxF` per pass), SIGSTOPs them all (so none can
+   fork away), SIGKILLs them, and stops after a pass that finds none (at most 40 passes).
+   This catches what left the cgroup (root can), or everything when there is no cgroup.
+   Zombies have an empty environ, so killed processes stop matching at once.
 
 A shell and one grep per pass cost no Python interpreter: the watchdog idles as one
 blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
@@ -23,8 +33,26 @@ import attrs
 
 WATCHDOG_SCRIPT = r"""
 trap '' INT TERM HUP
+[ -n "$4" ] && echo $$ > "$4/cgroup.procs" 2>/dev/null
 while read -r _line; do :; done
-entry="STOKER_TASK_MARKER=$1"
+entry="STOKER_TASK_MARKER=$1" cg=$2 how=$3
+pass=0
+while [ -n "$cg" ] && [ -d "$cg" ] && [ "$pass" -lt 40 ]; do
+  case $how in
+    kill) echo 1 > "$cg/cgroup.kill" ;;
+    freeze) echo 1 > "$cg/cgroup.freeze"; kill -KILL $(cat "$cg/cgroup.procs") 2>/dev/null
+            echo 0 > "$cg/cgroup.freeze" ;;
+    freezer) echo FROZEN > "$cg/freezer.state"; n=0
+             while [ "$(cat "$cg/freezer.state")" != FROZEN ] && [ "$n" -lt 50 ]; do
+               sleep 0.01; n=$((n + 1))
+             done
+             kill -KILL $(cat "$cg/cgroup.procs") 2>/dev/null
+             echo THAWED > "$cg/freezer.state" ;;
+  esac 2>/dev/null
+  rmdir "$cg" 2>/dev/null && break
+  pass=$((pass + 1))
+  sleep 0.01
+done
 pass=0
 while [ "$pass" -lt 40 ]; do
   pids=
@@ -62,12 +90,14 @@ class Watchdog:
             self.write_fd = -1
 
 
-def start_watchdog(marker: str) -> Watchdog:
-    """Fork the watchdog (call inside `Reaper.forking()` and register its pid). Raises OSError."""
+def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "") -> Watchdog:
+    """Fork the watchdog (call inside `Reaper.forking()` and register its pid). `cgroup` and
+    `how`: the task's cgroup and how to kill it (`kill`, `freeze`, `freezer`); `home`: the
+    cgroup it must move itself to first (when it is born inside the task's). Raises OSError."""
     read_fd, write_fd = os.pipe()  # both non-inheritable; Popen dup2s read_fd onto stdin
     try:
         popen = subprocess.Popen(
-            ["/bin/sh", "-c", WATCHDOG_SCRIPT, "stoker-watchdog", marker],
+            ["/bin/sh", "-c", WATCHDOG_SCRIPT, "stoker-watchdog", marker, cgroup, how, home],
             stdin=read_fd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -168,13 +168,15 @@ class TaskOwner:
 
     def start(self) -> None:
         """List the task on the host, open the checkpoint, start the process adapter,
-        report STARTING."""
-        header = self._header()
+        report STARTING. The header is written once the adapter has started: it says how
+        the processes are contained."""
+        job = self.job
         if self._host is not None:
-            self._host.task_started(task_id=header.task_id, job_key=header.job_key,
-                                    label=header.task, marker=header.marker, post=self.post)
-        self._journal.open(self._open_checkpoint(), header)
+            self._host.task_started(task_id=job.task_id, job_key=job.key, label=job.label,
+                                    marker=self._procs.marker, post=self.post)
+        sink = self._open_checkpoint()
         self._procs.start()
+        self._journal.open(sink, self._header())
         self._apply_outcome(self._status.started())
 
     def step(self) -> bool:
@@ -407,7 +409,8 @@ class TaskOwner:
             ports=dict(job.ports), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
             supervisor_boot=me.boot_id, marker=self._procs.marker,
             processes=tuple(p.name for p in job.task.processes),
-            health=self._checker.describe() if self._checker is not None else "none")
+            health=self._checker.describe() if self._checker is not None else "none",
+            containment=self._procs.containment)
 
     def _internal_error(self, exc: BaseException) -> None:
         reason = f"executor internal error: {type(exc).__name__}: {exc}"

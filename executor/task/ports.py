@@ -35,6 +35,11 @@ class ProcessPort(Protocol):
 
     def start(self) -> None: ...
 
+    @property
+    def containment(self) -> str:
+        """How the task's processes are contained, in words (known once started)."""
+        ...
+
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> Sequence[int | SpawnError]:
         """Fork each (process, run) now: its pid, or the SpawnError that says why not."""
         ...

@@ -6,7 +6,8 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
 "wall" (time.time() when it was written; absent in hand-made records):
 
   header   task, job_key, task_id, sandbox, ports, supervisor_pid, supervisor_start,
-           supervisor_boot, marker, processes, health
+           supervisor_boot, marker, processes, health, containment (how the processes are
+           contained: the task's cgroup, or the fallback, in words)
            (a new header starts a new attempt of the task: `stoker run` restarted it; the
            supervisor's start time in clock ticks since boot and the boot's id tell a live
            supervisor from a reused pid; the marker is the task's STOKER_TASK_MARKER value)
@@ -156,6 +157,7 @@ class HeaderRecord:
     marker: str = ""  # the STOKER_TASK_MARKER value every process of the task carries
     processes: tuple[str, ...] = ()
     health: str = "none"  # the checker's description
+    containment: str = ""  # the mechanism in force, in words ("" in older checkpoints)
     wall: float | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -164,7 +166,8 @@ class HeaderRecord:
             "sandbox": self.sandbox, "ports": dict(self.ports),
             "supervisor_pid": self.supervisor_pid, "supervisor_start": self.supervisor_start,
             "supervisor_boot": self.supervisor_boot, "marker": self.marker,
-            "processes": list(self.processes), "health": self.health}, self.wall)
+            "processes": list(self.processes), "health": self.health,
+            "containment": self.containment}, self.wall)
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> HeaderRecord | None:
@@ -191,6 +194,7 @@ class HeaderRecord:
                    marker=_text(doc, "marker", ""),
                    processes=tuple(names),
                    health=_text(doc, "health", "none") or "none",
+                   containment=_text(doc, "containment", ""),
                    wall=_number(doc, "wall", None))
 
 

@@ -184,6 +184,7 @@ class _Attempt:
     supervisor_start: int | None = None
     supervisor_boot: str = ""
     marker: str = ""
+    containment: str = ""
     checker: str = "none"
     state: str | None = None
     reason: str = ""
@@ -242,7 +243,7 @@ class _Attempt:
                            supervisor_pid=self.supervisor_pid,
                            supervisor_start=self.supervisor_start,
                            supervisor_boot=self.supervisor_boot, marker=self.marker,
-                           state=self.state, reason=self.reason, history=tuple(self.history),
+                           containment=self.containment, state=self.state, reason=self.reason, history=tuple(self.history),
                            phases=tuple(self.phases),
                            processes=tuple(p.view() for p in self.processes.values()),
                            health=health)
@@ -270,7 +271,7 @@ class _Task:
         attempt = _Attempt(started_wall=rec.wall, supervisor_pid=rec.supervisor_pid,
                            supervisor_start=rec.supervisor_start,
                            supervisor_boot=rec.supervisor_boot, marker=rec.marker,
-                           checker=rec.health)
+                           containment=rec.containment, checker=rec.health)
         for name in rec.processes:
             attempt.process(name)
         self.label = rec.task or self.label

@@ -79,6 +79,7 @@ class AttemptView:
     supervisor_start: int | None  # its start in clock ticks after boot (None: not recorded)
     supervisor_boot: str  # the boot's id ("": not recorded)
     marker: str  # the task's STOKER_TASK_MARKER value ("": not recorded)
+    containment: str  # how the processes were contained ("": not recorded)
     state: str | None  # None before the first task record
     reason: str
     history: tuple[TransitionView, ...]  # the task's states

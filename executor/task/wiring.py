@@ -35,15 +35,18 @@ SNOOZE_FILE = ".healthchecksnooze"
 
 def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Reporter, *,
               kill_grace_secs: float | None = None, stop_within_secs: float | None = None,
-              run_cap: int | None = 100, run_as: RunAs | None = None) -> TaskOwner:
+              run_cap: int | None = 100, run_as: RunAs | None = None,
+              cgroups: str = "auto") -> TaskOwner:
     """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it)
     as `run_as` (None: as this process). `kill_grace_secs`: between SIGTERM and SIGKILL when
     a kill names none (None: the task's finalization_wait); `stop_within_secs`: a bound on
     every stop, lifecycle waits included (None: none); `run_cap`: failed or lost runs per
-    process (None: no cap)."""
+    process (None: no cap); `cgroups`: the STOKER_CGROUPS setting (auto, off, or a directory
+    to make the task's cgroup under)."""
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
-    procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put, run_as=run_as)
+    procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put,
+                       run_as=run_as, cgroups=cgroups)
 
     def start_health(checker: Checker, on_result: Callable[[Attempt, float], None]) -> HealthChecks:
         loop = HealthLoop(checker, job.health.interval_secs, sandbox / SNOOZE_FILE, on_result,

@@ -143,7 +143,17 @@ def test_status_shows_task_processes_and_health(tmp_path):
     assert row.split()[7] == "1"  # one restart
     assert "health: RUNNING (HTTP GET /health); attempts=1" in text
     assert "passed" in text and "3.2 ms" in text
+    assert "containment:" not in text  # a checkpoint written before it was recorded
     json.dumps(text)  # plain text, printable
+
+
+def test_status_shows_how_the_processes_are_contained(tmp_path):
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many([dict(HEADER, wall=1000.0, containment="cgroup2 cgroup "
+                             "/sys/fs/cgroup/stoker-ab (cgroup.kill)")])
+    writer.close()
+    text = format_status(replay(read_records(tmp_path)), now_wall=1010.0)
+    assert "  containment: cgroup2 cgroup /sys/fs/cgroup/stoker-ab (cgroup.kill)" in text.splitlines()
 
 
 def test_status_shows_the_supervisor_phase(tmp_path):

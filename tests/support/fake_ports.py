@@ -40,6 +40,7 @@ class FakeProcs:
         self._next_pid = 100
         self.started = self.closed = False
         self.marker = "fake-marker"
+        self.containment = "fake processes"
 
     def start(self) -> None:
         self.started = True

@@ -59,6 +59,7 @@ PURE = [
     "executor/task/taskview.py",
     "executor/host/entry.py",
     "executor/host/controlwire.py",
+    "executor/procs/cgroup_paths.py",
 ]
 FORBIDDEN = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging",
              "select", "signal"}

@@ -24,7 +24,8 @@ from healthcheck.policy import AttemptOutcome, HealthState
 RECORDS = [
     HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
                  ports={"health": 31000}, supervisor_pid=4000, processes=("setup", "web"),
-                 health="HTTP GET http://localhost:31000/health", wall=100.0),
+                 health="HTTP GET http://localhost:31000/health",
+                 containment="cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)", wall=100.0),
     TaskRecord(from_=TaskStage.NEW, to=TaskStage.STARTING, reason="task launched", wall=100.0),
     PhaseRecord(from_=TaskPhase.ACTIVE, to=TaskPhase.CLEANING, reason="killed", wall=101.0),
     ProcessRecord(process="web", run=2, from_=ProcessState.RUNNING, to=ProcessState.WAITING,
@@ -56,7 +57,8 @@ def test_the_field_names_on_disk_are_the_ones_written_before_the_records_had_cla
                                          "exit_code", "signal", "outcome", "wall"}
     assert set(RECORDS[0].to_json()) == {"kind", "task", "job_key", "task_id", "sandbox", "ports",
                                          "supervisor_pid", "supervisor_start", "supervisor_boot",
-                                         "marker", "processes", "health", "wall"}
+                                         "marker", "processes", "health", "containment",
+                                         "wall"}
     assert set(RECORDS[5].to_json()) == {"kind", "outcome", "reason", "latency_secs", "state",
                                          "attempts", "consecutive_failures",
                                          "consecutive_successes", "wall"}

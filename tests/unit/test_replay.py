@@ -261,3 +261,13 @@ def test_damaged_records_are_named_up_to_a_bound_then_counted():
     assert len(warnings) == WARNINGS_KEPT + 1
     assert warnings[0].startswith("checkpoint record 2, a task record: 'wall' is inf")
     assert warnings[-1] == f"{50 - WARNINGS_KEPT} more damaged checkpoint records skipped"
+
+
+def test_each_attempt_keeps_how_its_processes_were_contained():
+    view = replay([header(containment="cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)"),
+                   header(wall=200.0, pid=5000),
+                   header(wall=300.0, pid=6000, containment="process groups, task markers and "
+                                                            "the subreaper (no cgroup: off)")])
+    assert [a.containment for a in view.attempts] == [
+        "cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)", "",
+        "process groups, task markers and the subreaper (no cgroup: off)"]

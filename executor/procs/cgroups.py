@@ -1,0 +1,252 @@
+"""The task's own cgroup: made at start, entered by the Stoker process, killed and removed at
+the end (or by the watchdog, after a crash).
+
+Why the Stoker process itself goes in: a process joins a cgroup at fork, for free, when its
+parent is in it; moving a process that already runs costs an RCU grace period (10–20 ms
+measured, with `cgroup_threadgroup_rwsem`), which would make every restart that much slower.
+So the supervising process moves in once, at start, and every run, shell command and
+descendant is born inside, before it can run a single instruction: none can be outside it,
+whatever it does to its session or environment, unless it may write another cgroup's
+`cgroup.procs` (root). At the end the Stoker process moves back to the cgroup it came from
+(`home`), and the task's cgroup is killed as a whole and removed.
+
+Owns: choosing the place (`executor/procs/cgroup_paths.py` parses where we are), making
+the `stoker-<id>` cgroup, the one-per-process rule (a process is in one
+cgroup per hierarchy, so a second task supervised by the same process falls back),
+and the kill: `cgroup.kill` (v2), or freeze, SIGKILL every member, thaw (v2 `cgroup.freeze`,
+v1 `freezer`). `Kill.how` names the same three ways to the watchdog's script.
+
+Never raises out of `create` (a cgroup that cannot be made or entered is a reason, and the
+task runs without one); `TaskCgroup.enter` and `leave` raise OSError; `kill_and_remove`
+returns a problem in words. No logging here: the supervisor logs what happened.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import attrs
+
+from executor.procs.cgroup_paths import CgroupKind, Place, own_places, parse_proc_cgroup, place_of
+from executor.procs.sandboxfs import describe_os_error
+
+SETTING_AUTO = "auto"
+SETTING_OFF = "off"
+POLL_SECS = 0.002  # between looks at a cgroup that is being frozen or emptied
+
+_holder_lock = threading.Lock()
+_holder: str | None = None  # the task cgroup this process is in, if any
+
+
+@attrs.frozen
+class NoCgroup:
+    """Why the task has no cgroup of its own (in words)."""
+
+    reason: str
+
+
+@attrs.define(eq=False)
+class TaskCgroup:
+    place: Place  # the task's cgroup
+    home: Place  # where the Stoker process was, and returns to
+    how: str  # "kill" (cgroup.kill), "freeze" (cgroup.freeze), "freezer" (v1 freezer.state)
+    entered: bool = False
+
+    @property
+    def directory(self) -> str:
+        return self.place.directory
+
+    def describe(self) -> str:
+        way = {"kill": "cgroup.kill", "freeze": "cgroup.freeze, then SIGKILL",
+               "freezer": "freezer FROZEN, then SIGKILL"}[self.how]
+        return f"{self.place.kind.value} cgroup {self.place.directory} ({way})"
+
+    def enter(self) -> None:
+        """Move this process in; its children are born inside from now on."""
+        _write(self.place.directory, "cgroup.procs", str(os.getpid()))
+        self.entered = True
+
+    def leave(self) -> None:
+        """Move this process back home, so the task's cgroup can be killed and removed."""
+        _write(self.home.directory, "cgroup.procs", str(os.getpid()))
+        self.entered = False
+
+    def members(self) -> list[int]:
+        return _read_pids(self.place.directory)
+
+    def kill_and_remove(self, timeout_secs: float) -> str | None:
+        """SIGKILL every member (this process must have left), then remove the cgroup;
+        None when it is gone, else what went wrong, in words."""
+        if self.entered:
+            return f"the supervising process is still in {self.directory}; not killing it"
+        deadline = time.monotonic() + timeout_secs
+        problem = None
+        while True:
+            try:
+                self._kill_once(deadline)
+            except OSError as e:
+                problem = f"cannot kill through {self.directory}: {describe_os_error(e)}"
+            try:
+                os.rmdir(self.directory)
+                return None
+            except FileNotFoundError:
+                return None
+            except OSError as e:
+                if time.monotonic() >= deadline:
+                    left = len(self.members())
+                    return problem or (f"cannot remove {self.directory}: {describe_os_error(e)} "
+                                       f"({left} processes still in it after {timeout_secs} s)")
+            time.sleep(POLL_SECS)  # SIGKILLed members take a moment to leave
+
+    def _kill_once(self, deadline: float) -> None:
+        d = self.directory
+        if self.how == "kill":
+            _write(d, "cgroup.kill", "1")
+            return
+        if self.how == "freeze":
+            _write(d, "cgroup.freeze", "1")
+            _wait_until(lambda: "frozen 1" in _read(d, "cgroup.events"), deadline)
+            self._kill_members()
+            _write(d, "cgroup.freeze", "0")
+            return
+        _write(d, "freezer.state", "FROZEN")
+        _wait_until(lambda: _read(d, "freezer.state").strip() == "FROZEN", deadline)
+        self._kill_members()
+        _write(d, "freezer.state", "THAWED")  # v1: a frozen process dies only once thawed
+
+    def _kill_members(self) -> None:
+        """SIGKILL each listed member through a pidfd, after checking by /proc/PID/cgroup
+        that the pid still names a member (a member's parent may have reaped it meanwhile)."""
+        for pid in self.members():
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:
+                continue
+            try:
+                if _cgroup_of(pid, self.place.kind) == self.place.path:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+            finally:
+                os.close(pidfd)
+
+
+def create(name: str, setting: str) -> TaskCgroup | NoCgroup:
+    """Make the cgroup `name` for one task where `setting` says (`auto`: under the cgroups
+    this process is in; `off`; or a directory: under that delegated cgroup). The strongest
+    kind that can be made and has a way to kill wins. Not entered yet. Never raises."""
+    global _holder
+    if setting == SETTING_OFF:
+        return NoCgroup("cgroups are off (STOKER_CGROUPS=off)")
+    with _holder_lock:
+        if _holder is not None:
+            return NoCgroup(f"this process already keeps another task in {_holder} "
+                            f"(a process is in one cgroup per hierarchy)")
+        try:
+            proc_cgroup = _read("/proc/self", "cgroup")
+            mountinfo = _read("/proc/self", "mountinfo")
+        except OSError as e:
+            return NoCgroup(f"cannot read /proc/self/cgroup or mountinfo: {describe_os_error(e)}")
+        result = _first_made(name, setting, own_places(proc_cgroup, mountinfo), mountinfo)
+        if isinstance(result, TaskCgroup):
+            _holder = result.directory
+        return result
+
+
+def release(cgroup: TaskCgroup) -> None:
+    """The process is out of `cgroup` (or never entered it): another task may have one."""
+    global _holder
+    with _holder_lock:
+        if _holder == cgroup.directory:
+            _holder = None
+
+
+def _first_made(name: str, setting: str, homes: list[Place], mountinfo: str) -> TaskCgroup | NoCgroup:
+    if setting == SETTING_AUTO:
+        parents = homes
+    else:
+        parent = place_of(os.path.normpath(setting), mountinfo)
+        if parent is None:
+            return NoCgroup(f"STOKER_CGROUPS={setting} is not in a cgroup2 or cgroup-v1 freezer mount")
+        parents = [parent]
+    reasons = []
+    for parent in parents:
+        home = next((h for h in homes if h.kind is parent.kind), None)
+        if home is None:
+            reasons.append(f"this process is in no {parent.kind.value} cgroup to come back to")
+            continue
+        made = _make(parent.child(name), home)
+        if isinstance(made, TaskCgroup):
+            return made
+        reasons.append(made)
+    if not reasons:
+        return NoCgroup("no cgroup2 or cgroup-v1 freezer hierarchy shows this process's cgroup")
+    return NoCgroup("; ".join(reasons))
+
+
+def _make(place: Place, home: Place) -> TaskCgroup | str:
+    try:
+        os.mkdir(place.directory, 0o755)
+    except OSError as e:
+        return f"cannot make {place.directory}: {describe_os_error(e)}"
+    files = {"kill": "cgroup.kill", "freeze": "cgroup.freeze"} if place.kind is CgroupKind.V2 \
+        else {"freezer": "freezer.state"}
+    for how, file in files.items():
+        if os.path.exists(os.path.join(place.directory, file)):
+            return TaskCgroup(place=place, home=home, how=how)
+    _rmdir_quietly(place.directory)
+    return f"{place.directory} has none of {', '.join(files.values())} (kernel too old)"
+
+
+def discard(cgroup: TaskCgroup) -> None:
+    """Remove a cgroup that was made but never held a process (enter failed)."""
+    _rmdir_quietly(cgroup.directory)
+    release(cgroup)
+
+
+def _rmdir_quietly(directory: str) -> None:
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
+
+
+def _write(directory: str, name: str, text: str) -> None:
+    fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _read(directory: str, name: str) -> str:
+    fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def _read_pids(directory: str) -> list[int]:
+    try:
+        return [int(x) for x in _read(directory, "cgroup.procs").split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _cgroup_of(pid: int, kind: CgroupKind) -> str | None:
+    try:
+        return parse_proc_cgroup(_read(f"/proc/{pid}", "cgroup")).get(kind)
+    except OSError:
+        return None
+
+
+def _wait_until(done: Callable[[], bool], deadline: float) -> None:
+    while not done() and time.monotonic() < deadline:
+        time.sleep(POLL_SECS)

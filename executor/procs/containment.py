@@ -1,0 +1,281 @@
+"""Which processes are the task's, how they are signalled, and what keeps them contained
+when the Stoker process is gone.
+
+Owns, for one supervisor: the list of the task's processes, the "unclaimed" rule, the
+leftover kill after each exit, the signals of `signal_run(s)` / `signal_all`, and the task's
+cgroup (`executor/procs/cgroups.py`) from start to removal.
+
+**While Stoker lives, the task is its subtree.** Stoker is a child subreaper: a process whose
+parent dies is re-parented to it, so every process the task ever started stays a descendant
+of the Stoker process, whatever it does to its session (`setsid`) or its environment
+(`env -i`). The task's processes are found by walking down from Stoker's children
+(`/proc/PID/task/TID/children`): the cost follows the task's size, not the host's. Children
+that existed before the supervisor started (`foreign`) are not the task's; a process that
+supervises tasks must fork nothing else (see `executor/procs/reaper.py`).
+
+**Claimed and unclaimed.** In that subtree a process is *claimed* when it is a registered
+child (a run's or a command's top, a watchdog: of any supervisor in the process), is in the
+process group of one, descends from one, carries the marker of a live run or command of this
+task (`STOKER_RUN_MARKER`), carries another task's `STOKER_TASK_MARKER`, or descends from a
+claimed process. Everything else is *unclaimed*: a leftover of an exited run or command, or
+a daemon that left both its group and its marker and whose parent is gone (so it cannot be
+traced to a run). Unclaimed processes are killed after every exit of a run or a command, and
+with the task (`signal_all`).
+
+**Leftovers** (`kill_leftovers`, on the reaper thread, while the exited top's zombie holds
+its pid and group id): one `killpg` of its group, then passes of: walk the orphans' subtrees
+(registered children are skipped: they are claimed), SIGSTOP every unclaimed process, then
+SIGKILL it, until a pass finds nothing new. A stopped process cannot fork, and a process
+that forks and exits in a loop always has a live heir in the subtree, which the next pass
+finds (within `LEFTOVER_SECS`).
+
+**Fallbacks.** When Stoker could not become a subreaper, or the kernel does not list
+children, orphans re-parent elsewhere: the rule is then today's full /proc sweep (process
+groups, descendants of live tops and markers, `executor/procs/proctree.py`), and unclaimed
+processes cannot be found at all. `describe()` says which is in force.
+
+**After Stoker dies** the watchdog kills through the cgroup when there is one (nothing can
+leave it but root), and by the task marker otherwise.
+
+Never raises out of its public methods; logs ERROR for adapter failures, naming the task.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+
+from executor.logs import log_event
+from executor.procs import cgroups, proctree
+from executor.procs.cgroups import NoCgroup, TaskCgroup
+from executor.procs.proctree import ProcInfo, Scope
+from executor.procs.reaper import Reaper
+from executor.procs.sandboxfs import describe_os_error
+from executor.procs.spawn import TASK_MARKER, Child
+
+logger = logging.getLogger(__name__)
+
+LEFTOVER_SECS = 1.0  # the longest a leftover kill keeps finding new processes
+CGROUP_KILL_SECS = 2.0  # for the cgroup's kill and removal at close
+_TASK_PREFIX = f"{TASK_MARKER}=".encode()
+
+
+class Containment:
+    def __init__(self, *, reaper: Reaper, task_marker: str, label: str, cgroup_setting: str,
+                 live_children: Callable[[], Sequence[Child]]) -> None:
+        self._reaper = reaper
+        self._entry = _TASK_PREFIX + task_marker.encode()
+        self._label = label
+        self._setting = cgroup_setting
+        self._live_children = live_children
+        self._me = os.getpid()
+        self._walk = False
+        self._foreign: frozenset[tuple[int, int]] = frozenset()
+        self.cgroup: TaskCgroup | None = None
+        self._no_cgroup = "not started"
+
+    # ---- start and close ----
+
+    def prepare(self, name: str) -> None:
+        """Before the watchdog starts: note the children that are not the task's, make the
+        task's cgroup (not entered yet)."""
+        self._me = os.getpid()
+        self._walk = self._reaper.subreaper and proctree.children_listed()
+        if self._walk:
+            self._foreign = self._children_now()
+        made = cgroups.create(name, self._setting)
+        if isinstance(made, NoCgroup):
+            self._no_cgroup = made.reason
+        else:
+            self.cgroup = made
+
+    def enter(self) -> None:
+        """After the watchdog started: move this process into the cgroup, so that every
+        child is born inside; on failure the task runs without one."""
+        cg = self.cgroup
+        if cg is None:
+            return
+        try:
+            cg.enter()
+        except OSError as e:
+            self._no_cgroup = f"cannot move the supervisor into {cg.directory}: {describe_os_error(e)}"
+            cgroups.discard(cg)
+            self.cgroup = None
+
+    @property
+    def mechanism(self) -> str:
+        return self.cgroup.place.kind.value if self.cgroup is not None else "fallback"
+
+    def describe(self) -> str:
+        """The mechanism in force, in words (the checkpoint header and the start log line)."""
+        if self.cgroup is not None:
+            text = self.cgroup.describe()
+        else:
+            text = f"process groups, task markers and the subreaper (no cgroup: {self._no_cgroup})"
+        if not self._walk:
+            text += ("; Stoker is no subreaper or the kernel lists no children, so leftovers "
+                     "are found by /proc scans, and unmarked daemons are not found")
+        return text
+
+    def watchdog_cgroup(self) -> tuple[str, str, str]:
+        """(directory, how, home) for the watchdog: home only when it starts inside the
+        cgroup (a restart), so that it moves itself out first."""
+        cg = self.cgroup
+        if cg is None:
+            return "", "", ""
+        return cg.directory, cg.how, cg.home.directory if cg.entered else ""
+
+    def close(self) -> bool:
+        """Leave, kill and remove the cgroup. False when this process could not leave it:
+        the watchdog must then do it once this process has exited."""
+        cg = self.cgroup
+        if cg is None:
+            return True
+        try:
+            cg.leave()
+        except OSError as e:
+            log_event(logger, logging.ERROR, "cgroup_leave_failed", task=self._label,
+                      cgroup=cg.directory, error=describe_os_error(e),
+                      consequence="the watchdog kills and removes it when this process exits")
+            return False
+        problem = cg.kill_and_remove(CGROUP_KILL_SECS)
+        cgroups.release(cg)
+        self.cgroup = None
+        self._no_cgroup = "closed"
+        if problem is not None:
+            log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label,
+                      cgroup=cg.directory, error=problem)
+        return True
+
+    # ---- who is ours ----
+
+    def _children_now(self) -> frozenset[tuple[int, int]]:
+        with self._reaper.lock:
+            registered = self._reaper.registered()
+        found = set()
+        for pid in proctree.children(self._me):
+            info = proctree.read_proc(pid) if pid not in registered else None
+            if info is not None:
+                found.add((pid, info.start))
+        return frozenset(found)
+
+    def _members(self, skip_registered: bool) -> tuple[dict[int, ProcInfo], frozenset[int]]:
+        """The task's live processes (Stoker's subtree less foreign children), parents first,
+        and the registered pids. Children are listed before the registry is read, so every
+        child this process forked and listed is registered by then (fork and registration
+        happen together under the reaper's lock)."""
+        if not self._walk:
+            with self._reaper.lock:
+                return proctree.scan(), self._reaper.registered()
+        kids = proctree.children(self._me)
+        with self._reaper.lock:
+            registered = self._reaper.registered()
+        roots = [k for k in kids if not (skip_registered and k in registered)]
+        return proctree.walk(roots, prune=self._is_foreign), registered
+
+    def _is_foreign(self, info: ProcInfo) -> bool:
+        return info.ppid == self._me and (info.pid, info.start) in self._foreign
+
+    def _other_task(self, environ: bytes) -> bool:
+        """It carries a STOKER_TASK_MARKER that is not ours."""
+        for entry in environ.split(b"\0"):
+            if entry.startswith(_TASK_PREFIX) and entry != self._entry:
+                return True
+        return False
+
+    def _claimed_directly(self, info: ProcInfo, registered: frozenset[int],
+                          live_markers: tuple[bytes, ...]) -> bool:
+        return (info.pid in registered or info.pgrp in registered or info.ppid in registered
+                or proctree.has_marker(info.environ, live_markers)
+                or self._other_task(info.environ))
+
+    def _live_markers(self, registered: frozenset[int]) -> tuple[bytes, ...]:
+        return tuple(c.marker_entry for c in self._live_children() if c.pid in registered)
+
+    def _unclaimed(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> list[int]:
+        """The unclaimed processes of `procs` (parents first, as `procs` is ordered)."""
+        if not self._walk:
+            return []  # a host-wide scan: an unmarked process there may be anyone's
+        markers = self._live_markers(registered)
+        claimed: set[int] = set()
+        out = []
+        for info in procs.values():
+            if info.ppid in claimed or self._claimed_directly(info, registered, markers):
+                claimed.add(info.pid)
+            else:
+                out.append(info.pid)
+        return out
+
+    def _still_unclaimed(self) -> proctree.Check:
+        """The re-check after each pidfd is open: still in our subtree (a child of this
+        process or of one just signalled) and still unclaimed."""
+        def check(info: ProcInfo, ours: set[int]) -> bool:
+            if info.ppid != self._me and info.ppid not in ours:
+                return False
+            if self._is_foreign(info):
+                return False
+            with self._reaper.lock:
+                registered = self._reaper.registered()
+            return not self._claimed_directly(info, registered, self._live_markers(registered))
+        return check
+
+    # ---- signals ----
+
+    def kill_leftovers(self, top_pid: int, marker_entry: bytes) -> int:
+        """A run's or command's top exited (its zombie unreaped): SIGKILL its group, then every
+        unclaimed process until none is left; returns how many were killed."""
+        proctree.signal_group(top_pid, signal.SIGKILL)
+        if not self._walk:
+            return len(proctree.kill_leftovers(top_pid, marker_entry))
+        return self._kill_unclaimed()
+
+    def _kill_unclaimed(self) -> int:
+        deadline = time.monotonic() + LEFTOVER_SECS
+        seen: set[tuple[int, int]] = set()
+        killed = 0
+        check = self._still_unclaimed()
+        while True:
+            procs, registered = self._members(skip_registered=True)
+            fresh = [p for p in self._unclaimed(procs, registered) if (p, procs[p].start) not in seen]
+            if not fresh:
+                return killed
+            seen.update((p, procs[p].start) for p in fresh)
+            stopped = proctree.send_checked(fresh, signal.SIGSTOP, check)
+            killed += len(proctree.send_checked(stopped, signal.SIGKILL, check))
+            if time.monotonic() >= deadline:
+                log_event(logger, logging.ERROR, "leftovers_survive", task=self._label,
+                          reason=f"new unclaimed processes kept appearing for {LEFTOVER_SECS} s",
+                          consequence="they are killed with the task")
+                return killed
+
+    def signal(self, children: Sequence[Child], markers: tuple[bytes, ...], sig: int,
+               *, whole_task: bool) -> int:
+        """`sig` to each process of the trees of `children` (group, descendants, `markers`),
+        and with `whole_task` to every unclaimed process too, each exactly once; returns how
+        many. Processes outside the live groups go first: once a group's leader dies, the
+        reaper kills that run's leftovers, and a count taken after that would miss them."""
+        procs, registered = self._members(skip_registered=False)
+        live = frozenset(c.pid for c in children if c.pid in registered)
+        scope = Scope(markers=markers, live_groups=live, live_tops=live)
+        pids = proctree.select(procs, scope)
+        by_group = [p for p in pids if procs[p].pgrp in live]
+        others = [p for p in pids if procs[p].pgrp not in live]
+        sent = proctree.send(others, sig, scope, proven=by_group)
+        if whole_task:
+            chosen = set(pids)
+            extra = [p for p in self._unclaimed(procs, registered) if p not in chosen]
+            sent += proctree.send_checked(extra, sig, self._still_unclaimed())
+        with self._reaper.lock:  # the leader is unreaped while registered: no pid reuse
+            for pgid in live:
+                if self._reaper.is_registered(pgid):
+                    proctree.signal_group(pgid, sig)
+        return len(by_group) + len(sent)
+
+    def pids(self, children: Sequence[Child]) -> set[int]:
+        """The task's live processes: the trees of `children`, the task marker, unclaimed."""
+        procs, registered = self._members(skip_registered=False)
+        live = frozenset(c.pid for c in children if c.pid in registered)
+        scope = Scope(markers=(self._entry,), live_groups=live, live_tops=live)
+        return set(proctree.select(procs, scope)) | set(self._unclaimed(procs, registered))

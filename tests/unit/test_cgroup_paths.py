@@ -1,0 +1,93 @@
+"""Where a task's cgroup can go: /proc/self/cgroup and mountinfo text in, places out. Pure."""
+from __future__ import annotations
+
+import pytest
+
+from executor.procs.cgroup_paths import (
+    CgroupKind,
+    Place,
+    own_places,
+    parse_mountinfo,
+    parse_proc_cgroup,
+    place_of,
+)
+
+V2, FREEZER = CgroupKind.V2, CgroupKind.V1_FREEZER
+
+# A hybrid host (this project's CI): v1 controllers under /sys/fs/cgroup/NAME, v2 at unified.
+HYBRID_MOUNTS = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+HYBRID_SELF = """\
+8:pids:/
+6:freezer:/mesos/abc
+4:memory:/process_api/62a0
+0::/
+"""
+# A pure v2 host under systemd, and a container whose cgroup namespace shows its own root.
+V2_MOUNTS = "25 20 0:23 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
+BIND_MOUNTS = ("50 40 0:23 /kubepods/pod1/c1 /sys/fs/cgroup ro,relatime - cgroup2 cgroup2 rw\n"
+               "51 40 0:24 /docker/x /mnt/my\\040cgroups rw - cgroup cgroup rw,cpu,freezer\n")
+
+
+def test_a_hybrid_host_offers_the_v2_root_then_the_mesos_freezer_cgroup():
+    assert own_places(HYBRID_SELF, HYBRID_MOUNTS) == [
+        Place(V2, "/sys/fs/cgroup/unified", "/"),
+        Place(FREEZER, "/sys/fs/cgroup/freezer/mesos/abc", "/mesos/abc"),
+    ]
+
+
+def test_a_systemd_service_on_a_pure_v2_host():
+    places = own_places("0::/system.slice/stoker.service\n", V2_MOUNTS)
+    assert places == [Place(V2, "/sys/fs/cgroup/system.slice/stoker.service",
+                            "/system.slice/stoker.service")]
+    assert places[0].child("stoker-1") == Place(
+        V2, "/sys/fs/cgroup/system.slice/stoker.service/stoker-1",
+        "/system.slice/stoker.service/stoker-1")
+
+
+def test_a_mount_that_shows_a_subtree_is_followed_and_escapes_are_decoded():
+    self_text = "0::/kubepods/pod1/c1/app\n3:cpu,freezer:/docker/x/y\n"
+    assert own_places(self_text, BIND_MOUNTS) == [
+        Place(V2, "/sys/fs/cgroup/app", "/kubepods/pod1/c1/app"),
+        Place(FREEZER, "/mnt/my cgroups/y", "/docker/x/y"),
+    ]
+
+
+@pytest.mark.parametrize("self_text, why", [
+    ("0::/elsewhere\n", "our cgroup is outside the subtree the mount shows"),
+    ("0::/kubepods/pod1/c1 (deleted)\n", "our cgroup was removed"),
+    ("1:cpu:/\n", "no v2 line and no freezer"),
+    ("garbage\n\n0:/x\n", "malformed lines"),
+])
+def test_nothing_is_offered_where_no_mount_shows_our_cgroup(self_text, why):
+    assert own_places(self_text, BIND_MOUNTS.splitlines()[0]) == [], why
+
+
+def test_mountinfo_lines_that_are_not_cgroups_or_are_damaged_are_skipped():
+    text = HYBRID_MOUNTS + "garbage\n99 1 0:1 / /proc rw - proc proc rw\n1 2 3\n"
+    kinds = [(m.mountpoint, m.kind) for m in parse_mountinfo(text)]
+    assert kinds == [("/sys/fs/cgroup/cpu", None), ("/sys/fs/cgroup/memory", None),
+                     ("/sys/fs/cgroup/freezer", FREEZER), ("/sys/fs/cgroup/pids", None),
+                     ("/sys/fs/cgroup/unified", V2)]
+
+
+def test_proc_cgroup_lines_by_kind():
+    assert parse_proc_cgroup(HYBRID_SELF) == {FREEZER: "/mesos/abc", V2: "/"}
+    assert parse_proc_cgroup("2:cpuacct,freezer:/a\n") == {FREEZER: "/a"}
+
+
+def test_a_configured_parent_is_placed_in_the_mount_it_is_under():
+    assert place_of("/sys/fs/cgroup/unified/delegated", HYBRID_MOUNTS) == \
+        Place(V2, "/sys/fs/cgroup/unified/delegated", "/delegated")
+    assert place_of("/sys/fs/cgroup/freezer", HYBRID_MOUNTS) == \
+        Place(FREEZER, "/sys/fs/cgroup/freezer", "/")
+    assert place_of("/sys/fs/cgroup/app", BIND_MOUNTS) == \
+        Place(V2, "/sys/fs/cgroup/app", "/kubepods/pod1/c1/app")
+    assert place_of("/sys/fs/cgroup/memory/x", HYBRID_MOUNTS) is None  # no freezer there
+    assert place_of("/tmp/x", HYBRID_MOUNTS) is None
