@@ -45,7 +45,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from executor.logs import log_event
 from executor.procs import cgroups, proctree
@@ -161,19 +161,22 @@ class Containment:
                 found.add((pid, info.start))
         return frozenset(found)
 
-    def _members(self, skip_registered: bool) -> tuple[dict[int, ProcInfo], frozenset[int]]:
-        """The task's live processes (Stoker's subtree less foreign children), parents first,
-        and the registered pids. Children are listed before the registry is read, so every
-        child this process forked and listed is registered by then (fork and registration
-        happen together under the reaper's lock)."""
+    def _members(self, skip_registered: bool) -> tuple[dict[int, ProcInfo], frozenset[int], set[int]]:
+        """The task's live processes (Stoker's subtree less foreign children), parents first;
+        the registered pids; and the unregistered children that are zombies. Children are
+        listed before the registry is read, so every child this process forked and listed is
+        registered by then (fork and registration happen together under the reaper's lock)."""
         if not self._walk:
             with self._reaper.lock:
-                return proctree.scan(), self._reaper.registered()
+                return proctree.scan(), self._reaper.registered(), set()
         kids = proctree.children(self._me)
         with self._reaper.lock:
             registered = self._reaper.registered()
         roots = [k for k in kids if not (skip_registered and k in registered)]
-        return proctree.walk(roots, prune=self._is_foreign), registered
+        procs = proctree.walk(roots, prune=self._is_foreign)
+        foreign = {pid for pid, _ in self._foreign}
+        dead = {k for k in roots if k not in procs and k not in registered and k not in foreign}
+        return procs, registered, dead
 
     def _is_foreign(self, info: ProcInfo) -> bool:
         return info.ppid == self._me and (info.pid, info.start) in self._foreign
@@ -208,11 +211,13 @@ class Containment:
                 out.append(info.pid)
         return out
 
-    def _still_unclaimed(self) -> proctree.Check:
+    def _still_unclaimed(self, members: Iterable[int]) -> proctree.Check:
         """The re-check after each pidfd is open: still in our subtree (a child of this
-        process or of one just signalled) and still unclaimed."""
+        process, of a member just walked, or of one just signalled) and still unclaimed."""
+        walked = frozenset(members)
+
         def check(info: ProcInfo, ours: set[int]) -> bool:
-            if info.ppid != self._me and info.ppid not in ours:
+            if info.ppid != self._me and info.ppid not in walked and info.ppid not in ours:
                 return False
             if self._is_foreign(info):
                 return False
@@ -225,29 +230,39 @@ class Containment:
 
     def kill_leftovers(self, top_pid: int, marker_entry: bytes) -> int:
         """A run's or command's top exited (its zombie unreaped): SIGKILL its group, then every
-        unclaimed process until none is left; returns how many were killed."""
+        unclaimed process until none is left; returns how many were killed. Call on the
+        reaper thread (so no child of this process is reaped meanwhile)."""
         proctree.signal_group(top_pid, signal.SIGKILL)
         if not self._walk:
             return len(proctree.kill_leftovers(top_pid, marker_entry))
-        return self._kill_unclaimed()
+        return self._kill_unclaimed(top_pid)
 
-    def _kill_unclaimed(self) -> int:
+    def _kill_unclaimed(self, top_pid: int) -> int:
+        """Passes until one finds no new unclaimed process and no new zombie child. Between
+        passes, the processes just killed are waited for (pidfd), so that their children
+        have been re-parented to this process before the next pass lists its children; and
+        a child that died on its own since the last pass may have left an heir there too (a
+        fork-hopper's next generation). Zombie children stay listed until the reaper (this
+        thread) reaps them, so "new" is by pid."""
         deadline = time.monotonic() + LEFTOVER_SECS
         seen: set[tuple[int, int]] = set()
+        dead_seen = {top_pid}
         killed = 0
-        check = self._still_unclaimed()
         while True:
-            procs, registered = self._members(skip_registered=True)
+            procs, registered, dead = self._members(skip_registered=True)
             fresh = [p for p in self._unclaimed(procs, registered) if (p, procs[p].start) not in seen]
-            if not fresh:
+            if not fresh and dead <= dead_seen:
                 return killed
             seen.update((p, procs[p].start) for p in fresh)
+            dead_seen |= dead
+            check = self._still_unclaimed(procs)
             stopped = proctree.send_checked(fresh, signal.SIGSTOP, check)
-            killed += len(proctree.send_checked(stopped, signal.SIGKILL, check))
-            if time.monotonic() >= deadline:
+            sent = proctree.send_checked(stopped, signal.SIGKILL, check)
+            killed += len(sent)
+            if not proctree.wait_exited(sent, deadline) or time.monotonic() >= deadline:
                 log_event(logger, logging.ERROR, "leftovers_survive", task=self._label,
-                          reason=f"new unclaimed processes kept appearing for {LEFTOVER_SECS} s",
-                          consequence="they are killed with the task")
+                          reason=f"unclaimed processes were still appearing or alive after "
+                                 f"{LEFTOVER_SECS} s", consequence="they are killed with the task")
                 return killed
 
     def signal(self, children: Sequence[Child], markers: tuple[bytes, ...], sig: int,
@@ -256,7 +271,7 @@ class Containment:
         and with `whole_task` to every unclaimed process too, each exactly once; returns how
         many. Processes outside the live groups go first: once a group's leader dies, the
         reaper kills that run's leftovers, and a count taken after that would miss them."""
-        procs, registered = self._members(skip_registered=False)
+        procs, registered, _ = self._members(skip_registered=False)
         live = frozenset(c.pid for c in children if c.pid in registered)
         scope = Scope(markers=markers, live_groups=live, live_tops=live)
         pids = proctree.select(procs, scope)
@@ -266,7 +281,7 @@ class Containment:
         if whole_task:
             chosen = set(pids)
             extra = [p for p in self._unclaimed(procs, registered) if p not in chosen]
-            sent += proctree.send_checked(extra, sig, self._still_unclaimed())
+            sent += proctree.send_checked(extra, sig, self._still_unclaimed(procs))
         with self._reaper.lock:  # the leader is unreaped while registered: no pid reuse
             for pgid in live:
                 if self._reaper.is_registered(pgid):
@@ -275,7 +290,7 @@ class Containment:
 
     def pids(self, children: Sequence[Child]) -> set[int]:
         """The task's live processes: the trees of `children`, the task marker, unclaimed."""
-        procs, registered = self._members(skip_registered=False)
+        procs, registered, _ = self._members(skip_registered=False)
         live = frozenset(c.pid for c in children if c.pid in registered)
         scope = Scope(markers=(self._entry,), live_groups=live, live_tops=live)
         return set(proctree.select(procs, scope)) | set(self._unclaimed(procs, registered))

@@ -22,7 +22,9 @@ marker rule.
 from __future__ import annotations
 
 import os
+import select as _select
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
@@ -254,6 +256,31 @@ def signal_group(pgid: int, sig: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+def wait_exited(pids: Iterable[int], deadline_at: float) -> bool:
+    """Block until each of `pids` has exited (a zombie counts: its children have been
+    re-parented by then), by polling their pidfds; False when `deadline_at` (monotonic)
+    passed first. A pid that cannot be opened is gone already."""
+    fds = []
+    try:
+        for pid in pids:
+            try:
+                fds.append(os.pidfd_open(pid))
+            except OSError:
+                pass
+        while fds:
+            left = deadline_at - time.monotonic()
+            if left <= 0:
+                return False
+            ready, _, _ = _select.select(fds, [], [], left)
+            for fd in ready:
+                fds.remove(fd)
+                os.close(fd)
+        return True
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def kill_until_gone(scope: Scope, max_passes: int = 8) -> set[int]:

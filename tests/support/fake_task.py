@@ -18,6 +18,11 @@ Process trees
                             daemon: its parent exits at once, so it is re-parented)
   --daemon-ignore-sigterm   that daemon ignores SIGTERM
   --daemon-pid-file F       the daemon writes its pid to F; the parent waits until it exists
+  --fork-hop SECS           fork a hopper that, for up to SECS, forks a child and exits, again
+                            and again, each generation in a new session (setsid): there is
+                            never a process that stays put long enough to be signalled late
+  --hop-pid-file F          each hopper generation writes its pid to F (atomically)
+  --hop-stop-file F         the hopper stops (its current generation exits) once F exists
 
 Output
   --stdout-bytes N          write N bytes to stdout as fast as it can (1 MiB writes), then go on
@@ -85,6 +90,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--daemonize-child", action="store_true")
     p.add_argument("--daemon-ignore-sigterm", action="store_true")
     p.add_argument("--daemon-pid-file")
+    p.add_argument("--fork-hop", type=float, default=None)
+    p.add_argument("--hop-pid-file")
+    p.add_argument("--hop-stop-file")
     p.add_argument("--stdout-bytes", type=int, default=0)
     p.add_argument("--print-env", action="append", default=[])
     p.add_argument("--stderr-text")
@@ -135,6 +143,24 @@ def _daemonize(ignore_sigterm: bool, pid_file: str | None) -> None:
         deadline = time.monotonic() + 10
         while not os.path.exists(pid_file) and time.monotonic() < deadline:
             time.sleep(0.005)
+
+
+def _fork_hop(secs: float, pid_file: str | None, stop_file: str | None) -> None:
+    """Start the hopper and return at once (the caller goes on with its other flags)."""
+    if os.fork() != 0:
+        return
+    until = time.monotonic() + secs
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    while True:
+        if os.fork() != 0:
+            os._exit(0)  # the parent goes at once: its child is the hopper now
+        os.setsid()
+        if time.monotonic() > until or (stop_file and os.path.exists(stop_file)):
+            os._exit(0)
+        if pid_file:
+            _write_atomic(pid_file, f"{os.getpid()}\n")
 
 
 def _write_stdout(n: int) -> None:
@@ -280,6 +306,8 @@ def main(argv: list[str]) -> int:
         _fork_children(args.children, args.child_ignore_sigterm, args.children_pid_file)
     if args.daemonize_child:
         _daemonize(args.daemon_ignore_sigterm, args.daemon_pid_file)
+    if args.fork_hop is not None:
+        _fork_hop(args.fork_hop, args.hop_pid_file, args.hop_stop_file)
     if args.stdout_bytes:
         _write_stdout(args.stdout_bytes)
     if args.accept_tcp is not None:

@@ -97,3 +97,32 @@ def kill_carrying(entry: str | bytes, pids: Iterable[int] = (), timeout_secs: fl
             except (ProcessLookupError, PermissionError):
                 pass
         time.sleep(0.01)
+
+
+def hopper_quiet(pid_file: Path, quiet_secs: float = 0.1) -> bool:
+    """True when a fork-hopper (`fake_task.py --fork-hop`) is gone: the last pid it wrote is
+    not alive, and it writes no new one for `quiet_secs` (it writes one per generation)."""
+    before = read_bytes(str(pid_file))
+    pids = read_pid_files([pid_file])
+    if live(pids):
+        return False
+    time.sleep(quiet_secs)  # the question is about time: does a new generation show up?
+    return read_bytes(str(pid_file)) == before and not live(read_pid_files([pid_file]))
+
+
+def stop_hopper(pid_file: Path, stop_file: Path, timeout_secs: float = 3.0) -> None:
+    """Cleanup: ask a hopper to stop (its next generation exits) and wait until it is quiet,
+    SIGKILLing the last pid it wrote meanwhile. Never raises."""
+    try:
+        stop_file.touch()
+    except OSError:
+        pass
+    deadline = time.monotonic() + timeout_secs
+    while time.monotonic() < deadline and not hopper_quiet(pid_file, 0.05):
+        for pid in live(read_pid_files([pid_file])):
+            if b"--fork-hop" not in read_bytes(f"/proc/{pid}/cmdline"):
+                continue  # not the hopper any more: its pid was reused
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """supervise_child: a Supervisor in its own process, for the kill -9 test.
 
-Usage: `python tests/support/supervise_child.py SANDBOX [USER]`
+Usage: `python tests/support/supervise_child.py SANDBOX [USER] [--cgroups SETTING] [--escaped]`
 
-Starts a Supervisor for SANDBOX and spawns three runs with fake_task.py: a plain sleeper, a
-tree (top plus two children in its group, all ignoring SIGTERM) and a daemonizing one (its
-setsid grandchild ignores SIGTERM and is re-parented). With USER (the supervisor runs as
-root), the runs start as that user and are shell-only, the same three shapes (USER may not
-be able to reach this Python). Once every pid is known it prints one
-JSON line `{"pids": [...], "watchdog": PID, "supervisor": PID}` (pids: the three top
-processes, the tree's children and the daemon) to stdout and then blocks
-forever, so the test can SIGKILL it and check, by pid, that the watchdog leaves nothing.
+Starts a Supervisor for SANDBOX (`--cgroups`: its STOKER_CGROUPS setting, default auto) and
+spawns three runs with fake_task.py: a plain sleeper, a tree (top plus two children in its
+group, all ignoring SIGTERM) and a daemonizing one (its setsid grandchild ignores SIGTERM and
+is re-parented). With USER (the supervisor runs as root), the runs start as that user and
+are shell-only, the same three shapes (USER may not be able to reach this Python). With
+`--escaped` (not with USER), two more whose tops stay alive: one whose daemon left both its
+group and its marker (`setsid env -i sleep`, re-parented to the supervisor, pid in
+`escaped.pids`), and one that starts a fork-hopper (`hop.pid`; it stops once `hop.stop`
+exists). Once every pid is known it prints one JSON line `{"pids": [...], "watchdog": PID,
+"supervisor": PID, "cgroup": DIR or null}` (pids: the top processes, the tree's children and
+the daemons) to stdout and then blocks forever, so the test can SIGKILL it and check, by pid,
+that the watchdog leaves nothing.
 Exits 2 with a message on stderr when the setup does not finish within 10 s.
 """
 from __future__ import annotations
@@ -55,24 +59,38 @@ SHELL_RUNS = {  # the same shapes in sh, for a user that cannot run this Python
 
 def main() -> None:
     sandbox = Path(sys.argv[1])
+    setting = sys.argv[sys.argv.index("--cgroups") + 1] if "--cgroups" in sys.argv else "auto"
+    escaped = "--escaped" in sys.argv
     sandbox.mkdir(parents=True, exist_ok=True)
-    run_as = user_named(sys.argv[2]) if len(sys.argv) > 2 else None
+    args = [a for i, a in enumerate(sys.argv) if not a.startswith("--")
+            and not (i > 0 and sys.argv[i - 1] == "--cgroups")]
+    run_as = user_named(args[2]) if len(args) > 2 else None
     sup = Supervisor(sandbox=sandbox, task_label="killme.0", env={"PATH": os.environ["PATH"]},
-                     post=lambda event: None, run_as=run_as)
+                     post=lambda event: None, run_as=run_as, cgroups=setting)
     sup.start()
-    files = {name: sandbox / f"{name}.pids" for name in ("sleeper", "tree", "kids", "daemon")}
+    names = ("sleeper", "tree", "kids", "daemon") + (("escaped",) if escaped else ())
+    files = {name: sandbox / f"{name}.pids" for name in names}
     if run_as is not None:
         os.chown(sandbox, run_as.uid, run_as.gid)
         tops = [sup.spawn(ProcessSpec(name, cmd.format(**files)), 0) for name, cmd in SHELL_RUNS.items()]
     else:
         tops = fake_runs(sup, files)
+    if escaped:
+        tops.append(sup.spawn(ProcessSpec("escaped", f"(setsid env -i sleep 1000 & echo $! > "
+                                                     f"{shlex.quote(str(files['escaped']))}); "
+                                                     f"exec sleep 1000"), 0))
+        tops.append(sup.spawn(ProcessSpec("hopper", fake(
+            "--fork-hop", "60", "--hop-pid-file", str(sandbox / "hop.pid"),
+            "--hop-stop-file", str(sandbox / "hop.stop"))), 0))
     deadline = time.monotonic() + 10
     pids = set(tops)
     for path in files.values():
         pids.update(wait_for_file(path, deadline))
+    if escaped:
+        wait_for_file(sandbox / "hop.pid", deadline)  # hopping: its pids are not kept
     pids = sorted(pids)
-    print(json.dumps({"pids": pids, "watchdog": sup.watchdog_pid, "supervisor": os.getpid()}),
-          flush=True)
+    print(json.dumps({"pids": pids, "watchdog": sup.watchdog_pid, "supervisor": os.getpid(),
+                      "cgroup": sup.cgroup}), flush=True)
     threading.Event().wait()
 
 

@@ -1,0 +1,293 @@
+"""Containment with real processes and real cgroups: the task's cgroup, unclaimed daemons,
+fork-hoppers, foreign children, and the fallback when there is no cgroup.
+
+Most tests run in every mode this host allows: `cgroup` (STOKER_CGROUPS=auto: here the v2
+hierarchy, killed with cgroup.kill), `freezer` (the v1 freezer hierarchy, given as a
+delegated directory) and `fallback` (STOKER_CGROUPS=off: process groups, markers and the
+subreaper). A mode the host cannot offer is skipped with the reason. Every process a test
+learns of is SIGKILLed at teardown if still alive, and every task cgroup it learns of is
+removed (`tests/support/cgroups.py`), also when the test fails.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from config.spec import ProcessSpec
+from executor.events import ProcessExited
+from executor.procs.supervisor import Supervisor
+from tests.support import cgroups, proc_scan
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+FAKE = SUPPORT / "fake_task.py"
+FREEZER = "/sys/fs/cgroup/freezer"
+SETTINGS = {"cgroup": "auto", "freezer": FREEZER, "fallback": "off"}
+ESCAPE = "setsid env -i sleep 1000 & echo $! >> {file}"  # leaves its group and its marker
+
+
+def fake(*args: object) -> str:
+    return shlex.join([sys.executable, str(FAKE), *map(str, args)])
+
+
+def setting_for(mode: str) -> str:
+    setting = SETTINGS[mode]
+    if mode != "fallback":
+        why = cgroups.unavailable(setting)
+        if why is not None:
+            pytest.skip(f"no {mode} cgroup on this host: {why}")
+    return setting
+
+
+class Harness:
+    """A Supervisor in this process, its exits on a queue, every pid and cgroup tracked."""
+
+    def __init__(self, sandbox: Path, setting: str, groups: cgroups.CgroupTracker,
+                 pids: set[int]) -> None:
+        sandbox.mkdir(parents=True, exist_ok=True)
+        self.sandbox = sandbox
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.pids = pids
+        self.sup = Supervisor(sandbox=sandbox, task_label="contain.0",
+                              env={"PATH": os.environ["PATH"]}, post=self.events.put,
+                              cgroups=setting)
+        self.sup.start()
+        groups.add(self.sup.cgroup)
+
+    def spawn(self, name: str, cmdline: str, run: int = 0) -> int:
+        pid = self.sup.spawn(ProcessSpec(name, cmdline), run)
+        self.pids.add(pid)
+        return pid
+
+    def next_exit(self, timeout_secs: float = 5) -> ProcessExited:
+        event = self.events.get(timeout=timeout_secs)
+        assert isinstance(event, ProcessExited)
+        return event
+
+    def pids_in(self, name: str, count: int = 1, unmarked: bool = True) -> list[int]:
+        """The pids a task wrote to `name`, once there are `count`; with `unmarked`, the
+        latest is waited for until it has become `sleep` with an empty environment."""
+        path = self.sandbox / name
+        wait_for(lambda: len(proc_scan.read_pid_files([path])) >= count, 5,
+                 message=f"{count} pids in {path}")
+        found = sorted(proc_scan.read_pid_files([path]))
+        self.pids.update(found)
+        if unmarked:
+            wait_for(lambda: all(escaped(p) for p in found[-1:]), 5,
+                     message=f"{found[-1:]} running sleep without an environment")
+        return found
+
+
+@pytest.fixture
+def tracked():
+    groups, pids = cgroups.CgroupTracker(), set()
+    yield groups, pids
+    proc_scan.kill_carrying(b"STOKER_TESTS_NOTHING=1", pids)
+    groups.cleanup()
+    assert not groups.left(), f"task cgroups left behind: {groups.left()}"
+
+
+@pytest.fixture(params=list(SETTINGS))
+def harness(request, tmp_path, tracked):
+    h = Harness(tmp_path / "sandbox", setting_for(request.param), *tracked)
+    try:
+        yield h
+    finally:
+        h.sup.close()
+        for stop in h.sandbox.glob("*.stop"):
+            proc_scan.stop_hopper(stop.with_suffix(".pid"), stop)
+
+
+def gone(pids) -> bool:  # type: ignore[no-untyped-def]
+    return not proc_scan.live(pids)
+
+
+def escaped(pid: int) -> bool:
+    """It exec'd `sleep` with nothing in its environment (or is gone already)."""
+    cmdline = proc_scan.read_bytes(f"/proc/{pid}/cmdline")
+    return not cmdline or (cmdline.startswith(b"sleep\0") and proc_scan.environ(pid) == [])
+
+
+# ---- the cgroup itself ----
+
+
+def test_the_supervisor_moves_into_the_task_cgroup_and_back(tmp_path, tracked):
+    setting = setting_for("cgroup")
+    home = Path("/proc/self/cgroup").read_text()
+    h = Harness(tmp_path / "sandbox", setting, *tracked)
+    try:
+        directory = h.sup.cgroup
+        assert directory and os.path.basename(directory).startswith("stoker-")
+        assert "cgroup.kill" in h.sup.containment and directory in h.sup.containment
+        assert os.getpid() in cgroups.members(directory)
+        run = h.spawn("web", fake())
+        assert run in cgroups.members(directory), "a run is born inside the task's cgroup"
+    finally:
+        h.sup.close()
+    assert not os.path.exists(directory)
+    assert Path("/proc/self/cgroup").read_text() == home
+    assert gone([run])
+
+
+def test_without_cgroups_the_fallback_is_named_and_runs_still_start(tmp_path, tracked):
+    h = Harness(tmp_path / "sandbox", "off", *tracked)
+    try:
+        assert h.sup.cgroup is None
+        assert h.sup.containment.startswith("process groups, task markers and the subreaper "
+                                            "(no cgroup: cgroups are off")
+        h.spawn("web", "exit 0")
+        assert h.next_exit().status.exit_code == 0
+    finally:
+        h.sup.close()
+
+
+def test_a_cgroup_that_cannot_be_made_leaves_the_task_running_without_one(tmp_path, tracked):
+    h = Harness(tmp_path / "sandbox", str(tmp_path / "not-a-cgroup"), *tracked)
+    try:
+        assert h.sup.cgroup is None
+        assert "is not in a cgroup2 or cgroup-v1 freezer mount" in h.sup.containment
+        h.spawn("web", "exit 3")
+        assert h.next_exit().status.exit_code == 3
+    finally:
+        h.sup.close()
+
+
+def test_a_second_supervisor_in_the_same_process_falls_back(tmp_path, tracked):
+    setting_for("cgroup")
+    first = Harness(tmp_path / "one", "auto", *tracked)
+    try:
+        second = Harness(tmp_path / "two", "auto", *tracked)
+        try:
+            assert first.sup.cgroup is not None
+            assert second.sup.cgroup is None
+            assert f"already keeps another task in {first.sup.cgroup}" in second.sup.containment
+        finally:
+            second.sup.close()
+    finally:
+        first.sup.close()
+
+
+# ---- what is the task's, in every mode ----
+
+
+def test_an_unmarked_setsid_daemon_is_killed_when_its_run_exits(harness):
+    harness.spawn("d", ESCAPE.format(file="d.pids") + "; sleep 0.2")
+    daemon = harness.pids_in("d.pids")
+    assert os.getsid(daemon[0]) == daemon[0], "the daemon left the run's session and group"
+    harness.next_exit()  # SIGKILLed before the exit is posted; dead a moment later
+    wait_for(lambda: gone(daemon), 1, message="the run's escaped daemon killed with the run")
+
+
+def test_a_daemon_orphaned_while_its_run_lives_is_killed_with_the_task(harness):
+    top = harness.spawn("d", f"({ESCAPE.format(file='d.pids')}); exec sleep 1000")
+    daemon = harness.pids_in("d.pids")
+    assert harness.sup.signal_run("d", 0, signal.SIGKILL) == 1  # only its top is its tree
+    assert harness.next_exit().pid == top
+    wait_for(lambda: gone(daemon), 1, message="the orphaned daemon killed")
+
+
+def test_a_marked_daemon_of_a_live_run_survives_another_runs_exit(harness):
+    harness.spawn("keep", fake("--daemonize-child", "--daemon-pid-file",
+                               harness.sandbox / "keep.pids"))
+    daemon = harness.pids_in("keep.pids", unmarked=False)
+    harness.spawn("other", "exit 0")
+    assert harness.next_exit().process == "other"
+    assert not gone(daemon), "a daemon that keeps its run's marker belongs to that live run"
+    assert harness.sup.signal_run("keep", 0, signal.SIGKILL) == 2
+    wait_for(lambda: gone(daemon), 2, message="the live run's daemon killed with its run")
+
+
+def test_signal_all_reaches_unclaimed_processes(harness):
+    harness.spawn("d", f"({ESCAPE.format(file='d.pids')}); exec sleep 1000")
+    daemon = harness.pids_in("d.pids")
+    assert daemon[0] in harness.sup.task_pids()
+    assert harness.sup.signal_all(signal.SIGKILL) == 2
+    harness.next_exit()
+    wait_for(lambda: gone(daemon), 2, message="the unclaimed daemon killed")
+
+
+def test_a_health_command_leaves_no_daemon_behind(harness):
+    for attempt in range(3):
+        result = harness.sup.run_command(ESCAPE.format(file="c.pids") + "; exit 0", 5)
+        assert result.exit_code == 0, result
+        daemons = harness.pids_in("c.pids", attempt + 1)
+        wait_for(lambda: gone(daemons), 1, message=f"attempt {attempt}: the command's daemon killed")
+
+
+def test_a_fork_hopper_is_killed_when_its_run_exits(harness):
+    pid_file, stop = harness.sandbox / "hop.pid", harness.sandbox / "hop.stop"
+    harness.spawn("hop", fake("--fork-hop", 30, "--hop-pid-file", pid_file,
+                              "--hop-stop-file", stop, "--exit-after", 0.3))
+    wait_for(pid_file.exists, 5, message="the hopper hopping")
+    harness.next_exit()
+    assert proc_scan.hopper_quiet(pid_file, 0.2), "the fork-hopper outlived its run"
+
+
+def test_children_that_existed_before_the_supervisor_are_left_alone(tmp_path, tracked, request):
+    mode = "cgroup" if cgroups.unavailable("auto") is None else "fallback"
+    stranger = subprocess.Popen(["sleep", "1000"], start_new_session=True,
+                                env={"PATH": os.environ["PATH"]})
+    try:
+        h = Harness(tmp_path / "sandbox", SETTINGS[mode], *tracked)
+        try:
+            h.spawn("d", ESCAPE.format(file="d.pids") + "; exit 0")
+            h.next_exit()
+            assert stranger.pid not in h.sup.task_pids()
+            h.sup.signal_all(signal.SIGKILL)
+        finally:
+            h.sup.close()
+        assert stranger.poll() is None and not gone([stranger.pid]), \
+            "a child this process had before the supervisor started was killed"
+    finally:
+        stranger.kill()
+        stranger.wait(5)
+
+
+# ---- the supervising process dies ----
+
+
+@pytest.mark.parametrize("mode", ["cgroup", "freezer"])
+def test_the_watchdog_kills_through_the_cgroup_what_left_group_and_marker(tmp_path, tracked, mode):
+    """Both attacks at once, after the supervisor's death: a setsid + env -i daemon and a
+    fork-hopper. Only a cgroup catches them then, so this runs where one can be made."""
+    setting = setting_for(mode)
+    groups, pids = tracked
+    sandbox = tmp_path / "sandbox"
+    child = subprocess.Popen([sys.executable, str(SUPPORT / "supervise_child.py"), str(sandbox),
+                              "--cgroups", setting, "--escaped"], stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(_readline_within(child, 15))
+        groups.add(info["cgroup"])
+        pids.update(info["pids"])
+        assert info["cgroup"], "the child made no cgroup"
+        child.kill()
+        child.wait(5)
+        wait_for(lambda: gone(info["pids"]), 1, message="every task process gone")
+        assert proc_scan.hopper_quiet(sandbox / "hop.pid", 0.2), "the fork-hopper survived"
+        wait_for(lambda: not os.path.exists(info["cgroup"]), 2, message="the cgroup removed")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
+        child.stdout.close()
+        proc_scan.stop_hopper(sandbox / "hop.pid", sandbox / "hop.stop")
+
+
+def _readline_within(proc: subprocess.Popen, timeout_secs: float) -> str:
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_secs)
+    assert box and box[0], f"supervise_child printed nothing within {timeout_secs} s"
+    return box[0]

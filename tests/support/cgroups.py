@@ -1,0 +1,108 @@
+"""The task cgroups a test made: finding them, and removing them whatever happened.
+
+Owns: whether this host lets Stoker make a task cgroup (`unavailable()` says why not, or
+None), the `stoker-*` cgroups a process is in (`stoker_cgroups_of(pid)`, read while it lives),
+and `remove(directory)`, which SIGKILLs every member (through `cgroup.kill`, or the v1
+freezer) and removes the directory, never raising. Tests register every cgroup they learn of
+with a `CgroupTracker` and remove them at teardown, so a failing test leaves none behind. It
+only ever touches directories named `stoker-*` that a test handed it.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+from executor.procs import cgroups
+from executor.procs.cgroup_paths import own_places
+
+
+@functools.cache
+def unavailable(setting: str = "auto") -> str | None:
+    """None when a task cgroup can be made here (one is made and removed), else why not."""
+    made = cgroups.create(f"stoker-probe-{uuid.uuid4().hex[:8]}", setting)
+    if isinstance(made, cgroups.NoCgroup):
+        return made.reason
+    cgroups.discard(made)
+    return None
+
+
+def stoker_cgroups_of(pid: int) -> list[str]:
+    """The directories of the `stoker-*` cgroups `pid` is in ([] when it is gone)."""
+    try:
+        proc_cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return []
+    return [p.directory for p in own_places(proc_cgroup, mountinfo)
+            if os.path.basename(p.directory).startswith("stoker-")]
+
+
+def members(directory: str) -> list[int]:
+    try:
+        return [int(x) for x in Path(directory, "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError:
+        pass
+
+
+def remove(directory: str, timeout_secs: float = 5.0) -> None:
+    """SIGKILL every member of a `stoker-*` cgroup and remove it; never raises. A cgroup
+    this (test) process is in is left alone: its Supervisor's close moves it out."""
+    d = Path(directory)
+    if not d.name.startswith("stoker-"):
+        raise ValueError(f"{directory} is not a task cgroup")
+    if os.getpid() in members(directory):
+        return
+    deadline = time.monotonic() + timeout_secs
+    while d.exists() and time.monotonic() < deadline:
+        if (d / "cgroup.kill").exists():
+            _write(d / "cgroup.kill", "1")
+        else:
+            frozen = (d / "freezer.state").exists()
+            if frozen:
+                _write(d / "freezer.state", "FROZEN")
+            for pid in members(directory):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if frozen:
+                _write(d / "freezer.state", "THAWED")
+        try:
+            d.rmdir()
+        except OSError:
+            time.sleep(0.01)
+
+
+class CgroupTracker:
+    """Every task cgroup a test learned of; `cleanup()` removes those still there."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def add(self, *directories: str | None) -> None:
+        for d in directories:
+            if d and d not in self.seen:
+                self.seen.append(d)
+
+    def add_of(self, pid: int) -> list[str]:
+        found = stoker_cgroups_of(pid)
+        self.add(*found)
+        return found
+
+    def left(self) -> list[str]:
+        return [d for d in self.seen if os.path.exists(d)]
+
+    def cleanup(self) -> None:
+        for d in self.seen:
+            remove(d)
