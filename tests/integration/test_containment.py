@@ -222,7 +222,7 @@ def test_a_health_command_leaves_no_daemon_behind(harness):
         result = harness.sup.run_command(ESCAPE.format(file="c.pids") + "; exit 0", 5)
         assert result.exit_code == 0, result
         daemons = harness.pids_in("c.pids", attempt + 1)
-        wait_for(lambda: gone(daemons), 1, message=f"attempt {attempt}: the command's daemon killed")
+        wait_for(lambda d=daemons: gone(d), 1, message=f"attempt {attempt}: the command's daemon killed")
 
 
 def test_a_fork_hopper_is_killed_when_its_run_exits(harness):
