@@ -1,7 +1,10 @@
 """Bench: restart latency after `kill -9` and the time to start 100 processes (issue 3),
 measured on a real `executor.task.owner.TaskOwner` driven in this process, next to the floors of
 the same run: `subprocess.Popen(["/bin/bash", "-c", CMD])`, `os.posix_spawn` and a minimal
-Python restart loop (kill, wait, Popen).
+Python restart loop (kill, wait, Popen). The restart is measured with 0 and with 1,000
+unrelated processes on the host (issue 14: the work after an exit must follow the task's
+size, not the host's), with the task's containment as `make bench` finds it (its own cgroup
+where the host allows one) and, on the busy host, without a cgroup (STOKER_CGROUPS=off).
 
 How "forked" is read: the owner's supervisor instance gets a one-line wrapper around its
 `spawn` that notes when it returned (the new pid exists and has exec'd /bin/bash) and the
@@ -47,7 +50,8 @@ CMD = "sleep 1000"
 logging.getLogger("executor.task.journal").setLevel(logging.ERROR)
 SETTLE_SECS = 0.02  # after run k is reported, so the owner is idle on its queue again
 WAIT_SECS = 10.0
-RESTART_TARGET_SECS = 0.003
+RESTART_TARGET_SECS = 0.0025  # on a quiet host
+BUSY_RESTART_TARGET_SECS = 0.003  # with BACKGROUND_PROCESSES others
 START_TARGET_SECS = 0.150
 START_N = 100
 BACKGROUND_PROCESSES = 1000
@@ -95,11 +99,12 @@ def job_of(n: int) -> JobSpec:
 class OwnedTask:
     """A TaskOwner running on a thread, with its spawns noted; stop() always ends it."""
 
-    def __init__(self, n: int, sandbox: Path) -> None:
+    def __init__(self, n: int, sandbox: Path, cgroups: str = "auto") -> None:
         self.recorder = Recorder()
         self.spawned: dict[tuple[str, int], Spawned] = {}
         self.created_at = time.monotonic()
-        self.owner = owner_for(job_of(n), sandbox, dict(os.environ), self.recorder, run_cap=None)
+        self.owner = owner_for(job_of(n), sandbox, dict(os.environ), self.recorder, run_cap=None,
+                               cgroups=cgroups)
         sup = self.owner._procs  # the bench's one reach inside: a timing wrapper
         original = sup.spawn_many
 
@@ -198,9 +203,11 @@ def floor_stop_loop(n: int) -> float:
 # ---- the owner's figures ----
 
 
-def restarts(sandbox: Path, count: int) -> tuple[list[float], list[float], list[tuple[float, float]]]:
-    """`count` kill -9s of the one process; returns (forked, reported, (kill_at, reported_at))."""
-    task = OwnedTask(1, sandbox)
+def restarts(sandbox: Path, count: int, cgroups: str = "auto",
+             ) -> tuple[list[float], list[float], list[tuple[float, float]], str]:
+    """`count` kill -9s of the one process; returns (forked, reported, (kill_at, reported_at),
+    the containment in force)."""
+    task = OwnedTask(1, sandbox, cgroups)
     forked, reported, windows = [], [], []
     try:
         for k in range(count):
@@ -214,9 +221,10 @@ def restarts(sandbox: Path, count: int) -> tuple[list[float], list[float], list[
             forked.append(task.spawned[("p0", k + 1)].end - start)
             reported.append(done - start)
             windows.append((start, done))
+        containment = task.owner._procs.containment  # the bench's other reach inside
     finally:
         task.stop()
-    return forked, reported, windows
+    return forked, reported, windows, containment
 
 
 def start_n(sandbox: Path, n: int) -> tuple[float, float, float, tuple[float, float]]:
@@ -270,7 +278,7 @@ def probed_pass(root: Path, restarts_count: int) -> list[str]:
     probe = install_probes()
     notes = []
     try:
-        _, _, windows = restarts(root / "probe-restart", restarts_count)
+        _, _, windows, _ = restarts(root / "probe-restart", restarts_count)
         notes.append(restart_breakdown(probe, windows))
         task = OwnedTask(START_N, root / "probe-start")
         try:
@@ -304,13 +312,13 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                   f"kill+wait+Popen loop: {med_p95(loop)}")
 
         progress(f"restart latency: {count} kill -9s")
-        forked, reported, _ = restarts(root / "restart", count)
+        forked, reported, _, containment = restarts(root / "restart", count)
         rows.append(Row("Restart after kill -9 (min_duration 0): SIGKILL → next run forked",
-                        med_p95(forked), floors, "≤ 3 ms median",
+                        med_p95(forked), floors, "≤ 2.5 ms median",
                         summary(forked).median, RESTART_TARGET_SECS))
         rows.append(Row("Restart after kill -9: SIGKILL → RUNNING transition reported to the "
                         "owner's reporter", med_p95(reported),
-                        f"Popen bash -c: median {ms(summary(popen).median)}", "≤ 3 ms median",
+                        f"Popen bash -c: median {ms(summary(popen).median)}", "≤ 2.5 ms median",
                         summary(reported).median, RESTART_TARGET_SECS))
 
         progress(f"start {START_N} processes: {reps} owners, each after its floor")
@@ -336,17 +344,24 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
         bg = Background(BACKGROUND_PROCESSES)
         try:
             bg.wait_ready()
-            busy, _, _ = restarts(root / "restart-busy", max(10, count // 2))
-            busy_scans = scan_costs()
+            busy, _, _, _ = restarts(root / "restart-busy", max(10, count // 2))
+            plain, _, _, fallback = restarts(root / "restart-busy-off", max(10, count // 2), "off")
+            busy_scans = scan_costs(foreign=(bg.proc.pid,))
         finally:
             bg.close()
+        quiet = f"same run, quiet host: median {ms(summary(forked).median)}"
         rows.append(Row(f"Restart after kill -9 with {BACKGROUND_PROCESSES:,} other processes "
-                        f"on the host: SIGKILL → next run forked", med_p95(busy),
-                        f"same run, quiet host: median {ms(summary(forked).median)}",
-                        "≤ 3 ms median", summary(busy).median, RESTART_TARGET_SECS))
+                        f"on the host: SIGKILL → next run forked", med_p95(busy), quiet,
+                        "≤ 3 ms median", summary(busy).median, BUSY_RESTART_TARGET_SECS))
+        rows.append(Row(f"Restart after kill -9 with {BACKGROUND_PROCESSES:,} other processes, "
+                        f"no cgroup (STOKER_CGROUPS=off): SIGKILL → next run forked",
+                        med_p95(plain), quiet, "≤ 3 ms median", summary(plain).median,
+                        BUSY_RESTART_TARGET_SECS))
 
         progress("probed pass (where the time goes)")
-        notes = probed_pass(root, 10 if quick else 50)
+        notes = [f"Containment in force for the rows above: {containment}; for the row "
+                 f"without a cgroup: {fallback}."]
+        notes += probed_pass(root, 10 if quick else 50)
         notes.append(scan_note(scan_costs(), busy_scans))
     return rows, notes
 

@@ -2,23 +2,27 @@
 for one extra pass, and the sentences that turn their records into notes under the table.
 
 Owns only formatting and the choice of probed functions; it measures nothing on its own
-except `scan_costs`, which calls `executor.procs.proctree`'s scans directly.
+except `scan_costs`, which calls `executor.procs.proctree`'s scans and walk directly.
 """
 from __future__ import annotations
 
+import os
 import time
 
 from benchlib import Probe, ms, summary
 
-from executor.procs import proctree, reaper, spawn, supervisor
+from executor.procs import containment, proctree, reaper, spawn, supervisor
 from executor.task import checkpoint
 from executor.task.planner import Planner
 
 
-def scan_costs(count: int = 20) -> tuple[float, float, int]:
-    """Median cost of one marker scan and one full scan of /proc, and the process count."""
+def scan_costs(count: int = 20, foreign: tuple[int, ...] = ()) -> tuple[float, float, float, int]:
+    """Median cost of one marker scan and one full scan of /proc (what each exit and each
+    signal cost before issue 14), of one walk of this process's children but `foreign`
+    (what they cost now: the supervisor does not walk into children it had before it
+    started), and the process count."""
     marker = (b"STOKER_RUN_MARKER=bench-no-such-marker",)
-    markers, full = [], []
+    markers, full, walks = [], [], []
     for _ in range(count):
         start = time.monotonic()
         proctree.scan_markers(marker)
@@ -26,20 +30,27 @@ def scan_costs(count: int = 20) -> tuple[float, float, int]:
         start = time.monotonic()
         procs = proctree.scan()
         full.append(time.monotonic() - start)
-    return summary(markers).median, summary(full).median, len(procs)
+        start = time.monotonic()
+        proctree.walk([c for c in proctree.children(os.getpid()) if c not in foreign])
+        walks.append(time.monotonic() - start)
+    return summary(markers).median, summary(full).median, summary(walks).median, len(procs)
 
 
-def scan_note(quiet: tuple[float, float, int], busy: tuple[float, float, int]) -> str:
-    return (f"/proc scans (`executor.procs.proctree`, called directly): with {quiet[2]} processes on "
-            f"the host a marker scan (each run's exit) takes {ms(quiet[0])} and a full scan "
-            f"(each `signal_run`) {ms(quiet[1])}; with {busy[2]} processes {ms(busy[0])} and "
-            f"{ms(busy[1])}. Both grow with every process on the host, not with the task's.")
+def scan_note(quiet: tuple[float, float, float, int], busy: tuple[float, float, float, int]) -> str:
+    return (f"/proc scans and walks (`executor.procs.proctree`, called directly): with "
+            f"{quiet[3]} processes on the host a marker scan takes {ms(quiet[0])} and a full "
+            f"scan {ms(quiet[1])}; with {busy[3]} processes {ms(busy[0])} and {ms(busy[1])}: both "
+            f"grow with every process on the host. They are used only where Stoker could not "
+            f"become a subreaper. What each exit and each signal does instead, a walk of this "
+            f"process's subtree (`/proc/PID/task/TID/children`), takes {ms(quiet[2])} on the "
+            f"quiet host and {ms(busy[2])} on the busy one: it follows the task's size.")
 
 
 def install_probes() -> Probe:
     probe = Probe()
     probe.wrap(reaper.Reaper, "_dispatch", "reaper")
-    probe.wrap(proctree, "kill_leftovers", "kill_leftovers")
+    probe.wrap(containment.Containment, "kill_leftovers", "kill_leftovers")
+    probe.wrap(proctree, "walk", "walk")
     probe.wrap(proctree, "scan", "scan")
     probe.wrap(proctree, "scan_markers", "scan_markers")
     probe.wrap(supervisor.Supervisor, "spawn_many", "spawn")
@@ -86,8 +97,9 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
         return "restart breakdown: no probed restart was recorded"
     med = {k: summary(v).median for k, v in parts.items()}
     return (f"Restart breakdown (probed pass, median of {len(parts['wake'])} restarts): SIGKILL → "
-            f"reaper wakes {ms(med['wake'])}; leftover kill of the dead run's group and marker "
-            f"(one /proc environ scan) {ms(med['leftovers'])}; hand-off to the owner (queue, "
+            f"reaper wakes {ms(med['wake'])}; leftover kill of the dead run's group and of "
+            f"whatever the task left unclaimed (one killpg, one walk of Stoker's children) "
+            f"{ms(med['leftovers'])}; hand-off to the owner (queue, "
             f"planner) {ms(med['handoff'])}; `Supervisor.spawn_many` {ms(med['spawn'])} (of which "
             f"fork_exec {ms(med['fork'])}, log directory (`log_dir`) {ms(med['paths'])}, log "
             f"files (`open_stdio`) {ms(med['stdio'])}). After the fork, until the reporter hears "
@@ -121,12 +133,13 @@ def start_breakdown(probe: Probe, window: tuple[float, float], n: int, until: fl
 
 def stop_breakdown(probe: Probe, start: float, end: float, n: int) -> str:
     sig = probe.total("signal", start, end)
+    walks = probe.total("walk", start, end)
     scans = probe.total("scan", start, end)
     markers = probe.total("scan_markers", start, end)
     left = probe.total("kill_leftovers", start, end)
     ckpt = probe.total("checkpoint", start, end)
     return (f"Stop-{n} breakdown (probed pass, {ms(end - start, 0)} in all): {sig[0]} signal "
-            f"calls on the owner thread {ms(sig[1], 0)}, with {scans[0]} full /proc scans "
-            f"{ms(scans[1], 0)} in all; {left[0]} leftover kills on the reaper thread "
-            f"{ms(left[1], 0)} doing {markers[0]} /proc environ scans {ms(markers[1], 0)} (one "
-            f"per exit); {ckpt[0]} checkpoint syncs {ms(ckpt[1], 0)}.")
+            f"calls on the owner thread {ms(sig[1], 0)}; {left[0]} leftover kills on the reaper "
+            f"thread {ms(left[1], 0)}; {walks[0]} walks of Stoker's subtree {ms(walks[1], 0)} in "
+            f"all, {scans[0] + markers[0]} /proc scans {ms(scans[1] + markers[1], 0)}; "
+            f"{ckpt[0]} checkpoint syncs {ms(ckpt[1], 0)}.")

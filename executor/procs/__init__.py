@@ -1,8 +1,9 @@
 """Linux process containment: fork/exec of runs and shell commands, the one reaper thread,
-process trees found in /proc and signalled by pidfd, the watchdog that outlives us, the
-log pump, opening sandbox files that a task could have replaced (sandboxfs), reading them
-for inspection with bounded memory (saferead: lines, the last lines, ranges), and keeping
-the agent's token out of the task's reach (hardening). Adapters only: they decide nothing
+the task's processes found in /proc and signalled by pidfd (containment, proctree), the
+task's own cgroup (cgroups, cgroup_paths), the watchdog that outlives us, the log pump,
+opening sandbox files that a task could have replaced (sandboxfs), reading them for
+inspection with bounded memory (saferead: lines, the last lines, ranges), and keeping the
+agent's token out of the task's reach (hardening). Adapters only: they decide nothing
 about restarts or task states.
 
 May import: events, logs, config/, healthcheck/ (CommandResult). Never: task, host, mesos,

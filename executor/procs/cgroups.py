@@ -36,6 +36,7 @@ from executor.procs.sandboxfs import describe_os_error
 SETTING_AUTO = "auto"
 SETTING_OFF = "off"
 POLL_SECS = 0.002  # between looks at a cgroup that is being frozen or emptied
+STALE_SECS = 60.0  # an empty task cgroup this old was left by a crash
 
 _holder_lock = threading.Lock()
 _holder: str | None = None  # the task cgroup this process is in, if any
@@ -187,7 +188,27 @@ def _first_made(name: str, setting: str, homes: list[Place], mountinfo: str) -> 
     return NoCgroup("; ".join(reasons))
 
 
+def _sweep_stale(parent: str) -> None:
+    """Remove the empty `stoker-*` cgroups an earlier crash left under `parent` (a Stoker
+    and its watchdog both SIGKILLed). Only empty ones can be removed at all, and only those
+    older than STALE_SECS are tried: a starting supervisor enters its own within
+    milliseconds of making it."""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith("stoker-")]
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        path = os.path.join(parent, name)
+        try:
+            if now - os.stat(path).st_mtime > STALE_SECS:
+                os.rmdir(path)
+        except OSError:
+            pass  # in use (not empty), or gone meanwhile
+
+
 def _make(place: Place, home: Place) -> TaskCgroup | str:
+    _sweep_stale(os.path.dirname(place.directory))
     try:
         os.mkdir(place.directory, 0o755)
     except OSError as e:

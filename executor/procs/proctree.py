@@ -1,8 +1,11 @@
-"""Which processes are provably the task's, found with one /proc scan, and signalled by pidfd.
+"""Which processes are provably the task's, found in /proc, and signalled by pidfd.
 
-Owns: reading `/proc/PID/stat` and `/proc/PID/environ`, deciding which live processes belong
-to a task or to one of its runs, and delivering signals so that a pid reused between the
-scan and the signal never receives it. A process is ours when, at scan time, it
+Owns: reading `/proc/PID/stat`, `/proc/PID/environ` and the children lists
+(`/proc/PID/task/TID/children`: `walk` visits a subtree, parents first; `scan` and
+`scan_markers` visit every process on the host), the rule that decides which live
+processes belong to a run or a task (`select`), and delivering signals so that a pid reused
+between the look and the signal never receives it (`send`, `send_checked` with the caller's
+rule, `wait_exited` by pidfd). Under `select`, a process is ours when, at that time, it
 
 - is in the process group of a run whose top process we have not reaped yet (the unreaped
   leader keeps the group id from being reused),
@@ -11,12 +14,14 @@ scan and the signal never receives it. A process is ours when, at scan time, it
   `STOKER_RUN_MARKER=...`) in its environment, which every task process inherits.
 
 Every signal goes through a pidfd opened first and re-checked against the same rule
-afterwards, so the pidfd provably names the process we judged. Zombies count as gone and are
+afterwards, so the pidfd provably names the process we judged. Which processes are looked
+at (the task's subtree, or the host), and the rule for unclaimed ones, are
+`executor/procs/containment.py`'s. Zombies count as gone and are
 never selected. Nothing here raises for a process that vanished or a /proc file that cannot
 be read (such processes are skipped), and this module never signals a pid it cannot prove
 is ours. No logging here: callers log what they did.
 
-Linux only. Used by the supervisor; the watchdog has its own tiny `/bin/sh` copy of the
+Linux only. Used by the containment; the watchdog has its own tiny `/bin/sh` copy of the
 marker rule.
 """
 from __future__ import annotations

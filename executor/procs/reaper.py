@@ -11,11 +11,14 @@ condition that the next fork notifies: no busy loop and no polling.
 
 Consequence: no other code in a process that uses a Supervisor may wait for children itself
 (no `subprocess.run`, no `Popen.wait`): the reaper would take their status first. That is
-why shell health checks go through `Supervisor.run_command`. Several Supervisors share the
-one thread; it exits once the last one released it and no registered child is left.
+why shell health checks go through `Supervisor.run_command`. Nor may it fork children of its
+own while a Supervisor runs: an unregistered child counts as an orphan of the task
+(`executor/procs/containment.py`). Several Supervisors share the one thread; it exits once
+the last one released it and no registered child is left.
 
 Forks must happen inside `forking()`, which holds the registry lock until the new pid is
-registered, so a child that exits at once is never mistaken for an orphan.
+registered, so a child that exits at once is never mistaken for an orphan, and `registered()`
+read after a list of children covers every child this process forked in that list.
 """
 from __future__ import annotations
 

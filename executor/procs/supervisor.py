@@ -16,21 +16,28 @@ How it keeps the task contained:
   EVERY child. Consequence: no other code in the Stoker process may wait for children
   itself (no `subprocess.run`, no `Popen.wait`); that is why shell health checks go through
   `run_command`.
-- When a run's top process exits, whatever is left of that run (its process group and every
-  process carrying its run marker) is SIGKILLed before the exit is posted, so the next run
-  starts clean (Thermos does the same).
+- Where the host allows it, the task has a cgroup of its own, which this process enters
+  at start so that every child is born inside (`executor/procs/cgroups.py`); the
+  mechanism in force is logged once at start (`containment`) and given to the owner for
+  the checkpoint header.
+- When a run's top process exits, whatever is left of that run (its process group, and
+  whatever in this process's subtree no live run or command claims: a daemon that left
+  group and marker, a fork-hopper) is SIGKILLed before the exit is posted, so the next run
+  starts clean (Thermos does the same). The rules are `executor/procs/containment.py`'s.
 - Signals (`signal_run`, `signal_all`, `close`) reach the run's process group, the
-  descendants of its top pid and every process carrying the run's (or task's) marker, found
-  with one /proc scan per call and delivered by pidfd (`executor/procs/proctree.py`); a pid that
-  is not provably ours is never signalled.
-- A `/bin/sh` watchdog (`executor/procs/watchdog.py`) kills every marker-carrying process when the
-  Stoker process dies, even by SIGKILL.
+  descendants of its top pid and every process carrying the run's (or task's) marker,
+  found by one walk of this process's subtree per call and delivered by pidfd
+  (`executor/procs/proctree.py`); `signal_all` also reaches unclaimed processes. A pid
+  that is not provably ours is never signalled.
+- A `/bin/sh` watchdog (`executor/procs/watchdog.py`) kills the task's cgroup and every
+  marker-carrying process when the Stoker process dies, even by SIGKILL.
 - Shell health commands run through `run_command` (`executor/procs/commands.py`), reaped by the
-  same reaper and covered by the same markers.
+  same reaper and contained the same way.
 
 Helpers: `spawn.py` (env, logs, fork), `sandboxfs.py` (opening files a task could have
-replaced), `reaper.py`, `logpump.py`, `proctree.py` (the /proc scan and pidfd signals),
-`watchdog.py`, `commands.py`.
+replaced), `reaper.py`, `logpump.py`, `containment.py` (which processes are the task's),
+`proctree.py` (/proc walks and scans, pidfd signals), `cgroups.py`, `watchdog.py`,
+`commands.py`.
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW

@@ -140,6 +140,36 @@ def test_the_supervisor_moves_into_the_task_cgroup_and_back(tmp_path, tracked):
     assert gone([run])
 
 
+def test_a_restarted_watchdog_moves_itself_out_of_the_task_cgroup(tmp_path, tracked):
+    h = Harness(tmp_path / "sandbox", setting_for("cgroup"), *tracked)
+    try:
+        first = h.sup.watchdog_pid
+        assert first not in cgroups.members(h.sup.cgroup), "the watchdog starts outside"
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: h.sup.watchdog_pid not in (None, first), 2, message="a new watchdog")
+        wait_for(lambda: h.sup.watchdog_pid not in cgroups.members(h.sup.cgroup), 2,
+                 message="the new watchdog out of the task's cgroup")
+    finally:
+        h.sup.close()
+
+
+def test_an_empty_task_cgroup_left_by_a_crash_is_removed_by_the_next_task(tmp_path, tracked):
+    setting_for("cgroup")
+    groups, _ = tracked
+    h = Harness(tmp_path / "one", "auto", *tracked)
+    parent = os.path.dirname(h.sup.cgroup)
+    h.sup.close()
+    stale, fresh = Path(parent, "stoker-w16-stale-test"), Path(parent, "stoker-w16-fresh-test")
+    groups.add(str(stale), str(fresh))
+    stale.mkdir()
+    fresh.mkdir()
+    os.utime(stale, (0, 0))  # as if a crash left it long ago
+    h = Harness(tmp_path / "two", "auto", *tracked)
+    h.sup.close()
+    assert not stale.exists(), "an empty task cgroup older than a minute is removed"
+    assert fresh.exists(), "a task cgroup just made (maybe another task's, starting) is left alone"
+
+
 def test_without_cgroups_the_fallback_is_named_and_runs_still_start(tmp_path, tracked):
     h = Harness(tmp_path / "sandbox", "off", *tracked)
     try:
