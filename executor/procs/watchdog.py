@@ -16,9 +16,12 @@ started with close_fds). The script blocks reading that pipe; EOF means the supe
    already removed the cgroup, and this step finds nothing.
 2. Then, repeatedly, it lists every process whose /proc/PID/environ holds the entry
    `STOKER_TASK_MARKER=<marker>` (one `grep -lzxF` per pass), SIGSTOPs them all (so none can
-   fork away), SIGKILLs them, and stops after a pass that finds none (at most 40 passes).
-   This catches what left the cgroup (root can), or everything when there is no cgroup.
-   Zombies have an empty environ, so killed processes stop matching at once.
+   fork away), then their children level by level (/proc/PID/task/TID/children: a stopped
+   parent's children cannot change; this reaches a daemon that cleared its environment but
+   whose parent is still a marked process), SIGKILLs them all, and stops after a pass that
+   finds none (at most 40 passes). This catches what left the cgroup (root can), or
+   everything it can when there is no cgroup. Zombies have an empty environ, so killed
+   processes stop matching at once.
 
 A shell and one grep per pass cost no Python interpreter: the watchdog idles as one
 blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
@@ -62,6 +65,12 @@ while [ "$pass" -lt 40 ]; do
   done
   [ -z "$pids" ] && exit 0
   kill -STOP $pids 2>/dev/null
+  new=$pids depth=0
+  while [ -n "$new" ] && [ "$depth" -lt 64 ]; do
+    new=$(for p in $new; do cat /proc/$p/task/*/children; done 2>/dev/null)
+    [ -n "$new" ] && kill -STOP $new 2>/dev/null
+    pids="$pids $new" depth=$((depth + 1))
+  done
   kill -KILL $pids 2>/dev/null
   pass=$((pass + 1))
   [ "$pass" -gt 2 ] && sleep 0.05

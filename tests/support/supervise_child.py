@@ -8,9 +8,10 @@ spawns three runs with fake_task.py: a plain sleeper, a tree (top plus two child
 group, all ignoring SIGTERM) and a daemonizing one (its setsid grandchild ignores SIGTERM and
 is re-parented). With USER (the supervisor runs as root), the runs start as that user and
 are shell-only, the same three shapes (USER may not be able to reach this Python). With
-`--escaped` (not with USER), two more whose tops stay alive: one whose daemon left both its
-group and its marker (`setsid env -i sleep`, re-parented to the supervisor, pid in
-`escaped.pids`), and one that starts a fork-hopper (`hop.pid`; it stops once `hop.stop`
+`--escaped` (not with USER), three more whose tops stay alive: two whose daemon left both
+its group and its marker (`setsid env -i sleep`), one still the child of its run's top
+(`attached.pids`), one re-parented to the supervisor (`escaped.pids`), and one that starts a
+fork-hopper (`hop.pid`; it stops once `hop.stop`
 exists). Once every pid is known it prints one JSON line `{"pids": [...], "watchdog": PID,
 "supervisor": PID, "cgroup": DIR or null}` (pids: the top processes, the tree's children and
 the daemons) to stdout and then blocks forever, so the test can SIGKILL it and check, by pid,
@@ -68,7 +69,7 @@ def main() -> None:
     sup = Supervisor(sandbox=sandbox, task_label="killme.0", env={"PATH": os.environ["PATH"]},
                      post=lambda event: None, run_as=run_as, cgroups=setting)
     sup.start()
-    names = ("sleeper", "tree", "kids", "daemon") + (("escaped",) if escaped else ())
+    names = ("sleeper", "tree", "kids", "daemon") + (("attached", "escaped") if escaped else ())
     files = {name: sandbox / f"{name}.pids" for name in names}
     if run_as is not None:
         os.chown(sandbox, run_as.uid, run_as.gid)
@@ -76,6 +77,8 @@ def main() -> None:
     else:
         tops = fake_runs(sup, files)
     if escaped:
+        tops.append(sup.spawn(ProcessSpec("attached", f"setsid env -i sleep 1000 & echo $! > "
+                                                      f"{shlex.quote(str(files['attached']))}; wait"), 0))
         tops.append(sup.spawn(ProcessSpec("escaped", f"(setsid env -i sleep 1000 & echo $! > "
                                                      f"{shlex.quote(str(files['escaped']))}); "
                                                      f"exec sleep 1000"), 0))
