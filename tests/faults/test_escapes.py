@@ -12,8 +12,8 @@ from a slow scan) are played against the real `stoker run` and `stoker executor`
 
 Each runs with the task's own cgroup (STOKER_CGROUPS=auto; skipped, with the reason, where
 the host cannot make one) and without (off). Without a cgroup, a process that left both its
-group and its marker, or that hops, is out of reach once Stoker itself is dead: the kill -9
-cases run only with a cgroup (README, "Containment").
+group and its marker and whose parent is gone, or one that hops, is out of reach once Stoker
+itself is dead: the kill -9 cases run only with a cgroup (README, "Containment").
 
 Every process a test learns of (pid files, the task marker) is killed at teardown, hoppers
 are told to stop, and every task cgroup is removed, also when the test fails.
