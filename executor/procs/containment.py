@@ -115,7 +115,7 @@ class Containment:
         else:
             text = f"process groups, task markers and the subreaper (no cgroup: {self._no_cgroup})"
         if not self._walk:
-            text += ("; Stoker is no subreaper or the kernel lists no children, so leftovers "
+            text += ("; Stoker is not a subreaper or the kernel lists no children, so leftovers "
                      "are found by /proc scans, and unmarked daemons are not found")
         return text
 
