@@ -161,18 +161,22 @@ class Containment:
                 found.add((pid, info.start))
         return frozenset(found)
 
-    def _members(self, skip_registered: bool) -> tuple[dict[int, ProcInfo], frozenset[int], set[int]]:
-        """The task's live processes (Stoker's subtree less foreign children), parents first;
-        the registered pids; and the unregistered children that are zombies. Children are
-        listed before the registry is read, so every child this process forked and listed is
-        registered by then (fork and registration happen together under the reaper's lock)."""
+    def _members(self, skip_registered: bool, skip: frozenset[int] = frozenset(),
+                 ) -> tuple[dict[int, ProcInfo], frozenset[int], set[int]]:
+        """The task's live processes (Stoker's subtree less foreign children and `skip`),
+        parents first; the registered pids; and the unregistered children that are zombies.
+        Children are listed before the registry is read, so every child this process forked
+        and listed is registered by then (fork and registration happen together under the
+        reaper's lock). With `skip_registered`, only orphans are wanted, and the kernel gives
+        every orphan to a subreaper's main thread: only its list is read (a tenth of the cost
+        of every thread's)."""
         if not self._walk:
             with self._reaper.lock:
                 return proctree.scan(), self._reaper.registered(), set()
-        kids = proctree.children(self._me)
+        kids = proctree.children(self._me, leader_only=skip_registered)
         with self._reaper.lock:
             registered = self._reaper.registered()
-        roots = [k for k in kids if not (skip_registered and k in registered)]
+        roots = [k for k in kids if k not in skip and not (skip_registered and k in registered)]
         procs = proctree.walk(roots, prune=self._is_foreign)
         foreign = {pid for pid, _ in self._foreign}
         dead = {k for k in roots if k not in procs and k not in registered and k not in foreign}
@@ -249,7 +253,7 @@ class Containment:
         dead_seen = {top_pid}
         killed = 0
         while True:
-            procs, registered, dead = self._members(skip_registered=True)
+            procs, registered, dead = self._members(skip_registered=True, skip=frozenset(dead_seen))
             fresh = [p for p in self._unclaimed(procs, registered) if (p, procs[p].start) not in seen]
             if not fresh and dead <= dead_seen:
                 return killed

@@ -96,8 +96,11 @@ def read_proc(pid: int) -> ProcInfo | None:
                     environ=_read(f"/proc/{pid}/environ", _ENVIRON_CHUNK))
 
 
-def children(pid: int) -> list[int]:
-    """The children of `pid` (every thread's: /proc/PID/task/TID/children); [] when gone."""
+def children(pid: int, leader_only: bool = False) -> list[int]:
+    """The children of `pid` (every thread's: /proc/PID/task/TID/children; or only its main
+    thread's, where the kernel puts the orphans a subreaper adopts); [] when gone."""
+    if leader_only:
+        return [int(x) for x in _read(f"/proc/{pid}/task/{pid}/children", 65536).split()]
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
