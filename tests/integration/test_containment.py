@@ -24,8 +24,10 @@ import pytest
 
 from config.spec import ProcessSpec
 from executor.events import ProcessExited
+from executor.procs.identity import give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
 from tests.support import cgroups, proc_scan
+from tests.support.users import needs_root, open_sandbox, throwaway_user
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -262,6 +264,38 @@ def test_a_fork_hopper_is_killed_when_its_run_exits(harness):
     wait_for(pid_file.exists, 5, message="the hopper hopping")
     harness.next_exit()
     assert proc_scan.hopper_quiet(pid_file, 0.2), "the fork-hopper outlived its run"
+
+
+@needs_root
+def test_a_task_running_as_another_user_is_born_in_the_cgroup_and_cannot_leave_it(tracked):
+    setting = setting_for("cgroup")
+    groups, pids = tracked
+    with throwaway_user() as (user, _group), open_sandbox() as sandbox:
+        run_as = user_named(user.pw_name)
+        give_sandbox(sandbox, run_as)
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        sup = Supervisor(sandbox=sandbox, task_label="role.0", env={"PATH": os.environ["PATH"]},
+                         post=events.put, run_as=run_as, cgroups=setting)
+        sup.start()
+        try:
+            groups.add(sup.cgroup)
+            home = os.path.dirname(sup.cgroup)
+            sup.spawn(ProcessSpec("d", ESCAPE.format(file="d.pids") + "; echo $$ > top.pid; "
+                                  f"{{ echo $$ > {home}/cgroup.procs; }} 2>> err; sleep 1000"), 0)
+            daemon = wait_for(lambda: proc_scan.read_pid_files([sandbox / "d.pids"]), 5,
+                              message="the daemon")
+            top = wait_for(lambda: proc_scan.read_pid_files([sandbox / "top.pid"]), 5, message="top")
+            pids.update(daemon | top)
+            wait_for(lambda: (sandbox / "err").exists() and (sandbox / "err").read_text(), 5,
+                     message="the run's attempt to leave the cgroup refused")
+            assert {os.stat(f"/proc/{p}").st_uid for p in daemon | top} == {user.pw_uid}
+            assert (daemon | top) <= set(cgroups.members(sup.cgroup)), "both still inside"
+            assert sup.signal_run("d", 0, signal.SIGKILL) == 2  # the top and its child
+            event = events.get(timeout=5)
+            assert isinstance(event, ProcessExited)
+            wait_for(lambda: gone(daemon | top), 1, message="the role's processes killed")
+        finally:
+            sup.close()
 
 
 def test_children_that_existed_before_the_supervisor_are_left_alone(tmp_path, tracked, request):
