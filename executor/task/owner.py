@@ -379,6 +379,8 @@ class TaskOwner:
     def _apply_outcome(self, outcome: Outcome, request: KillRequested | None = None) -> None:
         for transition in outcome.transitions:
             self._record(transition)
+        if outcome.updates:
+            self._journal.flush()  # the checkpoint holds a change before the agent hears of it
         for update in outcome.updates:
             if update.state is TaskState.RUNNING and self._running_since is None:
                 self._running_since = self._clock()

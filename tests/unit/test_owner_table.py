@@ -269,7 +269,23 @@ def test_every_record_the_owner_writes_replays_to_its_story():
     (a,) = view.processes
     assert [(r.run, r.state, r.pid) for r in a.runs] == [
         (0, "LOST", 101), (1, "FAILED", 102), (2, "KILLED", 103)]
-    assert h.checkpoint.writes <= 1 + 5  # the header, then at most one write per step
+    # the header, at most one write per step, and one before each of the 3 status updates
+    # (STARTING, RUNNING, KILLED): the checkpoint holds a change before the agent hears of it
+    assert h.checkpoint.writes <= 1 + 5 + 3
+
+
+def test_each_status_update_is_checkpointed_before_it_is_reported():
+    h = Harness(job(ProcessSpec(name="a", cmdline="x", max_failures=0, min_duration_secs=0.0)))
+    seen: list[tuple[str, list[str]]] = []
+    h.reporter.on_update = lambda u: seen.append(  # type: ignore[method-assign]
+        (u.state.name, [r["to"] for r in h.checkpoint.records if r["kind"] == "task"]))
+    h.owner.start()
+    h.step()
+    Kill(grace=1.0)(h)
+    Exit(sig=TERM)(h)
+    assert [state for state, _ in seen] == ["STARTING", "RUNNING", "KILLED"]
+    for state, written in seen:
+        assert written and written[-1] == state, f"{state} reported before it was checkpointed"
 
 
 def test_a_spawn_failure_is_a_failed_run_and_the_reason_reaches_the_update():
