@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from config import spec
+from config.announcer import AnnouncerSpec
 from config.errors import BindError, ConfigError, cut, join_problems, show
 from config.loader import check_job
 from config.schema import HealthCheckConfig, HttpHealthChecker, Job, MesosContext, ThermosContext
@@ -31,7 +32,7 @@ from config.typed_tree import from_tree
 
 # The parts of a job a running task uses; an unbound reference anywhere else is ignored.
 _USED_FIELDS = ("task", "health_check_config", "lifecycle", "role", "environment", "cluster",
-                "name", "service", "max_task_failures")
+                "name", "service", "max_task_failures", "announce")
 
 
 @attrs.frozen(slots=True)
@@ -127,6 +128,7 @@ def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task
         instance=instance, task_id=task_id, task=_task_spec(job["task"]), health=health,
         lifecycle=_lifecycle_spec(job["lifecycle"], ports),
         service=job["service"], max_task_failures=job["max_task_failures"], ports=ports,
+        announce=AnnouncerSpec.from_plain(job["announce"]) if job.get("announce") else None,
         warnings=tuple(_health_warnings(job["health_check_config"], health)),
     )
 

@@ -12,6 +12,8 @@ import math
 
 import attrs
 
+from config.announcer import AnnouncerSpec
+
 
 class LogDestination(enum.Enum):
     FILE = "file"
@@ -159,6 +161,7 @@ class JobSpec:
     service: bool = False
     max_task_failures: int = 1  # -1 = unlimited
     ports: dict[str, int] = attrs.field(factory=dict)  # resolved: aliases included
+    announce: AnnouncerSpec | None = None  # the job's `announce = Announcer(...)`, if any
     warnings: tuple[str, ...] = ()  # what in the job will not do what it seems to (logged at start)
 
     @property

@@ -5,8 +5,9 @@ let go), inspects each entry's sandbox (`executor/cli/inspection.py`: the checkp
 whether its supervisor still runs, LOST and its leftovers) and prints one row per task:
 task id, job key, state, supervisor pid, sandbox, started (date, time and age), processes
 running / total, health. Columns are as wide as their longest value. Without `--all`, only
-the tasks that have not ended (a LOST task has not: it is listed). A LOST task's since and
-leftover processes follow the table. `--json` prints the same as a list of objects.
+the tasks that have not ended (a LOST task has not: it is listed). A task that announces
+itself in ZooKeeper gets a line after the table (its member and since when, or what its
+announcer is doing); a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from executor.host.clock import iso_time, when
 if TYPE_CHECKING:
     from executor.cli.inspection import Inspection
     from executor.host.entry import RegistryEntry
+    from executor.task.taskview import AttemptView
 
 COLUMNS = ["TASK_ID", "JOB_KEY", "STATE", "PID", "SANDBOX", "STARTED", "PROCS", "HEALTH"]
 
@@ -99,7 +101,29 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
         "leftovers": [{"pid": p.pid, "process": p.process, "run": p.run, "command": p.command}
                       for p in inspection.leftovers],
         "problem": inspection.problem,
+        "announcement": _announcement(attempt),
     }
+
+
+def _announcement(attempt: AttemptView | None) -> dict[str, Any] | None:
+    """The task's ServerSet membership as its checkpoint last recorded it (None: it does not
+    announce)."""
+    a = attempt.announcement if attempt is not None else None
+    if a is None:
+        return None
+    return {"path": a.path, "member": a.member, "member_path": a.member_path, "state": a.state,
+            "connection": a.connection, "reason": a.reason, "since": a.since_wall,
+            "since_iso": iso_time(a.since_wall)}
+
+
+def _announcement_note(r: dict[str, Any], now_wall: float) -> str:
+    from executor.cli.views import announcement_text
+    from executor.task.taskview import AnnouncementView
+
+    a = r["announcement"]
+    view = AnnouncementView(path=a["path"], member=a["member"], state=a["state"],
+                            connection=a["connection"], reason=a["reason"], since_wall=a["since"])
+    return announcement_text(view, now_wall, lost=r["state"] == "LOST")
 
 
 def format_rows(rows: list[dict[str, Any]], now_wall: float) -> str:
@@ -114,6 +138,9 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float) -> str:
                       r["sandbox"], when(r["started"], now_wall),
                       f"{r['processes_running']}/{r['processes_total']}", r["health"]])
     lines = table([c + [""] for c in cells], indent="")
+    for r in rows:
+        if r["announcement"] is not None:
+            lines.append(f"{r['task_id'] or r['sandbox']}: {_announcement_note(r, now_wall)}")
     for r in rows:
         if r["state"] != "LOST":
             continue

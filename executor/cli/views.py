@@ -2,8 +2,9 @@
 
 Owns formatting a replayed `TaskView` as a readable table (`format_status`): the task's
 state (LOST, with since when and which record says so, when its supervisor is gone without
-a terminal record), its attempts, the supervisor's phase, each process with its run, pid,
-exit and time, the health checks, and a LOST task's leftover processes. Times are ISO 8601
+a terminal record), its attempts, the supervisor's phase, its ServerSet announcement, each
+process with its run, pid, exit and time, the health checks, and a LOST task's leftover
+processes. Times are ISO 8601
 dates with the local offset and an age beside them (`executor/host/clock.py`). What comes
 from the checkpoint is escaped (`config.words.printable`): nothing printed can drive the
 terminal. Formatting only: no I/O.
@@ -16,7 +17,7 @@ from config.words import printable_lines
 from executor.cli.inspection import Leftover
 from executor.host.clock import age, iso_time, when
 from executor.host.entry import Truth
-from executor.task.replay import AttemptView, ProcessView, RunView, TaskView
+from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
 
 format_duration = age  # 3.2s, 4m05s, 2h03m, 3d04h
 
@@ -77,6 +78,17 @@ def _health_lines(attempt: AttemptView) -> list[str]:
     return lines
 
 
+def announcement_text(a: AnnouncementView, now_wall: float, lost: bool = False) -> str:
+    """The task's ServerSet membership in one line: where its member is and since when, or
+    what the announcer is doing and why; a LOST task's member went with its supervisor."""
+    zk = f"ZooKeeper {a.connection}"
+    if a.state == "JOINED" and a.member_path is not None:
+        gone = "; recorded: its session ended with the supervisor" if lost else ""
+        return f"announced: {a.member_path} since {when(a.since_wall, now_wall)} ({zk}{gone})"
+    tail = "" if a.state == "CLOSED" else f" ({zk})"
+    return f"announcement: {a.state} at {a.path} since {when(a.since_wall, now_wall)}: {a.reason}{tail}"
+
+
 def _state_text(attempt: AttemptView, truth: Truth | None, now_wall: float) -> str:
     recorded = attempt.state or "unknown"
     if truth is None or not truth.lost:
@@ -109,6 +121,8 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
         lines.append(f"  supervisor: {cur.phase.to_state} since {iso_time(cur.phase.wall or None)}: "
                      f"{cur.phase.reason}".rstrip())
     lines.append(f"  ports: {ports}")
+    if cur.announcement is not None:
+        lines.append(f"  {announcement_text(cur.announcement, now_wall, lost)}")
     alive = "" if truth is None else (" (running)" if truth.alive else " (gone)")
     lines.append(f"  task_id: {view.task_id or '-'}  supervisor_pid: {cur.supervisor_pid or '-'}"
                  f"{alive}  started: {when(cur.started_wall, now_wall)}")

@@ -52,6 +52,7 @@ from executor.host.session import HostSession
 from executor.local.console import ConsoleReporter, Output
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.task.owner import TaskOwner
+from executor.task.serverset import AnnounceError, plan_announcement
 from executor.task.status import Update
 from executor.task.wiring import owner_for
 
@@ -234,17 +235,28 @@ class LocalRun:
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
         s = self._settings
+        host = socket.gethostname()
         spec = bind(prepared.job, instance=s.instance, ports=prepared.ports,
                     task_id=f"{prepared.name}-{s.instance}-{uuid.uuid4().hex[:8]}",
-                    hostname=socket.gethostname(), user=getpass.getuser())
+                    hostname=host, user=getpass.getuser())
+        try:  # --announce: in ZooKeeper once RUNNING, as this host (README "Service discovery")
+            announcement = plan_announcement(spec, spec.announce, s.announcer, host)
+        except AnnounceError as exc:
+            raise ConfigError(f"{s.config}: job {spec.key}: {exc}") from None
         _archive_logs(prepared.sandbox)
         if number == 0 and spec.warnings:
             self._out.write("".join(f"stoker run: warning: {w}\n" for w in spec.warnings))
+        if number == 0 and announcement is not None:
+            self._out.write(f"stoker run: announcing at {announcement.path} in ZooKeeper "
+                            f"{announcement.ensemble} once RUNNING\n")
+        elif number == 0 and s.announce is not None:
+            self._out.write("stoker run: warning: --announce: the job has no `announce = "
+                            "Announcer(...)`; nothing is announced\n")
         console = ConsoleReporter(self._out, spec.label, sandbox=prepared.sandbox,
                                   names=[p.name for p in spec.task.processes])
         owner = owner_for(spec, prepared.sandbox, prepared.env, console,
                           kill_grace_secs=s.kill_grace_secs, stop_within_secs=s.kill_grace_secs,
-                          cgroups=s.cgroups)
+                          cgroups=s.cgroups, announcement=announcement)
         self._console = console
         self._owner = owner
         if self._stop.is_set():

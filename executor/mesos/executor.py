@@ -56,6 +56,7 @@ from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.transport import agent_url
 from executor.mesos.wire import mesos_state_name, task_id, uuid_text
 from executor.task.owner import TaskOwner
+from executor.task.serverset import AnnounceError, Announcement, plan_announcement
 from executor.task.status import Update
 from executor.task.wiring import RunAs, UnknownUser, current_user, give_sandbox, owner_for, user_named
 
@@ -268,6 +269,15 @@ class StokerExecutor:
             return "the executor already runs as the job's role"
         return f"the executor is not root, so it runs the task as itself, not as the role {role!r}"
 
+    def _announcement(self, launch: TaskLaunch) -> Announcement | None:
+        """Where the task announces itself (README "Service discovery"): with
+        --announcer-ensemble and the job's `announce`, else None. Raises LaunchError."""
+        try:
+            return plan_announcement(launch.spec, launch.spec.announce, self._settings.announcer,
+                                     launch.hostname)
+        except AnnounceError as exc:
+            raise LaunchError(f"invalid task: {exc}") from None
+
     def _task_env(self, user: RunAs) -> dict[str, str]:
         env = dict(self._env)
         env.update(HOME=str(Path(self._settings.sandbox).absolute()), USER=user.name, LOGNAME=user.name)
@@ -279,6 +289,7 @@ class StokerExecutor:
             try:
                 prepared = self._prepare(task_info, tid)
                 user = self._run_as(prepared)
+                announcement = self._announcement(prepared)
             except LaunchError as exc:
                 log_event(logger, logging.ERROR, "launch_failed", task_id=tid, reason=str(exc))
                 driver.send_status_update(tid, TaskState.FAILED, str(exc), reason=REASON_TASK_INVALID)
@@ -289,7 +300,7 @@ class StokerExecutor:
             reporter = MesosReporter(driver, tid, spec.label)
             owner = owner_for(spec, Path(self._settings.sandbox), self._task_env(user), reporter,
                               kill_grace_secs=prepared.kill_grace_secs, run_as=user,
-                              cgroups=self._settings.cgroups)
+                              cgroups=self._settings.cgroups, announcement=announcement)
             with self._lock:
                 self._owner = owner
                 pending = self._pending_kill

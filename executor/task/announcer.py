@@ -46,6 +46,8 @@ from executor.logs import log_event
 from executor.task.membership import (
     RETRY_INITIAL_SECS,
     Action,
+    AnnouncementChanged,
+    AnnouncerView,
     Change,
     Connection,
     Membership,
@@ -66,28 +68,6 @@ OPERATION_TIMEOUT_SECS = 10.0
 LEAVE_TIMEOUT_SECS = 2.0
 CLOSE_TIMEOUT_SECS = 3.0
 _SETTLED = (MemberState.IDLE, MemberState.LEFT, MemberState.CLOSED)
-
-
-@attrs.frozen(slots=True)
-class AnnouncerView:
-    """What `stoker status` shows about a task's announcement."""
-
-    path: str  # the ServerSet
-    member: str | None  # e.g. member_0000000003 while joined
-    state: MemberState
-    reason: str
-    since: float  # wall-clock time (epoch seconds) of the last state change
-    connection: Connection
-    first_joined: bool  # a member was created at least once
-
-
-@attrs.frozen(slots=True)
-class AnnouncementChanged:
-    """Posted to the owner after every state change of the announcement."""
-
-    task: str
-    view: AnnouncerView
-    changes: tuple[Change, ...]
 
 
 # Messages on the worker's queue.

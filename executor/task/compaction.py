@@ -8,7 +8,8 @@ one `summary` record per attempt (`executor/task/records.py`), so that
 
 for every checkpoint a writer produced. It keeps, like the view: the last `ATTEMPTS_KEPT`
 attempts (header first), per attempt the last `TRANSITIONS_KEPT` task and phase changes,
-the last `HEALTH_HISTORY` health attempts, and per process the records of its last
+the last `HEALTH_HISTORY` health attempts, the last `ANNOUNCE_KEPT` announce records (the
+view shows the last), and per process the records of its last
 `RUNS_KEPT` runs plus its last `LOOSE_KEPT` records outside any run; and it always keeps
 the last record (its wall time is when the task last wrote). The summary after each kept
 header lists every process of the attempt in the order they first appeared, with how many
@@ -31,6 +32,7 @@ from typing import assert_never
 import attrs
 
 from executor.task.records import (
+    AnnounceRecord,
     HeaderRecord,
     HealthRecord,
     PhaseRecord,
@@ -51,6 +53,7 @@ from executor.task.replay import (
 from healthcheck.policy import HealthState
 
 LOOSE_KEPT = 5  # only the last one matters (the process's state); a few more read well
+ANNOUNCE_KEPT = 3  # the view shows the last announce record; a few more read well
 
 Indexed = tuple[int, Record]  # (position in the input, record)
 
@@ -96,6 +99,7 @@ class _AttemptKeep:
     tasks: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
     phases: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
     health: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
+    announce: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=ANNOUNCE_KEPT))
     health_state: HealthState | None = None  # what the dropped health records left
 
     def process(self, name: str) -> _ProcessKeep | None:
@@ -122,6 +126,8 @@ class _AttemptKeep:
                     assert isinstance(dropped, HealthRecord)
                     self.health_state = dropped.state or self.health_state
                 self.health.append(item)
+            case AnnounceRecord():
+                self.announce.append(item)
             case SummaryRecord():
                 for name, earlier in rec.earlier_runs.items():
                     if (process := self.process(name)) is not None:
@@ -131,7 +137,7 @@ class _AttemptKeep:
                 assert_never(rec)
 
     def records(self, earlier_attempts: int) -> list[Record]:
-        kept = [*self.tasks, *self.phases, *self.health]
+        kept = [*self.tasks, *self.phases, *self.health, *self.announce]
         for process in self.processes.values():
             kept += process.kept()
         summary = SummaryRecord(

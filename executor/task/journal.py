@@ -25,7 +25,15 @@ from executor.events import (
 )
 from executor.logs import log_event
 from executor.task.ports import CheckpointSink
-from executor.task.records import HeaderRecord, HealthRecord, PhaseRecord, ProcessRecord, Record, TaskRecord
+from executor.task.records import (
+    AnnounceRecord,
+    HeaderRecord,
+    HealthRecord,
+    PhaseRecord,
+    ProcessRecord,
+    Record,
+    TaskRecord,
+)
 from healthcheck.policy import AttemptOutcome, HealthPolicy, Verdict
 
 logger = logging.getLogger(__name__)
@@ -87,6 +95,10 @@ class Journal:
         log_event(logger, level, "health_check", task=self._label, result=t.outcome.value,
                   attempt=t.attempt, latency_ms=round(latency_secs * 1000, 1),
                   state=t.to.value, reason=t.reason)
+
+    def announcement(self, record: AnnounceRecord) -> None:
+        """Record the task's ServerSet membership (the announcer logs each change itself)."""
+        self._pending.append(attrs.evolve(record, wall=self._wall()))
 
     def flush(self) -> None:
         """Write the records queued since the last flush with one write and one sync."""

@@ -23,6 +23,10 @@ adapter adopts a member its own session already made, so an instance never appea
 The first announcement has a bound: `first_join_overdue` says it passed with no member ever
 created, which fails the task in Aurora ("Creating Announcer Serverset timed out.").
 
+`AnnouncerView` (what the adapter shows) and `AnnouncementChanged` (what it posts to the
+task's owner) live here, beside the states they carry, so that the owner can know them
+without importing the adapter and its ZooKeeper client.
+
 Pure: no I/O, threads, clocks or logging; `now` is the caller's monotonic time.
 """
 from __future__ import annotations
@@ -65,6 +69,28 @@ class Change:
     old: str
     new: str
     reason: str
+
+
+@attrs.frozen(slots=True)
+class AnnouncerView:
+    """What `stoker status` shows about a task's announcement (the adapter's `view()`)."""
+
+    path: str  # the ServerSet
+    member: str | None  # e.g. member_0000000003 while joined
+    state: MemberState
+    reason: str
+    since: float  # wall-clock time (epoch seconds) of the last change
+    connection: Connection
+    first_joined: bool  # a member was created at least once
+
+
+@attrs.frozen(slots=True)
+class AnnouncementChanged:
+    """Posted to the task's owner after every change of the announcement."""
+
+    task: str
+    view: AnnouncerView
+    changes: tuple[Change, ...]
 
 
 class Membership:

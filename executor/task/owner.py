@@ -2,9 +2,10 @@
 
 It runs on a single thread and blocks on its queue until the next event or the planner's
 next deadline: the reaper posts `ProcessExited`, the health loop posts `HealthChecked`, the
-CLI or the Mesos side posts `KillRequested`, the lifecycle thread posts `LifecycleDone`,
-and the control socket posts an operator's `KillRequested` or `RestartRequested` (answered
-through `operator.OperatorRequests`).
+CLI or the Mesos side posts `KillRequested`, the lifecycle thread posts `LifecycleDone`, the
+ServerSet announcer `AnnouncementChanged` (see `announcing.py`), and the control socket
+posts an operator's `KillRequested` or `RestartRequested` (answered through
+`operator.OperatorRequests`).
 For each event it asks the pure machines (planner, health policy, status machine, kill
 sequence) what to do, has its ports (`executor/task/ports.py`) do it, checkpoints and logs
 every transition (one line each), and hands transitions and task-level updates to its
@@ -46,6 +47,7 @@ from executor.events import (
 )
 from executor.host.identity import own_identity
 from executor.logs import log_event
+from executor.task.announcing import Announcing, earliest
 from executor.task.journal import Journal
 from executor.task.kill import (
     CancelLifecycle,
@@ -55,9 +57,11 @@ from executor.task.kill import (
     KillState,
     StartLifecycle,
 )
+from executor.task.membership import AnnouncementChanged
 from executor.task.operator import OperatorRequests
 from executor.task.planner import Decision, Planner
 from executor.task.ports import (
+    Announcer,
     CheckpointSink,
     HealthChecks,
     HealthStarter,
@@ -76,9 +80,9 @@ from healthcheck.policy import HealthPolicy, HealthState
 logger = logging.getLogger(__name__)
 
 OwnerEvent = (ProcessExited | HealthChecked | KillRequested | RestartRequested | LifecycleProgress
-              | LifecycleDone | TimerFired)
+              | LifecycleDone | AnnouncementChanged | TimerFired)
 _OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, RestartRequested, LifecycleProgress,
-                 LifecycleDone, TimerFired)
+                 LifecycleDone, AnnouncementChanged, TimerFired)
 
 
 class TaskOwner:
@@ -98,6 +102,7 @@ class TaskOwner:
         start_lifecycle: LifecycleStarter,
         events: queue.SimpleQueue[object] | None = None,
         host: HostPort | None = None,
+        announcer: Announcer | None = None,
         kill_grace_secs: float | None = None,
         stop_within_secs: float | None = None,
         run_cap: int | None = 100,
@@ -124,6 +129,7 @@ class TaskOwner:
         self._health: HealthChecks | None = None
         self._lifecycle: Lifecycle | None = None
         self._journal = Journal(job.label, wall_clock)
+        self._announcing = Announcing(announcer, self._journal, job.label, stop_within_secs)
         self._pids: dict[tuple[str, int], int] = {}
         self._exits: dict[tuple[str, int], ExitStatus] = {}
         self._processes_started = False
@@ -184,16 +190,19 @@ class TaskOwner:
         more to do now (a KILL queued before the first step starts nothing). True once the
         task has ended: the terminal update is out."""
         self._drain()
+        if timed_out := self._announcing.overdue(self._clock()):
+            self._apply_outcome(self._status.failed(timed_out))
         decision = self._decide()
         if decision.phase.terminal:
             self._apply_outcome(self._status.task_ended(decision.phase, decision.reason))
             return True
-        self.next_deadline_at = decision.next_deadline_at
+        self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at())
         self._journal.flush()  # one sync per step, before waiting
         return False
 
     def close(self) -> None:
         """Stop every adapter; the task's processes are killed by the process port's close."""
+        self._announcing.close()
         self._journal.flush()
         if self._lifecycle is not None:
             self._lifecycle.cancel()
@@ -228,6 +237,7 @@ class TaskOwner:
         """Ask the planner until it has nothing more to start or signal right now."""
         while True:
             decision = self._planner.decide(self._clock())
+            self._announcing.phase(decision.phase)  # a stopping task leaves before any signal
             # Act first, then checkpoint and log: a restart costs a fork+exec, not an fsync,
             # and the records of the new runs carry their pids.
             self._signal(decision.signal)
@@ -290,6 +300,8 @@ class TaskOwner:
             case LifecycleDone():
                 before = self._kills.state
                 self._run_kill_commands(self._kills.lifecycle_done(self._clock()), event.summary, before)
+            case AnnouncementChanged():
+                self._announcing.changed()
             case TimerFired():
                 pass
             case _:
@@ -332,6 +344,7 @@ class TaskOwner:
         return self.job.task.finalization_wait_secs
 
     def _kill(self, reason: str, request: KillRequested | None = None) -> None:
+        self._announcing.stopping(reason)  # first: clients stop routing to the task
         if self._health is not None:
             self._health.stop_async()
         before = self._kills.state
@@ -384,6 +397,7 @@ class TaskOwner:
         for update in outcome.updates:
             if update.state is TaskState.RUNNING and self._running_since is None:
                 self._running_since = self._clock()
+                self._announcing.running()
             if update.state.terminal:
                 self.final_update = update
             self._reporter.on_update(update)

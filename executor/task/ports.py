@@ -3,8 +3,8 @@
 The owner decides nothing itself and does nothing itself: it feeds events to the pure
 machines and hands their commands to these ports. `executor/task/wiring.py` plugs in the real
 adapters (`procs.Supervisor` for processes, the checkpoint file, the health loop, the
-lifecycle endpoints, the host session); tests plug in fakes that record what they were asked. Protocols only:
-no behaviour here.
+lifecycle endpoints, the host session, the ServerSet announcer); tests plug in fakes that
+record what they were asked. Protocols only: no behaviour here.
 """
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from typing import Any, Protocol
 from config.spec import ProcessSpec
 from executor.events import Transition
 from executor.procs.spawn import SpawnError
+from executor.task.membership import AnnouncerView
 from executor.task.status import Update
 from healthcheck.checkers import Checker, CommandResult
 from healthcheck.policy import Attempt
 
 __all__ = [
-    "CheckpointSink", "HealthChecks", "HealthStarter", "HostPort", "Lifecycle",
+    "Announcer", "CheckpointSink", "HealthChecks", "HealthStarter", "HostPort", "Lifecycle",
     "LifecycleStarter", "ProcessPort", "Reporter", "SpawnError",
 ]
 
@@ -107,6 +108,35 @@ class Lifecycle(Protocol):
     def regular_processes_gone(self) -> None: ...
 
     def cancel(self) -> None: ...
+
+
+class Announcer(Protocol):
+    """The task's ServerSet membership in ZooKeeper (`executor.task.announcer`'s
+    `ServerSetAnnouncer`); its changes come back as `AnnouncementChanged` events posted to
+    the owner's queue."""
+
+    def join(self) -> None:
+        """Be in the ServerSet; returns at once (the member is created in the background)."""
+        ...
+
+    def leave(self, timeout_secs: float = ...) -> bool:
+        """Leave it; True once the member is gone, False if `timeout_secs` passed first."""
+        ...
+
+    def close(self, timeout_secs: float = ...) -> None:
+        """Leave and end the ZooKeeper session. Final."""
+        ...
+
+    def view(self) -> AnnouncerView: ...
+
+    def overdue(self, now: float) -> bool:
+        """The first announcement missed its bound (`now`: the owner's monotonic clock)."""
+        ...
+
+    @property
+    def first_join_deadline_at(self) -> float | None:
+        """When `overdue` may first be true (None until `join`)."""
+        ...
 
 
 # Start the health loop: each attempt's result and latency go to the callback.

@@ -18,6 +18,10 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
            a RunOutcome name, is set when the change ended a run)
   health   outcome (passed|failed|snoozed), reason, latency_secs, state, attempts,
            consecutive_failures, consecutive_successes
+  announce path, member, state, connection, reason, since
+           (the task's ServerSet membership after a change: MemberState and Connection
+           names of executor/task/membership.py; member null unless a member node exists;
+           since: when it entered this state and member, e.g. when the member was created)
   summary  earlier_attempts, earlier_runs ({process: runs}, in the processes' order),
            health_state
            (written by compaction right after an attempt's header, or first: what the
@@ -43,6 +47,7 @@ from typing import Any, TypeVar
 import attrs
 
 from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
+from executor.task.membership import Connection, MemberState
 from healthcheck.policy import AttemptOutcome, HealthState
 
 _REQUIRED: Any = object()
@@ -314,6 +319,30 @@ class HealthRecord:
 
 
 @attrs.frozen(slots=True, kw_only=True)
+class AnnounceRecord:
+    path: str
+    state: MemberState
+    connection: Connection
+    member: str | None = None
+    reason: str = ""
+    since: float | None = None
+    wall: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _json("announce", {
+            "path": self.path, "member": self.member, "state": self.state.value,
+            "connection": self.connection.value, "reason": self.reason,
+            "since": self.since}, self.wall)
+
+    @classmethod
+    def _read(cls, doc: Mapping[str, Any]) -> AnnounceRecord:
+        return cls(path=_text(doc, "path"), state=_state(MemberState, doc, "state"),
+                   connection=_state(Connection, doc, "connection"),
+                   member=_text(doc, "member", None), reason=_text(doc, "reason", ""),
+                   since=_number(doc, "since", None), wall=_number(doc, "wall", None))
+
+
+@attrs.frozen(slots=True, kw_only=True)
 class SummaryRecord:
     """What compaction dropped: the attempts before the kept ones, and, for the attempt it
     follows the header of, how many earlier runs of each process (every process of the
@@ -349,11 +378,13 @@ class SummaryRecord:
 
 R = TypeVar("R")
 
-Record = HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | SummaryRecord
+Record = (HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord
+          | SummaryRecord)
 
 _KINDS: Mapping[str, type[Record]] = {
     "header": HeaderRecord, "task": TaskRecord, "phase": PhaseRecord,
-    "process": ProcessRecord, "health": HealthRecord, "summary": SummaryRecord,
+    "process": ProcessRecord, "health": HealthRecord, "announce": AnnounceRecord,
+    "summary": SummaryRecord,
 }
 
 

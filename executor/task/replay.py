@@ -1,7 +1,8 @@
 """Replaying the checkpoint: records in, a frozen `TaskView` out. PURE.
 
 Owns the fold that builds the views `stoker status` shows (`executor/task/taskview.py`:
-task, supervisor phase, attempts, processes, runs, health) from the checkpoint's records
+task, supervisor phase, attempts, processes, runs, health, the ServerSet announcement: the
+last `announce` record of the attempt) from the checkpoint's records
 (the classes of `executor/task/records.py`, parsed from the JSON objects). No I/O, no clock, no logging,
 no threads: the caller reads the file and passes `now` to whatever formats the view.
 Unknown kinds are ignored; a damaged record (a torn line, a wrong type, a number out of
@@ -36,6 +37,7 @@ import attrs
 
 from executor.events import ProcessState
 from executor.task.records import (
+    AnnounceRecord,
     DamagedRecord,
     HeaderRecord,
     HealthRecord,
@@ -47,6 +49,7 @@ from executor.task.records import (
     parse_checked,
 )
 from executor.task.taskview import (
+    AnnouncementView,
     AttemptView,
     HealthAttemptView,
     HealthView,
@@ -58,7 +61,7 @@ from executor.task.taskview import (
 
 __all__ = [
     "ATTEMPTS_KEPT", "HEALTH_HISTORY", "PROCESSES_KEPT", "RUNS_KEPT", "TRANSITIONS_KEPT",
-    "AttemptView", "HealthAttemptView", "HealthView", "ProcessView", "RunView", "Slot",
+    "AnnouncementView", "AttemptView", "HealthAttemptView", "HealthView", "ProcessView", "RunView", "Slot",
     "TaskView", "TransitionView", "classify", "replay",
 ]
 
@@ -194,6 +197,7 @@ class _Attempt:
     health_state: str | None = None
     health_counts: tuple[int, int, int] = (0, 0, 0)
     health_attempts: deque[HealthAttemptView] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
+    announcement: AnnouncementView | None = None
 
     def process(self, name: str) -> _Process | None:
         """The process named `name`; None once PROCESSES_KEPT others are known."""
@@ -202,7 +206,8 @@ class _Attempt:
             found = self.processes[name] = _Process(name)
         return found
 
-    def apply(self, rec: TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | SummaryRecord) -> None:
+    def apply(self, rec: TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord
+              | SummaryRecord) -> None:
         match rec:
             case TaskRecord():
                 self.history.append(_transition(rec))
@@ -214,6 +219,10 @@ class _Attempt:
                     process.apply(rec)
             case HealthRecord():
                 self.health(rec)
+            case AnnounceRecord():
+                self.announcement = AnnouncementView(
+                    path=rec.path, member=rec.member, state=rec.state.value,
+                    connection=rec.connection.value, reason=rec.reason, since_wall=rec.since)
             case SummaryRecord():
                 self.summary(rec)
             case _:
@@ -246,7 +255,7 @@ class _Attempt:
                            containment=self.containment, state=self.state, reason=self.reason, history=tuple(self.history),
                            phases=tuple(self.phases),
                            processes=tuple(p.view() for p in self.processes.values()),
-                           health=health)
+                           health=health, announcement=self.announcement)
 
 
 @attrs.define

@@ -5,6 +5,7 @@ state and the updates to report out. Pure: no I/O, no clock, no logging.
     STARTING ──health RUNNING──────────────▶ RUNNING (healthy)
     STARTING/RUNNING ──health FAILED──▶ killing(cause FAILED) ──processes gone──▶ FAILED
     STARTING/RUNNING ──kill requested──▶ killing(cause KILLED) ──processes gone──▶ KILLED
+    STARTING/RUNNING ──failed (announcement)──▶ killing(cause FAILED) ──processes gone──▶ FAILED
     STARTING/RUNNING ──planner SUCCESS──▶ FINISHED
     STARTING/RUNNING ──planner FAILED───▶ FAILED
 
@@ -91,6 +92,13 @@ class TaskStatusMachine:
         if self._state.terminal or self.killing:
             return NO_CHANGE
         return self._begin_kill(TaskState.KILLED, reason)
+
+    def failed(self, reason: str) -> Outcome:
+        """Something beside the processes and the health check failed the task (its first
+        ServerSet announcement timed out): killed, and FAILED with `reason` at the end."""
+        if self._state.terminal or self.killing:
+            return NO_CHANGE
+        return self._begin_kill(TaskState.FAILED, reason)
 
     def task_ended(self, phase: TaskPhase, reason: str) -> Outcome:
         """The planner reached a terminal phase: every process of the task is gone."""

@@ -5,7 +5,8 @@ few derived properties; no I/O, no clock, no logging.
 A `TaskView` holds its last attempts (`AttemptView`: the task's states, the supervisor's
 phases, each process with its last runs, the health checks); what the bounded view left
 out is counted (`earlier_attempts`, `ProcessView.earlier_runs`), and the damaged records it
-skipped are named (`warnings`).
+skipped are named (`warnings`). A task that announces itself in ZooKeeper has its
+membership in `AttemptView.announcement` (`TaskView.announcement` for the current attempt).
 """
 from __future__ import annotations
 
@@ -60,6 +61,22 @@ class HealthView:
 
 
 @attrs.frozen(slots=True)
+class AnnouncementView:
+    """The task's ServerSet membership, as its last `announce` record says."""
+
+    path: str  # the ServerSet, e.g. /aurora/www-data/prod/hello
+    member: str | None  # e.g. member_0000000003; None while no member node exists
+    state: str  # JOINING, JOINED, LEAVING, LEFT or CLOSED
+    connection: str  # CONNECTED, SUSPENDED or LOST
+    reason: str
+    since_wall: float | None  # when it entered this state (JOINED: the member's creation)
+
+    @property
+    def member_path(self) -> str | None:
+        return None if self.member is None else f"{self.path.rstrip('/')}/{self.member}"
+
+
+@attrs.frozen(slots=True)
 class TransitionView:
     """One change of the task's state or of its supervisor phase ("" when not recorded)."""
 
@@ -86,6 +103,7 @@ class AttemptView:
     phases: tuple[TransitionView, ...]  # the supervisor's phases (ACTIVE, CLEANING, ...)
     processes: tuple[ProcessView, ...]
     health: HealthView
+    announcement: AnnouncementView | None = None  # None: the task does not announce
 
     @property
     def phase(self) -> TransitionView | None:
@@ -136,6 +154,10 @@ class TaskView:
     @property
     def health(self) -> HealthView:
         return self.current.health
+
+    @property
+    def announcement(self) -> AnnouncementView | None:
+        return self.current.announcement
 
     @property
     def supervisor_pid(self) -> int | None:

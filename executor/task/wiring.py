@@ -4,9 +4,11 @@ Plugs into the owner's ports (`executor/task/ports.py`): the process supervisor
 (`executor/procs/supervisor.py`), posting exits to the owner's queue; the checkpoint file,
 opened when the task starts; the health loop with the job's checker (shell checks run
 through the supervisor, so its one reaper reaps them); the lifecycle endpoints of a kill;
-and the host session (`executor/host/session.py`: the sandbox lock, the registry entry, the
-control socket), joined when the task starts and let go when it ends; the front-end may
-have opened it first (`stoker run` does, and so does `stoker executor`'s command line).
+the host session (`executor/host/session.py`: the sandbox lock, the registry entry, the
+control socket), joined when the task starts and let go when it ends (the front-end may
+have opened it first: `stoker run` does, and so does `stoker executor`'s command line); and,
+for a task that announces itself, the ServerSet announcer (`executor/task/announcer.py`),
+imported only then, since it loads the ZooKeeper client.
 `stoker run` (`executor/local/`) and `stoker executor` (`executor/mesos/`) both call it; the
 front-ends also get from here who a task's processes may run as (`executor/procs/identity.py`).
 """
@@ -23,7 +25,8 @@ from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import open_writer
 from executor.task.lifecycle import LifecycleShutdown
 from executor.task.owner import TaskOwner
-from executor.task.ports import HealthChecks, Lifecycle, Reporter
+from executor.task.ports import Announcer, HealthChecks, Lifecycle, Reporter
+from executor.task.serverset import Announcement
 from healthcheck.checkers import Checker, make_checker
 from healthcheck.loop import HealthLoop
 from healthcheck.policy import Attempt
@@ -36,13 +39,14 @@ SNOOZE_FILE = ".healthchecksnooze"
 def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Reporter, *,
               kill_grace_secs: float | None = None, stop_within_secs: float | None = None,
               run_cap: int | None = 100, run_as: RunAs | None = None,
-              cgroups: str = "auto") -> TaskOwner:
+              cgroups: str = "auto", announcement: Announcement | None = None) -> TaskOwner:
     """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it)
     as `run_as` (None: as this process). `kill_grace_secs`: between SIGTERM and SIGKILL when
     a kill names none (None: the task's finalization_wait); `stop_within_secs`: a bound on
     every stop, lifecycle waits included (None: none); `run_cap`: failed or lost runs per
     process (None: no cap); `cgroups`: the STOKER_CGROUPS setting (auto, off, or a directory
-    to make the task's cgroup under)."""
+    to make the task's cgroup under); `announcement`: where the task announces itself in
+    ZooKeeper once RUNNING (`serverset.plan_announcement`; None: it does not)."""
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put,
@@ -65,8 +69,20 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: open_writer(sandbox, job.label),
         reporter=reporter, checker=make_checker(job.health, procs.run_command),
         start_health=start_health, start_lifecycle=start_lifecycle, events=events,
-        host=_SessionPort(sandbox), kill_grace_secs=kill_grace_secs,
+        host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put),
+        kill_grace_secs=kill_grace_secs,
         stop_within_secs=stop_within_secs, run_cap=run_cap)
+
+
+def _announcer(announcement: Announcement | None, label: str,
+               post: Callable[[object], None]) -> Announcer | None:
+    """The task's ServerSet announcer; kazoo is imported here, and only for a task that
+    announces."""
+    if announcement is None:
+        return None
+    from executor.task.announcer import ServerSetAnnouncer
+
+    return ServerSetAnnouncer(announcement, task=label, post=post)
 
 
 class _SessionPort:

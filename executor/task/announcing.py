@@ -1,0 +1,141 @@
+"""The owner's side of a task's ServerSet announcement: when to join, leave and close, and
+what the checkpoint keeps of it.
+
+Owns, for one task: joining the ServerSet once the task is RUNNING (healthy, when it has a
+health check); leaving it at the first step of any stop — a kill request, a failed health
+check, a failed first announcement, a SHUTDOWN or a signal to the supervisor, or the planner
+stopping the task because its processes ended or failed — before the lifecycle endpoints are
+called and before any process is signalled, so that clients stop routing to the instance
+first; closing the ZooKeeper session when the task is over; one `announce` checkpoint record
+per change of the membership (`stoker status` and `stoker ps` show the last one); and
+saying when the first announcement missed its bound, which fails the task with Aurora's
+message (`serverset.TIMED_OUT_REASON`).
+
+Leaving blocks the owner's thread until the member is deleted (one ZooKeeper round trip,
+a few milliseconds) or `leave_within_secs` passed (ZooKeeper unreachable: the member then
+goes with the announcer's session); a bound on the whole stop (`stoker run --kill-grace`)
+starts after it. Everything else returns at once: the adapter
+(`executor/task/announcer.py`, behind the owner's `Announcer` port) does its ZooKeeper work on
+its own thread and posts `AnnouncementChanged` to the owner's queue.
+
+Called only from the owner's thread. For a task that does not announce there is no
+announcer and every call does nothing; nothing here imports the ZooKeeper client.
+"""
+from __future__ import annotations
+
+import logging
+
+from executor.events import TaskPhase
+from executor.logs import log_event
+from executor.task.journal import Journal
+from executor.task.membership import AnnouncerView
+from executor.task.ports import Announcer
+from executor.task.records import AnnounceRecord
+from executor.task.serverset import TIMED_OUT_REASON
+
+logger = logging.getLogger(__name__)
+
+LEAVE_WITHIN_SECS = 2.0  # how long a stop waits for the member's deletion at most
+LEAVE_SHARE = 0.25  # of a bound on the whole stop (`stoker run --kill-grace`), at most
+
+
+def next_record(last: AnnounceRecord | None, view: AnnouncerView) -> AnnounceRecord | None:
+    """The record of `view`, or None when it says nothing `last` did not. `since` moves only
+    when the state or the member changes (a reconnection keeps the member's `since`)."""
+    since = view.since
+    if last is not None and (last.state, last.member) == (view.state, view.member):
+        since = last.since if last.since is not None else since
+    record = AnnounceRecord(path=view.path, state=view.state, connection=view.connection,
+                            member=view.member, reason=view.reason, since=since)
+    return None if record == last else record
+
+
+def leave_within_secs(stop_within_secs: float | None) -> float:
+    """How long a stop waits for the member's deletion: LEAVE_WITHIN_SECS, and at most
+    LEAVE_SHARE of a bound on the whole stop."""
+    if stop_within_secs is None:
+        return LEAVE_WITHIN_SECS
+    return max(0.0, min(LEAVE_WITHIN_SECS, LEAVE_SHARE * stop_within_secs))
+
+
+def earliest(*deadlines: float | None) -> float | None:
+    """The first of the deadlines that are set (None: none is)."""
+    return min((d for d in deadlines if d is not None), default=None)
+
+
+class Announcing:
+    """See the module docstring. `announcer` None: the task does not announce."""
+
+    def __init__(self, announcer: Announcer | None, journal: Journal, label: str,
+                 stop_within_secs: float | None = None) -> None:
+        self._announcer = announcer
+        self._journal = journal
+        self._label = label
+        self._leave_within_secs = leave_within_secs(stop_within_secs)
+        self._stopping = False  # the task is stopping: never join again
+        self._timed_out = False  # the first announcement missed its bound (said once)
+        self._last: AnnounceRecord | None = None
+
+    def running(self) -> None:
+        """The task became RUNNING: join the ServerSet (returns at once)."""
+        if self._announcer is not None and not self._stopping:
+            self._announcer.join()
+
+    def stopping(self, why: str) -> None:
+        """The task begins to stop: leave the ServerSet now, before anything else of the
+        stop happens. Only the first call does something."""
+        if self._announcer is None or self._stopping:
+            return
+        self._stopping = True
+        gone = self._announcer.leave(self._leave_within_secs)
+        view = self._announcer.view()
+        if not gone:
+            log_event(logger, logging.WARNING, "announcer_leave_timeout", task=self._label,
+                      path=view.path, member=view.member, reason=(
+                          f"{why}: the member was not deleted within {self._leave_within_secs:g} s "
+                          f"({view.reason}); stopping anyway, it goes with the ZooKeeper session"))
+        self._record(view)
+
+    def phase(self, phase: TaskPhase) -> None:
+        """The planner's phase after a decision: out of ACTIVE, the task is stopping (its
+        processes ended or failed, or it is being killed) and any signal comes after this."""
+        if phase is not TaskPhase.ACTIVE:
+            self.stopping(f"the task is stopping ({phase.value})")
+
+    def changed(self) -> None:
+        """The announcer posted a change: record what it shows now (a queued change may be
+        older than what `stopping` already recorded)."""
+        if self._announcer is not None:
+            self._record(self._announcer.view())
+
+    def overdue(self, now: float) -> str | None:
+        """The reason to fail the task, once, if the first announcement missed its bound."""
+        if self._announcer is None or self._timed_out or not self._announcer.overdue(now):
+            return None
+        self._timed_out = True
+        view = self._announcer.view()
+        log_event(logger, logging.ERROR, "announcer_timeout", task=self._label, path=view.path,
+                  connection=view.connection.value, reason=f"{TIMED_OUT_REASON} ({view.reason})")
+        return TIMED_OUT_REASON
+
+    def deadline_at(self) -> float | None:
+        """When `overdue` may become true (None: nothing to wait for)."""
+        if self._announcer is None or self._timed_out or self._stopping:
+            return None
+        if self._announcer.view().first_joined:
+            return None
+        return self._announcer.first_join_deadline_at
+
+    def close(self) -> None:
+        """The task is over: leave if still in, end the ZooKeeper session, record it."""
+        if self._announcer is None:
+            return
+        self._stopping = True
+        self._announcer.close()
+        self._record(self._announcer.view())
+
+    def _record(self, view: AnnouncerView) -> None:
+        record = next_record(self._last, view)
+        if record is not None:
+            self._last = record
+            self._journal.announcement(record)
