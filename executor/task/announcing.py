@@ -102,11 +102,12 @@ class Announcing:
         if phase is not TaskPhase.ACTIVE:
             self.stopping(f"the task is stopping ({phase.value})")
 
-    def changed(self) -> None:
-        """The announcer posted a change: record what it shows now (a queued change may be
-        older than what `stopping` already recorded)."""
+    def changed(self, view: AnnouncerView) -> None:
+        """The announcer posted a change (`view`): recorded as it came while the task runs;
+        once it stops, what the announcer shows now (a change queued before the leave is
+        older than what `stopping` recorded)."""
         if self._announcer is not None:
-            self._record(self._announcer.view())
+            self._record(self._announcer.view() if self._stopping else view)
 
     def overdue(self, now: float) -> str | None:
         """The reason to fail the task, once, if the first announcement missed its bound."""

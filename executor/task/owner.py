@@ -301,7 +301,7 @@ class TaskOwner:
                 before = self._kills.state
                 self._run_kill_commands(self._kills.lifecycle_done(self._clock()), event.summary, before)
             case AnnouncementChanged():
-                self._announcing.changed()
+                self._announcing.changed(event.view)
             case TimerFired():
                 pass
             case _:

@@ -283,6 +283,21 @@ def test_each_change_is_one_record_and_the_view_shows_the_last():
     assert (view.state, view.path, view.member) == ("CLOSED", PATH, None)
 
 
+def test_while_the_task_runs_each_change_is_recorded_as_it_came():
+    """A session that expired and came back: the LOST moment is recorded even though the
+    announcer shows JOINED again by the time the owner handles it."""
+    h = Harness(job())
+    h.joined("member_0000000003")
+    lost = AnnouncerView(path=PATH, member=None, state=MemberState.JOINING, reason="session expired",
+                         since=1001.0, connection=Connection.LOST, first_joined=True)
+    h.announcer.created("member_0000000004", since=1002.0)  # already back
+    h.post(AnnouncementChanged(task="t.0", view=lost, changes=()))
+    h.post(AnnouncementChanged(task="t.0", view=h.announcer.view(), changes=()))
+    assert [(r["state"], r["member"], r["connection"]) for r in h.announce_records()] == [
+        ("JOINED", "member_0000000003", "CONNECTED"), ("JOINING", None, "LOST"),
+        ("JOINED", "member_0000000004", "CONNECTED")]
+
+
 def test_a_change_posted_before_the_leave_does_not_undo_it_in_the_record():
     h = Harness(job())
     stale = h.announcer.created("member_0000000003", since=1000.0)
