@@ -82,6 +82,8 @@ def announcement_text(a: AnnouncementView, now_wall: float, lost: bool = False) 
     """The task's ServerSet membership in one line: where its member is and since when, or
     what the announcer is doing and why; a LOST task's member went with its supervisor."""
     zk = f"ZooKeeper {a.connection}"
+    if a.state == "IDLE":
+        return f"announcement: at {a.path} once RUNNING (not asked to join yet)"
     if a.state == "JOINED" and a.member_path is not None:
         gone = "; recorded: its session ended with the supervisor" if lost else ""
         return f"announced: {a.member_path} since {when(a.since_wall, now_wall)} ({zk}{gone})"

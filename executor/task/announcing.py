@@ -75,6 +75,8 @@ class Announcing:
         self._stopping = False  # the task is stopping: never join again
         self._timed_out = False  # the first announcement missed its bound (said once)
         self._last: AnnounceRecord | None = None
+        if announcer is not None:  # from the start, the checkpoint says where it will announce
+            self._record(announcer.view())
 
     def running(self) -> None:
         """The task became RUNNING: join the ServerSet (returns at once)."""

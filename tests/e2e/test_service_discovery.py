@@ -410,6 +410,18 @@ def test_executor_zookeeper_down_at_the_start_fails_the_task_with_aurora_s_messa
     assert running is not None and agent.wait_exit(10) == 0
 
 
+def test_executor_refuses_a_custom_path_unless_allowed(agent, tmp_path):
+    """Aurora's rule: Announcer.zk_path needs --announcer-allow-custom-serverset-path; the
+    task fails at launch, naming it, and nothing starts."""
+    ensemble = f"127.0.0.1:{free_ports(1)[0]}"
+    launch(agent, write_job(tmp_path, ensemble, "/unused", announce="Announcer(zk_path='/my/service')",
+                            cmdline="sleep 60"), ensemble, "/aurora")
+    failed = agent.wait_for_state("task-1", "TASK_FAILED", 15)
+    assert failed.message == ("invalid task: Announcer.zk_path = '/my/service' needs the executor to be "
+                              "started with --announcer-allow-custom-serverset-path")
+    assert agent.states("task-1") == ["TASK_FAILED"] and task_pids(agent.sandbox) == set()
+
+
 def test_executor_a_task_that_does_not_announce_never_loads_kazoo(zk, agent, tmp_path):
     launch(agent, write_job(tmp_path, zk.ensemble, "/unused", health=None, announce=None, cmdline="sleep 60"),
            zk.ensemble, "/aurora", env={"PYTHONPROFILEIMPORTTIME": "1"})

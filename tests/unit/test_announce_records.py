@@ -186,6 +186,9 @@ def test_status_of_an_announcement_not_made_says_why():
     assert announcement_text(a, 1002.0) == (
         f"announcement: JOINING at {PATH} since {iso(1000.0)} (2.0s ago): asked to join; waiting "
         "for ZooKeeper (ZooKeeper LOST)")
+    idle = AnnouncementView(path=PATH, member=None, state="IDLE", connection="LOST", since_wall=1000.0,
+                            reason="not asked to join yet")
+    assert announcement_text(idle, 1002.0) == f"announcement: at {PATH} once RUNNING (not asked to join yet)"
     closed = AnnouncementView(path=PATH, member=None, state="CLOSED", connection="CONNECTED",
                               since_wall=1000.0, reason="closed: the ZooKeeper session is ended")
     assert announcement_text(closed, 1002.0).endswith("the ZooKeeper session is ended")
