@@ -5,7 +5,8 @@ document or Aurora's AssignedTask), resolve ports, bind templates (`launch.py`),
 the processes run as (an Aurora task as its role when the executor is root, as Thermos does,
 in a sandbox given to that user; anything else as the executor's user), then
 TaskOwner.run() with a reporter that turns every task-level update into a Mesos status
-update (and, with --announcer-ensemble, the task's ServerSet announcement in ZooKeeper). Any error before the owner starts becomes TASK_FAILED with the message (no process
+update (and, with --announcer-ensemble, the task's ServerSet announcement in ZooKeeper).
+Any error before the owner starts becomes TASK_FAILED with the message (no process
 starts). KILL and SHUTDOWN become kill requests; the process exits once the terminal update
 is acknowledged, or after a bounded wait.
 
