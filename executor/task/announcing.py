@@ -28,10 +28,13 @@ import logging
 from executor.events import TaskPhase
 from executor.logs import log_event
 from executor.task.journal import Journal
-from executor.task.membership import AnnouncerView
+from executor.task.membership import AnnouncementChanged, AnnouncerView
 from executor.task.ports import Announcer
 from executor.task.records import AnnounceRecord
 from executor.task.serverset import TIMED_OUT_REASON
+
+__all__ = ["AnnouncementChanged", "Announcer", "Announcing", "earliest", "leave_within_secs",
+           "next_record"]  # the owner takes the announcer's event and port from here
 
 logger = logging.getLogger(__name__)
 

@@ -2,10 +2,9 @@
 
 It runs on a single thread and blocks on its queue until the next event or the planner's
 next deadline: the reaper posts `ProcessExited`, the health loop posts `HealthChecked`, the
-CLI or the Mesos side posts `KillRequested`, the lifecycle thread posts `LifecycleDone`, the
-ServerSet announcer `AnnouncementChanged` (see `announcing.py`), and the control socket
-posts an operator's `KillRequested` or `RestartRequested` (answered through
-`operator.OperatorRequests`).
+CLI or the Mesos side posts `KillRequested`, the lifecycle thread `LifecycleDone`, the
+announcer `AnnouncementChanged` (`announcing.py`), and the control socket an operator's
+`KillRequested` or `RestartRequested` (answered through `operator.OperatorRequests`).
 For each event it asks the pure machines (planner, health policy, status machine, kill
 sequence) what to do, has its ports (`executor/task/ports.py`) do it, checkpoints and logs
 every transition (one line each), and hands transitions and task-level updates to its
@@ -47,7 +46,7 @@ from executor.events import (
 )
 from executor.host.identity import own_identity
 from executor.logs import log_event
-from executor.task.announcing import Announcing, earliest
+from executor.task.announcing import AnnouncementChanged, Announcer, Announcing, earliest
 from executor.task.journal import Journal
 from executor.task.kill import (
     CancelLifecycle,
@@ -57,11 +56,9 @@ from executor.task.kill import (
     KillState,
     StartLifecycle,
 )
-from executor.task.membership import AnnouncementChanged
 from executor.task.operator import OperatorRequests
 from executor.task.planner import Decision, Planner
 from executor.task.ports import (
-    Announcer,
     CheckpointSink,
     HealthChecks,
     HealthStarter,
