@@ -149,19 +149,24 @@ class ObserverApp:
         raise AssertionError(route)
 
 
-def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
-          ready: Callable[[str, int], None] | None = None) -> None:
-    """Serve until interrupted. `ready(host, port)` is called once listening (the port
-    actually bound: 0 picks a free one)."""
+def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits()) -> Any:
+    """A waitress server of the observer, listening; `run()` serves, `close()` stops."""
     from waitress.server import create_server
 
-    loopback = is_loopback(host)
-    server = create_server(
-        ObserverApp(reader, loopback), host=host, port=port, threads=limits.threads,
+    return create_server(
+        ObserverApp(reader, is_loopback(host)), host=host, port=port, threads=limits.threads,
         connection_limit=limits.connections, channel_timeout=limits.idle_secs,
         cleanup_interval=limits.loop_secs, asyncore_loop_timeout=limits.loop_secs,
         max_request_header_size=limits.header_bytes, max_request_body_size=0,
         ident="stoker-observe", clear_untrusted_proxy_headers=True, expose_tracebacks=False)
+
+
+def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
+          ready: Callable[[str, int], None] | None = None) -> None:
+    """Serve until interrupted. `ready(host, port)` is called once listening (the port
+    actually bound: 0 picks a free one)."""
+    loopback = is_loopback(host)
+    server = make_server(reader, host, port, limits)
     bound_host, bound_port = server.socket.getsockname()[:2]
     log_event(logger, logging.INFO if loopback else logging.WARNING, "observer_listening",
               host=bound_host, port=bound_port, root=reader.root,
