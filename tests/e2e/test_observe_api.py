@@ -184,3 +184,17 @@ def test_slow_clients_hold_no_worker_and_others_are_answered(host):
                       + b"a" * 100_000 + b"\r\n\r\n")
     assert big == b"" or big.split(b"\r\n", 1)[0].split()[1] in (b"400", b"431")  # capped
     assert raw_request(host.url, b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/1.0 200")
+
+
+def test_a_port_in_use_or_not_a_port_is_one_error_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        observed = ObservedHost(tmp_path)
+        done = observed.stoker("observe", "--port", str(taken))
+        assert done.returncode == 1, done
+        assert done.stderr.splitlines()[-1] == \
+            f"stoker: error: cannot listen on 127.0.0.1:{taken}: Address already in use"
+    done = observed.stoker("observe", "--port", "70000")
+    assert done.returncode == 2 and "'70000' is not a port number" in done.stderr
