@@ -7,7 +7,7 @@ EXAMPLE ?= examples/hello_world.aurora
 DIST    ?= dist
 RUNS    := .run
 
-.PHONY: run test test-fast lint faults bench dist mutation clean zookeeper
+.PHONY: run test test-fast lint faults bench dist mutation clean zookeeper browser
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,16 @@ zookeeper:
 	else \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q && apt-get install -y -q --no-install-recommends zookeeper; \
+	fi
+
+# Debian's chromium and chromium-driver, for the observer's browser tests (skipped without
+# them, except in CI). Installs them only when missing; needs root, as apt-get does.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+	  echo "browser: installed (/usr/bin/chromium, /usr/bin/chromedriver)"; \
+	else \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends chromium chromium-driver; \
 	fi
 
 lint: $(STAMP)

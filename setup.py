@@ -20,12 +20,17 @@ setup(
         "kazoo>=2.9",
         # Aurora's TaskInfo.data is a Thrift AssignedTask (config/aurora/); 0.7.1 added max_depth
         "thriftpy2>=0.7.1",
+        # `stoker observe`'s HTTP server (executor/observe/server.py says why this one);
+        # imported only by that command
+        "waitress>=3.0",
     ],
     package_data={"config.aurora": ["*.thrift"]},
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90",
                  # the lint gate in `make test`; pinned so a new release cannot fail CI
-                 "ruff==0.17.6", "mypy==2.4.1", "types-requests", "types-psutil"],
+                 "ruff==0.17.6", "mypy==2.4.1", "types-requests", "types-psutil",
+                 # the observer's browser tests drive Debian's chromium (`make browser`)
+                 "selenium>=4.20"],
         "dist": ["shiv>=1.0.4,<2", "wheel>=0.38", "setuptools>=61"],
         # `make mutation` (docs/testing.md); pinned, since scores move with mutmut's operators
         "mutation": ["mutmut==3.8.1"],

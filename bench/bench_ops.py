@@ -38,12 +38,12 @@ from pathlib import Path
 import benchlib
 from benchlib import Row, med_p95, ms, progress, summary, workdir
 
-from executor.cli.inspection import inspect_sandbox
 from executor.cli.main import main as stoker_main
 from executor.cli.views import format_status
 from executor.host.entry import FrontEnd
 from executor.host.session import HostSession
 from executor.task.checkpoint import COMPACT_MIN_BYTES, CheckpointWriter, checkpoint_path, iter_records
+from executor.task.inspection import inspect_sandbox
 from executor.task.replay import replay
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 

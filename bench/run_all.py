@@ -38,6 +38,8 @@ BENCHES = {  # run in this order: the long idle windows last
     "mesos": ("bench_mesos.py", "Mesos executor latencies and memory (issue 5)"),
     "ops": ("bench_ops.py", "tail -n of 200 MB, the checkpoint and status of a 100k-attempt task, "
                             "the registry on launch (issue 11)"),
+    "observe": ("bench_observe.py", "stoker observe: idle CPU with 100 tasks, a task page of 100 "
+                                    "processes, memory (issue 12)"),
     "idle": ("bench_idle.py", "idle CPU, wakeups and memory at 1/10/100/500 processes (issues 3, 6)"),
 }
 LIMIT_SECS = 600.0  # per bench; a full run of all of them takes about two minutes

@@ -2,12 +2,14 @@
 
 The folder tree is the architecture (docs/design.md draws it):
 
-    cli/     argv → commands: run, executor, inspect, status, ps, tail, kill, restart; the
-             only package that configures logging.
+    cli/     argv → commands: run, executor, inspect, status, ps, tail, kill, restart,
+             observe; the only package that configures logging.
     mesos/   the Mesos front-end: the v1 executor API (RecordIO, wire format, session,
              reconnect policy, HTTP transport, driver) and the callbacks that drive a task.
     local/   the `stoker run` front-end: the one-machine scheduler (service rules, ports,
              sandbox, console output).
+    observe/ `stoker observe`: the read-only web view of the host's tasks (pages, JSON,
+             logs), over the registry and the task inspection; only that command loads it.
     task/    one task's life, whoever asked for it: the planner, the status machine, kill
              staging, checkpoint records and their compaction, the lifecycle endpoints and
              the TaskOwner loop.
@@ -19,8 +21,9 @@ The folder tree is the architecture (docs/design.md draws it):
 
 Import rules (tests/unit/test_layering.py fails on a wrong-way import):
 
-    cli → {mesos, local} → task → host → procs;   everything may import events and logs
-    mesos and local never import each other: two front-ends over one task API
+    cli → {mesos, local, observe} → task → host → procs;   everything may import events and logs
+    mesos and local never import each other: two front-ends over one task API; observe
+    imports neither (it only reads)
     procs never imports task: it posts events through the callbacks it is given
     host never imports task: its control thread posts events to the owner's queue
     executor/ may use healthcheck/ and config/; healthcheck/ uses config/ only;

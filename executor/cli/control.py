@@ -58,8 +58,8 @@ def _grace(text: str) -> float:
 
 
 def run_kill(args: argparse.Namespace) -> int:
-    from executor.cli.inspection import inspect_sandbox
     from executor.host.controlwire import KillControl
+    from executor.task.inspection import inspect_sandbox
 
     last = _converse(args, KillControl(args.grace), "kill")
     if last is None:
@@ -104,11 +104,11 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
 
 
 def _replies(sandbox: Path, request: ControlRequest) -> Iterator[ControlReply]:
-    from executor.cli.inspection import inspect_sandbox
     from executor.host import identity, lock
     from executor.host.control import ControlUnavailable, ask, connect
     from executor.host.sandbox import open_stoker_dir
     from executor.procs import saferead
+    from executor.task.inspection import inspect_sandbox
 
     where = os.fspath(sandbox)
     try:

@@ -1,6 +1,6 @@
-"""The `stoker` command: run, executor, inspect, status, ps, tail, kill, restart. The only
-place logging is configured; the inspection and control commands live in their own modules
-(`status`, `ps`, `tail`, `control`), each registering its subcommands. Every expected failure (bad config, bad sandbox, missing variables, a sandbox
+"""The `stoker` command: run, executor, inspect, status, ps, tail, kill, restart, observe. The
+only place logging is configured; the inspection and control commands live in their own
+modules (`status`, `ps`, `tail`, `control`, `observe`), each registering its subcommands. Every expected failure (bad config, bad sandbox, missing variables, a sandbox
 argument that is no directory) ends in one `stoker: error: ...` line naming the real cause
 and a non-zero exit (docs/contract.md §9), never in a bare traceback; every argument has a
 help text and every command an example.
@@ -25,7 +25,7 @@ from config.settings import (
     variables,
 )
 from config.words import printable
-from executor.cli import control, logsetup, ps, status, tail
+from executor.cli import control, logsetup, observe, ps, status, tail
 from executor.cli.targets import UsageError
 from executor.logs import log_event
 
@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                               "as `stoker executor` would run it (Stoker's task document or Aurora's "
                               "AssignedTask); runs nothing")
 
-    for command in (status, ps, tail, control):  # each registers its own subcommands
+    for command in (status, ps, tail, control, observe):  # each registers its own subcommands
         command.register(sub, _command)
     return parser
 

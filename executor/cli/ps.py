@@ -1,10 +1,10 @@
 """`stoker ps [--all] [--json]`: every task Stoker supervises on this host.
 
 Reads the host registry (`executor/host/registry.py`; reading prunes what the retention
-let go), inspects each entry's sandbox (`executor/cli/inspection.py`: the checkpoint,
-whether its supervisor still runs, LOST and its leftovers) and prints one row per task:
-task id, job key, state, supervisor pid, sandbox, started (date, time and age), processes
-running / total, health. Columns are as wide as their longest value. Without `--all`, only
+let go), inspects each entry's sandbox (`executor/task/inspection.py`: the checkpoint,
+whether its supervisor still runs, LOST and its leftovers; `row` makes each task's object)
+and prints one row per task: task id, job key, state, supervisor pid, sandbox, started
+(date, time and age), processes running / total, health. Columns are as wide as their longest value. Without `--all`, only
 the tasks that have not ended (a LOST task has not: it is listed). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
 announcer is doing); a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
@@ -17,16 +17,11 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from config.registry import RegistrySettings
 from executor.cli.targets import registry_arguments
-from executor.host.clock import iso_time, when
-
-if TYPE_CHECKING:
-    from executor.cli.inspection import Inspection
-    from executor.host.entry import RegistryEntry
-    from executor.task.taskview import AttemptView
+from executor.host.clock import when
 
 COLUMNS = ["TASK_ID", "JOB_KEY", "STATE", "PID", "SANDBOX", "STARTED", "PROCS", "HEALTH"]
 
@@ -42,8 +37,8 @@ def register(sub: Any, command: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from executor.cli.inspection import inspect_sandbox, marker_of, with_leftovers
     from executor.host.registry import Registry
+    from executor.task.inspection import inspect_sandbox, marker_of, row, with_leftovers
 
     settings = RegistrySettings.from_args(args, os.environ)
     listed = Registry(settings).entries()
@@ -61,59 +56,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(format_rows(rows, time.time()))
     return 0
-
-
-def _procs(inspection: Inspection) -> tuple[int, int]:
-    """(running, total) of the attempt's processes; a LOST task's running are the ones
-    that left processes behind."""
-    attempt = inspection.attempt
-    if attempt is None:
-        return 0, 0
-    total = len(attempt.processes)
-    if inspection.truth.lost:
-        return len({p.process for p in inspection.leftovers if p.process}), total
-    return sum(p.state == "RUNNING" for p in attempt.processes), total
-
-
-def _health(inspection: Inspection) -> str:
-    attempt = inspection.attempt
-    if attempt is None:
-        return "-"
-    h = attempt.health
-    if h.checker == "none" and h.state is None:
-        return "none"
-    return h.state or "STARTING"
-
-
-def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
-    """One task as a JSON object (the text table shows some of it)."""
-    attempt, truth = inspection.attempt, inspection.truth
-    started = attempt.started_wall if attempt and attempt.started_wall else entry.registered_wall
-    running, total = _procs(inspection)
-    return {
-        "task_id": entry.task_id, "job_key": entry.job_key, "label": entry.label,
-        "state": truth.state, "recorded_state": attempt.state if attempt else None,
-        "supervisor_alive": truth.alive, "ended": truth.ended,
-        "supervisor_pid": entry.supervisor_pid, "front_end": entry.front_end.value,
-        "sandbox": entry.sandbox, "started": started, "started_iso": iso_time(started),
-        "processes_running": running, "processes_total": total, "health": _health(inspection),
-        "lost_since": truth.since_wall, "lost_since_source": truth.since.value if truth.since else None,
-        "leftovers": [{"pid": p.pid, "process": p.process, "run": p.run, "command": p.command}
-                      for p in inspection.leftovers],
-        "problem": inspection.problem,
-        "announcement": _announcement(attempt),
-    }
-
-
-def _announcement(attempt: AttemptView | None) -> dict[str, Any] | None:
-    """The task's ServerSet membership as its checkpoint last recorded it (None: it does not
-    announce)."""
-    a = attempt.announcement if attempt is not None else None
-    if a is None:
-        return None
-    return {"path": a.path, "member": a.member, "member_path": a.member_path, "state": a.state,
-            "connection": a.connection, "reason": a.reason, "since": a.since_wall,
-            "since_iso": iso_time(a.since_wall)}
 
 
 def _announcement_note(r: dict[str, Any], now_wall: float) -> str:

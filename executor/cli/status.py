@@ -12,15 +12,10 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import Any
 
 from config.words import printable
 from executor.cli.targets import error, registry_arguments, resolve
-
-if TYPE_CHECKING:
-    from executor.cli.inspection import Inspection
 
 
 def register(sub: Any, command: Any) -> None:
@@ -38,8 +33,8 @@ def register(sub: Any, command: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from executor.cli.inspection import inspect_sandbox, marker_of, with_leftovers
     from executor.cli.views import format_status
+    from executor.task.inspection import inspect_sandbox, marker_of, status_json, with_leftovers
 
     target = resolve(args.target, args)
     inspection = inspect_sandbox(target.sandbox, target.entry)
@@ -52,24 +47,8 @@ def run(args: argparse.Namespace) -> int:
     for warning in view.warnings:  # damaged records: skipped, and said so
         print(f"stoker: warning: {printable(warning)}", file=sys.stderr)
     if args.json:
-        print(json.dumps(as_json(inspection), indent=2, default=str))
+        print(json.dumps(status_json(inspection), indent=2, default=str))
     else:
         text = format_status(view, time.time(), inspection.truth, inspection.leftovers)
         sys.stdout.write(text)
     return 0
-
-
-def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
-    return value.value if hasattr(value, "value") and not isinstance(value, (int, float, str)) else value
-
-
-def as_json(inspection: Inspection) -> dict[str, Any]:
-    """The replayed view, plus what is true now: `state` (LOST when the supervisor is
-    gone without a terminal record), `supervisor_alive`, `lost_since` and its source, and
-    the leftover processes."""
-    doc: dict[str, Any] = attrs.asdict(inspection.view, value_serializer=_jsonable) if inspection.view else {}
-    truth = inspection.truth
-    doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
-               lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
-               leftovers=[attrs.asdict(p) for p in inspection.leftovers])
-    return doc

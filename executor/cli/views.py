@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from config.words import printable_lines
-from executor.cli.inspection import Leftover
 from executor.host.clock import age, iso_time, when
 from executor.host.entry import Truth
+from executor.task.inspection import Leftover
 from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
 
 format_duration = age  # 3.2s, 4m05s, 2h03m, 3d04h

@@ -3,7 +3,8 @@
 `.stoker/` holds what the supervisor keeps for itself (docs/contract.md §4): the checkpoint
 (`checkpoint.jsonl`, written by `executor/task/checkpoint.py`), the lock that makes one
 supervisor per sandbox (`supervisor.lock`, `executor/host/lock.py`) and the control socket
-(`control.sock`, `executor/host/control.py`). The directory is made owner-only (0700): the
+(`control.sock`, `executor/host/control.py`) and the bound task it runs (`task.json`,
+`executor/task/definition.py`). The directory is made owner-only (0700): the
 socket needs nothing more to be reachable by its owner alone.
 
 The task's processes share the sandbox and may have replaced `.stoker` with a symlink, a
@@ -23,6 +24,7 @@ STOKER_DIR = ".stoker"
 CHECKPOINT_FILE = "checkpoint.jsonl"
 LOCK_FILE = "supervisor.lock"
 CONTROL_SOCKET = "control.sock"
+TASK_FILE = "task.json"  # the bound task as it runs (`executor/task/definition.py`)
 DIR_MODE = 0o700
 
 

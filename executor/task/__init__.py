@@ -8,7 +8,9 @@ mutable state: it asks them what to do and has its ports (ports: the Protocols i
 it; journal turns each change into a checkpoint record and a log line, and operator answers
 the operators' requests (`stoker kill`, `stoker restart`). wiring.owner_for plugs in the real
 adapters: the process supervisor, the checkpoint writer (checkpoint), the health loop, the
-lifecycle endpoints (lifecycle) and the host session (executor/host).
+lifecycle endpoints (lifecycle) and the host session (executor/host). inspection reads a
+sandbox's task back, checked against the host (LOST, leftovers), for `stoker status`, `stoker
+ps` and `stoker observe`.
 
 May import: host, procs, events, logs, config/, healthcheck/. Never: mesos, local, cli.
 """

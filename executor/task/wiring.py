@@ -2,7 +2,8 @@
 
 Plugs into the owner's ports (`executor/task/ports.py`): the process supervisor
 (`executor/procs/supervisor.py`), posting exits to the owner's queue; the checkpoint file,
-opened when the task starts; the health loop with the job's checker (shell checks run
+opened when the task starts, with the bound task written beside it
+(`executor/task/definition.py`); the health loop with the job's checker (shell checks run
 through the supervisor, so its one reaper reaps them); the lifecycle endpoints of a kill;
 the host session (`executor/host/session.py`: the sandbox lock, the registry entry, the
 control socket), joined when the task starts and let go when it ends (the front-end may
@@ -22,7 +23,8 @@ from config.spec import JobSpec
 from executor.host.session import HostSession
 from executor.procs.identity import RunAs, UnknownUser, current_user, give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
-from executor.task.checkpoint import open_writer
+from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
+from executor.task.definition import write_definition
 from executor.task.lifecycle import LifecycleShutdown
 from executor.task.owner import TaskOwner
 from executor.task.ports import Announcer, HealthChecks, Lifecycle, Reporter
@@ -66,7 +68,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
                                  progress=progress).start()
 
     return TaskOwner(
-        job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: open_writer(sandbox, job.label),
+        job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job),
         reporter=reporter, checker=make_checker(job.health, procs.run_command),
         start_health=start_health, start_lifecycle=start_lifecycle, events=events,
         host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put),
@@ -83,6 +85,13 @@ def _announcer(announcement: Announcement | None, label: str,
     from executor.task.announcer import ServerSetAnnouncer
 
     return ServerSetAnnouncer(announcement, task=label, post=post)
+
+
+def _open_checkpoint(sandbox: Path, job: JobSpec) -> CheckpointWriter | NoCheckpoint:
+    """As the task starts: its definition beside the checkpoint (for `stoker observe`), then
+    the checkpoint writer."""
+    write_definition(sandbox, job)
+    return open_writer(sandbox, job.label)
 
 
 class _SessionPort:

@@ -2,7 +2,7 @@
 
 The rules are the ones `executor/__init__.py` states:
 
-    cli → {mesos, local} → task → host → procs;   events and logs are shared by all
+    cli → {mesos, local, observe} → task → host → procs;   events and logs are shared by all
     mesos and local never import each other; procs never imports task
     executor/ may use healthcheck/ and config/; healthcheck/ uses config/ only;
     config/ uses neither
@@ -60,6 +60,13 @@ PURE = [
     "executor/host/entry.py",
     "executor/host/controlwire.py",
     "executor/procs/cgroup_paths.py",
+    "executor/observe/routes.py",
+    "executor/observe/logrange.py",
+    "executor/observe/model.py",
+    "executor/observe/html.py",
+    "executor/observe/pages.py",
+    "executor/observe/logpage.py",
+    "executor/observe/assets.py",
 ]
 FORBIDDEN = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging",
              "select", "signal"}
@@ -78,8 +85,10 @@ ALLOWED: dict[str, set[str]] = {
     "executor.task": {"executor.host", "executor.procs", "config", "healthcheck"} | SHARED,
     "executor.local": {"executor.task", "executor.host", "config", "healthcheck"} | SHARED,
     "executor.mesos": {"executor.task", "config", "healthcheck"} | SHARED,
-    "executor.cli": {"executor.mesos", "executor.local", "executor.task", "executor.host",
-                     "executor.procs", "config", "healthcheck"} | SHARED,
+    "executor.observe": {"executor.task", "executor.host", "executor.procs", "config",
+                         "healthcheck"} | SHARED,
+    "executor.cli": {"executor.mesos", "executor.local", "executor.observe", "executor.task",
+                     "executor.host", "executor.procs", "config", "healthcheck"} | SHARED,
     "executor.__main__": {"executor.cli"},
 }
 

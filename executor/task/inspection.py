@@ -1,5 +1,5 @@
-"""What a sandbox says about its task, checked against the host: for `stoker status` and
-`stoker ps`.
+"""What a sandbox says about its task, checked against the host: for `stoker status`,
+`stoker ps` and `stoker observe`.
 
 Owns `inspect_sandbox`: replay the sandbox's checkpoint (streamed, bounded, never through a
 symlink or a FIFO: `executor/task/checkpoint.iter_records`), find the attempt a supervisor
@@ -8,7 +8,9 @@ ran (the latest, or the one a registry entry names), check that its supervisor s
 (`executor/host/entry.judge`: LOST when it is gone without a terminal record), and, for a
 LOST task, list its leftover processes: those whose environment still carries its
 `STOKER_TASK_MARKER`, with the process and run their `STOKER_RUN_MARKER` names. One /proc
-scan for every LOST task of a call. Reads only: never writes, never signals.
+scan for every LOST task of a call. `row` is one task as `stoker ps --json` (and the
+observer's `/api/tasks`) lists it; `status_json` the view `stoker status --json` prints.
+Reads only: never writes, never signals.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Any
 import attrs
 
 from executor.host import identity
+from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry, Truth, judge
 from executor.host.sandbox import checkpoint_mtime
 from executor.procs import proctree, saferead
@@ -156,3 +159,74 @@ def _command(pid: int) -> str:
         os.close(fd)
     text = data.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
     return text if len(text) <= CMDLINE_SHOWN else text[: CMDLINE_SHOWN - 3] + "..."
+
+
+def _procs(inspection: Inspection) -> tuple[int, int]:
+    """(running, total) of the attempt's processes; a LOST task's running are the ones
+    that left processes behind."""
+    attempt = inspection.attempt
+    if attempt is None:
+        return 0, 0
+    total = len(attempt.processes)
+    if inspection.truth.lost:
+        return len({p.process for p in inspection.leftovers if p.process}), total
+    return sum(p.state == "RUNNING" for p in attempt.processes), total
+
+
+def health_summary(inspection: Inspection) -> str:
+    """'none' (no check), 'STARTING' (no verdict yet), the health state, or '-' (no attempt)."""
+    attempt = inspection.attempt
+    if attempt is None:
+        return "-"
+    h = attempt.health
+    if h.checker == "none" and h.state is None:
+        return "none"
+    return h.state or "STARTING"
+
+
+def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
+    """One task as a JSON object (`stoker ps` shows some of it as text)."""
+    attempt, truth = inspection.attempt, inspection.truth
+    started = attempt.started_wall if attempt and attempt.started_wall else entry.registered_wall
+    running, total = _procs(inspection)
+    return {
+        "task_id": entry.task_id, "job_key": entry.job_key, "label": entry.label,
+        "state": truth.state, "recorded_state": attempt.state if attempt else None,
+        "supervisor_alive": truth.alive, "ended": truth.ended,
+        "supervisor_pid": entry.supervisor_pid, "front_end": entry.front_end.value,
+        "sandbox": entry.sandbox, "started": started, "started_iso": iso_time(started),
+        "processes_running": running, "processes_total": total,
+        "health": health_summary(inspection),
+        "lost_since": truth.since_wall, "lost_since_source": truth.since.value if truth.since else None,
+        "leftovers": [{"pid": p.pid, "process": p.process, "run": p.run, "command": p.command}
+                      for p in inspection.leftovers],
+        "problem": inspection.problem,
+        "announcement": _announcement(attempt),
+    }
+
+
+def _announcement(attempt: AttemptView | None) -> dict[str, Any] | None:
+    """The task's ServerSet membership as its checkpoint last recorded it (None: it does not
+    announce)."""
+    a = attempt.announcement if attempt is not None else None
+    if a is None:
+        return None
+    return {"path": a.path, "member": a.member, "member_path": a.member_path, "state": a.state,
+            "connection": a.connection, "reason": a.reason, "since": a.since_wall,
+            "since_iso": iso_time(a.since_wall)}
+
+
+def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
+    return value.value if hasattr(value, "value") and not isinstance(value, (int, float, str)) else value
+
+
+def status_json(inspection: Inspection) -> dict[str, Any]:
+    """The replayed view, plus what is true now: `state` (LOST when the supervisor is
+    gone without a terminal record), `supervisor_alive`, `lost_since` and its source, and
+    the leftover processes."""
+    doc: dict[str, Any] = attrs.asdict(inspection.view, value_serializer=_jsonable) if inspection.view else {}
+    truth = inspection.truth
+    doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
+               lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
+               leftovers=[attrs.asdict(p) for p in inspection.leftovers])
+    return doc

@@ -1,0 +1,75 @@
+"""`stoker observe [--host H] [--port 1338]`: the host's read-only web view of its tasks.
+
+Serves `executor/observe/` until interrupted: the tasks of the host registry, each task's
+processes, health and history, and their logs, as pages and as JSON under /api/. Binds
+loopback (127.0.0.1) unless `--host` says otherwise; another address is logged as a
+WARNING, since every task's logs become readable from there. Prints the URL it serves on
+stdout once listening (`--port 0` picks a free port). Exit 0 on Ctrl-C or SIGTERM, 1 when
+it cannot listen.
+
+Only this command imports the observer (and waitress): `stoker run` and `stoker executor`
+never load them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+from config.registry import RegistrySettings
+from executor.cli.targets import error, registry_arguments
+
+DEFAULT_PORT = 1338  # Thermos' observer's
+
+
+def register(sub: Any, command: Any) -> None:
+    observe = command(sub, "observe", "serve a read-only web view of this host's tasks, their "
+                                      "processes, health and logs",
+                      "examples:\n  stoker observe                  (http://127.0.0.1:1338/)\n"
+                      "  ssh -L 1338:127.0.0.1:1338 agent-7   then open http://localhost:1338/\n"
+                      "  stoker observe --host 0.0.0.0   (every address: logged as a warning)\n\n"
+                      "JSON: /api/tasks, /api/tasks/ID, "
+                      "/api/tasks/ID/processes/NAME/logs?run=N&stream=stdout&offset=&length=")
+    observe.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
+                         help="the address to listen on (default 127.0.0.1: this host only)")
+    observe.add_argument("--port", type=_port, default=DEFAULT_PORT, metavar="PORT",
+                         help=f"the port to listen on (default {DEFAULT_PORT}; 0: a free one)")
+    registry_arguments(observe)
+    observe.set_defaults(handler=run)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 ... 65535)")
+    return int(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    from executor.cli import logsetup
+    from executor.observe.reader import Reader
+    from executor.observe.server import serve
+
+    logsetup.configure("text", "INFO")
+    settings = RegistrySettings.from_args(args, os.environ)
+
+    def ready(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"stoker observe: http://{shown}:{port}/ (registry {settings.registry_root})",
+              flush=True)
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        serve(Reader(settings), args.host, args.port, ready=ready)
+    except OSError as exc:
+        error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return 1
+    except KeyboardInterrupt:
+        pass
+    print("stoker observe: stopped", file=sys.stderr)
+    return 0
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt

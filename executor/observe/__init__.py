@@ -1,0 +1,20 @@
+"""`stoker observe`: the host's read-only web view of its tasks, like Thermos' observer.
+
+A small HTTP server (waitress: a bounded pool of worker threads, idle connections closed
+after a timeout; `server`) that answers pages and JSON about the tasks of the host registry
+(`executor/host/registry.py`), read exactly as `stoker ps` and `stoker status` read them
+(`executor/task/inspection.py`), with each run's CPU and memory (`usage`, from /proc) and
+its logs, read through `executor/procs/saferead.py` (no symlink, FIFO or device below a
+sandbox is ever opened, and no response holds more than `logrange.MAX_CHUNK_BYTES` of a log).
+It never controls a task, never polls: everything is read when a request asks for it.
+
+Pure (no I/O, threads, clocks or logging): `routes` (a request's method, path, query and
+Host → what to answer), `logrange` (which bytes of a log to read, cut on character and line
+boundaries), `model` (what a page shows, and CPU % from two samples), `html`, `pages` and
+`logpage` (the pages, from the model), `assets` (the stylesheet and the follow script).
+Adapters: `reader` (registry, sandboxes, logs), `usage` (/proc), `server` (WSGI, waitress).
+
+May import: task, host, procs, events, logs, config/, healthcheck/. Never: cli, mesos,
+local; nothing imports it but the `stoker observe` command, so `stoker run` and `stoker
+executor` never load it or waitress (a test checks).
+"""

@@ -1,0 +1,95 @@
+"""The observer's stylesheet and its one script, served under /static/. PURE.
+
+The pages work without the script: it only makes a followed log fetch the bytes that are
+new (`/api/.../logs?offset=END`) and append them, instead of reloading the page (the
+`<noscript>` refresh the page carries otherwise). Both are served from here, so the
+Content-Security-Policy can forbid every inline script and style.
+"""
+from __future__ import annotations
+
+STYLE = """\
+:root { color-scheme: light dark; --fg: #1d232a; --bg: #fbfbfa; --muted: #5f6b76;
+  --line: #d9dde1; --head: #eef1f3; --ok: #1b7f3b; --bad: #b42318; --warn: #a15c00; }
+@media (prefers-color-scheme: dark) { :root { --fg: #e6e9ec; --bg: #15191d; --muted: #9aa5b1;
+  --line: #2f363d; --head: #1f252b; --ok: #5cc27a; --bad: #ff7a6e; --warn: #f0b04f; } }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif;
+  color: var(--fg); background: var(--bg); }
+header { padding: .6rem 1rem; border-bottom: 1px solid var(--line); background: var(--head);
+  display: flex; flex-wrap: wrap; gap: .3rem 1rem; align-items: baseline; }
+header a.home { font-weight: 600; text-decoration: none; color: var(--fg); }
+header .where { color: var(--muted); font-size: .85rem; overflow-wrap: anywhere; }
+main { padding: .5rem 1rem 2rem; max-width: 90rem; }
+h1 { font-size: 1.3rem; margin: .8rem 0 .3rem; overflow-wrap: anywhere; }
+h2 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
+p, dl { margin: .3rem 0; }
+a { color: #1f6feb; }
+.muted { color: var(--muted); }
+.scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
+table { border-collapse: collapse; min-width: 100%; font-size: .9rem; }
+th, td { text-align: left; padding: .3rem .55rem; border-bottom: 1px solid var(--line);
+  vertical-align: top; white-space: nowrap; }
+th { background: var(--head); font-weight: 600; }
+td.wrap { white-space: normal; min-width: 14rem; overflow-wrap: anywhere; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.state { font-weight: 600; }
+.s-RUNNING, .s-SUCCESS, .s-FINISHED, .s-passed, .s-HEALTHY { color: var(--ok); }
+.s-FAILED, .s-LOST, .s-KILLED, .s-failed, .s-UNHEALTHY { color: var(--bad); }
+.s-KILLING, .s-STARTING, .s-WAITING, .s-snoozed { color: var(--warn); }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .15rem .8rem; }
+dl.facts dt { color: var(--muted); }
+dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+pre { background: var(--head); border: 1px solid var(--line); padding: .6rem; margin: .4rem 0;
+  font: 13px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace;
+  white-space: pre-wrap; overflow-wrap: anywhere; }
+pre.log { min-height: 6rem; }
+nav.pager { display: flex; flex-wrap: wrap; gap: .4rem 1rem; margin: .4rem 0; }
+.note { border-left: 3px solid var(--warn); padding: .2rem .6rem; margin: .5rem 0; }
+details summary { cursor: pointer; color: var(--muted); }
+@media (max-width: 40rem) { body { font-size: 14px; } main { padding: .4rem .6rem 2rem; }
+  th, td { padding: .25rem .4rem; } dl.facts { grid-template-columns: 1fr; }
+  dl.facts dt { margin-top: .3rem; } }
+"""
+
+# A followed log: `<pre id="log" data-follow="1" data-api="URL" data-end="N">`. Every
+# second, fetch what follows byte N and append it; a log that got shorter (truncated or
+# rotated) is read again from its start, after a marker line.
+FOLLOW_SCRIPT = """\
+(function () {
+  "use strict";
+  var pre = document.getElementById("log");
+  if (!pre || pre.getAttribute("data-follow") !== "1") { return; }
+  var api = pre.getAttribute("data-api");
+  var end = parseInt(pre.getAttribute("data-end"), 10) || 0;
+  var state = document.getElementById("follow-state");
+  function show(text) { if (state) { state.textContent = text; } }
+  function later(ms) { window.setTimeout(tick, ms); }
+  function tick() {
+    fetch(api + "&offset=" + end, {cache: "no-store"}).then(function (r) {
+      if (!r.ok) { throw new Error("HTTP " + r.status); }
+      return r.json();
+    }).then(function (doc) {
+      if (doc.size < end) {
+        pre.appendChild(document.createTextNode("\\n--- the log got shorter (rotated or truncated): from its start ---\\n"));
+        end = 0;
+        later(0);
+        return;
+      }
+      var bottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+      if (doc.data) { pre.appendChild(document.createTextNode(doc.data)); }
+      end = doc.end;
+      pre.setAttribute("data-end", String(end));
+      show("following: " + end + " bytes shown up to now");
+      if (bottom) { window.scrollTo(0, document.body.scrollHeight); }
+      later(doc.end < doc.size ? 0 : 1000);
+    }).catch(function (e) { show("not following: " + e.message + " (retrying)"); later(3000); });
+  }
+  show("following");
+  later(1000);
+}());
+"""
+
+ASSETS: dict[str, tuple[str, str]] = {
+    "observe.css": ("text/css; charset=utf-8", STYLE),
+    "follow.js": ("text/javascript; charset=utf-8", FOLLOW_SCRIPT),
+}

@@ -1,0 +1,80 @@
+"""One run's log as a page. PURE: a `LogChunk` in, HTML out.
+
+The page shows a range of the log (by default its last 64 KiB, from its first whole line)
+with links to the range before and after, to the latest bytes, to the process's other runs
+and streams (rotated parts included), and to follow mode.
+
+Follow mode, `follow=1`: without JavaScript the page reloads itself every
+`REFRESH_SECS` (a `<noscript>` refresh) showing from the same offset, so what was shown
+stays and what is new is added below, until the range would pass `MAX_CHUNK_BYTES`: then
+it shows the latest bytes again. With JavaScript (`assets.FOLLOW_SCRIPT`) nothing is
+reloaded: the script fetches only the bytes after the last one shown and appends them.
+"""
+from __future__ import annotations
+
+from executor.observe.html import esc, esc_text, log_url, page, size_text, task_url
+from executor.observe.logrange import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, newer, older
+from executor.observe.model import LogChunk
+
+REFRESH_SECS = 2
+
+
+def _link(c: LogChunk, text: str, **params: object) -> str:
+    merged: dict[str, object] = {"run": c.run, "stream": c.stream}
+    merged.update(params)
+    url = log_url(c.task_id, c.process, api=False, **merged)
+    return f'<a href="{esc(url)}">{esc(text)}</a>'
+
+
+def refresh_url(c: LogChunk) -> str:
+    """Where a followed page reloads to without JavaScript: the same start while the range
+    stays under the cap, else the latest bytes."""
+    reaches_end = c.end >= c.size and c.size - c.start < MAX_CHUNK_BYTES
+    offset = c.start if reaches_end else None
+    length = MAX_CHUNK_BYTES if reaches_end else None
+    return log_url(c.task_id, c.process, run=c.run, stream=c.stream, follow=1, offset=offset,
+                   length=length) + "#end"
+
+
+def _pager(c: LogChunk, follow: bool) -> str:
+    links = []
+    before = older(c.start)
+    if before is not None:
+        links.append(_link(c, f"◀ older ({size_text(c.start)} before)", offset=before,
+                           length=min(DEFAULT_CHUNK_BYTES, c.start)))
+        links.append(_link(c, "from the start", offset=0))
+    after = newer(c.end, c.size)
+    if after is not None:
+        links.append(_link(c, f"newer ({size_text(c.size - c.end)} after) ▶", offset=after))
+    links.append(_link(c, "latest"))
+    links.append(_link(c, "stop following") if follow else _link(c, "follow", follow=1))
+    return f'<nav class="pager">{" ".join(links)}</nav>'
+
+
+def _others(c: LogChunk) -> str:
+    runs = " ".join(f"<strong>{r}</strong>" if r == c.run else _link(c, str(r), run=r)
+                    for r in c.runs)
+    streams = " ".join(f"<strong>{esc(s)}</strong>" if s == c.stream else _link(c, s, stream=s)
+                       for s in c.parts)
+    return (f'<p class="muted">runs: {runs or "-"} · streams: {streams or "-"}</p>')
+
+
+def log_page(c: LogChunk, follow: bool) -> str:
+    title = f"{c.process} run {c.run} {c.stream}"
+    shown = (f"bytes {c.start}–{c.end} of {c.size} ({size_text(c.size)})"
+             + (f"; at most {size_text(MAX_CHUNK_BYTES)} a page" if c.capped else ""))
+    api = log_url(c.task_id, c.process, api=True, run=c.run, stream=c.stream,
+                  length=MAX_CHUNK_BYTES)
+    state = '<p class="muted" id="follow-state">following (reloads every ' \
+            f"{REFRESH_SECS} s)</p>" if follow else ""
+    body = (f"<h1>{esc(title)}</h1>"
+            f'<p><a href="{esc(task_url(c.task_id))}">task {esc(c.task_id)}</a></p>'
+            f"{_others(c)}{_pager(c, follow)}"
+            f'<p class="muted">{esc(shown)}</p>{state}'
+            f'<pre class="log" id="log" data-follow="{1 if follow else 0}" '
+            f'data-api="{esc(api)}" data-end="{c.end}">{esc_text(c.data)}</pre>'
+            f'<span id="end"></span>{_pager(c, follow)}')
+    head = (f'<noscript><meta http-equiv="refresh" content="{REFRESH_SECS};url='
+            f'{esc(refresh_url(c))}"></noscript>') if follow else ""
+    return page(title, body, where=esc(f"{c.task_id} / {c.process}"), head_extra=head,
+                scripts=("follow.js",) if follow else ())

@@ -1,0 +1,103 @@
+"""What the observer's pages and JSON show, as the adapters read it. PURE.
+
+`TaskDetail` is one task as read for its page: its `stoker ps` row, its `stoker status`
+inspection (the replayed view, the truth about its supervisor, LOST leftovers), the CPU and
+memory of each running run's process tree (`Usage`), and its bound definition. `LogChunk`
+is a range of one run's log, cut on character and line boundaries (`logrange`).
+
+`cpu_percent` is the one rule of the CPU figures: the CPU time a tree used since the
+previous look, over the wall time between the looks; at the first look (or when the tree
+lost processes, whose time left with them) the average since the run started. The observer
+samples nothing on its own: a figure is as fresh as the page.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from executor.task.inspection import Inspection
+
+SINCE_LAST_LOOK = "since the previous look"
+SINCE_START = "average since the run started"
+MIN_INTERVAL_SECS = 0.2  # shorter than this between looks: too noisy, use the average
+
+
+@attrs.frozen(slots=True)
+class CpuSample:
+    """A tree's CPU time (user + system, seconds) at a monotonic time."""
+
+    at: float
+    cpu_secs: float
+
+
+@attrs.frozen(slots=True)
+class Usage:
+    """One run's process tree now."""
+
+    pid: int
+    processes: int  # in the tree, the run's top process included
+    rss_bytes: int
+    cpu_percent: float | None  # of one core; None when not known
+    cpu_basis: str  # SINCE_LAST_LOOK or SINCE_START
+    started_wall: float | None  # the top process's start
+
+
+def cpu_percent(previous: CpuSample | None, now: CpuSample, run_secs: float | None) -> tuple[float | None, str]:
+    """(percent of one core, basis): since `previous` when it is usable, else the average
+    over `run_secs` (how long the tree's top process has run)."""
+    if previous is not None and now.at - previous.at >= MIN_INTERVAL_SECS \
+            and now.cpu_secs >= previous.cpu_secs:
+        return 100.0 * (now.cpu_secs - previous.cpu_secs) / (now.at - previous.at), SINCE_LAST_LOOK
+    if run_secs is not None and run_secs > 0:
+        return 100.0 * now.cpu_secs / run_secs, SINCE_START
+    return None, SINCE_START
+
+
+@attrs.frozen(slots=True)
+class TaskSummary:
+    """One task of the list: its `stoker ps` row (`executor/task/inspection.row`) and the
+    ports its checkpoint names."""
+
+    row: Mapping[str, Any]
+    ports: Mapping[str, int]
+
+
+@attrs.frozen(slots=True)
+class TaskDetail:
+    row: Mapping[str, Any]
+    inspection: Inspection
+    usage: Mapping[str, Usage]  # by process name: its current run, when it runs
+    definition: Mapping[str, Any] | None
+    definition_problem: str  # why there is no definition ("" when there is one)
+    status: Mapping[str, Any]  # `stoker status --json` of the task
+
+
+@attrs.frozen(slots=True)
+class LogChunk:
+    """Bytes [start, end) of a run's log of `size` bytes, and where the neighbours start."""
+
+    task_id: str
+    process: str
+    run: int
+    stream: str
+    start: int
+    end: int
+    size: int
+    data: str  # the bytes as UTF-8 (an invalid byte shows as U+FFFD)
+    capped: bool  # less than asked: the server's cap
+    runs: tuple[int, ...]  # the runs that have a log
+    parts: tuple[str, ...]  # the run's streams, rotated parts included (stdout.1, ...)
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "process": self.process, "run": self.run,
+                "stream": self.stream, "offset": self.start, "end": self.end,
+                "length": self.length, "size": self.size, "capped": self.capped,
+                "data": self.data, "runs": list(self.runs), "parts": list(self.parts),
+                "latest_run": self.runs[-1] if self.runs else None}

@@ -1,0 +1,242 @@
+"""The tasks page and one task's page, as HTML. PURE: the model and `now` in, text out.
+
+The list shows the live tasks first (a LOST one counts: it has not ended), then the ended
+ones, newest first within each. A task's page shows what `stoker status` shows, and more:
+its facts (state, LOST since when, supervisor, sandbox, ports, health), each process with
+its current run (state, run, pid, exit, failures, start, CPU % and RSS of its process tree)
+and its earlier runs, a LOST task's leftover processes, the health history, the changes of
+the task's state and of its supervisor's phase, and the bound task it runs.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from executor.host.clock import age, iso_time, when
+from executor.observe.html import esc, facts, log_url, page, size_text, state, table, task_url
+from executor.observe.model import TaskDetail, TaskSummary, Usage
+from executor.task.taskview import AttemptView, ProcessView, RunView, TransitionView
+
+
+def _sorted(tasks: Sequence[TaskSummary]) -> list[TaskSummary]:
+    def key(t: TaskSummary) -> tuple[bool, float]:
+        return bool(t.row["ended"]), -float(t.row["started"] or 0.0)
+    return sorted(tasks, key=key)
+
+
+def _ports(ports: Mapping[str, int]) -> str:
+    return esc(" ".join(f"{k}={v}" for k, v in sorted(ports.items())) or "-")
+
+
+def _uptime(row: Mapping[str, Any], now_wall: float) -> str:
+    if row["ended"] or row["state"] == "LOST" or not row["started"]:
+        return "-"
+    return esc(age(now_wall - float(row["started"])))
+
+
+def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str) -> str:
+    rows = []
+    for t in _sorted(tasks):
+        r = t.row
+        task_id = str(r["task_id"])
+        name = f'<a href="{esc(task_url(task_id))}">{esc(task_id)}</a>' if task_id else "-"
+        links = (f'<a href="{esc(task_url(task_id, api=True))}">json</a>' if task_id else "")
+        rows.append([name, esc(r["job_key"] or "-"), state(r["state"]), esc(iso_time(r["started"])),
+                     _uptime(r, now_wall), state(r["health"]),
+                     esc(f"{r['processes_running']}/{r['processes_total']}"), _ports(t.ports), links])
+    live = sum(not t.row["ended"] for t in tasks)
+    body = [f"<h1>Tasks on this host</h1><p class=\"muted\">{live} live, "
+            f"{len(tasks) - live} ended (kept by the registry's retention).</p>"]
+    if rows:
+        body.append(table(["task", "job key", "state", "started", "uptime", "health",
+                           "running", "ports", "links"], rows))
+    else:
+        body.append(f"<p>No task in the registry {esc(root)}.</p>")
+    return page("tasks", "".join(body), where=f"registry {esc(root)}")
+
+
+# ---- one task ----
+
+def _exit(run: RunView | None) -> str:
+    if run is None:
+        return "-"
+    if run.signal is not None:
+        return f"signal {run.signal}"
+    return "-" if run.exit_code is None else f"exit {run.exit_code}"
+
+
+def _run_time(run: RunView | None, now_wall: float, lost: bool) -> str:
+    if run is None or run.started_wall is None:
+        return "-"
+    if run.ended_wall is None:
+        return "-" if lost else f"up {age(now_wall - run.started_wall)}"
+    return f"ran {age(run.ended_wall - run.started_wall)}"
+
+
+def _failures(p: ProcessView) -> str:
+    failed = sum(r.state == "FAILED" for r in p.runs)
+    return f"{failed} (of the last {len(p.runs)} runs)" if p.earlier_runs else str(failed)
+
+
+def _usage_cells(u: Usage | None) -> list[str]:
+    if u is None:
+        return ["-", "-", "-"]
+    cpu = "-" if u.cpu_percent is None else f"{u.cpu_percent:.1f}"
+    title = esc(f"CPU % of one core, {u.cpu_basis}")
+    return [f'<span title="{title}">{esc(cpu)}</span>', esc(size_text(u.rss_bytes)),
+            esc(u.processes)]
+
+
+def _log_links(task_id: str, process: str, run: RunView | None) -> str:
+    if run is None or not task_id:
+        return "-"
+    return " ".join(f'<a href="{esc(log_url(task_id, process, run=run.run, stream=s))}">{s}</a>'
+                    for s in ("stdout", "stderr"))
+
+
+def _process_rows(d: TaskDetail, attempt: AttemptView, now_wall: float) -> list[list[str]]:
+    lost = d.inspection.truth.lost
+    task_id = str(d.row["task_id"])
+    rows = []
+    for p in attempt.processes:
+        run = p.current
+        shown = "LOST" if lost and p.state == "RUNNING" else p.state
+        rows.append([esc(p.name), state(shown), "-" if run is None else esc(run.run),
+                     "-" if run is None or run.pid is None else esc(run.pid), esc(_exit(run)),
+                     esc(_failures(p)), esc(p.restarts),
+                     esc(iso_time(run.started_wall) if run else "-"),
+                     esc(_run_time(run, now_wall, lost)), *_usage_cells(d.usage.get(p.name)),
+                     _log_links(task_id, p.name, run), esc(p.reason)])
+    return rows
+
+
+def _earlier_runs(d: TaskDetail, attempt: AttemptView) -> str:
+    task_id = str(d.row["task_id"])
+    parts = []
+    for p in attempt.processes:
+        if len(p.runs) < 2 and not p.earlier_runs:
+            continue
+        rows = [[esc(r.run), "-" if r.pid is None else esc(r.pid), state(r.state),
+                 esc(iso_time(r.started_wall)), esc(iso_time(r.ended_wall)), esc(_exit(r)),
+                 _log_links(task_id, p.name, r), esc(r.reason)] for r in reversed(p.runs)]
+        more = f" ({p.earlier_runs} earlier runs not kept)" if p.earlier_runs else ""
+        parts.append(f"<details><summary>{esc(p.name)}: {len(p.runs)} runs{esc(more)}</summary>"
+                     + table(["run", "pid", "state", "started", "ended", "exit", "logs",
+                              "reason"], rows, numeric=(0, 1), wrap=(7,)) + "</details>")
+    return "<h2>Earlier runs</h2>" + "".join(parts) if parts else ""
+
+
+def _leftovers(d: TaskDetail) -> str:
+    if not d.inspection.truth.lost:
+        return ""
+    left = d.inspection.leftovers
+    if not left:
+        return "<h2>Leftover processes</h2><p>None: nothing carries the task's marker.</p>"
+    rows = [[esc(p.pid), esc(p.process or "-"), esc("-" if p.run is None else p.run),
+             esc(p.command)] for p in left]
+    return ("<h2>Leftover processes</h2><p>They carry the task's marker; its supervisor is "
+            "gone.</p>" + table(["pid", "process", "run", "command"], rows, numeric=(0,), wrap=(3,)))
+
+
+def _health(attempt: AttemptView) -> str:
+    h = attempt.health
+    if h.checker == "none" and h.state is None:
+        return "<h2>Health</h2><p>No health check configured.</p>"
+    head = facts([("check", esc(h.checker)), ("state", state(h.state or "no attempt yet")),
+                  ("attempts", esc(h.attempts)),
+                  ("consecutive", esc(f"{h.consecutive_failures} failures, "
+                                      f"{h.consecutive_successes} successes"))])
+    rows = [[esc(iso_time(a.wall)), state(a.outcome),
+             "-" if a.latency_secs is None else esc(f"{a.latency_secs * 1000:.1f} ms"),
+             esc(a.reason)] for a in reversed(h.last_attempts)]
+    last = table(["time", "outcome", "latency", "reason"], rows, numeric=(2,), wrap=(3,)) \
+        if rows else "<p>No attempt yet.</p>"
+    return f"<h2>Health</h2>{head}<h3>Last {len(rows)} attempts</h3>{last}"
+
+
+def _transitions(title: str, items: Sequence[TransitionView]) -> str:
+    rows = [[esc(iso_time(t.wall or None)), state(t.from_state or "-"), state(t.to_state),
+             esc(t.reason)] for t in reversed(items)]
+    return f"<h2>{esc(title)}</h2>" + (table(["time", "from", "to", "reason"], rows, wrap=(3,))
+                                       if rows else "<p>None recorded.</p>")
+
+
+def _announcement(attempt: AttemptView, now_wall: float) -> str:
+    """The task's ServerSet membership, as its checkpoint last recorded it."""
+    a = attempt.announcement
+    if a is None:
+        return ""
+    since = when(a.since_wall, now_wall) if a.since_wall else "-"
+    return "<h2>Service discovery</h2>" + facts([
+        ("serverset", esc(a.path)), ("member", esc(a.member_path or "none yet")),
+        ("state", state(a.state)), ("since", esc(since)), ("ZooKeeper", esc(a.connection)),
+        ("reason", esc(a.reason))])
+
+
+def _definition(d: TaskDetail) -> str:
+    if d.definition is None:
+        return f"<h2>Definition</h2><p class=\"muted\">{esc(d.definition_problem)}</p>"
+    task = d.definition.get("task")
+    procs = task.get("processes", []) if isinstance(task, Mapping) else []
+    rows = []
+    for p in procs if isinstance(procs, list) else []:
+        if isinstance(p, Mapping):
+            flags = [k for k in ("daemon", "ephemeral", "final") if p.get(k)]
+            flags += [f"max_failures={p.get('max_failures')}", f"min_duration={p.get('min_duration_secs')}"]
+            rows.append([esc(p.get("name")), esc(" ".join(flags)), f"<pre>{esc(p.get('cmdline'))}</pre>"])
+    text = json.dumps(d.definition, indent=2, sort_keys=True)
+    return ("<h2>Definition</h2><p class=\"muted\">The bound task as it runs (templates "
+            "expanded, defaults applied).</p>"
+            + table(["process", "flags", "command"], rows, wrap=(2,))
+            + f"<details><summary>the whole definition (JSON)</summary><pre>{esc(text)}</pre></details>")
+
+
+def _facts(d: TaskDetail, attempt: AttemptView | None, now_wall: float) -> str:
+    r, truth, view = d.row, d.inspection.truth, d.inspection.view
+    shown = state(r["state"])
+    if truth.lost:
+        shown += esc(f" (supervisor gone since {when(truth.since_wall, now_wall)}, "
+                     f"{truth.since.value if truth.since else 'no record'}); recorded "
+                     f"{r['recorded_state'] or 'nothing'}")
+    sup = f"{r['supervisor_pid']} ({'running' if truth.alive else 'gone'}, stoker {r['front_end']})"
+    pairs = [("job key", esc(r["job_key"] or "-")), ("state", shown),
+             ("reason", esc(attempt.reason if attempt else "-")), ("supervisor", esc(sup)),
+             ("started", esc(when(r["started"], now_wall))), ("uptime", _uptime(r, now_wall)),
+             ("attempt", esc(attempt.number if attempt else "-")),
+             ("ports", _ports(view.ports if view else {})), ("health", state(r["health"])),
+             ("sandbox", esc(r["sandbox"]))]
+    if attempt is not None and attempt.phase is not None:
+        pairs.insert(4, ("supervisor phase", esc(f"{attempt.phase.to_state}: {attempt.phase.reason}")))
+    return facts(pairs)
+
+
+def task_page(d: TaskDetail, now_wall: float) -> str:
+    r, view, attempt = d.row, d.inspection.view, d.inspection.attempt
+    task_id = str(r["task_id"])
+    body = [f"<h1>{esc(task_id)}</h1>",
+            f'<p class="muted"><a href="{esc(task_url(task_id, api=True))}">json</a></p>',
+            _facts(d, attempt, now_wall)]
+    if d.inspection.problem:
+        body.append(f'<p class="note">{esc(d.inspection.problem)}</p>')
+    for warning in view.warnings if view else ():
+        body.append(f'<p class="note">{esc(warning)}</p>')
+    if attempt is not None:
+        body.append(_announcement(attempt, now_wall))
+        body.append(f"<h2>Processes ({len(attempt.processes)})</h2>")
+        body.append(table(["process", "state", "run", "pid", "exit", "failures", "restarts",
+                           "started", "time", "CPU %", "RSS", "procs", "logs", "reason"],
+                          _process_rows(d, attempt, now_wall), numeric=(2, 3, 9, 10, 11),
+                          wrap=(13,)))
+        body.append(_earlier_runs(d, attempt))
+        body.append(_leftovers(d))
+        body.append(_health(attempt))
+        body.append(_transitions("Status updates (the task's states)", attempt.history))
+        body.append(_transitions("Supervisor phases", attempt.phases))
+    if view is not None and len(view.attempts) > 1:
+        rows = [[esc(a.number), state(a.state or "unknown"), esc(iso_time(a.started_wall)),
+                 esc(a.reason)] for a in reversed(view.attempts[:-1])]
+        body.append("<h2>Earlier attempts</h2>" + table(["attempt", "state", "started", "reason"],
+                                                          rows, wrap=(3,)))
+    body.append(_definition(d))
+    return page(task_id or "task", "".join(body), where=esc(r["job_key"] or ""))

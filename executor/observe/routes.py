@@ -1,0 +1,144 @@
+"""What a request asks the observer for. PURE.
+
+`route(method, raw_path, query, host, loopback)` → one of the closed set of answers below.
+The path is split on `/` before each segment is percent-decoded, so a task id holding a
+`/` (`%2F`) stays one segment; `..` or any other odd segment matches no route (404).
+
+    /                                          the tasks (HTML)
+    /tasks/ID                                  one task (HTML)
+    /tasks/ID/processes/NAME/logs?QUERY        one run's log (HTML; `follow=1`: follow it)
+    /api/tasks                                 the tasks (JSON, as `stoker ps --all --json`)
+    /api/tasks/ID                              one task (JSON)
+    /api/tasks/ID/processes/NAME/logs?QUERY    a range of one run's log (JSON)
+    /static/NAME                               the stylesheet and the follow script
+
+QUERY: `run`, `stream`, `offset`, `length` (`executor/observe/logrange.py`). Read-only:
+only GET and HEAD (405 otherwise). A server bound to loopback answers only requests whose
+Host is a loopback name (`localhost`, `127.x.x.x`, `[::1]`), so that a web page the
+operator visits cannot read it through DNS rebinding (403 otherwise).
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, unquote
+
+import attrs
+
+from executor.observe.logrange import BadLogQuery, LogQuery, parse_query
+
+MAX_QUERY_FIELDS = 16
+MAX_SEGMENT = 1024
+_LOOPBACK_HOST = re.compile(r"^(localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]{1,5})?$",
+                            re.IGNORECASE)
+
+
+@attrs.frozen(slots=True)
+class TasksPage:
+    pass
+
+
+@attrs.frozen(slots=True)
+class TaskPage:
+    task_id: str
+
+
+@attrs.frozen(slots=True)
+class LogPage:
+    task_id: str
+    process: str
+    query: LogQuery
+    follow: bool
+
+
+@attrs.frozen(slots=True)
+class ApiTasks:
+    pass
+
+
+@attrs.frozen(slots=True)
+class ApiTask:
+    task_id: str
+
+
+@attrs.frozen(slots=True)
+class ApiLog:
+    task_id: str
+    process: str
+    query: LogQuery
+
+
+@attrs.frozen(slots=True)
+class Asset:
+    name: str
+
+
+@attrs.frozen(slots=True)
+class Refused:
+    status: int  # 400, 403, 404 or 405
+    reason: str
+
+
+Route = TasksPage | TaskPage | LogPage | ApiTasks | ApiTask | ApiLog | Asset | Refused
+
+
+def host_allowed(host: str, loopback: bool) -> bool:
+    """Whether a request with this Host header may be answered (see the module docstring)."""
+    return not loopback or bool(_LOOPBACK_HOST.match(host.strip()))
+
+
+def _segments(raw_path: str) -> list[str] | None:
+    """The decoded segments of the path; None when one is not a plain name."""
+    parts = raw_path.split("/")
+    if parts[0] != "":
+        return None
+    out = []
+    for part in parts[1:]:
+        name = unquote(part, errors="strict") if "%" in part else part
+        if len(name) > MAX_SEGMENT or name in (".", "..") or "\0" in name:
+            return None
+        out.append(name)
+    if len(out) > 1 and out[-1] == "":
+        out.pop()  # a trailing slash
+    return out
+
+
+def _params(query: str) -> dict[str, str]:
+    return dict(parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS))
+
+
+def route(method: str, raw_path: str, query: str, host: str, loopback: bool) -> Route:
+    """The answer to a request (see the module docstring)."""
+    if not host_allowed(host, loopback):
+        return Refused(403, f"this observer answers only loopback names (Host: {host[:80]!r})")
+    if method not in ("GET", "HEAD"):
+        return Refused(405, f"{method[:20]} is not allowed: the observer is read-only")
+    try:
+        segments = _segments(raw_path)
+        params = _params(query)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return Refused(400, f"malformed request: {exc}")
+    if segments is None:
+        return Refused(404, "no such page")
+    try:
+        return _match(segments, params)
+    except BadLogQuery as exc:
+        return Refused(400, str(exc))
+
+
+def _match(s: list[str], params: dict[str, str]) -> Route:
+    match s:
+        case [""] | ["tasks"]:
+            return TasksPage()
+        case ["tasks", task_id] if task_id:
+            return TaskPage(task_id)
+        case ["tasks", task_id, "processes", name, "logs"] if task_id and name:
+            return LogPage(task_id, name, parse_query(params), params.get("follow") == "1")
+        case ["api", "tasks"]:
+            return ApiTasks()
+        case ["api", "tasks", task_id] if task_id:
+            return ApiTask(task_id)
+        case ["api", "tasks", task_id, "processes", name, "logs"] if task_id and name:
+            return ApiLog(task_id, name, parse_query(params))
+        case ["static", name]:
+            return Asset(name)
+    return Refused(404, "no such page")

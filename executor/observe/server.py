@@ -1,0 +1,180 @@
+"""The observer's HTTP side: a WSGI application over `Reader`, served by waitress.
+
+Why waitress: a maintained, pure-Python WSGI server (no C build, so it goes into the
+zipapp as is) whose I/O thread reads whole requests before a worker sees them, so a slow
+or silent client holds a connection slot, never a worker thread; the workers are a fixed
+pool (`Limits.threads`), connections are capped (`Limits.connections`), a connection idle
+for `Limits.idle_secs` is closed, request headers are capped, and a response larger than
+1 MiB is buffered in a temporary file rather than in memory while a slow client reads it.
+Each response is bounded by the application itself (a log range is at most
+`logrange.MAX_CHUNK_BYTES`).
+
+The application is read-only (GET and HEAD; `routes`), answers with strict headers (a
+Content-Security-Policy allowing only its own /static files, no sniffing, no referrer, no
+framing), and logs one line at start (`observer_listening`, a WARNING when the address is
+not loopback) and one per failed request at DEBUG. Its I/O loop wakes every `Limits.
+loop_secs` when idle (waitress' select timeout, to close idle connections); nothing else
+runs between requests.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from executor.logs import log_event
+from executor.observe import routes
+from executor.observe.assets import ASSETS
+from executor.observe.html import error_page, task_url
+from executor.observe.logpage import log_page
+from executor.observe.pages import task_page, tasks_page
+from executor.observe.reader import NotFound, Reader
+
+logger = logging.getLogger(__name__)
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 500: "Internal Server Error"}
+_HEADERS = [
+    ("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; "
+                                "connect-src 'self'; img-src 'self'; base-uri 'none'; "
+                                "form-action 'none'; frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+]
+
+
+@attrs.frozen(slots=True)
+class Limits:
+    threads: int = 4  # workers: at most this many requests are being answered at once
+    connections: int = 64  # open connections; past it, new ones wait in the listen backlog
+    idle_secs: int = 30  # a connection silent this long is closed
+    loop_secs: int = 10  # the I/O loop's wake-up when idle (how soon idle ones are closed)
+    header_bytes: int = 16384  # a request's headers, at most
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.frozen(slots=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+def _html(text: str, status: int = 200) -> Response:
+    return Response(status, "text/html; charset=utf-8", text.encode())
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(status, "application/json", json.dumps(doc, default=str).encode())
+
+
+class ObserverApp:
+    """The WSGI application: `routes.route` decides, `Reader` reads, the pages render."""
+
+    def __init__(self, reader: Reader, loopback: bool, clock: Callable[[], float] = time.time) -> None:
+        self.reader, self.loopback, self._clock = reader, loopback, clock
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
+        path = raw.split("?", 1)[0]
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        route = routes.route(method, path, str(environ.get("QUERY_STRING", "")),
+                             str(environ.get("HTTP_HOST", "")), self.loopback)
+        api = path.startswith("/api/")
+        try:
+            response = self._answer(route, api)
+        except NotFound as exc:
+            response = self._refused(routes.Refused(404, str(exc)), api)
+        except Exception as exc:  # a bug: answered, logged with its traceback
+            logger.error("observer_error path=%s %s: %s", path[:200], type(exc).__name__, exc,
+                         exc_info=True)
+            response = self._refused(routes.Refused(500, f"internal error: {type(exc).__name__}"), api)
+        headers = [("Content-Type", response.content_type),
+                   ("Content-Length", str(len(response.body))), *_HEADERS, *response.extra]
+        start_response(f"{response.status} {_REASONS.get(response.status, '')}", headers)
+        return [b""] if method == "HEAD" else [response.body]
+
+    def _refused(self, refused: routes.Refused, api: bool) -> Response:
+        log_event(logger, logging.DEBUG, "observer_refused", status=refused.status,
+                  reason=refused.reason)
+        extra = (("Allow", "GET, HEAD"),) if refused.status == 405 else ()
+        if api:
+            return attrs.evolve(_json({"error": refused.reason}, refused.status), extra=extra)
+        return attrs.evolve(_html(error_page(refused.status, refused.reason), refused.status),
+                            extra=extra)
+
+    def _answer(self, route: routes.Route, api: bool) -> Response:
+        now = self._clock()
+        match route:
+            case routes.TasksPage():
+                return _html(tasks_page(self.reader.tasks(), now, self.reader.root))
+            case routes.TaskPage(task_id):
+                return _html(task_page(self.reader.task(task_id), now))
+            case routes.LogPage(task_id, process, query, follow):
+                return _html(log_page(self.reader.log(task_id, process, query), follow))
+            case routes.ApiTasks():
+                return _json([dict(t.row, ports=dict(t.ports), url=task_url(str(t.row["task_id"]), api=True))
+                              for t in self.reader.tasks()])
+            case routes.ApiTask(task_id):
+                d = self.reader.task(task_id)
+                return _json({"task": dict(d.row), "status": dict(d.status),
+                              "usage": {name: attrs.asdict(u) for name, u in d.usage.items()},
+                              "definition": d.definition, "definition_problem": d.definition_problem})
+            case routes.ApiLog(task_id, process, query):
+                return _json(self.reader.log(task_id, process, query).to_json())
+            case routes.Asset(name):
+                if name not in ASSETS:
+                    raise NotFound(f"no asset {name!r}")
+                content_type, text = ASSETS[name]
+                return Response(200, content_type, text.encode())
+            case routes.Refused():
+                return self._refused(route, api)
+        raise AssertionError(route)
+
+
+def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits()) -> Any:
+    """A waitress server of the observer, listening; `run()` serves, `close()` stops."""
+    from waitress.server import create_server
+
+    return create_server(
+        ObserverApp(reader, is_loopback(host)), host=host, port=port, threads=limits.threads,
+        connection_limit=limits.connections, channel_timeout=limits.idle_secs,
+        cleanup_interval=limits.loop_secs, asyncore_loop_timeout=limits.loop_secs,
+        max_request_header_size=limits.header_bytes, max_request_body_size=0,
+        ident="stoker-observe", clear_untrusted_proxy_headers=True, expose_tracebacks=False)
+
+
+def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
+          ready: Callable[[str, int], None] | None = None) -> None:
+    """Serve until interrupted. `ready(host, port)` is called once listening (the port
+    actually bound: 0 picks a free one)."""
+    loopback = is_loopback(host)
+    server = make_server(reader, host, port, limits)
+    bound_host, bound_port = server.socket.getsockname()[:2]
+    log_event(logger, logging.INFO if loopback else logging.WARNING, "observer_listening",
+              host=bound_host, port=bound_port, root=reader.root,
+              reason="loopback only" if loopback else
+              "reachable from other hosts: every task's state and logs are readable there")
+    if ready is not None:
+        ready(str(bound_host), int(bound_port))
+    try:
+        server.run()
+    finally:
+        server.close()

@@ -1,0 +1,125 @@
+"""The task as it runs, kept beside its checkpoint: `SANDBOX/.stoker/task.json`.
+
+Thermos keeps the task it runs next to its checkpoint, and the observer shows it; Stoker's
+checkpoint holds what happened, not the bound job. So when a task starts (each attempt of a
+`stoker run` too), `write_definition` puts the fully bound `JobSpec` there as JSON (every
+template expanded, every default applied, the resolved ports: what `stoker inspect` would
+print, as the supervisor runs it), and `read_definition` gives it back to `stoker observe`.
+
+- Writing never stops a launch: it goes through `.stoker`'s directory fd to a temporary
+  file (created exclusively, never through a symlink) renamed over the old one, and any
+  failure is one WARNING line. The file holds no environment and no secret: the JobSpec
+  has neither.
+- Reading trusts nothing (the task's processes share the sandbox): the file is opened
+  without following a symlink or blocking (`executor/procs/saferead.py`), and at most
+  `MAX_DEFINITION_BYTES` are read.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from config.spec import JobSpec
+from executor.host.sandbox import TASK_FILE, open_stoker_dir
+from executor.logs import log_event
+from executor.procs import saferead, sandboxfs
+
+logger = logging.getLogger(__name__)
+
+MAX_DEFINITION_BYTES = 4 * 1024 * 1024
+
+
+def definition_json(job: JobSpec) -> dict[str, Any]:
+    """The bound job as plain JSON values (enums by their value), with its key and label."""
+    doc: dict[str, Any] = attrs.asdict(job, value_serializer=_plain)
+    doc.update(key=job.key, label=job.label)
+    return doc
+
+
+def _plain(_inst: Any, _field: Any, value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def write_definition(sandbox: Path, job: JobSpec) -> bool:
+    """Write `.stoker/task.json` for `job`; False (and one WARNING) when it cannot be."""
+    data = json.dumps(definition_json(job), indent=1, sort_keys=True).encode()
+    try:
+        fd = open_stoker_dir(sandbox, create=True)
+        try:
+            _replace(fd, data)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError) as exc:
+        reason = saferead.describe(exc) if isinstance(exc, OSError) else str(exc)
+        log_event(logger, logging.WARNING, "task_definition_unwritten", task=job.label,
+                  reason=f"cannot write {sandbox}/.stoker/{TASK_FILE}: {reason}; "
+                         "the task runs, `stoker observe` will not show its definition")
+        return False
+    return True
+
+
+def _replace(dir_fd: int, data: bytes) -> None:
+    temp = f".{TASK_FILE}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = sandboxfs.open_regular(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd,
+                                mode=0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        os.unlink(temp, dir_fd=dir_fd)
+        raise
+    os.close(fd)
+    os.rename(temp, TASK_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def read_definition(sandbox: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, str]:
+    """(the definition, "") or (None, why there is none), never raising."""
+    where = f"{os.fspath(sandbox)}/.stoker/{TASK_FILE}"
+    try:
+        dir_fd = open_stoker_dir(sandbox)
+    except OSError as exc:
+        return None, f"cannot open {where}: {saferead.describe(exc)}"
+    try:
+        fd = saferead.open_file(TASK_FILE, dir_fd)
+    except FileNotFoundError:
+        return None, f"no {where}: the task was started by a Stoker that did not keep it"
+    except OSError as exc:
+        return None, f"cannot open {where}: {saferead.describe(exc)}"
+    finally:
+        os.close(dir_fd)
+    try:
+        data = _read_capped(fd)
+    except OSError as exc:
+        return None, f"cannot read {where}: {saferead.describe(exc)}"
+    finally:
+        os.close(fd)
+    if data is None:
+        return None, f"{where} is larger than {MAX_DEFINITION_BYTES} bytes: not shown"
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        return None, f"{where} is not JSON: {exc}"
+    if not isinstance(doc, dict):
+        return None, f"{where} holds a JSON {type(doc).__name__}, not an object"
+    return doc, ""
+
+
+def _read_capped(fd: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_DEFINITION_BYTES:
+        block = os.read(fd, min(saferead.BLOCK_BYTES, MAX_DEFINITION_BYTES + 1 - size))
+        if not block:
+            return b"".join(chunks)
+        chunks.append(block)
+        size += len(block)
+    return None

@@ -1,0 +1,200 @@
+"""`stoker observe`'s JSON API and pages against real `stoker run` tasks in a private
+registry: what it lists matches `stoker ps` and `stoker status`, log ranges are bounded,
+and nothing outside a registered sandbox is ever served (traversal, symlinks, FIFOs,
+unknown tasks: 404). One observer and two tasks for the whole module."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import psutil
+import pytest
+
+from executor.observe.logrange import MAX_CHUNK_BYTES
+from tests.support.observer import ObservedHost, config
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+LINES = 20000  # about 390 KB: more than one range
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("observe-api")
+    observed = ObservedHost(tmp)
+    try:
+        chatty = config(tmp, "chatty", {
+            "talk": f"for i in $(seq 1 {LINES}); do echo \"line $i été\"; done; "
+                    "echo oops >&2; exec sleep 1000",
+            "idle": "exec sleep 1000"})
+        observed.run(chatty)
+        observed.run(config(tmp, "second", {"only": "exec sleep 1000"}))
+        observed.observe()
+        yield observed
+    finally:
+        observed.close()
+
+
+def task_id(host: ObservedHost, job: str) -> str:
+    return next(t["task_id"] for t in host.json("/api/tasks") if t["job_key"].endswith("/" + job))
+
+
+def logs(host: ObservedHost, process: str = "talk", query: str = "", job: str = "chatty") -> dict:
+    return host.json(f"/api/tasks/{task_id(host, job)}/processes/{process}/logs?{query}")
+
+
+def test_the_task_list_is_stoker_ps(host):
+    listed = host.json("/api/tasks")
+    ps = json.loads(host.stoker("ps", "--all", "--json").stdout)
+    assert len(listed) == 2
+    assert {(t["task_id"], t["state"], t["supervisor_pid"]) for t in listed} == \
+        {(t["task_id"], t["state"], t["supervisor_pid"]) for t in ps}
+    assert all(t["state"] == "RUNNING" and t["url"] == f"/api/tasks/{t['task_id']}" for t in listed)
+
+
+def test_a_task_is_what_stoker_status_says_with_usage_and_definition(host):
+    tid = task_id(host, "chatty")
+    doc = host.json(f"/api/tasks/{tid}")
+    status = json.loads(host.stoker("status", tid, "--json").stdout)
+    pids = {p["name"]: p["runs"][-1]["pid"] for p in doc["status"]["attempts"][-1]["processes"]}
+    assert pids == {p["name"]: p["runs"][-1]["pid"] for p in status["attempts"][-1]["processes"]}
+    assert set(doc["usage"]) == {"talk", "idle"}
+    for name, usage in doc["usage"].items():
+        assert usage["pid"] == pids[name] and usage["rss_bytes"] > 0 and usage["processes"] >= 1
+    assert doc["task"]["task_id"] == tid and doc["task"]["processes_running"] == 2
+    commands = {p["name"]: p["cmdline"] for p in doc["definition"]["task"]["processes"]}
+    assert commands["idle"] == "exec sleep 1000" and doc["definition"]["task_id"] == tid
+
+
+def test_the_pages_answer_with_strict_headers(host):
+    tid = task_id(host, "chatty")
+    for path in ("/", f"/tasks/{tid}", f"/tasks/{tid}/processes/talk/logs",
+                 f"/tasks/{tid}/processes/talk/logs?follow=1&stream=stderr"):
+        status, headers, body = host.get(path)
+        assert status == 200 and headers["Content-Type"].startswith("text/html"), path
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff" and b"<script>" not in body
+    status, headers, _ = host.get("/static/follow.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+
+
+def test_log_ranges_are_the_tail_or_what_was_asked_and_never_more_than_the_cap(host):
+    wait_for(lambda: logs(host, query="stream=stderr")["data"] == "oops\n", 20)
+    tail = logs(host)
+    size = tail["size"]
+    assert tail["end"] == size and tail["data"].endswith(f"line {LINES} été\n")
+    assert tail["data"].startswith("line ") and tail["length"] <= 64 * 1024  # a whole first line
+    first = logs(host, query="offset=0&length=21")  # byte 21 is the first of line 2's é
+    assert (first["offset"], first["data"]) == (0, "line 1 été\nline 2 ")  # é left for later
+    assert first["end"] == 20 == len("line 1 été\nline 2 ".encode())
+    assert logs(host, query="offset=20&length=3")["data"] == "ét"
+    huge = logs(host, query=f"offset=0&length={10**18}")
+    assert huge["capped"] and huge["length"] <= MAX_CHUNK_BYTES and size > MAX_CHUNK_BYTES
+    status, _, body = host.get(f"/api/tasks/{task_id(host, 'chatty')}/processes/talk/logs?length={10**18}")
+    assert status == 200 and len(body) < 2 * MAX_CHUNK_BYTES
+    past = logs(host, query=f"offset={size + 1000}")
+    assert (past["offset"], past["end"], past["data"]) == (size, size, "")
+    assert logs(host, query="run=0")["run"] == 0 and tail["runs"] == [0]
+
+
+def hostile(host: ObservedHost) -> None:
+    sandbox = host.runs[0].sandbox
+    logs_dir = sandbox / ".logs"
+    for name in ("evil/0", "fifo/0"):
+        (logs_dir / name).mkdir(parents=True, exist_ok=True)
+    if not (logs_dir / "evil/0/stdout").is_symlink():
+        os.symlink("/etc/passwd", logs_dir / "evil/0/stdout")
+        os.symlink("/etc", logs_dir / "etc")
+        os.mkfifo(logs_dir / "fifo/0/stdout")
+
+
+@pytest.mark.parametrize("path", [
+    "/api/tasks/no-such-task",
+    "/tasks/no-such-task",
+    "/api/tasks/no-such-task/processes/talk/logs",
+    "/api/tasks/{id}/processes/evil/logs?run=0",  # a symlink to /etc/passwd
+    "/api/tasks/{id}/processes/etc/logs",  # a symlink to a directory out of the sandbox
+    "/api/tasks/{id}/processes/fifo/logs?run=0",  # a FIFO: refused, not waited on
+    "/api/tasks/{id}/processes/..%2F..%2F..%2Fetc/logs",
+    "/api/tasks/{id}/processes/%2E%2E/logs",
+    "/api/tasks/{id}/processes/nobody/logs",
+    "/api/tasks/{id}/processes/talk/logs?run=7",
+    "/api/tasks/{id}/processes/talk/logs?stream=stdout.3",
+    "/tasks/{id}/../../etc/passwd",
+    "/static/..%2F..%2Fsetup.py",
+])
+def test_nothing_outside_a_registered_sandbox_is_served(host, path):
+    hostile(host)
+    started = time.monotonic()
+    status, _, body = host.get(path.format(id=task_id(host, "chatty")))
+    assert status == 404, (path, body[:200])
+    assert time.monotonic() - started < 5 and b"root:" not in body
+
+
+def test_bad_parameters_writes_and_foreign_hosts_are_refused(host):
+    tid = task_id(host, "chatty")
+    status, _, body = host.get(f"/api/tasks/{tid}/processes/talk/logs?stream=../../x")
+    assert status == 400 and b"stream" in body
+    status, headers, _ = host.get("/api/tasks", method="POST")
+    assert status == 405 and headers["Allow"] == "GET, HEAD"
+    status, _, _ = host.get("/api/tasks", headers={"Host": "attacker.example"})
+    assert status == 403
+
+
+def raw_request(url: str, data: bytes, timeout: float = 10) -> bytes:
+    hostport = url.split("//", 1)[1]
+    address, port = hostport.rsplit(":", 1)
+    with socket.create_connection((address, int(port)), timeout=timeout) as sock:
+        chunks = []
+        try:
+            sock.sendall(data)
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:  # refused before it read all we sent
+            pass
+        return b"".join(chunks)
+
+
+def test_slow_clients_hold_no_worker_and_others_are_answered(host):
+    observer = psutil.Process(host.observer.pid)
+    threads_before = observer.num_threads()
+    hostport = host.url.split("//", 1)[1]
+    address, port = hostport.rsplit(":", 1)
+    slow = []
+    try:
+        for _ in range(40):  # slowloris: requests that never finish their headers
+            sock = socket.create_connection((address, int(port)), timeout=5)
+            sock.sendall(b"GET /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")
+            slow.append(sock)
+        for round_ in range(3):
+            for sock in slow:
+                sock.sendall(b"a")  # a byte now and then keeps each connection busy
+            started = time.monotonic()
+            answer = raw_request(host.url, b"GET /api/tasks HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.0 200") or answer.startswith(b"HTTP/1.1 200"), answer[:100]
+            assert time.monotonic() - started < 2, round_
+        assert observer.num_threads() == threads_before  # no thread per connection
+    finally:
+        for sock in slow:
+            sock.close()
+    big = raw_request(host.url, b"GET /api/tasks HTTP/1.0\r\nHost: 127.0.0.1\r\nX-big: "
+                      + b"a" * 100_000 + b"\r\n\r\n")
+    assert big == b"" or big.split(b"\r\n", 1)[0].split()[1] in (b"400", b"431")  # capped
+    assert raw_request(host.url, b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/1.0 200")
+
+
+def test_a_port_in_use_or_not_a_port_is_one_error_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        observed = ObservedHost(tmp_path)
+        done = observed.stoker("observe", "--port", str(taken))
+        assert done.returncode == 1, done
+        assert done.stderr.splitlines()[-1] == \
+            f"stoker: error: cannot listen on 127.0.0.1:{taken}: Address already in use"
+    done = observed.stoker("observe", "--port", "70000")
+    assert done.returncode == 2 and "'70000' is not a port number" in done.stderr

@@ -1,0 +1,131 @@
+"""`stoker observe` in a real headless browser: Debian's chromium driven by Selenium
+through chromedriver, against real `stoker run` tasks. The list shows both tasks, a task's
+page lists its processes with the pids `stoker status` gives, and a followed log shows a
+line its process printed after the page was opened. One browser for the module; each page
+is also saved as a screenshot (the paths are printed; `STOKER_SCREENSHOTS=DIR` saves them
+there too). Skipped, saying so, when chromium or chromedriver is missing (`make browser`
+installs them; CI does, and fails them instead of skipping)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.observer import ObservedHost, config
+from tests.support.waiting import wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+MISSING = "" if os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK) else \
+    f"{CHROMIUM} or {CHROMEDRIVER} missing: `make browser` installs Debian's chromium and chromium-driver"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+pytestmark = [pytest.mark.timeout(180),
+              pytest.mark.skipif(bool(MISSING) and not IN_CI, reason=MISSING)]
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,1000"]
+# The "say" process prints what the test writes into say.txt in the sandbox, once.
+SAY = "while sleep 0.1; do if [ -f say.txt ]; then cat say.txt; rm -f say.txt; fi; done"
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("observe-screenshots")
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("observe-browser")
+    observed = ObservedHost(tmp)
+    try:
+        observed.run(config(tmp, "web", {"say": SAY, "sleeper": "exec sleep 1000"}))
+        observed.run(config(tmp, "batch", {"worker": "echo working; exec sleep 1000"}))
+        observed.observe()
+        yield observed
+    finally:
+        observed.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if MISSING:
+        pytest.fail(f"CI must run the browser tests: {MISSING}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot(driver, shots: Path, name: str) -> None:
+    path = shots / f"{name}.png"
+    driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    extra = os.environ.get("STOKER_SCREENSHOTS")
+    if extra:
+        shutil.copy(path, Path(extra) / f"observe-{name}.png")
+
+
+def tasks(host: ObservedHost) -> dict[str, str]:
+    """job name → task id."""
+    return {t["job_key"].rsplit("/", 1)[1]: t["task_id"] for t in host.json("/api/tasks")}
+
+
+def test_the_task_list_shows_both_tasks(host, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    browser.get(host.url + "/")
+    links = {a.text for a in browser.find_elements(By.CSS_SELECTOR, "table a[href^='/tasks/']")}
+    assert links == set(tasks(host).values())
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Tasks on this host"
+    assert "2 live, 0 ended" in browser.page_source
+    screenshot(browser, shots, "tasks")
+
+
+def test_a_task_page_lists_its_processes_with_the_pids_stoker_status_gives(host, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    tid = tasks(host)["web"]
+    browser.get(f"{host.url}/tasks/{tid}")
+    assert browser.find_element(By.TAG_NAME, "h1").text == tid
+    table = browser.find_elements(By.CSS_SELECTOR, "table")[0]
+    headers = [th.text for th in table.find_elements(By.CSS_SELECTOR, "th")]
+    shown = {}
+    for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
+        cells = [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        shown[cells[headers.index("process")]] = (cells[headers.index("state")],
+                                                   int(cells[headers.index("pid")]))
+    status = json.loads(host.stoker("status", tid, "--json").stdout)
+    expected = {p["name"]: ("RUNNING", p["runs"][-1]["pid"])
+                for p in status["attempts"][-1]["processes"]}
+    assert shown == expected and len(shown) == 2
+    screenshot(browser, shots, "task")
+
+
+def test_a_followed_log_shows_a_line_printed_after_the_page_was_opened(host, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    tid = tasks(host)["web"]
+    browser.get(f"{host.url}/tasks/{tid}/processes/say/logs?run=0&stream=stdout&follow=1")
+    log = browser.find_element(By.ID, "log")
+    wait_for(lambda: "following" in browser.find_element(By.ID, "follow-state").text, 10)
+    line = "printed after the page was opened"
+    (host.runs[0].sandbox / "say.txt").write_text(line + "\n")
+    wait_for(lambda: line in log.text, 15, interval_secs=0.1, message="the new line in the page")
+    assert log.text.count(line) == 1
+    screenshot(browser, shots, "log")

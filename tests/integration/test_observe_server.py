@@ -1,0 +1,90 @@
+"""The observer's server in process: idle and half-sent connections are closed after the
+idle timeout, and the bound task kept beside the checkpoint is written atomically and read
+back without trusting the sandbox."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from config.registry import RegistrySettings
+from config.spec import JobSpec, ProcessSpec, TaskSpec
+from executor.observe.reader import Reader
+from executor.observe.server import Limits, make_server
+from executor.task.definition import MAX_DEFINITION_BYTES, read_definition, write_definition
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def server(tmp_path):
+    reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60))
+    srv = make_server(reader, "127.0.0.1", 0, Limits(idle_secs=1, loop_secs=1))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    yield srv.socket.getsockname()[1]
+    srv.close()
+    srv.task_dispatcher.shutdown()
+    thread.join(10)
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: localhost\r\n"])
+def test_a_silent_or_half_sent_connection_is_closed_after_the_idle_timeout(server, sent):
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as sock:
+        sock.sendall(sent)
+        started = time.monotonic()
+        assert sock.recv(100) == b""  # closed by the server, nothing answered
+        assert 0.5 < time.monotonic() - started < 5
+
+
+def test_an_empty_registry_is_an_empty_list(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as sock:
+        sock.sendall(b"GET /api/tasks HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"\r\n\r\n[]")
+
+
+def job() -> JobSpec:
+    return JobSpec(role="r", environment="e", cluster="c", name="web", instance=0, task_id="web-0-x",
+                   task=TaskSpec(name="web", processes=(ProcessSpec("web", "exec ./server"),)),
+                   ports={"http": 8080})
+
+
+def test_the_definition_is_written_beside_the_checkpoint_and_read_back(tmp_path):
+    assert write_definition(tmp_path, job())
+    doc, problem = read_definition(tmp_path)
+    assert problem == "" and doc is not None
+    assert (doc["task_id"], doc["key"], doc["ports"]) == ("web-0-x", "c/r/e/web", {"http": 8080})
+    assert doc["task"]["processes"][0]["cmdline"] == "exec ./server"
+    assert doc["health"]["kind"] == "none"  # enums by value
+    assert oct((tmp_path / ".stoker/task.json").stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in (tmp_path / ".stoker").iterdir()] == ["task.json"]  # no temporary left
+
+
+def test_a_planted_definition_is_refused_not_followed(tmp_path):
+    stoker = tmp_path / ".stoker"
+    stoker.mkdir()
+    os.symlink("/etc/passwd", stoker / "task.json")
+    doc, problem = read_definition(tmp_path)
+    assert doc is None and "symlink" in problem
+    os.unlink(stoker / "task.json")
+    os.mkfifo(stoker / "task.json")
+    doc, problem = read_definition(tmp_path)
+    assert doc is None and "FIFO" in problem
+    os.unlink(stoker / "task.json")
+    (stoker / "task.json").write_text(json.dumps({"x": "y" * MAX_DEFINITION_BYTES}))
+    doc, problem = read_definition(tmp_path)
+    assert doc is None and "larger than" in problem
+    assert read_definition(tmp_path / "nowhere")[0] is None
+
+
+def test_a_definition_that_cannot_be_written_costs_only_a_warning(tmp_path, caplog):
+    (tmp_path / ".stoker").symlink_to("/tmp")
+    assert not write_definition(tmp_path, job())
+    assert "task_definition_unwritten" in caplog.text and "symlink" in caplog.text

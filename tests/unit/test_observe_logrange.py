@@ -1,0 +1,75 @@
+"""Which bytes of a log one request reads, and where they are cut."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from executor.observe.logrange import (
+    DEFAULT_CHUNK_BYTES,
+    MAX_CHUNK_BYTES,
+    LogQuery,
+    Window,
+    cut_incomplete_tail,
+    newer,
+    older,
+    skip_to_line,
+    trim,
+    window,
+)
+
+KiB = 1024
+
+
+@pytest.mark.parametrize("size, query, expected", [
+    (0, LogQuery(), Window(0, 0, 0, capped=False, tail=True)),
+    (100, LogQuery(), Window(0, 100, 100, capped=False, tail=True)),
+    (1000 * KiB, LogQuery(), Window(1000 * KiB - DEFAULT_CHUNK_BYTES, 1000 * KiB, 1000 * KiB, False, True)),
+    (1000, LogQuery(length=10), Window(990, 1000, 1000, False, True)),
+    (1000, LogQuery(offset=10, length=20), Window(10, 30, 1000, False, False)),
+    (1000, LogQuery(offset=990, length=20), Window(990, 1000, 1000, False, False)),
+    (1000, LogQuery(offset=5000), Window(1000, 1000, 1000, False, False)),  # past the end: nothing
+    (10**9, LogQuery(offset=0, length=10**18), Window(0, MAX_CHUNK_BYTES, 10**9, True, False)),
+    (10**9, LogQuery(length=10**18), Window(10**9 - MAX_CHUNK_BYTES, 10**9, 10**9, True, True)),
+])
+def test_the_window_is_what_was_asked_within_the_cap(size, query, expected):
+    assert window(size, query) == expected
+
+
+@given(size=st.integers(0, 2**40), offset=st.none() | st.integers(0, 2**62),
+       length=st.none() | st.integers(0, 2**62))
+def test_no_window_is_ever_larger_than_the_cap_or_outside_the_file(size, offset, length):
+    w = window(size, LogQuery(offset=offset, length=length))
+    assert 0 <= w.start <= w.end <= size and w.end - w.start <= MAX_CHUNK_BYTES
+
+
+@pytest.mark.parametrize("data, keep", [
+    (b"", 0), (b"abc", 3), ("é".encode(), 2), ("é".encode()[:1], 0), (b"ab" + "€".encode()[:2], 2),
+    (b"a" + "😀".encode()[:3], 1), (b"a" + "😀".encode(), 5), (b"\x80\x80\x80", 3), (b"ab\xff", 3),
+])
+def test_a_character_cut_by_the_range_is_left_for_the_next_read(data, keep):
+    assert cut_incomplete_tail(data) == keep
+
+
+@given(st.text(max_size=50), st.integers(0, 200))
+def test_cutting_then_reading_on_never_splits_a_character(text, at):
+    data = text.encode()
+    first = data[:at]
+    kept = cut_incomplete_tail(first)
+    assert first[:kept].decode() + data[kept:].decode() == text
+
+
+def test_a_tail_starts_at_its_first_whole_line_or_character():
+    assert skip_to_line(b"partial line\nwhole\n") == len(b"partial line\n")
+    assert skip_to_line("€".encode()[1:] + b"x" * 5000) == 2  # no newline near: a whole character
+    tail = Window(start=100, end=120, size=120, capped=False, tail=True)
+    assert trim(b"rest\nnext line\n", tail) == (5, 15)
+    at_start = Window(start=0, end=15, size=15, capped=False, tail=True)
+    assert trim(b"rest\nnext line\n", at_start) == (0, 15)  # the log's own first line is whole
+    asked = Window(start=100, end=115, size=200, capped=False, tail=False)
+    assert trim(b"rest\nnext line\n", asked) == (0, 15)  # an offset asked for is kept
+
+
+def test_the_neighbours_of_a_range():
+    assert older(0) is None and older(10) == 0 and older(200 * KiB) == 200 * KiB - DEFAULT_CHUNK_BYTES
+    assert newer(100, 100) is None and newer(50, 100) == 50

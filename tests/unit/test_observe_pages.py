@@ -1,0 +1,150 @@
+"""The observer's pages from a replayed view: what they show, in which order, and that
+nothing from a sandbox can inject markup. Pure: no files, no server."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import attrs
+
+from executor.host.entry import FrontEnd, RegistryEntry, judge
+from executor.observe.logpage import log_page, refresh_url
+from executor.observe.logrange import MAX_CHUNK_BYTES
+from executor.observe.model import (
+    SINCE_LAST_LOOK,
+    CpuSample,
+    LogChunk,
+    TaskDetail,
+    TaskSummary,
+    Usage,
+    cpu_percent,
+)
+from executor.observe.pages import task_page, tasks_page
+from executor.task.inspection import Inspection, Leftover, row
+from executor.task.replay import replay
+from executor.task.taskview import AnnouncementView
+
+EVIL = '<script>alert(1)</script>"\x1b[31m'
+NOW = 1000.0
+
+
+def records(name: str = "web", reason: str = "started"):
+    return [
+        {"kind": "header", "wall": 100.0, "task": "hello.0", "job_key": "c/r/e/hello",
+         "task_id": "t-1", "sandbox": "/sb", "ports": {"http": 31000}, "supervisor_pid": 4000,
+         "processes": [name], "health": "HTTP GET http://localhost:31000/health"},
+        {"kind": "task", "wall": 100.0, "to": "STARTING", "reason": "task launched"},
+        {"kind": "process", "wall": 100.1, "process": name, "run": 0, "from": "WAITING",
+         "to": "RUNNING", "reason": reason, "pid": 4001},
+        {"kind": "health", "wall": 101.0, "outcome": "failed", "reason": EVIL, "latency_secs": 0.0021,
+         "state": "STARTING", "attempts": 1, "consecutive_failures": 1, "consecutive_successes": 0},
+        {"kind": "task", "wall": 102.0, "from": "STARTING", "to": "RUNNING", "reason": "healthy"},
+    ]
+
+
+def entry(task_id: str = "t-1", ended: float | None = None) -> RegistryEntry:
+    return RegistryEntry(sandbox="/sb", supervisor_pid=4000, supervisor_start=1, supervisor_boot="b",
+                         front_end=FrontEnd.RUN, registered_wall=100.0, task_id=task_id,
+                         job_key="c/r/e/hello", ended_wall=ended)
+
+
+def detail(recs=None, alive=True, leftovers=(), usage=None, task_id="t-1") -> TaskDetail:
+    view = replay(recs or records())
+    truth = judge(view.state, alive, last_record_wall=102.0, checkpoint_mtime=None, registry_wall=None)
+    insp = Inspection(sandbox=Path("/sb"), view=view, attempt=view.current, truth=truth,
+                      leftovers=tuple(leftovers))
+    return TaskDetail(row=row(entry(task_id), insp), inspection=insp, usage=usage or {},
+                      definition={"task_id": task_id, "task": {"processes": [
+                          {"name": "web", "cmdline": f"echo {EVIL}", "max_failures": 1}]}},
+                      definition_problem="", status={})
+
+
+def no_markup_from(text: str) -> bool:
+    return "<script>" not in text and "\x1b" not in text
+
+
+def test_the_task_page_shows_processes_usage_health_history_and_definition():
+    usage = {"web": Usage(pid=4001, processes=3, rss_bytes=5 * 1024 * 1024, cpu_percent=12.5,
+                          cpu_basis=SINCE_LAST_LOOK, started_wall=100.1)}
+    text = task_page(detail(usage=usage), NOW)
+    assert "<td>4001</td>" in text.replace('<td class="num">', "<td>")
+    assert "12.5" in text and "5.0 MiB" in text and "http=31000" in text
+    assert "2.1 ms" in text and "task launched" in text and "healthy" in text
+    assert '/tasks/t-1/processes/web/logs?run=0&amp;stream=stdout' in text
+    assert "&lt;script&gt;" in text and no_markup_from(text) and "\\x1b[31m" in text
+
+
+def test_a_lost_task_shows_lost_and_its_leftovers():
+    d = detail(alive=False, leftovers=[Leftover(4242, "web", 0, "sleep 1000")])
+    text = task_page(d, NOW)
+    assert "supervisor gone since" in text and "s-LOST" in text
+    assert "Leftover processes" in text and "4242" in text and "sleep 1000" in text
+
+
+def test_hostile_names_are_escaped_everywhere():
+    name = 'w"><img src=x onerror=alert(1)>'
+    recs = records(name=name, reason=EVIL)
+    d = detail(recs=recs, task_id='id"><script>x</script>')
+    text = task_page(d, NOW)
+    assert no_markup_from(text) and "<img" not in text
+    assert "/tasks/id%22%3E%3Cscript%3Ex%3C%2Fscript%3E/processes/w%22%3E%3Cimg" in text
+    listing = tasks_page([TaskSummary(d.row, {"a": 1})], NOW, "/root")
+    assert no_markup_from(listing) and "<img" not in listing
+
+
+def test_the_list_shows_live_tasks_first_then_ended_newest_first():
+    live_old = dict(row_of("live-old", 100.0), ended=False)
+    live_new = dict(row_of("live-new", 200.0), ended=False)
+    ended = dict(row_of("ended", 300.0), ended=True, state="FINISHED")
+    text = tasks_page([TaskSummary(r, {}) for r in (ended, live_old, live_new)], NOW, "/root")
+    order = [m for m in re.findall(r'href="/tasks/([^"]+)"', text)]
+    assert order == ["live-new", "live-old", "ended"]
+    assert "2 live, 1 ended" in text
+
+
+def row_of(task_id: str, started: float) -> dict:
+    return dict(row(entry(task_id), Inspection(Path("/sb"), None, None, judge(None, True,
+                last_record_wall=None, checkpoint_mtime=None, registry_wall=None))), started=started)
+
+
+def test_the_task_page_shows_the_serverset_member_and_since_when():
+    d = detail()
+    announced = AnnouncementView(path="/aurora/r/e/hello", member="member_0000000003",
+                                 state="JOINED", connection="CONNECTED", reason="healthy",
+                                 since_wall=NOW - 65)
+    d = attrs.evolve(d, inspection=attrs.evolve(
+        d.inspection, attempt=attrs.evolve(d.inspection.attempt, announcement=announced)))
+    text = task_page(d, NOW)
+    assert "Service discovery" in text and "/aurora/r/e/hello/member_0000000003" in text
+    assert "JOINED" in text and "1m05s" in text
+    assert "Service discovery" not in task_page(detail(), NOW)
+
+
+def chunk(**kw) -> LogChunk:
+    base = dict(task_id="t-1", process="web", run=2, stream="stdout", start=0, end=5, size=5,
+                data="hi\x1b[0m\n<b>", capped=False, runs=(0, 1, 2), parts=("stderr", "stdout", "stdout.1"))
+    base.update(kw)
+    return LogChunk(**base)
+
+
+def test_the_log_page_links_older_parts_runs_and_streams():
+    text = log_page(chunk(start=200_000, end=265_536, size=300_000), follow=False)
+    assert "older" in text and "offset=134464" in text and "newer" in text and "offset=265536" in text
+    assert "run=1" in text and "stream=stdout.1" in text and "follow=1" in text
+    assert "&lt;b&gt;" in text and "\\x1b[0m" in text and "<noscript>" not in text
+
+
+def test_following_without_javascript_reloads_from_the_same_offset_until_the_cap():
+    assert "offset=100" in refresh_url(chunk(start=100, end=500, size=500))
+    assert "offset" not in refresh_url(chunk(start=0, end=MAX_CHUNK_BYTES, size=MAX_CHUNK_BYTES + 10))
+    text = log_page(chunk(), follow=True)
+    assert '<noscript><meta http-equiv="refresh" content="2;url=' in text
+    assert 'data-follow="1"' in text and "/static/follow.js" in text and 'data-end="5"' in text
+
+
+def test_cpu_percent_is_since_the_previous_look_else_the_average():
+    assert cpu_percent(CpuSample(10.0, 1.0), CpuSample(12.0, 2.0), 100.0) == (50.0, SINCE_LAST_LOOK)
+    assert cpu_percent(None, CpuSample(12.0, 2.0), 100.0)[0] == 2.0
+    assert cpu_percent(CpuSample(11.95, 1.0), CpuSample(12.0, 2.0), 10.0)[0] == 20.0  # too soon
+    assert cpu_percent(CpuSample(10.0, 3.0), CpuSample(12.0, 2.0), 10.0)[0] == 20.0  # lost time
+    assert cpu_percent(None, CpuSample(12.0, 2.0), None) == (None, "average since the run started")

@@ -1,0 +1,85 @@
+"""The observer's routing: what each request is answered with, and what is refused."""
+from __future__ import annotations
+
+import pytest
+
+from executor.observe import routes
+from executor.observe.logrange import LogQuery
+from executor.observe.routes import (
+    ApiLog,
+    ApiTask,
+    ApiTasks,
+    Asset,
+    LogPage,
+    Refused,
+    TaskPage,
+    TasksPage,
+    route,
+)
+
+
+def get(path: str, query: str = "", host: str = "127.0.0.1:1338", method: str = "GET",
+        loopback: bool = True) -> routes.Route:
+    return route(method, path, query, host, loopback)
+
+
+@pytest.mark.parametrize("path, query, expected", [
+    ("/", "", TasksPage()),
+    ("/tasks", "", TasksPage()),
+    ("/tasks/web-0-ab12", "", TaskPage("web-0-ab12")),
+    ("/tasks/web-0-ab12/", "", TaskPage("web-0-ab12")),
+    ("/tasks/a%2Fb", "", TaskPage("a/b")),  # a '/' in an id stays in its segment
+    ("/tasks/t/processes/web/logs", "", LogPage("t", "web", LogQuery(), False)),
+    ("/tasks/t/processes/web/logs", "run=2&stream=stderr&offset=10&length=5&follow=1",
+     LogPage("t", "web", LogQuery(2, "stderr", 10, 5), True)),
+    ("/api/tasks", "", ApiTasks()),
+    ("/api/tasks/t", "", ApiTask("t")),
+    ("/api/tasks/t/processes/web/logs", "stream=stdout.1&offset=", ApiLog("t", "web", LogQuery(None, "stdout.1"))),
+    ("/static/observe.css", "", Asset("observe.css")),
+])
+def test_each_page_and_endpoint_is_routed(path, query, expected):
+    assert get(path, query) == expected
+
+
+@pytest.mark.parametrize("path", [
+    "/tasks/..", "/tasks/%2E%2E", "/tasks/t/processes/../logs", "/tasks/t/processes/%2e%2e/logs",
+    "/etc/passwd", "/tasks/t/processes/web", "/api", "/api/tasks/t/processes/web/logs/x",
+    "relative", "/tasks/a%00b", "/tasks/" + "x" * 2000,
+])
+def test_odd_paths_are_not_found(path):
+    assert isinstance(got := get(path), Refused) and got.status == 404, got
+
+
+@pytest.mark.parametrize("query, field", [
+    ("run=-1", "run"), ("run=1e3", "run"), ("offset=abc", "offset"), ("length=%C2%B2", "length"),
+    ("length=99999999999999999999", "length"), ("stream=../../etc/passwd", "stream"),
+    ("stream=stdout.0", "stream"), ("stream=environ", "stream"),
+])
+def test_a_bad_log_parameter_is_a_bad_request_naming_it(query, field):
+    got = get("/api/tasks/t/processes/web/logs", query)
+    assert isinstance(got, Refused) and got.status == 400 and field in got.reason, got
+
+
+def test_too_many_parameters_or_bad_encoding_is_a_bad_request():
+    assert get("/", "&".join(f"a{i}=1" for i in range(50))).status == 400  # type: ignore[union-attr]
+    assert get("/tasks/%ff").status == 400  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_only_reading_is_allowed(method):
+    got = get("/api/tasks", method=method)
+    assert isinstance(got, Refused) and got.status == 405
+    assert get("/api/tasks", method="HEAD") == ApiTasks()
+
+
+@pytest.mark.parametrize("host, answered", [
+    ("127.0.0.1:1338", True), ("localhost:8080", True), ("LOCALHOST", True), ("[::1]:1338", True),
+    ("127.1.2.3", True), ("evil.example:1338", False), ("127.0.0.1.evil.example", False),
+    ("", False), ("10.0.0.5:1338", False),
+])
+def test_a_loopback_observer_answers_loopback_names_only(host, answered):
+    got = get("/api/tasks", host=host)
+    assert (got == ApiTasks()) is answered
+    if not answered:
+        assert isinstance(got, Refused) and got.status == 403
+    assert get("/api/tasks", host=host, loopback=False) == ApiTasks()  # bound elsewhere: any
