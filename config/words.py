@@ -12,7 +12,6 @@ both import it.
 """
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 
@@ -40,6 +39,8 @@ def number(x: float) -> str:
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """`; did you mean 'cmdline'?` naming the closest of `known`, else `; the known names
     are a, b, c` (empty when there are none): the tail of an "unknown name" message."""
+    import difflib  # an error path: not loaded by a start that makes no such message
+
     names = sorted(set(known))
     close = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
     if close:

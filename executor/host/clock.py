@@ -6,7 +6,6 @@ Formatting only: the caller passes the times.
 """
 from __future__ import annotations
 
-import datetime
 import math
 
 
@@ -14,6 +13,8 @@ def iso_time(wall: float | None) -> str:
     """The wall time as ISO 8601 with the local offset, to the second; '-' when unknown."""
     if wall is None or not math.isfinite(wall):
         return "-"
+    import datetime  # only when a date is shown: a supervisor's start never needs one
+
     try:
         return datetime.datetime.fromtimestamp(wall).astimezone().isoformat(timespec="seconds")
     except (OverflowError, OSError, ValueError):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,6 +129,8 @@ class ConsoleReporter:
             view = f"[{self._label} {self._task_state}] {printable(procs)}"
             if self._health:
                 view += f" | health {self._health}"
+            import shutil  # on a terminal only: piped output never draws the view
+
             width = shutil.get_terminal_size((120, 20)).columns - 1
             self._out.write("\x1b[7m" + view[:width] + "\x1b[0m")
 

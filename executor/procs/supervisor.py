@@ -31,8 +31,9 @@ How it keeps the task contained:
   that is not provably ours is never signalled.
 - A `/bin/sh` watchdog (`executor/procs/watchdog.py`) kills the task's cgroup and every
   marker-carrying process when the Stoker process dies, even by SIGKILL.
-- Shell health commands run through `run_command` (`executor/procs/commands.py`), reaped by the
-  same reaper and contained the same way.
+- Shell health commands run through `run_command` (`executor/procs/commands.py`, loaded at
+  the first command: a task without a shell check never imports it), reaped by the same
+  reaper and contained the same way.
 
 Helpers: `spawn.py` (env, logs, fork), `sandboxfs.py` (opening files a task could have
 replaced), `reaper.py`, `logpump.py`, `containment.py` (which processes are the task's),
@@ -58,22 +59,25 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from executor.events import ExitStatus, ProcessExited
 from executor.logs import log_event
 from executor.procs import spawn
 from executor.procs.cgroups import SETTING_AUTO
-from executor.procs.commands import CommandRunner
 from executor.procs.containment import Containment
 from executor.procs.identity import RunAs
 from executor.procs.logpump import LogPump
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
 from executor.procs.watchdog import Watchdog, start_watchdog
-from healthcheck.checkers import CommandResult
 
-__all__ = ["CommandResult", "SpawnError", "Supervisor"]
+if TYPE_CHECKING:
+    from executor.procs.commands import CommandRunner
+    from healthcheck.shell import CommandResult
+
+__all__ = ["SpawnError", "Supervisor"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +103,7 @@ class Supervisor:
         self._marker = marker or uuid.uuid4().hex
         self._env = spawn.task_env(env, self._sandbox, self._marker)
         self._post = post
-        self._lock = threading.Lock()  # guards _runs, _pump and _state
+        self._lock = threading.Lock()  # guards _runs, _pump, _commands and _state
         self._runs: dict[tuple[str, int], RunChild] = {}
         self._reaper: Reaper | None = None
         self._commands: CommandRunner | None = None
@@ -142,10 +146,6 @@ class Supervisor:
         self._containment = Containment(
             reaper=self._reaper, task_marker=self._marker, label=self._label,
             cgroup_setting=self._cgroups, live_children=self._live_children)
-        self._commands = CommandRunner(sandbox=self._sandbox, env=self._env,
-                                       task_marker=self._marker, reaper=self._reaper,
-                                       containment=self._containment, stdin_fd=self._devnull,
-                                       run_as=self._run_as)
         self._containment.prepare(f"stoker-{self._marker[:16]}")
         self._start_watchdog()  # outside the cgroup, so that it can kill it
         self._containment.enter()
@@ -334,16 +334,34 @@ class Supervisor:
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
         """`/bin/bash -c COMMAND` in the sandbox with the task env; thread-safe, never raises."""
+        from healthcheck.shell import CommandResult
+
         try:
             if self._state is SupervisorState.NEW:
                 self.start()
-            if self._state is not SupervisorState.STARTED or self._commands is None:
+            commands = self._command_runner() if self._state is SupervisorState.STARTED else None
+            if commands is None:
                 return CommandResult(error=f"the supervisor of task {self._label} is closed")
-            return self._commands.run(command, timeout_secs)
+            return commands.run(command, timeout_secs)
         except Exception as e:
             logger.error("command_failed task=%s error=%s", self._label,
                          f"{type(e).__name__}: {e}", exc_info=True)
             return CommandResult(error=f"internal error: {type(e).__name__}: {e}")
+
+    def _command_runner(self) -> CommandRunner | None:
+        """The runner of shell commands, made at the first one; None once closing."""
+        from executor.procs.commands import CommandRunner
+
+        with self._lock:
+            if self._state is not SupervisorState.STARTED:
+                return None
+            if self._commands is None:
+                assert self._reaper is not None and self._containment is not None
+                self._commands = CommandRunner(
+                    sandbox=self._sandbox, env=self._env, task_marker=self._marker,
+                    reaper=self._reaper, containment=self._containment,
+                    stdin_fd=self._devnull, run_as=self._run_as)
+            return self._commands
 
     # ---- close ----
 

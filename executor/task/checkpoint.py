@@ -9,16 +9,17 @@ as an `UnreadableLine`, so that `stoker status` can say it skipped one. A record
 starts on a fresh line: after a write that failed (ENOSPC cuts a write short) or a crash,
 the writer ends the torn line before its next record, so that record stays whole.
 
-Compaction: the writer feeds every record it finds in the file when it opens it, and every
-record it writes, to a `compaction.Compactor` (bounded: what the view shows). Once the file
-passes `compact_at` bytes (at least `COMPACT_MIN_BYTES`, else twice what the last
-compaction left), it writes the compactor's records (the rest rolled into summary records)
+Compaction: once the file first passes `compact_at` bytes (at least `COMPACT_MIN_BYTES`),
+the writer reads it once into a `compaction.Compactor` (bounded: what the view shows), and
+from then on feeds it every record it writes. At each threshold (then twice what the last
+compaction left) it writes the compactor's records (the rest rolled into summary records)
 to `checkpoint.jsonl.compact` beside it, fsyncs that, renames it over the checkpoint and
 fsyncs the directory, then appends to the new file. A crash at any step leaves the old file
 or the new one, each whole; a stray `.compact` file is removed by the next writer. A
-compaction costs what is kept, not the file's length (only opening an old, long file reads
-it once). So a task that runs for months keeps a checkpoint of about a hundred KiB, and
-`stoker status` stays fast.
+compaction costs what is kept, not the file's length (only the first one reads the file,
+64 KiB, or an old, long file once). So a task that runs for months keeps a checkpoint of
+about a hundred KiB, and `stoker status` stays fast; a task that never writes 64 KiB never
+loads the compactor (a start that imports and feeds nothing it does not need).
 
 The writer and the readers never interpret records: their format (the kinds and fields)
 is `executor/task/records.py`, and `executor/task/replay.py` folds them into the state
@@ -41,14 +42,16 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from executor.host.sandbox import CHECKPOINT_FILE, STOKER_DIR
 from executor.logs import log_event
 from executor.procs import saferead, sandboxfs
 from executor.task import records as rec
-from executor.task.compaction import Compactor
 from executor.task.records import UnreadableLine
+
+if TYPE_CHECKING:
+    from executor.task.compaction import Compactor
 
 logger = logging.getLogger(__name__)
 
@@ -127,15 +130,25 @@ class CheckpointWriter:
         _sync(self._dir)  # make the file's creation itself durable
         self._compact_min = compact_min_bytes
         self._compact_at = compact_min_bytes
-        self._compactor = Compactor()
+        self._compactor: Compactor | None = None  # made at the first compaction
         self._maybe_torn = True  # a crash may have cut the last write short
-        for doc in _stream(self._fd, os.fstat(self._fd).st_size):
-            self._feed(doc)
 
-    def _feed(self, doc: Mapping[str, Any]) -> None:
+    def _feed(self, compactor: Compactor, doc: Mapping[str, Any]) -> None:
         record = rec.parse(doc)
         if record is not None:
-            self._compactor.add(record)
+            compactor.add(record)
+
+    def _loaded_compactor(self) -> Compactor:
+        """The compactor, fed every record of the file when it is made (at the first
+        compaction; afterwards `append_many` feeds it what it writes)."""
+        if self._compactor is None:
+            from executor.task.compaction import Compactor
+
+            compactor = Compactor()
+            for doc in _stream(self._fd, os.fstat(self._fd).st_size):
+                self._feed(compactor, doc)
+            self._compactor = compactor
+        return self._compactor
 
     def _fresh_line(self) -> bytes:
         """What starts the next write on a fresh line: b"\n" after a torn line, else b""."""
@@ -169,8 +182,9 @@ class CheckpointWriter:
                 self._maybe_torn = True  # part of it may be on disk: the next write checks
                 raise
             self._maybe_torn = False
-            for doc in docs:
-                self._feed(doc)
+            if self._compactor is not None:
+                for doc in docs:
+                    self._feed(self._compactor, doc)
             if os.fstat(self._fd).st_size >= self._compact_at:
                 self._compact()
 
@@ -183,7 +197,7 @@ class CheckpointWriter:
             self._compact_failed(exc, before)
             return
         try:
-            kept = self._compactor.kept()
+            kept = self._loaded_compactor().kept()
             _write_all(fd, "".join(_line(r.to_json()) for r in kept).encode())
             os.fsync(fd)
             os.rename(COMPACT_FILE, CHECKPOINT_FILE, src_dir_fd=self._dir, dst_dir_fd=self._dir)

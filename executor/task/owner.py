@@ -20,7 +20,7 @@ import queue
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from config.spec import JobSpec
 from config.words import number
@@ -71,8 +71,10 @@ from executor.task.ports import (
 )
 from executor.task.records import HeaderRecord
 from executor.task.status import Outcome, TaskStatusMachine, Update
-from healthcheck.checkers import Checker
 from healthcheck.policy import HealthPolicy, HealthState
+
+if TYPE_CHECKING:
+    from healthcheck.checkers import Checker
 
 logger = logging.getLogger(__name__)
 

@@ -18,20 +18,21 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from config.spec import JobSpec
+from config.spec import CheckKind, JobSpec
 from executor.host.session import HostSession
 from executor.procs.identity import RunAs, UnknownUser, current_user, give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition
-from executor.task.lifecycle import LifecycleShutdown
 from executor.task.owner import TaskOwner
 from executor.task.ports import Announcer, HealthChecks, Lifecycle, Reporter
 from executor.task.serverset import Announcement
-from healthcheck.checkers import Checker, make_checker
-from healthcheck.loop import HealthLoop
 from healthcheck.policy import Attempt
+
+if TYPE_CHECKING:
+    from healthcheck.checkers import Checker
 
 __all__ = ["RunAs", "UnknownUser", "current_user", "give_sandbox", "owner_for", "user_named"]
 
@@ -55,6 +56,8 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
                        run_as=run_as, cgroups=cgroups)
 
     def start_health(checker: Checker, on_result: Callable[[Attempt, float], None]) -> HealthChecks:
+        from healthcheck.loop import HealthLoop
+
         loop = HealthLoop(checker, job.health.interval_secs, sandbox / SNOOZE_FILE, on_result,
                           task=job.label)
         loop.start()
@@ -62,6 +65,8 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
 
     def start_lifecycle(within_secs: float | None, progress: Callable[[str], None],
                         done: Callable[[str], None]) -> Lifecycle:
+        from executor.task.lifecycle import LifecycleShutdown
+
         if job.lifecycle is None:
             raise ValueError(f"task {job.label} has no lifecycle endpoints to start")
         return LifecycleShutdown(job.lifecycle, job.label, done, within_secs=within_secs,
@@ -69,7 +74,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
 
     return TaskOwner(
         job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job),
-        reporter=reporter, checker=make_checker(job.health, procs.run_command),
+        reporter=reporter, checker=_checker(job, procs),
         start_health=start_health, start_lifecycle=start_lifecycle, events=events,
         host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put),
         kill_grace_secs=kill_grace_secs,
@@ -92,6 +97,15 @@ def _open_checkpoint(sandbox: Path, job: JobSpec) -> CheckpointWriter | NoCheckp
     the checkpoint writer."""
     write_definition(sandbox, job)
     return open_writer(sandbox, job.label)
+
+
+def _checker(job: JobSpec, procs: Supervisor) -> Checker | None:
+    """The job's health checker; the checkers are loaded only for a task that has one."""
+    if job.health.kind is CheckKind.NONE:
+        return None
+    from healthcheck.checkers import make_checker
+
+    return make_checker(job.health, procs.run_command)
 
 
 class _SessionPort:
