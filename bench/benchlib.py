@@ -4,7 +4,8 @@ the machine description, timing probes and the command line every bench script s
 Owns: `Row` (one line of the results table and its verdict rule), `summary` statistics,
 `memory_of(pid)` (RSS/PSS/USS from psutil), `wakeups_of(pid)` (context switches summed over
 every thread, which psutil's `num_ctx_switches` does not do: it reads the main thread only),
-`machine()` (the header of RESULTS.md), `Probe` (wraps functions of the product to time
+`machine()` (the header of RESULTS.md), `compile_bytecode()` (what an installed Stoker
+starts from), `Probe` (wraps functions of the product to time
 them, for the breakdowns only, never for the headline figures) and `main()` (each script's
 `--quick` / `--json FILE` entry point).
 
@@ -329,6 +330,18 @@ class Probe:
 # ---- workspace and cleanup ----
 
 
+def compile_bytecode() -> None:
+    """Write the product's `__pycache__` (git-ignored), as installing Stoker does: with
+    PYTHONDONTWRITEBYTECODE set, every `stoker` process would compile its sources again,
+    and a start-up figure would measure the compiler."""
+    import compileall
+
+    for package in ("executor", "config", "healthcheck"):
+        if not compileall.compile_dir(str(REPO / package), quiet=1):
+            raise RuntimeError(f"cannot compile {REPO / package}")
+
+
+
 @contextlib.contextmanager
 def workdir(name: str) -> Iterator[Path]:
     """A fresh directory for sandboxes and configs, removed afterwards."""
@@ -376,6 +389,7 @@ def main(name: str, run: Callable[[bool], tuple[list[Row], list[str]]]) -> int:
     # run_all.py stops a bench that overruns with SIGTERM: unwind, so every `finally` kills
     # what that bench started.
     signal.signal(signal.SIGTERM, _terminated)
+    compile_bytecode()
     with private_registry():
         rows, notes = run(args.quick)
     if args.json:

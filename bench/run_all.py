@@ -33,6 +33,7 @@ from benchlib import Row, error_row, machine
 
 BENCH = Path(__file__).resolve().parent
 BENCHES = {  # run in this order: the long idle windows last
+    "launch": ("bench_launch.py", "stoker run's launch → N RUNNING, the entry points' imports (issue 14)"),
     "supervisor": ("bench_supervisor.py", "restart latency and start of 100 processes (issue 3)"),
     "health": ("bench_health.py", "health failure detection (issue 4)"),
     "mesos": ("bench_mesos.py", "Mesos executor latencies and memory (issue 5)"),
