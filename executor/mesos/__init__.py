@@ -7,7 +7,7 @@ Pure (no I/O, threads, clocks or logging), lowest first:
     session.py    the session state and the status updates still owed to the agent
     reconnect.py  when to resubscribe and when to give up on the agent
 Adapters:
-    transport.py  HTTP over `requests`: the SUBSCRIBE stream and the calls
+    transport.py  HTTP over `http.client`: the SUBSCRIBE stream and the calls
     callbacks.py  the callback interface the driver runs (pymesos names)
     sender.py     the driver's sender thread (UPDATE, MESSAGE)
     driver.py     the threads: subscribe, read, dispatch callbacks; reconnect or give up

@@ -1,12 +1,19 @@
-"""HTTP transport to the Mesos agent's v1 executor endpoint: a thin adapter over `requests`.
+"""HTTP transport to the Mesos agent's v1 executor endpoint: a thin adapter over the
+standard library's `http.client`.
 
-This module owns the two `requests` Sessions (one for the long-lived SUBSCRIBE stream, one
-for the UPDATE/MESSAGE calls, which must not share the stream's connection; docs/mesos.md §3),
+This module owns the two connections (one for the long-lived SUBSCRIBE stream, one kept
+alive for the UPDATE/MESSAGE calls, which must not share the stream's; docs/mesos.md §3),
 the URL, the exact headers and the classification of every HTTP outcome:
 
     202 (calls) / 200 (SUBSCRIBE)           -> ACCEPTED
     403, 404, 503, other 5xx but 501, none   -> TRANSIENT (retry with back-off)
     any other status                        -> REJECTED (a bug or a misconfiguration)
+
+Why `http.client` and not `requests`: the agent is plain HTTP/1.1 on a known address, with
+no redirects, proxies, cookies, encodings or TLS to negotiate, and the stream must be read
+piece by piece as chunks arrive; `http.client` does exactly that, while `requests` (with
+`urllib3`, `charset_normalizer`, `idna` and `importlib.metadata`) would cost every executor
+about 9 MiB of memory and a hundred milliseconds of start for nothing it uses.
 
 It never raises to its callers except `StreamBroken` while iterating a stream; it never
 decides about retries, never touches the protocol state, never logs a header (the bearer
@@ -15,12 +22,13 @@ token must not reach any log line) and never logs at all: the driver logs state 
 from __future__ import annotations
 
 import enum
+import http.client
+import select
 import socket
+import threading
 from collections.abc import Iterator
 
 import attrs
-import requests
-import urllib3
 
 API_PATH = "/api/v1/executor"
 CONNECT_TIMEOUT_SECS = 5.0
@@ -83,38 +91,76 @@ def _detail(body: bytes) -> str:
 
 
 def _error_words(error: BaseException) -> str:
-    """"ConnectionError: [Errno 111] Connection refused": the outer type, the root cause."""
+    """"ConnectionRefusedError: [Errno 111] Connection refused": the type, then the root
+    cause (the first exception that caused or wrapped it, innermost)."""
     root, seen = error, set()
     while id(root) not in seen:
         seen.add(id(root))
-        inner = getattr(root, "reason", None)  # urllib3's MaxRetryError
-        if not isinstance(inner, BaseException) and root.args and isinstance(
-                root.args[0], BaseException):
-            inner = root.args[0]  # requests wraps urllib3's error as its first argument
-        if not isinstance(inner, BaseException):
-            inner = root.__cause__ or root.__context__
+        inner = root.__cause__ or root.__context__
         if not isinstance(inner, BaseException):
             break
         root = inner
-    return f"{type(error).__name__}: {root}"
+    text = str(root).strip() or type(root).__name__
+    return f"{type(error).__name__}: {text}"
+
+
+def _split(endpoint: str) -> tuple[str, int]:
+    """`MESOS_AGENT_ENDPOINT` -> (host, port) as http.client takes them (IPv6 unbracketed)."""
+    agent_url(endpoint)  # the same checks, the same error
+    host, _, port = endpoint.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _connect(host: str, port: int, connect_timeout_secs: float,
+             read_timeout_secs: float | None) -> http.client.HTTPConnection:
+    """A connected HTTPConnection: `connect_timeout_secs` for the connect, then
+    `read_timeout_secs` for each read (None: wait as long as it takes)."""
+    conn = http.client.HTTPConnection(host, port, timeout=connect_timeout_secs)
+    try:
+        conn.connect()
+        assert conn.sock is not None
+        conn.sock.settimeout(read_timeout_secs)
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """An idle kept-alive connection the agent has closed (or that has unread bytes, which
+    an idle HTTP/1.1 connection never should): it must not carry the next call."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 class AgentStream:
     """One open SUBSCRIBE response: iterate `chunks()`; `abort()` from any thread ends it."""
 
-    def __init__(self, response: requests.Response) -> None:
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+        self._conn = conn
         self._response = response
+        self._sock = conn.sock
         self._aborted = False
 
     def chunks(self) -> Iterator[bytes]:
-        """Yields HTTP chunks as they arrive; returns on a clean EOF, raises StreamBroken."""
+        """Yields the body as it arrives (at most STREAM_READ_BYTES at a time, never waiting
+        for more than one read); returns on a clean end (the chunked body's last chunk),
+        raises StreamBroken on a reset, a truncation or an abort."""
         try:
-            for chunk in self._response.iter_content(chunk_size=STREAM_READ_BYTES):
-                if chunk:
-                    yield chunk
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,
-                ValueError, AttributeError) as e:
-            # AttributeError/ValueError: urllib3 reading a connection closed under it by abort()
+            while True:
+                piece = self._response.read1(STREAM_READ_BYTES)
+                if not piece:
+                    break
+                yield piece
+        except (http.client.HTTPException, OSError, ValueError, AttributeError) as e:
+            # ValueError/AttributeError: reading a connection that abort() closed under it
             raise StreamBroken("aborted" if self._aborted else _error_words(e)) from None
         if self._aborted:
             raise StreamBroken("aborted")
@@ -122,29 +168,17 @@ class AgentStream:
     def abort(self) -> None:
         """Wakes a reader blocked in recv by shutting the socket down; never raises."""
         self._aborted = True
-        sock = _socket_of(self._response)
-        if sock is not None:
+        if self._sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                self._sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
     def close(self) -> None:
         try:
             self._response.close()
-        except Exception:  # closing a broken connection may fail in many ways; it is gone
-            pass
-
-
-def _socket_of(response: requests.Response) -> socket.socket | None:
-    raw = getattr(response, "raw", None)
-    connection = getattr(raw, "_connection", None)  # urllib3 2.x keeps it while streaming
-    sock = getattr(connection, "sock", None)
-    if isinstance(sock, socket.socket):
-        return sock
-    fp = getattr(getattr(raw, "_fp", None), "fp", None)  # http.client's buffered socket file
-    sock = getattr(getattr(fp, "raw", None), "_sock", None)
-    return sock if isinstance(sock, socket.socket) else None
+        finally:
+            self._conn.close()
 
 
 class AgentTransport:
@@ -157,49 +191,70 @@ class AgentTransport:
         call_timeout_secs: float = CALL_TIMEOUT_SECS,
     ) -> None:
         self.url = agent_url(endpoint)
+        self._host, self._port = _split(endpoint)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth_token:
             self._headers["Authorization"] = f"Bearer {auth_token}"
         self._call_timeout_secs = call_timeout_secs
-        self._stream_session = requests.Session()
-        self._call_session = requests.Session()
-        for session in (self._stream_session, self._call_session):
-            session.trust_env = False  # no proxies or netrc between an executor and its agent
+        self._lock = threading.Lock()  # guards the call connection
+        self._call_conn: http.client.HTTPConnection | None = None
 
     def subscribe(
         self, body: bytes, connect_timeout_secs: float = CONNECT_TIMEOUT_SECS
     ) -> tuple[CallResult, AgentStream | None]:
-        """POSTs SUBSCRIBE; on 200 returns the open stream (no read timeout)."""
+        """POSTs SUBSCRIBE on a connection of its own; on 200 returns the open stream (no
+        read timeout: the agent's heartbeats come every 30 minutes at most)."""
+        conn = None
         try:
-            response = self._stream_session.post(
-                self.url, data=body, headers=self._headers, stream=True,
-                timeout=(connect_timeout_secs, None),
-            )
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
+            conn = _connect(self._host, self._port, connect_timeout_secs, None)
+            conn.request("POST", API_PATH, body=body, headers=self._headers)
+            response = conn.getresponse()
+        except (http.client.HTTPException, OSError) as e:
+            if conn is not None:
+                conn.close()
             return CallResult(Outcome.TRANSIENT, None, _error_words(e)), None
-        if response.status_code == 200:
-            return CallResult(Outcome.ACCEPTED, 200), AgentStream(response)
+        if response.status == 200:
+            return CallResult(Outcome.ACCEPTED, 200), AgentStream(conn, response)
         try:
-            detail = _detail(response.raw.read(_MAX_DETAIL_BYTES + 1, decode_content=True) or b"")
+            detail = _detail(response.read(_MAX_DETAIL_BYTES + 1))
         except Exception as e:  # the error body is only for the log line
             detail = f"(body unreadable: {_error_words(e)})"
         finally:
-            response.close()
-        return CallResult(_classify(response.status_code, 200), response.status_code, detail), None
+            conn.close()
+        return CallResult(_classify(response.status, 200), response.status, detail), None
 
     def post(self, body: bytes) -> CallResult:
-        """POSTs one call (UPDATE, MESSAGE); 202 is ACCEPTED."""
-        try:
-            response = self._call_session.post(
-                self.url, data=body, headers=self._headers,
-                timeout=(CONNECT_TIMEOUT_SECS, self._call_timeout_secs),
-            )
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
-            return CallResult(Outcome.TRANSIENT, None, _error_words(e))
-        outcome = _classify(response.status_code, 202)
-        detail = "" if outcome is Outcome.ACCEPTED else _detail(response.content)
-        return CallResult(outcome, response.status_code, detail)
+        """POSTs one call (UPDATE, MESSAGE) on the kept-alive call connection; 202 is
+        ACCEPTED. A connection the agent closed meanwhile is replaced before the call."""
+        with self._lock:
+            try:
+                conn = self._call_conn
+                if conn is None or _dropped(conn):
+                    if conn is not None:
+                        conn.close()
+                    self._call_conn = conn = None
+                    conn = _connect(self._host, self._port, CONNECT_TIMEOUT_SECS,
+                                    self._call_timeout_secs)
+                    self._call_conn = conn
+                conn.request("POST", API_PATH, body=body, headers=self._headers)
+                response = conn.getresponse()
+                content = response.read()
+                if response.will_close:
+                    self._drop_call_conn()
+            except (http.client.HTTPException, OSError) as e:
+                self._drop_call_conn()
+                return CallResult(Outcome.TRANSIENT, None, _error_words(e))
+        outcome = _classify(response.status, 202)
+        detail = "" if outcome is Outcome.ACCEPTED else _detail(content)
+        return CallResult(outcome, response.status, detail)
+
+    def _drop_call_conn(self) -> None:
+        conn, self._call_conn = self._call_conn, None
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
-        self._stream_session.close()
-        self._call_session.close()
+        """Closes the call connection; a call in flight then fails (TRANSIENT) at once."""
+        conn, self._call_conn = self._call_conn, None
+        if conn is not None:
+            conn.close()
