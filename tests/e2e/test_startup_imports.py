@@ -1,0 +1,129 @@
+"""What each entry point imports: the start-up budget as module sets (issue 14).
+
+The real `stoker run` and `stoker executor` run under `python -X importtime`, which writes
+one line to stderr for every module the process imports, whenever it does: the sets below
+are every module each one loaded, from its exec to the moment checked. Module sets, not
+times: the same on every machine and under any load (the times are `bench/bench_launch.py`'s).
+
+- `stoker run` of a job without a health check or lifecycle port, up to its process RUNNING
+  and through its stop: no HTTP client at all, no ZooKeeper, Thrift or psutil, no package
+  metadata, and none of the parts a task loads only when it needs them (health checkers,
+  shell commands, the checkpoint's compactor, the announcer, the Mesos front-end).
+- The same job with an HTTP check: `requests` comes in (with `urllib3`, which loads
+  `importlib.metadata`), so the check above can fail.
+- `stoker executor`, up to its SUBSCRIBE (what it loads to connect: `http.client`, never
+  `requests` or `importlib.metadata`), then running a task without an HTTP check.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from config.document import encode
+from config.loader import load_job
+from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+NEVER = {  # modules no entry point may load for a task that does not use them
+    "requests", "urllib3", "charset_normalizer", "idna", "importlib.metadata", "pkg_resources",
+    "kazoo", "thriftpy2", "psutil", "executor.task.announcer", "healthcheck.http_check",
+    "executor.task.compaction", "executor.task.replay", "executor.task.taskview",
+}
+NOT_IN_RUN = NEVER | {
+    "http.client", "ssl", "email", "executor.mesos", "executor.mesos.transport",
+    "healthcheck.checkers", "healthcheck.shell", "healthcheck.loop", "executor.procs.commands",
+    "executor.task.lifecycle", "difflib", "executor.cli.inspect", "executor.cli.inspection",
+}
+NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
+                           "executor.procs.commands"}
+
+SLEEPER = """
+    jobs = [Job(cluster='local', role='me', environment='test', name='imports',
+                task=Task(processes=[Process(name='sleeper', cmdline='sleep 1000')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB), finalization_wait=1)
+                {extra})]
+"""
+HTTP_CHECK = (", health_check_config=HealthCheckConfig(initial_interval_secs=60, interval_secs=30)\n"
+              "                ,announce=Announcer(portmap={'health': 'http'})")
+
+
+def imported(stderr: str) -> set[str]:
+    """The modules named by `-X importtime` lines."""
+    names = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "imported package":
+                names.add(name)
+    return names
+
+
+def run_imports(tmp_path: Path, extra: str = "", cmdline: str = "sleep 1000") -> set[str]:
+    """Every module `stoker run` loads for a one-process job, from exec to its stop."""
+    config = tmp_path / "job.aurora"
+    text = textwrap.dedent(SLEEPER.format(extra=extra)).replace("sleep 1000", cmdline)
+    config.write_text(text)
+    sandbox = tmp_path / "sandbox"
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", "executor", "run", str(config),
+             "--sandbox", str(sandbox)],
+            cwd=tmp_path, stdout=o, stderr=e, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
+                 "STOKER_ROOT": str(tmp_path / "registry")})
+    try:
+        wait_for(lambda: "sleeper[0]" in out.read_text() and "RUNNING" in out.read_text()
+                 or proc.poll() is not None, 60, message="the process RUNNING")
+        assert proc.poll() is None, err.read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        kill_leftovers(task_pids(sandbox))
+    return imported(err.read_text())
+
+
+def test_stoker_run_without_health_check_loads_only_what_the_job_needs(tmp_path):
+    mods = run_imports(tmp_path)
+    assert {"executor.local.run", "executor.procs.supervisor", "pystachio"} <= mods  # it sees imports
+    assert sorted(mods & NOT_IN_RUN) == []
+
+
+def test_stoker_run_with_an_http_check_loads_requests_for_it(tmp_path):
+    mods = run_imports(tmp_path, HTTP_CHECK, cmdline="sleep 1000 {{thermos.ports[http]}}")
+    assert {"healthcheck.http_check", "requests"} <= mods
+    assert sorted(mods & {"executor.mesos", "kazoo", "thriftpy2", "pkg_resources"}) == []
+
+
+def test_stoker_executor_connects_and_runs_a_task_without_requests(tmp_path):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    job = tmp_path / "job.aurora"
+    job.write_text(textwrap.dedent(SLEEPER.format(extra="")))
+    sim = AgentSimulator(sandbox=sandbox)
+    try:
+        sim.launch_executor([sys.executable, "-X", "importtime", "-m", "executor", "executor"],
+                            cwd=sandbox, env_overrides={"PYTHONPATH": str(REPO)})
+        sim.wait_subscribed(timeout_secs=30)
+        subscribed = imported(sim.executor_log())
+        sim.launch(make_task_info("task-1", encode(load_job(job))))
+        sim.wait_for_state("task-1", "TASK_RUNNING", 30)
+        running = imported(sim.executor_log())
+    finally:
+        sim.close()
+        kill_leftovers(task_pids(sandbox))
+    assert {"executor.mesos.transport", "http.client"} <= subscribed  # it sees imports
+    assert sorted(subscribed & NOT_IN_EXECUTOR) == []
+    assert "executor.task.owner" in running
+    assert sorted(running & NOT_IN_EXECUTOR) == []
