@@ -57,9 +57,9 @@ class CommandRunner:
         self._stdin_fd = stdin_fd
         self._seq = itertools.count()
         self._lock = threading.Lock()
-        self._live: dict[int, spawn.Child] = {}
+        self._live: dict[int, spawn.CommandChild] = {}
 
-    def live(self) -> list[spawn.Child]:
+    def live(self) -> list[spawn.CommandChild]:
         """Commands still running (for signal_all / task_pids)."""
         with self._lock:
             return list(self._live.values())
@@ -90,11 +90,11 @@ class CommandRunner:
             os.close(read_fd)
 
     def _fork(self, command: str, env: Mapping[str, str], marker: str,
-              out_fd: int) -> spawn.Child:
+              out_fd: int) -> spawn.CommandChild:
         with self._reaper.forking():
             popen = spawn.fork_exec(command, cwd=self._sandbox, env=env, stdin=self._stdin_fd,
                                     stdout=out_fd, stderr=out_fd, run_as=self._run_as)
-            child = spawn.Child(pid=popen.pid, popen=popen, marker=marker)
+            child = spawn.CommandChild(pid=popen.pid, popen=popen, marker=marker)
             with self._lock:
                 self._live[child.pid] = child
             self._reaper.register(child.pid, Watcher(
@@ -102,15 +102,15 @@ class CommandRunner:
                 on_reaped=lambda pid, status: self._exited(child, status)))
         return child
 
-    def _kill_leftovers(self, pid: int, child: spawn.Child) -> None:
+    def _kill_leftovers(self, pid: int, child: spawn.CommandChild) -> None:
         self._containment.kill_leftovers(pid, child.marker_entry)
 
-    def _exited(self, child: spawn.Child, status: int) -> None:
+    def _exited(self, child: spawn.CommandChild, status: int) -> None:
         with self._lock:
             self._live.pop(child.pid, None)
         child.reaped(status)
 
-    def _kill(self, child: spawn.Child) -> None:
+    def _kill(self, child: spawn.CommandChild) -> None:
         """Its tree now; what is left once it exits goes with its leftovers."""
         self._containment.signal([child], (child.marker_entry,), signal.SIGKILL, whole_task=False)
 
@@ -130,7 +130,7 @@ class _Tail:
         return self._data.decode("utf-8", errors="replace")
 
 
-def _open_pidfd(child: spawn.Child) -> int:
+def _open_pidfd(child: spawn.CommandChild) -> int:
     """A pidfd that becomes readable when the command's top process exits; -1 when there is
     none (no pidfd support, or reaped already). Only a wake-up: the pipe's EOF and the
     deadline end the wait too, so a pid reused after the reap costs time, never a result."""
@@ -142,7 +142,7 @@ def _open_pidfd(child: spawn.Child) -> int:
         return -1
 
 
-def _follow(read_fd: int, child: spawn.Child, tail: _Tail, deadline: float) -> bool:
+def _follow(read_fd: int, child: spawn.CommandChild, tail: _Tail, deadline: float) -> bool:
     """Reads the command's output until its top process exits, the pipe reaches EOF or the
     deadline passes; then waits (until the deadline) for the reaper. True when reaped."""
     pidfd = _open_pidfd(child)
@@ -179,7 +179,7 @@ def _drain(read_fd: int, tail: _Tail) -> None:
         tail.add(data)
 
 
-def _result(child: spawn.Child, timed_out: bool, output: str) -> CommandResult:
+def _result(child: spawn.CommandChild, timed_out: bool, output: str) -> CommandResult:
     exit_code = sig = None
     if child.status is not None:
         status = ExitStatus.from_wait_status(child.status)

@@ -8,7 +8,8 @@ before exec), the log layout
 each log file is opened through `executor/procs/sandboxfs.py`: relative to the level above,
 never through a symlink, and never blocking on a FIFO a task planted), choosing the child's
 stdout/stderr for each logger destination and mode, what a prepared run carries to its fork
-(`PreparedRun`), the children the supervisor watches (`Child`, `RunChild`), and the fork:
+(`PreparedRun`), the children the supervisor watches (`Child`: a run's `RunChild`, a command's
+`CommandChild`), and the fork:
 `subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 (cwd, a new
 session and close_fds are done in the child by C code, no Python runs there; with another
 user to switch to it is fork+exec, since setuid in a vfork child is not safe). Nothing on
@@ -33,7 +34,7 @@ from executor.procs.identity import RunAs
 from executor.procs.logpump import LOG_FLAGS, LogFile, make_pipe
 from executor.procs.sandboxfs import describe_os_error
 
-__all__ = ["Child", "LogDir", "PreparedRun", "RunChild", "RunStdio", "SpawnError",
+__all__ = ["Child", "CommandChild", "LogDir", "PreparedRun", "RunChild", "RunStdio", "SpawnError",
            "describe_os_error", "fork_exec", "log_dir", "open_stdio", "run_env", "run_marker",
            "task_env", "with_profile"]
 
@@ -77,13 +78,13 @@ def task_env(env: Mapping[str, str], sandbox: Path, task_marker: str) -> dict[st
 
 @attrs.define(eq=False)
 class Child:
-    """One forked child the supervisor watches: a health command, or (RunChild) a run."""
+    """One forked child the supervisor watches: a run (RunChild) or a health command
+    (CommandChild). Slotted and small: a task of 500 processes keeps 500 of them."""
 
     pid: int
     popen: subprocess.Popen  # referenced until reaped
     marker: str  # its STOKER_RUN_MARKER value
     status: int | None = None  # the wait status, once reaped
-    done: threading.Event = attrs.Factory(threading.Event)
 
     @property
     def marker_entry(self) -> bytes:
@@ -92,6 +93,17 @@ class Child:
     def reaped(self, status: int) -> None:
         self.status = status
         self.popen.returncode = os.waitstatus_to_exitcode(status)  # subprocess must never wait on it
+
+
+@attrs.define(eq=False)
+class CommandChild(Child):
+    """A shell command's top process: its caller waits for `done` (a run's exit is an event
+    for the owner instead, so a run carries no Event)."""
+
+    done: threading.Event = attrs.Factory(threading.Event)
+
+    def reaped(self, status: int) -> None:
+        super().reaped(status)
         self.done.set()
 
 
