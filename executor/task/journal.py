@@ -47,10 +47,10 @@ class Journal:
         self._pending: list[Record] = []
 
     def open(self, sink: CheckpointSink, header: HeaderRecord) -> None:
-        """Start writing to `sink`, header first (written at once)."""
+        """Start writing to `sink`, header first: it is written with the records that follow
+        it, at the next flush (the task's STARTING: one sync, not two, before a process starts)."""
         self._sink = sink
         self._pending.insert(0, attrs.evolve(header, wall=self._wall()))
-        self.flush()
 
     def transition(self, t: ProcessTransition | PhaseTransition | TaskTransition,
                    pid: int | None = None, status: ExitStatus | None = None) -> None:
