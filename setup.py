@@ -11,7 +11,8 @@ setup(
     package_dir={"": "."},
     packages=find_packages(include=["executor", "executor.*", "healthcheck", "healthcheck.*", "config", "config.*"]),
     install_requires=[
-        "requests>=2.28",
+        # No HTTP client library: the agent connection, the HTTP health check and the
+        # lifecycle endpoints use the standard library's http.client.
         "psutil>=5.9",
         "pystachio>=0.8.10",
         "attrs>=23.1",
@@ -26,7 +27,7 @@ setup(
     ],
     package_data={"config.aurora": ["*.thrift"]},
     extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90",
+        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "requests>=2.28",
                  # the lint gate in `make test`; pinned so a new release cannot fail CI
                  "ruff==0.17.6", "mypy==2.4.1", "types-requests", "types-psutil",
                  # the observer's browser tests drive Debian's chromium (`make browser`)

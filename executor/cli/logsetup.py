@@ -90,5 +90,3 @@ def configure(log_format: str = "text", level: str | int = "INFO", stream: Any =
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
-    # urllib3 logs every connection at DEBUG; keep it out unless asked for.
-    logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))

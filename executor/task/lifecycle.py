@@ -26,23 +26,28 @@ logger = logging.getLogger(__name__)
 
 
 def post_endpoint(port: int, endpoint: str, timeout_secs: float = 1.0) -> tuple[int | None, str]:
-    """POST an empty body straight to the task (proxy settings ignored, like every loopback
-    call Stoker makes); (the HTTP status, or None when there was no answer; detail)."""
-    import requests  # only tasks with a lifecycle port pay for it (requests pulls in ssl)
+    """POST an empty body straight to the task over `http.client` (no proxy: the task is on
+    localhost; each socket operation waits at most `timeout_secs`); (the HTTP status, or None
+    when there was no answer; detail)."""
+    import http.client
+
+    from healthcheck.http_check import request_path
 
     url = f"http://localhost:{port}{endpoint}"
+    conn = http.client.HTTPConnection("localhost", port, timeout=timeout_secs)
     try:
-        with requests.Session() as session:
-            session.trust_env = False  # the task is on localhost: no proxy, no netrc
-            with session.post(url, data=b"", timeout=timeout_secs, allow_redirects=False,
-                              stream=True) as resp:
-                return resp.status_code, f"POST {url} answered HTTP {resp.status_code}"
-    except requests.ConnectionError as exc:
-        return None, f"POST {url} failed: connection refused or reset ({type(exc).__name__})"
-    except requests.Timeout:
+        conn.request("POST", request_path(endpoint), body=b"",
+                     headers={"Connection": "close", "Accept-Encoding": "identity"})
+        status = conn.getresponse().status
+        return status, f"POST {url} answered HTTP {status}"
+    except TimeoutError:
         return None, f"POST {url} timed out after {timeout_secs:.1f} s"
+    except ConnectionError as exc:  # refused, reset, or closed without an answer
+        return None, f"POST {url} failed: connection refused or reset ({type(exc).__name__})"
     except Exception as exc:  # an adapter never raises: every outcome becomes a result
         return None, f"POST {url} failed: {type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
 
 
 class LifecycleShutdown:

@@ -109,9 +109,9 @@ def run_app(app: dict, argv: list[str], env: dict[str, str] | None = None, timeo
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-PROBE = ("import json, os, sys, attrs, charset_normalizer, executor, psutil, pystachio, requests;"
-         "print(json.dumps({'files': [m.__file__ for m in (attrs, charset_normalizer, executor, psutil,"
-         " pystachio, requests)], 'pid': psutil.Process().pid == os.getpid(),"
+PROBE = ("import json, os, sys, attrs, executor, kazoo, psutil, pystachio;"
+         "print(json.dumps({'files': [m.__file__ for m in (attrs, executor, kazoo, psutil,"
+         " pystachio)], 'pid': psutil.Process().pid == os.getpid(),"
          " 'shiv_root': os.environ.get('SHIV_ROOT'), 'version': list(sys.version_info[:2])}))")
 
 
@@ -134,9 +134,11 @@ def test_dist_builds_the_wheel_and_an_executable_abi3_zipapp(dist):
     extensions = [n for n in names if n.startswith("site-packages/") and n.endswith(".so")]
     assert any(n.startswith("site-packages/psutil/") for n in extensions), extensions
     assert [n for n in extensions if not n.endswith(".abi3.so")] == []
-    for package in ("executor", "healthcheck", "config", "requests", "psutil", "pystachio", "attr", "urllib3",
+    for package in ("executor", "healthcheck", "config", "psutil", "pystachio", "attr", "kazoo",
                     "thriftpy2", "ply", "ijson"):
         assert f"site-packages/{package}/__init__.py" in names, package
+    for package in ("requests", "urllib3"):  # every HTTP call Stoker makes is http.client's
+        assert f"site-packages/{package}/__init__.py" not in names, package
     # Aurora's IDL is package data, in the wheel and in the zipapp; thriftpy2 is the pure rebuild.
     assert "site-packages/config/aurora/aurora.thrift" in names
     with zipfile.ZipFile(dist / f"stoker-{version}-py3-none-any.whl") as wheel:

@@ -69,6 +69,12 @@ def test_http_ok_passes_and_hits_the_endpoint(server):
     assert server.requests == [("GET", "/healthz")]
 
 
+def test_http_endpoint_goes_on_the_request_line_percent_encoded_without_its_fragment(server):
+    attempt = HttpChecker(server.port, endpoint="/h\u00e9alth/%7Ex/%2F?q=a%zz#top").check()
+    assert attempt.outcome is AttemptOutcome.PASSED, attempt.reason
+    assert server.requests == [("GET", "/h%C3%A9alth/~x/%2F?q=a%25zz")]
+
+
 def test_http_body_is_stripped_and_compared_case_insensitively(server):
     server.script = [Reply(200, b" OK\n")]
     assert HttpChecker(server.port).check().ok
