@@ -187,6 +187,16 @@ def spawn_loop(n: int, posix: bool) -> float:
     return took
 
 
+def import_secs(statement: str) -> float:
+    """How long `statement` takes in a fresh interpreter, timed inside it (the interpreter's
+    own start and exit left out)."""
+    code = ("import time\nstart = time.perf_counter()\n" + statement +
+            "\nprint(time.perf_counter() - start, flush=True)\nimport os\nos._exit(0)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env=child_env(), stdin=subprocess.DEVNULL).stdout
+    return float(out.strip().splitlines()[-1])
+
+
 def module_set(statement: str) -> list[str]:
     code = f"import sys, json\nbefore = set(sys.modules)\n{statement}\nprint(json.dumps(sorted(set(sys.modules) - before)))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
@@ -236,20 +246,20 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                             f"Popen (vfork+exec): {med_max([a for a, _ in loops], 2)}",
                             f"os.posix_spawn: {med_max([b for _, b in loops], 2)}", "—"))
         progress("import time and module sets of each entry point")
-        deps = [python_run(DEPENDENCIES) for _ in range(reps[1])]
+        deps = [import_secs(DEPENDENCIES) for _ in range(reps[1])]
         for name, statement in ENTRY_POINTS.items():
-            times = [python_run(statement) for _ in range(reps[1])]
+            times = [import_secs(statement) for _ in range(reps[1])]
             mods = module_set(statement)
             ours = sum(m.split(".")[0] in ("executor", "config", "healthcheck") for m in mods)
             heavy = [m for m in ("requests", "urllib3", "ssl", "http.client", "pystachio", "psutil",
                                  "kazoo", "thriftpy2", "importlib.metadata", "pkg_resources")
                      if m in mods]
             rows.append(Row(
-                f"`{name}`: its imports (`python3 -c '{statement}'`, exec → exit)",
+                f"`{name}`: its imports (`{statement}`, timed in a fresh interpreter)",
                 f"{med_max(times)}; {len(mods)} modules ({ours} of Stoker's), of note: "
                 f"{', '.join(heavy) or 'none'}",
-                f"`python3 -c pass`: {ms(summary(pythons).median, 1)}; "
-                f"`python3 -c '{DEPENDENCIES}'`: {med_max(deps)}", "—"))
+                f"the interpreter's start (`python3 -c pass`, exec → exit): "
+                f"{ms(summary(pythons).median, 1)}; `{DEPENDENCIES}`: {med_max(deps)}", "—"))
         progress("where the launch time goes (probed)")
         for n in (1, 100):
             notes.append(breakdown_note(n, probe(n), summary(pythons).median))

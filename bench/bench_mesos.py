@@ -147,7 +147,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
             stubborn.append(one(root, f"stubborn-{i}", STOKER, ignores))
         progress("import footprints")
         footprint = footprint_note("what `stoker executor` imports", [
-            "import ssl", "import urllib3", "import requests", "import executor.mesos.driver",
+            "import ssl", "import http.client", "import executor.mesos.driver",
             "import executor.mesos.executor"])
     both = term + stubborn
     starting, running = _col(both, "starting"), _col(both, "running")

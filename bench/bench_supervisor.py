@@ -102,6 +102,7 @@ class OwnedTask:
     def __init__(self, n: int, sandbox: Path, cgroups: str = "auto") -> None:
         self.recorder = Recorder()
         self.spawned: dict[tuple[str, int], Spawned] = {}
+        sandbox.mkdir(parents=True, exist_ok=True)  # as both front-ends make it before the owner
         self.created_at = time.monotonic()
         self.owner = owner_for(job_of(n), sandbox, dict(os.environ), self.recorder, run_cap=None,
                                cgroups=cgroups)
