@@ -11,7 +11,7 @@ time goes, next to the floors of the same run:
 - N × `subprocess.Popen` (vfork+exec) and N × `os.posix_spawn` of the same command from this
   process.
 
-"Launch → N RUNNING" is measured from just before `Popen` of the `stoker` console script to
+"Launch → N RUNNING" is measured from just before `Popen` of `python3 -m executor run` to
 the moment this process reads the Nth `WAITING → RUNNING` line from its stdout (a pipe:
 `stoker run` flushes every line). Each launch runs alone and is stopped with SIGTERM before
 the next; the repetitions of N and of its floor are interleaved, so both see the same machine.
@@ -73,10 +73,10 @@ def config_text(n: int) -> str:
 
 
 def stoker_argv() -> list[str]:
-    """The `stoker` console script beside this interpreter (what an operator runs), else
-    `python -m executor`."""
-    script = Path(sys.executable).with_name("stoker")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "executor"]
+    """`python -m executor`, the same as the `stoker` console script (which imports one
+    module less), and the same at every commit, so a run of this script at an older commit
+    measures that commit's product."""
+    return [sys.executable, "-m", "executor"]
 
 
 def child_env() -> dict[str, str]:
