@@ -27,7 +27,7 @@ from config.settings import (
     variables,
 )
 from config.words import printable
-from executor.cli import control, logsetup, observe, ps, status, tail
+from executor.cli import logsetup
 from executor.cli.targets import UsageError
 from executor.logs import log_event
 
@@ -42,7 +42,13 @@ def _command(sub, name: str, summary: str, example: str, details: str = "") -> a
                           epilog=example, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def _parser() -> argparse.ArgumentParser:
+# The commands whose start is timed (bench/bench_launch.py): for them alone, only their own
+# arguments are built (the whole parser, with every command's, takes several milliseconds).
+SUPERVISORS = ("run", "executor")
+
+
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `stoker` parser; `only` (one of SUPERVISORS): with that command alone."""
     parser = argparse.ArgumentParser(
         prog="stoker",
         description="Run Aurora/Thermos job specs under Mesos or on this machine, with health checks.",
@@ -53,7 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stoker {executor.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    if only in (None, "run"):
+        _run_command(sub)
+    if only in (None, "executor"):
+        ex = _command(sub, "executor", "the Mesos executor, started by a Mesos agent",
+                      _variables_epilog(), " It reads the agent's MESOS_* variables (below).")
+        add_arguments(ex, ExecutorSettings)
+        add_arguments(ex, RegistrySettings)
+    if only is None:
+        _inspection_commands(sub)
+    return parser
 
+
+def _run_command(sub) -> None:
     run = _command(sub, "run", "run a job on this machine, restarting it by the service rules",
                    "examples:\n  stoker run examples/hello_world.aurora\n"
                    "  stoker run jobs.aurora devcluster/www-data/prod/hello --port http=8080 "
@@ -62,10 +80,10 @@ def _parser() -> argparse.ArgumentParser:
                    "one kills at once.")
     add_arguments(run, RunSettings)
     add_arguments(run, RegistrySettings)
-    ex = _command(sub, "executor", "the Mesos executor, started by a Mesos agent",
-                  _variables_epilog(), " It reads the agent's MESOS_* variables (below).")
-    add_arguments(ex, ExecutorSettings)
-    add_arguments(ex, RegistrySettings)
+
+
+def _inspection_commands(sub) -> None:
+    from executor.cli import control, observe, ps, status, tail
 
     inspect = _command(sub, "inspect", "load and validate a job; print it, or its task document; or print "
                                        "the task a Mesos TaskInfo carries",
@@ -88,7 +106,6 @@ def _parser() -> argparse.ArgumentParser:
 
     for command in (status, ps, tail, control, observe):  # each registers its own subcommands
         command.register(sub, _command)
-    return parser
 
 
 def _variables_epilog() -> str:
@@ -131,7 +148,8 @@ def run() -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = _parser(words[0] if words and words[0] in SUPERVISORS else None).parse_args(argv)
     try:
         return _dispatch(args)
     except (ConfigError, UsageError) as exc:
