@@ -43,7 +43,9 @@ _RUNNING = re.compile(_STAMP + r"STARTING → RUNNING", re.M)
 
 CONFIG = f"""
 jobs = [Job(cluster='local', role='bench', environment='test', name='health',
-            task=Task(processes=[Process(name='svc', cmdline='sleep 1000')],
+            # The check talks to the bench's server on the `health` port; naming the port
+            # here is what gives the job one (and a health check).
+            task=Task(processes=[Process(name='svc', cmdline='sleep 1000  # {{{{thermos.ports[health]}}}}')],
                       resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB),
                       finalization_wait=2),
             health_check_config=HealthCheckConfig(
