@@ -101,7 +101,8 @@ def one(root: Path, tag: str, argv: list[str], data: bytes) -> Sample:
     sim = AgentSimulator(sandbox=sandbox)
     try:
         exec_at = time.monotonic()
-        proc = sim.launch_executor(argv, cwd=sandbox)
+        # PYTHONPATH: the product of this checkout, whatever the interpreter has installed
+        proc = sim.launch_executor(argv, cwd=sandbox, env_overrides={"PYTHONPATH": str(REPO)})
         sim.wait_subscribed(WAIT_SECS)
         subscribed = min(c.at for c in sim.calls("SUBSCRIBE")) - exec_at
         launch_at = time.monotonic()
