@@ -216,7 +216,7 @@ def breakdown_note(n: int, phases: dict[str, float], python: float) -> str:
     parts = "; ".join(f"{name} {ms(secs, 1)}" for name, secs in phases.items() if name != "total")
     return (f"Launch of N={n}, in-process with probes (`bench/launch_probe.py`; add the "
             f"interpreter's own start, {ms(python, 1)} in this run): {parts}; "
-            f"{ms(phases['total'], 1)} from the first import to the {n}th RUNNING.")
+            f"{ms(phases['total'], 1)} from the first import until all {n} were RUNNING.")
 
 
 def run(quick: bool) -> tuple[list[Row], list[str]]:
