@@ -2,6 +2,8 @@
 import ast
 from pathlib import Path
 
+import pytest
+
 from executor.task.checkpoint import parse_lines
 from executor.task.replay import HEALTH_HISTORY, replay
 
@@ -271,3 +273,57 @@ def test_each_attempt_keeps_how_its_processes_were_contained():
     assert [a.containment for a in view.attempts] == [
         "cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)", "",
         "process groups, task markers and the subreaper (no cgroup: off)"]
+
+
+# ---- the rules `make mutation` found unstated ----
+
+# Each row: the record that ends run 0 (after a RUNNING record), without an outcome -> the
+# run's state. The rule: a final state is the run's; leaving RUNNING, or an exit status,
+# derives SUCCESS / LOST / FAILED from the exit; otherwise the record's state is shown.
+ENDS = {
+    "exit 0, no 'from'": ({"to": "WAITING", "exit_code": 0}, "SUCCESS"),
+    "a signal, no 'from'": ({"to": "WAITING", "signal": 9}, "LOST"),
+    "exit 3, no 'from'": ({"to": "WAITING", "exit_code": 3}, "FAILED"),
+    "from RUNNING, no exit status": ({"from": "RUNNING", "to": "WAITING"}, "FAILED"),
+    "no 'from', no exit status": ({"to": "WAITING"}, "WAITING"),
+    "a final state wins": ({"from": "RUNNING", "to": "KILLED", "exit_code": 0}, "KILLED"),
+}
+
+
+@pytest.mark.parametrize("end, state", ENDS.values(), ids=ENDS.keys())
+def test_how_a_run_ended_when_the_record_does_not_say(end, state):
+    records = [header(), proc("web", 0, "WAITING", "RUNNING", "started", 1.0, pid=10),
+               {"kind": "process", "wall": 2.0, "process": "web", "run": 0, **end}]
+    (run,) = replay(records).processes[1].runs
+    assert (run.state, run.ended_wall) == (state, 2.0)
+
+
+def test_a_process_that_never_started_has_no_run_and_one_not_in_the_header_is_shown():
+    records = [header(), proc("late", None, "WAITING", "KILLED", "not started: the task is stopping",
+                              1.0)]
+    setup, web, late = replay(records).processes
+    assert (late.name, late.state, late.reason, late.runs) == (
+        "late", "KILLED", "not started: the task is stopping", ())
+
+
+def test_records_without_a_wall_time_show_0_and_a_health_attempt_keeps_its_latency():
+    records = [header(), {"kind": "task", "to": "STARTING", "reason": "launched"},
+               {"kind": "phase", "to": "CLEANING"},
+               {"kind": "health", "outcome": "failed", "reason": "HTTP 503", "latency_secs": 0.25}]
+    view = replay(records)
+    assert (view.history[0].wall, view.phase.wall) == (0.0, 0.0)
+    (attempt,) = view.health.last_attempts
+    assert (attempt.wall, attempt.outcome, attempt.reason, attempt.latency_secs) == (
+        0.0, "failed", "HTTP 503", 0.25)
+
+
+def test_each_damaged_record_is_named_by_its_place_and_skipped():
+    records = [header(), {"kind": "task", "to": "SLEEPING"}, "not a dict",
+               {"kind": "from-the-future"}, {"kind": "health", "outcome": "passed", "attempts": -1}]
+    assert replay(records).warnings == (
+        "checkpoint record 2, a task record: 'to' is 'SLEEPING', not a TaskStage name; skipped",
+        "checkpoint record 3, a record: a JSON str, not an object; skipped",
+        "checkpoint record 5, a health record: 'attempts' is -1, outside 0 ... 9223372036854775807; "
+        "skipped",
+    )
+    assert replay(RECORDED).warnings == ()
