@@ -172,7 +172,7 @@ def _duration_secs(nanoseconds: Any, what: str) -> float:
 def parse_event(payload: bytes | bytearray) -> Event:
     """One RecordIO record (JSON) -> one event; RemoteProtocolError says what is malformed."""
     try:
-        obj = json.loads(payload.decode("utf-8"))
+        obj = json.loads(payload.decode())  # UTF-8
     except UnicodeDecodeError as e:
         raise RemoteProtocolError(f"event is not UTF-8: {e}") from None
     except json.JSONDecodeError as e:
@@ -291,7 +291,7 @@ def task_data(task_info: Mapping[str, Any]) -> bytes:
     data = task_info.get("data")
     if data is None:
         return b""
-    return _b64(data, f"TaskInfo {task_info.get('task_id', {}).get('value')!r} data")
+    return _b64(data, f"TaskInfo {task_id(task_info)!r} data")
 
 
 def ports_from_resources(task_info: Mapping[str, Any]) -> list[int]:
@@ -358,7 +358,7 @@ class Calls:
             "executor_id": {"value": self.executor_id},
             **body,
         }
-        return json.dumps(call, separators=(",", ":")).encode("utf-8")
+        return json.dumps(call, separators=(",", ":")).encode()
 
     def subscribe(self, tasks: Iterable[dict[str, Any]],
                   statuses: Iterable[dict[str, Any]]) -> bytes:
@@ -375,7 +375,7 @@ class Calls:
         return self._body("UPDATE", update={"status": status})
 
     def message(self, data: bytes) -> bytes:
-        return self._body("MESSAGE", message={"data": base64.b64encode(data).decode("ascii")})
+        return self._body("MESSAGE", message={"data": base64.b64encode(data).decode()})
 
     def task_status(self, fields: StatusFields, uuid: bytes, agent_id: str | None,
                     now_wall: float) -> dict[str, Any]:
@@ -389,7 +389,7 @@ class Calls:
             "state": mesos_state_name(fields.state),
             "source": SOURCE_EXECUTOR,
             "executor_id": {"value": self.executor_id},
-            "uuid": base64.b64encode(uuid).decode("ascii"),
+            "uuid": base64.b64encode(uuid).decode(),
             "timestamp": float(now_wall),
         }
         if agent_id is not None:
