@@ -123,24 +123,21 @@ Event = (Subscribed | Launch | LaunchGroup | Kill | Acknowledged | Message | Shu
 
 
 def _field(obj: Any, path: str, kind: type | tuple[type, ...], what: str) -> Any:
-    """Follows a dotted path through dicts; RemoteProtocolError naming the path when wrong."""
+    """Follows a dotted path through dicts; RemoteProtocolError naming the path when wrong.
+    No field Stoker reads is a boolean, so `true` is never an int."""
     value = obj
     for key in path.split("."):
         if not isinstance(value, dict) or key not in value or value[key] is None:
             raise RemoteProtocolError(f"{what}: '{path}' is missing")
         value = value[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and bool not in _kinds(kind):
+    if not isinstance(value, kind) or isinstance(value, bool):
         raise RemoteProtocolError(
             f"{what}: '{path}' is a {type(value).__name__}, not {_names(kind)}")
     return value
 
 
-def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
 def _names(kind: type | tuple[type, ...]) -> str:
-    return " or ".join(k.__name__ for k in _kinds(kind))
+    return " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
 
 
 def _b64(text: Any, what: str) -> bytes:
@@ -156,14 +153,13 @@ def _b64(text: Any, what: str) -> bytes:
         raise RemoteProtocolError(f"{what} is not valid base64: {e}") from None
 
 
-def _duration_secs(nanoseconds: Any, what: str) -> float:
+def _duration_secs(nanoseconds: int | float | str, what: str) -> float:
+    """Nanoseconds as `_field(..., (int, float, str), ...)` gave them, in seconds."""
     if isinstance(nanoseconds, str):  # Mesos' parser accepts numeric strings for int64
         try:
             nanoseconds = int(nanoseconds)
         except ValueError:
             raise RemoteProtocolError(f"{what} {nanoseconds!r} is not a number") from None
-    if isinstance(nanoseconds, bool) or not isinstance(nanoseconds, (int, float)):
-        raise RemoteProtocolError(f"{what} is a {type(nanoseconds).__name__}, not a number")
     if nanoseconds < 0:
         raise RemoteProtocolError(f"{what} is negative ({nanoseconds} ns)")
     return nanoseconds / 1e9

@@ -210,9 +210,14 @@ def test_an_oversized_event_is_read_from_its_first_bytes():
     message = b'{"type":"MESSAGE","message":{"data":"AAAA'
     assert wire.parse_oversized(20, message, 10) == wire.Oversized("MESSAGE", 20, None)
     assert wire.parse_oversized(20, b'{"type":"FROM_THE_FUTURE"', 10).type == "FROM_THE_FUTURE"
-    for prefix in (b'{"type":"SUBSCRIBED","subscribed":{', b'{"type":"KILL"', b'{"typ', b"junk"):
-        with pytest.raises(RemoteProtocolError, match="larger than the limit of 10 bytes"):
+    # Only a LAUNCH's task id is read: another event's path that looks like one is not.
+    future = b'{"type":"FROM_THE_FUTURE","launch":{"task":{"task_id":{"value":"t-9"}}}}'
+    assert wire.parse_oversized(20, future, 10) == wire.Oversized("FROM_THE_FUTURE", 20, None)
+    for prefix, kind in ((b'{"type":"SUBSCRIBED","subscribed":{', "SUBSCRIBED"), (b'{"type":"KILL"', "KILL"),
+                         (b'{"typ', "an"), (b"junk", "an")):
+        with pytest.raises(RemoteProtocolError) as caught:
             wire.parse_oversized(20, prefix, 10)
+        assert str(caught.value) == f"{kind} event of 20 bytes is larger than the limit of 10 bytes"
 
 
 def test_protocol_error_in_stream_reaches_the_caller_of_feed():
