@@ -108,7 +108,7 @@ class Planner:
         self._reason = "the task is running its processes"
         self._outcome: tuple[TaskPhase, str] | None = None  # fixed when ACTIVE ends
         self._killed = False
-        self._skip_finals = ""  # why the final processes do not run (a kill skipped them)
+        self._skip_finals: str | None = None  # why the final processes do not run (a kill skipped them)
         # When the final processes must be done: on a natural end, finalization_wait after
         # ACTIVE ended (cleaning spends the same budget); after a kill, set when they start.
         self._final_deadline_at = math.inf
@@ -166,7 +166,7 @@ class Planner:
             return
         grace = self._task.finalization_wait_secs if grace_secs is None else max(0.0, grace_secs)
         term_at = now + max(0.0, term_delay_secs)
-        if skip_finals and not self._skip_finals:
+        if skip_finals and self._skip_finals is None:
             self._skip_finals = reason
         if not self._killed:
             self._killed = True
@@ -251,7 +251,7 @@ class Planner:
         fw = self._task.finalization_wait_secs
         if not self._final.procs:
             self._finish()
-        elif self._skip_finals:
+        elif self._skip_finals is not None:
             self._cancel_waiting(self._final, f"final processes skipped: {self._skip_finals}")
             self._finish()
         elif self._killed or now < self._final_deadline_at:
@@ -356,12 +356,12 @@ class Planner:
         if phase is TaskPhase.ACTIVE or (phase is TaskPhase.FINALIZING
                                           and not self._final.stopping):
             plan = self._regular if phase is TaskPhase.ACTIVE else self._final
-            times += [g for p in plan.procs
-                      if p.state is ProcessState.WAITING and plan.deps_done(p)
-                      and (g := p.gate_at) is not None and g > now]
-            times += [k for p in plan.procs  # an operator's restart: its SIGKILL
-                      if p.state is ProcessState.RUNNING and p.killed_at is None
-                      and (k := p.restart_kill_at) is not None]
+            times = [g for p in plan.procs
+                     if p.state is ProcessState.WAITING and plan.deps_done(p)
+                     and (g := p.gate_at) is not None and g > now] + [
+                k for p in plan.procs  # an operator's restart: its SIGKILL
+                if p.state is ProcessState.RUNNING and p.killed_at is None
+                and (k := p.restart_kill_at) is not None]
             if phase is TaskPhase.FINALIZING:
                 times.append(self._final_deadline_at)
         elif phase in (TaskPhase.CLEANING, TaskPhase.FINALIZING):

@@ -48,7 +48,6 @@ class TaskStatusMachine:
     def __init__(self, health_checked: bool) -> None:
         self._health_checked = health_checked
         self._state = TaskState.STARTING
-        self._health_failed = False  # a failed health check began the kill
         # Once a kill began: how the task ends, FAILED (health) or KILLED (request), and why.
         self._kill: tuple[TaskState, str] | None = None
 
@@ -84,7 +83,6 @@ class TaskStatusMachine:
         if verdict.state is HealthState.RUNNING and self._state is TaskState.STARTING:
             return self._move(TaskState.RUNNING, f"healthy: {verdict.reason}", True)
         if verdict.state is HealthState.FAILED:
-            self._health_failed = True
             return self._begin_kill(TaskState.FAILED, f"health check failed: {verdict.reason}")
         return NO_CHANGE
 
@@ -105,17 +103,15 @@ class TaskStatusMachine:
         if self._state.terminal:
             return NO_CHANGE
         if self._kill is not None:
-            return self._move(*self._kill, self._terminal_healthy())
+            # A terminal update carries `healthy` only to say a failed check ended the task
+            # (as Mesos' built-in executors do); otherwise it says nothing about health.
+            cause, why = self._kill
+            return self._move(cause, why, False if cause is TaskState.FAILED else None)
         if phase is TaskPhase.SUCCESS:
             return self._move(TaskState.FINISHED, reason or "every process finished successfully", None)
         if phase is TaskPhase.KILLED:
             return self._move(TaskState.KILLED, reason or "task killed", None)
         return self._move(TaskState.FAILED, reason or "task failed", None)
-
-    def _terminal_healthy(self) -> bool | None:
-        """A terminal update carries `healthy` only to say a failed check ended the task
-        (as Mesos' built-in executors do); otherwise it says nothing about health."""
-        return False if self._health_failed else None
 
     def _begin_kill(self, cause: TaskState, reason: str) -> Outcome:
         self._kill = (cause, reason)
