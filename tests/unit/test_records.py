@@ -23,7 +23,8 @@ from healthcheck.policy import AttemptOutcome, HealthState
 
 RECORDS = [
     HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
-                 ports={"health": 31000}, supervisor_pid=4000, processes=("setup", "web"),
+                 ports={"health": 31000}, supervisor_pid=4000, supervisor_start=81234,
+                 supervisor_boot="6f1c7a2e-boot", marker="web-0-1/2f9a", processes=("setup", "web"),
                  health="HTTP GET http://localhost:31000/health",
                  containment="cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)", wall=100.0),
     TaskRecord(from_=TaskStage.NEW, to=TaskStage.STARTING, reason="task launched", wall=100.0),
@@ -37,7 +38,7 @@ RECORDS = [
                  state=HealthState.STARTING, attempts=3, consecutive_failures=1,
                  consecutive_successes=0, wall=103.0),
     SummaryRecord(earlier_attempts=3, earlier_runs={"web": 280, "db": 0},
-                  health_state=HealthState.RUNNING),
+                  health_state=HealthState.RUNNING, wall=103.5),
     ProcessRecord(process="web", run=3, from_=ProcessState.RUNNING, to=ProcessState.WAITING,
                   reason="killed by SIGTERM after the operator's restart", pid=4300, signal=15,
                   outcome=RunOutcome.RESTARTED, wall=104.0),
@@ -185,6 +186,12 @@ DAMAGE = {
     "processes that are no list of names": (
         {"kind": "header", "processes": ["web", 7]},
         DamagedRecord("header", "'processes' is not a list of names")),
+    "earlier runs that are no map": (
+        {"kind": "summary", "earlier_runs": ["web"]},
+        DamagedRecord("summary", "'earlier_runs' is not a map of names to counts")),
+    "an earlier run count that is no whole number": (
+        {"kind": "summary", "earlier_runs": {"web": 1.5}},
+        DamagedRecord("summary", "'earlier_runs': 'web' is 1.5, not a whole number")),
 }
 
 
@@ -203,6 +210,8 @@ def test_absent_and_empty_optional_fields_take_their_defaults():
     assert parse({"kind": "health", "outcome": "snoozed", "state": ""}).state is None
     assert parse({"kind": "header", "health": ""}).health == "none"  # no checker
     assert parse({"kind": "header"}).health == "none"
+    assert parse({"kind": "summary"}) == SummaryRecord(earlier_attempts=0, earlier_runs={},
+                                                       health_state=None, wall=None)
     assert parse({"kind": "process", "process": "web", "to": "KILLED", "run": None,
                   "outcome": ""}) == ProcessRecord(process="web", run=None, from_=None,
                                                    to=ProcessState.KILLED)

@@ -327,3 +327,31 @@ def test_each_damaged_record_is_named_by_its_place_and_skipped():
         "skipped",
     )
     assert replay(RECORDED).warnings == ()
+
+
+def test_the_supervisor_s_identity_comes_from_its_attempt_s_header():
+    records = [header(supervisor_start=81234, supervisor_boot="boot-1", marker="t-1/2f9a"),
+               header(wall=200.0, pid=5000)]
+    first, second = replay(records).attempts
+    assert (first.supervisor_pid, first.supervisor_start, first.supervisor_boot, first.marker) == (
+        4000, 81234, "boot-1", "t-1/2f9a")
+    assert (second.supervisor_pid, second.supervisor_start, second.supervisor_boot, second.marker) == (
+        5000, None, "", "")
+    view = replay(records[:1])
+    assert (view.supervisor_start, view.marker) == (81234, "t-1/2f9a")
+
+
+def test_the_last_wall_time_is_the_last_record_s_a_header_s_too():
+    assert replay([header(wall=5.0)]).last_wall == 5.0
+    assert replay([header(wall=5.0), {"kind": "summary", "earlier_attempts": 1}]).last_wall == 5.0
+
+
+def test_what_compaction_dropped_adds_to_what_the_view_dropped_itself():
+    from executor.task.replay import ATTEMPTS_KEPT, RUNS_KEPT
+
+    headers = [header(wall=float(n)) for n in range(ATTEMPTS_KEPT + 1)]  # the view drops one
+    view = replay(headers + [{"kind": "summary", "earlier_attempts": 2}])
+    assert view.earlier_attempts == 1 + 2 and view.attempt == ATTEMPTS_KEPT + 3
+    runs = [proc("web", n, "WAITING", "RUNNING", "started", 1.0 + n) for n in range(RUNS_KEPT + 1)]
+    web = replay([header()] + runs + [{"kind": "summary", "earlier_runs": {"web": 10}}]).processes[1]
+    assert web.earlier_runs == 1 + 10 and web.restarts == 10 + RUNS_KEPT
