@@ -48,8 +48,10 @@ class TaskStatusMachine:
     def __init__(self, health_checked: bool) -> None:
         self._health_checked = health_checked
         self._state = TaskState.STARTING
-        # Once a kill began: how the task ends, FAILED (health) or KILLED (request), and why.
-        self._kill: tuple[TaskState, str] | None = None
+        # Once a kill began: how the task ends, FAILED or KILLED, why, and its terminal
+        # update's `healthy`: False only when a failed check ended the task (as Mesos'
+        # built-in executors do); otherwise it says nothing about health.
+        self._kill: tuple[TaskState, str, bool | None] | None = None
 
     @property
     def state(self) -> TaskState:
@@ -83,38 +85,35 @@ class TaskStatusMachine:
         if verdict.state is HealthState.RUNNING and self._state is TaskState.STARTING:
             return self._move(TaskState.RUNNING, f"healthy: {verdict.reason}", True)
         if verdict.state is HealthState.FAILED:
-            return self._begin_kill(TaskState.FAILED, f"health check failed: {verdict.reason}")
+            return self._begin_kill(TaskState.FAILED, f"health check failed: {verdict.reason}", False)
         return NO_CHANGE
 
     def kill_requested(self, reason: str) -> Outcome:
         if self._state.terminal or self.killing:
             return NO_CHANGE
-        return self._begin_kill(TaskState.KILLED, reason)
+        return self._begin_kill(TaskState.KILLED, reason, None)
 
     def failed(self, reason: str) -> Outcome:
         """Something beside the processes and the health check failed the task (its first
         ServerSet announcement timed out): killed, and FAILED with `reason` at the end."""
         if self._state.terminal or self.killing:
             return NO_CHANGE
-        return self._begin_kill(TaskState.FAILED, reason)
+        return self._begin_kill(TaskState.FAILED, reason, None)
 
     def task_ended(self, phase: TaskPhase, reason: str) -> Outcome:
         """The planner reached a terminal phase: every process of the task is gone."""
         if self._state.terminal:
             return NO_CHANGE
         if self._kill is not None:
-            # A terminal update carries `healthy` only to say a failed check ended the task
-            # (as Mesos' built-in executors do); otherwise it says nothing about health.
-            cause, why = self._kill
-            return self._move(cause, why, False if cause is TaskState.FAILED else None)
+            return self._move(*self._kill)
         if phase is TaskPhase.SUCCESS:
             return self._move(TaskState.FINISHED, reason or "every process finished successfully", None)
         if phase is TaskPhase.KILLED:
             return self._move(TaskState.KILLED, reason or "task killed", None)
         return self._move(TaskState.FAILED, reason or "task failed", None)
 
-    def _begin_kill(self, cause: TaskState, reason: str) -> Outcome:
-        self._kill = (cause, reason)
+    def _begin_kill(self, cause: TaskState, reason: str, healthy: bool | None) -> Outcome:
+        self._kill = (cause, reason, healthy)
         transition = TaskTransition(TaskStage.of(self._state), TaskStage.KILLING, reason)
         return Outcome(transitions=(transition,), kill_reason=reason)
 
