@@ -61,7 +61,7 @@ def bound_job(job: Any, *, instance: int, ports: dict[str, int], task_id: str, h
     _check_ports(ports)
     job = flatten(job, angle_refs=angle_refs)
     key = _key(raw(job))  # the names are plain identifiers once the job is validated
-    needed = port_names(job, angle_refs=angle_refs)
+    needed = port_names(job, angle_refs=False)  # flatten rewrote <<ref>> already, if asked to
     missing = [name for name in needed if name not in ports]
     bound = job.bind(thermos=ThermosContext(ports=dict(ports), task_id=task_id, user=user),
                      mesos=MesosContext(instance=instance, hostname=hostname))
@@ -73,7 +73,7 @@ def bound_job(job: Any, *, instance: int, ports: dict[str, int], task_id: str, h
     if missing or unbound:
         raise BindError(_bind_message(key, missing, unbound, ports), unbound, missing)
     final = from_tree(Job, tree).get()
-    problems = check_job(final, bound=True)
+    problems = check_job(final)  # nothing holds a template now: an escaped one is bound too
     if problems:
         raise ConfigError(join_problems(f"job {key} (bound)", problems), problems)
     return BoundJob(tree=final, spec=_job_spec(final, instance=instance, ports=dict(ports),

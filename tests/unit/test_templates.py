@@ -588,3 +588,12 @@ def test_what_must_be_bound_at_load_is_every_other_reference_once_in_the_order_f
     j = job(process("a", "{{thermos.ports[http]}} {{thermos.task_id}} {{mesos.instance}} {{mesos.hostname}} "
                          "{{mesos.nothing}} {{x}} {{x}}"), contact="{{y}}")
     assert templates.load_time_unbound(j) == ["{{y}}", "{{mesos.nothing}}", "{{x}}"]
+
+
+def test_the_announcement_is_carried_into_the_job_spec_when_the_job_has_one():
+    from config.announcer import AnnouncerSpec
+
+    s = bound(job(process("web", "serve {{thermos.ports[http]}}"),
+                  announce=Announcer(primary_port="http", portmap={"health": "http"})), http=31000)
+    assert s.announce == AnnouncerSpec(primary_port="http", portmap={"health": "http"})
+    assert bound(job(process("web", "x"))).announce is None
