@@ -26,6 +26,8 @@ CASES = {
         b'{"launch": [{"task": {"task_id": {"value": "no"}}}], "type": "T"}', [TYPE, TASK_ID], {TYPE: "T"}),
     "array items are values, never keys": (b'{"a": ["type", "X"], "type": "Y"}', [TYPE, ("a", "type")],
                                            {TYPE: "Y"}),
+    "an array's place in a path matches no key, whatever its name": (b'{"a": [{"b": "c"}]}', [("a", "None", "b")],
+                                                                       {}),
     "a string value is not a key": (b'{"launch": "task", "type": "Z"}', [TYPE, ("launch", "task")],
                                     {TYPE: "Z"}),
     "escapes are decoded": (b'{"type": "A\\u00e9\\"b"}', [TYPE], {TYPE: 'A\u00e9"b'}),
