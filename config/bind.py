@@ -24,7 +24,7 @@ import attrs
 
 from config import spec
 from config.announcer import AnnouncerSpec
-from config.errors import BindError, ConfigError, cut, join_problems, show
+from config.errors import BindError, ConfigError, cut, join_problems
 from config.loader import check_job
 from config.schema import HealthCheckConfig, HttpHealthChecker, Job, MesosContext, ThermosContext
 from config.templates import expand, flatten, port_names, raw
@@ -61,7 +61,7 @@ def bound_job(job: Any, *, instance: int, ports: dict[str, int], task_id: str, h
     _check_ports(ports)
     job = flatten(job, angle_refs=angle_refs)
     key = _key(raw(job))  # the names are plain identifiers once the job is validated
-    needed = port_names(job, angle_refs=angle_refs)
+    needed = port_names(job, angle_refs=False)  # flatten rewrote <<ref>> already, if asked to
     missing = [name for name in needed if name not in ports]
     bound = job.bind(thermos=ThermosContext(ports=dict(ports), task_id=task_id, user=user),
                      mesos=MesosContext(instance=instance, hostname=hostname))
@@ -73,27 +73,11 @@ def bound_job(job: Any, *, instance: int, ports: dict[str, int], task_id: str, h
     if missing or unbound:
         raise BindError(_bind_message(key, missing, unbound, ports), unbound, missing)
     final = from_tree(Job, tree).get()
-    problems = check_job(final, bound=True)
+    problems = check_job(final)  # again, now that nothing holds a template (escaped ones too)
     if problems:
         raise ConfigError(join_problems(f"job {key} (bound)", problems), problems)
-    job_spec = _job_spec(final, instance=instance, ports=dict(ports), task_id=task_id)
-    _check_endpoints(job_spec, _key(tree))
-    return BoundJob(tree=final, spec=job_spec)
-
-
-def _check_endpoints(job: spec.JobSpec, key: str) -> None:
-    """The endpoints once templates are expanded (the loader checked those without any)."""
-    fields = []
-    if job.health.kind is spec.CheckKind.HTTP:
-        fields.append(("job.health_check_config.health_checker.http.endpoint", job.health.endpoint))
-    if job.lifecycle is not None:
-        fields += [("job.lifecycle.http.graceful_shutdown_endpoint",
-                    job.lifecycle.graceful_shutdown_endpoint),
-                   ("job.lifecycle.http.shutdown_endpoint", job.lifecycle.shutdown_endpoint)]
-    problems = [f"{path} = {show(value)} {problem}" for path, value in fields
-                if (problem := spec.endpoint_problem(value))]
-    if problems:
-        raise ConfigError(join_problems(f"job {key}", problems), problems)
+    return BoundJob(tree=final, spec=_job_spec(final, instance=instance, ports=dict(ports),
+                                               task_id=task_id))
 
 
 def _check_ports(ports: dict[str, int]) -> None:
@@ -136,9 +120,9 @@ def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task
 def _health_warnings(hc: dict[str, Any], health: spec.HealthSpec) -> list[str]:
     """A check the job asks for that cannot run: an explicit health_check_config whose HTTP
     (or TCP) checker has no `health` port. Aurora drops it silently; Stoker says so."""
-    checker = hc.get("health_checker") or {}
-    if health.kind is not spec.CheckKind.NONE or "shell" in checker or hc == HealthCheckConfig().get():
-        return []
+    if health.kind is not spec.CheckKind.NONE or hc == HealthCheckConfig().get():
+        return []  # a check runs (a shell check always does), or none was asked for
+    checker = hc["health_checker"]
     kind = "a TCP" if "tcp" in checker else "an HTTP"
     return [f"job.health_check_config configures {kind} health check, but the task has no port named "
             "'health', so it is not health-checked: reference {{thermos.ports[health]}} in a process, "

@@ -238,9 +238,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_job(job: dict, *, bound: bool = False) -> list[str]:
+def check_job(job: dict) -> list[str]:
     """Every rule a well-typed job (as plain values) breaks, as sentences. Process names may
-    hold templates until `bound` (they are checked again once bound)."""
+    hold templates (`bind` checks the job again once they are bound)."""
     problems: list[str] = []
     for field in ("cluster", "role", "environment", "name"):
         value = job.get(field)
@@ -248,7 +248,7 @@ def check_job(job: dict, *, bound: bool = False) -> list[str]:
             problems.append(f"job.{field} = {show(value)} may only contain letters, digits, _, - and .")
     if job.get("max_task_failures", 1) < -1:
         problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")
-    problems += _check_task(job.get("task") or {}, bound)
+    problems += _check_task(job.get("task") or {})
     problems += _check_health(job.get("health_check_config") or {})
     problems += _check_lifecycle((job.get("lifecycle") or {}).get("http"))
     problems += _check_port_refs(job)
@@ -264,10 +264,10 @@ def _at_least(problems: list[str], path: str, value: Any, low: float, why: str =
         problems.append(f"{path} = {value} must be at least {low}{why}")
 
 
-def process_name_problem(path: str, name: Any, bound: bool = True) -> str | None:
+def process_name_problem(path: str, name: Any) -> str | None:
     """Why `name` cannot name a process (its logs live in a directory of that name), or
-    None. Before binding, each template counts as one safe character."""
-    shown = _MUSTACHE.sub("0", name) if isinstance(name, str) and not bound else name
+    None. Each template in it counts as one safe character (until it is bound)."""
+    shown = _MUSTACHE.sub("0", name) if isinstance(name, str) else name
     if isinstance(shown, str) and _SAFE_NAME.fullmatch(shown):
         return None
     return (f"{path}.name = {show(name)} is not a safe process name: names are used as directory "
@@ -275,7 +275,7 @@ def process_name_problem(path: str, name: Any, bound: bool = True) -> str | None
             "no leading '.'), also once its templates are bound")
 
 
-def _check_task(task: dict, bound: bool = False) -> list[str]:
+def _check_task(task: dict) -> list[str]:
     problems: list[str] = []
     processes = task.get("processes") or []
     if not processes:
@@ -285,7 +285,7 @@ def _check_task(task: dict, bound: bool = False) -> list[str]:
     reused = {problem.index: problem for problem in graph.problems if isinstance(problem, DuplicateName)}
     for i, p in enumerate(processes):
         path, name = f"job.task.processes[{i}]", p.get("name", "")
-        unsafe = process_name_problem(path, name, bound)
+        unsafe = process_name_problem(path, name)
         if unsafe:
             problems.append(unsafe)
         elif i in reused:

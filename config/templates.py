@@ -401,7 +401,7 @@ def load_time_unbound(job: Any) -> list[str]:
     """Every `{{ref}}` left unbound anywhere in `job` (container, metadata and all) that is
     not bound when the task starts, each once, in the order found."""
     _, out = expand(job)
-    found = dict.fromkeys(ref for _, ref in out.unbound if not is_runtime_ref(ref.strip("{} ")))
+    found = dict.fromkeys(ref for _, ref in out.unbound if not is_runtime_ref(ref[2:-2].strip()))
     return list(found)
 
 

@@ -38,9 +38,7 @@ class Module:
     tests: tuple[str, ...]  # the unit tests that state their rules
 
 
-# Still to come, each with its own unit tests: the planner, the process rules, the kill
-# sequence, the task status, the checkpoint records, and the Mesos session, RecordIO, wire
-# and reconnect modules. A file a module's tests read beyond COPIED goes into COPIED.
+# A file a module's tests read beyond COPIED goes into COPIED.
 MODULES = (
     Module("health", "health policy", ("healthcheck/policy.py",),
            ("tests/unit/test_health_policy.py", "tests/unit/test_health_numbers.py")),
@@ -50,6 +48,31 @@ MODULES = (
            ("tests/unit/test_templates.py", "tests/unit/test_template_bounds.py")),
     Module("order", "order graph", ("config/order.py",),
            ("tests/unit/test_order.py", "tests/unit/test_loader.py")),
+    Module("planner", "process planner", ("executor/task/planner.py",),
+           ("tests/unit/test_planner.py", "tests/unit/test_planner_rules.py",
+            "tests/unit/test_process_rules.py", "tests/unit/test_restart.py")),
+    Module("rules", "process rules", ("executor/task/process_rules.py",),
+           ("tests/unit/test_planner.py", "tests/unit/test_planner_rules.py",
+            "tests/unit/test_process_rules.py", "tests/unit/test_restart.py")),
+    Module("kill", "kill sequence", ("executor/task/kill.py",), ("tests/unit/test_kill.py",)),
+    Module("status", "task status machine", ("executor/task/status.py",),
+           ("tests/unit/test_task_status.py", "tests/unit/test_announce_records.py")),
+    Module("checkpoint", "checkpoint records, replay and task view",
+           ("executor/task/records.py", "executor/task/replay.py", "executor/task/taskview.py"),
+           ("tests/unit/test_records.py", "tests/unit/test_replay.py",
+            "tests/unit/test_announce_records.py")),
+    Module("session", "Mesos session", ("executor/mesos/session.py",),
+           ("tests/unit/test_mesos_protocol.py", "tests/unit/test_mesos_session.py")),
+    Module("recordio", "RecordIO", ("executor/mesos/recordio.py",),
+           ("tests/unit/test_recordio.py", "tests/unit/test_mesos_protocol.py",
+            "tests/unit/test_mesos_session.py")),
+    Module("wire", "Mesos wire format", ("executor/mesos/wire.py",),
+           ("tests/unit/test_mesos_protocol.py", "tests/unit/test_mesos_session.py")),
+    Module("jsonprefix", "JSON prefix reader", ("executor/mesos/jsonprefix.py",),
+           ("tests/unit/test_jsonprefix.py", "tests/unit/test_mesos_protocol.py",
+            "tests/unit/test_mesos_session.py")),
+    Module("reconnect", "reconnect policy", ("executor/mesos/reconnect.py",),
+           ("tests/unit/test_mesos_reconnect.py",)),
 )
 
 

@@ -33,9 +33,9 @@ def string_values(prefix: bytes, wanted: Iterable[KeyPath]) -> dict[KeyPath, str
         pos = match.end()
         text, punct, scalar = match.groups()
         if punct is not None:
-            if punct in b"{[":
+            if punct in (b"{", b"["):
                 frames.append([None if punct == b"{" else _IN_ARRAY])
-            elif punct in b"}]":
+            elif punct in (b"}", b"]"):
                 if not frames:
                     break
                 frames.pop()

@@ -73,7 +73,7 @@ class ReconnectPolicy:
         self._limit_secs = recovery_timeout_secs if checkpoint else START_RETRY_SECS
         self._backoff_max_secs = backoff_max_secs
         self._outage_since = started_at  # an unreachable agent at start is an outage too
-        self._ever_subscribed = False
+        self._lost = Ending.NEVER_SUBSCRIBED  # AGENT_LOST once it subscribed
 
     @property
     def limit_secs(self) -> float:
@@ -91,14 +91,14 @@ class ReconnectPolicy:
         if not 0.0 <= jitter_sample <= 1.0:
             raise ValueError(f"jitter_sample {jitter_sample} is not within [0, 1]")
         if end.subscribed:
-            self._ever_subscribed = True
+            self._lost = Ending.AGENT_LOST
             self._outage_since = now  # a new outage starts at this disconnect
         if end.shutdown:
             return GiveUp(Ending.SHUTDOWN, f"after SHUTDOWN; not resubscribing ({end.reason})")
-        lost = Ending.AGENT_LOST if self._ever_subscribed else Ending.NEVER_SUBSCRIBED
+        lost = self._lost
         if end.rejected:
             return GiveUp(lost, end.reason)
-        if not self._checkpoint and self._ever_subscribed:
+        if not self._checkpoint and lost is Ending.AGENT_LOST:
             return GiveUp(lost, "checkpointing is off (MESOS_CHECKPOINT is not \"1\"), so the "
                                 "executor shuts down at the first disconnect")
         outage = self.outage_secs(now)

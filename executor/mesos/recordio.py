@@ -66,10 +66,9 @@ class RecordIODecoder:
                 pos = self._read_header(data, pos)
                 continue
             take = min(self._size - self._filled, len(data) - pos)
-            if self._prefix is not None:
+            if self._prefix is not None:  # keep its first PREFIX_BYTES, drop the rest
                 room = PREFIX_BYTES - len(self._prefix)
-                if room > 0:
-                    self._prefix += view[pos:pos + min(room, take)]
+                self._prefix += view[pos:pos + min(room, take)]
             elif self._filled == 0 and take == self._size:
                 records.append(data[pos:pos + take])  # the whole record in this chunk
             else:
@@ -86,16 +85,17 @@ class RecordIODecoder:
         """Reads header bytes from `pos`; returns where the header (or the chunk) ends."""
         end = min(len(data), pos + _MAX_HEADER_DIGITS + 1 - len(self._header))
         newline = data.find(b"\n", pos, end)
-        if newline < 0:
+        if newline < 0:  # a partial header (never empty): checked as far as it goes
             self._header += data[pos:end]
-            self._check_header(bytes(self._header), complete=False)
+            self._check_header(bytes(self._header))
             return end
         header = bytes(self._header) + data[pos:newline]
         self._header.clear()
-        size = self._check_header(header, complete=True) if header else 0
+        size = self._check_header(header) if header else 0
         if size > 0:  # empty header lines and size-0 records: skipped
-            self._size, self._filled = size, 0
-            self._prefix = bytearray() if size > self._max else None
+            self._size = size
+            if size > self._max:
+                self._prefix = bytearray()
         return newline + 1
 
     def _finish(self, records: list[Record]) -> None:
@@ -104,24 +104,27 @@ class RecordIODecoder:
             records.append(OversizedRecord(self._size, bytes(self._prefix)))
         elif self._record is not None:
             records.append(self._record)
-        self._size, self._record, self._prefix = None, None, None
+        self._size, self._filled, self._record, self._prefix = None, 0, None, None
 
-    def _check_header(self, header: bytes, complete: bool) -> int:
-        if header and not header.isdigit():
-            raise RemoteProtocolError(f"RecordIO header {header[:40]!r} is not a decimal size")
+    def _check_header(self, header: bytes) -> int:
+        """The size a (complete or partial, never empty) header says, once it is checked:
+        digits only, at most _MAX_HEADER_DIGITS of them (the read window bounds its length,
+        so it is shown whole), at most ABSURD_RECORD_BYTES."""
+        if not header.isdigit():
+            raise RemoteProtocolError(f"RecordIO header {header!r} is not a decimal size")
         if len(header) > _MAX_HEADER_DIGITS:
             raise RemoteProtocolError(
                 f"RecordIO header has {len(header)} digits, more than {_MAX_HEADER_DIGITS}"
             )
-        size = int(header) if header else 0
+        size = int(header)
         if size > ABSURD_RECORD_BYTES:
             raise RemoteProtocolError(
                 f"RecordIO record of {size} bytes is larger than the limit of "
                 f"{ABSURD_RECORD_BYTES} bytes"
             )
-        return size if complete else 0
+        return size
 
 
 def encode_record(payload: bytes) -> bytes:
     """Frames one record: the byte count in ASCII decimal, LF, the bytes."""
-    return str(len(payload)).encode("ascii") + b"\n" + payload
+    return b"%d\n" % len(payload) + payload

@@ -18,8 +18,9 @@ Session states (`_ALLOWED` below is this drawing as data; a move it does not lis
 
 `feed()` is legal only while a stream is open (SUBSCRIBING, SUBSCRIBED); in ERROR it raises,
 so a half-consumed stream can never be read on. `stream_ended()` is the only way out of
-ERROR, and `subscribing()` (legal only from DISCONNECTED) starts every stream with a fresh
-RecordIO decoder. A SHUTDOWN event is remembered for good (`shutdown_received`).
+ERROR, and it leaves a fresh RecordIO decoder for the next stream, which `subscribing()`
+(legal only from DISCONNECTED) starts. A SHUTDOWN event is remembered for good
+(`shutdown_received`).
 
 Acknowledgement bookkeeping (docs/mesos.md §12):
 
@@ -91,7 +92,7 @@ class ExecutorProtocol:
         self._calls = wire.Calls(framework_id, executor_id)
         self._new_uuid = uuid_source or (lambda: _uuid.uuid4().bytes)
         self._state = SessionState.DISCONNECTED
-        self._decoder = RecordIODecoder()
+        self._decoder = RecordIODecoder()  # the next (or open) stream's; each stream gets its own
         self._agent_id: str | None = None
         self._subscriptions = 0
         self._shutdown_received = False
@@ -149,14 +150,15 @@ class ExecutorProtocol:
     def subscribing(self) -> bytes:
         """DISCONNECTED -> SUBSCRIBING: the SUBSCRIBE body carrying everything still owed."""
         self._move(SessionState.SUBSCRIBING)
-        self._decoder = RecordIODecoder()
         self._offered = frozenset(self._updates)
         return self._calls.subscribe(self._tasks.values(),
                                      (u.status for u in self._updates.values()))
 
     def stream_ended(self) -> None:
-        """The SUBSCRIBE failed or its stream ended (however): -> DISCONNECTED."""
+        """The SUBSCRIBE failed or its stream ended (however): -> DISCONNECTED, with a fresh
+        RecordIO decoder for the next stream (what is left of this one is forgotten)."""
         self._move(SessionState.DISCONNECTED)
+        self._decoder = RecordIODecoder()
 
     def feed(self, chunk: bytes) -> list[wire.Event]:
         """Decodes, parses and books the events in `chunk` (any slice of the stream).

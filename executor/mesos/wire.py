@@ -123,24 +123,21 @@ Event = (Subscribed | Launch | LaunchGroup | Kill | Acknowledged | Message | Shu
 
 
 def _field(obj: Any, path: str, kind: type | tuple[type, ...], what: str) -> Any:
-    """Follows a dotted path through dicts; RemoteProtocolError naming the path when wrong."""
+    """Follows a dotted path through dicts; RemoteProtocolError naming the path when wrong.
+    No field Stoker reads is a boolean, so `true` is never an int."""
     value = obj
     for key in path.split("."):
         if not isinstance(value, dict) or key not in value or value[key] is None:
             raise RemoteProtocolError(f"{what}: '{path}' is missing")
         value = value[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and bool not in _kinds(kind):
+    if not isinstance(value, kind) or isinstance(value, bool):
         raise RemoteProtocolError(
             f"{what}: '{path}' is a {type(value).__name__}, not {_names(kind)}")
     return value
 
 
-def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
 def _names(kind: type | tuple[type, ...]) -> str:
-    return " or ".join(k.__name__ for k in _kinds(kind))
+    return " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
 
 
 def _b64(text: Any, what: str) -> bytes:
@@ -156,14 +153,13 @@ def _b64(text: Any, what: str) -> bytes:
         raise RemoteProtocolError(f"{what} is not valid base64: {e}") from None
 
 
-def _duration_secs(nanoseconds: Any, what: str) -> float:
+def _duration_secs(nanoseconds: int | float | str, what: str) -> float:
+    """Nanoseconds as `_field(..., (int, float, str), ...)` gave them, in seconds."""
     if isinstance(nanoseconds, str):  # Mesos' parser accepts numeric strings for int64
         try:
             nanoseconds = int(nanoseconds)
         except ValueError:
             raise RemoteProtocolError(f"{what} {nanoseconds!r} is not a number") from None
-    if isinstance(nanoseconds, bool) or not isinstance(nanoseconds, (int, float)):
-        raise RemoteProtocolError(f"{what} is a {type(nanoseconds).__name__}, not a number")
     if nanoseconds < 0:
         raise RemoteProtocolError(f"{what} is negative ({nanoseconds} ns)")
     return nanoseconds / 1e9
@@ -172,7 +168,7 @@ def _duration_secs(nanoseconds: Any, what: str) -> float:
 def parse_event(payload: bytes | bytearray) -> Event:
     """One RecordIO record (JSON) -> one event; RemoteProtocolError says what is malformed."""
     try:
-        obj = json.loads(payload.decode("utf-8"))
+        obj = json.loads(payload.decode())  # UTF-8
     except UnicodeDecodeError as e:
         raise RemoteProtocolError(f"event is not UTF-8: {e}") from None
     except json.JSONDecodeError as e:
@@ -291,7 +287,7 @@ def task_data(task_info: Mapping[str, Any]) -> bytes:
     data = task_info.get("data")
     if data is None:
         return b""
-    return _b64(data, f"TaskInfo {task_info.get('task_id', {}).get('value')!r} data")
+    return _b64(data, f"TaskInfo {task_id(task_info)!r} data")
 
 
 def ports_from_resources(task_info: Mapping[str, Any]) -> list[int]:
@@ -358,7 +354,7 @@ class Calls:
             "executor_id": {"value": self.executor_id},
             **body,
         }
-        return json.dumps(call, separators=(",", ":")).encode("utf-8")
+        return json.dumps(call, separators=(",", ":")).encode()
 
     def subscribe(self, tasks: Iterable[dict[str, Any]],
                   statuses: Iterable[dict[str, Any]]) -> bytes:
@@ -375,7 +371,7 @@ class Calls:
         return self._body("UPDATE", update={"status": status})
 
     def message(self, data: bytes) -> bytes:
-        return self._body("MESSAGE", message={"data": base64.b64encode(data).decode("ascii")})
+        return self._body("MESSAGE", message={"data": base64.b64encode(data).decode()})
 
     def task_status(self, fields: StatusFields, uuid: bytes, agent_id: str | None,
                     now_wall: float) -> dict[str, Any]:
@@ -389,7 +385,7 @@ class Calls:
             "state": mesos_state_name(fields.state),
             "source": SOURCE_EXECUTOR,
             "executor_id": {"value": self.executor_id},
-            "uuid": base64.b64encode(uuid).decode("ascii"),
+            "uuid": base64.b64encode(uuid).decode(),
             "timestamp": float(now_wall),
         }
         if agent_id is not None:

@@ -78,6 +78,16 @@ class KillProcesses:
 KillCommand = StartLifecycle | CancelLifecycle | KillProcesses
 
 
+@attrs.frozen(slots=True)
+class _Held:
+    """A kill whose signals wait for the lifecycle endpoints: its reason, the grace its
+    SIGKILL will get, and when the endpoints' waits are over."""
+
+    reason: str
+    grace_secs: float
+    ends_at: float
+
+
 class KillSequence:
     """One task's kill staging. `hold_secs`: the lifecycle's waits (graceful_shutdown_wait +
     shutdown_wait), None when the task has no lifecycle endpoints; `within_secs`: a bound
@@ -87,25 +97,21 @@ class KillSequence:
         self._hold_secs = hold_secs
         self._within_secs = None if within_secs is None else max(0.0, within_secs)
         self._state = KillState.IDLE
-        self._reason = ""
-        self._grace_secs = 0.0
-        self._lifecycle_ends_at = 0.0
+        self._held: _Held | None = None  # set while LIFECYCLE
         self._kill_by: float | None = None  # the bound's SIGKILL time, once a kill started
-        self.immediate = False  # an immediate request came: every wait is skipped
 
     @property
     def state(self) -> KillState:
         return self._state
 
     def request(self, reason: str, grace_secs: float, use_lifecycle: bool, now: float, *,
-                processes_started: bool, immediate: bool = False) -> tuple[KillCommand, ...]:
+                processes_started: bool, immediate: bool) -> tuple[KillCommand, ...]:
         """A kill was asked for (the first one starts the staging; later ones can only hasten
         it). `grace_secs`: between SIGTERM and SIGKILL; `immediate`: SIGKILL now and skip
         the final processes (a second Ctrl-C)."""
         grace_secs = self._bounded(max(0.0, grace_secs), now)
         state = self._state
         if immediate:
-            self.immediate = True
             self._state = KillState.SIGNALS
             cancel = (CancelLifecycle(reason),) if state is KillState.LIFECYCLE else ()
             return (*cancel, KillProcesses(reason, 0.0, skip_finals=True))
@@ -116,8 +122,9 @@ class KillSequence:
                 if not use_lifecycle:
                     self._state = KillState.SIGNALS
                     return (CancelLifecycle(reason), KillProcesses(reason, grace_secs))
-                self._grace_secs = min(self._grace_secs, grace_secs)
-                hold = max(0.0, self._lifecycle_ends_at - now)
+                held = self._lifecycle()
+                self._held = attrs.evolve(held, grace_secs=min(held.grace_secs, grace_secs))
+                hold = max(0.0, held.ends_at - now)
                 return (KillProcesses(reason, grace_secs, term_delay_secs=hold),)
             case KillState.SIGNALS:
                 return (KillProcesses(reason, grace_secs),)
@@ -128,8 +135,14 @@ class KillSequence:
         """The endpoints are done (or gave up): the held signals come now."""
         if self._state is not KillState.LIFECYCLE:
             return ()  # cut short already, or a stale report
+        held = self._lifecycle()
         self._state = KillState.SIGNALS
-        return (KillProcesses(self._reason, self._bounded(self._grace_secs, now)),)
+        return (KillProcesses(held.reason, self._bounded(held.grace_secs, now)),)
+
+    def _lifecycle(self) -> _Held:
+        """The kill the endpoints hold (only called while LIFECYCLE, which always has one)."""
+        assert self._held is not None
+        return self._held
 
     def _bounded(self, grace_secs: float, now: float) -> float:
         """`grace_secs`, cut so that SIGKILL comes by the bound's time."""
@@ -139,21 +152,20 @@ class KillSequence:
 
     def _first(self, reason: str, grace_secs: float, use_lifecycle: bool, now: float,
                processes_started: bool) -> tuple[KillCommand, ...]:
-        self._reason = reason
         within = self._within_secs
         if within is not None:
             self._kill_by = now + within
             grace_secs = min(grace_secs, within)
-        self._grace_secs = grace_secs
         hold = self._hold_secs
         if hold is None or not use_lifecycle or not processes_started:
             self._state = KillState.SIGNALS
             return (KillProcesses(reason, grace_secs),)
+        held_grace = grace_secs  # the grace the signals get once the endpoints are done
         if within is not None:  # SIGTERM after the endpoints, SIGKILL still at the bound
             hold = min(hold, within * LIFECYCLE_SHARE)
             grace_secs = min(grace_secs, within - hold)
         self._state = KillState.LIFECYCLE
-        self._lifecycle_ends_at = now + hold
+        self._held = _Held(reason, held_grace, now + hold)
         return (KillProcesses(reason, grace_secs, term_delay_secs=hold),
                 StartLifecycle(reason, within_secs=None if within is None else hold))
 

@@ -27,6 +27,7 @@ the final processes, with their own `finalization_wait` budget.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import attrs
@@ -107,9 +108,10 @@ class Planner:
         self._reason = "the task is running its processes"
         self._outcome: tuple[TaskPhase, str] | None = None  # fixed when ACTIVE ends
         self._killed = False
-        self._skip_finals = ""  # why the final processes do not run (a kill skipped them)
-        self._budget_at: float | None = None  # natural end: finalization budget's end
-        self._final_deadline_at: float | None = None
+        self._skip_finals: str | None = None  # why the final processes do not run (a kill skipped them)
+        # When the final processes must be done: on a natural end, finalization_wait after
+        # ACTIVE ended (cleaning spends the same budget); after a kill, set when they start.
+        self._final_deadline_at = math.inf
         self._pending: list[ProcessTransition | PhaseTransition] = []
 
     # ---- queries ----
@@ -164,7 +166,7 @@ class Planner:
             return
         grace = self._task.finalization_wait_secs if grace_secs is None else max(0.0, grace_secs)
         term_at = now + max(0.0, term_delay_secs)
-        if skip_finals and not self._skip_finals:
+        if skip_finals and self._skip_finals is None:
             self._skip_finals = reason
         if not self._killed:
             self._killed = True
@@ -179,11 +181,9 @@ class Planner:
         elif self._phase is TaskPhase.CLEANING:
             self._regular.stop(term_at, term_at + grace)
         else:
-            plan = self._final
-            assert self._final_deadline_at is not None
-            plan.stop(min(term_at, self._final_deadline_at),
-                      min(term_at + grace, self._final_deadline_at))
-            self._cancel_waiting(plan, f"the task is being killed ({reason})")
+            deadline = self._final_deadline_at
+            self._final.stop(min(term_at, deadline), min(term_at + grace, deadline))
+            self._cancel_waiting(self._final, f"the task is being killed ({reason})")
 
     def restart(self, process: str, now: float, grace_secs: float) -> RestartAnswer:
         """An operator asked for a new run of `process` (`process_rules.request_restart`)."""
@@ -222,7 +222,7 @@ class Planner:
             return
         wait = self._task.finalization_wait_secs
         self._outcome = outcome
-        self._budget_at = now + wait
+        self._final_deadline_at = now + wait
         running = self._regular.running()
         tail = (f"stopping {plural(running, 'running process')} (SIGKILL after {number(wait)} s)"
                 if running else "nothing left running")
@@ -251,12 +251,12 @@ class Planner:
         fw = self._task.finalization_wait_secs
         if not self._final.procs:
             self._finish()
-        elif self._skip_finals:
+        elif self._skip_finals is not None:
             self._cancel_waiting(self._final, f"final processes skipped: {self._skip_finals}")
             self._finish()
-        elif self._killed or (self._budget_at is not None and now < self._budget_at):
-            self._final_deadline_at = now + fw if self._killed else self._budget_at
-            assert self._final_deadline_at is not None
+        elif self._killed or now < self._final_deadline_at:
+            if self._killed:  # a kill gives the final processes their own budget from here
+                self._final_deadline_at = now + fw
             self._set_phase(TaskPhase.FINALIZING, (
                 f"every regular process has stopped; running "
                 f"{plural(len(self._final.procs), 'final process')} within "
@@ -271,7 +271,6 @@ class Planner:
                          signals: list[SignalRun]) -> None:
         plan = self._final
         deadline = self._final_deadline_at
-        assert deadline is not None
         if not plan.stopping:
             if now >= deadline:
                 plan.stop(now, now)
@@ -321,8 +320,6 @@ class Planner:
 
     def _stop_step(self, plan: Plan, now: float, signals: list[SignalRun]) -> bool:
         """Signal the plan's running runs as their times come; True while any still runs."""
-        assert plan.term_at is not None and plan.kill_at is not None
-        running = False
         for p in plan.procs:
             if p.state is not ProcessState.RUNNING:
                 continue
@@ -339,8 +336,7 @@ class Planner:
             elif now >= plan.term_at and not p.termed:
                 signals.append(SignalRun(p.name, p.run, SIGTERM))
                 p.termed = True
-            running = True
-        return running
+        return plan.running() > 0
 
     def _cancel_waiting(self, plan: Plan, why: str) -> None:
         """The plan stops: its WAITING processes will not (re)start, because `why`."""
@@ -360,17 +356,16 @@ class Planner:
         if phase is TaskPhase.ACTIVE or (phase is TaskPhase.FINALIZING
                                           and not self._final.stopping):
             plan = self._regular if phase is TaskPhase.ACTIVE else self._final
-            times += [g for p in plan.procs
-                      if p.state is ProcessState.WAITING and plan.deps_done(p)
-                      and (g := p.gate_at) is not None and g > now]
-            times += [k for p in plan.procs  # an operator's restart: its SIGKILL
-                      if p.state is ProcessState.RUNNING and p.killed_at is None
-                      and (k := p.restart_kill_at) is not None]
-            if phase is TaskPhase.FINALIZING and self._final_deadline_at is not None:
+            times = [g for p in plan.procs
+                     if p.state is ProcessState.WAITING and plan.deps_done(p)
+                     and (g := p.gate_at) is not None and g > now] + [
+                k for p in plan.procs  # an operator's restart: its SIGKILL
+                if p.state is ProcessState.RUNNING and p.killed_at is None
+                and (k := p.restart_kill_at) is not None]
+            if phase is TaskPhase.FINALIZING:
                 times.append(self._final_deadline_at)
         elif phase in (TaskPhase.CLEANING, TaskPhase.FINALIZING):
             plan = self._regular if phase is TaskPhase.CLEANING else self._final
-            assert plan.term_at is not None and plan.kill_at is not None
             for p in plan.procs:
                 if p.state is not ProcessState.RUNNING:
                     continue
@@ -378,7 +373,7 @@ class Planner:
                     times.append(p.killed_at + GIVE_UP_AFTER_SIGKILL_SECS)
                 else:
                     times.append(plan.kill_at)
-                    if not p.termed and plan.term_at < plan.kill_at:
+                    if not p.termed:
                         times.append(plan.term_at)
         return min(times) if times else None
 

@@ -24,6 +24,7 @@ neither a failure nor a loss, and the next run starts at once, without `min_dura
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -160,8 +161,8 @@ class Plan:
     dependency is in the same plan), and when their runs get signalled once stopping."""
 
     procs: list[ProcessTrack]
-    term_at: float | None = None  # None: not stopping
-    kill_at: float | None = None
+    term_at: float = math.inf  # infinity: not stopping
+    kill_at: float = math.inf
     _by_name: dict[str, ProcessTrack] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -169,12 +170,12 @@ class Plan:
 
     @property
     def stopping(self) -> bool:
-        return self.term_at is not None
+        return self.term_at < math.inf
 
     def stop(self, term_at: float, kill_at: float) -> None:
         """Stop (or stop sooner): deadlines only ever move earlier."""
-        self.term_at = term_at if self.term_at is None else min(self.term_at, term_at)
-        self.kill_at = kill_at if self.kill_at is None else min(self.kill_at, kill_at)
+        self.term_at = min(self.term_at, term_at)
+        self.kill_at = min(self.kill_at, kill_at)
 
     def running(self) -> int:
         return sum(p.state is ProcessState.RUNNING for p in self.procs)

@@ -27,7 +27,7 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
            (written by compaction right after an attempt's header, or first: what the
            records it dropped said; `executor/task/compaction.py`)
 
-`from_json` returns None for a damaged record: a wrong type, a missing required field, an
+`parse` returns None for a damaged record: a wrong type, a missing required field, an
 unknown state name, a number that is not finite or out of its range (below); `parse_checked`
 says what is damaged instead, and reads an `UnreadableLine` (a torn or garbled line, as the
 reader found it) as damaged too. Optional fields may be absent or null.
@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -94,10 +94,13 @@ def _field(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
 
 
 def _text(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
+    """The text at `key`; empty text is absent when the field has a default."""
     value = _field(doc, key, default)
-    if value is not default and not isinstance(value, str):
+    if value is default:
+        return value
+    if not isinstance(value, str):
         raise _Damaged(f"'{key}' is a {type(value).__name__}, not text")
-    return value
+    return default if value == "" and default is not _REQUIRED else value
 
 
 def _number(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED,
@@ -130,7 +133,7 @@ def _shown(value: float) -> str:
 def _state(cls: type[enum.Enum], doc: Mapping[str, Any], key: str,
            default: Any = _REQUIRED) -> Any:
     value = _text(doc, key, default)
-    if value is default or (value == "" and default is not _REQUIRED):
+    if value is default:
         return default
     try:
         return cls(value)
@@ -175,10 +178,6 @@ class HeaderRecord:
             "containment": self.containment}, self.wall)
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> HeaderRecord | None:
-        return _or_none(cls._read, doc)
-
-    @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> HeaderRecord:
         ports = _field(doc, "ports", {})
         names = _field(doc, "processes", [])
@@ -198,7 +197,7 @@ class HeaderRecord:
                    supervisor_boot=_text(doc, "supervisor_boot", ""),
                    marker=_text(doc, "marker", ""),
                    processes=tuple(names),
-                   health=_text(doc, "health", "none") or "none",
+                   health=_text(doc, "health", "none"),
                    containment=_text(doc, "containment", ""),
                    wall=_number(doc, "wall", None))
 
@@ -213,10 +212,6 @@ class TaskRecord:
     def to_json(self) -> dict[str, Any]:
         return _json("task", {"from": _value(self.from_), "to": self.to.value,
                               "reason": self.reason}, self.wall)
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> TaskRecord | None:
-        return _or_none(cls._read, doc)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> TaskRecord:
@@ -234,10 +229,6 @@ class PhaseRecord:
     def to_json(self) -> dict[str, Any]:
         return _json("phase", {"from": _value(self.from_), "to": self.to.value,
                                "reason": self.reason}, self.wall)
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> PhaseRecord | None:
-        return _or_none(cls._read, doc)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> PhaseRecord:
@@ -264,10 +255,6 @@ class ProcessRecord:
             "to": self.to.value, "reason": self.reason, "pid": self.pid,
             "exit_code": self.exit_code, "signal": self.signal,
             "outcome": _value(self.outcome)}, self.wall)
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> ProcessRecord | None:
-        return _or_none(cls._read, doc)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> ProcessRecord:
@@ -301,10 +288,6 @@ class HealthRecord:
             "latency_secs": self.latency_secs, "state": _value(self.state),
             "attempts": self.attempts, "consecutive_failures": self.consecutive_failures,
             "consecutive_successes": self.consecutive_successes}, self.wall)
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> HealthRecord | None:
-        return _or_none(cls._read, doc)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> HealthRecord:
@@ -359,10 +342,6 @@ class SummaryRecord:
             "health_state": _value(self.health_state)}, self.wall)
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> SummaryRecord | None:
-        return _or_none(cls._read, doc)
-
-    @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> SummaryRecord:
         runs = _field(doc, "earlier_runs", {})
         if not isinstance(runs, Mapping):
@@ -376,8 +355,6 @@ class SummaryRecord:
                    wall=_number(doc, "wall", None))
 
 
-R = TypeVar("R")
-
 Record = (HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord
           | SummaryRecord)
 
@@ -386,13 +363,6 @@ _KINDS: Mapping[str, type[Record]] = {
     "process": ProcessRecord, "health": HealthRecord, "announce": AnnounceRecord,
     "summary": SummaryRecord,
 }
-
-
-def _or_none(read: Callable[[Mapping[str, Any]], R], doc: Mapping[str, Any]) -> R | None:
-    try:
-        return read(doc)
-    except _Damaged:
-        return None
 
 
 def parse(doc: object) -> Record | None:

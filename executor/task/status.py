@@ -48,9 +48,10 @@ class TaskStatusMachine:
     def __init__(self, health_checked: bool) -> None:
         self._health_checked = health_checked
         self._state = TaskState.STARTING
-        self._healthy: bool | None = None
-        self._kill_cause: TaskState | None = None  # FAILED (health) or KILLED (request)
-        self._kill_reason = ""
+        # Once a kill began: how the task ends, FAILED or KILLED, why, and its terminal
+        # update's `healthy`: False only when a failed check ended the task (as Mesos'
+        # built-in executors do); otherwise it says nothing about health.
+        self._kill: tuple[TaskState, str, bool | None] | None = None
 
     @property
     def state(self) -> TaskState:
@@ -63,7 +64,7 @@ class TaskStatusMachine:
 
     @property
     def killing(self) -> bool:
-        return self._kill_cause is not None and not self._state.terminal
+        return self._kill is not None and not self._state.terminal
 
     def started(self) -> Outcome:
         """The task was launched and its sandbox made: STARTING is reported."""
@@ -84,49 +85,40 @@ class TaskStatusMachine:
         if verdict.state is HealthState.RUNNING and self._state is TaskState.STARTING:
             return self._move(TaskState.RUNNING, f"healthy: {verdict.reason}", True)
         if verdict.state is HealthState.FAILED:
-            self._healthy = False
-            return self._begin_kill(TaskState.FAILED, f"health check failed: {verdict.reason}")
+            return self._begin_kill(TaskState.FAILED, f"health check failed: {verdict.reason}", False)
         return NO_CHANGE
 
     def kill_requested(self, reason: str) -> Outcome:
         if self._state.terminal or self.killing:
             return NO_CHANGE
-        return self._begin_kill(TaskState.KILLED, reason)
+        return self._begin_kill(TaskState.KILLED, reason, None)
 
     def failed(self, reason: str) -> Outcome:
         """Something beside the processes and the health check failed the task (its first
         ServerSet announcement timed out): killed, and FAILED with `reason` at the end."""
         if self._state.terminal or self.killing:
             return NO_CHANGE
-        return self._begin_kill(TaskState.FAILED, reason)
+        return self._begin_kill(TaskState.FAILED, reason, None)
 
     def task_ended(self, phase: TaskPhase, reason: str) -> Outcome:
         """The planner reached a terminal phase: every process of the task is gone."""
         if self._state.terminal:
             return NO_CHANGE
-        if self._kill_cause is not None:
-            return self._move(self._kill_cause, self._kill_reason, self._terminal_healthy())
+        if self._kill is not None:
+            return self._move(*self._kill)
         if phase is TaskPhase.SUCCESS:
             return self._move(TaskState.FINISHED, reason or "every process finished successfully", None)
         if phase is TaskPhase.KILLED:
             return self._move(TaskState.KILLED, reason or "task killed", None)
         return self._move(TaskState.FAILED, reason or "task failed", None)
 
-    def _terminal_healthy(self) -> bool | None:
-        """A terminal update carries `healthy` only to say a failed check ended the task
-        (as Mesos' built-in executors do); otherwise it says nothing about health."""
-        return False if self._healthy is False else None
-
-    def _begin_kill(self, cause: TaskState, reason: str) -> Outcome:
-        self._kill_cause = cause
-        self._kill_reason = reason
+    def _begin_kill(self, cause: TaskState, reason: str, healthy: bool | None) -> Outcome:
+        self._kill = (cause, reason, healthy)
         transition = TaskTransition(TaskStage.of(self._state), TaskStage.KILLING, reason)
         return Outcome(transitions=(transition,), kill_reason=reason)
 
     def _move(self, to: TaskState, reason: str, healthy: bool | None) -> Outcome:
         before = self.stage
         self._state = to
-        if healthy is not None:
-            self._healthy = healthy
         transition = TaskTransition(before, TaskStage.of(to), reason)
         return Outcome(updates=(Update(to, reason, healthy),), transitions=(transition,))

@@ -185,8 +185,9 @@ def test_lifecycle_endpoints_are_called_in_order_before_sigterm(agent, tmp_path)
     agent.wait_for_state("task-1", "TASK_KILLED", 10)
     took = time.monotonic() - started
     assert log.read_text().split() == ["quitquitquit", "abortabortabort"]
-    # 0.2 + 0.2 lifecycle waits, then SIGTERM (ignored) and SIGKILL after 0.3 s.
-    assert 0.6 < took < 3.0
+    # 0.2 + 0.2 lifecycle waits, then SIGTERM (ignored) and SIGKILL after 0.3 s: never sooner;
+    # the upper bound only guards against a SIGKILL never sent (a loaded machine adds time).
+    assert 0.6 < took < 0.7 + 10.0
     assert not live(task_pids(agent.sandbox))
 
 
@@ -282,8 +283,8 @@ def test_agent_down_longer_than_the_recovery_timeout_kills_the_task_and_exits(ag
     pids = task_pids(agent.sandbox)
     started = time.monotonic()
     agent.crash()
-    assert agent.wait_exit(15) == 4  # the agent is lost for good
-    assert time.monotonic() - started < 1.0 + 3.0 + 2.0
+    assert agent.wait_exit(15) == 4  # the agent is lost for good (not the 15-minute default)
+    assert time.monotonic() - started >= 1.0  # never before the recovery timeout
     assert not live(pids)
     assert "executor_exit status=4" in agent.executor_log()
 
@@ -294,8 +295,8 @@ def test_an_agent_never_reached_is_exit_status_3(agent, checkpoint, gives_up_aft
     started = time.monotonic()
     agent.launch_executor(EXECUTOR, cwd=agent.sandbox, checkpoint=checkpoint,
                           recovery_timeout="1secs", backoff_max="200ms")
-    assert agent.wait_exit(gives_up_after_secs + 10) == 3
-    assert gives_up_after_secs <= time.monotonic() - started < gives_up_after_secs + 5.0
+    assert agent.wait_exit(gives_up_after_secs + 10) == 3  # a guard: load adds start-up time
+    assert gives_up_after_secs <= time.monotonic() - started  # never sooner
     log = agent.executor_log()
     assert "mesos_giving_up" in log and "executor_exit status=3" in log
 

@@ -109,10 +109,12 @@ def test_health_checked_service_goes_running_then_fails_and_restarts(stoker, tmp
         jobs = [Service(cluster='local', role='me', environment='test', name='web',
                         task=Task(processes=[web], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
                                   finalization_wait=2),
-                        health_check_config=HealthCheckConfig(initial_interval_secs=0.3, interval_secs=0.05,
+                        health_check_config=HealthCheckConfig(initial_interval_secs=2.0, interval_secs=0.1,
                                                               timeout_secs=0.5, max_consecutive_failures=1),
                         lifecycle=DisableLifecycle)]
     """)
+    # The grace (2 s) outlasts the server's start on a loaded machine (0.3 s did not: the
+    # checks then failed before the first pass, every run); failures count after it.
     run = stoker(str(cfg), "--restart-backoff", "0.01")
     run.wait_output("task             STARTING → RUNNING  healthy:")
     run.wait_output("task             RUNNING → KILLING  health check failed", timeout_secs=10)

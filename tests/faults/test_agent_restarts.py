@@ -52,7 +52,8 @@ def service_config(tmp_path):
         "jobs = [Service(cluster='local', role='me', environment='test', name='web',\n"
         "                task=Task(processes=[web], finalization_wait=1,\n"
         "                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),\n"
-        "                health_check_config=HealthCheckConfig(initial_interval_secs=0.5,\n"
+        # a grace that outlasts the server's start on a loaded machine
+        "                health_check_config=HealthCheckConfig(initial_interval_secs=2.0,\n"
         "                    interval_secs=0.1, timeout_secs=0.5, max_consecutive_failures=2),\n"
         "                lifecycle=DisableLifecycle)]\n")
     return path

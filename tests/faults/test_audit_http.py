@@ -114,8 +114,10 @@ def test_lifecycle_posts_go_to_the_task_not_to_the_proxy(tmp_path, figures):
                     f"(requests to the proxy: {len(proxy.requests)})")
         assert proxy.requests == [], f"Stoker talked to the proxy: {proxy.requests}"
     assert log.read_text().split() == ["quitquitquit"]
-    # The task exits on the graceful POST: no POST timeout (1 s) and no wait is spent.
-    assert stop_secs < 1.0, f"stop took {stop_secs:.2f} s"
+    # The task exits on the graceful POST (the log holds no abortabortabort, the proxy saw no
+    # request): no graceful_shutdown_wait_secs (5 s) is waited out. A guard; the figure above
+    # is the stop's measured time.
+    assert stop_secs < 5.0, f"stop took {stop_secs:.2f} s"
 
 
 # ---- #14: every endpoint is an absolute path on the task's own port ----

@@ -3,10 +3,16 @@
 The real `HealthLoop` + `HttpChecker` / `ShellChecker` (with the supervisor's `run_command`,
 the product's one shell-command runner) + `HealthPolicy`, in-process, against a `ScriptedHTTPServer` that hangs, drips its body, sends
 100 MB, redirects to itself or resets the connection, and against shell commands that ignore
-SIGTERM and leave grandchildren. For each: the loop keeps its schedule (every attempt ends
-within timeout + 150 ms; the next one starts interval ± 50 ms after the previous ended), the
-verdict is FAILED at exactly attempt n = m + max_consecutive_failures + min_consecutive_successes
-with the right reason, and no process of a health command survives.
+SIGTERM and leave grandchildren. For each: the loop keeps its schedule (every attempt is cut
+off at its timeout, long before the peer would let it go; the next one starts no sooner than
+interval after the previous ended), the verdict is FAILED at exactly attempt
+n = m + max_consecutive_failures + min_consecutive_successes with the right reason, and no
+process of a health command survives.
+
+The wall-clock bounds here only guard against a hang (an attempt the timeout did not cut
+off, a loop that stalls): each pathology would hold an attempt for 30 s or more, and a
+loaded machine can delay any thread by a second. How close to its timeout and interval the
+loop keeps is measured, and printed as a figure; bench/bench_health.py measures it end to end.
 """
 from __future__ import annotations
 
@@ -36,8 +42,9 @@ INTERVAL_SECS = 0.1
 INITIAL_INTERVAL_SECS = 0.2  # m = 2 grace attempts
 MAX_CONSECUTIVE_FAILURES = size(1, 6)
 MIN_CONSECUTIVE_SUCCESSES = 1
-DURATION_SLACK_SECS = 0.15
-DRIFT_SLACK_SECS = 0.05
+# An attempt the timeout cuts off ends within TIMEOUT_SECS and a little; every pathology below
+# holds it for 30 s or more. This is the line between the two, not a speed claim.
+HANG_GUARD_SECS = 5.0
 
 
 @attrs.define
@@ -50,9 +57,9 @@ class Observed:
         return [end - start for start, end in self.spans]
 
     @property
-    def drifts(self) -> list[float]:
-        """|gap - interval| between one attempt's end and the next one's start."""
-        return [abs((nxt[0] - cur[1]) - INTERVAL_SECS) for cur, nxt in zip(self.spans, self.spans[1:])]
+    def gaps(self) -> list[float]:
+        """The time between one attempt's end and the next one's start."""
+        return [nxt[0] - cur[1] for cur, nxt in zip(self.spans, self.spans[1:])]
 
 
 class Timed:
@@ -94,39 +101,41 @@ def run_until_verdict(checker, tmp_path: Path) -> tuple[Observed, HealthPolicy]:
 
     loop = HealthLoop(Timed(checker, observed), INTERVAL_SECS, tmp_path / ".healthchecksnooze",
                       on_result, task="faults.0")
-    budget = policy.n * (TIMEOUT_SECS + INTERVAL_SECS + DURATION_SLACK_SECS) + 5.0
+    budget = policy.n * (TIMEOUT_SECS + INTERVAL_SECS + HANG_GUARD_SECS)
     loop.start()
     try:
         failed.wait(budget)
     finally:
-        assert loop.stop(timeout_secs=TIMEOUT_SECS + 2.0), "the health loop did not stop"
+        assert loop.stop(timeout_secs=TIMEOUT_SECS + HANG_GUARD_SECS), "the health loop did not stop"
     return observed, policy
 
 
 def check_schedule_and_verdict(observed: Observed, policy: HealthPolicy, reason_words: tuple[str, ...],
                                figures, label: str) -> None:
     n = policy.n
-    durations, drifts = observed.durations, observed.drifts
+    durations, gaps = observed.durations, observed.gaps
     figures.add(f"{label}: attempts", f"{len(observed.spans)} (expected n={n})")
     figures.add(f"{label}: max attempt duration", f"{max(durations) * 1000:.0f} ms "
-                f"(bound {(TIMEOUT_SECS + DURATION_SLACK_SECS) * 1000:.0f} ms)")
-    figures.add(f"{label}: max schedule drift", f"{max(drifts, default=0.0) * 1000:.1f} ms "
-                f"(bound {DRIFT_SLACK_SECS * 1000:.0f} ms)")
+                f"(timeout {TIMEOUT_SECS * 1000:.0f} ms)")
+    figures.add(f"{label}: gaps between attempts", f"{min(gaps, default=0.0) * 1000:.1f} to "
+                f"{max(gaps, default=0.0) * 1000:.1f} ms (interval {INTERVAL_SECS * 1000:.0f} ms)")
     states = [v.state for v in observed.verdicts]
     assert states == [HealthState.STARTING] * (n - 1) + [HealthState.FAILED], states
     assert len(observed.spans) == n, f"{len(observed.spans)} attempts, expected {n}"
     final = observed.verdicts[-1]
     assert final.attempt == n and final.changed
     assert any(w in final.reason for w in reason_words), final.reason
-    assert max(durations) <= TIMEOUT_SECS + DURATION_SLACK_SECS, durations
-    assert max(drifts, default=0.0) <= DRIFT_SLACK_SECS, [round(d, 4) for d in drifts]
+    assert max(durations) < TIMEOUT_SECS + HANG_GUARD_SECS, durations  # cut off, not waited out
+    # The next attempt never starts sooner than interval after the previous one ended (1 ms:
+    # the clock's rounding), and the loop does not stall between attempts.
+    assert all(INTERVAL_SECS - 0.001 <= gap < INTERVAL_SECS + HANG_GUARD_SECS for gap in gaps), gaps
 
 
 # ---- HTTP ----
 
 HTTP_PATHOLOGIES = {
     "hang": ([Hang()], ("timed out after 0.2 s",)),
-    "slow drip": ([Drip(body=b"ok" * 200, bytes_per_step=1, step_secs=0.02)], ("timed out after 0.2 s",)),
+    "slow drip": ([Drip(body=b"ok" * 1000, bytes_per_step=1, step_secs=0.02)], ("timed out after 0.2 s",)),
     "100 MB body": ([Huge(size_bytes=100 * 1024 * 1024)], ("only the first 65536 bytes read",)),
     "redirect loop": ([Redirect(location="/health", status=302)],
                       ("answered HTTP 302 (redirect to /health, not followed)",)),
@@ -203,7 +212,7 @@ def test_shell_check_pathology_keeps_the_schedule_fails_and_leaves_nothing(comma
     survivors = proc_scan.pids_carrying(entry)
     if survivors:  # SIGKILLed processes need a moment to become zombies
         try:
-            wait_for(lambda: not proc_scan.pids_carrying(entry), 0.5)
+            wait_for(lambda: not proc_scan.pids_carrying(entry), HANG_GUARD_SECS)
         except AssertionError:
             pass
         survivors = proc_scan.pids_carrying(entry)

@@ -90,7 +90,11 @@ class Tally:
         self.longest_message = (0, "")
 
 
-@pytest.mark.timeout(size(120, 1800))
+# Each document is bounded in CPU time (CPU_LIMIT_SECS: load does not stretch it); the
+# whole run only has a guard against a hang outside that bound. It is no speed claim: 1,000
+# documents took 50 s on a 2-core machine shared with one other job, and a machine shared
+# with more stretches that (120 s was once too little).
+@pytest.mark.timeout(size(900, 3600))
 def test_every_generated_document_is_accepted_or_rejected_with_a_message(tmp_path, figures):
     executor = make_executor(tmp_path)
     tally = Tally()

@@ -13,7 +13,11 @@ from healthcheck.policy import Attempt, AttemptOutcome
 from tests.support.http_server import Hang, Reply, ScriptedHTTPServer
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.timeout(20)
+pytestmark = pytest.mark.timeout(60)
+
+# Wall-clock bounds here only guard against a hang or a wait waited out; the order of events
+# is the rule. A loaded machine can delay any thread by a second or more.
+GUARD_SECS = 10.0
 
 
 class Recorder:
@@ -69,11 +73,10 @@ def make_loop(loops, recorder, tmp_path, interval_secs=0.05, **kwargs) -> Health
 
 def test_results_arrive_in_order_spaced_after_each_attempt_ends(server, loops, tmp_path):
     server.script = [Reply(503, b"no"), Reply(503, b"no"), Reply(200, b"ok")]
-    recorder = Recorder(HttpChecker(server.port, timeout_secs=1.0))
+    recorder = Recorder(HttpChecker(server.port, timeout_secs=GUARD_SECS))
     loop = make_loop(loops, recorder, tmp_path, interval_secs=0.05)
-    started_at = time.monotonic()
     loop.start()
-    wait_for(lambda: len(recorder.outcomes()) >= 4, timeout_secs=3)
+    wait_for(lambda: len(recorder.outcomes()) >= 4, timeout_secs=GUARD_SECS)
     loop.stop()
     assert recorder.outcomes()[:4] == [
         AttemptOutcome.FAILED,
@@ -82,15 +85,14 @@ def test_results_arrive_in_order_spaced_after_each_attempt_ends(server, loops, t
         AttemptOutcome.PASSED,
     ]
     spans = recorder.spans
-    # The first attempt runs right away.
-    assert spans[0][0] - started_at < 0.1
     # Each next attempt starts at least interval_secs after the previous one ended.
     gaps = [spans[i + 1][0] - spans[i][1] for i in range(len(spans) - 1)]
     assert all(gap >= 0.05 - 0.002 for gap in gaps), gaps
-    # ...and not much later (no drift pile-up on an idle machine).
-    assert all(gap < 1.0 for gap in gaps), gaps
+    # ...and the loop does not stall between attempts (a guard; bench/ measures the drift).
+    assert all(gap < GUARD_SECS for gap in gaps), gaps
+    # Each result carries its attempt's latency: measured, within the check's timeout.
     latencies = [lat for _, lat, _ in recorder.results]
-    assert all(0.0 <= lat < 0.5 for lat in latencies)
+    assert all(0.0 <= lat < GUARD_SECS for lat in latencies)
     assert server.requests[:4] == [("GET", "/health")] * 4
 
 
@@ -99,7 +101,7 @@ def test_slow_checks_never_overlap(server, loops, tmp_path):
     recorder = Recorder(HttpChecker(server.port, timeout_secs=1.0))
     loop = make_loop(loops, recorder, tmp_path, interval_secs=0.02)
     loop.start()
-    wait_for(lambda: len(recorder.spans) >= 3, timeout_secs=3)
+    wait_for(lambda: len(recorder.spans) >= 3, timeout_secs=GUARD_SECS)
     loop.stop()
     spans = recorder.spans
     for (_, end), (start, _) in zip(spans, spans[1:]):
@@ -140,27 +142,26 @@ def test_a_snooze_directory_does_not_snooze(server, loops, tmp_path):
 
 
 def test_stop_is_prompt_mid_interval(server, loops, tmp_path):
-    recorder = Recorder(HttpChecker(server.port, timeout_secs=1.0))
-    loop = make_loop(loops, recorder, tmp_path, interval_secs=5.0)
+    recorder = Recorder(HttpChecker(server.port, timeout_secs=GUARD_SECS))
+    loop = make_loop(loops, recorder, tmp_path, interval_secs=3 * GUARD_SECS)
     loop.start()
-    wait_for(lambda: len(recorder.outcomes()) == 1)
-    started = time.monotonic()
-    assert loop.stop(timeout_secs=1.0)
-    assert time.monotonic() - started < 0.2
+    # The first attempt runs at once, not an interval later.
+    wait_for(lambda: len(recorder.outcomes()) == 1, timeout_secs=GUARD_SECS)
+    assert loop.stop(timeout_secs=GUARD_SECS)  # the interval's wait is woken, not waited out
     assert not loop.running
     assert len(recorder.outcomes()) == 1
 
 
 def test_no_result_is_delivered_after_stop_returns(server, loops, tmp_path):
     server.script = [Hang()]
-    recorder = Recorder(HttpChecker(server.port, timeout_secs=0.3))
+    recorder = Recorder(HttpChecker(server.port, timeout_secs=2.0))
     loop = make_loop(loops, recorder, tmp_path, interval_secs=0.02)
     loop.start()
-    wait_for(lambda: len(server.requests) == 1)
+    wait_for(lambda: len(server.requests) == 1, timeout_secs=GUARD_SECS)
     assert loop.stop(timeout_secs=0.05) is False  # the check is still hanging
-    # The check ends on its own at its 0.3 s timeout; its result must be dropped.
-    wait_for(lambda: len(recorder.spans) == 1, timeout_secs=2)
-    wait_for(lambda: not loop.running, timeout_secs=2)
+    # The check ends on its own at its 2 s timeout; its result must be dropped.
+    wait_for(lambda: len(recorder.spans) == 1, timeout_secs=GUARD_SECS)
+    wait_for(lambda: not loop.running, timeout_secs=GUARD_SECS)
     assert recorder.results == []
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -30,7 +31,9 @@ from tests.support.waiting import wait_for
 ECHO = str(Path(__file__).resolve().parents[1] / "support" / "echo_executor.py")
 TOKEN = "s3cr3t-t0ken-value"
 BACKOFF_MAX_SECS = 0.3
-SLACK_SECS = 0.25
+# The agent's re-registration window after a restart (Mesos' default): an executor retrying
+# at most BACKOFF_MAX_SECS apart is back well inside it, even when the machine is loaded.
+WINDOW_SECS = 2.0
 
 
 @pytest.fixture
@@ -71,11 +74,6 @@ def wait_for_retries(sim: AgentSimulator, more_than: int, count: int = 2) -> Non
     """Until the executor has logged `count` more SUBSCRIBE retries (refused connections
     leave no trace at the simulator)."""
     sim.wait_for(lambda: retries_logged(sim) >= more_than + count, 5, f"{count} more retries")
-
-
-def subscribe_gaps(sim: AgentSimulator, after: float) -> list[float]:
-    times = [r.at for r in sim.calls("SUBSCRIBE") if r.at >= after]
-    return [b - a for a, b in zip(times, times[1:])]
 
 
 @pytest.mark.timeout(20)
@@ -202,7 +200,7 @@ def test_held_acks_survive_a_crash_and_restart_and_are_never_resent_once_acked(s
     assert sim._proc.poll() is None
     sim.ack_mode = "immediate"
     restarted_at = time.monotonic()
-    sim.restart(recovering_secs=1.0, reregistration_window_secs=0.5)
+    sim.restart(recovering_secs=1.0, reregistration_window_secs=WINDOW_SECS)
     body = sim.wait_subscribed(count=2, timeout_secs=5)
 
     assert uuids_of(body) == [killed.uuid, starting.uuid, running.uuid]
@@ -211,7 +209,10 @@ def test_held_acks_survive_a_crash_and_restart_and_are_never_resent_once_acked(s
     assert body["subscribe"]["unacknowledged_tasks"] == [sim._tasks["task-43"].info]
     attempts = [r for r in sim.calls("SUBSCRIBE") if r.at >= restarted_at]
     assert [r.status for r in attempts][-1] == 200 and len(attempts) >= 3  # 503s, then 200
-    assert max(subscribe_gaps(sim, restarted_at)) <= BACKOFF_MAX_SECS + SLACK_SECS
+    # Every retry waits at most the configured backoff cap: what the executor chose, as it
+    # logged it (the gaps the agent sees add the machine's load to it).
+    delays = [int(ms) for ms in re.findall(r"mesos_retry .* in_ms=(\d+) ", sim.executor_log())]
+    assert delays and max(delays) <= BACKOFF_MAX_SECS * 1000, delays
 
     # the re-sent copies are re-ACKed; after that nothing is re-sent, by UPDATE or SUBSCRIBE
     sim.wait_for(lambda: len(sim.acks_sent) == 5, 5, "ACKs of the carried updates")
@@ -241,7 +242,7 @@ def test_five_restarts_in_a_row_lose_no_update(sim):
         held += [sim.wait_for_state(tid, "TASK_STARTING").uuid,
                  sim.wait_for_state(tid, "TASK_RUNNING").uuid]
         sim.crash()
-        sim.restart(recovering_secs=0.2, reregistration_window_secs=0.5)
+        sim.restart(recovering_secs=0.2, reregistration_window_secs=WINDOW_SECS)
         body = sim.wait_subscribed(count=i + 2, timeout_secs=5)
         assert uuids_of(body) == held, f"restart {i + 1}"
         assert [t["task_id"]["value"] for t in body["subscribe"]["unacknowledged_tasks"]] == [
@@ -267,7 +268,7 @@ def test_update_answered_503_in_the_reregistration_window_is_retried_with_the_sa
     start(sim)
     sim.wait_subscribed()
     sim.crash()
-    sim.restart(recovering_secs=0.0, reregistration_window_secs=1.0)
+    sim.restart(recovering_secs=0.0, reregistration_window_secs=WINDOW_SECS)
     sim.wait_subscribed(count=2, timeout_secs=5)
     run_task(sim, "task-42")
     starting = sim.updates("task-42")[0]
@@ -300,8 +301,8 @@ def test_agent_down_longer_than_the_recovery_timeout_shuts_down_and_exits(sim):
     run_task(sim, "task-42")
     crashed_at = time.monotonic()
     sim.crash()
-    assert sim.wait_exit(5) == 0
-    assert 1.0 <= time.monotonic() - crashed_at < 1.0 + 2.0
+    assert sim.wait_exit(10) == 0  # not the default recovery timeout (15 minutes)
+    assert time.monotonic() - crashed_at >= 1.0  # never before its own
     log = sim.executor_log()
     assert "mesos_giving_up" in log and "MESOS_RECOVERY_TIMEOUT of 1s" in log
 
@@ -326,7 +327,9 @@ def test_agent_unreachable_at_start_is_retried_until_it_listens(tmp_path):
         sim.crash()
         start(sim)
         wait_for_retries(sim, 0, count=2)
-        sim.restart(recovering_secs=0.3)
+        # A window far longer than the test: it is about retrying until the agent listens, so
+        # no wall-clock race with the window (the window has tests of its own).
+        sim.restart(recovering_secs=0.3, reregistration_window_secs=60.0)
         assert sim.port == port
         sim.wait_subscribed(timeout_secs=5)
         sim.shutdown()

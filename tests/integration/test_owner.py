@@ -127,7 +127,9 @@ def test_sigterm_ignoring_process_is_sigkilled_after_the_grace(tmp_path):
     final, rec = run_owner(tmp_path, spec, before=kill_once_it_ignores_sigterm)
     took = time.monotonic() - asked["at"]
     assert final.state is TaskState.KILLED
-    assert 0.3 <= took < 1.5
+    # Not before the grace; the upper bound only guards against a SIGKILL never sent (the
+    # process ignores SIGTERM for ever): a loaded machine may add a second or more.
+    assert 0.3 <= took < 0.3 + 10.0
     assert rec.process_states("a") == ["RUNNING", "KILLED"]
 
 

@@ -28,6 +28,9 @@ from tests.support.waiting import wait_for
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 FAKE = SUPPORT / "fake_task.py"
+# Wall-clock bounds below only guard against a hang (a process waited out: they sleep 30 s);
+# a loaded machine can delay any of them by a second or more. bench/ measures the speed.
+HANG_GUARD_SECS = 10.0
 MiB = 1024 * 1024
 
 pytestmark = pytest.mark.timeout(30)
@@ -273,7 +276,7 @@ def test_close_leaves_nothing(tmp_path, tracker):
     watchdog = h.sup.watchdog_pid
     started = time.monotonic()
     h.sup.close()
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < HANG_GUARD_SECS  # it never waits out a process
     assert all_gone(pids)
     assert not alive(watchdog)
     names = {t.name for t in threading.enumerate()}
@@ -414,7 +417,7 @@ def test_run_command_timeout_kills_a_lingering_grandchild(harness, tmp_path):
                f"sleep 30")
     started = time.monotonic()
     result = harness.sup.run_command(command, 0.5)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < HANG_GUARD_SECS  # cut off, not the sleeps' 30 s
     assert result.timed_out and result.signal == signal.SIGKILL
     pids = read_pids(bg) + read_pids(daemon)
     harness.tracker.add(*pids)

@@ -7,6 +7,7 @@ import io
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -64,18 +65,28 @@ def test_a_last_line_without_its_newline_is_a_line(tmp_path, capfdbinary):
     assert tail(capfdbinary, tmp_path, "web", "-n", "2")[1] == b"b\nc"
 
 
-def test_five_lines_of_a_200_mb_log_in_well_under_100_ms(tmp_path, capfdbinary):
+def bytes_read_by_this_process() -> int:
+    """What this process has read so far, through every read system call (Linux's rchar)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("/proc/self/io has no rchar line")
+
+
+def test_five_lines_of_a_200_mb_log_read_from_its_end(tmp_path, capfdbinary):
+    # What it reads, not how long it takes (a loaded machine decides that; bench/bench_ops.py
+    # measures it): the last lines come from the last blocks, never the 200 MB before them.
     path = log(tmp_path)
     with open(path, "r+b") as f:  # sparse: 200 MB of zeros cost nothing to write
         f.truncate(200 * 1024 * 1024)
         f.seek(0, os.SEEK_END)
         f.write(b"".join(b"last %d\n" % n for n in range(1, 11)))
-    started = time.perf_counter()
+    before = bytes_read_by_this_process()
     code = main(["tail", str(tmp_path), "web", "-n", "5"])
-    took = time.perf_counter() - started
+    read = bytes_read_by_this_process() - before
     out, _ = capfdbinary.readouterr()
     assert code == 0 and out == b"last 6\nlast 7\nlast 8\nlast 9\nlast 10\n"
-    assert took < 0.1, f"tail -n 5 of a 200 MB log took {took * 1000:.0f} ms"
+    assert read < 4 * 1024 * 1024, f"tail -n 5 of a 200 MB log read {read} bytes"
 
 
 def test_what_is_missing_is_said_and_exits_1_or_2_for_a_sandbox_that_is_not_one(tmp_path, capfdbinary):

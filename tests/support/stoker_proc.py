@@ -3,16 +3,20 @@
 `StokerProcess` starts `python -m executor ARGS` in its own session, captures stdout and
 stderr to files (so a chatty child can never block on a full pipe), and always cleans up:
 `close()` SIGKILLs the whole session, and every pid the task ever had (read from the
-sandbox checkpoint) is checked dead.
+sandbox checkpoint) is checked dead. The child starts with SIGHUP at its default even when
+the tests run under nohup (`hangup_default`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -20,6 +24,22 @@ import psutil
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def hangup_default() -> Iterator[None]:
+    """SIGHUP at its default while children are forked, when this test run ignores it (under
+    nohup): an ignored SIGHUP is inherited, and `stoker run` keeps an inherited one ignored,
+    as nohup asks; the tests that send SIGHUP are about the default."""
+    if (signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 class StokerProcess:
@@ -30,7 +50,7 @@ class StokerProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
         full_env["PYTHONPATH"] = str(REPO)
         full_env.update(env or {})
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err, hangup_default():
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "executor", *args],
                 cwd=self.workdir, env=full_env, stdout=out, stderr=err,

@@ -118,6 +118,15 @@ BOUNDED = {
         None, 4.0, [req(grace=30.0, at=0.0), req(grace=30.0, at=3.0)],
         [(KillState.SIGNALS, (KillProcesses("KILL", 4.0),)),
          (KillState.SIGNALS, (KillProcesses("KILL", 1.0),))]),
+    "a request after the bound's time SIGKILLs at once": (
+        None, 4.0, [req(grace=30.0, at=0.0), req(grace=30.0, at=5.5)],
+        [(KillState.SIGNALS, (KillProcesses("KILL", 4.0),)),
+         (KillState.SIGNALS, (KillProcesses("KILL", 0.0),))]),
+    "endpoints done after the bound's time: SIGKILL with SIGTERM": (
+        HOLD, 4.0, [req(grace=30.0, at=100.0), done(104.5)],
+        [(KillState.LIFECYCLE, (KillProcesses("KILL", 2.0, term_delay_secs=2.0),
+                                StartLifecycle("KILL", 2.0))),
+         (KillState.SIGNALS, (KillProcesses("KILL", 0.0),))]),
     "a bound of 0 skips the endpoints' waits and SIGKILLs at once": (
         HOLD, 0.0, [req(at=0.0)],
         [(KillState.LIFECYCLE, (KillProcesses("KILL", 0.0, term_delay_secs=0.0),

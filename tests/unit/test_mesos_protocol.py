@@ -210,9 +210,14 @@ def test_an_oversized_event_is_read_from_its_first_bytes():
     message = b'{"type":"MESSAGE","message":{"data":"AAAA'
     assert wire.parse_oversized(20, message, 10) == wire.Oversized("MESSAGE", 20, None)
     assert wire.parse_oversized(20, b'{"type":"FROM_THE_FUTURE"', 10).type == "FROM_THE_FUTURE"
-    for prefix in (b'{"type":"SUBSCRIBED","subscribed":{', b'{"type":"KILL"', b'{"typ', b"junk"):
-        with pytest.raises(RemoteProtocolError, match="larger than the limit of 10 bytes"):
+    # Only a LAUNCH's task id is read: another event's path that looks like one is not.
+    future = b'{"type":"FROM_THE_FUTURE","launch":{"task":{"task_id":{"value":"t-9"}}}}'
+    assert wire.parse_oversized(20, future, 10) == wire.Oversized("FROM_THE_FUTURE", 20, None)
+    for prefix, kind in ((b'{"type":"SUBSCRIBED","subscribed":{', "SUBSCRIBED"), (b'{"type":"KILL"', "KILL"),
+                         (b'{"typ', "an"), (b"junk", "an")):
+        with pytest.raises(RemoteProtocolError) as caught:
             wire.parse_oversized(20, prefix, 10)
+        assert str(caught.value) == f"{kind} event of 20 bytes is larger than the limit of 10 bytes"
 
 
 def test_protocol_error_in_stream_reaches_the_caller_of_feed():
@@ -249,28 +254,69 @@ def test_launch_group_and_error_and_subscribed_without_container_parse():
     assert wire.parse_event(json.dumps(event).encode()).container_id is None
 
 
-@pytest.mark.parametrize("payload, message", [
-    (b"{not json", "event is not JSON"),
-    (b"\xff\xfe", "event is not UTF-8"),
+KILL_T = b'{"type": "KILL", "kill": {"task_id": {"value": "t"}, "kill_policy": {"grace_period": {"nanoseconds": %s}}}}'
+SUBSCRIBED_WITH = b'{"type": "SUBSCRIBED", "subscribed": {%s}}'
+NANOS = "kill.kill_policy.grace_period.nanoseconds"
+
+# Each row: a malformed event -> the whole message, naming the event and the field's path.
+MALFORMED = [
     (b"[1, 2]", "event is a JSON list, not an object"),
-    (b'{"launch": {}}', "'type' is missing"),
-    (b'{"type": 7}', "'type' is a int, not str"),
+    (b'{"launch": {}}', "event: 'type' is missing"),
+    (b'{"type": 7}', "event: 'type' is a int, not str"),
+    (b'{"type": true}', "event: 'type' is a bool, not str"),
     (b'{"type": "LAUNCH"}', "LAUNCH event: 'launch.task' is missing"),
-    (b'{"type": "LAUNCH", "launch": {"task": {"name": "x"}}}', "'task_id.value' is missing"),
+    (b'{"type": "LAUNCH", "launch": {"task": null}}', "LAUNCH event: 'launch.task' is missing"),
+    (b'{"type": "LAUNCH", "launch": {"task": []}}', "LAUNCH event: 'launch.task' is a list, not dict"),
+    (b'{"type": "LAUNCH", "launch": {"task": {"name": "x"}}}', "TaskInfo: 'task_id.value' is missing"),
     (b'{"type": "KILL", "kill": {}}', "KILL event: 'kill.task_id.value' is missing"),
-    (b'{"type": "KILL", "kill": {"task_id": {"value": "t"}, "kill_policy": '
-     b'{"grace_period": {"nanoseconds": -1}}}}', "negative"),
-    (b'{"type": "ACKNOWLEDGED", "acknowledged": {"task_id": {"value": "t"}, "uuid": "%%%"}}',
-     "uuid is not valid base64"),
-    (b'{"type": "MESSAGE", "message": {}}', "'message.data' is missing"),
-    (b'{"type": "SUBSCRIBED", "subscribed": {"executor_info": {}, "framework_info": {}}}',
-     "'subscribed.agent_info' is missing"),
+    (KILL_T % b"-1", "KILL event: kill_policy.grace_period.nanoseconds is negative (-1 ns)"),
+    (KILL_T % b'"soon"', "KILL event: kill_policy.grace_period.nanoseconds 'soon' is not a number"),
+    (KILL_T % b"true", f"KILL event: '{NANOS}' is a bool, not int or float or str"),
+    (KILL_T % b"[1]", f"KILL event: '{NANOS}' is a list, not int or float or str"),
+    (b'{"type": "KILL", "kill": {"task_id": {"value": "t"}, "kill_policy": {}}}', f"KILL event: '{NANOS}' is missing"),
+    (b'{"type": "ACKNOWLEDGED", "acknowledged": {"task_id": {"value": "t"}, "uuid": 5}}',
+     "ACKNOWLEDGED event: 'acknowledged.uuid' is a int, not str"),
+    (b'{"type": "ACKNOWLEDGED", "acknowledged": {"uuid": "AAAA"}}',
+     "ACKNOWLEDGED event: 'acknowledged.task_id.value' is missing"),
+    (b'{"type": "MESSAGE", "message": {}}', "MESSAGE event: 'message.data' is missing"),
+    (b'{"type": "ERROR", "error": {"message": 3}}', "ERROR event: 'error.message' is a int, not str"),
+    (SUBSCRIBED_WITH % b'"framework_info": {}, "agent_info": {}', "SUBSCRIBED event: 'subscribed.executor_info' is missing"),
+    (SUBSCRIBED_WITH % b'"executor_info": {}, "agent_info": {}', "SUBSCRIBED event: 'subscribed.framework_info' is missing"),
+    (SUBSCRIBED_WITH % b'"executor_info": {}, "framework_info": {}', "SUBSCRIBED event: 'subscribed.agent_info' is missing"),
+    (SUBSCRIBED_WITH % b'"executor_info": {}, "framework_info": {}, "agent_info": {}, "container_id": {"value": 1}',
+     "SUBSCRIBED event: 'subscribed.container_id.value' is a int, not str"),
+    (b'{"type": "LAUNCH_GROUP", "launch_group": {"task_group": {}}}',
+     "LAUNCH_GROUP event: 'launch_group.task_group.tasks' is missing"),
     (b'{"type": "LAUNCH_GROUP", "launch_group": {"task_group": {"tasks": [3]}}}',
-     "task 0 is a int"),
-])
+     "LAUNCH_GROUP event: task 0 is a int, not an object"),
+    (b'{"type": "LAUNCH_GROUP", "launch_group": {"task_group": {"tasks": [{"task_id": {}}]}}}',
+     "TaskInfo: 'task_id.value' is missing"),
+]
+
+
+@pytest.mark.parametrize("payload, message", MALFORMED)
 def test_malformed_events_raise_protocol_error_saying_what_is_wrong(payload, message):
-    with pytest.raises(RemoteProtocolError, match=message):
+    with pytest.raises(RemoteProtocolError) as caught:
         wire.parse_event(payload)
+    assert str(caught.value) == message
+
+
+# Each row: input the standard library reads first -> our part of the message, then its own.
+UNREADABLE = [
+    (b"{not json" + b"x" * 100, "event is not JSON: Expecting property name enclosed in double quotes",
+     f" in {(b'{not json' + b'x' * 100)[:80]!r}"),  # the first 80 bytes shown
+    (b"\xff\xfe", "event is not UTF-8: 'utf-8' codec can't decode byte 0xff", "invalid start byte"),
+    (b'{"type": "ACKNOWLEDGED", "acknowledged": {"task_id": {"value": "t"}, "uuid": "%%%"}}',
+     "ACKNOWLEDGED event: uuid is not valid base64: ", ""),
+    (b'{"type": "MESSAGE", "message": {"data": "%%"}}', "MESSAGE event: data is not valid base64: ", ""),
+]
+
+
+@pytest.mark.parametrize("payload, ours, end", UNREADABLE)
+def test_unreadable_events_say_what_could_not_be_read(payload, ours, end):
+    with pytest.raises(RemoteProtocolError) as caught:
+        wire.parse_event(payload)
+    assert str(caught.value).startswith(ours) and str(caught.value).endswith(end)
 
 
 # ---- status updates and the unacknowledged buffers ----
@@ -511,6 +557,72 @@ def test_task_data_id_and_kill_grace():
         wire.task_data(task_info("t", data="not base64!"))
     with pytest.raises(RemoteProtocolError, match="task_id.value"):
         wire.task_id({"task_id": {"value": 42}})
+
+
+def ports_range(begin, end) -> dict:
+    return {"task_id": {"value": "t"},
+            "resources": [{"name": "ports", "ranges": {"range": [{"begin": begin, "end": end}]}}]}
+
+
+@pytest.mark.parametrize("begin, end, ports", [(1, 1, [1]), (65535, 65535, [65535]), (7, 9, [7, 8, 9])])
+def test_a_ports_range_from_1_to_65535_is_every_port_in_it(begin, end, ports):
+    assert wire.ports_from_resources(ports_range(begin, end)) == ports
+
+
+@pytest.mark.parametrize("info, message", [
+    (ports_range(0, 1), "TaskInfo ports range [0, 1] is not valid"),
+    (ports_range(65535, 65536), "TaskInfo ports range [65535, 65536] is not valid"),
+    (ports_range(True, 2), "TaskInfo ports range: 'begin' is a bool, not int"),
+    (ports_range(1, "2"), "TaskInfo ports range: 'end' is a str, not int"),
+    ({"resources": 5}, "TaskInfo 'resources' is not a list"),
+    ({"resources": [{"name": "ports"}]}, "TaskInfo ports resource: 'ranges.range' is missing"),
+    ({"resources": [{"name": "ports", "ranges": {"range": 3}}]},
+     "TaskInfo ports resource: 'ranges.range' is a int, not list"),
+])
+def test_a_bad_ports_resource_is_named(info, message):
+    with pytest.raises(RemoteProtocolError) as caught:
+        wire.ports_from_resources(info)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("info, message", [
+    ({"task_id": {"value": "t-1"}, "data": 5}, "TaskInfo 't-1' data is a int, not base64 text"),
+    ({"task_id": {"value": "t-1"}, "data": "%%"}, "TaskInfo 't-1' data is not valid base64: "),
+    ({"kill_policy": {"grace_period": {"nanoseconds": "x"}}},
+     "TaskInfo kill_policy.grace_period.nanoseconds 'x' is not a number"),
+    ({"kill_policy": {"grace_period": {}}}, "TaskInfo: 'kill_policy.grace_period.nanoseconds' is missing"),
+])
+def test_bad_task_info_data_and_kill_grace_are_named(info, message):
+    read = wire.task_data if "data" in info else wire.task_kill_grace_secs
+    with pytest.raises(RemoteProtocolError) as caught:
+        read(info)
+    assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize("nanos, secs", [(0, 0.0), ("1500000000", 1.5), (2.5e9, 2.5)])
+def test_a_kill_grace_may_be_0_a_numeric_string_or_a_float(nanos, secs):
+    assert wire.task_kill_grace_secs({"kill_policy": {"grace_period": {"nanoseconds": nanos}}}) == secs
+
+
+@pytest.mark.parametrize("info, agent_id", [
+    ({"agent_id": {"value": "a-1"}}, "a-1"), ({"agent_id": {"value": 5}}, None), ({"agent_id": "a-1"}, None), ({}, None),
+])
+def test_the_task_info_agent_id_is_text_or_none(info, agent_id):
+    assert wire.task_agent_id(info) == agent_id
+
+
+def test_call_bodies_are_compact_json():
+    calls = wire.Calls("f", "e")
+    head = b'{"type":"%s","framework_id":{"value":"f"},"executor_id":{"value":"e"},'
+    assert calls.message(b"\x00hi") == head % b"MESSAGE" + b'"message":{"data":"AGhp"}}'
+    assert calls.update({"a": 1}) == head % b"UPDATE" + b'"update":{"status":{"a":1}}}'
+    assert calls.subscribe([], []) == head % b"SUBSCRIBE" + b'"subscribe":{}}'
+
+
+def test_a_state_that_is_no_task_state_is_stokers_own_mistake():
+    with pytest.raises(LocalProtocolError) as caught:
+        wire.StatusFields("t", "TASK_RUNNING")  # type: ignore[arg-type]
+    assert str(caught.value) == "state must be a TaskState, not str"
 
 
 @pytest.mark.parametrize("module", [recordio, wire, session])

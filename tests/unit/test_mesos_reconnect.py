@@ -63,8 +63,8 @@ STORIES = {
     ]),
     "without checkpointing, the first disconnect is the end": (False, [
         (REFUSED, 1.0, 0.5, Retry(0.15, REFUSED.reason)),
-        (EOF, 2.0, 0.5, give_up(Ending.AGENT_LOST, "checkpointing is off",
-                                "MESOS_CHECKPOINT is not \"1\"")),
+        (EOF, 2.0, 0.5, give_up(Ending.AGENT_LOST, "checkpointing is off (MESOS_CHECKPOINT is not \"1\"), "
+                                "so the executor shuts down at the first disconnect")),
     ]),
     "with checkpointing, a disconnect starts a new outage, however late": (True, [
         (EOF, 100.0, 0.5, Retry(0.15, EOF.reason)),

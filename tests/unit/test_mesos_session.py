@@ -193,3 +193,55 @@ def test_subscription_count_and_agent_id_follow_subscribed_events():
     proto.subscribing()
     proto.feed(SUBSCRIBED)
     assert proto.subscription_count == 2
+
+
+# ---- the rules `make mutation` found unstated ----
+
+
+def test_a_fresh_session_knows_no_agent_no_shutdown_and_owes_a_post_for_every_update():
+    proto = ExecutorProtocol(FRAMEWORK, EXECUTOR, uuid_source=lambda: b"u" * 16)
+    assert (proto.agent_id, proto.shutdown_received, proto.subscription_count) == (None, False, 0)
+    pending = proto.update("t", TaskState.RUNNING, "processes started", now_wall=1.0)
+    assert (pending.task_id, pending.uuid, pending.state) == ("t", b"u" * 16, TaskState.RUNNING)
+    assert proto.needs_post(pending.uuid)
+
+
+def test_an_agent_info_without_an_id_leaves_the_agent_unknown():
+    proto = in_state(S.SUBSCRIBING)
+    proto.feed(record({"type": "SUBSCRIBED", "subscribed": {
+        "executor_info": {}, "framework_info": {}, "agent_info": {"hostname": "agent-7"}}}))
+    assert (proto.state, proto.agent_id, proto.subscription_count) == (S.SUBSCRIBED, None, 1)
+
+
+def test_a_move_the_drawing_does_not_list_says_which():
+    proto = in_state(S.SUBSCRIBED)
+    with pytest.raises(LocalProtocolError) as caught:
+        proto.subscribing()
+    assert str(caught.value) == "the session cannot go from SUBSCRIBED to SUBSCRIBING"
+
+
+def oversized(event: dict, pad_bytes: int) -> bytes:
+    """`event` with a padding field that makes the record larger than the decoder holds."""
+    body = json.dumps({**event, "padding": "x" * pad_bytes}).encode()
+    return encode_record(body)
+
+
+def test_a_launch_too_large_to_hold_reaches_the_caller_with_its_size_and_task_id():
+    launch = {"type": "LAUNCH", "launch": {"task": {"task_id": {"value": "big-1"}, "name": "big"}}}
+    data = oversized(launch, session.MAX_RECORD_BYTES)
+    proto = in_state(S.SUBSCRIBED)
+    events = proto.feed(data)
+    size = len(data.split(b"\n", 1)[1])
+    assert events == [wire.Oversized("LAUNCH", size, "big-1")]
+    assert proto.unacknowledged_tasks() == ()  # only a whole LAUNCH is remembered
+
+
+def test_a_subscribed_too_large_to_hold_breaks_the_stream_naming_both_sizes():
+    data = oversized({"type": "SUBSCRIBED", "subscribed": {}}, session.MAX_RECORD_BYTES)
+    size = len(data.split(b"\n", 1)[1])
+    proto = in_state(S.SUBSCRIBING)
+    with pytest.raises(RemoteProtocolError) as caught:
+        proto.feed(data)
+    assert str(caught.value) == (f"SUBSCRIBED event of {size} bytes is larger than the limit of "
+                                 f"{8 * 1024 * 1024} bytes")
+    assert proto.state is S.ERROR

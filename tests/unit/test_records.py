@@ -23,7 +23,8 @@ from healthcheck.policy import AttemptOutcome, HealthState
 
 RECORDS = [
     HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
-                 ports={"health": 31000}, supervisor_pid=4000, processes=("setup", "web"),
+                 ports={"health": 31000}, supervisor_pid=4000, supervisor_start=81234,
+                 supervisor_boot="6f1c7a2e-boot", marker="web-0-1/2f9a", processes=("setup", "web"),
                  health="HTTP GET http://localhost:31000/health",
                  containment="cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)", wall=100.0),
     TaskRecord(from_=TaskStage.NEW, to=TaskStage.STARTING, reason="task launched", wall=100.0),
@@ -37,7 +38,7 @@ RECORDS = [
                  state=HealthState.STARTING, attempts=3, consecutive_failures=1,
                  consecutive_successes=0, wall=103.0),
     SummaryRecord(earlier_attempts=3, earlier_runs={"web": 280, "db": 0},
-                  health_state=HealthState.RUNNING),
+                  health_state=HealthState.RUNNING, wall=103.5),
     ProcessRecord(process="web", run=3, from_=ProcessState.RUNNING, to=ProcessState.WAITING,
                   reason="killed by SIGTERM after the operator's restart", pid=4300, signal=15,
                   outcome=RunOutcome.RESTARTED, wall=104.0),
@@ -145,3 +146,72 @@ def test_the_edges_of_each_range_are_accepted():
                                        signal=64, wall=253402300799.0)
     assert parse_checked({"kind": "from-the-future"}) is None
     assert isinstance(parse_checked(UnreadableLine('{"kind":"ta')), DamagedRecord)
+
+
+# ---- what `stoker status` says about a damaged record (each reason names the field) ----
+
+DAMAGE = {
+    "no kind": ({"no": "kind"}, DamagedRecord("?", "'kind' is missing or not text")),
+    "a kind that is no text": ({"kind": 7}, DamagedRecord("?", "'kind' is missing or not text")),
+    "not an object": (["header"], DamagedRecord("?", "a JSON list, not an object")),
+    "a torn line": (UnreadableLine('{"kind":"ta'),
+                    DamagedRecord("?", "a torn line (a write cut short by a crash or a full disk) "
+                                       "or not JSON: '{\"kind\":\"ta'")),
+    "text that is a number": ({"kind": "task", "to": "RUNNING", "reason": 3},
+                              DamagedRecord("task", "'reason' is a int, not text")),
+    "a number that is text": ({"kind": "health", "outcome": "passed", "wall": "noon"},
+                              DamagedRecord("health", "'wall' is a str, not a number")),
+    "a fraction where a whole number belongs": (
+        {"kind": "process", "process": "web", "run": 1.5, "to": "RUNNING"},
+        DamagedRecord("process", "'run' is 1.5, not a whole number")),
+    "a number shown in full up to 24 characters": (
+        {"kind": "process", "process": "web", "to": "RUNNING", "pid": 10**23},
+        DamagedRecord("process", "'pid' is 100000000000000000000000, outside 1 ... 4194304")),
+    "a longer one rounded": (
+        {"kind": "process", "process": "web", "to": "RUNNING", "pid": 10**24},
+        DamagedRecord("process", "'pid' is 1e+24, outside 1 ... 4194304")),
+    "a run past 2^31 - 1": (
+        {"kind": "process", "process": "web", "to": "RUNNING", "run": 2**31},
+        DamagedRecord("process", "'run' is 2147483648, outside 0 ... 2147483647")),
+    "a latency past 10^9 s": (
+        {"kind": "health", "outcome": "passed", "latency_secs": 2e9},
+        DamagedRecord("health", "'latency_secs' is 2000000000.0, outside 0 ... 1000000000.0")),
+    "a state name is cut at 40 characters": (
+        {"kind": "phase", "to": "A" * 50},
+        DamagedRecord("phase", f"'to' is {'A' * 40!r}, not a TaskPhase name")),
+    "an empty process name": ({"kind": "process", "process": "", "to": "RUNNING"},
+                              DamagedRecord("process", "'process' is empty")),
+    "ports that are no map": ({"kind": "header", "ports": ["http"]},
+                              DamagedRecord("header", "'ports' is not a map of names to numbers")),
+    "processes that are no list of names": (
+        {"kind": "header", "processes": ["web", 7]},
+        DamagedRecord("header", "'processes' is not a list of names")),
+    "earlier runs that are no map": (
+        {"kind": "summary", "earlier_runs": ["web"]},
+        DamagedRecord("summary", "'earlier_runs' is not a map of names to counts")),
+    "an earlier run count that is no whole number": (
+        {"kind": "summary", "earlier_runs": {"web": 1.5}},
+        DamagedRecord("summary", "'earlier_runs': 'web' is 1.5, not a whole number")),
+}
+
+
+@pytest.mark.parametrize("doc, damaged", DAMAGE.values(), ids=DAMAGE.keys())
+def test_a_damaged_record_is_named_with_its_field(doc, damaged):
+    assert parse_checked(doc) == damaged
+    assert parse(doc) is None
+
+
+def test_absent_and_empty_optional_fields_take_their_defaults():
+    assert parse({"kind": "phase", "to": "CLEANING", "reason": ""}) == PhaseRecord(
+        from_=None, to=TaskPhase.CLEANING, reason="", wall=None)
+    assert parse({"kind": "health", "outcome": "passed"}) == HealthRecord(
+        outcome=AttemptOutcome.PASSED, reason="", latency_secs=None, state=None, attempts=0,
+        consecutive_failures=0, consecutive_successes=0, wall=None)
+    assert parse({"kind": "health", "outcome": "snoozed", "state": ""}).state is None
+    assert parse({"kind": "header", "health": ""}).health == "none"  # no checker
+    assert parse({"kind": "header"}).health == "none"
+    assert parse({"kind": "summary"}) == SummaryRecord(earlier_attempts=0, earlier_runs={},
+                                                       health_state=None, wall=None)
+    assert parse({"kind": "process", "process": "web", "to": "KILLED", "run": None,
+                  "outcome": ""}) == ProcessRecord(process="web", run=None, from_=None,
+                                                   to=ProcessState.KILLED)

@@ -2,6 +2,8 @@
 import ast
 from pathlib import Path
 
+import pytest
+
 from executor.task.checkpoint import parse_lines
 from executor.task.replay import HEALTH_HISTORY, replay
 
@@ -271,3 +273,85 @@ def test_each_attempt_keeps_how_its_processes_were_contained():
     assert [a.containment for a in view.attempts] == [
         "cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)", "",
         "process groups, task markers and the subreaper (no cgroup: off)"]
+
+
+# ---- the rules `make mutation` found unstated ----
+
+# Each row: the record that ends run 0 (after a RUNNING record), without an outcome -> the
+# run's state. The rule: a final state is the run's; leaving RUNNING, or an exit status,
+# derives SUCCESS / LOST / FAILED from the exit; otherwise the record's state is shown.
+ENDS = {
+    "exit 0, no 'from'": ({"to": "WAITING", "exit_code": 0}, "SUCCESS"),
+    "a signal, no 'from'": ({"to": "WAITING", "signal": 9}, "LOST"),
+    "exit 3, no 'from'": ({"to": "WAITING", "exit_code": 3}, "FAILED"),
+    "from RUNNING, no exit status": ({"from": "RUNNING", "to": "WAITING"}, "FAILED"),
+    "no 'from', no exit status": ({"to": "WAITING"}, "WAITING"),
+    "a final state wins": ({"from": "RUNNING", "to": "KILLED", "exit_code": 0}, "KILLED"),
+}
+
+
+@pytest.mark.parametrize("end, state", ENDS.values(), ids=ENDS.keys())
+def test_how_a_run_ended_when_the_record_does_not_say(end, state):
+    records = [header(), proc("web", 0, "WAITING", "RUNNING", "started", 1.0, pid=10),
+               {"kind": "process", "wall": 2.0, "process": "web", "run": 0, **end}]
+    (run,) = replay(records).processes[1].runs
+    assert (run.state, run.ended_wall) == (state, 2.0)
+
+
+def test_a_process_that_never_started_has_no_run_and_one_not_in_the_header_is_shown():
+    records = [header(), proc("late", None, "WAITING", "KILLED", "not started: the task is stopping",
+                              1.0)]
+    setup, web, late = replay(records).processes
+    assert (late.name, late.state, late.reason, late.runs) == (
+        "late", "KILLED", "not started: the task is stopping", ())
+
+
+def test_records_without_a_wall_time_show_0_and_a_health_attempt_keeps_its_latency():
+    records = [header(), {"kind": "task", "to": "STARTING", "reason": "launched"},
+               {"kind": "phase", "to": "CLEANING"},
+               {"kind": "health", "outcome": "failed", "reason": "HTTP 503", "latency_secs": 0.25}]
+    view = replay(records)
+    assert (view.history[0].wall, view.phase.wall) == (0.0, 0.0)
+    (attempt,) = view.health.last_attempts
+    assert (attempt.wall, attempt.outcome, attempt.reason, attempt.latency_secs) == (
+        0.0, "failed", "HTTP 503", 0.25)
+
+
+def test_each_damaged_record_is_named_by_its_place_and_skipped():
+    records = [header(), {"kind": "task", "to": "SLEEPING"}, "not a dict",
+               {"kind": "from-the-future"}, {"kind": "health", "outcome": "passed", "attempts": -1}]
+    assert replay(records).warnings == (
+        "checkpoint record 2, a task record: 'to' is 'SLEEPING', not a TaskStage name; skipped",
+        "checkpoint record 3, a record: a JSON str, not an object; skipped",
+        "checkpoint record 5, a health record: 'attempts' is -1, outside 0 ... 9223372036854775807; "
+        "skipped",
+    )
+    assert replay(RECORDED).warnings == ()
+
+
+def test_the_supervisor_s_identity_comes_from_its_attempt_s_header():
+    records = [header(supervisor_start=81234, supervisor_boot="boot-1", marker="t-1/2f9a"),
+               header(wall=200.0, pid=5000)]
+    first, second = replay(records).attempts
+    assert (first.supervisor_pid, first.supervisor_start, first.supervisor_boot, first.marker) == (
+        4000, 81234, "boot-1", "t-1/2f9a")
+    assert (second.supervisor_pid, second.supervisor_start, second.supervisor_boot, second.marker) == (
+        5000, None, "", "")
+    view = replay(records[:1])
+    assert (view.supervisor_start, view.marker) == (81234, "t-1/2f9a")
+
+
+def test_the_last_wall_time_is_the_last_record_s_a_header_s_too():
+    assert replay([header(wall=5.0)]).last_wall == 5.0
+    assert replay([header(wall=5.0), {"kind": "summary", "earlier_attempts": 1}]).last_wall == 5.0
+
+
+def test_what_compaction_dropped_adds_to_what_the_view_dropped_itself():
+    from executor.task.replay import ATTEMPTS_KEPT, RUNS_KEPT
+
+    headers = [header(wall=float(n)) for n in range(ATTEMPTS_KEPT + 1)]  # the view drops one
+    view = replay(headers + [{"kind": "summary", "earlier_attempts": 2}])
+    assert view.earlier_attempts == 1 + 2 and view.attempt == ATTEMPTS_KEPT + 3
+    runs = [proc("web", n, "WAITING", "RUNNING", "started", 1.0 + n) for n in range(RUNS_KEPT + 1)]
+    web = replay([header()] + runs + [{"kind": "summary", "earlier_runs": {"web": 10}}]).processes[1]
+    assert web.earlier_runs == 1 + 10 and web.restarts == 10 + RUNS_KEPT

@@ -11,7 +11,7 @@ import pytest
 from config.spec import ProcessSpec, TaskSpec
 from executor.events import ExitStatus, ProcessState, RunOutcome, TaskPhase
 from executor.task.planner import Planner
-from executor.task.process_rules import ProcessTrack, RunCounts, restart_refusal
+from executor.task.process_rules import ProcessTrack, RestartAnswer, RunCounts, restart_refusal
 from tests.support.fake_clock import FakeClock
 
 TERM, KILL = int(signal.SIGTERM), int(signal.SIGKILL)
@@ -51,6 +51,9 @@ REFUSAL_RULES = {
         "process 'web' has not started: it waits for 'db', 'cache'"),
     "one waiting for a slot under max_concurrency": (
         track(S.WAITING, min_duration=5.0, ended_at=1.0), P.ACTIVE, [],
+        "process 'web' is waiting for a free slot (max_concurrency=2)"),
+    "the moment its min_duration is over, it no longer waits for it": (
+        track(S.WAITING, min_duration=5.0, ended_at=5.0), P.ACTIVE, [],
         "process 'web' is waiting for a free slot (max_concurrency=2)"),
 }
 
@@ -166,5 +169,37 @@ def test_an_unknown_process_is_refused_with_the_task_s_processes_named():
     s = Story(web(), ProcessSpec(name="db", cmdline="db"))
     s.decide()
     answer = s.planner.restart("cache", s.clock.now, grace_secs=5.0)
-    assert not answer.accepted
+    assert answer.accepted is False
     assert answer.reason == "task 't' has no process 'cache' (its processes: web, db)"
+
+
+def test_the_planner_refuses_what_the_rule_refuses_with_the_task_s_own_order_and_limit():
+    s = Story(ProcessSpec(name="db", cmdline="db"), ProcessSpec(name="cache", cmdline="cache"), web(),
+              constraints=(("db", "web"),), max_concurrency=1)
+    s.decide()  # db runs; cache waits for the one slot, web for db
+    assert s.planner.restart("web", s.clock.now, grace_secs=5.0) == RestartAnswer(
+        False, "process 'web' has not started: it waits for 'db'")
+    assert s.planner.restart("cache", s.clock.now, grace_secs=5.0) == RestartAnswer(
+        False, "process 'cache' is waiting for a free slot (max_concurrency=1)")
+
+
+def test_the_restarted_run_is_signalled_wherever_it_is_in_the_task():
+    s = Story(ProcessSpec(name="db", cmdline="db"), web())
+    s.decide()
+    answer = s.planner.restart("web", s.clock.now, grace_secs=0.0)  # no grace: SIGKILL right after
+    assert answer.reason == ("restarting process 'web': SIGTERM to run 0 now, SIGKILL 0 s later; "
+                             "run 1 starts as soon as it has ended")
+    d = s.decide()
+    assert [(c.process, c.run, c.signal) for c in d.signal] == [("web", 0, TERM)]
+    assert [(c.process, c.run, c.signal) for c in s.decide().signal] == [("web", 0, KILL)]
+
+
+def test_a_run_that_ends_on_its_own_before_the_sigterm_counts_as_what_it_was():
+    s = Story(web(max_failures=3))
+    s.decide()
+    s.planner.restart("web", s.clock.now, grace_secs=5.0)
+    s.clock.advance(0.5)
+    s.exit("web", ExitStatus(exit_code=3))  # before any decide() sent the SIGTERM
+    ended = [t for t in s.transitions if t.to is ProcessState.WAITING][-1]
+    assert ended.outcome is RunOutcome.FAILED
+    assert s.planner.process("web").failures == 1

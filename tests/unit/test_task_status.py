@@ -1,6 +1,8 @@
 """The task-status machine: first cause wins, terminal sticks, updates only when due."""
+import pytest
+
 from executor.events import TaskPhase, TaskStage, TaskState, TaskTransition
-from executor.task.status import TaskStatusMachine
+from executor.task.status import Outcome, TaskStatusMachine, Update
 from healthcheck.policy import HealthState, Verdict
 
 RUNNING_V = Verdict(HealthState.RUNNING, "1 consecutive health checks passed", changed=True)
@@ -79,3 +81,73 @@ def test_transitions_name_the_stage_the_task_left_and_entered():
     end = m.task_ended(TaskPhase.KILLED, "")
     assert [(t.from_, t.to) for t in end.transitions] == [(TaskStage.KILLING, TaskStage.FAILED)]
     assert m.stage is TaskStage.FAILED
+
+
+# ---- the messages a scheduler reads, and the rules `make mutation` found unstated ----
+
+RUNNING_STAGE, KILLING = TaskStage.RUNNING, TaskStage.KILLING
+
+
+def test_starting_and_running_without_a_check_say_so():
+    m = TaskStatusMachine(health_checked=False)
+    start = m.started()
+    assert start.updates == (Update(TaskState.STARTING, "task launched; sandbox ready, starting processes"),)
+    out = m.processes_started()
+    assert out.updates == (Update(TaskState.RUNNING, "processes started; no health check configured"),)
+    assert out.transitions == (TaskTransition(TaskStage.STARTING, RUNNING_STAGE,
+                                              "processes started; no health check configured"),)
+
+
+def test_running_by_health_quotes_the_verdict_and_a_second_running_verdict_reports_nothing():
+    m = TaskStatusMachine(health_checked=True)
+    out = m.health(RUNNING_V)
+    assert out.updates == (Update(TaskState.RUNNING, "healthy: 1 consecutive health checks passed", True),)
+    assert out.transitions == (TaskTransition(TaskStage.STARTING, RUNNING_STAGE,
+                                              "healthy: 1 consecutive health checks passed"),)
+    assert m.health(RUNNING_V) == Outcome()
+
+
+def test_a_health_failure_while_starting_kills_the_task_and_it_ends_failed_and_unhealthy():
+    m = TaskStatusMachine(health_checked=True)
+    out = m.health(FAILED_V)
+    reason = "health check failed: 1 consecutive health checks failed: HTTP 503"
+    assert out == Outcome(transitions=(TaskTransition(TaskStage.STARTING, KILLING, reason),),
+                          kill_reason=reason)
+    assert m.state is TaskState.STARTING and m.killing
+    end = m.task_ended(TaskPhase.KILLED, "killed")
+    assert end.updates == (Update(TaskState.FAILED, reason, False),)
+    assert end.transitions == (TaskTransition(KILLING, TaskStage.FAILED, reason),)
+
+
+def test_a_kill_request_ends_killed_with_its_reason_and_says_nothing_of_health():
+    m = TaskStatusMachine(health_checked=True)
+    m.health(RUNNING_V)
+    out = m.kill_requested("killed by the agent (KILL)")
+    assert out == Outcome(transitions=(TaskTransition(RUNNING_STAGE, KILLING, "killed by the agent (KILL)"),),
+                          kill_reason="killed by the agent (KILL)")
+    end = m.task_ended(TaskPhase.KILLED, "killed by the agent (KILL)")
+    assert end.updates == (Update(TaskState.KILLED, "killed by the agent (KILL)", None),)
+
+
+# Each row: the planner's terminal phase and reason -> the terminal update's state and message.
+ENDINGS = {
+    "success": (TaskPhase.SUCCESS, "all 2 regular processes finished successfully",
+                TaskState.FINISHED, "all 2 regular processes finished successfully"),
+    "success without a reason": (TaskPhase.SUCCESS, "", TaskState.FINISHED,
+                                 "every process finished successfully"),
+    "killed": (TaskPhase.KILLED, "stopped by SIGTERM", TaskState.KILLED, "stopped by SIGTERM"),
+    "killed without a reason": (TaskPhase.KILLED, "", TaskState.KILLED, "task killed"),
+    "failed": (TaskPhase.FAILED, "process 'web' failed: exit status 3 after 1 of max_failures=1 runs",
+               TaskState.FAILED, "process 'web' failed: exit status 3 after 1 of max_failures=1 runs"),
+    "failed without a reason": (TaskPhase.FAILED, "", TaskState.FAILED, "task failed"),
+}
+
+
+@pytest.mark.parametrize("phase, reason, state, message", ENDINGS.values(), ids=ENDINGS.keys())
+def test_the_planners_end_is_the_terminal_update(phase, reason, state, message):
+    m = TaskStatusMachine(health_checked=False)
+    m.processes_started()
+    out = m.task_ended(phase, reason)
+    assert out.updates == (Update(state, message, None),)
+    assert out.transitions == (TaskTransition(RUNNING_STAGE, TaskStage.of(state), message),)
+    assert (m.state, m.stage, m.killing) == (state, TaskStage.of(state), False)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import loader, spec, templates
-from config.bind import bind
+from config.bind import bind, bound_job
 from config.errors import BindError, ConfigError
 from config.loader import load_job
 from config.schema import (
@@ -30,7 +30,7 @@ from config.schema import (
     UpdateConfig,
     VariableBatchUpdateStrategy,
 )
-from config.templates import flatten, normalize_angle_refs, port_names, port_refs, refs_in
+from config.templates import flatten, normalize_angle_refs, port_names, port_names_of_tree, port_refs, refs_in
 from tests.support.configs import job, process, write_config
 
 BIND = dict(instance=3, task_id="task-7", hostname="host.example", user="alice")
@@ -499,3 +499,101 @@ def test_bind_names_what_cannot_be_expanded(problem):
 
 def test_the_loader_checks_port_references_with_the_templates_pattern():
     assert loader.PORT_REF is templates.PORT_REF
+
+
+# ---- what binding checks and gives once the job is bound ----
+
+ANGLED = process("web", "serve <<thermos.ports[http]>> {{thermos.ports[admin]}} <<role>>")
+
+
+def test_an_aurora_payload_keeps_its_angle_brackets_and_needs_no_port_for_them():
+    # Aurora's own payload never treated <<ref>> as a template (angle_refs=False); a .aurora
+    # file or a task document does.
+    j = job(ANGLED)
+    assert port_names(j) == ["admin", "http"] and port_names(j, angle_refs=False) == ["admin"]
+    tree = templates.expand(j)[0]
+    assert port_names_of_tree(tree) == ["admin", "http"]
+    assert port_names_of_tree(tree, angle_refs=False) == ["admin"]
+    payload = bind(j, ports={"admin": 9}, angle_refs=False, **BIND)
+    assert payload.task.processes[0].cmdline == "serve <<thermos.ports[http]>> 9 <<role>>"
+    assert bound(j, admin=9, http=8).task.processes[0].cmdline == "serve 8 9 r"
+    with pytest.raises(BindError, match=r"missing ports: http \(assigned: admin\)"):
+        bound(j, admin=9)
+
+
+def test_the_bound_job_is_given_as_plain_values_too():
+    both = bound_job(job(ANGLED), ports={"admin": 9, "http": 8}, **BIND)
+    assert both.tree["task"]["processes"][0]["cmdline"] == "serve 8 9 r"
+    assert both.spec == bound(job(ANGLED), admin=9, http=8)
+
+
+@pytest.mark.parametrize("fields, hostname, problems", [
+    (dict(health_check_config=HealthCheckConfig(health_checker=HealthCheckerConfig(
+        http=HttpHealthChecker(endpoint="{{mesos.hostname}}")))), "ready",
+     ["job.health_check_config.health_checker.http.endpoint = 'ready' must be an absolute path starting "
+      "with one '/', such as '/health'"]),
+    (dict(lifecycle=LifecycleConfig(http=HttpLifecycleConfig(graceful_shutdown_endpoint="/{{mesos.hostname}}",
+                                                             shutdown_endpoint="{{mesos.hostname}}"))), "/x",
+     ["job.lifecycle.http.graceful_shutdown_endpoint = '//x' must be an absolute path starting with one '/', "
+      "such as '/health'"]),  # the shutdown endpoint, '/x', is fine
+])
+def test_templated_endpoints_are_checked_once_bound(fields, hostname, problems):
+    j = job(HEALTH_PORT, **fields)
+    with pytest.raises(ConfigError) as info:
+        bind(j, ports={"health": 9000}, instance=0, task_id="t", hostname=hostname, user="u")
+    assert info.value.problems == tuple(problems)
+    assert str(info.value).startswith("job c/r/e/web (bound): ")
+
+
+def test_a_process_name_is_checked_again_once_its_templates_are_bound():
+    j = job(process("p-{{mesos.hostname}}", "x"), name="j")
+    assert bind(j, ports={}, instance=0, task_id="t", hostname="h", user="u").task.processes[0].name == "p-h"
+    with pytest.raises(ConfigError) as info:
+        bind(j, ports={}, instance=0, task_id="t", hostname="a/b", user="u")
+    (problem,) = info.value.problems
+    assert problem.startswith("job.task.processes[0].name = 'p-a/b' is not a safe process name")
+    assert str(info.value) == f"job c/r/e/j (bound): {problem}"
+
+
+NOT_CHECKED = ("job.health_check_config configures {} health check, but the task has no port named 'health', "
+               "so it is not health-checked: reference {{{{thermos.ports[health]}}}} in a process, or alias "
+               "the port the service answers on, e.g. announce = Announcer(portmap={{'health': 'http'}})")
+
+
+@pytest.mark.parametrize("hc, ports, warnings", [
+    (HealthCheckConfig(), {}, ()),  # nothing asked for: nothing to say
+    (HealthCheckConfig(interval_secs=2), {}, (NOT_CHECKED.format("an HTTP"),)),  # HTTP by default
+    (HealthCheckConfig(health_checker=HealthCheckerConfig(http=HttpHealthChecker(endpoint="/ready"))), {},
+     (NOT_CHECKED.format("an HTTP"),)),
+    (HealthCheckConfig(health_checker=TCP), {}, (NOT_CHECKED.format("a TCP"),)),
+    (HealthCheckConfig(interval_secs=2), {"health": 9000}, ()),  # it runs
+    (HealthCheckConfig(health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command="true"))),
+     {}, ()),  # a shell check needs no port
+], ids=["default", "explicit-http-default", "explicit-http", "tcp", "http-with-port", "shell"])
+def test_a_health_check_asked_for_that_cannot_run_is_a_warning(hc, ports, warnings):
+    procs = [HEALTH_PORT] if ports else [process("web", "sleep 1")]
+    assert bound(job(*procs, health_check_config=hc), **ports).warnings == warnings
+
+
+@pytest.mark.parametrize("ref, runtime", [
+    ("thermos.ports[http]", True), ("thermos.task_id", True), ("mesos.instance", True),
+    ("mesos.hostname", True), ("mesos.nothing", False), ("mesos.instances", False),
+    ("thermosx.y", False), ("role", False),
+])
+def test_only_thermos_and_the_mesos_instance_and_hostname_are_bound_when_the_task_starts(ref, runtime):
+    assert templates.is_runtime_ref(ref) is runtime
+
+
+def test_what_must_be_bound_at_load_is_every_other_reference_once_in_the_order_found():
+    j = job(process("a", "{{thermos.ports[http]}} {{thermos.task_id}} {{mesos.instance}} {{mesos.hostname}} "
+                         "{{mesos.nothing}} {{x}} {{x}}"), contact="{{y}}")
+    assert templates.load_time_unbound(j) == ["{{y}}", "{{mesos.nothing}}", "{{x}}"]
+
+
+def test_the_announcement_is_carried_into_the_job_spec_when_the_job_has_one():
+    from config.announcer import AnnouncerSpec
+
+    s = bound(job(process("web", "serve {{thermos.ports[http]}}"),
+                  announce=Announcer(primary_port="http", portmap={"health": "http"})), http=31000)
+    assert s.announce == AnnouncerSpec(primary_port="http", portmap={"health": "http"})
+    assert bound(job(process("web", "x"))).announce is None
