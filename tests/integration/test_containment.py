@@ -214,9 +214,12 @@ def test_a_second_supervisor_in_the_same_process_falls_back(tmp_path, tracked):
 
 
 def test_an_unmarked_setsid_daemon_is_killed_when_its_run_exits(harness):
-    harness.spawn("d", ESCAPE.format(file="d.pids") + "; sleep 0.2")
+    # the run exits on its own once the test has seen the daemon escape (a fixed sleep let a
+    # loaded machine end the run, and kill the daemon, before it had left the session)
+    harness.spawn("d", ESCAPE.format(file="d.pids") + "; until [ -e go ]; do sleep 0.01; done")
     daemon = harness.pids_in("d.pids")
     assert os.getsid(daemon[0]) == daemon[0], "the daemon left the run's session and group"
+    (harness.sandbox / "go").touch()
     harness.next_exit()  # SIGKILLed before the exit is posted; dead a moment later
     wait_for(lambda: gone(daemon), 1, message="the run's escaped daemon killed with the run")
 
