@@ -83,6 +83,8 @@ RSS_GROWTH_LIMIT_BYTES = 24 * MIB
 
 
 def _peak_rss(pid: int) -> int:
+    """The most memory `pid` held (a process that has exited has no figure: the tests keep
+    the executor alive, waiting for an ACK, until they have read it)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
@@ -94,6 +96,7 @@ def _peak_rss(pid: int) -> int:
 def test_a_huge_launch_is_refused_by_its_size_without_holding_it(sim, figures, data_bytes):
     proc = sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
     sim.wait_subscribed(timeout_secs=15)
+    sim.ack_mode = "hold"  # the executor waits for its TASK_FAILED's ACK: alive to be measured
     before = _peak_rss(proc.pid)
     info = make_task_info("task-huge", b"\0" * data_bytes)
     record_bytes = len(json.dumps({"type": "LAUNCH", "launch": {"task": info}},
@@ -101,6 +104,7 @@ def test_a_huge_launch_is_refused_by_its_size_without_holding_it(sim, figures, d
     sim.launch(info)
     failed = sim.wait_for_state("task-huge", "TASK_FAILED", 30)
     after = _peak_rss(proc.pid)
+    sim.release_acks()
     del info
     figures.add(f"peak RSS of the executor, LAUNCH of {record_bytes / MIB:.0f} MiB",
                 f"{before / 1e6:.0f} MB before, {after / 1e6:.0f} MB after")
@@ -119,6 +123,7 @@ def test_the_largest_launch_that_is_read_costs_a_bounded_amount_of_memory(sim, f
     # the document refused by its size.
     proc = sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
     sim.wait_subscribed(timeout_secs=15)
+    sim.ack_mode = "hold"  # the executor waits for its TASK_FAILED's ACK: alive to be measured
     before = _peak_rss(proc.pid)
     info = make_task_info("task-big", b"\0" * (MAX_DOCUMENT_BYTES + 1))
     record_bytes = len(json.dumps({"type": "LAUNCH", "launch": {"task": info}},
@@ -127,6 +132,7 @@ def test_the_largest_launch_that_is_read_costs_a_bounded_amount_of_memory(sim, f
     sim.launch(info)
     failed = sim.wait_for_state("task-big", "TASK_FAILED", 30)
     after = _peak_rss(proc.pid)
+    sim.release_acks()
     figures.add(f"peak RSS of the executor, LAUNCH of {record_bytes / MIB:.1f} MiB (read, then "
                 "refused)", f"{before / 1e6:.0f} MB before, {after / 1e6:.0f} MB after")
     assert f"over the {MAX_DOCUMENT_BYTES} byte limit" in failed.message, failed.message
