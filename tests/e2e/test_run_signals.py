@@ -54,8 +54,14 @@ def ticking_service(tmp_path: Path) -> Path:
     """)
 
 
-# A main process that notes the SIGTERM it gets, then exits.
-TRAPS_TERM = "trap 'echo term > got_term; exit 0' TERM; while true; do sleep 0.05; done"
+# A main process that notes the SIGTERM it gets, then exits. It says when its trap is set:
+# the task is RUNNING as soon as bash is forked, and a SIGTERM before the trap kills it
+# without a note (under load, now and then).
+TRAPS_TERM = "trap 'echo term > got_term; exit 0' TERM; touch trapped; while true; do sleep 0.05; done"
+
+
+def wait_trapped(sandbox: Path) -> None:
+    wait_for(lambda: (sandbox / "trapped").exists(), 10, message="main's SIGTERM trap is set")
 # A health-checked server that ignores SIGTERM; its lifecycle endpoints answer CODE.
 def server(code: int = 200) -> str:
     return (f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} "
@@ -103,6 +109,7 @@ def test_a_closed_stdout_never_kills_the_task(tmp_path):
         assert proc.poll() is None and live({main_pid}) == {main_pid}
         ticks = [r for r in checkpoint_records(sandbox) if r.get("process") == "tick" and r.get("to") == "RUNNING"]
         assert len(ticks) >= 3
+        wait_trapped(sandbox)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 143
         stderr = (tmp_path / "stderr").read_text()
@@ -156,6 +163,7 @@ def test_a_stop_signal_is_graceful_and_exits_128_plus_its_number(stoker, tmp_pat
     run = stoker(str(service(tmp_path, TRAPS_TERM)))
     run.wait_output("main[0]          WAITING → RUNNING")
     run.wait_output("task             STARTING → RUNNING")
+    wait_trapped(run.sandbox)
     run.signal(sig)
     assert run.wait() == code
     out = run.stdout()
@@ -172,6 +180,7 @@ def test_sighup_from_a_closed_terminal_runs_the_graceful_stop(tmp_path):
     term = PtyProcess(["run", str(cfg), "--sandbox", str(sandbox)], tmp_path)
     try:
         term.read_until(b"task             STARTING \xe2\x86\x92 RUNNING")
+        wait_trapped(sandbox)
         started = time.monotonic()
         term.hang_up()
         assert term.wait() == 129
