@@ -16,7 +16,7 @@ from config.templates import flatten
      {"http": 80, "aurora": 80, "https": 80}),
     # the scheduler's ports win over the portmap's entries of the same name
     ({"http": "80"}, {"http": 31001}, {"http": 31001}),
-    # AURORA-WIRE's http_example: assigned health, http and tcp, portmap {alias: http}
+    # Aurora's e2e http_example job (docs/aurora.md): assigned health, http and tcp, portmap {alias: http}
     ({"alias": "http"}, {"health": 31000, "http": 31001, "tcp": 31002},
      {"alias": 31001, "health": 31000, "http": 31001, "tcp": 31002}),
     ({"health": "http"}, {"http": 31001}, {"health": 31001, "http": 31001}),
