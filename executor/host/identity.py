@@ -22,7 +22,8 @@ class ProcessIdentity:
     boot_id: str
 
 
-def _read(path: str, limit: int = 4096) -> bytes:
+def read_proc(path: str, limit: int = 4096) -> bytes:
+    """A small /proc file, b"" when unreadable (the process is gone, or not ours to read)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -36,12 +37,12 @@ def _read(path: str, limit: int = 4096) -> bytes:
 
 
 def boot_id() -> str:
-    return _read(_BOOT_ID).decode("ascii", "replace").strip()
+    return read_proc(_BOOT_ID).decode("ascii", "replace").strip()
 
 
 def _start_ticks(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat; None when the process is gone or a zombie."""
-    data = _read(f"/proc/{pid}/stat")
+    data = read_proc(f"/proc/{pid}/stat")
     close = data.rfind(b")")  # the command name may itself hold ") "
     fields = data[close + 2:].split()
     if close < 0 or len(fields) < 20 or fields[0] in (b"Z", b"X", b"x"):
@@ -86,7 +87,13 @@ def is_alive(pid: int | None, start_ticks: int | None, boot: str = "",
 
 def started_wall(identity: ProcessIdentity) -> float | None:
     """When the process started, as wall time (None when /proc/stat has no btime)."""
-    for line in _read("/proc/stat", 1 << 20).splitlines():
+    boot = boot_wall()
+    return None if boot is None else boot + identity.start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def boot_wall() -> float | None:
+    """When the host booted, as wall time (None when /proc/stat has no btime)."""
+    for line in read_proc("/proc/stat", 1 << 20).splitlines():
         if line.startswith(b"btime "):
-            return int(line.split()[1]) + identity.start_ticks / os.sysconf("SC_CLK_TCK")
+            return float(line.split()[1])
     return None

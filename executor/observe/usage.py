@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from executor.host.identity import boot_wall, read_proc
 from executor.observe.model import CpuSample, Usage, cpu_percent
 
 START_SLACK_SECS = 2.0
@@ -43,22 +44,9 @@ class RunRef:
     started_wall: float | None
 
 
-def _read(path: str, limit: int = 65536) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return b""
-    try:
-        return os.read(fd, limit)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-
-
 def _stat(pid: int) -> tuple[int, float, int] | None:
     """(start ticks after boot, CPU seconds, RSS bytes) of a live process; None if gone."""
-    data = _read(f"/proc/{pid}/stat", 4096)
+    data = read_proc(f"/proc/{pid}/stat", 4096)
     close = data.rfind(b")")
     fields = data[close + 2:].split()
     if close < 0 or len(fields) < 22 or fields[0] in (b"Z", b"X", b"x"):
@@ -77,15 +65,8 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return found
     for tid in threads:
-        found.extend(int(c) for c in _read(f"/proc/{pid}/task/{tid}/children").split())
+        found.extend(int(c) for c in read_proc(f"/proc/{pid}/task/{tid}/children", 65536).split())
     return found
-
-
-def _boot_wall() -> float | None:
-    for line in _read("/proc/stat", 1 << 20).splitlines():
-        if line.startswith(b"btime "):
-            return float(line.split()[1])
-    return None
 
 
 def _tree_totals(pid: int) -> tuple[int, float, int]:
@@ -115,7 +96,7 @@ class UsageSampler:
     def sample(self, runs: Iterable[RunRef]) -> dict[str, Usage]:
         """The usage of each run's tree, by process name (runs not running are left out)."""
         runs = list(runs)
-        boot = _boot_wall() if runs else None
+        boot = boot_wall() if runs else None
         out: dict[str, Usage] = {}
         for ref in runs:
             usage = self._one(ref, boot)
