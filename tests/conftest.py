@@ -20,3 +20,30 @@ def _private_stoker_root(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("STOKER_ROOT", None)
     else:
         os.environ["STOKER_ROOT"] = before
+
+
+@pytest.fixture(scope="module")
+def zk(tmp_path_factory):
+    """A ZooKeeper server shared by a module's tests (skipped where none can run; CI fails)."""
+    from tests.support.zookeeper import ZooKeeperServer, require_zookeeper
+
+    require_zookeeper()
+    server = ZooKeeperServer(tmp_path_factory.mktemp("zk"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def private_zk(tmp_path):
+    """A server of the test's own, not started: the test stops and starts it at will."""
+    from tests.support.zookeeper import ZooKeeperServer, require_zookeeper
+
+    require_zookeeper()
+    server = ZooKeeperServer(tmp_path / "zk")
+    try:
+        yield server
+    finally:
+        server.close()

@@ -34,7 +34,6 @@ from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
-from tests.support.zookeeper import ZooKeeperServer, require_zookeeper
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
@@ -51,26 +50,6 @@ QUICK_HEALTH = ("HealthCheckConfig(initial_interval_secs=0.5, interval_secs=0.25
                 " health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command='true')))")
 
 
-@pytest.fixture(scope="module")
-def zk(tmp_path_factory):
-    require_zookeeper()
-    server = ZooKeeperServer(tmp_path_factory.mktemp("zk-e2e"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def private_zk(tmp_path):
-    """A server of the test's own, not started: the test stops and starts it at will."""
-    require_zookeeper()
-    server = ZooKeeperServer(tmp_path / "zk")
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class Reader:

@@ -23,7 +23,6 @@ from executor.task.membership import Connection, MemberState
 from executor.task.serverset import TIMED_OUT_REASON, Announcement, plan_announcement
 from tests.support.ports import free_ports
 from tests.support.waiting import wait_for
-from tests.support.zookeeper import ZooKeeperServer, in_ci, zookeeper_missing
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
@@ -36,34 +35,6 @@ AUTH_FILE = {
 }
 
 
-def _require_zookeeper() -> None:
-    reason = zookeeper_missing()
-    if reason is not None:
-        if in_ci():
-            pytest.fail(f"CI must run the ZooKeeper tests: {reason}")
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def zk(tmp_path_factory):
-    _require_zookeeper()
-    server = ZooKeeperServer(tmp_path_factory.mktemp("zk-shared"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def private_zk(tmp_path):
-    """A server of the test's own, not started: the test stops and starts it at will."""
-    _require_zookeeper()
-    server = ZooKeeperServer(tmp_path / "zk")
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
