@@ -26,17 +26,6 @@ TID = "www-data-test-web-2-3a9e7c1d-5b2f-4e8a-9c6d-7f0e1a2b3c4d"
 HOST = "agent7.example.com"
 
 
-@pytest.fixture
-def agent(tmp_path):
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    sim = AgentSimulator(sandbox=sandbox)
-    yield sim
-    sim.close()
-    kill_leftovers(task_pids(sandbox))
-    assert "Traceback" not in sim.executor_log(), sim.executor_log()[-3000:]
-
-
 def aurora_data(tmp_path: Path, body: str, *, role: str = ME, name: str = "web", bindings=(), **kw) -> bytes:
     """The AssignedTask for the job in BODY, as the scheduler sends it to Thermos."""
     path = tmp_path / f"job{time.monotonic_ns()}.aurora"

@@ -295,17 +295,6 @@ def test_run_a_task_that_does_not_announce_never_loads_kazoo(zk, runs, tmp_path)
 # ---- stoker executor --announcer-* ----
 
 
-@pytest.fixture
-def agent(tmp_path):
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    sim = AgentSimulator(sandbox=sandbox)
-    yield sim
-    sim.close()
-    kill_leftovers(task_pids(sandbox))
-    assert "Traceback" not in sim.executor_log(), sim.executor_log()[-3000:]
-
-
 def launch(sim: AgentSimulator, job: Path, ensemble: str, serverset_root: str,
            env: dict[str, str] | None = None) -> None:
     flags = ["--announcer-ensemble", ensemble, "--announcer-serverset-path", serverset_root,
