@@ -73,6 +73,15 @@ MODULES = (
             "tests/unit/test_mesos_session.py")),
     Module("reconnect", "reconnect policy", ("executor/mesos/reconnect.py",),
            ("tests/unit/test_mesos_reconnect.py",)),
+    Module("compaction", "checkpoint compaction", ("executor/task/compaction.py",),
+           ("tests/unit/test_compaction.py",)),
+    Module("serverset", "ServerSet member planner", ("executor/task/serverset.py",),
+           ("tests/unit/test_serverset.py",)),
+    Module("membership", "ZooKeeper membership machine", ("executor/task/membership.py",),
+           ("tests/unit/test_membership.py",)),
+    Module("controlwire", "control socket protocol", ("executor/host/controlwire.py",),
+           ("tests/unit/test_controlwire.py",)),
+    Module("entry", "registry entry", ("executor/host/entry.py",), ("tests/unit/test_host_entry.py",)),
 )
 
 
