@@ -221,7 +221,7 @@ def prepare_job(job: Any, source: str, *, angle_refs: bool = True) -> Any:
         raise ConfigError(join_problems(f"{source}: job", cycles), cycles)
     key = job_key(job)
     try:
-        flat = flatten(job, angle_refs=angle_refs)
+        flat = flatten(job, angle_refs=angle_refs, cycles_checked=True)
     except ConfigError as exc:
         raise ConfigError(join_problems(f"{source}: job {key}", list(exc.problems)), exc.problems) from None
     problems = check_job(_plain(flat.get()))

@@ -130,14 +130,16 @@ class Expansion:
             raise _OverBudget(f"takes the job's expanded strings past {self.limits.job_chars} characters")
 
 
-def expand(obj: Any, path: str = "job", limits: Limits = Limits()) -> tuple[Any, Expansion]:
+def expand(obj: Any, path: str = "job", limits: Limits = Limits(),
+           refs: int | None = None) -> tuple[Any, Expansion]:
     """Interpolates `obj` in its own scopes into plain values (dicts, lists, scalars).
 
     Unbound references stay in the strings as `{{ref}}` and are listed with their field
     path; scalars that are not strings are returned as given, for `from_tree` to type-check.
     Bounded by `limits`: past them, the one problem names the field and the tree is None.
+    `refs`: `count_refs(raw(obj))`, when the caller has it already.
     """
-    out = Expansion(limits, limits.steps(count_refs(raw(obj))))
+    out = Expansion(limits, limits.steps(count_refs(raw(obj)) if refs is None else refs))
     try:
         return _expand(obj, path, out), out
     except _Stopped as stop:
@@ -301,7 +303,7 @@ def _render(ref: Ref, value: Any, out: Expansion) -> str:
     return str(value)
 
 
-def flatten(job: Any, *, angle_refs: bool = True) -> Any:
+def flatten(job: Any, *, angle_refs: bool = True, cycles_checked: bool = False) -> Any:
     """A new Job with everything resolvable at load time expanded and `<<ref>>` rewritten.
 
     The result carries no pystachio scopes: the job's own names and any `.bind()` bindings
@@ -310,8 +312,9 @@ def flatten(job: Any, *, angle_refs: bool = True) -> Any:
     escaped `{{&ref}}` comes out as a `{{ref}}` that it would follow. `angle_refs=False`
     leaves `<<ref>>` as written (Aurora's own payload, where it never was a template).
     Raises ConfigError naming each field that cannot be expanded or has the wrong type.
+    `cycles_checked`: the caller found no `cycle_problems(job)` already (not looked for twice).
     """
-    tree = _expanded(job)
+    tree = _expanded(job, cycles_checked)
     normalized = normalize_tree(tree) if angle_refs else tree
     flat = from_tree(Job, normalized)
     if normalized != tree:  # a `<<role>>` may now bind to the job's own fields
@@ -353,11 +356,13 @@ def cycle_problems(job: Any) -> list[str]:
     return reference_problems(raw(job))
 
 
-def _expanded(job: Any) -> Any:
-    problems = cycle_problems(job)
+def _expanded(job: Any, cycles_checked: bool = False) -> Any:
+    plain = raw(job)  # read once, for both the cycles and the expansion's budget
+    refs = count_refs(plain)
+    problems = reference_problems(plain) if refs and not cycles_checked else []
     if problems:
         raise ConfigError(join_problems("invalid job", problems), problems)
-    tree, out = expand(job)
+    tree, out = expand(job, refs=refs)
     if out.problems:
         raise ConfigError(join_problems("invalid job", out.problems), out.problems)
     return tree
