@@ -25,19 +25,15 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from config.announcer import (
-    DEFAULT_SERVERSET_PATH,
-    AnnouncerSettings,
-    ZkAuth,
-    parse_ensemble,
-    parse_serverset_path,
-    parse_zk_auth,
-)
+from config.announcer import DEFAULT_SERVERSET_PATH, parse_ensemble, parse_serverset_path
 from config.errors import SettingsError
+
+if TYPE_CHECKING:  # built only when a command announces (config.zookeeper)
+    from config.zookeeper import AnnouncerSettings, ZkAuth
 
 TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
 SECRET_VARIABLES = (TOKEN_VARIABLE,)
@@ -166,6 +162,8 @@ def parse_cgroups(text: str) -> str:
 
 def parse_zk_auth_file(path: str | ZkAuth) -> ZkAuth:
     """`--announcer-zookeeper-auth-config`: read and checked at start-up, as in Aurora."""
+    from config.zookeeper import ZkAuth, parse_zk_auth
+
     if isinstance(path, ZkAuth):
         return path
     try:
@@ -305,6 +303,8 @@ class ExecutorSettings:
         """Where tasks announce; None: no ensemble, no announcing."""
         if self.announcer_ensemble is None:
             return None
+        from config.zookeeper import AnnouncerSettings
+
         return AnnouncerSettings(
             ensemble=self.announcer_ensemble, serverset_path=self.announcer_serverset_path,
             allow_custom_serverset_path=self.announcer_allow_custom_serverset_path,
@@ -386,6 +386,8 @@ class RunSettings:
         """`--announce`: the job's own zk_path is honoured (your machine, your ZooKeeper)."""
         if self.announce is None:
             return None
+        from config.zookeeper import AnnouncerSettings
+
         return AnnouncerSettings(ensemble=self.announce, allow_custom_serverset_path=True)
 
     @classmethod

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO, assert_never
+from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
 import attrs
 
@@ -52,9 +52,12 @@ from executor.host.session import HostSession
 from executor.local.console import ConsoleReporter, Output
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.task.owner import TaskOwner
-from executor.task.serverset import AnnounceError, plan_announcement
 from executor.task.status import Update
 from executor.task.wiring import owner_for
+
+if TYPE_CHECKING:
+    from config.spec import JobSpec
+    from executor.task.serverset import Announcement
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +235,19 @@ class LocalRun:
         env["MESOS_SANDBOX"] = str(sandbox)
         return Prepared(job=job, name=name, ports=ports, sandbox=sandbox, env=env, session=session)
 
+    def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
+        """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");
+        the ServerSet's modules are loaded only for a job that announces there."""
+        s = self._settings
+        if spec.announce is None or s.announce is None:
+            return None
+        from executor.task.serverset import AnnounceError, plan_announcement
+
+        try:
+            return plan_announcement(spec, spec.announce, s.announcer, host)
+        except AnnounceError as exc:
+            raise ConfigError(f"{s.config}: job {spec.key}: {exc}") from None
+
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
         s = self._settings
@@ -239,10 +255,7 @@ class LocalRun:
         spec = bind(prepared.job, instance=s.instance, ports=prepared.ports,
                     task_id=f"{prepared.name}-{s.instance}-{uuid.uuid4().hex[:8]}",
                     hostname=host, user=getpass.getuser())
-        try:  # --announce: in ZooKeeper once RUNNING, as this host (README "Service discovery")
-            announcement = plan_announcement(spec, spec.announce, s.announcer, host)
-        except AnnounceError as exc:
-            raise ConfigError(f"{s.config}: job {spec.key}: {exc}") from None
+        announcement = self._announcement(spec, host)
         _archive_logs(prepared.sandbox)
         if number == 0 and spec.warnings:
             self._out.write("".join(f"stoker run: warning: {w}\n" for w in spec.warnings))

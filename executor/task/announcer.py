@@ -41,7 +41,7 @@ from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, make_acl, make_digest_acl_credential
 
-from config.announcer import ZkAccess, ZkAuth
+from config.zookeeper import ZkAccess, ZkAuth
 from executor.logs import log_event
 from executor.task.membership import (
     RETRY_INITIAL_SECS,

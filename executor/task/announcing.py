@@ -31,7 +31,6 @@ from executor.task.journal import Journal
 from executor.task.membership import AnnouncementChanged, AnnouncerView
 from executor.task.ports import Announcer
 from executor.task.records import AnnounceRecord
-from executor.task.serverset import TIMED_OUT_REASON
 
 __all__ = ["AnnouncementChanged", "Announcer", "Announcing", "earliest", "leave_within_secs",
            "next_record"]  # the owner takes the announcer's event and port from here
@@ -118,6 +117,8 @@ class Announcing:
         """The reason to fail the task, once, if the first announcement missed its bound."""
         if self._announcer is None or self._timed_out or not self._announcer.overdue(now):
             return None
+        from executor.task.serverset import TIMED_OUT_REASON  # a task that announces has it loaded
+
         self._timed_out = True
         view = self._announcer.view()
         log_event(logger, logging.ERROR, "announcer_timeout", task=self._label, path=view.path,

@@ -30,9 +30,10 @@ from collections.abc import Mapping
 
 import attrs
 
-from config.announcer import AnnouncerSettings, AnnouncerSpec, ZkAuth, parse_serverset_path
+from config.announcer import AnnouncerSpec, parse_serverset_path
 from config.portmap import PortmapError, resolve_portmap
 from config.spec import HealthSpec, JobSpec
+from config.zookeeper import AnnouncerSettings, ZkAuth
 
 MEMBER_PREFIX = "member_"
 STATUS_ALIVE = "ALIVE"

@@ -16,8 +16,9 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
-from config.announcer import AnnouncerSettings, AnnouncerSpec, parse_zk_auth
+from config.announcer import AnnouncerSpec
 from config.spec import HealthSpec, JobSpec, TaskSpec
+from config.zookeeper import AnnouncerSettings, parse_zk_auth
 from executor.task.announcer import AnnouncementChanged, ServerSetAnnouncer
 from executor.task.membership import Connection, MemberState
 from executor.task.serverset import TIMED_OUT_REASON, Announcement, plan_announcement

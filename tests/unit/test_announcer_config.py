@@ -6,19 +6,17 @@ import json
 
 import pytest
 
-from config.announcer import (
+from config.announcer import AnnouncerSpec, parse_ensemble, parse_serverset_path
+from config.errors import SettingsError
+from config.settings import ExecutorSettings, RunSettings, add_arguments
+from config.zookeeper import (
     AnnouncerSettings,
-    AnnouncerSpec,
     ZkAccess,
     ZkAuth,
     ZkCredential,
     ZkPermissions,
-    parse_ensemble,
-    parse_serverset_path,
     parse_zk_auth,
 )
-from config.errors import SettingsError
-from config.settings import ExecutorSettings, RunSettings, add_arguments
 
 AGENT_ENV = {"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "fw-1",
              "MESOS_EXECUTOR_ID": "ex-1"}

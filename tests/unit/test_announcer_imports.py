@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = r"""
 import json, sys
 import executor.cli.main, executor.mesos.executor, executor.local.run, executor.task.owner
-from config.announcer import AnnouncerSettings, AnnouncerSpec
+from config.announcer import AnnouncerSpec
+from config.zookeeper import AnnouncerSettings
 from config.spec import JobSpec, TaskSpec
 from executor.task.serverset import plan_announcement
 

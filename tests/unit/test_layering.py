@@ -45,6 +45,7 @@ PURE = [
     "config/schema/aurora.py",
     "config/schema/helpers.py",
     "config/announcer.py",
+    "config/zookeeper.py",
     "executor/task/serverset.py",
     "executor/task/membership.py",
     "config/aurora/binary.py",

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from config.announcer import AnnouncerSettings, AnnouncerSpec
+from config.announcer import AnnouncerSpec
 from config.spec import HealthSpec, JobSpec, TaskSpec
+from config.zookeeper import AnnouncerSettings
 from executor.task.serverset import (
     AnnounceError,
     Endpoint,
