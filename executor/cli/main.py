@@ -27,8 +27,7 @@ from config.settings import (
     variables,
 )
 from config.words import printable
-from executor.cli import logsetup
-from executor.cli.targets import UsageError
+from executor.cli import UsageError, logsetup
 from executor.logs import log_event
 
 EXIT_USAGE = 2
@@ -37,9 +36,35 @@ logger = logging.getLogger(__name__)
 RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage")
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, told the terminal's width as `shutil.get_terminal_size` finds
+    it ($COLUMNS, else the terminal of stdout, else 80) without importing shutil (and with
+    it zlib, bz2 and lzma): argparse makes a formatter for every argument it adds, so every
+    command paid that import at start."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _columns() - 2 if width is None else width)  # argparse's own margin
+
+
+def _columns() -> int:
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        return (os.get_terminal_size(stdout.fileno()).columns or 80) if stdout is not None else 80
+    except (ValueError, OSError):  # stdout closed, or not a terminal
+        return 80
+
+
 def _command(sub, name: str, summary: str, example: str, details: str = "") -> argparse.ArgumentParser:
     return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + "." + details,
-                          epilog=example, formatter_class=argparse.RawDescriptionHelpFormatter)
+                          epilog=example, formatter_class=_Help)
 
 
 # The commands whose start is timed (bench/bench_launch.py): for them alone, only their own
@@ -54,7 +79,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Run Aurora/Thermos job specs under Mesos or on this machine, with health checks.",
         epilog="Example: stoker run examples/hello_world.aurora   (Ctrl-C stops it)\n"
                "Every command: stoker COMMAND --help.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Help,
     )
     parser.add_argument("--version", action="version", version=f"stoker {executor.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

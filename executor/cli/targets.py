@@ -28,16 +28,12 @@ import attrs
 from config.registry import RegistrySettings
 from config.settings import ExecutorSettings, add_arguments
 from config.words import printable
+from executor.cli import UsageError
 
 if TYPE_CHECKING:
     from executor.host.entry import RegistryEntry
 
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """An argument names something that cannot be used: a sandbox that is no directory, a
-    task id no registered task has. The message says which (exit 2)."""
 
 
 def error(message: str) -> None:
