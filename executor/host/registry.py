@@ -64,14 +64,16 @@ class Registry:
 
     # ---- writing ----
 
-    def write(self, entry: RegistryEntry) -> bool:
+    def write(self, entry: RegistryEntry, *, prune: bool = True) -> bool:
         """Write (or replace) `entry` atomically; False, with one WARNING per process, when
-        the registry cannot be written. Prunes expired entries first."""
+        the registry cannot be written. Prunes expired entries first, unless not `prune`
+        (which saves reading every entry: for a write that follows a pruning one at once)."""
         try:
             os.makedirs(self.root, 0o700, exist_ok=True)
             fd = self._open_root()
             try:
-                self._prune(fd, self._read_all(fd), time.time())
+                if prune:
+                    self._prune(fd, self._read_all(fd), time.time())
                 self._replace(fd, entry.name, json.dumps(entry.to_json()).encode())
             finally:
                 os.close(fd)

@@ -4,7 +4,9 @@
 live supervisor there: `SandboxBusy`, nothing else happens), writes the registry entry
 and starts the control server; `close()` undoes all three, leaving the entry marked ended.
 Neither the registry nor the control socket may stop a launch: each failure is one WARNING
-line and the task runs without it.
+line and the task runs without it. The registry's expired entries are pruned when the
+session closes (and by every reader: `stoker ps`, `stoker status`, `stoker observe`), not
+while the supervisor starts: its writes before the first fork read no other entry.
 
 One session per sandbox per process, shared: a second `open` of the same sandbox in the
 same process returns the same session, counted, and the last `close` ends it. So the
@@ -89,7 +91,7 @@ class HostSession:
             session = cls(path, key, registry, entry)
             session._acquire(front_end)
             cls._open[key] = session
-        session._registry.write(entry)
+        session._registry.write(entry, prune=False)  # the launch does not read every entry
         session._start_control()
         return session
 
@@ -138,13 +140,14 @@ class HostSession:
 
     def task_started(self, *, task_id: str, job_key: str, label: str, marker: str,
                      post: Callable[[object], None]) -> None:
-        """A task runs here now: list it, and send control requests to `post`."""
+        """A task runs here now: list it (without pruning: see the module docstring), and
+        send control requests to `post`."""
         with self._lock:
             self._post = post
             self._entry = attrs.evolve(self._entry, task_id=task_id, job_key=job_key,
                                        label=label, marker=marker)
             entry = self._entry
-        self._registry.write(entry)
+        self._registry.write(entry, prune=False)
 
     def task_ended(self) -> None:
         """The task's owner is done: requests no longer reach it."""

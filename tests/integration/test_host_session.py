@@ -19,7 +19,8 @@ from config.registry import RegistrySettings
 from executor.events import ControlReply, KillRequested, RestartRequested
 from executor.host.control import ControlUnavailable, ask, connect
 from executor.host.controlwire import KillControl, RestartControl
-from executor.host.entry import FrontEnd
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
 from executor.host.lock import holder
 from executor.host.registry import Registry
 from executor.host.sandbox import open_stoker_dir
@@ -212,3 +213,28 @@ def test_a_planted_symlink_or_fifo_in_stoker_is_refused_without_waiting(tmp_path
     with pytest.raises(UnsafeEntry, match="supervisor.lock: it is a FIFO, not a regular file"):
         HostSession.open(fifo)
     assert HostSession._open == {}  # nothing is held after either refusal
+
+
+def test_a_starting_session_reads_no_other_entry_and_its_close_prunes_the_expired(tmp_path):
+    """What a supervisor writes before its first fork is its own entry only; the expired
+    entries of supervisors long gone go when a session closes."""
+    root = tmp_path / "root"
+    settings = RegistrySettings(registry_root=str(root), registry_retention_secs=3600.0)
+    registry = Registry(settings)
+    ident = own_identity()  # an entry of a supervisor that is gone: this pid, another start
+    gone = RegistryEntry(sandbox=str(tmp_path / "old"), supervisor_pid=ident.pid,
+                         supervisor_start=ident.start_ticks + 1, supervisor_boot=ident.boot_id,
+                         front_end=FrontEnd.RUN, registered_wall=time.time() - 7200,
+                         ended_wall=time.time() - 7200)
+    registry.write(gone)
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    session = HostSession.open(sandbox, settings, FrontEnd.RUN)
+    try:
+        session.task_started(task_id="t-1", job_key="k", label="t.0", marker="m", post=lambda e: None)
+        assert (root / gone.name).exists()
+        assert len(os.listdir(root)) == 2
+    finally:
+        session.close()
+    assert not (root / gone.name).exists()
+    assert len(os.listdir(root)) == 1

@@ -116,6 +116,20 @@ def test_a_write_prunes_too(tmp_path):
     assert not (root / old.name).exists()
 
 
+def test_a_write_told_not_to_prune_leaves_expired_entries_for_the_next_one(tmp_path):
+    """A task's start (`HostSession.task_started`) follows the session's pruning write at
+    once: it writes its entry without reading every other one again."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    old = entry(tmp_path / "old", alive=False, task_id="old", ended=time.time() - 2 * DAY)
+    reg.write(old)
+    new = entry(tmp_path / "new", task_id="new")
+    assert reg.write(new, prune=False)
+    assert (root / old.name).exists() and (root / new.name).exists()
+    reg.write(new)
+    assert not (root / old.name).exists()
+
+
 def test_reading_trusts_nothing_in_the_root(tmp_path):
     root = tmp_path / "root"
     reg = registry(root)
