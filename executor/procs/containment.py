@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -73,8 +74,17 @@ class Containment:
         self._me = os.getpid()
         self._walk = False
         self._foreign: frozenset[tuple[int, int]] = frozenset()
-        self.cgroup: TaskCgroup | None = None
+        self._cgroup: TaskCgroup | None = None
         self._no_cgroup = "not started"
+        self._settle_lock = threading.Lock()
+        self._entering: threading.Thread | None = None  # the move into the cgroup, under way
+        self._enter_error: OSError | None = None
+
+    @property
+    def cgroup(self) -> TaskCgroup | None:
+        """The task's cgroup, once this process is in it (waits for `enter`'s move)."""
+        self.settle()
+        return self._cgroup
 
     # ---- start and close ----
 
@@ -89,20 +99,40 @@ class Containment:
         if isinstance(made, NoCgroup):
             self._no_cgroup = made.reason
         else:
-            self.cgroup = made
+            self._cgroup = made
 
     def enter(self) -> None:
-        """After the watchdog started: move this process into the cgroup, so that every
-        child is born inside; on failure the task runs without one."""
-        cg = self.cgroup
+        """After the watchdog started: start moving this process into the cgroup. The move
+        is the kernel's (it waits for an RCU grace period: milliseconds, all of it idle), so
+        it runs on a thread while the caller goes on with the task's start (its registry
+        entry, its checkpoint); `settle` waits for it, and so does every use of `cgroup`
+        and of this class, so that every child is still born inside. On failure the task
+        runs without one."""
+        cg = self._cgroup
         if cg is None:
             return
+        self._entering = threading.Thread(target=self._enter, args=(cg,), daemon=True,
+                                          name=f"stoker-cgroup-enter {self._label}")
+        self._entering.start()
+
+    def _enter(self, cg: TaskCgroup) -> None:
         try:
             cg.enter()
         except OSError as e:
-            self._no_cgroup = f"cannot move the supervisor into {cg.directory}: {describe_os_error(e)}"
-            cgroups.discard(cg)
-            self.cgroup = None
+            self._enter_error = e
+
+    def settle(self) -> None:
+        """Wait until the move `enter` started is over (at once when there is none)."""
+        with self._settle_lock:
+            entering, self._entering = self._entering, None
+            if entering is None:
+                return
+            entering.join()
+            cg, error = self._cgroup, self._enter_error
+            if error is not None and cg is not None:
+                self._no_cgroup = f"cannot move the supervisor into {cg.directory}: {describe_os_error(error)}"
+                cgroups.discard(cg)
+                self._cgroup = None
 
     @property
     def mechanism(self) -> str:
@@ -142,7 +172,7 @@ class Containment:
             return False
         problem = cg.kill_and_remove(CGROUP_KILL_SECS)
         cgroups.release(cg)
-        self.cgroup = None
+        self._cgroup = None
         self._no_cgroup = "closed"
         if problem is not None:
             log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label,

@@ -108,6 +108,7 @@ class Supervisor:
         self._reaper: Reaper | None = None
         self._commands: CommandRunner | None = None
         self._containment: Containment | None = None
+        self._containment_logged = False
         self._watchdog: Watchdog | None = None
         self._watchdog_gone = threading.Event()
         self._pump: LogPump | None = None
@@ -125,7 +126,7 @@ class Supervisor:
     @property
     def containment(self) -> str:
         """The mechanism in force, in words ("" before start)."""
-        return self._containment.describe() if self._containment is not None else ""
+        return self._contained().describe() if self._containment is not None else ""
 
     @property
     def cgroup(self) -> str | None:
@@ -148,9 +149,17 @@ class Supervisor:
             cgroup_setting=self._cgroups, live_children=self._live_children)
         self._containment.prepare(f"stoker-{self._marker[:16]}")
         self._start_watchdog()  # outside the cgroup, so that it can kill it
-        self._containment.enter()
-        log_event(logger, logging.INFO, "containment", task=self._label,
-                  mechanism=self._containment.mechanism, how=self._containment.describe())
+        self._containment.enter()  # under way until `_contained`: the first fork waits for it
+
+    def _contained(self) -> Containment:
+        """The containment, this process in the task's cgroup (if any) by now; logged once."""
+        assert self._containment is not None
+        self._containment.settle()
+        if not self._containment_logged:
+            self._containment_logged = True
+            log_event(logger, logging.INFO, "containment", task=self._label,
+                      mechanism=self._containment.mechanism, how=self._containment.describe())
+        return self._containment
 
     def _start_watchdog(self) -> None:
         assert self._reaper is not None and self._containment is not None
@@ -232,6 +241,7 @@ class Supervisor:
         key = (process.name, run)
         marker = spawn.run_marker(self._marker, process.name, run)
         assert self._reaper is not None
+        self._contained()  # born inside the task's cgroup
         try:
             with self._reaper.forking():
                 popen = spawn.fork_exec(
@@ -376,8 +386,7 @@ class Supervisor:
         if not started:
             return
         self._kill_everything()
-        assert self._containment is not None
-        let_go = self._containment.close()  # out of the cgroup, which is killed and removed
+        let_go = self._contained().close()  # out of the cgroup, which is killed and removed
         if self._watchdog is not None and let_go:
             self._watchdog.close_pipe()  # it makes one pass, finds nothing, exits
         with self._lock:

@@ -172,15 +172,16 @@ class TaskOwner:
         return self.final_update
 
     def start(self) -> None:
-        """List the task on the host, open the checkpoint, start the process adapter,
-        report STARTING. The header is written once the adapter has started: it says how
-        the processes are contained."""
+        """Start the process adapter, list the task on the host, open the checkpoint,
+        report STARTING. The adapter starts first: its move into the task's cgroup goes on
+        meanwhile. The header is written once it is over: it says how the processes are
+        contained."""
         job = self.job
+        self._procs.start()
         if self._host is not None:
             self._host.task_started(task_id=job.task_id, job_key=job.key, label=job.label,
                                     marker=self._procs.marker, post=self.post)
         sink = self._open_checkpoint()
-        self._procs.start()
         self._journal.open(sink, self._header())
         self._apply_outcome(self._status.started())
 
