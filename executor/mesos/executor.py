@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import Any, assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 import attrs
 
@@ -57,9 +57,11 @@ from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.transport import agent_url
 from executor.mesos.wire import mesos_state_name, task_id, uuid_text
 from executor.task.owner import TaskOwner
-from executor.task.serverset import AnnounceError, Announcement, plan_announcement
 from executor.task.status import Update
 from executor.task.wiring import RunAs, UnknownUser, current_user, give_sandbox, owner_for, user_named
+
+if TYPE_CHECKING:
+    from executor.task.serverset import Announcement
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +274,12 @@ class StokerExecutor:
 
     def _announcement(self, launch: TaskLaunch) -> Announcement | None:
         """Where the task announces itself (README "Service discovery"): with
-        --announcer-ensemble and the job's `announce`, else None. Raises LaunchError."""
+        --announcer-ensemble and the job's `announce`, else None (without loading the
+        ServerSet's modules). Raises LaunchError."""
+        if launch.spec.announce is None or self._settings.announcer_ensemble is None:
+            return None
+        from executor.task.serverset import AnnounceError, plan_announcement
+
         try:
             return plan_announcement(launch.spec, launch.spec.announce, self._settings.announcer,
                                      launch.hostname)

@@ -40,3 +40,31 @@ def test_a_task_that_does_not_announce_never_loads_kazoo():
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"decisions": [True, True, True], "before": [], "after": True}
+
+
+SETTINGS_SCRIPT = r"""
+import json, sys
+import executor.cli.main, executor.local.run
+from config.settings import ExecutorSettings, RunSettings
+
+def loaded():
+    return [m for m in ("config.zookeeper", "executor.task.serverset") if m in sys.modules]
+
+agent = {"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "f", "MESOS_EXECUTOR_ID": "e"}
+quiet = [RunSettings.from_env({}, config="job.aurora").announcer, ExecutorSettings.from_env(agent).announcer]
+at_start = loaded()
+run = RunSettings.from_env({}, config="job.aurora", announce="127.0.0.1:2181").announcer
+print(json.dumps({"quiet": [s is None for s in quiet], "at_start": at_start,
+                  "run": [run.ensemble, run.allow_custom_serverset_path], "after": loaded()}))
+"""
+
+
+def test_the_announcer_settings_are_built_and_loaded_only_when_a_command_announces():
+    """`stoker run` and `stoker executor` load `config.zookeeper` (AnnouncerSettings, ZkAuth)
+    and the ServerSet planner only once a flag asks them to announce."""
+    proc = subprocess.run([sys.executable, "-c", SETTINGS_SCRIPT], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"quiet": [True, True], "at_start": [],
+                      "run": ["127.0.0.1:2181", True], "after": ["config.zookeeper"]}
