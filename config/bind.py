@@ -27,7 +27,7 @@ from config.announcer import AnnouncerSpec
 from config.errors import BindError, ConfigError, cut, join_problems
 from config.loader import check_job
 from config.schema import HealthCheckConfig, HttpHealthChecker, Job, MesosContext, ThermosContext
-from config.templates import expand, flatten, port_names, raw
+from config.templates import expand, flatten, holds_templates, port_names, raw
 from config.typed_tree import from_tree
 
 # The parts of a job a running task uses; an unbound reference anywhere else is ignored.
@@ -59,8 +59,11 @@ def bound_job(job: Any, *, instance: int, ports: dict[str, int], task_id: str, h
               user: str, angle_refs: bool = True) -> BoundJob:
     """`bind`, also giving the bound job as plain values (what `stoker inspect` prints)."""
     _check_ports(ports)
-    job = flatten(job, angle_refs=angle_refs)
-    key = _key(raw(job))  # the names are plain identifiers once the job is validated
+    plain = raw(job)
+    if holds_templates(plain):  # else flattening would rebuild the same job (its types are checked below)
+        job = flatten(job, angle_refs=angle_refs)
+        plain = raw(job)
+    key = _key(plain)  # the names are plain identifiers once the job is validated
     needed = port_names(job, angle_refs=False)  # flatten rewrote <<ref>> already, if asked to
     missing = [name for name in needed if name not in ports]
     bound = job.bind(thermos=ThermosContext(ports=dict(ports), task_id=task_id, user=user),

@@ -339,6 +339,18 @@ def raw(obj: Any) -> Any:
     return obj
 
 
+def holds_templates(tree: Any) -> bool:
+    """Some string of a plain tree holds `{{` or `<<`: without one, a job is its own
+    flattening (nothing to expand, nothing to rewrite)."""
+    if isinstance(tree, str):
+        return "{{" in tree or "<<" in tree
+    if isinstance(tree, dict):
+        return any(holds_templates(v) for v in tree.values())
+    if isinstance(tree, list):
+        return any(holds_templates(v) for v in tree)
+    return False
+
+
 def count_refs(tree: Any) -> int:
     """How many `{{` a plain tree's strings hold."""
     if isinstance(tree, str):

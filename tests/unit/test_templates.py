@@ -405,6 +405,27 @@ def test_bind_accepts_angle_refs_in_an_unloaded_job():
     assert s.task.processes[0].cmdline == "run 8080"
 
 
+@pytest.mark.parametrize("tree,holds", [
+    ({"a": "sleep 1", "b": [1, "x", {"c": True}]}, False),
+    ({"a": ["x", {"b": "{{thermos.ports[http]}}"}]}, True),
+    ({"a": "run <<thermos.task_id>>"}, True),
+    ({"a": "cat <<EOF"}, True),  # perhaps a heredoc, perhaps not: bind flattens to see
+    ("{{&escaped}}", True),
+])
+def test_holds_templates_looks_in_every_string(tree, holds):
+    assert templates.holds_templates(tree) is holds
+
+
+def test_a_job_without_templates_binds_as_its_flattening_does():
+    """bind skips flattening a job that holds no `{{` or `<<` (loaded jobs of plain commands,
+    the common case): the spec and the bound tree are the same either way."""
+    plain = loader.prepare_job(job(process("a", "sleep 5"), process("b", "echo hi")), "t")
+    assert not templates.holds_templates(templates.raw(plain))
+    direct = bound_job(plain, ports={}, **BIND)
+    assert direct == bound_job(flatten(plain), ports={}, **BIND)
+    assert [p.name for p in direct.spec.task.processes] == ["a", "b"]
+
+
 # ---- template reference cycles (found before anything interpolates) ----
 
 
