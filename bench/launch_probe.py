@@ -9,7 +9,8 @@ Phases (each the sum of the probed calls in it): the imports of `stoker run`; th
 (load, the unbound-reference check, the ports); the host session (sandbox lock, registry
 entry, control socket; the task's registry entry); binding the job for the attempt; the
 checkpoint (opening it, then every sync before the Nth RUNNING); the task's cgroup (made,
-then entered); the watchdog's fork; the spawns; and the rest (argument parsing, the
+then entered: the move runs on a thread, so this counts what the launch still waited for
+it); the watchdog's fork; the spawns; and the rest (argument parsing, the
 owner's own work, printing). The job's sandbox is a temporary directory, removed after;
 SIGTERM to this process stops the task once the Nth process is RUNNING.
 """
@@ -83,6 +84,7 @@ def main() -> int:
     wrap(checkpoint.CheckpointWriter, "append_many", "checkpoint (open, syncs)")
     wrap(containment.Containment, "prepare", "cgroup (make, enter)")
     wrap(containment.Containment, "enter", "cgroup (make, enter)")
+    wrap(containment.Containment, "settle", "cgroup (make, enter)")  # the wait for the move left
     wrap(supervisor.Supervisor, "_start_watchdog", "watchdog")
     wrap(supervisor.Supervisor, "spawn_many", "spawn")
     on_nth_running(n, console.ConsoleReporter)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from config.words import printable_lines
 from executor.host.clock import age, iso_time, when
-from executor.host.entry import Truth
+from executor.host.truth import Truth
 from executor.task.inspection import Leftover
 from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
 

@@ -1,7 +1,7 @@
 """One host's view of its tasks: what lets an operator list, inspect and control them.
 
-- `registry`, `entry`: the host registry (`$STOKER_ROOT`), one entry per supervisor, and
-  the truth about a task whose supervisor may be gone (`entry.judge`: LOST).
+- `registry`, `entry`: the host registry (`$STOKER_ROOT`), one entry per supervisor;
+  `truth`: the truth about a task whose supervisor may be gone (`truth.judge`: LOST).
 - `lock`: one supervisor per sandbox (`flock` on `.stoker/supervisor.lock`).
 - `control`, `controlwire`: the control socket `.stoker/control.sock` (`stoker kill`,
   `stoker restart`), served by a thread that only parses requests and posts them.
@@ -9,6 +9,6 @@
   front-end and the task owner; `identity`: a process by pid and start time; `sandbox`:
   the names under `.stoker/`; `clock`: dates for people.
 
-Pure: `entry`, `controlwire`. May import: procs, events, logs, config/. Never: task,
+Pure: `entry`, `truth`, `controlwire`. May import: procs, events, logs, config/. Never: task,
 local, mesos, cli (the task package imports this one).
 """

@@ -1,15 +1,10 @@
-"""The host registry's entries, and the truth about a task whose supervisor may be gone. PURE.
+"""The host registry's entries. PURE.
 
 Owns the format of one registry entry (`RegistryEntry`, one JSON object per file, named
-after its supervisor: `PID-STARTTICKS.json`), and two rules:
-
-- `judge`: what a task's state is, given what its checkpoint recorded and whether its
-  supervisor still runs. A live supervisor's task is what it recorded; a gone supervisor's
-  task is ended when it recorded a terminal state (FINISHED, FAILED, KILLED), and LOST
-  otherwise, "since" the last thing it wrote: the checkpoint's last record, else the
-  checkpoint's modification time, else its registry entry (the rule says which).
-- `expired`: an ended or LOST task stays listed until the last sign of it is older than the
-  retention.
+after its supervisor: `PID-STARTTICKS.json`), and the rule of how long one stays listed
+(`expired`): an ended or LOST task stays until the last sign of it is older than the
+retention. What a task's state is, given its checkpoint and whether its supervisor runs,
+is `executor/host/truth.py`'s (only the inspection commands load it).
 
 No I/O, no clock, no logging: the registry adapter (`executor/host/registry.py`) reads the
 files, /proc and the time, and passes them in.
@@ -116,52 +111,6 @@ class RegistryEntry:
         if not entry.sandbox.startswith("/") or entry.supervisor_pid <= 0:
             return None
         return entry
-
-
-class SinceSource(enum.Enum):
-    LAST_RECORD = "its checkpoint's last record"
-    CHECKPOINT_MTIME = "its checkpoint's modification time"
-    REGISTRY = "its registry entry"
-
-
-@attrs.frozen(slots=True)
-class Truth:
-    """A task's state as it is, not only as it was recorded."""
-
-    state: str  # the recorded state, NO_TASK, or LOST
-    alive: bool  # its supervisor runs
-    ended: bool  # its supervisor is gone and it ended (or never had a task)
-    since_wall: float | None = None  # LOST: the last sign of life
-    since: SinceSource | None = None
-
-    @property
-    def lost(self) -> bool:
-        return self.state == LOST
-
-    def describe_since(self, when: str) -> str:
-        """'LOST (supervisor gone since WHEN, its checkpoint's last record)'."""
-        source = self.since.value if self.since else "unknown"
-        return f"{LOST} (supervisor gone since {when}, {source})"
-
-
-def judge(recorded: str | None, alive: bool, *, last_record_wall: float | None,
-          checkpoint_mtime: float | None, registry_wall: float | None,
-          let_go: bool = False) -> Truth:
-    """The truth about a task whose checkpoint's current attempt recorded `recorded` (None:
-    no task state yet) and whose supervisor is `alive` or not. `let_go`: the supervisor
-    marked its registry entry ended before it went (it closed cleanly)."""
-    if alive:
-        return Truth(recorded or NO_TASK, alive=True, ended=False)
-    if recorded in TERMINAL_STATES:
-        return Truth(recorded, alive=False, ended=True)
-    if recorded is None and let_go:
-        return Truth(NO_TASK, alive=False, ended=True)  # it never started a task
-    for wall, source in ((last_record_wall, SinceSource.LAST_RECORD),
-                         (checkpoint_mtime, SinceSource.CHECKPOINT_MTIME),
-                         (registry_wall, SinceSource.REGISTRY)):
-        if wall is not None:
-            return Truth(LOST, alive=False, ended=False, since_wall=wall, since=source)
-    return Truth(LOST, alive=False, ended=False)
 
 
 def expired(last_sign_wall: float | None, now_wall: float, retention_secs: float) -> bool:

@@ -5,7 +5,7 @@ Owns `inspect_sandbox`: replay the sandbox's checkpoint (streamed, bounded, neve
 symlink or a FIFO: `executor/task/checkpoint.iter_records`), find the attempt a supervisor
 ran (the latest, or the one a registry entry names), check that its supervisor still runs
 (pid, start time and boot: `executor/host/identity.py`), judge the truth
-(`executor/host/entry.judge`: LOST when it is gone without a terminal record), and, for a
+(`executor/host/truth.judge`: LOST when it is gone without a terminal record), and, for a
 LOST task, list its leftover processes: those whose environment still carries its
 `STOKER_TASK_MARKER`, with the process and run their `STOKER_RUN_MARKER` names. One /proc
 scan for every LOST task of a call. `row` is one task as `stoker ps --json` (and the
@@ -23,8 +23,9 @@ import attrs
 
 from executor.host import identity
 from executor.host.clock import iso_time
-from executor.host.entry import RegistryEntry, Truth, judge
+from executor.host.entry import RegistryEntry
 from executor.host.sandbox import checkpoint_mtime
+from executor.host.truth import Truth, judge
 from executor.procs import proctree, saferead
 from executor.procs.spawn import RUN_MARKER, TASK_MARKER
 from executor.task.checkpoint import iter_records

@@ -1,4 +1,4 @@
-"""The host registry's entries and the truth about a task (executor/host/entry.py): tables,
+"""The host registry's entries and the truth about a task (executor/host/entry.py, executor/host/truth.py): tables,
 no files, no /proc."""
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import math
 
 import pytest
 
-from executor.host.entry import (
-    ENTRY_NAME,
-    FrontEnd,
-    RegistryEntry,
-    SinceSource,
-    Truth,
-    entry_name,
-    expired,
-    judge,
-)
+from executor.host.entry import ENTRY_NAME, FrontEnd, RegistryEntry, entry_name, expired
+from executor.host.truth import SinceSource, Truth, judge
 
 ENTRY = RegistryEntry(sandbox="/sb/hello", supervisor_pid=4242, supervisor_start=123456,
                       supervisor_boot="b00t", front_end=FrontEnd.RUN, registered_wall=1000.0,

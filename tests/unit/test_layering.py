@@ -59,6 +59,7 @@ PURE = [
     "executor/task/compaction.py",
     "executor/task/taskview.py",
     "executor/host/entry.py",
+    "executor/host/truth.py",
     "executor/host/controlwire.py",
     "executor/procs/cgroup_paths.py",
     "executor/observe/routes.py",

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import attrs
 
-from executor.host.entry import FrontEnd, RegistryEntry, judge
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.truth import judge
 from executor.observe.logpage import log_page, refresh_url
 from executor.observe.logrange import MAX_CHUNK_BYTES
 from executor.observe.model import (
