@@ -81,7 +81,8 @@ MODULES = (
            ("tests/unit/test_membership.py",)),
     Module("controlwire", "control socket protocol", ("executor/host/controlwire.py",),
            ("tests/unit/test_controlwire.py",)),
-    Module("entry", "registry entry", ("executor/host/entry.py",), ("tests/unit/test_host_entry.py",)),
+    Module("entry", "registry entry and a task's truth", ("executor/host/entry.py", "executor/host/truth.py"),
+           ("tests/unit/test_host_entry.py",)),
 )
 
 
