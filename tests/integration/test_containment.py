@@ -227,6 +227,10 @@ def test_an_unmarked_setsid_daemon_is_killed_when_its_run_exits(harness):
 def test_a_daemon_orphaned_while_its_run_lives_is_killed_with_the_task(harness):
     top = harness.spawn("d", f"({ESCAPE.format(file='d.pids')}); exec sleep 1000")
     daemon = harness.pids_in("d.pids")
+    # The subshell that started the daemon may still be exiting, the daemon still its child:
+    # wait until the run's top has no child left, so the daemon is an orphan, not its tree.
+    wait_for(lambda: not Path(f"/proc/{top}/task/{top}/children").read_text().split(), 5,
+             message="the daemon's subshell gone")
     assert harness.sup.signal_run("d", 0, signal.SIGKILL) == 1  # only its top is its tree
     assert harness.next_exit().pid == top
     wait_for(lambda: gone(daemon), 1, message="the orphaned daemon killed")
