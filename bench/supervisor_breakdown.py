@@ -59,7 +59,10 @@ def install_probes() -> Probe:
             probe.wrap(supervisor.Supervisor, name, "signal")
     probe.wrap(spawn, "fork_exec", "fork_exec")
     probe.wrap(spawn, "open_stdio", "open_stdio")
-    probe.wrap(spawn, "log_dir", "log_dir")
+    if hasattr(spawn, "LogRoot"):  # SANDBOX/.logs kept open by the supervisor
+        probe.wrap(spawn.LogRoot, "run_dir", "log_dir")
+    else:
+        probe.wrap(spawn, "log_dir", "log_dir")
     # Every checkpoint sync: `append_many` (one write and one fsync per owner step) where the
     # writer has it, else `append`.
     writer = checkpoint.CheckpointWriter
@@ -101,7 +104,7 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
             f"whatever the task left unclaimed (one killpg, one walk of Stoker's children) "
             f"{ms(med['leftovers'])}; hand-off to the owner (queue, "
             f"planner) {ms(med['handoff'])}; `Supervisor.spawn_many` {ms(med['spawn'])} (of which "
-            f"fork_exec {ms(med['fork'])}, log directory (`log_dir`) {ms(med['paths'])}, log "
+            f"fork_exec {ms(med['fork'])}, log directory (`log_dir`/`LogRoot.run_dir`) {ms(med['paths'])}, log "
             f"files (`open_stdio`) {ms(med['stdio'])}). After the fork, until the reporter hears "
             f"of it: {ms(med['report'])}, of which {int(med['ckpt_n'])} checkpoint syncs "
             f"{ms(med['ckpt'])}; the checkpoint sync that follows the report "

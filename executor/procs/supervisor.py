@@ -111,6 +111,8 @@ class Supervisor:
         self._watchdog: Watchdog | None = None
         self._watchdog_gone = threading.Event()
         self._pump: LogPump | None = None
+        self._logs = spawn.LogRoot(self._sandbox)  # SANDBOX/.logs, kept open between spawns
+        self._logs_lock = threading.Lock()  # so close() never closes it under a spawn
         self._devnull = -1
         self._state = SupervisorState.NEW
 
@@ -219,7 +221,11 @@ class Supervisor:
         if "\0" in process.name or "\0" in process.cmdline:
             raise SpawnError(f"process {process.name!r} run {run}: its name or cmdline "
                              f"contains a NUL byte, which no command line can carry")
-        directory = spawn.log_dir(self._sandbox, process.name, run)
+        with self._logs_lock:
+            if self._state is SupervisorState.CLOSED:  # closed meanwhile: open nothing more
+                raise SpawnError(f"the supervisor of task {self._label} is closed; cannot start "
+                                 f"process {process.name!r} run {run}")
+            directory = self._logs.run_dir(process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
         try:
             stdio = spawn.open_stdio(directory, process.logger, self._devnull, label)
@@ -395,6 +401,8 @@ class Supervisor:
                 and thread is not threading.current_thread()):
             thread.join(WATCHDOG_EXIT_SECS)  # the last user: the thread ends after the watchdog
         self._state = SupervisorState.CLOSED
+        with self._logs_lock:
+            self._logs.close()
         os.close(self._devnull)
         self._devnull = -1
 
