@@ -1,8 +1,8 @@
 """Forking one run: its environment, its log files or pipes, and the fork+exec itself.
 
 Owns: the per-run environment (the task env plus `HOME`, the two markers, and `BASH_ENV`
-when `SANDBOX/.thermos_profile` exists at the run's launch, so bash sources it first, as
-in Thermos), the user a run starts as (`RunAs`: uid, gid and groups set in the child just
+when `SANDBOX/.thermos_profile` exists at the run's launch (one stat for the runs a
+`spawn_many` starts together), so bash sources it first, as in Thermos), the user a run starts as (`RunAs`: uid, gid and groups set in the child just
 before exec), the log layout
 `SANDBOX/.logs/PROCESS/RUN/{stdout,stderr}` and keeping it inside the sandbox (each level and
 each log file is opened through `executor/procs/sandboxfs.py`: relative to the level above,
@@ -40,7 +40,7 @@ from executor.procs.sandboxfs import describe_os_error
 
 __all__ = ["Child", "CommandChild", "LogDir", "LogRoot", "PreparedRun", "RunChild", "RunStdio", "SpawnError",
            "describe_os_error", "fork_exec", "log_dir", "open_stdio", "run_env", "run_marker",
-           "task_env", "with_profile"]
+           "profile_now", "profile_path", "task_env", "with_profile"]
 
 TASK_MARKER = "STOKER_TASK_MARKER"
 RUN_MARKER = "STOKER_RUN_MARKER"
@@ -56,17 +56,30 @@ def run_marker(task_marker: str, process: str, run: int) -> str:
 
 
 def run_env(base: Mapping[str, str], task_marker: str, process: str, run: int,
-            sandbox: Path | None = None) -> dict[str, str]:
+            bash_env: str | None = None) -> dict[str, str]:
+    """The run's env: `base`, its run marker, and `BASH_ENV` = `bash_env` when given
+    (`profile_now`'s answer, asked once for the runs started together)."""
     env = dict(base)
     env[RUN_MARKER] = run_marker(task_marker, process, run)
-    return with_profile(env, sandbox) if sandbox is not None else env
+    if bash_env is not None:
+        env["BASH_ENV"] = bash_env
+    return env
+
+
+def profile_path(sandbox: Path) -> str:
+    return os.path.join(os.path.abspath(sandbox), PROFILE)
+
+
+def profile_now(profile: str) -> str | None:
+    """`profile` (SANDBOX/.thermos_profile) when that file exists now, else None (one stat:
+    a process that writes it makes every later launch source it, as in Thermos)."""
+    return profile if os.path.exists(profile) else None
 
 
 def with_profile(env: dict[str, str], sandbox: Path) -> dict[str, str]:
-    """`env` with `BASH_ENV` = SANDBOX/.thermos_profile when that file exists now (one stat:
-    a process that writes it makes every later launch source it, as in Thermos)."""
-    profile = os.path.join(os.path.abspath(sandbox), PROFILE)
-    if os.path.exists(profile):
+    """`env` with `BASH_ENV` = SANDBOX/.thermos_profile when that file exists now."""
+    profile = profile_now(profile_path(sandbox))
+    if profile is not None:
         env["BASH_ENV"] = profile
     return env
 

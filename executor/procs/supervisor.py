@@ -102,6 +102,7 @@ class Supervisor:
         self._label = task_label
         self._marker = marker or uuid.uuid4().hex
         self._env = spawn.task_env(env, self._sandbox, self._marker)
+        self._profile = spawn.profile_path(self._sandbox)
         self._post = post
         self._lock = threading.Lock()  # guards _runs, _pump, _commands and _state
         self._runs: dict[tuple[str, int], RunChild] = {}
@@ -184,7 +185,8 @@ class Supervisor:
 
     def spawn(self, process: ProcessSpec, run: int) -> int:
         """Fork run `run` of `process` now; returns its pid. Raises SpawnError."""
-        return self._fork(self._prepare(process, run))
+        prepared = self._prepare(process, run)
+        return self._fork(prepared, spawn.profile_now(self._profile))
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
         """Fork several runs: every log directory and file is made first, then the forks
@@ -197,12 +199,13 @@ class Supervisor:
             except SpawnError as exc:
                 prepared.append(exc)
         results: list[int | SpawnError] = []
+        bash_env = spawn.profile_now(self._profile)  # one stat for the runs started together
         for item in prepared:
             if isinstance(item, SpawnError):
                 results.append(item)
                 continue
             try:
-                results.append(self._fork(item))
+                results.append(self._fork(item, bash_env))
             except SpawnError as exc:
                 results.append(exc)
         return results
@@ -233,7 +236,7 @@ class Supervisor:
             directory.close()
         return PreparedRun(process=process, run=run, stdio=stdio)
 
-    def _fork(self, prepared: PreparedRun) -> int:
+    def _fork(self, prepared: PreparedRun, bash_env: str | None) -> int:
         process, run, stdio = prepared.process, prepared.run, prepared.stdio
         key = (process.name, run)
         marker = spawn.run_marker(self._marker, process.name, run)
@@ -242,7 +245,7 @@ class Supervisor:
             with self._reaper.forking():
                 popen = spawn.fork_exec(
                     process.cmdline, cwd=self._sandbox, stdin=self._devnull,
-                    env=spawn.run_env(self._env, self._marker, process.name, run, self._sandbox),
+                    env=spawn.run_env(self._env, self._marker, process.name, run, bash_env),
                     stdout=stdio.stdout, stderr=stdio.stderr, run_as=self._run_as)
                 child = RunChild(pid=popen.pid, popen=popen, marker=marker,
                                  process=process.name, run=run)
