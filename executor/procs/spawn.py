@@ -219,8 +219,11 @@ class LogRoot:
     def _below(self, process: str, run: int) -> LogDir:
         """PROCESS/RUN under the open `.logs`; _Stale on ENOENT or ESTALE."""
         level = self._root / process
-        outer = self._level(lambda: sandboxfs.open_dir(process, dir_fd=self._fd, create=True),
-                            level, process)
+        if run == 0:  # most likely the process's first run: its directory is new too
+            outer = self._level(lambda: sandboxfs.new_dir(process, dir_fd=self._fd), level, process)
+        else:
+            outer = self._level(lambda: sandboxfs.open_dir(process, dir_fd=self._fd, create=True),
+                                level, process)
         try:
             level = level / str(run)
             return LogDir(path=level, fd=self._level(lambda: sandboxfs.new_dir(str(run), dir_fd=outer),

@@ -175,3 +175,21 @@ def test_a_removed_sandbox_after_the_first_run_is_a_spawn_error(tmp_path):
         assert not sandbox.exists()
     finally:
         logs.close()
+
+
+@pytest.mark.parametrize("run", [0, 3])
+def test_a_process_directory_there_before_the_first_spawn_is_used_or_refused(sandbox, outside, run):
+    """Run 0 makes PROCESS with mkdir first, later runs open it first: either way what is
+    already there is judged by the open."""
+    (sandbox / ".logs" / "kept").mkdir(parents=True)
+    (sandbox / ".logs" / "link").symlink_to(outside)
+    os.mkfifo(sandbox / ".logs" / "fifo")
+    root = LogRoot(sandbox)
+    try:
+        assert made(root, "kept", run) == sandbox / ".logs" / "kept" / str(run)
+        for name in ("link", "fifo"):
+            with pytest.raises(SpawnError, match=rf"would put its logs outside .*/{name}: it is a"):
+                root.run_dir(name, run)
+    finally:
+        root.close()
+    assert everything_under(outside) == []
