@@ -1,17 +1,16 @@
 """Forking one run: its environment, its log files or pipes, and the fork+exec itself.
 
 Owns: the per-run environment (the task env plus `HOME`, the two markers, and `BASH_ENV`
-when `SANDBOX/.thermos_profile` exists at the run's launch (one stat for the runs a
-`spawn_many` starts together), so bash sources it first, as in Thermos), the user a run starts as (`RunAs`: uid, gid and groups set in the child just
-before exec), the log layout
+when `SANDBOX/.thermos_profile` exists at the run's launch, looked for once for the runs a
+`spawn_many` starts together, so bash sources it first, as in Thermos), the user a run
+starts as (`RunAs`: uid, gid and groups set in the child just before exec), the log layout
 `SANDBOX/.logs/PROCESS/RUN/{stdout,stderr}` and keeping it inside the sandbox (each level and
 each log file is opened through `executor/procs/sandboxfs.py`: relative to the level above,
 never through a symlink, and never blocking on a FIFO a task planted; `LogRoot` keeps
-`.logs` open between a supervisor's spawns and checks it is still `SANDBOX/.logs` before
-each use), choosing the child's
-stdout/stderr for each logger destination and mode, what a prepared run carries to its fork
-(`PreparedRun`), the children the supervisor watches (`Child`: a run's `RunChild`, a command's
-`CommandChild`), and the fork:
+`.logs` open between a supervisor's spawns and checks before each use that it is still
+`SANDBOX/.logs`), choosing the child's stdout/stderr for each logger destination and mode,
+what a prepared run carries to its fork (`PreparedRun`), the children the supervisor
+watches (`Child`: a run's `RunChild`, a command's `CommandChild`), and the fork:
 `subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 (cwd, a new
 session and close_fds are done in the child by C code, no Python runs there; with another
 user to switch to it is fork+exec, since setuid in a vfork child is not safe). Nothing on
@@ -38,9 +37,9 @@ from executor.procs.identity import RunAs
 from executor.procs.logpump import LOG_FLAGS, LogFile, make_pipe
 from executor.procs.sandboxfs import describe_os_error
 
-__all__ = ["Child", "CommandChild", "LogDir", "LogRoot", "PreparedRun", "RunChild", "RunStdio", "SpawnError",
-           "describe_os_error", "fork_exec", "log_dir", "open_stdio", "run_env", "run_marker",
-           "profile_now", "profile_path", "task_env", "with_profile"]
+__all__ = ["Child", "CommandChild", "LogDir", "LogRoot", "PreparedRun", "RunChild", "RunStdio",
+           "SpawnError", "describe_os_error", "fork_exec", "log_dir", "open_stdio", "profile_now",
+           "profile_path", "run_env", "run_marker", "task_env", "with_profile"]
 
 TASK_MARKER = "STOKER_TASK_MARKER"
 RUN_MARKER = "STOKER_RUN_MARKER"
@@ -152,8 +151,10 @@ class LogRoot:
     the sandbox). Before each use the fd is checked against what `SANDBOX/.logs` is now
     (lstat: the same directory, not a symlink); when a task replaced or removed it, or
     `stoker run` archived it (renamed to `.logs.attempt-N`), or the cached walk fails with
-    ENOENT/ESTALE, the fd is dropped and the full walk from the sandbox runs again. Not
-    thread-safe: the owner thread spawns. `close()` closes the fd."""
+    ENOENT/ESTALE, the fd is dropped and the full walk from the sandbox runs again. While
+    the fd is open its inode cannot be reused, so an equal (st_dev, st_ino) is the same
+    directory. Not thread-safe (the supervisor holds a lock around it); `close()` closes
+    the fd."""
 
     def __init__(self, sandbox: Path) -> None:
         self._sandbox = Path(os.path.abspath(sandbox))
