@@ -290,18 +290,19 @@ class Supervisor:
                 del self._runs[(child.process, child.run)]
         child.reaped(status)
         exit_status = ExitStatus.from_wait_status(status)
-        if self._state is not SupervisorState.CLOSED:
-            try:  # first, so the owner wakes while this thread logs
-                self._post(ProcessExited(process=child.process, run=child.run,
-                                         pid=child.pid, status=exit_status, at=time.monotonic()))
-            except Exception as e:
-                log_event(logger, logging.ERROR, "post_failed", task=self._label,
-                          process=child.process, run=child.run, pid=child.pid,
-                          error=f"{type(e).__name__}: {e}")
-        if logger.isEnabledFor(logging.DEBUG):
+        if logger.isEnabledFor(logging.DEBUG):  # describe() only for a line that is written
             log_event(logger, logging.DEBUG, "process_exited", task=self._label,
                       process=child.process, run=child.run, pid=child.pid,
                       status=exit_status.describe())
+        if self._state is SupervisorState.CLOSED:
+            return
+        try:  # last: the owner wakes as this thread goes back to waitid, not into the GIL
+            self._post(ProcessExited(process=child.process, run=child.run,
+                                     pid=child.pid, status=exit_status, at=time.monotonic()))
+        except Exception as e:
+            log_event(logger, logging.ERROR, "post_failed", task=self._label,
+                      process=child.process, run=child.run, pid=child.pid,
+                      error=f"{type(e).__name__}: {e}")
 
     # ---- signals ----
 
