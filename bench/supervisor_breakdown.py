@@ -127,7 +127,7 @@ def start_breakdown(probe: Probe, window: tuple[float, float], n: int, until: fl
     return (f"Start-{n} breakdown (probed pass): owner created → first spawn {ms(first, 1)} "
             f"(checkpoint file, watchdog fork, first decide); {len(spawns)} × `Supervisor.spawn_many` "
             f"{ms(spawn_secs, 1)}, of which {forks[0]} × fork_exec {ms(forks[1], 1)}, log "
-            f"directories (`log_dir`) {ms(paths[1], 1)}, log files (`open_stdio`) "
+            f"directories (`log_dir`/`LogRoot.run_dir`) {ms(paths[1], 1)}, log files (`open_stdio`) "
             f"{ms(stdio[1], 1)}, the rest {ms(rest, 1)} (the CPU is shared with the {n} bash "
             f"processes starting meanwhile); nth fork at {ms(last, 1)}; {ckpt[0]} checkpoint "
             f"syncs {ms(ckpt[1], 1)} before the last report at {ms(done - start, 1)}, "
