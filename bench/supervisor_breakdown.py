@@ -59,7 +59,10 @@ def install_probes() -> Probe:
             probe.wrap(supervisor.Supervisor, name, "signal")
     probe.wrap(spawn, "fork_exec", "fork_exec")
     probe.wrap(spawn, "open_stdio", "open_stdio")
-    probe.wrap(spawn, "log_dir", "log_dir")
+    if hasattr(spawn, "LogRoot"):  # SANDBOX/.logs kept open by the supervisor
+        probe.wrap(spawn.LogRoot, "run_dir", "log_dir")
+    else:
+        probe.wrap(spawn, "log_dir", "log_dir")
     # Every checkpoint sync: `append_many` (one write and one fsync per owner step) where the
     # writer has it, else `append`.
     writer = checkpoint.CheckpointWriter
@@ -101,7 +104,7 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
             f"whatever the task left unclaimed (one killpg, one walk of Stoker's children) "
             f"{ms(med['leftovers'])}; hand-off to the owner (queue, "
             f"planner) {ms(med['handoff'])}; `Supervisor.spawn_many` {ms(med['spawn'])} (of which "
-            f"fork_exec {ms(med['fork'])}, log directory (`log_dir`) {ms(med['paths'])}, log "
+            f"fork_exec {ms(med['fork'])}, log directory (`log_dir`/`LogRoot.run_dir`) {ms(med['paths'])}, log "
             f"files (`open_stdio`) {ms(med['stdio'])}). After the fork, until the reporter hears "
             f"of it: {ms(med['report'])}, of which {int(med['ckpt_n'])} checkpoint syncs "
             f"{ms(med['ckpt'])}; the checkpoint sync that follows the report "
@@ -124,7 +127,7 @@ def start_breakdown(probe: Probe, window: tuple[float, float], n: int, until: fl
     return (f"Start-{n} breakdown (probed pass): owner created → first spawn {ms(first, 1)} "
             f"(checkpoint file, watchdog fork, first decide); {len(spawns)} × `Supervisor.spawn_many` "
             f"{ms(spawn_secs, 1)}, of which {forks[0]} × fork_exec {ms(forks[1], 1)}, log "
-            f"directories (`log_dir`) {ms(paths[1], 1)}, log files (`open_stdio`) "
+            f"directories (`log_dir`/`LogRoot.run_dir`) {ms(paths[1], 1)}, log files (`open_stdio`) "
             f"{ms(stdio[1], 1)}, the rest {ms(rest, 1)} (the CPU is shared with the {n} bash "
             f"processes starting meanwhile); nth fork at {ms(last, 1)}; {ckpt[0]} checkpoint "
             f"syncs {ms(ckpt[1], 1)} before the last report at {ms(done - start, 1)}, "

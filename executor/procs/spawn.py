@@ -1,15 +1,16 @@
 """Forking one run: its environment, its log files or pipes, and the fork+exec itself.
 
 Owns: the per-run environment (the task env plus `HOME`, the two markers, and `BASH_ENV`
-when `SANDBOX/.thermos_profile` exists at the run's launch, so bash sources it first, as
-in Thermos), the user a run starts as (`RunAs`: uid, gid and groups set in the child just
-before exec), the log layout
+when `SANDBOX/.thermos_profile` exists at the run's launch, looked for once for the runs a
+`spawn_many` starts together, so bash sources it first, as in Thermos), the user a run
+starts as (`RunAs`: uid, gid and groups set in the child just before exec), the log layout
 `SANDBOX/.logs/PROCESS/RUN/{stdout,stderr}` and keeping it inside the sandbox (each level and
 each log file is opened through `executor/procs/sandboxfs.py`: relative to the level above,
-never through a symlink, and never blocking on a FIFO a task planted), choosing the child's
-stdout/stderr for each logger destination and mode, what a prepared run carries to its fork
-(`PreparedRun`), the children the supervisor watches (`Child`: a run's `RunChild`, a command's
-`CommandChild`), and the fork:
+never through a symlink, and never blocking on a FIFO a task planted; `LogRoot` keeps
+`.logs` open between a supervisor's spawns and checks before each use that it is still
+`SANDBOX/.logs`), choosing the child's stdout/stderr for each logger destination and mode,
+what a prepared run carries to its fork (`PreparedRun`), the children the supervisor
+watches (`Child`: a run's `RunChild`, a command's `CommandChild`), and the fork:
 `subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 (cwd, a new
 session and close_fds are done in the child by C code, no Python runs there; with another
 user to switch to it is fork+exec, since setuid in a vfork child is not safe). Nothing on
@@ -20,10 +21,12 @@ waits for a child: the reaper (`executor/procs/reaper.py`) does that.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -34,9 +37,9 @@ from executor.procs.identity import RunAs
 from executor.procs.logpump import LOG_FLAGS, LogFile, make_pipe
 from executor.procs.sandboxfs import describe_os_error
 
-__all__ = ["Child", "CommandChild", "LogDir", "PreparedRun", "RunChild", "RunStdio", "SpawnError",
-           "describe_os_error", "fork_exec", "log_dir", "open_stdio", "run_env", "run_marker",
-           "task_env", "with_profile"]
+__all__ = ["Child", "CommandChild", "LogDir", "LogRoot", "PreparedRun", "RunChild", "RunStdio",
+           "SpawnError", "describe_os_error", "fork_exec", "log_dir", "open_stdio", "profile_now",
+           "profile_path", "run_env", "run_marker", "task_env", "with_profile"]
 
 TASK_MARKER = "STOKER_TASK_MARKER"
 RUN_MARKER = "STOKER_RUN_MARKER"
@@ -52,17 +55,30 @@ def run_marker(task_marker: str, process: str, run: int) -> str:
 
 
 def run_env(base: Mapping[str, str], task_marker: str, process: str, run: int,
-            sandbox: Path | None = None) -> dict[str, str]:
+            bash_env: str | None = None) -> dict[str, str]:
+    """The run's env: `base`, its run marker, and `BASH_ENV` = `bash_env` when given
+    (`profile_now`'s answer, asked once for the runs started together)."""
     env = dict(base)
     env[RUN_MARKER] = run_marker(task_marker, process, run)
-    return with_profile(env, sandbox) if sandbox is not None else env
+    if bash_env is not None:
+        env["BASH_ENV"] = bash_env
+    return env
+
+
+def profile_path(sandbox: Path) -> str:
+    return os.path.join(os.path.abspath(sandbox), PROFILE)
+
+
+def profile_now(profile: str) -> str | None:
+    """`profile` (SANDBOX/.thermos_profile) when that file exists now, else None (one stat:
+    a process that writes it makes every later launch source it, as in Thermos)."""
+    return profile if os.path.exists(profile) else None
 
 
 def with_profile(env: dict[str, str], sandbox: Path) -> dict[str, str]:
-    """`env` with `BASH_ENV` = SANDBOX/.thermos_profile when that file exists now (one stat:
-    a process that writes it makes every later launch source it, as in Thermos)."""
-    profile = os.path.join(os.path.abspath(sandbox), PROFILE)
-    if os.path.exists(profile):
+    """`env` with `BASH_ENV` = SANDBOX/.thermos_profile when that file exists now."""
+    profile = profile_now(profile_path(sandbox))
+    if profile is not None:
         env["BASH_ENV"] = profile
     return env
 
@@ -129,32 +145,121 @@ class LogDir:
             self.fd = -1
 
 
-def log_dir(sandbox: Path, process: str, run: int) -> LogDir:
-    """`SANDBOX/.logs/PROCESS/RUN`, created and opened; SpawnError when the name, or what a
-    task process planted as `.logs`, `.logs/PROCESS` or `.logs/PROCESS/RUN` (a symlink, a
-    file, a FIFO), would lead anywhere else. Each level is opened relative to the one above
-    it and never through a symlink, so nothing can be swapped in between."""
-    root = Path(os.path.abspath(sandbox)) / ".logs"  # for messages only: no syscalls
-    if not process or "/" in process or process in (".", "..") or "\0" in process:
-        raise SpawnError(f"process name {process!r} would put its logs outside {root}; refusing to start it")
-    try:
-        fd = sandboxfs.open_dir(sandbox, follow=True)  # the sandbox itself is not the task's
-    except OSError as e:
-        raise SpawnError(f"cannot create the log directory {root}: {describe_os_error(e)}") from None
-    level = root.parent
-    for name in (".logs", process, str(run)):
-        level = level / name
+class LogRoot:
+    """`SANDBOX/.logs` of one supervisor, kept open between spawns, so a run's log directory
+    costs one check, one open of `PROCESS` and one mkdir+open of `RUN` (not a walk from
+    the sandbox). Before each use the fd is checked against what `SANDBOX/.logs` is now
+    (lstat: the same directory, not a symlink); when a task replaced or removed it, or
+    `stoker run` archived it (renamed to `.logs.attempt-N`), or the cached walk fails with
+    ENOENT/ESTALE, the fd is dropped and the full walk from the sandbox runs again. While
+    the fd is open its inode cannot be reused, so an equal (st_dev, st_ino) is the same
+    directory. Not thread-safe (the supervisor holds a lock around it); `close()` closes
+    the fd."""
+
+    def __init__(self, sandbox: Path) -> None:
+        self._sandbox = Path(os.path.abspath(sandbox))
+        self._root = self._sandbox / ".logs"  # the path is for lstat and messages only
+        self._fd = -1
+        self._id: tuple[int, int] | None = None  # (st_dev, st_ino) of the open `.logs`
+
+    def run_dir(self, process: str, run: int) -> LogDir:
+        """`SANDBOX/.logs/PROCESS/RUN`, created and opened; SpawnError when the name, or
+        what a task process planted as `.logs`, `.logs/PROCESS` or `.logs/PROCESS/RUN` (a
+        symlink, a file, a FIFO), would lead anywhere else. Each level is opened relative
+        to the one above it and never through a symlink."""
+        if not process or "/" in process or process in (".", "..") or "\0" in process:
+            raise SpawnError(f"process name {process!r} would put its logs outside {self._root}; "
+                             f"refusing to start it")
         try:
-            inner = sandboxfs.open_dir(name, dir_fd=fd, create=True)
-        except sandboxfs.UnsafePath as e:
-            raise SpawnError(f"process {process!r} would put its logs outside {root}: {level}: {e}; "
-                             f"refusing to start it") from None
+            if self._still_there():
+                try:
+                    return self._below(process, run)
+                except _Stale:
+                    self.close()  # removed or replaced meanwhile: walk again from the sandbox
+            self._open_root(process)
+            return self._below(process, run)
+        except _Stale as e:
+            raise SpawnError(f"cannot create the log directory {e.path}: "
+                             f"{describe_os_error(e.error)}") from None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            sandboxfs.close(self._fd)
+        self._fd, self._id = -1, None
+
+    def _still_there(self) -> bool:
+        """True when the open `.logs` is what `SANDBOX/.logs` names now (one lstat)."""
+        if self._fd < 0:
+            return False
+        try:
+            found = os.lstat(self._root)
+        except OSError:
+            found = None
+        if found is None or (found.st_dev, found.st_ino) != self._id or not stat.S_ISDIR(found.st_mode):
+            self.close()
+            return False
+        return True
+
+    def _open_root(self, process: str) -> None:
+        try:
+            sandbox = sandboxfs.open_dir(self._sandbox, follow=True)  # not the task's
         except OSError as e:
-            raise SpawnError(f"cannot create the log directory {level}: {describe_os_error(e)}") from None
+            raise SpawnError(f"cannot create the log directory {self._root}: {describe_os_error(e)}") from None
+        try:
+            fd = self._level(lambda: sandboxfs.open_dir(".logs", dir_fd=sandbox, create=True),
+                             self._root, process)
         finally:
+            sandboxfs.close(sandbox)
+        try:
+            found = os.fstat(fd)
+        except OSError as e:
             sandboxfs.close(fd)
-        fd = inner
-    return LogDir(path=level, fd=fd)
+            raise SpawnError(f"cannot create the log directory {self._root}: {describe_os_error(e)}") from None
+        self._fd, self._id = fd, (found.st_dev, found.st_ino)
+
+    def _below(self, process: str, run: int) -> LogDir:
+        """PROCESS/RUN under the open `.logs`; _Stale on ENOENT or ESTALE."""
+        level = self._root / process
+        if run == 0:  # most likely the process's first run: its directory is new too
+            outer = self._level(lambda: sandboxfs.new_dir(process, dir_fd=self._fd), level, process)
+        else:
+            outer = self._level(lambda: sandboxfs.open_dir(process, dir_fd=self._fd, create=True),
+                                level, process)
+        try:
+            level = level / str(run)
+            return LogDir(path=level, fd=self._level(lambda: sandboxfs.new_dir(str(run), dir_fd=outer),
+                                                     level, process))
+        finally:
+            sandboxfs.close(outer)
+
+    def _level(self, opener: Callable[[], int], path: Path, process: str) -> int:
+        try:
+            return opener()
+        except sandboxfs.UnsafePath as e:
+            raise SpawnError(f"process {process!r} would put its logs outside {self._root}: "
+                             f"{path}: {e}; refusing to start it") from None
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ESTALE):
+                raise _Stale(path, e) from None
+            raise SpawnError(f"cannot create the log directory {path}: {describe_os_error(e)}") from None
+
+
+class _Stale(Exception):
+    """A level of the cached walk was gone (ENOENT) or stale (ESTALE)."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(str(path))
+        self.path, self.error = path, error
+
+
+def log_dir(sandbox: Path, process: str, run: int) -> LogDir:
+    """`SANDBOX/.logs/PROCESS/RUN` by the full walk from the sandbox (`LogRoot.run_dir`
+    with nothing kept open)."""
+    root = LogRoot(sandbox)
+    try:
+        return root.run_dir(process, run)
+    finally:
+        root.close()
 
 
 @attrs.define

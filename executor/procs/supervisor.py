@@ -102,6 +102,7 @@ class Supervisor:
         self._label = task_label
         self._marker = marker or uuid.uuid4().hex
         self._env = spawn.task_env(env, self._sandbox, self._marker)
+        self._profile = spawn.profile_path(self._sandbox)
         self._post = post
         self._lock = threading.Lock()  # guards _runs, _pump, _commands and _state
         self._runs: dict[tuple[str, int], RunChild] = {}
@@ -112,6 +113,8 @@ class Supervisor:
         self._watchdog: Watchdog | None = None
         self._watchdog_gone = threading.Event()
         self._pump: LogPump | None = None
+        self._logs = spawn.LogRoot(self._sandbox)  # SANDBOX/.logs, kept open between spawns
+        self._logs_lock = threading.Lock()  # so close() never closes it under a spawn
         self._devnull = -1
         self._state = SupervisorState.NEW
 
@@ -191,7 +194,8 @@ class Supervisor:
 
     def spawn(self, process: ProcessSpec, run: int) -> int:
         """Fork run `run` of `process` now; returns its pid. Raises SpawnError."""
-        return self._fork(self._prepare(process, run))
+        prepared = self._prepare(process, run)
+        return self._fork(prepared, spawn.profile_now(self._profile))
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
         """Fork several runs: every log directory and file is made first, then the forks
@@ -204,12 +208,13 @@ class Supervisor:
             except SpawnError as exc:
                 prepared.append(exc)
         results: list[int | SpawnError] = []
+        bash_env = spawn.profile_now(self._profile)  # one stat for the runs started together
         for item in prepared:
             if isinstance(item, SpawnError):
                 results.append(item)
                 continue
             try:
-                results.append(self._fork(item))
+                results.append(self._fork(item, bash_env))
             except SpawnError as exc:
                 results.append(exc)
         return results
@@ -228,7 +233,11 @@ class Supervisor:
         if "\0" in process.name or "\0" in process.cmdline:
             raise SpawnError(f"process {process.name!r} run {run}: its name or cmdline "
                              f"contains a NUL byte, which no command line can carry")
-        directory = spawn.log_dir(self._sandbox, process.name, run)
+        with self._logs_lock:
+            if self._state is SupervisorState.CLOSED:  # closed meanwhile: open nothing more
+                raise SpawnError(f"the supervisor of task {self._label} is closed; cannot start "
+                                 f"process {process.name!r} run {run}")
+            directory = self._logs.run_dir(process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
         try:
             stdio = spawn.open_stdio(directory, process.logger, self._devnull, label)
@@ -236,7 +245,7 @@ class Supervisor:
             directory.close()
         return PreparedRun(process=process, run=run, stdio=stdio)
 
-    def _fork(self, prepared: PreparedRun) -> int:
+    def _fork(self, prepared: PreparedRun, bash_env: str | None) -> int:
         process, run, stdio = prepared.process, prepared.run, prepared.stdio
         key = (process.name, run)
         marker = spawn.run_marker(self._marker, process.name, run)
@@ -246,7 +255,7 @@ class Supervisor:
             with self._reaper.forking():
                 popen = spawn.fork_exec(
                     process.cmdline, cwd=self._sandbox, stdin=self._devnull,
-                    env=spawn.run_env(self._env, self._marker, process.name, run, self._sandbox),
+                    env=spawn.run_env(self._env, self._marker, process.name, run, bash_env),
                     stdout=stdio.stdout, stderr=stdio.stderr, run_as=self._run_as)
                 child = RunChild(pid=popen.pid, popen=popen, marker=marker,
                                  process=process.name, run=run)
@@ -291,12 +300,13 @@ class Supervisor:
                 del self._runs[(child.process, child.run)]
         child.reaped(status)
         exit_status = ExitStatus.from_wait_status(status)
-        log_event(logger, logging.DEBUG, "process_exited", task=self._label,
-                  process=child.process, run=child.run, pid=child.pid,
-                  status=exit_status.describe())
+        if logger.isEnabledFor(logging.DEBUG):  # describe() only for a line that is written
+            log_event(logger, logging.DEBUG, "process_exited", task=self._label,
+                      process=child.process, run=child.run, pid=child.pid,
+                      status=exit_status.describe())
         if self._state is SupervisorState.CLOSED:
             return
-        try:
+        try:  # last: the owner wakes as this thread goes back to waitid, not into the GIL
             self._post(ProcessExited(process=child.process, run=child.run,
                                      pid=child.pid, status=exit_status, at=time.monotonic()))
         except Exception as e:
@@ -404,6 +414,8 @@ class Supervisor:
                 and thread is not threading.current_thread()):
             thread.join(WATCHDOG_EXIT_SECS)  # the last user: the thread ends after the watchdog
         self._state = SupervisorState.CLOSED
+        with self._logs_lock:
+            self._logs.close()
         os.close(self._devnull)
         self._devnull = -1
 

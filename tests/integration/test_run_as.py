@@ -117,3 +117,24 @@ def test_every_run_after_thermos_profile_appears_sources_it(tmp_path):
         sup.close()
     assert (tmp_path / ".logs/before/0/stdout").read_text() == "[][]\n"
     assert (tmp_path / ".logs/after/0/stdout").read_text() == f"[{tmp_path}/.thermos_profile][hello]\n"
+
+
+def test_runs_started_together_all_source_a_thermos_profile_that_exists(tmp_path):
+    """spawn_many looks for the profile once for the runs it starts together: each of them
+    gets BASH_ENV when it exists then, none when it does not."""
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    sup = supervisor(tmp_path, events)
+    cmd = 'echo "[$BASH_ENV][$IT_WORKED]"'
+    try:
+        batch = [(ProcessSpec(f"early{i}", cmd), 0) for i in range(3)]
+        assert all(isinstance(r, int) for r in sup.spawn_many(batch))
+        (tmp_path / ".thermos_profile").write_text("export IT_WORKED=hello\n")
+        batch = [(ProcessSpec(f"late{i}", cmd), 0) for i in range(3)]
+        assert all(isinstance(r, int) for r in sup.spawn_many(batch))
+        for _ in range(6):
+            events.get(timeout=10)
+    finally:
+        sup.close()
+    for i in range(3):
+        assert (tmp_path / f".logs/early{i}/0/stdout").read_text() == "[][]\n"
+        assert (tmp_path / f".logs/late{i}/0/stdout").read_text() == f"[{tmp_path}/.thermos_profile][hello]\n"

@@ -98,6 +98,35 @@ def test_open_regular_gives_a_blocking_cloexec_fd_of_a_new_or_existing_file(dire
         sandboxfs.open_regular("missing", os.O_RDONLY, dir_fd=fd)
 
 
+
+def test_open_regular_appends_to_an_existing_file_and_keeps_a_callers_o_excl(directory):
+    """A new file is made with O_EXCL and needs no check; an existing one takes the checked
+    open; a caller's own O_EXCL still fails on an existing file."""
+    root, fd = directory
+    (root / "log").write_bytes(b"old\n")
+    again = sandboxfs.open_regular("log", LOG_FLAGS, dir_fd=fd)
+    try:
+        assert os.get_blocking(again) and not os.get_inheritable(again)
+        os.write(again, b"new\n")
+    finally:
+        os.close(again)
+    assert (root / "log").read_bytes() == b"old\nnew\n"
+    with pytest.raises(FileExistsError):
+        sandboxfs.open_regular("log", os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=fd)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink to a file"])
+def test_new_dir_makes_a_directory_and_refuses_what_is_planted(directory, tmp_path, kind):
+    root, fd = directory
+    made = sandboxfs.new_dir("0", dir_fd=fd)
+    os.close(made)
+    again = sandboxfs.new_dir("0", dir_fd=fd)  # there already: opened
+    os.close(again)
+    assert (root / "0").is_dir()
+    _plant(root, "1", kind, tmp_path)
+    with pytest.raises(sandboxfs.UnsafePath, match=r"^it is a .*, not a directory"):
+        sandboxfs.new_dir("1", dir_fd=fd)
+
 @pytest.mark.parametrize("kind", ["fifo", "symlink to a file", "socket"])
 def test_open_dir_refuses_what_is_not_a_directory(directory, tmp_path, kind):
     root, fd = directory

@@ -23,6 +23,7 @@ import pytest
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
 from executor.events import ProcessExited
+from executor.local.run import _archive_logs
 from executor.procs.supervisor import SpawnError, Supervisor
 from tests.support.waiting import wait_for
 
@@ -392,6 +393,89 @@ def test_symlinked_log_dir_that_leads_outside_is_refused(harness, tmp_path):
     (harness.sandbox / ".logs" / "sneaky").symlink_to(tmp_path)
     with pytest.raises(SpawnError, match="outside"):
         harness.spawn("sneaky", "true")
+
+
+# ---- log directories: SANDBOX/.logs is kept open between spawns (more in test_log_root.py) ----
+
+
+def fds_on(path: Path) -> int:
+    """How many fds of this process name `path`."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+def _exited(h: Harness, run: int) -> None:
+    event = h.next_exit()
+    assert event.run == run and event.status.exit_code == 0
+
+
+def test_a_process_log_directory_swapped_for_a_symlink_after_a_run(tmp_path, tracker):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    h = Harness(tmp_path / "sandbox", tracker)
+    try:
+        h.spawn("p", "echo first", run=0)
+        _exited(h, 0)
+        process = h.sandbox / ".logs" / "p"
+        process.rename(tmp_path / "moved")
+        process.symlink_to(outside)
+        with pytest.raises(SpawnError, match="outside"):
+            h.spawn("p", "echo second", run=1)
+        assert not any(outside.iterdir())
+        process.unlink()
+        h.spawn("p", "echo third", run=2)
+        _exited(h, 2)
+        wait_for(lambda: h.log("p", 2).read_text() == "third\n", 5, message="run 2's stdout")
+        assert (tmp_path / "moved" / "0" / "stdout").read_text() == "first\n"
+    finally:
+        h.sup.close()
+    assert fds_on(h.sandbox / ".logs") == 0  # close() closed the kept fd
+
+
+def test_each_attempt_writes_to_its_own_logs(tmp_path, tracker):
+    """As `stoker run` does between attempts: close the supervisor, archive `.logs`, start
+    a new supervisor in the same sandbox; run numbers start again at 0."""
+    sandbox = tmp_path / "sandbox"
+    for attempt in ("first", "second"):
+        h = Harness(sandbox, tracker)
+        try:
+            h.spawn("p", f"echo {attempt}", run=0)
+            _exited(h, 0)
+        finally:
+            h.sup.close()
+        if attempt == "first":
+            _archive_logs(sandbox)
+    assert (sandbox / ".logs.attempt-0" / "p" / "0" / "stdout").read_text() == "first\n"
+    assert (sandbox / ".logs" / "p" / "0" / "stdout").read_text() == "second\n"
+
+
+def test_close_while_spawning_leaves_no_fd_open(tmp_path, tracker):
+    """Spawns racing close(): each one either starts or is refused, and no `.logs` fd is
+    left open afterwards."""
+    h = Harness(tmp_path / "sandbox", tracker)
+    results: list[object] = []
+
+    def spawn_many() -> None:
+        for run in range(200):
+            try:
+                results.append(h.spawn("p", "true", run=run))
+            except SpawnError as e:
+                results.append(e)
+
+    thread = threading.Thread(target=spawn_many)
+    thread.start()
+    wait_for(lambda: len(results) > 0, 5, message="a first spawn")
+    h.sup.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert all(isinstance(r, int) or "closed" in str(r) for r in results), results
+    assert fds_on(h.sandbox / ".logs") == 0
 
 
 # ---- run_command ----
