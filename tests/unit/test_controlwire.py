@@ -39,6 +39,8 @@ BAD = {
     b'{"op": "restart", "process": ""}': "process '' is not a process name",
     b'{"op": "restart", "process": 7}': "process 7 is not a process name",
     b"x" * (MAX_LINE + 1): f"a request is at most {MAX_LINE} bytes",
+    b'{"op": "kill", "grace_secs": 604800.5}': "grace_secs 604800.5 is not a number of seconds in 0..604800",
+    b'{"op": "restart", "process": "%s"}' % (b"w" * 257): f"process {'w' * 257!r} is not a process name",
 }
 
 
@@ -47,6 +49,21 @@ def test_malformed_requests_are_refused_saying_why(line, message):
     with pytest.raises(ControlError) as caught:
         parse_request(line)
     assert str(caught.value) == message
+
+
+def padded(doc: bytes, size: int) -> bytes:
+    return doc[:-1] + b" " * (size - len(doc)) + b"}"
+
+
+@pytest.mark.parametrize("line, request_", [
+    (padded(b'{"op": "kill"}', MAX_LINE), KillControl()),  # exactly MAX_LINE bytes
+    (b'{"op": "kill", "grace_secs": 604800}', KillControl(604800.0)),  # seven days, the longest grace
+    (b'{"op": "kill", "grace_secs": 0}', KillControl(0.0)),
+    (b'{"op": "restart", "process": "%s"}' % (b"w" * 256), RestartControl("w" * 256)),  # the longest name
+])
+def test_the_largest_requests_that_are_still_served(line, request_):
+    assert len(line) <= MAX_LINE
+    assert parse_request(line) == request_
 
 
 @pytest.mark.parametrize("reply", [
