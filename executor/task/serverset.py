@@ -26,6 +26,7 @@ to announce costs nothing (tests/unit/test_announcer_imports.py checks it).
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Mapping
 
 import attrs
@@ -103,7 +104,7 @@ def serverset_path(root: str, role: str, environment: str, name: str) -> str:
     for field, value in (("role", role), ("environment", environment), ("name", name)):
         if not value or "/" in value or value in (".", "..") or any(ord(c) < 32 for c in value):
             raise AnnounceError(f"the job's {field} {value!r} cannot be a ZooKeeper node name")
-    return f"{parse_serverset_path(root).rstrip('/')}/{role}/{environment}/{name}"
+    return posixpath.join(parse_serverset_path(root), role, environment, name)
 
 
 def make_endpoints(host: str, ports: Mapping[str, int],
@@ -121,7 +122,7 @@ def member_data(primary: Endpoint, additional: Mapping[str, Endpoint], shard: in
         "status": STATUS_ALIVE,
         "shard": shard,
     }
-    return json.dumps(doc).encode("utf-8")
+    return json.dumps(doc).encode()
 
 
 def first_join_bound_secs(health: HealthSpec) -> float:

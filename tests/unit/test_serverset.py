@@ -7,7 +7,7 @@ import pytest
 
 from config.announcer import AnnouncerSpec
 from config.spec import HealthSpec, JobSpec, TaskSpec
-from config.zookeeper import AnnouncerSettings
+from config.zookeeper import AnnouncerSettings, ZkAuth, ZkCredential
 from executor.task.serverset import (
     AnnounceError,
     Endpoint,
@@ -70,10 +70,27 @@ def test_a_custom_path_needs_the_flag():
         plan_announcement(job(), AnnouncerSpec(zk_path="relative"), allowed, "h")
 
 
-@pytest.mark.parametrize("field,value", [("role", "a/b"), ("environment", ".."), ("name", "")])
+@pytest.mark.parametrize("field,value", [
+    ("role", "a/b"), ("environment", ".."), ("name", ""), ("name", "."), ("role", "tab\there"),
+    ("environment", "line\nbreak"), ("name", "\x1f"),
+])
 def test_job_names_that_are_no_node_names(field, value):
     with pytest.raises(AnnounceError, match=f"the job's {field} .* cannot be a ZooKeeper node name"):
         plan_announcement(job(**{field: value}), AnnouncerSpec(), SETTINGS, "h")
+
+
+@pytest.mark.parametrize("field,value", [("role", "with space"), ("environment", "..."), ("name", "hélló.x")])
+def test_job_names_that_are_node_names(field, value):
+    a = plan_announcement(job(**{field: value}), AnnouncerSpec(), SETTINGS, "h")
+    assert a is not None and a.path.split("/")[("role", "environment", "name").index(field) + 2] == value
+
+
+def test_the_auth_settings_go_with_the_announcement():
+    auth = ZkAuth(source="/etc/zk-auth.json", auth=(ZkCredential(scheme="digest", credential="u:p"),))
+    a = plan_announcement(job(), AnnouncerSpec(), AnnouncerSettings(ensemble="zk", auth=auth), "h")
+    assert a is not None and a.auth is auth
+    plain = plan_announcement(job(), AnnouncerSpec(), SETTINGS, "h")
+    assert plain is not None and plain.auth is None
 
 
 def test_the_announcer_hostname_wins_over_the_agents():
