@@ -35,12 +35,13 @@ def entry_name(pid: int, start_ticks: int) -> str:
     return f"{pid}-{start_ticks}{ENTRY_SUFFIX}"
 
 
+# A damaged field raises a bare ValueError: `from_json` turns any of them into None.
 def _text(doc: Mapping[str, Any], key: str) -> str:
-    value = doc.get(key, "")
+    value = doc.get(key)
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ValueError(key)
+        raise ValueError
     return value
 
 
@@ -49,7 +50,7 @@ def _number(doc: Mapping[str, Any], key: str, optional: bool = False) -> float |
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(key)
+        raise ValueError
     return float(value)
 
 
@@ -57,7 +58,7 @@ def _whole(doc: Mapping[str, Any], key: str) -> int:
     value = _number(doc, key)
     assert value is not None
     if not value.is_integer() or value < 0:
-        raise ValueError(key)
+        raise ValueError
     return int(value)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import attrs
 import pytest
 
 from executor.host.entry import ENTRY_NAME, FrontEnd, RegistryEntry, entry_name, expired
@@ -23,6 +24,39 @@ def test_an_entry_round_trips_through_json_and_is_named_after_its_supervisor():
     assert ENTRY_NAME.match(ENTRY.name)
 
 
+def test_the_entry_file_format():
+    ended = attrs.evolve(ENTRY, ended_wall=2000.5)
+    assert ended.to_json() == {
+        "version": 1, "sandbox": "/sb/hello", "supervisor_pid": 4242, "supervisor_start": 123456,
+        "supervisor_boot": "b00t", "front_end": "run", "registered": 1000.0,
+        "task_id": "hello-0-ab12", "job_key": "c/r/e/hello", "label": "hello.0", "marker": "m4rk3r",
+        "ended": 2000.5,
+    }
+    assert RegistryEntry.from_json(json.loads(json.dumps(ended.to_json()))) == ended
+
+
+@pytest.mark.parametrize("change, read", [
+    ({"task_id": None, "job_key": None, "label": None, "marker": None},  # before the first task
+     {"task_id": "", "job_key": "", "label": "", "marker": ""}),
+    ({"supervisor_start": 0}, {"supervisor_start": 0}),
+    ({"supervisor_pid": 1}, {"supervisor_pid": 1}),  # the first process of a PID namespace
+    ({"registered": 7}, {"registered_wall": 7.0}),
+    ({"ended": None}, {"ended_wall": None}),
+])
+def test_an_entry_reads_with_what_its_fields_allow(change, read):
+    assert RegistryEntry.from_json(dict(ENTRY.to_json(), **change)) == attrs.evolve(ENTRY, **read)
+
+
+@pytest.mark.parametrize("key, field, empty", [
+    ("task_id", "task_id", ""), ("job_key", "job_key", ""), ("label", "label", ""), ("marker", "marker", ""),
+    ("supervisor_boot", "supervisor_boot", ""), ("ended", "ended_wall", None),
+])
+def test_an_entry_missing_an_optional_field_reads_it_as_empty(key, field, empty):
+    doc = ENTRY.to_json()
+    del doc[key]
+    assert RegistryEntry.from_json(doc) == attrs.evolve(ENTRY, **{field: empty})
+
+
 @pytest.mark.parametrize("name, ok", [
     ("4242-123456.json", True), ("1-0.json", True), ("0-1.json", False),
     ("4242-123456.json.tmp", False), (".4242-123456.json.ab.tmp", False), ("../x.json", False),
@@ -34,7 +68,7 @@ def test_entry_file_names(name, ok):
 
 @pytest.mark.parametrize("change", [
     {"sandbox": "relative/path"}, {"sandbox": 7}, {"supervisor_pid": 0}, {"supervisor_pid": -3},
-    {"supervisor_pid": 1.5}, {"supervisor_pid": True}, {"supervisor_start": "soon"},
+    {"supervisor_pid": 1.5}, {"supervisor_pid": True}, {"supervisor_start": "soon"}, {"supervisor_start": -1},
     {"front_end": "marathon"}, {"registered": math.inf}, {"registered": None},
     {"ended": "later"}, {"task_id": ["x"]},
 ])
@@ -73,6 +107,12 @@ TRUTHS = {
         False, Truth("LOST", alive=False, ended=False, since_wall=10.0, since=SinceSource.REGISTRY)),
     "a supervisor that let go without ever starting a task ended": (
         None, False, WALLS, True, Truth("NEW", alive=False, ended=True)),
+    "a supervisor that went without letting go or starting a task: LOST": (
+        None, False, WALLS, False,
+        Truth("LOST", alive=False, ended=False, since_wall=50.0, since=SinceSource.LAST_RECORD)),
+    "no sign at all: LOST, since nobody knows when": (
+        "RUNNING", False, {"last_record_wall": None, "checkpoint_mtime": None, "registry_wall": None},
+        False, Truth("LOST", alive=False, ended=False)),
 }
 
 
@@ -86,6 +126,16 @@ def test_a_lost_task_says_since_when_and_from_what():
     assert truth.lost
     assert truth.describe_since("2026-11-29T10:15:00+00:00 (5s ago)") == (
         "LOST (supervisor gone since 2026-11-29T10:15:00+00:00 (5s ago), its checkpoint's last record)")
+
+
+def test_a_task_that_was_not_let_go_is_lost():
+    truth = judge(None, False, last_record_wall=None, checkpoint_mtime=None, registry_wall=10.0)
+    assert (truth.state, truth.ended) == ("LOST", False)
+
+
+def test_a_lost_task_without_any_sign_says_so():
+    truth = judge("RUNNING", False, last_record_wall=None, checkpoint_mtime=None, registry_wall=None)
+    assert truth.describe_since("an unknown time") == "LOST (supervisor gone since an unknown time, unknown)"
 
 
 @pytest.mark.parametrize("last, now, retention, gone", [
