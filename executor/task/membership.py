@@ -142,11 +142,11 @@ class Membership:
         if connection is Connection.CONNECTED:
             self._clear_retry()  # a step that failed for want of a connection is due now
             return changes
-        if connection is Connection.LOST and self.member is not None:
-            self.member, self.check_orphans = None, False
-            return changes + self._settle("the ZooKeeper session expired and its member went with it")
         if connection is Connection.LOST:
             self.check_orphans = False  # a new session owns nothing
+            if self.member is not None:
+                self.member = None
+                return changes + self._settle("the ZooKeeper session expired and its member went with it")
         return changes
 
     def created(self, member: str, now: float) -> list[Change]:
@@ -213,8 +213,8 @@ class Membership:
             new = MemberState.JOINED if self.member is not None else MemberState.JOINING
         elif self.member is not None:
             new = MemberState.LEAVING
-        else:
-            new = MemberState.LEFT if self.state is not MemberState.IDLE else MemberState.IDLE
+        else:  # after a join: a member comes from a create, and only a join asks for one
+            new = MemberState.LEFT
         if new is MemberState.JOINING and self.connection is not Connection.CONNECTED:
             why += "; waiting for ZooKeeper"
         elif new is MemberState.LEAVING and self.connection is not Connection.CONNECTED:

@@ -145,6 +145,69 @@ def test_scripts(name):
     run(SCRIPTS[name])
 
 
+def test_a_new_machine_has_not_been_asked_anything():
+    m = Membership()
+    assert (m.state, m.reason, m.connection, m.member) == (
+        MemberState.IDLE, "not asked to join yet", LOST, None)
+    assert (m.want, m.closed, m.check_orphans, m.failures, m.retry_at, m.first_joined_at) == (
+        False, False, False, 0, None, None)
+    assert m.retry_delay_secs() == 0.5 and m.next_deadline_at is None
+
+
+# Each change's reason, as the log line and `stoker status` show it: (fact, [(old, new, reason)]).
+REASONS = {
+    "join, create, leave, delete, join again, close": [
+        ("join", [("member", "IDLE", "JOINING", "asked to join; waiting for ZooKeeper")]),
+        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
+        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
+        ("leave", [("member", "JOINED", "LEAVING", "asked to leave")]),
+        ("deleted", [("member", "LEAVING", "LEFT", "deleted member_0000000001")]),
+        ("join", [("member", "LEFT", "JOINING", "asked to join")]),
+        ("close", [("member", "JOINING", "CLOSED", "closed: the ZooKeeper session is ended")]),
+    ],
+    "leave while disconnected": [
+        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
+        ("join", [("member", "IDLE", "JOINING", "asked to join")]),
+        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
+        ("conn SUSPENDED", [("connection", "CONNECTED", "SUSPENDED",
+                             "connection to ZooKeeper dropped; reconnecting (the session may resume)")]),
+        ("leave", [("member", "JOINED", "LEAVING", "asked to leave; deleting it once ZooKeeper is reachable "
+                                                   "(it expires with the session anyway)")]),
+        ("conn CONNECTED", [("connection", "SUSPENDED", "CONNECTED", "connected to ZooKeeper")]),
+        ("deleted", [("member", "LEAVING", "LEFT", "deleted member_0000000001")]),
+    ],
+    "a leave before the member was created, while disconnected": [
+        ("join", [("member", "IDLE", "JOINING", "asked to join; waiting for ZooKeeper")]),
+        ("leave", [("member", "JOINING", "LEFT", "asked to leave")]),
+    ],
+    "a member deleted by someone else, while disconnected": [
+        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
+        ("join", [("member", "IDLE", "JOINING", "asked to join")]),
+        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
+        ("conn SUSPENDED", [("connection", "CONNECTED", "SUSPENDED",
+                             "connection to ZooKeeper dropped; reconnecting (the session may resume)")]),
+        ("vanished member_0000000001", [("member", "JOINED", "JOINING", "member_0000000001 was deleted by "
+                                                                        "someone else; waiting for ZooKeeper")]),
+    ],
+    "a member deleted by someone else, connected": [
+        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
+        ("join", [("member", "IDLE", "JOINING", "asked to join")]),
+        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
+        ("vanished member_0000000001", [("member", "JOINED", "JOINING",
+                                         "member_0000000001 was deleted by someone else")]),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", REASONS)
+def test_each_change_says_why(name):
+    m = Membership()
+    for step, (fact, changes) in enumerate(REASONS[name]):
+        got = apply(m, fact, 0.0)
+        assert [(c.subject, c.old, c.new, c.reason) for c in got] == changes, f"step {step}: {fact}"
+    assert m.reason == changes[-1][3]
+
+
 def test_the_reasons_say_why():
     m = Membership()
     assert [c.reason for c in m.join()] == ["asked to join; waiting for ZooKeeper"]
@@ -187,6 +250,7 @@ def test_a_retry_waits_for_the_connection_and_a_new_connection_retries_at_once()
 def test_a_failed_delete_is_retried():
     m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
              ("created member_0000000001", ["member:JOINED"], None), ("leave", ["member:LEAVING"], DELETE)])
+    assert m.want is False
     assert [c.reason for c in m.failed(DELETE, "timeout", 1.0)] == ["could not delete the member: timeout; retrying"]
     assert m.next_action(1.2) is None and m.next_action(1.5) is DELETE
 
@@ -199,11 +263,46 @@ def test_an_ambiguous_create_checks_for_an_orphan_until_the_session_is_gone():
     m.connection_changed(CONNECTED)
     assert m.check_orphans and m.next_action(1.0) is CREATE  # the same session: look for it first
     m.connection_changed(LOST)
-    assert not m.check_orphans  # a new session owns nothing
+    assert m.check_orphans is False  # a new session owns nothing
     m.failed(CREATE, "ConnectionLoss", 2.0, ambiguous=True)
     m.connection_changed(CONNECTED)
     m.created("member_0000000001", 2.0)
-    assert not m.check_orphans
+    assert m.check_orphans is False
+
+
+@pytest.mark.parametrize("action, ambiguous, check_orphans", [
+    (CREATE, True, True),  # the member may exist: look for it before creating another
+    (CREATE, False, False),  # refused: there is no member
+    (DELETE, True, False),  # a delete's lost answer leaves at most the member we know
+    (DELETE, False, False),
+])
+def test_only_a_create_with_an_unknown_outcome_looks_for_an_orphan(action, ambiguous, check_orphans):
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    if action is DELETE:
+        m.created("member_0000000001", 0.0)
+        m.leave()
+    m.failed(action, "ConnectionLoss", 1.0, ambiguous=ambiguous)
+    assert m.check_orphans is check_orphans
+
+
+def test_a_failure_is_not_ambiguous_unless_said():
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    m.failed(CREATE, "NoAuth", 1.0)
+    assert m.check_orphans is False
+
+
+def test_a_session_lost_while_joined_owns_nothing():
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
+             ("created member_0000000001", ["member:JOINED"], None)])
+    m.connection_changed(LOST)
+    assert (m.member, m.check_orphans, m.state) == (None, False, MemberState.JOINING)
+
+
+def test_a_closed_machine_wants_nothing():
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
+             ("created member_0000000001", ["member:JOINED"], None)])
+    m.close()
+    assert (m.state, m.want, m.member, m.closed) == (MemberState.CLOSED, False, None, True)
 
 
 def test_first_join_is_recorded_once():
