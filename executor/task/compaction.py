@@ -25,6 +25,7 @@ over.
 """
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable
 from typing import assert_never
@@ -56,6 +57,8 @@ LOOSE_KEPT = 5  # only the last one matters (the process's state); a few more re
 ANNOUNCE_KEPT = 3  # the view shows the last announce record; a few more read well
 
 Indexed = tuple[int, Record]  # (position in the input, record)
+# What an attempt holds after its header (a header starts the next attempt).
+Body = TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord | SummaryRecord
 
 
 @attrs.define
@@ -94,7 +97,7 @@ class _ProcessKeep:
 
 @attrs.define
 class _AttemptKeep:
-    header: Indexed | None = None
+    header: HeaderRecord | None = None
     processes: dict[str, _ProcessKeep] = attrs.Factory(dict)
     tasks: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
     phases: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
@@ -108,11 +111,9 @@ class _AttemptKeep:
             found = self.processes[name] = _ProcessKeep()
         return found
 
-    def add(self, item: Indexed) -> None:
-        rec = item[1]
+    def add(self, position: int, rec: Body) -> None:
+        item = (position, rec)
         match rec:
-            case HeaderRecord():
-                raise ValueError("a header starts a new attempt")
             case TaskRecord():
                 self.tasks.append(item)
             case PhaseRecord():
@@ -143,8 +144,8 @@ class _AttemptKeep:
         summary = SummaryRecord(
             earlier_attempts=earlier_attempts, health_state=self.health_state,
             earlier_runs={name: p.earlier_runs for name, p in self.processes.items()})
-        head: list[Record] = [] if self.header is None else [self.header[1]]
-        return head + [summary] + [rec for _, rec in sorted(kept, key=lambda item: item[0])]
+        head: list[Record] = [] if self.header is None else [self.header]
+        return head + [summary] + [rec for _, rec in sorted(kept)]  # positions are unique
 
 
 class Compactor:
@@ -155,16 +156,15 @@ class Compactor:
     def __init__(self) -> None:
         self._attempts: deque[_AttemptKeep] = deque()
         self._earlier_attempts = 0
-        self._last: Indexed | None = None
-        self._count = 0
+        self._last: Record | None = None
+        self._positions = itertools.count()
 
     def add(self, rec: Record) -> None:
-        item = (self._count, rec)
-        self._count += 1
+        position = next(self._positions)
         if not isinstance(rec, SummaryRecord):  # a summary is folded in, never kept
-            self._last = item
+            self._last = rec
         if isinstance(rec, HeaderRecord):
-            attempt = _AttemptKeep(header=item)
+            attempt = _AttemptKeep(header=rec)
             for name in rec.processes:
                 attempt.process(name)
             self._attempts.append(attempt)
@@ -176,7 +176,7 @@ class Compactor:
             self._earlier_attempts += rec.earlier_attempts
         if not self._attempts:
             self._attempts.append(_AttemptKeep())  # records before any header
-        self._attempts[-1].add(item)
+        self._attempts[-1].add(position, rec)
 
     def kept(self) -> list[Record]:
         """The records to keep, in their order, with a summary after each kept header."""
@@ -184,8 +184,8 @@ class Compactor:
         for number, attempt in enumerate(self._attempts):
             out += attempt.records(self._earlier_attempts if number == 0 else 0)
         last = self._last
-        if last is not None and not any(rec is last[1] for rec in out):
-            out.append(last[1])  # dropped (a run the view ignores): kept for its wall time
+        if last is not None and not any(rec is last for rec in out):
+            out.append(last)  # dropped (a run the view ignores): kept for its wall time
         return out
 
 

@@ -36,8 +36,8 @@ def small_caps():
 
 @st.composite
 def checkpoints(draw):
-    """Records as a writer writes them: headers, then task / phase / health records and the
-    runs of each process in order (a run starts, then ends: restarted or for good)."""
+    """Records as a writer writes them: headers, then task / phase / health / announce records
+    and the runs of each process in order (a run starts, then ends: restarted or for good)."""
     docs = []
     wall = 0.0
     for attempt in range(draw(st.integers(0, 6)) + 1):
@@ -47,7 +47,7 @@ def checkpoints(draw):
                          "sandbox": "/sb", "ports": {}, "supervisor_pid": 100 + attempt,
                          "processes": names, "health": "check", "wall": wall})
         runs = {}  # process -> (last run, running)
-        for step in draw(st.lists(st.integers(0, 9), max_size=40)):
+        for step in draw(st.lists(st.integers(0, 10), max_size=40)):
             wall += 1.0
             name = draw(st.sampled_from(NAMES))
             last, running = runs.get(name, (-1, False))
@@ -71,6 +71,11 @@ def checkpoints(draw):
             elif step == 8:
                 docs.append({"kind": "task", "from": "", "to": draw(st.sampled_from(STAGES)),
                              "reason": f"at {wall}", "wall": wall})
+            elif step == 10:
+                docs.append({"kind": "announce", "path": "/aurora/r/e/j",
+                             "member": draw(st.sampled_from([None, "member_0000000001"])),
+                             "state": draw(st.sampled_from(["JOINING", "JOINED", "LEFT"])),
+                             "connection": "CONNECTED", "reason": f"at {wall}", "since": wall, "wall": wall})
             else:
                 docs.append({"kind": "phase", "from": "ACTIVE", "to": draw(st.sampled_from(PHASES)),
                              "reason": f"at {wall}", "wall": wall})
@@ -131,10 +136,46 @@ def test_old_attempts_are_counted_and_numbering_goes_on():
                      "wall": float(attempt)})
         docs.append({"kind": "task", "from": "NEW", "to": "FAILED", "reason": f"#{attempt}",
                      "wall": attempt + 0.5})
-    view = replay(compacted(docs))
+    out = compacted(docs)
+    view = replay(out)
     assert view == replay(docs)
     assert view.earlier_attempts == 30 and view.attempt == 50 and view.task_id == "t-49"
     assert [a.number for a in view.attempts] == list(range(31, 51))
+    # the first kept attempt's summary counts the dropped attempts; the others' count none
+    summaries = [parse(d) for d in out if d["kind"] == "summary"]
+    assert [s.earlier_attempts for s in summaries] == [30] + [0] * 19
+
+
+def health(n, state):
+    return {"kind": "health", "outcome": "passed", "reason": "", "latency_secs": 0.001, "state": state,
+            "attempts": n, "consecutive_failures": 0, "consecutive_successes": n, "wall": float(n)}
+
+
+@pytest.mark.parametrize("states, shown", [
+    (["FAILED"] + [None] * 10, "FAILED"),  # the state only a dropped record holds
+    (["FAILED", "RUNNING"] + [None] * 10, "RUNNING"),  # the last of the dropped states
+    (["FAILED", None] + [None] * 10, "FAILED"),  # a dropped record without a state changes nothing
+    (["FAILED"] + [None] * 9 + ["RUNNING"], "RUNNING"),  # a kept state wins
+])
+def test_the_health_state_dropped_records_left_is_kept(states, shown):
+    docs = [{"kind": "header", "task": "t.0", "processes": [], "health": "check", "wall": 0.0}]
+    docs += [health(n, state) for n, state in enumerate(states, start=1)]
+    once = compacted(docs)
+    assert [d["kind"] for d in once] == ["header", "summary"] + ["health"] * 10
+    assert replay(once).attempts[-1].health.state == shown == replay(docs).attempts[-1].health.state
+    twice = compacted(once + [health(len(states) + 1, None)])  # written on after a compaction
+    assert replay(twice).attempts[-1].health.state == shown
+
+
+def test_a_process_the_view_does_not_keep_leaves_no_records():
+    docs = [{"kind": "header", "task": "t.0", "processes": ["web", "db"], "wall": 0.0}]
+    for n, name in enumerate(["web", "db", "cron", "side"]):
+        docs.append(proc(name, 0, "WAITING", "RUNNING", 1.0 + n, pid=100 + n))
+    docs.append({"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "", "wall": 9.0})
+    with small_caps():  # three processes per attempt
+        out = compacted(docs)
+        assert [d["process"] for d in out if d["kind"] == "process"] == ["web", "db", "cron"]
+        assert replay(out) == replay(docs)
 
 
 def test_the_last_record_is_kept_even_when_the_view_ignores_it():
