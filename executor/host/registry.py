@@ -13,8 +13,9 @@ and the `TASK_ID` lookups read them.
   a symlink or blocking, at most `MAX_ENTRY_BYTES` each and `MAX_ENTRIES` in all; a root
   that is not this user's, or that others may write, is not read (nor written).
 - Ended and LOST tasks stay until the last sign of them is older than the retention
-  (`entry.expired`); they are pruned whenever the registry is read or written, never on a
-  timer. The last sign: the entry's `ended` time, else the newest of the entry file's and
+  (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
+  lets go, never on a timer (a starting supervisor writes with `prune=False`: it reads no
+  other entry before its first fork). The last sign: the entry's `ended` time, else the newest of the entry file's and
   its checkpoint's modification times.
 """
 from __future__ import annotations
