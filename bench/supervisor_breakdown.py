@@ -63,6 +63,10 @@ def install_probes() -> Probe:
         probe.wrap(spawn.LogRoot, "run_dir", "log_dir")
     else:
         probe.wrap(spawn, "log_dir", "log_dir")
+    if hasattr(supervisor.Supervisor, "idle"):  # the next run's log directory, made when idle
+        from executor.procs import logstage
+        probe.wrap(logstage.LogStage, "take", "staged")
+        probe.wrap(supervisor.Supervisor, "idle", "idle")
     # Every checkpoint sync: `append_many` (one write and one fsync per owner step) where the
     # writer has it, else `append`.
     writer = checkpoint.CheckpointWriter
@@ -74,8 +78,8 @@ def install_probes() -> Probe:
 def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
     """`windows`: (SIGKILL at, next run reported at) of each restart, in order."""
     parts: dict[str, list[float]] = {k: [] for k in (
-        "wake", "leftovers", "handoff", "spawn", "fork", "stdio", "paths", "ckpt", "ckpt_n",
-        "after", "report")}
+        "wake", "leftovers", "handoff", "spawn", "fork", "stdio", "paths", "staged", "idle",
+        "ckpt", "ckpt_n", "after", "report")}
     bounds = [w[0] for w in windows[1:]] + [float("inf")]
     for (start, done), next_kill in zip(windows, bounds):
         dispatch = probe.between(start, done, "reaper")
@@ -90,6 +94,8 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
         parts["fork"].append(probe.total("fork_exec", start, done)[1])
         parts["stdio"].append(probe.total("open_stdio", start, done)[1])
         parts["paths"].append(probe.total("log_dir", start, done)[1])
+        parts["staged"].append(probe.total("staged", start, done)[1])
+        parts["idle"].append(probe.total("idle", done, next_kill)[1])
         n, secs = probe.total("checkpoint", s1, done)  # before the report
         after = probe.between(done, next_kill, "checkpoint")[:1]  # the step's sync after it
         parts["ckpt"].append(secs)
@@ -105,7 +111,9 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
             f"{ms(med['leftovers'])}; hand-off to the owner (queue, "
             f"planner) {ms(med['handoff'])}; `Supervisor.spawn_many` {ms(med['spawn'])} (of which "
             f"fork_exec {ms(med['fork'])}, log directory (`log_dir`/`LogRoot.run_dir`) {ms(med['paths'])}, log "
-            f"files (`open_stdio`) {ms(med['stdio'])}). After the fork, until the reporter hears "
+            f"files (`open_stdio`) {ms(med['stdio'])}, the staged directory put in place (`LogStage.take`: "
+            f"a rename) {ms(med['staged'])}); after the report, off the restart's path, the idle "
+            f"owner's staging of the next run's directory and files {ms(med['idle'])}. After the fork, until the reporter hears "
             f"of it: {ms(med['report'])}, of which {int(med['ckpt_n'])} checkpoint syncs "
             f"{ms(med['ckpt'])}; the checkpoint sync that follows the report "
             f"{ms(med['after'])}.")

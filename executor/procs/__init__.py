@@ -1,6 +1,7 @@
 """Linux process containment: fork/exec of runs and shell commands, the one reaper thread,
 the task's processes found in /proc and signalled by pidfd (containment, proctree), the
 task's own cgroup (cgroups, cgroup_paths), the watchdog that outlives us, the log pump,
+the next runs' log directories made ahead of time (logstage),
 opening sandbox files that a task could have replaced (sandboxfs), reading them for
 inspection with bounded memory (saferead: lines, the last lines, ranges), and keeping the
 agent's token out of the task's reach (hardening). Adapters only: they decide nothing

@@ -167,9 +167,7 @@ class LogRoot:
         what a task process planted as `.logs`, `.logs/PROCESS` or `.logs/PROCESS/RUN` (a
         symlink, a file, a FIFO), would lead anywhere else. Each level is opened relative
         to the one above it and never through a symlink."""
-        if not process or "/" in process or process in (".", "..") or "\0" in process:
-            raise SpawnError(f"process name {process!r} would put its logs outside {self._root}; "
-                             f"refusing to start it")
+        self._check_name(process)
         try:
             if self._still_there():
                 try:
@@ -182,10 +180,33 @@ class LogRoot:
             raise SpawnError(f"cannot create the log directory {e.path}: "
                              f"{describe_os_error(e.error)}") from None
 
+    @property
+    def path(self) -> Path:
+        """`SANDBOX/.logs` (for messages)."""
+        return self._root
+
+    def process_dir(self, process: str) -> int:
+        """An fd of `SANDBOX/.logs/PROCESS`, created if missing, by the same checks as
+        `run_dir`; the caller closes it. SpawnError when it cannot be had safely."""
+        self._check_name(process)
+        try:
+            if not self._still_there():
+                self._open_root(process)
+            return self._process_fd(process, likely_new=False)
+        except _Stale as e:
+            self.close()
+            raise SpawnError(f"cannot create the log directory {e.path}: "
+                             f"{describe_os_error(e.error)}") from None
+
     def close(self) -> None:
         if self._fd >= 0:
             sandboxfs.close(self._fd)
         self._fd, self._id = -1, None
+
+    def _check_name(self, process: str) -> None:
+        if not process or "/" in process or process in (".", "..") or "\0" in process:
+            raise SpawnError(f"process name {process!r} would put its logs outside {self._root}; "
+                             f"refusing to start it")
 
     def _still_there(self) -> bool:
         """True when the open `.logs` is what `SANDBOX/.logs` names now (one lstat)."""
@@ -219,18 +240,21 @@ class LogRoot:
 
     def _below(self, process: str, run: int) -> LogDir:
         """PROCESS/RUN under the open `.logs`; _Stale on ENOENT or ESTALE."""
-        level = self._root / process
-        if run == 0:  # most likely the process's first run: its directory is new too
-            outer = self._level(lambda: sandboxfs.new_dir(process, dir_fd=self._fd), level, process)
-        else:
-            outer = self._level(lambda: sandboxfs.open_dir(process, dir_fd=self._fd, create=True),
-                                level, process)
+        outer = self._process_fd(process, likely_new=run == 0)
         try:
-            level = level / str(run)
+            level = self._root / process / str(run)
             return LogDir(path=level, fd=self._level(lambda: sandboxfs.new_dir(str(run), dir_fd=outer),
                                                      level, process))
         finally:
             sandboxfs.close(outer)
+
+    def _process_fd(self, process: str, likely_new: bool) -> int:
+        """`.logs/PROCESS` under the open `.logs`, made if missing (with mkdir first when
+        `likely_new`: a process's first run). _Stale on ENOENT or ESTALE."""
+        level = self._root / process
+        if likely_new:
+            return self._level(lambda: sandboxfs.new_dir(process, dir_fd=self._fd), level, process)
+        return self._level(lambda: sandboxfs.open_dir(process, dir_fd=self._fd, create=True), level, process)
 
     def _level(self, opener: Callable[[], int], path: Path, process: str) -> int:
         try:
@@ -303,9 +327,9 @@ def open_stdio(directory: LogDir, spec: LoggerSpec, devnull_fd: int, label: str)
     stdio = RunStdio(stdout=None, stderr=None)
     try:
         if dest is LogDestination.FILE and mode is LogMode.STANDARD:
-            stdio.stdout = _open_log(directory, "stdout")
+            stdio.stdout = open_log(directory, "stdout")
             stdio.close_after_fork.append(stdio.stdout)
-            stdio.stderr = _open_log(directory, "stderr")
+            stdio.stderr = open_log(directory, "stderr")
             stdio.close_after_fork.append(stdio.stderr)
             return stdio
         # ROTATE, or BOTH: a pipe read by the log pump.
@@ -335,7 +359,8 @@ def open_stdio(directory: LogDir, spec: LoggerSpec, devnull_fd: int, label: str)
         raise
 
 
-def _open_log(directory: LogDir, name: str) -> int:
+def open_log(directory: LogDir, name: str) -> int:
+    """One of a run's plain log files (`stdout`, `stderr`) in `directory`; SpawnError."""
     try:
         return sandboxfs.open_regular(name, LOG_FLAGS, dir_fd=directory.fd)
     except OSError as e:

@@ -35,7 +35,8 @@ How it keeps the task contained:
   the first command: a task without a shell check never imports it), reaped by the same
   reaper and contained the same way.
 
-Helpers: `spawn.py` (env, logs, fork), `sandboxfs.py` (opening files a task could have
+Helpers: `spawn.py` (env, logs, fork), `logstage.py` (the next run's log directory, made
+while the owner is idle: `idle()`), `sandboxfs.py` (opening files a task could have
 replaced), `reaper.py`, `logpump.py`, `containment.py` (which processes are the task's),
 `proctree.py` (/proc walks and scans, pidfd signals), `cgroups.py`, `watchdog.py`,
 `commands.py`.
@@ -69,6 +70,7 @@ from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
 from executor.procs.identity import RunAs
 from executor.procs.logpump import LogPump
+from executor.procs.logstage import LogStage, stageable
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
 from executor.procs.watchdog import Watchdog, start_watchdog
@@ -115,6 +117,7 @@ class Supervisor:
         self._pump: LogPump | None = None
         self._logs = spawn.LogRoot(self._sandbox)  # SANDBOX/.logs, kept open between spawns
         self._logs_lock = threading.Lock()  # so close() never closes it under a spawn
+        self._stage = LogStage(self._logs)  # the next runs' log directories, made when idle
         self._devnull = -1
         self._state = SupervisorState.NEW
 
@@ -219,6 +222,13 @@ class Supervisor:
                 results.append(exc)
         return results
 
+    def idle(self) -> None:
+        """The owner has nothing to do now: make the log directories of the runs that may come
+        next (`executor/procs/logstage.py`: a process that restarted once may again)."""
+        with self._logs_lock:
+            if self._state is SupervisorState.STARTED:
+                self._stage.stage_wanted()
+
     def _prepare(self, process: ProcessSpec, run: int) -> PreparedRun:
         if self._state is SupervisorState.NEW:
             self.start()
@@ -237,10 +247,11 @@ class Supervisor:
             if self._state is SupervisorState.CLOSED:  # closed meanwhile: open nothing more
                 raise SpawnError(f"the supervisor of task {self._label} is closed; cannot start "
                                  f"process {process.name!r} run {run}")
-            directory = self._logs.run_dir(process.name, run)
+            staged = self._stage.take(process.name, run) if stageable(process.logger) else None
+            directory = staged[0] if staged else self._logs.run_dir(process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
         try:
-            stdio = spawn.open_stdio(directory, process.logger, self._devnull, label)
+            stdio = staged[1] if staged else spawn.open_stdio(directory, process.logger, self._devnull, label)
         finally:
             directory.close()
         return PreparedRun(process=process, run=run, stdio=stdio)
@@ -275,6 +286,9 @@ class Supervisor:
             pump = self._log_pump()
             for read_fd, file, console, stream_label in stdio.pumped:
                 pump.add(read_fd, file, console, stream_label)
+        if run >= 1 and stageable(process.logger):  # it restarted: its next run is staged when idle
+            with self._logs_lock:
+                self._stage.want(process.name, run + 1)
         log_event(logger, logging.DEBUG, "process_spawned", task=self._label,
                   process=process.name, run=run, pid=child.pid)
         return child.pid
@@ -415,6 +429,7 @@ class Supervisor:
             thread.join(WATCHDOG_EXIT_SECS)  # the last user: the thread ends after the watchdog
         self._state = SupervisorState.CLOSED
         with self._logs_lock:
+            self._stage.close()
             self._logs.close()
         os.close(self._devnull)
         self._devnull = -1

@@ -198,6 +198,7 @@ class TaskOwner:
             return True
         self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at())
         self._journal.flush()  # one sync per step, before waiting
+        self._procs.idle()
         return False
 
     def close(self) -> None:

@@ -53,6 +53,11 @@ class ProcessPort(Protocol):
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult: ...
 
+    def idle(self) -> None:
+        """The owner has nothing to do until its next event or deadline: a moment for work
+        that would otherwise delay a later one (making the next runs' log directories)."""
+        ...
+
     def close(self) -> None:
         """Kill whatever of the task still runs and release everything."""
         ...

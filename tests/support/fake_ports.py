@@ -41,6 +41,7 @@ class FakeProcs:
         self.started = self.closed = False
         self.marker = "fake-marker"
         self.containment = "fake processes"
+        self.idles = 0  # how often the owner said it had nothing to do
 
     def start(self) -> None:
         self.started = True
@@ -61,6 +62,9 @@ class FakeProcs:
         for process, run in runs:
             self._effects.note(f"{signal.Signals(sig).name} {process}[{run}]")
         return len(runs)
+
+    def idle(self) -> None:
+        self.idles += 1
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
         raise AssertionError("the owner never runs commands itself")

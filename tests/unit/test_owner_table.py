@@ -288,6 +288,19 @@ def test_each_status_update_is_checkpointed_before_it_is_reported():
         assert written and written[-1] == state, f"{state} reported before it was checkpointed"
 
 
+def test_the_process_port_hears_the_owner_is_idle_after_each_step_that_waits_and_its_sync():
+    h = Harness(job(ProcessSpec(name="a", cmdline="x", max_failures=0, min_duration_secs=0.0)))
+    at_idle: list[tuple[int, int]] = []  # (checkpoint writes, records) when told it is idle
+    h.procs.idle = lambda: at_idle.append(  # type: ignore[method-assign]
+        (h.checkpoint.writes, len(h.checkpoint.records)))
+    h.owner.start()
+    h.step()
+    assert at_idle == [(h.checkpoint.writes, len(h.checkpoint.records))]  # after its one write
+    Exit(code=1)(h)  # a failed run, restarted at once: one more step that then waits
+    assert len(at_idle) == 2 and at_idle[1] == (h.checkpoint.writes, len(h.checkpoint.records))
+    assert at_idle[1][0] > at_idle[0][0]
+
+
 def test_a_spawn_failure_is_a_failed_run_and_the_reason_reaches_the_update():
     h = Harness(job())
     h.procs._fail = ("a",)

@@ -1,0 +1,128 @@
+"""The next run's log directory, made while the owner is idle (`executor/procs/logstage.py`):
+a process that has restarted gets `.logs/PROCESS/.next-(k+1)` once the supervisor is told it
+is idle, and its next run starts there, renamed to `.logs/PROCESS/(k+1)`. Whatever a task
+does to the staged directory meanwhile, nothing is written outside the sandbox's `.logs`,
+and a run whose staged directory is gone takes the ordinary path. Real processes, real
+directories and symlinks.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from config.spec import LoggerSpec, LogMode
+from tests.integration.test_supervisor import Harness, Tracker
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def tracker():
+    t = Tracker()
+    yield t
+    t.cleanup()
+
+
+@pytest.fixture
+def harness(tmp_path, tracker):
+    h = Harness(tmp_path / "sandbox", tracker)
+    try:
+        yield h
+    finally:
+        h.sup.close()
+
+
+def names(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir())
+
+
+def restarted(h: Harness, name: str = "p", **kw) -> Path:  # type: ignore[no-untyped-def]
+    """Runs 0 and 1 of `name` (each says its run number and exits), then the idle moment;
+    returns the process's log directory."""
+    for run in (0, 1):
+        h.spawn(name, f"echo run {run}", run=run, **kw)
+        assert h.next_exit().run == run
+    h.sup.idle()
+    return h.sandbox / ".logs" / name
+
+
+def test_a_restarted_process_gets_its_next_run_directory_when_the_supervisor_is_idle(harness):
+    logs = restarted(harness)
+    assert names(logs) == [".next-2", "0", "1"]
+    assert names(logs / ".next-2") == ["stderr", "stdout"]
+    harness.spawn("p", "echo run 2", run=2)
+    assert harness.next_exit().run == 2
+    assert names(logs) == ["0", "1", "2"]  # renamed into place, nothing else left staged
+    assert (logs / "2" / "stdout").read_text() == "run 2\n"
+    assert (logs / "1" / "stdout").read_text() == "run 1\n"
+
+
+def test_a_first_run_and_a_rotating_logger_stage_nothing(harness):
+    harness.spawn("once", "true")
+    harness.next_exit()
+    rotating = restarted(harness, "rot", logger=LoggerSpec(mode=LogMode.ROTATE))
+    harness.sup.idle()
+    assert names(harness.sandbox / ".logs" / "once") == ["0"]
+    assert names(rotating) == ["0", "1"]
+
+
+def test_close_removes_what_is_still_staged(harness):
+    logs = restarted(harness)
+    assert ".next-2" in names(logs)
+    harness.sup.close()
+    assert names(logs) == ["0", "1"]
+
+
+def test_a_staged_directory_the_task_removed_leaves_the_run_to_the_ordinary_path(harness):
+    logs = restarted(harness)
+    shutil.rmtree(logs / ".next-2")
+    harness.spawn("p", "echo run 2", run=2)
+    assert harness.next_exit().run == 2
+    assert (logs / "2" / "stdout").read_text() == "run 2\n"
+    assert names(logs) == ["0", "1", "2"]
+
+
+def test_a_symlink_put_in_place_of_the_staged_directory_leads_nowhere_outside(harness, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    logs = restarted(harness)
+    os.rename(logs / ".next-2", logs / "moved")  # the task moves it away ...
+    os.symlink(outside, logs / ".next-2")  # ... and plants a link to elsewhere
+    with pytest.raises(Exception, match="outside"):  # RUN would be that link: refused
+        harness.spawn("p", "echo run 2", run=2)
+    assert list(outside.iterdir()) == []
+    assert os.path.islink(logs / "2")  # the task's link, renamed by it; never written through
+
+
+def test_a_stale_staged_directory_from_a_killed_supervisor_is_reused(harness, tracker):
+    logs = restarted(harness)
+    harness.sup.close()
+    (logs / ".next-3").mkdir()  # as a supervisor killed with -9 while run 2 ran left it
+    (logs / ".next-3" / "stdout").write_text("")
+    again = Harness(harness.sandbox, tracker, create=False)
+    try:
+        again.spawn("p", "echo run 2", run=2)
+        assert again.next_exit().run == 2
+        again.sup.idle()
+        assert names(logs) == [".next-3", "0", "1", "2"]
+        again.spawn("p", "echo run 3", run=3)
+        assert again.next_exit().run == 3
+        assert (logs / "3" / "stdout").read_text() == "run 3\n"
+        assert names(logs) == ["0", "1", "2", "3"]
+    finally:
+        again.sup.close()
+
+
+def test_an_idle_moment_stages_at_most_two_runs_and_the_next_one_the_rest(harness):
+    for name in ("a", "b", "c"):
+        for run in (0, 1):
+            harness.spawn(name, "true", run=run)
+            assert harness.next_exit().run == run
+    harness.sup.idle()
+    staged = [n for n in ("a", "b", "c") if ".next-2" in names(harness.sandbox / ".logs" / n)]
+    assert len(staged) == 2
+    harness.sup.idle()
+    assert all(".next-2" in names(harness.sandbox / ".logs" / n) for n in ("a", "b", "c"))
