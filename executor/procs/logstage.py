@@ -28,17 +28,11 @@ import os
 
 import attrs
 
-from config.spec import LogDestination, LoggerSpec, LogMode
 from executor.procs import sandboxfs, spawn
 from executor.procs.spawn import LogDir, LogRoot, RunStdio, SpawnError
 
 STAGED_PREFIX = ".next-"
 PER_IDLE = 2  # staged per idle moment: each costs 0.2–3 ms, which an event arriving meanwhile waits
-
-
-def stageable(logger: LoggerSpec) -> bool:
-    """Whether a run with this logger can start in a staged directory."""
-    return logger.destination is LogDestination.FILE and logger.mode is LogMode.STANDARD
 
 
 @attrs.define

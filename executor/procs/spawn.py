@@ -359,6 +359,12 @@ def open_stdio(directory: LogDir, spec: LoggerSpec, devnull_fd: int, label: str)
         raise
 
 
+def stageable(logger: LoggerSpec) -> bool:
+    """Whether a run with this logger can start in a directory made ahead of time
+    (`executor/procs/logstage.py`): the plain logger's, two files."""
+    return logger.destination is LogDestination.FILE and logger.mode is LogMode.STANDARD
+
+
 def open_log(directory: LogDir, name: str) -> int:
     """One of a run's plain log files (`stdout`, `stderr`) in `directory`; SpawnError."""
     try:

@@ -35,11 +35,10 @@ How it keeps the task contained:
   the first command: a task without a shell check never imports it), reaped by the same
   reaper and contained the same way.
 
-Helpers: `spawn.py` (env, logs, fork), `logstage.py` (the next run's log directory, made
-while the owner is idle: `idle()`), `sandboxfs.py` (opening files a task could have
-replaced), `reaper.py`, `logpump.py`, `containment.py` (which processes are the task's),
-`proctree.py` (/proc walks and scans, pidfd signals), `cgroups.py`, `watchdog.py`,
-`commands.py`.
+Helpers: `spawn.py` (env, logs, fork), `logstage.py` (a next run's logs, made at `idle()`),
+`sandboxfs.py` (opening files a task could have replaced), `reaper.py`, `logpump.py`,
+`containment.py` (which processes are the task's), `proctree.py` (/proc walks and scans,
+pidfd signals), `cgroups.py`, `watchdog.py`, `commands.py`.
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW
@@ -70,13 +69,13 @@ from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
 from executor.procs.identity import RunAs
 from executor.procs.logpump import LogPump
-from executor.procs.logstage import LogStage, stageable
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
 from executor.procs.watchdog import Watchdog, start_watchdog
 
 if TYPE_CHECKING:
     from executor.procs.commands import CommandRunner
+    from executor.procs.logstage import LogStage
     from healthcheck.shell import CommandResult
 
 __all__ = ["SpawnError", "Supervisor"]
@@ -117,7 +116,7 @@ class Supervisor:
         self._pump: LogPump | None = None
         self._logs = spawn.LogRoot(self._sandbox)  # SANDBOX/.logs, kept open between spawns
         self._logs_lock = threading.Lock()  # so close() never closes it under a spawn
-        self._stage = LogStage(self._logs)  # the next runs' log directories, made when idle
+        self._stage: LogStage | None = None  # the next runs' log directories, from the first restart
         self._devnull = -1
         self._state = SupervisorState.NEW
 
@@ -226,7 +225,7 @@ class Supervisor:
         """The owner has nothing to do now: make the log directories of the runs that may come
         next (`executor/procs/logstage.py`: a process that restarted once may again)."""
         with self._logs_lock:
-            if self._state is SupervisorState.STARTED:
+            if self._state is SupervisorState.STARTED and self._stage is not None:
                 self._stage.stage_wanted()
 
     def _prepare(self, process: ProcessSpec, run: int) -> PreparedRun:
@@ -247,7 +246,7 @@ class Supervisor:
             if self._state is SupervisorState.CLOSED:  # closed meanwhile: open nothing more
                 raise SpawnError(f"the supervisor of task {self._label} is closed; cannot start "
                                  f"process {process.name!r} run {run}")
-            staged = self._stage.take(process.name, run) if stageable(process.logger) else None
+            staged = self._stage.take(process.name, run) if self._stage is not None else None
             directory = staged[0] if staged else self._logs.run_dir(process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
         try:
@@ -286,8 +285,10 @@ class Supervisor:
             pump = self._log_pump()
             for read_fd, file, console, stream_label in stdio.pumped:
                 pump.add(read_fd, file, console, stream_label)
-        if run >= 1 and stageable(process.logger):  # it restarted: its next run is staged when idle
+        if run >= 1 and spawn.stageable(process.logger):  # it restarted: stage its next run when idle
+            from executor.procs import logstage  # loaded at a task's first restart
             with self._logs_lock:
+                self._stage = self._stage or logstage.LogStage(self._logs)
                 self._stage.want(process.name, run + 1)
         log_event(logger, logging.DEBUG, "process_spawned", task=self._label,
                   process=process.name, run=run, pid=child.pid)
@@ -429,7 +430,8 @@ class Supervisor:
             thread.join(WATCHDOG_EXIT_SECS)  # the last user: the thread ends after the watchdog
         self._state = SupervisorState.CLOSED
         with self._logs_lock:
-            self._stage.close()
+            if self._stage is not None:
+                self._stage.close()
             self._logs.close()
         os.close(self._devnull)
         self._devnull = -1

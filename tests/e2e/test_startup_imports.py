@@ -47,6 +47,8 @@ NOT_IN_RUN = NEVER | {
     # argparse's formatter pulled in for the terminal's width
     "config.zookeeper", "executor.task.serverset", "executor.cli.targets",
     "shutil", "zlib", "bz2", "lzma",
+    # the next runs' log directories: only once a process has restarted
+    "executor.procs.logstage",
 }
 # How many of Stoker's own modules `stoker run` of that job loads (70 when this was set): a
 # change that puts one more on the start path fails here; lower it when a change takes one off.
