@@ -57,12 +57,20 @@ def parse_ensemble(text: str) -> str:
     return text.strip()
 
 
+def node_name_ok(name: str) -> bool:
+    """Whether ZooKeeper takes `name` as one node name: not empty, not `.` or `..`, and none
+    of the characters its path check refuses (U+0000–U+001F, U+007F–U+009F, U+D800–U+F8FF,
+    U+FFF0–U+FFFF)."""
+    return name not in ("", ".", "..") and not any(
+        c <= "\x1f" or "\x7f" <= c <= "\x9f" or "\ud800" <= c <= "\uf8ff" or c >= "\ufff0" for c in name)
+
+
 def parse_serverset_path(text: str) -> str:
     """An absolute ZooKeeper path, normalised: `/aurora/`, `//aurora` -> `/aurora`."""
     if not isinstance(text, str) or not text.startswith("/"):
         raise ValueError(f"{text!r} is not an absolute ZooKeeper path (it must start with /)")
     names = [p for p in text.split("/") if p]
-    bad = [p for p in names if p in (".", "..") or any(ord(c) < 32 or c == "\x7f" for c in p)]
+    bad = [p for p in names if not node_name_ok(p)]
     if bad:
         raise ValueError(f"{text!r} is not a ZooKeeper path: {bad[0]!r} cannot be a node name")
     return "/" + "/".join(names)

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from config.announcer import AnnouncerSpec, parse_serverset_path
+from config.announcer import AnnouncerSpec, node_name_ok, parse_serverset_path
 from config.portmap import PortmapError, resolve_portmap
 from config.spec import HealthSpec, JobSpec
 from config.zookeeper import AnnouncerSettings, ZkAuth
@@ -102,7 +102,7 @@ def plan_announcement(job: JobSpec, announce: AnnouncerSpec | None,
 def serverset_path(root: str, role: str, environment: str, name: str) -> str:
     """`root/role/environment/name`; each of the three must be one plain node name."""
     for field, value in (("role", role), ("environment", environment), ("name", name)):
-        if not value or "/" in value or value in (".", "..") or any(ord(c) < 32 for c in value):
+        if "/" in value or not node_name_ok(value):
             raise AnnounceError(f"the job's {field} {value!r} cannot be a ZooKeeper node name")
     return posixpath.join(parse_serverset_path(root), role, environment, name)
 

@@ -87,7 +87,7 @@ def test_serverset_paths_are_normalised(text, path):
     assert parse_serverset_path(text) == path
 
 
-@pytest.mark.parametrize("text", ["aurora", "", "/a/./b", "/a/../b", "/a\nb"])
+@pytest.mark.parametrize("text", ["aurora", "", "/a/./b", "/a/../b", "/a\nb", "/a\x7fb", "/a\x85b", "/a\ufffeb"])
 def test_bad_serverset_paths(text):
     with pytest.raises(ValueError, match="ZooKeeper path"):
         parse_serverset_path(text)

@@ -72,14 +72,16 @@ def test_a_custom_path_needs_the_flag():
 
 @pytest.mark.parametrize("field,value", [
     ("role", "a/b"), ("environment", ".."), ("name", ""), ("name", "."), ("role", "tab\there"),
-    ("environment", "line\nbreak"), ("name", "\x1f"),
+    ("environment", "line\nbreak"), ("name", "\x1f"), ("role", "del\x7f"), ("name", "c1\x9f"),
+    ("environment", "private\ue000use"), ("name", "\ufff0"),
 ])
 def test_job_names_that_are_no_node_names(field, value):
     with pytest.raises(AnnounceError, match=f"the job's {field} .* cannot be a ZooKeeper node name"):
         plan_announcement(job(**{field: value}), AnnouncerSpec(), SETTINGS, "h")
 
 
-@pytest.mark.parametrize("field,value", [("role", "with space"), ("environment", "..."), ("name", "hélló.x")])
+@pytest.mark.parametrize("field,value", [("role", "with space"), ("environment", "..."), ("name", "hélló.x"),
+                                         ("name", "\xa0nbsp"), ("role", "\ud7ff")])
 def test_job_names_that_are_node_names(field, value):
     a = plan_announcement(job(**{field: value}), AnnouncerSpec(), SETTINGS, "h")
     assert a is not None and a.path.split("/")[("role", "environment", "name").index(field) + 2] == value
