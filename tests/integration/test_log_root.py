@@ -16,6 +16,7 @@ import pytest
 
 from executor.local.run import _archive_logs
 from executor.procs.spawn import LogDir, LogRoot, SpawnError
+from tests.support.supervision import fds_on
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -53,18 +54,6 @@ def made(root: LogRoot, process: str, run: int) -> Path:
 
 def everything_under(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
-
-
-def fds_on(path: Path) -> int:
-    """How many fds of this process name `path`."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
-                count += 1
-        except OSError:
-            pass
-    return count
 
 
 def test_runs_after_the_first_land_in_the_real_directory_and_the_fd_is_kept(root, sandbox):

@@ -14,25 +14,9 @@ from pathlib import Path
 import pytest
 
 from config.spec import LoggerSpec, LogMode
-from tests.integration.test_supervisor import Harness, Tracker
+from tests.support.supervision import Harness
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def tracker():
-    t = Tracker()
-    yield t
-    t.cleanup()
-
-
-@pytest.fixture
-def harness(tmp_path, tracker):
-    h = Harness(tmp_path / "sandbox", tracker)
-    try:
-        yield h
-    finally:
-        h.sup.close()
 
 
 def names(path: Path) -> list[str]:

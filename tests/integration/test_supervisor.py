@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shlex
 import signal
 import subprocess
@@ -22,9 +21,9 @@ import psutil
 import pytest
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
-from executor.events import ProcessExited
 from executor.local.run import _archive_logs
-from executor.procs.supervisor import SpawnError, Supervisor
+from executor.procs.supervisor import SpawnError
+from tests.support.supervision import Harness, fds_on
 from tests.support.waiting import wait_for
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
@@ -55,75 +54,6 @@ def all_gone(pids) -> bool:  # type: ignore[no-untyped-def]
 def read_pids(path: Path, timeout_secs: float = 5) -> list[int]:
     wait_for(path.exists, timeout_secs, message=f"{path} to appear")
     return [int(x) for x in path.read_text().split()]
-
-
-class Tracker:
-    """Pids seen by a test, killed at teardown by pid when still alive and still theirs."""
-
-    def __init__(self) -> None:
-        self._known: dict[int, float] = {}
-
-    def add(self, *pids: int) -> None:
-        for pid in pids:
-            try:
-                self._known[pid] = psutil.Process(pid).create_time()
-            except psutil.NoSuchProcess:
-                pass
-
-    def cleanup(self) -> None:
-        for pid, created in self._known.items():
-            try:
-                proc = psutil.Process(pid)
-                if proc.create_time() == created:
-                    proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        for pid in self._known:  # zombies re-parented to this (subreaper) process
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-
-
-class Harness:
-    def __init__(self, sandbox: Path, tracker: Tracker, create: bool = True) -> None:
-        if create:
-            sandbox.mkdir(parents=True, exist_ok=True)
-        self.sandbox = sandbox
-        self.events: queue.SimpleQueue = queue.SimpleQueue()
-        self.tracker = tracker
-        self.sup = Supervisor(sandbox=sandbox, task_label="test.0",
-                              env={"PATH": os.environ["PATH"]}, post=self.events.put)
-        self.sup.start()
-
-    def spawn(self, name: str, cmdline: str, run: int = 0, **kw) -> int:  # type: ignore[no-untyped-def]
-        pid = self.sup.spawn(ProcessSpec(name, cmdline, **kw), run)
-        self.tracker.add(pid)
-        return pid
-
-    def next_exit(self, timeout_secs: float = 5) -> ProcessExited:
-        event = self.events.get(timeout=timeout_secs)
-        assert isinstance(event, ProcessExited)
-        return event
-
-    def log(self, name: str, run: int = 0, stream: str = "stdout") -> Path:
-        return self.sandbox / ".logs" / name / str(run) / stream
-
-
-@pytest.fixture
-def tracker():
-    t = Tracker()
-    yield t
-    t.cleanup()
-
-
-@pytest.fixture
-def harness(tmp_path, tracker):
-    h = Harness(tmp_path / "sandbox", tracker)
-    try:
-        yield h
-    finally:
-        h.sup.close()
 
 
 # ---- spawn and exit status ----
@@ -406,16 +336,6 @@ def test_symlinked_log_dir_that_leads_outside_is_refused(harness, tmp_path):
 # ---- log directories: SANDBOX/.logs is kept open between spawns (more in test_log_root.py) ----
 
 
-def fds_on(path: Path) -> int:
-    """How many fds of this process name `path`."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
-                count += 1
-        except OSError:
-            pass
-    return count
 
 
 def _exited(h: Harness, run: int) -> None:

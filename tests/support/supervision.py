@@ -1,0 +1,79 @@
+"""A Supervisor driven by a test: `Harness` (spawn, the next exit, a run's log path) and
+`Tracker` (every pid a test saw, killed at teardown when still alive and still theirs);
+the `tracker` and `harness` fixtures live in `tests/integration/conftest.py`."""
+from __future__ import annotations
+
+import os
+import queue
+from pathlib import Path
+
+import psutil
+
+from config.spec import ProcessSpec
+from executor.events import ProcessExited
+from executor.procs.supervisor import Supervisor
+
+
+class Tracker:
+    """Pids seen by a test, killed at teardown by pid when still alive and still theirs."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, float] = {}
+
+    def add(self, *pids: int) -> None:
+        for pid in pids:
+            try:
+                self._known[pid] = psutil.Process(pid).create_time()
+            except psutil.NoSuchProcess:
+                pass
+
+    def cleanup(self) -> None:
+        for pid, created in self._known.items():
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() == created:
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        for pid in self._known:  # zombies re-parented to this (subreaper) process
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+class Harness:
+    def __init__(self, sandbox: Path, tracker: Tracker, create: bool = True) -> None:
+        if create:
+            sandbox.mkdir(parents=True, exist_ok=True)
+        self.sandbox = sandbox
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.tracker = tracker
+        self.sup = Supervisor(sandbox=sandbox, task_label="test.0",
+                              env={"PATH": os.environ["PATH"]}, post=self.events.put)
+        self.sup.start()
+
+    def spawn(self, name: str, cmdline: str, run: int = 0, **kw) -> int:  # type: ignore[no-untyped-def]
+        pid = self.sup.spawn(ProcessSpec(name, cmdline, **kw), run)
+        self.tracker.add(pid)
+        return pid
+
+    def next_exit(self, timeout_secs: float = 5) -> ProcessExited:
+        event = self.events.get(timeout=timeout_secs)
+        assert isinstance(event, ProcessExited)
+        return event
+
+    def log(self, name: str, run: int = 0, stream: str = "stdout") -> Path:
+        return self.sandbox / ".logs" / name / str(run) / stream
+
+
+def fds_on(path: Path) -> int:
+    """How many fds of this process name `path`."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                count += 1
+        except OSError:
+            pass
+    return count
