@@ -44,15 +44,17 @@ class _Staged:
     stdout: int
     stderr: int
 
-    def discard(self) -> None:
-        """Remove the staged files and directory (never through a symlink), close all."""
+    def discard(self, remove_dir: bool = True) -> None:
+        """Remove the staged files and (`remove_dir`) the directory by its staged name, never
+        through a symlink; close all."""
         for name in ("stdout", "stderr"):
             try:
                 os.unlink(name, dir_fd=self.directory.fd)
             except OSError:
                 pass  # already gone: the task may remove what is in its sandbox
         try:
-            os.rmdir(self.name, dir_fd=self.process_fd)
+            if remove_dir:
+                os.rmdir(self.name, dir_fd=self.process_fd)
         except OSError:
             pass  # gone, renamed, replaced or not empty: the task's to keep
         for fd in (self.stdout, self.stderr, self.process_fd):
@@ -98,7 +100,7 @@ class LogStage:
             staged.discard()
             return None
         if (found.st_dev, found.st_ino) != staged.identity:  # the task put something else there
-            staged.discard()  # its files only: what is now at RUN is the task's, refused below
+            staged.discard(remove_dir=False)  # what is at RUN and at .next-N now is the task's
             return None
         sandboxfs.close(staged.process_fd)
         directory = LogDir(path=staged.directory.path.parent / str(run), fd=staged.directory.fd)
