@@ -14,7 +14,8 @@ The folder tree is the architecture (docs/design.md draws it):
              staging, checkpoint records and their compaction, the lifecycle endpoints and
              the TaskOwner loop.
     host/    one host's view of its tasks: the host registry, the sandbox lock, the control
-             socket (`stoker kill`, `stoker restart`) and the session that holds them.
+             socket (`stoker kill`, `stoker restart`) and the session that holds them; and
+             the supervisor's own stop signals, relayed to one thread.
     procs/   Linux process containment: fork/exec, the one reaper, process trees, the
              watchdog, log pumping, shell commands, reading a sandbox safely. Adapters only.
     events.py, logs.py   the shared vocabulary (pure events and states) and `log_event`.

@@ -103,7 +103,7 @@ class ConsoleReporter:
         self._processes: dict[str, str] = {}
         self._health = ""
         self._closed = False
-        self.stop_hint = ""  # set (from a signal handler) when the user asks for a stop
+        self.stop_hint = ""  # set (from the signal relay's thread) when the user asks for a stop
 
     @property
     def indent(self) -> str:

@@ -49,6 +49,7 @@ from executor.events import TaskState
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
 from executor.host.session import HostSession
+from executor.host.signals import SignalRelay
 from executor.local.console import ConsoleReporter, Output
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.task.owner import TaskOwner
@@ -148,9 +149,9 @@ class LocalRun:
         if owner is not None:
             owner.request_kill(reason)
 
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        """The first signal stops gracefully; any later one kills at once. Only posts and
-        sets flags: it may interrupt the console in the middle of a line."""
+    def _on_signal(self, signum: int) -> None:
+        """The first signal stops gracefully; any later one kills at once. Runs on the
+        signal relay's thread: only posts and sets flags."""
         name = signal.Signals(signum).name
         if self._signal is None:
             self._signal = signum
@@ -164,11 +165,16 @@ class LocalRun:
         if owner is not None:
             owner.request_kill(f"second stop signal ({name})", immediate=True)
 
-    def _install_signals(self) -> None:
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup keeps it ignored
-            signal.signal(signal.SIGHUP, self._on_signal)
+    def _relay_signals(self) -> SignalRelay | None:
+        """SIGINT, SIGTERM and SIGHUP (unless nohup ignores it) call `_on_signal` on the
+        relay's thread, whichever thread they land on (`executor.host.signals`); only a run
+        on the main thread takes them over."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        signums = [signal.SIGINT, signal.SIGTERM]
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            signums.append(signal.SIGHUP)
+        return SignalRelay(signums, self._on_signal)
 
     def _exit_code(self, code: int) -> int:
         """A stop asked for by a signal exits 128 + its number, as a shell expects."""
@@ -189,8 +195,14 @@ class LocalRun:
             backoff_max_secs=max(self._settings.restart_backoff_secs,
                                  self._settings.restart_backoff_max_secs),
         )
-        if threading.current_thread() is threading.main_thread():
-            self._install_signals()
+        relay = self._relay_signals()
+        try:
+            return self._attempts(prepared, rules)
+        finally:
+            if relay is not None:
+                relay.close()
+
+    def _attempts(self, prepared: Prepared, rules: ServiceRules) -> int:
         attempt = 0
         while (ended := self._attempt(prepared, attempt)) is not None:
             attempt += 1

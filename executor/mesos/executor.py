@@ -48,6 +48,7 @@ from config.environment import task_environment
 from config.errors import SettingsError
 from config.settings import ExecutorSettings
 from executor.events import TaskState, Transition
+from executor.host.signals import SignalRelay
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.errors import RemoteProtocolError
@@ -376,8 +377,17 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     wakeups: queue.SimpleQueue[Wakeup] = queue.SimpleQueue()
     executor = StokerExecutor(settings, task_env, on_done=lambda: wakeups.put(TaskDone()))
     driver = _driver(executor, settings)
-    for signum in (signal.SIGTERM, signal.SIGINT):  # handlers only record; main acts
-        signal.signal(signum, lambda received, _frame: wakeups.put(Signalled(received)))
+    # The relay's thread only posts; main acts (`executor.host.signals`: a signal may land
+    # on any thread, and main is blocked in the queue until something is posted).
+    relay = SignalRelay((signal.SIGTERM, signal.SIGINT), lambda received: wakeups.put(Signalled(received)))
+    try:
+        return _run(settings, executor, driver, wakeups)
+    finally:
+        relay.close()
+
+
+def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorDriver,
+         wakeups: queue.SimpleQueue[Wakeup]) -> int:
     log_event(logger, logging.INFO, "executor_start", executor_id=settings.executor_id,
               framework_id=settings.framework_id, agent=settings.agent_endpoint, sandbox=settings.sandbox,
               checkpoint=settings.checkpoint)

@@ -143,7 +143,7 @@ class TaskOwner:
 
     def request_kill(self, reason: str, grace_secs: float | None = None, use_lifecycle: bool = True,
                      immediate: bool = False) -> None:
-        """Kill the task (safe from a signal handler: it only posts). `immediate`: SIGKILL
+        """Kill the task (safe from any thread: it only posts). `immediate`: SIGKILL
         now, skipping every wait left and the final processes."""
         self.post(KillRequested(reason=reason, grace_secs=grace_secs, at=self._clock(),
                                 use_lifecycle=use_lifecycle, immediate=immediate))

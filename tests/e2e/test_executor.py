@@ -17,7 +17,14 @@ from config.document import encode
 from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.ports import free_ports
-from tests.support.stoker_proc import REPO, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.stoker_proc import (
+    REPO,
+    checkpoint_records,
+    kill_leftovers,
+    live,
+    signal_a_worker_thread,
+    task_pids,
+)
 from tests.support.waiting import wait_for
 
 FAKE = REPO / "tests/support/fake_task.py"
@@ -313,6 +320,18 @@ def test_a_signal_is_treated_as_shutdown_and_exits_0(agent, tmp_path, signum):
     log = agent.executor_log()
     assert f"signal={signal.Signals(signum).name}" in log and "treated as SHUTDOWN" in log
     assert "executor_exit status=0" in log
+
+
+def test_a_signal_taken_by_another_thread_is_still_treated_as_shutdown(agent, tmp_path):
+    """A signal sent to the executor may land on any of its threads (here: not the main one,
+    blocked until its task is done): it still acts at once."""
+    launch(agent, document(tmp_path, HELLO), shutdown_grace="3secs")
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    signal_a_worker_thread(agent._proc.pid, signal.SIGTERM)
+    killed = agent.wait_for_state("task-1", "TASK_KILLED", 5)
+    assert agent.wait_exit(5) == 0
+    assert "SHUTDOWN" in killed.message
+    assert "signal=SIGTERM" in agent.executor_log()
 
 
 def test_missing_mesos_variables_is_a_clean_exit(tmp_path):

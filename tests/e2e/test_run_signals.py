@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.pty_proc import PtyProcess
-from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.stoker_proc import (
+    REPO,
+    StokerProcess,
+    checkpoint_records,
+    kill_leftovers,
+    live,
+    signal_a_worker_thread,
+    task_pids,
+)
 from tests.support.waiting import wait_for
 
 FAKE = REPO / "tests/support/fake_task.py"
@@ -169,6 +177,19 @@ def test_a_stop_signal_is_graceful_and_exits_128_plus_its_number(stoker, tmp_pat
     out = run.stdout()
     assert f"stopped by {sig.name}" in out and f"(exit {code})" in out
     assert (run.sandbox / "got_term").read_text() == "term\n"
+    assert (run.sandbox / "final.txt").read_text() == "finalized\n"
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_taken_by_another_thread_stops_an_idle_run(stoker, tmp_path, sig, code):
+    """A signal sent to the process may land on any of its threads (here: not the main one,
+    which sleeps in the owner's queue while nothing happens): the run stops as promptly as
+    ever, where it used to wait for the task's next event."""
+    run = stoker(str(service(tmp_path, "sleep 1000")))
+    run.wait_output("task             STARTING → RUNNING")
+    signal_a_worker_thread(run.pid, sig)
+    assert run.wait(10) == code
+    assert f"stopped by {sig.name}" in run.stdout()
     assert (run.sandbox / "final.txt").read_text() == "finalized\n"
 
 

@@ -9,6 +9,7 @@ the tests run under nohup (`hangup_default`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -130,6 +131,19 @@ def marker_pids(marker_prefix: str = "STOKER_TASK_MARKER=") -> set[int]:
             if proc.status() != psutil.STATUS_ZOMBIE:
                 found.add(proc.pid)
     return found
+
+
+def signal_a_worker_thread(pid: int, sig: int) -> int:
+    """Sends `sig` to one thread of process `pid` that is not its main thread (tgkill), as
+    the kernel may do with a signal sent to the whole process; returns that thread's id."""
+    workers = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    if not workers:
+        raise AssertionError(f"process {pid} has no thread but its main one")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, workers[0], sig) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"tgkill({pid}, {workers[0]}): {os.strerror(err)}")
+    return workers[0]
 
 
 def kill_leftovers(pids) -> None:

@@ -86,7 +86,7 @@ ALLOWED: dict[str, set[str]] = {
     "executor.host": {"executor.procs", "config"} | SHARED,
     "executor.task": {"executor.host", "executor.procs", "config", "healthcheck"} | SHARED,
     "executor.local": {"executor.task", "executor.host", "config", "healthcheck"} | SHARED,
-    "executor.mesos": {"executor.task", "config", "healthcheck"} | SHARED,
+    "executor.mesos": {"executor.task", "executor.host", "config", "healthcheck"} | SHARED,
     "executor.observe": {"executor.task", "executor.host", "executor.procs", "config",
                          "healthcheck"} | SHARED,
     "executor.cli": {"executor.mesos", "executor.local", "executor.observe", "executor.task",

@@ -1,0 +1,90 @@
+"""Stop signals as calls on one thread, whichever thread the kernel delivers them to.
+
+The kernel gives a signal sent to the process (`kill PID`, Ctrl-C) to any one of its
+threads that does not block it. CPython's own handler only notes it; the Python-level
+handler runs in the main thread, the next time that thread runs bytecode. A supervisor's
+main thread spends its idle time blocked in a queue wait (the task's owner with nothing to
+do, the executor waiting for its task), and a lock wait does not end when the signal lands
+on another thread (the reaper's, the control socket's, the agent connection's): the stop
+would wait for the task's next event, and an idle task has none. So `stoker run` and
+`stoker executor` never act in a Python-level signal handler.
+
+`SignalRelay` installs a handler that does nothing for each stop signal, and a wakeup fd
+(`signal.set_wakeup_fd`, the write end of a pipe): CPython's C handler writes the signal's
+number there from whichever thread took it. The relay's daemon thread reads the pipe and
+calls `on_signal(signum)`. Idle, it sleeps in read(2): no wakeups. `on_signal` runs on that
+thread, so it may only do what is safe from any thread (set an Event, post to the owner's
+queue); it is called once per signal received, in order (the kernel merges a signal sent
+again before the first was delivered, as it always does).
+
+Install it from the main thread (Python allows handlers and the wakeup fd only there);
+`close()` puts back the handlers and wakeup fd it found and ends the thread.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_STOP = b"\0"  # no signal has number 0: close() writes it to end the thread
+
+
+def _noted(_signum: int, _frame: FrameType | None) -> None:
+    """The Python-level handler: the relay has acted already."""
+
+
+class SignalRelay:
+    """Calls `on_signal(signum)` on its own thread for each of `signums` received."""
+
+    def __init__(self, signums: Iterable[int], on_signal: Callable[[int], None]) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("SignalRelay must be installed from the main thread")
+        self._signums = frozenset(int(s) for s in signums)
+        self._on_signal = on_signal
+        self._read, self._write = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self._write, False)  # set_wakeup_fd requires it; a full pipe drops
+        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._previous: dict[int, Any] = {s: signal.signal(s, _noted) for s in sorted(self._signums)}
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._relay, name="stoker-signals", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Puts back the handlers and wakeup fd found at install, and ends the thread."""
+        if self._thread is None:
+            return
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        try:
+            os.write(self._write, _STOP)
+        except BlockingIOError:  # the pipe is full of signals: the thread reads on to the stop
+            os.set_blocking(self._write, True)
+            os.write(self._write, _STOP)
+        self._thread.join()
+        self._thread = None
+        os.close(self._read)
+        os.close(self._write)
+
+    def _relay(self) -> None:
+        while True:
+            data = os.read(self._read, 64)
+            if not data:
+                return
+            for signum in data:
+                if signum == _STOP[0]:
+                    return
+                if signum in self._signums:  # the wakeup fd also carries others' signals
+                    self._call(signum)
+
+    def _call(self, signum: int) -> None:
+        try:
+            self._on_signal(signum)
+        except Exception:  # a failing reaction must not end the relay for the next signal
+            logger.exception("reacting to signal %s failed", signal.Signals(signum).name)

@@ -1,0 +1,123 @@
+"""`executor.host.signals.SignalRelay` with real signals, in this process.
+
+The main thread waits in a queue as a supervisor's does; the signals are sent to a worker
+thread (`pthread_kill`), where the kernel may deliver a signal sent to the process. SIGUSR1
+and SIGUSR2 stand in for the stop signals; every test puts back what it found.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+
+import pytest
+
+from executor.host.signals import SignalRelay
+
+USR1, USR2 = signal.SIGUSR1, signal.SIGUSR2
+
+
+@pytest.fixture
+def restored():
+    """The handlers and wakeup fd as found, checked put back after the test."""
+    before = {s: signal.getsignal(s) for s in (USR1, USR2)}
+    wakeup = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup)
+    yield
+    assert {s: signal.getsignal(s) for s in (USR1, USR2)} == before
+    assert signal.set_wakeup_fd(wakeup) == wakeup
+
+
+def from_a_worker(*signums: int) -> None:
+    """Each signal sent to a worker thread of this process, in order."""
+    def send() -> None:
+        for signum in signums:
+            signal.pthread_kill(threading.get_ident(), signum)
+
+    worker = threading.Thread(target=send)
+    worker.start()
+    worker.join(5)
+
+
+def test_a_signal_taken_by_a_worker_thread_wakes_a_main_thread_blocked_in_a_queue(restored):
+    got: queue.SimpleQueue[int] = queue.SimpleQueue()
+    relay = SignalRelay([USR1], got.put)
+    try:
+        from_a_worker(USR1)
+        assert got.get(timeout=5) == USR1  # queue.Empty here: main slept on
+    finally:
+        relay.close()
+
+
+def test_each_signal_is_relayed_once_in_order(restored):
+    got: queue.SimpleQueue[int] = queue.SimpleQueue()
+    relay = SignalRelay([USR1, USR2], got.put)
+    try:
+        from_a_worker(USR2)
+        assert got.get(timeout=5) == USR2
+        from_a_worker(USR1)
+        assert got.get(timeout=5) == USR1
+        assert got.empty()
+    finally:
+        relay.close()
+
+
+def test_another_handled_signal_is_not_relayed_and_its_handler_still_runs(restored):
+    got: queue.SimpleQueue[int] = queue.SimpleQueue()
+    handled = threading.Event()
+    signal.signal(USR2, lambda _s, _f: handled.set())
+    relay = SignalRelay([USR1], got.put)
+    try:
+        from_a_worker(USR2, USR1)
+        assert got.get(timeout=5) == USR1
+        assert handled.wait(5)  # run by the main thread, which the relay's put woke
+        assert got.empty()
+    finally:
+        relay.close()
+        signal.signal(USR2, signal.SIG_DFL)
+
+
+def test_a_failing_reaction_is_logged_and_the_next_signal_still_relayed(restored, caplog):
+    got: queue.SimpleQueue[int] = queue.SimpleQueue()
+    calls = []
+
+    def react(signum: int) -> None:
+        calls.append(signum)
+        if len(calls) == 1:
+            raise RuntimeError("the owner is gone")
+        got.put(signum)
+
+    relay = SignalRelay([USR1], react)
+    try:
+        with caplog.at_level(logging.ERROR, logger="executor.host.signals"):
+            from_a_worker(USR1)
+            from_a_worker(USR1)
+            assert got.get(timeout=5) == USR1
+        assert calls == [USR1, USR1]
+        assert "reacting to signal SIGUSR1 failed" in caplog.text
+    finally:
+        relay.close()
+
+
+def test_close_puts_back_the_handler_and_wakeup_fd_and_ends_the_thread(restored):
+    relay = SignalRelay([USR1], lambda _s: None)
+    assert signal.getsignal(USR1) not in (signal.SIG_DFL, signal.SIG_IGN)
+    relay.close()
+    relay.close()  # a second close does nothing
+    assert not [t for t in threading.enumerate() if t.name == "stoker-signals"]
+
+
+def test_it_is_installed_from_the_main_thread_only(restored):
+    errors = []
+
+    def install() -> None:
+        try:
+            SignalRelay([USR1], lambda _s: None)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    worker = threading.Thread(target=install)
+    worker.start()
+    worker.join(5)
+    assert errors == ["SignalRelay must be installed from the main thread"]
