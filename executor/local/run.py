@@ -182,10 +182,14 @@ class LocalRun:
 
     def run(self) -> int:
         prepared = self._prepare()
+        relay = None
         try:
+            relay = self._relay_signals()  # until the session is closed: a late signal waits
             return self._run(prepared)
         finally:
             prepared.session.close()
+            if relay is not None:
+                relay.close()
 
     def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(
@@ -195,14 +199,6 @@ class LocalRun:
             backoff_max_secs=max(self._settings.restart_backoff_secs,
                                  self._settings.restart_backoff_max_secs),
         )
-        relay = self._relay_signals()
-        try:
-            return self._attempts(prepared, rules)
-        finally:
-            if relay is not None:
-                relay.close()
-
-    def _attempts(self, prepared: Prepared, rules: ServiceRules) -> int:
         attempt = 0
         while (ended := self._attempt(prepared, attempt)) is not None:
             attempt += 1
