@@ -13,6 +13,7 @@ $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m executor.codecache  # attrs' generated methods, compiled once (README "Settings")
 	touch $(STAMP)
 
 # Each `make run` gets a fresh sandbox under .run/ (git-ignored; `make clean` removes it).

@@ -36,5 +36,5 @@ setup(
         # `make mutation` (docs/testing.md); pinned, since scores move with mutmut's operators
         "mutation": ["mutmut==3.8.1"],
     },
-    entry_points={"console_scripts": ["stoker = executor.cli.main:run"]},
+    entry_points={"console_scripts": ["stoker = executor.cli.start:run"]},
 )

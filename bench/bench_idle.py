@@ -58,7 +58,8 @@ PSS_TARGET = 12 * MIB  # the supervisor's and the watchdog's together (issue 14)
 CPU_LIMIT_SECS = 0.010  # "≈ 0": at most 10 ms of CPU per 20 s window (0.05 %)
 WAKEUP_LIMIT = 2  # "no periodic wakeups": at most 2 context switches per 20 s window
 DEPENDENCIES = "import attrs, pystachio"
-IMPORTS = "import executor.cli.main, executor.local.run"  # what `stoker run` imports to start
+# What `stoker run` imports to start, after its entry point installed the attrs code cache.
+IMPORTS = "from executor import codecache; codecache.install('run'); import executor.cli.main, executor.local.run"
 _RUNNING = re.compile(r"\bp\d+\[0\]\s+WAITING → RUNNING")
 
 

@@ -48,9 +48,16 @@ CMD = "sleep 100000"
 WAIT_SECS = 120.0
 STOP_SECS = 60.0
 RUNNING = "WAITING → RUNNING".encode()
-ENTRY_POINTS = {  # the modules each command imports before it does anything of its own
+# The modules each command imports before it does anything of its own, with the attrs code
+# cache installed first as the entry point does (`executor.codecache`; the files are warmed by
+# benchlib.compile_bytecode), and without it.
+PLAIN_IMPORTS = {
     "stoker run": "import executor.cli.main, executor.local.run",
     "stoker executor": "import executor.cli.main, executor.mesos.executor, executor.mesos.transport",
+}
+ENTRY_POINTS = {
+    name: f"from executor import codecache; codecache.install({name.split()[1]!r}); {statement}"
+    for name, statement in PLAIN_IMPORTS.items()
 }
 DEPENDENCIES = "import attrs, pystachio"
 SPAWNER = """
@@ -248,7 +255,10 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
         progress("import time and module sets of each entry point")
         deps = [import_secs(DEPENDENCIES) for _ in range(reps[1])]
         for name, statement in ENTRY_POINTS.items():
-            times = [import_secs(statement) for _ in range(reps[1])]
+            times, plain = [], []
+            for _ in range(reps[1]):
+                times.append(import_secs(statement))
+                plain.append(import_secs(PLAIN_IMPORTS[name]))
             mods = module_set(statement)
             ours = sum(m.split(".")[0] in ("executor", "config", "healthcheck") for m in mods)
             heavy = [m for m in ("requests", "urllib3", "ssl", "http.client", "pystachio", "psutil",
@@ -259,7 +269,8 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                 f"{med_max(times)}; {len(mods)} modules ({ours} of Stoker's), of note: "
                 f"{', '.join(heavy) or 'none'}",
                 f"the interpreter's start (`python3 -c pass`, exec → exit): "
-                f"{ms(summary(pythons).median, 1)}; `{DEPENDENCIES}`: {med_max(deps)}", "—"))
+                f"{ms(summary(pythons).median, 1)}; `{DEPENDENCIES}`: {med_max(deps)}; the same "
+                f"imports without the attrs code cache: {med_max(plain)}", "—"))
         progress("where the launch time goes (probed)")
         for n in (1, 100):
             notes.append(breakdown_note(n, probe(n), summary(pythons).median))

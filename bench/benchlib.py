@@ -333,12 +333,16 @@ class Probe:
 def compile_bytecode() -> None:
     """Write the product's `__pycache__` (git-ignored), as installing Stoker does: with
     PYTHONDONTWRITEBYTECODE set, every `stoker` process would compile its sources again,
-    and a start-up figure would measure the compiler."""
+    and a start-up figure would measure the compiler. The same for attrs' generated methods
+    (`python -m executor.codecache`)."""
     import compileall
 
     for package in ("executor", "config", "healthcheck"):
         if not compileall.compile_dir(str(REPO / package), quiet=1):
             raise RuntimeError(f"cannot compile {REPO / package}")
+    if (REPO / "executor" / "codecache.py").exists():  # attrs' methods, as the first runs would
+        subprocess.run([sys.executable, "-m", "executor.codecache"], cwd=REPO, check=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
 
 
 

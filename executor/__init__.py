@@ -19,6 +19,8 @@ The folder tree is the architecture (docs/design.md draws it):
     procs/   Linux process containment: fork/exec, the one reaper, process trees, the
              watchdog, log pumping, shell commands, reading a sandbox safely. Adapters only.
     events.py, logs.py   the shared vocabulary (pure events and states) and `log_event`.
+    codecache.py         attrs' generated methods, compiled once and kept like `.pyc` files
+                         (the entry point, cli/start.py, installs it first).
 
 Import rules (tests/unit/test_layering.py fails on a wrong-way import):
 

@@ -27,6 +27,7 @@ from config.settings import (
     variables,
 )
 from config.words import printable
+from executor import codecache
 from executor.cli import UsageError, logsetup
 from executor.logs import log_event
 
@@ -161,6 +162,7 @@ def run() -> NoReturn:
         print(code, file=sys.stderr)
         status = 1
     logging.shutdown()
+    codecache.save()  # what this command compiled of attrs' methods, for the next one
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

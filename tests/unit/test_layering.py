@@ -90,7 +90,9 @@ ALLOWED: dict[str, set[str]] = {
     "executor.observe": {"executor.task", "executor.host", "executor.procs", "config",
                          "healthcheck"} | SHARED,
     "executor.cli": {"executor.mesos", "executor.local", "executor.observe", "executor.task",
-                     "executor.host", "executor.procs", "config", "healthcheck"} | SHARED,
+                     "executor.host", "executor.procs", "executor.codecache", "config",
+                     "healthcheck"} | SHARED,
+    "executor.codecache": set(),
     "executor.__main__": {"executor.cli"},
 }
 

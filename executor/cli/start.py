@@ -1,0 +1,19 @@
+"""`stoker`'s entry point, the console script's and `python -m executor`'s: installs the
+attrs code cache for the command about to run (`executor.codecache`: `run`, `executor` and
+`observe` have a file each, the short commands share one) before any of Stoker's modules
+defines a class, then runs `executor.cli.main.run`, which saves the cache before the
+process ends."""
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+from executor import codecache
+
+
+def run() -> NoReturn:
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    codecache.install(command if command in codecache.PROFILES else "cli")
+    from executor.cli.main import run as main
+
+    main()

@@ -1,0 +1,156 @@
+"""`executor.codecache`: attrs' generated methods served from a file, in real interpreters.
+
+Each case runs fresh Python processes (a class is created once per process) with
+STOKER_CODE_CACHE pointing at a temporary directory and a fixed, different PYTHONHASHSEED
+per process, so that the one number attrs writes differently each time (a class's term in
+`__hash__`) does differ. What the classes do is printed as JSON and compared with a process
+that has no cache at all.
+"""
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(120)
+
+# Installs the cache for `run` (unless told "plain"), imports what `stoker run` imports, then
+# prints the counts and what a few of the product's classes do.
+PROBE = textwrap.dedent("""
+    import json, sys
+    from executor import codecache
+    installed = sys.argv[1] != "plain" and codecache.install("run")
+    import executor.cli.main, executor.local.run
+    from config.spec import ProcessSpec
+    from executor.events import ProcessState, ProcessTransition
+    a = ProcessSpec(name="web", cmdline="serve", max_failures=2)
+    b = ProcessSpec(name="web", cmdline="serve", max_failures=2)
+    c = ProcessSpec(name="web", cmdline="serve", max_failures=3)
+    t = ProcessTransition(process="web", run=0, from_=ProcessState.WAITING, to=ProcessState.RUNNING,
+                          reason="forked")
+    behaviour = {
+        "repr": [repr(a), repr(t)],
+        "eq": [a == b, a == c, a != c, t == t],
+        "hash_alike": hash(a) == hash(b),
+        "hash_apart": hash(a) != hash(c),
+        "init_error": "",
+    }
+    try:
+        ProcessSpec(nonsense=1)
+    except TypeError as exc:
+        behaviour["init_error"] = str(exc)
+    print(json.dumps({"installed": installed, "counts": codecache.counts(), "saved": codecache.save(),
+                      "behaviour": behaviour}))
+""")
+
+
+def probe(cache: Path | str, seed: int, *, plain: bool = False, **env: str) -> dict:
+    environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONHASHSEED": str(seed), **env}
+    if "PYTHONDONTWRITEBYTECODE" not in env:
+        environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    result = subprocess.run([sys.executable, "-c", PROBE, "plain" if plain else "cache"], cwd=REPO,
+                            env=environ, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_file(cache: Path) -> Path:
+    [path] = cache.glob("attrs-run.*.bin")
+    return path
+
+
+def test_a_second_process_serves_every_class_from_the_file_and_they_behave_as_compiled(tmp_path):
+    plain = probe(tmp_path, 1, plain=True)
+    first = probe(tmp_path, 2)
+    second = probe(tmp_path, 3)
+    assert plain["counts"] == [0, 0] and not plain["saved"]
+    hits, compiled = first["counts"]
+    assert hits == 0 and compiled >= 80 and first["saved"]
+    assert second["counts"] == [compiled, 0] and not second["saved"]  # nothing new to write
+    assert first["behaviour"] == second["behaviour"] == plain["behaviour"]
+    assert "unexpected keyword argument 'nonsense'" in second["behaviour"]["init_error"]
+
+
+def test_a_class_whose_source_changed_is_compiled_not_served(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    form, build, entries = marshal.loads(path.read_bytes())
+    name = "<attrs generated methods config.spec.ProcessSpec>"
+    source, _ = entries[name]
+    entries[name] = (source.replace("max_failures", "max_fails"),  # as an edited class would
+                     entries["<attrs generated methods executor.events.ProcessTransition>"][1])
+    path.write_bytes(marshal.dumps((form, build, entries)))
+    again = probe(tmp_path, 2)
+    assert again["counts"] == [compiled - 1, 1] and again["saved"]
+    assert again["behaviour"] == probe(tmp_path, 3, plain=True)["behaviour"]
+    assert probe(tmp_path, 4)["counts"] == [compiled, 0]  # the rewritten file serves it again
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b"\xe3" + b"\0" * 40], ids=["empty", "text", "truncated"])
+def test_a_damaged_file_is_ignored_and_written_again(tmp_path, content):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    run_file(tmp_path).write_bytes(content)
+    assert probe(tmp_path, 2)["counts"] == [0, compiled]
+    assert probe(tmp_path, 3)["counts"] == [compiled, 0]
+
+
+def test_a_file_from_another_python_build_is_ignored(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    form, _build, entries = marshal.loads(path.read_bytes())
+    path.write_bytes(marshal.dumps((form, "3.11.0 (some other build)", entries)))
+    assert probe(tmp_path, 2)["counts"] == [0, compiled]
+
+
+def test_nothing_is_written_when_python_is_told_not_to_write_bytecode(tmp_path):
+    first = probe(tmp_path, 1, PYTHONDONTWRITEBYTECODE="1")
+    assert first["installed"] and not first["saved"] and not list(tmp_path.iterdir())
+
+
+def test_a_directory_that_cannot_be_made_is_no_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = probe(blocker / "cache", 1)  # ENOTDIR, whoever runs the test
+    assert result["installed"] and not result["saved"]
+    assert result["behaviour"] == probe(tmp_path, 2, plain=True)["behaviour"]
+
+
+@pytest.mark.parametrize("setting", ["off", "relative/dir"])
+def test_off_or_a_relative_directory_leaves_attrs_alone(tmp_path, setting):
+    result = probe(setting, 1)
+    assert not result["installed"] and result["counts"] == [0, 0] and not result["saved"]
+    assert not (REPO / setting).exists()
+
+
+def test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile(tmp_path):
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "executor", "--version"], cwd=REPO, env=env, check=True,
+                   capture_output=True, timeout=60)
+    [cli] = tmp_path.glob("attrs-cli.*.bin")
+    written = cli.stat().st_mtime_ns
+    subprocess.run([sys.executable, "-m", "executor", "--version"], cwd=REPO, env=env, check=True,
+                   capture_output=True, timeout=60)
+    assert cli.stat().st_mtime_ns == written  # every class served: nothing to write again
+    warm = subprocess.run([sys.executable, "-m", "executor.codecache"], cwd=REPO,
+                          env={**env, "PYTHONDONTWRITEBYTECODE": "1"}, capture_output=True, text=True,
+                          timeout=120)
+    assert warm.returncode == 0, warm.stderr
+    assert sorted(p.name.split(".")[0] for p in tmp_path.glob("attrs-*.bin")) == [
+        "attrs-cli", "attrs-executor", "attrs-observe", "attrs-run"]
+    assert probe(tmp_path, 5)["counts"][1] == 0  # `run`'s start, all warmed
+
+
+def test_warm_refuses_an_unknown_profile(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "executor.codecache", "rnu"], cwd=REPO,
+                            env={**os.environ, "STOKER_CODE_CACHE": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "not a profile: rnu" in result.stderr
