@@ -51,10 +51,15 @@ def wait_for_file(path: Path, deadline: float) -> list[int]:
     sys.exit(2)
 
 
-SHELL_RUNS = {  # the same shapes in sh, for a user that cannot run this Python
-    "sleeper": "echo $$ > {sleeper}; exec sleep 600",
-    "tree": "trap '' TERM; sleep 600 & a=$!; sleep 600 & echo $a $! > {kids}; echo $$ > {tree}; wait",
-    "daemon": "setsid sh -c 'trap \"\" TERM; echo $$ > {daemon}; exec sleep 600' & sleep 600",
+# The same shapes in sh, for a user that cannot run this Python. Each pid file is written
+# beside and renamed into place, as fake_task.py does: read between the redirection's
+# truncation and the echo, a file named too few pids (seen once under load).
+SHELL_RUNS = {
+    "sleeper": "echo $$ > {sleeper}.tmp; mv {sleeper}.tmp {sleeper}; exec sleep 600",
+    "tree": "trap '' TERM; sleep 600 & a=$!; sleep 600 & echo $a $! > {kids}.tmp; mv {kids}.tmp {kids}; "
+            "echo $$ > {tree}.tmp; mv {tree}.tmp {tree}; wait",
+    "daemon": "setsid sh -c 'trap \"\" TERM; echo $$ > {daemon}.tmp; mv {daemon}.tmp {daemon}; "
+              "exec sleep 600' & sleep 600",
 }
 
 
