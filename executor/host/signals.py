@@ -19,14 +19,21 @@ again before the first was delivered, as it always does).
 
 Install it from the main thread (Python allows handlers and the wakeup fd only there);
 `close()` puts back the handlers and wakeup fd it found and ends the thread.
+
+A process that starts no task processes (`stoker observe`, whose Python-level handler must
+run in the main thread to stop its server) may instead keep the signals off its other
+threads: `kept_from_new_threads` blocks them in every thread started inside it (a thread
+inherits its creator's mask), so the kernel gives them to the main thread. Not for a
+supervisor: a child inherits the mask of the thread that forked it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -88,3 +95,13 @@ class SignalRelay:
             self._on_signal(signum)
         except Exception:  # a failing reaction must not end the relay for the next signal
             logger.exception("reacting to signal %s failed", signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def kept_from_new_threads(signums: Iterable[int]) -> Iterator[None]:
+    """Threads started inside block `signums` for good; the caller's mask is put back."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -21,12 +21,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import signal
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 
+from executor.host.signals import kept_from_new_threads
 from executor.logs import log_event
 from executor.observe import routes
 from executor.observe.assets import ASSETS
@@ -166,7 +168,10 @@ def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
     """Serve until interrupted. `ready(host, port)` is called once listening (the port
     actually bound: 0 picks a free one)."""
     loopback = is_loopback(host)
-    server = make_server(reader, host, port, limits)
+    # The workers never take SIGTERM or SIGINT: the main thread's handler stops the loop at
+    # once, where a signal given to a worker waited for the loop's next tick.
+    with kept_from_new_threads((signal.SIGTERM, signal.SIGINT)):
+        server = make_server(reader, host, port, limits)
     bound_host, bound_port = server.socket.getsockname()[:2]
     log_event(logger, logging.INFO if loopback else logging.WARNING, "observer_listening",
               host=bound_host, port=bound_port, root=reader.root,

@@ -1,11 +1,13 @@
 """`stoker observe`'s JSON API and pages against real `stoker run` tasks in a private
 registry: what it lists matches `stoker ps` and `stoker status`, log ranges are bounded,
 and nothing outside a registered sandbox is ever served (traversal, symlinks, FIFOs,
-unknown tasks: 404). One observer and two tasks for the whole module."""
+unknown tasks: 404). One observer and two tasks for the whole module; the last test starts
+an observer of its own."""
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import time
 
@@ -198,3 +200,30 @@ def test_a_port_in_use_or_not_a_port_is_one_error_line(tmp_path):
             f"stoker: error: cannot listen on 127.0.0.1:{taken}: Address already in use"
     done = observed.stoker("observe", "--port", "70000")
     assert done.returncode == 2 and "'70000' is not a port number" in done.stderr
+
+
+def blocked_signals(pid: int, tid: int) -> int:
+    """The SigBlk mask of thread `tid` of process `pid`."""
+    status = open(f"/proc/{pid}/task/{tid}/status").read()
+    return int(status.split("SigBlk:", 1)[1].split()[0], 16)
+
+
+def test_only_the_main_thread_takes_sigterm_and_the_observer_stops_at_once(tmp_path):
+    """The kernel gives a signal sent to the process to a thread that does not block it:
+    every worker blocks SIGTERM and SIGINT, so it is the main thread, whose handler stops
+    the server (a worker would leave it to the I/O loop's next tick, seconds later)."""
+    observed = ObservedHost(tmp_path)
+    try:
+        observed.observe()
+        proc = observed.observer
+        assert proc is not None
+        workers = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+        term_and_int = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
+        assert workers and all(blocked_signals(proc.pid, t) & term_and_int == term_and_int
+                               for t in workers)
+        assert blocked_signals(proc.pid, proc.pid) & term_and_int == 0
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert "stoker observe: stopped" in proc.stderr()
+    finally:
+        observed.close()
