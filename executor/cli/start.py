@@ -14,6 +14,8 @@ from executor import codecache
 def run() -> NoReturn:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     codecache.install(command if command in codecache.PROFILES else "cli")
-    from executor.cli.main import run as main
-
+    try:
+        from executor.cli.main import run as main
+    except KeyboardInterrupt:  # Ctrl-C while loading: the shell's code, not a traceback
+        sys.exit(130)
     main()

@@ -183,6 +183,23 @@ def test_no_third_party_warning_reaches_stderr(tmp_path, args):
     assert bare.returncode != 0 and "invalid escape sequence" in bare.stderr
 
 
+def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback(tmp_path):
+    """A Ctrl-C that lands while `stoker`'s modules load (here a sitecustomize raises it
+    when `executor.cli.main` is imported) ends the command quietly with the shell's code."""
+    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
+        import sys
+
+        class Interrupt:
+            def find_spec(self, name, path=None, target=None):
+                if name == "executor.cli.main":
+                    raise KeyboardInterrupt
+
+        sys.meta_path.insert(0, Interrupt())
+    """))
+    result = stoker("--version", env={"PYTHONPATH": f"{tmp_path}:{REPO}"})
+    assert (result.returncode, result.stderr) == (130, "")
+
+
 # ---- nothing printed drives the terminal ----
 
 
