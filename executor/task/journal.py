@@ -1,7 +1,8 @@
 """The task's journal: each change becomes one checkpoint record and one log line.
 
-Owns, for one task: turning transitions and health attempts into the records of
-`executor/task/records.py` (with the pid and exit status the owner knows), the log line of
+Owns, for one task: the checkpoint's header (`header_record`), turning transitions and
+health attempts into the records of `executor/task/records.py` (with the pid and exit
+status the owner knows), the log line of
 each (`log_event`, one per change, its level saying how much it matters), and batching a
 step's records into one write and one sync of the checkpoint sink. It decides nothing and
 is called only from the owner's thread.
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import assert_never
+from pathlib import Path
+from typing import TYPE_CHECKING, assert_never
 
 import attrs
 
+from config.spec import JobSpec
 from executor.events import (
     ExitStatus,
     HealthTransition,
@@ -23,8 +26,9 @@ from executor.events import (
     RunOutcome,
     TaskTransition,
 )
+from executor.host.identity import own_identity
 from executor.logs import log_event
-from executor.task.ports import CheckpointSink
+from executor.task.ports import CheckpointSink, ProcessPort
 from executor.task.records import (
     AnnounceRecord,
     HeaderRecord,
@@ -35,6 +39,9 @@ from executor.task.records import (
     TaskRecord,
 )
 from healthcheck.policy import AttemptOutcome, HealthPolicy, Verdict
+
+if TYPE_CHECKING:
+    from healthcheck.checkers import Checker
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +121,17 @@ class Journal:
         self.flush()
         if self._sink is not None:
             self._sink.close()
+
+
+def header_record(job: JobSpec, sandbox: Path, procs: ProcessPort, checker: Checker | None) -> HeaderRecord:
+    """The checkpoint's first record: the task, who supervises it (this process, as the host
+    registry identifies it) and how its processes are contained (asked last: the process
+    port's containment is known once its move into the task's cgroup is over)."""
+    me = own_identity()
+    return HeaderRecord(
+        task=job.label, job_key=job.key, task_id=job.task_id, sandbox=str(sandbox),
+        ports=dict(job.ports), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+        supervisor_boot=me.boot_id, marker=procs.marker,
+        processes=tuple(p.name for p in job.task.processes),
+        health=checker.describe() if checker is not None else "none",
+        containment=procs.containment)

@@ -5,9 +5,10 @@ next deadline: the reaper posts `ProcessExited`, the health loop posts `HealthCh
 CLI or the Mesos side posts `KillRequested`, the lifecycle thread `LifecycleDone`, the
 announcer `AnnouncementChanged` (`announcing.py`), and the control socket an operator's
 `KillRequested` or `RestartRequested` (answered through `operator.OperatorRequests`).
-For each event it asks the pure machines (planner, health policy, status machine, kill
-sequence) what to do, has its ports (`executor/task/ports.py`) do it, checkpoints and logs
-every transition (one line each), and hands transitions and task-level updates to its
+For each event it asks the pure machines (planner, health policy, status machine, and the
+kill sequence, carried out by its `Killing`, `killing.py`) what to do, has its ports
+(`executor/task/ports.py`) do it, checkpoints and logs every transition (one line each,
+through its `Journal`, `journal.py`), and hands transitions and task-level updates to its
 reporter. No other code changes task state, so there are no locks.
 
 It is given its collaborators: `executor/task/wiring.owner_for` plugs in the real ones, and
@@ -23,13 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
 
 from config.spec import JobSpec
-from config.words import number
 from executor.events import (
     ExitStatus,
     HealthChecked,
     HealthTransition,
     KillRequested,
-    KillStep,
     LifecycleDone,
     LifecycleProgress,
     PhaseTransition,
@@ -44,18 +43,10 @@ from executor.events import (
     TaskTransition,
     TimerFired,
 )
-from executor.host.identity import own_identity
 from executor.logs import log_event
 from executor.task.announcing import AnnouncementChanged, Announcer, Announcing, earliest
-from executor.task.journal import Journal
-from executor.task.kill import (
-    CancelLifecycle,
-    KillCommand,
-    KillProcesses,
-    KillSequence,
-    KillState,
-    StartLifecycle,
-)
+from executor.task.journal import Journal, header_record
+from executor.task.killing import Killing
 from executor.task.operator import OperatorRequests
 from executor.task.planner import Decision, Planner
 from executor.task.ports import (
@@ -63,13 +54,11 @@ from executor.task.ports import (
     HealthChecks,
     HealthStarter,
     HostPort,
-    Lifecycle,
     LifecycleStarter,
     ProcessPort,
     Reporter,
     SpawnError,
 )
-from executor.task.records import HeaderRecord
 from executor.task.status import Outcome, TaskStatusMachine, Update
 from healthcheck.policy import HealthPolicy, HealthState
 
@@ -115,18 +104,17 @@ class TaskOwner:
         self._reporter = reporter
         self._checker = checker
         self._start_health = start_health
-        self._start_lifecycle = start_lifecycle
         self._host = host
         self._operators = OperatorRequests(job.label)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue() if events is None else events
         self._clock = clock
-        self._default_grace = kill_grace_secs
         self._planner = Planner(job.task, run_cap=run_cap)
         self._policy = HealthPolicy.from_spec(job.health) if checker else None
         self._status = TaskStatusMachine(health_checked=checker is not None)
-        self._kills = KillSequence(_lifecycle_hold_secs(job), stop_within_secs)
+        self._killing = Killing(job, planner=self._planner, reporter=reporter,
+                                start_lifecycle=start_lifecycle, post=self.post, clock=clock,
+                                default_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs)
         self._health: HealthChecks | None = None
-        self._lifecycle: Lifecycle | None = None
         self._journal = Journal(job.label, wall_clock)
         self._announcing = Announcing(announcer, self._journal, job.label, stop_within_secs)
         self._pids: dict[tuple[str, int], int] = {}
@@ -182,7 +170,7 @@ class TaskOwner:
             self._host.task_started(task_id=job.task_id, job_key=job.key, label=job.label,
                                     marker=self._procs.marker, post=self.post)
         sink = self._open_checkpoint()
-        self._journal.open(sink, self._header())
+        self._journal.open(sink, header_record(job, self.sandbox, self._procs, self._checker))
         self._apply_outcome(self._status.started())
 
     def step(self) -> bool:
@@ -205,8 +193,7 @@ class TaskOwner:
         """Stop every adapter; the task's processes are killed by the process port's close."""
         self._announcing.close()
         self._journal.flush()
-        if self._lifecycle is not None:
-            self._lifecycle.cancel()
+        self._killing.close()
         if self._health is not None:
             self._health.stop()
         self._procs.close()
@@ -248,9 +235,8 @@ class TaskOwner:
             if decision.start:
                 self._on_processes_started()
             if not decision.start and not decision.signal:
-                gone = decision.phase is TaskPhase.FINALIZING or decision.phase.terminal
-                if gone and self._lifecycle is not None:
-                    self._lifecycle.regular_processes_gone()
+                if decision.phase is TaskPhase.FINALIZING or decision.phase.terminal:
+                    self._killing.regular_processes_gone()
                 return decision
 
     def _signal(self, commands: tuple[SignalRun, ...]) -> None:
@@ -292,15 +278,14 @@ class TaskOwner:
                 if was_killing:  # already killing: a later request can only hasten the kill
                     self._kill(event.reason, event)
                 if event.reply is not None:
-                    self._operators.kill_taken(event.reply, event.reason, self._grace(event.grace_secs))
+                    self._operators.kill_taken(event.reply, event.reason,
+                                               self._killing.grace(event.grace_secs))
             case RestartRequested():
-                self._operators.restart(event, self._planner, self._clock(), self._grace(None))
+                self._operators.restart(event, self._planner, self._clock(), self._killing.grace(None))
             case LifecycleProgress():
-                if self._kills.state is KillState.LIFECYCLE:
-                    self._kill_step("lifecycle", event.detail)
+                self._killing.lifecycle_progress(event.detail)
             case LifecycleDone():
-                before = self._kills.state
-                self._run_kill_commands(self._kills.lifecycle_done(self._clock()), event.summary, before)
+                self._killing.lifecycle_done(event.summary)
             case AnnouncementChanged():
                 self._announcing.changed(event.view)
             case TimerFired():
@@ -337,56 +322,11 @@ class TaskOwner:
 
     # ---- kills ----
 
-    def _grace(self, grace_secs: float | None) -> float:
-        if grace_secs is not None:
-            return grace_secs
-        if self._default_grace is not None:
-            return self._default_grace
-        return self.job.task.finalization_wait_secs
-
     def _kill(self, reason: str, request: KillRequested | None = None) -> None:
         self._announcing.stopping(reason)  # first: clients stop routing to the task
         if self._health is not None:
             self._health.stop_async()
-        before = self._kills.state
-        ask = request or KillRequested(reason)
-        commands = self._kills.request(reason, self._grace(ask.grace_secs), ask.use_lifecycle,
-                                       self._clock(), processes_started=self._processes_started,
-                                       immediate=ask.immediate)
-        self._run_kill_commands(commands, reason, before)
-
-    def _run_kill_commands(self, commands: tuple[KillCommand, ...], why: str, before: KillState) -> None:
-        now = self._clock()
-        for command in commands:
-            match command:
-                case KillProcesses():
-                    self._planner.kill(now, command.reason, command.grace_secs,
-                                       term_delay_secs=command.term_delay_secs,
-                                       skip_finals=command.skip_finals)
-                    if command.skip_finals:
-                        self._kill_step("now", f"{command.reason}: SIGKILL to every process now; "
-                                               "the waits left and the final processes are skipped")
-                    elif before is KillState.LIFECYCLE and self._kills.state is KillState.SIGNALS:
-                        self._kill_step("signals", f"{why}: SIGTERM now, SIGKILL in "
-                                                   f"{number(command.grace_secs)} s unless every "
-                                                   "process has exited")
-                case StartLifecycle():
-                    port = self.job.lifecycle.port if self.job.lifecycle else None
-                    log_event(logger, logging.INFO, "kill_stage", task=self.job.label,
-                              stage="lifecycle", port=port, reason=command.reason)
-                    self._lifecycle = self._start_lifecycle(
-                        command.within_secs,
-                        lambda detail: self.post(LifecycleProgress(detail, self._clock())),
-                        lambda summary: self.post(LifecycleDone(summary, self._clock())))
-                case CancelLifecycle():
-                    if self._lifecycle is not None:
-                        self._lifecycle.cancel()
-                case _:
-                    assert_never(command)
-
-    def _kill_step(self, stage: str, reason: str) -> None:
-        log_event(logger, logging.INFO, "kill_stage", task=self.job.label, stage=stage, reason=reason)
-        self._reporter.on_transition(KillStep(stage, reason))
+        self._killing.start(reason, request or KillRequested(reason), self._processes_started)
 
     # ---- outcomes, transitions, checkpoint ----
 
@@ -418,17 +358,6 @@ class TaskOwner:
             self._journal.transition(t)
         self._reporter.on_transition(t)
 
-    def _header(self) -> HeaderRecord:
-        job = self.job
-        me = own_identity()
-        return HeaderRecord(
-            task=job.label, job_key=job.key, task_id=job.task_id, sandbox=str(self.sandbox),
-            ports=dict(job.ports), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
-            supervisor_boot=me.boot_id, marker=self._procs.marker,
-            processes=tuple(p.name for p in job.task.processes),
-            health=self._checker.describe() if self._checker is not None else "none",
-            containment=self._procs.containment)
-
     def _internal_error(self, exc: BaseException) -> None:
         reason = f"executor internal error: {type(exc).__name__}: {exc}"
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -442,8 +371,3 @@ class TaskOwner:
             except Exception:
                 logger.error("owner task=%s could not report the internal error", self.job.label)
 
-
-def _lifecycle_hold_secs(job: JobSpec) -> float | None:
-    """How long the lifecycle endpoints may hold a kill's signals (None: no endpoints)."""
-    spec = job.lifecycle
-    return None if spec is None else spec.graceful_shutdown_wait_secs + spec.shutdown_wait_secs

@@ -1,0 +1,124 @@
+"""The owner's side of a task's kill: the staged kill of `executor/task/kill.py`, carried out.
+
+Owns, for one task: the `KillSequence` (which stage the kill is in) and the running
+lifecycle endpoints, if any; turning each kill command into what it asks — the planner's
+SIGTERM → SIGKILL staging, the endpoints started (`executor/task/lifecycle.py`, through the
+owner's `LifecycleStarter` port) or cancelled; the grace a kill gets when its request names
+none; and one `kill_stage` log line and one `KillStep` for the reporter per stage the kill
+reaches. What comes first in every kill — leaving the ServerSet, stopping the health checks
+— stays with the owner, which calls `start` after it.
+
+It decides nothing itself (the sequence and the planner do) and holds no task state but the
+kill's: it is the owner's, called only from the owner's thread; the endpoints' progress and
+end come back as `LifecycleProgress` and `LifecycleDone` on the owner's queue.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import assert_never
+
+from config.spec import JobSpec
+from config.words import number
+from executor.events import KillRequested, KillStep, LifecycleDone, LifecycleProgress
+from executor.logs import log_event
+from executor.task.kill import (
+    CancelLifecycle,
+    KillCommand,
+    KillProcesses,
+    KillSequence,
+    KillState,
+    StartLifecycle,
+)
+from executor.task.planner import Planner
+from executor.task.ports import Lifecycle, LifecycleStarter, Reporter
+
+logger = logging.getLogger(__name__)
+
+
+class Killing:
+    def __init__(self, job: JobSpec, *, planner: Planner, reporter: Reporter,
+                 start_lifecycle: LifecycleStarter, post: Callable[[object], None],
+                 clock: Callable[[], float], default_grace_secs: float | None,
+                 stop_within_secs: float | None) -> None:
+        self._job = job
+        self._planner = planner
+        self._reporter = reporter
+        self._start_lifecycle = start_lifecycle
+        self._post = post
+        self._clock = clock
+        self._default_grace = default_grace_secs
+        self._sequence = KillSequence(_lifecycle_hold_secs(job), stop_within_secs)
+        self._lifecycle: Lifecycle | None = None
+
+    def grace(self, grace_secs: float | None) -> float:
+        """The grace between SIGTERM and SIGKILL: the request's, else the front-end's
+        default, else the task's `finalization_wait`."""
+        if grace_secs is not None:
+            return grace_secs
+        if self._default_grace is not None:
+            return self._default_grace
+        return self._job.task.finalization_wait_secs
+
+    def start(self, reason: str, ask: KillRequested, processes_started: bool) -> None:
+        """A kill request: start the kill, or hasten the one under way."""
+        before = self._sequence.state
+        commands = self._sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle,
+                                          self._clock(), processes_started=processes_started,
+                                          immediate=ask.immediate)
+        self._run(commands, reason, before)
+
+    def lifecycle_progress(self, detail: str) -> None:
+        if self._sequence.state is KillState.LIFECYCLE:
+            self._step("lifecycle", detail)
+
+    def lifecycle_done(self, summary: str) -> None:
+        before = self._sequence.state
+        self._run(self._sequence.lifecycle_done(self._clock()), summary, before)
+
+    def regular_processes_gone(self) -> None:
+        if self._lifecycle is not None:
+            self._lifecycle.regular_processes_gone()
+
+    def close(self) -> None:
+        if self._lifecycle is not None:
+            self._lifecycle.cancel()
+
+    def _run(self, commands: tuple[KillCommand, ...], why: str, before: KillState) -> None:
+        now = self._clock()
+        for command in commands:
+            match command:
+                case KillProcesses():
+                    self._planner.kill(now, command.reason, command.grace_secs,
+                                       term_delay_secs=command.term_delay_secs,
+                                       skip_finals=command.skip_finals)
+                    if command.skip_finals:
+                        self._step("now", f"{command.reason}: SIGKILL to every process now; "
+                                          "the waits left and the final processes are skipped")
+                    elif before is KillState.LIFECYCLE and self._sequence.state is KillState.SIGNALS:
+                        self._step("signals", f"{why}: SIGTERM now, SIGKILL in "
+                                              f"{number(command.grace_secs)} s unless every "
+                                              "process has exited")
+                case StartLifecycle():
+                    port = self._job.lifecycle.port if self._job.lifecycle else None
+                    log_event(logger, logging.INFO, "kill_stage", task=self._job.label,
+                              stage="lifecycle", port=port, reason=command.reason)
+                    self._lifecycle = self._start_lifecycle(
+                        command.within_secs,
+                        lambda detail: self._post(LifecycleProgress(detail, self._clock())),
+                        lambda summary: self._post(LifecycleDone(summary, self._clock())))
+                case CancelLifecycle():
+                    if self._lifecycle is not None:
+                        self._lifecycle.cancel()
+                case _:
+                    assert_never(command)
+
+    def _step(self, stage: str, reason: str) -> None:
+        log_event(logger, logging.INFO, "kill_stage", task=self._job.label, stage=stage, reason=reason)
+        self._reporter.on_transition(KillStep(stage, reason))
+
+
+def _lifecycle_hold_secs(job: JobSpec) -> float | None:
+    """How long the lifecycle endpoints may hold a kill's signals (None: no endpoints)."""
+    spec = job.lifecycle
+    return None if spec is None else spec.graceful_shutdown_wait_secs + spec.shutdown_wait_secs
