@@ -75,7 +75,7 @@ def main() -> int:
     import executor.local.run as local
     SPANS.append(("imports", start, time.perf_counter()))
     from executor.local import console
-    from executor.procs import containment, supervisor
+    from executor.procs import containment, supervisor, watchdog
     from executor.task import checkpoint, wiring
     for name in ("load_job", "check_bound", "job_ports"):
         wrap(local, name, "config (load, checks, ports)")
@@ -87,7 +87,7 @@ def main() -> int:
     wrap(containment.Containment, "prepare", "cgroup (make, enter)")
     wrap(containment.Containment, "enter", "cgroup (make, enter)")
     wrap(containment.Containment, "settle", "cgroup (make, enter)")  # the wait for the move left
-    wrap(supervisor.Supervisor, "_start_watchdog", "watchdog")
+    wrap(watchdog.WatchdogKeeper, "start", "watchdog")
     wrap(supervisor.Supervisor, "spawn_many", "spawn")
     on_nth_running(n, console.ConsoleReporter)
     sys.stdout.flush()

@@ -30,7 +30,8 @@ How it keeps the task contained:
   (`executor/procs/proctree.py`); `signal_all` also reaches unclaimed processes. A pid
   that is not provably ours is never signalled.
 - A `/bin/sh` watchdog (`executor/procs/watchdog.py`) kills the task's cgroup and every
-  marker-carrying process when the Stoker process dies, even by SIGKILL.
+  marker-carrying process when the Stoker process dies, even by SIGKILL; its keeper there
+  restarts it if it dies while the task lives.
 - Shell health commands run through `run_command` (`executor/procs/commands.py`, loaded at
   the first command: a task without a shell check never imports it), reaped by the same
   reaper and contained the same way.
@@ -71,7 +72,7 @@ from executor.procs.identity import RunAs
 from executor.procs.logpump import LogPump
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
-from executor.procs.watchdog import Watchdog, start_watchdog
+from executor.procs.watchdog import WatchdogKeeper
 
 if TYPE_CHECKING:
     from executor.procs.commands import CommandRunner
@@ -111,8 +112,7 @@ class Supervisor:
         self._commands: CommandRunner | None = None
         self._containment: Containment | None = None
         self._containment_logged = False
-        self._watchdog: Watchdog | None = None
-        self._watchdog_gone = threading.Event()
+        self._watchdog: WatchdogKeeper | None = None
         self._pump: LogPump | None = None
         self._logs = spawn.LogRoot(self._sandbox)  # SANDBOX/.logs, kept open between spawns
         self._logs_lock = threading.Lock()  # so close() never closes it under a spawn
@@ -153,7 +153,11 @@ class Supervisor:
             reaper=self._reaper, task_marker=self._marker, label=self._label,
             cgroup_setting=self._cgroups, live_children=self._live_children)
         self._containment.prepare(f"stoker-{self._marker[:16]}")
-        self._start_watchdog()  # outside the cgroup, so that it can kill it
+        self._watchdog = WatchdogKeeper(
+            reaper=self._reaper, marker=self._marker, label=self._label,
+            cgroup=self._containment.watchdog_cgroup,
+            keep=lambda: self._state is SupervisorState.STARTED)
+        self._watchdog.start()  # outside the cgroup, so that it can kill it
         self._containment.enter()  # under way until `_contained`: the first fork waits for it
 
     def _contained(self) -> Containment:
@@ -165,32 +169,6 @@ class Supervisor:
             log_event(logger, logging.INFO, "containment", task=self._label,
                       mechanism=self._containment.mechanism, how=self._containment.describe())
         return self._containment
-
-    def _start_watchdog(self) -> None:
-        assert self._reaper is not None and self._containment is not None
-        try:
-            with self._reaper.forking():
-                dog = start_watchdog(self._marker, *self._containment.watchdog_cgroup())
-                self._reaper.register(dog.pid, Watcher(on_reaped=self._watchdog_exited))
-        except OSError as e:
-            log_event(logger, logging.ERROR, "watchdog_failed", task=self._label,
-                      error=f"{type(e).__name__}: {e}",
-                      consequence="the task is not protected against the supervisor's death")
-            return
-        self._watchdog = dog
-        log_event(logger, logging.DEBUG, "watchdog_started", task=self._label, pid=dog.pid)
-
-    def _watchdog_exited(self, pid: int, status: int) -> None:
-        if self._watchdog is not None and self._watchdog.pid == pid:
-            self._watchdog.popen.returncode = os.waitstatus_to_exitcode(status)
-        if self._state is not SupervisorState.STARTED:
-            self._watchdog_gone.set()
-            return
-        log_event(logger, logging.ERROR, "watchdog_exited", task=self._label, pid=pid,
-                  status=ExitStatus.from_wait_status(status).describe(), action="restarting it")
-        if self._watchdog is not None:
-            self._watchdog.close_pipe()
-        self._start_watchdog()
 
     # ---- spawning ----
 
@@ -413,17 +391,15 @@ class Supervisor:
         self._kill_everything()
         let_go = self._contained().close()  # out of the cgroup, which is killed and removed
         if self._watchdog is not None and let_go:
-            self._watchdog.close_pipe()  # it makes one pass, finds nothing, exits
+            self._watchdog.let_go()
         with self._lock:
             pump = self._pump
         if pump is not None:
             pump.stop(drain_secs=0.5)
         assert self._reaper is not None
         self._reaper.release()
-        if self._watchdog is not None and let_go and not self._watchdog_gone.wait(WATCHDOG_EXIT_SECS):
-            log_event(logger, logging.ERROR, "watchdog_stuck", task=self._label,
-                      pid=self._watchdog.pid,
-                      reason=f"it did not exit within {WATCHDOG_EXIT_SECS} s of close")
+        if self._watchdog is not None and let_go:
+            self._watchdog.wait_gone(WATCHDOG_EXIT_SECS)
         thread = self._reaper.thread
         if (thread is not None and self._reaper.users == 0 and let_go
                 and thread is not threading.current_thread()):

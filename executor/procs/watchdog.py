@@ -1,6 +1,8 @@
 """The watchdog: a tiny /bin/sh process that kills the task if the Stoker process dies.
 
-Owns: the shell script and how it is started. One watchdog per Supervisor, in its own session,
+Owns: the shell script, how it is started, and keeping it (`WatchdogKeeper`: started with the
+supervisor, restarted if it dies while the task lives, let go at close and waited for).
+One watchdog per Supervisor, in its own session,
 with a minimal environment WITHOUT the task markers (so it never matches itself), ignoring
 SIGINT/SIGTERM/SIGHUP, and outside the task's cgroup (it is started before the Stoker process
 moves in; one started later moves itself back out first). Its stdin is the read end of a
@@ -25,14 +27,24 @@ started with close_fds). The script blocks reading that pipe; EOF means the supe
 
 A shell and one grep per pass cost no Python interpreter: the watchdog idles as one
 blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
-1 when processes were still found after the last pass.
+1 when processes were still found after the last pass. The keeper logs its start at DEBUG,
+and at ERROR a watchdog that could not start, died while the task lives, or did not exit.
 """
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
+import threading
+from collections.abc import Callable
 
 import attrs
+
+from executor.events import ExitStatus
+from executor.logs import log_event
+from executor.procs.reaper import Reaper, Watcher
+
+logger = logging.getLogger(__name__)
 
 WATCHDOG_SCRIPT = r"""
 trap '' INT TERM HUP
@@ -121,3 +133,61 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
     finally:
         os.close(read_fd)
     return Watchdog(popen=popen, write_fd=write_fd)
+
+
+class WatchdogKeeper:
+    """One supervisor's watchdog, kept while the task lives. `cgroup`: the task's cgroup
+    arguments for `start_watchdog` at each start; `keep`: whether the supervisor still runs
+    the task (asked on the reaper thread when the watchdog exits: if not, it was let go)."""
+
+    def __init__(self, *, reaper: Reaper, marker: str, label: str,
+                 cgroup: Callable[[], tuple[str, str, str]], keep: Callable[[], bool]) -> None:
+        self._reaper = reaper
+        self._marker = marker
+        self._label = label
+        self._cgroup = cgroup
+        self._keep = keep
+        self._watchdog: Watchdog | None = None
+        self._gone = threading.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self._watchdog.pid if self._watchdog is not None else None
+
+    def start(self) -> None:
+        """Fork the watchdog; one that cannot start is logged, and the task runs unprotected."""
+        try:
+            with self._reaper.forking():
+                dog = start_watchdog(self._marker, *self._cgroup())
+                self._reaper.register(dog.pid, Watcher(on_reaped=self._exited))
+        except OSError as e:
+            log_event(logger, logging.ERROR, "watchdog_failed", task=self._label,
+                      error=f"{type(e).__name__}: {e}",
+                      consequence="the task is not protected against the supervisor's death")
+            return
+        self._watchdog = dog
+        log_event(logger, logging.DEBUG, "watchdog_started", task=self._label, pid=dog.pid)
+
+    def let_go(self) -> None:
+        """Close its pipe: it makes one pass, finds nothing, exits."""
+        if self._watchdog is not None:
+            self._watchdog.close_pipe()
+
+    def wait_gone(self, within_secs: float) -> None:
+        """Wait for a watchdog let go to exit; one that does not is logged."""
+        if self._watchdog is not None and not self._gone.wait(within_secs):
+            log_event(logger, logging.ERROR, "watchdog_stuck", task=self._label,
+                      pid=self._watchdog.pid,
+                      reason=f"it did not exit within {within_secs} s of close")
+
+    def _exited(self, pid: int, status: int) -> None:
+        if self._watchdog is not None and self._watchdog.pid == pid:
+            self._watchdog.popen.returncode = os.waitstatus_to_exitcode(status)
+        if not self._keep():
+            self._gone.set()
+            return
+        log_event(logger, logging.ERROR, "watchdog_exited", task=self._label, pid=pid,
+                  status=ExitStatus.from_wait_status(status).describe(), action="restarting it")
+        if self._watchdog is not None:
+            self._watchdog.close_pipe()
+        self.start()
