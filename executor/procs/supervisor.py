@@ -1,9 +1,10 @@
 """The supervisor adapter: forks a task's runs, watches their exits, logs and kills them.
 
-Owns, for one task: the runs it forked (top pid, process group, markers), the watchdog, the
-log pump, and shell commands run for health checks. It is a thin shell: it decides nothing
-about restarts or states (the planner and the owner do), it only does what it is told and
-posts one event per run, `ProcessExited`, from the reaper thread.
+Owns, for one task: the runs it forked (top pid, process group, markers), the watchdog (its
+`WatchdogKeeper`), the runs' logs (its `RunLogs`), and shell commands run for health checks.
+It is a thin shell: it decides nothing about restarts or states (the planner and the owner
+do), it only does what it is told and posts one event per run, `ProcessExited`, from the
+reaper thread.
 
 How it keeps the task contained:
 - Every run is `/bin/bash -c CMDLINE` in its own session (so its own process group), in
@@ -36,8 +37,9 @@ How it keeps the task contained:
   the first command: a task without a shell check never imports it), reaped by the same
   reaper and contained the same way.
 
-Helpers: `spawn.py` (env, logs, fork), `logstage.py` (a next run's logs, made at `idle()`),
-`sandboxfs.py` (opening files a task could have replaced), `reaper.py`, `logpump.py`,
+Helpers: `spawn.py` (env, logs, fork), `runlogs.py` (`.logs` kept open, each run's log
+files, the pump), `logstage.py` (a next run's logs, made at `idle()`), `sandboxfs.py`
+(opening files a task could have replaced), `reaper.py`, `logpump.py`,
 `containment.py` (which processes are the task's), `proctree.py` (/proc walks and scans,
 pidfd signals), `cgroups.py`, `watchdog.py`, `commands.py`.
 
@@ -69,14 +71,13 @@ from executor.procs import spawn
 from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
 from executor.procs.identity import RunAs
-from executor.procs.logpump import LogPump
 from executor.procs.reaper import Reaper, Watcher
+from executor.procs.runlogs import RunLogs
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
 from executor.procs.watchdog import WatchdogKeeper
 
 if TYPE_CHECKING:
     from executor.procs.commands import CommandRunner
-    from executor.procs.logstage import LogStage
     from healthcheck.shell import CommandResult
 
 __all__ = ["SpawnError", "Supervisor"]
@@ -106,17 +107,14 @@ class Supervisor:
         self._env = spawn.task_env(env, self._sandbox, self._marker)
         self._profile = spawn.profile_path(self._sandbox)
         self._post = post
-        self._lock = threading.Lock()  # guards _runs, _pump, _commands and _state
+        self._lock = threading.Lock()  # guards _runs, _commands and _state
         self._runs: dict[tuple[str, int], RunChild] = {}
         self._reaper: Reaper | None = None
         self._commands: CommandRunner | None = None
         self._containment: Containment | None = None
         self._containment_logged = False
         self._watchdog: WatchdogKeeper | None = None
-        self._pump: LogPump | None = None
-        self._logs = spawn.LogRoot(self._sandbox)  # SANDBOX/.logs, kept open between spawns
-        self._logs_lock = threading.Lock()  # so close() never closes it under a spawn
-        self._stage: LogStage | None = None  # the next runs' log directories, from the first restart
+        self._logs = RunLogs(self._sandbox, self._label)
         self._devnull = -1
         self._state = SupervisorState.NEW
 
@@ -202,16 +200,14 @@ class Supervisor:
     def idle(self) -> None:
         """The owner has nothing to do now: make the log directories of the runs that may come
         next (`executor/procs/logstage.py`: a process that restarted once may again)."""
-        with self._logs_lock:
-            if self._state is SupervisorState.STARTED and self._stage is not None:
-                self._stage.stage_wanted()
+        if self._state is SupervisorState.STARTED:
+            self._logs.idle()
 
     def _prepare(self, process: ProcessSpec, run: int) -> PreparedRun:
         if self._state is SupervisorState.NEW:
             self.start()
         if self._state is not SupervisorState.STARTED:
-            raise SpawnError(f"the supervisor of task {self._label} is closed; cannot start "
-                             f"process {process.name!r} run {run}")
+            raise self._closed(process, run)
         key = (process.name, run)
         with self._lock:
             if key in self._runs:
@@ -220,18 +216,14 @@ class Supervisor:
         if "\0" in process.name or "\0" in process.cmdline:
             raise SpawnError(f"process {process.name!r} run {run}: its name or cmdline "
                              f"contains a NUL byte, which no command line can carry")
-        with self._logs_lock:
-            if self._state is SupervisorState.CLOSED:  # closed meanwhile: open nothing more
-                raise SpawnError(f"the supervisor of task {self._label} is closed; cannot start "
-                                 f"process {process.name!r} run {run}")
-            staged = self._stage.take(process.name, run) if self._stage is not None else None
-            directory = staged[0] if staged else self._logs.run_dir(process.name, run)
-        label = f"task={self._label} process={process.name} run={run}"
-        try:
-            stdio = staged[1] if staged else spawn.open_stdio(directory, process.logger, self._devnull, label)
-        finally:
-            directory.close()
+        stdio = self._logs.open(process, run, self._devnull)
+        if stdio is None:  # closed meanwhile
+            raise self._closed(process, run)
         return PreparedRun(process=process, run=run, stdio=stdio)
+
+    def _closed(self, process: ProcessSpec, run: int) -> SpawnError:
+        return SpawnError(f"the supervisor of task {self._label} is closed; cannot start "
+                          f"process {process.name!r} run {run}")
 
     def _fork(self, prepared: PreparedRun, bash_env: str | None) -> int:
         process, run, stdio = prepared.process, prepared.run, prepared.stdio
@@ -257,26 +249,10 @@ class Supervisor:
             where = f" in {e.filename}" if e.filename else ""
             raise SpawnError(f"cannot start /bin/bash for process {process.name!r} run {run}"
                              f"{where}: {describe_os_error(e)}") from None
-        for fd in stdio.close_after_fork:
-            os.close(fd)
-        if stdio.pumped:
-            pump = self._log_pump()
-            for read_fd, file, console, stream_label in stdio.pumped:
-                pump.add(read_fd, file, console, stream_label)
-        if run >= 1 and spawn.stageable(process.logger):  # it restarted: stage its next run when idle
-            from executor.procs import logstage  # loaded at a task's first restart
-            with self._logs_lock:
-                self._stage = self._stage or logstage.LogStage(self._logs)
-                self._stage.want(process.name, run + 1)
+        self._logs.forked(process, run, stdio)
         log_event(logger, logging.DEBUG, "process_spawned", task=self._label,
                   process=process.name, run=run, pid=child.pid)
         return child.pid
-
-    def _log_pump(self) -> LogPump:
-        with self._lock:
-            if self._pump is None:
-                self._pump = LogPump(self._label)
-            return self._pump
 
     # ---- exits (reaper thread) ----
 
@@ -392,10 +368,7 @@ class Supervisor:
         let_go = self._contained().close()  # out of the cgroup, which is killed and removed
         if self._watchdog is not None and let_go:
             self._watchdog.let_go()
-        with self._lock:
-            pump = self._pump
-        if pump is not None:
-            pump.stop(drain_secs=0.5)
+        self._logs.stop_pump(drain_secs=0.5)
         assert self._reaper is not None
         self._reaper.release()
         if self._watchdog is not None and let_go:
@@ -405,10 +378,7 @@ class Supervisor:
                 and thread is not threading.current_thread()):
             thread.join(WATCHDOG_EXIT_SECS)  # the last user: the thread ends after the watchdog
         self._state = SupervisorState.CLOSED
-        with self._logs_lock:
-            if self._stage is not None:
-                self._stage.close()
-            self._logs.close()
+        self._logs.close()
         os.close(self._devnull)
         self._devnull = -1
 

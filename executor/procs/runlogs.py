@@ -1,0 +1,91 @@
+"""A supervisor's run logs: where each run's stdout and stderr go, from its fork to close.
+
+Owns, for one task: `SANDBOX/.logs`, kept open between spawns (`spawn.LogRoot`); each run's
+log directory and its stdout/stderr (`spawn.open_stdio`), or the ones made ahead of time for
+a process that restarted (`executor/procs/logstage.py`, loaded at a task's first restart and
+staged when the owner is idle); the log pump (`executor/procs/logpump.py`, started at the
+first run whose logger needs copying); and closing them all. Its lock keeps `close()` from
+closing `.logs` under a spawn, and nothing is opened once it is closed.
+
+No policy and no logging: the supervisor (`executor/procs/supervisor.py`) says when, and a
+file system error reaches it as the `SpawnError` of the run that needed it.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from config.spec import ProcessSpec
+from executor.procs import spawn
+from executor.procs.logpump import LogPump
+from executor.procs.spawn import RunStdio
+
+if TYPE_CHECKING:
+    from executor.procs.logstage import LogStage
+
+
+class RunLogs:
+    def __init__(self, sandbox: Path, label: str) -> None:
+        self._label = label
+        self._root = spawn.LogRoot(sandbox)  # SANDBOX/.logs, kept open between spawns
+        self._lock = threading.Lock()  # so close() never closes it under a spawn
+        self._stage: LogStage | None = None  # the next runs' log directories, from the first restart
+        self._pump: LogPump | None = None
+        self._closed = False
+
+    def open(self, process: ProcessSpec, run: int, devnull_fd: int) -> RunStdio | None:
+        """The stdout and stderr of run `run`, in its new log directory (staged, or made
+        now); None once closed. Raises SpawnError."""
+        with self._lock:
+            if self._closed:  # closed meanwhile: open nothing more
+                return None
+            staged = self._stage.take(process.name, run) if self._stage is not None else None
+            directory = staged[0] if staged else self._root.run_dir(process.name, run)
+        label = f"task={self._label} process={process.name} run={run}"
+        try:
+            return staged[1] if staged else spawn.open_stdio(directory, process.logger, devnull_fd, label)
+        finally:
+            directory.close()
+
+    def forked(self, process: ProcessSpec, run: int, stdio: RunStdio) -> None:
+        """The run is forked: close our copies of its ends, pump what is piped, and, for a
+        process that restarted, want its next run's directory staged."""
+        for fd in stdio.close_after_fork:
+            os.close(fd)
+        if stdio.pumped:
+            pump = self._log_pump()
+            for read_fd, file, console, stream_label in stdio.pumped:
+                pump.add(read_fd, file, console, stream_label)
+        if run >= 1 and spawn.stageable(process.logger):  # it restarted: stage its next run when idle
+            from executor.procs import logstage  # loaded at a task's first restart
+            with self._lock:
+                self._stage = self._stage or logstage.LogStage(self._root)
+                self._stage.want(process.name, run + 1)
+
+    def idle(self) -> None:
+        """Make the log directories wanted for the runs that may come next."""
+        with self._lock:
+            if not self._closed and self._stage is not None:
+                self._stage.stage_wanted()
+
+    def stop_pump(self, drain_secs: float) -> None:
+        with self._lock:
+            pump = self._pump
+        if pump is not None:
+            pump.stop(drain_secs=drain_secs)
+
+    def close(self) -> None:
+        """Remove what is still staged and close `.logs`. Idempotent."""
+        with self._lock:
+            self._closed = True
+            if self._stage is not None:
+                self._stage.close()
+            self._root.close()
+
+    def _log_pump(self) -> LogPump:
+        with self._lock:
+            if self._pump is None:
+                self._pump = LogPump(self._label)
+            return self._pump
