@@ -2,8 +2,9 @@
 when the Stoker process is gone.
 
 Owns, for one supervisor: the list of the task's processes, the "unclaimed" rule, the
-leftover kill after each exit, the signals of `signal_run(s)` / `signal_all`, and the task's
-cgroup (`executor/procs/cgroups.py`) from start to removal.
+leftover kill after each exit, the signals of `signal_run(s)` / `signal_all`, the kill of
+whatever is left at close (`kill_all`), and the task's cgroup (`executor/procs/cgroups.py`)
+from start to removal.
 
 **While Stoker lives, the task is its subtree.** Stoker is a child subreaper: a process whose
 parent dies is re-parented to it, so every process the task ever started stays a descendant
@@ -321,6 +322,25 @@ class Containment:
                 if self._reaper.is_registered(pgid):
                     proctree.signal_group(pgid, sig)
         return len(by_group) + len(sent)
+
+    def signal_task(self, sig: int) -> int:
+        """`sig` to every process of the task, unclaimed ones included; returns how many."""
+        return self.signal(self._live_children(), (self._entry,), sig, whole_task=True)
+
+    def kill_all(self, within_secs: float) -> None:
+        """At close: SIGKILL every process of the task until none is left, for at most
+        `within_secs` (what is still alive then is logged)."""
+        deadline = time.monotonic() + within_secs
+        while True:
+            left = self.signal_task(signal.SIGKILL)
+            if left == 0:
+                return
+            if time.monotonic() >= deadline:
+                log_event(logger, logging.ERROR, "close_incomplete", task=self._label,
+                          reason=f"{left} processes were still alive {within_secs} s "
+                                 f"after the first SIGKILL")
+                return
+            time.sleep(0.005)  # SIGKILLed processes need a moment to become zombies
 
     def pids(self, children: Sequence[Child]) -> set[int]:
         """The task's live processes: the trees of `children`, the task marker, unclaimed."""

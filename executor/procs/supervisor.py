@@ -56,7 +56,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
@@ -310,8 +309,7 @@ class Supervisor:
         """Signal every process of the task (unclaimed ones included); returns how many."""
         if self._containment is None:
             return 0
-        entry = f"{spawn.TASK_MARKER}={self._marker}".encode()
-        return self._containment.signal(self._live_children(), (entry,), sig, whole_task=True)
+        return self._containment.signal_task(sig)
 
     def task_pids(self) -> set[int]:
         """Live (non-zombie) processes of the task."""
@@ -364,7 +362,8 @@ class Supervisor:
             self._state = SupervisorState.CLOSING if started else SupervisorState.CLOSED
         if not started:
             return
-        self._kill_everything()
+        assert self._containment is not None
+        self._containment.kill_all(CLOSE_KILL_SECS)
         let_go = self._contained().close()  # out of the cgroup, which is killed and removed
         if self._watchdog is not None and let_go:
             self._watchdog.let_go()
@@ -381,16 +380,3 @@ class Supervisor:
         self._logs.close()
         os.close(self._devnull)
         self._devnull = -1
-
-    def _kill_everything(self) -> None:
-        deadline = time.monotonic() + CLOSE_KILL_SECS
-        while True:
-            left = self.signal_all(signal.SIGKILL)
-            if left == 0:
-                return
-            if time.monotonic() >= deadline:
-                log_event(logger, logging.ERROR, "close_incomplete", task=self._label,
-                          reason=f"{left} processes were still alive {CLOSE_KILL_SECS} s "
-                                 f"after the first SIGKILL")
-                return
-            time.sleep(0.005)  # SIGKILLed processes need a moment to become zombies

@@ -370,4 +370,3 @@ class TaskOwner:
                 self._reporter.on_update(self.final_update)
             except Exception:
                 logger.error("owner task=%s could not report the internal error", self.job.label)
-
