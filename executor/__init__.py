@@ -11,13 +11,15 @@ The folder tree is the architecture (docs/design.md draws it):
     observe/ `stoker observe`: the read-only web view of the host's tasks (pages, JSON,
              logs), over the registry and the task inspection; only that command loads it.
     task/    one task's life, whoever asked for it: the planner, the status machine, kill
-             staging, checkpoint records and their compaction, the lifecycle endpoints and
-             the TaskOwner loop.
+             staging and the owner's side of it (killing), checkpoint records, the journal
+             that writes them and their compaction, the lifecycle endpoints and the
+             TaskOwner loop.
     host/    one host's view of its tasks: the host registry, the sandbox lock, the control
              socket (`stoker kill`, `stoker restart`) and the session that holds them; and
              the supervisor's own stop signals, relayed to one thread.
     procs/   Linux process containment: fork/exec, the one reaper, process trees, the
-             watchdog, log pumping, shell commands, reading a sandbox safely. Adapters only.
+             watchdog and its keeper, the runs' logs (kept open, staged, pumped), shell
+             commands, reading a sandbox safely. Adapters only.
     events.py, logs.py   the shared vocabulary (pure events and states) and `log_event`.
     codecache.py         attrs' generated methods, compiled once and kept like `.pyc` files
                          (the entry point, cli/start.py, installs it first).
