@@ -23,7 +23,6 @@ from typing import Any
 from pystachio import Ref
 
 from config.errors import ConfigError, cut, join_problems, show
-from config.explain import IncludeError, exec_error
 from config.order import DuplicateName, describe, order_graph
 from config.portmap import PortmapError, job_portmap, requested_ports
 from config.schema import SCHEMA_NAMESPACE, Job
@@ -67,11 +66,15 @@ class _Run:
 
     def include(self, relative: str) -> None:
         if not isinstance(relative, (str, Path)):
+            from config.explain import IncludeError  # only a bad include() needs it
+
             raise IncludeError(f"include() takes a relative path, not {relative!r}")
         path = self.stack[-1].parent / relative
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
+            from config.explain import IncludeError  # only a bad include() needs it
+
             raise IncludeError(f"include({str(relative)!r}) cannot read {path}: {_reason(exc)}") from None
         self.run(path, text)
 
@@ -98,6 +101,8 @@ def load_jobs(path: str | Path) -> list[Any]:
     try:
         run.run(path, text)
     except (Exception, SystemExit) as exc:  # anything the config raises becomes file:line
+        from config.explain import exec_error  # only a config that raised needs it
+
         raise exec_error(run.files, str(path), exc) from None
     if "jobs" not in run.namespace:
         raise ConfigError(f"{path}: defines no `jobs`; a config file must end with jobs = [Job(...), ...]")
