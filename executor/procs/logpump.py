@@ -31,12 +31,12 @@ import threading
 from pathlib import Path
 
 from executor.procs import sandboxfs
+from executor.procs.sandboxfs import LOG_FLAGS
 
 logger = logging.getLogger(__name__)
 
 READ_BYTES = 256 * 1024
 PIPE_BYTES = 1024 * 1024
-LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND  # sandboxfs adds the safety flags
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from executor.procs import spawn
-from executor.procs.logpump import LogPump
 from executor.procs.spawn import RunStdio
 
 if TYPE_CHECKING:
+    from executor.procs.logpump import LogPump
     from executor.procs.logstage import LogStage
 
 
@@ -85,6 +85,8 @@ class RunLogs:
             self._root.close()
 
     def _log_pump(self) -> LogPump:
+        from executor.procs.logpump import LogPump  # loaded already: open_stdio made the pipes
+
         with self._lock:
             if self._pump is None:
                 self._pump = LogPump(self._label)

@@ -27,6 +27,7 @@ import errno
 import os
 import stat
 
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND  # a run's log file; open_regular adds the safety flags
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SAFE_FLAGS = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
 # What an open of a wrong kind of entry fails with: a symlink (ELOOP with O_NOFOLLOW,

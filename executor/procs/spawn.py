@@ -28,14 +28,17 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
 from executor.procs import sandboxfs
 from executor.procs.identity import RunAs
-from executor.procs.logpump import LOG_FLAGS, LogFile, make_pipe
-from executor.procs.sandboxfs import describe_os_error
+from executor.procs.sandboxfs import LOG_FLAGS, describe_os_error
+
+if TYPE_CHECKING:
+    from executor.procs.logpump import LogFile
 
 __all__ = ["Child", "CommandChild", "LogDir", "LogRoot", "PreparedRun", "RunChild", "RunStdio",
            "SpawnError", "describe_os_error", "fork_exec", "log_dir", "open_stdio", "profile_now",
@@ -333,6 +336,8 @@ def open_stdio(directory: LogDir, spec: LoggerSpec, devnull_fd: int, label: str)
             stdio.close_after_fork.append(stdio.stderr)
             return stdio
         # ROTATE, or BOTH: a pipe read by the log pump.
+        from executor.procs.logpump import LogFile, make_pipe  # only these loggers need it
+
         rotate = mode is LogMode.ROTATE
         for name, console in (("stdout", 1), ("stderr", 2)):
             path = directory.path / name
