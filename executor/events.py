@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from healthcheck.base import signal_name
-from healthcheck.policy import Attempt, AttemptOutcome, HealthState
+
+if TYPE_CHECKING:  # annotations only: a task without a health check never loads the policy
+    from healthcheck.policy import Attempt, AttemptOutcome, HealthState
 
 
 class TaskState(enum.Enum):

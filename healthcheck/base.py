@@ -12,9 +12,10 @@ import functools
 import logging
 import signal
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from healthcheck.policy import Attempt
+if TYPE_CHECKING:  # executor.events imports this module for signal_name alone
+    from healthcheck.policy import Attempt
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def signal_name(signum: int) -> str:
 def never_raises(check: Callable[..., Attempt]) -> Callable[..., Attempt]:
     """Wraps a checker's `check`: an exception becomes a failed attempt whose reason starts
     with "internal health check error:" (how that counts: `healthcheck.policy`'s docstring)."""
+    from healthcheck.policy import Attempt  # when a checker's class is made, before any check
 
     @functools.wraps(check)
     def wrapper(self: object) -> Attempt:

@@ -38,10 +38,10 @@ from executor.task.records import (
     Record,
     TaskRecord,
 )
-from healthcheck.policy import AttemptOutcome, HealthPolicy, Verdict
 
 if TYPE_CHECKING:
     from healthcheck.checkers import Checker
+    from healthcheck.policy import HealthPolicy, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ class Journal:
                latency_secs: float, attempt_reason: str) -> None:
         """Record and log one judged attempt: a counted failure is WARNING, one grace
         ignores or a snooze INFO, the rest DEBUG."""
+        from healthcheck.policy import AttemptOutcome  # loaded with the task's health policy
+
         self._pending.append(HealthRecord(
             outcome=t.outcome, reason=attempt_reason, latency_secs=round(latency_secs, 6),
             state=t.to, attempts=policy.attempts, consecutive_failures=policy.consecutive_failures,

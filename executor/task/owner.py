@@ -60,10 +60,10 @@ from executor.task.ports import (
     SpawnError,
 )
 from executor.task.status import Outcome, TaskStatusMachine, Update
-from healthcheck.policy import HealthPolicy, HealthState
 
 if TYPE_CHECKING:
     from healthcheck.checkers import Checker
+    from healthcheck.policy import HealthPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class TaskOwner:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue() if events is None else events
         self._clock = clock
         self._planner = Planner(job.task, run_cap=run_cap)
-        self._policy = HealthPolicy.from_spec(job.health) if checker else None
+        self._policy = _health_policy(job) if checker else None
         self._status = TaskStatusMachine(health_checked=checker is not None)
         self._killing = Killing(job, planner=self._planner, reporter=reporter,
                                 start_lifecycle=start_lifecycle, post=self.post, clock=clock,
@@ -306,6 +306,8 @@ class TaskOwner:
                 lambda attempt, latency: self.post(HealthChecked(attempt, latency, self._clock())))
 
     def _on_health(self, event: HealthChecked) -> None:
+        from healthcheck.policy import HealthState  # loaded with the task's health policy
+
         policy = self._policy
         if policy is None or self._status.state.terminal:
             return
@@ -370,3 +372,9 @@ class TaskOwner:
                 self._reporter.on_update(self.final_update)
             except Exception:
                 logger.error("owner task=%s could not report the internal error", self.job.label)
+
+
+def _health_policy(job: JobSpec) -> HealthPolicy:
+    from healthcheck.policy import HealthPolicy  # only a task with a health check needs it
+
+    return HealthPolicy.from_spec(job.health)

@@ -16,10 +16,10 @@ from executor.events import Transition
 from executor.procs.spawn import SpawnError
 from executor.task.membership import AnnouncerView
 from executor.task.status import Update
-from healthcheck.policy import Attempt
 
 if TYPE_CHECKING:  # loaded only by a task with a health check
     from healthcheck.checkers import Checker, CommandResult
+    from healthcheck.policy import Attempt
 
 __all__ = [
     "Announcer", "CheckpointSink", "HealthChecks", "HealthStarter", "HostPort", "Lifecycle",
@@ -147,7 +147,7 @@ class Announcer(Protocol):
 
 
 # Start the health loop: each attempt's result and latency go to the callback.
-HealthStarter = Callable[["Checker", Callable[[Attempt, float], None]], HealthChecks]
+HealthStarter = Callable[["Checker", Callable[["Attempt", float], None]], HealthChecks]
 # Start the lifecycle endpoints, their waits ending within the given seconds (None: each
 # its configured wait): the first callback gets each endpoint's answer and what the kill
 # waits for, the second a summary when they are done.

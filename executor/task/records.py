@@ -42,13 +42,15 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
 from executor.task.membership import Connection, MemberState
-from healthcheck.policy import AttemptOutcome, HealthState
+
+if TYPE_CHECKING:  # reading a checkpoint loads them; writing one for a task without a health check never does
+    from healthcheck.policy import AttemptOutcome, HealthState
 
 _REQUIRED: Any = object()
 
@@ -291,6 +293,8 @@ class HealthRecord:
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> HealthRecord:
+        from healthcheck.policy import AttemptOutcome, HealthState  # only reading a checkpoint
+
         return cls(outcome=_state(AttemptOutcome, doc, "outcome"),
                    reason=_text(doc, "reason", ""),
                    latency_secs=_number(doc, "latency_secs", None, LATENCY_SECS),
@@ -343,6 +347,8 @@ class SummaryRecord:
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> SummaryRecord:
+        from healthcheck.policy import HealthState  # only reading a checkpoint
+
         runs = _field(doc, "earlier_runs", {})
         if not isinstance(runs, Mapping):
             raise _Damaged("'earlier_runs' is not a map of names to counts")

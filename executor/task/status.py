@@ -17,10 +17,14 @@ their ports.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from executor.events import TaskPhase, TaskStage, TaskState, TaskTransition
-from healthcheck.policy import HealthState, Verdict
+
+if TYPE_CHECKING:
+    from healthcheck.policy import Verdict
 
 
 @attrs.frozen(slots=True)
@@ -80,6 +84,8 @@ class TaskStatusMachine:
         return self._move(TaskState.RUNNING, "processes started; no health check configured", None)
 
     def health(self, verdict: Verdict) -> Outcome:
+        from healthcheck.policy import HealthState  # loaded with the task's health policy
+
         if self._state.terminal or self.killing or not verdict.changed:
             return NO_CHANGE
         if verdict.state is HealthState.RUNNING and self._state is TaskState.STARTING:

@@ -28,11 +28,11 @@ from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition
 from executor.task.owner import TaskOwner
 from executor.task.ports import Announcer, HealthChecks, Lifecycle, Reporter
-from healthcheck.policy import Attempt
 
 if TYPE_CHECKING:
     from executor.task.serverset import Announcement
     from healthcheck.checkers import Checker
+    from healthcheck.policy import Attempt
 
 __all__ = ["RunAs", "UnknownUser", "current_user", "give_sandbox", "owner_for", "user_named"]
 
