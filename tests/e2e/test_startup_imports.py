@@ -7,12 +7,13 @@ times: the same on every machine and under any load (the times are `bench/bench_
 
 - `stoker run` of a job without a health check or lifecycle port, up to its process RUNNING
   and through its stop: no HTTP client at all, no ZooKeeper, Thrift or psutil, no package
-  metadata, and none of the parts a task loads only when it needs them (health checkers,
-  shell commands, the checkpoint's compactor, the announcer and its settings, the Mesos
-  front-end, the inspection commands' target lookup, shutil); and no more of Stoker's own
-  modules than RUN_STOKER_MODULES.
-- The same job with an HTTP check: the checker and `http.client` come in (so the check
-  above can fail), and still no `requests`: no product code loads an HTTP client library.
+  metadata, and none of the parts a task loads only when it needs them (health checkers and
+  the health policy, shell commands, the log pump, the checkpoint's compactor, the announcer
+  and its settings, the Mesos front-end, the inspection commands' target lookup, a config
+  error's explanation, shutil); and no more of Stoker's own modules than RUN_STOKER_MODULES.
+- The same job with an HTTP check: the checker, the health policy and `http.client` come in
+  (so the check above can fail), and still no `requests`: no product code loads an HTTP
+  client library. With a rotating logger, the log pump comes in and nothing else.
 - `stoker executor`, up to its SUBSCRIBE (what it loads to connect: `http.client`, never
   `requests` or `importlib.metadata`), then running a task without an HTTP check.
 """
@@ -49,6 +50,9 @@ NOT_IN_RUN = NEVER | {
     "shutil", "zlib", "bz2", "lzma",
     # the next runs' log directories: only once a process has restarted
     "executor.procs.logstage",
+    # the health policy (a task with a health check), the log pump (a rotating logger or one
+    # that also writes to the console), a config error's explanation (a config that raised)
+    "healthcheck.policy", "executor.procs.logpump", "config.explain",
 }
 # How many of Stoker's own modules `stoker run` of that job loads (70 when this was set, 71
 # with the signal relay, 73 with the entry point and its attrs code cache): a change that
@@ -56,17 +60,20 @@ NOT_IN_RUN = NEVER | {
 # 75: owner.py and supervisor.py were at the 450-line ceiling; the owner's kill handling
 # (`executor.task.killing`) and the supervisor's run logs (`executor.procs.runlogs`) became
 # modules of their own, which every task loads, as it loaded the code they hold.
-RUN_STOKER_MODULES = 75
+# 72: the health policy, the log pump and a config error's explanation load only when needed.
+RUN_STOKER_MODULES = 72
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
-                           "shutil", "bz2", "lzma"}
+                           "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
+                           "config.explain"}
 
 SLEEPER = """
     jobs = [Job(cluster='local', role='me', environment='test', name='imports',
-                task=Task(processes=[Process(name='sleeper', cmdline='sleep 1000')],
+                task=Task(processes=[Process(name='sleeper', cmdline='sleep 1000'{logger})],
                           resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB), finalization_wait=1)
                 {extra})]
 """
+ROTATING = ", logger=Logger(mode='rotate', rotate=RotatePolicy(log_size=1*MB, backups=2))"
 HTTP_CHECK = (", health_check_config=HealthCheckConfig(initial_interval_secs=60, interval_secs=30)\n"
               "                ,announce=Announcer(portmap={'health': 'http'})")
 
@@ -82,10 +89,10 @@ def imported(stderr: str) -> set[str]:
     return names
 
 
-def run_imports(tmp_path: Path, extra: str = "", cmdline: str = "sleep 1000") -> set[str]:
+def run_imports(tmp_path: Path, extra: str = "", cmdline: str = "sleep 1000", logger: str = "") -> set[str]:
     """Every module `stoker run` loads for a one-process job, from exec to its stop."""
     config = tmp_path / "job.aurora"
-    text = textwrap.dedent(SLEEPER.format(extra=extra)).replace("sleep 1000", cmdline)
+    text = textwrap.dedent(SLEEPER.format(extra=extra, logger=logger)).replace("sleep 1000", cmdline)
     config.write_text(text)
     sandbox = tmp_path / "sandbox"
     out, err = tmp_path / "stdout", tmp_path / "stderr"
@@ -120,16 +127,22 @@ def test_stoker_run_without_health_check_loads_only_what_the_job_needs(tmp_path)
 
 def test_stoker_run_with_an_http_check_loads_the_checker_and_http_client_only(tmp_path):
     mods = run_imports(tmp_path, HTTP_CHECK, cmdline="sleep 1000 {{thermos.ports[http]}}")
-    assert {"healthcheck.http_check", "http.client"} <= mods
+    assert {"healthcheck.http_check", "healthcheck.policy", "http.client"} <= mods
     assert sorted(mods & (NEVER - {"healthcheck.http_check"})) == []
     assert "executor.mesos" not in mods
+
+
+def test_stoker_run_with_a_rotating_logger_loads_the_log_pump(tmp_path):
+    mods = run_imports(tmp_path, logger=ROTATING)
+    assert "executor.procs.logpump" in mods
+    assert sorted(mods & (NOT_IN_RUN - {"executor.procs.logpump"})) == []
 
 
 def test_stoker_executor_connects_and_runs_a_task_without_requests(tmp_path):
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     job = tmp_path / "job.aurora"
-    job.write_text(textwrap.dedent(SLEEPER.format(extra="")))
+    job.write_text(textwrap.dedent(SLEEPER.format(extra="", logger="")))
     sim = AgentSimulator(sandbox=sandbox)
     try:
         sim.launch_executor([sys.executable, "-X", "importtime", "-m", "executor", "executor"],
