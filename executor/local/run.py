@@ -227,6 +227,10 @@ class LocalRun:
         check_bound(job, s.config)
         resolved = job_ports(job, s.ports)
         ports = resolved.ports
+        if "health" in ports:  # an HTTP check or lifecycle: http.client now, without ssl,
+            from healthcheck import plainhttp  # while this process has one thread
+
+            plainhttp.load()
         name = job_key(job).rsplit("/", 1)[-1]
         sandbox = make_sandbox(s.sandbox, name)
         session = _hold(sandbox, self._registry)

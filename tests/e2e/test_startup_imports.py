@@ -131,6 +131,7 @@ def test_stoker_run_without_health_check_loads_only_what_the_job_needs(tmp_path)
 def test_stoker_run_with_an_http_check_loads_the_checker_and_http_client_only(tmp_path):
     mods = run_imports(tmp_path, HTTP_CHECK, cmdline="sleep 1000 {{thermos.ports[http]}}")
     assert {"healthcheck.http_check", "healthcheck.policy", "http.client"} <= mods
+    assert "_ssl" not in mods  # http.client came without its HTTPS half (healthcheck/plainhttp.py)
     assert sorted(mods & (NEVER - {"healthcheck.http_check"})) == []
     assert "executor.mesos" not in mods
 
