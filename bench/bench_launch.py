@@ -11,7 +11,10 @@ time goes, next to the floors of the same run:
 - N × `subprocess.Popen` (vfork+exec) and N × `os.posix_spawn` of the same command from this
   process.
 
-"Launch → N RUNNING" is measured from just before `Popen` of `python3 -m executor run` to
+"Launch → N RUNNING" is measured for a config run for the first time (a new file: the job is
+loaded, checked and bound) and for a re-run of an unchanged one (its plan kept by the run
+before: `executor/local/plancache.py`, in a cache of the bench's own), from just before
+`Popen` of `python3 -m executor run` to
 the moment this process reads the Nth `WAITING → RUNNING` line from its stdout (a pipe:
 `stoker run` flushes every line). Each launch runs alone and is stopped with SIGTERM before
 the next; the repetitions of N and of its floor are interleaved, so both see the same machine.
@@ -120,12 +123,14 @@ class Lines:
         self._thread.join(10)
 
 
-def launch(root: Path, n: int, tag: str) -> float:
-    """One `stoker run` of n sleeps, alone: exec → the nth RUNNING line; always stopped."""
+def launch(root: Path, n: int, tag: str, config: Path | None = None) -> float:
+    """One `stoker run` of n sleeps, alone: exec → the nth RUNNING line; always stopped. A
+    new config file (a first run: planned) unless `config` names one run before (its plan kept)."""
     workdir_ = root / f"{tag}-{n}"
     workdir_.mkdir()
-    config = workdir_ / "launch.aurora"
-    config.write_text(config_text(n))
+    if config is None:
+        config = workdir_ / "launch.aurora"
+        config.write_text(config_text(n))
     sandbox = workdir_ / "sandbox"
     with open(workdir_ / "stderr", "wb") as err:
         start = time.monotonic()
@@ -234,18 +239,24 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
     with workdir("launch") as root:
         for n in NS:
             progress(f"launch → {n} RUNNING: {reps[n]} × stoker run, each after its floors")
-            stoker, spawner = [], []
+            stoker, again, spawner = [], [], []
+            kept = root / f"kept-{n}.aurora"  # run once unmeasured, so its plan is kept
+            kept.write_text(config_text(n))
+            launch(root, n, "planning", kept)
             for i in range(reps[n]):
                 pythons.append(python_run("pass"))
                 spawner.append(python_spawner(n))
                 stoker.append(launch(root, n, f"r{i}"))
+                again.append(launch(root, n, f"a{i}", kept))
             target = TARGETS.get(n)
             python = summary(pythons).median
             floor = (f"`python3 -c pass`: {ms(python, 1)}; a Python process that posix_spawns {n} "
                      f"`bash -c '{CMD}'` and prints a line: {med_max(spawner)}")
-            rows.append(Row(f"`stoker run` exec → N={n} processes RUNNING (alone)", med_max(stoker),
-                            floor, f"≤ {ms(target, 0)} median" if target else "—",
-                            summary(stoker).median if target else None, target))
+            for label, secs in (("a new config (planned)", stoker),
+                                ("the same config again (its plan kept)", again)):
+                rows.append(Row(f"`stoker run` exec → N={n} processes RUNNING, {label}, alone",
+                                med_max(secs), floor, f"≤ {ms(target, 0)} median" if target else "—",
+                                summary(secs).median if target else None, target))
         progress("spawn floors from this process")
         for n in (1, 100):
             loops = [(spawn_loop(n, False), spawn_loop(n, True)) for _ in range(reps[1])]

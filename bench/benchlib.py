@@ -358,17 +358,18 @@ def workdir(name: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def private_registry() -> Iterator[None]:
-    """The supervisors a bench starts register in a registry of their own (STOKER_ROOT),
-    never the machine's, unless the caller chose one."""
-    if os.environ.get("STOKER_ROOT"):
-        yield
-        return
+    """The supervisors a bench starts register in a registry of their own (STOKER_ROOT) and
+    keep their plans in a cache of their own (STOKER_PLAN_CACHE), never the machine's or the
+    user's, unless the caller chose them."""
+    names = [name for name in ("STOKER_ROOT", "STOKER_PLAN_CACHE") if not os.environ.get(name)]
     with workdir("registry") as root:
-        os.environ["STOKER_ROOT"] = str(root)
+        for name in names:
+            os.environ[name] = str(root / name.lower())
         try:
             yield
         finally:
-            os.environ.pop("STOKER_ROOT", None)
+            for name in names:
+                os.environ.pop(name, None)
 
 
 def progress(text: str) -> None:

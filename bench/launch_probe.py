@@ -5,10 +5,11 @@ cost a few microseconds a call, so the headline figures are measured without the
 
     .venv/bin/python bench/launch_probe.py 100
 
-Phases (each the sum of the probed calls in it): the imports of `stoker run`; the config
-(load, the unbound-reference check, the ports); the host session (sandbox lock, registry
-entry, control socket; the task's registry entry); binding the job for the attempt; the
-checkpoint (opening it, then every sync before the Nth RUNNING); the task's cgroup (made,
+Phases (each the sum of the probed calls in it): the imports of `stoker run`; the plan
+(load, the unbound-reference check, the ports, binding: the config is a new file, so it is
+planned, as at its first run); the plan cache (the look-up that misses, keeping the plan);
+the host session (sandbox lock, registry entry, control socket; the task's registry entry);
+the checkpoint (opening it, then every sync before the Nth RUNNING); the task's cgroup (made,
 then entered: the move runs on a thread, so this counts what the launch still waited for
 it); the watchdog's fork; the spawns; and the rest (argument parsing, the
 owner's own work, printing). The job's sandbox is a temporary directory, removed after;
@@ -77,11 +78,11 @@ def main() -> int:
     from executor.local import console
     from executor.procs import containment, supervisor, watchdog
     from executor.task import checkpoint, wiring
-    for name in ("load_job", "check_bound", "job_ports"):
-        wrap(local, name, "config (load, checks, ports)")
+    wrap(local, "plan_job", "plan (load, checks, ports, bind)")
+    wrap(local.plancache, "lookup", "plan cache (look up, keep)")
+    wrap(local.plancache, "store", "plan cache (look up, keep)")
     wrap(local, "_hold", "host session (lock, registry, control socket)")
     wrap(wiring._SessionPort, "task_started", "host session (lock, registry, control socket)")
-    wrap(local, "bind", "bind")
     wrap(wiring, "open_writer", "checkpoint (open, syncs)")
     wrap(checkpoint.CheckpointWriter, "append_many", "checkpoint (open, syncs)")
     wrap(containment.Containment, "prepare", "cgroup (make, enter)")

@@ -49,8 +49,8 @@ _IDENTIFIER = re.compile(r"^[\w\-.]+$")
 class _Run:
     """One execution of a config file and everything it includes, into one namespace."""
 
-    def __init__(self) -> None:
-        self.files: set[str] = set()
+    def __init__(self, files: set[str] | None = None) -> None:
+        self.files: set[str] = set() if files is None else files
         self.stack: list[Path] = []
         self.namespace: dict[str, Any] = dict(SCHEMA_NAMESPACE)
         self.namespace.update(include=self.include, __name__="__stoker_config__")
@@ -85,9 +85,12 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def load_jobs(path: str | Path) -> list[Any]:
-    """The jobs a config file defines, in file order (not yet validated)."""
+def load_jobs(path: str | Path, files: set[str] | None = None) -> list[Any]:
+    """The jobs a config file defines, in file order (not yet validated). `files`, if
+    given, receives the path of every file read: this one and each it `include()`d."""
     path = Path(path)
+    if files is not None:
+        files.add(str(path))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -96,7 +99,7 @@ def load_jobs(path: str | Path) -> list[Any]:
         jobs = _json_jobs(path, text)
         if jobs is not None:
             return jobs
-    run = _Run()
+    run = _Run(files)
     run.stack.append(path)  # so errors before the first frame still name the file
     try:
         run.run(path, text)
@@ -179,11 +182,11 @@ def bind_values(jobs: list[Any], bindings: Iterable[tuple[str, str]]) -> list[An
 
 
 def load_job(path: str | Path, jobkey: str | None = None,
-             bindings: Iterable[tuple[str, str]] = ()) -> Any:
+             bindings: Iterable[tuple[str, str]] = (), files: set[str] | None = None) -> Any:
     """Loads, binds `bindings` (KEY, VALUE) into, selects and validates one job; returns it
-    expanded as far as load time allows."""
+    expanded as far as load time allows. `files`: as for `load_jobs`."""
     try:
-        jobs = load_jobs(path)
+        jobs = load_jobs(path, files)
     except ConfigError as exc:
         if _swapped(path, jobkey):
             raise ConfigError(f"{exc}; the config file comes first, then the job key: "

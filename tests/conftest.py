@@ -1,8 +1,10 @@
-"""Every test's `stoker` runs register in a registry of their own, never the machine's.
+"""Every test's `stoker` runs register in a registry of their own, never the machine's, and
+keep their plans (`executor/local/plancache.py`) in a cache of their own, never the user's.
 
-Sets `STOKER_ROOT` for the whole session to a private temporary directory, before any test
-starts a supervisor (in this process or as a child, which inherits the environment). A
-test that looks at the registry itself gives its runs a root of its own.
+Sets `STOKER_ROOT` and `STOKER_PLAN_CACHE` for the whole session to private temporary
+directories, before any test starts a supervisor (in this process or as a child, which
+inherits the environment). A test that looks at the registry or the plan cache itself gives
+its runs a directory of its own.
 """
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_stoker_root(tmp_path_factory: pytest.TempPathFactory):
-    before = os.environ.get("STOKER_ROOT")
+    names = ("STOKER_ROOT", "STOKER_PLAN_CACHE")
+    before = {name: os.environ.get(name) for name in names}
     os.environ["STOKER_ROOT"] = str(tmp_path_factory.mktemp("stoker-root"))
+    os.environ["STOKER_PLAN_CACHE"] = str(tmp_path_factory.mktemp("plan-cache"))
     yield
-    if before is None:
-        os.environ.pop("STOKER_ROOT", None)
-    else:
-        os.environ["STOKER_ROOT"] = before
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="module")

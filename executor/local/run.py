@@ -1,8 +1,11 @@
 """`stoker run`: one job on this machine, no cluster. Plays the scheduler's part (docs/contract.md
-§7): loads the job with the `--bind` values and refuses it, as the Aurora client would, while
-a reference other than the runtime ones is unbound; allocates loopback ports for the names
-the job requests and resolves them through its Announcer's portmap; binds the templates,
-makes the sandbox, runs the task with a TaskOwner, and restarts it by the service rules.
+§7): plans the job (`config.plan`: loads it with the `--bind` values and refuses it, as the
+Aurora client would, while a reference other than the runtime ones is unbound; allocates
+loopback ports for the names the job requests and resolves them through its Announcer's
+portmap; binds the templates), or takes the plan an earlier run of the same, unchanged
+config kept (`executor/local/plancache.py`: no pystachio loaded then); makes the sandbox,
+runs the task with a TaskOwner, each attempt with a task id of its own, and restarts it by
+the service rules.
 
 Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop it gracefully — lifecycle endpoints,
 SIGTERM, SIGKILL after the grace, the final processes — and it exits 128 + the signal's
@@ -30,26 +33,22 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, assert_never
+from typing import TYPE_CHECKING, TextIO, assert_never
 
 import attrs
 
-from config.bind import bind
 from config.errors import ConfigError
-from config.loader import check_bound, job_key, load_job
-from config.portmap import ResolvedPorts, job_portmap, requested_ports, resolve_portmap
+from config.plan import JobPlan, plan_job, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
-from config.templates import port_names
-from config.words import did_you_mean
 from executor.events import TaskState
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
 from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
+from executor.local import plancache
 from executor.local.console import ConsoleReporter, Output
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.task.owner import TaskOwner
@@ -84,15 +83,21 @@ def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]
     return ports
 
 
-def job_ports(job: Any, fixed: Mapping[str, int]) -> ResolvedPorts:
-    """The job's ports as the scheduler and the executor would make them: a free loopback
-    port (or the --port number) for each name it requests, resolved through its portmap.
-    A --port may also name an alias, which it then overrides (as an assigned port does)."""
-    portmap = job_portmap(job.get())
-    referenced = port_names(job)
-    names = requested_ports(referenced, portmap)
-    _check_fixed_ports(fixed, sorted(set(names) | set(referenced) | set(portmap)), job_key(job))
-    return resolve_portmap(portmap, allocate_ports(names, fixed))
+def ports_free(numbers: list[int]) -> bool:
+    """Whether every one of `numbers` can be bound on 127.0.0.1 now (all held until the
+    last is checked): a kept plan's ports, before a new run reuses them."""
+    held: list[socket.socket] = []
+    try:
+        for number in numbers:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(sock)
+            sock.bind(("127.0.0.1", number))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def make_sandbox(requested: str | None, job_name: str) -> Path:
@@ -102,7 +107,7 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
         path = Path(requested)
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path.cwd() / f"sandbox-{job_name}-{stamp}-{uuid.uuid4().hex[:6]}"
+        path = Path.cwd() / f"sandbox-{job_name}-{stamp}-{os.urandom(3).hex()}"
     if path.exists() and not path.is_dir():
         raise SandboxError(f"sandbox {path} exists and is not a directory")
     try:
@@ -116,17 +121,6 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
 
 class SandboxError(Exception):
     pass
-
-
-def _check_fixed_ports(fixed: Mapping[str, int], names: list[str], key: str) -> None:
-    """Every `--port NAME=NUM` must name a port the job uses: a typo is an error, not a
-    port silently left unused."""
-    for name in sorted(set(fixed) - set(names)):
-        close = did_you_mean(name, names) if names else ""
-        close = f" ({close[2:]})" if close.startswith("; did you mean") else ""
-        uses = f"; its ports: {', '.join(names)}" if names else "; it uses no ports"
-        raise ConfigError(f"--port {name}={fixed[name]}: job {key} has no port named "
-                          f"{name!r}{close}{uses}")
 
 
 class LocalRun:
@@ -193,8 +187,8 @@ class LocalRun:
 
     def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(
-            service=bool(prepared.job.service().get()),
-            max_task_failures=int(prepared.job.max_task_failures().get()),
+            service=prepared.plan.spec.service,
+            max_task_failures=prepared.plan.spec.max_task_failures,
             backoff_base_secs=self._settings.restart_backoff_secs,
             backoff_max_secs=max(self._settings.restart_backoff_secs,
                                  self._settings.restart_backoff_max_secs),
@@ -221,18 +215,16 @@ class LocalRun:
         return self._exit_code(0)
 
     def _prepare(self) -> Prepared:
-        """Load the job, choose its ports, make the sandbox, and say so."""
+        """Plan the job (or take the plan kept for it), make the sandbox, and say so."""
         s = self._settings
-        job = load_job(s.config, s.jobkey, s.bindings)
-        check_bound(job, s.config)
-        resolved = job_ports(job, s.ports)
-        ports = resolved.ports
+        host = socket.gethostname()
+        plan = self._plan(host)
+        ports = plan.ports
         if "health" in ports:  # an HTTP check or lifecycle: http.client now, without ssl,
             from healthcheck import plainhttp  # while this process has one thread
 
             plainhttp.load()
-        name = job_key(job).rsplit("/", 1)[-1]
-        sandbox = make_sandbox(s.sandbox, name)
+        sandbox = make_sandbox(s.sandbox, plan.name)
         session = _hold(sandbox, self._registry)
         session.on_operator_kill(self._stop.set)  # `stoker kill`: no restart after this
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
@@ -240,12 +232,31 @@ class LocalRun:
         if ports:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
             self._out.write(f"stoker run: ports {shown}\n")
-        for warning in resolved.warnings():
+        for warning in plan.port_warnings:
             self._out.write(f"stoker run: warning: {warning}\n")
         env = dict(self._environ)
         pop_secrets(env)  # a token from an outer executor never reaches the task
         env["MESOS_SANDBOX"] = str(sandbox)
-        return Prepared(job=job, name=name, ports=ports, sandbox=sandbox, env=env, session=session)
+        return Prepared(plan=plan, host=host, sandbox=sandbox, env=env, session=session)
+
+    def _plan(self, host: str) -> JobPlan:
+        """The job planned for this machine (`config.plan`): the plan kept by an earlier run
+        of the same, unchanged config when its ports are still free (`plancache`), else
+        loaded, checked, given ports and bound now, and kept for the next run."""
+        s = self._settings
+        user = getpass.getuser()
+        directory = plancache.cache_dir(self._environ)
+        key = plancache.plan_key(s, host, user) if directory is not None else None
+        if directory is not None and key is not None:
+            kept = plancache.lookup(directory, key, ports_free)
+            if kept is not None:
+                return kept
+        files: set[str] = set()
+        plan = plan_job(s.config, s.jobkey, s.bindings, instance=s.instance, fixed_ports=s.ports,
+                        hostname=host, user=user, allocate=allocate_ports, files=files)
+        if directory is not None and key is not None:
+            plancache.store(directory, key, files, plan)
+        return plan
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
         """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");
@@ -263,11 +274,8 @@ class LocalRun:
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
         s = self._settings
-        host = socket.gethostname()
-        spec = bind(prepared.job, instance=s.instance, ports=prepared.ports,
-                    task_id=f"{prepared.name}-{s.instance}-{uuid.uuid4().hex[:8]}",
-                    hostname=host, user=getpass.getuser())
-        announcement = self._announcement(spec, host)
+        spec = prepared.plan.spec_for(task_id(prepared.plan.name, s.instance))
+        announcement = self._announcement(spec, prepared.host)
         _archive_logs(prepared.sandbox)
         if number == 0 and spec.warnings:
             self._out.write("".join(f"stoker run: warning: {w}\n" for w in spec.warnings))
@@ -298,9 +306,8 @@ class LocalRun:
 class Prepared:
     """What every attempt of one `stoker run` shares."""
 
-    job: Any  # the loaded pystachio Job, bound anew for each attempt
-    name: str
-    ports: dict[str, int]
+    plan: JobPlan  # each attempt's spec is the plan's with a task id of its own
+    host: str
     sandbox: Path
     env: dict[str, str]
     session: HostSession

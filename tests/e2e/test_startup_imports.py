@@ -61,7 +61,11 @@ NOT_IN_RUN = NEVER | {
 # (`executor.task.killing`) and the supervisor's run logs (`executor.procs.runlogs`) became
 # modules of their own, which every task loads, as it loaded the code they hold.
 # 72: the health policy, the log pump and a config error's explanation load only when needed.
-RUN_STOKER_MODULES = 72
+# 75: planning is `config.plan`, and the plan cache (`executor.local.plancache`, which judges a
+# config closed with `config.purity`) keeps the plan; a second run of the same config loads
+# 64 (no pystachio, no loader, schema, templates or binding).
+RUN_STOKER_MODULES = 75
+RUN_AGAIN_STOKER_MODULES = 64
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
@@ -126,6 +130,21 @@ def test_stoker_run_without_health_check_loads_only_what_the_job_needs(tmp_path)
     assert sorted(mods & NOT_IN_RUN) == []
     own = sorted(m for m in mods if m.split(".")[0] in ("executor", "config", "healthcheck"))
     assert len(own) <= RUN_STOKER_MODULES, own
+
+
+# What the plan cache spares a second run of an unchanged config (executor/local/plancache.py).
+PLANNING = {"pystachio", "config.loader", "config.bind", "config.schema", "config.templates",
+            "config.portmap", "config.purity"}
+
+
+def test_a_second_stoker_run_of_the_same_config_loads_no_pystachio(tmp_path):
+    first = run_imports(tmp_path)
+    assert PLANNING <= first  # planned: loaded, checked, bound, judged closed
+    again = run_imports(tmp_path)  # the same file and HOME: its plan is kept there
+    assert sorted(again & PLANNING) == []
+    assert "executor.local.plancache" in again and "executor.procs.supervisor" in again
+    own = [m for m in again if m.split(".")[0] in ("executor", "config", "healthcheck")]
+    assert len(own) <= RUN_AGAIN_STOKER_MODULES, sorted(own)
 
 
 def test_stoker_run_with_an_http_check_loads_the_checker_and_http_client_only(tmp_path):

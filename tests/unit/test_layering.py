@@ -55,6 +55,7 @@ PURE = [
     "config/portmap.py",
     "config/environment.py",
     "config/words.py",
+    "config/purity.py",
     "config/explain.py",
     "executor/task/compaction.py",
     "executor/task/taskview.py",

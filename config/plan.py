@@ -1,0 +1,115 @@
+"""A job planned for `stoker run`: loaded, checked, its ports chosen and its templates bound
+once, with a stand-in task id that each attempt replaces with its own.
+
+`plan_job` does what the Aurora client and the scheduler would before a task starts: loads
+the config with the `--bind` values, refuses a reference left unbound (`check_bound`),
+chooses the ports (a free loopback port, or the `--port` number, for each name the job
+requests, resolved through its Announcer's portmap) and binds one instance into a
+`JobSpec`. The task id is the one runtime value that changes between attempts; the plan is
+bound with a stand-in of the same shape (`NAME-INSTANCE-8 hex digits`, so a process name
+made from it passes the same checks), and `JobPlan.spec_for` puts each attempt's id
+wherever the stand-in landed. That is also what lets `executor/local/plancache.py` keep a
+plan for the next run of an unchanged config without loading pystachio again.
+
+Reads the config files (through `config.loader`); the ports come from the caller's
+`allocate`, so nothing here opens a socket.
+"""
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from config.errors import ConfigError
+from config.spec import JobSpec
+from config.words import did_you_mean
+
+__all__ = ["Allocate", "JobPlan", "plan_job", "replace_text", "task_id"]
+
+# Free loopback ports for the names not given with --port: (names, fixed) -> every number.
+Allocate = Callable[[list[str], Mapping[str, int]], dict[str, int]]
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class JobPlan:
+    """What every attempt of one `stoker run` shares."""
+
+    spec: JobSpec  # bound with `stand_in` as {{thermos.task_id}}
+    stand_in: str
+    allocated: tuple[str, ...]  # the ports chosen free (not given with --port), by name
+    port_warnings: tuple[str, ...]  # portmap names that end nowhere, in Aurora's words
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return dict(self.spec.ports)
+
+    def spec_for(self, task_id: str) -> JobSpec:
+        """The spec of an attempt whose task id is `task_id`."""
+        return replace_text(self.spec, self.stand_in, task_id)
+
+
+def task_id(name: str, instance: int) -> str:
+    """A fresh task id, `NAME-INSTANCE-` and 8 random hex digits."""
+    return f"{name}-{instance}-{os.urandom(4).hex()}"
+
+
+def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], ...], *,
+             instance: int, fixed_ports: Mapping[str, int], hostname: str, user: str,
+             allocate: Allocate, files: set[str] | None = None) -> JobPlan:
+    """Load, check, choose the ports and bind; raises ConfigError (BindError) naming the
+    file, the job and the problem. `files`, if given, receives every file the load read."""
+    from config.bind import bind
+    from config.loader import check_bound, job_key, load_job
+    from config.portmap import job_portmap, requested_ports, resolve_portmap
+    from config.templates import port_names
+
+    job = load_job(config, jobkey, bindings, files=files)
+    check_bound(job, config)
+    portmap = job_portmap(job.get())
+    referenced = port_names(job)
+    names = requested_ports(referenced, portmap)
+    _check_fixed_ports(fixed_ports, sorted(set(names) | set(referenced) | set(portmap)), job_key(job))
+    resolved = resolve_portmap(portmap, allocate(names, fixed_ports))
+    name = job_key(job).rsplit("/", 1)[-1]
+    stand_in = task_id(name, instance)
+    spec = bind(job, instance=instance, ports=resolved.ports, task_id=stand_in, hostname=hostname, user=user)
+    return JobPlan(spec=spec, stand_in=stand_in,
+                   allocated=tuple(sorted(n for n in names if n not in fixed_ports)),
+                   port_warnings=tuple(resolved.warnings()))
+
+
+def _check_fixed_ports(fixed: Mapping[str, int], names: list[str], key: str) -> None:
+    """Every `--port NAME=NUM` must name a port the job uses: a typo is an error, not a
+    port silently left unused."""
+    for name in sorted(set(fixed) - set(names)):
+        close = did_you_mean(name, names) if names else ""
+        close = f" ({close[2:]})" if close.startswith("; did you mean") else ""
+        uses = f"; its ports: {', '.join(names)}" if names else "; it uses no ports"
+        raise ConfigError(f"--port {name}={fixed[name]}: job {key} has no port named "
+                          f"{name!r}{close}{uses}")
+
+
+def replace_text(value: Any, old: str, new: str) -> Any:
+    """`value` with `old` replaced by `new` in every string it holds: attrs instances,
+    tuples, lists and dicts are rebuilt, anything else (numbers, enums, None) kept."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if value is None or isinstance(value, (bool, int, float, enum.Enum)):
+        return value
+    if isinstance(value, tuple):
+        return tuple(replace_text(v, old, new) for v in value)
+    if isinstance(value, list):
+        return [replace_text(v, old, new) for v in value]
+    if isinstance(value, Mapping):
+        return {replace_text(k, old, new): replace_text(v, old, new) for k, v in value.items()}
+    if attrs.has(type(value)):
+        return attrs.evolve(value, **{f.alias: replace_text(getattr(value, f.name), old, new)
+                                      for f in attrs.fields(type(value)) if f.init})
+    raise TypeError(f"replace_text: cannot rebuild a {type(value).__name__}")

@@ -1,0 +1,92 @@
+"""Whether a config file's result depends on its text alone: the test `stoker run`'s plan
+cache (`executor/local/plancache.py`) applies before it keeps a job for the next run.
+
+A `.aurora` file is Python. Most are closed: they build Jobs from the schema's names,
+literals, their own variables and functions, and `include()`d files. Some read the world:
+`import os` and `os.environ`, `open()`, the clock, `print()`; their result (or output) can
+differ from one run to the next, so they are never cached. The test is on the syntax, over
+every file one load executed (the file and its includes, which share one namespace):
+
+- no `import` statement;
+- every name read is assigned somewhere in those files (a variable, a function, an
+  argument, a loop or comprehension variable, ...), is a schema name (the modules that leak
+  into the namespace, `sys` and `typing` among them, excepted), `include`, or one of the
+  pure builtins in `PURE_BUILTINS` (no `open`, `print`, `eval`, `getattr`, `hash`, ...);
+- no name and no attribute starting with `_` (`__import__`, `__builtins__`,
+  `x.__class__`, `os._exit`): the ways out of a namespace pass through one of those.
+
+This is not a sandbox against a hostile file (`stoker run` executes the user's own
+config); it tells files that only describe a job from files that look around. Pure: no I/O.
+"""
+from __future__ import annotations
+
+import ast
+import types
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["PURE_BUILTINS", "closed_problem"]
+
+PURE_BUILTINS = frozenset({
+    "abs", "all", "any", "bin", "bool", "chr", "dict", "divmod", "enumerate", "filter", "float",
+    "format", "frozenset", "hex", "int", "isinstance", "issubclass", "iter", "len", "list",
+    "map", "max", "min", "next", "oct", "ord", "pow", "range", "repr", "reversed", "round",
+    "set", "slice", "sorted", "str", "sum", "tuple", "zip",
+    "ArithmeticError", "AssertionError", "AttributeError", "Exception", "IndexError",
+    "KeyError", "LookupError", "NotImplementedError", "RuntimeError", "StopIteration",
+    "TypeError", "ValueError", "ZeroDivisionError",
+})
+
+
+def closed_problem(sources: Iterable[tuple[str, str]], namespace: Mapping[str, Any]) -> str | None:
+    """None when the files (name, text) read nothing but their own text; else the first
+    reason, `FILE:LINE: ...`. `namespace` is what the files start with (the schema)."""
+    parsed = []
+    for name, text in sources:
+        try:
+            parsed.append((name, ast.parse(text, filename=name)))
+        except (SyntaxError, ValueError):
+            return f"{name}: does not parse"
+    assigned = {"include"} | {key for key, value in namespace.items()
+                              if not key.startswith("_") and not isinstance(value, types.ModuleType)}
+    for _, tree in parsed:
+        assigned |= _assigned_names(tree)
+    for name, tree in parsed:
+        problem = _first_problem(tree, assigned | PURE_BUILTINS)
+        if problem is not None:
+            line, what = problem
+            return f"{name}:{line}: {what}"
+    return None
+
+
+def _assigned_names(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            names.add(node.rest)
+    return names
+
+
+def _first_problem(tree: ast.AST, known: set[str]) -> tuple[int, str] | None:
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            return line, "imports a module"
+        if isinstance(node, ast.Name):
+            if node.id.startswith("_"):
+                return line, f"uses the name {node.id}"
+            if isinstance(node.ctx, ast.Load) and node.id not in known:
+                return line, f"reads {node.id}, which is not the schema's, the file's or a pure builtin"
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            return line, f"uses the attribute {node.attr}"
+    return None

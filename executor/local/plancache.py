@@ -1,0 +1,286 @@
+"""`stoker run`'s plan cache: a job planned once (`config.plan.JobPlan`: loaded, checked,
+its ports chosen, bound) is kept, and the next `stoker run` of the same, unchanged config
+uses it without loading pystachio or the config modules (a third of its imports).
+
+A plan is served only when all of these are as they were when it was kept:
+- the key: the config's absolute path, the job key, `--bind`, `--instance`, `--port`, the
+  host name, the user, the Python build, and the name, size and mtime of every module of
+  `config/` and of pystachio (an upgrade or an edit of either plans afresh);
+- the text of every file the load read: the config and each file it `include()`d;
+- the ports the plan chose free: each is still free on 127.0.0.1 (`probe`). A re-run of an
+  unchanged config therefore gets the same port numbers when nothing else took them.
+
+Only closed configs are kept (`config.purity`: no imports, no `open`, `print` or other
+builtins that reach outside the file): a config that reads the environment or the clock is
+loaded afresh every time. Errors are never kept.
+
+The files live in `$STOKER_PLAN_CACHE` (an absolute directory; `off` turns the cache off),
+else `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans`: one per config path and
+job key, at most `KEEP` (the oldest go). They hold plain values in `marshal` form; reading
+one runs no code, builds only the plan's own classes, and any damaged, foreign or
+unreadable file is simply a miss. A directory or file not owned by this user, or writable by
+others, is ignored. Nothing here raises: the cache can only make a run faster.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import marshal
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from config.announcer import AnnouncerSpec
+from config.plan import JobPlan
+from config.settings import RunSettings
+from config.spec import (
+    CheckKind,
+    HealthSpec,
+    JobSpec,
+    LifecycleSpec,
+    LogDestination,
+    LoggerSpec,
+    LogMode,
+    ProcessSpec,
+    TaskSpec,
+)
+
+__all__ = ["KEEP", "cache_dir", "lookup", "plan_key", "store"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+KEEP = 64  # plan files kept in one directory; the least recently written go first
+_CLASSES: dict[str, type] = {c.__name__: c for c in (
+    JobPlan, JobSpec, TaskSpec, ProcessSpec, LoggerSpec, HealthSpec, LifecycleSpec, AnnouncerSpec,
+    CheckKind, LogDestination, LogMode)}
+
+
+def cache_dir(environ: Mapping[str, str]) -> str | None:
+    """Where plans are kept, or None (cache off, or no absolute place for it)."""
+    value = environ.get("STOKER_PLAN_CACHE", "")
+    if value:
+        return value if value != "off" and os.path.isabs(value) else None
+    base = environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        home = environ.get("HOME", "")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "stoker", "plans")
+
+
+def plan_key(settings: RunSettings, hostname: str, user: str) -> tuple[Any, ...]:
+    """Everything besides the files' text that a plan depends on."""
+    return (FORMAT, sys.version, _code_stamp(), os.path.abspath(settings.config), settings.jobkey,
+            tuple(settings.bindings), settings.instance, tuple(sorted(settings.ports.items())),
+            hostname, user)
+
+
+def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bool]) -> JobPlan | None:
+    """The plan kept for `key`, if its files are unchanged and `probe` finds its chosen
+    ports still free; else None."""
+    data = _read_private(_path(directory, key))
+    if data is None:
+        return None
+    try:
+        stored_key, sources, encoded = marshal.loads(data)
+        if stored_key != key:
+            return None
+        for path, text in sources:
+            if _read(path) != text:
+                logger.debug("plan cache: %s changed; planning afresh", path)
+                return None
+        plan = _decode(encoded)
+    except Exception as exc:  # damaged or from another format: plan afresh, and overwrite it
+        logger.debug("plan cache: unusable entry (%s); planning afresh", exc)
+        return None
+    if not isinstance(plan, JobPlan):
+        return None
+    if not probe([plan.spec.ports[name] for name in plan.allocated]):
+        logger.debug("plan cache: a port it chose is taken now; planning afresh")
+        return None
+    return plan
+
+
+def store(directory: str, key: tuple[Any, ...], files: Iterable[str], plan: JobPlan) -> None:
+    """Keep `plan`, if the files it came from are closed (`config.purity`)."""
+    from config.purity import closed_problem
+    from config.schema import SCHEMA_NAMESPACE
+
+    sources = []
+    for path in sorted(os.path.abspath(f) for f in files):
+        text = _read(path)
+        if text is None:
+            return
+        sources.append((path, text))
+    problem = closed_problem(((p, t.decode("utf-8", "replace")) for p, t in sources
+                              if not _is_json(t)), SCHEMA_NAMESPACE)
+    if problem is not None:
+        logger.debug("plan cache: not kept, the config reads more than its text: %s", problem)
+        return
+    try:
+        data = marshal.dumps((key, tuple(sources), _encode(plan)))
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not _private(os.stat(directory)):
+            return
+        path = _path(directory, key)
+        temporary = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+        _prune(directory)
+    except (OSError, ValueError) as exc:
+        logger.debug("plan cache: could not keep the plan in %s: %s", directory, exc)
+
+
+def _path(directory: str, key: tuple[Any, ...]) -> str:
+    """One file per config path and job key: a changed config replaces its own entry."""
+    name = 0xCBF29CE484222325  # FNV-1a, 64 bits: zlib's crc32 would load libz for one number
+    for byte in repr((key[3], key[4], key[6])).encode():
+        name = ((name ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return os.path.join(directory, f"plan-{name:016x}.bin")
+
+
+def _code_stamp() -> tuple[tuple[str, int, int], ...]:
+    """Name, size and mtime of every module of `config/` and of pystachio."""
+    import config
+
+    roots = list(config.__path__)
+    for entry in sys.path:
+        candidate = os.path.join(entry or ".", "pystachio")
+        if os.path.isdir(candidate):
+            roots.append(candidate)
+            break
+    stamp: list[tuple[str, int, int]] = []
+    for root in roots:
+        _stamp_tree(root, stamp)
+    return tuple(stamp)
+
+
+def _stamp_tree(directory: str, into: list[tuple[str, int, int]]) -> None:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.endswith(".py") and entry.is_file():
+            info = entry.stat()
+            into.append((entry.path, info.st_size, info.st_mtime_ns))
+        elif entry.is_dir() and entry.name != "__pycache__":
+            _stamp_tree(entry.path, into)
+
+
+def _read(path: str) -> bytes | None:
+    """A config file's bytes, or None; never blocks on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_private(path: str) -> bytes | None:
+    """The file at `path` if it is a regular file this user owns and only this user can write."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or not _private(info):
+            return None
+        if not _private(os.stat(os.path.dirname(path))):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _private(info: os.stat_result) -> bool:
+    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _is_json(text: bytes) -> bool:
+    """A JSON job document (what the loader reads as JSON): data, nothing to run."""
+    if not text.lstrip().startswith(b"{"):
+        return False
+    import json
+
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _prune(directory: str) -> None:
+    entries = []
+    for entry in os.scandir(directory):
+        if entry.name.startswith("plan-"):
+            try:
+                entries.append((entry.stat().st_mtime_ns, entry.path))
+            except OSError:
+                continue
+    for _, path in sorted(entries)[:-KEEP]:
+        try:
+            os.unlink(path)
+        except OSError:
+            continue
+
+
+# ---- plain values for marshal: every container and object tagged, classes by name ----
+
+
+def _encode(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, enum.Enum):
+        return ("e", type(value).__name__, value.value)
+    if isinstance(value, tuple):
+        return ("t", [_encode(v) for v in value])
+    if isinstance(value, list):
+        return ("l", [_encode(v) for v in value])
+    if isinstance(value, Mapping):
+        return ("d", [(_encode(k), _encode(v)) for k, v in value.items()])
+    name = type(value).__name__
+    cls: Any = _CLASSES.get(name)
+    if cls is not type(value):
+        raise ValueError(f"a plan cannot hold a {name}")
+    return ("a", name, {f.alias: _encode(getattr(value, f.name)) for f in attrs.fields(cls) if f.init})
+
+
+def _decode(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    tag = value[0]
+    if tag == "t":
+        return tuple(_decode(v) for v in value[1])
+    if tag == "l":
+        return [_decode(v) for v in value[1]]
+    if tag == "d":
+        return {_decode(k): _decode(v) for k, v in value[1]}
+    cls = _CLASSES[value[1]]
+    if tag == "e" and issubclass(cls, enum.Enum):
+        return cls(value[2])
+    if tag == "a" and attrs.has(cls):
+        return cls(**{k: _decode(v) for k, v in value[2].items()})
+    raise ValueError(f"unknown entry {tag!r}")

@@ -1,0 +1,96 @@
+"""`stoker run` keeps the plan of a closed config (executor/local/plancache.py) and a re-run of
+the unchanged file uses it: same behaviour, same ports when free, a new task id per attempt;
+an edited file, or one that reads the environment, is planned afresh."""
+from __future__ import annotations
+
+import os
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
+
+ECHO = """
+    jobs = [Job(cluster='local', role='me', environment='test', name='planned',
+                task=Task(processes=[Process(name='say', cmdline='echo {word} {{{{thermos.ports[http]}}}} {{{{thermos.task_id}}}}')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+@pytest.fixture
+def run(tmp_path):
+    """`stoker run CONFIG` to its end in a sandbox of its own, with a plan cache of the test's."""
+    cache = tmp_path / "plans"
+    done: list[Path] = []
+
+    def start(config: Path, *args: str, env: dict[str, str] | None = None,
+              code: int = 0) -> tuple[StokerProcess, Path]:
+        sandbox = tmp_path / f"sandbox{len(done)}"
+        done.append(sandbox)
+        proc = StokerProcess(["run", str(config), *args, "--sandbox", str(sandbox)], tmp_path,
+                             env={"STOKER_PLAN_CACHE": str(cache), **(env or {})})
+        try:
+            assert proc.wait() == code, proc.stdout() + proc.stderr()
+        finally:
+            proc.close()
+        return proc, sandbox
+
+    start.cache = cache  # type: ignore[attr-defined]
+    yield start
+    for sandbox in done:
+        kill_leftovers(task_pids(sandbox))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(text))
+    return config
+
+
+def said(sandbox: Path, logs: str = ".logs") -> list[str]:
+    return (sandbox / logs / "say/0/stdout").read_text().split()
+
+
+def test_a_rerun_uses_the_kept_plan_with_the_same_ports_and_a_new_task_id(run, tmp_path):
+    config = write(tmp_path, ECHO.format(word="hello"))
+    first, sandbox1 = run(config)
+    assert len(os.listdir(run.cache)) == 1
+    kept = os.listdir(run.cache)[0]
+    again, sandbox2 = run(config)
+    ports = re.findall(r"stoker run: ports (http=\d+)", first.stdout() + again.stdout())
+    assert len(ports) == 2 and ports[0] == ports[1]
+    word1, port1, id1 = said(sandbox1)
+    word2, port2, id2 = said(sandbox2)
+    assert (word1, port1) == (word2, port2) == ("hello", ports[0].split("=")[1])
+    assert id1 != id2 and all(re.fullmatch(r"planned-0-[0-9a-f]{8}", i) for i in (id1, id2))
+    assert os.listdir(run.cache) == [kept]
+
+
+def test_an_edited_config_runs_its_new_commands(run, tmp_path):
+    config = write(tmp_path, ECHO.format(word="before"))
+    run(config)
+    config.write_text(textwrap.dedent(ECHO.format(word="after")))
+    _, sandbox = run(config)
+    assert said(sandbox)[0] == "after"
+
+
+def test_a_config_that_reads_the_environment_is_loaded_each_run(run, tmp_path):
+    config = write(tmp_path, "import os\n" + textwrap.dedent(ECHO.format(word="{{word}}")).replace(
+        "jobs = [", "jobs = [j.bind(word=os.environ['WORD']) for j in [").replace(
+        "1*MB)))]", "1*MB)))]]"))
+    _, sandbox1 = run(config, env={"WORD": "one"})
+    _, sandbox2 = run(config, env={"WORD": "two"})
+    assert [said(sandbox1)[0], said(sandbox2)[0]] == ["one", "two"]
+    assert not run.cache.exists()  # nothing kept
+
+
+def test_each_attempt_of_a_kept_plan_has_a_task_id_of_its_own(run, tmp_path):
+    config = write(tmp_path, ECHO.format(word="x").replace(
+        "name='planned',", "name='planned', max_task_failures=2,").replace("}}')]", "}}; exit 1')]"))
+    run(config, "--restart-backoff", "0.05", code=1)  # planned and kept
+    _, sandbox = run(config, "--restart-backoff", "0.05", code=1)  # the kept plan, twice
+    first, second = said(sandbox, ".logs.attempt-0"), said(sandbox)
+    assert first[:2] == second[:2] and first[2] != second[2]
+    assert all(re.fullmatch(r"planned-0-[0-9a-f]{8}", words[2]) for words in (first, second))

@@ -1,0 +1,182 @@
+"""`executor/local/plancache.py` with real files, directories and sockets: a kept plan is
+served only while everything it came from is unchanged, and a cache that is damaged,
+foreign or in the way is never an error."""
+from __future__ import annotations
+
+import marshal
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from config.plan import JobPlan, plan_job
+from config.settings import RunSettings
+from executor.local import plancache
+from executor.local.run import allocate_ports, ports_free
+
+JOB = """
+include('lib.aurora')
+jobs = [Job(cluster='c', role='r', environment='e', name='cached',
+            task=Task(processes=[Process(name='web', cmdline='serve {{thermos.ports[http]}} ' + WORD)],
+                      resources=Resources(cpu=1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+@pytest.fixture
+def job(tmp_path) -> Path:
+    (tmp_path / "lib.aurora").write_text("WORD = 'one'\n")
+    config = tmp_path / "job.aurora"
+    config.write_text(JOB)
+    return config
+
+
+@pytest.fixture
+def cache(tmp_path) -> str:
+    return str(tmp_path / "cache")
+
+
+def settings(config: Path, **kw) -> RunSettings:
+    return RunSettings.from_env({}, config=str(config), **kw)
+
+
+def planned(config: Path, cache: str, **kw) -> tuple[JobPlan, tuple]:
+    """Plan the job as `stoker run` does on a miss, and keep it."""
+    s = settings(config, **kw)
+    key = plancache.plan_key(s, "host", "me")
+    files: set[str] = set()
+    plan = plan_job(s.config, s.jobkey, s.bindings, instance=s.instance, fixed_ports=s.ports,
+                    hostname="host", user="me", allocate=allocate_ports, files=files)
+    plancache.store(cache, key, files, plan)
+    return plan, key
+
+
+def entries(cache: str) -> list[str]:
+    return sorted(os.listdir(cache)) if os.path.isdir(cache) else []
+
+
+def test_a_kept_plan_is_served_whole(job, cache):
+    plan, key = planned(job, cache)
+    assert plancache.lookup(cache, key, ports_free) == plan
+    assert plan.spec.task.processes[0].cmdline == f"serve {plan.ports['http']} one"
+    assert [os.stat(os.path.join(cache, e)).st_mode & 0o777 for e in entries(cache)] == [0o600]
+    assert os.stat(cache).st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("edit", ["job", "include"])
+def test_an_edited_file_is_planned_afresh(job, cache, edit):
+    _, key = planned(job, cache)
+    target = job if edit == "job" else job.with_name("lib.aurora")
+    target.write_text(target.read_text().replace("one", "two").replace("serve", "serve2"))
+    assert plancache.lookup(cache, key, ports_free) is None
+
+
+@pytest.mark.parametrize("change", [{"instance": 1}, {"bindings": (("x", "y"),)}, {"ports": {"http": 8080}}])
+def test_other_arguments_are_another_plan(job, cache, change):
+    planned(job, cache)
+    other = plancache.plan_key(settings(job, **change), "host", "me")
+    assert plancache.lookup(cache, other, ports_free) is None
+
+
+def test_another_host_or_user_is_another_plan(job, cache):
+    planned(job, cache)
+    for host, user in (("elsewhere", "me"), ("host", "you")):
+        assert plancache.lookup(cache, plancache.plan_key(settings(job), host, user), ports_free) is None
+
+
+def test_a_port_taken_since_is_planned_afresh(job, cache):
+    plan, key = planned(job, cache)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", plan.ports["http"]))
+        taken.listen()
+        assert plancache.lookup(cache, key, ports_free) is None
+    assert plancache.lookup(cache, key, ports_free) == plan
+
+
+def test_a_port_given_with_port_is_not_probed(job, cache):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        number = taken.getsockname()[1]
+        plan, key = planned(job, cache, ports={"http": number})
+        assert plan.allocated == () and plancache.lookup(cache, key, ports_free) == plan
+
+
+def test_a_config_that_reads_the_world_is_not_kept(job, cache):
+    job.write_text("import os\n" + JOB.replace("' + WORD", "' + os.environ.get('W', WORD)"))
+    planned(job, cache)
+    assert entries(cache) == []
+
+
+def test_a_json_job_is_kept(tmp_path, cache):
+    config = tmp_path / "job.json"  # data: nothing in it can read the world (true/false too)
+    config.write_text('{"jobs": [{"cluster": "c", "role": "r", "environment": "e", "name": "j", '
+                      '"service": false, "task": {"name": "t", "processes": [{"name": "p", '
+                      '"cmdline": "x {{thermos.task_id}}"}], "resources": {"cpu": 1, "ram": 1048576, '
+                      '"disk": 1048576}}}]}')
+    plan, key = planned(config, cache)
+    assert len(entries(cache)) == 1 and plancache.lookup(cache, key, ports_free) == plan
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage", marshal.dumps(("key",)),
+                                    marshal.dumps((None, (), ("a", "os", {})))])
+def test_a_damaged_entry_is_a_miss_and_is_rewritten(job, cache, damage):
+    plan, key = planned(job, cache)
+    [name] = entries(cache)
+    Path(cache, name).write_bytes(damage)
+    assert plancache.lookup(cache, key, ports_free) is None
+    plan, key = planned(job, cache)
+    assert plancache.lookup(cache, key, ports_free) == plan
+
+
+def test_an_entry_naming_a_class_it_may_not_build_is_a_miss(job, cache):
+    plan, key = planned(job, cache)
+    [name] = entries(cache)
+    key_, sources, _ = marshal.loads(Path(cache, name).read_bytes())
+    Path(cache, name).write_bytes(marshal.dumps((key_, sources, ("a", "RunSettings", {"config": "x"}))))
+    assert plancache.lookup(cache, key, ports_free) is None
+
+
+def test_files_others_can_write_are_ignored(job, cache):
+    plan, key = planned(job, cache)
+    [name] = entries(cache)
+    os.chmod(Path(cache, name), 0o622)
+    assert plancache.lookup(cache, key, ports_free) is None
+    os.chmod(Path(cache, name), 0o600)
+    os.chmod(cache, 0o777)
+    assert plancache.lookup(cache, key, ports_free) is None
+    planned(job, cache)  # nor is one written there
+    assert os.stat(Path(cache, name)).st_mode & 0o777 == 0o600
+
+
+def test_a_fifo_in_its_place_does_not_block(job, cache):
+    plan, key = planned(job, cache)
+    [name] = entries(cache)
+    os.unlink(Path(cache, name))
+    os.mkfifo(Path(cache, name))
+    assert plancache.lookup(cache, key, ports_free) is None
+
+
+def test_an_unwritable_place_is_no_error(job, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    plan, key = planned(job, str(blocker / "cache"))  # a directory under a file
+    assert plancache.lookup(str(blocker / "cache"), key, ports_free) is None
+
+
+def test_at_most_keep_entries_stay(tmp_path, cache):
+    (tmp_path / "lib.aurora").write_text("WORD = 'one'\n")
+    for i in range(plancache.KEEP + 3):
+        config = tmp_path / f"job{i}.aurora"
+        config.write_text(JOB)
+        planned(config, cache)
+    assert len(entries(cache)) == plancache.KEEP
+
+
+def test_where_the_cache_lives():
+    assert plancache.cache_dir({"STOKER_PLAN_CACHE": "/c", "HOME": "/h"}) == "/c"
+    assert plancache.cache_dir({"STOKER_PLAN_CACHE": "off", "HOME": "/h"}) is None
+    assert plancache.cache_dir({"STOKER_PLAN_CACHE": "rel", "HOME": "/h"}) is None
+    assert plancache.cache_dir({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == "/x/stoker/plans"
+    assert plancache.cache_dir({"XDG_CACHE_HOME": "rel", "HOME": "/h"}) == "/h/.cache/stoker/plans"
+    assert plancache.cache_dir({}) is None

@@ -1,0 +1,99 @@
+"""`config.plan`: a job planned once, bound with a stand-in task id, gives every attempt the
+spec a fresh binding with that attempt's id would give."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from config.bind import bind
+from config.errors import ConfigError
+from config.loader import load_job
+from config.plan import JobPlan, plan_job, replace_text, task_id
+from config.spec import CheckKind, JobSpec, LoggerSpec, LogMode, ProcessSpec, TaskSpec
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.aurora"))
+TASK_ID_JOB = """
+jobs = [Job(cluster='c', role='r', environment='e', name='idjob',
+            task=Task(processes=[Process(name='p_{{thermos.task_id}}', cmdline='echo {{thermos.task_id}} {{thermos.ports[http]}}'),
+                                 Process(name='health', cmdline='serve {{thermos.ports[health]}}')],
+                      resources=Resources(cpu=1, ram=1*MB, disk=1*MB)),
+            health_check_config=HealthCheckConfig(health_checker=HealthCheckerConfig(
+                shell=ShellHealthChecker(shell_command='check {{thermos.task_id}}'))))]
+"""
+
+
+def numbered(names, fixed):
+    """Ports 20000, 20001, ... for the names not fixed (what `allocate` would give)."""
+    ports = dict(fixed)
+    for i, name in enumerate(n for n in names if n not in fixed):
+        ports[name] = 20000 + i
+    return ports
+
+
+def plan(path, **kw) -> JobPlan:
+    args = dict(instance=2, fixed_ports={}, hostname="host", user="me", allocate=numbered)
+    return plan_job(str(path), None, (), **{**args, **kw})
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_each_attempt_gets_what_a_fresh_binding_with_its_task_id_gives(path):
+    planned = plan(path)
+    fresh = task_id(planned.name, 2)
+    expected = bind(load_job(str(path)), instance=2, ports=planned.ports, task_id=fresh,
+                    hostname="host", user="me")
+    assert planned.spec_for(fresh) == expected
+    assert planned.spec_for(fresh) != planned.spec_for(task_id(planned.name, 2))
+
+
+def test_the_task_id_lands_everywhere_a_template_put_it(tmp_path):
+    config = tmp_path / "job.aurora"
+    config.write_text(TASK_ID_JOB)
+    planned = plan(config)
+    spec = planned.spec_for("idjob-2-0123abcd")
+    assert spec.task_id == "idjob-2-0123abcd"
+    assert [p.name for p in spec.task.processes] == ["p_idjob-2-0123abcd", "health"]
+    assert spec.task.processes[0].cmdline == "echo idjob-2-0123abcd 20001"
+    assert spec.health.kind is CheckKind.SHELL and spec.health.shell_command == "check idjob-2-0123abcd"
+    assert planned.stand_in not in repr(spec)
+    assert planned.allocated == ("health", "http") and planned.ports == {"health": 20000, "http": 20001}
+
+
+def test_ports_given_on_the_command_line_are_not_allocated(tmp_path):
+    config = tmp_path / "job.aurora"
+    config.write_text(TASK_ID_JOB)
+    planned = plan(config, fixed_ports={"http": 8080})
+    assert planned.allocated == ("health",) and planned.ports == {"health": 20000, "http": 8080}
+    with pytest.raises(ConfigError, match=r"--port htp=1: job c/r/e/idjob has no port named 'htp' \(did you mean"):
+        plan(config, fixed_ports={"htp": 1})
+
+
+def test_the_files_read_are_reported(tmp_path):
+    (tmp_path / "lib.aurora").write_text("procs = [Process(name='a', cmdline='x')]\n")
+    config = tmp_path / "job.aurora"
+    config.write_text("include('lib.aurora')\njobs = [Job(cluster='c', role='r', environment='e', "
+                      "name='n', task=Task(processes=procs, resources=Resources(cpu=1, ram=1*MB, disk=1*MB)))]\n")
+    files: set[str] = set()
+    plan(config, files=files)
+    assert files == {str(config), str(tmp_path / "lib.aurora")}
+
+
+def test_task_ids_have_the_shape_of_aurora_ones():
+    assert re.fullmatch(r"web-3-[0-9a-f]{8}", task_id("web", 3))
+    assert task_id("web", 3) != task_id("web", 3)
+
+
+def test_replace_text_rebuilds_containers_and_keeps_the_rest():
+    spec = JobSpec(role="r", environment="e", cluster="c", name="n", instance=0, task_id="OLD",
+                   task=TaskSpec(name="t", processes=(ProcessSpec(name="p", cmdline="a OLD b",
+                                                                  logger=LoggerSpec(mode=LogMode.ROTATE)),),
+                                 constraints=(("p", "OLD"),)),
+                   ports={"http": 1}, warnings=("OLD!",))
+    new = replace_text(spec, "OLD", "NEW")
+    assert (new.task_id, new.task.processes[0].cmdline, new.task.constraints, new.warnings) == \
+        ("NEW", "a NEW b", (("p", "NEW"),), ("NEW!",))
+    assert new.task.processes[0].logger.mode is LogMode.ROTATE and new.ports == {"http": 1}
+    assert replace_text([("OLD", 1.5, None, True)], "OLD", "x") == [("x", 1.5, None, True)]
+    with pytest.raises(TypeError, match="cannot rebuild a object"):
+        replace_text(object(), "OLD", "x")
