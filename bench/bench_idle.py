@@ -76,15 +76,19 @@ def config_text(n: int) -> str:
 class Supervised:
     """One `stoker run` of n idle sleeps; close() always leaves nothing behind."""
 
-    def __init__(self, root: Path, n: int, tag: str) -> None:
+    def __init__(self, root: Path, n: int, tag: str, config: Path | None = None) -> None:
+        """A new config file (planned at start), unless `config` names one run before (its
+        plan kept: executor/local/plancache.py)."""
         self.n = n
         self.dir = root / f"{tag}-{n}"
         self.dir.mkdir()
         self.sandbox = self.dir / "sandbox"
-        config = self.dir / "idle.aurora"
-        config.write_text(config_text(n))
+        if config is None:
+            config = self.dir / "idle.aurora"
+            config.write_text(config_text(n))
+        self.config = config
         self.started_at = time.monotonic()
-        self.proc = StokerProcess(["run", str(config), "--sandbox", str(self.sandbox)], self.dir)
+        self.proc = StokerProcess(["run", str(self.config), "--sandbox", str(self.sandbox)], self.dir)
         self.up_secs: float | None = None
 
     @property
@@ -216,10 +220,10 @@ def idle_window(root: Path, ns: tuple[int, ...], window_secs: float) -> tuple[di
             s.close()
 
 
-def solo(root: Path, n: int) -> tuple[Memory, Memory, float, str]:
+def solo(root: Path, n: int, tag: str = "mem", config: Path | None = None) -> tuple[Memory, Memory, float, str]:
     """One N alone: (the supervisor's memory once up, the watchdog's, SIGTERM → exit, the
     supervisor's PSS by mapping)."""
-    s = Supervised(root, n, "mem")
+    s = Supervised(root, n, tag, config)
     try:
         wait_all_up([s])
         time.sleep(SETTLE_SECS)
@@ -285,6 +289,13 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                             f"PSS {both / MIB:.2f} MiB (supervisor {mem.describe()}; watchdog PSS "
                             f"{dog.pss / MIB:.2f} MiB)", floors,
                             target if n == 100 else f"({target})", value, 1.0))
+            if n == 100:  # the same file again: its plan kept, no pystachio loaded
+                mem, dog, _, _ = solo(root, n, "again", root / f"mem-{n}" / "idle.aurora")
+                both = mem.pss + dog.pss
+                rows.append(Row(f"Stoker's own memory, N={n}, the same config run again (its plan kept)",
+                                f"PSS {both / MIB:.2f} MiB (supervisor {mem.describe()}; watchdog PSS "
+                                f"{dog.pss / MIB:.2f} MiB)", floors, target,
+                                max(mem.rss / RSS_TARGET, both / PSS_TARGET), 1.0))
         for n in NS:
             rows.append(Row(f"`stoker run` stop, N={n} processes that exit on SIGTERM: "
                             f"SIGTERM → exit (alone)", ms(stops[n], 0),

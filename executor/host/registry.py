@@ -26,7 +26,6 @@ import os
 import stat
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 import attrs
@@ -87,7 +86,7 @@ class Registry:
 
     @staticmethod
     def _replace(dir_fd: int, name: str, data: bytes) -> None:
-        temp = f".{name}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}"
+        temp = f".{name}.{os.urandom(4).hex()}{_TEMP_SUFFIX}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dir_fd)
         try:

@@ -58,7 +58,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,7 +101,7 @@ class Supervisor:
         self._run_as = run_as  # None: as this process
         self._cgroups = cgroups
         self._label = task_label
-        self._marker = marker or uuid.uuid4().hex
+        self._marker = marker or os.urandom(16).hex()
         self._env = spawn.task_env(env, self._sandbox, self._marker)
         self._profile = spawn.profile_path(self._sandbox)
         self._post = post

@@ -20,7 +20,6 @@ import enum
 import json
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,7 @@ def write_definition(sandbox: Path, job: JobSpec) -> bool:
 
 
 def _replace(dir_fd: int, data: bytes) -> None:
-    temp = f".{TASK_FILE}.{uuid.uuid4().hex[:8]}.tmp"
+    temp = f".{TASK_FILE}.{os.urandom(4).hex()}.tmp"
     fd = sandboxfs.open_regular(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd,
                                 mode=0o600)
     try:

@@ -30,7 +30,8 @@ RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
 def stoker(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
            python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("MESOS_", "STOKER_")) or k == "STOKER_ROOT"}  # the tests' registry
+                if not k.startswith(("MESOS_", "STOKER_")) or k in ("STOKER_ROOT", "STOKER_PLAN_CACHE")}
+    # (the tests' registry and plan cache, never the user's)
     full_env["PYTHONPATH"] = str(REPO)
     full_env.update(env or {})
     return subprocess.run([sys.executable, *python_flags, "-m", "executor", *args], cwd=cwd or REPO,

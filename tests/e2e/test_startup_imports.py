@@ -48,6 +48,9 @@ NOT_IN_RUN = NEVER | {
     # argparse's formatter pulled in for the terminal's width
     "config.zookeeper", "executor.task.serverset", "executor.cli.targets",
     "shutil", "zlib", "bz2", "lzma",
+    # random names (temporary files, the task marker, the sandbox, task ids) come from
+    # os.urandom: uuid would load libuuid for them
+    "uuid", "_uuid",
     # the next runs' log directories: only once a process has restarted
     "executor.procs.logstage",
     # the health policy (a task with a health check), the log pump (a rotating logger or one
