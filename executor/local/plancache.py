@@ -10,6 +10,12 @@ A plan is served only when all of these are as they were when it was kept:
 - the ports the plan chose free: each is still free on 127.0.0.1 (`probe`). A re-run of an
   unchanged config therefore gets the same port numbers when nothing else took them.
 
+A run uses or keeps a plan only while it holds its `Lease` (an flock on the entry's `.lock`
+file, held for the run's life and released by the kernel however it ends). A second run of
+the same config while the first is still up cannot take it: it plans afresh, with ports of
+its own, and keeps nothing, so two live runs never share the kept ports (a service that has
+not bound its port yet would otherwise look free to the probe).
+
 Only closed configs are kept (`config.purity`: no imports, no `open`, `print` or other
 builtins that reach outside the file): a config that reads the environment or the clock is
 loaded afresh every time. Errors are never kept.
@@ -24,6 +30,7 @@ others, is ignored. Nothing here raises: the cache can only make a run faster.
 from __future__ import annotations
 
 import enum
+import fcntl
 import logging
 import marshal
 import os
@@ -49,7 +56,7 @@ from config.spec import (
     TaskSpec,
 )
 
-__all__ = ["KEEP", "cache_dir", "lookup", "plan_key", "store"]
+__all__ = ["KEEP", "Lease", "cache_dir", "lease", "lookup", "plan_key", "store"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +88,47 @@ def plan_key(settings: RunSettings, hostname: str, user: str) -> tuple[Any, ...]
             hostname, user)
 
 
-def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bool]) -> JobPlan | None:
-    """The plan kept for `key`, if its files are unchanged and `probe` finds its chosen
-    ports still free; else None."""
+class Lease:
+    """This run's hold on the plan kept for its key (`lease`): `held`, or not (the same
+    config is running now, or there is no usable cache directory)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def lease(directory: str, key: tuple[Any, ...]) -> Lease:
+    """Take the lease on the entry for `key` (making the directory, private, if needed);
+    never waits: a lease another live run holds is not held here."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not _private(os.stat(directory)):
+            return Lease(None)
+        fd = os.open(_path(directory, key, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+    except OSError:
+        return Lease(None)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return Lease(None)
+    return Lease(fd)
+
+
+def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bool],
+           held: Lease) -> JobPlan | None:
+    """The plan kept for `key`, if `held` is held, its files are unchanged and `probe` finds
+    its chosen ports still free; else None."""
+    if not held.held:
+        return None
     data = _read_private(_path(directory, key))
     if data is None:
         return None
@@ -107,8 +152,10 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
     return plan
 
 
-def store(directory: str, key: tuple[Any, ...], files: Iterable[str], plan: JobPlan) -> None:
-    """Keep `plan`, if the files it came from are closed (`config.purity`)."""
+def store(directory: str, key: tuple[Any, ...], files: Iterable[str], plan: JobPlan, held: Lease) -> None:
+    """Keep `plan`, if `held` is held and the files it came from are closed (`config.purity`)."""
+    if not held.held:
+        return
     from config.purity import closed_problem
     from config.schema import SCHEMA_NAMESPACE
 
@@ -125,10 +172,7 @@ def store(directory: str, key: tuple[Any, ...], files: Iterable[str], plan: JobP
         return
     try:
         data = marshal.dumps((key, tuple(sources), _encode(plan)))
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        if not _private(os.stat(directory)):
-            return
-        path = _path(directory, key)
+        path = _path(directory, key)  # in the private directory `lease` made or checked
         temporary = f"{path}.{os.getpid()}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
@@ -141,12 +185,12 @@ def store(directory: str, key: tuple[Any, ...], files: Iterable[str], plan: JobP
         logger.debug("plan cache: could not keep the plan in %s: %s", directory, exc)
 
 
-def _path(directory: str, key: tuple[Any, ...]) -> str:
-    """One file per config path and job key: a changed config replaces its own entry."""
+def _path(directory: str, key: tuple[Any, ...], suffix: str = ".bin") -> str:
+    """One entry per config path, job key and instance: a changed config replaces its own."""
     name = 0xCBF29CE484222325  # FNV-1a, 64 bits: zlib's crc32 would load libz for one number
     for byte in repr((key[3], key[4], key[6])).encode():
         name = ((name ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return os.path.join(directory, f"plan-{name:016x}.bin")
+    return os.path.join(directory, f"plan-{name:016x}{suffix}")
 
 
 def _code_stamp() -> tuple[tuple[str, int, int], ...]:
@@ -233,9 +277,11 @@ def _is_json(text: bytes) -> bool:
 
 
 def _prune(directory: str) -> None:
+    """At most KEEP entries: the least recently written go, each lock file with its entry
+    once no run holds it."""
     entries = []
     for entry in os.scandir(directory):
-        if entry.name.startswith("plan-"):
+        if entry.name.startswith("plan-") and entry.name.endswith(".bin"):
             try:
                 entries.append((entry.stat().st_mtime_ns, entry.path))
             except OSError:
@@ -245,6 +291,21 @@ def _prune(directory: str) -> None:
             os.unlink(path)
         except OSError:
             continue
+        _unlink_unheld(path[:-len(".bin")] + ".lock")
+
+
+def _unlink_unheld(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(path)
+    except OSError:
+        pass  # held by a live run: it stays until a later prune
+    finally:
+        os.close(fd)
 
 
 # ---- plain values for marshal: every container and object tagged, classes by name ----

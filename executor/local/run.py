@@ -136,6 +136,7 @@ class LocalRun:
         self._owner: TaskOwner | None = None
         self._console: ConsoleReporter | None = None
         self._signal: int | None = None  # the signal that asked for the stop
+        self._lease = plancache.Lease(None)  # on the kept plan, while this run uses its ports
 
     def stop(self, reason: str) -> None:
         self._stop.set()
@@ -175,15 +176,18 @@ class LocalRun:
         return code if self._signal is None else 128 + self._signal
 
     def run(self) -> int:
-        prepared = self._prepare()
-        relay = None
         try:
-            relay = self._relay_signals()  # until the session is closed: a late signal waits
-            return self._run(prepared)
+            prepared = self._prepare()
+            relay = None
+            try:
+                relay = self._relay_signals()  # until the session is closed: a late signal waits
+                return self._run(prepared)
+            finally:
+                prepared.session.close()
+                if relay is not None:
+                    relay.close()
         finally:
-            prepared.session.close()
-            if relay is not None:
-                relay.close()
+            self._lease.close()  # the kept plan's ports are the next run's
 
     def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(
@@ -246,16 +250,17 @@ class LocalRun:
         s = self._settings
         user = getpass.getuser()
         directory = plancache.cache_dir(self._environ)
-        key = plancache.plan_key(s, host, user) if directory is not None else None
-        if directory is not None and key is not None:
-            kept = plancache.lookup(directory, key, ports_free)
+        if directory is not None:
+            key = plancache.plan_key(s, host, user)
+            self._lease = plancache.lease(directory, key)  # held until this run ends
+            kept = plancache.lookup(directory, key, ports_free, self._lease)
             if kept is not None:
                 return kept
         files: set[str] = set()
         plan = plan_job(s.config, s.jobkey, s.bindings, instance=s.instance, fixed_ports=s.ports,
                         hostname=host, user=user, allocate=allocate_ports, files=files)
-        if directory is not None and key is not None:
-            plancache.store(directory, key, files, plan)
+        if directory is not None:
+            plancache.store(directory, key, files, plan, self._lease)
         return plan
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:

@@ -1,6 +1,7 @@
 """`stoker run` keeps the plan of a closed config (executor/local/plancache.py) and a re-run of
 the unchanged file uses it: same behaviour, same ports when free, a new task id per attempt;
-an edited file, or one that reads the environment, is planned afresh."""
+an edited file, or one that reads the environment, is planned afresh; a second run of a
+config while the first is up plans with ports of its own."""
 from __future__ import annotations
 
 import os
@@ -94,3 +95,21 @@ def test_each_attempt_of_a_kept_plan_has_a_task_id_of_its_own(run, tmp_path):
     first, second = said(sandbox, ".logs.attempt-0"), said(sandbox)
     assert first[:2] == second[:2] and first[2] != second[2]
     assert all(re.fullmatch(r"planned-0-[0-9a-f]{8}", words[2]) for words in (first, second))
+
+
+def test_two_live_runs_of_one_config_never_share_its_ports(tmp_path):
+    config = write(tmp_path, ECHO.format(word="x").replace("echo", "sleep 1000; echo"))
+    env = {"STOKER_PLAN_CACHE": str(tmp_path / "plans")}
+    runs: list[StokerProcess] = []
+    try:
+        for i in range(2):  # the second while the first is up: its sleep has bound nothing
+            (tmp_path / f"w{i}").mkdir()
+            runs.append(StokerProcess(["run", str(config), "--sandbox", str(tmp_path / f"live{i}")],
+                                      tmp_path / f"w{i}", env=env))
+            runs[i].wait_output("say[0]           WAITING → RUNNING", timeout_secs=30)
+        ports = [re.findall(r"stoker run: ports http=(\d+)", r.stdout()) for r in runs]
+        assert len(ports[0]) == len(ports[1]) == 1 and ports[0] != ports[1]
+    finally:
+        for i, r in enumerate(runs):
+            r.close()
+            kill_leftovers(task_pids(tmp_path / f"live{i}"))

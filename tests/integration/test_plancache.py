@@ -6,6 +6,8 @@ from __future__ import annotations
 import marshal
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from config.plan import JobPlan, plan_job
 from config.settings import RunSettings
 from executor.local import plancache
 from executor.local.run import allocate_ports, ports_free
+from tests.support.stoker_proc import REPO
 
 JOB = """
 include('lib.aurora')
@@ -41,23 +44,36 @@ def settings(config: Path, **kw) -> RunSettings:
 
 
 def planned(config: Path, cache: str, **kw) -> tuple[JobPlan, tuple]:
-    """Plan the job as `stoker run` does on a miss, and keep it."""
+    """Plan the job as `stoker run` does on a miss, and keep it (under the lease)."""
     s = settings(config, **kw)
     key = plancache.plan_key(s, "host", "me")
     files: set[str] = set()
     plan = plan_job(s.config, s.jobkey, s.bindings, instance=s.instance, fixed_ports=s.ports,
                     hostname="host", user="me", allocate=allocate_ports, files=files)
-    plancache.store(cache, key, files, plan)
+    held = plancache.lease(cache, key)
+    try:
+        plancache.store(cache, key, files, plan, held)
+    finally:
+        held.close()
     return plan, key
 
 
-def entries(cache: str) -> list[str]:
-    return sorted(os.listdir(cache)) if os.path.isdir(cache) else []
+def look(cache: str, key: tuple) -> JobPlan | None:
+    """The kept plan, as the next run finds it (taking the lease, then letting it go)."""
+    held = plancache.lease(cache, key)
+    try:
+        return plancache.lookup(cache, key, ports_free, held)
+    finally:
+        held.close()
+
+
+def entries(cache: str, suffix: str = ".bin") -> list[str]:
+    return sorted(n for n in os.listdir(cache) if n.endswith(suffix)) if os.path.isdir(cache) else []
 
 
 def test_a_kept_plan_is_served_whole(job, cache):
     plan, key = planned(job, cache)
-    assert plancache.lookup(cache, key, ports_free) == plan
+    assert look(cache, key) == plan
     assert plan.spec.task.processes[0].cmdline == f"serve {plan.ports['http']} one"
     assert [os.stat(os.path.join(cache, e)).st_mode & 0o777 for e in entries(cache)] == [0o600]
     assert os.stat(cache).st_mode & 0o777 == 0o700
@@ -68,20 +84,20 @@ def test_an_edited_file_is_planned_afresh(job, cache, edit):
     _, key = planned(job, cache)
     target = job if edit == "job" else job.with_name("lib.aurora")
     target.write_text(target.read_text().replace("one", "two").replace("serve", "serve2"))
-    assert plancache.lookup(cache, key, ports_free) is None
+    assert look(cache, key) is None
 
 
 @pytest.mark.parametrize("change", [{"instance": 1}, {"bindings": (("x", "y"),)}, {"ports": {"http": 8080}}])
 def test_other_arguments_are_another_plan(job, cache, change):
     planned(job, cache)
     other = plancache.plan_key(settings(job, **change), "host", "me")
-    assert plancache.lookup(cache, other, ports_free) is None
+    assert look(cache, other) is None
 
 
 def test_another_host_or_user_is_another_plan(job, cache):
     planned(job, cache)
     for host, user in (("elsewhere", "me"), ("host", "you")):
-        assert plancache.lookup(cache, plancache.plan_key(settings(job), host, user), ports_free) is None
+        assert look(cache, plancache.plan_key(settings(job), host, user)) is None
 
 
 def test_a_port_taken_since_is_planned_afresh(job, cache):
@@ -89,8 +105,8 @@ def test_a_port_taken_since_is_planned_afresh(job, cache):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", plan.ports["http"]))
         taken.listen()
-        assert plancache.lookup(cache, key, ports_free) is None
-    assert plancache.lookup(cache, key, ports_free) == plan
+        assert look(cache, key) is None
+    assert look(cache, key) == plan
 
 
 def test_a_port_given_with_port_is_not_probed(job, cache):
@@ -99,7 +115,7 @@ def test_a_port_given_with_port_is_not_probed(job, cache):
         taken.listen()
         number = taken.getsockname()[1]
         plan, key = planned(job, cache, ports={"http": number})
-        assert plan.allocated == () and plancache.lookup(cache, key, ports_free) == plan
+        assert plan.allocated == () and look(cache, key) == plan
 
 
 def test_a_config_that_reads_the_world_is_not_kept(job, cache):
@@ -115,7 +131,7 @@ def test_a_json_job_is_kept(tmp_path, cache):
                       '"cmdline": "x {{thermos.task_id}}"}], "resources": {"cpu": 1, "ram": 1048576, '
                       '"disk": 1048576}}}]}')
     plan, key = planned(config, cache)
-    assert len(entries(cache)) == 1 and plancache.lookup(cache, key, ports_free) == plan
+    assert len(entries(cache)) == 1 and look(cache, key) == plan
 
 
 @pytest.mark.parametrize("damage", [b"", b"garbage", marshal.dumps(("key",)),
@@ -124,9 +140,9 @@ def test_a_damaged_entry_is_a_miss_and_is_rewritten(job, cache, damage):
     plan, key = planned(job, cache)
     [name] = entries(cache)
     Path(cache, name).write_bytes(damage)
-    assert plancache.lookup(cache, key, ports_free) is None
+    assert look(cache, key) is None
     plan, key = planned(job, cache)
-    assert plancache.lookup(cache, key, ports_free) == plan
+    assert look(cache, key) == plan
 
 
 def test_an_entry_naming_a_class_it_may_not_build_is_a_miss(job, cache):
@@ -134,17 +150,17 @@ def test_an_entry_naming_a_class_it_may_not_build_is_a_miss(job, cache):
     [name] = entries(cache)
     key_, sources, _ = marshal.loads(Path(cache, name).read_bytes())
     Path(cache, name).write_bytes(marshal.dumps((key_, sources, ("a", "RunSettings", {"config": "x"}))))
-    assert plancache.lookup(cache, key, ports_free) is None
+    assert look(cache, key) is None
 
 
 def test_files_others_can_write_are_ignored(job, cache):
     plan, key = planned(job, cache)
     [name] = entries(cache)
     os.chmod(Path(cache, name), 0o622)
-    assert plancache.lookup(cache, key, ports_free) is None
+    assert look(cache, key) is None
     os.chmod(Path(cache, name), 0o600)
     os.chmod(cache, 0o777)
-    assert plancache.lookup(cache, key, ports_free) is None
+    assert look(cache, key) is None
     planned(job, cache)  # nor is one written there
     assert os.stat(Path(cache, name)).st_mode & 0o777 == 0o600
 
@@ -154,23 +170,57 @@ def test_a_fifo_in_its_place_does_not_block(job, cache):
     [name] = entries(cache)
     os.unlink(Path(cache, name))
     os.mkfifo(Path(cache, name))
-    assert plancache.lookup(cache, key, ports_free) is None
+    assert look(cache, key) is None
 
 
 def test_an_unwritable_place_is_no_error(job, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     plan, key = planned(job, str(blocker / "cache"))  # a directory under a file
-    assert plancache.lookup(str(blocker / "cache"), key, ports_free) is None
+    assert look(str(blocker / "cache"), key) is None
 
 
-def test_at_most_keep_entries_stay(tmp_path, cache):
+def test_a_run_holding_the_lease_keeps_the_plan_from_a_second_one(job, cache):
+    plan, key = planned(job, cache)
+    first = plancache.lease(cache, key)  # a run of the config, still up
+    try:
+        second = plancache.lease(cache, key)
+        assert first.held and not second.held
+        assert plancache.lookup(cache, key, ports_free, second) is None  # plans afresh...
+        other, _ = planned(job, str(Path(cache).with_name("elsewhere")))
+        plancache.store(cache, key, [str(job), str(job.with_name("lib.aurora"))], other, second)
+        assert plancache.lookup(cache, key, ports_free, first) == plan  # ...and keeps nothing
+    finally:
+        first.close()
+    assert look(cache, key) == plan
+
+
+def test_the_lease_ends_with_the_run_however_it_ends(job, cache):
+    _, key = planned(job, cache)
+    code = ("import os, sys\nfrom executor.local import plancache\n"
+            f"held = plancache.lease({cache!r}, {key!r})\n"
+            "print(held.held, flush=True)\nos.kill(os.getpid(), 9)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=str(REPO))
+    assert (done.stdout, done.returncode) == ("True\n", -9)
+    assert look(cache, key) is not None
+
+
+def test_at_most_keep_entries_stay_and_their_locks_go_with_them(tmp_path, cache):
     (tmp_path / "lib.aurora").write_text("WORD = 'one'\n")
+    first = None
     for i in range(plancache.KEEP + 3):
         config = tmp_path / f"job{i}.aurora"
         config.write_text(JOB)
-        planned(config, cache)
-    assert len(entries(cache)) == plancache.KEEP
+        _, key = planned(config, cache)
+        if i == 0:
+            first = plancache.lease(cache, key)  # the oldest entry's run is still up
+    try:
+        assert len(entries(cache)) == plancache.KEEP
+        assert len(entries(cache, ".lock")) == plancache.KEEP + 1  # the held one stays
+    finally:
+        assert first is not None
+        first.close()
 
 
 def test_where_the_cache_lives():
