@@ -5,7 +5,7 @@ its threads) over an idle window, and the memory of Stoker's own processes, the 
 and its `/bin/sh` watchdog (psutil `memory_full_info`: RSS, PSS and USS of each, summed;
 never the task's). Floor: a bare `python -c 'import time; time.sleep(...)'` of the same
 interpreter, read the same way, and the same interpreter with the third-party packages
-`stoker run` cannot start without (attrs, pystachio) and with every module it imports.
+`stoker run` cannot start without (attrs, pystachio) and with every module it imports for a kept plan.
 
 Two phases, so that each figure is fair:
 - CPU and wakeups: the N values run CONCURRENTLY, one `stoker run` each, in one window.
@@ -58,7 +58,9 @@ PSS_TARGET = 12 * MIB  # the supervisor's and the watchdog's together (issue 14)
 CPU_LIMIT_SECS = 0.010  # "≈ 0": at most 10 ms of CPU per 20 s window (0.05 %)
 WAKEUP_LIMIT = 2  # "no periodic wakeups": at most 2 context switches per 20 s window
 DEPENDENCIES = "import attrs, pystachio"
-# What `stoker run` imports to start, after its entry point installed the attrs code cache.
+# What `stoker run` imports to start, after its entry point installed the attrs code cache:
+# all it needs for a kept plan (a first run of a config loads pystachio and the config
+# modules on top, to plan it).
 IMPORTS = "from executor import codecache; codecache.install('run'); import executor.cli.main, executor.local.run"
 _RUNNING = re.compile(r"\bp\d+\[0\]\s+WAITING → RUNNING")
 
@@ -245,7 +247,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
     notes: list[str] = []
     with workdir("idle") as root:
         progress("floors: a bare sleeping Python, then with attrs and pystachio, then with "
-                 "every module stoker run imports, each alone")
+                 "every module stoker run imports for a kept plan, each alone")
         with SleepingPython() as floor:
             floor_mem = memory_of(floor.pid)
         with SleepingPython(DEPENDENCIES) as deps:
@@ -273,7 +275,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
         stops: dict[int, float] = {}
         mems: dict[int, Memory] = {}
         floors = (f"bare sleeping Python: PSS {floor_mem.pss / MIB:.2f} MiB; with `{DEPENDENCIES}`: "
-                  f"{deps_mem.pss / MIB:.2f} MiB; with every module `stoker run` imports: "
+                  f"{deps_mem.pss / MIB:.2f} MiB; with every module `stoker run` imports for a kept plan: "
                   f"{imports_mem.pss / MIB:.2f} MiB")
         for n in NS:
             progress(f"N={n} alone: memory and stop time")
