@@ -4,8 +4,9 @@ per-thread schedstat nanoseconds, summed) and its wakeups (context switches summ
 its threads) over an idle window, and the memory of Stoker's own processes, the supervisor
 and its `/bin/sh` watchdog (psutil `memory_full_info`: RSS, PSS and USS of each, summed;
 never the task's). Floor: a bare `python -c 'import time; time.sleep(...)'` of the same
-interpreter, read the same way, and the same interpreter with the third-party packages
-`stoker run` cannot start without (attrs, pystachio) and with every module it imports for a kept plan.
+interpreter, read the same way, and the same interpreter with the two third-party packages
+`stoker run` plans a config with (attrs, pystachio) and with every module it imports for a
+kept plan (attrs, no pystachio).
 
 Two phases, so that each figure is fair:
 - CPU and wakeups: the N values run CONCURRENTLY, one `stoker run` each, in one window.

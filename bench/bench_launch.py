@@ -7,7 +7,8 @@ time goes, next to the floors of the same run:
   `posix_spawn`s N `/bin/bash -c 'sleep 100000'` (each in its own session) and prints one
   line: what any supervisor written in Python pays, whatever it does besides;
 - `python3 -c 'import attrs, pystachio'`: the interpreter with the two third-party packages
-  `stoker run` cannot start without (the Aurora schema is pystachio's);
+  `stoker run` plans a new config with (the Aurora schema is pystachio's; a re-run of a
+  kept plan loads attrs only);
 - N × `subprocess.Popen` (vfork+exec) and N × `os.posix_spawn` of the same command from this
   process.
 
