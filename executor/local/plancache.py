@@ -21,9 +21,9 @@ builtins that reach outside the file): a config that reads the environment or th
 loaded afresh every time. Errors are never kept.
 
 The files live in `$STOKER_PLAN_CACHE` (an absolute directory; `off` turns the cache off),
-else `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans`: one per config path and
-job key, at most `KEEP` (the oldest go). They hold plain values in `marshal` form; reading
-one runs no code, builds only the plan's own classes, and any damaged, foreign or
+else `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans`: one per config path, job
+key and instance, at most `KEEP` (the oldest go). They hold plain values in `marshal` form:
+reading one runs no code, builds only the plan's own classes, and any damaged, foreign or
 unreadable file is simply a miss. A directory or file not owned by this user, or writable by
 others, is ignored. Nothing here raises: the cache can only make a run faster.
 """
