@@ -98,18 +98,26 @@ def _check_fixed_ports(fixed: Mapping[str, int], names: list[str], key: str) -> 
 
 def replace_text(value: Any, old: str, new: str) -> Any:
     """`value` with `old` replaced by `new` in every string it holds: attrs instances,
-    tuples, lists and dicts are rebuilt, anything else (numbers, enums, None) kept."""
+    tuples, lists and dicts that hold it are rebuilt, the rest (numbers, enums, None, and
+    whatever does not hold it) kept as it is."""
     if isinstance(value, str):
         return value.replace(old, new)
     if value is None or isinstance(value, (bool, int, float, enum.Enum)):
         return value
-    if isinstance(value, tuple):
-        return tuple(replace_text(v, old, new) for v in value)
-    if isinstance(value, list):
-        return [replace_text(v, old, new) for v in value]
+    if isinstance(value, (tuple, list)):
+        items = [replace_text(v, old, new) for v in value]
+        same = all(a is b for a, b in zip(items, value))
+        return value if same and isinstance(value, tuple) else type(value)(items)
     if isinstance(value, Mapping):
-        return {replace_text(k, old, new): replace_text(v, old, new) for k, v in value.items()}
+        pairs = [(replace_text(k, old, new), replace_text(v, old, new)) for k, v in value.items()]
+        same = all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items()))
+        return value if same else dict(pairs)
     if attrs.has(type(value)):
-        return attrs.evolve(value, **{f.alias: replace_text(getattr(value, f.name), old, new)
-                                      for f in attrs.fields(type(value)) if f.init})
+        changes = {}
+        for f in attrs.fields(type(value)):
+            current = getattr(value, f.name)
+            replaced = replace_text(current, old, new)
+            if f.init and replaced is not current:
+                changes[f.alias] = replaced
+        return attrs.evolve(value, **changes) if changes else value
     raise TypeError(f"replace_text: cannot rebuild a {type(value).__name__}")

@@ -57,6 +57,9 @@ def test_the_task_id_lands_everywhere_a_template_put_it(tmp_path):
     assert spec.task.processes[0].cmdline == "echo idjob-2-0123abcd 20001"
     assert spec.health.kind is CheckKind.SHELL and spec.health.shell_command == "check idjob-2-0123abcd"
     assert planned.stand_in not in repr(spec)
+    # what holds no task id is shared, not rebuilt (an attempt of 100 processes costs little)
+    assert spec.task.processes[1] is planned.spec.task.processes[1]
+    assert spec.task.processes[0] is not planned.spec.task.processes[0]
     assert planned.allocated == ("health", "http") and planned.ports == {"health": 20000, "http": 20001}
 
 
