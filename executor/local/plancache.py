@@ -149,6 +149,7 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
     if not probe([plan.spec.ports[name] for name in plan.allocated]):
         logger.debug("plan cache: a port it chose is taken now; planning afresh")
         return None
+    logger.debug("plan cache: using the plan kept for %s", key[3])
     return plan
 
 
