@@ -49,14 +49,17 @@ _IDENTIFIER = re.compile(r"^[\w\-.]+$")
 class _Run:
     """One execution of a config file and everything it includes, into one namespace."""
 
-    def __init__(self, files: set[str] | None = None) -> None:
-        self.files: set[str] = set() if files is None else files
+    def __init__(self, sources: dict[str, str] | None = None) -> None:
+        self.files: set[str] = set()
+        self.sources = sources
         self.stack: list[Path] = []
         self.namespace: dict[str, Any] = dict(SCHEMA_NAMESPACE)
         self.namespace.update(include=self.include, __name__="__stoker_config__")
 
     def run(self, path: Path, text: str) -> None:
         self.files.add(str(path))
+        if self.sources is not None:
+            self.sources[str(path)] = text
         code = compile(text, str(path), "exec")
         self.stack.append(path)
         try:
@@ -85,12 +88,11 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def load_jobs(path: str | Path, files: set[str] | None = None) -> list[Any]:
-    """The jobs a config file defines, in file order (not yet validated). `files`, if
-    given, receives the path of every file read: this one and each it `include()`d."""
+def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[Any]:
+    """The jobs a config file defines, in file order (not yet validated). `sources`, if
+    given, receives the text of every file read, by path: this one and each it `include()`d
+    (exactly what was run or parsed)."""
     path = Path(path)
-    if files is not None:
-        files.add(str(path))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -98,8 +100,10 @@ def load_jobs(path: str | Path, files: set[str] | None = None) -> list[Any]:
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         jobs = _json_jobs(path, text)
         if jobs is not None:
+            if sources is not None:
+                sources[str(path)] = text
             return jobs
-    run = _Run(files)
+    run = _Run(sources)
     run.stack.append(path)  # so errors before the first frame still name the file
     try:
         run.run(path, text)
@@ -182,11 +186,11 @@ def bind_values(jobs: list[Any], bindings: Iterable[tuple[str, str]]) -> list[An
 
 
 def load_job(path: str | Path, jobkey: str | None = None,
-             bindings: Iterable[tuple[str, str]] = (), files: set[str] | None = None) -> Any:
+             bindings: Iterable[tuple[str, str]] = (), sources: dict[str, str] | None = None) -> Any:
     """Loads, binds `bindings` (KEY, VALUE) into, selects and validates one job; returns it
-    expanded as far as load time allows. `files`: as for `load_jobs`."""
+    expanded as far as load time allows. `sources`: as for `load_jobs`."""
     try:
-        jobs = load_jobs(path, files)
+        jobs = load_jobs(path, sources)
     except ConfigError as exc:
         if _swapped(path, jobkey):
             raise ConfigError(f"{exc}; the config file comes first, then the job key: "

@@ -27,7 +27,7 @@ from config.errors import ConfigError
 from config.spec import JobSpec
 from config.words import did_you_mean
 
-__all__ = ["Allocate", "JobPlan", "plan_job", "replace_text", "task_id"]
+__all__ = ["Allocate", "JobPlan", "open_problem", "plan_job", "replace_text", "task_id"]
 
 # Free loopback ports for the names not given with --port: (names, fixed) -> every number.
 Allocate = Callable[[list[str], Mapping[str, int]], dict[str, int]]
@@ -62,15 +62,16 @@ def task_id(name: str, instance: int) -> str:
 
 def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], ...], *,
              instance: int, fixed_ports: Mapping[str, int], hostname: str, user: str,
-             allocate: Allocate, files: set[str] | None = None) -> JobPlan:
+             allocate: Allocate, sources: dict[str, str] | None = None) -> JobPlan:
     """Load, check, choose the ports and bind; raises ConfigError (BindError) naming the
-    file, the job and the problem. `files`, if given, receives every file the load read."""
+    file, the job and the problem. `sources`, if given, receives the text of every file the
+    load read, by path."""
     from config.bind import bind
     from config.loader import check_bound, job_key, load_job
     from config.portmap import job_portmap, requested_ports, resolve_portmap
     from config.templates import port_names
 
-    job = load_job(config, jobkey, bindings, files=files)
+    job = load_job(config, jobkey, bindings, sources=sources)
     check_bound(job, config)
     portmap = job_portmap(job.get())
     referenced = port_names(job)
@@ -83,6 +84,29 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
     return JobPlan(spec=spec, stand_in=stand_in,
                    allocated=tuple(sorted(n for n in names if n not in fixed_ports)),
                    port_warnings=tuple(resolved.warnings()))
+
+
+def open_problem(sources: Mapping[str, str]) -> str | None:
+    """Why the files one load read (path → text) may give another result another time
+    (`config.purity`: an import, a builtin that reads the world, ...), or None when their
+    text alone decides it. A JSON document is data: never open."""
+    from config.purity import closed_problem
+    from config.schema import SCHEMA_NAMESPACE
+
+    return closed_problem(((path, text) for path, text in sources.items() if not _is_json(text)),
+                          SCHEMA_NAMESPACE)
+
+
+def _is_json(text: str) -> bool:
+    if not text.lstrip().startswith("{"):
+        return False
+    import json
+
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_fixed_ports(fixed: Mapping[str, int], names: list[str], key: str) -> None:

@@ -36,7 +36,7 @@ import marshal
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -56,7 +56,7 @@ from config.spec import (
     TaskSpec,
 )
 
-__all__ = ["KEEP", "Lease", "cache_dir", "lease", "lookup", "plan_key", "store"]
+__all__ = ["KEEP", "Lease", "cache_dir", "decode", "encode", "lease", "lookup", "plan_key", "store"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
             if _read(path) != text:
                 logger.debug("plan cache: %s changed; planning afresh", path)
                 return None
-        plan = _decode(encoded)
+        plan = decode(encoded)
     except Exception as exc:  # damaged or from another format: plan afresh, and overwrite it
         logger.debug("plan cache: unusable entry (%s); planning afresh", exc)
         return None
@@ -153,31 +153,24 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
     return plan
 
 
-def store(directory: str, key: tuple[Any, ...], files: Iterable[str], plan: JobPlan, held: Lease) -> None:
-    """Keep `plan`, if `held` is held and the files it came from are closed (`config.purity`)."""
+def store(directory: str, key: tuple[Any, ...], sources: Mapping[str, str], plan: JobPlan,
+          held: Lease, problem: str | None) -> None:
+    """Keep `plan`, made from `sources` (the text of each file its load read, by path), if
+    `held` is held and nothing made it open (`problem`, from `config.plan.open_problem`)."""
     if not held.held:
         return
-    from config.purity import closed_problem
-    from config.schema import SCHEMA_NAMESPACE
-
-    sources = []
-    for path in sorted(os.path.abspath(f) for f in files):
-        text = _read(path)
-        if text is None:
-            return
-        sources.append((path, text))
-    problem = closed_problem(((p, t.decode("utf-8", "replace")) for p, t in sources
-                              if not _is_json(t)), SCHEMA_NAMESPACE)
     if problem is not None:
         logger.debug("plan cache: not kept, the config reads more than its text: %s", problem)
         return
     try:
-        data = marshal.dumps((key, tuple(sources), _encode(plan)))
+        texts = tuple(sorted((os.path.abspath(path), text) for path, text in sources.items()))
+        data = marshal.dumps((key, texts, encode(plan)))
         path = _path(directory, key)  # in the private directory `lease` made or checked
         temporary = f"{path}.{os.getpid()}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
-            os.write(fd, data)
+            while data:
+                data = data[os.write(fd, data):]
         finally:
             os.close(fd)
         os.replace(temporary, path)
@@ -223,8 +216,9 @@ def _stamp_tree(directory: str, into: list[tuple[str, int, int]]) -> None:
             _stamp_tree(entry.path, into)
 
 
-def _read(path: str) -> bytes | None:
-    """A config file's bytes, or None; never blocks on a FIFO."""
+def _read(path: str) -> str | None:
+    """A config file's text as the loader reads it (UTF-8, universal newlines), or None;
+    never blocks on a FIFO."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
@@ -232,9 +226,9 @@ def _read(path: str) -> bytes | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        with os.fdopen(fd, "rb", closefd=False) as f:
+        with os.fdopen(fd, encoding="utf-8", closefd=False) as f:
             return f.read()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     finally:
         os.close(fd)
@@ -262,19 +256,6 @@ def _read_private(path: str) -> bytes | None:
 
 def _private(info: os.stat_result) -> bool:
     return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-
-
-def _is_json(text: bytes) -> bool:
-    """A JSON job document (what the loader reads as JSON): data, nothing to run."""
-    if not text.lstrip().startswith(b"{"):
-        return False
-    import json
-
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _prune(directory: str) -> None:
@@ -312,37 +293,39 @@ def _unlink_unheld(path: str) -> None:
 # ---- plain values for marshal: every container and object tagged, classes by name ----
 
 
-def _encode(value: Any) -> Any:
+def encode(value: Any) -> Any:
+    """A plan (or any value it holds) as plain values `marshal` can write."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, enum.Enum):
         return ("e", type(value).__name__, value.value)
     if isinstance(value, tuple):
-        return ("t", [_encode(v) for v in value])
+        return ("t", [encode(v) for v in value])
     if isinstance(value, list):
-        return ("l", [_encode(v) for v in value])
+        return ("l", [encode(v) for v in value])
     if isinstance(value, Mapping):
-        return ("d", [(_encode(k), _encode(v)) for k, v in value.items()])
+        return ("d", [(encode(k), encode(v)) for k, v in value.items()])
     name = type(value).__name__
     cls: Any = _CLASSES.get(name)
     if cls is not type(value):
         raise ValueError(f"a plan cannot hold a {name}")
-    return ("a", name, {f.alias: _encode(getattr(value, f.name)) for f in attrs.fields(cls) if f.init})
+    return ("a", name, {f.alias: encode(getattr(value, f.name)) for f in attrs.fields(cls) if f.init})
 
 
-def _decode(value: Any) -> Any:
+def decode(value: Any) -> Any:
+    """What `encode` gave, built again; raises (KeyError, ValueError, ...) on anything else."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     tag = value[0]
     if tag == "t":
-        return tuple(_decode(v) for v in value[1])
+        return tuple(decode(v) for v in value[1])
     if tag == "l":
-        return [_decode(v) for v in value[1]]
+        return [decode(v) for v in value[1]]
     if tag == "d":
-        return {_decode(k): _decode(v) for k, v in value[1]}
+        return {decode(k): decode(v) for k, v in value[1]}
     cls = _CLASSES[value[1]]
     if tag == "e" and issubclass(cls, enum.Enum):
         return cls(value[2])
     if tag == "a" and attrs.has(cls):
-        return cls(**{k: _decode(v) for k, v in value[2].items()})
+        return cls(**{k: decode(v) for k, v in value[2].items()})
     raise ValueError(f"unknown entry {tag!r}")

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, TextIO, assert_never
 import attrs
 
 from config.errors import ConfigError
-from config.plan import JobPlan, plan_job, task_id
+from config.plan import JobPlan, open_problem, plan_job, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
 from executor.events import TaskState
@@ -256,11 +256,16 @@ class LocalRun:
             kept = plancache.lookup(directory, key, ports_free, self._lease)
             if kept is not None:
                 return kept
-        files: set[str] = set()
-        plan = plan_job(s.config, s.jobkey, s.bindings, instance=s.instance, fixed_ports=s.ports,
-                        hostname=host, user=user, allocate=allocate_ports, files=files)
+        from executor.local.planning import plan_apart  # a kept plan needs none of it
+
+        def planned(sources: dict[str, str]) -> tuple[JobPlan, str | None]:
+            plan = plan_job(s.config, s.jobkey, s.bindings, instance=s.instance, fixed_ports=s.ports,
+                            hostname=host, user=user, allocate=allocate_ports, sources=sources)
+            return plan, open_problem(sources)
+
+        plan, sources, problem = plan_apart(planned)
         if directory is not None:
-            plancache.store(directory, key, files, plan, self._lease)
+            plancache.store(directory, key, sources, plan, self._lease, problem)
         return plan
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:

@@ -118,3 +118,10 @@ def test_two_live_runs_of_one_config_never_share_its_ports(tmp_path):
         for i, r in enumerate(runs):
             r.close()
             kill_leftovers(task_pids(tmp_path / f"live{i}"))
+
+
+def test_the_config_runs_apart_so_what_it_changes_never_reaches_the_task(run, tmp_path):
+    config = write(tmp_path, "import os\nos.environ['LEAKED'] = 'yes'\n" + textwrap.dedent(
+        ECHO.format(word="${LEAKED:-none}")))
+    _, sandbox = run(config)
+    assert said(sandbox)[0] == "none"  # the config's process is not the supervisor's

@@ -67,7 +67,9 @@ NOT_IN_RUN = NEVER | {
 # 75: planning is `config.plan`, and the plan cache (`executor.local.plancache`, which judges a
 # config closed with `config.purity`) keeps the plan; a second run of the same config loads
 # 64 (no pystachio, no loader, schema, templates or binding).
-RUN_STOKER_MODULES = 75
+# 76: the planning child (`executor.local.planning`); these counts are of everything the
+# command loads, its planning child included (see the per-process test below).
+RUN_STOKER_MODULES = 76
 RUN_AGAIN_STOKER_MODULES = 64
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
@@ -148,6 +150,53 @@ def test_a_second_stoker_run_of_the_same_config_loads_no_pystachio(tmp_path):
     assert "executor.local.plancache" in again and "executor.procs.supervisor" in again
     own = [m for m in again if m.split(".")[0] in ("executor", "config", "healthcheck")]
     assert len(own) <= RUN_AGAIN_STOKER_MODULES, sorted(own)
+
+
+RECORDER = """
+import os, sys
+
+class Recorder:  # every module's first import, with the pid of the process that made it
+    def find_spec(self, name, path=None, target=None):
+        with open(os.environ["IMPORT_LOG"], "a") as log:
+            log.write(f"{os.getpid()} {name}\\n")
+
+sys.meta_path.insert(0, Recorder())
+"""
+
+
+def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(tmp_path):
+    (tmp_path / "recorder").mkdir()
+    (tmp_path / "recorder" / "sitecustomize.py").write_text(RECORDER)
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(SLEEPER.format(extra="", logger="")))
+    sandbox, log = tmp_path / "sandbox", tmp_path / "imports.log"
+    out = tmp_path / "stdout"
+    with open(out, "wb") as o:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "executor", "run", str(config), "--sandbox", str(sandbox)],
+            cwd=tmp_path, stdout=o, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{tmp_path / 'recorder'}:{REPO}",
+                 "HOME": str(tmp_path), "STOKER_ROOT": str(tmp_path / "registry"), "IMPORT_LOG": str(log)})
+    try:
+        wait_for(lambda: "sleeper[0]" in out.read_text() or proc.poll() is not None, 60,
+                 message="the process RUNNING")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        kill_leftovers(task_pids(sandbox))
+    by_pid: dict[int, set[str]] = {}
+    for line in log.read_text().splitlines():
+        pid, name = line.split()
+        by_pid.setdefault(int(pid), set()).add(name)
+    supervisor = by_pid.pop(proc.pid)
+    assert "executor.procs.supervisor" in supervisor
+    assert sorted(supervisor & PLANNING) == []
+    assert [sorted(PLANNING - mods) for mods in by_pid.values()] == [[]]  # one child planned
 
 
 def test_stoker_run_with_an_http_check_loads_the_checker_and_http_client_only(tmp_path):

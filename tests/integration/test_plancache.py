@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from config.plan import JobPlan, plan_job
+from config.plan import JobPlan, open_problem, plan_job
 from config.settings import RunSettings
 from executor.local import plancache
 from executor.local.run import allocate_ports, ports_free
@@ -47,12 +47,12 @@ def planned(config: Path, cache: str, **kw) -> tuple[JobPlan, tuple]:
     """Plan the job as `stoker run` does on a miss, and keep it (under the lease)."""
     s = settings(config, **kw)
     key = plancache.plan_key(s, "host", "me")
-    files: set[str] = set()
+    sources: dict[str, str] = {}
     plan = plan_job(s.config, s.jobkey, s.bindings, instance=s.instance, fixed_ports=s.ports,
-                    hostname="host", user="me", allocate=allocate_ports, files=files)
+                    hostname="host", user="me", allocate=allocate_ports, sources=sources)
     held = plancache.lease(cache, key)
     try:
-        plancache.store(cache, key, files, plan, held)
+        plancache.store(cache, key, sources, plan, held, open_problem(sources))
     finally:
         held.close()
     return plan, key
@@ -188,7 +188,7 @@ def test_a_run_holding_the_lease_keeps_the_plan_from_a_second_one(job, cache):
         assert first.held and not second.held
         assert plancache.lookup(cache, key, ports_free, second) is None  # plans afresh...
         other, _ = planned(job, str(Path(cache).with_name("elsewhere")))
-        plancache.store(cache, key, [str(job), str(job.with_name("lib.aurora"))], other, second)
+        plancache.store(cache, key, {str(job): JOB}, other, second, None)
         assert plancache.lookup(cache, key, ports_free, first) == plan  # ...and keeps nothing
     finally:
         first.close()

@@ -10,7 +10,7 @@ import pytest
 from config.bind import bind
 from config.errors import ConfigError
 from config.loader import load_job
-from config.plan import JobPlan, plan_job, replace_text, task_id
+from config.plan import JobPlan, open_problem, plan_job, replace_text, task_id
 from config.spec import CheckKind, JobSpec, LoggerSpec, LogMode, ProcessSpec, TaskSpec
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.aurora"))
@@ -72,14 +72,18 @@ def test_ports_given_on_the_command_line_are_not_allocated(tmp_path):
         plan(config, fixed_ports={"htp": 1})
 
 
-def test_the_files_read_are_reported(tmp_path):
-    (tmp_path / "lib.aurora").write_text("procs = [Process(name='a', cmdline='x')]\n")
+def test_the_text_of_every_file_read_is_reported_and_judged(tmp_path):
+    (tmp_path / "lib.aurora").write_text("procs = [Process(name='a', cmdline='x')]\r\n")
     config = tmp_path / "job.aurora"
     config.write_text("include('lib.aurora')\njobs = [Job(cluster='c', role='r', environment='e', "
                       "name='n', task=Task(processes=procs, resources=Resources(cpu=1, ram=1*MB, disk=1*MB)))]\n")
-    files: set[str] = set()
-    plan(config, files=files)
-    assert files == {str(config), str(tmp_path / "lib.aurora")}
+    sources: dict[str, str] = {}
+    plan(config, sources=sources)
+    assert sources == {str(config): config.read_text(),  # as run: universal newlines
+                       str(tmp_path / "lib.aurora"): "procs = [Process(name='a', cmdline='x')]\n"}
+    assert open_problem(sources) is None
+    assert open_problem({**sources, "x.aurora": "import os\n"}) == "x.aurora:1: imports a module"
+    assert open_problem({"j.json": '{"jobs": [], "service": false}'}) is None  # data, not code
 
 
 def test_task_ids_have_the_shape_of_aurora_ones():

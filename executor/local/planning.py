@@ -1,0 +1,116 @@
+"""Planning `stoker run`'s job in a throwaway child process, so that the supervisor never
+runs the config file's code and never holds the config language's modules.
+
+A `.aurora` file is Python: the loader executes it, with pystachio and Stoker's config
+modules loaded for it. Done in the supervisor, whatever the file does would stay there for
+the task's whole life: the modules (1.7 MiB of the supervisor's memory), and anything the
+code changed in the process (its environment, its signal handlers, a thread it started, a
+module it patched). `plan_apart` forks a child that plans (`config.plan.plan_job`) and
+sends the plan back through a pipe in the plan cache's plain form (`plancache.encode`),
+or the ConfigError's message and problems, which the parent raises again; the child then
+ends with `os._exit`. Output the config prints reaches the same stdout and stderr as before.
+As in Aurora, where the client evaluates the config and the executor never sees it, the
+config runs apart from the process that supervises the task.
+
+It plans in this process instead when another thread is running (a fork copies only the
+calling thread, and a lock another thread holds would stay held in the child: the case of
+a test that runs `LocalRun` inside a threaded process) or when the fork fails. The parent
+waits for the child, and kills and reaps it if the wait is interrupted (Ctrl-C).
+"""
+from __future__ import annotations
+
+import marshal
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import NoReturn
+
+from config.errors import ConfigError
+from config.plan import JobPlan
+from executor.local import plancache
+
+__all__ = ["plan_apart"]
+
+# Plans, filling the dict with the text of every file it read (by path); returns the plan
+# and why those files may give another plan another time (`config.plan.open_problem`).
+Plan = Callable[[dict[str, str]], tuple[JobPlan, str | None]]
+Planned = tuple[JobPlan, dict[str, str], str | None]
+
+
+def plan_apart(plan: Plan) -> Planned:
+    """What `plan` returns, and the sources it read, planned in a child process when this
+    one has a single thread; raises what `plan` raised (a ConfigError with its message)."""
+    if threading.active_count() > 1:
+        return _here(plan)
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return _here(plan)
+    if pid == 0:  # the child: never returns
+        os.close(read_end)
+        _child(plan, write_end)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return _result(data, status)
+
+
+def _here(plan: Plan) -> Planned:
+    sources: dict[str, str] = {}
+    result, problem = plan(sources)
+    return result, sources, problem
+
+
+def _child(plan: Plan, write_end: int) -> NoReturn:
+    code = 0
+    try:
+        try:
+            result, sources, problem = _here(plan)
+            answer: tuple = ("plan", plancache.encode(result), sources, problem)
+        except ConfigError as exc:
+            answer = ("error", str(exc), list(exc.problems))
+        except Exception:  # a bug, not the config's fault: its traceback, for the parent to show
+            answer = ("crash", traceback.format_exc())
+        data = marshal.dumps(answer)
+        while data:
+            data = data[os.write(write_end, data):]
+    except BaseException:  # Ctrl-C, or the parent gone: nothing to send
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                code = 1
+        os._exit(code)
+
+
+def _result(data: bytes, status: int) -> Planned:
+    if not data:
+        raise RuntimeError(f"planning the job: its process ended ({_ended(status)}) without an answer")
+    answer = marshal.loads(data)
+    if answer[0] == "error":
+        raise ConfigError(answer[1], answer[2])
+    if answer[0] == "crash":
+        raise RuntimeError(f"planning the job failed in its process:\n{answer[1]}")
+    plan = plancache.decode(answer[1])
+    assert isinstance(plan, JobPlan)
+    return plan, answer[2], answer[3]
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,141 @@
+"""`executor/local/planning.py`: `stoker run` plans its job in a child process, in fresh
+interpreters (single-threaded, as `stoker run` is when it plans): the plan and the files'
+text come back, errors come back as the same ConfigError, output is neither lost nor
+doubled, and nothing of the planning stays in (or leaks into) the supervisor."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from tests.support.stoker_proc import REPO
+from tests.support.waiting import wait_for
+
+EXAMPLE = REPO / "examples" / "hello_world.aurora"
+PRELUDE = """
+import os, sys, threading
+from config.plan import open_problem, plan_job
+from executor.local.planning import plan_apart
+from executor.local.run import allocate_ports
+
+def real(sources):
+    plan = plan_job(sys.argv[1], None, (), instance=0, fixed_ports={}, hostname="h", user="u",
+                    allocate=allocate_ports, sources=sources)
+    return plan, open_problem(sources)
+"""
+
+
+def python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(code), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def test_the_plan_comes_back_from_a_child_and_the_supervisor_loads_no_pystachio():
+    done = python("""
+        sys.stdout.write("before\\n")  # still buffered (a pipe) at the fork: it comes out once
+        plan, sources, problem = plan_apart(real)
+        print(plan.name, [p.name for p in plan.spec.task.processes], list(sources) == [sys.argv[1]],
+              problem, "pystachio" in sys.modules, "config.loader" in sys.modules)
+    """, str(EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "before\nhello ['hello'] True None False False\n"
+
+
+def test_what_ran_in_the_child_is_the_childs():
+    done = python("""
+        def probe(sources):
+            print("planning in", os.getpid())  # as a config prints: the child flushes it at its end
+            os.environ["LEAK"] = "1"
+            return real(sources)
+        plan_apart(probe)
+        print("supervisor", os.getpid(), os.environ.get("LEAK"))
+    """, str(EXAMPLE))
+    child, parent = (line.split() for line in done.stdout.splitlines())
+    assert child[2] != parent[1] and parent[2] == "None"
+
+
+def test_a_config_error_comes_back_as_the_same_error(tmp_path):
+    bad = tmp_path / "bad.aurora"
+    bad.write_text("jobs = [Job(name='x')]\n")
+    done = python("""
+        from config.errors import ConfigError
+        try:
+            plan_apart(real)
+        except ConfigError as exc:
+            print(repr(str(exc)), len(exc.problems))
+        try:
+            plan_job(sys.argv[1], None, (), instance=0, fixed_ports={}, hostname="h", user="u",
+                     allocate=allocate_ports)
+        except ConfigError as exc:
+            print(repr(str(exc)), len(exc.problems))
+    """, str(bad))
+    apart, here = done.stdout.splitlines()
+    assert apart == here and "bad.aurora" in apart
+
+
+def test_a_bug_in_planning_and_a_killed_child_are_errors_that_say_so():
+    done = python("""
+        def bug(sources):
+            raise ZeroDivisionError("no")
+        def killed(sources):
+            os.kill(os.getpid(), 9)
+        for plan in (bug, killed):
+            try:
+                plan_apart(plan)
+            except RuntimeError as exc:
+                print(str(exc).splitlines()[0], str(exc).splitlines()[-1])
+    """)
+    assert done.stdout.splitlines() == [
+        "planning the job failed in its process: ZeroDivisionError: no",
+        "planning the job: its process ended (killed by signal 9) without an answer "
+        "planning the job: its process ended (killed by signal 9) without an answer"]
+
+
+def test_with_another_thread_running_it_plans_in_this_process():
+    done = python("""
+        stop = threading.Event()
+        threading.Thread(target=stop.wait, daemon=True).start()
+        def probe(sources):
+            print(os.getpid(), flush=True)
+            return real(sources)
+        plan_apart(probe)
+        print(os.getpid(), "pystachio" in sys.modules)
+        stop.set()
+    """, str(EXAMPLE))
+    first, second = done.stdout.splitlines()
+    assert second == f"{first} True"
+
+
+def test_ctrl_c_while_the_child_plans_ends_both(tmp_path):
+    pid_file = tmp_path / "child"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(f"""
+            import time
+            def slow(sources):
+                open({str(pid_file)!r}, "w").write(str(os.getpid()))
+                time.sleep(60)
+            try:
+                plan_apart(slow)
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+        """)], cwd=REPO, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    child = 0
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, message="the child planning")
+        child = int(pid_file.read_text())
+        proc.send_signal(signal.SIGINT)  # to the parent only, as `kill -INT` does
+        out, _ = proc.communicate(timeout=30)
+        assert out == "interrupted\n"
+        time.sleep(0.05)
+        assert not Path(f"/proc/{child}").exists()  # killed and reaped, not left planning
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if child and Path(f"/proc/{child}").exists():
+            os.kill(child, signal.SIGKILL)
