@@ -6,8 +6,9 @@ cost a few microseconds a call, so the headline figures are measured without the
     .venv/bin/python bench/launch_probe.py 100
 
 Phases (each the sum of the probed calls in it): the imports of `stoker run`; the plan
-(load, the unbound-reference check, the ports, binding: the config is a new file, so it is
-planned, as at its first run); the plan cache (the look-up that misses, keeping the plan);
+(made in a child process: its fork, the config modules' imports there, the load, the
+unbound-reference check, the ports, binding, the answer read back; the config is a new
+file, so it is planned, as at its first run); the plan cache (the look-up that misses, keeping the plan);
 the host session (sandbox lock, registry entry, control socket; the task's registry entry);
 the checkpoint (opening it, then every sync before the Nth RUNNING); the task's cgroup (made,
 then entered: the move runs on a thread, so this counts what the launch still waited for
@@ -75,10 +76,10 @@ def main() -> int:
     import executor.cli.main as cli
     import executor.local.run as local
     SPANS.append(("imports", start, time.perf_counter()))
-    from executor.local import console
+    from executor.local import console, planning
     from executor.procs import containment, supervisor, watchdog
     from executor.task import checkpoint, wiring
-    wrap(local, "plan_job", "plan (load, checks, ports, bind)")
+    wrap(planning, "plan_apart", "plan (in its child process: load, checks, ports, bind)")
     wrap(local.plancache, "lookup", "plan cache (look up, keep)")
     wrap(local.plancache, "store", "plan cache (look up, keep)")
     wrap(local, "_hold", "host session (lock, registry, control socket)")

@@ -19,6 +19,7 @@ waits for the child, and kills and reaps it if the wait is interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
+import gc
 import marshal
 import os
 import signal
@@ -46,15 +47,19 @@ def plan_apart(plan: Plan) -> Planned:
     if threading.active_count() > 1:
         return _here(plan)
     read_end, write_end = os.pipe()
+    gc.freeze()  # the collector leaves what exists now alone: in the child, no copy-on-write for it
     try:
         pid = os.fork()
     except OSError:
+        gc.unfreeze()
         os.close(read_end)
         os.close(write_end)
         return _here(plan)
     if pid == 0:  # the child: never returns
+        gc.disable()  # short-lived: its garbage goes with it
         os.close(read_end)
         _child(plan, write_end)
+    gc.unfreeze()
     os.close(write_end)
     try:
         with os.fdopen(read_end, "rb") as pipe:
