@@ -285,7 +285,7 @@ def _unlink_unheld(path: str) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.unlink(path)
     except OSError:
-        pass  # held by a live run: it stays until a later prune
+        return  # held by a live run: it stays until a later prune
     finally:
         os.close(fd)
 
