@@ -121,7 +121,12 @@ def test_two_live_runs_of_one_config_never_share_its_ports(tmp_path):
 
 
 def test_the_config_runs_apart_so_what_it_changes_never_reaches_the_task(run, tmp_path):
-    config = write(tmp_path, "import os\nos.environ['LEAKED'] = 'yes'\n" + textwrap.dedent(
-        ECHO.format(word="${LEAKED:-none}")))
+    # The umask is the process's own and every child inherits it: set by a config run in
+    # the supervisor, it would reach the task's processes.
+    config = write(tmp_path, "import os\nos.umask(0o027)\n" + textwrap.dedent(
+        ECHO.format(word="$(umask)")))
+    mine = os.umask(0o022)
+    os.umask(mine)
+    assert mine != 0o027
     _, sandbox = run(config)
-    assert said(sandbox)[0] == "none"  # the config's process is not the supervisor's
+    assert said(sandbox)[0] == f"{mine:04o}"  # the config's process is not the supervisor's
