@@ -101,20 +101,19 @@ def imported(stderr: str) -> set[str]:
     return names
 
 
-def run_imports(tmp_path: Path, extra: str = "", cmdline: str = "sleep 1000", logger: str = "") -> set[str]:
-    """Every module `stoker run` loads for a one-process job, from exec to its stop."""
+def run_job(tmp_path: Path, text: str, flags: tuple[str, ...] = (), env: dict[str, str] | None = None) -> int:
+    """`stoker run` of the one-process job `text`, from exec until its process is RUNNING,
+    then stopped; its stderr is left in tmp_path/stderr. Returns the supervisor's pid."""
     config = tmp_path / "job.aurora"
-    text = textwrap.dedent(SLEEPER.format(extra=extra, logger=logger)).replace("sleep 1000", cmdline)
     config.write_text(text)
     sandbox = tmp_path / "sandbox"
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with open(out, "wb") as o, open(err, "wb") as e:
         proc = subprocess.Popen(
-            [sys.executable, "-X", "importtime", "-m", "executor", "run", str(config),
-             "--sandbox", str(sandbox)],
+            [sys.executable, *flags, "-m", "executor", "run", str(config), "--sandbox", str(sandbox)],
             cwd=tmp_path, stdout=o, stderr=e, stdin=subprocess.DEVNULL, start_new_session=True,
             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
-                 "STOKER_ROOT": str(tmp_path / "registry")})
+                 "STOKER_ROOT": str(tmp_path / "registry"), **(env or {})})
     try:
         wait_for(lambda: "sleeper[0]" in out.read_text() and "RUNNING" in out.read_text()
                  or proc.poll() is not None, 60, message="the process RUNNING")
@@ -126,7 +125,14 @@ def run_imports(tmp_path: Path, extra: str = "", cmdline: str = "sleep 1000", lo
             proc.kill()
             proc.wait(10)
         kill_leftovers(task_pids(sandbox))
-    return imported(err.read_text())
+    return proc.pid
+
+
+def run_imports(tmp_path: Path, extra: str = "", cmdline: str = "sleep 1000", logger: str = "") -> set[str]:
+    """Every module `stoker run` loads for a one-process job, from exec to its stop."""
+    text = textwrap.dedent(SLEEPER.format(extra=extra, logger=logger)).replace("sleep 1000", cmdline)
+    run_job(tmp_path, text, ("-X", "importtime"))
+    return imported((tmp_path / "stderr").read_text())
 
 
 def test_stoker_run_without_health_check_loads_only_what_the_job_needs(tmp_path):
@@ -167,33 +173,14 @@ sys.meta_path.insert(0, Recorder())
 def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(tmp_path):
     (tmp_path / "recorder").mkdir()
     (tmp_path / "recorder" / "sitecustomize.py").write_text(RECORDER)
-    config = tmp_path / "job.aurora"
-    config.write_text(textwrap.dedent(SLEEPER.format(extra="", logger="")))
-    sandbox, log = tmp_path / "sandbox", tmp_path / "imports.log"
-    out = tmp_path / "stdout"
-    with open(out, "wb") as o:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "executor", "run", str(config), "--sandbox", str(sandbox)],
-            cwd=tmp_path, stdout=o, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{tmp_path / 'recorder'}:{REPO}",
-                 "HOME": str(tmp_path), "STOKER_ROOT": str(tmp_path / "registry"), "IMPORT_LOG": str(log)})
-    try:
-        wait_for(lambda: "sleeper[0]" in out.read_text() or proc.poll() is not None, 60,
-                 message="the process RUNNING")
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        kill_leftovers(task_pids(sandbox))
+    log = tmp_path / "imports.log"
+    supervisor_pid = run_job(tmp_path, textwrap.dedent(SLEEPER.format(extra="", logger="")),
+                             env={"PYTHONPATH": f"{tmp_path / 'recorder'}:{REPO}", "IMPORT_LOG": str(log)})
     by_pid: dict[int, set[str]] = {}
     for line in log.read_text().splitlines():
         pid, name = line.split()
         by_pid.setdefault(int(pid), set()).add(name)
-    supervisor = by_pid.pop(proc.pid)
+    supervisor = by_pid.pop(supervisor_pid)
     assert "executor.procs.supervisor" in supervisor
     assert sorted(supervisor & PLANNING) == []
     assert [sorted(PLANNING - mods) for mods in by_pid.values()] == [[]]  # one child planned

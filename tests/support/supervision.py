@@ -3,6 +3,7 @@
 the `tracker` and `harness` fixtures live in `tests/integration/conftest.py`."""
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 from pathlib import Path
@@ -22,24 +23,18 @@ class Tracker:
 
     def add(self, *pids: int) -> None:
         for pid in pids:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):  # gone before it was seen
                 self._known[pid] = psutil.Process(pid).create_time()
-            except psutil.NoSuchProcess:
-                pass
 
     def cleanup(self) -> None:
         for pid, created in self._known.items():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):  # already gone
                 proc = psutil.Process(pid)
                 if proc.create_time() == created:
                     proc.kill()
-            except psutil.NoSuchProcess:
-                pass
         for pid in self._known:  # zombies re-parented to this (subreaper) process
-            try:
+            with contextlib.suppress(ChildProcessError):  # reaped already, or not ours
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
 
 
 class Harness:
@@ -71,9 +66,7 @@ def fds_on(path: Path) -> int:
     """How many fds of this process name `path`."""
     count = 0
     for fd in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):  # closed since the listing
             if os.readlink(f"/proc/self/fd/{fd}") == str(path):
                 count += 1
-        except OSError:
-            pass
     return count
