@@ -250,8 +250,8 @@ class LocalRun:
         s = self._settings
         user = getpass.getuser()
         directory = plancache.cache_dir(self._environ)
+        key = plancache.plan_key(s, host, user)
         if directory is not None:
-            key = plancache.plan_key(s, host, user)
             self._lease = plancache.lease(directory, key)  # held until this run ends
             kept = plancache.lookup(directory, key, ports_free, self._lease)
             if kept is not None:
