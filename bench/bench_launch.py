@@ -6,6 +6,10 @@ time goes, next to the floors of the same run:
 - a minimal Python supervisor: the same interpreter, started the same way, that
   `posix_spawn`s N `/bin/bash -c 'sleep 100000'` (each in its own session) and prints one
   line: what any supervisor written in Python pays, whatever it does besides;
+- the same in C (`bench/floor_spawner.c`, built with the machine's `cc -O2` into the bench's
+  work directory; the row says so when there is no compiler): what a supervisor written in C
+  pays on this machine. For N=100 the children's own start (bash, then `sleep`) keeps both
+  cores busy, so this is the machine's floor for any supervisor;
 - `python3 -c 'import attrs, pystachio'`: the interpreter with the two third-party packages
   `stoker run` plans a new config with (the Aurora schema is pystachio's; a re-run of a
   kept plan loads attrs only);
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,10 +160,12 @@ def launch(root: Path, n: int, tag: str, config: Path | None = None) -> float:
         kill_leftovers(task_pids(sandbox))
 
 
-def python_spawner(n: int) -> float:
-    """The minimal Python supervisor: exec → its line saying n children were spawned."""
+def spawner(n: int, binary: Path | None = None) -> float:
+    """The minimal Python supervisor (or, given `binary`, the C one): exec → its line saying
+    n children were spawned."""
+    argv = [str(binary)] if binary is not None else [sys.executable, "-c", SPAWNER]
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", SPAWNER, str(n), CMD], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*argv, str(n), CMD], stdout=subprocess.PIPE,
                             stdin=subprocess.PIPE, env=child_env())
     lines = Lines(proc, b"running", 1)
     try:
@@ -170,6 +177,21 @@ def python_spawner(n: int) -> float:
         lines.join()
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def build_c_spawner(root: Path) -> Path | None:
+    """bench/floor_spawner.c, built with `cc -O2` in `root`; None (said once) without a compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        progress("no C compiler (cc): the C spawner floor is left out")
+        return None
+    binary = root / "floor_spawner"
+    built = subprocess.run([cc, "-O2", "-o", str(binary), str(Path(__file__).with_name("floor_spawner.c"))],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if built.returncode != 0:
+        progress(f"the C spawner did not build, so its floor is left out: {built.stderr.strip()[-500:]}")
+        return None
+    return binary
 
 
 def python_run(statement: str) -> float:
@@ -238,21 +260,25 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
     notes: list[str] = []
     pythons: list[float] = []
     with workdir("launch") as root:
+        c_binary = build_c_spawner(root)
         for n in NS:
             progress(f"launch → {n} RUNNING: {reps[n]} × stoker run, each after its floors")
-            stoker, again, spawner = [], [], []
+            stoker, again, in_python, in_c = [], [], [], []
             kept = root / f"kept-{n}.aurora"  # run once unmeasured, so its plan is kept
             kept.write_text(config_text(n))
             launch(root, n, "planning", kept)
             for i in range(reps[n]):
                 pythons.append(python_run("pass"))
-                spawner.append(python_spawner(n))
+                in_python.append(spawner(n))
+                if c_binary is not None:
+                    in_c.append(spawner(n, c_binary))
                 stoker.append(launch(root, n, f"r{i}"))
                 again.append(launch(root, n, f"a{i}", kept))
             target = TARGETS.get(n)
             python = summary(pythons).median
             floor = (f"`python3 -c pass`: {ms(python, 1)}; a Python process that posix_spawns {n} "
-                     f"`bash -c '{CMD}'` and prints a line: {med_max(spawner)}")
+                     f"`bash -c '{CMD}'` and prints a line: {med_max(in_python)}; the same in C: "
+                     f"{med_max(in_c) if in_c else 'not built (no C compiler)'}")
             for label, secs in (("a new config (planned)", stoker),
                                 ("the same config again (its plan kept)", again)):
                 rows.append(Row(f"`stoker run` exec → N={n} processes RUNNING, {label}, alone",
