@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -173,6 +172,8 @@ class ConsoleReporter:
         lines = _tail_lines(path)
         if lines is None:
             return  # no stderr log (destination console or none, or it never started)
+        import shlex  # only a run that failed needs it
+
         tail = f"stoker tail {shlex.quote(str(self._sandbox))} {shlex.quote(process)}"
         if not lines:
             self._write(f"{self.indent}(its stderr is empty; its stdout: {tail} --run {run} -n +1)\n")

@@ -25,9 +25,9 @@ sandbox; `.thermos_profile` is sourced as under the executor (docs/contract.md Â
 """
 from __future__ import annotations
 
-import getpass
 import logging
 import os
+import pwd
 import signal
 import socket
 import sys
@@ -248,7 +248,7 @@ class LocalRun:
         of the same, unchanged config when its ports are still free (`plancache`), else
         loaded, checked, given ports and bound now, and kept for the next run."""
         s = self._settings
-        user = getpass.getuser()
+        user = login_name(self._environ)
         directory = plancache.cache_dir(self._environ)
         key = plancache.plan_key(s, host, user)
         if directory is not None:
@@ -358,3 +358,16 @@ def _archive_logs(sandbox: Path) -> None:
         logs.rename(sandbox / f".logs.attempt-{number}")
     except OSError as exc:
         logger.error("run could not archive %s: %s", logs, exc)
+
+
+def login_name(environ: Mapping[str, str]) -> str:
+    """The user's login name as `getpass.getuser()` finds it (LOGNAME, USER, LNAME or
+    USERNAME, else the password database's name for the real uid), without loading getpass
+    and termios on `stoker run`'s path; `uid N` where getpass would raise."""
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if name := environ.get(variable):
+            return name
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid {os.getuid()}"

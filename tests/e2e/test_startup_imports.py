@@ -51,6 +51,9 @@ NOT_IN_RUN = NEVER | {
     # random names (temporary files, the task marker, the sandbox, task ids) come from
     # os.urandom: uuid would load libuuid for them
     "uuid", "_uuid",
+    # the user's login name comes from the environment or pwd (run.login_name);
+    # a failed run's `stoker tail` hint quotes with shlex when it is printed
+    "getpass", "termios", "shlex",
     # the next runs' log directories: only once a process has restarted
     "executor.procs.logstage",
     # the health policy (a task with a health check), the log pump (a rotating logger or one
