@@ -230,17 +230,24 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from executor.cli import launch
     from executor.local.run import LocalRun, SandboxError
 
-    settings = RunSettings.from_args(args, os.environ)
-    logsetup.configure(settings.log_format, settings.log_level, drop_events=RUN_PRINTED_EVENTS)
-    for conflict in flag_conflicts(RunSettings, args, os.environ):
-        print(f"stoker: warning: {printable(conflict)}", file=sys.stderr)
+    early = launch.take()  # the early start's runs, when the entry point made one
     try:
-        return LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ)).run()
+        settings = RunSettings.from_args(args, os.environ)
+        logsetup.configure(settings.log_format, settings.log_level, drop_events=RUN_PRINTED_EVENTS)
+        for conflict in flag_conflicts(RunSettings, args, os.environ):
+            print(f"stoker: warning: {printable(conflict)}", file=sys.stderr)
+        run = LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ), early=early)
+        early = None  # the run's to adopt or give up
+        return run.run()
     except SandboxError as exc:
         _error(str(exc))
         return EXIT_USAGE
+    finally:
+        if early is not None:
+            early.abandon()
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -49,12 +49,15 @@ class SandboxLock:
 
     @classmethod
     def acquire(cls, stoker_dir: int, sandbox: str, me: ProcessIdentity, front_end: str,
-                now_wall: float) -> SandboxLock:
+                now_wall: float, *, held_fd: int | None = None) -> SandboxLock:
         """Lock the sandbox whose `.stoker` directory fd is `stoker_dir`. Raises SandboxBusy
-        when a live supervisor holds it, OSError when the file cannot be opened."""
-        fd = _open(stoker_dir)
+        when a live supervisor holds it, OSError when the file cannot be opened. `held_fd`:
+        the lock file, opened and locked by this process already (the early start took the
+        sandbox before the rest of Stoker was loaded); it becomes this lock's."""
+        fd = held_fd if held_fd is not None else _open(stoker_dir)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if held_fd is None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             other = _read_holder(fd)
             os.close(fd)

@@ -71,10 +71,11 @@ class HostSession:
 
     @classmethod
     def open(cls, sandbox: str | os.PathLike[str], settings: RegistrySettings | None = None,
-             front_end: FrontEnd = FrontEnd.EXECUTOR) -> HostSession:
+             front_end: FrontEnd = FrontEnd.EXECUTOR, *, held_lock: int | None = None) -> HostSession:
         """This process's session of `sandbox` (counted; a new one registers in `settings`'s
         registry, by default the one the environment names). Raises SandboxBusy, or OSError
-        when `.stoker/` or its lock file cannot be made."""
+        when `.stoker/` or its lock file cannot be made. `held_lock`: the sandbox's lock file,
+        already locked by this process (an early start's), which the session takes over."""
         path = sandbox_path(sandbox)
         st = os.stat(path)
         key = (st.st_dev, st.st_ino)
@@ -89,17 +90,18 @@ class HostSession:
                                   front_end=front_end, registered_wall=time.time())
             registry = Registry(settings or RegistrySettings.from_env(os.environ))
             session = cls(path, key, registry, entry)
-            session._acquire(front_end)
+            session._acquire(front_end, held_lock)
             cls._open[key] = session
         session._registry.write(entry, prune=False)  # the launch does not read every entry
         session._start_control()
         return session
 
-    def _acquire(self, front_end: FrontEnd) -> None:
+    def _acquire(self, front_end: FrontEnd, held_lock: int | None) -> None:
         self._stoker_dir = open_stoker_dir(self.sandbox, create=True)
         try:
             self._sandbox_lock = SandboxLock.acquire(
-                self._stoker_dir, str(self.sandbox), own_identity(), front_end.value, time.time())
+                self._stoker_dir, str(self.sandbox), own_identity(), front_end.value, time.time(),
+                held_fd=held_lock)
         except BaseException:
             os.close(self._stoker_dir)
             raise

@@ -29,12 +29,12 @@ others, is ignored. Nothing here raises: the cache can only make a run faster.
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import fcntl
 import logging
 import marshal
 import os
-import stat
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -55,35 +55,25 @@ from config.spec import (
     ProcessSpec,
     TaskSpec,
 )
+from executor.local import planfiles
+from executor.local.planfiles import cache_dir
 
-__all__ = ["KEEP", "Lease", "cache_dir", "decode", "encode", "lease", "lookup", "plan_key", "store"]
+__all__ = ["KEEP", "Lease", "cache_dir", "decode", "encode", "entry_stem", "keep_launch", "lease", "lookup",
+           "plan_key", "store"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = planfiles.PLAN_FORMAT
 KEEP = 64  # plan files kept in one directory; the least recently written go first
 _CLASSES: dict[str, type] = {c.__name__: c for c in (
     JobPlan, JobSpec, TaskSpec, ProcessSpec, LoggerSpec, HealthSpec, LifecycleSpec, AnnouncerSpec,
     CheckKind, LogDestination, LogMode)}
 
 
-def cache_dir(environ: Mapping[str, str]) -> str | None:
-    """Where plans are kept, or None (cache off, or no absolute place for it)."""
-    value = environ.get("STOKER_PLAN_CACHE", "")
-    if value:
-        return value if value != "off" and os.path.isabs(value) else None
-    base = environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):
-        home = environ.get("HOME", "")
-        if not os.path.isabs(home):
-            return None
-        base = os.path.join(home, ".cache")
-    return os.path.join(base, "stoker", "plans")
-
-
 def plan_key(settings: RunSettings, hostname: str, user: str) -> tuple[Any, ...]:
     """Everything besides the files' text that a plan depends on."""
-    return (FORMAT, sys.version, _code_stamp(), os.path.abspath(settings.config), settings.jobkey,
+    return (FORMAT, sys.version, planfiles.code_stamp(planfiles.code_roots()),
+            os.path.abspath(settings.config), settings.jobkey,
             tuple(settings.bindings), settings.instance, tuple(sorted(settings.ports.items())),
             hostname, user)
 
@@ -110,9 +100,9 @@ def lease(directory: str, key: tuple[Any, ...]) -> Lease:
     never waits: a lease another live run holds is not held here."""
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        if not _private(os.stat(directory)):
+        if not planfiles.private(os.stat(directory)):
             return Lease(None)
-        fd = os.open(_path(directory, key, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        fd = os.open(_path(directory, key, planfiles.LOCK_SUFFIX), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     except OSError:
         return Lease(None)
     try:
@@ -129,7 +119,7 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
     its chosen ports still free; else None."""
     if not held.held:
         return None
-    data = _read_private(_path(directory, key))
+    data = planfiles.read_private(_path(directory, key))
     if data is None:
         return None
     try:
@@ -137,7 +127,7 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
         if stored_key != key:
             return None
         for path, text in sources:
-            if _read(path) != text:
+            if planfiles.read_text(path) != text:
                 logger.debug("plan cache: %s changed; planning afresh", path)
                 return None
         plan = decode(encoded)
@@ -165,97 +155,10 @@ def store(directory: str, key: tuple[Any, ...], sources: Mapping[str, str], plan
     try:
         texts = tuple(sorted((os.path.abspath(path), text) for path, text in sources.items()))
         data = marshal.dumps((key, texts, encode(plan)))
-        path = _path(directory, key)  # in the private directory `lease` made or checked
-        temporary = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            while data:
-                data = data[os.write(fd, data):]
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
+        planfiles.write_private(_path(directory, key), data)  # in the directory `lease` made or checked
         _prune(directory)
     except (OSError, ValueError) as exc:
         logger.debug("plan cache: could not keep the plan in %s: %s", directory, exc)
-
-
-def _path(directory: str, key: tuple[Any, ...], suffix: str = ".bin") -> str:
-    """One entry per config path, job key and instance: a changed config replaces its own."""
-    name = 0xCBF29CE484222325  # FNV-1a, 64 bits: zlib's crc32 would load libz for one number
-    for byte in repr((key[3], key[4], key[6])).encode():
-        name = ((name ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return os.path.join(directory, f"plan-{name:016x}{suffix}")
-
-
-def _code_stamp() -> tuple[tuple[str, int, int], ...]:
-    """Name, size and mtime of every module of `config/` and of pystachio."""
-    import config
-
-    roots = list(config.__path__)
-    for entry in sys.path:
-        candidate = os.path.join(entry or ".", "pystachio")
-        if os.path.isdir(candidate):
-            roots.append(candidate)
-            break
-    stamp: list[tuple[str, int, int]] = []
-    for root in roots:
-        _stamp_tree(root, stamp)
-    return tuple(stamp)
-
-
-def _stamp_tree(directory: str, into: list[tuple[str, int, int]]) -> None:
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name.endswith(".py") and entry.is_file():
-            info = entry.stat()
-            into.append((entry.path, info.st_size, info.st_mtime_ns))
-        elif entry.is_dir() and entry.name != "__pycache__":
-            _stamp_tree(entry.path, into)
-
-
-def _read(path: str) -> str | None:
-    """A config file's text as the loader reads it (UTF-8, universal newlines), or None;
-    never blocks on a FIFO."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        with os.fdopen(fd, encoding="utf-8", closefd=False) as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError):
-        return None
-    finally:
-        os.close(fd)
-
-
-def _read_private(path: str) -> bytes | None:
-    """The file at `path` if it is a regular file this user owns and only this user can write."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or not _private(info):
-            return None
-        if not _private(os.stat(os.path.dirname(path))):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _private(info: os.stat_result) -> bool:
-    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _prune(directory: str) -> None:
@@ -263,7 +166,7 @@ def _prune(directory: str) -> None:
     once no run holds it."""
     entries = []
     for entry in os.scandir(directory):
-        if entry.name.startswith("plan-") and entry.name.endswith(".bin"):
+        if entry.name.startswith("plan-") and entry.name.endswith(planfiles.PLAN_SUFFIX):
             try:
                 entries.append((entry.stat().st_mtime_ns, entry.path))
             except OSError:
@@ -273,7 +176,10 @@ def _prune(directory: str) -> None:
             os.unlink(path)
         except OSError:
             continue
-        _unlink_unheld(path[:-len(".bin")] + ".lock")
+        stem = path[:-len(planfiles.PLAN_SUFFIX)]
+        with contextlib.suppress(OSError):
+            os.unlink(stem + planfiles.START_SUFFIX)
+        _unlink_unheld(stem + planfiles.LOCK_SUFFIX)
 
 
 def _unlink_unheld(path: str) -> None:
@@ -288,6 +194,45 @@ def _unlink_unheld(path: str) -> None:
         return  # held by a live run: it stays until a later prune
     finally:
         os.close(fd)
+
+
+def keep_launch(directory: str, key: tuple[Any, ...], sources: Mapping[str, str], plan: JobPlan,
+                wave: list[str] | None, secrets: tuple[str, ...], held: Lease) -> None:
+    """Keep (or, with no `wave`, drop) the launch record beside the plan kept for `key`:
+    what the early start (`executor/cli/launch.py`) needs to start the plan's first runs,
+    `wave` (process names, run 0 of each), before Stoker is loaded. Written only when it
+    changed, only with the lease held."""
+    if not held.held:
+        return
+    path = _path(directory, key, planfiles.START_SUFFIX)
+    if wave is None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
+    spec = plan.spec
+    record = {
+        "format": planfiles.LAUNCH_FORMAT, "key": key, "roots": planfiles.code_roots(),
+        "sources": tuple(sorted((os.path.abspath(p), text) for p, text in sources.items())),
+        "name": plan.name, "instance": spec.instance, "standin": plan.stand_in,
+        "wave": [(name, spec.task.process(name).cmdline) for name in wave],
+        "ports": [spec.ports[name] for name in plan.allocated], "secrets": list(secrets),
+    }
+    try:
+        data = marshal.dumps(record)
+        if planfiles.read_private(path) != data:
+            planfiles.write_private(path, data)
+    except (OSError, ValueError) as exc:
+        logger.debug("plan cache: could not keep the launch record in %s: %s", directory, exc)
+
+
+def entry_stem(directory: str, key: tuple[Any, ...]) -> str:
+    """The path of the entry for `key`, without a suffix (the early start names its entry so)."""
+    return _path(directory, key, "")
+
+
+def _path(directory: str, key: tuple[Any, ...], suffix: str = planfiles.PLAN_SUFFIX) -> str:
+    """One entry per config path, job key and instance: a changed config replaces its own."""
+    return planfiles.entry_path(directory, key[3], key[4], key[6], suffix)
 
 
 # ---- plain values for marshal: every container and object tagged, classes by name ----

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import signal
 import socket
 import sys
@@ -42,14 +41,17 @@ import attrs
 from config.errors import ConfigError
 from config.plan import JobPlan, open_problem, plan_job, task_id
 from config.registry import RegistrySettings
-from config.settings import RunSettings, pop_secrets
+from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings, pop_secrets
+from config.spec import LogDestination, LogMode
 from executor.events import TaskState
+from executor.host.early import EarlyStart
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
 from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
 from executor.local import plancache
 from executor.local.console import ConsoleReporter, Output
+from executor.local.planfiles import login_name, ports_free
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
@@ -83,23 +85,6 @@ def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]
     return ports
 
 
-def ports_free(numbers: list[int]) -> bool:
-    """Whether every one of `numbers` can be bound on 127.0.0.1 now (all held until the
-    last is checked): a kept plan's ports, before a new run reuses them."""
-    held: list[socket.socket] = []
-    try:
-        for number in numbers:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(sock)
-            sock.bind(("127.0.0.1", number))
-        return True
-    except OSError:
-        return False
-    finally:
-        for sock in held:
-            sock.close()
-
-
 def make_sandbox(requested: str | None, job_name: str) -> Path:
     """The sandbox RunSettings chose (docs/contract.md §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY,
     else --sandbox), else a fresh directory under the current one."""
@@ -127,7 +112,9 @@ class LocalRun:
     """Runs attempts of one job until the service rules say stop; returns the exit code."""
 
     def __init__(self, settings: RunSettings, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None,
-                 registry: RegistrySettings | None = None) -> None:
+                 registry: RegistrySettings | None = None, early: EarlyStart | None = None) -> None:
+        """`early`: what the early start began (`executor/cli/launch.py`), this run's to adopt
+        or give up."""
         self._settings = settings
         self._registry = registry
         self._out = Output(out)
@@ -137,6 +124,7 @@ class LocalRun:
         self._console: ConsoleReporter | None = None
         self._signal: int | None = None  # the signal that asked for the stop
         self._lease = plancache.Lease(None)  # on the kept plan, while this run uses its ports
+        self._early = early  # until the first attempt's supervisor adopts its runs
 
     def stop(self, reason: str) -> None:
         self._stop.set()
@@ -187,6 +175,7 @@ class LocalRun:
                 if relay is not None:
                     relay.close()
         finally:
+            self._give_up_early("the run ended before its task started")
             self._lease.close()  # the kept plan's ports are the next run's
 
     def _run(self, prepared: Prepared) -> int:
@@ -228,8 +217,9 @@ class LocalRun:
             from healthcheck import plainhttp  # while this process has one thread
 
             plainhttp.load()
-        sandbox = make_sandbox(s.sandbox, plan.name)
-        session = _hold(sandbox, self._registry)
+        early = self._early_sandbox(plan.name)
+        sandbox = Path(early.sandbox) if early is not None else make_sandbox(s.sandbox, plan.name)
+        session = _hold(sandbox, self._registry, early.take_lock() if early is not None else None)
         session.on_operator_kill(self._stop.set)  # `stoker kill`: no restart after this
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {sandbox}\n")
@@ -252,10 +242,12 @@ class LocalRun:
         directory = plancache.cache_dir(self._environ)
         key = plancache.plan_key(s, host, user)
         if directory is not None:
-            self._lease = plancache.lease(directory, key)  # held until this run ends
-            kept = plancache.lookup(directory, key, ports_free, self._lease)
+            self._lease = self._early_lease(directory, key) or plancache.lease(directory, key)
+            # the early start probed the ports before its runs could take them
+            kept = plancache.lookup(directory, key, ports_free if self._early is None else _free, self._lease)
             if kept is not None:
                 return kept
+        self._give_up_early("its plan is not the one kept")
         from executor.local.planning import plan_apart  # a kept plan needs none of it
 
         def planned(sources: dict[str, str]) -> tuple[JobPlan, str | None]:
@@ -266,7 +258,57 @@ class LocalRun:
         plan, sources, problem = plan_apart(planned)
         if directory is not None:
             plancache.store(directory, key, sources, plan, self._lease, problem)
+            if problem is None:
+                plancache.keep_launch(directory, key, sources, plan, self._first_wave(plan),
+                                      SECRET_VARIABLES + AGENT_VARIABLES, self._lease)
         return plan
+
+    def _first_wave(self, plan: JobPlan) -> list[str] | None:
+        """The processes the planner starts first (run 0 of each), for the early start of
+        the next run; None when that run could not start them early: another sandbox than
+        a new one, another job key or instance, --bind or --port, or a logger that is not
+        a plain file (the early start makes only plain log files)."""
+        s = self._settings
+        if s.jobkey is not None or s.instance != 0 or s.bindings or s.ports:
+            return None
+        from executor.task.planner import Planner  # loaded for the task anyway
+
+        names = [start.process for start in Planner(plan.spec.task).decide(0.0).start]
+        loggers = [plan.spec.task.process(name).logger for name in names]
+        plain = all(lg.destination is LogDestination.FILE and lg.mode is LogMode.STANDARD for lg in loggers)
+        return names if names and plain else None
+
+    def _early_lease(self, directory: str, key: tuple[object, ...]) -> plancache.Lease | None:
+        """The lease the early start took, when it is this plan's."""
+        early = self._early
+        if early is None:
+            return None
+        if early.entry != plancache.entry_stem(directory, key):
+            self._give_up_early("it took another plan's lease")
+            return None
+        return plancache.Lease(early.take_lease())
+
+    def _early_sandbox(self, name: str) -> EarlyStart | None:
+        """The early start, when the sandbox it made is the one this run would make."""
+        early, requested = self._early, self._settings.sandbox
+        if early is None:
+            return None
+        made = Path(early.sandbox)
+        if requested is not None:
+            same = made == Path(requested).resolve()
+        else:
+            same = made.parent == Path.cwd().resolve() and made.name.startswith(f"sandbox-{name}-")
+        if not same:
+            self._give_up_early(f"it made sandbox {made}, not the one this run uses")
+            return None
+        return early
+
+    def _give_up_early(self, why: str) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            logger.warning("early start given up: %s; its runs were killed and the task starts "
+                           "as without it", why)
+            early.abandon()
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
         """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");
@@ -284,9 +326,11 @@ class LocalRun:
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
         s = self._settings
-        spec = prepared.plan.spec_for(task_id(prepared.plan.name, s.instance))
+        early = self._early if not self._stop.is_set() else None  # else `run` gives it up
+        spec = prepared.plan.spec_for(early.task_id if early is not None else task_id(prepared.plan.name, s.instance))
         announcement = self._announcement(spec, prepared.host)
-        _archive_logs(prepared.sandbox)
+        if early is None:
+            _archive_logs(prepared.sandbox)  # (an early start's runs write in `.logs` already)
         if number == 0 and spec.warnings:
             self._out.write("".join(f"stoker run: warning: {w}\n" for w in spec.warnings))
         if number == 0 and announcement is not None:
@@ -297,9 +341,11 @@ class LocalRun:
                             "Announcer(...)`; nothing is announced\n")
         console = ConsoleReporter(self._out, spec.label, sandbox=prepared.sandbox,
                                   names=[p.name for p in spec.task.processes])
+        if early is not None:
+            self._early = None  # the first attempt's supervisor adopts its runs
         owner = owner_for(spec, prepared.sandbox, prepared.env, console,
                           kill_grace_secs=s.kill_grace_secs, stop_within_secs=s.kill_grace_secs,
-                          cgroups=s.cgroups, announcement=announcement)
+                          cgroups=s.cgroups, announcement=announcement, early=early)
         self._console = console
         self._owner = owner
         if self._stop.is_set():
@@ -332,11 +378,16 @@ class Ended:
     console: ConsoleReporter
 
 
-def _hold(sandbox: Path, registry: RegistrySettings | None) -> HostSession:
+def _free(ports: list[int]) -> bool:
+    return True
+
+
+def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None) -> HostSession:
     """The sandbox for this run (registered in `registry`, by default the one the
-    environment names): refused when another live supervisor holds it."""
+    environment names): refused when another live supervisor holds it. `held_lock`: its lock,
+    taken already by the early start."""
     try:
-        return HostSession.open(sandbox, registry, FrontEnd.RUN)
+        return HostSession.open(sandbox, registry, FrontEnd.RUN, held_lock=held_lock)
     except SandboxBusy as exc:
         raise SandboxError(str(exc)) from None
     except OSError as exc:
@@ -358,16 +409,3 @@ def _archive_logs(sandbox: Path) -> None:
         logs.rename(sandbox / f".logs.attempt-{number}")
     except OSError as exc:
         logger.error("run could not archive %s: %s", logs, exc)
-
-
-def login_name(environ: Mapping[str, str]) -> str:
-    """The user's login name as `getpass.getuser()` finds it (LOGNAME, USER, LNAME or
-    USERNAME, else the password database's name for the real uid), without loading getpass
-    and termios on `stoker run`'s path; `uid N` where getpass would raise."""
-    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
-        if name := environ.get(variable):
-            return name
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return f"uid {os.getuid()}"

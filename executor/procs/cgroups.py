@@ -70,6 +70,15 @@ class TaskCgroup:
         _write(self.place.directory, "cgroup.procs", str(os.getpid()))
         self.entered = True
 
+    def take_in(self, pid: int) -> bool:
+        """Move a process that runs already in (one forked before this process entered: an
+        early start's run); False when it is gone."""
+        try:
+            _write(self.place.directory, "cgroup.procs", str(pid))
+        except ProcessLookupError:
+            return False
+        return True
+
     def leave(self) -> None:
         """Move this process back home, so the task's cgroup can be killed and removed."""
         _write(self.home.directory, "cgroup.procs", str(os.getpid()))

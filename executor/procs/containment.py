@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 LEFTOVER_SECS = 1.0  # the longest a leftover kill keeps finding new processes
 CGROUP_KILL_SECS = 2.0  # for the cgroup's kill and removal at close
+TAKE_IN_PASSES = 20  # moving an early start's runs in: passes until one finds nothing new
 _TASK_PREFIX = f"{TASK_MARKER}=".encode()
 
 
@@ -102,25 +103,47 @@ class Containment:
         else:
             self._cgroup = made
 
-    def enter(self) -> None:
+    def enter(self, running: Sequence[int] = ()) -> None:
         """After the watchdog started: start moving this process into the cgroup. The move
         is the kernel's (it waits for an RCU grace period: milliseconds, all of it idle), so
         it runs on a thread while the caller goes on with the task's start (its registry
         entry, its checkpoint); `settle` waits for it, and so does every use of `cgroup`
         and of this class, so that every child is still born inside. On failure the task
-        runs without one."""
+        runs without one. `running`: the task's runs forked before (an early start's), moved
+        in after it with everything they started meanwhile."""
         cg = self._cgroup
         if cg is None:
             return
-        self._entering = threading.Thread(target=self._enter, args=(cg,), daemon=True,
+        self._entering = threading.Thread(target=self._enter, args=(cg, tuple(running)), daemon=True,
                                           name=f"stoker-cgroup-enter {self._label}")
         self._entering.start()
 
-    def _enter(self, cg: TaskCgroup) -> None:
+    def _enter(self, cg: TaskCgroup, running: tuple[int, ...]) -> None:
         try:
             cg.enter()
         except OSError as e:
             self._enter_error = e
+            return
+        self._take_in(cg, running)
+
+    def _take_in(self, cg: TaskCgroup, roots: tuple[int, ...]) -> None:
+        """Move `roots` and their descendants into `cg`, parents first, in passes until one
+        finds nothing new (a child forked by a parent not yet moved is found by the next
+        pass; one forked after is born inside). One that cannot be moved stays the task's
+        by its subtree and marker, and is logged."""
+        moved: set[int] = set()
+        for _ in range(TAKE_IN_PASSES):
+            found = [pid for pid in proctree.walk(roots) if pid not in moved]
+            if not found:
+                return
+            for pid in found:
+                moved.add(pid)
+                try:
+                    cg.take_in(pid)
+                except OSError as e:
+                    log_event(logger, logging.ERROR, "cgroup_move_failed", task=self._label, pid=pid,
+                              cgroup=cg.directory, error=describe_os_error(e),
+                              consequence="it is contained by its subtree and marker only")
 
     def settle(self) -> None:
         """Wait until the move `enter` started is over (at once when there is none)."""

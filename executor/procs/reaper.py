@@ -1,6 +1,6 @@
 """The one thread in the Stoker process that waits for children, and the subreaper flag.
 
-Owns: making the process a child subreaper (prctl(PR_SET_CHILD_SUBREAPER) through ctypes,
+Owns: making the process a child subreaper (prctl(PR_SET_CHILD_SUBREAPER), `earlyfork.py`,
 so orphaned descendants of task processes re-parent to Stoker instead of init), and a single
 process-wide thread that reaps EVERY child. The thread blocks in `waitid(P_ALL, WEXITED |
 WNOWAIT)`: it learns that a child exited while the zombie still holds its pid (so the
@@ -18,23 +18,25 @@ the last one released it and no registered child is left.
 
 Forks must happen inside `forking()`, which holds the registry lock until the new pid is
 registered, so a child that exits at once is never mistaken for an orphan, and `registered()`
-read after a list of children covers every child this process forked in that list.
+read after a list of children covers every child this process forked in that list. Children
+forked before the reaper existed (an early start's runs) are handed to `acquire`, which
+registers them before its thread can reap one.
 """
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 import attrs
 
+from executor.procs import earlyfork
+
 logger = logging.getLogger(__name__)
 
-_PR_SET_CHILD_SUBREAPER = 36
 
 
 class ChildWatcher(Protocol):
@@ -62,11 +64,8 @@ class Watcher:
 def become_subreaper() -> bool:
     """Make this process a child subreaper; logs ERROR and returns False when it cannot."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-    except (OSError, AttributeError) as e:
+        earlyfork.set_subreaper()
+    except OSError as e:
         logger.error(
             "subreaper_failed pid=%d error=%s: %s; daemonized descendants will re-parent to "
             "init and only the watchdog's marker scan can reach them",
@@ -92,18 +91,21 @@ class Reaper:
         self.subreaper = False
 
     @classmethod
-    def acquire(cls) -> Reaper:
+    def acquire(cls, adopt: Mapping[int, ChildWatcher] | None = None) -> Reaper:
+        """The reaper, its thread running; `adopt`: children forked before (by the early
+        start, `earlyfork.py`), registered before the thread can reap any of them."""
         with cls._instance_lock:
             if cls._instance is None:
                 cls._instance = Reaper()
             reaper = cls._instance
-        reaper._acquire()
+        reaper._acquire(adopt or {})
         return reaper
 
-    def _acquire(self) -> None:
+    def _acquire(self, adopt: Mapping[int, ChildWatcher]) -> None:
         with self._cond:
             if not self.subreaper:
                 self.subreaper = become_subreaper()
+            self._watchers.update(adopt)
             self._users += 1
             if self._thread is None:
                 self._thread = threading.Thread(

@@ -1,8 +1,9 @@
 """Forking one run: its environment, its log files or pipes, and the fork+exec itself.
 
-Owns: the per-run environment (the task env plus `HOME`, the two markers, and `BASH_ENV`
-when `SANDBOX/.thermos_profile` exists at the run's launch, looked for once for the runs a
-`spawn_many` starts together, so bash sources it first, as in Thermos), the user a run
+Owns: the per-run environment (`runenv.py`'s: the task env plus `HOME`, the two markers,
+and `BASH_ENV` when `SANDBOX/.thermos_profile` exists at the run's launch, looked for once
+for the runs a `spawn_many` starts together, so bash sources it first, as in Thermos; the
+early start computes it with the same functions), the user a run
 starts as (`RunAs`: uid, gid and groups set in the child just before exec), the log layout
 `SANDBOX/.logs/PROCESS/RUN/{stdout,stderr}` and keeping it inside the sandbox (each level and
 each log file is opened through `executor/procs/sandboxfs.py`: relative to the level above,
@@ -35,6 +36,17 @@ import attrs
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
 from executor.procs import sandboxfs
 from executor.procs.identity import RunAs
+from executor.procs.runenv import (  # noqa: F401  (re-exported: spawn's callers use them here)
+    PROFILE,
+    RUN_MARKER,
+    TASK_MARKER,
+    profile_now,
+    profile_path,
+    run_env,
+    run_marker,
+    task_env,
+    with_profile,
+)
 from executor.procs.sandboxfs import LOG_FLAGS, describe_os_error
 
 if TYPE_CHECKING:
@@ -44,55 +56,8 @@ __all__ = ["Child", "CommandChild", "LogDir", "LogRoot", "PreparedRun", "RunChil
            "SpawnError", "describe_os_error", "fork_exec", "log_dir", "open_stdio", "profile_now",
            "profile_path", "run_env", "run_marker", "task_env", "with_profile"]
 
-TASK_MARKER = "STOKER_TASK_MARKER"
-RUN_MARKER = "STOKER_RUN_MARKER"
-PROFILE = ".thermos_profile"  # sourced by every run's bash through BASH_ENV when it exists
-
-
 class SpawnError(Exception):
     """A run could not be started; the message is the reason in words."""
-
-
-def run_marker(task_marker: str, process: str, run: int) -> str:
-    return f"{task_marker}/{process}/{run}"
-
-
-def run_env(base: Mapping[str, str], task_marker: str, process: str, run: int,
-            bash_env: str | None = None) -> dict[str, str]:
-    """The run's env: `base`, its run marker, and `BASH_ENV` = `bash_env` when given
-    (`profile_now`'s answer, asked once for the runs started together)."""
-    env = dict(base)
-    env[RUN_MARKER] = run_marker(task_marker, process, run)
-    if bash_env is not None:
-        env["BASH_ENV"] = bash_env
-    return env
-
-
-def profile_path(sandbox: Path) -> str:
-    return os.path.join(os.path.abspath(sandbox), PROFILE)
-
-
-def profile_now(profile: str) -> str | None:
-    """`profile` (SANDBOX/.thermos_profile) when that file exists now, else None (one stat:
-    a process that writes it makes every later launch source it, as in Thermos)."""
-    return profile if os.path.exists(profile) else None
-
-
-def with_profile(env: dict[str, str], sandbox: Path) -> dict[str, str]:
-    """`env` with `BASH_ENV` = SANDBOX/.thermos_profile when that file exists now."""
-    profile = profile_now(profile_path(sandbox))
-    if profile is not None:
-        env["BASH_ENV"] = profile
-    return env
-
-
-def task_env(env: Mapping[str, str], sandbox: Path, task_marker: str) -> dict[str, str]:
-    """The env every run and health command starts from (entries with NUL bytes dropped)."""
-    base = {k: v for k, v in env.items() if "\0" not in k and "\0" not in v and "=" not in k}
-    base.setdefault("HOME", str(sandbox))
-    base[TASK_MARKER] = task_marker
-    base.pop(RUN_MARKER, None)  # set per run; never inherit one from our own parent
-    return base
 
 
 @attrs.define(eq=False)
@@ -101,7 +66,7 @@ class Child:
     (CommandChild). Slotted and small: a task of 500 processes keeps 500 of them."""
 
     pid: int
-    popen: subprocess.Popen  # referenced until reaped
+    popen: subprocess.Popen | None  # referenced until reaped (None: started by the early start)
     marker: str  # its STOKER_RUN_MARKER value
     status: int | None = None  # the wait status, once reaped
 
@@ -111,7 +76,8 @@ class Child:
 
     def reaped(self, status: int) -> None:
         self.status = status
-        self.popen.returncode = os.waitstatus_to_exitcode(status)  # subprocess must never wait on it
+        if self.popen is not None:
+            self.popen.returncode = os.waitstatus_to_exitcode(status)  # subprocess must never wait on it
 
 
 @attrs.define(eq=False)
@@ -132,6 +98,7 @@ class RunChild(Child):
 
     process: str = attrs.field(kw_only=True)
     run: int = attrs.field(kw_only=True)
+    adopted: bool = attrs.field(kw_only=True, default=True)  # False: an early start's, not yet taken
 
 
 @attrs.define

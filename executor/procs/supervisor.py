@@ -53,21 +53,25 @@ INFO), and ERROR for adapter failures; every line names the task.
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from executor.events import ExitStatus, ProcessExited
 from executor.logs import log_event
-from executor.procs import spawn
+from executor.procs import earlyfork, spawn
+from executor.procs.adoption import EarlyRuns
 from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
+from executor.procs.earlyfork import EarlyRun
 from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.runlogs import RunLogs
@@ -96,7 +100,12 @@ class SupervisorState(enum.Enum):
 class Supervisor:
     def __init__(self, *, sandbox: Path, task_label: str, env: Mapping[str, str],
                  post: Callable[[object], None], marker: str | None = None,
-                 run_as: RunAs | None = None, cgroups: str = SETTING_AUTO) -> None:
+                 run_as: RunAs | None = None, cgroups: str = SETTING_AUTO,
+                 early_runs: Sequence[EarlyRun] = (), early_watchdog: tuple[int, int] | None = None) -> None:
+        """`early_runs`, `early_watchdog`: what an early start forked with `marker` before
+        this supervisor existed (`earlyfork.py`): each run is adopted by the spawn that asks
+        for it when its command and environment are the ones that spawn would use, and
+        killed otherwise; the watchdog is retired once this supervisor's own is up."""
         self._sandbox = Path(sandbox)
         self._run_as = run_as  # None: as this process
         self._cgroups = cgroups
@@ -115,6 +124,8 @@ class Supervisor:
         self._logs = RunLogs(self._sandbox, self._label)
         self._devnull = -1
         self._state = SupervisorState.NEW
+        self._early = EarlyRuns(early_runs, self._marker)  # not adopted yet
+        self._early_watchdog = early_watchdog
 
     @property
     def marker(self) -> str:
@@ -144,7 +155,12 @@ class Supervisor:
                 return
             self._state = SupervisorState.STARTED
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        self._reaper = Reaper.acquire()
+        early = {child.pid: self._watch(child) for child in self._early.children()}
+        if self._early_watchdog is not None:
+            early[self._early_watchdog[0]] = Watcher()  # reaped when it retires
+        with self._lock:
+            self._runs.update({(child.process, child.run): child for child in self._early.children()})
+        self._reaper = Reaper.acquire(early)
         self._containment = Containment(
             reaper=self._reaper, task_marker=self._marker, label=self._label,
             cgroup_setting=self._cgroups, live_children=self._live_children)
@@ -154,7 +170,15 @@ class Supervisor:
             cgroup=self._containment.watchdog_cgroup,
             keep=lambda: self._state is SupervisorState.STARTED)
         self._watchdog.start()  # outside the cgroup, so that it can kill it
-        self._containment.enter()  # under way until `_contained`: the first fork waits for it
+        if self._early_watchdog is not None:  # ours is up: the early start's steps down
+            with contextlib.suppress(OSError):
+                earlyfork.retire(self._early_watchdog[1])
+        # under way until `_contained`: the first fork waits for it; early runs follow it in
+        self._containment.enter([child.pid for child in self._early.children()])
+
+    def _watch(self, child: RunChild) -> Watcher:
+        return Watcher(on_exit=lambda pid: self._kill_leftovers(child),
+                       on_reaped=lambda pid, status: self._run_exited(child, status))
 
     def _contained(self) -> Containment:
         """The containment, this process in the task's cgroup (if any) by now; logged once."""
@@ -170,6 +194,9 @@ class Supervisor:
 
     def spawn(self, process: ProcessSpec, run: int) -> int:
         """Fork run `run` of `process` now; returns its pid. Raises SpawnError."""
+        adopted = self._adopt(process, run)
+        if adopted is not None:
+            return adopted
         prepared = self._prepare(process, run)
         return self._fork(prepared, spawn.profile_now(self._profile))
 
@@ -177,17 +204,18 @@ class Supervisor:
         """Fork several runs: every log directory and file is made first, then the forks
         follow back to back, so the file system work does not compete for the CPU with the
         runs already starting. One result per run, in order: its pid or its SpawnError."""
-        prepared: list[PreparedRun | SpawnError] = []
+        prepared: list[PreparedRun | SpawnError | int] = []
         for process, run in runs:
             try:
-                prepared.append(self._prepare(process, run))
+                adopted = self._adopt(process, run)
+                prepared.append(adopted if adopted is not None else self._prepare(process, run))
             except SpawnError as exc:
                 prepared.append(exc)
         results: list[int | SpawnError] = []
         bash_env = spawn.profile_now(self._profile)  # one stat for the runs started together
         for item in prepared:
-            if isinstance(item, SpawnError):
-                results.append(item)
+            if isinstance(item, (SpawnError, int)):
+                results.append(item)  # an error, or an early start's run, adopted
                 continue
             try:
                 results.append(self._fork(item, bash_env))
@@ -195,9 +223,45 @@ class Supervisor:
                 results.append(exc)
         return results
 
+    def _adopt(self, process: ProcessSpec, run: int) -> int | None:
+        """The early start's run `run` of `process`, adopted (`adoption.py`); its pid. One that
+        is not that run is killed (None: the caller forks the run as ever)."""
+        if not self._early:
+            return None
+        if self._state is SupervisorState.NEW:
+            self.start()
+        same_user = self._run_as is None or self._run_as.is_self
+        child, why = self._early.claim(process, run, self._env, same_user)
+        if child is None:
+            return None
+        if why is not None:
+            self._give_up_early(child, why)
+            return None
+        with self._lock:
+            child.adopted = True
+            status = child.status  # it may have exited already: its exit is posted here
+        log_event(logger, logging.DEBUG, "process_adopted", task=self._label, process=process.name,
+                  run=run, pid=child.pid)
+        if status is not None:
+            self._post_exit(child, status)
+        return child.pid
+
+    def _give_up_early(self, child: RunChild, why: str) -> None:
+        """Kill an early start's run the task does not take; its exit is not reported."""
+        with self._lock:
+            if self._runs.get((child.process, child.run)) is child:
+                del self._runs[(child.process, child.run)]
+        log_event(logger, logging.WARNING, "early_run_killed", task=self._label, process=child.process,
+                  run=child.run, pid=child.pid, reason=why)
+        with contextlib.suppress(OSError):  # its group: the zombie keeps the id until reaped
+            os.killpg(child.pid, signal.SIGKILL)
+
     def idle(self) -> None:
-        """The owner has nothing to do now: make the log directories of the runs that may come
-        next (`executor/procs/logstage.py`: a process that restarted once may again)."""
+        """The owner has nothing to do now: kill the early start's runs its first step did not
+        take, and make the log directories of the runs that may come next
+        (`executor/procs/logstage.py`: a process that restarted once may again)."""
+        for child in self._early.rest():
+            self._give_up_early(child, "the task did not start it first")
         if self._state is SupervisorState.STARTED:
             self._logs.idle()
 
@@ -239,9 +303,7 @@ class Supervisor:
                                  process=process.name, run=run)
                 with self._lock:
                     self._runs[key] = child
-                self._reaper.register(child.pid, Watcher(
-                    on_exit=lambda pid: self._kill_leftovers(child),
-                    on_reaped=lambda pid, status: self._run_exited(child, status)))
+                self._reaper.register(child.pid, self._watch(child))
         except OSError as e:
             stdio.discard()
             where = f" in {e.filename}" if e.filename else ""
@@ -265,7 +327,12 @@ class Supervisor:
         with self._lock:
             if self._runs.get((child.process, child.run)) is child:
                 del self._runs[(child.process, child.run)]
-        child.reaped(status)
+            child.reaped(status)
+            report = child.adopted  # an early start's run not taken yet: at its adoption
+        if report:
+            self._post_exit(child, status)
+
+    def _post_exit(self, child: RunChild, status: int) -> None:
         exit_status = ExitStatus.from_wait_status(status)
         if logger.isEnabledFor(logging.DEBUG):  # describe() only for a line that is written
             log_event(logger, logging.DEBUG, "process_exited", task=self._label,

@@ -1,6 +1,6 @@
 """The watchdog: a tiny /bin/sh process that kills the task if the Stoker process dies.
 
-Owns: the shell script, how it is started, and keeping it (`WatchdogKeeper`: started with the
+Owns: how the shell script (`watchdogsh.py`) is started, and keeping it (`WatchdogKeeper`: started with the
 supervisor, restarted if it dies while the task lives, let go at close and waited for).
 One watchdog per Supervisor, in its own session,
 with a minimal environment WITHOUT the task markers (so it never matches itself), ignoring
@@ -8,7 +8,9 @@ SIGINT/SIGTERM/SIGHUP, and outside the task's cgroup (it is started before the S
 moves in; one started later moves itself back out first). Its stdin is the read end of a
 pipe whose write end only the supervisor holds (non-inheritable, and every task process is
 started with close_fds). The script blocks reading that pipe; EOF means the supervisor died
-(even by SIGKILL) or closed it. Then:
+(even by SIGKILL) or closed it. (The one line `retire` ends it at once, killing nothing: how
+the watchdog of an early start, `executor/cli/launch.py`, steps down once the supervisor's
+own runs.) At EOF:
 
 1. With a task cgroup (arguments 2 and 3: its directory and how to kill it), it kills every
    member through the cgroup: `cgroup.kill` (v2), or freeze, SIGKILL the listed members,
@@ -43,54 +45,10 @@ import attrs
 from executor.events import ExitStatus
 from executor.logs import log_event
 from executor.procs.reaper import Reaper, Watcher
+from executor.procs.watchdogsh import WATCHDOG_ENV, WATCHDOG_SCRIPT
 
 logger = logging.getLogger(__name__)
 
-WATCHDOG_SCRIPT = r"""
-trap '' INT TERM HUP
-[ -n "$4" ] && echo $$ > "$4/cgroup.procs" 2>/dev/null
-while read -r _line; do :; done
-entry="STOKER_TASK_MARKER=$1" cg=$2 how=$3
-pass=0
-while [ -n "$cg" ] && [ -d "$cg" ] && [ "$pass" -lt 40 ]; do
-  case $how in
-    kill) echo 1 > "$cg/cgroup.kill" ;;
-    freeze) echo 1 > "$cg/cgroup.freeze"; kill -KILL $(cat "$cg/cgroup.procs") 2>/dev/null
-            echo 0 > "$cg/cgroup.freeze" ;;
-    freezer) echo FROZEN > "$cg/freezer.state"; n=0
-             while [ "$(cat "$cg/freezer.state")" != FROZEN ] && [ "$n" -lt 50 ]; do
-               sleep 0.01; n=$((n + 1))
-             done
-             kill -KILL $(cat "$cg/cgroup.procs") 2>/dev/null
-             echo THAWED > "$cg/freezer.state" ;;
-  esac 2>/dev/null
-  rmdir "$cg" 2>/dev/null && break
-  pass=$((pass + 1))
-  sleep 0.01
-done
-pass=0
-while [ "$pass" -lt 40 ]; do
-  pids=
-  for f in $(grep -lzxF -e "$entry" /proc/[0-9]*/environ 2>/dev/null); do
-    p=${f#/proc/}
-    pids="$pids ${p%/environ}"
-  done
-  [ -z "$pids" ] && exit 0
-  kill -STOP $pids 2>/dev/null
-  new=$pids depth=0
-  while [ -n "$new" ] && [ "$depth" -lt 64 ]; do
-    new=$(for p in $new; do cat /proc/$p/task/*/children; done 2>/dev/null)
-    [ -n "$new" ] && kill -STOP $new 2>/dev/null
-    pids="$pids $new" depth=$((depth + 1))
-  done
-  kill -KILL $pids 2>/dev/null
-  pass=$((pass + 1))
-  [ "$pass" -gt 2 ] && sleep 0.05
-done
-exit 1
-"""
-
-_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
 @attrs.define
@@ -123,7 +81,7 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd="/",
-            env=_ENV,
+            env=WATCHDOG_ENV,
             close_fds=True,
             start_new_session=True,
         )

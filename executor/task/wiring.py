@@ -30,6 +30,7 @@ from executor.task.owner import TaskOwner
 from executor.task.ports import Announcer, HealthChecks, Lifecycle, Reporter
 
 if TYPE_CHECKING:
+    from executor.host.early import EarlyStart
     from executor.task.serverset import Announcement
     from healthcheck.checkers import Checker
     from healthcheck.policy import Attempt
@@ -42,18 +43,23 @@ SNOOZE_FILE = ".healthchecksnooze"
 def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Reporter, *,
               kill_grace_secs: float | None = None, stop_within_secs: float | None = None,
               run_cap: int | None = 100, run_as: RunAs | None = None,
-              cgroups: str = "auto", announcement: Announcement | None = None) -> TaskOwner:
+              cgroups: str = "auto", announcement: Announcement | None = None,
+              early: EarlyStart | None = None) -> TaskOwner:
     """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it)
     as `run_as` (None: as this process). `kill_grace_secs`: between SIGTERM and SIGKILL when
     a kill names none (None: the task's finalization_wait); `stop_within_secs`: a bound on
     every stop, lifecycle waits included (None: none); `run_cap`: failed or lost runs per
     process (None: no cap); `cgroups`: the STOKER_CGROUPS setting (auto, off, or a directory
     to make the task's cgroup under); `announcement`: where the task announces itself in
-    ZooKeeper once RUNNING (`serverset.plan_announcement`; None: it does not)."""
+    ZooKeeper once RUNNING (`serverset.plan_announcement`; None: it does not); `early`: the
+    runs an early start forked (`executor/cli/launch.py`), for the supervisor to adopt."""
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put,
-                       run_as=run_as, cgroups=cgroups)
+                       run_as=run_as, cgroups=cgroups,
+                       marker=early.marker if early is not None else None,
+                       early_runs=early.runs if early is not None else (),
+                       early_watchdog=early.take_watchdog() if early is not None else None)
 
     def start_health(checker: Checker, on_result: Callable[[Attempt, float], None]) -> HealthChecks:
         from healthcheck.loop import HealthLoop

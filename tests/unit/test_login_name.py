@@ -1,4 +1,4 @@
-"""`run.login_name`: the user name `stoker run` binds a job with, found as
+"""`planfiles.login_name`: the user name `stoker run` binds a job with, found as
 `getpass.getuser()` finds it (which it replaces, so that `stoker run` loads neither getpass nor
 termios), and `uid N` where getpass would raise."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pwd
 
 import pytest
 
-from executor.local.run import login_name
+from executor.local.planfiles import login_name
 
 VARIABLES = ("LOGNAME", "USER", "LNAME", "USERNAME")
 

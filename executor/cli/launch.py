@@ -1,0 +1,241 @@
+"""The early start: a re-run of an unchanged config has its first processes running before
+the rest of Stoker is loaded.
+
+`stoker run` spends most of its first 200 ms importing itself (attrs, logging, argparse,
+the supervisor's 60-odd modules). When the run before it kept the plan (`plancache.py`) and
+left a launch record beside it (`plancache.keep_launch`: the plan's first runs, their
+commands with the plan's stand-in task id, and what they were planned from), the entry point
+calls `begin` first, with the standard library only, and, when everything the record
+assumed still holds, starts those runs at once:
+
+1. eligible: `stoker run CONFIG` alone, or with `--sandbox DIR` for a DIR that does not exist
+   yet (anything else may change the plan or what the sandbox holds); no sandbox from the
+   environment (MESOS_SANDBOX, MESOS_DIRECTORY, STOKER_SANDBOX); STOKER_EARLY_START is
+   not `off`;
+2. the record is this user's, for this config, Python build, host and user; the config
+   package and pystachio are the same files; every file the load read has the same text;
+3. the plan's lease is free (no live run of the same config), its ports are free;
+4. this process becomes a child subreaper; the sandbox is made (as `stoker run` names it)
+   and locked, the task id and marker chosen, a watchdog started on the marker (no cgroup
+   yet: the supervisor's own watchdog takes over and this one retires), each run's log
+   directory and files made, and each run started as the supervisor starts it
+   (`executor/procs/earlyfork.py`, the env of `executor/procs/runenv.py`).
+
+`take` hands the result (`executor/host/early.py`) to `LocalRun`, which checks what it
+decides itself against it and gives the supervisor the runs to adopt: the console lines,
+the checkpoint and the logs are those of any run. A check that fails anywhere gives the
+early start up before it counts (`EarlyStart.abandon`): its runs are killed before the
+supervisor starts any, and the run goes on as without it. Nothing here raises or prints;
+a problem before the first fork only means there is no early start.
+"""
+from __future__ import annotations
+
+import fcntl
+import marshal
+import os
+import sys
+import time
+
+from executor.host.early import EarlyStart
+from executor.local import planfiles
+from executor.procs import earlyfork, runenv, sandboxfs
+
+TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["begin", "eligible", "take"]
+
+SANDBOX_VARIABLES = ("MESOS_SANDBOX", "MESOS_DIRECTORY", "STOKER_SANDBOX")
+BATCH = 64  # runs whose log files are open at once (two descriptors each)
+_LOCK_PATH = (".stoker", "supervisor.lock")  # `executor/host/sandbox.py`'s names
+
+_started: EarlyStart | None = None
+
+
+def take() -> EarlyStart | None:
+    """What `begin` started, once (None when it started nothing)."""
+    global _started
+    started, _started = _started, None
+    return started
+
+
+def begin(args: list[str], environ: Mapping[str, str]) -> None:
+    """Start the kept plan's first runs for `stoker ARGS` when the launch record allows it."""
+    global _started
+    if environ.get("STOKER_EARLY_START", "") == "off":
+        return
+    try:
+        _started = _begin(args, environ)
+    except Exception:  # whatever it was, there is no early start: the run goes on as ever
+        _started = None
+
+
+def eligible(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | None] | None:
+    """(CONFIG, DIR or None) for `run CONFIG [--sandbox DIR]` with no sandbox from the
+    environment; None otherwise."""
+    if any(environ.get(name) for name in SANDBOX_VARIABLES):
+        return None
+    match args:
+        case ["run", config]:
+            sandbox = None
+        case ["run", config, "--sandbox", sandbox] | ["run", "--sandbox", sandbox, config]:
+            pass
+        case _:
+            return None
+    if not config or config.startswith("-") or (sandbox is not None and (not sandbox or sandbox.startswith("-"))):
+        return None
+    return config, sandbox
+
+
+def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
+    wanted = eligible(args, environ)
+    directory = planfiles.cache_dir(environ)
+    if wanted is None or directory is None:
+        return None
+    config = os.path.abspath(wanted[0])
+    entry = planfiles.entry_path(directory, config, None, 0, "")
+    record = _record(entry, config, environ)
+    if record is None:
+        return None
+    lease = _lease(entry + planfiles.LOCK_SUFFIX)
+    if lease is None:
+        return None
+    try:
+        if not planfiles.ports_free(record["ports"]):
+            os.close(lease)
+            return None
+        earlyfork.set_subreaper()
+        sandbox = _make_sandbox(wanted[1], record["name"])
+    except OSError:
+        os.close(lease)
+        return None
+    return _start(record, entry, sandbox, lease, environ)
+
+
+def _record(entry: str, config: str, environ: Mapping[str, str]) -> dict | None:
+    """The launch record, when everything it assumed still holds."""
+    data = planfiles.read_private(entry + planfiles.START_SUFFIX)
+    if data is None or not os.path.exists(entry + planfiles.PLAN_SUFFIX):
+        return None
+    record = marshal.loads(data)
+    if not isinstance(record, dict) or record.get("format") != planfiles.LAUNCH_FORMAT:
+        return None
+    # the plan's key (`plancache.plan_key`) for `run CONFIG` here and now
+    key = (planfiles.PLAN_FORMAT, sys.version, planfiles.code_stamp(record["roots"]), config, None,
+           (), 0, (), os.uname().nodename, planfiles.login_name(environ))
+    if record["key"] != key:
+        return None
+    for path, text in record["sources"]:
+        if planfiles.read_text(path) != text:
+            return None
+    return record
+
+
+def _lease(path: str) -> int | None:
+    """The plan's lease, as `plancache.lease` takes it; None when a live run holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _make_sandbox(requested: str | None, name: str) -> str:
+    """A new sandbox, named as `stoker run` names it; raises OSError (FileExistsError for a
+    DIR that exists: that one is the full path's to use as is)."""
+    if requested is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        requested = os.path.join(os.getcwd(), f"sandbox-{name}-{stamp}-{os.urandom(3).hex()}")
+    path = os.path.abspath(requested)
+    os.mkdir(path)
+    return os.path.realpath(path)
+
+
+def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[str, str]) -> EarlyStart | None:
+    marker = os.urandom(16).hex()
+    early = EarlyStart(entry=entry, sandbox=sandbox, lease_fd=lease, marker=marker,
+                       task_id=f"{record['name']}-{record['instance']}-{os.urandom(4).hex()}")
+    opened: list[int] = []
+
+    def keep(fd: int) -> int:
+        opened.append(fd)
+        return fd
+
+    try:
+        top = keep(os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        os.mkdir(_LOCK_PATH[0], 0o700, dir_fd=top)
+        stoker_dir = keep(sandboxfs.open_dir(_LOCK_PATH[0], dir_fd=top))
+        lock = os.open(_LOCK_PATH[1], os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                       0o600, dir_fd=stoker_dir)
+        early.hold_lock(lock)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new sandbox: nobody else has it
+        base = dict(environ)
+        for name in record["secrets"]:
+            base.pop(name, None)
+        base["MESOS_SANDBOX"] = sandbox
+        task_env = runenv.task_env(base, sandbox, marker)
+        close = earlyfork.inherited_fds()
+        home = keep(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        root = keep(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        devnull = keep(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+        early.hold_watchdog(*earlyfork.spawn_watchdog(marker, root_fd=root, home_fd=home, close=close))
+        logs = keep(sandboxfs.new_dir(".logs", dir_fd=top))
+        wave = record["wave"]
+        for first in range(0, len(wave), BATCH):
+            _spawn_batch(early, wave[first:first + BATCH], record["standin"], task_env,
+                         logs=logs, top=top, home=home, devnull=devnull, close=close)
+    except BaseException as exc:
+        _close_all(opened)
+        opened = []
+        early.abandon()
+        if not isinstance(exc, Exception):
+            raise  # Ctrl-C: the entry point's to handle, as during its imports
+        return None
+    finally:
+        _close_all(opened)
+    return early
+
+
+def _spawn_batch(early: EarlyStart, batch: list[tuple[str, str]], standin: str, task_env: dict[str, str], *,
+                 logs: int, top: int, home: int, devnull: int, close: list[int]) -> None:
+    """Run 0 of each process in `batch`: every log directory and file made first, then the
+    spawns back to back (the file system work does not compete with the runs starting)."""
+    files: list[int] = []
+    try:
+        prepared = []
+        for process, cmdline in batch:
+            outer = sandboxfs.new_dir(process, dir_fd=logs)
+            try:
+                run_dir = sandboxfs.new_dir("0", dir_fd=outer)
+            finally:
+                os.close(outer)
+            try:
+                files.append(sandboxfs.open_regular("stdout", sandboxfs.LOG_FLAGS, dir_fd=run_dir))
+                files.append(sandboxfs.open_regular("stderr", sandboxfs.LOG_FLAGS, dir_fd=run_dir))
+            finally:
+                os.close(run_dir)
+            prepared.append((process, cmdline.replace(standin, early.task_id), files[-2], files[-1]))
+        os.fchdir(top)
+        try:
+            for process, command, out, err in prepared:
+                env = runenv.run_env(task_env, early.marker, process, 0)
+                pid = earlyfork.spawn_run(command, env, stdin=devnull, stdout=out, stderr=err, close=close)
+                early.runs.append(earlyfork.EarlyRun(process, 0, pid, command, env))
+        finally:
+            os.fchdir(home)
+    finally:
+        _close_all(files)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            continue

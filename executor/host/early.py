@@ -1,0 +1,84 @@
+"""What an early start hands the supervisor: the sandbox it made and locked, the lease on the
+kept plan, the task id and marker it chose, its watchdog and the runs it forked.
+
+The early start (`executor/cli/launch.py`) forks a kept plan's first runs in the first
+milliseconds of `stoker run`, before the rest of Stoker is loaded; `LocalRun` then checks
+that everything it decides itself is what the early start assumed (the plan, its lease, the
+sandbox) and hands the runs to the supervisor, which adopts each one whose command and
+environment are exactly those it would have started (`executor/procs/supervisor.py`).
+Whatever does not match is given up: `abandon` kills the runs' sessions and lets the early
+watchdog make its pass over the task's marker (which kills whatever they forked), reaps
+them, and gives back the sandbox and the lease, so the run goes on as if there had been no
+early start. Standard library only; one owner at a time (`take_*` hand a part over).
+"""
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums (1.3 ms) for nothing here
+import os
+
+from executor.procs.earlyfork import EarlyRun
+
+
+class EarlyStart:
+    __slots__ = ("entry", "sandbox", "made_sandbox", "task_id", "marker", "runs",
+                 "_lock_fd", "_lease_fd", "watchdog_pid", "_watchdog_fd")
+
+    def __init__(self, *, entry: str, sandbox: str, lease_fd: int, task_id: str, marker: str) -> None:
+        self.entry = entry  # the plan cache entry (path without suffix) whose lease is held
+        self.sandbox = sandbox  # absolute, resolved; made by the early start
+        self.made_sandbox = True  # until a supervisor took it: `abandon` removes it
+        self.task_id = task_id
+        self.marker = marker
+        self.runs: list[EarlyRun] = []
+        self.watchdog_pid = -1
+        self._lease_fd = lease_fd  # the entry's .lock, flocked
+        self._lock_fd = -1  # SANDBOX/.stoker/supervisor.lock, flocked
+        self._watchdog_fd = -1
+
+    def hold_lock(self, fd: int) -> None:
+        self._lock_fd = fd
+
+    def hold_watchdog(self, pid: int, fd: int) -> None:
+        self.watchdog_pid, self._watchdog_fd = pid, fd
+
+    def take_lock(self) -> int:
+        """The sandbox's lock, for the session that takes the sandbox over."""
+        fd, self._lock_fd = self._lock_fd, -1
+        self.made_sandbox = False  # its session's now
+        return fd
+
+    def take_lease(self) -> int:
+        fd, self._lease_fd = self._lease_fd, -1
+        return fd
+
+    def take_watchdog(self) -> tuple[int, int]:
+        """The early watchdog's pid and pipe: its new owner retires it."""
+        fd, self._watchdog_fd = self._watchdog_fd, -1
+        return self.watchdog_pid, fd
+
+    def abandon(self) -> None:
+        """Kill the runs and whatever they started, reap them and the watchdog, give back
+        what is still held here (the sandbox when it was made here goes too). Only before
+        the runs were handed to a supervisor (its reaper would take their statuses)."""
+        for run in self.runs:
+            try:
+                os.killpg(run.pid, _signal.SIGKILL)
+            except OSError:
+                continue  # gone, with its group
+        if self._watchdog_fd >= 0:  # at EOF it kills every process carrying the marker
+            os.close(self._watchdog_fd)
+            self._watchdog_fd = -1
+        for pid in [run.pid for run in self.runs] + ([self.watchdog_pid] if self.watchdog_pid > 0 else []):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                continue
+        self.runs = []
+        for fd in (self._lock_fd, self._lease_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._lock_fd = self._lease_fd = -1
+        if self.made_sandbox:
+            import shutil  # only when giving up
+
+            shutil.rmtree(self.sandbox, ignore_errors=True)

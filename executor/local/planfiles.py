@@ -1,0 +1,186 @@
+"""The plan cache's files, with the standard library only: where they are, what an entry is
+called, reading and writing them safely, and the stamp of the code a plan depends on.
+
+`executor/local/plancache.py` keeps and serves plans with these; the early start
+(`executor/cli/launch.py`) reads its launch record with them before anything else of
+Stoker's is loaded, so nothing here may import attrs, pathlib or the config package.
+
+- `cache_dir`: `$STOKER_PLAN_CACHE` (absolute; `off` turns the cache off), else
+  `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans`.
+- `entry_path`: one entry per config path, job key and instance (FNV-1a of the three: zlib's
+  crc32 would load libz for one number); its files share the name and differ in suffix:
+  `.bin` the plan, `.lock` the lease, `.start` the launch record.
+- `read_private` reads a file only when it is a regular file this user owns that no one
+  else may write, in such a directory; `write_private` writes one whole and renames it
+  into place. `read_text` reads a config file as the loader does, never blocking on a FIFO.
+- `code_roots` and `code_stamp`: the name, size and mtime of every module of `config/` and
+  of pystachio: a plan made by other code is not served.
+- `login_name` and `ports_free`: the user a plan is bound for, and whether the ports a plan
+  chose are still free.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import sys
+
+TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+PLAN_FORMAT = 1  # the first item of a plan's key (`plancache.plan_key`)
+LAUNCH_FORMAT = 1  # of the launch record (`plancache.keep_launch`, `executor/cli/launch.py`)
+PLAN_SUFFIX = ".bin"
+LOCK_SUFFIX = ".lock"
+START_SUFFIX = ".start"
+
+Stamp = tuple[tuple[str, int, int], ...]
+
+
+def cache_dir(environ: Mapping[str, str]) -> str | None:
+    """Where plans are kept, or None (cache off, or no absolute place for it)."""
+    value = environ.get("STOKER_PLAN_CACHE", "")
+    if value:
+        return value if value != "off" and os.path.isabs(value) else None
+    base = environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        home = environ.get("HOME", "")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "stoker", "plans")
+
+
+def entry_path(directory: str, config: str, jobkey: str | None, instance: int, suffix: str) -> str:
+    """The file `suffix` of the entry for this absolute config path, job key and instance."""
+    name = 0xCBF29CE484222325
+    for byte in repr((config, jobkey, instance)).encode():
+        name = ((name ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return os.path.join(directory, f"plan-{name:016x}{suffix}")
+
+
+def private(info: os.stat_result) -> bool:
+    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def read_private(path: str) -> bytes | None:
+    """The file at `path` if it is a regular file this user owns and only this user can write,
+    in a directory of the same kind; else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or not private(info):
+            return None
+        if not private(os.stat(os.path.dirname(path))):
+            return None
+        chunks = []
+        while chunk := os.read(fd, max(info.st_size, 4096)):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def write_private(path: str, data: bytes) -> None:
+    """`data` as the file `path` (0600), written whole and renamed into place. Raises OSError."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+
+
+def read_text(path: str) -> str | None:
+    """A config file's text as the loader reads it (UTF-8, universal newlines), or None;
+    never blocks on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, encoding="utf-8", closefd=False) as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def code_roots() -> tuple[str, ...]:
+    """The directories of `config/` and of pystachio (as found on sys.path)."""
+    import config
+
+    roots = list(config.__path__)
+    for entry in sys.path:
+        candidate = os.path.join(entry or ".", "pystachio")
+        if os.path.isdir(candidate):
+            roots.append(candidate)
+            break
+    return tuple(roots)
+
+
+def code_stamp(roots: tuple[str, ...]) -> Stamp:
+    """Name, size and mtime of every module under `roots`."""
+    stamp: list[tuple[str, int, int]] = []
+    for root in roots:
+        _stamp_tree(root, stamp)
+    return tuple(stamp)
+
+
+def _stamp_tree(directory: str, into: list[tuple[str, int, int]]) -> None:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.endswith(".py") and entry.is_file():
+            info = entry.stat()
+            into.append((entry.path, info.st_size, info.st_mtime_ns))
+        elif entry.is_dir() and entry.name != "__pycache__":
+            _stamp_tree(entry.path, into)
+
+
+def login_name(environ: Mapping[str, str]) -> str:
+    """The user's login name as `getpass.getuser()` finds it (LOGNAME, USER, LNAME or
+    USERNAME, else the password database's name for the real uid), without loading getpass
+    and termios; `uid N` where getpass would raise."""
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if name := environ.get(variable):
+            return name
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid {os.getuid()}"
+
+
+def ports_free(numbers: list[int]) -> bool:
+    """Whether every one of `numbers` can be bound on 127.0.0.1 now (all held until the
+    last is checked): a kept plan's ports, before a new run reuses them."""
+    if not numbers:
+        return True
+    import socket  # only for a plan with ports
+
+    held: list[socket.socket] = []
+    try:
+        for number in numbers:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(sock)
+            sock.bind(("127.0.0.1", number))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in held:
+            sock.close()

@@ -1,0 +1,68 @@
+"""The environment of a task's runs, with the standard library only: the markers every run
+and its descendants carry, the env every run starts from, and `.thermos_profile`.
+
+`spawn.py` starts runs with these; the early start (`executor/cli/launch.py`) computes the
+same env for the runs it starts before the rest of Stoker is loaded, and the supervisor
+that adopts them checks it is the env it would have given them.
+
+- `STOKER_TASK_MARKER=<marker>` in every process of the task, `STOKER_RUN_MARKER=
+  <marker>/<process>/<run>` in every process of one run: how the supervisor and the
+  watchdog find what is the task's (`containment.py`, `watchdog.py`).
+- `task_env`: what the caller gives (less entries with NUL bytes, which no exec can carry),
+  `HOME` = the sandbox unless set, the task marker; `run_env` adds the run marker and,
+  when the sandbox has one, `BASH_ENV` = SANDBOX/.thermos_profile, sourced by every run's
+  bash as in Thermos (`profile_now`: one stat, asked once for the runs started together).
+"""
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+TASK_MARKER = "STOKER_TASK_MARKER"
+RUN_MARKER = "STOKER_RUN_MARKER"
+PROFILE = ".thermos_profile"  # sourced by every run's bash through BASH_ENV when it exists
+
+
+def run_marker(task_marker: str, process: str, run: int) -> str:
+    return f"{task_marker}/{process}/{run}"
+
+
+def run_env(base: Mapping[str, str], task_marker: str, process: str, run: int,
+            bash_env: str | None = None) -> dict[str, str]:
+    """The run's env: `base`, its run marker, and `BASH_ENV` = `bash_env` when given
+    (`profile_now`'s answer, asked once for the runs started together)."""
+    env = dict(base)
+    env[RUN_MARKER] = run_marker(task_marker, process, run)
+    if bash_env is not None:
+        env["BASH_ENV"] = bash_env
+    return env
+
+
+def profile_path(sandbox: str | os.PathLike[str]) -> str:
+    return os.path.join(os.path.abspath(sandbox), PROFILE)
+
+
+def profile_now(profile: str) -> str | None:
+    """`profile` (SANDBOX/.thermos_profile) when that file exists now, else None (one stat:
+    a process that writes it makes every later launch source it, as in Thermos)."""
+    return profile if os.path.exists(profile) else None
+
+
+def with_profile(env: dict[str, str], sandbox: str | os.PathLike[str]) -> dict[str, str]:
+    """`env` with `BASH_ENV` = SANDBOX/.thermos_profile when that file exists now."""
+    profile = profile_now(profile_path(sandbox))
+    if profile is not None:
+        env["BASH_ENV"] = profile
+    return env
+
+
+def task_env(env: Mapping[str, str], sandbox: str | os.PathLike[str], task_marker: str) -> dict[str, str]:
+    """The env every run and health command starts from (entries with NUL bytes dropped)."""
+    base = {k: v for k, v in env.items() if "\0" not in k and "\0" not in v and "=" not in k}
+    base.setdefault("HOME", str(sandbox))
+    base[TASK_MARKER] = task_marker
+    base.pop(RUN_MARKER, None)  # set per run; never inherit one from our own parent
+    return base

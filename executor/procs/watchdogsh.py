@@ -1,0 +1,57 @@
+"""The watchdog's shell script and its environment, with the standard library only, so that
+the early start (`executor/cli/launch.py`) can start a watchdog before the rest of Stoker is
+loaded. What the script does, and how the supervisor keeps it, is `watchdog.py`'s to say.
+
+Arguments: the task marker, the task's cgroup directory and how to kill it (`kill`,
+`freeze`, `freezer`; both empty without one), and a cgroup to move itself to first. Its
+stdin is a pipe only the supervisor writes: at EOF it kills the task; the one line
+`retire` ends it without killing anything (a watchdog started early, once the
+supervisor's own has taken over).
+"""
+from __future__ import annotations
+
+WATCHDOG_SCRIPT = r"""
+trap '' INT TERM HUP
+[ -n "$4" ] && echo $$ > "$4/cgroup.procs" 2>/dev/null
+while read -r _line; do [ "$_line" = retire ] && exit 0; done
+entry="STOKER_TASK_MARKER=$1" cg=$2 how=$3
+pass=0
+while [ -n "$cg" ] && [ -d "$cg" ] && [ "$pass" -lt 40 ]; do
+  case $how in
+    kill) echo 1 > "$cg/cgroup.kill" ;;
+    freeze) echo 1 > "$cg/cgroup.freeze"; kill -KILL $(cat "$cg/cgroup.procs") 2>/dev/null
+            echo 0 > "$cg/cgroup.freeze" ;;
+    freezer) echo FROZEN > "$cg/freezer.state"; n=0
+             while [ "$(cat "$cg/freezer.state")" != FROZEN ] && [ "$n" -lt 50 ]; do
+               sleep 0.01; n=$((n + 1))
+             done
+             kill -KILL $(cat "$cg/cgroup.procs") 2>/dev/null
+             echo THAWED > "$cg/freezer.state" ;;
+  esac 2>/dev/null
+  rmdir "$cg" 2>/dev/null && break
+  pass=$((pass + 1))
+  sleep 0.01
+done
+pass=0
+while [ "$pass" -lt 40 ]; do
+  pids=
+  for f in $(grep -lzxF -e "$entry" /proc/[0-9]*/environ 2>/dev/null); do
+    p=${f#/proc/}
+    pids="$pids ${p%/environ}"
+  done
+  [ -z "$pids" ] && exit 0
+  kill -STOP $pids 2>/dev/null
+  new=$pids depth=0
+  while [ -n "$new" ] && [ "$depth" -lt 64 ]; do
+    new=$(for p in $new; do cat /proc/$p/task/*/children; done 2>/dev/null)
+    [ -n "$new" ] && kill -STOP $new 2>/dev/null
+    pids="$pids $new" depth=$((depth + 1))
+  done
+  kill -KILL $pids 2>/dev/null
+  pass=$((pass + 1))
+  [ "$pass" -gt 2 ] && sleep 0.05
+done
+exit 1
+"""
+
+WATCHDOG_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}

@@ -1,0 +1,226 @@
+"""The early start (executor/cli/launch.py): a re-run of an unchanged config has its first
+processes started before `stoker run` loads itself, and the supervisor adopts them; the run
+is the run it would have been without (output, checkpoint, exit status), a supervisor
+killed meanwhile leaves nothing, and whatever the supervisor would not have started is
+killed before it counts."""
+from __future__ import annotations
+
+import marshal
+import os
+import re
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from executor.local import planfiles
+from tests.support.stoker_proc import StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+JOB = """
+    jobs = [Job(cluster='local', role='me', environment='test', name='early',
+                task=Task(processes=[{processes}], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
+                          finalization_wait=2))]
+"""
+# What the run's parent looks like when the run starts: one thread before the supervisor
+# is loaded (the early start), several once it runs (its reaper, its control socket).
+THREADS = "Process(name='first', cmdline='grep Threads: /proc/$PPID/status; echo {{thermos.task_id}}')"
+
+
+@pytest.fixture
+def stoker(tmp_path):
+    """`stoker run CONFIG --sandbox NEW`, with a plan cache of the test's; every process of
+    every run is gone after the test."""
+    cache = tmp_path / "plans"
+    sandboxes: list[Path] = []
+
+    def start(config: Path, env: dict[str, str] | None = None) -> tuple[StokerProcess, Path]:
+        sandbox = tmp_path / f"sandbox{len(sandboxes)}"
+        sandboxes.append(sandbox)
+        work = tmp_path / f"work{len(sandboxes)}"
+        work.mkdir()
+        proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work,
+                             env={"STOKER_PLAN_CACHE": str(cache), "STOKER_LOG_LEVEL": "DEBUG", **(env or {})})
+        return proc, sandbox
+
+    def finish(config: Path, code: int = 0, env: dict[str, str] | None = None) -> tuple[StokerProcess, Path]:
+        proc, sandbox = start(config, env)
+        try:
+            assert proc.wait() == code, proc.stdout() + proc.stderr()
+        finally:
+            proc.close()
+        return proc, sandbox
+
+    start.finish = finish  # type: ignore[attr-defined]
+    start.cache = cache  # type: ignore[attr-defined]
+    yield start
+    for sandbox in sandboxes:
+        kill_leftovers(task_pids(sandbox))
+
+
+def write(tmp_path: Path, *processes: str) -> Path:
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(JOB.format(processes=", ".join(processes))))
+    return config
+
+
+def adopted(proc: StokerProcess) -> list[str]:
+    return re.findall(r"process_adopted task=\S+ process=(\S+) run=0", proc.stderr())
+
+
+def stdout_of(sandbox: Path, process: str, run: int = 0) -> str:
+    return (sandbox / ".logs" / process / str(run) / "stdout").read_text()
+
+
+def console(proc: StokerProcess) -> list[str]:
+    """The console lines without their times, sandbox paths and pids."""
+    lines = []
+    for line in proc.stdout().splitlines():
+        line = re.sub(r"^\d\d:\d\d:\d\d\.\d{3}\s+", "", line)
+        lines.append(re.sub(r"sandbox\d+", "SANDBOX", line))
+    return lines
+
+
+def test_a_rerun_starts_its_first_process_before_stoker_loads_and_adopts_it(stoker, tmp_path):
+    config = write(tmp_path, THREADS)
+    first, sandbox1 = stoker.finish(config)
+    again, sandbox2 = stoker.finish(config)
+    assert adopted(first) == [] and adopted(again) == ["first"]
+    threads1, task1 = stdout_of(sandbox1, "first").split("\n")[:2]
+    threads2, task2 = stdout_of(sandbox2, "first").split("\n")[:2]
+    assert threads2.split() == ["Threads:", "1"]  # started before the supervisor was loaded
+    assert int(threads1.split()[1]) > 1  # started by the supervisor, as ever
+    # the task id the early start chose is the attempt's, in the command and the checkpoint
+    header = next(r for r in checkpoint_records(sandbox2) if r.get("kind") == "header")
+    assert re.fullmatch(r"early-0-[0-9a-f]{8}", task2) and task2 != task1 and header["task_id"] == task2
+    pid = int(re.search(r"process_adopted task=\S+ process=first run=0 pid=(\d+)", again.stderr())[1])
+    assert task_pids(sandbox2) == {pid}
+
+
+def test_the_run_is_the_one_it_would_be_without_an_early_start(stoker, tmp_path):
+    config = write(tmp_path, "Process(name='a', cmdline='echo a')", "Process(name='b', cmdline='echo b')",
+                   "Process(name='c', cmdline='echo c')")
+    config.write_text(config.read_text().replace("finalization_wait=2)", "finalization_wait=2, "
+                                                 "constraints=[Constraint(order=['a', 'c'])])"))
+    stoker.finish(config)  # planned, and kept
+    early, sandbox1 = stoker.finish(config)
+    plain, sandbox2 = stoker.finish(config, env={"STOKER_EARLY_START": "off"})
+    assert sorted(adopted(early)) == ["a", "b"] and adopted(plain) == []  # `c` waits for `a`
+    # the same lines, in the same order for each process and for the task (how the lines of
+    # different processes interleave depends on when each exits)
+    for who in ("a[0]", "b[0]", "c[0]", " task ", " supervisor ", " stoker "):
+        assert [line for line in console(early) if who in line] == [line for line in console(plain) if who in line]
+    assert sorted(console(early)) == sorted(console(plain))
+    for process in "abc":
+        assert stdout_of(sandbox1, process) == stdout_of(sandbox2, process) == f"{process}\n"
+
+    def states(sandbox: Path, process: str) -> list[tuple[str, str]]:
+        return [(r["from"], r["to"]) for r in checkpoint_records(sandbox)
+                if r.get("kind") == "process" and r.get("process") == process and "to" in r]
+
+    for process in "abc":
+        assert states(sandbox1, process) == states(sandbox2, process) != []
+
+
+def test_a_process_that_exits_before_it_is_adopted_is_reported_with_its_status(stoker, tmp_path):
+    config = write(tmp_path, "Process(name='quick', cmdline='exit 7')")
+    stoker.finish(config, code=1)
+    again, _ = stoker.finish(config, code=1)
+    assert adopted(again) == ["quick"]
+    assert re.search(r"quick\[0\]\s+RUNNING → FAILED\s+exit status 7;", again.stdout()), again.stdout()
+
+
+def test_a_supervisor_killed_before_it_adopts_its_early_runs_leaves_nothing(stoker, tmp_path):
+    # The run SIGKILLs its own parent at once: under an early start that is `stoker run`
+    # still loading itself. Its watchdog must kill the run and the daemon it started.
+    config = write(tmp_path, "Process(name='killer', cmdline='setsid sleep 1000 & echo $$ $! > pids; "
+                             "kill -9 $PPID; exec sleep 1000')")
+    for _ in range(2):  # planned (its supervisor killed after the fork), then the early start
+        proc, sandbox = stoker(config)
+        try:
+            assert proc.wait() == -signal.SIGKILL
+            pids = [int(p) for p in wait_for(lambda s=sandbox: (s / "pids").exists() and
+                                             (s / "pids").read_text().split(), 10,
+                                             message="the run's pids")]
+            wait_for(lambda p=pids: not live(p), 10, message=f"the task's processes {pids} killed")
+        finally:
+            proc.close()
+            kill_leftovers(pids)
+    assert "process_adopted" not in proc.stderr()
+
+
+def test_an_edited_config_is_never_started_early(stoker, tmp_path):
+    config = write(tmp_path, "Process(name='say', cmdline='echo before')")
+    stoker.finish(config)
+    config.write_text(config.read_text().replace("before", "after"))
+    again, sandbox = stoker.finish(config)
+    assert adopted(again) == [] and stdout_of(sandbox, "say") == "after\n"
+
+
+def tamper(cache: Path, change) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the one launch record in `cache` with `change` applied to it."""
+    [path] = [cache / n for n in os.listdir(cache) if n.endswith(planfiles.START_SUFFIX)]
+    record = marshal.loads(path.read_bytes())
+    change(record)
+    planfiles.write_private(str(path), marshal.dumps(record))
+
+
+def test_an_early_run_the_supervisor_would_not_start_is_killed_and_the_right_one_started(stoker, tmp_path):
+    config = write(tmp_path, "Process(name='say', cmdline='echo right; exec sleep 1000')")
+    proc, _ = stoker(config)  # planned and kept; stopped once running
+    proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+    proc.signal(signal.SIGTERM)
+    proc.wait()
+    proc.close()
+
+    def wrong(record: dict) -> None:
+        record["wave"] = [("say", "echo wrong > wrong; exec sleep 1000"),
+                          ("ghost", "echo ghost > ghost; exec sleep 1000")]
+
+    tamper(stoker.cache, wrong)
+    proc, sandbox = stoker(config)
+    try:
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+        wait_for(lambda: "reason=\"the task did not start it first\"" in proc.stderr(), 10,
+                 message="the ghost run given up")
+        err = proc.stderr()
+        assert "early_run_killed task=early.0 process=say run=0" in err
+        assert "early_run_killed task=early.0 process=ghost run=0" in err
+        assert adopted(proc) == []
+        wait_for(lambda: stdout_of(sandbox, "say") == "right\n", 10, message="the right command's output")
+        assert (sandbox / "wrong").read_text() == (sandbox / "ghost").read_text().replace("ghost", "wrong")
+        strays = [int(p) for p in re.findall(r"early_run_killed task=\S+ process=\S+ run=0 pid=(\d+)", err)]
+        wait_for(lambda: not live(strays), 10, message=f"the runs given up {strays} killed")
+        assert task_pids(sandbox) - set(strays) == task_pids(sandbox)  # never in the checkpoint
+    finally:
+        proc.signal(signal.SIGTERM)
+        proc.wait()
+        proc.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/unified") and not os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
+                    reason="no cgroup2 hierarchy here")
+def test_early_runs_and_what_they_started_join_the_task_cgroup(stoker, tmp_path):
+    config = write(tmp_path, "Process(name='tree', cmdline='sleep 1000 & echo $! > child; exec sleep 1000')")
+    for _ in range(2):  # planned, then started early
+        proc, sandbox = stoker(config)
+        try:
+            proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+            match = re.search(r'mechanism=cgroup2 how="cgroup2 cgroup (\S+) ', proc.stderr())
+            if match is None:
+                pytest.skip(f"stoker run has no cgroup here: {proc.stderr()[-500:]}")
+            child = int(wait_for(lambda s=sandbox: (s / "child").exists() and (s / "child").read_text().strip(),
+                                 10, message="the run's child"))
+            [top] = task_pids(sandbox)
+            for pid in (top, child):
+                name = os.path.basename(match[1])
+                wait_for(lambda p=pid, n=name: f"/{n}\n" in Path(f"/proc/{p}/cgroup").read_text(), 10,
+                         message=f"process {pid} in {match[1]}")
+        finally:
+            proc.signal(signal.SIGTERM)
+            proc.wait()
+            proc.close()
+    assert adopted(proc) == ["tree"]
