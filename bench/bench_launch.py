@@ -1,11 +1,11 @@
 """Bench: start-up (issue 14). How long `stoker run` takes from its exec to N processes
-RUNNING (N = 1, 10, 100, 500), what each entry point's imports cost, and where the launch
-time goes, next to the floors of the same run:
+running and to its N RUNNING lines (N = 1, 10, 100, 500), what each entry point's imports
+cost, and where the launch time goes, next to the floors of the same run:
 
 - `python3 -c pass`: the interpreter's own start (the venv's interpreter, `site` included);
 - a minimal Python supervisor: the same interpreter, started the same way, that
-  `posix_spawn`s N `/bin/bash -c 'sleep 100000'` (each in its own session) and prints one
-  line: what any supervisor written in Python pays, whatever it does besides;
+  `posix_spawn`s N `/bin/bash -c CMD` (each in its own session) and prints one line: what
+  any supervisor written in Python pays, whatever it does besides;
 - the same in C (`bench/floor_spawner.c`, built with the machine's `cc -O2` into the bench's
   work directory; the row says so when there is no compiler): what a supervisor written in C
   pays on this machine. For N=100 the children's own start (bash, then `sleep`) keeps both
@@ -16,13 +16,20 @@ time goes, next to the floors of the same run:
 - N × `subprocess.Popen` (vfork+exec) and N × `os.posix_spawn` of the same command from this
   process.
 
-"Launch → N RUNNING" is measured for a config run for the first time (a new file: the job is
+CMD is `echo > FIFO; exec sleep 100000`: each process, once running, writes one line to a
+FIFO this process reads (opened read-write, so it never sees an end), then becomes the idle
+`sleep`. Launches are measured for a config run for the first time (a new file: the job is
 loaded, checked and bound) and for a re-run of an unchanged one (its plan kept by the run
-before: `executor/local/plancache.py`, in a cache of the bench's own), from just before
-`Popen` of `python3 -m executor run` to
-the moment this process reads the Nth `WAITING → RUNNING` line from its stdout (a pipe:
-`stoker run` flushes every line). Each launch runs alone and is stopped with SIGTERM before
-the next; the repetitions of N and of its floor are interleaved, so both see the same machine.
+before: `executor/local/plancache.py`, in a cache of the bench's own, so the early start of
+`executor/cli/launch.py` starts the first processes), from just before `Popen` of `stoker
+run` (`python3 -c` running the console script's two lines, as `stoker` does) to:
+- "running": the moment this process has read N lines from the FIFO: every process has run
+  its first command. The floors are measured the same way: exec of the spawner → N lines.
+- "RUNNING line": the moment it reads the Nth `WAITING → RUNNING` line from `stoker run`'s
+  stdout (a pipe: `stoker run` flushes every line), the supervisor's report that the process
+  runs; the floors' figure is their one line.
+Each launch runs alone and is stopped with SIGTERM before the next; the repetitions of N and
+of its floors are interleaved, so all see the same machine.
 The product's bytecode is compiled first (`benchlib.main` does it for every bench), as an
 installed Stoker's is.
 
@@ -53,7 +60,7 @@ NS = (1, 10, 100, 500)
 TARGETS = {1: 0.040, 100: 0.150}  # launch → N RUNNING, medians (issue 14)
 REPS = {1: 9, 10: 7, 100: 5, 500: 3}
 QUICK_REPS = {1: 2, 10: 2, 100: 1, 500: 1}
-CMD = "sleep 100000"
+IDLE = "sleep 100000"  # what every process becomes; the spawn loops start it alone
 WAIT_SECS = 120.0
 STOP_SECS = 60.0
 RUNNING = "WAITING → RUNNING".encode()
@@ -82,17 +89,22 @@ for pid in pids:
 """
 
 
-def config_text(n: int) -> str:
+def command(fifo: Path) -> str:
+    """Each process's command: a line to `fifo` once running, then idle."""
+    return f"echo > {fifo}; exec {IDLE}"
+
+
+def config_text(n: int, fifo: Path) -> str:
     return (f"jobs = [Job(cluster='local', role='bench', environment='test', name='launch{n}',\n"
-            f"  task=Task(processes=[Process(name='p%d' % i, cmdline={CMD!r}) for i in range({n})],\n"
+            f"  task=Task(processes=[Process(name='p%d' % i, cmdline={command(fifo)!r}) for i in range({n})],\n"
             f"            resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB), finalization_wait=5))]\n")
 
 
 def stoker_argv() -> list[str]:
-    """`python -m executor`, the same as the `stoker` console script (which imports one
-    module less), and the same at every commit, so a run of this script at an older commit
-    measures that commit's product."""
-    return [sys.executable, "-m", "executor"]
+    """What the `stoker` console script runs (`python -m executor` would load runpy, 7 ms
+    more), the same at every commit, so a run of this script at an older commit measures that
+    commit's product."""
+    return [sys.executable, "-c", "import sys; from executor.cli.start import run; sys.exit(run())"]
 
 
 def child_env() -> dict[str, str]:
@@ -129,15 +141,48 @@ class Lines:
         self._thread.join(10)
 
 
-def launch(root: Path, n: int, tag: str, config: Path | None = None) -> float:
-    """One `stoker run` of n sleeps, alone: exec → the nth RUNNING line; always stopped. A
-    new config file (a first run: planned) unless `config` names one run before (its plan kept)."""
+class Ran:
+    """The FIFO the processes write a line to once running: `wait` gives when the nth line
+    arrived. Opened read-write, so a read never sees an end between writers."""
+
+    def __init__(self, fifo: Path, count: int) -> None:
+        self._fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        self._count = count
+        self.at: float | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        seen = 0
+        while seen < self._count:
+            data = os.read(self._fd, 65536)
+            seen += data.count(b"\n")
+        self.at = time.monotonic()
+
+    def wait(self, what: str) -> float:
+        self._thread.join(WAIT_SECS)
+        if self.at is None:
+            raise RuntimeError(f"{what} did not happen within {WAIT_SECS} s")
+        return self.at
+
+    def close(self) -> None:
+        if self._thread.is_alive():  # a failed launch: wake the reader with the lines it waits for
+            os.write(self._fd, b"\n" * self._count)
+            self._thread.join(10)
+        os.close(self._fd)
+
+
+def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None) -> tuple[float, float]:
+    """One `stoker run` of n processes, alone: exec → all n ran their first command, and exec
+    → the nth RUNNING line; always stopped. A new config file (a first run: planned) unless
+    `config` names one run before (its plan kept)."""
     workdir_ = root / f"{tag}-{n}"
     workdir_.mkdir()
     if config is None:
         config = workdir_ / "launch.aurora"
-        config.write_text(config_text(n))
+        config.write_text(config_text(n, fifo))
     sandbox = workdir_ / "sandbox"
+    ran = Ran(fifo, n)
     with open(workdir_ / "stderr", "wb") as err:
         start = time.monotonic()
         proc = subprocess.Popen([*stoker_argv(), "run", str(config), "--sandbox", str(sandbox)],
@@ -145,8 +190,10 @@ def launch(root: Path, n: int, tag: str, config: Path | None = None) -> float:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     lines = Lines(proc, RUNNING, n)
     try:
-        return lines.wait(f"stoker run: {n} processes RUNNING") - start
+        return (ran.wait(f"stoker run: {n} processes running") - start,
+                lines.wait(f"stoker run: {n} processes RUNNING") - start)
     finally:
+        ran.close()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(STOP_SECS)
@@ -160,17 +207,19 @@ def launch(root: Path, n: int, tag: str, config: Path | None = None) -> float:
         kill_leftovers(task_pids(sandbox))
 
 
-def spawner(n: int, binary: Path | None = None) -> float:
-    """The minimal Python supervisor (or, given `binary`, the C one): exec → its line saying
-    n children were spawned."""
+def spawner(n: int, fifo: Path, binary: Path | None = None) -> tuple[float, float]:
+    """The minimal Python supervisor (or, given `binary`, the C one): exec → its n children
+    ran their first command, and exec → its line saying they were spawned."""
     argv = [str(binary)] if binary is not None else [sys.executable, "-c", SPAWNER]
+    ran = Ran(fifo, n)
     start = time.monotonic()
-    proc = subprocess.Popen([*argv, str(n), CMD], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*argv, str(n), command(fifo)], stdout=subprocess.PIPE,
                             stdin=subprocess.PIPE, env=child_env())
     lines = Lines(proc, b"running", 1)
     try:
-        return lines.wait(f"the floor's {n} spawns") - start
+        return ran.wait(f"the floor's {n} processes running") - start, lines.wait(f"the floor's {n} spawns") - start
     finally:
+        ran.close()
         assert proc.stdin is not None
         proc.stdin.close()  # it kills and reaps its children, then exits
         proc.wait(STOP_SECS)
@@ -203,15 +252,15 @@ def python_run(statement: str) -> float:
 
 
 def spawn_loop(n: int, posix: bool) -> float:
-    """n spawns of `bash -c CMD` from this process (Popen, or os.posix_spawn): the loop's time."""
+    """n spawns of `bash -c IDLE` from this process (Popen, or os.posix_spawn): the loop's time."""
     pids: list[int] = []
     procs: list[subprocess.Popen] = []
     start = time.monotonic()
     for _ in range(n):
         if posix:
-            pids.append(os.posix_spawn("/bin/bash", ["/bin/bash", "-c", CMD], os.environ))
+            pids.append(os.posix_spawn("/bin/bash", ["/bin/bash", "-c", IDLE], os.environ))
         else:
-            procs.append(subprocess.Popen(["/bin/bash", "-c", CMD]))
+            procs.append(subprocess.Popen(["/bin/bash", "-c", IDLE]))
     took = time.monotonic() - start
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -262,32 +311,39 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
     with workdir("launch") as root:
         c_binary = build_c_spawner(root)
         for n in NS:
-            progress(f"launch → {n} RUNNING: {reps[n]} × stoker run, each after its floors")
+            progress(f"launch → {n} running: {reps[n]} × stoker run, each after its floors")
+            fifo = root / f"ran-{n}.fifo"
+            os.mkfifo(fifo, 0o600)
             stoker, again, in_python, in_c = [], [], [], []
             kept = root / f"kept-{n}.aurora"  # run once unmeasured, so its plan is kept
-            kept.write_text(config_text(n))
-            launch(root, n, "planning", kept)
+            kept.write_text(config_text(n, fifo))
+            launch(root, n, "planning", fifo, kept)
             for i in range(reps[n]):
                 pythons.append(python_run("pass"))
-                in_python.append(spawner(n))
+                in_python.append(spawner(n, fifo))
                 if c_binary is not None:
-                    in_c.append(spawner(n, c_binary))
-                stoker.append(launch(root, n, f"r{i}"))
-                again.append(launch(root, n, f"a{i}", kept))
+                    in_c.append(spawner(n, fifo, c_binary))
+                stoker.append(launch(root, n, f"r{i}", fifo))
+                again.append(launch(root, n, f"a{i}", fifo, kept))
             target = TARGETS.get(n)
             python = summary(pythons).median
-            floor = (f"`python3 -c pass`: {ms(python, 1)}; a Python process that posix_spawns {n} "
-                     f"`bash -c '{CMD}'` and prints a line: {med_max(in_python)}; the same in C: "
-                     f"{med_max(in_c) if in_c else 'not built (no C compiler)'}")
-            for label, secs in (("a new config (planned)", stoker),
-                                ("the same config again (its plan kept)", again)):
-                rows.append(Row(f"`stoker run` exec → N={n} processes RUNNING, {label}, alone",
-                                med_max(secs), floor, f"≤ {ms(target, 0)} median" if target else "—",
-                                summary(secs).median if target else None, target))
+            for which, what in ((0, "processes running (each ran its first command)"),
+                                (1, "processes RUNNING (the Nth RUNNING line read)")):
+                c_floor = (f"the same in C: {med_max([t[which] for t in in_c])}" if in_c
+                           else "the same in C: not built (no C compiler)")
+                floor = (f"`python3 -c pass`: {ms(python, 1)}; a Python process that posix_spawns {n} "
+                         f"`bash -c CMD`{' (until they ran)' if which == 0 else ' and prints a line'}: "
+                         f"{med_max([t[which] for t in in_python])}; {c_floor}")
+                for label, runs in (("a new config (planned)", stoker),
+                                    ("the same config again (its plan kept: early start)", again)):
+                    secs = [t[which] for t in runs]
+                    rows.append(Row(f"`stoker run` exec → N={n} {what}, {label}, alone",
+                                    med_max(secs), floor, f"≤ {ms(target, 0)} median" if target else "—",
+                                    summary(secs).median if target else None, target))
         progress("spawn floors from this process")
         for n in (1, 100):
             loops = [(spawn_loop(n, False), spawn_loop(n, True)) for _ in range(reps[1])]
-            rows.append(Row(f"Spawn floor: {n} × `bash -c '{CMD}'` from one Python process",
+            rows.append(Row(f"Spawn floor: {n} × `bash -c '{IDLE}'` from one Python process",
                             f"Popen (vfork+exec): {med_max([a for a, _ in loops], 2)}",
                             f"os.posix_spawn: {med_max([b for _, b in loops], 2)}", "—"))
         progress("import time and module sets of each entry point")
