@@ -43,3 +43,10 @@ def test_the_entry_it_reads_is_the_one_the_plan_cache_keeps_for_that_command(tmp
     assert planfiles.entry_path("/c", config, None, 0, "") == plancache.entry_stem("/c", key)
     other = plancache.plan_key(RunSettings.from_env({}, config=config, instance=1), "host", "me")
     assert plancache.entry_stem("/c", other) != plancache.entry_stem("/c", key)
+
+
+def test_the_lock_it_takes_is_the_one_the_supervisor_takes():
+    from executor.cli import launch
+    from executor.host import sandbox
+
+    assert launch._LOCK_PATH == (sandbox.STOKER_DIR, sandbox.LOCK_FILE)
