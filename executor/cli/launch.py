@@ -224,9 +224,9 @@ def _spawn_batch(early: EarlyStart, batch: list[tuple[str, str]], standin: str, 
         os.fchdir(top)
         try:
             for process, command, out, err in prepared:
-                env = runenv.run_env(task_env, early.marker, process, 0)
-                pid = earlyfork.spawn_run(command, env, stdin=devnull, stdout=out, stderr=err, close=close)
-                early.runs.append(earlyfork.EarlyRun(process, 0, pid, command, env))
+                pid = earlyfork.spawn_run(command, runenv.run_env(task_env, early.marker, process, 0),
+                                          stdin=devnull, stdout=out, stderr=err, close=close)
+                early.runs.append(earlyfork.EarlyRun(process, 0, pid, command, task_env))
         finally:
             os.fchdir(home)
     finally:

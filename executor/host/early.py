@@ -51,6 +51,11 @@ class EarlyStart:
         fd, self._lease_fd = self._lease_fd, -1
         return fd
 
+    def take_runs(self) -> list[EarlyRun]:
+        """The runs, for the supervisor that adopts them (it keeps each only until then)."""
+        runs, self.runs = self.runs, []
+        return runs
+
     def take_watchdog(self) -> tuple[int, int]:
         """The early watchdog's pid and pipe: its new owner retires it."""
         fd, self._watchdog_fd = self._watchdog_fd, -1

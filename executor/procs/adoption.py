@@ -4,8 +4,9 @@ adopted or given up.
 A supervisor given early runs makes each a `RunChild` at its start (claimed, watched by the
 reaper, its exit held back: `adopted` is False). When the planner asks for a run, `claim`
 says whether the early one is that run: the same command, the same environment as the
-spawn would give it (`BASH_ENV` as the early start saw the sandbox: a profile written since
-is for later runs), started as this process's user. A run that is the one asked for is
+spawn would give it (the same task env, to which both add the run's marker; the early start
+adds no `BASH_ENV`: its sandbox is new, and a profile a run wrote since is for later runs),
+started as this process's user. A run that is the one asked for is
 adopted (its exit, even one that came first, is posted as any run's); one that is not, or
 that the first step did not ask for at all (`rest`), is given up: killed with its process
 group, its exit never posted. Not thread-safe: the owner's thread calls it (start, spawns,
@@ -45,10 +46,9 @@ class EarlyRuns:
         if found is None:
             return None, None
         child, early = found
-        expected = runenv.run_env(task_env, self._marker, process.name, run, early.env.get("BASH_ENV"))
         if early.cmdline != process.cmdline:
             return child, "its command is not the task's"
-        if early.env != expected:
+        if early.task_env != task_env:
             return child, "its environment is not the task's"
         if not same_user:
             return child, "the task runs as another user"

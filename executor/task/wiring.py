@@ -58,7 +58,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put,
                        run_as=run_as, cgroups=cgroups,
                        marker=early.marker if early is not None else None,
-                       early_runs=early.runs if early is not None else (),
+                       early_runs=early.take_runs() if early is not None else (),
                        early_watchdog=early.take_watchdog() if early is not None else None)
 
     def start_health(checker: Checker, on_result: Callable[[Attempt, float], None]) -> HealthChecks:
