@@ -76,13 +76,16 @@ def eligible(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | No
     environment; None otherwise."""
     if any(environ.get(name) for name in SANDBOX_VARIABLES):
         return None
-    match args:
-        case ["run", config]:
-            sandbox = None
-        case ["run", config, "--sandbox", sandbox] | ["run", "--sandbox", sandbox, config]:
-            pass
-        case _:
-            return None
+    if args[:1] != ["run"] or len(args) not in (2, 4):
+        return None
+    if len(args) == 2:
+        config, sandbox = args[1], None
+    elif args[2] == "--sandbox":  # run CONFIG --sandbox DIR
+        config, sandbox = args[1], args[3]
+    elif args[1] == "--sandbox":  # run --sandbox DIR CONFIG
+        config, sandbox = args[3], args[2]
+    else:
+        return None
     if not config or config.startswith("-") or (sandbox is not None and (not sandbox or sandbox.startswith("-"))):
         return None
     return config, sandbox

@@ -71,9 +71,12 @@ def _prctl() -> tuple[Callable[..., int], Callable[[], int]]:
         address = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")  # type: ignore[arg-type]
         return _Function(address), _ctypes.get_errno
     except (ImportError, AttributeError, TypeError):
-        pass
+        return _prctl_by_ctypes()
     except OSError as exc:  # dlsym: no prctl in this C library
         raise OSError(f"prctl: {exc}") from None
+
+
+def _prctl_by_ctypes() -> tuple[Callable[..., int], Callable[[], int]]:
     import ctypes
 
     try:
