@@ -166,8 +166,11 @@ def login_name(environ: Mapping[str, str]) -> str:
 
 
 def ports_free(numbers: list[int]) -> bool:
-    """Whether every one of `numbers` can be bound on 127.0.0.1 now (all held until the
-    last is checked): a kept plan's ports, before a new run reuses them."""
+    """Whether a server could listen on every one of `numbers` on 127.0.0.1 now (all held
+    until the last is checked): a kept plan's ports, before a new run reuses them. Bound with
+    SO_REUSEADDR, as servers bind (Python's http.server among them): connections of the
+    last run still in TIME_WAIT leave the port free, a socket bound or listening there does
+    not."""
     if not numbers:
         return True
     import socket  # only for a plan with ports
@@ -177,6 +180,7 @@ def ports_free(numbers: list[int]) -> bool:
         for number in numbers:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             held.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", number))
         return True
     except OSError:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from executor.local import planfiles
-from tests.support.stoker_proc import StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -224,3 +224,22 @@ def test_early_runs_and_what_they_started_join_the_task_cgroup(stoker, tmp_path)
             proc.wait()
             proc.close()
     assert adopted(proc) == ["tree"]
+
+
+def test_a_service_run_again_at_once_keeps_its_port_starts_early_and_turns_healthy(stoker, tmp_path):
+    # Its last connections linger in TIME_WAIT on the port: a server may listen there again.
+    config = tmp_path / "service.aurora"
+    config.write_text((REPO / "examples" / "http_service.aurora").read_text())
+    outputs = []
+    for _ in range(2):
+        proc, _ = stoker(config)
+        try:
+            proc.wait_output("task             STARTING → RUNNING  healthy", timeout_secs=30)
+        finally:
+            proc.signal(signal.SIGTERM)
+            proc.wait()
+            proc.close()
+        outputs.append((proc.stdout(), proc.stderr()))
+    ports = [re.findall(r"stoker run: ports health=(\d+)", out) for out, _ in outputs]
+    assert len(ports[0]) == 1 and ports[0] == ports[1]
+    assert adopted(proc) == ["web"]  # the second run's

@@ -109,6 +109,30 @@ def test_a_port_taken_since_is_planned_afresh(job, cache):
     assert look(cache, key) == plan
 
 
+def test_a_port_whose_last_connections_wait_out_time_wait_is_still_free(job, cache):
+    # A service stopped a moment ago closed its connections first: they linger in TIME_WAIT
+    # on its port, where a server (which binds with SO_REUSEADDR) can listen again at once.
+    plan, key = planned(job, cache)
+    number = plan.ports["http"]
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", number))
+        server.listen()
+        with socket.create_connection(("127.0.0.1", number)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server's side closes first: it is the one in TIME_WAIT
+            client.recv(1)
+    with socket.socket() as plain:  # without SO_REUSEADDR the port looks taken...
+        with pytest.raises(OSError):
+            plain.bind(("127.0.0.1", number))
+    assert look(cache, key) == plan  # ...but a server may listen there: the plan is served
+    with socket.socket() as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", number))
+        again.listen()
+        assert look(cache, key) is None  # a listener there now: planned afresh
+
+
 def test_a_port_given_with_port_is_not_probed(job, cache):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
