@@ -101,7 +101,7 @@ def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
     record = _record(entry, config, environ)
     if record is None:
         return None
-    lease = _lease(entry + planfiles.LOCK_SUFFIX)
+    lease = planfiles.lock(entry + planfiles.LOCK_SUFFIX)  # the plan's lease, as `plancache.lease` takes it
     if lease is None:
         return None
     try:
@@ -133,20 +133,6 @@ def _record(entry: str, config: str, environ: Mapping[str, str]) -> dict | None:
         if planfiles.read_text(path) != text:
             return None
     return record
-
-
-def _lease(path: str) -> int | None:
-    """The plan's lease, as `plancache.lease` takes it; None when a live run holds it."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
 
 
 def _make_sandbox(requested: str | None, name: str) -> str:

@@ -102,15 +102,9 @@ def lease(directory: str, key: tuple[Any, ...]) -> Lease:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         if not planfiles.private(os.stat(directory)):
             return Lease(None)
-        fd = os.open(_path(directory, key, planfiles.LOCK_SUFFIX), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     except OSError:
         return Lease(None)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return Lease(None)
-    return Lease(fd)
+    return Lease(planfiles.lock(_path(directory, key, planfiles.LOCK_SUFFIX)))
 
 
 def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bool],

@@ -15,11 +15,13 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
   into place. `read_text` reads a config file as the loader does, never blocking on a FIFO.
 - `code_roots` and `code_stamp`: the name, size and mtime of every module of `config/` and
   of pystachio: a plan made by other code is not served.
-- `login_name` and `ports_free`: the user a plan is bound for, and whether the ports a plan
-  chose are still free.
+- `lock`: an entry's lease (an `flock` that no run waits for); `login_name` and
+  `ports_free`: the user a plan is bound for, and whether the ports a plan chose are still
+  free.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import stat
@@ -98,6 +100,21 @@ def write_private(path: str, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(temporary, path)
+
+
+def lock(path: str) -> int | None:
+    """The file `path` (made 0600 if missing) opened and `flock`ed exclusively, never
+    waiting: a lease; None when another open file holds it, or it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def read_text(path: str) -> str | None:
