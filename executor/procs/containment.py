@@ -80,6 +80,7 @@ class Containment:
         self._no_cgroup = "not started"
         self._settle_lock = threading.Lock()
         self._entering: threading.Thread | None = None  # the move into the cgroup, under way
+        self._running: tuple[int, ...] = ()  # an early start's runs, moved in once it is over
         self._enter_error: OSError | None = None
 
     @property
@@ -114,32 +115,38 @@ class Containment:
         cg = self._cgroup
         if cg is None:
             return
-        self._entering = threading.Thread(target=self._enter, args=(cg, tuple(running)), daemon=True,
+        self._running = tuple(running)
+        self._entering = threading.Thread(target=self._enter, args=(cg,), daemon=True,
                                           name=f"stoker-cgroup-enter {self._label}")
         self._entering.start()
 
-    def _enter(self, cg: TaskCgroup, running: tuple[int, ...]) -> None:
+    def _enter(self, cg: TaskCgroup) -> None:
         try:
             cg.enter()
         except OSError as e:
             self._enter_error = e
-            return
-        self._take_in(cg, running)
 
     def _take_in(self, cg: TaskCgroup, roots: tuple[int, ...]) -> None:
         """Move `roots` and their descendants into `cg`, parents first, in passes until one
         finds nothing new (a child forked by a parent not yet moved is found by the next
         pass; one forked after is born inside). One that cannot be moved stays the task's
-        by its subtree and marker, and is logged."""
+        by its subtree and marker, and is logged. Only pids are read (no `ProcInfo`): what a
+        walk allocates here is left as holes under the supervisor's state (0.3 MiB for 100)."""
         moved: set[int] = set()
         for _ in range(TAKE_IN_PASSES):
-            found = [pid for pid in proctree.walk(roots) if pid not in moved]
+            found, queue = [], list(roots)
+            while queue:
+                pid = queue.pop()
+                if pid not in moved:
+                    found.append(pid)
+                queue.extend(proctree.children(pid))
             if not found:
                 return
             for pid in found:
                 moved.add(pid)
                 try:
-                    cg.take_in(pid)
+                    if not cg.take_in(pid):
+                        continue  # gone meanwhile
                 except OSError as e:
                     log_event(logger, logging.ERROR, "cgroup_move_failed", task=self._label, pid=pid,
                               cgroup=cg.directory, error=describe_os_error(e),
@@ -157,6 +164,10 @@ class Containment:
                 self._no_cgroup = f"cannot move the supervisor into {cg.directory}: {describe_os_error(error)}"
                 cgroups.discard(cg)
                 self._cgroup = None
+            elif cg is not None and self._running:
+                # here, not on the mover's thread: a walk there left 0.3 MiB (100 runs) behind
+                self._take_in(cg, self._running)
+            self._running = ()
 
     @property
     def mechanism(self) -> str:
