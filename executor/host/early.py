@@ -64,7 +64,10 @@ class EarlyStart:
     def abandon(self) -> None:
         """Kill the runs and whatever they started, reap them and the watchdog, give back
         what is still held here (the sandbox when it was made here goes too). Only before
-        the runs were handed to a supervisor (its reaper would take their statuses)."""
+        the runs were handed to a supervisor (its reaper would take their statuses), in the
+        process that ran the early start, which forks nothing else before its supervisor:
+        every child it has then is the early start's, a daemon that re-parented to it (the
+        subreaper) included, whatever it did to its marker and session."""
         for run in self.runs:
             try:
                 os.killpg(run.pid, _signal.SIGKILL)
@@ -79,6 +82,7 @@ class EarlyStart:
             except ChildProcessError:
                 continue
         self.runs = []
+        _kill_children()
         for fd in (self._lock_fd, self._lease_fd):
             if fd >= 0:
                 os.close(fd)
@@ -87,3 +91,24 @@ class EarlyStart:
             import shutil  # only when giving up
 
             shutil.rmtree(self.sandbox, ignore_errors=True)
+
+
+def _kill_children(passes: int = 20) -> None:
+    """SIGKILL and reap every child of this process, until a pass finds none (a killed
+    daemon's own children re-parent here for the next)."""
+    for _ in range(passes):
+        children: list[int] = []
+        for tid in os.listdir(f"/proc/{os.getpid()}/task"):
+            try:
+                with open(f"/proc/{os.getpid()}/task/{tid}/children", "rb") as f:
+                    children.extend(int(pid) for pid in f.read().split())
+            except OSError:
+                continue  # the thread ended meanwhile
+        if not children:
+            return
+        for pid in children:
+            try:
+                os.kill(pid, _signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                continue

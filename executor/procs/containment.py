@@ -91,12 +91,14 @@ class Containment:
 
     # ---- start and close ----
 
-    def prepare(self, name: str) -> None:
+    def prepare(self, name: str, *, early: bool = False) -> None:
         """Before the watchdog starts: note the children that are not the task's, make the
-        task's cgroup (not entered yet)."""
+        task's cgroup (not entered yet). `early`: this process ran an early start, which
+        forked nothing but the task's: every child it has is the task's (a daemon one of
+        its runs left re-parents here before the supervisor exists)."""
         self._me = os.getpid()
         self._walk = self._reaper.subreaper and proctree.children_listed()
-        if self._walk:
+        if self._walk and not early:
             self._foreign = self._children_now()
         made = cgroups.create(name, self._setting)
         if isinstance(made, NoCgroup):
@@ -165,8 +167,12 @@ class Containment:
                 cgroups.discard(cg)
                 self._cgroup = None
             elif cg is not None and self._running:
-                # here, not on the mover's thread: a walk there left 0.3 MiB (100 runs) behind
-                self._take_in(cg, self._running)
+                # here, not on the mover's thread: a walk there left 0.3 MiB (100 runs) behind;
+                # with the runs, the daemons they left that re-parented here meanwhile
+                with self._reaper.lock:
+                    registered = self._reaper.registered()
+                orphans = [pid for pid in proctree.children(self._me) if pid not in registered]
+                self._take_in(cg, self._running + tuple(orphans))
             self._running = ()
 
     @property

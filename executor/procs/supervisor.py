@@ -164,7 +164,7 @@ class Supervisor:
         self._containment = Containment(
             reaper=self._reaper, task_marker=self._marker, label=self._label,
             cgroup_setting=self._cgroups, live_children=self._live_children)
-        self._containment.prepare(f"stoker-{self._marker[:16]}")
+        self._containment.prepare(f"stoker-{self._marker[:16]}", early=bool(self._early))
         self._watchdog = WatchdogKeeper(
             reaper=self._reaper, marker=self._marker, label=self._label,
             cgroup=self._containment.watchdog_cgroup,

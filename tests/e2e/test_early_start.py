@@ -243,3 +243,67 @@ def test_a_service_run_again_at_once_keeps_its_port_starts_early_and_turns_healt
     ports = [re.findall(r"stoker run: ports health=(\d+)", out) for out, _ in outputs]
     assert len(ports[0]) == 1 and ports[0] == ports[1]
     assert adopted(proc) == ["web"]  # the second run's
+
+
+@pytest.mark.parametrize(("cgroups", "stop"), [("auto", signal.SIGTERM), ("auto", signal.SIGKILL),
+                                              ("off", signal.SIGTERM)])
+def test_a_daemon_that_left_everything_while_stoker_loaded_is_still_the_tasks(stoker, tmp_path, cgroups, stop):
+    # Before the supervisor exists, the run starts a daemon with no marker (env -i), a
+    # session of its own, and a parent that is gone: it re-parents to `stoker run`, the
+    # subreaper. It is the task's: in its cgroup (so the watchdog kills it after a SIGKILL of
+    # Stoker), and not a foreign child (so it goes when the task stops). Without a cgroup, a
+    # SIGKILLed Stoker cannot find such a process: a documented limit, not tested here.
+    config = write(tmp_path, "Process(name='spawner', cmdline=\"( setsid env -i /bin/sh -c "
+                             "'echo $$ > daemon; exec sleep 1000' & ); exec sleep 1000\")")
+    daemons = []
+    for _ in range(2):  # planned, then the early start
+        proc, sandbox = stoker(config, env={"STOKER_CGROUPS": cgroups})
+        try:
+            proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+            daemons.append(int(wait_for(lambda s=sandbox: (s / "daemon").exists() and
+                                        (s / "daemon").read_text().strip(), 10, message="the daemon's pid")))
+        finally:
+            proc.signal(stop)
+            proc.wait()
+            proc.close()
+        try:
+            wait_for(lambda d=daemons[-1]: not live([d]), 10, message=f"daemon {daemons[-1]} killed with the task")
+        finally:
+            kill_leftovers(daemons)
+    assert adopted(proc) == ["spawner"]
+
+
+def test_an_early_start_given_up_takes_its_daemons_with_it(stoker, tmp_path):
+    # The kept plan is damaged after its launch record was read: the run gives its early
+    # start up before the supervisor exists, and plans afresh. What the early run started,
+    # a daemon gone from its session, marker and parent included, is killed then.
+    pids = tmp_path / "daemons"
+    config = write(tmp_path, f"Process(name='spawner', cmdline=\"( setsid env -i /bin/sh -c "
+                             f"'echo $$ >> {pids}; exec sleep 1000' & ); exec sleep 1000\")")
+    proc, _ = stoker(config)  # planned and kept
+    try:
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 1, 10, message="the daemon")
+    finally:
+        proc.signal(signal.SIGTERM)
+        proc.wait()
+        proc.close()
+    [plan] = [stoker.cache / n for n in os.listdir(stoker.cache) if n.endswith(planfiles.PLAN_SUFFIX)]
+    plan.write_bytes(b"damaged")
+    proc, sandbox = stoker(config)
+    try:
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+        wait_for(lambda: len(pids.read_text().split()) == 3, 10, message="the early daemon and the new one")
+        early_daemon = int(pids.read_text().split()[1])
+        wait_for(lambda: not live([early_daemon]), 10, message=f"the given-up daemon {early_daemon} killed")
+        assert "early start given up: its plan is not the one kept" in proc.stderr()
+        assert adopted(proc) == []
+    finally:
+        proc.signal(signal.SIGTERM)
+        proc.wait()
+        proc.close()
+        every = [int(p) for p in pids.read_text().split()]
+        try:
+            wait_for(lambda: not live(every), 10, message=f"the daemons {every} killed")
+        finally:
+            kill_leftovers(every)
