@@ -34,7 +34,6 @@ import fcntl
 import marshal
 import os
 import sys
-import time
 
 from executor.host.early import EarlyStart
 from executor.local import planfiles
@@ -139,8 +138,7 @@ def _make_sandbox(requested: str | None, name: str) -> str:
     """A new sandbox, named as `stoker run` names it; raises OSError (FileExistsError for a
     DIR that exists: that one is the full path's to use as is)."""
     if requested is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        requested = os.path.join(os.getcwd(), f"sandbox-{name}-{stamp}-{os.urandom(3).hex()}")
+        requested = os.path.join(os.getcwd(), planfiles.sandbox_name(name))
     path = os.path.abspath(requested)
     os.mkdir(path)
     return os.path.realpath(path)

@@ -15,6 +15,7 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
   into place. `read_text` reads a config file as the loader does, never blocking on a FIFO.
 - `code_roots` and `code_stamp`: the name, size and mtime of every module of `config/` and
   of pystachio: a plan made by other code is not served.
+- `sandbox_name`: how a new default sandbox is named (the early start makes one too).
 - `lock`: an entry's lease (an `flock` that no run waits for); `login_name` and
   `ports_free`: the user a plan is bound for, and whether the ports a plan chose are still
   free.
@@ -26,6 +27,7 @@ import os
 import pwd
 import stat
 import sys
+import time
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -167,6 +169,16 @@ def _stamp_tree(directory: str, into: list[tuple[str, int, int]]) -> None:
             into.append((entry.path, info.st_size, info.st_mtime_ns))
         elif entry.is_dir() and entry.name != "__pycache__":
             _stamp_tree(entry.path, into)
+
+
+def sandbox_name(job: str) -> str:
+    """A new default sandbox's name: `sandbox-JOB-DATE-TIME-RANDOM` (`stoker run` and its
+    early start name it alike; `is_sandbox_name` recognizes one)."""
+    return f"sandbox-{job}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
+
+
+def is_sandbox_name(name: str, job: str) -> bool:
+    return name.startswith(f"sandbox-{job}-")
 
 
 def login_name(environ: Mapping[str, str]) -> str:

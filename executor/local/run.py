@@ -31,7 +31,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, assert_never
@@ -49,7 +48,7 @@ from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
 from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
-from executor.local import plancache
+from executor.local import plancache, planfiles
 from executor.local.console import ConsoleReporter, Output
 from executor.local.planfiles import login_name, ports_free
 from executor.local.service import Restart, ServiceRules, Stop
@@ -91,8 +90,7 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
     if requested:
         path = Path(requested)
     else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path.cwd() / f"sandbox-{job_name}-{stamp}-{os.urandom(3).hex()}"
+        path = Path.cwd() / planfiles.sandbox_name(job_name)
     if path.exists() and not path.is_dir():
         raise SandboxError(f"sandbox {path} exists and is not a directory")
     try:
@@ -297,7 +295,7 @@ class LocalRun:
         if requested is not None:
             same = made == Path(requested).resolve()
         else:
-            same = made.parent == Path.cwd().resolve() and made.name.startswith(f"sandbox-{name}-")
+            same = made.parent == Path.cwd().resolve() and planfiles.is_sandbox_name(made.name, name)
         if not same:
             self._give_up_early(f"it made sandbox {made}, not the one this run uses")
             return None
