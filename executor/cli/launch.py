@@ -21,6 +21,11 @@ assumed still holds, starts those runs at once:
    directory and files made, and each run started as the supervisor starts it
    (`executor/procs/earlyfork.py`, the env of `executor/procs/runenv.py`).
 
+When there is no kept plan for `stoker run CONFIG` (a first run, an edited config, one
+that reads more than its text), `begin` forks the child that plans the job instead
+(`executor/local/planahead.py`), so that pystachio, the config modules and the config's code
+load beside the supervisor's imports rather than after them.
+
 `take` hands the result (`executor/host/early.py`) to `LocalRun`, which checks what it
 decides itself against it and gives the supervisor the runs to adopt: the console lines,
 the checkpoint and the logs are those of any run. A check that fails anywhere gives the
@@ -37,19 +42,21 @@ import sys
 
 from executor.host.early import EarlyStart
 from executor.local import planfiles
+from executor.local.planahead import PlanAhead, inputs_of
 from executor.procs import earlyfork, runenv, sandboxfs
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["begin", "eligible", "take"]
+__all__ = ["begin", "eligible", "take", "take_ahead"]
 
 SANDBOX_VARIABLES = ("MESOS_SANDBOX", "MESOS_DIRECTORY", "STOKER_SANDBOX")
 BATCH = 64  # runs whose log files are open at once (two descriptors each)
 _LOCK_PATH = (".stoker", "supervisor.lock")  # `executor/host/sandbox.py`'s names
 
 _started: EarlyStart | None = None
+_ahead: PlanAhead | None = None
 
 
 def take() -> EarlyStart | None:
@@ -59,15 +66,28 @@ def take() -> EarlyStart | None:
     return started
 
 
+def take_ahead() -> PlanAhead | None:
+    """The child `begin` forked to plan a first run, once (None when it forked none)."""
+    global _ahead
+    ahead, _ahead = _ahead, None
+    return ahead
+
+
 def begin(args: list[str], environ: Mapping[str, str]) -> None:
-    """Start the kept plan's first runs for `stoker ARGS` when the launch record allows it."""
-    global _started
+    """Start the kept plan's first runs for `stoker ARGS` when the launch record allows it;
+    with no kept plan, start planning the job."""
+    global _started, _ahead
     if environ.get("STOKER_EARLY_START", "") == "off":
         return
     try:
         _started = _begin(args, environ)
     except Exception:  # whatever it was, there is no early start: the run goes on as ever
         _started = None
+    if _started is None:
+        try:
+            _ahead = _plan_ahead(args, environ)
+        except Exception:  # then it plans when the plan is needed, as ever
+            _ahead = None
 
 
 def eligible(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | None] | None:
@@ -75,6 +95,11 @@ def eligible(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | No
     environment; None otherwise."""
     if any(environ.get(name) for name in SANDBOX_VARIABLES):
         return None
+    return _run_config(args)
+
+
+def _run_config(args: list[str]) -> tuple[str, str | None] | None:
+    """(CONFIG, DIR or None) for `run CONFIG [--sandbox DIR]`; None otherwise."""
     if args[:1] != ["run"] or len(args) not in (2, 4):
         return None
     if len(args) == 2:
@@ -113,6 +138,57 @@ def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
         os.close(lease)
         return None
     return _start(record, entry, sandbox, lease, environ)
+
+
+def _plan_ahead(args: list[str], environ: Mapping[str, str]) -> PlanAhead | None:
+    """Fork the child that plans `run CONFIG [--sandbox DIR]` (`planning.plan_ahead`)
+    unless a plan is kept for it (then the supervisor plans nothing)."""
+    wanted = _run_config(args)
+    if wanted is None:
+        return None
+    config = wanted[0]
+    directory = planfiles.cache_dir(environ)
+    if directory is not None and _kept(planfiles.entry_path(directory, os.path.abspath(config), None, 0, ""),
+                                       os.path.abspath(config), environ):
+        return None
+    inputs = inputs_of(config, None, (), 0, (), os.uname().nodename, planfiles.login_name(environ))
+    parent = os.getpid()
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        _close_all([read_end, write_end])
+        return None
+    if pid == 0:  # the child: plans, answers and ends; never returns
+        try:
+            os.close(read_end)
+            earlyfork.die_with(parent)
+            from executor import codecache
+
+            codecache.install("run")
+            from executor.local.planning import plan_ahead
+
+            plan_ahead(inputs, write_end)
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    return PlanAhead(pid, read_end, inputs)
+
+
+def _kept(entry: str, config: str, environ: Mapping[str, str]) -> bool:
+    """Whether the plan cache holds a plan for `run CONFIG` made from the files as they are
+    (its key, but for the code's stamp, as `plancache.plan_key` makes it)."""
+    data = planfiles.read_private(entry + planfiles.PLAN_SUFFIX)
+    if data is None:
+        return False
+    here = ((planfiles.PLAN_FORMAT, sys.version),
+            (config, None, (), 0, (), os.uname().nodename, planfiles.login_name(environ)))
+    try:
+        key, sources, _ = marshal.loads(data)
+        return ((key[:2], key[3:]) == here
+                and all(planfiles.read_text(path) == text for path, text in sources))
+    except (ValueError, TypeError, EOFError):  # damaged: the supervisor will plan
+        return False
 
 
 def _record(entry: str, config: str, environ: Mapping[str, str]) -> dict | None:

@@ -234,13 +234,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from executor.local.run import LocalRun, SandboxError
 
     early = launch.take()  # the early start's runs, when the entry point made one
+    ahead = launch.take_ahead()  # or the child it forked to plan a first run
     try:
         settings = RunSettings.from_args(args, os.environ)
         logsetup.configure(settings.log_format, settings.log_level, drop_events=RUN_PRINTED_EVENTS)
         for conflict in flag_conflicts(RunSettings, args, os.environ):
             print(f"stoker: warning: {printable(conflict)}", file=sys.stderr)
-        run = LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ), early=early)
-        early = None  # the run's to adopt or give up
+        run = LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ), early=early, ahead=ahead)
+        early = ahead = None  # the run's to adopt, take or give up
         return run.run()
     except SandboxError as exc:
         _error(str(exc))
@@ -248,6 +249,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if early is not None:
             early.abandon()
+        if ahead is not None:
+            ahead.cancel()
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
 - `sandbox_name`: how a new default sandbox is named (the early start makes one too).
 - `lock`: an entry's lease (an `flock` that no run waits for); `login_name` and
   `ports_free`: the user a plan is bound for, and whether the ports a plan chose are still
-  free.
+  free; `allocate_ports`: free ports for a new plan (the planning child's, which may be
+  forked before anything else is loaded).
 """
 from __future__ import annotations
 
@@ -217,3 +218,26 @@ def ports_free(numbers: list[int]) -> bool:
     finally:
         for sock in held:
             sock.close()
+
+
+def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
+    """Free loopback ports for every name not given with --port; all held open until every
+    one is chosen, so no two names get the same number."""
+    import socket  # in the planning child only
+
+    ports = {name: fixed[name] for name in names if name in fixed}
+    held: list[socket.socket] = []
+    try:
+        for name in names:
+            if name in ports:
+                continue
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            held.append(sock)
+            ports[name] = sock.getsockname()[1]
+    finally:
+        for sock in held:
+            sock.close()
+    for name, number in fixed.items():
+        ports.setdefault(name, number)
+    return ports

@@ -12,6 +12,10 @@ ends with `os._exit`. Output the config prints reaches the same stdout and stder
 As in Aurora, where the client evaluates the config and the executor never sees it, the
 config runs apart from the process that supervises the task.
 
+`job_planner` is the plan `stoker run` makes for its settings, in either child. For a first
+run the entry point may have forked the child already, before Stoker loaded
+(`executor/local/planahead.py`): `plan_apart` then takes that child's answer.
+
 It plans in this process instead when another thread is running (a fork copies only the
 calling thread, and a lock another thread holds would stay held in the child: the case of
 a test that runs `LocalRun` inside a threaded process) or when the fork fails. The parent
@@ -30,10 +34,12 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from config.errors import ConfigError
-from config.plan import JobPlan
+from config.plan import JobPlan, open_problem, plan_job
 from executor.local import plancache
+from executor.local.planahead import Inputs, PlanAhead
+from executor.local.planfiles import allocate_ports
 
-__all__ = ["plan_apart"]
+__all__ = ["job_planner", "plan_ahead", "plan_apart"]
 
 # Plans, filling the dict with the text of every file it read (by path); returns the plan
 # and why those files may give another plan another time (`config.plan.open_problem`).
@@ -41,9 +47,32 @@ Plan = Callable[[dict[str, str]], tuple[JobPlan, str | None]]
 Planned = tuple[JobPlan, dict[str, str], str | None]
 
 
-def plan_apart(plan: Plan) -> Planned:
+def job_planner(inputs: Inputs) -> Plan:
+    """The job of `stoker run`'s settings (`planahead.inputs_of`) planned for this machine:
+    loaded, checked, given ports and bound (`config.plan.plan_job`); with why the files it
+    read may plan otherwise another time (`config.plan.open_problem`)."""
+    config, jobkey, bindings, instance, ports, host, user = inputs
+
+    def planned(sources: dict[str, str]) -> tuple[JobPlan, str | None]:
+        plan = plan_job(config, jobkey, bindings, instance=instance, fixed_ports=dict(ports),
+                        hostname=host, user=user, allocate=allocate_ports, sources=sources)
+        return plan, open_problem(sources)
+
+    return planned
+
+
+def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
+    """The child the entry point forked (`executor/cli/launch.py`): plans for `inputs` and
+    sends the answer through `write_end`, as `plan_apart`'s child does."""
+    _child(job_planner(inputs), write_end)
+
+
+def plan_apart(plan: Plan, ahead: PlanAhead | None = None) -> Planned:
     """What `plan` returns, and the sources it read, planned in a child process when this
-    one has a single thread; raises what `plan` raised (a ConfigError with its message)."""
+    one has a single thread; raises what `plan` raised (a ConfigError with its message).
+    With `ahead`, the answer of the child forked for the same plan before Stoker loaded."""
+    if ahead is not None:
+        return _result(*ahead.answer())
     if threading.active_count() > 1:
         return _here(plan)
     read_end, write_end = os.pipe()

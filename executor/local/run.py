@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, TextIO, assert_never
 import attrs
 
 from config.errors import ConfigError
-from config.plan import JobPlan, open_problem, plan_job, task_id
+from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
 from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings, pop_secrets
 from config.spec import LogDestination, LogMode
@@ -50,6 +50,7 @@ from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
 from executor.local import plancache, planfiles
 from executor.local.console import ConsoleReporter, Output
+from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.task.owner import TaskOwner
@@ -61,27 +62,6 @@ if TYPE_CHECKING:
     from executor.task.serverset import Announcement
 
 logger = logging.getLogger(__name__)
-
-
-def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
-    """Free loopback ports for every name not given with --port; all held open until every
-    one is chosen, so no two names get the same number."""
-    ports = {name: fixed[name] for name in names if name in fixed}
-    held: list[socket.socket] = []
-    try:
-        for name in names:
-            if name in ports:
-                continue
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            held.append(sock)
-            ports[name] = sock.getsockname()[1]
-    finally:
-        for sock in held:
-            sock.close()
-    for name, number in fixed.items():
-        ports.setdefault(name, number)
-    return ports
 
 
 def make_sandbox(requested: str | None, job_name: str) -> Path:
@@ -110,9 +90,10 @@ class LocalRun:
     """Runs attempts of one job until the service rules say stop; returns the exit code."""
 
     def __init__(self, settings: RunSettings, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None,
-                 registry: RegistrySettings | None = None, early: EarlyStart | None = None) -> None:
+                 registry: RegistrySettings | None = None, early: EarlyStart | None = None,
+                 ahead: PlanAhead | None = None) -> None:
         """`early`: what the early start began (`executor/cli/launch.py`), this run's to adopt
-        or give up."""
+        or give up; `ahead`: the child the entry point forked to plan a first run."""
         self._settings = settings
         self._registry = registry
         self._out = Output(out)
@@ -123,6 +104,7 @@ class LocalRun:
         self._signal: int | None = None  # the signal that asked for the stop
         self._lease = plancache.Lease(None)  # on the kept plan, while this run uses its ports
         self._early = early  # until the first attempt's supervisor adopts its runs
+        self._ahead = ahead  # until the plan is needed
 
     def stop(self, reason: str) -> None:
         self._stop.set()
@@ -234,9 +216,13 @@ class LocalRun:
     def _plan(self, host: str) -> JobPlan:
         """The job planned for this machine (`config.plan`): the plan kept by an earlier run
         of the same, unchanged config when its ports are still free (`plancache`), else
-        loaded, checked, given ports and bound now, and kept for the next run."""
+        loaded, checked, given ports and bound now (by the child the entry point forked for
+        it, when it planned for these settings), and kept for the next run."""
         s = self._settings
         user = login_name(self._environ)
+        inputs = inputs_of(s.config, s.jobkey, tuple(s.bindings), s.instance, tuple(sorted(s.ports.items())),
+                           host, user)
+        ahead = self._ahead_for(inputs)
         directory = plancache.cache_dir(self._environ)
         key = plancache.plan_key(s, host, user)
         if directory is not None:
@@ -244,22 +230,29 @@ class LocalRun:
             # the early start probed the ports before its runs could take them
             kept = plancache.lookup(directory, key, ports_free if self._early is None else _free, self._lease)
             if kept is not None:
+                if ahead is not None:
+                    ahead.cancel()
                 return kept
         self._give_up_early("its plan is not the one kept")
-        from executor.local.planning import plan_apart  # a kept plan needs none of it
+        from executor.local.planning import job_planner, plan_apart  # a kept plan needs none of it
 
-        def planned(sources: dict[str, str]) -> tuple[JobPlan, str | None]:
-            plan = plan_job(s.config, s.jobkey, s.bindings, instance=s.instance, fixed_ports=s.ports,
-                            hostname=host, user=user, allocate=allocate_ports, sources=sources)
-            return plan, open_problem(sources)
-
-        plan, sources, problem = plan_apart(planned)
+        plan, sources, problem = plan_apart(job_planner(inputs), ahead)
         if directory is not None:
             plancache.store(directory, key, sources, plan, self._lease, problem)
             if problem is None:
                 plancache.keep_launch(directory, key, sources, plan, self._first_wave(plan),
                                       SECRET_VARIABLES + AGENT_VARIABLES, self._lease)
         return plan
+
+    def _ahead_for(self, inputs: Inputs) -> PlanAhead | None:
+        """The planning child the entry point forked, when it plans for `inputs`; cancelled
+        (killed and reaped) otherwise."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.inputs != inputs:
+            logger.debug("plan ahead: it planned for %r, this run for %r; planning afresh", ahead.inputs, inputs)
+            ahead.cancel()
+            return None
+        return ahead
 
     def _first_wave(self, plan: JobPlan) -> list[str] | None:
         """The processes the planner starts first (run 0 of each), for the early start of

@@ -1,6 +1,7 @@
 """Starting runs before the supervisor is loaded (the early start), with the standard
 library only: the subreaper flag, a run and a watchdog started by `posix_spawn`, and the
-record of each run for the supervisor that adopts it.
+record of each run for the supervisor that adopts it; and `die_with`, for the child that
+plans a first run meanwhile.
 
 `executor/cli/launch.py` uses these in the first milliseconds of a `stoker run` whose plan
 was kept (README "Start-up"); the supervisor (`supervisor.py`) adopts the runs, and the
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_PDEATHSIG = 1
 _DEFAULT_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)  # what Popen's restore_signals resets
 
 
@@ -52,6 +54,17 @@ def set_subreaper() -> None:
     if prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def die_with(parent: int) -> None:
+    """Make this process get SIGKILL when its parent ends, and end it now when `parent`
+    already ended (it was re-parented before the call). Raises OSError."""
+    prctl, get_errno = _prctl()
+    if prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0) != 0:
+        err = get_errno()
+        raise OSError(err, os.strerror(err))
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _prctl() -> tuple[Callable[..., int], Callable[[], int]]:

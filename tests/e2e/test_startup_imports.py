@@ -78,8 +78,10 @@ NOT_IN_RUN = NEVER | {
 # and the standard-library-only parts the early start shares with the rest, split out of
 # plancache, spawn and watchdog (`executor.local.planfiles`, `executor.procs.runenv`,
 # `executor.procs.watchdogsh`).
-RUN_STOKER_MODULES = 83
-RUN_AGAIN_STOKER_MODULES = 71
+# 84 and 72: the handle on the child that plans a first run while the rest loads
+# (`executor.local.planahead`, standard library only).
+RUN_STOKER_MODULES = 84
+RUN_AGAIN_STOKER_MODULES = 72
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
@@ -240,7 +242,7 @@ EARLY_ALLOWED = {"fcntl", "marshal", "pwd", "errno", "stat", "_stat", "time", "_
                  "executor", "executor.cli", "executor.cli.start", "executor.cli.launch", "executor.host",
                  "executor.host.early", "executor.procs", "executor.procs.earlyfork",
                  "executor.procs.runenv", "executor.procs.watchdogsh", "executor.procs.sandboxfs",
-                 "executor.local", "executor.local.planfiles"}
+                 "executor.local", "executor.local.planfiles", "executor.local.planahead"}
 
 
 def test_the_early_start_loads_only_what_it_needs_before_its_first_fork():

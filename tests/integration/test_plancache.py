@@ -15,7 +15,7 @@ import pytest
 from config.plan import JobPlan, open_problem, plan_job
 from config.settings import RunSettings
 from executor.local import plancache
-from executor.local.run import allocate_ports, ports_free
+from executor.local.planfiles import allocate_ports, ports_free
 from tests.support.stoker_proc import REPO
 
 JOB = """

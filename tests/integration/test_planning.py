@@ -20,7 +20,7 @@ PRELUDE = """
 import os, sys, threading
 from config.plan import open_problem, plan_job
 from executor.local.planning import plan_apart
-from executor.local.run import allocate_ports
+from executor.local.planfiles import allocate_ports
 
 def real(sources):
     plan = plan_job(sys.argv[1], None, (), instance=0, fixed_ports={}, hostname="h", user="u",
@@ -139,3 +139,40 @@ def test_ctrl_c_while_the_child_plans_ends_both(tmp_path):
             proc.wait()
         if child and Path(f"/proc/{child}").exists():
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_plan_made_ahead_is_the_plan_made_late():
+    done = python("""
+        from executor.cli import launch
+        from executor.local.planning import job_planner
+        ahead = launch._plan_ahead(["run", sys.argv[1]], dict(os.environ, STOKER_PLAN_CACHE="off"))
+        child = ahead.pid
+        early, early_sources, early_problem = plan_apart(job_planner(ahead.inputs), ahead)
+        late, late_sources, late_problem = plan_apart(job_planner(ahead.inputs))
+        same = early.spec_for("T") == late.spec_for("T") and early.stand_in != late.stand_in  # a fresh one each
+        print(same, early_sources == late_sources, early_problem == late_problem, child > 0, ahead.pid)
+    """, str(EXAMPLE))
+    assert done.stdout.split() == ["True", "True", "True", "True", "-1"], done.stderr
+
+
+def test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it():
+    done = python("""
+        from config.settings import RunSettings
+        from executor.cli import launch
+        from executor.local.planahead import inputs_of
+        from executor.local.run import LocalRun
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        for instance in (0, 1):
+            ahead = launch._plan_ahead(["run", sys.argv[1]], environ)
+            child = ahead.pid
+            run = LocalRun(RunSettings(config=sys.argv[1], instance=instance), environ=environ, ahead=ahead)
+            taken = run._ahead_for(inputs_of(sys.argv[1], None, (), instance, (), *ahead.inputs[5:]))
+            try:
+                os.waitpid(child, os.WNOHANG)
+                print(taken is ahead, "unreaped")
+            except ChildProcessError:
+                print(taken is ahead, "reaped")
+            if taken is not None:
+                taken.cancel()
+    """, str(EXAMPLE))
+    assert done.stdout.splitlines() == ["True unreaped", "False reaped"], done.stderr

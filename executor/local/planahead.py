@@ -1,0 +1,73 @@
+"""A first run's plan, made while `stoker run` loads: the handle on the process making it.
+
+A config run for the first time (or edited since) is planned in a child process
+(`executor/local/planning.py`: pystachio and the config modules, the config's own code,
+about 50 ms). Forked where `LocalRun` needs the plan, that child starts after the
+supervisor's 200 ms of imports. The entry point (`executor/cli/launch.py`) forks it in its
+first milliseconds instead, for `stoker run CONFIG` with no kept plan, and the two load side
+by side: the plan is usually ready when the supervisor asks for it.
+
+`PlanAhead` is that child: its pid, the pipe its answer comes through (the same answer as
+`planning.plan_apart`'s child gives), and what it planned for (config as given, no job key,
+`--bind`, `--instance` or `--port`, this host and user). `LocalRun` takes the answer when
+its own settings are those (`inputs`), and cancels the child otherwise: it is killed and
+reaped, and the job is planned as ever. Nothing is lost either way; the child only plans.
+
+The child dies with the process that forked it (PR_SET_PDEATHSIG): a `stoker run` that
+ends before it plans (a usage error), or is killed, leaves no planning child. Standard
+library only: it is loaded before anything else.
+"""
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums for nothing here
+import os
+
+__all__ = ["PlanAhead", "inputs_of"]
+
+Inputs = tuple[str, "str | None", tuple[tuple[str, str], ...], int, tuple[tuple[str, int], ...], str, str]
+
+
+def inputs_of(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], ...], instance: int,
+              ports: tuple[tuple[str, int], ...], host: str, user: str) -> Inputs:
+    """What a plan of `stoker run` depends on besides the files' text (config as given)."""
+    return (config, jobkey, bindings, instance, ports, host, user)
+
+
+class PlanAhead:
+    __slots__ = ("pid", "inputs", "_read_end")
+
+    def __init__(self, pid: int, read_end: int, inputs: Inputs) -> None:
+        self.pid = pid  # -1 once answered or cancelled: reaped
+        self.inputs = inputs
+        self._read_end = read_end
+
+    def answer(self) -> tuple[bytes, int]:
+        """(what the child sent, its wait status) once it ended; kills and reaps it first
+        when the wait is interrupted (Ctrl-C), and raises that again."""
+        chunks = []
+        try:
+            while chunk := os.read(self._read_end, 1 << 16):
+                chunks.append(chunk)
+            _, status = os.waitpid(self.pid, 0)
+        except BaseException:
+            self.cancel()
+            raise
+        self._done()
+        return b"".join(chunks), status
+
+    def cancel(self) -> None:
+        """Kill and reap the child (nothing when it was answered or cancelled)."""
+        if self.pid < 0:
+            return
+        try:
+            os.kill(self.pid, _signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            self.pid = -1  # reaped by another wait: nothing left to kill
+        self._done()
+
+    def _done(self) -> None:
+        self.pid = -1
+        if self._read_end >= 0:
+            os.close(self._read_end)
+            self._read_end = -1
