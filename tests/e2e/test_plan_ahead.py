@@ -128,25 +128,25 @@ def test_a_kept_plan_forks_no_planning_child(run, tmp_path):
 def test_the_planning_child_dies_with_a_killed_stoker_run(run, tmp_path):
     pidfile = tmp_path / "planner.pid"
     run.pidfiles.append(pidfile)
-    proc = run(write(tmp_path, SLOW.format(pidfile=str(pidfile), secs=3)))
+    proc = run(write(tmp_path, SLOW.format(pidfile=str(pidfile), secs=2)))
     wait_for(lambda: pidfile.exists() and pidfile.read_text(), 20, message="the config planning")
     planner = int(pidfile.read_text())
     assert planner != proc.pid
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     wait_for(lambda: not live([planner]), 5, message="the planning child gone")
-    time.sleep(3.5)
+    time.sleep(2.5)  # past the config's wait: a child still planning would have written its trace
     assert not Path(f"{pidfile}.planned").exists()
 
 
 def test_a_run_that_ends_before_it_plans_cancels_the_planning_child(run, tmp_path):
     pidfile = tmp_path / "planner.pid"
     run.pidfiles.append(pidfile)
-    config = write(tmp_path, SLOW.format(pidfile=str(pidfile), secs=3))
+    config = write(tmp_path, SLOW.format(pidfile=str(pidfile), secs=2))
     proc = run(config, {"STOKER_LOG_LEVEL": "bogus"})  # a usage error, before the run begins
     assert proc.wait() == 2
     assert "STOKER_LOG_LEVEL" in proc.stderr()
     if pidfile.exists() and pidfile.read_text():  # it was planning when stoker run ended
         assert not live([int(pidfile.read_text())])
-    time.sleep(3.5)
+    time.sleep(2.5)  # past the config's wait: a child still planning would have written its trace
     assert not Path(f"{pidfile}.planned").exists()
