@@ -121,7 +121,7 @@ def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
     if wanted is None or directory is None:
         return None
     config = os.path.abspath(wanted[0])
-    entry = planfiles.entry_path(directory, config, None, 0, "")
+    entry = _entry(directory, config)
     record = _record(entry, config, environ)
     if record is None:
         return None
@@ -148,8 +148,7 @@ def _plan_ahead(args: list[str], environ: Mapping[str, str]) -> PlanAhead | None
         return None
     config = wanted[0]
     directory = planfiles.cache_dir(environ)
-    if directory is not None and _kept(planfiles.entry_path(directory, os.path.abspath(config), None, 0, ""),
-                                       os.path.abspath(config), environ):
+    if directory is not None and _kept(_entry(directory, os.path.abspath(config)), os.path.abspath(config), environ):
         return None
     inputs = inputs_of(config, None, (), 0, (), os.uname().nodename, planfiles.login_name(environ))
     parent = os.getpid()
@@ -181,13 +180,10 @@ def _kept(entry: str, config: str, environ: Mapping[str, str]) -> bool:
     data = planfiles.read_private(entry + planfiles.PLAN_SUFFIX)
     if data is None:
         return False
-    here = ((planfiles.PLAN_FORMAT, sys.version),
-            (config, None, (), 0, (), os.uname().nodename, planfiles.login_name(environ)))
     try:
         key, sources, _ = marshal.loads(data)
-        return ((key[:2], key[3:]) == here
-                and all(planfiles.read_text(path) == text for path, text in sources))
-    except (ValueError, TypeError, EOFError):  # damaged: the supervisor will plan
+        return key == _key(config, environ, key[2]) and _unchanged(sources)
+    except (ValueError, TypeError, EOFError, IndexError):  # damaged: the supervisor will plan
         return False
 
 
@@ -199,15 +195,26 @@ def _record(entry: str, config: str, environ: Mapping[str, str]) -> dict | None:
     record = marshal.loads(data)
     if not isinstance(record, dict) or record.get("format") != planfiles.LAUNCH_FORMAT:
         return None
-    # the plan's key (`plancache.plan_key`) for `run CONFIG` here and now
-    key = (planfiles.PLAN_FORMAT, sys.version, planfiles.code_stamp(record["roots"]), config, None,
-           (), 0, (), os.uname().nodename, planfiles.login_name(environ))
-    if record["key"] != key:
+    if record["key"] != _key(config, environ, planfiles.code_stamp(record["roots"])):
         return None
-    for path, text in record["sources"]:
-        if planfiles.read_text(path) != text:
-            return None
-    return record
+    return record if _unchanged(record["sources"]) else None
+
+
+def _entry(directory: str, config: str) -> str:
+    """The plan cache's entry (path without suffix) for `run CONFIG`, CONFIG absolute."""
+    return planfiles.entry_path(directory, config, None, 0, "")
+
+
+def _key(config: str, environ: Mapping[str, str], stamp: object) -> tuple:
+    """The plan's key (`plancache.plan_key`) for `run CONFIG` here and now, with `stamp` as
+    the code's stamp."""
+    return (planfiles.PLAN_FORMAT, sys.version, stamp, config, None, (), 0, (), os.uname().nodename,
+            planfiles.login_name(environ))
+
+
+def _unchanged(sources: list[tuple[str, str]]) -> bool:
+    """Whether every file a plan was made from has the same text now."""
+    return all(planfiles.read_text(path) == text for path, text in sources)
 
 
 def _make_sandbox(requested: str | None, name: str) -> str:
