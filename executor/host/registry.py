@@ -33,6 +33,7 @@ import attrs
 from config.registry import RegistrySettings
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, RegistryEntry, expired
+from executor.host.replacefile import TEMP_SUFFIX, replace_file
 from executor.host.sandbox import checkpoint_mtime
 from executor.procs import saferead
 
@@ -41,7 +42,6 @@ logger = logging.getLogger(__name__)
 MAX_ENTRY_BYTES = 65536
 MAX_ENTRIES = 10000
 STALE_TEMP_SECS = 3600.0
-_TEMP_SUFFIX = ".tmp"
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -74,7 +74,7 @@ class Registry:
             try:
                 if prune:
                     self._prune(fd, self._read_all(fd), time.time())
-                self._replace(fd, entry.name, json.dumps(entry.to_json()).encode())
+                replace_file(entry.name, json.dumps(entry.to_json()).encode(), dir_fd=fd)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -83,23 +83,6 @@ class Registry:
                             f"`stoker ps` will not list it")
             return False
         return True
-
-    @staticmethod
-    def _replace(dir_fd: int, name: str, data: bytes) -> None:
-        temp = f".{name}.{os.urandom(4).hex()}{_TEMP_SUFFIX}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dir_fd)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        try:
-            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except OSError:
-            _unlink(dir_fd, temp)
-            raise
 
     def _warn_once(self, message: str) -> None:
         with _warned_lock:
@@ -165,7 +148,7 @@ class Registry:
         with os.scandir(dir_fd) as scan:
             for found_file in scan:
                 name = found_file.name
-                if name.endswith(_TEMP_SUFFIX):
+                if name.endswith(TEMP_SUFFIX):
                     limit = STALE_TEMP_SECS  # a writer that died between write and rename
                 elif complete and ENTRY_NAME.match(name) and name not in listed:
                     limit = self.retention_secs  # damaged: it says nothing, and goes in time

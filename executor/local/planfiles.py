@@ -30,6 +30,8 @@ import stat
 import sys
 import time
 
+from executor.host.replacefile import replace_file
+
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -94,15 +96,7 @@ def read_private(path: str) -> bytes | None:
 
 def write_private(path: str, data: bytes) -> None:
     """`data` as the file `path` (0600), written whole and renamed into place. Raises OSError."""
-    temporary = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+    replace_file(path, data)
 
 
 def lock(path: str) -> int | None:

@@ -79,9 +79,10 @@ NOT_IN_RUN = NEVER | {
 # plancache, spawn and watchdog (`executor.local.planfiles`, `executor.procs.runenv`,
 # `executor.procs.watchdogsh`).
 # 84 and 72: the handle on the child that plans a first run while the rest loads
-# (`executor.local.planahead`, standard library only).
-RUN_STOKER_MODULES = 84
-RUN_AGAIN_STOKER_MODULES = 72
+# (`executor.local.planahead`, standard library only). 85 and 73: the whole-file write the
+# registry and the plan cache share (`executor.host.replacefile`).
+RUN_STOKER_MODULES = 85
+RUN_AGAIN_STOKER_MODULES = 73
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
@@ -242,7 +243,8 @@ EARLY_ALLOWED = {"fcntl", "marshal", "pwd", "errno", "stat", "_stat", "time", "_
                  "executor", "executor.cli", "executor.cli.start", "executor.cli.launch", "executor.host",
                  "executor.host.early", "executor.procs", "executor.procs.earlyfork",
                  "executor.procs.runenv", "executor.procs.watchdogsh", "executor.procs.sandboxfs",
-                 "executor.local", "executor.local.planfiles", "executor.local.planahead"}
+                 "executor.local", "executor.local.planfiles", "executor.local.planahead",
+                 "executor.host.replacefile"}
 
 
 def test_the_early_start_loads_only_what_it_needs_before_its_first_fork():
