@@ -57,7 +57,7 @@ lint: $(STAMP)
 faults: $(STAMP)
 	STOKER_FAULTS_FULL=1 $(BIN)/python -m pytest -q -m faults tests/faults
 
-# Writes .bench/RESULTS.md (git-ignored); the README keeps the table we publish.
+# Writes .bench/RESULTS.md (git-ignored); docs/benchmarks.md keeps the run we publish, the README its summary.
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py --output .bench/RESULTS.md
 
