@@ -10,6 +10,10 @@ cost, and where the launch time goes, next to the floors of the same run:
   work directory; the row says so when there is no compiler): what a supervisor written in C
   pays on this machine. For N=100 the children's own start (bash, then `sleep`) keeps both
   cores busy, so this is the machine's floor for any supervisor;
+- the C spawner again, with what the sandbox layout asks of any supervisor that keeps
+  Thermos' logs: each run's directory (`pI/0`, two mkdirs) and its `stdout` and `stderr`
+  files made before its spawn, on the file system the bench's sandboxes are on (named in a
+  note, with what those files cost there);
 - `python3 -c 'import attrs, pystachio'`: the interpreter with the two third-party packages
   `stoker run` plans a new config with (the Aurora schema is pystachio's; a re-run of a
   kept plan loads attrs only);
@@ -47,6 +51,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -207,14 +212,17 @@ def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None)
         kill_leftovers(task_pids(sandbox))
 
 
-def spawner(n: int, fifo: Path, binary: Path | None = None) -> tuple[float, float]:
-    """The minimal Python supervisor (or, given `binary`, the C one): exec → its n children
-    ran their first command, and exec → its line saying they were spawned."""
+def spawner(n: int, fifo: Path, binary: Path | None = None, logs: Path | None = None) -> tuple[float, float]:
+    """The minimal Python supervisor (or, given `binary`, the C one; with `logs`, a new
+    directory, the C one making each run's log directory and files there): exec → its n
+    children ran their first command, and exec → its line saying they were spawned."""
     argv = [str(binary)] if binary is not None else [sys.executable, "-c", SPAWNER]
+    if logs is not None:
+        logs.mkdir()
     ran = Ran(fifo, n)
     start = time.monotonic()
-    proc = subprocess.Popen([*argv, str(n), command(fifo)], stdout=subprocess.PIPE,
-                            stdin=subprocess.PIPE, env=child_env())
+    proc = subprocess.Popen([*argv, str(n), command(fifo), *([str(logs)] if logs is not None else [])],
+                            stdout=subprocess.PIPE, stdin=subprocess.PIPE, env=child_env())
     lines = Lines(proc, b"running", 1)
     try:
         return ran.wait(f"the floor's {n} processes running") - start, lines.wait(f"the floor's {n} spawns") - start
@@ -226,6 +234,34 @@ def spawner(n: int, fifo: Path, binary: Path | None = None) -> tuple[float, floa
         lines.join()
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def file_system(path: Path) -> str:
+    """The type and mount point of the file system `path` is on (the longest mount above it)."""
+    best, kind = "", "unknown"
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        for line in mounts:
+            fields = line.split()
+            point = fields[1].replace("\\040", " ")
+            if len(point) > len(best) and (str(path) == point or str(path).startswith(point.rstrip("/") + "/")):
+                best, kind = point, fields[2]
+    return f"{kind} ({best})"
+
+
+def log_files_secs(root: Path, n: int) -> float:
+    """n runs' log directories and files, as the C floor makes them, made from this process
+    in a new directory under `root` (removed after): the loop's time."""
+    where = Path(tempfile.mkdtemp(dir=root))
+    try:
+        start = time.monotonic()
+        for i in range(n):
+            run = where / f"p{i}" / "0"
+            run.mkdir(parents=True)
+            for name in ("stdout", "stderr"):
+                os.close(os.open(run / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+        return time.monotonic() - start
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def build_c_spawner(root: Path) -> Path | None:
@@ -314,7 +350,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
             progress(f"launch → {n} running: {reps[n]} × stoker run, each after its floors")
             fifo = root / f"ran-{n}.fifo"
             os.mkfifo(fifo, 0o600)
-            stoker, again, in_python, in_c = [], [], [], []
+            stoker, again, in_python, in_c, in_c_logs = [], [], [], [], []
             kept = root / f"kept-{n}.aurora"  # run once unmeasured, so its plan is kept
             kept.write_text(config_text(n, fifo))
             launch(root, n, "planning", fifo, kept)
@@ -323,14 +359,16 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                 in_python.append(spawner(n, fifo))
                 if c_binary is not None:
                     in_c.append(spawner(n, fifo, c_binary))
+                    in_c_logs.append(spawner(n, fifo, c_binary, root / f"floor-logs-{n}-{i}"))
                 stoker.append(launch(root, n, f"r{i}", fifo))
                 again.append(launch(root, n, f"a{i}", fifo, kept))
             target = TARGETS.get(n)
             python = summary(pythons).median
             for which, what in ((0, "processes running (each ran its first command)"),
                                 (1, "processes RUNNING (the Nth RUNNING line read)")):
-                c_floor = (f"the same in C: {med_max([t[which] for t in in_c])}" if in_c
-                           else "the same in C: not built (no C compiler)")
+                c_floor = (f"the same in C: {med_max([t[which] for t in in_c])}; in C with each run's "
+                           f"log directory and files made first: {med_max([t[which] for t in in_c_logs])}"
+                           if in_c else "the same in C: not built (no C compiler)")
                 floor = (f"`python3 -c pass`: {ms(python, 1)}; a Python process that posix_spawns {n} "
                          f"`bash -c CMD`{' (until they ran)' if which == 0 else ' and prints a line'}: "
                          f"{med_max([t[which] for t in in_python])}; {c_floor}")
@@ -346,6 +384,14 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
             rows.append(Row(f"Spawn floor: {n} × `bash -c '{IDLE}'` from one Python process",
                             f"Popen (vfork+exec): {med_max([a for a, _ in loops], 2)}",
                             f"os.posix_spawn: {med_max([b for _, b in loops], 2)}", "—"))
+        progress("the sandboxes' file system")
+        here = [log_files_secs(root, 100) for _ in range(reps[1])]
+        shm = Path("/dev/shm")
+        in_memory = [log_files_secs(shm, 100) for _ in range(reps[1])] if shm.is_dir() else []
+        notes.append(f"The bench's sandboxes are on {file_system(root)}: making 100 runs' log "
+                     f"directories and files there (two mkdirs and two O_EXCL creates each, from "
+                     f"Python) took {med_max(here)}"
+                     + (f"; on {file_system(shm)}: {med_max(in_memory)}." if in_memory else "."))
         progress("import time and module sets of each entry point")
         deps = [import_secs(DEPENDENCIES) for _ in range(reps[1])]
         for name, statement in ENTRY_POINTS.items():
