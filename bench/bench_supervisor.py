@@ -179,15 +179,16 @@ def floor_start_loop(n: int, logs: Path | None = None) -> float:
     """n Popen calls in a loop; with `logs` (a new directory), each run's log directory
     (`pI/0`) and its stdout and stderr files made first, as the sandbox layout asks."""
     procs: list[subprocess.Popen] = []
+    if logs is not None:
+        logs.mkdir()
     try:
         start = time.monotonic()
         for i in range(n):
             if logs is None:
                 procs.append(subprocess.Popen(["/bin/bash", "-c", CMD]))
                 continue
-            run = logs / f"p{i}" / "0"
-            run.mkdir(parents=True)
-            with open(run / "stdout", "xb") as out, open(run / "stderr", "xb") as err:
+            out, err = benchlib.run_logs(logs, i)
+            with out, err:
                 procs.append(subprocess.Popen(["/bin/bash", "-c", CMD], stdout=out, stderr=err))
         return time.monotonic() - start
     finally:

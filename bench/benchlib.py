@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 import psutil
@@ -344,6 +344,16 @@ def compile_bytecode() -> None:
         subprocess.run([sys.executable, "-m", "executor.codecache"], cwd=REPO, check=True,
                        env=dict(os.environ, PYTHONPATH=str(REPO)))
 
+
+
+def run_logs(logs: Path, i: int) -> tuple[BinaryIO, BinaryIO]:
+    """Run i's log directory `logs/pI/0` (two mkdirs) and its stdout and stderr, created
+    O_EXCL and open for writing, as `bench/floor_spawner.c` makes them: what the sandbox
+    layout asks of any supervisor before a run's spawn (the floors that keep logs)."""
+    run = logs / f"p{i}"
+    run.mkdir()
+    (run / "0").mkdir()
+    return open(run / "0" / "stdout", "xb"), open(run / "0" / "stderr", "xb")
 
 
 @contextlib.contextmanager
