@@ -6,7 +6,8 @@ loads the Aurora client's job JSON from `executorConfig.data` — a Job without
 `update_config` and `instances` (what every client since 0.7 sends), or the legacy
 `MesosTaskInstance` (it has an `instance` key) — validates it like a `.aurora` file, and
 resolves the task's ports as Thermos does: the Announcer's portmap overlaid with
-`assignedPorts`, aliases followed (`config.portmap`). And `bind_aurora(launch)`: binds
+`assignedPorts`, aliases followed (`config.portmap`); a lifecycle port the task does not
+have means no HTTP lifecycle, as in Thermos (a warning). And `bind_aurora(launch)`: binds
 `mesos.instance` = instanceId, `mesos.hostname` = slaveHost, `thermos.task_id` = taskId,
 `thermos.user` = the role and the resolved `thermos.ports`, with Aurora's words for what is
 left: "Unexpected unbound refs: ...".
@@ -29,7 +30,7 @@ from config.bind import BoundJob, bound_job
 from config.errors import BindError, ConfigError, cut
 from config.loader import prepare_job
 from config.portmap import PortmapError, job_portmap, resolve_portmap
-from config.schema import AURORA_EXECUTOR_NAME, Job, MesosTaskInstance
+from config.schema import AURORA_EXECUTOR_NAME, Job, LifecycleConfig, MesosTaskInstance
 from config.templates import refs_in
 from config.typed_tree import from_tree
 
@@ -85,8 +86,26 @@ def aurora_launch(task: AuroraTask) -> AuroraLaunch:
         resolved = resolve_portmap(job_portmap(flat.get()), task.assigned_ports)
     except PortmapError as exc:
         raise _fail(task, f"Announcer.portmap: {exc}") from None
-    return AuroraLaunch(task=task, job=flat, ports=resolved.ports, warnings=tuple(resolved.warnings()),
+    flat, dropped = _without_unassigned_lifecycle(flat, resolved.ports)
+    return AuroraLaunch(task=task, job=flat, ports=resolved.ports, warnings=tuple(resolved.warnings()) + dropped,
                         legacy=legacy)
+
+
+def _without_unassigned_lifecycle(job: Any, ports: dict[str, int]) -> tuple[Any, tuple[str, ...]]:
+    """Thermos' `HttpLifecycleManager.wrap`: a lifecycle whose port the task does not have is
+    no lifecycle. Aurora's client asks the scheduler only for the ports the processes and the
+    Announcer's portmap name, so a port named only by the lifecycle is never assigned; Thermos
+    runs such a task and stops it without the endpoints, and so does Stoker, with a warning.
+    (`health`, the default, is left to `config.bind`, which skips it silently as Thermos does.)"""
+    http = job.get()["lifecycle"].get("http")
+    if http is None or http["port"] == "health" or http["port"] in ports:
+        return job, ()
+    port = cut(str(http["port"]), 60)
+    warning = (f"job.lifecycle.http.port is {port!r}, a port the task does not have (Aurora's client asks the "
+               "scheduler only for the ports the processes and the Announcer's portmap name), so the task has "
+               "no HTTP lifecycle: a kill goes straight to SIGTERM, as with Thermos; to have it, reference "
+               f"{{{{thermos.ports[{port}]}}}} in a process or alias it: Announcer(portmap={{{port!r}: 'http'}})")
+    return job(lifecycle=LifecycleConfig()), (warning,)
 
 
 def _job_json(task: AuroraTask) -> dict[str, Any]:

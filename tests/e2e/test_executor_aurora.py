@@ -83,6 +83,38 @@ def test_an_assigned_task_is_checked_through_a_portmap_alias_binds_aurora_s_valu
     assert every_call_was_accepted(agent)
 
 
+SHELL_CHECKED = """
+    web = Process(name='web', cmdline='exec sleep 600 # {{thermos.ports[http]}}')
+    jobs = [Service(cluster='devcluster', role='%(role)s', environment='test', name='web',
+                    task=Task(processes=[web], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB),
+                              finalization_wait=5),
+                    lifecycle=LifecycleConfig(http=HttpLifecycleConfig(port='admin')),
+                    health_check_config=HealthCheckConfig(
+                      health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command=
+                        'echo "{{thermos.ports[http]}} {{mesos.instance}} {{mesos.hostname}} {{thermos.task_id}}"'
+                        ' > checked.txt')),
+                      initial_interval_secs=1.0, interval_secs=0.1))]
+"""
+
+
+def test_a_shell_check_is_bound_and_a_lifecycle_port_aurora_never_assigns_means_no_lifecycle(agent, tmp_path):
+    # Aurora's client asks only for `http` (the process names it); Thermos runs this task and
+    # stops it without the lifecycle, straight to SIGTERM (docs/aurora.md §13).
+    data = aurora_data(tmp_path, SHELL_CHECKED % dict(role=ME), task_id=TID, host=HOST, instance=4,
+                       ports={"http": 31555})
+    launch(agent, data)
+    running = agent.wait_for_state(TID, "TASK_RUNNING", 15)
+    assert running.healthy is True
+    assert (agent.sandbox / "checked.txt").read_text() == f"31555 4 {HOST} {TID}\n"
+    agent.kill(TID)
+    agent.wait_for_state(TID, "TASK_KILLED", 15)
+    assert agent.states(TID) == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    log = agent.executor_log()
+    assert "job.lifecycle.http.port is 'admin', a port the task does not have" in log
+    assert "quitquitquit" not in log
+    assert agent.wait_exit(10) == 0
+
+
 PROFILE = """
     setup_env = Process(name='setup_env', cmdline='''cat <<EOF > .thermos_profile
     export IT_WORKED=hello

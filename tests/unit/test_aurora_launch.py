@@ -101,6 +101,30 @@ def test_a_legacy_task_naming_the_cluster_is_refused(tmp_path):
         aurora_launch(decode_task_data(assigned_task(json.dumps(legacy), role="r")))
 
 
+LIFECYCLE_ON = """
+    web = Process(name='web', cmdline='serve --port {{thermos.ports[http]}}')
+    jobs = [Service(cluster='devcluster', role='www-data', environment='prod', name='web',
+                    task=Task(processes=[web], resources=Resources(cpu=0.5, ram=64*MB, disk=64*MB)),
+                    announce=Announcer(portmap=%s),
+                    lifecycle=LifecycleConfig(http=HttpLifecycleConfig(port='admin')))]
+"""
+
+
+def test_a_lifecycle_port_the_scheduler_did_not_assign_means_no_lifecycle_as_in_thermos(tmp_path):
+    # Aurora's client asks the scheduler only for the ports the processes and the portmap
+    # name, so `admin` is never assigned; Thermos then runs the task without the lifecycle.
+    _, bound = launched(data(tmp_path, LIFECYCLE_ON % "{}"))
+    assert bound.spec.lifecycle is None
+    assert bound.spec.ports == {"http": 31001}
+    [warning] = bound.spec.warnings
+    assert warning.startswith("job.lifecycle.http.port is 'admin', a port the task does not have")
+    assert "{{thermos.ports[admin]}}" in warning and "Announcer(portmap={'admin': 'http'})" in warning
+    # once the portmap makes it one of the task's ports, the lifecycle uses it
+    _, aliased = launched(data(tmp_path, LIFECYCLE_ON % "{'admin': 'http'}"))
+    assert aliased.spec.lifecycle is not None and aliased.spec.lifecycle.port == 31001
+    assert aliased.spec.warnings == ()
+
+
 def test_a_heredoc_in_aurora_s_payload_is_left_as_written(tmp_path):
     doc = json.loads(client_json(write_config(tmp_path, WEB)))
     doc["task"]["processes"][0]["cmdline"] = "cat <<EOF>>out\n<<thermos.ports[http]>>\nEOF"
