@@ -19,8 +19,6 @@ setup(
         # ZooKeeper ServerSet announcements (--announcer-ensemble); imported only by a task
         # that announces
         "kazoo>=2.9",
-        # Aurora's TaskInfo.data is a Thrift AssignedTask (config/aurora/); 0.7.1 added max_depth
-        "thriftpy2>=0.7.1",
         # `stoker observe`'s HTTP server (executor/observe/server.py says why this one);
         # imported only by that command
         "waitress>=3.0",
@@ -28,6 +26,9 @@ setup(
     package_data={"config.aurora": ["*.thrift"]},
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "requests>=2.28",
+                 # a second implementation of TBinaryProtocol: the tests write Aurora's
+                 # AssignedTasks with it, and Stoker's own reader (config/aurora/wire.py) reads them
+                 "thriftpy2>=0.7.1",
                  # the lint gate in `make test`; pinned so a new release cannot fail CI
                  "ruff==0.17.6", "mypy==2.4.1", "types-requests", "types-psutil",
                  # the observer's browser tests drive Debian's chromium (`make browser`)

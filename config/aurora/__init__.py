@@ -3,10 +3,11 @@
     taskdata.py  `decode_task_data`: either form of TaskInfo.data, told apart by content
     binary.py    (pure) TBinaryProtocol bytes: `sniff`, and the bounds check every
                  AssignedTask passes before it is decoded
-    wire.py      the decode with thriftpy2 (imported only here, only for Aurora's form)
-                 from `aurora.thrift`, Aurora's structs and field ids
+    idl.py       (pure) `aurora.thrift`, Aurora's structs and field ids, read into the
+                 field tables the decoder walks by
+    wire.py      the decode: TBinaryProtocol by those tables, then into `AuroraTask`
     task.py      (pure) `AuroraTask`: the decoded task as plain frozen values
     errors.py    (pure) `TaskDataError` and how a message shows the bytes received
 
-Importing this package imports nothing else; thriftpy2 is loaded by the first AssignedTask.
+Importing this package imports nothing else; the IDL is read by the first AssignedTask.
 """

@@ -2,8 +2,7 @@
 
 Owns `decode_task_data`, the one entry point for the executor: it tells the two formats
 apart by their first bytes (`binary.sniff`) and hands the bytes to `config.document.decode`
-or `config.aurora.wire.decode_assigned_task`. thriftpy2 is imported only on the second
-path. Raises only `TaskDocumentError` (a bad JSON document) or its subclass
+or `config.aurora.wire.decode_assigned_task` (imported only on that path). Raises only `TaskDocumentError` (a bad JSON document) or its subclass
 `TaskDataError` (anything else), each with a message that says what arrived and why it
 cannot be used. No I/O beyond loading the packaged Thrift IDL, no logging.
 """

@@ -1,12 +1,13 @@
 """Aurora's AssignedTask from TaskInfo.data: TBinaryProtocol bytes in, an `AuroraTask` out.
 
-Owns the Thrift side: `aurora.thrift` (Aurora's structs and field ids, the part an
-executor receives) loaded with thriftpy2 on first use, the decode, and the conversion into
-the plain values of `config.aurora.task`. thriftpy2 is imported only here and only when an
-AssignedTask arrives, never for a JSON task document. Its pure-Python TBinaryProtocol is
-used on purpose: it is the reader the release zipapp has (see tools/build_dist.py), so the
-tests exercise what runs. `binary.check_struct` vets the bytes first (types, lengths,
-counts, depth, size), so the library only ever reads well-formed input of bounded size.
+Owns the Thrift side: the decode, by the field tables of `aurora.thrift` (Aurora's structs
+and field ids, the part an executor receives; `idl.py` reads it on first use), and the
+conversion into the plain values of `config.aurora.task`. `binary.check_struct` vets the
+bytes first (types, lengths, counts, depth, size), so the reader only ever reads
+well-formed input of bounded size. No Thrift library: the decode is one walk over a few
+kilobytes, and thriftpy2's import and IDL parse cost about 0.2 s and 9 MB per launch; the
+tests encode their AssignedTasks with thriftpy2, so every decode is checked against
+another implementation of the protocol.
 
 `decode_assigned_task` raises only `TaskDataError`, whose message shows what arrived and
 names the field that is wrong. No logging; the only I/O is reading the packaged IDL.
@@ -14,13 +15,14 @@ names the field that is wrong. No logging; the only I/O is reading the packaged 
 from __future__ import annotations
 
 import functools
-import importlib.resources
-import io
+import os
 import types
+from struct import Struct
 from typing import Any
 
-from config.aurora.binary import MAX_DEPTH, check_struct
+from config.aurora.binary import BOOL, DOUBLE, FIXED_SIZE, LIST, MAP, SET, STOP, STRING, STRUCT, check_struct
 from config.aurora.errors import TaskDataError, aurora_error
+from config.aurora.idl import Idl, IdlType, read_idl
 from config.aurora.task import (
     AuroraTask,
     Constraint,
@@ -37,29 +39,21 @@ from config.aurora.task import (
 )
 
 IDL_FILE = "aurora.thrift"
-# thriftpy2 names the module it builds from the IDL; it must end in _thrift.
-MODULE_NAME = "stoker_aurora_thrift"
+_DOUBLE = Struct("!d")
 
 
 @functools.cache
-def thrift_module() -> types.ModuleType:
-    """The IDL as a thriftpy2 module (its structs are classes with a `thrift_spec`)."""
-    import thriftpy2
-
-    text = importlib.resources.files(__package__).joinpath(IDL_FILE).read_text("utf-8")
-    return thriftpy2.load_fp(io.StringIO(text), module_name=MODULE_NAME)
+def idl() -> Idl:
+    """The packaged IDL's field tables."""
+    with open(os.path.join(os.path.dirname(__file__), IDL_FILE), encoding="utf-8") as f:
+        return read_idl(f.read())
 
 
 def decode_assigned_task(data: bytes) -> AuroraTask:
     """Decode and check one AssignedTask; raises only TaskDataError."""
     check_struct(data, "AssignedTask", field_names)
-    from thriftpy2.protocol.binary import TBinaryProtocol
-
-    raw = thrift_module().AssignedTask()
-    # decode_response=False: strings stay bytes, so a non-UTF-8 one is reported by field below.
-    protocol = TBinaryProtocol(io.BytesIO(data), decode_response=False, max_depth=MAX_DEPTH)
     try:
-        protocol.read_struct(raw)
+        raw = _Reader(data, idl()).struct("AssignedTask")
     except Exception as exc:  # check_struct passed; whatever this is, the message says it
         raise aurora_error(data, f"the Thrift decoder failed: {type(exc).__name__}: {exc}") from None
     try:
@@ -72,26 +66,98 @@ def decode_assigned_task(data: bytes) -> AuroraTask:
 
 def field_names(path: tuple[int, ...]) -> str | None:
     """(4, 25, 2) -> "task.executorConfig.data", by the IDL; None past a field it lacks."""
-    from thriftpy2.thrift import TType
-
-    owner, names = thrift_module().AssignedTask, []
+    tables, names = idl().structs, []
+    owner: str | None = "AssignedTask"
     for fid in path:
-        if owner is None or fid not in owner.thrift_spec:
+        field = tables.get(owner, {}).get(fid) if owner is not None else None
+        if field is None:
             return None
-        entry = owner.thrift_spec[fid]
-        names.append(entry[1])
+        names.append(field.name)
         # The struct the next id belongs to: the field's own, or its elements' (map: values').
-        inner = entry[2] if len(entry) == 4 else None
-        if entry[0] == TType.MAP and inner is not None:
-            inner = inner[1]
-        if entry[0] in (TType.MAP, TType.SET, TType.LIST) and isinstance(inner, tuple):
-            inner = inner[1] if inner[0] == TType.STRUCT else None
-        owner = inner if isinstance(inner, type) else None
+        inner = field.type[-1] if isinstance(field.type, tuple) else field.type
+        owner = inner if isinstance(inner, str) and inner in tables else None
     return ".".join(names)
 
 
+class _Reader:
+    """TBinaryProtocol into plain values, as Thrift's generated readers do it: a struct is a
+    namespace with every field of the IDL (None when absent); a field whose id the IDL does
+    not have, or that arrives as another type, is skipped; so is a list, set or map whose
+    element types are not the IDL's (it reads as empty). Strings stay bytes: `_Convert`
+    decodes each, naming the field. Sets read as lists, in wire order. Only for bytes that
+    `check_struct` passed: lengths, counts and depth are within bounds."""
+
+    def __init__(self, data: bytes, idl: Idl) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.idl = idl
+
+    def take(self, size: int) -> memoryview:
+        start = self.pos
+        self.pos += size
+        return self.data[start:self.pos]
+
+    def int_(self, size: int) -> int:
+        return int.from_bytes(self.take(size), "big", signed=True)
+
+    def struct(self, name: str) -> types.SimpleNamespace:
+        fields = self.idl.structs[name]
+        values: dict[str, Any] = dict.fromkeys(f.name for f in fields.values())
+        while (ftype := self.int_(1)) != STOP:
+            field = fields.get(self.int_(2))
+            if field is None or self.idl.wire_type(field.type) != ftype:
+                self.skip(ftype)
+            else:
+                values[field.name] = self.value(field.type)
+        return types.SimpleNamespace(**values)
+
+    def value(self, t: IdlType) -> Any:
+        ttype = self.idl.wire_type(t)
+        if ttype == STRUCT:
+            return self.struct(t)  # type: ignore[arg-type]  # a struct's or union's name
+        if ttype not in (LIST, SET, MAP):
+            return self.scalar(ttype)
+        assert isinstance(t, tuple)
+        wanted = tuple(self.idl.wire_type(inner) for inner in t[1:])
+        found = tuple(self.int_(1) for _ in wanted)
+        size = self.int_(4)
+        if found != wanted:
+            for _ in range(size):
+                for inner_type in found:
+                    self.skip(inner_type)
+            return {} if ttype == MAP else []
+        if ttype == MAP:
+            return {self.value(t[1]): self.value(t[2]) for _ in range(size)}
+        return [self.value(t[1]) for _ in range(size)]
+
+    def scalar(self, ttype: int) -> Any:
+        if ttype == STRING:
+            return bytes(self.take(self.int_(4)))
+        if ttype == DOUBLE:
+            return _DOUBLE.unpack(self.take(8))[0]
+        if ttype == BOOL:
+            return self.int_(1) != 0
+        return self.int_(FIXED_SIZE[ttype])
+
+    def skip(self, ttype: int) -> None:
+        if ttype in FIXED_SIZE:
+            self.pos += FIXED_SIZE[ttype]
+        elif ttype == STRING:
+            size = self.int_(4)  # first: `self.pos += self.int_(4)` would add to the old pos
+            self.pos += size
+        elif ttype == STRUCT:
+            while (ftype := self.int_(1)) != STOP:
+                self.pos += 2
+                self.skip(ftype)
+        else:
+            inner = (self.int_(1), self.int_(1)) if ttype == MAP else (self.int_(1),)
+            for _ in range(self.int_(4)):
+                for inner_type in inner:
+                    self.skip(inner_type)
+
+
 class _Convert:
-    """thriftpy2 objects (strings as bytes) to AuroraTask; each error names the field."""
+    """The decoded struct (strings as bytes) to AuroraTask; each error names the field."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data

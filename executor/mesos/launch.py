@@ -10,7 +10,7 @@ problem is one `LaunchError` whose message goes out with TASK_FAILED (REASON_TAS
 Ports (docs/contract.md §3): Aurora's form takes the scheduler's `assignedPorts` overlaid on
 the Announcer's portmap; Stoker's document takes `assigned_ports` when it covers every name
 the task needs, else the TaskInfo's `ports` resource, and is resolved through the same
-portmap. thriftpy2 is imported only for Aurora's form. Pure apart from pystachio: no I/O,
+portmap. The Thrift decoder is imported only for Aurora's form. Pure apart from pystachio: no I/O,
 no logging (the caller logs the launch's warnings).
 """
 from __future__ import annotations

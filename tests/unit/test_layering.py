@@ -49,6 +49,7 @@ PURE = [
     "executor/task/serverset.py",
     "executor/task/membership.py",
     "config/aurora/binary.py",
+    "config/aurora/idl.py",
     "config/aurora/errors.py",
     "config/aurora/task.py",
     "config/aurora/launch.py",
