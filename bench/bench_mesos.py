@@ -4,7 +4,9 @@ repetition, and is fed a task document built with `config.document.encode(load_j
 Times are the simulator's own records: `UpdateRecord.at` (monotonic, when the agent read the
 UPDATE call) minus the monotonic time right before the LAUNCH or KILL event was queued.
 
-Figures: LAUNCH → TASK_STARTING, LAUNCH → TASK_RUNNING (no health check), KILL →
+Figures: LAUNCH → TASK_STARTING, LAUNCH → TASK_RUNNING (no health check), the same
+with the task as Aurora's scheduler sends it (a Thrift AssignedTask whose executorConfig
+holds the client's job JSON, `tests/support/aurora_tasks.py`), KILL →
 TASK_KILLED with kill grace G for a process that ignores SIGTERM and for one that exits on
 it, and the executor's RSS / PSS while its task runs. Floor: the test suite's echo executor
 (`tests/support/echo_executor.py`: the same driver and the same simulator, but no task, no
@@ -16,6 +18,7 @@ the checkpoint is checked dead in a `finally`.
 """
 from __future__ import annotations
 
+import getpass
 import sys
 import time
 from pathlib import Path
@@ -42,6 +45,7 @@ from config.document import encode
 from config.loader import load_job
 from tests.support import agent_sim
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.stoker_proc import kill_leftovers, task_pids
 
 STOKER = [sys.executable, "-m", "executor", "executor"]
@@ -57,7 +61,7 @@ EXITS_ON_SIGTERM = "sleep 1000"
 IGNORES_SIGTERM = "trap '' TERM; exec sleep 1000"  # the exec'd sleep keeps ignoring it
 
 JOB = """
-jobs = [Job(cluster='local', role='bench', environment='test', name='mesos',
+jobs = [Job(cluster='local', role={role!r}, environment='test', name='mesos',
             task=Task(processes=[Process(name='svc', cmdline={cmdline!r})],
                       resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB),
                       finalization_wait=5))]
@@ -89,9 +93,13 @@ def quiet_connection_resets() -> None:
     agent_sim._Server.handle_error = handle_error  # type: ignore[method-assign]
 
 
-def document(directory: Path, cmdline: str) -> bytes:
+def document(directory: Path, cmdline: str, aurora: bool = False) -> bytes:
+    """The job as Stoker's JSON task document, or as Aurora's AssignedTask (its role this
+    user, so that a root executor runs it as root, as it runs the document)."""
     path = directory / f"job-{abs(hash(cmdline))}.aurora"
-    path.write_text(JOB.format(cmdline=cmdline))
+    path.write_text(JOB.format(cmdline=cmdline, role=getpass.getuser()))
+    if aurora:
+        return assigned_task(client_json(path), role=getpass.getuser(), name="mesos")
     return encode(load_job(path))
 
 
@@ -138,14 +146,17 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
     with workdir("mesos") as root:
         exits = document(root, EXITS_ON_SIGTERM)
         ignores = document(root, IGNORES_SIGTERM)
+        thrift = document(root, EXITS_ON_SIGTERM, aurora=True)
         echo: list[Sample] = []
         term: list[Sample] = []
         stubborn: list[Sample] = []
-        for i in range(reps):  # interleaved, so drift on the machine hits all three alike
-            progress(f"executor repetition {i + 1} of {reps}: echo, exits on SIGTERM, ignores it")
+        aurora: list[Sample] = []
+        for i in range(reps):  # interleaved, so drift on the machine hits all four alike
+            progress(f"executor repetition {i + 1} of {reps}: echo, exits on SIGTERM, ignores it, Aurora's")
             echo.append(one(root, f"echo-{i}", ECHO, exits))
             term.append(one(root, f"term-{i}", STOKER, exits))
             stubborn.append(one(root, f"stubborn-{i}", STOKER, ignores))
+            aurora.append(one(root, f"aurora-{i}", STOKER, thrift))
         progress("import footprints")
         footprint = footprint_note("what `stoker executor` imports", [
             "import ssl", "import http.client", "import executor.mesos.driver",
@@ -160,6 +171,13 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
             f"echo executor: {med_max(_col(echo, 'running'))}", "≤ 150 ms",
             summary(running).median, RUNNING_TARGET, summary(running).maximum),
     ]
+    for label, field, target, text in (("STARTING", "starting", STARTING_TARGET, "≤ 50 ms"),
+                                       ("RUNNING", "running", RUNNING_TARGET, "≤ 150 ms")):
+        times = _col(aurora, field)
+        rows.append(Row(f"Mesos: LAUNCH → TASK_{label}, the task as Aurora's scheduler sends it (a Thrift "
+                        f"AssignedTask)", med_max(times), f"the same job as Stoker's JSON task document: "
+                        f"{med_max(_col(term, field))}", text, summary(times).median, target,
+                        summary(times).maximum))
     kill_floor = f"grace {ms(GRACE_SECS, 0)}; echo executor KILL → KILLED: {med_max(_col(echo, 'killed'))}"
     for label, samples in (("ignores SIGTERM", stubborn), ("exits on SIGTERM", term)):
         killed = _col(samples, "killed")
@@ -167,8 +185,8 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                         f"G={ms(GRACE_SECS, 0)}", med_max(killed), kill_floor,
                         f"≤ G + 100 ms = {ms(KILL_TARGET, 0)}", summary(killed).median,
                         KILL_TARGET, summary(killed).maximum))
-    rss = [s.memory.rss for s in both]
-    pss = [s.memory.pss for s in both]
+    rss = [s.memory.rss for s in both + aurora]
+    pss = [s.memory.pss for s in both + aurora]
     echo_rss = [s.memory.rss for s in echo]
     echo_pss = [s.memory.pss for s in echo]
     rows.append(Row("Mesos: executor memory while running a task",
