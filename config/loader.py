@@ -26,7 +26,7 @@ from config.errors import ConfigError, cut, join_problems, show
 from config.order import DuplicateName, describe, order_graph
 from config.portmap import PortmapError, job_portmap, requested_ports
 from config.schema import SCHEMA_NAMESPACE, Job
-from config.spec import HEALTH_NUMBERS, endpoint_problem, health_problems
+from config.spec import HEALTH_NUMBERS, MAX_SECONDS, MAX_SECONDS_WORDS, endpoint_problem, health_problems
 from config.templates import (
     PORT_REF,
     cycle_problems,
@@ -276,6 +276,13 @@ def _at_least(problems: list[str], path: str, value: Any, low: float, why: str =
         problems.append(f"{path} = {value} must be at least {low}{why}")
 
 
+def _seconds(problems: list[str], path: str, value: Any) -> None:
+    """A duration: from 0 to MAX_SECONDS (past it the platform's timers overflow)."""
+    _at_least(problems, path, value, 0)
+    if isinstance(value, (int, float)) and value > MAX_SECONDS:
+        problems.append(f"{path} = {float(value)} must be at most {MAX_SECONDS_WORDS}")
+
+
 def process_name_problem(path: str, name: Any) -> str | None:
     """Why `name` cannot name a process (its logs live in a directory of that name), or
     None. Each template in it counts as one safe character (until it is bound)."""
@@ -303,7 +310,7 @@ def _check_task(task: dict) -> list[str]:
         elif i in reused:
             problems.append(describe(reused[i]))
         _at_least(problems, f"{path}.max_failures", p.get("max_failures"), 0, " (0 = unlimited)")
-        _at_least(problems, f"{path}.min_duration", p.get("min_duration"), 0)
+        _seconds(problems, f"{path}.min_duration", p.get("min_duration"))
         rotate = (p.get("logger") or {}).get("rotate")
         if rotate:
             _at_least(problems, f"{path}.logger.rotate.log_size", rotate.get("log_size"), 1)
@@ -311,7 +318,7 @@ def _check_task(task: dict) -> list[str]:
     problems += _check_resources(task.get("resources"))
     _at_least(problems, "job.task.max_failures", task.get("max_failures"), 0, " (0 = never)")
     _at_least(problems, "job.task.max_concurrency", task.get("max_concurrency"), 0, " (0 = unlimited)")
-    _at_least(problems, "job.task.finalization_wait", task.get("finalization_wait"), 0)
+    _seconds(problems, "job.task.finalization_wait", task.get("finalization_wait"))
     return problems + [describe(problem) for problem in graph.problems
                        if not isinstance(problem, DuplicateName)]
 
@@ -345,8 +352,8 @@ def _check_lifecycle(http: dict | None) -> list[str]:
     problems: list[str] = []
     if http:
         p = "job.lifecycle.http"
-        _at_least(problems, f"{p}.graceful_shutdown_wait_secs", http.get("graceful_shutdown_wait_secs"), 0)
-        _at_least(problems, f"{p}.shutdown_wait_secs", http.get("shutdown_wait_secs"), 0)
+        _seconds(problems, f"{p}.graceful_shutdown_wait_secs", http.get("graceful_shutdown_wait_secs"))
+        _seconds(problems, f"{p}.shutdown_wait_secs", http.get("shutdown_wait_secs"))
         for name in ("graceful_shutdown_endpoint", "shutdown_endpoint"):
             _endpoint(problems, f"{p}.{name}", http.get(name))
     return problems

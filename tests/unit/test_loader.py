@@ -370,6 +370,9 @@ def test_zero_grace_and_zero_failures_are_valid():
     ("", ", max_failures=-1", "job.task.max_failures = -1 must be at least 0"),
     ("", ", finalization_wait=-1", "job.task.finalization_wait = -1.0 must be at least 0"),
     ("", ", max_concurrency=-1", "job.task.max_concurrency = -1 must be at least 0"),
+    ("min_duration=1e300", "", "job.task.processes[0].min_duration = 1e+300 must be at most 31536000 (365 days)"),
+    ("", ", finalization_wait=10**30",
+     "job.task.finalization_wait = 1e+30 must be at most 31536000 (365 days)"),
     ("logger=Logger(mode='rotate', rotate=RotatePolicy(log_size=0))", "",
      "job.task.processes[0].logger.rotate.log_size = 0 must be at least 1"),
     ("logger=Logger(mode='rotate', rotate=RotatePolicy(backups=0))", "",
@@ -380,6 +383,18 @@ def test_process_and_task_numbers(tmp_path, process_fields, task_fields, expecte
     path = write_config(tmp_path, job_text(f"[Process(name='web', cmdline='x'{sep}{process_fields})]",
                                            task_extra=task_fields))
     assert expected in error_of(path)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("graceful_shutdown_wait_secs", "-1", "= -1.0 must be at least 0"),
+    ("shutdown_wait_secs", "1e300", "= 1e+300 must be at most 31536000 (365 days)"),
+    ("graceful_shutdown_wait_secs", "10**30", "= 1e+30 must be at most 31536000 (365 days)"),
+])
+def test_lifecycle_waits_are_durations(tmp_path, field, value, expected):
+    # Past the platform's timers (a year is far below them) a wait would crash the kill.
+    path = write_config(tmp_path, job_text(
+        extra=f", lifecycle=LifecycleConfig(http=HttpLifecycleConfig({field}={value}))"))
+    assert f"job.lifecycle.http.{field} {expected}" in error_of(path)
 
 
 def test_max_task_failures_minus_one_means_unlimited(tmp_path):
