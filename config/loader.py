@@ -107,7 +107,9 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
     run.stack.append(path)  # so errors before the first frame still name the file
     try:
         run.run(path, text)
-    except (Exception, SystemExit) as exc:  # anything the config raises becomes file:line
+    except KeyboardInterrupt:  # a Ctrl-C while it ran: the command's to handle (exit 130)
+        raise
+    except BaseException as exc:  # anything else the config raises becomes file:line
         from config.explain import exec_error  # only a config that raised needs it
 
         raise exec_error(run.files, str(path), exc) from None

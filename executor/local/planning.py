@@ -67,12 +67,15 @@ def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
     _child(job_planner(inputs), write_end)
 
 
-def plan_apart(plan: Plan, ahead: PlanAhead | None = None) -> Planned:
+def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the config") -> Planned:
     """What `plan` returns, and the sources it read, planned in a child process when this
     one has a single thread; raises what `plan` raised (a ConfigError with its message).
-    With `ahead`, the answer of the child forked for the same plan before Stoker loaded."""
+    With `ahead`, the answer of the child forked for the same plan before Stoker loaded.
+    A child that ended without an answer is the config's doing (`source` names it): its code
+    ran there, and may have called os._exit(), killed its process or raised KeyboardInterrupt
+    (which the loader leaves to the command): a ConfigError that says so."""
     if ahead is not None:
-        return _result(*ahead.answer())
+        return _result(*ahead.answer(), source)
     if threading.active_count() > 1:
         return _here(plan)
     read_end, write_end = os.pipe()
@@ -98,7 +101,7 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None) -> Planned:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
-    return _result(data, status)
+    return _result(data, status, source)
 
 
 def _here(plan: Plan) -> Planned:
@@ -131,9 +134,11 @@ def _child(plan: Plan, write_end: int) -> NoReturn:
         os._exit(code)
 
 
-def _result(data: bytes, status: int) -> Planned:
+def _result(data: bytes, status: int, source: str) -> Planned:
     if not data:
-        raise RuntimeError(f"planning the job: its process ended ({_ended(status)}) without an answer")
+        raise ConfigError(f"{source}: the process running the config ended ({_ended(status)}) before the "
+                          "job was planned: does its code call os._exit(), kill its own process or "
+                          "raise KeyboardInterrupt?")
     answer = marshal.loads(data)
     if answer[0] == "error":
         raise ConfigError(answer[1], answer[2])

@@ -79,21 +79,28 @@ def test_a_config_error_comes_back_as_the_same_error(tmp_path):
 
 
 def test_a_bug_in_planning_and_a_killed_child_are_errors_that_say_so():
+    # A bug is a RuntimeError with its traceback; a child that ended without an answer is the
+    # config's doing (os._exit, a signal, a KeyboardInterrupt): a ConfigError naming it.
     done = python("""
+        from config.errors import ConfigError
         def bug(sources):
             raise ZeroDivisionError("no")
         def killed(sources):
             os.kill(os.getpid(), 9)
-        for plan in (bug, killed):
+        def exits(sources):
+            os._exit(3)
+        for plan in (bug, killed, exits):
             try:
-                plan_apart(plan)
-            except RuntimeError as exc:
-                print(str(exc).splitlines()[0], str(exc).splitlines()[-1])
+                plan_apart(plan, source="job.aurora")
+            except (RuntimeError, ConfigError) as exc:
+                print(type(exc).__name__, str(exc).splitlines()[0], str(exc).splitlines()[-1])
     """)
+    ended = ("job.aurora: the process running the config ended ({}) before the job was planned: does "
+             "its code call os._exit(), kill its own process or raise KeyboardInterrupt?")
     assert done.stdout.splitlines() == [
-        "planning the job failed in its process: ZeroDivisionError: no",
-        "planning the job: its process ended (killed by signal 9) without an answer "
-        "planning the job: its process ended (killed by signal 9) without an answer"]
+        "RuntimeError planning the job failed in its process: ZeroDivisionError: no",
+        f"ConfigError {ended.format('killed by signal 9')} {ended.format('killed by signal 9')}",
+        f"ConfigError {ended.format('exit status 3')} {ended.format('exit status 3')}"]
 
 
 def test_with_another_thread_running_it_plans_in_this_process():

@@ -199,6 +199,23 @@ def test_runaway_recursion_and_exit_become_config_errors(tmp_path):
     assert "exits.aurora:2: SystemExit: 3" in error_of(exits)
 
 
+@pytest.mark.parametrize("code, what", [
+    ("raise GeneratorExit", "GeneratorExit"),
+    ("raise BaseException('odd')", "BaseException: odd"),
+    ("raise SystemExit", "SystemExit"),
+])
+def test_anything_but_a_ctrl_c_the_config_raises_is_a_config_error(tmp_path, code, what):
+    path = write_config(tmp_path, f"x = 1\n{code}\n")
+    assert error_of(path) == f"{path}:2: {what}"
+
+
+def test_a_keyboard_interrupt_stays_a_ctrl_c(tmp_path):
+    # A Ctrl-C while the config runs (`stoker inspect` runs it in its own process) exits 130.
+    path = write_config(tmp_path, "raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        load_job(path)
+
+
 def test_error_in_included_file_names_it_and_the_include_line(tmp_path):
     write_config(tmp_path, "y = 2\nz = undefined_name\n", "sub/bad.aurora")
     path = write_config(tmp_path, "# top\ninclude('sub/bad.aurora')\n", "top.aurora")
