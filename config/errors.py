@@ -8,6 +8,7 @@ and does no I/O.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,15 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def in_file(exc: ConfigError, source: str) -> ConfigError:
+    """`exc` (same class, same details) with a message that starts with `source`: for an
+    error raised where the file it came from is not known."""
+    named = copy.copy(exc)
+    named.message = f"{source}: {exc.message}"
+    named.args = (named.message,)
+    return named
 
 
 class BindError(ConfigError):
