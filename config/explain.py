@@ -104,7 +104,9 @@ def _where(files: set[str], first_file: str, exc: BaseException) -> tuple[str, l
     if not ours:
         return first_file, []
     last = ours[-1]
-    return f"{last.tb_frame.f_code.co_filename}:{last.tb_lineno}", modules[:-1]
+    where = f"{last.tb_frame.f_code.co_filename}:{last.tb_lineno}"
+    # A file that includes itself (or a cycle of them) repeats the same lines: name each once.
+    return where, list(dict.fromkeys(modules[:-1]))
 
 
 # ---- what ----

@@ -224,6 +224,15 @@ def test_error_in_included_file_names_it_and_the_include_line(tmp_path):
                        f"defined (included from {path}:2)")
 
 
+def test_a_file_that_includes_itself_names_each_include_line_once(tmp_path):
+    path = write_config(tmp_path, "include('top.aurora')\n", "top.aurora")
+    assert error_of(path) == (f"{path}:1: RecursionError: the config code recursed too deeply (a "
+                              f"function that calls itself without end?) (included from {path}:1)")
+    other = write_config(tmp_path, "x = 1\ninclude('a.aurora')\n", "b.aurora")
+    first = write_config(tmp_path, "include('b.aurora')\n", "a.aurora")
+    assert error_of(first).endswith(f"(included from {other}:2) (included from {first}:1)")
+
+
 def test_include_of_a_missing_file(tmp_path):
     path = write_config(tmp_path, "x = 1\ninclude('nope.aurora')\n", "top.aurora")
     message = error_of(path)
