@@ -26,6 +26,12 @@ class ConfigError(Exception):
         return self.message
 
 
+class ConfigTimeout(BaseException):
+    """The config's code ran past the time it is given (raised into it by whoever bounds
+    it). A BaseException, so that the config's own `except Exception` cannot swallow it;
+    the loader turns it into a ConfigError naming the line that was running."""
+
+
 def in_file(exc: ConfigError, source: str) -> ConfigError:
     """`exc` (same class, same details) with a message that starts with `source`: for an
     error raised where the file it came from is not known."""

@@ -24,7 +24,7 @@ from pystachio.basic import Boolean, EnumContainer, Float, Integer, String
 from pystachio.composite import IsNotMappingError, Structural
 from pystachio.container import ListContainer, MapContainer
 
-from config.errors import ConfigError, cut, show
+from config.errors import ConfigError, ConfigTimeout, cut, show
 from config.words import did_you_mean
 
 _MAX_SHOWN = 300  # characters of an exception message quoted in a ConfigError
@@ -115,7 +115,7 @@ def _where(files: set[str], first_file: str, exc: BaseException) -> tuple[str, l
 def _what(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):
         return f"syntax error: {exc.msg}"
-    if isinstance(exc, IncludeError):
+    if isinstance(exc, (IncludeError, ConfigTimeout)):
         return str(exc)
     if isinstance(exc, RecursionError):
         return ("RecursionError: the config code recursed too deeply (a function that calls "

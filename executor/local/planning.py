@@ -23,6 +23,7 @@ waits for the child, and kills and reaps it if the wait is interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import marshal
 import os
@@ -30,10 +31,10 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
-from config.errors import ConfigError
+from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, open_problem, plan_job
 from executor.local import plancache
 from executor.local.planahead import Inputs, PlanAhead
@@ -45,6 +46,12 @@ __all__ = ["job_planner", "plan_ahead", "plan_apart"]
 # and why those files may give another plan another time (`config.plan.open_problem`).
 Plan = Callable[[dict[str, str]], tuple[JobPlan, str | None]]
 Planned = tuple[JobPlan, dict[str, str], str | None]
+
+# How long the child may plan: a config is loaded in milliseconds, so past this its code
+# is stuck (`while True: pass`); it is stopped with the line it was running, not waited on
+# for ever. (Code stuck inside one C call, such as a regular expression that backtracks
+# for hours, only sees the bound when that call returns.)
+PLAN_TIMEOUT_SECS = 60.0
 
 
 def job_planner(inputs: Inputs) -> Plan:
@@ -114,10 +121,13 @@ def _child(plan: Plan, write_end: int) -> NoReturn:
     code = 0
     try:
         try:
-            result, sources, problem = _here(plan)
+            with _bounded(PLAN_TIMEOUT_SECS):
+                result, sources, problem = _here(plan)
             answer: tuple = ("plan", plancache.encode(result), sources, problem)
         except ConfigError as exc:
             answer = ("error", str(exc), list(exc.problems))
+        except ConfigTimeout as exc:  # past the config's own code: the loader could not name a line
+            answer = ("error", f"planning the job: {exc}", [str(exc)])
         except Exception:  # a bug, not the config's fault: its traceback, for the parent to show
             answer = ("crash", traceback.format_exc())
         data = marshal.dumps(answer)
@@ -132,6 +142,22 @@ def _child(plan: Plan, write_end: int) -> NoReturn:
             except Exception:
                 code = 1
         os._exit(code)
+
+
+@contextlib.contextmanager
+def _bounded(secs: float) -> Iterator[None]:
+    """Raises ConfigTimeout into whatever runs in this child after `secs` (a fresh process:
+    no other timer to disturb)."""
+    def expired(signum: int, frame: object) -> None:
+        raise ConfigTimeout(f"the config's code was still running after {secs:g} s (an endless loop?), "
+                            "so it was stopped")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, secs)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _result(data: bytes, status: int, source: str) -> Planned:

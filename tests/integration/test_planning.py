@@ -103,6 +103,25 @@ def test_a_bug_in_planning_and_a_killed_child_are_errors_that_say_so():
         f"ConfigError {ended.format('exit status 3')} {ended.format('exit status 3')}"]
 
 
+def test_a_config_that_never_finishes_is_stopped_with_the_line_it_was_running(tmp_path):
+    # `while True: pass` hung `stoker run` for ever, silently; the child now has a time bound.
+    endless = tmp_path / "endless.aurora"
+    endless.write_text("x = 1\nwhile True: x += 1\n")
+    started = time.monotonic()
+    done = python("""
+        from config.errors import ConfigError
+        from executor.local import planning
+        planning.PLAN_TIMEOUT_SECS = 0.3
+        try:
+            plan_apart(real)
+        except ConfigError as exc:
+            print(exc)
+    """, str(endless))
+    assert done.stdout == (f"{endless}:2: the config's code was still running after 0.3 s (an endless "
+                           "loop?), so it was stopped\n"), done.stderr
+    assert time.monotonic() - started < 20
+
+
 def test_with_another_thread_running_it_plans_in_this_process():
     done = python("""
         stop = threading.Event()
