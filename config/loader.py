@@ -145,6 +145,8 @@ def _json_jobs(path: Path, text: str) -> list[Any] | None:
             jobs.append(from_tree(Job, normalize_tree(item), f"jobs[{i}]"))
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}", exc.problems) from None
+        except RecursionError:  # json.loads read deeper than the tree can be walked
+            raise ConfigError(f"{path}: jobs[{i}] is nested too deeply to read") from None
     return jobs
 
 

@@ -92,6 +92,17 @@ def test_json_file_errors_name_the_file_and_field(tmp_path):
     assert "broken.json:2: not valid JSON" in error_of(broken)
 
 
+@pytest.mark.parametrize("inner", [
+    pytest.param('{"a":' * 900 + "1" + "}" * 900, id="maps"),
+    pytest.param("[" * 950 + "]" * 950, id="lists"),
+])
+def test_a_json_file_nested_too_deeply_is_one_error(tmp_path, inner):
+    # json.loads reads it; turning it into a job recursed past Python's limit (a traceback).
+    path = tmp_path / "deep.json"
+    path.write_text('{"jobs": [{"name": "web", "metadata": ' + inner + "}]}")
+    assert error_of(path) == f"{path}: jobs[0] is nested too deeply to read"
+
+
 # ---- errors while running the file ----
 
 
