@@ -41,6 +41,8 @@ from config.typed_tree import from_tree
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
 _IDENTIFIER = re.compile(r"^[\w\-.]+$")
+# Rotated logs kept per stream: each rotation renames every one of them (.N-1 → .N, ...).
+MAX_BACKUPS = 1000
 
 
 # ---- running config files ----
@@ -280,6 +282,11 @@ def _at_least(problems: list[str], path: str, value: Any, low: float, why: str =
         problems.append(f"{path} = {value} must be at least {low}{why}")
 
 
+def _at_most(problems: list[str], path: str, value: Any, high: int) -> None:
+    if isinstance(value, (int, float)) and value > high:
+        problems.append(f"{path} = {value} must be at most {high}")
+
+
 def _seconds(problems: list[str], path: str, value: Any) -> None:
     """A duration: from 0 to MAX_SECONDS (past it the platform's timers overflow)."""
     _at_least(problems, path, value, 0)
@@ -319,6 +326,7 @@ def _check_task(task: dict) -> list[str]:
         if rotate:
             _at_least(problems, f"{path}.logger.rotate.log_size", rotate.get("log_size"), 1)
             _at_least(problems, f"{path}.logger.rotate.backups", rotate.get("backups"), 1)
+            _at_most(problems, f"{path}.logger.rotate.backups", rotate.get("backups"), MAX_BACKUPS)
     problems += _check_resources(task.get("resources"))
     _at_least(problems, "job.task.max_failures", task.get("max_failures"), 0, " (0 = never)")
     _at_least(problems, "job.task.max_concurrency", task.get("max_concurrency"), 0, " (0 = unlimited)")

@@ -414,6 +414,9 @@ def test_zero_grace_and_zero_failures_are_valid():
      "job.task.processes[0].logger.rotate.log_size = 0 must be at least 1"),
     ("logger=Logger(mode='rotate', rotate=RotatePolicy(backups=0))", "",
      "job.task.processes[0].logger.rotate.backups = 0 must be at least 1"),
+    # each rotation renames .N-1 → .N down to .1: a billion backups would stall the log for hours
+    ("logger=Logger(mode='rotate', rotate=RotatePolicy(backups=10**9))", "",
+     "job.task.processes[0].logger.rotate.backups = 1000000000 must be at most 1000"),
 ])
 def test_process_and_task_numbers(tmp_path, process_fields, task_fields, expected):
     sep = ", " if process_fields else ""
