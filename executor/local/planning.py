@@ -126,8 +126,8 @@ def _child(plan: Plan, write_end: int) -> NoReturn:
             answer: tuple = ("plan", plancache.encode(result), sources, problem)
         except ConfigError as exc:
             answer = ("error", str(exc), list(exc.problems))
-        except ConfigTimeout as exc:  # past the config's own code: the loader could not name a line
-            answer = ("error", f"planning the job: {exc}", [str(exc)])
+        except ConfigTimeout:  # outside the config's code (reading it): no line to name
+            answer = ("timeout", PLAN_TIMEOUT_SECS)
         except Exception:  # a bug, not the config's fault: its traceback, for the parent to show
             answer = ("crash", traceback.format_exc())
         data = marshal.dumps(answer)
@@ -168,6 +168,9 @@ def _result(data: bytes, status: int, source: str) -> Planned:
     answer = marshal.loads(data)
     if answer[0] == "error":
         raise ConfigError(answer[1], answer[2])
+    if answer[0] == "timeout":
+        raise ConfigError(f"{source}: the job was still not planned after {answer[1]:g} s (a config file "
+                          "that never ends, such as a FIFO nobody writes to?), so planning was stopped")
     if answer[0] == "crash":
         raise RuntimeError(f"planning the job failed in its process:\n{answer[1]}")
     plan = plancache.decode(answer[1])

@@ -13,6 +13,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
@@ -104,17 +106,22 @@ def test_a_bug_in_planning_and_a_killed_child_are_errors_that_say_so():
         f"ConfigError {ended.format('exit status 3')} {ended.format('exit status 3')}"]
 
 
-def test_a_config_that_never_finishes_is_stopped_with_the_line_it_was_running(tmp_path):
-    # `while True: pass` hung `stoker run` for ever, silently; the child now has a time bound.
+@pytest.mark.parametrize("kind", ["endless loop", "fifo"])
+def test_a_config_that_never_finishes_is_stopped_with_the_line_it_was_running(tmp_path, kind):
+    # `while True: pass`, or a FIFO nobody writes to, hung `stoker run` for ever, silently; the
+    # child now has a time bound.
     endless = tmp_path / "endless.aurora"
-    endless.write_text("x = 1\nwhile True: x += 1\n")
+    if kind == "fifo":
+        os.mkfifo(endless)
+    else:
+        endless.write_text("x = 1\nwhile True: x += 1\n")
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent("""
             from config.errors import ConfigError
             from executor.local import planning
             planning.PLAN_TIMEOUT_SECS = 0.3
             try:
-                plan_apart(real)
+                plan_apart(real, source=sys.argv[1])
             except ConfigError as exc:
                 print(exc)
         """), str(endless)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -125,8 +132,11 @@ def test_a_config_that_never_finishes_is_stopped_with_the_line_it_was_running(tm
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert out == (f"{endless}:2: the config's code was still running after 0.3 s (an endless "
-                   "loop?), so it was stopped\n"), err
+    expected = {"endless loop": f"{endless}:2: the config's code was still running after 0.3 s (an "
+                                "endless loop?), so it was stopped",
+                "fifo": f"{endless}: the job was still not planned after 0.3 s (a config file that never "
+                        "ends, such as a FIFO nobody writes to?), so planning was stopped"}
+    assert out == expected[kind] + "\n", err
 
 
 def test_with_another_thread_running_it_plans_in_this_process():
