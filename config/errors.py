@@ -8,6 +8,7 @@ and does no I/O.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,21 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ConfigTimeout(BaseException):
+    """The config's code ran past the time it is given (raised into it by whoever bounds
+    it). A BaseException, so that the config's own `except Exception` cannot swallow it;
+    the loader turns it into a ConfigError naming the line that was running."""
+
+
+def in_file(exc: ConfigError, source: str) -> ConfigError:
+    """`exc` (same class, same details) with a message that starts with `source`: for an
+    error raised where the file it came from is not known."""
+    named = copy.copy(exc)
+    named.message = f"{source}: {exc.message}"
+    named.args = (named.message,)
+    return named
 
 
 class BindError(ConfigError):

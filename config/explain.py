@@ -24,7 +24,7 @@ from pystachio.basic import Boolean, EnumContainer, Float, Integer, String
 from pystachio.composite import IsNotMappingError, Structural
 from pystachio.container import ListContainer, MapContainer
 
-from config.errors import ConfigError, cut, show
+from config.errors import ConfigError, ConfigTimeout, cut, show
 from config.words import did_you_mean
 
 _MAX_SHOWN = 300  # characters of an exception message quoted in a ConfigError
@@ -104,7 +104,9 @@ def _where(files: set[str], first_file: str, exc: BaseException) -> tuple[str, l
     if not ours:
         return first_file, []
     last = ours[-1]
-    return f"{last.tb_frame.f_code.co_filename}:{last.tb_lineno}", modules[:-1]
+    where = f"{last.tb_frame.f_code.co_filename}:{last.tb_lineno}"
+    # A file that includes itself (or a cycle of them) repeats the same lines: name each once.
+    return where, list(dict.fromkeys(modules[:-1]))
 
 
 # ---- what ----
@@ -113,7 +115,7 @@ def _where(files: set[str], first_file: str, exc: BaseException) -> tuple[str, l
 def _what(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):
         return f"syntax error: {exc.msg}"
-    if isinstance(exc, IncludeError):
+    if isinstance(exc, (IncludeError, ConfigTimeout)):
         return str(exc)
     if isinstance(exc, RecursionError):
         return ("RecursionError: the config code recursed too deeply (a function that calls "

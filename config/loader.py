@@ -26,7 +26,7 @@ from config.errors import ConfigError, cut, join_problems, show
 from config.order import DuplicateName, describe, order_graph
 from config.portmap import PortmapError, job_portmap, requested_ports
 from config.schema import SCHEMA_NAMESPACE, Job
-from config.spec import HEALTH_NUMBERS, endpoint_problem, health_problems
+from config.spec import HEALTH_NUMBERS, MAX_SECONDS, MAX_SECONDS_WORDS, endpoint_problem, health_problems
 from config.templates import (
     PORT_REF,
     cycle_problems,
@@ -41,6 +41,8 @@ from config.typed_tree import from_tree
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
 _IDENTIFIER = re.compile(r"^[\w\-.]+$")
+# Rotated logs kept per stream: each rotation renames every one of them (.N-1 → .N, ...).
+MAX_BACKUPS = 1000
 
 
 # ---- running config files ----
@@ -107,7 +109,9 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
     run.stack.append(path)  # so errors before the first frame still name the file
     try:
         run.run(path, text)
-    except (Exception, SystemExit) as exc:  # anything the config raises becomes file:line
+    except KeyboardInterrupt:  # a Ctrl-C while it ran: the command's to handle (exit 130)
+        raise
+    except BaseException as exc:  # anything else the config raises becomes file:line
         from config.explain import exec_error  # only a config that raised needs it
 
         raise exec_error(run.files, str(path), exc) from None
@@ -143,6 +147,8 @@ def _json_jobs(path: Path, text: str) -> list[Any] | None:
             jobs.append(from_tree(Job, normalize_tree(item), f"jobs[{i}]"))
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}", exc.problems) from None
+        except RecursionError:  # json.loads read deeper than the tree can be walked
+            raise ConfigError(f"{path}: jobs[{i}] is nested too deeply to read") from None
     return jobs
 
 
@@ -276,6 +282,18 @@ def _at_least(problems: list[str], path: str, value: Any, low: float, why: str =
         problems.append(f"{path} = {value} must be at least {low}{why}")
 
 
+def _at_most(problems: list[str], path: str, value: Any, high: int) -> None:
+    if isinstance(value, (int, float)) and value > high:
+        problems.append(f"{path} = {value} must be at most {high}")
+
+
+def _seconds(problems: list[str], path: str, value: Any) -> None:
+    """A duration: from 0 to MAX_SECONDS (past it the platform's timers overflow)."""
+    _at_least(problems, path, value, 0)
+    if isinstance(value, (int, float)) and value > MAX_SECONDS:
+        problems.append(f"{path} = {float(value)} must be at most {MAX_SECONDS_WORDS}")
+
+
 def process_name_problem(path: str, name: Any) -> str | None:
     """Why `name` cannot name a process (its logs live in a directory of that name), or
     None. Each template in it counts as one safe character (until it is bound)."""
@@ -303,15 +321,16 @@ def _check_task(task: dict) -> list[str]:
         elif i in reused:
             problems.append(describe(reused[i]))
         _at_least(problems, f"{path}.max_failures", p.get("max_failures"), 0, " (0 = unlimited)")
-        _at_least(problems, f"{path}.min_duration", p.get("min_duration"), 0)
+        _seconds(problems, f"{path}.min_duration", p.get("min_duration"))
         rotate = (p.get("logger") or {}).get("rotate")
         if rotate:
             _at_least(problems, f"{path}.logger.rotate.log_size", rotate.get("log_size"), 1)
             _at_least(problems, f"{path}.logger.rotate.backups", rotate.get("backups"), 1)
+            _at_most(problems, f"{path}.logger.rotate.backups", rotate.get("backups"), MAX_BACKUPS)
     problems += _check_resources(task.get("resources"))
     _at_least(problems, "job.task.max_failures", task.get("max_failures"), 0, " (0 = never)")
     _at_least(problems, "job.task.max_concurrency", task.get("max_concurrency"), 0, " (0 = unlimited)")
-    _at_least(problems, "job.task.finalization_wait", task.get("finalization_wait"), 0)
+    _seconds(problems, "job.task.finalization_wait", task.get("finalization_wait"))
     return problems + [describe(problem) for problem in graph.problems
                        if not isinstance(problem, DuplicateName)]
 
@@ -345,8 +364,8 @@ def _check_lifecycle(http: dict | None) -> list[str]:
     problems: list[str] = []
     if http:
         p = "job.lifecycle.http"
-        _at_least(problems, f"{p}.graceful_shutdown_wait_secs", http.get("graceful_shutdown_wait_secs"), 0)
-        _at_least(problems, f"{p}.shutdown_wait_secs", http.get("shutdown_wait_secs"), 0)
+        _seconds(problems, f"{p}.graceful_shutdown_wait_secs", http.get("graceful_shutdown_wait_secs"))
+        _seconds(problems, f"{p}.shutdown_wait_secs", http.get("shutdown_wait_secs"))
         for name in ("graceful_shutdown_endpoint", "shutdown_endpoint"):
             _endpoint(problems, f"{p}.{name}", http.get(name))
     return problems

@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from config.errors import ConfigError
+from config.errors import ConfigError, in_file
 from config.spec import JobSpec
 from config.words import did_you_mean
 
@@ -80,7 +80,10 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
     resolved = resolve_portmap(portmap, allocate(names, fixed_ports))
     name = job_key(job).rsplit("/", 1)[-1]
     stand_in = task_id(name, instance)
-    spec = bind(job, instance=instance, ports=resolved.ports, task_id=stand_in, hostname=hostname, user=user)
+    try:
+        spec = bind(job, instance=instance, ports=resolved.ports, task_id=stand_in, hostname=hostname, user=user)
+    except ConfigError as exc:  # `{{thermos.nope}}`, a bound value of the wrong type: name the file
+        raise in_file(exc, config) from None
     return JobPlan(spec=spec, stand_in=stand_in,
                    allocated=tuple(sorted(n for n in names if n not in fixed_ports)),
                    port_warnings=tuple(resolved.warnings()))

@@ -86,6 +86,12 @@ class HealthSpec:
     shell_command: str = ""  # SHELL, templates already expanded
 
 
+# The longest duration a job may set (a wait, an interval, a timeout): a year. Aurora sets
+# no bound, but a clock's deadline far past it (1e300 s) overflows the platform's timers and
+# would crash the supervisor in the middle of the task, not refuse the job before it starts.
+MAX_SECONDS = 365 * 86400
+MAX_SECONDS_WORDS = f"{MAX_SECONDS} (365 days)"
+
 # The numbers of a health check, in the order their problems are listed.
 HEALTH_NUMBERS = ("interval_secs", "timeout_secs", "initial_interval_secs",
                   "max_consecutive_failures", "min_consecutive_successes")
@@ -116,6 +122,13 @@ def health_problems(*, interval_secs: float | None = None, timeout_secs: float |
             problems.append(f"{name} = {value} must be greater than 0")
         elif value < 0:
             problems.append(f"{name} = {value} must be at least 0")
+        elif name.endswith("_secs") and value > MAX_SECONDS:
+            problems.append(f"{name} = {value} must be at most {MAX_SECONDS_WORDS}")
+    if not problems and interval_secs and initial_interval_secs is not None \
+            and not math.isfinite(initial_interval_secs / interval_secs):
+        problems.append(f"initial_interval_secs = {initial_interval_secs} over interval_secs = "
+                        f"{interval_secs} makes more grace attempts than can be counted: "
+                        "make interval_secs larger")
     return problems
 
 

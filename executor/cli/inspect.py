@@ -52,7 +52,8 @@ def describe_job(job: Any) -> str:
     lines.extend("  order " + " → ".join(chain) for chain in spec.task.constraints)
     lines.extend(_health_lines(spec.health, plain["health_check_config"], port_of))
     lines.append(_lifecycle_line(spec.lifecycle, plain.get("lifecycle") or {}, port_of))
-    aliases = [f"{name} → {name_of[number]}" for name, number in sorted(ports.items()) if name not in given]
+    aliases = [f"{name} → {name_of.get(number, f'{number} (static)')}"  # a number in the portmap: static
+               for name, number in sorted(ports.items()) if name not in given]
     lines.append("  ports: " + (", ".join(names) if names else "(none)")
                  + (f"; aliases: {', '.join(aliases)}" if aliases else ""))
     lines.extend(f"  warning: {warning}" for warning in spec.warnings)

@@ -16,7 +16,7 @@ import threading
 from typing import NoReturn
 
 import executor
-from config.errors import ConfigError
+from config.errors import ConfigError, in_file
 from config.registry import RegistrySettings
 from config.settings import (
     SECRET_VARIABLES,
@@ -271,7 +271,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(encode(job).decode("utf-8") + "\n")
     else:
-        sys.stdout.write(describe_job(job))
+        try:
+            text = describe_job(job)  # binds it as `stoker run` would
+        except ConfigError as exc:
+            raise in_file(exc, args.config) from None
+        sys.stdout.write(text)
     return 0
 
 

@@ -23,6 +23,7 @@ waits for the child, and kills and reaps it if the wait is interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import marshal
 import os
@@ -30,10 +31,10 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
-from config.errors import ConfigError
+from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, open_problem, plan_job
 from executor.local import plancache
 from executor.local.planahead import Inputs, PlanAhead
@@ -45,6 +46,12 @@ __all__ = ["job_planner", "plan_ahead", "plan_apart"]
 # and why those files may give another plan another time (`config.plan.open_problem`).
 Plan = Callable[[dict[str, str]], tuple[JobPlan, str | None]]
 Planned = tuple[JobPlan, dict[str, str], str | None]
+
+# How long the child may plan: a config is loaded in milliseconds, so past this its code
+# is stuck (`while True: pass`); it is stopped with the line it was running, not waited on
+# for ever. (Code stuck inside one C call, such as a regular expression that backtracks
+# for hours, only sees the bound when that call returns.)
+PLAN_TIMEOUT_SECS = 60.0
 
 
 def job_planner(inputs: Inputs) -> Plan:
@@ -67,12 +74,15 @@ def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
     _child(job_planner(inputs), write_end)
 
 
-def plan_apart(plan: Plan, ahead: PlanAhead | None = None) -> Planned:
+def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the config") -> Planned:
     """What `plan` returns, and the sources it read, planned in a child process when this
     one has a single thread; raises what `plan` raised (a ConfigError with its message).
-    With `ahead`, the answer of the child forked for the same plan before Stoker loaded."""
+    With `ahead`, the answer of the child forked for the same plan before Stoker loaded.
+    A child that ended without an answer is the config's doing (`source` names it): its code
+    ran there, and may have called os._exit(), killed its process or raised KeyboardInterrupt
+    (which the loader leaves to the command): a ConfigError that says so."""
     if ahead is not None:
-        return _result(*ahead.answer())
+        return _result(*ahead.answer(), source)
     if threading.active_count() > 1:
         return _here(plan)
     read_end, write_end = os.pipe()
@@ -98,7 +108,7 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None) -> Planned:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
-    return _result(data, status)
+    return _result(data, status, source)
 
 
 def _here(plan: Plan) -> Planned:
@@ -111,10 +121,13 @@ def _child(plan: Plan, write_end: int) -> NoReturn:
     code = 0
     try:
         try:
-            result, sources, problem = _here(plan)
+            with _bounded(PLAN_TIMEOUT_SECS):
+                result, sources, problem = _here(plan)
             answer: tuple = ("plan", plancache.encode(result), sources, problem)
         except ConfigError as exc:
             answer = ("error", str(exc), list(exc.problems))
+        except ConfigTimeout:  # outside the config's code (reading it): no line to name
+            answer = ("timeout", PLAN_TIMEOUT_SECS)
         except Exception:  # a bug, not the config's fault: its traceback, for the parent to show
             answer = ("crash", traceback.format_exc())
         data = marshal.dumps(answer)
@@ -131,12 +144,33 @@ def _child(plan: Plan, write_end: int) -> NoReturn:
         os._exit(code)
 
 
-def _result(data: bytes, status: int) -> Planned:
+@contextlib.contextmanager
+def _bounded(secs: float) -> Iterator[None]:
+    """Raises ConfigTimeout into whatever runs in this child after `secs` (a fresh process:
+    no other timer to disturb)."""
+    def expired(signum: int, frame: object) -> None:
+        raise ConfigTimeout(f"the config's code was still running after {secs:g} s (an endless loop?), "
+                            "so it was stopped")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, secs)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _result(data: bytes, status: int, source: str) -> Planned:
     if not data:
-        raise RuntimeError(f"planning the job: its process ended ({_ended(status)}) without an answer")
+        raise ConfigError(f"{source}: the process running the config ended ({_ended(status)}) before the "
+                          "job was planned: does its code call os._exit(), kill its own process or "
+                          "raise KeyboardInterrupt?")
     answer = marshal.loads(data)
     if answer[0] == "error":
         raise ConfigError(answer[1], answer[2])
+    if answer[0] == "timeout":
+        raise ConfigError(f"{source}: the job was still not planned after {answer[1]:g} s (a config file "
+                          "that never ends, such as a FIFO nobody writes to?), so planning was stopped")
     if answer[0] == "crash":
         raise RuntimeError(f"planning the job failed in its process:\n{answer[1]}")
     plan = plancache.decode(answer[1])

@@ -236,7 +236,7 @@ class LocalRun:
         self._give_up_early("its plan is not the one kept")
         from executor.local.planning import job_planner, plan_apart  # a kept plan needs none of it
 
-        plan, sources, problem = plan_apart(job_planner(inputs), ahead)
+        plan, sources, problem = plan_apart(job_planner(inputs), ahead, source=inputs[0])
         if directory is not None:
             plancache.store(directory, key, sources, plan, self._lease, problem)
             if problem is None:

@@ -118,6 +118,20 @@ def test_runaway_recursion_in_a_config_is_one_short_line(tmp_path):
                        "calls itself without end?)")
 
 
+@pytest.mark.parametrize("code, ended", [
+    ("import os\nos._exit(0)\n", "exit status 0"),
+    ("raise KeyboardInterrupt\n", "exit status 1"),
+])
+def test_a_config_that_ends_the_process_running_it_is_one_line_naming_it(tmp_path, code, ended):
+    # `stoker run` runs the config in a child process; it used to end in a RuntimeError traceback.
+    cfg = write_config(tmp_path, code)
+    message = one_error(stoker("run", str(cfg), "--sandbox", str(tmp_path / "sb"), cwd=tmp_path))
+    assert message == (f"{cfg}: the process running the config ended ({ended}) before the job was "
+                       "planned: does its code call os._exit(), kill its own process or raise "
+                       "KeyboardInterrupt?")
+    assert not (tmp_path / "sb").exists()
+
+
 def test_an_explicit_sandbox_wins_over_mesos_sandbox_with_one_warning(tmp_path):
     cfg = write_config(tmp_path, f"""
         jobs = [Job(cluster='c', role='r', environment='e', name='once',

@@ -181,6 +181,9 @@ def _handful() -> dict[str, bytes]:
     doc = _valid_doc()
     doc["job"]["role"] = "r" * 1_000_000 + "/"
     docs["huge string"] = json.dumps(doc).encode()
+    doc = _valid_doc()
+    doc["job"]["task"]["finalization_wait"] = 1e300  # accepted before: the kill then crashed the executor
+    docs["huge wait"] = json.dumps(doc).encode()
     return docs
 
 

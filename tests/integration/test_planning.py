@@ -4,6 +4,7 @@ text come back, errors come back as the same ConfigError, output is neither lost
 doubled, and nothing of the planning stays in (or leaks into) the supervisor."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
@@ -79,21 +82,61 @@ def test_a_config_error_comes_back_as_the_same_error(tmp_path):
 
 
 def test_a_bug_in_planning_and_a_killed_child_are_errors_that_say_so():
+    # A bug is a RuntimeError with its traceback; a child that ended without an answer is the
+    # config's doing (os._exit, a signal, a KeyboardInterrupt): a ConfigError naming it.
     done = python("""
+        from config.errors import ConfigError
         def bug(sources):
             raise ZeroDivisionError("no")
         def killed(sources):
             os.kill(os.getpid(), 9)
-        for plan in (bug, killed):
+        def exits(sources):
+            os._exit(3)
+        for plan in (bug, killed, exits):
             try:
-                plan_apart(plan)
-            except RuntimeError as exc:
-                print(str(exc).splitlines()[0], str(exc).splitlines()[-1])
+                plan_apart(plan, source="job.aurora")
+            except (RuntimeError, ConfigError) as exc:
+                print(type(exc).__name__, str(exc).splitlines()[0], str(exc).splitlines()[-1])
     """)
+    ended = ("job.aurora: the process running the config ended ({}) before the job was planned: does "
+             "its code call os._exit(), kill its own process or raise KeyboardInterrupt?")
     assert done.stdout.splitlines() == [
-        "planning the job failed in its process: ZeroDivisionError: no",
-        "planning the job: its process ended (killed by signal 9) without an answer "
-        "planning the job: its process ended (killed by signal 9) without an answer"]
+        "RuntimeError planning the job failed in its process: ZeroDivisionError: no",
+        f"ConfigError {ended.format('killed by signal 9')} {ended.format('killed by signal 9')}",
+        f"ConfigError {ended.format('exit status 3')} {ended.format('exit status 3')}"]
+
+
+@pytest.mark.parametrize("kind", ["endless loop", "fifo"])
+def test_a_config_that_never_finishes_is_stopped_with_the_line_it_was_running(tmp_path, kind):
+    # `while True: pass`, or a FIFO nobody writes to, hung `stoker run` for ever, silently; the
+    # child now has a time bound.
+    endless = tmp_path / "endless.aurora"
+    if kind == "fifo":
+        os.mkfifo(endless)
+    else:
+        endless.write_text("x = 1\nwhile True: x += 1\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent("""
+            from config.errors import ConfigError
+            from executor.local import planning
+            planning.PLAN_TIMEOUT_SECS = 0.3
+            try:
+                plan_apart(real, source=sys.argv[1])
+            except ConfigError as exc:
+                print(exc)
+        """), str(endless)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:  # a child still looping (the bug) goes with its session
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    expected = {"endless loop": f"{endless}:2: the config's code was still running after 0.3 s (an "
+                                "endless loop?), so it was stopped",
+                "fifo": f"{endless}: the job was still not planned after 0.3 s (a config file that never "
+                        "ends, such as a FIFO nobody writes to?), so planning was stopped"}
+    assert out == expected[kind] + "\n", err
 
 
 def test_with_another_thread_running_it_plans_in_this_process():

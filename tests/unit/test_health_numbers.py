@@ -30,6 +30,14 @@ GOOD = dict(initial_interval_secs=15.0, interval_secs=10.0, max_consecutive_fail
     (dict(min_consecutive_successes=-2), ["min_consecutive_successes = -2 must be at least 0"]),
     (dict(interval_secs=math.nan, initial_interval_secs=math.inf),
      ["interval_secs = nan must be a finite number", "initial_interval_secs = inf must be a finite number"]),
+    (dict(interval_secs=1e300, timeout_secs=31536000.5, initial_interval_secs=10 ** 30),
+     ["interval_secs = 1e+300 must be at most 31536000 (365 days)",
+      "timeout_secs = 31536000.5 must be at most 31536000 (365 days)",
+      "initial_interval_secs = 1000000000000000000000000000000 must be at most 31536000 (365 days)"]),
+    (dict(interval_secs=31536000.0, timeout_secs=31536000, initial_interval_secs=31536000.0), []),
+    (dict(interval_secs=1e-310, initial_interval_secs=1e7),
+     ["initial_interval_secs = 10000000.0 over interval_secs = 1e-310 makes more grace attempts "
+      "than can be counted: make interval_secs larger"]),
     (dict(min_consecutive_successes=-1, interval_secs=-1.0),
      ["interval_secs = -1.0 must be greater than 0 (it is the pause between checks and divides "
       "initial_interval_secs)", "min_consecutive_successes = -1 must be at least 0"]),

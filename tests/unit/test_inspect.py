@@ -87,7 +87,22 @@ def test_a_job_with_an_unbound_reference_is_refused_as_the_aurora_client_refuses
     assert "      | echo here\n" in inspect(capsys, path, "--bind", "nowhere=here")
 
 
+def test_a_reference_thermos_never_binds_is_refused_naming_the_file(tmp_path, capsys):
+    path = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo {{thermos.nope}}')]"))
+    assert main(["inspect", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"stoker: error: {path}: job c/r/e/web: unbound template references: {{{{thermos.nope}}}}\n")
+
+
 # ---- aliases, warnings, --bind ----
+
+
+def test_a_static_port_in_the_portmap_is_shown_as_its_number(tmp_path, capsys):
+    # A portmap value that is a number is a static port (docs/contract.md §3); it crashed inspect.
+    text = job_text("[Process(name='web', cmdline='serve {{thermos.ports[http]}}')]",
+                    extra=", announce=Announcer(portmap={'http': '8080'})")
+    out = inspect(capsys, write_config(tmp_path, text))
+    assert "  ports: (none); aliases: http → 8080 (static)\n" in out
 
 
 def test_a_portmap_alias_is_shown_and_decides_the_check(tmp_path, capsys):

@@ -92,6 +92,17 @@ def test_json_file_errors_name_the_file_and_field(tmp_path):
     assert "broken.json:2: not valid JSON" in error_of(broken)
 
 
+@pytest.mark.parametrize("inner", [
+    pytest.param('{"a":' * 900 + "1" + "}" * 900, id="maps"),
+    pytest.param("[" * 950 + "]" * 950, id="lists"),
+])
+def test_a_json_file_nested_too_deeply_is_one_error(tmp_path, inner):
+    # json.loads reads it; turning it into a job recursed past Python's limit (a traceback).
+    path = tmp_path / "deep.json"
+    path.write_text('{"jobs": [{"name": "web", "metadata": ' + inner + "}]}")
+    assert error_of(path) == f"{path}: jobs[0] is nested too deeply to read"
+
+
 # ---- errors while running the file ----
 
 
@@ -199,12 +210,38 @@ def test_runaway_recursion_and_exit_become_config_errors(tmp_path):
     assert "exits.aurora:2: SystemExit: 3" in error_of(exits)
 
 
+@pytest.mark.parametrize("code, what", [
+    ("raise GeneratorExit", "GeneratorExit"),
+    ("raise BaseException('odd')", "BaseException: odd"),
+    ("raise SystemExit", "SystemExit"),
+])
+def test_anything_but_a_ctrl_c_the_config_raises_is_a_config_error(tmp_path, code, what):
+    path = write_config(tmp_path, f"x = 1\n{code}\n")
+    assert error_of(path) == f"{path}:2: {what}"
+
+
+def test_a_keyboard_interrupt_stays_a_ctrl_c(tmp_path):
+    # A Ctrl-C while the config runs (`stoker inspect` runs it in its own process) exits 130.
+    path = write_config(tmp_path, "raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        load_job(path)
+
+
 def test_error_in_included_file_names_it_and_the_include_line(tmp_path):
     write_config(tmp_path, "y = 2\nz = undefined_name\n", "sub/bad.aurora")
     path = write_config(tmp_path, "# top\ninclude('sub/bad.aurora')\n", "top.aurora")
     message = error_of(path)
     assert message == (f"{tmp_path}/sub/bad.aurora:2: NameError: name 'undefined_name' is not "
                        f"defined (included from {path}:2)")
+
+
+def test_a_file_that_includes_itself_names_each_include_line_once(tmp_path):
+    path = write_config(tmp_path, "include('top.aurora')\n", "top.aurora")
+    assert error_of(path) == (f"{path}:1: RecursionError: the config code recursed too deeply (a "
+                              f"function that calls itself without end?) (included from {path}:1)")
+    other = write_config(tmp_path, "x = 1\ninclude('a.aurora')\n", "b.aurora")
+    first = write_config(tmp_path, "include('b.aurora')\n", "a.aurora")
+    assert error_of(first).endswith(f"(included from {other}:2) (included from {first}:1)")
 
 
 def test_include_of_a_missing_file(tmp_path):
@@ -370,16 +407,34 @@ def test_zero_grace_and_zero_failures_are_valid():
     ("", ", max_failures=-1", "job.task.max_failures = -1 must be at least 0"),
     ("", ", finalization_wait=-1", "job.task.finalization_wait = -1.0 must be at least 0"),
     ("", ", max_concurrency=-1", "job.task.max_concurrency = -1 must be at least 0"),
+    ("min_duration=1e300", "", "job.task.processes[0].min_duration = 1e+300 must be at most 31536000 (365 days)"),
+    ("", ", finalization_wait=10**30",
+     "job.task.finalization_wait = 1e+30 must be at most 31536000 (365 days)"),
     ("logger=Logger(mode='rotate', rotate=RotatePolicy(log_size=0))", "",
      "job.task.processes[0].logger.rotate.log_size = 0 must be at least 1"),
     ("logger=Logger(mode='rotate', rotate=RotatePolicy(backups=0))", "",
      "job.task.processes[0].logger.rotate.backups = 0 must be at least 1"),
+    # each rotation renames .N-1 → .N down to .1: a billion backups would stall the log for hours
+    ("logger=Logger(mode='rotate', rotate=RotatePolicy(backups=10**9))", "",
+     "job.task.processes[0].logger.rotate.backups = 1000000000 must be at most 1000"),
 ])
 def test_process_and_task_numbers(tmp_path, process_fields, task_fields, expected):
     sep = ", " if process_fields else ""
     path = write_config(tmp_path, job_text(f"[Process(name='web', cmdline='x'{sep}{process_fields})]",
                                            task_extra=task_fields))
     assert expected in error_of(path)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("graceful_shutdown_wait_secs", "-1", "= -1.0 must be at least 0"),
+    ("shutdown_wait_secs", "1e300", "= 1e+300 must be at most 31536000 (365 days)"),
+    ("graceful_shutdown_wait_secs", "10**30", "= 1e+30 must be at most 31536000 (365 days)"),
+])
+def test_lifecycle_waits_are_durations(tmp_path, field, value, expected):
+    # Past the platform's timers (a year is far below them) a wait would crash the kill.
+    path = write_config(tmp_path, job_text(
+        extra=f", lifecycle=LifecycleConfig(http=HttpLifecycleConfig({field}={value}))"))
+    assert f"job.lifecycle.http.{field} {expected}" in error_of(path)
 
 
 def test_max_task_failures_minus_one_means_unlimited(tmp_path):

@@ -12,6 +12,7 @@ from config.errors import ConfigError
 from config.loader import load_job
 from config.plan import JobPlan, open_problem, plan_job, replace_text, task_id
 from config.spec import CheckKind, JobSpec, LoggerSpec, LogMode, ProcessSpec, TaskSpec
+from tests.support.configs import job_text, write_config
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.aurora"))
 TASK_ID_JOB = """
@@ -84,6 +85,14 @@ def test_the_text_of_every_file_read_is_reported_and_judged(tmp_path):
     assert open_problem(sources) is None
     assert open_problem({**sources, "x.aurora": "import os\n"}) == "x.aurora:1: imports a module"
     assert open_problem({"j.json": '{"jobs": [], "service": false}'}) is None  # data, not code
+
+
+def test_a_reference_that_is_never_bound_names_the_file(tmp_path):
+    path = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo {{thermos.nope}}')]"))
+    with pytest.raises(ConfigError) as info:
+        plan(path)
+    assert str(info.value) == f"{path}: job c/r/e/web: unbound template references: {{{{thermos.nope}}}}"
+    assert info.value.unbound == ("{{thermos.nope}}",)  # still the BindError it was
 
 
 def test_task_ids_have_the_shape_of_aurora_ones():
