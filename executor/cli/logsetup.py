@@ -4,8 +4,10 @@ escaped) or `JsonFormatter` (one JSON object per line, `--log-format json`). No 
 package configures logging.
 
 The handler goes quiet when its stream goes away (a closed pipe, a hung-up terminal)
-instead of printing a traceback for every record, and drops the events it is told another
-output already shows (`stoker run` prints every state change on stdout).
+instead of printing a traceback for every record, drops the events it is told another
+output already shows (`stoker run` prints every state change on stdout), and writes each
+record above `stoker run`'s live view (`executor.logs.above_screen_line`), never on its
+line.
 
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
@@ -20,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from config.words import printable
+from executor.logs import above_screen_line
 
 
 class TextFormatter(logging.Formatter):
@@ -61,10 +64,12 @@ class QuietHandler(logging.StreamHandler):
         self._drop = frozenset(drop_events)
         self.gone = False
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def handle(self, record: logging.LogRecord) -> bool:
         if self.gone or getattr(record, "stoker_event", None) in self._drop:
-            return
-        super().emit(record)
+            return False
+        # The screen's lock before the handler's own: the console logs while it holds it.
+        with above_screen_line():
+            return super().handle(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
         if not isinstance(sys.exc_info()[1], OSError):
