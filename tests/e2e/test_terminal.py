@@ -7,11 +7,17 @@ tests/e2e/test_run_signals.py.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 from tests.support.pty_proc import PtyProcess
-from tests.support.stoker_proc import kill_leftovers, task_pids
+from tests.support.stoker_proc import REPO, checkpoint_records, hangup_default, kill_leftovers, task_pids
+from tests.support.waiting import wait_for
 
 RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
 
@@ -54,3 +60,59 @@ def test_json_log_records_never_share_a_line_with_the_live_view(tmp_path):
         assert line.startswith('{"ts"'), f"a record shares its line: {line!r}"
         json.loads(line)
     assert b"\x1b[7m[" in output  # the live view was drawn
+
+
+def supervisor_state(pid: int) -> str:
+    """The process's state letter in /proc/PID/stat (T: stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_ctrl_z_does_not_stop_the_supervisor_and_no_health_check_misfires(tmp_path):
+    """Ctrl-Z (SIGTSTP to the terminal's foreground job) used to stop the supervisor alone:
+    its processes ran on unsupervised, and on `fg` the health check it had in flight had
+    outlived its timeout, so a healthy task failed (max_consecutive_failures=0, Aurora's
+    default). Now the supervisor declines the stop, says so, and supervises on."""
+    check = "touch inflight; sleep 0.15; rm -f inflight"
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='sleep 1000')
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main], {RESOURCES}),
+                        health_check_config=HealthCheckConfig(
+                            initial_interval_secs=0.05, interval_secs=0.05, timeout_secs=0.3,
+                            health_checker=HealthCheckerConfig(shell=ShellHealthChecker(
+                                shell_command={check!r}))))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    err = open(tmp_path / "stderr", "wb")
+    with hangup_default():  # a process group of its own in this session, as a shell's job:
+        proc = subprocess.Popen(  # the kernel stops it on SIGTSTP (an orphaned group it would not)
+            [sys.executable, "-m", "executor", "run", str(cfg), "--sandbox", str(sandbox)],
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+            stderr=err, stdin=subprocess.DEVNULL, process_group=0)
+    try:
+        wait_for(lambda: any(r.get("to") == "RUNNING" for r in checkpoint_records(sandbox)
+                             if r["kind"] == "task"), 10, message="the task is RUNNING")
+        wait_for(lambda: (sandbox / "inflight").exists(), 5, message="a health check is in flight")
+        os.killpg(proc.pid, signal.SIGTSTP)
+        time.sleep(0.45)  # longer than the check's timeout: a stopped supervisor would cut it
+        state = supervisor_state(proc.pid)
+        os.killpg(proc.pid, signal.SIGCONT)
+        assert state != "T", "the supervisor was stopped by Ctrl-Z"
+        attempts = len([r for r in checkpoint_records(sandbox) if r["kind"] == "health"])
+        wait_for(lambda: len([r for r in checkpoint_records(sandbox) if r["kind"] == "health"]) > attempts,
+                 5, message="a health check after the resume")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        err.close()
+        kill_leftovers(task_pids(sandbox))
+    health = [r for r in checkpoint_records(sandbox) if r["kind"] == "health"]
+    assert [r["reason"] for r in health if r["outcome"] != "passed"] == []
+    assert [r["to"] for r in checkpoint_records(sandbox) if r["kind"] == "task"] == \
+        ["STARTING", "RUNNING", "KILLING", "KILLED"]
+    stderr = (tmp_path / "stderr").read_text()
+    assert stderr.count("Ctrl-Z (SIGTSTP): stoker run does not suspend") == 1, stderr
