@@ -116,3 +116,48 @@ def test_ctrl_z_does_not_stop_the_supervisor_and_no_health_check_misfires(tmp_pa
         ["STARTING", "RUNNING", "KILLING", "KILLED"]
     stderr = (tmp_path / "stderr").read_text()
     assert stderr.count("Ctrl-Z (SIGTSTP): stoker run does not suspend") == 1, stderr
+
+
+HOSTILE = (b"plain \xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\ttab\n"  # UTF-8 and a tab: kept
+           b"\x1b[2J\x1b[31mred\x1b]52;c;aGVsbG8=\x07\n"   # clear screen, colour, a clipboard write
+           b"bad \xff\xfe \xc2\x9b[1m end\r\n")             # invalid UTF-8, a C1 CSI, a CR
+
+
+def sandbox_with_log(tmp_path: Path, text: bytes) -> Path:
+    run = tmp_path / "sb" / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stdout").write_bytes(text)
+    return tmp_path / "sb"
+
+
+def test_tail_to_a_terminal_escapes_what_would_drive_it(tmp_path):
+    """A task's log reaches the operator's terminal only as text: escape sequences, a
+    clipboard write (OSC 52), C1 controls and bytes that are not UTF-8 are written out."""
+    term = PtyProcess(["tail", str(sandbox_with_log(tmp_path, HOSTILE)), "web", "-n", "+1"], tmp_path)
+    try:
+        assert term.wait(10) == 0
+        shown = term.read_to_end(5).decode()  # the pty turns each \n into \r\n
+    finally:
+        term.close()
+    assert shown == ("plain é 日本\ttab\r\n"
+                     "\\x1b[2J\\x1b[31mred\\x1b]52;c;aGVsbG8=\\x07\r\n"
+                     "bad \\xff\\xfe \\x9b[1m end\\r\r\n")
+
+
+def test_tail_f_into_head_ends_when_head_does_even_on_an_idle_log(tmp_path):
+    """`stoker tail -f SB web | head -2`: head exits after its lines; tail -f, with nothing
+    new to write, used to follow the idle log for ever (the pipeline never ended), and when
+    it wrote it failed with an error. It now ends quietly once its reader is gone."""
+    sandbox = sandbox_with_log(tmp_path, b"one\ntwo\nthree\n")
+    shell = subprocess.Popen(
+        ["/bin/bash", "-c", "set -o pipefail; " + f"{sys.executable} -m executor tail -f {sandbox} web 2>err | head -2"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out, _ = shell.communicate(timeout=5)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait(10)
+    assert (shell.returncode, out) == (0, b"one\ntwo\n")
+    assert (tmp_path / "err").read_text() == ""
