@@ -39,27 +39,34 @@ def batch(tmp_path: Path, cmdline: str = "echo done") -> Path:
 def screen_lines(output: bytes) -> list[str]:
     """The terminal's lines (the pty writes \\r\\n) as they stay on the screen: what the
     console's "\\r ESC[2K" cleared is gone."""
-    return [line.rsplit("\r\x1b[2K", 1)[-1] for line in output.decode().split("\r\n")]
+    return [line.rsplit("\r\x1b[2K", 1)[-1] for line in output.decode("latin-1").split("\r\n")]
 
 
-def test_json_log_records_never_share_a_line_with_the_live_view(tmp_path):
+def test_json_log_records_never_share_a_line_with_the_live_view_in_any_encoding(tmp_path):
     """`--log-format json` on a terminal: every log record is a JSON object on a line of its
-    own, never glued after the live view the console keeps under its lines."""
+    own, never glued after the live view the console keeps under its lines. The terminal
+    here is a legacy 8-bit one (PYTHONIOENCODING stands for its locale): what it cannot
+    encode is written out (`\\u2192`), where the console used to take the first `→` it
+    could not write for a closed stdout and print nothing more."""
     sandbox = tmp_path / "sandbox"
     term = PtyProcess(["run", str(batch(tmp_path)), "--sandbox", str(sandbox), "--log-format", "json",
-                       "--log-level", "debug"], tmp_path)
+                       "--log-level", "debug"], tmp_path, env={"PYTHONIOENCODING": "latin-1"})
     try:
         assert term.wait(20) == 0
         output = term.read_to_end(5)
     finally:
         term.close()
         kill_leftovers(task_pids(sandbox))
-    records = [line for line in screen_lines(output) if '{"ts"' in line]
+    lines = screen_lines(output)
+    records = [line for line in lines if '{"ts"' in line]
     assert any('"event": "process_spawned"' in r for r in records), output  # one came during the view
     for line in records:
         assert line.startswith('{"ts"'), f"a record shares its line: {line!r}"
         json.loads(line)
     assert b"\x1b[7m[" in output  # the live view was drawn
+    assert any(line.endswith("task             RUNNING \\u2192 FINISHED  the only regular process finished successfully")
+               for line in lines), output
+    assert "stdout is gone" not in output.decode()
 
 
 def supervisor_state(pid: int) -> str:
@@ -161,3 +168,41 @@ def test_tail_f_into_head_ends_when_head_does_even_on_an_idle_log(tmp_path):
             shell.wait(10)
     assert (shell.returncode, out) == (0, b"one\ntwo\n")
     assert (tmp_path / "err").read_text() == ""
+
+
+def shell(tmp_path: Path, command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`command` in /bin/sh (`stoker` is this checkout's CLI), in a session of its own."""
+    stoker = f"{sys.executable} -m executor"
+    proc = subprocess.Popen(["/bin/sh", "-c", command.replace("stoker", stoker)], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def test_a_closed_stdout_or_stderr_is_as_good_as_dev_null(tmp_path):
+    """`>&-` / `2>&-`: no traceback, no message moved to the other stream, and a process
+    that writes to the console does not fail for it (its stdout used to be a closed
+    descriptor: `echo` failed with EBADF, and the task with it)."""
+    cfg = batch(tmp_path, "echo to the console && echo done > done")
+    cfg.write_text(cfg.read_text().replace("cmdline=", "logger=Logger(destination='console'), cmdline="))
+    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'run'} >&-",
+                   {"STOKER_ROOT": str(tmp_path / "root")})
+    kill_leftovers(task_pids(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"Bad file descriptor" not in result.stderr and b"Traceback" not in result.stderr
+    sandbox = sandbox_with_log(tmp_path, b"logged\n")
+    env = {"STOKER_ROOT": str(tmp_path / "root")}  # the run's registry only: `ps` lists it
+    for command in ("stoker ps --all >&-", f"stoker status {tmp_path / 'run'} >&-", f"stoker tail {sandbox} web >&-"):
+        result = shell(tmp_path, command, env)
+        assert (result.returncode, result.stderr) == (0, b""), (command, result.stderr.decode())
+    result = shell(tmp_path, f"stoker tail {sandbox} nope 2>&-")
+    assert (result.returncode, result.stdout) == (1, b"")  # the error is not printed as output
+    assert (tmp_path / "run" / "done").exists()
+
