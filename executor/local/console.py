@@ -153,7 +153,7 @@ class ConsoleReporter:
             import shutil  # on a terminal only: piped output never draws the view
 
             width = shutil.get_terminal_size((120, 20)).columns - 1
-            self._out.write("\x1b[7m" + view[:width] + "\x1b[0m")
+            self._out.write("\x1b[7m" + _fit(view, width) + "\x1b[0m")
             self._drawn = True
 
     def on_transition(self, t: Transition) -> None:
@@ -212,6 +212,22 @@ class ConsoleReporter:
         self._write(f"{self.indent}(the last {len(lines)} lines of its stderr; all of it: "
                     f"{tail} --stderr --run {run} -n +1)\n")
         self._redraw()
+
+
+def _fit(text: str, columns: int) -> str:
+    """The start of `text` that takes at most `columns` terminal columns: an East Asian wide
+    character takes two, a combining one none. A view that took more would wrap, and the
+    next redraw would clear only its last line."""
+    if len(text) * 2 <= columns:
+        return text
+    import unicodedata  # a long view only
+
+    used = 0
+    for i, char in enumerate(text):
+        used += 0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        if used > columns:
+            return text[:i]
+    return text
 
 
 def _tail_lines(path: Path) -> list[str] | None:

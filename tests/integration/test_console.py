@@ -96,3 +96,16 @@ def test_a_stop_hint_is_printed_once_under_the_next_line():
     lines = buf.getvalue().splitlines()
     assert lines[1] == console.indent + "SIGINT: stopping gracefully; press Ctrl-C again"
     assert len(lines) == 3
+
+
+def test_the_live_view_fits_a_narrow_terminal_in_columns_not_characters(monkeypatch):
+    """A job named in CJK on a 20-column terminal: each of its characters takes two columns.
+    A view cut by characters wrapped onto a second line, which the next redraw's clearing
+    never reached: the screen filled with stale views."""
+    monkeypatch.setenv("COLUMNS", "20")
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "日本語サービス.0", live=True)
+    console.on_transition(TaskTransition(TaskStage.STARTING, TaskStage.RUNNING, "ok"))
+    console.close()
+    view = buf.getvalue().split("\x1b[7m")[1].split("\x1b[0m")[0]
+    assert view == "[日本語サービス.0 R"  # 19 columns: 7 wide characters (14), 5 narrow ones
