@@ -10,16 +10,23 @@ It registers it here (`keep_screen_line`), and the log handler writes each recor
 console's own writes take too (`screen_lock`), so a record (text or JSON) never starts on
 the view's line and no two writers interleave on the terminal.
 
+`Spool`: for `stoker run`, both write through one spool: text is queued in order and
+written by a thread of its own, so a terminal that stops reading (Ctrl-S, a frozen SSH
+session, a pager waiting at a full screen) holds up that thread alone, never the task's
+owner; past `SPOOL_LIMIT` characters queued, lines are dropped and counted, and a note
+says how many once the reader is back. `drain_spool` gives it a bounded time at exit.
+
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TextIO
 
 _QUOTE_NEEDED = set(' "=\t\n')
 
@@ -73,3 +80,83 @@ def above_screen_line() -> Iterator[None]:
         finally:
             if line is not None:
                 line.show()
+
+
+SPOOL_LIMIT = 1 << 20  # characters queued for a reader that does not read
+OnError = Callable[[BaseException], None]
+
+
+class Spool:
+    """Writes text to its streams in the order put, on one daemon thread; `put` never
+    blocks. A write that fails calls the `on_error` given with it, on that thread."""
+
+    def __init__(self, limit: int = SPOOL_LIMIT) -> None:
+        self._limit = limit
+        self._items: collections.deque[tuple[TextIO, str, OnError]] = collections.deque()
+        self._queued = 0
+        self._dropped: dict[int, int] = {}  # id(stream) → lines dropped
+        self._busy = False
+        self._cond = threading.Condition()
+        threading.Thread(target=self._write, name="stoker-spool", daemon=True).start()
+
+    def put(self, stream: TextIO, text: str, on_error: OnError) -> None:
+        with self._cond:
+            if self._queued + len(text) > self._limit:
+                self._dropped[id(stream)] = self._dropped.get(id(stream), 0) + max(1, text.count("\n"))
+                return
+            dropped = self._dropped.pop(id(stream), 0)
+            if dropped:
+                note = f"[stoker: {dropped} lines not shown: their reader was not reading]\n"
+                self._items.append((stream, "\r\x1b[2K" + note if _isatty(stream) else note, on_error))
+            self._items.append((stream, text, on_error))
+            self._queued += len(text)
+            self._cond.notify()
+
+    def drain(self, idle_secs: float) -> bool:
+        """Wait until everything put is written; False when a write made no progress for
+        `idle_secs` (its reader still does not read)."""
+        with self._cond:
+            while self._items or self._busy:
+                if not self._cond.wait(idle_secs):
+                    return False
+            return True
+
+    def _write(self) -> None:
+        while True:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+                while not self._items:
+                    self._cond.wait()
+                stream, text, on_error = self._items.popleft()
+                self._queued -= len(text)
+                self._busy = True
+            try:
+                stream.write(text)
+                stream.flush()
+            except Exception as exc:  # a closed pipe, a hung-up terminal: the writer says
+                on_error(exc)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+_spool: Spool | None = None
+
+
+def spool() -> Spool:
+    """The process's spool, started on first use (`stoker run` only)."""
+    global _spool
+    with screen_lock:
+        if _spool is None:
+            _spool = Spool()
+        return _spool
+
+
+def drain_spool(idle_secs: float = 2.0) -> bool:
+    """At exit: False when what is spooled could not all be written (see `Spool.drain`)."""
+    return _spool is None or _spool.drain(idle_secs)

@@ -10,6 +10,8 @@ health endpoint's body or a process's output never drives the operator's termina
 
 `Output` is stdout that never raises: when the reader goes away (`| head`, a quit pager, a
 hung-up terminal) it says so once on the log and drops what follows, and the task goes on.
+Given a spool (`executor.logs.Spool`: `stoker run`'s), it never blocks either: a terminal
+that stops reading (Ctrl-S) holds up the spool's thread, not the task's owner.
 Never decides anything and never touches task state: it is the owner's reporter.
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ from executor.events import (
     TaskTransition,
     Transition,
 )
-from executor.logs import keep_screen_line, screen_lock
+from executor.logs import Spool, keep_screen_line, screen_lock
 from executor.task.status import Update
 
 logger = logging.getLogger(__name__)
@@ -49,13 +51,17 @@ class Output:
     and the stream's descriptor pointed at /dev/null so that the interpreter's last flush
     is quiet too."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, spool: Spool | None = None) -> None:
         self._stream = stream
+        self._spool = spool
         self.gone = False
         self.note = ""  # what to do instead, for the warning (e.g. the `stoker status` command)
 
     def write(self, text: str) -> None:
         if self.gone:
+            return
+        if self._spool is not None:
+            self._spool.put(self._stream, text, self._failed)
             return
         try:
             self._stream.write(text)
@@ -68,6 +74,11 @@ class Output:
             return self._stream.isatty() and os.environ.get("TERM", "dumb") != "dumb"
         except (AttributeError, ValueError, OSError):
             return False
+
+    def _failed(self, exc: BaseException) -> None:
+        """A spooled write failed (on the spool's thread)."""
+        if not self.gone and isinstance(exc, (OSError, ValueError, AttributeError)):
+            self._lose(exc)
 
     def _lose(self, exc: BaseException) -> None:
         self.gone = True

@@ -55,6 +55,7 @@ from executor.local.console import ConsoleReporter, Output
 from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
 from executor.local.service import Restart, ServiceRules, Stop
+from executor.logs import spool
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
 from executor.task.wiring import owner_for
@@ -93,12 +94,14 @@ class LocalRun:
 
     def __init__(self, settings: RunSettings, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None,
                  registry: RegistrySettings | None = None, early: EarlyStart | None = None,
-                 ahead: PlanAhead | None = None) -> None:
+                 ahead: PlanAhead | None = None, spooled: bool = False) -> None:
         """`early`: what the early start began (`executor/cli/launch.py`), this run's to adopt
-        or give up; `ahead`: the child the entry point forked to plan a first run."""
+        or give up; `ahead`: the child the entry point forked to plan a first run; `spooled`:
+        printed through the process's spool (`executor.logs.spool`: never blocked by a
+        terminal that stopped reading)."""
         self._settings = settings
         self._registry = registry
-        self._out = Output(out)
+        self._out = Output(out, spool() if spooled else None)
         self._environ = dict(os.environ if environ is None else environ)
         self._stop = threading.Event()
         self._owner: TaskOwner | None = None

@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 
 from tests.support.pty_proc import PtyProcess
-from tests.support.stoker_proc import REPO, checkpoint_records, hangup_default, kill_leftovers, task_pids
+from tests.support.stoker_proc import (
+    REPO,
+    checkpoint_records,
+    hangup_default,
+    kill_leftovers,
+    live,
+    task_pids,
+)
 from tests.support.waiting import wait_for
 
 RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
@@ -67,6 +74,37 @@ def test_json_log_records_never_share_a_line_with_the_live_view_in_any_encoding(
     assert any(line.endswith("task             RUNNING \\u2192 FINISHED  the only regular process finished successfully")
                for line in lines), output
     assert "stdout is gone" not in output.decode()
+
+
+
+def test_a_terminal_that_stopped_reading_never_stops_the_supervision(tmp_path):
+    """Ctrl-S (XOFF; or a frozen SSH session, a pager that waits) stops the terminal's
+    output: the supervisor's next write used to block its task owner, so nothing was
+    supervised any more and a SIGTERM went unanswered until Ctrl-Q. Now what it prints
+    waits on a thread of its own: the stop runs, the terminal still stopped, and the run
+    exits once it reads again (or 2 s after, when it never does)."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='sleep 1000')
+        tick = Process(name='tick', cmdline='sleep 0.02', daemon=True, min_duration=0.05)
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main, tick], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess(["run", str(cfg), "--sandbox", str(sandbox)], tmp_path)
+    try:
+        term.read_until(b"tick[1]")
+        term.type(b"\x13")  # Ctrl-S
+        time.sleep(0.3)  # the ticks' state changes pile up behind the stopped terminal
+        term.signal(signal.SIGTERM)
+        wait_for(lambda: [r["to"] for r in checkpoint_records(sandbox) if r["kind"] == "task"][-1] == "KILLED",
+                 10, message="the task KILLED, the terminal still stopped")
+        assert not live(task_pids(sandbox))
+        term.type(b"\x11")  # Ctrl-Q
+        assert term.wait(10) == 143
+        assert b"task KILLED (exit 143)" in term.read_to_end(5)  # nothing lost meanwhile
+    finally:
+        term.close()
+        kill_leftovers(task_pids(sandbox))
 
 
 def supervisor_state(pid: int) -> str:
@@ -192,15 +230,13 @@ def test_a_closed_stdout_or_stderr_is_as_good_as_dev_null(tmp_path):
     descriptor: `echo` failed with EBADF, and the task with it)."""
     cfg = batch(tmp_path, "echo to the console && echo done > done")
     cfg.write_text(cfg.read_text().replace("cmdline=", "logger=Logger(destination='console'), cmdline="))
-    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'run'} >&-",
-                   {"STOKER_ROOT": str(tmp_path / "root")})
+    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'run'} >&-")
     kill_leftovers(task_pids(tmp_path / "run"))
     assert result.returncode == 0, result.stderr.decode()
     assert b"Bad file descriptor" not in result.stderr and b"Traceback" not in result.stderr
     sandbox = sandbox_with_log(tmp_path, b"logged\n")
-    env = {"STOKER_ROOT": str(tmp_path / "root")}  # the run's registry only: `ps` lists it
-    for command in ("stoker ps --all >&-", f"stoker status {tmp_path / 'run'} >&-", f"stoker tail {sandbox} web >&-"):
-        result = shell(tmp_path, command, env)
+    for command in (f"stoker status {tmp_path / 'run'} >&-", f"stoker tail {sandbox} web >&-"):
+        result = shell(tmp_path, command)
         assert (result.returncode, result.stderr) == (0, b""), (command, result.stderr.decode())
     result = shell(tmp_path, f"stoker tail {sandbox} nope 2>&-")
     assert (result.returncode, result.stdout) == (1, b"")  # the error is not printed as output
