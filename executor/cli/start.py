@@ -50,7 +50,6 @@ def run() -> NoReturn:
     main()
 
 
-
 def _standard_streams() -> None:
     """Descriptors 0, 1 and 2 open (a closed one: /dev/null) and their streams there; what
     the terminal's encoding lacks is written out, not an error."""

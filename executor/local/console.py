@@ -5,8 +5,9 @@ subject, old → new, reason) in columns sized to the task's names; under a run 
 the last lines of its stderr and the `stoker tail` command for the rest; each step of a
 stop and what it waits for; and, on a terminal, a one-line live view of the task under the
 log, cleared when the task ends; the log handler writes its records above that view
-(`executor.logs.above_screen_line`), never on its line. Every text goes through `config.words.printable`, so a
-health endpoint's body or a process's output never drives the operator's terminal.
+(`executor.logs.above_screen_line`), never on its line. Every text goes through
+`config.words.printable`, so a health endpoint's body or a process's output never drives
+the operator's terminal.
 
 `Output` is stdout that never raises: when the reader goes away (`| head`, a quit pager, a
 hung-up terminal) it says so once on the log and drops what follows, and the task goes on.
@@ -118,6 +119,7 @@ class ConsoleReporter:
         self._health = ""
         self._closed = False
         self._drawn = False  # the live view is on the screen's last line
+        self._hidden = False  # cleared by `hide`, for `show` to draw again
         self.stop_hint = ""  # set (from the signal relay's thread) when the user asks for a stop
         if self._live:
             keep_screen_line(self)
@@ -141,14 +143,15 @@ class ConsoleReporter:
     def hide(self) -> None:
         """Clear the live view (something else is about to write to the terminal)."""
         with screen_lock:
+            self._hidden = self._drawn
             if self._drawn:
-                self._drawn = False
-                self._out.write("\r\x1b[2K")
+                self._write("")
 
     def show(self) -> None:
-        """Draw the live view again, after what was written above it."""
+        """Draw the live view again, when `hide` cleared it."""
         with screen_lock:
-            if not self._drawn:
+            if self._hidden:
+                self._hidden = False
                 self._redraw()
 
     def _write(self, text: str) -> None:
