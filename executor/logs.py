@@ -97,10 +97,14 @@ class Spool:
         self._dropped: dict[int, int] = {}  # id(stream) → lines dropped
         self._busy = False
         self._cond = threading.Condition()
-        threading.Thread(target=self._write, name="stoker-spool", daemon=True).start()
+        self._thread: threading.Thread | None = None  # started by the first `put`: a process
+        # with one thread loads http.client without ssl (healthcheck/plainhttp.py)
 
     def put(self, stream: TextIO, text: str, on_error: OnError) -> None:
         with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
+                self._thread.start()
             if self._queued + len(text) > self._limit:
                 self._dropped[id(stream)] = self._dropped.get(id(stream), 0) + max(1, text.count("\n"))
                 return
