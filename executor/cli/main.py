@@ -154,6 +154,9 @@ def run() -> NoReturn:
         code: object = main()
     except SystemExit as exc:  # argparse: --help, --version, a usage error
         code = exc.code
+    except BaseException:  # a bug: what `stoker run` printed last comes out before its traceback
+        drain_spool()
+        raise
     if code is None:
         status = 0
     elif isinstance(code, int):
