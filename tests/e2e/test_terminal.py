@@ -18,6 +18,7 @@ from pathlib import Path
 from tests.support.pty_proc import PtyProcess
 from tests.support.stoker_proc import (
     REPO,
+    StokerProcess,
     checkpoint_records,
     hangup_default,
     kill_leftovers,
@@ -242,3 +243,41 @@ def test_a_closed_stdout_or_stderr_is_as_good_as_dev_null(tmp_path):
     assert (result.returncode, result.stdout) == (1, b"")  # the error is not printed as output
     assert (tmp_path / "run" / "done").exists()
 
+
+
+def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):
+    """A supervisor stopped by SIGSTOP (`kill -STOP`, a debugger) answers nothing until it
+    is continued: `stoker kill` used to wait in silence. It now says why, and goes on
+    waiting; SIGCONT, and the kill runs."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='sleep 1000')
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    run = StokerProcess(["run", str(cfg), "--sandbox", str(sandbox)], tmp_path)
+    kill = None
+    try:
+        run.wait_output("task             STARTING → RUNNING")
+        os.kill(run.pid, signal.SIGSTOP)
+        err = open(tmp_path / "kill.stderr", "wb")
+        kill = subprocess.Popen([sys.executable, "-m", "executor", "kill", str(sandbox)], cwd=tmp_path,
+                                env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                                stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        err.close()
+        wait_for(lambda: b"is stopped" in (tmp_path / "kill.stderr").read_bytes(), 10,
+                 message="stoker kill says the supervisor is stopped")
+        os.kill(run.pid, signal.SIGCONT)
+        assert kill.wait(10) == 0
+        assert run.wait(10) == 0
+    finally:
+        if run.proc.poll() is None:
+            os.kill(run.pid, signal.SIGCONT)
+        if kill is not None and kill.poll() is None:
+            os.killpg(kill.pid, signal.SIGKILL)
+            kill.wait(10)
+        run.close()
+        kill_leftovers(task_pids(sandbox))
+    assert (tmp_path / "kill.stderr").read_text() == (
+        f"stoker kill: the supervisor (pid {run.pid}) is stopped (SIGSTOP, or a debugger): it "
+        f"answers once continued (kill -CONT {run.pid})\n")
