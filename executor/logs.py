@@ -4,13 +4,29 @@ How lines are rendered (text, or one JSON object per line with `--log-format jso
 configured only by the CLI (`executor/cli/logsetup.py`); modules only call `log_event()`
 or their logger.
 
+`stoker run`'s console keeps a live view on the terminal's last line, without a newline.
+It registers it here (`keep_screen_line`), and the log handler writes each record inside
+`above_screen_line()`: the view is cleared first and drawn again after, under one lock the
+console's own writes take too (`screen_lock`), so a record (text or JSON) never starts on
+the view's line and no two writers interleave on the terminal.
+
+`Spool`: for `stoker run`, both write through one spool: text is queued in order and
+written by a thread of its own, so a terminal that stops reading (Ctrl-S, a frozen SSH
+session, a pager waiting at a full screen) holds up that thread alone, never the task's
+owner; past `SPOOL_LIMIT` characters queued, lines are dropped and counted, and a note
+says how many once the reader is back. `drain_spool` gives it a bounded time at exit.
+
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import logging
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TextIO
 
 _QUOTE_NEEDED = set(' "=\t\n')
 
@@ -28,3 +44,123 @@ def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> 
         return
     parts = [event] + [f"{k}={_render(v)}" for k, v in fields.items() if v is not None]
     logger.log(level, " ".join(parts), extra={"stoker_event": event, "stoker_fields": fields})
+
+
+class ScreenLine(Protocol):
+    """A line kept at the bottom of the terminal (the console's live view)."""
+
+    def hide(self) -> None: ...
+
+    def show(self) -> None: ...
+
+
+# Held by whoever writes to the terminal the screen line is on. Re-entrant: the console may
+# log (a lost stdout) while it holds it.
+screen_lock = threading.RLock()
+_screen_line: ScreenLine | None = None
+
+
+def keep_screen_line(line: ScreenLine | None) -> None:
+    """`line` is now at the bottom of the terminal (None: no line any more)."""
+    global _screen_line
+    with screen_lock:
+        _screen_line = line
+
+
+@contextlib.contextmanager
+def above_screen_line() -> Iterator[None]:
+    """Write something of your own to the terminal: the screen line is cleared before and
+    drawn again after, and nobody else writes meanwhile."""
+    with screen_lock:
+        line = _screen_line
+        if line is not None:
+            line.hide()
+        try:
+            yield
+        finally:
+            if line is not None:
+                line.show()
+
+
+SPOOL_LIMIT = 1 << 20  # characters queued for a reader that does not read
+OnError = Callable[[BaseException], None]
+
+
+class Spool:
+    """Writes text to its streams in the order put, on one daemon thread; `put` never
+    blocks. A write that fails calls the `on_error` given with it, on that thread."""
+
+    def __init__(self, limit: int = SPOOL_LIMIT) -> None:
+        self._limit = limit
+        self._items: collections.deque[tuple[TextIO, str, OnError]] = collections.deque()
+        self._queued = 0
+        self._dropped: dict[int, int] = {}  # id(stream) → lines dropped
+        self._busy = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None  # started by the first `put`: a process
+        # with one thread loads http.client without ssl (healthcheck/plainhttp.py)
+
+    def put(self, stream: TextIO, text: str, on_error: OnError) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
+                self._thread.start()
+            if self._queued + len(text) > self._limit:
+                self._dropped[id(stream)] = self._dropped.get(id(stream), 0) + max(1, text.count("\n"))
+                return
+            dropped = self._dropped.pop(id(stream), 0)
+            if dropped:
+                note = f"[stoker: {dropped} lines not shown: their reader was not reading]\n"
+                self._items.append((stream, "\r\x1b[2K" + note if _isatty(stream) else note, on_error))
+            self._items.append((stream, text, on_error))
+            self._queued += len(text)
+            self._cond.notify()
+
+    def drain(self, idle_secs: float) -> bool:
+        """Wait until everything put is written; False when a write made no progress for
+        `idle_secs` (its reader still does not read)."""
+        with self._cond:
+            while self._items or self._busy:
+                if not self._cond.wait(idle_secs):
+                    return False
+            return True
+
+    def _write(self) -> None:
+        while True:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+                while not self._items:
+                    self._cond.wait()
+                stream, text, on_error = self._items.popleft()
+                self._queued -= len(text)
+                self._busy = True
+            try:
+                stream.write(text)
+                stream.flush()
+            except Exception as exc:  # a closed pipe, a hung-up terminal: the writer says
+                on_error(exc)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+_spool: Spool | None = None
+
+
+def spool() -> Spool:
+    """The process's spool, started on first use (`stoker run` only)."""
+    global _spool
+    with screen_lock:
+        if _spool is None:
+            _spool = Spool()
+        return _spool
+
+
+def drain_spool(idle_secs: float = 2.0) -> bool:
+    """At exit: False when what is spooled could not all be written (see `Spool.drain`)."""
+    return _spool is None or _spool.drain(idle_secs)

@@ -10,7 +10,9 @@ sandbox's lock; its socket must belong to it (`SO_PEERCRED`).
 `kill` prints the supervisor's answers and waits for the task's end: exit 0 once it ended,
 1 when it was refused or the supervisor went away first. `restart` prints the answers and
 waits for the new run: exit 0 with its run number and pid, 1 when refused. No supervisor
-(gone, LOST, never there): one `stoker: error:` line and exit 1.
+(gone, LOST, never there): one `stoker: error:` line and exit 1. A supervisor that is
+stopped (SIGSTOP, a debugger) answers only once continued: a line on stderr says so, and
+the command waits for it.
 """
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
     last = None
     sandbox = _target(args).sandbox
     try:
-        for last in _replies(sandbox, request):
+        for last in _replies(sandbox, request, command):
             stream = sys.stdout if last.ok else sys.stderr
             print(f"stoker {command}: {printable(last.message)}", file=stream, flush=True)
     except ControlUnavailable as exc:
@@ -103,7 +105,7 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
     return last or ControlReply(ok=False, done=False, message="no answer")
 
 
-def _replies(sandbox: Path, request: ControlRequest) -> Iterator[ControlReply]:
+def _replies(sandbox: Path, request: ControlRequest, command: str) -> Iterator[ControlReply]:
     from executor.host import identity, lock
     from executor.host.control import ControlUnavailable, ask, connect
     from executor.host.sandbox import open_stoker_dir
@@ -124,5 +126,16 @@ def _replies(sandbox: Path, request: ControlRequest) -> Iterator[ControlReply]:
         sock = connect(stoker_dir, where, holder.pid)
     finally:
         os.close(stoker_dir)
+    if _stopped(holder.pid):
+        print(f"stoker {command}: the supervisor (pid {holder.pid}) is stopped (SIGSTOP, or a "
+              f"debugger): it answers once continued (kill -CONT {holder.pid})", file=sys.stderr, flush=True)
     with sock:
         yield from ask(sock, request)
+
+
+def _stopped(pid: int) -> bool:
+    """The process is stopped (state T) or stopped by a tracer (t): /proc/PID/stat's third field."""
+    from executor.host.identity import read_proc
+
+    data = read_proc(f"/proc/{pid}/stat")
+    return data[data.rfind(b")") + 2:][:1] in (b"T", b"t")

@@ -4,8 +4,11 @@ escaped) or `JsonFormatter` (one JSON object per line, `--log-format json`). No 
 package configures logging.
 
 The handler goes quiet when its stream goes away (a closed pipe, a hung-up terminal)
-instead of printing a traceback for every record, and drops the events it is told another
-output already shows (`stoker run` prints every state change on stdout).
+instead of printing a traceback for every record, drops the events it is told another
+output already shows (`stoker run` prints every state change on stdout), and writes each
+record above `stoker run`'s live view (`executor.logs.above_screen_line`), never on its
+line; for `stoker run` through its spool (`executor.logs.Spool`), so that a terminal that
+stopped reading never blocks the thread that logs.
 
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
@@ -20,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from config.words import printable
+from executor.logs import Spool, above_screen_line, spool
 
 
 class TextFormatter(logging.Formatter):
@@ -56,20 +60,42 @@ class QuietHandler(logging.StreamHandler):
     """A StreamHandler that drops the `log_event` events named in `drop_events`, and stops
     writing for good, without a traceback, once a write to its stream fails."""
 
-    def __init__(self, stream: Any, drop_events: Iterable[str] = ()) -> None:
+    def __init__(self, stream: Any, drop_events: Iterable[str] = (), spooled: Spool | None = None) -> None:
         super().__init__(stream)
         self._drop = frozenset(drop_events)
+        self._spool = spooled
         self.gone = False
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def handle(self, record: logging.LogRecord) -> bool:
         if self.gone or getattr(record, "stoker_event", None) in self._drop:
+            return False
+        # The screen's lock before the handler's own: the console logs while it holds it.
+        with above_screen_line():
+            return super().handle(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._spool is None:
+            super().emit(record)
             return
-        super().emit(record)
+        try:
+            text = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self._spool.put(self.stream, text, self._failed)
+
+    def _failed(self, exc: BaseException) -> None:
+        """A spooled write failed (on the spool's thread)."""
+        if isinstance(exc, OSError) and not self.gone:
+            self._go_quiet()
 
     def handleError(self, record: logging.LogRecord) -> None:
         if not isinstance(sys.exc_info()[1], OSError):
             super().handleError(record)
             return
+        self._go_quiet()
+
+    def _go_quiet(self) -> None:
         self.gone = True
         try:  # so that the interpreter's last flush of this stream is quiet too
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -82,8 +108,9 @@ class QuietHandler(logging.StreamHandler):
 
 
 def configure(log_format: str = "text", level: str | int = "INFO", stream: Any = None,
-              drop_events: Iterable[str] = ()) -> None:
-    handler = QuietHandler(stream or sys.stderr, drop_events)
+              drop_events: Iterable[str] = (), spooled: bool = False) -> None:
+    """`spooled`: records are written by the process's spool (`stoker run`)."""
+    handler = QuietHandler(stream or sys.stderr, drop_events, spool() if spooled else None)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -29,7 +29,7 @@ from config.settings import (
 from config.words import printable
 from executor import codecache
 from executor.cli import UsageError, logsetup
-from executor.logs import log_event
+from executor.logs import drain_spool, log_event
 
 EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
@@ -154,6 +154,9 @@ def run() -> NoReturn:
         code: object = main()
     except SystemExit as exc:  # argparse: --help, --version, a usage error
         code = exc.code
+    except BaseException:  # a bug: what `stoker run` printed last comes out before its traceback
+        drain_spool()
+        raise
     if code is None:
         status = 0
     elif isinstance(code, int):
@@ -161,8 +164,10 @@ def run() -> NoReturn:
     else:
         print(code, file=sys.stderr)
         status = 1
-    logging.shutdown()
     codecache.save()  # what this command compiled of attrs' methods, for the next one
+    if not drain_spool():  # a terminal that stopped reading (Ctrl-S): not waited for longer,
+        os._exit(status)  # nor flushed (its writer holds the streams' locks)
+    logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -237,10 +242,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ahead = launch.take_ahead()  # or the child it forked to plan a first run
     try:
         settings = RunSettings.from_args(args, os.environ)
-        logsetup.configure(settings.log_format, settings.log_level, drop_events=RUN_PRINTED_EVENTS)
+        logsetup.configure(settings.log_format, settings.log_level, drop_events=RUN_PRINTED_EVENTS,
+                           spooled=True)
         for conflict in flag_conflicts(RunSettings, args, os.environ):
             print(f"stoker: warning: {printable(conflict)}", file=sys.stderr)
-        run = LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ), early=early, ahead=ahead)
+        run = LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ), early=early, ahead=ahead,
+                       spooled=True)
         early = ahead = None  # the run's to adopt, take or give up
         return run.run()
     except SandboxError as exc:

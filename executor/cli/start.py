@@ -6,6 +6,13 @@ attrs code cache for the command about to run (`executor.codecache`: `run`, `exe
 defines a class, then runs `executor.cli.main.run`, which saves the cache before the
 process ends.
 
+First of all it makes the standard streams safe to use (`_standard_streams`): a descriptor
+0, 1 or 2 that was closed (`stoker ps >&-`) is /dev/null, so that no file Stoker opens
+later takes its number and a child that writes to it (a process whose logger is the
+console) writes nowhere instead of failing with EBADF; and a stream whose encoding cannot
+write a character (a legacy 8-bit locale, and Stoker's `→`) writes it out (`\u2192`)
+instead of failing.
+
 For `stoker executor` it also loads `http.client` first, without `ssl`
 (`healthcheck/plainhttp.py`: Stoker speaks no TLS, and `ssl` with OpenSSL is 2.6 MiB of
 every executor), while the process has no second thread.
@@ -21,6 +28,7 @@ if TYPE_CHECKING:
 
 
 def run() -> NoReturn:
+    _standard_streams()
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     try:
         if command == "run":
@@ -41,3 +49,16 @@ def run() -> NoReturn:
         sys.exit(130)
     main()
 
+
+def _standard_streams() -> None:
+    """Descriptors 0, 1 and 2 open (a closed one: /dev/null) and their streams there; what
+    the terminal's encoding lacks is written out, not an error."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:  # closed: the lowest free descriptor is this one
+            os.set_inheritable(os.open(os.devnull, os.O_RDWR), True)
+        if getattr(sys, name) is None:  # Python found it closed
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+        elif fd and getattr(sys, name).errors == "strict":
+            getattr(sys, name).reconfigure(errors="backslashreplace")

@@ -6,7 +6,15 @@ block or two, never the whole file. `-f` then keeps printing what is appended, l
 `tail -f`: it reopens the file when it was rotated (and starts over when it was
 truncated), and, unless `--run` pins a run, follows the process into its next run, printing
 `==> PROCESS run N: stdout <==` before the new run's output. While idle it looks again every
-`FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls.
+`FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls. It ends, quietly
+and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
+the log is idle, as GNU tail does.
+
+The log is the task's, and so are the bytes in it. To a pipe or a file they are copied
+byte for byte. To a terminal they are shown as text (`TerminalText`): escape sequences, a
+clipboard write (OSC 52), other control characters but the newline and the tab, and bytes
+that are not UTF-8 are written out (`\x1b[2J`, `\xff`), so a task cannot drive the
+operator's terminal.
 
 The sandbox is the task's: every level below it (`.logs`, the process, the run, the file)
 is opened without following a symlink or blocking (`executor/procs/saferead.py`), so a
@@ -16,18 +24,23 @@ is opened without following a symlink or blocking (`executor/procs/saferead.py`)
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
+import re
+import select
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from executor.cli.targets import error, registry_arguments, resolve
 from executor.procs import saferead
 
 FOLLOW_IDLE_SECS = 0.2
 LOGS_DIR = ".logs"
+# What a terminal would act on: C0 controls but the newline and the tab, DEL, C1 controls.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def register(sub: Any, command: Any) -> None:
@@ -120,20 +133,73 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         error(f"cannot read the log of {args.process!r}: {saferead.describe(exc)}")
         return 1
-    out = sys.stdout.buffer
+    out: BinaryIO = sys.stdout.buffer
+    if sys.stdout.isatty():
+        out = cast(BinaryIO, TerminalText(out, sys.stdout.encoding))  # writes bytes, as a BinaryIO
     end = os.fstat(fd).st_size
     if args.lines.startswith("+"):
         start = saferead.line_start(fd, end, max(1, int(args.lines[1:])))
     else:
         start = saferead.tail_start(fd, end, int(args.lines))
     pos = saferead.copy_range(fd, start, end, out)
-    out.flush()
     if not args.follow:
         os.close(fd)
         os.close(rdir)
+        _finish(out)
         return 0
+    out.flush()
     follower = Follower(logs, number, rdir, fd, pos, pinned=args.run is not None)
     return follower.follow(out, stop=lambda: False)
+
+
+def _finish(out: BinaryIO) -> None:
+    if isinstance(out, TerminalText):
+        out.finish()
+    out.flush()
+
+
+class TerminalText:
+    """A log's bytes written to a terminal as text that cannot drive it: decoded as UTF-8
+    (a character cut between two writes waits for its end; a byte that is none is written
+    `\\xff`), every control character but the newline and the tab written out (`\\x1b`),
+    and encoded for the terminal (`encoding`; what it lacks is written `\\u2192`)."""
+
+    def __init__(self, out: BinaryIO, encoding: str) -> None:
+        self._out = out
+        self._encoding = encoding
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+
+    def write(self, data: bytes) -> int:
+        self._put(self._decoder.decode(data))
+        return len(data)
+
+    def finish(self) -> None:
+        """What is left of a character cut at the end of the log."""
+        self._put(self._decoder.decode(b"", final=True))
+
+    def _put(self, text: str) -> None:
+        if text:
+            safe = _CONTROL.sub(lambda m: "\\r" if m.group() == "\r" else f"\\x{ord(m.group()):02x}", text)
+            self._out.write(safe.encode(self._encoding, errors="backslashreplace"))
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def fileno(self) -> int:
+        return self._out.fileno()
+
+
+def _reader_gone(out: BinaryIO, secs: float) -> bool:
+    """Wait `secs`; True as soon as `out` has no reader any more (a pipe whose reader
+    closed it, a hung-up terminal): the kernel says so without a write."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's buffer)
+        time.sleep(secs)
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # no events asked: only an error or a hang-up wakes it
+    return bool(poller.poll(secs * 1000))
 
 
 class Follower:
@@ -153,8 +219,10 @@ class Follower:
                     continue
                 if stop():
                     return 0
-                if not (self._rotated(out) or self._next_run(out)):
-                    time.sleep(idle_secs)
+                if not (self._rotated(out) or self._next_run(out)) and _reader_gone(out, idle_secs):
+                    raise BrokenPipeError("the reader of stdout is gone")
+        except BrokenPipeError:
+            raise  # the reader had enough: the command ends quietly (executor/cli/main.py)
         except OSError as exc:
             error(f"stopped following {self.logs.where(self.run)}: {saferead.describe(exc)}")
             return 1

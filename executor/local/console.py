@@ -4,11 +4,15 @@ Owns what `stoker run` prints while a task runs: one line per transition (time, 
 subject, old → new, reason) in columns sized to the task's names; under a run that failed,
 the last lines of its stderr and the `stoker tail` command for the rest; each step of a
 stop and what it waits for; and, on a terminal, a one-line live view of the task under the
-log, cleared when the task ends. Every text goes through `config.words.printable`, so a
-health endpoint's body or a process's output never drives the operator's terminal.
+log, cleared when the task ends; the log handler writes its records above that view
+(`executor.logs.above_screen_line`), never on its line. Every text goes through
+`config.words.printable`, so a health endpoint's body or a process's output never drives
+the operator's terminal.
 
 `Output` is stdout that never raises: when the reader goes away (`| head`, a quit pager, a
 hung-up terminal) it says so once on the log and drops what follows, and the task goes on.
+Given a spool (`executor.logs.Spool`: `stoker run`'s), it never blocks either: a terminal
+that stops reading (Ctrl-S) holds up the spool's thread, not the task's owner.
 Never decides anything and never touches task state: it is the owner's reporter.
 """
 from __future__ import annotations
@@ -30,6 +34,7 @@ from executor.events import (
     TaskTransition,
     Transition,
 )
+from executor.logs import Spool, keep_screen_line, screen_lock
 from executor.task.status import Update
 
 logger = logging.getLogger(__name__)
@@ -47,13 +52,17 @@ class Output:
     and the stream's descriptor pointed at /dev/null so that the interpreter's last flush
     is quiet too."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, spool: Spool | None = None) -> None:
         self._stream = stream
+        self._spool = spool
         self.gone = False
         self.note = ""  # what to do instead, for the warning (e.g. the `stoker status` command)
 
     def write(self, text: str) -> None:
         if self.gone:
+            return
+        if self._spool is not None:
+            self._spool.put(self._stream, text, self._failed)
             return
         try:
             self._stream.write(text)
@@ -66,6 +75,11 @@ class Output:
             return self._stream.isatty() and os.environ.get("TERM", "dumb") != "dumb"
         except (AttributeError, ValueError, OSError):
             return False
+
+    def _failed(self, exc: BaseException) -> None:
+        """A spooled write failed (on the spool's thread)."""
+        if not self.gone and isinstance(exc, (OSError, ValueError, AttributeError)):
+            self._lose(exc)
 
     def _lose(self, exc: BaseException) -> None:
         self.gone = True
@@ -86,7 +100,9 @@ class ConsoleReporter:
 
     On a terminal it also keeps a one-line live view under the log (task state, each
     process's state and run, the last health check), redrawn on every change — never on a
-    timer, so an idle task costs no wakeups — and cleared by `close()`.
+    timer, so an idle task costs no wakeups — and cleared by `close()`. Its writes hold
+    `executor.logs.screen_lock`, which a log record written to the same terminal holds too,
+    while it hides the view (`hide`) and draws it again (`show`).
     """
 
     def __init__(self, out: Output, label: str, *, sandbox: Path | None = None,
@@ -102,7 +118,11 @@ class ConsoleReporter:
         self._processes: dict[str, str] = {}
         self._health = ""
         self._closed = False
+        self._drawn = False  # the live view is on the screen's last line
+        self._hidden = False  # cleared by `hide`, for `show` to draw again
         self.stop_hint = ""  # set (from the signal relay's thread) when the user asks for a stop
+        if self._live:
+            keep_screen_line(self)
 
     @property
     def indent(self) -> str:
@@ -112,14 +132,30 @@ class ConsoleReporter:
     def line(self, subject: str, text: str) -> None:
         now = time.time()
         stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-        self._write(f"{stamp}  {self._label:<{self._label_width}} "
-                    f"{printable(subject):<{self._subject_width}} {printable(text)}\n")
-        if self.stop_hint:
-            hint, self.stop_hint = self.stop_hint, ""
-            self._write(f"{self.indent}{printable(hint)}\n")
-        self._redraw()
+        with screen_lock:
+            self._write(f"{stamp}  {self._label:<{self._label_width}} "
+                        f"{printable(subject):<{self._subject_width}} {printable(text)}\n")
+            if self.stop_hint:
+                hint, self.stop_hint = self.stop_hint, ""
+                self._write(f"{self.indent}{printable(hint)}\n")
+            self._redraw()
+
+    def hide(self) -> None:
+        """Clear the live view (something else is about to write to the terminal)."""
+        with screen_lock:
+            self._hidden = self._drawn
+            if self._drawn:
+                self._write("")
+
+    def show(self) -> None:
+        """Draw the live view again, when `hide` cleared it."""
+        with screen_lock:
+            if self._hidden:
+                self._hidden = False
+                self._redraw()
 
     def _write(self, text: str) -> None:
+        self._drawn = False
         self._out.write(("\r\x1b[2K" if self._live and not self._closed else "") + text)
 
     def _redraw(self) -> None:
@@ -131,9 +167,14 @@ class ConsoleReporter:
             import shutil  # on a terminal only: piped output never draws the view
 
             width = shutil.get_terminal_size((120, 20)).columns - 1
-            self._out.write("\x1b[7m" + view[:width] + "\x1b[0m")
+            self._out.write("\x1b[7m" + _fit(view, width) + "\x1b[0m")
+            self._drawn = True
 
     def on_transition(self, t: Transition) -> None:
+        with screen_lock:
+            self._report(t)
+
+    def _report(self, t: Transition) -> None:
         match t:
             case TaskTransition():
                 self._task_state = t.to.value
@@ -150,7 +191,7 @@ class ConsoleReporter:
             case HealthTransition():  # every attempt: the live view only, not a line
                 self._health = f"{t.to.value} #{t.attempt} {t.outcome.value}"
                 if self._live and not self._closed:
-                    self._out.write("\r\x1b[2K")
+                    self._write("")
                     self._redraw()
             case _:
                 assert_never(t)
@@ -160,9 +201,11 @@ class ConsoleReporter:
 
     def close(self) -> None:
         """Clear the live view; later lines (the run's verdict) are printed without it."""
-        if self._live and not self._closed:
-            self._out.write("\r\x1b[2K")
-        self._closed = True
+        with screen_lock:
+            if self._live and not self._closed:
+                self._write("")
+                keep_screen_line(None)
+            self._closed = True
 
     def _failure_context(self, process: str, run: int) -> None:
         """The last lines the failed run wrote to stderr, and the command for all of it."""
@@ -183,6 +226,22 @@ class ConsoleReporter:
         self._write(f"{self.indent}(the last {len(lines)} lines of its stderr; all of it: "
                     f"{tail} --stderr --run {run} -n +1)\n")
         self._redraw()
+
+
+def _fit(text: str, columns: int) -> str:
+    """The start of `text` that takes at most `columns` terminal columns: an East Asian wide
+    character takes two, a combining one none. A view that took more would wrap, and the
+    next redraw would clear only its last line."""
+    if len(text) * 2 <= columns:
+        return text
+    import unicodedata  # a long view only
+
+    used = 0
+    for i, char in enumerate(text):
+        used += 0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        if used > columns:
+            return text[:i]
+    return text
 
 
 def _tail_lines(path: Path) -> list[str] | None:

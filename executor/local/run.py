@@ -9,7 +9,9 @@ the service rules.
 
 Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop it gracefully — lifecycle endpoints,
 SIGTERM, SIGKILL after the grace, the final processes — and it exits 128 + the signal's
-number (docs/contract.md §9); a second one kills every process at once. `--kill-grace`
+number (docs/contract.md §9); a second one kills every process at once. Ctrl-Z (SIGTSTP)
+does not stop the supervisor: its processes, in sessions of their own, would run on
+unsupervised, and a health check in flight would time out on `fg`; it says so and goes on. `--kill-grace`
 bounds the whole stop, lifecycle waits included. A closed stdout never stops the task. An
 operator's `stoker kill` stops it the same way (no restart either way); as no signal asked
 for that stop, it exits as the service rules say (0, or 1 when the last task FAILED).
@@ -53,6 +55,7 @@ from executor.local.console import ConsoleReporter, Output
 from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
 from executor.local.service import Restart, ServiceRules, Stop
+from executor.logs import spool
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
 from executor.task.wiring import owner_for
@@ -91,12 +94,14 @@ class LocalRun:
 
     def __init__(self, settings: RunSettings, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None,
                  registry: RegistrySettings | None = None, early: EarlyStart | None = None,
-                 ahead: PlanAhead | None = None) -> None:
+                 ahead: PlanAhead | None = None, spooled: bool = False) -> None:
         """`early`: what the early start began (`executor/cli/launch.py`), this run's to adopt
-        or give up; `ahead`: the child the entry point forked to plan a first run."""
+        or give up; `ahead`: the child the entry point forked to plan a first run; `spooled`:
+        printed through the process's spool (`executor.logs.spool`: never blocked by a
+        terminal that stopped reading)."""
         self._settings = settings
         self._registry = registry
-        self._out = Output(out)
+        self._out = Output(out, spool() if spooled else None)
         self._environ = dict(os.environ if environ is None else environ)
         self._stop = threading.Event()
         self._owner: TaskOwner | None = None
@@ -113,9 +118,16 @@ class LocalRun:
             owner.request_kill(reason)
 
     def _on_signal(self, signum: int) -> None:
-        """The first signal stops gracefully; any later one kills at once. Runs on the
-        signal relay's thread: only posts and sets flags."""
+        """The first signal stops gracefully; any later one kills at once; Ctrl-Z is
+        declined. Runs on the signal relay's thread: only posts, sets flags and logs."""
         name = signal.Signals(signum).name
+        if signum == signal.SIGTSTP:
+            logger.warning("Ctrl-Z (SIGTSTP): stoker run does not suspend: its processes run in "
+                           "sessions of their own and would run on unsupervised (no restarts, no "
+                           "health checks), and a health check cut by the pause would fail the task; "
+                           "it supervises on. Ctrl-C stops the task; to keep the shell, start it in "
+                           "the background (`&`, nohup, tmux)")
+            return
         if self._signal is None:
             self._signal = signum
             console = self._console
@@ -129,12 +141,12 @@ class LocalRun:
             owner.request_kill(f"second stop signal ({name})", immediate=True)
 
     def _relay_signals(self) -> SignalRelay | None:
-        """SIGINT, SIGTERM and SIGHUP (unless nohup ignores it) call `_on_signal` on the
-        relay's thread, whichever thread they land on (`executor.host.signals`); only a run
-        on the main thread takes them over."""
+        """SIGINT, SIGTERM and SIGHUP (unless nohup ignores it), and SIGTSTP (Ctrl-Z), call
+        `_on_signal` on the relay's thread, whichever thread they land on
+        (`executor.host.signals`); only a run on the main thread takes them over."""
         if threading.current_thread() is not threading.main_thread():
             return None
-        signums = [signal.SIGINT, signal.SIGTERM]
+        signums = [signal.SIGINT, signal.SIGTERM, signal.SIGTSTP]
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
             signums.append(signal.SIGHUP)
         return SignalRelay(signums, self._on_signal)

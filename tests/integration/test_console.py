@@ -2,12 +2,18 @@
 stderr under it, and the live view cleared on close. Real files, a real pipe."""
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
 import os
+import select
+import time
 
 from executor.events import KillStep, ProcessState, ProcessTransition, RunOutcome, TaskStage, TaskTransition
 from executor.local.console import ConsoleReporter, Output
+from executor.logs import Spool
+
+F_GETPIPE_SZ = 1032  # fcntl.F_GETPIPE_SZ from Python 3.10 on Linux; spelt out for mypy's stubs
 
 
 def failed(process: str = "web", run: int = 0) -> ProcessTransition:
@@ -96,3 +102,48 @@ def test_a_stop_hint_is_printed_once_under_the_next_line():
     lines = buf.getvalue().splitlines()
     assert lines[1] == console.indent + "SIGINT: stopping gracefully; press Ctrl-C again"
     assert len(lines) == 3
+
+
+def test_the_live_view_fits_a_narrow_terminal_in_columns_not_characters(monkeypatch):
+    """A job named in CJK on a 20-column terminal: each of its characters takes two columns.
+    A view cut by characters wrapped onto a second line, which the next redraw's clearing
+    never reached: the screen filled with stale views."""
+    monkeypatch.setenv("COLUMNS", "20")
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "日本語サービス.0", live=True)
+    console.on_transition(TaskTransition(TaskStage.STARTING, TaskStage.RUNNING, "ok"))
+    console.close()
+    view = buf.getvalue().split("\x1b[7m")[1].split("\x1b[0m")[0]
+    assert view == "[日本語サービス.0 R"  # 19 columns: 7 wide characters (14), 5 narrow ones
+
+
+def test_the_spool_never_blocks_its_caller_and_counts_what_it_dropped():
+    """A reader that stops reading (a real pipe, full): `put` returns at once; past the
+    limit lines are dropped, and a note says how many once the reader is back."""
+    read, write = os.pipe()
+    os.write(write, b"y" * fcntl.fcntl(write, F_GETPIPE_SZ))  # full: the next write blocks
+    stream = os.fdopen(write, "w")
+    spool = Spool(limit=1000)
+    lines = [f"line {i:03d} is forty characters long......\n" for i in range(50)]
+    try:
+        spool.put(stream, lines[0], lambda exc: None)
+        assert not spool.drain(0.05)  # its writer is blocked: nobody reads
+        started = time.monotonic()
+        for line in lines[1:]:
+            spool.put(stream, line, lambda exc: None)  # 25 fit in the limit, 24 do not
+        assert time.monotonic() - started < 0.5
+        assert len(lines[0]) == 40
+        got = b""
+        deadline = time.monotonic() + 5
+        while not got.endswith(lines[25].encode()) and time.monotonic() < deadline:
+            if select.select([read], [], [], 0.1)[0]:
+                got += os.read(read, 65536)  # the reader is back
+        spool.put(stream, "after\n", lambda exc: None)
+        assert spool.drain(5)
+        os.set_blocking(read, False)
+        got += os.read(read, 65536)
+    finally:
+        stream.close()
+        os.close(read)
+    assert got.endswith("".join(lines[:26]).encode() +
+                        b"[stoker: 24 lines not shown: their reader was not reading]\nafter\n")

@@ -60,6 +60,14 @@ def test_the_last_lines(tmp_path, capfdbinary, args, expected):
     assert (code, out, err) == (0, expected, "")
 
 
+def test_to_a_pipe_or_a_file_the_bytes_are_copied_exactly(tmp_path, capfdbinary):
+    """Escape sequences and bytes that are not UTF-8 too: only a terminal gets them written
+    out (tests/e2e/test_terminal.py)."""
+    text = b"\x1b[2J\x1b]52;c;aGVsbG8=\x07 \xff\xfe \xc2\x9b \xe6\x97\xa5\r\n\tend\xe6\x97"
+    log(tmp_path, text=text)
+    assert tail(capfdbinary, tmp_path, "web", "-n", "+1") == (0, text, "")
+
+
 def test_a_last_line_without_its_newline_is_a_line(tmp_path, capfdbinary):
     log(tmp_path, text=b"a\nb\nc")
     assert tail(capfdbinary, tmp_path, "web", "-n", "2")[1] == b"b\nc"

@@ -71,6 +71,15 @@ class PtyProcess:
             pass
         return self.output
 
+    def type(self, keys: bytes) -> None:
+        """Keys typed at the terminal (b"\\x03": Ctrl-C to the foreground job; b"\\x13":
+        Ctrl-S, which stops its output until b"\\x11", Ctrl-Q)."""
+        assert self._fd is not None
+        os.write(self._fd, keys)
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
     def hang_up(self) -> None:
         """Close the terminal (the master side): the kernel sends SIGHUP to the child."""
         if self._fd is not None:

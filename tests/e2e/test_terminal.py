@@ -1,0 +1,283 @@
+"""`stoker run` at an operator's terminal: the live view and the log share one screen.
+
+A real pseudo-terminal (tests/support/pty_proc.py) and real processes. The signals a stop
+takes (SIGINT, SIGTERM, SIGHUP, a second one) and a closed stdout are in
+tests/e2e/test_run_signals.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from tests.support.pty_proc import PtyProcess
+from tests.support.stoker_proc import (
+    REPO,
+    StokerProcess,
+    checkpoint_records,
+    hangup_default,
+    kill_leftovers,
+    live,
+    task_pids,
+)
+from tests.support.waiting import wait_for
+
+RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "job.aurora"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def batch(tmp_path: Path, cmdline: str = "echo done") -> Path:
+    return write_config(tmp_path, f"""
+        main = Process(name='main', cmdline={cmdline!r})
+        jobs = [Job(cluster='local', role='me', environment='test', name='batch',
+                    task=Task(processes=[main], {RESOURCES}))]
+    """)
+
+
+def screen_lines(output: bytes) -> list[str]:
+    """The terminal's lines (the pty writes \\r\\n) as they stay on the screen: what the
+    console's "\\r ESC[2K" cleared is gone."""
+    return [line.rsplit("\r\x1b[2K", 1)[-1] for line in output.decode("latin-1").split("\r\n")]
+
+
+def test_json_log_records_never_share_a_line_with_the_live_view_in_any_encoding(tmp_path):
+    """`--log-format json` on a terminal: every log record is a JSON object on a line of its
+    own, never glued after the live view the console keeps under its lines. The terminal
+    here is a legacy 8-bit one (PYTHONIOENCODING stands for its locale): what it cannot
+    encode is written out (`\\u2192`), where the console used to take the first `→` it
+    could not write for a closed stdout and print nothing more."""
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess(["run", str(batch(tmp_path)), "--sandbox", str(sandbox), "--log-format", "json",
+                       "--log-level", "debug"], tmp_path, env={"PYTHONIOENCODING": "latin-1"})
+    try:
+        assert term.wait(20) == 0
+        output = term.read_to_end(5)
+    finally:
+        term.close()
+        kill_leftovers(task_pids(sandbox))
+    lines = screen_lines(output)
+    records = [line for line in lines if '{"ts"' in line]
+    assert any('"event": "process_spawned"' in r for r in records), output  # one came during the view
+    for line in records:
+        assert line.startswith('{"ts"'), f"a record shares its line: {line!r}"
+        json.loads(line)
+    assert b"\x1b[7m[" in output  # the live view was drawn
+    assert any(line.endswith("task             RUNNING \\u2192 FINISHED  the only regular process finished successfully")
+               for line in lines), output
+    assert "stdout is gone" not in output.decode()
+
+
+
+def test_a_terminal_that_stopped_reading_never_stops_the_supervision(tmp_path):
+    """Ctrl-S (XOFF; or a frozen SSH session, a pager that waits) stops the terminal's
+    output: the supervisor's next write used to block its task owner, so nothing was
+    supervised any more and a SIGTERM went unanswered until Ctrl-Q. Now what it prints
+    waits on a thread of its own: the stop runs, the terminal still stopped, and the run
+    exits once it reads again (or 2 s after, when it never does)."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='sleep 1000')
+        tick = Process(name='tick', cmdline='sleep 0.02', daemon=True, min_duration=0.05)
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main, tick], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess(["run", str(cfg), "--sandbox", str(sandbox)], tmp_path)
+    try:
+        term.read_until(b"tick[1]")
+        term.type(b"\x13")  # Ctrl-S
+        time.sleep(0.3)  # the ticks' state changes pile up behind the stopped terminal
+        term.signal(signal.SIGTERM)
+        wait_for(lambda: [r["to"] for r in checkpoint_records(sandbox) if r["kind"] == "task"][-1] == "KILLED",
+                 10, message="the task KILLED, the terminal still stopped")
+        assert not live(task_pids(sandbox))
+        term.type(b"\x11")  # Ctrl-Q
+        assert term.wait(10) == 143
+        assert b"task KILLED (exit 143)" in term.read_to_end(5)  # nothing lost meanwhile
+    finally:
+        term.close()
+        kill_leftovers(task_pids(sandbox))
+
+
+def supervisor_state(pid: int) -> str:
+    """The process's state letter in /proc/PID/stat (T: stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_ctrl_z_does_not_stop_the_supervisor_and_no_health_check_misfires(tmp_path):
+    """Ctrl-Z (SIGTSTP to the terminal's foreground job) used to stop the supervisor alone:
+    its processes ran on unsupervised, and on `fg` the health check it had in flight had
+    outlived its timeout, so a healthy task failed (max_consecutive_failures=0, Aurora's
+    default). Now the supervisor declines the stop, says so, and supervises on."""
+    check = "touch inflight; sleep 0.15; rm -f inflight"
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='sleep 1000')
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main], {RESOURCES}),
+                        health_check_config=HealthCheckConfig(
+                            initial_interval_secs=0.05, interval_secs=0.05, timeout_secs=0.3,
+                            health_checker=HealthCheckerConfig(shell=ShellHealthChecker(
+                                shell_command={check!r}))))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    err = open(tmp_path / "stderr", "wb")
+    with hangup_default():  # a process group of its own in this session, as a shell's job:
+        proc = subprocess.Popen(  # the kernel stops it on SIGTSTP (an orphaned group it would not)
+            [sys.executable, "-m", "executor", "run", str(cfg), "--sandbox", str(sandbox)],
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+            stderr=err, stdin=subprocess.DEVNULL, process_group=0)
+    try:
+        wait_for(lambda: any(r.get("to") == "RUNNING" for r in checkpoint_records(sandbox)
+                             if r["kind"] == "task"), 10, message="the task is RUNNING")
+        wait_for(lambda: (sandbox / "inflight").exists(), 5, message="a health check is in flight")
+        os.killpg(proc.pid, signal.SIGTSTP)
+        time.sleep(0.45)  # longer than the check's timeout: a stopped supervisor would cut it
+        state = supervisor_state(proc.pid)
+        os.killpg(proc.pid, signal.SIGCONT)
+        assert state != "T", "the supervisor was stopped by Ctrl-Z"
+        attempts = len([r for r in checkpoint_records(sandbox) if r["kind"] == "health"])
+        wait_for(lambda: len([r for r in checkpoint_records(sandbox) if r["kind"] == "health"]) > attempts,
+                 5, message="a health check after the resume")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        err.close()
+        kill_leftovers(task_pids(sandbox))
+    health = [r for r in checkpoint_records(sandbox) if r["kind"] == "health"]
+    assert [r["reason"] for r in health if r["outcome"] != "passed"] == []
+    assert [r["to"] for r in checkpoint_records(sandbox) if r["kind"] == "task"] == \
+        ["STARTING", "RUNNING", "KILLING", "KILLED"]
+    stderr = (tmp_path / "stderr").read_text()
+    assert stderr.count("Ctrl-Z (SIGTSTP): stoker run does not suspend") == 1, stderr
+
+
+HOSTILE = (b"plain \xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\ttab\n"  # UTF-8 and a tab: kept
+           b"\x1b[2J\x1b[31mred\x1b]52;c;aGVsbG8=\x07\n"   # clear screen, colour, a clipboard write
+           b"bad \xff\xfe \xc2\x9b[1m end\r\n")             # invalid UTF-8, a C1 CSI, a CR
+
+
+def sandbox_with_log(tmp_path: Path, text: bytes) -> Path:
+    run = tmp_path / "sb" / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stdout").write_bytes(text)
+    return tmp_path / "sb"
+
+
+def test_tail_to_a_terminal_escapes_what_would_drive_it(tmp_path):
+    """A task's log reaches the operator's terminal only as text: escape sequences, a
+    clipboard write (OSC 52), C1 controls and bytes that are not UTF-8 are written out."""
+    term = PtyProcess(["tail", str(sandbox_with_log(tmp_path, HOSTILE)), "web", "-n", "+1"], tmp_path)
+    try:
+        assert term.wait(10) == 0
+        shown = term.read_to_end(5).decode()  # the pty turns each \n into \r\n
+    finally:
+        term.close()
+    assert shown == ("plain é 日本\ttab\r\n"
+                     "\\x1b[2J\\x1b[31mred\\x1b]52;c;aGVsbG8=\\x07\r\n"
+                     "bad \\xff\\xfe \\x9b[1m end\\r\r\n")
+
+
+def test_tail_f_into_head_ends_when_head_does_even_on_an_idle_log(tmp_path):
+    """`stoker tail -f SB web | head -2`: head exits after its lines; tail -f, with nothing
+    new to write, used to follow the idle log for ever (the pipeline never ended), and when
+    it wrote it failed with an error. It now ends quietly once its reader is gone."""
+    sandbox = sandbox_with_log(tmp_path, b"one\ntwo\nthree\n")
+    shell = subprocess.Popen(
+        ["/bin/bash", "-c", "set -o pipefail; " + f"{sys.executable} -m executor tail -f {sandbox} web 2>err | head -2"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out, _ = shell.communicate(timeout=5)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait(10)
+    assert (shell.returncode, out) == (0, b"one\ntwo\n")
+    assert (tmp_path / "err").read_text() == ""
+
+
+def shell(tmp_path: Path, command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`command` in /bin/sh (`stoker` is this checkout's CLI), in a session of its own."""
+    stoker = f"{sys.executable} -m executor"
+    proc = subprocess.Popen(["/bin/sh", "-c", command.replace("stoker", stoker)], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def test_a_closed_stdout_or_stderr_is_as_good_as_dev_null(tmp_path):
+    """`>&-` / `2>&-`: no traceback, no message moved to the other stream, and a process
+    that writes to the console does not fail for it (its stdout used to be a closed
+    descriptor: `echo` failed with EBADF, and the task with it)."""
+    cfg = batch(tmp_path, "echo to the console && echo done > done")
+    cfg.write_text(cfg.read_text().replace("cmdline=", "logger=Logger(destination='console'), cmdline="))
+    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'run'} >&-")
+    kill_leftovers(task_pids(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"Bad file descriptor" not in result.stderr and b"Traceback" not in result.stderr
+    sandbox = sandbox_with_log(tmp_path, b"logged\n")
+    for command in (f"stoker status {tmp_path / 'run'} >&-", f"stoker tail {sandbox} web >&-"):
+        result = shell(tmp_path, command)
+        assert (result.returncode, result.stderr) == (0, b""), (command, result.stderr.decode())
+    result = shell(tmp_path, f"stoker tail {sandbox} nope 2>&-")
+    assert (result.returncode, result.stdout) == (1, b"")  # the error is not printed as output
+    assert (tmp_path / "run" / "done").exists()
+
+
+
+def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):
+    """A supervisor stopped by SIGSTOP (`kill -STOP`, a debugger) answers nothing until it
+    is continued: `stoker kill` used to wait in silence. It now says why, and goes on
+    waiting; SIGCONT, and the kill runs."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='sleep 1000')
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    run = StokerProcess(["run", str(cfg), "--sandbox", str(sandbox)], tmp_path)
+    kill = None
+    try:
+        run.wait_output("task             STARTING → RUNNING")
+        os.kill(run.pid, signal.SIGSTOP)
+        err = open(tmp_path / "kill.stderr", "wb")
+        kill = subprocess.Popen([sys.executable, "-m", "executor", "kill", str(sandbox)], cwd=tmp_path,
+                                env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                                stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        err.close()
+        wait_for(lambda: b"is stopped" in (tmp_path / "kill.stderr").read_bytes(), 10,
+                 message="stoker kill says the supervisor is stopped")
+        os.kill(run.pid, signal.SIGCONT)
+        assert kill.wait(10) == 0
+        assert run.wait(10) == 0
+    finally:
+        if run.proc.poll() is None:
+            os.kill(run.pid, signal.SIGCONT)
+        if kill is not None and kill.poll() is None:
+            os.killpg(kill.pid, signal.SIGKILL)
+            kill.wait(10)
+        run.close()
+        kill_leftovers(task_pids(sandbox))
+    assert (tmp_path / "kill.stderr").read_text() == (
+        f"stoker kill: the supervisor (pid {run.pid}) is stopped (SIGSTOP, or a debugger): it "
+        f"answers once continued (kill -CONT {run.pid})\n")
