@@ -116,9 +116,17 @@ def gone(pids) -> bool:  # type: ignore[no-untyped-def]
 
 
 def escaped(pid: int) -> bool:
-    """It exec'd `sleep` with nothing in its environment (or is gone already)."""
+    """It exec'd `sleep` with nothing in its environment (or is gone already). An empty
+    cmdline is not "gone": a process in the middle of an exec reads as one too (which let
+    this answer True before `setsid` had run, on a loaded machine)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+    if state == "Z":
+        return True
     cmdline = proc_scan.read_bytes(f"/proc/{pid}/cmdline")
-    return not cmdline or (cmdline.startswith(b"sleep\0") and proc_scan.environ(pid) == [])
+    return cmdline.startswith(b"sleep\0") and proc_scan.environ(pid) == []
 
 
 # ---- the cgroup itself ----
