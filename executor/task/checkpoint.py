@@ -328,7 +328,7 @@ def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> Itera
             continue
         try:
             doc = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than the parser recurses: planted
             doc = None  # torn (a crash or a full disk mid-write) or garbled
         if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
             yield doc

@@ -311,3 +311,89 @@ def test_a_stoker_run_restart_does_not_follow_a_symlinked_checkpoint_directory(r
     err = run.stderr()
     assert ".stoker" in err and "symlink" in err and "without a checkpoint" in err, err
     assert not proc_scan.live(_read_pids(sandbox))
+
+
+# ---- JSON nested deeper than Python's parser recurses ----
+#
+# `json.loads` raises RecursionError, not ValueError, for a document nested deeper than the
+# interpreter's recursion limit (about 1,000 levels: `[[[[...`). Every reader of a file a
+# task can write or plant took only ValueError for "not JSON", so one such line crashed the
+# supervisor (its checkpoint's first compaction reads the file back) and sent `stoker
+# status`, `stoker ps`, `stoker kill` and the observer's task page down with a traceback.
+
+DEEP = "[" * 5000  # fits the lock's and the control socket's 4 KiB too (4,000 of it)
+
+
+def _stoker(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
+    full_env.update(PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "executor", *args], capture_output=True,
+                          text=True, env=full_env, timeout=30)
+
+
+def _ask_raw(sandbox: Path, line: bytes) -> bytes:
+    """What the control socket answers one raw request line with (until it closes)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(sandbox / ".stoker/control.sock"))
+        sock.sendall(line)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        return answer
+
+
+def test_a_deeply_nested_line_in_the_checkpoint_or_on_the_control_socket_stops_nothing(runs, tmp_path, figures):
+    """Run 0 appends 70,000 `[` to the checkpoint and fails: the supervisor's next write
+    passes 64 KiB and compacts, reading the line back. Run 1 must start, `stoker status` and
+    `stoker ps` must answer, a request nested as deep on the control socket must be refused,
+    and `stoker kill` must still work through it."""
+    sandbox = tmp_path / "sandbox"
+    cmdline = ("echo $$ >> pids; if [ ! -e planted ]; then "
+               "(head -c 70000 /dev/zero | tr '\\0' '['; echo) >> .stoker/checkpoint.jsonl; "
+               "touch planted; exit 1; fi; echo $$ > sleeper.pid; exec sleep 1000")
+    run = runs.start(_config(tmp_path, "deep", _process(cmdline, max_failures=5, min_duration=0)), sandbox)
+    # Run 1's start is in the checkpoint: the write that compacted went through.
+    supervised = _eventually(lambda: any(r.get("kind") == "process" and r.get("run") == 1
+                                         and r.get("to") == "RUNNING" for r in read_records(sandbox)), 10)
+    runs.remember_marker(sandbox)
+    assert supervised, f"run 1's start never reached the checkpoint\n{run.stdout()}\n{run.stderr()}"
+    status = _stoker("status", str(sandbox))
+    ps = _stoker("ps")
+    refused = _ask_raw(sandbox, DEEP[:4000].encode() + b"\n")
+    killed = _stoker("kill", str(sandbox), "--grace", "1")
+    figures.add("supervisors, status, ps and control servers a nested line stopped", 0)
+    assert "Traceback" not in run.stderr(), run.stderr()[-3000:]
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr[-3000:]
+    assert "state=RUNNING" in status.stdout, status.stdout
+    compacted = (sandbox / ".stoker/checkpoint.jsonl").stat().st_size
+    assert compacted < 70000, f"no compaction read the line back ({compacted} bytes)"
+    assert ps.returncode == 0 and "Traceback" not in ps.stderr, ps.stderr[-3000:]
+    assert b'"ok": false' in refused and b"JSON object" in refused, refused
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    assert run.wait(STOP_SECS) is not None
+    assert not proc_scan.live(_read_pids(sandbox))
+
+
+def test_deeply_nested_json_planted_in_a_sandbox_or_the_registry_is_reported(tmp_path, figures):
+    """`.stoker/task.json` (the observer's task page), `.stoker/supervisor.lock` (`stoker
+    kill`) and a registry entry (`stoker ps`), each planted as nested JSON."""
+    from executor.task.definition import read_definition
+
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True)
+    for name in ("task.json", "supervisor.lock"):
+        (sandbox / ".stoker" / name).write_text(DEEP[:4000])
+    root = tmp_path / "registry"
+    root.mkdir(mode=0o700)
+    (root / "4242-1.json").write_text(DEEP)
+    definition, problem = read_definition(sandbox)
+    killed = _stoker("kill", str(sandbox))
+    ps = _stoker("ps", "--all", env={"STOKER_ROOT": str(root)})
+    figures.add("planted nested JSON files that raised", 0)
+    assert definition is None and "task.json is not JSON" in problem, problem
+    assert killed.returncode != 0 and "Traceback" not in killed.stderr, killed.stderr[-3000:]
+    assert killed.stderr.startswith("stoker: error: no live supervisor holds"), killed.stderr
+    assert ps.returncode == 0 and "Traceback" not in ps.stderr, ps.stderr[-3000:]
