@@ -63,6 +63,16 @@ def check_name(name: str) -> str:
     return name
 
 
+def run_number(name: str) -> int | None:
+    """The run a log directory's name is the number of, as the supervisor writes it
+    (ASCII digits, no leading zero, under 10 digits); None for any other name a task may
+    plant: '²' (`str.isdigit` is true of it, `int()` refuses it), '٣' (`int()` reads 3),
+    '007', 255 digits."""
+    if name.isascii() and name.isdigit() and len(name) < 10 and (name == "0" or name[0] != "0"):
+        return int(name)
+    return None
+
+
 def walk(dir_fd: int, parts: Sequence[str], *, file: bool) -> int:
     """Open `parts` below `dir_fd` one level at a time: the last one a regular file when
     `file`, else a directory. Each name must be plain (`check_name`)."""

@@ -38,6 +38,18 @@ def test_the_latest_run_is_the_highest(tmp_path):
     assert ProcessLogs(tmp_path, "web", "stdout").runs() == [0, 2, 10]
 
 
+
+@pytest.mark.parametrize("planted", ["\u00b2", "\u0663", "9" * 255, "007"],
+                         ids=["superscript two", "arabic-indic three", "255 digits", "leading zeros"])
+def test_a_planted_directory_whose_name_only_looks_like_a_run_is_not_one(tmp_path, capfdbinary, planted):
+    """str.isdigit() is true of '²' (int() refuses it: tail failed) and of '٣' (int() reads 3,
+    whose directory is '3'), and '007' reads 7; 255 digits outnumber every run: none is a
+    run, and tail shows the real latest."""
+    log(tmp_path, run=1, text=b"the real run\n")
+    (tmp_path / ".logs" / "web" / planted).mkdir()
+    assert ProcessLogs(tmp_path, "web", "stdout").runs() == [1]
+    assert tail(capfdbinary, tmp_path, "web") == (0, b"the real run\n", "")
+
 LINES = b"".join(b"line %d\n" % n for n in range(1, 21))
 
 
