@@ -397,3 +397,30 @@ def test_deeply_nested_json_planted_in_a_sandbox_or_the_registry_is_reported(tmp
     assert killed.returncode != 0 and "Traceback" not in killed.stderr, killed.stderr[-3000:]
     assert killed.stderr.startswith("stoker: error: no live supervisor holds"), killed.stderr
     assert ps.returncode == 0 and "Traceback" not in ps.stderr, ps.stderr[-3000:]
+
+
+# ---- a failed run's stderr, shown under it by `stoker run` ----
+
+
+@pytest.mark.parametrize("plant", ["mkfifo .logs/p/0/stderr", "ln -s {outside} .logs/p/0/stderr"],
+                         ids=["fifo", "symlink to a file outside"])
+def test_a_failed_runs_stderr_log_swapped_before_it_ends_is_neither_waited_on_nor_followed(
+        runs, tmp_path, figures, plant):
+    """`stoker run` prints the last lines of a failed run's stderr under its FAILED line, on
+    the owner's thread: a FIFO put in the log's place froze the whole supervisor in its open
+    (no stop, no restart), and a symlink printed a file from outside the sandbox."""
+    sandbox = tmp_path / "sandbox"
+    outside = tmp_path / "outside-secret"
+    outside.write_text("SECRET-LINE outside the sandbox\n")
+    cmdline = (f"echo $$ >> pids; echo 'its own words' >&2; rm .logs/p/0/stderr; "
+               f"{plant.format(outside=outside)}; exit 1")
+    run = runs.start(_config(tmp_path, "stderr", _process(cmdline, max_failures=1)), sandbox,
+                     "--restart-backoff", "5")
+    run.wait_output("p[0]             RUNNING → FAILED", 10)
+    secs = _stop_secs(run, signal.SIGTERM)
+    kind = "FIFO" if plant.startswith("mkfifo") else "symlink"
+    figures.add(f"SIGTERM → stoker run exited, a failed run's stderr swapped for a {kind} (ms)",
+                round(secs * 1000))
+    out = run.stdout()
+    assert "SECRET-LINE" not in out, out
+    assert "p[0]             RUNNING → FAILED" in out, out
