@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -424,3 +425,26 @@ def test_a_failed_runs_stderr_log_swapped_before_it_ends_is_neither_waited_on_no
     out = run.stdout()
     assert "SECRET-LINE" not in out, out
     assert "p[0]             RUNNING → FAILED" in out, out
+
+
+def test_an_early_start_given_up_survives_a_sandbox_nested_deeper_than_rmtree_recurses(tmp_path):
+    """An early start given up removes the sandbox it made, with whatever its runs put there;
+    `shutil.rmtree` recurses once per level, and its `ignore_errors` covers OSError only: a
+    run's `mkdir -p a/a/a/...` 1,200 levels deep made `stoker run` die with a RecursionError.
+    In a child process: `abandon` kills and reaps every child of the process it runs in."""
+    sandbox = tmp_path / "sandbox"
+    code = textwrap.dedent(f"""
+        import os
+        from executor.host.early import EarlyStart
+        os.mkdir({str(sandbox)!r})
+        fd = os.open({str(sandbox)!r}, os.O_RDONLY)
+        for _ in range(1200):
+            os.mkdir("a", dir_fd=fd)
+            fd, old = os.open("a", os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+        EarlyStart(entry="none", sandbox={str(sandbox)!r}, lease_fd=-1, task_id="t", marker="m").abandon()
+        print("given up")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (done.returncode, done.stdout) == (0, "given up\n"), done.stderr[-2000:]
