@@ -445,6 +445,28 @@ def test_an_early_start_given_up_survives_a_sandbox_nested_deeper_than_rmtree_re
         EarlyStart(entry="none", sandbox={str(sandbox)!r}, lease_fd=-1, task_id="t", marker="m").abandon()
         print("given up")
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        _remove_deep(sandbox)  # pytest's own clean-up of old temporary directories recurses too
     assert (done.returncode, done.stdout) == (0, "given up\n"), done.stderr[-2000:]
+
+
+def _remove_deep(path: Path) -> None:
+    """Remove a tree of any depth (one level of the walk per loop, not per call)."""
+    stack = [str(path)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack[-1]))
+        except FileNotFoundError:
+            stack.pop()
+            continue
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
+        below = [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)]
+        if below:
+            stack.extend(below)
+        else:
+            os.rmdir(stack.pop())
