@@ -378,6 +378,31 @@ def test_a_deeply_nested_line_in_the_checkpoint_or_on_the_control_socket_stops_n
     assert not proc_scan.live(_read_pids(sandbox))
 
 
+
+def test_a_checkpoint_grown_by_a_line_without_end_does_not_stall_the_supervisor(runs, tmp_path, figures):
+    """Run 0 makes its checkpoint 1 TiB longer (`truncate`: zeros, no newline, no disk) and
+    fails. The first compaction reads the file back, on the owner's thread: it joined the
+    unfinished line's blocks one by one, each copy longer than the last (16 MiB took 2 s,
+    all of it in memory). Run 1 must start and be recorded, and SIGTERM work."""
+    sandbox = tmp_path / "sandbox"
+    checkpoint = sandbox / ".stoker/checkpoint.jsonl"
+    cmdline = ("echo $$ >> pids; if [ ! -e planted ]; then truncate -s +1T .stoker/checkpoint.jsonl; "
+               "touch planted; exit 1; fi; echo $$ > sleeper.pid; exec sleep 1000")
+    run = runs.start(_config(tmp_path, "long", _process(cmdline, max_failures=5, min_duration=0)), sandbox)
+    run.wait_output("p[1]             WAITING → RUNNING", 10)
+    started = time.monotonic()
+    compacted = _eventually(lambda: checkpoint.stat().st_size < 1 << 20, 10)
+    figures.add("a 1 TiB sparse line in the checkpoint → compacted (ms)",
+                round((time.monotonic() - started) * 1000))
+    runs.remember_marker(sandbox)
+    secs = _stop_secs(run, signal.SIGTERM)
+    assert compacted, f"the checkpoint was never compacted\n{run.stdout()}\n{run.stderr()}"
+    assert secs < STOP_SECS
+    records = read_records(sandbox)
+    assert any(r.get("kind") == "process" and r.get("run") == 1 and r.get("to") == "RUNNING"
+               for r in records), records
+    assert not proc_scan.live(_read_pids(sandbox))
+
 def test_deeply_nested_json_planted_in_a_sandbox_or_the_registry_is_reported(tmp_path, figures):
     """`.stoker/task.json` (the observer's task page), `.stoker/supervisor.lock` (`stoker
     kill`) and a registry entry (`stoker ps`), each planted as nested JSON."""
