@@ -495,3 +495,38 @@ def _remove_deep(path: Path) -> None:
             stack.extend(below)
         else:
             os.rmdir(stack.pop())
+
+
+# ---- hard links to files outside the sandbox ----
+#
+# Where hard links are not protected (fs.protected_hardlinks=0, the kernel's own default),
+# a task's user may link any file on the sandbox's file system into its sandbox, one it can
+# neither read nor write included. Stoker then opened it as a log (the next run appended
+# its output to it), truncated it as the checkpoint's compaction file and renamed the
+# compacted checkpoint over it, and `stoker tail` printed it. The test links the files
+# itself (as root: the same links a task makes on such a host).
+
+
+def test_hard_links_planted_in_the_sandbox_lead_no_write_outside_it(runs, tmp_path, figures):
+    sandbox = tmp_path / "sandbox"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    precious = {name: f"precious {name}\n" for name in ("log", "compact")}
+    for name, text in precious.items():
+        (outside / name).write_text(text)
+    cmdline = (f"echo $$ >> pids; if [ ! -e planted ]; then mkdir -p .logs/p/1 && "
+               f"ln {outside}/log .logs/p/1/stdout && ln {outside}/compact .stoker/checkpoint.jsonl.compact && "
+               "(head -c 70000 /dev/zero | tr '\\0' x; echo) >> .stoker/checkpoint.jsonl; "
+               "touch planted; exit 1; fi; echo run $$; echo $$ > sleeper.pid; exec sleep 1000")
+    run = runs.start(_config(tmp_path, "links", _process(cmdline, max_failures=5, min_duration=0)), sandbox)
+    supervised = _eventually(lambda: "p[2]             WAITING → RUNNING" in run.stdout(), 10)
+    runs.remember_marker(sandbox)
+    _stop_secs(run, signal.SIGTERM)
+    found = {name: (outside / name).read_text() for name in precious}
+    figures.add("files outside the sandbox written through planted hard links", sum(
+        found[name] != text for name, text in precious.items()))
+    assert found == precious
+    assert supervised, run.stdout() + run.stderr()
+    refused = [line for line in run.stdout().splitlines() if "p[1]" in line and "hard link" in line]
+    assert refused and ".logs/p/1/stdout" in refused[0], run.stdout()
+    assert not proc_scan.live(_read_pids(sandbox))

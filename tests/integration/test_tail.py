@@ -146,6 +146,18 @@ def test_a_symlink_anywhere_below_the_sandbox_is_never_followed(tmp_path, capfdb
     assert err.startswith("stoker: error:")
 
 
+
+def test_a_log_hard_linked_to_a_file_outside_is_refused(tmp_path, capfdbinary):
+    """Where hard links are not protected, a task may link a file it cannot read (say
+    /etc/shadow, on the sandbox's file system) as its log; `stoker tail` as root printed it."""
+    secret = tmp_path / "outside"
+    secret.write_bytes(b"root:$6$secret-hash:19000:0:99999:7:::\n")
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".logs" / "web" / "0").mkdir(parents=True)
+    os.link(secret, sandbox / ".logs" / "web" / "0" / "stdout")
+    code, out, err = tail(capfdbinary, sandbox, "web")
+    assert code == 1 and out == b"" and "stdout: it is a regular file with 2 hard links" in err
+
 def test_a_fifo_log_is_refused_at_once(tmp_path, capfdbinary):
     (tmp_path / ".logs" / "web" / "0").mkdir(parents=True)
     os.mkfifo(tmp_path / ".logs" / "web" / "0" / "stdout")
