@@ -306,6 +306,8 @@ def _cmd_inspect_task_info(args: argparse.Namespace) -> int:
     except (OSError, ValueError, LaunchError, RemoteProtocolError) as exc:
         why = getattr(exc, "strerror", None) or exc
         raise ConfigError(f"{args.task_info}: {why}") from None
+    except RecursionError:  # JSON nested deeper than the parser recurses
+        raise ConfigError(f"{args.task_info}: it is nested too deeply to read") from None
     if args.json:
         print(json.dumps(launch_json(launch), indent=2))
     else:

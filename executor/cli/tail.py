@@ -94,8 +94,8 @@ class ProcessLogs:
             return []
         try:
             with os.scandir(fd) as scan:
-                return sorted(int(e.name) for e in scan
-                              if e.name.isdigit() and e.is_dir(follow_symlinks=False))
+                numbers = [(saferead.run_number(e.name), e) for e in scan]
+                return sorted(n for n, e in numbers if n is not None and e.is_dir(follow_symlinks=False))
         finally:
             os.close(fd)
 

@@ -64,7 +64,7 @@ def parse_request(line: bytes) -> ControlRequest:
         raise ControlError(f"a request is at most {MAX_LINE} bytes")
     try:
         doc = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json recurses
         raise ControlError("a request is one JSON object per line") from None
     if not isinstance(doc, dict):
         raise ControlError("a request is one JSON object per line")
@@ -93,7 +93,7 @@ def parse_reply(line: bytes) -> ControlReply | None:
     """The reply one line holds; None for anything else."""
     try:
         doc = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("ok"), bool) \
             or not isinstance(doc.get("done"), bool) or not isinstance(doc.get("message"), str):

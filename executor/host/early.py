@@ -90,7 +90,10 @@ class EarlyStart:
         if self.made_sandbox:
             import shutil  # only when giving up
 
-            shutil.rmtree(self.sandbox, ignore_errors=True)
+            try:
+                shutil.rmtree(self.sandbox, ignore_errors=True)
+            except RecursionError:  # a run nested directories deeper than rmtree recurses
+                pass  # what is left stays: the run goes on without the early start, as ever
 
 
 def _kill_children(passes: int = 20) -> None:

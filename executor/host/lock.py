@@ -93,7 +93,7 @@ def _read_holder(fd: int) -> Holder | None:
         doc = json.loads(os.pread(fd, MAX_HOLDER_BYTES, 0))
         return Holder(pid=int(doc["pid"]), start_ticks=int(doc["start"]), boot_id=str(doc["boot"]),
                       front_end=str(doc.get("front_end", "")), since_wall=float(doc["since"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # planted: nested too deep
         return None
 
 

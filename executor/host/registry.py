@@ -173,7 +173,7 @@ def _read_entry(dir_fd: int, name: str) -> Listed | None:
         os.close(fd)
     try:
         entry = RegistryEntry.from_json(json.loads(data))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json recurses
         return None
     if entry is None or entry.name != name:
         return None

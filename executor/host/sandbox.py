@@ -10,7 +10,8 @@ socket needs nothing more to be reachable by its owner alone.
 The task's processes share the sandbox and may have replaced `.stoker` with a symlink, a
 FIFO or anything else: it is opened without following a symlink and without blocking
 (`executor/procs/saferead.py`), and everything in it is reached through its directory fd,
-never by path. No logging, no threads.
+never by path. `log_end` reads the end of a run's log the same way (for `stoker run`'s
+console, which shows a failed run's last stderr lines). No logging, no threads.
 """
 from __future__ import annotations
 
@@ -66,6 +67,29 @@ def checkpoint_mtime(sandbox: str | os.PathLike[str]) -> float | None:
     finally:
         os.close(fd)
     return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+
+
+def log_end(sandbox: str | os.PathLike[str], process: str, run: int, stream: str,
+            max_bytes: int) -> tuple[bytes, int] | None:
+    """The last `max_bytes` of run `run`'s `stream` log (`.logs/PROCESS/RUN/STREAM`) and the
+    file's size; None when there is none, or what is there is not a regular file reached
+    without a symlink (a failed run may have swapped its log for a FIFO, which an open would
+    wait on for ever, or for a symlink to a file outside the sandbox)."""
+    try:
+        root = saferead.open_root(sandbox)
+        try:
+            fd = saferead.walk(root, [".logs", process, str(run), stream], file=True)
+        finally:
+            os.close(root)
+    except (OSError, ValueError):
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, max_bytes, max(0, size - max_bytes)), size
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def sandbox_path(sandbox: str | os.PathLike[str]) -> Path:

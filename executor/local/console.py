@@ -34,6 +34,7 @@ from executor.events import (
     TaskTransition,
     Transition,
 )
+from executor.host.sandbox import log_end
 from executor.logs import Spool, keep_screen_line, screen_lock
 from executor.task.status import Update
 
@@ -211,8 +212,7 @@ class ConsoleReporter:
         """The last lines the failed run wrote to stderr, and the command for all of it."""
         if self._sandbox is None:
             return
-        path = self._sandbox / ".logs" / process / str(run) / "stderr"
-        lines = _tail_lines(path)
+        lines = _tail_lines(self._sandbox, process, run)
         if lines is None:
             return  # no stderr log (destination console or none, or it never started)
         import shlex  # only a run that failed needs it
@@ -244,16 +244,14 @@ def _fit(text: str, columns: int) -> str:
     return text
 
 
-def _tail_lines(path: Path) -> list[str] | None:
-    """The last TAIL_LINES non-blank lines of `path` (read from its last TAIL_BYTES); None
-    when it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - TAIL_BYTES))
-            data = f.read(TAIL_BYTES)
-    except OSError:
+def _tail_lines(sandbox: Path, process: str, run: int) -> list[str] | None:
+    """The last TAIL_LINES non-blank lines of the run's stderr log (read from its last
+    TAIL_BYTES, never through a symlink or from a FIFO the run put there); None when it
+    cannot be read."""
+    found = log_end(sandbox, process, run, "stderr", TAIL_BYTES)
+    if found is None:
         return None
+    data, size = found
     lines = data.decode("utf-8", errors="replace").splitlines()
     if size > TAIL_BYTES and lines:
         lines = lines[1:]  # the first one was cut by the seek

@@ -129,8 +129,8 @@ def _names(dir_fd: int) -> list[tuple[str, bool]]:
 
 
 def _runs(pdir: int) -> tuple[int, ...]:
-    return tuple(sorted(int(n) for n, is_dir in _names(pdir)
-                        if is_dir and n.isdigit() and n.isascii() and len(n) < 10))
+    numbers = (saferead.run_number(n) for n, is_dir in _names(pdir) if is_dir)
+    return tuple(sorted(n for n in numbers if n is not None))
 
 
 def _parts(rdir: int) -> tuple[str, ...]:

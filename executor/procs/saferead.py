@@ -22,6 +22,7 @@ writes.
 """
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
@@ -63,6 +64,16 @@ def check_name(name: str) -> str:
     return name
 
 
+def run_number(name: str) -> int | None:
+    """The run a log directory's name is the number of, as the supervisor writes it
+    (ASCII digits, no leading zero, under 10 digits); None for any other name a task may
+    plant: '²' (`str.isdigit` is true of it, `int()` refuses it), '٣' (`int()` reads 3),
+    '007', 255 digits."""
+    if name.isascii() and name.isdigit() and len(name) < 10 and (name == "0" or name[0] != "0"):
+        return int(name)
+    return None
+
+
 def walk(dir_fd: int, parts: Sequence[str], *, file: bool) -> int:
     """Open `parts` below `dir_fd` one level at a time: the last one a regular file when
     `file`, else a directory. Each name must be plain (`check_name`)."""
@@ -82,15 +93,23 @@ def walk(dir_fd: int, parts: Sequence[str], *, file: bool) -> int:
     return fd
 
 
-def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20) -> Iterator[bytes]:
-    """The file's lines (without their newline), reading at most `max_bytes`; a line
-    longer than `max_line` is skipped, and so is a line the cap cut. Linear in the bytes
-    read, whatever the lines' lengths."""
+def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20, *,
+               skip_holes: bool = False) -> Iterator[bytes]:
+    """The file's lines (without their newline), reading at most `max_bytes` from its offset;
+    a line longer than `max_line` is skipped, and so is a line the cap cut. Linear in the
+    bytes read, whatever the lines' lengths. `skip_holes`: a hole (what `truncate -s +1T`
+    adds: zeros on no disk) is stepped over, not read, and the line it is in skipped, so a
+    sparse file costs what it holds, not its length."""
     read = 0
     parts: list[bytes] = []  # the current line's pieces
     size = 0
     skipping = False
     while read < max_bytes:
+        hole = _hole_ahead(fd) if skip_holes else 0
+        if hole:
+            read += hole
+            parts, size, skipping = [], 0, True  # NULs in a line: no line Stoker writes
+            continue
         block = os.read(fd, min(BLOCK_BYTES, max_bytes - read))
         if not block:
             if parts and not skipping:
@@ -109,6 +128,21 @@ def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20) -> Iterator[byt
             parts.append(block[start:])
             if size > max_line:
                 parts, size, skipping = [], 0, True
+
+
+def _hole_ahead(fd: int) -> int:
+    """The length of the hole at the file's offset, which is moved past it (0: data there,
+    or a file system that cannot tell)."""
+    pos = os.lseek(fd, 0, os.SEEK_CUR)
+    try:
+        data = os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError as e:
+        if e.errno != errno.ENXIO:
+            return 0  # no SEEK_DATA here: the zeros are read
+        end = os.fstat(fd).st_size  # ENXIO: no data after `pos`, a hole up to the end
+        os.lseek(fd, max(pos, end), os.SEEK_SET)
+        return max(0, end - pos)
+    return data - pos
 
 
 def tail_start(fd: int, end: int, lines: int) -> int:

@@ -12,8 +12,12 @@ run logs at spawn and at rotation, the checkpoint) is opened here, one level at 
   `new_dir` is the same for a directory most likely not there yet (mkdir first).
 - `open_regular(name, flags, dir_fd=...)`: `O_NONBLOCK | O_NOFOLLOW | O_NOCTTY`, so the open
   itself cannot block, follow a final symlink or take a terminal; then `fstat`: anything
-  but a regular file is closed and refused; then O_NONBLOCK is cleared again (the fd may
-  become a child's stdout). A file it creates (O_CREAT | O_EXCL succeeded) needs none of it.
+  but a regular file is closed and refused, and so is a file with more than one hard link
+  (where hard links are not protected, `fs.protected_hardlinks=0`, a task's user may link
+  any file of the sandbox's file system into it, one it may not read or write included);
+  then O_TRUNC is applied (never at the open, before the checks) and O_NONBLOCK cleared
+  again (the fd may become a child's stdout). A file it creates (O_CREAT | O_EXCL
+  succeeded) needs none of it.
 
 The sandbox directory itself is the operator's (or the agent's) path and may be reached
 through symlinks; only what is below it is the task's. What is found where a regular file
@@ -128,14 +132,19 @@ def open_regular(name: Name, flags: int, *, dir_fd: int | None = None, mode: int
         except OSError:
             pass  # there already (or another failure): the checked open says what it is
     try:
-        fd = os.open(name, flags | _SAFE_FLAGS, mode, dir_fd=dir_fd)
+        fd = os.open(name, (flags & ~os.O_TRUNC) | _SAFE_FLAGS, mode, dir_fd=dir_fd)
     except OSError as e:
         _refuse_wrong_kind(e, name, dir_fd, "a regular file")
         raise
     try:
-        found = os.fstat(fd).st_mode
-        if not stat.S_ISREG(found):
-            raise UnsafePath(f"it is {kind_of(found)}, not a regular file")
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            raise UnsafePath(f"it is {kind_of(found.st_mode)}, not a regular file")
+        if found.st_nlink > 1:
+            raise UnsafePath(f"it is a regular file with {found.st_nlink} hard links (Stoker opens "
+                             f"no file in a sandbox that may also be one outside it)")
+        if flags & os.O_TRUNC:
+            os.ftruncate(fd, 0)  # only now: an open with O_TRUNC would have cut whatever was there
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

@@ -274,18 +274,13 @@ def _unlink(dir_fd: int, name: str) -> None:
 
 
 def _stream(fd: int, size: int) -> Iterator[dict[str, Any]]:
-    """The records in the first `size` bytes of the open file (read with pread)."""
-    pending = b""
-    pos = 0
-    while pos < size:
-        block = os.pread(fd, min(saferead.BLOCK_BYTES, size - pos), pos)
-        if not block:
-            break
-        pos += len(block)
-        lines = (pending + block).split(b"\n")
-        pending = lines.pop()
-        yield from _parse(lines)
-    yield from _parse([pending])
+    """The records in the first `size` bytes of the open file, read as the readers read it
+    (`saferead.iter_lines`: linear in the bytes read, a line past its cap skipped) and its
+    holes stepped over: a task may have appended a line without end (joining it block by
+    block was quadratic, all of it in memory) or a sparse terabyte. The writer's own appends
+    are O_APPEND: the offset this moves is not where they go."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    yield from _parse(saferead.iter_lines(fd, size, skip_holes=True))
 
 
 def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES,
@@ -328,7 +323,7 @@ def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> Itera
             continue
         try:
             doc = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than the parser recurses: planted
             doc = None  # torn (a crash or a full disk mid-write) or garbled
         if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
             yield doc

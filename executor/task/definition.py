@@ -105,7 +105,7 @@ def read_definition(sandbox: str | os.PathLike[str]) -> tuple[dict[str, Any] | N
         return None, f"{where} is larger than {MAX_DEFINITION_BYTES} bytes: not shown"
     try:
         doc = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than json recurses
         return None, f"{where} is not JSON: {exc}"
     if not isinstance(doc, dict):
         return None, f"{where} holds a JSON {type(doc).__name__}, not an object"

@@ -142,7 +142,7 @@ def _leftovers(procs: Iterable[proctree.ProcInfo], marker: str) -> list[Leftover
         for item in entries:
             if item.startswith(run_prefix):
                 name, _, number = item[len(run_prefix):].decode(errors="replace").rpartition("/")
-                process, run = name, int(number) if number.isdigit() else None
+                process, run = name, saferead.run_number(number)  # the task's to set: anything
         found.append(Leftover(info.pid, process, run, _command(info.pid)))
     return found
 

@@ -84,6 +84,25 @@ def test_a_task_whose_supervisor_is_gone_is_lost_with_its_leftovers(tmp_path, ca
         leftover.wait()
 
 
+
+def test_a_leftover_whose_run_marker_only_looks_like_a_number_is_listed(tmp_path, capsys):
+    """A task's process may start a daemon with its own STOKER_RUN_MARKER: '²' passes
+    str.isdigit() and int() refuses it, which made `stoker status` (and `stoker ps`) of the
+    LOST task die with a traceback."""
+    me = own_identity()
+    write(tmp_path, [header(me.pid, me.start_ticks + 1), *RUNNING])
+    env = {"PATH": os.environ["PATH"], "STOKER_TASK_MARKER": "m4rk3r",
+           "STOKER_RUN_MARKER": "m4rk3r/web/\u00b2"}
+    leftover = subprocess.Popen(["sleep", "60"], env=env)
+    try:
+        code, out, _ = status(capsys, tmp_path, "--json")
+        assert code == 0
+        assert json.loads(out)["leftovers"] == [{"pid": leftover.pid, "process": "web", "run": None,
+                                                 "command": "sleep 60"}]
+    finally:
+        leftover.kill()
+        leftover.wait()
+
 def test_a_live_supervisor_s_task_is_what_it_recorded(tmp_path, capsys):
     me = own_identity()
     write(tmp_path, [header(me.pid, me.start_ticks, wall=time.time()), *RUNNING])

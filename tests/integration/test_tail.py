@@ -38,6 +38,18 @@ def test_the_latest_run_is_the_highest(tmp_path):
     assert ProcessLogs(tmp_path, "web", "stdout").runs() == [0, 2, 10]
 
 
+
+@pytest.mark.parametrize("planted", ["\u00b2", "\u0663", "9" * 255, "007"],
+                         ids=["superscript two", "arabic-indic three", "255 digits", "leading zeros"])
+def test_a_planted_directory_whose_name_only_looks_like_a_run_is_not_one(tmp_path, capfdbinary, planted):
+    """str.isdigit() is true of '²' (int() refuses it: tail failed) and of '٣' (int() reads 3,
+    whose directory is '3'), and '007' reads 7; 255 digits outnumber every run: none is a
+    run, and tail shows the real latest."""
+    log(tmp_path, run=1, text=b"the real run\n")
+    (tmp_path / ".logs" / "web" / planted).mkdir()
+    assert ProcessLogs(tmp_path, "web", "stdout").runs() == [1]
+    assert tail(capfdbinary, tmp_path, "web") == (0, b"the real run\n", "")
+
 LINES = b"".join(b"line %d\n" % n for n in range(1, 21))
 
 
@@ -133,6 +145,18 @@ def test_a_symlink_anywhere_below_the_sandbox_is_never_followed(tmp_path, capfdb
     assert code == 1 and out == b"" and b"secret" not in out
     assert err.startswith("stoker: error:")
 
+
+
+def test_a_log_hard_linked_to_a_file_outside_is_refused(tmp_path, capfdbinary):
+    """Where hard links are not protected, a task may link a file it cannot read (say
+    /etc/shadow, on the sandbox's file system) as its log; `stoker tail` as root printed it."""
+    secret = tmp_path / "outside"
+    secret.write_bytes(b"root:$6$secret-hash:19000:0:99999:7:::\n")
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".logs" / "web" / "0").mkdir(parents=True)
+    os.link(secret, sandbox / ".logs" / "web" / "0" / "stdout")
+    code, out, err = tail(capfdbinary, sandbox, "web")
+    assert code == 1 and out == b"" and "stdout: it is a regular file with 2 hard links" in err
 
 def test_a_fifo_log_is_refused_at_once(tmp_path, capfdbinary):
     (tmp_path / ".logs" / "web" / "0").mkdir(parents=True)
