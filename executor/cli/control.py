@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from config.settings import parse_secs
 from config.words import printable
-from executor.cli.targets import Target, error, registry_arguments, resolve
+from executor.cli.targets import Target, error, registered, registry_arguments, resolve
 
 if TYPE_CHECKING:
     from executor.events import ControlReply
     from executor.host.controlwire import ControlRequest
+    from executor.host.entry import RegistryEntry
 
 
 def register(sub: Any, command: Any) -> None:
@@ -92,9 +93,9 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
     from executor.host.control import ControlUnavailable
 
     last = None
-    sandbox = _target(args).sandbox
+    target = _target(args)
     try:
-        for last in _replies(sandbox, request, command):
+        for last in _replies(target.sandbox, registered(target, args), request, command):
             stream = sys.stdout if last.ok else sys.stderr
             print(f"stoker {command}: {printable(last.message)}", file=stream, flush=True)
     except ControlUnavailable as exc:
@@ -105,7 +106,12 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
     return last or ControlReply(ok=False, done=False, message="no answer")
 
 
-def _replies(sandbox: Path, request: ControlRequest, command: str) -> Iterator[ControlReply]:
+def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest,
+             command: str) -> Iterator[ControlReply]:
+    """The supervisor's answers. With the registry's `entry` (which the task cannot write),
+    only the `.stoker` it pins and the supervisor it names are trusted: a task that owns its
+    sandbox may have planted a `.stoker` of its own, with a lock naming its own process and
+    a socket it answers on."""
     from executor.host import identity, lock
     from executor.host.control import ControlUnavailable, ask, connect
     from executor.host.sandbox import open_stoker_dir
@@ -114,7 +120,7 @@ def _replies(sandbox: Path, request: ControlRequest, command: str) -> Iterator[C
 
     where = os.fspath(sandbox)
     try:
-        stoker_dir = open_stoker_dir(sandbox)
+        stoker_dir = open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "")
     except OSError as exc:
         raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
                                  f"{saferead.describe(exc)}") from None
@@ -123,6 +129,9 @@ def _replies(sandbox: Path, request: ControlRequest, command: str) -> Iterator[C
         if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
             state = inspect_sandbox(sandbox).truth.state if holder is not None else "unknown"
             raise ControlUnavailable(f"no live supervisor holds {where} (its task is {state})")
+        if entry is not None and (holder.pid, holder.start_ticks) != (entry.supervisor_pid, entry.supervisor_start):
+            raise ControlUnavailable(f"the lock in {where}/.stoker names pid {holder.pid}, not the "
+                                     f"supervisor the host registry names (pid {entry.supervisor_pid})")
         sock = connect(stoker_dir, where, holder.pid)
     finally:
         os.close(stoker_dir)

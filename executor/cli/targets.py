@@ -70,6 +70,18 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
     return Target(Path(found.entry.sandbox), found.entry)
 
 
+def registered(target: Target, args: argparse.Namespace) -> RegistryEntry | None:
+    """The registry's entry for the target: the one it was found by, else the entry of its
+    sandbox's path (a live supervisor's first), else None."""
+    if target.entry is not None:
+        return target.entry
+    from executor.host.registry import Registry, find_sandbox
+
+    registry = Registry(RegistrySettings.from_args(args, os.environ))
+    found = find_sandbox(registry.entries(), os.path.abspath(target.sandbox))
+    return found.entry if found is not None else None
+
+
 def run_held_executor(settings: ExecutorSettings, registry: RegistrySettings,
                       environ: MutableMapping[str, str],
                       executor_main: Callable[[ExecutorSettings, MutableMapping[str, str]], int]) -> int:

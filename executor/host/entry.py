@@ -78,6 +78,9 @@ class RegistryEntry:
     label: str = ""
     marker: str = ""  # the task's STOKER_TASK_MARKER value
     ended_wall: float | None = None
+    # 'DEV:INO' of the sandbox's .stoker as the supervisor made it: a reader trusts only that
+    # one (a task that owns its sandbox may rename it and plant its own). '' in older entries.
+    stoker_dir: str = ""
 
     @property
     def name(self) -> str:
@@ -89,7 +92,7 @@ class RegistryEntry:
             "supervisor_start": self.supervisor_start, "supervisor_boot": self.supervisor_boot,
             "front_end": self.front_end.value, "registered": self.registered_wall,
             "task_id": self.task_id, "job_key": self.job_key, "label": self.label,
-            "marker": self.marker, "ended": self.ended_wall,
+            "marker": self.marker, "ended": self.ended_wall, "stoker_dir": self.stoker_dir,
         }
 
     @classmethod
@@ -106,7 +109,7 @@ class RegistryEntry:
                         front_end=FrontEnd(doc.get("front_end")), registered_wall=registered,
                         task_id=_text(doc, "task_id"), job_key=_text(doc, "job_key"),
                         label=_text(doc, "label"), marker=_text(doc, "marker"),
-                        ended_wall=_number(doc, "ended", optional=True))
+                        ended_wall=_number(doc, "ended", optional=True), stoker_dir=_text(doc, "stoker_dir"))
         except ValueError:
             return None
         if not entry.sandbox.startswith("/") or entry.supervisor_pid <= 0:

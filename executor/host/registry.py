@@ -201,7 +201,16 @@ def _supervisor_alive(entry: RegistryEntry) -> bool:
 
 def find(listed: list[Listed], task_id: str) -> Listed | None:
     """The entry of task `task_id`: a live supervisor's first, else the newest."""
-    matches = [item for item in listed if item.entry.task_id == task_id]
+    return _chosen([item for item in listed if item.entry.task_id == task_id])
+
+
+def find_sandbox(listed: list[Listed], sandbox: str) -> Listed | None:
+    """The entry of the sandbox at the absolute path `sandbox`: a live supervisor's first,
+    else the newest."""
+    return _chosen([item for item in listed if item.entry.sandbox == sandbox])
+
+
+def _chosen(matches: list[Listed]) -> Listed | None:
     live = [item for item in matches if _supervisor_alive(item.entry)]
     chosen = live or matches
     return chosen[-1] if chosen else None

@@ -19,7 +19,7 @@ import os
 import stat
 from pathlib import Path
 
-from executor.procs import saferead
+from executor.procs import saferead, sandboxfs
 
 STOKER_DIR = ".stoker"
 CHECKPOINT_FILE = "checkpoint.jsonl"
@@ -29,10 +29,10 @@ TASK_FILE = "task.json"  # the bound task as it runs (`executor/task/definition.
 DIR_MODE = 0o700
 
 
-def open_stoker_dir(sandbox: str | os.PathLike[str], *, create: bool = False) -> int:
+def open_stoker_dir(sandbox: str | os.PathLike[str], *, create: bool = False, pinned: str = "") -> int:
     """A directory fd of SANDBOX/.stoker (made 0700 when `create`; an existing one of this
     user is narrowed to 0700). Raises OSError (`saferead.UnsafeEntry` when it is not a
-    directory)."""
+    directory, or not the one `pinned` names: a registry entry's `stoker_dir`)."""
     root = saferead.open_root(sandbox)
     try:
         if create:
@@ -43,6 +43,11 @@ def open_stoker_dir(sandbox: str | os.PathLike[str], *, create: bool = False) ->
         fd = saferead.open_dir(STOKER_DIR, root)
     finally:
         os.close(root)
+    try:
+        sandboxfs.check_pinned(fd, pinned, f"{os.fspath(sandbox)}/{STOKER_DIR}")
+    except OSError:
+        os.close(fd)
+        raise
     if create:
         try:
             st = os.fstat(fd)
@@ -54,10 +59,11 @@ def open_stoker_dir(sandbox: str | os.PathLike[str], *, create: bool = False) ->
     return fd
 
 
-def checkpoint_mtime(sandbox: str | os.PathLike[str]) -> float | None:
-    """When the sandbox's checkpoint was last written; None when there is no regular file."""
+def checkpoint_mtime(sandbox: str | os.PathLike[str], pinned: str = "") -> float | None:
+    """When the sandbox's checkpoint was last written; None when there is no regular file
+    (or `.stoker` is not the one `pinned` names)."""
     try:
-        fd = open_stoker_dir(sandbox)
+        fd = open_stoker_dir(sandbox, pinned=pinned)
     except OSError:
         return None
     try:

@@ -42,7 +42,7 @@ from executor.host.lock import SandboxBusy, SandboxLock
 from executor.host.registry import Registry
 from executor.host.sandbox import open_stoker_dir, sandbox_path
 from executor.logs import log_event
-from executor.procs import saferead
+from executor.procs import saferead, sandboxfs
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +92,14 @@ class HostSession:
             session = cls(path, key, registry, entry)
             session._acquire(front_end, held_lock)
             cls._open[key] = session
-        session._registry.write(entry, prune=False)  # the launch does not read every entry
+        session._registry.write(session._entry, prune=False)  # the launch does not read every entry
         session._start_control()
         return session
 
     def _acquire(self, front_end: FrontEnd, held_lock: int | None) -> None:
         self._stoker_dir = open_stoker_dir(self.sandbox, create=True)
+        # The registry entry pins this .stoker: readers trust no other (sandboxfs.check_pinned).
+        self._entry = attrs.evolve(self._entry, stoker_dir=sandboxfs.dir_id(self._stoker_dir))
         try:
             self._sandbox_lock = SandboxLock.acquire(
                 self._stoker_dir, str(self.sandbox), own_identity(), front_end.value, time.time(),

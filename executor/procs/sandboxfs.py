@@ -24,6 +24,12 @@ through symlinks; only what is below it is the task's. What is found where a reg
 or a directory should be raises `UnsafePath` (an OSError whose message says what is there:
 "it is a FIFO, not a regular file"); every other failure is the OSError of the call.
 `describe_os_error` puts either into words. No logging, no threads; nothing here blocks.
+
+A task that owns its sandbox (it runs as its role's user) may also rename a directory
+Stoker made there and put one of its own in its place, files and all. `dir_id(fd)` names a
+directory for good (device and inode); `check_pinned(fd, pinned, what)` raises
+`UnsafePath` when the directory opened is not the one pinned, for a reader that knows from
+elsewhere (the host registry, which the task cannot write) which one it should be.
 """
 from __future__ import annotations
 
@@ -43,6 +49,19 @@ Name = str | os.PathLike[str]
 
 class UnsafePath(OSError):
     """The entry is not of the kind Stoker may open there; the message says what it is."""
+
+
+def dir_id(fd: int) -> str:
+    """'DEV:INO' of an open directory: the same directory for as long as it exists."""
+    st = os.fstat(fd)
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def check_pinned(fd: int, pinned: str, what: str) -> None:
+    """Raise UnsafePath unless the directory `fd` is the one `pinned` names ('' pins nothing)."""
+    if pinned and dir_id(fd) != pinned:
+        raise UnsafePath(f"{what} is not the directory its supervisor made (the task may have put "
+                         f"another in its place); nothing in it is trusted")
 
 
 def describe_os_error(e: OSError) -> str:

@@ -284,13 +284,15 @@ def _stream(fd: int, size: int) -> Iterator[dict[str, Any]]:
 
 
 def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES,
-                 keep_unreadable: bool = False) -> Iterator[Any]:
+                 keep_unreadable: bool = False, pinned: str = "") -> Iterator[Any]:
     """Every readable record in order, streamed, from at most `max_bytes` of the file; bad
     lines skipped or, with `keep_unreadable`, handed on as `UnreadableLine`s. Raises
     FileNotFoundError when there is no checkpoint, CheckpointError when `.stoker` or the
-    checkpoint is not what it should be (a symlink, a FIFO, a device) or unreadable."""
+    checkpoint is not what it should be (a symlink, a FIFO, a device, a `.stoker` that is not
+    the one `pinned` names: a registry entry's `stoker_dir`) or unreadable."""
     dir_fd = _open_dir(sandbox, create=False)
     try:
+        sandboxfs.check_pinned(dir_fd, pinned, str(checkpoint_path(sandbox).parent))
         fd = sandboxfs.open_regular(CHECKPOINT_FILE, os.O_RDONLY, dir_fd=dir_fd)
     except FileNotFoundError:
         raise

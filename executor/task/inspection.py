@@ -55,12 +55,12 @@ class Inspection:
     leftovers: tuple[Leftover, ...] = ()
 
 
-def _view(sandbox: Path) -> tuple[TaskView | None, str]:
+def _view(sandbox: Path, pinned: str) -> tuple[TaskView | None, str]:
     count = 0
 
     def counted() -> Iterator[dict[str, Any]]:
         nonlocal count
-        for record in iter_records(sandbox, keep_unreadable=True):
+        for record in iter_records(sandbox, keep_unreadable=True, pinned=pinned):
             count += isinstance(record, dict)  # a torn line is not a record (replay names it)
             yield record
 
@@ -87,8 +87,10 @@ def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | No
 
 
 def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspection:
-    """The task in `sandbox` as it is now (see the module docstring); no leftovers yet."""
-    view, problem = _view(sandbox)
+    """The task in `sandbox` as it is now (see the module docstring); no leftovers yet. With
+    the registry's `entry`, only the `.stoker` its supervisor made is read."""
+    pinned = entry.stoker_dir if entry is not None else ""
+    view, problem = _view(sandbox, pinned)
     attempt = _attempt_of(view, entry) if view is not None else None
     if entry is not None:
         alive = identity.is_alive(entry.supervisor_pid, entry.supervisor_start,
@@ -103,7 +105,7 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspec
     latest = view is None or attempt is view.current
     truth = judge(recorded, alive,
                   last_record_wall=view.last_wall if view is not None and latest else None,
-                  checkpoint_mtime=checkpoint_mtime(sandbox) if latest else None,
+                  checkpoint_mtime=checkpoint_mtime(sandbox, pinned) if latest else None,
                   registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
                   let_go=entry is not None and entry.ended_wall is not None)
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem)

@@ -230,3 +230,66 @@ def test_tail_f_follows_the_process_into_its_next_run(ops, tmp_path):
     finally:
         os.killpg(tail.pid, signal.SIGKILL)
         tail.wait(10)
+
+
+PLANTED_SUPERVISOR = """
+import json, os, socket, sys
+os.chdir(sys.argv[1])  # a sandbox's path may be longer than a socket address
+server = socket.socket(socket.AF_UNIX)
+server.bind("control.sock")
+server.listen()
+fields = open(f"/proc/{os.getpid()}/stat").read().rpartition(")")[2].split()
+boot = open("/proc/sys/kernel/random/boot_id").read().strip()
+with open("supervisor.lock", "w") as lock:
+    json.dump({"pid": os.getpid(), "start": int(fields[19]), "boot": boot, "front_end": "run", "since": 1.0}, lock)
+print("ready", flush=True)
+while True:
+    conn, _ = server.accept()
+    conn.recv(4096)
+    conn.sendall(b'{"ok": true, "done": true, "message": "task KILLED (planted)"}\\n')
+    conn.close()
+"""
+
+
+def test_a_stoker_dir_the_task_planted_is_not_trusted(ops, tmp_path):
+    # A task that owns its sandbox (Mesos, run as its role) may rename .stoker and plant its
+    # own: a lock naming a process of its own, a socket that answers "KILLED". The registry
+    # (which the task cannot write) pins the real one; kill, status and ps trust no other.
+    run = ops.run(service(tmp_path, f"exec {sys.executable} {FAKE}"))
+    running(run)
+    (row,) = ops.ps()
+    real, planted = run.sandbox / ".stoker", run.sandbox / ".stoker-planted"
+    planted.mkdir()
+    (planted / "checkpoint.jsonl").write_bytes((real / "checkpoint.jsonl").read_bytes())
+    fake = subprocess.Popen([sys.executable, "-c", PLANTED_SUPERVISOR, str(planted)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert fake.stdout.readline() == "ready\n"
+        real.rename(run.sandbox / ".stoker-real")
+        planted.rename(real)
+        for target in (row["task_id"], run.sandbox):
+            done = ops.stoker("kill", target)
+            assert done.returncode == 1, (done.stdout, done.stderr)
+            assert "is not the directory its supervisor made" in done.stderr
+            assert "planted" not in done.stdout + done.stderr
+        status = ops.stoker("status", row["task_id"])
+        assert "is not the directory its supervisor made" in status.stdout + status.stderr
+        # An entry from before .stoker was pinned: the lock's holder must still be the
+        # supervisor the registry names.
+        (entry_file,) = Path(ops.env["STOKER_ROOT"]).glob(f"{run.pid}-*.json")
+        doc = json.loads(entry_file.read_text())
+        entry_file.write_text(json.dumps(dict(doc, stoker_dir="")))
+        done = ops.stoker("kill", row["task_id"])
+        assert done.returncode == 1 and f"names pid {fake.pid}, not the supervisor the host registry names " \
+                                        f"(pid {run.pid})" in done.stderr, done.stderr
+        entry_file.write_text(json.dumps(doc))
+    finally:
+        fake.kill()
+        fake.wait()
+        if (run.sandbox / ".stoker-real").exists():
+            real.rename(planted)
+            (run.sandbox / ".stoker-real").rename(real)
+    assert live({run.pid})  # nothing above reached the real supervisor
+    done = ops.stoker("kill", row["task_id"], "--grace", "2")  # the real one answers again
+    assert done.returncode == 0, done.stderr
+    assert run.wait(30) == 0

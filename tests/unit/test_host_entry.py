@@ -25,12 +25,12 @@ def test_an_entry_round_trips_through_json_and_is_named_after_its_supervisor():
 
 
 def test_the_entry_file_format():
-    ended = attrs.evolve(ENTRY, ended_wall=2000.5)
+    ended = attrs.evolve(ENTRY, ended_wall=2000.5, stoker_dir="2049:1234")
     assert ended.to_json() == {
         "version": 1, "sandbox": "/sb/hello", "supervisor_pid": 4242, "supervisor_start": 123456,
         "supervisor_boot": "b00t", "front_end": "run", "registered": 1000.0,
         "task_id": "hello-0-ab12", "job_key": "c/r/e/hello", "label": "hello.0", "marker": "m4rk3r",
-        "ended": 2000.5,
+        "ended": 2000.5, "stoker_dir": "2049:1234",
     }
     assert RegistryEntry.from_json(json.loads(json.dumps(ended.to_json()))) == ended
 
@@ -42,6 +42,7 @@ def test_the_entry_file_format():
     ({"supervisor_pid": 1}, {"supervisor_pid": 1}),  # the first process of a PID namespace
     ({"registered": 7}, {"registered_wall": 7.0}),
     ({"ended": None}, {"ended_wall": None}),
+    ({"stoker_dir": None}, {"stoker_dir": ""}),  # an entry written before .stoker was pinned
 ])
 def test_an_entry_reads_with_what_its_fields_allow(change, read):
     assert RegistryEntry.from_json(dict(ENTRY.to_json(), **change)) == attrs.evolve(ENTRY, **read)
@@ -49,7 +50,7 @@ def test_an_entry_reads_with_what_its_fields_allow(change, read):
 
 @pytest.mark.parametrize("key, field, empty", [
     ("task_id", "task_id", ""), ("job_key", "job_key", ""), ("label", "label", ""), ("marker", "marker", ""),
-    ("supervisor_boot", "supervisor_boot", ""), ("ended", "ended_wall", None),
+    ("supervisor_boot", "supervisor_boot", ""), ("ended", "ended_wall", None), ("stoker_dir", "stoker_dir", ""),
 ])
 def test_an_entry_missing_an_optional_field_reads_it_as_empty(key, field, empty):
     doc = ENTRY.to_json()
