@@ -203,12 +203,20 @@ class AgentTransport:
         self, body: bytes, connect_timeout_secs: float = CONNECT_TIMEOUT_SECS
     ) -> tuple[CallResult, AgentStream | None]:
         """POSTs SUBSCRIBE on a connection of its own; on 200 returns the open stream (no
-        read timeout: the agent's heartbeats come every 30 minutes at most)."""
+        read timeout: the agent's heartbeats come every 30 minutes at most).
+
+        `connect_timeout_secs` bounds the connect and, separately, the wait for the answer's
+        status line and headers, which a live agent sends at once: a frozen agent (stopped,
+        deadlocked; the kernel still accepts the connection) must not hold the SUBSCRIBE past
+        MESOS_RECOVERY_TIMEOUT (docs/mesos.md §15)."""
         conn = None
         try:
-            conn = _connect(self._host, self._port, connect_timeout_secs, None)
+            conn = _connect(self._host, self._port, connect_timeout_secs, connect_timeout_secs)
             conn.request("POST", API_PATH, body=body, headers=self._headers)
             response = conn.getresponse()
+            if response.status == 200:
+                assert conn.sock is not None
+                conn.sock.settimeout(None)  # the stream itself: no read timeout
         except (http.client.HTTPException, OSError) as e:
             if conn is not None:
                 conn.close()
