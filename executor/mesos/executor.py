@@ -174,11 +174,16 @@ class StokerExecutor:
             self._on_done()  # no task will run here
 
     def launchTaskGroup(self, driver: ExecutorDriver, task_group: dict[str, Any]) -> None:
+        """Every task of the group fails (docs/mesos.md §9); with no task here, it exits."""
         tasks = task_group.get("tasks", [])
+        with self._lock:
+            current = self._task_id
         for info in tasks:
             try:
                 tid = task_id(info)
             except RemoteProtocolError:
+                continue
+            if tid == current:  # an update would be about the running task
                 continue
             driver.send_status_update(
                 tid, TaskState.FAILED,
@@ -186,6 +191,8 @@ class StokerExecutor:
                 reason=REASON_TASK_INVALID,
             )
         log_event(logger, logging.WARNING, "launch_group_rejected", tasks=len(tasks))
+        if current is None:
+            self._on_done()
 
     def killTask(self, driver: ExecutorDriver, task_id: str, grace_secs: float | None = None) -> None:
         if task_id != self._task_id:

@@ -6,6 +6,9 @@ simulator, each test a defect an operator or a scheduler would hit.
   the answer's headers with no timeout, so MESOS_RECOVERY_TIMEOUT never fired and the task
   was never killed. A SUBSCRIBE now waits for its answer at most what is left of the
   outage (at most the connect timeout) (docs/mesos.md §15).
+- An executor whose only launch was a LAUNCH_GROUP failed every task of it and then stayed
+  up, idle, holding its resources, until the agent shut it down. It now exits once the
+  group's updates are acknowledged, as after any task it cannot start (docs/mesos.md §9).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import time
 
 import pytest
 
-from tests.support.agent_sim import AgentSimulator
+from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.stoker_proc import kill_leftovers, task_pids
 from tests.support.waiting import wait_for
 
@@ -60,3 +63,16 @@ def test_a_frozen_agent_still_ends_the_executor_at_the_recovery_timeout(sim, fig
     assert took >= 1.0  # never before the recovery timeout
     log = sim.executor_log()
     assert "mesos_giving_up" in log and "MESOS_RECOVERY_TIMEOUT of 1s" in log
+
+
+def test_an_executor_given_only_a_launch_group_fails_its_tasks_and_exits(sim, figures):
+    sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
+    sim.wait_subscribed(timeout_secs=15)
+    sim.launch_group([make_task_info("task-3", b"{}"), make_task_info("task-4", b"{}")])
+    for tid in ("task-3", "task-4"):
+        failed = sim.wait_for_state(tid, "TASK_FAILED", 10)
+        assert "LAUNCH_GROUP" in failed.message and failed.reason == "REASON_TASK_INVALID"
+    started = time.monotonic()
+    assert sim.wait_exit(5) == 0  # no task will ever run here: the executor leaves
+    figures.add("exit after the group's updates", f"{time.monotonic() - started:.2f} s")
+    assert not sim.destroyed_after_grace and sim.unknown_updates == []
