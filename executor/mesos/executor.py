@@ -46,7 +46,7 @@ import attrs
 from config.document import MAX_DOCUMENT_BYTES
 from config.environment import task_environment
 from config.errors import SettingsError
-from config.settings import ExecutorSettings
+from config.settings import TOKEN_VARIABLE, ExecutorSettings
 from executor.events import TaskState, Transition
 from executor.host.signals import SignalRelay
 from executor.logs import log_event
@@ -55,7 +55,7 @@ from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.launch import LaunchError, TaskLaunch, prepare_launch
 from executor.mesos.reconnect import Ending
 from executor.mesos.recordio import MAX_RECORD_BYTES
-from executor.mesos.transport import agent_url
+from executor.mesos.transport import BadToken, agent_url
 from executor.mesos.wire import mesos_state_name, task_id, uuid_text
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
@@ -70,6 +70,7 @@ ACK_WAIT_SECS = 10.0  # bounded wait for the terminal update's acknowledgement
 SHUTDOWN_MARGIN_SECS = 1.0  # kill this much before the agent's shutdown grace ends
 REASON_TASK_INVALID = "REASON_TASK_INVALID"
 REASON_HEALTH = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
+GROUP_REFUSED = "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document"
 
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1
@@ -185,11 +186,7 @@ class StokerExecutor:
                 continue
             if tid == current:  # an update would be about the running task
                 continue
-            driver.send_status_update(
-                tid, TaskState.FAILED,
-                "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document",
-                reason=REASON_TASK_INVALID,
-            )
+            driver.send_status_update(tid, TaskState.FAILED, GROUP_REFUSED, reason=REASON_TASK_INVALID)
         log_event(logger, logging.WARNING, "launch_group_rejected", tasks=len(tasks))
         if current is None:
             self._on_done()
@@ -414,12 +411,15 @@ def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorD
 
 
 def _driver(executor: StokerExecutor, settings: ExecutorSettings) -> ExecutorDriver:
-    """The driver; an agent endpoint that is not host:port is a settings error (exit 2)."""
+    """The driver; a MESOS_AGENT_ENDPOINT or a token it cannot use: a settings error (exit 2)."""
     try:
         agent_url(settings.agent_endpoint)
     except ValueError as exc:
         raise SettingsError(f"MESOS_AGENT_ENDPOINT: {exc}") from None
-    return ExecutorDriver(executor, settings)
+    try:
+        return ExecutorDriver(executor, settings)
+    except BadToken as exc:
+        raise SettingsError(f"{TOKEN_VARIABLE}: {exc}") from None
 
 
 def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,

@@ -64,6 +64,23 @@ class StreamBroken(Exception):
     """The event stream ended without its terminating chunk (reset, truncation, abort)."""
 
 
+class BadToken(ValueError):
+    """The agent's token holds a character an HTTP header cannot carry. The message says
+    which kind and where, never the token (http.client's own error would quote it)."""
+
+
+def _bearer(token: str) -> str:
+    """The Authorization value; BadToken unless every character is printable ASCII (a JWT
+    is base64url and dots)."""
+    for i, ch in enumerate(token):
+        if not "\x21" <= ch <= "\x7e":
+            what = ("a space" if ch == " " else "a non-ASCII character" if ord(ch) > 0x7f
+                    else "a control character")
+            raise BadToken(f"the token holds {what} at position {i + 1} of {len(token)}, "
+                           "which an HTTP header cannot carry")
+    return f"Bearer {token}"
+
+
 def agent_url(endpoint: str) -> str:
     """`MESOS_AGENT_ENDPOINT` (`ip:port`, an IPv6 ip unbracketed) -> the executor API URL."""
     host, sep, port = endpoint.rpartition(":")
@@ -194,7 +211,7 @@ class AgentTransport:
         self._host, self._port = _split(endpoint)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth_token:
-            self._headers["Authorization"] = f"Bearer {auth_token}"
+            self._headers["Authorization"] = _bearer(auth_token)  # BadToken
         self._call_timeout_secs = call_timeout_secs
         self._lock = threading.Lock()  # guards the call connection
         self._call_conn: http.client.HTTPConnection | None = None

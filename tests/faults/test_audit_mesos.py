@@ -9,6 +9,10 @@ simulator, each test a defect an operator or a scheduler would hit.
 - An executor whose only launch was a LAUNCH_GROUP failed every task of it and then stayed
   up, idle, holding its resources, until the agent shut it down. It now exits once the
   group's updates are acknowledged, as after any task it cannot start (docs/mesos.md §9).
+- A token with a character no header can carry (a trailing newline) made http.client raise
+  an error quoting the whole `Bearer` value, which the driver logged with its traceback:
+  the token in the executor log, and exit status 1. It is now a settings error (exit 2)
+  that names the variable and the position, never the token (docs/mesos.md §6).
 """
 from __future__ import annotations
 
@@ -76,3 +80,14 @@ def test_an_executor_given_only_a_launch_group_fails_its_tasks_and_exits(sim, fi
     assert sim.wait_exit(5) == 0  # no task will ever run here: the executor leaves
     figures.add("exit after the group's updates", f"{time.monotonic() - started:.2f} s")
     assert not sim.destroyed_after_grace and sim.unknown_updates == []
+
+
+@pytest.mark.parametrize("token", ["T0k3n-SECRET\n", "T0k3n\r\nX-Forged: 1"])
+def test_a_token_a_header_cannot_carry_is_a_settings_error_that_never_shows_it(sim, token):
+    sim.launch_executor(EXECUTOR, cwd=sim.sandbox, token=token,
+                        env_overrides={"STOKER_LOG_LEVEL": "DEBUG"})
+    assert sim.wait_exit(10) == 2  # a settings error, before anything starts
+    out = sim.executor_log() + (sim.sandbox / "executor.stdout").read_text()
+    assert "MESOS_EXECUTOR_AUTHENTICATION_TOKEN" in out and "control character" in out, out
+    assert "T0k3n" not in out, out
+    assert sim.requests == []  # nothing was sent with it
