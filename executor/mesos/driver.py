@@ -169,17 +169,33 @@ class ExecutorDriver:
     def send_framework_message(self, data: bytes) -> None:
         self._sender.queue_message(data)
 
-    def wait_for_acknowledgements(self, timeout_secs: float) -> bool:
-        """Blocks until every update is acknowledged (True), the timeout passes, or no
+    def wait_for_acknowledgements(self, timeout_secs: float, *, through_outage: bool = True) -> bool:
+        """Blocks until every update is acknowledged (True), `timeout_secs` pass, or no
         acknowledgement can come any more: the stream ended for good and the sender is done
-        (False)."""
+        (False).
+
+        `through_outage`: the timeout counts only while subscribed. While the driver
+        reconnects, the resubscription is the only way the owed updates reach the agent, so
+        the wait goes on until it is answered (the timeout then starts again: the carried
+        updates' ACKs come right after SUBSCRIBED) or the driver gives up, which
+        MESOS_RECOVERY_TIMEOUT bounds (docs/mesos.md §12)."""
+        shared, protocol = self._shared, self._protocol
         with self._cond:
-            self._cond.wait_for(
-                lambda: self._protocol.all_acknowledged or self._stop.is_set() or
-                (self._shared.ending is not None and self._shared.unsent == 0),
-                timeout_secs,
-            )
-            return self._protocol.all_acknowledged
+            deadline = time.monotonic() + timeout_secs
+            registrations = protocol.subscription_count
+            while not (protocol.all_acknowledged or self._stop.is_set() or
+                       (shared.ending is not None and shared.unsent == 0)):
+                now = time.monotonic()
+                if protocol.subscription_count != registrations:
+                    registrations, deadline = protocol.subscription_count, now + timeout_secs
+                if now < deadline:
+                    self._cond.wait(deadline - now)
+                elif (through_outage and shared.ending is None
+                      and protocol.state is not SessionState.SUBSCRIBED):
+                    self._cond.wait()  # notified at SUBSCRIBED and when the driver ends
+                else:
+                    break
+            return protocol.all_acknowledged
 
     @property
     def connected(self) -> bool:

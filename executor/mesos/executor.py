@@ -398,7 +398,8 @@ def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorD
     driver.start()
     # The driver calls shutdown() when it gives up on the agent, so TaskDone always comes.
     signalled = _wait_for_task(wakeups, executor, driver)
-    acked = driver.wait_for_acknowledgements(_ack_budget(executor, settings))
+    budget = _ack_budget(executor, settings)  # after SHUTDOWN, a signal: not through an outage
+    acked = driver.wait_for_acknowledgements(budget, through_outage=executor.shutdown_at is None)
     end = RunEnd(ending=driver.ending, ever_subscribed=driver.ever_subscribed,
                  shutdown_received=driver.shutdown_received, signalled=signalled,
                  internal_error=executor.internal_error, acknowledged=acked)

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -599,6 +600,34 @@ def test_wait_for_acknowledgements_follows_the_agent_acks(sim, driver_factory):
     sim.release_acks()
     assert driver.wait_for_acknowledgements(5) is True
     assert driver.unacknowledged_count == 0
+
+
+@pytest.mark.timeout(20)
+def test_the_acknowledgement_wait_outlasts_an_agent_restart(sim, driver_factory):
+    """A terminal update the agent has not acknowledged when it goes down can only be
+    delivered by the resubscription: the bounded wait counts while subscribed, not while
+    the driver reconnects (MESOS_RECOVERY_TIMEOUT bounds that). Exiting meanwhile turned a
+    task that finished during an agent restart into the agent's TASK_FAILED/GONE."""
+    driver = driver_factory(Recorder())
+    sim.wait_subscribed()
+    wait_for(lambda: driver.connected, 5)
+    sim.launch(make_task_info("task-1", b"{}"))
+    sim.ack_mode = "hold"
+    finished = driver.send_status_update("task-1", TaskState.FINISHED, "done")
+    sim.wait_for_state("task-1", "TASK_FINISHED")
+    sim.crash()
+    wait_for(lambda: not driver.connected, 5)
+    sim.ack_mode = "immediate"
+    restart = threading.Timer(0.4, sim.restart)
+    restart.start()
+    try:
+        started = time.monotonic()
+        assert driver.wait_for_acknowledgements(0.1) is True  # longer than 0.1 s: the outage
+        assert time.monotonic() - started >= 0.3
+    finally:
+        restart.cancel()
+        restart.join()
+    assert uuids_of(sim.wait_subscribed(count=2)) == [finished]
 
 
 @pytest.mark.timeout(20)
