@@ -13,22 +13,30 @@ simulator, each test a defect an operator or a scheduler would hit.
   an error quoting the whole `Bearer` value, which the driver logged with its traceback:
   the token in the executor log, and exit status 1. It is now a settings error (exit 2)
   that names the variable and the position, never the token (docs/mesos.md §6).
+
+Already right, and proven here as nothing else did end to end: a KILL's kill policy
+overrides the TaskInfo's, the TaskInfo's applies when the KILL has none, and a KILL for a
+task the executor never had is logged and ignored (docs/mesos.md §9, §18).
 """
 from __future__ import annotations
 
 import socket
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from config.document import encode
+from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
-from tests.support.stoker_proc import kill_leftovers, task_pids
+from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
+FAKE = REPO / "tests/support/fake_task.py"
 
 
 @pytest.fixture
@@ -91,3 +99,39 @@ def test_a_token_a_header_cannot_carry_is_a_settings_error_that_never_shows_it(s
     assert "MESOS_EXECUTOR_AUTHENTICATION_TOKEN" in out and "control character" in out, out
     assert "T0k3n" not in out, out
     assert sim.requests == []  # nothing was sent with it
+
+
+def _stubborn(tmp_path: Path) -> bytes:
+    """A task whose process ignores SIGTERM and whose own grace (finalization_wait) is 20 s:
+    only a SIGKILL at the end of the grace the agent asked for ends it early."""
+    path = tmp_path / "stubborn.aurora"
+    path.write_text(
+        f"p = Process(name='stubborn', cmdline='exec {sys.executable} {FAKE} --ignore-sigterm --pid-file stubborn.pid')\n"
+        "jobs = [Service(cluster='local', role='me', environment='test', name='stubborn',\n"
+        "                task=Task(processes=[p], finalization_wait=20,\n"
+        "                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),\n"
+        "                lifecycle=DisableLifecycle)]\n")
+    return encode(load_job(path))
+
+
+@pytest.mark.parametrize("task_policy, kill_policy", [(20.0, 0.3), (0.3, None)],
+                         ids=["the KILL's policy overrides the TaskInfo's",
+                              "the TaskInfo's policy when the KILL has none"])
+def test_a_kill_takes_the_grace_the_agent_gave_and_an_unknown_task_s_kill_is_ignored(
+        sim, tmp_path, figures, task_policy, kill_policy):
+    sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
+    sim.wait_subscribed(timeout_secs=15)
+    sim.launch(make_task_info("task-1", _stubborn(tmp_path), kill_policy_secs=task_policy))
+    sim.wait_for_state("task-1", "TASK_RUNNING", 10)
+    wait_for(lambda: (sim.sandbox / "stubborn.pid").exists(), 10)  # SIGTERM ignored from here
+    sim.kill("task-9", grace_secs=0.0)  # a task this executor never had
+    wait_for(lambda: "kill_ignored" in sim.executor_log(), 5)
+    assert sim.states("task-1") == ["TASK_STARTING", "TASK_RUNNING"]
+    assert sim.unknown_updates == []  # nothing was said about task-9
+    killed_at = time.monotonic()
+    sim.kill("task-1", grace_secs=kill_policy)
+    sim.wait_for_state("task-1", "TASK_KILLED", 8)  # not the 20 s of the other grace
+    took = time.monotonic() - killed_at
+    figures.add("KILL to TASK_KILLED, grace 0.3 s", f"{took:.2f} s")
+    assert took >= 0.3
+    assert sim.wait_exit(10) == 0
