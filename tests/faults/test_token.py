@@ -156,6 +156,14 @@ def test_the_token_is_in_no_log_line_file_or_task_environment(agent, tmp_path, f
                 len(leaks) + len(holders))
     assert TOKEN not in log
     assert not leaks, f"the token is in {leaks}"
+    # Nor in what `stoker ps`, `status` and `observe` read beyond the sandbox (the host
+    # registry), nor in any status update the agent got (its message and every field).
+    root = Path(os.environ["STOKER_ROOT"])
+    _, _, registry_leaks = _scan_files(root)
+    assert any(str(sim.sandbox).encode() in p.read_bytes() for p in root.rglob("*") if p.is_file())
+    assert not registry_leaks, f"the token is in the registry: {registry_leaks}"
+    updates = json.dumps([r.status for r in sim.updates("task-1")])
+    assert "TASK_KILLED" in updates and TOKEN not in updates
 
 
 # ---- the attack: a task reads every process it can, its parent first ----
