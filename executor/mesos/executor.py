@@ -47,7 +47,7 @@ from config.document import MAX_DOCUMENT_BYTES
 from config.environment import task_environment
 from config.errors import SettingsError
 from config.settings import TOKEN_VARIABLE, ExecutorSettings
-from executor.events import TaskState, Transition
+from executor.events import TaskState
 from executor.host.signals import SignalRelay
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
@@ -55,10 +55,10 @@ from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.launch import LaunchError, TaskLaunch, prepare_launch
 from executor.mesos.reconnect import Ending
 from executor.mesos.recordio import MAX_RECORD_BYTES
+from executor.mesos.reporter import MesosReporter
 from executor.mesos.transport import BadToken, agent_url
-from executor.mesos.wire import mesos_state_name, task_id, uuid_text
+from executor.mesos.wire import task_id
 from executor.task.owner import TaskOwner
-from executor.task.status import Update
 from executor.task.wiring import RunAs, UnknownUser, current_user, give_sandbox, owner_for, user_named
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ logger = logging.getLogger(__name__)
 ACK_WAIT_SECS = 10.0  # bounded wait for the terminal update's acknowledgement
 SHUTDOWN_MARGIN_SECS = 1.0  # kill this much before the agent's shutdown grace ends
 REASON_TASK_INVALID = "REASON_TASK_INVALID"
-REASON_HEALTH = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
 GROUP_REFUSED = "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document"
 
 EXIT_OK = 0
@@ -86,27 +85,7 @@ class PendingKill:
     reason: str
     grace_secs: float | None
     use_lifecycle: bool
-
-
-class MesosReporter:
-    def __init__(self, driver: ExecutorDriver, task_id: str, label: str) -> None:
-        self._driver = driver
-        self._task_id = task_id
-        self._label = label
-
-    def on_transition(self, t: Transition) -> None:
-        pass  # the owner logs and checkpoints every transition and health attempt
-
-    def on_update(self, update: Update) -> None:
-        # The health reason marks health changes only: RUNNING with `healthy`, or the
-        # terminal update of a task a failed check ended.
-        reason = REASON_HEALTH if update.healthy is not None else None
-        uuid = self._driver.send_status_update(
-            self._task_id, update.state, update.message, healthy=update.healthy, reason=reason
-        )
-        log_event(logger, logging.INFO, "status_update", task=self._label, task_id=self._task_id,
-                  state=mesos_state_name(update.state), healthy=update.healthy, uuid=uuid_text(uuid),
-                  message=update.message)
+    immediate: bool = False  # SIGKILL now, the final processes too
 
 
 class StokerExecutor:
@@ -210,6 +189,13 @@ class StokerExecutor:
             self._on_done()
             return
         self._kill(PendingKill("executor shutting down (SHUTDOWN)", grace, use_lifecycle=False))
+        # The grace bounds SIGTERM to SIGKILL, not the final processes (finalization_wait):
+        # what still runs when it is over is SIGKILLed, so that TASK_KILLED reaches the agent
+        # before it destroys the container (docs/mesos.md §16).
+        deadline = threading.Timer(grace, self._kill, [PendingKill(
+            "executor shutting down (SHUTDOWN): its grace is over", 0.0, False, immediate=True)])
+        deadline.daemon = True
+        deadline.start()
 
     def error(self, driver: ExecutorDriver, message: str) -> None:
         log_event(logger, logging.ERROR, "driver_error", message=message)
@@ -235,7 +221,8 @@ class StokerExecutor:
             if owner is None:
                 self._pending_kill = kill
                 return
-        owner.request_kill(kill.reason, kill.grace_secs, use_lifecycle=kill.use_lifecycle)
+        owner.request_kill(kill.reason, kill.grace_secs, use_lifecycle=kill.use_lifecycle,
+                           immediate=kill.immediate)
 
     def _prepare(self, task_info: dict[str, Any], tid: str) -> TaskLaunch:
         return prepare_launch(task_info, task_id=tid, hostname=self._agent_hostname,
@@ -318,7 +305,8 @@ class StokerExecutor:
                 self._owner = owner
                 pending = self._pending_kill
             if pending is not None:
-                owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle)
+                owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle,
+                                   immediate=pending.immediate)
             final = owner.run()
             log_event(logger, logging.INFO, "task_done", task=spec.label, state=final.state.value,
                       reason=final.message)

@@ -13,6 +13,11 @@ simulator, each test a defect an operator or a scheduler would hit.
   an error quoting the whole `Bearer` value, which the driver logged with its traceback:
   the token in the executor log, and exit status 1. It is now a settings error (exit 2)
   that names the variable and the position, never the token (docs/mesos.md §6).
+- On SHUTDOWN the executor gave the task's regular processes the grace minus 1 s, and then
+  its final processes their whole finalization_wait: a final process still running when
+  the agent's grace ended was destroyed with the container, and the task reported as
+  TASK_FAILED (REASON_EXECUTOR_TERMINATED) instead of TASK_KILLED. Whatever still runs at
+  the end of the kill grace is now SIGKILLed (docs/mesos.md §16).
 
 Already right, and proven here as nothing else did end to end: a KILL's kill policy
 overrides the TaskInfo's, the TaskInfo's applies when the KILL has none, and a KILL for a
@@ -135,3 +140,26 @@ def test_a_kill_takes_the_grace_the_agent_gave_and_an_unknown_task_s_kill_is_ign
     figures.add("KILL to TASK_KILLED, grace 0.3 s", f"{took:.2f} s")
     assert took >= 0.3
     assert sim.wait_exit(10) == 0
+
+
+def test_shutdown_ends_a_task_s_final_processes_within_the_grace(sim, tmp_path, figures):
+    path = tmp_path / "final.aurora"
+    path.write_text(
+        "main = Process(name='main', cmdline='exec sleep 1000')\n"
+        "fin = Process(name='fin', cmdline='trap \"\" TERM; sleep 60', final=True)\n"
+        "jobs = [Service(cluster='local', role='me', environment='test', name='final',\n"
+        "                task=Task(processes=[main, fin], finalization_wait=30,\n"
+        "                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),\n"
+        "                lifecycle=DisableLifecycle)]\n")
+    sim.launch_executor(EXECUTOR, cwd=sim.sandbox, shutdown_grace="1500ms")
+    sim.wait_subscribed(timeout_secs=15)
+    sim.launch(make_task_info("task-1", encode(load_job(path))))
+    sim.wait_for_state("task-1", "TASK_RUNNING", 10)
+    shut_at = time.monotonic()
+    sim.shutdown()  # the agent destroys the container 1.5 s later
+    killed = sim.wait_for_state("task-1", "TASK_KILLED", 5)
+    figures.add("SHUTDOWN to TASK_KILLED, grace 1.5 s, a final process ignoring SIGTERM",
+                f"{killed.at - shut_at:.2f} s")
+    assert sim.wait_exit(5) == 0
+    assert not sim.destroyed_after_grace
+    assert sim.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
