@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import queue
 import random
 import threading
@@ -249,8 +250,9 @@ class ExecutorDriver:
         attempt = 0
         while not self._stop.is_set():
             attempt += 1
-            timeout = policy.connect_timeout_secs(time.monotonic(), CONNECT_TIMEOUT_SECS)
-            end = self._session(attempt, timeout)
+            now = time.monotonic()  # the outage's time left bounds the connect and the answer
+            end = self._session(attempt, policy.connect_timeout_secs(now, CONNECT_TIMEOUT_SECS),
+                                policy.connect_timeout_secs(now, math.inf))
             if self._stop.is_set():
                 break
             if end.subscribed:
@@ -273,7 +275,8 @@ class ExecutorDriver:
                     assert_never(decision)
         return Ending.STOPPED
 
-    def _session(self, attempt: int, connect_timeout_secs: float) -> SessionEnd:
+    def _session(self, attempt: int, connect_timeout_secs: float,
+                 answer_timeout_secs: float) -> SessionEnd:
         """One SUBSCRIBE and, when accepted, its event stream until it ends."""
         with self._cond:
             body = self._protocol.subscribing()
@@ -281,7 +284,7 @@ class ExecutorDriver:
             tasks = len(self._protocol.unacknowledged_tasks())
         logger.info("mesos_subscribing %s url=%s attempt=%d unacked_updates=%d unacked_tasks=%d",
                     self._who, self._transport.url, attempt, updates, tasks)
-        result, stream = self._transport.subscribe(body, connect_timeout_secs)
+        result, stream = self._transport.subscribe(body, connect_timeout_secs, answer_timeout_secs)
         if stream is None:
             with self._cond:
                 self._protocol.stream_ended()

@@ -217,18 +217,19 @@ class AgentTransport:
         self._call_conn: http.client.HTTPConnection | None = None
 
     def subscribe(
-        self, body: bytes, connect_timeout_secs: float = CONNECT_TIMEOUT_SECS
+        self, body: bytes, connect_timeout_secs: float = CONNECT_TIMEOUT_SECS,
+        answer_timeout_secs: float | None = None,
     ) -> tuple[CallResult, AgentStream | None]:
         """POSTs SUBSCRIBE on a connection of its own; on 200 returns the open stream (no
         read timeout: the agent's heartbeats come every 30 minutes at most).
 
-        `connect_timeout_secs` bounds the connect and, separately, the wait for the answer's
-        status line and headers, which a live agent sends at once: a frozen agent (stopped,
-        deadlocked; the kernel still accepts the connection) must not hold the SUBSCRIBE past
-        MESOS_RECOVERY_TIMEOUT (docs/mesos.md §15)."""
+        `answer_timeout_secs` bounds the wait for the answer's status line and headers (None:
+        as long as it takes): a frozen agent (stopped, deadlocked; the kernel still accepts
+        the connection) must not hold the SUBSCRIBE past MESOS_RECOVERY_TIMEOUT
+        (docs/mesos.md §15)."""
         conn = None
         try:
-            conn = _connect(self._host, self._port, connect_timeout_secs, connect_timeout_secs)
+            conn = _connect(self._host, self._port, connect_timeout_secs, answer_timeout_secs)
             conn.request("POST", API_PATH, body=body, headers=self._headers)
             response = conn.getresponse()
             if response.status == 200:
