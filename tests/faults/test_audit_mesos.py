@@ -95,8 +95,8 @@ def test_an_executor_given_only_a_launch_group_fails_its_tasks_and_exits(sim, fi
     assert not sim.destroyed_after_grace and sim.unknown_updates == []
 
 
-@pytest.mark.parametrize("token", ["T0k3n-SECRET\n", "T0k3n\r\nX-Forged: 1"])
-def test_a_token_a_header_cannot_carry_is_a_settings_error_that_never_shows_it(sim, token):
+def test_a_token_a_header_cannot_carry_is_a_settings_error_that_never_shows_it(sim):
+    token = "T0k3n-SECRET\n"  # a trailing newline, as a file read into a variable has
     sim.launch_executor(EXECUTOR, cwd=sim.sandbox, token=token,
                         env_overrides={"STOKER_LOG_LEVEL": "DEBUG"})
     assert sim.wait_exit(10) == 2  # a settings error, before anything starts

@@ -25,7 +25,7 @@ from executor.events import TaskState
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.reconnect import Ending
 from executor.mesos.recordio import RecordIODecoder
-from executor.mesos.transport import agent_url
+from executor.mesos.transport import AgentTransport, BadToken, agent_url
 from tests.support.agent_sim import AGENT_ID, AgentSimulator, make_task_info
 from tests.support.waiting import wait_for
 
@@ -484,6 +484,17 @@ def test_agent_url_splits_on_the_last_colon_and_brackets_ipv6(endpoint, url):
 def test_agent_url_refuses_an_endpoint_without_a_port():
     with pytest.raises(ValueError, match="not host:port"):
         agent_url("localhost")
+
+
+@pytest.mark.parametrize("token, what", [
+    ("t0k\r\nX-Forged: 1", "a control character at position 4 of 16"),
+    ("t0k t0k", "a space at position 4 of 7"),
+    ("t0k\u00e9", "a non-ASCII character at position 4 of 4"),
+])
+def test_a_token_no_header_can_carry_is_refused_without_showing_it(token, what):
+    with pytest.raises(BadToken) as refused:
+        AgentTransport("127.0.0.1:5051", token)
+    assert what in str(refused.value) and "t0k" not in str(refused.value)
 
 
 # ---- the driver in this process: callbacks, rejections, acknowledgement waits ----
