@@ -112,6 +112,7 @@ class ExecutorDriver:
                                   lambda text: self._post(callbacks.error, text), self._who)
         self._dispatch: queue.Queue[_Callback | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._ack_wait_cut_at: float | None = None  # under _cond; see cut_ack_wait()
 
     # ---- public API ----
 
@@ -186,17 +187,27 @@ class ExecutorDriver:
             registrations = protocol.subscription_count
             while not (protocol.all_acknowledged or self._stop.is_set() or
                        (shared.ending is not None and shared.unsent == 0)):
-                now = time.monotonic()
+                now, cut_at = time.monotonic(), self._ack_wait_cut_at
                 if protocol.subscription_count != registrations:
                     registrations, deadline = protocol.subscription_count, now + timeout_secs
-                if now < deadline:
-                    self._cond.wait(deadline - now)
-                elif (through_outage and shared.ending is None
+                ends_at = deadline if cut_at is None else min(deadline, cut_at)
+                if now < ends_at:
+                    self._cond.wait(ends_at - now)
+                elif (through_outage and cut_at is None and shared.ending is None
                       and protocol.state is not SessionState.SUBSCRIBED):
                     self._cond.wait()  # notified at SUBSCRIBED and when the driver ends
                 else:
                     break
             return protocol.all_acknowledged
+
+    def cut_ack_wait(self, within_secs: float) -> None:
+        """A stop signal came: `wait_for_acknowledgements` ends `within_secs` from now at the
+        latest, and no longer waits through an outage; callable from any thread."""
+        with self._cond:
+            cut_at = time.monotonic() + max(0.0, within_secs)
+            if self._ack_wait_cut_at is None or cut_at < self._ack_wait_cut_at:
+                self._ack_wait_cut_at = cut_at
+            self._cond.notify_all()
 
     @property
     def connected(self) -> bool:

@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 ACK_WAIT_SECS = 10.0  # bounded wait for the terminal update's acknowledgement
 SHUTDOWN_MARGIN_SECS = 1.0  # kill this much before the agent's shutdown grace ends
+ACK_MARGIN_SECS = 0.2  # ... and stop waiting for ACKs this much before it ends
 REASON_TASK_INVALID = "REASON_TASK_INVALID"
 GROUP_REFUSED = "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document"
 
@@ -371,7 +372,12 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     driver = _driver(executor, settings)
     # The relay's thread only posts; main acts (`executor.host.signals`: a signal may land
     # on any thread, and main is blocked in the queue until something is posted).
-    relay = SignalRelay((signal.SIGTERM, signal.SIGINT), lambda received: wakeups.put(Signalled(received)))
+
+    def on_signal(received: int) -> None:  # a stop, like SHUTDOWN: ACKs only within its grace
+        driver.cut_ack_wait(settings.shutdown_grace_secs - ACK_MARGIN_SECS)
+        wakeups.put(Signalled(received))
+
+    relay = SignalRelay((signal.SIGTERM, signal.SIGINT), on_signal)
     try:
         return _run(settings, executor, driver, wakeups)
     finally:
@@ -433,5 +439,5 @@ def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
 def _ack_budget(executor: StokerExecutor, settings: ExecutorSettings) -> float:
     if executor.shutdown_at is None:
         return ACK_WAIT_SECS
-    left = settings.shutdown_grace_secs - (time.monotonic() - executor.shutdown_at) - 0.2
+    left = settings.shutdown_grace_secs - (time.monotonic() - executor.shutdown_at) - ACK_MARGIN_SECS
     return max(0.0, min(ACK_WAIT_SECS, left))

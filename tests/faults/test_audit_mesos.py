@@ -18,6 +18,10 @@ simulator, each test a defect an operator or a scheduler would hit.
   the agent's grace ended was destroyed with the container, and the task reported as
   TASK_FAILED (REASON_EXECUTOR_TERMINATED) instead of TASK_KILLED. Whatever still runs at
   the end of the kill grace is now SIGKILLed (docs/mesos.md §16).
+- (From this audit's own change, docs/mesos.md §12: a task that ends while the agent is
+  away now keeps the executor waiting for the resubscription, up to
+  MESOS_RECOVERY_TIMEOUT.) A stop signal during that wait was not read until it ended: a
+  SIGTERM now cuts it to the shutdown grace, as SHUTDOWN does.
 
 Already right, and proven here as nothing else did end to end: a KILL's kill policy
 overrides the TaskInfo's, the TaskInfo's applies when the KILL has none, and a KILL for a
@@ -25,6 +29,7 @@ task the executor never had is logged and ignored (docs/mesos.md §9, §18).
 """
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import time
@@ -163,3 +168,26 @@ def test_shutdown_ends_a_task_s_final_processes_within_the_grace(sim, tmp_path, 
     assert sim.wait_exit(5) == 0
     assert not sim.destroyed_after_grace
     assert sim.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+
+
+def test_a_task_ending_while_the_agent_is_away_waits_for_it_and_a_signal_ends_the_wait(
+        sim, tmp_path, figures):
+    path = tmp_path / "short.aurora"
+    path.write_text(
+        "p = Process(name='short', cmdline='sleep 0.3')\n"
+        "jobs = [Job(cluster='local', role='me', environment='test', name='short',\n"
+        "            task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+    sim.launch_executor(EXECUTOR, cwd=sim.sandbox, recovery_timeout="30secs",
+                        backoff_max="200ms", shutdown_grace="700ms")
+    sim.wait_subscribed(timeout_secs=15)
+    sim.launch(make_task_info("task-1", encode(load_job(path))))
+    sim.wait_for_state("task-1", "TASK_RUNNING", 10)
+    sim.crash()  # the task finishes while the agent is away
+    wait_for(lambda: "task_done" in sim.executor_log(), 10)
+    with pytest.raises(TimeoutError):
+        sim.wait_exit(0.3)  # not after a fixed wait: only the resubscription carries the update
+    sim._proc.send_signal(signal.SIGTERM)  # an operator stops it meanwhile
+    stopped_at = time.monotonic()
+    assert sim.wait_exit(5) == 5  # within the shutdown grace, the update unacknowledged
+    figures.add("SIGTERM during the wait through an agent outage to exit",
+                f"{time.monotonic() - stopped_at:.2f} s")
