@@ -25,7 +25,8 @@ from executor.events import TaskState
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.reconnect import Ending
 from executor.mesos.recordio import RecordIODecoder
-from executor.mesos.transport import AgentTransport, BadToken, agent_url
+from executor.mesos.transport import AgentTransport, BadToken, Outcome, agent_url
+from executor.mesos.wire import Calls
 from tests.support.agent_sim import AGENT_ID, AgentSimulator, make_task_info
 from tests.support.waiting import wait_for
 
@@ -102,6 +103,7 @@ def test_launch_kill_shutdown_sequence_and_exact_wire_format(tmp_path):
             assert r.header("Content-Type") == "application/json"
             assert r.header("Accept") == "application/json"
             assert r.header("Authorization") == f"Bearer {TOKEN}"
+            assert r.header("Mesos-Stream-Id") is None  # the executor API has none
             assert r.status == (200 if r.call_type == "SUBSCRIBE" else 202)
         for record in sim.updates("task-42"):
             parsed = uuid.UUID(bytes=record.uuid)
@@ -484,6 +486,20 @@ def test_agent_url_splits_on_the_last_colon_and_brackets_ipv6(endpoint, url):
 def test_agent_url_refuses_an_endpoint_without_a_port():
     with pytest.raises(ValueError, match="not host:port"):
         agent_url("localhost")
+
+
+def test_the_answer_to_subscribe_has_a_timeout_and_the_stream_none(sim):
+    """The agent's heartbeats come every 30 minutes: an idle stream is healthy. Only the
+    wait for SUBSCRIBE's answer is bounded (docs/mesos.md §7, §15)."""
+    transport = AgentTransport(sim.endpoint)
+    result, stream = transport.subscribe(Calls(sim.framework_id, sim.executor_id).subscribe([], []),
+                                         1.0, 0.5)
+    assert result.outcome is Outcome.ACCEPTED and stream is not None
+    try:
+        assert stream._sock is not None and stream._sock.gettimeout() is None
+    finally:
+        stream.abort()
+        stream.close()
 
 
 @pytest.mark.parametrize("token, what", [
