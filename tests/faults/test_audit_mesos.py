@@ -177,8 +177,8 @@ def test_a_task_ending_while_the_agent_is_away_waits_for_it_and_a_signal_ends_th
         "p = Process(name='short', cmdline='sleep 0.3')\n"
         "jobs = [Job(cluster='local', role='me', environment='test', name='short',\n"
         "            task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
-    sim.launch_executor(EXECUTOR, cwd=sim.sandbox, recovery_timeout="30secs",
-                        backoff_max="200ms", shutdown_grace="700ms")
+    proc = sim.launch_executor(EXECUTOR, cwd=sim.sandbox, recovery_timeout="30secs",
+                               backoff_max="200ms", shutdown_grace="700ms")
     sim.wait_subscribed(timeout_secs=15)
     sim.launch(make_task_info("task-1", encode(load_job(path))))
     sim.wait_for_state("task-1", "TASK_RUNNING", 10)
@@ -186,7 +186,7 @@ def test_a_task_ending_while_the_agent_is_away_waits_for_it_and_a_signal_ends_th
     wait_for(lambda: "task_done" in sim.executor_log(), 10)
     with pytest.raises(TimeoutError):
         sim.wait_exit(0.3)  # not after a fixed wait: only the resubscription carries the update
-    sim._proc.send_signal(signal.SIGTERM)  # an operator stops it meanwhile
+    proc.send_signal(signal.SIGTERM)  # an operator stops it meanwhile
     stopped_at = time.monotonic()
     assert sim.wait_exit(5) == 5  # within the shutdown grace, the update unacknowledged
     figures.add("SIGTERM during the wait through an agent outage to exit",
