@@ -6,7 +6,8 @@ alive for the UPDATE/MESSAGE calls, which must not share the stream's; docs/meso
 the URL, the exact headers and the classification of every HTTP outcome:
 
     202 (calls) / 200 (SUBSCRIBE)           -> ACCEPTED
-    403, 404, 503, other 5xx but 501, none   -> TRANSIENT (retry with back-off)
+    403 (calls), 404, 503, other 5xx but 501,
+    no answer                               -> TRANSIENT (retry with back-off)
     any other status                        -> REJECTED (a bug or a misconfiguration)
 
 Why `http.client` and not `requests`: the agent is plain HTTP/1.1 on a known address, with
@@ -96,8 +97,11 @@ def _classify(status: int, accepted: int) -> Outcome:
         return Outcome.ACCEPTED
     # 403 "Executor is not subscribed": the agent holds us as REGISTERING (it restarted and
     # has not seen our SUBSCRIBE yet). Keep the call and retry: dropping it would lose an
-    # update, and the resubscription carries it anyway.
-    if status in (403, 404, 503) or (status >= 500 and status != 501):
+    # update, and the resubscription carries it anyway. A SUBSCRIBE (accepted: 200) never
+    # gets that one: its 403 says the token's claims are not this executor's, for good.
+    if status == 403:
+        return Outcome.TRANSIENT if accepted == 202 else Outcome.REJECTED
+    if status in (404, 503) or (status >= 500 and status != 501):
         return Outcome.TRANSIENT
     return Outcome.REJECTED
 

@@ -18,6 +18,10 @@ simulator, each test a defect an operator or a scheduler would hit.
   the agent's grace ended was destroyed with the container, and the task reported as
   TASK_FAILED (REASON_EXECUTOR_TERMINATED) instead of TASK_KILLED. Whatever still runs at
   the end of the kill grace is now SIGKILLed (docs/mesos.md §16).
+- A SUBSCRIBE answered 403 (the token's claims name another executor or container: the
+  only 403 the agent gives a SUBSCRIBE) was retried like the 403 an UPDATE gets during
+  an agent's recovery, until MESOS_RECOVERY_TIMEOUT. It is now refused for good at once
+  (docs/mesos.md §5).
 - (From this audit's own change, docs/mesos.md §12: a task that ends while the agent is
   away now keeps the executor waiting for the resubscription, up to
   MESOS_RECOVERY_TIMEOUT.) A stop signal during that wait was not read until it ended: a
@@ -191,3 +195,13 @@ def test_a_task_ending_while_the_agent_is_away_waits_for_it_and_a_signal_ends_th
     assert sim.wait_exit(5) == 5  # within the shutdown grace, the update unacknowledged
     figures.add("SIGTERM during the wait through an agent outage to exit",
                 f"{time.monotonic() - stopped_at:.2f} s")
+
+
+def test_a_subscribe_refused_403_ends_the_executor_at_once(sim):
+    sim.claims_mismatch = True  # a token made for another executor or container
+    started = time.monotonic()
+    sim.launch_executor(EXECUTOR, cwd=sim.sandbox, recovery_timeout="10secs")
+    assert sim.wait_exit(5) == 3  # never subscribed; not after MESOS_RECOVERY_TIMEOUT
+    assert time.monotonic() - started < 5
+    assert [r.status for r in sim.calls("SUBSCRIBE")] == [403]
+    assert "mesos_subscribe_rejected executor=stoker-executor-1 status=403" in sim.executor_log()

@@ -359,6 +359,9 @@ class AgentSimulator:
         self.ignored_updates: list[UpdateRecord] = []  # wrong agent_id: 202, then ignored
         self.lost_events: list[bytes] = []  # written while no stream was open
         self.events_sent: list[dict] = []
+        # The token's claims (framework, executor, container) do not match this executor:
+        # 403 to every call, SUBSCRIBE included (docs/mesos.md §5, check 12).
+        self.claims_mismatch = False
         self.reregistration_failed = False
         self.registration_timed_out = False
         self.destroyed_after_grace = False
@@ -852,6 +855,9 @@ class AgentSimulator:
                 raise _Reject(400, "Framework cannot be found")
             if _value(call, "executor_id") != self.executor_id:
                 raise _Reject(400, "Executor cannot be found")
+            if self.claims_mismatch:
+                raise _Reject(403, "Received unauthorized request: the principal's claims do "
+                                   "not match this executor")
             if kind != "SUBSCRIBE" and not self._subscribed:
                 raise _Reject(403, "Executor is not subscribed")
         return call
