@@ -28,7 +28,8 @@ Exit status (`main`'s return value; the agent logs it):
        wait ran out: the agent may never have got them
 
 (2 is the CLI's: a missing MESOS_* variable or an invalid setting, such as a
-MESOS_AGENT_ENDPOINT that is not host:port, before anything starts.)
+MESOS_AGENT_ENDPOINT that is not host:port or a token no HTTP header can carry, before
+anything starts.)
 """
 from __future__ import annotations
 
