@@ -47,7 +47,7 @@ from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.reconnect import Ending, GiveUp, ReconnectPolicy, Retry, SessionEnd
 from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.sender import CallSender, Shared
-from executor.mesos.session import ExecutorProtocol, SessionState
+from executor.mesos.session import BrokenStream, ExecutorProtocol, SessionState
 from executor.mesos.transport import (
     CONNECT_TIMEOUT_SECS,
     AgentStream,
@@ -330,14 +330,20 @@ class ExecutorDriver:
         subscribed = False
         try:
             for chunk in stream.chunks():
+                fault: BrokenStream | None = None
                 with self._cond:
                     registrations = self._protocol.subscription_count
-                    events = self._protocol.feed(chunk)
+                    try:
+                        events = self._protocol.feed(chunk)
+                    except BrokenStream as e:  # what came before the fault still counts
+                        events, fault = e.before, e
                     self._cond.notify_all()  # SUBSCRIBED or ACKs may have been booked
                 for event in events:
                     self._on_event(event, registrations)
                     if isinstance(event, Subscribed):
                         subscribed, registrations = True, registrations + 1
+                if fault is not None:
+                    raise fault
             reason = "the agent closed the event stream (EOF)"
         except StreamBroken as e:
             reason = f"the event stream broke ({e})"

@@ -676,6 +676,18 @@ def test_a_malformed_stream_is_dropped_and_the_resubscription_carries_what_is_ow
 
 
 @pytest.mark.timeout(20)
+def test_a_kill_in_the_chunk_of_a_malformed_record_still_reaches_the_callback(sim, driver_factory):
+    recorder = Recorder()
+    driver = driver_factory(recorder)
+    sim.wait_subscribed()
+    wait_for(lambda: driver.connected, 5)
+    kill = json.dumps({"type": "KILL", "kill": {"task_id": {"value": "task-2"}}}).encode()
+    sim.send_raw(b"%d\n%s" % (len(kill), kill) + b"12x\n")  # one chunk: the KILL, then garbage
+    wait_for(lambda: ("killTask", "task-2", None) in recorder.calls, 5)
+    sim.wait_subscribed(count=2)  # the broken stream was dropped and replaced
+
+
+@pytest.mark.timeout(20)
 def test_the_driver_says_why_it_ended(sim, driver_factory):
     stopped = driver_factory(Recorder())
     sim.wait_subscribed()
