@@ -327,7 +327,7 @@ class ExecutorDriver:
         Only one stream is ever open (the next SUBSCRIBE is sent after this one ended), so
         an EOF here is never that of a stale, replaced stream.
         """
-        subscribed = False
+        subscribed = settled = False
         try:
             for chunk in stream.chunks():
                 fault: BrokenStream | None = None
@@ -338,6 +338,9 @@ class ExecutorDriver:
                     except BrokenStream as e:  # what came before the fault still counts
                         events, fault = e.before, e
                     self._cond.notify_all()  # SUBSCRIBED or ACKs may have been booked
+                if events and not settled:  # the agent is alive: the stream may idle now
+                    stream.settle()
+                    settled = True
                 for event in events:
                     self._on_event(event, registrations)
                     if isinstance(event, Subscribed):

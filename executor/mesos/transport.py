@@ -186,6 +186,15 @@ class AgentStream:
         if self._aborted:
             raise StreamBroken("aborted")
 
+    def settle(self) -> None:
+        """The agent has spoken on this stream: no read timeout from now on (its heartbeats
+        come every 30 minutes at most, docs/mesos.md §7); never raises."""
+        if self._sock is not None:
+            try:
+                self._sock.settimeout(None)
+            except OSError:
+                pass
+
     def abort(self) -> None:
         """Wakes a reader blocked in recv by shutting the socket down; never raises."""
         self._aborted = True
@@ -224,21 +233,17 @@ class AgentTransport:
         self, body: bytes, connect_timeout_secs: float = CONNECT_TIMEOUT_SECS,
         answer_timeout_secs: float | None = None,
     ) -> tuple[CallResult, AgentStream | None]:
-        """POSTs SUBSCRIBE on a connection of its own; on 200 returns the open stream (no
-        read timeout: the agent's heartbeats come every 30 minutes at most).
+        """POSTs SUBSCRIBE on a connection of its own; on 200 returns the open stream.
 
-        `answer_timeout_secs` bounds the wait for the answer's status line and headers (None:
-        as long as it takes): a frozen agent (stopped, deadlocked; the kernel still accepts
-        the connection) must not hold the SUBSCRIBE past MESOS_RECOVERY_TIMEOUT
-        (docs/mesos.md §15)."""
+        `answer_timeout_secs` bounds the wait for the answer, and then for each read of the
+        stream until `AgentStream.settle()` (None: as long as it takes): a frozen agent
+        (stopped, deadlocked; the kernel still accepts the connection) must not hold the
+        SUBSCRIBE past MESOS_RECOVERY_TIMEOUT (docs/mesos.md §15)."""
         conn = None
         try:
             conn = _connect(self._host, self._port, connect_timeout_secs, answer_timeout_secs)
             conn.request("POST", API_PATH, body=body, headers=self._headers)
             response = conn.getresponse()
-            if response.status == 200:
-                assert conn.sock is not None
-                conn.sock.settimeout(None)  # the stream itself: no read timeout
         except (http.client.HTTPException, OSError) as e:
             if conn is not None:
                 conn.close()

@@ -4,8 +4,8 @@ simulator, each test a defect an operator or a scheduler would hit.
 - A frozen agent (stopped, deadlocked, a paused VM: the kernel still completes the TCP
   handshake, nobody answers) used to hold the executor's SUBSCRIBE forever, waiting for
   the answer's headers with no timeout, so MESOS_RECOVERY_TIMEOUT never fired and the task
-  was never killed. A SUBSCRIBE now waits for its answer at most what is left of the
-  outage (docs/mesos.md §15).
+  was never killed. A SUBSCRIBE now waits for its answer (and the stream's first event) at
+  most what is left of the outage (docs/mesos.md §15).
 - An executor whose only launch was a LAUNCH_GROUP failed every task of it and then stayed
   up, idle, holding its resources, until the agent shut it down. It now exits once the
   group's updates are acknowledged, as after any task it cannot start (docs/mesos.md §9).

@@ -488,15 +488,17 @@ def test_agent_url_refuses_an_endpoint_without_a_port():
         agent_url("localhost")
 
 
-def test_the_answer_to_subscribe_has_a_timeout_and_the_stream_none(sim):
+def test_the_answer_to_subscribe_has_a_timeout_and_the_settled_stream_none(sim):
     """The agent's heartbeats come every 30 minutes: an idle stream is healthy. Only the
-    wait for SUBSCRIBE's answer is bounded (docs/mesos.md §7, §15)."""
+    wait for SUBSCRIBE's answer and first event is bounded (docs/mesos.md §7, §15)."""
     transport = AgentTransport(sim.endpoint)
     result, stream = transport.subscribe(Calls(sim.framework_id, sim.executor_id).subscribe([], []),
                                          1.0, 0.5)
     assert result.outcome is Outcome.ACCEPTED and stream is not None
     try:
-        assert stream._sock is not None and stream._sock.gettimeout() is None
+        assert stream._sock is not None and stream._sock.gettimeout() == 0.5
+        stream.settle()  # the driver does this at the first event
+        assert stream._sock.gettimeout() is None
     finally:
         stream.abort()
         stream.close()
@@ -685,6 +687,20 @@ def test_a_kill_in_the_chunk_of_a_malformed_record_still_reaches_the_callback(si
     sim.send_raw(b"%d\n%s" % (len(kill), kill) + b"12x\n")  # one chunk: the KILL, then garbage
     wait_for(lambda: ("killTask", "task-2", None) in recorder.calls, 5)
     sim.wait_subscribed(count=2)  # the broken stream was dropped and replaced
+
+
+@pytest.mark.timeout(20)
+def test_an_agent_silent_after_answering_subscribe_still_ends_at_the_recovery_timeout(
+        sim, driver_factory):
+    """Only the first event lifts the wait's bound; an agent that answered 200 and froze
+    must not hold the driver past MESOS_RECOVERY_TIMEOUT (docs/mesos.md §15)."""
+    sim.subscribe_reply = "silent"
+    recorder = Recorder()
+    started = time.monotonic()
+    driver = driver_factory(recorder, recovery_timeout_secs=0.5)
+    wait_for(lambda: driver.ending is Ending.NEVER_SUBSCRIBED, 5)
+    assert 0.5 <= time.monotonic() - started < 5
+    assert len(sim.subscribes) >= 1 and recorder.quiet == ["shutdown"]
 
 
 @pytest.mark.timeout(20)

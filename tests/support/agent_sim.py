@@ -341,7 +341,8 @@ class AgentSimulator:
         self.chunking = chunking
         self.ack_mode = "immediate"
         # "subscribed": SUBSCRIBED then events; "shutdown": the stream holds only SHUTDOWN and
-        # is closed (MESOS-8411, --recover=cleanup)
+        # is closed (MESOS-8411, --recover=cleanup); "silent": 200 and then nothing, like an
+        # agent that froze right after answering
         self.subscribe_reply = "subscribed"
         self.ack_delay_secs = 0.1
         self.capabilities = tuple(capabilities)
@@ -893,6 +894,8 @@ class AgentSimulator:
         subscribe = call["subscribe"]
         if self.subscribe_reply == "shutdown":
             return self._shutdown_only(h, rec, call, stream)
+        if self.subscribe_reply == "silent":
+            return self._silent(h, rec, call, stream)
         subscribed = self._subscribed_event()
         stream.send([self._event(subscribed)])  # first on the wire, whatever comes next
         listed = {_value(t, "task_id") for t in subscribe.get("unacknowledged_tasks") or []}
@@ -935,6 +938,19 @@ class AgentSimulator:
         h.end_headers()
         stream.send([self._event({"type": "SHUTDOWN"})])
         stream.close(graceful=True)
+        h.close_connection = True
+        stream.serve()
+
+    def _silent(self, h: _Handler, rec: RecordedRequest, call: dict, stream: _Stream) -> None:
+        with self._cond:
+            self.subscribes.append(call)
+            self._streams.append(stream)  # closed (cut) by crash() and close()
+            rec.status = 200
+            self._cond.notify_all()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
         h.close_connection = True
         stream.serve()
 
