@@ -195,7 +195,8 @@ class StokerExecutor:
         # what still runs when it is over is SIGKILLed, so that TASK_KILLED reaches the agent
         # before it destroys the container (docs/mesos.md §16).
         deadline = threading.Timer(grace, self._kill, [PendingKill(
-            "executor shutting down (SHUTDOWN): its grace is over", 0.0, False, immediate=True)])
+            "executor shutting down (SHUTDOWN): its grace is over", 0.0, use_lifecycle=False,
+            immediate=True)])
         deadline.daemon = True
         deadline.start()
 
