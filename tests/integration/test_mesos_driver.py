@@ -75,7 +75,10 @@ def retries_logged(sim: AgentSimulator) -> int:
 def wait_for_retries(sim: AgentSimulator, more_than: int, count: int = 2) -> None:
     """Until the executor has logged `count` more SUBSCRIBE retries (refused connections
     leave no trace at the simulator)."""
-    sim.wait_for(lambda: retries_logged(sim) >= more_than + count, 5, f"{count} more retries")
+    # Polled: the simulator is not notified when the executor writes its log, so its own
+    # wait_for would only look again at its timeout.
+    wait_for(lambda: retries_logged(sim) >= more_than + count, 5,
+             message=f"{count} more retries")
 
 
 @pytest.mark.timeout(20)
@@ -186,7 +189,10 @@ def test_terminal_updates_are_still_posted_when_the_agent_closes_the_stream_afte
 
 @pytest.mark.timeout(30)
 def test_held_acks_survive_a_crash_and_restart_and_are_never_resent_once_acked(sim):
-    start(sim)
+    # The SHUTDOWN at the end comes inside the re-registration window, whose 503s hold the
+    # TASK_KILLED until it closes: a grace that outlasts the window (the echo executor
+    # waits the grace less 1 s for its ACK).
+    start(sim, shutdown_grace="5secs")
     sim.wait_subscribed()
     run_task(sim, "task-42")  # STARTING and RUNNING acknowledged
     sim.wait_for(lambda: len(sim.acks_sent) == 2, 5, "the first two ACKs")
@@ -219,8 +225,8 @@ def test_held_acks_survive_a_crash_and_restart_and_are_never_resent_once_acked(s
 
     # the re-sent copies are re-ACKed; after that nothing is re-sent, by UPDATE or SUBSCRIBE
     sim.wait_for(lambda: len(sim.acks_sent) == 5, 5, "ACKs of the carried updates")
-    sim.wait_for(lambda: sim.executor_log().count("mesos_acknowledged") >= 5, 5,
-                 "the executor booked the 5 ACKs")
+    wait_for(lambda: sim.executor_log().count("mesos_acknowledged") >= 5, 5,
+             message="the executor booked the 5 ACKs")
     sim.close_stream(graceful=True)  # graceful EOF while listening: the executor resubscribes
     assert sim.wait_subscribed(count=3, timeout_secs=5)["subscribe"] == {}
     for record in (killed, starting, running):
