@@ -11,6 +11,7 @@ Adapters:
     callbacks.py  the callback interface the driver runs (pymesos names)
     sender.py     the driver's sender thread (UPDATE, MESSAGE)
     driver.py     the threads: subscribe, read, dispatch callbacks; reconnect or give up
+    reporter.py   the TaskOwner's updates as status updates through the driver
     executor.py   `stoker executor`: the callbacks wired to one TaskOwner, the exit status
 
 `TASK_*` and `REASON_*` names live only here.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import queue
 import random
 import threading
@@ -46,7 +47,7 @@ from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.reconnect import Ending, GiveUp, ReconnectPolicy, Retry, SessionEnd
 from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.sender import CallSender, Shared
-from executor.mesos.session import ExecutorProtocol, SessionState
+from executor.mesos.session import BrokenStream, ExecutorProtocol, SessionState
 from executor.mesos.transport import (
     CONNECT_TIMEOUT_SECS,
     AgentStream,
@@ -111,6 +112,7 @@ class ExecutorDriver:
                                   lambda text: self._post(callbacks.error, text), self._who)
         self._dispatch: queue.Queue[_Callback | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._ack_wait_cut_at: float | None = None  # under _cond; see cut_ack_wait()
 
     # ---- public API ----
 
@@ -169,17 +171,43 @@ class ExecutorDriver:
     def send_framework_message(self, data: bytes) -> None:
         self._sender.queue_message(data)
 
-    def wait_for_acknowledgements(self, timeout_secs: float) -> bool:
-        """Blocks until every update is acknowledged (True), the timeout passes, or no
+    def wait_for_acknowledgements(self, timeout_secs: float, *, through_outage: bool = True) -> bool:
+        """Blocks until every update is acknowledged (True), `timeout_secs` pass, or no
         acknowledgement can come any more: the stream ended for good and the sender is done
-        (False)."""
+        (False).
+
+        `through_outage`: the timeout counts only while subscribed. While the driver
+        reconnects, the resubscription is the only way the owed updates reach the agent, so
+        the wait goes on until it is answered (the timeout then starts again: the carried
+        updates' ACKs come right after SUBSCRIBED) or the driver gives up, which
+        MESOS_RECOVERY_TIMEOUT bounds (docs/mesos.md §12)."""
+        shared, protocol = self._shared, self._protocol
         with self._cond:
-            self._cond.wait_for(
-                lambda: self._protocol.all_acknowledged or self._stop.is_set() or
-                (self._shared.ending is not None and self._shared.unsent == 0),
-                timeout_secs,
-            )
-            return self._protocol.all_acknowledged
+            deadline = time.monotonic() + timeout_secs
+            registrations = protocol.subscription_count
+            while not (protocol.all_acknowledged or self._stop.is_set() or
+                       (shared.ending is not None and shared.unsent == 0)):
+                now, cut_at = time.monotonic(), self._ack_wait_cut_at
+                if protocol.subscription_count != registrations:
+                    registrations, deadline = protocol.subscription_count, now + timeout_secs
+                ends_at = deadline if cut_at is None else min(deadline, cut_at)
+                if now < ends_at:
+                    self._cond.wait(ends_at - now)
+                elif (through_outage and cut_at is None and shared.ending is None
+                      and protocol.state is not SessionState.SUBSCRIBED):
+                    self._cond.wait()  # notified at SUBSCRIBED and when the driver ends
+                else:
+                    break
+            return protocol.all_acknowledged
+
+    def cut_ack_wait(self, within_secs: float) -> None:
+        """A stop signal came: `wait_for_acknowledgements` ends `within_secs` from now at the
+        latest, and no longer waits through an outage; callable from any thread."""
+        with self._cond:
+            cut_at = time.monotonic() + max(0.0, within_secs)
+            if self._ack_wait_cut_at is None or cut_at < self._ack_wait_cut_at:
+                self._ack_wait_cut_at = cut_at
+            self._cond.notify_all()
 
     @property
     def connected(self) -> bool:
@@ -233,8 +261,9 @@ class ExecutorDriver:
         attempt = 0
         while not self._stop.is_set():
             attempt += 1
-            timeout = policy.connect_timeout_secs(time.monotonic(), CONNECT_TIMEOUT_SECS)
-            end = self._session(attempt, timeout)
+            now = time.monotonic()  # the outage's time left bounds the connect and the answer
+            end = self._session(attempt, policy.connect_timeout_secs(now, CONNECT_TIMEOUT_SECS),
+                                policy.connect_timeout_secs(now, math.inf))
             if self._stop.is_set():
                 break
             if end.subscribed:
@@ -257,7 +286,8 @@ class ExecutorDriver:
                     assert_never(decision)
         return Ending.STOPPED
 
-    def _session(self, attempt: int, connect_timeout_secs: float) -> SessionEnd:
+    def _session(self, attempt: int, connect_timeout_secs: float,
+                 answer_timeout_secs: float) -> SessionEnd:
         """One SUBSCRIBE and, when accepted, its event stream until it ends."""
         with self._cond:
             body = self._protocol.subscribing()
@@ -265,7 +295,7 @@ class ExecutorDriver:
             tasks = len(self._protocol.unacknowledged_tasks())
         logger.info("mesos_subscribing %s url=%s attempt=%d unacked_updates=%d unacked_tasks=%d",
                     self._who, self._transport.url, attempt, updates, tasks)
-        result, stream = self._transport.subscribe(body, connect_timeout_secs)
+        result, stream = self._transport.subscribe(body, connect_timeout_secs, answer_timeout_secs)
         if stream is None:
             with self._cond:
                 self._protocol.stream_ended()
@@ -297,17 +327,26 @@ class ExecutorDriver:
         Only one stream is ever open (the next SUBSCRIBE is sent after this one ended), so
         an EOF here is never that of a stale, replaced stream.
         """
-        subscribed = False
+        subscribed = settled = False
         try:
             for chunk in stream.chunks():
+                fault: BrokenStream | None = None
                 with self._cond:
                     registrations = self._protocol.subscription_count
-                    events = self._protocol.feed(chunk)
+                    try:
+                        events = self._protocol.feed(chunk)
+                    except BrokenStream as e:  # what came before the fault still counts
+                        events, fault = e.before, e
                     self._cond.notify_all()  # SUBSCRIBED or ACKs may have been booked
+                if events and not settled:  # the agent is alive: the stream may idle now
+                    stream.settle()
+                    settled = True
                 for event in events:
                     self._on_event(event, registrations)
                     if isinstance(event, Subscribed):
                         subscribed, registrations = True, registrations + 1
+                if fault is not None:
+                    raise fault
             reason = "the agent closed the event stream (EOF)"
         except StreamBroken as e:
             reason = f"the event stream broke ({e})"

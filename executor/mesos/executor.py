@@ -28,7 +28,8 @@ Exit status (`main`'s return value; the agent logs it):
        wait ran out: the agent may never have got them
 
 (2 is the CLI's: a missing MESOS_* variable or an invalid setting, such as a
-MESOS_AGENT_ENDPOINT that is not host:port, before anything starts.)
+MESOS_AGENT_ENDPOINT that is not host:port or a token no HTTP header can carry, before
+anything starts.)
 """
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ import attrs
 from config.document import MAX_DOCUMENT_BYTES
 from config.environment import task_environment
 from config.errors import SettingsError
-from config.settings import ExecutorSettings
-from executor.events import TaskState, Transition
+from config.settings import TOKEN_VARIABLE, ExecutorSettings
+from executor.events import TaskState
 from executor.host.signals import SignalRelay
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
@@ -55,10 +56,10 @@ from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.launch import LaunchError, TaskLaunch, prepare_launch
 from executor.mesos.reconnect import Ending
 from executor.mesos.recordio import MAX_RECORD_BYTES
-from executor.mesos.transport import agent_url
-from executor.mesos.wire import mesos_state_name, task_id, uuid_text
+from executor.mesos.reporter import MesosReporter
+from executor.mesos.transport import BadToken, agent_url
+from executor.mesos.wire import task_id
 from executor.task.owner import TaskOwner
-from executor.task.status import Update
 from executor.task.wiring import RunAs, UnknownUser, current_user, give_sandbox, owner_for, user_named
 
 if TYPE_CHECKING:
@@ -68,8 +69,9 @@ logger = logging.getLogger(__name__)
 
 ACK_WAIT_SECS = 10.0  # bounded wait for the terminal update's acknowledgement
 SHUTDOWN_MARGIN_SECS = 1.0  # kill this much before the agent's shutdown grace ends
+ACK_MARGIN_SECS = 0.2  # ... and stop waiting for ACKs this much before it ends
 REASON_TASK_INVALID = "REASON_TASK_INVALID"
-REASON_HEALTH = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
+GROUP_REFUSED = "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document"
 
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1
@@ -85,27 +87,7 @@ class PendingKill:
     reason: str
     grace_secs: float | None
     use_lifecycle: bool
-
-
-class MesosReporter:
-    def __init__(self, driver: ExecutorDriver, task_id: str, label: str) -> None:
-        self._driver = driver
-        self._task_id = task_id
-        self._label = label
-
-    def on_transition(self, t: Transition) -> None:
-        pass  # the owner logs and checkpoints every transition and health attempt
-
-    def on_update(self, update: Update) -> None:
-        # The health reason marks health changes only: RUNNING with `healthy`, or the
-        # terminal update of a task a failed check ended.
-        reason = REASON_HEALTH if update.healthy is not None else None
-        uuid = self._driver.send_status_update(
-            self._task_id, update.state, update.message, healthy=update.healthy, reason=reason
-        )
-        log_event(logger, logging.INFO, "status_update", task=self._label, task_id=self._task_id,
-                  state=mesos_state_name(update.state), healthy=update.healthy, uuid=uuid_text(uuid),
-                  message=update.message)
+    immediate: bool = False  # SIGKILL now, the final processes too
 
 
 class StokerExecutor:
@@ -174,18 +156,21 @@ class StokerExecutor:
             self._on_done()  # no task will run here
 
     def launchTaskGroup(self, driver: ExecutorDriver, task_group: dict[str, Any]) -> None:
+        """Every task of the group fails (docs/mesos.md §9); with no task here, it exits."""
         tasks = task_group.get("tasks", [])
+        with self._lock:
+            current = self._task_id
         for info in tasks:
             try:
                 tid = task_id(info)
             except RemoteProtocolError:
                 continue
-            driver.send_status_update(
-                tid, TaskState.FAILED,
-                "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document",
-                reason=REASON_TASK_INVALID,
-            )
+            if tid == current:  # an update would be about the running task
+                continue
+            driver.send_status_update(tid, TaskState.FAILED, GROUP_REFUSED, reason=REASON_TASK_INVALID)
         log_event(logger, logging.WARNING, "launch_group_rejected", tasks=len(tasks))
+        if current is None:
+            self._on_done()
 
     def killTask(self, driver: ExecutorDriver, task_id: str, grace_secs: float | None = None) -> None:
         if task_id != self._task_id:
@@ -206,6 +191,14 @@ class StokerExecutor:
             self._on_done()
             return
         self._kill(PendingKill("executor shutting down (SHUTDOWN)", grace, use_lifecycle=False))
+        # The grace bounds SIGTERM to SIGKILL, not the final processes (finalization_wait):
+        # what still runs when it is over is SIGKILLed, so that TASK_KILLED reaches the agent
+        # before it destroys the container (docs/mesos.md §16).
+        deadline = threading.Timer(grace, self._kill, [PendingKill(
+            "executor shutting down (SHUTDOWN): its grace is over", 0.0, use_lifecycle=False,
+            immediate=True)])
+        deadline.daemon = True
+        deadline.start()
 
     def error(self, driver: ExecutorDriver, message: str) -> None:
         log_event(logger, logging.ERROR, "driver_error", message=message)
@@ -231,7 +224,8 @@ class StokerExecutor:
             if owner is None:
                 self._pending_kill = kill
                 return
-        owner.request_kill(kill.reason, kill.grace_secs, use_lifecycle=kill.use_lifecycle)
+        owner.request_kill(kill.reason, kill.grace_secs, use_lifecycle=kill.use_lifecycle,
+                           immediate=kill.immediate)
 
     def _prepare(self, task_info: dict[str, Any], tid: str) -> TaskLaunch:
         return prepare_launch(task_info, task_id=tid, hostname=self._agent_hostname,
@@ -314,7 +308,8 @@ class StokerExecutor:
                 self._owner = owner
                 pending = self._pending_kill
             if pending is not None:
-                owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle)
+                owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle,
+                                   immediate=pending.immediate)
             final = owner.run()
             log_event(logger, logging.INFO, "task_done", task=spec.label, state=final.state.value,
                       reason=final.message)
@@ -379,7 +374,12 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     driver = _driver(executor, settings)
     # The relay's thread only posts; main acts (`executor.host.signals`: a signal may land
     # on any thread, and main is blocked in the queue until something is posted).
-    relay = SignalRelay((signal.SIGTERM, signal.SIGINT), lambda received: wakeups.put(Signalled(received)))
+
+    def on_signal(received: int) -> None:  # a stop, like SHUTDOWN: ACKs only within its grace
+        driver.cut_ack_wait(settings.shutdown_grace_secs - ACK_MARGIN_SECS)
+        wakeups.put(Signalled(received))
+
+    relay = SignalRelay((signal.SIGTERM, signal.SIGINT), on_signal)
     try:
         return _run(settings, executor, driver, wakeups)
     finally:
@@ -394,7 +394,8 @@ def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorD
     driver.start()
     # The driver calls shutdown() when it gives up on the agent, so TaskDone always comes.
     signalled = _wait_for_task(wakeups, executor, driver)
-    acked = driver.wait_for_acknowledgements(_ack_budget(executor, settings))
+    budget = _ack_budget(executor, settings)  # after SHUTDOWN, a signal: not through an outage
+    acked = driver.wait_for_acknowledgements(budget, through_outage=executor.shutdown_at is None)
     end = RunEnd(ending=driver.ending, ever_subscribed=driver.ever_subscribed,
                  shutdown_received=driver.shutdown_received, signalled=signalled,
                  internal_error=executor.internal_error, acknowledged=acked)
@@ -407,12 +408,15 @@ def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorD
 
 
 def _driver(executor: StokerExecutor, settings: ExecutorSettings) -> ExecutorDriver:
-    """The driver; an agent endpoint that is not host:port is a settings error (exit 2)."""
+    """The driver; a MESOS_AGENT_ENDPOINT or a token it cannot use: a settings error (exit 2)."""
     try:
         agent_url(settings.agent_endpoint)
     except ValueError as exc:
         raise SettingsError(f"MESOS_AGENT_ENDPOINT: {exc}") from None
-    return ExecutorDriver(executor, settings)
+    try:
+        return ExecutorDriver(executor, settings)
+    except BadToken as exc:
+        raise SettingsError(f"{TOKEN_VARIABLE}: {exc}") from None
 
 
 def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
@@ -437,5 +441,5 @@ def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
 def _ack_budget(executor: StokerExecutor, settings: ExecutorSettings) -> float:
     if executor.shutdown_at is None:
         return ACK_WAIT_SECS
-    left = settings.shutdown_grace_secs - (time.monotonic() - executor.shutdown_at) - 0.2
+    left = settings.shutdown_grace_secs - (time.monotonic() - executor.shutdown_at) - ACK_MARGIN_SECS
     return max(0.0, min(ACK_WAIT_SECS, left))

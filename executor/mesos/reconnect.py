@@ -83,8 +83,8 @@ class ReconnectPolicy:
         return now - self._outage_since
 
     def connect_timeout_secs(self, now: float, cap_secs: float) -> float:
-        """How long the next SUBSCRIBE may wait to connect: what is left of the outage
-        limit, at most `cap_secs`, at least 0.1 s."""
+        """How long the next SUBSCRIBE may wait (to connect; with an infinite cap, for its
+        answer): what is left of the outage limit, at most `cap_secs`, at least 0.1 s."""
         return min(cap_secs, max(0.1, self._limit_secs - self.outage_secs(now)))
 
     def on_session_end(self, end: SessionEnd, now: float, jitter_sample: float) -> Retry | GiveUp:

@@ -7,8 +7,9 @@ The grammar (Mesos' recordio encoder; docs/mesos.md §4):
 
 This module owns the partial header and partial record of one stream, nothing else. It never
 parses a record, never knows who sends the bytes, and does no I/O. A header that is not a
-decimal size, or a size above `ABSURD_RECORD_BYTES`, raises `RemoteProtocolError`: the stream
-is broken and its decoder must be thrown away (the session makes a fresh one per SUBSCRIBE).
+decimal size, or a size above `ABSURD_RECORD_BYTES`, raises `BrokenRecordIO` (a
+`RemoteProtocolError` that hands on the records before it): the stream is broken and its
+decoder must be thrown away (the session makes a fresh one per SUBSCRIBE).
 
 Memory: a record is copied once, from the chunks into its own buffer (allocated once, at its
 full size), and handed on as it is; nothing is re-scanned. A record over `max_record_bytes`
@@ -26,6 +27,15 @@ MAX_RECORD_BYTES = 8 * 1024 * 1024  # larger records are dropped, their first by
 ABSURD_RECORD_BYTES = 1024 * 1024 * 1024  # a larger size is a broken stream
 PREFIX_BYTES = 64 * 1024  # what is kept of a record too large to hold
 _MAX_HEADER_DIGITS = 20  # an unsigned 64-bit size has at most 20 digits
+
+
+class BrokenRecordIO(RemoteProtocolError):
+    """A header that is no size: the stream is broken from there on. `before`: the records
+    that came whole before it in the same input, still good."""
+
+    def __init__(self, message: str, before: list[Record]) -> None:
+        super().__init__(message)
+        self.before = before
 
 
 @attrs.frozen(slots=True)
@@ -58,12 +68,17 @@ class RecordIODecoder:
         self._prefix: bytearray | None = None  # an oversized record's first bytes
 
     def feed(self, data: bytes) -> list[Record]:
+        """The records `data` completes; BrokenRecordIO (with those before it) at a header
+        that is no size."""
         records: list[Record] = []
         view = memoryview(data)
         pos = 0
         while pos < len(data):
             if self._size is None:
-                pos = self._read_header(data, pos)
+                try:
+                    pos = self._read_header(data, pos)
+                except RemoteProtocolError as e:
+                    raise BrokenRecordIO(str(e), records) from None
                 continue
             take = min(self._size - self._filled, len(data) - pos)
             if self._prefix is not None:  # keep its first PREFIX_BYTES, drop the rest

@@ -45,7 +45,13 @@ import attrs
 from executor.events import TaskState
 from executor.mesos import wire
 from executor.mesos.errors import LocalProtocolError, RemoteProtocolError
-from executor.mesos.recordio import MAX_RECORD_BYTES, OversizedRecord, Record, RecordIODecoder
+from executor.mesos.recordio import (
+    MAX_RECORD_BYTES,
+    BrokenRecordIO,
+    OversizedRecord,
+    Record,
+    RecordIODecoder,
+)
 
 
 class SessionState(enum.Enum):
@@ -62,6 +68,15 @@ _ALLOWED: dict[SessionState, frozenset[SessionState]] = {
     _S.SUBSCRIBED: frozenset({_S.ERROR, _S.DISCONNECTED}),
     _S.ERROR: frozenset({_S.DISCONNECTED}),
 }
+
+
+class BrokenStream(RemoteProtocolError):
+    """The stream carried malformed input; `before`: the events that came whole before it
+    in the same chunk, already booked, for the caller to act on still."""
+
+    def __init__(self, message: str, before: list[wire.Event]) -> None:
+        super().__init__(message)
+        self.before = before
 
 
 @attrs.frozen(slots=True)
@@ -163,17 +178,29 @@ class ExecutorProtocol:
     def feed(self, chunk: bytes) -> list[wire.Event]:
         """Decodes, parses and books the events in `chunk` (any slice of the stream).
 
-        Malformed input moves the session to ERROR and raises `RemoteProtocolError`.
+        Malformed input moves the session to ERROR and raises `BrokenStream`, which hands on
+        the events that came whole before it in `chunk`, booked like any other (a KILL or an
+        ACKNOWLEDGED before the fault still counts).
         """
         if self._state not in (SessionState.SUBSCRIBING, SessionState.SUBSCRIBED):
             raise LocalProtocolError(f"feed() while {self._state.name}: no readable stream")
+        fault: RemoteProtocolError | None = None
         try:
-            events = [_parse(record) for record in self._decoder.feed(chunk)]
-        except RemoteProtocolError:
-            self._move(SessionState.ERROR)
-            raise
+            records = self._decoder.feed(chunk)
+        except BrokenRecordIO as e:
+            records, fault = e.before, e
+        events: list[wire.Event] = []
+        for record in records:
+            try:
+                events.append(_parse(record))
+            except RemoteProtocolError as e:
+                fault = e  # it came first
+                break
         for event in events:
             self._book(event)
+        if fault is not None:
+            self._move(SessionState.ERROR)
+            raise BrokenStream(str(fault), events) from None
         return events
 
     def _book(self, event: wire.Event) -> None:

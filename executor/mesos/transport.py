@@ -6,7 +6,8 @@ alive for the UPDATE/MESSAGE calls, which must not share the stream's; docs/meso
 the URL, the exact headers and the classification of every HTTP outcome:
 
     202 (calls) / 200 (SUBSCRIBE)           -> ACCEPTED
-    403, 404, 503, other 5xx but 501, none   -> TRANSIENT (retry with back-off)
+    403 (calls), 404, 503, other 5xx but 501,
+    no answer                               -> TRANSIENT (retry with back-off)
     any other status                        -> REJECTED (a bug or a misconfiguration)
 
 Why `http.client` and not `requests`: the agent is plain HTTP/1.1 on a known address, with
@@ -64,6 +65,23 @@ class StreamBroken(Exception):
     """The event stream ended without its terminating chunk (reset, truncation, abort)."""
 
 
+class BadToken(ValueError):
+    """The agent's token holds a character an HTTP header cannot carry. The message says
+    which kind and where, never the token (http.client's own error would quote it)."""
+
+
+def _bearer(token: str) -> str:
+    """The Authorization value; BadToken unless every character is printable ASCII (a JWT
+    is base64url and dots)."""
+    for i, ch in enumerate(token):
+        if not "\x21" <= ch <= "\x7e":
+            what = ("a space" if ch == " " else "a non-ASCII character" if ord(ch) > 0x7f
+                    else "a control character")
+            raise BadToken(f"the token holds {what} at position {i + 1} of {len(token)}, "
+                           "which an HTTP header cannot carry")
+    return f"Bearer {token}"
+
+
 def agent_url(endpoint: str) -> str:
     """`MESOS_AGENT_ENDPOINT` (`ip:port`, an IPv6 ip unbracketed) -> the executor API URL."""
     host, sep, port = endpoint.rpartition(":")
@@ -79,8 +97,11 @@ def _classify(status: int, accepted: int) -> Outcome:
         return Outcome.ACCEPTED
     # 403 "Executor is not subscribed": the agent holds us as REGISTERING (it restarted and
     # has not seen our SUBSCRIBE yet). Keep the call and retry: dropping it would lose an
-    # update, and the resubscription carries it anyway.
-    if status in (403, 404, 503) or (status >= 500 and status != 501):
+    # update, and the resubscription carries it anyway. A SUBSCRIBE (accepted: 200) never
+    # gets that one: its 403 says the token's claims are not this executor's, for good.
+    if status == 403:
+        return Outcome.TRANSIENT if accepted == 202 else Outcome.REJECTED
+    if status in (404, 503) or (status >= 500 and status != 501):
         return Outcome.TRANSIENT
     return Outcome.REJECTED
 
@@ -165,6 +186,15 @@ class AgentStream:
         if self._aborted:
             raise StreamBroken("aborted")
 
+    def settle(self) -> None:
+        """The agent has spoken on this stream: no read timeout from now on (its heartbeats
+        come every 30 minutes at most, docs/mesos.md §7); never raises."""
+        if self._sock is not None:
+            try:
+                self._sock.settimeout(None)
+            except OSError:
+                pass
+
     def abort(self) -> None:
         """Wakes a reader blocked in recv by shutting the socket down; never raises."""
         self._aborted = True
@@ -194,19 +224,24 @@ class AgentTransport:
         self._host, self._port = _split(endpoint)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth_token:
-            self._headers["Authorization"] = f"Bearer {auth_token}"
+            self._headers["Authorization"] = _bearer(auth_token)  # BadToken
         self._call_timeout_secs = call_timeout_secs
         self._lock = threading.Lock()  # guards the call connection
         self._call_conn: http.client.HTTPConnection | None = None
 
     def subscribe(
-        self, body: bytes, connect_timeout_secs: float = CONNECT_TIMEOUT_SECS
+        self, body: bytes, connect_timeout_secs: float = CONNECT_TIMEOUT_SECS,
+        answer_timeout_secs: float | None = None,
     ) -> tuple[CallResult, AgentStream | None]:
-        """POSTs SUBSCRIBE on a connection of its own; on 200 returns the open stream (no
-        read timeout: the agent's heartbeats come every 30 minutes at most)."""
+        """POSTs SUBSCRIBE on a connection of its own; on 200 returns the open stream.
+
+        `answer_timeout_secs` bounds the wait for the answer, and then for each read of the
+        stream until `AgentStream.settle()` (None: as long as it takes): a frozen agent
+        (stopped, deadlocked; the kernel still accepts the connection) must not hold the
+        SUBSCRIBE past MESOS_RECOVERY_TIMEOUT (docs/mesos.md §15)."""
         conn = None
         try:
-            conn = _connect(self._host, self._port, connect_timeout_secs, None)
+            conn = _connect(self._host, self._port, connect_timeout_secs, answer_timeout_secs)
             conn.request("POST", API_PATH, body=body, headers=self._headers)
             response = conn.getresponse()
         except (http.client.HTTPException, OSError) as e:

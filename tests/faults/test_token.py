@@ -122,8 +122,12 @@ def test_the_token_is_in_no_log_line_file_or_task_environment(agent, tmp_path, f
     marker = proc_scan.task_marker_of(next(iter(pids)))
     assert marker
     markers.append(marker)
+    web_out = sim.sandbox / ".logs/web/0/stdout"
+    # The shell check passes at once, so the stop could come before `web` has started (and
+    # a SIGTERM then ends it before it ignores SIGTERM or prints): wait for its line too.
     wait_for(lambda: (sim.sandbox / "environ.bin").exists() and
-             sum(r.get("kind") == "health" for r in checkpoint_records(sim.sandbox)) >= 3, 10)
+             sum(r.get("kind") == "health" for r in checkpoint_records(sim.sandbox)) >= 3 and
+             web_out.exists() and TOKEN_VAR in web_out.read_text(), 10)
     # The live task processes (and whatever they forked) hold no token in their environment.
     live = proc_scan.task_pids_by_marker(marker)
     holders = [pid for pid in live if any(e.startswith(TOKEN_VAR.encode()) or TOKEN.encode() in e
@@ -142,7 +146,7 @@ def test_the_token_is_in_no_log_line_file_or_task_environment(agent, tmp_path, f
     assert calls and all(r.header("Authorization") == f"Bearer {TOKEN}" for r in calls)
     log = sim.executor_log()
     assert "status_update_queued" in log and "DEBUG" in log, "the executor did not log at DEBUG"
-    stdout = (sim.sandbox / ".logs/web/0/stdout").read_text()
+    stdout = web_out.read_text()
     assert f"{TOKEN_VAR} is unset" in stdout, stdout
     assert "PATH=" in (sim.sandbox / ".logs/envdump/0/stdout").read_text()
     if health == "shell":
@@ -156,6 +160,14 @@ def test_the_token_is_in_no_log_line_file_or_task_environment(agent, tmp_path, f
                 len(leaks) + len(holders))
     assert TOKEN not in log
     assert not leaks, f"the token is in {leaks}"
+    # Nor in what `stoker ps`, `status` and `observe` read beyond the sandbox (the host
+    # registry), nor in any status update the agent got (its message and every field).
+    root = Path(os.environ["STOKER_ROOT"])
+    _, _, registry_leaks = _scan_files(root)
+    assert any(str(sim.sandbox).encode() in p.read_bytes() for p in root.rglob("*") if p.is_file())
+    assert not registry_leaks, f"the token is in the registry: {registry_leaks}"
+    updates = json.dumps([r.status for r in sim.updates("task-1")])
+    assert "TASK_KILLED" in updates and TOKEN not in updates
 
 
 # ---- the attack: a task reads every process it can, its parent first ----

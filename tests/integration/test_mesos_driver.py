@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +25,8 @@ from executor.events import TaskState
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.reconnect import Ending
 from executor.mesos.recordio import RecordIODecoder
-from executor.mesos.transport import agent_url
+from executor.mesos.transport import AgentTransport, BadToken, Outcome, agent_url
+from executor.mesos.wire import Calls
 from tests.support.agent_sim import AGENT_ID, AgentSimulator, make_task_info
 from tests.support.waiting import wait_for
 
@@ -73,7 +75,10 @@ def retries_logged(sim: AgentSimulator) -> int:
 def wait_for_retries(sim: AgentSimulator, more_than: int, count: int = 2) -> None:
     """Until the executor has logged `count` more SUBSCRIBE retries (refused connections
     leave no trace at the simulator)."""
-    sim.wait_for(lambda: retries_logged(sim) >= more_than + count, 5, f"{count} more retries")
+    # Polled: the simulator is not notified when the executor writes its log, so its own
+    # wait_for would only look again at its timeout.
+    wait_for(lambda: retries_logged(sim) >= more_than + count, 5,
+             message=f"{count} more retries")
 
 
 @pytest.mark.timeout(20)
@@ -101,6 +106,7 @@ def test_launch_kill_shutdown_sequence_and_exact_wire_format(tmp_path):
             assert r.header("Content-Type") == "application/json"
             assert r.header("Accept") == "application/json"
             assert r.header("Authorization") == f"Bearer {TOKEN}"
+            assert r.header("Mesos-Stream-Id") is None  # the executor API has none
             assert r.status == (200 if r.call_type == "SUBSCRIBE" else 202)
         for record in sim.updates("task-42"):
             parsed = uuid.UUID(bytes=record.uuid)
@@ -183,7 +189,10 @@ def test_terminal_updates_are_still_posted_when_the_agent_closes_the_stream_afte
 
 @pytest.mark.timeout(30)
 def test_held_acks_survive_a_crash_and_restart_and_are_never_resent_once_acked(sim):
-    start(sim)
+    # The SHUTDOWN at the end comes inside the re-registration window, whose 503s hold the
+    # TASK_KILLED until it closes: a grace that outlasts the window (the echo executor
+    # waits the grace less 1 s for its ACK).
+    start(sim, shutdown_grace="5secs")
     sim.wait_subscribed()
     run_task(sim, "task-42")  # STARTING and RUNNING acknowledged
     sim.wait_for(lambda: len(sim.acks_sent) == 2, 5, "the first two ACKs")
@@ -216,8 +225,8 @@ def test_held_acks_survive_a_crash_and_restart_and_are_never_resent_once_acked(s
 
     # the re-sent copies are re-ACKed; after that nothing is re-sent, by UPDATE or SUBSCRIBE
     sim.wait_for(lambda: len(sim.acks_sent) == 5, 5, "ACKs of the carried updates")
-    sim.wait_for(lambda: sim.executor_log().count("mesos_acknowledged") >= 5, 5,
-                 "the executor booked the 5 ACKs")
+    wait_for(lambda: sim.executor_log().count("mesos_acknowledged") >= 5, 5,
+             message="the executor booked the 5 ACKs")
     sim.close_stream(graceful=True)  # graceful EOF while listening: the executor resubscribes
     assert sim.wait_subscribed(count=3, timeout_secs=5)["subscribe"] == {}
     for record in (killed, starting, running):
@@ -485,6 +494,33 @@ def test_agent_url_refuses_an_endpoint_without_a_port():
         agent_url("localhost")
 
 
+def test_the_answer_to_subscribe_has_a_timeout_and_the_settled_stream_none(sim):
+    """The agent's heartbeats come every 30 minutes: an idle stream is healthy. Only the
+    wait for SUBSCRIBE's answer and first event is bounded (docs/mesos.md §7, §15)."""
+    transport = AgentTransport(sim.endpoint)
+    result, stream = transport.subscribe(Calls(sim.framework_id, sim.executor_id).subscribe([], []),
+                                         1.0, 0.5)
+    assert result.outcome is Outcome.ACCEPTED and stream is not None
+    try:
+        assert stream._sock is not None and stream._sock.gettimeout() == 0.5
+        stream.settle()  # the driver does this at the first event
+        assert stream._sock.gettimeout() is None
+    finally:
+        stream.abort()
+        stream.close()
+
+
+@pytest.mark.parametrize("token, what", [
+    ("t0k\r\nX-Forged: 1", "a control character at position 4 of 16"),
+    ("t0k t0k", "a space at position 4 of 7"),
+    ("t0k\u00e9", "a non-ASCII character at position 4 of 4"),
+])
+def test_a_token_no_header_can_carry_is_refused_without_showing_it(token, what):
+    with pytest.raises(BadToken) as refused:
+        AgentTransport("127.0.0.1:5051", token)
+    assert what in str(refused.value) and "t0k" not in str(refused.value)
+
+
 # ---- the driver in this process: callbacks, rejections, acknowledgement waits ----
 
 
@@ -602,6 +638,34 @@ def test_wait_for_acknowledgements_follows_the_agent_acks(sim, driver_factory):
 
 
 @pytest.mark.timeout(20)
+def test_the_acknowledgement_wait_outlasts_an_agent_restart(sim, driver_factory):
+    """A terminal update the agent has not acknowledged when it goes down can only be
+    delivered by the resubscription: the bounded wait counts while subscribed, not while
+    the driver reconnects (MESOS_RECOVERY_TIMEOUT bounds that). Exiting meanwhile turned a
+    task that finished during an agent restart into the agent's TASK_FAILED/GONE."""
+    driver = driver_factory(Recorder())
+    sim.wait_subscribed()
+    wait_for(lambda: driver.connected, 5)
+    sim.launch(make_task_info("task-1", b"{}"))
+    sim.ack_mode = "hold"
+    finished = driver.send_status_update("task-1", TaskState.FINISHED, "done")
+    sim.wait_for_state("task-1", "TASK_FINISHED")
+    sim.crash()
+    wait_for(lambda: not driver.connected, 5)
+    sim.ack_mode = "immediate"
+    restart = threading.Timer(0.4, sim.restart)
+    restart.start()
+    try:
+        started = time.monotonic()
+        assert driver.wait_for_acknowledgements(0.1) is True  # longer than 0.1 s: the outage
+        assert time.monotonic() - started >= 0.3
+    finally:
+        restart.cancel()
+        restart.join()
+    assert uuids_of(sim.wait_subscribed(count=2)) == [finished]
+
+
+@pytest.mark.timeout(20)
 def test_a_malformed_stream_is_dropped_and_the_resubscription_carries_what_is_owed(sim):
     start(sim)
     sim.wait_subscribed()
@@ -617,6 +681,32 @@ def test_a_malformed_stream_is_dropped_and_the_resubscription_carries_what_is_ow
     sim.shutdown()
     assert sim.wait_exit(5) == 0
     assert sim.states("task-42") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+
+
+@pytest.mark.timeout(20)
+def test_a_kill_in_the_chunk_of_a_malformed_record_still_reaches_the_callback(sim, driver_factory):
+    recorder = Recorder()
+    driver = driver_factory(recorder)
+    sim.wait_subscribed()
+    wait_for(lambda: driver.connected, 5)
+    kill = json.dumps({"type": "KILL", "kill": {"task_id": {"value": "task-2"}}}).encode()
+    sim.send_raw(b"%d\n%s" % (len(kill), kill) + b"12x\n")  # one chunk: the KILL, then garbage
+    wait_for(lambda: ("killTask", "task-2", None) in recorder.calls, 5)
+    sim.wait_subscribed(count=2)  # the broken stream was dropped and replaced
+
+
+@pytest.mark.timeout(20)
+def test_an_agent_silent_after_answering_subscribe_still_ends_at_the_recovery_timeout(
+        sim, driver_factory):
+    """Only the first event lifts the wait's bound; an agent that answered 200 and froze
+    must not hold the driver past MESOS_RECOVERY_TIMEOUT (docs/mesos.md §15)."""
+    sim.subscribe_reply = "silent"
+    recorder = Recorder()
+    started = time.monotonic()
+    driver = driver_factory(recorder, recovery_timeout_secs=0.5)
+    wait_for(lambda: driver.ending is Ending.NEVER_SUBSCRIBED, 5)
+    assert 0.5 <= time.monotonic() - started < 5
+    assert len(sim.subscribes) >= 1 and recorder.quiet == ["shutdown"]
 
 
 @pytest.mark.timeout(20)

@@ -341,7 +341,8 @@ class AgentSimulator:
         self.chunking = chunking
         self.ack_mode = "immediate"
         # "subscribed": SUBSCRIBED then events; "shutdown": the stream holds only SHUTDOWN and
-        # is closed (MESOS-8411, --recover=cleanup)
+        # is closed (MESOS-8411, --recover=cleanup); "silent": 200 and then nothing, like an
+        # agent that froze right after answering
         self.subscribe_reply = "subscribed"
         self.ack_delay_secs = 0.1
         self.capabilities = tuple(capabilities)
@@ -359,6 +360,9 @@ class AgentSimulator:
         self.ignored_updates: list[UpdateRecord] = []  # wrong agent_id: 202, then ignored
         self.lost_events: list[bytes] = []  # written while no stream was open
         self.events_sent: list[dict] = []
+        # The token's claims (framework, executor, container) do not match this executor:
+        # 403 to every call, SUBSCRIBE included (docs/mesos.md §5, check 12).
+        self.claims_mismatch = False
         self.reregistration_failed = False
         self.registration_timed_out = False
         self.destroyed_after_grace = False
@@ -852,6 +856,9 @@ class AgentSimulator:
                 raise _Reject(400, "Framework cannot be found")
             if _value(call, "executor_id") != self.executor_id:
                 raise _Reject(400, "Executor cannot be found")
+            if self.claims_mismatch:
+                raise _Reject(403, "Received unauthorized request: the principal's claims do "
+                                   "not match this executor")
             if kind != "SUBSCRIBE" and not self._subscribed:
                 raise _Reject(403, "Executor is not subscribed")
         return call
@@ -887,6 +894,8 @@ class AgentSimulator:
         subscribe = call["subscribe"]
         if self.subscribe_reply == "shutdown":
             return self._shutdown_only(h, rec, call, stream)
+        if self.subscribe_reply == "silent":
+            return self._silent(h, rec, call, stream)
         subscribed = self._subscribed_event()
         stream.send([self._event(subscribed)])  # first on the wire, whatever comes next
         listed = {_value(t, "task_id") for t in subscribe.get("unacknowledged_tasks") or []}
@@ -929,6 +938,19 @@ class AgentSimulator:
         h.end_headers()
         stream.send([self._event({"type": "SHUTDOWN"})])
         stream.close(graceful=True)
+        h.close_connection = True
+        stream.serve()
+
+    def _silent(self, h: _Handler, rec: RecordedRequest, call: dict, stream: _Stream) -> None:
+        with self._cond:
+            self.subscribes.append(call)
+            self._streams.append(stream)  # closed (cut) by crash() and close()
+            rec.status = 200
+            self._cond.notify_all()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
         h.close_connection = True
         stream.serve()
 

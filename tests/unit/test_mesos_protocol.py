@@ -226,6 +226,25 @@ def test_protocol_error_in_stream_reaches_the_caller_of_feed():
         proto.feed(records(subscribed()) + b"xx\n")
 
 
+@pytest.mark.parametrize("fault", [
+    b'5\n{"type":"HEARTBEAT"}',  # a length that lies short: the rest is read as a header
+    b'30\n{"type":"HEARTBEAT"}' + records({"type": "HEARTBEAT"}),  # long: it swallows the next
+    b"12x\n",  # not a size
+    b'2\n{}',  # not an event
+], ids=["length too short", "length too long", "header not a size", "record not an event"])
+def test_events_before_a_fault_in_the_same_chunk_are_booked_and_handed_on(fault):
+    """The stream is broken from the fault on, not before it: a KILL or an ACKNOWLEDGED
+    that came whole before it, in the same chunk, still counts (the agent sends neither
+    again)."""
+    proto = new_protocol(subscribed(), launch("task-42"))
+    owed = proto.update("task-42", TaskState.RUNNING, now_wall=1)
+    kill = {"type": "KILL", "kill": {"task_id": {"value": "task-42"}}}
+    with pytest.raises(RemoteProtocolError) as caught:
+        proto.feed(records(kill, ack("task-42", owed.uuid)) + fault)
+    assert caught.value.before == [wire.Kill("task-42", None), wire.Acknowledged("task-42", owed.uuid)]
+    assert proto.all_acknowledged and proto.state is session.SessionState.ERROR
+
+
 def test_a_new_subscription_forgets_a_partial_record():
     proto = subscribing()
     assert proto.feed(records({"type": "HEARTBEAT"})[:5]) == []
