@@ -26,8 +26,9 @@ from config import spec
 from config.announcer import AnnouncerSpec
 from config.errors import BindError, ConfigError, cut, join_problems
 from config.loader import check_job
+from config.portmap import port_names
 from config.schema import HealthCheckConfig, HttpHealthChecker, Job, MesosContext, ThermosContext
-from config.templates import expand, flatten, holds_templates, port_names, raw
+from config.templates import expand, flatten, holds_templates, raw
 from config.typed_tree import from_tree
 
 # The parts of a job a running task uses; an unbound reference anywhere else is ignored.

@@ -68,8 +68,7 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
     load read, by path."""
     from config.bind import bind
     from config.loader import check_bound, job_key, load_job
-    from config.portmap import job_portmap, requested_ports, resolve_portmap
-    from config.templates import port_names
+    from config.portmap import job_portmap, port_names, requested_ports, resolve_portmap
 
     job = load_job(config, jobkey, bindings, sources=sources)
     check_bound(job, config)

@@ -10,9 +10,19 @@ Owns the two sides of Aurora's rule, one for asking and one for resolving:
   number is a static port; a cycle raises `PortmapError`; a name that ends nowhere is left
   out and listed as unmapped (Aurora logs "Task has unmapped port").
 
+`port_names(job)`: the port names a task needs (docs/contract.md §3, §5), the NAMEs of
+`{{thermos.ports[NAME]}}` referenced in a process cmdline or name, or in the shell health
+check's command, plus the lifecycle port when it is not `health`. Decision: `health` is *never* added just because an HTTP (or TCP)
+checker or the HTTP lifecycle is configured, because both are configured by default and
+every job would then get a `health` port and a health check. A job is health-checked over
+HTTP/TCP only when something references `{{thermos.ports[health]}}`, exactly as in Aurora,
+where the `health` port exists only when a process asks for it. An explicitly chosen
+lifecycle port other than `health` is a deliberate choice, so it is allocated.
+
 A job without `announce` has an empty portmap; `Announcer()` has `{'aurora': 'http'}`
 (`'{{primary_port}}'` with the default primary port). `job_portmap` reads it from a job.
-Pure: no I/O, no logging (the callers log the unmapped names).
+Pure apart from pystachio (`port_names` expands the job): no I/O, no logging (the callers
+log the unmapped names).
 """
 from __future__ import annotations
 
@@ -21,7 +31,8 @@ from typing import Any
 
 import attrs
 
-from config.errors import ConfigError
+from config.errors import ConfigError, join_problems
+from config.templates import PORT_REF, expand, normalize_angle_refs, refs_in
 
 
 class PortmapError(ConfigError, ValueError):
@@ -100,3 +111,36 @@ def job_portmap(job: Mapping[str, Any]) -> dict[str, str]:
     if portmap is None:
         return {"aurora": str(announce.get("primary_port") or "http")}
     return {str(name): str(value) for name, value in portmap.items()}
+
+
+def port_refs(text: str) -> list[str]:
+    """The NAMEs of `{{thermos.ports[NAME]}}` in `text`."""
+    return [m.group(1) for m in map(PORT_REF.match, refs_in(text)) if m]
+
+
+def port_names(job: Any, *, angle_refs: bool = True) -> list[str]:
+    """Sorted, unique port names the job's task needs (see the module docstring for why)."""
+    tree, out = expand(job)
+    if tree is None:
+        raise ConfigError(join_problems("invalid job", out.problems), out.problems)
+    return port_names_of_tree(tree, angle_refs=angle_refs)
+
+
+def port_names_of_tree(tree: dict[str, Any], *, angle_refs: bool = True) -> list[str]:
+    """The port names of a validated job, expanded (what `expand` gives for it)."""
+    names: set[str] = set()
+    for text in _texts_naming_ports(tree):
+        names.update(port_refs(normalize_angle_refs(text) if angle_refs else text))
+    http = tree["lifecycle"].get("http")  # DisableLifecycle has none
+    if http is not None and http["port"] != "health":
+        names.add(http["port"])
+    return sorted(names)
+
+
+def _texts_naming_ports(tree: dict[str, Any]) -> Iterable[str]:
+    for process in tree["task"]["processes"]:
+        yield process["name"]
+        yield process["cmdline"]
+    shell = tree["health_check_config"]["health_checker"].get("shell")
+    if shell is not None:
+        yield shell["shell_command"]

@@ -1,9 +1,9 @@
-"""Templates: the `<<ref>>` spelling, bounded expansion, and port discovery.
+"""Templates: the `<<ref>>` spelling and bounded expansion.
 
 Owns rewriting `<<ref>>` into `{{ref}}`, expanding a pystachio job into plain values while
-listing every reference left unbound (`expand`, `flatten`, `expand_field`), the one
-port-reference pattern (`PORT_REF`), and the port names a task needs (`port_names`). Binding
-one run's values and building the JobSpec is `config.bind`.
+listing every reference left unbound (`expand`, `flatten`, `expand_field`), and the one
+port-reference pattern (`PORT_REF`); the port names a task needs are `config.portmap`'s
+(`port_names`). Binding one run's values and building the JobSpec is `config.bind`.
 
 Every expansion is bounded, whoever asks (load, `job_key`, bind, the task document,
 `stoker inspect`): `config.refs` first rejects template cycles and strings that would grow
@@ -12,21 +12,11 @@ step, pays for each reference parsed and each scope searched, and stops at `Limi
 problem naming the field. No Stoker code lets pystachio interpolate a job that has not passed
 both (`flatten` also checks its result's next expansion).
 
-Port names (docs/contract.md §3, §5) are the NAMEs of `{{thermos.ports[NAME]}}` referenced in a
-process cmdline or name, or in the shell health check's command, plus the lifecycle port
-when it is not `health`. Decision: `health` is *never* added just because an HTTP (or TCP)
-checker or the HTTP lifecycle is configured, because both are configured by default and
-every job would then get a `health` port and a health check. A job is health-checked over
-HTTP/TCP only when something references `{{thermos.ports[health]}}`, exactly as in Aurora,
-where the `health` port exists only when a process asks for it. An explicitly chosen
-lifecycle port other than `health` is a deliberate choice, so it is allocated.
-
 Pure apart from pystachio: no I/O, no logging, never mutates its inputs.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -420,36 +410,3 @@ def load_time_unbound(job: Any) -> list[str]:
     _, out = expand(job)
     found = dict.fromkeys(ref for _, ref in out.unbound if not is_runtime_ref(ref[2:-2].strip()))
     return list(found)
-
-
-def port_refs(text: str) -> list[str]:
-    """The NAMEs of `{{thermos.ports[NAME]}}` in `text`."""
-    return [m.group(1) for m in map(PORT_REF.match, refs_in(text)) if m]
-
-
-def port_names(job: Any, *, angle_refs: bool = True) -> list[str]:
-    """Sorted, unique port names the job's task needs (see the module docstring for why)."""
-    tree, out = expand(job)
-    if tree is None:
-        raise ConfigError(join_problems("invalid job", out.problems), out.problems)
-    return port_names_of_tree(tree, angle_refs=angle_refs)
-
-
-def port_names_of_tree(tree: dict[str, Any], *, angle_refs: bool = True) -> list[str]:
-    """The port names of a validated job, expanded (what `expand` gives for it)."""
-    names: set[str] = set()
-    for text in _texts_naming_ports(tree):
-        names.update(port_refs(normalize_angle_refs(text) if angle_refs else text))
-    http = tree["lifecycle"].get("http")  # DisableLifecycle has none
-    if http is not None and http["port"] != "health":
-        names.add(http["port"])
-    return sorted(names)
-
-
-def _texts_naming_ports(tree: dict[str, Any]) -> Iterable[str]:
-    for process in tree["task"]["processes"]:
-        yield process["name"]
-        yield process["cmdline"]
-    shell = tree["health_check_config"]["health_checker"].get("shell")
-    if shell is not None:
-        yield shell["shell_command"]

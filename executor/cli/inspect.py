@@ -21,9 +21,8 @@ from typing import Any
 import attrs
 
 from config.bind import bind
-from config.portmap import job_portmap, requested_ports, resolve_portmap
+from config.portmap import job_portmap, port_names, requested_ports, resolve_portmap
 from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, LoggerSpec, ProcessSpec
-from config.templates import port_names
 from config.words import printable_lines
 from executor.mesos.launch import TaskLaunch
 from healthcheck.policy import HealthPolicy

@@ -26,9 +26,8 @@ from config.aurora.taskdata import decode_task_data
 from config.bind import BoundJob, bound_job
 from config.document import TaskDocument
 from config.errors import ConfigError
-from config.portmap import PortmapError, job_portmap, requested_ports, resolve_portmap
+from config.portmap import PortmapError, job_portmap, port_names, requested_ports, resolve_portmap
 from config.spec import JobSpec
-from config.templates import port_names
 from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.wire import ports_from_resources, task_data, task_kill_grace_secs
 

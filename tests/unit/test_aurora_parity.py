@@ -21,8 +21,7 @@ from config.aurora.taskdata import decode_task_data
 from config.bind import bind
 from config.errors import ConfigError
 from config.loader import check_bound, load_job
-from config.portmap import job_portmap, requested_ports
-from config.templates import port_names
+from config.portmap import job_portmap, port_names, requested_ports
 from tests.support.aurora_tasks import assigned_task, client_json
 
 HERE = Path(__file__).resolve().parents[1] / "aurora"

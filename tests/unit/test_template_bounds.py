@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config import refs, templates
+from config import portmap, refs, templates
 from config.bind import bind
 from config.document import decode
 from config.errors import ConfigError, TaskDocumentError
@@ -267,7 +267,7 @@ def test_the_unbound_references_inside_a_named_struct_are_not_the_fields_own():
 def test_port_names_of_a_job_that_cannot_expand_is_a_config_error():
     j = job(process("a", "{{x}}")).bind(x="{{x}}{{x}}")
     with pytest.raises(ConfigError, match=r"^invalid job: job.task.processes\[0\].cmdline = '\{\{x\}\}' needs more") as info:
-        templates.port_names(j)
+        portmap.port_names(j)
     assert info.value.problems == (str(info.value).removeprefix("invalid job: "),)
 
 

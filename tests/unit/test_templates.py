@@ -12,6 +12,7 @@ from config import loader, spec, templates
 from config.bind import bind, bound_job
 from config.errors import BindError, ConfigError
 from config.loader import load_job
+from config.portmap import port_names, port_names_of_tree, port_refs
 from config.schema import (
     Announcer,
     Constraint,
@@ -31,7 +32,7 @@ from config.schema import (
     UpdateConfig,
     VariableBatchUpdateStrategy,
 )
-from config.templates import flatten, normalize_angle_refs, port_names, port_names_of_tree, port_refs, refs_in
+from config.templates import flatten, normalize_angle_refs, refs_in
 from tests.support.configs import job, process, write_config
 
 BIND = dict(instance=3, task_id="task-7", hostname="host.example", user="alice")
