@@ -77,7 +77,7 @@ def bound_job(job: Any, *, instance: int, ports: dict[str, int], task_id: str, h
     if missing or unbound:
         raise BindError(_bind_message(key, missing, unbound, ports), unbound, missing)
     final = from_tree(Job, tree).get()
-    problems = check_job(final)  # again, now that nothing holds a template (escaped ones too)
+    problems = check_job(final, bound=True)  # again: what still looks like a template is not one
     if problems:
         raise ConfigError(join_problems(f"job {key} (bound)", problems), problems)
     return BoundJob(tree=final, spec=_job_spec(final, instance=instance, ports=dict(ports),

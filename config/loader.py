@@ -256,9 +256,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_job(job: dict) -> list[str]:
+def check_job(job: dict, *, bound: bool = False) -> list[str]:
     """Every rule a well-typed job (as plain values) breaks, as sentences. Process names may
-    hold templates (`bind` checks the job again once they are bound)."""
+    hold templates (`bind` checks the job again once they are bound, with `bound`: then what
+    still looks like one, `{{}}`, is part of the name)."""
     problems: list[str] = []
     for field in ("cluster", "role", "environment", "name"):
         value = job.get(field)
@@ -266,7 +267,7 @@ def check_job(job: dict) -> list[str]:
             problems.append(f"job.{field} = {show(value)} may only contain letters, digits, _, - and .")
     if job.get("max_task_failures", 1) < -1:
         problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")
-    problems += _check_task(job.get("task") or {})
+    problems += _check_task(job.get("task") or {}, bound)
     problems += _check_health(job.get("health_check_config") or {})
     problems += _check_lifecycle((job.get("lifecycle") or {}).get("http"))
     problems += _check_port_refs(job)
@@ -294,10 +295,10 @@ def _seconds(problems: list[str], path: str, value: Any) -> None:
         problems.append(f"{path} = {float(value)} must be at most {MAX_SECONDS_WORDS}")
 
 
-def process_name_problem(path: str, name: Any) -> str | None:
+def process_name_problem(path: str, name: Any, bound: bool = False) -> str | None:
     """Why `name` cannot name a process (its logs live in a directory of that name), or
-    None. Each template in it counts as one safe character (until it is bound)."""
-    shown = _MUSTACHE.sub("0", name) if isinstance(name, str) else name
+    None. Each template in it counts as one safe character until the job is `bound`."""
+    shown = _MUSTACHE.sub("0", name) if isinstance(name, str) and not bound else name
     if isinstance(shown, str) and _SAFE_NAME.fullmatch(shown):
         return None
     return (f"{path}.name = {show(name)} is not a safe process name: names are used as directory "
@@ -305,7 +306,7 @@ def process_name_problem(path: str, name: Any) -> str | None:
             "no leading '.'), also once its templates are bound")
 
 
-def _check_task(task: dict) -> list[str]:
+def _check_task(task: dict, bound: bool) -> list[str]:
     problems: list[str] = []
     processes = task.get("processes") or []
     if not processes:
@@ -315,7 +316,7 @@ def _check_task(task: dict) -> list[str]:
     reused = {problem.index: problem for problem in graph.problems if isinstance(problem, DuplicateName)}
     for i, p in enumerate(processes):
         path, name = f"job.task.processes[{i}]", p.get("name", "")
-        unsafe = process_name_problem(path, name)
+        unsafe = process_name_problem(path, name, bound)
         if unsafe:
             problems.append(unsafe)
         elif i in reused:

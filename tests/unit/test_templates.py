@@ -581,6 +581,18 @@ def test_a_process_name_is_checked_again_once_its_templates_are_bound():
     assert str(info.value) == f"job c/r/e/j (bound): {problem}"
 
 
+@pytest.mark.parametrize("name", ["{{}}", "web-{{}}"])
+def test_what_still_looks_like_a_template_once_bound_is_part_of_the_name(name):
+    # `{{}}` is no reference: it stays as written when the job is bound, and a bound name
+    # with braces is no directory name (the fault suite's generated documents found it).
+    j = job(process(name, "x"), name="j")
+    with pytest.raises(ConfigError) as info:
+        bind(j, ports={}, instance=0, task_id="t", hostname="h", user="u")
+    (problem,) = info.value.problems
+    assert "is not a safe process name" in problem
+    assert str(info.value).startswith("job c/r/e/j (bound): job.task.processes[0].name = ")
+
+
 NOT_CHECKED = ("job.health_check_config configures {} health check, but the task has no port named 'health', "
                "so it is not health-checked: reference {{{{thermos.ports[health]}}}} in a process, or alias "
                "the port the service answers on, e.g. announce = Announcer(portmap={{'health': 'http'}})")
