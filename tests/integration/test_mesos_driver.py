@@ -706,7 +706,9 @@ def test_an_agent_silent_after_answering_subscribe_still_ends_at_the_recovery_ti
     driver = driver_factory(recorder, recovery_timeout_secs=0.5)
     wait_for(lambda: driver.ending is Ending.NEVER_SUBSCRIBED, 5)
     assert 0.5 <= time.monotonic() - started < 5
-    assert len(sim.subscribes) >= 1 and recorder.quiet == ["shutdown"]
+    assert len(sim.subscribes) >= 1
+    # `ending` is set first; the shutdown callback is posted after it, to the callbacks' thread
+    wait_for(lambda: recorder.quiet == ["shutdown"], 5)
 
 
 @pytest.mark.timeout(20)
@@ -725,7 +727,8 @@ def test_the_driver_says_why_it_ended(sim, driver_factory):
     sim.shutdown()
     sim.close_stream(graceful=True)
     wait_for(lambda: driver.ending is Ending.SHUTDOWN, 5)
-    assert driver.shutdown_received and told_to.quiet.count("shutdown") == 1
+    assert driver.shutdown_received
+    wait_for(lambda: told_to.quiet.count("shutdown") == 1, 5)  # run on the callbacks' thread
 
     lost = Recorder()
     driver = driver_factory(lost, recovery_timeout_secs=0.5)
