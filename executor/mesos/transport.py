@@ -22,6 +22,7 @@ token must not reach any log line) and never logs at all: the driver logs state 
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import http.client
 import select
@@ -190,10 +191,8 @@ class AgentStream:
         """The agent has spoken on this stream: no read timeout from now on (its heartbeats
         come every 30 minutes at most, docs/mesos.md §7); never raises."""
         if self._sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._sock.settimeout(None)
-            except OSError:
-                pass
 
     def abort(self) -> None:
         """Wakes a reader blocked in recv by shutting the socket down; never raises."""

@@ -2,14 +2,17 @@
 
 Owns the `figures` fixture every fault test reports through, and the `pytest_terminal_summary`
 hook that prints all of them in one block after the run (naming the short or full sizes, see
-`tests/support/fault_sizes.py`), so the figures show even when output is captured. It never
-starts a process or opens a port itself.
+`tests/support/fault_sizes.py`), so the figures show even when output is captured; and `sim`,
+an agent simulator on its own sandbox, closed (its executor killed with its process group)
+and the sandbox's task processes killed after the test, the executor's log printed last.
 """
 from __future__ import annotations
 
 import pytest
 
+from tests.support.agent_sim import AgentSimulator
 from tests.support.fault_sizes import FULL
+from tests.support.stoker_proc import kill_leftovers, task_pids
 
 _FIGURES = pytest.StashKey[list]()
 
@@ -46,3 +49,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(test)
             current = test
         terminalreporter.write_line(f"    {line}")
+
+@pytest.fixture
+def sim(tmp_path):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    agent = AgentSimulator(sandbox=sandbox)
+    yield agent
+    agent.close()
+    kill_leftovers(task_pids(sandbox))
+    print("---- executor log ----\n" + agent.executor_log()[-4000:])

@@ -19,8 +19,8 @@ import pytest
 from config.document import MAX_DOCUMENT_BYTES, encode
 from config.loader import load_job
 from executor.mesos.recordio import MAX_RECORD_BYTES
-from tests.support.agent_sim import TERMINAL_STATES, AgentSimulator, make_task_info
-from tests.support.stoker_proc import kill_leftovers, live, task_pids
+from tests.support.agent_sim import TERMINAL_STATES, make_task_info
+from tests.support.stoker_proc import live, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
@@ -37,15 +37,6 @@ def _sleeper(tmp_path: Path) -> bytes:
         "                lifecycle=DisableLifecycle)]\n")
     return encode(load_job(path))
 
-
-@pytest.fixture
-def sim(tmp_path):
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    agent = AgentSimulator(sandbox=sandbox)
-    yield agent
-    agent.close()
-    kill_leftovers(task_pids(sandbox))
 
 
 # ---- #12: a duplicate LAUNCH ----

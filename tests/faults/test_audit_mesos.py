@@ -43,8 +43,8 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
-from tests.support.agent_sim import AgentSimulator, make_task_info
-from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
+from tests.support.agent_sim import make_task_info
+from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
@@ -52,16 +52,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 FAKE = REPO / "tests/support/fake_task.py"
 
-
-@pytest.fixture
-def sim(tmp_path):
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    agent = AgentSimulator(sandbox=sandbox)
-    yield agent
-    agent.close()
-    kill_leftovers(task_pids(sandbox))
-    print("---- executor log ----\n" + agent.executor_log()[-4000:])
 
 
 def _frozen_agent(port: int) -> socket.socket:
