@@ -58,10 +58,13 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
     if path.exists() or given is None:
         what = "is not a directory" if path.exists() else "does not exist"
         raise UsageError(f"sandbox {path} {what}")
-    from executor.host.registry import Registry, find
+    from executor.host.registry import Registry, RegistryUnreadable, find
 
     settings = RegistrySettings.from_args(args, os.environ)
-    found = find(Registry(settings).entries(), given)
+    try:
+        found = find(Registry(settings).read(), given)
+    except RegistryUnreadable as exc:
+        raise UsageError(f"sandbox {path} does not exist, and no task id can be looked up: {exc}") from None
     if found is None:
         if "/" in given:
             raise UsageError(f"sandbox {path} does not exist")

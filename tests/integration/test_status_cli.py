@@ -132,3 +132,26 @@ def test_a_task_id_is_found_in_the_registry(tmp_path, capsys, monkeypatch):
     code, _, err = status(capsys, "web-0-2")
     assert (code, err) == (2, f"stoker: error: sandbox web-0-2 does not exist, and no task in the "
                               f"registry {root} has that id (`stoker ps --all` lists them)\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a registry of another user's needs root to make")
+def test_a_registry_that_cannot_be_read_is_an_error_never_an_empty_list(tmp_path, capsys):
+    """`sudo stoker ps --root ~alice/.local/state/stoker` (a registry root does not trust)
+    and a non-root `stoker ps --root /var/run/stoker` (one it may not read) used to print
+    "no live tasks in the registry ..." with exit 0, and `stoker status TASK_ID` "no task
+    has that id": the operator concluded nothing ran. Now each says why it could not read."""
+    root = tmp_path / "alice-root"
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(tmp_path / "sb"), supervisor_pid=1, supervisor_start=1,
+                      supervisor_boot="b", front_end=FrontEnd.RUN, registered_wall=time.time(),
+                      task_id="web-0-1"))
+    os.chown(root, 65534, 65534)
+    assert main(["ps", "--root", str(root)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"stoker: error: cannot read the registry {root}: {root} is not trusted: it "
+                   f"belongs to uid 65534, mode 700\n")
+    code, _, err = status(capsys, "web-0-1", "--root", root)
+    assert code == 2
+    assert err.startswith("stoker: error: sandbox web-0-1 does not exist, and no task id can be "
+                          f"looked up: cannot read the registry {root}: ")
