@@ -155,3 +155,28 @@ def test_a_registry_that_cannot_be_read_is_an_error_never_an_empty_list(tmp_path
     assert code == 2
     assert err.startswith("stoker: error: sandbox web-0-1 does not exist, and no task id can be "
                           f"looked up: cannot read the registry {root}: ")
+
+
+def test_a_task_whose_sandbox_was_deleted_under_it_is_named_with_its_supervisor(tmp_path, capsys):
+    """`rm -rf` of a running task's sandbox (a /tmp cleaner, a careless operator): `stoker
+    kill ID` said "/sb is not a task sandbox: .stoker: No such file or directory" (exit 1),
+    `status ID` "no checkpoint ... (is this a task sandbox?)", and `ps` showed the task NEW
+    with 0/0 processes and no word why. Now each says the sandbox is gone and, while the
+    supervisor runs, its pid and how to stop it (its control socket went with the sandbox)."""
+    root = tmp_path / "root"
+    sandbox = tmp_path / "deleted"
+    me = own_identity()
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                      registered_wall=time.time(), task_id="web-0-1"))
+    gone = (f"task web-0-1: its sandbox {sandbox} no longer exists; its supervisor (pid {me.pid}) "
+            f"still runs, but without its sandbox it cannot be reached: `kill {me.pid}` (SIGTERM) "
+            f"stops it gracefully")
+    for command in (["status", "web-0-1"], ["kill", "web-0-1"], ["restart", "web-0-1", "web"],
+                    ["tail", "web-0-1", "web"]):
+        assert main([*command, "--root", str(root)]) == 2
+        assert capsys.readouterr().err == f"stoker: error: {gone}\n"
+    assert main(["ps", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"web-0-1: the sandbox {sandbox} no longer exists\n" in out
