@@ -90,8 +90,9 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float) -> str:
     for r in rows:
         if r["announcement"] is not None:
             lines.append(f"{r['task_id'] or r['sandbox']}: {_announcement_note(r, now_wall)}")
-    for r in rows:
-        if r["problem"]:  # a sandbox deleted under its task, a checkpoint that cannot be read
+    for r in rows:  # a sandbox deleted under its task, a checkpoint that cannot be read; not
+        # a live supervisor's sandbox that has no checkpoint yet (one starting)
+        if r.get("problem") and (not r["supervisor_alive"] or not os.path.isdir(r["sandbox"])):
             lines.append(f"{r['task_id'] or r['sandbox']}: {r['problem']}")
     for r in rows:
         if r["state"] != "LOST":
