@@ -121,6 +121,9 @@ def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest
     where = os.fspath(sandbox)
     try:
         stoker_dir = open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "")
+    except PermissionError as exc:  # a task sandbox, of a supervisor of another user's
+        raise ControlUnavailable(f"cannot open {where}/.stoker: {saferead.describe(exc)}: only "
+                                 f"the supervisor's user (or root) may control its task") from None
     except OSError as exc:
         raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
                                  f"{saferead.describe(exc)}") from None

@@ -273,3 +273,42 @@ def test_a_starting_session_reads_no_other_entry_and_its_close_prunes_the_expire
         session.close()
     assert not (root / gone.name).exists()
     assert len(os.listdir(root)) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="asking as another user needs root")
+def test_another_user_s_kill_is_told_who_may_not_that_it_is_no_task_sandbox():
+    """A non-root operator's `stoker kill SANDBOX` of root's task said "SANDBOX is not a task
+    sandbox: .stoker: Permission denied": it is one, and the operator went looking for
+    another. Now it says who may control it."""
+    from executor.cli.control import _replies
+    from tests.support.users import open_sandbox
+
+    with open_sandbox() as top:
+        os.chmod(top, 0o755)
+        sandbox = top / "sandbox"
+        sandbox.mkdir()
+        os.chmod(sandbox, 0o755)
+        held = HostSession.open(sandbox, front_end=FrontEnd.RUN)
+        try:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: nobody, asking once
+                try:
+                    os.setresgid(65534, 65534, 65534)
+                    os.setresuid(65534, 65534, 65534)
+                    try:
+                        next(_replies(sandbox, None, KillControl(), "kill"))
+                        answer = "answered"
+                    except ControlUnavailable as exc:
+                        answer = str(exc)
+                    os.write(w, answer.encode())
+                finally:
+                    os._exit(0)
+            os.close(w)
+            with os.fdopen(r, "rb") as pipe:
+                answer = pipe.read().decode()
+            os.waitpid(pid, 0)
+        finally:
+            held.close()
+    assert answer == (f"cannot open {sandbox}/.stoker: Permission denied (EACCES): only the "
+                      f"supervisor's user (or root) may control its task")
