@@ -14,7 +14,7 @@ and the `TASK_ID` lookups read them.
   that is not this user's, or that others may write, is not read (nor written). `read`
   says so (`RegistryUnreadable`: a root that is not trusted, or that this user may not read,
   or entries it may not read, as another user's root's), so that `stoker ps` never shows
-  a registry it could not read as one without tasks; `entries` takes it as empty.
+  a registry it could not read as one without tasks; `entries` lists what it could read.
 - Ended and LOST tasks stay until the last sign of them is older than the retention
   (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
   lets go, never on a timer (a starting supervisor writes with `prune=False`: it reads no
@@ -102,19 +102,28 @@ class Registry:
 
     def entries(self) -> list[Listed]:
         """Every entry still listed (expired ones are pruned first), oldest first; [] when
-        there is no registry or it cannot be read or trusted."""
+        there is no registry or it cannot be read or trusted (and without the entries this
+        user may not read)."""
         try:
-            return self.read()
+            return self._listing()[0]
         except RegistryUnreadable:
             return []
 
     def read(self) -> list[Listed]:
-        """As `entries`, but a registry that is there and cannot be read or trusted, or whose
-        entries this user may not read, raises RegistryUnreadable (no registry: [])."""
+        """As `entries`, but a registry that is there and cannot be read or trusted, or an
+        entry this user may not read, raises RegistryUnreadable (no registry: [])."""
+        kept, denied = self._listing()
+        if denied:
+            raise RegistryUnreadable(f"cannot read {denied} of the entries in the registry "
+                                     f"{self.root} (Permission denied: another user's)")
+        return kept
+
+    def _listing(self) -> tuple[list[Listed], int]:
+        """The entries read, oldest first, and how many this user may not open."""
         try:
             fd = self._open_root()
         except FileNotFoundError:
-            return []
+            return [], 0
         except OSError as exc:
             raise RegistryUnreadable(f"cannot read the registry {self.root}: "
                                      f"{saferead.describe(exc)}") from None
@@ -127,11 +136,8 @@ class Registry:
                                      f"{saferead.describe(exc)}") from None
         finally:
             os.close(fd)
-        if denied:
-            raise RegistryUnreadable(f"cannot read {len(denied)} of the entries in the registry "
-                                     f"{self.root} (Permission denied: another user's)")
         kept = [item for item in found if item.entry.name not in gone]
-        return sorted(kept, key=lambda item: (item.entry.registered_wall, item.entry.name))
+        return sorted(kept, key=lambda item: (item.entry.registered_wall, item.entry.name)), len(denied)
 
     def _open_root(self) -> int:
         fd = saferead.open_root(self.root)
