@@ -16,6 +16,15 @@ session, a pager waiting at a full screen) holds up that thread alone, never the
 owner; past `SPOOL_LIMIT` characters queued, lines are dropped and counted, and a note
 says how many once the reader is back. `drain_spool` gives it a bounded time at exit.
 
+`terminal_writer`: a thread that writes to the terminal (the spool's; the log pump's copies
+to the console) blocks SIGTTOU first. `stoker run JOB &` is a background job, and with
+`stty tostop` the kernel answers its first write to the terminal with SIGTTOU to Stoker's
+whole process group, whose default action stops it: supervision would freeze (no restarts,
+no health checks, no stop) until the operator typed `fg`. For a thread that blocks (or a
+process that ignores) SIGTTOU the kernel lets the write through instead, as without
+`tostop`. Only that thread blocks it: a signal mask is inherited by the children its thread
+forks, and the task's processes must get SIGTTOU as usual.
+
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
 from __future__ import annotations
@@ -24,6 +33,7 @@ import collections
 import contextlib
 import json
 import logging
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TextIO
@@ -82,6 +92,12 @@ def above_screen_line() -> Iterator[None]:
                 line.show()
 
 
+def terminal_writer() -> None:
+    """The calling thread writes to the terminal: its writes go through even from a background
+    job under `stty tostop` (SIGTTOU blocked in this thread alone; it forks nothing)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+
+
 SPOOL_LIMIT = 1 << 20  # characters queued for a reader that does not read
 OnError = Callable[[BaseException], None]
 
@@ -126,6 +142,7 @@ class Spool:
             return True
 
     def _write(self) -> None:
+        terminal_writer()
         while True:
             with self._cond:
                 self._busy = False

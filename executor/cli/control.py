@@ -54,10 +54,18 @@ def register(sub: Any, command: Any) -> None:
 
 
 def _grace(text: str) -> float:
+    """SECS as a duration, within what the control socket takes (a usage error here, exit 2,
+    rather than the supervisor's refusal, exit 1)."""
+    from executor.host.controlwire import MAX_GRACE_SECS
+
     try:
-        return parse_secs(text)
+        secs = parse_secs(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if secs > MAX_GRACE_SECS:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than the longest grace, "
+                                         f"{MAX_GRACE_SECS:.0f} s (7 days)")
+    return secs
 
 
 def run_kill(args: argparse.Namespace) -> int:
@@ -121,6 +129,9 @@ def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest
     where = os.fspath(sandbox)
     try:
         stoker_dir = open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "")
+    except PermissionError as exc:  # a task sandbox, of a supervisor of another user's
+        raise ControlUnavailable(f"cannot open {where}/.stoker: {saferead.describe(exc)}: only "
+                                 f"the supervisor's user (or root) may control its task") from None
     except OSError as exc:
         raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
                                  f"{saferead.describe(exc)}") from None

@@ -7,7 +7,10 @@ and prints one row per task: task id, job key, state, supervisor pid, sandbox, s
 (date, time and age), processes running / total, health. Columns are as wide as their longest value. Without `--all`, only
 the tasks that have not ended (a LOST task has not: it is listed). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
-announcer is doing); a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
+announcer is doing); what kept a task's checkpoint from being read (its sandbox deleted)
+and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
+A registry that is there but cannot be read (another user's, not trusted) is one `stoker:
+error:` line and exit 1, never an empty list.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from config.registry import RegistrySettings
-from executor.cli.targets import registry_arguments
+from executor.cli.targets import error, registry_arguments
 from executor.host.clock import when
 
 COLUMNS = ["TASK_ID", "JOB_KEY", "STATE", "PID", "SANDBOX", "STARTED", "PROCS", "HEALTH"]
@@ -37,11 +40,15 @@ def register(sub: Any, command: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from executor.host.registry import Registry
+    from executor.host.registry import Registry, RegistryUnreadable
     from executor.task.inspection import inspect_sandbox, marker_of, row, with_leftovers
 
     settings = RegistrySettings.from_args(args, os.environ)
-    listed = Registry(settings).entries()
+    try:
+        listed = Registry(settings).read()
+    except RegistryUnreadable as exc:  # never "no tasks" for a registry it could not read
+        error(str(exc))
+        return 1
     entries = [item.entry for item in listed]
     found = [inspect_sandbox(Path(e.sandbox), e) for e in entries]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
@@ -83,6 +90,10 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float) -> str:
     for r in rows:
         if r["announcement"] is not None:
             lines.append(f"{r['task_id'] or r['sandbox']}: {_announcement_note(r, now_wall)}")
+    for r in rows:  # a sandbox deleted under its task, a checkpoint that cannot be read; not
+        # a live supervisor's sandbox that has no checkpoint yet (one starting)
+        if r.get("problem") and (not r["supervisor_alive"] or not os.path.isdir(r["sandbox"])):
+            lines.append(f"{r['task_id'] or r['sandbox']}: {r['problem']}")
     for r in rows:
         if r["state"] != "LOST":
             continue

@@ -13,6 +13,14 @@ console) writes nowhere instead of failing with EBADF; and a stream whose encodi
 write a character (a legacy 8-bit locale, and Stoker's `→`) writes it out (`\u2192`)
 instead of failing.
 
+Before anything reads the environment it undoes Python's locale coercion
+(`exec_locale`): with no LC_ALL and a C or POSIX LC_CTYPE locale (`LANG=C`, or no locale
+variable at all), the interpreter sets LC_CTYPE=C.UTF-8 (or C.utf8, UTF-8) in its own
+environment as it starts (PEP 538), and every process Stoker starts would inherit a locale
+the operator (or the agent) never gave. The environment as it was at exec is in
+/proc/self/environ, which setenv(3) does not change; LC_CTYPE is put back to what it was
+there, or removed when it was not there. Python's own streams keep the UTF-8 they chose.
+
 For `stoker executor` it also loads `http.client` first, without `ssl`
 (`healthcheck/plainhttp.py`: Stoker speaks no TLS, and `ssl` with OpenSSL is 2.6 MiB of
 every executor), while the process has no second thread.
@@ -24,10 +32,14 @@ import sys
 
 TYPE_CHECKING = False  # not `typing`'s: importing typing costs `stoker run` 18 ms before its first fork
 if TYPE_CHECKING:
+    from collections.abc import MutableMapping
     from typing import NoReturn
+
+COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what CPython's locale coercion may set LC_CTYPE to
 
 
 def run() -> NoReturn:
+    exec_locale(os.environ, _exec_environ())
     _standard_streams()
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     try:
@@ -48,6 +60,33 @@ def run() -> NoReturn:
     except KeyboardInterrupt:  # Ctrl-C while loading: the shell's code, not a traceback
         sys.exit(130)
     main()
+
+
+def exec_locale(environ: MutableMapping[str, str], at_exec: bytes | None) -> None:
+    """LC_CTYPE in `environ` as it was in `at_exec` (the environment block at exec, NUL
+    separated) when Python's coercion changed it to one of COERCED; None: not known."""
+    now = environ.get("LC_CTYPE")
+    if at_exec is None or now not in COERCED:
+        return
+    for entry in at_exec.split(b"\0"):
+        if entry.startswith(b"LC_CTYPE="):
+            given = os.fsdecode(entry[len(b"LC_CTYPE="):])
+            if given != now:
+                environ["LC_CTYPE"] = given
+            return
+    del environ["LC_CTYPE"]
+
+
+def _exec_environ() -> bytes | None:
+    """The environment block this process was exec'd with (None without /proc), read only
+    when LC_CTYPE holds what the coercion sets."""
+    if os.environ.get("LC_CTYPE") not in COERCED:
+        return None
+    try:
+        with open("/proc/self/environ", "rb") as block:
+            return block.read()
+    except OSError:
+        return None
 
 
 def _standard_streams() -> None:

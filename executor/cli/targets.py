@@ -2,7 +2,8 @@
 
 `resolve(TARGET)`: a directory is a sandbox; a name that does not exist is a task id, looked
 up in the host registry (a live supervisor's entry first, else the newest); anything else,
-or an id no task has, is a `UsageError` saying which (exit 2). With no TARGET,
+an id no task has, or one whose sandbox was deleted since (naming its supervisor's pid when
+it still runs), is a `UsageError` saying which (exit 2). With no TARGET,
 `$MESOS_SANDBOX`, else the current directory. `registry_arguments` adds the registry's
 flags (`--root`, `--registry-retention`) to a command; `error` prints one `stoker: error:`
 line, escaped.
@@ -58,16 +59,33 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
     if path.exists() or given is None:
         what = "is not a directory" if path.exists() else "does not exist"
         raise UsageError(f"sandbox {path} {what}")
-    from executor.host.registry import Registry, find
+    from executor.host.registry import Registry, RegistryUnreadable, find
 
     settings = RegistrySettings.from_args(args, os.environ)
-    found = find(Registry(settings).entries(), given)
+    try:
+        found = find(Registry(settings).read(), given)
+    except RegistryUnreadable as exc:
+        raise UsageError(f"sandbox {path} does not exist, and no task id can be looked up: {exc}") from None
     if found is None:
         if "/" in given:
             raise UsageError(f"sandbox {path} does not exist")
         raise UsageError(f"sandbox {path} does not exist, and no task in the registry "
                          f"{settings.registry_root} has that id (`stoker ps --all` lists them)")
-    return Target(Path(found.entry.sandbox), found.entry)
+    sandbox = Path(found.entry.sandbox)
+    if not sandbox.is_dir():
+        raise UsageError(f"task {given}: its sandbox {sandbox} no longer exists{_still_runs(found.entry)}")
+    return Target(sandbox, found.entry)
+
+
+def _still_runs(entry: RegistryEntry) -> str:
+    """What to do about a supervisor whose sandbox was deleted under it ('' when it is gone)."""
+    from executor.host.identity import is_alive
+
+    pid = entry.supervisor_pid
+    if not is_alive(pid, entry.supervisor_start, entry.supervisor_boot):
+        return ""
+    return (f"; its supervisor (pid {pid}) still runs, but without its sandbox it cannot be "
+            f"reached: `kill {pid}` (SIGTERM) stops it gracefully")
 
 
 def registered(target: Target, args: argparse.Namespace) -> RegistryEntry | None:

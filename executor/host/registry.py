@@ -11,7 +11,10 @@ and the `TASK_ID` lookups read them.
   file (owner-only, 0600) and renamed over, so a reader sees the old entry or the new one.
 - Reading trusts nothing: only regular files with an entry's name, opened without following
   a symlink or blocking, at most `MAX_ENTRY_BYTES` each and `MAX_ENTRIES` in all; a root
-  that is not this user's, or that others may write, is not read (nor written).
+  that is not this user's, or that others may write, is not read (nor written). `read`
+  says so (`RegistryUnreadable`: a root that is not trusted, or that this user may not read,
+  or entries it may not read, as another user's root's), so that `stoker ps` never shows
+  a registry it could not read as one without tasks; `entries` lists what it could read.
 - Ended and LOST tasks stay until the last sign of them is older than the retention
   (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
   lets go, never on a timer (a starting supervisor writes with `prune=False`: it reads no
@@ -45,6 +48,10 @@ STALE_TEMP_SECS = 3600.0
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
+
+
+class RegistryUnreadable(Exception):
+    """The registry is there but cannot be read, or is not trusted; the message says why."""
 
 
 @attrs.frozen(slots=True)
@@ -95,18 +102,42 @@ class Registry:
 
     def entries(self) -> list[Listed]:
         """Every entry still listed (expired ones are pruned first), oldest first; [] when
-        there is no registry or it cannot be trusted."""
+        there is no registry or it cannot be read or trusted (and without the entries this
+        user may not read)."""
+        try:
+            return self._listing()[0]
+        except RegistryUnreadable:
+            return []
+
+    def read(self) -> list[Listed]:
+        """As `entries`, but a registry that is there and cannot be read or trusted, or an
+        entry this user may not read, raises RegistryUnreadable (no registry: [])."""
+        kept, denied = self._listing()
+        if denied:
+            raise RegistryUnreadable(f"cannot read {denied} of the entries in the registry "
+                                     f"{self.root} (Permission denied: another user's)")
+        return kept
+
+    def _listing(self) -> tuple[list[Listed], int]:
+        """The entries read, oldest first, and how many this user may not open."""
         try:
             fd = self._open_root()
-        except OSError:
-            return []
+        except FileNotFoundError:
+            return [], 0
+        except OSError as exc:
+            raise RegistryUnreadable(f"cannot read the registry {self.root}: "
+                                     f"{saferead.describe(exc)}") from None
+        denied: list[str] = []
         try:
-            found = self._read_all(fd)
+            found = self._read_all(fd, denied)
             gone = self._prune(fd, found, time.time())
+        except OSError as exc:
+            raise RegistryUnreadable(f"cannot read the registry {self.root}: "
+                                     f"{saferead.describe(exc)}") from None
         finally:
             os.close(fd)
         kept = [item for item in found if item.entry.name not in gone]
-        return sorted(kept, key=lambda item: (item.entry.registered_wall, item.entry.name))
+        return sorted(kept, key=lambda item: (item.entry.registered_wall, item.entry.name)), len(denied)
 
     def _open_root(self) -> int:
         fd = saferead.open_root(self.root)
@@ -117,14 +148,15 @@ class Registry:
                                        f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}")
         return fd
 
-    def _read_all(self, dir_fd: int) -> list[Listed]:
+    def _read_all(self, dir_fd: int, denied: list[str] | None = None) -> list[Listed]:
+        """The entries read; the names of those this user may not open go to `denied`."""
         found: list[Listed] = []
         with os.scandir(dir_fd) as scan:
             for item in scan:
                 if len(found) >= MAX_ENTRIES:
                     break
                 if ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False):
-                    listed = _read_entry(dir_fd, item.name)
+                    listed = _read_entry(dir_fd, item.name, denied)
                     if listed is not None:
                         found.append(listed)
         return found
@@ -159,9 +191,13 @@ class Registry:
         return gone
 
 
-def _read_entry(dir_fd: int, name: str) -> Listed | None:
+def _read_entry(dir_fd: int, name: str, denied: list[str] | None = None) -> Listed | None:
     try:
         fd = saferead.open_file(name, dir_fd)
+    except PermissionError:
+        if denied is not None:
+            denied.append(name)
+        return None
     except OSError:
         return None
     try:

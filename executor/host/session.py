@@ -154,7 +154,8 @@ class HostSession:
         self._registry.write(entry, prune=False)
 
     def task_ended(self) -> None:
-        """The task's owner is done: requests no longer reach it."""
+        """The task's owner is done: requests no longer reach it (none is posted once this
+        returns: the owner empties its queue after)."""
         with self._lock:
             self._post = None
 
@@ -165,24 +166,32 @@ class HostSession:
 
     def _on_request(self, request: ControlRequest, reply: Replier) -> None:
         with self._lock:
-            post, hooks = self._post, list(self._kill_hooks)
+            hooks = list(self._kill_hooks)
+        if isinstance(request, KillControl):
+            for hook in hooks:
+                hook()
+        # Posted under the lock `task_ended` takes: once that returns, nothing more reaches
+        # the owner's queue, so the owner's close, which empties it after, answers every
+        # request posted (one posted after that emptying would wait unanswered).
+        with self._lock:
+            post = self._post
+            if post is not None:
+                match request:
+                    case KillControl(grace_secs=grace):
+                        post(KillRequested(OPERATOR_KILL, grace, time.monotonic(), reply=reply))
+                    case RestartControl(process=process):
+                        post(RestartRequested(process, time.monotonic(), reply=reply))
+                    case _:
+                        assert_never(request)
+                return
         match request:
-            case KillControl(grace_secs=grace):
-                for hook in hooks:
-                    hook()
-                if post is not None:
-                    post(KillRequested(OPERATOR_KILL, grace, time.monotonic(), reply=reply))
-                elif hooks:
-                    reply(ControlReply(ok=True, done=True, message=(
-                        "no task was running (the supervisor was between attempts); it stops")))
-                else:
-                    reply(ControlReply(ok=False, done=True,
-                                       message="no task is running under this supervisor"))
-            case RestartControl(process=process):
-                if post is not None:
-                    post(RestartRequested(process, time.monotonic(), reply=reply))
-                else:
-                    reply(ControlReply(ok=False, done=True, message=(
-                        "no task is running under this supervisor (between attempts)")))
+            case KillControl() if hooks:
+                reply(ControlReply(ok=True, done=True, message=(
+                    "no task was running (the supervisor was between attempts); it stops")))
+            case KillControl():
+                reply(ControlReply(ok=False, done=True, message="no task is running under this supervisor"))
+            case RestartControl():
+                reply(ControlReply(ok=False, done=True, message=(
+                    "no task is running under this supervisor (between attempts)")))
             case _:
                 assert_never(request)

@@ -18,7 +18,8 @@ pump write, rename or delete anywhere else, and the new file is opened through
 
 Never raises into callers; a file that cannot be written is reported once at ERROR and its
 data dropped, so the process never blocks on a full pipe. Console copies go to the
-supervisor's own stdout/stderr.
+supervisor's own stdout/stderr, from a thread that blocks SIGTTOU (`executor.logs.
+terminal_writer`: a background `stoker run` under `stty tostop` is not stopped by them).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import selectors
 import threading
 from pathlib import Path
 
+from executor.logs import terminal_writer
 from executor.procs import sandboxfs
 from executor.procs.sandboxfs import LOG_FLAGS
 
@@ -191,6 +193,7 @@ class LogPump:
             self._thread.join(0.5)
 
     def _loop(self) -> None:
+        terminal_writer()
         try:
             while True:
                 for key, _ in self._sel.select():

@@ -67,6 +67,8 @@ def _view(sandbox: Path, pinned: str) -> tuple[TaskView | None, str]:
     try:
         view = replay(counted())
     except FileNotFoundError:
+        if not os.path.isdir(sandbox):
+            return None, f"the sandbox {sandbox} no longer exists"
         return None, f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)"
     except OSError as exc:
         return None, f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"

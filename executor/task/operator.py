@@ -43,11 +43,17 @@ class OperatorRequests:
         self._kills: list[Replier] = []
         self._restarts: list[_RestartWaiter] = []
 
-    def kill_taken(self, reply: Replier, reason: str, grace_secs: float) -> None:
-        """A kill is under way; its operator hears so now and the task's end later."""
+    def kill_taken(self, reply: Replier, reason: str, grace_secs: float, *, again: bool = False) -> None:
+        """A kill is under way; its operator hears so now and the task's end later. `again`:
+        the task was being killed already, its SIGTERM maybe sent, and this request's grace
+        can only bring SIGKILL sooner (the planner's rule), not set it."""
         self._kills.append(reply)
-        _send(reply, ControlReply(ok=True, done=False, message=(
-            f"killing task {self._label}: {reason}; SIGKILL {grace_secs:g} s after SIGTERM")))
+        if again:
+            message = (f"task {self._label} is already being killed; waiting for its end (a grace "
+                       f"of {grace_secs:g} s can only bring its SIGKILL sooner)")
+        else:
+            message = f"killing task {self._label}: {reason}; SIGKILL {grace_secs:g} s after SIGTERM"
+        _send(reply, ControlReply(ok=True, done=False, message=message))
 
     def restart(self, event: RestartRequested, planner: Planner, now: float, grace_secs: float) -> None:
         """An operator asked for a new run of a process: the planner decides, at `now`."""

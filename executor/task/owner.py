@@ -279,7 +279,7 @@ class TaskOwner:
                     self._kill(event.reason, event)
                 if event.reply is not None:
                     self._operators.kill_taken(event.reply, event.reason,
-                                               self._killing.grace(event.grace_secs))
+                                               self._killing.grace(event.grace_secs), again=was_killing)
             case RestartRequested():
                 self._operators.restart(event, self._planner, self._clock(), self._killing.grace(None))
             case LifecycleProgress():

@@ -72,6 +72,18 @@ def test_a_sandbox_that_is_a_file_is_named_as_such(tmp_path):
     assert message == "sandbox README.md exists and is not a directory"
 
 
+@pytest.mark.parametrize("grace", ["8days", "1e300"])
+def test_a_kill_grace_longer_than_the_supervisor_takes_is_a_usage_error(grace, capsys):
+    """`stoker kill X --grace 8days` reached the supervisor, which refused it (exit 1), while
+    `--grace -1` or `inf` were usage errors (exit 2): now every grace it cannot take is one."""
+    with pytest.raises(SystemExit) as ended:
+        _parser().parse_args(["kill", "sandbox", "--grace", grace])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        f"stoker kill: error: argument --grace: {grace!r} is longer than the longest grace, "
+        f"604800 s (7 days)\n")
+
+
 def test_arguments_in_aurora_order_get_a_hint():
     example = str(EXAMPLES / "hello_world.aurora")
     message = one_error(stoker("inspect", "devcluster/www-data/prod/hello", example))

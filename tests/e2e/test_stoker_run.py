@@ -75,6 +75,29 @@ def test_batch_job_that_succeeds_exits_0(stoker, tmp_path):
     assert (run.sandbox / ".logs/a/0/stdout").read_text() == "done\n"
 
 
+def test_a_task_gets_the_locale_the_operator_gave_not_pythons_coerced_one(tmp_path):
+    """Under `LANG=C` (no LC_ALL, no LC_CTYPE) Python's locale coercion set LC_CTYPE=C.UTF-8
+    in Stoker's own environment as it started, and every task process inherited it: not
+    the environment the operator gave. Now Stoker undoes it before anything reads the
+    environment: the task sees LANG=C and no LC_CTYPE, as the shell had it."""
+    cfg = write_config(tmp_path, """
+        show = Process(name='show', cmdline='echo "LANG=$LANG LC_CTYPE=${LC_CTYPE-unset}"')
+        jobs = [Job(cluster='local', role='me', environment='test', name='locale',
+                    task=Task(processes=[show], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LC_", "MESOS_")) and k not in ("LANG", "LANGUAGE", "PYTHONCOERCECLOCALE")}
+    env.update({"LANG": "C", "PYTHONPATH": str(REPO)})
+    try:
+        done = subprocess.run([sys.executable, "-m", "executor", "run", str(cfg), "--sandbox", str(sandbox)],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        assert (sandbox / ".logs/show/0/stdout").read_text() == "LANG=C LC_CTYPE=unset\n"
+    finally:
+        kill_leftovers(task_pids(sandbox))
+
+
 def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoker, tmp_path):
     cfg = write_config(tmp_path, """
         jobs = [Job(cluster='local', role='me', environment='test', name='flaky', max_task_failures=3,

@@ -164,6 +164,51 @@ def test_ctrl_z_does_not_stop_the_supervisor_and_no_health_check_misfires(tmp_pa
     assert stderr.count("Ctrl-Z (SIGTSTP): stoker run does not suspend") == 1, stderr
 
 
+# The shell of a terminal with `stty tostop`: it starts `stoker run ...` as a background job
+# (a process group of its own, not the terminal's foreground one) and says how it ended.
+BACKGROUND_JOB = """
+import os, signal, sys, termios
+attrs = termios.tcgetattr(0)
+attrs[3] |= termios.TOSTOP
+termios.tcsetattr(0, termios.TCSANOW, attrs)
+pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "executor", *sys.argv[1:]], os.environ, setpgroup=0)
+_, status = os.waitpid(pid, os.WUNTRACED)
+if os.WIFSTOPPED(status):
+    print("stoker stopped by signal", os.WSTOPSIG(status), flush=True)
+    os.killpg(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+else:
+    print("stoker exited", os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_a_background_run_under_stty_tostop_is_never_stopped_by_its_own_output(tmp_path):
+    """`stty tostop` and `stoker run JOB &`: the kernel answered the first line Stoker wrote
+    to the terminal with SIGTTOU, which stopped the supervisor (supervision frozen until
+    `fg`); the copy of a `destination='both'` process's output did the same. Now the threads
+    that write there block SIGTTOU and the kernel lets their writes through: every line
+    arrives and the run ends on its own, and the task's processes get SIGTTOU as usual."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='echo from-the-task; grep SigBlk /proc/self/status',
+                       logger=Logger(destination='both'))
+        jobs = [Job(cluster='local', role='me', environment='test', name='bg',
+                    task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", BACKGROUND_JOB, "run", str(cfg),
+                                          "--sandbox", str(sandbox)])
+    try:
+        assert term.wait(20) == 0
+        output = term.read_to_end(5)
+    finally:
+        term.close()
+        kill_leftovers(task_pids(sandbox))
+    assert b"stoker exited 0" in output, output
+    assert b"from-the-task" in output
+    assert b"SigBlk:\t0000000000000000" in output  # the task's processes block nothing of Stoker's
+    assert b"RUNNING \xe2\x86\x92 FINISHED" in output
+
+
 HOSTILE = (b"plain \xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\ttab\n"  # UTF-8 and a tab: kept
            b"\x1b[2J\x1b[31mred\x1b]52;c;aGVsbG8=\x07\n"   # clear screen, colour, a clipboard write
            b"bad \xff\xfe \xc2\x9b[1m end\r\n")             # invalid UTF-8, a C1 CSI, a CR

@@ -150,6 +150,41 @@ def test_without_a_task_a_restart_is_refused_and_a_kill_goes_to_the_front_end(se
     assert taken.ok and stopped.is_set()
 
 
+def test_a_request_that_comes_as_the_task_ends_is_posted_before_the_owner_empties_its_queue(session):
+    """The control thread read the owner's `post` under the session's lock and called it after:
+    a request that came as the task ended could be posted once the owner's close had called
+    `task_ended` and emptied its queue, and nobody answered it (a `stoker restart` waited until
+    the supervisor exited, under a service's `stoker run` for good). Here the owner's close
+    runs at that moment (in `post`): the request is in the queue it empties."""
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    answered: list[object] = []
+
+    def owner_close() -> None:  # as TaskOwner.close: task_ended, then what is queued hears the end
+        session.task_ended()
+        while not events.empty():
+            answered.append(events.get_nowait())
+
+    closing = threading.Thread(target=owner_close)
+    started = threading.Event()
+
+    def post(event: object) -> None:  # the owner's close starts between the lookup and the put
+        closing.start()
+        started.set()
+        closing.join(0.2)  # it ends at once unless it waits for this post
+        events.put(event)
+
+    session.task_started(task_id="t-1", job_key="k", label="t.0", marker="m", post=post)
+    got: list[ControlReply] = []
+    client = threading.Thread(target=lambda: got.extend(ask_all(session.sandbox, RestartControl("web"))))
+    client.start()
+    assert started.wait(10)
+    closing.join(10)
+    assert [type(e) for e in answered] == [RestartRequested]
+    answered[0].reply(ControlReply(ok=False, done=True, message="the task ended"))
+    client.join(10)
+    assert [r.message for r in got] == ["the task ended"]
+
+
 def test_a_malformed_request_is_answered_and_a_silent_client_blocks_no_one(session):
     silent = socket.socket(socket.AF_UNIX)
     silent.connect(str(session.sandbox / ".stoker" / "control.sock"))
@@ -238,3 +273,42 @@ def test_a_starting_session_reads_no_other_entry_and_its_close_prunes_the_expire
         session.close()
     assert not (root / gone.name).exists()
     assert len(os.listdir(root)) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="asking as another user needs root")
+def test_another_user_s_kill_is_told_who_may_not_that_it_is_no_task_sandbox():
+    """A non-root operator's `stoker kill SANDBOX` of root's task said "SANDBOX is not a task
+    sandbox: .stoker: Permission denied": it is one, and the operator went looking for
+    another. Now it says who may control it."""
+    from executor.cli.control import _replies
+    from tests.support.users import open_sandbox
+
+    with open_sandbox() as top:
+        os.chmod(top, 0o755)
+        sandbox = top / "sandbox"
+        sandbox.mkdir()
+        os.chmod(sandbox, 0o755)
+        held = HostSession.open(sandbox, front_end=FrontEnd.RUN)
+        try:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: nobody, asking once
+                try:
+                    os.setresgid(65534, 65534, 65534)
+                    os.setresuid(65534, 65534, 65534)
+                    try:
+                        next(_replies(sandbox, None, KillControl(), "kill"))
+                        answer = "answered"
+                    except ControlUnavailable as exc:
+                        answer = str(exc)
+                    os.write(w, answer.encode())
+                finally:
+                    os._exit(0)
+            os.close(w)
+            with os.fdopen(r, "rb") as pipe:
+                answer = pipe.read().decode()
+            os.waitpid(pid, 0)
+        finally:
+            held.close()
+    assert answer == (f"cannot open {sandbox}/.stoker: Permission denied (EACCES): only the "
+                      f"supervisor's user (or root) may control its task")

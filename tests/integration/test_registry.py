@@ -14,7 +14,8 @@ import pytest
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
-from executor.host.registry import Registry, find
+from executor.host.registry import Registry, RegistryUnreadable, find
+from tests.support.users import open_sandbox
 
 pytestmark = pytest.mark.timeout(20)
 DAY = 86400.0
@@ -182,3 +183,44 @@ def test_a_task_id_finds_the_live_supervisor_first(tmp_path):
     listed = reg.entries()
     assert find(listed, "same").entry == live
     assert find(listed, "other") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading as another user needs root")
+def test_a_registry_another_user_may_not_read_says_so():
+    """What `stoker ps` as a non-root operator meets in root's registry: the root (0700) or
+    its entries (0600) it may not open. `read` says which (`entries` stays []: the observer's
+    and a sandbox's lookups go on without it)."""
+    with open_sandbox() as top:  # a directory every user may traverse (tmp_path is not)
+        os.chmod(top, 0o755)
+        _read_as_nobody_then_as_owner(top / "root")
+
+
+def _read_as_nobody_then_as_owner(root) -> None:
+    reg = registry(root)
+    reg.write(entry(root.parent / "sb"))
+
+    def read_as_nobody() -> str:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: another user, then one read of the registry
+            try:
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+                try:
+                    answer = f"read {len(reg.read())}, entries {len(reg.entries())}"
+                except RegistryUnreadable as exc:
+                    answer = f"{exc}; entries {len(reg.entries())}"
+                os.write(w, answer.encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as pipe:
+            answer = pipe.read().decode()
+        os.waitpid(pid, 0)
+        return answer
+
+    assert read_as_nobody() == f"cannot read the registry {root}: Permission denied (EACCES); entries 0"
+    os.chmod(root, 0o755)
+    assert read_as_nobody() == (f"cannot read 1 of the entries in the registry {root} (Permission "
+                                f"denied: another user's); entries 0")
+    assert [item.entry.task_id for item in reg.read()] == ["t-1"]  # its owner reads it

@@ -132,3 +132,51 @@ def test_a_task_id_is_found_in_the_registry(tmp_path, capsys, monkeypatch):
     code, _, err = status(capsys, "web-0-2")
     assert (code, err) == (2, f"stoker: error: sandbox web-0-2 does not exist, and no task in the "
                               f"registry {root} has that id (`stoker ps --all` lists them)\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a registry of another user's needs root to make")
+def test_a_registry_that_cannot_be_read_is_an_error_never_an_empty_list(tmp_path, capsys):
+    """`sudo stoker ps --root ~alice/.local/state/stoker` (a registry root does not trust)
+    and a non-root `stoker ps --root /var/run/stoker` (one it may not read) used to print
+    "no live tasks in the registry ..." with exit 0, and `stoker status TASK_ID` "no task
+    has that id": the operator concluded nothing ran. Now each says why it could not read."""
+    root = tmp_path / "alice-root"
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(tmp_path / "sb"), supervisor_pid=1, supervisor_start=1,
+                      supervisor_boot="b", front_end=FrontEnd.RUN, registered_wall=time.time(),
+                      task_id="web-0-1"))
+    os.chown(root, 65534, 65534)
+    assert main(["ps", "--root", str(root)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"stoker: error: cannot read the registry {root}: {root} is not trusted: it "
+                   f"belongs to uid 65534, mode 700\n")
+    code, _, err = status(capsys, "web-0-1", "--root", root)
+    assert code == 2
+    assert err.startswith("stoker: error: sandbox web-0-1 does not exist, and no task id can be "
+                          f"looked up: cannot read the registry {root}: ")
+
+
+def test_a_task_whose_sandbox_was_deleted_under_it_is_named_with_its_supervisor(tmp_path, capsys):
+    """`rm -rf` of a running task's sandbox (a /tmp cleaner, a careless operator): `stoker
+    kill ID` said "/sb is not a task sandbox: .stoker: No such file or directory" (exit 1),
+    `status ID` "no checkpoint ... (is this a task sandbox?)", and `ps` showed the task NEW
+    with 0/0 processes and no word why. Now each says the sandbox is gone and, while the
+    supervisor runs, its pid and how to stop it (its control socket went with the sandbox)."""
+    root = tmp_path / "root"
+    sandbox = tmp_path / "deleted"
+    me = own_identity()
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                      registered_wall=time.time(), task_id="web-0-1"))
+    gone = (f"task web-0-1: its sandbox {sandbox} no longer exists; its supervisor (pid {me.pid}) "
+            f"still runs, but without its sandbox it cannot be reached: `kill {me.pid}` (SIGTERM) "
+            f"stops it gracefully")
+    for command in (["status", "web-0-1"], ["kill", "web-0-1"], ["restart", "web-0-1", "web"],
+                    ["tail", "web-0-1", "web"]):
+        assert main([*command, "--root", str(root)]) == 2
+        assert capsys.readouterr().err == f"stoker: error: {gone}\n"
+    assert main(["ps", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"web-0-1: the sandbox {sandbox} no longer exists\n" in out

@@ -21,11 +21,13 @@ from tests.support.stoker_proc import REPO
 
 
 class PtyProcess:
-    def __init__(self, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], workdir: Path, env: dict[str, str] | None = None,
+                 argv: list[str] | None = None) -> None:
+        """`stoker ARGS` on the terminal, or `argv` instead (a helper that starts stoker)."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
         full_env.update({"PYTHONPATH": str(REPO), "TERM": "xterm", "COLUMNS": "200"})
         full_env.update(env or {})
-        argv = [sys.executable, "-m", "executor", *args]
+        argv = argv or [sys.executable, "-m", "executor", *args]
         pid, fd = os.forkpty()
         if pid == 0:  # the child: nothing but exec (no Python state of the test is used)
             try:

@@ -453,3 +453,25 @@ def test_requests_that_come_as_the_task_ends_hear_its_end():
                               None, None)]
     assert late_restart.got[0][:2] == (False, True)
     assert late_restart.got[0][2].startswith("the task ended (KILLED: killed by the agent (KILL))")
+
+
+def test_a_second_kill_is_told_the_task_is_being_killed_already_not_a_new_grace():
+    """Two `stoker kill`s: the second one's answer said "SIGKILL 30 s after SIGTERM" (its
+    own default grace) while the stop under way sent SIGKILL 1 s after its SIGTERM: the
+    operator was told a time that was not the task's. Now it hears the kill is under way."""
+    h, host = with_host(job())
+    h.owner.start()
+    h.step()
+    first, second = Replies(), Replies()
+    host.post(KillRequested(OPERATOR_KILL, 1.0, h.clock.now, reply=first))
+    h.step()
+    host.post(KillRequested(OPERATOR_KILL, None, h.clock.now, reply=second))
+    h.step()
+    Wait(1.0)(h)
+    assert h.effects.lines[-1] == "1 SIGKILL a[0]"  # the first kill's grace holds
+    Exit(sig=KILL)(h)
+    assert second.got == [
+        (True, False, "task t.0 is already being killed; waiting for its end (a grace of 30 s can "
+                      "only bring its SIGKILL sooner)", None, None, None),
+        (True, True, "task t.0 KILLED: killed by the operator (stoker kill)", "KILLED", None, None)]
+    assert first.got[0][2].endswith("SIGKILL 1 s after SIGTERM")
