@@ -52,6 +52,7 @@ Planned = tuple[JobPlan, dict[str, str], str | None]
 # for ever. (Code stuck inside one C call, such as a regular expression that backtracks
 # for hours, only sees the bound when that call returns.)
 PLAN_TIMEOUT_SECS = 60.0
+_STOPS = {signal.SIGINT, signal.SIGTERM}
 
 
 def job_planner(inputs: Inputs) -> Plan:
@@ -87,21 +88,29 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the
         return _here(plan)
     read_end, write_end = os.pipe()
     gc.freeze()  # the collector leaves what exists now alone: in the child, no copy-on-write for it
+    # Ctrl-C (or SIGTERM) waits until the parent is inside the `try` that kills the child:
+    # a KeyboardInterrupt raised between the fork and it would leave the child planning,
+    # holding this process's stdout, for up to PLAN_TIMEOUT_SECS.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
         pid = os.fork()
     except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         gc.unfreeze()
         os.close(read_end)
         os.close(write_end)
         return _here(plan)
     if pid == 0:  # the child: never returns
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         gc.disable()  # short-lived: its garbage goes with it
         os.close(read_end)
         _child(plan, write_end)
     gc.unfreeze()
     os.close(write_end)
+    pipe = os.fdopen(read_end, "rb")
     try:
-        with os.fdopen(read_end, "rb") as pipe:
+        with pipe:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a signal held since the fork lands here
             data = pipe.read()
         _, status = os.waitpid(pid, 0)
     except BaseException:

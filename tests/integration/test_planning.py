@@ -154,10 +154,13 @@ def test_with_another_thread_running_it_plans_in_this_process():
     assert second == f"{first} True"
 
 
-def test_ctrl_c_while_the_child_plans_ends_both(tmp_path):
+def interrupted_while_planning(tmp_path: Path, wait_for_file: str, setup: str = "") -> None:
+    """`plan_apart` in a process of its own, whose child plans for 60 s; SIGINT to the parent
+    (only, as `kill -INT` does) once `wait_for_file` (in tmp_path) exists: the parent must
+    end with KeyboardInterrupt, its child killed and reaped, not left planning."""
     pid_file = tmp_path / "child"
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(f"""
+        [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(setup) + textwrap.dedent(f"""
             import time
             def slow(sources):
                 open({str(pid_file)!r}, "w").write(str(os.getpid()))
@@ -171,8 +174,9 @@ def test_ctrl_c_while_the_child_plans_ends_both(tmp_path):
     try:
         wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, message="the child planning")
         child = int(pid_file.read_text())
-        proc.send_signal(signal.SIGINT)  # to the parent only, as `kill -INT` does
-        out, _ = proc.communicate(timeout=30)
+        wait_for((tmp_path / wait_for_file).exists, 30, message=wait_for_file)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
         assert out == "interrupted\n"
         time.sleep(0.05)
         assert not Path(f"/proc/{child}").exists()  # killed and reaped, not left planning
@@ -182,6 +186,27 @@ def test_ctrl_c_while_the_child_plans_ends_both(tmp_path):
             proc.wait()
         if child and Path(f"/proc/{child}").exists():
             os.kill(child, signal.SIGKILL)
+
+
+def test_ctrl_c_while_the_child_plans_ends_both(tmp_path):
+    interrupted_while_planning(tmp_path, "child")
+
+
+def test_ctrl_c_just_after_the_fork_still_ends_the_child(tmp_path):
+    # The parent is held just after its fork, before it waits for the answer (as a loaded
+    # machine may hold it): the signal must wait for the wait that kills the child, not raise
+    # where nothing would (the child then planned on, holding the parent's stdout).
+    interrupted_while_planning(tmp_path, "forked", setup=f"""
+        import gc, time, types
+        from executor.local import planning
+
+        def unfreeze():
+            open({str(tmp_path / "forked")!r}, "w").close()
+            time.sleep(0.5)
+            gc.unfreeze()
+
+        planning.gc = types.SimpleNamespace(freeze=gc.freeze, unfreeze=unfreeze, disable=gc.disable)
+    """)
 
 
 def test_a_plan_made_ahead_is_the_plan_made_late():
