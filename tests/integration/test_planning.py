@@ -161,7 +161,8 @@ def interrupted_while_planning(tmp_path: Path, wait_for_file: str, setup: str = 
     pid_file = tmp_path / "child"
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(setup) + textwrap.dedent(f"""
-            import time
+            import signal, time
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # even where it came ignored (`make test &`)
             def slow(sources):
                 open({str(pid_file)!r}, "w").write(str(os.getpid()))
                 time.sleep(60)
