@@ -576,6 +576,11 @@ def test_invalid_schedules_are_rejected(constraints, message):
         Planner(task(proc("a"), proc("b"), proc("f", final=True), constraints=constraints))
 
 
+def test_a_process_that_waits_for_a_daemon_is_refused_it_would_never_start():
+    with pytest.raises(ValueError, match="makes 'x' wait for 'd', a daemon process"):
+        Planner(task(proc("d", daemon=True), proc("x"), constraints=[("d", "x")]))
+
+
 def test_planner_module_is_pure():
     tree = ast.parse(pathlib.Path(planner_module.__file__).read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree)
