@@ -169,3 +169,18 @@ def test_a_run_killed_by_sigkill_is_a_loss_logged_as_a_warning(tmp_path, caplog)
     assert loss.levelno == logging.WARNING
     assert "killed by SIGKILL; restarting (loss 1, not counted toward max_failures=1)" in loss.getMessage()
     assert f"pid={pid}" in loss.getMessage() and "to=WAITING" in loss.getMessage()
+
+
+@pytest.mark.timeout(20)
+def test_a_check_that_fails_once_the_processes_ended_neither_fails_the_task_nor_stops_the_finals(tmp_path):
+    """The regular processes ended (successfully): the task's outcome is theirs. A health
+    check of the server that is gone must not turn it into FAILED and SIGTERM the final
+    process still running (Aurora's executor would: it keeps checking during finalization)."""
+    (tmp_path / "alive").touch()
+    health = HealthSpec(kind=CheckKind.SHELL, initial_interval_secs=0.0, interval_secs=0.02, timeout_secs=1.0,
+                        shell_command="test -f alive")
+    final, rec = run_owner(tmp_path, job(ProcessSpec(name="a", cmdline="sleep 0.1; rm alive"),
+                                         ProcessSpec(name="f", cmdline="sleep 0.3", final=True), health=health))
+    assert final.state is TaskState.FINISHED, final
+    assert rec.process_states("f") == ["RUNNING", "SUCCESS"]
+    assert ("failed", "FAILED") not in rec.health_results
