@@ -322,6 +322,14 @@ class Containment:
             return len(proctree.kill_leftovers(top_pid, marker_entry))
         return self._kill_unclaimed(top_pid)
 
+    def end_drain(self, child: Child) -> int:
+        """A draining run the task SIGKILLed, no longer claimed: kill what is left of it as
+        after an exit, but by its marker only (its top is reaped: its group id may be
+        reused), then every unclaimed process. Call on the reaper thread."""
+        if not self._walk:
+            return len(proctree.kill_until_gone(Scope(markers=(child.marker_entry,))))
+        return self._kill_unclaimed(child.pid)
+
     def _kill_unclaimed(self, top_pid: int) -> int:
         """Passes until one finds no new unclaimed process and no new zombie child. Between
         passes, the processes just killed are waited for (pidfd), so that their children

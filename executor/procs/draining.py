@@ -49,15 +49,18 @@ class Drains:
 
     def check(self) -> None:
         """A process was reaped: post the exit of each draining run whose top is reaped and
-        whose processes are all gone."""
+        whose processes are all gone; or that the task SIGKILLed: what the signal missed (a
+        fork-hopper's next generation) is killed the way an exit's leftovers are."""
         with self._lock:
             runs = [c for c in self._runs.values() if c.draining and c.status is not None]
         for child in runs:
-            if self._containment.has_leftovers(child):
+            if child.termed and self._containment.has_leftovers(child):
                 continue
             with self._lock:
                 if self._runs.get((child.process, child.run)) is child:
                     del self._runs[(child.process, child.run)]
                 child.draining, status = False, child.status
+            if not child.termed:  # SIGKILLed at the end of its grace: nothing of it may stay
+                self._containment.end_drain(child)
             if child.adopted and status is not None:
                 self._post_exit(child, status)
