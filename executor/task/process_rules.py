@@ -353,7 +353,7 @@ def regular_outcome(procs: Sequence[ProcessTrack], max_failures: int, *,
 
 def _deadlock_reason(procs: Sequence[ProcessTrack]) -> str:
     plan = Plan(list(procs))
-    for p in procs:
+    for p in sorted(procs, key=lambda q: q.spec.ephemeral):  # one the task waits for first
         if p.state is ProcessState.WAITING and (d := plan.failed_dep(p)) is not None:
             return f"process '{p.name}' can never start: it waits for '{d}', which failed (deadlock)"
     return "no regular process is running or can start, yet they are not done (deadlock)"

@@ -125,8 +125,8 @@ def test_failed_predecessor_blocks_its_dependent_forever_and_the_task_fails_as_d
 def test_a_deadlock_is_one_though_an_ephemeral_process_still_runs():
     """b can never start (a failed for good, under the task's max_failures=0); the ephemeral
     daemon's runs cannot change that, so the task fails and stops it, not wait for ever."""
-    h = Harness(task(proc("a"), proc("b"), proc("e", ephemeral=True, daemon=True),
-                     constraints=[("a", "b")], max_failures=0))
+    h = Harness(task(proc("a"), proc("w", ephemeral=True), proc("b"), proc("e", ephemeral=True, daemon=True),
+                     constraints=[("a", "w"), ("a", "b")], max_failures=0))
     assert started(h.decide()) == ["a", "e"]
     d = h.exit("a", 1)
     assert h.planner.phase is TaskPhase.CLEANING and signals(d) == [("e", TERM)]
