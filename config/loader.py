@@ -312,7 +312,9 @@ def _check_task(task: dict, bound: bool) -> list[str]:
     if not processes:
         problems.append("job.task.processes is empty; a task needs at least one process")
     graph = order_graph(((p.get("name"), bool(p.get("final"))) for p in processes),
-                        (c.get("order") or [] for c in task.get("constraints") or []))
+                        (c.get("order") or [] for c in task.get("constraints") or []),
+                        daemons={p.get("name") for p in processes if p.get("daemon")},
+                        ephemerals={p.get("name") for p in processes if p.get("ephemeral")})
     reused = {problem.index: problem for problem in graph.problems if isinstance(problem, DuplicateName)}
     for i, p in enumerate(processes):
         path, name = f"job.task.processes[{i}]", p.get("name", "")

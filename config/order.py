@@ -4,12 +4,14 @@ Owns `order_graph()`, the one reading of a task's `order(...)` constraints, used
 loader (to reject a bad job with a message naming the field) and by the planner (to get each
 process's direct predecessors). Rules: process names are unique; a constraint names only
 processes of the task; a constraint does not mix final and regular processes (they run in
-different stages); the constraints form no cycle. Each broken rule is one typed problem, and
+different stages); as in Thermos, no process waits for a daemon (it never finishes for
+good) and no process the task waits for waits for an ephemeral one (the task does not wait
+for it); the constraints form no cycle. Each broken rule is one typed problem, and
 `describe()` is the one sentence for it. Pure: no I/O, no logging.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import assert_never
 
 import attrs
@@ -44,13 +46,25 @@ class MixedStages:
 
 
 @attrs.frozen(slots=True)
+class NeverDone:
+    """Constraint `index` makes `after` wait for `before`, a daemon, or an ephemeral process
+    while `after` is not one (`kind` says which): `after` could wait forever."""
+
+    index: int
+    order: tuple[str, ...]
+    before: str
+    after: str
+    kind: str  # "daemon" or "ephemeral"
+
+
+@attrs.frozen(slots=True)
 class Cycle:
     """The constraints lead from `path[0]` back to itself."""
 
     path: tuple[str, ...]
 
 
-OrderProblem = DuplicateName | UnknownNames | MixedStages | Cycle
+OrderProblem = DuplicateName | UnknownNames | MixedStages | NeverDone | Cycle
 
 
 @attrs.frozen(slots=True)
@@ -62,10 +76,12 @@ class OrderGraph:
 
 
 def order_graph(processes: Iterable[tuple[str, bool]],
-                constraints: Iterable[Sequence[str]]) -> OrderGraph:
+                constraints: Iterable[Sequence[str]], *, daemons: Collection[str] = (),
+                ephemerals: Collection[str] = ()) -> OrderGraph:
     """The graph of `processes` ((name, final) in task order) under `constraints` (each the
-    names of one `order(...)`, first to last). A bad constraint is reported and left out,
-    so the cycle check still sees the good ones."""
+    names of one `order(...)`, first to last); `daemons` and `ephemerals` name the processes
+    with those flags. A bad constraint is reported and left out, so the cycle check still
+    sees the good ones."""
     listed = list(processes)
     names = [name for name, _ in listed]
     final = {name: is_final for name, is_final in listed}  # a duplicate's last entry wins
@@ -83,6 +99,8 @@ def order_graph(processes: Iterable[tuple[str, bool]],
             problems.append(UnknownNames(i, chain, unknown, tuple(final)))
         elif len({final[n] for n in chain}) > 1:
             problems.append(MixedStages(i, chain))
+        elif never := _never_done(i, chain, daemons, ephemerals):
+            problems.append(never)
         else:
             for before, after in zip(chain, chain[1:]):
                 edges[before].append(after)
@@ -97,6 +115,18 @@ def order_graph(processes: Iterable[tuple[str, bool]],
             deps[after].add(before)
     position = {name: i for i, name in enumerate(names)}
     return OrderGraph({n: tuple(sorted(deps[n], key=position.__getitem__)) for n in final}, ())
+
+
+def _never_done(index: int, chain: tuple[str, ...], daemons: Collection[str],
+                ephemerals: Collection[str]) -> NeverDone | None:
+    """Thermos' two rules on each link of `chain`: nothing waits for a daemon, and a process
+    the task waits for does not wait for an ephemeral one."""
+    for before, after in zip(chain, chain[1:]):
+        if before in daemons:
+            return NeverDone(index, chain, before, after, "daemon")
+        if before in ephemerals and after not in ephemerals:
+            return NeverDone(index, chain, before, after, "ephemeral")
+    return None
 
 
 def find_cycle(edges: dict[str, list[str]]) -> tuple[str, ...] | None:
@@ -139,6 +169,14 @@ def describe(problem: OrderProblem, task_path: str = "job.task") -> str:
             return (f"{task_path}.constraints[{index}].order = {show(list(order))} mixes final and "
                     "non-final processes, which run in different stages and cannot be ordered "
                     "against each other")
+        case NeverDone(index, order, before, after, "daemon"):
+            return (f"{task_path}.constraints[{index}].order = {show(list(order))} makes {show(after)} "
+                    f"wait for {show(before)}, a daemon process: a daemon runs again after each "
+                    f"success and never finishes, so {show(after)} would never start")
+        case NeverDone(index, order, before, after, _):
+            return (f"{task_path}.constraints[{index}].order = {show(list(order))} makes {show(after)} "
+                    f"wait for {show(before)}, an ephemeral process: the task does not wait for "
+                    f"ephemeral processes, so one it waits for may not wait for one")
         case Cycle(path):
             return (f"{task_path}.constraints form a cycle, so none of these can ever start: "
                     + cut(" -> ".join(path), 400))

@@ -131,7 +131,7 @@ class LocalRun:
         if self._signal is None:
             self._signal = signum
             console = self._console
-            if console is not None:
+            if console is not None and self._owner is not None:  # not between two attempts
                 console.stop_hint = (f"{name}: stopping gracefully; press Ctrl-C again (or send "
                                      "another SIGTERM) to kill every process at once")
             self.stop(f"stopped by {name}")

@@ -7,6 +7,13 @@ inspection with bounded memory (saferead: lines, the last lines, ranges), and ke
 agent's token out of the task's reach (hardening). Adapters only: they decide nothing
 about restarts or task states.
 
+The supervisor (`supervisor.py`) uses the others: `spawn.py` (env, logs, fork),
+`runlogs.py` (`.logs` kept open, each run's log files, the pump), `logstage.py` (a next
+run's logs, made at `idle()`), `sandboxfs.py` (opening files a task could have replaced),
+`reaper.py`, `logpump.py`, `containment.py` (which processes are the task's), `draining.py`
+(a SIGTERMed run whose top exited first), `proctree.py` (/proc walks and scans, pidfd
+signals), `cgroups.py`, `watchdog.py`, `commands.py`.
+
 May import: events, logs, config/, healthcheck/ (CommandResult). Never: task, host, mesos,
 local, cli — results go back through the callbacks they are given.
 """

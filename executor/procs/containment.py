@@ -16,8 +16,8 @@ supervises tasks must fork nothing else (see `executor/procs/reaper.py`).
 
 **Claimed and unclaimed.** In that subtree a process is *claimed* when it is a registered
 child (a run's or a command's top, a watchdog: of any supervisor in the process), is in the
-process group of one, descends from one, carries the marker of a live run or command of this
-task (`STOKER_RUN_MARKER`), carries another task's `STOKER_TASK_MARKER`, or descends from a
+process group of one (or of a draining run, `executor/procs/draining.py`), descends from one,
+carries the marker of a live or draining run or command of this task (`STOKER_RUN_MARKER`), carries another task's `STOKER_TASK_MARKER`, or descends from a
 claimed process. Everything else is *unclaimed*: a leftover of an exited run or command, or
 a daemon that left both its group and its marker and whose parent is gone (so it cannot be
 traced to a run). Unclaimed processes are killed after every exit of a run or a command, and
@@ -270,13 +270,23 @@ class Containment:
                 or self._other_task(info.environ))
 
     def _live_markers(self, registered: frozenset[int]) -> tuple[bytes, ...]:
-        return tuple(c.marker_entry for c in self._live_children() if c.pid in registered)
+        return tuple(c.marker_entry for c in self._live_children() if c.pid in registered or c.draining)
+
+    def _holders(self, registered: frozenset[int]) -> frozenset[int]:
+        """The registered pids and the draining runs' tops: what claims a process."""
+        return registered | {c.pid for c in self._live_children() if c.draining}
+
+    def has_leftovers(self, child: Child) -> bool:
+        """Whether a live process is in `child`'s process group or carries its marker."""
+        procs, _, _ = self._members(skip_registered=False)  # a host-wide scan: by marker only
+        groups = frozenset({child.pid}) if self._walk else frozenset()
+        return bool(proctree.select(procs, Scope(markers=(child.marker_entry,), live_groups=groups)))
 
     def _unclaimed(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> list[int]:
         """The unclaimed processes of `procs` (parents first, as `procs` is ordered)."""
         if not self._walk:
             return []  # a host-wide scan: an unmarked process there may be anyone's
-        markers = self._live_markers(registered)
+        markers, registered = self._live_markers(registered), self._holders(registered)
         claimed: set[int] = set()
         out = []
         for info in procs.values():
@@ -298,7 +308,7 @@ class Containment:
                 return False
             with self._reaper.lock:
                 registered = self._reaper.registered()
-            return not self._claimed_directly(info, registered, self._live_markers(registered))
+            return not self._claimed_directly(info, self._holders(registered), self._live_markers(registered))
         return check
 
     # ---- signals ----
@@ -311,6 +321,14 @@ class Containment:
         if not self._walk:
             return len(proctree.kill_leftovers(top_pid, marker_entry))
         return self._kill_unclaimed(top_pid)
+
+    def end_drain(self, child: Child) -> int:
+        """A draining run the task SIGKILLed, no longer claimed: kill what is left of it as
+        after an exit, but by its marker only (its top is reaped: its group id may be
+        reused), then every unclaimed process. Call on the reaper thread."""
+        if not self._walk:
+            return len(proctree.kill_until_gone(Scope(markers=(child.marker_entry,))))
+        return self._kill_unclaimed(child.pid)
 
     def _kill_unclaimed(self, top_pid: int) -> int:
         """Passes until one finds no new unclaimed process and no new zombie child. Between
@@ -348,7 +366,9 @@ class Containment:
         reaper kills that run's leftovers, and a count taken after that would miss them."""
         procs, registered, _ = self._members(skip_registered=False)
         live = frozenset(c.pid for c in children if c.pid in registered)
-        scope = Scope(markers=markers, live_groups=live, live_tops=live)
+        # a draining run's group, its leader reaped: only among this process's own subtree
+        draining = frozenset(c.pid for c in children if c.draining and self._walk)
+        scope = Scope(markers=markers, live_groups=live | draining, live_tops=live)
         pids = proctree.select(procs, scope)
         by_group = [p for p in pids if procs[p].pgrp in live]
         others = [p for p in pids if procs[p].pgrp not in live]

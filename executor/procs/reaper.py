@@ -89,6 +89,7 @@ class Reaper:
         self._generation = 0  # bumped by every fork, so an ECHILD wait never misses one
         self._thread: threading.Thread | None = None
         self.subreaper = False
+        self._orphan_hooks: list[Callable[[], None]] = []
 
     @classmethod
     def acquire(cls, adopt: Mapping[int, ChildWatcher] | None = None) -> Reaper:
@@ -142,6 +143,14 @@ class Reaper:
         with self._cond:
             self._watchers[pid] = watcher
 
+    def on_orphans(self, hook: Callable[[], None], *, remove: bool = False) -> None:
+        """Call `hook` on this thread after each orphan is reaped (or stop calling it)."""
+        with self._cond:
+            if remove:
+                self._orphan_hooks = [h for h in self._orphan_hooks if h is not hook]
+            else:
+                self._orphan_hooks = [*self._orphan_hooks, hook]
+
     def registered(self) -> frozenset[int]:
         """Every unreaped registered pid, of every supervisor. Hold `lock` to rely on it."""
         return frozenset(self._watchers)
@@ -188,6 +197,9 @@ class Reaper:
             return
         if watcher is not None:
             self._call(watcher.reaped, pid, status)
+        else:
+            for hook in self._orphan_hooks:
+                self._call(hook)
 
     @staticmethod
     def _call(fn, *args) -> None:

@@ -69,6 +69,9 @@ class Child:
     popen: subprocess.Popen | None  # referenced until reaped (None: started by the early start)
     marker: str  # its STOKER_RUN_MARKER value
     status: int | None = None  # the wait status, once reaped
+    # a run the task SIGTERMed whose top exited while processes of its tree still run: they
+    # keep the rest of their grace, and the run ends once they are gone (or SIGKILLed)
+    draining: bool = False
 
     @property
     def marker_entry(self) -> bytes:
@@ -99,6 +102,7 @@ class RunChild(Child):
     process: str = attrs.field(kw_only=True)
     run: int = attrs.field(kw_only=True)
     adopted: bool = attrs.field(kw_only=True, default=True)  # False: an early start's, not yet taken
+    termed: bool = attrs.field(kw_only=True, default=False)  # SIGTERMed by the task, not SIGKILLed
 
 
 @attrs.define

@@ -25,6 +25,7 @@ How it keeps the task contained:
   whatever in this process's subtree no live run or command claims: a daemon that left
   group and marker, a fork-hopper) is SIGKILLed before the exit is posted, so the next run
   starts clean (Thermos does the same). The rules are `executor/procs/containment.py`'s.
+  A run the task SIGTERMed drains instead: what is left keeps its grace (`draining.py`).
 - Signals (`signal_run`, `signal_all`, `close`) reach the run's process group, the
   descendants of its top pid and every process carrying the run's (or task's) marker,
   found by one walk of this process's subtree per call and delivered by pidfd
@@ -36,12 +37,6 @@ How it keeps the task contained:
 - Shell health commands run through `run_command` (`executor/procs/commands.py`, loaded at
   the first command: a task without a shell check never imports it), reaped by the same
   reaper and contained the same way.
-
-Helpers: `spawn.py` (env, logs, fork), `runlogs.py` (`.logs` kept open, each run's log
-files, the pump), `logstage.py` (a next run's logs, made at `idle()`), `sandboxfs.py`
-(opening files a task could have replaced), `reaper.py`, `logpump.py`,
-`containment.py` (which processes are the task's), `proctree.py` (/proc walks and scans,
-pidfd signals), `cgroups.py`, `watchdog.py`, `commands.py`.
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW
@@ -71,6 +66,7 @@ from executor.procs import earlyfork, spawn
 from executor.procs.adoption import EarlyRuns
 from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
+from executor.procs.draining import Drains
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
@@ -119,6 +115,7 @@ class Supervisor:
         self._reaper: Reaper | None = None
         self._commands: CommandRunner | None = None
         self._containment: Containment | None = None
+        self._drains: Drains | None = None
         self._containment_logged = False
         self._watchdog: WatchdogKeeper | None = None
         self._logs = RunLogs(self._sandbox, self._label)
@@ -164,7 +161,9 @@ class Supervisor:
         self._containment = Containment(
             reaper=self._reaper, task_marker=self._marker, label=self._label,
             cgroup_setting=self._cgroups, live_children=self._live_children)
+        self._drains = Drains(self._containment, self._runs, self._lock, self._post_exit, self._label)
         self._containment.prepare(f"stoker-{self._marker[:16]}", early=bool(self._early))
+        self._reaper.on_orphans(self._drains.check)
         self._watchdog = WatchdogKeeper(
             reaper=self._reaper, marker=self._marker, label=self._label,
             cgroup=self._containment.watchdog_cgroup,
@@ -317,20 +316,19 @@ class Supervisor:
     # ---- exits (reaper thread) ----
 
     def _kill_leftovers(self, child: RunChild) -> None:
-        assert self._containment is not None
-        killed = self._containment.kill_leftovers(child.pid, child.marker_entry)
-        if killed:
-            log_event(logger, logging.DEBUG, "leftovers_killed", task=self._label,
-                      process=child.process, run=child.run, pid=child.pid, processes=killed)
+        assert self._drains is not None
+        self._drains.top_exited(child)
 
     def _run_exited(self, child: RunChild, status: int) -> None:
         with self._lock:
-            if self._runs.get((child.process, child.run)) is child:
+            if self._runs.get((child.process, child.run)) is child and not child.draining:
                 del self._runs[(child.process, child.run)]
             child.reaped(status)
-            report = child.adopted  # an early start's run not taken yet: at its adoption
+            report = child.adopted and not child.draining  # early: at its adoption
         if report:
             self._post_exit(child, status)
+        elif child.draining and self._drains is not None:
+            self._drains.check()
 
     def _post_exit(self, child: RunChild, status: int) -> None:
         exit_status = ExitStatus.from_wait_status(status)
@@ -368,6 +366,8 @@ class Supervisor:
             return 0
         with self._lock:
             children = [c for c in (self._runs.get(key) for key in runs) if c is not None]
+            for c in children:  # a SIGTERMed run's processes keep their grace (`draining.py`)
+                c.termed = sig == signal.SIGTERM or (c.termed and sig != signal.SIGKILL)
         entries = tuple(f"{spawn.RUN_MARKER}={spawn.run_marker(self._marker, p, r)}".encode() for p, r in runs)
         return self._containment.signal(children, entries, sig, whole_task=False)
 
@@ -435,6 +435,8 @@ class Supervisor:
             self._watchdog.let_go()
         self._logs.stop_pump(drain_secs=0.5)
         assert self._reaper is not None
+        if self._drains is not None:
+            self._reaper.on_orphans(self._drains.check, remove=True)
         self._reaper.release()
         if self._watchdog is not None and let_go:
             self._watchdog.wait_gone(WATCHDOG_EXIT_SECS)

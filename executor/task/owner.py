@@ -9,7 +9,8 @@ For each event it asks the pure machines (planner, health policy, status machine
 kill sequence, carried out by its `Killing`, `killing.py`) what to do, has its ports
 (`executor/task/ports.py`) do it, checkpoints and logs every transition (one line each,
 through its `Journal`, `journal.py`), and hands transitions and task-level updates to its
-reporter. No other code changes task state, so there are no locks.
+reporter. No other code changes task state, so there are no locks. Health checks run only
+while the planner is ACTIVE: once the regular processes have ended, the outcome is theirs.
 
 It is given its collaborators: `executor/task/wiring.owner_for` plugs in the real ones, and
 tests drive `start()` / `step()` / `close()` with fakes and a fake clock.
@@ -226,6 +227,8 @@ class TaskOwner:
         while True:
             decision = self._planner.decide(self._clock())
             self._announcing.phase(decision.phase)  # a stopping task leaves before any signal
+            if decision.phase is not TaskPhase.ACTIVE and self._health is not None:
+                self._health.stop_async()  # its outcome is fixed: no check may change it
             # Act first, then checkpoint and log: a restart costs a fork+exec, not an fsync,
             # and the records of the new runs carry their pids.
             self._signal(decision.signal)
@@ -300,7 +303,8 @@ class TaskOwner:
             return
         self._processes_started = True
         self._apply_outcome(self._status.processes_started())
-        if self._checker is not None and not self._status.killing:
+        if (self._checker is not None and not self._status.killing
+                and self._planner.phase is TaskPhase.ACTIVE):
             self._health = self._start_health(
                 self._checker,
                 lambda attempt, latency: self.post(HealthChecked(attempt, latency, self._clock())))
@@ -309,8 +313,8 @@ class TaskOwner:
         from healthcheck.policy import HealthState  # loaded with the task's health policy
 
         policy = self._policy
-        if policy is None or self._status.state.terminal:
-            return
+        if policy is None or self._status.state.terminal or self._planner.phase is not TaskPhase.ACTIVE:
+            return  # once the regular processes have ended, the task's outcome is theirs
         before = policy.state
         verdict = policy.record(event.attempt)
         attempt = event.attempt

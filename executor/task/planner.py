@@ -88,7 +88,9 @@ class Decision:
 def _dependencies(task: TaskSpec) -> dict[str, tuple[str, ...]]:
     """Each process's direct predecessors (`config.order`, the loader's rules too). A loaded
     job never breaks them; this guard stops a TaskSpec built around the loader."""
-    graph = order_graph(((p.name, p.final) for p in task.processes), task.constraints)
+    graph = order_graph(((p.name, p.final) for p in task.processes), task.constraints,
+                        daemons={p.name for p in task.processes if p.daemon},
+                        ephemerals={p.name for p in task.processes if p.ephemeral})
     if graph.problems:
         raise ValueError("invalid schedule: " + "; ".join(describe(p, "task") for p in graph.problems))
     return graph.deps

@@ -192,13 +192,16 @@ class Plan:
         return next((d for d in p.deps if self._state(d) is ProcessState.FAILED), None)
 
     def settled(self) -> bool:
-        """Complete (every non-ephemeral process ended for good) or deadlocked."""
+        """Complete (every non-ephemeral process ended for good) or deadlocked: none of them
+        runs or can start. Ephemeral runs do not count: none of those processes waits for
+        one (`config.order`), so they cannot unblock it (Thermos would wait for ever)."""
         done = (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED)
-        if all(p.state in done for p in self.procs if not p.spec.ephemeral):
+        waited = [p for p in self.procs if not p.spec.ephemeral]
+        if all(p.state in done for p in waited):
             return True
         return not any(p.state is ProcessState.RUNNING
                        or (p.state is ProcessState.WAITING and self.deps_done(p))
-                       for p in self.procs)
+                       for p in waited)
 
     def _state(self, name: str) -> ProcessState:
         return self._by_name[name].state
@@ -350,7 +353,7 @@ def regular_outcome(procs: Sequence[ProcessTrack], max_failures: int, *,
 
 def _deadlock_reason(procs: Sequence[ProcessTrack]) -> str:
     plan = Plan(list(procs))
-    for p in procs:
+    for p in sorted(procs, key=lambda q: q.spec.ephemeral):  # one the task waits for first
         if p.state is ProcessState.WAITING and (d := plan.failed_dep(p)) is not None:
             return f"process '{p.name}' can never start: it waits for '{d}', which failed (deadlock)"
     return "no regular process is running or can start, yet they are not done (deadlock)"

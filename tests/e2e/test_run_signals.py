@@ -270,3 +270,15 @@ def test_kill_grace_bounds_the_whole_stop_lifecycle_waits_included(stoker, tmp_p
                      r"\(graceful_shutdown_wait_secs=5, cut to fit the stop's bound\)", out), out
     assert "main[0]          RUNNING → KILLED  killed by SIGKILL" in out
     assert (run.sandbox / "final.txt").read_text() == "finalized\n"
+
+
+def test_a_stop_signal_in_the_restart_delay_exits_at_once_and_offers_no_second_signal(stoker, tmp_path):
+    """Between two attempts nothing runs: the stop is immediate, and the line printed last
+    is the exit, not a hint to press Ctrl-C again to kill processes there are none of."""
+    run = stoker(str(service(tmp_path, "true")), "--restart-backoff", "30")
+    run.wait_output("restarting in 30.0 s")
+    run.signal(signal.SIGINT)
+    assert run.wait(10) == 130
+    out = run.stdout()
+    assert out.rstrip().endswith("stopped during the restart delay (exit 130)"), out[-400:]
+    assert "press Ctrl-C again" not in out

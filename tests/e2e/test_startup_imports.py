@@ -80,9 +80,10 @@ NOT_IN_RUN = NEVER | {
 # `executor.procs.watchdogsh`).
 # 84 and 72: the handle on the child that plans a first run while the rest loads
 # (`executor.local.planahead`, standard library only). 85 and 73: the whole-file write the
-# registry and the plan cache share (`executor.host.replacefile`).
-RUN_STOKER_MODULES = 85
-RUN_AGAIN_STOKER_MODULES = 73
+# registry and the plan cache share (`executor.host.replacefile`). 86 and 74: a run the task
+# SIGTERMed whose top exits first, drained within its grace (`executor.procs.draining`).
+RUN_STOKER_MODULES = 86
+RUN_AGAIN_STOKER_MODULES = 74
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

@@ -169,3 +169,71 @@ def test_a_run_killed_by_sigkill_is_a_loss_logged_as_a_warning(tmp_path, caplog)
     assert loss.levelno == logging.WARNING
     assert "killed by SIGKILL; restarting (loss 1, not counted toward max_failures=1)" in loss.getMessage()
     assert f"pid={pid}" in loss.getMessage() and "to=WAITING" in loss.getMessage()
+
+
+@pytest.mark.timeout(20)
+def test_a_check_that_fails_once_the_processes_ended_neither_fails_the_task_nor_stops_the_finals(tmp_path):
+    """The regular processes ended (successfully): the task's outcome is theirs. A health
+    check of the server that is gone must not turn it into FAILED and SIGTERM the final
+    process still running (Aurora's executor would: it keeps checking during finalization)."""
+    (tmp_path / "alive").touch()
+    health = HealthSpec(kind=CheckKind.SHELL, initial_interval_secs=0.0, interval_secs=0.02, timeout_secs=1.0,
+                        shell_command="test -f alive")
+    final, rec = run_owner(tmp_path, job(ProcessSpec(name="a", cmdline="sleep 0.1; rm alive"),
+                                         ProcessSpec(name="f", cmdline="sleep 0.3", final=True), health=health))
+    assert final.state is TaskState.FINISHED, final
+    assert rec.process_states("f") == ["RUNNING", "SUCCESS"]
+    assert ("failed", "FAILED") not in rec.health_results
+
+
+@pytest.mark.timeout(20)
+def test_a_child_draining_after_sigterm_keeps_the_grace_when_its_bash_exits_first(tmp_path):
+    """`bash -c "server; ..."` does not exec the server: SIGTERM ends bash at once while the
+    server drains. The server keeps the rest of the grace (it used to be SIGKILLed as
+    soon as bash was gone), also when another run's exit sweeps the task for leftovers, and
+    the run ends once it has exited."""
+    import threading
+
+    from tests.support.waiting import wait_for
+
+    server = "trap 'sleep 0.2; echo drained > drained; exit 0' TERM; touch up; while :; do sleep 0.02; done"
+    spec = job(ProcessSpec(name="a", cmdline=f"sh -c \"{server}\"; true"),
+               ProcessSpec(name="b", cmdline="sleep 30"))
+
+    def kill_when_up(owner):
+        def later():
+            wait_for((tmp_path / "up").exists, 10)
+            owner.request_kill("stop", 5.0)
+        threading.Thread(target=later, daemon=True).start()
+
+    final, rec = run_owner(tmp_path, spec, before=kill_when_up)
+    assert final.state is TaskState.KILLED
+    assert (tmp_path / "drained").read_text() == "drained\n"
+    assert rec.process_states("a") == ["RUNNING", "KILLED"]
+
+
+@pytest.mark.timeout(20)
+def test_a_child_left_by_its_exited_bash_that_ignores_sigterm_is_sigkilled_at_the_grace(tmp_path):
+    import os
+    import threading
+    import time
+
+    from tests.support.waiting import wait_for
+
+    server = "trap '' TERM; echo \\$\\$ > server.pid; while :; do sleep 0.02; done"
+    spec = job(ProcessSpec(name="a", cmdline=f"sh -c \"{server}\"; true"))
+    asked = {}
+
+    def kill_when_up(owner):
+        def later():
+            wait_for((tmp_path / "server.pid").exists, 10)
+            asked["at"] = time.monotonic()
+            owner.request_kill("stop", 0.3)
+        threading.Thread(target=later, daemon=True).start()
+
+    final, rec = run_owner(tmp_path, spec, before=kill_when_up)
+    took = time.monotonic() - asked["at"]
+    assert final.state is TaskState.KILLED and rec.process_states("a") == ["RUNNING", "KILLED"]
+    assert 0.3 <= took < 0.3 + 10.0
+    pid = int((tmp_path / "server.pid").read_text())
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the server SIGKILLed and reaped")

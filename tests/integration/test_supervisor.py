@@ -171,6 +171,27 @@ def test_leftovers_of_a_finished_run_are_killed_before_its_exit_is_posted(harnes
     wait_for(lambda: all_gone(leftovers), 0.5)
 
 
+def test_a_sigtermed_run_whose_top_exits_first_drains_until_sigkill_which_leaves_nothing(harness, tmp_path):
+    """bash exits at SIGTERM; the fork-hopper it did not exec ignores SIGTERM. Its run drains
+    (no exit posted, the hopper lives on), and the SIGKILL at the end of the grace ends it
+    all, the hopper's next generations included, before the exit is posted."""
+    from tests.support import proc_scan
+
+    hop, stop = tmp_path / "hop.pid", tmp_path / "hop.stop"
+    harness.spawn("wrapped", fake("--ignore-sigterm", "--fork-hop", 30, "--hop-pid-file", hop,
+                                  "--hop-stop-file", stop) + "; true")
+    try:
+        wait_for(hop.exists, 10, message="the hopper's first generation")
+        harness.sup.signal_run("wrapped", 0, signal.SIGTERM)
+        time.sleep(0.2)  # this test is about time: the run drains, its hopper hops on
+        assert harness.events.empty() and not proc_scan.hopper_quiet(hop, 0.05)
+        harness.sup.signal_run("wrapped", 0, signal.SIGKILL)
+        assert harness.next_exit().status.signal == signal.SIGTERM  # bash's own end
+        assert proc_scan.hopper_quiet(hop, 0.2), "the hopper outlived its run's SIGKILL"
+    finally:
+        proc_scan.stop_hopper(hop, stop)
+
+
 def test_signal_all_reaches_every_run_and_no_other_task(harness, tmp_path, tracker):
     other = Harness(tmp_path / "other", tracker)
     try:

@@ -374,6 +374,27 @@ def test_constraint_mixing_final_and_regular(tmp_path):
     assert "job.task.constraints[0].order = ['a', 'z'] mixes final and non-final processes" in error_of(path)
 
 
+@pytest.mark.parametrize("flags, expected", [
+    ("daemon=True", "job.task.constraints[0].order = ['a', 'b'] makes 'b' wait for 'a', a daemon "
+                    "process: a daemon runs again after each success and never finishes, so 'b' would "
+                    "never start"),
+    ("ephemeral=True", "job.task.constraints[0].order = ['a', 'b'] makes 'b' wait for 'a', an "
+                       "ephemeral process: the task does not wait for ephemeral processes, so one it "
+                       "waits for may not wait for one"),
+])
+def test_a_process_waiting_for_a_daemon_or_an_ephemeral_one_is_refused_as_thermos_does(tmp_path, flags, expected):
+    path = write_config(tmp_path, job_text(
+        f"[Process(name='a', cmdline='x', {flags}), Process(name='b', cmdline='y')]",
+        task_extra=", constraints=order('a', 'b')"))
+    assert expected in error_of(path)
+
+
+def test_a_daemon_may_wait_for_a_process_and_an_ephemeral_one_for_an_ephemeral_one():
+    validate_job(job(process("a"), process("d", daemon=True), process("e", ephemeral=True),
+                     process("f", ephemeral=True, daemon=True),
+                     task_fields={"constraints": [{"order": ["a", "d"]}, {"order": ["e", "f"]}]}), "test")
+
+
 def test_final_processes_may_be_ordered_among_themselves():
     validate_job(job(process("a"), process("y", final=True), process("z", final=True),
                      task_fields={"constraints": [{"order": ["y", "z"]}]}), "test")

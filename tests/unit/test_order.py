@@ -9,6 +9,7 @@ from config.order import (
     Cycle,
     DuplicateName,
     MixedStages,
+    NeverDone,
     OrderGraph,
     UnknownNames,
     describe,
@@ -49,6 +50,21 @@ def test_predecessors_follow_the_task_order_not_the_alphabet():
 ])
 def test_each_broken_rule_is_one_problem_and_there_is_no_graph(processes, constraints, problems):
     assert order_graph(processes, constraints) == OrderGraph({}, tuple(problems))
+
+
+@pytest.mark.parametrize("daemons, ephemerals, constraints, problems", [
+    ({"b"}, (), [("a", "b", "c")], [NeverDone(0, ("a", "b", "c"), "b", "c", "daemon")]),
+    ({"b"}, {"b"}, [("b", "c")], [NeverDone(0, ("b", "c"), "b", "c", "daemon")]),
+    ((), {"a"}, [("a", "b")], [NeverDone(0, ("a", "b"), "a", "b", "ephemeral")]),
+    ((), (), [("a", "b")], []),
+    ({"b"}, (), [("a", "b")], []),  # a daemon may wait for a regular process
+    ((), {"a", "b"}, [("a", "b")], []),  # an ephemeral one for an ephemeral one
+    ((), {"b"}, [("a", "b")], []),  # and for a regular one
+])
+def test_nothing_waits_for_a_daemon_nor_a_waited_for_process_for_an_ephemeral_one(
+        daemons, ephemerals, constraints, problems):
+    graph = order_graph(REGULAR, constraints, daemons=daemons, ephemerals=ephemerals)
+    assert graph.problems == tuple(problems)
 
 
 @pytest.mark.parametrize("problem, sentence", [

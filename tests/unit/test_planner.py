@@ -122,6 +122,19 @@ def test_failed_predecessor_blocks_its_dependent_forever_and_the_task_fails_as_d
     assert h.state("b") is ProcessState.KILLED
 
 
+def test_a_deadlock_is_one_though_an_ephemeral_process_still_runs():
+    """b can never start (a failed for good, under the task's max_failures=0); the ephemeral
+    daemon's runs cannot change that, so the task fails and stops it, not wait for ever."""
+    h = Harness(task(proc("a"), proc("w", ephemeral=True), proc("b"), proc("e", ephemeral=True, daemon=True),
+                     constraints=[("a", "w"), ("a", "b")], max_failures=0))
+    assert started(h.decide()) == ["a", "e"]
+    d = h.exit("a", 1)
+    assert h.planner.phase is TaskPhase.CLEANING and signals(d) == [("e", TERM)]
+    assert "process 'b' can never start: it waits for 'a', which failed (deadlock)" in h.planner.reason
+    h.exit("e", sig=TERM)
+    assert task_transitions(h)[-1] == ("CLEANING", "FAILED")
+
+
 def test_max_concurrency_starts_runnable_processes_in_task_order():
     h = Harness(task(proc("d"), proc("c"), proc("b"), proc("a"), max_concurrency=2))
     assert started(h.decide()) == ["d", "c"]
@@ -574,6 +587,11 @@ def test_stale_or_unknown_reports_are_handled():
 def test_invalid_schedules_are_rejected(constraints, message):
     with pytest.raises(ValueError, match=message):
         Planner(task(proc("a"), proc("b"), proc("f", final=True), constraints=constraints))
+
+
+def test_a_process_that_waits_for_a_daemon_is_refused_it_would_never_start():
+    with pytest.raises(ValueError, match="makes 'x' wait for 'd', a daemon process"):
+        Planner(task(proc("d", daemon=True), proc("x"), constraints=[("d", "x")]))
 
 
 def test_planner_module_is_pure():

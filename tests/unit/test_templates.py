@@ -156,7 +156,7 @@ def test_bind_maps_process_and_task_fields():
                     logger=Logger(destination="both", mode="rotate", rotate=RotatePolicy(log_size=2048))),
             process("b", "y", final=True),
             process("c", "z"),
-            task_fields={"constraints": [{"order": ["a", "c"]}], "max_failures": 2, "max_concurrency": 4,
+            task_fields={"constraints": [{"order": ["c", "a"]}], "max_failures": 2, "max_concurrency": 4,
                          "finalization_wait": 0.5, "name": "tsk"})
     s = bound(j)
     assert s.task == spec.TaskSpec(
@@ -168,7 +168,7 @@ def test_bind_maps_process_and_task_fields():
             spec.ProcessSpec(name="b", cmdline="y", final=True),
             spec.ProcessSpec(name="c", cmdline="z"),
         ),
-        constraints=(("a", "c"),), max_failures=2, max_concurrency=4, finalization_wait_secs=0.5)
+        constraints=(("c", "a"),), max_failures=2, max_concurrency=4, finalization_wait_secs=0.5)
     assert isinstance(s.task.processes[1].min_duration_secs, float)
 
 

@@ -1,0 +1,66 @@
+"""Runs the task SIGTERMed whose top process exited while others of their tree still run.
+
+A stop (a kill, a failed check, the task's own end, an operator's restart) SIGTERMs every
+process of a run and SIGKILLs them after the grace. Often the top exits first: `bash -c
+"server; ..."` dies of SIGTERM at once while the server it did not exec still drains. Such
+a run *drains*: what is left keeps the rest of its grace instead of being SIGKILLed with
+the top, stays claimed by the run (`Child.draining`, read by `containment.py`), and the run's
+exit (the top's status) is posted once the last of them is gone, or they are SIGKILLed
+when the grace ends (the planner's SIGKILL reaches them by the run's marker and group). The
+last of them to die is a child of this process (a subreaper), so the reaper's orphan hook
+(`check`) sees it: no polling. A run that was not SIGTERMed keeps Thermos' rule: whatever
+its top leaves is SIGKILLed at once.
+
+Called on the reaper thread; `runs` and `lock` are the supervisor's.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from executor.logs import log_event
+from executor.procs.containment import Containment
+from executor.procs.spawn import RunChild
+
+logger = logging.getLogger(__name__)
+
+
+class Drains:
+    def __init__(self, containment: Containment, runs: dict[tuple[str, int], RunChild],
+                 lock: threading.Lock, post_exit: Callable[[RunChild, int], None], label: str) -> None:
+        self._containment = containment
+        self._label = label
+        self._runs = runs
+        self._lock = lock
+        self._post_exit = post_exit
+
+    def top_exited(self, child: RunChild) -> None:
+        """The top of `child` exited (its zombie unreaped): the run drains, or what it left
+        is SIGKILLed now."""
+        if child.termed and self._containment.has_leftovers(child):
+            with self._lock:
+                child.draining = True
+            return
+        killed = self._containment.kill_leftovers(child.pid, child.marker_entry)
+        if killed:
+            log_event(logger, logging.DEBUG, "leftovers_killed", task=self._label,
+                      process=child.process, run=child.run, pid=child.pid, processes=killed)
+
+    def check(self) -> None:
+        """A process was reaped: post the exit of each draining run whose top is reaped and
+        whose processes are all gone; or that the task SIGKILLed: what the signal missed (a
+        fork-hopper's next generation) is killed the way an exit's leftovers are."""
+        with self._lock:
+            runs = [c for c in self._runs.values() if c.draining and c.status is not None]
+        for child in runs:
+            if child.termed and self._containment.has_leftovers(child):
+                continue
+            with self._lock:
+                if self._runs.get((child.process, child.run)) is child:
+                    del self._runs[(child.process, child.run)]
+                child.draining, status = False, child.status
+            if not child.termed:  # SIGKILLed at the end of its grace: nothing of it may stay
+                self._containment.end_drain(child)
+            if child.adopted and status is not None:
+                self._post_exit(child, status)
