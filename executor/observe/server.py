@@ -22,6 +22,7 @@ import ipaddress
 import json
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -151,16 +152,52 @@ class ObserverApp:
         raise AssertionError(route)
 
 
+def listen_sockets(host: str, port: int) -> list[socket.socket]:
+    """A bound socket for each address `host` resolves to, all on one port: `port`, or the
+    one the first bind picked when it is 0 (a name such as `localhost` may be both
+    127.0.0.1 and ::1). Raises OSError naming the host when it resolves to nothing."""
+    try:
+        found = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+                                   socket.IPPROTO_TCP, socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise OSError(f"{host!r} does not resolve to an address: "
+                      f"{getattr(exc, 'strerror', None) or exc}") from None
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in found:
+            if any(s.family == family and s.getsockname()[0] == address[0] for s in bound):
+                continue  # getaddrinfo may give an address twice
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], port, *address[2:]))
+            port = port or int(sock.getsockname()[1])
+    except OSError:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
 def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits()) -> Any:
-    """A waitress server of the observer, listening; `run()` serves, `close()` stops."""
+    """A waitress server of the observer, listening on every address of `host`
+    (`listening_on` says which); `run()` serves, `close()` stops."""
     from waitress.server import create_server
 
-    return create_server(
-        ObserverApp(reader, is_loopback(host)), host=host, port=port, threads=limits.threads,
-        connection_limit=limits.connections, channel_timeout=limits.idle_secs,
-        cleanup_interval=limits.loop_secs, asyncore_loop_timeout=limits.loop_secs,
-        max_request_header_size=limits.header_bytes, max_request_body_size=0,
-        ident="stoker-observe", clear_untrusted_proxy_headers=True, expose_tracebacks=False)
+    sockets = listen_sockets(host, port)
+    try:
+        return create_server(
+            ObserverApp(reader, is_loopback(host)), sockets=sockets, threads=limits.threads,
+            connection_limit=limits.connections, channel_timeout=limits.idle_secs,
+            cleanup_interval=limits.loop_secs, asyncore_loop_timeout=limits.loop_secs,
+            max_request_header_size=limits.header_bytes, max_request_body_size=0,
+            ident="stoker-observe", clear_untrusted_proxy_headers=True, expose_tracebacks=False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
 
 
 def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
@@ -172,9 +209,11 @@ def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
     # once, where a signal given to a worker waited for the loop's next tick.
     with kept_from_new_threads((signal.SIGTERM, signal.SIGINT)):
         server = make_server(reader, host, port, limits)
-    bound_host, bound_port = server.socket.getsockname()[:2]
+    listening = listening_on(server)
+    bound_host, bound_port = listening[0]
     log_event(logger, logging.INFO if loopback else logging.WARNING, "observer_listening",
               host=bound_host, port=bound_port, root=reader.root,
+              also=" ".join(_address(h, p) for h, p in listening[1:]) or None,
               reason="loopback only" if loopback else
               "reachable from other hosts: every task's state and logs are readable there")
     if ready is not None:
@@ -183,3 +222,15 @@ def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
         server.run()
     finally:
         server.close()
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listening_on(server: Any) -> list[tuple[str, int]]:
+    """The (address, port) of each socket `server` listens on."""
+    listen = getattr(server, "effective_listen", None)
+    if listen is None:
+        return [(str(server.effective_host), int(server.effective_port))]
+    return [(str(h), int(p)) for h, p in listen]
