@@ -52,8 +52,10 @@ details summary { cursor: pointer; color: var(--muted); }
 """
 
 # A followed log: `<pre id="log" data-follow="1" data-api="URL" data-end="N">`. Every
-# second, fetch what follows byte N and append it; a log that got shorter (truncated or
-# rotated) is read again from its start, after a marker line.
+# second, fetch what follows byte N and append it, at once again while a fetch brings bytes
+# and more are there (a range is capped), else a second later: bytes held back (the first
+# ones of a character not written yet) are no reason to ask again at once. A log that got
+# shorter (truncated or rotated) is read again from its start, after a marker line.
 FOLLOW_SCRIPT = """\
 (function () {
   "use strict";
@@ -76,12 +78,13 @@ FOLLOW_SCRIPT = """\
         return;
       }
       var bottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+      var moved = doc.end > end;
       if (doc.data) { pre.appendChild(document.createTextNode(doc.data)); }
       end = doc.end;
       pre.setAttribute("data-end", String(end));
       show("following: " + end + " bytes shown up to now");
       if (bottom) { window.scrollTo(0, document.body.scrollHeight); }
-      later(doc.end < doc.size ? 0 : 1000);
+      later(moved && doc.end < doc.size ? 0 : 1000);
     }).catch(function (e) { show("not following: " + e.message + " (retrying)"); later(3000); });
   }
   show("following");

@@ -129,3 +129,19 @@ def test_a_followed_log_shows_a_line_printed_after_the_page_was_opened(host, bro
     wait_for(lambda: line in log.text, 15, interval_secs=0.1, message="the new line in the page")
     assert log.text.count(line) == 1
     screenshot(browser, shots, "log")
+
+
+def test_a_log_ending_inside_a_character_is_asked_again_a_second_later_not_at_once(host, browser):
+    """The first bytes of a character whose rest is not written yet are held back (`end` <
+    `size`, and nothing new): the script waits a second, as at the end of the log, instead
+    of asking again at once, in a loop, for as long as the log stays so."""
+    tid = tasks(host)["web"]
+    stdout = host.runs[0].sandbox / ".logs/say/0/stdout"
+    (host.runs[0].sandbox / "say.txt").write_bytes("half a character: €".encode()[:-2])
+    wait_for(lambda: stdout.read_bytes().endswith(b": \xe2"), 10, interval_secs=0.05)
+    browser.get(f"{host.url}/tasks/{tid}/processes/say/logs?run=0&stream=stdout&follow=1")
+    starts = wait_for(lambda: browser.execute_script(
+        "var s = performance.getEntriesByType('resource').filter(function (e) {"
+        " return e.name.indexOf('/api/') >= 0; }).map(function (e) { return e.startTime; });"
+        " return s.length >= 2 ? s : null;"), 10, interval_secs=0.05, message="two fetches")
+    assert starts[1] - starts[0] >= 500, f"asked again {starts[1] - starts[0]:.0f} ms later"
