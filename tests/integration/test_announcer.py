@@ -143,7 +143,7 @@ def test_join_is_the_first_change_even_when_the_session_is_up_before_join_return
         start()
         wait_for(lambda: announcer.view().connection is Connection.CONNECTED, timeout_secs=10)
 
-    announcer._start = start_and_connect  # type: ignore[method-assign]
+    announcer._start = start_and_connect
     announcer.join()
     wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
     assert recorder.states()[:3] == ["member:JOINING", "connection:CONNECTED", "member:JOINED"]
