@@ -155,9 +155,11 @@ class ObserverApp:
 def listen_sockets(host: str, port: int) -> list[socket.socket]:
     """A bound socket for each address `host` resolves to, all on one port: `port`, or the
     one the first bind picked when it is 0 (a name such as `localhost` may be both
-    127.0.0.1 and ::1). Raises OSError naming the host when it resolves to nothing."""
+    127.0.0.1 and ::1; an IPv6 address may be written in brackets). Raises OSError naming
+    the host when it resolves to nothing."""
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]
     try:
-        found = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+        found = socket.getaddrinfo(name, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
                                    socket.IPPROTO_TCP, socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
         raise OSError(f"{host!r} does not resolve to an address: "

@@ -129,3 +129,18 @@ def test_a_name_that_does_not_resolve_is_an_error_naming_it(tmp_path, resolver):
     reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60))
     with pytest.raises(OSError, match="'nowhere.test' does not resolve to an address: Name or service not known"):
         make_server(reader, "nowhere.test", 0)
+
+
+def test_an_ipv6_address_may_be_given_in_brackets(tmp_path):
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60))
+    srv = make_server(reader, "[::1]", 0)
+    try:
+        assert [host for host, _ in listening_on(srv)] == ["::1"]
+    finally:
+        srv.close()
+        srv.task_dispatcher.shutdown()
