@@ -51,11 +51,15 @@ details summary { cursor: pointer; color: var(--muted); }
   dl.facts dt { margin-top: .3rem; } }
 """
 
+KEEP_CHARS = 1 << 20  # of a followed log, what the page keeps (the oldest text goes)
+
 # A followed log: `<pre id="log" data-follow="1" data-api="URL" data-end="N">`. Every
 # second, fetch what follows byte N and append it, at once again while a fetch brings bytes
 # and more are there (a range is capped), else a second later: bytes held back (the first
 # ones of a character not written yet) are no reason to ask again at once. A log that got
-# shorter (truncated or rotated) is read again from its start, after a marker line.
+# shorter (truncated or rotated) is read again from its start, after a marker line. Past
+# KEEP_CHARS the oldest text leaves the page, so a tab left following a chatty log does not
+# grow without end (the page without the script starts again from the latest bytes).
 FOLLOW_SCRIPT = """\
 (function () {
   "use strict";
@@ -64,25 +68,36 @@ FOLLOW_SCRIPT = """\
   var api = pre.getAttribute("data-api");
   var end = parseInt(pre.getAttribute("data-end"), 10) || 0;
   var state = document.getElementById("follow-state");
+  var kept = pre.textContent.length, dropped = false;
   function show(text) { if (state) { state.textContent = text; } }
   function later(ms) { window.setTimeout(tick, ms); }
+  function append(text) {
+    pre.appendChild(document.createTextNode(text));
+    kept += text.length;
+    while (kept > KEEP_CHARS && pre.firstChild !== pre.lastChild) {
+      kept -= pre.firstChild.textContent.length;
+      pre.removeChild(pre.firstChild);
+      dropped = true;
+    }
+  }
   function tick() {
     fetch(api + "&offset=" + end, {cache: "no-store"}).then(function (r) {
       if (!r.ok) { throw new Error("HTTP " + r.status); }
       return r.json();
     }).then(function (doc) {
       if (doc.size < end) {
-        pre.appendChild(document.createTextNode("\\n--- the log got shorter (rotated or truncated): from its start ---\\n"));
+        append("\\n--- the log got shorter (rotated or truncated): from its start ---\\n");
         end = 0;
         later(0);
         return;
       }
       var bottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
       var moved = doc.end > end;
-      if (doc.data) { pre.appendChild(document.createTextNode(doc.data)); }
+      if (doc.data) { append(doc.data); }
       end = doc.end;
       pre.setAttribute("data-end", String(end));
-      show("following: " + end + " bytes shown up to now");
+      show("following: " + end + " bytes shown up to now" + (dropped ?
+        "; older bytes left the page, which keeps the last KEEP_TEXT" : ""));
       if (bottom) { window.scrollTo(0, document.body.scrollHeight); }
       later(moved && doc.end < doc.size ? 0 : 1000);
     }).catch(function (e) { show("not following: " + e.message + " (retrying)"); later(3000); });
@@ -90,7 +105,7 @@ FOLLOW_SCRIPT = """\
   show("following");
   later(1000);
 }());
-"""
+""".replace("KEEP_CHARS", str(KEEP_CHARS)).replace("KEEP_TEXT", f"{KEEP_CHARS >> 20} MiB of text")
 
 ASSETS: dict[str, tuple[str, str]] = {
     "observe.css": ("text/css; charset=utf-8", STYLE),

@@ -8,7 +8,8 @@ Follow mode, `follow=1`: without JavaScript the page reloads itself every
 `REFRESH_SECS` (a `<noscript>` refresh) showing from the same offset, so what was shown
 stays and what is new is added below, until the range would pass `MAX_CHUNK_BYTES`: then
 it shows the latest bytes again. With JavaScript (`assets.FOLLOW_SCRIPT`) nothing is
-reloaded: the script fetches only the bytes after the last one shown and appends them.
+reloaded: the script fetches only the bytes after the last one shown and appends them,
+keeping the last `assets.KEEP_CHARS` characters in the page.
 """
 from __future__ import annotations
 

@@ -145,3 +145,26 @@ def test_a_log_ending_inside_a_character_is_asked_again_a_second_later_not_at_on
         " return e.name.indexOf('/api/') >= 0; }).map(function (e) { return e.startTime; });"
         " return s.length >= 2 ? s : null;"), 10, interval_secs=0.05, message="two fetches")
     assert starts[1] - starts[0] >= 500, f"asked again {starts[1] - starts[0]:.0f} ms later"
+
+
+def test_a_followed_log_keeps_only_its_last_mebibyte_in_the_page(host, browser):
+    """Following a chatty log for hours must not grow the page without end: past
+    `KEEP_CHARS` the oldest text goes (as the page without JavaScript starts again from the
+    latest bytes past its cap)."""
+    from selenium.webdriver.common.by import By
+
+    from executor.observe.assets import KEEP_CHARS
+
+    tid = tasks(host)["web"]
+    stdout = host.runs[0].sandbox / ".logs/say/0/stdout"
+    line = "x" * 99 + "\n"
+    (host.runs[0].sandbox / "say.txt").write_text(line * (2 * KEEP_CHARS // len(line)))
+    size = wait_for(lambda: (s := stdout.stat().st_size) > 2 * KEEP_CHARS and s, 10,
+                    interval_secs=0.05)
+    # From the start: the script then reads the 2 MiB after the first range, 256 KiB a fetch.
+    browser.get(f"{host.url}/tasks/{tid}/processes/say/logs?run=0&stream=stdout&offset=0&follow=1")
+    wait_for(lambda: browser.find_element(By.ID, "log").get_attribute("data-end") == str(size),
+             20, interval_secs=0.1, message="the page followed to the end of the log")
+    kept = browser.execute_script("return document.getElementById('log').textContent.length;")
+    assert KEEP_CHARS // 2 <= kept <= KEEP_CHARS + 300_000, kept
+    assert "older bytes left the page" in browser.find_element(By.ID, "follow-state").text
