@@ -60,6 +60,7 @@ KEEP_CHARS = 1 << 20  # of a followed log, what the page keeps (the oldest text 
 # shorter (truncated or rotated) is read again from its start, after a marker line. Past
 # KEEP_CHARS the oldest text leaves the page, so a tab left following a chatty log does not
 # grow without end (the page without the script starts again from the latest bytes).
+# Control characters but newlines and tabs are written out (`\x1b`, `\r`), as on the page.
 FOLLOW_SCRIPT = """\
 (function () {
   "use strict";
@@ -71,8 +72,13 @@ FOLLOW_SCRIPT = """\
   var kept = pre.textContent.length, dropped = false;
   function show(text) { if (state) { state.textContent = text; } }
   function later(ms) { window.setTimeout(tick, ms); }
+  function printable(text) {  // as the page's first bytes: html.esc_text
+    return text.replace(/[\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]/g, function (c) {
+      return c === "\\r" ? "\\\\r" : "\\\\x" + ("0" + c.charCodeAt(0).toString(16)).slice(-2);
+    });
+  }
   function append(text) {
-    pre.appendChild(document.createTextNode(text));
+    pre.appendChild(document.createTextNode(printable(text)));
     kept += text.length;
     while (kept > KEEP_CHARS && pre.firstChild !== pre.lastChild) {
       kept -= pre.firstChild.textContent.length;

@@ -125,9 +125,11 @@ def test_a_followed_log_shows_a_line_printed_after_the_page_was_opened(host, bro
     log = browser.find_element(By.ID, "log")
     wait_for(lambda: "following" in browser.find_element(By.ID, "follow-state").text, 10)
     line = "printed after the page was opened"
-    (host.runs[0].sandbox / "say.txt").write_text(line + "\n")
+    (host.runs[0].sandbox / "say.txt").write_text(line + " \x1b[1mbold\r\n")
     wait_for(lambda: line in log.text, 15, interval_secs=0.1, message="the new line in the page")
     assert log.text.count(line) == 1
+    # Control characters are written out as on the page's first bytes (`html.esc_text`).
+    assert f"{line} \\x1b[1mbold\\r\n" in log.text + "\n"
     screenshot(browser, shots, "log")
 
 
