@@ -11,8 +11,10 @@ Each response is bounded by the application itself (a log range is at most
 
 The application is read-only (GET and HEAD; `routes`), answers with strict headers (a
 Content-Security-Policy allowing only its own /static files, no sniffing, no referrer, no
-framing), and logs one line at start (`observer_listening`, a WARNING when the address is
-not loopback) and one per failed request at DEBUG. Its I/O loop wakes every `Limits.
+framing), and logs one line at start (`observer_listening`, a WARNING when an address is
+not loopback) and one per failed request at DEBUG. It listens on every address the host
+resolves to (`listen_sockets`), all on one port; it is loopback when every one of them is,
+whatever name it was given (Debian's /etc/hosts makes the host's own name 127.0.1.1). Its I/O loop wakes every `Limits.
 loop_secs` when idle (waitress' select timeout, to close idle connections); nothing else
 runs between requests.
 """
@@ -63,13 +65,17 @@ class Limits:
     header_bytes: int = 16384  # a request's headers, at most
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def is_loopback(addresses: list[tuple[str, int]]) -> bool:
+    """Whether every address listened on is a loopback one (this host only)."""
+    return all(ipaddress.ip_address(host.split("%", 1)[0]).is_loopback for host, _ in addresses)
+
+
+def _is_name(host: str) -> bool:
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return False
+        return True
+    return False
 
 
 @attrs.frozen(slots=True)
@@ -91,15 +97,16 @@ def _json(doc: Any, status: int = 200) -> Response:
 class ObserverApp:
     """The WSGI application: `routes.route` decides, `Reader` reads, the pages render."""
 
-    def __init__(self, reader: Reader, loopback: bool, clock: Callable[[], float] = time.time) -> None:
-        self.reader, self.loopback, self._clock = reader, loopback, clock
+    def __init__(self, reader: Reader, loopback: bool, clock: Callable[[], float] = time.time,
+                 name: str = "") -> None:
+        self.reader, self.loopback, self._clock, self.name = reader, loopback, clock, name
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
         path = raw.split("?", 1)[0]
         method = str(environ.get("REQUEST_METHOD", "GET"))
         route = routes.route(method, path, str(environ.get("QUERY_STRING", "")),
-                             str(environ.get("HTTP_HOST", "")), self.loopback)
+                             str(environ.get("HTTP_HOST", "")), self.loopback, self.name)
         api = path.startswith("/api/")
         try:
             response = self._answer(route, api)
@@ -190,8 +197,9 @@ def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits())
 
     sockets = listen_sockets(host, port)
     try:
+        loopback = is_loopback([s.getsockname()[:2] for s in sockets])
         return create_server(
-            ObserverApp(reader, is_loopback(host)), sockets=sockets, threads=limits.threads,
+            ObserverApp(reader, loopback, name=host if _is_name(host) else ""), sockets=sockets, threads=limits.threads,
             connection_limit=limits.connections, channel_timeout=limits.idle_secs,
             cleanup_interval=limits.loop_secs, asyncore_loop_timeout=limits.loop_secs,
             max_request_header_size=limits.header_bytes, max_request_body_size=0,
@@ -206,12 +214,12 @@ def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
           ready: Callable[[str, int], None] | None = None) -> None:
     """Serve until interrupted. `ready(host, port)` is called once listening (the port
     actually bound: 0 picks a free one)."""
-    loopback = is_loopback(host)
     # The workers never take SIGTERM or SIGINT: the main thread's handler stops the loop at
     # once, where a signal given to a worker waited for the loop's next tick.
     with kept_from_new_threads((signal.SIGTERM, signal.SIGINT)):
         server = make_server(reader, host, port, limits)
     listening = listening_on(server)
+    loopback = is_loopback(listening)
     bound_host, bound_port = listening[0]
     log_event(logger, logging.INFO if loopback else logging.WARNING, "observer_listening",
               host=bound_host, port=bound_port, root=reader.root,

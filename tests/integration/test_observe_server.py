@@ -116,9 +116,13 @@ def test_a_name_of_several_addresses_is_served_on_each_on_one_port(tmp_path, res
         assert [host for host, _ in listening] == ["127.0.0.1", "127.0.0.2"]
         assert len({port for _, port in listening}) == 1 and listening[0][1] > 0
         for host, port in listening:
-            with socket.create_connection((host, port), timeout=10) as sock:
-                sock.sendall(b"GET /api/tasks HTTP/1.0\r\nHost: observer.test\r\n\r\n")
-                assert sock.recv(100).startswith(b"HTTP/1.0 200")
+            # Every address is loopback: the name it was given and loopback names are
+            # answered, another name (a DNS rebinding) is not.
+            for name, status in ((f"observer.test:{port}", b"200"), ("localhost", b"200"),
+                                 ("rebound.example", b"403")):
+                with socket.create_connection((host, port), timeout=10) as sock:
+                    sock.sendall(b"GET /api/tasks HTTP/1.0\r\nHost: %s\r\n\r\n" % name.encode())
+                    assert sock.recv(100).startswith(b"HTTP/1.0 " + status), (host, name)
     finally:
         srv.close()
         srv.task_dispatcher.shutdown()
