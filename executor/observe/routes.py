@@ -1,7 +1,7 @@
 """What a request asks the observer for. PURE.
 
 `route(method, raw_path, query, host, loopback, name)` → one of the closed set of answers
-below.
+below (`origin_form` first turns `GET http://HOST/PATH` into its path and host).
 The path is split on `/` before each segment is percent-decoded, so a task id holding a
 `/` (`%2F`) stays one segment; `..` or any other odd segment matches no route (404).
 
@@ -34,6 +34,7 @@ MAX_SEGMENT = 1024
 _LOOPBACK_HOST = re.compile(r"^(localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]{1,5})?$",
                             re.IGNORECASE)
 _PORT = re.compile(r":[0-9]{1,5}$")
+_ABSOLUTE = re.compile(r"^https?://([^/?#]*)(/.*)?$", re.IGNORECASE | re.DOTALL)
 
 
 @attrs.frozen(slots=True)
@@ -92,6 +93,16 @@ def host_allowed(host: str, loopback: bool, name: str = "") -> bool:
     if not loopback or _LOOPBACK_HOST.match(host):
         return True
     return bool(name) and _PORT.sub("", host).lower() == name.lower()
+
+
+def origin_form(raw_path: str, host: str) -> tuple[str, str]:
+    """(path, host) of a request: an absolute-form target (`http://AUTHORITY/PATH`, which a
+    server must accept, RFC 9112 §3.2.2) is its path, and its authority is the host asked
+    for, not the Host header."""
+    found = _ABSOLUTE.match(raw_path)
+    if found is None:
+        return raw_path, host
+    return found.group(2) or "/", found.group(1)
 
 
 def _segments(raw_path: str) -> list[str] | None:

@@ -103,10 +103,10 @@ class ObserverApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
-        path = raw.split("?", 1)[0]
+        path, host = routes.origin_form(raw.split("?", 1)[0], str(environ.get("HTTP_HOST", "")))
         method = str(environ.get("REQUEST_METHOD", "GET"))
-        route = routes.route(method, path, str(environ.get("QUERY_STRING", "")),
-                             str(environ.get("HTTP_HOST", "")), self.loopback, self.name)
+        route = routes.route(method, path, str(environ.get("QUERY_STRING", "")), host,
+                             self.loopback, self.name)
         api = path.startswith("/api/")
         try:
             response = self._answer(route, api)
