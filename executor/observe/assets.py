@@ -57,7 +57,8 @@ KEEP_CHARS = 1 << 20  # of a followed log, what the page keeps (the oldest text 
 # second, fetch what follows byte N and append it, at once again while a fetch brings bytes
 # and more are there (a range is capped), else a second later: bytes held back (the first
 # ones of a character not written yet) are no reason to ask again at once. A log that got
-# shorter (truncated or rotated) is read again from its start, after a marker line. Past
+# shorter (truncated) or is another file (`data-file`, the API's `file`: rotated) is read
+# again from its start, after a marker line. Past
 # KEEP_CHARS the oldest text leaves the page, so a tab left following a chatty log does not
 # grow without end (the page without the script starts again from the latest bytes).
 # Control characters but newlines and tabs are written out (`\x1b`, `\r`), as on the page.
@@ -68,6 +69,7 @@ FOLLOW_SCRIPT = """\
   if (!pre || pre.getAttribute("data-follow") !== "1") { return; }
   var api = pre.getAttribute("data-api");
   var end = parseInt(pre.getAttribute("data-end"), 10) || 0;
+  var file = pre.getAttribute("data-file") || "";
   var state = document.getElementById("follow-state");
   var kept = pre.textContent.length, dropped = false;
   function show(text) { if (state) { state.textContent = text; } }
@@ -91,9 +93,10 @@ FOLLOW_SCRIPT = """\
       if (!r.ok) { throw new Error("HTTP " + r.status); }
       return r.json();
     }).then(function (doc) {
-      if (doc.size < end) {
-        append("\\n--- the log got shorter (rotated or truncated): from its start ---\\n");
+      if (doc.size < end || (file && doc.file && doc.file !== file)) {
+        append("\\n--- a new log file (rotated) or a shorter one (truncated): from its start ---\\n");
         end = 0;
+        file = doc.file || "";
         later(0);
         return;
       }

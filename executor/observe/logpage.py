@@ -73,7 +73,8 @@ def log_page(c: LogChunk, follow: bool) -> str:
             f"{_others(c)}{_pager(c, follow)}"
             f'<p class="muted">{esc(shown)}</p>{state}'
             f'<pre class="log" id="log" data-follow="{1 if follow else 0}" '
-            f'data-api="{esc(api)}" data-end="{c.end}">{esc_text(c.data)}</pre>'
+            f'data-api="{esc(api)}" data-end="{c.end}" data-file="{esc(c.file)}">'
+            f"{esc_text(c.data)}</pre>"
             f'<span id="end"></span>{_pager(c, follow)}')
     head = (f'<noscript><meta http-equiv="refresh" content="{REFRESH_SECS};url='
             f'{esc(refresh_url(c))}"></noscript>') if follow else ""

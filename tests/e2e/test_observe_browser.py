@@ -133,6 +133,27 @@ def test_a_followed_log_shows_a_line_printed_after_the_page_was_opened(host, bro
     screenshot(browser, shots, "log")
 
 
+def test_a_followed_log_replaced_by_a_longer_file_is_read_from_the_new_file_s_start(host, browser):
+    """Rotation renames `stdout` to `stdout.1` and starts a new one; a tab that looks again
+    only once the new file is longer than what it showed (a background tab is woken once a
+    minute) must not go on in the new file where the old one stopped."""
+    from selenium.webdriver.common.by import By
+
+    tid = tasks(host)["web"]
+    run_dir = host.runs[0].sandbox / ".logs/say/0"
+    browser.get(f"{host.url}/tasks/{tid}/processes/say/logs?run=0&stream=stdout&follow=1")
+    log = browser.find_element(By.ID, "log")
+    end = int(log.get_attribute("data-end"))
+    os.rename(run_dir / "stdout", run_dir / "stdout.9")  # the pump writes on into stdout.9
+    try:
+        (run_dir / "stdout").write_text("the new file's first line\n" + "y" * end + "\n")
+        wait_for(lambda: "the new file's first line" in log.text, 10, interval_secs=0.05,
+                 message="the new file from its start")
+        assert "a new log file" in log.text
+    finally:
+        os.replace(run_dir / "stdout.9", run_dir / "stdout")
+
+
 def test_a_log_ending_inside_a_character_is_asked_again_a_second_later_not_at_once(host, browser):
     """The first bytes of a character whose rest is not written yet are held back (`end` <
     `size`, and nothing new): the script waits a second, as at the end of the log, instead
