@@ -180,10 +180,12 @@ def test_a_followed_log_keeps_only_its_last_mebibyte_in_the_page(host, browser):
 
     tid = tasks(host)["web"]
     stdout = host.runs[0].sandbox / ".logs/say/0/stdout"
-    line = "x" * 99 + "\n"
-    (host.runs[0].sandbox / "say.txt").write_text(line * (2 * KEEP_CHARS // len(line)))
-    size = wait_for(lambda: (s := stdout.stat().st_size) > 2 * KEEP_CHARS and s, 10,
-                    interval_secs=0.05)
+    payload = ("x" * 99 + "\n") * (2 * KEEP_CHARS // 100 + 1)
+    size = stdout.stat().st_size + len(payload)
+    # Written whole, then renamed: the "say" loop must not print a half-written file.
+    (host.runs[0].sandbox / "say.tmp").write_text(payload)
+    os.rename(host.runs[0].sandbox / "say.tmp", host.runs[0].sandbox / "say.txt")
+    wait_for(lambda: stdout.stat().st_size == size, 10, interval_secs=0.05)
     # From the start: the script then reads the 2 MiB after the first range, 256 KiB a fetch.
     browser.get(f"{host.url}/tasks/{tid}/processes/say/logs?run=0&stream=stdout&offset=0&follow=1")
     wait_for(lambda: browser.find_element(By.ID, "log").get_attribute("data-end") == str(size),
