@@ -94,7 +94,8 @@ FOLLOW_SCRIPT = """\
       return r.json();
     }).then(function (doc) {
       if (doc.size < end || (file && doc.file && doc.file !== file)) {
-        append("\\n--- a new log file (rotated) or a shorter one (truncated): from its start ---\\n");
+        append("\\n--- a new log file (rotated) or a shorter one (truncated): " +
+               "from its start ---\\n");
         end = 0;
         file = doc.file || "";
         later(0);

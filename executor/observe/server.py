@@ -14,9 +14,9 @@ Content-Security-Policy allowing only its own /static files, no sniffing, no ref
 framing), and logs one line at start (`observer_listening`, a WARNING when an address is
 not loopback) and one per failed request at DEBUG. It listens on every address the host
 resolves to (`listen_sockets`), all on one port; it is loopback when every one of them is,
-whatever name it was given (Debian's /etc/hosts makes the host's own name 127.0.1.1). Its I/O loop wakes every `Limits.
-loop_secs` when idle (waitress' select timeout, to close idle connections); nothing else
-runs between requests.
+whatever name it was given (Debian's /etc/hosts makes the host's own name 127.0.1.1). Its
+I/O loop wakes every `Limits.loop_secs` when idle (waitress' select timeout, to close idle
+connections); nothing else runs between requests.
 """
 from __future__ import annotations
 
@@ -198,8 +198,9 @@ def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits())
     sockets = listen_sockets(host, port)
     try:
         loopback = is_loopback([s.getsockname()[:2] for s in sockets])
+        app = ObserverApp(reader, loopback, name=host if _is_name(host) else "")
         return create_server(
-            ObserverApp(reader, loopback, name=host if _is_name(host) else ""), sockets=sockets, threads=limits.threads,
+            app, sockets=sockets, threads=limits.threads,
             connection_limit=limits.connections, channel_timeout=limits.idle_secs,
             cleanup_interval=limits.loop_secs, asyncore_loop_timeout=limits.loop_secs,
             max_request_header_size=limits.header_bytes, max_request_body_size=0,

@@ -109,7 +109,16 @@ def resolver(monkeypatch):
 def test_a_name_of_several_addresses_is_served_on_each_on_one_port(tmp_path, resolver):
     reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60))
     srv = make_server(reader, "observer.test", 0, Limits(idle_secs=1, loop_secs=1))
-    thread = threading.Thread(target=srv.run, daemon=True)
+    # The server's loop, a step at a time until told to stop: several sockets' server is
+    # closed only once its loop is done with them (closing under a running select: EBADF).
+    stop = threading.Event()
+
+    def loop() -> None:
+        from waitress import wasyncore
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=srv.map, count=1)
+
+    thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
         listening = listening_on(srv)
@@ -124,9 +133,9 @@ def test_a_name_of_several_addresses_is_served_on_each_on_one_port(tmp_path, res
                     sock.sendall(b"GET /api/tasks HTTP/1.0\r\nHost: %s\r\n\r\n" % name.encode())
                     assert sock.recv(100).startswith(b"HTTP/1.0 " + status), (host, name)
     finally:
-        srv.close()
-        srv.task_dispatcher.shutdown()
+        stop.set()
         thread.join(10)
+        srv.close()
 
 
 def test_a_name_that_does_not_resolve_is_an_error_naming_it(tmp_path, resolver):
