@@ -1,7 +1,8 @@
 """`stoker observe` in a real headless browser: Debian's chromium driven by Selenium
 through chromedriver, against real `stoker run` tasks. The list shows both tasks, a task's
 page lists its processes with the pids `stoker status` gives, and a followed log shows a
-line its process printed after the page was opened. One browser for the module; each page
+line its process printed after the page was opened; following also copes with a log that
+ends inside a character, a rotated log and a chatty one (the page keeps its last 1 MiB). One browser for the module; each page
 is also saved as a screenshot (the paths are printed; `STOKER_SCREENSHOTS=DIR` saves them
 there too). Skipped, saying so, when chromium or chromedriver is missing (`make browser`
 installs them; CI does, and fails them instead of skipping)."""
