@@ -3,9 +3,11 @@
 Serves `executor/observe/` until interrupted: the tasks of the host registry, each task's
 processes, health and history, and their logs, as pages and as JSON under /api/. Binds
 loopback (127.0.0.1) unless `--host` says otherwise; another address is logged as a
-WARNING, since every task's logs become readable from there. Prints the URL it serves on
-stdout once listening (`--port 0` picks a free port). Exit 0 on Ctrl-C or SIGTERM, 1 when
-it cannot listen.
+WARNING, since every task's logs become readable from there; a host name is served on
+every address it resolves to (`localhost`: 127.0.0.1 and ::1 where /etc/hosts says so), on
+one port. Prints the URL it serves on stdout once listening (`--port 0` picks a free
+port). Exit 0 on Ctrl-C or SIGTERM, 1 when it cannot listen (the port is in use, the
+name resolves to nothing).
 
 Only this command imports the observer (and waitress): `stoker run` and `stoker executor`
 never load them.

@@ -51,9 +51,17 @@ details summary { cursor: pointer; color: var(--muted); }
   dl.facts dt { margin-top: .3rem; } }
 """
 
+KEEP_CHARS = 1 << 20  # of a followed log, what the page keeps (the oldest text goes)
+
 # A followed log: `<pre id="log" data-follow="1" data-api="URL" data-end="N">`. Every
-# second, fetch what follows byte N and append it; a log that got shorter (truncated or
-# rotated) is read again from its start, after a marker line.
+# second, fetch what follows byte N and append it, at once again while a fetch brings bytes
+# and more are there (a range is capped), else a second later: bytes held back (the first
+# ones of a character not written yet) are no reason to ask again at once. A log that got
+# shorter (truncated) or is another file (`data-file`, the API's `file`: rotated) is read
+# again from its start, after a marker line. Past
+# KEEP_CHARS the oldest text leaves the page, so a tab left following a chatty log does not
+# grow without end (the page without the script starts again from the latest bytes).
+# Control characters but newlines and tabs are written out (`\x1b`, `\r`), as on the page.
 FOLLOW_SCRIPT = """\
 (function () {
   "use strict";
@@ -61,33 +69,53 @@ FOLLOW_SCRIPT = """\
   if (!pre || pre.getAttribute("data-follow") !== "1") { return; }
   var api = pre.getAttribute("data-api");
   var end = parseInt(pre.getAttribute("data-end"), 10) || 0;
+  var file = pre.getAttribute("data-file") || "";
   var state = document.getElementById("follow-state");
+  var kept = pre.textContent.length, dropped = false;
   function show(text) { if (state) { state.textContent = text; } }
   function later(ms) { window.setTimeout(tick, ms); }
+  function printable(text) {  // as the page's first bytes: html.esc_text
+    return text.replace(/[\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]/g, function (c) {
+      return c === "\\r" ? "\\\\r" : "\\\\x" + ("0" + c.charCodeAt(0).toString(16)).slice(-2);
+    });
+  }
+  function append(text) {
+    pre.appendChild(document.createTextNode(printable(text)));
+    kept += text.length;
+    while (kept > KEEP_CHARS && pre.firstChild !== pre.lastChild) {
+      kept -= pre.firstChild.textContent.length;
+      pre.removeChild(pre.firstChild);
+      dropped = true;
+    }
+  }
   function tick() {
     fetch(api + "&offset=" + end, {cache: "no-store"}).then(function (r) {
       if (!r.ok) { throw new Error("HTTP " + r.status); }
       return r.json();
     }).then(function (doc) {
-      if (doc.size < end) {
-        pre.appendChild(document.createTextNode("\\n--- the log got shorter (rotated or truncated): from its start ---\\n"));
+      if (doc.size < end || (file && doc.file && doc.file !== file)) {
+        append("\\n--- a new log file (rotated) or a shorter one (truncated): " +
+               "from its start ---\\n");
         end = 0;
+        file = doc.file || "";
         later(0);
         return;
       }
       var bottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
-      if (doc.data) { pre.appendChild(document.createTextNode(doc.data)); }
+      var moved = doc.end > end;
+      if (doc.data) { append(doc.data); }
       end = doc.end;
       pre.setAttribute("data-end", String(end));
-      show("following: " + end + " bytes shown up to now");
+      show("following: " + end + " bytes shown up to now" + (dropped ?
+        "; older bytes left the page, which keeps the last KEEP_TEXT" : ""));
       if (bottom) { window.scrollTo(0, document.body.scrollHeight); }
-      later(doc.end < doc.size ? 0 : 1000);
+      later(moved && doc.end < doc.size ? 0 : 1000);
     }).catch(function (e) { show("not following: " + e.message + " (retrying)"); later(3000); });
   }
   show("following");
   later(1000);
 }());
-"""
+""".replace("KEEP_CHARS", str(KEEP_CHARS)).replace("KEEP_TEXT", f"{KEEP_CHARS >> 20} MiB of text")
 
 ASSETS: dict[str, tuple[str, str]] = {
     "observe.css": ("text/css; charset=utf-8", STYLE),

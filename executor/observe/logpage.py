@@ -8,7 +8,8 @@ Follow mode, `follow=1`: without JavaScript the page reloads itself every
 `REFRESH_SECS` (a `<noscript>` refresh) showing from the same offset, so what was shown
 stays and what is new is added below, until the range would pass `MAX_CHUNK_BYTES`: then
 it shows the latest bytes again. With JavaScript (`assets.FOLLOW_SCRIPT`) nothing is
-reloaded: the script fetches only the bytes after the last one shown and appends them.
+reloaded: the script fetches only the bytes after the last one shown and appends them,
+keeping the last `assets.KEEP_CHARS` characters in the page.
 """
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def log_page(c: LogChunk, follow: bool) -> str:
             f"{_others(c)}{_pager(c, follow)}"
             f'<p class="muted">{esc(shown)}</p>{state}'
             f'<pre class="log" id="log" data-follow="{1 if follow else 0}" '
-            f'data-api="{esc(api)}" data-end="{c.end}">{esc_text(c.data)}</pre>'
+            f'data-api="{esc(api)}" data-end="{c.end}" data-file="{esc(c.file)}">'
+            f"{esc_text(c.data)}</pre>"
             f'<span id="end"></span>{_pager(c, follow)}')
     head = (f'<noscript><meta http-equiv="refresh" content="{REFRESH_SECS};url='
             f'{esc(refresh_url(c))}"></noscript>') if follow else ""

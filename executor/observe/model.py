@@ -90,6 +90,7 @@ class LogChunk:
     capped: bool  # less than asked: the server's cap
     runs: tuple[int, ...]  # the runs that have a log
     parts: tuple[str, ...]  # the run's streams, rotated parts included (stdout.1, ...)
+    file: str = ""  # which file was read ("DEVICE:INODE"): another one once it was rotated
 
     @property
     def length(self) -> int:
@@ -100,4 +101,5 @@ class LogChunk:
                 "stream": self.stream, "offset": self.start, "end": self.end,
                 "length": self.length, "size": self.size, "capped": self.capped,
                 "data": self.data, "runs": list(self.runs), "parts": list(self.parts),
+                "file": self.file,
                 "latest_run": self.runs[-1] if self.runs else None}

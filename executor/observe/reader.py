@@ -143,7 +143,8 @@ def _parts(rdir: int) -> tuple[str, ...]:
 
 def _chunk(fd: int, query: LogQuery, *, task_id: str, process: str, run: int,
            runs: tuple[int, ...], parts: tuple[str, ...]) -> LogChunk:
-    size = os.fstat(fd).st_size
+    stat = os.fstat(fd)
+    size = stat.st_size
     win = window(size, query)
     data = bytearray()
     while win.start + len(data) < win.end:
@@ -156,4 +157,4 @@ def _chunk(fd: int, query: LogQuery, *, task_id: str, process: str, run: int,
     return LogChunk(task_id=task_id, process=process, run=run, stream=query.stream,
                     start=win.start + skip, end=win.start + keep, size=size,
                     data=bytes(data[skip:keep]).decode("utf-8", "replace"), capped=win.capped,
-                    runs=runs, parts=parts)
+                    runs=runs, parts=parts, file=f"{stat.st_dev}:{stat.st_ino}")

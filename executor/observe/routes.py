@@ -1,6 +1,7 @@
 """What a request asks the observer for. PURE.
 
-`route(method, raw_path, query, host, loopback)` → one of the closed set of answers below.
+`route(method, raw_path, query, host, loopback, name)` → one of the closed set of answers
+below (`origin_form` first turns `GET http://HOST/PATH` into its path and host).
 The path is split on `/` before each segment is percent-decoded, so a task id holding a
 `/` (`%2F`) stays one segment; `..` or any other odd segment matches no route (404).
 
@@ -14,8 +15,10 @@ The path is split on `/` before each segment is percent-decoded, so a task id ho
 
 QUERY: `run`, `stream`, `offset`, `length` (`executor/observe/logrange.py`). Read-only:
 only GET and HEAD (405 otherwise). A server bound to loopback answers only requests whose
-Host is a loopback name (`localhost`, `127.x.x.x`, `[::1]`), so that a web page the
-operator visits cannot read it through DNS rebinding (403 otherwise).
+Host is a loopback name (`localhost`, `127.x.x.x`, `[::1]`) or the name it was told to
+listen on (`--host NAME` where NAME is loopback, as Debian's /etc/hosts makes the host's
+own name 127.0.1.1), so that a web page the operator visits cannot read it through DNS
+rebinding (403 otherwise).
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ MAX_QUERY_FIELDS = 16
 MAX_SEGMENT = 1024
 _LOOPBACK_HOST = re.compile(r"^(localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]{1,5})?$",
                             re.IGNORECASE)
+_PORT = re.compile(r":[0-9]{1,5}$")
+_ABSOLUTE = re.compile(r"^https?://([^/?#]*)(/.*)?$", re.IGNORECASE | re.DOTALL)
 
 
 @attrs.frozen(slots=True)
@@ -81,9 +86,23 @@ class Refused:
 Route = TasksPage | TaskPage | LogPage | ApiTasks | ApiTask | ApiLog | Asset | Refused
 
 
-def host_allowed(host: str, loopback: bool) -> bool:
-    """Whether a request with this Host header may be answered (see the module docstring)."""
-    return not loopback or bool(_LOOPBACK_HOST.match(host.strip()))
+def host_allowed(host: str, loopback: bool, name: str = "") -> bool:
+    """Whether a request with this Host header may be answered (see the module docstring).
+    `name`: the host name the observer was told to listen on, answered too."""
+    host = host.strip()
+    if not loopback or _LOOPBACK_HOST.match(host):
+        return True
+    return bool(name) and _PORT.sub("", host).lower() == name.lower()
+
+
+def origin_form(raw_path: str, host: str) -> tuple[str, str]:
+    """(path, host) of a request: an absolute-form target (`http://AUTHORITY/PATH`, which a
+    server must accept, RFC 9112 §3.2.2) is its path, and its authority is the host asked
+    for, not the Host header."""
+    found = _ABSOLUTE.match(raw_path)
+    if found is None:
+        return raw_path, host
+    return found.group(2) or "/", found.group(1)
 
 
 def _segments(raw_path: str) -> list[str] | None:
@@ -106,9 +125,10 @@ def _params(query: str) -> dict[str, str]:
     return dict(parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS))
 
 
-def route(method: str, raw_path: str, query: str, host: str, loopback: bool) -> Route:
-    """The answer to a request (see the module docstring)."""
-    if not host_allowed(host, loopback):
+def route(method: str, raw_path: str, query: str, host: str, loopback: bool,
+          name: str = "") -> Route:
+    """The answer to a request (see the module docstring; `name`: `host_allowed`'s)."""
+    if not host_allowed(host, loopback, name):
         return Refused(403, f"this observer answers only loopback names (Host: {host[:80]!r})")
     if method not in ("GET", "HEAD"):
         return Refused(405, f"{method[:20]} is not allowed: the observer is read-only")

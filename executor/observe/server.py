@@ -11,10 +11,12 @@ Each response is bounded by the application itself (a log range is at most
 
 The application is read-only (GET and HEAD; `routes`), answers with strict headers (a
 Content-Security-Policy allowing only its own /static files, no sniffing, no referrer, no
-framing), and logs one line at start (`observer_listening`, a WARNING when the address is
-not loopback) and one per failed request at DEBUG. Its I/O loop wakes every `Limits.
-loop_secs` when idle (waitress' select timeout, to close idle connections); nothing else
-runs between requests.
+framing), and logs one line at start (`observer_listening`, a WARNING when an address is
+not loopback) and one per failed request at DEBUG. It listens on every address the host
+resolves to (`listen_sockets`), all on one port; it is loopback when every one of them is,
+whatever name it was given (Debian's /etc/hosts makes the host's own name 127.0.1.1). Its
+I/O loop wakes every `Limits.loop_secs` when idle (waitress' select timeout, to close idle
+connections); nothing else runs between requests.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import ipaddress
 import json
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -62,13 +65,17 @@ class Limits:
     header_bytes: int = 16384  # a request's headers, at most
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def is_loopback(addresses: list[tuple[str, int]]) -> bool:
+    """Whether every address listened on is a loopback one (this host only)."""
+    return all(ipaddress.ip_address(host.split("%", 1)[0]).is_loopback for host, _ in addresses)
+
+
+def _is_name(host: str) -> bool:
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return False
+        return True
+    return False
 
 
 @attrs.frozen(slots=True)
@@ -90,15 +97,16 @@ def _json(doc: Any, status: int = 200) -> Response:
 class ObserverApp:
     """The WSGI application: `routes.route` decides, `Reader` reads, the pages render."""
 
-    def __init__(self, reader: Reader, loopback: bool, clock: Callable[[], float] = time.time) -> None:
-        self.reader, self.loopback, self._clock = reader, loopback, clock
+    def __init__(self, reader: Reader, loopback: bool, clock: Callable[[], float] = time.time,
+                 name: str = "") -> None:
+        self.reader, self.loopback, self._clock, self.name = reader, loopback, clock, name
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
-        path = raw.split("?", 1)[0]
+        path, host = routes.origin_form(raw.split("?", 1)[0], str(environ.get("HTTP_HOST", "")))
         method = str(environ.get("REQUEST_METHOD", "GET"))
-        route = routes.route(method, path, str(environ.get("QUERY_STRING", "")),
-                             str(environ.get("HTTP_HOST", "")), self.loopback)
+        route = routes.route(method, path, str(environ.get("QUERY_STRING", "")), host,
+                             self.loopback, self.name)
         api = path.startswith("/api/")
         try:
             response = self._answer(route, api)
@@ -151,30 +159,72 @@ class ObserverApp:
         raise AssertionError(route)
 
 
+def listen_sockets(host: str, port: int) -> list[socket.socket]:
+    """A bound socket for each address `host` resolves to, all on one port: `port`, or the
+    one the first bind picked when it is 0 (a name such as `localhost` may be both
+    127.0.0.1 and ::1; an IPv6 address may be written in brackets). Raises OSError naming
+    the host when it resolves to nothing."""
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]
+    try:
+        found = socket.getaddrinfo(name, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+                                   socket.IPPROTO_TCP, socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise OSError(f"{host!r} does not resolve to an address: "
+                      f"{getattr(exc, 'strerror', None) or exc}") from None
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in found:
+            if any(s.family == family and s.getsockname()[0] == address[0] for s in bound):
+                continue  # getaddrinfo may give an address twice
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], port, *address[2:]))
+            port = port or int(sock.getsockname()[1])
+    except OSError:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
 def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits()) -> Any:
-    """A waitress server of the observer, listening; `run()` serves, `close()` stops."""
+    """A waitress server of the observer, listening on every address of `host`
+    (`listening_on` says which); `run()` serves, `close()` stops."""
     from waitress.server import create_server
 
-    return create_server(
-        ObserverApp(reader, is_loopback(host)), host=host, port=port, threads=limits.threads,
-        connection_limit=limits.connections, channel_timeout=limits.idle_secs,
-        cleanup_interval=limits.loop_secs, asyncore_loop_timeout=limits.loop_secs,
-        max_request_header_size=limits.header_bytes, max_request_body_size=0,
-        ident="stoker-observe", clear_untrusted_proxy_headers=True, expose_tracebacks=False)
+    sockets = listen_sockets(host, port)
+    try:
+        loopback = is_loopback([s.getsockname()[:2] for s in sockets])
+        app = ObserverApp(reader, loopback, name=host if _is_name(host) else "")
+        return create_server(
+            app, sockets=sockets, threads=limits.threads,
+            connection_limit=limits.connections, channel_timeout=limits.idle_secs,
+            cleanup_interval=limits.loop_secs, asyncore_loop_timeout=limits.loop_secs,
+            max_request_header_size=limits.header_bytes, max_request_body_size=0,
+            ident="stoker-observe", clear_untrusted_proxy_headers=True, expose_tracebacks=False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
 
 
 def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
           ready: Callable[[str, int], None] | None = None) -> None:
     """Serve until interrupted. `ready(host, port)` is called once listening (the port
     actually bound: 0 picks a free one)."""
-    loopback = is_loopback(host)
     # The workers never take SIGTERM or SIGINT: the main thread's handler stops the loop at
     # once, where a signal given to a worker waited for the loop's next tick.
     with kept_from_new_threads((signal.SIGTERM, signal.SIGINT)):
         server = make_server(reader, host, port, limits)
-    bound_host, bound_port = server.socket.getsockname()[:2]
+    listening = listening_on(server)
+    loopback = is_loopback(listening)
+    bound_host, bound_port = listening[0]
     log_event(logger, logging.INFO if loopback else logging.WARNING, "observer_listening",
               host=bound_host, port=bound_port, root=reader.root,
+              also=" ".join(_address(h, p) for h, p in listening[1:]) or None,
               reason="loopback only" if loopback else
               "reachable from other hosts: every task's state and logs are readable there")
     if ready is not None:
@@ -183,3 +233,15 @@ def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
         server.run()
     finally:
         server.close()
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listening_on(server: Any) -> list[tuple[str, int]]:
+    """The (address, port) of each socket `server` listens on."""
+    listen = getattr(server, "effective_listen", None)
+    if listen is None:
+        return [(str(server.effective_host), int(server.effective_port))]
+    return [(str(h), int(p)) for h, p in listen]

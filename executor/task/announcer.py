@@ -140,8 +140,8 @@ class ServerSetAnnouncer:
         self._joining = True
         if self._first_join_deadline_at is None:
             self._first_join_deadline_at = self._clock() + self._a.first_join_bound_secs
+        self._inbox.put(_Join())  # before the session starts: the join comes before CONNECTED
         self._start()
-        self._inbox.put(_Join())
 
     def leave(self, timeout_secs: float = LEAVE_TIMEOUT_SECS) -> bool:
         """Leave the ServerSet; True once the member is gone, False if `timeout_secs` passed

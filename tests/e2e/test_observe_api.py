@@ -146,6 +146,20 @@ def test_bad_parameters_writes_and_foreign_hosts_are_refused(host):
     assert status == 403
 
 
+def test_an_absolute_form_request_target_is_answered_by_its_path_and_authority(host):
+    """`GET http://HOST/PATH`: a server must accept it (RFC 9112 §3.2.2); its authority, not
+    the Host header, is the host asked for."""
+    tid = task_id(host, "chatty")
+    answer = raw_request(host.url, f"GET http://localhost/api/tasks/{tid} HTTP/1.0\r\n"
+                                   "Host: localhost\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.0 200") and json.loads(answer.split(b"\r\n\r\n", 1)[1])["task"]["task_id"] == tid
+    answer = raw_request(host.url, b"GET HTTP://127.0.0.1:1338 HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 200") and b"<h1>Tasks on this host</h1>" in answer
+    answer = raw_request(host.url, b"GET http://attacker.example/api/tasks HTTP/1.0\r\n"
+                                   b"Host: localhost\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 403")
+
+
 def raw_request(url: str, data: bytes, timeout: float = 10) -> bytes:
     hostport = url.split("//", 1)[1]
     address, port = hostport.rsplit(":", 1)

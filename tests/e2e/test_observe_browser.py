@@ -1,7 +1,8 @@
 """`stoker observe` in a real headless browser: Debian's chromium driven by Selenium
 through chromedriver, against real `stoker run` tasks. The list shows both tasks, a task's
 page lists its processes with the pids `stoker status` gives, and a followed log shows a
-line its process printed after the page was opened. One browser for the module; each page
+line its process printed after the page was opened; following also copes with a log that
+ends inside a character, a rotated log and a chatty one (the page keeps its last 1 MiB). One browser for the module; each page
 is also saved as a screenshot (the paths are printed; `STOKER_SCREENSHOTS=DIR` saves them
 there too). Skipped, saying so, when chromium or chromedriver is missing (`make browser`
 installs them; CI does, and fails them instead of skipping)."""
@@ -125,7 +126,72 @@ def test_a_followed_log_shows_a_line_printed_after_the_page_was_opened(host, bro
     log = browser.find_element(By.ID, "log")
     wait_for(lambda: "following" in browser.find_element(By.ID, "follow-state").text, 10)
     line = "printed after the page was opened"
-    (host.runs[0].sandbox / "say.txt").write_text(line + "\n")
+    (host.runs[0].sandbox / "say.txt").write_text(line + " \x1b[1mbold\r\n")
     wait_for(lambda: line in log.text, 15, interval_secs=0.1, message="the new line in the page")
     assert log.text.count(line) == 1
+    # Control characters are written out as on the page's first bytes (`html.esc_text`).
+    assert f"{line} \\x1b[1mbold\\r\n" in log.text + "\n"
     screenshot(browser, shots, "log")
+
+
+def test_a_followed_log_replaced_by_a_longer_file_is_read_from_the_new_file_s_start(host, browser):
+    """Rotation renames `stdout` to `stdout.1` and starts a new one; a tab that looks again
+    only once the new file is longer than what it showed (a background tab is woken once a
+    minute) must not go on in the new file where the old one stopped."""
+    from selenium.webdriver.common.by import By
+
+    tid = tasks(host)["web"]
+    run_dir = host.runs[0].sandbox / ".logs/say/0"
+    browser.get(f"{host.url}/tasks/{tid}/processes/say/logs?run=0&stream=stdout&follow=1")
+    log = browser.find_element(By.ID, "log")
+    end = int(log.get_attribute("data-end"))
+    os.rename(run_dir / "stdout", run_dir / "stdout.9")  # the pump writes on into stdout.9
+    try:
+        (run_dir / "stdout").write_text("the new file's first line\n" + "y" * end + "\n")
+        wait_for(lambda: "the new file's first line" in log.text, 10, interval_secs=0.05,
+                 message="the new file from its start")
+        assert "a new log file" in log.text
+    finally:
+        os.replace(run_dir / "stdout.9", run_dir / "stdout")
+
+
+def test_a_log_ending_inside_a_character_is_asked_again_a_second_later_not_at_once(host, browser):
+    """The first bytes of a character whose rest is not written yet are held back (`end` <
+    `size`, and nothing new): the script waits a second, as at the end of the log, instead
+    of asking again at once, in a loop, for as long as the log stays so."""
+    tid = tasks(host)["web"]
+    stdout = host.runs[0].sandbox / ".logs/say/0/stdout"
+    (host.runs[0].sandbox / "say.txt").write_bytes("half a character: €".encode()[:-2])
+    wait_for(lambda: stdout.read_bytes().endswith(b": \xe2"), 10, interval_secs=0.05)
+    browser.get(f"{host.url}/tasks/{tid}/processes/say/logs?run=0&stream=stdout&follow=1")
+    starts = wait_for(lambda: browser.execute_script(
+        "var s = performance.getEntriesByType('resource').filter(function (e) {"
+        " return e.name.indexOf('/api/') >= 0; }).map(function (e) { return e.startTime; });"
+        " return s.length >= 2 ? s : null;"), 10, interval_secs=0.05, message="two fetches")
+    assert starts[1] - starts[0] >= 500, f"asked again {starts[1] - starts[0]:.0f} ms later"
+
+
+def test_a_followed_log_keeps_only_its_last_mebibyte_in_the_page(host, browser):
+    """Following a chatty log for hours must not grow the page without end: past
+    `KEEP_CHARS` the oldest text goes (as the page without JavaScript starts again from the
+    latest bytes past its cap)."""
+    from selenium.webdriver.common.by import By
+
+    from executor.observe.assets import KEEP_CHARS
+    from executor.observe.logrange import MAX_CHUNK_BYTES
+
+    tid = tasks(host)["web"]
+    stdout = host.runs[0].sandbox / ".logs/say/0/stdout"
+    payload = ("x" * 99 + "\n") * ((KEEP_CHARS + MAX_CHUNK_BYTES) // 100)
+    size = stdout.stat().st_size + len(payload)
+    # Written whole, then renamed: the "say" loop must not print a half-written file.
+    (host.runs[0].sandbox / "say.tmp").write_text(payload)
+    os.rename(host.runs[0].sandbox / "say.tmp", host.runs[0].sandbox / "say.txt")
+    wait_for(lambda: stdout.stat().st_size == size, 10, interval_secs=0.05)
+    # From the start: the script then reads the rest after the first range, 256 KiB a fetch.
+    browser.get(f"{host.url}/tasks/{tid}/processes/say/logs?run=0&stream=stdout&offset=0&follow=1")
+    wait_for(lambda: browser.find_element(By.ID, "log").get_attribute("data-end") == str(size),
+             20, interval_secs=0.1, message="the page followed to the end of the log")
+    kept = browser.execute_script("return document.getElementById('log').textContent.length;")
+    assert KEEP_CHARS - MAX_CHUNK_BYTES <= kept <= KEEP_CHARS, kept
+    assert "older bytes left the page" in browser.find_element(By.ID, "follow-state").text

@@ -132,6 +132,23 @@ def test_the_member_appears_at_the_jobs_path_with_aurora_json(zk, reader, announ
     assert not announcer.overdue(time.monotonic() + 3600)
 
 
+def test_join_is_the_first_change_even_when_the_session_is_up_before_join_returns(zk, announcers):
+    """kazoo may connect (and its listener queue CONNECTED) before `join` has queued the
+    join: the join is still the first change. Forced here by holding `join` until the
+    connection is reported, as a loaded machine may; once a test's flake."""
+    announcer, recorder = announcers(announcement(zk.ensemble, unique_root()))
+    start = announcer._start
+
+    def start_and_connect() -> None:
+        start()
+        wait_for(lambda: announcer.view().connection is Connection.CONNECTED, timeout_secs=10)
+
+    announcer._start = start_and_connect
+    announcer.join()
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+    assert recorder.states()[:3] == ["member:JOINING", "connection:CONNECTED", "member:JOINED"]
+
+
 def test_join_twice_is_one_member(zk, reader, announcers):
     root = unique_root()
     announcer, _ = announcers(announcement(zk.ensemble, root))

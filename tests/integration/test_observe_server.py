@@ -14,7 +14,7 @@ import pytest
 from config.registry import RegistrySettings
 from config.spec import JobSpec, ProcessSpec, TaskSpec
 from executor.observe.reader import Reader
-from executor.observe.server import Limits, make_server
+from executor.observe.server import Limits, listening_on, make_server
 from executor.task.definition import MAX_DEFINITION_BYTES, read_definition, write_definition
 
 pytestmark = pytest.mark.timeout(60)
@@ -88,3 +88,72 @@ def test_a_definition_that_cannot_be_written_costs_only_a_warning(tmp_path, capl
     (tmp_path / ".stoker").symlink_to("/tmp")
     assert not write_definition(tmp_path, job())
     assert "task_definition_unwritten" in caplog.text and "symlink" in caplog.text
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """The host's resolver, but `observer.test` is two loopback addresses (as `localhost` is
+    127.0.0.1 and ::1 on a stock Debian /etc/hosts) and `nowhere.test` is no address."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == "nowhere.test":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if host == "observer.test":
+            return [*real("127.0.0.1", port, *args, **kwargs), *real("127.0.0.2", port, *args, **kwargs)]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_a_name_of_several_addresses_is_served_on_each_on_one_port(tmp_path, resolver):
+    reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60))
+    srv = make_server(reader, "observer.test", 0, Limits(idle_secs=1, loop_secs=1))
+    # The server's loop, a step at a time until told to stop: several sockets' server is
+    # closed only once its loop is done with them (closing under a running select: EBADF).
+    stop = threading.Event()
+
+    def loop() -> None:
+        from waitress import wasyncore
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=srv.map, count=1)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        listening = listening_on(srv)
+        assert [host for host, _ in listening] == ["127.0.0.1", "127.0.0.2"]
+        assert len({port for _, port in listening}) == 1 and listening[0][1] > 0
+        for host, port in listening:
+            # Every address is loopback: the name it was given and loopback names are
+            # answered, another name (a DNS rebinding) is not.
+            for name, status in ((f"observer.test:{port}", b"200"), ("localhost", b"200"),
+                                 ("rebound.example", b"403")):
+                with socket.create_connection((host, port), timeout=10) as sock:
+                    sock.sendall(b"GET /api/tasks HTTP/1.0\r\nHost: %s\r\n\r\n" % name.encode())
+                    assert sock.recv(100).startswith(b"HTTP/1.0 " + status), (host, name)
+    finally:
+        stop.set()
+        thread.join(10)
+        srv.close()
+
+
+def test_a_name_that_does_not_resolve_is_an_error_naming_it(tmp_path, resolver):
+    reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60))
+    with pytest.raises(OSError, match="'nowhere.test' does not resolve to an address: Name or service not known"):
+        make_server(reader, "nowhere.test", 0)
+
+
+def test_an_ipv6_address_may_be_given_in_brackets(tmp_path):
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60))
+    srv = make_server(reader, "[::1]", 0)
+    try:
+        assert [host for host, _ in listening_on(srv)] == ["::1"]
+    finally:
+        srv.close()
+        srv.task_dispatcher.shutdown()

@@ -83,3 +83,24 @@ def test_a_loopback_observer_answers_loopback_names_only(host, answered):
     if not answered:
         assert isinstance(got, Refused) and got.status == 403
     assert get("/api/tasks", host=host, loopback=False) == ApiTasks()  # bound elsewhere: any
+
+
+@pytest.mark.parametrize("host, answered", [
+    ("agent-7", True), ("AGENT-7:1338", True), ("agent-7.example:1338", False),
+    ("evil.example", False), ("127.0.0.1:1338", True),
+])
+def test_a_loopback_observer_started_with_a_name_answers_that_name_too(host, answered):
+    """`--host agent-7` where agent-7 is 127.0.1.1 (Debian's /etc/hosts): still loopback."""
+    got = route("GET", "/api/tasks", "", host, True, name="agent-7")
+    assert (got == ApiTasks()) is answered
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("/api/tasks", ("/api/tasks", "localhost:1338")),
+    ("http://127.0.0.1:1338/tasks/a%2Fb", ("/tasks/a%2Fb", "127.0.0.1:1338")),
+    ("HTTPS://[::1]", ("/", "[::1]")),
+    ("http://evil.example/", ("/", "evil.example")),
+    ("ftp://x/y", ("ftp://x/y", "localhost:1338")),  # no route: 404
+])
+def test_an_absolute_form_target_is_its_path_and_its_authority_the_host(target, expected):
+    assert routes.origin_form(target, "localhost:1338") == expected
