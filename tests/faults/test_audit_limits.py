@@ -1,0 +1,67 @@
+"""Stoker when the machine runs out of something: disk, files, descriptors, threads.
+
+Each test makes the shortage for real, on something of its own (a small tmpfs, unmounted
+after; a resource limit in a child process), and checks what an operator needs: the
+supervision goes on, no checkpoint record is lost, one log line names what failed.
+
+- A checkpoint write that fails on a full disk used to lose its records for good (one ERROR
+  line per step, and the step's records dropped): `stoker status` showed the task as it
+  was before the disk filled. The writer now cuts a failed write back off the file, and the
+  journal holds the records and writes them again at each step until a write works.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from executor.events import ProcessState, ProcessTransition, TaskStage, TaskTransition
+from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
+from executor.task.journal import Journal
+from executor.task.records import HeaderRecord
+from tests.support.limits import fill, tmpfs
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+
+HEADER = HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
+                      ports={}, supervisor_pid=4000, processes=("web",), wall=1_700_000_000.0)
+
+
+def _run(journal: Journal, run: int) -> None:
+    journal.transition(ProcessTransition("web", run, ProcessState.WAITING, ProcessState.RUNNING,
+                                         f"starting run {run} " + "x" * 100), pid=1000 + run)
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_checkpoint_records_written_while_the_disk_is_full_are_kept_until_it_is_not(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with tmpfs(tmp_path / "fs") as fs:
+        sandbox = fs / "sandbox"
+        journal = Journal("web.0", wall_clock=lambda: 1_700_000_000.0)
+        journal.open(CheckpointWriter(sandbox, label="web.0"), HEADER)
+        journal.transition(TaskTransition(TaskStage.NEW, TaskStage.STARTING, "launched"))
+        journal.flush()
+        filler = fill(fs)
+        caplog.set_level(logging.INFO, logger="executor.task.journal")
+        run = 0
+        while not _errors(caplog) and run < 200:
+            _run(journal, run)  # until a step's write crosses into a page the disk cannot give
+            journal.flush()
+            run += 1
+        assert _errors(caplog), "the checkpoint never filled the disk"
+        _run(journal, run)  # a change while the disk is still full
+        journal.flush()
+        assert checkpoint_path(sandbox).read_bytes().endswith(b"\n"), "a torn line was left"
+        filler.unlink()
+        _run(journal, run + 1)
+        journal.flush()  # the disk has room again: everything held lands, in order
+        journal.close()
+        pids = [r["pid"] for r in read_records(sandbox) if r.get("kind") == "process"]
+    assert pids == [1000 + n for n in range(run + 2)], pids
+    failed = _errors(caplog)  # one line when it starts, naming why; none per step after it
+    assert len(failed) == 1 and "checkpoint_write_failed" in failed[0] and "ENOSPC" in failed[0], failed
+    assert "checkpoint_write_recovered" in caplog.text, caplog.text
