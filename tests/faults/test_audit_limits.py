@@ -8,15 +8,23 @@ supervision goes on, no checkpoint record is lost, one log line names what faile
   line per step, and the step's records dropped): `stoker status` showed the task as it
   was before the disk filled. The writer now cuts a failed write back off the file, and the
   journal holds the records and writes them again at each step until a write works.
+- A host-registry entry (or a plan-cache file) whose write failed on a full disk left its
+  temporary file behind, holding what was written of it; it is now removed.
 """
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
+import attrs
 import pytest
 
+from config.registry import RegistrySettings
 from executor.events import ProcessState, ProcessTransition, TaskStage, TaskTransition
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
 from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
 from executor.task.journal import Journal
 from executor.task.records import HeaderRecord
@@ -65,3 +73,22 @@ def test_checkpoint_records_written_while_the_disk_is_full_are_kept_until_it_is_
     failed = _errors(caplog)  # one line when it starts, naming why; none per step after it
     assert len(failed) == 1 and "checkpoint_write_failed" in failed[0] and "ENOSPC" in failed[0], failed
     assert "checkpoint_write_recovered" in caplog.text, caplog.text
+
+
+def test_a_registry_entry_that_cannot_be_written_leaves_no_temporary_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with tmpfs(tmp_path / "fs") as fs:
+        reg = Registry(RegistrySettings(registry_root=str(fs / "root")))
+        me = own_identity()
+        first = RegistryEntry(sandbox="/sb", supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                              supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                              registered_wall=1_700_000_000.0, task_id="t-1")
+        assert reg.write(first)
+        filler = fill(fs)
+        assert not reg.write(attrs.evolve(first, task_id="t-2"), prune=False)  # the disk is full
+        left = sorted(os.listdir(fs / "root"))
+        filler.unlink()
+        entries = [item.entry.task_id for item in reg.entries()]
+    assert left == [first.name], f"a temporary file stayed beside the entry: {left}"
+    assert entries == ["t-1"]  # the old entry, whole
+    assert "ENOSPC" in caplog.text and "cannot register task" in caplog.text, caplog.text
