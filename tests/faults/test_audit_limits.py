@@ -10,6 +10,10 @@ supervision goes on, no checkpoint record is lost, one log line names what faile
   journal holds the records and writes them again at each step until a write works.
 - A host-registry entry (or a plan-cache file) whose write failed on a full disk left its
   temporary file behind, holding what was written of it; it is now removed.
+- A rotating log whose new file could not be made at a rotation (no inode or descriptor
+  left) stayed dead for the rest of its run, its output dropped, even once there was room
+  again (every later write failed on the closed file); it now resumes at the next write that
+  works, with one WARNING saying how many bytes were dropped.
 """
 from __future__ import annotations
 
@@ -25,10 +29,12 @@ from executor.events import ProcessState, ProcessTransition, TaskStage, TaskTran
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
+from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
 from executor.task.journal import Journal
 from executor.task.records import HeaderRecord
-from tests.support.limits import fill, tmpfs
+from tests.support.limits import fill, fill_inodes, tmpfs
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -92,3 +98,34 @@ def test_a_registry_entry_that_cannot_be_written_leaves_no_temporary_file(
     assert left == [first.name], f"a temporary file stayed beside the entry: {left}"
     assert entries == ["t-1"]  # the old entry, whole
     assert "ENOSPC" in caplog.text and "cannot register task" in caplog.text, caplog.text
+
+
+def test_a_rotating_log_whose_new_file_could_not_be_made_resumes_once_it_can(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="executor.procs.logpump")
+    with tmpfs(tmp_path / "fs", inodes=16) as fs:
+        run_dir = fs / "run"
+        run_dir.mkdir()
+        dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        pump = LogPump("web.0")
+        read_fd, write_fd = make_pipe()
+        try:
+            pump.add(read_fd, LogFile(dir_fd, "stdout", run_dir / "stdout", max_bytes=100, backups=2),
+                     None, "task=web.0 process=web run=0 stream=stdout")
+            os.write(write_fd, b"a" * 99 + b"\n")
+            wait_for(lambda: (run_dir / "stdout").stat().st_size == 100, 5)
+            spare = fill_inodes(fs)[-1]  # the rotation's new `stdout` cannot be made
+            os.write(write_fd, b"lost\n")
+            wait_for(lambda: "log_write_failed" in caplog.text, 5)
+            spare.unlink()
+            os.write(write_fd, b"after\n")
+            wait_for(lambda: (run_dir / "stdout").exists()
+                     and (run_dir / "stdout").read_bytes() == b"after\n", 5, message="resumed")
+        finally:
+            os.close(write_fd)
+            pump.stop(drain_secs=1.0)
+            os.close(dir_fd)
+        rotated = (run_dir / "stdout.1").read_bytes()
+    assert rotated == b"a" * 99 + b"\n"
+    assert "error=OSError" in caplog.text and "No space left" in caplog.text, caplog.text
+    assert "log_write_recovered" in caplog.text and "dropped_bytes=5" in caplog.text, caplog.text
