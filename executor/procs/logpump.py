@@ -178,14 +178,23 @@ class LogPump:
         self._force = False
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-        self._streams = 0
-        self._thread = threading.Thread(target=self._loop, name=f"stoker-logpump-{task_label}",
-                                        daemon=True)
-        self._thread.start()
+        try:
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+            self._sel = selectors.DefaultSelector()
+            try:
+                self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+                self._streams = 0
+                self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                name=f"stoker-logpump-{task_label}")
+                self._thread.start()  # RuntimeError when no thread can start
+            except BaseException:
+                self._sel.close()
+                raise
+        except BaseException:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            raise
 
     def add(self, read_fd: int, file: LogFile | None, console_fd: int | None,
             label: str) -> None:

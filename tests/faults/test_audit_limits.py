@@ -14,11 +14,18 @@ supervision goes on, no checkpoint record is lost, one log line names what faile
   left) stayed dead for the rest of its run, its output dropped, even once there was room
   again (every later write failed on the closed file); it now resumes at the next write that
   works, with one WARNING saying how many bytes were dropped.
+- A run whose log pump (the thread that copies a rotating or `both` logger's output) could
+  not start, in a full pids cgroup, was forked first and then raised RuntimeError out of the
+  spawn, which ends the whole task as an internal error. The pump now starts before the
+  fork, and a run that cannot have it fails alone, like a fork that fails.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import attrs
@@ -33,7 +40,8 @@ from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
 from executor.task.journal import Journal
 from executor.task.records import HeaderRecord
-from tests.support.limits import fill, fill_inodes, tmpfs
+from tests.support.limits import fill, fill_inodes, pids_cgroup, tmpfs
+from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
@@ -129,3 +137,64 @@ def test_a_rotating_log_whose_new_file_could_not_be_made_resumes_once_it_can(
     assert rotated == b"a" * 99 + b"\n"
     assert "error=OSError" in caplog.text and "No space left" in caplog.text, caplog.text
     assert "log_write_recovered" in caplog.text and "dropped_bytes=5" in caplog.text, caplog.text
+
+
+# A Supervisor in a pids cgroup of its own, whose limit leaves room for one more fork or
+# thread, not two: before the fix the run forked, and then its log pump's thread could not
+# start: a RuntimeError out of `spawn`, which the owner takes for an internal error and ends
+# the whole task with. Now the pump starts before the fork: whichever of the two cannot
+# start, the spawn fails that run alone (SpawnError), and once there is room again the
+# next run starts and its output is copied.
+PIDS_CHILD = r"""
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+cg, sandbox = Path(sys.argv[1]), Path(sys.argv[2])
+(cg / "cgroup.procs").write_text(str(os.getpid()))
+from config.spec import LoggerSpec, LogMode, ProcessSpec
+from executor.procs.supervisor import SpawnError, Supervisor
+sup = Supervisor(sandbox=sandbox, task_label="limits.0", env={}, post=lambda e: None,
+                 cgroups="off")
+out = {}
+try:
+    sup.start()
+    plain = sup.spawn(ProcessSpec("plain", "sleep 30"), 0)
+    copied = ProcessSpec("copied", "echo copied; sleep 30", logger=LoggerSpec(mode=LogMode.ROTATE))
+    now = int((cg / "pids.current").read_text())
+    (cg / "pids.max").write_text(str(now + 1))  # one more fork or thread, not both
+    out["room"] = now + 1 - int((cg / "pids.current").read_text())
+    try:
+        out["run0"] = f"started {sup.spawn(copied, 0)}"
+    except SpawnError as e:
+        out["run0"] = f"SpawnError: {e}"
+    except Exception as e:
+        out["run0"] = f"{type(e).__name__}: {e}"
+    (cg / "pids.max").write_text("max")
+    out["plain"] = plain in sup.task_pids()
+    out["run1"] = sup.spawn(copied, 1)
+finally:
+    print(json.dumps(out), flush=True)
+    if "run1" in out:
+        log = sandbox / ".logs" / "copied" / "1" / "stdout"
+        import time
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (log.exists() and log.read_bytes()):
+            time.sleep(0.01)
+        print(json.dumps({"log": log.read_text() if log.exists() else None}), flush=True)
+    sup.close()
+"""
+
+
+def test_a_run_whose_log_pump_cannot_start_fails_alone(tmp_path: Path) -> None:
+    (tmp_path / "sb").mkdir()
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", PIDS_CHILD, str(cg), str(tmp_path / "sb"),
+                               str(REPO)], capture_output=True, text=True, timeout=30)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and len(lines) == 2, (done.stdout, done.stderr)
+    out, log = lines
+    assert out["room"] == 1, out  # the limit left room for exactly one
+    assert out["run0"].startswith("SpawnError:"), out
+    assert "Resource temporarily unavailable" in out["run0"] or "can't start new thread" in out["run0"], out
+    assert out["plain"], "the task's other process was lost"
+    assert log == {"log": "copied\n"}, log
