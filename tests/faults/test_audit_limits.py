@@ -18,6 +18,11 @@ supervision goes on, no checkpoint record is lost, one log line names what faile
   not start, in a full pids cgroup, was forked first and then raised RuntimeError out of the
   spawn, which ends the whole task as an internal error. The pump now starts before the
   fork, and a run that cannot have it fails alone, like a fork that fails.
+- `stoker executor` in a full pids cgroup: a kill whose lifecycle endpoints' thread could
+  not start ended the task TASK_FAILED as an internal error (and `stoker run` with a bare
+  traceback); it now goes on to its signals and ends TASK_KILLED. A LAUNCH whose task
+  thread could not start left the task STAGING with no update at all; it now fails with
+  the reason.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ from pathlib import Path
 import attrs
 import pytest
 
+from config.document import encode
+from config.loader import load_job
 from config.registry import RegistrySettings
 from executor.events import ProcessState, ProcessTransition, TaskStage, TaskTransition
 from executor.host.entry import FrontEnd, RegistryEntry
@@ -40,11 +47,15 @@ from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
 from executor.task.journal import Journal
 from executor.task.records import HeaderRecord
+from tests.support.agent_sim import make_task_info
 from tests.support.limits import fill, fill_inodes, pids_cgroup, tmpfs
+from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+
+EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 
 HEADER = HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
                       ports={}, supervisor_pid=4000, processes=("web",), wall=1_700_000_000.0)
@@ -198,3 +209,63 @@ def test_a_run_whose_log_pump_cannot_start_fails_alone(tmp_path: Path) -> None:
     assert "Resource temporarily unavailable" in out["run0"] or "can't start new thread" in out["run0"], out
     assert out["plain"], "the task's other process was lost"
     assert log == {"log": "copied\n"}, log
+
+
+# ---- `stoker executor` in a pids cgroup that fills up (the Mesos pids isolator's limit
+# covers the executor as well as its task) ----
+
+
+def _pids_full(cg: Path) -> None:
+    """No new process or thread in `cg` from now (until its pids.max is `max` again)."""
+    (cg / "pids.max").write_text((cg / "pids.current").read_text().strip())
+
+
+def _lifecycle_task(tmp_path: Path) -> bytes:
+    path = tmp_path / "lifecycle.aurora"
+    path.write_text(
+        "p = Process(name='web', cmdline='echo {{thermos.ports[admin]}}; exec sleep 1000')\n"
+        "jobs = [Service(cluster='local', role='me', environment='test', name='web',\n"
+        "                task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),\n"
+        "                lifecycle=LifecycleConfig(http=HttpLifecycleConfig(port='admin',\n"
+        "                    graceful_shutdown_wait_secs=0.2, shutdown_wait_secs=0.2)))]\n")
+    return encode(load_job(path))
+
+
+def test_a_kill_whose_lifecycle_thread_cannot_start_goes_on_to_its_signals(sim, tmp_path: Path) -> None:
+    """Before: the lifecycle's thread could not start, the owner took it for an internal
+    error and the task ended TASK_FAILED ("executor internal error: RuntimeError"), with a
+    traceback, instead of TASK_KILLED."""
+    with pids_cgroup() as cg:
+        proc = sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
+        (cg / "cgroup.procs").write_text(str(proc.pid))
+        sim.wait_subscribed(timeout_secs=15)
+        sim.launch(make_task_info("task-1", _lifecycle_task(tmp_path), ports=free_ports(1)))
+        sim.wait_for_state("task-1", "TASK_RUNNING", 10)
+        _pids_full(cg)
+        sim.kill("task-1", grace_secs=1.0)
+        killed = sim.wait_for_state("task-1", "TASK_KILLED", 5)
+        (cg / "pids.max").write_text("max")
+        assert sim.wait_exit(10) == 0
+    log = sim.executor_log()
+    assert sim.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"], killed
+    assert "lifecycle_failed" in log and "can't start new thread" in log, log[-2000:]
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_launch_whose_task_thread_cannot_start_fails_the_task_with_the_reason(sim, tmp_path: Path) -> None:
+    """Before: the LAUNCH callback raised, the agent heard nothing about the task (it stayed
+    STAGING) and the executor waited on for a task that never ran."""
+    with pids_cgroup() as cg:
+        proc = sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
+        (cg / "cgroup.procs").write_text(str(proc.pid))
+        sim.wait_subscribed(timeout_secs=15)
+        sim.message(b"ping")  # its callbacks' thread, the driver's last, answers: all started
+        wait_for(lambda: "framework_message" in sim.executor_log(), 5)
+        _pids_full(cg)
+        sim.launch(make_task_info("task-1", _lifecycle_task(tmp_path), ports=free_ports(1)))
+        failed = sim.wait_for_state("task-1", "TASK_FAILED", 5)
+        (cg / "pids.max").write_text("max")
+        assert sim.wait_exit(10) == 0
+    assert "could not start" in failed.message and "can't start new thread" in failed.message, failed
+    log = sim.executor_log()
+    assert "launch_failed" in log and "Traceback" not in log, log[-3000:]
