@@ -23,6 +23,10 @@ supervision goes on, no checkpoint record is lost, one log line names what faile
   traceback); it now goes on to its signals and ends TASK_KILLED. A LAUNCH whose task
   thread could not start left the task STAGING with no update at all; it now fails with
   the reason.
+- The control socket when its supervisor has no descriptor left (EMFILE): one failed accept
+  ended its thread for good, and every later `stoker kill` or `restart` heard that the
+  supervisor "does not answer (it is gone)". The client now waits in the backlog and is
+  answered once a descriptor is free again.
 """
 from __future__ import annotations
 
@@ -269,3 +273,58 @@ def test_a_launch_whose_task_thread_cannot_start_fails_the_task_with_the_reason(
     assert "could not start" in failed.message and "can't start new thread" in failed.message, failed
     log = sim.executor_log()
     assert "launch_failed" in log and "Traceback" not in log, log[-3000:]
+
+
+# The control socket when its supervisor has no descriptor left: before, one accept that
+# failed with EMFILE ended the control thread for good (`control_failed`), and every later
+# `stoker kill` or `stoker restart` was told the supervisor "does not answer (it is gone)".
+# Now the client waits in the backlog and is answered once a descriptor is free again.
+CONTROL_CHILD = r"""
+import json, logging, os, resource, sys, time
+sys.path.insert(0, sys.argv[2])
+from executor.events import ControlReply
+from executor.host.control import ControlServer, ask, connect
+from executor.host.controlwire import KillControl
+
+lines = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        lines.append(record.getMessage())
+logging.getLogger().addHandler(Keep())
+logging.getLogger().setLevel(logging.INFO)
+stoker_dir = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+server = ControlServer(stoker_dir, lambda request, reply: reply(ControlReply(ok=True, done=True,
+                                                                            message="answered")))
+server.start()
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+out = {}
+try:
+    sock = connect(stoker_dir, sys.argv[1], None)  # waits in the backlog until accepted
+    taken = set(map(int, os.listdir("/proc/self/fd")))
+    lowest = next(n for n in range(soft) if n not in taken)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))  # no descriptor left
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("control_" in line for line in lines):
+        time.sleep(0.01)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    out["log"] = [line for line in lines if "control_" in line]
+    sock.settimeout(5)
+    out["replies"] = [reply.message for reply in ask(sock, KillControl(grace_secs=None))]
+except Exception as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"
+finally:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    print(json.dumps(out), flush=True)
+    server.close()
+"""
+
+
+def test_the_control_socket_answers_once_a_descriptor_is_free_again(tmp_path: Path) -> None:
+    (tmp_path / ".stoker").mkdir()
+    done = subprocess.run([sys.executable, "-c", CONTROL_CHILD, str(tmp_path / ".stoker"), str(REPO)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out.get("replies") == ["answered"], out
+    assert len(out["log"]) == 1 and "control_accept_failed" in out["log"][0], out
+    assert "EMFILE" in out["log"][0], out
