@@ -27,6 +27,9 @@ supervision goes on, no checkpoint record is lost, one log line names what faile
   ended its thread for good, and every later `stoker kill` or `restart` heard that the
   supervisor "does not answer (it is gone)". The client now waits in the backlog and is
   answered once a descriptor is free again.
+- Stoker's own log (under Mesos, SANDBOX/stderr) on a full disk: the first line that did not
+  fit silenced it for the rest of the process, as a closed pipe does; now only the lines
+  that did not fit are lost, and the next one written says how many.
 """
 from __future__ import annotations
 
@@ -328,3 +331,38 @@ def test_the_control_socket_answers_once_a_descriptor_is_free_again(tmp_path: Pa
     assert out.get("replies") == ["answered"], out
     assert len(out["log"]) == 1 and "control_accept_failed" in out["log"][0], out
     assert "EMFILE" in out["log"][0], out
+
+
+# Stoker's own log on a full disk (under Mesos, SANDBOX/stderr): before, the first line that
+# did not fit made the handler "go quiet" for good, as for a closed pipe, and point stderr at
+# /dev/null: nothing the executor logged for the rest of the task was kept, once the disk
+# had room again either.
+LOG_CHILD = r"""
+import logging, os, sys
+sys.path.insert(0, sys.argv[2])
+from executor.cli.logsetup import configure
+configure()
+log = logging.getLogger("executor.test")
+log.warning("before the disk filled")
+with open(os.path.join(sys.argv[1], "filler"), "wb", buffering=0) as f:
+    try:
+        while True:
+            f.write(b"x" * 4096)
+    except OSError:
+        pass
+for n in range(100):
+    log.warning("while the disk is full %d %s", n, "y" * 100)
+os.unlink(os.path.join(sys.argv[1], "filler"))
+log.warning("once the disk has room again")
+"""
+
+
+def test_stoker_s_own_log_goes_on_once_a_full_disk_has_room_again(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "fs") as fs:
+        with open(fs / "stderr", "wb") as stderr:
+            done = subprocess.run([sys.executable, "-c", LOG_CHILD, str(fs), str(REPO)],
+                                  stderr=stderr, timeout=30)
+        lines = (fs / "stderr").read_text().splitlines()
+    assert done.returncode == 0, lines[-5:]
+    assert lines[-1].endswith("once the disk has room again"), lines[-3:]
+    assert "log_lines_dropped count=" in lines[-2], lines[-3:]
