@@ -15,7 +15,6 @@ Never pass a secret (the agent's auth token) to a logger: nothing here can scrub
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -25,9 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from config.words import printable
-from executor.logs import Spool, above_screen_line, spool
-
-_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk: a later line may fit
+from executor.logs import NO_ROOM, Spool, above_screen_line, spool
 
 
 class TextFormatter(logging.Formatter):
@@ -95,16 +92,14 @@ class QuietHandler(logging.StreamHandler):
 
     def _failed(self, exc: BaseException) -> None:
         """A spooled write failed (on the spool's thread)."""
-        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
-            self.dropped += 1
-        elif isinstance(exc, OSError) and not self.gone:
+        if isinstance(exc, OSError) and not self.gone:  # a full disk: the spool counts it
             self._go_quiet()
 
     def handleError(self, record: logging.LogRecord) -> None:
         exc = sys.exc_info()[1]
         if not isinstance(exc, OSError):
             super().handleError(record)
-        elif exc.errno in _NO_ROOM:  # a full disk: this line is lost, a later one may fit
+        elif exc.errno in NO_ROOM:  # a full disk: this line is lost, a later one may fit
             self.dropped += 1
         else:
             self._go_quiet()

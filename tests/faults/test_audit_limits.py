@@ -29,7 +29,8 @@ supervision goes on, no checkpoint record is lost, one log line names what faile
   answered once a descriptor is free again.
 - Stoker's own log (under Mesos, SANDBOX/stderr) on a full disk: the first line that did not
   fit silenced it for the rest of the process, as a closed pipe does; now only the lines
-  that did not fit are lost, and the next one written says how many.
+  that did not fit are lost, and the next one written says how many. So for `stoker run`'s
+  console (`stoker run > FILE`), which stopped printing for good.
 """
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ from executor.events import ProcessState, ProcessTransition, TaskStage, TaskTran
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
+from executor.local.console import Output
+from executor.logs import Spool
 from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
 from executor.task.journal import Journal
@@ -283,10 +286,10 @@ def test_a_launch_whose_task_thread_cannot_start_fails_the_task_with_the_reason(
 # `stoker kill` or `stoker restart` was told the supervisor "does not answer (it is gone)".
 # Now the client waits in the backlog and is answered once a descriptor is free again.
 CONTROL_CHILD = r"""
-import json, logging, os, resource, sys, time
+import json, logging, os, resource, socket, sys, time
 sys.path.insert(0, sys.argv[2])
 from executor.events import ControlReply
-from executor.host.control import ControlServer, ask, connect
+from executor.host.control import ControlServer, ask
 from executor.host.controlwire import KillControl
 
 lines = []
@@ -301,11 +304,23 @@ server = ControlServer(stoker_dir, lambda request, reply: reply(ControlReply(ok=
 server.start()
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 out = {}
-try:
-    sock = connect(stoker_dir, sys.argv[1], None)  # waits in the backlog until accepted
-    taken = set(map(int, os.listdir("/proc/self/fd")))
-    lowest = next(n for n in range(soft) if n not in taken)
+try:  # a first request, answered and closed on both sides: the server's loop is up, and
+    # no descriptor below the limit set next frees up later
+    first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    first.connect(f"/proc/self/fd/{stoker_dir}/control.sock")
+    out["first"] = [reply.message for reply in ask(first, KillControl(grace_secs=None))]  # serving
+    first.close()
+    def sockets():
+        return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+                   for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
+    deadline = time.monotonic() + 5
+    while sockets() > 1 and time.monotonic() < deadline:  # the server closed its side too
+        time.sleep(0.01)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lowest = os.dup(0)  # the lowest free descriptor
+    os.close(lowest)
     resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))  # no descriptor left
+    sock.connect(f"/proc/self/fd/{stoker_dir}/control.sock")  # waits in the backlog
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not any("control_" in line for line in lines):
         time.sleep(0.01)
@@ -328,7 +343,7 @@ def test_the_control_socket_answers_once_a_descriptor_is_free_again(tmp_path: Pa
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert out.get("replies") == ["answered"], out
+    assert out.get("first") == ["answered"] and out.get("replies") == ["answered"], out
     assert len(out["log"]) == 1 and "control_accept_failed" in out["log"][0], out
     assert "EMFILE" in out["log"][0], out
 
@@ -366,3 +381,25 @@ def test_stoker_s_own_log_goes_on_once_a_full_disk_has_room_again(tmp_path: Path
     assert done.returncode == 0, lines[-5:]
     assert lines[-1].endswith("once the disk has room again"), lines[-3:]
     assert "log_lines_dropped count=" in lines[-2], lines[-3:]
+
+
+def test_stoker_run_s_console_goes_on_once_a_full_disk_has_room_again(tmp_path: Path) -> None:
+    """`stoker run > FILE` on a full disk: before, the first line that did not fit made
+    stdout "gone" for good (state changes no longer printed, its descriptor pointed at
+    /dev/null), as for a closed pipe."""
+    spool = Spool()
+    with tmpfs(tmp_path / "fs") as fs, open(fs / "stdout", "w") as stream:
+        out = Output(stream, spool)
+        out.write("before the disk filled\n")
+        assert spool.drain(5)
+        filler = fill(fs)
+        for n in range(100):
+            out.write(f"while the disk is full {n} {'y' * 100}\n")
+        assert spool.drain(5)
+        filler.unlink()
+        out.write("once the disk has room again\n")
+        assert spool.drain(5)
+        lines = (fs / "stdout").read_text().splitlines()
+    assert not out.gone
+    assert lines[-1] == "once the disk has room again", lines[-3:]
+    assert lines[-2].startswith("[stoker: up to ") and "the disk was full" in lines[-2], lines[-3:]
