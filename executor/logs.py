@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import json
 import logging
 import signal
@@ -100,17 +101,21 @@ def terminal_writer() -> None:
 
 SPOOL_LIMIT = 1 << 20  # characters queued for a reader that does not read
 OnError = Callable[[BaseException], None]
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk: a later write may fit
 
 
 class Spool:
     """Writes text to its streams in the order put, on one daemon thread; `put` never
-    blocks. A write that fails calls the `on_error` given with it, on that thread."""
+    blocks. A write that fails calls the `on_error` given with it, on that thread; but on a
+    full disk (`NO_ROOM`) the line is lost and counted, and the next line put is preceded
+    by a note saying how many."""
 
     def __init__(self, limit: int = SPOOL_LIMIT) -> None:
         self._limit = limit
         self._items: collections.deque[tuple[TextIO, str, OnError]] = collections.deque()
         self._queued = 0
         self._dropped: dict[int, int] = {}  # id(stream) → lines dropped
+        self._lost: dict[int, int] = {}  # id(stream) → lines a full disk took
         self._busy = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None  # started by the first `put`: a process
@@ -128,6 +133,9 @@ class Spool:
             if dropped:
                 note = f"[stoker: {dropped} lines not shown: their reader was not reading]\n"
                 self._items.append((stream, "\r\x1b[2K" + note if _isatty(stream) else note, on_error))
+            if lost := self._lost.pop(id(stream), 0):  # on a line of its own: one may be torn
+                self._items.append((stream, f"\n[stoker: up to {lost} lines lost: the disk was full]\n",
+                                    on_error))
             self._items.append((stream, text, on_error))
             self._queued += len(text)
             self._cond.notify()
@@ -155,8 +163,12 @@ class Spool:
             try:
                 stream.write(text)
                 stream.flush()
-            except Exception as exc:  # a closed pipe, a hung-up terminal: the writer says
-                on_error(exc)
+            except Exception as exc:
+                if isinstance(exc, OSError) and exc.errno in NO_ROOM:  # a later line may fit
+                    with self._cond:
+                        self._lost[id(stream)] = self._lost.get(id(stream), 0) + max(1, text.count("\n"))
+                else:  # a closed pipe, a hung-up terminal: the writer says
+                    on_error(exc)
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -4,7 +4,8 @@ escaped) or `JsonFormatter` (one JSON object per line, `--log-format json`). No 
 package configures logging.
 
 The handler goes quiet when its stream goes away (a closed pipe, a hung-up terminal)
-instead of printing a traceback for every record, drops the events it is told another
+instead of printing a traceback for every record (a full disk only loses the lines that
+did not fit, counted in the next one), drops the events it is told another
 output already shows (`stoker run` prints every state change on stdout), and writes each
 record above `stoker run`'s live view (`executor.logs.above_screen_line`), never on its
 line; for `stoker run` through its spool (`executor.logs.Spool`), so that a terminal that
@@ -23,7 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from config.words import printable
-from executor.logs import Spool, above_screen_line, spool
+from executor.logs import NO_ROOM, Spool, above_screen_line, spool
 
 
 class TextFormatter(logging.Formatter):
@@ -58,13 +59,16 @@ class JsonFormatter(logging.Formatter):
 
 class QuietHandler(logging.StreamHandler):
     """A StreamHandler that drops the `log_event` events named in `drop_events`, and stops
-    writing for good, without a traceback, once a write to its stream fails."""
+    writing for good, without a traceback, once a write to its stream fails; except when
+    the disk is full (ENOSPC, EDQUOT, EFBIG): that line is lost, and the next one written
+    says first how many were (`log_lines_dropped`)."""
 
     def __init__(self, stream: Any, drop_events: Iterable[str] = (), spooled: Spool | None = None) -> None:
         super().__init__(stream)
         self._drop = frozenset(drop_events)
         self._spool = spooled
         self.gone = False
+        self.dropped = 0  # lines lost to a full disk since the last one written
 
     def handle(self, record: logging.LogRecord) -> bool:
         if self.gone or getattr(record, "stoker_event", None) in self._drop:
@@ -75,6 +79,8 @@ class QuietHandler(logging.StreamHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._spool is None:
+            if self.dropped:
+                self._say_dropped()
             super().emit(record)
             return
         try:
@@ -86,14 +92,32 @@ class QuietHandler(logging.StreamHandler):
 
     def _failed(self, exc: BaseException) -> None:
         """A spooled write failed (on the spool's thread)."""
-        if isinstance(exc, OSError) and not self.gone:
+        if isinstance(exc, OSError) and not self.gone:  # a full disk: the spool counts it
             self._go_quiet()
 
     def handleError(self, record: logging.LogRecord) -> None:
-        if not isinstance(sys.exc_info()[1], OSError):
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
             super().handleError(record)
-            return
-        self._go_quiet()
+        elif exc.errno in NO_ROOM:  # a full disk: this line is lost, a later one may fit
+            self.dropped += 1
+        else:
+            self._go_quiet()
+
+    def _say_dropped(self) -> None:
+        """Before the next line: how many were lost while the disk was full, on a line of
+        its own (the last write that failed may have left part of a line)."""
+        note = logging.makeLogRecord({
+            "name": __name__, "levelno": logging.WARNING, "levelname": "WARNING",
+            "msg": "log_lines_dropped count=%d reason=%s",
+            "args": (self.dropped, "the log could not be written (a full disk)"),
+            "stoker_event": "log_lines_dropped", "stoker_fields": {"count": self.dropped}})
+        try:
+            self.stream.write(self.terminator + self.format(note) + self.terminator)
+            self.flush()
+        except OSError:
+            return  # still full: the count goes on
+        self.dropped = 0
 
     def _go_quiet(self) -> None:
         self.gone = True

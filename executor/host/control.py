@@ -2,7 +2,9 @@
 running supervisor, and nothing else does.
 
 `ControlServer`: one thread, blocked in `select` until a client connects or writes (no
-wakeups otherwise). It only reads one request line per connection, parses it
+wakeups otherwise; but when an accept finds no descriptor left, EMFILE, the client waits in
+the backlog and the accept is tried again `ACCEPT_PAUSE_SECS` later, one WARNING line
+saying so). It only reads one request line per connection, parses it
 (`executor/host/controlwire.py`) and hands it, with a `Replier` for that connection, to
 `on_request` (the `HostSession`, which posts it to the task owner's queue). It never
 signals a process or changes task state. A replier writes without blocking
@@ -28,6 +30,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from executor.events import ControlReply, Replier
@@ -46,6 +49,8 @@ from executor.logs import log_event
 logger = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 32
+ACCEPT_PAUSE_SECS = 0.5  # after an accept that found no descriptor left, the next try
+_NO_ROOM = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 
 
@@ -111,6 +116,8 @@ class ControlServer:
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
         self._conns: dict[int, _Connection] = {}
+        self._paused_until: float | None = None  # accepting again then (no descriptor was left)
+        self._accept_failing = False
 
     def start(self) -> None:
         """Bind the socket (replacing a stale one) and start serving. Raises OSError."""
@@ -166,13 +173,17 @@ class ControlServer:
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         try:
             while True:
-                for key, _ in sel.select():
+                paused = self._paused_until
+                for key, _ in sel.select(None if paused is None else max(0.0, paused - time.monotonic())):
                     if key.data == "wake":
                         return
                     if key.data == "accept":
                         self._accept(sel)
                     else:
                         self._read(sel, key.data)
+                if paused is not None and time.monotonic() >= paused:
+                    self._paused_until = None
+                    sel.register(self._listener, selectors.EVENT_READ, "accept")
         except Exception as exc:  # the task goes on without its control socket
             log_event(logger, logging.ERROR, "control_failed", task=self._label,
                       error=f"{type(exc).__name__}: {exc}")
@@ -188,6 +199,18 @@ class ControlServer:
             sock, _ = self._listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
+        except OSError as exc:  # no descriptor left (EMFILE): the client waits in the backlog
+            if exc.errno not in _NO_ROOM:
+                raise
+            sel.unregister(self._listener)  # it stays readable: try again in a while
+            self._paused_until, failing = time.monotonic() + ACCEPT_PAUSE_SECS, self._accept_failing
+            self._accept_failing = True
+            if not failing:  # one line until an accept works again
+                log_event(logger, logging.WARNING, "control_accept_failed", task=self._label,
+                          error=f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})",
+                          reason=f"no room for a control connection; trying again every {ACCEPT_PAUSE_SECS} s")
+            return
+        self._accept_failing = False
         conn = _Connection(sock)
         _pid, uid = peer(sock)
         if uid not in (os.geteuid(), 0):

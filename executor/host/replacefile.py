@@ -13,20 +13,20 @@ TEMP_SUFFIX = ".tmp"  # a temporary's name: `.NAME.RANDOM.tmp`, in NAME's direct
 
 def replace_file(name: str, data: bytes, *, dir_fd: int | None = None) -> None:
     """`data` as the file `name` (0600; relative to `dir_fd` when given). The temporary is
-    created with O_EXCL under a random name and removed when the rename fails. Raises
-    OSError."""
+    created with O_EXCL under a random name and removed when its write (a full disk) or the
+    rename fails. Raises OSError."""
     head, tail = os.path.split(name)
     temp = os.path.join(head, f".{tail}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except OSError:
+    except BaseException:  # a full disk (ENOSPC, EFBIG) or a failed rename: no temporary stays
         _remove(temp, dir_fd)
         raise
 

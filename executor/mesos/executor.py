@@ -10,9 +10,8 @@ Any error before the owner starts becomes TASK_FAILED with the message (no proce
 starts). KILL and SHUTDOWN become kill requests; the process exits once the terminal update
 is acknowledged, or after a bounded wait.
 
-The main thread only waits: SIGTERM and SIGINT handlers record the signal, and the end of
-the task is recorded the same way, both on one queue `main` blocks on (no polling). A signal
-is then treated like SHUTDOWN.
+The main thread only waits: SIGTERM and SIGINT handlers record the signal, the end of the
+task is recorded alike, on one queue `main` blocks on (no polling); a signal acts as SHUTDOWN.
 
 Exit status (`main`'s return value; the agent logs it):
 
@@ -140,7 +139,13 @@ class StokerExecutor:
         log_event(logger, logging.INFO, "launch", task_id=tid, name=task_info.get("name"))
         thread = threading.Thread(target=self._run_task, args=(driver, task_info, tid),
                                   name=f"task-{tid}", daemon=True)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # a full pids cgroup, no memory: the task cannot run here
+            message = f"executor error: the task's thread could not start ({exc}); nothing started"
+            log_event(logger, logging.ERROR, "launch_failed", task_id=tid, reason=message)
+            driver.send_status_update(tid, TaskState.FAILED, message)
+            self._on_done()
 
     def launchTooLarge(self, driver: ExecutorDriver, task_id: str, size_bytes: int) -> None:
         """A LAUNCH too large to read (docs/mesos.md §4) fails its task, naming the size."""

@@ -16,10 +16,12 @@ never on a path: a task that swaps its run directory for a symlink mid-run canno
 pump write, rename or delete anywhere else, and the new file is opened through
 `executor/procs/sandboxfs.py`, so a FIFO raced into its place is refused, never waited on.
 
-Never raises into callers; a file that cannot be written is reported once at ERROR and its
-data dropped, so the process never blocks on a full pipe. Console copies go to the
-supervisor's own stdout/stderr, from a thread that blocks SIGTTOU (`executor.logs.
-terminal_writer`: a background `stoker run` under `stty tostop` is not stopped by them).
+Never raises into callers; a file that cannot be written (a full disk, no inode or
+descriptor for a rotation's new file) is reported once at ERROR and its data dropped, so the
+process never blocks on a full pipe; each later write tries again, and the first that works
+says at WARNING how many bytes were dropped. Console copies go to the supervisor's own
+stdout/stderr, from a thread that blocks SIGTTOU (`executor.logs.terminal_writer`: a
+background `stoker run` under `stty tostop` is not stopped by them).
 """
 from __future__ import annotations
 
@@ -70,28 +72,38 @@ class LogFile:
             raise
 
     def write(self, data: bytes) -> None:
+        """Append `data`, rotating first where it would pass `max_bytes`. Raises OSError (a
+        full disk); the next write tries again, a rotation that failed half-way included."""
         view = memoryview(data)
         while view:
-            if self.max_bytes is not None and self.size >= self.max_bytes:
+            if self.fd < 0 or (self.max_bytes is not None and self.size >= self.max_bytes):
                 self._rotate()
             room = len(view) if self.max_bytes is None else self.max_bytes - self.size
             chunk = view[:room]
-            _write_all(self.fd, chunk)
+            try:
+                _write_all(self.fd, chunk)
+            except OSError:
+                self.size = os.fstat(self.fd).st_size  # what a short write did add
+                raise
             self.size += len(chunk)
             view = view[len(chunk) :]
 
     def _rotate(self) -> None:
-        os.close(self.fd)
-        self.fd = -1
-        base, at = self.name, {"src_dir_fd": self.dir_fd, "dst_dir_fd": self.dir_fd}
-        for i in range(self.backups - 1, 0, -1):
-            try:
-                os.replace(f"{base}.{i}", f"{base}.{i + 1}", **at)
-            except FileNotFoundError:
-                pass
-        os.replace(base, f"{base}.1", **at)
+        """Shift the backups and start a new file; when the file was already moved aside
+        (a rotation whose open failed: no inode or descriptor left), only the open."""
+        base = self.name
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            at = {"src_dir_fd": self.dir_fd, "dst_dir_fd": self.dir_fd}
+            for i in range(self.backups - 1, 0, -1):
+                try:
+                    os.replace(f"{base}.{i}", f"{base}.{i + 1}", **at)
+                except FileNotFoundError:
+                    pass
+            os.replace(base, f"{base}.1", **at)
         self.fd = sandboxfs.open_regular(base, LOG_FLAGS, dir_fd=self.dir_fd)
-        self.size = 0
+        self.size = os.fstat(self.fd).st_size  # 0, unless a failed rename left it in place
 
     def close(self) -> None:
         fd, dir_fd = self.fd, self.dir_fd
@@ -109,19 +121,34 @@ class _Stream:
         self.file = file
         self.console_fd = console_fd
         self.label = label  # "task=... process=... run=... stream=stdout" for log lines
-        self.failed = False
+        self.dropped: int | None = None  # bytes the file lost since a write failed, while it fails
+        self.console_failed = False
 
     def deliver(self, data: bytes) -> None:
-        try:
-            if self.file is not None:
+        if self.file is not None:
+            try:
                 self.file.write(data)
-            if self.console_fd is not None:
+            except OSError as e:
+                if self.dropped is None:
+                    self.dropped = 0
+                    logger.error("log_write_failed %s file=%s error=%s: %s; dropping its output "
+                                 "until it can be written again", self.label, self.file.path,
+                                 type(e).__name__, e)
+                self.dropped += len(data)
+            else:
+                if self.dropped is not None:
+                    logger.warning("log_write_recovered %s file=%s dropped_bytes=%d", self.label,
+                                   self.file.path, self.dropped)
+                    self.dropped = None
+        if self.console_fd is not None:
+            try:
                 _write_all(self.console_fd, data)
-        except OSError as e:
-            if not self.failed:
-                self.failed = True
-                logger.error("log_write_failed %s error=%s: %s; dropping further output",
-                             self.label, type(e).__name__, e)
+            except OSError as e:
+                if not self.console_failed:
+                    self.console_failed = True
+                    logger.error("log_write_failed %s console=%d error=%s: %s; dropping what "
+                                 "cannot be copied there", self.label, self.console_fd,
+                                 type(e).__name__, e)
 
     def close(self) -> None:
         os.close(self.read_fd)
@@ -151,14 +178,23 @@ class LogPump:
         self._force = False
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-        self._streams = 0
-        self._thread = threading.Thread(target=self._loop, name=f"stoker-logpump-{task_label}",
-                                        daemon=True)
-        self._thread.start()
+        try:
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+            self._sel = selectors.DefaultSelector()
+            try:
+                self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+                self._streams = 0
+                self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                name=f"stoker-logpump-{task_label}")
+                self._thread.start()  # RuntimeError when no thread can start
+            except BaseException:
+                self._sel.close()
+                raise
+        except BaseException:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            raise
 
     def add(self, read_fd: int, file: LogFile | None, console_fd: int | None,
             label: str) -> None:

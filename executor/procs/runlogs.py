@@ -3,8 +3,9 @@
 Owns, for one task: `SANDBOX/.logs`, kept open between spawns (`spawn.LogRoot`); each run's
 log directory and its stdout/stderr (`spawn.open_stdio`), or the ones made ahead of time for
 a process that restarted (`executor/procs/logstage.py`, loaded at a task's first restart and
-staged when the owner is idle); the log pump (`executor/procs/logpump.py`, started at the
-first run whose logger needs copying); and closing them all. Its lock keeps `close()` from
+staged when the owner is idle); the log pump (`executor/procs/logpump.py`, started before
+the fork of the first run whose logger needs copying, so that a thread that cannot start
+fails that run's spawn); and closing them all. Its lock keeps `close()` from
 closing `.logs` under a spawn, and nothing is opened once it is closed.
 
 No policy and no logging: the supervisor (`executor/procs/supervisor.py`) says when, and a
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from executor.procs import spawn
-from executor.procs.spawn import RunStdio
+from executor.procs.spawn import RunStdio, SpawnError
 
 if TYPE_CHECKING:
     from executor.procs.logpump import LogPump
@@ -45,9 +46,23 @@ class RunLogs:
             directory = staged[0] if staged else self._root.run_dir(process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
         try:
-            return staged[1] if staged else spawn.open_stdio(directory, process.logger, devnull_fd, label)
+            stdio = staged[1] if staged else spawn.open_stdio(directory, process.logger, devnull_fd, label)
         finally:
             directory.close()
+        if stdio.pumped:
+            self._pump_for(stdio, label)
+        return stdio
+
+    def _pump_for(self, stdio: RunStdio, label: str) -> None:
+        """The log pump, started before the fork of the first run it copies: a thread that
+        cannot start (a full pids cgroup, no memory) fails that run, not the task."""
+        try:
+            self._log_pump()
+        except (RuntimeError, OSError) as e:
+            stdio.discard()
+            reason = spawn.describe_os_error(e) if isinstance(e, OSError) else str(e)
+            raise SpawnError(f"cannot start the log pump that copies the output of {label}: "
+                             f"{reason}") from None
 
     def forked(self, process: ProcessSpec, run: int, stdio: RunStdio) -> None:
         """The run is forked: close our copies of its ends, pump what is piped, and, for a

@@ -6,8 +6,9 @@ only flushes), its compaction, and its readers (`iter_records` streams it for
 `stoker status`; `read_records` lists it), which skip a torn or garbled line instead of
 failing, as a crash or a full disk mid-write leaves one; asked to, they hand such a line on
 as an `UnreadableLine`, so that `stoker status` can say it skipped one. A record always
-starts on a fresh line: after a write that failed (ENOSPC cuts a write short) or a crash,
-the writer ends the torn line before its next record, so that record stays whole.
+starts on a fresh line: a write that failed (ENOSPC cuts a write short) is cut back off
+the file, so the caller may write the same records again; after a crash (or when that cut
+fails) the writer ends the torn line before its next record, so that record stays whole.
 
 Compaction: once the file first passes `compact_at` bytes (at least `COMPACT_MIN_BYTES`),
 the writer reads it once into a `compaction.Compactor` (bounded: what the view shows), and
@@ -112,8 +113,9 @@ def _sync(fd: int) -> None:
 
 
 class CheckpointWriter:
-    """Appends records to the sandbox's checkpoint; raises OSError when it cannot write,
-    CheckpointError (an OSError) when it cannot open it."""
+    """Appends records to the sandbox's checkpoint; raises OSError when it cannot write
+    (the batch is then not in the file: it may be written again), CheckpointError (an
+    OSError) when it cannot open it."""
 
     def __init__(self, sandbox: Path, *, label: str = "",
                  compact_min_bytes: int = COMPACT_MIN_BYTES) -> None:
@@ -173,13 +175,14 @@ class CheckpointWriter:
         with self._lock:
             if self._fd < 0:
                 raise ValueError(f"checkpoint {self.path} is closed")
+            before = os.fstat(self._fd).st_size
             try:
                 if self._maybe_torn:
                     data = self._fresh_line() + data
                 _write_all(self._fd, data)
                 os.fsync(self._fd)
             except OSError:
-                self._maybe_torn = True  # part of it may be on disk: the next write checks
+                self._undo(before)
                 raise
             self._maybe_torn = False
             if self._compactor is not None:
@@ -187,6 +190,16 @@ class CheckpointWriter:
                     self._feed(self._compactor, doc)
             if os.fstat(self._fd).st_size >= self._compact_at:
                 self._compact()
+
+    def _undo(self, size: int) -> None:
+        """A write or its sync failed (a full disk cuts a write short): cut the file back to
+        `size`, so that none of the batch stays and the caller may write it all again
+        without a duplicate. Where even that fails, part of it may be on disk: the next
+        write starts on a fresh line."""
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError:
+            self._maybe_torn = True
 
     def _compact(self) -> None:
         """Fold the file into `COMPACT_FILE`, fsync it, rename it over, fsync the directory."""

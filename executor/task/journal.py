@@ -4,8 +4,9 @@ Owns, for one task: the checkpoint's header (`header_record`), turning transitio
 health attempts into the records of `executor/task/records.py` (with the pid and exit
 status the owner knows), the log line of
 each (`log_event`, one per change, its level saying how much it matters), and batching a
-step's records into one write and one sync of the checkpoint sink. It decides nothing and
-is called only from the owner's thread.
+step's records into one write and one sync of the checkpoint sink, holding them while
+that write fails (a full disk) until one works. It decides nothing and is called only from
+the owner's thread.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from executor.events import (
 )
 from executor.host.identity import own_identity
 from executor.logs import log_event
+from executor.procs.sandboxfs import describe_os_error
 from executor.task.ports import CheckpointSink, ProcessPort
 from executor.task.records import (
     AnnounceRecord,
@@ -45,13 +47,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MAX_HELD_RECORDS = 10_000  # kept while the checkpoint cannot be written (about 2 MB as JSON)
+
 
 class Journal:
     def __init__(self, label: str, wall_clock: Callable[[], float]) -> None:
         self._label = label
         self._wall = wall_clock
         self._sink: CheckpointSink | None = None
-        self._pending: list[Record] = []
+        self._pending: list[Record] = []  # queued, or refused by a write that failed
+        self._failing: str | None = None  # why writing fails, while it does
+        self._dropped = 0  # held records dropped beyond MAX_HELD_RECORDS
 
     def open(self, sink: CheckpointSink, header: HeaderRecord) -> None:
         """Start writing to `sink`, header first: it is written with the records that follow
@@ -110,17 +116,51 @@ class Journal:
         self._pending.append(attrs.evolve(record, wall=self._wall()))
 
     def flush(self) -> None:
-        """Write the records queued since the last flush with one write and one sync."""
-        records, self._pending = self._pending, []
+        """Write the records queued since the last flush with one write and one sync. When
+        the write fails (a full disk), none of them is lost: they are kept, in order, and
+        written with the next flush's (at most `MAX_HELD_RECORDS`: beyond, the oldest go,
+        counted). One ERROR line when writing starts to fail, one WARNING when it works
+        again."""
+        records = self._pending
         if self._sink is None or not records:
             return
         try:
             self._sink.append_many([r.to_json() for r in records])
-        except (OSError, ValueError) as exc:
-            logger.error("checkpoint task=%s write failed: %s: %s", self._label, type(exc).__name__, exc)
+        except OSError as exc:
+            self._hold(exc)
+            return
+        except ValueError as exc:  # closed: nothing more can be written
+            self._pending = []
+            log_event(logger, logging.ERROR, "checkpoint_write_failed", task=self._label,
+                      error=f"{type(exc).__name__}: {exc}", records_lost=len(records))
+            return
+        self._pending = []
+        if self._failing is not None:
+            log_event(logger, logging.WARNING, "checkpoint_write_recovered", task=self._label,
+                      records=len(records), records_lost=self._dropped,
+                      reason=f"written now, held since {self._failing}")
+            self._failing, self._dropped = None, 0
+
+    def _hold(self, exc: OSError) -> None:
+        """Keep the records the sink refused for the next flush."""
+        if len(self._pending) > MAX_HELD_RECORDS:
+            keep = 1 if isinstance(self._pending[0], HeaderRecord) else 0  # the header stays first
+            excess = len(self._pending) - MAX_HELD_RECORDS
+            del self._pending[keep:keep + excess]
+            self._dropped += excess
+        if self._failing is None:
+            self._failing = describe_os_error(exc)
+            log_event(logger, logging.ERROR, "checkpoint_write_failed", task=self._label,
+                      error=self._failing, records_held=len(self._pending),
+                      reason="kept in memory, written again at each step until it works")
 
     def close(self) -> None:
         self.flush()
+        if self._pending and self._sink is not None:
+            log_event(logger, logging.ERROR, "checkpoint_records_lost", task=self._label,
+                      records=len(self._pending) + self._dropped, error=self._failing,
+                      reason="the task ended while its checkpoint could not be written")
+            self._pending = []
         if self._sink is not None:
             self._sink.close()
 

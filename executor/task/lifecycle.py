@@ -1,7 +1,8 @@
 """The HTTP lifecycle of a graceful kill (Aurora's HttpLifecycleConfig): POST the graceful
 endpoint, give the task its wait, POST the shutdown endpoint, give it its wait — then the
-owner's staged kill (SIGTERM, SIGKILL) takes over. A thin adapter: one thread per kill,
-never raises, never touches task state.
+owner's staged kill (SIGTERM, SIGKILL) takes over. A thin adapter: one thread per kill
+(when it cannot start, the kill goes straight on to its signals), never raises, never
+touches task state.
 
 How long each wait is comes from `kill.endpoint_wait` (pure): none when the endpoint could
 not be reached or answered 404/405/501 (the service does not implement it), else the
@@ -66,7 +67,16 @@ class LifecycleShutdown:
         self._thread = threading.Thread(target=self._run, name=f"lifecycle-{task_label}", daemon=True)
 
     def start(self) -> LifecycleShutdown:
-        self._thread.start()
+        """Start the endpoints' thread. When no thread can start (a full pids cgroup, no
+        memory) the endpoints are not called and `done` says so at once: the kill goes on
+        to its signals."""
+        try:
+            self._thread.start()
+        except RuntimeError as exc:
+            why = f"lifecycle endpoints not called: their thread could not start ({exc})"
+            log_event(logger, logging.ERROR, "lifecycle_failed", task=self._task, reason=why)
+            self._over.set()
+            self._done(why)
         return self
 
     def regular_processes_gone(self) -> None:

@@ -67,7 +67,8 @@ class CheckpointSink(Protocol):
     """Where the owner's records go (the checkpoint file): JSON objects, written in order."""
 
     def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Write the records of one step, durably; raises OSError or ValueError."""
+        """Write the records of one step, durably; raises OSError (none of them was kept:
+        they may be written again) or ValueError (closed)."""
         ...
 
     def close(self) -> None: ...

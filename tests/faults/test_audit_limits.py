@@ -1,0 +1,405 @@
+"""Stoker when the machine runs out of something: disk, files, descriptors, threads.
+
+Each test makes the shortage for real, on something of its own (a small tmpfs, unmounted
+after; a resource limit in a child process), and checks what an operator needs: the
+supervision goes on, no checkpoint record is lost, one log line names what failed.
+
+- A checkpoint write that fails on a full disk used to lose its records for good (one ERROR
+  line per step, and the step's records dropped): `stoker status` showed the task as it
+  was before the disk filled. The writer now cuts a failed write back off the file, and the
+  journal holds the records and writes them again at each step until a write works.
+- A host-registry entry (or a plan-cache file) whose write failed on a full disk left its
+  temporary file behind, holding what was written of it; it is now removed.
+- A rotating log whose new file could not be made at a rotation (no inode or descriptor
+  left) stayed dead for the rest of its run, its output dropped, even once there was room
+  again (every later write failed on the closed file); it now resumes at the next write that
+  works, with one WARNING saying how many bytes were dropped.
+- A run whose log pump (the thread that copies a rotating or `both` logger's output) could
+  not start, in a full pids cgroup, was forked first and then raised RuntimeError out of the
+  spawn, which ends the whole task as an internal error. The pump now starts before the
+  fork, and a run that cannot have it fails alone, like a fork that fails.
+- `stoker executor` in a full pids cgroup: a kill whose lifecycle endpoints' thread could
+  not start ended the task TASK_FAILED as an internal error (and `stoker run` with a bare
+  traceback); it now goes on to its signals and ends TASK_KILLED. A LAUNCH whose task
+  thread could not start left the task STAGING with no update at all; it now fails with
+  the reason.
+- The control socket when its supervisor has no descriptor left (EMFILE): one failed accept
+  ended its thread for good, and every later `stoker kill` or `restart` heard that the
+  supervisor "does not answer (it is gone)". The client now waits in the backlog and is
+  answered once a descriptor is free again.
+- Stoker's own log (under Mesos, SANDBOX/stderr) on a full disk: the first line that did not
+  fit silenced it for the rest of the process, as a closed pipe does; now only the lines
+  that did not fit are lost, and the next one written says how many. So for `stoker run`'s
+  console (`stoker run > FILE`), which stopped printing for good.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+from config.document import encode
+from config.loader import load_job
+from config.registry import RegistrySettings
+from executor.events import ProcessState, ProcessTransition, TaskStage, TaskTransition
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
+from executor.local.console import Output
+from executor.logs import Spool
+from executor.procs.logpump import LogFile, LogPump, make_pipe
+from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
+from executor.task.journal import Journal
+from executor.task.records import HeaderRecord
+from tests.support.agent_sim import make_task_info
+from tests.support.limits import fill, fill_inodes, pids_cgroup, tmpfs
+from tests.support.ports import free_ports
+from tests.support.stoker_proc import REPO
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+
+EXECUTOR = [sys.executable, "-m", "executor", "executor"]
+
+HEADER = HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
+                      ports={}, supervisor_pid=4000, processes=("web",), wall=1_700_000_000.0)
+
+
+def _run(journal: Journal, run: int) -> None:
+    journal.transition(ProcessTransition("web", run, ProcessState.WAITING, ProcessState.RUNNING,
+                                         f"starting run {run} " + "x" * 100), pid=1000 + run)
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_checkpoint_records_written_while_the_disk_is_full_are_kept_until_it_is_not(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with tmpfs(tmp_path / "fs") as fs:
+        sandbox = fs / "sandbox"
+        journal = Journal("web.0", wall_clock=lambda: 1_700_000_000.0)
+        journal.open(CheckpointWriter(sandbox, label="web.0"), HEADER)
+        journal.transition(TaskTransition(TaskStage.NEW, TaskStage.STARTING, "launched"))
+        journal.flush()
+        filler = fill(fs)
+        caplog.set_level(logging.INFO, logger="executor.task.journal")
+        run = 0
+        while not _errors(caplog) and run < 200:
+            _run(journal, run)  # until a step's write crosses into a page the disk cannot give
+            journal.flush()
+            run += 1
+        assert _errors(caplog), "the checkpoint never filled the disk"
+        _run(journal, run)  # a change while the disk is still full
+        journal.flush()
+        assert checkpoint_path(sandbox).read_bytes().endswith(b"\n"), "a torn line was left"
+        filler.unlink()
+        _run(journal, run + 1)
+        journal.flush()  # the disk has room again: everything held lands, in order
+        journal.close()
+        pids = [r["pid"] for r in read_records(sandbox) if r.get("kind") == "process"]
+    assert pids == [1000 + n for n in range(run + 2)], pids
+    failed = _errors(caplog)  # one line when it starts, naming why; none per step after it
+    assert len(failed) == 1 and "checkpoint_write_failed" in failed[0] and "ENOSPC" in failed[0], failed
+    assert "checkpoint_write_recovered" in caplog.text, caplog.text
+
+
+def test_a_registry_entry_that_cannot_be_written_leaves_no_temporary_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with tmpfs(tmp_path / "fs") as fs:
+        reg = Registry(RegistrySettings(registry_root=str(fs / "root")))
+        me = own_identity()
+        first = RegistryEntry(sandbox="/sb", supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                              supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                              registered_wall=1_700_000_000.0, task_id="t-1")
+        assert reg.write(first)
+        filler = fill(fs)
+        assert not reg.write(attrs.evolve(first, task_id="t-2"), prune=False)  # the disk is full
+        left = sorted(os.listdir(fs / "root"))
+        filler.unlink()
+        entries = [item.entry.task_id for item in reg.entries()]
+    assert left == [first.name], f"a temporary file stayed beside the entry: {left}"
+    assert entries == ["t-1"]  # the old entry, whole
+    assert "ENOSPC" in caplog.text and "cannot register task" in caplog.text, caplog.text
+
+
+def test_a_rotating_log_whose_new_file_could_not_be_made_resumes_once_it_can(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="executor.procs.logpump")
+    with tmpfs(tmp_path / "fs", inodes=16) as fs:
+        run_dir = fs / "run"
+        run_dir.mkdir()
+        dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        pump = LogPump("web.0")
+        read_fd, write_fd = make_pipe()
+        try:
+            pump.add(read_fd, LogFile(dir_fd, "stdout", run_dir / "stdout", max_bytes=100, backups=2),
+                     None, "task=web.0 process=web run=0 stream=stdout")
+            os.write(write_fd, b"a" * 99 + b"\n")
+            wait_for(lambda: (run_dir / "stdout").stat().st_size == 100, 5)
+            spare = fill_inodes(fs)[-1]  # the rotation's new `stdout` cannot be made
+            os.write(write_fd, b"lost\n")
+            wait_for(lambda: "log_write_failed" in caplog.text, 5)
+            spare.unlink()
+            os.write(write_fd, b"after\n")
+            wait_for(lambda: (run_dir / "stdout").exists()
+                     and (run_dir / "stdout").read_bytes() == b"after\n", 5, message="resumed")
+        finally:
+            os.close(write_fd)
+            pump.stop(drain_secs=1.0)
+            os.close(dir_fd)
+        rotated = (run_dir / "stdout.1").read_bytes()
+    assert rotated == b"a" * 99 + b"\n"
+    assert "error=OSError" in caplog.text and "No space left" in caplog.text, caplog.text
+    assert "log_write_recovered" in caplog.text and "dropped_bytes=5" in caplog.text, caplog.text
+
+
+# A Supervisor in a pids cgroup of its own, whose limit leaves room for one more fork or
+# thread, not two: before the fix the run forked, and then its log pump's thread could not
+# start: a RuntimeError out of `spawn`, which the owner takes for an internal error and ends
+# the whole task with. Now the pump starts before the fork: whichever of the two cannot
+# start, the spawn fails that run alone (SpawnError), and once there is room again the
+# next run starts and its output is copied.
+PIDS_CHILD = r"""
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+cg, sandbox = Path(sys.argv[1]), Path(sys.argv[2])
+(cg / "cgroup.procs").write_text(str(os.getpid()))
+from config.spec import LoggerSpec, LogMode, ProcessSpec
+from executor.procs.supervisor import SpawnError, Supervisor
+sup = Supervisor(sandbox=sandbox, task_label="limits.0", env={}, post=lambda e: None,
+                 cgroups="off")
+out = {}
+try:
+    sup.start()
+    plain = sup.spawn(ProcessSpec("plain", "sleep 30"), 0)
+    copied = ProcessSpec("copied", "echo copied; sleep 30", logger=LoggerSpec(mode=LogMode.ROTATE))
+    now = int((cg / "pids.current").read_text())
+    (cg / "pids.max").write_text(str(now + 1))  # one more fork or thread, not both
+    out["room"] = now + 1 - int((cg / "pids.current").read_text())
+    try:
+        out["run0"] = f"started {sup.spawn(copied, 0)}"
+    except SpawnError as e:
+        out["run0"] = f"SpawnError: {e}"
+    except Exception as e:
+        out["run0"] = f"{type(e).__name__}: {e}"
+    (cg / "pids.max").write_text("max")
+    out["plain"] = plain in sup.task_pids()
+    out["run1"] = sup.spawn(copied, 1)
+finally:
+    print(json.dumps(out), flush=True)
+    if "run1" in out:
+        log = sandbox / ".logs" / "copied" / "1" / "stdout"
+        import time
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (log.exists() and log.read_bytes()):
+            time.sleep(0.01)
+        print(json.dumps({"log": log.read_text() if log.exists() else None}), flush=True)
+    sup.close()
+"""
+
+
+def test_a_run_whose_log_pump_cannot_start_fails_alone(tmp_path: Path) -> None:
+    (tmp_path / "sb").mkdir()
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", PIDS_CHILD, str(cg), str(tmp_path / "sb"),
+                               str(REPO)], capture_output=True, text=True, timeout=30)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and len(lines) == 2, (done.stdout, done.stderr)
+    out, log = lines
+    assert out["room"] == 1, out  # the limit left room for exactly one
+    assert out["run0"].startswith("SpawnError:"), out
+    assert "Resource temporarily unavailable" in out["run0"] or "can't start new thread" in out["run0"], out
+    assert out["plain"], "the task's other process was lost"
+    assert log == {"log": "copied\n"}, log
+
+
+# ---- `stoker executor` in a pids cgroup that fills up (the Mesos pids isolator's limit
+# covers the executor as well as its task) ----
+
+
+def _pids_full(cg: Path) -> None:
+    """No new process or thread in `cg` from now (until its pids.max is `max` again)."""
+    (cg / "pids.max").write_text((cg / "pids.current").read_text().strip())
+
+
+def _lifecycle_task(tmp_path: Path) -> bytes:
+    path = tmp_path / "lifecycle.aurora"
+    path.write_text(
+        "p = Process(name='web', cmdline='echo {{thermos.ports[admin]}}; exec sleep 1000')\n"
+        "jobs = [Service(cluster='local', role='me', environment='test', name='web',\n"
+        "                task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),\n"
+        "                lifecycle=LifecycleConfig(http=HttpLifecycleConfig(port='admin',\n"
+        "                    graceful_shutdown_wait_secs=0.2, shutdown_wait_secs=0.2)))]\n")
+    return encode(load_job(path))
+
+
+def test_a_kill_whose_lifecycle_thread_cannot_start_goes_on_to_its_signals(sim, tmp_path: Path) -> None:
+    """Before: the lifecycle's thread could not start, the owner took it for an internal
+    error and the task ended TASK_FAILED ("executor internal error: RuntimeError"), with a
+    traceback, instead of TASK_KILLED."""
+    with pids_cgroup() as cg:
+        proc = sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
+        (cg / "cgroup.procs").write_text(str(proc.pid))
+        sim.wait_subscribed(timeout_secs=15)
+        sim.launch(make_task_info("task-1", _lifecycle_task(tmp_path), ports=free_ports(1)))
+        sim.wait_for_state("task-1", "TASK_RUNNING", 10)
+        _pids_full(cg)
+        sim.kill("task-1", grace_secs=1.0)
+        killed = sim.wait_for_state("task-1", "TASK_KILLED", 5)
+        (cg / "pids.max").write_text("max")
+        assert sim.wait_exit(10) == 0
+    log = sim.executor_log()
+    assert sim.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"], killed
+    assert "lifecycle_failed" in log and "can't start new thread" in log, log[-2000:]
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_launch_whose_task_thread_cannot_start_fails_the_task_with_the_reason(sim, tmp_path: Path) -> None:
+    """Before: the LAUNCH callback raised, the agent heard nothing about the task (it stayed
+    STAGING) and the executor waited on for a task that never ran."""
+    with pids_cgroup() as cg:
+        proc = sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
+        (cg / "cgroup.procs").write_text(str(proc.pid))
+        sim.wait_subscribed(timeout_secs=15)
+        sim.message(b"ping")  # its callbacks' thread, the driver's last, answers: all started
+        wait_for(lambda: "framework_message" in sim.executor_log(), 5)
+        _pids_full(cg)
+        sim.launch(make_task_info("task-1", _lifecycle_task(tmp_path), ports=free_ports(1)))
+        failed = sim.wait_for_state("task-1", "TASK_FAILED", 5)
+        (cg / "pids.max").write_text("max")
+        assert sim.wait_exit(10) == 0
+    assert "could not start" in failed.message and "can't start new thread" in failed.message, failed
+    log = sim.executor_log()
+    assert "launch_failed" in log and "Traceback" not in log, log[-3000:]
+
+
+# The control socket when its supervisor has no descriptor left: before, one accept that
+# failed with EMFILE ended the control thread for good (`control_failed`), and every later
+# `stoker kill` or `stoker restart` was told the supervisor "does not answer (it is gone)".
+# Now the client waits in the backlog and is answered once a descriptor is free again.
+CONTROL_CHILD = r"""
+import json, logging, os, resource, socket, sys, time
+sys.path.insert(0, sys.argv[2])
+from executor.events import ControlReply
+from executor.host.control import ControlServer, ask
+from executor.host.controlwire import KillControl
+
+lines = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        lines.append(record.getMessage())
+logging.getLogger().addHandler(Keep())
+logging.getLogger().setLevel(logging.INFO)
+stoker_dir = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+server = ControlServer(stoker_dir, lambda request, reply: reply(ControlReply(ok=True, done=True,
+                                                                            message="answered")))
+server.start()
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+out = {}
+try:  # a first request, answered and closed on both sides: the server's loop is up, and
+    # no descriptor below the limit set next frees up later
+    first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    first.connect(f"/proc/self/fd/{stoker_dir}/control.sock")
+    out["first"] = [reply.message for reply in ask(first, KillControl(grace_secs=None))]  # serving
+    first.close()
+    def sockets():
+        return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+                   for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
+    deadline = time.monotonic() + 5
+    while sockets() > 1 and time.monotonic() < deadline:  # the server closed its side too
+        time.sleep(0.01)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lowest = os.dup(0)  # the lowest free descriptor
+    os.close(lowest)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))  # no descriptor left
+    sock.connect(f"/proc/self/fd/{stoker_dir}/control.sock")  # waits in the backlog
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("control_" in line for line in lines):
+        time.sleep(0.01)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    out["log"] = [line for line in lines if "control_" in line]
+    sock.settimeout(5)
+    out["replies"] = [reply.message for reply in ask(sock, KillControl(grace_secs=None))]
+except Exception as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"
+finally:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    print(json.dumps(out), flush=True)
+    server.close()
+"""
+
+
+def test_the_control_socket_answers_once_a_descriptor_is_free_again(tmp_path: Path) -> None:
+    (tmp_path / ".stoker").mkdir()
+    done = subprocess.run([sys.executable, "-c", CONTROL_CHILD, str(tmp_path / ".stoker"), str(REPO)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out.get("first") == ["answered"] and out.get("replies") == ["answered"], out
+    assert len(out["log"]) == 1 and "control_accept_failed" in out["log"][0], out
+    assert "EMFILE" in out["log"][0], out
+
+
+# Stoker's own log on a full disk (under Mesos, SANDBOX/stderr): before, the first line that
+# did not fit made the handler "go quiet" for good, as for a closed pipe, and point stderr at
+# /dev/null: nothing the executor logged for the rest of the task was kept, once the disk
+# had room again either.
+LOG_CHILD = r"""
+import logging, os, sys
+sys.path.insert(0, sys.argv[2])
+from executor.cli.logsetup import configure
+configure()
+log = logging.getLogger("executor.test")
+log.warning("before the disk filled")
+with open(os.path.join(sys.argv[1], "filler"), "wb", buffering=0) as f:
+    try:
+        while True:
+            f.write(b"x" * 4096)
+    except OSError:
+        pass
+for n in range(100):
+    log.warning("while the disk is full %d %s", n, "y" * 100)
+os.unlink(os.path.join(sys.argv[1], "filler"))
+log.warning("once the disk has room again")
+"""
+
+
+def test_stoker_s_own_log_goes_on_once_a_full_disk_has_room_again(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "fs") as fs:
+        with open(fs / "stderr", "wb") as stderr:
+            done = subprocess.run([sys.executable, "-c", LOG_CHILD, str(fs), str(REPO)],
+                                  stderr=stderr, timeout=30)
+        lines = (fs / "stderr").read_text().splitlines()
+    assert done.returncode == 0, lines[-5:]
+    assert lines[-1].endswith("once the disk has room again"), lines[-3:]
+    assert "log_lines_dropped count=" in lines[-2], lines[-3:]
+
+
+def test_stoker_run_s_console_goes_on_once_a_full_disk_has_room_again(tmp_path: Path) -> None:
+    """`stoker run > FILE` on a full disk: before, the first line that did not fit made
+    stdout "gone" for good (state changes no longer printed, its descriptor pointed at
+    /dev/null), as for a closed pipe."""
+    spool = Spool()
+    with tmpfs(tmp_path / "fs") as fs, open(fs / "stdout", "w") as stream:
+        out = Output(stream, spool)
+        out.write("before the disk filled\n")
+        assert spool.drain(5)
+        filler = fill(fs)
+        for n in range(100):
+            out.write(f"while the disk is full {n} {'y' * 100}\n")
+        assert spool.drain(5)
+        filler.unlink()
+        out.write("once the disk has room again\n")
+        assert spool.drain(5)
+        lines = (fs / "stdout").read_text().splitlines()
+    assert not out.gone
+    assert lines[-1] == "once the disk has room again", lines[-3:]
+    assert lines[-2].startswith("[stoker: up to ") and "the disk was full" in lines[-2], lines[-3:]

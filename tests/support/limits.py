@@ -1,0 +1,97 @@
+"""Running out of something, for a test, without harming the machine.
+
+Owns: `tmpfs(directory, size, inodes)`, a small tmpfs mounted on a directory of the test's
+own, unmounted afterwards even when the test fails (the test is skipped, naming the reason,
+where it may not mount), and `fill(directory)`, which writes a file until that file system
+is full and returns it (`fill_inodes`: until no file can be made). Removing the file gives
+the space back. `pids_cgroup()`, a pids cgroup of the test's own whose `pids.max` it sets,
+every member killed and the cgroup removed afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import cgroups
+
+
+@contextlib.contextmanager
+def tmpfs(directory: Path, size: str = "64k", inodes: int | None = None) -> Iterator[Path]:
+    """`directory` (made), with a tmpfs of `size` bytes (and at most `inodes` files)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    options = f"size={size},mode=0700" + (f",nr_inodes={inodes}" if inodes else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); "
+                    "this test needs a file system it can fill")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+def fill(directory: Path, name: str = "filler") -> Path:
+    """A file written in `directory` until its file system is full (ENOSPC)."""
+    filler = directory / name
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"x" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def fill_inodes(directory: Path) -> list[Path]:
+    """Empty files made in `directory` until no file can be created (ENOSPC)."""
+    made: list[Path] = []
+    try:
+        while True:
+            path = directory / f"inode-{len(made)}"
+            path.touch()
+            made.append(path)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    return made
+
+
+def _pids_parent() -> Path | None:
+    """Where this host lets a test make a pids cgroup: the v1 pids hierarchy, or a v2 root
+    that hands the pids controller down."""
+    v1 = Path("/sys/fs/cgroup/pids")
+    if (v1 / "cgroup.procs").exists():
+        return v1
+    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        try:
+            if "pids" in (root / "cgroup.subtree_control").read_text().split():
+                return root
+        except OSError:
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def pids_cgroup() -> Iterator[Path]:
+    """A new pids cgroup (`stoker-limits-*`) whose `pids.max` a test sets; every process
+    in it is SIGKILLed and the cgroup removed afterwards, even when the test fails. Skips
+    the test, naming the reason, where none can be made."""
+    parent = _pids_parent()
+    if parent is None:
+        pytest.skip("no pids cgroup controller this test may use (neither cgroup v1's pids "
+                    "hierarchy nor a v2 root that delegates pids)")
+    directory = parent / f"stoker-limits-{uuid.uuid4().hex[:8]}"
+    try:
+        directory.mkdir()
+    except OSError as exc:
+        pytest.skip(f"cannot make a pids cgroup in {parent}: {exc.strerror}")
+    try:
+        yield directory
+    finally:
+        cgroups.remove(str(directory))
