@@ -48,8 +48,9 @@ class _Deadline:
     called a timeout. Once per attempt, so every attempt stays bounded.
     """
 
-    def __init__(self, timeout_secs: float) -> None:
+    def __init__(self, timeout_secs: float, what: str = "") -> None:
         self._timeout_secs = timeout_secs
+        self._what = what  # the check, for the log line
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._done = threading.Event()
@@ -85,8 +86,8 @@ class _Deadline:
                 continue  # woken a little early: wait the rest
             if late > STALL_SECS and not stalled:
                 stalled = True
-                logger.info("health_check_stalled timeout_secs=%s late_secs=%.3f reason=%r",
-                            secs(self._timeout_secs), late,
+                logger.info("health_check_stalled check=%r timeout_secs=%s late_secs=%.3f "
+                            "reason=%r", self._what, secs(self._timeout_secs), late,
                             "this process was not running at the check's deadline (stopped "
                             "or starved): the check gets its timeout again")
                 due = time.monotonic() + self._timeout_secs
@@ -187,7 +188,7 @@ class HttpChecker:
 
     @never_raises
     def check(self) -> Attempt:
-        with _Deadline(self.timeout_secs) as deadline:
+        with _Deadline(self.timeout_secs, self.describe()) as deadline:
             try:
                 attempt = self._exchange(deadline)
                 # A hung answer cut short by the deadline reads as complete: it is not.
