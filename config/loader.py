@@ -360,6 +360,11 @@ def _check_health(hc: dict) -> list[str]:
     http = (hc.get("health_checker") or {}).get("http")
     if http:
         _endpoint(problems, "job.health_check_config.health_checker.http.endpoint", http.get("endpoint"))
+        code = http.get("expected_response_code")
+        if isinstance(code, int) and code != 0 and not 100 <= code <= 599:
+            # No HTTP answer has it: every check would fail, and the task never be healthy.
+            problems.append(f"job.health_check_config.health_checker.http.expected_response_code"
+                            f" = {code} must be 0 (any status) or an HTTP status from 100 to 599")
     return problems
 
 

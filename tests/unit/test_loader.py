@@ -417,6 +417,26 @@ def test_health_check_numbers(tmp_path, config, expected):
     assert expected in message and str(path) in message and "job c/r/e/web" in message
 
 
+CODE_FIELD = "job.health_check_config.health_checker.http.expected_response_code"
+
+
+@pytest.mark.parametrize("code", [-1, 1, 99, 600, 1000, 2**40])
+def test_an_expected_response_code_that_no_http_answer_can_have_is_refused_at_load(code):
+    # It used to be accepted, and every health check then failed ("answered HTTP 200,
+    # expected 1000"): a task that could never become healthy.
+    with pytest.raises(ConfigError) as info:
+        validate_job(job(health_check_config={
+            "health_checker": {"http": {"expected_response_code": code}}}), "test")
+    assert f"{CODE_FIELD} = {code} must be 0 (any status) or an HTTP status from 100 to 599" \
+        in str(info.value)
+
+
+@pytest.mark.parametrize("code", [0, 100, 200, 599])
+def test_an_expected_response_code_of_0_or_an_http_status_is_valid(code):
+    validate_job(job(health_check_config={
+        "health_checker": {"http": {"expected_response_code": code}}}), "test")
+
+
 def test_zero_grace_and_zero_failures_are_valid():
     validate_job(job(health_check_config={"initial_interval_secs": 0, "interval_secs": 0.05,
                                           "max_consecutive_failures": 0}), "test")
