@@ -360,12 +360,24 @@ def _check_health(hc: dict) -> list[str]:
     http = (hc.get("health_checker") or {}).get("http")
     if http:
         _endpoint(problems, "job.health_check_config.health_checker.http.endpoint", http.get("endpoint"))
-        code = http.get("expected_response_code")
-        if isinstance(code, int) and code != 0 and not 100 <= code <= 599:
-            # No HTTP answer has it: every check would fail, and the task never be healthy.
-            problems.append(f"job.health_check_config.health_checker.http.expected_response_code"
-                            f" = {code} must be 0 (any status) or an HTTP status from 100 to 599")
+        problems += _response_code_problems(http.get("expected_response_code"),
+                                            http.get("expected_response"))
     return problems
+
+
+def _response_code_problems(code: Any, body: Any) -> list[str]:
+    """An expected_response_code no answer can have, or none with the expected body: every
+    check would fail, and the task never be healthy."""
+    field = "job.health_check_config.health_checker.http.expected_response_code"
+    if not isinstance(code, int) or code == 0:
+        return []
+    if not 100 <= code <= 599:
+        return [f"{field} = {code} must be 0 (any status) or an HTTP status from 100 to 599"]
+    if isinstance(body, str) and body and "{{" not in body and (code == 204 or not 200 <= code < 300):
+        why = "has no body" if code == 204 else "counts as an empty body (as in Aurora)"
+        return [f"{field} = {code} with expected_response = {show(body)} can never pass: an HTTP "
+                f"{code} answer {why}; set expected_response = '' to accept any body"]
+    return []
 
 
 def _check_lifecycle(http: dict | None) -> list[str]:

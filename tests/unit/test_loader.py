@@ -431,10 +431,29 @@ def test_an_expected_response_code_that_no_http_answer_can_have_is_refused_at_lo
         in str(info.value)
 
 
-@pytest.mark.parametrize("code", [0, 100, 200, 599])
-def test_an_expected_response_code_of_0_or_an_http_status_is_valid(code):
-    validate_job(job(health_check_config={
-        "health_checker": {"http": {"expected_response_code": code}}}), "test")
+@pytest.mark.parametrize("code,body", [(0, "ok"), (200, "ok"), (299, "ok"), (204, ""), (503, ""),
+                                       (100, ""), (599, "")])
+def test_an_expected_response_code_of_0_or_an_http_status_is_valid(code, body):
+    validate_job(job(health_check_config={"health_checker": {"http": {
+        "expected_response_code": code, "expected_response": body}}}), "test")
+
+
+@pytest.mark.parametrize("code,body,why", [
+    (204, "ok", "an HTTP 204 answer has no body"),
+    (503, "ok", "an HTTP 503 answer counts as an empty body"),
+    (302, "moved", "an HTTP 302 answer counts as an empty body"),
+])
+def test_an_expected_response_code_whose_answer_cannot_carry_the_expected_body_is_refused(code, body,
+                                                                                          why):
+    # A health endpoint that answers 204 No Content, configured with its code and the
+    # default expected_response 'ok', failed every check: a task never healthy.
+    with pytest.raises(ConfigError) as info:
+        validate_job(job(health_check_config={"health_checker": {"http": {
+            "expected_response_code": code, "expected_response": body}}}), "test")
+    message = str(info.value)
+    assert f"{CODE_FIELD} = {code} with expected_response = {body!r} can never pass: {why}" \
+        in message, message
+    assert "set expected_response = ''" in message
 
 
 def test_zero_grace_and_zero_failures_are_valid():
