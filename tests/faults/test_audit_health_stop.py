@@ -33,9 +33,9 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 
-TIMEOUT_SECS = 0.2
+TIMEOUT_SECS = 0.3
 ANSWER_DELAY_SECS = 0.1  # the health command ends this long after it started: while stopped
-STOPPED_SECS = 0.5  # well past the check's timeout
+STOPPED_SECS = 0.6  # well past the check's timeout
 
 HTTP_CHILD = """
 import sys
