@@ -26,7 +26,15 @@ from config.errors import ConfigError, cut, join_problems, show
 from config.order import DuplicateName, describe, order_graph
 from config.portmap import PortmapError, job_portmap, requested_ports
 from config.schema import SCHEMA_NAMESPACE, Job
-from config.spec import HEALTH_NUMBERS, MAX_SECONDS, MAX_SECONDS_WORDS, endpoint_problem, health_problems
+from config.spec import (
+    HEALTH_NUMBERS,
+    MAX_SECONDS,
+    MAX_SECONDS_WORDS,
+    endpoint_problem,
+    health_problems,
+    http_check_problems,
+    shell_check_problems,
+)
 from config.templates import (
     PORT_REF,
     cycle_problems,
@@ -360,24 +368,12 @@ def _check_health(hc: dict) -> list[str]:
     http = (hc.get("health_checker") or {}).get("http")
     if http:
         _endpoint(problems, "job.health_check_config.health_checker.http.endpoint", http.get("endpoint"))
-        problems += _response_code_problems(http.get("expected_response_code"),
-                                            http.get("expected_response"))
+        problems += [f"job.health_check_config.{p}" for p in http_check_problems(
+            http.get("expected_response_code"), http.get("expected_response"))]
+    shell = (hc.get("health_checker") or {}).get("shell") or {}
+    problems += [f"job.health_check_config.{p}"
+                 for p in shell_check_problems(shell.get("shell_command"))]
     return problems
-
-
-def _response_code_problems(code: Any, body: Any) -> list[str]:
-    """An expected_response_code no answer can have, or none with the expected body: every
-    check would fail, and the task never be healthy."""
-    field = "job.health_check_config.health_checker.http.expected_response_code"
-    if not isinstance(code, int) or code == 0:
-        return []
-    if not 100 <= code <= 599:
-        return [f"{field} = {code} must be 0 (any status) or an HTTP status from 100 to 599"]
-    if isinstance(body, str) and body and "{{" not in body and (code == 204 or not 200 <= code < 300):
-        why = "has no body" if code == 204 else "counts as an empty body (as in Aurora)"
-        return [f"{field} = {code} with expected_response = {show(body)} can never pass: an HTTP "
-                f"{code} answer {why}; set expected_response = '' to accept any body"]
-    return []
 
 
 def _check_lifecycle(http: dict | None) -> list[str]:

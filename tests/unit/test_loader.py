@@ -456,6 +456,21 @@ def test_an_expected_response_code_whose_answer_cannot_carry_the_expected_body_i
     assert "set expected_response = ''" in message
 
 
+@pytest.mark.parametrize("command,what", [
+    ("", "is empty: it would pass every check"),
+    ("  \n", "is empty: it would pass every check"),
+    ("echo a\0b", "contains a NUL character, which no command can hold"),
+])
+def test_a_health_command_that_cannot_check_anything_is_refused_at_load(command, what):
+    # An empty one passed every check (a task checked by nothing); one with a NUL failed
+    # every check, each attempt logging an internal error with its traceback.
+    with pytest.raises(ConfigError) as info:
+        validate_job(job(health_check_config={"health_checker": {"shell": {"shell_command": command}}}),
+                     "test")
+    assert f"job.health_check_config.health_checker.shell.shell_command = {command!r} {what}" \
+        in str(info.value), str(info.value)
+
+
 def test_zero_grace_and_zero_failures_are_valid():
     validate_job(job(health_check_config={"initial_interval_secs": 0, "interval_secs": 0.05,
                                           "max_consecutive_failures": 0}), "test")
