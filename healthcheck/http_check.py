@@ -228,7 +228,8 @@ class HttpChecker:
     def _judge(self, status: int, location: str | None, body: bytes, truncated: bool) -> Attempt:
         answered = f"{self.describe()} answered HTTP {status}"
         if 300 <= status < 400:
-            answered += f" (redirect to {location or 'nowhere'}, not followed)"
+            where = quote(location.strip()) if location else "nowhere"  # one line, 1 KiB at most
+            answered += f" (redirect to {where}, not followed)"
         text = body.decode("utf-8", errors="replace")
         expected = self.expected_response
         if expected and text.strip().lower() != expected.lower():
