@@ -26,7 +26,15 @@ from config.errors import ConfigError, cut, join_problems, show
 from config.order import DuplicateName, describe, order_graph
 from config.portmap import PortmapError, job_portmap, requested_ports
 from config.schema import SCHEMA_NAMESPACE, Job
-from config.spec import HEALTH_NUMBERS, MAX_SECONDS, MAX_SECONDS_WORDS, endpoint_problem, health_problems
+from config.spec import (
+    HEALTH_NUMBERS,
+    MAX_SECONDS,
+    MAX_SECONDS_WORDS,
+    endpoint_problem,
+    health_problems,
+    http_check_problems,
+    shell_check_problems,
+)
 from config.templates import (
     PORT_REF,
     cycle_problems,
@@ -360,6 +368,11 @@ def _check_health(hc: dict) -> list[str]:
     http = (hc.get("health_checker") or {}).get("http")
     if http:
         _endpoint(problems, "job.health_check_config.health_checker.http.endpoint", http.get("endpoint"))
+        problems += [f"job.health_check_config.{p}" for p in http_check_problems(
+            http.get("expected_response_code"), http.get("expected_response"))]
+    shell = (hc.get("health_checker") or {}).get("shell") or {}
+    problems += [f"job.health_check_config.{p}"
+                 for p in shell_check_problems(shell.get("shell_command"))]
     return problems
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import Any
 
 import attrs
 
 from config.announcer import AnnouncerSpec
+from config.errors import show
 
 
 class LogDestination(enum.Enum):
@@ -147,6 +149,38 @@ def endpoint_problem(value: str) -> str | None:
     if any(ch <= " " or ch == "\x7f" for ch in value):
         return "must be an absolute path without spaces or control characters"
     return None
+
+
+def http_check_problems(expected_response_code: Any, expected_response: Any) -> list[str]:
+    """What makes an HTTP check unable to pass, whatever the service answers, as
+    `health_checker.http.FIELD = VALUE ...` sentences (Aurora accepts them, and every check
+    then fails: a task never healthy). A value that is not a plain int or str (a template
+    the loader meets before binding) is not checked."""
+    code, body = expected_response_code, expected_response
+    field = "health_checker.http.expected_response_code"
+    if not isinstance(code, int) or isinstance(code, bool) or code == 0:
+        return []
+    if not 100 <= code <= 599:
+        return [f"{field} = {code} must be 0 (any status) or an HTTP status from 100 to 599"]
+    if isinstance(body, str) and body and "{{" not in body and (code == 204 or not 200 <= code < 300):
+        why = "has no body" if code == 204 else "counts as an empty body (as in Aurora)"
+        return [f"{field} = {code} with expected_response = {show(body)} can never pass: an HTTP "
+                f"{code} answer {why}; set expected_response = '' to accept any body"]
+    return []
+
+
+def shell_check_problems(shell_command: Any) -> list[str]:
+    """A health command that cannot check anything: an empty one (`bash -c ''` passes every
+    check) or one with a NUL (no command can hold it: every check would fail)."""
+    if not isinstance(shell_command, str):
+        return []
+    if not shell_command.strip():
+        what = "is empty: it would pass every check"
+    elif "\0" in shell_command:
+        what = "contains a NUL character, which no command can hold"
+    else:
+        return []
+    return [f"health_checker.shell.shell_command = {show(shell_command)} {what}"]
 
 
 @attrs.frozen(slots=True)

@@ -1,6 +1,7 @@
 """The HTTP health check (docs/contract.md §5): GET http://localhost:PORT/endpoint with the
-standard library's `http.client`, the whole attempt bounded by timeout_secs, at most 64 KiB of
-body read, redirects not followed, judged as Aurora does. Never raises out of check().
+standard library's `http.client`, the whole attempt bounded by timeout_secs (not counting
+time this process was stopped, `_Deadline`), at most 64 KiB of body read, redirects not
+followed, judged as Aurora does. Never raises out of check().
 
 Why `http.client` and not `requests`: one GET to localhost, no redirects, proxies, cookies,
 encodings or TLS; `requests` (with `urllib3`, `charset_normalizer`, `idna` and
@@ -10,8 +11,10 @@ milliseconds at launch for nothing it uses. `request_path` is also the lifecycle
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import threading
+import time
 from urllib.parse import quote as url_quote
 
 import attrs
@@ -19,7 +22,14 @@ import attrs
 from healthcheck.base import MAX_BODY_BYTES, never_raises, quote, secs
 from healthcheck.policy import Attempt
 
+logger = logging.getLogger(__name__)
+
 # ---- HTTP ----
+
+
+# A watchdog that wakes more than this after its deadline was not running at the deadline:
+# the supervisor was stopped (SIGSTOP, a debugger) or starved of CPU, and so was the check.
+STALL_SECS = 0.05
 
 
 class _Deadline:
@@ -30,18 +40,26 @@ class _Deadline:
     and body together. The shutdown reads as an EOF, so whatever was read by then
     may look like a whole answer (a body without a length ends at EOF): an attempt whose
     deadline fired is a timeout, whatever was read (`finish`).
+
+    Time the supervisor itself was not running is not the endpoint's: when the watchdog
+    wakes more than STALL_SECS after the deadline (the process was stopped, by SIGSTOP or a
+    debugger, which cannot be caught, or starved of CPU), the answer may be waiting unread
+    or half read, so the attempt gets timeout_secs again from that moment instead of being
+    called a timeout. Once per attempt, so every attempt stays bounded.
     """
 
-    def __init__(self, timeout_secs: float) -> None:
+    def __init__(self, timeout_secs: float, what: str = "") -> None:
+        self._timeout_secs = timeout_secs
+        self._what = what  # the check, for the log line
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
-        self._done = False
+        self._done = threading.Event()
         self.expired = False
-        self._timer = threading.Timer(timeout_secs, self._expire)
-        self._timer.daemon = True
+        self._thread = threading.Thread(target=self._watch, name="http-check-deadline",
+                                        daemon=True)
 
     def __enter__(self) -> _Deadline:
-        self._timer.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -50,10 +68,8 @@ class _Deadline:
     def finish(self) -> bool:
         """The exchange is over: stop the watchdog. True when the deadline fired first."""
         with self._lock:
-            self._done = True
-            expired = self.expired
-        self._timer.cancel()
-        return expired
+            self._done.set()
+            return self.expired
 
     def attach(self, sock: socket.socket) -> None:
         with self._lock:
@@ -61,9 +77,27 @@ class _Deadline:
             if self.expired:
                 self._shutdown()
 
+    def _watch(self) -> None:
+        due = time.monotonic() + self._timeout_secs
+        stalled = False
+        while not self._done.wait(max(0.0, due - time.monotonic())):
+            late = time.monotonic() - due
+            if late < 0:
+                continue  # woken a little early: wait the rest
+            if late > STALL_SECS and not stalled:
+                stalled = True
+                logger.info("health_check_stalled check=%r timeout_secs=%s late_secs=%.3f "
+                            "reason=%r", self._what, secs(self._timeout_secs), late,
+                            "this process was not running at the check's deadline (stopped "
+                            "or starved): the check gets its timeout again")
+                due = time.monotonic() + self._timeout_secs
+                continue
+            self._expire()
+            return
+
     def _expire(self) -> None:
         with self._lock:
-            if self._done:
+            if self._done.is_set():
                 return
             self.expired = True
             self._shutdown()
@@ -154,7 +188,7 @@ class HttpChecker:
 
     @never_raises
     def check(self) -> Attempt:
-        with _Deadline(self.timeout_secs) as deadline:
+        with _Deadline(self.timeout_secs, self.describe()) as deadline:
             try:
                 attempt = self._exchange(deadline)
                 # A hung answer cut short by the deadline reads as complete: it is not.
@@ -194,7 +228,8 @@ class HttpChecker:
     def _judge(self, status: int, location: str | None, body: bytes, truncated: bool) -> Attempt:
         answered = f"{self.describe()} answered HTTP {status}"
         if 300 <= status < 400:
-            answered += f" (redirect to {location or 'nowhere'}, not followed)"
+            where = quote(location.strip()) if location else "nowhere"  # one line, 1 KiB at most
+            answered += f" (redirect to {where}, not followed)"
         text = body.decode("utf-8", errors="replace")
         expected = self.expected_response
         if expected and text.strip().lower() != expected.lower():

@@ -66,7 +66,8 @@ class HealthLoop:
 
     def stop_async(self) -> None:
         """Ask the loop to stop without waiting: no attempt starts after this call, and the
-        result of one in progress is still delivered (the owner ignores it when done)."""
+        result of one in progress is still delivered (the owner drops it once the task is
+        stopping)."""
         self._stopping.set()
 
     def stop(self, timeout_secs: float = 2.0) -> bool:

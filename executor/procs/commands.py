@@ -42,6 +42,7 @@ OUTPUT_TAIL_BYTES = 1024
 READ_BYTES = 64 * 1024
 DRAIN_LIMIT_BYTES = 1024 * 1024
 KILL_WAIT_SECS = 1.0
+REAP_WAIT_SECS = 1.0  # a command seen to exit is waited for this long at least, for the reaper
 
 
 class CommandRunner:
@@ -144,26 +145,35 @@ def _open_pidfd(child: spawn.CommandChild) -> int:
 
 def _follow(read_fd: int, child: spawn.CommandChild, tail: _Tail, deadline: float) -> bool:
     """Reads the command's output until its top process exits, the pipe reaches EOF or the
-    deadline passes; then waits (until the deadline) for the reaper. True when reaped."""
+    deadline passes; then waits (until the deadline) for the reaper. True when reaped.
+
+    Past the deadline it still looks once whether the top process has exited: a supervisor
+    stopped (SIGSTOP, a debugger) past the deadline wakes with the command long done, and
+    that command is waited for (REAP_WAIT_SECS at most: the reaper woke at the same moment),
+    not killed and called timed out."""
     pidfd = _open_pidfd(child)
     poller = select.poll()
     poller.register(read_fd, select.POLLIN)
     if pidfd >= 0:
         poller.register(pidfd, select.POLLIN)
+    exited = False
     try:
-        while (left := deadline - time.monotonic()) > 0:
-            ready = dict(poller.poll(left * 1000))
+        while True:
+            left = deadline - time.monotonic()
+            ready = dict(poller.poll(max(0.0, left) * 1000))
+            exited = pidfd >= 0 and bool(ready.get(pidfd))  # the reaper kills what is left
             if ready.get(read_fd):
                 data = os.read(read_fd, READ_BYTES)
                 if not data:
                     break  # every writer is gone
                 tail.add(data)
-            if pidfd >= 0 and ready.get(pidfd):
-                break  # the top process exited: the reaper kills what is left, then reaps
+            if exited or left <= 0:
+                break
     finally:
         if pidfd >= 0:
             os.close(pidfd)
-    return child.done.wait(max(0.0, deadline - time.monotonic()))
+    left = max(0.0, deadline - time.monotonic())
+    return child.done.wait(max(left, REAP_WAIT_SECS) if exited else left)
 
 
 def _drain(read_fd: int, tail: _Tail) -> None:

@@ -13,6 +13,7 @@ import pytest
 from config.spec import CheckKind, HealthSpec
 from healthcheck.checkers import (
     MAX_BODY_BYTES,
+    QUOTE_CHARS,
     CommandResult,
     ShellChecker,
     TcpChecker,
@@ -217,6 +218,19 @@ def test_http_garbage_answer_is_a_protocol_error(raw_server):
     assert HttpChecker(port).check().reason == (
         f"{prefix}: connection closed before the whole body was sent"
     )
+
+
+def test_http_redirect_location_is_quoted_on_one_line_and_capped(raw_server):
+    # A 60 KB Location header with a folded line used to be copied whole into the reason:
+    # every attempt's log line and checkpoint record, and the TASK_FAILED message.
+    location = b"/" + b"a" * 60_000
+    port = raw_server(b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\n folded\r\n"
+                      b"Content-Length: 0\r\n\r\n")
+    reason = HttpChecker(port).check().reason
+    assert reason.startswith(f"HTTP GET http://localhost:{port}/health answered HTTP 302 "
+                             "(redirect to /aaa"), reason
+    assert len(reason) < 2 * QUOTE_CHARS, len(reason)
+    assert "\r" not in reason and "\n" not in reason, reason
 
 
 def test_http_script_sequence_is_followed(server):

@@ -417,6 +417,60 @@ def test_health_check_numbers(tmp_path, config, expected):
     assert expected in message and str(path) in message and "job c/r/e/web" in message
 
 
+CODE_FIELD = "job.health_check_config.health_checker.http.expected_response_code"
+
+
+@pytest.mark.parametrize("code", [-1, 1, 99, 600, 1000, 2**40])
+def test_an_expected_response_code_that_no_http_answer_can_have_is_refused_at_load(code):
+    # It used to be accepted, and every health check then failed ("answered HTTP 200,
+    # expected 1000"): a task that could never become healthy.
+    with pytest.raises(ConfigError) as info:
+        validate_job(job(health_check_config={
+            "health_checker": {"http": {"expected_response_code": code}}}), "test")
+    assert f"{CODE_FIELD} = {code} must be 0 (any status) or an HTTP status from 100 to 599" \
+        in str(info.value)
+
+
+@pytest.mark.parametrize("code,body", [(0, "ok"), (200, "ok"), (299, "ok"), (204, ""), (503, ""),
+                                       (100, ""), (599, "")])
+def test_an_expected_response_code_of_0_or_an_http_status_is_valid(code, body):
+    validate_job(job(health_check_config={"health_checker": {"http": {
+        "expected_response_code": code, "expected_response": body}}}), "test")
+
+
+@pytest.mark.parametrize("code,body,why", [
+    (204, "ok", "an HTTP 204 answer has no body"),
+    (503, "ok", "an HTTP 503 answer counts as an empty body"),
+    (302, "moved", "an HTTP 302 answer counts as an empty body"),
+])
+def test_an_expected_response_code_whose_answer_cannot_carry_the_expected_body_is_refused(code, body,
+                                                                                          why):
+    # A health endpoint that answers 204 No Content, configured with its code and the
+    # default expected_response 'ok', failed every check: a task never healthy.
+    with pytest.raises(ConfigError) as info:
+        validate_job(job(health_check_config={"health_checker": {"http": {
+            "expected_response_code": code, "expected_response": body}}}), "test")
+    message = str(info.value)
+    assert f"{CODE_FIELD} = {code} with expected_response = {body!r} can never pass: {why}" \
+        in message, message
+    assert "set expected_response = ''" in message
+
+
+@pytest.mark.parametrize("command,what", [
+    ("", "is empty: it would pass every check"),
+    ("  \n", "is empty: it would pass every check"),
+    ("echo a\0b", "contains a NUL character, which no command can hold"),
+])
+def test_a_health_command_that_cannot_check_anything_is_refused_at_load(command, what):
+    # An empty one passed every check (a task checked by nothing); one with a NUL failed
+    # every check, each attempt logging an internal error with its traceback.
+    with pytest.raises(ConfigError) as info:
+        validate_job(job(health_check_config={"health_checker": {"shell": {"shell_command": command}}}),
+                     "test")
+    assert f"job.health_check_config.health_checker.shell.shell_command = {command!r} {what}" \
+        in str(info.value), str(info.value)
+
+
 def test_zero_grace_and_zero_failures_are_valid():
     validate_job(job(health_check_config={"initial_interval_secs": 0, "interval_secs": 0.05,
                                           "max_consecutive_failures": 0}), "test")

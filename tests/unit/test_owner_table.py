@@ -253,6 +253,31 @@ def test_owner_story(spec, kwargs, steps, effects, final):
     assert h.checkpoint.closed and h.procs.closed
 
 
+@pytest.mark.parametrize("lifecycle", [None, LIFECYCLE], ids=["no lifecycle", "during the endpoints"])
+def test_a_health_result_that_arrives_during_a_stop_is_not_recorded_as_a_verdict(caplog, lifecycle):
+    # The attempt in flight when an operator's kill began ends against a service that is
+    # being stopped (with a lifecycle, /quitquitquit has just made it exit). It used to be
+    # judged: a WARNING "health_check ... state=FAILED" and a FAILED health record in the
+    # checkpoint (`stoker status`: health FAILED) for a task the operator killed, whose
+    # health check never failed it.
+    h = Harness(job(health=True, lifecycle=lifecycle))
+    h.owner.start()
+    h.step()
+    Health(True)(h)
+    Kill("killed by the operator (stoker kill)")(h)
+    caplog.set_level("DEBUG", logger="executor.task.journal")
+    Health(False)(h)
+    if lifecycle is not None:
+        LifecycleEnds()(h)
+    Exit(sig=TERM)(h)
+    health = [r for r in h.checkpoint.records if r.get("kind") == "health"]
+    assert [r["state"] for r in health] == ["RUNNING"], health
+    assert not [r for r in caplog.records if "health_check" in r.getMessage()], caplog.text
+    assert not [t for t in h.reporter.transitions if type(t).__name__ == "HealthTransition"
+                and t.to.value == "FAILED"]
+    assert h.owner.final_update.state is TaskState.KILLED
+
+
 def test_every_record_the_owner_writes_replays_to_its_story():
     h = Harness(job(ProcessSpec(name="a", cmdline="x", max_failures=0, min_duration_secs=0.0)))
     h.owner.start()

@@ -1,0 +1,151 @@
+"""A supervisor stopped (SIGSTOP, a debugger, `kill -STOP` by an operator) while a health
+check is in flight: the time it was not running is not held against the check.
+
+SIGSTOP cannot be caught. The endpoint (or the health command) goes on while the supervisor
+is stopped and answers in time; on SIGCONT every thread of the supervisor wakes at once,
+long past the check's deadline. The HTTP check's watchdog used to fire first and shut the
+socket down on an answer already waiting unread, and the shell check's runner used to
+give the reaper no time to collect a command that had already exited with status 0: each
+was a failure ("timed out after ..."), which with max_consecutive_failures 0 failed a
+healthy task.
+
+The check runs in a child Python process (the real checker; for the shell check, the real
+supervisor's `run_command`), which the test stops while the check waits and continues
+once the check's timeout has passed; the endpoint is a real HTTP server on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support import proc_scan
+from tests.support.http_server import Drip, ScriptedHTTPServer
+from tests.support.stoker_proc import REPO
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
+
+TIMEOUT_SECS = 0.3
+ANSWER_DELAY_SECS = 0.1  # the health command ends this long after it started: while stopped
+STOPPED_SECS = 0.6  # well past the check's timeout
+
+HTTP_CHILD = """
+import sys
+import threading
+from healthcheck.http_check import HttpChecker
+print("ready", flush=True)
+sys.stdin.readline()
+attempt = HttpChecker(port=int(sys.argv[1]), timeout_secs=float(sys.argv[2])).check()
+print(attempt.outcome.value, attempt.reason, flush=True)
+"""
+
+SHELL_CHILD = """
+import os, sys
+from pathlib import Path
+from executor.procs.supervisor import Supervisor
+from healthcheck.shell import ShellChecker
+env = {"PATH": os.environ["PATH"], "STOKER_STOP_MARKER": sys.argv[3]}
+supervisor = Supervisor(sandbox=Path(sys.argv[1]), task_label="stop.0", env=env,
+                        post=lambda event: None)
+supervisor.start()
+print("ready", flush=True)
+sys.stdin.readline()
+attempt = ShellChecker(sys.argv[2], float(sys.argv[4]), supervisor.run_command).check()
+print(attempt.outcome.value, attempt.reason, flush=True)
+supervisor.close()
+"""
+
+
+def _state(pid: int) -> str:
+    """The process state letter from /proc/PID/stat ('T' when stopped)."""
+    stat = proc_scan.read_bytes(f"/proc/{pid}/stat").decode()
+    return stat.rsplit(")", 1)[1].split()[0] if stat else ""
+
+
+def _run_stopped(script: str, args: list[str], in_flight, figures, label: str) -> str:
+    """Starts the child, lets it begin its check, stops it once `in_flight()` says the check
+    is waiting, keeps it stopped STOPPED_SECS, continues it; returns what it printed."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO, env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "ready"
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        wait_for(in_flight, 5, 0.002, message="the check is in flight")
+        os.kill(child.pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        wait_for(lambda: _state(child.pid) == "T", 5, 0.002, message="the child is stopped")
+        # The stopped span is the point of the test: the check's deadline passes meanwhile.
+        time.sleep(max(0.0, stopped_at + STOPPED_SECS - time.monotonic()))
+        os.kill(child.pid, signal.SIGCONT)
+        out, _ = child.communicate(timeout=10)
+        figures.add(f"{label}: stopped", f"{STOPPED_SECS * 1000:.0f} ms "
+                    f"(timeout {TIMEOUT_SECS * 1000:.0f} ms); result: {out.strip()}")
+        return out.strip()
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGCONT)
+            child.kill()
+            child.wait(5)
+
+
+def test_an_http_check_in_flight_while_the_supervisor_is_stopped_passes(figures):
+    # The headers at once, "o" while the checker is stopped, "k" just after it continues:
+    # on SIGCONT the answer is under way, and the checker is still reading it when its
+    # watchdog wakes, long past the deadline.
+    step_secs = (STOPPED_SECS + 0.1) / 2
+    with ScriptedHTTPServer([Drip(b"ok", bytes_per_step=1, step_secs=step_secs)]) as server:
+        out = _run_stopped(HTTP_CHILD, [str(server.port), str(TIMEOUT_SECS)],
+                           lambda: server.requests, figures, "HTTP")
+    assert out.startswith("passed "), out
+    assert "answered HTTP 200" in out, out
+
+
+def test_a_shell_check_in_flight_while_the_supervisor_is_stopped_passes(tmp_path: Path, figures):
+    marker = uuid.uuid4().hex
+    started = tmp_path / "started"
+    # It leaves a process behind, which the reaper kills before it reaps the command: on
+    # SIGCONT the command is long done, and the reaper has work to do before it says so.
+    command = f"touch {started}; sleep 30 & sleep {ANSWER_DELAY_SECS}"
+    try:
+        out = _run_stopped(SHELL_CHILD, [str(tmp_path), command, marker, str(TIMEOUT_SECS)],
+                           started.exists, figures, "shell")
+    finally:
+        proc_scan.kill_carrying(f"STOKER_STOP_MARKER={marker}")
+    assert out == "passed health command exited with status 0", out
+
+
+def test_past_its_deadline_the_command_runner_waits_for_the_reaper_of_a_command_that_exited():
+    """What the shell check above meets on SIGCONT, made certain: the deadline has passed,
+    the command has exited (its zombie is there), and the reaper, woken at the same moment,
+    has not reaped it yet. That is no timeout: the runner waits for the reaper."""
+    from executor.procs.commands import _follow, _Tail
+    from executor.procs.spawn import CommandChild
+
+    popen = subprocess.Popen(["true"])
+    read_fd, write_fd = os.pipe()  # the write end stays open: no EOF, only the exit tells
+    try:
+        wait_for(lambda: _state(popen.pid) == "Z", 5, 0.002, message="the command has exited")
+        child = CommandChild(pid=popen.pid, popen=popen, marker="")
+        reaper = threading.Timer(0.05, lambda: child.reaped(0))  # the reaper, a moment late
+        reaper.start()
+        started = time.monotonic()
+        reaped = _follow(read_fd, child, _Tail(1024), deadline=started - 1.0)
+        took = time.monotonic() - started
+        reaper.join()
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+        popen.wait(5)
+    assert reaped, "a command that exited before the runner looked was called timed out"
+    assert took < 1.0, took
