@@ -58,6 +58,7 @@ from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_rec
 from executor.task.journal import Journal
 from executor.task.records import HeaderRecord
 from tests.support.agent_sim import make_task_info
+from tests.support.http_server import Reply, ScriptedHTTPServer
 from tests.support.limits import fill, fill_inodes, pids_cgroup, tmpfs
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO
@@ -403,3 +404,29 @@ def test_stoker_run_s_console_goes_on_once_a_full_disk_has_room_again(tmp_path: 
     assert not out.gone
     assert lines[-1] == "once the disk has room again", lines[-3:]
     assert lines[-2].startswith("[stoker: up to ") and "the disk was full" in lines[-2], lines[-3:]
+
+
+# An HTTP health check in a full pids cgroup: before, each attempt started a watchdog thread
+# for its deadline, and with no thread to be had every attempt was "internal health check
+# error: RuntimeError: can't start new thread" with a traceback, and the task was killed as
+# unhealthy while its endpoint answered. The deadline now needs no thread of its own.
+HEALTH_CHILD = r"""
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from healthcheck.http_check import HttpChecker
+cg = Path(sys.argv[1])
+(cg / "cgroup.procs").write_text(str(__import__("os").getpid()))
+(cg / "pids.max").write_text((cg / "pids.current").read_text().strip())  # no thread left
+attempt = HttpChecker(port=int(sys.argv[2]), timeout_secs=2.0).check()
+print(attempt.outcome.value, attempt.reason, flush=True)
+"""
+
+
+def test_an_http_health_check_needs_no_thread_of_its_own(tmp_path: Path) -> None:
+    with ScriptedHTTPServer([Reply(200, b"ok")]) as server, pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", HEALTH_CHILD, str(cg), str(server.port),
+                               str(REPO)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("passed ") and "answered HTTP 200" in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
