@@ -349,6 +349,63 @@ def test_the_control_socket_answers_once_a_descriptor_is_free_again(tmp_path: Pa
     assert "EMFILE" in out["log"][0], out
 
 
+# The control server with no descriptor left for its selector (EMFILE as its thread starts):
+# before, its thread died ("Exception in thread control" and a traceback on stderr) and the
+# task had no control socket for the rest of its run; now one WARNING line, and it tries
+# again every ACCEPT_PAUSE_SECS until it can serve.
+SELECTOR_CHILD = r"""
+import json, logging, os, resource, socket, sys, time
+sys.path.insert(0, sys.argv[2])
+from executor.events import ControlReply
+from executor.host.control import ControlServer, ask
+from executor.host.controlwire import KillControl
+
+lines = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        lines.append(record.getMessage())
+logging.getLogger().addHandler(Keep())
+logging.getLogger().setLevel(logging.INFO)
+stoker_dir = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+server = ControlServer(stoker_dir, lambda request, reply: reply(ControlReply(ok=True, done=True,
+                                                                            message="answered")))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+lowest = os.dup(0)  # the lowest free descriptor
+os.close(lowest)
+resource.setrlimit(resource.RLIMIT_NOFILE, (lowest + 1, hard))  # the listener's, no more
+out = {}
+try:
+    server.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("control_" in line for line in lines):
+        time.sleep(0.01)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    out["log"] = [line for line in lines if "control_" in line]
+    sock.connect(f"/proc/self/fd/{stoker_dir}/control.sock")
+    sock.settimeout(3)
+    out["replies"] = [reply.message for reply in ask(sock, KillControl(grace_secs=None))]
+except Exception as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"
+finally:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    print(json.dumps(out), flush=True)
+    server.close()
+"""
+
+
+def test_a_control_server_with_no_descriptor_for_its_selector_serves_once_it_has_one(
+        tmp_path: Path) -> None:
+    (tmp_path / ".stoker").mkdir()
+    done = subprocess.run([sys.executable, "-c", SELECTOR_CHILD, str(tmp_path / ".stoker"),
+                           str(REPO)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    out = json.loads(done.stdout)
+    assert out.get("replies") == ["answered"], out
+    assert len(out["log"]) == 1 and "control_selector_failed" in out["log"][0], out
+    assert "EMFILE" in out["log"][0], out
+
+
 # Stoker's own log on a full disk (under Mesos, SANDBOX/stderr): before, the first line that
 # did not fit made the handler "go quiet" for good, as for a closed pipe, and point stderr at
 # /dev/null: nothing the executor logged for the rest of the task was kept, once the disk
