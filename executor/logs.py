@@ -71,6 +71,20 @@ screen_lock = threading.RLock()
 _screen_line: ScreenLine | None = None
 
 
+def no_room(exc: BaseException) -> str | None:
+    """What a thread, process or descriptor that could not be had at all says, as one line
+    (the Mesos pids isolator's limit covers the executor too); None for anything else."""
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        return ("no thread could be started: the process limit is reached (a pids cgroup's "
+                "pids.max, or ulimit -u)")
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        return f"no file descriptor is left: {exc.strerror} (ulimit -n)"
+    if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+        return (f"{exc.strerror}: the process limit may be reached (a pids cgroup's "
+                "pids.max, or ulimit -u)")
+    return None
+
+
 def keep_screen_line(line: ScreenLine | None) -> None:
     """`line` is now at the bottom of the terminal (None: no line any more)."""
     global _screen_line

@@ -428,7 +428,13 @@ class Supervisor:
             self._state = SupervisorState.CLOSING if started else SupervisorState.CLOSED
         if not started:
             return
-        assert self._containment is not None
+        if self._containment is None:  # its start failed (no thread): nothing ran
+            self._state = SupervisorState.CLOSED
+            self._logs.close()
+            if self._devnull >= 0:
+                os.close(self._devnull)
+            self._devnull = -1
+            return
         self._containment.kill_all(CLOSE_KILL_SECS)
         let_go = self._contained().close()  # out of the cgroup, which is killed and removed
         if self._watchdog is not None and let_go:

@@ -487,3 +487,78 @@ def test_an_http_health_check_needs_no_thread_of_its_own(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("passed ") and "answered HTTP 200" in done.stdout, done.stdout
     assert "Traceback" not in done.stderr, done.stderr
+
+
+# `stoker run` and `stoker executor` started in a pids cgroup that is already full: before,
+# each died with a bare traceback and exit status 1 (the driver's start, the spool's thread,
+# the reaper); now one `stoker: error:` line saying what ran out, exit status 2.
+FULL_START = ("import os, sys; cg = sys.argv[1]; "
+              "open(cg + '/cgroup.procs', 'w').write(str(os.getpid())); "
+              "open(cg + '/pids.max', 'w').write(open(cg + '/pids.current').read().strip()); "
+              "os.execv(sys.executable, [sys.executable, '-m', 'executor', *sys.argv[2:]])")
+
+
+@pytest.mark.parametrize("command", ["run", "executor"])
+def test_stoker_started_with_no_thread_to_be_had_ends_with_one_line(tmp_path: Path,
+                                                                    command: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if command == "executor":
+        env.update(MESOS_AGENT_ENDPOINT="127.0.0.1:1", MESOS_FRAMEWORK_ID="f",
+                   MESOS_EXECUTOR_ID="e", MESOS_SANDBOX=str(tmp_path))
+    args = (["run", str(REPO / "examples" / "hello_world.aurora"), "--sandbox",
+             str(tmp_path / "sb")] if command == "run" else ["executor"])
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", FULL_START, str(cg), *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=30)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("stoker: error:")]
+    assert len(errors) == 1 and "cannot go on: " in errors[0], done.stderr[-2000:]
+    assert done.returncode == 2, done.stderr[-2000:]
+
+
+# A supervisor whose start found no thread for its reaper: before, its close() failed on an
+# assertion (a second traceback over the first), and the reaper kept the thread that never
+# started, so no later start in the process could reap anything.
+SUPERVISOR_CHILD = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from executor.procs.supervisor import Supervisor
+cg, sandbox = Path(sys.argv[1]), Path(sys.argv[2])
+(cg / "cgroup.procs").write_text(str(__import__("os").getpid()))
+out = {}
+def supervisor():
+    return Supervisor(sandbox=sandbox, task_label="limits.0", env={}, post=lambda e: None,
+                      cgroups="off")
+first = supervisor()
+(cg / "pids.max").write_text((cg / "pids.current").read_text().strip())  # no thread left
+try:
+    first.start()
+except RuntimeError as exc:
+    out["start"] = str(exc)
+try:
+    first.close()
+    out["close"] = "closed"
+except BaseException as exc:
+    out["close"] = f"{type(exc).__name__}: {exc}"
+(cg / "pids.max").write_text("max")
+second = supervisor()
+second.start()
+from executor.procs.reaper import Reaper
+out["reaper"] = Reaper.acquire({}).thread.is_alive()
+Reaper.acquire({}).release()
+second.close()
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_a_supervisor_that_found_no_thread_for_its_reaper_closes_and_the_next_one_starts(
+        tmp_path: Path) -> None:
+    (tmp_path / "sb").mkdir()
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", SUPERVISOR_CHILD, str(cg),
+                               str(tmp_path / "sb"), str(REPO)],
+                              capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out == {"start": "can't start new thread", "close": "closed", "reaper": True}, out
