@@ -138,8 +138,13 @@ class Spool:
     def put(self, stream: TextIO, text: str, on_error: OnError) -> None:
         with self._cond:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread to be had (a full pids cgroup): written here,
+                    _write_now(stream, text, on_error)  # blocking, until one can start
+                    return
+                self._thread = thread
             if self._queued + len(text) > self._limit:
                 self._dropped[id(stream)] = self._dropped.get(id(stream), 0) + max(1, text.count("\n"))
                 return
@@ -183,6 +188,14 @@ class Spool:
                         self._lost[id(stream)] = self._lost.get(id(stream), 0) + max(1, text.count("\n"))
                 else:  # a closed pipe, a hung-up terminal: the writer says
                     on_error(exc)
+
+
+def _write_now(stream: TextIO, text: str, on_error: OnError) -> None:
+    try:
+        stream.write(text)
+        stream.flush()
+    except Exception as exc:
+        on_error(exc)
 
 
 def _isatty(stream: TextIO) -> bool:

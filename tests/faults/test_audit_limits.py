@@ -562,3 +562,31 @@ def test_a_supervisor_that_found_no_thread_for_its_reaper_closes_and_the_next_on
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)
     assert out == {"start": "can't start new thread", "close": "closed", "reaper": True}, out
+
+
+# `stoker run`'s console spool with no thread to be had: before, `put` raised RuntimeError
+# (so did every log line through it: a line logged before the early start's runs were
+# killed left them running after `stoker run` had exited), and kept the thread that never
+# started; now the line is written at once, and the thread is tried again at the next.
+SPOOL_CHILD = r"""
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from executor.logs import Spool
+cg = Path(sys.argv[1])
+(cg / "cgroup.procs").write_text(str(__import__("os").getpid()))
+spool = Spool()
+(cg / "pids.max").write_text((cg / "pids.current").read_text().strip())  # no thread left
+spool.put(sys.stdout, "written at once\n", lambda exc: None)
+(cg / "pids.max").write_text("max")
+spool.put(sys.stdout, "written by the spool\n", lambda exc: None)
+assert spool.drain(5)
+"""
+
+
+def test_a_console_line_put_with_no_thread_to_be_had_is_written_at_once(tmp_path: Path) -> None:
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", SPOOL_CHILD, str(cg), str(REPO)],
+                              capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "written at once\nwritten by the spool\n", done.stdout
