@@ -30,6 +30,7 @@ from config.spec import (
     HEALTH_NUMBERS,
     MAX_SECONDS,
     MAX_SECONDS_WORDS,
+    cmdline_problem,
     endpoint_problem,
     health_problems,
     http_check_problems,
@@ -331,6 +332,10 @@ def _check_task(task: dict, bound: bool) -> list[str]:
             problems.append(unsafe)
         elif i in reused:
             problems.append(describe(reused[i]))
+        bad_cmdline = cmdline_problem(p.get("cmdline"))
+        if bad_cmdline:
+            problems.append(f"{path}.cmdline = {show(p.get('cmdline'))} (process {show(name)}) "
+                            f"{bad_cmdline}")
         _at_least(problems, f"{path}.max_failures", p.get("max_failures"), 0, " (0 = unlimited)")
         _seconds(problems, f"{path}.min_duration", p.get("min_duration"))
         rotate = (p.get("logger") or {}).get("rotate")

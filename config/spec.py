@@ -183,6 +183,15 @@ def shell_check_problems(shell_command: Any) -> list[str]:
     return [f"health_checker.shell.shell_command = {show(shell_command)} {what}"]
 
 
+def cmdline_problem(cmdline: Any) -> str | None:
+    """What makes a process's cmdline unable to run, as the end of a `FIELD = VALUE ...`
+    sentence: a NUL (no command can hold it, so every run would fail at spawn); None when
+    it is fine. A value that is not a str (a template before binding) is not checked."""
+    if isinstance(cmdline, str) and "\0" in cmdline:
+        return "contains a NUL character, which no command can hold"
+    return None
+
+
 @attrs.frozen(slots=True)
 class LifecycleSpec:
     port: int  # number of the lifecycle port (by default the `health` port)

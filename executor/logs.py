@@ -71,6 +71,20 @@ screen_lock = threading.RLock()
 _screen_line: ScreenLine | None = None
 
 
+def no_room(exc: BaseException) -> str | None:
+    """What a thread, process or descriptor that could not be had at all says, as one line
+    (the Mesos pids isolator's limit covers the executor too); None for anything else."""
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        return ("no thread could be started: the process limit is reached (a pids cgroup's "
+                "pids.max, or ulimit -u)")
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        return f"no file descriptor is left: {exc.strerror} (ulimit -n)"
+    if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+        return (f"{exc.strerror}: the process limit may be reached (a pids cgroup's "
+                "pids.max, or ulimit -u)")
+    return None
+
+
 def keep_screen_line(line: ScreenLine | None) -> None:
     """`line` is now at the bottom of the terminal (None: no line any more)."""
     global _screen_line
@@ -124,8 +138,13 @@ class Spool:
     def put(self, stream: TextIO, text: str, on_error: OnError) -> None:
         with self._cond:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread to be had (a full pids cgroup): written here,
+                    _write_now(stream, text, on_error)  # blocking, until one can start
+                    return
+                self._thread = thread
             if self._queued + len(text) > self._limit:
                 self._dropped[id(stream)] = self._dropped.get(id(stream), 0) + max(1, text.count("\n"))
                 return
@@ -169,6 +188,14 @@ class Spool:
                         self._lost[id(stream)] = self._lost.get(id(stream), 0) + max(1, text.count("\n"))
                 else:  # a closed pipe, a hung-up terminal: the writer says
                     on_error(exc)
+
+
+def _write_now(stream: TextIO, text: str, on_error: OnError) -> None:
+    try:
+        stream.write(text)
+        stream.flush()
+    except Exception as exc:
+        on_error(exc)
 
 
 def _isatty(stream: TextIO) -> bool:

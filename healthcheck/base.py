@@ -72,7 +72,7 @@ def never_raises(check: Callable[..., Attempt]) -> Callable[..., Attempt]:
     @functools.wraps(check)
     def wrapper(self: object) -> Attempt:
         try:
-            return check(self)
+            return _no_thread_is_a_failure(check, self)
         except Exception as exc:
             logger.error(
                 "health_check_internal_error check=%r error=%s: %s",
@@ -84,3 +84,20 @@ def never_raises(check: Callable[..., Attempt]) -> Callable[..., Attempt]:
             return Attempt.failed(f"internal health check error: {type(exc).__name__}: {exc}")
 
     return wrapper
+
+
+def _no_thread_is_a_failure(check: Callable[..., Attempt], self: object) -> Attempt:
+    """`check(self)`; a thread that cannot be started (the task's process limit is reached:
+    the Mesos pids isolator's limit covers the executor too) is a failed attempt with one
+    WARNING line and a reason saying so, not a traceback per attempt."""
+    from healthcheck.policy import Attempt
+
+    try:
+        return check(self)
+    except RuntimeError as exc:
+        if "can't start new thread" not in str(exc):
+            raise
+        logger.warning("health_check_internal_error check=%r error=%r",
+                       getattr(self, "describe", lambda: "?")(), str(exc))
+        return Attempt.failed("internal health check error: no thread could be started for "
+                              "the check (the task's process limit is reached)")

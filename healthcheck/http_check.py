@@ -1,6 +1,6 @@
 """The HTTP health check (docs/contract.md §5): GET http://localhost:PORT/endpoint with the
 standard library's `http.client`, the whole attempt bounded by timeout_secs (not counting
-time this process was stopped, `_Deadline`), at most 64 KiB of body read, redirects not
+time this process was stopped, `_Deadline`, with no thread of its own), at most 64 KiB of body read, redirects not
 followed, judged as Aurora does. Never raises out of check().
 
 Why `http.client` and not `requests`: one GET to localhost, no redirects, proxies, cookies,
@@ -13,8 +13,9 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
-import threading
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote as url_quote
 
 import attrs
@@ -24,90 +25,104 @@ from healthcheck.policy import Attempt
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 # ---- HTTP ----
 
 
-# A watchdog that wakes more than this after its deadline was not running at the deadline:
-# the supervisor was stopped (SIGSTOP, a debugger) or starved of CPU, and so was the check.
+# A step that ends more than this after the check's deadline was not running at the
+# deadline: the supervisor was stopped (SIGSTOP, a debugger) or starved of CPU, and so was
+# the check.
 STALL_SECS = 0.05
 
 
 class _Deadline:
-    """Shuts the attempt's socket down when the whole attempt's time is up.
+    """The whole attempt's time, kept without a thread of its own.
 
-    Socket timeouts bound each socket operation, not the exchange, so a server that drips a
-    byte every 100 ms would keep a check alive forever; this watchdog bounds connect, headers
-    and body together. The shutdown reads as an EOF, so whatever was read by then
-    may look like a whole answer (a body without a length ends at EOF): an attempt whose
-    deadline fired is a timeout, whatever was read (`finish`).
+    Every blocking step (connect, each send, each read) gets the socket timeout that is left
+    of the attempt, so a server that drips a byte every 100 ms cannot keep a check alive
+    past timeout_secs, and a step that ends by its timeout ends the attempt as a timeout.
+    No watchdog thread: a task whose process limit is reached (the Mesos pids isolator's
+    limit covers the executor too) can still be checked.
 
-    Time the supervisor itself was not running is not the endpoint's: when the watchdog
-    wakes more than STALL_SECS after the deadline (the process was stopped, by SIGSTOP or a
-    debugger, which cannot be caught, or starved of CPU), the answer may be waiting unread
-    or half read, so the attempt gets timeout_secs again from that moment instead of being
-    called a timeout. Once per attempt, so every attempt stays bounded.
+    Time the supervisor itself was not running is not the endpoint's: a step that ends, or
+    starts, more than STALL_SECS after the deadline was not running at the deadline (the
+    process was stopped, by SIGSTOP or a debugger, which cannot be caught, or starved of
+    CPU), and the answer may be waiting unread or half read, so the attempt gets timeout_secs
+    again from that moment instead of being called a timeout. Once per attempt, so every
+    attempt stays bounded.
     """
 
     def __init__(self, timeout_secs: float, what: str = "") -> None:
         self._timeout_secs = timeout_secs
         self._what = what  # the check, for the log line
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._done = threading.Event()
+        self._due = time.monotonic() + timeout_secs
+        self._stalled = False
         self.expired = False
-        self._thread = threading.Thread(target=self._watch, name="http-check-deadline",
-                                        daemon=True)
 
-    def __enter__(self) -> _Deadline:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.finish()
-
-    def finish(self) -> bool:
-        """The exchange is over: stop the watchdog. True when the deadline fired first."""
-        with self._lock:
-            self._done.set()
-            return self.expired
-
-    def attach(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sock = sock
-            if self.expired:
-                self._shutdown()
-
-    def _watch(self) -> None:
-        due = time.monotonic() + self._timeout_secs
-        stalled = False
-        while not self._done.wait(max(0.0, due - time.monotonic())):
-            late = time.monotonic() - due
-            if late < 0:
-                continue  # woken a little early: wait the rest
-            if late > STALL_SECS and not stalled:
-                stalled = True
-                logger.info("health_check_stalled check=%r timeout_secs=%s late_secs=%.3f "
-                            "reason=%r", self._what, secs(self._timeout_secs), late,
-                            "this process was not running at the check's deadline (stopped "
-                            "or starved): the check gets its timeout again")
-                due = time.monotonic() + self._timeout_secs
-                continue
-            self._expire()
-            return
-
-    def _expire(self) -> None:
-        with self._lock:
-            if self._done.is_set():
-                return
-            self.expired = True
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self._sock is not None:
+    def step(self, sock: socket.socket, do: Callable[[], _T]) -> _T:
+        """`do()`, a blocking step on `sock`, bounded by what is left of the attempt."""
+        while True:
+            sock.settimeout(self._left())
             try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+                return do()
+            except TimeoutError:
+                if not self._resumed():
+                    self.expired = True
+                    raise
+
+    def connect(self, address: tuple[str, int]) -> socket.socket:
+        while True:
+            try:
+                raw = socket.create_connection(address, timeout=self._left())
+            except TimeoutError:
+                if not self._resumed():
+                    self.expired = True
+                    raise
+            else:
+                return _DeadlineSocket.wrapping(raw, self)
+
+    def _left(self) -> float:
+        self._resumed()
+        left = self._due - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("the health check's deadline passed")
+        return left
+
+    def _resumed(self) -> bool:
+        """True when this process was not running at the deadline (the first time only):
+        the attempt gets its timeout again from now."""
+        late = time.monotonic() - self._due
+        if self._stalled or late <= STALL_SECS:
+            return False
+        self._stalled = True
+        logger.info("health_check_stalled check=%r timeout_secs=%s late_secs=%.3f "
+                    "reason=%r", self._what, secs(self._timeout_secs), late,
+                    "this process was not running at the check's deadline (stopped "
+                    "or starved): the check gets its timeout again")
+        self._due = time.monotonic() + self._timeout_secs
+        return True
+
+
+class _DeadlineSocket(socket.socket):
+    """A connected socket whose sends and reads (`http.client` reads through `makefile`,
+    which calls `recv_into`) are each bounded by what is left of the attempt."""
+
+    _deadline: _Deadline
+
+    @classmethod
+    def wrapping(cls, raw: socket.socket, deadline: _Deadline) -> _DeadlineSocket:
+        sock = cls(raw.family, raw.type, raw.proto, fileno=raw.detach())
+        sock._deadline = deadline
+        return sock
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._deadline.step(self, lambda: super(_DeadlineSocket, self).sendall(data, flags))
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        return self._deadline.step(
+            self, lambda: super(_DeadlineSocket, self).recv_into(buffer, nbytes, flags))
 
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -188,29 +203,25 @@ class HttpChecker:
 
     @never_raises
     def check(self) -> Attempt:
-        with _Deadline(self.timeout_secs, self.describe()) as deadline:
-            try:
-                attempt = self._exchange(deadline)
-                # A hung answer cut short by the deadline reads as complete: it is not.
-                return self._timed_out() if deadline.finish() else attempt
-            except (http.client.HTTPException, OSError) as exc:
-                if deadline.expired:
-                    return self._timed_out()
-                what = _describe_http_error(exc)
-                if what == "timed out":
-                    return self._timed_out()
-                return Attempt.failed(f"{self.describe()}: {what}")
+        deadline = _Deadline(self.timeout_secs, self.describe())
+        try:
+            return self._exchange(deadline)
+        except (http.client.HTTPException, OSError) as exc:
+            if deadline.expired:
+                return self._timed_out()
+            what = _describe_http_error(exc)
+            if what == "timed out":
+                return self._timed_out()
+            return Attempt.failed(f"{self.describe()}: {what}")
 
     def _timed_out(self) -> Attempt:
         return Attempt.failed(f"{self.describe()}: timed out after {secs(self.timeout_secs)} s")
 
     def _exchange(self, deadline: _Deadline) -> Attempt:
-        # Each socket operation waits at most timeout_secs, and the deadline bounds them all.
+        # Each socket step waits at most what is left of the attempt (`_Deadline`).
         conn = http.client.HTTPConnection("localhost", self.port, timeout=self.timeout_secs)
         try:
-            conn.connect()
-            assert conn.sock is not None
-            deadline.attach(conn.sock)
+            conn.sock = deadline.connect(("localhost", self.port))
             conn.putrequest("GET", request_path(self.endpoint), skip_accept_encoding=True)
             conn.putheader("Accept-Encoding", "identity")
             conn.putheader("Connection", "close")

@@ -29,7 +29,8 @@ attempts left.
 When Stoker itself cannot make a check, the attempt is FAILED, like the service failing it
 (a decision; it is Aurora's rule too). That covers an exception in a checker (a Stoker bug:
 `healthcheck.base.never_raises` and the loop log it at ERROR with its traceback, reason
-"internal health check error: ...") and a health command that could not be started (fork
+"internal health check error: ...", or, when no thread could be started for it because the
+task's process limit is reached, one WARNING line and that reason) and a health command that could not be started (fork
 failed, e.g. a full process table, or the supervisor is closed: "health command could not
 be started: ..."). Such a failure is ignored in grace and counts toward
 max_consecutive_failures like any other, so a passing error costs nothing, and the reason

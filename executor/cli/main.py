@@ -29,7 +29,7 @@ from config.settings import (
 from config.words import printable
 from executor import codecache
 from executor.cli import UsageError, logsetup
-from executor.logs import drain_spool, log_event
+from executor.logs import drain_spool, log_event, no_room
 
 EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
@@ -192,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 0
+    except (RuntimeError, OSError) as exc:
+        why = no_room(exc)
+        if why is None:
+            raise
+        _error(f"cannot go on: {why}")
+        return EXIT_USAGE
 
 
 def _error(message: str) -> None:

@@ -2,9 +2,9 @@
 running supervisor, and nothing else does.
 
 `ControlServer`: one thread, blocked in `select` until a client connects or writes (no
-wakeups otherwise; but when an accept finds no descriptor left, EMFILE, the client waits in
-the backlog and the accept is tried again `ACCEPT_PAUSE_SECS` later, one WARNING line
-saying so). It only reads one request line per connection, parses it
+wakeups otherwise; but when an accept, or the selector as the thread starts, finds no
+descriptor left, EMFILE, the client waits in the backlog and it is tried again
+`ACCEPT_PAUSE_SECS` later, one WARNING line saying so). It only reads one request line per connection, parses it
 (`executor/host/controlwire.py`) and hands it, with a `Replier` for that connection, to
 `on_request` (the `HostSession`, which posts it to the task owner's queue). It never
 signals a process or changes task state. A replier writes without blocking
@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import selectors
 import socket
 import stat
@@ -168,10 +169,18 @@ class ControlServer:
 
     def _serve(self) -> None:
         assert self._listener is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self._listener, selectors.EVENT_READ, "accept")
-        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         try:
+            sel = self._selector()
+        except Exception as exc:  # the task goes on without its control socket
+            log_event(logger, logging.ERROR, "control_failed", task=self._label,
+                      error=f"{type(exc).__name__}: {exc}")
+            sel = None
+        if sel is None:  # closed, or failed, before it could serve
+            self._listener.close()
+            return
+        try:
+            sel.register(self._listener, selectors.EVENT_READ, "accept")
+            sel.register(self._wake_r, selectors.EVENT_READ, "wake")
             while True:
                 paused = self._paused_until
                 for key, _ in sel.select(None if paused is None else max(0.0, paused - time.monotonic())):
@@ -192,6 +201,29 @@ class ControlServer:
                 self._drop(sel, conn)
             sel.close()
             self._listener.close()
+
+    def _selector(self) -> selectors.BaseSelector | None:
+        """The loop's selector (epoll: a descriptor of its own). With no descriptor left
+        (EMFILE), one WARNING line and another try every ACCEPT_PAUSE_SECS (clients wait in
+        the backlog meanwhile); None when the server is closed first."""
+        failing = False
+        wake = select.poll()  # no descriptor of its own
+        wake.register(self._wake_r, select.POLLIN)
+        while True:
+            try:
+                return selectors.DefaultSelector()
+            except OSError as exc:
+                if exc.errno not in _NO_ROOM:
+                    raise
+                if not failing:
+                    log_event(logger, logging.WARNING, "control_selector_failed",
+                              task=self._label,
+                              error=f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0)})",
+                              reason="no room to serve the control socket; trying again "
+                                     f"every {ACCEPT_PAUSE_SECS} s")
+                failing = True
+            if wake.poll(ACCEPT_PAUSE_SECS * 1000):
+                return None
 
     def _accept(self, sel: selectors.BaseSelector) -> None:
         assert self._listener is not None

@@ -309,9 +309,9 @@ class LocalRun:
     def _give_up_early(self, why: str) -> None:
         early, self._early = self._early, None
         if early is not None:
+            early.abandon()  # first: the line below may fail (no thread for the console)
             logger.warning("early start given up: %s; its runs were killed and the task starts "
                            "as without it", why)
-            early.abandon()
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
         """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");

@@ -120,7 +120,10 @@ class Containment:
         self._running = tuple(running)
         self._entering = threading.Thread(target=self._enter, args=(cg,), daemon=True,
                                           name=f"stoker-cgroup-enter {self._label}")
-        self._entering.start()
+        try:
+            self._entering.start()
+        except RuntimeError:  # no thread to be had (a full pids cgroup): the move, here
+            self._enter(cg)
 
     def _enter(self, cg: TaskCgroup) -> None:
         try:
@@ -160,7 +163,8 @@ class Containment:
             entering, self._entering = self._entering, None
             if entering is None:
                 return
-            entering.join()
+            if entering.ident is not None:  # not done here, on the caller's thread
+                entering.join()
             cg, error = self._cgroup, self._enter_error
             if error is not None and cg is not None:
                 self._no_cgroup = f"cannot move the supervisor into {cg.directory}: {describe_os_error(error)}"

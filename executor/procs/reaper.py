@@ -107,12 +107,11 @@ class Reaper:
             if not self.subreaper:
                 self.subreaper = become_subreaper()
             self._watchers.update(adopt)
-            self._users += 1
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="stoker-reaper", daemon=True
-                )
-                self._thread.start()
+                thread = threading.Thread(target=self._loop, name="stoker-reaper", daemon=True)
+                thread.start()  # raises when no thread can be had: no user added, none kept
+                self._thread = thread
+            self._users += 1
             self._cond.notify_all()
 
     def release(self) -> None:

@@ -3,8 +3,7 @@
 Owns, for one task: the runs it forked (top pid, process group, markers), the watchdog (its
 `WatchdogKeeper`), the runs' logs (its `RunLogs`), and shell commands run for health checks.
 It is a thin shell: it decides nothing about restarts or states (the planner and the owner
-do), it only does what it is told and posts one event per run, `ProcessExited`, from the
-reaper thread.
+do), it only does what it is told and posts one event per run, `ProcessExited`, from the reaper.
 
 How it keeps the task contained:
 - Every run is `/bin/bash -c CMDLINE` in its own session (so its own process group), in
@@ -15,8 +14,7 @@ How it keeps the task contained:
 - The Stoker process is a child subreaper, so orphaned descendants (daemonized grandchildren
   included) re-parent to it. One process-wide reaper thread (`executor/procs/reaper.py`) reaps
   EVERY child. Consequence: no other code in the Stoker process may wait for children
-  itself (no `subprocess.run`, no `Popen.wait`); that is why shell health checks go through
-  `run_command`.
+  itself (no `subprocess.run`, no `Popen.wait`): shell health checks go through `run_command`.
 - Where the host allows it, the task has a cgroup of its own, which this process enters
   at start so that every child is born inside (`executor/procs/cgroups.py`); the
   mechanism in force is logged once at start (`containment`) and given to the owner for
@@ -424,9 +422,11 @@ class Supervisor:
             state = self._state
             if state in (SupervisorState.CLOSING, SupervisorState.CLOSED):
                 return
-            started = state is SupervisorState.STARTED
+            started = state is SupervisorState.STARTED and self._containment is not None
             self._state = SupervisorState.CLOSING if started else SupervisorState.CLOSED
-        if not started:
+        if not started:  # or its start failed before its containment (no thread)
+            for child in self._early.rest():  # the early start's runs it was handed
+                self._give_up_early(child, "the supervisor could not start")
             return
         assert self._containment is not None
         self._containment.kill_all(CLOSE_KILL_SECS)

@@ -44,7 +44,7 @@ from executor.events import (
     TaskTransition,
     TimerFired,
 )
-from executor.logs import log_event
+from executor.logs import log_event, no_room
 from executor.task.announcing import AnnouncementChanged, Announcer, Announcing, earliest
 from executor.task.journal import Journal, header_record
 from executor.task.killing import Killing
@@ -368,6 +368,9 @@ class TaskOwner:
         reason = f"executor internal error: {type(exc).__name__}: {exc}"
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             reason = f"stopped: {type(exc).__name__}"
+        elif no_room(exc) is not None:  # not a bug: one line, no traceback
+            reason = f"the task could not go on: {no_room(exc)}"
+            logger.error("owner task=%s %s", self.job.label, reason)
         else:
             logger.error("owner task=%s %s", self.job.label, reason, exc_info=True)
         if self.final_update is None:

@@ -58,6 +58,7 @@ from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_rec
 from executor.task.journal import Journal
 from executor.task.records import HeaderRecord
 from tests.support.agent_sim import make_task_info
+from tests.support.http_server import Reply, ScriptedHTTPServer
 from tests.support.limits import fill, fill_inodes, pids_cgroup, tmpfs
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO
@@ -348,6 +349,63 @@ def test_the_control_socket_answers_once_a_descriptor_is_free_again(tmp_path: Pa
     assert "EMFILE" in out["log"][0], out
 
 
+# The control server with no descriptor left for its selector (EMFILE as its thread starts):
+# before, its thread died ("Exception in thread control" and a traceback on stderr) and the
+# task had no control socket for the rest of its run; now one WARNING line, and it tries
+# again every ACCEPT_PAUSE_SECS until it can serve.
+SELECTOR_CHILD = r"""
+import json, logging, os, resource, socket, sys, time
+sys.path.insert(0, sys.argv[2])
+from executor.events import ControlReply
+from executor.host.control import ControlServer, ask
+from executor.host.controlwire import KillControl
+
+lines = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        lines.append(record.getMessage())
+logging.getLogger().addHandler(Keep())
+logging.getLogger().setLevel(logging.INFO)
+stoker_dir = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+server = ControlServer(stoker_dir, lambda request, reply: reply(ControlReply(ok=True, done=True,
+                                                                            message="answered")))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+lowest = os.dup(0)  # the lowest free descriptor
+os.close(lowest)
+resource.setrlimit(resource.RLIMIT_NOFILE, (lowest + 1, hard))  # the listener's, no more
+out = {}
+try:
+    server.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("control_" in line for line in lines):
+        time.sleep(0.01)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    out["log"] = [line for line in lines if "control_" in line]
+    sock.connect(f"/proc/self/fd/{stoker_dir}/control.sock")
+    sock.settimeout(3)
+    out["replies"] = [reply.message for reply in ask(sock, KillControl(grace_secs=None))]
+except Exception as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"
+finally:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    print(json.dumps(out), flush=True)
+    server.close()
+"""
+
+
+def test_a_control_server_with_no_descriptor_for_its_selector_serves_once_it_has_one(
+        tmp_path: Path) -> None:
+    (tmp_path / ".stoker").mkdir()
+    done = subprocess.run([sys.executable, "-c", SELECTOR_CHILD, str(tmp_path / ".stoker"),
+                           str(REPO)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    out = json.loads(done.stdout)
+    assert out.get("replies") == ["answered"], out
+    assert len(out["log"]) == 1 and "control_selector_failed" in out["log"][0], out
+    assert "EMFILE" in out["log"][0], out
+
+
 # Stoker's own log on a full disk (under Mesos, SANDBOX/stderr): before, the first line that
 # did not fit made the handler "go quiet" for good, as for a closed pipe, and point stderr at
 # /dev/null: nothing the executor logged for the rest of the task was kept, once the disk
@@ -403,3 +461,132 @@ def test_stoker_run_s_console_goes_on_once_a_full_disk_has_room_again(tmp_path: 
     assert not out.gone
     assert lines[-1] == "once the disk has room again", lines[-3:]
     assert lines[-2].startswith("[stoker: up to ") and "the disk was full" in lines[-2], lines[-3:]
+
+
+# An HTTP health check in a full pids cgroup: before, each attempt started a watchdog thread
+# for its deadline, and with no thread to be had every attempt was "internal health check
+# error: RuntimeError: can't start new thread" with a traceback, and the task was killed as
+# unhealthy while its endpoint answered. The deadline now needs no thread of its own.
+HEALTH_CHILD = r"""
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from healthcheck.http_check import HttpChecker
+cg = Path(sys.argv[1])
+(cg / "cgroup.procs").write_text(str(__import__("os").getpid()))
+(cg / "pids.max").write_text((cg / "pids.current").read_text().strip())  # no thread left
+attempt = HttpChecker(port=int(sys.argv[2]), timeout_secs=2.0).check()
+print(attempt.outcome.value, attempt.reason, flush=True)
+"""
+
+
+def test_an_http_health_check_needs_no_thread_of_its_own(tmp_path: Path) -> None:
+    with ScriptedHTTPServer([Reply(200, b"ok")]) as server, pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", HEALTH_CHILD, str(cg), str(server.port),
+                               str(REPO)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("passed ") and "answered HTTP 200" in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+# `stoker run` and `stoker executor` started in a pids cgroup that is already full: before,
+# each died with a bare traceback and exit status 1 (the driver's start, the spool's thread,
+# the reaper); now one `stoker: error:` line saying what ran out, exit status 2.
+FULL_START = ("import os, sys; cg = sys.argv[1]; "
+              "open(cg + '/cgroup.procs', 'w').write(str(os.getpid())); "
+              "open(cg + '/pids.max', 'w').write(open(cg + '/pids.current').read().strip()); "
+              "os.execv(sys.executable, [sys.executable, '-m', 'executor', *sys.argv[2:]])")
+
+
+@pytest.mark.parametrize("command", ["run", "executor"])
+def test_stoker_started_with_no_thread_to_be_had_ends_with_one_line(tmp_path: Path,
+                                                                    command: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if command == "executor":
+        env.update(MESOS_AGENT_ENDPOINT="127.0.0.1:1", MESOS_FRAMEWORK_ID="f",
+                   MESOS_EXECUTOR_ID="e", MESOS_SANDBOX=str(tmp_path))
+    args = (["run", str(REPO / "examples" / "hello_world.aurora"), "--sandbox",
+             str(tmp_path / "sb")] if command == "run" else ["executor"])
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", FULL_START, str(cg), *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=30)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("stoker: error:")]
+    assert len(errors) == 1 and "cannot go on: " in errors[0], done.stderr[-2000:]
+    assert done.returncode == 2, done.stderr[-2000:]
+
+
+# A supervisor whose start found no thread for its reaper: before, its close() failed on an
+# assertion (a second traceback over the first), and the reaper kept the thread that never
+# started, so no later start in the process could reap anything.
+SUPERVISOR_CHILD = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from executor.procs.supervisor import Supervisor
+cg, sandbox = Path(sys.argv[1]), Path(sys.argv[2])
+(cg / "cgroup.procs").write_text(str(__import__("os").getpid()))
+out = {}
+def supervisor():
+    return Supervisor(sandbox=sandbox, task_label="limits.0", env={}, post=lambda e: None,
+                      cgroups="off")
+first = supervisor()
+(cg / "pids.max").write_text((cg / "pids.current").read_text().strip())  # no thread left
+try:
+    first.start()
+except RuntimeError as exc:
+    out["start"] = str(exc)
+try:
+    first.close()
+    out["close"] = "closed"
+except BaseException as exc:
+    out["close"] = f"{type(exc).__name__}: {exc}"
+(cg / "pids.max").write_text("max")
+second = supervisor()
+second.start()
+from executor.procs.reaper import Reaper
+out["reaper"] = Reaper.acquire({}).thread.is_alive()
+Reaper.acquire({}).release()
+second.close()
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_a_supervisor_that_found_no_thread_for_its_reaper_closes_and_the_next_one_starts(
+        tmp_path: Path) -> None:
+    (tmp_path / "sb").mkdir()
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", SUPERVISOR_CHILD, str(cg),
+                               str(tmp_path / "sb"), str(REPO)],
+                              capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out == {"start": "can't start new thread", "close": "closed", "reaper": True}, out
+
+
+# `stoker run`'s console spool with no thread to be had: before, `put` raised RuntimeError
+# (so did every log line through it: a line logged before the early start's runs were
+# killed left them running after `stoker run` had exited), and kept the thread that never
+# started; now the line is written at once, and the thread is tried again at the next.
+SPOOL_CHILD = r"""
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from executor.logs import Spool
+cg = Path(sys.argv[1])
+(cg / "cgroup.procs").write_text(str(__import__("os").getpid()))
+spool = Spool()
+(cg / "pids.max").write_text((cg / "pids.current").read_text().strip())  # no thread left
+spool.put(sys.stdout, "written at once\n", lambda exc: None)
+(cg / "pids.max").write_text("max")
+spool.put(sys.stdout, "written by the spool\n", lambda exc: None)
+assert spool.drain(5)
+"""
+
+
+def test_a_console_line_put_with_no_thread_to_be_had_is_written_at_once(tmp_path: Path) -> None:
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", SPOOL_CHILD, str(cg), str(REPO)],
+                              capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "written at once\nwritten by the spool\n", done.stdout

@@ -1,6 +1,7 @@
 """Health checkers against a real loopback HTTP server, real sockets and real shell commands."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -359,3 +360,16 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_a_check_that_cannot_start_a_thread_fails_with_one_line_saying_why(caplog):
+    """Before: "internal health check error: RuntimeError: can't start new thread", logged
+    at ERROR with a traceback on every attempt (the task's process limit reached)."""
+    def no_thread(command: str, timeout_secs: float) -> CommandResult:
+        raise RuntimeError("can't start new thread")
+
+    with caplog.at_level(logging.INFO, logger="healthcheck"):
+        attempt = ShellChecker("x", 1.0, no_thread).check()
+    assert attempt.reason == ("internal health check error: no thread could be started for "
+                              "the check (the task's process limit is reached)")
+    assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)]

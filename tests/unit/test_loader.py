@@ -617,3 +617,11 @@ def test_a_config_may_use_aurora_s_names(tmp_path):
     assert loaded["task"]["processes"][0]["cmdline"] == "java -server -Xmx 1g --verbose 1"
     assert loaded["task"]["finalization_wait"] == 45
     assert loaded["container"]["volumes"] == [{"container_path": "/c", "host_path": "/h", "mode": "RO"}]
+
+
+def test_a_process_cmdline_with_a_nul_is_refused_at_load(tmp_path):
+    # Before: accepted at load, and every run of the process failed at spawn
+    # ("embedded null byte"), until the task failed.
+    path = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo a\\0b')]"))
+    assert ("job.task.processes[0].cmdline = 'echo a\\x00b' (process 'web') contains a NUL "
+            "character, which no command can hold") in error_of(path)
