@@ -281,8 +281,12 @@ class Containment:
         return registered | {c.pid for c in self._live_children() if c.draining}
 
     def has_leftovers(self, child: Child) -> bool:
-        """Whether a live process is in `child`'s process group or carries its marker."""
-        procs, _, _ = self._members(skip_registered=False)  # a host-wide scan: by marker only
+        """Whether a live process is in `child`'s process group or carries its marker. Its top
+        has exited, so whatever it left is an orphan, or below one, and orphans are this
+        process's (a subreaper's) unregistered children: only they are walked, not every
+        run's tree (a stop of N runs would walk N trees N times). Without the walk, a
+        host-wide scan, by marker only."""
+        procs, _, _ = self._members(skip_registered=True)
         groups = frozenset({child.pid}) if self._walk else frozenset()
         return bool(proctree.select(procs, Scope(markers=(child.marker_entry,), live_groups=groups)))
 
