@@ -25,6 +25,7 @@ background `stoker run` under `stty tostop` is not stopped by them).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -97,10 +98,8 @@ class LogFile:
             self.fd = -1
             at = {"src_dir_fd": self.dir_fd, "dst_dir_fd": self.dir_fd}
             for i in range(self.backups - 1, 0, -1):
-                try:
+                with contextlib.suppress(FileNotFoundError):  # a backup not made yet
                     os.replace(f"{base}.{i}", f"{base}.{i + 1}", **at)
-                except FileNotFoundError:
-                    pass
             os.replace(base, f"{base}.1", **at)
         self.fd = sandboxfs.open_regular(base, LOG_FLAGS, dir_fd=self.dir_fd)
         self.size = os.fstat(self.fd).st_size  # 0, unless a failed rename left it in place

@@ -27,6 +27,7 @@ from executor.events import ProcessState, TaskStage
 from executor.task import checkpoint
 from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
 from executor.task.records import HeaderRecord, ProcessRecord, TaskRecord
+from tests.support import limits
 from tests.support.stoker_proc import REPO
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
@@ -55,36 +56,15 @@ def _running(run: int, pid: int) -> dict:
 @pytest.fixture
 def tiny_fs(tmp_path):
     """A 64 KiB tmpfs (unmounted after the test), or a skip where the test may not mount."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs",
-                           str(mount_point)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the injected "
-                    "short write covers the same path")
-    try:
+    with limits.tmpfs(tmp_path / "tiny") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
-
-
-def _fill(directory: Path) -> Path:
-    """Writes a file until the file system is full; returns it."""
-    filler = directory / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"x" * 512)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
-    return filler
 
 
 def test_after_enospc_on_a_full_file_system_the_next_record_lands_whole(tiny_fs, figures):
     sandbox = tiny_fs / "sandbox"
     writer = CheckpointWriter(sandbox)
     writer.append(HEADER.to_json())
-    filler = _fill(tiny_fs)
+    filler = limits.fill(tiny_fs)
     failed = None
     for run in range(200):  # until one record crosses into a page the full fs cannot give
         try:

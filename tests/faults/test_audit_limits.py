@@ -282,11 +282,9 @@ def test_a_launch_whose_task_thread_cannot_start_fails_the_task_with_the_reason(
     assert "launch_failed" in log and "Traceback" not in log, log[-3000:]
 
 
-# The control socket when its supervisor has no descriptor left: before, one accept that
-# failed with EMFILE ended the control thread for good (`control_failed`), and every later
-# `stoker kill` or `stoker restart` was told the supervisor "does not answer (it is gone)".
-# Now the client waits in the backlog and is answered once a descriptor is free again.
-CONTROL_CHILD = r"""
+# A child process with a control server on argv[1] (a `.stoker`) answering every request
+# "answered", and the log lines it writes kept in `lines` (the two control tests below).
+CONTROL_PRELUDE = r"""
 import json, logging, os, resource, socket, sys, time
 sys.path.insert(0, sys.argv[2])
 from executor.events import ControlReply
@@ -302,6 +300,14 @@ logging.getLogger().setLevel(logging.INFO)
 stoker_dir = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
 server = ControlServer(stoker_dir, lambda request, reply: reply(ControlReply(ok=True, done=True,
                                                                             message="answered")))
+"""
+
+
+# The control socket when its supervisor has no descriptor left: before, one accept that
+# failed with EMFILE ended the control thread for good (`control_failed`), and every later
+# `stoker kill` or `stoker restart` was told the supervisor "does not answer (it is gone)".
+# Now the client waits in the backlog and is answered once a descriptor is free again.
+CONTROL_CHILD = CONTROL_PRELUDE + r"""
 server.start()
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 out = {}
@@ -353,22 +359,7 @@ def test_the_control_socket_answers_once_a_descriptor_is_free_again(tmp_path: Pa
 # before, its thread died ("Exception in thread control" and a traceback on stderr) and the
 # task had no control socket for the rest of its run; now one WARNING line, and it tries
 # again every ACCEPT_PAUSE_SECS until it can serve.
-SELECTOR_CHILD = r"""
-import json, logging, os, resource, socket, sys, time
-sys.path.insert(0, sys.argv[2])
-from executor.events import ControlReply
-from executor.host.control import ControlServer, ask
-from executor.host.controlwire import KillControl
-
-lines = []
-class Keep(logging.Handler):
-    def emit(self, record):
-        lines.append(record.getMessage())
-logging.getLogger().addHandler(Keep())
-logging.getLogger().setLevel(logging.INFO)
-stoker_dir = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
-server = ControlServer(stoker_dir, lambda request, reply: reply(ControlReply(ok=True, done=True,
-                                                                            message="answered")))
+SELECTOR_CHILD = CONTROL_PRELUDE + r"""
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 lowest = os.dup(0)  # the lowest free descriptor
@@ -422,7 +413,7 @@ with open(os.path.join(sys.argv[1], "filler"), "wb", buffering=0) as f:
         while True:
             f.write(b"x" * 4096)
     except OSError:
-        pass
+        pass  # full: what comes next is written to a full disk
 for n in range(100):
     log.warning("while the disk is full %d %s", n, "y" * 100)
 os.unlink(os.path.join(sys.argv[1], "filler"))

@@ -281,7 +281,7 @@ def test_another_user_s_kill_is_told_who_may_not_that_it_is_no_task_sandbox():
     sandbox: .stoker: Permission denied": it is one, and the operator went looking for
     another. Now it says who may control it."""
     from executor.cli.control import _replies
-    from tests.support.users import open_sandbox
+    from tests.support.users import as_nobody, open_sandbox
 
     with open_sandbox() as top:
         os.chmod(top, 0o755)
@@ -290,24 +290,14 @@ def test_another_user_s_kill_is_told_who_may_not_that_it_is_no_task_sandbox():
         os.chmod(sandbox, 0o755)
         held = HostSession.open(sandbox, front_end=FrontEnd.RUN)
         try:
-            r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the child: nobody, asking once
+            def ask() -> str:
                 try:
-                    os.setresgid(65534, 65534, 65534)
-                    os.setresuid(65534, 65534, 65534)
-                    try:
-                        next(_replies(sandbox, None, KillControl(), "kill"))
-                        answer = "answered"
-                    except ControlUnavailable as exc:
-                        answer = str(exc)
-                    os.write(w, answer.encode())
-                finally:
-                    os._exit(0)
-            os.close(w)
-            with os.fdopen(r, "rb") as pipe:
-                answer = pipe.read().decode()
-            os.waitpid(pid, 0)
+                    next(_replies(sandbox, None, KillControl(), "kill"))
+                    return "answered"
+                except ControlUnavailable as exc:
+                    return str(exc)
+
+            answer = as_nobody(ask)
         finally:
             held.close()
     assert answer == (f"cannot open {sandbox}/.stoker: Permission denied (EACCES): only the "

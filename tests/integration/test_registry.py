@@ -15,7 +15,7 @@ from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry, RegistryUnreadable, find
-from tests.support.users import open_sandbox
+from tests.support.users import as_nobody, open_sandbox
 
 pytestmark = pytest.mark.timeout(20)
 DAY = 86400.0
@@ -200,24 +200,13 @@ def _read_as_nobody_then_as_owner(root) -> None:
     reg.write(entry(root.parent / "sb"))
 
     def read_as_nobody() -> str:
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: another user, then one read of the registry
+        def ask() -> str:  # another user, then one read of the registry
             try:
-                os.setresgid(65534, 65534, 65534)
-                os.setresuid(65534, 65534, 65534)
-                try:
-                    answer = f"read {len(reg.read())}, entries {len(reg.entries())}"
-                except RegistryUnreadable as exc:
-                    answer = f"{exc}; entries {len(reg.entries())}"
-                os.write(w, answer.encode())
-            finally:
-                os._exit(0)
-        os.close(w)
-        with os.fdopen(r, "rb") as pipe:
-            answer = pipe.read().decode()
-        os.waitpid(pid, 0)
-        return answer
+                return f"read {len(reg.read())}, entries {len(reg.entries())}"
+            except RegistryUnreadable as exc:
+                return f"{exc}; entries {len(reg.entries())}"
+
+        return as_nobody(ask)
 
     assert read_as_nobody() == f"cannot read the registry {root}: Permission denied (EACCES); entries 0"
     os.chmod(root, 0o755)

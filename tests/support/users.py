@@ -2,7 +2,8 @@
 
 `throwaway_user()` makes a user `stkr-XXXXXXXX` (no home, no login shell) with one
 supplementary group of its own, and removes both afterwards, also on failure.
-`open_sandbox()` is a directory such a user can reach: pytest's tmp_path lives under
+`as_nobody(ask)` runs `ask` in a forked child as the user and group nobody (65534) and
+returns the text it returned. `open_sandbox()` is a directory such a user can reach: pytest's tmp_path lives under
 root's 0700 /tmp/pytest-of-root, so a task that runs as another user needs a sandbox whose
 parents it may traverse.
 """
@@ -16,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,22 @@ def open_sandbox() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def as_nobody(ask: Callable[[], str]) -> str:
+    """What `ask()` returns when run as nobody (uid and gid 65534), in a forked child."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: nobody, asking once
+        try:
+            os.close(r)
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            os.write(w, ask().encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return answer
