@@ -63,6 +63,8 @@ LEFTOVER_SECS = 1.0  # the longest a leftover kill keeps finding new processes
 CGROUP_KILL_SECS = 2.0  # for the cgroup's kill and removal at close
 TAKE_IN_PASSES = 20  # moving an early start's runs in: passes until one finds nothing new
 _TASK_PREFIX = f"{TASK_MARKER}=".encode()
+# A walk's result: the live processes (parents first), the registered pids, the zombie children.
+Members = tuple[dict[int, ProcInfo], frozenset[int], set[int]]
 
 
 class Containment:
@@ -236,8 +238,7 @@ class Containment:
                 found.add((pid, info.start))
         return frozenset(found)
 
-    def _members(self, skip_registered: bool, skip: frozenset[int] = frozenset(),
-                 ) -> tuple[dict[int, ProcInfo], frozenset[int], set[int]]:
+    def _members(self, skip_registered: bool, skip: frozenset[int] = frozenset()) -> Members:
         """The task's live processes (Stoker's subtree less foreign children and `skip`),
         parents first; the registered pids; and the unregistered children that are zombies.
         Children are listed before the registry is read, so every child this process forked
@@ -321,6 +322,22 @@ class Containment:
 
     # ---- signals ----
 
+    def top_exited(self, child: Child, drain: bool) -> int | None:
+        """`child`'s top exited (its zombie unreaped). With `drain` (the run was SIGTERMed)
+        and something of it left, returns None and kills nothing: it drains. Otherwise as
+        `kill_leftovers`. A SIGTERMed run with nothing left (a stop's usual case) is decided
+        by one walk of the orphans, which is also the first pass of the unclaimed kill: its
+        group is empty, so nothing dies and re-parents between the walk and that pass."""
+        if not drain or not self._walk:
+            if drain and self.has_leftovers(child):
+                return None
+            return self.kill_leftovers(child.pid, child.marker_entry)
+        members = self._members(skip_registered=True, skip=frozenset({child.pid}))
+        if proctree.select(members[0], Scope(markers=(child.marker_entry,),
+                                             live_groups=frozenset({child.pid}))):
+            return None
+        return self._kill_unclaimed(child.pid, members)
+
     def kill_leftovers(self, top_pid: int, marker_entry: bytes) -> int:
         """A run's or command's top exited (its zombie unreaped): SIGKILL its group, then every
         unclaimed process until none is left; returns how many were killed. Call on the
@@ -338,7 +355,7 @@ class Containment:
             return len(proctree.kill_until_gone(Scope(markers=(child.marker_entry,))))
         return self._kill_unclaimed(child.pid)
 
-    def _kill_unclaimed(self, top_pid: int) -> int:
+    def _kill_unclaimed(self, top_pid: int, first: Members | None = None) -> int:
         """Passes until one finds no new unclaimed process and no new zombie child. Between
         passes, the processes just killed are waited for (pidfd), so that their children
         have been re-parented to this process before the next pass lists its children; and
@@ -350,7 +367,9 @@ class Containment:
         dead_seen = {top_pid}
         killed = 0
         while True:
-            procs, registered, dead = self._members(skip_registered=True, skip=frozenset(dead_seen))
+            procs, registered, dead = (first if first is not None else
+                                       self._members(skip_registered=True, skip=frozenset(dead_seen)))
+            first = None
             fresh = [p for p in self._unclaimed(procs, registered) if (p, procs[p].start) not in seen]
             if not fresh and dead <= dead_seen:
                 return killed

@@ -38,11 +38,11 @@ class Drains:
     def top_exited(self, child: RunChild) -> None:
         """The top of `child` exited (its zombie unreaped): the run drains, or what it left
         is SIGKILLed now."""
-        if child.termed and self._containment.has_leftovers(child):
+        killed = self._containment.top_exited(child, drain=child.termed)
+        if killed is None:
             with self._lock:
                 child.draining = True
             return
-        killed = self._containment.kill_leftovers(child.pid, child.marker_entry)
         if killed:
             log_event(logger, logging.DEBUG, "leftovers_killed", task=self._label,
                       process=child.process, run=child.run, pid=child.pid, processes=killed)
