@@ -220,6 +220,8 @@ class LocalRun:
             self._out.write(f"stoker run: ports {shown}\n")
         for warning in plan.port_warnings:
             self._out.write(f"stoker run: warning: {warning}\n")
+        for note in plan.notes:
+            self._out.write(f"stoker run: {note}\n")
         env = dict(self._environ)
         pop_secrets(env)  # a token from an outer executor never reaches the task
         env["MESOS_SANDBOX"] = str(sandbox)

@@ -63,13 +63,18 @@ def test_seed_example_runs_and_a_killed_process_is_restarted(stoker):
 
 def test_batch_job_that_succeeds_exits_0(stoker, tmp_path):
     cfg = write_config(tmp_path, """
-        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+        jobs = [Job(cluster='local', role='me', environment='test', name='once', instances=2,
+                    cron_schedule='*/5 * * * *',
                     task=Task(processes=[Process(name='a', cmdline='echo done')],
                               resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """)
     run = stoker(str(cfg))
     assert run.wait() == 0
     out = run.stdout()
+    # what a scheduler would do and `stoker run` does not, said before the task starts
+    assert out.index("stoker run: job local/me/test/once has instances = 2; this run is instance 0 "
+                     "alone") < out.index("task             NEW → STARTING")
+    assert "stoker run: job local/me/test/once has cron_schedule = '*/5 * * * *'; stoker run has no cron" in out
     assert "a[0]             RUNNING → SUCCESS" in out
     assert "task             RUNNING → FINISHED" in out
     assert (run.sandbox / ".logs/a/0/stdout").read_text() == "done\n"
