@@ -195,6 +195,7 @@ class LocalRun:
                         code = self._exit_code(0 if final.state is not TaskState.FAILED else 1)
                         ended.console.line("stoker", f"stopped during the restart delay (exit {code})")
                         return code
+                    _warn_ports_taken(prepared.plan.ports, ended.console)
                 case _:
                     assert_never(decision)
         return self._exit_code(0)
@@ -381,6 +382,15 @@ class Ended:
     update: Update
     uptime_secs: float
     console: ConsoleReporter
+
+
+def _warn_ports_taken(ports: Mapping[str, int], console: ConsoleReporter) -> None:
+    """Before a restart: a line naming each of the run's ports another program took since
+    (the next attempt's server would fail to bind it; docs/contract.md §7)."""
+    if taken := planfiles.ports_taken(ports):
+        console.line("stoker", f"warning: {'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} "
+                               "in use by another program; every attempt of this run keeps its ports "
+                               "(a new `stoker run` chooses free ones)")
 
 
 def _free(ports: list[int]) -> bool:

@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -120,14 +121,28 @@ def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoke
 def test_service_restarts_after_its_task_ends(stoker, tmp_path):
     cfg = write_config(tmp_path, """
         jobs = [Service(cluster='local', role='me', environment='test', name='svc',
-                        task=Task(processes=[Process(name='a', cmdline='echo tick')],
+                        task=Task(processes=[Process(name='a', cmdline='echo tick {{thermos.ports[http]}}')],
                                   resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """)
     run = stoker(str(cfg), "--restart-backoff", "0.01", "--restart-backoff-max", "0.05")
     run.wait_output("task             RUNNING → FINISHED", count=3)
     assert "services restart on any end" in run.stdout()
+    # every attempt keeps the run's port: one another program took meanwhile is said before
+    # the next attempt (whose server would fail to bind it)
+    port = int(run.stdout().split("stoker run: ports http=")[1].split("\n")[0])
+    with wait_for(lambda: listening_on(port), message=f"a server on {port}"):
+        run.wait_output(f"stoker           warning: port http={port} in use by another program; every "
+                        "attempt of this run keeps its ports")
     run.signal(signal.SIGTERM)
     assert run.wait() == 143  # 128 + SIGTERM
+
+
+def listening_on(port: int) -> socket.socket | None:
+    """A server on 127.0.0.1:`port`, or None while Stoker's own probe of it holds it."""
+    try:
+        return socket.create_server(("127.0.0.1", port))
+    except OSError:
+        return None
 
 
 def test_health_checked_service_goes_running_then_fails_and_restarts(stoker, tmp_path):
