@@ -193,7 +193,8 @@ class LocalRun:
                     ended.console.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
                     if self._stop.wait(decision.delay_secs):
                         code = self._exit_code(0 if final.state is not TaskState.FAILED else 1)
-                        ended.console.line("stoker", f"stopped during the restart delay (exit {code})")
+                        by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
+                        ended.console.line("stoker", f"stopped by {by} during the restart delay (exit {code})")
                         return code
                     _warn_ports_taken(prepared.plan.ports, ended.console)
                 case _:
