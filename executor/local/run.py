@@ -220,6 +220,8 @@ class LocalRun:
         if ports:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
             self._out.write(f"stoker run: ports {shown}\n")
+        for taken in planfiles.ports_taken({n: p for n, p in ports.items() if n in s.ports}):
+            self._out.write(f"stoker run: warning: --port {taken} is in use by another program\n")
         for warning in plan.port_warnings:
             self._out.write(f"stoker run: warning: {warning}\n")
         for note in plan.notes:

@@ -81,6 +81,21 @@ def test_batch_job_that_succeeds_exits_0(stoker, tmp_path):
     assert (run.sandbox / ".logs/a/0/stdout").read_text() == "done\n"
 
 
+def test_a_port_given_that_another_program_holds_is_said_before_the_task_starts(stoker, tmp_path):
+    cfg = write_config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='fixed',
+                    task=Task(processes=[Process(name='a', cmdline='echo {{thermos.ports[http]}}')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        run = stoker(str(cfg), "--port", f"http={port}")
+        assert run.wait() == 0
+    out = run.stdout()
+    assert out.index(f"stoker run: warning: --port http={port} is in use by another program\n") < out.index(
+        "task             NEW → STARTING")
+
+
 def test_a_task_gets_the_locale_the_operator_gave_not_pythons_coerced_one(tmp_path):
     """Under `LANG=C` (no LC_ALL, no LC_CTYPE) Python's locale coercion set LC_CTYPE=C.UTF-8
     in Stoker's own environment as it started, and every task process inherited it: not
