@@ -185,7 +185,9 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
         raise ConfigError(f"{path}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
     parts = jobkey.split("/")
     if len(parts) != 4 or not all(parts):
-        raise ConfigError(f"job key {jobkey!r} is not cluster/role/environment/name")
+        instance = (" (an instance, Aurora's `/N` after the key, is `stoker run --instance N`)"
+                    if len(parts) == 5 and all(parts) and parts[4].isdigit() else "")
+        raise ConfigError(f"job key {jobkey!r} is not cluster/role/environment/name{instance}")
     matches = [j for j, k in zip(jobs, keys) if k == jobkey]
     if not matches:
         raise ConfigError(f"{path}: no job {jobkey}; the file defines: {listed}")

@@ -41,6 +41,9 @@ class JobPlan:
     stand_in: str
     allocated: tuple[str, ...]  # the ports chosen free (not given with --port), by name
     port_warnings: tuple[str, ...]  # portmap names that end nowhere, in Aurora's words
+    # what Aurora's scheduler would do with the job that `stoker run` does not (its other
+    # instances, its cron schedule), each a sentence the run prints before it starts
+    notes: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -72,7 +75,8 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
 
     job = load_job(config, jobkey, bindings, sources=sources)
     check_bound(job, config)
-    portmap = job_portmap(job.get())
+    plain = job.get()
+    portmap = job_portmap(plain)
     referenced = port_names(job)
     names = requested_ports(referenced, portmap)
     _check_fixed_ports(fixed_ports, sorted(set(names) | set(referenced) | set(portmap)), job_key(job))
@@ -85,7 +89,29 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
         raise in_file(exc, config) from None
     return JobPlan(spec=spec, stand_in=stand_in,
                    allocated=tuple(sorted(n for n in names if n not in fixed_ports)),
-                   port_warnings=tuple(resolved.warnings()))
+                   port_warnings=tuple(resolved.warnings()),
+                   notes=scheduler_notes(plain, job_key(job), instance))
+
+
+def scheduler_notes(job: Mapping[str, Any], key: str, instance: int) -> tuple[str, ...]:
+    """What `stoker run` does not do of what Aurora's scheduler does with `job` (its plain
+    values), as sentences: it runs one instance (`--instance N`, 0 by default), one that
+    is not among the job's `instances` included, and it has no cron: a `cron_schedule`
+    job runs once, now (then as the service rules say)."""
+    notes = []
+    instances = job.get("instances")
+    if isinstance(instances, int) and not 0 <= instance < instances:
+        has = f"instances 0 to {instances - 1}" if instances > 1 else f"instances = {instances}"
+        notes.append(f"warning: job {key} has {has}: Aurora's scheduler would run no instance "
+                     f"{instance}; running it here anyway")
+    elif isinstance(instances, int) and instances > 1:
+        notes.append(f"job {key} has instances = {instances}; this run is instance {instance} "
+                     "alone (one `stoker run --instance N` per instance)")
+    schedule = job.get("cron_schedule")
+    if isinstance(schedule, str) and schedule.strip():
+        notes.append(f"job {key} has cron_schedule = {schedule!r}; stoker run has no cron: it "
+                     "runs the job once, now, not on that schedule")
+    return tuple(notes)
 
 
 def open_problem(sources: Mapping[str, str]) -> str | None:

@@ -214,6 +214,25 @@ def ports_free(numbers: list[int]) -> bool:
             sock.close()
 
 
+def ports_taken(ports: Mapping[str, int]) -> list[str]:
+    """`NAME=NUMBER` of each of `ports` another socket holds on 127.0.0.1 now (bound or
+    listening; probed as `ports_free` does): before a restart, the ports the run's attempts
+    keep that another program took meanwhile."""
+    import errno
+    import socket
+
+    taken = []
+    for name, number in sorted(ports.items()):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", number))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    taken.append(f"{name}={number}")
+    return taken
+
+
 def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
     """Free loopback ports for every name not given with --port; all held open until every
     one is chosen, so no two names get the same number."""

@@ -193,8 +193,10 @@ class LocalRun:
                     ended.console.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
                     if self._stop.wait(decision.delay_secs):
                         code = self._exit_code(0 if final.state is not TaskState.FAILED else 1)
-                        ended.console.line("stoker", f"stopped during the restart delay (exit {code})")
+                        by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
+                        ended.console.line("stoker", f"stopped by {by} during the restart delay (exit {code})")
                         return code
+                    _warn_ports_taken(prepared.plan.ports, ended.console)
                 case _:
                     assert_never(decision)
         return self._exit_code(0)
@@ -218,8 +220,12 @@ class LocalRun:
         if ports:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
             self._out.write(f"stoker run: ports {shown}\n")
+        for taken in planfiles.ports_taken({n: p for n, p in ports.items() if n in s.ports}):
+            self._out.write(f"stoker run: warning: --port {taken} is in use by another program\n")
         for warning in plan.port_warnings:
             self._out.write(f"stoker run: warning: {warning}\n")
+        for note in plan.notes:
+            self._out.write(f"stoker run: {note}\n")
         env = dict(self._environ)
         pop_secrets(env)  # a token from an outer executor never reaches the task
         env["MESOS_SANDBOX"] = str(sandbox)
@@ -379,6 +385,15 @@ class Ended:
     update: Update
     uptime_secs: float
     console: ConsoleReporter
+
+
+def _warn_ports_taken(ports: Mapping[str, int], console: ConsoleReporter) -> None:
+    """Before a restart: a line naming each of the run's ports another program took since
+    (the next attempt's server would fail to bind it; docs/contract.md §7)."""
+    if taken := planfiles.ports_taken(ports):
+        console.line("stoker", f"warning: {'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} "
+                               "in use by another program; every attempt of this run keeps its ports "
+                               "(a new `stoker run` chooses free ones)")
 
 
 def _free(ports: list[int]) -> bool:

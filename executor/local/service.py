@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import attrs
 
+from config.words import number
 from executor.events import TaskState
 
 
@@ -78,4 +79,10 @@ class ServiceRules:
             return Restart(0.0, f"{why}; it ran {uptime_secs:.1f} s, restarting now")
         self._quick_ends += 1
         delay = min(self._max, self._base * 2 ** (self._quick_ends - 1))
-        return Restart(delay, f"{why}; restarting in {delay:.1f} s (quick end {self._quick_ends})")
+        return Restart(delay, f"{why}; restarting in {_secs(delay)} s (quick end {self._quick_ends})")
+
+
+def _secs(secs: float) -> str:
+    """A delay as the console shows it: one decimal (`2.0`), more when it has them (a
+    `--restart-backoff 0.05` is 0.05 s, not 0.1)."""
+    return f"{secs:.1f}" if round(secs, 1) == secs else number(secs)

@@ -153,6 +153,18 @@ def test_stoker_kill_stops_a_service_gracefully_its_final_process_runs_and_it_st
     assert gone.returncode == 1 and "no live supervisor holds" in gone.stderr
 
 
+def test_stoker_kill_in_the_restart_delay_ends_the_run_at_once_as_a_stop_on_request(ops, tmp_path):
+    """Between two attempts nothing runs: `stoker kill` ends the run at once, with the exit
+    status of a stop on request (1: the last task FAILED), and the line says who stopped it."""
+    run = ops.run(service(tmp_path, "exit 3"), "--restart-backoff", "30")
+    run.wait_output("restarting in 30.0 s")
+    done = ops.stoker("kill", run.sandbox)
+    assert done.returncode == 0, done.stderr
+    assert "no task was running (the supervisor was between attempts)" in done.stdout
+    assert run.wait(10) == 1
+    assert run.stdout().rstrip().endswith("stopped by `stoker kill` during the restart delay (exit 1)")
+
+
 def test_stoker_restart_gives_the_process_a_new_pid_and_the_task_stays_running(ops, tmp_path):
     run = ops.run(service(tmp_path, f"exec {sys.executable} {FAKE}"))
     running(run)

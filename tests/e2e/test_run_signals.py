@@ -280,5 +280,5 @@ def test_a_stop_signal_in_the_restart_delay_exits_at_once_and_offers_no_second_s
     run.signal(signal.SIGINT)
     assert run.wait(10) == 130
     out = run.stdout()
-    assert out.rstrip().endswith("stopped during the restart delay (exit 130)"), out[-400:]
+    assert out.rstrip().endswith("stopped by SIGINT during the restart delay (exit 130)"), out[-400:]
     assert "press Ctrl-C again" not in out

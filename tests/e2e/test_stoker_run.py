@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -63,16 +64,36 @@ def test_seed_example_runs_and_a_killed_process_is_restarted(stoker):
 
 def test_batch_job_that_succeeds_exits_0(stoker, tmp_path):
     cfg = write_config(tmp_path, """
-        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+        jobs = [Job(cluster='local', role='me', environment='test', name='once', instances=2,
+                    cron_schedule='*/5 * * * *',
                     task=Task(processes=[Process(name='a', cmdline='echo done')],
                               resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """)
     run = stoker(str(cfg))
     assert run.wait() == 0
     out = run.stdout()
+    # what a scheduler would do and `stoker run` does not, said before the task starts
+    assert out.index("stoker run: job local/me/test/once has instances = 2; this run is instance 0 "
+                     "alone") < out.index("task             NEW → STARTING")
+    assert "stoker run: job local/me/test/once has cron_schedule = '*/5 * * * *'; stoker run has no cron" in out
     assert "a[0]             RUNNING → SUCCESS" in out
     assert "task             RUNNING → FINISHED" in out
     assert (run.sandbox / ".logs/a/0/stdout").read_text() == "done\n"
+
+
+def test_a_port_given_that_another_program_holds_is_said_before_the_task_starts(stoker, tmp_path):
+    cfg = write_config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='fixed',
+                    task=Task(processes=[Process(name='a', cmdline='echo {{thermos.ports[http]}}')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        run = stoker(str(cfg), "--port", f"http={port}")
+        assert run.wait() == 0
+    out = run.stdout()
+    assert out.index(f"stoker run: warning: --port http={port} is in use by another program\n") < out.index(
+        "task             NEW → STARTING")
 
 
 def test_a_task_gets_the_locale_the_operator_gave_not_pythons_coerced_one(tmp_path):
@@ -115,14 +136,28 @@ def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoke
 def test_service_restarts_after_its_task_ends(stoker, tmp_path):
     cfg = write_config(tmp_path, """
         jobs = [Service(cluster='local', role='me', environment='test', name='svc',
-                        task=Task(processes=[Process(name='a', cmdline='echo tick')],
+                        task=Task(processes=[Process(name='a', cmdline='echo tick {{thermos.ports[http]}}')],
                                   resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """)
     run = stoker(str(cfg), "--restart-backoff", "0.01", "--restart-backoff-max", "0.05")
     run.wait_output("task             RUNNING → FINISHED", count=3)
     assert "services restart on any end" in run.stdout()
+    # every attempt keeps the run's port: one another program took meanwhile is said before
+    # the next attempt (whose server would fail to bind it)
+    port = int(run.stdout().split("stoker run: ports http=")[1].split("\n")[0])
+    with wait_for(lambda: listening_on(port), message=f"a server on {port}"):
+        run.wait_output(f"stoker           warning: port http={port} in use by another program; every "
+                        "attempt of this run keeps its ports")
     run.signal(signal.SIGTERM)
     assert run.wait() == 143  # 128 + SIGTERM
+
+
+def listening_on(port: int) -> socket.socket | None:
+    """A server on 127.0.0.1:`port`, or None while Stoker's own probe of it holds it."""
+    try:
+        return socket.create_server(("127.0.0.1", port))
+    except OSError:
+        return None
 
 
 def test_health_checked_service_goes_running_then_fails_and_restarts(stoker, tmp_path):

@@ -292,6 +292,13 @@ def test_unknown_key_lists_the_keys_that_exist(tmp_path):
         f"{path}: no job c/r/dev/hello; the file defines: c/r/prod/hello, c/r/test/hello")
 
 
+def test_a_key_with_aurora_s_instance_suffix_points_at_instance(tmp_path):
+    path = write_config(tmp_path, TWO_JOBS)
+    assert error_of(path, "c/r/prod/hello/2") == (
+        "job key 'c/r/prod/hello/2' is not cluster/role/environment/name (an instance, Aurora's "
+        "`/N` after the key, is `stoker run --instance N`)")
+
+
 @pytest.mark.parametrize("key", ["hello", "c/r/hello", "c//e/hello", "c/r/e/n/x"])
 def test_malformed_key(tmp_path, key):
     path = write_config(tmp_path, TWO_JOBS)

@@ -102,6 +102,13 @@ def test_the_defaults_are_1_s_doubling_to_60_s_and_a_reset_after_60_s_up():
     assert r.ended(FIN, 1.0).delay_secs == 1.0  # the back-off starts over
 
 
+def test_the_delay_said_is_the_delay_waited():
+    """A back-off of 0.05 s was said as `restarting in 0.1 s` (one decimal, rounded)."""
+    r = rules(service=True, backoff_base_secs=0.05, backoff_max_secs=0.3)
+    said = [r.ended(FIN, 1.0).reason.split("restarting in ")[1] for _ in range(4)]
+    assert said == ["0.05 s (quick end 1)", "0.1 s (quick end 2)", "0.2 s (quick end 3)", "0.3 s (quick end 4)"]
+
+
 @pytest.mark.parametrize("base, maximum", [(0.0, 0.0), (0.0, 5.0), (2.0, 2.0)])
 def test_backoff_bounds_that_are_accepted(base, maximum):
     r = rules(service=True, backoff_base_secs=base, backoff_max_secs=maximum)
