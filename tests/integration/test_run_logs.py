@@ -1,0 +1,65 @@
+"""The runs' logs against what an operator meets: a console that stops reading, a burst of
+rotations under `stoker tail -f`, a process whose logger keeps no file.
+
+- The log pump copied `destination='both'` output to the console itself. A console that
+  stopped reading (Ctrl-S, a frozen SSH session, `stoker run | less` at a full screen)
+  stopped the pump in that write: every rotating log of the task stopped with it (their
+  processes then blocked on full pipes), and at close what was still in the pipes was cut
+  off the files. The copies now go through a queue of their own (bounded; what does not
+  fit is dropped from the console and counted, never from the file).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from executor.procs.logpump import LogFile, LogPump, make_pipe
+from tests.support.waiting import wait_for
+
+MiB = 1024 * 1024
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _open_dir(path: Path) -> int:
+    path.mkdir(parents=True)
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def test_a_console_that_does_not_read_holds_up_neither_the_pump_nor_the_files(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="executor.procs")
+    console_r, console_w = os.pipe()  # a console nobody reads: full at 64 KiB
+    both_dir, rotate_dir = _open_dir(tmp_path / "both"), _open_dir(tmp_path / "rotate")
+    pump = LogPump("web.0")
+    both_r, both_w = make_pipe()
+    rotate_r, rotate_w = make_pipe()
+    big = b"x" * (3 * MiB)
+    writer = threading.Thread(target=lambda: os.write(both_w, big) and None, daemon=True)
+    try:
+        pump.add(both_r, LogFile(both_dir, "stdout", tmp_path / "both/stdout"), console_w,
+                 "task=web.0 process=both run=0 stream=stdout")
+        pump.add(rotate_r, LogFile(rotate_dir, "stdout", tmp_path / "rotate/stdout",
+                                   max_bytes=MiB, backups=1),
+                 None, "task=web.0 process=rotate run=0 stream=stdout")
+        writer.start()  # blocks on its full pipe while the pump does not read it
+        wait_for(lambda: (tmp_path / "both/stdout").stat().st_size > 128 * 1024, 5)
+        os.write(rotate_w, b"hello\n")
+        wait_for(lambda: (tmp_path / "rotate/stdout").read_bytes() == b"hello\n", 2,
+                 message="the rotating log is copied while the console does not read")
+        wait_for(lambda: (tmp_path / "both/stdout").stat().st_size == len(big), 5,
+                 message="the `both` file has every byte")
+    finally:
+        os.close(console_r)  # the console's reader goes: a write still stuck fails (EPIPE)
+        writer.join(5)
+        os.close(both_w)
+        os.close(rotate_w)
+        pump.stop(drain_secs=1.0)
+        os.close(console_w)
+        os.close(both_dir)
+        os.close(rotate_dir)
+    assert "console_copy_dropped task=web.0 process=both run=0 stream=stdout" in caplog.text
