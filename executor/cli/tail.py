@@ -108,6 +108,12 @@ class ProcessLogs:
             os.close(pdir)
         try:
             return rdir, saferead.open_file(self.stream, rdir)
+        except FileNotFoundError:
+            os.close(rdir)
+            raise FileNotFoundError(
+                f"run {run} of process {self.process!r} has no {self.stream} log "
+                f"({self.sandbox}/{self.where(run)} does not exist: a process whose Logger "
+                f"destination is 'console' or 'none' keeps none)") from None
         except BaseException:
             os.close(rdir)
             raise

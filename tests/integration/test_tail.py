@@ -217,3 +217,14 @@ def test_a_pinned_run_is_followed_alone_and_following_stops_when_asked(tmp_path)
     follower = Follower(logs, 0, rdir, fd, os.fstat(fd).st_size, pinned=True)
     assert follower.follow(out, stop=lambda: next(idle) >= 5, idle_secs=0.001) == 0
     assert out.getvalue() == b""  # five idle looks, and run 1 was never followed
+
+
+def test_a_run_without_its_log_file_is_named_with_the_reason(tmp_path, capfdbinary):
+    """A process logged to the console or nowhere has a run directory and no files: tail
+    said `[Errno 2] No such file or directory: 'stdout'`, naming neither run nor path."""
+    (tmp_path / ".logs" / "web" / "0").mkdir(parents=True)
+    code, out, err = tail(capfdbinary, tmp_path, "web")
+    assert (code, out) == (1, b"")
+    assert err == (f"stoker: error: run 0 of process 'web' has no stdout log ({tmp_path}/.logs/web/0/"
+                   "stdout does not exist: a process whose Logger destination is 'console' or "
+                   "'none' keeps none)\n")
