@@ -3,9 +3,10 @@
 Prints the last N lines (default 10) of the latest run's stdout (or stderr, or run N's),
 found by reading backwards from the end one block at a time, so a 200 MB log costs a
 block or two, never the whole file. `-f` then keeps printing what is appended, like
-`tail -f`: it reopens the file when it was rotated (and starts over when it was
-truncated), and, unless `--run` pins a run, follows the process into its next run, printing
-`==> PROCESS run N: stdout <==` before the new run's output. While idle it looks again every
+`tail -f`: it reopens the file when it was rotated, going through the backups written
+since in order when a burst rotated it several times between two looks (and starts over
+when it was truncated), and, unless `--run` pins a run, follows the process into its next
+run, printing `==> PROCESS run N: stdout <==` before the new run's output. While idle it looks again every
 `FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls. It ends, quietly
 and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
 the log is idle, as GNU tail does.
@@ -38,6 +39,7 @@ from executor.cli.targets import error, registry_arguments, resolve
 from executor.procs import saferead
 
 FOLLOW_IDLE_SECS = 0.2
+ROTATION_TRIES = 100  # looks for the file after a rotated one, while rotations go on
 LOGS_DIR = ".logs"
 # What a terminal would act on: C0 controls but the newline and the tab, DEL, C1 controls.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -208,6 +210,10 @@ def _reader_gone(out: BinaryIO, secs: float) -> bool:
     return bool(poller.poll(secs * 1000))
 
 
+def _ident(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
 class Follower:
     """`-f`: print what is appended to the log, across rotations and into the next runs."""
 
@@ -247,19 +253,52 @@ class Follower:
         return True
 
     def _rotated(self, out: BinaryIO) -> bool:
-        """The name now holds another file (a rotation): switch to it from its start."""
-        try:
-            st = os.stat(self.logs.stream, dir_fd=self._dir, follow_symlinks=False)
-        except FileNotFoundError:
-            return False  # between a rotation's rename and the new file
-        mine = os.fstat(self._fd)
-        if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
-            return False
-        fd = saferead.open_file(self.logs.stream, self._dir)
+        """The name now holds another file (a rotation): switch to the file written after
+        the one held, from its start (a burst may have rotated it several times since)."""
+        if self._ident(self.logs.stream) in (None, _ident(os.fstat(self._fd))):
+            return False  # not rotated, or between a rotation's rename and the new file
         self._copy(out)  # what was written to the old file before it was rotated
+        fd = self._successor()
+        if fd is None:
+            return False
         os.close(self._fd)
         self._fd, self.pos = fd, 0
         return True
+
+    def _successor(self) -> int | None:
+        """The file written after the one held: rotated to `NAME.K`, it is `NAME.K-1` (the
+        name itself for `.1`); not among the backups (dropped, or moved by another tool),
+        the name's. None while a rotation is under way. Raises OSError."""
+        mine = _ident(os.fstat(self._fd))
+        for _ in range(ROTATION_TRIES):  # each try that fails saw another rotation
+            k = self._backup_number(mine)
+            name = self.logs.stream if k is None or k == 1 else f"{self.logs.stream}.{k - 1}"
+            try:
+                fd = saferead.open_file(name, self._dir)
+            except FileNotFoundError:
+                continue
+            if k is None or self._ident(f"{self.logs.stream}.{k}") == mine:
+                return fd  # no rotation came between the look and the open
+            os.close(fd)
+        return None
+
+    def _backup_number(self, ident: tuple[int, int]) -> int | None:
+        """K where `NAME.K` is the file `ident`; None when no backup is (two numbers in a
+        row missing end the search: one may be missing for a moment, mid-rotation)."""
+        k, missing = 1, 0
+        while missing < 2:
+            found = self._ident(f"{self.logs.stream}.{k}")
+            if found == ident:
+                return k
+            missing = missing + 1 if found is None else 0
+            k += 1
+        return None
+
+    def _ident(self, name: str) -> tuple[int, int] | None:
+        try:
+            return _ident(os.stat(name, dir_fd=self._dir, follow_symlinks=False))
+        except FileNotFoundError:
+            return None
 
     def _next_run(self, out: BinaryIO) -> bool:
         """The process started a newer run: switch to its log, after a marker line."""

@@ -228,3 +228,38 @@ def test_a_run_without_its_log_file_is_named_with_the_reason(tmp_path, capfdbina
     assert err == (f"stoker: error: run 0 of process 'web' has no stdout log ({tmp_path}/.logs/web/0/"
                    "stdout does not exist: a process whose Logger destination is 'console' or "
                    "'none' keeps none)\n")
+
+
+def rotate(path: Path, text: bytes) -> None:
+    """The log pump's rotation: `.1` .. `.N` shift up one, the name becomes `.1`, a new file."""
+    backups = sorted((p for p in path.parent.glob(path.name + ".*")),
+                     key=lambda p: int(p.suffix[1:]), reverse=True)
+    for p in backups:
+        os.replace(p, path.with_name(f"{path.name}.{int(p.suffix[1:]) + 1}"))
+    os.replace(path, path.with_name(path.name + ".1"))
+    path.write_bytes(text)
+
+
+def test_follow_prints_every_file_of_a_burst_of_rotations_between_two_looks(tmp_path):
+    """Three rotations between two looks (a burst faster than FOLLOW_IDLE_SECS): `-f`
+    jumped from the file it held to the newest, and what the two between held was never
+    printed (here 31,217 lines of 200,000 came through)."""
+    path = log(tmp_path, text=b"old\n")
+    logs = ProcessLogs(tmp_path, "web", "stdout")
+    rdir, fd = logs.open(0)
+    out = io.BytesIO()
+    looks = 0
+
+    def burst_then_stop() -> bool:
+        nonlocal looks
+        looks += 1
+        if looks == 1:
+            with open(path, "ab") as f:
+                f.write(b"b\n")
+            for text in (b"c\n", b"d\n", b"e\n"):
+                rotate(path, text)
+        return looks > 100 or out.getvalue().endswith(b"e\n")
+
+    follower = Follower(logs, 0, rdir, fd, os.fstat(fd).st_size, pinned=True)
+    assert follower.follow(out, stop=burst_then_stop, idle_secs=0.001) == 0
+    assert out.getvalue() == b"b\nc\nd\ne\n"
