@@ -3,11 +3,15 @@ own stdout/stderr by a thread of its own, so a console that stops reading never 
 the pump.
 
 Owns the queue of copies and the thread that writes them, in the order the pump read them
-(per process and stream; stdout and stderr are two pipes, as in Thermos). The pump copies
-every piped run of the task: were it to write the console itself, a terminal that stops
-reading (Ctrl-S, a frozen SSH session, `stoker run | less` at a full screen) would stop it
-in that write, and with it every rotating log of the task, whose processes then block on
-their full pipes; and at close the output still in the pipes would be cut off the files.
+(per process and stream; stdout and stderr are two pipes, as in Thermos), a whole line at a
+time: a line's start is held until its newline comes (or its stream ends, or it passes
+`HOLD_BYTES`), so that on a console that several processes and `stoker run`'s own lines
+share, no other line lands in the middle of one (a process writing into a pipe writes
+in blocks, cut anywhere). The pump copies every piped run of the task: were it to write
+the console itself, a terminal that stops reading (Ctrl-S, a frozen SSH session, `stoker
+run | less` at a full screen) would stop it in that write, and with it every rotating log
+of the task, whose processes then block on their full pipes; and at close the output still
+in the pipes would be cut off the files.
 `put` never blocks: past `LIMIT` bytes queued, a copy is dropped and counted, and once
 the console takes writes again one WARNING line (`console_copy_dropped`) says how many bytes
 of which stream it missed; the log file has them all. The thread blocks SIGTTOU
@@ -27,6 +31,7 @@ from executor.logs import terminal_writer
 logger = logging.getLogger(__name__)
 
 LIMIT = 1024 * 1024  # bytes queued for a console that does not read; beyond, copies are dropped
+HOLD_BYTES = 64 * 1024  # a line held for its newline; a longer one is copied as it comes
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
@@ -42,6 +47,7 @@ class ConsoleCopy:
         self._limit = limit
         self._items: collections.deque[tuple[int, bytes, str]] = collections.deque()
         self._queued = 0
+        self._partial: dict[str, bytes] = {}  # stream label → its last line, until its newline
         self._dropped: dict[str, int] = {}  # stream label → bytes not copied since
         self._failed: set[str] = set()  # streams whose console write failed (said once)
         self._closing = False
@@ -49,7 +55,26 @@ class ConsoleCopy:
         self._thread: threading.Thread | None = None
 
     def put(self, fd: int, data: bytes, label: str) -> None:
-        """Queue `data` for `fd` (the stream `label`'s console); never blocks."""
+        """Queue the whole lines of `data` for `fd` (the stream `label`'s console), holding
+        a last line without its newline for the next `put` or `end`; never blocks."""
+        with self._cond:
+            held = self._partial.pop(label, b"") + data
+            cut = held.rfind(b"\n") + 1
+            if len(held) - cut > HOLD_BYTES:  # a line without end: copied as it comes
+                cut = len(held)
+            if cut < len(held):
+                self._partial[label] = held[cut:]
+        if cut:
+            self._queue(fd, held[:cut], label)
+
+    def end(self, fd: int, label: str) -> None:
+        """The stream `label` ended: its last line, without a newline, is copied as it is."""
+        with self._cond:
+            held = self._partial.pop(label, b"")
+        if held:
+            self._queue(fd, held, label)
+
+    def _queue(self, fd: int, data: bytes, label: str) -> None:
         with self._cond:
             if self._thread is None and not self._start():
                 inline = True

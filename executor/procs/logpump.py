@@ -139,6 +139,8 @@ class _Stream:
 
     def close(self) -> None:
         os.close(self.read_fd)
+        if self.console_fd is not None:
+            self.console.end(self.console_fd, self.label)
         if self.file is not None:
             try:
                 self.file.close()

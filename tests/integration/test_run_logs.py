@@ -30,6 +30,15 @@ def _open_dir(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
 
 
+def _read_more(fd: int, seen: bytearray) -> bytes:
+    """What `fd` (non-blocking) has given so far."""
+    try:
+        seen += os.read(fd, 65536)
+    except BlockingIOError:
+        pass
+    return bytes(seen)
+
+
 def test_a_console_that_does_not_read_holds_up_neither_the_pump_nor_the_files(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="executor.procs")
@@ -63,3 +72,35 @@ def test_a_console_that_does_not_read_holds_up_neither_the_pump_nor_the_files(
         os.close(both_dir)
         os.close(rotate_dir)
     assert "console_copy_dropped task=web.0 process=both run=0 stream=stdout" in caplog.text
+
+
+def test_console_copies_are_whole_lines_whoever_else_writes_there(tmp_path: Path) -> None:
+    """A process writing into a pipe writes in blocks cut anywhere: the copies went to the
+    console as the pump read them, so another process's line (or `stoker run`'s own) landed
+    in the middle of one (`helXX` / `lo`). A line's start now waits for its end; a last
+    line without a newline is copied when its stream ends."""
+    console_r, console_w = os.pipe()
+    os.set_blocking(console_r, False)
+    seen = bytearray()
+    run_dir = _open_dir(tmp_path / "run")
+    pump = LogPump("web.0")
+    (a_r, a_w), (b_r, b_w) = make_pipe(), make_pipe()
+    try:
+        for name, read_fd in (("a", a_r), ("b", b_r)):
+            pump.add(read_fd, LogFile(run_dir, name, tmp_path / "run" / name), console_w,
+                     f"task=web.0 process={name} run=0 stream=stdout")
+        for fd, data, name, whole in ((a_w, b"hel", "a", b"hel"), (b_w, b"XX\n", "b", b"XX\n"),
+                                      (a_w, b"lo\nwor", "a", b"hello\nwor")):
+            os.write(fd, data)
+            wait_for(lambda: (tmp_path / "run" / name).read_bytes() == whole, 5)  # noqa: B023
+        os.close(a_w)
+        a_w = -1
+        wait_for(lambda: _read_more(console_r, seen) == b"XX\nhello\nwor", 5)
+    finally:
+        for fd in (a_w, b_w):
+            if fd >= 0:
+                os.close(fd)
+        pump.stop(drain_secs=1.0)
+        os.close(console_r)
+        os.close(console_w)
+        os.close(run_dir)
