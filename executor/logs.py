@@ -92,6 +92,11 @@ def keep_screen_line(line: ScreenLine | None) -> None:
         _screen_line = line
 
 
+def screen_line_kept() -> bool:
+    """Whether a screen line is at the bottom of the terminal (`stoker run`'s live view)."""
+    return _screen_line is not None
+
+
 @contextlib.contextmanager
 def above_screen_line() -> Iterator[None]:
     """Write something of your own to the terminal: the screen line is cleared before and

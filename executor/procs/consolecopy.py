@@ -17,7 +17,10 @@ the console takes writes again one WARNING line (`console_copy_dropped`) says ho
 of which stream it missed; the log file has them all. The thread blocks SIGTTOU
 (`executor.logs.terminal_writer`: a background `stoker run` under `stty tostop` is not
 stopped by its writes) and starts at the first copy; when no thread can start (a full pids
-cgroup), the copy is written by the caller, as before. Never raises into callers.
+cgroup), the copy is written by the caller, as before. Under `stoker run`'s live view (on a
+terminal) the lines go through `stoker run`'s spool instead, above the view
+(`executor.logs.above_screen_line`), as a log record does: never glued after the view on
+its line and left beside it in the scroll-back. Never raises into callers.
 """
 from __future__ import annotations
 
@@ -25,8 +28,9 @@ import collections
 import logging
 import os
 import threading
+from typing import TextIO, cast
 
-from executor.logs import terminal_writer
+from executor.logs import above_screen_line, screen_line_kept, spool, terminal_writer
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,27 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
+class RawConsole:
+    """A console descriptor as a text stream of the spool (`executor.logs.Spool`): the text
+    is bytes decoded as Latin-1, written back as exactly those bytes."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def write(self, text: str) -> int:
+        write_all(self._fd, text.encode("latin-1"))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def fileno(self) -> int:
+        return self._fd
+
+
 class ConsoleCopy:
     def __init__(self, task_label: str, limit: int = LIMIT) -> None:
         self._label = task_label
@@ -50,6 +75,7 @@ class ConsoleCopy:
         self._partial: dict[str, bytes] = {}  # stream label → its last line, until its newline
         self._dropped: dict[str, int] = {}  # stream label → bytes not copied since
         self._failed: set[str] = set()  # streams whose console write failed (said once)
+        self._raw: dict[int, RawConsole] = {}  # console fd → the spool's stream for it
         self._closing = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -104,6 +130,17 @@ class ConsoleCopy:
             logger.warning("console_copy_dropped %s dropped_bytes=%d: the console was not "
                            "reading; the log file has them", label, count)
 
+    def _failed_write(self, fd: int, label: str, e: BaseException) -> None:
+        if label not in self._failed:
+            self._failed.add(label)
+            logger.error("log_write_failed %s console=%d error=%s: %s; dropping what "
+                         "cannot be copied there", label, fd, type(e).__name__, e)
+
+    def _raw_console(self, fd: int) -> TextIO:
+        """`fd` as a stream of the spool (one per fd: the spool counts drops per stream)."""
+        with self._cond:
+            return cast(TextIO, self._raw.setdefault(fd, RawConsole(fd)))
+
     def _start(self) -> bool:
         """Call with the condition held."""
         thread = threading.Thread(target=self._loop, daemon=True,
@@ -129,12 +166,14 @@ class ConsoleCopy:
 
     def _write(self, fd: int, data: bytes, label: str) -> None:
         try:
-            write_all(fd, data)
+            if screen_line_kept():  # `stoker run`'s live view: above it, in the spool's order
+                with above_screen_line():
+                    spool().put(self._raw_console(fd), data.decode("latin-1"),
+                                lambda e: self._failed_write(fd, label, e))
+            else:
+                write_all(fd, data)
         except OSError as e:
-            if label not in self._failed:
-                self._failed.add(label)
-                logger.error("log_write_failed %s console=%d error=%s: %s; dropping what "
-                             "cannot be copied there", label, fd, type(e).__name__, e)
+            self._failed_write(fd, label, e)
             return
         with self._cond:
             dropped = self._dropped.pop(label, 0)

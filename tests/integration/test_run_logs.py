@@ -14,9 +14,12 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TextIO, cast
 
 import pytest
 
+from executor.logs import keep_screen_line, spool
+from executor.procs.consolecopy import RawConsole
 from executor.procs.logpump import LogFile, LogPump, make_pipe
 from tests.support.waiting import wait_for
 
@@ -100,6 +103,45 @@ def test_console_copies_are_whole_lines_whoever_else_writes_there(tmp_path: Path
         for fd in (a_w, b_w):
             if fd >= 0:
                 os.close(fd)
+        pump.stop(drain_secs=1.0)
+        os.close(console_r)
+        os.close(console_w)
+        os.close(run_dir)
+
+
+class _Marks:
+    """A live view whose hide and show put a mark in the spool, where the view's own
+    escape sequences would go."""
+
+    def __init__(self, fd: int) -> None:
+        self.stream = RawConsole(fd)
+
+    def hide(self) -> None:
+        spool().put(cast(TextIO, self.stream), "[hide]", lambda e: None)
+
+    def show(self) -> None:
+        spool().put(cast(TextIO, self.stream), "[show]", lambda e: None)
+
+
+def test_console_copies_go_above_stoker_runs_live_view(tmp_path: Path) -> None:
+    """`stoker run` keeps a live view on the terminal's last line, without a newline: the
+    pump wrote after it, so the first copied line was glued to the view, and left with it
+    in the scroll-back (`[live.0 RUNNING] a:RUNNING[0]out-1`)."""
+    console_r, console_w = os.pipe()
+    os.set_blocking(console_r, False)
+    seen = bytearray()
+    run_dir = _open_dir(tmp_path / "run")
+    pump = LogPump("live.0")
+    read_fd, write_fd = make_pipe()
+    keep_screen_line(_Marks(console_w))
+    try:
+        pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout"), console_w,
+                 "task=live.0 process=a run=0 stream=stdout")
+        os.write(write_fd, b"out-1\n\xff\n")
+        wait_for(lambda: _read_more(console_r, seen) == b"[hide]out-1\n\xff\n[show]", 5)
+    finally:
+        keep_screen_line(None)
+        os.close(write_fd)
         pump.stop(drain_secs=1.0)
         os.close(console_r)
         os.close(console_w)
