@@ -6,7 +6,8 @@ block or two, never the whole file. `-f` then keeps printing what is appended, l
 `tail -f`: it reopens the file when it was rotated, going through the backups written
 since in order when a burst rotated it several times between two looks (and starts over
 when it was truncated), and, unless `--run` pins a run, follows the process into its next
-run, printing `==> PROCESS run N: stdout <==` before the new run's output. While idle it looks again every
+run (and into the next attempt's runs when `stoker run` restarts the task), printing
+`==> PROCESS run N: stdout <==` before the new run's output. While idle it looks again every
 `FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls. It ends, quietly
 and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
 the log is idle, as GNU tail does.
@@ -119,6 +120,19 @@ class ProcessLogs:
         except BaseException:
             os.close(rdir)
             raise
+
+    def run_ident(self, run: int) -> tuple[int, int] | None:
+        """(device, inode) of run `run`'s directory as its path names it now; None when none."""
+        try:
+            pdir = self._process_dir()
+        except FileNotFoundError:
+            return None
+        try:
+            return _ident(os.stat(str(run), dir_fd=pdir, follow_symlinks=False))
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(pdir)
 
     def where(self, run: int) -> str:
         return f"{LOGS_DIR}/{self.process}/{run}/{self.stream}"
@@ -301,10 +315,13 @@ class Follower:
             return None
 
     def _next_run(self, out: BinaryIO) -> bool:
-        """The process started a newer run: switch to its log, after a marker line."""
+        """The process started a newer run: switch to its log, after a marker line. When
+        the run held is no longer where its path says (`stoker run` started a new attempt,
+        keeping this one's logs as `.logs.attempt-N`), every run of the new `.logs` is newer."""
         if self._pinned:
             return False
-        newer = [r for r in self.logs.runs() if r > self.run]
+        moved = self.logs.run_ident(self.run) != _ident(os.fstat(self._dir))
+        newer = [r for r in self.logs.runs() if moved or r > self.run]
         if not newer:
             return False
         try:

@@ -263,3 +263,18 @@ def test_follow_prints_every_file_of_a_burst_of_rotations_between_two_looks(tmp_
     follower = Follower(logs, 0, rdir, fd, os.fstat(fd).st_size, pinned=True)
     assert follower.follow(out, stop=burst_then_stop, idle_secs=0.001) == 0
     assert out.getvalue() == b"b\nc\nd\ne\n"
+
+
+def test_follow_goes_on_into_the_next_attempts_runs(tmp_path):
+    """`stoker run` restarting a service keeps the attempt's logs as `.logs.attempt-N` and
+    starts a new `.logs`, its runs from 0 again: `-f` stayed on the moved file for good."""
+    log(tmp_path, run=1, text=b"first attempt\n")
+    out, done, thread = follow_in_thread(ProcessLogs(tmp_path, "web", "stdout"), 1)
+    try:
+        os.rename(tmp_path / ".logs", tmp_path / ".logs.attempt-0")
+        log(tmp_path, run=0, text=b"second attempt\n")
+        wait_for(lambda: b"second attempt\n" in out.getvalue(), 5)
+    finally:
+        done.set()
+        thread.join(5)
+    assert out.getvalue() == b"==> web run 0: stdout <==\nsecond attempt\n"
