@@ -2,7 +2,9 @@
 
 Prints the last N lines (default 10) of the latest run's stdout (or stderr, or run N's),
 found by reading backwards from the end one block at a time, so a 200 MB log costs a
-block or two, never the whole file. `-f` then keeps printing what is appended, like
+block or two, never the whole file; a rotated log's lines reach into its backups
+(`executor/cli/tailparts.py`) while the file holds fewer, and `-n +K` counts from the
+oldest backup's first line. `-f` then keeps printing what is appended, like
 `tail -f`: it reopens the file when it was rotated, going through the backups written
 since in order when a burst rotated it several times between two looks (and starts over
 when it was truncated), and, unless `--run` pins a run, follows the process into its next
@@ -36,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from executor.cli import tailparts
 from executor.cli.targets import error, registry_arguments, resolve
 from executor.procs import saferead
 
@@ -159,11 +162,17 @@ def run(args: argparse.Namespace) -> int:
     if sys.stdout.isatty():
         out = cast(BinaryIO, TerminalText(out, sys.stdout.encoding))  # writes bytes, as a BinaryIO
     end = os.fstat(fd).st_size
+    stream = logs.stream
     if args.lines.startswith("+"):
-        start = saferead.line_start(fd, end, max(1, int(args.lines[1:])))
+        parts = tailparts.from_line(rdir, stream, fd, end, max(1, int(args.lines[1:])))
     else:
-        start = saferead.tail_start(fd, end, int(args.lines))
-    pos = saferead.copy_range(fd, start, end, out)
+        parts = tailparts.last_lines(rdir, stream, fd, end, int(args.lines))
+    try:
+        for part_fd, start, stop in parts:  # the backups' first, when the lines reach into them
+            pos = saferead.copy_range(part_fd, start, stop, out)
+    finally:
+        for part_fd, _, _ in parts[:-1]:
+            os.close(part_fd)
     if not args.follow:
         os.close(fd)
         os.close(rdir)

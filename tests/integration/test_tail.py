@@ -278,3 +278,27 @@ def test_follow_goes_on_into_the_next_attempts_runs(tmp_path):
         done.set()
         thread.join(5)
     assert out.getvalue() == b"==> web run 0: stdout <==\nsecond attempt\n"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["-n", "2"], b"3\n4\n"),  # right after a rotation the file holds nothing
+    (["-n", "4"], b"1\n2\n3\n4\n"),
+    (["-n", "+1"], b"0\n1\n2\n3\n4\n"),
+    (["-n", "+3"], b"2\n3\n4\n"),
+    (["-n", "+9"], b""),
+], ids=["last 2", "last 4", "+1", "+3", "past the end"])
+def test_a_rotated_logs_lines_reach_into_its_backups(tmp_path, capfdbinary, args, expected):
+    """Right after a rotation `stoker tail` printed nothing, and `-n +1` (the command printed
+    under a failed run for "all of it") only what the last file held."""
+    path = log(tmp_path, text=b"")
+    path.with_name("stdout.2").write_bytes(b"0\n1\n")
+    path.with_name("stdout.1").write_bytes(b"2\n3\n4\n")
+    assert tail(capfdbinary, tmp_path, "web", *args) == (0, expected, "")
+
+
+def test_a_line_cut_by_a_rotation_is_one_line(tmp_path, capfdbinary):
+    path = log(tmp_path, text=b"cd\nlast")  # the pump cuts at log_size, even mid-line
+    path.with_name("stdout.1").write_bytes(b"a\nb")
+    assert tail(capfdbinary, tmp_path, "web", "-n", "2") == (0, b"bcd\nlast", "")
+    assert tail(capfdbinary, tmp_path, "web", "-n", "1") == (0, b"last", "")
+    assert tail(capfdbinary, tmp_path, "web", "-n", "+2") == (0, b"bcd\nlast", "")
