@@ -20,7 +20,8 @@ stopped by its writes) and starts at the first copy; when no thread can start (a
 cgroup), the copy is written by the caller, as before. Under `stoker run`'s live view (on a
 terminal) the lines go through `stoker run`'s spool instead, above the view
 (`executor.logs.above_screen_line`), as a log record does: never glued after the view on
-its line and left beside it in the scroll-back. Never raises into callers.
+its line and left beside it in the scroll-back (and a line without end is ended there, or
+the view's next redraw would erase it). Never raises into callers.
 """
 from __future__ import annotations
 
@@ -167,8 +168,10 @@ class ConsoleCopy:
     def _write(self, fd: int, data: bytes, label: str) -> None:
         try:
             if screen_line_kept():  # `stoker run`'s live view: above it, in the spool's order
+                text = data.decode("latin-1")  # the view is drawn on a line of its own:
+                text += "" if text.endswith("\n") else "\n"  # a line without end gets one
                 with above_screen_line():
-                    spool().put(self._raw_console(fd), data.decode("latin-1"),
+                    spool().put(self._raw_console(fd), text,
                                 lambda e: self._failed_write(fd, label, e))
             else:
                 write_all(fd, data)

@@ -139,9 +139,15 @@ def test_console_copies_go_above_stoker_runs_live_view(tmp_path: Path) -> None:
                  "task=live.0 process=a run=0 stream=stdout")
         os.write(write_fd, b"out-1\n\xff\n")
         wait_for(lambda: _read_more(console_r, seen) == b"[hide]out-1\n\xff\n[show]", 5)
+        os.write(write_fd, b"no end")
+        os.close(write_fd)
+        write_fd = -1
+        wait_for(lambda: _read_more(console_r, seen).endswith(b"[show][hide]no end\n[show]"), 5,
+                 message="a last line without end is ended on the terminal (not in the file)")
     finally:
         keep_screen_line(None)
-        os.close(write_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
         pump.stop(drain_secs=1.0)
         os.close(console_r)
         os.close(console_w)
