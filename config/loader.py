@@ -340,8 +340,9 @@ def _check_task(task: dict, bound: bool) -> list[str]:
                             f"{bad_cmdline}")
         _at_least(problems, f"{path}.max_failures", p.get("max_failures"), 0, " (0 = unlimited)")
         _seconds(problems, f"{path}.min_duration", p.get("min_duration"))
-        rotate = (p.get("logger") or {}).get("rotate")
-        if rotate:
+        logger = p.get("logger") or {}
+        rotate = logger.get("rotate")
+        if rotate and logger.get("mode") == "rotate":  # Thermos checks them in that mode alone
             _at_least(problems, f"{path}.logger.rotate.log_size", rotate.get("log_size"), 1)
             _at_least(problems, f"{path}.logger.rotate.backups", rotate.get("backups"), 1)
             _at_most(problems, f"{path}.logger.rotate.backups", rotate.get("backups"), MAX_BACKUPS)

@@ -16,8 +16,8 @@ session, a pager waiting at a full screen) holds up that thread alone, never the
 owner; past `SPOOL_LIMIT` characters queued, lines are dropped and counted, and a note
 says how many once the reader is back. `drain_spool` gives it a bounded time at exit.
 
-`terminal_writer`: a thread that writes to the terminal (the spool's; the log pump's copies
-to the console) blocks SIGTTOU first. `stoker run JOB &` is a background job, and with
+`terminal_writer`: a thread that writes to the terminal (the spool's; the log pump's console
+copier) blocks SIGTTOU first. `stoker run JOB &` is a background job, and with
 `stty tostop` the kernel answers its first write to the terminal with SIGTTOU to Stoker's
 whole process group, whose default action stops it: supervision would freeze (no restarts,
 no health checks, no stop) until the operator typed `fg`. For a thread that blocks (or a
@@ -90,6 +90,11 @@ def keep_screen_line(line: ScreenLine | None) -> None:
     global _screen_line
     with screen_lock:
         _screen_line = line
+
+
+def screen_line_kept() -> bool:
+    """Whether a screen line is at the bottom of the terminal (`stoker run`'s live view)."""
+    return _screen_line is not None
 
 
 @contextlib.contextmanager

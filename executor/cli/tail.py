@@ -2,9 +2,13 @@
 
 Prints the last N lines (default 10) of the latest run's stdout (or stderr, or run N's),
 found by reading backwards from the end one block at a time, so a 200 MB log costs a
-block or two, never the whole file. `-f` then keeps printing what is appended, like
-`tail -f`: it reopens the file when it was rotated (and starts over when it was
-truncated), and, unless `--run` pins a run, follows the process into its next run, printing
+block or two, never the whole file; a rotated log's lines reach into its backups
+(`executor/cli/tailparts.py`) while the file holds fewer, and `-n +K` counts from the
+oldest backup's first line. `-f` then keeps printing what is appended, like
+`tail -f`: it reopens the file when it was rotated, going through the backups written
+since in order when a burst rotated it several times between two looks (and starts over
+when it was truncated), and, unless `--run` pins a run, follows the process into its next
+run (and into the next attempt's runs when `stoker run` restarts the task), printing
 `==> PROCESS run N: stdout <==` before the new run's output. While idle it looks again every
 `FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls. It ends, quietly
 and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
@@ -34,10 +38,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from executor.cli import tailparts
 from executor.cli.targets import error, registry_arguments, resolve
 from executor.procs import saferead
 
 FOLLOW_IDLE_SECS = 0.2
+ROTATION_TRIES = 100  # looks for the file after a rotated one, while rotations go on
 LOGS_DIR = ".logs"
 # What a terminal would act on: C0 controls but the newline and the tab, DEL, C1 controls.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -108,9 +114,28 @@ class ProcessLogs:
             os.close(pdir)
         try:
             return rdir, saferead.open_file(self.stream, rdir)
+        except FileNotFoundError:
+            os.close(rdir)
+            raise FileNotFoundError(
+                f"run {run} of process {self.process!r} has no {self.stream} log "
+                f"({self.sandbox}/{self.where(run)} does not exist: a process whose Logger "
+                f"destination is 'console' or 'none' keeps none)") from None
         except BaseException:
             os.close(rdir)
             raise
+
+    def run_ident(self, run: int) -> tuple[int, int] | None:
+        """(device, inode) of run `run`'s directory as its path names it now; None when none."""
+        try:
+            pdir = self._process_dir()
+        except FileNotFoundError:
+            return None
+        try:
+            return _ident(os.stat(str(run), dir_fd=pdir, follow_symlinks=False))
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(pdir)
 
     def where(self, run: int) -> str:
         return f"{LOGS_DIR}/{self.process}/{run}/{self.stream}"
@@ -137,11 +162,17 @@ def run(args: argparse.Namespace) -> int:
     if sys.stdout.isatty():
         out = cast(BinaryIO, TerminalText(out, sys.stdout.encoding))  # writes bytes, as a BinaryIO
     end = os.fstat(fd).st_size
+    stream = logs.stream
     if args.lines.startswith("+"):
-        start = saferead.line_start(fd, end, max(1, int(args.lines[1:])))
+        parts = tailparts.from_line(rdir, stream, fd, end, max(1, int(args.lines[1:])))
     else:
-        start = saferead.tail_start(fd, end, int(args.lines))
-    pos = saferead.copy_range(fd, start, end, out)
+        parts = tailparts.last_lines(rdir, stream, fd, end, int(args.lines))
+    try:
+        for part_fd, start, stop in parts:  # the backups' first, when the lines reach into them
+            pos = saferead.copy_range(part_fd, start, stop, out)
+    finally:
+        for part_fd, _, _ in parts[:-1]:
+            os.close(part_fd)
     if not args.follow:
         os.close(fd)
         os.close(rdir)
@@ -202,6 +233,10 @@ def _reader_gone(out: BinaryIO, secs: float) -> bool:
     return bool(poller.poll(secs * 1000))
 
 
+def _ident(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
 class Follower:
     """`-f`: print what is appended to the log, across rotations and into the next runs."""
 
@@ -241,25 +276,61 @@ class Follower:
         return True
 
     def _rotated(self, out: BinaryIO) -> bool:
-        """The name now holds another file (a rotation): switch to it from its start."""
-        try:
-            st = os.stat(self.logs.stream, dir_fd=self._dir, follow_symlinks=False)
-        except FileNotFoundError:
-            return False  # between a rotation's rename and the new file
-        mine = os.fstat(self._fd)
-        if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
-            return False
-        fd = saferead.open_file(self.logs.stream, self._dir)
+        """The name now holds another file (a rotation): switch to the file written after
+        the one held, from its start (a burst may have rotated it several times since)."""
+        if self._ident(self.logs.stream) in (None, _ident(os.fstat(self._fd))):
+            return False  # not rotated, or between a rotation's rename and the new file
         self._copy(out)  # what was written to the old file before it was rotated
+        fd = self._successor()
+        if fd is None:
+            return False
         os.close(self._fd)
         self._fd, self.pos = fd, 0
         return True
 
+    def _successor(self) -> int | None:
+        """The file written after the one held: rotated to `NAME.K`, it is `NAME.K-1` (the
+        name itself for `.1`); not among the backups (dropped, or moved by another tool),
+        the name's. None while a rotation is under way. Raises OSError."""
+        mine = _ident(os.fstat(self._fd))
+        for _ in range(ROTATION_TRIES):  # each try that fails saw another rotation
+            k = self._backup_number(mine)
+            name = self.logs.stream if k is None or k == 1 else f"{self.logs.stream}.{k - 1}"
+            try:
+                fd = saferead.open_file(name, self._dir)
+            except FileNotFoundError:
+                continue
+            if k is None or self._ident(f"{self.logs.stream}.{k}") == mine:
+                return fd  # no rotation came between the look and the open
+            os.close(fd)
+        return None
+
+    def _backup_number(self, ident: tuple[int, int]) -> int | None:
+        """K where `NAME.K` is the file `ident`; None when no backup is (two numbers in a
+        row missing end the search: one may be missing for a moment, mid-rotation)."""
+        k, missing = 1, 0
+        while missing < 2:
+            found = self._ident(f"{self.logs.stream}.{k}")
+            if found == ident:
+                return k
+            missing = missing + 1 if found is None else 0
+            k += 1
+        return None
+
+    def _ident(self, name: str) -> tuple[int, int] | None:
+        try:
+            return _ident(os.stat(name, dir_fd=self._dir, follow_symlinks=False))
+        except FileNotFoundError:
+            return None
+
     def _next_run(self, out: BinaryIO) -> bool:
-        """The process started a newer run: switch to its log, after a marker line."""
+        """The process started a newer run: switch to its log, after a marker line. When
+        the run held is no longer where its path says (`stoker run` started a new attempt,
+        keeping this one's logs as `.logs.attempt-N`), every run of the new `.logs` is newer."""
         if self._pinned:
             return False
-        newer = [r for r in self.logs.runs() if r > self.run]
+        moved = self.logs.run_ident(self.run) != _ident(os.fstat(self._dir))
+        newer = [r for r in self.logs.runs() if moved or r > self.run]
         if not newer:
             return False
         try:

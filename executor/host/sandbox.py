@@ -77,17 +77,33 @@ def checkpoint_mtime(sandbox: str | os.PathLike[str], pinned: str = "") -> float
 
 def log_end(sandbox: str | os.PathLike[str], process: str, run: int, stream: str,
             max_bytes: int) -> tuple[bytes, int] | None:
-    """The last `max_bytes` of run `run`'s `stream` log (`.logs/PROCESS/RUN/STREAM`) and the
-    file's size; None when there is none, or what is there is not a regular file reached
+    """The last `max_bytes` of run `run`'s `stream` log (`.logs/PROCESS/RUN/STREAM`), reaching
+    into its last rotated part (`STREAM.1`) while the file holds fewer, and the size of what
+    they hold; None when there is no log, or what is there is not a regular file reached
     without a symlink (a failed run may have swapped its log for a FIFO, which an open would
     wait on for ever, or for a symlink to a file outside the sandbox)."""
     try:
         root = saferead.open_root(sandbox)
         try:
-            fd = saferead.walk(root, [".logs", process, str(run), stream], file=True)
+            rdir = saferead.walk(root, [".logs", process, str(run)], file=False)
         finally:
             os.close(root)
     except (OSError, ValueError):
+        return None
+    try:
+        end = _file_end(rdir, stream, max_bytes)
+        if end is None or end[1] >= max_bytes:
+            return end
+        before = _file_end(rdir, f"{stream}.1", max_bytes - end[1])  # rotated a moment ago
+        return end if before is None else (before[0] + end[0], before[1] + end[1])
+    finally:
+        os.close(rdir)
+
+
+def _file_end(rdir: int, name: str, max_bytes: int) -> tuple[bytes, int] | None:
+    try:
+        fd = saferead.open_file(name, rdir)
+    except OSError:
         return None
     try:
         size = os.fstat(fd).st_size

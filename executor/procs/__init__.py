@@ -10,7 +10,7 @@ about restarts or task states.
 The supervisor (`supervisor.py`) uses the others: `spawn.py` (env, logs, fork),
 `runlogs.py` (`.logs` kept open, each run's log files, the pump), `logstage.py` (a next
 run's logs, made at `idle()`), `sandboxfs.py` (opening files a task could have replaced),
-`reaper.py`, `logpump.py`, `containment.py` (which processes are the task's), `draining.py`
+`reaper.py`, `logpump.py` (its console copies: `consolecopy.py`), `containment.py` (which processes are the task's), `draining.py`
 (a SIGTERMed run whose top exited first), `proctree.py` (/proc walks and scans, pidfd
 signals), `cgroups.py`, `watchdog.py`, `commands.py`.
 

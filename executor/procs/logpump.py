@@ -19,9 +19,10 @@ pump write, rename or delete anywhere else, and the new file is opened through
 Never raises into callers; a file that cannot be written (a full disk, no inode or
 descriptor for a rotation's new file) is reported once at ERROR and its data dropped, so the
 process never blocks on a full pipe; each later write tries again, and the first that works
-says at WARNING how many bytes were dropped. Console copies go to the supervisor's own
-stdout/stderr, from a thread that blocks SIGTTOU (`executor.logs.terminal_writer`: a
-background `stoker run` under `stty tostop` is not stopped by them).
+says at WARNING how many bytes were dropped. Console copies (`destination='both'`) go to
+the supervisor's own stdout/stderr through `executor/procs/consolecopy.py`, written by a
+thread of its own: a console that stops reading never stops the pump (nor, through it, the
+files of every run it copies).
 """
 from __future__ import annotations
 
@@ -36,19 +37,13 @@ from pathlib import Path
 
 from executor.logs import terminal_writer
 from executor.procs import sandboxfs
+from executor.procs.consolecopy import ConsoleCopy, write_all
 from executor.procs.sandboxfs import LOG_FLAGS
 
 logger = logging.getLogger(__name__)
 
 READ_BYTES = 256 * 1024
 PIPE_BYTES = 1024 * 1024
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
 
 
 class LogFile:
@@ -82,7 +77,7 @@ class LogFile:
             room = len(view) if self.max_bytes is None else self.max_bytes - self.size
             chunk = view[:room]
             try:
-                _write_all(self.fd, chunk)
+                write_all(self.fd, chunk)
             except OSError:
                 self.size = os.fstat(self.fd).st_size  # what a short write did add
                 raise
@@ -115,13 +110,13 @@ class LogFile:
 
 class _Stream:
     def __init__(self, read_fd: int, file: LogFile | None, console_fd: int | None,
-                 label: str) -> None:
+                 label: str, console: ConsoleCopy) -> None:
         self.read_fd = read_fd
         self.file = file
         self.console_fd = console_fd
+        self.console = console
         self.label = label  # "task=... process=... run=... stream=stdout" for log lines
         self.dropped: int | None = None  # bytes the file lost since a write failed, while it fails
-        self.console_failed = False
 
     def deliver(self, data: bytes) -> None:
         if self.file is not None:
@@ -140,17 +135,12 @@ class _Stream:
                                    self.file.path, self.dropped)
                     self.dropped = None
         if self.console_fd is not None:
-            try:
-                _write_all(self.console_fd, data)
-            except OSError as e:
-                if not self.console_failed:
-                    self.console_failed = True
-                    logger.error("log_write_failed %s console=%d error=%s: %s; dropping what "
-                                 "cannot be copied there", self.label, self.console_fd,
-                                 type(e).__name__, e)
+            self.console.put(self.console_fd, data, self.label)
 
     def close(self) -> None:
         os.close(self.read_fd)
+        if self.console_fd is not None:
+            self.console.end(self.console_fd, self.label)
         if self.file is not None:
             try:
                 self.file.close()
@@ -176,6 +166,7 @@ class LogPump:
         self._stopping = False
         self._force = False
         self._closed = False
+        self._console = ConsoleCopy(task_label)  # its thread starts at the first copy
         self._wake_r, self._wake_w = os.pipe()
         try:
             os.set_blocking(self._wake_r, False)
@@ -198,7 +189,7 @@ class LogPump:
     def add(self, read_fd: int, file: LogFile | None, console_fd: int | None,
             label: str) -> None:
         """Hand over a pipe's read end; the pump owns (and closes) it and the file from now."""
-        stream = _Stream(read_fd, file, console_fd, label)
+        stream = _Stream(read_fd, file, console_fd, label, self._console)
         with self._lock:
             if self._closed:
                 stream.close()
@@ -226,6 +217,7 @@ class LogPump:
                 self._force = True
                 self._wake()
             self._thread.join(0.5)
+        self._console.close(drain_secs=drain_secs)
 
     def _loop(self) -> None:
         terminal_writer()

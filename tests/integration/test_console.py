@@ -147,3 +147,18 @@ def test_the_spool_never_blocks_its_caller_and_counts_what_it_dropped():
         os.close(read)
     assert got.endswith("".join(lines[:26]).encode() +
                         b"[stoker: 24 lines not shown: their reader was not reading]\nafter\n")
+
+
+def test_a_failed_runs_stderr_rotated_a_moment_before_is_read_from_its_backup(tmp_path):
+    """A rotating logger: right after a rotation `stderr` holds little or nothing, and the
+    console said "its stderr is empty" of a run whose last words were in `stderr.1`."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr.1").write_text("".join(f"noise {i}\n" for i in range(2000)) + "Traceback:\n  bo")
+    (run / "stderr").write_text("om\n")  # the pump cuts at log_size, even mid-line
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False)
+    console.on_transition(failed(run=0))
+    lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
+    assert lines[-3:-1] == ["| Traceback:", "|   boom"]
+    assert lines[0] == "| noise 1997" and len(lines) == 6

@@ -507,6 +507,15 @@ def test_process_and_task_numbers(tmp_path, process_fields, task_fields, expecte
     assert expected in error_of(path)
 
 
+def test_a_rotate_policy_is_checked_only_for_a_rotating_logger(tmp_path):
+    """Thermos checks `log_size` and `backups` in rotate mode alone; a standard logger's
+    policy is never used, and a job that ran under Thermos was refused here."""
+    path = write_config(tmp_path, job_text(
+        "[Process(name='web', cmdline='x', logger=Logger(mode='standard', "
+        "rotate=RotatePolicy(log_size=0, backups=0)))]"))
+    load_job(path)
+
+
 @pytest.mark.parametrize("field, value, expected", [
     ("graceful_shutdown_wait_secs", "-1", "= -1.0 must be at least 0"),
     ("shutdown_wait_secs", "1e300", "= 1e+300 must be at most 31536000 (365 days)"),

@@ -1,0 +1,185 @@
+"""The console copies of the log pump: `destination='both'` output written to the supervisor's
+own stdout/stderr by a thread of its own, so a console that stops reading never holds up
+the pump.
+
+Owns the queue of copies and the thread that writes them, in the order the pump read them
+(per process and stream; stdout and stderr are two pipes, as in Thermos), a whole line at a
+time: a line's start is held until its newline comes (or its stream ends, or it passes
+`HOLD_BYTES`), so that on a console that several processes and `stoker run`'s own lines
+share, no other line lands in the middle of one (a process writing into a pipe writes
+in blocks, cut anywhere). The pump copies every piped run of the task: were it to write
+the console itself, a terminal that stops reading (Ctrl-S, a frozen SSH session, `stoker
+run | less` at a full screen) would stop it in that write, and with it every rotating log
+of the task, whose processes then block on their full pipes; and at close the output still
+in the pipes would be cut off the files.
+`put` never blocks: past `LIMIT` bytes queued, a copy is dropped and counted, and once
+the console takes writes again one WARNING line (`console_copy_dropped`) says how many bytes
+of which stream it missed; the log file has them all. The thread blocks SIGTTOU
+(`executor.logs.terminal_writer`: a background `stoker run` under `stty tostop` is not
+stopped by its writes) and starts at the first copy; when no thread can start (a full pids
+cgroup), the copy is written by the caller, as before. Under `stoker run`'s live view (on a
+terminal) the lines go through `stoker run`'s spool instead, above the view
+(`executor.logs.above_screen_line`), as a log record does: never glued after the view on
+its line and left beside it in the scroll-back (and a line without end is ended there, or
+the view's next redraw would erase it). Never raises into callers.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+from typing import TextIO, cast
+
+from executor.logs import above_screen_line, screen_line_kept, spool, terminal_writer
+
+logger = logging.getLogger(__name__)
+
+LIMIT = 1024 * 1024  # bytes queued for a console that does not read; beyond, copies are dropped
+HOLD_BYTES = 64 * 1024  # a line held for its newline; a longer one is copied as it comes
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class RawConsole:
+    """A console descriptor as a text stream of the spool (`executor.logs.Spool`): the text
+    is bytes decoded as Latin-1, written back as exactly those bytes."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def write(self, text: str) -> int:
+        write_all(self._fd, text.encode("latin-1"))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def fileno(self) -> int:
+        return self._fd
+
+
+class ConsoleCopy:
+    def __init__(self, task_label: str, limit: int = LIMIT) -> None:
+        self._label = task_label
+        self._limit = limit
+        self._items: collections.deque[tuple[int, bytes, str]] = collections.deque()
+        self._queued = 0
+        self._partial: dict[str, bytes] = {}  # stream label → its last line, until its newline
+        self._dropped: dict[str, int] = {}  # stream label → bytes not copied since
+        self._failed: set[str] = set()  # streams whose console write failed (said once)
+        self._raw: dict[int, RawConsole] = {}  # console fd → the spool's stream for it
+        self._closing = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def put(self, fd: int, data: bytes, label: str) -> None:
+        """Queue the whole lines of `data` for `fd` (the stream `label`'s console), holding
+        a last line without its newline for the next `put` or `end`; never blocks."""
+        with self._cond:
+            held = self._partial.pop(label, b"") + data
+            cut = held.rfind(b"\n") + 1
+            if len(held) - cut > HOLD_BYTES:  # a line without end: copied as it comes
+                cut = len(held)
+            if cut < len(held):
+                self._partial[label] = held[cut:]
+        if cut:
+            self._queue(fd, held[:cut], label)
+
+    def end(self, fd: int, label: str) -> None:
+        """The stream `label` ended: its last line, without a newline, is copied as it is."""
+        with self._cond:
+            held = self._partial.pop(label, b"")
+        if held:
+            self._queue(fd, held, label)
+
+    def _queue(self, fd: int, data: bytes, label: str) -> None:
+        with self._cond:
+            if self._thread is None and not self._start():
+                inline = True
+            elif self._queued + len(data) > self._limit:
+                self._dropped[label] = self._dropped.get(label, 0) + len(data)
+                return
+            else:
+                inline = False
+                self._items.append((fd, data, label))
+                self._queued += len(data)
+                self._cond.notify()
+        if inline:  # no thread to be had: written here, blocking, until one can start
+            self._write(fd, data, label)
+
+    def close(self, drain_secs: float) -> None:
+        """Let the thread write what is queued for up to `drain_secs`, then end it (a thread
+        still stuck in a write to a console that does not read is left to the exit)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(drain_secs)
+        with self._cond:
+            dropped, self._dropped = self._dropped, {}
+        for label, count in dropped.items():
+            logger.warning("console_copy_dropped %s dropped_bytes=%d: the console was not "
+                           "reading; the log file has them", label, count)
+
+    def _failed_write(self, fd: int, label: str, e: BaseException) -> None:
+        if label not in self._failed:
+            self._failed.add(label)
+            logger.error("log_write_failed %s console=%d error=%s: %s; dropping what "
+                         "cannot be copied there", label, fd, type(e).__name__, e)
+
+    def _raw_console(self, fd: int) -> TextIO:
+        """`fd` as a stream of the spool (one per fd: the spool counts drops per stream)."""
+        with self._cond:
+            return cast(TextIO, self._raw.setdefault(fd, RawConsole(fd)))
+
+    def _start(self) -> bool:
+        """Call with the condition held."""
+        thread = threading.Thread(target=self._loop, daemon=True,
+                                  name=f"stoker-logpump-console-{self._label}")
+        try:
+            thread.start()
+        except RuntimeError:
+            return False
+        self._thread = thread
+        return True
+
+    def _loop(self) -> None:
+        terminal_writer()
+        while True:
+            with self._cond:
+                while not self._items and not self._closing:
+                    self._cond.wait()
+                if not self._items:
+                    return
+                fd, data, label = self._items.popleft()
+                self._queued -= len(data)
+            self._write(fd, data, label)
+
+    def _write(self, fd: int, data: bytes, label: str) -> None:
+        try:
+            if screen_line_kept():  # `stoker run`'s live view: above it, in the spool's order
+                text = data.decode("latin-1")  # the view is drawn on a line of its own:
+                text += "" if text.endswith("\n") else "\n"  # a line without end gets one
+                with above_screen_line():
+                    spool().put(self._raw_console(fd), text,
+                                lambda e: self._failed_write(fd, label, e))
+            else:
+                write_all(fd, data)
+        except OSError as e:
+            self._failed_write(fd, label, e)
+            return
+        with self._cond:
+            dropped = self._dropped.pop(label, 0)
+        if dropped:
+            logger.warning("console_copy_dropped %s console=%d dropped_bytes=%d: the console "
+                           "was not reading; the log file has them", label, fd, dropped)

@@ -1,0 +1,154 @@
+"""The runs' logs against what an operator meets: a console that stops reading, a burst of
+rotations under `stoker tail -f`, a process whose logger keeps no file.
+
+- The log pump copied `destination='both'` output to the console itself. A console that
+  stopped reading (Ctrl-S, a frozen SSH session, `stoker run | less` at a full screen)
+  stopped the pump in that write: every rotating log of the task stopped with it (their
+  processes then blocked on full pipes), and at close what was still in the pipes was cut
+  off the files. The copies now go through a queue of their own (bounded; what does not
+  fit is dropped from the console and counted, never from the file).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import TextIO, cast
+
+import pytest
+
+from executor.logs import keep_screen_line, spool
+from executor.procs.consolecopy import RawConsole
+from executor.procs.logpump import LogFile, LogPump, make_pipe
+from tests.support.waiting import wait_for
+
+MiB = 1024 * 1024
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _open_dir(path: Path) -> int:
+    path.mkdir(parents=True)
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _read_more(fd: int, seen: bytearray) -> bytes:
+    """What `fd` (non-blocking) has given so far."""
+    try:
+        seen += os.read(fd, 65536)
+    except BlockingIOError:
+        pass
+    return bytes(seen)
+
+
+def test_a_console_that_does_not_read_holds_up_neither_the_pump_nor_the_files(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="executor.procs")
+    console_r, console_w = os.pipe()  # a console nobody reads: full at 64 KiB
+    both_dir, rotate_dir = _open_dir(tmp_path / "both"), _open_dir(tmp_path / "rotate")
+    pump = LogPump("web.0")
+    both_r, both_w = make_pipe()
+    rotate_r, rotate_w = make_pipe()
+    big = b"x" * (3 * MiB)
+    writer = threading.Thread(target=lambda: os.write(both_w, big) and None, daemon=True)
+    try:
+        pump.add(both_r, LogFile(both_dir, "stdout", tmp_path / "both/stdout"), console_w,
+                 "task=web.0 process=both run=0 stream=stdout")
+        pump.add(rotate_r, LogFile(rotate_dir, "stdout", tmp_path / "rotate/stdout",
+                                   max_bytes=MiB, backups=1),
+                 None, "task=web.0 process=rotate run=0 stream=stdout")
+        writer.start()  # blocks on its full pipe while the pump does not read it
+        wait_for(lambda: (tmp_path / "both/stdout").stat().st_size > 128 * 1024, 5)
+        os.write(rotate_w, b"hello\n")
+        wait_for(lambda: (tmp_path / "rotate/stdout").read_bytes() == b"hello\n", 2,
+                 message="the rotating log is copied while the console does not read")
+        wait_for(lambda: (tmp_path / "both/stdout").stat().st_size == len(big), 5,
+                 message="the `both` file has every byte")
+    finally:
+        os.close(console_r)  # the console's reader goes: a write still stuck fails (EPIPE)
+        writer.join(5)
+        os.close(both_w)
+        os.close(rotate_w)
+        pump.stop(drain_secs=1.0)
+        os.close(console_w)
+        os.close(both_dir)
+        os.close(rotate_dir)
+    assert "console_copy_dropped task=web.0 process=both run=0 stream=stdout" in caplog.text
+
+
+def test_console_copies_are_whole_lines_whoever_else_writes_there(tmp_path: Path) -> None:
+    """A process writing into a pipe writes in blocks cut anywhere: the copies went to the
+    console as the pump read them, so another process's line (or `stoker run`'s own) landed
+    in the middle of one (`helXX` / `lo`). A line's start now waits for its end; a last
+    line without a newline is copied when its stream ends."""
+    console_r, console_w = os.pipe()
+    os.set_blocking(console_r, False)
+    seen = bytearray()
+    run_dir = _open_dir(tmp_path / "run")
+    pump = LogPump("web.0")
+    (a_r, a_w), (b_r, b_w) = make_pipe(), make_pipe()
+    try:
+        for name, read_fd in (("a", a_r), ("b", b_r)):
+            pump.add(read_fd, LogFile(run_dir, name, tmp_path / "run" / name), console_w,
+                     f"task=web.0 process={name} run=0 stream=stdout")
+        for fd, data, name, whole in ((a_w, b"hel", "a", b"hel"), (b_w, b"XX\n", "b", b"XX\n"),
+                                      (a_w, b"lo\nwor", "a", b"hello\nwor")):
+            os.write(fd, data)
+            wait_for(lambda: (tmp_path / "run" / name).read_bytes() == whole, 5)  # noqa: B023
+        os.close(a_w)
+        a_w = -1
+        wait_for(lambda: _read_more(console_r, seen) == b"XX\nhello\nwor", 5)
+    finally:
+        for fd in (a_w, b_w):
+            if fd >= 0:
+                os.close(fd)
+        pump.stop(drain_secs=1.0)
+        os.close(console_r)
+        os.close(console_w)
+        os.close(run_dir)
+
+
+class _Marks:
+    """A live view whose hide and show put a mark in the spool, where the view's own
+    escape sequences would go."""
+
+    def __init__(self, fd: int) -> None:
+        self.stream = RawConsole(fd)
+
+    def hide(self) -> None:
+        spool().put(cast(TextIO, self.stream), "[hide]", lambda e: None)
+
+    def show(self) -> None:
+        spool().put(cast(TextIO, self.stream), "[show]", lambda e: None)
+
+
+def test_console_copies_go_above_stoker_runs_live_view(tmp_path: Path) -> None:
+    """`stoker run` keeps a live view on the terminal's last line, without a newline: the
+    pump wrote after it, so the first copied line was glued to the view, and left with it
+    in the scroll-back (`[live.0 RUNNING] a:RUNNING[0]out-1`)."""
+    console_r, console_w = os.pipe()
+    os.set_blocking(console_r, False)
+    seen = bytearray()
+    run_dir = _open_dir(tmp_path / "run")
+    pump = LogPump("live.0")
+    read_fd, write_fd = make_pipe()
+    keep_screen_line(_Marks(console_w))
+    try:
+        pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout"), console_w,
+                 "task=live.0 process=a run=0 stream=stdout")
+        os.write(write_fd, b"out-1\n\xff\n")
+        wait_for(lambda: _read_more(console_r, seen) == b"[hide]out-1\n\xff\n[show]", 5)
+        os.write(write_fd, b"no end")
+        os.close(write_fd)
+        write_fd = -1
+        wait_for(lambda: _read_more(console_r, seen).endswith(b"[show][hide]no end\n[show]"), 5,
+                 message="a last line without end is ended on the terminal (not in the file)")
+    finally:
+        keep_screen_line(None)
+        if write_fd >= 0:
+            os.close(write_fd)
+        pump.stop(drain_secs=1.0)
+        os.close(console_r)
+        os.close(console_w)
+        os.close(run_dir)
