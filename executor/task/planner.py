@@ -162,8 +162,10 @@ class Planner:
              term_delay_secs: float = 0.0, *, skip_finals: bool = False) -> None:
         """Stop the task: no new regular runs; SIGTERM at now + term_delay_secs (the lifecycle
         endpoints' time), SIGKILL `grace_secs` later (None: finalization_wait); then the final
-        processes (not with `skip_finals`, and those running are stopped with the rest);
-        then KILLED. A later kill may bring both times earlier, never later."""
+        processes, within their own budget; then KILLED. A stop that comes while they run
+        leaves them that budget, as Thermos does. With `skip_finals` they do not run, and
+        those running are stopped with the rest. A later kill may bring both times earlier,
+        never later."""
         if self._phase.terminal:
             return
         grace = self._task.finalization_wait_secs if grace_secs is None else max(0.0, grace_secs)
@@ -182,10 +184,10 @@ class Planner:
                 f"{delay}, SIGKILL {number(grace)} s later")
         elif self._phase is TaskPhase.CLEANING:
             self._regular.stop(term_at, term_at + grace)
-        else:
+        elif self._skip_finals is not None:  # FINALIZING: a stop skips the finals only when told
             deadline = self._final_deadline_at
             self._final.stop(min(term_at, deadline), min(term_at + grace, deadline))
-            self._cancel_waiting(self._final, f"the task is being killed ({reason})")
+            self._cancel_waiting(self._final, f"final processes skipped: {self._skip_finals}")
 
     def restart(self, process: str, now: float, grace_secs: float) -> RestartAnswer:
         """An operator asked for a new run of `process` (`process_rules.request_restart`)."""

@@ -179,8 +179,11 @@ def test_a_check_that_fails_once_the_processes_ended_neither_fails_the_task_nor_
     (tmp_path / "alive").touch()
     health = HealthSpec(kind=CheckKind.SHELL, initial_interval_secs=0.0, interval_secs=0.02, timeout_secs=1.0,
                         shell_command="test -f alive")
-    final, rec = run_owner(tmp_path, job(ProcessSpec(name="a", cmdline="sleep 0.1; rm alive"),
-                                         ProcessSpec(name="f", cmdline="sleep 0.3", final=True), health=health))
+    # The final process makes the check fail: only once the regular ones have ended (`a`
+    # removing the file itself let a check land between its rm and its exit, 1 run in 10).
+    final, rec = run_owner(tmp_path, job(ProcessSpec(name="a", cmdline="sleep 0.1"),
+                                         ProcessSpec(name="f", cmdline="rm alive; sleep 0.3", final=True),
+                                         health=health))
     assert final.state is TaskState.FINISHED, final
     assert rec.process_states("f") == ["RUNNING", "SUCCESS"]
     assert ("failed", "FAILED") not in rec.health_results

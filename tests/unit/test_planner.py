@@ -438,17 +438,34 @@ def test_second_kill_shortens_the_grace_but_never_lengthens_it():
     assert d.phase is TaskPhase.KILLED and d.reason == "first"
 
 
-def test_kill_during_finalizing_sigterms_the_finals_and_shortens_their_budget():
+def test_kill_during_finalizing_leaves_the_finals_their_budget():
+    # The stop's SIGTERM and grace are for the regular processes; the finals are the task's
+    # own clean-up and run on within their finalization_wait, as Thermos lets them.
     h = Harness(task(proc("main"), proc("f1", final=True), proc("f2", final=True),
-                     constraints=[("f1", "f2")]))
+                     constraints=[("f1", "f2")], finalization_wait_secs=10.0))
     h.decide()
     h.exit("main")
     h.planner.kill(h.clock.now, "stop now", grace_secs=2.0)
     d = h.decide()
-    assert signals(d) == [("f1", TERM)] and d.next_deadline_at == 1002.0
+    assert d.signal == () and d.next_deadline_at == 1010.0
+    assert h.state("f1") is ProcessState.RUNNING and h.state("f2") is ProcessState.WAITING
+    h.clock.advance(3.0)  # past the kill's grace
+    assert started(h.exit("f1")) == ["f2"]
+    d = h.exit("f2")
+    assert d.phase is TaskPhase.KILLED and d.reason == "stop now"
+
+
+def test_a_second_stop_during_finalizing_stops_the_finals_at_once():
+    h = Harness(task(proc("main"), proc("f1", final=True), proc("f2", final=True),
+                     constraints=[("f1", "f2")]))
+    h.decide()
+    h.exit("main")
+    h.planner.kill(h.clock.now, "stop", grace_secs=2.0)
+    h.decide()
+    h.planner.kill(h.clock.now, "second stop signal (SIGINT)", grace_secs=0.0, skip_finals=True)
+    assert signals(h.decide()) == [("f1", KILL)]
     assert h.state("f2") is ProcessState.KILLED
-    d = h.exit("f1", sig=TERM)
-    assert d.phase is TaskPhase.KILLED and d.start == ()
+    assert h.exit("f1", sig=KILL).phase is TaskPhase.KILLED
 
 
 def test_kill_with_a_term_delay_holds_restarts_and_signals_until_the_delay_is_over():

@@ -197,15 +197,17 @@ def test_a_kill_that_skips_the_finals_keeps_the_first_reason_for_it():
         (None, "WAITING", "KILLED", "not started: final processes skipped: second stop signal (SIGINT)")]
 
 
-def test_a_kill_during_finalization_names_itself_to_the_finals_it_cancels():
+def test_a_kill_during_finalization_that_skips_the_finals_names_itself_to_those_it_cancels():
     h = Harness(task(proc("main"), proc("f1", final=True), proc("f2", final=True),
                      constraints=[("f1", "f2")]))
     h.decide()
     h.exit("main")
-    h.planner.kill(h.clock.now, "killed by the agent (KILL)", grace_secs=2.0)
+    h.planner.kill(h.clock.now, "executor shutting down (SHUTDOWN): its grace is over", grace_secs=0.0,
+                   skip_finals=True)
     h.decide()
     assert process_changes(h, "f2") == [
-        (None, "WAITING", "KILLED", "not started: the task is being killed (killed by the agent (KILL))")]
+        (None, "WAITING", "KILLED", "not started: final processes skipped: executor shutting down "
+                                    "(SHUTDOWN): its grace is over")]
 
 
 # ---- cleaning and finalization: the phases' reasons, and the finals' budget ----
