@@ -8,11 +8,13 @@ help text and every command an example.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import NoReturn
 
 import executor
@@ -182,8 +184,18 @@ def run() -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     args = _parser(words[0] if words and words[0] in SUPERVISORS else None).parse_args(argv)
+    if args.command == "inspect" and not args.task_info and args.config is not None:
+        from executor.cli.apart import run_apart
+
+        command = functools.partial(_handled, functools.partial(_cmd_inspect, args))
+        return _handled(functools.partial(run_apart, command, args.config))
+    return _handled(functools.partial(_dispatch, args))
+
+
+def _handled(command: Callable[[], int]) -> int:
+    """`command()`'s status, or the status and one error line of an expected failure."""
     try:
-        return _dispatch(args)
+        return command()
     except (ConfigError, UsageError) as exc:
         _error(str(exc))
         return EXIT_USAGE
