@@ -137,10 +137,12 @@ def _inspection_commands(sub) -> None:
 
 
 def _variables_epilog() -> str:
-    rows = variables(ExecutorSettings)
+    rows = variables(ExecutorSettings) + variables(RegistrySettings) + [
+        ("STOKER_CODE_CACHE", "where attrs' compiled methods are kept (default: the package's "
+                              "__pycache__; an absolute directory; off)")]
     width = max(len(name) for name, _ in rows)
     lines = [f"  {name:<{width}}  {meaning}" for name, meaning in rows]
-    return "environment (set by the agent; docs/contract.md §8):\n" + "\n".join(lines) + \
+    return "environment (MESOS_*: set by the agent; docs/contract.md §8):\n" + "\n".join(lines) + \
         "\n\nexample (what an agent runs):\n  MESOS_AGENT_ENDPOINT=127.0.0.1:5051 " \
         "MESOS_FRAMEWORK_ID=... MESOS_EXECUTOR_ID=... stoker executor"
 

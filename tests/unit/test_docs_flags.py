@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from config.registry import RegistrySettings
+from config.settings import variables
 from executor.cli.main import _parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,3 +75,13 @@ def test_every_flag_of_every_command_is_in_the_contract(command):
             page = discovery if names[0].startswith("--announcer-") else CONTRACT
             assert any(re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", page) for s in names), \
                 f"the docs do not name stoker {command} {names}"
+
+
+def test_executor_help_lists_every_variable_it_reads():
+    """docs/contract.md §1: `stoker executor --help` lists the variables it reads, the
+    registry's and the code cache's too (the agent's own are checked in
+    tests/e2e/test_cli_conventions.py)."""
+    text = _commands()["executor"].format_help()
+    for name, _ in variables(RegistrySettings):
+        assert f"\n  {name} " in text, name
+    assert "\n  STOKER_CODE_CACHE " in text
