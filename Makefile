@@ -25,7 +25,7 @@ run: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-# The pure cores and the layering rules only (a few seconds).
+# The unit tests only: the pure cores and the layering rules (about a minute).
 test-fast: lint
 	$(BIN)/python -m pytest -q tests/unit
 

@@ -278,7 +278,7 @@ class ExecutorSettings:
                               parse=parse_log_format, choices=LOG_FORMATS,
                               help="log lines as text or json (default text)")
     log_level: str = setting(env=("STOKER_LOG_LEVEL",), flag="--log-level", default="INFO",
-                             parse=parse_log_level, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+                             parse=parse_log_level, help=f"{', '.join(LOG_LEVELS)} (default INFO)")
     # ZooKeeper ServerSet announcements, with Aurora's executor flags (README "Service discovery").
     announcer_ensemble: str | None = setting(
         flag="--announcer-ensemble", parse=parse_ensemble, default=None, metavar="HOST:PORT[,...]",
@@ -360,7 +360,7 @@ class RunSettings:
                               help="log lines as text or json (default text)")
     log_level: str = setting(env=("STOKER_LOG_LEVEL",), flag="--log-level", default="WARNING",
                              parse=parse_log_level,
-                             help="stderr log level: DEBUG, INFO, WARNING or ERROR (default WARNING; "
+                             help=f"stderr log level: {', '.join(LOG_LEVELS)} (default WARNING; "
                                   "state changes are printed on stdout either way)")
     kill_grace_secs: float | None = setting(
         flag="--kill-grace", parse=parse_secs, default=None, metavar="SECS",

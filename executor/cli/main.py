@@ -8,11 +8,13 @@ help text and every command an example.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import NoReturn
 
 import executor
@@ -135,10 +137,12 @@ def _inspection_commands(sub) -> None:
 
 
 def _variables_epilog() -> str:
-    rows = variables(ExecutorSettings)
+    rows = variables(ExecutorSettings) + variables(RegistrySettings) + [
+        ("STOKER_CODE_CACHE", "where attrs' compiled methods are kept (default: the package's "
+                              "__pycache__; an absolute directory; off)")]
     width = max(len(name) for name, _ in rows)
     lines = [f"  {name:<{width}}  {meaning}" for name, meaning in rows]
-    return "environment (set by the agent; docs/contract.md §8):\n" + "\n".join(lines) + \
+    return "environment (MESOS_*: set by the agent; docs/contract.md §8):\n" + "\n".join(lines) + \
         "\n\nexample (what an agent runs):\n  MESOS_AGENT_ENDPOINT=127.0.0.1:5051 " \
         "MESOS_FRAMEWORK_ID=... MESOS_EXECUTOR_ID=... stoker executor"
 
@@ -182,8 +186,18 @@ def run() -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     args = _parser(words[0] if words and words[0] in SUPERVISORS else None).parse_args(argv)
+    if args.command == "inspect" and not args.task_info and args.config is not None:
+        from executor.cli.apart import run_apart
+
+        command = functools.partial(_handled, functools.partial(_cmd_inspect, args))
+        return _handled(functools.partial(run_apart, command, args.config))
+    return _handled(functools.partial(_dispatch, args))
+
+
+def _handled(command: Callable[[], int]) -> int:
+    """`command()`'s status, or the status and one error line of an expected failure."""
     try:
-        return _dispatch(args)
+        return command()
     except (ConfigError, UsageError) as exc:
         _error(str(exc))
         return EXIT_USAGE

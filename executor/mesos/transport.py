@@ -86,8 +86,8 @@ def _bearer(token: str) -> str:
 def agent_url(endpoint: str) -> str:
     """`MESOS_AGENT_ENDPOINT` (`ip:port`, an IPv6 ip unbracketed) -> the executor API URL."""
     host, sep, port = endpoint.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"agent endpoint {endpoint!r} is not host:port")
+    if not sep or not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"agent endpoint {endpoint!r} is not host:port (a port from 1 to 65535)")
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{port}{API_PATH}"

@@ -494,6 +494,14 @@ def test_agent_url_refuses_an_endpoint_without_a_port():
         agent_url("localhost")
 
 
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:99999", "127.0.0.1:0", "127.0.0.1:\u0665\u0660"])
+def test_agent_url_refuses_a_port_no_agent_can_listen_on(endpoint):
+    """Not a settings error at start, the port out of range was tried for 5 s as if the agent
+    were down ('Connection refused'), then exit 3: never subscribed (docs/contract.md §9)."""
+    with pytest.raises(ValueError, match="not host:port"):
+        agent_url(endpoint)
+
+
 def test_the_answer_to_subscribe_has_a_timeout_and_the_settled_stream_none(sim):
     """The agent's heartbeats come every 30 minutes: an idle stream is healthy. Only the
     wait for SUBSCRIBE's answer and first event is bounded (docs/mesos.md §7, §15)."""

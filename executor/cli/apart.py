@@ -1,0 +1,93 @@
+"""`stoker inspect CONFIG` runs the config's code in a child process, so that code that ends
+the process running it (`os._exit(0)`, a signal to itself) cannot end `stoker inspect` with
+a status that says the job is valid, or with no `stoker: error:` line (docs/contract.md §1,
+§9). The child does the whole command (load, check, print) and, once it has, writes one
+byte on a pipe; a child that ends without it is a config that ended its process, one error
+line and exit 2, as under `stoker run` (`executor/local/planning.py`).
+
+Apart only when this process is `stoker` itself: one thread, and its own stdout and stderr
+(a test that calls `main()` with its streams captured runs the command here, as does one
+with other threads, which a fork would not copy). A fork that fails runs it here too.
+Ctrl-C reaches both: the child ends with 130, and the parent kills and reaps it if it is
+still there; the child dies with the parent (PR_SET_PDEATHSIG), however that ends.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import NoReturn
+
+from config.errors import ConfigError
+from executor import codecache
+from executor.procs.earlyfork import die_with
+
+_DONE = b"d"
+
+
+def run_apart(command: Callable[[], int], source: str) -> int:
+    """`command()` (which prints its own errors and returns the exit status) in a child
+    process; ConfigError when the child ended before `command` returned."""
+    if threading.active_count() > 1 or sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+        return command()
+    for stream in (sys.stdout, sys.stderr):
+        _flush(stream)
+    read_end, write_end = os.pipe()
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return command()
+    if pid == 0:
+        os.close(read_end)
+        _child(command, write_end, parent)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            done = pipe.read() == _DONE
+        status = os.waitpid(pid, 0)[1]
+    except BaseException:  # Ctrl-C: the child is not left behind
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    if not done:
+        raise ConfigError(f"{source}: the process running the config ended ({_ended(status)}) before "
+                          "the job was loaded: does its code call os._exit() or kill its own process?")
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _child(command: Callable[[], int], write_end: int, parent: int) -> NoReturn:
+    code = 1
+    try:
+        with contextlib.suppress(OSError):  # a `stoker inspect` killed leaves no config running
+            die_with(parent)
+        code = command()
+    except BaseException:  # a bug: its traceback, as in the parent
+        traceback.print_exc()
+    finally:
+        codecache.save()  # merged into the file, as the parent's own save is
+        for stream in (sys.stdout, sys.stderr):
+            _flush(stream)
+        try:
+            os.write(write_end, _DONE)
+        finally:
+            os._exit(code)
+
+
+def _flush(stream) -> None:
+    try:
+        stream.flush()
+    except (OSError, ValueError, AttributeError):  # a reader gone, or no such stream
+        pass
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,87 @@
+"""The flags the README and docs/contract.md name are the flags `stoker` has: every flag a
+command's row of their command tables names is one of that command's, every `--flag` they
+name anywhere is one of Stoker's (or another tool's, listed below), and every flag of every
+command is named in docs/contract.md or, for the announcer's (which the contract leaves to
+it), in the README's "Service discovery".
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from config.registry import RegistrySettings
+from config.settings import variables
+from executor.cli.main import _parser
+
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text()
+CONTRACT = (REPO / "docs/contract.md").read_text()
+
+# Flags of other programs the two pages name: Thermos' executor (dropped under Stoker), the
+# Mesos agent's.
+FOREIGN = {"--mesos-containerizer-path", "--runner-logger-", "--executor_environment_variables",
+           "--executor_reregistration_timeout"}
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {s for a in parser._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
+
+
+def _rows(page: str) -> list[tuple[str, str]]:
+    """(command, row) for each command-table row that starts with `stoker COMMAND`, with
+    any other `stoker ...` command it quotes taken out."""
+    rows = []
+    for line in page.splitlines():
+        match = re.match(r"\| `stoker (\w+)", line)
+        if match and match.group(1) in _commands():
+            rows.append((match.group(1), re.sub(r"`stoker [^`]*`", "", line[match.end():])))
+    return rows
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/contract.md"])
+def test_each_command_row_names_only_that_commands_flags(page):
+    rows = _rows(README if page == "README.md" else CONTRACT)
+    assert len({command for command, _ in rows}) >= 9, rows
+    for command, row in rows:
+        have = _flags(_commands()[command])
+        for flag in FLAG.findall(row):
+            assert flag in have or (flag.endswith("-") and any(h.startswith(flag) for h in have)), \
+                f"{page}: stoker {command} has no {flag}"
+
+
+def test_every_flag_the_pages_name_is_stokers():
+    have = set().union(*map(_flags, _commands().values())) | {"--version", "--help"}
+    for page, text in (("README.md", README), ("docs/contract.md", CONTRACT)):
+        for flag in set(FLAG.findall(text)) - FOREIGN:
+            assert flag in have or (flag.endswith("-") and any(h.startswith(flag) for h in have)), \
+                f"{page} names {flag}, which no stoker command has"
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_every_flag_of_every_command_is_in_the_contract(command):
+    discovery = README[README.index("## Service discovery"):]
+    for action in _commands()[command]._actions:
+        names = [s for s in action.option_strings if s != "-h"]
+        if names and "--help" not in names:
+            page = discovery if names[0].startswith("--announcer-") else CONTRACT
+            assert any(re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", page) for s in names), \
+                f"the docs do not name stoker {command} {names}"
+
+
+def test_executor_help_lists_every_variable_it_reads():
+    """docs/contract.md §1: `stoker executor --help` lists the variables it reads, the
+    registry's and the code cache's too (the agent's own are checked in
+    tests/e2e/test_cli_conventions.py)."""
+    text = _commands()["executor"].format_help()
+    for name, _ in variables(RegistrySettings):
+        assert f"\n  {name} " in text, name
+    assert "\n  STOKER_CODE_CACHE " in text
