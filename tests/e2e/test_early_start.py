@@ -307,3 +307,20 @@ def test_an_early_start_given_up_takes_its_daemons_with_it(stoker, tmp_path):
             wait_for(lambda: not live(every), 10, message=f"the daemons {every} killed")
         finally:
             kill_leftovers(every)
+
+
+def test_a_process_named_after_the_task_id_is_started_once_and_adopted(stoker, tmp_path):
+    # The plan names it with the plan's stand-in task id; started early, it must carry the
+    # attempt's id in its name as in its command, or the supervisor does not know it, kills
+    # it and starts it again: the run's work done twice, and a log directory of a stranger.
+    starts = tmp_path / "starts"
+    config = write(tmp_path, f"Process(name='w_{{{{thermos.task_id}}}}', "
+                             f"cmdline='echo {{{{thermos.task_id}}}} >> {starts}')")
+    stoker.finish(config)
+    again, sandbox = stoker.finish(config)
+    later = starts.read_text().split()[1:]
+    assert len(later) == 1, f"the second run started {len(later)} times"
+    task = later[0]
+    assert os.listdir(sandbox / ".logs") == [f"w_{task}"]
+    assert adopted(again) == [f"w_{task}"] and "early_run_killed" not in again.stderr()
+
