@@ -5,11 +5,13 @@ killed meanwhile leaves nothing, and whatever the supervisor would not have star
 killed before it counts."""
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import re
 import signal
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -324,3 +326,37 @@ def test_a_process_named_after_the_task_id_is_started_once_and_adopted(stoker, t
     assert os.listdir(sandbox / ".logs") == [f"w_{task}"]
     assert adopted(again) == [f"w_{task}"] and "early_run_killed" not in again.stderr()
 
+
+@contextlib.contextmanager
+def ignoring(*signums: int) -> Iterator[None]:
+    """`signums` ignored in this process, and so in a child started meanwhile."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def test_early_runs_start_with_the_signal_dispositions_and_mask_of_any_run(stoker, tmp_path):
+    # `first` starts early, `then` (after it) from the supervisor. Stoker was started as a
+    # background job of a script is: SIGINT and SIGQUIT ignored (here SIGTERM and SIGTSTP
+    # too). Stoker handles its stop signals itself, so a run gets them at their default,
+    # whichever path forked it; one it leaves alone (SIGQUIT) stays ignored, as across any
+    # exec. (glibc's posix_spawn leaves its own two signals, 32 and 33, ignored: a known
+    # difference, executor/procs/earlyfork.py.)
+    show = "exec grep -E \"^Sig(Blk|Ign):\" /proc/self/status"
+    config = write(tmp_path, f"Process(name='first', cmdline='{show}')", f"Process(name='then', cmdline='{show}')")
+    config.write_text(config.read_text().replace("finalization_wait=2)", "finalization_wait=2, "
+                                                 "constraints=order('first', 'then'))"))
+    with ignoring(signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGTSTP):
+        stoker.finish(config)
+        again, sandbox = stoker.finish(config)
+    assert adopted(again) == ["first"]
+
+    def state(process: str) -> tuple[int, int]:
+        text = stdout_of(sandbox, process)
+        blocked, ignored = (int(re.search(rf"{name}:\s+([0-9a-f]+)", text)[1], 16) for name in ("SigBlk", "SigIgn"))
+        return blocked, ignored & ~(1 << 31 | 1 << 32)  # but glibc's 32 and 33
+
+    assert state("first") == state("then") == (0, 1 << (signal.SIGQUIT - 1))
