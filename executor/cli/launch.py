@@ -3,7 +3,7 @@ the rest of Stoker is loaded.
 
 `stoker run` spends most of its first 200 ms importing itself (attrs, logging, argparse,
 the supervisor's 60-odd modules). When the run before it kept the plan (`plancache.py`) and
-left a launch record beside it (`plancache.keep_launch`: the plan's first runs, their
+left a launch record beside it (`plancache.keep_launch`: the plan's first runs, their names and
 commands with the plan's stand-in task id, and what they were planned from), the entry point
 calls `begin` first, with the standard library only, and, when everything the record
 assumed still holds, starts those runs at once:
@@ -279,7 +279,8 @@ def _spawn_batch(early: EarlyStart, batch: list[tuple[str, str]], standin: str, 
     files: list[int] = []
     try:
         prepared = []
-        for process, cmdline in batch:
+        for planned, cmdline in batch:
+            process = planned.replace(standin, early.task_id)  # a name may hold the task id too
             outer = sandboxfs.new_dir(process, dir_fd=logs)
             try:
                 run_dir = sandboxfs.new_dir("0", dir_fd=outer)

@@ -143,7 +143,9 @@ class LocalRun:
     def _relay_signals(self) -> SignalRelay | None:
         """SIGINT, SIGTERM and SIGHUP (unless nohup ignores it), and SIGTSTP (Ctrl-Z), call
         `_on_signal` on the relay's thread, whichever thread they land on
-        (`executor.host.signals`); only a run on the main thread takes them over."""
+        (`executor.host.signals`); only a run on the main thread takes them over. The runs an
+        early start forks before they are handled get the first three at their defaults too
+        (`earlyfork.STOP_SIGNALS`), as the runs forked once they are."""
         if threading.current_thread() is not threading.main_thread():
             return None
         signums = [signal.SIGINT, signal.SIGTERM, signal.SIGTSTP]

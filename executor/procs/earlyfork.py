@@ -12,6 +12,16 @@ log files, SIGPIPE and SIGXFSZ back to their defaults (Python ignores them), and
 descriptor but those three: every descriptor this process opened is close-on-exec, and one
 it inherited open for exec is closed in the child (`inherited_fds`).
 
+A run also gets Stoker's stop signals (`STOP_SIGNALS`) at their defaults: the supervisor
+handles them, so the runs it forks get them so (a handled signal is reset by exec) even when
+Stoker was started with them ignored (a background job of a script ignores SIGINT); an
+ignored one would stay ignored across exec. Any other signal ignored when Stoker started
+stays ignored, for its runs as for these. One difference is glibc's: its posix_spawn leaves
+the child's two signals it reserves for itself (32 and 33, below SIGRTMIN) ignored, and
+`setsigdef` cannot name them. Programs do not use those two (glibc's and musl's threads,
+and Go's runtime, install their own handlers for them); forking instead would cost each
+early run some milliseconds.
+
 `posix_spawn` has no working directory of its own: the caller moves this process into the
 sandbox around the runs' spawns, and `spawn_watchdog` into `/` around its own. Raises
 OSError; no logging.
@@ -30,6 +40,9 @@ if TYPE_CHECKING:
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_PDEATHSIG = 1
 _DEFAULT_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)  # what Popen's restore_signals resets
+# What `stoker run` handles (`executor/local/run.py`, `_relay_signals`; SIGHUP only when it
+# is not ignored, so an ignored one stays ignored for every run alike).
+STOP_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGTSTP)
 
 
 class EarlyRun:
@@ -121,7 +134,7 @@ def spawn_run(cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int, 
     actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
                (os.POSIX_SPAWN_DUP2, stderr, 2)] + [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
     return os.posix_spawn("/bin/bash", ["/bin/bash", "-c", cmdline], env, file_actions=actions,
-                          setsid=True, setsigdef=_DEFAULT_SIGNALS)
+                          setsid=True, setsigdef=_DEFAULT_SIGNALS + STOP_SIGNALS)
 
 
 def spawn_watchdog(marker: str, *, root_fd: int, home_fd: int, close: list[int]) -> tuple[int, int]:
