@@ -1,0 +1,92 @@
+"""Crashes and recovery: what a supervisor SIGKILLed at an awkward moment leaves, and what a
+re-run in the same sandbox makes of it.
+
+A `stoker run` whose watchdog could not clean up (stopped, then killed with it) leaves its
+task's processes running with the attempt's marker. Re-run in the same sandbox, `stoker run`
+kills them before its own attempt starts, with one warning line naming them, and
+`stoker status` shows the dead attempt as LOST, not RUNNING.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.support import proc_scan
+from tests.support.stoker_proc import REPO, StokerProcess, task_pids
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
+
+# The process leaves a setsid'd child behind, as a daemon does; both carry the marker.
+CONFIG = """
+    p = Process(name='p', cmdline="(setsid sleep 60 &); exec sleep 60")
+    jobs = [Service(cluster='local', role='me', environment='test', name='crash',
+                    task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
+                              finalization_wait=1))]
+"""
+
+
+def _watchdog_of(pid: int) -> int:
+    kids = [int(k) for t in os.listdir(f"/proc/{pid}/task")
+            for k in open(f"/proc/{pid}/task/{t}/children").read().split()]
+    dogs = [k for k in kids if b"stoker-watchdog" in proc_scan.read_bytes(f"/proc/{k}/cmdline")]
+    assert len(dogs) == 1, f"stoker run {pid} has {len(dogs)} watchdogs"
+    return dogs[0]
+
+
+def _status(sandbox) -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-m", "executor", "status", str(sandbox)], env=env,
+                          capture_output=True, text=True, timeout=10)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path):
+    config = tmp_path / "crash.aurora"
+    config.write_text(textwrap.dedent(CONFIG))
+    sandbox = tmp_path / "sandbox"
+    args = ["run", str(config), "--sandbox", str(sandbox), "--kill-grace", "1"]
+    env = {"STOKER_EARLY_START": "off"}
+    first = StokerProcess(args, tmp_path, env)
+    marker = ""
+    try:
+        top = wait_for(lambda: task_pids(sandbox), 10, message="the first run's process")
+        marker = proc_scan.task_marker_of(next(iter(top))) or ""
+        entry = f"{proc_scan.TASK_MARKER}={marker}"
+        wait_for(lambda: len(proc_scan.pids_carrying(entry)) == 2, 10, message="its daemon")
+        dog = _watchdog_of(first.pid)
+        os.kill(dog, signal.SIGSTOP)  # a watchdog that cannot act when its supervisor dies
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(5)
+        os.kill(dog, signal.SIGKILL)
+        left = proc_scan.pids_carrying(entry)
+        assert len(left) == 2  # what the crash left: the run and its daemon
+        assert "state=LOST" in _status(sandbox)
+
+        (tmp_path / "second").mkdir()
+        second = StokerProcess(args, tmp_path / "second", env)
+        try:
+            out = second.wait_output("task             STARTING → RUNNING")
+            warning = next(line for line in out.splitlines() if "recorded no end" in line)
+            assert warning.startswith("stoker run: warning: attempt 1 in this sandbox recorded "
+                                      f"no end (its supervisor (pid {first.pid}) died); killed "
+                                      "the 2 process(es) it left running: ")
+            assert set(map(int, warning.rsplit(": ", 1)[1].split())) == left
+            assert not proc_scan.live(left)
+            status = _status(sandbox)
+            assert "state=RUNNING  attempt=2" in status
+            assert "earlier attempt 1: LOST (recorded RUNNING)" in status
+            second.signal(signal.SIGTERM)
+            assert second.wait(10) == 143
+        finally:
+            second.close()
+    finally:
+        first.close()
+        if marker:
+            proc_scan.kill_carrying(f"{proc_scan.TASK_MARKER}={marker}")
