@@ -4,20 +4,20 @@ re-run in the same sandbox makes of it.
 A `stoker run` whose watchdog could not clean up (stopped, then killed with it) leaves its
 task's processes running with the attempt's marker. Re-run in the same sandbox, `stoker run`
 kills them before its own attempt starts, with one warning line naming them, and
-`stoker status` shows the dead attempt as LOST, not RUNNING.
+`stoker status` shows the dead attempt as LOST, not RUNNING; `stoker status OLD_TASK_ID`
+still shows that attempt, not the re-run's.
 """
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
+from executor.cli.main import main
 from tests.support import proc_scan
-from tests.support.stoker_proc import REPO, StokerProcess, task_pids
+from tests.support.stoker_proc import StokerProcess, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
@@ -39,15 +39,13 @@ def _watchdog_of(pid: int) -> int:
     return dogs[0]
 
 
-def _status(sandbox) -> str:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "executor", "status", str(sandbox)], env=env,
-                          capture_output=True, text=True, timeout=10)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+def _status(capsys, target) -> str:
+    capsys.readouterr()
+    assert main(["status", str(target)]) == 0
+    return capsys.readouterr().out
 
 
-def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path):
+def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path, capsys):
     config = tmp_path / "crash.aurora"
     config.write_text(textwrap.dedent(CONFIG))
     sandbox = tmp_path / "sandbox"
@@ -67,7 +65,9 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path)
         os.kill(dog, signal.SIGKILL)
         left = proc_scan.pids_carrying(entry)
         assert len(left) == 2  # what the crash left: the run and its daemon
-        assert "state=LOST" in _status(sandbox)
+        lost = _status(capsys, sandbox)
+        assert "state=LOST" in lost
+        old_id = lost.split("task_id: ", 1)[1].split()[0]
 
         (tmp_path / "second").mkdir()
         second = StokerProcess(args, tmp_path / "second", env)
@@ -79,9 +79,13 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path)
                                       "the 2 process(es) it left running: ")
             assert set(map(int, warning.rsplit(": ", 1)[1].split())) == left
             assert not proc_scan.live(left)
-            status = _status(sandbox)
+            status = _status(capsys, sandbox)
             assert "state=RUNNING  attempt=2" in status
             assert "earlier attempt 1: LOST (recorded RUNNING)" in status
+            # The old task's id still names the old attempt, not the re-run's live one.
+            old = _status(capsys, old_id).splitlines()
+            assert "state=LOST" in old[0] and old[0].endswith("attempt=1"), old[0]
+            assert f"task_id: {old_id}  supervisor_pid: {first.pid} (gone)" in "\n".join(old)
             second.signal(signal.SIGTERM)
             assert second.wait(10) == 143
         finally:
