@@ -1,7 +1,8 @@
 """Crashes and recovery: what a supervisor SIGKILLed at an awkward moment leaves, and what a
 re-run in the same sandbox makes of it.
 
-A `stoker run` whose watchdog could not clean up (stopped, then killed with it) leaves its
+A `stoker restart` waiting on a supervisor that dies says so. A `stoker run` whose
+watchdog could not clean up (stopped, then killed with it) leaves its
 task's processes running with the attempt's marker. Re-run in the same sandbox, `stoker run`
 kills them before its own attempt starts, with one warning line naming them, and
 `stoker status` shows the dead attempt as LOST, not RUNNING; `stoker status OLD_TASK_ID`
@@ -11,20 +12,23 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import textwrap
+import threading
 
 import pytest
 
 from executor.cli.main import main
 from tests.support import proc_scan
-from tests.support.stoker_proc import StokerProcess, task_pids
+from tests.support.stoker_proc import REPO, StokerProcess, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 
-# The process leaves a setsid'd child behind, as a daemon does; both carry the marker.
-CONFIG = """
-    p = Process(name='p', cmdline="(setsid sleep 60 &); exec sleep 60")
+FAKE = REPO / "tests/support/fake_task.py"
+# The process ignores SIGTERM and leaves a setsid'd daemon behind; both carry the marker.
+CONFIG = f"""
+    p = Process(name='p', cmdline="exec {sys.executable} {FAKE} --ignore-sigterm --daemonize-child --daemon-pid-file d.pid")
     jobs = [Service(cluster='local', role='me', environment='test', name='crash',
                     task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
                               finalization_wait=1))]
@@ -58,11 +62,23 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
         marker = proc_scan.task_marker_of(next(iter(top))) or ""
         entry = f"{proc_scan.TASK_MARKER}={marker}"
         wait_for(lambda: len(proc_scan.pids_carrying(entry)) == 2, 10, message="its daemon")
+        # An operator's restart waits for the run, which ignores SIGTERM, when the supervisor
+        # dies: it says so, and that the task is LOST.
+        codes: list[int] = []
+        restart = threading.Thread(target=lambda: codes.append(main(["restart", str(sandbox), "p"])))
+        restart.start()
+        said = []
+        wait_for(lambda: said.append(capsys.readouterr()) or "restarting process 'p'" in said[-1].out,
+                 10, message="the restart's first answer")
         dog = _watchdog_of(first.pid)
         os.kill(dog, signal.SIGSTOP)  # a watchdog that cannot act when its supervisor dies
         os.kill(first.pid, signal.SIGKILL)
         first.wait(5)
         os.kill(dog, signal.SIGKILL)
+        restart.join(10)
+        assert codes == [1]
+        assert capsys.readouterr().err == ("stoker: error: the supervisor went away before process "
+                                           "'p' was restarted; the task is LOST\n")
         left = proc_scan.pids_carrying(entry)
         assert len(left) == 2  # what the crash left: the run and its daemon
         lost = _status(capsys, sandbox)
@@ -87,6 +103,7 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
             assert "state=LOST" in old[0] and old[0].endswith("attempt=1"), old[0]
             assert f"task_id: {old_id}  supervisor_pid: {first.pid} (gone)" in "\n".join(old)
             second.signal(signal.SIGTERM)
+            second.signal(signal.SIGTERM)  # the second: SIGKILL now (the run ignores SIGTERM)
             assert second.wait(10) == 143
         finally:
             second.close()
