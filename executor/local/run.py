@@ -58,7 +58,6 @@ from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.logs import spool
-from executor.task.leftovers import end_lost_attempts
 from executor.task.owner import TaskOwner
 from executor.task.status import Update
 from executor.task.wiring import owner_for
@@ -222,7 +221,9 @@ class LocalRun:
         session.on_operator_kill(self._stop.set)  # `stoker kill`: no restart after this
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {sandbox}\n")
-        if early is None:  # an early start's sandbox is new: no attempt ran there
+        if early is None and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
+            from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
+
             for lost in end_lost_attempts(sandbox):  # what a SIGKILLed supervisor left running
                 self._out.write(f"stoker run: warning: {lost.describe()}\n")
         if ports:
