@@ -9,7 +9,8 @@ sandbox's lock; its socket must belong to it (`SO_PEERCRED`).
 
 `kill` prints the supervisor's answers and waits for the task's end: exit 0 once it ended,
 1 when it was refused or the supervisor went away first. `restart` prints the answers and
-waits for the new run: exit 0 with its run number and pid, 1 when refused. No supervisor
+waits for the new run: exit 0 with its run number and pid, 1 when refused or the supervisor
+went away first (an error line says so, and what the task is now). No supervisor
 (gone, LOST, never there): one `stoker: error:` line and exit 1. A supervisor that is
 stopped (SIGSTOP, a debugger) answers only once continued: a line on stderr says so, and
 the command waits for it.
@@ -88,6 +89,12 @@ def run_restart(args: argparse.Namespace) -> int:
     from executor.host.controlwire import RestartControl
 
     last = _converse(args, RestartControl(args.process), "restart")
+    if last is not None and not last.done:  # the supervisor went away: say so, and what is left
+        from executor.task.inspection import inspect_sandbox
+
+        inspection = inspect_sandbox(_target(args).sandbox)
+        error(f"the supervisor went away before process {args.process!r} was restarted; "
+              f"the task is {inspection.truth.state}")
     return 0 if last is not None and last.done and last.ok else 1
 
 

@@ -133,7 +133,7 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
     if view.earlier_attempts:
         lines.append(f"  {view.earlier_attempts} earlier attempts not kept")
     for old in view.attempts[:-1]:
-        lines.append(f"  earlier attempt {old.number}: {old.state or 'unknown'} "
+        lines.append(f"  earlier attempt {old.number}: {old.ended_state} "
                      f"(started {iso_time(old.started_wall)}) {old.reason}".rstrip())
     lines.append("")
     if cur.processes:

@@ -19,7 +19,9 @@ for that stop, it exits as the service rules say (0, or 1 when the last task FAI
 It holds the sandbox for its whole life (`executor/host/session.py`: the lock, so a second
 supervisor there is refused at once; the registry entry; the control socket, which also
 reaches it between attempts). Re-run in a sandbox an earlier run left, it starts a new
-attempt there: the earlier logs are archived as `.logs.attempt-N`, as between attempts.
+attempt there: the earlier logs are archived as `.logs.attempt-N`, as between attempts, and
+whatever an attempt whose supervisor died left running is killed first, with a warning line
+(`executor/task/leftovers.py`).
 
 The task's processes keep the user's environment (this is a developer's machine: PATH,
 virtualenvs, HOME and the rest), less the agent's token, plus `MESOS_SANDBOX` = the
@@ -219,6 +221,11 @@ class LocalRun:
         session.on_operator_kill(self._stop.set)  # `stoker kill`: no restart after this
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {sandbox}\n")
+        if early is None and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
+            from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
+
+            for lost in end_lost_attempts(sandbox):  # what a SIGKILLed supervisor left running
+                self._out.write(f"stoker run: warning: {lost.describe()}\n")
         if ports:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
             self._out.write(f"stoker run: ports {shown}\n")

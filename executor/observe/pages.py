@@ -234,7 +234,7 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
         body.append(_transitions("Status updates (the task's states)", attempt.history))
         body.append(_transitions("Supervisor phases", attempt.phases))
     if view is not None and len(view.attempts) > 1:
-        rows = [[esc(a.number), state(a.state or "unknown"), esc(iso_time(a.started_wall)),
+        rows = [[esc(a.number), state(a.ended_state), esc(iso_time(a.started_wall)),
                  esc(a.reason)] for a in reversed(view.attempts[:-1])]
         body.append("<h2>Earlier attempts</h2>" + table(["attempt", "state", "started", "reason"],
                                                           rows, wrap=(3,)))

@@ -110,7 +110,17 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspec
                   checkpoint_mtime=checkpoint_mtime(sandbox, pinned) if latest else None,
                   registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
                   let_go=entry is not None and entry.ended_wall is not None)
+    if view is not None and attempt is not None and not latest and entry is not None:
+        view = _as_of(view, attempt, entry)
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem)
+
+
+def _as_of(view: TaskView, attempt: AttemptView, entry: RegistryEntry) -> TaskView:
+    """The view as its attempt `attempt` left it: a later attempt in the same sandbox (a new
+    `stoker run` after its supervisor died) is another task, with its own id and
+    supervisor, and not this one's to show."""
+    kept = view.attempts[: view.attempts.index(attempt) + 1]
+    return attrs.evolve(view, attempts=kept, task_id=entry.task_id or view.task_id)
 
 
 def marker_of(inspection: Inspection, entry: RegistryEntry | None = None) -> str:

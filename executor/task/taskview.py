@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import attrs
 
+ENDED_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
+
 
 @attrs.frozen(slots=True)
 class RunView:
@@ -109,6 +111,16 @@ class AttemptView:
     def phase(self) -> TransitionView | None:
         """The supervisor's current phase and why (None before the first phase record)."""
         return self.phases[-1] if self.phases else None
+
+    @property
+    def ended_state(self) -> str:
+        """The state of an attempt a later one followed: its recorded end, else LOST. A later
+        attempt starts in the sandbox only once this one's supervisor let go of it or died
+        (a crash, `kill -9`), so one that recorded no end never reaches it: it is not
+        RUNNING, whatever its last record says."""
+        if self.state in ENDED_STATES:
+            return self.state
+        return f"LOST (recorded {self.state or 'nothing'})"
 
 
 @attrs.frozen(slots=True)

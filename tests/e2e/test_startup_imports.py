@@ -82,8 +82,10 @@ NOT_IN_RUN = NEVER | {
 # (`executor.local.planahead`, standard library only). 85 and 73: the whole-file write the
 # registry and the plan cache share (`executor.host.replacefile`). 86 and 74: a run the task
 # SIGTERMed whose top exits first, drained within its grace (`executor.procs.draining`).
+# 75 for a second run in the same sandbox: it reads the checkpoint an earlier run left, to
+# kill what an attempt whose supervisor died left running (`executor.task.leftovers`).
 RUN_STOKER_MODULES = 86
-RUN_AGAIN_STOKER_MODULES = 74
+RUN_AGAIN_STOKER_MODULES = 75
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

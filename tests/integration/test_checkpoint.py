@@ -303,3 +303,25 @@ def test_a_compaction_that_fails_keeps_the_file_and_tries_again_later(tmp_path, 
     assert "checkpoint_compaction_failed" in caplog.text
     assert replay(read_records(tmp_path)).health.attempts == 199
     writer.close()
+
+
+def test_an_earlier_attempt_that_recorded_no_end_is_shown_lost_not_running(tmp_path):
+    """A supervisor SIGKILLed (its last record RUNNING), then a re-run in the same sandbox:
+    the first attempt is over (the second took the sandbox's lock), whatever it recorded."""
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many([
+        dict(HEADER, wall=1000.0),
+        {"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": 1000.0},
+        {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "started", "wall": 1001.0},
+        dict(HEADER, supervisor_pid=4001, wall=1100.0),
+        {"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": 1100.0},
+        {"kind": "task", "from": "STARTING", "to": "FAILED", "reason": "failed", "wall": 1101.0},
+        dict(HEADER, supervisor_pid=4002, wall=1200.0),
+    ])
+    writer.close()
+    view = replay(read_records(tmp_path))
+    lines = format_status(view, now_wall=1300.0).splitlines()
+    assert [line.split(" (started")[0] for line in lines if "earlier attempt" in line] == [
+        "  earlier attempt 1: LOST (recorded RUNNING)", "  earlier attempt 2: FAILED"]
+    assert [a.ended_state for a in view.attempts] == [
+        "LOST (recorded RUNNING)", "FAILED", "LOST (recorded nothing)"]

@@ -1,0 +1,87 @@
+"""What a crashed supervisor left running in its sandbox, ended before a new one starts there.
+
+A supervisor killed with -9 leaves its task to its watchdog. When the watchdog went with it
+(killed too, or in the moment its keeper re-forks it), the task's processes run on,
+unsupervised, still carrying the attempt's `STOKER_TASK_MARKER`; `stoker status` lists them
+as the LOST task's leftovers. A new `stoker run` in that sandbox would start the task a
+second time beside them (the same ports and files), saying nothing. So, once it holds the
+sandbox's lock, `end_lost_attempts` reads the checkpoint and, for each attempt that
+recorded no end and whose supervisor is gone (pid, start time and boot: a planted header
+naming a live supervisor is left alone), SIGKILLs every process still carrying that
+attempt's marker: SIGSTOP first, pass after pass until none is new, as the watchdog does
+(`executor/procs/proctree.kill_until_gone`). A sandbox whose attempts all recorded their
+end costs one read of the checkpoint and no /proc scan; only its headers and task records
+are parsed (the view `stoker status` replays is not loaded on a supervisor's start). Never raises: a checkpoint that
+cannot be read has nothing to end.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from executor.host import identity
+from executor.host.entry import TERMINAL_STATES
+from executor.procs import proctree
+from executor.procs.spawn import TASK_MARKER
+from executor.task import records as rec
+from executor.task.checkpoint import iter_records
+
+
+@attrs.frozen(slots=True)
+class LostAttempt:
+    """An attempt whose supervisor died without recording its end, and what it left."""
+
+    number: int
+    supervisor_pid: int | None
+    killed: tuple[int, ...]  # the pids that still carried its marker, SIGKILLed
+
+    def describe(self) -> str:
+        gone = f"its supervisor (pid {self.supervisor_pid}) died" if self.supervisor_pid \
+            else "its supervisor died"
+        pids = " ".join(str(p) for p in self.killed)
+        return (f"attempt {self.number} in this sandbox recorded no end ({gone}); "
+                f"killed the {len(self.killed)} process(es) it left running: {pids}")
+
+
+def _attempts(docs: Iterable[dict]) -> list[tuple[int, rec.HeaderRecord, str]]:
+    """Each attempt's number, header and last task state, from the headers, task records and
+    compaction's summary alone (a light fold: `stoker status`'s replay is not loaded on a
+    supervisor's start)."""
+    found: list[tuple[rec.HeaderRecord, str]] = []
+    earlier = 0  # the attempts compaction dropped
+    for doc in docs:
+        kind = doc.get("kind")
+        if kind == "summary" and isinstance(doc.get("earlier_attempts"), int):
+            earlier = max(earlier, doc["earlier_attempts"])
+        elif kind in ("header", "task"):
+            record = rec.parse(doc)
+            if isinstance(record, rec.HeaderRecord):
+                found.append((record, ""))
+            elif isinstance(record, rec.TaskRecord) and found:
+                found[-1] = (found[-1][0], record.to.value)
+    return [(earlier + n, header, state) for n, (header, state) in enumerate(found, 1)]
+
+
+def _unfinished(header: rec.HeaderRecord, state: str) -> bool:
+    return (state not in TERMINAL_STATES and bool(header.marker)
+            and not identity.is_alive(header.supervisor_pid, header.supervisor_start,
+                                      header.supervisor_boot, started_before_wall=header.wall))
+
+
+def end_lost_attempts(sandbox: Path) -> list[LostAttempt]:
+    """Kill what the sandbox's unfinished attempts left running (call holding its lock);
+    the attempts that had any left, each with the pids killed."""
+    try:
+        attempts = _attempts(iter_records(sandbox))
+    except OSError:  # no checkpoint, or one that cannot be read
+        return []
+    out = []
+    for number, header, state in attempts:
+        if _unfinished(header, state):
+            entry = f"{TASK_MARKER}={header.marker}".encode()
+            killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,)))
+            if killed:
+                out.append(LostAttempt(number, header.supervisor_pid, tuple(sorted(killed))))
+    return out
