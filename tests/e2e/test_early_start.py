@@ -216,7 +216,8 @@ def test_early_runs_and_what_they_started_join_the_task_cgroup(stoker, tmp_path)
                 pytest.skip(f"stoker run has no cgroup here: {proc.stderr()[-500:]}")
             child = int(wait_for(lambda s=sandbox: (s / "child").exists() and (s / "child").read_text().strip(),
                                  10, message="the run's child"))
-            [top] = task_pids(sandbox)
+            # the console's RUNNING line comes at the decision, the pid's record after the fork
+            [top] = wait_for(lambda s=sandbox: task_pids(s), 10, message="the run's pid in the checkpoint")
             for pid in (top, child):
                 name = os.path.basename(match[1])
                 wait_for(lambda p=pid, n=name: f"/{n}\n" in Path(f"/proc/{p}/cgroup").read_text(), 10,
