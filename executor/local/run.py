@@ -58,7 +58,9 @@ from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.logs import spool
+from executor.task.checkpoint import append_between
 from executor.task.owner import TaskOwner
+from executor.task.records import RestartRecord
 from executor.task.status import Update
 from executor.task.wiring import owner_for
 
@@ -194,6 +196,8 @@ class LocalRun:
                                                  f"{decision.reason} (exit {code})")
                     return code
                 case Restart():
+                    restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason)
+                    append_between(prepared.sandbox, restart.to_json(), prepared.plan.name)  # RESTARTING
                     ended.console.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
                     if self._stop.wait(decision.delay_secs):
                         code = self._exit_code(0 if final.state is not TaskState.FAILED else 1)
