@@ -5,7 +5,8 @@ loopback ports for the names the job requests and resolves them through its Anno
 portmap; binds the templates), or takes the plan an earlier run of the same, unchanged
 config kept (`executor/local/plancache.py`: no pystachio loaded then); makes the sandbox,
 runs the task with a TaskOwner, each attempt with a task id of its own, and restarts it by
-the service rules.
+the service rules, each restart written to the checkpoint as it is scheduled (`stoker
+status` shows RESTARTING through the back-off).
 
 Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop it gracefully — lifecycle endpoints,
 SIGTERM, SIGKILL after the grace, the final processes — and it exits 128 + the signal's
