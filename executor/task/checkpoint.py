@@ -269,7 +269,8 @@ def append_between(sandbox: Path, record: Mapping[str, Any], task: str) -> None:
     try:
         writer = CheckpointWriter(sandbox, label=task)
     except CheckpointError as exc:
-        log_event(logger, logging.WARNING, "checkpoint_unavailable", task=task, reason=str(exc))
+        log_event(logger, logging.WARNING, "checkpoint_unavailable", task=task, reason=str(exc),
+                  records_lost=1)
         return
     try:
         writer.append(record)
