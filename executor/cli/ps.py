@@ -7,7 +7,8 @@ and prints one row per task: task id, job key, state, supervisor pid, sandbox, s
 (date, time and age), processes running / total, health. Columns are as wide as their longest value. Without `--all`, only
 the tasks that have not ended (a LOST task has not: it is listed). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
-announcer is doing); what kept a task's checkpoint from being read (its sandbox deleted)
+announcer is doing); so does a RESTARTING one (`stoker run` between two attempts: how the
+last one ended, and when the next starts); what kept a task's checkpoint from being read (its sandbox deleted)
 and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
 A registry that is there but cannot be read (another user's, not trusted) is one `stoker:
 error:` line and exit 1, never an empty list.
@@ -90,6 +91,12 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float) -> str:
     for r in rows:
         if r["announcement"] is not None:
             lines.append(f"{r['task_id'] or r['sandbox']}: {_announcement_note(r, now_wall)}")
+    for r in rows:
+        if (restart := r.get("restart")) is not None:
+            from executor.host.truth import describe_restart
+
+            said = describe_restart(restart["attempt"] - 1, restart["after_state"], restart["due"], now_wall)
+            lines.append(f"{r['task_id'] or r['sandbox']}: {r['state']} ({said})")
     for r in rows:  # a sandbox deleted under its task, a checkpoint that cannot be read; not
         # a live supervisor's sandbox that has no checkpoint yet (one starting)
         if r.get("problem") and (not r["supervisor_alive"] or not os.path.isdir(r["sandbox"])):

@@ -2,7 +2,8 @@
 
 Owns formatting a replayed `TaskView` as a readable table (`format_status`): the task's
 state (LOST, with since when and which record says so, when its supervisor is gone without
-a terminal record), its attempts, the supervisor's phase, its ServerSet announcement, each
+a terminal record; RESTARTING, with the next attempt and when it starts, while `stoker run`
+waits out its back-off between two attempts), its attempts, the supervisor's phase, its ServerSet announcement, each
 process with its run, pid, exit and time, the health checks, and a LOST task's leftover
 processes. Times are ISO 8601
 dates with the local offset and an age beside them (`executor/host/clock.py`). What comes
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 from config.words import printable_lines
 from executor.host.clock import age, iso_time, when
-from executor.host.truth import Truth
+from executor.host.truth import RESTARTING, Truth, describe_restart
 from executor.task.inspection import Leftover
 from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
 
@@ -93,6 +94,9 @@ def announcement_text(a: AnnouncementView, now_wall: float, lost: bool = False) 
 
 def _state_text(attempt: AttemptView, truth: Truth | None, now_wall: float) -> str:
     recorded = attempt.state or "unknown"
+    if truth is not None and truth.state == RESTARTING and attempt.restart is not None:
+        due = attempt.restart.due_wall
+        return f"{RESTARTING} ({describe_restart(attempt.number, attempt.state, due, now_wall)})"
     if truth is None or not truth.lost:
         return recorded
     return f"{truth.describe_since(when(truth.since_wall, now_wall))}; recorded {recorded}"
@@ -119,6 +123,9 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
              f"state={_state_text(cur, truth, now_wall)}  attempt={cur.number}"]
     if cur.reason:
         lines.append(f"  reason: {cur.reason}")
+    if truth is not None and truth.state == RESTARTING and cur.restart is not None:
+        lines.append(f"  restart: attempt {cur.number + 1} at {iso_time(cur.restart.due_wall)}: "
+                     f"{cur.restart.reason}".rstrip())
     if cur.phase is not None and cur.phase.reason != cur.reason:  # nothing new: not repeated
         lines.append(f"  supervisor: {cur.phase.to_state} since {iso_time(cur.phase.wall or None)}: "
                      f"{cur.phase.reason}".rstrip())

@@ -1,8 +1,9 @@
 """The truth about a task whose supervisor may be gone. PURE.
 
 Owns `judge`: what a task's state is, given what its checkpoint recorded and whether its
-supervisor still runs. A live supervisor's task is what it recorded; a gone supervisor's
-task is ended when it recorded a terminal state (FINISHED, FAILED, KILLED), and LOST
+supervisor still runs. A live supervisor's task is what it recorded, or RESTARTING when
+that is an end after which it scheduled the next attempt (`stoker run` in its back-off); a
+gone supervisor's task is ended when it recorded a terminal state (FINISHED, FAILED, KILLED), and LOST
 otherwise, "since" the last thing it wrote: the checkpoint's last record, else the
 checkpoint's modification time, else its registry entry (the rule says which). Split from
 `executor/host/entry.py` so that a supervisor, which only writes its entry, never creates
@@ -17,7 +18,10 @@ import enum
 
 import attrs
 
+from executor.host.clock import age
 from executor.host.entry import LOST, NO_TASK, TERMINAL_STATES
+
+RESTARTING = "RESTARTING"  # an attempt ended, the next one is scheduled, its supervisor runs
 
 
 class SinceSource(enum.Enum):
@@ -30,7 +34,7 @@ class SinceSource(enum.Enum):
 class Truth:
     """A task's state as it is, not only as it was recorded."""
 
-    state: str  # the recorded state, NO_TASK, or LOST
+    state: str  # the recorded state, NO_TASK, LOST or RESTARTING
     alive: bool  # its supervisor runs
     ended: bool  # its supervisor is gone and it ended (or never had a task)
     since_wall: float | None = None  # LOST: the last sign of life
@@ -48,11 +52,15 @@ class Truth:
 
 def judge(recorded: str | None, alive: bool, *, last_record_wall: float | None,
           checkpoint_mtime: float | None, registry_wall: float | None,
-          let_go: bool = False) -> Truth:
+          let_go: bool = False, restart_scheduled: bool = False) -> Truth:
     """The truth about a task whose checkpoint's current attempt recorded `recorded` (None:
     no task state yet) and whose supervisor is `alive` or not. `let_go`: the supervisor
-    marked its registry entry ended before it went (it closed cleanly)."""
+    marked its registry entry ended before it went (it closed cleanly); `restart_scheduled`:
+    the attempt's checkpoint has a `restart` record (the next attempt is due; a supervisor
+    that went before it started leaves the recorded end, as one that stopped does)."""
     if alive:
+        if recorded in TERMINAL_STATES and restart_scheduled:
+            return Truth(RESTARTING, alive=True, ended=False)
         return Truth(recorded or NO_TASK, alive=True, ended=False)
     if recorded in TERMINAL_STATES:
         return Truth(recorded, alive=False, ended=True)
@@ -64,3 +72,16 @@ def judge(recorded: str | None, alive: bool, *, last_record_wall: float | None,
         if wall is not None:
             return Truth(LOST, alive=False, ended=False, since_wall=wall, since=source)
     return Truth(LOST, alive=False, ended=False)
+
+
+def describe_restart(ended_attempt: int, ended_state: str | None, due_wall: float | None,
+                     now_wall: float) -> str:
+    """A RESTARTING task's words, the same in `stoker status`, `ps` and the observer:
+    'attempt 2 ended FAILED; attempt 3 starts in 3.2s' ('is starting' once it is due)."""
+    if due_wall is None:
+        timing = "is scheduled"
+    elif due_wall > now_wall:
+        timing = f"starts in {age(due_wall - now_wall)}"
+    else:
+        timing = "is starting"
+    return f"attempt {ended_attempt} ended {ended_state or 'unknown'}; attempt {ended_attempt + 1} {timing}"

@@ -5,7 +5,8 @@ loopback ports for the names the job requests and resolves them through its Anno
 portmap; binds the templates), or takes the plan an earlier run of the same, unchanged
 config kept (`executor/local/plancache.py`: no pystachio loaded then); makes the sandbox,
 runs the task with a TaskOwner, each attempt with a task id of its own, and restarts it by
-the service rules.
+the service rules, each restart written to the checkpoint as it is scheduled (`stoker
+status` shows RESTARTING through the back-off).
 
 Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop it gracefully — lifecycle endpoints,
 SIGTERM, SIGKILL after the grace, the final processes — and it exits 128 + the signal's
@@ -58,7 +59,9 @@ from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.logs import spool
+from executor.task.checkpoint import append_between
 from executor.task.owner import TaskOwner
+from executor.task.records import RestartRecord
 from executor.task.status import Update
 from executor.task.wiring import owner_for
 
@@ -194,6 +197,8 @@ class LocalRun:
                                                  f"{decision.reason} (exit {code})")
                     return code
                 case Restart():
+                    restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason)
+                    append_between(prepared.sandbox, restart.to_json(), prepared.plan.name)  # RESTARTING
                     ended.console.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
                     if self._stop.wait(decision.delay_secs):
                         code = self._exit_code(0 if final.state is not TaskState.FAILED else 1)

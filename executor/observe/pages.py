@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from executor.host.clock import age, iso_time, when
+from executor.host.truth import describe_restart
 from executor.observe.html import esc, facts, log_url, page, size_text, state, table, task_url
 from executor.observe.model import TaskDetail, TaskSummary, Usage
 from executor.task.taskview import AttemptView, ProcessView, RunView, TransitionView
@@ -30,7 +31,7 @@ def _ports(ports: Mapping[str, int]) -> str:
 
 
 def _uptime(row: Mapping[str, Any], now_wall: float) -> str:
-    if row["ended"] or row["state"] == "LOST" or not row["started"]:
+    if row["ended"] or row["state"] in ("LOST", "RESTARTING") or not row["started"]:
         return "-"
     return esc(age(now_wall - float(row["started"])))
 
@@ -199,6 +200,8 @@ def _facts(d: TaskDetail, attempt: AttemptView | None, now_wall: float) -> str:
         shown += esc(f" (supervisor gone since {when(truth.since_wall, now_wall)}, "
                      f"{truth.since.value if truth.since else 'no record'}); recorded "
                      f"{r['recorded_state'] or 'nothing'}")
+    if (restart := r.get("restart")) is not None:
+        shown += esc(f" ({describe_restart(restart['attempt'] - 1, restart['after_state'], restart['due'], now_wall)})")
     sup = f"{r['supervisor_pid']} ({'running' if truth.alive else 'gone'}, stoker {r['front_end']})"
     pairs = [("job key", esc(r["job_key"] or "-")), ("state", shown),
              ("reason", esc(attempt.reason if attempt else "-")), ("supervisor", esc(sup)),

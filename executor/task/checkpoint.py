@@ -263,6 +263,24 @@ def open_writer(sandbox: Path, task: str) -> CheckpointWriter | NoCheckpoint:
         return NoCheckpoint()
 
 
+def append_between(sandbox: Path, record: Mapping[str, Any], task: str) -> None:
+    """One record written while no task writes the checkpoint (`stoker run` between two
+    attempts: the restart it scheduled). A failure costs the record: one WARNING line."""
+    try:
+        writer = CheckpointWriter(sandbox, label=task)
+    except CheckpointError as exc:
+        log_event(logger, logging.WARNING, "checkpoint_unavailable", task=task, reason=str(exc),
+                  records_lost=1)
+        return
+    try:
+        writer.append(record)
+    except OSError as exc:
+        log_event(logger, logging.WARNING, "checkpoint_write_failed", task=task,
+                  error=sandboxfs.describe_os_error(exc), records_lost=1)
+    finally:
+        writer.close()
+
+
 def _with_wall(record: Mapping[str, Any], now: float) -> dict[str, Any]:
     doc = dict(record)
     doc.setdefault("wall", now)

@@ -9,7 +9,7 @@ one `summary` record per attempt (`executor/task/records.py`), so that
 for every checkpoint a writer produced. It keeps, like the view: the last `ATTEMPTS_KEPT`
 attempts (header first), per attempt the last `TRANSITIONS_KEPT` task and phase changes,
 the last `HEALTH_HISTORY` health attempts, the last `ANNOUNCE_KEPT` announce records (the
-view shows the last), and per process the records of its last
+view shows the last), the last `restart` record, and per process the records of its last
 `RUNS_KEPT` runs plus its last `LOOSE_KEPT` records outside any run; and it always keeps
 the last record (its wall time is when the task last wrote). The summary after each kept
 header lists every process of the attempt in the order they first appeared, with how many
@@ -39,6 +39,7 @@ from executor.task.records import (
     PhaseRecord,
     ProcessRecord,
     Record,
+    RestartRecord,
     SummaryRecord,
     TaskRecord,
 )
@@ -58,7 +59,7 @@ ANNOUNCE_KEPT = 3  # the view shows the last announce record; a few more read we
 
 Indexed = tuple[int, Record]  # (position in the input, record)
 # What an attempt holds after its header (a header starts the next attempt).
-Body = TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord | SummaryRecord
+Body = TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord | SummaryRecord | RestartRecord
 
 
 @attrs.define
@@ -104,6 +105,7 @@ class _AttemptKeep:
     health: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
     announce: deque[Indexed] = attrs.Factory(lambda: deque(maxlen=ANNOUNCE_KEPT))
     health_state: HealthState | None = None  # what the dropped health records left
+    restart: Indexed | None = None  # the last restart record (the view shows it)
 
     def process(self, name: str) -> _ProcessKeep | None:
         found = self.processes.get(name)
@@ -134,11 +136,14 @@ class _AttemptKeep:
                     if (process := self.process(name)) is not None:
                         process.earlier_runs += earlier
                 self.health_state = rec.health_state or self.health_state
+            case RestartRecord():
+                self.restart = item
             case _:
                 assert_never(rec)
 
     def records(self, earlier_attempts: int) -> list[Record]:
-        kept = [*self.tasks, *self.phases, *self.health, *self.announce]
+        kept = [*self.tasks, *self.phases, *self.health, *self.announce,
+                *([] if self.restart is None else [self.restart])]
         for process in self.processes.values():
             kept += process.kept()
         summary = SummaryRecord(

@@ -9,7 +9,9 @@ ran (the latest, or the one a registry entry names), check that its supervisor s
 LOST task, list its leftover processes: those whose environment still carries its
 `STOKER_TASK_MARKER`, with the process and run their `STOKER_RUN_MARKER` names. One /proc
 scan for every LOST task of a call. `row` is one task as `stoker ps --json` (and the
-observer's `/api/tasks`) lists it; `status_json` the view `stoker status --json` prints.
+observer's `/api/tasks`) lists it; `status_json` the view `stoker status --json` prints; in
+both, a RESTARTING task (`stoker run` in its back-off between two attempts) has its next
+attempt in `restart` (`restart_json`).
 Reads only: never writes, never signals.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from executor.host import identity
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
 from executor.host.sandbox import checkpoint_mtime
-from executor.host.truth import Truth, judge
+from executor.host.truth import RESTARTING, Truth, judge
 from executor.procs import proctree, saferead
 from executor.procs.spawn import RUN_MARKER, TASK_MARKER
 from executor.task.checkpoint import iter_records
@@ -109,7 +111,8 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspec
                   last_record_wall=view.last_wall if view is not None and latest else None,
                   checkpoint_mtime=checkpoint_mtime(sandbox, pinned) if latest else None,
                   registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
-                  let_go=entry is not None and entry.ended_wall is not None)
+                  let_go=entry is not None and entry.ended_wall is not None,
+                  restart_scheduled=latest and attempt is not None and attempt.restart is not None)
     if view is not None and attempt is not None and not latest and entry is not None:
         view = _as_of(view, attempt, entry)
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem)
@@ -217,7 +220,19 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
                       for p in inspection.leftovers],
         "problem": inspection.problem,
         "announcement": _announcement(attempt),
+        "restart": restart_json(inspection),
     }
+
+
+def restart_json(inspection: Inspection) -> dict[str, Any] | None:
+    """A RESTARTING task's next attempt: its number, the state the last one ended in, the
+    back-off, when it starts and why (None: the task is not RESTARTING)."""
+    attempt = inspection.attempt
+    restart = attempt.restart if attempt is not None else None
+    if inspection.truth.state != RESTARTING or attempt is None or restart is None:
+        return None
+    return {"attempt": attempt.number + 1, "after_state": attempt.state, "delay_secs": restart.delay_secs,
+            "due": restart.due_wall, "due_iso": iso_time(restart.due_wall), "reason": restart.reason}
 
 
 def _announcement(attempt: AttemptView | None) -> dict[str, Any] | None:
@@ -237,11 +252,11 @@ def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
 
 def status_json(inspection: Inspection) -> dict[str, Any]:
     """The replayed view, plus what is true now: `state` (LOST when the supervisor is
-    gone without a terminal record), `supervisor_alive`, `lost_since` and its source, and
-    the leftover processes."""
+    gone without a terminal record; RESTARTING between two attempts), `supervisor_alive`,
+    `lost_since` and its source, the leftover processes, and a RESTARTING task's `restart`."""
     doc: dict[str, Any] = attrs.asdict(inspection.view, value_serializer=_jsonable) if inspection.view else {}
     truth = inspection.truth
     doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
                lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
-               leftovers=[attrs.asdict(p) for p in inspection.leftovers])
+               leftovers=[attrs.asdict(p) for p in inspection.leftovers], restart=restart_json(inspection))
     return doc

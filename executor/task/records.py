@@ -26,6 +26,9 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
            health_state
            (written by compaction right after an attempt's header, or first: what the
            records it dropped said; `executor/task/compaction.py`)
+  restart  delay_secs, reason
+           (written by `stoker run` once an attempt ended and its service rules restart
+           the task: the next attempt starts `delay_secs` after `wall`; docs/contract.md §7)
 
 `parse` returns None for a damaged record: a wrong type, a missing required field, an
 unknown state name, a number that is not finite or out of its range (below); `parse_checked`
@@ -35,7 +38,7 @@ reader found it) as damaged too. Optional fields may be absent or null.
 Ranges (anything else could not have been written, and would break whoever shows it):
 wall 0 ... 253402300799 (the end of year 9999), pids 1 ... 4194304 (Linux's PID_MAX_LIMIT),
 exit codes 0 ... 255, signals 1 ... 64, runs 0 ... 2^31 - 1, ports 1 ... 65535, counts
-0 ... 2^63 - 1, latencies 0 ... 10^9 s.
+0 ... 2^63 - 1, latencies 0 ... 10^9 s, restart delays 0 ... the end of year 9999 in seconds.
 """
 from __future__ import annotations
 
@@ -63,6 +66,7 @@ RUNS: Range = (0, 2**31 - 1)
 PORTS: Range = (1, 65535)
 COUNTS: Range = (0, 2**63 - 1)
 LATENCY_SECS: Range = (0, 1e9)
+DELAY_SECS: Range = WALL_SECS  # a back-off has no bound of its own: the writer caps it at this
 
 
 class _Damaged(Exception):
@@ -361,13 +365,31 @@ class SummaryRecord:
                    wall=_number(doc, "wall", None))
 
 
+@attrs.frozen(slots=True, kw_only=True)
+class RestartRecord:
+    """`stoker run` restarts the task: its next attempt starts `delay_secs` after `wall`."""
+
+    delay_secs: float
+    reason: str = ""
+    wall: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _json("restart", {"delay_secs": min(self.delay_secs, DELAY_SECS[1]),
+                                 "reason": self.reason}, self.wall)
+
+    @classmethod
+    def _read(cls, doc: Mapping[str, Any]) -> RestartRecord:
+        return cls(delay_secs=_number(doc, "delay_secs", within=DELAY_SECS),
+                   reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
+
+
 Record = (HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord
-          | SummaryRecord)
+          | SummaryRecord | RestartRecord)
 
 _KINDS: Mapping[str, type[Record]] = {
     "header": HeaderRecord, "task": TaskRecord, "phase": PhaseRecord,
     "process": ProcessRecord, "health": HealthRecord, "announce": AnnounceRecord,
-    "summary": SummaryRecord,
+    "summary": SummaryRecord, "restart": RestartRecord,
 }
 
 

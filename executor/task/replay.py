@@ -44,6 +44,7 @@ from executor.task.records import (
     PhaseRecord,
     ProcessRecord,
     Record,
+    RestartRecord,
     SummaryRecord,
     TaskRecord,
     parse_checked,
@@ -54,6 +55,7 @@ from executor.task.taskview import (
     HealthAttemptView,
     HealthView,
     ProcessView,
+    RestartView,
     RunView,
     TaskView,
     TransitionView,
@@ -61,7 +63,8 @@ from executor.task.taskview import (
 
 __all__ = [
     "ATTEMPTS_KEPT", "HEALTH_HISTORY", "PROCESSES_KEPT", "RUNS_KEPT", "TRANSITIONS_KEPT",
-    "AnnouncementView", "AttemptView", "HealthAttemptView", "HealthView", "ProcessView", "RunView", "Slot",
+    "AnnouncementView", "AttemptView", "HealthAttemptView", "HealthView", "ProcessView", "RestartView",
+    "RunView", "Slot",
     "TaskView", "TransitionView", "classify", "replay",
 ]
 
@@ -198,6 +201,7 @@ class _Attempt:
     health_counts: tuple[int, int, int] = (0, 0, 0)
     health_attempts: deque[HealthAttemptView] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
     announcement: AnnouncementView | None = None
+    restart: RestartView | None = None
 
     def process(self, name: str) -> _Process | None:
         """The process named `name`; None once PROCESSES_KEPT others are known."""
@@ -207,7 +211,7 @@ class _Attempt:
         return found
 
     def apply(self, rec: TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord
-              | SummaryRecord) -> None:
+              | SummaryRecord | RestartRecord) -> None:
         match rec:
             case TaskRecord():
                 self.history.append(_transition(rec))
@@ -225,6 +229,8 @@ class _Attempt:
                     connection=rec.connection.value, reason=rec.reason, since_wall=rec.since)
             case SummaryRecord():
                 self.summary(rec)
+            case RestartRecord():
+                self.restart = RestartView(wall=rec.wall, delay_secs=rec.delay_secs, reason=rec.reason)
             case _:
                 assert_never(rec)
 
@@ -255,7 +261,7 @@ class _Attempt:
                            containment=self.containment, state=self.state, reason=self.reason, history=tuple(self.history),
                            phases=tuple(self.phases),
                            processes=tuple(p.view() for p in self.processes.values()),
-                           health=health, announcement=self.announcement)
+                           health=health, announcement=self.announcement, restart=self.restart)
 
 
 @attrs.define

@@ -7,6 +7,7 @@ phases, each process with its last runs, the health checks); what the bounded vi
 out is counted (`earlier_attempts`, `ProcessView.earlier_runs`), and the damaged records it
 skipped are named (`warnings`). A task that announces itself in ZooKeeper has its
 membership in `AttemptView.announcement` (`TaskView.announcement` for the current attempt).
+An attempt after which `stoker run` scheduled the next one has it in `AttemptView.restart`.
 """
 from __future__ import annotations
 
@@ -79,6 +80,20 @@ class AnnouncementView:
 
 
 @attrs.frozen(slots=True)
+class RestartView:
+    """The next attempt `stoker run` scheduled once this one ended (its `restart` record)."""
+
+    wall: float | None  # when it was scheduled: the back-off began
+    delay_secs: float
+    reason: str  # the service rules' words ("task failed (1 of max_task_failures=3); ...")
+
+    @property
+    def due_wall(self) -> float | None:
+        """When the next attempt starts (None: the record had no wall time)."""
+        return None if self.wall is None else self.wall + self.delay_secs
+
+
+@attrs.frozen(slots=True)
 class TransitionView:
     """One change of the task's state or of its supervisor phase ("" when not recorded)."""
 
@@ -106,6 +121,7 @@ class AttemptView:
     processes: tuple[ProcessView, ...]
     health: HealthView
     announcement: AnnouncementView | None = None  # None: the task does not announce
+    restart: RestartView | None = None  # None: no next attempt scheduled after this one
 
     @property
     def phase(self) -> TransitionView | None:

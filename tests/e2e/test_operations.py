@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -154,15 +155,49 @@ def test_stoker_kill_stops_a_service_gracefully_its_final_process_runs_and_it_st
 
 
 def test_stoker_kill_in_the_restart_delay_ends_the_run_at_once_as_a_stop_on_request(ops, tmp_path):
-    """Between two attempts nothing runs: `stoker kill` ends the run at once, with the exit
-    status of a stop on request (1: the last task FAILED), and the line says who stopped it."""
+    """Between two attempts nothing runs: `stoker ps` and `stoker status` say RESTARTING, with
+    the next attempt and when; `stoker kill` ends the run at once, with the exit status of a
+    stop on request (1: the last task FAILED), the line says who stopped it, and the task is
+    left FAILED, as it ended."""
     run = ops.run(service(tmp_path, "exit 3"), "--restart-backoff", "30")
     run.wait_output("restarting in 30.0 s")
+    (row,) = ops.ps()
+    assert (row["state"], row["recorded_state"], row["supervisor_alive"]) == ("RESTARTING", "FAILED", True)
+    assert {k: row["restart"][k] for k in ("attempt", "after_state", "delay_secs")} == {
+        "attempt": 2, "after_state": "FAILED", "delay_secs": 30.0}
+    assert 0 < row["restart"]["due"] - time.time() <= 30
+    first = ops.stoker("status", row["task_id"]).stdout.splitlines()[0]
+    assert "state=RESTARTING (attempt 1 ended FAILED; attempt 2 starts in " in first
     done = ops.stoker("kill", run.sandbox)
     assert done.returncode == 0, done.stderr
     assert "no task was running (the supervisor was between attempts)" in done.stdout
     assert run.wait(10) == 1
     assert run.stdout().rstrip().endswith("stopped by `stoker kill` during the restart delay (exit 1)")
+    (row,) = ops.ps("--all")
+    assert (row["state"], row["ended"], row["restart"]) == ("FAILED", True, None)
+
+
+def test_a_restart_is_seen_in_its_back_off_and_the_next_attempt_replaces_it(ops, tmp_path):
+    """A small back-off: the status read in it says RESTARTING (attempt 2 due); the next
+    attempt's records then make the view that attempt's, and the run that used up its
+    failures leaves it FAILED, as before."""
+    from executor.task.inspection import inspect_sandbox, status_json  # in-process: a read in 0.4 s
+
+    job = config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='flaky', max_task_failures=2,
+                    task=Task(processes=[Process(name='a', cmdline='exit 3')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    run = ops.run(job, "--restart-backoff", "0.4")
+    between = wait_for(lambda: (doc := status_json(inspect_sandbox(run.sandbox)))["state"] == "RESTARTING"
+                       and doc, 20, interval_secs=0.02)
+    assert (between["attempts"][-1]["number"], between["supervisor_alive"], between["ended"]) == (1, True, False)
+    assert between["restart"]["attempt"] == 2 and between["restart"]["delay_secs"] == 0.4
+    assert "task failed (1 of max_task_failures=2); restarting in 0.4 s" in between["restart"]["reason"]
+    assert run.wait(20) == 1
+    final = status_json(inspect_sandbox(run.sandbox))
+    assert (final["state"], final["ended"], final["restart"]) == ("FAILED", True, None)
+    assert [a["number"] for a in final["attempts"]] == [1, 2] and final["attempts"][1]["state"] == "FAILED"
 
 
 def test_stoker_restart_gives_the_process_a_new_pid_and_the_task_stays_running(ops, tmp_path):

@@ -36,7 +36,7 @@ def small_caps():
 
 @st.composite
 def checkpoints(draw):
-    """Records as a writer writes them: headers, then task / phase / health / announce records
+    """Records as a writer writes them: headers, then task / phase / health / announce / restart records
     and the runs of each process in order (a run starts, then ends: restarted or for good)."""
     docs = []
     wall = 0.0
@@ -71,6 +71,8 @@ def checkpoints(draw):
             elif step == 8:
                 docs.append({"kind": "task", "from": "", "to": draw(st.sampled_from(STAGES)),
                              "reason": f"at {wall}", "wall": wall})
+            elif step == 9 and draw(st.booleans()):
+                docs.append({"kind": "restart", "delay_secs": wall, "reason": f"at {wall}", "wall": wall})
             elif step == 10:
                 docs.append({"kind": "announce", "path": "/aurora/r/e/j",
                              "member": draw(st.sampled_from([None, "member_0000000001"])),
