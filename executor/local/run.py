@@ -411,6 +411,7 @@ def _warn_ports_taken(ports: Mapping[str, int], console: ConsoleReporter) -> Non
 
 
 def _free(ports: list[int]) -> bool:
+    """The kept plan's ports under an early start: it probed them before its runs could take them."""
     return True
 
 
