@@ -9,7 +9,9 @@ oldest backup's first line. `-f` then keeps printing what is appended, like
 since in order when a burst rotated it several times between two looks (and starts over
 when it was truncated), and, unless `--run` pins a run, follows the process into its next
 run (and into the next attempt's runs when `stoker run` restarts the task), printing
-`==> PROCESS run N: stdout <==` before the new run's output. While idle it looks again every
+`==> PROCESS run N: stdout <==` before the new run's output, from its oldest file (a run
+rotated already before it was looked at). The rotation steps are shared with the observer's
+follow mode (`executor/procs/rotation.py`). While idle it looks again every
 `FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls. It ends, quietly
 and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
 the log is idle, as GNU tail does.
@@ -40,10 +42,9 @@ from typing import Any, BinaryIO, cast
 
 from executor.cli import tailparts
 from executor.cli.targets import error, registry_arguments, resolve
-from executor.procs import saferead
+from executor.procs import rotation, saferead
 
 FOLLOW_IDLE_SECS = 0.2
-ROTATION_TRIES = 100  # looks for the file after a rotated one, while rotations go on
 LOGS_DIR = ".logs"
 # What a terminal would act on: C0 controls but the newline and the tab, DEL, C1 controls.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -233,8 +234,7 @@ def _reader_gone(out: BinaryIO, secs: float) -> bool:
     return bool(poller.poll(secs * 1000))
 
 
-def _ident(st: os.stat_result) -> tuple[int, int]:
-    return st.st_dev, st.st_ino
+_ident = rotation.ident
 
 
 class Follower:
@@ -289,39 +289,11 @@ class Follower:
         return True
 
     def _successor(self) -> int | None:
-        """The file written after the one held: rotated to `NAME.K`, it is `NAME.K-1` (the
-        name itself for `.1`); not among the backups (dropped, or moved by another tool),
-        the name's. None while a rotation is under way. Raises OSError."""
-        mine = _ident(os.fstat(self._fd))
-        for _ in range(ROTATION_TRIES):  # each try that fails saw another rotation
-            k = self._backup_number(mine)
-            name = self.logs.stream if k is None or k == 1 else f"{self.logs.stream}.{k - 1}"
-            try:
-                fd = saferead.open_file(name, self._dir)
-            except FileNotFoundError:
-                continue
-            if k is None or self._ident(f"{self.logs.stream}.{k}") == mine:
-                return fd  # no rotation came between the look and the open
-            os.close(fd)
-        return None
-
-    def _backup_number(self, ident: tuple[int, int]) -> int | None:
-        """K where `NAME.K` is the file `ident`; None when no backup is (two numbers in a
-        row missing end the search: one may be missing for a moment, mid-rotation)."""
-        k, missing = 1, 0
-        while missing < 2:
-            found = self._ident(f"{self.logs.stream}.{k}")
-            if found == ident:
-                return k
-            missing = missing + 1 if found is None else 0
-            k += 1
-        return None
+        """The file written after the one held (`executor/procs/rotation.py`). Raises OSError."""
+        return rotation.open_successor(self._dir, self.logs.stream, _ident(os.fstat(self._fd)))
 
     def _ident(self, name: str) -> tuple[int, int] | None:
-        try:
-            return _ident(os.stat(name, dir_fd=self._dir, follow_symlinks=False))
-        except FileNotFoundError:
-            return None
+        return rotation.ident_at(name, self._dir)
 
     def _next_run(self, out: BinaryIO) -> bool:
         """The process started a newer run: switch to its log, after a marker line. When
@@ -337,6 +309,14 @@ class Follower:
             rdir, fd = self.logs.open(newer[0])
         except FileNotFoundError:
             return False  # its directory is there, its log not yet
+        try:  # from its oldest file: a burst may have rotated it already
+            first = rotation.open_first(rdir, self.logs.stream)
+        except BaseException:
+            os.close(fd)
+            os.close(rdir)
+            raise
+        os.close(fd)
+        fd = first
         self._copy(out)  # the last words of the run before
         os.close(self._fd)
         os.close(self._dir)

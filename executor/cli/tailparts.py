@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 
 from executor.procs import saferead
+from executor.procs.rotation import MAX_BACKUPS
 
 Part = tuple[int, int, int]  # (fd, start, end): bytes [start, end) of one file
-MAX_BACKUPS = 1000  # a logger keeps at most this many (the job's loader checks it)
 
 
 def last_lines(rdir: int, name: str, fd: int, end: int, lines: int) -> list[Part]:

@@ -53,15 +53,19 @@ details summary { cursor: pointer; color: var(--muted); }
 
 KEEP_CHARS = 1 << 20  # of a followed log, what the page keeps (the oldest text goes)
 
-# A followed log: `<pre id="log" data-follow="1" data-api="URL" data-end="N">`. Every
-# second, fetch what follows byte N and append it, at once again while a fetch brings bytes
-# and more are there (a range is capped), else a second later: bytes held back (the first
-# ones of a character not written yet) are no reason to ask again at once. A log that got
-# shorter (truncated) or is another file (`data-file`, the API's `file`: rotated) is read
-# again from its start, after a marker line. Past
-# KEEP_CHARS the oldest text leaves the page, so a tab left following a chatty log does not
-# grow without end (the page without the script starts again from the latest bytes).
-# Control characters but newlines and tabs are written out (`\x1b`, `\r`), as on the page.
+# A followed log: `<pre id="log" data-follow="1" data-api="URL" data-end="N" data-file="F"
+# data-run="R" data-dir="D">`. Every second, ask for what follows byte N of file F of run R
+# (whose directory is D); the server answers with the rest of that file, or the file a
+# rotation wrote after it, or the next run's log (`executor/observe/reader.py`), and the
+# script appends it: a new run after a marker line (`==> PROCESS run R: STREAM <==`, as
+# `stoker tail -f`), a file the server could not continue from (truncated, or rotated out
+# of reach: `continues` false) after a marker line too. It asks again at once while an
+# answer brings bytes and more are there (a range is capped, or the file is a rotated one,
+# `rotated`: a burst of rotations leaves several files), else a second later: bytes held back (the first ones of a
+# character not written yet) are no reason to ask again at once. Past KEEP_CHARS the
+# oldest text leaves the page, so a tab left following a chatty log does not grow without
+# end (the page without the script starts again from the latest bytes). Control characters
+# but newlines and tabs are written out (`\x1b`, `\r`), as on the page.
 FOLLOW_SCRIPT = """\
 (function () {
   "use strict";
@@ -70,8 +74,13 @@ FOLLOW_SCRIPT = """\
   var api = pre.getAttribute("data-api");
   var end = parseInt(pre.getAttribute("data-end"), 10) || 0;
   var file = pre.getAttribute("data-file") || "";
+  var run = pre.getAttribute("data-run") || "";
+  var dir = pre.getAttribute("data-dir") || "";
+  var process = pre.getAttribute("data-process") || "";
+  var stream = (api.match(/[?&]stream=([^&]*)/) || [])[1] || "stdout";
   var state = document.getElementById("follow-state");
   var kept = pre.textContent.length, dropped = false;
+  var newline = pre.textContent === "" || pre.textContent.slice(-1) === "\\n";
   function show(text) { if (state) { state.textContent = text; } }
   function later(ms) { window.setTimeout(tick, ms); }
   function printable(text) {  // as the page's first bytes: html.esc_text
@@ -80,36 +89,46 @@ FOLLOW_SCRIPT = """\
     });
   }
   function append(text) {
+    if (!text) { return; }
     pre.appendChild(document.createTextNode(printable(text)));
     kept += text.length;
+    newline = text.slice(-1) === "\\n";
     while (kept > KEEP_CHARS && pre.firstChild !== pre.lastChild) {
       kept -= pre.firstChild.textContent.length;
       pre.removeChild(pre.firstChild);
       dropped = true;
     }
   }
+  function marker(text) { append((newline ? "" : "\\n") + text + "\\n"); }
+  function held() {
+    var q = "&run=" + encodeURIComponent(run) + "&offset=" + end;
+    if (file) { q += "&file=" + encodeURIComponent(file); }
+    if (dir) { q += "&dir=" + encodeURIComponent(dir); }
+    return q;
+  }
   function tick() {
-    fetch(api + "&offset=" + end, {cache: "no-store"}).then(function (r) {
+    fetch(api + held(), {cache: "no-store"}).then(function (r) {
       if (!r.ok) { throw new Error("HTTP " + r.status); }
       return r.json();
     }).then(function (doc) {
-      if (doc.size < end || (file && doc.file && doc.file !== file)) {
-        append("\\n--- a new log file (rotated) or a shorter one (truncated): " +
-               "from its start ---\\n");
-        end = 0;
-        file = doc.file || "";
-        later(0);
-        return;
+      var moved = doc.end > end || String(doc.run) !== run || (doc.file || "") !== file;
+      if (String(doc.run) !== run) {
+        marker("==> " + process + " run " + doc.run + ": " + stream + " <==");
+      } else if (!doc.continues) {
+        marker("--- a new log file (rotated past what was shown) or a shorter one " +
+               "(truncated): from its start ---");
       }
+      run = String(doc.run);
+      file = doc.file || "";
+      dir = doc.dir || "";
       var bottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
-      var moved = doc.end > end;
       if (doc.data) { append(doc.data); }
       end = doc.end;
       pre.setAttribute("data-end", String(end));
       show("following: " + end + " bytes shown up to now" + (dropped ?
         "; older bytes left the page, which keeps the last KEEP_TEXT" : ""));
       if (bottom) { window.scrollTo(0, document.body.scrollHeight); }
-      later(moved && doc.end < doc.size ? 0 : 1000);
+      later(moved && (doc.end < doc.size || doc.rotated) ? 0 : 1000);
     }).catch(function (e) { show("not following: " + e.message + " (retrying)"); later(3000); });
   }
   show("following");

@@ -7,9 +7,11 @@ and streams (rotated parts included), and to follow mode.
 Follow mode, `follow=1`: without JavaScript the page reloads itself every
 `REFRESH_SECS` (a `<noscript>` refresh) showing from the same offset, so what was shown
 stays and what is new is added below, until the range would pass `MAX_CHUNK_BYTES`: then
-it shows the latest bytes again. With JavaScript (`assets.FOLLOW_SCRIPT`) nothing is
-reloaded: the script fetches only the bytes after the last one shown and appends them,
-keeping the last `assets.KEEP_CHARS` characters in the page.
+it shows the latest bytes again (the latest run's, once a newer run has begun). With
+JavaScript (`assets.FOLLOW_SCRIPT`) nothing is reloaded: the script fetches only the bytes
+after the last one shown, naming the file and run directory it holds, and appends them,
+keeping the last `assets.KEEP_CHARS` characters in the page; the server goes on from there
+into the files a rotation wrote since and into the process's next runs.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ def _link(c: LogChunk, text: str, **params: object) -> str:
 def refresh_url(c: LogChunk) -> str:
     """Where a followed page reloads to without JavaScript: the same start while the range
     stays under the cap, else the latest bytes."""
+    if c.end >= c.size and c.runs and c.runs[-1] > c.run:  # a newer run has begun
+        return log_url(c.task_id, c.process, stream=c.stream, follow=1) + "#end"
     reaches_end = c.end >= c.size and c.size - c.start < MAX_CHUNK_BYTES
     offset = c.start if reaches_end else None
     length = MAX_CHUNK_BYTES if reaches_end else None
@@ -64,8 +68,7 @@ def log_page(c: LogChunk, follow: bool) -> str:
     title = f"{c.process} run {c.run} {c.stream}"
     shown = (f"bytes {c.start}–{c.end} of {c.size} ({size_text(c.size)})"
              + (f"; at most {size_text(MAX_CHUNK_BYTES)} a page" if c.capped else ""))
-    api = log_url(c.task_id, c.process, api=True, run=c.run, stream=c.stream,
-                  length=MAX_CHUNK_BYTES)
+    api = log_url(c.task_id, c.process, api=True, stream=c.stream, length=MAX_CHUNK_BYTES)
     state = '<p class="muted" id="follow-state">following (reloads every ' \
             f"{REFRESH_SECS} s)</p>" if follow else ""
     body = (f"<h1>{esc(title)}</h1>"
@@ -73,7 +76,8 @@ def log_page(c: LogChunk, follow: bool) -> str:
             f"{_others(c)}{_pager(c, follow)}"
             f'<p class="muted">{esc(shown)}</p>{state}'
             f'<pre class="log" id="log" data-follow="{1 if follow else 0}" '
-            f'data-api="{esc(api)}" data-end="{c.end}" data-file="{esc(c.file)}">'
+            f'data-api="{esc(api)}" data-end="{c.end}" data-file="{esc(c.file)}" '
+            f'data-run="{c.run}" data-dir="{esc(c.run_dir)}" data-process="{esc(c.process)}">'
             f"{esc_text(c.data)}</pre>"
             f'<span id="end"></span>{_pager(c, follow)}')
     head = (f'<noscript><meta http-equiv="refresh" content="{REFRESH_SECS};url='

@@ -11,7 +11,13 @@ What is read is then cut so that it shows well and follows well:
   not yet written (or past the range) is left for the next read, so following a log never
   splits a character;
 - `skip_to_line`: a range that starts inside the log (a tail) starts at its first whole line
-  when one begins within `LINE_SEARCH_BYTES`, else at its first whole character.
+  when one begins within `LINE_SEARCH_BYTES`, else at its first whole character;
+- `skip_to_character`: any other range that starts inside a UTF-8 character (an older
+  range's offset, or a file a rotation cut in the middle of one) starts at the next.
+
+In follow mode a request also names the file it holds (`file`, the `DEVICE:INODE` an
+earlier answer gave) and its run's directory (`dir`): the reader then goes on from there,
+into the file a rotation wrote after it or into the next run (`executor/observe/reader.py`).
 
 `older` and `newer` are the offsets of the neighbouring ranges, for the pages' links.
 No I/O: the caller reads the file.
@@ -27,6 +33,7 @@ DEFAULT_CHUNK_BYTES = 64 * 1024  # a page's "last 64 KiB"
 LINE_SEARCH_BYTES = 4096
 MAX_OFFSET = 2**62
 STREAM = re.compile(r"^(stdout|stderr)(\.[1-9][0-9]{0,2})?$")  # .N: a rotated part
+IDENT = re.compile(r"^[0-9]{1,20}:[0-9]{1,20}$")  # DEVICE:INODE
 
 
 class BadLogQuery(ValueError):
@@ -39,6 +46,8 @@ class LogQuery:
     stream: str = "stdout"
     offset: int | None = None  # None: the end of the log (a tail)
     length: int | None = None  # None: DEFAULT_CHUNK_BYTES
+    file: str | None = None  # follow mode: the file held ("DEVICE:INODE"), read up to offset
+    dir: str | None = None  # follow mode: the held run's directory ("DEVICE:INODE")
 
 
 @attrs.frozen(slots=True)
@@ -70,7 +79,13 @@ def parse_query(params: dict[str, str]) -> LogQuery:
         for name in ("run", "offset", "length"))
     if offset is not None and offset > MAX_OFFSET:
         raise BadLogQuery(f"offset={offset} is beyond any log")
-    return LogQuery(run=run, stream=stream, offset=offset, length=length)
+    file, dir_ = (params.get(name) or None for name in ("file", "dir"))
+    for name, value in (("file", file), ("dir", dir_)):
+        if value is not None and not IDENT.match(value):
+            raise BadLogQuery(f"{name}={value[:40]!r} is not DEVICE:INODE")
+    if file is not None and (offset is None or run is None):
+        raise BadLogQuery("file= (follow mode) needs a run= and an offset=")
+    return LogQuery(run=run, stream=stream, offset=offset, length=length, file=file, dir=dir_)
 
 
 def window(size: int, query: LogQuery, cap: int = MAX_CHUNK_BYTES) -> Window:
@@ -115,16 +130,22 @@ def skip_to_line(data: bytes) -> int:
     newline = data.find(b"\n", 0, LINE_SEARCH_BYTES)
     if newline >= 0:
         return newline + 1
+    return skip_to_character(data)
+
+
+def skip_to_character(data: bytes) -> int:
+    """How many bytes of `data` (at most 3) are the last ones of a character begun before."""
     for i, byte in enumerate(data[:3]):
         if byte & 0xC0 != 0x80:
             return i
     return min(3, len(data))
 
 
-def trim(data: bytes, win: Window) -> tuple[int, int]:
-    """(skip, keep): show data[skip:keep] of the bytes read for `win`."""
-    skip = skip_to_line(data) if win.tail and win.start > 0 else 0
-    keep = skip + cut_incomplete_tail(data[skip:])
+def trim(data: bytes, win: Window, whole: bool = False) -> tuple[int, int]:
+    """(skip, keep): show data[skip:keep] of the bytes read for `win`. `whole`: the file
+    is complete (rotated): a character cut at its end is shown as it is, not held back."""
+    skip = skip_to_line(data) if win.tail and win.start > 0 else skip_to_character(data)
+    keep = len(data) if whole else skip + cut_incomplete_tail(data[skip:])
     return skip, keep
 
 

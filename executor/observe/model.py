@@ -91,6 +91,10 @@ class LogChunk:
     runs: tuple[int, ...]  # the runs that have a log
     parts: tuple[str, ...]  # the run's streams, rotated parts included (stdout.1, ...)
     file: str = ""  # which file was read ("DEVICE:INODE"): another one once it was rotated
+    run_dir: str = ""  # the run's directory ("DEVICE:INODE"): another one in a new attempt
+    continues: bool = True  # follow mode: right after what the request held (False: its
+    # file was truncated, or rotated out of reach: this is a file from its start)
+    rotated: bool = False  # follow mode: a rotated file, complete: more follows in another
 
     @property
     def length(self) -> int:
@@ -101,5 +105,6 @@ class LogChunk:
                 "stream": self.stream, "offset": self.start, "end": self.end,
                 "length": self.length, "size": self.size, "capped": self.capped,
                 "data": self.data, "runs": list(self.runs), "parts": list(self.parts),
-                "file": self.file,
+                "file": self.file, "dir": self.run_dir, "continues": self.continues,
+                "rotated": self.rotated,
                 "latest_run": self.runs[-1] if self.runs else None}

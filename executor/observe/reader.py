@@ -10,18 +10,24 @@ a symlink or blocking (`executor/procs/saferead.py`): a symlink anywhere below t
 a FIFO or a device, a name that is not plain, or a missing file is `NotFound` with the
 reason. At most `logrange.MAX_CHUNK_BYTES` are read for one request, and a run directory
 is listed up to `MAX_LISTED` entries, whatever the task planted there.
+
+Follow mode (a request naming the file and run directory it holds, `LogQuery.file` and
+`.dir`) goes on from there as `stoker tail -f` does: into the file a rotation wrote after
+the one held (`executor/procs/rotation.py`, shared with tail), then into the next run.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import attrs
+
 from config.registry import RegistrySettings
 from executor.host.registry import Listed, Registry, find
 from executor.observe.logrange import STREAM, LogQuery, trim, window
 from executor.observe.model import LogChunk, TaskDetail, TaskSummary
 from executor.observe.usage import RunRef, UsageSampler
-from executor.procs import saferead
+from executor.procs import rotation, saferead
 from executor.task.definition import read_definition
 from executor.task.inspection import Inspection, inspect_sandbox, marker_of, row, status_json, with_leftovers
 
@@ -86,23 +92,139 @@ class Reader:
                 if number is None:
                     raise NotFound(f"process {process!r} has no log in {sandbox}/{LOGS_DIR}")
                 where = f"{where}/{number}/{query.stream}"
-                rdir = saferead.open_dir(str(number), pdir)
+                if query.file is not None and "." not in query.stream:
+                    step = _follow(pdir, runs, query)
+                else:
+                    rdir = saferead.open_dir(str(number), pdir)
+                    step = _Step(number, rdir, _open_closing(query.stream, rdir), query.offset)
             finally:
                 os.close(pdir)
             try:
-                parts = _parts(rdir)
-                fd = saferead.open_file(query.stream, rdir)
+                parts = _parts(step.rdir)
+                dir_ident = _text(rotation.ident(os.fstat(step.rdir)))
             finally:
-                os.close(rdir)
+                os.close(step.rdir)
         except ValueError as exc:
             raise NotFound(f"no such process: {exc}") from None
         except OSError as exc:
             raise NotFound(f"no log {where} in task {task_id!r}: {saferead.describe(exc)}") from None
         try:
-            return _chunk(fd, query, task_id=task_id, process=process, run=number, runs=runs,
-                          parts=parts)
+            return _chunk(step, attrs.evolve(query, offset=step.offset), task_id=task_id,
+                          process=process, runs=runs, parts=parts, run_dir=dir_ident)
         finally:
+            os.close(step.fd)
+
+
+@attrs.frozen(slots=True)
+class _Step:
+    """What one request reads: run `run`'s file `fd` (in its directory `rdir`) from
+    `offset`; `continues`: right after what the follower held; `whole`: a rotated file
+    (complete: a character cut at its end is not held back, and more follows it)."""
+
+    run: int
+    rdir: int
+    fd: int
+    offset: int | None
+    continues: bool = True
+    whole: bool = False
+
+
+def _text(ident: rotation.Ident) -> str:
+    return f"{ident[0]}:{ident[1]}"
+
+
+def _open_closing(name: str, rdir: int) -> int:
+    """`name` in `rdir`, open; on failure `rdir` is closed too. Raises OSError."""
+    try:
+        return saferead.open_file(name, rdir)
+    except BaseException:
+        os.close(rdir)
+        raise
+
+
+def _follow(pdir: int, runs: tuple[int, ...], query: LogQuery) -> _Step:
+    """Follow mode: what comes after byte `query.offset` of the file `query.file` of run
+    `query.run` (its directory `query.dir`): the rest of that file, else the file a rotation
+    wrote after it (`executor/procs/rotation.py`), else the next run's log from its start
+    (the first run of a new `.logs` when the run's directory is another one now: `stoker
+    run` kept the attempt's logs as `.logs.attempt-N`). Raises OSError."""
+    run, stream, offset = query.run or 0, query.stream, query.offset or 0
+    try:
+        rdir = saferead.open_dir(str(run), pdir)
+    except FileNotFoundError:
+        rdir = None
+    if rdir is None or query.dir not in (None, _text(rotation.ident(os.fstat(rdir)))):
+        if rdir is not None:
+            os.close(rdir)
+        if not runs:
+            raise FileNotFoundError("the run's directory was moved and no run has a log yet")
+        return _first(pdir, runs[0], stream)
+    try:
+        return _next_file(pdir, runs, rdir, query, run, offset)
+    except BaseException:
+        os.close(rdir)
+        raise
+
+
+def _next_file(pdir: int, runs: tuple[int, ...], rdir: int, query: LogQuery, run: int,
+               offset: int) -> _Step:
+    stream = query.stream
+    dev, ino = (int(n) for n in (query.file or "0:0").split(":"))
+    held = (dev, ino)
+    try:
+        fd: int | None = saferead.open_file(stream, rdir)
+    except FileNotFoundError:
+        fd = None  # between a rotation's rename and its new file
+    if fd is not None:
+        current = os.fstat(fd)
+        if rotation.ident(current) == held:
+            if current.st_size < offset:
+                return _Step(run, rdir, fd, 0, continues=False)  # truncated: from its start
+            try:
+                following = _next_run(pdir, runs, run, stream) if current.st_size == offset else None
+            except BaseException:
+                os.close(fd)
+                raise
+            if following is None:
+                return _Step(run, rdir, fd, offset)
             os.close(fd)
+            os.close(rdir)
+            return following
+        os.close(fd)
+    mine = rotation.open_backup(rdir, stream, held)
+    if mine is not None:
+        if os.fstat(mine).st_size > offset:
+            return _Step(run, rdir, mine, offset, whole=True)  # the rest of the held file
+        os.close(mine)
+        successor = rotation.open_successor(rdir, stream, held)
+        if successor is not None:  # a backup too when a burst rotated it since
+            whole = rotation.ident_at(stream, rdir) != rotation.ident(os.fstat(successor))
+            return _Step(run, rdir, successor, 0, whole=whole)
+    return _Step(run, rdir, saferead.open_file(stream, rdir), 0, continues=False)
+
+
+def _next_run(pdir: int, runs: tuple[int, ...], run: int, stream: str) -> _Step | None:
+    """The first run after `run`, its log from its start; None when there is none (or its
+    directory is there and its log not yet). Raises OSError."""
+    newer = [r for r in runs if r > run]
+    if not newer:
+        return None
+    try:
+        return _first(pdir, newer[0], stream)
+    except FileNotFoundError:
+        return None
+
+
+def _first(pdir: int, run: int, stream: str) -> _Step:
+    """Run `run`'s log from the start of its oldest file (`rotation.open_first`)."""
+    rdir = saferead.open_dir(str(run), pdir)
+    try:
+        fd = rotation.open_first(rdir, stream)
+    except BaseException:
+        os.close(rdir)
+        raise
+    whole = rotation.ident_at(stream, rdir) != rotation.ident(os.fstat(fd))
+    return _Step(run, rdir, fd, 0, whole=whole)
 
 
 def _running(inspection: Inspection) -> list[RunRef]:
@@ -141,20 +263,21 @@ def _parts(rdir: int) -> tuple[str, ...]:
                         key=order))
 
 
-def _chunk(fd: int, query: LogQuery, *, task_id: str, process: str, run: int,
-           runs: tuple[int, ...], parts: tuple[str, ...]) -> LogChunk:
-    stat = os.fstat(fd)
+def _chunk(step: _Step, query: LogQuery, *, task_id: str, process: str,
+           runs: tuple[int, ...], parts: tuple[str, ...], run_dir: str) -> LogChunk:
+    stat = os.fstat(step.fd)
     size = stat.st_size
     win = window(size, query)
     data = bytearray()
     while win.start + len(data) < win.end:
-        block = os.pread(fd, min(saferead.BLOCK_BYTES, win.end - win.start - len(data)),
+        block = os.pread(step.fd, min(saferead.BLOCK_BYTES, win.end - win.start - len(data)),
                          win.start + len(data))
         if not block:
             break
         data += block
-    skip, keep = trim(bytes(data), win)
-    return LogChunk(task_id=task_id, process=process, run=run, stream=query.stream,
+    skip, keep = trim(bytes(data), win, whole=step.whole and win.end == size)
+    return LogChunk(task_id=task_id, process=process, run=step.run, stream=query.stream,
                     start=win.start + skip, end=win.start + keep, size=size,
                     data=bytes(data[skip:keep]).decode("utf-8", "replace"), capped=win.capped,
-                    runs=runs, parts=parts, file=f"{stat.st_dev}:{stat.st_ino}")
+                    runs=runs, parts=parts, file=_text(rotation.ident(stat)), run_dir=run_dir,
+                    continues=step.continues, rotated=step.whole)

@@ -3,7 +3,8 @@ the task's processes found in /proc and signalled by pidfd (containment, proctre
 task's own cgroup (cgroups, cgroup_paths), the watchdog that outlives us, the log pump,
 the next runs' log directories made ahead of time (logstage),
 opening sandbox files that a task could have replaced (sandboxfs), reading them for
-inspection with bounded memory (saferead: lines, the last lines, ranges), and keeping the
+inspection with bounded memory (saferead: lines, the last lines, ranges; rotation: a
+rotated log followed from file to file), and keeping the
 agent's token out of the task's reach (hardening). Adapters only: they decide nothing
 about restarts or task states.
 

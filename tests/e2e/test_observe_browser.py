@@ -2,7 +2,8 @@
 through chromedriver, against real `stoker run` tasks. The list shows both tasks, a task's
 page lists its processes with the pids `stoker status` gives, and a followed log shows a
 line its process printed after the page was opened; following also copes with a log that
-ends inside a character, a rotated log and a chatty one (the page keeps its last 1 MiB). One browser for the module; each page
+ends inside a character, a rotated log, a chatty one (the page keeps its last 1 MiB) and a
+process that restarts (it goes on into the next run). One browser for the module; each page
 is also saved as a screenshot (the paths are printed; `STOKER_SCREENSHOTS=DIR` saves them
 there too). Skipped, saying so, when chromium or chromedriver is missing (`make browser`
 installs them; CI does, and fails them instead of skipping)."""
@@ -195,3 +196,19 @@ def test_a_followed_log_keeps_only_its_last_mebibyte_in_the_page(host, browser):
     kept = browser.execute_script("return document.getElementById('log').textContent.length;")
     assert KEEP_CHARS - MAX_CHUNK_BYTES <= kept <= KEEP_CHARS, kept
     assert "older bytes left the page" in browser.find_element(By.ID, "follow-state").text
+
+
+def test_a_followed_log_goes_on_into_the_process_s_next_run(host, browser):
+    """The page stayed on the run it was opened for once the process restarted; now the
+    script goes on into the next run after a marker line, as `stoker tail -f` does."""
+    from selenium.webdriver.common.by import By
+
+    tid = tasks(host)["batch"]
+    browser.get(f"{host.url}/tasks/{tid}/processes/worker/logs?run=0&stream=stdout&follow=1")
+    log = browser.find_element(By.ID, "log")
+    assert log.text == "working"
+    next_run = host.runs[1].sandbox / ".logs/worker/1"  # as the supervisor makes it
+    next_run.mkdir()
+    (next_run / "stdout").write_text("the next run\n")
+    wait_for(lambda: "the next run" in log.text, 10, interval_secs=0.05, message="run 1 in the page")
+    assert log.text == "working\n==> worker run 1: stdout <==\nthe next run"

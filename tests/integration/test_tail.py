@@ -207,6 +207,20 @@ def test_follow_goes_on_into_the_next_run_after_a_marker_line(tmp_path):
     assert out.getvalue() == b"last words of run 0\n==> web run 1: stdout <==\none\n"
 
 
+def test_follow_starts_a_next_run_already_rotated_at_its_oldest_file(tmp_path):
+    log(tmp_path, run=0, text=b"zero\n")
+    out, done, thread = follow_in_thread(ProcessLogs(tmp_path, "web", "stdout"), 0)
+    try:
+        (tmp_path / ".logs/web/1").mkdir()
+        (tmp_path / ".logs/web/1/stdout.1").write_bytes(b"one, first file\n")
+        log(tmp_path, run=1, text=b"one, second file\n")
+        wait_for(lambda: b"second file\n" in out.getvalue(), 5)
+    finally:
+        done.set()
+        thread.join(5)
+    assert out.getvalue() == b"==> web run 1: stdout <==\none, first file\none, second file\n"
+
+
 def test_a_pinned_run_is_followed_alone_and_following_stops_when_asked(tmp_path):
     logs = ProcessLogs(tmp_path, "web", "stdout")
     log(tmp_path, run=0, text=b"zero\n")

@@ -13,6 +13,8 @@ from executor.observe.logrange import (
     cut_incomplete_tail,
     newer,
     older,
+    parse_query,
+    skip_to_character,
     skip_to_line,
     trim,
     window,
@@ -68,6 +70,30 @@ def test_a_tail_starts_at_its_first_whole_line_or_character():
     assert trim(b"rest\nnext line\n", at_start) == (0, 15)  # the log's own first line is whole
     asked = Window(start=100, end=115, size=200, capped=False, tail=False)
     assert trim(b"rest\nnext line\n", asked) == (0, 15)  # an offset asked for is kept
+
+
+def test_a_range_that_starts_inside_a_character_starts_at_the_next_one():
+    """An older range's offset, or a file that a rotation cut inside a character: it showed
+    U+FFFD for the bytes of the character begun before."""
+    euro = "€".encode()
+    asked = Window(start=7, end=20, size=20, capped=False, tail=False)
+    assert trim(euro[1:] + euro + b"\n", asked) == (2, 6)
+    rotated = Window(start=0, end=5, size=5, capped=False, tail=True)
+    assert trim(euro[2:] + b"ab\n", rotated) == (1, 4)
+    assert skip_to_character(b"\x80\x80\x80\x80x") == 3  # not UTF-8: at most 3 skipped
+
+
+def test_a_rotated_file_s_last_character_is_not_held_back():
+    """A rotated file grows no more: a character cut at its end would be held back for good."""
+    cut = b"ab" + "€".encode()[:2]
+    whole = Window(start=0, end=4, size=4, capped=False, tail=False)
+    assert trim(cut, whole) == (0, 2) and trim(cut, whole, whole=True) == (0, 4)
+
+
+def test_follow_mode_names_the_file_and_run_directory_it_holds():
+    query = parse_query({"run": "1", "offset": "5", "file": "2049:77", "dir": "2049:70"})
+    assert (query.file, query.dir, query.run, query.offset) == ("2049:77", "2049:70", 1, 5)
+    assert parse_query({}).file is None
 
 
 def test_the_neighbours_of_a_range():

@@ -143,6 +143,13 @@ def test_following_without_javascript_reloads_from_the_same_offset_until_the_cap
     assert 'data-follow="1"' in text and "/static/follow.js" in text and 'data-end="5"' in text
 
 
+def test_a_followed_run_that_a_newer_run_came_after_goes_on_to_the_latest():
+    assert "run=" not in refresh_url(chunk(run=1, start=0, end=5, size=5))  # the latest run's
+    assert "run=1" in refresh_url(chunk(run=1, start=0, end=3, size=5))  # not at its end yet
+    text = log_page(chunk(run_dir="3:4", file="3:5"), follow=True)
+    assert 'data-run="2" data-dir="3:4"' in text and 'data-file="3:5"' in text
+
+
 def test_cpu_percent_is_since_the_previous_look_else_the_average():
     assert cpu_percent(CpuSample(10.0, 1.0), CpuSample(12.0, 2.0), 100.0) == (50.0, SINCE_LAST_LOOK)
     assert cpu_percent(None, CpuSample(12.0, 2.0), 100.0)[0] == 2.0

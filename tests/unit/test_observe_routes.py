@@ -54,6 +54,8 @@ def test_odd_paths_are_not_found(path):
     ("run=-1", "run"), ("run=1e3", "run"), ("offset=abc", "offset"), ("length=%C2%B2", "length"),
     ("length=99999999999999999999", "length"), ("stream=../../etc/passwd", "stream"),
     ("stream=stdout.0", "stream"), ("stream=environ", "stream"),
+    ("run=0&offset=0&file=1:x", "file"), ("run=0&offset=0&file=1:2&dir=../", "dir"),
+    ("offset=0&file=1:2", "file="),  # follow mode names the run it holds
 ])
 def test_a_bad_log_parameter_is_a_bad_request_naming_it(query, field):
     got = get("/api/tasks/t/processes/web/logs", query)

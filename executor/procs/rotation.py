@@ -1,0 +1,96 @@
+"""Following a rotated log from file to file: which file was written after the one held.
+
+A rotate-mode logger (`executor/procs/`'s log pump) renames `NAME.N-1` to `NAME.N` ..
+`NAME` to `NAME.1` and starts a new `NAME`, so a reader that holds one file (its device and
+inode, `Ident`) finds it again as `NAME.K`, and the file written after it is `NAME.K-1`
+(`NAME` itself for `.1`), however many rotations a burst made since it looked. Both
+followers use this: `stoker tail -f` (`executor/cli/tail.py`, holding the file open) and the
+observer's follow mode (`executor/observe/reader.py`, holding the identity the page sent).
+Every file is opened as `saferead` opens a sandbox's files, in the run directory `rdir`.
+"""
+from __future__ import annotations
+
+import os
+
+from executor.procs import saferead
+
+Ident = tuple[int, int]  # (device, inode)
+ROTATION_TRIES = 100  # looks for a file while rotations go on under the look
+MAX_BACKUPS = 1000  # a logger keeps at most this many (the job's loader checks it)
+
+
+def ident(st: os.stat_result) -> Ident:
+    return st.st_dev, st.st_ino
+
+
+def ident_at(name: str, rdir: int) -> Ident | None:
+    """The identity of the file `name` in `rdir` now; None when there is none."""
+    try:
+        return ident(os.stat(name, dir_fd=rdir, follow_symlinks=False))
+    except FileNotFoundError:
+        return None
+
+
+def backup_number(rdir: int, stream: str, held: Ident) -> int | None:
+    """K where `stream.K` is the file `held`; None when no backup is (two numbers in a row
+    missing end the search: one may be missing for a moment, mid-rotation)."""
+    k, missing = 1, 0
+    while missing < 2:
+        found = ident_at(f"{stream}.{k}", rdir)
+        if found == held:
+            return k
+        missing = missing + 1 if found is None else 0
+        k += 1
+    return None
+
+
+def successor_name(stream: str, k: int | None) -> str:
+    """The file written after `stream.K` (`stream` itself after `.1`, or when the held file
+    is no backup: dropped, or moved by another tool)."""
+    return stream if k is None or k == 1 else f"{stream}.{k - 1}"
+
+
+def open_successor(rdir: int, stream: str, held: Ident) -> int | None:
+    """The file written after the one `held`, open; None while a rotation is under way.
+    Raises OSError."""
+    for _ in range(ROTATION_TRIES):  # each try that fails saw another rotation
+        k = backup_number(rdir, stream, held)
+        try:
+            fd = saferead.open_file(successor_name(stream, k), rdir)
+        except FileNotFoundError:
+            continue
+        if k is None or ident_at(f"{stream}.{k}", rdir) == held:
+            return fd  # no rotation came between the look and the open
+        os.close(fd)
+    return None
+
+
+def open_backup(rdir: int, stream: str, held: Ident) -> int | None:
+    """The file `held`, open, found among the backups; None when it is not one (any more).
+    Raises OSError."""
+    for _ in range(ROTATION_TRIES):
+        k = backup_number(rdir, stream, held)
+        if k is None:
+            return None
+        try:
+            fd = saferead.open_file(f"{stream}.{k}", rdir)
+        except FileNotFoundError:
+            continue
+        if ident(os.fstat(fd)) == held:
+            return fd
+        os.close(fd)  # rotated once more between the look and the open
+    return None
+
+
+def open_first(rdir: int, stream: str) -> int:
+    """The oldest file of a run's log, open: its oldest backup (a run followed only now may
+    have been rotated already), else `stream`. Raises OSError (FileNotFoundError: none)."""
+    k = 1
+    while ident_at(f"{stream}.{k}", rdir) is not None and k <= MAX_BACKUPS:
+        k += 1
+    for name in [f"{stream}.{n}" for n in range(k - 1, 0, -1)] + [stream]:
+        try:
+            return saferead.open_file(name, rdir)
+        except FileNotFoundError:
+            continue  # rotated on under the look: the next newer one
+    raise FileNotFoundError(f"no {stream} log")
