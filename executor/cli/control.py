@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from executor.events import ControlReply
     from executor.host.controlwire import ControlRequest
     from executor.host.entry import RegistryEntry
+    from executor.task.inspection import Inspection
+
+GONE_SECS = 2.0  # the longest a supervisor that closed its socket is given to be gone
 
 
 def register(sub: Any, command: Any) -> None:
@@ -71,7 +75,6 @@ def _grace(text: str) -> float:
 
 def run_kill(args: argparse.Namespace) -> int:
     from executor.host.controlwire import KillControl
-    from executor.task.inspection import inspect_sandbox
 
     last = _converse(args, KillControl(args.grace), "kill")
     if last is None:
@@ -79,7 +82,7 @@ def run_kill(args: argparse.Namespace) -> int:
     if last.done and last.ok:
         return 0
     if not last.done:  # the supervisor went away before the end: say what is left
-        inspection = inspect_sandbox(_target(args).sandbox)
+        inspection = _after_the_supervisor(_target(args).sandbox)
         print(f"stoker kill: the supervisor went away; the task is {inspection.truth.state}")
         return 0 if inspection.truth.ended else 1
     return 1
@@ -90,12 +93,32 @@ def run_restart(args: argparse.Namespace) -> int:
 
     last = _converse(args, RestartControl(args.process), "restart")
     if last is not None and not last.done:  # the supervisor went away: say so, and what is left
-        from executor.task.inspection import inspect_sandbox
-
-        inspection = inspect_sandbox(_target(args).sandbox)
+        inspection = _after_the_supervisor(_target(args).sandbox)
         error(f"the supervisor went away before process {args.process!r} was restarted; "
               f"the task is {inspection.truth.state}")
     return 0 if last is not None and last.done and last.ok else 1
+
+
+def _after_the_supervisor(sandbox: Path) -> Inspection:
+    """The sandbox once the supervisor that closed the conversation has died. Its socket
+    closes as it exits, a moment before /proc shows it gone (a zombie), so one that still
+    looks alive is waited for, by its pidfd, for at most GONE_SECS (a connection broken
+    for another reason), and the sandbox looked at again."""
+    from executor.task.inspection import inspect_sandbox
+
+    inspection = inspect_sandbox(sandbox)
+    attempt = inspection.attempt
+    if not inspection.truth.alive or attempt is None or not attempt.supervisor_pid:
+        return inspection
+    try:
+        pidfd = os.pidfd_open(attempt.supervisor_pid)
+    except OSError:  # gone meanwhile
+        return inspect_sandbox(sandbox)
+    try:
+        select.select([pidfd], [], [], GONE_SECS)
+    finally:
+        os.close(pidfd)
+    return inspect_sandbox(sandbox)
 
 
 def _target(args: argparse.Namespace) -> Target:

@@ -180,3 +180,22 @@ def test_a_task_whose_sandbox_was_deleted_under_it_is_named_with_its_supervisor(
     assert main(["ps", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert f"web-0-1: the sandbox {sandbox} no longer exists\n" in out
+
+
+def test_a_supervisor_that_went_away_is_waited_for_before_its_task_is_judged(tmp_path):
+    """`stoker kill` / `restart` whose conversation the supervisor ended without an answer:
+    its socket closes as it exits, a moment before /proc shows it gone, and a look at that
+    moment said "the task is RUNNING" (seen under load). The look waits for its exit."""
+    from executor.cli.control import _after_the_supervisor
+    from executor.host.identity import identity_of
+
+    supervisor = subprocess.Popen(["sleep", "0.3"])
+    try:
+        ticks = identity_of(supervisor.pid).start_ticks
+        write(tmp_path, [header(supervisor.pid, ticks), *RUNNING])
+        started = time.monotonic()
+        inspection = _after_the_supervisor(tmp_path)
+        assert inspection.truth.state == "LOST" and time.monotonic() - started < 2.0
+    finally:
+        supervisor.kill()
+        supervisor.wait()
