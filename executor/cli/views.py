@@ -119,6 +119,8 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
     cur = view.current
     lost = truth is not None and truth.lost
     ports = " ".join(f"{k}={v}" for k, v in sorted(view.ports.items())) or "none"
+    if cur.ports is None:  # records before any header: the attempt's ports are not known
+        ports = "not recorded for this attempt"
     lines = [f"task {view.label or '?'}  key={view.job_key or '?'}  "
              f"state={_state_text(cur, truth, now_wall)}  attempt={cur.number}"]
     if cur.reason:

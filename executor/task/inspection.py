@@ -120,10 +120,11 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspec
 
 def _as_of(view: TaskView, attempt: AttemptView, entry: RegistryEntry) -> TaskView:
     """The view as its attempt `attempt` left it: a later attempt in the same sandbox (a new
-    `stoker run` after its supervisor died) is another task, with its own id and
-    supervisor, and not this one's to show."""
+    `stoker run` after its supervisor died) is another task, with its own id, supervisor
+    and ports, and not this one's to show."""
     kept = view.attempts[: view.attempts.index(attempt) + 1]
-    return attrs.evolve(view, attempts=kept, task_id=entry.task_id or view.task_id)
+    return attrs.evolve(view, attempts=kept, task_id=entry.task_id or view.task_id,
+                        ports=dict(attempt.ports or {}))
 
 
 def marker_of(inspection: Inspection, entry: RegistryEntry | None = None) -> str:
