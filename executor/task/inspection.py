@@ -8,10 +8,12 @@ ran (the latest, or the one a registry entry names), check that its supervisor s
 (`executor/host/truth.judge`: LOST when it is gone without a terminal record), and, for a
 LOST task, list its leftover processes: those whose environment still carries its
 `STOKER_TASK_MARKER`, with the process and run their `STOKER_RUN_MARKER` names. One /proc
-scan for every LOST task of a call. `row` is one task as `stoker ps --json` (and the
-observer's `/api/tasks`) lists it; `status_json` the view `stoker status --json` prints; in
-both, a RESTARTING task (`stoker run` in its back-off between two attempts) has its next
-attempt in `restart` (`restart_json`).
+scan for every LOST task of a call. A sandbox with no checkpoint but a supervisor's lock
+file is `unrecorded`: its supervisor died, let go or is starting before its first record
+(its pid from the registry entry, the lock file or /proc/locks). `row` is one task as
+`stoker ps --json` (and the observer's `/api/tasks`) lists it; `status_json` the view
+`stoker status --json` prints; in both, a RESTARTING task (`stoker run` in its back-off
+between two attempts) has its next attempt in `restart` (`restart_json`).
 Reads only: never writes, never signals.
 """
 from __future__ import annotations
