@@ -3,8 +3,11 @@
 Replays the sandbox's checkpoint (read safely and bounded; each damaged record it skipped
 is one `stoker: warning:` line on stderr), checks that its supervisor still runs, and prints the view of `executor/cli/views.py`: a task whose supervisor is gone
 without a terminal record is LOST, with since when and its leftover processes. `--json`
-prints the replayed view with the same truth beside it. Exit 0 when printed, 1 when the
-sandbox has no readable checkpoint (docs/contract.md §9).
+prints the replayed view with the same truth beside it. A sandbox without a checkpoint whose
+lock file says a supervisor took it is printed as what is known: its supervisor (pid, when
+its registry entry, lock file or /proc/locks names it) died (LOST), let go, or is starting,
+before it recorded anything. Exit 0 when printed, 1 when the sandbox has no readable
+checkpoint and no supervisor took it (docs/contract.md §9).
 """
 from __future__ import annotations
 
@@ -33,15 +36,20 @@ def register(sub: Any, command: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from executor.cli.views import format_status
+    from executor.cli.views import format_status, format_unrecorded
     from executor.task.inspection import inspect_sandbox, marker_of, status_json, with_leftovers
 
     target = resolve(args.target, args)
     inspection = inspect_sandbox(target.sandbox, target.entry)
-    if inspection.view is None:
+    if inspection.view is None and not inspection.unrecorded:
         error(inspection.problem)
         return 1
-    (inspection,) = with_leftovers([inspection], [marker_of(inspection, target.entry)])
+    marker = marker_of(inspection, target.entry)
+    (inspection,) = with_leftovers([inspection], [marker])
+    if inspection.view is None:  # a supervisor took the sandbox and recorded nothing
+        sys.stdout.write(json.dumps(status_json(inspection), indent=2) + "\n" if args.json else
+                         format_unrecorded(inspection, marker))
+        return 0
     view = inspection.view
     assert view is not None
     for warning in view.warnings:  # damaged records: skipped, and said so

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from config.words import printable_lines
 from executor.host.clock import age, iso_time, when
 from executor.host.truth import RESTARTING, Truth, describe_restart
-from executor.task.inspection import Leftover
+from executor.task.inspection import Inspection, Leftover
 from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
 
 format_duration = age  # 3.2s, 4m05s, 2h03m, 3d04h
@@ -119,6 +119,8 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
     cur = view.current
     lost = truth is not None and truth.lost
     ports = " ".join(f"{k}={v}" for k, v in sorted(view.ports.items())) or "none"
+    if cur.ports is None:  # records before any header: the attempt's ports are not known
+        ports = "not recorded for this attempt"
     lines = [f"task {view.label or '?'}  key={view.job_key or '?'}  "
              f"state={_state_text(cur, truth, now_wall)}  attempt={cur.number}"]
     if cur.reason:
@@ -152,3 +154,17 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
     if lost:
         lines += ["", *_leftover_lines(leftovers)]
     return printable_lines("\n".join(lines)) + "\n"  # names and reasons come from the checkpoint
+
+
+def format_unrecorded(inspection: Inspection, marker: str) -> str:
+    """A sandbox whose supervisor recorded nothing (no checkpoint): its state (LOST when the
+    supervisor is gone, NEW while it starts or when it let go), why, its pid when known, and
+    a LOST one's leftovers when its task's `marker` is known."""
+    truth = inspection.truth
+    pid = inspection.supervisor_pid
+    lines = [f"sandbox {inspection.sandbox}  state={truth.state}", f"  {inspection.problem}",
+             f"  supervisor_pid: {pid or '-'} ({'running' if truth.alive else 'gone'})"]
+    if truth.lost:
+        lines += ["", *(_leftover_lines(inspection.leftovers) if marker else
+                        ["leftover processes: not known (no task marker was recorded)"])]
+    return printable_lines("\n".join(lines)) + "\n"

@@ -9,7 +9,9 @@ opened through `.stoker`'s directory fd, without following a symlink and without
 (the task may have planted a FIFO there), close-on-exec so no task process inherits it.
 
 Readers never take the lock (a `stoker ps` must never make a starting supervisor fail):
-they read the holder from the file (`holder`) and check that it is alive.
+they read the holder from the file (`holder`) and check that it is alive. An early start
+(`executor/cli/launch.py`) locks the file before the supervisor writes into it: `locked_by`
+finds who holds the `flock` in /proc/locks, still without taking it.
 """
 from __future__ import annotations
 
@@ -107,6 +109,23 @@ def holder(stoker_dir: int) -> Holder | None:
         return _read_holder(fd)
     finally:
         os.close(fd)
+
+
+def locked_by(stoker_dir: int) -> int | None:
+    """The pid /proc/locks names as holding the lock file's `flock` (None: nobody holds it,
+    there is no such file, or /proc/locks cannot be read)."""
+    try:
+        st = os.stat(LOCK_FILE, dir_fd=stoker_dir, follow_symlinks=False)
+        with open("/proc/locks", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}".encode()
+    for line in data.splitlines():
+        fields = line.split()  # b"1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"; waiters: "1: -> ..."
+        if len(fields) >= 6 and fields[1] == b"FLOCK" and fields[5] == ident and fields[4].isdigit():
+            return int(fields[4])
+    return None
 
 
 def _busy_message(sandbox: str, other: Holder | None) -> str:

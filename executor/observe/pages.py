@@ -26,6 +26,13 @@ def _sorted(tasks: Sequence[TaskSummary]) -> list[TaskSummary]:
     return sorted(tasks, key=key)
 
 
+def _ended_state(attempt: AttemptView) -> str:
+    """An earlier attempt's end, coloured as the state it starts with: "LOST (recorded
+    RUNNING)" as LOST (the stylesheet's `s-NAME` classes)."""
+    text = attempt.ended_state
+    return f'<span class="state s-{text.split(" ", 1)[0]}">{esc(text)}</span>'
+
+
 def _ports(ports: Mapping[str, int]) -> str:
     return esc(" ".join(f"{k}={v}" for k, v in sorted(ports.items())) or "-")
 
@@ -237,7 +244,7 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
         body.append(_transitions("Status updates (the task's states)", attempt.history))
         body.append(_transitions("Supervisor phases", attempt.phases))
     if view is not None and len(view.attempts) > 1:
-        rows = [[esc(a.number), state(a.ended_state), esc(iso_time(a.started_wall)),
+        rows = [[esc(a.number), _ended_state(a), esc(iso_time(a.started_wall)),
                  esc(a.reason)] for a in reversed(view.attempts[:-1])]
         body.append("<h2>Earlier attempts</h2>" + table(["attempt", "state", "started", "reason"],
                                                           rows, wrap=(3,)))

@@ -8,25 +8,28 @@ ran (the latest, or the one a registry entry names), check that its supervisor s
 (`executor/host/truth.judge`: LOST when it is gone without a terminal record), and, for a
 LOST task, list its leftover processes: those whose environment still carries its
 `STOKER_TASK_MARKER`, with the process and run their `STOKER_RUN_MARKER` names. One /proc
-scan for every LOST task of a call. `row` is one task as `stoker ps --json` (and the
-observer's `/api/tasks`) lists it; `status_json` the view `stoker status --json` prints; in
-both, a RESTARTING task (`stoker run` in its back-off between two attempts) has its next
-attempt in `restart` (`restart_json`).
+scan for every LOST task of a call. A sandbox with no checkpoint but a supervisor's lock
+file is `unrecorded`: its supervisor died, let go or is starting before its first record
+(its pid from the registry entry, the lock file or /proc/locks). `row` is one task as
+`stoker ps --json` (and the observer's `/api/tasks`) lists it; `status_json` the view
+`stoker status --json` prints; in both, a RESTARTING task (`stoker run` in its back-off
+between two attempts) has its next attempt in `restart` (`restart_json`).
 Reads only: never writes, never signals.
 """
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from executor.host import identity
+from executor.host import identity, lock
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
-from executor.host.sandbox import checkpoint_mtime
+from executor.host.sandbox import LOCK_FILE, checkpoint_mtime, open_stoker_dir
 from executor.host.truth import RESTARTING, Truth, judge
 from executor.procs import proctree, saferead
 from executor.procs.spawn import RUN_MARKER, TASK_MARKER
@@ -55,9 +58,14 @@ class Inspection:
     truth: Truth
     problem: str = ""
     leftovers: tuple[Leftover, ...] = ()
+    # No checkpoint, but a supervisor took the sandbox (its lock file is there): it died, or
+    # let go, before it recorded anything, or it is starting. Its pid when known.
+    unrecorded: bool = False
+    supervisor_pid: int | None = None
 
 
-def _view(sandbox: Path, pinned: str) -> tuple[TaskView | None, str]:
+def _view(sandbox: Path, pinned: str) -> tuple[TaskView | None, str | None]:
+    """The replayed view, or None and why; (None, None): the sandbox has no checkpoint."""
     count = 0
 
     def counted() -> Iterator[dict[str, Any]]:
@@ -71,7 +79,7 @@ def _view(sandbox: Path, pinned: str) -> tuple[TaskView | None, str]:
     except FileNotFoundError:
         if not os.path.isdir(sandbox):
             return None, f"the sandbox {sandbox} no longer exists"
-        return None, f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)"
+        return None, None
     except OSError as exc:
         return None, f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"
     if not count:
@@ -95,6 +103,8 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspec
     the registry's `entry`, only the `.stoker` its supervisor made is read."""
     pinned = entry.stoker_dir if entry is not None else ""
     view, problem = _view(sandbox, pinned)
+    if problem is None:
+        return _unrecorded(sandbox, pinned, entry)
     attempt = _attempt_of(view, entry) if view is not None else None
     if entry is not None:
         alive = identity.is_alive(entry.supervisor_pid, entry.supervisor_start,
@@ -118,12 +128,77 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspec
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem)
 
 
+def _unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> Inspection:
+    """A sandbox without a checkpoint: a supervisor's that recorded nothing when its lock
+    file is there (its pid from its registry entry, else the lock file, else the lock's
+    holder in /proc/locks: an early start writes none), else no task sandbox."""
+    pid, alive = _supervisor(sandbox, pinned, entry)
+    truth = judge(None, alive, last_record_wall=None, checkpoint_mtime=None,
+                  registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
+                  let_go=entry is not None and entry.ended_wall is not None)
+    if pid is None and entry is None and not _has_lock(sandbox, pinned):
+        return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth,
+                          problem=f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)")
+    return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, unrecorded=True,
+                      supervisor_pid=pid, problem=_unrecorded_problem(sandbox, pid, truth))
+
+
+def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tuple[int | None, bool]:
+    """The pid of the supervisor that took the sandbox (None: not known) and whether it runs."""
+    try:
+        fd = open_stoker_dir(sandbox, pinned=pinned)
+    except OSError:
+        fd = -1
+    try:
+        who = lock.holder(fd) if fd >= 0 and entry is None else None
+        holding = lock.locked_by(fd) if fd >= 0 else None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if entry is not None:
+        pid, alive = entry.supervisor_pid, identity.is_alive(
+            entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
+    elif who is not None:
+        pid, alive = who.pid, identity.is_alive(who.pid, who.start_ticks, who.boot_id)
+    else:
+        pid, alive = None, False
+    if not alive and holding is not None:  # the lock is held: its holder runs
+        return holding, True
+    return pid, alive
+
+
+def _has_lock(sandbox: Path, pinned: str) -> bool:
+    try:
+        fd = open_stoker_dir(sandbox, pinned=pinned)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _unrecorded_problem(sandbox: Path, pid: int | None, truth: Truth) -> str:
+    where = f"no checkpoint in {sandbox}/.stoker"
+    if truth.alive:
+        return f"{where} yet: its supervisor (pid {pid}) is starting and has recorded nothing so far"
+    if pid is None:
+        return (f"{where}: its supervisor died before it recorded anything, in its early start "
+                f"(its lock file names no pid, and nothing holds the lock)")
+    if truth.ended:
+        return f"{where}: its supervisor (pid {pid}) let go of the sandbox before it recorded anything"
+    return f"{where}: its supervisor (pid {pid}) died before it recorded anything"
+
+
 def _as_of(view: TaskView, attempt: AttemptView, entry: RegistryEntry) -> TaskView:
     """The view as its attempt `attempt` left it: a later attempt in the same sandbox (a new
-    `stoker run` after its supervisor died) is another task, with its own id and
-    supervisor, and not this one's to show."""
+    `stoker run` after its supervisor died) is another task, with its own id, supervisor
+    and ports, and not this one's to show."""
     kept = view.attempts[: view.attempts.index(attempt) + 1]
-    return attrs.evolve(view, attempts=kept, task_id=entry.task_id or view.task_id)
+    return attrs.evolve(view, attempts=kept, task_id=entry.task_id or view.task_id,
+                        ports=dict(attempt.ports or {}))
 
 
 def marker_of(inspection: Inspection, entry: RegistryEntry | None = None) -> str:
@@ -256,6 +331,9 @@ def status_json(inspection: Inspection) -> dict[str, Any]:
     `lost_since` and its source, the leftover processes, and a RESTARTING task's `restart`."""
     doc: dict[str, Any] = attrs.asdict(inspection.view, value_serializer=_jsonable) if inspection.view else {}
     truth = inspection.truth
+    if inspection.view is None:  # `unrecorded`: what the sandbox's lock and entry say
+        doc.update(sandbox=str(inspection.sandbox), supervisor_pid=inspection.supervisor_pid,
+                   problem=inspection.problem)
     doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
                lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
                leftovers=[attrs.asdict(p) for p in inspection.leftovers], restart=restart_json(inspection))

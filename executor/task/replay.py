@@ -202,6 +202,7 @@ class _Attempt:
     health_attempts: deque[HealthAttemptView] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
     announcement: AnnouncementView | None = None
     restart: RestartView | None = None
+    ports: dict[str, int] | None = None
 
     def process(self, name: str) -> _Process | None:
         """The process named `name`; None once PROCESSES_KEPT others are known."""
@@ -261,7 +262,8 @@ class _Attempt:
                            containment=self.containment, state=self.state, reason=self.reason, history=tuple(self.history),
                            phases=tuple(self.phases),
                            processes=tuple(p.view() for p in self.processes.values()),
-                           health=health, announcement=self.announcement, restart=self.restart)
+                           health=health, announcement=self.announcement, restart=self.restart,
+                           ports=None if self.ports is None else dict(self.ports))
 
 
 @attrs.define
@@ -286,7 +288,7 @@ class _Task:
         attempt = _Attempt(started_wall=rec.wall, supervisor_pid=rec.supervisor_pid,
                            supervisor_start=rec.supervisor_start,
                            supervisor_boot=rec.supervisor_boot, marker=rec.marker,
-                           containment=rec.containment, checker=rec.health)
+                           containment=rec.containment, checker=rec.health, ports=dict(rec.ports))
         for name in rec.processes:
             attempt.process(name)
         self.label = rec.task or self.label

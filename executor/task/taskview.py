@@ -122,6 +122,7 @@ class AttemptView:
     health: HealthView
     announcement: AnnouncementView | None = None  # None: the task does not announce
     restart: RestartView | None = None  # None: no next attempt scheduled after this one
+    ports: dict[str, int] | None = None  # as its header recorded them (None: no header kept)
 
     @property
     def phase(self) -> TransitionView | None:

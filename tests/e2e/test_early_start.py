@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.cli.main import main
 from executor.local import planfiles
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
@@ -136,9 +137,10 @@ def test_a_process_that_exits_before_it_is_adopted_is_reported_with_its_status(s
     assert re.search(r"quick\[0\]\s+RUNNING → FAILED\s+exit status 7;", again.stdout()), again.stdout()
 
 
-def test_a_supervisor_killed_before_it_adopts_its_early_runs_leaves_nothing(stoker, tmp_path):
+def test_a_supervisor_killed_before_it_adopts_its_early_runs_leaves_nothing(stoker, tmp_path, capsys):
     # The run SIGKILLs its own parent at once: under an early start that is `stoker run`
     # still loading itself. Its watchdog must kill the run and the daemon it started.
+    # `stoker status` of that sandbox (a lock file, logs, no checkpoint) says so: LOST.
     config = write(tmp_path, "Process(name='killer', cmdline='setsid sleep 1000 & echo $$ $! > pids; "
                              "kill -9 $PPID; exec sleep 1000')")
     for _ in range(2):  # planned (its supervisor killed after the fork), then the early start
@@ -153,6 +155,11 @@ def test_a_supervisor_killed_before_it_adopts_its_early_runs_leaves_nothing(stok
             proc.close()
             kill_leftovers(pids)
     assert "process_adopted" not in proc.stderr()
+    assert not (sandbox / ".stoker" / "checkpoint.jsonl").exists()
+    assert main(["status", str(sandbox)]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"sandbox {sandbox}  state=LOST\n  no checkpoint in {sandbox}/.stoker: its supervisor died "
+        "before it recorded anything, in its early start")
 
 
 def test_an_edited_config_is_never_started_early(stoker, tmp_path):

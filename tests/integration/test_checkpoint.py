@@ -325,3 +325,29 @@ def test_an_earlier_attempt_that_recorded_no_end_is_shown_lost_not_running(tmp_p
         "  earlier attempt 1: LOST (recorded RUNNING)", "  earlier attempt 2: FAILED"]
     assert [a.ended_state for a in view.attempts] == [
         "LOST (recorded RUNNING)", "FAILED", "LOST (recorded nothing)"]
+
+
+def test_an_earlier_attempt_asked_for_by_its_task_id_shows_its_own_ports(tmp_path):
+    """`stoker status OLD_TASK_ID`: the attempt its registry entry names, with the ports
+    its header recorded, not those of the re-run that followed it in the sandbox."""
+    from executor.host.entry import FrontEnd, RegistryEntry
+    from executor.task.inspection import inspect_sandbox, status_json
+
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many([
+        dict(HEADER, wall=1000.0, task_id="hello-0-old", supervisor_start=7),
+        {"kind": "task", "from": "NEW", "to": "RUNNING", "reason": "started", "wall": 1001.0},
+        dict(HEADER, wall=1100.0, task_id="hello-0-new", supervisor_pid=4001, ports={"http": 32000}),
+    ])
+    writer.close()
+    old = RegistryEntry(sandbox=str(tmp_path), supervisor_pid=4000, supervisor_start=7,
+                        supervisor_boot="gone", front_end=FrontEnd.RUN, registered_wall=1000.0,
+                        task_id="hello-0-old")
+    inspection = inspect_sandbox(tmp_path, old)
+    assert inspection.view is not None and inspection.view.attempt == 1
+    text = format_status(inspection.view, 1200.0, inspection.truth)
+    assert "  ports: health=31000 http=31001\n" in text
+    assert status_json(inspection)["ports"] == {"health": 31000, "http": 31001}
+    latest = inspect_sandbox(tmp_path)
+    assert latest.view is not None and latest.view.ports == {"http": 32000}
+    assert [a.ports for a in latest.view.attempts] == [{"health": 31000, "http": 31001}, {"http": 32000}]

@@ -199,3 +199,45 @@ def test_a_supervisor_that_went_away_is_waited_for_before_its_task_is_judged(tmp
     finally:
         supervisor.kill()
         supervisor.wait()
+
+
+def test_a_sandbox_whose_supervisor_recorded_nothing_says_who_took_it_and_whether_it_runs(
+        tmp_path, capsys, monkeypatch):
+    """A supervisor SIGKILLed before its first checkpoint record: `status` said "no
+    checkpoint ... (is this a task sandbox?)" (exit 1). Now it says what the lock file, the
+    lock's holder in /proc/locks or the registry entry tell: LOST, or starting (exit 0)."""
+    import fcntl
+
+    me = own_identity()
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    lock = sandbox / ".stoker" / "supervisor.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # an early start: locked, nothing written into it yet
+        code, out, _ = status(capsys, sandbox)
+        assert code == 0 and out.startswith(f"sandbox {sandbox}  state=NEW\n"), out
+        assert f"its supervisor (pid {me.pid}) is starting and has recorded nothing" in out
+    finally:
+        os.close(fd)
+    code, out, _ = status(capsys, sandbox)  # the lock let go, no pid in it: an early start's death
+    assert code == 0 and out.startswith(f"sandbox {sandbox}  state=LOST\n"), out
+    assert "died before it recorded anything, in its early start" in out
+    lock.write_text(json.dumps({"pid": me.pid, "start": me.start_ticks + 1, "boot": me.boot_id,
+                                "front_end": "run", "since": 1000.0}))
+    code, out, _ = status(capsys, sandbox, "--json")
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_pid"], doc["supervisor_alive"]) == (0, "LOST", me.pid, False)
+    assert doc["problem"].endswith(f"its supervisor (pid {me.pid}) died before it recorded anything")
+    root = tmp_path / "root"
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 1,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                      registered_wall=time.time(), task_id="web-0-1"))
+    monkeypatch.setenv("STOKER_ROOT", str(root))
+    code, out, _ = status(capsys, "web-0-1")
+    assert code == 0 and f"supervisor_pid: {me.pid} (gone)" in out
+    assert main(["ps"]) == 0
+    out = capsys.readouterr().out
+    assert f"web-0-1: no checkpoint in {sandbox}/.stoker: its supervisor (pid {me.pid}) died" in out
+    assert "web-0-1: LOST (supervisor gone since" in out

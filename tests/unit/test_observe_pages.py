@@ -82,6 +82,13 @@ def test_a_lost_task_shows_lost_and_its_leftovers():
     assert "Leftover processes" in text and "4242" in text and "sleep 1000" in text
 
 
+def test_an_earlier_attempt_that_recorded_no_end_is_coloured_as_lost():
+    again = [dict(records()[0], wall=200.0, supervisor_pid=4100), *records()[1:3]]
+    text = task_page(detail(recs=records() + again), NOW)
+    earlier = text.split("<h2>Earlier attempts</h2>", 1)[1]
+    assert '<span class="state s-LOST">LOST (recorded RUNNING)</span>' in earlier
+
+
 def test_hostile_names_are_escaped_everywhere():
     name = 'w"><img src=x onerror=alert(1)>'
     recs = records(name=name, reason=EVIL)
