@@ -81,10 +81,8 @@ def _child(command: Callable[[], int], write_end: int, parent: int) -> NoReturn:
 
 
 def _flush(stream) -> None:
-    try:
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # a reader gone, or no such stream
         stream.flush()
-    except (OSError, ValueError, AttributeError):  # a reader gone, or no such stream
-        pass
 
 
 def _ended(status: int) -> str:

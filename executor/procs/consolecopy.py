@@ -58,7 +58,7 @@ class RawConsole:
         return len(text)
 
     def flush(self) -> None:
-        pass
+        """Nothing to flush: every write went to the descriptor whole."""
 
     def isatty(self) -> bool:
         return os.isatty(self._fd)
