@@ -186,8 +186,9 @@ class LocalRun:
                                  self._settings.restart_backoff_max_secs),
         )
         attempt = 0
+        last: Ended | None = None  # the attempt that ended last
         while (ended := self._attempt(prepared, attempt)) is not None:
-            attempt += 1
+            attempt, last = attempt + 1, ended
             final = ended.update
             decision = rules.ended(final.state, ended.uptime_secs, stop_requested=self._stop.is_set())
             match decision:
@@ -201,14 +202,19 @@ class LocalRun:
                     append_between(prepared.sandbox, restart.to_json(), prepared.plan.name)  # RESTARTING
                     ended.console.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
                     if self._stop.wait(decision.delay_secs):
-                        code = self._exit_code(0 if final.state is not TaskState.FAILED else 1)
-                        by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
-                        ended.console.line("stoker", f"stopped by {by} during the restart delay (exit {code})")
-                        return code
+                        return self._stopped_between(ended)
                     _warn_ports_taken(prepared.plan.ports, ended.console)
                 case _:
                     assert_never(decision)
-        return self._exit_code(0)
+        return self._exit_code(0) if last is None else self._stopped_between(last)  # as the next one began
+
+    def _stopped_between(self, ended: Ended) -> int:
+        """A stop between two attempts (in the delay, or as the next one began): its line, and
+        the exit status of the one that ended."""
+        code = self._exit_code(0 if ended.update.state is not TaskState.FAILED else 1)
+        by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
+        ended.console.line("stoker", f"stopped by {by} during the restart delay (exit {code})")
+        return code
 
     def _prepare(self) -> Prepared:
         """Plan the job (or take the plan kept for it), make the sandbox, and say so."""
