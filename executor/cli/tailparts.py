@@ -31,7 +31,7 @@ def last_lines(rdir: int, name: str, fd: int, end: int, lines: int) -> list[Part
         if newest and size > 0:  # the log's last byte: the last line's own newline
             newest = False
             pos -= os.pread(part_fd, 1, size - 1) == b"\n"
-        start, wanted = _back(part_fd, pos, wanted) if wanted > 0 else (size, 0)
+        start, wanted = saferead.newlines_back(part_fd, pos, wanted) if wanted > 0 else (size, 0)
         parts.append((part_fd, 0 if start is None else start, size))
         following = None if start is not None else _backup(rdir, name, k, fd)
         if following is None:
@@ -62,23 +62,6 @@ def from_line(rdir: int, name: str, fd: int, end: int, line: int) -> list[Part]:
     for skipped, _, _ in files[:-1]:
         os.close(skipped)
     return [(fd, end, end)]  # fewer lines than that
-
-
-def _back(fd: int, pos: int, wanted: int) -> tuple[int | None, int]:
-    """Read backwards from `pos` for `wanted` newlines: (the offset after the last one
-    wanted, 0), or (None, how many are still wanted) when the file's start came first."""
-    while pos > 0:
-        size = min(saferead.BLOCK_BYTES, pos)
-        block = os.pread(fd, size, pos - size)
-        count = block.count(b"\n")
-        if count >= wanted:
-            cut = len(block)
-            for _ in range(wanted):
-                cut = block.rindex(b"\n", 0, cut)
-            return pos - size + cut + 1, 0
-        wanted -= count
-        pos -= size
-    return None, wanted
 
 
 def _newlines(fd: int, size: int) -> int:

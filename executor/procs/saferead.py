@@ -153,7 +153,15 @@ def tail_start(fd: int, end: int, lines: int) -> int:
     pos = end
     if end > 0 and os.pread(fd, 1, end - 1) == b"\n":
         pos -= 1  # the last line's own newline
-    wanted = lines  # newlines to pass: the one before the first line printed is the last
+    # newlines to pass: the one before the first line printed is the last
+    start, _ = newlines_back(fd, pos, lines)
+    return 0 if start is None else start
+
+
+def newlines_back(fd: int, pos: int, wanted: int) -> tuple[int | None, int]:
+    """Read backwards from `pos` one block at a time for `wanted` newlines: (the offset
+    after the last one wanted, 0), or (None, how many are still wanted) when the file's
+    start came first."""
     while pos > 0:
         size = min(BLOCK_BYTES, pos)
         block = os.pread(fd, size, pos - size)
@@ -162,10 +170,10 @@ def tail_start(fd: int, end: int, lines: int) -> int:
             cut = len(block)
             for _ in range(wanted):
                 cut = block.rindex(b"\n", 0, cut)
-            return pos - size + cut + 1
+            return pos - size + cut + 1, 0
         wanted -= count
         pos -= size
-    return 0
+    return None, wanted
 
 
 def line_start(fd: int, end: int, line: int) -> int:
