@@ -300,6 +300,20 @@ logging.getLogger().setLevel(logging.INFO)
 stoker_dir = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
 server = ControlServer(stoker_dir, lambda request, reply: reply(ControlReply(ok=True, done=True,
                                                                             message="answered")))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+def logged_once_limit_back():
+    # The server's control_ lines, once one came (at most 5 s), with the limit put back.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("control_" in line for line in lines):
+        time.sleep(0.01)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return [line for line in lines if "control_" in line]
+
+def report(out):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    print(json.dumps(out), flush=True)
+    server.close()
 """
 
 
@@ -309,7 +323,6 @@ server = ControlServer(stoker_dir, lambda request, reply: reply(ControlReply(ok=
 # Now the client waits in the backlog and is answered once a descriptor is free again.
 CONTROL_CHILD = CONTROL_PRELUDE + r"""
 server.start()
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 out = {}
 try:  # a first request, answered and closed on both sides: the server's loop is up, and
     # no descriptor below the limit set next frees up later
@@ -328,19 +341,13 @@ try:  # a first request, answered and closed on both sides: the server's loop is
     os.close(lowest)
     resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))  # no descriptor left
     sock.connect(f"/proc/self/fd/{stoker_dir}/control.sock")  # waits in the backlog
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not any("control_" in line for line in lines):
-        time.sleep(0.01)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    out["log"] = [line for line in lines if "control_" in line]
+    out["log"] = logged_once_limit_back()
     sock.settimeout(5)
     out["replies"] = [reply.message for reply in ask(sock, KillControl(grace_secs=None))]
 except Exception as exc:
     out["error"] = f"{type(exc).__name__}: {exc}"
 finally:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    print(json.dumps(out), flush=True)
-    server.close()
+    report(out)
 """
 
 
@@ -360,7 +367,6 @@ def test_the_control_socket_answers_once_a_descriptor_is_free_again(tmp_path: Pa
 # task had no control socket for the rest of its run; now one WARNING line, and it tries
 # again every ACCEPT_PAUSE_SECS until it can serve.
 SELECTOR_CHILD = CONTROL_PRELUDE + r"""
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 lowest = os.dup(0)  # the lowest free descriptor
 os.close(lowest)
@@ -368,20 +374,14 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (lowest + 1, hard))  # the listener's
 out = {}
 try:
     server.start()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not any("control_" in line for line in lines):
-        time.sleep(0.01)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    out["log"] = [line for line in lines if "control_" in line]
+    out["log"] = logged_once_limit_back()
     sock.connect(f"/proc/self/fd/{stoker_dir}/control.sock")
     sock.settimeout(3)
     out["replies"] = [reply.message for reply in ask(sock, KillControl(grace_secs=None))]
 except Exception as exc:
     out["error"] = f"{type(exc).__name__}: {exc}"
 finally:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    print(json.dumps(out), flush=True)
-    server.close()
+    report(out)
 """
 
 
