@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, assert_never
 
 from config.spec import JobSpec
 from executor.events import (
-    ExitStatus,
     HealthChecked,
     HealthTransition,
     KillRequested,
@@ -60,6 +59,7 @@ from executor.task.ports import (
     Reporter,
     SpawnError,
 )
+from executor.task.runfacts import RunFacts
 from executor.task.status import Outcome, TaskStatusMachine, Update
 
 if TYPE_CHECKING:
@@ -118,8 +118,7 @@ class TaskOwner:
         self._health: HealthChecks | None = None
         self._journal = Journal(job.label, wall_clock)
         self._announcing = Announcing(announcer, self._journal, job.label, stop_within_secs)
-        self._pids: dict[tuple[str, int], int] = {}
-        self._exits: dict[tuple[str, int], ExitStatus] = {}
+        self._runs = RunFacts()  # each run's pid and exit status, for its records
         self._processes_started = False
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
@@ -258,7 +257,7 @@ class TaskOwner:
             if isinstance(result, SpawnError):
                 self._planner.spawn_failed(command.process, command.run, str(result), now)
             else:
-                self._pids[(command.process, command.run)] = result
+                self._runs.started(command.process, command.run, result)
                 self._planner.started(command.process, command.run, result, now)
                 self._operators.run_started(command.process, command.run, result)
 
@@ -271,7 +270,7 @@ class TaskOwner:
     def _dispatch(self, event: OwnerEvent) -> None:
         match event:
             case ProcessExited():
-                self._exits[(event.process, event.run)] = event.status
+                self._runs.exited(event.process, event.run, event.status)
                 self._planner.exited(event.process, event.run, event.status, event.at)
             case HealthChecked():
                 self._on_health(event)
@@ -356,8 +355,10 @@ class TaskOwner:
     def _record(self, t: ProcessTransition | PhaseTransition | TaskTransition) -> None:
         """Checkpoint, log and report one change."""
         if isinstance(t, ProcessTransition):
-            key = (t.process, t.run if t.run is not None else -1)
-            self._journal.transition(t, self._pids.get(key), self._exits.get(key))
+            run = t.run if t.run is not None else -1
+            self._journal.transition(t, self._runs.pid(t.process, run), self._runs.status(t.process, run))
+            if t.outcome is not None:
+                self._runs.ended(t.process, run)
             if t.to in (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED):
                 self._operators.process_ended(t.process, t.to, t.reason)
         else:

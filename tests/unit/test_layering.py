@@ -23,6 +23,7 @@ PURE = [
     "executor/task/process_rules.py",
     "executor/task/replay.py",
     "executor/task/records.py",
+    "executor/task/runfacts.py",
     "executor/task/kill.py",
     "executor/task/status.py",
     "executor/local/service.py",
