@@ -18,7 +18,6 @@ import attrs
 from config.words import number
 from executor.events import TaskState
 
-
 MAX_DOUBLINGS = 1000  # past any back-off's max: 2.0 ** 1000 times the smallest base a flag takes
 
 
