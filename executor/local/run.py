@@ -268,7 +268,7 @@ class LocalRun:
         spec = prepared.plan.spec_for(early.task_id if early is not None else task_id(prepared.plan.name, s.instance))
         announcement = self._announcement(spec, prepared.host)
         if early is None:
-            archive_logs(prepared.sandbox)  # (an early start's runs write in `.logs` already)
+            archive_logs(prepared.sandbox, s.keep_attempts)  # (an early start's runs write in `.logs` already)
         if number == 0 and spec.warnings:
             self._out.write("".join(f"stoker run: warning: {w}\n" for w in spec.warnings))
         if number == 0 and announcement is not None:
