@@ -143,10 +143,14 @@ class Reaper:
             self._watchers[pid] = watcher
 
     def on_orphans(self, hook: Callable[[], None], *, remove: bool = False) -> None:
-        """Call `hook` on this thread after each orphan is reaped (or stop calling it)."""
+        """Call `hook` on this thread after each orphan is reaped (or stop calling it). Hooks
+        are told apart by equality: a bound method (`drains.check`) is a new object at each
+        access, so one given again to remove it is equal to the one added, never the same
+        (told apart by identity, no hook was ever removed: a closed supervisor was kept, and
+        called, after each orphan, for the rest of the process)."""
         with self._cond:
             if remove:
-                self._orphan_hooks = [h for h in self._orphan_hooks if h is not hook]
+                self._orphan_hooks = [h for h in self._orphan_hooks if h != hook]
             else:
                 self._orphan_hooks = [*self._orphan_hooks, hook]
 

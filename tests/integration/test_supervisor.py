@@ -531,3 +531,21 @@ def _readline_within(proc: subprocess.Popen, timeout_secs: float) -> str:
     assert box and box[0], f"supervise_child printed nothing within {timeout_secs} s"
     return box[0]
 
+
+
+def test_a_closed_supervisor_is_let_go_by_the_process_wide_reaper(tmp_path, tracker):
+    """Its orphan hook was never removed (a bound method told apart by identity): each
+    `stoker run` attempt's supervisor, with its environment, containment and watchdog
+    keeper, stayed for the rest of the process (7.5 KiB an attempt) and was called after
+    every orphan reaped."""
+    import gc
+    import weakref
+
+    h = Harness(tmp_path / "sandbox", tracker)
+    h.spawn("a", "true")
+    assert h.next_exit().status.exit_code == 0
+    h.sup.close()
+    closed = weakref.ref(h.sup)
+    del h
+    gc.collect()
+    assert closed() is None
