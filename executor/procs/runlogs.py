@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from executor.procs import spawn
+from executor.procs.runprune import RunPrune
 from executor.procs.spawn import RunStdio, SpawnError
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class RunLogs:
         self._root = spawn.LogRoot(sandbox)  # SANDBOX/.logs, kept open between spawns
         self._lock = threading.Lock()  # so close() never closes it under a spawn
         self._stage: LogStage | None = None  # the next runs' log directories, from the first restart
+        self._prune = RunPrune(self._root)  # the runs' directories past the bound, removed when idle
         self._pump: LogPump | None = None
         self._closed = False
 
@@ -73,6 +75,8 @@ class RunLogs:
             pump = self._log_pump()
             for read_fd, file, console, stream_label in stdio.pumped:
                 pump.add(read_fd, file, console, stream_label)
+        with self._lock:
+            self._prune.started(process.name, run)
         if run >= 1 and spawn.stageable(process.logger):  # it restarted: stage its next run when idle
             from executor.procs import logstage  # loaded at a task's first restart
             with self._lock:
@@ -80,9 +84,13 @@ class RunLogs:
                 self._stage.want(process.name, run + 1)
 
     def idle(self) -> None:
-        """Make the log directories wanted for the runs that may come next."""
+        """Make the log directories wanted for the runs that may come next, and remove the
+        runs' past the bound (`executor/procs/runprune.py`)."""
         with self._lock:
-            if not self._closed and self._stage is not None:
+            if self._closed:
+                return
+            self._prune.prune_due()
+            if self._stage is not None:
                 self._stage.stage_wanted()
 
     def stop_pump(self, drain_secs: float) -> None:

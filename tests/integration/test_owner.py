@@ -2,6 +2,7 @@
 health policy and status machine together."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -270,3 +271,6 @@ def test_a_daemon_restarted_again_and_again_keeps_two_runs_facts_and_records_eac
     assert len(ended) >= runs  # each run's end is recorded with its own pid and exit status
     assert all(r["pid"] and r["exit_code"] == 7 for r in ended[:-1])
     assert len({r["pid"] for r in ended}) == len(ended)
+    # its log directories: the first run's and the last 20 (run 40's goes at the next idle moment)
+    kept = {int(name) for name in os.listdir(tmp_path / ".logs" / "a")}
+    assert {0, *range(41, runs + 1)} <= kept <= {0, *range(40, runs + 1)}
