@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import stat
 from pathlib import Path
 
@@ -79,6 +78,8 @@ def _remove(top: int, number: int) -> None:
     try:
         if not stat.S_ISDIR(os.lstat(name, dir_fd=top).st_mode):
             return  # replaced since the listing: not ours
+        import shutil  # (with bz2, lzma, zlib: only once there is one to remove)
+
         shutil.rmtree(name, dir_fd=top)
     except OSError as exc:
         logger.error("run could not remove %s, an earlier attempt's logs past --keep-attempts: %s", name, exc)

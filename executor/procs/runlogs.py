@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from executor.procs import spawn
-from executor.procs.runprune import RunPrune
 from executor.procs.spawn import RunStdio, SpawnError
 
 if TYPE_CHECKING:
     from executor.procs.logpump import LogPump
     from executor.procs.logstage import LogStage
+    from executor.procs.runprune import RunPrune
 
 
 class RunLogs:
@@ -34,7 +34,7 @@ class RunLogs:
         self._root = spawn.LogRoot(sandbox)  # SANDBOX/.logs, kept open between spawns
         self._lock = threading.Lock()  # so close() never closes it under a spawn
         self._stage: LogStage | None = None  # the next runs' log directories, from the first restart
-        self._prune = RunPrune(self._root)  # the runs' directories past the bound, removed when idle
+        self._prune: RunPrune | None = None  # the runs' directories past the bound, from the first restart
         self._pump: LogPump | None = None
         self._closed = False
 
@@ -75,8 +75,11 @@ class RunLogs:
             pump = self._log_pump()
             for read_fd, file, console, stream_label in stdio.pumped:
                 pump.add(read_fd, file, console, stream_label)
-        with self._lock:
-            self._prune.started(process.name, run)
+        if run >= 1:  # it restarted: its runs' directories may pass the bound
+            from executor.procs.runprune import RunPrune  # loaded at a task's first restart
+            with self._lock:
+                self._prune = self._prune or RunPrune(self._root)
+                self._prune.started(process.name, run)
         if run >= 1 and spawn.stageable(process.logger):  # it restarted: stage its next run when idle
             from executor.procs import logstage  # loaded at a task's first restart
             with self._lock:
@@ -89,7 +92,8 @@ class RunLogs:
         with self._lock:
             if self._closed:
                 return
-            self._prune.prune_due()
+            if self._prune is not None:
+                self._prune.prune_due()
             if self._stage is not None:
                 self._stage.stage_wanted()
 

@@ -17,7 +17,6 @@ leaves a directory behind, nothing else.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from typing import TYPE_CHECKING
 
@@ -38,6 +37,10 @@ class RunPrune:
             self._due.append((process, run - KEEP_RUNS))
 
     def prune_due(self) -> None:
+        if not self._due:
+            return
+        import shutil  # (with bz2, lzma, zlib: only once a run is due)
+
         from executor.procs.spawn import SpawnError  # loaded already: the supervisor's
 
         due, self._due = self._due, []

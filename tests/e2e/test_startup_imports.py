@@ -87,8 +87,10 @@ NOT_IN_RUN = NEVER | {
 # 88 and 77: run.py was at the 450-line ceiling: what a run starts from (its plan, the early
 # start's work: `executor.local.runstart`) and the earlier attempts' logs
 # (`executor.local.attempts`) became modules of their own, as loaded as the code they hold.
-RUN_STOKER_MODULES = 88
-RUN_AGAIN_STOKER_MODULES = 77
+# 89 and 78: the owner's pid and exit status of each run, bounded to the runs a record may
+# still name (`executor.task.runfacts`: kept for every run, they grew with each restart).
+RUN_STOKER_MODULES = 89
+RUN_AGAIN_STOKER_MODULES = 78
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
