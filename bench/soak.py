@@ -14,7 +14,10 @@ per step costs microseconds there), in a registry of its own:
 - health-tcp: a TCP health check every 0.1 ms against the process's own port;
 - health-shell: a shell health check (`true`, a fork and exec each) every 0.1 ms;
 - attempts: a service whose one process fails at once, so the task fails and `stoker run`
-  starts attempt after attempt (`--restart-backoff 0.001 --restart-backoff-max 0.001`).
+  starts attempt after attempt (`--restart-backoff 0.001 --restart-backoff-max 0.001`);
+- executor: `stoker executor` under the agent simulator (tests/support/agent_sim.py), its task
+  a daemon restarted again and again with a shell health check every 0.1 ms, while the agent
+  sends a HEARTBEAT every millisecond (the events counted).
 
 For each: the events done and their rate; the supervisor's memory (RSS, PSS, USS), open fds
 and threads a few seconds in and at the end (growth per 1,000 events); the checkpoint's
@@ -81,6 +84,14 @@ jobs = [Service(cluster='local', role='soak', environment='test', name='attempts
                 task=Task(processes=[bad], {RESOURCES}))]
 """,
 }
+EXECUTOR_JOB = f"""
+flap = Process(name='flap', cmdline='exit 0', daemon=True, min_duration=0.0, max_failures=0)
+jobs = [Job(cluster='local', role={{role!r}}, environment='test', name='soak',
+            task=Task(processes=[flap], {RESOURCES}),
+            health_check_config=HealthCheckConfig(
+                health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command='true')),
+                initial_interval_secs=0.0001, interval_secs=0.0001, timeout_secs=1.0))]
+"""
 EXTRA_ARGS = {"attempts": ["--restart-backoff", "0.001", "--restart-backoff-max", "0.001"]}
 
 
@@ -282,19 +293,68 @@ def table(results: list[Result]) -> list[str]:
     return lines
 
 
+def soak_executor(secs: float, base: Path) -> Result:
+    """`stoker executor` under the agent simulator: restarts, checks and heartbeats."""
+    import getpass
+
+    from config.document import encode
+    from config.loader import load_job
+    from tests.support.agent_sim import AgentSimulator, make_task_info
+
+    job = base / "executor.aurora"
+    job.write_text(EXECUTOR_JOB.format(role=getpass.getuser()))
+    sandbox = Path(tempfile.mkdtemp(prefix="stoker-soak-", dir="/dev/shm")) / "sandbox"
+    sandbox.mkdir()
+    sim = AgentSimulator(sandbox=sandbox)
+    try:
+        proc = sim.launch_executor([sys.executable, "-m", "executor", "executor"], cwd=sandbox,
+                                   env_overrides={"PYTHONPATH": str(REPO)})
+        sim.wait_subscribed(30)
+        sim.launch(make_task_info("task-1", encode(load_job(job))))
+        sim.wait_for_state("task-1", "TASK_RUNNING", 30)
+        time.sleep(WARMUP_SECS)
+        first, beats = Reading.of(proc.pid), 0
+        until = time.monotonic() + secs
+        next_note = time.monotonic()
+        while time.monotonic() < until and proc.poll() is None:
+            sim.heartbeat()
+            beats += 1
+            time.sleep(0.001)
+            if time.monotonic() >= next_note:
+                now = Reading.of(proc.pid)
+                progress(f"executor: {beats:,} heartbeats, USS {now.uss / MIB:.2f} MiB, {now.fds} fds, "
+                         f"{now.threads} threads")
+                next_note += secs / 4
+        if proc.poll() is not None:
+            raise RuntimeError(f"stoker executor ended early ({proc.returncode})")
+        last = Reading.of(proc.pid)
+        runs = count_events("restarts", sandbox)
+        return Result(name=f"executor ({runs:,} runs, {replay(iter_records(sandbox)).health.attempts:,} "
+                           "checks)", events="heartbeats", start_events=0, end_events=beats,
+                      secs=last.at - first.at, first=first, last=last, biggest_checkpoint=0,
+                      final_checkpoint=checkpoint_path(sandbox).stat().st_size, entries=entries(sandbox),
+                      status_secs=0.0, status_lines=0)
+    finally:
+        pids = task_pids(sandbox)
+        sim.close()
+        kill_leftovers(pids)
+        shutil.rmtree(sandbox.parent, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None, soak_one: Callable[[str, float, Path], Result] = soak) -> int:
     parser = argparse.ArgumentParser(prog="bench/soak.py")
     parser.add_argument("--quick", action="store_true", help="10 s per scenario (default 60 s)")
     parser.add_argument("--secs", type=float, help="seconds per scenario")
-    parser.add_argument("--only", action="append", choices=sorted(CONFIGS), help="this scenario (repeatable)")
+    parser.add_argument("--only", action="append", choices=sorted([*CONFIGS, "executor"]),
+                        help="this scenario (repeatable)")
     args = parser.parse_args(argv)
     secs = args.secs or (10.0 if args.quick else 60.0)
     benchlib.compile_bytecode()
     results = []
     with benchlib.private_registry(), benchlib.workdir("soak") as base:
-        for name in args.only or list(CONFIGS):
+        for name in args.only or [*CONFIGS, "executor"]:
             progress(f"{name}: {secs:.0f} s")
-            results.append(soak_one(name, secs, base))
+            results.append(soak_executor(secs, base) if name == "executor" else soak_one(name, secs, base))
     print("\n".join(table(results)))
     return 0
 
