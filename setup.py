@@ -13,7 +13,6 @@ setup(
     install_requires=[
         # No HTTP client library: the agent connection, the HTTP health check and the
         # lifecycle endpoints use the standard library's http.client.
-        "psutil>=5.9",
         "pystachio>=0.8.10",
         "attrs>=23.1",
         # ZooKeeper ServerSet announcements (--announcer-ensemble); imported only by a task
@@ -26,6 +25,9 @@ setup(
     package_data={"config.aurora": ["*.thrift"]},
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "requests>=2.28",
+                 # process trees in the tests' cleanup and the benchmarks' memory figures; Stoker
+                 # itself reads /proc (executor/observe/usage.py), so nothing it installs is compiled
+                 "psutil>=5.9",
                  # a second implementation of TBinaryProtocol: the tests write Aurora's
                  # AssignedTasks with it, and Stoker's own reader (config/aurora/wire.py) reads them
                  "thriftpy2>=0.7.1",
