@@ -111,9 +111,10 @@ def check_bundle(archive: zipfile.ZipFile) -> dict[str, list[str]]:
         if name.startswith("site-packages/") and name.endswith(".so") and not name.endswith(".abi3.so"):
             problems.append(f"{name} is an extension module for one Python version only")
     bootstrap = archive.read("_bootstrap/__init__.py").decode("utf-8")
-    if "def cache_path(archive, root_dir, build_id)" not in bootstrap:
-        problems.append("shiv's _bootstrap.cache_path(archive, root_dir, build_id) is gone; "
-                        "tools/zipapp_main.py needs updating for this shiv version")
+    for wrapped in ("cache_path(archive, root_dir, build_id)", "extract_site_packages(archive, target_path,"):
+        if f"def {wrapped}" not in bootstrap:
+            problems.append(f"shiv's _bootstrap has no `def {wrapped}` any more; "
+                            "tools/zipapp_main.py needs updating for this shiv version")
     if problems:
         raise BuildError("the zipapp would not run on every Python >= 3.11: " + "; ".join(problems))
     return tags

@@ -263,3 +263,19 @@ def test_every_python_found_from_3_11_runs_it_and_older_ones_are_refused(app):
             assert "stoker.pyz needs Python 3.11 or newer" in done.stderr
     print(f"zipapp checked with {sorted(found.values())}")
 
+
+def test_a_directory_it_cannot_unpack_into_is_one_error_line_naming_it(app):
+    """A service user's HOME that is not a directory it can write (nobody's /nonexistent; a
+    file here, which fails for root too), or a SHIV_ROOT under one: exit 2 and one line, not
+    shiv's traceback, and nothing unpacked anywhere else."""
+    blocker = app["work"] / "not-a-dir"
+    blocker.write_text("")
+    env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
+    for case_env, where in [({**env, "HOME": str(blocker)}, blocker / ".shiv"),
+                            ({**env, "SHIV_ROOT": str(blocker / "shiv")}, blocker / "shiv")]:
+        done = run_app(app, ["./stoker.pyz", "--version"], env=case_env)
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        assert done.stderr.startswith(f"stoker: error: stoker.pyz cannot unpack itself into {where}: "), done.stderr
+        assert "set SHIV_ROOT to a directory this user can write" in done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not (app["work"] / "home/.shiv").exists()
