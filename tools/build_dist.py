@@ -14,7 +14,11 @@ Owns the build recipe and its checks:
    says which it is;
 4. check the bundle (every extension module is abi3, the entry point is `stoker`) and put
    `tools/zipapp_main.py` in place of shiv's `__main__.py` (Python version check, and the
-   Mesos sandbox as the default SHIV_ROOT).
+   Mesos sandbox as the default SHIV_ROOT);
+5. add the bytecode of every bundled module for the building Python (`__pycache__/*.pyc`,
+   hash-checked as PEP 552 defines, since unpacking does not keep the files' times): an
+   executor unpacking into a fresh sandbox, or running under PYTHONDONTWRITEBYTECODE, then
+   compiles nothing on that Python version (others ignore the files and compile as ever).
 It never touches anything in DIST but the two artifacts, and never installs anything into
 the running environment: it needs shiv, setuptools and wheel there already (setup.py's
 `dist` extra).
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
+import marshal
 import os
 import re
 import shutil
@@ -30,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -120,8 +127,38 @@ def check_bundle(archive: zipfile.ZipFile) -> dict[str, list[str]]:
     return tags
 
 
+def hash_checked_pyc(source: bytes, filename: str) -> bytes | None:
+    """SOURCE compiled by this Python as a `.pyc` checked against the source's hash (PEP
+    552), so it holds whatever time the unpacked file gets; None: it does not compile."""
+    try:
+        with warnings.catch_warnings():  # a bundled module's own (pystachio's escapes)
+            warnings.simplefilter("ignore")
+            code = compile(source, filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):  # compileall skips it too; Python then never imports it
+        return None
+    return importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little") + importlib.util.source_hash(source) + \
+        marshal.dumps(code)
+
+
+def bytecode_entries(src: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, bytes]]:
+    """A `__pycache__/NAME.TAG.pyc` entry for each module under site-packages/."""
+    entries = []
+    for info in src.infolist():
+        if not (info.filename.startswith("site-packages/") and info.filename.endswith(".py")):
+            continue
+        directory, _, name = info.filename.rpartition("/")
+        pyc = hash_checked_pyc(src.read(info), info.filename)
+        if pyc is not None:
+            entry = zipfile.ZipInfo(f"{directory}/__pycache__/{name[:-3]}.{sys.implementation.cache_tag}.pyc",
+                                    date_time=info.date_time)
+            entry.external_attr = 0o644 << 16  # shiv unpacks with these permissions
+            entries.append((entry, pyc))
+    return entries
+
+
 def install_main(raw: Path, target: Path) -> None:
-    """Write TARGET: RAW's entries with tools/zipapp_main.py as `__main__.py`, executable."""
+    """Write TARGET: RAW's entries with tools/zipapp_main.py as `__main__.py`, and the
+    bundled modules' bytecode, executable."""
     tmp = target.with_name(target.name + ".tmp")
     with zipfile.ZipFile(raw) as src, open(tmp, "wb") as out:
         out.write(f"#!{SHEBANG}\n".encode())
@@ -129,6 +166,8 @@ def install_main(raw: Path, target: Path) -> None:
             for info in src.infolist():
                 data = ZIPAPP_MAIN.read_bytes() if info.filename == "__main__.py" else src.read(info)
                 dst.writestr(info, data)
+            for entry, pyc in bytecode_entries(src):
+                dst.writestr(entry, pyc, compress_type=zipfile.ZIP_DEFLATED)
     tmp.chmod(0o755)
     os.replace(tmp, target)
 

@@ -292,3 +292,21 @@ def test_a_directory_it_cannot_unpack_into_is_one_error_line_naming_it(app):
         assert "set SHIV_ROOT to a directory this user can write" in done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
     assert not (app["work"] / "home/.shiv").exists()
+
+
+def test_a_fresh_unpack_imports_the_bundled_bytecode_without_compiling(app):
+    """As an executor unpacking into a new sandbox under PYTHONDONTWRITEBYTECODE: every
+    module of the bundle the executor imports comes from the `.pyc` the build put in (the
+    build's Python and the plain one share a cache tag here), none is compiled from source."""
+    tag = sys.implementation.cache_tag  # the build ran with this test's interpreter
+    plain_tag = run_app(app, [app["python"], "-S", "-c", "import sys; print(sys.implementation.cache_tag)"])
+    if plain_tag.stdout.strip() != tag:
+        pytest.skip(f"{app['python']} is {plain_tag.stdout.strip()}, the bundle's bytecode is {tag}")
+    root = app["work"] / "shiv-fresh"
+    env = {**app["env"], "SHIV_ROOT": str(root), "PYTHONDONTWRITEBYTECODE": "1", "SHIV_INTERPRETER": "1"}
+    done = run_app(app, [app["python"], "-v", "stoker.pyz", "-c",
+                         "import executor.cli.main, executor.mesos.executor, executor.mesos.transport"], env=env)
+    assert done.returncode == 0, done.stderr
+    loaded = re.findall(rf"^# code object from '?({re.escape(str(root))}/\S+?)'?$", done.stderr, flags=re.MULTILINE)
+    assert len(loaded) > 100, done.stderr[-2000:]  # Stoker's own, pystachio, attrs
+    assert [p for p in loaded if not p.endswith(f".{tag}.pyc")] == []
