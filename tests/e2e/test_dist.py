@@ -22,16 +22,19 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
+from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import EXAMPLE, TASK_ID, Order, module, scheduler_task
 from tests.support.aurora_tasks import encode as thrift_encode
-from tests.support.stoker_proc import REPO
+from tests.support.fault_sizes import FULL
+from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 SEED = REPO / "examples/hello_world.aurora"
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Interpreters tried besides the system python3 (each only when it is on PATH and runs), and
-# pyenv's, where a developer's machine keeps the other versions.
+# under STOKER_FAULTS_FULL (`make faults`) pyenv's too, where a developer's machine keeps
+# the other versions (a second or more each).
 OTHER_PYTHONS = [f"python3.{minor}" for minor in range(8, 15)]
 PYENV_PYTHONS = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
 
@@ -258,7 +261,9 @@ def test_without_shiv_root_the_bundle_unpacks_into_the_mesos_sandbox_or_as_root_
 
 def test_every_python_found_from_3_11_runs_it_and_older_ones_are_refused(app):
     found = {app["python"]: _version_of(app["python"])[1]}
-    others = [shutil.which(name) for name in OTHER_PYTHONS] + sorted(map(str, PYENV_PYTHONS.glob("*/bin/python3")))
+    others = [shutil.which(name) for name in OTHER_PYTHONS]
+    if FULL:
+        others += sorted(map(str, PYENV_PYTHONS.glob("*/bin/python3")))
     for python in filter(None, others):
         probed = _version_of(python)
         if probed and probed[1] not in found.values():  # one interpreter per version is enough
@@ -310,3 +315,32 @@ def test_a_fresh_unpack_imports_the_bundled_bytecode_without_compiling(app):
     loaded = re.findall(rf"^# code object from '?({re.escape(str(root))}/\S+?)'?$", done.stderr, flags=re.MULTILINE)
     assert len(loaded) > 100, done.stderr[-2000:]  # Stoker's own, pystachio, attrs
     assert [p for p in loaded if not p.endswith(f".{tag}.pyc")] == []
+
+
+def test_an_agent_runs_a_task_with_the_zipapp_fetched_into_the_sandbox(app, tmp_path):
+    """As a Mesos agent does: the fetcher puts stoker.pyz in the sandbox, and the command
+    `./stoker.pyz executor` runs there through a shell, with the agent's environment and the
+    plain python3 on PATH; the task runs, finishes and is reported, and the executor exits."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    shutil.copy2(app["dir"] / "stoker.pyz", sandbox / "stoker.pyz")
+    job = tmp_path / "once.aurora"
+    job.write_text(textwrap.dedent("""
+        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='echo done; echo $HOME')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """))
+    overrides = {**app["env"], "PYTHONPATH": None, "VIRTUAL_ENV": None}
+    with AgentSimulator(sandbox=sandbox) as agent:
+        try:
+            agent.launch_executor(["/bin/sh", "-c", "./stoker.pyz executor"], cwd=sandbox, env_overrides=overrides)
+            agent.wait_subscribed(timeout_secs=20)
+            agent.launch(make_task_info("task-1", encode(load_job(job))))
+            agent.wait_for_state("task-1", "TASK_FINISHED", 20)
+            assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+            assert agent.wait_exit(10) == 0
+        finally:
+            kill_leftovers(task_pids(sandbox))
+        log = agent.executor_log()
+    assert "Traceback" not in log, log[-3000:]
+    assert (sandbox / ".logs/a/0/stdout").read_text() == f"done\n{sandbox}\n"
