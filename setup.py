@@ -1,5 +1,23 @@
 """Stoker: a Mesos executor with an embedded health checker for Aurora/Thermos job specs."""
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+TOP_PACKAGES = ("executor", "healthcheck", "config")
+
+
+class FreshBuildPy(build_py):
+    """Copies the packages into an empty build/lib: setuptools keeps what an earlier build
+    put there, so a module since deleted or moved would be installed again by the next
+    `pip install .`."""
+
+    def run(self):
+        for package in TOP_PACKAGES:
+            shutil.rmtree(os.path.join(self.build_lib, package), ignore_errors=True)
+        super().run()
+
 
 setup(
     name="stoker",
@@ -40,4 +58,5 @@ setup(
         "mutation": ["mutmut==3.8.1"],
     },
     entry_points={"console_scripts": ["stoker = executor.cli.start:run"]},
+    cmdclass={"build_py": FreshBuildPy},
 )

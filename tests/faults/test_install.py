@@ -188,3 +188,24 @@ def test_a_read_only_installation_run_by_another_user_writes_nothing_beside_its_
         assert done.stderr == "" and "Traceback" not in done.stdout
         assert (place / f"sb{attempt}/.logs/a/0/stdout").read_text() == "done\n"
     assert tree() == before
+
+
+def test_pip_install_of_the_tree_again_drops_a_module_deleted_meanwhile(work):
+    """setuptools keeps build/lib between builds: without setup.py's FreshBuildPy, a module
+    deleted from the tree after one `pip install .` came back with the next."""
+    tree = work / "tree-edited"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    shutil.copy2(REPO / "setup.py", tree / "setup.py")  # the one under test, committed or not
+    (tree / "executor/gone_soon.py").write_text("GONE = True\n")
+    bin_dir = venv_with(work, "venv-edited", str(tree))
+    site = Path(run([str(bin_dir / "python"), "-c", "import executor, os; print(os.path.dirname(executor.__file__))"],
+                    work, {"PATH": PLAIN_PATH}).stdout.strip())
+    assert (site / "gone_soon.py").is_file()
+    (tree / "executor/gone_soon.py").unlink()
+    env = {"PATH": PLAIN_PATH, "HOME": str(work / "home"), **{k: v for k, v in os.environ.items() if k.startswith("PIP_")}}
+    done = run([str(bin_dir / "python"), "-m", "pip", "install", "-q", str(tree)], work, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (site / "gone_soon.py").exists()
+    assert (site / "cli/start.py").is_file()
