@@ -2,8 +2,11 @@
 single-file zipapp `DIST/stoker.pyz` (what `make dist` runs).
 
 Owns the build recipe and its checks:
-1. copy the project to a scratch directory and build the wheel there, once, so the
-   checkout gets no `build/` or `*.egg-info` litter and two builds never share a directory;
+1. copy what the build reads (setup.py, pyproject.toml and the three packages, regular files
+   only) to a scratch directory and build the wheel there, once, so the checkout gets no
+   `build/` or `*.egg-info` litter, two builds never share a directory, and nothing else in
+   the checkout (`make run`'s sandboxes under .run/ with their logs, a live run's control
+   socket) is copied or can fail the build;
 2. turn the wheel's dependencies into wheels (`pip wheel`): a dependency published only as
    an sdist (pystachio) is built here, once, and pip's cache keeps it;
 3. run shiv with pip restricted to wheels that run on every CPython 3.11 and later: pure
@@ -46,8 +49,8 @@ SHEBANG = "/usr/bin/env python3"
 CONSOLE_SCRIPT = "stoker"
 # The oldest Python the zipapp supports; pip resolves dependencies as if running on it.
 TARGET_PYTHON = "3.11"
-# Top-level names never copied into the build's scratch copy of the project.
-NOT_SOURCES = {".git", ".venv", "dist", "build", ".pytest_cache", ".hypothesis", "__pycache__"}
+# What the wheel is built from: everything else in the checkout stays out of the scratch copy.
+BUILD_INPUTS = ("setup.py", "pyproject.toml", "executor", "healthcheck", "config")
 PURE_OR_ABI3 = re.compile(r"^(py\d*|cp\d+)-(none|abi3)-")
 
 
@@ -64,14 +67,21 @@ def _run(step: str, argv: list[str]) -> None:
 
 
 def stage_sources(scratch: Path) -> Path:
-    """Copy the project (without VCS, venv and build outputs) to SCRATCH/src."""
+    """Copy the build's inputs in REPO (no bytecode, no sockets or pipes) to SCRATCH/src."""
+    repo = REPO
     src = scratch / "src"
+    src.mkdir()
 
     def ignore(directory: str, names: list[str]) -> set[str]:
-        top = Path(directory) == REPO
-        return {n for n in names if n.endswith(".egg-info") or n == "__pycache__" or (top and n in NOT_SOURCES)}
+        paths = {n: os.path.join(directory, n) for n in names}
+        return {n for n, p in paths.items()
+                if n == "__pycache__" or n.endswith(".egg-info") or not (os.path.isdir(p) or os.path.isfile(p))}
 
-    shutil.copytree(REPO, src, ignore=ignore, symlinks=True)
+    for name in BUILD_INPUTS:
+        if (repo / name).is_dir():
+            shutil.copytree(repo / name, src / name, ignore=ignore, symlinks=True)
+        else:
+            shutil.copy2(repo / name, src / name)
     return src
 
 
