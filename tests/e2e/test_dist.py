@@ -150,7 +150,7 @@ def test_dist_builds_the_wheel_and_an_executable_pure_python_zipapp(dist):
         assert "config/aurora/aurora.thrift" in wheel.namelist()
 
 
-def test_the_wheel_holds_every_file_of_the_packages_and_says_the_version_stoker_does(dist, app):
+def test_the_wheel_holds_every_file_of_the_packages(dist):
     version = re.search(r'version="([^"]+)"', (REPO / "setup.py").read_text()).group(1)
     with zipfile.ZipFile(dist / f"stoker-{version}-py3-none-any.whl") as wheel:
         shipped = {n for n in wheel.namelist() if not n.startswith(f"stoker-{version}.dist-info/")}
@@ -159,8 +159,6 @@ def test_the_wheel_holds_every_file_of_the_packages_and_says_the_version_stoker_
                for p in (REPO / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert sorted(sources - shipped) == [] and sorted(shipped - sources) == []
     assert "stoker = executor.cli.start:run" in entry_points
-    done = run_app(app, ["./stoker.pyz", "--version"])
-    assert (done.returncode, done.stdout) == (0, f"stoker {version}\n"), done.stderr
 
 
 def test_inspect_prints_the_seed_job_with_the_system_python(app):
