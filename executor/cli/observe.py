@@ -67,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1
+    except ModuleNotFoundError as exc:  # an installation without it: setup.py requires it
+        if (exc.name or "").partition(".")[0] != "waitress":
+            raise
+        error("stoker observe needs the waitress package, which this installation of Stoker lacks "
+              "(pip install 'waitress>=3.0'; stoker.pyz carries it)")
+        return 2
     except KeyboardInterrupt:
         pass
     print("stoker observe: stopped", file=sys.stderr)

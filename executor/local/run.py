@@ -63,7 +63,7 @@ from executor.task.checkpoint import append_between
 from executor.task.owner import TaskOwner
 from executor.task.records import RestartRecord
 from executor.task.status import Update
-from executor.task.wiring import owner_for
+from executor.task.wiring import load_announcer, owner_for
 
 if TYPE_CHECKING:
     from config.spec import JobSpec
@@ -257,9 +257,12 @@ class LocalRun:
         from executor.task.serverset import AnnounceError, plan_announcement
 
         try:
-            return plan_announcement(spec, spec.announce, s.announcer, host)
+            announcement = plan_announcement(spec, spec.announce, s.announcer, host)
+            if announcement is not None:
+                load_announcer()
         except AnnounceError as exc:
             raise ConfigError(f"{s.config}: job {spec.key}: {exc}") from None
+        return announcement
 
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""

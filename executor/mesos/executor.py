@@ -33,7 +33,15 @@ from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.reporter import MesosReporter
 from executor.mesos.wire import task_id
 from executor.task.owner import TaskOwner
-from executor.task.wiring import RunAs, UnknownUser, current_user, give_sandbox, owner_for, user_named
+from executor.task.wiring import (
+    RunAs,
+    UnknownUser,
+    current_user,
+    give_sandbox,
+    load_announcer,
+    owner_for,
+    user_named,
+)
 
 if TYPE_CHECKING:
     from executor.task.serverset import Announcement
@@ -248,10 +256,13 @@ class StokerExecutor:
         from executor.task.serverset import AnnounceError, plan_announcement
 
         try:
-            return plan_announcement(launch.spec, launch.spec.announce, self._settings.announcer,
-                                     launch.hostname)
+            announcement = plan_announcement(launch.spec, launch.spec.announce, self._settings.announcer,
+                                             launch.hostname)
+            if announcement is not None:
+                load_announcer()
         except AnnounceError as exc:
             raise LaunchError(f"invalid task: {exc}") from None
+        return announcement
 
     def _task_env(self, user: RunAs) -> dict[str, str]:
         env = dict(self._env)
