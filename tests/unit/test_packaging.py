@@ -89,3 +89,15 @@ def test_the_declared_dependencies_are_exactly_what_the_product_imports():
 
 def test_stoker_version_is_the_wheels():
     assert executor.__version__ == setup_keywords()["version"]
+
+
+def test_the_oldest_python_is_the_same_everywhere_it_is_named():
+    """setup.py's python_requires, the zipapp's own check and the Python its dependencies
+    are resolved for: a change to one alone would give a wheel or a zipapp that starts on a
+    Python the other refuses or was not built for."""
+    oldest = setup_keywords()["python_requires"]
+    assert oldest == ">=3.11"
+    zipapp_main = (ROOT / "tools/zipapp_main.py").read_text()
+    assert "if sys.version_info < (3, 11):" in zipapp_main and "needs Python 3.11 or newer" in zipapp_main
+    assert 'TARGET_PYTHON = "3.11"' in (ROOT / "tools/build_dist.py").read_text()
+    assert 'python_version = "3.11"' in (ROOT / "pyproject.toml").read_text()  # what mypy checks against
