@@ -25,18 +25,15 @@ from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import EXAMPLE, TASK_ID, Order, module, scheduler_task
 from tests.support.aurora_tasks import encode as thrift_encode
-from tests.support.fault_sizes import FULL
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 SEED = REPO / "examples/hello_world.aurora"
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
-# Interpreters tried besides the system python3 (each only when it is on PATH and runs), and
-# under STOKER_FAULTS_FULL (`make faults`) pyenv's too, where a developer's machine keeps
-# the other versions (a second or more each).
+# Interpreters tried besides the system python3 (each only when it is on PATH and runs;
+# tests/faults/test_install.py tries pyenv's too).
 OTHER_PYTHONS = [f"python3.{minor}" for minor in range(8, 15)]
-PYENV_PYTHONS = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
 
 
 def _version_of(python: str, env: dict[str, str] | None = None) -> tuple[str, tuple[int, int]] | None:
@@ -259,13 +256,9 @@ def test_without_shiv_root_the_bundle_unpacks_into_the_mesos_sandbox_or_as_root_
 
 def test_every_python_found_from_3_11_runs_it_and_older_ones_are_refused(app):
     found = {app["python"]: _version_of(app["python"])[1]}
-    others = [shutil.which(name) for name in OTHER_PYTHONS]
-    if FULL:
-        others += sorted(map(str, PYENV_PYTHONS.glob("*/bin/python3")))
-    for python in filter(None, others):
-        probed = _version_of(python)
-        if probed and probed[1] not in found.values():  # one interpreter per version is enough
-            found[probed[0]] = probed[1]
+    for name in OTHER_PYTHONS:
+        if shutil.which(name) and (probed := _version_of(name)):
+            found.setdefault(probed[0], probed[1])
     for python, version in sorted(found.items(), key=lambda kv: kv[1]):
         if version >= (3, 11):
             report = probe(app, python, app["env"])

@@ -3,6 +3,7 @@
 of a plain python3 (never the test venv's), then every command from the installed copy, in
 a directory of its own, with HOME, the plan cache and the host registry inside it.
 
+The zipapp, with every Python pyenv keeps here (3.11 and later run it, older ones are refused).
 Also the installation an agent gets: root installs, another user (nobody) runs, and the
 package's directory is not that user's to write. Stoker then writes nothing beside its code
 and prints nothing about it; the code cache the installer warmed
@@ -159,6 +160,31 @@ def test_the_observer_serves_its_pages_and_static_files(installed):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_the_zipapp_runs_on_every_python_pyenv_has_from_3_11_and_older_ones_are_refused(work, wheel):
+    """Where a developer's machine keeps other versions (CI's test_dist tries those on PATH)."""
+    versions = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    pythons = sorted(versions.glob("*/bin/python3"))
+    if not pythons:
+        pytest.skip(f"no Python in {versions}")
+    place = work / "pyenv"
+    place.mkdir()
+    shutil.copy2(REPO / "examples/hello_world.aurora", place)
+    ran, refused = [], []
+    for python in pythons:
+        env = {"PATH": PLAIN_PATH, "HOME": str(place / "home"), "SHIV_ROOT": str(place / f"shiv-{python.parts[-3]}"),
+               "LANG": "C.UTF-8"}
+        done = run([str(python), str(wheel.parent / "stoker.pyz"), "inspect", "hello_world.aurora"], place, env, 120)
+        if done.returncode == 2 and "stoker.pyz needs Python 3.11 or newer" in done.stderr:
+            refused.append(python.parts[-3])
+        else:  # nothing on stderr: pystachio's SyntaxWarnings stay filtered on 3.12+
+            assert (done.returncode, done.stderr) == (0, ""), (python, done.stderr)
+            assert done.stdout.startswith("job devcluster/www-data/prod/hello\n")
+            ran.append(python.parts[-3])
+    print(f"ran on {ran}, refused on {refused}")
+    assert all(tuple(map(int, v.split(".")[:2])) >= (3, 11) for v in ran)
+    assert all(tuple(map(int, v.split(".")[:2])) < (3, 11) for v in refused)
 
 
 def test_a_read_only_installation_run_by_another_user_writes_nothing_beside_its_code(work, wheel):
