@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, assert_never
 
 from config.spec import JobSpec
 from executor.events import (
+    DaemonsExited,
     ExitStatus,
     HealthChecked,
     HealthTransition,
@@ -69,9 +71,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OwnerEvent = (ProcessExited | HealthChecked | KillRequested | RestartRequested | LifecycleProgress
-              | LifecycleDone | AnnouncementChanged | TimerFired)
+              | LifecycleDone | AnnouncementChanged | TimerFired | DaemonsExited)
 _OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, RestartRequested, LifecycleProgress,
-                 LifecycleDone, AnnouncementChanged, TimerFired)
+                 LifecycleDone, AnnouncementChanged, TimerFired, DaemonsExited)
 
 
 class TaskOwner:
@@ -225,6 +227,7 @@ class TaskOwner:
     def _decide(self) -> Decision:
         """Ask the planner until it has nothing more to start or signal right now."""
         while True:
+            self._planner.daemons(self._procs.daemons())
             decision = self._planner.decide(self._clock())
             self._announcing.phase(decision.phase)  # a stopping task leaves before any signal
             if decision.phase is not TaskPhase.ACTIVE and self._health is not None:
@@ -232,12 +235,17 @@ class TaskOwner:
             # Act first, then checkpoint and log: a restart costs a fork+exec, not an fsync,
             # and the records of the new runs carry their pids.
             self._signal(decision.signal)
+            if decision.signal_daemons is not None:
+                count = self._procs.signal_daemons(decision.signal_daemons)
+                log_event(logger, logging.INFO, "daemons_signalled", task=self.job.label,
+                          signal=signal.Signals(decision.signal_daemons).name, processes=count,
+                          reason=decision.reason)
             self._spawn(decision.start)
             for transition in decision.transitions:
                 self._record(transition)
             if decision.start:
                 self._on_processes_started()
-            if not decision.start and not decision.signal:
+            if not decision.start and not decision.signal and decision.signal_daemons is None:
                 if decision.phase is TaskPhase.FINALIZING or decision.phase.terminal:
                     self._killing.regular_processes_gone()
                 return decision
@@ -291,8 +299,8 @@ class TaskOwner:
                 self._killing.lifecycle_done(event.summary)
             case AnnouncementChanged():
                 self._announcing.changed(event.view)
-            case TimerFired():
-                pass
+            case TimerFired() | DaemonsExited():
+                pass  # the step after it looks again
             case _:
                 assert_never(event)
 

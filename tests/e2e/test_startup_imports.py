@@ -87,8 +87,11 @@ NOT_IN_RUN = NEVER | {
 # 88 and 77: run.py was at the 450-line ceiling: what a run starts from (its plan, the early
 # start's work: `executor.local.runstart`) and the earlier attempts' logs
 # (`executor.local.attempts`) became modules of their own, as loaded as the code they hold.
-RUN_STOKER_MODULES = 88
-RUN_AGAIN_STOKER_MODULES = 77
+# 90 and 79: the daemons a run that exited 0 left (`executor.procs.daemons`), kept as the
+# task's; containment.py, at the ceiling then, gave the task cgroup's life
+# (`executor.procs.cgrouplife`) a module of its own.
+RUN_STOKER_MODULES = 90
+RUN_AGAIN_STOKER_MODULES = 79
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

@@ -15,6 +15,7 @@ import pytest
 from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, ProcessSpec, TaskSpec
 from executor.events import (
     ControlReply,
+    DaemonsExited,
     ExitStatus,
     HealthChecked,
     KillRequested,
@@ -152,6 +153,17 @@ class LifecycleEnds:
         h.post(LifecycleDone("processes still running after /abortabortabort", h.clock.now))
 
 
+@attrs.frozen
+class Daemons:
+    """Whether daemons a run left live now: set, then the supervisor's wake-up posted."""
+
+    alive: bool
+
+    def __call__(self, h: Harness) -> None:
+        h.procs.daemons_alive = self.alive
+        h.post(DaemonsExited(h.clock.now))
+
+
 def kill_before_start(h: Harness) -> None:
     h.owner.request_kill("killed during launch", 0.5)
 
@@ -234,6 +246,20 @@ CASES = {
         [Exit(sig=KILL), Exit(code=3)],
         START + ["0 spawn a[1]", "0 update FAILED", "0 procs close"],
         (TaskState.FAILED, "process 'a' failed: exit status 3 after 1 of max_failures=1 runs")),
+    "a stop SIGTERMs the daemons a run left with the runs, and waits for them": (
+        job(ProcessSpec(name="a", cmdline="x"), ProcessSpec(name="l", cmdline="y")), {},
+        [Daemons(True), Exit("l", code=0), Wait(1), Kill(), Exit(sig=TERM), Daemons(False)],
+        ["0 update STARTING", "0 spawn a[0]", "0 spawn l[0]", "0 update RUNNING",
+         "1 SIGTERM a[0]", "1 SIGTERM daemons", "1 update KILLED", "1 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
+    "daemons that outlive the grace are SIGKILLed at its end": (
+        job(ProcessSpec(name="a", cmdline="x"), ProcessSpec(name="l", cmdline="y")), {},
+        [Daemons(True), Exit("l", code=0), Wait(1), Kill(grace=2.0), Exit(sig=TERM), Deadline(),
+         Daemons(False)],
+        ["0 update STARTING", "0 spawn a[0]", "0 spawn l[0]", "0 update RUNNING",
+         "1 SIGTERM a[0]", "1 SIGTERM daemons", "3 SIGKILL daemons", "3 update KILLED",
+         "3 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
 }
 
 
