@@ -5,11 +5,11 @@ a directory of its own, with HOME, the plan cache and the host registry inside i
 
 The zipapp, with every Python pyenv keeps here (3.11 and later run it, older ones are refused).
 Also the installation an agent gets: root installs, another user (nobody) runs, and the
-package's directory is not that user's to write. Stoker then writes nothing beside its code
-and prints nothing about it; the code cache the installer warmed
-(`python -m executor.codecache`) is read.
+package's directory is not that user's to write (the installer warmed the code cache with
+`python -m executor.codecache`). Stoker then writes nothing beside its code and prints
+nothing about it. And `pip install .` again after a module was deleted from the tree.
 
-Slow (a build, three venvs and their pip installs: about a minute): full mode only
+Slow (a build, four venvs and their pip installs: about two minutes): full mode only
 (STOKER_FAULTS_FULL=1, `make faults`); tests/unit/test_packaging.py and
 tests/e2e/test_dist.py check the same wheel cheaply in every run.
 """
