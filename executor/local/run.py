@@ -58,7 +58,7 @@ from executor.local.console import ConsoleReporter, Output
 from executor.local.planahead import PlanAhead
 from executor.local.runstart import RunStart
 from executor.local.service import Restart, ServiceRules, Stop
-from executor.logs import spool
+from executor.logs import log_event, spool
 from executor.task.checkpoint import append_between
 from executor.task.owner import TaskOwner
 from executor.task.records import RestartRecord
@@ -125,11 +125,12 @@ class LocalRun:
         declined. Runs on the signal relay's thread: only posts, sets flags and logs."""
         name = signal.Signals(signum).name
         if signum == signal.SIGTSTP:
-            logger.warning("Ctrl-Z (SIGTSTP): stoker run does not suspend: its processes run in "
-                           "sessions of their own and would run on unsupervised (no restarts, no "
-                           "health checks), and a health check cut by the pause would fail the task; "
-                           "it supervises on. Ctrl-C stops the task; to keep the shell, start it in "
-                           "the background (`&`, nohup, tmux)")
+            log_event(logger, logging.WARNING, "suspend_declined", signal=name,
+                      reason="Ctrl-Z (SIGTSTP): stoker run does not suspend: its processes run in "
+                      "sessions of their own and would run on unsupervised (no restarts, no "
+                      "health checks), and a health check cut by the pause would fail the task; "
+                      "it supervises on. Ctrl-C stops the task; to keep the shell, start it in "
+                      "the background (`&`, nohup, tmux)")
             return
         if self._signal is None:
             self._signal = signum

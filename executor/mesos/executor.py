@@ -93,7 +93,7 @@ class StokerExecutor:
         try:
             tid = task_id(task_info)
         except RemoteProtocolError as exc:
-            logger.error("launch ignored: TaskInfo without a task id: %s", exc)
+            log_event(logger, logging.ERROR, "launch_ignored", reason=f"TaskInfo without a task id: {exc}")
             return
         current = self._claim(tid)
         if current == tid:
@@ -287,8 +287,8 @@ class StokerExecutor:
                       reason=final.message)
         except Exception as exc:  # last resort: report, never die silently
             self.internal_error = True
-            logger.error("task %s: executor internal error: %s: %s", tid, type(exc).__name__, exc,
-                         exc_info=True)
+            log_event(logger, logging.ERROR, "executor_internal_error", task_id=tid,
+                      error=f"{type(exc).__name__}: {exc}", exc_info=True)
             if reporter is None:
                 driver.send_status_update(tid, TaskState.FAILED,
                                           f"executor internal error: {type(exc).__name__}: {exc}")

@@ -117,11 +117,12 @@ class LifecycleShutdown:
         try:
             self._done(summary)
         except Exception as exc:
-            logger.error("lifecycle task=%s done callback failed: %s: %s", self._task, type(exc).__name__, exc)
+            log_event(logger, logging.ERROR, "lifecycle_callback_failed", task=self._task,
+                      callback="done", error=f"{type(exc).__name__}: {exc}", exc_info=True)
 
     def _report(self, text: str) -> None:
         try:
             self._progress(text)
         except Exception as exc:
-            logger.error("lifecycle task=%s progress callback failed: %s: %s", self._task,
-                         type(exc).__name__, exc)
+            log_event(logger, logging.ERROR, "lifecycle_callback_failed", task=self._task,
+                      callback="progress", error=f"{type(exc).__name__}: {exc}", exc_info=True)

@@ -364,8 +364,19 @@ def test_json_log_format_gives_one_object_per_line(agent, tmp_path):
     agent.wait_for_state("task-1", "TASK_KILLED", 10)
     agent.wait_exit(10)
     lines = [json.loads(line) for line in agent.executor_log().splitlines() if line.strip()]
-    events = [line.get("event") for line in lines]
-    assert "status_update" in events and "process_state" in events
+    # Every line is an event with its fields as keys, the Mesos driver's too (its lines had
+    # no event: `{"message": "mesos_subscribed executor=... agent_id=..."}`).
+    assert all(line.get("event") for line in lines), [line for line in lines if not line.get("event")]
+    (subscribed,) = [line for line in lines if line["event"] == "mesos_subscribed"]
+    assert subscribed["agent_id"] == agent.agent_id and subscribed["executor_id"] == agent.executor_id
+    # Each status update: one line when sent (the executor's own, and with the task's label),
+    # one when the agent acknowledged it.
+    updates = [line for line in lines if line["event"] == "status_update"]
+    assert [u["state"] for u in updates] == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert all(u["task"] == "hello.0" and u["task_id"] == "task-1" for u in updates)
+    acked = [line for line in lines if line["event"] == "status_update_acknowledged"]
+    assert sorted(a["uuid"] for a in acked) == sorted(u["uuid"] for u in updates)
+    assert "process_state" in [line["event"] for line in lines]
 
 
 def test_an_operator_s_kill_reaches_the_agent_as_task_killed(agent, tmp_path):

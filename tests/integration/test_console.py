@@ -32,8 +32,9 @@ def test_a_closed_pipe_makes_the_output_gone_once_without_raising(caplog):
         out.write("another\n")
     assert out.gone
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1 and "stdout is gone (BrokenPipeError" in warnings[0]
-    assert warnings[0].endswith("the task goes on (`stoker status SB` shows it)")
+    assert len(warnings) == 1 and warnings[0].startswith('stdout_gone error="BrokenPipeError')
+    assert warnings[0].endswith('stdout is gone: state changes are no longer printed; the task '
+                                'goes on (`stoker status SB` shows it)"')
     stream.close()  # the descriptor now points at /dev/null: closing flushes quietly
 
 

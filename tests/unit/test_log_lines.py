@@ -1,0 +1,97 @@
+"""Stoker's own log lines (executor/cli/logsetup.py, config/logline.py): every line is an
+event with its fields, so that `--log-format json` gives them as keys; one JSON object per
+line whatever the text holds (newlines, control characters, bytes that are not UTF-8, a
+traceback); and what would reach stderr past the handler (an exception nobody caught, in
+any thread; a Python warning) comes through it too."""
+from __future__ import annotations
+
+import ast
+import io
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from config.logline import log_event
+from executor.cli import logsetup
+
+ROOT = Path(__file__).resolve().parents[2]
+LEVELS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+
+
+def direct_log_calls(path: Path) -> list[str]:
+    """`logger.info(...)`, `logging.error(...)` and the like: lines with no event."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in LEVELS and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in ("logger", "logging", "log")):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_every_line_stoker_logs_is_an_event():
+    """Through `log_event` only: a line logged with `logger.error("...")` would reach a JSON
+    log as a `message` without its event or fields."""
+    found = [hit for package in ("executor", "healthcheck", "config")
+             for path in sorted((ROOT / package).rglob("*.py")) if path.name != "logline.py"
+             for hit in direct_log_calls(path)]
+    assert not found, found
+
+
+def test_the_scan_finds_a_direct_call(tmp_path):
+    path = ROOT / "tests" / "unit" / "_probe_direct_log.py"
+    try:
+        path.write_text("import logging\nlogger = logging.getLogger()\nlogger.error('x %s', 1)\n")
+        assert direct_log_calls(path) == ["tests/unit/_probe_direct_log.py:3"]
+    finally:
+        path.unlink()
+
+
+@pytest.fixture
+def logged():
+    """`configure(json)` into a buffer; what it replaced (handlers, hooks) is put back."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, sys.excepthook, threading.excepthook, sys.unraisablehook)
+    buffer = io.StringIO()
+    logsetup.configure("json", "DEBUG", stream=buffer)
+    try:
+        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:], _, sys.excepthook, threading.excepthook, sys.unraisablehook = saved
+        root.setLevel(saved[1])
+
+
+def test_json_gives_the_event_and_each_field_as_keys(logged):
+    log_event(logging.getLogger("executor.test"), logging.INFO, "status_update", task="web.0",
+              task_id="task-1", state="TASK_RUNNING", healthy=True, uuid=None, run=3,
+              path=Path("/sb"), reason='said "no"\nthen\x1b[31m\udcff')
+    (line,) = logged()
+    assert line.pop("ts") > 0
+    assert line == {"level": "INFO", "logger": "executor.test", "event": "status_update",
+                    "task": "web.0", "task_id": "task-1", "state": "TASK_RUNNING", "healthy": True,
+                    "run": 3, "path": "/sb", "reason": 'said "no"\nthen\x1b[31m\udcff'}
+
+
+def test_a_traceback_stays_in_its_one_object(logged):
+    try:
+        raise ValueError("first\nsecond")
+    except ValueError as exc:
+        log_event(logging.getLogger("executor.test"), logging.ERROR, "owner_failed",
+                  error=f"ValueError: {exc}", exc_info=True)
+    (line,) = logged()
+    assert line["event"] == "owner_failed" and line["error"] == "ValueError: first\nsecond"
+    assert line["traceback"].startswith("Traceback") and "ValueError: first" in line["traceback"]
+
+
+def test_text_is_one_line_with_control_characters_escaped():
+    record = logging.makeLogRecord({"name": "executor.test", "levelno": logging.INFO,
+                                    "levelname": "INFO", "msg": "event reason=\"a\nb\x1b[2J\"",
+                                    "created": 0.0, "msecs": 0.0})
+    text = logsetup.TextFormatter().format(record)
+    assert "\n" not in text and "\x1b" not in text
+    assert text.endswith('INFO    executor.test: event reason="a\\nb\\x1b[2J"')
