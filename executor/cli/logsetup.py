@@ -11,6 +11,12 @@ record above `stoker run`'s live view (`executor.logs.above_screen_line`), never
 line; for `stoker run` through its spool (`executor.logs.Spool`), so that a terminal that
 stopped reading never blocks the thread that logs.
 
+What would otherwise reach stderr past the handler goes through it too, so that a
+`--log-format json` stderr holds nothing but JSON objects: an exception no code caught (in
+the main thread, in any other thread, or ignored in a finalizer: `crashed`,
+`thread_crashed`, `exception_ignored`, each with its traceback) and Python's warnings
+(logger `py.warnings`).
+
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
 from __future__ import annotations
@@ -19,12 +25,16 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable
+from types import TracebackType
 from typing import Any
 
 from config.words import printable
-from executor.logs import NO_ROOM, Spool, above_screen_line, spool
+from executor.logs import NO_ROOM, Spool, above_screen_line, drain_spool, log_event, spool
+
+logger = logging.getLogger("executor")
 
 
 class TextFormatter(logging.Formatter):
@@ -141,3 +151,36 @@ def configure(log_format: str = "text", level: str | int = "INFO", stream: Any =
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
+    logging.captureWarnings(True)
+    sys.excepthook = _crashed
+    threading.excepthook = _thread_crashed
+    sys.unraisablehook = _ignored
+
+
+def _crashed(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """An exception the main thread did not catch (a bug): one CRITICAL record with its
+    traceback, written before the process ends."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    log_event(logger, logging.CRITICAL, "crashed", error=f"{kind.__name__}: {exc}",
+              exc_info=exc.with_traceback(tb))
+    drain_spool()
+
+
+def _thread_crashed(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return  # what the default hook ignores too
+    log_event(logger, logging.ERROR, "thread_crashed",
+              thread=args.thread.name if args.thread is not None else None,
+              error=f"{args.exc_type.__name__}: {args.exc_value}",
+              exc_info=args.exc_value.with_traceback(args.exc_traceback))
+
+
+def _ignored(unraisable: Any) -> None:
+    """An exception Python could not raise (in a finalizer, a `__del__`)."""
+    exc = unraisable.exc_value
+    log_event(logger, logging.WARNING, "exception_ignored",
+              where=unraisable.err_msg or None, object=repr(unraisable.object)[:200],
+              error=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+              exc_info=exc if exc is not None else False)

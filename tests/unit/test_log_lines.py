@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,27 @@ def test_a_traceback_stays_in_its_one_object(logged):
     (line,) = logged()
     assert line["event"] == "owner_failed" and line["error"] == "ValueError: first\nsecond"
     assert line["traceback"].startswith("Traceback") and "ValueError: first" in line["traceback"]
+
+
+def test_what_no_code_caught_comes_through_the_handler(logged):
+    def fails():
+        raise RuntimeError("a bug in a thread")
+
+    thread = threading.Thread(target=fails, name="stoker-test")
+    thread.start()
+    thread.join()
+    try:
+        raise KeyError("main")
+    except KeyError:
+        sys.excepthook(*sys.exc_info())
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
+    crashed, thread_crashed, warned = sorted(logged(), key=lambda line: line["level"])
+    assert (thread_crashed["event"], thread_crashed["thread"]) == ("thread_crashed", "stoker-test")
+    assert "RuntimeError: a bug in a thread" in thread_crashed["traceback"]
+    assert (crashed["level"], crashed["event"], crashed["error"]) == ("CRITICAL", "crashed", "KeyError: 'main'")
+    assert warned["logger"] == "py.warnings" and "a library's warning" in warned["message"]
 
 
 def test_text_is_one_line_with_control_characters_escaped():
