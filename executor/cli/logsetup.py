@@ -11,7 +11,9 @@ record above `stoker run`'s live view (`executor.logs.above_screen_line`), never
 line; for `stoker run` through its spool (`executor.logs.Spool`), so that a terminal that
 stopped reading never blocks the thread that logs.
 
-What would otherwise reach stderr past the handler goes through it too, so that a
+A command's own `stoker: error: ...` and `stoker: warning: ...` lines (`say`) are JSON
+objects too once `--log-format json` is configured (`stoker_error`, `stoker_warning`, the
+text as `reason`). What would otherwise reach stderr past the handler goes through it too, so that a
 `--log-format json` stderr holds nothing but JSON objects: an exception no code caught (in
 the main thread, in any other thread, or ignored in a finalizer: `crashed`,
 `thread_crashed`, `exception_ignored`, each with its traceback) and Python's warnings
@@ -141,9 +143,24 @@ class QuietHandler(logging.StreamHandler):
             pass
 
 
+_json = False  # configured with --log-format json
+
+
+def say(kind: str, message: str) -> None:
+    """A command's `stoker: KIND: message` line on stderr (KIND: error or warning); with
+    --log-format json configured, the `stoker_KIND` event instead."""
+    if _json:
+        log_event(logger, logging.ERROR if kind == "error" else logging.WARNING, f"stoker_{kind}",
+                  reason=message)
+    else:
+        print(f"stoker: {kind}: {printable(message)}", file=sys.stderr)
+
+
 def configure(log_format: str = "text", level: str | int = "INFO", stream: Any = None,
               drop_events: Iterable[str] = (), spooled: bool = False) -> None:
     """`spooled`: records are written by the process's spool (`stoker run`)."""
+    global _json
+    _json = log_format == "json"
     handler = QuietHandler(stream or sys.stderr, drop_events, spool() if spooled else None)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()

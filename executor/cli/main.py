@@ -28,7 +28,6 @@ from config.settings import (
     flag_conflicts,
     variables,
 )
-from config.words import printable
 from executor import codecache
 from executor.cli import UsageError, logsetup
 from executor.logs import drain_spool, log_event, no_room
@@ -215,7 +214,7 @@ def _handled(command: Callable[[], int]) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"stoker: error: {printable(message)}", file=sys.stderr)
+    logsetup.say("error", message)
 
 
 def _quiet_stdout() -> None:
@@ -265,7 +264,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         logsetup.configure(settings.log_format, settings.log_level, drop_events=RUN_PRINTED_EVENTS,
                            spooled=True)
         for conflict in flag_conflicts(RunSettings, args, os.environ):
-            print(f"stoker: warning: {printable(conflict)}", file=sys.stderr)
+            logsetup.say("warning", conflict)
         run = LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ), early=early, ahead=ahead,
                        spooled=True)
         early = ahead = None  # the run's to adopt, take or give up
