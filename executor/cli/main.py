@@ -34,8 +34,9 @@ from executor.logs import drain_spool, log_event, no_room
 
 EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
-# `stoker run` prints these state changes on stdout: its stderr log does not repeat them.
-RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage")
+# `stoker run` prints these state changes on stdout: its text stderr log does not repeat them.
+RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage", "run_ended",
+                      "task_restarting", "ports_taken")
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -261,7 +262,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ahead = launch.take_ahead()  # or the child it forked to plan a first run
     try:
         settings = RunSettings.from_args(args, os.environ)
-        logsetup.configure(settings.log_format, settings.log_level, drop_events=RUN_PRINTED_EVENTS,
+        logsetup.configure(settings.log_format, settings.log_level,  # JSON: every event, for a program
+                           drop_events=RUN_PRINTED_EVENTS if settings.log_format == "text" else (),
                            spooled=True)
         for conflict in flag_conflicts(RunSettings, args, os.environ):
             logsetup.say("warning", conflict)

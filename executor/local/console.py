@@ -127,6 +127,10 @@ class ConsoleReporter:
             keep_screen_line(self)
 
     @property
+    def label(self) -> str:
+        return self._label
+
+    @property
     def indent(self) -> str:
         """Spaces up to the text column, for lines that belong to the line above."""
         return " " * (len("00:00:00.000") + 2 + self._label_width + 1 + self._subject_width + 1)

@@ -38,7 +38,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, assert_never
+from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
 import attrs
 
@@ -192,16 +192,17 @@ class LocalRun:
             match decision:
                 case Stop():
                     code = self._exit_code(decision.exit_code)
-                    ended.console.line("stoker", f"{final.state.value}: {final.message}; "
-                                                 f"{decision.reason} (exit {code})")
+                    _said(ended, "run_ended", f"{final.message}; {decision.reason}", exit=code,
+                          line=f"{final.state.value}: {final.message}; {decision.reason} (exit {code})")
                     return code
                 case Restart():
                     restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason)
                     append_between(prepared.sandbox, restart.to_json(), prepared.plan.name)  # RESTARTING
-                    ended.console.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
+                    _said(ended, "task_restarting", f"{final.message}; {decision.reason}",
+                          delay_secs=decision.delay_secs, next_attempt=attempt + 1)
                     if self._stop.wait(decision.delay_secs):
                         return self._stopped_between(ended)
-                    _warn_ports_taken(prepared.plan.ports, ended.console)
+                    _warn_ports_taken(prepared.plan.ports, ended)
                 case _:
                     assert_never(decision)
         return self._exit_code(0) if last is None else self._stopped_between(last)  # as the next one began
@@ -211,7 +212,8 @@ class LocalRun:
         the exit status of the one that ended."""
         code = self._exit_code(0 if ended.update.state is not TaskState.FAILED else 1)
         by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
-        ended.console.line("stoker", f"stopped by {by} during the restart delay (exit {code})")
+        _said(ended, "run_ended", f"stopped by {by} during the restart delay", exit=code,
+              line=f"stopped by {by} during the restart delay (exit {code})")
         return code
 
     def _prepare(self) -> Prepared:
@@ -317,13 +319,24 @@ class Ended:
     console: ConsoleReporter
 
 
-def _warn_ports_taken(ports: Mapping[str, int], console: ConsoleReporter) -> None:
+# The run's own state changes: a line on stdout, and its event on the log (where a text log
+# drops it, main.RUN_PRINTED_EVENTS: the line says it).
+def _said(ended: Ended, event: str, reason: str, line: str | None = None,
+          level: int = logging.INFO, **fields: Any) -> None:
+    update = ended.update
+    log_event(logger, level, event, task=ended.console.label, state=update.state.value, **fields,
+              reason=reason)
+    ended.console.line("stoker", line if line is not None else f"{update.state.value}: {reason}")
+
+
+def _warn_ports_taken(ports: Mapping[str, int], ended: Ended) -> None:
     """Before a restart: a line naming each of the run's ports another program took since
     (the next attempt's server would fail to bind it; docs/contract.md §7)."""
     if taken := planfiles.ports_taken(ports):
-        console.line("stoker", f"warning: {'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} "
-                               "in use by another program; every attempt of this run keeps its ports "
-                               "(a new `stoker run` chooses free ones)")
+        text = (f"{'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} in use by another "
+                "program; every attempt of this run keeps its ports (a new `stoker run` chooses "
+                "free ones)")
+        _said(ended, "ports_taken", text, line=f"warning: {text}", level=logging.WARNING)
 
 
 def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None) -> HostSession:

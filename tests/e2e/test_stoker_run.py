@@ -125,12 +125,22 @@ def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoke
                     task=Task(processes=[Process(name='a', cmdline='exit 3')],
                               resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """)
-    run = stoker(str(cfg), "--restart-backoff", "0.01")
+    run = stoker(str(cfg), "--restart-backoff", "0.01", "--log-format", "json", "--log-level", "INFO")
     assert run.wait() == 1
     out = run.stdout()
     assert out.count("task             RUNNING → FAILED") == 3
     assert "max_task_failures=3 reached (exit 1)" in out
     assert "exit status 3" in out
+    # A JSON log has every state change the console prints, for a program to read (the text
+    # log leaves them to stdout): they were dropped, and the restarts and the end had no event.
+    events = [json.loads(line) for line in run.stderr().splitlines()]
+    assert [e["to"] for e in events if e["event"] == "task_state"] == ["STARTING", "RUNNING", "FAILED"] * 3
+    restarts = [e for e in events if e["event"] == "task_restarting"]
+    assert [(e["state"], e["next_attempt"], e["delay_secs"]) for e in restarts] == [
+        ("FAILED", 2, 0.01), ("FAILED", 3, 0.02)]
+    (ended,) = [e for e in events if e["event"] == "run_ended"]
+    assert (ended["task"], ended["exit"]) == ("flaky.0", 1)
+    assert ended["reason"].endswith("max_task_failures=3 reached")
 
 
 def test_service_restarts_after_its_task_ends(stoker, tmp_path):
