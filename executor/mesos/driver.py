@@ -376,7 +376,8 @@ class ExecutorDriver:
         cb = self._callbacks
         match event:
             case Subscribed():
-                log_event(logger, logging.INFO, "mesos_subscribed", executor_id=self._who,
+                # DEBUG: the executor's `registered` / `reregistered` line says it at INFO
+                log_event(logger, logging.DEBUG, "mesos_subscribed", executor_id=self._who,
                           agent_id=self._agent_id(), reregistered=registrations > 0,
                           container=event.container_id)
                 if registrations > 0:
@@ -393,7 +394,8 @@ class ExecutorDriver:
             case Message(data=data):
                 self._post(cb.frameworkMessage, data)
             case Shutdown():
-                log_event(logger, logging.INFO, "mesos_shutdown_received", executor_id=self._who)
+                log_event(logger, logging.DEBUG, "mesos_shutdown_received",  # the executor's
+                          executor_id=self._who)  # `shutdown` line says it, with the grace
                 self._post(cb.shutdown)
             case Error(message=message):
                 self._post(cb.error, message)

@@ -87,7 +87,8 @@ class StokerExecutor:
         log_event(logger, logging.INFO, "reregistered", agent=agent_info.get("id", {}).get("value"))
 
     def disconnected(self, driver: ExecutorDriver) -> None:
-        log_event(logger, logging.WARNING, "disconnected", task_id=self._task_id)
+        # DEBUG: the driver's `mesos_disconnected` said it, with the reason, at WARNING
+        log_event(logger, logging.DEBUG, "disconnected", task_id=self._task_id)
 
     def launchTask(self, driver: ExecutorDriver, task_info: dict[str, Any]) -> None:
         try:
