@@ -32,5 +32,5 @@ def log_event(logger: logging.Logger, level: int, event: str, *,
     if not logger.isEnabledFor(level):
         return
     parts = [event] + [f"{k}={_render(v)}" for k, v in fields.items() if v is not None]
-    logger.log(level, " ".join(parts), exc_info=exc_info, stacklevel=2,  # the caller's line
+    logger.log(level, " ".join(parts), exc_info=exc_info or None, stacklevel=2,  # the caller's line
                extra={"stoker_event": event, "stoker_fields": fields})
