@@ -124,7 +124,10 @@ class Spool:
         self._thread: threading.Thread | None = None  # started by the first `put`: a process
         # with one thread loads http.client without ssl (healthcheck/plainhttp.py)
 
-    def put(self, stream: TextIO, text: str, on_error: OnError) -> None:
+    def put(self, stream: TextIO, text: str, on_error: OnError,
+            note: Callable[[str], str] = lambda said: f"[stoker: {said}]\n") -> None:
+        """`note`: the line that says what was dropped (a log handler's: a record of its own
+        format, so that a JSON log stays JSON)."""
         with self._cond:
             if self._thread is None:
                 thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
@@ -139,10 +142,10 @@ class Spool:
                 return
             dropped = self._dropped.pop(id(stream), 0)
             if dropped:
-                note = f"[stoker: {dropped} lines not shown: their reader was not reading]\n"
-                self._items.append((stream, "\r\x1b[2K" + note if _isatty(stream) else note, on_error))
+                said = note(f"{dropped} lines not shown: their reader was not reading")
+                self._items.append((stream, "\r\x1b[2K" + said if _isatty(stream) else said, on_error))
             if lost := self._lost.pop(id(stream), 0):  # on a line of its own: one may be torn
-                self._items.append((stream, f"\n[stoker: up to {lost} lines lost: the disk was full]\n",
+                self._items.append((stream, "\n" + note(f"up to {lost} lines lost: the disk was full"),
                                     on_error))
             self._items.append((stream, text, on_error))
             self._queued += len(text)

@@ -100,7 +100,11 @@ class QuietHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
             return
-        self._spool.put(self.stream, text, self._failed)
+        self._spool.put(self.stream, text, self._failed, self._note)
+
+    def _note(self, said: str) -> str:
+        """What the spool dropped or lost, as a record of this handler's format."""
+        return self.format(_dropped_record(said)) + self.terminator
 
     def _failed(self, exc: BaseException) -> None:
         """A spooled write failed (on the spool's thread)."""
@@ -119,11 +123,7 @@ class QuietHandler(logging.StreamHandler):
     def _say_dropped(self) -> None:
         """Before the next line: how many were lost while the disk was full, on a line of
         its own (the last write that failed may have left part of a line)."""
-        note = logging.makeLogRecord({
-            "name": __name__, "levelno": logging.WARNING, "levelname": "WARNING",
-            "msg": "log_lines_dropped count=%d reason=%s",
-            "args": (self.dropped, "the log could not be written (a full disk)"),
-            "stoker_event": "log_lines_dropped", "stoker_fields": {"count": self.dropped}})
+        note = _dropped_record("the log could not be written (a full disk)", self.dropped)
         try:
             self.stream.write(self.terminator + self.format(note) + self.terminator)
             self.flush()
@@ -141,6 +141,14 @@ class QuietHandler(logging.StreamHandler):
                 os.close(devnull)
         except (OSError, ValueError, AttributeError):
             pass
+
+
+def _dropped_record(reason: str, count: int | None = None) -> logging.LogRecord:
+    """The `log_lines_dropped` WARNING, made by hand: it is written by the handler itself."""
+    text = f"log_lines_dropped{'' if count is None else f' count={count}'} reason=\"{reason}\""
+    return logging.makeLogRecord({
+        "name": __name__, "levelno": logging.WARNING, "levelname": "WARNING", "msg": text,
+        "stoker_event": "log_lines_dropped", "stoker_fields": {"count": count, "reason": reason}})
 
 
 _json = False  # configured with --log-format json
