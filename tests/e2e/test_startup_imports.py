@@ -87,8 +87,10 @@ NOT_IN_RUN = NEVER | {
 # 88 and 77: run.py was at the 450-line ceiling: what a run starts from (its plan, the early
 # start's work: `executor.local.runstart`) and the earlier attempts' logs
 # (`executor.local.attempts`) became modules of their own, as loaded as the code they hold.
-RUN_STOKER_MODULES = 88
-RUN_AGAIN_STOKER_MODULES = 77
+# 89 and 78: `log_event` moved to `config.logline`, where the health checker can import it
+# too (it needs only logging and json, both loaded already).
+RUN_STOKER_MODULES = 89
+RUN_AGAIN_STOKER_MODULES = 78
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

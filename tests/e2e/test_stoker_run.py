@@ -131,6 +131,7 @@ def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoke
     assert out.count("task             RUNNING → FAILED") == 3
     assert "max_task_failures=3 reached (exit 1)" in out
     assert "exit status 3" in out
+    assert "\x1b" not in out + run.stderr()  # a pipe gets no live view, no colour, no escape
     # A JSON log has every state change the console prints, for a program to read (the text
     # log leaves them to stdout): they were dropped, and the restarts and the end had no event.
     events = [json.loads(line) for line in run.stderr().splitlines()]
