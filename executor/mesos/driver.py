@@ -107,6 +107,7 @@ class ExecutorDriver:
         self._cond = self._shared.cond
         self._stop = self._shared.stop
         self._stream: AgentStream | None = None  # under _cond
+        self._subscribe_said = False  # the first SUBSCRIBE was logged (at INFO)
         self._who = settings.executor_id  # every line's executor_id=
         self._sender = CallSender(self._shared, self._transport,
                                   settings.subscription_backoff_max_secs, self._rng,
@@ -299,7 +300,9 @@ class ExecutorDriver:
             body = self._protocol.subscribing()
             updates = len(self._protocol.unacknowledged_updates())
             tasks = len(self._protocol.unacknowledged_tasks())
-        log_event(logger, logging.INFO, "mesos_subscribing", executor_id=self._who,
+        # INFO the first time: every later SUBSCRIBE follows its `mesos_retry` line, which says it
+        level, self._subscribe_said = (logging.DEBUG if self._subscribe_said else logging.INFO), True
+        log_event(logger, level, "mesos_subscribing", executor_id=self._who,
                   url=self._transport.url, attempt=attempt, unacked_updates=updates,
                   unacked_tasks=tasks)
         result, stream = self._transport.subscribe(body, connect_timeout_secs, answer_timeout_secs)

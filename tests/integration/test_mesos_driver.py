@@ -343,6 +343,12 @@ def test_agent_unreachable_at_start_is_retried_until_it_listens(tmp_path):
         sim.wait_subscribed(timeout_secs=5)
         sim.shutdown()
         assert sim.wait_exit(5) == 0
+        # One INFO line per attempt: each retry says when the next SUBSCRIBE goes (the
+        # SUBSCRIBE's own line said it again, but for the first).
+        info = [line.split(" executor.mesos.driver ", 1)[1].split()[0]
+                for line in sim.executor_log().splitlines() if " INFO executor.mesos.driver " in line]
+        assert info[0] == "mesos_subscribing" and info.count("mesos_subscribing") == 1, info
+        assert info.count("mesos_retry") >= 2, info
 
 
 # ---- the simulator's own fidelity (docs/mesos.md §5) ----
