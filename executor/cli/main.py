@@ -35,8 +35,8 @@ from executor.logs import drain_spool, log_event, no_room
 EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
 # `stoker run` prints these state changes on stdout: its text stderr log does not repeat them.
-RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage", "run_ended",
-                      "task_restarting", "ports_taken")
+RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage", "run_prepared",
+                      "run_ended", "task_restarting", "ports_taken")
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):

@@ -237,8 +237,10 @@ class LocalRun:
 
             for lost in end_lost_attempts(sandbox):  # what a SIGKILLed supervisor left running
                 self._out.write(f"stoker run: warning: {lost.describe()}\n")
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
+        log_event(logger, logging.INFO, "run_prepared", task=plan.spec.label, sandbox=sandbox,
+                  ports=shown or None)  # a text log leaves it to the lines below
         if ports:
-            shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
             self._out.write(f"stoker run: ports {shown}\n")
         for taken in planfiles.ports_taken({n: p for n, p in ports.items() if n in s.ports}):
             self._out.write(f"stoker run: warning: --port {taken} is in use by another program\n")

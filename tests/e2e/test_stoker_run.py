@@ -135,6 +135,8 @@ def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoke
     # A JSON log has every state change the console prints, for a program to read (the text
     # log leaves them to stdout): they were dropped, and the restarts and the end had no event.
     events = [json.loads(line) for line in run.stderr().splitlines()]
+    (prepared,) = [e for e in events if e["event"] == "run_prepared"]  # where to look
+    assert (prepared["task"], prepared["sandbox"]) == ("flaky.0", str(run.sandbox))
     assert [e["to"] for e in events if e["event"] == "task_state"] == ["STARTING", "RUNNING", "FAILED"] * 3
     restarts = [e for e in events if e["event"] == "task_restarting"]
     assert [(e["state"], e["next_attempt"], e["delay_secs"]) for e in restarts] == [
