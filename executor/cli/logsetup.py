@@ -44,8 +44,9 @@ class TextFormatter(logging.Formatter):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
         line = (f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {record.name}: "
                 f"{printable(record.getMessage())}")
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        if record.exc_info:  # its lines escaped too: an exception's message may quote a task's output
+            trace = self.formatException(record.exc_info)
+            line += "".join("\n" + printable(text) for text in trace.splitlines())
         return line
 
 

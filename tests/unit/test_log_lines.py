@@ -110,3 +110,14 @@ def test_text_is_one_line_with_control_characters_escaped():
     text = logsetup.TextFormatter().format(record)
     assert "\n" not in text and "\x1b" not in text
     assert text.endswith('INFO    executor.test: event reason="a\\nb\\x1b[2J"')
+
+
+def test_a_traceback_in_text_has_its_control_characters_escaped_too():
+    try:
+        raise ValueError("body \x1b]0;pwned\x07\x1b[2J")  # say, a health endpoint's answer quoted
+    except ValueError:
+        record = logging.LogRecord("executor.test", logging.ERROR, __file__, 1, "bug", None, sys.exc_info())
+    text = logsetup.TextFormatter().format(record)
+    assert "\x1b" not in text and "\x07" not in text
+    assert text.splitlines()[1] == "Traceback (most recent call last):"
+    assert text.endswith("ValueError: body \\x1b]0;pwned\\x07\\x1b[2J")
