@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -50,6 +51,15 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+# What json.dumps leaves raw but a line reader would split at (NEL, U+2028, U+2029: so does
+# str.splitlines) or a terminal obey (DEL, C1 controls): only ever inside a string, escaped.
+_RAW = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -67,7 +77,7 @@ class JsonFormatter(logging.Formatter):
             doc["message"] = record.getMessage()
         if record.exc_info:
             doc["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False)
+        return _RAW.sub(_escaped, json.dumps(doc, ensure_ascii=False))
 
 
 class QuietHandler(logging.StreamHandler):

@@ -121,3 +121,15 @@ def test_a_traceback_in_text_has_its_control_characters_escaped_too():
     assert "\x1b" not in text and "\x07" not in text
     assert text.splitlines()[1] == "Traceback (most recent call last):"
     assert text.endswith("ValueError: body \\x1b]0;pwned\\x07\\x1b[2J")
+
+
+def test_json_escapes_what_a_reader_would_split_a_line_at_or_a_terminal_obey():
+    """NEL (U+0085), U+2028 and U+2029 end a line for `str.splitlines()` and other readers,
+    and a C1 control (U+009B is a CSI to some terminals) is not for a terminal: json.dumps
+    leaves them raw, so an object quoting a health check's body could be read as two."""
+    record = logging.makeLogRecord({"name": "executor.test", "levelno": logging.WARNING,
+                                    "levelname": "WARNING", "msg": "x", "stoker_event": "health_check",
+                                    "stoker_fields": {"reason": "a\x85b\u2028c\u2029d\x9b31me\x7f"}})
+    text = logsetup.JsonFormatter().format(record)
+    assert len(text.splitlines()) == 1 and not any(c in text for c in "\x85\u2028\u2029\x9b\x7f")
+    assert json.loads(text)["reason"] == "a\x85b\u2028c\u2029d\x9b31me\x7f"
