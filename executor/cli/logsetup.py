@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from config.words import printable
+from config.words import printable, printable_lines
 from executor.logs import NO_ROOM, Spool, above_screen_line, drain_spool, log_event, spool
 
 logger = logging.getLogger("executor")
@@ -46,8 +46,7 @@ class TextFormatter(logging.Formatter):
         line = (f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {record.name}: "
                 f"{printable(record.getMessage())}")
         if record.exc_info:  # its lines escaped too: an exception's message may quote a task's output
-            trace = self.formatException(record.exc_info)
-            line += "".join("\n" + printable(text) for text in trace.splitlines())
+            line += "\n" + printable_lines(self.formatException(record.exc_info))
         return line
 
 
