@@ -49,14 +49,15 @@ def test_the_scan_finds_a_direct_call():
 def logged():
     """`configure(json)` into a buffer; what it replaced (handlers, hooks) is put back."""
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level, sys.excepthook, threading.excepthook, sys.unraisablehook)
+    saved = (root.handlers[:], root.level, sys.excepthook, threading.excepthook, sys.unraisablehook,
+             logsetup._json)
     buffer = io.StringIO()
     logsetup.configure("json", "DEBUG", stream=buffer)
     try:
         yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
     finally:
         logging.captureWarnings(False)
-        root.handlers[:], _, sys.excepthook, threading.excepthook, sys.unraisablehook = saved
+        root.handlers[:], _, sys.excepthook, threading.excepthook, sys.unraisablehook, logsetup._json = saved
         root.setLevel(saved[1])
 
 
