@@ -36,7 +36,7 @@ EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
 # `stoker run` prints these state changes on stdout: its text stderr log does not repeat them.
 RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage", "run_prepared",
-                      "run_ended", "task_restarting", "ports_taken")
+                      "run_warning", "run_ended", "task_restarting", "ports_taken")
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):

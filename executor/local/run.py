@@ -236,22 +236,28 @@ class LocalRun:
             from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
 
             for lost in end_lost_attempts(sandbox):  # what a SIGKILLed supervisor left running
-                self._out.write(f"stoker run: warning: {lost.describe()}\n")
+                self._warn(lost.describe())
         shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
         log_event(logger, logging.INFO, "run_prepared", task=plan.spec.label, sandbox=sandbox,
                   ports=shown or None)  # a text log leaves it to the lines below
         if ports:
             self._out.write(f"stoker run: ports {shown}\n")
         for taken in planfiles.ports_taken({n: p for n, p in ports.items() if n in s.ports}):
-            self._out.write(f"stoker run: warning: --port {taken} is in use by another program\n")
+            self._warn(f"--port {taken} is in use by another program")
         for warning in plan.port_warnings:
-            self._out.write(f"stoker run: warning: {warning}\n")
+            self._warn(warning)
         for note in plan.notes:
             self._out.write(f"stoker run: {note}\n")
         env = dict(self._environ)
         pop_secrets(env)  # a token from an outer executor never reaches the task
         env["MESOS_SANDBOX"] = str(sandbox)
         return Prepared(plan=plan, host=host, sandbox=sandbox, env=env, session=session)
+
+    def _warn(self, text: str) -> None:
+        """A `stoker run: warning: ...` line, and its `run_warning` event (a text log leaves it
+        to the line)."""
+        log_event(logger, logging.WARNING, "run_warning", reason=text)
+        self._out.write(f"stoker run: warning: {text}\n")
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
         """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");
@@ -274,14 +280,13 @@ class LocalRun:
         announcement = self._announcement(spec, prepared.host)
         if early is None:
             archive_logs(prepared.sandbox)  # (an early start's runs write in `.logs` already)
-        if number == 0 and spec.warnings:
-            self._out.write("".join(f"stoker run: warning: {w}\n" for w in spec.warnings))
+        for warning in spec.warnings if number == 0 else ():
+            self._warn(warning)
         if number == 0 and announcement is not None:
             self._out.write(f"stoker run: announcing at {announcement.path} in ZooKeeper "
                             f"{announcement.ensemble} once RUNNING\n")
         elif number == 0 and s.announce is not None:
-            self._out.write("stoker run: warning: --announce: the job has no `announce = "
-                            "Announcer(...)`; nothing is announced\n")
+            self._warn("--announce: the job has no `announce = Announcer(...)`; nothing is announced")
         console = ConsoleReporter(self._out, spec.label, sandbox=prepared.sandbox,
                                   names=[p.name for p in spec.task.processes])
         if early is not None:

@@ -89,11 +89,15 @@ def test_a_port_given_that_another_program_holds_is_said_before_the_task_starts(
     """)
     with socket.create_server(("127.0.0.1", 0)) as held:
         port = held.getsockname()[1]
-        run = stoker(str(cfg), "--port", f"http={port}")
+        run = stoker(str(cfg), "--port", f"http={port}", "--log-format", "json")
         assert run.wait() == 0
     out = run.stdout()
     assert out.index(f"stoker run: warning: --port http={port} is in use by another program\n") < out.index(
         "task             NEW → STARTING")
+    # and in a JSON log, for a program (it was on stdout only)
+    (warning,) = [json.loads(line) for line in run.stderr().splitlines()]
+    assert (warning["level"], warning["event"], warning["reason"]) == (
+        "WARNING", "run_warning", f"--port http={port} is in use by another program")
 
 
 def test_a_task_gets_the_locale_the_operator_gave_not_pythons_coerced_one(tmp_path):
