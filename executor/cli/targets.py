@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,6 @@ import attrs
 
 from config.registry import RegistrySettings
 from config.settings import ExecutorSettings, add_arguments
-from config.words import printable
 from executor.cli import UsageError
 
 if TYPE_CHECKING:
@@ -38,7 +36,9 @@ EXIT_USAGE = 2
 
 
 def error(message: str) -> None:
-    print(f"stoker: error: {printable(message)}", file=sys.stderr)
+    from executor.cli import logsetup
+
+    logsetup.say("error", message)
 
 
 @attrs.frozen(slots=True)

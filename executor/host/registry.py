@@ -38,6 +38,7 @@ from executor.host import identity
 from executor.host.entry import ENTRY_NAME, RegistryEntry, expired
 from executor.host.replacefile import TEMP_SUFFIX, replace_file
 from executor.host.sandbox import checkpoint_mtime
+from executor.logs import log_event
 from executor.procs import saferead
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class Registry:
             if self.root in _warned:
                 return
             _warned.add(self.root)
-        logger.warning("registry %s", message)
+        log_event(logger, logging.WARNING, "registry_problem", reason=message)
 
     # ---- reading ----
 

@@ -11,6 +11,8 @@ import logging
 import os
 from pathlib import Path
 
+from executor.logs import log_event
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,4 +27,5 @@ def archive_logs(sandbox: Path) -> None:
     try:
         logs.rename(sandbox / f".logs.attempt-{number}")
     except OSError as exc:
-        logger.error("run could not archive %s: %s", logs, exc)
+        log_event(logger, logging.ERROR, "logs_not_archived", path=logs, error=str(exc),
+                  reason="the earlier attempt's logs could not be kept apart")

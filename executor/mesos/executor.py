@@ -95,13 +95,14 @@ class StokerExecutor:
         log_event(logger, logging.INFO, "reregistered", agent=agent_info.get("id", {}).get("value"))
 
     def disconnected(self, driver: ExecutorDriver) -> None:
-        log_event(logger, logging.WARNING, "disconnected", task_id=self._task_id)
+        # DEBUG: the driver's `mesos_disconnected` said it, with the reason, at WARNING
+        log_event(logger, logging.DEBUG, "disconnected", task_id=self._task_id)
 
     def launchTask(self, driver: ExecutorDriver, task_info: dict[str, Any]) -> None:
         try:
             tid = task_id(task_info)
         except RemoteProtocolError as exc:
-            logger.error("launch ignored: TaskInfo without a task id: %s", exc)
+            log_event(logger, logging.ERROR, "launch_ignored", reason=f"TaskInfo without a task id: {exc}")
             return
         current = self._claim(tid)
         if current == tid:
@@ -298,8 +299,8 @@ class StokerExecutor:
                       reason=final.message)
         except Exception as exc:  # last resort: report, never die silently
             self.internal_error = True
-            logger.error("task %s: executor internal error: %s: %s", tid, type(exc).__name__, exc,
-                         exc_info=True)
+            log_event(logger, logging.ERROR, "executor_internal_error", task_id=tid,
+                      error=f"{type(exc).__name__}: {exc}", exc_info=True)
             if reporter is None:
                 driver.send_status_update(tid, TaskState.FAILED,
                                           f"executor internal error: {type(exc).__name__}: {exc}")

@@ -113,8 +113,8 @@ class ObserverApp:
         except NotFound as exc:
             response = self._refused(routes.Refused(404, str(exc)), api)
         except Exception as exc:  # a bug: answered, logged with its traceback
-            logger.error("observer_error path=%s %s: %s", path[:200], type(exc).__name__, exc,
-                         exc_info=True)
+            log_event(logger, logging.ERROR, "observer_error", path=path[:200],
+                      error=f"{type(exc).__name__}: {exc}", exc_info=True)
             response = self._refused(routes.Refused(500, f"internal error: {type(exc).__name__}"), api)
         headers = [("Content-Type", response.content_type),
                    ("Content-Length", str(len(response.body))), *_HEADERS, *response.extra]

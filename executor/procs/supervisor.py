@@ -377,8 +377,8 @@ class Supervisor:
                 return CommandResult(error=f"the supervisor of task {self._label} is closed")
             return commands.run(command, timeout_secs)
         except Exception as e:
-            logger.error("command_failed task=%s error=%s", self._label,
-                         f"{type(e).__name__}: {e}", exc_info=True)
+            log_event(logger, logging.ERROR, "command_failed", task=self._label,
+                      error=f"{type(e).__name__}: {e}", exc_info=True)
             return CommandResult(error=f"internal error: {type(e).__name__}: {e}")
 
     def _command_runner(self) -> CommandRunner | None:

@@ -272,7 +272,8 @@ class TaskOwner:
 
     def _handle(self, event: object) -> None:
         if not isinstance(event, _OWNER_EVENTS):
-            logger.error("owner task=%s ignored an unknown event %r", self.job.label, event)
+            log_event(logger, logging.ERROR, "owner_event_ignored", task=self.job.label,
+                      event_type=type(event).__name__, reason="not an event the owner knows")
             return
         self._dispatch(event)
 
@@ -378,15 +379,18 @@ class TaskOwner:
             reason = f"stopped: {type(exc).__name__}"
         elif no_room(exc) is not None:  # not a bug: one line, no traceback
             reason = f"the task could not go on: {no_room(exc)}"
-            logger.error("owner task=%s %s", self.job.label, reason)
+            log_event(logger, logging.ERROR, "owner_failed", task=self.job.label, reason=reason)
         else:
-            logger.error("owner task=%s %s", self.job.label, reason, exc_info=True)
+            log_event(logger, logging.ERROR, "owner_failed", task=self.job.label, reason=reason,
+                      exc_info=True)
         if self.final_update is None:
             self.final_update = Update(TaskState.FAILED, reason, None)
             try:
                 self._reporter.on_update(self.final_update)
-            except Exception:
-                logger.error("owner task=%s could not report the internal error", self.job.label)
+            except Exception as exc:
+                log_event(logger, logging.ERROR, "owner_report_failed", task=self.job.label,
+                          error=f"{type(exc).__name__}: {exc}",
+                          reason="the internal error could not be reported")
 
 
 def _health_policy(job: JobSpec) -> HealthPolicy:

@@ -90,8 +90,10 @@ NOT_IN_RUN = NEVER | {
 # 90 and 79: the daemons a run that exited 0 left (`executor.procs.daemons`), kept as the
 # task's; containment.py, at the ceiling then, gave the task cgroup's life
 # (`executor.procs.cgrouplife`) a module of its own.
-RUN_STOKER_MODULES = 90
-RUN_AGAIN_STOKER_MODULES = 79
+# 91 and 80: `log_event` moved to `config.logline`, where the health checker can import it
+# too (it needs only logging and json, both loaded already).
+RUN_STOKER_MODULES = 91
+RUN_AGAIN_STOKER_MODULES = 80
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

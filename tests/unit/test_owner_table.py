@@ -279,6 +279,23 @@ def test_owner_story(spec, kwargs, steps, effects, final):
     assert h.checkpoint.closed and h.procs.closed
 
 
+def test_health_attempts_log_what_changed_at_info_and_the_rest_at_debug(caplog):
+    """A tolerated failure is a WARNING; the pass that ends it says so at INFO (it was DEBUG:
+    no line said the checks recovered); a snoozed attempt is DEBUG (it was INFO, one line
+    per interval for as long as the snooze file stays: the loop says once that it began)."""
+    h = Harness(attrs.evolve(job(health=True), health=attrs.evolve(HEALTH, max_consecutive_failures=2)))
+    h.owner.start()
+    h.step()
+    caplog.set_level("DEBUG", logger="executor.task.journal")
+    for attempt in (Attempt.passed(), Attempt.failed("HTTP 503"), Attempt.passed(), Attempt.passed(),
+                    Attempt.snoozed(), Attempt.snoozed()):
+        h.post(HealthChecked(attempt, 0.001, h.clock.now))
+    levels = [(r.levelname, r.getMessage().split(" result=")[1].split()[0]) for r in caplog.records
+              if r.getMessage().startswith("health_check ")]
+    assert levels == [("DEBUG", "passed"), ("WARNING", "failed"), ("INFO", "passed"),
+                      ("DEBUG", "passed"), ("DEBUG", "snoozed"), ("DEBUG", "snoozed")], levels
+
+
 @pytest.mark.parametrize("lifecycle", [None, LIFECYCLE], ids=["no lifecycle", "during the endpoints"])
 def test_a_health_result_that_arrives_during_a_stop_is_not_recorded_as_a_verdict(caplog, lifecycle):
     # The attempt in flight when an operator's kill began ends against a service that is
@@ -367,7 +384,7 @@ def test_an_unknown_event_is_logged_and_ignored(caplog):
     h.owner.start()
     h.step()
     h.post("not an event")
-    assert "ignored an unknown event 'not an event'" in caplog.text
+    assert "owner_event_ignored task=t.0 event_type=str" in caplog.text
     assert not h.done
 
 
