@@ -100,7 +100,8 @@ def lease(directory: str, key: tuple[Any, ...]) -> Lease:
     never waits: a lease another live run holds is not held here."""
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        if not planfiles.private(os.stat(directory)):
+        # again, now that it is made: a level another user made meanwhile is not trusted
+        if not planfiles.private(os.stat(directory)) or not planfiles.trusted_path(directory):
             return Lease(None)
     except OSError:
         return Lease(None)

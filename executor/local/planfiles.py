@@ -6,7 +6,8 @@ called, reading and writing them safely, and the stamp of the code a plan depend
 Stoker's is loaded, so nothing here may import attrs, pathlib or the config package.
 
 - `cache_dir`: `$STOKER_PLAN_CACHE` (absolute; `off` turns the cache off), else
-  `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans`.
+  `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans` (`own_home`), and only on a
+  path no other user can redirect (`trusted_path`).
 - `entry_path`: one entry per config path, job key and instance (FNV-1a of the three: zlib's
   crc32 would load libz for one number); its files share the name and differ in suffix:
   `.bin` the plan, `.lock` the lease, `.start` the launch record.
@@ -45,18 +46,65 @@ START_SUFFIX = ".start"
 Stamp = tuple[tuple[str, int, int], ...]
 
 
-def cache_dir(environ: Mapping[str, str]) -> str | None:
-    """Where plans are kept, or None (cache off, or no absolute place for it)."""
+def cache_dir(environ: Mapping[str, str], euid: int | None = None) -> str | None:
+    """Where plans are kept, or None (cache off, no absolute place for it, or a place
+    another user could redirect: `trusted_path`). The default's home is $HOME or the
+    password database's, whichever is a directory this user owns: `sudo` that keeps the
+    caller's HOME must not make root keep its plans in the caller's ~/.cache."""
+    euid = os.geteuid() if euid is None else euid
     value = environ.get("STOKER_PLAN_CACHE", "")
     if value:
-        return value if value != "off" and os.path.isabs(value) else None
-    base = environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):
-        home = environ.get("HOME", "")
-        if not os.path.isabs(home):
-            return None
-        base = os.path.join(home, ".cache")
-    return os.path.join(base, "stoker", "plans")
+        directory = value if value != "off" and os.path.isabs(value) else None
+    else:
+        base = environ.get("XDG_CACHE_HOME", "")
+        if not os.path.isabs(base):
+            home = own_home(environ, euid)
+            base = os.path.join(home, ".cache") if home else ""
+        directory = os.path.join(base, "stoker", "plans") if base else None
+    return directory if directory is not None and trusted_path(directory, euid) else None
+
+
+def own_home(environ: Mapping[str, str], euid: int) -> str | None:
+    """$HOME, else the password database's home of `euid`: the first that is an absolute
+    path to a directory `euid` owns; None when neither is."""
+    try:
+        listed = pwd.getpwuid(euid).pw_dir
+    except KeyError:  # a uid with no entry (a container's arbitrary uid)
+        listed = ""
+    for home in (environ.get("HOME", ""), listed):
+        try:
+            if os.path.isabs(home) and _owned_dir(os.stat(home), euid):
+                return home
+        except OSError:
+            continue
+    return None
+
+
+def _owned_dir(info: os.stat_result, euid: int) -> bool:
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == euid
+
+
+def trusted_path(path: str, euid: int | None = None) -> bool:
+    """Whether no other user can change what `path` leads to: every level of it that
+    exists, as written and with its symlinks resolved, belongs to `euid` or root and no one
+    else may write it (a sticky directory, /tmp, aside: no one else can rename what is ours
+    in it). A symlink planted in a user's directory would else lead root's writes anywhere."""
+    euid = os.geteuid() if euid is None else euid
+    for chain in (path, os.path.realpath(path)):
+        parts = [part for part in chain.split("/") if part]
+        for depth in range(len(parts) + 1):
+            try:
+                info = os.lstat("/" + "/".join(parts[:depth]))
+            except FileNotFoundError:
+                break  # the rest is made by this user, 0700
+            except OSError:
+                return False
+            if info.st_uid not in (euid, 0):
+                return False
+            if (not stat.S_ISLNK(info.st_mode) and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+                    and not info.st_mode & stat.S_ISVTX):
+                return False
+    return True
 
 
 def entry_path(directory: str, config: str, jobkey: str | None, instance: int, suffix: str) -> str:
