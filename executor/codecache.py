@@ -50,7 +50,7 @@ FORMAT = 1
 # What each profile's command imports before it starts its work: `warm()` compiles these.
 START_MODULES = {
     "run": ("executor.cli.main", "executor.local.run"),
-    "executor": ("executor.cli.main", "executor.mesos.executor", "executor.mesos.transport"),
+    "executor": ("executor.cli.main", "executor.mesos.process", "executor.mesos.transport"),
     "observe": ("executor.cli.main", "executor.observe.server", "executor.observe.reader"),
     "cli": ("executor.cli.main",),
 }

@@ -239,7 +239,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         environ = dict(os.environ)  # the settings' copy: from here on the token is only in memory
         hidden = hide_secrets(os.environ, SECRET_VARIABLES)  # first: see executor/procs/hardening.py
-        from executor.mesos.executor import main as executor_main
+        from executor.mesos.process import main as executor_main
 
         settings = ExecutorSettings.from_args(args, environ)
         logsetup.configure(settings.log_format, settings.log_level)

@@ -5,36 +5,21 @@ Owns, for one task: the runs it forked (top pid, process group, markers), the wa
 It is a thin shell: it decides nothing about restarts or states (the planner and the owner
 do), it only does what it is told and posts one event per run, `ProcessExited`, from the reaper.
 
-How it keeps the task contained:
-- Every run is `/bin/bash -c CMDLINE` in its own session (so its own process group), in
-  the sandbox, with `STOKER_TASK_MARKER=<marker>` and `STOKER_RUN_MARKER=<marker>/<process>/
-  <run>` in its environment, which every descendant inherits, as the `run_as` user it is
-  given (runs and shell health commands alike; the supervisor itself, and the watchdog,
-  stay who they are, so a root supervisor still reads and signals every process).
-- The Stoker process is a child subreaper, so orphaned descendants (daemonized grandchildren
-  included) re-parent to it. One process-wide reaper thread (`executor/procs/reaper.py`) reaps
-  EVERY child. Consequence: no other code in the Stoker process may wait for children
-  itself (no `subprocess.run`, no `Popen.wait`): shell health checks go through `run_command`.
-- Where the host allows it, the task has a cgroup of its own, which this process enters
-  at start so that every child is born inside (`executor/procs/cgroups.py`); the
-  mechanism in force is logged once at start (`containment`) and given to the owner for
-  the checkpoint header.
-- When a run's top process exits, whatever is left of that run (its process group, and
-  whatever in this process's subtree no live run or command claims: a daemon that left
-  group and marker, a fork-hopper) is SIGKILLed before the exit is posted, so the next run
-  starts clean (Thermos does the same). The rules are `executor/procs/containment.py`'s.
-  A run the task SIGTERMed drains instead: what is left keeps its grace (`draining.py`).
-- Signals (`signal_run`, `signal_all`, `close`) reach the run's process group, the
-  descendants of its top pid and every process carrying the run's (or task's) marker,
-  found by one walk of this process's subtree per call and delivered by pidfd
-  (`executor/procs/proctree.py`); `signal_all` also reaches unclaimed processes. A pid
-  that is not provably ours is never signalled.
-- A `/bin/sh` watchdog (`executor/procs/watchdog.py`) kills the task's cgroup and every
-  marker-carrying process when the Stoker process dies, even by SIGKILL; its keeper there
-  restarts it if it dies while the task lives.
-- Shell health commands run through `run_command` (`executor/procs/commands.py`, loaded at
-  the first command: a task without a shell check never imports it), reaped by the same
-  reaper and contained the same way.
+How it keeps the task contained (docs/design.md §5 has the whole of it): every run is
+`/bin/bash -c CMDLINE` in a session of its own, its environment carrying the task's and the
+run's markers (`STOKER_TASK_MARKER`, `STOKER_RUN_MARKER`), as the `run_as` user it is given
+(the supervisor and the watchdog stay who they are). The Stoker process is a child
+subreaper, in the task's cgroup when the host allows one (`cgroups.py`; the mechanism in
+force is logged once at start and given to the owner for the checkpoint header). One
+process-wide reaper thread (`reaper.py`) reaps EVERY child: no other code in the Stoker
+process may wait for children itself (no `subprocess.run`, no `Popen.wait`), so shell
+health commands run through `run_command` (`commands.py`, loaded at the first command).
+When a run's top exits, what is left of that run, and whatever in this subtree nothing
+live claims, is SIGKILLed before the exit is posted (`containment.py`); a run the task
+SIGTERMed drains within its grace instead (`draining.py`). Signals reach a run's group, its
+descendants and its marker, found by one walk of this subtree and delivered by pidfd
+(`proctree.py`); a pid that is not provably ours is never signalled. A `/bin/sh` watchdog
+(`watchdog.py`) kills the task when the Stoker process dies, even by SIGKILL.
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW

@@ -84,8 +84,11 @@ NOT_IN_RUN = NEVER | {
 # SIGTERMed whose top exits first, drained within its grace (`executor.procs.draining`).
 # 75 for a second run in the same sandbox: it reads the checkpoint an earlier run left, to
 # kill what an attempt whose supervisor died left running (`executor.task.leftovers`).
-RUN_STOKER_MODULES = 86
-RUN_AGAIN_STOKER_MODULES = 75
+# 88 and 77: run.py was at the 450-line ceiling: what a run starts from (its plan, the early
+# start's work: `executor.local.runstart`) and the earlier attempts' logs
+# (`executor.local.attempts`) became modules of their own, as loaded as the code they hold.
+RUN_STOKER_MODULES = 88
+RUN_AGAIN_STOKER_MODULES = 77
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
