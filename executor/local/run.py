@@ -82,7 +82,7 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
     if path.exists() and not path.is_dir():
         raise SandboxError(f"sandbox {path} exists and is not a directory")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        planfiles.make_dirs(str(path))  # 0755 at most, whatever the umask
     except OSError as exc:
         raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from exc
     if not os.access(path, os.W_OK | os.X_OK):

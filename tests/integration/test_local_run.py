@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,25 @@ def test_a_stop_as_the_next_attempt_begins_still_ends_with_its_line(tmp_path, mo
     last = out.getvalue().rstrip("\n").splitlines()[-1]
     assert last.endswith("stopped by `stoker kill` during the restart delay (exit 0)"), out.getvalue()
     assert len(made) == 2
+
+
+def test_a_sandbox_it_makes_is_never_open_to_other_users_writes(tmp_path):
+    """Under a umask of 0 (a daemon's, a careless profile's) `stoker run` made its sandbox,
+    and every missing level above it, 0777: any user of the host could plant a
+    `.thermos_profile` there, which bash sources as the task's user before every process,
+    or rename the sandbox away. Each level it makes (and the early start's new sandbox) is
+    now 0755 at most; the umask still narrows it."""
+    from executor.cli import launch
+
+    old = os.umask(0)
+    try:
+        made = local_run.make_sandbox(str(tmp_path / "a" / "b" / "sandbox"), "job")
+        early = launch._make_sandbox(str(tmp_path / "early"), "job")
+        os.umask(0o077)
+        private = local_run.make_sandbox(str(tmp_path / "c" / "sandbox"), "job")
+    finally:
+        os.umask(old)
+    modes = {str(path.relative_to(tmp_path)): oct(path.stat().st_mode & 0o777)
+             for path in (tmp_path / "a", tmp_path / "a" / "b", made, Path(early), tmp_path / "c", private)}
+    assert modes == {"a": "0o755", "a/b": "0o755", "a/b/sandbox": "0o755", "early": "0o755",
+                     "c": "0o700", "c/sandbox": "0o700"}
