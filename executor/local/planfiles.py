@@ -32,6 +32,7 @@ import stat
 import sys
 import time
 
+from executor.host.pathtrust import trusted_path
 from executor.host.replacefile import replace_file
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
@@ -83,29 +84,6 @@ def own_home(environ: Mapping[str, str], euid: int) -> str | None:
 
 def _owned_dir(info: os.stat_result, euid: int) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == euid
-
-
-def trusted_path(path: str, euid: int | None = None) -> bool:
-    """Whether no other user can change what `path` leads to: every level of it that
-    exists, as written and with its symlinks resolved, belongs to `euid` or root and no one
-    else may write it (a sticky directory, /tmp, aside: no one else can rename what is ours
-    in it). A symlink planted in a user's directory would else lead root's writes anywhere."""
-    euid = os.geteuid() if euid is None else euid
-    for chain in (path, os.path.realpath(path)):
-        parts = [part for part in chain.split("/") if part]
-        for depth in range(len(parts) + 1):
-            try:
-                info = os.lstat("/" + "/".join(parts[:depth]))
-            except FileNotFoundError:
-                break  # the rest is made by this user, 0700
-            except OSError:
-                return False
-            if info.st_uid not in (euid, 0):
-                return False
-            if (not stat.S_ISLNK(info.st_mode) and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-                    and not info.st_mode & stat.S_ISVTX):
-                return False
-    return True
 
 
 def entry_path(directory: str, config: str, jobkey: str | None, instance: int, suffix: str) -> str:
