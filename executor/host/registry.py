@@ -12,7 +12,7 @@ and the `TASK_ID` lookups read them.
 - Reading trusts nothing: only regular files with an entry's name, opened without following
   a symlink or blocking, at most `MAX_ENTRY_BYTES` each and `MAX_ENTRIES` in all; a root
   that is not this user's, or that others may write, or on a path another user could
-  redirect (`pathtrust`), is not read (nor written). `read`
+  redirect (`replacefile.trusted_path`), is not read (nor written). `read`
   says so (`RegistryUnreadable`: a root that is not trusted, or that this user may not read,
   or entries it may not read, as another user's root's), so that `stoker ps` never shows
   a registry it could not read as one without tasks; `entries` lists what it could read.
@@ -37,8 +37,7 @@ import attrs
 from config.registry import RegistrySettings
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, RegistryEntry, expired
-from executor.host.pathtrust import trusted_path
-from executor.host.replacefile import TEMP_SUFFIX, replace_file
+from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, trusted_path
 from executor.host.sandbox import checkpoint_mtime
 from executor.procs import saferead
 
@@ -78,7 +77,7 @@ class Registry:
         the registry cannot be written. Prunes expired entries first, unless not `prune`
         (which saves reading every entry: for a write that follows a pruning one at once)."""
         try:
-            os.makedirs(self.root, 0o700, exist_ok=True)
+            make_dirs(self.root, 0o700)  # each level 0700, as XDG asks of ~/.local/state
             fd = self._open_root()
             try:
                 if prune:

@@ -17,7 +17,7 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
 - `code_roots` and `code_stamp`: the name, size and mtime of every module of `config/` and
   of pystachio: a plan made by other code is not served.
 - `sandbox_name`: how a new default sandbox is named (the early start makes one too);
-  `make_dirs`: a sandbox and the levels above it, none open to other users' writes.
+  `SANDBOX_MODE`: a sandbox's and the levels' above it (`replacefile.make_dirs`).
 - `lock`: an entry's lease (an `flock` that no run waits for); `login_name` and
   `ports_free`: the user a plan is bound for, and whether the ports a plan chose are still
   free; `allocate_ports`: free ports for a new plan (the planning child's, which may be
@@ -32,8 +32,7 @@ import stat
 import sys
 import time
 
-from executor.host.pathtrust import trusted_path
-from executor.host.replacefile import replace_file
+from executor.host.replacefile import replace_file, trusted_path
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -199,21 +198,7 @@ def sandbox_name(job: str) -> str:
     return f"sandbox-{job}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
 
 
-SANDBOX_MODE = 0o755  # at most: the umask narrows it; a umask of 0 must not open it to all
-
-
-def make_dirs(path: str) -> None:
-    """Make `path` and each missing level above it SANDBOX_MODE (os.makedirs gives the
-    levels above 0777 less the umask: with a umask of 0, a directory any user could plant a
-    `.thermos_profile` in, or rename the sandbox out of). Raises OSError."""
-    head = os.path.dirname(path)
-    if head and head != path and not os.path.isdir(head):
-        make_dirs(head)
-    try:
-        os.mkdir(path, SANDBOX_MODE)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
+SANDBOX_MODE = 0o755  # a sandbox and the levels above it (`make_dirs`): a umask of 0 must not open them to all
 
 
 def is_sandbox_name(name: str, job: str) -> bool:

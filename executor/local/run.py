@@ -50,6 +50,7 @@ from executor.events import TaskState
 from executor.host.early import EarlyStart
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
+from executor.host.replacefile import make_dirs
 from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
 from executor.local import planfiles
@@ -82,7 +83,7 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
     if path.exists() and not path.is_dir():
         raise SandboxError(f"sandbox {path} exists and is not a directory")
     try:
-        planfiles.make_dirs(str(path))  # 0755 at most, whatever the umask
+        make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     except OSError as exc:
         raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from exc
     if not os.access(path, os.W_OK | os.X_OK):

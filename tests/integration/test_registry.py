@@ -14,8 +14,8 @@ import pytest
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
-from executor.host.pathtrust import trusted_path
 from executor.host.registry import Registry, RegistryUnreadable, find
+from executor.host.replacefile import trusted_path
 from tests.support.users import as_nobody, needs_root, open_sandbox, throwaway_user
 
 pytestmark = pytest.mark.timeout(20)
@@ -269,3 +269,17 @@ def test_root_writes_no_entry_where_another_user_could_redirect_the_registry(tmp
         assert "is not trusted: a directory on its path" in caplog.text
         with pytest.raises(RegistryUnreadable, match="is not trusted"):
             reg.read()
+
+
+def test_the_levels_it_makes_above_a_registry_are_the_user_s_alone(tmp_path):
+    """Under a umask of 0, `~/.local/state` was made 0777 above the 0700 root: another
+    user could rename the root away and plant one. Each level is made 0700 (as XDG asks),
+    so the registry stays trusted and is written."""
+    old = os.umask(0)
+    try:
+        assert registry(tmp_path / "home" / ".local" / "state" / "stoker").write(entry(tmp_path / "sb"))
+    finally:
+        os.umask(old)
+    levels = [tmp_path / "home", tmp_path / "home" / ".local", tmp_path / "home" / ".local" / "state",
+              tmp_path / "home" / ".local" / "state" / "stoker"]
+    assert [stat.S_IMODE(os.stat(level).st_mode) for level in levels] == [0o700] * 4
