@@ -205,6 +205,14 @@ def is_sandbox_name(name: str, job: str) -> bool:
     return name.startswith(f"sandbox-{job}-")
 
 
+def user_name(uid: int) -> str:
+    """`uid`'s name in the password database with its number (`alice (uid 1000)`), else `uid N`."""
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
 def login_name(environ: Mapping[str, str]) -> str:
     """The user's login name as `getpass.getuser()` finds it (LOGNAME, USER, LNAME or
     USERNAME, else the password database's name for the real uid), without loading getpass

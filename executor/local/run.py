@@ -34,6 +34,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 from collections.abc import Mapping
@@ -88,7 +89,24 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
         raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from exc
     if not os.access(path, os.W_OK | os.X_OK):
         raise SandboxError(f"sandbox {path} is not writable")
+    problem = _not_own(path)
+    if problem:
+        raise SandboxError(f"sandbox {path} {problem}: the task would run what another user "
+                           f"puts in it (bash sources its .thermos_profile before every "
+                           f"process); use a directory of your own")
     return path.resolve()
+
+
+def _not_own(path: Path) -> str:
+    """Why another user could plant files in `path` (it is theirs, or open to their writes);
+    '' when no one but this user (and root) can."""
+    info = os.stat(path)
+    if info.st_uid != os.geteuid():
+        return f"belongs to {planfiles.user_name(info.st_uid)}, not {planfiles.user_name(os.geteuid())}"
+    mode = info.st_mode
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and info.st_gid != os.getegid()):
+        return f"may be written by other users (mode {stat.S_IMODE(mode):o})"
+    return ""
 
 
 class SandboxError(Exception):

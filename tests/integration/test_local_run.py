@@ -68,3 +68,26 @@ def test_a_sandbox_it_makes_is_never_open_to_other_users_writes(tmp_path):
              for path in (tmp_path / "a", tmp_path / "a" / "b", made, Path(early), tmp_path / "c", private)}
     assert modes == {"a": "0o755", "a/b": "0o755", "a/b/sandbox": "0o755", "early": "0o755",
                      "c": "0o700", "c/sandbox": "0o700"}
+
+
+def test_a_sandbox_another_user_could_plant_files_in_is_refused(tmp_path):
+    """`sudo stoker run job.aurora --sandbox ~alice/sb` (or any user's run in a directory of
+    another's, or in one all may write: `--sandbox /tmp`) ran the task there: bash sources
+    the `.thermos_profile` that user put there before every process, as the task's user
+    (root). Now it is one error naming the owner or the mode."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    with pytest.raises(local_run.SandboxError) as refused:
+        local_run.make_sandbox(str(shared), "job")
+    assert str(refused.value) == (
+        f"sandbox {shared} may be written by other users (mode 1777): the task would run what "
+        f"another user puts in it (bash sources its .thermos_profile before every process); use "
+        f"a directory of your own")
+    os.chmod(shared, 0o755)
+    assert local_run.make_sandbox(str(shared), "job") == shared
+    if os.geteuid() == 0:
+        os.chown(shared, 65534, 65534)
+        with pytest.raises(local_run.SandboxError, match=rf"^sandbox {shared} belongs to nobody "
+                           r"\(uid 65534\), not root \(uid 0\): the task would run what another user"):
+            local_run.make_sandbox(str(shared), "job")
