@@ -240,12 +240,15 @@ class Supervisor:
 
     def idle(self) -> None:
         """The owner has nothing to do now: kill the early start's runs its first step did not
-        take, and make the log directories of the runs that may come next
-        (`executor/procs/logstage.py`: a process that restarted once may again)."""
+        take, make the log directories of the runs that may come next
+        (`executor/procs/logstage.py`: a process that restarted once may again), and start
+        the watchdog again if it could not start."""
         for child in self._early.rest():
             self._give_up_early(child, "the task did not start it first")
         if self._state is SupervisorState.STARTED:
             self._logs.idle()
+            if self._watchdog is not None:
+                self._watchdog.ensure()  # one that could not start
 
     def _prepare(self, process: ProcessSpec, run: int) -> PreparedRun:
         if self._state is SupervisorState.NEW:

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
-from executor.local.run import _archive_logs
+from executor.local.attempts import archive_logs
 from executor.procs.supervisor import SpawnError
 from tests.support.supervision import Harness, fds_on
 from tests.support.waiting import wait_for
@@ -425,7 +425,7 @@ def test_each_attempt_writes_to_its_own_logs(tmp_path, tracker):
         finally:
             h.sup.close()
         if attempt == "first":
-            _archive_logs(sandbox)
+            archive_logs(sandbox)
     assert (sandbox / ".logs.attempt-0" / "p" / "0" / "stdout").read_text() == "first\n"
     assert (sandbox / ".logs" / "p" / "0" / "stdout").read_text() == "second\n"
 
