@@ -12,7 +12,7 @@ and the `TASK_ID` lookups read them.
 - Reading trusts nothing: only regular files with an entry's name, opened without following
   a symlink or blocking, at most `MAX_ENTRY_BYTES` each and `MAX_ENTRIES` in all; a root
   that is not this user's, or that others may write, or on a path another user could
-  redirect (`replacefile.trusted_path`), is not read (nor written). `read`
+  redirect (`replacefile.untrusted_level`), is not read (nor written). `read`
   says so (`RegistryUnreadable`: a root that is not trusted, or that this user may not read,
   or entries it may not read, as another user's root's), so that `stoker ps` never shows
   a registry it could not read as one without tasks; `entries` lists what it could read.
@@ -37,7 +37,7 @@ import attrs
 from config.registry import RegistrySettings
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, RegistryEntry, expired
-from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, trusted_path
+from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.procs import saferead
 
@@ -149,10 +149,11 @@ class Registry:
             os.close(fd)
             raise saferead.UnsafeEntry(f"{self.root} is not trusted: it belongs to uid "
                                        f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}")
-        if not trusted_path(self.root):
+        level = untrusted_level(self.root)
+        if level:
             os.close(fd)
-            raise saferead.UnsafeEntry(f"{self.root} is not trusted: a directory on its path "
-                                       f"(or a symlink's) belongs to another user or others may write it")
+            raise saferead.UnsafeEntry(f"{self.root} is not trusted: {level}, so another user "
+                                       f"could redirect it")
         return fd
 
     def _read_all(self, dir_fd: int, denied: list[str] | None = None) -> list[Listed]:

@@ -5,7 +5,8 @@ files go in.
 The host registry's entries and the plan cache's files are written so. Standard library
 only: the early start's modules may load it before anything else of Stoker's.
 
-- `trusted_path`: whether another user could change where a path leads. A directory
+- `trusted_path`, `untrusted_level`: whether another user could change where a path leads,
+  and which level of it. A directory
   Stoker writes in for itself (the registry's root, the plan cache) must not be one
   another user can redirect: with a level they own, or may write (a sticky directory such
   as /tmp aside: no one else can rename what is ours in it; the user's own group aside), a
@@ -50,26 +51,34 @@ def _remove(name: str, dir_fd: int | None) -> bool:
 
 
 def trusted_path(path: str, euid: int | None = None, egid: int | None = None) -> bool:
-    """Whether no other user can change what `path` leads to: every level of it that
-    exists, as written and with its symlinks resolved, belongs to `euid` or root, and no one
-    else may write it: not others (but in a sticky directory, /tmp: no one else can rename
-    what is ours in it), nor a group other than `egid` (the user's own: a umask of 002
-    makes `~/.local` group-writable, for a group only the user is in where each user has one).
-    A symlink planted in a user's directory would else lead root's writes anywhere."""
+    """Whether no other user can change what `path` leads to (`untrusted_level`)."""
+    return untrusted_level(path, euid, egid) == ""
+
+
+def untrusted_level(path: str, euid: int | None = None, egid: int | None = None) -> str:
+    """The first level of `path` another user could change, and why; '' when none: every
+    level that exists, as written and with its symlinks resolved, belongs to `euid` or root,
+    and no one else may write it: not others (but in a sticky directory, /tmp: no one else
+    can rename what is ours in it), nor a group other than `egid` (the user's own: a umask of
+    002 makes `~/.local` group-writable, for a group only the user is in where each user has
+    one). A symlink planted in a user's directory would else lead root's writes anywhere."""
     euid = os.geteuid() if euid is None else euid
     egid = os.getegid() if egid is None else egid
     for chain in (os.path.abspath(path), os.path.realpath(path)):
         parts = [part for part in chain.split("/") if part]
         for depth in range(len(parts) + 1):
+            level = "/" + "/".join(parts[:depth])
             try:
-                info = os.lstat("/" + "/".join(parts[:depth]))
+                info = os.lstat(level)
             except FileNotFoundError:
                 break  # the rest is made by this user
-            except OSError:
-                return False
-            if info.st_uid not in (euid, 0) or (not stat.S_ISLNK(info.st_mode) and _open_to_others(info, egid)):
-                return False
-    return True
+            except OSError as exc:
+                return f"{level}: {exc.strerror}"
+            if info.st_uid not in (euid, 0):
+                return f"{level} belongs to uid {info.st_uid}"
+            if not stat.S_ISLNK(info.st_mode) and _open_to_others(info, egid):
+                return f"{level} may be written by others (mode {stat.S_IMODE(info.st_mode):o})"
+    return ""
 
 
 def _open_to_others(info: os.stat_result, egid: int) -> bool:

@@ -266,7 +266,8 @@ def test_root_writes_no_entry_where_another_user_could_redirect_the_registry(tmp
         with caplog.at_level(logging.WARNING):
             assert reg.write(entry(top / "sb")) is False
         assert os.listdir(target) == []
-        assert "is not trusted: a directory on its path" in caplog.text
+        assert (f"is not trusted: {theirs} belongs to uid {user.pw_uid}, so another user "
+                f"could redirect it") in caplog.text
         with pytest.raises(RegistryUnreadable, match="is not trusted"):
             reg.read()
 
