@@ -1,6 +1,6 @@
 """`stoker executor` as an agent with `--switch_user` starts it: as the framework's user, in
 a sandbox that user owns, with the agent's environment (HOME=/root among it). Needs root
-(to be the agent, and to make the user) and a Python that user may run."""
+(to be the agent) and a Python that user may run."""
 from __future__ import annotations
 
 import os
@@ -18,12 +18,12 @@ from executor.cli.main import main
 from executor.host.registry import Registry, RegistryUnreadable
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.stoker_proc import kill_leftovers, task_pids
-from tests.support.users import as_user, needs_root, open_sandbox, stoker_as, throwaway_user
+from tests.support.users import STRANGER, as_user, needs_root, open_sandbox, stoker_as
 
 pytestmark = [needs_root, pytest.mark.timeout(60)]
 
 JOB = """
-    who = Process(name='who', cmdline='id -un; exec sleep 30')
+    who = Process(name='who', cmdline='id -u; exec sleep 30')
     jobs = [Job(cluster='c', role='www-data', environment='e', name='who',
                 task=Task(processes=[who], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB)))]
 """
@@ -32,21 +32,21 @@ JOB = """
 def test_an_executor_run_as_the_framework_s_user_registers_where_that_user_looks(tmp_path):
     """Its registry entry went to the inherited HOME's /root/.local/state/stoker, which
     that user may not make: a WARNING `cannot register task ?`, and no `stoker ps` of
-    anyone's listed the task. Now it is in that user's own registry (a user without a
-    home: /tmp/stoker-UID), which the same user's reading finds, and every file Stoker
-    wrote is that user's, none open to others; root still stops the task by its sandbox."""
+    anyone's listed the task. Now it is in that user's own registry (this uid has no home:
+    /tmp/stoker-UID), which the same user's reading finds, and every file Stoker wrote is
+    that user's, none open to others; root still stops the task by its sandbox."""
     config = tmp_path / "who.aurora"
     config.write_text(textwrap.dedent(JOB))
     data = encode(load_job(str(config)))
-    with throwaway_user() as (user, _group), open_sandbox() as top:
-        stoker = stoker_as(user)
-        if stoker is None:
-            pytest.skip("no Python the unprivileged user may run this checkout with")
+    stoker = stoker_as(STRANGER, STRANGER)  # a uid with no home: no password entry
+    if stoker is None:
+        pytest.skip("no Python an unprivileged user may run this checkout with")
+    registry = f"/tmp/stoker-{STRANGER}"
+    with open_sandbox() as top:
         os.chmod(top, 0o755)
         sandbox = top / "sandbox"
         sandbox.mkdir(mode=0o750)
-        os.chown(sandbox, user.pw_uid, user.pw_gid)
-        registry = f"/tmp/stoker-{user.pw_uid}"
+        os.chown(sandbox, STRANGER, STRANGER)
         sim = AgentSimulator(sandbox=sandbox)
         try:
             sim.launch_executor([*stoker, "executor"], env_overrides={"HOME": "/root", "STOKER_ROOT": None},
@@ -54,7 +54,7 @@ def test_an_executor_run_as_the_framework_s_user_registers_where_that_user_looks
             sim.wait_subscribed(timeout_secs=15)
             sim.launch(make_task_info("task-1", data))
             sim.wait_for_state("task-1", "TASK_RUNNING", 15)
-            listed = as_user(user.pw_uid, user.pw_gid, lambda: _listed({"HOME": "/root"}))  # as the agent left it
+            listed = as_user(STRANGER, STRANGER, lambda: _listed({"HOME": "/root"}))  # as the agent left it
             written = _modes(sandbox, Path(registry))
             log = sim.executor_log()
             assert main(["kill", str(sandbox), "--grace", "1"]) == 0
@@ -70,8 +70,8 @@ def test_an_executor_run_as_the_framework_s_user_registers_where_that_user_looks
 
     assert "cannot register" not in log, log
     assert listed == f"{registry}: task-1"
-    assert out == f"{user.pw_name}\n"
-    assert {uid for uid, _mode in written.values()} == {user.pw_uid}  # every file the user's
+    assert out == f"{STRANGER}\n"
+    assert {uid for uid, _mode in written.values()} == {STRANGER}  # every file the user's
     assert not [name for name, (_uid, mode) in written.items() if mode & (stat.S_IWGRP | stat.S_IWOTH)]
     assert written[".stoker"][1] == 0o700 and written["registry"][1] == 0o700
 

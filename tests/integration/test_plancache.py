@@ -18,7 +18,7 @@ from config.settings import RunSettings
 from executor.local import plancache
 from executor.local.planfiles import allocate_ports, ports_free
 from tests.support.stoker_proc import REPO
-from tests.support.users import needs_root, throwaway_user
+from tests.support.users import STRANGER, needs_root
 
 JOB = """
 include('lib.aurora')
@@ -266,22 +266,21 @@ def test_root_keeps_no_plan_where_another_user_could_redirect_it(tmp_path, job):
     of root's (/etc/cron.d, say) had root write plan-*.bin, .lock and .start there. Now
     root's plans go to its own home, and a path with a level another user owns or may
     write is no cache at all."""
-    with throwaway_user() as (user, _group):
-        home = tmp_path / "home"
-        (home / ".cache" / "stoker").mkdir(parents=True)
-        target = tmp_path / "roots"  # root's, 0755: where the symlink leads
-        target.mkdir(mode=0o755)
-        (home / ".cache" / "stoker" / "plans").symlink_to(target)
-        for level in (home, home / ".cache", home / ".cache" / "stoker"):
-            os.chown(level, user.pw_uid, user.pw_gid)
-        os.lchown(home / ".cache" / "stoker" / "plans", user.pw_uid, user.pw_gid)
-        planted = str(home / ".cache" / "stoker" / "plans")
-        assert plancache.cache_dir({"HOME": str(home)}, euid=0) == f"{pwd.getpwuid(0).pw_dir}/.cache/stoker/plans"
-        assert plancache.cache_dir({"XDG_CACHE_HOME": str(home / ".cache")}, euid=0) is None
-        assert plancache.cache_dir({"STOKER_PLAN_CACHE": planted}, euid=0) is None
-        held = plancache.lease(planted, ("k",))  # and its own check, once the levels exist
-        assert not held.held
-        held.close()
-        os.chmod(target, 0o777)  # a directory of root's that others may write
-        assert plancache.cache_dir({"STOKER_PLAN_CACHE": str(target)}, euid=0) is None
-        assert os.listdir(target) == []
+    home = tmp_path / "home"
+    (home / ".cache" / "stoker").mkdir(parents=True)
+    target = tmp_path / "roots"  # root's, 0755: where the symlink leads
+    target.mkdir(mode=0o755)
+    (home / ".cache" / "stoker" / "plans").symlink_to(target)
+    for level in (home, home / ".cache", home / ".cache" / "stoker"):
+        os.chown(level, STRANGER, STRANGER)
+    os.lchown(home / ".cache" / "stoker" / "plans", STRANGER, STRANGER)
+    planted = str(home / ".cache" / "stoker" / "plans")
+    assert plancache.cache_dir({"HOME": str(home)}, euid=0) == f"{pwd.getpwuid(0).pw_dir}/.cache/stoker/plans"
+    assert plancache.cache_dir({"XDG_CACHE_HOME": str(home / ".cache")}, euid=0) is None
+    assert plancache.cache_dir({"STOKER_PLAN_CACHE": planted}, euid=0) is None
+    held = plancache.lease(planted, ("k",))  # and its own check, once the levels exist
+    assert not held.held
+    held.close()
+    os.chmod(target, 0o777)  # a directory of root's that others may write
+    assert plancache.cache_dir({"STOKER_PLAN_CACHE": str(target)}, euid=0) is None
+    assert os.listdir(target) == []

@@ -16,7 +16,7 @@ from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry, RegistryUnreadable, find
 from executor.host.replacefile import trusted_path
-from tests.support.users import as_nobody, needs_root, open_sandbox, throwaway_user
+from tests.support.users import STRANGER, as_nobody, needs_root, open_sandbox
 
 pytestmark = pytest.mark.timeout(20)
 DAY = 86400.0
@@ -254,19 +254,19 @@ def test_root_writes_no_entry_where_another_user_could_redirect_the_registry(tmp
     /tmp/stoker-reg a symlink to a directory of root's (/etc, say): root wrote its entries
     there and pruned what looked like old ones. A registry on a path with a level another
     user owns or may write is neither written nor read now."""
-    with throwaway_user() as (user, _group), open_sandbox() as top:
+    with open_sandbox() as top:
         target = top / "roots"  # root's, 0755
         target.mkdir(mode=0o755)
         theirs = top / "theirs"  # a directory of that user's, on a path root trusts
         theirs.mkdir()
         (theirs / "reg").symlink_to(target)
-        os.chown(theirs, user.pw_uid, user.pw_gid)
-        os.lchown(theirs / "reg", user.pw_uid, user.pw_gid)
+        os.chown(theirs, STRANGER, STRANGER)
+        os.lchown(theirs / "reg", STRANGER, STRANGER)
         reg = registry(theirs / "reg")
         with caplog.at_level(logging.WARNING):
             assert reg.write(entry(top / "sb")) is False
         assert os.listdir(target) == []
-        assert (f"is not trusted: {theirs} belongs to uid {user.pw_uid}, so another user "
+        assert (f"is not trusted: {theirs} belongs to uid {STRANGER}, so another user "
                 f"could redirect it") in caplog.text
         with pytest.raises(RegistryUnreadable, match="is not trusted"):
             reg.read()

@@ -3,9 +3,11 @@
 `throwaway_user()` makes a user `stkr-XXXXXXXX` (no home, no login shell) with one
 supplementary group of its own, and removes both afterwards, also on failure.
 `as_nobody(ask)` runs `ask` in a forked child as the user and group nobody (65534) and
-returns the text it returned (`as_user(uid, gid, ask)`: as another user). `stoker_as(user)`
-is the command line that runs this checkout's `stoker` as that user (`setpriv`), with a
-Python it may run (the tests' own may live under root's 0700 home), or None. `open_sandbox()` is a directory such a user can reach: pytest's tmp_path lives under
+returns the text it returned (`as_user(uid, gid, ask)`: as another user; `STRANGER`, a uid
+and gid no password or group entry names, as a container's arbitrary uid). `stoker_as(uid,
+gid)` is the command line that runs this checkout's `stoker` as that user (`setpriv`),
+with a Python it may run (the tests' own may live under root's 0700 home), or None.
+`open_sandbox()` is a directory such a user can reach: pytest's tmp_path lives under
 root's 0700 /tmp/pytest-of-root, so a task that runs as another user needs a sandbox whose
 parents it may traverse.
 """
@@ -26,6 +28,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+STRANGER = 4242420  # no password or group entry: a container's arbitrary uid (and gid)
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
 
@@ -81,10 +85,10 @@ def as_user(uid: int, gid: int, ask: Callable[[], str]) -> str:
     return answer
 
 
-def stoker_as(user: pwd.struct_passwd) -> list[str] | None:
-    """`python -m executor` as `user` (its uid, gid and groups, through setpriv), run by a
-    Python of this version that user may run, importing this checkout and the tests'
-    packages; None when there is no such Python (or no setpriv)."""
+def stoker_as(uid: int, gid: int) -> list[str] | None:
+    """`python -m executor` as `uid` and `gid` (no other group: setpriv), run by a Python of
+    this version that user may run, importing this checkout and the tests' packages; None
+    when there is no such Python (or no setpriv)."""
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         return None
@@ -93,9 +97,9 @@ def stoker_as(user: pwd.struct_passwd) -> list[str] | None:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     for python in dict.fromkeys([sys.executable, os.path.realpath(sys.executable),
                                  f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]):
-        argv = [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--",
-                "/usr/bin/env", f"PYTHONPATH={path}", python, "-m", "executor"]
-        probe = subprocess.run([*argv, "--version"], capture_output=True, cwd="/", timeout=30)
+        argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
+                "/usr/bin/env", f"PYTHONPATH={path}", python]
+        probe = subprocess.run([*argv, "-c", "import executor, attrs"], capture_output=True, cwd="/", timeout=30)
         if probe.returncode == 0:
-            return argv
+            return [*argv, "-m", "executor"]
     return None
