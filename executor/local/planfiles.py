@@ -17,7 +17,8 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
 - `code_roots` and `code_stamp`: the name, size and mtime of every module of `config/` and
   of pystachio: a plan made by other code is not served.
 - `sandbox_name`: how a new default sandbox is named (the early start makes one too);
-  `SANDBOX_MODE`: a sandbox's and the levels' above it (`replacefile.make_dirs`).
+  `SANDBOX_MODE`: a sandbox's and the levels' above it (`replacefile.make_dirs`);
+  `foreign_link`: another user's symlink on a sandbox's path, which `stoker run` refuses.
 - `lock`: an entry's lease (an `flock` that no run waits for); `login_name` and
   `ports_free`: the user a plan is bound for, and whether the ports a plan chose are still
   free; `allocate_ports`: free ports for a new plan (the planning child's, which may be
@@ -203,6 +204,22 @@ SANDBOX_MODE = 0o755  # a sandbox and the levels above it (`make_dirs`): a umask
 
 def is_sandbox_name(name: str, job: str) -> bool:
     return name.startswith(f"sandbox-{job}-")
+
+
+def foreign_link(path: str) -> str:
+    """The symlink of another user's (not root's) that `path` goes through, said so; ''
+    when none: one planted in /tmp would lead root's task, and what it writes, into /etc
+    (where fs.protected_symlinks is 0). Looked at before anything is made there."""
+    level = "/"
+    for part in os.path.abspath(path).split("/")[1:]:
+        level = os.path.join(level, part)
+        try:
+            info = os.lstat(level)
+        except FileNotFoundError:
+            return ""  # made by this user from here on
+        if stat.S_ISLNK(info.st_mode) and info.st_uid not in (os.geteuid(), 0):
+            return f"is reached through {level}, a symlink of {user_name(info.st_uid)}"
+    return ""
 
 
 def user_name(uid: int) -> str:

@@ -83,6 +83,9 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
         path = Path.cwd() / planfiles.sandbox_name(job_name)
     if path.exists() and not path.is_dir():
         raise SandboxError(f"sandbox {path} exists and is not a directory")
+    link = planfiles.foreign_link(str(path))  # before anything is made there
+    if link:
+        raise _refused(path, link)
     try:
         make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     except OSError as exc:
@@ -91,10 +94,14 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
         raise SandboxError(f"sandbox {path} is not writable")
     problem = _not_own(path)
     if problem:
-        raise SandboxError(f"sandbox {path} {problem}: the task would run what another user "
-                           f"puts in it (bash sources its .thermos_profile before every "
-                           f"process); use a directory of your own")
+        raise _refused(path, problem)
     return path.resolve()
+
+
+def _refused(path: Path, problem: str) -> SandboxError:
+    return SandboxError(f"sandbox {path} {problem}: the task would run what another user puts "
+                        f"in it (bash sources its .thermos_profile before every process); use "
+                        f"a directory of your own")
 
 
 def _not_own(path: Path) -> str:

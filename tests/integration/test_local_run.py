@@ -91,3 +91,26 @@ def test_a_sandbox_another_user_could_plant_files_in_is_refused(tmp_path):
         with pytest.raises(local_run.SandboxError, match=rf"^sandbox {shared} belongs to nobody "
                            r"\(uid 65534\), not root \(uid 0\): the task would run what another user"):
             local_run.make_sandbox(str(shared), "job")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="another user's symlink needs root to make")
+def test_a_sandbox_reached_through_another_user_s_symlink_is_refused(tmp_path):
+    """`sudo stoker run job.aurora --sandbox /tmp/sb`, where another user had made /tmp/sb a
+    symlink to a directory of root's: the task ran there as root, writing its files into it
+    (where fs.protected_symlinks is 0, as in many containers). Refused now, naming the link."""
+    from executor.cli import launch
+
+    target = tmp_path / "roots"
+    target.mkdir(mode=0o755)
+    link = tmp_path / "sb"
+    link.symlink_to(target)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(local_run.SandboxError) as refused:
+        local_run.make_sandbox(str(link / "inner"), "job")
+    assert str(refused.value).startswith(f"sandbox {link / 'inner'} is reached through {link}, a symlink "
+                                         f"of nobody (uid 65534): the task would run what another user")
+    with pytest.raises(PermissionError):  # nor by the early start, which leaves it to the run
+        launch._make_sandbox(str(link / "early"), "job")
+    assert os.listdir(target) == []  # nothing made there
+    os.lchown(link, 0, 0)  # root's own symlink: followed
+    assert local_run.make_sandbox(str(link), "job") == target
