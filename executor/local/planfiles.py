@@ -215,8 +215,8 @@ def foreign_link(path: str) -> str:
         level = os.path.join(level, part)
         try:
             info = os.lstat(level)
-        except FileNotFoundError:
-            return ""  # made by this user from here on
+        except OSError:  # missing (made by this user from here on), or not a directory:
+            return ""  # making it says so
         if stat.S_ISLNK(info.st_mode) and info.st_uid not in (os.geteuid(), 0):
             return f"is reached through {level}, a symlink of {user_name(info.st_uid)}"
     return ""
