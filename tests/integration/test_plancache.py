@@ -257,6 +257,9 @@ def test_where_the_cache_lives(tmp_path):
     assert plancache.cache_dir({"XDG_CACHE_HOME": "/x", "HOME": home}) == "/x/stoker/plans"
     assert plancache.cache_dir({"XDG_CACHE_HOME": "rel", "HOME": home}) == f"{home}/.cache/stoker/plans"
     assert plancache.cache_dir({"HOME": home}, euid=4242421) is None  # not that uid's; it has no entry
+    listed = pwd.getpwuid(os.geteuid()).pw_dir  # HOME unset (a cron job, `env -i`): the password database's
+    if os.path.isdir(listed) and os.stat(listed).st_uid == os.geteuid():
+        assert plancache.cache_dir({}) == f"{listed}/.cache/stoker/plans"
 
 
 @needs_root
