@@ -59,6 +59,7 @@ def _port(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from executor.cli import logsetup
+    from executor.host.registry import Registry, RegistryUnreadable
     from executor.observe.reader import Reader
     from executor.observe.server import serve
 
@@ -71,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"stoker observe: http://{shown}:{port}/ (registry {settings.registry_root})",
               flush=True)
 
+    try:  # a registry this user may not read would be served as a host without tasks
+        Registry(settings).read()
+    except RegistryUnreadable as exc:
+        error(str(exc))
+        return 1
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         serve(Reader(settings), args.host, args.port, ready=ready)

@@ -69,8 +69,10 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
     if found is None:
         if "/" in given:
             raise UsageError(f"sandbox {path} does not exist")
+        others = ("; a task of another user's is in that user's registry: name its sandbox"
+                  if os.geteuid() == 0 else "")  # root controls it by its path (README, Users)
         raise UsageError(f"sandbox {path} does not exist, and no task in the registry "
-                         f"{settings.registry_root} has that id (`stoker ps --all` lists them)")
+                         f"{settings.registry_root} has that id (`stoker ps --all` lists them){others}")
     sandbox = Path(found.entry.sandbox)
     if not sandbox.is_dir():
         raise UsageError(f"task {given}: its sandbox {sandbox} no longer exists{_still_runs(found.entry)}")

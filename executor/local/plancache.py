@@ -55,6 +55,7 @@ from config.spec import (
     ProcessSpec,
     TaskSpec,
 )
+from executor.host.replacefile import make_dirs, trusted_path
 from executor.local import planfiles
 from executor.local.planfiles import cache_dir
 from executor.logs import log_event
@@ -100,8 +101,9 @@ def lease(directory: str, key: tuple[Any, ...]) -> Lease:
     """Take the lease on the entry for `key` (making the directory, private, if needed);
     never waits: a lease another live run holds is not held here."""
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        if not planfiles.private(os.stat(directory)):
+        make_dirs(directory, 0o700)  # each level: ~/.cache too, under a umask of 0
+        # again, now that it is made: a level another user made meanwhile is not trusted
+        if not planfiles.private(os.stat(directory)) or not trusted_path(directory):
             return Lease(None)
     except OSError:
         return Lease(None)

@@ -34,6 +34,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 from collections.abc import Mapping
@@ -50,6 +51,7 @@ from executor.events import TaskState
 from executor.host.early import EarlyStart
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
+from executor.host.replacefile import make_dirs
 from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
 from executor.local import planfiles
@@ -81,13 +83,37 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
         path = Path.cwd() / planfiles.sandbox_name(job_name)
     if path.exists() and not path.is_dir():
         raise SandboxError(f"sandbox {path} exists and is not a directory")
+    link = planfiles.foreign_link(str(path))  # before anything is made there
+    if link:
+        raise _refused(path, link)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     except OSError as exc:
         raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from exc
     if not os.access(path, os.W_OK | os.X_OK):
         raise SandboxError(f"sandbox {path} is not writable")
+    problem = _not_own(path)
+    if problem:
+        raise _refused(path, problem)
     return path.resolve()
+
+
+def _refused(path: Path, problem: str) -> SandboxError:
+    return SandboxError(f"sandbox {path} {problem}: the task would run what another user puts "
+                        f"in it (bash sources its .thermos_profile before every process); use "
+                        f"a directory of your own")
+
+
+def _not_own(path: Path) -> str:
+    """Why another user could plant files in `path` (it is theirs, or open to their writes);
+    '' when no one but this user (and root) can."""
+    info = os.stat(path)
+    if info.st_uid != os.geteuid():
+        return f"belongs to {planfiles.user_name(info.st_uid)}, not {planfiles.user_name(os.geteuid())}"
+    mode = info.st_mode
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and info.st_gid != os.getegid()):
+        return f"may be written by other users (mode {stat.S_IMODE(mode):o})"
+    return ""
 
 
 class SandboxError(Exception):
