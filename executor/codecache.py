@@ -194,6 +194,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    import executor
+
+    executor.forget_working_directory()  # a project's config.py is not Stoker's config package
     from executor import codecache  # the module's own instance, which the product's imports share
 
     sys.exit(codecache.main(sys.argv[1:]))

@@ -24,6 +24,8 @@ import re
 import stat
 from pathlib import Path
 
+from executor.logs import log_event
+
 logger = logging.getLogger(__name__)
 
 KEEP_ATTEMPTS = 20  # as many as `stoker status` shows (executor/task/replay.ATTEMPTS_KEPT)
@@ -39,7 +41,7 @@ def archive_logs(sandbox: Path, keep: int = KEEP_ATTEMPTS) -> None:
     try:
         top = os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        logger.error("run could not archive %s: %s", logs, exc)
+        _not_archived(logs, exc)
         return
     try:
         numbers, taken = _scan(top)
@@ -48,9 +50,14 @@ def archive_logs(sandbox: Path, keep: int = KEEP_ATTEMPTS) -> None:
         for number in _past_bound(numbers, keep):
             _remove(top, number)
     except OSError as exc:
-        logger.error("run could not archive %s: %s", logs, exc)
+        _not_archived(logs, exc)
     finally:
         os.close(top)
+
+
+def _not_archived(logs: Path, exc: OSError) -> None:
+    log_event(logger, logging.ERROR, "logs_not_archived", path=logs, error=str(exc),
+              reason="the earlier attempt's logs could not be kept apart")
 
 
 def _past_bound(numbers: list[int], keep: int) -> list[int]:
@@ -82,6 +89,8 @@ def _remove(top: int, number: int) -> None:
 
         shutil.rmtree(name, dir_fd=top)
     except OSError as exc:
-        logger.error("run could not remove %s, an earlier attempt's logs past --keep-attempts: %s", name, exc)
+        log_event(logger, logging.ERROR, "attempt_logs_not_removed", name=name, error=str(exc),
+                  reason="an earlier attempt's logs past --keep-attempts could not be removed")
         return
-    logger.info("removed %s: only the first attempt's logs and the last ones are kept (--keep-attempts)", name)
+    log_event(logger, logging.INFO, "attempt_logs_removed", name=name,
+              reason="only the first attempt's logs and the last --keep-attempts ones are kept")

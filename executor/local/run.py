@@ -34,11 +34,12 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, assert_never
+from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
 import attrs
 
@@ -50,6 +51,7 @@ from executor.events import TaskState
 from executor.host.early import EarlyStart
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
+from executor.host.replacefile import make_dirs
 from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
 from executor.local import planfiles
@@ -58,12 +60,12 @@ from executor.local.console import ConsoleReporter, Output
 from executor.local.planahead import PlanAhead
 from executor.local.runstart import RunStart
 from executor.local.service import Restart, ServiceRules, Stop
-from executor.logs import spool
+from executor.logs import log_event, spool
 from executor.task.checkpoint import append_between
 from executor.task.owner import TaskOwner
 from executor.task.records import RestartRecord
 from executor.task.status import Update
-from executor.task.wiring import owner_for
+from executor.task.wiring import load_announcer, owner_for
 
 if TYPE_CHECKING:
     from config.spec import JobSpec
@@ -81,13 +83,37 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
         path = Path.cwd() / planfiles.sandbox_name(job_name)
     if path.exists() and not path.is_dir():
         raise SandboxError(f"sandbox {path} exists and is not a directory")
+    link = planfiles.foreign_link(str(path))  # before anything is made there
+    if link:
+        raise _refused(path, link)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     except OSError as exc:
         raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from exc
     if not os.access(path, os.W_OK | os.X_OK):
         raise SandboxError(f"sandbox {path} is not writable")
+    problem = _not_own(path)
+    if problem:
+        raise _refused(path, problem)
     return path.resolve()
+
+
+def _refused(path: Path, problem: str) -> SandboxError:
+    return SandboxError(f"sandbox {path} {problem}: the task would run what another user puts "
+                        f"in it (bash sources its .thermos_profile before every process); use "
+                        f"a directory of your own")
+
+
+def _not_own(path: Path) -> str:
+    """Why another user could plant files in `path` (it is theirs, or open to their writes);
+    '' when no one but this user (and root) can."""
+    info = os.stat(path)
+    if info.st_uid != os.geteuid():
+        return f"belongs to {planfiles.user_name(info.st_uid)}, not {planfiles.user_name(os.geteuid())}"
+    mode = info.st_mode
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and info.st_gid != os.getegid()):
+        return f"may be written by other users (mode {stat.S_IMODE(mode):o})"
+    return ""
 
 
 class SandboxError(Exception):
@@ -125,11 +151,12 @@ class LocalRun:
         declined. Runs on the signal relay's thread: only posts, sets flags and logs."""
         name = signal.Signals(signum).name
         if signum == signal.SIGTSTP:
-            logger.warning("Ctrl-Z (SIGTSTP): stoker run does not suspend: its processes run in "
-                           "sessions of their own and would run on unsupervised (no restarts, no "
-                           "health checks), and a health check cut by the pause would fail the task; "
-                           "it supervises on. Ctrl-C stops the task; to keep the shell, start it in "
-                           "the background (`&`, nohup, tmux)")
+            log_event(logger, logging.WARNING, "suspend_declined", signal=name,
+                      reason="Ctrl-Z (SIGTSTP): stoker run does not suspend: its processes run in "
+                      "sessions of their own and would run on unsupervised (no restarts, no "
+                      "health checks), and a health check cut by the pause would fail the task; "
+                      "it supervises on. Ctrl-C stops the task; to keep the shell, start it in "
+                      "the background (`&`, nohup, tmux)")
             return
         if self._signal is None:
             self._signal = signum
@@ -191,16 +218,17 @@ class LocalRun:
             match decision:
                 case Stop():
                     code = self._exit_code(decision.exit_code)
-                    ended.console.line("stoker", f"{final.state.value}: {final.message}; "
-                                                 f"{decision.reason} (exit {code})")
+                    _said(ended, "run_ended", f"{final.message}; {decision.reason}", exit=code,
+                          line=f"{final.state.value}: {final.message}; {decision.reason} (exit {code})")
                     return code
                 case Restart():
                     restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason)
                     append_between(prepared.sandbox, restart.to_json(), prepared.plan.name)  # RESTARTING
-                    ended.console.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
+                    _said(ended, "task_restarting", f"{final.message}; {decision.reason}",
+                          delay_secs=decision.delay_secs, next_attempt=attempt + 1)
                     if self._stop.wait(decision.delay_secs):
                         return self._stopped_between(ended)
-                    _warn_ports_taken(prepared.plan.ports, ended.console)
+                    _warn_ports_taken(prepared.plan.ports, ended)
                 case _:
                     assert_never(decision)
         return self._exit_code(0) if last is None else self._stopped_between(last)  # as the next one began
@@ -210,7 +238,8 @@ class LocalRun:
         the exit status of the one that ended."""
         code = self._exit_code(0 if ended.update.state is not TaskState.FAILED else 1)
         by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
-        ended.console.line("stoker", f"stopped by {by} during the restart delay (exit {code})")
+        _said(ended, "run_ended", f"stopped by {by} during the restart delay", exit=code,
+              line=f"stopped by {by} during the restart delay (exit {code})")
         return code
 
     def _prepare(self) -> Prepared:
@@ -233,20 +262,28 @@ class LocalRun:
             from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
 
             for lost in end_lost_attempts(sandbox):  # what a SIGKILLed supervisor left running
-                self._out.write(f"stoker run: warning: {lost.describe()}\n")
+                self._warn(lost.describe())
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
+        log_event(logger, logging.INFO, "run_prepared", task=plan.spec.label, sandbox=sandbox,
+                  ports=shown or None)  # a text log leaves it to the lines below
         if ports:
-            shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
             self._out.write(f"stoker run: ports {shown}\n")
         for taken in planfiles.ports_taken({n: p for n, p in ports.items() if n in s.ports}):
-            self._out.write(f"stoker run: warning: --port {taken} is in use by another program\n")
+            self._warn(f"--port {taken} is in use by another program")
         for warning in plan.port_warnings:
-            self._out.write(f"stoker run: warning: {warning}\n")
+            self._warn(warning)
         for note in plan.notes:
             self._out.write(f"stoker run: {note}\n")
         env = dict(self._environ)
         pop_secrets(env)  # a token from an outer executor never reaches the task
         env["MESOS_SANDBOX"] = str(sandbox)
         return Prepared(plan=plan, host=host, sandbox=sandbox, env=env, session=session)
+
+    def _warn(self, text: str) -> None:
+        """A `stoker run: warning: ...` line, and its `run_warning` event (a text log leaves it
+        to the line)."""
+        log_event(logger, logging.WARNING, "run_warning", reason=text)
+        self._out.write(f"stoker run: warning: {text}\n")
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
         """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");
@@ -257,9 +294,12 @@ class LocalRun:
         from executor.task.serverset import AnnounceError, plan_announcement
 
         try:
-            return plan_announcement(spec, spec.announce, s.announcer, host)
+            announcement = plan_announcement(spec, spec.announce, s.announcer, host)
+            if announcement is not None:
+                load_announcer()
         except AnnounceError as exc:
             raise ConfigError(f"{s.config}: job {spec.key}: {exc}") from None
+        return announcement
 
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
@@ -269,14 +309,13 @@ class LocalRun:
         announcement = self._announcement(spec, prepared.host)
         if early is None:
             archive_logs(prepared.sandbox, s.keep_attempts)  # (an early start's runs write in `.logs` already)
-        if number == 0 and spec.warnings:
-            self._out.write("".join(f"stoker run: warning: {w}\n" for w in spec.warnings))
+        for warning in spec.warnings if number == 0 else ():
+            self._warn(warning)
         if number == 0 and announcement is not None:
             self._out.write(f"stoker run: announcing at {announcement.path} in ZooKeeper "
                             f"{announcement.ensemble} once RUNNING\n")
         elif number == 0 and s.announce is not None:
-            self._out.write("stoker run: warning: --announce: the job has no `announce = "
-                            "Announcer(...)`; nothing is announced\n")
+            self._warn("--announce: the job has no `announce = Announcer(...)`; nothing is announced")
         console = ConsoleReporter(self._out, spec.label, sandbox=prepared.sandbox,
                                   names=[p.name for p in spec.task.processes])
         if early is not None:
@@ -316,13 +355,24 @@ class Ended:
     console: ConsoleReporter
 
 
-def _warn_ports_taken(ports: Mapping[str, int], console: ConsoleReporter) -> None:
+# The run's own state changes: a line on stdout, and its event on the log (where a text log
+# drops it, main.RUN_PRINTED_EVENTS: the line says it).
+def _said(ended: Ended, event: str, reason: str, line: str | None = None,
+          level: int = logging.INFO, **fields: Any) -> None:
+    update = ended.update
+    log_event(logger, level, event, task=ended.console.label, state=update.state.value, **fields,
+              reason=reason)
+    ended.console.line("stoker", line if line is not None else f"{update.state.value}: {reason}")
+
+
+def _warn_ports_taken(ports: Mapping[str, int], ended: Ended) -> None:
     """Before a restart: a line naming each of the run's ports another program took since
     (the next attempt's server would fail to bind it; docs/contract.md §7)."""
     if taken := planfiles.ports_taken(ports):
-        console.line("stoker", f"warning: {'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} "
-                               "in use by another program; every attempt of this run keeps its ports "
-                               "(a new `stoker run` chooses free ones)")
+        text = (f"{'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} in use by another "
+                "program; every attempt of this run keeps its ports (a new `stoker run` chooses "
+                "free ones)")
+        _said(ended, "ports_taken", text, line=f"warning: {text}", level=logging.WARNING)
 
 
 def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None) -> HostSession:

@@ -19,8 +19,9 @@ from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings
 from config.spec import LogDestination, LogMode
 from executor.host.early import EarlyStart
 from executor.local import plancache, planfiles
-from executor.local.planahead import Inputs, PlanAhead, inputs_of
+from executor.local.planahead import INPUT_NAMES, Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
+from executor.logs import log_event
 
 logger = logging.getLogger(__name__)
 
@@ -96,15 +97,18 @@ class RunStart:
         early, self._early = self._early, None
         if early is not None:
             early.abandon()  # first: the line below may fail (no thread for the console)
-            logger.warning("early start given up: %s; its runs were killed and the task starts "
-                           "as without it", why)
+            log_event(logger, logging.WARNING, "early_start_given_up",
+                      reason=f"early start given up: {why}; its runs were killed and the task "
+                             "starts as without it")
 
     def _ahead_for(self, inputs: Inputs) -> PlanAhead | None:
         """The planning child the entry point forked, when it plans for `inputs`; cancelled
         (killed and reaped) otherwise."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead.inputs != inputs:
-            logger.debug("plan ahead: it planned for %r, this run for %r; planning afresh", ahead.inputs, inputs)
+            differ = [name for name, had, has in zip(INPUT_NAMES, ahead.inputs, inputs) if had != has]
+            log_event(logger, logging.DEBUG, "plan_ahead_unused",  # never the values: --bind's
+                      reason=f"it planned for other inputs ({', '.join(differ)}); planning afresh")
             ahead.cancel()
             return None
         return ahead

@@ -33,7 +33,15 @@ from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.reporter import MesosReporter
 from executor.mesos.wire import task_id
 from executor.task.owner import TaskOwner
-from executor.task.wiring import RunAs, UnknownUser, current_user, give_sandbox, owner_for, user_named
+from executor.task.wiring import (
+    RunAs,
+    UnknownUser,
+    current_user,
+    give_sandbox,
+    load_announcer,
+    owner_for,
+    user_named,
+)
 
 if TYPE_CHECKING:
     from executor.task.serverset import Announcement
@@ -87,13 +95,14 @@ class StokerExecutor:
         log_event(logger, logging.INFO, "reregistered", agent=agent_info.get("id", {}).get("value"))
 
     def disconnected(self, driver: ExecutorDriver) -> None:
-        log_event(logger, logging.WARNING, "disconnected", task_id=self._task_id)
+        # DEBUG: the driver's `mesos_disconnected` said it, with the reason, at WARNING
+        log_event(logger, logging.DEBUG, "disconnected", task_id=self._task_id)
 
     def launchTask(self, driver: ExecutorDriver, task_info: dict[str, Any]) -> None:
         try:
             tid = task_id(task_info)
         except RemoteProtocolError as exc:
-            logger.error("launch ignored: TaskInfo without a task id: %s", exc)
+            log_event(logger, logging.ERROR, "launch_ignored", reason=f"TaskInfo without a task id: {exc}")
             return
         current = self._claim(tid)
         if current == tid:
@@ -248,10 +257,13 @@ class StokerExecutor:
         from executor.task.serverset import AnnounceError, plan_announcement
 
         try:
-            return plan_announcement(launch.spec, launch.spec.announce, self._settings.announcer,
-                                     launch.hostname)
+            announcement = plan_announcement(launch.spec, launch.spec.announce, self._settings.announcer,
+                                             launch.hostname)
+            if announcement is not None:
+                load_announcer()
         except AnnounceError as exc:
             raise LaunchError(f"invalid task: {exc}") from None
+        return announcement
 
     def _task_env(self, user: RunAs) -> dict[str, str]:
         env = dict(self._env)
@@ -287,8 +299,8 @@ class StokerExecutor:
                       reason=final.message)
         except Exception as exc:  # last resort: report, never die silently
             self.internal_error = True
-            logger.error("task %s: executor internal error: %s: %s", tid, type(exc).__name__, exc,
-                         exc_info=True)
+            log_event(logger, logging.ERROR, "executor_internal_error", task_id=tid,
+                      error=f"{type(exc).__name__}: {exc}", exc_info=True)
             if reporter is None:
                 driver.send_status_update(tid, TaskState.FAILED,
                                           f"executor internal error: {type(exc).__name__}: {exc}")

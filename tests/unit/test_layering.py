@@ -84,7 +84,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "healthcheck": {"config"},
     "executor.events": {"healthcheck", "config"},
-    "executor.logs": set(),
+    "executor.logs": {"config"},
     "executor.procs": {"config", "healthcheck"} | SHARED,
     "executor.host": {"executor.procs", "config"} | SHARED,
     "executor.task": {"executor.host", "executor.procs", "config", "healthcheck"} | SHARED,
