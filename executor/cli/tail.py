@@ -1,4 +1,4 @@
-"""`stoker tail SANDBOX|TASK_ID PROCESS [-n N] [-f] [--run N] [--stderr]`: a process's log.
+"""`stoker tail SANDBOX|TASK_ID PROCESS [-n N] [-f] [--run N] [--attempt N] [--stderr]`: a process's log.
 
 Prints the last N lines (default 10) of the latest run's stdout (or stderr, or run N's),
 found by reading backwards from the end one block at a time, so a 200 MB log costs a
@@ -14,7 +14,9 @@ rotated already before it was looked at). The rotation steps are shared with the
 follow mode (`executor/procs/rotation.py`). While idle it looks again every
 `FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls. It ends, quietly
 and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
-the log is idle, as GNU tail does.
+the log is idle, as GNU tail does. `--attempt N` reads an earlier attempt's logs instead,
+the ones `stoker run` kept as `.logs.attempt-N` when it restarted the task (nothing follows
+them: that attempt is over).
 
 The log is the task's, and so are the bytes in it. To a pipe or a file they are copied
 byte for byte. To a terminal they are shown as text (`TerminalText`): escape sequences, a
@@ -64,6 +66,8 @@ def register(sub: Any, command: Any) -> None:
                       help="keep printing what is appended, across rotations and restarts")
     tail.add_argument("--run", type=_count, default=None, metavar="N",
                       help="this run's log (default: the latest run's)")
+    tail.add_argument("--attempt", type=_count, default=None, metavar="N",
+                      help="an earlier attempt's logs (.logs.attempt-N, kept when stoker run restarted the task)")
     tail.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
     registry_arguments(tail)
     tail.set_defaults(handler=run)
@@ -83,14 +87,15 @@ def _count(text: str) -> int:
 class ProcessLogs:
     """One process's run logs under a sandbox, opened safely each time they are needed."""
 
-    def __init__(self, sandbox: Path, process: str, stream: str) -> None:
+    def __init__(self, sandbox: Path, process: str, stream: str, logs_dir: str = LOGS_DIR) -> None:
         saferead.check_name(process)  # ValueError: not a process name
         self.sandbox, self.process, self.stream = sandbox, process, stream
+        self.logs_dir = logs_dir  # `.logs`, or an earlier attempt's `.logs.attempt-N`
 
     def _process_dir(self) -> int:
         root = saferead.open_root(self.sandbox)
         try:
-            return saferead.walk(root, [LOGS_DIR, self.process], file=False)
+            return saferead.walk(root, [self.logs_dir, self.process], file=False)
         finally:
             os.close(root)
 
@@ -140,13 +145,16 @@ class ProcessLogs:
             os.close(pdir)
 
     def where(self, run: int) -> str:
-        return f"{LOGS_DIR}/{self.process}/{run}/{self.stream}"
+        return f"{self.logs_dir}/{self.process}/{run}/{self.stream}"
 
 
 def _no_log(logs: ProcessLogs, number: int | None, runs: list[int]) -> str:
     """Why there is no log of run `number` (None: of any run); a run between the first and
     the kept last ones was removed (`executor/procs/runprune.py`)."""
-    where = f"{logs.sandbox}/{LOGS_DIR}"
+    where = f"{logs.sandbox}/{logs.logs_dir}"
+    if logs.logs_dir != LOGS_DIR and not (logs.sandbox / logs.logs_dir).is_dir():
+        return (f"{where} does not exist: stoker run keeps the logs of the first attempt and "
+                f"of the last --keep-attempts ones as .logs.attempt-N")
     if number is not None and runs and 0 < number < runs[-1] and number not in runs:
         shown = ", ".join(str(r) for r in runs[:1]) + (f", {runs[1]}–{runs[-1]}" if len(runs) > 1 else "")
         return (f"the log of run {number} of process {logs.process!r} was removed: a process keeps "
@@ -158,7 +166,8 @@ def _no_log(logs: ProcessLogs, number: int | None, runs: list[int]) -> str:
 def run(args: argparse.Namespace) -> int:
     sandbox = resolve(args.target, args).sandbox
     try:
-        logs = ProcessLogs(sandbox, args.process, "stderr" if args.stderr else "stdout")
+        logs_dir = LOGS_DIR if args.attempt is None else f"{LOGS_DIR}.attempt-{args.attempt}"
+        logs = ProcessLogs(sandbox, args.process, "stderr" if args.stderr else "stdout", logs_dir)
         runs = logs.runs()
         number = args.run if args.run is not None else (runs[-1] if runs else None)
         if number is None or number not in runs:
@@ -191,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         _finish(out)
         return 0
     out.flush()
-    follower = Follower(logs, number, rdir, fd, pos, pinned=args.run is not None)
+    follower = Follower(logs, number, rdir, fd, pos, pinned=args.run is not None or args.attempt is not None)
     return follower.follow(out, stop=lambda: False)
 
 

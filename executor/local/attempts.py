@@ -3,7 +3,8 @@
 Each attempt of a run writes its processes' logs in `.logs`; before the next attempt (of
 this run, or of a later run in the same sandbox) begins, they are kept as `.logs.attempt-N`,
 N one more than the highest kept (0 for the first), so a higher N is always a later
-attempt. A service that keeps failing would keep one more of them each back-off (1,440 a
+attempt (`stoker tail --attempt N` reads them; a failed run's console line names its N
+ahead, `next_number`). A service that keeps failing would keep one more of them each back-off (1,440 a
 day at the default 60 s), so only some are kept (`--keep-attempts K`, default
 `KEEP_ATTEMPTS`): the first one the sandbox kept (where a crash loop began: its first
 failure's logs) and the K most recent; the others are removed as each new one is kept. The
@@ -51,6 +52,21 @@ def archive_logs(sandbox: Path, keep: int = KEEP_ATTEMPTS) -> None:
             _remove(top, number)
     except OSError as exc:
         _not_archived(logs, exc)
+    finally:
+        os.close(top)
+
+
+def next_number(sandbox: Path) -> int | None:
+    """The N the running attempt's `.logs` will be kept as (nothing else archives in a sandbox
+    its run holds); None when the sandbox cannot be listed."""
+    try:
+        top = os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return _scan(top)[1] + 1
+    except OSError:
+        return None
     finally:
         os.close(top)
 

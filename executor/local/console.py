@@ -222,14 +222,19 @@ class ConsoleReporter:
             return  # no stderr log (destination console or none, or it never started)
         import shlex  # only a run that failed needs it
 
+        from executor.local.attempts import next_number
+
         tail = f"stoker tail {shlex.quote(str(self._sandbox))} {shlex.quote(process)}"
+        kept = next_number(self._sandbox)  # once the task restarts, its logs are that attempt's
+        later = f"; once the task has restarted, add --attempt {kept}" if kept is not None else ""
         if not lines:
-            self._write(f"{self.indent}(its stderr is empty; its stdout: {tail} --run {run} -n +1)\n")
+            self._write(f"{self.indent}(its stderr is empty; its stdout: {tail} --run {run} -n +1"
+                        f"{later})\n")
             return
         for text in lines:
             self._write(f"{self.indent}| {printable(text)[:TAIL_LINE_CHARS]}\n")
         self._write(f"{self.indent}(the last {len(lines)} lines of its stderr; all of it: "
-                    f"{tail} --stderr --run {run} -n +1)\n")
+                    f"{tail} --stderr --run {run} -n +1{later})\n")
         self._redraw()
 
 

@@ -297,7 +297,8 @@ def test_a_failed_run_shows_its_last_stderr_lines_and_the_tail_command(tmp_path)
     assert lines[failed + 1:failed + 7] == [
         f"{indent}| line 3", f"{indent}| line 4", f"{indent}| line 5", f"{indent}| line 6", f"{indent}| line 7",
         f"{indent}| OSError: [Errno 98] Address already in use\\x1b[31m",
-    ][-5:] + [f"{indent}(the last 5 lines of its stderr; all of it: stoker tail {sandbox} a --stderr --run 0 -n +1)"]
+    ][-5:] + [f"{indent}(the last 5 lines of its stderr; all of it: stoker tail {sandbox} a --stderr --run 0 -n +1; "
+              "once the task has restarted, add --attempt 0)"]
 
 
 def test_state_changes_are_not_repeated_on_stderr(tmp_path):

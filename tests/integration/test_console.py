@@ -61,6 +61,8 @@ def test_every_text_is_escaped_and_columns_fit_the_longest_name():
 def test_a_failed_run_shows_its_last_stderr_lines_and_the_tail_command(tmp_path):
     log = tmp_path / ".logs" / "web" / "2" / "stderr"
     log.parent.mkdir(parents=True)
+    for kept in (".logs.attempt-0", ".logs.attempt-6"):  # this attempt's logs will be the 7th kept
+        (tmp_path / kept).mkdir()
     log.write_text("".join(f"noise {i}\n" for i in range(2000)) + "\nlast words\x1b[1m\n\n")
     buf = io.StringIO()
     console = ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, names=["web"], live=False)
@@ -70,7 +72,8 @@ def test_a_failed_run_shows_its_last_stderr_lines_and_the_tail_command(tmp_path)
     assert lines[1:] == [
         f"{indent}| noise 1996", f"{indent}| noise 1997", f"{indent}| noise 1998", f"{indent}| noise 1999",
         f"{indent}| last words\\x1b[1m",
-        f"{indent}(the last 5 lines of its stderr; all of it: stoker tail {tmp_path} web --stderr --run 2 -n +1)",
+        f"{indent}(the last 5 lines of its stderr; all of it: stoker tail {tmp_path} web --stderr --run 2 -n +1; "
+        f"once the task has restarted, add --attempt 7)",
     ]
 
 
@@ -83,7 +86,8 @@ def test_an_empty_stderr_points_at_the_stdout_and_no_log_shows_nothing(tmp_path)
     console.on_transition(failed(process="gone", run=0))  # no log (destination console, or never started)
     lines = buf.getvalue().splitlines()
     assert len(lines) == 3
-    assert lines[1].strip() == f"(its stderr is empty; its stdout: stoker tail {tmp_path} web --run 0 -n +1)"
+    assert lines[1].strip() == (f"(its stderr is empty; its stdout: stoker tail {tmp_path} web --run 0 -n +1; "
+                                "once the task has restarted, add --attempt 0)")
 
 
 def test_the_live_view_is_cleared_on_close_and_not_drawn_again():

@@ -31,6 +31,20 @@ def tail(capfdbinary, *args) -> tuple[int, bytes, str]:
     return code, out, err.decode()
 
 
+def test_an_earlier_attempts_log_is_read_with_attempt_and_a_removed_one_is_named(tmp_path, capfdbinary):
+    log(tmp_path, run=3, stream="stderr", text=b"this attempt\n")
+    earlier = tmp_path / ".logs.attempt-7" / "web" / "3"
+    earlier.mkdir(parents=True)
+    (earlier / "stderr").write_bytes(b"the attempt that failed\n")
+    assert tail(capfdbinary, tmp_path, "web", "--stderr", "--run", 3) == (0, b"this attempt\n", "")
+    assert tail(capfdbinary, tmp_path, "web", "--stderr", "--run", 3, "--attempt", 7) == (
+        0, b"the attempt that failed\n", "")
+    code, out, err = tail(capfdbinary, tmp_path, "web", "--attempt", 5)
+    assert (code, out) == (1, b"")
+    assert err == (f"stoker: error: {tmp_path}/.logs.attempt-5 does not exist: stoker run keeps the logs "
+                   f"of the first attempt and of the last --keep-attempts ones as .logs.attempt-N\n")
+
+
 def test_the_latest_run_is_the_highest(tmp_path):
     for run in (0, 2, 10):
         log(tmp_path, run=run, text=f"run {run}\n".encode())
