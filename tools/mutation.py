@@ -61,7 +61,7 @@ MODULES = (
     Module("checkpoint", "checkpoint records, replay and task view",
            ("executor/task/records.py", "executor/task/replay.py", "executor/task/taskview.py"),
            ("tests/unit/test_records.py", "tests/unit/test_replay.py",
-            "tests/unit/test_announce_records.py")),
+            "tests/unit/test_announce_records.py", "tests/unit/test_restart_view.py")),
     Module("session", "Mesos session", ("executor/mesos/session.py",),
            ("tests/unit/test_mesos_protocol.py", "tests/unit/test_mesos_session.py")),
     Module("recordio", "RecordIO", ("executor/mesos/recordio.py",),
