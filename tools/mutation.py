@@ -83,7 +83,7 @@ MODULES = (
     Module("controlwire", "control socket protocol", ("executor/host/controlwire.py",),
            ("tests/unit/test_controlwire.py",)),
     Module("entry", "registry entry and a task's truth", ("executor/host/entry.py", "executor/host/truth.py"),
-           ("tests/unit/test_host_entry.py",)),
+           ("tests/unit/test_host_entry.py", "tests/unit/test_restart_view.py")),
 )
 
 
