@@ -1,5 +1,23 @@
 """Stoker: a Mesos executor with an embedded health checker for Aurora/Thermos job specs."""
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+TOP_PACKAGES = ("executor", "healthcheck", "config")
+
+
+class FreshBuildPy(build_py):
+    """Copies the packages into an empty build/lib: setuptools keeps what an earlier build
+    put there, so a module since deleted or moved would be installed again by the next
+    `pip install .`."""
+
+    def run(self):
+        for package in TOP_PACKAGES:
+            shutil.rmtree(os.path.join(self.build_lib, package), ignore_errors=True)
+        super().run()
+
 
 setup(
     name="stoker",
@@ -13,7 +31,6 @@ setup(
     install_requires=[
         # No HTTP client library: the agent connection, the HTTP health check and the
         # lifecycle endpoints use the standard library's http.client.
-        "psutil>=5.9",
         "pystachio>=0.8.10",
         "attrs>=23.1",
         # ZooKeeper ServerSet announcements (--announcer-ensemble); imported only by a task
@@ -26,6 +43,9 @@ setup(
     package_data={"config.aurora": ["*.thrift"]},
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "requests>=2.28",
+                 # process trees in the tests' cleanup and the benchmarks' memory figures; Stoker
+                 # itself reads /proc (executor/observe/usage.py), so nothing it installs is compiled
+                 "psutil>=5.9",
                  # a second implementation of TBinaryProtocol: the tests write Aurora's
                  # AssignedTasks with it, and Stoker's own reader (config/aurora/wire.py) reads them
                  "thriftpy2>=0.7.1",
@@ -38,4 +58,5 @@ setup(
         "mutation": ["mutmut==3.8.1"],
     },
     entry_points={"console_scripts": ["stoker = executor.cli.start:run"]},
+    cmdclass={"build_py": FreshBuildPy},
 )

@@ -74,7 +74,7 @@ RUNNING = "WAITING → RUNNING".encode()
 # benchlib.compile_bytecode), and without it.
 PLAIN_IMPORTS = {
     "stoker run": "import executor.cli.main, executor.local.run",
-    "stoker executor": "import executor.cli.main, executor.mesos.executor, executor.mesos.transport",
+    "stoker executor": "import executor.cli.main, executor.mesos.process, executor.mesos.transport",
 }
 ENTRY_POINTS = {
     name: f"from executor import codecache; codecache.install({name.split()[1]!r}); {statement}"

@@ -160,7 +160,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
         progress("import footprints")
         footprint = footprint_note("what `stoker executor` imports", [
             "import ssl", "import http.client", "import executor.mesos.driver",
-            "import executor.mesos.executor"])
+            "import executor.mesos.process"])
     both = term + stubborn
     starting, running = _col(both, "starting"), _col(both, "running")
     rows = [

@@ -103,6 +103,7 @@ def parse_bindings(items: Iterable[str] | Iterable[tuple[str, str]]) -> tuple[tu
 
 
 def parse_instance(text: str | int) -> int:
+    """A non-negative integer (an instance number, a count)."""
     try:
         value = int(text) if not isinstance(text, (bool, float)) else None
     except ValueError:
@@ -371,6 +372,9 @@ class RunSettings:
                                                "with each quick end (default 1)")
     restart_backoff_max_secs: float = setting(flag="--restart-backoff-max", parse=parse_secs, default=60.0,
                                               metavar="SECS", help="the largest restart delay (default 60)")
+    keep_attempts: int = setting(flag="--keep-attempts", parse=parse_instance, default=20, metavar="N",
+                                 help="keep the logs of the first attempt and of the last N earlier ones "
+                                      "(.logs.attempt-*); older ones are removed (default 20)")
     bindings: tuple[tuple[str, str], ...] = setting(
         flag="--bind", parse=parse_bindings, factory=tuple, action="append", metavar="KEY=VALUE",
         help="bind a template value, as the Aurora client's --bind (repeatable), e.g. "

@@ -39,3 +39,18 @@ listed in that test; each says so in its docstring.
 """
 
 __version__ = "0.1.0"  # `stoker --version`; the same as setup.py's (a test checks)
+
+
+def forget_working_directory() -> None:
+    """For `python -m executor` and `python -m executor.codecache`, before they import the
+    rest: `-m` puts the working directory first on sys.path, where a project's own
+    `config.py` or `config/` would stand in for Stoker's `config` package (an ImportError's
+    traceback). It is taken off again, unless Stoker itself runs from there (a checkout)."""
+    import os
+    import sys
+
+    if not sys.path or sys.path[0] not in ("", os.getcwd()):
+        return
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.realpath(sys.path[0] or os.curdir) != os.path.realpath(ours):
+        del sys.path[0]

@@ -50,7 +50,7 @@ FORMAT = 1
 # What each profile's command imports before it starts its work: `warm()` compiles these.
 START_MODULES = {
     "run": ("executor.cli.main", "executor.local.run"),
-    "executor": ("executor.cli.main", "executor.mesos.executor", "executor.mesos.transport"),
+    "executor": ("executor.cli.main", "executor.mesos.process", "executor.mesos.transport"),
     "observe": ("executor.cli.main", "executor.observe.server", "executor.observe.reader"),
     "cli": ("executor.cli.main",),
 }
@@ -194,6 +194,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    import executor
+
+    executor.forget_working_directory()  # a project's config.py is not Stoker's config package
     from executor import codecache  # the module's own instance, which the product's imports share
 
     sys.exit(codecache.main(sys.argv[1:]))

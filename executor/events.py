@@ -193,6 +193,14 @@ class LifecycleProgress:
 
 
 @attrs.frozen(slots=True)
+class DaemonsExited:
+    """A process of the task's was reaped while daemons its runs left were kept: one of
+    them may be gone (the owner asks the process port)."""
+
+    at: float
+
+
+@attrs.frozen(slots=True)
 class TimerFired:
     """Wakes the owner at a deadline it asked for; carries nothing."""
 

@@ -1,8 +1,9 @@
-"""`log_event()`: one state change as one log line, `event key=value ...`, for every layer.
+"""`log_event()` (from config/logline.py): one state change as one log line, `event key=value
+...`, for every layer; and how `stoker run`'s terminal is shared.
 
 How lines are rendered (text, or one JSON object per line with `--log-format json`) is
 configured only by the CLI (`executor/cli/logsetup.py`); modules only call `log_event()`
-or their logger.
+(tests/unit/test_log_lines.py holds every module to it).
 
 `stoker run`'s console keeps a live view on the terminal's last line, without a newline.
 It registers it here (`keep_screen_line`), and the log handler writes each record inside
@@ -32,29 +33,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import json
-import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
-_QUOTE_NEEDED = set(' "=\t\n')
-
-
-def _render(value: Any) -> str:
-    text = str(value)
-    if text == "" or any(c in _QUOTE_NEEDED for c in text):
-        return json.dumps(text, ensure_ascii=False)
-    return text
-
-
-def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
-    """Log one state change: `event k=v k2="v 2"` (fields in the order given)."""
-    if not logger.isEnabledFor(level):
-        return
-    parts = [event] + [f"{k}={_render(v)}" for k, v in fields.items() if v is not None]
-    logger.log(level, " ".join(parts), extra={"stoker_event": event, "stoker_fields": fields})
+from config.logline import log_event as log_event  # every layer's, re-exported
 
 
 class ScreenLine(Protocol):
@@ -140,7 +124,10 @@ class Spool:
         self._thread: threading.Thread | None = None  # started by the first `put`: a process
         # with one thread loads http.client without ssl (healthcheck/plainhttp.py)
 
-    def put(self, stream: TextIO, text: str, on_error: OnError) -> None:
+    def put(self, stream: TextIO, text: str, on_error: OnError,
+            note: Callable[[str], str] = lambda said: f"[stoker: {said}]\n") -> None:
+        """`note`: the line that says what was dropped (a log handler's: a record of its own
+        format, so that a JSON log stays JSON)."""
         with self._cond:
             if self._thread is None:
                 thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
@@ -155,10 +142,10 @@ class Spool:
                 return
             dropped = self._dropped.pop(id(stream), 0)
             if dropped:
-                note = f"[stoker: {dropped} lines not shown: their reader was not reading]\n"
-                self._items.append((stream, "\r\x1b[2K" + note if _isatty(stream) else note, on_error))
+                said = note(f"{dropped} lines not shown: their reader was not reading")
+                self._items.append((stream, "\r\x1b[2K" + said if _isatty(stream) else said, on_error))
             if lost := self._lost.pop(id(stream), 0):  # on a line of its own: one may be torn
-                self._items.append((stream, f"\n[stoker: up to {lost} lines lost: the disk was full]\n",
+                self._items.append((stream, "\n" + note(f"up to {lost} lines lost: the disk was full"),
                                     on_error))
             self._items.append((stream, text, on_error))
             self._queued += len(text)

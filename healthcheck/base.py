@@ -14,6 +14,8 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from config.logline import log_event
+
 if TYPE_CHECKING:  # executor.events imports this module for signal_name alone
     from healthcheck.policy import Attempt
 
@@ -74,13 +76,9 @@ def never_raises(check: Callable[..., Attempt]) -> Callable[..., Attempt]:
         try:
             return _no_thread_is_a_failure(check, self)
         except Exception as exc:
-            logger.error(
-                "health_check_internal_error check=%r error=%s: %s",
-                getattr(self, "describe", lambda: "?")(),
-                type(exc).__name__,
-                exc,
-                exc_info=True,
-            )
+            log_event(logger, logging.ERROR, "health_check_internal_error",
+                      check=getattr(self, "describe", lambda: "?")(),
+                      error=f"{type(exc).__name__}: {exc}", exc_info=True)
             return Attempt.failed(f"internal health check error: {type(exc).__name__}: {exc}")
 
     return wrapper
@@ -97,7 +95,7 @@ def _no_thread_is_a_failure(check: Callable[..., Attempt], self: object) -> Atte
     except RuntimeError as exc:
         if "can't start new thread" not in str(exc):
             raise
-        logger.warning("health_check_internal_error check=%r error=%r",
-                       getattr(self, "describe", lambda: "?")(), str(exc))
+        log_event(logger, logging.WARNING, "health_check_internal_error",
+                  check=getattr(self, "describe", lambda: "?")(), error=f"RuntimeError: {exc}")
         return Attempt.failed("internal health check error: no thread could be started for "
                               "the check (the task's process limit is reached)")

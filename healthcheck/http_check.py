@@ -20,6 +20,7 @@ from urllib.parse import quote as url_quote
 
 import attrs
 
+from config.logline import log_event
 from healthcheck.base import MAX_BODY_BYTES, never_raises, quote, secs
 from healthcheck.policy import Attempt
 
@@ -97,10 +98,10 @@ class _Deadline:
         if self._stalled or late <= STALL_SECS:
             return False
         self._stalled = True
-        logger.info("health_check_stalled check=%r timeout_secs=%s late_secs=%.3f "
-                    "reason=%r", self._what, secs(self._timeout_secs), late,
-                    "this process was not running at the check's deadline (stopped "
-                    "or starved): the check gets its timeout again")
+        log_event(logger, logging.INFO, "health_check_stalled", check=self._what,
+                  timeout_secs=secs(self._timeout_secs), late_secs=round(late, 3),
+                  reason="this process was not running at the check's deadline (stopped "
+                         "or starved): the check gets its timeout again")
         self._due = time.monotonic() + self._timeout_secs
         return True
 

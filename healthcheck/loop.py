@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from config.logline import log_event
 from config.spec import health_problems
 from healthcheck.base import Checker
 from healthcheck.policy import Attempt
@@ -85,13 +86,9 @@ class HealthLoop:
             pass  # wait for a delivery in progress; later ones see _stopping and drop out
         thread.join(timeout_secs)
         if thread.is_alive():
-            logger.warning(
-                "health_loop_stop_slow task=%s check=%r still running after %s s; "
-                "its result will be dropped",
-                self._task,
-                self._checker.describe(),
-                timeout_secs,
-            )
+            log_event(logger, logging.WARNING, "health_loop_stop_slow", task=self._task,
+                      check=self._checker.describe(), waited_secs=timeout_secs,
+                      reason="the check is still running; its result will be dropped")
             return False
         return True
 
@@ -119,25 +116,12 @@ class HealthLoop:
         try:
             attempt = self._checker.check()
         except Exception as exc:
-            logger.error(
-                "health_check_internal_error task=%s check=%r error=%s: %s",
-                self._task,
-                self._checker.describe(),
-                type(exc).__name__,
-                exc,
-                exc_info=True,
-            )
+            log_event(logger, logging.ERROR, "health_check_internal_error", task=self._task,
+                      check=self._checker.describe(), error=f"{type(exc).__name__}: {exc}",
+                      exc_info=True)
             attempt = Attempt.failed(f"internal health check error: {type(exc).__name__}: {exc}")
         latency_secs = max(0.0, self._clock() - started_at)
-        logger.debug(
-            "health_attempt task=%s check=%r outcome=%s latency_secs=%.3f reason=%r",
-            self._task,
-            self._checker.describe(),
-            attempt.outcome.value,
-            latency_secs,
-            attempt.reason,
-        )
-        return attempt, latency_secs
+        return attempt, latency_secs  # logged once, by the task's journal (`health_check`)
 
     def _is_snoozed(self) -> bool:
         try:
@@ -146,26 +130,15 @@ class HealthLoop:
             snoozed = False
         if snoozed != self._snoozed:
             self._snoozed = snoozed
-            logger.info(
-                "health_snooze task=%s path=%s snoozed=%s reason=%r",
-                self._task,
-                self._snooze_path,
-                snoozed,
-                "health checks are not run while the file exists and count as passed"
-                if snoozed
-                else "the snooze file is gone, health checks run again",
-            )
-        elif snoozed:
-            logger.debug("health_attempt task=%s outcome=snoozed", self._task)
+            log_event(logger, logging.INFO, "health_snooze", task=self._task,
+                      path=self._snooze_path, snoozed=snoozed,
+                      reason="health checks are not run while the file exists and count as passed"
+                      if snoozed else "the snooze file is gone, health checks run again")
         return snoozed
 
     def _deliver(self, attempt: Attempt, latency_secs: float) -> None:
         try:
             self._on_result(attempt, latency_secs)
         except Exception as exc:
-            logger.error(
-                "health_result_callback_failed task=%s error=%s: %s",
-                self._task,
-                type(exc).__name__,
-                exc,
-            )
+            log_event(logger, logging.ERROR, "health_result_callback_failed", task=self._task,
+                      error=f"{type(exc).__name__}: {exc}", exc_info=True)

@@ -2,17 +2,26 @@
 single-file zipapp `DIST/stoker.pyz` (what `make dist` runs).
 
 Owns the build recipe and its checks:
-1. copy the project to a scratch directory and build the wheel there, once, so the
-   checkout gets no `build/` or `*.egg-info` litter and two builds never share a directory;
+1. copy what the build reads (setup.py, pyproject.toml and the three packages, regular files
+   only) to a scratch directory and build the wheel there, once, so the checkout gets no
+   `build/` or `*.egg-info` litter, two builds never share a directory, and nothing else in
+   the checkout (`make run`'s sandboxes under .run/ with their logs, a live run's control
+   socket) is copied or can fail the build;
 2. turn the wheel's dependencies into wheels (`pip wheel`): a dependency published only as
    an sdist (pystachio) is built here, once, and pip's cache keeps it;
 3. run shiv with pip restricted to wheels that run on every CPython 3.11 and later: pure
-   (`none` ABI) or the stable ABI (`abi3`), resolved for Python 3.11, so psutil's C
-   extension in the zipapp loads on 3.11, 3.12, 3.13, ...; a dependency without such a
-   wheel fails the build instead of giving a zipapp tied to one Python version;
+   (`none` ABI) or the stable ABI (`abi3`), resolved for Python 3.11; a dependency without
+   such a wheel fails the build instead of giving a zipapp tied to one Python version.
+   Today every dependency is pure Python, so the zipapp runs on any platform (x86_64,
+   aarch64, ...); an abi3 extension would tie it to the build machine's, and the build
+   says which it is;
 4. check the bundle (every extension module is abi3, the entry point is `stoker`) and put
    `tools/zipapp_main.py` in place of shiv's `__main__.py` (Python version check, and the
-   Mesos sandbox as the default SHIV_ROOT).
+   Mesos sandbox as the default SHIV_ROOT);
+5. add the bytecode of every bundled module for the building Python (`__pycache__/*.pyc`,
+   hash-checked as PEP 552 defines, since unpacking does not keep the files' times): an
+   executor unpacking into a fresh sandbox, or running under PYTHONDONTWRITEBYTECODE, then
+   compiles nothing on that Python version (others ignore the files and compile as ever).
 It never touches anything in DIST but the two artifacts, and never installs anything into
 the running environment: it needs shiv, setuptools and wheel there already (setup.py's
 `dist` extra).
@@ -21,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
+import marshal
 import os
 import re
 import shutil
@@ -28,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -37,8 +49,8 @@ SHEBANG = "/usr/bin/env python3"
 CONSOLE_SCRIPT = "stoker"
 # The oldest Python the zipapp supports; pip resolves dependencies as if running on it.
 TARGET_PYTHON = "3.11"
-# Top-level names never copied into the build's scratch copy of the project.
-NOT_SOURCES = {".git", ".venv", "dist", "build", ".pytest_cache", ".hypothesis", "__pycache__"}
+# What the wheel is built from: everything else in the checkout stays out of the scratch copy.
+BUILD_INPUTS = ("setup.py", "pyproject.toml", "executor", "healthcheck", "config")
 PURE_OR_ABI3 = re.compile(r"^(py\d*|cp\d+)-(none|abi3)-")
 
 
@@ -55,14 +67,21 @@ def _run(step: str, argv: list[str]) -> None:
 
 
 def stage_sources(scratch: Path) -> Path:
-    """Copy the project (without VCS, venv and build outputs) to SCRATCH/src."""
+    """Copy the build's inputs in REPO (no bytecode, no sockets or pipes) to SCRATCH/src."""
+    repo = REPO
     src = scratch / "src"
+    src.mkdir()
 
     def ignore(directory: str, names: list[str]) -> set[str]:
-        top = Path(directory) == REPO
-        return {n for n in names if n.endswith(".egg-info") or n == "__pycache__" or (top and n in NOT_SOURCES)}
+        paths = {n: os.path.join(directory, n) for n in names}
+        return {n for n, p in paths.items()
+                if n == "__pycache__" or n.endswith(".egg-info") or not (os.path.isdir(p) or os.path.isfile(p))}
 
-    shutil.copytree(REPO, src, ignore=ignore, symlinks=True)
+    for name in BUILD_INPUTS:
+        if (repo / name).is_dir():
+            shutil.copytree(repo / name, src / name, ignore=ignore, symlinks=True)
+        else:
+            shutil.copy2(repo / name, src / name)
     return src
 
 
@@ -108,19 +127,48 @@ def check_bundle(archive: zipfile.ZipFile) -> dict[str, list[str]]:
     for name in archive.namelist():
         if name.startswith("site-packages/") and name.endswith(".so") and not name.endswith(".abi3.so"):
             problems.append(f"{name} is an extension module for one Python version only")
-    if not any(d.startswith("psutil-") for d in tags):
-        problems.append(f"psutil is not in the bundle (bundled: {sorted(tags)})")
     bootstrap = archive.read("_bootstrap/__init__.py").decode("utf-8")
-    if "def cache_path(archive, root_dir, build_id)" not in bootstrap:
-        problems.append("shiv's _bootstrap.cache_path(archive, root_dir, build_id) is gone; "
-                        "tools/zipapp_main.py needs updating for this shiv version")
+    for wrapped in ("cache_path(archive, root_dir, build_id)", "extract_site_packages(archive, target_path,"):
+        if f"def {wrapped}" not in bootstrap:
+            problems.append(f"shiv's _bootstrap has no `def {wrapped}` any more; "
+                            "tools/zipapp_main.py needs updating for this shiv version")
     if problems:
         raise BuildError("the zipapp would not run on every Python >= 3.11: " + "; ".join(problems))
     return tags
 
 
+def hash_checked_pyc(source: bytes, filename: str) -> bytes | None:
+    """SOURCE compiled by this Python as a `.pyc` checked against the source's hash (PEP
+    552), so it holds whatever time the unpacked file gets; None: it does not compile."""
+    try:
+        with warnings.catch_warnings():  # a bundled module's own (pystachio's escapes)
+            warnings.simplefilter("ignore")
+            code = compile(source, filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):  # compileall skips it too; Python then never imports it
+        return None
+    return importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little") + importlib.util.source_hash(source) + \
+        marshal.dumps(code)
+
+
+def bytecode_entries(src: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, bytes]]:
+    """A `__pycache__/NAME.TAG.pyc` entry for each module under site-packages/."""
+    entries = []
+    for info in src.infolist():
+        if not (info.filename.startswith("site-packages/") and info.filename.endswith(".py")):
+            continue
+        directory, _, name = info.filename.rpartition("/")
+        pyc = hash_checked_pyc(src.read(info), info.filename)
+        if pyc is not None:
+            entry = zipfile.ZipInfo(f"{directory}/__pycache__/{name[:-3]}.{sys.implementation.cache_tag}.pyc",
+                                    date_time=info.date_time)
+            entry.external_attr = 0o644 << 16  # shiv unpacks with these permissions
+            entries.append((entry, pyc))
+    return entries
+
+
 def install_main(raw: Path, target: Path) -> None:
-    """Write TARGET: RAW's entries with tools/zipapp_main.py as `__main__.py`, executable."""
+    """Write TARGET: RAW's entries with tools/zipapp_main.py as `__main__.py`, and the
+    bundled modules' bytecode, executable."""
     tmp = target.with_name(target.name + ".tmp")
     with zipfile.ZipFile(raw) as src, open(tmp, "wb") as out:
         out.write(f"#!{SHEBANG}\n".encode())
@@ -128,6 +176,8 @@ def install_main(raw: Path, target: Path) -> None:
             for info in src.infolist():
                 data = ZIPAPP_MAIN.read_bytes() if info.filename == "__main__.py" else src.read(info)
                 dst.writestr(info, data)
+            for entry, pyc in bytecode_entries(src):
+                dst.writestr(entry, pyc, compress_type=zipfile.ZIP_DEFLATED)
     tmp.chmod(0o755)
     os.replace(tmp, target)
 
@@ -162,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
           f"in {time.monotonic() - started:.1f} s")
     for dist_name, dist_tags in sorted(tags.items(), key=lambda kv: kv[0].lower()):
         print(f"  bundled {dist_name}: {', '.join(dist_tags)}")
+    compiled = sorted(d for d, ts in tags.items() if any(t.split("-")[2] != "any" for t in ts))
+    print("  pure Python: runs on any platform" if not compiled else
+          f"  compiled parts ({', '.join(compiled)}): runs on this machine's platform only")
     return 0
 
 

@@ -2,8 +2,12 @@
 """Stoker's zipapp entry point: tools/build_dist.py puts this file in place of shiv's own
 `__main__.py` in dist/stoker.pyz.
 
-Owns two decisions taken before shiv unpacks the bundled dependencies:
+Owns three decisions taken before shiv unpacks the bundled dependencies:
 - a Python older than 3.11 is refused with one clear line and exit status 2;
+- a directory it cannot unpack into (a service user's HOME that does not exist or is not
+  its own, a SHIV_ROOT on a read-only mount) is one clear line naming it and exit status 2,
+  not shiv's traceback; it never falls back to somewhere else (a shared /tmp directory
+  could hold code someone else put there);
 - where shiv unpacks when SHIV_ROOT is not set: under Mesos the executor's HOME may be
   missing or not writable, so the bundle goes to $MESOS_SANDBOX/.shiv (else
   $MESOS_DIRECTORY/.shiv), which is always writable and is removed with the sandbox;
@@ -65,5 +69,18 @@ def _cache_path(archive, root_dir, build_id):
     return _shiv_cache_path(archive, root_dir or _sandbox_root(), build_id)
 
 
+def _extract_site_packages(archive, target_path, *args, **kwargs):
+    try:
+        _shiv_extract(archive, target_path, *args, **kwargs)
+    except OSError as exc:
+        sys.stderr.write(
+            "stoker: error: stoker.pyz cannot unpack itself into %s: %s; set SHIV_ROOT to a "
+            "directory this user can write\n" % (target_path.parent, exc)
+        )
+        sys.exit(2)
+
+
+_shiv_extract = _bootstrap.extract_site_packages
 _bootstrap.cache_path = _cache_path
+_bootstrap.extract_site_packages = _extract_site_packages
 _bootstrap.bootstrap()

@@ -223,7 +223,9 @@ def _make_sandbox(requested: str | None, name: str) -> str:
     if requested is None:
         requested = os.path.join(os.getcwd(), planfiles.sandbox_name(name))
     path = os.path.abspath(requested)
-    os.mkdir(path)
+    if planfiles.foreign_link(path):  # the supervisor refuses it, saying why
+        raise PermissionError(path)
+    os.mkdir(path, planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     return os.path.realpath(path)
 
 

@@ -11,6 +11,14 @@ record above `stoker run`'s live view (`executor.logs.above_screen_line`), never
 line; for `stoker run` through its spool (`executor.logs.Spool`), so that a terminal that
 stopped reading never blocks the thread that logs.
 
+A command's own `stoker: error: ...` and `stoker: warning: ...` lines (`say`) are JSON
+objects too once `--log-format json` is configured (`stoker_error`, `stoker_warning`, the
+text as `reason`). What would otherwise reach stderr past the handler goes through it too, so that a
+`--log-format json` stderr holds nothing but JSON objects: an exception no code caught (in
+the main thread, in any other thread, or ignored in a finalizer: `crashed`,
+`thread_crashed`, `exception_ignored`, each with its traceback) and Python's warnings
+(logger `py.warnings`).
+
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
 from __future__ import annotations
@@ -18,13 +26,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
+import threading
 import time
 from collections.abc import Iterable
+from types import TracebackType
 from typing import Any
 
-from config.words import printable
-from executor.logs import NO_ROOM, Spool, above_screen_line, spool
+from config.words import printable, printable_lines
+from executor.logs import NO_ROOM, Spool, above_screen_line, drain_spool, log_event, spool
+
+logger = logging.getLogger("executor")
 
 
 class TextFormatter(logging.Formatter):
@@ -32,9 +45,18 @@ class TextFormatter(logging.Formatter):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
         line = (f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {record.name}: "
                 f"{printable(record.getMessage())}")
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        if record.exc_info:  # its lines escaped too: an exception's message may quote a task's output
+            line += "\n" + printable_lines(self.formatException(record.exc_info))
         return line
+
+
+# What json.dumps leaves raw but a line reader would split at (NEL, U+2028, U+2029: so does
+# str.splitlines) or a terminal obey (DEL, C1 controls): only ever inside a string, escaped.
+_RAW = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -54,7 +76,7 @@ class JsonFormatter(logging.Formatter):
             doc["message"] = record.getMessage()
         if record.exc_info:
             doc["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False)
+        return _RAW.sub(_escaped, json.dumps(doc, ensure_ascii=False))
 
 
 class QuietHandler(logging.StreamHandler):
@@ -88,7 +110,11 @@ class QuietHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
             return
-        self._spool.put(self.stream, text, self._failed)
+        self._spool.put(self.stream, text, self._failed, self._note)
+
+    def _note(self, said: str) -> str:
+        """What the spool dropped or lost, as a record of this handler's format."""
+        return self.format(_dropped_record(said)) + self.terminator
 
     def _failed(self, exc: BaseException) -> None:
         """A spooled write failed (on the spool's thread)."""
@@ -107,11 +133,7 @@ class QuietHandler(logging.StreamHandler):
     def _say_dropped(self) -> None:
         """Before the next line: how many were lost while the disk was full, on a line of
         its own (the last write that failed may have left part of a line)."""
-        note = logging.makeLogRecord({
-            "name": __name__, "levelno": logging.WARNING, "levelname": "WARNING",
-            "msg": "log_lines_dropped count=%d reason=%s",
-            "args": (self.dropped, "the log could not be written (a full disk)"),
-            "stoker_event": "log_lines_dropped", "stoker_fields": {"count": self.dropped}})
+        note = _dropped_record("the log could not be written (a full disk)", self.dropped)
         try:
             self.stream.write(self.terminator + self.format(note) + self.terminator)
             self.flush()
@@ -131,9 +153,32 @@ class QuietHandler(logging.StreamHandler):
             pass
 
 
+def _dropped_record(reason: str, count: int | None = None) -> logging.LogRecord:
+    """The `log_lines_dropped` WARNING, made by hand: it is written by the handler itself."""
+    text = f"log_lines_dropped{'' if count is None else f' count={count}'} reason=\"{reason}\""
+    return logging.makeLogRecord({
+        "name": __name__, "levelno": logging.WARNING, "levelname": "WARNING", "msg": text,
+        "stoker_event": "log_lines_dropped", "stoker_fields": {"count": count, "reason": reason}})
+
+
+_json = False  # configured with --log-format json
+
+
+def say(kind: str, message: str) -> None:
+    """A command's `stoker: KIND: message` line on stderr (KIND: error or warning); with
+    --log-format json configured, the `stoker_KIND` event instead."""
+    if _json:
+        log_event(logger, logging.ERROR if kind == "error" else logging.WARNING, f"stoker_{kind}",
+                  reason=message)
+    else:
+        print(f"stoker: {kind}: {printable(message)}", file=sys.stderr)
+
+
 def configure(log_format: str = "text", level: str | int = "INFO", stream: Any = None,
               drop_events: Iterable[str] = (), spooled: bool = False) -> None:
     """`spooled`: records are written by the process's spool (`stoker run`)."""
+    global _json
+    _json = log_format == "json"
     handler = QuietHandler(stream or sys.stderr, drop_events, spool() if spooled else None)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
@@ -141,3 +186,36 @@ def configure(log_format: str = "text", level: str | int = "INFO", stream: Any =
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
+    logging.captureWarnings(True)
+    sys.excepthook = _crashed
+    threading.excepthook = _thread_crashed
+    sys.unraisablehook = _ignored
+
+
+def _crashed(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """An exception the main thread did not catch (a bug): one CRITICAL record with its
+    traceback, written before the process ends."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    log_event(logger, logging.CRITICAL, "crashed", error=f"{kind.__name__}: {exc}",
+              exc_info=exc.with_traceback(tb))
+    drain_spool()
+
+
+def _thread_crashed(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return  # what the default hook ignores too
+    log_event(logger, logging.ERROR, "thread_crashed",
+              thread=args.thread.name if args.thread is not None else None,
+              error=f"{args.exc_type.__name__}: {args.exc_value}",
+              exc_info=args.exc_value.with_traceback(args.exc_traceback))
+
+
+def _ignored(unraisable: Any) -> None:
+    """An exception Python could not raise (in a finalizer, a `__del__`)."""
+    exc = unraisable.exc_value
+    log_event(logger, logging.WARNING, "exception_ignored",
+              where=unraisable.err_msg or None, object=repr(unraisable.object)[:200],
+              error=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+              exc_info=exc if exc is not None else False)

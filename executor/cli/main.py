@@ -28,15 +28,15 @@ from config.settings import (
     flag_conflicts,
     variables,
 )
-from config.words import printable
 from executor import codecache
 from executor.cli import UsageError, logsetup
 from executor.logs import drain_spool, log_event, no_room
 
 EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
-# `stoker run` prints these state changes on stdout: its stderr log does not repeat them.
-RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage")
+# `stoker run` prints these state changes on stdout: its text stderr log does not repeat them.
+RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage", "run_prepared",
+                      "run_warning", "run_ended", "task_restarting", "ports_taken")
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -215,7 +215,7 @@ def _handled(command: Callable[[], int]) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"stoker: error: {printable(message)}", file=sys.stderr)
+    logsetup.say("error", message)
 
 
 def _quiet_stdout() -> None:
@@ -239,7 +239,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         environ = dict(os.environ)  # the settings' copy: from here on the token is only in memory
         hidden = hide_secrets(os.environ, SECRET_VARIABLES)  # first: see executor/procs/hardening.py
-        from executor.mesos.executor import main as executor_main
+        from executor.mesos.process import main as executor_main
 
         settings = ExecutorSettings.from_args(args, environ)
         logsetup.configure(settings.log_format, settings.log_level)
@@ -262,10 +262,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ahead = launch.take_ahead()  # or the child it forked to plan a first run
     try:
         settings = RunSettings.from_args(args, os.environ)
-        logsetup.configure(settings.log_format, settings.log_level, drop_events=RUN_PRINTED_EVENTS,
+        logsetup.configure(settings.log_format, settings.log_level,  # JSON: every event, for a program
+                           drop_events=RUN_PRINTED_EVENTS if settings.log_format == "text" else (),
                            spooled=True)
         for conflict in flag_conflicts(RunSettings, args, os.environ):
-            print(f"stoker: warning: {printable(conflict)}", file=sys.stderr)
+            logsetup.say("warning", conflict)
         run = LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ), early=early, ahead=ahead,
                        spooled=True)
         early = ahead = None  # the run's to adopt, take or give up

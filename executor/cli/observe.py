@@ -9,19 +9,27 @@ one port. Prints the URL it serves on stdout once listening (`--port 0` picks a 
 port). Exit 0 on Ctrl-C or SIGTERM, 1 when it cannot listen (the port is in use, the
 name resolves to nothing).
 
+It logs to stderr (the address it listens on, a request it could not answer, waitress's
+own lines) as `stoker executor` does: text, or JSON with `--log-format json`.
+
 Only this command imports the observer (and waitress): `stoker run` and `stoker executor`
 never load them.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
-import sys
 from typing import Any
 
+from config.logsettings import LogSettings
 from config.registry import RegistrySettings
+from config.settings import add_arguments
 from executor.cli.targets import error, registry_arguments
+from executor.logs import log_event
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 1338  # Thermos' observer's
 
@@ -39,6 +47,7 @@ def register(sub: Any, command: Any) -> None:
     observe.add_argument("--port", type=_port, default=DEFAULT_PORT, metavar="PORT",
                          help=f"the port to listen on (default {DEFAULT_PORT}; 0: a free one)")
     registry_arguments(observe)
+    add_arguments(observe, LogSettings)
     observe.set_defaults(handler=run)
 
 
@@ -50,10 +59,12 @@ def _port(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from executor.cli import logsetup
+    from executor.host.registry import Registry, RegistryUnreadable
     from executor.observe.reader import Reader
     from executor.observe.server import serve
 
-    logsetup.configure("text", "INFO")
+    logs = LogSettings.from_args(args, os.environ)
+    logsetup.configure(logs.log_format, logs.log_level)
     settings = RegistrySettings.from_args(args, os.environ)
 
     def ready(host: str, port: int) -> None:
@@ -61,15 +72,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"stoker observe: http://{shown}:{port}/ (registry {settings.registry_root})",
               flush=True)
 
+    try:  # a registry this user may not read would be served as a host without tasks
+        Registry(settings).read()
+    except RegistryUnreadable as exc:
+        error(str(exc))
+        return 1
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         serve(Reader(settings), args.host, args.port, ready=ready)
     except OSError as exc:
         error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1
+    except ModuleNotFoundError as exc:  # an installation without it: setup.py requires it
+        if (exc.name or "").partition(".")[0] != "waitress":
+            raise
+        error("stoker observe needs the waitress package, which this installation of Stoker lacks "
+              "(pip install 'waitress>=3.0'; stoker.pyz carries it)")
+        return 2
     except KeyboardInterrupt:
         pass
-    print("stoker observe: stopped", file=sys.stderr)
+    log_event(logger, logging.INFO, "observer_stopped")
     return 0
 
 

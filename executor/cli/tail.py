@@ -43,6 +43,7 @@ from typing import Any, BinaryIO, cast
 from executor.cli import tailparts
 from executor.cli.targets import error, registry_arguments, resolve
 from executor.procs import rotation, saferead
+from executor.procs.runprune import KEEP_RUNS
 
 FOLLOW_IDLE_SECS = 0.2
 LOGS_DIR = ".logs"
@@ -142,6 +143,18 @@ class ProcessLogs:
         return f"{LOGS_DIR}/{self.process}/{run}/{self.stream}"
 
 
+def _no_log(logs: ProcessLogs, number: int | None, runs: list[int]) -> str:
+    """Why there is no log of run `number` (None: of any run); a run between the first and
+    the kept last ones was removed (`executor/procs/runprune.py`)."""
+    where = f"{logs.sandbox}/{LOGS_DIR}"
+    if number is not None and runs and 0 < number < runs[-1] and number not in runs:
+        shown = ", ".join(str(r) for r in runs[:1]) + (f", {runs[1]}–{runs[-1]}" if len(runs) > 1 else "")
+        return (f"the log of run {number} of process {logs.process!r} was removed: a process keeps "
+                f"its first run's logs and its last {KEEP_RUNS} runs' (in {where}: runs {shown})")
+    what = f"run {number}" if number is not None else "any run"
+    return f"process {logs.process!r} has no log of {what} in {where}"
+
+
 def run(args: argparse.Namespace) -> int:
     sandbox = resolve(args.target, args).sandbox
     try:
@@ -149,9 +162,7 @@ def run(args: argparse.Namespace) -> int:
         runs = logs.runs()
         number = args.run if args.run is not None else (runs[-1] if runs else None)
         if number is None or number not in runs:
-            what = f"run {number}" if args.run is not None else "any run"
-            raise FileNotFoundError(f"process {args.process!r} has no log of {what} in "
-                                    f"{logs.sandbox}/{LOGS_DIR}")
+            raise FileNotFoundError(_no_log(logs, args.run, runs))
         rdir, fd = logs.open(number)
     except (ValueError, FileNotFoundError) as exc:
         error(str(exc))

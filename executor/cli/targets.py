@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,6 @@ import attrs
 
 from config.registry import RegistrySettings
 from config.settings import ExecutorSettings, add_arguments
-from config.words import printable
 from executor.cli import UsageError
 
 if TYPE_CHECKING:
@@ -38,7 +36,9 @@ EXIT_USAGE = 2
 
 
 def error(message: str) -> None:
-    print(f"stoker: error: {printable(message)}", file=sys.stderr)
+    from executor.cli import logsetup
+
+    logsetup.say("error", message)
 
 
 @attrs.frozen(slots=True)
@@ -69,8 +69,10 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
     if found is None:
         if "/" in given:
             raise UsageError(f"sandbox {path} does not exist")
+        others = ("; a task of another user's is in that user's registry: name its sandbox"
+                  if os.geteuid() == 0 else "")  # root controls it by its path (README, Users)
         raise UsageError(f"sandbox {path} does not exist, and no task in the registry "
-                         f"{settings.registry_root} has that id (`stoker ps --all` lists them)")
+                         f"{settings.registry_root} has that id (`stoker ps --all` lists them){others}")
     sandbox = Path(found.entry.sandbox)
     if not sandbox.is_dir():
         raise UsageError(f"task {given}: its sandbox {sandbox} no longer exists{_still_runs(found.entry)}")

@@ -8,7 +8,8 @@
 - `session`: a supervisor's hold on its sandbox (lock, entry, socket), shared by the
   front-end and the task owner; `identity`: a process by pid and start time; `sandbox`:
   the names under `.stoker/`; `clock`: dates for people; `replacefile`: a small file
-  written whole and renamed into place (the registry's entries, the plan cache's files).
+  written whole and renamed into place (the registry's entries, the plan cache's files),
+  and whether another user could redirect the path of their directory.
 
 Pure: `entry`, `truth`, `controlwire`. May import: procs, events, logs, config/. Never: task,
 local, mesos, cli (the task package imports this one).

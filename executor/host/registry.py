@@ -11,7 +11,8 @@ and the `TASK_ID` lookups read them.
   file (owner-only, 0600) and renamed over, so a reader sees the old entry or the new one.
 - Reading trusts nothing: only regular files with an entry's name, opened without following
   a symlink or blocking, at most `MAX_ENTRY_BYTES` each and `MAX_ENTRIES` in all; a root
-  that is not this user's, or that others may write, is not read (nor written). `read`
+  that is not this user's, or that others may write, or on a path another user could
+  redirect (`replacefile.untrusted_level`), is not read (nor written). `read`
   says so (`RegistryUnreadable`: a root that is not trusted, or that this user may not read,
   or entries it may not read, as another user's root's), so that `stoker ps` never shows
   a registry it could not read as one without tasks; `entries` lists what it could read.
@@ -36,8 +37,9 @@ import attrs
 from config.registry import RegistrySettings
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, RegistryEntry, expired
-from executor.host.replacefile import TEMP_SUFFIX, replace_file
+from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
+from executor.logs import log_event
 from executor.procs import saferead
 
 logger = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ class Registry:
         the registry cannot be written. Prunes expired entries first, unless not `prune`
         (which saves reading every entry: for a write that follows a pruning one at once)."""
         try:
-            os.makedirs(self.root, 0o700, exist_ok=True)
+            make_dirs(self.root, 0o700)  # each level 0700, as XDG asks of ~/.local/state
             fd = self._open_root()
             try:
                 if prune:
@@ -85,7 +87,9 @@ class Registry:
             finally:
                 os.close(fd)
         except OSError as exc:
-            self._warn_once(f"cannot register task {entry.label or entry.task_id or '?'} "
+            who = entry.label or entry.task_id  # none yet: an executor not given its task
+            what = f"task {who}" if who else f"the supervisor of {entry.sandbox}"
+            self._warn_once(f"cannot register {what} "
                             f"in {self.root}: {saferead.describe(exc)}; it runs anyway, but "
                             f"`stoker ps` will not list it")
             return False
@@ -96,7 +100,7 @@ class Registry:
             if self.root in _warned:
                 return
             _warned.add(self.root)
-        logger.warning("registry %s", message)
+        log_event(logger, logging.WARNING, "registry_problem", reason=message)
 
     # ---- reading ----
 
@@ -146,6 +150,11 @@ class Registry:
             os.close(fd)
             raise saferead.UnsafeEntry(f"{self.root} is not trusted: it belongs to uid "
                                        f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}")
+        level = untrusted_level(self.root)
+        if level:
+            os.close(fd)
+            raise saferead.UnsafeEntry(f"{self.root} is not trusted: {level}, so another user "
+                                       f"could redirect it")
         return fd
 
     def _read_all(self, dir_fd: int, denied: list[str] | None = None) -> list[Listed]:

@@ -1,12 +1,22 @@
 """Writing a small file whole: to a temporary name beside it, then renamed over it, so that
-a reader sees the old content or the new, never part of either.
+a reader sees the old content or the new, never part of either; and the directories such
+files go in.
 
 The host registry's entries and the plan cache's files are written so. Standard library
 only: the early start's modules may load it before anything else of Stoker's.
+
+- `trusted_path`, `untrusted_level`: whether another user could change where a path leads,
+  and which level of it. A directory
+  Stoker writes in for itself (the registry's root, the plan cache) must not be one
+  another user can redirect: with a level they own, or may write (a sticky directory such
+  as /tmp aside: no one else can rename what is ours in it; the user's own group aside), a
+  symlink planted there would lead root's writes anywhere (`/etc/cron.d`).
+- `make_dirs`: a path none of whose levels it makes others may write, whatever the umask.
 """
 from __future__ import annotations
 
 import os
+import stat
 
 TEMP_SUFFIX = ".tmp"  # a temporary's name: `.NAME.RANDOM.tmp`, in NAME's directory
 
@@ -38,3 +48,55 @@ def _remove(name: str, dir_fd: int | None) -> bool:
     except OSError:
         return False
     return True
+
+
+def trusted_path(path: str, euid: int | None = None, egid: int | None = None) -> bool:
+    """Whether no other user can change what `path` leads to (`untrusted_level`)."""
+    return untrusted_level(path, euid, egid) == ""
+
+
+def untrusted_level(path: str, euid: int | None = None, egid: int | None = None) -> str:
+    """The first level of `path` another user could change, and why; '' when none: every
+    level that exists, as written and with its symlinks resolved, belongs to `euid` or root,
+    and no one else may write it: not others (but in a sticky directory, /tmp: no one else
+    can rename what is ours in it), nor a group other than `egid` (the user's own: a umask of
+    002 makes `~/.local` group-writable, for a group only the user is in where each user has
+    one). A symlink planted in a user's directory would else lead root's writes anywhere."""
+    euid = os.geteuid() if euid is None else euid
+    egid = os.getegid() if egid is None else egid
+    for chain in (os.path.abspath(path), os.path.realpath(path)):
+        parts = [part for part in chain.split("/") if part]
+        for depth in range(len(parts) + 1):
+            level = "/" + "/".join(parts[:depth])
+            try:
+                info = os.lstat(level)
+            except FileNotFoundError:
+                break  # the rest is made by this user
+            except OSError as exc:
+                return f"{level}: {exc.strerror}"
+            if info.st_uid not in (euid, 0):
+                return f"{level} belongs to uid {info.st_uid}"
+            if not stat.S_ISLNK(info.st_mode) and _open_to_others(info, egid):
+                return f"{level} may be written by others (mode {stat.S_IMODE(info.st_mode):o})"
+    return ""
+
+
+def _open_to_others(info: os.stat_result, egid: int) -> bool:
+    mode = info.st_mode
+    if mode & stat.S_ISVTX:  # /tmp: others may add their names, never rename ours
+        return False
+    return bool(mode & stat.S_IWOTH or (mode & stat.S_IWGRP and info.st_gid != egid))
+
+
+def make_dirs(path: str, mode: int) -> None:
+    """Make `path` and each missing level above it with `mode` (the umask narrows it):
+    `os.makedirs` gives the levels above 0777 less the umask, so a umask of 0 would leave
+    `~/.local/state` or a sandbox's parents open to every user's writes. Raises OSError."""
+    head = os.path.dirname(path)
+    if head and head != path and not os.path.lexists(head):
+        make_dirs(head, mode)
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise

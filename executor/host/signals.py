@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any
 
+from executor.logs import log_event
+
 logger = logging.getLogger(__name__)
 
 _STOP = b"\0"  # no signal has number 0: close() writes it to end the thread
@@ -94,7 +96,8 @@ class SignalRelay:
         try:
             self._on_signal(signum)
         except Exception:  # a failing reaction must not end the relay for the next signal
-            logger.exception("reacting to signal %s failed", signal.Signals(signum).name)
+            log_event(logger, logging.ERROR, "signal_reaction_failed",
+                      signal=signal.Signals(signum).name, exc_info=True)
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from executor.events import (
     Transition,
 )
 from executor.host.sandbox import log_end
-from executor.logs import Spool, keep_screen_line, screen_lock
+from executor.logs import Spool, keep_screen_line, log_event, screen_lock
 from executor.task.status import Update
 
 logger = logging.getLogger(__name__)
@@ -84,8 +84,9 @@ class Output:
 
     def _lose(self, exc: BaseException) -> None:
         self.gone = True
-        logger.warning("stdout is gone (%s: %s): state changes are no longer printed; the task "
-                       "goes on%s", type(exc).__name__, exc, f" ({self.note})" if self.note else "")
+        log_event(logger, logging.WARNING, "stdout_gone", error=f"{type(exc).__name__}: {exc}",
+                  reason="stdout is gone: state changes are no longer printed; the task goes on"
+                  + (f" ({self.note})" if self.note else ""))
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             try:
@@ -124,6 +125,10 @@ class ConsoleReporter:
         self.stop_hint = ""  # set (from the signal relay's thread) when the user asks for a stop
         if self._live:
             keep_screen_line(self)
+
+    @property
+    def label(self) -> str:
+        return self._label
 
     @property
     def indent(self) -> str:

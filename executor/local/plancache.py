@@ -55,8 +55,10 @@ from config.spec import (
     ProcessSpec,
     TaskSpec,
 )
+from executor.host.replacefile import make_dirs, trusted_path
 from executor.local import planfiles
 from executor.local.planfiles import cache_dir
+from executor.logs import log_event
 
 __all__ = ["KEEP", "Lease", "cache_dir", "decode", "encode", "entry_stem", "keep_launch", "lease", "lookup",
            "plan_key", "store"]
@@ -99,8 +101,9 @@ def lease(directory: str, key: tuple[Any, ...]) -> Lease:
     """Take the lease on the entry for `key` (making the directory, private, if needed);
     never waits: a lease another live run holds is not held here."""
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        if not planfiles.private(os.stat(directory)):
+        make_dirs(directory, 0o700)  # each level: ~/.cache too, under a umask of 0
+        # again, now that it is made: a level another user made meanwhile is not trusted
+        if not planfiles.private(os.stat(directory)) or not trusted_path(directory):
             return Lease(None)
     except OSError:
         return Lease(None)
@@ -122,18 +125,18 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
             return None
         for path, text in sources:
             if planfiles.read_text(path) != text:
-                logger.debug("plan cache: %s changed; planning afresh", path)
+                log_event(logger, logging.DEBUG, "plan_cache_missed", reason=f"{path} changed")
                 return None
         plan = decode(encoded)
     except Exception as exc:  # damaged or from another format: plan afresh, and overwrite it
-        logger.debug("plan cache: unusable entry (%s); planning afresh", exc)
+        log_event(logger, logging.DEBUG, "plan_cache_missed", reason=f"unusable entry ({exc})")
         return None
     if not isinstance(plan, JobPlan):
         return None
     if not probe([plan.spec.ports[name] for name in plan.allocated]):
-        logger.debug("plan cache: a port it chose is taken now; planning afresh")
+        log_event(logger, logging.DEBUG, "plan_cache_missed", reason="a port it chose is taken now")
         return None
-    logger.debug("plan cache: using the plan kept for %s", key[3])
+    log_event(logger, logging.DEBUG, "plan_cache_used", config=key[3])
     return plan
 
 
@@ -144,7 +147,8 @@ def store(directory: str, key: tuple[Any, ...], sources: Mapping[str, str], plan
     if not held.held:
         return
     if problem is not None:
-        logger.debug("plan cache: not kept, the config reads more than its text: %s", problem)
+        log_event(logger, logging.DEBUG, "plan_cache_not_kept",
+                  reason=f"the config reads more than its text: {problem}")
         return
     try:
         texts = tuple(sorted((os.path.abspath(path), text) for path, text in sources.items()))
@@ -152,7 +156,8 @@ def store(directory: str, key: tuple[Any, ...], sources: Mapping[str, str], plan
         planfiles.write_private(_path(directory, key), data)  # in the directory `lease` made or checked
         _prune(directory)
     except (OSError, ValueError) as exc:
-        logger.debug("plan cache: could not keep the plan in %s: %s", directory, exc)
+        log_event(logger, logging.DEBUG, "plan_cache_not_kept",
+                  reason=f"could not keep the plan in {directory}: {exc}")
 
 
 def _prune(directory: str) -> None:
@@ -216,7 +221,8 @@ def keep_launch(directory: str, key: tuple[Any, ...], sources: Mapping[str, str]
         if planfiles.read_private(path) != data:
             planfiles.write_private(path, data)
     except (OSError, ValueError) as exc:
-        logger.debug("plan cache: could not keep the launch record in %s: %s", directory, exc)
+        log_event(logger, logging.DEBUG, "plan_cache_not_kept",
+                  reason=f"could not keep the launch record in {directory}: {exc}")
 
 
 def entry_stem(directory: str, key: tuple[Any, ...]) -> str:

@@ -6,7 +6,8 @@ called, reading and writing them safely, and the stamp of the code a plan depend
 Stoker's is loaded, so nothing here may import attrs, pathlib or the config package.
 
 - `cache_dir`: `$STOKER_PLAN_CACHE` (absolute; `off` turns the cache off), else
-  `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans`.
+  `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans` (`own_home`), and only on a
+  path no other user can redirect (`trusted_path`).
 - `entry_path`: one entry per config path, job key and instance (FNV-1a of the three: zlib's
   crc32 would load libz for one number); its files share the name and differ in suffix:
   `.bin` the plan, `.lock` the lease, `.start` the launch record.
@@ -15,7 +16,9 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
   into place. `read_text` reads a config file as the loader does, never blocking on a FIFO.
 - `code_roots` and `code_stamp`: the name, size and mtime of every module of `config/` and
   of pystachio: a plan made by other code is not served.
-- `sandbox_name`: how a new default sandbox is named (the early start makes one too).
+- `sandbox_name`: how a new default sandbox is named (the early start makes one too);
+  `SANDBOX_MODE`: a sandbox's and the levels' above it (`replacefile.make_dirs`);
+  `foreign_link`: another user's symlink on a sandbox's path, which `stoker run` refuses.
 - `lock`: an entry's lease (an `flock` that no run waits for); `login_name` and
   `ports_free`: the user a plan is bound for, and whether the ports a plan chose are still
   free; `allocate_ports`: free ports for a new plan (the planning child's, which may be
@@ -30,7 +33,7 @@ import stat
 import sys
 import time
 
-from executor.host.replacefile import replace_file
+from executor.host.replacefile import replace_file, trusted_path
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -45,18 +48,42 @@ START_SUFFIX = ".start"
 Stamp = tuple[tuple[str, int, int], ...]
 
 
-def cache_dir(environ: Mapping[str, str]) -> str | None:
-    """Where plans are kept, or None (cache off, or no absolute place for it)."""
+def cache_dir(environ: Mapping[str, str], euid: int | None = None) -> str | None:
+    """Where plans are kept, or None (cache off, no absolute place for it, or a place
+    another user could redirect: `trusted_path`). The default's home is $HOME or the
+    password database's, whichever is a directory this user owns: `sudo` that keeps the
+    caller's HOME must not make root keep its plans in the caller's ~/.cache."""
+    euid = os.geteuid() if euid is None else euid
     value = environ.get("STOKER_PLAN_CACHE", "")
     if value:
-        return value if value != "off" and os.path.isabs(value) else None
-    base = environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):
-        home = environ.get("HOME", "")
-        if not os.path.isabs(home):
-            return None
-        base = os.path.join(home, ".cache")
-    return os.path.join(base, "stoker", "plans")
+        directory = value if value != "off" and os.path.isabs(value) else None
+    else:
+        base = environ.get("XDG_CACHE_HOME", "")
+        if not os.path.isabs(base):
+            home = own_home(environ, euid)
+            base = os.path.join(home, ".cache") if home else ""
+        directory = os.path.join(base, "stoker", "plans") if base else None
+    return directory if directory is not None and trusted_path(directory, euid) else None
+
+
+def own_home(environ: Mapping[str, str], euid: int) -> str | None:
+    """$HOME, else the password database's home of `euid`: the first that is an absolute
+    path to a directory `euid` owns; None when neither is."""
+    try:
+        listed = pwd.getpwuid(euid).pw_dir
+    except KeyError:  # a uid with no entry (a container's arbitrary uid)
+        listed = ""
+    for home in (environ.get("HOME", ""), listed):
+        try:
+            if os.path.isabs(home) and _owned_dir(os.stat(home), euid):
+                return home
+        except OSError:
+            continue
+    return None
+
+
+def _owned_dir(info: os.stat_result, euid: int) -> bool:
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == euid
 
 
 def entry_path(directory: str, config: str, jobkey: str | None, instance: int, suffix: str) -> str:
@@ -172,8 +199,35 @@ def sandbox_name(job: str) -> str:
     return f"sandbox-{job}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
 
 
+SANDBOX_MODE = 0o755  # a sandbox and the levels above it (`make_dirs`): a umask of 0 must not open them to all
+
+
 def is_sandbox_name(name: str, job: str) -> bool:
     return name.startswith(f"sandbox-{job}-")
+
+
+def foreign_link(path: str) -> str:
+    """The symlink of another user's (not root's) that `path` goes through, said so; ''
+    when none: one planted in /tmp would lead root's task, and what it writes, into /etc
+    (where fs.protected_symlinks is 0). Looked at before anything is made there."""
+    level = "/"
+    for part in os.path.abspath(path).split("/")[1:]:
+        level = os.path.join(level, part)
+        try:
+            info = os.lstat(level)
+        except OSError:  # missing (made by this user from here on), or not a directory:
+            return ""  # making it says so
+        if stat.S_ISLNK(info.st_mode) and info.st_uid not in (os.geteuid(), 0):
+            return f"is reached through {level}, a symlink of {user_name(info.st_uid)}"
+    return ""
+
+
+def user_name(uid: int) -> str:
+    """`uid`'s name in the password database with its number (`alice (uid 1000)`), else `uid N`."""
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def login_name(environ: Mapping[str, str]) -> str:

@@ -3,7 +3,7 @@
 Aurora client would, while a reference other than the runtime ones is unbound; allocates
 loopback ports for the names the job requests and resolves them through its Announcer's
 portmap; binds the templates), or takes the plan an earlier run of the same, unchanged
-config kept (`executor/local/plancache.py`: no pystachio loaded then); makes the sandbox,
+config kept (`executor/local/runstart.py`: no pystachio loaded then); makes the sandbox,
 runs the task with a TaskOwner, each attempt with a task id of its own, and restarts it by
 the service rules, each restart written to the checkpoint as it is scheduled (`stoker
 status` shows RESTARTING through the back-off).
@@ -34,36 +34,38 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, assert_never
+from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
 import attrs
 
 from config.errors import ConfigError
 from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
-from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings, pop_secrets
-from config.spec import LogDestination, LogMode
+from config.settings import RunSettings, pop_secrets
 from executor.events import TaskState
 from executor.host.early import EarlyStart
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
+from executor.host.replacefile import make_dirs
 from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
-from executor.local import plancache, planfiles
+from executor.local import planfiles
+from executor.local.attempts import archive_logs
 from executor.local.console import ConsoleReporter, Output
-from executor.local.planahead import Inputs, PlanAhead, inputs_of
-from executor.local.planfiles import login_name, ports_free
+from executor.local.planahead import PlanAhead
+from executor.local.runstart import RunStart
 from executor.local.service import Restart, ServiceRules, Stop
-from executor.logs import spool
+from executor.logs import log_event, spool
 from executor.task.checkpoint import append_between
 from executor.task.owner import TaskOwner
 from executor.task.records import RestartRecord
 from executor.task.status import Update
-from executor.task.wiring import owner_for
+from executor.task.wiring import load_announcer, owner_for
 
 if TYPE_CHECKING:
     from config.spec import JobSpec
@@ -81,13 +83,37 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
         path = Path.cwd() / planfiles.sandbox_name(job_name)
     if path.exists() and not path.is_dir():
         raise SandboxError(f"sandbox {path} exists and is not a directory")
+    link = planfiles.foreign_link(str(path))  # before anything is made there
+    if link:
+        raise _refused(path, link)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     except OSError as exc:
         raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from exc
     if not os.access(path, os.W_OK | os.X_OK):
         raise SandboxError(f"sandbox {path} is not writable")
+    problem = _not_own(path)
+    if problem:
+        raise _refused(path, problem)
     return path.resolve()
+
+
+def _refused(path: Path, problem: str) -> SandboxError:
+    return SandboxError(f"sandbox {path} {problem}: the task would run what another user puts "
+                        f"in it (bash sources its .thermos_profile before every process); use "
+                        f"a directory of your own")
+
+
+def _not_own(path: Path) -> str:
+    """Why another user could plant files in `path` (it is theirs, or open to their writes);
+    '' when no one but this user (and root) can."""
+    info = os.stat(path)
+    if info.st_uid != os.geteuid():
+        return f"belongs to {planfiles.user_name(info.st_uid)}, not {planfiles.user_name(os.geteuid())}"
+    mode = info.st_mode
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and info.st_gid != os.getegid()):
+        return f"may be written by other users (mode {stat.S_IMODE(mode):o})"
+    return ""
 
 
 class SandboxError(Exception):
@@ -112,9 +138,7 @@ class LocalRun:
         self._owner: TaskOwner | None = None
         self._console: ConsoleReporter | None = None
         self._signal: int | None = None  # the signal that asked for the stop
-        self._lease = plancache.Lease(None)  # on the kept plan, while this run uses its ports
-        self._early = early  # until the first attempt's supervisor adopts its runs
-        self._ahead = ahead  # until the plan is needed
+        self._start = RunStart(settings, self._environ, early, ahead)
 
     def stop(self, reason: str) -> None:
         self._stop.set()
@@ -127,11 +151,12 @@ class LocalRun:
         declined. Runs on the signal relay's thread: only posts, sets flags and logs."""
         name = signal.Signals(signum).name
         if signum == signal.SIGTSTP:
-            logger.warning("Ctrl-Z (SIGTSTP): stoker run does not suspend: its processes run in "
-                           "sessions of their own and would run on unsupervised (no restarts, no "
-                           "health checks), and a health check cut by the pause would fail the task; "
-                           "it supervises on. Ctrl-C stops the task; to keep the shell, start it in "
-                           "the background (`&`, nohup, tmux)")
+            log_event(logger, logging.WARNING, "suspend_declined", signal=name,
+                      reason="Ctrl-Z (SIGTSTP): stoker run does not suspend: its processes run in "
+                      "sessions of their own and would run on unsupervised (no restarts, no "
+                      "health checks), and a health check cut by the pause would fail the task; "
+                      "it supervises on. Ctrl-C stops the task; to keep the shell, start it in "
+                      "the background (`&`, nohup, tmux)")
             return
         if self._signal is None:
             self._signal = signum
@@ -174,8 +199,7 @@ class LocalRun:
                 if relay is not None:
                     relay.close()
         finally:
-            self._give_up_early("the run ended before its task started")
-            self._lease.close()  # the kept plan's ports are the next run's
+            self._start.close()
 
     def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(
@@ -194,16 +218,17 @@ class LocalRun:
             match decision:
                 case Stop():
                     code = self._exit_code(decision.exit_code)
-                    ended.console.line("stoker", f"{final.state.value}: {final.message}; "
-                                                 f"{decision.reason} (exit {code})")
+                    _said(ended, "run_ended", f"{final.message}; {decision.reason}", exit=code,
+                          line=f"{final.state.value}: {final.message}; {decision.reason} (exit {code})")
                     return code
                 case Restart():
                     restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason)
                     append_between(prepared.sandbox, restart.to_json(), prepared.plan.name)  # RESTARTING
-                    ended.console.line("stoker", f"{final.state.value}: {final.message}; {decision.reason}")
+                    _said(ended, "task_restarting", f"{final.message}; {decision.reason}",
+                          delay_secs=decision.delay_secs, next_attempt=attempt + 1)
                     if self._stop.wait(decision.delay_secs):
                         return self._stopped_between(ended)
-                    _warn_ports_taken(prepared.plan.ports, ended.console)
+                    _warn_ports_taken(prepared.plan.ports, ended)
                 case _:
                     assert_never(decision)
         return self._exit_code(0) if last is None else self._stopped_between(last)  # as the next one began
@@ -213,20 +238,21 @@ class LocalRun:
         the exit status of the one that ended."""
         code = self._exit_code(0 if ended.update.state is not TaskState.FAILED else 1)
         by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
-        ended.console.line("stoker", f"stopped by {by} during the restart delay (exit {code})")
+        _said(ended, "run_ended", f"stopped by {by} during the restart delay", exit=code,
+              line=f"stopped by {by} during the restart delay (exit {code})")
         return code
 
     def _prepare(self) -> Prepared:
         """Plan the job (or take the plan kept for it), make the sandbox, and say so."""
         s = self._settings
         host = socket.gethostname()
-        plan = self._plan(host)
+        plan = self._start.plan(host)
         ports = plan.ports
         if "health" in ports:  # an HTTP check or lifecycle: http.client now, without ssl,
             from healthcheck import plainhttp  # while this process has one thread
 
             plainhttp.load()
-        early = self._early_sandbox(plan.name)
+        early = self._start.early_sandbox(plan.name)
         sandbox = Path(early.sandbox) if early is not None else make_sandbox(s.sandbox, plan.name)
         session = _hold(sandbox, self._registry, early.take_lock() if early is not None else None)
         session.on_operator_kill(self._stop.set)  # `stoker kill`: no restart after this
@@ -236,14 +262,16 @@ class LocalRun:
             from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
 
             for lost in end_lost_attempts(sandbox):  # what a SIGKILLed supervisor left running
-                self._out.write(f"stoker run: warning: {lost.describe()}\n")
+                self._warn(lost.describe())
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
+        log_event(logger, logging.INFO, "run_prepared", task=plan.spec.label, sandbox=sandbox,
+                  ports=shown or None)  # a text log leaves it to the lines below
         if ports:
-            shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
             self._out.write(f"stoker run: ports {shown}\n")
         for taken in planfiles.ports_taken({n: p for n, p in ports.items() if n in s.ports}):
-            self._out.write(f"stoker run: warning: --port {taken} is in use by another program\n")
+            self._warn(f"--port {taken} is in use by another program")
         for warning in plan.port_warnings:
-            self._out.write(f"stoker run: warning: {warning}\n")
+            self._warn(warning)
         for note in plan.notes:
             self._out.write(f"stoker run: {note}\n")
         env = dict(self._environ)
@@ -251,93 +279,11 @@ class LocalRun:
         env["MESOS_SANDBOX"] = str(sandbox)
         return Prepared(plan=plan, host=host, sandbox=sandbox, env=env, session=session)
 
-    def _plan(self, host: str) -> JobPlan:
-        """The job planned for this machine (`config.plan`): the plan kept by an earlier run
-        of the same, unchanged config when its ports are still free (`plancache`), else
-        loaded, checked, given ports and bound now (by the child the entry point forked for
-        it, when it planned for these settings), and kept for the next run."""
-        s = self._settings
-        user = login_name(self._environ)
-        inputs = inputs_of(s.config, s.jobkey, tuple(s.bindings), s.instance, tuple(sorted(s.ports.items())),
-                           host, user)
-        ahead = self._ahead_for(inputs)
-        directory = plancache.cache_dir(self._environ)
-        key = plancache.plan_key(s, host, user)
-        if directory is not None:
-            self._lease = self._early_lease(directory, key) or plancache.lease(directory, key)
-            # the early start probed the ports before its runs could take them
-            kept = plancache.lookup(directory, key, ports_free if self._early is None else _free, self._lease)
-            if kept is not None:
-                if ahead is not None:
-                    ahead.cancel()
-                return kept
-        self._give_up_early("its plan is not the one kept")
-        from executor.local.planning import job_planner, plan_apart  # a kept plan needs none of it
-
-        plan, sources, problem = plan_apart(job_planner(inputs), ahead, source=inputs[0])
-        if directory is not None:
-            plancache.store(directory, key, sources, plan, self._lease, problem)
-            if problem is None:
-                plancache.keep_launch(directory, key, sources, plan, self._first_wave(plan),
-                                      SECRET_VARIABLES + AGENT_VARIABLES, self._lease)
-        return plan
-
-    def _ahead_for(self, inputs: Inputs) -> PlanAhead | None:
-        """The planning child the entry point forked, when it plans for `inputs`; cancelled
-        (killed and reaped) otherwise."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead.inputs != inputs:
-            logger.debug("plan ahead: it planned for %r, this run for %r; planning afresh", ahead.inputs, inputs)
-            ahead.cancel()
-            return None
-        return ahead
-
-    def _first_wave(self, plan: JobPlan) -> list[str] | None:
-        """The processes the planner starts first (run 0 of each), for the early start of
-        the next run; None when that run could not start them early: another sandbox than
-        a new one, another job key or instance, --bind or --port, or a logger that is not
-        a plain file (the early start makes only plain log files)."""
-        s = self._settings
-        if s.jobkey is not None or s.instance != 0 or s.bindings or s.ports:
-            return None
-        from executor.task.planner import Planner  # loaded for the task anyway
-
-        names = [start.process for start in Planner(plan.spec.task).decide(0.0).start]
-        loggers = [plan.spec.task.process(name).logger for name in names]
-        plain = all(lg.destination is LogDestination.FILE and lg.mode is LogMode.STANDARD for lg in loggers)
-        return names if names and plain else None
-
-    def _early_lease(self, directory: str, key: tuple[object, ...]) -> plancache.Lease | None:
-        """The lease the early start took, when it is this plan's."""
-        early = self._early
-        if early is None:
-            return None
-        if early.entry != plancache.entry_stem(directory, key):
-            self._give_up_early("it took another plan's lease")
-            return None
-        return plancache.Lease(early.take_lease())
-
-    def _early_sandbox(self, name: str) -> EarlyStart | None:
-        """The early start, when the sandbox it made is the one this run would make."""
-        early, requested = self._early, self._settings.sandbox
-        if early is None:
-            return None
-        made = Path(early.sandbox)
-        if requested is not None:
-            same = made == Path(requested).resolve()
-        else:
-            same = made.parent == Path.cwd().resolve() and planfiles.is_sandbox_name(made.name, name)
-        if not same:
-            self._give_up_early(f"it made sandbox {made}, not the one this run uses")
-            return None
-        return early
-
-    def _give_up_early(self, why: str) -> None:
-        early, self._early = self._early, None
-        if early is not None:
-            early.abandon()  # first: the line below may fail (no thread for the console)
-            logger.warning("early start given up: %s; its runs were killed and the task starts "
-                           "as without it", why)
+    def _warn(self, text: str) -> None:
+        """A `stoker run: warning: ...` line, and its `run_warning` event (a text log leaves it
+        to the line)."""
+        log_event(logger, logging.WARNING, "run_warning", reason=text)
+        self._out.write(f"stoker run: warning: {text}\n")
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
         """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");
@@ -348,30 +294,32 @@ class LocalRun:
         from executor.task.serverset import AnnounceError, plan_announcement
 
         try:
-            return plan_announcement(spec, spec.announce, s.announcer, host)
+            announcement = plan_announcement(spec, spec.announce, s.announcer, host)
+            if announcement is not None:
+                load_announcer()
         except AnnounceError as exc:
             raise ConfigError(f"{s.config}: job {spec.key}: {exc}") from None
+        return announcement
 
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
         s = self._settings
-        early = self._early if not self._stop.is_set() else None  # else `run` gives it up
+        early = self._start.early if not self._stop.is_set() else None  # else `run` gives it up
         spec = prepared.plan.spec_for(early.task_id if early is not None else task_id(prepared.plan.name, s.instance))
         announcement = self._announcement(spec, prepared.host)
         if early is None:
-            _archive_logs(prepared.sandbox)  # (an early start's runs write in `.logs` already)
-        if number == 0 and spec.warnings:
-            self._out.write("".join(f"stoker run: warning: {w}\n" for w in spec.warnings))
+            archive_logs(prepared.sandbox, s.keep_attempts)  # (an early start's runs write in `.logs` already)
+        for warning in spec.warnings if number == 0 else ():
+            self._warn(warning)
         if number == 0 and announcement is not None:
             self._out.write(f"stoker run: announcing at {announcement.path} in ZooKeeper "
                             f"{announcement.ensemble} once RUNNING\n")
         elif number == 0 and s.announce is not None:
-            self._out.write("stoker run: warning: --announce: the job has no `announce = "
-                            "Announcer(...)`; nothing is announced\n")
+            self._warn("--announce: the job has no `announce = Announcer(...)`; nothing is announced")
         console = ConsoleReporter(self._out, spec.label, sandbox=prepared.sandbox,
                                   names=[p.name for p in spec.task.processes])
         if early is not None:
-            self._early = None  # the first attempt's supervisor adopts its runs
+            self._start.handed_over()  # the first attempt's supervisor adopts its runs
         owner = owner_for(spec, prepared.sandbox, prepared.env, console,
                           kill_grace_secs=s.kill_grace_secs, stop_within_secs=s.kill_grace_secs,
                           cgroups=s.cgroups, announcement=announcement, early=early)
@@ -407,18 +355,24 @@ class Ended:
     console: ConsoleReporter
 
 
-def _warn_ports_taken(ports: Mapping[str, int], console: ConsoleReporter) -> None:
+# The run's own state changes: a line on stdout, and its event on the log (where a text log
+# drops it, main.RUN_PRINTED_EVENTS: the line says it).
+def _said(ended: Ended, event: str, reason: str, line: str | None = None,
+          level: int = logging.INFO, **fields: Any) -> None:
+    update = ended.update
+    log_event(logger, level, event, task=ended.console.label, state=update.state.value, **fields,
+              reason=reason)
+    ended.console.line("stoker", line if line is not None else f"{update.state.value}: {reason}")
+
+
+def _warn_ports_taken(ports: Mapping[str, int], ended: Ended) -> None:
     """Before a restart: a line naming each of the run's ports another program took since
     (the next attempt's server would fail to bind it; docs/contract.md §7)."""
     if taken := planfiles.ports_taken(ports):
-        console.line("stoker", f"warning: {'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} "
-                               "in use by another program; every attempt of this run keeps its ports "
-                               "(a new `stoker run` chooses free ones)")
-
-
-def _free(ports: list[int]) -> bool:
-    """The kept plan's ports under an early start: it probed them before its runs could take them."""
-    return True
+        text = (f"{'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} in use by another "
+                "program; every attempt of this run keeps its ports (a new `stoker run` chooses "
+                "free ones)")
+        _said(ended, "ports_taken", text, line=f"warning: {text}", level=logging.WARNING)
 
 
 def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None) -> HostSession:
@@ -432,19 +386,3 @@ def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | Non
     except OSError as exc:
         raise SandboxError(f"cannot use sandbox {sandbox}: its .stoker directory or lock: "
                            f"{exc.strerror or exc}") from None
-
-
-def _archive_logs(sandbox: Path) -> None:
-    """Keep the previous attempt's logs (of this run, or of an earlier run in the same
-    sandbox): .logs → .logs.attempt-N, N the first number not taken (run numbers restart at
-    0). A `.logs` that is not a directory (a symlink, say) is left alone."""
-    logs = sandbox / ".logs"
-    if not logs.is_dir() or logs.is_symlink():
-        return
-    number = 0
-    while os.path.lexists(sandbox / f".logs.attempt-{number}"):
-        number += 1
-    try:
-        logs.rename(sandbox / f".logs.attempt-{number}")
-    except OSError as exc:
-        logger.error("run could not archive %s: %s", logs, exc)

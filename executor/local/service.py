@@ -18,6 +18,8 @@ import attrs
 from config.words import number
 from executor.events import TaskState
 
+MAX_DOUBLINGS = 1000  # past any back-off's max: 2.0 ** 1000 times the smallest base a flag takes
+
 
 @attrs.frozen(slots=True)
 class Restart:
@@ -78,7 +80,9 @@ class ServiceRules:
             self._quick_ends = 0
             return Restart(0.0, f"{why}; it ran {uptime_secs:.1f} s, restarting now")
         self._quick_ends += 1
-        delay = min(self._max, self._base * 2 ** (self._quick_ends - 1))
+        # the exponent is capped: 2 ** 1024 is past a float (a service that ended quickly
+        # 1,025 times in a row, 17 hours of flapping at the default 60 s, stopped `stoker run`)
+        delay = min(self._max, self._base * 2.0 ** min(self._quick_ends - 1, MAX_DOUBLINGS))
         return Restart(delay, f"{why}; restarting in {_secs(delay)} s (quick end {self._quick_ends})")
 
 

@@ -42,6 +42,7 @@ import attrs
 
 from config.settings import ExecutorSettings
 from executor.events import TaskState
+from executor.logs import log_event
 from executor.mesos.callbacks import ExecutorCallbacks
 from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.reconnect import Ending, GiveUp, ReconnectPolicy, Retry, SessionEnd
@@ -106,7 +107,8 @@ class ExecutorDriver:
         self._cond = self._shared.cond
         self._stop = self._shared.stop
         self._stream: AgentStream | None = None  # under _cond
-        self._who = f"executor={settings.executor_id}"
+        self._subscribe_said = False  # the first SUBSCRIBE was logged (at INFO)
+        self._who = settings.executor_id  # every line's executor_id=
         self._sender = CallSender(self._shared, self._transport,
                                   settings.subscription_backoff_max_secs, self._rng,
                                   lambda text: self._post(callbacks.error, text), self._who)
@@ -156,15 +158,17 @@ class ExecutorDriver:
         message: str = "",
         healthy: bool | None = None,
         reason: str | None = None,
+        task: str | None = None,
     ) -> bytes:
-        """Records the update as owed and queues it; returns its uuid bytes."""
+        """Records the update as owed and queues it, with its one `status_update` line
+        (`task`: the task's label, for it); returns its uuid bytes."""
         with self._cond:
             pending = self._protocol.update(task_id, state, message, healthy, reason,
                                             now_wall=time.time())
             self._shared.unsent += 1
-        logger.debug("status_update_queued %s task=%s state=%s uuid=%s healthy=%s reason=%s "
-                     "message=%r", self._who, task_id, mesos_state_name(state),
-                     uuid_text(pending.uuid), healthy, reason, message)
+        log_event(logger, logging.INFO, "status_update", task=task, task_id=task_id,
+                  state=mesos_state_name(state), healthy=healthy, mesos_reason=reason,
+                  uuid=uuid_text(pending.uuid), message=message)
         self._sender.queue_update(pending)
         return pending.uuid
 
@@ -247,8 +251,8 @@ class ExecutorDriver:
         try:
             ending = self._subscribe_until_done(policy)
         except Exception as e:  # a bug: say so, then behave like a lost agent
-            logger.error("mesos_stream_thread_failed %s error=%s: %s", self._who,
-                         type(e).__name__, e, exc_info=True)
+            log_event(logger, logging.ERROR, "mesos_stream_thread_failed", executor_id=self._who,
+                      error=f"{type(e).__name__}: {e}", exc_info=True)
         finally:
             with self._cond:
                 self._shared.ending = ending
@@ -271,15 +275,18 @@ class ExecutorDriver:
             decision = policy.on_session_end(end, time.monotonic(), self._rng.random())
             match decision:
                 case GiveUp(ending=Ending.SHUTDOWN, reason=reason):
-                    logger.info("mesos_stream_ended %s reason=%r", self._who, reason)
+                    log_event(logger, logging.INFO, "mesos_stream_ended", executor_id=self._who,
+                              reason=reason)
                     return decision.ending
                 case GiveUp(ending=ending, reason=reason):
-                    logger.error("mesos_giving_up %s reason=%r", self._who, reason)
+                    log_event(logger, logging.ERROR, "mesos_giving_up", executor_id=self._who,
+                              reason=reason)
                     return ending
                 case Retry(delay_secs=delay, reason=reason):
-                    logger.info("mesos_retry %s in_ms=%d next_attempt=%d outage_secs=%.1f "
-                                "reason=%r", self._who, round(delay * 1000), attempt + 1,
-                                policy.outage_secs(time.monotonic()), reason)
+                    log_event(logger, logging.INFO, "mesos_retry", executor_id=self._who,
+                              in_ms=round(delay * 1000), next_attempt=attempt + 1,
+                              outage_secs=round(policy.outage_secs(time.monotonic()), 1),
+                              reason=reason)
                     if self._stop.wait(delay):
                         break
                 case _:
@@ -293,8 +300,11 @@ class ExecutorDriver:
             body = self._protocol.subscribing()
             updates = len(self._protocol.unacknowledged_updates())
             tasks = len(self._protocol.unacknowledged_tasks())
-        logger.info("mesos_subscribing %s url=%s attempt=%d unacked_updates=%d unacked_tasks=%d",
-                    self._who, self._transport.url, attempt, updates, tasks)
+        # INFO the first time: every later SUBSCRIBE follows its `mesos_retry` line, which says it
+        level, self._subscribe_said = (logging.DEBUG if self._subscribe_said else logging.INFO), True
+        log_event(logger, level, "mesos_subscribing", executor_id=self._who,
+                  url=self._transport.url, attempt=attempt, unacked_updates=updates,
+                  unacked_tasks=tasks)
         result, stream = self._transport.subscribe(body, connect_timeout_secs, answer_timeout_secs)
         if stream is None:
             with self._cond:
@@ -307,7 +317,8 @@ class ExecutorDriver:
             stream.abort()
         reason, subscribed, shutdown = self._read_stream(stream)
         if subscribed and not self._stop.is_set():
-            logger.warning("mesos_disconnected %s reason=%r", self._who, reason)
+            log_event(logger, logging.WARNING, "mesos_disconnected", executor_id=self._who,
+                      reason=reason)
             self._post(self._callbacks.disconnected)
         return SessionEnd(reason, subscribed=subscribed, shutdown=shutdown)
 
@@ -315,8 +326,8 @@ class ExecutorDriver:
         if result.outcome is not Outcome.REJECTED:
             return SessionEnd(f"SUBSCRIBE failed: {result.describe()}")
         text = f"the agent rejected SUBSCRIBE: {result.describe()}"
-        logger.error("mesos_subscribe_rejected %s status=%s body=%r", self._who,
-                     result.status, result.detail)
+        log_event(logger, logging.ERROR, "mesos_subscribe_rejected", executor_id=self._who,
+                  status=result.status, body=result.detail)
         self._post(self._callbacks.error, text)
         return SessionEnd(text, rejected=True)
 
@@ -351,7 +362,8 @@ class ExecutorDriver:
         except StreamBroken as e:
             reason = f"the event stream broke ({e})"
         except RemoteProtocolError as e:
-            logger.error("mesos_protocol_error %s error=RemoteProtocolError: %s", self._who, e)
+            log_event(logger, logging.ERROR, "mesos_protocol_error", executor_id=self._who,
+                      error=f"RemoteProtocolError: {e}")
             reason = f"the agent sent a malformed event stream ({e})"
         finally:
             stream.close()
@@ -367,8 +379,10 @@ class ExecutorDriver:
         cb = self._callbacks
         match event:
             case Subscribed():
-                logger.info("mesos_subscribed %s agent_id=%s reregistered=%s container=%s",
-                            self._who, self._agent_id(), registrations > 0, event.container_id)
+                # DEBUG: the executor's `registered` / `reregistered` line says it at INFO
+                log_event(logger, logging.DEBUG, "mesos_subscribed", executor_id=self._who,
+                          agent_id=self._agent_id(), reregistered=registrations > 0,
+                          container=event.container_id)
                 if registrations > 0:
                     self._post(cb.reregistered, event.agent_info)
                 else:
@@ -383,25 +397,27 @@ class ExecutorDriver:
             case Message(data=data):
                 self._post(cb.frameworkMessage, data)
             case Shutdown():
-                logger.info("mesos_shutdown_received %s", self._who)
+                log_event(logger, logging.DEBUG, "mesos_shutdown_received",  # the executor's
+                          executor_id=self._who)  # `shutdown` line says it, with the grace
                 self._post(cb.shutdown)
             case Error(message=message):
                 self._post(cb.error, message)
             case Acknowledged(task_id=tid, uuid=raw):
-                logger.debug("mesos_acknowledged %s task=%s uuid=%s", self._who, tid,
-                             uuid_text(raw))
+                log_event(logger, logging.INFO, "status_update_acknowledged",
+                          executor_id=self._who, task_id=tid, uuid=uuid_text(raw))
             case Heartbeat():
-                logger.debug("mesos_heartbeat %s", self._who)
+                log_event(logger, logging.DEBUG, "mesos_heartbeat", executor_id=self._who)
             case UnknownEvent(type=kind):
-                logger.info("mesos_event_ignored %s type=%s reason=\"unknown event type\"",
-                            self._who, kind)
+                log_event(logger, logging.INFO, "mesos_event_ignored", executor_id=self._who,
+                          type=kind, reason="unknown event type")
             case Oversized(type="LAUNCH", task_id=str() as tid, size_bytes=size):
                 self._post(cb.launchTooLarge, tid, size)
             case Oversized(type=kind, size_bytes=size):
-                logger.error("mesos_event_skipped %s type=%s bytes=%d reason=\"larger than the "
-                             "limit of %d bytes%s\"", self._who, kind, size, MAX_RECORD_BYTES,
-                             "; its task id is not in its first bytes: it cannot be answered"
-                             if kind == "LAUNCH" else "")
+                log_event(logger, logging.ERROR, "mesos_event_skipped", executor_id=self._who,
+                          type=kind, bytes=size,
+                          reason=f"larger than the limit of {MAX_RECORD_BYTES} bytes"
+                          + ("; its task id is not in its first bytes: it cannot be answered"
+                             if kind == "LAUNCH" else ""))
             case _:
                 assert_never(event)
 
@@ -424,5 +440,5 @@ class ExecutorDriver:
             try:
                 item.call()
             except Exception as e:  # a callback's bug must not kill the driver
-                logger.error("mesos_callback_failed %s callback=%s error=%s: %s", self._who,
-                             item.name, type(e).__name__, e, exc_info=True)
+                log_event(logger, logging.ERROR, "mesos_callback_failed", executor_id=self._who,
+                          callback=item.name, error=f"{type(e).__name__}: {e}", exc_info=True)

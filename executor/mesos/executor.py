@@ -9,74 +9,49 @@ update (and, with --announcer-ensemble, the task's ServerSet announcement in Zoo
 Any error before the owner starts becomes TASK_FAILED with the message (no process
 starts). KILL and SHUTDOWN become kill requests; the process exits once the terminal update
 is acknowledged, or after a bounded wait.
-
-The main thread only waits: SIGTERM and SIGINT handlers record the signal, the end of the
-task is recorded alike, on one queue `main` blocks on (no polling); a signal acts as SHUTDOWN.
-
-Exit status (`main`'s return value; the agent logs it):
-
-    0  a normal run: the task ended and its updates were acknowledged, or the agent (SHUTDOWN)
-       or a signal (SIGTERM, SIGINT) asked the executor to stop, and it did
-    1  an internal error (a bug) ended the task or the driver; the log has the traceback
-    3  never subscribed: the agent never answered SUBSCRIBED (unreachable, or refusing
-       SUBSCRIBE) until the driver gave up, after 5 s without checkpointing and after
-       MESOS_RECOVERY_TIMEOUT with it (or until a signal came)
-    4  the agent was lost for good after the executor had subscribed: down past
-       MESOS_RECOVERY_TIMEOUT, a disconnect with checkpointing off, a resubscription refused
-    5  the task ended, but some of its updates were still unacknowledged when the bounded
-       wait ran out: the agent may never have got them
-
-(2 is the CLI's: a missing MESOS_* variable or an invalid setting, such as a
-MESOS_AGENT_ENDPOINT that is not host:port or a token no HTTP header can carry, before
-anything starts.)
+The process around it (its main thread, signals, exit status) is `process.py`.
 """
 from __future__ import annotations
 
 import logging
-import queue
-import signal
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from config.document import MAX_DOCUMENT_BYTES
-from config.environment import task_environment
-from config.errors import SettingsError
-from config.settings import TOKEN_VARIABLE, ExecutorSettings
+from config.settings import ExecutorSettings
 from executor.events import TaskState
-from executor.host.signals import SignalRelay
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.launch import LaunchError, TaskLaunch, prepare_launch
-from executor.mesos.reconnect import Ending
 from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.reporter import MesosReporter
-from executor.mesos.transport import BadToken, agent_url
 from executor.mesos.wire import task_id
 from executor.task.owner import TaskOwner
-from executor.task.wiring import RunAs, UnknownUser, current_user, give_sandbox, owner_for, user_named
+from executor.task.wiring import (
+    RunAs,
+    UnknownUser,
+    current_user,
+    give_sandbox,
+    load_announcer,
+    owner_for,
+    user_named,
+)
 
 if TYPE_CHECKING:
     from executor.task.serverset import Announcement
 
 logger = logging.getLogger(__name__)
 
-ACK_WAIT_SECS = 10.0  # bounded wait for the terminal update's acknowledgement
 SHUTDOWN_MARGIN_SECS = 1.0  # kill this much before the agent's shutdown grace ends
-ACK_MARGIN_SECS = 0.2  # ... and stop waiting for ACKs this much before it ends
 REASON_TASK_INVALID = "REASON_TASK_INVALID"
 GROUP_REFUSED = "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document"
 
-EXIT_OK = 0
-EXIT_INTERNAL_ERROR = 1
-EXIT_NEVER_SUBSCRIBED = 3
-EXIT_AGENT_LOST = 4
-EXIT_UNACKNOWLEDGED = 5
 
 
 @attrs.frozen(slots=True)
@@ -120,13 +95,14 @@ class StokerExecutor:
         log_event(logger, logging.INFO, "reregistered", agent=agent_info.get("id", {}).get("value"))
 
     def disconnected(self, driver: ExecutorDriver) -> None:
-        log_event(logger, logging.WARNING, "disconnected", task_id=self._task_id)
+        # DEBUG: the driver's `mesos_disconnected` said it, with the reason, at WARNING
+        log_event(logger, logging.DEBUG, "disconnected", task_id=self._task_id)
 
     def launchTask(self, driver: ExecutorDriver, task_info: dict[str, Any]) -> None:
         try:
             tid = task_id(task_info)
         except RemoteProtocolError as exc:
-            logger.error("launch ignored: TaskInfo without a task id: %s", exc)
+            log_event(logger, logging.ERROR, "launch_ignored", reason=f"TaskInfo without a task id: {exc}")
             return
         current = self._claim(tid)
         if current == tid:
@@ -281,10 +257,13 @@ class StokerExecutor:
         from executor.task.serverset import AnnounceError, plan_announcement
 
         try:
-            return plan_announcement(launch.spec, launch.spec.announce, self._settings.announcer,
-                                     launch.hostname)
+            announcement = plan_announcement(launch.spec, launch.spec.announce, self._settings.announcer,
+                                             launch.hostname)
+            if announcement is not None:
+                load_announcer()
         except AnnounceError as exc:
             raise LaunchError(f"invalid task: {exc}") from None
+        return announcement
 
     def _task_env(self, user: RunAs) -> dict[str, str]:
         env = dict(self._env)
@@ -320,131 +299,10 @@ class StokerExecutor:
                       reason=final.message)
         except Exception as exc:  # last resort: report, never die silently
             self.internal_error = True
-            logger.error("task %s: executor internal error: %s: %s", tid, type(exc).__name__, exc,
-                         exc_info=True)
+            log_event(logger, logging.ERROR, "executor_internal_error", task_id=tid,
+                      error=f"{type(exc).__name__}: {exc}", exc_info=True)
             if reporter is None:
                 driver.send_status_update(tid, TaskState.FAILED,
                                           f"executor internal error: {type(exc).__name__}: {exc}")
         finally:
             self._on_done()
-
-
-# ---- the process ----
-
-
-@attrs.frozen(slots=True)
-class TaskDone:
-    """The task is over, or there will be none."""
-
-
-@attrs.frozen(slots=True)
-class Signalled:
-    signum: int
-
-
-Wakeup = TaskDone | Signalled
-
-
-@attrs.frozen(slots=True)
-class RunEnd:
-    """What decides the exit status (module docstring)."""
-
-    ending: Ending | None  # why the driver stopped; None while it still runs
-    ever_subscribed: bool
-    shutdown_received: bool  # the agent sent SHUTDOWN
-    signalled: bool  # SIGTERM or SIGINT asked the executor to stop
-    internal_error: bool  # the task thread failed
-    acknowledged: bool  # every update was acknowledged at exit
-
-
-def exit_status(end: RunEnd) -> int:
-    """The exit status for how the run ended; the codes are in the module docstring."""
-    if end.internal_error or end.ending is Ending.INTERNAL_ERROR:
-        return EXIT_INTERNAL_ERROR
-    if not end.ever_subscribed and not end.shutdown_received:
-        return EXIT_NEVER_SUBSCRIBED
-    if end.ending is Ending.AGENT_LOST:
-        return EXIT_AGENT_LOST
-    if end.shutdown_received or end.signalled or end.acknowledged:
-        return EXIT_OK
-    return EXIT_UNACKNOWLEDGED
-
-
-def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
-    """Runs the executor until its task is over; returns the exit status (module docstring)."""
-    task_env = task_environment(environ, preserve_env=settings.preserve_env,
-                                keep_agent_env=settings.pass_agent_env)
-    wakeups: queue.SimpleQueue[Wakeup] = queue.SimpleQueue()
-    executor = StokerExecutor(settings, task_env, on_done=lambda: wakeups.put(TaskDone()))
-    driver = _driver(executor, settings)
-    # The relay's thread only posts; main acts (`executor.host.signals`: a signal may land
-    # on any thread, and main is blocked in the queue until something is posted).
-
-    def on_signal(received: int) -> None:  # a stop, like SHUTDOWN: ACKs only within its grace
-        driver.cut_ack_wait(settings.shutdown_grace_secs - ACK_MARGIN_SECS)
-        wakeups.put(Signalled(received))
-
-    relay = SignalRelay((signal.SIGTERM, signal.SIGINT), on_signal)
-    try:
-        return _run(settings, executor, driver, wakeups)
-    finally:
-        relay.close()
-
-
-def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorDriver,
-         wakeups: queue.SimpleQueue[Wakeup]) -> int:
-    log_event(logger, logging.INFO, "executor_start", executor_id=settings.executor_id,
-              framework_id=settings.framework_id, agent=settings.agent_endpoint, sandbox=settings.sandbox,
-              checkpoint=settings.checkpoint)
-    driver.start()
-    # The driver calls shutdown() when it gives up on the agent, so TaskDone always comes.
-    signalled = _wait_for_task(wakeups, executor, driver)
-    budget = _ack_budget(executor, settings)  # after SHUTDOWN, a signal: not through an outage
-    acked = driver.wait_for_acknowledgements(budget, through_outage=executor.shutdown_at is None)
-    end = RunEnd(ending=driver.ending, ever_subscribed=driver.ever_subscribed,
-                 shutdown_received=driver.shutdown_received, signalled=signalled,
-                 internal_error=executor.internal_error, acknowledged=acked)
-    status = exit_status(end)
-    log_event(logger, logging.INFO if status == EXIT_OK else logging.ERROR, "executor_exit",
-              status=status, acknowledged=acked, unacknowledged=driver.unacknowledged_count,
-              driver=end.ending.name if end.ending else "running")
-    driver.stop()
-    return status
-
-
-def _driver(executor: StokerExecutor, settings: ExecutorSettings) -> ExecutorDriver:
-    """The driver; a MESOS_AGENT_ENDPOINT or a token it cannot use: a settings error (exit 2)."""
-    try:
-        agent_url(settings.agent_endpoint)
-    except ValueError as exc:
-        raise SettingsError(f"MESOS_AGENT_ENDPOINT: {exc}") from None
-    try:
-        return ExecutorDriver(executor, settings)
-    except BadToken as exc:
-        raise SettingsError(f"{TOKEN_VARIABLE}: {exc}") from None
-
-
-def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
-                   driver: ExecutorDriver) -> bool:
-    """Blocks until the task is over; a signal meanwhile is treated as SHUTDOWN. True when
-    a signal came."""
-    signalled = False
-    while True:
-        wakeup = wakeups.get()
-        match wakeup:
-            case TaskDone():
-                return signalled
-            case Signalled(signum=signum):
-                signalled = True
-                log_event(logger, logging.WARNING, "signal", signal=signal.Signals(signum).name,
-                          reason="treated as SHUTDOWN")
-                executor.shutdown(driver)
-            case _:
-                assert_never(wakeup)
-
-
-def _ack_budget(executor: StokerExecutor, settings: ExecutorSettings) -> float:
-    if executor.shutdown_at is None:
-        return ACK_WAIT_SECS
-    left = settings.shutdown_grace_secs - (time.monotonic() - executor.shutdown_at) - ACK_MARGIN_SECS
-    return max(0.0, min(ACK_WAIT_SECS, left))

@@ -15,7 +15,9 @@ import queue
 import random
 import threading
 from collections.abc import Callable
+from typing import Any
 
+from executor.logs import log_event
 from executor.mesos.reconnect import Ending, call_retry_delay_secs
 from executor.mesos.session import ExecutorProtocol, PendingUpdate, SessionState
 from executor.mesos.transport import AgentTransport, CallResult, Outcome
@@ -72,8 +74,8 @@ class CallSender:
                 else:
                     self._send_message(item)
             except Exception as e:  # a bug; the update stays buffered for the next SUBSCRIBE
-                logger.error("mesos_sender_failed %s error=%s: %s", self._who,
-                             type(e).__name__, e, exc_info=True)
+                log_event(logger, logging.ERROR, "mesos_sender_failed", executor_id=self._who,
+                          error=f"{type(e).__name__}: {e}", exc_info=True)
             finally:
                 if isinstance(item, PendingUpdate):
                     with shared.cond:
@@ -107,10 +109,11 @@ class CallSender:
                 body = protocol.update_body(pending)
             attempt += 1
             result = self._transport.post(body)
-            what = (f"task={pending.task_id} state={mesos_state_name(pending.state)} "
-                    f"uuid={uuid_text(pending.uuid)}")
+            what: dict[str, Any] = {"task_id": pending.task_id, "uuid": uuid_text(pending.uuid),
+                                    "state": mesos_state_name(pending.state)}
             if result.outcome is Outcome.ACCEPTED:
-                logger.debug("status_update_sent %s %s attempt=%d", self._who, what, attempt)
+                log_event(logger, logging.DEBUG, "status_update_sent", executor_id=self._who, **what,
+                          attempt=attempt)
                 return
             if result.outcome is Outcome.REJECTED:
                 self._rejected("UPDATE", what, result)
@@ -129,7 +132,7 @@ class CallSender:
                     break
                 body = shared.protocol.message_body(data)
             result = self._transport.post(body)
-            what = f"bytes={len(data)}"
+            what = {"bytes": len(data)}
             if result.outcome is Outcome.ACCEPTED:
                 return
             if result.outcome is Outcome.REJECTED:
@@ -138,16 +141,18 @@ class CallSender:
             if attempt < MESSAGE_ATTEMPTS and not self._retry_wait(
                     "framework_message_retry", what, attempt, result):
                 break
-        logger.warning("framework_message_dropped %s bytes=%d reason=\"not accepted after "
-                       "%d attempts or no connection\"", self._who, len(data), MESSAGE_ATTEMPTS)
+        log_event(logger, logging.WARNING, "framework_message_dropped", executor_id=self._who,
+                  bytes=len(data), reason=f"not accepted after {MESSAGE_ATTEMPTS} attempts or no connection")
 
-    def _rejected(self, call: str, what: str, result: CallResult) -> None:
-        logger.error("mesos_call_rejected %s call=%s %s status=%s body=%r", self._who, call,
-                     what, result.status, result.detail)
-        self._report_rejection(f"the agent rejected {call} ({what}): {result.describe()}")
+    def _rejected(self, call: str, what: dict[str, Any], result: CallResult) -> None:
+        log_event(logger, logging.ERROR, "mesos_call_rejected", executor_id=self._who, call=call,
+                  **what, status=result.status, body=result.detail)
+        said = " ".join(f"{key}={value}" for key, value in what.items())
+        self._report_rejection(f"the agent rejected {call} ({said}): {result.describe()}")
 
-    def _retry_wait(self, event: str, what: str, attempt: int, result: CallResult) -> bool:
+    def _retry_wait(self, event: str, what: dict[str, Any], attempt: int,
+                    result: CallResult) -> bool:
         delay = call_retry_delay_secs(self._backoff_max_secs, self._rng.random())
-        logger.warning("%s %s %s attempt=%d in_ms=%d reason=%r", event, self._who, what,
-                       attempt, round(delay * 1000), result.describe())
+        log_event(logger, logging.WARNING, event, executor_id=self._who, **what, attempt=attempt,
+                  in_ms=round(delay * 1000), reason=result.describe())
         return not self._shared.stop.wait(delay)

@@ -3,7 +3,9 @@
 The tasks are the host registry's (`executor/host/registry.py`: reading prunes what the
 retention let go, as `stoker ps` does); each is inspected as `stoker ps` and `stoker
 status` inspect it (`executor/task/inspection.py`). A task is found by its task id (a live
-supervisor's entry first, else the newest); only a registered sandbox is ever read.
+supervisor's entry first, else the newest); only a registered sandbox is ever read. A
+registry there that cannot be read (another user's, not trusted) is `Unavailable` (503),
+never an empty list.
 
 A log is `SANDBOX/.logs/PROCESS/RUN/STREAM`, opened one level at a time without following
 a symlink or blocking (`executor/procs/saferead.py`): a symlink anywhere below the sandbox,
@@ -23,7 +25,7 @@ from pathlib import Path
 import attrs
 
 from config.registry import RegistrySettings
-from executor.host.registry import Listed, Registry, find
+from executor.host.registry import Listed, Registry, RegistryUnreadable, find
 from executor.observe.logrange import STREAM, LogQuery, trim, window
 from executor.observe.model import LogChunk, TaskDetail, TaskSummary
 from executor.observe.usage import RunRef, UsageSampler
@@ -39,6 +41,12 @@ class NotFound(Exception):
     """Nothing to answer with (404); the message says why."""
 
 
+class Unavailable(Exception):
+    """The registry is there and cannot be read (503): not trusted, or another user's
+    (root's, for an observer run as an ordinary user); the message says why. Never an
+    empty list of tasks."""
+
+
 class Reader:
     def __init__(self, settings: RegistrySettings, usage: UsageSampler | None = None) -> None:
         self.settings = settings
@@ -52,7 +60,10 @@ class Reader:
         return Registry(self.settings).entries()
 
     def tasks(self) -> list[TaskSummary]:
-        entries = [item.entry for item in self._listed()]
+        try:
+            entries = [item.entry for item in Registry(self.settings).read()]
+        except RegistryUnreadable as exc:
+            raise Unavailable(str(exc)) from None
         found = [inspect_sandbox(Path(e.sandbox), e) for e in entries]
         found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
         return [TaskSummary(row(e, i), dict(i.view.ports) if i.view else {})

@@ -38,13 +38,13 @@ from executor.observe.assets import ASSETS
 from executor.observe.html import error_page, task_url
 from executor.observe.logpage import log_page
 from executor.observe.pages import task_page, tasks_page
-from executor.observe.reader import NotFound, Reader
+from executor.observe.reader import NotFound, Reader, Unavailable
 
 logger = logging.getLogger(__name__)
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 500: "Internal Server Error"}
+            405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
 _HEADERS = [
     ("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; "
                                 "connect-src 'self'; img-src 'self'; base-uri 'none'; "
@@ -112,9 +112,11 @@ class ObserverApp:
             response = self._answer(route, api)
         except NotFound as exc:
             response = self._refused(routes.Refused(404, str(exc)), api)
+        except Unavailable as exc:
+            response = self._refused(routes.Refused(503, str(exc)), api)
         except Exception as exc:  # a bug: answered, logged with its traceback
-            logger.error("observer_error path=%s %s: %s", path[:200], type(exc).__name__, exc,
-                         exc_info=True)
+            log_event(logger, logging.ERROR, "observer_error", path=path[:200],
+                      error=f"{type(exc).__name__}: {exc}", exc_info=True)
             response = self._refused(routes.Refused(500, f"internal error: {type(exc).__name__}"), api)
         headers = [("Content-Type", response.content_type),
                    ("Content-Length", str(len(response.body))), *_HEADERS, *response.extra]

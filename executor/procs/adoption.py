@@ -14,17 +14,35 @@ idle).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping, Sequence
 
 from config.spec import ProcessSpec
+from executor.logs import log_event
 from executor.procs import runenv
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.spawn import RunChild
 
+logger = logging.getLogger("executor.procs.supervisor")  # its lines read as the supervisor's
+
 
 class EarlyRuns:
-    def __init__(self, runs: Sequence[EarlyRun], task_marker: str) -> None:
+    def __init__(self, runs: Sequence[EarlyRun], task_marker: str, *,
+                 runs_by_key: dict[tuple[str, int], RunChild] | None = None,
+                 lock: threading.Lock | None = None,
+                 post_exit: Callable[[RunChild, int], None] = lambda child, status: None,
+                 label: str = "") -> None:
+        """`runs_by_key`, `lock`, `post_exit`, `label`: the supervisor's runs (under its lock),
+        how it posts a run's exit, and its task's name for the log."""
         self._marker = task_marker
+        self._runs = runs_by_key if runs_by_key is not None else {}
+        self._lock = lock or threading.Lock()
+        self._post_exit = post_exit
+        self._label = label
         self._waiting: dict[tuple[str, int], tuple[RunChild, EarlyRun]] = {}
         for early in runs:
             child = RunChild(pid=early.pid, popen=None, marker=runenv.run_marker(task_marker, early.process, early.run),
@@ -59,3 +77,36 @@ class EarlyRuns:
         children = self.children()
         self._waiting.clear()
         return children
+
+    def adopt(self, process: ProcessSpec, run: int, task_env: Mapping[str, str], same_user: bool) -> int | None:
+        """The early run `run` of `process`, adopted: its pid (its exit, if it came first, is
+        posted now). One that is not that run is given up; None then, or when there is none."""
+        child, why = self.claim(process, run, task_env, same_user)
+        if child is None:
+            return None
+        if why is not None:
+            self.give_up(child, why)
+            return None
+        with self._lock:
+            child.adopted = True
+            status = child.status  # it may have exited already: its exit is posted here
+        log_event(logger, logging.DEBUG, "process_adopted", task=self._label, process=process.name,
+                  run=run, pid=child.pid)
+        if status is not None:
+            self._post_exit(child, status)
+        return child.pid
+
+    def give_up(self, child: RunChild, why: str) -> None:
+        """Kill an early start's run the task does not take; its exit is not reported."""
+        with self._lock:
+            if self._runs.get((child.process, child.run)) is child:
+                del self._runs[(child.process, child.run)]
+        log_event(logger, logging.WARNING, "early_run_killed", task=self._label, process=child.process,
+                  run=child.run, pid=child.pid, reason=why)
+        with contextlib.suppress(OSError):  # its group: the zombie keeps the id until reaped
+            os.killpg(child.pid, signal.SIGKILL)
+
+    def give_up_rest(self, why: str) -> None:
+        """Give up every early run never asked for."""
+        for child in self.rest():
+            self.give_up(child, why)

@@ -29,9 +29,9 @@ import collections
 import logging
 import os
 import threading
-from typing import TextIO, cast
+from typing import Any, TextIO, cast
 
-from executor.logs import above_screen_line, screen_line_kept, spool, terminal_writer
+from executor.logs import above_screen_line, log_event, screen_line_kept, spool, terminal_writer
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ class RawConsole:
 
     def fileno(self) -> int:
         return self._fd
+
+
+def stream_fields(label: str) -> dict[str, Any]:
+    """A stream's label ("task=web.0 process=web run=0 stream=stdout") as a log line's fields."""
+    return dict(part.split("=", 1) for part in label.split() if "=" in part)
 
 
 class ConsoleCopy:
@@ -128,14 +133,14 @@ class ConsoleCopy:
         with self._cond:
             dropped, self._dropped = self._dropped, {}
         for label, count in dropped.items():
-            logger.warning("console_copy_dropped %s dropped_bytes=%d: the console was not "
-                           "reading; the log file has them", label, count)
+            log_event(logger, logging.WARNING, "console_copy_dropped", **stream_fields(label),
+                      dropped_bytes=count, reason="the console was not reading; the log file has them")
 
     def _failed_write(self, fd: int, label: str, e: BaseException) -> None:
         if label not in self._failed:
             self._failed.add(label)
-            logger.error("log_write_failed %s console=%d error=%s: %s; dropping what "
-                         "cannot be copied there", label, fd, type(e).__name__, e)
+            log_event(logger, logging.ERROR, "log_write_failed", **stream_fields(label), console=fd,
+                      error=f"{type(e).__name__}: {e}", reason="dropping what cannot be copied there")
 
     def _raw_console(self, fd: int) -> TextIO:
         """`fd` as a stream of the spool (one per fd: the spool counts drops per stream)."""
@@ -181,5 +186,6 @@ class ConsoleCopy:
         with self._cond:
             dropped = self._dropped.pop(label, 0)
         if dropped:
-            logger.warning("console_copy_dropped %s console=%d dropped_bytes=%d: the console "
-                           "was not reading; the log file has them", label, fd, dropped)
+            log_event(logger, logging.WARNING, "console_copy_dropped", **stream_fields(label),
+                      console=fd, dropped_bytes=dropped,
+                      reason="the console was not reading; the log file has them")

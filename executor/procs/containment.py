@@ -6,35 +6,30 @@ leftover kill after each exit, the signals of `signal_run(s)` / `signal_all`, th
 whatever is left at close (`kill_all`), and the task's cgroup (`executor/procs/cgroups.py`)
 from start to removal.
 
-**While Stoker lives, the task is its subtree.** Stoker is a child subreaper: a process whose
-parent dies is re-parented to it, so every process the task ever started stays a descendant
-of the Stoker process, whatever it does to its session (`setsid`) or its environment
-(`env -i`). The task's processes are found by walking down from Stoker's children
-(`/proc/PID/task/TID/children`): the cost follows the task's size, not the host's. Children
-that existed before the supervisor started (`foreign`) are not the task's; a process that
-supervises tasks must fork nothing else (see `executor/procs/reaper.py`).
+The whole of it is docs/design.md §5. In short: **while Stoker lives, the task is its
+subtree** (Stoker is a child subreaper), found by walking down from Stoker's children
+(`/proc/PID/task/TID/children`), so the cost follows the task, not the host; children that
+existed before the supervisor started (`foreign`) are not the task's. In that subtree a
+process is *claimed* when it is a registered child (a run's or a command's top, a watchdog),
+is in the process group of one (or of a draining run, `draining.py`), descends from one,
+carries the marker of a live or draining run or command of this task or another task's
+marker, or descends from a claimed process; it is *kept* when it is a daemon an ended run
+left (`daemons.py`: outside the run's group as its top exited; by pid, by that run's marker,
+or descending from a kept one); everything else is *unclaimed*: a leftover of a health
+command, or an orphan that cleared its environment.
 
-**Claimed and unclaimed.** In that subtree a process is *claimed* when it is a registered
-child (a run's or a command's top, a watchdog: of any supervisor in the process), is in the
-process group of one (or of a draining run, `executor/procs/draining.py`), descends from one,
-carries the marker of a live or draining run or command of this task (`STOKER_RUN_MARKER`), carries another task's `STOKER_TASK_MARKER`, or descends from a
-claimed process. Everything else is *unclaimed*: a leftover of an exited run or command, or
-a daemon that left both its group and its marker and whose parent is gone (so it cannot be
-traced to a run). Unclaimed processes are killed after every exit of a run or a command, and
-with the task (`signal_all`).
+**When a run's top exits 0 on its own** (on the reaper thread, its zombie holding its pid
+and group id), what it left is kept (`run_ended`). **When a command's top exits, or a run's
+that failed or that the task signalled**: one `killpg` of its group, then passes of walk,
+SIGSTOP every unclaimed process, SIGKILL it, until a pass finds nothing new (a stopped
+process cannot fork; a fork-hopper always has a live heir the next pass finds, within
+`LEFTOVER_SECS`). Unclaimed processes are killed so after every exit, and with the task
+(`signal_all`); kept ones with the task's stop (`signal_daemons`) and with the task.
 
-**Leftovers** (`kill_leftovers`, on the reaper thread, while the exited top's zombie holds
-its pid and group id): one `killpg` of its group, then passes of: walk the orphans' subtrees
-(registered children are skipped: they are claimed), SIGSTOP every unclaimed process, then
-SIGKILL it, until a pass finds nothing new. A stopped process cannot fork, and a process
-that forks and exits in a loop always has a live heir in the subtree, which the next pass
-finds (within `LEFTOVER_SECS`).
-
-**Fallbacks.** When Stoker could not become a subreaper, or the kernel does not list
-children, orphans re-parent elsewhere: the rule is then today's full /proc sweep (process
-groups, descendants of live tops and markers, `executor/procs/proctree.py`), and unclaimed
-processes cannot be found at all. `describe()` says which is in force.
-
+**Fallbacks.** Without the subreaper, or where the kernel does not list children, orphans
+re-parent elsewhere: the rule is then a full /proc sweep (process groups, descendants of live
+tops and markers, `proctree.py`), unclaimed processes cannot be found, and a run's daemons
+are not kept apart: those that carry the task's marker die with the task, at its end.
 **After Stoker dies** the watchdog kills through the cgroup when there is one (nothing can
 leave it but root), and by the task marker otherwise.
 
@@ -45,23 +40,21 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
 from executor.logs import log_event
-from executor.procs import cgroups, proctree
-from executor.procs.cgroups import NoCgroup, TaskCgroup
+from executor.procs import proctree
+from executor.procs.cgrouplife import TaskCgroupLife
+from executor.procs.cgroups import TaskCgroup
+from executor.procs.daemons import KeptDaemons
 from executor.procs.proctree import ProcInfo, Scope
 from executor.procs.reaper import Reaper
-from executor.procs.sandboxfs import describe_os_error
-from executor.procs.spawn import TASK_MARKER, Child
+from executor.procs.spawn import TASK_MARKER, Child, RunChild
 
 logger = logging.getLogger(__name__)
 
 LEFTOVER_SECS = 1.0  # the longest a leftover kill keeps finding new processes
-CGROUP_KILL_SECS = 2.0  # for the cgroup's kill and removal at close
-TAKE_IN_PASSES = 20  # moving an early start's runs in: passes until one finds nothing new
 _TASK_PREFIX = f"{TASK_MARKER}=".encode()
 # A walk's result: the live processes (parents first), the registered pids, the zombie children.
 Members = tuple[dict[int, ProcInfo], frozenset[int], set[int]]
@@ -73,23 +66,17 @@ class Containment:
         self._reaper = reaper
         self._entry = _TASK_PREFIX + task_marker.encode()
         self._label = label
-        self._setting = cgroup_setting
         self._live_children = live_children
         self._me = os.getpid()
         self._walk = False
         self._foreign: frozenset[tuple[int, int]] = frozenset()
-        self._cgroup: TaskCgroup | None = None
-        self._no_cgroup = "not started"
-        self._settle_lock = threading.Lock()
-        self._entering: threading.Thread | None = None  # the move into the cgroup, under way
-        self._running: tuple[int, ...] = ()  # an early start's runs, moved in once it is over
-        self._enter_error: OSError | None = None
+        self._cg = TaskCgroupLife(reaper=reaper, label=label, setting=cgroup_setting)
+        self._daemons = KeptDaemons()
 
     @property
     def cgroup(self) -> TaskCgroup | None:
         """The task's cgroup, once this process is in it (waits for `enter`'s move)."""
-        self.settle()
-        return self._cgroup
+        return self._cg.cgroup
 
     # ---- start and close ----
 
@@ -102,84 +89,16 @@ class Containment:
         self._walk = self._reaper.subreaper and proctree.children_listed()
         if self._walk and not early:
             self._foreign = self._children_now()
-        made = cgroups.create(name, self._setting)
-        if isinstance(made, NoCgroup):
-            self._no_cgroup = made.reason
-        else:
-            self._cgroup = made
+        self._cg.make(name)
 
     def enter(self, running: Sequence[int] = ()) -> None:
-        """After the watchdog started: start moving this process into the cgroup. The move
-        is the kernel's (it waits for an RCU grace period: milliseconds, all of it idle), so
-        it runs on a thread while the caller goes on with the task's start (its registry
-        entry, its checkpoint); `settle` waits for it, and so does every use of `cgroup`
-        and of this class, so that every child is still born inside. On failure the task
-        runs without one. `running`: the task's runs forked before (an early start's), moved
-        in after it with everything they started meanwhile."""
-        cg = self._cgroup
-        if cg is None:
-            return
-        self._running = tuple(running)
-        self._entering = threading.Thread(target=self._enter, args=(cg,), daemon=True,
-                                          name=f"stoker-cgroup-enter {self._label}")
-        try:
-            self._entering.start()
-        except RuntimeError:  # no thread to be had (a full pids cgroup): the move, here
-            self._enter(cg)
-
-    def _enter(self, cg: TaskCgroup) -> None:
-        try:
-            cg.enter()
-        except OSError as e:
-            self._enter_error = e
-
-    def _take_in(self, cg: TaskCgroup, roots: tuple[int, ...]) -> None:
-        """Move `roots` and their descendants into `cg`, parents first, in passes until one
-        finds nothing new (a child forked by a parent not yet moved is found by the next
-        pass; one forked after is born inside). One that cannot be moved stays the task's
-        by its subtree and marker, and is logged. Only pids are read (no `ProcInfo`): what a
-        walk allocates here is left as holes under the supervisor's state (0.3 MiB for 100)."""
-        moved: set[int] = set()
-        for _ in range(TAKE_IN_PASSES):
-            found, queue = [], list(roots)
-            while queue:
-                pid = queue.pop()
-                if pid not in moved:
-                    found.append(pid)
-                queue.extend(proctree.children(pid))
-            if not found:
-                return
-            for pid in found:
-                moved.add(pid)
-                try:
-                    if not cg.take_in(pid):
-                        continue  # gone meanwhile
-                except OSError as e:
-                    log_event(logger, logging.ERROR, "cgroup_move_failed", task=self._label, pid=pid,
-                              cgroup=cg.directory, error=describe_os_error(e),
-                              consequence="it is contained by its subtree and marker only")
+        """After the watchdog started: start moving this process into the cgroup
+        (`cgrouplife.py`); every use of this class waits for the move."""
+        self._cg.enter(running)
 
     def settle(self) -> None:
         """Wait until the move `enter` started is over (at once when there is none)."""
-        with self._settle_lock:
-            entering, self._entering = self._entering, None
-            if entering is None:
-                return
-            if entering.ident is not None:  # not done here, on the caller's thread
-                entering.join()
-            cg, error = self._cgroup, self._enter_error
-            if error is not None and cg is not None:
-                self._no_cgroup = f"cannot move the supervisor into {cg.directory}: {describe_os_error(error)}"
-                cgroups.discard(cg)
-                self._cgroup = None
-            elif cg is not None and self._running:
-                # here, not on the mover's thread: a walk there left 0.3 MiB (100 runs) behind;
-                # with the runs, the daemons they left that re-parented here meanwhile
-                with self._reaper.lock:
-                    registered = self._reaper.registered()
-                orphans = [pid for pid in proctree.children(self._me) if pid not in registered]
-                self._take_in(cg, self._running + tuple(orphans))
-            self._running = ()
+        self._cg.settle()
 
     @property
     def mechanism(self) -> str:
@@ -190,7 +109,7 @@ class Containment:
         if self.cgroup is not None:
             text = self.cgroup.describe()
         else:
-            text = f"process groups, task markers and the subreaper (no cgroup: {self._no_cgroup})"
+            text = f"process groups, task markers and the subreaper (no cgroup: {self._cg.no_cgroup})"
         if not self._walk:
             text += ("; Stoker is not a subreaper or the kernel lists no children, so leftovers "
                      "are found by /proc scans, and unmarked daemons are not found")
@@ -207,24 +126,7 @@ class Containment:
     def close(self) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
         the watchdog must then do it once this process has exited."""
-        cg = self.cgroup
-        if cg is None:
-            return True
-        try:
-            cg.leave()
-        except OSError as e:
-            log_event(logger, logging.ERROR, "cgroup_leave_failed", task=self._label,
-                      cgroup=cg.directory, error=describe_os_error(e),
-                      consequence="the watchdog kills and removes it when this process exits")
-            return False
-        problem = cg.kill_and_remove(CGROUP_KILL_SECS)
-        cgroups.release(cg)
-        self._cgroup = None
-        self._no_cgroup = "closed"
-        if problem is not None:
-            log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label,
-                      cgroup=cg.directory, error=problem)
-        return True
+        return self._cg.close()
 
     # ---- who is ours ----
 
@@ -291,23 +193,33 @@ class Containment:
         groups = frozenset({child.pid}) if self._walk else frozenset()
         return bool(proctree.select(procs, Scope(markers=(child.marker_entry,), live_groups=groups)))
 
-    def _unclaimed(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> list[int]:
-        """The unclaimed processes of `procs` (parents first, as `procs` is ordered)."""
+    def _sorted(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> tuple[list[int], list[int]]:
+        """The unclaimed processes of `procs` and the kept ones, each parents first."""
         if not self._walk:
-            return []  # a host-wide scan: an unmarked process there may be anyone's
+            return [], []  # a host-wide scan: an unmarked process there may be anyone's
         markers, registered = self._live_markers(registered), self._holders(registered)
         claimed: set[int] = set()
-        out = []
+        kept: set[int] = set()
+        out, daemons = [], []
         for info in procs.values():
             if info.ppid in claimed or self._claimed_directly(info, registered, markers):
                 claimed.add(info.pid)
+            elif info.ppid in kept or self._daemons.holds(info):
+                if info.ppid in kept:
+                    self._daemons.add(info)  # so that it outlives its parent
+                kept.add(info.pid)
+                daemons.append(info.pid)
             else:
                 out.append(info.pid)
-        return out
+        return out, daemons
 
-    def _still_unclaimed(self, members: Iterable[int]) -> proctree.Check:
+    def _unclaimed(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> list[int]:
+        return self._sorted(procs, registered)[0]
+
+    def _still_unclaimed(self, members: Iterable[int], *, kept: bool | None = False) -> proctree.Check:
         """The re-check after each pidfd is open: still in our subtree (a child of this
-        process, of a member just walked, or of one just signalled) and still unclaimed."""
+        process, of a member just walked, or of one just signalled), not claimed, and kept
+        (`kept` True), not kept (False) or either (None)."""
         walked = frozenset(members)
 
         def check(info: ProcInfo, ours: set[int]) -> bool:
@@ -317,31 +229,54 @@ class Containment:
                 return False
             with self._reaper.lock:
                 registered = self._reaper.registered()
-            return not self._claimed_directly(info, self._holders(registered), self._live_markers(registered))
+            if self._claimed_directly(info, self._holders(registered), self._live_markers(registered)):
+                return False
+            return kept is None or self._daemons.holds(info) is kept
         return check
 
     # ---- signals ----
 
-    def top_exited(self, child: Child, drain: bool) -> int | None:
-        """`child`'s top exited (its zombie unreaped). With `drain` (the run was SIGTERMed)
-        and something of it left, returns None and kills nothing: it drains. Otherwise as
-        `kill_leftovers`. A SIGTERMed run with nothing left (a stop's usual case) is decided
-        by one walk of the orphans, which is also the first pass of the unclaimed kill: its
-        group is empty, so nothing dies and re-parents between the walk and that pass."""
+    def top_exited(self, child: RunChild, drain: bool, succeeded: bool = False) -> int | None:
+        """`child`'s top, a run's, exited (its zombie unreaped). With `drain` (the run was
+        SIGTERMed) and something of it left, returns None and kills nothing: it drains.
+        Otherwise `run_ended`. A SIGTERMed run with nothing left (a stop's usual case) is
+        decided by one walk of the orphans, which is also the first pass of the unclaimed
+        kill: its group is empty, so nothing dies and re-parents between the walk and that pass."""
         if not drain or not self._walk:
             if drain and self.has_leftovers(child):
                 return None
-            return self.kill_leftovers(child.pid, child.marker_entry)
+            return self.run_ended(child, succeeded)
         members = self._members(skip_registered=True, skip=frozenset({child.pid}))
         if proctree.select(members[0], Scope(markers=(child.marker_entry,),
                                              live_groups=frozenset({child.pid}))):
             return None
         return self._kill_unclaimed(child.pid, members)
 
+    def run_ended(self, child: RunChild, succeeded: bool) -> int:
+        """A run's top exited. One that exited 0 on its own (a daemonizer: `nginx`, `apachectl
+        start`, a double fork) hands what it left to the task, as Thermos does: its daemons
+        (`daemons.py`), kept until the task stops. One that failed, or that the task signalled,
+        takes it all with it (`kill_leftovers`), so that the next run starts clean. Returns
+        how many processes were killed."""
+        if child.signalled or not succeeded:
+            return self.kill_leftovers(child.pid, child.marker_entry)
+        if not self._walk:
+            return 0  # its daemons are found by the task's marker, and die with the task
+        members = self._members(skip_registered=True, skip=frozenset({child.pid}))
+        procs, registered, _ = members
+        left = [procs[p] for p in self._unclaimed(procs, registered)
+                if KeptDaemons.left_by(procs[p], child.marker_entry)]
+        if left:
+            self._daemons.keep(left, child.marker_entry)
+            log_event(logger, logging.INFO, "daemons_kept", task=self._label, top=child.pid,
+                      pids=" ".join(str(info.pid) for info in left),
+                      reason="its run exited 0 and left them running; they are stopped with the task")
+        return self._kill_unclaimed(child.pid, members)
+
     def kill_leftovers(self, top_pid: int, marker_entry: bytes) -> int:
-        """A run's or command's top exited (its zombie unreaped): SIGKILL its group, then every
-        unclaimed process until none is left; returns how many were killed. Call on the
-        reaper thread (so no child of this process is reaped meanwhile)."""
+        """A command's top, or a run's the task signalled, exited (its zombie unreaped): SIGKILL
+        its group, then every unclaimed process until none is left; returns how many were
+        killed. Call on the reaper thread (so no child of this process is reaped meanwhile)."""
         proctree.signal_group(top_pid, signal.SIGKILL)
         if not self._walk:
             return len(proctree.kill_leftovers(top_pid, marker_entry))
@@ -400,10 +335,11 @@ class Containment:
         by_group = [p for p in pids if procs[p].pgrp in live]
         others = [p for p in pids if procs[p].pgrp not in live]
         sent = proctree.send(others, sig, scope, proven=by_group)
-        if whole_task:
+        if whole_task:  # and the task's daemons
             chosen = set(pids)
-            extra = [p for p in self._unclaimed(procs, registered) if p not in chosen]
-            sent += proctree.send_checked(extra, sig, self._still_unclaimed(procs))
+            unclaimed, kept = self._sorted(procs, registered)
+            extra = [p for p in unclaimed + kept if p not in chosen]
+            sent += proctree.send_checked(extra, sig, self._still_unclaimed(procs, kept=None))
         with self._reaper.lock:  # the leader is unreaped while registered: no pid reuse
             for pgid in live:
                 if self._reaper.is_registered(pgid):
@@ -434,4 +370,33 @@ class Containment:
         procs, registered, _ = self._members(skip_registered=False)
         live = frozenset(c.pid for c in children if c.pid in registered)
         scope = Scope(markers=(self._entry,), live_groups=live, live_tops=live)
-        return set(proctree.select(procs, scope)) | set(self._unclaimed(procs, registered))
+        unclaimed, kept = self._sorted(procs, registered)
+        return set(proctree.select(procs, scope)) | set(unclaimed) | set(kept)
+
+    # ---- the daemons the runs left ----
+
+    @property
+    def daemons_kept(self) -> bool:
+        """Whether a run left daemons (some may be gone since)."""
+        return bool(self._daemons)
+
+    def daemons_alive(self) -> bool:
+        """Whether a daemon a run left still lives: by its pid, or else (its known processes
+        gone: a daemonizer's middle child, say) by a walk for its run's marker, once."""
+        if not self._walk or not self._daemons:
+            return False
+        if self._daemons.alive():
+            return True
+        procs, registered, _ = self._members(skip_registered=False)
+        if self._sorted(procs, registered)[1]:  # found, and kept by pid from now on
+            return True
+        self._daemons.forget()  # none left to hand the marker on
+        return False
+
+    def signal_daemons(self, sig: int) -> int:
+        """`sig` to every daemon the task's runs left; returns how many."""
+        if not self.daemons_alive():
+            return 0
+        procs, registered, _ = self._members(skip_registered=False)
+        kept = self._sorted(procs, registered)[1]
+        return len(proctree.send_checked(kept, sig, self._still_unclaimed(procs, kept=True)))

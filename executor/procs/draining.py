@@ -8,14 +8,16 @@ the top, stays claimed by the run (`Child.draining`, read by `containment.py`), 
 exit (the top's status) is posted once the last of them is gone, or they are SIGKILLed
 when the grace ends (the planner's SIGKILL reaches them by the run's marker and group). The
 last of them to die is a child of this process (a subreaper), so the reaper's orphan hook
-(`check`) sees it: no polling. A run that was not SIGTERMed keeps Thermos' rule: whatever
-its top leaves is SIGKILLed at once.
+(`check`) sees it: no polling. A run that was not SIGTERMed ends at once: what it left is
+SIGKILLed, or, when its top exited 0 on its own, becomes the task's daemons
+(`containment.run_ended`).
 
 Called on the reaper thread; `runs` and `lock` are the supervisor's.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
@@ -38,7 +40,7 @@ class Drains:
     def top_exited(self, child: RunChild) -> None:
         """The top of `child` exited (its zombie unreaped): the run drains, or what it left
         is SIGKILLed now."""
-        killed = self._containment.top_exited(child, drain=child.termed)
+        killed = self._containment.top_exited(child, drain=child.termed, succeeded=_exited_zero(child.pid))
         if killed is None:
             with self._lock:
                 child.draining = True
@@ -64,3 +66,12 @@ class Drains:
                 self._containment.end_drain(child)
             if child.adopted and status is not None:
                 self._post_exit(child, status)
+
+
+def _exited_zero(pid: int) -> bool:
+    """Whether the unreaped child `pid` exited with status 0 (its zombie stays unreaped)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return info is not None and info.si_code == os.CLD_EXITED and info.si_status == 0

@@ -35,9 +35,9 @@ import selectors
 import threading
 from pathlib import Path
 
-from executor.logs import terminal_writer
+from executor.logs import log_event, terminal_writer
 from executor.procs import sandboxfs
-from executor.procs.consolecopy import ConsoleCopy, write_all
+from executor.procs.consolecopy import ConsoleCopy, stream_fields, write_all
 from executor.procs.sandboxfs import LOG_FLAGS
 
 logger = logging.getLogger(__name__)
@@ -125,14 +125,15 @@ class _Stream:
             except OSError as e:
                 if self.dropped is None:
                     self.dropped = 0
-                    logger.error("log_write_failed %s file=%s error=%s: %s; dropping its output "
-                                 "until it can be written again", self.label, self.file.path,
-                                 type(e).__name__, e)
+                    log_event(logger, logging.ERROR, "log_write_failed", **stream_fields(self.label),
+                              file=self.file.path, error=f"{type(e).__name__}: {e}",
+                              reason="dropping its output until it can be written again")
                 self.dropped += len(data)
             else:
                 if self.dropped is not None:
-                    logger.warning("log_write_recovered %s file=%s dropped_bytes=%d", self.label,
-                                   self.file.path, self.dropped)
+                    log_event(logger, logging.WARNING, "log_write_recovered",
+                              **stream_fields(self.label), file=self.file.path,
+                              dropped_bytes=self.dropped)
                     self.dropped = None
         if self.console_fd is not None:
             self.console.put(self.console_fd, data, self.label)
@@ -234,8 +235,8 @@ class LogPump:
                 if done:
                     break
         except Exception as e:  # a bug here must not leave pipes to fill up silently
-            logger.error("log_pump_failed task=%s error=%s: %s", self._label,
-                         type(e).__name__, e, exc_info=True)
+            log_event(logger, logging.ERROR, "log_pump_failed", task=self._label,
+                      error=f"{type(e).__name__}: {e}", exc_info=True)
         finally:
             self._shutdown()
 

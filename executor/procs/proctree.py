@@ -76,7 +76,7 @@ def _read(path: str, limit: int) -> bytes:
         os.close(fd)
 
 
-def _read_stat(pid: int) -> tuple[int, int, int] | None:
+def read_stat(pid: int) -> tuple[int, int, int] | None:
     """(ppid, pgrp, start time) of a live process; None when gone, a zombie or unreadable."""
     data = _read(f"/proc/{pid}/stat", 4096)
     # The command name is in parentheses and may itself contain ") "; split after the last.
@@ -89,7 +89,7 @@ def _read_stat(pid: int) -> tuple[int, int, int] | None:
 
 def read_proc(pid: int) -> ProcInfo | None:
     """One process's facts, or None when it is gone or a zombie."""
-    stat = _read_stat(pid)
+    stat = read_stat(pid)
     if stat is None:
         return None
     return ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], start=stat[2],
@@ -162,7 +162,7 @@ def scan_markers(markers: tuple[bytes, ...]) -> dict[int, ProcInfo]:
     for pid in _pids():
         environ = _read(f"/proc/{pid}/environ", _ENVIRON_CHUNK)
         if environ and has_marker(environ, markers):
-            stat = _read_stat(pid)
+            stat = read_stat(pid)
             if stat is not None:
                 procs[pid] = ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], start=stat[2],
                                       environ=environ)

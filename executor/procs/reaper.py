@@ -33,6 +33,7 @@ from typing import Protocol
 
 import attrs
 
+from executor.logs import log_event
 from executor.procs import earlyfork
 
 logger = logging.getLogger(__name__)
@@ -66,11 +67,10 @@ def become_subreaper() -> bool:
     try:
         earlyfork.set_subreaper()
     except OSError as e:
-        logger.error(
-            "subreaper_failed pid=%d error=%s: %s; daemonized descendants will re-parent to "
-            "init and only the watchdog's marker scan can reach them",
-            os.getpid(), type(e).__name__, e,
-        )
+        log_event(logger, logging.ERROR, "subreaper_failed", pid=os.getpid(),
+                  error=f"{type(e).__name__}: {e}",
+                  reason="daemonized descendants will re-parent to init and only the watchdog's "
+                         "marker scan can reach them")
         return False
     return True
 
@@ -143,10 +143,14 @@ class Reaper:
             self._watchers[pid] = watcher
 
     def on_orphans(self, hook: Callable[[], None], *, remove: bool = False) -> None:
-        """Call `hook` on this thread after each orphan is reaped (or stop calling it)."""
+        """Call `hook` on this thread after each orphan is reaped (or stop calling it). Hooks
+        are told apart by equality: a bound method (`drains.check`) is a new object at each
+        access, so one given again to remove it is equal to the one added, never the same
+        (told apart by identity, no hook was ever removed: a closed supervisor was kept, and
+        called, after each orphan, for the rest of the process)."""
         with self._cond:
             if remove:
-                self._orphan_hooks = [h for h in self._orphan_hooks if h is not hook]
+                self._orphan_hooks = [h for h in self._orphan_hooks if h != hook]
             else:
                 self._orphan_hooks = [*self._orphan_hooks, hook]
 
@@ -192,7 +196,8 @@ class Reaper:
             # Someone else reaped it first (Popen does after a failed exec); its status is
             # theirs. Nothing to hand on.
             if watcher is not None:
-                logger.error("reap_lost pid=%d: another waiter reaped this child first", pid)
+                log_event(logger, logging.ERROR, "reap_lost", pid=pid,
+                          reason="another waiter reaped this child first")
             return
         if watcher is not None:
             self._call(watcher.reaped, pid, status)
@@ -205,7 +210,6 @@ class Reaper:
         try:
             fn(*args)
         except Exception as e:  # a watcher bug must not stop reaping
-            logger.error(
-                "reaper_callback_failed callback=%s error=%s: %s",
-                getattr(fn, "__qualname__", fn), type(e).__name__, e, exc_info=True,
-            )
+            log_event(logger, logging.ERROR, "reaper_callback_failed",
+                      callback=getattr(fn, "__qualname__", fn), error=f"{type(e).__name__}: {e}",
+                      exc_info=True)

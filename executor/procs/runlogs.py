@@ -25,6 +25,7 @@ from executor.procs.spawn import RunStdio, SpawnError
 if TYPE_CHECKING:
     from executor.procs.logpump import LogPump
     from executor.procs.logstage import LogStage
+    from executor.procs.runprune import RunPrune
 
 
 class RunLogs:
@@ -33,6 +34,7 @@ class RunLogs:
         self._root = spawn.LogRoot(sandbox)  # SANDBOX/.logs, kept open between spawns
         self._lock = threading.Lock()  # so close() never closes it under a spawn
         self._stage: LogStage | None = None  # the next runs' log directories, from the first restart
+        self._prune: RunPrune | None = None  # the runs' directories past the bound, from the first restart
         self._pump: LogPump | None = None
         self._closed = False
 
@@ -73,6 +75,11 @@ class RunLogs:
             pump = self._log_pump()
             for read_fd, file, console, stream_label in stdio.pumped:
                 pump.add(read_fd, file, console, stream_label)
+        if run >= 1:  # it restarted: its runs' directories may pass the bound
+            from executor.procs.runprune import RunPrune  # loaded at a task's first restart
+            with self._lock:
+                self._prune = self._prune or RunPrune(self._root)
+                self._prune.started(process.name, run)
         if run >= 1 and spawn.stageable(process.logger):  # it restarted: stage its next run when idle
             from executor.procs import logstage  # loaded at a task's first restart
             with self._lock:
@@ -80,9 +87,14 @@ class RunLogs:
                 self._stage.want(process.name, run + 1)
 
     def idle(self) -> None:
-        """Make the log directories wanted for the runs that may come next."""
+        """Make the log directories wanted for the runs that may come next, and remove the
+        runs' past the bound (`executor/procs/runprune.py`)."""
         with self._lock:
-            if not self._closed and self._stage is not None:
+            if self._closed:
+                return
+            if self._prune is not None:
+                self._prune.prune_due()
+            if self._stage is not None:
                 self._stage.stage_wanted()
 
     def stop_pump(self, drain_secs: float) -> None:

@@ -103,6 +103,7 @@ class RunChild(Child):
     run: int = attrs.field(kw_only=True)
     adopted: bool = attrs.field(kw_only=True, default=True)  # False: an early start's, not yet taken
     termed: bool = attrs.field(kw_only=True, default=False)  # SIGTERMed by the task, not SIGKILLed
+    signalled: bool = attrs.field(kw_only=True, default=False)  # by the task: it keeps no daemons
 
 
 @attrs.define

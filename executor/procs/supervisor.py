@@ -5,36 +5,23 @@ Owns, for one task: the runs it forked (top pid, process group, markers), the wa
 It is a thin shell: it decides nothing about restarts or states (the planner and the owner
 do), it only does what it is told and posts one event per run, `ProcessExited`, from the reaper.
 
-How it keeps the task contained:
-- Every run is `/bin/bash -c CMDLINE` in its own session (so its own process group), in
-  the sandbox, with `STOKER_TASK_MARKER=<marker>` and `STOKER_RUN_MARKER=<marker>/<process>/
-  <run>` in its environment, which every descendant inherits, as the `run_as` user it is
-  given (runs and shell health commands alike; the supervisor itself, and the watchdog,
-  stay who they are, so a root supervisor still reads and signals every process).
-- The Stoker process is a child subreaper, so orphaned descendants (daemonized grandchildren
-  included) re-parent to it. One process-wide reaper thread (`executor/procs/reaper.py`) reaps
-  EVERY child. Consequence: no other code in the Stoker process may wait for children
-  itself (no `subprocess.run`, no `Popen.wait`): shell health checks go through `run_command`.
-- Where the host allows it, the task has a cgroup of its own, which this process enters
-  at start so that every child is born inside (`executor/procs/cgroups.py`); the
-  mechanism in force is logged once at start (`containment`) and given to the owner for
-  the checkpoint header.
-- When a run's top process exits, whatever is left of that run (its process group, and
-  whatever in this process's subtree no live run or command claims: a daemon that left
-  group and marker, a fork-hopper) is SIGKILLed before the exit is posted, so the next run
-  starts clean (Thermos does the same). The rules are `executor/procs/containment.py`'s.
-  A run the task SIGTERMed drains instead: what is left keeps its grace (`draining.py`).
-- Signals (`signal_run`, `signal_all`, `close`) reach the run's process group, the
-  descendants of its top pid and every process carrying the run's (or task's) marker,
-  found by one walk of this process's subtree per call and delivered by pidfd
-  (`executor/procs/proctree.py`); `signal_all` also reaches unclaimed processes. A pid
-  that is not provably ours is never signalled.
-- A `/bin/sh` watchdog (`executor/procs/watchdog.py`) kills the task's cgroup and every
-  marker-carrying process when the Stoker process dies, even by SIGKILL; its keeper there
-  restarts it if it dies while the task lives.
-- Shell health commands run through `run_command` (`executor/procs/commands.py`, loaded at
-  the first command: a task without a shell check never imports it), reaped by the same
-  reaper and contained the same way.
+How it keeps the task contained (docs/design.md §5 has the whole of it): every run is
+`/bin/bash -c CMDLINE` in a session of its own, its environment carrying the task's and the
+run's markers (`STOKER_TASK_MARKER`, `STOKER_RUN_MARKER`), as the `run_as` user it is given
+(the supervisor and the watchdog stay who they are). The Stoker process is a child
+subreaper, in the task's cgroup when the host allows one (`cgroups.py`; the mechanism in
+force is logged once at start and given to the owner for the checkpoint header). One
+process-wide reaper thread (`reaper.py`) reaps EVERY child: no other code in the Stoker
+process may wait for children itself (no `subprocess.run`, no `Popen.wait`), so shell
+health commands run through `run_command` (`commands.py`, loaded at the first command).
+When a run's top exits, what is left of that run, and whatever in this subtree nothing
+live claims, is SIGKILLed before the exit is posted (`containment.py`); a run the task
+SIGTERMed drains within its grace instead (`draining.py`), and what a run that exited 0 on
+its own left is kept as the task's daemons (`daemons.py`), stopped with the task
+(`daemons`, `signal_daemons`; a daemon's exit is posted as `DaemonsExited`). Signals reach a run's group, its
+descendants and its marker, found by one walk of this subtree and delivered by pidfd
+(`proctree.py`); a pid that is not provably ours is never signalled. A `/bin/sh` watchdog
+(`watchdog.py`) kills the task when the Stoker process dies, even by SIGKILL.
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW
@@ -58,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
-from executor.events import ExitStatus, ProcessExited
+from executor.events import DaemonsExited, ExitStatus, ProcessExited
 from executor.logs import log_event
 from executor.procs import earlyfork, spawn
 from executor.procs.adoption import EarlyRuns
@@ -119,7 +106,8 @@ class Supervisor:
         self._logs = RunLogs(self._sandbox, self._label)
         self._devnull = -1
         self._state = SupervisorState.NEW
-        self._early = EarlyRuns(early_runs, self._marker)  # not adopted yet
+        self._early = EarlyRuns(early_runs, self._marker, runs_by_key=self._runs, lock=self._lock,
+                                post_exit=self._post_exit, label=self._label)  # not adopted yet
         self._early_watchdog = early_watchdog
 
     @property
@@ -161,7 +149,7 @@ class Supervisor:
             cgroup_setting=self._cgroups, live_children=self._live_children)
         self._drains = Drains(self._containment, self._runs, self._lock, self._post_exit, self._label)
         self._containment.prepare(f"stoker-{self._marker[:16]}", early=bool(self._early))
-        self._reaper.on_orphans(self._drains.check)
+        self._reaper.on_orphans(self._orphan_reaped)
         self._watchdog = WatchdogKeeper(
             reaper=self._reaper, marker=self._marker, label=self._label,
             cgroup=self._containment.watchdog_cgroup,
@@ -227,40 +215,18 @@ class Supervisor:
             return None
         if self._state is SupervisorState.NEW:
             self.start()
-        same_user = self._run_as is None or self._run_as.is_self
-        child, why = self._early.claim(process, run, self._env, same_user)
-        if child is None:
-            return None
-        if why is not None:
-            self._give_up_early(child, why)
-            return None
-        with self._lock:
-            child.adopted = True
-            status = child.status  # it may have exited already: its exit is posted here
-        log_event(logger, logging.DEBUG, "process_adopted", task=self._label, process=process.name,
-                  run=run, pid=child.pid)
-        if status is not None:
-            self._post_exit(child, status)
-        return child.pid
-
-    def _give_up_early(self, child: RunChild, why: str) -> None:
-        """Kill an early start's run the task does not take; its exit is not reported."""
-        with self._lock:
-            if self._runs.get((child.process, child.run)) is child:
-                del self._runs[(child.process, child.run)]
-        log_event(logger, logging.WARNING, "early_run_killed", task=self._label, process=child.process,
-                  run=child.run, pid=child.pid, reason=why)
-        with contextlib.suppress(OSError):  # its group: the zombie keeps the id until reaped
-            os.killpg(child.pid, signal.SIGKILL)
+        return self._early.adopt(process, run, self._env, self._run_as is None or self._run_as.is_self)
 
     def idle(self) -> None:
         """The owner has nothing to do now: kill the early start's runs its first step did not
-        take, and make the log directories of the runs that may come next
-        (`executor/procs/logstage.py`: a process that restarted once may again)."""
-        for child in self._early.rest():
-            self._give_up_early(child, "the task did not start it first")
+        take, make the log directories of the runs that may come next
+        (`executor/procs/logstage.py`: a process that restarted once may again), and start
+        the watchdog again if it could not start."""
+        self._early.give_up_rest("the task did not start it first")
         if self._state is SupervisorState.STARTED:
             self._logs.idle()
+            if self._watchdog is not None:
+                self._watchdog.ensure()  # one that could not start
 
     def _prepare(self, process: ProcessSpec, run: int) -> PreparedRun:
         if self._state is SupervisorState.NEW:
@@ -344,6 +310,13 @@ class Supervisor:
                       process=child.process, run=child.run, pid=child.pid,
                       error=f"{type(e).__name__}: {e}")
 
+    def _orphan_reaped(self) -> None:
+        """Draining runs may be over; a daemon a run left may be gone: the owner looks again."""
+        assert self._drains is not None and self._containment is not None
+        self._drains.check()
+        if self._containment.daemons_kept and self._state is SupervisorState.STARTED:
+            self._post(DaemonsExited(at=time.monotonic()))
+
     # ---- signals ----
 
     def _live_children(self) -> list[Child]:
@@ -366,6 +339,7 @@ class Supervisor:
             children = [c for c in (self._runs.get(key) for key in runs) if c is not None]
             for c in children:  # a SIGTERMed run's processes keep their grace (`draining.py`)
                 c.termed = sig == signal.SIGTERM or (c.termed and sig != signal.SIGKILL)
+                c.signalled = c.signalled or sig in (signal.SIGTERM, signal.SIGKILL)
         entries = tuple(f"{spawn.RUN_MARKER}={spawn.run_marker(self._marker, p, r)}".encode() for p, r in runs)
         return self._containment.signal(children, entries, sig, whole_task=False)
 
@@ -374,6 +348,14 @@ class Supervisor:
         if self._containment is None:
             return 0
         return self._containment.signal_task(sig)
+
+    def daemons(self) -> bool:
+        """Whether a daemon one of the task's runs left (`daemons.py`) still lives."""
+        return self._containment is not None and self._containment.daemons_alive()
+
+    def signal_daemons(self, sig: int) -> int:
+        """Signal the daemons the task's runs left; returns how many were signalled."""
+        return self._containment.signal_daemons(sig) if self._containment is not None else 0
 
     def task_pids(self) -> set[int]:
         """Live (non-zombie) processes of the task."""
@@ -395,8 +377,8 @@ class Supervisor:
                 return CommandResult(error=f"the supervisor of task {self._label} is closed")
             return commands.run(command, timeout_secs)
         except Exception as e:
-            logger.error("command_failed task=%s error=%s", self._label,
-                         f"{type(e).__name__}: {e}", exc_info=True)
+            log_event(logger, logging.ERROR, "command_failed", task=self._label,
+                      error=f"{type(e).__name__}: {e}", exc_info=True)
             return CommandResult(error=f"internal error: {type(e).__name__}: {e}")
 
     def _command_runner(self) -> CommandRunner | None:
@@ -425,8 +407,7 @@ class Supervisor:
             started = state is SupervisorState.STARTED and self._containment is not None
             self._state = SupervisorState.CLOSING if started else SupervisorState.CLOSED
         if not started:  # or its start failed before its containment (no thread)
-            for child in self._early.rest():  # the early start's runs it was handed
-                self._give_up_early(child, "the supervisor could not start")
+            self._early.give_up_rest("the supervisor could not start")  # the runs it was handed
             return
         assert self._containment is not None
         self._containment.kill_all(CLOSE_KILL_SECS)
@@ -436,7 +417,7 @@ class Supervisor:
         self._logs.stop_pump(drain_secs=0.5)
         assert self._reaper is not None
         if self._drains is not None:
-            self._reaper.on_orphans(self._drains.check, remove=True)
+            self._reaper.on_orphans(self._orphan_reaped, remove=True)
         self._reaper.release()
         if self._watchdog is not None and let_go:
             self._watchdog.wait_gone(WATCHDOG_EXIT_SECS)

@@ -31,6 +31,9 @@ A shell and one grep per pass cost no Python interpreter: the watchdog idles as 
 blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
 1 when processes were still found after the last pass. The keeper logs its start at DEBUG,
 and at ERROR a watchdog that could not start, died while the task lives, or did not exit.
+One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
+again each time the task is next idle (`ensure`), with no further line until it starts:
+then one INFO line says after how many tries.
 """
 from __future__ import annotations
 
@@ -107,24 +110,41 @@ class WatchdogKeeper:
         self._keep = keep
         self._watchdog: Watchdog | None = None
         self._gone = threading.Event()
+        self._starting = threading.Lock()  # the reaper thread (`_exited`) and the owner's (`ensure`)
+        self._failed = 0  # starts that failed since one last succeeded
 
     @property
     def pid(self) -> int | None:
         return self._watchdog.pid if self._watchdog is not None else None
 
     def start(self) -> None:
-        """Fork the watchdog; one that cannot start is logged, and the task runs unprotected."""
-        try:
-            with self._reaper.forking():
-                dog = start_watchdog(self._marker, *self._cgroup())
-                self._reaper.register(dog.pid, Watcher(on_reaped=self._exited))
-        except OSError as e:
-            log_event(logger, logging.ERROR, "watchdog_failed", task=self._label,
-                      error=f"{type(e).__name__}: {e}",
-                      consequence="the task is not protected against the supervisor's death")
-            return
-        self._watchdog = dog
-        log_event(logger, logging.DEBUG, "watchdog_started", task=self._label, pid=dog.pid)
+        """Fork the watchdog; one that cannot start is logged (once until one starts), and the
+        task runs unprotected until `ensure` starts one."""
+        with self._starting:
+            try:
+                with self._reaper.forking():
+                    dog = start_watchdog(self._marker, *self._cgroup())
+                    self._reaper.register(dog.pid, Watcher(on_reaped=self._exited))
+            except OSError as e:
+                self._watchdog = None
+                self._failed += 1
+                if self._failed == 1:
+                    log_event(logger, logging.ERROR, "watchdog_failed", task=self._label,
+                              error=f"{type(e).__name__}: {e}",
+                              consequence="the task is not protected against the supervisor's death "
+                                          "until it starts; tried again whenever the task is idle")
+                return
+            self._watchdog, failed, self._failed = dog, self._failed, 0
+        if failed:
+            log_event(logger, logging.INFO, "watchdog_started", task=self._label, pid=dog.pid,
+                      reason=f"after {failed} failed {'start' if failed == 1 else 'starts'}")
+        else:
+            log_event(logger, logging.DEBUG, "watchdog_started", task=self._label, pid=dog.pid)
+
+    def ensure(self) -> None:
+        """Start the watchdog again if it could not start, while the task lives."""
+        if self._failed and self._keep():
+            self.start()
 
     def let_go(self) -> None:
         """Close its pipe: it makes one pass, finds nothing, exits."""

@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 from kazoo.client import KazooClient
@@ -195,7 +196,8 @@ class ServerSetAnnouncer:
         try:
             self._loop()
         except Exception:  # a bug: say so, and end the session so the member cannot linger
-            logger.exception("announcer_crashed task=%s path=%s", self._task, self._a.path)
+            log_event(logger, logging.ERROR, "announcer_crashed", task=self._task, path=self._a.path,
+                      exc_info=True)
             if self._zk is not None:
                 self._zk.stop()
 
@@ -344,7 +346,7 @@ class ServerSetAnnouncer:
             failing = change.reason.startswith("could not") or change.new in ("SUSPENDED", "LOST")
             log_event(logger, logging.WARNING if failing else logging.INFO, f"announcer_{change.subject}",
                       task=self._task, path=view.path, member=view.member,
-                      **{"from": change.old, "to": change.new}, reason=change.reason)
+                      **_transition(change.old, change.new), reason=change.reason)
         self._post(AnnouncementChanged(task=self._task, view=view, changes=tuple(changes)))
 
 
@@ -369,3 +371,8 @@ def _one_acl(access: ZkAccess) -> ACL:
     p = access.permissions
     return make_acl(access.scheme, credential, read=p.read, write=p.write, create=p.create,
                     delete=p.delete, admin=p.admin)
+
+
+def _transition(old: str, new: str) -> dict[str, Any]:
+    """`from` and `to`, as a log line's fields (`from` is a keyword)."""
+    return {"from": old, "to": new}

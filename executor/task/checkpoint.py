@@ -72,9 +72,11 @@ class CheckpointError(OSError):
 
 def _failed(sandbox: Path, e: OSError, where: Path | None = None) -> CheckpointError:
     where = checkpoint_path(sandbox) if where is None else where
-    return CheckpointError(f"cannot open the checkpoint {checkpoint_path(sandbox)}: "
-                           f"{'' if where == checkpoint_path(sandbox) else f'{where}: '}"
-                           f"{sandboxfs.describe_os_error(e)}")
+    error = CheckpointError(f"cannot open the checkpoint {checkpoint_path(sandbox)}: "
+                            f"{'' if where == checkpoint_path(sandbox) else f'{where}: '}"
+                            f"{sandboxfs.describe_os_error(e)}")
+    error.errno = e.errno  # EACCES: another user's (`inspection` says so); not in the message
+    return error
 
 
 def _open_dir(sandbox: Path, create: bool) -> int:

@@ -18,6 +18,7 @@ Reads only: never writes, never signals.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -81,6 +82,10 @@ def _view(sandbox: Path, pinned: str) -> tuple[TaskView | None, str | None]:
             return None, f"the sandbox {sandbox} no longer exists"
         return None, None
     except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):  # .stoker is owner-only: another user's
+            return None, (f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied "
+                          f"({errno.errorcode[exc.errno]}): only the supervisor's user (or root) "
+                          f"may read its task's state")
         return None, f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"
     if not count:
         return None, f"the checkpoint in {sandbox}/.stoker holds no record"

@@ -58,6 +58,7 @@ class Journal:
         self._pending: list[Record] = []  # queued, or refused by a write that failed
         self._failing: str | None = None  # why writing fails, while it does
         self._dropped = 0  # held records dropped beyond MAX_HELD_RECORDS
+        self._health_failing = False  # the last attempt judged (not snoozed) failed
 
     def open(self, sink: CheckpointSink, header: HeaderRecord) -> None:
         """Start writing to `sink`, header first: it is written with the records that follow
@@ -95,7 +96,9 @@ class Journal:
     def health(self, policy: HealthPolicy, verdict: Verdict, t: HealthTransition,
                latency_secs: float, attempt_reason: str) -> None:
         """Record and log one judged attempt: a counted failure is WARNING, one grace
-        ignores or a snooze INFO, the rest DEBUG."""
+        ignores INFO, a pass after failures that leaves the health state as it was (the
+        checks recovered; a change of state is the task's own line) INFO, the rest DEBUG (a
+        snoozed attempt too: the health loop says once when the snooze begins and ends)."""
         from healthcheck.policy import AttemptOutcome  # loaded with the task's health policy
 
         self._pending.append(HealthRecord(
@@ -105,8 +108,10 @@ class Journal:
         level = logging.DEBUG
         if t.outcome is AttemptOutcome.FAILED:
             level = logging.INFO if verdict.ignored else logging.WARNING
-        elif t.outcome is AttemptOutcome.SNOOZED:
+        elif t.outcome is AttemptOutcome.PASSED and self._health_failing and t.from_ is t.to:
             level = logging.INFO
+        if t.outcome is not AttemptOutcome.SNOOZED:
+            self._health_failing = t.outcome is AttemptOutcome.FAILED
         log_event(logger, level, "health_check", task=self._label, result=t.outcome.value,
                   attempt=t.attempt, latency_ms=round(latency_secs * 1000, 1),
                   state=t.to.value, reason=t.reason)

@@ -108,7 +108,8 @@ class LifecycleShutdown:
             answer, detail = post_endpoint(spec.port, endpoint)
             left = wait_secs if ends_at is None else ends_at - time.monotonic()
             wait = endpoint_wait(answer, wait_secs, left, setting)
-            log_event(logger, logging.INFO, "lifecycle", task=self._task, endpoint=endpoint,
+            # DEBUG: the task's `kill_stage` line says the same at INFO (`_report`)
+            log_event(logger, logging.DEBUG, "lifecycle", task=self._task, endpoint=endpoint,
                       answer=answer, wait_secs=round(wait.secs, 3), detail=detail)
             self._report(f"{detail}; {wait.why}")
             if wait.secs > 0 and self._over.wait(wait.secs):
@@ -117,11 +118,12 @@ class LifecycleShutdown:
         try:
             self._done(summary)
         except Exception as exc:
-            logger.error("lifecycle task=%s done callback failed: %s: %s", self._task, type(exc).__name__, exc)
+            log_event(logger, logging.ERROR, "lifecycle_callback_failed", task=self._task,
+                      callback="done", error=f"{type(exc).__name__}: {exc}", exc_info=True)
 
     def _report(self, text: str) -> None:
         try:
             self._progress(text)
         except Exception as exc:
-            logger.error("lifecycle task=%s progress callback failed: %s: %s", self._task,
-                         type(exc).__name__, exc)
+            log_event(logger, logging.ERROR, "lifecycle_callback_failed", task=self._task,
+                      callback="progress", error=f"{type(exc).__name__}: {exc}", exc_info=True)

@@ -34,7 +34,7 @@ def _send(reply: Replier, answer: ControlReply) -> None:
     try:
         reply(answer)
     except Exception as exc:  # a replier must not raise; a broken one must not stop the owner
-        logger.error("control reply failed: %s: %s", type(exc).__name__, exc)
+        log_event(logger, logging.ERROR, "control_reply_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 class OperatorRequests:

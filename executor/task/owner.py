@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, assert_never
 
 from config.spec import JobSpec
 from executor.events import (
-    ExitStatus,
+    DaemonsExited,
     HealthChecked,
     HealthTransition,
     KillRequested,
@@ -60,6 +61,7 @@ from executor.task.ports import (
     Reporter,
     SpawnError,
 )
+from executor.task.runfacts import RunFacts
 from executor.task.status import Outcome, TaskStatusMachine, Update
 
 if TYPE_CHECKING:
@@ -69,9 +71,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OwnerEvent = (ProcessExited | HealthChecked | KillRequested | RestartRequested | LifecycleProgress
-              | LifecycleDone | AnnouncementChanged | TimerFired)
+              | LifecycleDone | AnnouncementChanged | TimerFired | DaemonsExited)
 _OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, RestartRequested, LifecycleProgress,
-                 LifecycleDone, AnnouncementChanged, TimerFired)
+                 LifecycleDone, AnnouncementChanged, TimerFired, DaemonsExited)
 
 
 class TaskOwner:
@@ -118,8 +120,7 @@ class TaskOwner:
         self._health: HealthChecks | None = None
         self._journal = Journal(job.label, wall_clock)
         self._announcing = Announcing(announcer, self._journal, job.label, stop_within_secs)
-        self._pids: dict[tuple[str, int], int] = {}
-        self._exits: dict[tuple[str, int], ExitStatus] = {}
+        self._runs = RunFacts()  # each run's pid and exit status, for its records
         self._processes_started = False
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
@@ -225,6 +226,7 @@ class TaskOwner:
     def _decide(self) -> Decision:
         """Ask the planner until it has nothing more to start or signal right now."""
         while True:
+            self._planner.daemons(self._procs.daemons())
             decision = self._planner.decide(self._clock())
             self._announcing.phase(decision.phase)  # a stopping task leaves before any signal
             if decision.phase is not TaskPhase.ACTIVE and self._health is not None:
@@ -232,12 +234,17 @@ class TaskOwner:
             # Act first, then checkpoint and log: a restart costs a fork+exec, not an fsync,
             # and the records of the new runs carry their pids.
             self._signal(decision.signal)
+            if decision.signal_daemons is not None:
+                count = self._procs.signal_daemons(decision.signal_daemons)
+                log_event(logger, logging.INFO, "daemons_signalled", task=self.job.label,
+                          signal=signal.Signals(decision.signal_daemons).name, processes=count,
+                          reason=decision.reason)
             self._spawn(decision.start)
             for transition in decision.transitions:
                 self._record(transition)
             if decision.start:
                 self._on_processes_started()
-            if not decision.start and not decision.signal:
+            if not decision.start and not decision.signal and decision.signal_daemons is None:
                 if decision.phase is TaskPhase.FINALIZING or decision.phase.terminal:
                     self._killing.regular_processes_gone()
                 return decision
@@ -258,20 +265,21 @@ class TaskOwner:
             if isinstance(result, SpawnError):
                 self._planner.spawn_failed(command.process, command.run, str(result), now)
             else:
-                self._pids[(command.process, command.run)] = result
+                self._runs.started(command.process, command.run, result)
                 self._planner.started(command.process, command.run, result, now)
                 self._operators.run_started(command.process, command.run, result)
 
     def _handle(self, event: object) -> None:
         if not isinstance(event, _OWNER_EVENTS):
-            logger.error("owner task=%s ignored an unknown event %r", self.job.label, event)
+            log_event(logger, logging.ERROR, "owner_event_ignored", task=self.job.label,
+                      event_type=type(event).__name__, reason="not an event the owner knows")
             return
         self._dispatch(event)
 
     def _dispatch(self, event: OwnerEvent) -> None:
         match event:
             case ProcessExited():
-                self._exits[(event.process, event.run)] = event.status
+                self._runs.exited(event.process, event.run, event.status)
                 self._planner.exited(event.process, event.run, event.status, event.at)
             case HealthChecked():
                 self._on_health(event)
@@ -291,8 +299,8 @@ class TaskOwner:
                 self._killing.lifecycle_done(event.summary)
             case AnnouncementChanged():
                 self._announcing.changed(event.view)
-            case TimerFired():
-                pass
+            case TimerFired() | DaemonsExited():
+                pass  # the step after it looks again
             case _:
                 assert_never(event)
 
@@ -356,8 +364,10 @@ class TaskOwner:
     def _record(self, t: ProcessTransition | PhaseTransition | TaskTransition) -> None:
         """Checkpoint, log and report one change."""
         if isinstance(t, ProcessTransition):
-            key = (t.process, t.run if t.run is not None else -1)
-            self._journal.transition(t, self._pids.get(key), self._exits.get(key))
+            run = t.run if t.run is not None else -1
+            self._journal.transition(t, self._runs.pid(t.process, run), self._runs.status(t.process, run))
+            if t.outcome is not None:
+                self._runs.ended(t.process, run)
             if t.to in (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED):
                 self._operators.process_ended(t.process, t.to, t.reason)
         else:
@@ -370,15 +380,18 @@ class TaskOwner:
             reason = f"stopped: {type(exc).__name__}"
         elif no_room(exc) is not None:  # not a bug: one line, no traceback
             reason = f"the task could not go on: {no_room(exc)}"
-            logger.error("owner task=%s %s", self.job.label, reason)
+            log_event(logger, logging.ERROR, "owner_failed", task=self.job.label, reason=reason)
         else:
-            logger.error("owner task=%s %s", self.job.label, reason, exc_info=True)
+            log_event(logger, logging.ERROR, "owner_failed", task=self.job.label, reason=reason,
+                      exc_info=True)
         if self.final_update is None:
             self.final_update = Update(TaskState.FAILED, reason, None)
             try:
                 self._reporter.on_update(self.final_update)
-            except Exception:
-                logger.error("owner task=%s could not report the internal error", self.job.label)
+            except Exception as exc:
+                log_event(logger, logging.ERROR, "owner_report_failed", task=self.job.label,
+                          error=f"{type(exc).__name__}: {exc}",
+                          reason="the internal error could not be reported")
 
 
 def _health_policy(job: JobSpec) -> HealthPolicy:

@@ -78,6 +78,7 @@ PHASE_EDGES: Mapping[TaskPhase, frozenset[TaskPhase]] = {
 class Decision:
     start: tuple[StartRun, ...]  # runs to fork now
     signal: tuple[SignalRun, ...]  # signals to send now (each issued once)
+    signal_daemons: int | None  # a signal to send now to the daemons the runs left
     # every state change since the last call, in order
     transitions: tuple[ProcessTransition | PhaseTransition, ...]
     next_deadline_at: float | None  # when to call decide() again if nothing happens
@@ -115,6 +116,11 @@ class Planner:
         # ACTIVE ended (cleaning spends the same budget); after a kill, set when they start.
         self._final_deadline_at = math.inf
         self._pending: list[ProcessTransition | PhaseTransition] = []
+        # The daemons the runs left (the owner's fact), stopped with the regular processes.
+        self._daemons = False
+        self._daemons_termed = False
+        self._daemons_killed_at: float | None = None
+        self._daemon_signal: int | None = None  # for the next Decision
 
     # ---- queries ----
 
@@ -158,6 +164,11 @@ class Planner:
         if p.state is ProcessState.RUNNING and p.run == run:
             self._end_run(p, RunOutcome.FAILED, f"could not start: {reason}", now)
 
+    def daemons(self, alive: bool) -> None:
+        """Whether daemons the task's runs left (outside their process groups) still live:
+        CLEANING stops them with the regular processes and waits for them."""
+        self._daemons = alive
+
     def kill(self, now: float, reason: str, grace_secs: float | None = None,
              term_delay_secs: float = 0.0, *, skip_finals: bool = False) -> None:
         """Stop the task: no new regular runs; SIGTERM at now + term_delay_secs (the lifecycle
@@ -176,12 +187,10 @@ class Planner:
             self._killed = True
             self._outcome = (TaskPhase.KILLED, reason)
         if self._phase is TaskPhase.ACTIVE:
-            running = self._regular.running()
             delay = f"SIGTERM in {number(term_at - now)} s" if term_at > now else "SIGTERM now"
             self._begin_cleaning(
                 term_at, term_at + grace,
-                f"{reason}; stopping {plural(running, 'running process')}: "
-                f"{delay}, SIGKILL {number(grace)} s later")
+                f"{reason}; stopping {self._what_runs()}: {delay}, SIGKILL {number(grace)} s later")
         elif self._phase is TaskPhase.CLEANING:
             self._regular.stop(term_at, term_at + grace)
         elif self._skip_finals is not None:  # FINALIZING: a stop skips the finals only when told
@@ -215,8 +224,9 @@ class Planner:
             if self._phase is phase:
                 break
         transitions, self._pending = tuple(self._pending), []
-        return Decision(tuple(starts), tuple(signals), transitions, self._next_deadline(now),
-                        self._phase, self._reason)
+        daemon_signal, self._daemon_signal = self._daemon_signal, None
+        return Decision(tuple(starts), tuple(signals), daemon_signal, transitions,
+                        self._next_deadline(now), self._phase, self._reason)
 
     def _step_active(self, now: float, starts: list[StartRun]) -> None:
         outcome = regular_outcome(self._regular.procs, self._task.max_failures,
@@ -227,9 +237,8 @@ class Planner:
         wait = self._task.finalization_wait_secs
         self._outcome = outcome
         self._final_deadline_at = now + wait
-        running = self._regular.running()
-        tail = (f"stopping {plural(running, 'running process')} (SIGKILL after {number(wait)} s)"
-                if running else "nothing left running")
+        tail = (f"stopping {self._what_runs()} (SIGKILL after {number(wait)} s)"
+                if self._regular.running() or self._daemons else "nothing left running")
         self._begin_cleaning(now, now + wait, f"{outcome[1]}; {tail}")
 
     def _restart_signals(self, now: float, signals: list[SignalRun]) -> None:
@@ -249,8 +258,12 @@ class Planner:
         self._set_phase(TaskPhase.CLEANING, reason)
         self._cancel_waiting(self._regular, "the task is stopping")
 
+    def _what_runs(self) -> str:
+        running = plural(self._regular.running(), "running process")
+        return f"{running} and the daemons the runs left" if self._daemons else running
+
     def _step_cleaning(self, now: float, signals: list[SignalRun]) -> None:
-        if self._stop_step(self._regular, now, signals):
+        if self._stop_step(self._regular, now, signals) | self._stop_daemons(now):
             return
         fw = self._task.finalization_wait_secs
         if not self._final.procs:
@@ -342,6 +355,20 @@ class Planner:
                 p.termed = True
         return plan.running() > 0
 
+    def _stop_daemons(self, now: float) -> bool:
+        """Signal the runs' daemons as the regular plan's times come; True while they live."""
+        plan = self._regular
+        if not self._daemons:
+            return False
+        if self._daemons_killed_at is not None:
+            if now >= self._daemons_killed_at + GIVE_UP_AFTER_SIGKILL_SECS:
+                self._daemons = False  # given up on: the owner's close kills what is left
+        elif now >= plan.kill_at:
+            self._daemon_signal, self._daemons_killed_at = SIGKILL, now
+        elif now >= plan.term_at and not self._daemons_termed:
+            self._daemon_signal, self._daemons_termed = SIGTERM, True
+        return self._daemons
+
     def _cancel_waiting(self, plan: Plan, why: str) -> None:
         """The plan stops: its WAITING processes will not (re)start, because `why`."""
         for p in plan.procs:
@@ -370,6 +397,10 @@ class Planner:
                 times.append(self._final_deadline_at)
         elif phase in (TaskPhase.CLEANING, TaskPhase.FINALIZING):
             plan = self._regular if phase is TaskPhase.CLEANING else self._final
+            if phase is TaskPhase.CLEANING and self._daemons:
+                killed = self._daemons_killed_at
+                times += ([killed + GIVE_UP_AFTER_SIGKILL_SECS] if killed is not None else
+                          [plan.kill_at] + ([] if self._daemons_termed else [plan.term_at]))
             for p in plan.procs:
                 if p.state is not ProcessState.RUNNING:
                     continue

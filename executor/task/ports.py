@@ -51,6 +51,12 @@ class ProcessPort(Protocol):
         """Signal every process of each (process, run)'s tree; returns how many got it."""
         ...
 
+    def daemons(self) -> bool:
+        """Whether daemons the task's runs left (outside their process groups) still live."""
+
+    def signal_daemons(self, sig: int) -> int:
+        """Signal those daemons; returns how many were signalled."""
+
     def run_command(self, command: str, timeout_secs: float) -> CommandResult: ...
 
     def idle(self) -> None:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from healthcheck.checkers import Checker
     from healthcheck.policy import Attempt
 
-__all__ = ["RunAs", "UnknownUser", "current_user", "give_sandbox", "owner_for", "user_named"]
+__all__ = ["RunAs", "UnknownUser", "current_user", "give_sandbox", "load_announcer", "owner_for", "user_named"]
 
 SNOOZE_FILE = ".healthchecksnooze"
 
@@ -85,6 +85,22 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put),
         kill_grace_secs=kill_grace_secs,
         stop_within_secs=stop_within_secs, run_cap=run_cap)
+
+
+def load_announcer() -> None:
+    """Loads the ServerSet announcer, and with it kazoo, for a task that announces: the
+    front-ends call it as they decide the announcement, so that an installation without
+    kazoo (setup.py requires it, stoker.pyz carries it) refuses the task with the reason
+    before anything starts. Raises AnnounceError."""
+    try:
+        import executor.task.announcer  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "kazoo":
+            raise
+        from executor.task.serverset import AnnounceError
+
+        raise AnnounceError("announcing in ZooKeeper needs the kazoo package, which this installation "
+                            "of Stoker lacks (pip install 'kazoo>=2.9'; stoker.pyz carries it)") from None
 
 
 def _announcer(announcement: Announcement | None, label: str,

@@ -6,6 +6,7 @@ no line twice, the live view cleared at the end (docs/contract.md §1, §8, §9)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -154,6 +155,24 @@ def test_an_explicit_sandbox_wins_over_mesos_sandbox_with_one_warning(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [f"stoker: warning: --sandbox {mine} wins over MESOS_SANDBOX={theirs}"]
     assert (mine / ".stoker" / "checkpoint.jsonl").exists() and not theirs.exists()
+
+
+def test_with_json_logs_the_warning_and_the_error_lines_are_json_too(tmp_path):
+    """Once `--log-format json` is known, stderr holds JSON objects only: the `stoker:
+    warning:` and `stoker: error:` lines were plain text among them."""
+    cfg = write_config(tmp_path, f"""
+        jobs = [Job(cluster='c', role='r', environment='e', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='true')], {RESOURCES}))]
+    """)
+    (tmp_path / "file").write_text("")
+    result = stoker("run", str(cfg), "--sandbox", str(tmp_path / "file"), "--log-format", "json",
+                    cwd=tmp_path, env={"STOKER_LOG_FORMAT": "text"})
+    assert result.returncode == 2
+    warning, error = (json.loads(line) for line in result.stderr.splitlines())
+    assert (warning["level"], warning["event"], warning["reason"]) == (
+        "WARNING", "stoker_warning", "--log-format json wins over STOKER_LOG_FORMAT=text")
+    assert (error["level"], error["event"], error["reason"]) == (
+        "ERROR", "stoker_error", f"sandbox {tmp_path / 'file'} exists and is not a directory")
 
 
 # ---- a conventional, quiet command line ----

@@ -22,15 +22,17 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
+from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import EXAMPLE, TASK_ID, Order, module, scheduler_task
 from tests.support.aurora_tasks import encode as thrift_encode
-from tests.support.stoker_proc import REPO
+from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 SEED = REPO / "examples/hello_world.aurora"
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
-# Interpreters tried besides the system python3 (each only when it is on PATH and runs).
+# Interpreters tried besides the system python3 (each only when it is on PATH and runs;
+# tests/faults/test_install.py tries pyenv's too).
 OTHER_PYTHONS = [f"python3.{minor}" for minor in range(8, 15)]
 
 
@@ -109,10 +111,9 @@ def run_app(app: dict, argv: list[str], env: dict[str, str] | None = None, timeo
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-PROBE = ("import json, os, sys, attrs, executor, kazoo, psutil, pystachio;"
-         "print(json.dumps({'files': [m.__file__ for m in (attrs, executor, kazoo, psutil,"
-         " pystachio)], 'pid': psutil.Process().pid == os.getpid(),"
-         " 'shiv_root': os.environ.get('SHIV_ROOT'), 'version': list(sys.version_info[:2])}))")
+PROBE = ("import json, os, sys, attrs, executor, kazoo, pystachio, waitress;"
+         "print(json.dumps({'files': [m.__file__ for m in (attrs, executor, kazoo, pystachio,"
+         " waitress)], 'shiv_root': os.environ.get('SHIV_ROOT'), 'version': list(sys.version_info[:2])}))")
 
 
 def probe(app: dict, python: str, env: dict[str, str]) -> dict:
@@ -122,7 +123,7 @@ def probe(app: dict, python: str, env: dict[str, str]) -> dict:
     return json.loads(done.stdout)
 
 
-def test_dist_builds_the_wheel_and_an_executable_abi3_zipapp(dist):
+def test_dist_builds_the_wheel_and_an_executable_pure_python_zipapp(dist):
     version = re.search(r'version="([^"]+)"', (REPO / "setup.py").read_text()).group(1)
     assert (dist / f"stoker-{version}-py3-none-any.whl").is_file()
     pyz = dist / "stoker.pyz"
@@ -131,19 +132,30 @@ def test_dist_builds_the_wheel_and_an_executable_abi3_zipapp(dist):
     with zipfile.ZipFile(pyz) as archive:
         names = archive.namelist()
         assert archive.read("__main__.py") == (REPO / "tools/zipapp_main.py").read_bytes()
-    extensions = [n for n in names if n.startswith("site-packages/") and n.endswith(".so")]
-    assert any(n.startswith("site-packages/psutil/") for n in extensions), extensions
-    assert [n for n in extensions if not n.endswith(".abi3.so")] == []
-    for package in ("executor", "healthcheck", "config", "psutil", "pystachio", "attr", "kazoo"):
+    # Nothing compiled: the one zipapp runs on every platform and every Python >= 3.11.
+    assert [n for n in names if n.endswith((".so", ".pyd"))] == []
+    for package in ("executor", "healthcheck", "config", "pystachio", "attr", "kazoo", "waitress"):
         assert f"site-packages/{package}/__init__.py" in names, package
     # Every HTTP call Stoker makes is http.client's; AssignedTasks are read by Stoker's own
-    # decoder (thriftpy2 only writes them, in the tests).
-    for package in ("requests", "urllib3", "thriftpy2", "ply", "ijson"):
+    # decoder (thriftpy2 only writes them, in the tests); /proc is read directly (psutil is
+    # the tests' own).
+    for package in ("requests", "urllib3", "thriftpy2", "ply", "ijson", "psutil"):
         assert f"site-packages/{package}/__init__.py" not in names, package
     # Aurora's IDL is package data, in the wheel and in the zipapp.
     assert "site-packages/config/aurora/aurora.thrift" in names
     with zipfile.ZipFile(dist / f"stoker-{version}-py3-none-any.whl") as wheel:
         assert "config/aurora/aurora.thrift" in wheel.namelist()
+
+
+def test_the_wheel_holds_every_file_of_the_packages(dist):
+    version = re.search(r'version="([^"]+)"', (REPO / "setup.py").read_text()).group(1)
+    with zipfile.ZipFile(dist / f"stoker-{version}-py3-none-any.whl") as wheel:
+        shipped = {n for n in wheel.namelist() if not n.startswith(f"stoker-{version}.dist-info/")}
+        entry_points = wheel.read(f"stoker-{version}.dist-info/entry_points.txt").decode()
+    sources = {str(p.relative_to(REPO)) for package in ("executor", "healthcheck", "config")
+               for p in (REPO / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert sorted(sources - shipped) == [] and sorted(shipped - sources) == []
+    assert "stoker = executor.cli.start:run" in entry_points
 
 
 def test_inspect_prints_the_seed_job_with_the_system_python(app):
@@ -153,7 +165,7 @@ def test_inspect_prints_the_seed_job_with_the_system_python(app):
     assert done.stdout.startswith("job devcluster/www-data/prod/hello\n"), done.stdout
     assert "echo hello world" in done.stdout
     # Unpacked into SHIV_ROOT, and nowhere else.
-    assert list((app["work"] / "shiv").glob("stoker.pyz_*/site-packages/psutil/__init__.py"))
+    assert list((app["work"] / "shiv").glob("stoker.pyz_*/site-packages/pystachio/__init__.py"))
     assert not (app["work"] / "home/.shiv").exists()
 
 
@@ -238,7 +250,6 @@ def test_without_shiv_root_the_bundle_unpacks_into_the_mesos_sandbox_or_as_root_
     else:
         unpacked = str(sandbox / ".shiv") + "/"
     assert all(f.startswith(unpacked) for f in report["files"]), report["files"]
-    assert report["pid"] is True
     assert report["shiv_root"] is None, "SHIV_ROOT must not leak into the task's environment"
     assert not (app["work"] / "home/.shiv").exists()
 
@@ -250,8 +261,8 @@ def test_every_python_found_from_3_11_runs_it_and_older_ones_are_refused(app):
             found.setdefault(probed[0], probed[1])
     for python, version in sorted(found.items(), key=lambda kv: kv[1]):
         if version >= (3, 11):
-            report = probe(app, python, app["env"])  # loads psutil's abi3 extension
-            assert report["version"] == list(version) and report["pid"] is True
+            report = probe(app, python, app["env"])
+            assert report["version"] == list(version)
             done = run_app(app, [python, "stoker.pyz", "inspect", SEED.name])
             # 3.12+ would print pystachio's SyntaxWarnings here without config/__init__.py's filter
             assert done.returncode == 0 and done.stderr == "", (python, done.stderr)
@@ -260,3 +271,67 @@ def test_every_python_found_from_3_11_runs_it_and_older_ones_are_refused(app):
             assert done.returncode == 2, (python, done.stdout, done.stderr)
             assert "stoker.pyz needs Python 3.11 or newer" in done.stderr
     print(f"zipapp checked with {sorted(found.values())}")
+
+
+def test_a_directory_it_cannot_unpack_into_is_one_error_line_naming_it(app):
+    """A service user's HOME that is not a directory it can write (nobody's /nonexistent; a
+    file here, which fails for root too), or a SHIV_ROOT under one: exit 2 and one line, not
+    shiv's traceback, and nothing unpacked anywhere else."""
+    blocker = app["work"] / "not-a-dir"
+    blocker.write_text("")
+    env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
+    for case_env, where in [({**env, "HOME": str(blocker)}, blocker / ".shiv"),
+                            ({**env, "SHIV_ROOT": str(blocker / "shiv")}, blocker / "shiv")]:
+        done = run_app(app, ["./stoker.pyz", "--version"], env=case_env)
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        assert done.stderr.startswith(f"stoker: error: stoker.pyz cannot unpack itself into {where}: "), done.stderr
+        assert "set SHIV_ROOT to a directory this user can write" in done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not (app["work"] / "home/.shiv").exists()
+
+
+def test_a_fresh_unpack_imports_the_bundled_bytecode_without_compiling(app):
+    """As an executor unpacking into a new sandbox under PYTHONDONTWRITEBYTECODE: every
+    module of the bundle the executor imports comes from the `.pyc` the build put in (the
+    build's Python and the plain one share a cache tag here), none is compiled from source."""
+    tag = sys.implementation.cache_tag  # the build ran with this test's interpreter
+    plain_tag = run_app(app, [app["python"], "-S", "-c", "import sys; print(sys.implementation.cache_tag)"])
+    if plain_tag.stdout.strip() != tag:
+        pytest.skip(f"{app['python']} is {plain_tag.stdout.strip()}, the bundle's bytecode is {tag}")
+    root = app["work"] / "shiv-fresh"
+    env = {**app["env"], "SHIV_ROOT": str(root), "PYTHONDONTWRITEBYTECODE": "1", "SHIV_INTERPRETER": "1"}
+    done = run_app(app, [app["python"], "-v", "stoker.pyz", "-c",
+                         "import executor.cli.main, executor.mesos.executor, executor.mesos.transport"], env=env)
+    assert done.returncode == 0, done.stderr
+    loaded = re.findall(rf"^# code object from '?({re.escape(str(root))}/\S+?)'?$", done.stderr, flags=re.MULTILINE)
+    assert len(loaded) > 100, done.stderr[-2000:]  # Stoker's own, pystachio, attrs
+    assert [p for p in loaded if not p.endswith(f".{tag}.pyc")] == []
+
+
+def test_an_agent_runs_a_task_with_the_zipapp_fetched_into_the_sandbox(app, tmp_path):
+    """As a Mesos agent does: the fetcher puts stoker.pyz in the sandbox, and the command
+    `./stoker.pyz executor` runs there through a shell, with the agent's environment and the
+    plain python3 on PATH; the task runs, finishes and is reported, and the executor exits."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    shutil.copy2(app["dir"] / "stoker.pyz", sandbox / "stoker.pyz")
+    job = tmp_path / "once.aurora"
+    job.write_text(textwrap.dedent("""
+        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='echo done; echo $HOME')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """))
+    overrides = {**app["env"], "PYTHONPATH": None, "VIRTUAL_ENV": None}
+    with AgentSimulator(sandbox=sandbox) as agent:
+        try:
+            agent.launch_executor(["/bin/sh", "-c", "./stoker.pyz executor"], cwd=sandbox, env_overrides=overrides)
+            agent.wait_subscribed(timeout_secs=20)
+            agent.launch(make_task_info("task-1", encode(load_job(job))))
+            agent.wait_for_state("task-1", "TASK_FINISHED", 20)
+            assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+            assert agent.wait_exit(10) == 0
+        finally:
+            kill_leftovers(task_pids(sandbox))
+        log = agent.executor_log()
+    assert "Traceback" not in log, log[-3000:]
+    assert (sandbox / ".logs/a/0/stdout").read_text() == f"done\n{sandbox}\n"

@@ -240,6 +240,9 @@ def test_shutdown_kills_the_task_and_exits(agent, tmp_path):
     assert agent.wait_exit(5) == 0
     assert not agent.destroyed_after_grace
     assert not live(pids)
+    # One line for the SHUTDOWN (the driver's mesos_shutdown_received said it again).
+    assert [line.split(": ", 1)[1].split()[0] for line in agent.executor_log().splitlines()
+            if "shutdown" in line.split(": ", 1)[1].split()[0]] == ["shutdown"]
 
 
 def test_agent_restarts_five_times_with_acks_held_and_loses_nothing(agent, tmp_path):
@@ -282,6 +285,10 @@ def test_checkpoint_off_exits_at_the_first_disconnect(agent, tmp_path):
     assert agent.wait_exit(10) == 4  # the agent is lost for good
     assert len(agent.subscribes) == 1
     assert not live(pids)
+    # One WARNING for the disconnect, with its reason (the executor's own said it again).
+    said = [line for line in agent.executor_log().splitlines() if "disconnected" in line]
+    assert len(said) == 1 and " WARNING " in said[0] and "mesos_disconnected" in said[0], said
+    assert "reason=" in said[0]
 
 
 def test_agent_down_longer_than_the_recovery_timeout_kills_the_task_and_exits(agent, tmp_path):
@@ -364,8 +371,21 @@ def test_json_log_format_gives_one_object_per_line(agent, tmp_path):
     agent.wait_for_state("task-1", "TASK_KILLED", 10)
     agent.wait_exit(10)
     lines = [json.loads(line) for line in agent.executor_log().splitlines() if line.strip()]
-    events = [line.get("event") for line in lines]
-    assert "status_update" in events and "process_state" in events
+    # Every line is an event with its fields as keys, the Mesos driver's too (its lines had
+    # no event: `{"message": "mesos_subscribing executor=... url=..."}`).
+    assert all(line.get("event") for line in lines), [line for line in lines if not line.get("event")]
+    (subscribing,) = [line for line in lines if line["event"] == "mesos_subscribing"]
+    assert (subscribing["executor_id"], subscribing["attempt"]) == (agent.executor_id, 1)
+    # SUBSCRIBED is one line (the driver's mesos_subscribed said it again, at INFO).
+    assert [line["agent"] for line in lines if "registered" in line["event"]] == [agent.agent_id]
+    # Each status update: one line when sent (the executor's own, and with the task's label),
+    # one when the agent acknowledged it.
+    updates = [line for line in lines if line["event"] == "status_update"]
+    assert [u["state"] for u in updates] == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert all(u["task"] == "hello.0" and u["task_id"] == "task-1" for u in updates)
+    acked = [line for line in lines if line["event"] == "status_update_acknowledged"]
+    assert sorted(a["uuid"] for a in acked) == sorted(u["uuid"] for u in updates)
+    assert "process_state" in [line["event"] for line in lines]
 
 
 def test_an_operator_s_kill_reaches_the_agent_as_task_killed(agent, tmp_path):

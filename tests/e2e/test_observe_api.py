@@ -228,7 +228,7 @@ def test_only_the_main_thread_takes_sigterm_and_the_observer_stops_at_once(tmp_p
     the server (a worker would leave it to the I/O loop's next tick, seconds later)."""
     observed = ObservedHost(tmp_path)
     try:
-        observed.observe()
+        observed.observe("--log-format", "json")
         proc = observed.observer
         assert proc is not None
         workers = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
@@ -238,6 +238,8 @@ def test_only_the_main_thread_takes_sigterm_and_the_observer_stops_at_once(tmp_p
         assert blocked_signals(proc.pid, proc.pid) & term_and_int == 0
         proc.signal(signal.SIGTERM)
         assert proc.wait(10) == 0
-        assert "stoker observe: stopped" in proc.stderr()
+        # Its log, as --log-format json asked: one object per line (it had no such flag).
+        lines = [json.loads(line) for line in proc.stderr().splitlines()]
+        assert [line.get("event") for line in lines] == ["observer_listening", "observer_stopped"]
     finally:
         observed.close()

@@ -84,8 +84,18 @@ NOT_IN_RUN = NEVER | {
 # SIGTERMed whose top exits first, drained within its grace (`executor.procs.draining`).
 # 75 for a second run in the same sandbox: it reads the checkpoint an earlier run left, to
 # kill what an attempt whose supervisor died left running (`executor.task.leftovers`).
-RUN_STOKER_MODULES = 86
-RUN_AGAIN_STOKER_MODULES = 75
+# 88 and 77: run.py was at the 450-line ceiling: what a run starts from (its plan, the early
+# start's work: `executor.local.runstart`) and the earlier attempts' logs
+# (`executor.local.attempts`) became modules of their own, as loaded as the code they hold.
+# 90 and 79: the daemons a run that exited 0 left (`executor.procs.daemons`), kept as the
+# task's; containment.py, at the ceiling then, gave the task cgroup's life
+# (`executor.procs.cgrouplife`) a module of its own.
+# 91 and 80: `log_event` moved to `config.logline`, where the health checker can import it
+# too (it needs only logging and json, both loaded already).
+# 92 and 81: the owner's pid and exit status of each run, bounded to the runs a record may
+# still name (`executor.task.runfacts`: kept for every run, they grew with each restart).
+RUN_STOKER_MODULES = 92
+RUN_AGAIN_STOKER_MODULES = 81
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

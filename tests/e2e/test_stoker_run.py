@@ -89,11 +89,15 @@ def test_a_port_given_that_another_program_holds_is_said_before_the_task_starts(
     """)
     with socket.create_server(("127.0.0.1", 0)) as held:
         port = held.getsockname()[1]
-        run = stoker(str(cfg), "--port", f"http={port}")
+        run = stoker(str(cfg), "--port", f"http={port}", "--log-format", "json")
         assert run.wait() == 0
     out = run.stdout()
     assert out.index(f"stoker run: warning: --port http={port} is in use by another program\n") < out.index(
         "task             NEW → STARTING")
+    # and in a JSON log, for a program (it was on stdout only)
+    (warning,) = [json.loads(line) for line in run.stderr().splitlines()]
+    assert (warning["level"], warning["event"], warning["reason"]) == (
+        "WARNING", "run_warning", f"--port http={port} is in use by another program")
 
 
 def test_a_task_gets_the_locale_the_operator_gave_not_pythons_coerced_one(tmp_path):
@@ -125,12 +129,25 @@ def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoke
                     task=Task(processes=[Process(name='a', cmdline='exit 3')],
                               resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """)
-    run = stoker(str(cfg), "--restart-backoff", "0.01")
+    run = stoker(str(cfg), "--restart-backoff", "0.01", "--log-format", "json", "--log-level", "INFO")
     assert run.wait() == 1
     out = run.stdout()
     assert out.count("task             RUNNING → FAILED") == 3
     assert "max_task_failures=3 reached (exit 1)" in out
     assert "exit status 3" in out
+    assert "\x1b" not in out + run.stderr()  # a pipe gets no live view, no colour, no escape
+    # A JSON log has every state change the console prints, for a program to read (the text
+    # log leaves them to stdout): they were dropped, and the restarts and the end had no event.
+    events = [json.loads(line) for line in run.stderr().splitlines()]
+    (prepared,) = [e for e in events if e["event"] == "run_prepared"]  # where to look
+    assert (prepared["task"], prepared["sandbox"]) == ("flaky.0", str(run.sandbox))
+    assert [e["to"] for e in events if e["event"] == "task_state"] == ["STARTING", "RUNNING", "FAILED"] * 3
+    restarts = [e for e in events if e["event"] == "task_restarting"]
+    assert [(e["state"], e["next_attempt"], e["delay_secs"]) for e in restarts] == [
+        ("FAILED", 2, 0.01), ("FAILED", 3, 0.02)]
+    (ended,) = [e for e in events if e["event"] == "run_ended"]
+    assert (ended["task"], ended["exit"]) == ("flaky.0", 1)
+    assert ended["reason"].endswith("max_task_failures=3 reached")
 
 
 def test_service_restarts_after_its_task_ends(stoker, tmp_path):

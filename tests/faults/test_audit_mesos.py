@@ -66,7 +66,7 @@ def _frozen_agent(port: int) -> socket.socket:
 
 def test_a_frozen_agent_still_ends_the_executor_at_the_recovery_timeout(sim, figures):
     sim.launch_executor(EXECUTOR, cwd=sim.sandbox, recovery_timeout="1secs", backoff_max="200ms")
-    wait_for(lambda: "mesos_subscribed" in sim.executor_log(), 15)  # the stream is the executor's
+    wait_for(lambda: " registered agent=" in sim.executor_log(), 15)  # the stream is the executor's
     sim.crash()
     frozen = _frozen_agent(sim.port)
     try:
@@ -194,4 +194,4 @@ def test_a_subscribe_refused_403_ends_the_executor_at_once(sim):
     assert sim.wait_exit(5) == 3  # never subscribed; not after MESOS_RECOVERY_TIMEOUT
     assert time.monotonic() - started < 5
     assert [r.status for r in sim.calls("SUBSCRIBE")] == [403]
-    assert "mesos_subscribe_rejected executor=stoker-executor-1 status=403" in sim.executor_log()
+    assert "mesos_subscribe_rejected executor_id=stoker-executor-1 status=403" in sim.executor_log()

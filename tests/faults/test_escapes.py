@@ -63,9 +63,12 @@ def _hopper(name: str, *flags: object) -> str:
 
 # name -> (cmdline, extra Process fields, the pid file it writes)
 PROCESSES = {
-    # A run that leaves a daemon behind and ends; restarted (daemon=True): fault 8, run exits.
-    "spawner": (ESCAPE.format(file="spawned.pids") + "; sleep 0.3", "daemon=True, min_duration=0.5",
-                "spawned.pids"),
+    # A run that leaves a daemon behind and fails; restarted: fault 8, a failed run's exit.
+    "spawner": (ESCAPE.format(file="spawned.pids") + "; sleep 0.3; exit 1",
+                "max_failures=0, min_duration=0.5", "spawned.pids"),
+    # A daemonizer: it leaves the daemon and exits 0, which hands the daemon to the task
+    # (as Thermos does): it lives until the task's stop, which SIGTERMs it, or kill -9.
+    "launcher": (ESCAPE.format(file="launched.pids"), "", "launched.pids"),
     # A run whose daemon is orphaned while the run lives: fault 8, the task's kill.
     "keeper": (f"({ESCAPE.format(file='kept.pids')}); exec sleep 1000", "", "kept.pids"),
     # A classic daemon that keeps its marker, and a tree: today's guarantees, unchanged.
@@ -176,12 +179,13 @@ def test_unmarked_daemons_die_with_runs_checks_and_the_task_under_stoker_run(tmp
                         env={"STOKER_CGROUPS": setting_for(mode)})
     try:
         task.learn(run.pid)
-        _dead_but_the_latest(task, "spawned.pids", 3)  # two runs ended, each with a daemon
+        _dead_but_the_latest(task, "spawned.pids", 3)  # two runs failed, each with a daemon
         _dead_but_the_latest(task, "checked.pids", 4)  # three health checks ended
         # The keeper's daemon cannot be traced to its run (orphaned, no group, no marker): it
         # goes at the next exit of a run or check, or with the task, whichever comes first.
         for name in ("kept.pids", "marked.pids", "tree.pids"):
             task.pids_in(name)
+        assert proc_scan.live(task.pids_in("launched.pids")), "the launcher's daemon outlives it"
         run.signal(signal.SIGTERM)
         run.wait(30)
         wait_for(lambda: not task.alive(), GONE_WITHIN_SECS, message="every task process gone")
@@ -218,7 +222,8 @@ def test_kill9_of_stoker_run_on_a_busy_host_leaves_no_escaped_daemon(tmp_path, t
                         env={"STOKER_CGROUPS": setting_for("cgroup")})
     try:
         task.learn(run.pid)
-        for name in ("spawned.pids", "kept.pids", "marked.pids", "tree.pids", "checked.pids"):
+        for name in ("spawned.pids", "kept.pids", "marked.pids", "tree.pids", "checked.pids",
+                     "launched.pids"):
             task.pids_in(name)
         assert task.groups.seen, "stoker run made no cgroup"
         killed_at = time.monotonic()
@@ -235,8 +240,9 @@ def test_kill9_of_stoker_run_on_a_busy_host_leaves_no_escaped_daemon(tmp_path, t
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_a_fork_hopper_dies_with_its_run_on_a_busy_host(tmp_path, task, busy_host, mode):
-    processes = {"hop": (_hopper("hop", "--exit-after", 0.5), "", ""),
+def test_a_fork_hopper_dies_with_its_failed_run_on_a_busy_host(tmp_path, task, busy_host, mode):
+    processes = {"hop": (_hopper("hop", "--exit-after", 0.5, "--exit-code", 1),
+                         "max_failures=0, min_duration=60", ""),  # no second run meanwhile
                  "stay": (_fake(), "", "")}  # keeps the task running after the hopper's run
     config = tmp_path / "hop.aurora"
     config.write_text(config_text(processes, None))
@@ -244,10 +250,31 @@ def test_a_fork_hopper_dies_with_its_run_on_a_busy_host(tmp_path, task, busy_hos
                         env={"STOKER_CGROUPS": setting_for(mode)})
     try:
         task.learn(run.pid)
+        wait_for(lambda: any(r.get("process") == "hop" and r.get("outcome") == "FAILED"
+                             for r in checkpoint_records(task.sandbox)), 20,
+                 message="the hopper's run failed")
+        assert task.hopper_stopped("hop"), "the fork-hopper outlived its run"
+    finally:
+        run.close()
+
+
+def test_a_fork_hopper_a_run_that_exited_0_left_dies_with_the_task(tmp_path, task, busy_host):
+    processes = {"hop": (_hopper("hop", "--exit-after", 0.3), "", ""),
+                 "stay": (_fake(), "", "")}
+    config = tmp_path / "hop.aurora"
+    config.write_text(config_text(processes, None))
+    run = StokerProcess(["run", str(config), "--sandbox", str(task.sandbox)], tmp_path,
+                        env={"STOKER_CGROUPS": setting_for("cgroup")})
+    try:
+        task.learn(run.pid)
         wait_for(lambda: any(r.get("process") == "hop" and r.get("to") == "SUCCESS"
                              for r in checkpoint_records(task.sandbox)), 20,
                  message="the hopper's run ended")
-        assert task.hopper_stopped("hop"), "the fork-hopper outlived its run"
+        assert not task.hopper_stopped("hop", 0.1), "kept: each generation carries the run's marker"
+        run.signal(signal.SIGTERM)
+        run.wait(30)
+        wait_for(lambda: task.hopper_stopped("hop", 0.05), GONE_WITHIN_SECS + 0.5,
+                 message="the kept fork-hopper gone with the task")
     finally:
         run.close()
 

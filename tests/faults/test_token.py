@@ -145,7 +145,7 @@ def test_the_token_is_in_no_log_line_file_or_task_environment(agent, tmp_path, f
     calls = [r for r in sim.requests if r.call_type in ("SUBSCRIBE", "UPDATE")]
     assert calls and all(r.header("Authorization") == f"Bearer {TOKEN}" for r in calls)
     log = sim.executor_log()
-    assert "status_update_queued" in log and "DEBUG" in log, "the executor did not log at DEBUG"
+    assert "status_update_sent" in log and "DEBUG" in log, "the executor did not log at DEBUG"
     stdout = web_out.read_text()
     assert f"{TOKEN_VAR} is unset" in stdout, stdout
     assert "PATH=" in (sim.sandbox / ".logs/envdump/0/stdout").read_text()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import logging
 import os
 import select
 import time
 
+from config.logline import log_event
+from executor.cli.logsetup import JsonFormatter, QuietHandler
 from executor.events import KillStep, ProcessState, ProcessTransition, RunOutcome, TaskStage, TaskTransition
 from executor.local.console import ConsoleReporter, Output
 from executor.logs import Spool
@@ -32,8 +35,9 @@ def test_a_closed_pipe_makes_the_output_gone_once_without_raising(caplog):
         out.write("another\n")
     assert out.gone
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1 and "stdout is gone (BrokenPipeError" in warnings[0]
-    assert warnings[0].endswith("the task goes on (`stoker status SB` shows it)")
+    assert len(warnings) == 1 and warnings[0].startswith('stdout_gone error="BrokenPipeError')
+    assert warnings[0].endswith('stdout is gone: state changes are no longer printed; the task '
+                                'goes on (`stoker status SB` shows it)"')
     stream.close()  # the descriptor now points at /dev/null: closing flushes quietly
 
 
@@ -147,6 +151,39 @@ def test_the_spool_never_blocks_its_caller_and_counts_what_it_dropped():
         os.close(read)
     assert got.endswith("".join(lines[:26]).encode() +
                         b"[stoker: 24 lines not shown: their reader was not reading]\nafter\n")
+
+
+def test_a_json_log_says_in_json_what_its_stalled_reader_missed():
+    """`stoker run --log-format json 2>| reader`: the note for the lines dropped while the
+    reader did not read is a JSON object like the rest (it was `[stoker: 24 lines not
+    shown: ...]`, the one line of the log no JSON reader could parse)."""
+    read, write = os.pipe()
+    os.write(write, b"y" * fcntl.fcntl(write, F_GETPIPE_SZ))  # full: the next write blocks
+    stream = os.fdopen(write, "w")
+    handler = QuietHandler(stream, spooled=Spool(limit=1000))
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("executor.test.stalled")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        for i in range(30):
+            log_event(log, logging.WARNING, "health_check", attempt=i)  # about 100 characters each
+        got = b""
+        while select.select([read], [], [], 0.2)[0]:  # the reader is back, and reads what came
+            got += os.read(read, 65536)
+        log_event(log, logging.WARNING, "health_check", attempt=30)
+        assert handler._spool is not None and handler._spool.drain(5)
+        os.set_blocking(read, False)
+        got += os.read(read, 65536)
+    finally:
+        log.removeHandler(handler)
+        stream.close()
+        os.close(read)
+    lines = [json.loads(line) for line in got.lstrip(b"y").splitlines()]
+    attempts = [line["attempt"] for line in lines if line["event"] == "health_check"]
+    (note,) = [line for line in lines if line["event"] == "log_lines_dropped"]
+    assert note["reason"] == f"{31 - len(attempts)} lines not shown: their reader was not reading"
+    assert attempts[-1] == 30 and lines[-2] is note
 
 
 def test_a_failed_runs_stderr_rotated_a_moment_before_is_read_from_its_backup(tmp_path):

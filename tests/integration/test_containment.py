@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -221,15 +222,33 @@ def test_a_second_supervisor_in_the_same_process_falls_back(tmp_path, tracked):
 # ---- what is the task's, in every mode ----
 
 
-def test_an_unmarked_setsid_daemon_is_killed_when_its_run_exits(harness):
+def test_an_unmarked_setsid_daemon_is_killed_when_its_run_fails(harness):
     # the run exits on its own once the test has seen the daemon escape (a fixed sleep let a
     # loaded machine end the run, and kill the daemon, before it had left the session)
-    harness.spawn("d", ESCAPE.format(file="d.pids") + "; until [ -e go ]; do sleep 0.01; done")
+    harness.spawn("d", ESCAPE.format(file="d.pids") + "; until [ -e go ]; do sleep 0.01; done; exit 3")
     daemon = harness.pids_in("d.pids")
     assert os.getsid(daemon[0]) == daemon[0], "the daemon left the run's session and group"
     (harness.sandbox / "go").touch()
-    harness.next_exit()  # SIGKILLed before the exit is posted; dead a moment later
-    wait_for(lambda: gone(daemon), 1, message="the run's escaped daemon killed with the run")
+    assert harness.next_exit().status.exit_code == 3  # SIGKILLed before the exit is posted
+    wait_for(lambda: gone(daemon), 1, message="the failed run's escaped daemon killed with the run")
+    assert not harness.sup.daemons()
+
+
+def test_what_a_run_that_exits_0_leaves_is_kept_until_the_task_stops_it(harness):
+    # A daemonizer (Aurora's own e2e job runs one): its daemon left the run's group and marker,
+    # a background job stayed in the group; both outlive the run, as under Thermos, and are
+    # the task's: signalled with its stop, which waits for them.
+    harness.spawn("d", ESCAPE.format(file="d.pids") + "; sleep 1000 & echo $! >> bg.pids; "
+                  "until [ -e go ]; do sleep 0.01; done")
+    kept = harness.pids_in("d.pids") + harness.pids_in("bg.pids", unmarked=False)
+    (harness.sandbox / "go").touch()
+    assert harness.next_exit().status.exit_code == 0
+    time.sleep(0.05)  # this test is about time: nothing kills them after the exit
+    assert not gone(kept) and harness.sup.daemons()
+    assert set(kept) <= harness.sup.task_pids()
+    assert harness.sup.signal_daemons(signal.SIGTERM) == 2
+    wait_for(lambda: gone(kept), 1, message="the daemons stopped by the task's SIGTERM")
+    assert not harness.sup.daemons()
 
 
 def test_a_daemon_orphaned_while_its_run_lives_is_killed_with_the_task(harness):
@@ -272,10 +291,10 @@ def test_a_health_command_leaves_no_daemon_behind(harness):
         wait_for(lambda d=daemons: gone(d), 1, message=f"attempt {attempt}: the command's daemon killed")
 
 
-def test_a_fork_hopper_is_killed_when_its_run_exits(harness):
+def test_a_fork_hopper_is_killed_when_its_run_fails(harness):
     pid_file, stop = harness.sandbox / "hop.pid", harness.sandbox / "hop.stop"
     harness.spawn("hop", fake("--fork-hop", 30, "--hop-pid-file", pid_file,
-                              "--hop-stop-file", stop, "--exit-after", 0.3))
+                              "--hop-stop-file", stop, "--exit-after", 0.3, "--exit-code", 1))
     wait_for(pid_file.exists, 5, message="the hopper hopping")
     harness.next_exit()
     assert proc_scan.hopper_quiet(pid_file, 0.2), "the fork-hopper outlived its run"

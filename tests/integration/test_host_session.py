@@ -302,3 +302,24 @@ def test_another_user_s_kill_is_told_who_may_not_that_it_is_no_task_sandbox():
             held.close()
     assert answer == (f"cannot open {sandbox}/.stoker: Permission denied (EACCES): only the "
                       f"supervisor's user (or root) may control its task")
+
+
+def test_a_non_root_status_of_root_s_task_says_who_may_read_it():
+    """`stoker status SANDBOX` of root's task as another user said "cannot read the
+    checkpoint ...: Permission denied" and no more, while `stoker tail` of the same task
+    printed its log (logs are 0644): it says now that the state is its supervisor's user's."""
+    from executor.task.inspection import inspect_sandbox
+    from tests.support.users import as_nobody, open_sandbox
+
+    with open_sandbox() as top:
+        os.chmod(top, 0o755)
+        sandbox = top / "sandbox"
+        sandbox.mkdir()
+        os.chmod(sandbox, 0o755)
+        held = HostSession.open(sandbox, front_end=FrontEnd.RUN)
+        try:
+            answer = as_nobody(lambda: inspect_sandbox(sandbox).problem)
+        finally:
+            held.close()
+    assert answer == (f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied (EACCES): "
+                      f"only the supervisor's user (or root) may read its task's state")

@@ -5,6 +5,7 @@ A wait that is waited is short (WAIT); one that must not be is LONG, so that "no
 reads as "well under LONG" whatever the machine's load (no tight upper bound on time)."""
 from __future__ import annotations
 
+import logging
 import queue
 import time
 
@@ -58,8 +59,11 @@ CASES = {
 
 @pytest.mark.timeout(2 * LONG)
 @pytest.mark.parametrize("replies, graceful, shutdown, endings, least", CASES.values(), ids=CASES.keys())
-def test_which_answers_are_waited_for(replies, graceful, shutdown, endings, least):
-    progress, summary, took, requests = run_lifecycle(replies, graceful, shutdown)
+def test_which_answers_are_waited_for(replies, graceful, shutdown, endings, least, caplog):
+    with caplog.at_level(logging.INFO):
+        progress, summary, took, requests = run_lifecycle(replies, graceful, shutdown)
+    # Each answer is one line, the task's `kill_stage` (from `progress`): not a second one here.
+    assert not [r.getMessage() for r in caplog.records if r.name == "executor.task.lifecycle"]
     assert [("POST", "/quitquitquit"), ("POST", "/abortabortabort")] == requests
     assert len(progress) == 2 and all(line.endswith(end) for line, end in zip(progress, endings)), progress
     assert progress[0].startswith("POST http://localhost:") and "/quitquitquit answered" in progress[0]

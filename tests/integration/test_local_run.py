@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,97 @@ def test_a_stop_as_the_next_attempt_begins_still_ends_with_its_line(tmp_path, mo
     last = out.getvalue().rstrip("\n").splitlines()[-1]
     assert last.endswith("stopped by `stoker kill` during the restart delay (exit 0)"), out.getvalue()
     assert len(made) == 2
+
+
+def test_a_failing_service_keeps_the_first_and_the_last_attempts_logs(tmp_path, monkeypatch):
+    """--keep-attempts: each attempt's logs were kept for ever (1,440 a day at the default
+    back-off); now the first attempt's and the last N earlier ones'."""
+    config = tmp_path / "fails.aurora"
+    config.write_text(SERVICE.replace("cmdline='exit 0'", "cmdline='echo attempt; exit 1'"))
+    sandbox = tmp_path / "sandbox"
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(sandbox), restart_backoff_secs=0.0, keep_attempts=2),
+        out=io.StringIO(), environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
+        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    real_owner_for = local_run.owner_for
+    made = []
+
+    def owner_for(*args, **kwargs):
+        made.append(None)
+        if len(made) == 7:  # six attempts ended; the seventh is stopped before it starts
+            run.stop("stopped by the test")
+        return real_owner_for(*args, **kwargs)
+
+    monkeypatch.setattr(local_run, "owner_for", owner_for)
+    assert run.run() == 1
+    archived = sorted(name for name in os.listdir(sandbox) if name.startswith(".logs"))
+    assert archived == [".logs.attempt-0", ".logs.attempt-4", ".logs.attempt-5"]
+    assert (sandbox / ".logs.attempt-5/p/0/stdout").read_text() == "attempt\n"
+
+
+def test_a_sandbox_it_makes_is_never_open_to_other_users_writes(tmp_path):
+    """Under a umask of 0 (a daemon's, a careless profile's) `stoker run` made its sandbox,
+    and every missing level above it, 0777: any user of the host could plant a
+    `.thermos_profile` there, which bash sources as the task's user before every process,
+    or rename the sandbox away. Each level it makes (and the early start's new sandbox) is
+    now 0755 at most; the umask still narrows it."""
+    from executor.cli import launch
+
+    old = os.umask(0)
+    try:
+        made = local_run.make_sandbox(str(tmp_path / "a" / "b" / "sandbox"), "job")
+        early = launch._make_sandbox(str(tmp_path / "early"), "job")
+        os.umask(0o077)
+        private = local_run.make_sandbox(str(tmp_path / "c" / "sandbox"), "job")
+    finally:
+        os.umask(old)
+    modes = {str(path.relative_to(tmp_path)): oct(path.stat().st_mode & 0o777)
+             for path in (tmp_path / "a", tmp_path / "a" / "b", made, Path(early), tmp_path / "c", private)}
+    assert modes == {"a": "0o755", "a/b": "0o755", "a/b/sandbox": "0o755", "early": "0o755",
+                     "c": "0o700", "c/sandbox": "0o700"}
+
+
+def test_a_sandbox_another_user_could_plant_files_in_is_refused(tmp_path):
+    """`sudo stoker run job.aurora --sandbox ~alice/sb` (or any user's run in a directory of
+    another's, or in one all may write: `--sandbox /tmp`) ran the task there: bash sources
+    the `.thermos_profile` that user put there before every process, as the task's user
+    (root). Now it is one error naming the owner or the mode."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    with pytest.raises(local_run.SandboxError) as refused:
+        local_run.make_sandbox(str(shared), "job")
+    assert str(refused.value) == (
+        f"sandbox {shared} may be written by other users (mode 1777): the task would run what "
+        f"another user puts in it (bash sources its .thermos_profile before every process); use "
+        f"a directory of your own")
+    os.chmod(shared, 0o755)
+    assert local_run.make_sandbox(str(shared), "job") == shared
+    if os.geteuid() == 0:
+        os.chown(shared, 65534, 65534)
+        with pytest.raises(local_run.SandboxError, match=rf"^sandbox {shared} belongs to nobody "
+                           r"\(uid 65534\), not root \(uid 0\): the task would run what another user"):
+            local_run.make_sandbox(str(shared), "job")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="another user's symlink needs root to make")
+def test_a_sandbox_reached_through_another_user_s_symlink_is_refused(tmp_path):
+    """`sudo stoker run job.aurora --sandbox /tmp/sb`, where another user had made /tmp/sb a
+    symlink to a directory of root's: the task ran there as root, writing its files into it
+    (where fs.protected_symlinks is 0, as in many containers). Refused now, naming the link."""
+    from executor.cli import launch
+
+    target = tmp_path / "roots"
+    target.mkdir(mode=0o755)
+    link = tmp_path / "sb"
+    link.symlink_to(target)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(local_run.SandboxError) as refused:
+        local_run.make_sandbox(str(link / "inner"), "job")
+    assert str(refused.value).startswith(f"sandbox {link / 'inner'} is reached through {link}, a symlink "
+                                         f"of nobody (uid 65534): the task would run what another user")
+    with pytest.raises(PermissionError):  # nor by the early start, which leaves it to the run
+        launch._make_sandbox(str(link / "early"), "job")
+    assert os.listdir(target) == []  # nothing made there
+    os.lchown(link, 0, 0)  # root's own symlink: followed
+    assert local_run.make_sandbox(str(link), "job") == target

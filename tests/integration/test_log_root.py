@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.local.run import _archive_logs
+from executor.local.attempts import archive_logs
 from executor.procs.spawn import LogDir, LogRoot, SpawnError
 from tests.support.supervision import fds_on
 
@@ -139,7 +139,7 @@ def test_logs_moved_outside_with_nothing_in_its_place_starts_a_new_one(root, san
 def test_an_archived_logs_directory_gets_nothing_more(root, sandbox):
     """`stoker run` renames `.logs` to `.logs.attempt-N` between attempts."""
     made(root, "p", 0)
-    _archive_logs(sandbox)
+    archive_logs(sandbox)
     assert made(root, "p", 1) == sandbox / ".logs" / "p" / "1"
     assert everything_under(sandbox / ".logs.attempt-0") == ["p", "p/0"]
 

@@ -149,7 +149,7 @@ def test_unknown_event_and_heartbeat_are_ignored(sim):
     run_task(sim, "task-42")
     sim.shutdown()
     assert sim.wait_exit(5) == 0
-    assert "mesos_event_ignored executor=stoker-executor-1 type=SOMETHING_NEW" in sim.executor_log()
+    assert "mesos_event_ignored executor_id=stoker-executor-1 type=SOMETHING_NEW" in sim.executor_log()
     assert sim.states("task-42") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
 
 
@@ -225,7 +225,7 @@ def test_held_acks_survive_a_crash_and_restart_and_are_never_resent_once_acked(s
 
     # the re-sent copies are re-ACKed; after that nothing is re-sent, by UPDATE or SUBSCRIBE
     sim.wait_for(lambda: len(sim.acks_sent) == 5, 5, "ACKs of the carried updates")
-    wait_for(lambda: sim.executor_log().count("mesos_acknowledged") >= 5, 5,
+    wait_for(lambda: sim.executor_log().count("status_update_acknowledged") >= 5, 5,
              message="the executor booked the 5 ACKs")
     sim.close_stream(graceful=True)  # graceful EOF while listening: the executor resubscribes
     assert sim.wait_subscribed(count=3, timeout_secs=5)["subscribe"] == {}
@@ -325,7 +325,7 @@ def test_subscribe_rejected_with_400_reports_error_then_shuts_down(sim):
     assert sim.wait_exit(5) == 0
     assert [r.status for r in sim.calls("SUBSCRIBE")] == [200, 400]
     log = sim.executor_log()
-    assert "mesos_subscribe_rejected executor=stoker-executor-1 status=400" in log
+    assert "mesos_subscribe_rejected executor_id=stoker-executor-1 status=400" in log
     assert "Framework cannot be found" in log and "echo_error" in log
 
 
@@ -343,6 +343,12 @@ def test_agent_unreachable_at_start_is_retried_until_it_listens(tmp_path):
         sim.wait_subscribed(timeout_secs=5)
         sim.shutdown()
         assert sim.wait_exit(5) == 0
+        # One INFO line per attempt: each retry says when the next SUBSCRIBE goes (the
+        # SUBSCRIBE's own line said it again, but for the first).
+        info = [line.split(" executor.mesos.driver ", 1)[1].split()[0]
+                for line in sim.executor_log().splitlines() if " INFO executor.mesos.driver " in line]
+        assert info[0] == "mesos_subscribing" and info.count("mesos_subscribing") == 1, info
+        assert info.count("mesos_retry") >= 2, info
 
 
 # ---- the simulator's own fidelity (docs/mesos.md §5) ----
@@ -606,8 +612,8 @@ def test_a_raising_callback_is_logged_and_the_driver_keeps_going(sim, driver_fac
     wait_for(lambda: ("killTask", "task-2", 1.5) in recorder.calls, 5)
     assert recorder.calls == [("registered", AGENT_ID), ("launchTask", "task-2"),
                               ("killTask", "task-2", 1.5)]
-    assert "mesos_callback_failed executor=stoker-executor-1 callback=launchTask " \
-           "error=RuntimeError: boom in launchTask" in caplog.text
+    assert "mesos_callback_failed executor_id=stoker-executor-1 callback=launchTask " \
+           'error="RuntimeError: boom in launchTask"' in caplog.text
 
 
 @pytest.mark.timeout(20)
@@ -683,7 +689,7 @@ def test_a_malformed_stream_is_dropped_and_the_resubscription_carries_what_is_ow
     sim.send_raw(b"12x\n")  # not a RecordIO header: the agent's fault
     body = sim.wait_subscribed(count=2, timeout_secs=5)
     assert uuids_of(body) == held
-    assert "mesos_protocol_error executor=stoker-executor-1 error=RemoteProtocolError: " \
+    assert 'mesos_protocol_error executor_id=stoker-executor-1 error="RemoteProtocolError: ' \
            "RecordIO header b'12x' is not a decimal size" in sim.executor_log()
     sim.ack_mode = "immediate"
     sim.shutdown()

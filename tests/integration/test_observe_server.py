@@ -157,3 +157,30 @@ def test_an_ipv6_address_may_be_given_in_brackets(tmp_path):
     finally:
         srv.close()
         srv.task_dispatcher.shutdown()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a registry of another user's needs root to make")
+def test_a_registry_it_may_not_read_is_an_error_never_a_host_without_tasks(tmp_path, capsys):
+    """`stoker observe` as an ordinary user on root's registry (`--root /var/run/stoker`),
+    or on one it does not trust, served an empty task list, 200: a host where nothing runs.
+    Now it does not start (one error line, exit 1), and a registry that became unreadable
+    since is a 503 naming why."""
+    from executor.cli.main import main
+    from executor.observe.server import ObserverApp
+
+    root = tmp_path / "theirs"
+    root.mkdir(mode=0o700)
+    os.chown(root, 65534, 65534)
+    assert main(["observe", "--root", str(root), "--port", "0"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"stoker: error: cannot read the registry {root}: {root} is not trusted: it "
+                   f"belongs to uid 65534, mode 700\n")
+    app = ObserverApp(Reader(RegistrySettings(registry_root=str(root), registry_retention_secs=60)),
+                      loopback=True)
+    answered: list[str] = []
+    body = b"".join(app({"PATH_INFO": "/api/tasks", "HTTP_HOST": "localhost", "REQUEST_METHOD": "GET"},
+                        lambda status, headers: answered.append(status)))
+    assert answered == ["503 Service Unavailable"]
+    assert json.loads(body) == {"error": f"cannot read the registry {root}: {root} is not trusted: "
+                                         f"it belongs to uid 65534, mode 700"}

@@ -2,6 +2,7 @@
 health policy and status machine together."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -240,3 +241,36 @@ def test_a_child_left_by_its_exited_bash_that_ignores_sigterm_is_sigkilled_at_th
     assert 0.3 <= took < 0.3 + 10.0
     pid = int((tmp_path / "server.pid").read_text())
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the server SIGKILLed and reaped")
+
+
+@pytest.mark.timeout(20)
+def test_a_daemon_restarted_again_and_again_keeps_two_runs_facts_and_records_each_run(tmp_path):
+    """The owner's pid and exit status of each run, for its records, do not grow with the
+    restarts (they did: about 375 bytes of supervisor memory per restart, for ever)."""
+    from tests.support.stoker_proc import checkpoint_records
+
+    runs = 60
+    spec = job(ProcessSpec(name="a", cmdline="exit 7", daemon=True, max_failures=0, min_duration_secs=0.0))
+    held = []
+
+    def kill_after_runs(owner):
+        original = owner._reporter.on_transition
+
+        def on_transition(t):
+            original(t)
+            if isinstance(t, ProcessTransition) and t.to is ProcessState.RUNNING:
+                held.append(len(owner._runs))
+                if t.run == runs:
+                    owner.request_kill("enough runs", 0.2)
+        owner._reporter.on_transition = on_transition
+
+    final, rec = run_owner(tmp_path, spec, before=kill_after_runs)
+    assert final.state is TaskState.KILLED
+    assert len(held) == runs + 1 and max(held) <= 2  # the last ended run, and the one starting
+    ended = [r for r in checkpoint_records(tmp_path) if r.get("kind") == "process" and r.get("outcome")]
+    assert len(ended) >= runs  # each run's end is recorded with its own pid and exit status
+    assert all(r["pid"] and r["exit_code"] == 7 for r in ended[:-1])
+    assert len({r["pid"] for r in ended}) == len(ended)
+    # its log directories: the first run's and the last 20 (run 40's goes at the next idle moment)
+    kept = {int(name) for name in os.listdir(tmp_path / ".logs" / "a")}
+    assert {0, *range(41, runs + 1)} <= kept <= {0, *range(40, runs + 1)}

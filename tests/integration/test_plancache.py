@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from config.settings import RunSettings
 from executor.local import plancache
 from executor.local.planfiles import allocate_ports, ports_free
 from tests.support.stoker_proc import REPO
+from tests.support.users import STRANGER, needs_root
 
 JOB = """
 include('lib.aurora')
@@ -247,10 +249,41 @@ def test_at_most_keep_entries_stay_and_their_locks_go_with_them(tmp_path, cache)
         first.close()
 
 
-def test_where_the_cache_lives():
-    assert plancache.cache_dir({"STOKER_PLAN_CACHE": "/c", "HOME": "/h"}) == "/c"
-    assert plancache.cache_dir({"STOKER_PLAN_CACHE": "off", "HOME": "/h"}) is None
-    assert plancache.cache_dir({"STOKER_PLAN_CACHE": "rel", "HOME": "/h"}) is None
-    assert plancache.cache_dir({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == "/x/stoker/plans"
-    assert plancache.cache_dir({"XDG_CACHE_HOME": "rel", "HOME": "/h"}) == "/h/.cache/stoker/plans"
-    assert plancache.cache_dir({}) is None
+def test_where_the_cache_lives(tmp_path):
+    home = str(tmp_path)  # this user's: pytest made it
+    assert plancache.cache_dir({"STOKER_PLAN_CACHE": "/c", "HOME": home}) == "/c"
+    assert plancache.cache_dir({"STOKER_PLAN_CACHE": "off", "HOME": home}) is None
+    assert plancache.cache_dir({"STOKER_PLAN_CACHE": "rel", "HOME": home}) is None
+    assert plancache.cache_dir({"XDG_CACHE_HOME": "/x", "HOME": home}) == "/x/stoker/plans"
+    assert plancache.cache_dir({"XDG_CACHE_HOME": "rel", "HOME": home}) == f"{home}/.cache/stoker/plans"
+    assert plancache.cache_dir({"HOME": home}, euid=4242421) is None  # not that uid's; it has no entry
+    listed = pwd.getpwuid(os.geteuid()).pw_dir  # HOME unset (a cron job, `env -i`): the password database's
+    if os.path.isdir(listed) and os.stat(listed).st_uid == os.geteuid():
+        assert plancache.cache_dir({}) == f"{listed}/.cache/stoker/plans"
+
+
+@needs_root
+def test_root_keeps_no_plan_where_another_user_could_redirect_it(tmp_path, job):
+    """`sudo stoker run` keeping the caller's HOME (or XDG_CACHE_HOME): root kept its plans
+    in the user's ~/.cache/stoker/plans, and a user who made that a symlink to a directory
+    of root's (/etc/cron.d, say) had root write plan-*.bin, .lock and .start there. Now
+    root's plans go to its own home, and a path with a level another user owns or may
+    write is no cache at all."""
+    home = tmp_path / "home"
+    (home / ".cache" / "stoker").mkdir(parents=True)
+    target = tmp_path / "roots"  # root's, 0755: where the symlink leads
+    target.mkdir(mode=0o755)
+    (home / ".cache" / "stoker" / "plans").symlink_to(target)
+    for level in (home, home / ".cache", home / ".cache" / "stoker"):
+        os.chown(level, STRANGER, STRANGER)
+    os.lchown(home / ".cache" / "stoker" / "plans", STRANGER, STRANGER)
+    planted = str(home / ".cache" / "stoker" / "plans")
+    assert plancache.cache_dir({"HOME": str(home)}, euid=0) == f"{pwd.getpwuid(0).pw_dir}/.cache/stoker/plans"
+    assert plancache.cache_dir({"XDG_CACHE_HOME": str(home / ".cache")}, euid=0) is None
+    assert plancache.cache_dir({"STOKER_PLAN_CACHE": planted}, euid=0) is None
+    held = plancache.lease(planted, ("k",))  # and its own check, once the levels exist
+    assert not held.held
+    held.close()
+    os.chmod(target, 0o777)  # a directory of root's that others may write
+    assert plancache.cache_dir({"STOKER_PLAN_CACHE": str(target)}, euid=0) is None
+    assert os.listdir(target) == []

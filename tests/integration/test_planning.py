@@ -229,13 +229,13 @@ def test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it():
         from config.settings import RunSettings
         from executor.cli import launch
         from executor.local.planahead import inputs_of
-        from executor.local.run import LocalRun
+        from executor.local.runstart import RunStart
         environ = dict(os.environ, STOKER_PLAN_CACHE="off")
         for instance in (0, 1):
             ahead = launch._plan_ahead(["run", sys.argv[1]], environ)
             child = ahead.pid
-            run = LocalRun(RunSettings(config=sys.argv[1], instance=instance), environ=environ, ahead=ahead)
-            taken = run._ahead_for(inputs_of(sys.argv[1], None, (), instance, (), *ahead.inputs[5:]))
+            start = RunStart(RunSettings(config=sys.argv[1], instance=instance), environ, None, ahead)
+            taken = start._ahead_for(inputs_of(sys.argv[1], None, (), instance, (), *ahead.inputs[5:]))
             try:
                 os.waitpid(child, os.WNOHANG)
                 print(taken is ahead, "unreaped")

@@ -15,7 +15,8 @@ from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry, RegistryUnreadable, find
-from tests.support.users import as_nobody, open_sandbox
+from executor.host.replacefile import trusted_path
+from tests.support.users import STRANGER, as_nobody, needs_root, open_sandbox
 
 pytestmark = pytest.mark.timeout(20)
 DAY = 86400.0
@@ -213,3 +214,73 @@ def _read_as_nobody_then_as_owner(root) -> None:
     assert read_as_nobody() == (f"cannot read 1 of the entries in the registry {root} (Permission "
                                 f"denied: another user's); entries 0")
     assert [item.entry.task_id for item in reg.read()] == ["t-1"]  # its owner reads it
+
+
+def test_a_supervisor_not_yet_given_its_task_is_named_by_its_sandbox(tmp_path, caplog):
+    """An executor registers before the agent's LAUNCH: its warning said `cannot register
+    task ? in ...`. It names the sandbox now."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with caplog.at_level(logging.WARNING):
+        assert registry(blocker / "root").write(entry(tmp_path / "sb", task_id="")) is False
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"cannot register the supervisor of {tmp_path / 'sb'} in {blocker / 'root'}: " in warning
+
+
+def test_a_path_another_user_could_redirect_is_not_trusted(tmp_path):
+    """Levels of root's or the user's, the user's own group's write and a sticky /tmp are
+    trusted; a level others may write, or that another user owns (a symlink too), is not."""
+    me, group = os.geteuid(), os.getegid()
+    top = tmp_path / "top"
+    (top / "a" / "b").mkdir(parents=True)
+    assert trusted_path(str(top / "a" / "b" / "not-yet" / "root"), me, group)
+    os.chmod(top / "a", 0o775)  # umask 002: group-writable, for the user's own group
+    assert trusted_path(str(top / "a" / "b"), me, group)
+    assert not trusted_path(str(top / "a" / "b"), me, group + 1)  # a group of others
+    os.chmod(top / "a", 0o777)
+    assert not trusted_path(str(top / "a" / "b"), me, group)
+    os.chmod(top / "a", 0o1777)  # sticky, as /tmp
+    assert trusted_path(str(top / "a" / "b"), me, group)
+    os.chmod(top / "a", 0o755)
+    (top / "link").symlink_to(top / "a" / "b")
+    assert trusted_path(str(top / "link" / "root"), me, group)
+    os.chmod(top / "a" / "b", 0o757)  # where the symlink leads: checked too
+    assert not trusted_path(str(top / "link" / "root"), me, group)
+
+
+@needs_root
+def test_root_writes_no_entry_where_another_user_could_redirect_the_registry(tmp_path, caplog):
+    """`STOKER_ROOT=/tmp/stoker-reg` for a root supervisor, where another user made
+    /tmp/stoker-reg a symlink to a directory of root's (/etc, say): root wrote its entries
+    there and pruned what looked like old ones. A registry on a path with a level another
+    user owns or may write is neither written nor read now."""
+    with open_sandbox() as top:
+        target = top / "roots"  # root's, 0755
+        target.mkdir(mode=0o755)
+        theirs = top / "theirs"  # a directory of that user's, on a path root trusts
+        theirs.mkdir()
+        (theirs / "reg").symlink_to(target)
+        os.chown(theirs, STRANGER, STRANGER)
+        os.lchown(theirs / "reg", STRANGER, STRANGER)
+        reg = registry(theirs / "reg")
+        with caplog.at_level(logging.WARNING):
+            assert reg.write(entry(top / "sb")) is False
+        assert os.listdir(target) == []
+        assert (f"is not trusted: {theirs} belongs to uid {STRANGER}, so another user "
+                f"could redirect it") in caplog.text
+        with pytest.raises(RegistryUnreadable, match="is not trusted"):
+            reg.read()
+
+
+def test_the_levels_it_makes_above_a_registry_are_the_user_s_alone(tmp_path):
+    """Under a umask of 0, `~/.local/state` was made 0777 above the 0700 root: another
+    user could rename the root away and plant one. Each level is made 0700 (as XDG asks),
+    so the registry stays trusted and is written."""
+    old = os.umask(0)
+    try:
+        assert registry(tmp_path / "home" / ".local" / "state" / "stoker").write(entry(tmp_path / "sb"))
+    finally:
+        os.umask(old)
+    levels = [tmp_path / "home", tmp_path / "home" / ".local", tmp_path / "home" / ".local" / "state",
+              tmp_path / "home" / ".local" / "state" / "stoker"]
+    assert [stat.S_IMODE(os.stat(level).st_mode) for level in levels] == [0o700] * 4

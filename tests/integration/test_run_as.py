@@ -1,6 +1,6 @@
 """A supervisor that starts its task's processes as another user (the role, under root) still
 contains them: runs and shell commands carry the user's uid, gid and groups, the leftovers
-of a finished run are killed, and a SIGKILLed supervisor's watchdog leaves nothing. And every
+of a failed run are killed, and a SIGKILLed supervisor's watchdog leaves nothing. And every
 run sources `.thermos_profile` through BASH_ENV once it exists."""
 from __future__ import annotations
 
@@ -60,14 +60,14 @@ def test_runs_and_shell_commands_start_as_the_user_with_its_groups(role):
 
 
 @needs_root
-def test_the_leftovers_of_a_finished_run_of_another_user_are_killed(role):
+def test_the_leftovers_of_a_failed_run_of_another_user_are_killed(role):
     (user, _group), sandbox = role
     run_as = user_named(user.pw_name)
     give_sandbox(sandbox, run_as)
     events: queue.SimpleQueue = queue.SimpleQueue()
     sup = supervisor(sandbox, events, run_as=run_as)
     try:
-        sup.spawn(ProcessSpec("leaves", "sleep 600 & a=$!; setsid sleep 600 & echo $a $! > left.pids"), 0)
+        sup.spawn(ProcessSpec("leaves", "sleep 600 & a=$!; setsid sleep 600 & echo $a $! > left.pids; exit 1"), 0)
         left = pids_in(sandbox / "left.pids")
         assert isinstance(events.get(timeout=10), ProcessExited)  # posted after the leftovers' kill
         wait_for(lambda: not live(left), 2, message="the role's leftovers gone")

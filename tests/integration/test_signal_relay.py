@@ -95,7 +95,7 @@ def test_a_failing_reaction_is_logged_and_the_next_signal_still_relayed(restored
             from_a_worker(USR1)
             assert got.get(timeout=5) == USR1
         assert calls == [USR1, USR1]
-        assert "reacting to signal SIGUSR1 failed" in caplog.text
+        assert "signal_reaction_failed signal=SIGUSR1" in caplog.text
     finally:
         relay.close()
 

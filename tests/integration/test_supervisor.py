@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
-from executor.local.run import _archive_logs
+from executor.local.attempts import archive_logs
 from executor.procs.supervisor import SpawnError
 from tests.support.supervision import Harness, fds_on
 from tests.support.waiting import wait_for
@@ -425,7 +425,7 @@ def test_each_attempt_writes_to_its_own_logs(tmp_path, tracker):
         finally:
             h.sup.close()
         if attempt == "first":
-            _archive_logs(sandbox)
+            archive_logs(sandbox)
     assert (sandbox / ".logs.attempt-0" / "p" / "0" / "stdout").read_text() == "first\n"
     assert (sandbox / ".logs" / "p" / "0" / "stdout").read_text() == "second\n"
 
@@ -531,3 +531,21 @@ def _readline_within(proc: subprocess.Popen, timeout_secs: float) -> str:
     assert box and box[0], f"supervise_child printed nothing within {timeout_secs} s"
     return box[0]
 
+
+
+def test_a_closed_supervisor_is_let_go_by_the_process_wide_reaper(tmp_path, tracker):
+    """Its orphan hook was never removed (a bound method told apart by identity): each
+    `stoker run` attempt's supervisor, with its environment, containment and watchdog
+    keeper, stayed for the rest of the process (7.5 KiB an attempt) and was called after
+    every orphan reaped."""
+    import gc
+    import weakref
+
+    h = Harness(tmp_path / "sandbox", tracker)
+    h.spawn("a", "true")
+    assert h.next_exit().status.exit_code == 0
+    h.sup.close()
+    closed = weakref.ref(h.sup)
+    del h
+    gc.collect()
+    assert closed() is None

@@ -316,3 +316,15 @@ def test_a_line_cut_by_a_rotation_is_one_line(tmp_path, capfdbinary):
     assert tail(capfdbinary, tmp_path, "web", "-n", "2") == (0, b"bcd\nlast", "")
     assert tail(capfdbinary, tmp_path, "web", "-n", "1") == (0, b"last", "")
     assert tail(capfdbinary, tmp_path, "web", "-n", "+2") == (0, b"bcd\nlast", "")
+
+
+def test_a_removed_run_says_so_and_which_runs_are_kept(tmp_path, capfdbinary):
+    for run in [0, *range(30, 50)]:
+        log(tmp_path, run=run, text=f"run {run}\n".encode())
+    code, _, err = tail(capfdbinary, tmp_path, "web", "--run", "5")
+    assert code == 1 and err == (
+        f"stoker: error: the log of run 5 of process 'web' was removed: a process keeps its first "
+        f"run's logs and its last 20 runs' (in {tmp_path}/.logs: runs 0, 30–49)\n")
+    assert tail(capfdbinary, tmp_path, "web", "--run", "0")[1] == b"run 0\n"
+    code, _, err = tail(capfdbinary, tmp_path, "web", "--run", "50")  # not there yet
+    assert code == 1 and "has no log of run 50" in err

@@ -42,6 +42,7 @@ class FakeProcs:
         self.marker = "fake-marker"
         self.containment = "fake processes"
         self.idles = 0  # how often the owner said it had nothing to do
+        self.daemons_alive = False  # daemons the runs left, as a test sets them
 
     def start(self) -> None:
         self.started = True
@@ -62,6 +63,13 @@ class FakeProcs:
         for process, run in runs:
             self._effects.note(f"{signal.Signals(sig).name} {process}[{run}]")
         return len(runs)
+
+    def daemons(self) -> bool:
+        return self.daemons_alive
+
+    def signal_daemons(self, sig: int) -> int:
+        self._effects.note(f"{signal.Signals(sig).name} daemons")
+        return 1
 
     def idle(self) -> None:
         self.idles += 1

@@ -53,10 +53,10 @@ class ObservedHost:
         proc.sandbox = Path(out.split("stoker run: sandbox ", 1)[1].split("\n", 1)[0])
         return proc
 
-    def observe(self) -> str:
+    def observe(self, *flags: str) -> str:
         workdir = self.tmp / "observer"
         workdir.mkdir(parents=True, exist_ok=True)
-        self.observer = StokerProcess(["observe", "--port", "0", "--root", str(self.root)],
+        self.observer = StokerProcess(["observe", "--port", "0", "--root", str(self.root), *flags],
                                       workdir, env=self.env)
         out = self.observer.wait_output("stoker observe: http://", timeout_secs=30)
         self.url = out.split("stoker observe: ", 1)[1].split(" ", 1)[0].rstrip("/")

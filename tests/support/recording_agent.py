@@ -4,7 +4,7 @@ accounting of status updates across agent restarts that the fault suite checks.
 Owns `RecordingAgent` (the simulator plus `batches`: every batch of events with the stream it
 was queued on, None when no stream was open and it was lost; a crash that never answers a call
 in flight; and a switch to answer 403 as to an unsubscribed executor) and `audit_updates`, which
-compares what the executor produced (its DEBUG log) with what the agent recorded, and finds
+compares what the executor produced (its log) with what the agent recorded, and finds
 updates re-sent after their acknowledgement was provably delivered.
 
 "Provably delivered": events on one stream arrive in order, and the executor books an
@@ -26,8 +26,8 @@ import attrs
 
 from tests.support.agent_sim import AgentSimulator, RecordedRequest
 
-_QUEUED = re.compile(r"status_update_queued .*?task=(\S+) state=(\S+) uuid=([0-9a-f]{32})")
-_ACKED = re.compile(r"mesos_acknowledged .*?uuid=([0-9a-f]{32})")
+_QUEUED = re.compile(r"status_update .*?task_id=(\S+) state=(\S+) .*?uuid=([0-9a-f]{32})")
+_ACKED = re.compile(r"status_update_acknowledged .*?uuid=([0-9a-f]{32})")
 
 
 class RecordingAgent(AgentSimulator):
@@ -59,7 +59,7 @@ class RecordingAgent(AgentSimulator):
 
 
 def produced_updates(executor_log: str) -> dict[bytes, tuple[str, str]]:
-    """uuid -> (task id, state) of every update the executor queued (needs DEBUG logs)."""
+    """uuid -> (task id, state) of every update the executor queued."""
     return {bytes.fromhex(m.group(3)): (m.group(1), m.group(2)) for m in _QUEUED.finditer(executor_log)}
 
 

@@ -3,7 +3,11 @@
 `throwaway_user()` makes a user `stkr-XXXXXXXX` (no home, no login shell) with one
 supplementary group of its own, and removes both afterwards, also on failure.
 `as_nobody(ask)` runs `ask` in a forked child as the user and group nobody (65534) and
-returns the text it returned. `open_sandbox()` is a directory such a user can reach: pytest's tmp_path lives under
+returns the text it returned (`as_user(uid, gid, ask)`: as another user; `STRANGER`, a uid
+and gid no password or group entry names, as a container's arbitrary uid). `stoker_as(uid,
+gid)` is the command line that runs this checkout's `stoker` as that user (`setpriv`),
+with a Python it may run (the tests' own may live under root's 0700 home), or None.
+`open_sandbox()` is a directory such a user can reach: pytest's tmp_path lives under
 root's 0700 /tmp/pytest-of-root, so a task that runs as another user needs a sandbox whose
 parents it may traverse.
 """
@@ -15,12 +19,17 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+STRANGER = 4242420  # no password or group entry: a container's arbitrary uid (and gid)
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
 
@@ -53,13 +62,19 @@ def open_sandbox() -> Iterator[Path]:
 
 def as_nobody(ask: Callable[[], str]) -> str:
     """What `ask()` returns when run as nobody (uid and gid 65534), in a forked child."""
+    return as_user(65534, 65534, ask)
+
+
+def as_user(uid: int, gid: int, ask: Callable[[], str]) -> str:
+    """What `ask()` returns when run as `uid` and `gid` (no other group), in a forked child."""
     r, w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: nobody, asking once
+    if pid == 0:  # the child: that user, asking once
         try:
             os.close(r)
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
             os.write(w, ask().encode())
         finally:
             os._exit(0)
@@ -68,3 +83,23 @@ def as_nobody(ask: Callable[[], str]) -> str:
         answer = pipe.read().decode()
     os.waitpid(pid, 0)
     return answer
+
+
+def stoker_as(uid: int, gid: int) -> list[str] | None:
+    """`python -m executor` as `uid` and `gid` (no other group: setpriv), run by a Python of
+    this version that user may run, importing this checkout and the tests' packages; None
+    when there is no such Python (or no setpriv)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    packages = (p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p))  # not a stdlib
+    path = os.pathsep.join(dict.fromkeys([str(REPO), *packages]))
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for python in dict.fromkeys([sys.executable, os.path.realpath(sys.executable),
+                                 f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]):
+        argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
+                "/usr/bin/env", f"PYTHONPATH={path}", python]
+        probe = subprocess.run([*argv, "-c", "import executor, attrs"], capture_output=True, cwd="/", timeout=30)
+        if probe.returncode == 0:
+            return [*argv, "-m", "executor"]
+    return None

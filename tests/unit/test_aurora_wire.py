@@ -316,7 +316,7 @@ def test_the_idl_reads_as_thriftpy2_reads_it():
 DECODE_JSON = """
 import json, sys
 from config.aurora.taskdata import decode_task_data
-import executor.mesos.executor, executor.cli.main  # what `stoker executor` imports at start-up
+import executor.mesos.process, executor.cli.main  # what `stoker executor` imports at start-up
 decoded = decode_task_data(sys.stdin.buffer.read())
 print(json.dumps([type(decoded).__name__, "thriftpy2" in sys.modules]))
 """

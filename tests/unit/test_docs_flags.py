@@ -21,9 +21,10 @@ README = (REPO / "README.md").read_text()
 CONTRACT = (REPO / "docs/contract.md").read_text()
 
 # Flags of other programs the two pages name: Thermos' executor (dropped under Stoker), the
-# Mesos agent's.
+# Mesos agent's, pip's.
 FOREIGN = {"--mesos-containerizer-path", "--runner-logger-", "--executor_environment_variables",
-           "--executor_reregistration_timeout"}
+           "--executor_reregistration_timeout", "--wheel-dir", "--no-index", "--find-links",
+           "--force-reinstall", "--no-deps"}
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
 
 

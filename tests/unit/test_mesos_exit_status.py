@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from executor.mesos import executor
-from executor.mesos.executor import RunEnd, exit_status
+from executor.mesos import process
+from executor.mesos.process import RunEnd, exit_status
 from executor.mesos.reconnect import Ending
 
 NORMAL = dict(ending=None, ever_subscribed=True, shutdown_received=False, signalled=False,
@@ -46,6 +46,6 @@ def test_exit_status(changes, code):
 
 
 def test_every_code_is_documented_in_the_module_docstring():
-    documented = {int(m) for m in re.findall(r"^    (\d)  ", executor.__doc__, re.MULTILINE)}
-    constants = {value for name, value in vars(executor).items() if name.startswith("EXIT_")}
+    documented = {int(m) for m in re.findall(r"^    (\d)  ", process.__doc__, re.MULTILINE)}
+    constants = {value for name, value in vars(process).items() if name.startswith("EXIT_")}
     assert constants == documented - {2} and {code for _, code in ROWS.values()} == constants

@@ -15,6 +15,7 @@ import pytest
 from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, ProcessSpec, TaskSpec
 from executor.events import (
     ControlReply,
+    DaemonsExited,
     ExitStatus,
     HealthChecked,
     KillRequested,
@@ -152,6 +153,17 @@ class LifecycleEnds:
         h.post(LifecycleDone("processes still running after /abortabortabort", h.clock.now))
 
 
+@attrs.frozen
+class Daemons:
+    """Whether daemons a run left live now: set, then the supervisor's wake-up posted."""
+
+    alive: bool
+
+    def __call__(self, h: Harness) -> None:
+        h.procs.daemons_alive = self.alive
+        h.post(DaemonsExited(h.clock.now))
+
+
 def kill_before_start(h: Harness) -> None:
     h.owner.request_kill("killed during launch", 0.5)
 
@@ -234,6 +246,20 @@ CASES = {
         [Exit(sig=KILL), Exit(code=3)],
         START + ["0 spawn a[1]", "0 update FAILED", "0 procs close"],
         (TaskState.FAILED, "process 'a' failed: exit status 3 after 1 of max_failures=1 runs")),
+    "a stop SIGTERMs the daemons a run left with the runs, and waits for them": (
+        job(ProcessSpec(name="a", cmdline="x"), ProcessSpec(name="l", cmdline="y")), {},
+        [Daemons(True), Exit("l", code=0), Wait(1), Kill(), Exit(sig=TERM), Daemons(False)],
+        ["0 update STARTING", "0 spawn a[0]", "0 spawn l[0]", "0 update RUNNING",
+         "1 SIGTERM a[0]", "1 SIGTERM daemons", "1 update KILLED", "1 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
+    "daemons that outlive the grace are SIGKILLed at its end": (
+        job(ProcessSpec(name="a", cmdline="x"), ProcessSpec(name="l", cmdline="y")), {},
+        [Daemons(True), Exit("l", code=0), Wait(1), Kill(grace=2.0), Exit(sig=TERM), Deadline(),
+         Daemons(False)],
+        ["0 update STARTING", "0 spawn a[0]", "0 spawn l[0]", "0 update RUNNING",
+         "1 SIGTERM a[0]", "1 SIGTERM daemons", "3 SIGKILL daemons", "3 update KILLED",
+         "3 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
 }
 
 
@@ -251,6 +277,23 @@ def test_owner_story(spec, kwargs, steps, effects, final):
     assert h.done, "the task did not end"
     assert (h.owner.final_update.state, h.owner.final_update.message) == final
     assert h.checkpoint.closed and h.procs.closed
+
+
+def test_health_attempts_log_what_changed_at_info_and_the_rest_at_debug(caplog):
+    """A tolerated failure is a WARNING; the pass that ends it says so at INFO (it was DEBUG:
+    no line said the checks recovered); a snoozed attempt is DEBUG (it was INFO, one line
+    per interval for as long as the snooze file stays: the loop says once that it began)."""
+    h = Harness(attrs.evolve(job(health=True), health=attrs.evolve(HEALTH, max_consecutive_failures=2)))
+    h.owner.start()
+    h.step()
+    caplog.set_level("DEBUG", logger="executor.task.journal")
+    for attempt in (Attempt.passed(), Attempt.failed("HTTP 503"), Attempt.passed(), Attempt.passed(),
+                    Attempt.snoozed(), Attempt.snoozed()):
+        h.post(HealthChecked(attempt, 0.001, h.clock.now))
+    levels = [(r.levelname, r.getMessage().split(" result=")[1].split()[0]) for r in caplog.records
+              if r.getMessage().startswith("health_check ")]
+    assert levels == [("DEBUG", "passed"), ("WARNING", "failed"), ("INFO", "passed"),
+                      ("DEBUG", "passed"), ("DEBUG", "snoozed"), ("DEBUG", "snoozed")], levels
 
 
 @pytest.mark.parametrize("lifecycle", [None, LIFECYCLE], ids=["no lifecycle", "during the endpoints"])
@@ -341,7 +384,7 @@ def test_an_unknown_event_is_logged_and_ignored(caplog):
     h.owner.start()
     h.step()
     h.post("not an event")
-    assert "ignored an unknown event 'not an event'" in caplog.text
+    assert "owner_event_ignored task=t.0 event_type=str" in caplog.text
     assert not h.done
 
 

@@ -686,3 +686,24 @@ def test_random_event_sequences_keep_the_invariants(actions, concurrency, daemon
 
 def test_signal_numbers_match_the_platform():
     assert (planner_module.SIGTERM, planner_module.SIGKILL) == (TERM, KILL)
+
+
+@pytest.mark.parametrize("start", [1000.0, 1e9, 2.0 ** 40])  # a fresh boot, 31 years up, 34,000 years
+def test_a_daemon_restarted_thousands_of_times_after_a_long_uptime_keeps_exact_gates(start):
+    """Times are monotonic floats that grow with the host's uptime: the min_duration gate
+    and the kill's grace stay exact to the millisecond whatever the clock's start."""
+    h = Harness(task(proc("cron", daemon=True, min_duration_secs=0.05)))
+    h.clock = FakeClock(start)
+    assert started(h.decide()) == ["cron"]
+    for run in range(1, 2001):
+        h.clock.advance(0.001)
+        ended_at = h.clock.now
+        d = h.exit("cron", 0)
+        assert d.start == () and d.next_deadline_at == ended_at + 0.05
+        h.clock.advance_to(d.next_deadline_at)
+        assert [(s.process, s.run) for s in h.decide().start] == [("cron", run)]
+    assert h.planner.process("cron").run == 2000
+    killed_at = h.clock.advance(0.001)
+    h.planner.kill(killed_at, "stop", grace_secs=0.01)
+    d = h.decide()
+    assert signals(d) == [("cron", TERM)] and d.next_deadline_at == pytest.approx(killed_at + 0.01, abs=1e-6)

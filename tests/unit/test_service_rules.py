@@ -126,3 +126,13 @@ def test_non_terminal_state_is_rejected(state):
     with pytest.raises(ValueError, match=f"^{state.value} is not a terminal state$"):
         rules().ended(state, 1.0)
 
+
+
+def test_a_service_that_ends_quickly_for_ever_keeps_the_max_delay():
+    """The 1,025th quick end in a row raised OverflowError (2 ** 1024 is past a float) and
+    ended `stoker run` with a traceback: 17 hours of a flapping service at the defaults."""
+    r = ServiceRules(service=True, max_task_failures=1)
+    delays = [r.ended(TaskState.FAILED, 1.0).delay_secs for _ in range(5000)]
+    assert delays[:7] == [1, 2, 4, 8, 16, 32, 60] and set(delays[6:]) == {60.0}
+    tiny = ServiceRules(service=True, max_task_failures=1, backoff_base_secs=1e-300, backoff_max_secs=5.0)
+    assert [tiny.ended(FIN, 0.0).delay_secs for _ in range(2000)][-1] == 5.0

@@ -304,7 +304,37 @@ def test_the_registry_root_is_root_s_run_directory_else_the_user_s_state_directo
 
     assert registry_root({}, euid=0) == "/var/run/stoker"
     assert registry_root({"XDG_STATE_HOME": "/xdg", "HOME": "/home/me"}, euid=1000) == "/xdg/stoker"
-    assert registry_root({"HOME": "/home/me"}, euid=1000) == "/home/me/.local/state/stoker"
+
+
+def test_the_registry_root_is_never_relative_nor_in_another_user_s_home(tmp_path):
+    """An executor the agent started as a task's user inherits the agent's HOME=/root: its
+    entry went to /root/.local/state/stoker, which it may not make (a WARNING, and no `stoker
+    ps` listed the task); a uid with no password entry and no HOME (a container's) made
+    `./~/.local/state/stoker` in the working directory, and a relative XDG_STATE_HOME a
+    registry that moved with it. Now: a home this user owns, else /tmp/stoker-UID."""
+    from config.registry import registry_root
+
+    me = os.geteuid() or 4242420  # as root, a uid without a password entry, given a home
+    home = tmp_path / "home"
+    home.mkdir()
+    if os.geteuid() == 0:
+        os.chown(home, me, -1)
+    assert registry_root({"HOME": str(home)}, euid=me) == f"{home}/.local/state/stoker"
+    assert registry_root({"XDG_STATE_HOME": "state", "HOME": str(home)}, euid=me) == \
+        f"{home}/.local/state/stoker"
+    nobody = 4242421  # no password entry: only HOME could name a home
+    assert pwd_entry(nobody) is None
+    for environ in ({}, {"HOME": "~"}, {"HOME": "home"}, {"HOME": "/"}, {"HOME": str(tmp_path / "gone")}):
+        assert registry_root(environ, euid=nobody) == "/tmp/stoker-4242421", environ
+
+
+def pwd_entry(uid: int):
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid)
+    except KeyError:
+        return None
 
 
 def test_registry_settings_a_flag_wins_over_its_variable_and_errors_name_the_flag():

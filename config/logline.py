@@ -1,0 +1,36 @@
+"""`log_event()`: one state change as one log line, `event key=value ...`, for every layer.
+
+Every line Stoker logs goes through it, so that each has an event name and its fields:
+the text format prints `event k=v k2="v 2"`, and `--log-format json` gives the event and
+each field as keys of their own (`executor/cli/logsetup.py`). It lives in config/, the
+bottom layer, so that the health checker (which imports config/ only) logs the same way
+as the executor.
+
+Never pass a secret (the agent's auth token) to it: nothing here can scrub it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+_QUOTE_NEEDED = set(' "=\t\n')
+
+
+def _render(value: Any) -> str:
+    text = str(value)
+    if text == "" or any(c in _QUOTE_NEEDED for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def log_event(logger: logging.Logger, level: int, event: str, *,
+              exc_info: bool | BaseException = False, **fields: Any) -> None:
+    """Log one state change: `event k=v k2="v 2"` (fields in the order given, None ones
+    left out); `exc_info`: with the traceback of the exception being handled (True) or of
+    the one given."""
+    if not logger.isEnabledFor(level):
+        return
+    parts = [event] + [f"{k}={_render(v)}" for k, v in fields.items() if v is not None]
+    logger.log(level, " ".join(parts), exc_info=exc_info or None, stacklevel=2,  # the caller's line
+               extra={"stoker_event": event, "stoker_fields": fields})

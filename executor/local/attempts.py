@@ -1,0 +1,96 @@
+"""The logs of earlier attempts in a `stoker run` sandbox, and their bound.
+
+Each attempt of a run writes its processes' logs in `.logs`; before the next attempt (of
+this run, or of a later run in the same sandbox) begins, they are kept as `.logs.attempt-N`,
+N one more than the highest kept (0 for the first), so a higher N is always a later
+attempt. A service that keeps failing would keep one more of them each back-off (1,440 a
+day at the default 60 s), so only some are kept (`--keep-attempts K`, default
+`KEEP_ATTEMPTS`): the first one the sandbox kept (where a crash loop began: its first
+failure's logs) and the K most recent; the others are removed as each new one is kept. The
+running attempt's `.logs` is never touched.
+
+The sandbox is the task's: only entries named exactly `.logs.attempt-N` that are
+directories are counted and removed, through a descriptor of the sandbox, without following
+a symlink at any level (`shutil.rmtree` with `dir_fd`: a symlink below is unlinked, never
+followed); a planted `.logs.attempt-5 -> /` is left alone. A follower of a removed attempt's
+log (`stoker tail -f`, the observer's follow mode) holds its descriptors and reads on into
+the next attempt's logs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+from pathlib import Path
+
+from executor.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+KEEP_ATTEMPTS = 20  # as many as `stoker status` shows (executor/task/replay.ATTEMPTS_KEPT)
+_ARCHIVE = re.compile(r"\.logs\.attempt-(0|[1-9][0-9]{0,17})")
+
+
+def archive_logs(sandbox: Path, keep: int = KEEP_ATTEMPTS) -> None:
+    """.logs → .logs.attempt-N, then the earlier ones past the bound removed. A `.logs` that
+    is not a directory (a symlink, say) is left alone."""
+    logs = sandbox / ".logs"
+    if not logs.is_dir() or logs.is_symlink():
+        return
+    try:
+        top = os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        _not_archived(logs, exc)
+        return
+    try:
+        numbers, taken = _scan(top)
+        os.rename(".logs", f".logs.attempt-{taken + 1}", src_dir_fd=top, dst_dir_fd=top)
+        numbers.append(taken + 1)
+        for number in _past_bound(numbers, keep):
+            _remove(top, number)
+    except OSError as exc:
+        _not_archived(logs, exc)
+    finally:
+        os.close(top)
+
+
+def _not_archived(logs: Path, exc: OSError) -> None:
+    log_event(logger, logging.ERROR, "logs_not_archived", path=logs, error=str(exc),
+              reason="the earlier attempt's logs could not be kept apart")
+
+
+def _past_bound(numbers: list[int], keep: int) -> list[int]:
+    """The kept attempts to remove (`numbers` ascending): all but the first and the `keep` last."""
+    return numbers[1:max(1, len(numbers) - keep)]
+
+
+def _scan(top: int) -> tuple[list[int], int]:
+    """The N of each `.logs.attempt-N` directory in the sandbox, ascending (one listing), and
+    the highest N any entry so named has (a planted file or symlink included: its name is
+    not taken again; -1 when none)."""
+    found, highest = [], -1
+    with os.scandir(top) as entries:
+        for entry in entries:
+            match = _ARCHIVE.fullmatch(entry.name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+                if entry.is_dir(follow_symlinks=False):
+                    found.append(int(match.group(1)))
+    return sorted(found), highest
+
+
+def _remove(top: int, number: int) -> None:
+    name = f".logs.attempt-{number}"
+    try:
+        if not stat.S_ISDIR(os.lstat(name, dir_fd=top).st_mode):
+            return  # replaced since the listing: not ours
+        import shutil  # (with bz2, lzma, zlib: only once there is one to remove)
+
+        shutil.rmtree(name, dir_fd=top)
+    except OSError as exc:
+        log_event(logger, logging.ERROR, "attempt_logs_not_removed", name=name, error=str(exc),
+                  reason="an earlier attempt's logs past --keep-attempts could not be removed")
+        return
+    log_event(logger, logging.INFO, "attempt_logs_removed", name=name,
+              reason="only the first attempt's logs and the last --keep-attempts ones are kept")

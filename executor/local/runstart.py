@@ -1,0 +1,144 @@
+"""What one `stoker run` starts from: the job's plan, and what the entry point began before
+the run existed (the early start's sandbox, lock, lease and runs; the child planning ahead).
+
+The plan is the one an earlier run of the same, unchanged config kept (`plancache.py`), when
+its ports are still free, else planned now (by the child the entry point forked for it,
+when it planned for these settings; `planahead.py`) and kept for the next run. The early
+start (`executor/cli/launch.py`) is taken as far as it matches this run — its plan's lease,
+its sandbox — and given up (its runs killed, one WARNING line) at the first thing that does
+not; the first attempt's supervisor adopts its runs. Owned by `LocalRun`'s thread.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from config.plan import JobPlan
+from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings
+from config.spec import LogDestination, LogMode
+from executor.host.early import EarlyStart
+from executor.local import plancache, planfiles
+from executor.local.planahead import INPUT_NAMES, Inputs, PlanAhead, inputs_of
+from executor.local.planfiles import login_name, ports_free
+from executor.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+
+class RunStart:
+    def __init__(self, settings: RunSettings, environ: Mapping[str, str],
+                 early: EarlyStart | None, ahead: PlanAhead | None) -> None:
+        self._settings = settings
+        self._environ = environ
+        self._lease = plancache.Lease(None)  # on the kept plan, while this run uses its ports
+        self._early = early  # until the first attempt's supervisor adopts its runs
+        self._ahead = ahead  # until the plan is needed
+
+    @property
+    def early(self) -> EarlyStart | None:
+        """The early start, while it is still this run's to hand over or give up."""
+        return self._early
+
+    def handed_over(self) -> None:
+        """The first attempt's supervisor took the early start's runs."""
+        self._early = None
+
+    def close(self) -> None:
+        """The run is over: an early start nothing took is given up; the kept plan's ports
+        are the next run's."""
+        self.give_up_early("the run ended before its task started")
+        self._lease.close()
+
+    def plan(self, host: str) -> JobPlan:
+        """The job planned for this machine (`config.plan`), kept or planned now."""
+        s = self._settings
+        user = login_name(self._environ)
+        inputs = inputs_of(s.config, s.jobkey, tuple(s.bindings), s.instance, tuple(sorted(s.ports.items())),
+                           host, user)
+        ahead = self._ahead_for(inputs)
+        directory = plancache.cache_dir(self._environ)
+        key = plancache.plan_key(s, host, user)
+        if directory is not None:
+            self._lease = self._early_lease(directory, key) or plancache.lease(directory, key)
+            # the early start probed the ports before its runs could take them
+            kept = plancache.lookup(directory, key, ports_free if self._early is None else _free, self._lease)
+            if kept is not None:
+                if ahead is not None:
+                    ahead.cancel()
+                return kept
+        self.give_up_early("its plan is not the one kept")
+        from executor.local.planning import job_planner, plan_apart  # a kept plan needs none of it
+
+        plan, sources, problem = plan_apart(job_planner(inputs), ahead, source=inputs[0])
+        if directory is not None:
+            plancache.store(directory, key, sources, plan, self._lease, problem)
+            if problem is None:
+                plancache.keep_launch(directory, key, sources, plan, self._first_wave(plan),
+                                      SECRET_VARIABLES + AGENT_VARIABLES, self._lease)
+        return plan
+
+    def early_sandbox(self, name: str) -> EarlyStart | None:
+        """The early start, when the sandbox it made is the one this run would make."""
+        early, requested = self._early, self._settings.sandbox
+        if early is None:
+            return None
+        made = Path(early.sandbox)
+        if requested is not None:
+            same = made == Path(requested).resolve()
+        else:
+            same = made.parent == Path.cwd().resolve() and planfiles.is_sandbox_name(made.name, name)
+        if not same:
+            self.give_up_early(f"it made sandbox {made}, not the one this run uses")
+            return None
+        return early
+
+    def give_up_early(self, why: str) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            early.abandon()  # first: the line below may fail (no thread for the console)
+            log_event(logger, logging.WARNING, "early_start_given_up",
+                      reason=f"early start given up: {why}; its runs were killed and the task "
+                             "starts as without it")
+
+    def _ahead_for(self, inputs: Inputs) -> PlanAhead | None:
+        """The planning child the entry point forked, when it plans for `inputs`; cancelled
+        (killed and reaped) otherwise."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.inputs != inputs:
+            differ = [name for name, had, has in zip(INPUT_NAMES, ahead.inputs, inputs) if had != has]
+            log_event(logger, logging.DEBUG, "plan_ahead_unused",  # never the values: --bind's
+                      reason=f"it planned for other inputs ({', '.join(differ)}); planning afresh")
+            ahead.cancel()
+            return None
+        return ahead
+
+    def _first_wave(self, plan: JobPlan) -> list[str] | None:
+        """The processes the planner starts first (run 0 of each), for the early start of
+        the next run; None when that run could not start them early: another sandbox than
+        a new one, another job key or instance, --bind or --port, or a logger that is not
+        a plain file (the early start makes only plain log files)."""
+        s = self._settings
+        if s.jobkey is not None or s.instance != 0 or s.bindings or s.ports:
+            return None
+        from executor.task.planner import Planner  # loaded for the task anyway
+
+        names = [start.process for start in Planner(plan.spec.task).decide(0.0).start]
+        loggers = [plan.spec.task.process(name).logger for name in names]
+        plain = all(lg.destination is LogDestination.FILE and lg.mode is LogMode.STANDARD for lg in loggers)
+        return names if names and plain else None
+
+    def _early_lease(self, directory: str, key: tuple[object, ...]) -> plancache.Lease | None:
+        """The lease the early start took, when it is this plan's."""
+        early = self._early
+        if early is None:
+            return None
+        if early.entry != plancache.entry_stem(directory, key):
+            self.give_up_early("it took another plan's lease")
+            return None
+        return plancache.Lease(early.take_lease())
+
+
+def _free(ports: list[int]) -> bool:
+    """The kept plan's ports under an early start: it probed them before its runs could take them."""
+    return True

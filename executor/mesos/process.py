@@ -1,0 +1,172 @@
+"""`stoker executor` as a process: its main thread, the signals that stop it, its exit status.
+
+`main` makes the executor (`executor.py`: the driver's callbacks wired to one TaskOwner) and
+its driver, and waits for the task to be over. The main thread only waits: SIGTERM and SIGINT handlers record the signal, the end of the
+task is recorded alike, on one queue `main` blocks on (no polling); a signal acts as SHUTDOWN.
+
+Exit status (`main`'s return value; the agent logs it):
+
+    0  a normal run: the task ended and its updates were acknowledged, or the agent (SHUTDOWN)
+       or a signal (SIGTERM, SIGINT) asked the executor to stop, and it did
+    1  an internal error (a bug) ended the task or the driver; the log has the traceback
+    3  never subscribed: the agent never answered SUBSCRIBED (unreachable, or refusing
+       SUBSCRIBE) until the driver gave up, after 5 s without checkpointing and after
+       MESOS_RECOVERY_TIMEOUT with it (or until a signal came)
+    4  the agent was lost for good after the executor had subscribed: down past
+       MESOS_RECOVERY_TIMEOUT, a disconnect with checkpointing off, a resubscription refused
+    5  the task ended, but some of its updates were still unacknowledged when the bounded
+       wait ran out: the agent may never have got them
+
+(2 is the CLI's: a missing MESOS_* variable or an invalid setting, such as a
+MESOS_AGENT_ENDPOINT that is not host:port or a token no HTTP header can carry, before
+anything starts.)
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import time
+from collections.abc import MutableMapping
+from typing import assert_never
+
+import attrs
+
+from config.environment import task_environment
+from config.errors import SettingsError
+from config.settings import TOKEN_VARIABLE, ExecutorSettings
+from executor.host.signals import SignalRelay
+from executor.logs import log_event
+from executor.mesos.driver import ExecutorDriver
+from executor.mesos.executor import StokerExecutor
+from executor.mesos.reconnect import Ending
+from executor.mesos.transport import BadToken, agent_url
+
+logger = logging.getLogger("executor.mesos.executor")  # its lines read as the executor's
+
+ACK_WAIT_SECS = 10.0  # bounded wait for the terminal update's acknowledgement
+ACK_MARGIN_SECS = 0.2  # ... and stop waiting for ACKs this much before it ends
+
+EXIT_OK = 0
+EXIT_INTERNAL_ERROR = 1
+EXIT_NEVER_SUBSCRIBED = 3
+EXIT_AGENT_LOST = 4
+EXIT_UNACKNOWLEDGED = 5
+
+
+@attrs.frozen(slots=True)
+class TaskDone:
+    """The task is over, or there will be none."""
+
+
+@attrs.frozen(slots=True)
+class Signalled:
+    signum: int
+
+
+Wakeup = TaskDone | Signalled
+
+
+@attrs.frozen(slots=True)
+class RunEnd:
+    """What decides the exit status (module docstring)."""
+
+    ending: Ending | None  # why the driver stopped; None while it still runs
+    ever_subscribed: bool
+    shutdown_received: bool  # the agent sent SHUTDOWN
+    signalled: bool  # SIGTERM or SIGINT asked the executor to stop
+    internal_error: bool  # the task thread failed
+    acknowledged: bool  # every update was acknowledged at exit
+
+
+def exit_status(end: RunEnd) -> int:
+    """The exit status for how the run ended; the codes are in the module docstring."""
+    if end.internal_error or end.ending is Ending.INTERNAL_ERROR:
+        return EXIT_INTERNAL_ERROR
+    if not end.ever_subscribed and not end.shutdown_received:
+        return EXIT_NEVER_SUBSCRIBED
+    if end.ending is Ending.AGENT_LOST:
+        return EXIT_AGENT_LOST
+    if end.shutdown_received or end.signalled or end.acknowledged:
+        return EXIT_OK
+    return EXIT_UNACKNOWLEDGED
+
+
+def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
+    """Runs the executor until its task is over; returns the exit status (module docstring)."""
+    task_env = task_environment(environ, preserve_env=settings.preserve_env,
+                                keep_agent_env=settings.pass_agent_env)
+    wakeups: queue.SimpleQueue[Wakeup] = queue.SimpleQueue()
+    executor = StokerExecutor(settings, task_env, on_done=lambda: wakeups.put(TaskDone()))
+    driver = _driver(executor, settings)
+    # The relay's thread only posts; main acts (`executor.host.signals`: a signal may land
+    # on any thread, and main is blocked in the queue until something is posted).
+
+    def on_signal(received: int) -> None:  # a stop, like SHUTDOWN: ACKs only within its grace
+        driver.cut_ack_wait(settings.shutdown_grace_secs - ACK_MARGIN_SECS)
+        wakeups.put(Signalled(received))
+
+    relay = SignalRelay((signal.SIGTERM, signal.SIGINT), on_signal)
+    try:
+        return _run(settings, executor, driver, wakeups)
+    finally:
+        relay.close()
+
+
+def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorDriver,
+         wakeups: queue.SimpleQueue[Wakeup]) -> int:
+    log_event(logger, logging.INFO, "executor_start", executor_id=settings.executor_id,
+              framework_id=settings.framework_id, agent=settings.agent_endpoint, sandbox=settings.sandbox,
+              checkpoint=settings.checkpoint)
+    driver.start()
+    # The driver calls shutdown() when it gives up on the agent, so TaskDone always comes.
+    signalled = _wait_for_task(wakeups, executor, driver)
+    budget = _ack_budget(executor, settings)  # after SHUTDOWN, a signal: not through an outage
+    acked = driver.wait_for_acknowledgements(budget, through_outage=executor.shutdown_at is None)
+    end = RunEnd(ending=driver.ending, ever_subscribed=driver.ever_subscribed,
+                 shutdown_received=driver.shutdown_received, signalled=signalled,
+                 internal_error=executor.internal_error, acknowledged=acked)
+    status = exit_status(end)
+    log_event(logger, logging.INFO if status == EXIT_OK else logging.ERROR, "executor_exit",
+              status=status, acknowledged=acked, unacknowledged=driver.unacknowledged_count,
+              driver=end.ending.name if end.ending else "running")
+    driver.stop()
+    return status
+
+
+def _driver(executor: StokerExecutor, settings: ExecutorSettings) -> ExecutorDriver:
+    """The driver; a MESOS_AGENT_ENDPOINT or a token it cannot use: a settings error (exit 2)."""
+    try:
+        agent_url(settings.agent_endpoint)
+    except ValueError as exc:
+        raise SettingsError(f"MESOS_AGENT_ENDPOINT: {exc}") from None
+    try:
+        return ExecutorDriver(executor, settings)
+    except BadToken as exc:
+        raise SettingsError(f"{TOKEN_VARIABLE}: {exc}") from None
+
+
+def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
+                   driver: ExecutorDriver) -> bool:
+    """Blocks until the task is over; a signal meanwhile is treated as SHUTDOWN. True when
+    a signal came."""
+    signalled = False
+    while True:
+        wakeup = wakeups.get()
+        match wakeup:
+            case TaskDone():
+                return signalled
+            case Signalled(signum=signum):
+                signalled = True
+                log_event(logger, logging.WARNING, "signal", signal=signal.Signals(signum).name,
+                          reason="treated as SHUTDOWN")
+                executor.shutdown(driver)
+            case _:
+                assert_never(wakeup)
+
+
+def _ack_budget(executor: StokerExecutor, settings: ExecutorSettings) -> float:
+    if executor.shutdown_at is None:
+        return ACK_WAIT_SECS
+    left = settings.shutdown_grace_secs - (time.monotonic() - executor.shutdown_at) - ACK_MARGIN_SECS
+    return max(0.0, min(ACK_WAIT_SECS, left))

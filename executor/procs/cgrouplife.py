@@ -1,0 +1,142 @@
+"""The task's cgroup over its life: made, entered on a thread, settled, left, killed and
+removed (`executor/procs/cgroups.py` has the cgroup itself; docs/design.md §5 the rules).
+
+The move of this process into the cgroup is the kernel's: it waits for an RCU grace period
+(milliseconds, all of it idle), so it runs on a thread while the task's start goes on; every
+use of the cgroup waits for it (`settle`), so that every child is still born inside. A
+cgroup that cannot be made or entered is a reason in words, and the task runs without one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+
+from executor.logs import log_event
+from executor.procs import cgroups, proctree
+from executor.procs.cgroups import NoCgroup, TaskCgroup
+from executor.procs.reaper import Reaper
+from executor.procs.sandboxfs import describe_os_error
+
+logger = logging.getLogger("executor.procs.containment")  # its lines read as the containment's
+
+CGROUP_KILL_SECS = 2.0  # for the cgroup's kill and removal at close
+TAKE_IN_PASSES = 20  # moving an early start's runs in: passes until one finds nothing new
+
+
+class TaskCgroupLife:
+    def __init__(self, *, reaper: Reaper, label: str, setting: str) -> None:
+        self._reaper = reaper
+        self._label = label
+        self._setting = setting
+        self._cgroup: TaskCgroup | None = None
+        self.no_cgroup = "not started"  # why there is none, in words
+        self._settle_lock = threading.Lock()
+        self._entering: threading.Thread | None = None  # the move into the cgroup, under way
+        self._running: tuple[int, ...] = ()  # an early start's runs, moved in once it is over
+        self._enter_error: OSError | None = None
+
+    @property
+    def cgroup(self) -> TaskCgroup | None:
+        """The task's cgroup, once this process is in it (waits for `enter`'s move)."""
+        self.settle()
+        return self._cgroup
+
+    def make(self, name: str) -> None:
+        made = cgroups.create(name, self._setting)
+        if isinstance(made, NoCgroup):
+            self.no_cgroup = made.reason
+        else:
+            self._cgroup = made
+
+    def enter(self, running: Sequence[int] = ()) -> None:
+        """Start moving this process into the cgroup, on a thread (`settle` waits for it).
+        `running`: the task's runs forked before (an early start's), moved in after it with
+        everything they started meanwhile."""
+        cg = self._cgroup
+        if cg is None:
+            return
+        self._running = tuple(running)
+        self._entering = threading.Thread(target=self._enter, args=(cg,), daemon=True,
+                                          name=f"stoker-cgroup-enter {self._label}")
+        try:
+            self._entering.start()
+        except RuntimeError:  # no thread to be had (a full pids cgroup): the move, here
+            self._enter(cg)
+
+    def _enter(self, cg: TaskCgroup) -> None:
+        try:
+            cg.enter()
+        except OSError as e:
+            self._enter_error = e
+
+    def _take_in(self, cg: TaskCgroup, roots: tuple[int, ...]) -> None:
+        """Move `roots` and their descendants into `cg`, parents first, in passes until one
+        finds nothing new (a child forked by a parent not yet moved is found by the next
+        pass; one forked after is born inside). One that cannot be moved stays the task's
+        by its subtree and marker, and is logged. Only pids are read (no `ProcInfo`): what a
+        walk allocates here is left as holes under the supervisor's state (0.3 MiB for 100)."""
+        moved: set[int] = set()
+        for _ in range(TAKE_IN_PASSES):
+            found, queue = [], list(roots)
+            while queue:
+                pid = queue.pop()
+                if pid not in moved:
+                    found.append(pid)
+                queue.extend(proctree.children(pid))
+            if not found:
+                return
+            for pid in found:
+                moved.add(pid)
+                try:
+                    if not cg.take_in(pid):
+                        continue  # gone meanwhile
+                except OSError as e:
+                    log_event(logger, logging.ERROR, "cgroup_move_failed", task=self._label, pid=pid,
+                              cgroup=cg.directory, error=describe_os_error(e),
+                              consequence="it is contained by its subtree and marker only")
+
+    def settle(self) -> None:
+        """Wait until the move `enter` started is over (at once when there is none)."""
+        with self._settle_lock:
+            entering, self._entering = self._entering, None
+            if entering is None:
+                return
+            if entering.ident is not None:  # not done here, on the caller's thread
+                entering.join()
+            cg, error = self._cgroup, self._enter_error
+            if error is not None and cg is not None:
+                self.no_cgroup = f"cannot move the supervisor into {cg.directory}: {describe_os_error(error)}"
+                cgroups.discard(cg)
+                self._cgroup = None
+            elif cg is not None and self._running:
+                # here, not on the mover's thread: a walk there left 0.3 MiB (100 runs) behind;
+                # with the runs, the daemons they left that re-parented here meanwhile
+                with self._reaper.lock:
+                    registered = self._reaper.registered()
+                orphans = [pid for pid in proctree.children(os.getpid()) if pid not in registered]
+                self._take_in(cg, self._running + tuple(orphans))
+            self._running = ()
+
+    def close(self) -> bool:
+        """Leave, kill and remove the cgroup. False when this process could not leave it:
+        the watchdog must then do it once this process has exited."""
+        cg = self.cgroup
+        if cg is None:
+            return True
+        try:
+            cg.leave()
+        except OSError as e:
+            log_event(logger, logging.ERROR, "cgroup_leave_failed", task=self._label,
+                      cgroup=cg.directory, error=describe_os_error(e),
+                      consequence="the watchdog kills and removes it when this process exits")
+            return False
+        problem = cg.kill_and_remove(CGROUP_KILL_SECS)
+        cgroups.release(cg)
+        self._cgroup = None
+        self.no_cgroup = "closed"
+        if problem is not None:
+            log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label,
+                      cgroup=cg.directory, error=problem)
+        return True

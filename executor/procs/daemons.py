@@ -1,0 +1,85 @@
+"""The daemons a task's runs left: what a run that exited 0 on its own left running, kept
+alive after it, as Thermos keeps a daemonizer's daemon.
+
+A run's top exits 0: a launcher that daemonized (`setsid` and a double fork, as `nginx`,
+`apachectl start` or a `daemon.py` do), whose daemon may not even have left the run's
+process group yet. What it left is the task's from then on (`containment.run_ended`): this
+set keeps it (by pid and start time) and the run's marker (`STOKER_RUN_MARKER`), which the
+daemon's own children inherit, so that they are kept too. (A run that failed, or that the
+task signalled, takes everything it left with it.) Kept processes are not leftovers (no exit kills
+them); they are stopped with the task (`Containment.signal_daemons`: SIGTERM with the regular
+processes, SIGKILL at the end of the grace; the stop waits for them) and killed with it.
+
+Thread-safe: runs end on the reaper thread, the owner asks `alive` on its own.
+"""
+from __future__ import annotations
+
+import threading
+
+from executor.procs import proctree
+from executor.procs.proctree import ProcInfo
+
+_RUN_MARKER_PREFIX = b"STOKER_RUN_MARKER="
+
+
+class KeptDaemons:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pids: dict[int, int] = {}  # pid → start time
+        self._markers: tuple[bytes, ...] = ()  # the run markers of the runs that left them
+
+    def __bool__(self) -> bool:
+        return bool(self._pids) or bool(self._markers)
+
+    def forget(self) -> None:
+        """No process of theirs is left: none can carry their markers again."""
+        with self._lock:
+            self._pids.clear()
+            self._markers = ()
+
+    def keep(self, infos: list[ProcInfo], run_marker_entry: bytes) -> None:
+        """Keep `infos`, processes an ended run left outside its group; its marker too, when
+        one of them carries it."""
+        with self._lock:
+            for info in infos:
+                self._pids[info.pid] = info.start
+            if run_marker_entry not in self._markers and any(
+                    proctree.has_marker(info.environ, (run_marker_entry,)) for info in infos):
+                self._markers = (*self._markers, run_marker_entry)
+
+    def add(self, info: ProcInfo) -> None:
+        """Keep `info` too: a kept daemon's child, so that it outlives its parent."""
+        with self._lock:
+            self._pids[info.pid] = info.start
+
+    def holds(self, info: ProcInfo) -> bool:
+        """Kept by pid, or by a kept run's marker (then it is added: it outlives its parent)."""
+        with self._lock:
+            if self._pids.get(info.pid) == info.start:
+                return True
+            if self._markers and proctree.has_marker(info.environ, self._markers):
+                self._pids[info.pid] = info.start
+                return True
+        return False
+
+    @staticmethod
+    def left_by(info: ProcInfo, run_marker_entry: bytes) -> bool:
+        """Whether an unclaimed process found as a run ends is that run's: it carries the
+        run's marker, or no run marker at all (it cleared its environment). One with another
+        marker is a health command's leftover, not a daemon."""
+        if proctree.has_marker(info.environ, (run_marker_entry,)):
+            return True
+        return _RUN_MARKER_PREFIX not in info.environ
+
+    def alive(self) -> bool:
+        """Whether a kept process still lives by its pid (the gone ones are forgotten)."""
+        with self._lock:
+            for pid, start in list(self._pids.items()):
+                stat = proctree.read_stat(pid)
+                if stat is None or stat[2] != start:
+                    del self._pids[pid]
+            return bool(self._pids)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return list(self._pids)

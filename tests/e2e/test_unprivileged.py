@@ -1,0 +1,96 @@
+"""`stoker executor` as an agent with `--switch_user` starts it: as the framework's user, in
+a sandbox that user owns, with the agent's environment (HOME=/root among it). Needs root
+(to be the agent) and a Python that user may run."""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from config.document import encode
+from config.loader import load_job
+from config.registry import RegistrySettings
+from executor.cli.main import main
+from executor.host.registry import Registry, RegistryUnreadable
+from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.stoker_proc import kill_leftovers, task_pids
+from tests.support.users import STRANGER, as_user, needs_root, open_sandbox, stoker_as
+
+pytestmark = [needs_root, pytest.mark.timeout(60)]
+
+JOB = """
+    who = Process(name='who', cmdline='id -u; exec sleep 30')
+    jobs = [Job(cluster='c', role='www-data', environment='e', name='who',
+                task=Task(processes=[who], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB)))]
+"""
+
+
+def test_an_executor_run_as_the_framework_s_user_registers_where_that_user_looks(tmp_path):
+    """Its registry entry went to the inherited HOME's /root/.local/state/stoker, which
+    that user may not make: a WARNING `cannot register task ?`, and no `stoker ps` of
+    anyone's listed the task. Now it is in that user's own registry (this uid has no home:
+    /tmp/stoker-UID), which the same user's reading finds, and every file Stoker wrote is
+    that user's, none open to others; root still stops the task by its sandbox."""
+    config = tmp_path / "who.aurora"
+    config.write_text(textwrap.dedent(JOB))
+    data = encode(load_job(str(config)))
+    stoker = stoker_as(STRANGER, STRANGER)  # a uid with no home: no password entry
+    if stoker is None:
+        pytest.skip("no Python an unprivileged user may run this checkout with")
+    registry = f"/tmp/stoker-{STRANGER}"
+    with open_sandbox() as top:
+        os.chmod(top, 0o755)
+        sandbox = top / "sandbox"
+        sandbox.mkdir(mode=0o750)
+        os.chown(sandbox, STRANGER, STRANGER)
+        sim = AgentSimulator(sandbox=sandbox)
+        try:
+            sim.launch_executor([*stoker, "executor"], env_overrides={"HOME": "/root", "STOKER_ROOT": None},
+                                cwd=sandbox)
+            sim.wait_subscribed(timeout_secs=15)
+            sim.launch(make_task_info("task-1", data))
+            sim.wait_for_state("task-1", "TASK_RUNNING", 15)
+            listed = as_user(STRANGER, STRANGER, lambda: _listed({"HOME": "/root"}))  # as the agent left it
+            written = _modes(sandbox, Path(registry))
+            log = sim.executor_log()
+            assert main(["kill", str(sandbox), "--grace", "1"]) == 0
+            sim.wait_for_state("task-1", "TASK_KILLED", 15)
+            assert sim.wait_exit(15) == 0
+        finally:
+            try:
+                sim.close()
+                kill_leftovers(task_pids(sandbox))
+            finally:
+                shutil.rmtree(registry, ignore_errors=True)
+        out = (sandbox / ".logs/who/0/stdout").read_text()
+
+    assert "cannot register" not in log, log
+    assert listed == f"{registry}: task-1"
+    assert out == f"{STRANGER}\n"
+    assert {uid for uid, _mode in written.values()} == {STRANGER}  # every file the user's
+    assert not [name for name, (_uid, mode) in written.items() if mode & (stat.S_IWGRP | stat.S_IWOTH)]
+    assert written[".stoker"][1] == 0o700 and written["registry"][1] == 0o700
+
+
+def _listed(environ) -> str:
+    """The registry the user's `stoker ps` reads, and the task ids it lists."""
+    reg = Registry(RegistrySettings.from_env(environ))
+    try:
+        return f"{reg.root}: {' '.join(item.entry.task_id for item in reg.read())}"
+    except RegistryUnreadable as exc:
+        return str(exc)
+
+
+def _modes(sandbox: Path, registry: Path) -> dict[str, tuple[int, int]]:
+    """Owner and mode of what Stoker wrote: the sandbox's `.stoker`, `.logs` and their files,
+    the registry and its entries."""
+    found = {"registry": registry}
+    found.update({f"registry/{p.name}": p for p in registry.iterdir()})
+    for top in (".stoker", ".logs"):
+        found[top] = sandbox / top
+        found.update({str(p.relative_to(sandbox)): p for p in (sandbox / top).rglob("*")})
+    return {name: (path.lstat().st_uid, stat.S_IMODE(path.lstat().st_mode)) for name, path in found.items()}

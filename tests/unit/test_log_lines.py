@@ -1,0 +1,136 @@
+"""Stoker's own log lines (executor/cli/logsetup.py, config/logline.py): every line is an
+event with its fields, so that `--log-format json` gives them as keys; one JSON object per
+line whatever the text holds (newlines, control characters, bytes that are not UTF-8, a
+traceback); and what would reach stderr past the handler (an exception nobody caught, in
+any thread; a Python warning) comes through it too."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+import pytest
+
+from config.logline import log_event
+from executor.cli import logsetup
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+DIRECT = re.compile(r"\b(?:logger|logging|log)\.(?:debug|info|warning|error|exception|critical|log)\(")
+
+
+def direct_log_calls(text: str) -> list[int]:
+    """The lines of `text` that call `logger.info(...)`, `logging.error(...)` and the like:
+    lines with no event. (A text search: parsing every module took a second.)"""
+    return [number for number, line in enumerate(text.splitlines(), 1) if DIRECT.search(line)]
+
+
+def test_every_line_stoker_logs_is_an_event():
+    """Through `log_event` only: a line logged with `logger.error("...")` would reach a JSON
+    log as a `message` without its event or fields."""
+    found = [f"{path.relative_to(ROOT)}:{number}" for package in ("executor", "healthcheck", "config")
+             for path in sorted((ROOT / package).rglob("*.py")) if path.name != "logline.py"
+             for number in direct_log_calls(path.read_text())]
+    assert not found, found
+
+
+def test_the_scan_finds_a_direct_call():
+    assert direct_log_calls("import logging\nlogger = logging.getLogger()\n"
+                            "    logger.error('x %s', 1)\nlog_event(logger, 1, 'e')\n") == [3]
+
+
+@pytest.fixture
+def logged():
+    """`configure(json)` into a buffer; what it replaced (handlers, hooks) is put back."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, sys.excepthook, threading.excepthook, sys.unraisablehook,
+             logsetup._json)
+    buffer = io.StringIO()
+    logsetup.configure("json", "DEBUG", stream=buffer)
+    try:
+        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:], _, sys.excepthook, threading.excepthook, sys.unraisablehook, logsetup._json = saved
+        root.setLevel(saved[1])
+
+
+def test_json_gives_the_event_and_each_field_as_keys(logged):
+    log_event(logging.getLogger("executor.test"), logging.INFO, "status_update", task="web.0",
+              task_id="task-1", state="TASK_RUNNING", healthy=True, uuid=None, run=3,
+              path=Path("/sb"), reason='said "no"\nthen\x1b[31m\udcff')
+    (line,) = logged()
+    assert line.pop("ts") > 0
+    assert line == {"level": "INFO", "logger": "executor.test", "event": "status_update",
+                    "task": "web.0", "task_id": "task-1", "state": "TASK_RUNNING", "healthy": True,
+                    "run": 3, "path": "/sb", "reason": 'said "no"\nthen\x1b[31m\udcff'}
+
+
+def test_a_traceback_stays_in_its_one_object(logged):
+    try:
+        raise ValueError("first\nsecond")
+    except ValueError as exc:
+        log_event(logging.getLogger("executor.test"), logging.ERROR, "owner_failed",
+                  error=f"ValueError: {exc}", exc_info=True)
+    (line,) = logged()
+    assert line["event"] == "owner_failed" and line["error"] == "ValueError: first\nsecond"
+    assert line["traceback"].startswith("Traceback") and "ValueError: first" in line["traceback"]
+
+
+def test_what_no_code_caught_comes_through_the_handler(logged):
+    def fails():
+        raise RuntimeError("a bug in a thread")
+
+    thread = threading.Thread(target=fails, name="stoker-test")
+    thread.start()
+    thread.join()
+    try:
+        raise KeyError("main")
+    except KeyError:
+        sys.excepthook(*sys.exc_info())
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
+    crashed, thread_crashed, warned = sorted(logged(), key=lambda line: line["level"])
+    assert (thread_crashed["event"], thread_crashed["thread"]) == ("thread_crashed", "stoker-test")
+    assert "RuntimeError: a bug in a thread" in thread_crashed["traceback"]
+    assert (crashed["level"], crashed["event"], crashed["error"]) == ("CRITICAL", "crashed", "KeyError: 'main'")
+    assert warned["logger"] == "py.warnings" and "a library's warning" in warned["message"]
+
+
+def test_text_is_one_line_with_control_characters_escaped():
+    record = logging.makeLogRecord({"name": "executor.test", "levelno": logging.INFO,
+                                    "levelname": "INFO", "msg": "event reason=\"a\nb\x1b[2J\"",
+                                    "created": 0.0, "msecs": 0.0})
+    text = logsetup.TextFormatter().format(record)
+    assert "\n" not in text and "\x1b" not in text
+    assert text.endswith('INFO    executor.test: event reason="a\\nb\\x1b[2J"')
+
+
+def test_a_traceback_in_text_has_its_control_characters_escaped_too():
+    try:
+        raise ValueError("body \x1b]0;pwned\x07\x1b[2J")  # say, a health endpoint's answer quoted
+    except ValueError:
+        record = logging.LogRecord("executor.test", logging.ERROR, __file__, 1, "bug", None, sys.exc_info())
+    text = logsetup.TextFormatter().format(record)
+    assert "\x1b" not in text and "\x07" not in text
+    assert text.splitlines()[1] == "Traceback (most recent call last):"
+    assert text.endswith("ValueError: body \\x1b]0;pwned\\x07\\x1b[2J")
+
+
+def test_json_escapes_what_a_reader_would_split_a_line_at_or_a_terminal_obey():
+    """NEL (U+0085), U+2028 and U+2029 end a line for `str.splitlines()` and other readers,
+    and a C1 control (U+009B is a CSI to some terminals) is not for a terminal: json.dumps
+    leaves them raw, so an object quoting a health check's body could be read as two."""
+    record = logging.makeLogRecord({"name": "executor.test", "levelno": logging.WARNING,
+                                    "levelname": "WARNING", "msg": "x", "stoker_event": "health_check",
+                                    "stoker_fields": {"reason": "a\x85b\u2028c\u2029d\x9b31me\x7f"}})
+    text = logsetup.JsonFormatter().format(record)
+    assert len(text.splitlines()) == 1 and not any(c in text for c in "\x85\u2028\u2029\x9b\x7f")
+    assert json.loads(text)["reason"] == "a\x85b\u2028c\u2029d\x9b31me\x7f"
