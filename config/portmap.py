@@ -103,14 +103,12 @@ def requested_ports(referenced: Iterable[str], portmap: Mapping[str, str | int])
 
 def job_portmap(job: Mapping[str, Any]) -> dict[str, str]:
     """The portmap of a job as plain, expanded values (`flatten(job).get()`, where
-    `{{primary_port}}` is already the primary port): its Announcer's, else empty."""
+    `{{primary_port}}` is already the primary port): its Announcer's, else empty. The schema
+    always fills an Announcer's portmap (its default is `{'aurora': '{{primary_port}}'}`)."""
     announce = job.get("announce")
     if not isinstance(announce, Mapping):
         return {}
-    portmap = announce.get("portmap")
-    if portmap is None:
-        return {"aurora": str(announce.get("primary_port") or "http")}
-    return {str(name): str(value) for name, value in portmap.items()}
+    return {str(name): str(value) for name, value in announce["portmap"].items()}
 
 
 def port_refs(text: str) -> list[str]:

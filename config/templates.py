@@ -152,9 +152,8 @@ def _expand(obj: Any, path: str, out: Expansion) -> Any:
         scopes = obj.scopes()
         return {_expand_in(k, scopes, f"{path} key", out):
                 _expand_in(v, scopes, f"{path}[{k.get()}]", out) for k, v in obj._map}
-    if isinstance(obj, ChoiceContainer):
-        inner = obj._value
-        return _expand_in(inner, obj.scopes(), path, out) if isinstance(inner, Object) else inner
+    if isinstance(obj, ChoiceContainer):  # holding an Object: `_literal` gave a plain value back
+        return _expand_in(obj._value, obj.scopes(), path, out)
     return _expand_scalar(obj, path, out)  # every other pystachio type is a SimpleObject
 
 

@@ -87,6 +87,6 @@ class ServiceRules:
 
 
 def _secs(secs: float) -> str:
-    """A delay as the console shows it: one decimal (`2.0`), more when it has them (a
-    `--restart-backoff 0.05` is 0.05 s, not 0.1)."""
-    return f"{secs:.1f}" if round(secs, 1) == secs else number(secs)
+    """A delay as the console shows it: a whole number with one decimal (`2.0`), any other
+    as exact as `number` says it (a `--restart-backoff 0.05` is 0.05 s, not 0.1)."""
+    return f"{secs:.1f}" if secs == int(secs) else number(secs)

@@ -399,8 +399,8 @@ class Planner:
             plan = self._regular if phase is TaskPhase.CLEANING else self._final
             if phase is TaskPhase.CLEANING and self._daemons:
                 killed = self._daemons_killed_at
-                times += ([killed + GIVE_UP_AFTER_SIGKILL_SECS] if killed is not None else
-                          [plan.kill_at] + ([] if self._daemons_termed else [plan.term_at]))
+                times = ([killed + GIVE_UP_AFTER_SIGKILL_SECS] if killed is not None else
+                         [plan.kill_at] + ([] if self._daemons_termed else [plan.term_at]))
             for p in plan.procs:
                 if p.state is not ProcessState.RUNNING:
                     continue

@@ -50,6 +50,8 @@ def test_daemons_still_alive_at_the_deadline_are_sigkilled_then_given_up_on():
     d = h.decide()
     assert d.signal_daemons == KILL and d.phase is TaskPhase.CLEANING
     assert d.next_deadline_at == 1003.0
+    h.clock.advance_to(1002.5)  # SIGKILL cannot be ignored: they get 1 s to be reported gone
+    assert h.decide().phase is TaskPhase.CLEANING
     h.clock.advance_to(1003.0)  # reported alive still: the owner's close kills what is left
     assert h.decide().phase is TaskPhase.KILLED
 
@@ -69,7 +71,7 @@ def test_the_end_of_the_regular_plan_stops_the_daemons_within_finalization_wait(
 
 def test_without_daemons_nothing_changes():
     h = Harness(task(proc("serve"), finalization_wait_secs=30.0))
-    h.decide()
+    assert h.decide().signal_daemons is None
     h.planner.kill(h.clock.now, "stop", grace_secs=3.0)
     d = h.decide()
     assert d.signal_daemons is None and "daemons" not in d.reason
@@ -81,3 +83,14 @@ def test_daemons_in_the_active_phase_are_left_alone():
     h.clock.advance(100.0)
     d = h.decide()
     assert d.phase is TaskPhase.ACTIVE and d.signal_daemons is None and d.next_deadline_at is None
+
+
+def test_daemons_alone_are_woken_for_at_their_delayed_sigterm():
+    h = launched()
+    h.planner.kill(h.clock.now, "shutdown", grace_secs=3.0, term_delay_secs=10.0)
+    assert h.decide().next_deadline_at == 1010.0
+    d = h.exit("serve", 0)  # the lifecycle endpoints made it exit; the daemon lives on
+    assert d.phase is TaskPhase.CLEANING and d.next_deadline_at == 1010.0
+    h.clock.advance_to(1010.0)
+    d = h.decide()
+    assert d.signal_daemons == TERM and d.next_deadline_at == 1013.0

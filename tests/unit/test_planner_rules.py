@@ -210,6 +210,24 @@ def test_a_kill_during_finalization_that_skips_the_finals_names_itself_to_those_
                                     "(SHUTDOWN): its grace is over")]
 
 
+# A stop that skips the finals while they run: SIGTERM now, SIGKILL after the stop's grace,
+# but never past the finals' own deadline (finalization_wait=10 s from their start).
+SKIP_WHILE_FINALS_RUN = {"the grace ends first": (2.0, 1002.0), "the finals' deadline ends first": (30.0, 1010.0)}
+
+
+@pytest.mark.parametrize("grace, kill_at", SKIP_WHILE_FINALS_RUN.values(), ids=SKIP_WHILE_FINALS_RUN.keys())
+def test_a_stop_that_skips_running_finals_sigterms_them_then_sigkills_after_its_grace(grace, kill_at):
+    h = Harness(task(proc("main"), proc("f", final=True), finalization_wait_secs=10.0))
+    h.decide()
+    h.exit("main")
+    assert h.state("f") is S.RUNNING
+    h.planner.kill(h.clock.now, "stop", grace_secs=grace, skip_finals=True)
+    d = h.decide()
+    assert runs(d) == [("f", 0, TERM)] and d.next_deadline_at == kill_at
+    h.clock.advance(kill_at - h.clock.now)
+    assert runs(h.decide()) == [("f", 0, KILL)]
+
+
 # ---- cleaning and finalization: the phases' reasons, and the finals' budget ----
 
 
@@ -313,6 +331,15 @@ def test_an_invalid_schedule_names_every_problem_under_task():
         "invalid schedule: task.constraints[0].order = ['a', 'x'] names unknown processes: x "
         "(the task has: a, b); task.constraints form a cycle, so none of these can ever "
         "start: a -> b -> a")
+
+
+def test_a_schedule_that_makes_a_waited_for_process_wait_for_an_ephemeral_one_is_invalid():
+    with pytest.raises(ValueError) as caught:
+        Planner(task(proc("side", ephemeral=True), proc("main"), constraints=[("side", "main")]))
+    assert str(caught.value) == (
+        "invalid schedule: task.constraints[0].order = ['side', 'main'] makes 'main' wait for "
+        "'side', an ephemeral process: the task does not wait for ephemeral processes, so one "
+        "it waits for may not wait for one")
 
 
 # ---- the process rules these reach ----

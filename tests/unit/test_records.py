@@ -13,6 +13,7 @@ from executor.task.records import (
     HealthRecord,
     PhaseRecord,
     ProcessRecord,
+    RestartRecord,
     SummaryRecord,
     TaskRecord,
     UnreadableLine,
@@ -212,6 +213,7 @@ def test_absent_and_empty_optional_fields_take_their_defaults():
     assert parse({"kind": "header"}).health == "none"
     assert parse({"kind": "summary"}) == SummaryRecord(earlier_attempts=0, earlier_runs={},
                                                        health_state=None, wall=None)
+    assert parse({"kind": "restart", "delay_secs": 0}) == RestartRecord(delay_secs=0.0, reason="", wall=None)
     assert parse({"kind": "process", "process": "web", "to": "KILLED", "run": None,
                   "outcome": ""}) == ProcessRecord(process="web", run=None, from_=None,
                                                    to=ProcessState.KILLED)

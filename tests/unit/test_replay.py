@@ -265,6 +265,14 @@ def test_damaged_records_are_named_up_to_a_bound_then_counted():
     assert warnings[-1] == f"{50 - WARNINGS_KEPT} more damaged checkpoint records skipped"
 
 
+def test_each_attempt_keeps_the_ports_its_header_recorded():
+    records = [task("", "STARTING", "no header kept", 90.0), header(wall=100.0),
+               header(wall=200.0, ports={"health": 32000, "http": 32001})]
+    view = replay(records)
+    assert [a.ports for a in view.attempts] == [None, {"health": 31000}, {"health": 32000, "http": 32001}]
+    assert view.ports == {"health": 32000, "http": 32001}  # the task's: the last header's
+
+
 def test_each_attempt_keeps_how_its_processes_were_contained():
     view = replay([header(containment="cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)"),
                    header(wall=200.0, pid=5000),

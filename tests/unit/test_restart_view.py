@@ -81,12 +81,13 @@ def test_restarting_is_a_recorded_end_a_scheduled_restart_and_a_live_supervisor(
                                                                                   state, ended):
     truth = judge(recorded, alive, last_record_wall=1.0, checkpoint_mtime=None, registry_wall=None,
                   restart_scheduled=scheduled)
-    assert (truth.state, truth.ended) == (state, ended)
+    assert (truth.state, truth.alive, truth.ended) == (state, alive, ended)
 
 
 def test_the_words_say_how_the_last_attempt_ended_and_when_the_next_starts():
     assert describe_restart(1, "FAILED", 1001.0, NOW) == "attempt 1 ended FAILED; attempt 2 starts in 1.0s"
     assert describe_restart(3, "FINISHED", 999.0, NOW) == "attempt 3 ended FINISHED; attempt 4 is starting"
+    assert describe_restart(1, "FAILED", NOW, NOW) == "attempt 1 ended FAILED; attempt 2 is starting"  # due now
     assert describe_restart(1, None, None, NOW) == "attempt 1 ended unknown; attempt 2 is scheduled"
 
 
