@@ -76,12 +76,12 @@ def main() -> int:
     import executor.cli.main as cli
     import executor.local.run as local
     SPANS.append(("imports", start, time.perf_counter()))
-    from executor.local import console, planning
+    from executor.local import console, plancache, planning
     from executor.procs import containment, supervisor, watchdog
     from executor.task import checkpoint, wiring
     wrap(planning, "plan_apart", "plan (in its child process: load, checks, ports, bind)")
-    wrap(local.plancache, "lookup", "plan cache (look up, keep)")
-    wrap(local.plancache, "store", "plan cache (look up, keep)")
+    wrap(plancache, "lookup", "plan cache (look up, keep)")
+    wrap(plancache, "store", "plan cache (look up, keep)")
     wrap(local, "_hold", "host session (lock, registry, control socket)")
     wrap(wiring._SessionPort, "task_started", "host session (lock, registry, control socket)")
     wrap(wiring, "open_writer", "checkpoint (open, syncs)")
