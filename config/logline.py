@@ -1,4 +1,5 @@
-"""`log_event()`: one state change as one log line, `event key=value ...`, for every layer.
+"""`log_event()`: one state change as one log line, `event key=value ...`, for every layer
+(`event_line` its text, for a record made by hand).
 
 Every line Stoker logs goes through it, so that each has an event name and its fields:
 the text format prints `event k=v k2="v 2"`, and `--log-format json` gives the event and
@@ -31,6 +32,11 @@ def log_event(logger: logging.Logger, level: int, event: str, *,
     the one given."""
     if not logger.isEnabledFor(level):
         return
-    parts = [event] + [f"{k}={_render(v)}" for k, v in fields.items() if v is not None]
-    logger.log(level, " ".join(parts), exc_info=exc_info or None, stacklevel=2,  # the caller's line
+    logger.log(level, event_line(event, fields), exc_info=exc_info or None,
+               stacklevel=2,  # the caller's line
                extra={"stoker_event": event, "stoker_fields": fields})
+
+
+def event_line(event: str, fields: dict[str, Any]) -> str:
+    """The text of one event's line: `event k=v k2="v 2"` (None fields left out)."""
+    return " ".join([event] + [f"{k}={_render(v)}" for k, v in fields.items() if v is not None])

@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
+from config.logline import event_line
 from config.words import printable, printable_lines
 from executor.logs import NO_ROOM, Spool, above_screen_line, drain_spool, log_event, spool
 
@@ -155,10 +156,11 @@ class QuietHandler(logging.StreamHandler):
 
 def _dropped_record(reason: str, count: int | None = None) -> logging.LogRecord:
     """The `log_lines_dropped` WARNING, made by hand: it is written by the handler itself."""
-    text = f"log_lines_dropped{'' if count is None else f' count={count}'} reason=\"{reason}\""
+    fields = {"count": count, "reason": reason}
     return logging.makeLogRecord({
-        "name": __name__, "levelno": logging.WARNING, "levelname": "WARNING", "msg": text,
-        "stoker_event": "log_lines_dropped", "stoker_fields": {"count": count, "reason": reason}})
+        "name": __name__, "levelno": logging.WARNING, "levelname": "WARNING",
+        "msg": event_line("log_lines_dropped", fields),
+        "stoker_event": "log_lines_dropped", "stoker_fields": fields})
 
 
 _json = False  # configured with --log-format json
