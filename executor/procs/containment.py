@@ -394,8 +394,9 @@ class Containment:
         return False
 
     def signal_daemons(self, sig: int) -> int:
-        """`sig` to every daemon the task's runs left; returns how many."""
-        if not self.daemons_alive():
+        """`sig` to every daemon the task's runs left (one walk: whether they live is the
+        owner's question, `daemons_alive`, asked just before); returns how many."""
+        if not self._walk or not self._daemons:
             return 0
         procs, registered, _ = self._members(skip_registered=False)
         kept = self._sorted(procs, registered)[1]
