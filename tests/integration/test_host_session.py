@@ -3,6 +3,7 @@ second supervisor, the registry entry, and the control socket that turns an oper
 request into an event on the owner's queue, answered through the connection."""
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ from executor.host.sandbox import open_stoker_dir
 from executor.host.session import OPERATOR_KILL, HostSession
 from executor.procs.saferead import UnsafeEntry
 from tests.support.stoker_proc import REPO
+from tests.support.users import needs_root
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -275,51 +278,53 @@ def test_a_starting_session_reads_no_other_entry_and_its_close_prunes_the_expire
     assert len(os.listdir(root)) == 1
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="asking as another user needs root")
+@contextlib.contextmanager
+def _root_s_task() -> Iterator[Path]:
+    """A sandbox under /tmp that every user may enter, held by a session of this (root's)."""
+    from tests.support.users import open_sandbox
+
+    with open_sandbox() as top:
+        os.chmod(top, 0o755)
+        sandbox = top / "sandbox"
+        sandbox.mkdir()
+        os.chmod(sandbox, 0o755)
+        held = HostSession.open(sandbox, front_end=FrontEnd.RUN)
+        try:
+            yield sandbox
+        finally:
+            held.close()
+
+
+@needs_root
 def test_another_user_s_kill_is_told_who_may_not_that_it_is_no_task_sandbox():
     """A non-root operator's `stoker kill SANDBOX` of root's task said "SANDBOX is not a task
     sandbox: .stoker: Permission denied": it is one, and the operator went looking for
     another. Now it says who may control it."""
     from executor.cli.control import _replies
-    from tests.support.users import as_nobody, open_sandbox
+    from tests.support.users import as_nobody
 
-    with open_sandbox() as top:
-        os.chmod(top, 0o755)
-        sandbox = top / "sandbox"
-        sandbox.mkdir()
-        os.chmod(sandbox, 0o755)
-        held = HostSession.open(sandbox, front_end=FrontEnd.RUN)
-        try:
-            def ask() -> str:
-                try:
-                    next(_replies(sandbox, None, KillControl(), "kill"))
-                    return "answered"
-                except ControlUnavailable as exc:
-                    return str(exc)
+    with _root_s_task() as sandbox:
+        def ask() -> str:
+            try:
+                next(_replies(sandbox, None, KillControl(), "kill"))
+                return "answered"
+            except ControlUnavailable as exc:
+                return str(exc)
 
-            answer = as_nobody(ask)
-        finally:
-            held.close()
+        answer = as_nobody(ask)
     assert answer == (f"cannot open {sandbox}/.stoker: Permission denied (EACCES): only the "
                       f"supervisor's user (or root) may control its task")
 
 
+@needs_root
 def test_a_non_root_status_of_root_s_task_says_who_may_read_it():
     """`stoker status SANDBOX` of root's task as another user said "cannot read the
     checkpoint ...: Permission denied" and no more, while `stoker tail` of the same task
     printed its log (logs are 0644): it says now that the state is its supervisor's user's."""
     from executor.task.inspection import inspect_sandbox
-    from tests.support.users import as_nobody, open_sandbox
+    from tests.support.users import as_nobody
 
-    with open_sandbox() as top:
-        os.chmod(top, 0o755)
-        sandbox = top / "sandbox"
-        sandbox.mkdir()
-        os.chmod(sandbox, 0o755)
-        held = HostSession.open(sandbox, front_end=FrontEnd.RUN)
-        try:
-            answer = as_nobody(lambda: inspect_sandbox(sandbox).problem)
-        finally:
-            held.close()
+    with _root_s_task() as sandbox:
+        answer = as_nobody(lambda: inspect_sandbox(sandbox).problem)
     assert answer == (f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied (EACCES): "
                       f"only the supervisor's user (or root) may read its task's state")
