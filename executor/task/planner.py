@@ -398,18 +398,10 @@ class Planner:
         elif phase in (TaskPhase.CLEANING, TaskPhase.FINALIZING):
             plan = self._regular if phase is TaskPhase.CLEANING else self._final
             if phase is TaskPhase.CLEANING and self._daemons:
-                killed = self._daemons_killed_at
-                times = ([killed + GIVE_UP_AFTER_SIGKILL_SECS] if killed is not None else
-                         [plan.kill_at] + ([] if self._daemons_termed else [plan.term_at]))
+                times = _stop_times(plan, self._daemons_killed_at, self._daemons_termed)
             for p in plan.procs:
-                if p.state is not ProcessState.RUNNING:
-                    continue
-                if p.killed_at is not None:
-                    times.append(p.killed_at + GIVE_UP_AFTER_SIGKILL_SECS)
-                else:
-                    times.append(plan.kill_at)
-                    if not p.termed:
-                        times.append(plan.term_at)
+                if p.state is ProcessState.RUNNING:
+                    times += _stop_times(plan, p.killed_at, p.termed)
         return min(times) if times else None
 
     # ---- bookkeeping ----
@@ -433,3 +425,11 @@ class Planner:
         self._pending.append(PhaseTransition(self._phase, to, reason))
         self._phase = to
         self._reason = reason
+
+
+def _stop_times(plan: Plan, killed_at: float | None, termed: bool) -> list[float]:
+    """When a stopping run (or the runs' daemons) is next due something: its give-up after
+    its SIGKILL, else the plan's SIGKILL, and its SIGTERM while not sent."""
+    if killed_at is not None:
+        return [killed_at + GIVE_UP_AFTER_SIGKILL_SECS]
+    return [plan.kill_at] if termed else [plan.kill_at, plan.term_at]
