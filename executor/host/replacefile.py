@@ -6,12 +6,13 @@ The host registry's entries and the plan cache's files are written so. Standard 
 only: the early start's modules may load it before anything else of Stoker's.
 
 - `trusted_path`, `untrusted_level`: whether another user could change where a path leads,
-  and which level of it. A directory
-  Stoker writes in for itself (the registry's root, the plan cache) must not be one
-  another user can redirect: with a level they own, or may write (a sticky directory such
-  as /tmp aside: no one else can rename what is ours in it; the user's own group aside), a
-  symlink planted there would lead root's writes anywhere (`/etc/cron.d`).
-- `make_dirs`: a path none of whose levels it makes others may write, whatever the umask.
+  and which level of it. A directory Stoker writes in for itself (the registry's root, the
+  plan cache) must not be one another user can redirect: with a level they own, or may
+  write (a sticky directory such as /tmp aside: no one else can rename what is ours in it;
+  the user's own group aside), a symlink planted there would lead root's writes anywhere
+  (`/etc/cron.d`).
+- `make_dirs`: a path none of whose levels it makes others may write, whatever the umask;
+  `writable_by_others`: a directory open to them (a sandbox must not be, sticky or not).
 """
 from __future__ import annotations
 
@@ -82,9 +83,15 @@ def untrusted_level(path: str, euid: int | None = None, egid: int | None = None)
 
 
 def _open_to_others(info: os.stat_result, egid: int) -> bool:
-    mode = info.st_mode
-    if mode & stat.S_ISVTX:  # /tmp: others may add their names, never rename ours
+    if info.st_mode & stat.S_ISVTX:  # /tmp: others may add their names, never rename ours
         return False
+    return writable_by_others(info, egid)
+
+
+def writable_by_others(info: os.stat_result, egid: int) -> bool:
+    """Whether users other than its owner may write in it: all others, or a group other than
+    `egid` (the user's own)."""
+    mode = info.st_mode
     return bool(mode & stat.S_IWOTH or (mode & stat.S_IWGRP and info.st_gid != egid))
 
 

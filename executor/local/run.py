@@ -51,7 +51,7 @@ from executor.events import TaskState
 from executor.host.early import EarlyStart
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
-from executor.host.replacefile import make_dirs
+from executor.host.replacefile import make_dirs, writable_by_others
 from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
 from executor.local import planfiles
@@ -110,9 +110,8 @@ def _not_own(path: Path) -> str:
     info = os.stat(path)
     if info.st_uid != os.geteuid():
         return f"belongs to {planfiles.user_name(info.st_uid)}, not {planfiles.user_name(os.geteuid())}"
-    mode = info.st_mode
-    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and info.st_gid != os.getegid()):
-        return f"may be written by other users (mode {stat.S_IMODE(mode):o})"
+    if writable_by_others(info, os.getegid()):  # a sticky one too: others could add names
+        return f"may be written by other users (mode {stat.S_IMODE(info.st_mode):o})"
     return ""
 
 
