@@ -168,15 +168,20 @@ def _dead_but_the_latest(task: Task, name: str, count: int) -> None:
              message=f"the daemons of ended runs or checks ({name}) gone")
 
 
+def _stoker_run(tmp_path: Path, task: Task, processes: dict, health: str | None, mode: str) -> StokerProcess:
+    """`stoker run` of a job of `processes` in the task's sandbox, its cgroups as `mode` says."""
+    config = tmp_path / "escapes.aurora"
+    config.write_text(config_text(processes, health))
+    return StokerProcess(["run", str(config), "--sandbox", str(task.sandbox)], tmp_path,
+                         env={"STOKER_CGROUPS": setting_for(mode)})
+
+
 # ---- fault 8: setsid + env -i ----
 
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_unmarked_daemons_die_with_runs_checks_and_the_task_under_stoker_run(tmp_path, task, busy_host, figures, mode):
-    config = tmp_path / "escapes.aurora"
-    config.write_text(config_text(PROCESSES, HEALTH))
-    run = StokerProcess(["run", str(config), "--sandbox", str(task.sandbox)], tmp_path,
-                        env={"STOKER_CGROUPS": setting_for(mode)})
+    run = _stoker_run(tmp_path, task, PROCESSES, HEALTH, mode)
     try:
         task.learn(run.pid)
         _dead_but_the_latest(task, "spawned.pids", 3)  # two runs failed, each with a daemon
@@ -216,10 +221,7 @@ def test_unmarked_daemons_die_with_the_task_under_stoker_executor(tmp_path, task
 
 
 def test_kill9_of_stoker_run_on_a_busy_host_leaves_no_escaped_daemon(tmp_path, task, busy_host, figures):
-    config = tmp_path / "escapes.aurora"
-    config.write_text(config_text(PROCESSES, HEALTH))
-    run = StokerProcess(["run", str(config), "--sandbox", str(task.sandbox)], tmp_path,
-                        env={"STOKER_CGROUPS": setting_for("cgroup")})
+    run = _stoker_run(tmp_path, task, PROCESSES, HEALTH, "cgroup")
     try:
         task.learn(run.pid)
         for name in ("spawned.pids", "kept.pids", "marked.pids", "tree.pids", "checked.pids",
@@ -244,10 +246,7 @@ def test_a_fork_hopper_dies_with_its_failed_run_on_a_busy_host(tmp_path, task, b
     processes = {"hop": (_hopper("hop", "--exit-after", 0.5, "--exit-code", 1),
                          "max_failures=0, min_duration=60", ""),  # no second run meanwhile
                  "stay": (_fake(), "", "")}  # keeps the task running after the hopper's run
-    config = tmp_path / "hop.aurora"
-    config.write_text(config_text(processes, None))
-    run = StokerProcess(["run", str(config), "--sandbox", str(task.sandbox)], tmp_path,
-                        env={"STOKER_CGROUPS": setting_for(mode)})
+    run = _stoker_run(tmp_path, task, processes, None, mode)
     try:
         task.learn(run.pid)
         wait_for(lambda: any(r.get("process") == "hop" and r.get("outcome") == "FAILED"
@@ -261,10 +260,7 @@ def test_a_fork_hopper_dies_with_its_failed_run_on_a_busy_host(tmp_path, task, b
 def test_a_fork_hopper_a_run_that_exited_0_left_dies_with_the_task(tmp_path, task, busy_host):
     processes = {"hop": (_hopper("hop", "--exit-after", 0.3), "", ""),
                  "stay": (_fake(), "", "")}
-    config = tmp_path / "hop.aurora"
-    config.write_text(config_text(processes, None))
-    run = StokerProcess(["run", str(config), "--sandbox", str(task.sandbox)], tmp_path,
-                        env={"STOKER_CGROUPS": setting_for("cgroup")})
+    run = _stoker_run(tmp_path, task, processes, None, "cgroup")
     try:
         task.learn(run.pid)
         wait_for(lambda: any(r.get("process") == "hop" and r.get("to") == "SUCCESS"
@@ -281,10 +277,7 @@ def test_a_fork_hopper_a_run_that_exited_0_left_dies_with_the_task(tmp_path, tas
 
 def test_a_fork_hopper_dies_when_stoker_is_killed_on_a_busy_host(tmp_path, task, busy_host):
     processes = {"hop": (_hopper("hop"), "", "")}
-    config = tmp_path / "hop.aurora"
-    config.write_text(config_text(processes, None))
-    run = StokerProcess(["run", str(config), "--sandbox", str(task.sandbox)], tmp_path,
-                        env={"STOKER_CGROUPS": setting_for("cgroup")})
+    run = _stoker_run(tmp_path, task, processes, None, "cgroup")
     try:
         task.learn(run.pid)
         wait_for(lambda: (task.sandbox / "hop.pid").exists(), 20, message="the hopper hopping")
