@@ -99,7 +99,7 @@ class CommandRunner:
             with self._lock:
                 self._live[child.pid] = child
             self._reaper.register(child.pid, Watcher(
-                on_exit=lambda pid: self._kill_leftovers(pid, child),
+                on_exit=lambda pid, exit_code: self._kill_leftovers(pid, child),
                 on_reaped=lambda pid, status: self._exited(child, status)))
         return child
 

@@ -17,7 +17,6 @@ Called on the reaper thread; `runs` and `lock` are the supervisor's.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 
@@ -37,10 +36,10 @@ class Drains:
         self._lock = lock
         self._post_exit = post_exit
 
-    def top_exited(self, child: RunChild) -> None:
-        """The top of `child` exited (its zombie unreaped): the run drains, or what it left
-        is SIGKILLed now."""
-        killed = self._containment.top_exited(child, drain=child.termed, succeeded=_exited_zero(child.pid))
+    def top_exited(self, child: RunChild, exit_code: int | None) -> None:
+        """The top of `child` exited (its zombie unreaped; `exit_code` None: a signal ended
+        it): the run drains, or what it left is SIGKILLed now (or kept: it exited 0)."""
+        killed = self._containment.top_exited(child, drain=child.termed, succeeded=exit_code == 0)
         if killed is None:
             with self._lock:
                 child.draining = True
@@ -66,12 +65,3 @@ class Drains:
                 self._containment.end_drain(child)
             if child.adopted and status is not None:
                 self._post_exit(child, status)
-
-
-def _exited_zero(pid: int) -> bool:
-    """Whether the unreaped child `pid` exited with status 0 (its zombie stays unreaped)."""
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return info is not None and info.si_code == os.CLD_EXITED and info.si_status == 0

@@ -41,8 +41,9 @@ logger = logging.getLogger(__name__)
 
 
 class ChildWatcher(Protocol):
-    def before_reap(self, pid: int) -> None:
-        """The child exited; its zombie still holds the pid (and its process group id)."""
+    def before_reap(self, pid: int, exit_code: int | None) -> None:
+        """The child exited (with `exit_code`; None: a signal ended it); its zombie still
+        holds the pid (and its process group id)."""
 
     def reaped(self, pid: int, status: int) -> None:
         """The child was reaped with this wait status."""
@@ -52,11 +53,11 @@ class ChildWatcher(Protocol):
 class Watcher:
     """A ChildWatcher made of two callables."""
 
-    on_exit: Callable[[int], None] = lambda pid: None
+    on_exit: Callable[[int, int | None], None] = lambda pid, exit_code: None
     on_reaped: Callable[[int, int], None] = lambda pid, status: None
 
-    def before_reap(self, pid: int) -> None:
-        self.on_exit(pid)
+    def before_reap(self, pid: int, exit_code: int | None) -> None:
+        self.on_exit(pid, exit_code)
 
     def reaped(self, pid: int, status: int) -> None:
         self.on_reaped(pid, status)
@@ -181,13 +182,13 @@ class Reaper:
                 continue
             if info is None:
                 continue
-            self._dispatch(info.si_pid)
+            self._dispatch(info.si_pid, info.si_status if info.si_code == os.CLD_EXITED else None)
 
-    def _dispatch(self, pid: int) -> None:
+    def _dispatch(self, pid: int, exit_code: int | None) -> None:
         with self._cond:
             watcher = self._watchers.pop(pid, None)
         if watcher is not None:
-            self._call(watcher.before_reap, pid)
+            self._call(watcher.before_reap, pid, exit_code)
         try:
             got, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:

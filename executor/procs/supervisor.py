@@ -162,7 +162,7 @@ class Supervisor:
         self._containment.enter([child.pid for child in self._early.children()])
 
     def _watch(self, child: RunChild) -> Watcher:
-        return Watcher(on_exit=lambda pid: self._kill_leftovers(child),
+        return Watcher(on_exit=lambda pid, exit_code: self._kill_leftovers(child, exit_code),
                        on_reaped=lambda pid, status: self._run_exited(child, status))
 
     def _contained(self) -> Containment:
@@ -279,9 +279,9 @@ class Supervisor:
 
     # ---- exits (reaper thread) ----
 
-    def _kill_leftovers(self, child: RunChild) -> None:
+    def _kill_leftovers(self, child: RunChild, exit_code: int | None) -> None:
         assert self._drains is not None
-        self._drains.top_exited(child)
+        self._drains.top_exited(child, exit_code)
 
     def _run_exited(self, child: RunChild, status: int) -> None:
         with self._lock:
