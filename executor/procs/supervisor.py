@@ -18,10 +18,11 @@ When a run's top exits, what is left of that run, and whatever in this subtree n
 live claims, is SIGKILLed before the exit is posted (`containment.py`); a run the task
 SIGTERMed drains within its grace instead (`draining.py`), and what a run that exited 0 on
 its own left is kept as the task's daemons (`daemons.py`), stopped with the task
-(`daemons`, `signal_daemons`; a daemon's exit is posted as `DaemonsExited`). Signals reach a run's group, its
-descendants and its marker, found by one walk of this subtree and delivered by pidfd
-(`proctree.py`); a pid that is not provably ours is never signalled. A `/bin/sh` watchdog
-(`watchdog.py`) kills the task when the Stoker process dies, even by SIGKILL.
+(`daemons`, `signal_daemons`; a daemon's exit is posted as `DaemonsExited`). Signals
+reach a run's group, its descendants and its marker, found by one walk of this subtree and
+delivered by pidfd (`proctree.py`); a pid that is not provably ours is never signalled. A
+`/bin/sh` watchdog (`watchdog.py`) kills the task when the Stoker process dies, even by
+SIGKILL; one that could not start is tried again whenever the task is idle.
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW
