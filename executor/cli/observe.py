@@ -7,7 +7,8 @@ WARNING, since every task's logs become readable from there; a host name is serv
 every address it resolves to (`localhost`: 127.0.0.1 and ::1 where /etc/hosts says so), on
 one port. Prints the URL it serves on stdout once listening (`--port 0` picks a free
 port). Exit 0 on Ctrl-C or SIGTERM, 1 when it cannot listen (the port is in use, the
-name resolves to nothing).
+name resolves to nothing) or cannot read the registry (another user's, one it does not
+trust), 2 when this installation lacks waitress.
 
 It logs to stderr (the address it listens on, a request it could not answer, waitress's
 own lines) as `stoker executor` does: text, or JSON with `--log-format json`.
