@@ -32,15 +32,13 @@ logger = logging.getLogger("executor.procs.supervisor")  # its lines read as the
 
 class EarlyRuns:
     def __init__(self, runs: Sequence[EarlyRun], task_marker: str, *,
-                 runs_by_key: dict[tuple[str, int], RunChild] | None = None,
-                 lock: threading.Lock | None = None,
-                 post_exit: Callable[[RunChild, int], None] = lambda child, status: None,
-                 label: str = "") -> None:
+                 runs_by_key: dict[tuple[str, int], RunChild], lock: threading.Lock,
+                 post_exit: Callable[[RunChild, int], None], label: str) -> None:
         """`runs_by_key`, `lock`, `post_exit`, `label`: the supervisor's runs (under its lock),
         how it posts a run's exit, and its task's name for the log."""
         self._marker = task_marker
-        self._runs = runs_by_key if runs_by_key is not None else {}
-        self._lock = lock or threading.Lock()
+        self._runs = runs_by_key
+        self._lock = lock
         self._post_exit = post_exit
         self._label = label
         self._waiting: dict[tuple[str, int], tuple[RunChild, EarlyRun]] = {}
