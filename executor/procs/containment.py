@@ -236,7 +236,7 @@ class Containment:
 
     # ---- signals ----
 
-    def top_exited(self, child: RunChild, drain: bool, succeeded: bool = False) -> int | None:
+    def top_exited(self, child: RunChild, drain: bool, succeeded: bool) -> int | None:
         """`child`'s top, a run's, exited (its zombie unreaped). With `drain` (the run was
         SIGTERMed) and something of it left, returns None and kills nothing: it drains.
         Otherwise `run_ended`. A SIGTERMed run with nothing left (a stop's usual case) is
