@@ -193,7 +193,7 @@ class Containment:
         groups = frozenset({child.pid}) if self._walk else frozenset()
         return bool(proctree.select(procs, Scope(markers=(child.marker_entry,), live_groups=groups)))
 
-    def _sorted(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> tuple[list[int], list[int]]:
+    def _unclaimed_and_kept(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> tuple[list[int], list[int]]:
         """The unclaimed processes of `procs` and the kept ones, each parents first."""
         if not self._walk:
             return [], []  # a host-wide scan: an unmarked process there may be anyone's
@@ -214,7 +214,7 @@ class Containment:
         return out, daemons
 
     def _unclaimed(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> list[int]:
-        return self._sorted(procs, registered)[0]
+        return self._unclaimed_and_kept(procs, registered)[0]
 
     def _still_unclaimed(self, members: Iterable[int], *, kept: bool | None = False) -> proctree.Check:
         """The re-check after each pidfd is open: still in our subtree (a child of this
@@ -337,7 +337,7 @@ class Containment:
         sent = proctree.send(others, sig, scope, proven=by_group)
         if whole_task:  # and the task's daemons
             chosen = set(pids)
-            unclaimed, kept = self._sorted(procs, registered)
+            unclaimed, kept = self._unclaimed_and_kept(procs, registered)
             extra = [p for p in unclaimed + kept if p not in chosen]
             sent += proctree.send_checked(extra, sig, self._still_unclaimed(procs, kept=None))
         with self._reaper.lock:  # the leader is unreaped while registered: no pid reuse
@@ -370,7 +370,7 @@ class Containment:
         procs, registered, _ = self._members(skip_registered=False)
         live = frozenset(c.pid for c in children if c.pid in registered)
         scope = Scope(markers=(self._entry,), live_groups=live, live_tops=live)
-        unclaimed, kept = self._sorted(procs, registered)
+        unclaimed, kept = self._unclaimed_and_kept(procs, registered)
         return set(proctree.select(procs, scope)) | set(unclaimed) | set(kept)
 
     # ---- the daemons the runs left ----
@@ -387,8 +387,7 @@ class Containment:
             return False
         if self._daemons.alive():
             return True
-        procs, registered, _ = self._members(skip_registered=False)
-        if self._sorted(procs, registered)[1]:  # found, and kept by pid from now on
+        if self._kept_now()[0]:  # found, and kept by pid from now on
             return True
         self._daemons.forget()  # none left to hand the marker on
         return False
@@ -398,6 +397,10 @@ class Containment:
         owner's question, `daemons_alive`, asked just before); returns how many."""
         if not self._walk or not self._daemons:
             return 0
-        procs, registered, _ = self._members(skip_registered=False)
-        kept = self._sorted(procs, registered)[1]
+        kept, procs = self._kept_now()
         return len(proctree.send_checked(kept, sig, self._still_unclaimed(procs, kept=True)))
+
+    def _kept_now(self) -> tuple[list[int], dict[int, ProcInfo]]:
+        """One walk: the kept processes found (parents first), and every process walked."""
+        procs, registered, _ = self._members(skip_registered=False)
+        return self._unclaimed_and_kept(procs, registered)[1], procs
