@@ -265,7 +265,7 @@ class Containment:
         members = self._members(skip_registered=True, skip=frozenset({child.pid}))
         procs, registered, _ = members
         left = [procs[p] for p in self._unclaimed(procs, registered)
-                if KeptDaemons.left_by(procs[p], child.marker_entry)]
+                if KeptDaemons.left_by(procs[p], child.marker_entry, child.pid)]
         if left:
             self._daemons.keep(left, child.marker_entry)
             log_event(logger, logging.INFO, "daemons_kept", task=self._label, top=child.pid,

@@ -19,8 +19,6 @@ import threading
 from executor.procs import proctree
 from executor.procs.proctree import ProcInfo
 
-_RUN_MARKER_PREFIX = b"STOKER_RUN_MARKER="
-
 
 class KeptDaemons:
     def __init__(self) -> None:
@@ -63,13 +61,12 @@ class KeptDaemons:
         return False
 
     @staticmethod
-    def left_by(info: ProcInfo, run_marker_entry: bytes) -> bool:
+    def left_by(info: ProcInfo, run_marker_entry: bytes, top_pid: int) -> bool:
         """Whether an unclaimed process found as a run ends is that run's: it carries the
-        run's marker, or no run marker at all (it cleared its environment). One with another
-        marker is a health command's leftover, not a daemon."""
-        if proctree.has_marker(info.environ, (run_marker_entry,)):
-            return True
-        return _RUN_MARKER_PREFIX not in info.environ
+        run's marker, or is still in its process group (a daemonizer's child that has not
+        left it yet). One that cleared its environment (`env -i`) and left the group cannot
+        be told apart from another run's escape: it is not kept, and dies as one."""
+        return info.pgrp == top_pid or proctree.has_marker(info.environ, (run_marker_entry,))
 
     def alive(self) -> bool:
         """Whether a kept process still lives by its pid (the gone ones are forgotten)."""

@@ -66,9 +66,11 @@ PROCESSES = {
     # A run that leaves a daemon behind and fails; restarted: fault 8, a failed run's exit.
     "spawner": (ESCAPE.format(file="spawned.pids") + "; sleep 0.3; exit 1",
                 "max_failures=0, min_duration=0.5", "spawned.pids"),
-    # A daemonizer: it leaves the daemon and exits 0, which hands the daemon to the task
-    # (as Thermos does): it lives until the task's stop, which SIGTERMs it, or kill -9.
-    "launcher": (ESCAPE.format(file="launched.pids"), "", "launched.pids"),
+    # A daemonizer: it leaves a daemon that keeps its marker and exits 0, which hands the
+    # daemon to the task (as Thermos does): it lives until the task's stop, or kill -9.
+    "launcher": ("setsid sleep 1000 & d=$!; echo $d >> launched.pids; "
+                 "until [ \"$(head -c5 /proc/$d/cmdline 2>/dev/null)\" = sleep ]; do sleep 0.01; done",
+                 "", "launched.pids"),
     # A run whose daemon is orphaned while the run lives: fault 8, the task's kill.
     "keeper": (f"({ESCAPE.format(file='kept.pids')}); exec sleep 1000", "", "kept.pids"),
     # A classic daemon that keeps its marker, and a tree: today's guarantees, unchanged.

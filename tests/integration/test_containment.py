@@ -235,15 +235,19 @@ def test_an_unmarked_setsid_daemon_is_killed_when_its_run_fails(harness):
 
 
 def test_what_a_run_that_exits_0_leaves_is_kept_until_the_task_stops_it(harness):
-    # A daemonizer (Aurora's own e2e job runs one): its daemon left the run's group and marker,
-    # a background job stayed in the group; both outlive the run, as under Thermos, and are
-    # the task's: signalled with its stop, which waits for them.
-    harness.spawn("d", ESCAPE.format(file="d.pids") + "; sleep 1000 & echo $! >> bg.pids; "
-                  "until [ -e go ]; do sleep 0.01; done")
-    kept = harness.pids_in("d.pids") + harness.pids_in("bg.pids", unmarked=False)
+    # A daemonizer (Aurora's own e2e job runs one): its daemon left the run's group but keeps
+    # its marker, a background job stayed in the group; both outlive the run, as under
+    # Thermos, and are the task's: signalled with its stop, which waits for them. An escape
+    # that also cleared its environment cannot be told from another run's: it dies as one.
+    harness.spawn("d", "setsid sleep 1000 & echo $! >> d.pids; sleep 1000 & echo $! >> d.pids; "
+                  + ESCAPE.format(file="e.pids") + "; until [ -e go ]; do sleep 0.01; done")
+    kept = harness.pids_in("d.pids", 2, unmarked=False)
+    escape = harness.pids_in("e.pids")
+    wait_for(lambda: any(os.getsid(p) == p for p in kept), 5, message="the daemon in a session of its own")
     (harness.sandbox / "go").touch()
     assert harness.next_exit().status.exit_code == 0
-    time.sleep(0.05)  # this test is about time: nothing kills them after the exit
+    wait_for(lambda: gone(escape), 1, message="the unmarked escape killed at the exit")
+    time.sleep(0.05)  # this test is about time: nothing kills the daemons after the exit
     assert not gone(kept) and harness.sup.daemons()
     assert set(kept) <= harness.sup.task_pids()
     assert harness.sup.signal_daemons(signal.SIGTERM) == 2
