@@ -246,7 +246,7 @@ AS_ROLE = """
 
 
 @needs_root
-def test_as_root_the_task_runs_as_its_role_with_its_groups_in_a_sandbox_it_owns(open_agent, tmp_path, role_user):
+def test_as_root_the_task_runs_as_its_role_with_its_groups_in_a_sandbox_it_owns(role_user, open_agent, tmp_path):
     # An agent whose umask lets nobody else read its files (077): the role still reads its
     # logs (Aurora's e2e: `aurora task ssh JOB/0 --command='tail -1 .logs/read_env/0/stdout'`),
     # and its processes still start with the agent's umask, as under Thermos.
