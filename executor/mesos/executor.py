@@ -38,6 +38,7 @@ from executor.task.wiring import (
     UnknownUser,
     current_user,
     give_sandbox,
+    keep_logs_readable,
     load_announcer,
     owner_for,
     user_named,
@@ -237,7 +238,7 @@ class StokerExecutor:
                               f"{exc.strerror or exc}") from None
         log_event(logger, logging.INFO, "run_as", task=label, user=user.name, uid=user.uid, gid=user.gid,
                   groups=",".join(map(str, user.groups)), reason="the job's role, as Thermos runs it")
-        return user
+        return attrs.evolve(user, umask=keep_logs_readable())
 
     def _why_not_the_role(self, docker: bool, role: str, me: RunAs) -> str:
         if docker:

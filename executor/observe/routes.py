@@ -7,6 +7,8 @@ The path is split on `/` before each segment is percent-decoded, so a task id ho
 
     /                                          the tasks (HTML)
     /tasks/ID                                  one task (HTML)
+    /task/ID                                   the same page at Thermos' observer's address,
+                                               the one Aurora's scheduler UI links to
     /tasks/ID/processes/NAME/logs?QUERY        one run's log (HTML; `follow=1`: follow it)
     /api/tasks                                 the tasks (JSON, as `stoker ps --all --json`)
     /api/tasks/ID                              one task (JSON)
@@ -149,7 +151,7 @@ def _match(s: list[str], params: dict[str, str]) -> Route:
     match s:
         case [""] | ["tasks"]:
             return TasksPage()
-        case ["tasks", task_id] if task_id:
+        case ["tasks" | "task", task_id] if task_id:
             return TaskPage(task_id)
         case ["tasks", task_id, "processes", name, "logs"] if task_id and name:
             return LogPage(task_id, name, parse_query(params), params.get("follow") == "1")

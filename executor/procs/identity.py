@@ -9,6 +9,12 @@ can still read every process's /proc entries and signal it; the watchdog stays w
 
 A missing user is `UnknownUser`, whose message names it; a sandbox that cannot be given is
 `OSError`. No logging.
+
+`keep_logs_readable()`: under a root executor the supervisor makes the task's logs (root's,
+in the role's sandbox); an agent's umask of 077 or 027 would keep the role from reading
+them, which it can under Thermos (its logs are its own). It keeps only the write bits of
+this process's umask and returns the old one, which the task's processes start with
+(`RunAs.umask`), as Thermos' do.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ class RunAs:
     uid: int
     gid: int
     groups: tuple[int, ...] = ()  # supplementary groups, the primary one included
+    umask: int = -1  # the umask its processes start with; -1: this process's
 
     @property
     def is_self(self) -> bool:
@@ -72,3 +79,12 @@ def give_sandbox(sandbox: Path, user: RunAs) -> None:
     their files there; the supervisor, root, still reaches everything). Raises OSError."""
     os.chown(sandbox, user.uid, user.gid)
     os.chmod(sandbox, 0o700)
+
+
+def keep_logs_readable() -> int:
+    """Keep only the write bits of this process's umask (the files it makes keep their read
+    bits: the logs 0644, their directories 0755, in a sandbox only the role may enter) and
+    return the umask it had."""
+    old = os.umask(0o077)  # meanwhile stricter, never looser, than either
+    os.umask(old & 0o022)
+    return old

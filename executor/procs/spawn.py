@@ -4,7 +4,7 @@ Owns: the per-run environment (`runenv.py`'s: the task env plus `HOME`, the two 
 and `BASH_ENV` when `SANDBOX/.thermos_profile` exists at the run's launch, looked for once
 for the runs a `spawn_many` starts together, so bash sources it first, as in Thermos; the
 early start computes it with the same functions), the user a run
-starts as (`RunAs`: uid, gid and groups set in the child just before exec), the log layout
+starts as (`RunAs`: uid, gid, groups and umask set in the child just before exec), the log layout
 `SANDBOX/.logs/PROCESS/RUN/{stdout,stderr}` and keeping it inside the sandbox (each level and
 each log file is opened through `executor/procs/sandboxfs.py`: relative to the level above,
 never through a symlink, and never blocking on a FIFO a task planted; `LogRoot` keeps
@@ -368,4 +368,5 @@ def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
         user=who.uid if who else None,
         group=who.gid if who else None,
         extra_groups=list(who.groups) if who else None,
+        umask=who.umask if who else -1,
     )

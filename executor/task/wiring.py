@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 
 from config.spec import CheckKind, JobSpec
 from executor.host.session import HostSession
-from executor.procs.identity import RunAs, UnknownUser, current_user, give_sandbox, user_named
+from executor.procs.identity import (
+    RunAs,
+    UnknownUser,
+    current_user,
+    give_sandbox,
+    keep_logs_readable,
+    user_named,
+)
 from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition
@@ -35,7 +42,8 @@ if TYPE_CHECKING:
     from healthcheck.checkers import Checker
     from healthcheck.policy import Attempt
 
-__all__ = ["RunAs", "UnknownUser", "current_user", "give_sandbox", "load_announcer", "owner_for", "user_named"]
+__all__ = ["RunAs", "UnknownUser", "current_user", "give_sandbox", "keep_logs_readable", "load_announcer", "owner_for",
+           "user_named"]
 
 SNOOZE_FILE = ".healthchecksnooze"
 

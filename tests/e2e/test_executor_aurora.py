@@ -16,7 +16,7 @@ from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO, checkpoint_records, kill_leftovers, live, task_pids
-from tests.support.users import needs_root, open_sandbox, throwaway_user
+from tests.support.users import as_user, needs_root, open_sandbox, throwaway_user
 from tests.support.waiting import wait_for
 
 FAKE = REPO / "tests/support/fake_task.py"
@@ -33,8 +33,10 @@ def aurora_data(tmp_path: Path, body: str, *, role: str = ME, name: str = "web",
     return assigned_task(client_json(path, bindings=tuple(bindings)), role=role, name=name, **kw)
 
 
-def launch(sim: AgentSimulator, data: bytes, task_id: str = TID, ports=(), **kw) -> None:
-    sim.launch_executor(EXECUTOR, cwd=sim.sandbox, **kw)
+def launch(sim: AgentSimulator, data: bytes, task_id: str = TID, ports=(), umask: str | None = None,
+           **kw) -> None:
+    argv = EXECUTOR if umask is None else ["/bin/sh", "-c", f'umask {umask} && exec "$@"', "sh", *EXECUTOR]
+    sim.launch_executor(argv, cwd=sim.sandbox, **kw)
     sim.wait_subscribed(timeout_secs=10)
     sim.launch(make_task_info(task_id, data, ports=list(ports)))
 
@@ -230,6 +232,7 @@ AS_ROLE = """
     work = Process(name='work', cmdline='''
       { id -u; id -g; id -G; echo "$HOME $USER $LOGNAME"; } > ids.txt
       touch made-by-task
+      echo hello
       exec sleep 600
     ''')
     jobs = [Service(cluster='devcluster', role='%(role)s', environment='test', name='work',
@@ -243,16 +246,23 @@ AS_ROLE = """
 
 
 @needs_root
-def test_as_root_the_task_runs_as_its_role_with_its_groups_in_a_sandbox_it_owns(open_agent, tmp_path, role_user):
+def test_as_root_the_task_runs_as_its_role_with_its_groups_in_a_sandbox_it_owns(role_user, open_agent, tmp_path):
+    # An agent whose umask lets nobody else read its files (077): the role still reads its
+    # logs (Aurora's e2e: `aurora task ssh JOB/0 --command='tail -1 .logs/read_env/0/stdout'`),
+    # and its processes still start with the agent's umask, as under Thermos.
     user, group = role_user
     sandbox = open_agent.sandbox
-    launch(open_agent, aurora_data(tmp_path, AS_ROLE % dict(role=user.pw_name), role=user.pw_name, name="work"))
+    launch(open_agent, aurora_data(tmp_path, AS_ROLE % dict(role=user.pw_name), role=user.pw_name, name="work"),
+           umask="077")
     running = open_agent.wait_for_state(TID, "TASK_RUNNING", 15)
     assert running.healthy is True  # the shell check ran as the role: it owns made-by-task
     assert (sandbox / f"checked-by-{user.pw_name}").exists()
     info = os.stat(sandbox)
     assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (user.pw_uid, user.pw_gid, 0o700)
-    assert os.stat(sandbox / "made-by-task").st_uid == user.pw_uid
+    made = os.stat(sandbox / "made-by-task")
+    assert (made.st_uid, made.st_mode & 0o777) == (user.pw_uid, 0o600)
+    log = sandbox / ".logs/work/0/stdout"
+    assert wait_for(lambda: as_user(user.pw_uid, user.pw_gid, lambda: read_or_error(log))) == "hello\n"
     uid, gid, groups, names = wait_for(lambda: (sandbox / "ids.txt").read_text().splitlines()
                                        if (sandbox / "ids.txt").exists() else None)
     assert (int(uid), int(gid)) == (user.pw_uid, user.pw_gid)
@@ -264,6 +274,13 @@ def test_as_root_the_task_runs_as_its_role_with_its_groups_in_a_sandbox_it_owns(
     assert not live(pids)
     assert open_agent.wait_exit(10) == 0
     assert f"run_as task=work.0 user={user.pw_name}" in open_agent.executor_log()
+
+
+def read_or_error(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
 
 
 @needs_root

@@ -29,6 +29,7 @@ def get(path: str, query: str = "", host: str = "127.0.0.1:1338", method: str = 
     ("/tasks/web-0-ab12", "", TaskPage("web-0-ab12")),
     ("/tasks/web-0-ab12/", "", TaskPage("web-0-ab12")),
     ("/tasks/a%2Fb", "", TaskPage("a/b")),  # a '/' in an id stays in its segment
+    ("/task/web-0-ab12", "", TaskPage("web-0-ab12")),  # Thermos' address, Aurora's UI links it
     ("/tasks/t/processes/web/logs", "", LogPage("t", "web", LogQuery(), False)),
     ("/tasks/t/processes/web/logs", "run=2&stream=stderr&offset=10&length=5&follow=1",
      LogPage("t", "web", LogQuery(2, "stderr", 10, 5), True)),
@@ -44,7 +45,7 @@ def test_each_page_and_endpoint_is_routed(path, query, expected):
 @pytest.mark.parametrize("path", [
     "/tasks/..", "/tasks/%2E%2E", "/tasks/t/processes/../logs", "/tasks/t/processes/%2e%2e/logs",
     "/etc/passwd", "/tasks/t/processes/web", "/api", "/api/tasks/t/processes/web/logs/x",
-    "relative", "/tasks/a%00b", "/tasks/" + "x" * 2000,
+    "relative", "/tasks/a%00b", "/tasks/" + "x" * 2000, "/task", "/task/t/processes/web/logs",
 ])
 def test_odd_paths_are_not_found(path):
     assert isinstance(got := get(path), Refused) and got.status == 404, got
