@@ -29,6 +29,7 @@ requests. It prints one table (`figure | start | end | per 1,000 events`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -247,10 +248,8 @@ def soak(name: str, secs: float, base: Path) -> Result:
         if observer is not None:
             observer.close()
         run.signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # close() kills what did not stop
             run.wait(60)
-        except subprocess.TimeoutExpired:
-            pass
         run.close()
         kill_leftovers(task_pids(sandbox))
         shutil.rmtree(shm, ignore_errors=True)
