@@ -59,7 +59,7 @@ from executor.task.journal import Journal
 from executor.task.records import HeaderRecord
 from tests.support.agent_sim import make_task_info
 from tests.support.http_server import Reply, ScriptedHTTPServer
-from tests.support.limits import fill, fill_inodes, pids_cgroup, tmpfs
+from tests.support.limits import KEEP_LOG_LINES, fill, fill_inodes, pids_cgroup, tmpfs
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
@@ -291,12 +291,7 @@ from executor.events import ControlReply
 from executor.host.control import ControlServer, ask
 from executor.host.controlwire import KillControl
 
-lines = []
-class Keep(logging.Handler):
-    def emit(self, record):
-        lines.append(record.getMessage())
-logging.getLogger().addHandler(Keep())
-logging.getLogger().setLevel(logging.INFO)
+""" + KEEP_LOG_LINES + r"""
 stoker_dir = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
 server = ControlServer(stoker_dir, lambda request, reply: reply(ControlReply(ok=True, done=True,
                                                                             message="answered")))

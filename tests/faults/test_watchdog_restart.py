@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.limits import pids_cgroup
+from tests.support.limits import KEEP_LOG_LINES, pids_cgroup
 from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.faults
@@ -27,13 +27,7 @@ sys.path.insert(0, sys.argv[3])
 from executor.procs.supervisor import Supervisor
 cg, sandbox = Path(sys.argv[1]), Path(sys.argv[2])
 (cg / "cgroup.procs").write_text(str(os.getpid()))
-lines = []
-class Keep(logging.Handler):
-    def emit(self, record):
-        lines.append(record.getMessage())
-logging.getLogger().addHandler(Keep())
-logging.getLogger().setLevel(logging.INFO)
-
+""" + KEEP_LOG_LINES + r"""
 def alive(pid):
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"

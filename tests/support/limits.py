@@ -20,6 +20,17 @@ import pytest
 
 from tests.support import cgroups
 
+# For a child script run by a test: every log line the child writes, kept in `lines` (INFO
+# and above). Insert it into the script's text after `import logging`.
+KEEP_LOG_LINES = """
+lines = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        lines.append(record.getMessage())
+logging.getLogger().addHandler(Keep())
+logging.getLogger().setLevel(logging.INFO)
+"""
+
 
 @contextlib.contextmanager
 def tmpfs(directory: Path, size: str = "64k", inodes: int | None = None) -> Iterator[Path]:
