@@ -142,3 +142,12 @@ def test_a_sandbox_reached_through_another_user_s_symlink_is_refused(tmp_path):
     assert os.listdir(target) == []  # nothing made there
     os.lchown(link, 0, 0)  # root's own symlink: followed
     assert local_run.make_sandbox(str(link), "job") == target
+
+
+@pytest.mark.parametrize("role, euid, said", [
+    ("www-data", 0, True),  # root runs it as root: Aurora's executor would not
+    ("root", 0, False),  # the role is root's own
+    ("www-data", 1000, False),  # not root: it runs as you, as anything but root must (README "Users")
+])
+def test_running_as_root_under_a_role_that_is_not_roots_is_said(role, euid, said):
+    assert (local_run.role_not_taken(role, euid) is not None) == said
