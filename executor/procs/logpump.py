@@ -6,7 +6,9 @@ Owns: the read ends of the pipes used by processes whose logger needs copying (m
 polling. Reads are big (256 KiB, pipes enlarged to 1 MiB where allowed) so one process
 writing 100 MB fast is kept up with. A stream ends at EOF, which comes once the process and
 everything that inherited its stdout/stderr have exited; the pump then closes the pipe and
-the file.
+the file. At the supervisor's close (every process of the task killed) the pump copies what
+each pipe still holds and closes it, without waiting for an EOF that a writer Stoker could
+not kill would hold back.
 
 Rotation: `stdout` is renamed `stdout.1` (older backups shift to `.2` .. `.N`, the oldest is
 dropped) the moment it reaches `log_size_bytes`. Writes are split at that boundary, so no
@@ -165,7 +167,6 @@ class LogPump:
         self._lock = threading.Lock()
         self._pending: list[_Stream] = []
         self._stopping = False
-        self._force = False
         self._closed = False
         self._console = ConsoleCopy(task_label)  # its thread starts at the first copy
         self._wake_r, self._wake_w = os.pipe()
@@ -175,7 +176,6 @@ class LogPump:
             self._sel = selectors.DefaultSelector()
             try:
                 self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-                self._streams = 0
                 self._thread = threading.Thread(target=self._loop, daemon=True,
                                                 name=f"stoker-logpump-{task_label}")
                 self._thread.start()  # RuntimeError when no thread can start
@@ -208,16 +208,15 @@ class LogPump:
             pass  # already has wake-ups pending
 
     def stop(self, drain_secs: float = 0.5) -> None:
-        """Let the pump finish open streams for up to `drain_secs`, then close the rest."""
+        """The task's processes are gone: copy what each pipe still holds and close them all,
+        without waiting for more to come (a pipe still open once they are gone is held by
+        something Stoker could not kill, which it waited 0.5 s for at every close).
+        `drain_secs` bounds only copies that cannot be written (a file system that hangs, a
+        console that does not read)."""
         with self._lock:
             self._stopping = True
             self._wake()
         self._thread.join(drain_secs)
-        if self._thread.is_alive():
-            with self._lock:
-                self._force = True
-                self._wake()
-            self._thread.join(0.5)
         self._console.close(drain_secs=drain_secs)
 
     def _loop(self) -> None:
@@ -230,9 +229,10 @@ class LogPump:
                     else:
                         self._pump(key.data)
                 with self._lock:
-                    done = self._force or (self._stopping and self._streams == 0
-                                           and not self._pending)
-                if done:
+                    stopping = self._stopping
+                if stopping:
+                    self._take_pending()
+                    self._copy_what_is_left()
                     break
         except Exception as e:  # a bug here must not leave pipes to fill up silently
             log_event(logger, logging.ERROR, "log_pump_failed", task=self._label,
@@ -250,7 +250,6 @@ class LogPump:
             pending, self._pending = self._pending, []
         for stream in pending:
             self._sel.register(stream.read_fd, selectors.EVENT_READ, stream)
-            self._streams += 1
 
     def _pump(self, stream: _Stream) -> None:
         try:
@@ -263,8 +262,28 @@ class LogPump:
             stream.deliver(data)
             return
         self._sel.unregister(stream.read_fd)
-        self._streams -= 1
         stream.close()
+
+    def _copy_what_is_left(self) -> None:
+        """Read each stream until its pipe is empty or at EOF, and at most a pipe's worth (a
+        writer that outlived the kill could fill it for ever)."""
+        for key in list(self._sel.get_map().values()):
+            stream = key.data
+            if stream is None:
+                continue
+            os.set_blocking(stream.read_fd, False)
+            left = PIPE_BYTES
+            while left > 0:
+                try:
+                    data = os.read(stream.read_fd, min(READ_BYTES, left))
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                stream.deliver(data)
+                left -= len(data)
 
     def _shutdown(self) -> None:
         for key in list(self._sel.get_map().values()):
