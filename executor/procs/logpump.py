@@ -12,11 +12,12 @@ not kill would hold back.
 
 Rotation: `stdout` is renamed `stdout.1` (older backups shift to `.2` .. `.N`, the oldest is
 dropped) the moment it reaches `log_size_bytes`. Writes are split at that boundary, so no
-file ever exceeds the size (Thermos overshoots by one read). Every rename and the new file's
-open act on the run directory's fd, taken at spawn (`src_dir_fd=`/`dst_dir_fd=`/`dir_fd=`),
-never on a path: a task that swaps its run directory for a symlink mid-run cannot make the
-pump write, rename or delete anywhere else, and the new file is opened through
-`executor/procs/sandboxfs.py`, so a FIFO raced into its place is refused, never waited on.
+file ever exceeds the size (Thermos overshoots by one read), and never inside a UTF-8
+character (`LogFile`). Every rename and the new file's open act on the run directory's fd,
+taken at spawn (`src_dir_fd=`/`dst_dir_fd=`/`dir_fd=`), never on a path: a task that swaps
+its run directory for a symlink mid-run cannot make the pump write, rename or delete
+anywhere else, and the new file is opened through `executor/procs/sandboxfs.py`, so a FIFO
+raced into its place is refused, never waited on.
 
 Never raises into callers; a file that cannot be written (a full disk, no inode or
 descriptor for a rotation's new file) is reported once at ERROR and its data dropped, so the
@@ -50,7 +51,14 @@ PIPE_BYTES = 1024 * 1024
 
 class LogFile:
     """An append-only log file `name` in the directory `dir_fd` (the caller keeps its fd;
-    `path` names the file in messages), rotated at `max_bytes` when it is given."""
+    `path` names the file in messages), rotated at `max_bytes` when it is given.
+
+    A rotating file is never cut inside a UTF-8 character (a character cut by a rotation
+    showed as U+FFFD on both sides in `stoker tail` and the observer): a write that fills
+    the file stops before the character the boundary falls in, which starts the next file,
+    and the last bytes of a write that end inside a character wait for the next write (or
+    the close) so that its rest comes with them. A file may thus end up to 3 bytes short of
+    `max_bytes`; output that is not UTF-8 is cut at the size, as before."""
 
     def __init__(self, dir_fd: int, name: str, path: Path, max_bytes: int | None = None,
                  backups: int = 0) -> None:
@@ -59,6 +67,7 @@ class LogFile:
         self.max_bytes = max_bytes if max_bytes and max_bytes > 0 else None
         self.backups = max(1, backups)
         self.dir_fd = -1
+        self._held = b""  # a rotating file: the start of a character the next write ends
         # Raises OSError (UnsafePath for a FIFO, symlink...): the caller's SpawnError.
         self.fd = sandboxfs.open_regular(name, LOG_FLAGS, dir_fd=dir_fd)
         try:
@@ -72,11 +81,22 @@ class LogFile:
     def write(self, data: bytes) -> None:
         """Append `data`, rotating first where it would pass `max_bytes`. Raises OSError (a
         full disk); the next write tries again, a rotation that failed half-way included."""
-        view = memoryview(data)
+        if self.max_bytes is not None:
+            data = self._held + data
+            whole = character_start(data, len(data))
+            data, self._held = data[:whole], data[whole:]
+        self._write(memoryview(data))
+
+    def _write(self, view: memoryview) -> None:
         while view:
             if self.fd < 0 or (self.max_bytes is not None and self.size >= self.max_bytes):
                 self._rotate()
             room = len(view) if self.max_bytes is None else self.max_bytes - self.size
+            if self.max_bytes is not None and room <= len(view):  # this write fills the file
+                room = character_start(view, room) or (room if self.size == 0 else 0)
+                if room == 0:  # not one more whole character fits: the next file has it
+                    self._rotate()
+                    continue
             chunk = view[:room]
             try:
                 write_all(self.fd, chunk)
@@ -102,12 +122,30 @@ class LogFile:
         self.size = os.fstat(self.fd).st_size  # 0, unless a failed rename left it in place
 
     def close(self) -> None:
+        """Write what is held (a character its process never ended) and close."""
+        held, self._held = self._held, b""
+        if held:
+            with contextlib.suppress(OSError):
+                self._write(memoryview(held))
         fd, dir_fd = self.fd, self.dir_fd
         self.fd = self.dir_fd = -1
         if dir_fd >= 0:
             sandboxfs.close(dir_fd)
         if fd >= 0:
             os.close(fd)
+
+
+def character_start(data: memoryview | bytes, cut: int) -> int:
+    """`cut`, or where the UTF-8 character that `data[:cut]` ends inside of begins (a lead
+    byte among its last 3 bytes whose character needs more bytes than are left before the
+    cut). Bytes that are not UTF-8 are cut where they are."""
+    for back in range(1, min(3, cut) + 1):
+        byte = data[cut - back]
+        if 0x80 <= byte < 0xC0:  # a continuation byte: the lead is further back
+            continue
+        need = 2 if 0xC0 <= byte < 0xE0 else 3 if 0xE0 <= byte < 0xF0 else 4 if 0xF0 <= byte < 0xF8 else 1
+        return cut - back if need > back else cut
+    return cut
 
 
 class _Stream:

@@ -187,3 +187,32 @@ def test_close_copies_what_the_pipes_hold_without_waiting_for_a_writer_that_outl
         os.close(console_r)
         os.close(console_w)
         os.close(run_dir)
+
+
+EURO = "€".encode()  # e2 82 ac
+CHARACTER_CUTS = {
+    "a write that would fill the file inside a character": (
+        [b"a" * 9 + EURO + b"b"], [b"a" * 9, EURO + b"b"]),
+    "a character begun by one write and ended by the next, at the boundary": (
+        [b"a" * 8 + EURO[:1], EURO[1:] + b"b"], [b"a" * 8, EURO + b"b"]),
+    "a character that ends the file exactly stays in it": ([b"a" * 7 + EURO + b"b"], [b"a" * 7 + EURO, b"b"]),
+    "bytes that are not UTF-8 are cut at the size": ([b"\xff" * 25], [b"\xff" * 10] * 2 + [b"\xff" * 5]),
+    "a character its process never ended is written at the close": ([b"ab" + EURO[:2]], [b"ab" + EURO[:2]]),
+}
+
+
+@pytest.mark.parametrize("writes, files", CHARACTER_CUTS.values(), ids=CHARACTER_CUTS)
+def test_a_rotation_never_cuts_a_utf8_character(tmp_path: Path, writes: list[bytes], files: list[bytes]) -> None:
+    """The pump cut at exactly log_size: a character across the boundary showed as U+FFFD at
+    the end of one file and the start of the next (`stoker tail`, the observer's page)."""
+    run_dir = _open_dir(tmp_path / "run")
+    log = LogFile(run_dir, "stdout", tmp_path / "run/stdout", max_bytes=10, backups=5)
+    try:
+        for data in writes:
+            log.write(data)
+    finally:
+        log.close()
+        os.close(run_dir)
+    names = [f"stdout.{n}" for n in range(len(files) - 1, 0, -1)] + ["stdout"]
+    assert [(tmp_path / "run" / name).read_bytes() for name in names] == files
+    assert not (tmp_path / "run" / f"stdout.{len(files)}").exists()
