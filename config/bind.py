@@ -26,6 +26,7 @@ from config import spec
 from config.announcer import AnnouncerSpec
 from config.errors import BindError, ConfigError, cut, join_problems
 from config.loader import check_job
+from config.order import order_graph, slot_trap
 from config.portmap import port_names
 from config.schema import HealthCheckConfig, HttpHealthChecker, Job, MesosContext, ThermosContext
 from config.templates import expand, flatten, holds_templates, raw
@@ -111,14 +112,25 @@ def _key(tree: dict[str, Any]) -> str:
 
 def _job_spec(job: dict[str, Any], *, instance: int, ports: dict[str, int], task_id: str) -> spec.JobSpec:
     health = _health_spec(job["health_check_config"], ports)
+    task = _task_spec(job["task"])
     return spec.JobSpec(
         role=job["role"], environment=job["environment"], cluster=job["cluster"], name=job["name"],
-        instance=instance, task_id=task_id, task=_task_spec(job["task"]), health=health,
+        instance=instance, task_id=task_id, task=task, health=health,
         lifecycle=_lifecycle_spec(job["lifecycle"], ports),
         service=job["service"], max_task_failures=job["max_task_failures"], ports=ports,
         announce=AnnouncerSpec.from_plain(job["announce"]) if job.get("announce") else None,
-        warnings=tuple(_health_warnings(job["health_check_config"], health)),
+        warnings=tuple(_health_warnings(job["health_check_config"], health) + _slot_warnings(task)),
     )
+
+
+def _slot_warnings(task: spec.TaskSpec) -> list[str]:
+    """Ephemeral processes that take every max_concurrency slot before a process the task
+    waits for (`config.order.slot_trap`): the task would wait for ever if they never end."""
+    regular = [p for p in task.processes if not p.final]
+    names = {p.name for p in regular}
+    graph = order_graph(((p.name, False) for p in regular), [c for c in task.constraints if set(c) <= names])
+    trap = slot_trap(((p.name, p.ephemeral) for p in regular), graph.deps, task.max_concurrency)
+    return [trap.describe()] if trap is not None and not graph.problems else []
 
 
 def _health_warnings(hc: dict[str, Any], health: spec.HealthSpec) -> list[str]:

@@ -7,7 +7,9 @@ processes of the task; a constraint does not mix final and regular processes (th
 different stages); as in Thermos, no process waits for a daemon (it never finishes for
 good) and no process the task waits for waits for an ephemeral one (the task does not wait
 for it); the constraints form no cycle. Each broken rule is one typed problem, and
-`describe()` is the one sentence for it. Pure: no I/O, no logging.
+`describe()` is the one sentence for it. `slot_trap()` finds ephemeral processes that would
+take every `max_concurrency` slot before a process the task waits for (a warning, not a
+refusal: Thermos runs such a job too). Pure: no I/O, no logging.
 """
 from __future__ import annotations
 
@@ -127,6 +129,59 @@ def _never_done(index: int, chain: tuple[str, ...], daemons: Collection[str],
         if before in ephemerals and after not in ephemerals:
             return NeverDone(index, chain, before, after, "ephemeral")
     return None
+
+
+@attrs.frozen(slots=True)
+class SlotTrap:
+    """Under max_concurrency = `limit`, the ephemeral processes `holding` start before
+    `starved` (processes the task waits for) and take every slot: if they never end, those
+    never start and the task never finishes. Thermos has the same trap."""
+
+    limit: int
+    holding: tuple[str, ...]
+    starved: tuple[str, ...]
+
+    def describe(self, task_path: str = "job.task") -> str:
+        one = len(self.holding) == 1
+        holding = ", ".join(map(show, self.holding))
+        starved = ", ".join(map(show, self.starved[:5])) + (", ..." if len(self.starved) > 5 else "")
+        slot = "the only slot" if self.limit == 1 else "every slot"
+        return (f"{task_path}.max_concurrency = {self.limit}: ephemeral "
+                + (f"process {holding} starts before {starved} and holds {slot} while it runs; if "
+                   "it never ends, " if one else
+                   f"processes {holding} start before {starved} and hold {slot} while they run; if "
+                   "they never end, ")
+                + f"{starved} never {'starts' if len(self.starved) == 1 else 'start'} and the task "
+                f"never finishes (as under Thermos): raise max_concurrency to {len(self.holding) + 1} "
+                "or more, or list the processes the task waits for first")
+
+
+def slot_trap(processes: Iterable[tuple[str, bool]], deps: dict[str, tuple[str, ...]],
+              limit: int) -> SlotTrap | None:
+    """Whether ephemeral processes take every slot of `limit` (0: no limit) before a process
+    the task waits for starts. `processes`: (name, ephemeral) of the regular stage in task
+    order, `deps` their predecessors (`order_graph`). In rounds: what may start starts as
+    the planner starts it, in task order while a slot is free; then every regular process
+    running ends (an ephemeral one never does), and the next round begins."""
+    if limit <= 0:
+        return None
+    listed = list(processes)
+    ephemeral = {name for name, is_ephemeral in listed if is_ephemeral}
+    waiting, done = [name for name, _ in listed], set()
+    holding: list[str] = []  # ephemeral processes started: each holds its slot for ever
+    while True:
+        running: list[str] = []  # regular processes started this round: they end before the next
+        for name in list(waiting):
+            if len(holding) + len(running) >= limit:
+                break
+            if all(d in done for d in deps.get(name, ())):
+                waiting.remove(name)
+                (holding if name in ephemeral else running).append(name)
+        if not running:
+            break
+        done.update(running)
+    starved = tuple(n for n in waiting if n not in ephemeral)
+    return SlotTrap(limit, tuple(holding), starved) if starved and len(holding) >= limit else None
 
 
 def find_cycle(edges: dict[str, list[str]]) -> tuple[str, ...] | None:

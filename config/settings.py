@@ -369,7 +369,8 @@ class RunSettings:
              "waits included (default: those waits, then the task's finalization_wait)")
     restart_backoff_secs: float = setting(flag="--restart-backoff", parse=parse_secs, default=1.0, metavar="SECS",
                                           help="delay before restarting a task that ended quickly; doubles "
-                                               "with each quick end (default 1)")
+                                               "with each quick end (default 1; 0: at once, then "
+                                               "from 0.1)")
     restart_backoff_max_secs: float = setting(flag="--restart-backoff-max", parse=parse_secs, default=60.0,
                                               metavar="SECS", help="the largest restart delay (default 60)")
     keep_attempts: int = setting(flag="--keep-attempts", parse=parse_instance, default=20, metavar="N",

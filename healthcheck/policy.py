@@ -6,7 +6,7 @@ logs or does any other I/O; the caller runs the checks and logs the verdicts. `A
 `AttemptOutcome`, `HealthState` and `Verdict` are the fixed interface other modules use.
 
 With m = ceil(initial_interval_secs / interval_secs) grace attempts and a budget of
-n = m + max_consecutive_failures + min_consecutive_successes attempts::
+n = m + max_consecutive_failures + need attempts::
 
                  need consecutive passes (PASSED or SNOOZED)
       STARTING ------------------------------------------------> RUNNING
@@ -19,7 +19,10 @@ n = m + max_consecutive_failures + min_consecutive_successes attempts::
 
 A failure among the first m attempts is ignored (not counted), also after RUNNING, but it
 still uses up one of the n attempts. need = max(1, min_consecutive_successes): as in Aurora,
-0 still needs one pass.
+0 still needs one pass, and the budget has room for it (with min_consecutive_successes in n,
+0 and max_consecutive_failures = 0 made n = m: a task failed at attempt m, every failure
+ignored by grace and not one attempt after it; Aurora's deadline, one check late, gives that
+pass attempt m + 1, as Stoker now does; 0 is 1 in every respect).
 
 Where Stoker differs from Aurora (docs/aurora.md §11): Aurora checks its deadline before a check and
 so allows up to n + 1 checks, and its fail-fast rule skips the last attempts; Stoker fails at
@@ -147,8 +150,8 @@ class HealthPolicy:
         self._max_failures = max_consecutive_failures
         self._min_successes = min_consecutive_successes
         self._m = grace_attempts(initial_interval_secs, interval_secs)
-        self._n = self._m + max_consecutive_failures + min_consecutive_successes
         self._need = max(1, min_consecutive_successes)
+        self._n = self._m + max_consecutive_failures + self._need
         self._attempts = 0
         self._failures = 0
         self._successes = 0

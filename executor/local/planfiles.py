@@ -230,6 +230,14 @@ def user_name(uid: int) -> str:
         return f"uid {uid}"
 
 
+def root_name() -> str:
+    """uid 0's name in the password database (`root` where it has none)."""
+    try:
+        return pwd.getpwuid(0).pw_name
+    except KeyError:
+        return "root"
+
+
 def login_name(environ: Mapping[str, str]) -> str:
     """The user's login name as `getpass.getuser()` finds it (LOGNAME, USER, LNAME or
     USERNAME, else the password database's name for the real uid), without loading getpass

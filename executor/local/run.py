@@ -273,6 +273,8 @@ class LocalRun:
             self._warn(warning)
         for note in plan.notes:
             self._out.write(f"stoker run: {note}\n")
+        if as_root := role_not_taken(plan.spec.role, os.geteuid()):
+            self._warn(as_root)
         env = dict(self._environ)
         pop_secrets(env)  # a token from an outer executor never reaches the task
         env["MESOS_SANDBOX"] = str(sandbox)
@@ -362,6 +364,15 @@ def _said(ended: Ended, event: str, reason: str, line: str | None = None,
     log_event(logger, level, event, task=ended.console.label, state=update.state.value, **fields,
               reason=reason)
     ended.console.line("stoker", line if line is not None else f"{update.state.value}: {reason}")
+
+
+def role_not_taken(role: str, euid: int) -> str | None:
+    """Run as root, the task runs as root whatever its role (README "Users"), where Aurora
+    would run it as the role's user: a line says so, since root is what it then gets."""
+    if euid != 0 or role == planfiles.root_name():
+        return None
+    return (f"running as root: the task's processes run as root, not as the job's role {role!r} "
+            "(as Aurora's executor, and `stoker executor`, would run them)")
 
 
 def _warn_ports_taken(ports: Mapping[str, int], ended: Ended) -> None:

@@ -9,7 +9,10 @@ again. Pure: no I/O, no clock of its own, no logging.
 
 Back-off doubles with each quick end (base, 2·base, 4·base, ... up to max); a task that
 stayed up for `reset_after_secs` restarts at once and resets the back-off, so a flapping
-service cannot spin the machine while a crash after a long healthy run costs nothing.
+service cannot spin the machine while a crash after a long healthy run costs nothing. A base
+of 0 restarts the first quick end at once and doubles from ZERO_BASE_NEXT_SECS after it (0
+doubled stays 0: a service that exited at once restarted tens of times a second for ever,
+and the max was never reached); only a max of 0 too never waits.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from config.words import number
 from executor.events import TaskState
 
 MAX_DOUBLINGS = 1000  # past any back-off's max: 2.0 ** 1000 times the smallest base a flag takes
+ZERO_BASE_NEXT_SECS = 0.1  # a base of 0: the delay after the second quick end in a row, doubling on
 
 
 @attrs.frozen(slots=True)
@@ -80,10 +84,20 @@ class ServiceRules:
             self._quick_ends = 0
             return Restart(0.0, f"{why}; it ran {uptime_secs:.1f} s, restarting now")
         self._quick_ends += 1
+        delay = self._delay()
+        return Restart(delay, f"{why}; restarting in {_secs(delay)} s (quick end {self._quick_ends})")
+
+    def _delay(self) -> float:
+        """base · 2^(k-1) for the k-th quick end in a row, up to max; a base of 0 is 0 for the
+        first, then doubles from ZERO_BASE_NEXT_SECS."""
+        base, doublings = self._base, self._quick_ends - 1
+        if base == 0:
+            if doublings == 0:
+                return 0.0
+            base, doublings = ZERO_BASE_NEXT_SECS, doublings - 1
         # the exponent is capped: 2 ** 1024 is past a float (a service that ended quickly
         # 1,025 times in a row, 17 hours of flapping at the default 60 s, stopped `stoker run`)
-        delay = min(self._max, self._base * 2.0 ** min(self._quick_ends - 1, MAX_DOUBLINGS))
-        return Restart(delay, f"{why}; restarting in {_secs(delay)} s (quick end {self._quick_ends})")
+        return min(self._max, base * 2.0 ** min(doublings, MAX_DOUBLINGS))
 
 
 def _secs(secs: float) -> str:

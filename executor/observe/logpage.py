@@ -5,9 +5,13 @@ with links to the range before and after, to the latest bytes, to the process's 
 and streams (rotated parts included), and to follow mode.
 
 Follow mode, `follow=1`: without JavaScript the page reloads itself every
-`REFRESH_SECS` (a `<noscript>` refresh) showing from the same offset, so what was shown
-stays and what is new is added below, until the range would pass `MAX_CHUNK_BYTES`: then
-it shows the latest bytes again (the latest run's, once a newer run has begun). With
+`REFRESH_SECS` (a `<noscript>` refresh) showing from the same offset of the same file, so
+what was shown stays and what is new is added below, until the range would pass
+`MAX_CHUNK_BYTES`: then it shows the latest bytes again (the latest run's, once a newer run
+has begun). The reload names the file it shows, as the script does: once a rotation moved
+it aside, the page shows it to its end, then each file written after it in turn, from its
+start (it reloaded the same offset of whatever file had the name, and never showed what
+the file held last). With
 JavaScript (`assets.FOLLOW_SCRIPT`) nothing is reloaded: the script fetches only the bytes
 after the last one shown, naming the file and run directory it holds, and appends them,
 keeping the last `assets.KEEP_CHARS` characters in the page; the server goes on from there
@@ -30,15 +34,21 @@ def _link(c: LogChunk, text: str, **params: object) -> str:
 
 
 def refresh_url(c: LogChunk) -> str:
-    """Where a followed page reloads to without JavaScript: the same start while the range
-    stays under the cap, else the latest bytes."""
-    if c.end >= c.size and c.runs and c.runs[-1] > c.run:  # a newer run has begun
+    """Where a followed page reloads to without JavaScript: the same start of the same file
+    (named, so that a rotation meanwhile shows the rest of it, now a backup) while the range
+    stays under the cap; a rotated file shown to its end: the file written after it, from its
+    start; else the latest bytes (the latest run's, once a newer run has begun)."""
+    file, run_dir = c.file or None, c.run_dir or None
+    at_end = c.end >= c.size
+    if at_end and c.rotated:  # a file rotated aside, shown to its end: the one after it
+        return log_url(c.task_id, c.process, run=c.run, stream=c.stream, follow=1, offset=c.end,
+                       length=MAX_CHUNK_BYTES, file=file, dir=run_dir) + "#end"
+    if at_end and c.runs and c.runs[-1] > c.run:  # a newer run has begun
         return log_url(c.task_id, c.process, stream=c.stream, follow=1) + "#end"
-    reaches_end = c.end >= c.size and c.size - c.start < MAX_CHUNK_BYTES
-    offset = c.start if reaches_end else None
-    length = MAX_CHUNK_BYTES if reaches_end else None
-    return log_url(c.task_id, c.process, run=c.run, stream=c.stream, follow=1, offset=offset,
-                   length=length) + "#end"
+    if at_end and c.size - c.start < MAX_CHUNK_BYTES:
+        return log_url(c.task_id, c.process, run=c.run, stream=c.stream, follow=1, offset=c.start,
+                       length=MAX_CHUNK_BYTES, file=file, dir=run_dir) + "#end"
+    return log_url(c.task_id, c.process, run=c.run, stream=c.stream, follow=1) + "#end"
 
 
 def _pager(c: LogChunk, follow: bool) -> str:

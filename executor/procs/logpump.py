@@ -6,15 +6,18 @@ Owns: the read ends of the pipes used by processes whose logger needs copying (m
 polling. Reads are big (256 KiB, pipes enlarged to 1 MiB where allowed) so one process
 writing 100 MB fast is kept up with. A stream ends at EOF, which comes once the process and
 everything that inherited its stdout/stderr have exited; the pump then closes the pipe and
-the file.
+the file. At the supervisor's close (every process of the task killed) the pump copies what
+each pipe still holds and closes it, without waiting for an EOF that a writer Stoker could
+not kill would hold back.
 
 Rotation: `stdout` is renamed `stdout.1` (older backups shift to `.2` .. `.N`, the oldest is
 dropped) the moment it reaches `log_size_bytes`. Writes are split at that boundary, so no
-file ever exceeds the size (Thermos overshoots by one read). Every rename and the new file's
-open act on the run directory's fd, taken at spawn (`src_dir_fd=`/`dst_dir_fd=`/`dir_fd=`),
-never on a path: a task that swaps its run directory for a symlink mid-run cannot make the
-pump write, rename or delete anywhere else, and the new file is opened through
-`executor/procs/sandboxfs.py`, so a FIFO raced into its place is refused, never waited on.
+file ever exceeds the size (Thermos overshoots by one read), and never inside a UTF-8
+character (`LogFile`). Every rename and the new file's open act on the run directory's fd,
+taken at spawn (`src_dir_fd=`/`dst_dir_fd=`/`dir_fd=`), never on a path: a task that swaps
+its run directory for a symlink mid-run cannot make the pump write, rename or delete
+anywhere else, and the new file is opened through `executor/procs/sandboxfs.py`, so a FIFO
+raced into its place is refused, never waited on.
 
 Never raises into callers; a file that cannot be written (a full disk, no inode or
 descriptor for a rotation's new file) is reported once at ERROR and its data dropped, so the
@@ -48,7 +51,14 @@ PIPE_BYTES = 1024 * 1024
 
 class LogFile:
     """An append-only log file `name` in the directory `dir_fd` (the caller keeps its fd;
-    `path` names the file in messages), rotated at `max_bytes` when it is given."""
+    `path` names the file in messages), rotated at `max_bytes` when it is given.
+
+    A rotating file is never cut inside a UTF-8 character (a character cut by a rotation
+    showed as U+FFFD on both sides in `stoker tail` and the observer): a write that fills
+    the file stops before the character the boundary falls in, which starts the next file,
+    and the last bytes of a write that end inside a character wait for the next write (or
+    the close) so that its rest comes with them. A file may thus end up to 3 bytes short of
+    `max_bytes`; output that is not UTF-8 is cut at the size, as before."""
 
     def __init__(self, dir_fd: int, name: str, path: Path, max_bytes: int | None = None,
                  backups: int = 0) -> None:
@@ -57,6 +67,7 @@ class LogFile:
         self.max_bytes = max_bytes if max_bytes and max_bytes > 0 else None
         self.backups = max(1, backups)
         self.dir_fd = -1
+        self._held = b""  # a rotating file: the start of a character the next write ends
         # Raises OSError (UnsafePath for a FIFO, symlink...): the caller's SpawnError.
         self.fd = sandboxfs.open_regular(name, LOG_FLAGS, dir_fd=dir_fd)
         try:
@@ -70,11 +81,22 @@ class LogFile:
     def write(self, data: bytes) -> None:
         """Append `data`, rotating first where it would pass `max_bytes`. Raises OSError (a
         full disk); the next write tries again, a rotation that failed half-way included."""
-        view = memoryview(data)
+        if self.max_bytes is not None:
+            data = self._held + data
+            whole = character_start(data, len(data))
+            data, self._held = data[:whole], data[whole:]
+        self._write(memoryview(data))
+
+    def _write(self, view: memoryview) -> None:
         while view:
             if self.fd < 0 or (self.max_bytes is not None and self.size >= self.max_bytes):
                 self._rotate()
             room = len(view) if self.max_bytes is None else self.max_bytes - self.size
+            if self.max_bytes is not None and room <= len(view):  # this write fills the file
+                room = character_start(view, room) or (room if self.size == 0 else 0)
+                if room == 0:  # not one more whole character fits: the next file has it
+                    self._rotate()
+                    continue
             chunk = view[:room]
             try:
                 write_all(self.fd, chunk)
@@ -100,12 +122,30 @@ class LogFile:
         self.size = os.fstat(self.fd).st_size  # 0, unless a failed rename left it in place
 
     def close(self) -> None:
+        """Write what is held (a character its process never ended) and close."""
+        held, self._held = self._held, b""
+        if held:
+            with contextlib.suppress(OSError):
+                self._write(memoryview(held))
         fd, dir_fd = self.fd, self.dir_fd
         self.fd = self.dir_fd = -1
         if dir_fd >= 0:
             sandboxfs.close(dir_fd)
         if fd >= 0:
             os.close(fd)
+
+
+def character_start(data: memoryview | bytes, cut: int) -> int:
+    """`cut`, or where the UTF-8 character that `data[:cut]` ends inside of begins (a lead
+    byte among its last 3 bytes whose character needs more bytes than are left before the
+    cut). Bytes that are not UTF-8 are cut where they are."""
+    for back in range(1, min(3, cut) + 1):
+        byte = data[cut - back]
+        if 0x80 <= byte < 0xC0:  # a continuation byte: the lead is further back
+            continue
+        need = 2 if 0xC0 <= byte < 0xE0 else 3 if 0xE0 <= byte < 0xF0 else 4 if 0xF0 <= byte < 0xF8 else 1
+        return cut - back if need > back else cut
+    return cut
 
 
 class _Stream:
@@ -165,7 +205,6 @@ class LogPump:
         self._lock = threading.Lock()
         self._pending: list[_Stream] = []
         self._stopping = False
-        self._force = False
         self._closed = False
         self._console = ConsoleCopy(task_label)  # its thread starts at the first copy
         self._wake_r, self._wake_w = os.pipe()
@@ -175,7 +214,6 @@ class LogPump:
             self._sel = selectors.DefaultSelector()
             try:
                 self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-                self._streams = 0
                 self._thread = threading.Thread(target=self._loop, daemon=True,
                                                 name=f"stoker-logpump-{task_label}")
                 self._thread.start()  # RuntimeError when no thread can start
@@ -208,16 +246,15 @@ class LogPump:
             pass  # already has wake-ups pending
 
     def stop(self, drain_secs: float = 0.5) -> None:
-        """Let the pump finish open streams for up to `drain_secs`, then close the rest."""
+        """The task's processes are gone: copy what each pipe still holds and close them all,
+        without waiting for more to come (a pipe still open once they are gone is held by
+        something Stoker could not kill, which it waited 0.5 s for at every close).
+        `drain_secs` bounds only copies that cannot be written (a file system that hangs, a
+        console that does not read)."""
         with self._lock:
             self._stopping = True
             self._wake()
         self._thread.join(drain_secs)
-        if self._thread.is_alive():
-            with self._lock:
-                self._force = True
-                self._wake()
-            self._thread.join(0.5)
         self._console.close(drain_secs=drain_secs)
 
     def _loop(self) -> None:
@@ -230,9 +267,10 @@ class LogPump:
                     else:
                         self._pump(key.data)
                 with self._lock:
-                    done = self._force or (self._stopping and self._streams == 0
-                                           and not self._pending)
-                if done:
+                    stopping = self._stopping
+                if stopping:
+                    self._take_pending()
+                    self._copy_what_is_left()
                     break
         except Exception as e:  # a bug here must not leave pipes to fill up silently
             log_event(logger, logging.ERROR, "log_pump_failed", task=self._label,
@@ -250,7 +288,6 @@ class LogPump:
             pending, self._pending = self._pending, []
         for stream in pending:
             self._sel.register(stream.read_fd, selectors.EVENT_READ, stream)
-            self._streams += 1
 
     def _pump(self, stream: _Stream) -> None:
         try:
@@ -263,8 +300,28 @@ class LogPump:
             stream.deliver(data)
             return
         self._sel.unregister(stream.read_fd)
-        self._streams -= 1
         stream.close()
+
+    def _copy_what_is_left(self) -> None:
+        """Read each stream until its pipe is empty or at EOF, and at most a pipe's worth (a
+        writer that outlived the kill could fill it for ever)."""
+        for key in list(self._sel.get_map().values()):
+            stream = key.data
+            if stream is None:
+                continue
+            os.set_blocking(stream.read_fd, False)
+            left = PIPE_BYTES
+            while left > 0:
+                try:
+                    data = os.read(stream.read_fd, min(READ_BYTES, left))
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                stream.deliver(data)
+                left -= len(data)
 
     def _shutdown(self) -> None:
         for key in list(self._sel.get_map().values()):

@@ -76,6 +76,13 @@ def test_batch_job_that_succeeds_exits_0(stoker, tmp_path):
     assert out.index("stoker run: job local/me/test/once has instances = 2; this run is instance 0 "
                      "alone") < out.index("task             NEW → STARTING")
     assert "stoker run: job local/me/test/once has cron_schedule = '*/5 * * * *'; stoker run has no cron" in out
+    # run as root, the task runs as root, not as its role (README "Users"): one line says so
+    said = [line for line in out.splitlines() if "not as the job's role" in line]
+    assert said == (["stoker run: warning: running as root: the task's processes run as root, not as the "
+                     "job's role 'me' (as Aurora's executor, and `stoker executor`, would run them)"]
+                    if os.geteuid() == 0 else [])
+    if said:  # before the task starts
+        assert out.index(said[0]) < out.index("task             NEW → STARTING")
     assert "a[0]             RUNNING → SUCCESS" in out
     assert "task             RUNNING → FINISHED" in out
     assert (run.sandbox / ".logs/a/0/stdout").read_text() == "done\n"
@@ -95,7 +102,7 @@ def test_a_port_given_that_another_program_holds_is_said_before_the_task_starts(
     assert out.index(f"stoker run: warning: --port http={port} is in use by another program\n") < out.index(
         "task             NEW → STARTING")
     # and in a JSON log, for a program (it was on stdout only)
-    (warning,) = [json.loads(line) for line in run.stderr().splitlines()]
+    (warning,) = [w for w in map(json.loads, run.stderr().splitlines()) if w["reason"].startswith("--port")]
     assert (warning["level"], warning["event"], warning["reason"]) == (
         "WARNING", "run_warning", f"--port http={port} is in use by another program")
 

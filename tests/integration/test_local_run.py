@@ -29,7 +29,8 @@ def test_a_stop_as_the_next_attempt_begins_still_ends_with_its_line(tmp_path, mo
     config.write_text(SERVICE)
     out = io.StringIO()
     run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(tmp_path / "sandbox"), restart_backoff_secs=0.0),
+        RunSettings(config=str(config), sandbox=str(tmp_path / "sandbox"), restart_backoff_secs=0.0,
+                    restart_backoff_max_secs=0.0),
         out=out, environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
         registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
     real_owner_for = local_run.owner_for
@@ -55,7 +56,8 @@ def test_a_failing_service_keeps_the_first_and_the_last_attempts_logs(tmp_path, 
     config.write_text(SERVICE.replace("cmdline='exit 0'", "cmdline='echo attempt; exit 1'"))
     sandbox = tmp_path / "sandbox"
     run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(sandbox), restart_backoff_secs=0.0, keep_attempts=2),
+        RunSettings(config=str(config), sandbox=str(sandbox), restart_backoff_secs=0.0,
+                    restart_backoff_max_secs=0.0, keep_attempts=2),
         out=io.StringIO(), environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
         registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
     real_owner_for = local_run.owner_for
@@ -140,3 +142,12 @@ def test_a_sandbox_reached_through_another_user_s_symlink_is_refused(tmp_path):
     assert os.listdir(target) == []  # nothing made there
     os.lchown(link, 0, 0)  # root's own symlink: followed
     assert local_run.make_sandbox(str(link), "job") == target
+
+
+@pytest.mark.parametrize("role, euid, said", [
+    ("www-data", 0, True),  # root runs it as root: Aurora's executor would not
+    ("root", 0, False),  # the role is root's own
+    ("www-data", 1000, False),  # not root: it runs as you, as anything but root must (README "Users")
+])
+def test_running_as_root_under_a_role_that_is_not_roots_is_said(role, euid, said):
+    assert (local_run.role_not_taken(role, euid) is not None) == said

@@ -154,3 +154,65 @@ def test_console_copies_go_above_stoker_runs_live_view(tmp_path: Path) -> None:
         os.close(console_w)
         os.close(run_dir)
     assert (tmp_path / "run/stdout").read_bytes() == b"out-1\n\xff\nno end"  # not ended in the file
+
+
+def test_close_copies_what_the_pipes_hold_without_waiting_for_a_writer_that_outlived_the_kill(
+        tmp_path: Path) -> None:
+    """At the supervisor's close every process of the task is killed; a pipe still open then
+    is held by something Stoker could not kill (here: the test). The pump waited up to
+    `drain_secs` (0.5 s at every close) for an EOF that never came; now it copies what the
+    pipe holds, both the rotating file's and the console copy's, and closes at once."""
+    console_r, console_w = os.pipe()
+    os.set_blocking(console_r, False)
+    seen = bytearray()
+    run_dir = _open_dir(tmp_path / "run")
+    pump = LogPump("web.0")
+    read_fd, write_fd = make_pipe()
+    stopped = threading.Thread(target=pump.stop, kwargs={"drain_secs": 20.0})
+    try:
+        pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout", max_bytes=MiB, backups=1),
+                 console_w, "task=web.0 process=web run=0 stream=stdout")
+        os.write(write_fd, b"first\n")
+        wait_for(lambda: (tmp_path / "run/stdout").read_bytes() == b"first\n", 5)
+        os.write(write_fd, b"last words\nno end")  # still in the pipe as the close begins
+        stopped.start()
+        stopped.join(10)  # a guard against a hang: the old pump waited the whole 20 s
+        assert not stopped.is_alive(), "the close waited for a writer that outlived the kill"
+        assert (tmp_path / "run/stdout").read_bytes() == b"first\nlast words\nno end"
+        assert _read_more(console_r, seen) == b"first\nlast words\nno end"
+    finally:
+        os.close(write_fd)
+        if stopped.ident is not None:
+            stopped.join(20)
+        os.close(console_r)
+        os.close(console_w)
+        os.close(run_dir)
+
+
+EURO = "€".encode()  # e2 82 ac
+CHARACTER_CUTS = {
+    "a write that would fill the file inside a character": (
+        [b"a" * 9 + EURO + b"b"], [b"a" * 9, EURO + b"b"]),
+    "a character begun by one write and ended by the next, at the boundary": (
+        [b"a" * 8 + EURO[:1], EURO[1:] + b"b"], [b"a" * 8, EURO + b"b"]),
+    "a character that ends the file exactly stays in it": ([b"a" * 7 + EURO + b"b"], [b"a" * 7 + EURO, b"b"]),
+    "bytes that are not UTF-8 are cut at the size": ([b"\xff" * 25], [b"\xff" * 10] * 2 + [b"\xff" * 5]),
+    "a character its process never ended is written at the close": ([b"ab" + EURO[:2]], [b"ab" + EURO[:2]]),
+}
+
+
+@pytest.mark.parametrize("writes, files", CHARACTER_CUTS.values(), ids=CHARACTER_CUTS)
+def test_a_rotation_never_cuts_a_utf8_character(tmp_path: Path, writes: list[bytes], files: list[bytes]) -> None:
+    """The pump cut at exactly log_size: a character across the boundary showed as U+FFFD at
+    the end of one file and the start of the next (`stoker tail`, the observer's page)."""
+    run_dir = _open_dir(tmp_path / "run")
+    log = LogFile(run_dir, "stdout", tmp_path / "run/stdout", max_bytes=10, backups=5)
+    try:
+        for data in writes:
+            log.write(data)
+    finally:
+        log.close()
+        os.close(run_dir)
+    names = [f"stdout.{n}" for n in range(len(files) - 1, 0, -1)] + ["stdout"]
+    assert [(tmp_path / "run" / name).read_bytes() for name in names] == files
+    assert not (tmp_path / "run" / f"stdout.{len(files)}").exists()

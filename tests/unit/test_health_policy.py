@@ -93,9 +93,11 @@ TABLE = [
     ("snoozed_counts_as_pass", (15, 10, 0, 2), "ZZ", "SR"),
     ("snoozed_resets_failure_streak", (0, 10, 1, 1), "PFZF", "RRRR"),
     ("snoozed_then_real", (15, 10, 0, 2), "FZP", "SSR"),
-    # min_consecutive_successes 0 still needs one pass (n = m + maxfail = 2 here).
+    # min_consecutive_successes 0 still needs one pass, and has an attempt for it after the
+    # grace (n = m + maxfail + 1 = 3 here, as for 1).
     ("min_succ_0_needs_one_pass", (15, 10, 0, 0), "FP", "SR"),
-    ("min_succ_0_budget", (15, 10, 0, 0), "FF", "SX"),
+    ("min_succ_0_pass_after_grace", (15, 10, 0, 0), "FFP", "SSR"),
+    ("min_succ_0_budget", (15, 10, 0, 0), "FFF", "SSX"),
     # Terminal stickiness.
     ("failed_is_terminal", DEFAULTS, "FFFPPP", "SSXXXX"),
 ]
@@ -180,7 +182,7 @@ def test_grace_is_rounded_to_nine_decimal_places(initial, interval, m):
 @pytest.mark.parametrize("params, reason", [
     (DEFAULTS, "no health check made yet: 1 consecutive pass needed within 3 attempts"),
     ((0, 10, 0, 1), "no health check made yet: 1 consecutive pass needed within 1 attempt"),
-    ((0, 10, 0, 0), "no health check made yet: 1 consecutive pass needed within 0 attempts"),
+    ((0, 10, 0, 0), "no health check made yet: 1 consecutive pass needed within 1 attempt"),  # was 0
     ((0, 10, 1, 2), "no health check made yet: 2 consecutive passes needed within 3 attempts"),
 ])
 def test_the_reason_before_any_attempt_names_the_need_and_the_budget(params, reason):
@@ -190,7 +192,7 @@ def test_the_reason_before_any_attempt_names_the_need_and_the_budget(params, rea
 @pytest.mark.parametrize("params, seq, ignored", [
     (DEFAULTS, "PFP", "-I-"),  # a pass is never ignored; a failure in grace is, also when RUNNING
     ((15, 10, 1, 1), "FFF", "II-"),  # m = 2: the third failure counts
-    ((15, 10, 0, 0), "FF", "I-"),  # in grace, but it spends the budget and fails the check
+    ((15, 10, 0, 0), "FFF", "II-"),  # min_consecutive_successes 0 as 1: the third counts
     ((0, 10, 1, 1), "F", "-"),  # no grace
 ])
 def test_which_failures_grace_ignores(params, seq, ignored):
@@ -278,16 +280,17 @@ def test_budget_reason_names_need_budget_attempts_and_last_failure():
     )
 
 
-def test_budget_counts_failures_inside_grace():
-    # min_consecutive_successes 0, max_consecutive_failures 0: n = m = 2 attempts, both
-    # failures ignored by grace, yet the budget is spent and the task fails at attempt 2.
-    _, verdicts = run((15, 10, 0, 0), "FF")
-    assert verdicts[1].state is HealthState.FAILED
-    assert not verdicts[1].ignored
-    assert verdicts[1].reason == (
-        "not enough successful health checks in time: 1 consecutive pass needed within "
-        "2 attempts, 2 made; last: HTTP 503 at attempt 2"
-    )
+def test_min_consecutive_successes_0_leaves_an_attempt_after_the_grace():
+    """0 still needs one pass, but the budget was n = m + max_consecutive_failures + 0: with
+    max_consecutive_failures 0 that is m, so the task failed at attempt m, each failure
+    ignored by grace, without one attempt after it (Aurora checks once more). 0 is now 1."""
+    for minsucc in (0, 1):
+        policy, verdicts = run((15, 10, 0, minsucc), "FFF")
+        assert policy.n == 3 and [v.state for v in verdicts[:2]] == [HealthState.STARTING] * 2
+        assert [v.ignored for v in verdicts] == [True, True, False]
+        assert verdicts[2].state is HealthState.FAILED
+        assert verdicts[2].reason == (
+            "1 consecutive health check failed (max_consecutive_failures=0): HTTP 503 at attempt 3")
 
 
 def test_snoozed_attempt_reason_says_snoozed():

@@ -72,6 +72,15 @@ def test_the_bound_spec_decides_what_is_shown(tmp_path, extra, expected):
     assert expected in out
 
 
+def test_a_sidecar_that_takes_the_only_slot_is_a_warning(tmp_path):
+    text = job_text("[Process(name='side', cmdline='sleep 1000', ephemeral=True), Process(name='web', cmdline='x')]",
+                    task_extra=", max_concurrency=1")
+    assert ("  warning: job.task.max_concurrency = 1: ephemeral process 'side' starts before 'web' and holds "
+            "the only slot while it runs; if it never ends, 'web' never starts and the task never finishes "
+            "(as under Thermos): raise max_concurrency to 2 or more, or list the processes the task waits "
+            "for first\n") in describe_job(load_job(write_config(tmp_path, text)))
+
+
 def test_a_tcp_checker_without_a_health_port_is_no_check(tmp_path):
     text = job_text(extra=", health_check_config=HealthCheckConfig("
                           "health_checker=HealthCheckerConfig(tcp=TcpHealthChecker()))")

@@ -150,6 +150,18 @@ def test_following_without_javascript_reloads_from_the_same_offset_until_the_cap
     assert 'data-follow="1"' in text and "/static/follow.js" in text and 'data-end="5"' in text
 
 
+def test_following_without_javascript_names_the_file_it_shows_and_steps_past_a_rotated_one():
+    """The reload named no file: after a rotation it showed the same offset of the new file,
+    never the rest of the one it held, nor the files a burst of rotations left between."""
+    held = chunk(start=100, end=500, size=500, file="3:7", run_dir="3:4")
+    assert refresh_url(held) == ("/tasks/t-1/processes/web/logs?run=2&stream=stdout&follow=1&offset=100"
+                                 f"&length={MAX_CHUNK_BYTES}&file=3%3A7&dir=3%3A4#end")
+    rotated = attrs.evolve(held, start=0, rotated=True)  # it was moved aside: shown to its end
+    assert "offset=500&" in refresh_url(rotated) and "file=3%3A7" in refresh_url(rotated)
+    past_the_cap = attrs.evolve(held, rotated=True, end=400)  # as an unrotated one: the latest bytes
+    assert refresh_url(past_the_cap) == "/tasks/t-1/processes/web/logs?run=2&stream=stdout&follow=1#end"
+
+
 def test_a_followed_run_that_a_newer_run_came_after_goes_on_to_the_latest():
     assert "run=" not in refresh_url(chunk(run=1, start=0, end=5, size=5))  # the latest run's
     assert "run=1" in refresh_url(chunk(run=1, start=0, end=3, size=5))  # not at its end yet

@@ -15,8 +15,10 @@ from config.order import (
     describe,
     find_cycle,
     order_graph,
+    slot_trap,
 )
 from config.spec import ProcessSpec, TaskSpec
+from executor.events import ExitStatus
 from executor.task.planner import Planner
 
 REGULAR = [("a", False), ("b", False), ("c", False), ("d", False)]
@@ -136,3 +138,62 @@ def test_a_reported_cycle_is_real_and_a_graph_has_none(pairs):
         assert graph.problems == (Cycle(cycle),)
         assert cycle[0] == cycle[-1]
         assert all(b in edges[a] for a, b in zip(cycle, cycle[1:]))
+
+
+E, R = True, False  # ephemeral, or a process the task waits for
+SLOT_TRAPS = {
+    "a sidecar listed first takes the only slot": (
+        [("side", E), ("main", R)], [], 1, (("side",), ("main",))),
+    "listed after, it starts once the task's processes ended": ([("main", R), ("side", E)], [], 1, None),
+    "a slot left for the rest": ([("side", E), ("main", R)], [], 2, None),
+    "no limit": ([("side", E), ("main", R)], [], 0, None),
+    "a sidecar that waits for a process is still listed before the rest": (
+        [("setup", R), ("side", E), ("main", R)], [("setup", "side")], 1, (("side",), ("main",))),
+    "the slot a regular process frees goes to the next in task order": (
+        [("a", R), ("e1", E), ("e2", E), ("b", R)], [], 2, (("e1", "e2"), ("b",))),
+    "what waits for a process waits for its slot too": (
+        [("a", R), ("b", R), ("side", E)], [("a", "b")], 1, None),
+    "two sidecars, three slots": ([("e1", E), ("e2", E), ("a", R), ("b", R)], [], 3, None),
+}
+
+
+def _planner_starved(procs, constraints, limit):
+    """The real planner in the same rounds: start what it says, end every regular run."""
+    task = TaskSpec(name="t", processes=tuple(ProcessSpec(n, "x", ephemeral=e) for n, e in procs),
+                    constraints=tuple(constraints), max_concurrency=limit)
+    planner, now, pid = Planner(task), 0.0, 0
+    for _ in range(len(procs) + 1):
+        started = planner.decide(now).start
+        for s in started:
+            pid += 1
+            planner.started(s.process, s.run, pid, now)
+        now += 1.0
+        for s in started:
+            if not dict(procs)[s.process]:
+                planner.exited(s.process, s.run, ExitStatus(exit_code=0), now)
+    return tuple(p.name for p in planner.processes() if p.run < 0 and not dict(procs)[p.name])
+
+
+@pytest.mark.parametrize("procs, constraints, limit, trap", SLOT_TRAPS.values(), ids=SLOT_TRAPS)
+def test_ephemeral_processes_that_take_every_slot_before_one_the_task_waits_for(procs, constraints, limit,
+                                                                                 trap):
+    """max_concurrency = 1 and a sidecar that never ends, listed first: every other process
+    waited for ever (as under Thermos), and nothing said so. `stoker inspect`, `stoker run`
+    and the executor now warn; the model agrees with the planner's own start order."""
+    graph = order_graph(((n, False) for n, _ in procs), constraints)
+    found = slot_trap(procs, graph.deps, limit)
+    assert (None if found is None else (found.holding, found.starved)) == trap
+    assert _planner_starved(procs, constraints, limit) == (() if trap is None else trap[1])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=5), st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)),
+                                                                  max_size=4), st.integers(0, 3))
+def test_the_slot_model_is_the_planners_start_order(flags, links, limit):
+    """Any task (forward links only, none from an ephemeral process to one the task waits
+    for, as the loader allows): the processes the model says never start are the planner's."""
+    procs = [(f"p{i}", e) for i, e in enumerate(flags)]
+    constraints = [(procs[a][0], procs[b][0]) for a, b in links
+                   if a < b < len(procs) and not (procs[a][1] and not procs[b][1])]
+    found = slot_trap(procs, order_graph(((n, False) for n, _ in procs), constraints).deps, limit)
+    assert (() if found is None else found.starved) == _planner_starved(procs, constraints, limit)

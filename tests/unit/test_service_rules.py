@@ -115,6 +115,26 @@ def test_backoff_bounds_that_are_accepted(base, maximum):
     assert r.ended(FIN, 1.0).delay_secs == base
 
 
+@pytest.mark.parametrize("service, max_task_failures", [(True, 1), (False, -1)])
+def test_a_zero_backoff_restarts_at_once_then_backs_off_up_to_the_max(service, max_task_failures):
+    """`--restart-backoff 0`: 0 doubled stayed 0, so a task that ended at once was restarted
+    tens of times a second for ever (a service, or a job with max_task_failures=-1) and
+    `--restart-backoff-max` never applied. Now only the first quick end restarts at once."""
+    r = rules(service=service, max_task_failures=max_task_failures, backoff_base_secs=0.0,
+              backoff_max_secs=1.0)
+    got = [r.ended(FAIL, 0.01) for _ in range(7)]
+    assert [d.delay_secs for d in got] == [0.0, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert got[1].reason.endswith("restarting in 0.1 s (quick end 2)")
+    assert r.ended(FAIL, 60.0).delay_secs == 0.0  # a long run resets the back-off,
+    assert [r.ended(FAIL, 0.01).delay_secs for _ in range(2)] == [0.0, 0.1]  # and it starts over
+
+
+def test_a_zero_backoff_with_a_zero_max_never_waits():
+    """Both 0: the user asked for no back-off at all (as the tests that restart quickly do)."""
+    r = rules(service=True, backoff_base_secs=0.0, backoff_max_secs=0.0)
+    assert {r.ended(FIN, 0.01).delay_secs for _ in range(50)} == {0.0}
+
+
 @pytest.mark.parametrize("base, maximum", [(-0.5, 1.0), (2.0, 1.0), (-2.0, -3.0)])
 def test_backoff_bounds_that_are_refused(base, maximum):
     with pytest.raises(ValueError, match=r"^back-off needs 0 <= base <= max$"):
