@@ -240,13 +240,13 @@ def _first(pdir: int, run: int, stream: str) -> _Step:
 
 def _running(inspection: Inspection) -> list[RunRef]:
     attempt = inspection.attempt
-    if attempt is None or not inspection.truth.alive:
+    if attempt is None or not inspection.truth.alive or attempt.supervisor_pid is None:
         return []
     refs = []
     for p in attempt.processes:
         run = p.current
         if run is not None and run.state == "RUNNING" and run.pid is not None:
-            refs.append(RunRef(p.name, run.pid, run.started_wall))
+            refs.append(RunRef(p.name, run.pid, attempt.supervisor_pid))
     return refs
 
 
