@@ -20,7 +20,9 @@ and the `TASK_ID` lookups read them.
   (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
   lets go, never on a timer (a starting supervisor writes with `prune=False`: it reads no
   other entry before its first fork). The last sign: the entry's `ended` time, else the newest of the entry file's and
-  its checkpoint's modification times.
+  its checkpoint's modification times. A file named like an entry that this version cannot
+  read (damaged, or written by another version of Stoker) goes once it is older than the
+  retention, unless the supervisor its name names still runs.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import attrs
 
 from config.registry import RegistrySettings
 from executor.host import identity
-from executor.host.entry import ENTRY_NAME, RegistryEntry, expired
+from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired
 from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
@@ -192,6 +194,8 @@ class Registry:
                 if name.endswith(TEMP_SUFFIX):
                     limit = STALE_TEMP_SECS  # a writer that died between write and rename
                 elif complete and ENTRY_NAME.match(name) and name not in listed:
+                    if _named_alive(name):  # another Stoker version's entry: its task runs
+                        continue
                     limit = self.retention_secs  # damaged: it says nothing, and goes in time
                 else:
                     continue
@@ -238,6 +242,15 @@ def _unlink(dir_fd: int, name: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def _named_alive(name: str) -> bool:
+    """Whether the supervisor an entry's file name names (`PID-STARTTICKS.json`) runs: an
+    entry this version cannot read may be a newer Stoker's (another field, another value),
+    and is never removed while the task it lists runs (the boot is not in the name, so a
+    process of another boot with the same pid and start only keeps it longer)."""
+    pid, _, ticks = name[:-len(ENTRY_SUFFIX)].partition("-")
+    return identity.is_alive(int(pid), int(ticks))
 
 
 def _supervisor_alive(entry: RegistryEntry) -> bool:
