@@ -124,6 +124,25 @@ class Registry:
                                      f"{self.root} (Permission denied: another user's)")
         return kept
 
+    def unreadable(self) -> list[str]:
+        """The names of the files named like an entry that this version cannot read as one
+        while the supervisor the name names runs: a newer Stoker's entry (another field or
+        value), or a damaged one. Their tasks are not listed; `stoker ps` says so."""
+        try:
+            fd = self._open_root()
+        except OSError:
+            return []
+        try:
+            with os.scandir(fd) as scan:
+                names = [item.name for item in scan
+                         if ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)]
+            return sorted(name for name in names[:MAX_ENTRIES]
+                          if _named_alive(name) and _read_entry(fd, name) is None)
+        except OSError:
+            return []
+        finally:
+            os.close(fd)
+
     def _listing(self) -> tuple[list[Listed], int]:
         """The entries read, oldest first, and how many this user may not open."""
         try:

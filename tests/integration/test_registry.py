@@ -310,3 +310,27 @@ def test_an_entry_of_another_stoker_version_stays_while_its_supervisor_runs(tmp_
     finally:
         supervisor.kill()
         supervisor.wait()
+
+
+def test_stoker_ps_names_an_entry_it_cannot_read_whose_supervisor_runs(tmp_path, capsys):
+    from executor.cli.main import main
+
+    root = tmp_path / "root"
+    registry(root).write(entry(tmp_path / "mine", task_id="mine"))
+    newer = {**entry(tmp_path / "sb").to_json(), "front_end": "thermos"}
+    supervisor = subprocess.Popen(["sleep", "30"])
+    try:
+        found = identity_of(supervisor.pid)
+        assert found is not None
+        name = entry_name(found.pid, found.start_ticks)
+        (root / name).write_text(json.dumps(newer))
+        (root / entry_name(found.pid, found.start_ticks + 1)).write_text(json.dumps(newer))  # gone
+        assert main(["ps", "--root", str(root)]) == 0
+        out, err = capsys.readouterr()
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+    assert "mine" in out
+    assert err == (f"stoker ps: {root}/{name} is not an entry this version of Stoker reads "
+                   f"(another version's, or damaged); its supervisor (pid {found.pid}) runs, "
+                   f"and its task is not listed\n")
