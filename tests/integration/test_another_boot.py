@@ -65,9 +65,11 @@ def before_reboot(tmp_path):
 
 def test_a_task_of_the_boot_before_is_lost_and_nothing_of_this_boot_is_signalled(before_reboot, capsys):
     sandbox, root, procs = before_reboot
-    assert main(["status", str(sandbox)]) == 0
+    assert main(["status", str(sandbox), "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "state=LOST (supervisor gone since " in out.splitlines()[0]
+    assert main(["status", str(sandbox), "--root", str(root.parent / "emptied")]) == 0  # /var/run
+    assert "state=LOST (supervisor gone since " in capsys.readouterr().out.splitlines()[0]
     assert main(["ps", "--root", str(root)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("web-0-1 "))
     assert row.split()[2] == "LOST"
