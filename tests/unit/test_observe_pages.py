@@ -75,6 +75,16 @@ def test_the_task_page_shows_processes_usage_health_history_and_definition():
     assert "&lt;script&gt;" in text and no_markup_from(text) and "\\x1b[31m" in text
 
 
+def test_a_live_runs_uptime_is_from_its_kernel_start_whatever_the_wall_clock_did_since():
+    """The run's start was recorded at 100.1 by the wall clock; the clock was stepped back
+    since (or forward: a VM resumed after days), and the kernel's start of the same process,
+    read in today's clock, is 940.0: it has been up a minute, not a quarter of an hour."""
+    usage = {"web": Usage(pid=4001, processes=1, rss_bytes=1024, cpu_percent=None,
+                          cpu_basis=SINCE_LAST_LOOK, started_wall=940.0)}
+    assert "up 1m00s" in task_page(detail(usage=usage), NOW)
+    assert "up 14m59s" in task_page(detail(), NOW)  # no usage (not running any more): as recorded
+
+
 def test_a_lost_task_shows_lost_and_its_leftovers():
     d = detail(alive=False, leftovers=[Leftover(4242, "web", 0, "sleep 1000")])
     text = task_page(d, NOW)
