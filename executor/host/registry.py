@@ -213,12 +213,10 @@ class Registry:
                 if name.endswith(TEMP_SUFFIX):
                     limit = STALE_TEMP_SECS  # a writer that died between write and rename
                 elif complete and ENTRY_NAME.match(name) and name not in listed:
-                    if _named_alive(name):  # another Stoker version's entry: its task runs
-                        continue
                     limit = self.retention_secs  # damaged: it says nothing, and goes in time
                 else:
                     continue
-                if _older_than(found_file, now, limit):
+                if _older_than(found_file, now, limit) and not _named_alive(name):
                     _unlink(dir_fd, name)
         return gone
 
@@ -264,10 +262,12 @@ def _unlink(dir_fd: int, name: str) -> bool:
 
 
 def _named_alive(name: str) -> bool:
-    """Whether the supervisor an entry's file name names (`PID-STARTTICKS.json`) runs: an
-    entry this version cannot read may be a newer Stoker's (another field, another value),
-    and is never removed while the task it lists runs (the boot is not in the name, so a
-    process of another boot with the same pid and start only keeps it longer)."""
+    """Whether `name` is an entry's (`PID-STARTTICKS.json`) whose supervisor runs: an entry
+    this version cannot read may be a newer Stoker's (another field, another value), and is
+    never removed while the task it lists runs (the boot is not in the name, so a process of
+    another boot with the same pid and start only keeps it longer)."""
+    if not ENTRY_NAME.match(name):
+        return False
     pid, _, ticks = name[:-len(ENTRY_SUFFIX)].partition("-")
     return identity.is_alive(int(pid), int(ticks))
 
