@@ -41,18 +41,35 @@ def boot_id() -> str:
     return read_proc(_BOOT_ID).decode("ascii", "replace").strip()
 
 
-def _start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat, as the host's time namespace counts it; None when the
-    process is gone or a zombie."""
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, field 22: start in clock ticks after boot, as this process's time
+    namespace counts it) of /proc/PID/stat; None when the process is gone or a zombie."""
     data = read_proc(f"/proc/{pid}/stat")
     close = data.rfind(b")")  # the command name may itself hold ") "
     fields = data[close + 2:].split()
     if close < 0 or len(fields) < 20 or fields[0] in (b"Z", b"X", b"x"):
         return None
     try:
-        return int(fields[19]) - _boottime_offset_ticks()
+        return int(fields[1]), int(fields[19])
     except ValueError:
         return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, as the host's time namespace counts it; None when the
+    process is gone or a zombie."""
+    found = _stat(pid)
+    return None if found is None else found[1] - _boottime_offset_ticks()
+
+
+def child_started_wall(pid: int, parent: int) -> float | None:
+    """When the live process `pid`, a child of `parent` (a supervisor's run), started, in
+    today's wall clock: a start recorded as wall time is off by any step the clock took
+    since (NTP, a VM resumed after days); the kernel's is not. None when it is gone, or is
+    not `parent`'s child (another process has the pid)."""
+    found = _stat(pid)
+    boot = boot_wall() if found is not None and found[0] == parent else None
+    return None if found is None or boot is None else boot + found[1] / os.sysconf("SC_CLK_TCK")
 
 
 _offset_ticks: int | None = None
