@@ -14,7 +14,8 @@ assumed still holds, starts those runs at once:
    not `off`;
 2. the record is this user's, for this config, Python build, host and user; the config
    package and pystachio are the same files, in the directories this process loads them
-   from (a Stoker upgraded into another place leaves the old ones unchanged behind); every file the load read has the same text;
+   from (a Stoker upgraded into another place leaves the old ones unchanged behind);
+   every file the load read has the same text;
 3. the plan's lease is free (no live run of the same config), its ports are free;
 4. this process becomes a child subreaper; the sandbox is made (as `stoker run` names it)
    and locked, the task id and marker chosen, a watchdog started on the marker (no cgroup

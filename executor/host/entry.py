@@ -1,9 +1,9 @@
 """The host registry's entries. PURE.
 
 Owns the format of one registry entry (`RegistryEntry`, one JSON object per file, named
-after its supervisor: `PID-STARTTICKS.json`, with its format's `version`), and the rule of how long one stays listed
-(`expired`): an ended or LOST task stays until the last sign of it is older than the
-retention. What a task's state is, given its checkpoint and whether its supervisor runs,
+after its supervisor: `PID-STARTTICKS.json`, with its format's `version`), and the rule of
+how long one stays listed (`expired`): an ended or LOST task stays until the last sign of
+it is older than the retention. What a task's state is, given its checkpoint and whether its supervisor runs,
 is `executor/host/truth.py`'s (only the inspection commands load it).
 
 No I/O, no clock, no logging: the registry adapter (`executor/host/registry.py`) reads the
