@@ -43,7 +43,10 @@ def _uptime(row: Mapping[str, Any], now_wall: float) -> str:
     return esc(age(now_wall - float(row["started"])))
 
 
-def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str) -> str:
+def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
+               unreadable: Sequence[str] = ()) -> str:
+    """The host's tasks; `unreadable`: the registry's entries this version cannot read
+    whose supervisors run (another version of Stoker's), named below the table."""
     rows = []
     for t in _sorted(tasks):
         r = t.row
@@ -61,6 +64,11 @@ def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str) -> str:
                            "running", "ports", "links"], rows))
     else:
         body.append(f"<p>No task in the registry {esc(root)}.</p>")
+    if unreadable:
+        what = "1 entry" if len(unreadable) == 1 else f"{len(unreadable)} entries"
+        body.append(f"<p>Not listed: {what} of the registry this version of Stoker does not read "
+                    f"(another version's, or damaged), whose supervisor runs: "
+                    f"{esc(', '.join(unreadable))}.</p>")
     return page("tasks", "".join(body), where=f"registry {esc(root)}")
 
 

@@ -69,6 +69,10 @@ class Reader:
         return [TaskSummary(row(e, i), dict(i.view.ports) if i.view else {})
                 for e, i in zip(entries, found)]
 
+    def unreadable(self) -> list[str]:
+        """The registry's entries this version cannot read whose supervisors run."""
+        return Registry(self.settings).unreadable()
+
     def _entry(self, task_id: str) -> Listed:
         found = find(self._listed(), task_id) if task_id else None
         if found is None:

@@ -173,3 +173,10 @@ def test_cpu_percent_is_since_the_previous_look_else_the_average():
     assert cpu_percent(CpuSample(11.95, 1.0), CpuSample(12.0, 2.0), 10.0)[0] == 20.0  # too soon
     assert cpu_percent(CpuSample(10.0, 3.0), CpuSample(12.0, 2.0), 10.0)[0] == 20.0  # lost time
     assert cpu_percent(None, CpuSample(12.0, 2.0), None) == (None, "average since the run started")
+
+
+def test_the_list_names_the_entries_another_stoker_version_wrote_whose_supervisors_run():
+    text = tasks_page([], NOW, "/var/run/stoker", ["4242-99.json"])
+    assert ("Not listed: 1 entry of the registry this version of Stoker does not read (another "
+            "version's, or damaged), whose supervisor runs: 4242-99.json.") in text
+    assert "Not listed" not in tasks_page([], NOW, "/var/run/stoker")
