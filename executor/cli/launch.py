@@ -13,7 +13,9 @@ assumed still holds, starts those runs at once:
    environment (MESOS_SANDBOX, MESOS_DIRECTORY, STOKER_SANDBOX); STOKER_EARLY_START is
    not `off`;
 2. the record is this user's, for this config, Python build, host and user; the config
-   package and pystachio are the same files; every file the load read has the same text;
+   package and pystachio are the same files, in the directories this process loads them
+   from (a Stoker upgraded into another place leaves the old ones unchanged behind);
+   every file the load read has the same text;
 3. the plan's lease is free (no live run of the same config), its ports are free;
 4. this process becomes a child subreaper; the sandbox is made (as `stoker run` names it)
    and locked, the task id and marker chosen, a watchdog started on the marker (no cgroup
@@ -194,6 +196,8 @@ def _record(entry: str, config: str, environ: Mapping[str, str]) -> dict | None:
         return None
     record = marshal.loads(data)
     if not isinstance(record, dict) or record.get("format") != planfiles.LAUNCH_FORMAT:
+        return None
+    if not planfiles.loaded_from(record["roots"]):  # Stoker was upgraded into another place
         return None
     if record["key"] != _key(config, environ, planfiles.code_stamp(record["roots"])):
         return None

@@ -11,7 +11,8 @@ announcer is doing); so does a RESTARTING one (`stoker run` between two attempts
 last one ended, and when the next starts); what kept a task's checkpoint from being read (its sandbox deleted)
 and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
 A registry that is there but cannot be read (another user's, not trusted) is one `stoker:
-error:` line and exit 1, never an empty list.
+error:` line and exit 1, never an empty list; an entry it cannot read whose supervisor runs
+(another version of Stoker wrote it) is one line on stderr, naming it.
 """
 from __future__ import annotations
 
@@ -45,11 +46,17 @@ def run(args: argparse.Namespace) -> int:
     from executor.task.inspection import inspect_sandbox, marker_of, row, with_leftovers
 
     settings = RegistrySettings.from_args(args, os.environ)
+    registry = Registry(settings)
     try:
-        listed = Registry(settings).read()
+        listed = registry.read()
     except RegistryUnreadable as exc:  # never "no tasks" for a registry it could not read
         error(str(exc))
         return 1
+    for name in registry.unreadable():
+        pid = name.split("-", 1)[0]
+        print(f"stoker ps: {settings.registry_root}/{name} is not an entry this version of "
+              f"Stoker reads (another version's, or damaged); its supervisor (pid {pid}) "
+              f"runs, and its task is not listed", file=sys.stderr)
     entries = [item.entry for item in listed]
     found = [inspect_sandbox(Path(e.sandbox), e) for e in entries]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])

@@ -15,10 +15,13 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.words import printable
 from executor.cli.targets import error, registry_arguments, resolve
+
+if TYPE_CHECKING:
+    from executor.task.taskview import TaskView
 
 
 def register(sub: Any, command: Any) -> None:
@@ -57,6 +60,26 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status_json(inspection), indent=2, default=str))
     else:
-        text = format_status(view, time.time(), inspection.truth, inspection.leftovers)
+        text = format_status(view, time.time(), inspection.truth, inspection.leftovers,
+                             _kernel_starts(view, inspection.truth.alive))
         sys.stdout.write(text)
     return 0
+
+
+def _kernel_starts(view: TaskView, alive: bool) -> dict[str, float]:
+    """The start of each run of the current attempt that runs, as the kernel tells it (in
+    today's wall clock: the recorded one is off by any step the clock took since), when its
+    supervisor runs and the run is still its child."""
+    from executor.host.identity import child_started_wall
+
+    cur = view.current
+    if not alive or cur.supervisor_pid is None:
+        return {}
+    starts = {}
+    for p in cur.processes:
+        run = p.current
+        if run is not None and run.state == "RUNNING" and run.pid is not None:
+            started = child_started_wall(run.pid, cur.supervisor_pid)
+            if started is not None:
+                starts[p.name] = started
+    return starts

@@ -12,7 +12,7 @@ terminal. Formatting only: no I/O.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from config.words import printable_lines
 from executor.host.clock import age, iso_time, when
@@ -33,15 +33,16 @@ def _exit_text(run: RunView | None) -> str:
     return "-"
 
 
-def _time_text(run: RunView | None, now_wall: float, lost: bool) -> str:
+def _time_text(run: RunView | None, now_wall: float, lost: bool, started: float | None) -> str:
     if run is None or run.started_wall is None:
         return "-"
     if run.ended_wall is None:  # a LOST task's run: how long it ran is not known
-        return "-" if lost else f"up {age(now_wall - run.started_wall)}"
+        return "-" if lost else f"up {age(now_wall - (started or run.started_wall))}"
     return f"ran {age(run.ended_wall - run.started_wall)}"
 
 
-def _process_rows(processes: tuple[ProcessView, ...], now_wall: float, lost: bool) -> list[list[str]]:
+def _process_rows(processes: tuple[ProcessView, ...], now_wall: float, lost: bool,
+                  starts: Mapping[str, float]) -> list[list[str]]:
     rows = [["PROCESS", "STATE", "RUN", "PID", "EXIT", "TIME", "RESTARTS", "REASON"]]
     for p in processes:
         run = p.current
@@ -49,7 +50,8 @@ def _process_rows(processes: tuple[ProcessView, ...], now_wall: float, lost: boo
         rows.append([
             p.name, state, "-" if run is None else str(run.run),
             "-" if run is None or run.pid is None else str(run.pid),
-            _exit_text(run), _time_text(run, now_wall, lost), str(p.restarts), p.reason,
+            _exit_text(run), _time_text(run, now_wall, lost, starts.get(p.name)), str(p.restarts),
+            p.reason,
         ])
     return rows
 
@@ -113,9 +115,10 @@ def _leftover_lines(leftovers: Sequence[Leftover]) -> list[str]:
 
 
 def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
-                  leftovers: Sequence[Leftover] = ()) -> str:
+                  leftovers: Sequence[Leftover] = (), starts: Mapping[str, float] | None = None) -> str:
     """A readable status of the task as replayed from its checkpoint; `truth` says whether
-    its supervisor still runs (None: not checked)."""
+    its supervisor still runs (None: not checked); `starts`: the kernel's start of each
+    running run, by process, in today's wall clock (its 'up' is from there)."""
     cur = view.current
     lost = truth is not None and truth.lost
     ports = " ".join(f"{k}={v}" for k, v in sorted(view.ports.items())) or "none"
@@ -146,7 +149,7 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
                      f"(started {iso_time(old.started_wall)}) {old.reason}".rstrip())
     lines.append("")
     if cur.processes:
-        lines.extend(table(_process_rows(cur.processes, now_wall, lost), indent=""))
+        lines.extend(table(_process_rows(cur.processes, now_wall, lost, starts or {}), indent=""))
     else:
         lines.append("no processes recorded")
     lines.append("")

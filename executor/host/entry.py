@@ -1,9 +1,9 @@
 """The host registry's entries. PURE.
 
 Owns the format of one registry entry (`RegistryEntry`, one JSON object per file, named
-after its supervisor: `PID-STARTTICKS.json`), and the rule of how long one stays listed
-(`expired`): an ended or LOST task stays until the last sign of it is older than the
-retention. What a task's state is, given its checkpoint and whether its supervisor runs,
+after its supervisor: `PID-STARTTICKS.json`, with its format's `version`), and the rule of
+how long one stays listed (`expired`): an ended or LOST task stays until the last sign of
+it is older than the retention. What a task's state is, given its checkpoint and whether its supervisor runs,
 is `executor/host/truth.py`'s (only the inspection commands load it).
 
 No I/O, no clock, no logging: the registry adapter (`executor/host/registry.py`) reads the
@@ -24,6 +24,10 @@ ENTRY_NAME = re.compile(r"^[1-9][0-9]{0,9}-[0-9]{1,20}\.json$")
 TERMINAL_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
 LOST = "LOST"
 NO_TASK = "NEW"  # a supervisor that has not started a task yet (an executor before LAUNCH)
+# An entry's "version": one that adds a field keeps it; one that changes what a field means
+# or drops one takes the next, which older readers do not read (nor prune while its
+# supervisor runs: executor/host/registry.py).
+FORMAT = 1
 
 
 class FrontEnd(enum.Enum):
@@ -88,7 +92,7 @@ class RegistryEntry:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "version": 1, "sandbox": self.sandbox, "supervisor_pid": self.supervisor_pid,
+            "version": FORMAT, "sandbox": self.sandbox, "supervisor_pid": self.supervisor_pid,
             "supervisor_start": self.supervisor_start, "supervisor_boot": self.supervisor_boot,
             "front_end": self.front_end.value, "registered": self.registered_wall,
             "task_id": self.task_id, "job_key": self.job_key, "label": self.label,
@@ -98,8 +102,8 @@ class RegistryEntry:
     @classmethod
     def from_json(cls, doc: object) -> RegistryEntry | None:
         """The entry a JSON object holds; None when it is damaged in any way."""
-        if not isinstance(doc, Mapping):
-            return None
+        if not isinstance(doc, Mapping) or doc.get("version", FORMAT) != FORMAT:
+            return None  # another format (a newer Stoker's): not read as this one
         try:
             registered = _number(doc, "registered")
             assert registered is not None

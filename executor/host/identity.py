@@ -1,10 +1,11 @@
 """Which process is a task's supervisor, so that a reused pid is never mistaken for it.
 
 Owns `ProcessIdentity` (pid, start time in clock ticks after boot from `/proc/PID/stat`,
-and the boot's id from `/proc/sys/kernel/random/boot_id`), reading it for a pid or for this
-process, and `is_alive`: the same pid, started at the same tick of the same boot, and not a
-zombie. A pid the kernel has handed to another process since has another start time; one
-from before a reboot has another boot id. Reads /proc only; never signals anything.
+counted as the host's time namespace counts them, and the boot's id from
+`/proc/sys/kernel/random/boot_id`), reading it for a pid or for this process, and
+`is_alive`: the same pid, started at the same tick of the same boot, and not a zombie. A
+pid the kernel has handed to another process since has another start time; one from
+before a reboot has another boot id. Reads /proc only; never signals anything.
 """
 from __future__ import annotations
 
@@ -40,17 +41,58 @@ def boot_id() -> str:
     return read_proc(_BOOT_ID).decode("ascii", "replace").strip()
 
 
-def _start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat; None when the process is gone or a zombie."""
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, field 22: start in clock ticks after boot, as this process's time
+    namespace counts it) of /proc/PID/stat; None when the process is gone or a zombie."""
     data = read_proc(f"/proc/{pid}/stat")
     close = data.rfind(b")")  # the command name may itself hold ") "
     fields = data[close + 2:].split()
     if close < 0 or len(fields) < 20 or fields[0] in (b"Z", b"X", b"x"):
         return None
     try:
-        return int(fields[19])
+        return int(fields[1]), int(fields[19])
     except ValueError:
         return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, as the host's time namespace counts it; None when the
+    process is gone or a zombie."""
+    found = _stat(pid)
+    return None if found is None else found[1] - _boottime_offset_ticks()
+
+
+def child_started_wall(pid: int, parent: int) -> float | None:
+    """When the live process `pid`, a child of `parent` (a supervisor's run), started, in
+    today's wall clock: a start recorded as wall time is off by any step the clock took
+    since (NTP, a VM resumed after days); the kernel's is not. None when it is gone, or is
+    not `parent`'s child (another process has the pid)."""
+    found = _stat(pid)
+    boot = boot_wall() if found is not None and found[0] == parent else None
+    return None if found is None or boot is None else boot + found[1] / os.sysconf("SC_CLK_TCK")
+
+
+_offset_ticks: int | None = None
+
+
+def _boottime_offset_ticks() -> int:
+    """The boot-time offset of this process's time namespace, in clock ticks (0 in the
+    host's, or on a kernel without them). /proc/PID/stat counts a start from the boot as
+    the *reader's* namespace sees it: a supervisor under `unshare --time` and `stoker ps`
+    outside it would each read another start for the same process, and call a live one
+    gone. Less this offset, both read the host's count. Read once per process."""
+    global _offset_ticks
+    if _offset_ticks is None:
+        ticks = 0
+        for line in read_proc("/proc/self/timens_offsets").splitlines():
+            fields = line.split()
+            if len(fields) == 3 and fields[0] == b"boottime":
+                try:
+                    ticks = (int(fields[1]) * 10**9 + int(fields[2])) * os.sysconf("SC_CLK_TCK") // 10**9
+                except ValueError:
+                    ticks = 0
+        _offset_ticks = ticks
+    return _offset_ticks
 
 
 def identity_of(pid: int) -> ProcessIdentity | None:
@@ -87,8 +129,9 @@ def is_alive(pid: int | None, start_ticks: int | None, boot: str = "",
 
 def started_wall(identity: ProcessIdentity) -> float | None:
     """When the process started, as wall time (None when /proc/stat has no btime)."""
-    boot = boot_wall()
-    return None if boot is None else boot + identity.start_ticks / os.sysconf("SC_CLK_TCK")
+    boot = boot_wall()  # as this namespace sees it: the start counted as it does too
+    ticks = identity.start_ticks + _boottime_offset_ticks()
+    return None if boot is None else boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def boot_wall() -> float | None:

@@ -20,7 +20,9 @@ and the `TASK_ID` lookups read them.
   (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
   lets go, never on a timer (a starting supervisor writes with `prune=False`: it reads no
   other entry before its first fork). The last sign: the entry's `ended` time, else the newest of the entry file's and
-  its checkpoint's modification times.
+  its checkpoint's modification times. A file named like an entry that this version cannot
+  read (damaged, or written by another version of Stoker) goes once it is older than the
+  retention, unless the supervisor its name names still runs.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import attrs
 
 from config.registry import RegistrySettings
 from executor.host import identity
-from executor.host.entry import ENTRY_NAME, RegistryEntry, expired
+from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired
 from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
@@ -122,6 +124,25 @@ class Registry:
                                      f"{self.root} (Permission denied: another user's)")
         return kept
 
+    def unreadable(self) -> list[str]:
+        """The names of the files named like an entry that this version cannot read as one
+        while the supervisor the name names runs: a newer Stoker's entry (another field or
+        value), or a damaged one. Their tasks are not listed; `stoker ps` says so."""
+        try:
+            fd = self._open_root()
+        except OSError:
+            return []
+        try:
+            with os.scandir(fd) as scan:
+                names = [item.name for item in scan
+                         if ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)]
+            return sorted(name for name in names[:MAX_ENTRIES]
+                          if _named_alive(name) and _read_entry(fd, name) is None)
+        except OSError:
+            return []
+        finally:
+            os.close(fd)
+
     def _listing(self) -> tuple[list[Listed], int]:
         """The entries read, oldest first, and how many this user may not open."""
         try:
@@ -195,7 +216,7 @@ class Registry:
                     limit = self.retention_secs  # damaged: it says nothing, and goes in time
                 else:
                     continue
-                if _older_than(found_file, now, limit):
+                if _older_than(found_file, now, limit) and not _named_alive(name):
                     _unlink(dir_fd, name)
         return gone
 
@@ -238,6 +259,17 @@ def _unlink(dir_fd: int, name: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def _named_alive(name: str) -> bool:
+    """Whether `name` is an entry's (`PID-STARTTICKS.json`) whose supervisor runs: an entry
+    this version cannot read may be a newer Stoker's (another field, another value), and is
+    never removed while the task it lists runs (the boot is not in the name, so a process of
+    another boot with the same pid and start only keeps it longer)."""
+    if not ENTRY_NAME.match(name):
+        return False
+    pid, _, ticks = name[:-len(ENTRY_SUFFIX)].partition("-")
+    return identity.is_alive(int(pid), int(ticks))
 
 
 def _supervisor_alive(entry: RegistryEntry) -> bool:

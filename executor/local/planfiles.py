@@ -15,7 +15,8 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
   else may write, in such a directory; `write_private` writes one whole and renames it
   into place. `read_text` reads a config file as the loader does, never blocking on a FIFO.
 - `code_roots` and `code_stamp`: the name, size and mtime of every module of `config/` and
-  of pystachio: a plan made by other code is not served.
+  of pystachio: a plan made by other code is not served; `loaded_from`: whether the roots
+  a launch record names are this process's own (an upgrade elsewhere leaves them behind).
 - `sandbox_name`: how a new default sandbox is named (the early start makes one too);
   `SANDBOX_MODE`: a sandbox's and the levels' above it (`replacefile.make_dirs`);
   `foreign_link`: another user's symlink on a sandbox's path, which `stoker run` refuses.
@@ -163,13 +164,27 @@ def code_roots() -> tuple[str, ...]:
     """The directories of `config/` and of pystachio (as found on sys.path)."""
     import config
 
-    roots = list(config.__path__)
+    return (*config.__path__, *_pystachio_root())
+
+
+def _pystachio_root() -> list[str]:
     for entry in sys.path:
         candidate = os.path.join(entry or ".", "pystachio")
         if os.path.isdir(candidate):
-            roots.append(candidate)
-            break
-    return tuple(roots)
+            return [candidate]
+    return []
+
+
+def loaded_from(roots: tuple[str, ...]) -> bool:
+    """Whether `roots` (the `code_roots` an earlier run recorded) are the directories this
+    process loads its code from, without importing `config`: the `config/` beside this
+    `executor/`, and the pystachio sys.path finds. An upgrade into another place (a venv per
+    build, a zipapp's next build in a directory of its own) leaves the old ones unchanged
+    behind: their stamp alone would still match."""
+    here = [os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "config"), *_pystachio_root()]
+    return len(roots) == len(here) and all(os.path.realpath(a) == os.path.realpath(b)
+                                           for a, b in zip(roots, here))
 
 
 def code_stamp(roots: tuple[str, ...]) -> Stamp:

@@ -43,7 +43,10 @@ def _uptime(row: Mapping[str, Any], now_wall: float) -> str:
     return esc(age(now_wall - float(row["started"])))
 
 
-def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str) -> str:
+def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
+               unreadable: Sequence[str] = ()) -> str:
+    """The host's tasks; `unreadable`: the registry's entries this version cannot read
+    whose supervisors run (another version of Stoker's), named below the table."""
     rows = []
     for t in _sorted(tasks):
         r = t.row
@@ -61,6 +64,11 @@ def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str) -> str:
                            "running", "ports", "links"], rows))
     else:
         body.append(f"<p>No task in the registry {esc(root)}.</p>")
+    if unreadable:
+        what = "1 entry" if len(unreadable) == 1 else f"{len(unreadable)} entries"
+        body.append(f"<p>Not listed: {what} of the registry this version of Stoker does not read "
+                    f"(another version's, or damaged), whose supervisor runs: "
+                    f"{esc(', '.join(unreadable))}.</p>")
     return page("tasks", "".join(body), where=f"registry {esc(root)}")
 
 
@@ -74,11 +82,15 @@ def _exit(run: RunView | None) -> str:
     return "-" if run.exit_code is None else f"exit {run.exit_code}"
 
 
-def _run_time(run: RunView | None, now_wall: float, lost: bool) -> str:
+def _run_time(run: RunView | None, now_wall: float, lost: bool, usage: Usage | None) -> str:
     if run is None or run.started_wall is None:
         return "-"
     if run.ended_wall is None:
-        return "-" if lost else f"up {age(now_wall - run.started_wall)}"
+        # the kernel's start of the live run, in today's wall clock: the recorded one is
+        # off by any step the clock took since (NTP, a VM resumed after days)
+        started = usage.started_wall if usage is not None and usage.started_wall is not None \
+            else run.started_wall
+        return "-" if lost else f"up {age(now_wall - started)}"
     return f"ran {age(run.ended_wall - run.started_wall)}"
 
 
@@ -114,7 +126,8 @@ def _process_rows(d: TaskDetail, attempt: AttemptView, now_wall: float) -> list[
                      "-" if run is None or run.pid is None else esc(run.pid), esc(_exit(run)),
                      esc(_failures(p)), esc(p.restarts),
                      esc(iso_time(run.started_wall) if run else "-"),
-                     esc(_run_time(run, now_wall, lost)), *_usage_cells(d.usage.get(p.name)),
+                     esc(_run_time(run, now_wall, lost, d.usage.get(p.name))),
+                     *_usage_cells(d.usage.get(p.name)),
                      _log_links(task_id, p.name, run), esc(p.reason)])
     return rows
 

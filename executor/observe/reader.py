@@ -69,6 +69,10 @@ class Reader:
         return [TaskSummary(row(e, i), dict(i.view.ports) if i.view else {})
                 for e, i in zip(entries, found)]
 
+    def unreadable(self) -> list[str]:
+        """The registry's entries this version cannot read whose supervisors run."""
+        return Registry(self.settings).unreadable()
+
     def _entry(self, task_id: str) -> Listed:
         found = find(self._listed(), task_id) if task_id else None
         if found is None:
@@ -240,13 +244,13 @@ def _first(pdir: int, run: int, stream: str) -> _Step:
 
 def _running(inspection: Inspection) -> list[RunRef]:
     attempt = inspection.attempt
-    if attempt is None or not inspection.truth.alive:
+    if attempt is None or not inspection.truth.alive or attempt.supervisor_pid is None:
         return []
     refs = []
     for p in attempt.processes:
         run = p.current
         if run is not None and run.state == "RUNNING" and run.pid is not None:
-            refs.append(RunRef(p.name, run.pid, run.started_wall))
+            refs.append(RunRef(p.name, run.pid, attempt.supervisor_pid))
     return refs
 
 

@@ -136,7 +136,8 @@ class ObserverApp:
         now = self._clock()
         match route:
             case routes.TasksPage():
-                return _html(tasks_page(self.reader.tasks(), now, self.reader.root))
+                return _html(tasks_page(self.reader.tasks(), now, self.reader.root,
+                                        self.reader.unreadable()))
             case routes.TaskPage(task_id):
                 return _html(task_page(self.reader.task(task_id), now))
             case routes.LogPage(task_id, process, query, follow):

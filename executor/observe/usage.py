@@ -1,9 +1,11 @@
 """CPU and memory of a task's running runs, each with its process tree, read from /proc.
 
 Read when a page asks, never sampled in the background. For each run the checkpoint says is
-running: its top process must be the run the checkpoint names (started within
-`START_SLACK_SECS` of the run's recorded start, so a reused pid is never shown as the run);
-its tree is found through the kernel's `/proc/PID/task/TID/children` lists (no scan of the
+running: its top process must be the run the checkpoint names, a child of the task's live
+supervisor (every run's top is one until the supervisor reaps it), so a reused pid is never
+shown as the run. No clock takes part in that: a run's recorded start is wall time, which
+an NTP step or a VM resumed after days moves away from the kernel's start time of the same
+process, while the parent does not change; its tree is found through the kernel's `/proc/PID/task/TID/children` lists (no scan of the
 host's processes), and the tree's RSS and CPU time (user + system) are added up from each
 process's `/proc/PID/stat`. These are the numbers psutil reads; reading them directly costs
 a quarter of psutil's per-process objects, which keeps a page of 100 trees within its
@@ -27,7 +29,6 @@ import attrs
 from executor.host.identity import boot_wall, read_proc
 from executor.observe.model import CpuSample, Usage, cpu_percent
 
-START_SLACK_SECS = 2.0
 MAX_TREE = 10000
 MAX_REMEMBERED = 20000
 FORGET_SECS = 3600.0
@@ -37,15 +38,17 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 @attrs.frozen(slots=True)
 class RunRef:
-    """A run the checkpoint says is running: its process, top pid and recorded start."""
+    """A run the checkpoint says is running: its process, top pid and the pid of the live
+    supervisor that started it."""
 
     process: str
     pid: int
-    started_wall: float | None
+    supervisor: int
 
 
-def _stat(pid: int) -> tuple[int, float, int] | None:
-    """(start ticks after boot, CPU seconds, RSS bytes) of a live process; None if gone."""
+def _stat(pid: int) -> tuple[int, float, int, int] | None:
+    """(start ticks after boot, CPU seconds, RSS bytes, parent pid) of a live process; None
+    if gone."""
     data = read_proc(f"/proc/{pid}/stat", 4096)
     close = data.rfind(b")")
     fields = data[close + 2:].split()
@@ -53,7 +56,7 @@ def _stat(pid: int) -> tuple[int, float, int] | None:
         return None
     try:
         cpu = (int(fields[11]) + int(fields[12])) / _TICKS
-        return int(fields[19]), cpu, int(fields[21]) * _PAGE
+        return int(fields[19]), cpu, int(fields[21]) * _PAGE, int(fields[1])
     except ValueError:
         return None
 
@@ -106,12 +109,9 @@ class UsageSampler:
 
     def _one(self, ref: RunRef, boot: float | None) -> Usage | None:
         top = _stat(ref.pid)
-        if top is None:
-            return None
-        created = None if boot is None else boot + top[0] / _TICKS
-        if ref.started_wall is not None and created is not None \
-                and abs(created - ref.started_wall) > START_SLACK_SECS:
+        if top is None or top[3] != ref.supervisor:
             return None  # another process has the pid now
+        created = None if boot is None else boot + top[0] / _TICKS
         count, cpu, rss = _tree_totals(ref.pid)
         if count == 0:
             return None

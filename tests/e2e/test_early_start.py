@@ -9,6 +9,7 @@ import contextlib
 import marshal
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -176,6 +177,34 @@ def tamper(cache: Path, change) -> None:  # type: ignore[no-untyped-def]
     record = marshal.loads(path.read_bytes())
     change(record)
     planfiles.write_private(str(path), marshal.dumps(record))
+
+
+def test_a_plan_kept_by_a_stoker_installed_elsewhere_is_never_started_early(stoker, tmp_path):
+    """Stoker upgraded into another place (a venv per build; a zipapp's next build, unpacked
+    beside the last) leaves the old build's config package, unchanged, where the kept plan
+    and its launch record name it. Its stamp still matched: the early start started the old
+    plan's first runs, the supervisor, whose config package is another, killed them (one
+    WARNING) and started them again: a first process ran twice."""
+    runs = tmp_path / "runs"
+    config = write(tmp_path, f"Process(name='say', cmdline='echo once >> {runs}')")
+    stoker.finish(config)
+    old = tmp_path / "old-build" / "config"
+    shutil.copytree(REPO / "config", old, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def from_old(key: tuple) -> tuple:  # type: ignore[type-arg]
+        roots = (str(old), *planfiles.code_roots()[1:])
+        return (*key[:2], planfiles.code_stamp(roots), *key[3:]), roots
+
+    def elsewhere(record: dict) -> None:
+        record["key"], record["roots"] = from_old(record["key"])
+
+    tamper(stoker.cache, elsewhere)
+    [kept] = [stoker.cache / n for n in os.listdir(stoker.cache) if n.endswith(planfiles.PLAN_SUFFIX)]
+    key, sources, plan = marshal.loads(kept.read_bytes())
+    planfiles.write_private(str(kept), marshal.dumps((from_old(key)[0], sources, plan)))
+    again, _ = stoker.finish(config)
+    assert "early_start_given_up" not in again.stderr() and adopted(again) == []
+    assert runs.read_text() == "once\n" * 2
 
 
 def test_an_early_run_the_supervisor_would_not_start_is_killed_and_the_right_one_started(stoker, tmp_path):

@@ -3,17 +3,19 @@ that trust nothing, pruning by retention, and a registry that cannot be written 
 stopping anything."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
+import subprocess
 import threading
 import time
 
 import pytest
 
 from config.registry import RegistrySettings
-from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.identity import own_identity
+from executor.host.entry import FrontEnd, RegistryEntry, entry_name
+from executor.host.identity import identity_of, own_identity
 from executor.host.registry import Registry, RegistryUnreadable, find
 from executor.host.replacefile import trusted_path
 from tests.support.users import STRANGER, as_nobody, needs_root, open_sandbox
@@ -284,3 +286,51 @@ def test_the_levels_it_makes_above_a_registry_are_the_user_s_alone(tmp_path):
     levels = [tmp_path / "home", tmp_path / "home" / ".local", tmp_path / "home" / ".local" / "state",
               tmp_path / "home" / ".local" / "state" / "stoker"]
     assert [stat.S_IMODE(os.stat(level).st_mode) for level in levels] == [0o700] * 4
+
+
+def test_an_entry_of_another_stoker_version_stays_while_its_supervisor_runs(tmp_path):
+    """A newer Stoker's entry (here a front-end this version does not know) cannot be read
+    by this one: it is not listed, and it is not pruned as damaged while the supervisor its
+    name names runs; a gone one's goes after the retention, as any damaged file does."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    reg.write(entry(tmp_path / "mine", task_id="mine"))
+    newer = {**entry(tmp_path / "sb", task_id="newer").to_json(), "version": 2, "front_end": "thermos"}
+    supervisor = subprocess.Popen(["sleep", "30"])
+    try:
+        found = identity_of(supervisor.pid)
+        assert found is not None
+        live, gone = entry_name(found.pid, found.start_ticks), entry_name(found.pid, found.start_ticks + 1)
+        for name in (live, gone):
+            (root / name).write_text(json.dumps(newer))
+            age(root / name, 2 * DAY)
+        assert [item.entry.task_id for item in reg.entries()] == ["mine"]
+        assert (root / live).exists()
+        assert not (root / gone).exists()
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+
+
+def test_stoker_ps_names_an_entry_it_cannot_read_whose_supervisor_runs(tmp_path, capsys):
+    from executor.cli.main import main
+
+    root = tmp_path / "root"
+    registry(root).write(entry(tmp_path / "mine", task_id="mine"))
+    newer = {**entry(tmp_path / "sb").to_json(), "front_end": "thermos"}
+    supervisor = subprocess.Popen(["sleep", "30"])
+    try:
+        found = identity_of(supervisor.pid)
+        assert found is not None
+        name = entry_name(found.pid, found.start_ticks)
+        (root / name).write_text(json.dumps(newer))
+        (root / entry_name(found.pid, found.start_ticks + 1)).write_text(json.dumps(newer))  # gone
+        assert main(["ps", "--root", str(root)]) == 0
+        out, err = capsys.readouterr()
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+    assert "mine" in out
+    assert err == (f"stoker ps: {root}/{name} is not an entry this version of Stoker reads "
+                   f"(another version's, or damaged); its supervisor (pid {found.pid}) runs, "
+                   f"and its task is not listed\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -242,3 +243,23 @@ def test_a_sandbox_whose_supervisor_recorded_nothing_says_who_took_it_and_whethe
     out = capsys.readouterr().out
     assert f"web-0-1: no checkpoint in {sandbox}/.stoker: its supervisor (pid {me.pid}) died" in out
     assert "web-0-1: LOST (supervisor gone since" in out
+
+
+def test_a_running_runs_uptime_is_the_kernels_whatever_the_wall_clock_did_since(tmp_path, capsys):
+    """Its start was recorded three days "ago" by the wall clock, as after the clock was
+    stepped forward (a VM resumed after days): `up 3d00h` for a run of a second. The
+    supervisor (this process) runs and the run is its child: its 'up' is the kernel's."""
+    me = own_identity()
+    run = subprocess.Popen(["sleep", "30"])
+    try:
+        then = time.time() - 3 * 86400
+        records = [dict(r, wall=then) for r in RUNNING]
+        records[1]["pid"] = run.pid
+        write(tmp_path, [header(me.pid, me.start_ticks, wall=then), *records])
+        code, out, _ = status(capsys, tmp_path)
+    finally:
+        run.kill()
+        run.wait()
+    web = next(line for line in out.splitlines() if line.startswith("web "))
+    assert code == 0 and web.split()[:4] == ["web", "RUNNING", "2", str(run.pid)]
+    assert " up " in web and " up 3d" not in web and re.search(r" up \d+\.\ds ", web), web

@@ -72,6 +72,7 @@ def test_entry_file_names(name, ok):
     {"supervisor_pid": 1.5}, {"supervisor_pid": True}, {"supervisor_start": "soon"}, {"supervisor_start": -1},
     {"front_end": "marathon"}, {"registered": math.inf}, {"registered": None},
     {"ended": "later"}, {"task_id": ["x"]},
+    {"version": 2}, {"version": "1"},  # another format: a newer Stoker's, whose fields may mean other things
 ])
 def test_a_damaged_entry_reads_as_none(change):
     doc = dict(ENTRY.to_json(), **change)

@@ -75,6 +75,16 @@ def test_the_task_page_shows_processes_usage_health_history_and_definition():
     assert "&lt;script&gt;" in text and no_markup_from(text) and "\\x1b[31m" in text
 
 
+def test_a_live_runs_uptime_is_from_its_kernel_start_whatever_the_wall_clock_did_since():
+    """The run's start was recorded at 100.1 by the wall clock; the clock was stepped back
+    since (or forward: a VM resumed after days), and the kernel's start of the same process,
+    read in today's clock, is 940.0: it has been up a minute, not a quarter of an hour."""
+    usage = {"web": Usage(pid=4001, processes=1, rss_bytes=1024, cpu_percent=None,
+                          cpu_basis=SINCE_LAST_LOOK, started_wall=940.0)}
+    assert "up 1m00s" in task_page(detail(usage=usage), NOW)
+    assert "up 14m59s" in task_page(detail(), NOW)  # no usage (not running any more): as recorded
+
+
 def test_a_lost_task_shows_lost_and_its_leftovers():
     d = detail(alive=False, leftovers=[Leftover(4242, "web", 0, "sleep 1000")])
     text = task_page(d, NOW)
@@ -175,3 +185,10 @@ def test_cpu_percent_is_since_the_previous_look_else_the_average():
     assert cpu_percent(CpuSample(11.95, 1.0), CpuSample(12.0, 2.0), 10.0)[0] == 20.0  # too soon
     assert cpu_percent(CpuSample(10.0, 3.0), CpuSample(12.0, 2.0), 10.0)[0] == 20.0  # lost time
     assert cpu_percent(None, CpuSample(12.0, 2.0), None) == (None, "average since the run started")
+
+
+def test_the_list_names_the_entries_another_stoker_version_wrote_whose_supervisors_run():
+    text = tasks_page([], NOW, "/var/run/stoker", ["4242-99.json"])
+    assert ("Not listed: 1 entry of the registry this version of Stoker does not read (another "
+            "version's, or damaged), whose supervisor runs: 4242-99.json.") in text
+    assert "Not listed" not in tasks_page([], NOW, "/var/run/stoker")

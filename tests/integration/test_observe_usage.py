@@ -1,0 +1,70 @@
+"""The observer's CPU and memory of a running run, read through `Reader.task` from a
+hand-made checkpoint whose supervisor is this test process: shown whatever the wall clock
+did since the run's start was recorded (an NTP step, a VM resumed after days), and never
+for a pid that is not a child of that supervisor (a reused or planted pid)."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from config.registry import RegistrySettings
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
+from executor.observe.reader import Reader
+from executor.task.checkpoint import CheckpointWriter
+
+pytestmark = pytest.mark.timeout(30)
+
+DAYS = 3 * 86400.0
+
+
+def running_task(tmp_path, pid: int, wall: float) -> Reader:
+    """A registered task whose supervisor is this process and whose process `web` runs as
+    `pid`, its records written at wall time `wall`."""
+    me = own_identity()
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    writer = CheckpointWriter(sandbox)
+    writer.append_many([
+        {"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
+         "sandbox": str(sandbox), "ports": {}, "supervisor_pid": me.pid,
+         "supervisor_start": me.start_ticks, "supervisor_boot": me.boot_id, "marker": "m4rk3r",
+         "processes": ["web"], "health": "none", "wall": wall},
+        {"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": wall},
+        {"kind": "process", "process": "web", "run": 0, "from": "WAITING", "to": "RUNNING",
+         "reason": "starting run 0", "pid": pid, "wall": wall},
+        {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "processes started",
+         "wall": wall}])
+    writer.close()
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60)
+    Registry(settings).write(RegistryEntry(
+        sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+        supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=wall, task_id="web-0-1"))
+    return Reader(settings)
+
+
+@pytest.fixture
+def child():
+    proc = subprocess.Popen(["sleep", "30"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_runs_usage_is_shown_after_the_wall_clock_stepped_since_its_start(tmp_path, child):
+    # The run's start was recorded three days "ago" by the wall clock, as when the clock was
+    # stepped forward since (a VM resumed): the kernel still says it started just now.
+    reader = running_task(tmp_path, child.pid, time.time() - DAYS)
+    usage = reader.task("web-0-1").usage
+    assert set(usage) == {"web"}
+    assert usage["web"].pid == child.pid and usage["web"].rss_bytes > 0
+    assert abs(usage["web"].started_wall - time.time()) < 60  # the kernel's start, not the record's
+
+
+def test_a_pid_that_is_not_the_supervisors_child_is_never_shown_as_the_run(tmp_path):
+    # pid 1 runs, started at boot, and is nobody's run: a planted or reused pid
+    reader = running_task(tmp_path, 1, time.time())
+    assert reader.task("web-0-1").usage == {}
