@@ -80,3 +80,8 @@ class KeptDaemons:
     def pids(self) -> list[int]:
         with self._lock:
             return list(self._pids)
+
+    def held(self) -> dict[int, int]:
+        """Every kept process known by pid: pid → start time."""
+        with self._lock:
+            return dict(self._pids)

@@ -188,7 +188,9 @@ class TaskOwner:
             return True
         self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at())
         self._journal.flush()  # one sync per step, before waiting
-        self._procs.idle()
+        again_in = self._procs.idle()
+        if again_in is not None:
+            self.next_deadline_at = earliest(self.next_deadline_at, self._clock() + again_in)
         return False
 
     def close(self) -> None:

@@ -59,9 +59,10 @@ class ProcessPort(Protocol):
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult: ...
 
-    def idle(self) -> None:
+    def idle(self) -> float | None:
         """The owner has nothing to do until its next event or deadline: a moment for work
-        that would otherwise delay a later one (making the next runs' log directories)."""
+        that would otherwise delay a later one (making the next runs' log directories).
+        Returns in how many seconds to call it again at the latest (None: at the next step)."""
         ...
 
     def close(self) -> None:

@@ -71,8 +71,9 @@ class FakeProcs:
         self._effects.note(f"{signal.Signals(sig).name} daemons")
         return 1
 
-    def idle(self) -> None:
+    def idle(self) -> float | None:
         self.idles += 1
+        return None
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
         raise AssertionError("the owner never runs commands itself")
