@@ -15,7 +15,8 @@ is in the process group of one (or of a draining run, `draining.py`), descends f
 carries the marker of a live or draining run or command of this task or another task's
 marker, or descends from a claimed process; it is *kept* when it is a daemon an ended run
 left (`daemons.py`: outside the run's group as its top exited; by pid, by that run's marker,
-or descending from a kept one); everything else is *unclaimed*: a leftover of a health
+or descending from a kept one), or one whose environment may not be read (not dumpable:
+no run can be told from its); everything else is *unclaimed*: a leftover of a health
 command, or an orphan that cleared its environment.
 
 **When a run's top exits 0 on its own** (on the reaper thread, its zombie holding its pid
@@ -233,17 +234,21 @@ class Containment:
         markers, registered = self._live_markers(registered), self._holders(registered)
         claimed: set[int] = set()
         kept: set[int] = set()
-        out, daemons = [], []
+        out, daemons, hidden = [], [], []
         for info in procs.values():
             if info.ppid in claimed or self._claimed_directly(info, registered, markers):
                 claimed.add(info.pid)
-            elif info.ppid in kept or self._daemons.holds(info):
-                if info.ppid in kept:
-                    self._daemons.add(info)  # so that it outlives its parent
+            elif info.ppid in kept or info.hidden or self._daemons.holds(info):
+                if (info.ppid in kept or info.hidden) and self._daemons.add(info) and info.hidden:
+                    hidden.append(info.pid)  # newly kept: it outlives its parent
                 kept.add(info.pid)
                 daemons.append(info.pid)
             else:
                 out.append(info.pid)
+        if hidden:
+            log_event(logger, logging.INFO, "daemons_kept", task=self._label, pids=" ".join(map(str, hidden)),
+                      reason="their environment may not be read (not dumpable, or another user's), so "
+                             "no run can be told from theirs; they are stopped with the task")
         if daemons:
             self._handover.changed()
         return out, daemons

@@ -1,13 +1,19 @@
-"""A `stoker run` of an ordinary user without a cgroup (STOKER_CGROUPS=off), killed with -9,
-leaves no daemon of its task behind, not even one that made itself not dumpable.
+"""Daemons that made themselves not dumpable (`prctl(PR_SET_DUMPABLE, 0)`, as ssh-agent
+does) under a `stoker run` of an ordinary user without a cgroup (STOKER_CGROUPS=off): their
+`/proc/PID/environ`, and with it the task's marker, is root's to read.
 
-The run's daemon double-forks, calls `prctl(PR_SET_DUMPABLE, 0)` as ssh-agent does, and is
-re-parented to Stoker while its run lives on: its `/proc/PID/environ`, and with it the task's
-marker, is then root's to read, so the watchdog's marker scan cannot see it, and nothing
-else tied it to the task once Stoker was gone (it ran on; `stoker status` listed no
-leftover). Now Stoker, its subreaper, hands the orphan's pid and start time to the
-watchdog (`executor/procs/handover.py`: looked for 0.05 s after the run starts), which kills
-it too. Needs root (to run Stoker as nobody) and a Python nobody may run.
+- One, re-parented to Stoker while its run lives on, was SIGKILLed at the next exit of any
+  run or health command (an orphan with no marker Stoker could read: "unclaimed"), and one
+  whose launcher run exited 0 was killed at once instead of kept as the run's daemon. Both
+  are now kept as the task's daemons (`executor/procs/containment.py`: a process whose
+  environment may not be read cannot be told from any run's).
+- A kill -9 of Stoker left such a daemon running: the watchdog's marker scan cannot see
+  it, and nothing else tied it to the task once Stoker was gone (`stoker status` listed no
+  leftover). Now Stoker, its subreaper, hands each orphan's pid and start time to the
+  watchdog (`executor/procs/handover.py`: looked for 0.05 s after the run starts), which
+  kills it too.
+
+Needs root (to run Stoker as nobody) and a Python nobody may run.
 """
 from __future__ import annotations
 
@@ -34,14 +40,18 @@ GONE_WITHIN_SECS = 1.0
 
 def job(python: str) -> str:
     agent = f"{python} {FAKE} --daemonize-child --daemon-undumpable --daemon-pid-file daemon.pid"
+    # exits 0 once its daemon runs, after the agent's is up: the exit that killed them both
+    launch = (f"while [ ! -e daemon.pid ]; do sleep 0.01; done; exec {python} {FAKE} "
+              f"--daemonize-child --daemon-undumpable --daemon-pid-file launched.pid --exit-after 0")
     return textwrap.dedent(f"""
         jobs = [Service(cluster='local', role='nobody', environment='test', name='agent',
-            task=Task(processes=[Process(name='agent', cmdline={agent!r})],
+            task=Task(processes=[Process(name='agent', cmdline={agent!r}),
+                                 Process(name='launch', cmdline={launch!r})],
                       resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """)
 
 
-def test_kill_9_of_an_unprivileged_stoker_run_takes_its_undumpable_daemon(figures):
+def test_undumpable_daemons_outlive_a_run_s_exit_and_die_with_a_kill_9_of_stoker(figures):
     stoker = stoker_as(NOBODY, NOBODY)
     if stoker is None:
         pytest.skip("no Python an unprivileged user may run this checkout with")
@@ -53,38 +63,42 @@ def test_kill_9_of_an_unprivileged_stoker_run_takes_its_undumpable_daemon(figure
         for directory in (sandbox, root):
             directory.mkdir(mode=0o700)
             os.chown(directory, NOBODY, NOBODY)
-        err = top / "stoker.stderr"
-        with open(err, "wb") as stderr:
+        out, err = top / "stoker.stdout", top / "stoker.stderr"
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
             run = subprocess.Popen([*stoker, "run", str(top / "job.aurora"), "--sandbox", str(sandbox),
                                     "--cgroups", "off", "--root", str(root), "--log-level", "DEBUG"],
-                                   cwd=top, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   cwd=top, stdin=subprocess.DEVNULL, stdout=stdout,
                                    stderr=stderr, start_new_session=True)
-        daemon: set[int] = set()
+        daemons: set[int] = set()
         try:
-            wait_for(lambda: (sandbox / "daemon.pid").exists(), 15, message="the daemon's pid file")
-            daemon = proc_scan.read_pid_files([sandbox / "daemon.pid"])
-            (pid,) = daemon
-            assert os.stat(f"/proc/{pid}/environ").st_uid == 0, "the daemon is not dumpable"
-            assert os.stat(f"/proc/{pid}").st_uid == NOBODY
-            wait_for(lambda: _held(err, pid), 5, message=f"the watchdog holding {pid}")
+            files = [sandbox / "daemon.pid", sandbox / "launched.pid"]
+            wait_for(lambda: all(f.exists() for f in files), 15, message="the daemons' pid files")
+            daemons = proc_scan.read_pid_files(files)
+            for pid in daemons:
+                assert os.stat(f"/proc/{pid}/environ").st_uid == 0, f"{pid} is not dumpable"
+                assert os.stat(f"/proc/{pid}").st_uid == NOBODY
+            wait_for(lambda: any(line.split()[2:5] == ["launch[0]", "RUNNING", "→"] and "SUCCESS" in line
+                                 for line in out.read_text().splitlines()), 5, message="the launcher's exit 0")
+            # the leftovers of an exit are killed before it is posted: no wait needed
+            assert proc_scan.live(daemons) == daemons, "a daemon did not outlive the launcher's exit"
+            wait_for(lambda: all(_held(err, pid) for pid in daemons), 5,
+                     message=f"the watchdog holding {daemons}")
             run.send_signal(signal.SIGKILL)
             run.wait(5)
             killed_at = time.monotonic()
-            wait_for(lambda: not proc_scan.live(daemon), GONE_WITHIN_SECS,
-                     message=f"the undumpable daemon {pid} gone after its Stoker's kill -9")
-            figures.add("undumpable daemon gone after kill -9 (s)", f"{time.monotonic() - killed_at:.3f}")
+            wait_for(lambda: not proc_scan.live(daemons), GONE_WITHIN_SECS,
+                     message=f"the undumpable daemons {daemons} gone after their Stoker's kill -9")
+            figures.add("undumpable daemons gone after kill -9 (s)", f"{time.monotonic() - killed_at:.3f}")
         finally:
             if run.poll() is None:
                 run.kill()
                 run.wait(5)
-            proc_scan.kill_carrying(b"STOKER_TESTS_NOTHING=1", daemon)
+            proc_scan.kill_carrying(b"STOKER_TESTS_NOTHING=1", daemons)
             shutil.rmtree(root, ignore_errors=True)
 
 
 def _held(err: Path, pid: int) -> bool:
-    """Stoker's DEBUG line `watchdog_holds ... pids=PID ...` names the daemon."""
-    for line in err.read_text(errors="replace").splitlines():
-        words = line.split()
-        if "watchdog_holds" in line and f"pids={pid}" in words:
-            return True
-    return False
+    """Stoker's last DEBUG line `watchdog_holds ... pids="PID ..."` names the daemon."""
+    lines = [line for line in err.read_text(errors="replace").splitlines() if "watchdog_holds" in line]
+    held = lines[-1].partition("pids=")[2].strip('"').split('"')[0].split() if lines else []
+    return str(pid) in held
