@@ -155,6 +155,9 @@ class Containment:
     def orphan_reaped(self) -> None:
         self._handover.prune()
 
+    def held(self) -> dict[int, int]:
+        return self._handover.handed()
+
     def close(self) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
         the watchdog must then do it once this process has exited."""

@@ -44,6 +44,11 @@ class Handover:
             self._sink = sink
             self._hand()
 
+    def handed(self) -> dict[int, int]:
+        """What the sink was last given."""
+        with self._lock:
+            return dict(self._handed)
+
     def orphans(self) -> dict[int, int]:
         with self._lock:
             return dict(self._orphans)

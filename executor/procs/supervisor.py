@@ -380,6 +380,10 @@ class Supervisor:
         """Signal the daemons the task's runs left; returns how many were signalled."""
         return self._containment.signal_daemons(sig) if self._containment is not None else 0
 
+    def held(self) -> dict[int, int]:
+        """What the watchdog holds by pid: pid → start time (`handover.py`)."""
+        return self._containment.held() if self._containment is not None else {}
+
     def task_pids(self) -> set[int]:
         """Live (non-zombie) processes of the task."""
         if self._containment is None:

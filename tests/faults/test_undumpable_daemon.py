@@ -17,6 +17,7 @@ Needs root (to run Stoker as nobody) and a Python nobody may run.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.task.heldfile import read_held
 from tests.support import proc_scan
 from tests.support.users import needs_root, open_sandbox, stoker_as
 from tests.support.waiting import wait_for
@@ -83,6 +85,9 @@ def test_undumpable_daemons_outlive_a_run_s_exit_and_die_with_a_kill_9_of_stoker
             assert proc_scan.live(daemons) == daemons, "a daemon did not outlive the launcher's exit"
             wait_for(lambda: all(_held(err, pid) for pid in daemons), 5,
                      message=f"the watchdog holding {daemons}")
+            # kept beside the checkpoint, for `stoker status` and a re-run should the watchdog die too
+            wait_for(lambda: {pid for pid, _ in read_held(sandbox, _marker(sandbox))} == daemons, 5,
+                     message=f"{daemons} in .stoker/held.json")
             run.send_signal(signal.SIGKILL)
             run.wait(5)
             killed_at = time.monotonic()
@@ -95,6 +100,11 @@ def test_undumpable_daemons_outlive_a_run_s_exit_and_die_with_a_kill_9_of_stoker
                 run.wait(5)
             proc_scan.kill_carrying(b"STOKER_TESTS_NOTHING=1", daemons)
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _marker(sandbox: Path) -> str:
+    header = json.loads((sandbox / ".stoker/checkpoint.jsonl").read_text().splitlines()[0])
+    return header["marker"]
 
 
 def _held(err: Path, pid: int) -> bool:

@@ -75,6 +75,9 @@ class FakeProcs:
         self.idles += 1
         return None
 
+    def held(self) -> dict[int, int]:
+        return {}
+
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
         raise AssertionError("the owner never runs commands itself")
 
