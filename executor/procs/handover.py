@@ -28,6 +28,19 @@ from executor.procs import proctree
 from executor.procs.daemons import KeptDaemons
 
 Sink = Callable[[Mapping[int, int]], None]
+# After a run starts, the orphans are looked for at these times too (`Supervisor.idle`): an
+# adoption wakes nothing, and a daemon that daemonizes as its run starts (ssh-agent) is then
+# handed over within them, even if the task has no other step. Three wakeups per start, all
+# within its first second: an idle task makes none.
+LOOKS_AFTER_SPAWN_SECS = (0.05, 0.2, 0.8)
+
+
+def next_look_in(spawned_at: float | None, now: float) -> float | None:
+    """In how many seconds the next look after the latest start (at `spawned_at`) is due."""
+    if spawned_at is None:
+        return None
+    since = now - spawned_at
+    return next((after - since for after in LOOKS_AFTER_SPAWN_SECS if after > since), None)
 
 
 class Handover:

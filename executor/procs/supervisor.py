@@ -54,6 +54,7 @@ from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
 from executor.procs.draining import Drains
 from executor.procs.earlyfork import EarlyRun
+from executor.procs.handover import next_look_in
 from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.runlogs import RunLogs
@@ -70,11 +71,6 @@ logger = logging.getLogger(__name__)
 
 CLOSE_KILL_SECS = 1.0
 WATCHDOG_EXIT_SECS = 1.0
-# After a run starts, the orphans are looked for at these times too (`idle`): a daemon's
-# adoption wakes nothing, and one that daemonizes as it starts (ssh-agent) is then handed to
-# the watchdog within them, even if the task has no other step. Three wakeups per start,
-# all within its first second: an idle task makes none.
-LOOKS_AFTER_SPAWN_SECS = (0.05, 0.2, 0.8)
 
 
 class SupervisorState(enum.Enum):
@@ -232,9 +228,8 @@ class Supervisor:
         """The owner has nothing to do now: kill the early start's runs its first step did not
         take, make the log directories of the runs that may come next
         (`executor/procs/logstage.py`: a process that restarted once may again), start
-        the watchdog again if it could not start, and hand it the orphans adopted since
-        (`handover.py`). Returns in how many seconds to look for orphans again (the next of
-        `LOOKS_AFTER_SPAWN_SECS` after the latest run's start; None: none is due)."""
+        the watchdog again if it could not start, and hand it the orphans adopted since;
+        returns when to look again (`handover.next_look_in`; None: not before a step)."""
         self._early.give_up_rest("the task did not start it first")
         if self._state is not SupervisorState.STARTED:
             return None
@@ -243,10 +238,7 @@ class Supervisor:
             self._watchdog.ensure()  # one that could not start
         if self._containment is not None:
             self._containment.look()
-        if self._spawned_at is None:
-            return None
-        since = time.monotonic() - self._spawned_at
-        return next((after - since for after in LOOKS_AFTER_SPAWN_SECS if after > since), None)
+        return next_look_in(self._spawned_at, time.monotonic())
 
     def _prepare(self, process: ProcessSpec, run: int) -> PreparedRun:
         if self._state is SupervisorState.NEW:
