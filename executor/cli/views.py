@@ -110,7 +110,8 @@ def _leftover_lines(leftovers: Sequence[Leftover]) -> list[str]:
     rows = [["PID", "PROCESS", "RUN", "COMMAND"]]
     rows += [[str(p.pid), p.process or "-", "-" if p.run is None else str(p.run), p.command]
              for p in leftovers]
-    return ["leftover processes (they carry the task's marker; its supervisor is gone):",
+    return ["leftover processes (they carry the task's marker, or its watchdog held them; "
+            "its supervisor is gone):",
             *table(rows)]
 
 

@@ -26,6 +26,7 @@ CHECKPOINT_FILE = "checkpoint.jsonl"
 LOCK_FILE = "supervisor.lock"
 CONTROL_SOCKET = "control.sock"
 TASK_FILE = "task.json"  # the bound task as it runs (`executor/task/definition.py`)
+HELD_FILE = "held.json"  # what the watchdog holds by pid (`executor/task/heldfile.py`)
 DIR_MODE = 0o700
 
 

@@ -15,7 +15,8 @@ is in the process group of one (or of a draining run, `draining.py`), descends f
 carries the marker of a live or draining run or command of this task or another task's
 marker, or descends from a claimed process; it is *kept* when it is a daemon an ended run
 left (`daemons.py`: outside the run's group as its top exited; by pid, by that run's marker,
-or descending from a kept one); everything else is *unclaimed*: a leftover of a health
+or descending from a kept one), or one whose environment may not be read (not dumpable:
+no run can be told from its); everything else is *unclaimed*: a leftover of a health
 command, or an orphan that cleared its environment.
 
 **When a run's top exits 0 on its own** (on the reaper thread, its zombie holding its pid
@@ -31,7 +32,8 @@ re-parent elsewhere: the rule is then a full /proc sweep (process groups, descen
 tops and markers, `proctree.py`), unclaimed processes cannot be found, and a run's daemons
 are not kept apart: those that carry the task's marker die with the task, at its end.
 **After Stoker dies** the watchdog kills through the cgroup when there is one (nothing can
-leave it but root), and by the task marker otherwise.
+leave it but root), and by the task marker otherwise, and every orphan and daemon it was
+handed by pid and start time (`handover.py`: what the marker scan may not see).
 
 Never raises out of its public methods; logs ERROR for adapter failures, naming the task.
 """
@@ -48,6 +50,7 @@ from executor.procs import proctree
 from executor.procs.cgrouplife import TaskCgroupLife
 from executor.procs.cgroups import TaskCgroup
 from executor.procs.daemons import KeptDaemons
+from executor.procs.handover import Handover, Sink
 from executor.procs.proctree import ProcInfo, Scope
 from executor.procs.reaper import Reaper
 from executor.procs.spawn import TASK_MARKER, Child, RunChild
@@ -72,6 +75,7 @@ class Containment:
         self._foreign: frozenset[tuple[int, int]] = frozenset()
         self._cg = TaskCgroupLife(reaper=reaper, label=label, setting=cgroup_setting)
         self._daemons = KeptDaemons()
+        self._handover = Handover(self._daemons)
 
     @property
     def cgroup(self) -> TaskCgroup | None:
@@ -123,6 +127,37 @@ class Containment:
             return "", "", ""
         return cg.directory, cg.how, cg.home.directory if cg.entered else ""
 
+    def hand_over_to(self, sink: Sink) -> None:
+        """Give `sink` (the watchdog's keeper) the task's orphans and daemons, and each change."""
+        self._handover.to(sink)
+
+    def look(self) -> None:
+        """Note the orphans this process has now, for the watchdog (`handover.py`): one read of
+        its children list, and of the facts of each orphan not known yet."""
+        if not self._walk:
+            return
+        kids = proctree.children(self._me, leader_only=True)
+        with self._reaper.lock:
+            registered = self._reaper.registered()
+        known, found = self._handover.orphans(), {}
+        for pid in kids:
+            if pid in registered:
+                continue
+            start = known.get(pid)
+            if start is None:
+                info = proctree.read_proc(pid)
+                if info is None or self._is_foreign(info) or self._other_task(info.environ):
+                    continue
+                start = info.start
+            found[pid] = start
+        self._handover.saw(found)
+
+    def orphan_reaped(self) -> None:
+        self._handover.prune()
+
+    def held(self) -> dict[int, int]:
+        return self._handover.handed()
+
     def close(self) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
         the watchdog must then do it once this process has exited."""
@@ -158,6 +193,8 @@ class Containment:
         procs = proctree.walk(roots, prune=self._is_foreign)
         foreign = {pid for pid, _ in self._foreign}
         dead = {k for k in roots if k not in procs and k not in registered and k not in foreign}
+        self._handover.saw({k: procs[k].start for k in roots if k in procs and k not in registered
+                            and not self._other_task(procs[k].environ)})
         return procs, registered, dead
 
     def _is_foreign(self, info: ProcInfo) -> bool:
@@ -200,17 +237,23 @@ class Containment:
         markers, registered = self._live_markers(registered), self._holders(registered)
         claimed: set[int] = set()
         kept: set[int] = set()
-        out, daemons = [], []
+        out, daemons, hidden = [], [], []
         for info in procs.values():
             if info.ppid in claimed or self._claimed_directly(info, registered, markers):
                 claimed.add(info.pid)
-            elif info.ppid in kept or self._daemons.holds(info):
-                if info.ppid in kept:
-                    self._daemons.add(info)  # so that it outlives its parent
+            elif info.ppid in kept or info.hidden or self._daemons.holds(info):
+                if (info.ppid in kept or info.hidden) and self._daemons.add(info) and info.hidden:
+                    hidden.append(info.pid)  # newly kept: it outlives its parent
                 kept.add(info.pid)
                 daemons.append(info.pid)
             else:
                 out.append(info.pid)
+        if hidden:
+            log_event(logger, logging.INFO, "daemons_kept", task=self._label, pids=" ".join(map(str, hidden)),
+                      reason="their environment may not be read (not dumpable, or another user's), so "
+                             "no run can be told from theirs; they are stopped with the task")
+        if daemons:
+            self._handover.changed()
         return out, daemons
 
     def _unclaimed(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> list[int]:
@@ -268,6 +311,7 @@ class Containment:
                 if KeptDaemons.left_by(procs[p], child.marker_entry, child.pid)]
         if left:
             self._daemons.keep(left, child.marker_entry)
+            self._handover.changed()
             log_event(logger, logging.INFO, "daemons_kept", task=self._label, top=child.pid,
                       pids=" ".join(str(info.pid) for info in left),
                       reason="its run exited 0 and left them running; they are stopped with the task")
@@ -385,12 +429,11 @@ class Containment:
         gone: a daemonizer's middle child, say) by a walk for its run's marker, once."""
         if not self._walk or not self._daemons:
             return False
-        if self._daemons.alive():
-            return True
-        if self._kept_now()[0]:  # found, and kept by pid from now on
-            return True
-        self._daemons.forget()  # none left to hand the marker on
-        return False
+        alive = self._daemons.alive() or bool(self._kept_now()[0])  # found: kept by pid from now on
+        if not alive:
+            self._daemons.forget()  # none left to hand the marker on
+        self._handover.changed()
+        return alive
 
     def signal_daemons(self, sig: int) -> int:
         """`sig` to every daemon the task's runs left (one walk: whether they live is the

@@ -45,10 +45,13 @@ class KeptDaemons:
                     proctree.has_marker(info.environ, (run_marker_entry,)) for info in infos):
                 self._markers = (*self._markers, run_marker_entry)
 
-    def add(self, info: ProcInfo) -> None:
-        """Keep `info` too: a kept daemon's child, so that it outlives its parent."""
+    def add(self, info: ProcInfo) -> bool:
+        """Keep `info` too: a kept daemon's child, so that it outlives its parent, or a
+        process whose environment may not be read; False when it was kept already."""
         with self._lock:
+            new = self._pids.get(info.pid) != info.start
             self._pids[info.pid] = info.start
+            return new
 
     def holds(self, info: ProcInfo) -> bool:
         """Kept by pid, or by a kept run's marker (then it is added: it outlives its parent)."""
@@ -80,3 +83,8 @@ class KeptDaemons:
     def pids(self) -> list[int]:
         with self._lock:
             return list(self._pids)
+
+    def held(self) -> dict[int, int]:
+        """Every kept process known by pid: pid → start time."""
+        with self._lock:
+            return dict(self._pids)

@@ -45,6 +45,7 @@ class ProcInfo:
     pgrp: int
     environ: bytes  # raw NUL-separated entries; b"" when unreadable
     start: int = 0  # start time (clock ticks after boot): with the pid, names one process
+    hidden: bool = False  # its environ may not be read: not dumpable, or another user's
 
 
 @attrs.frozen(slots=True)
@@ -56,11 +57,14 @@ class Scope:
     live_tops: frozenset[int] = frozenset()  # unreaped run top pids (their descendants count)
 
 
-def _read(path: str, limit: int) -> bytes:
-    """A whole small /proc file (os-level: no Python file objects), b"" when unreadable."""
+def _read(path: str, limit: int, strict: bool = False) -> bytes:
+    """A whole small /proc file (os-level: no Python file objects), b"" when unreadable
+    (with `strict`, a file that cannot be opened raises the OSError)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
+        if strict:
+            raise
         return b""
     try:
         chunks = []
@@ -92,8 +96,13 @@ def read_proc(pid: int) -> ProcInfo | None:
     stat = read_stat(pid)
     if stat is None:
         return None
-    return ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], start=stat[2],
-                    environ=_read(f"/proc/{pid}/environ", _ENVIRON_CHUNK))
+    try:
+        environ, hidden = _read(f"/proc/{pid}/environ", _ENVIRON_CHUNK, strict=True), False
+    except PermissionError:
+        environ, hidden = b"", True
+    except OSError:
+        environ, hidden = b"", False
+    return ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], start=stat[2], environ=environ, hidden=hidden)
 
 
 def children(pid: int, leader_only: bool = False) -> list[int]:

@@ -54,6 +54,7 @@ from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
 from executor.procs.draining import Drains
 from executor.procs.earlyfork import EarlyRun
+from executor.procs.handover import next_look_in
 from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.runlogs import RunLogs
@@ -110,6 +111,7 @@ class Supervisor:
         self._early = EarlyRuns(early_runs, self._marker, runs_by_key=self._runs, lock=self._lock,
                                 post_exit=self._post_exit, label=self._label)  # not adopted yet
         self._early_watchdog = early_watchdog
+        self._spawned_at: float | None = None  # the latest fork of a run (monotonic)
 
     @property
     def marker(self) -> str:
@@ -156,6 +158,7 @@ class Supervisor:
             cgroup=self._containment.watchdog_cgroup,
             keep=lambda: self._state is SupervisorState.STARTED)
         self._watchdog.start()  # outside the cgroup, so that it can kill it
+        self._containment.hand_over_to(self._watchdog.hold)
         if self._early_watchdog is not None:  # ours is up: the early start's steps down
             with contextlib.suppress(OSError):
                 earlyfork.retire(self._early_watchdog[1])
@@ -216,18 +219,26 @@ class Supervisor:
             return None
         if self._state is SupervisorState.NEW:
             self.start()
-        return self._early.adopt(process, run, self._env, self._run_as is None or self._run_as.is_self)
+        pid = self._early.adopt(process, run, self._env, self._run_as is None or self._run_as.is_self)
+        if pid is not None:
+            self._spawned_at = time.monotonic()
+        return pid
 
-    def idle(self) -> None:
+    def idle(self) -> float | None:
         """The owner has nothing to do now: kill the early start's runs its first step did not
         take, make the log directories of the runs that may come next
-        (`executor/procs/logstage.py`: a process that restarted once may again), and start
-        the watchdog again if it could not start."""
+        (`executor/procs/logstage.py`: a process that restarted once may again), start
+        the watchdog again if it could not start, and hand it the orphans adopted since;
+        returns when to look again (`handover.next_look_in`; None: not before a step)."""
         self._early.give_up_rest("the task did not start it first")
-        if self._state is SupervisorState.STARTED:
-            self._logs.idle()
-            if self._watchdog is not None:
-                self._watchdog.ensure()  # one that could not start
+        if self._state is not SupervisorState.STARTED:
+            return None
+        self._logs.idle()
+        if self._watchdog is not None:
+            self._watchdog.ensure()  # one that could not start
+        if self._containment is not None:
+            self._containment.look()
+        return next_look_in(self._spawned_at, time.monotonic())
 
     def _prepare(self, process: ProcessSpec, run: int) -> PreparedRun:
         if self._state is SupervisorState.NEW:
@@ -274,6 +285,7 @@ class Supervisor:
             raise SpawnError(f"cannot start /bin/bash for process {process.name!r} run {run}"
                              f"{where}: {describe_os_error(e)}") from None
         self._logs.forked(process, run, stdio)
+        self._spawned_at = time.monotonic()
         log_event(logger, logging.DEBUG, "process_spawned", task=self._label,
                   process=process.name, run=run, pid=child.pid)
         return child.pid
@@ -312,9 +324,11 @@ class Supervisor:
                       error=f"{type(e).__name__}: {e}")
 
     def _orphan_reaped(self) -> None:
-        """Draining runs may be over; a daemon a run left may be gone: the owner looks again."""
+        """Draining runs may be over; a daemon a run left may be gone: the owner looks again;
+        the watchdog holds the orphan no more."""
         assert self._drains is not None and self._containment is not None
         self._drains.check()
+        self._containment.orphan_reaped()
         if self._containment.daemons_kept and self._state is SupervisorState.STARTED:
             self._post(DaemonsExited(at=time.monotonic()))
 
@@ -357,6 +371,10 @@ class Supervisor:
     def signal_daemons(self, sig: int) -> int:
         """Signal the daemons the task's runs left; returns how many were signalled."""
         return self._containment.signal_daemons(sig) if self._containment is not None else 0
+
+    def held(self) -> dict[int, int]:
+        """What the watchdog holds by pid: pid → start time (`handover.py`)."""
+        return self._containment.held() if self._containment is not None else {}
 
     def task_pids(self) -> set[int]:
         """Live (non-zombie) processes of the task."""

@@ -26,6 +26,17 @@ own runs.) At EOF:
    finds none (at most 40 passes). This catches what left the cgroup (root can), or
    everything it can when there is no cgroup. Zombies have an empty environ, so killed
    processes stop matching at once.
+3. In the same passes, the processes the supervisor *held* it (`WatchdogKeeper.hold`: the
+   task's orphans and daemons, `handover.py`, which the marker scan may not see), each by
+   pid and start time: one whose `/proc/PID/stat` shows another start time (a reused pid),
+   or a zombie, is left alone; the others are SIGSTOPped, checked again (one that changed
+   meanwhile is SIGCONTed and left), and killed with their descendants as above.
+
+The held list travels on a second pipe, read only at EOF, so it costs the watchdog no
+wakeup: the supervisor writes the whole list as one line, then reads back (it keeps the
+read end too) the line it replaces, so the pipe holds one list (two, the union, if it dies
+in between). The list is capped at half the pipe's capacity, so a write never blocks or
+splits; what does not fit is logged once and not held.
 
 A shell and one grep per pass cost no Python interpreter: the watchdog idles as one
 blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
@@ -37,11 +48,13 @@ then one INFO line says after how many tries.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -58,18 +71,38 @@ logger = logging.getLogger(__name__)
 class Watchdog:
     popen: subprocess.Popen
     write_fd: int  # closing it (or our death) wakes the watchdog
+    list_fd: int = -1  # the held list's write end (non-blocking)
+    drain_fd: int = -1  # its read end, kept to read back the list a new one replaces
+    room: int = 0  # the longest list that fits: half the pipe's capacity
+    listed: int = 0  # the bytes in the list's pipe now
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
+    def hand(self, line: bytes) -> bool:
+        """Make `line` (at most `room` bytes) the list it holds; False when it could not."""
+        if self.list_fd < 0:
+            return False
+        try:
+            written = os.write(self.list_fd, line)
+            self.listed += written
+            old = self.listed - written
+            while old > 0:  # the lists before it, first in the pipe
+                taken = len(os.read(self.drain_fd, old))
+                old, self.listed = old - taken, self.listed - taken
+        except OSError:
+            return False
+        return written == len(line)
+
     def close_pipe(self) -> None:
-        if self.write_fd >= 0:
-            try:
-                os.close(self.write_fd)
-            except OSError:
-                pass
-            self.write_fd = -1
+        """Close the list's ends first: the watchdog reads the list to its end at EOF."""
+        for name in ("list_fd", "drain_fd", "write_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, -1)
 
 
 def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "") -> Watchdog:
@@ -78,22 +111,51 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
     cgroup it must move itself to first (when it is born inside the task's). Raises OSError."""
     read_fd, write_fd = os.pipe()  # both non-inheritable; Popen dup2s read_fd onto stdin
     try:
+        list_read, list_fd = os.pipe()  # the held list: list_read passed on, and kept
+    except BaseException:
+        _close(read_fd, write_fd)
+        raise
+    try:
         popen = subprocess.Popen(
-            ["/bin/sh", "-c", WATCHDOG_SCRIPT, "stoker-watchdog", marker, cgroup, how, home],
+            ["/bin/sh", "-c", WATCHDOG_SCRIPT, "stoker-watchdog", marker, cgroup, how, home,
+             str(list_read)],
             stdin=read_fd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd="/",
             env=WATCHDOG_ENV,
             close_fds=True,
+            pass_fds=(list_read,),
             start_new_session=True,
         )
     except BaseException:
-        os.close(write_fd)
+        _close(write_fd, list_read, list_fd)
         raise
     finally:
         os.close(read_fd)
-    return Watchdog(popen=popen, write_fd=write_fd)
+    os.set_blocking(list_fd, False)
+    os.set_blocking(list_read, False)  # the watchdog reopens it (/proc/self/fd): blocking there
+    room = fcntl.fcntl(list_fd, fcntl.F_GETPIPE_SZ) // 2
+    return Watchdog(popen=popen, write_fd=write_fd, list_fd=list_fd, drain_fd=list_read, room=room)
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def held_line(held: Mapping[int, int], room: int) -> tuple[bytes, int]:
+    """The list line of `held` (pid → start time) in at most `room` bytes, and how many
+    processes did not fit."""
+    words: list[str] = []
+    size = 1
+    for pid, start in sorted(held.items()):
+        word = f"{pid}:{start}"
+        if size + len(word) + 1 > room:
+            return (" ".join(words) + "\n").encode(), len(held) - len(words)
+        words.append(word)
+        size += len(word) + 1
+    return (" ".join(words) + "\n").encode(), 0
 
 
 class WatchdogKeeper:
@@ -112,6 +174,8 @@ class WatchdogKeeper:
         self._gone = threading.Event()
         self._starting = threading.Lock()  # the reaper thread (`_exited`) and the owner's (`ensure`)
         self._failed = 0  # starts that failed since one last succeeded
+        self._held: dict[int, int] = {}  # pid → start time: killed too when we die
+        self._unheld = 0  # how many the last list left out (logged once when it starts to)
 
     @property
     def pid(self) -> int | None:
@@ -135,11 +199,37 @@ class WatchdogKeeper:
                                           "until it starts; tried again whenever the task is idle")
                 return
             self._watchdog, failed, self._failed = dog, self._failed, 0
+            if self._held:
+                self._hand()
         if failed:
             log_event(logger, logging.INFO, "watchdog_started", task=self._label, pid=dog.pid,
                       reason=f"after {failed} failed {'start' if failed == 1 else 'starts'}")
         else:
             log_event(logger, logging.DEBUG, "watchdog_started", task=self._label, pid=dog.pid)
+
+    def hold(self, held: Mapping[int, int]) -> None:
+        """Make `held` (pid → start time) what the watchdog kills besides the task's marker
+        and cgroup, in place of what it held; a watchdog started later gets it too."""
+        with self._starting:
+            self._held = dict(held)
+            self._hand()
+
+    def _hand(self) -> None:
+        """Hold `_starting`."""
+        dog = self._watchdog
+        if dog is None or dog.list_fd < 0:
+            return
+        line, unheld = held_line(self._held, dog.room)
+        if not dog.hand(line):
+            unheld = len(self._held)
+        if unheld and not self._unheld:
+            log_event(logger, logging.ERROR, "watchdog_list_full", task=self._label, pid=dog.pid,
+                      reason=f"{unheld} of the {len(self._held)} processes to hold did not fit in "
+                             f"its list ({dog.room} bytes)",
+                      consequence="those survive the supervisor's death unless their marker is seen")
+        self._unheld = unheld
+        log_event(logger, logging.DEBUG, "watchdog_holds", task=self._label, pid=dog.pid,
+                  pids=" ".join(str(p) for p in sorted(self._held)) or "none")
 
     def ensure(self) -> None:
         """Start the watchdog again if it could not start, while the task lives."""

@@ -3,10 +3,13 @@ the early start (`executor/cli/launch.py`) can start a watchdog before the rest 
 loaded. What the script does, and how the supervisor keeps it, is `watchdog.py`'s to say.
 
 Arguments: the task marker, the task's cgroup directory and how to kill it (`kill`,
-`freeze`, `freezer`; both empty without one), and a cgroup to move itself to first. Its
-stdin is a pipe only the supervisor writes: at EOF it kills the task; the one line
-`retire` ends it without killing anything (a watchdog started early, once the
-supervisor's own has taken over).
+`freeze`, `freezer`; both empty without one), a cgroup to move itself to first, and the
+number of the descriptor its list of held processes arrives on (empty: none). Its stdin is
+a pipe only the supervisor writes: at EOF it kills the task; the one line `retire` ends it
+without killing anything (a watchdog started early, once the supervisor's own has taken
+over). The list (`PID:START` words, lines read only at EOF, through `/proc/self/fd`: dash
+redirects single-digit descriptors only) names processes it kills too, each only while
+`/proc/PID/stat` still shows that start time and no zombie.
 """
 from __future__ import annotations
 
@@ -14,7 +17,16 @@ WATCHDOG_SCRIPT = r"""
 trap '' INT TERM HUP
 [ -n "$4" ] && echo $$ > "$4/cgroup.procs" 2>/dev/null
 while read -r _line; do [ "$_line" = retire ] && exit 0; done
-entry="STOKER_TASK_MARKER=$1" cg=$2 how=$3
+entry="STOKER_TASK_MARKER=$1" cg=$2 how=$3 held=
+[ -n "$5" ] && while read -r _line; do held="$held $_line"; done < /proc/self/fd/$5
+alive() {  # the held processes still alive as themselves: pid and start time, not zombies
+  live=
+  for h in $held; do
+    { read -r st < /proc/${h%:*}/stat; } 2>/dev/null || continue
+    set -- ${st##*) }
+    [ "$1" != Z ] && [ "${20}" = "${h#*:}" ] && live="$live ${h%:*}"
+  done
+}
 pass=0
 while [ -n "$cg" ] && [ -d "$cg" ] && [ "$pass" -lt 40 ]; do
   case $how in
@@ -39,6 +51,16 @@ while [ "$pass" -lt 40 ]; do
     p=${f#/proc/}
     pids="$pids ${p%/environ}"
   done
+  alive
+  if [ -n "$live" ]; then  # stopped, then checked again: a pid reused meanwhile goes on
+    was=$live
+    kill -STOP $was 2>/dev/null
+    alive
+    for p in $was; do
+      case "$live " in *" $p "*) ;; *) kill -CONT $p 2>/dev/null ;; esac
+    done
+    pids="$pids$live"
+  fi
   [ -z "$pids" ] && exit 0
   kill -STOP $pids 2>/dev/null
   new=$pids depth=0

@@ -7,8 +7,10 @@ ran (the latest, or the one a registry entry names), check that its supervisor s
 (pid, start time and boot: `executor/host/identity.py`), judge the truth
 (`executor/host/truth.judge`: LOST when it is gone without a terminal record), and, for a
 LOST task, list its leftover processes: those whose environment still carries its
-`STOKER_TASK_MARKER`, with the process and run their `STOKER_RUN_MARKER` names. One /proc
-scan for every LOST task of a call. A sandbox with no checkpoint but a supervisor's lock
+`STOKER_TASK_MARKER`, with the process and run their `STOKER_RUN_MARKER` names, and those its
+watchdog held by pid and start time that are still alive as themselves (`heldfile.py`: one
+that is not dumpable hides its marker; its process and run are unknown). One /proc scan
+for every LOST task of a call. A sandbox with no checkpoint but a supervisor's lock
 file is `unrecorded`: its supervisor died, let go or is starting before its first record
 (its pid from the registry entry, the lock file or /proc/locks). `row` is one task as
 `stoker ps --json` (and the observer's `/api/tasks`) lists it; `status_json` the view
@@ -35,6 +37,7 @@ from executor.host.truth import RESTARTING, Truth, judge
 from executor.procs import proctree, saferead
 from executor.procs.spawn import RUN_MARKER, TASK_MARKER
 from executor.task.checkpoint import iter_records
+from executor.task.heldfile import alive_held, read_held
 from executor.task.replay import AttemptView, TaskView, replay
 
 CMDLINE_BYTES = 4096
@@ -222,7 +225,11 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
     out = []
     for inspection, marker in zip(inspections, markers):
         if inspection.truth.lost and marker:
-            inspection = attrs.evolve(inspection, leftovers=tuple(_leftovers(found.values(), marker)))
+            listed = _leftovers(found.values(), marker)
+            seen = {p.pid for p in listed}
+            listed += [Leftover(pid, "", None, _command(pid)) for pid in
+                       alive_held(read_held(inspection.sandbox, marker)) if pid not in seen]
+            inspection = attrs.evolve(inspection, leftovers=tuple(sorted(listed, key=lambda p: p.pid)))
         out.append(inspection)
     return out
 

@@ -9,13 +9,16 @@ sandbox's lock, `end_lost_attempts` reads the checkpoint and, for each attempt t
 recorded no end and whose supervisor is gone (pid, start time and boot: a planted header
 naming a live supervisor is left alone), SIGKILLs every process still carrying that
 attempt's marker: SIGSTOP first, pass after pass until none is new, as the watchdog does
-(`executor/procs/proctree.kill_until_gone`). A sandbox whose attempts all recorded their
+(`executor/procs/proctree.kill_until_gone`); then what its watchdog held by pid and start
+time (`heldfile.py`: a daemon that hides the marker), still alive as itself, with its
+descendants, each through a pidfd checked again, when that list is trusted (this user's). A sandbox whose attempts all recorded their
 end costs one read of the checkpoint and no /proc scan; only its headers and task records
 are parsed (the view `stoker status` replays is not loaded on a supervisor's start). Never raises: a checkpoint that
 cannot be read has nothing to end.
 """
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from executor.procs import proctree
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import iter_records
+from executor.task.heldfile import alive_held, read_held
 
 
 @attrs.frozen(slots=True)
@@ -70,6 +74,23 @@ def _unfinished(header: rec.HeaderRecord, state: str) -> bool:
                                       header.supervisor_boot, started_before_wall=header.wall))
 
 
+def _kill_held(sandbox: Path, marker: str) -> set[int]:
+    """SIGSTOP, then SIGKILL, what the attempt's watchdog held, alive as itself, and every
+    descendant (parents first); the pids killed."""
+    named = dict(read_held(sandbox, marker, trusted_only=True))
+    if not named:
+        return set()
+    procs = proctree.walk(alive_held(list(named.items())),
+                          prune=lambda info: named.get(info.pid, info.start) != info.start)
+    found = {(info.pid, info.start) for info in procs.values()}
+
+    def check(info: proctree.ProcInfo, ours: set[int]) -> bool:
+        return (info.pid, info.start) in found
+
+    stopped = proctree.send_checked(list(procs), signal.SIGSTOP, check)
+    return set(proctree.send_checked(stopped, signal.SIGKILL, check))
+
+
 def end_lost_attempts(sandbox: Path) -> list[LostAttempt]:
     """Kill what the sandbox's unfinished attempts left running (call holding its lock);
     the attempts that had any left, each with the pids killed."""
@@ -82,6 +103,7 @@ def end_lost_attempts(sandbox: Path) -> list[LostAttempt]:
         if _unfinished(header, state):
             entry = f"{TASK_MARKER}={header.marker}".encode()
             killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,)))
+            killed |= _kill_held(sandbox, header.marker)
             if killed:
                 out.append(LostAttempt(number, header.supervisor_pid, tuple(sorted(killed))))
     return out

@@ -47,6 +47,7 @@ from executor.events import (
 )
 from executor.logs import log_event, no_room
 from executor.task.announcing import AnnouncementChanged, Announcer, Announcing, earliest
+from executor.task.heldfile import HeldWriter
 from executor.task.journal import Journal, header_record
 from executor.task.killing import Killing
 from executor.task.operator import OperatorRequests
@@ -121,6 +122,7 @@ class TaskOwner:
         self._journal = Journal(job.label, wall_clock)
         self._announcing = Announcing(announcer, self._journal, job.label, stop_within_secs)
         self._runs = RunFacts()  # each run's pid and exit status, for its records
+        self._held: HeldWriter | None = None  # what the watchdog holds, beside the checkpoint
         self._processes_started = False
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
@@ -173,6 +175,7 @@ class TaskOwner:
                                     marker=self._procs.marker, post=self.post)
         sink = self._open_checkpoint()
         self._journal.open(sink, header_record(job, self.sandbox, self._procs, self._checker))
+        self._held = HeldWriter(self.sandbox, self._procs.marker, job.label)
         self._apply_outcome(self._status.started())
 
     def step(self) -> bool:
@@ -188,7 +191,11 @@ class TaskOwner:
             return True
         self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at())
         self._journal.flush()  # one sync per step, before waiting
-        self._procs.idle()
+        again_in = self._procs.idle()
+        if again_in is not None:
+            self.next_deadline_at = earliest(self.next_deadline_at, self._clock() + again_in)
+        if self._held is not None:
+            self._held.update(self._procs.held())
         return False
 
     def close(self) -> None:

@@ -59,9 +59,14 @@ class ProcessPort(Protocol):
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult: ...
 
-    def idle(self) -> None:
+    def held(self) -> Mapping[int, int]:
+        """What the watchdog holds by pid: pid → start time (`executor/procs/handover.py`)."""
+        ...
+
+    def idle(self) -> float | None:
         """The owner has nothing to do until its next event or deadline: a moment for work
-        that would otherwise delay a later one (making the next runs' log directories)."""
+        that would otherwise delay a later one (making the next runs' log directories).
+        Returns in how many seconds to call it again at the latest (None: at the next step)."""
         ...
 
     def close(self) -> None:

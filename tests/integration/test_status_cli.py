@@ -71,7 +71,8 @@ def test_a_task_whose_supervisor_is_gone_is_lost_with_its_leftovers(tmp_path, ca
         assert "(gone)" in out and " up " not in out
         web_row = next(line for line in out.splitlines() if line.startswith("web "))
         assert web_row.split()[:4] == ["web", "LOST", "2", "4242"]
-        assert "leftover processes (they carry the task's marker; its supervisor is gone):" in out
+        assert ("leftover processes (they carry the task's marker, or its watchdog held them; "
+                "its supervisor is gone):") in out
         row = next(line for line in out.splitlines() if line.strip().startswith(str(leftover.pid)))
         assert row.split()[:4] == [str(leftover.pid), "web", "2", "sleep"]
         code, out, _ = status(capsys, tmp_path, "--json")

@@ -71,8 +71,12 @@ class FakeProcs:
         self._effects.note(f"{signal.Signals(sig).name} daemons")
         return 1
 
-    def idle(self) -> None:
+    def idle(self) -> float | None:
         self.idles += 1
+        return None
+
+    def held(self) -> dict[int, int]:
+        return {}
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
         raise AssertionError("the owner never runs commands itself")

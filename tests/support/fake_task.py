@@ -18,6 +18,8 @@ Process trees
                             daemon: its parent exits at once, so it is re-parented)
   --daemon-ignore-sigterm   that daemon ignores SIGTERM
   --daemon-pid-file F       the daemon writes its pid to F; the parent waits until it exists
+  --daemon-undumpable       the daemon makes itself not dumpable first (prctl, as ssh-agent
+                            does): only root may read its /proc/PID/environ
   --fork-hop SECS           fork a hopper that, for up to SECS, forks a child and exits, again
                             and again, each generation in a new session (setsid): there is
                             never a process that stays put long enough to be signalled late
@@ -90,6 +92,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--daemonize-child", action="store_true")
     p.add_argument("--daemon-ignore-sigterm", action="store_true")
     p.add_argument("--daemon-pid-file")
+    p.add_argument("--daemon-undumpable", action="store_true")
     p.add_argument("--fork-hop", type=float, default=None)
     p.add_argument("--hop-pid-file")
     p.add_argument("--hop-stop-file")
@@ -124,12 +127,16 @@ def _fork_children(n: int, ignore_sigterm: bool, pid_file: str | None) -> None:
         _write_atomic(pid_file, "".join(f"{p}\n" for p in pids))
 
 
-def _daemonize(ignore_sigterm: bool, pid_file: str | None) -> None:
+def _daemonize(ignore_sigterm: bool, pid_file: str | None, undumpable: bool = False) -> None:
     middle = os.fork()
     if middle == 0:
         os.setsid()
         if os.fork() != 0:
             os._exit(0)
+        if undumpable:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
         if ignore_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         devnull = os.open(os.devnull, os.O_RDWR)
@@ -305,7 +312,7 @@ def main(argv: list[str]) -> int:
     if args.children:
         _fork_children(args.children, args.child_ignore_sigterm, args.children_pid_file)
     if args.daemonize_child:
-        _daemonize(args.daemon_ignore_sigterm, args.daemon_pid_file)
+        _daemonize(args.daemon_ignore_sigterm, args.daemon_pid_file, args.daemon_undumpable)
     if args.fork_hop is not None:
         _fork_hop(args.fork_hop, args.hop_pid_file, args.hop_stop_file)
     if args.stdout_bytes:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """supervise_child: a Supervisor in its own process, for the kill -9 test.
 
-Usage: `python tests/support/supervise_child.py SANDBOX [USER] [--cgroups SETTING] [--escaped]`
+Usage: `python tests/support/supervise_child.py SANDBOX [USER] [--cgroups SETTING] [--escaped]
+[--undumpable]`
 
 Starts a Supervisor for SANDBOX (`--cgroups`: its STOKER_CGROUPS setting, default auto) and
 spawns three runs with fake_task.py: a plain sleeper, a tree (top plus two children in its
@@ -12,7 +13,10 @@ are shell-only, the same three shapes (USER may not be able to reach this Python
 its group and its marker (`setsid env -i sleep`), one still the child of its run's top
 (`attached.pids`), one re-parented to the supervisor (`escaped.pids`), and one that starts a
 fork-hopper (`hop.pid`; it stops once `hop.stop`
-exists). Once every pid is known it prints one JSON line `{"pids": [...], "watchdog": PID,
+exists). With `--undumpable` (not with USER), one more whose daemon, re-parented to the
+supervisor, made itself not dumpable (`undumpable.pids`). Once every pid is known it calls
+`idle()`, as the owner does after each step (the supervisor hands the orphans it has to the
+watchdog), and prints one JSON line `{"pids": [...], "watchdog": PID,
 "supervisor": PID, "cgroup": DIR or null}` (pids: the top processes, the tree's children and
 the daemons) to stdout and then blocks forever, so the test can SIGKILL it and check, by pid,
 that the watchdog leaves nothing.
@@ -42,6 +46,16 @@ def fake(*args: str) -> str:
     return shlex.join([sys.executable, str(FAKE), *args])
 
 
+def wait_reparented(pids: list[int], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        stats = [Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split() for pid in pids]
+        if all(int(fields[1]) == os.getpid() for fields in stats):
+            return
+        time.sleep(0.005)
+    print(f"supervise_child: {pids} not re-parented to the supervisor within 10 s", file=sys.stderr)
+    sys.exit(2)
+
+
 def wait_for_file(path: Path, deadline: float) -> list[int]:
     while time.monotonic() < deadline:
         if path.exists():
@@ -67,6 +81,7 @@ def main() -> None:
     sandbox = Path(sys.argv[1])
     setting = sys.argv[sys.argv.index("--cgroups") + 1] if "--cgroups" in sys.argv else "auto"
     escaped = "--escaped" in sys.argv
+    undumpable = "--undumpable" in sys.argv
     sandbox.mkdir(parents=True, exist_ok=True)
     args = [a for i, a in enumerate(sys.argv) if not a.startswith("--")
             and not (i > 0 and sys.argv[i - 1] == "--cgroups")]
@@ -74,7 +89,8 @@ def main() -> None:
     sup = Supervisor(sandbox=sandbox, task_label="killme.0", env={"PATH": os.environ["PATH"]},
                      post=lambda event: None, run_as=run_as, cgroups=setting)
     sup.start()
-    names = ("sleeper", "tree", "kids", "daemon") + (("attached", "escaped") if escaped else ())
+    names = (("sleeper", "tree", "kids", "daemon") + (("attached", "escaped") if escaped else ())
+             + (("undumpable",) if undumpable else ()))
     files = {name: sandbox / f"{name}.pids" for name in names}
     if run_as is not None:
         os.chown(sandbox, run_as.uid, run_as.gid)
@@ -90,6 +106,9 @@ def main() -> None:
         tops.append(sup.spawn(ProcessSpec("hopper", fake(
             "--fork-hop", "60", "--hop-pid-file", str(sandbox / "hop.pid"),
             "--hop-stop-file", str(sandbox / "hop.stop"))), 0))
+    if undumpable:
+        tops.append(sup.spawn(ProcessSpec("undumpable", fake(
+            "--daemonize-child", "--daemon-undumpable", "--daemon-pid-file", str(files["undumpable"]))), 0))
     deadline = time.monotonic() + 10
     pids = set(tops)
     for path in files.values():
@@ -97,6 +116,10 @@ def main() -> None:
     if escaped:
         wait_for_file(sandbox / "hop.pid", deadline)  # hopping: its pids are not kept
     pids = sorted(pids)
+    for name in ("escaped", "undumpable"):  # re-parented here by now, or idle() would miss them
+        if name in files:
+            wait_reparented(wait_for_file(files[name], deadline), deadline)
+    sup.idle()
     print(json.dumps({"pids": pids, "watchdog": sup.watchdog_pid, "supervisor": os.getpid(),
                       "cgroup": sup.cgroup}), flush=True)
     threading.Event().wait()

@@ -369,6 +369,20 @@ def test_the_process_port_hears_the_owner_is_idle_after_each_step_that_waits_and
     assert at_idle[1][0] > at_idle[0][0]
 
 
+def test_the_owner_wakes_when_the_process_port_asks_to_be_idle_again():
+    """The supervisor looks for orphans at fixed times after a run starts (a daemon's
+    adoption wakes nothing): the owner's next deadline is the earlier of its own and that."""
+    h = Harness(job(ProcessSpec(name="a", cmdline="x")))
+    asks: list[float | None] = [0.05, None]
+    h.procs.idle = lambda: asks.pop(0) if asks else None  # type: ignore[method-assign]
+    h.owner.start()
+    h.step()
+    assert h.owner.next_deadline_at == pytest.approx(h.clock.now + 0.05)
+    h.clock.advance_to(h.owner.next_deadline_at)
+    h.post(TimerFired(at=h.clock.now))
+    assert h.owner.next_deadline_at is None and not asks
+
+
 def test_a_spawn_failure_is_a_failed_run_and_the_reason_reaches_the_update():
     h = Harness(job())
     h.procs._fail = ("a",)

@@ -1,0 +1,116 @@
+"""What the watchdog holds, kept beside the checkpoint: `SANDBOX/.stoker/held.json`.
+
+The watchdog kills, besides the task's cgroup and marker, the orphans and daemons its
+supervisor handed it by pid and start time (`executor/procs/handover.py`): among them those
+whose environment hides the marker (not dumpable, or cleared). When the watchdog went with
+its supervisor (both killed), nothing else named them: `stoker status` lists a LOST task's
+leftovers by marker, and a re-run kills by marker (`leftovers.py`). So the owner writes the
+list here at the end of each step that changed it (`write_held`: `{"marker": M, "boot":
+BOOT_ID, "held": [[PID, START], ...]}`, replaced whole through `.stoker`'s fd, not synced: a
+hint, exact at the latest step), and for the attempt whose marker it names, once LOST,
+`stoker status` lists and a re-run kills those still alive as themselves: the same boot,
+the same start time (`alive_held`), so a reused pid is never named.
+
+Reading trusts nothing: the task's processes share the sandbox. A list is read only through
+`.stoker`'s fd, never through a symlink or a FIFO, at most `MAX_HELD_BYTES`; with
+`trusted_only` (the re-run's kill), only when `.stoker` and the file are this user's and no
+one else may write either: a list a task planted must not make a root re-run kill any
+process of the host.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from executor.host import identity
+from executor.host.replacefile import replace_file
+from executor.host.sandbox import HELD_FILE, open_stoker_dir
+from executor.logs import log_event
+from executor.procs import proctree, saferead
+
+logger = logging.getLogger(__name__)
+
+MAX_HELD_BYTES = 1024 * 1024
+
+
+def write_held(sandbox: Path, marker: str, held: Mapping[int, int]) -> None:
+    """Make `held` (pid → start time) the list of `marker`'s attempt. Raises OSError."""
+    doc = {"marker": marker, "boot": identity.boot_id(), "held": sorted(held.items())}
+    fd = open_stoker_dir(sandbox, create=True)
+    try:
+        replace_file(HELD_FILE, json.dumps(doc).encode(), dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def read_held(sandbox: str | os.PathLike[str], marker: str, *, trusted_only: bool = False,
+              pinned: str = "") -> list[tuple[int, int]]:
+    """The (pid, start time) pairs the list names for `marker`'s attempt in this boot; none
+    when there is no such list, or it cannot be read, or (`trusted_only`) may not be trusted."""
+    try:
+        dir_fd = open_stoker_dir(sandbox, pinned=pinned)
+    except OSError:
+        return []
+    try:
+        fd = saferead.open_file(HELD_FILE, dir_fd)
+        try:
+            if trusted_only and not (_ours(dir_fd) and _ours(fd)):
+                return []
+            data = os.read(fd, MAX_HELD_BYTES + 1)
+        finally:
+            os.close(fd)
+        doc = json.loads(data) if len(data) <= MAX_HELD_BYTES else None
+    except (OSError, ValueError, RecursionError):
+        return []
+    finally:
+        os.close(dir_fd)
+    if not isinstance(doc, dict) or doc.get("marker") != marker or doc.get("boot") != identity.boot_id():
+        return []
+    pairs = doc.get("held")
+    if not isinstance(pairs, list):
+        return []
+    return [(p[0], p[1]) for p in pairs if isinstance(p, list) and len(p) == 2
+            and all(type(n) is int and n > 0 for n in p)]
+
+
+def _ours(fd: int) -> bool:
+    info = os.fstat(fd)
+    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def alive_held(pairs: list[tuple[int, int]]) -> list[int]:
+    """The pids of `pairs` still alive with that start time."""
+    return [pid for pid, start in pairs if (stat_ := proctree.read_stat(pid)) is not None and stat_[2] == start]
+
+
+class HeldWriter:
+    """The owner's writer of the list: writes it when it changed; one WARNING when it cannot,
+    one INFO when it can again."""
+
+    def __init__(self, sandbox: Path, marker: str, label: str) -> None:
+        self._sandbox, self._marker, self._label = sandbox, marker, label
+        self._written: dict[int, int] = {}
+        self._failing = False
+
+    def update(self, held: Mapping[int, int]) -> None:
+        if dict(held) == self._written:
+            return
+        try:
+            write_held(self._sandbox, self._marker, held)
+        except (OSError, ValueError) as exc:
+            if not self._failing:
+                reason = saferead.describe(exc) if isinstance(exc, OSError) else str(exc)
+                log_event(logger, logging.WARNING, "held_unwritten", task=self._label,
+                          reason=f"cannot write {self._sandbox}/.stoker/{HELD_FILE}: {reason}",
+                          consequence="should the supervisor and its watchdog both die, `stoker "
+                                      "status` and a re-run find the task's leftovers by marker only")
+            self._failing = True
+            return
+        if self._failing:
+            log_event(logger, logging.INFO, "held_written", task=self._label,
+                      reason=f"{self._sandbox}/.stoker/{HELD_FILE} could be written again")
+        self._written, self._failing = dict(held), False

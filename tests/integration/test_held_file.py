@@ -1,0 +1,101 @@
+"""`.stoker/held.json` (`executor/task/heldfile.py`): what a watchdog held by pid and start time
+outlives a supervisor killed with its watchdog. For a LOST attempt, `stoker status` lists
+those processes still alive as themselves, and a re-run kills them with their descendants;
+an entry whose start time is not the process's, a list of another attempt, and (for the
+kill) a list another user may have written name nothing. Hand-made sandboxes, real
+processes without the task's marker (as a daemon that is not dumpable looks to the scan).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from executor.cli.main import main
+from executor.host.identity import own_identity
+from executor.procs import proctree
+from executor.task.checkpoint import CheckpointWriter
+from executor.task.heldfile import read_held, write_held
+from executor.task.leftovers import end_lost_attempts
+from tests.support import proc_scan
+from tests.support.users import needs_root
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+MARKER = "h3ld"
+
+
+def lost_sandbox(sandbox: Path) -> None:
+    """A checkpoint whose attempt recorded RUNNING and whose supervisor is gone."""
+    me = own_identity()
+    writer = CheckpointWriter(sandbox)
+    writer.append_many([
+        {"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
+         "sandbox": str(sandbox), "ports": {}, "supervisor_pid": me.pid,
+         "supervisor_start": me.start_ticks + 1, "supervisor_boot": me.boot_id, "marker": MARKER,
+         "processes": ["web"], "health": "none", "wall": 1000.0},
+        {"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": 1000.0},
+        {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "started", "wall": 1001.0}])
+    writer.close()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[subprocess.Popen]]:
+    """Two shells, each with a `sleep` child; no marker in their environment."""
+    procs = [subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE,
+                              env={"PATH": os.environ["PATH"]}, text=True) for _ in range(2)]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+            p.stdout.close()
+
+
+def start_of(pid: int) -> int:
+    stat = proctree.read_stat(pid)
+    assert stat is not None
+    return stat[2]
+
+
+def test_status_lists_the_held_processes_of_a_lost_task_alive_as_themselves(tmp_path, capsys, daemons):
+    held, reused = daemons
+    lost_sandbox(tmp_path)
+    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 1})
+    assert main(["status", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["leftovers"] == [{"pid": held.pid, "process": "", "run": None,
+                                 "command": "sh -c sleep 60 & echo $!; wait"}]
+    write_held(tmp_path, "another attempt's", {held.pid: start_of(held.pid)})
+    assert main(["status", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["leftovers"] == []
+
+
+def test_a_rerun_kills_what_the_lost_attempt_s_watchdog_held_and_its_children(tmp_path, daemons):
+    held, reused = daemons
+    child = int(held.stdout.readline())
+    lost_sandbox(tmp_path)
+    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 1})
+    (lost,) = end_lost_attempts(tmp_path)
+    assert set(lost.killed) == {held.pid, child}
+    wait_for(lambda: held.poll() is not None and not proc_scan.is_live(child), 2,
+             message="the held shell and its child gone")
+    assert reused.poll() is None, "a pid whose start time changed was killed"
+
+
+@needs_root
+def test_a_list_another_user_wrote_is_listed_but_never_killed_by(tmp_path, daemons):
+    held, _ = daemons
+    lost_sandbox(tmp_path)
+    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid)})
+    os.chown(tmp_path / ".stoker" / "held.json", 65534, 65534)
+    assert read_held(tmp_path, MARKER) == [(held.pid, start_of(held.pid))]
+    assert read_held(tmp_path, MARKER, trusted_only=True) == []
+    assert end_lost_attempts(tmp_path) == []
+    assert held.poll() is None

@@ -1,0 +1,92 @@
+"""The watchdog's held list (`executor/procs/watchdog.py`, `WatchdogKeeper.hold`): the
+processes it kills by pid and start time when the supervisor is gone, besides the task's
+marker and cgroup. Real watchdogs (`/bin/sh`) and real `sleep` processes: each watchdog is
+let go (its pipe closed, as at the supervisor's death) and runs its passes.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from executor.procs import proctree
+from executor.procs.reaper import Reaper, Watcher
+from executor.procs.watchdog import WatchdogKeeper
+from tests.support import proc_scan
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@contextlib.contextmanager
+def sleepers(count: int) -> Iterator[tuple[Reaper, list[int]]]:
+    """`count` sleep processes, children of this process reaped by the one reaper."""
+    reaper = Reaper.acquire()
+    pids: list[int] = []
+    try:
+        for _ in range(count):
+            with reaper.forking():
+                pid = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL).pid
+                reaper.register(pid, Watcher())
+            pids.append(pid)
+        yield reaper, pids
+    finally:
+        proc_scan.kill_carrying(b"STOKER_TESTS_NOTHING=1", pids)
+        reaper.release()
+
+
+def start_of(pid: int) -> int:
+    stat = proctree.read_stat(pid)
+    assert stat is not None, f"{pid} is gone"
+    return stat[2]
+
+
+def state_of(pid: int) -> str:
+    return proc_scan.read_bytes(f"/proc/{pid}/stat").rpartition(b")")[2].split()[0].decode()
+
+
+def keeper_for(reaper: Reaper, keep: list[bool]) -> WatchdogKeeper:
+    keeper = WatchdogKeeper(reaper=reaper, marker=os.urandom(16).hex(), label="held.0",
+                            cgroup=lambda: ("", "", ""), keep=lambda: keep[0])
+    keeper.start()
+    assert keeper.pid is not None
+    return keeper
+
+
+def let_go(keeper: WatchdogKeeper, keep: list[bool]) -> None:
+    keep[0] = False
+    keeper.let_go()
+    keeper.wait_gone(5)
+
+
+def test_the_watchdog_kills_what_it_holds_last_and_never_a_pid_whose_start_time_changed():
+    """The list replaces the one before (the first sleeper, held then let go, lives on); a
+    held pid whose start time is not the one recorded (a pid reused since) is not signalled
+    at all, not even stopped; the one held as itself dies."""
+    keep = [True]
+    with sleepers(3) as (reaper, (dropped, reused, held)):
+        keeper = keeper_for(reaper, keep)
+        keeper.hold({dropped: start_of(dropped)})
+        keeper.hold({held: start_of(held), reused: start_of(reused) + 1})
+        let_go(keeper, keep)
+        wait_for(lambda: not proc_scan.is_live(held), 2, message="the held sleeper killed")
+        assert proc_scan.is_live(dropped), "a process no longer held was killed"
+        assert proc_scan.is_live(reused), "a pid whose start time changed was killed"
+        assert state_of(reused) == "S" and state_of(dropped) == "S", "left stopped"
+
+
+def test_a_restarted_watchdog_holds_what_the_one_before_held():
+    keep = [True]
+    with sleepers(1) as (reaper, (held,)):
+        keeper = keeper_for(reaper, keep)
+        keeper.hold({held: start_of(held)})
+        first = keeper.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: keeper.pid not in (None, first), 2, message="a new watchdog")
+        let_go(keeper, keep)
+        wait_for(lambda: not proc_scan.is_live(held), 2, message="the held sleeper killed")
