@@ -20,7 +20,6 @@ with the token would let a task process talk to the agent as the executor) unles
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -32,7 +31,9 @@ import attrs
 from config.announcer import DEFAULT_SERVERSET_PATH, parse_ensemble, parse_serverset_path
 from config.errors import SettingsError
 
-if TYPE_CHECKING:  # built only when a command announces (config.zookeeper)
+if TYPE_CHECKING:  # argparse: for `add_arguments`' parser; zookeeper's: built only to announce
+    import argparse
+
     from config.zookeeper import AnnouncerSettings, ZkAuth
 
 TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
@@ -235,7 +236,7 @@ def _from_environ(f: attrs.Attribute, environ: Mapping[str, str]) -> tuple[str, 
     return "", None
 
 
-def flag_conflicts(cls: type, args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
+def flag_conflicts(cls: type, args: object, environ: Mapping[str, str]) -> list[str]:
     """One sentence per flag given that won over a variable set to another value:
     `--sandbox /a wins over MESOS_SANDBOX=/b`."""
     given = _namespace_values(cls, args)
@@ -334,7 +335,7 @@ class ExecutorSettings:
         return _from_sources(cls, environ, overrides)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> ExecutorSettings:
+    def from_args(cls, args: object, environ: Mapping[str, str]) -> ExecutorSettings:
         return cls.from_env(environ, **_namespace_values(cls, args))
 
 
@@ -400,11 +401,11 @@ class RunSettings:
         return _from_sources(cls, environ, overrides)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
+    def from_args(cls, args: object, environ: Mapping[str, str]) -> RunSettings:
         return cls.from_env(environ, **_namespace_values(cls, args))
 
 
-def _namespace_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+def _namespace_values(cls: type, args: object) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in attrs.fields(cls) if hasattr(args, f.name)}
 
 
