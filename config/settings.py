@@ -2,10 +2,9 @@
 
 Owns `ExecutorSettings` (what `stoker executor` gets from the Mesos agent's environment,
 docs/mesos.md §14) and `RunSettings` (`stoker run`'s arguments), both frozen attrs classes
-(`config/registry.py` builds `RegistrySettings` with the same machinery). Each field
-carries its own table row as metadata, twitter.common style: flag, environment variables,
-default, help and parser, so `add_arguments` builds the `--help` text and `from_env` reads
-the values from the same place.
+(`config/registry.py` builds `RegistrySettings` alike). Each field carries its table row as
+metadata, twitter.common style: flag, environment variables, default, help and parser, read
+by `add_arguments` (argparse, `--help`), `config/quickargs.py` (plain words) and `from_env`.
 
 Precedence for a field: flag (an override) > environment variable > default; an empty
 variable counts as unset. `flag_conflicts` lists the flags given that overrode a variable
