@@ -24,6 +24,8 @@ PLAIN = [  # read without argparse, to the namespace argparse makes of them
            "--restart-backoff-max", "9secs", "--announce", "127.0.0.1:2181"]),
     (RUN, ["run", "", "--sandbox", ""]),  # empty words are values too (rejected later, by the settings)
     (RUN, ["run", "job.aurora", "--sandbox", "a", "--sandbox", "b"]),  # the last one wins
+    (RUN, ["run", "job.aurora", "--sandbox="]),  # an empty value after `=`
+    (RUN, ["run", "--sandbox", "sb", "job.aurora", "c/r/e/n"]),  # positionals after the options
     (RUN, ["run", "job aurora with spaces", "--sandbox", "dir=with=equals"]),
     (EXECUTOR, ["executor"]),
     (EXECUTOR, ["executor", "--pass-agent-env", "--preserve_env", "--nosetuid", "--hostname", "h",
@@ -43,6 +45,8 @@ NOT_PLAIN = [  # left to argparse: its help, its error, or its own reading of th
     (RUN, ["run", "--", "job.aurora"]),
     (RUN, ["run", "-", "--sandbox", "sb"]),
     (RUN, ["run", "job.aurora", "--version"]),
+    (RUN, ["run", "job.aurora", "--log-format="]),  # an empty choice
+    (RUN, ["run", "-1"]),  # a word argparse may read as a negative number
     (EXECUTOR, ["executor", "--pass-agent-env=yes"]),  # a switch takes no value
     (EXECUTOR, ["executor", "stray"]),
 ]
