@@ -1,6 +1,8 @@
 """The `stoker` command: run, executor, inspect, status, ps, tail, kill, restart, observe. The
-only place logging is configured; the inspection and control commands live in their own
-modules (`status`, `ps`, `tail`, `control`, `observe`), each registering its subcommands. Every expected failure (bad config, bad sandbox, missing variables, a sandbox
+only place logging is configured; the argparse parser is `parser.py`'s, built only when a
+command's words are not plain (`config/quickargs.py` reads `run` and `executor`'s), and the
+inspection and control commands live in their own modules (`status`, `ps`, `tail`,
+`control`, `observe`), each registering its subcommands. Every expected failure (bad config, bad sandbox, missing variables, a sandbox
 argument that is no directory) ends in one `stoker: error: ...` line naming the real cause
 and a non-zero exit (docs/contract.md §9), never in a bare traceback; every argument has a
 help text and every command an example.
