@@ -1,16 +1,17 @@
 """`stoker run` and `stoker executor` read without argparse when their words are plain.
 
 The supervisor of `stoker run` lives as long as its task, and everything it imported at
-start stays in its memory: argparse, with the `gettext` and `locale` its parser loads to
-translate its texts, is about 0.8 MiB of a supervisor's PSS and 3 to 5 ms of its start, for
-words it reads once. `parse` reads the words of a supervising command from the same
-metadata `add_arguments` gives argparse (`config/settings.py`: each field's flag, aliases,
-action, choices and positional rank), and gives up (None) on anything that is not plain:
-an unknown word or an abbreviation, `-h`/`--help`, `--`, a value that starts with `-`, a
-choice not offered, a flag without its value, a repeated group of positionals, a form of
-argument it does not know. The caller then parses with argparse, which says what is wrong
-or prints the help, exactly as before; so for any words, the result is argparse's or it is
-argparse that answers (`tests/unit/test_quickargs.py` compares the two on a table).
+start stays in its memory: argparse, with the `gettext` it loads to translate its texts and
+the parser's objects, was 0.24-0.33 MiB of a supervisor's USS and 3 to 4 ms of its start
+(docs/benchmarks.md), for words it reads once. `parse` reads the words of a supervising
+command from the same metadata `add_arguments` gives argparse (`config/settings.py`: each
+field's flag, aliases, action, choices and positional rank), and gives up (None) on anything
+that is not plain: an unknown word or an abbreviation, `-h`/`--help`, `--`, a value that
+starts with `-`, a choice not offered, a flag without its value, a repeated group of
+positionals, a form of argument it does not know. The caller then parses with argparse,
+which says what is wrong or prints the help, exactly as before; so for any words, the result
+is argparse's or it is argparse that answers (`tests/unit/test_quickargs.py` compares the
+two on a table).
 
 Pure: words in, the namespace out.
 """

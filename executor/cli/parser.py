@@ -2,7 +2,7 @@
 examples (the inspection and control commands register their own subcommands). Loaded only
 when a command is parsed with it: `stoker run` and `stoker executor` given plain words read
 them without argparse (`config/quickargs.py`), so that their supervisor, which lives as long
-as its task, never holds argparse, `gettext` and `locale`.
+as its task, never holds argparse and `gettext`.
 """
 from __future__ import annotations
 
