@@ -63,6 +63,10 @@ DEPENDENCIES = "import attrs, pystachio"
 # all it needs for a kept plan (a first run of a config loads pystachio and the config
 # modules on top, to plan it).
 IMPORTS = "from executor import codecache; codecache.install('run'); import executor.cli.main, executor.local.run"
+# attrs and the standard modules a running supervisor uses (its sandbox and checkpoint paths
+# are pathlib's): the least any supervisor written with attrs holds, before its own code.
+STEADY = ("import attrs, logging, json, socket, selectors, subprocess, queue, signal, struct, heapq, "
+          "threading, copy, enum, re, pathlib")
 _RUNNING = re.compile(r"\bp\d+\[0\]\s+WAITING → RUNNING")
 
 
@@ -248,11 +252,14 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
     notes: list[str] = []
     with workdir("idle") as root:
         progress("floors: a bare sleeping Python, then with attrs and pystachio, then with "
-                 "every module stoker run imports for a kept plan, each alone")
+                 "attrs and the standard modules the supervisor uses, then every module stoker run imports for a "
+                 "kept plan, each alone")
         with SleepingPython() as floor:
             floor_mem = memory_of(floor.pid)
         with SleepingPython(DEPENDENCIES) as deps:
             deps_mem = memory_of(deps.pid)
+        with SleepingPython(STEADY) as steady:
+            steady_mem = memory_of(steady.pid)
         with SleepingPython(IMPORTS) as imports:
             imports_mem = memory_of(imports.pid)
 
@@ -276,7 +283,8 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
         stops: dict[int, float] = {}
         mems: dict[int, Memory] = {}
         floors = (f"bare sleeping Python: PSS {floor_mem.pss / MIB:.2f} MiB; with `{DEPENDENCIES}`: "
-                  f"{deps_mem.pss / MIB:.2f} MiB; with every module `stoker run` imports for a kept plan: "
+                  f"{deps_mem.pss / MIB:.2f} MiB; with attrs and the standard modules the running supervisor "
+                  f"uses: {steady_mem.pss / MIB:.2f} MiB; with every module `stoker run` imports for a kept plan: "
                   f"{imports_mem.pss / MIB:.2f} MiB")
         for n in NS:
             progress(f"N={n} alone: memory and stop time")

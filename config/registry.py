@@ -8,7 +8,6 @@ else ~/.local/state/stoker in a home this user owns, else /tmp/stoker-UID. Never
 """
 from __future__ import annotations
 
-import argparse
 import os
 import pwd
 import stat
@@ -76,5 +75,5 @@ class RegistrySettings:
         return _from_sources(cls, environ, overrides)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> RegistrySettings:
+    def from_args(cls, args: object, environ: Mapping[str, str]) -> RegistrySettings:
         return cls.from_env(environ, **_namespace_values(cls, args))

@@ -2,10 +2,9 @@
 
 Owns `ExecutorSettings` (what `stoker executor` gets from the Mesos agent's environment,
 docs/mesos.md §14) and `RunSettings` (`stoker run`'s arguments), both frozen attrs classes
-(`config/registry.py` builds `RegistrySettings` with the same machinery). Each field
-carries its own table row as metadata, twitter.common style: flag, environment variables,
-default, help and parser, so `add_arguments` builds the `--help` text and `from_env` reads
-the values from the same place.
+(`config/registry.py` builds `RegistrySettings` alike). Each field carries its table row as
+metadata, twitter.common style: flag, environment variables, default, help and parser, read
+by `add_arguments` (argparse, `--help`), `config/quickargs.py` (plain words) and `from_env`.
 
 Precedence for a field: flag (an override) > environment variable > default; an empty
 variable counts as unset. `flag_conflicts` lists the flags given that overrode a variable
@@ -20,7 +19,6 @@ with the token would let a task process talk to the agent as the executor) unles
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -32,7 +30,9 @@ import attrs
 from config.announcer import DEFAULT_SERVERSET_PATH, parse_ensemble, parse_serverset_path
 from config.errors import SettingsError
 
-if TYPE_CHECKING:  # built only when a command announces (config.zookeeper)
+if TYPE_CHECKING:  # argparse: for `add_arguments`' parser; zookeeper's: built only to announce
+    import argparse
+
     from config.zookeeper import AnnouncerSettings, ZkAuth
 
 TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
@@ -235,7 +235,7 @@ def _from_environ(f: attrs.Attribute, environ: Mapping[str, str]) -> tuple[str, 
     return "", None
 
 
-def flag_conflicts(cls: type, args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
+def flag_conflicts(cls: type, args: object, environ: Mapping[str, str]) -> list[str]:
     """One sentence per flag given that won over a variable set to another value:
     `--sandbox /a wins over MESOS_SANDBOX=/b`."""
     given = _namespace_values(cls, args)
@@ -334,7 +334,7 @@ class ExecutorSettings:
         return _from_sources(cls, environ, overrides)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> ExecutorSettings:
+    def from_args(cls, args: object, environ: Mapping[str, str]) -> ExecutorSettings:
         return cls.from_env(environ, **_namespace_values(cls, args))
 
 
@@ -401,11 +401,11 @@ class RunSettings:
         return _from_sources(cls, environ, overrides)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
+    def from_args(cls, args: object, environ: Mapping[str, str]) -> RunSettings:
         return cls.from_env(environ, **_namespace_values(cls, args))
 
 
-def _namespace_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+def _namespace_values(cls: type, args: object) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in attrs.fields(cls) if hasattr(args, f.name)}
 
 

@@ -1,13 +1,14 @@
 """The `stoker` command: run, executor, inspect, status, ps, tail, kill, restart, observe. The
-only place logging is configured; the inspection and control commands live in their own
-modules (`status`, `ps`, `tail`, `control`, `observe`), each registering its subcommands. Every expected failure (bad config, bad sandbox, missing variables, a sandbox
+only place logging is configured; the argparse parser is `parser.py`'s, built only when a
+command's words are not plain (`config/quickargs.py` reads `run` and `executor`'s), and the
+inspection and control commands live in their own modules (`status`, `ps`, `tail`,
+`control`, `observe`), each registering its subcommands. Every expected failure (bad config, bad sandbox, missing variables, a sandbox
 argument that is no directory) ends in one `stoker: error: ...` line naming the real cause
 and a non-zero exit (docs/contract.md §9), never in a bare traceback; every argument has a
 help text and every command an example.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
@@ -15,22 +16,18 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import executor
 from config.errors import ConfigError, in_file
+from config.quickargs import parse as quick_parse
 from config.registry import RegistrySettings
-from config.settings import (
-    SECRET_VARIABLES,
-    ExecutorSettings,
-    RunSettings,
-    add_arguments,
-    flag_conflicts,
-    variables,
-)
+from config.settings import SECRET_VARIABLES, ExecutorSettings, RunSettings, flag_conflicts
 from executor import codecache
 from executor.cli import UsageError, logsetup
 from executor.logs import drain_spool, log_event, no_room
+
+if TYPE_CHECKING:  # argparse loads only when a command is parsed with it (`_parser`)
+    import argparse
 
 EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
@@ -39,112 +36,20 @@ RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage",
                       "run_warning", "run_ended", "task_restarting", "ports_taken")
 
 
-class _Help(argparse.RawDescriptionHelpFormatter):
-    """argparse's formatter, told the terminal's width as `shutil.get_terminal_size` finds
-    it ($COLUMNS, else the terminal of stdout, else 80) without importing shutil (and with
-    it zlib, bz2 and lzma): argparse makes a formatter for every argument it adds, so every
-    command paid that import at start."""
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position,
-                         _columns() - 2 if width is None else width)  # argparse's own margin
-
-
-def _columns() -> int:
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns > 0:
-        return columns
-    stdout = sys.__stdout__
-    try:
-        return (os.get_terminal_size(stdout.fileno()).columns or 80) if stdout is not None else 80
-    except (ValueError, OSError):  # stdout closed, or not a terminal
-        return 80
-
-
-def _command(sub, name: str, summary: str, example: str, details: str = "") -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + "." + details,
-                          epilog=example, formatter_class=_Help)
-
-
-# The commands whose start is timed (bench/bench_launch.py): for them alone, only their own
-# arguments are built (the whole parser, with every command's, takes several milliseconds).
+# The commands whose start is timed (bench/bench_launch.py) and that supervise a task: their
+# plain words are read without argparse (`config/quickargs.py`), and for any others only
+# their own arguments are built (the whole parser, with every command's, takes several
+# milliseconds).
 SUPERVISORS = ("run", "executor")
+_SETTINGS = {"run": (RunSettings, RegistrySettings), "executor": (ExecutorSettings, RegistrySettings)}
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The `stoker` parser; `only` (one of SUPERVISORS): with that command alone."""
-    parser = argparse.ArgumentParser(
-        prog="stoker",
-        description="Run Aurora/Thermos job specs under Mesos or on this machine, with health checks.",
-        epilog="Example: stoker run examples/hello_world.aurora   (Ctrl-C stops it)\n"
-               "Every command: stoker COMMAND --help.",
-        formatter_class=_Help,
-    )
-    parser.add_argument("--version", action="version", version=f"stoker {executor.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    if only in (None, "run"):
-        _run_command(sub)
-    if only in (None, "executor"):
-        ex = _command(sub, "executor", "the Mesos executor, started by a Mesos agent",
-                      _variables_epilog(), " It reads the agent's MESOS_* variables (below).")
-        add_arguments(ex, ExecutorSettings)
-        add_arguments(ex, RegistrySettings)
-    if only is None:
-        _inspection_commands(sub)
-    return parser
+    """The `stoker` parser (`executor/cli/parser.py`); `only` (one of SUPERVISORS): with that
+    command alone."""
+    from executor.cli.parser import build
 
-
-def _run_command(sub) -> None:
-    run = _command(sub, "run", "run a job on this machine, restarting it by the service rules",
-                   "examples:\n  stoker run examples/hello_world.aurora\n"
-                   "  stoker run jobs.aurora devcluster/www-data/prod/hello --port http=8080 "
-                   "--kill-grace 5\n\n"
-                   "Ctrl-C, SIGTERM or SIGHUP stop it gracefully (exit 130, 143, 129); a second "
-                   "one kills at once.")
-    add_arguments(run, RunSettings)
-    add_arguments(run, RegistrySettings)
-
-
-def _inspection_commands(sub) -> None:
-    from executor.cli import control, observe, ps, status, tail
-
-    inspect = _command(sub, "inspect", "load and validate a job; print it, or its task document; or print "
-                                       "the task a Mesos TaskInfo carries",
-                       "examples:\n  stoker inspect examples/hello_world.aurora\n"
-                       "  stoker inspect --json jobs.aurora devcluster/www-data/prod/hello | base64 -w0\n"
-                       "  stoker inspect jobs.aurora --bind stop_file=/tmp/stop\n"
-                       "  stoker inspect --task-info task_info.json --json")
-    inspect.add_argument("config", nargs="?", metavar="CONFIG", help="the .aurora (or JSON) file defining the job")
-    inspect.add_argument("jobkey", nargs="?", metavar="JOBKEY",
-                         help="cluster/role/environment/name; optional when the file has one job")
-    inspect.add_argument("--json", action="store_true",
-                         help="print the task document for Mesos' TaskInfo.data instead; with --task-info, "
-                              "the task as one JSON object")
-    inspect.add_argument("--bind", action="append", default=[], metavar="KEY=VALUE",
-                         help="bind a template value, as the Aurora client's --bind (repeatable)")
-    inspect.add_argument("--task-info", metavar="FILE",
-                         help="a Mesos TaskInfo as the agent's JSON (data base64): print its task exactly "
-                              "as `stoker executor` would run it (Stoker's task document or Aurora's "
-                              "AssignedTask); runs nothing")
-
-    for command in (status, ps, tail, control, observe):  # each registers its own subcommands
-        command.register(sub, _command)
-
-
-def _variables_epilog() -> str:
-    rows = variables(ExecutorSettings) + variables(RegistrySettings) + [
-        ("STOKER_CODE_CACHE", "where attrs' compiled methods are kept (default: the package's "
-                              "__pycache__; an absolute directory; off)")]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"  {name:<{width}}  {meaning}" for name, meaning in rows]
-    return "environment (MESOS_*: set by the agent; docs/contract.md §8):\n" + "\n".join(lines) + \
-        "\n\nexample (what an agent runs):\n  MESOS_AGENT_ENDPOINT=127.0.0.1:5051 " \
-        "MESOS_FRAMEWORK_ID=... MESOS_EXECUTOR_ID=... stoker executor"
+    return build(only)
 
 
 def run() -> NoReturn:
@@ -184,14 +89,23 @@ def run() -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> int:
-    words = sys.argv[1:] if argv is None else argv
-    args = _parser(words[0] if words and words[0] in SUPERVISORS else None).parse_args(argv)
+    args = _arguments(sys.argv[1:] if argv is None else argv)
     if args.command == "inspect" and not args.task_info and args.config is not None:
         from executor.cli.apart import run_apart
 
         command = functools.partial(_handled, functools.partial(_cmd_inspect, args))
         return _handled(functools.partial(run_apart, command, args.config))
     return _handled(functools.partial(_dispatch, args))
+
+
+def _arguments(words: list[str]) -> Any:
+    """The namespace of `stoker WORDS`: argparse's, or for a supervisor's plain words
+    `config.quickargs`' (the same attributes and values, without loading argparse)."""
+    supervisor = words[0] if words and words[0] in SUPERVISORS else None
+    args = None if supervisor is None else quick_parse(words, _SETTINGS[supervisor])
+    if args is None:  # not plain, or another command: argparse parses, or says what is wrong
+        return _parser(supervisor).parse_args(words)
+    return args
 
 
 def _handled(command: Callable[[], int]) -> int:
@@ -229,7 +143,7 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: Any) -> int:
     if hasattr(args, "handler"):
         return args.handler(args)
     if args.command == "run":
@@ -254,7 +168,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _cmd_run(args: Any) -> int:
     from executor.cli import launch
     from executor.local.run import LocalRun, SandboxError
 

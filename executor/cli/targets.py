@@ -17,7 +17,6 @@ the session are imported when used.
 """
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
@@ -29,7 +28,9 @@ from config.registry import RegistrySettings
 from config.settings import ExecutorSettings, add_arguments
 from executor.cli import UsageError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # argparse: the inspection commands' parser, built only for them
+    import argparse
+
     from executor.host.entry import RegistryEntry
 
 EXIT_USAGE = 2

@@ -60,6 +60,9 @@ NOT_IN_RUN = NEVER | {
     # the health policy (a task with a health check), the log pump (a rotating logger or one
     # that also writes to the console), a config error's explanation (a config that raised)
     "healthcheck.policy", "executor.procs.logpump", "config.explain",
+    # plain words need no argparse (`config/quickargs.py`): the supervisor, which lives as
+    # long as its task, never holds it, nor the gettext its parser loads, nor the parser
+    "argparse", "gettext", "executor.cli.parser",
 }
 # How many of Stoker's own modules `stoker run` of that job loads (70 when this was set, 71
 # with the signal relay, 73 with the entry point and its attrs code cache): a change that
@@ -94,12 +97,14 @@ NOT_IN_RUN = NEVER | {
 # too (it needs only logging and json, both loaded already).
 # 92 and 81: the owner's pid and exit status of each run, bounded to the runs a record may
 # still name (`executor.task.runfacts`: kept for every run, they grew with each restart).
-RUN_STOKER_MODULES = 92
-RUN_AGAIN_STOKER_MODULES = 81
+# 93 and 82: a supervisor's plain words are read without argparse (`config.quickargs`; the
+# parser, `executor.cli.parser`, loads only for words that are not plain).
+RUN_STOKER_MODULES = 93
+RUN_AGAIN_STOKER_MODULES = 82
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
-                           "config.explain",
+                           "config.explain", "argparse", "gettext", "executor.cli.parser",
                            # http.client is loaded without its HTTPS half: Stoker speaks no TLS
                            # (`-X importtime` names `ssl` for the refused attempt, not `_ssl`)
                            "_ssl"}

@@ -58,6 +58,7 @@ PURE = [
     "config/environment.py",
     "config/words.py",
     "config/purity.py",
+    "config/quickargs.py",
     "config/explain.py",
     "executor/task/compaction.py",
     "executor/task/taskview.py",

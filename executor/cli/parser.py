@@ -1,0 +1,120 @@
+"""The `stoker` command's argparse parser: every command, its arguments, help texts and
+examples (the inspection and control commands register their own subcommands). Loaded only
+when a command is parsed with it: `stoker run` and `stoker executor` given plain words read
+them without argparse (`config/quickargs.py`), so that their supervisor, which lives as long
+as its task, never holds argparse and `gettext`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import executor
+from config.registry import RegistrySettings
+from config.settings import ExecutorSettings, RunSettings, add_arguments, variables
+
+__all__ = ["build"]
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, told the terminal's width as `shutil.get_terminal_size` finds
+    it ($COLUMNS, else the terminal of stdout, else 80) without importing shutil (and with
+    it zlib, bz2 and lzma): argparse makes a formatter for every argument it adds, so every
+    command paid that import at start."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _columns() - 2 if width is None else width)  # argparse's own margin
+
+
+def _columns() -> int:
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        return (os.get_terminal_size(stdout.fileno()).columns or 80) if stdout is not None else 80
+    except (ValueError, OSError):  # stdout closed, or not a terminal
+        return 80
+
+
+def _command(sub, name: str, summary: str, example: str, details: str = "") -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + "." + details,
+                          epilog=example, formatter_class=_Help)
+
+
+def build(only: str | None = None) -> argparse.ArgumentParser:
+    """The `stoker` parser; `only` (`run` or `executor`): with that command alone."""
+    parser = argparse.ArgumentParser(
+        prog="stoker",
+        description="Run Aurora/Thermos job specs under Mesos or on this machine, with health checks.",
+        epilog="Example: stoker run examples/hello_world.aurora   (Ctrl-C stops it)\n"
+               "Every command: stoker COMMAND --help.",
+        formatter_class=_Help,
+    )
+    parser.add_argument("--version", action="version", version=f"stoker {executor.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    if only in (None, "run"):
+        _run_command(sub)
+    if only in (None, "executor"):
+        ex = _command(sub, "executor", "the Mesos executor, started by a Mesos agent",
+                      _variables_epilog(), " It reads the agent's MESOS_* variables (below).")
+        add_arguments(ex, ExecutorSettings)
+        add_arguments(ex, RegistrySettings)
+    if only is None:
+        _inspection_commands(sub)
+    return parser
+
+
+def _run_command(sub) -> None:
+    run = _command(sub, "run", "run a job on this machine, restarting it by the service rules",
+                   "examples:\n  stoker run examples/hello_world.aurora\n"
+                   "  stoker run jobs.aurora devcluster/www-data/prod/hello --port http=8080 "
+                   "--kill-grace 5\n\n"
+                   "Ctrl-C, SIGTERM or SIGHUP stop it gracefully (exit 130, 143, 129); a second "
+                   "one kills at once.")
+    add_arguments(run, RunSettings)
+    add_arguments(run, RegistrySettings)
+
+
+def _inspection_commands(sub) -> None:
+    from executor.cli import control, observe, ps, status, tail
+
+    inspect = _command(sub, "inspect", "load and validate a job; print it, or its task document; or print "
+                                       "the task a Mesos TaskInfo carries",
+                       "examples:\n  stoker inspect examples/hello_world.aurora\n"
+                       "  stoker inspect --json jobs.aurora devcluster/www-data/prod/hello | base64 -w0\n"
+                       "  stoker inspect jobs.aurora --bind stop_file=/tmp/stop\n"
+                       "  stoker inspect --task-info task_info.json --json")
+    inspect.add_argument("config", nargs="?", metavar="CONFIG", help="the .aurora (or JSON) file defining the job")
+    inspect.add_argument("jobkey", nargs="?", metavar="JOBKEY",
+                         help="cluster/role/environment/name; optional when the file has one job")
+    inspect.add_argument("--json", action="store_true",
+                         help="print the task document for Mesos' TaskInfo.data instead; with --task-info, "
+                              "the task as one JSON object")
+    inspect.add_argument("--bind", action="append", default=[], metavar="KEY=VALUE",
+                         help="bind a template value, as the Aurora client's --bind (repeatable)")
+    inspect.add_argument("--task-info", metavar="FILE",
+                         help="a Mesos TaskInfo as the agent's JSON (data base64): print its task exactly "
+                              "as `stoker executor` would run it (Stoker's task document or Aurora's "
+                              "AssignedTask); runs nothing")
+
+    for command in (status, ps, tail, control, observe):  # each registers its own subcommands
+        command.register(sub, _command)
+
+
+def _variables_epilog() -> str:
+    rows = variables(ExecutorSettings) + variables(RegistrySettings) + [
+        ("STOKER_CODE_CACHE", "where attrs' compiled methods are kept (default: the package's "
+                              "__pycache__; an absolute directory; off)")]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"  {name:<{width}}  {meaning}" for name, meaning in rows]
+    return "environment (MESOS_*: set by the agent; docs/contract.md §8):\n" + "\n".join(lines) + \
+        "\n\nexample (what an agent runs):\n  MESOS_AGENT_ENDPOINT=127.0.0.1:5051 " \
+        "MESOS_FRAMEWORK_ID=... MESOS_EXECUTOR_ID=... stoker executor"

@@ -1,0 +1,84 @@
+"""`config/quickargs.py`: a supervisor's plain words read without argparse give argparse's
+namespace exactly, and anything else is left to argparse (None)."""
+from __future__ import annotations
+
+import pytest
+
+from config.quickargs import parse
+from config.registry import RegistrySettings
+from config.settings import ExecutorSettings, RunSettings
+from executor.cli.main import _parser
+
+RUN = (RunSettings, RegistrySettings)
+EXECUTOR = (ExecutorSettings, RegistrySettings)
+
+PLAIN = [  # read without argparse, to the namespace argparse makes of them
+    (RUN, ["run", "job.aurora"]),
+    (RUN, ["run", "job.aurora", "--sandbox", "/tmp/sb"]),
+    (RUN, ["run", "--sandbox", "/tmp/sb", "job.aurora"]),
+    (RUN, ["run", "--sandbox=/tmp/sb", "job.aurora", "c/r/e/n"]),
+    (RUN, ["run", "job.aurora", "c/r/e/n", "--port", "http=8080", "--port=admin=9090", "--bind", "a=b"]),
+    (RUN, ["run", "--log-format", "json", "--log-level", "debug", "job.aurora", "--kill-grace", "5"]),
+    (RUN, ["run", "job.aurora", "--instance", "3", "--cgroups", "off", "--root", "/tmp/reg",
+           "--registry-retention", "1hrs", "--keep-attempts", "2", "--restart-backoff", "1secs",
+           "--restart-backoff-max", "9secs", "--announce", "127.0.0.1:2181"]),
+    (RUN, ["run", "", "--sandbox", ""]),  # empty words are values too (rejected later, by the settings)
+    (RUN, ["run", "job.aurora", "--sandbox", "a", "--sandbox", "b"]),  # the last one wins
+    (RUN, ["run", "job.aurora", "--sandbox="]),  # an empty value after `=`
+    (RUN, ["run", "--sandbox", "sb", "job.aurora", "c/r/e/n"]),  # positionals after the options
+    (RUN, ["run", "job aurora with spaces", "--sandbox", "dir=with=equals"]),
+    (EXECUTOR, ["executor"]),
+    (EXECUTOR, ["executor", "--pass-agent-env", "--preserve_env", "--nosetuid", "--hostname", "h",
+                "--log-format=text", "--announcer-allow-custom-serverset-path", "--cgroups", "auto"]),
+]
+
+NOT_PLAIN = [  # left to argparse: its help, its error, or its own reading of them
+    (RUN, ["run"]),  # no CONFIG
+    (RUN, ["run", "--help"]),
+    (RUN, ["run", "job.aurora", "-h"]),
+    (RUN, ["run", "job.aurora", "--sand", "/tmp/sb"]),  # an abbreviation
+    (RUN, ["run", "job.aurora", "--sandbox"]),  # no value
+    (RUN, ["run", "job.aurora", "--sandbox", "-x"]),  # a value that looks like a flag
+    (RUN, ["run", "job.aurora", "--log-format", "xml"]),  # not a choice
+    (RUN, ["run", "job.aurora", "c/r/e/n", "extra"]),  # one positional too many
+    (RUN, ["run", "job.aurora", "--sandbox", "sb", "c/r/e/n"]),  # two runs of positionals
+    (RUN, ["run", "--", "job.aurora"]),
+    (RUN, ["run", "-", "--sandbox", "sb"]),
+    (RUN, ["run", "job.aurora", "--version"]),
+    (RUN, ["run", "job.aurora", "--log-format="]),  # an empty choice
+    (RUN, ["run", "-1"]),  # a word argparse may read as a negative number
+    (EXECUTOR, ["executor", "--pass-agent-env=yes"]),  # a switch takes no value
+    (EXECUTOR, ["executor", "stray"]),
+]
+
+
+@pytest.mark.parametrize("classes,words", PLAIN)
+def test_plain_words_give_argparse_s_namespace(classes, words):
+    quick = parse(words, classes)
+    assert quick is not None, words
+    assert vars(quick) == vars(_parser(words[0]).parse_args(words))
+
+
+@pytest.mark.parametrize("classes,words", NOT_PLAIN)
+def test_other_words_are_left_to_argparse(classes, words):
+    assert parse(words, classes) is None
+
+
+def test_two_runs_of_positionals_are_argparse_s_error(capsys):
+    """The case the quick reading refuses although each word is known: argparse fills both
+    positionals from the first run of them, and the second run is an error."""
+    with pytest.raises(SystemExit):
+        _parser("run").parse_args(["run", "job.aurora", "--sandbox", "sb", "c/r/e/n"])
+    assert "unrecognized arguments: c/r/e/n" in capsys.readouterr().err
+
+
+def test_a_flag_of_a_form_it_does_not_read_leaves_the_command_to_argparse():
+    import attrs
+
+    from config.settings import setting
+
+    @attrs.frozen
+    class Counted:
+        verbose: int = setting(flag="--verbose", default=0, action="count", help="more")
+
+    assert parse(["x", "--verbose"], (Counted,)) is None
