@@ -30,7 +30,6 @@ from executor.procs import proctree
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import iter_records
-from executor.task.heldfile import alive_held, read_held
 
 
 @attrs.frozen(slots=True)
@@ -77,6 +76,8 @@ def _unfinished(header: rec.HeaderRecord, state: str) -> bool:
 def _kill_held(sandbox: Path, marker: str) -> set[int]:
     """SIGSTOP, then SIGKILL, what the attempt's watchdog held, alive as itself, and every
     descendant (parents first); the pids killed."""
+    from executor.task.heldfile import alive_held, read_held  # only for an attempt left LOST
+
     named = dict(read_held(sandbox, marker, trusted_only=True))
     if not named:
         return set()

@@ -21,7 +21,7 @@ import logging
 import queue
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
 
@@ -47,7 +47,6 @@ from executor.events import (
 )
 from executor.logs import log_event, no_room
 from executor.task.announcing import AnnouncementChanged, Announcer, Announcing, earliest
-from executor.task.heldfile import HeldWriter
 from executor.task.journal import Journal, header_record
 from executor.task.killing import Killing
 from executor.task.operator import OperatorRequests
@@ -66,6 +65,7 @@ from executor.task.runfacts import RunFacts
 from executor.task.status import Outcome, TaskStatusMachine, Update
 
 if TYPE_CHECKING:
+    from executor.task.heldfile import HeldWriter
     from healthcheck.checkers import Checker
     from healthcheck.policy import HealthPolicy
 
@@ -123,6 +123,7 @@ class TaskOwner:
         self._announcing = Announcing(announcer, self._journal, job.label, stop_within_secs)
         self._runs = RunFacts()  # each run's pid and exit status, for its records
         self._held: HeldWriter | None = None  # what the watchdog holds, beside the checkpoint
+        self._holding = False  # from the start on, that list is kept (`_keep_held`)
         self._processes_started = False
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
@@ -175,7 +176,7 @@ class TaskOwner:
                                     marker=self._procs.marker, post=self.post)
         sink = self._open_checkpoint()
         self._journal.open(sink, header_record(job, self.sandbox, self._procs, self._checker))
-        self._held = HeldWriter(self.sandbox, self._procs.marker, job.label)
+        self._holding = True
         self._apply_outcome(self._status.started())
 
     def step(self) -> bool:
@@ -194,9 +195,20 @@ class TaskOwner:
         again_in = self._procs.idle()
         if again_in is not None:
             self.next_deadline_at = earliest(self.next_deadline_at, self._clock() + again_in)
-        if self._held is not None:
-            self._held.update(self._procs.held())
+        if self._holding:
+            self._keep_held(self._procs.held())
         return False
+
+    def _keep_held(self, held: Mapping[int, int]) -> None:
+        """Keep beside the checkpoint what the watchdog holds by pid; its module loads with the
+        first process held (most tasks never have one)."""
+        if self._held is None:
+            if not held:
+                return
+            from executor.task.heldfile import HeldWriter
+
+            self._held = HeldWriter(self.sandbox, self._procs.marker, self.job.label)
+        self._held.update(held)
 
     def close(self) -> None:
         """Stop every adapter; the task's processes are killed by the process port's close."""

@@ -99,8 +99,11 @@ NOT_IN_RUN = NEVER | {
 # still name (`executor.task.runfacts`: kept for every run, they grew with each restart).
 # 93 and 82: a supervisor's plain words are read without argparse (`config.quickargs`; the
 # parser, `executor.cli.parser`, loads only for words that are not plain).
-RUN_STOKER_MODULES = 93
-RUN_AGAIN_STOKER_MODULES = 82
+# 94 and 83: the orphans and daemons a supervisor hands its watchdog by pid and start time
+# (`executor.procs.handover`); the list kept beside the checkpoint (`executor.task.heldfile`)
+# loads only with the first process held, or for a re-run's kill of an attempt left LOST.
+RUN_STOKER_MODULES = 94
+RUN_AGAIN_STOKER_MODULES = 83
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
