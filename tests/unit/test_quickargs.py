@@ -3,6 +3,8 @@ namespace exactly, and anything else is left to argparse (None)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.quickargs import parse
 from config.registry import RegistrySettings
@@ -82,3 +84,21 @@ def test_a_flag_of_a_form_it_does_not_read_leaves_the_command_to_argparse():
         verbose: int = setting(flag="--verbose", default=0, action="count", help="more")
 
     assert parse(["x", "--verbose"], (Counted,)) is None
+
+
+_WORDS = ["job.aurora", "c/r/e/n", "", "x=1", "-x", "-1", "-", "--", "-h", "--help", "--sand",
+          "--sandbox", "--sandbox=sb", "--sandbox=", "--port", "http=8080", "--port=a=1", "--bind",
+          "--log-format", "json", "xml", "--log-format=text", "--cgroups", "off", "--instance", "3",
+          "--pass-agent-env", "--pass-agent-env=yes", "--preserve_env", "--nosetuid", "--hostname"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([("run", RUN), ("executor", EXECUTOR)]),
+       st.lists(st.sampled_from(_WORDS), max_size=7))
+def test_any_words_are_argparse_s_reading_or_left_to_it(command, words):
+    """For any words from the flags' own vocabulary and the awkward ones around it: the quick
+    reading is argparse's namespace exactly, or None (and argparse then answers)."""
+    name, classes = command
+    quick = parse([name, *words], classes)
+    if quick is not None:
+        assert vars(quick) == vars(_parser(name).parse_args([name, *words])), words
