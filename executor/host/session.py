@@ -64,7 +64,7 @@ class HostSession:
         self._refs = 1
         self._lock = threading.Lock()  # guards _post, _entry and the hooks
         self._post: Callable[[object], None] | None = None
-        self._kill_hooks: list[Callable[[], None]] = []
+        self._kill_hooks: list[Callable[[bool], None]] = []
         self._stoker_dir = -1
         self._sandbox_lock: SandboxLock | None = None
         self._server: ControlServer | None = None
@@ -159,22 +159,25 @@ class HostSession:
         with self._lock:
             self._post = None
 
-    def on_operator_kill(self, hook: Callable[[], None]) -> None:
-        """Call `hook` (from the control thread) whenever an operator asks for a kill."""
+    def on_operator_kill(self, hook: Callable[[bool], None]) -> None:
+        """Call `hook(reached)` (from the control thread, under the session's lock: it only
+        sets flags and posts) whenever an operator asks for a kill, before the request goes
+        on; `reached`: a task's owner listens and gets the request. When none does, the
+        front-end's hook is what stops it, including an owner made but not listening yet
+        (its adapter starting), which would otherwise run on, unkilled."""
         with self._lock:
             self._kill_hooks.append(hook)
 
     def _on_request(self, request: ControlRequest, reply: Replier) -> None:
+        # Posted under the lock `task_ended` and `task_started` take: once `task_ended`
+        # returns, nothing more reaches the owner's queue, so the owner's close, which empties
+        # it after, answers every request posted (one posted after that emptying would wait
+        # unanswered); and the hooks learn, in the same hold, whether an owner got it.
         with self._lock:
-            hooks = list(self._kill_hooks)
-        if isinstance(request, KillControl):
-            for hook in hooks:
-                hook()
-        # Posted under the lock `task_ended` takes: once that returns, nothing more reaches
-        # the owner's queue, so the owner's close, which empties it after, answers every
-        # request posted (one posted after that emptying would wait unanswered).
-        with self._lock:
-            post = self._post
+            post, hooked = self._post, bool(self._kill_hooks)
+            if isinstance(request, KillControl):
+                for hook in self._kill_hooks:
+                    hook(post is not None)
             if post is not None:
                 match request:
                     case KillControl(grace_secs=grace):
@@ -185,7 +188,7 @@ class HostSession:
                         assert_never(request)
                 return
         match request:
-            case KillControl() if hooks:
+            case KillControl() if hooked:
                 reply(ControlReply(ok=True, done=True, message=(
                     "no task was running (the supervisor was between attempts); it stops")))
             case KillControl():

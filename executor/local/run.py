@@ -52,7 +52,7 @@ from executor.host.early import EarlyStart
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
 from executor.host.replacefile import make_dirs, writable_by_others
-from executor.host.session import HostSession
+from executor.host.session import OPERATOR_KILL, HostSession
 from executor.host.signals import SignalRelay
 from executor.local import planfiles
 from executor.local.attempts import archive_logs
@@ -144,6 +144,16 @@ class LocalRun:
         owner = self._owner
         if owner is not None:
             owner.request_kill(reason)
+
+    def _operator_kill(self, reached: bool) -> None:
+        """`stoker kill` (on the control thread): no restart after this. When no owner got
+        the request (`reached` False: between attempts, or one made and not yet listening),
+        the attempt's owner, if there is one, gets the kill on its queue: it stops at its
+        first step, before it starts anything."""
+        self._stop.set()
+        owner = self._owner
+        if not reached and owner is not None:
+            owner.request_kill(OPERATOR_KILL)
 
     def _on_signal(self, signum: int) -> None:
         """The first signal stops gracefully; any later one kills at once; Ctrl-Z is
@@ -254,7 +264,7 @@ class LocalRun:
         early = self._start.early_sandbox(plan.name)
         sandbox = Path(early.sandbox) if early is not None else make_sandbox(s.sandbox, plan.name)
         session = _hold(sandbox, self._registry, early.take_lock() if early is not None else None)
-        session.on_operator_kill(self._stop.set)  # `stoker kill`: no restart after this
+        session.on_operator_kill(self._operator_kill)
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {sandbox}\n")
         if early is None and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run

@@ -148,7 +148,7 @@ def test_without_a_task_a_restart_is_refused_and_a_kill_goes_to_the_front_end(se
     (refused,) = ask_all(session.sandbox, KillControl())
     assert not refused.ok and refused.message == "no task is running under this supervisor"
     stopped = threading.Event()
-    session.on_operator_kill(stopped.set)
+    session.on_operator_kill(lambda reached: stopped.set())
     (taken,) = ask_all(session.sandbox, KillControl())
     assert taken.ok and stopped.is_set()
 
