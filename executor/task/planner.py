@@ -205,7 +205,7 @@ class Planner:
             return RestartAnswer(False, f"task '{self._task.name}' has no process '{process}' "
                                         f"(its processes: {', '.join(self._procs)})")
         return request_restart(p, self._phase, self._regular.waiting_for(p), now, grace_secs,
-                               self._task.max_concurrency)
+                               self._task.max_concurrency, self._regular.running())
 
     # ---- the decision ----
 
@@ -328,9 +328,10 @@ class Planner:
 
     def _end_run(self, p: ProcessTrack, outcome: RunOutcome, desc: str, now: float) -> None:
         stopping = (self._final if p.spec.final else self._regular).stopping
-        if p.restart_kill_at is not None and outcome is RunOutcome.KILLED and not stopping:
-            outcome = RunOutcome.RESTARTED
-            p.start_now = True
+        if p.restart_kill_at is not None and not stopping:
+            p.start_now = True  # the operator was told the next run starts once this one ended
+            if outcome is RunOutcome.KILLED:  # one that ended on its own counts as what it was
+                outcome = RunOutcome.RESTARTED
         end = p.end_run(outcome, desc, now, self._run_cap, stopping=stopping,
                         task_killed=self._killed)
         self._note(p, end.state, end.reason, outcome)
