@@ -198,8 +198,8 @@ class LocalRun:
 
     def run(self) -> int:
         try:
-            prepared = self._prepare()
             relay = None
+            prepared = self._prepare()
             try:
                 relay = self._relay_signals()  # until the session is closed: a late signal waits
                 return self._run(prepared)
@@ -264,10 +264,21 @@ class LocalRun:
         early = self._start.early_sandbox(plan.name)
         sandbox = Path(early.sandbox) if early is not None else make_sandbox(s.sandbox, plan.name)
         session = _hold(sandbox, self._registry, early.take_lock() if early is not None else None)
+        try:
+            return self._held(plan, host, sandbox, session, relaunch=early is None)
+        except BaseException:  # Ctrl-C before the signal relay is up, say: let the sandbox go
+            session.close()
+            raise
+
+    def _held(self, plan: JobPlan, host: str, sandbox: Path, session: HostSession, *,
+              relaunch: bool) -> Prepared:
+        """The sandbox is held: say so, end what a lost attempt left (`relaunch`: unless the
+        early start made the sandbox), warn about ports."""
+        s, ports = self._settings, plan.ports
         session.on_operator_kill(self._operator_kill)
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {sandbox}\n")
-        if early is None and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
+        if relaunch and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
             from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
 
             for lost in end_lost_attempts(sandbox):  # what a SIGKILLed supervisor left running

@@ -206,3 +206,34 @@ def test_an_operator_kill_as_an_attempt_starts_stops_that_attempt(tmp_path, monk
     assert code == [0]
     assert [a.ok for a in answers] == [True]
     assert "task             STARTING → KILLING  killed by the operator (stoker kill)" in out.getvalue()
+
+
+def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, monkeypatch):
+    """Ctrl-C (a KeyboardInterrupt: the signal relay is not up yet) right after `stoker run`
+    took its sandbox and registered: the session was never closed, so `stoker ps` listed a
+    LOST task without an id for the registry's whole retention (7 days). Now the entry says
+    the supervisor let go."""
+    from executor.host.registry import Registry
+
+    config = tmp_path / "quick.aurora"
+    config.write_text(SERVICE)
+    registry = RegistrySettings(registry_root=str(tmp_path / "registry"))
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(tmp_path / "sandbox")), out=io.StringIO(),
+        environ=dict(os.environ, STOKER_PLAN_CACHE="off"), registry=registry)
+    real_hold = local_run._hold
+
+    class Interrupted:  # the console, where the Ctrl-C lands: its first line after the hold
+        def write(self, text: str) -> None:
+            raise KeyboardInterrupt
+
+    def hold(*args, **kwargs):
+        session = real_hold(*args, **kwargs)
+        run._out = Interrupted()
+        return session
+
+    monkeypatch.setattr(local_run, "_hold", hold)
+    with pytest.raises(KeyboardInterrupt):
+        run.run()
+    (listed,) = Registry(registry).entries()
+    assert listed.entry.ended_wall is not None
