@@ -48,7 +48,7 @@ from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
 from executor.events import TaskState
-from executor.host.early import EarlyStart
+from executor.host.early import EarlyStart, deferred_signals
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
 from executor.host.replacefile import make_dirs, writable_by_others
@@ -134,12 +134,15 @@ class LocalRun:
         self._out = Output(out, spool() if spooled else None)
         self._environ = dict(os.environ if environ is None else environ)
         self._stop = threading.Event()
+        self._stop_reason = OPERATOR_KILL  # why it stops, once `_stop` is set
+        self._hurry: str | None = None  # a second stop signal: why every process is killed at once
         self._owner: TaskOwner | None = None
         self._console: ConsoleReporter | None = None
         self._signal: int | None = None  # the signal that asked for the stop
         self._start = RunStart(settings, self._environ, early, ahead)
 
     def stop(self, reason: str) -> None:
+        self._stop_reason = reason
         self._stop.set()
         owner = self._owner
         if owner is not None:
@@ -150,6 +153,7 @@ class LocalRun:
         the request (`reached` False: between attempts, or one made and not yet listening),
         the attempt's owner, if there is one, gets the kill on its queue: it stops at its
         first step, before it starts anything."""
+        self._stop_reason = OPERATOR_KILL
         self._stop.set()
         owner = self._owner
         if not reached and owner is not None:
@@ -175,9 +179,10 @@ class LocalRun:
                                      "another SIGTERM) to kill every process at once")
             self.stop(f"stopped by {name}")
             return
+        self._hurry = f"second stop signal ({name})"  # an early start's runs: `_attempt` hears it
         owner = self._owner
         if owner is not None:
-            owner.request_kill(f"second stop signal ({name})", immediate=True)
+            owner.request_kill(self._hurry, immediate=True)
 
     def _relay_signals(self) -> SignalRelay | None:
         """SIGINT, SIGTERM and SIGHUP (unless nohup ignores it), and SIGTSTP (Ctrl-Z), call
@@ -190,7 +195,10 @@ class LocalRun:
         signums = [signal.SIGINT, signal.SIGTERM, signal.SIGTSTP]
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
             signums.append(signal.SIGHUP)
-        return SignalRelay(signums, self._on_signal)
+        relay = SignalRelay(signums, self._on_signal)
+        for signum in deferred_signals():  # the ones that came while the early runs ran
+            self._on_signal(signum)
+        return relay
 
     def _exit_code(self, code: int) -> int:
         """A stop asked for by a signal exits 128 + its number, as a shell expects."""
@@ -326,7 +334,9 @@ class LocalRun:
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
         s = self._settings
-        early = self._start.early if not self._stop.is_set() else None  # else `run` gives it up
+        early = self._start.early  # stopped already: its runs still get the graceful stop
+        if early is None and self._stop.is_set():
+            return None
         spec = prepared.plan.spec_for(early.task_id if early is not None else task_id(prepared.plan.name, s.instance))
         announcement = self._announcement(spec, prepared.host)
         if early is None:
@@ -347,8 +357,12 @@ class LocalRun:
                           cgroups=s.cgroups, announcement=announcement, early=early)
         self._console = console
         self._owner = owner
-        if self._stop.is_set():
+        if self._stop.is_set() and early is None:
             return None
+        if self._stop.is_set():  # the early runs run: adopted at the owner's first step, then stopped
+            owner.request_kill(self._stop_reason)
+            if self._hurry is not None:
+                owner.request_kill(self._hurry, immediate=True)
         try:
             final = owner.run()
         finally:
