@@ -18,9 +18,11 @@ the command waits for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,9 +35,12 @@ if TYPE_CHECKING:
     from executor.events import ControlReply
     from executor.host.controlwire import ControlRequest
     from executor.host.entry import RegistryEntry
+    from executor.host.lock import Holder
     from executor.task.inspection import Inspection
 
 GONE_SECS = 2.0  # the longest a supervisor that closed its socket is given to be gone
+STARTING_SECS = 5.0  # the longest a supervisor that is starting is given to open its socket
+STARTING_POLL_SECS = 0.02  # how often a starting supervisor is looked at meanwhile
 
 
 def register(sub: Any, command: Any) -> None:
@@ -150,7 +155,7 @@ def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest
     only the `.stoker` it pins and the supervisor it names are trusted: a task that owns its
     sandbox may have planted a `.stoker` of its own, with a lock naming its own process and
     a socket it answers on."""
-    from executor.host import identity, lock
+    from executor.host import identity
     from executor.host.control import ControlUnavailable, ask, connect
     from executor.host.sandbox import open_stoker_dir
     from executor.procs import saferead
@@ -166,7 +171,7 @@ def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest
         raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
                                  f"{saferead.describe(exc)}") from None
     try:
-        holder = lock.holder(stoker_dir)
+        holder = _started(stoker_dir, where, command)
         if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
             state = inspect_sandbox(sandbox).truth.state if holder is not None else "unknown"
             raise ControlUnavailable(f"no live supervisor holds {where} (its task is {state})")
@@ -181,6 +186,34 @@ def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest
               f"debugger): it answers once continued (kill -CONT {holder.pid})", file=sys.stderr, flush=True)
     with sock:
         yield from ask(sock, request)
+
+
+def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
+    """Who holds the sandbox's lock. A supervisor that is starting (the lock taken by an
+    early start, which writes no pid in it, while `stoker run` loads; or its control socket
+    not made yet) is waited for, at most STARTING_SECS (a line on stderr says so): the
+    command would otherwise say that no supervisor runs, and the task would run on."""
+    from executor.host import identity, lock
+    from executor.host.sandbox import CONTROL_SOCKET
+
+    deadline = time.monotonic() + STARTING_SECS
+    said = False
+    while True:
+        holder = lock.holder(stoker_dir)
+        alive = holder is not None and identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id)
+        if alive:
+            with contextlib.suppress(OSError):
+                os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False)
+                return holder
+        elif lock.locked_by(stoker_dir) is None:  # nobody holds the lock: nobody is starting
+            return holder
+        if time.monotonic() >= deadline:
+            return holder
+        if not said:
+            print(f"stoker {command}: the supervisor of {where} is starting; waiting for it",
+                  file=sys.stderr, flush=True)
+            said = True
+        time.sleep(STARTING_POLL_SECS)
 
 
 def _stopped(pid: int) -> bool:

@@ -328,3 +328,53 @@ def test_a_non_root_status_of_root_s_task_says_who_may_read_it():
         answer = as_nobody(lambda: inspect_sandbox(sandbox).problem)
     assert answer == (f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied (EACCES): "
                       f"only the supervisor's user (or root) may read its task's state")
+
+
+def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch):
+    """`stoker kill SANDBOX` while `stoker run` loads after its early start (the sandbox
+    locked, no pid in the lock, no socket yet): it said "no live supervisor holds SANDBOX"
+    and exited 1, and the task ran on. Now it waits for the supervisor and is answered.
+    The client's wait is held until the session is up, so the order is the one asked for."""
+    import fcntl
+    import types
+
+    from executor.cli import control as control_cli
+
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
+    fd = os.open(sandbox / ".stoker" / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the early start takes it
+    waiting, go = threading.Event(), threading.Event()
+
+    def held(secs: float) -> None:  # the client waits for the supervisor: until the test says
+        waiting.set()
+        go.wait(10)
+
+    monkeypatch.setattr(control_cli, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=held))
+    got: list[object] = []
+
+    def client() -> None:
+        try:
+            got.extend(control_cli._replies(sandbox, None, KillControl(), "kill"))
+        except ControlUnavailable as exc:
+            got.append(exc)
+        finally:
+            waiting.set()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    assert waiting.wait(10)
+    assert got == [], got  # it did not give up on a starting supervisor
+    session = HostSession.open(sandbox, front_end=FrontEnd.RUN, held_lock=fd)
+    try:
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        session.task_started(task_id="t-1", job_key="k", label="t.0", marker="m", post=events.put)
+        go.set()
+        event = events.get(timeout=10)
+        assert isinstance(event, KillRequested)
+        event.reply(ControlReply(ok=True, done=True, message="task t.0 KILLED"))
+        thread.join(10)
+    finally:
+        go.set()
+        session.close()
+    assert got == [ControlReply(ok=True, done=True, message="task t.0 KILLED")]
