@@ -23,7 +23,7 @@ import os
 import select
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,7 +138,7 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
     last = None
     target = _target(args)
     try:
-        for last in _replies(target.sandbox, registered(target, args), request, command):
+        for last in _replies(target.sandbox, lambda: registered(target, args), request, command):
             stream = sys.stdout if last.ok else sys.stderr
             print(f"stoker {command}: {printable(last.message)}", file=stream, flush=True)
     except ControlUnavailable as exc:
@@ -149,18 +149,20 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
     return last or ControlReply(ok=False, done=False, message="no answer")
 
 
-def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest,
+def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request: ControlRequest,
              command: str) -> Iterator[ControlReply]:
-    """The supervisor's answers. With the registry's `entry` (which the task cannot write),
-    only the `.stoker` it pins and the supervisor it names are trusted: a task that owns its
-    sandbox may have planted a `.stoker` of its own, with a lock naming its own process and
-    a socket it answers on."""
+    """The supervisor's answers. With the registry's entry (`lookup`; the task cannot write
+    it), only the `.stoker` it pins and the supervisor it names are trusted: a task that owns
+    its sandbox may have planted a `.stoker` of its own, with a lock naming its own process
+    and a socket it answers on. The entry is looked up again when the lock's holder is not
+    the one it names: a new supervisor of the sandbox may have registered meanwhile."""
     from executor.host import identity
     from executor.host.control import ControlUnavailable, ask, connect
     from executor.host.sandbox import open_stoker_dir
     from executor.procs import saferead
     from executor.task.inspection import inspect_sandbox
 
+    entry = lookup()
     where = os.fspath(sandbox)
     try:
         stoker_dir = open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "")
@@ -175,7 +177,9 @@ def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest
         if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
             state = inspect_sandbox(sandbox).truth.state if holder is not None else "unknown"
             raise ControlUnavailable(f"no live supervisor holds {where} (its task is {state})")
-        if entry is not None and (holder.pid, holder.start_ticks) != (entry.supervisor_pid, entry.supervisor_start):
+        if entry is not None and not _names(entry, holder):
+            entry = _again(entry, lookup)
+        if entry is not None and not _names(entry, holder):
             raise ControlUnavailable(f"the lock in {where}/.stoker names pid {holder.pid}, not the "
                                      f"supervisor the host registry names (pid {entry.supervisor_pid})")
         sock = connect(stoker_dir, where, holder.pid)
@@ -186,6 +190,17 @@ def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest
               f"debugger): it answers once continued (kill -CONT {holder.pid})", file=sys.stderr, flush=True)
     with sock:
         yield from ask(sock, request)
+
+
+def _names(entry: RegistryEntry, holder: Holder) -> bool:
+    return (holder.pid, holder.start_ticks) == (entry.supervisor_pid, entry.supervisor_start)
+
+
+def _again(entry: RegistryEntry, lookup: Callable[[], RegistryEntry | None]) -> RegistryEntry:
+    """The registry's entry for the sandbox once more, if it pins the same `.stoker` (a
+    supervisor that started there since the first look, and registered); else `entry`."""
+    fresh = lookup()
+    return fresh if fresh is not None and fresh.stoker_dir == entry.stoker_dir else entry
 
 
 def _started(stoker_dir: int, where: str, command: str) -> Holder | None:

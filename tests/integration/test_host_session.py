@@ -306,7 +306,7 @@ def test_another_user_s_kill_is_told_who_may_not_that_it_is_no_task_sandbox():
     with _root_s_task() as sandbox:
         def ask() -> str:
             try:
-                next(_replies(sandbox, None, KillControl(), "kill"))
+                next(_replies(sandbox, lambda: None, KillControl(), "kill"))
                 return "answered"
             except ControlUnavailable as exc:
                 return str(exc)
@@ -355,7 +355,7 @@ def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch):
 
     def client() -> None:
         try:
-            got.extend(control_cli._replies(sandbox, None, KillControl(), "kill"))
+            got.extend(control_cli._replies(sandbox, lambda: None, KillControl(), "kill"))
         except ControlUnavailable as exc:
             got.append(exc)
         finally:
@@ -378,3 +378,40 @@ def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch):
         go.set()
         session.close()
     assert got == [ControlReply(ok=True, done=True, message="task t.0 KILLED")]
+
+
+def test_a_kill_as_a_new_supervisor_takes_the_sandbox_looks_its_entry_up_again(tmp_path):
+    """`stoker kill SANDBOX` as a re-run in the same sandbox starts: the client found the
+    ended entry of the run before in the registry, then the lock of the new one, and said
+    "the lock names pid N, not the supervisor the host registry names", exit 1, the task
+    running on. Now the registry is read again; its new entry pins the same `.stoker`."""
+    import attrs
+
+    from executor.cli import control as control_cli
+    from executor.host.registry import find_sandbox
+
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"))
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    session = HostSession.open(sandbox, settings, FrontEnd.RUN)
+    try:
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        session.task_started(task_id="t-2", job_key="k", label="t.0", marker="m", post=events.put)
+        now = find_sandbox(Registry(settings).entries(), str(sandbox)).entry
+        before = attrs.evolve(now, supervisor_start=now.supervisor_start + 1, ended_wall=time.time(),
+                              task_id="t-1")  # the run before, in the same sandbox: gone
+        looks = [before]  # the first look came before the new supervisor registered
+        got: list[ControlReply] = []
+
+        def lookup():
+            return looks.pop(0) if looks else find_sandbox(Registry(settings).entries(), str(sandbox)).entry
+
+        client = threading.Thread(target=lambda: got.extend(
+            control_cli._replies(sandbox, lookup, KillControl(), "kill")))
+        client.start()
+        event = events.get(timeout=10)
+        event.reply(ControlReply(ok=True, done=True, message="task t.0 KILLED"))
+        client.join(10)
+    finally:
+        session.close()
+    assert [r.message for r in got] == ["task t.0 KILLED"]
