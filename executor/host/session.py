@@ -149,7 +149,8 @@ class HostSession:
         with self._lock:
             self._post = post
             self._entry = attrs.evolve(self._entry, task_id=task_id, job_key=job_key,
-                                       label=label, marker=marker)
+                                       label=label, marker=marker,
+                                       earlier_task_ids=self._entry.next_task(task_id))
             entry = self._entry
         self._registry.write(entry, prune=False)
 

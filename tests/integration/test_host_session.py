@@ -415,3 +415,24 @@ def test_a_kill_as_a_new_supervisor_takes_the_sandbox_looks_its_entry_up_again(t
     finally:
         session.close()
     assert [r.message for r in got] == ["task t.0 KILLED"]
+
+
+def test_an_attempt_s_task_id_still_finds_its_supervisor_after_a_restart(tmp_path):
+    """`stoker run` starts each attempt with a task id of its own: an id `stoker ps` showed a
+    moment before a restart was unknown to `stoker kill`, `status` and the observer."""
+    from executor.host.registry import find
+
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"))
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    session = HostSession.open(sandbox, settings, FrontEnd.RUN)
+    try:
+        for task_id in ("t-1", "t-2"):  # two attempts
+            session.task_started(task_id=task_id, job_key="k", label="t.0", marker="m", post=lambda e: None)
+            session.task_ended()
+        listed = Registry(settings).read()
+        assert find(listed, "t-1") is not None and find(listed, "t-1") == find(listed, "t-2")
+        assert find(listed, "t-1").entry.task_id == "t-2"
+        assert find(listed, "t-3") is None
+    finally:
+        session.close()
