@@ -312,7 +312,9 @@ class Planner:
     def _start_runnable(self, plan: Plan, now: float, starts: list[StartRun]) -> None:
         limit = self._task.max_concurrency
         running = plan.running()
-        for p in plan.procs:  # task order: deterministic under max_concurrency
+        # Task order, deterministic under max_concurrency; but a process an operator restarted
+        # first: the slot its stopped run held is its next run's, not a waiting process's.
+        for p in sorted(plan.procs, key=lambda q: not q.start_now):
             if limit > 0 and running >= limit:
                 return
             if p.state is not ProcessState.WAITING or not plan.deps_done(p):

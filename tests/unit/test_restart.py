@@ -237,3 +237,21 @@ def test_a_restart_that_comes_with_the_run_s_exit_is_taken_and_starts_the_next()
     answer = s.planner.restart("web", s.clock.now, grace_secs=5.0)
     assert answer == RestartAnswer(True, "process 'web' run 0 has just ended (exit status 3); run 1 starts now")
     assert [(c.process, c.run) for c in s.decide().start] == [("web", 1)]
+
+
+def test_the_restarted_process_takes_back_its_slot_under_max_concurrency():
+    """`b` waited for the one slot `a` held; `stoker restart a` stopped a's run and `b`,
+    first in task order, took the slot: `a` did not run again while `b` ran (a service: for
+    ever), and `stoker restart` waited as long for the run it had been promised."""
+    s = Story(ProcessSpec(name="b", cmdline="b", min_duration_secs=5.0, max_failures=3),
+              web(min_duration_secs=5.0), max_concurrency=1)
+    s.decide()
+    s.clock.advance(1.0)
+    assert [c.process for c in s.exit("b", ExitStatus(exit_code=1)).start] == ["web"]
+    s.clock.advance(6.0)  # b's min_duration is over: it waits for the slot
+    assert s.decide().start == () and s.planner.process("b").state is ProcessState.WAITING
+    assert s.planner.restart("web", s.clock.now, grace_secs=2.0).accepted
+    s.decide()
+    d = s.exit("web", ExitStatus(signal=TERM))
+    assert [(c.process, c.run) for c in d.start] == [("web", 1)]
+    assert s.planner.process("b").state is ProcessState.WAITING
