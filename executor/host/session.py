@@ -71,11 +71,13 @@ class HostSession:
 
     @classmethod
     def open(cls, sandbox: str | os.PathLike[str], settings: RegistrySettings | None = None,
-             front_end: FrontEnd = FrontEnd.EXECUTOR, *, held_lock: int | None = None) -> HostSession:
+             front_end: FrontEnd = FrontEnd.EXECUTOR, *, held_lock: int | None = None,
+             on_operator_kill: Callable[[bool], None] | None = None) -> HostSession:
         """This process's session of `sandbox` (counted; a new one registers in `settings`'s
         registry, by default the one the environment names). Raises SandboxBusy, or OSError
         when `.stoker/` or its lock file cannot be made. `held_lock`: the sandbox's lock file,
-        already locked by this process (an early start's), which the session takes over."""
+        already locked by this process (an early start's), which the session takes over.
+        `on_operator_kill`: a hook (`on_operator_kill`) in place before the socket serves."""
         path = sandbox_path(sandbox)
         st = os.stat(path)
         key = (st.st_dev, st.st_ino)
@@ -83,6 +85,8 @@ class HostSession:
             session = cls._open.get(key)
             if session is not None:
                 session._refs += 1
+                if on_operator_kill is not None:
+                    session.on_operator_kill(on_operator_kill)
                 return session
             me = own_identity()
             entry = RegistryEntry(sandbox=str(path), supervisor_pid=me.pid,
@@ -90,6 +94,8 @@ class HostSession:
                                   front_end=front_end, registered_wall=time.time())
             registry = Registry(settings or RegistrySettings.from_env(os.environ))
             session = cls(path, key, registry, entry)
+            if on_operator_kill is not None:
+                session._kill_hooks.append(on_operator_kill)
             session._acquire(front_end, held_lock)
             cls._open[key] = session
         session._registry.write(session._entry, prune=False)  # the launch does not read every entry

@@ -37,7 +37,7 @@ import socket
 import stat
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
@@ -248,7 +248,17 @@ class LocalRun:
                     _warn_ports_taken(prepared.plan.ports, ended)
                 case _:
                     assert_never(decision)
-        return self._exit_code(0) if last is None else self._stopped_between(last)  # as the next one began
+        return self._stopped_before() if last is None else self._stopped_between(last)  # as the next one began
+
+    def _stopped_before(self) -> int:
+        """A stop before the first attempt's task started (`stoker kill` as `stoker run`
+        prepared it): a line saying so, not a silent exit."""
+        code = self._exit_code(0)
+        by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
+        text = f"stopped by {by} before its task started"
+        log_event(logger, logging.INFO, "run_ended", reason=text, exit=code)
+        self._out.write(f"stoker run: {text} (exit {code})\n")
+        return code
 
     def _stopped_between(self, ended: Ended) -> int:
         """A stop between two attempts (in the delay, or as the next one began): its line, and
@@ -271,7 +281,8 @@ class LocalRun:
             plainhttp.load()
         early = self._start.early_sandbox(plan.name)
         sandbox = Path(early.sandbox) if early is not None else make_sandbox(s.sandbox, plan.name)
-        session = _hold(sandbox, self._registry, early.take_lock() if early is not None else None)
+        session = _hold(sandbox, self._registry, early.take_lock() if early is not None else None,
+                        self._operator_kill)
         try:
             return self._held(plan, host, sandbox, session, relaunch=early is None)
         except BaseException:  # Ctrl-C before the signal relay is up, say: let the sandbox go
@@ -283,7 +294,6 @@ class LocalRun:
         """The sandbox is held: say so, end what a lost attempt left (`relaunch`: unless the
         early start made the sandbox), warn about ports."""
         s, ports = self._settings, plan.ports
-        session.on_operator_kill(self._operator_kill)
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {sandbox}\n")
         if relaunch and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
@@ -420,12 +430,14 @@ def _warn_ports_taken(ports: Mapping[str, int], ended: Ended) -> None:
         _said(ended, "ports_taken", text, line=f"warning: {text}", level=logging.WARNING)
 
 
-def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None) -> HostSession:
+def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None,
+          on_kill: Callable[[bool], None]) -> HostSession:
     """The sandbox for this run (registered in `registry`, by default the one the
     environment names): refused when another live supervisor holds it. `held_lock`: its lock,
-    taken already by the early start."""
+    taken already by the early start; `on_kill`: an operator's `stoker kill` from the first
+    moment its control socket serves."""
     try:
-        return HostSession.open(sandbox, registry, FrontEnd.RUN, held_lock=held_lock)
+        return HostSession.open(sandbox, registry, FrontEnd.RUN, held_lock=held_lock, on_operator_kill=on_kill)
     except SandboxBusy as exc:
         raise SandboxError(str(exc)) from None
     except OSError as exc:

@@ -237,3 +237,42 @@ def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, 
         run.run()
     (listed,) = Registry(registry).entries()
     assert listed.entry.ended_wall is not None
+
+
+def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_path, monkeypatch):
+    """`stoker kill SANDBOX` as `stoker run` prepared its task (the sandbox held, its socket
+    up, no owner yet): the run ended with exit 0 and not a word; and in the moment between
+    the socket's start and the hook's, the kill was refused and the task started anyway."""
+    from executor.host.control import ask, connect
+    from executor.host.controlwire import KillControl
+    from executor.host.sandbox import open_stoker_dir
+
+    config = tmp_path / "quick.aurora"
+    config.write_text(SERVICE)
+    sandbox = tmp_path / "sandbox"
+    out = io.StringIO()
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(sandbox)), out=out,
+        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
+        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    real_hold = local_run._hold
+    answers = []
+
+    def hold(*args, **kwargs):
+        session = real_hold(*args, **kwargs)  # its control socket serves from here on
+        fd = open_stoker_dir(sandbox)
+        try:
+            sock = connect(fd, str(sandbox), os.getpid())
+        finally:
+            os.close(fd)
+        with sock:
+            answers.extend(ask(sock, KillControl()))
+        assert answers[-1].ok, answers  # refused: the run would go on
+        return session
+
+    monkeypatch.setattr(local_run, "_hold", hold)
+    assert run.run() == 0
+    assert [(a.ok, a.done) for a in answers] == [(True, True)]
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "stoker run: stopped by `stoker kill` before its task started (exit 0)", lines
+    assert not any("STARTING" in line for line in lines)
