@@ -18,10 +18,12 @@ the command waits for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +35,12 @@ if TYPE_CHECKING:
     from executor.events import ControlReply
     from executor.host.controlwire import ControlRequest
     from executor.host.entry import RegistryEntry
+    from executor.host.lock import Holder
     from executor.task.inspection import Inspection
 
 GONE_SECS = 2.0  # the longest a supervisor that closed its socket is given to be gone
+STARTING_SECS = 5.0  # the longest a supervisor that is starting is given to open its socket
+STARTING_POLL_SECS = 0.02  # how often a starting supervisor is looked at meanwhile
 
 
 def register(sub: Any, command: Any) -> None:
@@ -133,7 +138,7 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
     last = None
     target = _target(args)
     try:
-        for last in _replies(target.sandbox, registered(target, args), request, command):
+        for last in _replies(target.sandbox, lambda: registered(target, args), request, command):
             stream = sys.stdout if last.ok else sys.stderr
             print(f"stoker {command}: {printable(last.message)}", file=stream, flush=True)
     except ControlUnavailable as exc:
@@ -144,18 +149,20 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
     return last or ControlReply(ok=False, done=False, message="no answer")
 
 
-def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest,
+def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request: ControlRequest,
              command: str) -> Iterator[ControlReply]:
-    """The supervisor's answers. With the registry's `entry` (which the task cannot write),
-    only the `.stoker` it pins and the supervisor it names are trusted: a task that owns its
-    sandbox may have planted a `.stoker` of its own, with a lock naming its own process and
-    a socket it answers on."""
-    from executor.host import identity, lock
+    """The supervisor's answers. With the registry's entry (`lookup`; the task cannot write
+    it), only the `.stoker` it pins and the supervisor it names are trusted: a task that owns
+    its sandbox may have planted a `.stoker` of its own, with a lock naming its own process
+    and a socket it answers on. The entry is looked up again when the lock's holder is not
+    the one it names: a new supervisor of the sandbox may have registered meanwhile."""
+    from executor.host import identity
     from executor.host.control import ControlUnavailable, ask, connect
     from executor.host.sandbox import open_stoker_dir
     from executor.procs import saferead
     from executor.task.inspection import inspect_sandbox
 
+    entry = lookup()
     where = os.fspath(sandbox)
     try:
         stoker_dir = open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "")
@@ -166,11 +173,13 @@ def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest
         raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
                                  f"{saferead.describe(exc)}") from None
     try:
-        holder = lock.holder(stoker_dir)
+        holder = _started(stoker_dir, where, command)
         if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
             state = inspect_sandbox(sandbox).truth.state if holder is not None else "unknown"
             raise ControlUnavailable(f"no live supervisor holds {where} (its task is {state})")
-        if entry is not None and (holder.pid, holder.start_ticks) != (entry.supervisor_pid, entry.supervisor_start):
+        if entry is not None and not _names(entry, holder):
+            entry = _again(entry, lookup)
+        if entry is not None and not _names(entry, holder):
             raise ControlUnavailable(f"the lock in {where}/.stoker names pid {holder.pid}, not the "
                                      f"supervisor the host registry names (pid {entry.supervisor_pid})")
         sock = connect(stoker_dir, where, holder.pid)
@@ -181,6 +190,45 @@ def _replies(sandbox: Path, entry: RegistryEntry | None, request: ControlRequest
               f"debugger): it answers once continued (kill -CONT {holder.pid})", file=sys.stderr, flush=True)
     with sock:
         yield from ask(sock, request)
+
+
+def _names(entry: RegistryEntry, holder: Holder) -> bool:
+    return (holder.pid, holder.start_ticks) == (entry.supervisor_pid, entry.supervisor_start)
+
+
+def _again(entry: RegistryEntry, lookup: Callable[[], RegistryEntry | None]) -> RegistryEntry:
+    """The registry's entry for the sandbox once more, if it pins the same `.stoker` (a
+    supervisor that started there since the first look, and registered); else `entry`."""
+    fresh = lookup()
+    return fresh if fresh is not None and fresh.stoker_dir == entry.stoker_dir else entry
+
+
+def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
+    """Who holds the sandbox's lock. A supervisor that is starting (the lock taken by an
+    early start, which writes no pid in it, while `stoker run` loads; or its control socket
+    not made yet) is waited for, at most STARTING_SECS (a line on stderr says so): the
+    command would otherwise say that no supervisor runs, and the task would run on."""
+    from executor.host import identity, lock
+    from executor.host.sandbox import CONTROL_SOCKET
+
+    deadline = time.monotonic() + STARTING_SECS
+    said = False
+    while True:
+        holder = lock.holder(stoker_dir)
+        alive = holder is not None and identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id)
+        if alive:
+            with contextlib.suppress(OSError):
+                os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False)
+                return holder
+        elif lock.locked_by(stoker_dir) is None:  # nobody holds the lock: nobody is starting
+            return holder
+        if time.monotonic() >= deadline:
+            return holder
+        if not said:
+            print(f"stoker {command}: the supervisor of {where} is starting; waiting for it",
+                  file=sys.stderr, flush=True)
+            said = True
+        time.sleep(STARTING_POLL_SECS)
 
 
 def _stopped(pid: int) -> bool:

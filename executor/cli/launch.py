@@ -42,7 +42,7 @@ import marshal
 import os
 import sys
 
-from executor.host.early import EarlyStart
+from executor.host.early import EarlyStart, defer_stop_signals, undefer_stop_signals
 from executor.local import planfiles
 from executor.local.planahead import PlanAhead, inputs_of
 from executor.procs import earlyfork, runenv, sandboxfs
@@ -261,6 +261,7 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
         root = keep(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         devnull = keep(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
         early.hold_watchdog(*earlyfork.spawn_watchdog(marker, root_fd=root, home_fd=home, close=close))
+        defer_stop_signals()  # from the first run on, a stop waits for the supervisor: SIGTERM first
         logs = keep(sandboxfs.new_dir(".logs", dir_fd=top))
         wave = record["wave"]
         for first in range(0, len(wave), BATCH):
@@ -270,6 +271,7 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
         _close_all(opened)
         opened = []
         early.abandon()
+        undefer_stop_signals()  # no runs: a Ctrl-C that came meanwhile is raised now
         if not isinstance(exc, Exception):
             raise  # Ctrl-C: the entry point's to handle, as during its imports
         return None

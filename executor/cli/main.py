@@ -63,6 +63,8 @@ def run() -> NoReturn:
         code: object = main()
     except SystemExit as exc:  # argparse: --help, --version, a usage error
         code = exc.code
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling (as its arguments
+        code = 130  # are parsed, or as it ends): the shell's status, not a traceback
     except BaseException:  # a bug: what `stoker run` printed last comes out before its traceback
         drain_spool()
         raise

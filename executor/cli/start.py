@@ -58,17 +58,15 @@ def run() -> NoReturn:
 
             launch.begin(sys.argv[1:], os.environ)
         from executor import codecache
-    except KeyboardInterrupt:  # Ctrl-C meanwhile: an early start's watchdog ends its runs
-        sys.exit(130)
-    codecache.install(command if command in codecache.PROFILES else "cli")
-    if command == "executor":
-        from healthcheck import plainhttp
 
-        plainhttp.load()
-    try:
+        codecache.install(command if command in codecache.PROFILES else "cli")
+        if command == "executor":
+            from healthcheck import plainhttp
+
+            plainhttp.load()
         from executor.cli.main import run as main
-    except KeyboardInterrupt:  # Ctrl-C while loading: the shell's code, not a traceback
-        sys.exit(130)
+    except KeyboardInterrupt:  # Ctrl-C while loading: the shell's code, not a traceback (an
+        sys.exit(130)  # early start's watchdog ends its runs)
     main()
 
 

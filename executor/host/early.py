@@ -10,6 +10,15 @@ Whatever does not match is given up: `abandon` kills the runs' sessions and lets
 watchdog make its pass over the task's marker (which kills whatever they forked), reaps
 them, and gives back the sandbox and the lease, so the run goes on as if there had been no
 early start. Standard library only; one owner at a time (`take_*` hand a part over).
+
+From the first early run's fork until `stoker run` relays its stop signals itself
+(`executor/host/signals.py`), a stop signal (Ctrl-C, SIGTERM, SIGHUP, Ctrl-Z) is recorded
+(`defer_stop_signals`), not acted on: `LocalRun` takes them (`deferred_signals`) once its
+relay is up and stops as for any signal, so that the runs already running get their
+graceful stop (SIGTERM first, the final processes) instead of the watchdog's SIGKILL as the
+command dies or raises KeyboardInterrupt while it loads. An early start abandoned before
+its runs are handed over puts the handlers back and raises what came meanwhile
+(`undefer_stop_signals`).
 """
 from __future__ import annotations
 
@@ -17,6 +26,41 @@ import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enu
 import os
 
 from executor.procs.earlyfork import EarlyRun
+
+_DEFERRED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGTSTP)  # `stoker run`'s stops
+_deferred: list[int] = []
+_replaced: dict[int, object] = {}  # the handlers `defer_stop_signals` replaced
+
+
+def defer_stop_signals() -> None:
+    """Record the stop signals from now on instead of acting on them (one ignored, as
+    nohup's SIGHUP, stays ignored). Main thread only."""
+    for signum in _DEFERRED:
+        previous = _signal.getsignal(signum)
+        if previous != _signal.SIG_IGN and signum not in _replaced:
+            _replaced[signum] = previous
+            _signal.signal(signum, _record)
+
+
+def _record(signum: int, frame: object) -> None:
+    _deferred.append(signum)
+
+
+def deferred_signals() -> list[int]:
+    """The stop signals recorded since `defer_stop_signals`, in order, once."""
+    taken = list(_deferred)
+    del _deferred[:len(taken)]
+    return taken
+
+
+def undefer_stop_signals() -> None:
+    """Put back the handlers `defer_stop_signals` replaced, and raise the signals recorded
+    meanwhile, as they would have come (Ctrl-C: KeyboardInterrupt)."""
+    for signum, previous in _replaced.items():
+        _signal.signal(signum, previous)
+    _replaced.clear()
+    for signum in deferred_signals():
+        _signal.raise_signal(signum)
 
 
 class EarlyStart:

@@ -28,6 +28,7 @@ NO_TASK = "NEW"  # a supervisor that has not started a task yet (an executor bef
 # or drops one takes the next, which older readers do not read (nor prune while its
 # supervisor runs: executor/host/registry.py).
 FORMAT = 1
+EARLIER_TASK_IDS = 20  # a `stoker run`'s earlier attempts' task ids an entry keeps (the latest)
 
 
 class FrontEnd(enum.Enum):
@@ -47,6 +48,15 @@ def _text(doc: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise ValueError
     return value
+
+
+def _texts(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = doc.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError
+    return tuple(value[-EARLIER_TASK_IDS:])
 
 
 def _number(doc: Mapping[str, Any], key: str, optional: bool = False) -> float | None:
@@ -85,6 +95,19 @@ class RegistryEntry:
     # 'DEV:INO' of the sandbox's .stoker as the supervisor made it: a reader trusts only that
     # one (a task that owns its sandbox may rename it and plant its own). '' in older entries.
     stoker_dir: str = ""
+    # The task ids of this supervisor's earlier attempts (`stoker run`), oldest first: an id
+    # an operator read a moment before a restart still names this supervisor.
+    earlier_task_ids: tuple[str, ...] = ()
+
+    def known_as(self, task_id: str) -> bool:
+        """`task_id` is this supervisor's task, its latest or an earlier attempt's."""
+        return bool(task_id) and (task_id == self.task_id or task_id in self.earlier_task_ids)
+
+    def next_task(self, task_id: str) -> tuple[str, ...]:
+        """`earlier_task_ids` once the supervisor's next task is `task_id`."""
+        if not self.task_id or self.task_id == task_id:
+            return self.earlier_task_ids
+        return (*self.earlier_task_ids, self.task_id)[-EARLIER_TASK_IDS:]
 
     @property
     def name(self) -> str:
@@ -97,6 +120,7 @@ class RegistryEntry:
             "front_end": self.front_end.value, "registered": self.registered_wall,
             "task_id": self.task_id, "job_key": self.job_key, "label": self.label,
             "marker": self.marker, "ended": self.ended_wall, "stoker_dir": self.stoker_dir,
+            "earlier_task_ids": list(self.earlier_task_ids),
         }
 
     @classmethod
@@ -113,7 +137,8 @@ class RegistryEntry:
                         front_end=FrontEnd(doc.get("front_end")), registered_wall=registered,
                         task_id=_text(doc, "task_id"), job_key=_text(doc, "job_key"),
                         label=_text(doc, "label"), marker=_text(doc, "marker"),
-                        ended_wall=_number(doc, "ended", optional=True), stoker_dir=_text(doc, "stoker_dir"))
+                        ended_wall=_number(doc, "ended", optional=True), stoker_dir=_text(doc, "stoker_dir"),
+                        earlier_task_ids=_texts(doc, "earlier_task_ids"))
         except ValueError:
             return None
         if not entry.sandbox.startswith("/") or entry.supervisor_pid <= 0:

@@ -277,8 +277,9 @@ def _supervisor_alive(entry: RegistryEntry) -> bool:
 
 
 def find(listed: list[Listed], task_id: str) -> Listed | None:
-    """The entry of task `task_id`: a live supervisor's first, else the newest."""
-    return _chosen([item for item in listed if item.entry.task_id == task_id])
+    """The entry of task `task_id` (its supervisor's latest task, or an earlier attempt of
+    it): a live supervisor's first, else the newest."""
+    return _chosen([item for item in listed if item.entry.known_as(task_id)])
 
 
 def find_sandbox(listed: list[Listed], sandbox: str) -> Listed | None:

@@ -64,18 +64,20 @@ class HostSession:
         self._refs = 1
         self._lock = threading.Lock()  # guards _post, _entry and the hooks
         self._post: Callable[[object], None] | None = None
-        self._kill_hooks: list[Callable[[], None]] = []
+        self._kill_hooks: list[Callable[[bool], None]] = []
         self._stoker_dir = -1
         self._sandbox_lock: SandboxLock | None = None
         self._server: ControlServer | None = None
 
     @classmethod
     def open(cls, sandbox: str | os.PathLike[str], settings: RegistrySettings | None = None,
-             front_end: FrontEnd = FrontEnd.EXECUTOR, *, held_lock: int | None = None) -> HostSession:
+             front_end: FrontEnd = FrontEnd.EXECUTOR, *, held_lock: int | None = None,
+             on_operator_kill: Callable[[bool], None] | None = None) -> HostSession:
         """This process's session of `sandbox` (counted; a new one registers in `settings`'s
         registry, by default the one the environment names). Raises SandboxBusy, or OSError
         when `.stoker/` or its lock file cannot be made. `held_lock`: the sandbox's lock file,
-        already locked by this process (an early start's), which the session takes over."""
+        already locked by this process (an early start's), which the session takes over.
+        `on_operator_kill`: a hook (`on_operator_kill`) in place before the socket serves."""
         path = sandbox_path(sandbox)
         st = os.stat(path)
         key = (st.st_dev, st.st_ino)
@@ -83,6 +85,8 @@ class HostSession:
             session = cls._open.get(key)
             if session is not None:
                 session._refs += 1
+                if on_operator_kill is not None:
+                    session.on_operator_kill(on_operator_kill)
                 return session
             me = own_identity()
             entry = RegistryEntry(sandbox=str(path), supervisor_pid=me.pid,
@@ -90,6 +94,8 @@ class HostSession:
                                   front_end=front_end, registered_wall=time.time())
             registry = Registry(settings or RegistrySettings.from_env(os.environ))
             session = cls(path, key, registry, entry)
+            if on_operator_kill is not None:
+                session._kill_hooks.append(on_operator_kill)
             session._acquire(front_end, held_lock)
             cls._open[key] = session
         session._registry.write(session._entry, prune=False)  # the launch does not read every entry
@@ -149,7 +155,8 @@ class HostSession:
         with self._lock:
             self._post = post
             self._entry = attrs.evolve(self._entry, task_id=task_id, job_key=job_key,
-                                       label=label, marker=marker)
+                                       label=label, marker=marker,
+                                       earlier_task_ids=self._entry.next_task(task_id))
             entry = self._entry
         self._registry.write(entry, prune=False)
 
@@ -159,22 +166,25 @@ class HostSession:
         with self._lock:
             self._post = None
 
-    def on_operator_kill(self, hook: Callable[[], None]) -> None:
-        """Call `hook` (from the control thread) whenever an operator asks for a kill."""
+    def on_operator_kill(self, hook: Callable[[bool], None]) -> None:
+        """Call `hook(reached)` (from the control thread, under the session's lock: it only
+        sets flags and posts) whenever an operator asks for a kill, before the request goes
+        on; `reached`: a task's owner listens and gets the request. When none does, the
+        front-end's hook is what stops it, including an owner made but not listening yet
+        (its adapter starting), which would otherwise run on, unkilled."""
         with self._lock:
             self._kill_hooks.append(hook)
 
     def _on_request(self, request: ControlRequest, reply: Replier) -> None:
+        # Posted under the lock `task_ended` and `task_started` take: once `task_ended`
+        # returns, nothing more reaches the owner's queue, so the owner's close, which empties
+        # it after, answers every request posted (one posted after that emptying would wait
+        # unanswered); and the hooks learn, in the same hold, whether an owner got it.
         with self._lock:
-            hooks = list(self._kill_hooks)
-        if isinstance(request, KillControl):
-            for hook in hooks:
-                hook()
-        # Posted under the lock `task_ended` takes: once that returns, nothing more reaches
-        # the owner's queue, so the owner's close, which empties it after, answers every
-        # request posted (one posted after that emptying would wait unanswered).
-        with self._lock:
-            post = self._post
+            post, hooked = self._post, bool(self._kill_hooks)
+            if isinstance(request, KillControl):
+                for hook in self._kill_hooks:
+                    hook(post is not None)
             if post is not None:
                 match request:
                     case KillControl(grace_secs=grace):
@@ -185,7 +195,7 @@ class HostSession:
                         assert_never(request)
                 return
         match request:
-            case KillControl() if hooks:
+            case KillControl() if hooked:
                 reply(ControlReply(ok=True, done=True, message=(
                     "no task was running (the supervisor was between attempts); it stops")))
             case KillControl():

@@ -37,7 +37,7 @@ import socket
 import stat
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
@@ -48,11 +48,11 @@ from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
 from executor.events import TaskState
-from executor.host.early import EarlyStart
+from executor.host.early import EarlyStart, deferred_signals
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
 from executor.host.replacefile import make_dirs, writable_by_others
-from executor.host.session import HostSession
+from executor.host.session import OPERATOR_KILL, HostSession
 from executor.host.signals import SignalRelay
 from executor.local import planfiles
 from executor.local.attempts import archive_logs
@@ -134,16 +134,30 @@ class LocalRun:
         self._out = Output(out, spool() if spooled else None)
         self._environ = dict(os.environ if environ is None else environ)
         self._stop = threading.Event()
+        self._stop_reason = OPERATOR_KILL  # why it stops, once `_stop` is set
+        self._hurry: str | None = None  # a second stop signal: why every process is killed at once
         self._owner: TaskOwner | None = None
         self._console: ConsoleReporter | None = None
         self._signal: int | None = None  # the signal that asked for the stop
         self._start = RunStart(settings, self._environ, early, ahead)
 
     def stop(self, reason: str) -> None:
+        self._stop_reason = reason
         self._stop.set()
         owner = self._owner
         if owner is not None:
             owner.request_kill(reason)
+
+    def _operator_kill(self, reached: bool) -> None:
+        """`stoker kill` (on the control thread): no restart after this. When no owner got
+        the request (`reached` False: between attempts, or one made and not yet listening),
+        the attempt's owner, if there is one, gets the kill on its queue: it stops at its
+        first step, before it starts anything."""
+        self._stop_reason = OPERATOR_KILL
+        self._stop.set()
+        owner = self._owner
+        if not reached and owner is not None:
+            owner.request_kill(OPERATOR_KILL)
 
     def _on_signal(self, signum: int) -> None:
         """The first signal stops gracefully; any later one kills at once; Ctrl-Z is
@@ -165,9 +179,10 @@ class LocalRun:
                                      "another SIGTERM) to kill every process at once")
             self.stop(f"stopped by {name}")
             return
+        self._hurry = f"second stop signal ({name})"  # an early start's runs: `_attempt` hears it
         owner = self._owner
         if owner is not None:
-            owner.request_kill(f"second stop signal ({name})", immediate=True)
+            owner.request_kill(self._hurry, immediate=True)
 
     def _relay_signals(self) -> SignalRelay | None:
         """SIGINT, SIGTERM and SIGHUP (unless nohup ignores it), and SIGTSTP (Ctrl-Z), call
@@ -180,7 +195,10 @@ class LocalRun:
         signums = [signal.SIGINT, signal.SIGTERM, signal.SIGTSTP]
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
             signums.append(signal.SIGHUP)
-        return SignalRelay(signums, self._on_signal)
+        relay = SignalRelay(signums, self._on_signal)
+        for signum in deferred_signals():  # the ones that came while the early runs ran
+            self._on_signal(signum)
+        return relay
 
     def _exit_code(self, code: int) -> int:
         """A stop asked for by a signal exits 128 + its number, as a shell expects."""
@@ -188,8 +206,8 @@ class LocalRun:
 
     def run(self) -> int:
         try:
-            prepared = self._prepare()
             relay = None
+            prepared = self._prepare()
             try:
                 relay = self._relay_signals()  # until the session is closed: a late signal waits
                 return self._run(prepared)
@@ -230,7 +248,17 @@ class LocalRun:
                     _warn_ports_taken(prepared.plan.ports, ended)
                 case _:
                     assert_never(decision)
-        return self._exit_code(0) if last is None else self._stopped_between(last)  # as the next one began
+        return self._stopped_before() if last is None else self._stopped_between(last)  # as the next one began
+
+    def _stopped_before(self) -> int:
+        """A stop before the first attempt's task started (`stoker kill` as `stoker run`
+        prepared it): a line saying so, not a silent exit."""
+        code = self._exit_code(0)
+        by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
+        text = f"stopped by {by} before its task started"
+        log_event(logger, logging.INFO, "run_ended", reason=text, exit=code)
+        self._out.write(f"stoker run: {text} (exit {code})\n")
+        return code
 
     def _stopped_between(self, ended: Ended) -> int:
         """A stop between two attempts (in the delay, or as the next one began): its line, and
@@ -253,11 +281,22 @@ class LocalRun:
             plainhttp.load()
         early = self._start.early_sandbox(plan.name)
         sandbox = Path(early.sandbox) if early is not None else make_sandbox(s.sandbox, plan.name)
-        session = _hold(sandbox, self._registry, early.take_lock() if early is not None else None)
-        session.on_operator_kill(self._stop.set)  # `stoker kill`: no restart after this
+        session = _hold(sandbox, self._registry, early.take_lock() if early is not None else None,
+                        self._operator_kill)
+        try:
+            return self._held(plan, host, sandbox, session, relaunch=early is None)
+        except BaseException:  # Ctrl-C before the signal relay is up, say: let the sandbox go
+            session.close()
+            raise
+
+    def _held(self, plan: JobPlan, host: str, sandbox: Path, session: HostSession, *,
+              relaunch: bool) -> Prepared:
+        """The sandbox is held: say so, end what a lost attempt left (`relaunch`: unless the
+        early start made the sandbox), warn about ports."""
+        s, ports = self._settings, plan.ports
         self._out.note = f"`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {sandbox}\n")
-        if early is None and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
+        if relaunch and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
             from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
 
             for lost in end_lost_attempts(sandbox):  # what a SIGKILLed supervisor left running
@@ -305,7 +344,9 @@ class LocalRun:
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
         s = self._settings
-        early = self._start.early if not self._stop.is_set() else None  # else `run` gives it up
+        early = self._start.early  # stopped already: its runs still get the graceful stop
+        if early is None and self._stop.is_set():
+            return None
         spec = prepared.plan.spec_for(early.task_id if early is not None else task_id(prepared.plan.name, s.instance))
         announcement = self._announcement(spec, prepared.host)
         if early is None:
@@ -326,8 +367,12 @@ class LocalRun:
                           cgroups=s.cgroups, announcement=announcement, early=early)
         self._console = console
         self._owner = owner
-        if self._stop.is_set():
+        if self._stop.is_set() and early is None:
             return None
+        if self._stop.is_set():  # the early runs run: adopted at the owner's first step, then stopped
+            owner.request_kill(self._stop_reason)
+            if self._hurry is not None:
+                owner.request_kill(self._hurry, immediate=True)
         try:
             final = owner.run()
         finally:
@@ -385,12 +430,14 @@ def _warn_ports_taken(ports: Mapping[str, int], ended: Ended) -> None:
         _said(ended, "ports_taken", text, line=f"warning: {text}", level=logging.WARNING)
 
 
-def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None) -> HostSession:
+def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None,
+          on_kill: Callable[[bool], None]) -> HostSession:
     """The sandbox for this run (registered in `registry`, by default the one the
     environment names): refused when another live supervisor holds it. `held_lock`: its lock,
-    taken already by the early start."""
+    taken already by the early start; `on_kill`: an operator's `stoker kill` from the first
+    moment its control socket serves."""
     try:
-        return HostSession.open(sandbox, registry, FrontEnd.RUN, held_lock=held_lock)
+        return HostSession.open(sandbox, registry, FrontEnd.RUN, held_lock=held_lock, on_operator_kill=on_kill)
     except SandboxBusy as exc:
         raise SandboxError(str(exc)) from None
     except OSError as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 from config.plan import JobPlan
 from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings
 from config.spec import LogDestination, LogMode
-from executor.host.early import EarlyStart
+from executor.host.early import EarlyStart, undefer_stop_signals
 from executor.local import plancache, planfiles
 from executor.local.planahead import INPUT_NAMES, Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
@@ -100,6 +100,7 @@ class RunStart:
             log_event(logger, logging.WARNING, "early_start_given_up",
                       reason=f"early start given up: {why}; its runs were killed and the task "
                              "starts as without it")
+            undefer_stop_signals()  # no runs left: a stop that came meanwhile acts as without it
 
     def _ahead_for(self, inputs: Inputs) -> PlanAhead | None:
         """The planning child the entry point forked, when it plans for `inputs`; cancelled

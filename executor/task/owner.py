@@ -100,7 +100,12 @@ class TaskOwner:
         run_cap: int | None = 100,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        running_early: bool = False,
     ) -> None:
+        """`running_early`: the task's first runs run already (an early start's, which `procs`
+        adopts as the planner starts them): the first step starts them before it looks at
+        its queue, so that a stop that came meanwhile stops them as running processes
+        (SIGTERM first, the final processes), not as runs never started."""
         self.job = job
         self.sandbox = Path(sandbox)
         self._procs = procs
@@ -125,6 +130,7 @@ class TaskOwner:
         self._held: HeldWriter | None = None  # what the watchdog holds, beside the checkpoint
         self._holding = False  # from the start on, that list is kept (`_keep_held`)
         self._processes_started = False
+        self._adopt_first = running_early
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
         self.final_update: Update | None = None
@@ -183,6 +189,9 @@ class TaskOwner:
         """Handle every event already queued, then let the planner act until it has nothing
         more to do now (a KILL queued before the first step starts nothing). True once the
         task has ended: the terminal update is out."""
+        if self._adopt_first:  # the early runs are the task's before any event is
+            self._adopt_first = False
+            self._decide()
         self._drain()
         if timed_out := self._announcing.overdue(self._clock()):
             self._apply_outcome(self._status.failed(timed_out))

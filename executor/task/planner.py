@@ -205,7 +205,7 @@ class Planner:
             return RestartAnswer(False, f"task '{self._task.name}' has no process '{process}' "
                                         f"(its processes: {', '.join(self._procs)})")
         return request_restart(p, self._phase, self._regular.waiting_for(p), now, grace_secs,
-                               self._task.max_concurrency)
+                               self._task.max_concurrency, self._regular.running())
 
     # ---- the decision ----
 
@@ -312,7 +312,9 @@ class Planner:
     def _start_runnable(self, plan: Plan, now: float, starts: list[StartRun]) -> None:
         limit = self._task.max_concurrency
         running = plan.running()
-        for p in plan.procs:  # task order: deterministic under max_concurrency
+        # Task order, deterministic under max_concurrency; but a process an operator restarted
+        # first: the slot its stopped run held is its next run's, not a waiting process's.
+        for p in sorted(plan.procs, key=lambda q: not q.start_now):
             if limit > 0 and running >= limit:
                 return
             if p.state is not ProcessState.WAITING or not plan.deps_done(p):
@@ -328,9 +330,10 @@ class Planner:
 
     def _end_run(self, p: ProcessTrack, outcome: RunOutcome, desc: str, now: float) -> None:
         stopping = (self._final if p.spec.final else self._regular).stopping
-        if p.restart_kill_at is not None and outcome is RunOutcome.KILLED and not stopping:
-            outcome = RunOutcome.RESTARTED
-            p.start_now = True
+        if p.restart_kill_at is not None and not stopping:
+            p.start_now = True  # the operator was told the next run starts once this one ended
+            if outcome is RunOutcome.KILLED:  # one that ended on its own counts as what it was
+                outcome = RunOutcome.RESTARTED
         end = p.end_run(outcome, desc, now, self._run_cap, stopping=stopping,
                         task_killed=self._killed)
         self._note(p, end.state, end.reason, outcome)

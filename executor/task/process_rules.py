@@ -281,10 +281,12 @@ def _failed_for_good(spec: ProcessSpec, desc: str, failures: int) -> RunEnd:
 
 
 def restart_refusal(p: ProcessTrack, phase: TaskPhase, waiting_for: Sequence[str], now: float,
-                    max_concurrency: int) -> str | None:
+                    max_concurrency: int, running: int) -> str | None:
     """Why an operator may not restart `p` now, or None: a running process of an ACTIVE
     task may be restarted (its run is stopped, the next starts at once), and so may one
-    waiting for its min_duration (it starts at once)."""
+    waiting for its min_duration (it starts at once), or one whose run has just ended and
+    that the next decision starts (the request came with the exit); `running`: how many of
+    its plan's runs hold a slot under `max_concurrency`."""
     name = f"process '{p.name}'"
     if phase is not TaskPhase.ACTIVE:
         return f"the task is stopping (its supervisor is {phase.value}): nothing is restarted"
@@ -299,21 +301,27 @@ def restart_refusal(p: ProcessTrack, phase: TaskPhase, waiting_for: Sequence[str
     gate = p.gate_at
     if gate is not None and now < gate:
         return None
+    if max_concurrency <= 0 or running < max_concurrency:
+        return None
     return f"{name} is waiting for a free slot (max_concurrency={max_concurrency})"
 
 
 def request_restart(p: ProcessTrack, phase: TaskPhase, waiting_for: Sequence[str], now: float,
-                    grace_secs: float, max_concurrency: int) -> RestartAnswer:
+                    grace_secs: float, max_concurrency: int, running: int) -> RestartAnswer:
     """An operator asked for a new run of `p`: a running one is marked for SIGTERM at the
-    planner's next decide() and SIGKILL `grace_secs` later; one waiting for min_duration
-    starts at once. Refused as `restart_refusal` says."""
-    refusal = restart_refusal(p, phase, waiting_for, now, max_concurrency)
+    planner's next decide() and SIGKILL `grace_secs` later; a waiting one starts at once.
+    Refused as `restart_refusal` says."""
+    refusal = restart_refusal(p, phase, waiting_for, now, max_concurrency, running)
     if refusal is not None:
         return RestartAnswer(False, refusal)
     if p.state is ProcessState.WAITING:
+        gate = p.gate_at
         p.start_now = True
-        return RestartAnswer(True, f"process '{p.name}' was waiting for its min_duration; "
-                                   f"run {p.run + 1} starts now")
+        if gate is not None and now < gate:
+            return RestartAnswer(True, f"process '{p.name}' was waiting for its min_duration; "
+                                       f"run {p.run + 1} starts now")
+        ended = f"run {p.run} has just ended ({p.last_end}); " if p.run >= 0 else ""
+        return RestartAnswer(True, f"process '{p.name}' {ended}run {p.run + 1} starts now")
     if p.restart_kill_at is not None:
         return RestartAnswer(True, f"process '{p.name}' run {p.run} is already restarting")
     grace = max(0.0, grace_secs)

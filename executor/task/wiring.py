@@ -63,10 +63,11 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     runs an early start forked (`executor/cli/launch.py`), for the supervisor to adopt."""
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
+    early_runs = early.take_runs() if early is not None else []
     procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put,
                        run_as=run_as, cgroups=cgroups,
                        marker=early.marker if early is not None else None,
-                       early_runs=early.take_runs() if early is not None else (),
+                       early_runs=early_runs,
                        early_watchdog=early.take_watchdog() if early is not None else None)
 
     def start_health(checker: Checker, on_result: Callable[[Attempt, float], None]) -> HealthChecks:
@@ -92,7 +93,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         start_health=start_health, start_lifecycle=start_lifecycle, events=events,
         host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put),
         kill_grace_secs=kill_grace_secs,
-        stop_within_secs=stop_within_secs, run_cap=run_cap)
+        stop_within_secs=stop_within_secs, run_cap=run_cap, running_early=bool(early_runs))
 
 
 def load_announcer() -> None:

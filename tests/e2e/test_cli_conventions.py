@@ -229,15 +229,20 @@ def test_no_third_party_warning_reaches_stderr(tmp_path, args):
     assert bare.returncode != 0 and "invalid escape sequence" in bare.stderr
 
 
-def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("module", [
+    "executor.cli.main",
+    "attr",  # the attrs code cache being installed: it was a traceback
+    "executor.cli.control",  # the arguments being parsed, in main(): it was a traceback
+])
+def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback(tmp_path, module):
     """A Ctrl-C that lands while `stoker`'s modules load (here a sitecustomize raises it
-    when `executor.cli.main` is imported) ends the command quietly with the shell's code."""
-    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
+    when `module` is imported) ends the command quietly with the shell's code."""
+    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent(f"""
         import sys
 
         class Interrupt:
             def find_spec(self, name, path=None, target=None):
-                if name == "executor.cli.main":
+                if name == {module!r}:
                     raise KeyboardInterrupt
 
         sys.meta_path.insert(0, Interrupt())

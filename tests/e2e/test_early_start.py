@@ -365,6 +365,34 @@ def test_a_process_named_after_the_task_id_is_started_once_and_adopted(stoker, t
     assert adopted(again) == [f"w_{task}"] and "early_run_killed" not in again.stderr()
 
 
+def test_a_ctrl_c_while_stoker_loads_stops_the_early_runs_gracefully(stoker, tmp_path):
+    # The run sends SIGINT to its parent as it starts: at the first run (planned) the
+    # supervisor; at the second (started early) `stoker run` still loading itself. There
+    # the Ctrl-C ended the command at once and the watchdog SIGKILLed the running service:
+    # no SIGTERM, no final process, not a line. Now the stop waits for the supervisor, which
+    # adopts the run and stops it as any running process: SIGTERM first.
+    config = write(tmp_path, "Process(name='serve', cmdline='trap \"echo termed > termed; exit 0\" TERM; "
+                             "kill -INT $PPID; while true; do sleep 0.05; done')",
+                   "Process(name='last', cmdline='echo last > last', final=True)")
+    for _ in range(2):  # planned (the supervisor gets it), then started early
+        proc, sandbox = stoker.finish(config, code=130)
+        assert (sandbox / "termed").exists() and (sandbox / "last").exists(), proc.stdout() + proc.stderr()
+    assert adopted(proc) == ["serve"]
+    assert re.search(r"serve\[0\]\s+RUNNING → KILLED\s+", proc.stdout()), proc.stdout()
+
+
+def test_a_second_stop_signal_while_stoker_loads_still_kills_at_once(stoker, tmp_path):
+    # As above, but a SIGTERM follows the SIGINT, and the run ignores SIGTERM: the second
+    # signal kills every process at once and skips the final one, as once loaded.
+    config = write(tmp_path, "Process(name='serve', cmdline='trap \"\" TERM; kill -INT $PPID; "
+                             "sleep 0.01; kill -TERM $PPID; while true; do sleep 0.05; done')",
+                   "Process(name='last', cmdline='echo last > last', final=True)")
+    for _ in range(2):
+        proc, sandbox = stoker.finish(config, code=130)
+        assert not (sandbox / "last").exists(), proc.stdout() + proc.stderr()
+        assert "second stop signal (SIGTERM)" in proc.stdout()
+    assert adopted(proc) == ["serve"]
+
 
 def test_every_run_starts_with_the_same_signals_whatever_stoker_was_started_with(tmp_path):
     # Stoker started with SIGINT and SIGQUIT ignored (as a script's background job is), and

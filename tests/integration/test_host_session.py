@@ -148,7 +148,7 @@ def test_without_a_task_a_restart_is_refused_and_a_kill_goes_to_the_front_end(se
     (refused,) = ask_all(session.sandbox, KillControl())
     assert not refused.ok and refused.message == "no task is running under this supervisor"
     stopped = threading.Event()
-    session.on_operator_kill(stopped.set)
+    session.on_operator_kill(lambda reached: stopped.set())
     (taken,) = ask_all(session.sandbox, KillControl())
     assert taken.ok and stopped.is_set()
 
@@ -306,7 +306,7 @@ def test_another_user_s_kill_is_told_who_may_not_that_it_is_no_task_sandbox():
     with _root_s_task() as sandbox:
         def ask() -> str:
             try:
-                next(_replies(sandbox, None, KillControl(), "kill"))
+                next(_replies(sandbox, lambda: None, KillControl(), "kill"))
                 return "answered"
             except ControlUnavailable as exc:
                 return str(exc)
@@ -328,3 +328,111 @@ def test_a_non_root_status_of_root_s_task_says_who_may_read_it():
         answer = as_nobody(lambda: inspect_sandbox(sandbox).problem)
     assert answer == (f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied (EACCES): "
                       f"only the supervisor's user (or root) may read its task's state")
+
+
+def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch):
+    """`stoker kill SANDBOX` while `stoker run` loads after its early start (the sandbox
+    locked, no pid in the lock, no socket yet): it said "no live supervisor holds SANDBOX"
+    and exited 1, and the task ran on. Now it waits for the supervisor and is answered.
+    The client's wait is held until the session is up, so the order is the one asked for."""
+    import fcntl
+    import types
+
+    from executor.cli import control as control_cli
+
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
+    fd = os.open(sandbox / ".stoker" / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the early start takes it
+    waiting, go = threading.Event(), threading.Event()
+
+    def held(secs: float) -> None:  # the client waits for the supervisor: until the test says
+        waiting.set()
+        go.wait(10)
+
+    monkeypatch.setattr(control_cli, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=held))
+    got: list[object] = []
+
+    def client() -> None:
+        try:
+            got.extend(control_cli._replies(sandbox, lambda: None, KillControl(), "kill"))
+        except ControlUnavailable as exc:
+            got.append(exc)
+        finally:
+            waiting.set()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    assert waiting.wait(10)
+    assert got == [], got  # it did not give up on a starting supervisor
+    session = HostSession.open(sandbox, front_end=FrontEnd.RUN, held_lock=fd)
+    try:
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        session.task_started(task_id="t-1", job_key="k", label="t.0", marker="m", post=events.put)
+        go.set()
+        event = events.get(timeout=10)
+        assert isinstance(event, KillRequested)
+        event.reply(ControlReply(ok=True, done=True, message="task t.0 KILLED"))
+        thread.join(10)
+    finally:
+        go.set()
+        session.close()
+    assert got == [ControlReply(ok=True, done=True, message="task t.0 KILLED")]
+
+
+def test_a_kill_as_a_new_supervisor_takes_the_sandbox_looks_its_entry_up_again(tmp_path):
+    """`stoker kill SANDBOX` as a re-run in the same sandbox starts: the client found the
+    ended entry of the run before in the registry, then the lock of the new one, and said
+    "the lock names pid N, not the supervisor the host registry names", exit 1, the task
+    running on. Now the registry is read again; its new entry pins the same `.stoker`."""
+    import attrs
+
+    from executor.cli import control as control_cli
+    from executor.host.registry import find_sandbox
+
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"))
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    session = HostSession.open(sandbox, settings, FrontEnd.RUN)
+    try:
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        session.task_started(task_id="t-2", job_key="k", label="t.0", marker="m", post=events.put)
+        now = find_sandbox(Registry(settings).entries(), str(sandbox)).entry
+        before = attrs.evolve(now, supervisor_start=now.supervisor_start + 1, ended_wall=time.time(),
+                              task_id="t-1")  # the run before, in the same sandbox: gone
+        looks = [before]  # the first look came before the new supervisor registered
+        got: list[ControlReply] = []
+
+        def lookup():
+            return looks.pop(0) if looks else find_sandbox(Registry(settings).entries(), str(sandbox)).entry
+
+        client = threading.Thread(target=lambda: got.extend(
+            control_cli._replies(sandbox, lookup, KillControl(), "kill")))
+        client.start()
+        event = events.get(timeout=10)
+        event.reply(ControlReply(ok=True, done=True, message="task t.0 KILLED"))
+        client.join(10)
+    finally:
+        session.close()
+    assert [r.message for r in got] == ["task t.0 KILLED"]
+
+
+def test_an_attempt_s_task_id_still_finds_its_supervisor_after_a_restart(tmp_path):
+    """`stoker run` starts each attempt with a task id of its own: an id `stoker ps` showed a
+    moment before a restart was unknown to `stoker kill`, `status` and the observer."""
+    from executor.host.registry import find
+
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"))
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    session = HostSession.open(sandbox, settings, FrontEnd.RUN)
+    try:
+        for task_id in ("t-1", "t-2"):  # two attempts
+            session.task_started(task_id=task_id, job_key="k", label="t.0", marker="m", post=lambda e: None)
+            session.task_ended()
+        listed = Registry(settings).read()
+        assert find(listed, "t-1") is not None and find(listed, "t-1") == find(listed, "t-2")
+        assert find(listed, "t-1").entry.task_id == "t-2"
+        assert find(listed, "t-3") is None
+    finally:
+        session.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,127 @@ def test_a_sandbox_reached_through_another_user_s_symlink_is_refused(tmp_path):
 ])
 def test_running_as_root_under_a_role_that_is_not_roots_is_said(role, euid, said):
     assert (local_run.role_not_taken(role, euid) is not None) == said
+
+
+def test_an_operator_kill_as_an_attempt_starts_stops_that_attempt(tmp_path, monkeypatch):
+    """`stoker kill` landed after `stoker run` had looked for a stop and before the new
+    attempt's owner listened on the control socket (its process adapter starting: the
+    cgroup, the watchdog): the session found no owner, answered "it stops", and the attempt
+    ran on, for ever, unkilled. Now the kill reaches that owner's queue and stops it."""
+    from executor.host.control import ask, connect
+    from executor.host.controlwire import KillControl
+    from executor.host.sandbox import open_stoker_dir
+
+    config = tmp_path / "long.aurora"
+    config.write_text(SERVICE.replace("cmdline='exit 0'", "cmdline='exec sleep 60'"))
+    sandbox = tmp_path / "sandbox"
+    out = io.StringIO()
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(sandbox), kill_grace_secs=1.0),
+        out=out, environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
+        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    real_owner_for = local_run.owner_for
+    answers = []
+
+    def kill_now() -> None:  # `stoker kill`, from this process (the supervisor's pid)
+        fd = open_stoker_dir(sandbox)
+        try:
+            sock = connect(fd, str(sandbox), os.getpid())
+        finally:
+            os.close(fd)
+        with sock:
+            answers.extend(ask(sock, KillControl()))
+
+    def owner_for(*args, **kwargs):
+        owner = real_owner_for(*args, **kwargs)
+        real_start = owner.start
+
+        def start() -> None:  # run() checked for a stop already; the owner is not listening
+            kill_now()
+            real_start()
+
+        owner.start = start
+        return owner
+
+    monkeypatch.setattr(local_run, "owner_for", owner_for)
+    code: list[int] = []
+    runner = threading.Thread(target=lambda: code.append(run.run()))
+    runner.start()
+    runner.join(10)
+    if runner.is_alive():  # the bug: the attempt runs on; stop it to clean up
+        run.stop("stopped by the test's cleanup")
+        runner.join(10)
+        pytest.fail(f"the attempt ran on after the operator's kill: {answers}\n{out.getvalue()}")
+    assert code == [0]
+    assert [a.ok for a in answers] == [True]
+    assert "task             STARTING → KILLING  killed by the operator (stoker kill)" in out.getvalue()
+
+
+def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, monkeypatch):
+    """Ctrl-C (a KeyboardInterrupt: the signal relay is not up yet) right after `stoker run`
+    took its sandbox and registered: the session was never closed, so `stoker ps` listed a
+    LOST task without an id for the registry's whole retention (7 days). Now the entry says
+    the supervisor let go."""
+    from executor.host.registry import Registry
+
+    config = tmp_path / "quick.aurora"
+    config.write_text(SERVICE)
+    registry = RegistrySettings(registry_root=str(tmp_path / "registry"))
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(tmp_path / "sandbox")), out=io.StringIO(),
+        environ=dict(os.environ, STOKER_PLAN_CACHE="off"), registry=registry)
+    real_hold = local_run._hold
+
+    class Interrupted:  # the console, where the Ctrl-C lands: its first line after the hold
+        def write(self, text: str) -> None:
+            raise KeyboardInterrupt
+
+    def hold(*args, **kwargs):
+        session = real_hold(*args, **kwargs)
+        run._out = Interrupted()
+        return session
+
+    monkeypatch.setattr(local_run, "_hold", hold)
+    with pytest.raises(KeyboardInterrupt):
+        run.run()
+    (listed,) = Registry(registry).entries()
+    assert listed.entry.ended_wall is not None
+
+
+def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_path, monkeypatch):
+    """`stoker kill SANDBOX` as `stoker run` prepared its task (the sandbox held, its socket
+    up, no owner yet): the run ended with exit 0 and not a word; and in the moment between
+    the socket's start and the hook's, the kill was refused and the task started anyway."""
+    from executor.host.control import ask, connect
+    from executor.host.controlwire import KillControl
+    from executor.host.sandbox import open_stoker_dir
+
+    config = tmp_path / "quick.aurora"
+    config.write_text(SERVICE)
+    sandbox = tmp_path / "sandbox"
+    out = io.StringIO()
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(sandbox)), out=out,
+        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
+        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    real_hold = local_run._hold
+    answers = []
+
+    def hold(*args, **kwargs):
+        session = real_hold(*args, **kwargs)  # its control socket serves from here on
+        fd = open_stoker_dir(sandbox)
+        try:
+            sock = connect(fd, str(sandbox), os.getpid())
+        finally:
+            os.close(fd)
+        with sock:
+            answers.extend(ask(sock, KillControl()))
+        assert answers[-1].ok, answers  # refused: the run would go on
+        return session
+
+    monkeypatch.setattr(local_run, "_hold", hold)
+    assert run.run() == 0
+    assert [(a.ok, a.done) for a in answers] == [(True, True)]
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "stoker run: stopped by `stoker kill` before its task started (exit 0)", lines
+    assert not any("STARTING" in line for line in lines)

@@ -30,7 +30,7 @@ def test_the_entry_file_format():
         "version": 1, "sandbox": "/sb/hello", "supervisor_pid": 4242, "supervisor_start": 123456,
         "supervisor_boot": "b00t", "front_end": "run", "registered": 1000.0,
         "task_id": "hello-0-ab12", "job_key": "c/r/e/hello", "label": "hello.0", "marker": "m4rk3r",
-        "ended": 2000.5, "stoker_dir": "2049:1234",
+        "ended": 2000.5, "stoker_dir": "2049:1234", "earlier_task_ids": [],
     }
     assert RegistryEntry.from_json(json.loads(json.dumps(ended.to_json()))) == ended
 
@@ -43,6 +43,9 @@ def test_the_entry_file_format():
     ({"registered": 7}, {"registered_wall": 7.0}),
     ({"ended": None}, {"ended_wall": None}),
     ({"stoker_dir": None}, {"stoker_dir": ""}),  # an entry written before .stoker was pinned
+    ({"earlier_task_ids": None}, {"earlier_task_ids": ()}),  # written before attempts were kept
+    ({"earlier_task_ids": [f"t-{n}" for n in range(25)]},
+     {"earlier_task_ids": tuple(f"t-{n}" for n in range(5, 25))}),  # the latest 20
 ])
 def test_an_entry_reads_with_what_its_fields_allow(change, read):
     assert RegistryEntry.from_json(dict(ENTRY.to_json(), **change)) == attrs.evolve(ENTRY, **read)
@@ -71,12 +74,26 @@ def test_entry_file_names(name, ok):
     {"sandbox": "relative/path"}, {"sandbox": 7}, {"supervisor_pid": 0}, {"supervisor_pid": -3},
     {"supervisor_pid": 1.5}, {"supervisor_pid": True}, {"supervisor_start": "soon"}, {"supervisor_start": -1},
     {"front_end": "marathon"}, {"registered": math.inf}, {"registered": None},
-    {"ended": "later"}, {"task_id": ["x"]},
+    {"ended": "later"}, {"task_id": ["x"]}, {"earlier_task_ids": "t-1"}, {"earlier_task_ids": [1]},
     {"version": 2}, {"version": "1"},  # another format: a newer Stoker's, whose fields may mean other things
 ])
 def test_a_damaged_entry_reads_as_none(change):
     doc = dict(ENTRY.to_json(), **change)
     assert RegistryEntry.from_json(doc) is None
+
+
+def test_a_task_id_a_restart_replaced_still_names_its_supervisor():
+    """`stoker ps` showed hello-0-ab12; `stoker run` restarted the task (a new id) before the
+    operator's `stoker kill hello-0-ab12`: "no task in the registry has that id"."""
+    later = attrs.evolve(ENTRY, task_id="hello-0-cd34", earlier_task_ids=ENTRY.next_task("hello-0-cd34"))
+    assert later.earlier_task_ids == ("hello-0-ab12",)
+    assert later.known_as("hello-0-ab12") and later.known_as("hello-0-cd34")
+    assert not later.known_as("hello-0-ef56") and not later.known_as("")
+    assert later.next_task("hello-0-cd34") == ("hello-0-ab12",)  # the same task again: no change
+    many = ENTRY
+    for n in range(30):
+        many = attrs.evolve(many, task_id=f"t-{n}", earlier_task_ids=many.next_task(f"t-{n}"))
+    assert many.earlier_task_ids == tuple(f"t-{n}" for n in range(9, 29))
 
 
 @pytest.mark.parametrize("doc", ["text", ["list"], None, 7])

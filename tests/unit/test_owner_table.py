@@ -64,7 +64,7 @@ def job(*procs: ProcessSpec, lifecycle: LifecycleSpec | None = None, health: boo
 
 class Harness:
     def __init__(self, spec: JobSpec, kill_grace_secs: float | None = None,
-                 stop_within_secs: float | None = None) -> None:
+                 stop_within_secs: float | None = None, running_early: bool = False) -> None:
         self.clock = FakeClock()
         self.effects = Effects(self.clock)
         self.procs = FakeProcs(self.effects)
@@ -76,7 +76,7 @@ class Harness:
             start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
             start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within),
             kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs, clock=self.clock,
-            wall_clock=lambda: 0.0)
+            wall_clock=lambda: 0.0, running_early=running_early)
         self.done = False
 
     def post(self, event: object) -> None:
@@ -176,6 +176,12 @@ CASES = {
     "a KILL before the start starts and signals nothing": (
         job(lifecycle=LIFECYCLE), {}, [kill_before_start],
         ["0 update STARTING", "0 update KILLED", "0 procs close"],
+        (TaskState.KILLED, "killed during launch")),
+    "a stop before the start of a task whose runs an early start forked stops them: SIGTERM": (
+        # A Ctrl-C while `stoker run` loaded: they were given up, SIGKILLed, never reported.
+        job(), {"running_early": True}, [kill_before_start, Exit(sig=TERM)],
+        ["0 update STARTING", "0 spawn a[0]", "0 update RUNNING", "0 SIGTERM a[0]",
+         "0 update KILLED", "0 procs close"],
         (TaskState.KILLED, "killed during launch")),
     "a KILL runs the lifecycle endpoints first; their end brings SIGTERM, the grace SIGKILL": (
         job(lifecycle=LIFECYCLE), {}, [Wait(1), Kill(), Wait(1), LifecycleEnds(), Deadline(),

@@ -60,7 +60,16 @@ REFUSAL_RULES = {
 
 @pytest.mark.parametrize("p, phase, waiting_for, refusal", REFUSAL_RULES.values(), ids=REFUSAL_RULES)
 def test_when_a_restart_is_refused(p, phase, waiting_for, refusal):
-    assert restart_refusal(p, phase, waiting_for, now=10.0, max_concurrency=2) == refusal
+    assert restart_refusal(p, phase, waiting_for, now=10.0, max_concurrency=2, running=2) == refusal
+
+
+def test_one_whose_run_just_ended_is_not_said_to_wait_for_a_slot_there_is():
+    """The restart and the run's exit came in the same step, with the min_duration over (0):
+    it was refused as "waiting for a free slot (max_concurrency=0)", a limit the task does not
+    have. The next decision starts it: the restart is taken."""
+    ended = track(S.WAITING, min_duration=0.0, ended_at=10.0)
+    assert restart_refusal(ended, P.ACTIVE, [], now=10.0, max_concurrency=0, running=3) is None
+    assert restart_refusal(ended, P.ACTIVE, [], now=10.0, max_concurrency=2, running=1) is None
 
 
 def test_a_restarted_run_counts_as_nothing():
@@ -203,3 +212,46 @@ def test_a_run_that_ends_on_its_own_before_the_sigterm_counts_as_what_it_was():
     ended = [t for t in s.transitions if t.to is ProcessState.WAITING][-1]
     assert ended.outcome is RunOutcome.FAILED
     assert s.planner.process("web").failures == 1
+
+
+def test_a_run_that_ends_on_its_own_before_the_sigterm_is_still_followed_at_once():
+    """The operator was told "run 1 starts as soon as it has ended"; a run that ended on its
+    own as the restart came (before its SIGTERM) counted right, but the next run then waited
+    for min_duration (15 s here, 5 by default), and `stoker restart` with it."""
+    s = Story(web(max_failures=3))
+    s.decide()
+    s.planner.restart("web", s.clock.now, grace_secs=5.0)
+    s.clock.advance(0.5)
+    d = s.exit("web", ExitStatus(exit_code=3))
+    assert [(c.process, c.run) for c in d.start] == [("web", 1)]
+    assert s.planner.process("web").failures == 1
+
+
+def test_a_restart_that_comes_with_the_run_s_exit_is_taken_and_starts_the_next():
+    """`stoker restart` as the run exits (both in one step of the owner, the exit first) with
+    min_duration 0: refused, "waiting for a free slot (max_concurrency=0)", exit 1."""
+    s = Story(web(max_failures=3, min_duration_secs=0.0))
+    s.decide()
+    s.clock.advance(0.5)
+    s.planner.exited("web", 0, ExitStatus(exit_code=3), s.clock.now)
+    answer = s.planner.restart("web", s.clock.now, grace_secs=5.0)
+    assert answer == RestartAnswer(True, "process 'web' run 0 has just ended (exit status 3); run 1 starts now")
+    assert [(c.process, c.run) for c in s.decide().start] == [("web", 1)]
+
+
+def test_the_restarted_process_takes_back_its_slot_under_max_concurrency():
+    """`b` waited for the one slot `a` held; `stoker restart a` stopped a's run and `b`,
+    first in task order, took the slot: `a` did not run again while `b` ran (a service: for
+    ever), and `stoker restart` waited as long for the run it had been promised."""
+    s = Story(ProcessSpec(name="b", cmdline="b", min_duration_secs=5.0, max_failures=3),
+              web(min_duration_secs=5.0), max_concurrency=1)
+    s.decide()
+    s.clock.advance(1.0)
+    assert [c.process for c in s.exit("b", ExitStatus(exit_code=1)).start] == ["web"]
+    s.clock.advance(6.0)  # b's min_duration is over: it waits for the slot
+    assert s.decide().start == () and s.planner.process("b").state is ProcessState.WAITING
+    assert s.planner.restart("web", s.clock.now, grace_secs=2.0).accepted
+    s.decide()
+    d = s.exit("web", ExitStatus(signal=TERM))
+    assert [(c.process, c.run) for c in d.start] == [("web", 1)]
+    assert s.planner.process("b").state is ProcessState.WAITING
