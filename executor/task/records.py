@@ -33,7 +33,9 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
 `parse` returns None for a damaged record: a wrong type, a missing required field, an
 unknown state name, a number that is not finite or out of its range (below); `parse_checked`
 says what is damaged instead, and reads an `UnreadableLine` (a torn or garbled line, as the
-reader found it) as damaged too. Optional fields may be absent or null.
+reader found it) as damaged too. Optional fields may be absent or null. A change's "from"
+that names no known state (a newer Stoker's) reads as not known, as when it is absent: the
+change is read by where it went (an older `stoker status` shows a newer task's end).
 
 Ranges (anything else could not have been written, and would break whoever shows it):
 wall 0 ... 253402300799 (the end of year 9999), pids 1 ... 4194304 (Linux's PID_MAX_LIMIT),
@@ -147,6 +149,17 @@ def _state(cls: type[enum.Enum], doc: Mapping[str, Any], key: str,
         raise _Damaged(f"'{key}' is {value[:40]!r}, not a {cls.__name__} name") from None
 
 
+def _from_state(cls: type[enum.Enum], doc: Mapping[str, Any]) -> Any:
+    """A change's "from": None when absent, or when it names no state this Stoker knows (a
+    newer Stoker's): where the change went, its "to", is what a reader needs; a task's
+    terminal record is read, not skipped, so its end is not taken for a lost task."""
+    value = _text(doc, "from", None)
+    try:
+        return None if value is None else cls(value)
+    except ValueError:
+        return None
+
+
 def _json(kind: str, fields: dict[str, Any], wall: float | None) -> dict[str, Any]:
     doc = {"kind": kind, **fields}
     if wall is not None:
@@ -221,7 +234,7 @@ class TaskRecord:
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> TaskRecord:
-        return cls(from_=_state(TaskStage, doc, "from", None), to=_state(TaskStage, doc, "to"),
+        return cls(from_=_from_state(TaskStage, doc), to=_state(TaskStage, doc, "to"),
                    reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
 
 
@@ -238,7 +251,7 @@ class PhaseRecord:
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> PhaseRecord:
-        return cls(from_=_state(TaskPhase, doc, "from", None), to=_state(TaskPhase, doc, "to"),
+        return cls(from_=_from_state(TaskPhase, doc), to=_state(TaskPhase, doc, "to"),
                    reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
 
 
@@ -268,7 +281,7 @@ class ProcessRecord:
         if not process:
             raise _Damaged("'process' is empty")
         return cls(process=process, run=_int(doc, "run", None, RUNS),
-                   from_=_state(ProcessState, doc, "from", None),
+                   from_=_from_state(ProcessState, doc),
                    to=_state(ProcessState, doc, "to"), reason=_text(doc, "reason", ""),
                    pid=_int(doc, "pid", None, PIDS),
                    exit_code=_int(doc, "exit_code", None, EXIT_CODES),

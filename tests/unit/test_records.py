@@ -217,3 +217,12 @@ def test_absent_and_empty_optional_fields_take_their_defaults():
     assert parse({"kind": "process", "process": "web", "to": "KILLED", "run": None,
                   "outcome": ""}) == ProcessRecord(process="web", run=None, from_=None,
                                                    to=ProcessState.KILLED)
+
+
+def test_a_from_naming_no_known_state_reads_as_not_known():
+    """A newer Stoker's state as the state a change left: the change is read by where it went."""
+    assert parse({"kind": "task", "from": "DRAINING", "to": "FINISHED"}) == TaskRecord(
+        from_=None, to=TaskStage.FINISHED, reason="", wall=None)
+    assert parse({"kind": "phase", "from": "DRAINING", "to": "CLEANING"}).from_ is None
+    assert parse({"kind": "process", "process": "web", "from": "PAUSED", "to": "KILLED"}).from_ is None
+    assert parse({"kind": "task", "from": 7, "to": "FINISHED"}) is None  # not a name at all
