@@ -37,7 +37,7 @@ import socket
 import stat
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
@@ -52,7 +52,7 @@ from executor.host.early import EarlyStart, deferred_signals
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
 from executor.host.replacefile import make_dirs, writable_by_others
-from executor.host.session import OPERATOR_KILL, HostSession
+from executor.host.session import OPERATOR_KILL, HostSession, KillHook
 from executor.host.signals import SignalRelay
 from executor.local import planfiles
 from executor.local.attempts import archive_logs
@@ -150,7 +150,7 @@ class LocalRun:
         if owner is not None:
             owner.request_kill(reason)
 
-    def _operator_kill(self, reached: bool) -> None:
+    def _operator_kill(self, reached: bool, grace_secs: float | None) -> str:
         """`stoker kill` (on the control thread): no restart after this. When no owner got
         the request (`reached` False: between attempts, or one made and not yet listening),
         the attempt's owner, if there is one, gets the kill on its queue: it stops at its
@@ -159,7 +159,8 @@ class LocalRun:
         self._stop.set()
         owner = self._owner
         if not reached and owner is not None:
-            owner.request_kill(OPERATOR_KILL)
+            owner.request_kill(OPERATOR_KILL, grace_secs)
+        return "no task was running (the supervisor was between attempts); it stops"
 
     def _on_signal(self, signum: int) -> None:
         """The first signal stops gracefully; any later one kills at once; Ctrl-Z is
@@ -434,7 +435,7 @@ def _crashed(ended: Ended) -> int:
 
 
 def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None,
-          on_kill: Callable[[bool], None]) -> HostSession:
+          on_kill: KillHook) -> HostSession:
     """The sandbox for this run (registered in `registry`, by default the one the
     environment names): refused when another live supervisor holds it. `held_lock`: its lock,
     taken already by the early start; `on_kill`: an operator's `stoker kill` from the first
