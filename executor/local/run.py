@@ -50,6 +50,7 @@ from config.settings import RunSettings, pop_secrets
 from executor.events import TaskState
 from executor.host.early import EarlyStart, deferred_signals
 from executor.host.entry import FrontEnd
+from executor.host.identity import boot_secs
 from executor.host.lock import SandboxBusy
 from executor.host.replacefile import make_dirs, writable_by_others
 from executor.host.session import OPERATOR_KILL, HostSession, KillHook
@@ -244,7 +245,7 @@ class LocalRun:
                           line=f"{final.state.value}: {final.message}; {decision.reason} (exit {code})")
                     return code
                 case Restart():
-                    restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason)
+                    restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason, boot=boot_secs())
                     append_between(prepared.sandbox, restart.to_json(), prepared.plan.name)  # RESTARTING
                     _said(ended, "task_restarting", f"{final.message}; {decision.reason}",
                           delay_secs=decision.delay_secs, next_attempt=attempt + 1)

@@ -7,7 +7,9 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
 
   header   task, job_key, task_id, sandbox, ports, supervisor_pid, supervisor_start,
            supervisor_boot, marker, processes, health, containment (how the processes are
-           contained: the task's cgroup, or the fallback, in words)
+           contained: the task's cgroup, or the fallback, in words), boot (the host's boot
+           clock when it was written, `identity.boot_secs`: while the supervisor runs, the
+           attempt's age is counted on it, which no step of the wall clock moves)
            (a new header starts a new attempt of the task: `stoker run` restarted it; the
            supervisor's start time in clock ticks since boot and the boot's id tell a live
            supervisor from a reused pid; the marker is the task's STOKER_TASK_MARKER value)
@@ -26,9 +28,10 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
            health_state
            (written by compaction right after an attempt's header, or first: what the
            records it dropped said; `executor/task/compaction.py`)
-  restart  delay_secs, reason
+  restart  delay_secs, reason, boot
            (written by `stoker run` once an attempt ended and its service rules restart
-           the task: the next attempt starts `delay_secs` after `wall`; docs/contract.md §7)
+           the task: the next attempt starts `delay_secs` after `wall`, and after `boot` on
+           the host's boot clock; docs/contract.md §7)
 
 `parse` returns None for a damaged record: a wrong type, a missing required field, an
 unknown state name, a number that is not finite or out of its range (below); `parse_checked`
@@ -160,6 +163,20 @@ def _from_state(cls: type[enum.Enum], doc: Mapping[str, Any]) -> Any:
         return None
 
 
+def _stamp(boot: float | None) -> dict[str, float]:
+    return {} if boot is None else {"boot": boot}
+
+
+def _boot(doc: Mapping[str, Any]) -> float | None:
+    """A record's boot-clock stamp; one that is not a number in range is dropped, not the
+    record: the reader then counts from its wall time, as for an older record."""
+    try:
+        stamp: float | None = _number(doc, "boot", None)
+    except _Damaged:
+        stamp = None
+    return stamp
+
+
 def _json(kind: str, fields: dict[str, Any], wall: float | None) -> dict[str, Any]:
     doc = {"kind": kind, **fields}
     if wall is not None:
@@ -186,6 +203,7 @@ class HeaderRecord:
     health: str = "none"  # the checker's description
     containment: str = ""  # the mechanism in force, in words ("" in older checkpoints)
     wall: float | None = None
+    boot: float | None = None  # the host's boot clock then (identity.boot_secs; None: older)
 
     def to_json(self) -> dict[str, Any]:
         return _json("header", {
@@ -194,7 +212,7 @@ class HeaderRecord:
             "supervisor_pid": self.supervisor_pid, "supervisor_start": self.supervisor_start,
             "supervisor_boot": self.supervisor_boot, "marker": self.marker,
             "processes": list(self.processes), "health": self.health,
-            "containment": self.containment}, self.wall)
+            "containment": self.containment, **_stamp(self.boot)}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> HeaderRecord:
@@ -218,7 +236,7 @@ class HeaderRecord:
                    processes=tuple(names),
                    health=_text(doc, "health", "none"),
                    containment=_text(doc, "containment", ""),
-                   wall=_number(doc, "wall", None))
+                   wall=_number(doc, "wall", None), boot=_boot(doc))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -385,15 +403,16 @@ class RestartRecord:
     delay_secs: float
     reason: str = ""
     wall: float | None = None
+    boot: float | None = None  # the host's boot clock then (identity.boot_secs; None: older)
 
     def to_json(self) -> dict[str, Any]:
         return _json("restart", {"delay_secs": min(self.delay_secs, DELAY_SECS[1]),
-                                 "reason": self.reason}, self.wall)
+                                 "reason": self.reason, **_stamp(self.boot)}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> RestartRecord:
         return cls(delay_secs=_number(doc, "delay_secs", within=DELAY_SECS),
-                   reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
+                   reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None), boot=_boot(doc))
 
 
 Record = (HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord
