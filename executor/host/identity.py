@@ -59,7 +59,7 @@ def _start_ticks(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat, as the host's time namespace counts it; None when the
     process is gone or a zombie."""
     found = _stat(pid)
-    return None if found is None else found[1] - _boottime_offset_ticks()
+    return None if found is None else found[1] - boottime_offset_ticks()
 
 
 def child_started_wall(pid: int, parent: int) -> float | None:
@@ -75,7 +75,7 @@ def child_started_wall(pid: int, parent: int) -> float | None:
 _offset_ticks: int | None = None
 
 
-def _boottime_offset_ticks() -> int:
+def boottime_offset_ticks() -> int:
     """The boot-time offset of this process's time namespace, in clock ticks (0 in the
     host's, or on a kernel without them). /proc/PID/stat counts a start from the boot as
     the *reader's* namespace sees it: a supervisor under `unshare --time` and `stoker ps`
@@ -130,7 +130,7 @@ def is_alive(pid: int | None, start_ticks: int | None, boot: str = "",
 def started_wall(identity: ProcessIdentity) -> float | None:
     """When the process started, as wall time (None when /proc/stat has no btime)."""
     boot = boot_wall()  # as this namespace sees it: the start counted as it does too
-    ticks = identity.start_ticks + _boottime_offset_ticks()
+    ticks = identity.start_ticks + boottime_offset_ticks()
     return None if boot is None else boot + ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -53,3 +53,33 @@ def test_a_process_in_another_time_namespace_is_alive_to_either_side():
     finally:
         child.kill()
         child.wait()
+
+
+HOLDER = """
+import os, sys
+from pathlib import Path
+from executor.procs import proctree
+from executor.task.heldfile import write_held
+me = os.getpid()
+write_held(Path(sys.argv[1]), "t1me", {me: proctree.read_stat(me)[2]})  # as a supervisor hands it
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(not _time_namespaces(), reason="no time namespaces here (needs root and Linux 5.6)")
+def test_a_held_list_written_in_another_time_namespace_names_its_live_processes_outside(tmp_path):
+    """The held list (`.stoker/held.json`) recorded each start as the supervisor's namespace
+    counts it: `stoker status` and a re-run outside read another start for the same live
+    process, and listed or killed none of what the watchdog held."""
+    from executor.task.heldfile import alive_held, read_held
+
+    child = subprocess.Popen(
+        ["unshare", "--time", "--boottime", str(OFFSET_SECS), sys.executable, "-c", HOLDER, str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"written\n"
+        assert alive_held(read_held(tmp_path, "t1me")) == [child.pid]
+    finally:
+        child.kill()
+        child.wait()
