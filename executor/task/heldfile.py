@@ -91,7 +91,7 @@ def _ours(fd: int) -> bool:
 
 def alive_held(pairs: list[tuple[int, int]]) -> list[int]:
     """The pids of `pairs` still alive with that start time."""
-    return [pid for pid, start in pairs if (stat_ := proctree.read_stat(pid)) is not None and stat_[2] == start]
+    return [pid for pid, start in pairs if proctree.alive_as(pid, start)]
 
 
 class HeldWriter:
