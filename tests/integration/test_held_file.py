@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from config.registry import RegistrySettings
 from executor.cli.main import main
+from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
-from executor.procs import proctree
+from executor.host.registry import Registry
+from executor.procs import proctree, sandboxfs
 from executor.task.checkpoint import CheckpointWriter
 from executor.task.heldfile import read_held, write_held
 from executor.task.leftovers import end_lost_attempts
@@ -99,3 +102,35 @@ def test_a_list_another_user_wrote_is_listed_but_never_killed_by(tmp_path, daemo
     assert read_held(tmp_path, MARKER, trusted_only=True) == []
     assert end_lost_attempts(tmp_path) == []
     assert held.poll() is None
+
+
+def test_a_held_list_in_a_stoker_dir_the_task_planted_names_nothing(tmp_path, capsys, daemons):
+    """A task that owns its sandbox may rename `.stoker` and plant its own; the registry pins
+    the real one, and `stoker ps` and `status TASK_ID` read nothing else: a planted
+    `held.json` named any process of the host as the LOST task's leftover."""
+    held, stranger = daemons
+    sandbox, root = tmp_path / "sb", tmp_path / "root"
+    sandbox.mkdir()
+    lost_sandbox(sandbox)
+    write_held(sandbox, MARKER, {held.pid: start_of(held.pid)})
+    me = own_identity()
+    real = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pin = sandboxfs.dir_id(real)
+    finally:
+        os.close(real)
+    Registry(RegistrySettings(registry_root=str(root))).write(RegistryEntry(
+        sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 1,
+        supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=1000.0, task_id="web-0-1",
+        marker=MARKER, stoker_dir=pin))
+
+    def leftovers() -> list[int]:
+        assert main(["ps", "--root", str(root), "--json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)
+        return [p["pid"] for p in row["leftovers"]]
+
+    assert leftovers() == [held.pid]  # the real list, read through the pinned .stoker
+    (sandbox / ".stoker").rename(sandbox / ".stoker-real")
+    (sandbox / ".stoker").mkdir()
+    write_held(sandbox, MARKER, {stranger.pid: start_of(stranger.pid)})  # planted by the task
+    assert leftovers() == []
