@@ -62,14 +62,21 @@ def _start_ticks(pid: int) -> int | None:
     return None if found is None else found[1] - boottime_offset_ticks()
 
 
+def child_start_ticks(pid: int, parent: int) -> int | None:
+    """The start of the live process `pid` (field 22, as /proc/PID/stat shows it here) while
+    it is a child of `parent`: how a supervisor's run is told from a reused pid without a
+    clock (every run's top is its supervisor's child until reaped; a start recorded as wall
+    time is off by any step the clock took since). None when it is gone or not that child."""
+    found = _stat(pid)
+    return found[1] if found is not None and found[0] == parent else None
+
+
 def child_started_wall(pid: int, parent: int) -> float | None:
     """When the live process `pid`, a child of `parent` (a supervisor's run), started, in
-    today's wall clock: a start recorded as wall time is off by any step the clock took
-    since (NTP, a VM resumed after days); the kernel's is not. None when it is gone, or is
-    not `parent`'s child (another process has the pid)."""
-    found = _stat(pid)
-    boot = boot_wall() if found is not None and found[0] == parent else None
-    return None if found is None or boot is None else boot + found[1] / os.sysconf("SC_CLK_TCK")
+    today's wall clock (`child_start_ticks`)."""
+    ticks = child_start_ticks(pid, parent)
+    boot = boot_wall() if ticks is not None else None
+    return None if ticks is None or boot is None else boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 _offset_ticks: int | None = None
