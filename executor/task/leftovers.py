@@ -11,10 +11,11 @@ naming a live supervisor is left alone), SIGKILLs every process still carrying t
 attempt's marker: SIGSTOP first, pass after pass until none is new, as the watchdog does
 (`executor/procs/proctree.kill_until_gone`); then what its watchdog held by pid and start
 time (`heldfile.py`: a daemon that hides the marker), still alive as itself, with its
-descendants, each through a pidfd checked again, when that list is trusted (this user's). A sandbox whose attempts all recorded their
-end costs one read of the checkpoint and no /proc scan; only its headers and task records
-are parsed (the view `stoker status` replays is not loaded on a supervisor's start). Never raises: a checkpoint that
-cannot be read has nothing to end.
+descendants, each through a pidfd checked again, when that list is trusted (this user's).
+A sandbox whose attempts all recorded their end costs one read of the checkpoint and no
+/proc scan; only its headers and task records are parsed (the view `stoker status` replays
+is not loaded on a supervisor's start). Never raises: a checkpoint that cannot be read has
+nothing to end.
 """
 from __future__ import annotations
 
