@@ -7,8 +7,10 @@ processes without the task's marker (as a daemon that is not dumpable looks to t
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +136,26 @@ def test_a_held_list_in_a_stoker_dir_the_task_planted_names_nothing(tmp_path, ca
     (sandbox / ".stoker").mkdir()
     write_held(sandbox, MARKER, {stranger.pid: start_of(stranger.pid)})  # planted by the task
     assert leftovers() == []
+
+
+def test_a_rerun_kills_the_children_a_held_process_forks_while_it_is_being_killed(tmp_path):
+    """A held process that forks as the re-run's kill walks its tree: the kill walked once,
+    so a child forked between the walk and the parent's SIGSTOP ran on, orphaned. Now it
+    walks again, the parents stopped, until a walk finds no one new (as the marker's kill)."""
+    forker = subprocess.Popen(["sh", "-c", "while :; do sleep 60 & done"], start_new_session=True,
+                              env={"PATH": os.environ["PATH"]}, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(proctree.children(forker.pid)) > 50, 5, message="the forker forking")
+        lost_sandbox(tmp_path)
+        write_held(tmp_path, MARKER, {forker.pid: start_of(forker.pid)})
+        (lost,) = end_lost_attempts(tmp_path)
+        assert forker.pid in lost.killed
+
+        def survivors() -> list[int]:
+            return [p.pid for p in proctree.scan().values() if p.pgrp == forker.pid and p.pid != forker.pid]
+
+        wait_for(lambda: not survivors(), 2, message="no child of the held process left (each dies at its kill)")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(forker.pid, signal.SIGKILL)
+        forker.wait()
