@@ -51,14 +51,17 @@ def lost_sandbox(sandbox: Path) -> None:
 
 @pytest.fixture
 def daemons() -> Iterator[list[subprocess.Popen]]:
-    """Two shells, each with a `sleep` child; no marker in their environment."""
+    """Two shells, each with a `sleep` child; no marker in their environment. Each in a
+    session of its own, so that the `sleep` dies with it at the end."""
     procs = [subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE,
-                              env={"PATH": os.environ["PATH"]}, text=True) for _ in range(2)]
+                              env={"PATH": os.environ["PATH"]}, text=True, start_new_session=True)
+             for _ in range(2)]
     try:
         yield procs
     finally:
         for p in procs:
-            p.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
             p.wait()
             p.stdout.close()
 
