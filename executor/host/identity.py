@@ -80,6 +80,18 @@ def child_started_wall(pid: int, parent: int) -> float | None:
 
 
 _offset_ticks: int | None = None
+# Counted as the host's namespace counts it, a start is exact in the host's namespace and in
+# one whose boot-time offset is whole clock ticks (`unshare --time` takes seconds); under
+# any other offset (a container CRIU restored keeps its clocks to the nanosecond) the kernel
+# rounds the shifted start, and the count may be one tick off either way. A pid comes back
+# only after the kernel has handed out every other (pids go round): never within a tick.
+START_SLACK_TICKS = 1
+
+
+def same_start(seen: int, recorded: int) -> bool:
+    """Whether two starts, each counted as the host's namespace counts it (perhaps from
+    another time namespace), are one process's (`START_SLACK_TICKS`)."""
+    return abs(seen - recorded) <= START_SLACK_TICKS
 
 
 def boottime_offset_ticks() -> int:
@@ -127,7 +139,7 @@ def is_alive(pid: int | None, start_ticks: int | None, boot: str = "",
     if now is None:
         return False
     if start_ticks is not None:
-        return now.start_ticks == start_ticks and (not boot or now.boot_id == boot)
+        return same_start(now.start_ticks, start_ticks) and (not boot or now.boot_id == boot)
     if started_before_wall is None:
         return True
     started = started_wall(now)

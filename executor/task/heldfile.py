@@ -89,9 +89,15 @@ def _ours(fd: int) -> bool:
     return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def alive_held(pairs: list[tuple[int, int]]) -> list[int]:
-    """The pids of `pairs` still alive with that start time."""
-    return [pid for pid, start in pairs if proctree.alive_as(pid, start)]
+def alive_held(pairs: list[tuple[int, int]]) -> dict[int, int]:
+    """Those of `pairs` still alive with that start time (`identity.same_start`: the list
+    may come from another time namespace), pid → their start as read here."""
+    alive = {}
+    for pid, start in pairs:
+        stat_ = proctree.read_stat(pid)
+        if stat_ is not None and identity.same_start(stat_[2], start):
+            alive[pid] = stat_[2]
+    return alive
 
 
 class HeldWriter:

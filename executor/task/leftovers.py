@@ -82,8 +82,7 @@ def _kill_held(sandbox: Path, marker: str) -> set[int]:
     walk and its parent's SIGSTOP is found by the next); then SIGKILL; the pids killed."""
     from executor.task.heldfile import alive_held, read_held  # only for an attempt left LOST
 
-    named = dict(read_held(sandbox, marker, trusted_only=True))
-    roots = alive_held(list(named.items()))
+    held = alive_held(read_held(sandbox, marker, trusted_only=True))  # pid → its start here
     found: set[tuple[int, int]] = set()
 
     def check(info: proctree.ProcInfo, ours: set[int]) -> bool:
@@ -91,7 +90,7 @@ def _kill_held(sandbox: Path, marker: str) -> set[int]:
 
     stopped: list[int] = []
     for _ in range(HELD_PASSES):
-        procs = proctree.walk(roots, prune=lambda info: named.get(info.pid, info.start) != info.start)
+        procs = proctree.walk(held, prune=lambda info: held.get(info.pid, info.start) != info.start)
         fresh = [pid for pid, info in procs.items() if (pid, info.start) not in found]
         if not fresh:
             break

@@ -42,7 +42,7 @@ def lost_sandbox(sandbox: Path) -> None:
     writer.append_many([
         {"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
          "sandbox": str(sandbox), "ports": {}, "supervisor_pid": me.pid,
-         "supervisor_start": me.start_ticks + 1, "supervisor_boot": me.boot_id, "marker": MARKER,
+         "supervisor_start": me.start_ticks + 100, "supervisor_boot": me.boot_id, "marker": MARKER,
          "processes": ["web"], "health": "none", "wall": 1000.0},
         {"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": 1000.0},
         {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "started", "wall": 1001.0}])
@@ -75,7 +75,7 @@ def start_of(pid: int) -> int:
 def test_status_lists_the_held_processes_of_a_lost_task_alive_as_themselves(tmp_path, capsys, daemons):
     held, reused = daemons
     lost_sandbox(tmp_path)
-    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 1})
+    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 100})
     assert main(["status", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["leftovers"] == [{"pid": held.pid, "process": "", "run": None,
@@ -89,7 +89,7 @@ def test_a_rerun_kills_what_the_lost_attempt_s_watchdog_held_and_its_children(tm
     held, reused = daemons
     child = int(held.stdout.readline())
     lost_sandbox(tmp_path)
-    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 1})
+    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 100})
     (lost,) = end_lost_attempts(tmp_path)
     assert set(lost.killed) == {held.pid, child}
     wait_for(lambda: held.poll() is not None and not proc_scan.is_live(child), 2,
@@ -125,7 +125,7 @@ def test_a_held_list_in_a_stoker_dir_the_task_planted_names_nothing(tmp_path, ca
     finally:
         os.close(real)
     Registry(RegistrySettings(registry_root=str(root))).write(RegistryEntry(
-        sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 1,
+        sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 100,
         supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=1000.0, task_id="web-0-1",
         marker=MARKER, stoker_dir=pin))
 
