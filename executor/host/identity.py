@@ -3,9 +3,9 @@
 Owns `ProcessIdentity` (pid, start time in clock ticks after boot from `/proc/PID/stat`,
 counted as the host's time namespace counts them, and the boot's id from
 `/proc/sys/kernel/random/boot_id`), reading it for a pid or for this process, and
-`is_alive`: the same pid, started at the same tick of the same boot, and not a zombie. A
-pid the kernel has handed to another process since has another start time; one from
-before a reboot has another boot id. Reads /proc only; never signals anything.
+`is_alive`: the same pid, started at the same tick (`same_start`: give or take one) of the
+same boot, and not a zombie. A pid the kernel has handed to another process since has a
+later start time; one from before a reboot has another boot id. Reads /proc only; never signals anything.
 """
 from __future__ import annotations
 
