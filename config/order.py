@@ -135,11 +135,13 @@ def _never_done(index: int, chain: tuple[str, ...], daemons: Collection[str],
 class SlotTrap:
     """Under max_concurrency = `limit`, the ephemeral processes `holding` start before
     `starved` (processes the task waits for) and take every slot: if they never end, those
-    never start and the task never finishes. Thermos has the same trap."""
+    never start and the task never finishes. Thermos has the same trap. `enough`: the least
+    limit without it (more slots may let more of the ephemeral processes start first)."""
 
     limit: int
     holding: tuple[str, ...]
     starved: tuple[str, ...]
+    enough: int
 
     def describe(self, task_path: str = "job.task") -> str:
         one = len(self.holding) == 1
@@ -152,7 +154,7 @@ class SlotTrap:
                    f"processes {holding} start before {starved} and hold {slot} while they run; if "
                    "they never end, ")
                 + f"{starved} never {'starts' if len(self.starved) == 1 else 'start'} and the task "
-                f"never finishes (as under Thermos): raise max_concurrency to {len(self.holding) + 1} "
+                f"never finishes (as under Thermos): raise max_concurrency to {self.enough} "
                 "or more, or list the processes the task waits for first")
 
 
@@ -160,12 +162,23 @@ def slot_trap(processes: Iterable[tuple[str, bool]], deps: dict[str, tuple[str, 
               limit: int) -> SlotTrap | None:
     """Whether ephemeral processes take every slot of `limit` (0: no limit) before a process
     the task waits for starts. `processes`: (name, ephemeral) of the regular stage in task
-    order, `deps` their predecessors (`order_graph`). In rounds: what may start starts as
-    the planner starts it, in task order while a slot is free; then every regular process
-    running ends (an ephemeral one never does), and the next round begins."""
+    order, `deps` their predecessors (`order_graph`)."""
     if limit <= 0:
         return None
     listed = list(processes)
+    trapped = _slots_taken(listed, deps, limit)
+    if trapped is None:
+        return None
+    enough = next(n for n in range(limit + 1, len(listed) + 1) if _slots_taken(listed, deps, n) is None)
+    return SlotTrap(limit, *trapped, enough=enough)
+
+
+def _slots_taken(listed: list[tuple[str, bool]], deps: dict[str, tuple[str, ...]],
+                 limit: int) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(the ephemeral processes holding every slot, the processes the task waits for that
+    never start), or None. In rounds: what may start starts as the planner starts it, in
+    task order while a slot is free; then every regular process running ends (an ephemeral
+    one never does), and the next round begins."""
     ephemeral = {name for name, is_ephemeral in listed if is_ephemeral}
     waiting, done = [name for name, _ in listed], set()
     holding: list[str] = []  # ephemeral processes started: each holds its slot for ever
@@ -181,7 +194,7 @@ def slot_trap(processes: Iterable[tuple[str, bool]], deps: dict[str, tuple[str, 
             break
         done.update(running)
     starved = tuple(n for n in waiting if n not in ephemeral)
-    return SlotTrap(limit, tuple(holding), starved) if starved and len(holding) >= limit else None
+    return (tuple(holding), starved) if starved and len(holding) >= limit else None
 
 
 def find_cycle(edges: dict[str, list[str]]) -> tuple[str, ...] | None:

@@ -51,28 +51,33 @@ def parse(words: Sequence[str], classes: Sequence[type]) -> SimpleNamespace | No
             i += 1
             continue
         in_group = False
-        name, eq, value = word.partition("=")
-        spec = options.get(name)
-        if spec is None:
+        spec = options.get(word.partition("=")[0])
+        i = -1 if spec is None else _option(words, i, spec, values)
+        if i < 0:
             return None
-        dest, action, choices = spec
-        if action == "store_true":
-            if eq:
-                return None
-            values[dest] = True
-            i += 1
-            continue
-        if not eq:
-            if i + 1 >= n or words[i + 1].startswith("-"):
-                return None
-            value = words[i + 1]
-        i += 1 if eq else 2
-        if choices is not None and value not in choices:
-            return None
-        values[dest] = [*(values[dest] or []), value] if action == "append" else value
     if groups > 1 or not _place(given, positionals, values):
         return None
     return SimpleNamespace(**values)
+
+
+def _option(words: Sequence[str], i: int, spec: tuple[str, str, Any], values: dict[str, Any]) -> int:
+    """Read the option `words[i]` (its `spec`: dest, action, choices) into `values`; the
+    index of the word after it, or -1 when it is not plain."""
+    _, eq, value = words[i].partition("=")
+    dest, action, choices = spec
+    if action == "store_true":
+        if eq:
+            return -1
+        values[dest] = True
+        return i + 1
+    if not eq:
+        if i + 1 >= len(words) or words[i + 1].startswith("-"):
+            return -1
+        value = words[i + 1]
+    if choices is not None and value not in choices:
+        return -1
+    values[dest] = [*(values[dest] or []), value] if action == "append" else value
+    return i + 1 if eq else i + 2
 
 
 def _place(given: list[str], positionals: list[tuple[str, Any]], values: dict[str, Any]) -> bool:

@@ -39,9 +39,9 @@ RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage",
 # The commands whose start is timed (bench/bench_launch.py) and that supervise a task: their
 # plain words are read without argparse (`config/quickargs.py`), and for any others only
 # their own arguments are built (the whole parser, with every command's, takes several
-# milliseconds).
-SUPERVISORS = ("run", "executor")
-_SETTINGS = {"run": (RunSettings, RegistrySettings), "executor": (ExecutorSettings, RegistrySettings)}
+# milliseconds). Each with the settings its flags come from (`parser.py` declares the same).
+SUPERVISORS: dict[str, tuple[type, ...]] = {"run": (RunSettings, RegistrySettings),
+                                            "executor": (ExecutorSettings, RegistrySettings)}
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -104,7 +104,7 @@ def _arguments(words: list[str]) -> Any:
     """The namespace of `stoker WORDS`: argparse's, or for a supervisor's plain words
     `config.quickargs`' (the same attributes and values, without loading argparse)."""
     supervisor = words[0] if words and words[0] in SUPERVISORS else None
-    args = None if supervisor is None else quick_parse(words, _SETTINGS[supervisor])
+    args = None if supervisor is None else quick_parse(words, SUPERVISORS[supervisor])
     if args is None:  # not plain, or another command: argparse parses, or says what is wrong
         return _parser(supervisor).parse_args(words)
     return args

@@ -11,8 +11,8 @@ import os
 import sys
 
 import executor
-from config.registry import RegistrySettings
-from config.settings import ExecutorSettings, RunSettings, add_arguments, variables
+from config.settings import add_arguments, variables
+from executor.cli.main import SUPERVISORS
 
 __all__ = ["build"]
 
@@ -65,8 +65,8 @@ def build(only: str | None = None) -> argparse.ArgumentParser:
     if only in (None, "executor"):
         ex = _command(sub, "executor", "the Mesos executor, started by a Mesos agent",
                       _variables_epilog(), " It reads the agent's MESOS_* variables (below).")
-        add_arguments(ex, ExecutorSettings)
-        add_arguments(ex, RegistrySettings)
+        for settings in SUPERVISORS["executor"]:
+            add_arguments(ex, settings)
     if only is None:
         _inspection_commands(sub)
     return parser
@@ -79,8 +79,8 @@ def _run_command(sub) -> None:
                    "--kill-grace 5\n\n"
                    "Ctrl-C, SIGTERM or SIGHUP stop it gracefully (exit 130, 143, 129); a second "
                    "one kills at once.")
-    add_arguments(run, RunSettings)
-    add_arguments(run, RegistrySettings)
+    for settings in SUPERVISORS["run"]:
+        add_arguments(run, settings)
 
 
 def _inspection_commands(sub) -> None:
@@ -110,7 +110,7 @@ def _inspection_commands(sub) -> None:
 
 
 def _variables_epilog() -> str:
-    rows = variables(ExecutorSettings) + variables(RegistrySettings) + [
+    rows = [row for settings in SUPERVISORS["executor"] for row in variables(settings)] + [
         ("STOKER_CODE_CACHE", "where attrs' compiled methods are kept (default: the package's "
                               "__pycache__; an absolute directory; off)")]
     width = max(len(name) for name, _ in rows)

@@ -3,9 +3,9 @@
 Owns `ProcessIdentity` (pid, start time in clock ticks after boot from `/proc/PID/stat`,
 counted as the host's time namespace counts them, and the boot's id from
 `/proc/sys/kernel/random/boot_id`), reading it for a pid or for this process, and
-`is_alive`: the same pid, started at the same tick of the same boot, and not a zombie. A
-pid the kernel has handed to another process since has another start time; one from
-before a reboot has another boot id. Reads /proc only; never signals anything.
+`is_alive`: the same pid, started at the same tick (`same_start`: give or take one) of the
+same boot, and not a zombie. A pid the kernel has handed to another process since has a
+later start time; one from before a reboot has another boot id. Reads /proc only; never signals anything.
 """
 from __future__ import annotations
 
@@ -60,23 +60,42 @@ def _start_ticks(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat, as the host's time namespace counts it; None when the
     process is gone or a zombie."""
     found = _stat(pid)
-    return None if found is None else found[1] - _boottime_offset_ticks()
+    return None if found is None else found[1] - boottime_offset_ticks()
+
+
+def child_start_ticks(pid: int, parent: int) -> int | None:
+    """The start of the live process `pid` (field 22, as /proc/PID/stat shows it here) while
+    it is a child of `parent`: how a supervisor's run is told from a reused pid without a
+    clock (every run's top is its supervisor's child until reaped; a start recorded as wall
+    time is off by any step the clock took since). None when it is gone or not that child."""
+    found = _stat(pid)
+    return found[1] if found is not None and found[0] == parent else None
 
 
 def child_started_wall(pid: int, parent: int) -> float | None:
     """When the live process `pid`, a child of `parent` (a supervisor's run), started, in
-    today's wall clock: a start recorded as wall time is off by any step the clock took
-    since (NTP, a VM resumed after days); the kernel's is not. None when it is gone, or is
-    not `parent`'s child (another process has the pid)."""
-    found = _stat(pid)
-    boot = boot_wall() if found is not None and found[0] == parent else None
-    return None if found is None or boot is None else boot + found[1] / os.sysconf("SC_CLK_TCK")
+    today's wall clock (`child_start_ticks`)."""
+    ticks = child_start_ticks(pid, parent)
+    boot = boot_wall() if ticks is not None else None
+    return None if ticks is None or boot is None else boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 _offset_ticks: int | None = None
+# Counted as the host's namespace counts it, a start is exact in the host's namespace and in
+# one whose boot-time offset is whole clock ticks (`unshare --time` takes seconds); under
+# any other offset (a container CRIU restored keeps its clocks to the nanosecond) the kernel
+# rounds the shifted start, and the count may be one tick off either way. A pid comes back
+# only after the kernel has handed out every other (pids go round): never within a tick.
+START_SLACK_TICKS = 1
 
 
-def _boottime_offset_ticks() -> int:
+def same_start(seen: int, recorded: int) -> bool:
+    """Whether two starts, each counted as the host's namespace counts it (perhaps from
+    another time namespace), are one process's (`START_SLACK_TICKS`)."""
+    return abs(seen - recorded) <= START_SLACK_TICKS
+
+
+def boottime_offset_ticks() -> int:
     """The boot-time offset of this process's time namespace, in clock ticks (0 in the
     host's, or on a kernel without them). /proc/PID/stat counts a start from the boot as
     the *reader's* namespace sees it: a supervisor under `unshare --time` and `stoker ps`
@@ -121,7 +140,7 @@ def is_alive(pid: int | None, start_ticks: int | None, boot: str = "",
     if now is None:
         return False
     if start_ticks is not None:
-        return now.start_ticks == start_ticks and (not boot or now.boot_id == boot)
+        return same_start(now.start_ticks, start_ticks) and (not boot or now.boot_id == boot)
     if started_before_wall is None:
         return True
     started = started_wall(now)
@@ -131,7 +150,7 @@ def is_alive(pid: int | None, start_ticks: int | None, boot: str = "",
 def started_wall(identity: ProcessIdentity) -> float | None:
     """When the process started, as wall time (None when /proc/stat has no btime)."""
     boot = boot_wall()  # as this namespace sees it: the start counted as it does too
-    ticks = identity.start_ticks + _boottime_offset_ticks()
+    ticks = identity.start_ticks + boottime_offset_ticks()
     return None if boot is None else boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -147,7 +166,7 @@ def boot_secs() -> float:
     """Now on the host's boot clock: seconds since it booted, suspend included, as its time
     namespace counts them (a process under `unshare --time` reads the same), and never
     stepped as the wall clock is (NTP, a VM resumed after days)."""
-    return time.clock_gettime(time.CLOCK_BOOTTIME) - _boottime_offset_ticks() / os.sysconf("SC_CLK_TCK")
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - boottime_offset_ticks() / os.sysconf("SC_CLK_TCK")
 
 
 def boot_to_wall(stamp: float | None) -> float | None:

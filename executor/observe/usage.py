@@ -2,11 +2,9 @@
 
 Read when a page asks, never sampled in the background. For each run the checkpoint says is
 running: its top process must be the run the checkpoint names, a child of the task's live
-supervisor (every run's top is one until the supervisor reaps it), so a reused pid is never
-shown as the run. No clock takes part in that: a run's recorded start is wall time, which
-an NTP step or a VM resumed after days moves away from the kernel's start time of the same
-process, while the parent does not change; its tree is found through the kernel's `/proc/PID/task/TID/children` lists (no scan of the
-host's processes), and the tree's RSS and CPU time (user + system) are added up from each
+supervisor (`executor/host/identity.child_start_ticks`), so a reused pid is never shown as
+the run. Its tree is found through the kernel's `/proc/PID/task/TID/children` lists (no
+scan of the host's processes), and the tree's RSS and CPU time (user + system) are added up from each
 process's `/proc/PID/stat`. These are the numbers psutil reads; reading them directly costs
 a quarter of psutil's per-process objects, which keeps a page of 100 trees within its
 budget (bench/bench_observe.py). Without the children lists (a kernel built without
@@ -26,7 +24,7 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
-from executor.host.identity import boot_wall, read_proc
+from executor.host.identity import boot_wall, child_start_ticks, read_proc
 from executor.observe.model import CpuSample, Usage, cpu_percent
 
 MAX_TREE = 10000
@@ -46,9 +44,8 @@ class RunRef:
     supervisor: int
 
 
-def _stat(pid: int) -> tuple[int, float, int, int] | None:
-    """(start ticks after boot, CPU seconds, RSS bytes, parent pid) of a live process; None
-    if gone."""
+def _stat(pid: int) -> tuple[int, float, int] | None:
+    """(start ticks after boot, CPU seconds, RSS bytes) of a live process; None if gone."""
     data = read_proc(f"/proc/{pid}/stat", 4096)
     close = data.rfind(b")")
     fields = data[close + 2:].split()
@@ -56,7 +53,7 @@ def _stat(pid: int) -> tuple[int, float, int, int] | None:
         return None
     try:
         cpu = (int(fields[11]) + int(fields[12])) / _TICKS
-        return int(fields[19]), cpu, int(fields[21]) * _PAGE, int(fields[1])
+        return int(fields[19]), cpu, int(fields[21]) * _PAGE
     except ValueError:
         return None
 
@@ -108,15 +105,15 @@ class UsageSampler:
         return out
 
     def _one(self, ref: RunRef, boot: float | None) -> Usage | None:
-        top = _stat(ref.pid)
-        if top is None or top[3] != ref.supervisor:
+        ticks = child_start_ticks(ref.pid, ref.supervisor)
+        if ticks is None:
             return None  # another process has the pid now
-        created = None if boot is None else boot + top[0] / _TICKS
+        created = None if boot is None else boot + ticks / _TICKS
         count, cpu, rss = _tree_totals(ref.pid)
         if count == 0:
             return None
         now = CpuSample(self._monotonic(), cpu)
-        key = (ref.pid, top[0])
+        key = (ref.pid, ticks)
         with self._lock:
             previous = self._last.get(key)
             self._remember(key, now)

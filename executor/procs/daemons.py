@@ -74,10 +74,7 @@ class KeptDaemons:
     def alive(self) -> bool:
         """Whether a kept process still lives by its pid (the gone ones are forgotten)."""
         with self._lock:
-            for pid, start in list(self._pids.items()):
-                stat = proctree.read_stat(pid)
-                if stat is None or stat[2] != start:
-                    del self._pids[pid]
+            self._pids = {pid: start for pid, start in self._pids.items() if proctree.alive_as(pid, start)}
             return bool(self._pids)
 
     def pids(self) -> list[int]:

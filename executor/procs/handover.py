@@ -75,10 +75,8 @@ class Handover:
     def prune(self) -> None:
         """An orphan was reaped: forget those no longer alive as themselves."""
         with self._lock:
-            for pid, start in list(self._orphans.items()):
-                stat = proctree.read_stat(pid)
-                if stat is None or stat[2] != start:
-                    del self._orphans[pid]
+            self._orphans = {pid: start for pid, start in self._orphans.items()
+                             if proctree.alive_as(pid, start)}
             self._hand()
 
     def changed(self) -> None:

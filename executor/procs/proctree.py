@@ -91,6 +91,13 @@ def read_stat(pid: int) -> tuple[int, int, int] | None:
     return int(fields[1]), int(fields[2]), int(fields[19])
 
 
+def alive_as(pid: int, start: int) -> bool:
+    """Whether `pid` is still the process that started at `start` (not a zombie): a pid
+    the kernel handed to another process since has another start time."""
+    stat = read_stat(pid)
+    return stat is not None and stat[2] == start
+
+
 def read_proc(pid: int) -> ProcInfo | None:
     """One process's facts, or None when it is gone or a zombie."""
     stat = read_stat(pid)

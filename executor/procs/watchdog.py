@@ -172,7 +172,8 @@ class WatchdogKeeper:
         self._keep = keep
         self._watchdog: Watchdog | None = None
         self._gone = threading.Event()
-        self._starting = threading.Lock()  # the reaper thread (`_exited`) and the owner's (`ensure`)
+        # the reaper thread (`_exited`, `hold`) and the owner's (`ensure`, `hold`, `let_go`)
+        self._starting = threading.Lock()
         self._failed = 0  # starts that failed since one last succeeded
         self._held: dict[int, int] = {}  # pid → start time: killed too when we die
         self._unheld = 0  # how many the last list left out (logged once when it starts to)
@@ -237,9 +238,12 @@ class WatchdogKeeper:
             self.start()
 
     def let_go(self) -> None:
-        """Close its pipe: it makes one pass, finds nothing, exits."""
-        if self._watchdog is not None:
-            self._watchdog.close_pipe()
+        """Close its pipe: it makes one pass, finds nothing, exits. Not during a hand-over
+        (`hold`, on the reaper thread as orphans are reaped): the write would go to a closed
+        descriptor, or to whatever file got its number since."""
+        with self._starting:
+            if self._watchdog is not None:
+                self._watchdog.close_pipe()
 
     def wait_gone(self, within_secs: float) -> None:
         """Wait for a watchdog let go to exit; one that does not is logged."""
@@ -256,6 +260,7 @@ class WatchdogKeeper:
             return
         log_event(logger, logging.ERROR, "watchdog_exited", task=self._label, pid=pid,
                   status=ExitStatus.from_wait_status(status).describe(), action="restarting it")
-        if self._watchdog is not None:
-            self._watchdog.close_pipe()
+        with self._starting:
+            if self._watchdog is not None:
+                self._watchdog.close_pipe()
         self.start()

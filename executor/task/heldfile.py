@@ -6,8 +6,8 @@ whose environment hides the marker (not dumpable, or cleared). When the watchdog
 its supervisor (both killed), nothing else named them: `stoker status` lists a LOST task's
 leftovers by marker, and a re-run kills by marker (`leftovers.py`). So the owner writes the
 list here at the end of each step that changed it (`write_held`: `{"marker": M, "boot":
-BOOT_ID, "held": [[PID, START], ...]}`, replaced whole through `.stoker`'s fd, not synced: a
-hint, exact at the latest step), and for the attempt whose marker it names, once LOST,
+BOOT_ID, "held": [[PID, START], ...]}`, START as the host's time namespace counts it,
+replaced whole through `.stoker`'s fd, not synced: a hint, exact at the latest step), and for the attempt whose marker it names, once LOST,
 `stoker status` lists and a re-run kills those still alive as themselves: the same boot,
 the same start time (`alive_held`), so a reused pid is never named.
 
@@ -38,8 +38,13 @@ MAX_HELD_BYTES = 1024 * 1024
 
 
 def write_held(sandbox: Path, marker: str, held: Mapping[int, int]) -> None:
-    """Make `held` (pid → start time) the list of `marker`'s attempt. Raises OSError."""
-    doc = {"marker": marker, "boot": identity.boot_id(), "held": sorted(held.items())}
+    """Make `held` (pid → start time, as /proc/PID/stat shows it here) the list of
+    `marker`'s attempt, its starts counted as the host's time namespace counts them (a
+    supervisor under `unshare --time` and a `stoker status` outside read other starts for
+    the same process: `identity.boottime_offset_ticks`). Raises OSError."""
+    offset = identity.boottime_offset_ticks()
+    doc = {"marker": marker, "boot": identity.boot_id(),
+           "held": sorted((pid, start - offset) for pid, start in held.items())}
     fd = open_stoker_dir(sandbox, create=True)
     try:
         replace_file(HELD_FILE, json.dumps(doc).encode(), dir_fd=fd)
@@ -49,8 +54,9 @@ def write_held(sandbox: Path, marker: str, held: Mapping[int, int]) -> None:
 
 def read_held(sandbox: str | os.PathLike[str], marker: str, *, trusted_only: bool = False,
               pinned: str = "") -> list[tuple[int, int]]:
-    """The (pid, start time) pairs the list names for `marker`'s attempt in this boot; none
-    when there is no such list, or it cannot be read, or (`trusted_only`) may not be trusted."""
+    """The (pid, start time as /proc/PID/stat shows it here) pairs the list names for
+    `marker`'s attempt in this boot; none when there is no such list, or it cannot be read,
+    or (`trusted_only`) may not be trusted."""
     try:
         dir_fd = open_stoker_dir(sandbox, pinned=pinned)
     except OSError:
@@ -73,7 +79,8 @@ def read_held(sandbox: str | os.PathLike[str], marker: str, *, trusted_only: boo
     pairs = doc.get("held")
     if not isinstance(pairs, list):
         return []
-    return [(p[0], p[1]) for p in pairs if isinstance(p, list) and len(p) == 2
+    offset = identity.boottime_offset_ticks()
+    return [(p[0], p[1] + offset) for p in pairs if isinstance(p, list) and len(p) == 2
             and all(type(n) is int and n > 0 for n in p)]
 
 
@@ -82,9 +89,15 @@ def _ours(fd: int) -> bool:
     return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def alive_held(pairs: list[tuple[int, int]]) -> list[int]:
-    """The pids of `pairs` still alive with that start time."""
-    return [pid for pid, start in pairs if (stat_ := proctree.read_stat(pid)) is not None and stat_[2] == start]
+def alive_held(pairs: list[tuple[int, int]]) -> dict[int, int]:
+    """Those of `pairs` still alive with that start time (`identity.same_start`: the list
+    may come from another time namespace), pid → their start as read here."""
+    alive = {}
+    for pid, start in pairs:
+        stat_ = proctree.read_stat(pid)
+        if stat_ is not None and identity.same_start(stat_[2], start):
+            alive[pid] = stat_[2]
+    return alive
 
 
 class HeldWriter:

@@ -66,6 +66,7 @@ class Inspection:
     # let go, before it recorded anything, or it is starting. Its pid when known.
     unrecorded: bool = False
     supervisor_pid: int | None = None
+    pinned: str = ""  # the `.stoker` its registry entry names (`open_stoker_dir`): none other is read
 
 
 def _view(sandbox: Path, pinned: str) -> tuple[TaskView | None, str | None]:
@@ -135,7 +136,8 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspec
         view = _as_of(view, attempt, entry)
     if view is not None and attempt is not None and alive:
         view, attempt = _counted_on_the_boot_clock(view, attempt)
-    return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem)
+    return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem,
+                      pinned=pinned)
 
 
 def _counted_on_the_boot_clock(view: TaskView, attempt: AttemptView) -> tuple[TaskView, AttemptView]:
@@ -167,10 +169,10 @@ def _unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> Insp
                   registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
                   let_go=entry is not None and entry.ended_wall is not None)
     if pid is None and entry is None and not _has_lock(sandbox, pinned):
-        return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth,
+        return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, pinned=pinned,
                           problem=f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)")
     return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, unrecorded=True,
-                      supervisor_pid=pid, problem=_unrecorded_problem(sandbox, pid, truth))
+                      supervisor_pid=pid, problem=_unrecorded_problem(sandbox, pid, truth), pinned=pinned)
 
 
 def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tuple[int | None, bool]:
@@ -250,7 +252,7 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
             listed = _leftovers(found.values(), marker)
             seen = {p.pid for p in listed}
             listed += [Leftover(pid, "", None, _command(pid)) for pid in
-                       alive_held(read_held(inspection.sandbox, marker)) if pid not in seen]
+                       alive_held(read_held(inspection.sandbox, marker, pinned=inspection.pinned)) if pid not in seen]
             inspection = attrs.evolve(inspection, leftovers=tuple(sorted(listed, key=lambda p: p.pid)))
         out.append(inspection)
     return out

@@ -11,10 +11,11 @@ naming a live supervisor is left alone), SIGKILLs every process still carrying t
 attempt's marker: SIGSTOP first, pass after pass until none is new, as the watchdog does
 (`executor/procs/proctree.kill_until_gone`); then what its watchdog held by pid and start
 time (`heldfile.py`: a daemon that hides the marker), still alive as itself, with its
-descendants, each through a pidfd checked again, when that list is trusted (this user's). A sandbox whose attempts all recorded their
-end costs one read of the checkpoint and no /proc scan; only its headers and task records
-are parsed (the view `stoker status` replays is not loaded on a supervisor's start). Never raises: a checkpoint that
-cannot be read has nothing to end.
+descendants, each through a pidfd checked again, when that list is trusted (this user's).
+A sandbox whose attempts all recorded their end costs one read of the checkpoint and no
+/proc scan; only its headers and task records are parsed (the view `stoker status` replays
+is not loaded on a supervisor's start). Never raises: a checkpoint that cannot be read has
+nothing to end.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from executor.procs import proctree
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import iter_records
+
+HELD_PASSES = 8  # walks of the held processes' trees at most, as `kill_until_gone`'s passes
 
 
 @attrs.frozen(slots=True)
@@ -74,21 +77,25 @@ def _unfinished(header: rec.HeaderRecord, state: str) -> bool:
 
 
 def _kill_held(sandbox: Path, marker: str) -> set[int]:
-    """SIGSTOP, then SIGKILL, what the attempt's watchdog held, alive as itself, and every
-    descendant (parents first); the pids killed."""
+    """SIGSTOP what the attempt's watchdog held, alive as itself, and every descendant
+    (parents first), walking again until a walk finds no one new (a child forked between a
+    walk and its parent's SIGSTOP is found by the next); then SIGKILL; the pids killed."""
     from executor.task.heldfile import alive_held, read_held  # only for an attempt left LOST
 
-    named = dict(read_held(sandbox, marker, trusted_only=True))
-    if not named:
-        return set()
-    procs = proctree.walk(alive_held(list(named.items())),
-                          prune=lambda info: named.get(info.pid, info.start) != info.start)
-    found = {(info.pid, info.start) for info in procs.values()}
+    held = alive_held(read_held(sandbox, marker, trusted_only=True))  # pid → its start here
+    found: set[tuple[int, int]] = set()
 
     def check(info: proctree.ProcInfo, ours: set[int]) -> bool:
         return (info.pid, info.start) in found
 
-    stopped = proctree.send_checked(list(procs), signal.SIGSTOP, check)
+    stopped: list[int] = []
+    for _ in range(HELD_PASSES):
+        procs = proctree.walk(held, prune=lambda info: held.get(info.pid, info.start) != info.start)
+        fresh = [pid for pid, info in procs.items() if (pid, info.start) not in found]
+        if not fresh:
+            break
+        found.update((pid, procs[pid].start) for pid in fresh)
+        stopped += proctree.send_checked(fresh, signal.SIGSTOP, check)
     return set(proctree.send_checked(stopped, signal.SIGKILL, check))
 
 

@@ -7,17 +7,22 @@ processes without the task's marker (as a daemon that is not dumpable looks to t
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from config.registry import RegistrySettings
 from executor.cli.main import main
+from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
-from executor.procs import proctree
+from executor.host.registry import Registry
+from executor.procs import proctree, sandboxfs
 from executor.task.checkpoint import CheckpointWriter
 from executor.task.heldfile import read_held, write_held
 from executor.task.leftovers import end_lost_attempts
@@ -37,7 +42,7 @@ def lost_sandbox(sandbox: Path) -> None:
     writer.append_many([
         {"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
          "sandbox": str(sandbox), "ports": {}, "supervisor_pid": me.pid,
-         "supervisor_start": me.start_ticks + 1, "supervisor_boot": me.boot_id, "marker": MARKER,
+         "supervisor_start": me.start_ticks + 100, "supervisor_boot": me.boot_id, "marker": MARKER,
          "processes": ["web"], "health": "none", "wall": 1000.0},
         {"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": 1000.0},
         {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "started", "wall": 1001.0}])
@@ -46,14 +51,17 @@ def lost_sandbox(sandbox: Path) -> None:
 
 @pytest.fixture
 def daemons() -> Iterator[list[subprocess.Popen]]:
-    """Two shells, each with a `sleep` child; no marker in their environment."""
+    """Two shells, each with a `sleep` child; no marker in their environment. Each in a
+    session of its own, so that the `sleep` dies with it at the end."""
     procs = [subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE,
-                              env={"PATH": os.environ["PATH"]}, text=True) for _ in range(2)]
+                              env={"PATH": os.environ["PATH"]}, text=True, start_new_session=True)
+             for _ in range(2)]
     try:
         yield procs
     finally:
         for p in procs:
-            p.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
             p.wait()
             p.stdout.close()
 
@@ -67,7 +75,7 @@ def start_of(pid: int) -> int:
 def test_status_lists_the_held_processes_of_a_lost_task_alive_as_themselves(tmp_path, capsys, daemons):
     held, reused = daemons
     lost_sandbox(tmp_path)
-    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 1})
+    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 100})
     assert main(["status", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["leftovers"] == [{"pid": held.pid, "process": "", "run": None,
@@ -81,7 +89,7 @@ def test_a_rerun_kills_what_the_lost_attempt_s_watchdog_held_and_its_children(tm
     held, reused = daemons
     child = int(held.stdout.readline())
     lost_sandbox(tmp_path)
-    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 1})
+    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 100})
     (lost,) = end_lost_attempts(tmp_path)
     assert set(lost.killed) == {held.pid, child}
     wait_for(lambda: held.poll() is not None and not proc_scan.is_live(child), 2,
@@ -99,3 +107,58 @@ def test_a_list_another_user_wrote_is_listed_but_never_killed_by(tmp_path, daemo
     assert read_held(tmp_path, MARKER, trusted_only=True) == []
     assert end_lost_attempts(tmp_path) == []
     assert held.poll() is None
+
+
+def test_a_held_list_in_a_stoker_dir_the_task_planted_names_nothing(tmp_path, capsys, daemons):
+    """A task that owns its sandbox may rename `.stoker` and plant its own; the registry pins
+    the real one, and `stoker ps` and `status TASK_ID` read nothing else: a planted
+    `held.json` named any process of the host as the LOST task's leftover."""
+    held, stranger = daemons
+    sandbox, root = tmp_path / "sb", tmp_path / "root"
+    sandbox.mkdir()
+    lost_sandbox(sandbox)
+    write_held(sandbox, MARKER, {held.pid: start_of(held.pid)})
+    me = own_identity()
+    real = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pin = sandboxfs.dir_id(real)
+    finally:
+        os.close(real)
+    Registry(RegistrySettings(registry_root=str(root))).write(RegistryEntry(
+        sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 100,
+        supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=1000.0, task_id="web-0-1",
+        marker=MARKER, stoker_dir=pin))
+
+    def leftovers() -> list[int]:
+        assert main(["ps", "--root", str(root), "--json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)
+        return [p["pid"] for p in row["leftovers"]]
+
+    assert leftovers() == [held.pid]  # the real list, read through the pinned .stoker
+    (sandbox / ".stoker").rename(sandbox / ".stoker-real")
+    (sandbox / ".stoker").mkdir()
+    write_held(sandbox, MARKER, {stranger.pid: start_of(stranger.pid)})  # planted by the task
+    assert leftovers() == []
+
+
+def test_a_rerun_kills_the_children_a_held_process_forks_while_it_is_being_killed(tmp_path):
+    """A held process that forks as the re-run's kill walks its tree: the kill walked once,
+    so a child forked between the walk and the parent's SIGSTOP ran on, orphaned. Now it
+    walks again, the parents stopped, until a walk finds no one new (as the marker's kill)."""
+    forker = subprocess.Popen(["sh", "-c", "while :; do sleep 60 & done"], start_new_session=True,
+                              env={"PATH": os.environ["PATH"]}, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(proctree.children(forker.pid)) > 50, 5, message="the forker forking")
+        lost_sandbox(tmp_path)
+        write_held(tmp_path, MARKER, {forker.pid: start_of(forker.pid)})
+        (lost,) = end_lost_attempts(tmp_path)
+        assert forker.pid in lost.killed
+
+        def survivors() -> list[int]:
+            return [p.pid for p in proctree.scan().values() if p.pgrp == forker.pid and p.pid != forker.pid]
+
+        wait_for(lambda: not survivors(), 2, message="no child of the held process left (each dies at its kill)")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(forker.pid, signal.SIGKILL)
+        forker.wait()

@@ -264,7 +264,7 @@ def test_a_starting_session_reads_no_other_entry_and_its_close_prunes_the_expire
     registry = Registry(settings)
     ident = own_identity()  # an entry of a supervisor that is gone: this pid, another start
     gone = RegistryEntry(sandbox=str(tmp_path / "old"), supervisor_pid=ident.pid,
-                         supervisor_start=ident.start_ticks + 1, supervisor_boot=ident.boot_id,
+                         supervisor_start=ident.start_ticks + 100, supervisor_boot=ident.boot_id,
                          front_end=FrontEnd.RUN, registered_wall=time.time() - 7200,
                          ended_wall=time.time() - 7200)
     registry.write(gone)

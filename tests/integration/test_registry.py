@@ -300,7 +300,7 @@ def test_an_entry_of_another_stoker_version_stays_while_its_supervisor_runs(tmp_
     try:
         found = identity_of(supervisor.pid)
         assert found is not None
-        live, gone = entry_name(found.pid, found.start_ticks), entry_name(found.pid, found.start_ticks + 1)
+        live, gone = entry_name(found.pid, found.start_ticks), entry_name(found.pid, found.start_ticks + 100)
         for name in (live, gone):
             (root / name).write_text(json.dumps(newer))
             age(root / name, 2 * DAY)
@@ -324,7 +324,7 @@ def test_stoker_ps_names_an_entry_it_cannot_read_whose_supervisor_runs(tmp_path,
         assert found is not None
         name = entry_name(found.pid, found.start_ticks)
         (root / name).write_text(json.dumps(newer))
-        (root / entry_name(found.pid, found.start_ticks + 1)).write_text(json.dumps(newer))  # gone
+        (root / entry_name(found.pid, found.start_ticks + 100)).write_text(json.dumps(newer))  # gone
         assert main(["ps", "--root", str(root)]) == 0
         out, err = capsys.readouterr()
     finally:

@@ -58,7 +58,7 @@ def test_nothing_to_show_is_one_error_line_and_exit_1(tmp_path, capsys):
 
 def test_a_task_whose_supervisor_is_gone_is_lost_with_its_leftovers(tmp_path, capsys):
     me = own_identity()
-    write(tmp_path, [header(me.pid, me.start_ticks + 1), *RUNNING])  # not this process: gone
+    write(tmp_path, [header(me.pid, me.start_ticks + 100), *RUNNING])  # not this process: gone
     env = {"PATH": os.environ["PATH"], "STOKER_TASK_MARKER": "m4rk3r",
            "STOKER_RUN_MARKER": "m4rk3r/web/2"}
     leftover = subprocess.Popen(["sleep", "60"], env=env)
@@ -92,7 +92,7 @@ def test_a_leftover_whose_run_marker_only_looks_like_a_number_is_listed(tmp_path
     str.isdigit() and int() refuses it, which made `stoker status` (and `stoker ps`) of the
     LOST task die with a traceback."""
     me = own_identity()
-    write(tmp_path, [header(me.pid, me.start_ticks + 1), *RUNNING])
+    write(tmp_path, [header(me.pid, me.start_ticks + 100), *RUNNING])
     env = {"PATH": os.environ["PATH"], "STOKER_TASK_MARKER": "m4rk3r",
            "STOKER_RUN_MARKER": "m4rk3r/web/\u00b2"}
     leftover = subprocess.Popen(["sleep", "60"], env=env)
@@ -226,7 +226,7 @@ def test_a_sandbox_whose_supervisor_recorded_nothing_says_who_took_it_and_whethe
     code, out, _ = status(capsys, sandbox)  # the lock let go, no pid in it: an early start's death
     assert code == 0 and out.startswith(f"sandbox {sandbox}  state=LOST\n"), out
     assert "died before it recorded anything, in its early start" in out
-    lock.write_text(json.dumps({"pid": me.pid, "start": me.start_ticks + 1, "boot": me.boot_id,
+    lock.write_text(json.dumps({"pid": me.pid, "start": me.start_ticks + 100, "boot": me.boot_id,
                                 "front_end": "run", "since": 1000.0}))
     code, out, _ = status(capsys, sandbox, "--json")
     doc = json.loads(out)
@@ -234,7 +234,7 @@ def test_a_sandbox_whose_supervisor_recorded_nothing_says_who_took_it_and_whethe
     assert doc["problem"].endswith(f"its supervisor (pid {me.pid}) died before it recorded anything")
     root = tmp_path / "root"
     Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
-        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 1,
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 100,
                       supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
                       registered_wall=time.time(), task_id="web-0-1"))
     monkeypatch.setenv("STOKER_ROOT", str(root))

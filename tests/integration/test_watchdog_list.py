@@ -6,9 +6,11 @@ let go (its pipe closed, as at the supervisor's death) and runs its passes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -89,4 +91,34 @@ def test_a_restarted_watchdog_holds_what_the_one_before_held():
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: keeper.pid not in (None, first), 2, message="a new watchdog")
         let_go(keeper, keep)
+        wait_for(lambda: not proc_scan.is_live(held), 2, message="the held sleeper killed")
+
+
+def test_letting_go_waits_for_a_list_being_handed_over(monkeypatch, caplog):
+    """At the supervisor's close, orphans reaped on the reaper thread hand a new list over
+    while the owner's thread lets the watchdog go: its pipes were closed under the write,
+    which then wrote to a closed descriptor (or to a file opened meanwhile with its number)
+    and said the list did not fit. Letting go now waits for the hand-over."""
+    from executor.procs import watchdog
+
+    keep = [True]
+    with sleepers(1) as (reaper, (held,)):
+        keeper = keeper_for(reaper, keep)
+        closer = threading.Thread(target=let_go, args=(keeper, keep))
+        real_os = watchdog.os
+
+        class Writing:  # the list's write, with the let go begun in the middle of it
+            def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+                return getattr(real_os, name)
+
+            def write(self, fd: int, data: bytes) -> int:
+                closer.start()
+                closer.join(0.2)  # done by now when nothing makes it wait
+                return real_os.write(fd, data)
+
+        monkeypatch.setattr(watchdog, "os", Writing())
+        with caplog.at_level(logging.DEBUG, logger=watchdog.__name__):
+            keeper.hold({held: start_of(held)})
+        closer.join(5)
+        assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
         wait_for(lambda: not proc_scan.is_live(held), 2, message="the held sleeper killed")

@@ -197,3 +197,25 @@ def test_the_slot_model_is_the_planners_start_order(flags, links, limit):
                    if a < b < len(procs) and not (procs[a][1] and not procs[b][1])]
     found = slot_trap(procs, order_graph(((n, False) for n, _ in procs), constraints).deps, limit)
     assert (() if found is None else found.starved) == _planner_starved(procs, constraints, limit)
+
+
+def test_the_slot_trap_advice_names_a_limit_that_is_enough():
+    """Three sidecars listed first, two slots: the warning said to raise max_concurrency to
+    3, where the third sidecar takes the new slot and the trap stays (and then said 4)."""
+    procs = [("e1", E), ("e2", E), ("e3", E), ("main", R)]
+    found = slot_trap(procs, {}, 2)
+    assert found is not None and "raise max_concurrency to 4 or more" in found.describe()
+    assert slot_trap(procs, {}, 4) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=6), st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)),
+                                                                  max_size=4), st.integers(1, 4))
+def test_the_limit_the_slot_trap_advises_has_no_trap(flags, links, limit):
+    procs = [(f"p{i}", e) for i, e in enumerate(flags)]
+    constraints = [(procs[a][0], procs[b][0]) for a, b in links
+                   if a < b < len(procs) and not (procs[a][1] and not procs[b][1])]
+    deps = order_graph(((n, False) for n, _ in procs), constraints).deps
+    found = slot_trap(procs, deps, limit)
+    if found is not None:
+        assert found.enough > limit and slot_trap(procs, deps, found.enough) is None
