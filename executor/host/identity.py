@@ -10,6 +10,7 @@ later start time; one from before a reboot has another boot id. Reads /proc only
 from __future__ import annotations
 
 import os
+import time
 
 import attrs
 
@@ -159,3 +160,16 @@ def boot_wall() -> float | None:
         if line.startswith(b"btime "):
             return float(line.split()[1])
     return None
+
+
+def boot_secs() -> float:
+    """Now on the host's boot clock: seconds since it booted, suspend included, as its time
+    namespace counts them (a process under `unshare --time` reads the same), and never
+    stepped as the wall clock is (NTP, a VM resumed after days)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - boottime_offset_ticks() / os.sysconf("SC_CLK_TCK")
+
+
+def boot_to_wall(stamp: float | None) -> float | None:
+    """The moment `stamp` of this boot's clock (`boot_secs` then) in today's wall clock: a
+    wall time recorded then is off by any step the clock took since; this is not."""
+    return None if stamp is None else time.time() - (boot_secs() - stamp)

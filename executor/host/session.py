@@ -48,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 OPERATOR_KILL = "killed by the operator (stoker kill)"
 
+# A front end's hook for an operator's kill (`HostSession.on_operator_kill`): (reached,
+# grace_secs) -> the answer when it stops what no owner listening got, else None.
+KillHook = Callable[[bool, float | None], str | None]
+
 __all__ = ["OPERATOR_KILL", "HostSession", "SandboxBusy"]
 
 
@@ -64,7 +68,7 @@ class HostSession:
         self._refs = 1
         self._lock = threading.Lock()  # guards _post, _entry and the hooks
         self._post: Callable[[object], None] | None = None
-        self._kill_hooks: list[Callable[[bool], None]] = []
+        self._kill_hooks: list[KillHook] = []
         self._stoker_dir = -1
         self._sandbox_lock: SandboxLock | None = None
         self._server: ControlServer | None = None
@@ -72,7 +76,7 @@ class HostSession:
     @classmethod
     def open(cls, sandbox: str | os.PathLike[str], settings: RegistrySettings | None = None,
              front_end: FrontEnd = FrontEnd.EXECUTOR, *, held_lock: int | None = None,
-             on_operator_kill: Callable[[bool], None] | None = None) -> HostSession:
+             on_operator_kill: KillHook | None = None) -> HostSession:
         """This process's session of `sandbox` (counted; a new one registers in `settings`'s
         registry, by default the one the environment names). Raises SandboxBusy, or OSError
         when `.stoker/` or its lock file cannot be made. `held_lock`: the sandbox's lock file,
@@ -166,12 +170,13 @@ class HostSession:
         with self._lock:
             self._post = None
 
-    def on_operator_kill(self, hook: Callable[[bool], None]) -> None:
-        """Call `hook(reached)` (from the control thread, under the session's lock: it only
-        sets flags and posts) whenever an operator asks for a kill, before the request goes
-        on; `reached`: a task's owner listens and gets the request. When none does, the
-        front-end's hook is what stops it, including an owner made but not listening yet
-        (its adapter starting), which would otherwise run on, unkilled."""
+    def on_operator_kill(self, hook: KillHook) -> None:
+        """Call `hook(reached, grace_secs)` (from the control thread, under the session's
+        lock: it only sets flags and posts) whenever an operator asks for a kill, before the
+        request goes on; `reached`: a task's owner listens and gets the request. When none
+        does, the front-end's hook is what stops it, including an owner made but not
+        listening yet (its adapter starting), which would otherwise run on, unkilled: the
+        hook returns the operator's answer then (None: it had nothing to stop)."""
         with self._lock:
             self._kill_hooks.append(hook)
 
@@ -181,10 +186,10 @@ class HostSession:
         # it after, answers every request posted (one posted after that emptying would wait
         # unanswered); and the hooks learn, in the same hold, whether an owner got it.
         with self._lock:
-            post, hooked = self._post, bool(self._kill_hooks)
+            post, taken = self._post, None
             if isinstance(request, KillControl):
                 for hook in self._kill_hooks:
-                    hook(post is not None)
+                    taken = hook(post is not None, request.grace_secs) or taken
             if post is not None:
                 match request:
                     case KillControl(grace_secs=grace):
@@ -195,9 +200,8 @@ class HostSession:
                         assert_never(request)
                 return
         match request:
-            case KillControl() if hooked:
-                reply(ControlReply(ok=True, done=True, message=(
-                    "no task was running (the supervisor was between attempts); it stops")))
+            case KillControl() if taken is not None:
+                reply(ControlReply(ok=True, done=True, message=taken))
             case KillControl():
                 reply(ControlReply(ok=False, done=True, message="no task is running under this supervisor"))
             case RestartControl():

@@ -253,6 +253,15 @@ def root_name() -> str:
         return "root"
 
 
+def role_not_taken(role: str, euid: int) -> str | None:
+    """Run as root, the task runs as root whatever its role (README "Users"), where Aurora
+    would run it as the role's user: a line says so, since root is what it then gets."""
+    if euid != 0 or role == root_name():
+        return None
+    return (f"running as root: the task's processes run as root, not as the job's role {role!r} "
+            "(as Aurora's executor, and `stoker executor`, would run them)")
+
+
 def login_name(environ: Mapping[str, str]) -> str:
     """The user's login name as `getpass.getuser()` finds it (LOGNAME, USER, LNAME or
     USERNAME, else the password database's name for the real uid), without loading getpass
@@ -308,6 +317,15 @@ def ports_taken(ports: Mapping[str, int]) -> list[str]:
                 if exc.errno == errno.EADDRINUSE:
                     taken.append(f"{name}={number}")
     return taken
+
+
+def ports_taken_warning(ports: Mapping[str, int]) -> str | None:
+    """Before a restart: a line naming each of the run's ports another program took since
+    (the next attempt's server would fail to bind it; docs/contract.md §7)."""
+    if not (taken := ports_taken(ports)):
+        return None
+    return (f"{'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} in use by another "
+            "program; every attempt of this run keeps its ports (a new `stoker run` chooses free ones)")
 
 
 def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:

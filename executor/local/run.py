@@ -37,7 +37,7 @@ import socket
 import stat
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
@@ -50,9 +50,10 @@ from config.settings import RunSettings, pop_secrets
 from executor.events import TaskState
 from executor.host.early import EarlyStart, deferred_signals
 from executor.host.entry import FrontEnd
+from executor.host.identity import boot_secs
 from executor.host.lock import SandboxBusy
 from executor.host.replacefile import make_dirs, writable_by_others
-from executor.host.session import OPERATOR_KILL, HostSession
+from executor.host.session import OPERATOR_KILL, HostSession, KillHook
 from executor.host.signals import SignalRelay
 from executor.local import planfiles
 from executor.local.attempts import archive_logs
@@ -60,7 +61,7 @@ from executor.local.console import ConsoleReporter, Output
 from executor.local.planahead import PlanAhead
 from executor.local.runstart import RunStart
 from executor.local.service import Restart, ServiceRules, Stop
-from executor.logs import log_event, spool
+from executor.logs import log_event, no_room, spool
 from executor.task.checkpoint import append_between
 from executor.task.owner import TaskOwner
 from executor.task.records import RestartRecord
@@ -72,6 +73,8 @@ if TYPE_CHECKING:
     from executor.task.serverset import Announcement
 
 logger = logging.getLogger(__name__)
+
+EXIT_INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: Stoker's own error ended the run, not the task's
 
 
 def make_sandbox(requested: str | None, job_name: str) -> Path:
@@ -148,7 +151,7 @@ class LocalRun:
         if owner is not None:
             owner.request_kill(reason)
 
-    def _operator_kill(self, reached: bool) -> None:
+    def _operator_kill(self, reached: bool, grace_secs: float | None) -> str:
         """`stoker kill` (on the control thread): no restart after this. When no owner got
         the request (`reached` False: between attempts, or one made and not yet listening),
         the attempt's owner, if there is one, gets the kill on its queue: it stops at its
@@ -157,7 +160,8 @@ class LocalRun:
         self._stop.set()
         owner = self._owner
         if not reached and owner is not None:
-            owner.request_kill(OPERATOR_KILL)
+            owner.request_kill(OPERATOR_KILL, grace_secs)
+        return "no task was running (the supervisor was between attempts); it stops"
 
     def _on_signal(self, signum: int) -> None:
         """The first signal stops gracefully; any later one kills at once; Ctrl-Z is
@@ -231,6 +235,8 @@ class LocalRun:
         while (ended := self._attempt(prepared, attempt)) is not None:
             attempt, last = attempt + 1, ended
             final = ended.update
+            if ended.error is not None:
+                return _crashed(ended)
             decision = rules.ended(final.state, ended.uptime_secs, stop_requested=self._stop.is_set())
             match decision:
                 case Stop():
@@ -239,13 +245,14 @@ class LocalRun:
                           line=f"{final.state.value}: {final.message}; {decision.reason} (exit {code})")
                     return code
                 case Restart():
-                    restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason)
+                    restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason, boot=boot_secs())
                     append_between(prepared.sandbox, restart.to_json(), prepared.plan.name)  # RESTARTING
                     _said(ended, "task_restarting", f"{final.message}; {decision.reason}",
                           delay_secs=decision.delay_secs, next_attempt=attempt + 1)
                     if self._stop.wait(decision.delay_secs):
                         return self._stopped_between(ended)
-                    _warn_ports_taken(prepared.plan.ports, ended)
+                    if taken := planfiles.ports_taken_warning(prepared.plan.ports):
+                        _said(ended, "ports_taken", taken, line=f"warning: {taken}", level=logging.WARNING)
                 case _:
                     assert_never(decision)
         return self._stopped_before() if last is None else self._stopped_between(last)  # as the next one began
@@ -312,7 +319,7 @@ class LocalRun:
             self._warn(warning)
         for note in plan.notes:
             self._out.write(f"stoker run: {note}\n")
-        if as_root := role_not_taken(plan.spec.role, os.geteuid()):
+        if as_root := planfiles.role_not_taken(plan.spec.role, os.geteuid()):
             self._warn(as_root)
         env = dict(self._environ)
         pop_secrets(env)  # a token from an outer executor never reaches the task
@@ -374,11 +381,15 @@ class LocalRun:
             if self._hurry is not None:
                 owner.request_kill(self._hurry, immediate=True)
         try:
-            final = owner.run()
+            final, error = owner.run(), None
+        except Exception as exc:  # Stoker's own: the owner logged it and stopped the processes
+            if no_room(exc) is not None:  # not a bug: `stoker: error: cannot go on: ...`
+                raise
+            final, error = owner.final_update or Update(TaskState.FAILED, str(exc)), exc
         finally:
             console.close()
         self._owner = None
-        return Ended(update=final, uptime_secs=owner.uptime_secs, console=console)
+        return Ended(update=final, uptime_secs=owner.uptime_secs, console=console, error=error)
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -399,6 +410,7 @@ class Ended:
     update: Update
     uptime_secs: float
     console: ConsoleReporter
+    error: Exception | None = None  # an internal error ended it (the owner's FAILED update)
 
 
 # The run's own state changes: a line on stdout, and its event on the log (where a text log
@@ -411,27 +423,20 @@ def _said(ended: Ended, event: str, reason: str, line: str | None = None,
     ended.console.line("stoker", line if line is not None else f"{update.state.value}: {reason}")
 
 
-def role_not_taken(role: str, euid: int) -> str | None:
-    """Run as root, the task runs as root whatever its role (README "Users"), where Aurora
-    would run it as the role's user: a line says so, since root is what it then gets."""
-    if euid != 0 or role == planfiles.root_name():
-        return None
-    return (f"running as root: the task's processes run as root, not as the job's role {role!r} "
-            "(as Aurora's executor, and `stoker executor`, would run them)")
-
-
-def _warn_ports_taken(ports: Mapping[str, int], ended: Ended) -> None:
-    """Before a restart: a line naming each of the run's ports another program took since
-    (the next attempt's server would fail to bind it; docs/contract.md §7)."""
-    if taken := planfiles.ports_taken(ports):
-        text = (f"{'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} in use by another "
-                "program; every attempt of this run keeps its ports (a new `stoker run` chooses "
-                "free ones)")
-        _said(ended, "ports_taken", text, line=f"warning: {text}", level=logging.WARNING)
+def _crashed(ended: Ended) -> int:
+    """Stoker's own error (a bug; a module that no longer fits, after an upgrade in place)
+    ended the attempt: its owner logged the traceback and stopped every process. Nothing
+    Stoker holds can be trusted to supervise a next one: the run ends, with its own status."""
+    error = ended.error
+    text = (f"executor internal error: {type(error).__name__}: {error}; no restart: Stoker itself "
+            "failed (the traceback is in its log)")
+    _said(ended, "run_ended", text, level=logging.ERROR, exit=EXIT_INTERNAL_ERROR,
+          line=f"{TaskState.FAILED.value}: {text} (exit {EXIT_INTERNAL_ERROR})")
+    return EXIT_INTERNAL_ERROR
 
 
 def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None,
-          on_kill: Callable[[bool], None]) -> HostSession:
+          on_kill: KillHook) -> HostSession:
     """The sandbox for this run (registered in `registry`, by default the one the
     environment names): refused when another live supervisor holds it. `held_lock`: its lock,
     taken already by the early start; `on_kill`: an operator's `stoker kill` from the first

@@ -25,6 +25,7 @@ import attrs
 from config.document import MAX_DOCUMENT_BYTES
 from config.settings import ExecutorSettings
 from executor.events import TaskState
+from executor.host.session import OPERATOR_KILL
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.errors import RemoteProtocolError
@@ -77,6 +78,7 @@ class StokerExecutor:
         self._task_id: str | None = None
         self._owner: TaskOwner | None = None
         self._pending_kill: PendingKill | None = None
+        self._launching = False  # a LAUNCH's task thread runs: its owner is made or soon will be
         self._agent_hostname = settings.hostname or "localhost"
         self._framework_user: str | None = None
         self.shutdown_at: float | None = None
@@ -117,8 +119,10 @@ class StokerExecutor:
         thread = threading.Thread(target=self._run_task, args=(driver, task_info, tid),
                                   name=f"task-{tid}", daemon=True)
         try:
+            self._launching = True
             thread.start()
         except RuntimeError as exc:  # a full pids cgroup, no memory: the task cannot run here
+            self._launching = False
             message = f"executor error: the task's thread could not start ({exc}); nothing started"
             log_event(logger, logging.ERROR, "launch_failed", task_id=tid, reason=message)
             driver.send_status_update(tid, TaskState.FAILED, message)
@@ -199,6 +203,24 @@ class StokerExecutor:
             log_event(logger, logging.WARNING, "launch_duplicate", task_id=tid,
                       reason="this task is already running here; the LAUNCH is ignored")
         return current
+
+    def operator_kill(self, reached: bool, grace_secs: float | None) -> str | None:
+        """`stoker kill` (the session's hook, on its control thread: it only sets and posts)
+        that no owner listening got, while a LAUNCH's task is being prepared or its owner
+        starts: it waits for the owner, as an agent's KILL that came then does, and the task
+        stops before it starts anything (the operator heard "no task is running", and the
+        task started). None when no task is on its way."""
+        if reached:
+            return None
+        with self._lock:
+            if not self._launching:
+                return None
+            owner = self._owner
+            if owner is None:  # an agent's KILL or SHUTDOWN waiting already stays the one
+                self._pending_kill = self._pending_kill or PendingKill(OPERATOR_KILL, grace_secs, True)
+        if owner is not None:
+            owner.request_kill(OPERATOR_KILL, grace_secs)
+        return "the task was starting; it stops"
 
     def _kill(self, kill: PendingKill) -> None:
         with self._lock:
@@ -306,4 +328,6 @@ class StokerExecutor:
                 driver.send_status_update(tid, TaskState.FAILED,
                                           f"executor internal error: {type(exc).__name__}: {exc}")
         finally:
+            with self._lock:
+                self._launching = False
             self._on_done()

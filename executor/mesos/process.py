@@ -35,6 +35,7 @@ import attrs
 from config.environment import task_environment
 from config.errors import SettingsError
 from config.settings import TOKEN_VARIABLE, ExecutorSettings
+from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
@@ -107,9 +108,11 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
         wakeups.put(Signalled(received))
 
     relay = SignalRelay((signal.SIGTERM, signal.SIGINT), on_signal)
+    session = HostSession.open(settings.sandbox, on_operator_kill=executor.operator_kill)  # held already
     try:
         return _run(settings, executor, driver, wakeups)
     finally:
+        session.close()
         relay.close()
 
 

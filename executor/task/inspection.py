@@ -134,8 +134,30 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspec
                   restart_scheduled=latest and attempt is not None and attempt.restart is not None)
     if view is not None and attempt is not None and not latest and entry is not None:
         view = _as_of(view, attempt, entry)
+    if view is not None and attempt is not None and alive:
+        view, attempt = _counted_on_the_boot_clock(view, attempt)
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem,
                       pinned=pinned)
+
+
+def _counted_on_the_boot_clock(view: TaskView, attempt: AttemptView) -> tuple[TaskView, AttemptView]:
+    """A live supervisor's attempt with its start and its next attempt's due time in
+    today's wall clock, counted from the boot-clock moments its records carry: an age or a
+    "starts in" from the recorded wall times is off by any step the clock took since (NTP, a
+    VM resumed). Without them (a supervisor of an older Stoker), its first attempt's start
+    is its supervisor's, as the kernel counts it; a later one's stays as recorded."""
+    started = identity.boot_to_wall(attempt.started_boot)
+    if started is None and attempt.supervisor_pid and attempt.supervisor_start is not None \
+            and not any(a.supervisor_start == attempt.supervisor_start for a in view.attempts
+                        if a is not attempt and a.supervisor_pid == attempt.supervisor_pid):
+        started = identity.started_wall(identity.ProcessIdentity(
+            attempt.supervisor_pid, attempt.supervisor_start, attempt.supervisor_boot))
+    restart = attempt.restart
+    due_from = identity.boot_to_wall(restart.boot) if restart is not None else None
+    if restart is not None and due_from is not None:
+        restart = attrs.evolve(restart, wall=due_from)
+    counted = attrs.evolve(attempt, started_wall=started or attempt.started_wall, restart=restart)
+    return attrs.evolve(view, attempts=tuple(counted if a is attempt else a for a in view.attempts)), counted
 
 
 def _unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> Inspection:

@@ -27,7 +27,7 @@ from executor.events import (
     RunOutcome,
     TaskTransition,
 )
-from executor.host.identity import own_identity
+from executor.host.identity import boot_secs, own_identity
 from executor.logs import log_event
 from executor.procs.sandboxfs import describe_os_error
 from executor.task.ports import CheckpointSink, ProcessPort
@@ -64,7 +64,7 @@ class Journal:
         """Start writing to `sink`, header first: it is written with the records that follow
         it, at the next flush (the task's STARTING: one sync, not two, before a process starts)."""
         self._sink = sink
-        self._pending.insert(0, attrs.evolve(header, wall=self._wall()))
+        self._pending.insert(0, attrs.evolve(header, wall=self._wall(), boot=boot_secs()))
 
     def transition(self, t: ProcessTransition | PhaseTransition | TaskTransition,
                    pid: int | None = None, status: ExitStatus | None = None) -> None:

@@ -38,9 +38,11 @@ from executor.events import (
     ProcessState,
     ProcessTransition,
     RestartRequested,
+    RunOutcome,
     SignalRun,
     StartRun,
     TaskPhase,
+    TaskStage,
     TaskState,
     TaskTransition,
     TimerFired,
@@ -134,6 +136,7 @@ class TaskOwner:
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
         self.final_update: Update | None = None
+        self._failed: TaskTransition | None = None  # an internal error's end, checkpointed at close
 
     # ---- called from any thread ----
 
@@ -227,12 +230,25 @@ class TaskOwner:
         if self._health is not None:
             self._health.stop()
         self._procs.close()
+        if self._failed is not None:  # once its processes are gone, as any terminal record
+            self._record_failed(self._failed)
         self._journal.close()
         if self._host is not None:
             self._host.task_ended()
         self._operators.task_ended(self.final_update)
         while not self._queue.empty():  # requests that came as the task ended hear its end
             self._operators.too_late(self._queue.get_nowait(), self.final_update)
+
+    def _record_failed(self, failed: TaskTransition) -> None:
+        """An internal error ended the task: each run it had going was killed by the close,
+        and the task ended FAILED (`stoker status` shows that, not LOST with runs RUNNING)."""
+        for view in self._planner.processes():
+            if view.state is ProcessState.RUNNING:
+                self._journal.transition(
+                    ProcessTransition(view.name, view.run, ProcessState.RUNNING, ProcessState.KILLED,
+                                      f"killed: {failed.reason}", RunOutcome.KILLED),
+                    self._runs.pid(view.name, view.run))
+        self._journal.transition(failed)
 
     def _wait(self) -> object:
         timeout = None
@@ -414,6 +430,7 @@ class TaskOwner:
                       exc_info=True)
         if self.final_update is None:
             self.final_update = Update(TaskState.FAILED, reason, None)
+            self._failed = TaskTransition(self._status.stage, TaskStage.FAILED, reason)
             try:
                 self._reporter.on_update(self.final_update)
             except Exception as exc:

@@ -7,7 +7,9 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
 
   header   task, job_key, task_id, sandbox, ports, supervisor_pid, supervisor_start,
            supervisor_boot, marker, processes, health, containment (how the processes are
-           contained: the task's cgroup, or the fallback, in words)
+           contained: the task's cgroup, or the fallback, in words), boot (the host's boot
+           clock when it was written, `identity.boot_secs`: while the supervisor runs, the
+           attempt's age is counted on it, which no step of the wall clock moves)
            (a new header starts a new attempt of the task: `stoker run` restarted it; the
            supervisor's start time in clock ticks since boot and the boot's id tell a live
            supervisor from a reused pid; the marker is the task's STOKER_TASK_MARKER value)
@@ -26,14 +28,17 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
            health_state
            (written by compaction right after an attempt's header, or first: what the
            records it dropped said; `executor/task/compaction.py`)
-  restart  delay_secs, reason
+  restart  delay_secs, reason, boot
            (written by `stoker run` once an attempt ended and its service rules restart
-           the task: the next attempt starts `delay_secs` after `wall`; docs/contract.md §7)
+           the task: the next attempt starts `delay_secs` after `wall`, and after `boot` on
+           the host's boot clock; docs/contract.md §7)
 
 `parse` returns None for a damaged record: a wrong type, a missing required field, an
 unknown state name, a number that is not finite or out of its range (below); `parse_checked`
 says what is damaged instead, and reads an `UnreadableLine` (a torn or garbled line, as the
-reader found it) as damaged too. Optional fields may be absent or null.
+reader found it) as damaged too. Optional fields may be absent or null. A change's "from"
+that names no known state (a newer Stoker's) reads as not known, as when it is absent: the
+change is read by where it went (an older `stoker status` shows a newer task's end).
 
 Ranges (anything else could not have been written, and would break whoever shows it):
 wall 0 ... 253402300799 (the end of year 9999), pids 1 ... 4194304 (Linux's PID_MAX_LIMIT),
@@ -147,6 +152,31 @@ def _state(cls: type[enum.Enum], doc: Mapping[str, Any], key: str,
         raise _Damaged(f"'{key}' is {value[:40]!r}, not a {cls.__name__} name") from None
 
 
+def _from_state(cls: type[enum.Enum], doc: Mapping[str, Any]) -> Any:
+    """A change's "from": None when absent, or when it names no state this Stoker knows (a
+    newer Stoker's): where the change went, its "to", is what a reader needs; a task's
+    terminal record is read, not skipped, so its end is not taken for a lost task."""
+    value = _text(doc, "from", None)
+    try:
+        return None if value is None else cls(value)
+    except ValueError:
+        return None
+
+
+def _stamp(boot: float | None) -> dict[str, float]:
+    return {} if boot is None else {"boot": boot}
+
+
+def _boot(doc: Mapping[str, Any]) -> float | None:
+    """A record's boot-clock stamp; one that is not a number in range is dropped, not the
+    record: the reader then counts from its wall time, as for an older record."""
+    try:
+        stamp: float | None = _number(doc, "boot", None)
+    except _Damaged:
+        stamp = None
+    return stamp
+
+
 def _json(kind: str, fields: dict[str, Any], wall: float | None) -> dict[str, Any]:
     doc = {"kind": kind, **fields}
     if wall is not None:
@@ -173,6 +203,7 @@ class HeaderRecord:
     health: str = "none"  # the checker's description
     containment: str = ""  # the mechanism in force, in words ("" in older checkpoints)
     wall: float | None = None
+    boot: float | None = None  # the host's boot clock then (identity.boot_secs; None: older)
 
     def to_json(self) -> dict[str, Any]:
         return _json("header", {
@@ -181,7 +212,7 @@ class HeaderRecord:
             "supervisor_pid": self.supervisor_pid, "supervisor_start": self.supervisor_start,
             "supervisor_boot": self.supervisor_boot, "marker": self.marker,
             "processes": list(self.processes), "health": self.health,
-            "containment": self.containment}, self.wall)
+            "containment": self.containment, **_stamp(self.boot)}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> HeaderRecord:
@@ -205,7 +236,7 @@ class HeaderRecord:
                    processes=tuple(names),
                    health=_text(doc, "health", "none"),
                    containment=_text(doc, "containment", ""),
-                   wall=_number(doc, "wall", None))
+                   wall=_number(doc, "wall", None), boot=_boot(doc))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -221,7 +252,7 @@ class TaskRecord:
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> TaskRecord:
-        return cls(from_=_state(TaskStage, doc, "from", None), to=_state(TaskStage, doc, "to"),
+        return cls(from_=_from_state(TaskStage, doc), to=_state(TaskStage, doc, "to"),
                    reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
 
 
@@ -238,7 +269,7 @@ class PhaseRecord:
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> PhaseRecord:
-        return cls(from_=_state(TaskPhase, doc, "from", None), to=_state(TaskPhase, doc, "to"),
+        return cls(from_=_from_state(TaskPhase, doc), to=_state(TaskPhase, doc, "to"),
                    reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
 
 
@@ -268,7 +299,7 @@ class ProcessRecord:
         if not process:
             raise _Damaged("'process' is empty")
         return cls(process=process, run=_int(doc, "run", None, RUNS),
-                   from_=_state(ProcessState, doc, "from", None),
+                   from_=_from_state(ProcessState, doc),
                    to=_state(ProcessState, doc, "to"), reason=_text(doc, "reason", ""),
                    pid=_int(doc, "pid", None, PIDS),
                    exit_code=_int(doc, "exit_code", None, EXIT_CODES),
@@ -372,15 +403,16 @@ class RestartRecord:
     delay_secs: float
     reason: str = ""
     wall: float | None = None
+    boot: float | None = None  # the host's boot clock then (identity.boot_secs; None: older)
 
     def to_json(self) -> dict[str, Any]:
         return _json("restart", {"delay_secs": min(self.delay_secs, DELAY_SECS[1]),
-                                 "reason": self.reason}, self.wall)
+                                 "reason": self.reason, **_stamp(self.boot)}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> RestartRecord:
         return cls(delay_secs=_number(doc, "delay_secs", within=DELAY_SECS),
-                   reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
+                   reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None), boot=_boot(doc))
 
 
 Record = (HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord

@@ -186,6 +186,7 @@ def _transition(rec: TaskRecord | PhaseRecord) -> TransitionView:
 @attrs.define
 class _Attempt:
     started_wall: float | None = None
+    started_boot: float | None = None
     supervisor_pid: int | None = None
     supervisor_start: int | None = None
     supervisor_boot: str = ""
@@ -231,7 +232,8 @@ class _Attempt:
             case SummaryRecord():
                 self.summary(rec)
             case RestartRecord():
-                self.restart = RestartView(wall=rec.wall, delay_secs=rec.delay_secs, reason=rec.reason)
+                self.restart = RestartView(wall=rec.wall, delay_secs=rec.delay_secs, reason=rec.reason,
+                                           boot=rec.boot)
             case _:
                 assert_never(rec)
 
@@ -263,7 +265,8 @@ class _Attempt:
                            phases=tuple(self.phases),
                            processes=tuple(p.view() for p in self.processes.values()),
                            health=health, announcement=self.announcement, restart=self.restart,
-                           ports=None if self.ports is None else dict(self.ports))
+                           ports=None if self.ports is None else dict(self.ports),
+                           started_boot=self.started_boot)
 
 
 @attrs.define
@@ -285,7 +288,7 @@ class _Task:
         return self.attempts[-1]
 
     def header(self, rec: HeaderRecord) -> None:
-        attempt = _Attempt(started_wall=rec.wall, supervisor_pid=rec.supervisor_pid,
+        attempt = _Attempt(started_wall=rec.wall, started_boot=rec.boot, supervisor_pid=rec.supervisor_pid,
                            supervisor_start=rec.supervisor_start,
                            supervisor_boot=rec.supervisor_boot, marker=rec.marker,
                            containment=rec.containment, checker=rec.health, ports=dict(rec.ports))

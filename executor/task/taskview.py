@@ -86,6 +86,7 @@ class RestartView:
     wall: float | None  # when it was scheduled: the back-off began
     delay_secs: float
     reason: str  # the service rules' words ("task failed (1 of max_task_failures=3); ...")
+    boot: float | None = None  # the same moment on the host's boot clock (None: not recorded)
 
     @property
     def due_wall(self) -> float | None:
@@ -123,6 +124,7 @@ class AttemptView:
     announcement: AnnouncementView | None = None  # None: the task does not announce
     restart: RestartView | None = None  # None: no next attempt scheduled after this one
     ports: dict[str, int] | None = None  # as its header recorded them (None: no header kept)
+    started_boot: float | None = None  # its start on the host's boot clock (None: not recorded)
 
     @property
     def phase(self) -> TransitionView | None:

@@ -147,10 +147,13 @@ def test_without_a_task_a_restart_is_refused_and_a_kill_goes_to_the_front_end(se
     assert not refused.ok and refused.message == "no task is running under this supervisor (between attempts)"
     (refused,) = ask_all(session.sandbox, KillControl())
     assert not refused.ok and refused.message == "no task is running under this supervisor"
-    stopped = threading.Event()
-    session.on_operator_kill(lambda reached: stopped.set())
-    (taken,) = ask_all(session.sandbox, KillControl())
-    assert taken.ok and stopped.is_set()
+    session.on_operator_kill(lambda reached, grace: None)  # a front end with nothing to stop
+    (refused,) = ask_all(session.sandbox, KillControl())
+    assert not refused.ok and refused.message == "no task is running under this supervisor"
+    heard = []
+    session.on_operator_kill(lambda reached, grace: heard.append((reached, grace)) or "it stops")
+    (taken,) = ask_all(session.sandbox, KillControl(3.0))
+    assert (taken.ok, taken.message) == (True, "it stops") and heard == [(False, 3.0)]
 
 
 def test_a_request_that_comes_as_the_task_ends_is_posted_before_the_owner_empties_its_queue(session):
@@ -436,3 +439,54 @@ def test_an_attempt_s_task_id_still_finds_its_supervisor_after_a_restart(tmp_pat
         assert find(listed, "t-3") is None
     finally:
         session.close()
+
+
+def test_an_operators_kill_as_the_executor_launches_its_task_stops_it(tmp_path, monkeypatch):
+    """Under `stoker executor`, `stoker kill` as a LAUNCH's task was prepared and its owner
+    not yet listening (a window of milliseconds) was answered "no task is running under this
+    supervisor", exit 1, and the task started. Now it waits for the owner, as an agent's KILL
+    that comes then does: the task ends KILLED before any process starts."""
+    from config.document import encode
+    from config.loader import load_job
+    from config.settings import ExecutorSettings
+    from executor.events import TaskState
+    from executor.mesos import executor as mesos_executor
+    from tests.support.agent_sim import make_task_info
+
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    config = tmp_path / "long.aurora"
+    config.write_text(
+        "jobs = [Job(cluster='c', role='r', environment='test', name='long',\n"
+        "            task=Task(processes=[Process(name='p', cmdline='exec sleep 60')],\n"
+        "                      resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+    settings = ExecutorSettings.from_env({
+        "MESOS_AGENT_ENDPOINT": "127.0.0.1:9", "MESOS_FRAMEWORK_ID": "f", "MESOS_EXECUTOR_ID": "e",
+        "MESOS_SANDBOX": str(sandbox)})
+    done = threading.Event()
+    executor = mesos_executor.StokerExecutor(settings, {"PATH": "/usr/bin:/bin"}, on_done=done.set)
+    session = HostSession.open(sandbox, front_end=FrontEnd.EXECUTOR, on_operator_kill=executor.operator_kill)
+    (idle,) = ask_all(sandbox, KillControl())  # no LAUNCH yet: nothing to stop
+    answers: list[ControlReply] = []
+    real_owner_for = mesos_executor.owner_for
+
+    def owner_for(*args, **kwargs):  # the task is prepared; its owner does not exist yet
+        answers.extend(ask_all(sandbox, KillControl()))
+        return real_owner_for(*args, **kwargs)
+
+    class Driver:
+        updates: list[tuple[str, TaskState, str]] = []
+
+        def send_status_update(self, tid, state, message, **_):
+            self.updates.append((tid, state, message))
+
+    monkeypatch.setattr(mesos_executor, "owner_for", owner_for)
+    try:
+        executor.launchTask(Driver(), make_task_info("task-1", encode(load_job(config))))
+        assert done.wait(10), "the task did not end"
+    finally:
+        session.close()
+    assert (idle.ok, idle.message) == (False, "no task is running under this supervisor")
+    assert [(a.ok, a.message) for a in answers] == [(True, "the task was starting; it stops")]
+    assert Driver.updates[-1] == ("task-1", TaskState.KILLED, OPERATOR_KILL), Driver.updates
+    assert "RUNNING" not in (sandbox / ".stoker" / "checkpoint.jsonl").read_text()  # nothing started

@@ -151,7 +151,7 @@ def test_a_sandbox_reached_through_another_user_s_symlink_is_refused(tmp_path):
     ("www-data", 1000, False),  # not root: it runs as you, as anything but root must (README "Users")
 ])
 def test_running_as_root_under_a_role_that_is_not_roots_is_said(role, euid, said):
-    assert (local_run.role_not_taken(role, euid) is not None) == said
+    assert (local_run.planfiles.role_not_taken(role, euid) is not None) == said
 
 
 def test_an_operator_kill_as_an_attempt_starts_stops_that_attempt(tmp_path, monkeypatch):
@@ -276,3 +276,49 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
     lines = out.getvalue().splitlines()
     assert lines[-1] == "stoker run: stopped by `stoker kill` before its task started (exit 0)", lines
     assert not any("STARTING" in line for line in lines)
+
+
+def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_70(
+        tmp_path, monkeypatch, caplog):
+    """Stoker's own error in an attempt's owner (here the module a supervisor loads at a
+    process's first restart cannot be imported, as after a wheel upgraded in place under
+    it): `stoker run` died with a CRITICAL `crashed` and a second traceback, no final line,
+    and its checkpoint said RUNNING, so `stoker status` showed the task LOST. Now the owner's
+    shutdown stops every process, the checkpoint ends FAILED with the reason, and the run
+    ends with one line naming the error and status 70, the traceback in the log only."""
+    import json
+    import logging
+    import sys
+
+    from tests.support.proc_scan import live, task_pids_by_marker
+
+    monkeypatch.setitem(sys.modules, "executor.procs.runprune", None)  # an import that fails
+    config = tmp_path / "crash.aurora"
+    config.write_text(
+        "keep = Process(name='keep', cmdline='exec sleep 60')\n"
+        "flaky = Process(name='flaky', cmdline='exit 1', min_duration=0, max_failures=3)\n"
+        "jobs = [Job(cluster='c', role='r', environment='test', name='crash',\n"
+        "            task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+    sandbox = tmp_path / "sandbox"
+    out = io.StringIO()
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(sandbox), kill_grace_secs=1.0), out=out,
+        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
+        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    with caplog.at_level(logging.ERROR):
+        assert run.run() == local_run.EXIT_INTERNAL_ERROR == 70, out.getvalue()
+    records = [json.loads(line) for line in (sandbox / ".stoker" / "checkpoint.jsonl").read_text().splitlines()]
+    marker = records[0]["marker"]
+    keep = [r["pid"] for r in records if r.get("process") == "keep" and r["to"] == "RUNNING"]
+    assert keep and not live(keep) and not task_pids_by_marker(marker), records
+    reason = ("executor internal error: ModuleNotFoundError: import of executor.procs.runprune "
+              "halted; None in sys.modules")
+    task = [r for r in records if r["kind"] == "task"]
+    assert (task[-1]["to"], task[-1]["reason"]) == ("FAILED", reason), task
+    killed = {r["process"]: r["run"] for r in records if r.get("to") == "KILLED"}
+    assert killed == {"keep": 0, "flaky": 1}, records  # not left RUNNING in `stoker status`
+    last = out.getvalue().splitlines()[-1]
+    assert last.endswith(f"stoker           FAILED: {reason}; no restart: Stoker itself failed (the "
+                         "traceback is in its log) (exit 70)"), out.getvalue()
+    (failed,) = [r for r in caplog.records if "owner_failed" in r.getMessage()]
+    assert failed.exc_info is not None  # the traceback, in the log

@@ -264,3 +264,52 @@ def test_a_running_runs_uptime_is_the_kernels_whatever_the_wall_clock_did_since(
     web = next(line for line in out.splitlines() if line.startswith("web "))
     assert code == 0 and web.split()[:4] == ["web", "RUNNING", "2", str(run.pid)]
     assert " up " in web and " up 3d" not in web and re.search(r" up \d+\.\ds ", web), web
+
+
+def _registered(monkeypatch, root, sandbox, me) -> None:
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                      registered_wall=time.time(), task_id="web-0-1"))
+    monkeypatch.setenv("STOKER_ROOT", str(root))
+
+
+def test_a_live_tasks_age_and_its_next_attempts_due_time_are_counted_on_the_boot_clock(
+        tmp_path, capsys, monkeypatch):
+    """Recorded by a wall clock an hour behind today's (it was stepped forward since: NTP, a
+    VM resumed): `stoker ps` and the observer gave a task of seconds an hour's age, and a
+    RESTARTING task whose next attempt was 9 s away "is starting". Its supervisor (this
+    process) runs: both count from the boot-clock moments its records carry."""
+    from executor.host.identity import boot_secs
+
+    me, sandbox = own_identity(), tmp_path / "sb"
+    now, boot = time.time(), boot_secs()
+    stepped = now - 3600
+    write(sandbox, [dict(header(me.pid, me.start_ticks, wall=stepped - 5), boot=boot - 5),
+                    *(dict(r, wall=stepped - 4) for r in RUNNING),
+                    {"kind": "task", "from": "RUNNING", "to": "FAILED", "reason": "web failed",
+                     "wall": stepped - 2},
+                    {"kind": "restart", "delay_secs": 10.0, "reason": "task failed (1 of 3)",
+                     "wall": stepped - 1, "boot": boot - 1}])
+    _registered(monkeypatch, tmp_path / "root", sandbox, me)
+    assert main(["ps", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert abs(row["started"] - (now - 5)) < 1, row
+    assert 8 < row["restart"]["due"] - now < 10, row
+    code, out, _ = status(capsys, sandbox)
+    assert code == 0 and re.search(r"state=RESTARTING \(attempt 1 ended FAILED; attempt 2 starts in [89]\.\ds\)", out), out
+
+
+def test_an_older_stokers_live_task_counts_its_age_from_its_supervisors_kernel_start(
+        tmp_path, capsys, monkeypatch):
+    """Records without the boot clock's moments (a supervisor of an older Stoker, still
+    running): the attempt that supervisor began with is as old as that supervisor, as the
+    kernel counts it; its recorded wall time, an hour behind, is not used."""
+    from executor.host.identity import started_wall
+
+    me, sandbox = own_identity(), tmp_path / "sb"
+    write(sandbox, [header(me.pid, me.start_ticks, wall=time.time() - 3600), *RUNNING])
+    _registered(monkeypatch, tmp_path / "root", sandbox, me)
+    assert main(["ps", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["started"] == started_wall(me), row

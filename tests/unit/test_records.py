@@ -27,7 +27,8 @@ RECORDS = [
                  ports={"health": 31000}, supervisor_pid=4000, supervisor_start=81234,
                  supervisor_boot="6f1c7a2e-boot", marker="web-0-1/2f9a", processes=("setup", "web"),
                  health="HTTP GET http://localhost:31000/health",
-                 containment="cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)", wall=100.0),
+                 containment="cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)", wall=100.0,
+                 boot=8123.25),
     TaskRecord(from_=TaskStage.NEW, to=TaskStage.STARTING, reason="task launched", wall=100.0),
     PhaseRecord(from_=TaskPhase.ACTIVE, to=TaskPhase.CLEANING, reason="killed", wall=101.0),
     ProcessRecord(process="web", run=2, from_=ProcessState.RUNNING, to=ProcessState.WAITING,
@@ -60,7 +61,7 @@ def test_the_field_names_on_disk_are_the_ones_written_before_the_records_had_cla
     assert set(RECORDS[0].to_json()) == {"kind", "task", "job_key", "task_id", "sandbox", "ports",
                                          "supervisor_pid", "supervisor_start", "supervisor_boot",
                                          "marker", "processes", "health", "containment",
-                                         "wall"}
+                                         "wall", "boot"}
     assert set(RECORDS[5].to_json()) == {"kind", "outcome", "reason", "latency_secs", "state",
                                          "attempts", "consecutive_failures",
                                          "consecutive_successes", "wall"}
@@ -217,3 +218,20 @@ def test_absent_and_empty_optional_fields_take_their_defaults():
     assert parse({"kind": "process", "process": "web", "to": "KILLED", "run": None,
                   "outcome": ""}) == ProcessRecord(process="web", run=None, from_=None,
                                                    to=ProcessState.KILLED)
+
+
+def test_a_from_naming_no_known_state_reads_as_not_known():
+    """A newer Stoker's state as the state a change left: the change is read by where it went."""
+    assert parse({"kind": "task", "from": "DRAINING", "to": "FINISHED"}) == TaskRecord(
+        from_=None, to=TaskStage.FINISHED, reason="", wall=None)
+    assert parse({"kind": "phase", "from": "DRAINING", "to": "CLEANING"}).from_ is None
+    assert parse({"kind": "process", "process": "web", "from": "PAUSED", "to": "KILLED"}).from_ is None
+    assert parse({"kind": "task", "from": 7, "to": "FINISHED"}) is None  # not a name at all
+
+
+def test_a_boot_clock_stamp_that_cannot_be_read_drops_the_stamp_not_the_record():
+    """The header starts an attempt and the restart schedules one: without the stamp the
+    reader counts from the wall time, as for a record of an older Stoker."""
+    assert parse({"kind": "header", "task": "web.0", "boot": "soon"}).boot is None
+    assert parse({"kind": "restart", "delay_secs": 1.0, "boot": -5}).boot is None
+    assert parse({"kind": "restart", "delay_secs": 1.0, "boot": 12.5}).boot == 12.5

@@ -1,5 +1,6 @@
 """replay(): checkpoint records in, the task's view out. Pure: no files, no clock, no threads."""
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -363,3 +364,16 @@ def test_what_compaction_dropped_adds_to_what_the_view_dropped_itself():
     runs = [proc("web", n, "WAITING", "RUNNING", "started", 1.0 + n) for n in range(RUNS_KEPT + 1)]
     web = replay([header()] + runs + [{"kind": "summary", "earlier_runs": {"web": 10}}]).processes[1]
     assert web.earlier_runs == 1 + 10 and web.restarts == 10 + RUNS_KEPT
+
+
+def test_a_newer_stokers_state_in_a_from_does_not_hide_the_tasks_end():
+    """A newer Stoker that adds a state (say DRAINING) writes it as the "from" of the task's
+    terminal record: the record was skipped as damaged, and an older `stoker status` showed
+    the ended task LOST. Its end is read; the state it left is shown as not known."""
+    records = [*RECORDED,
+               task("DRAINING", "FINISHED", "every process finished successfully", 110.0),
+               proc("web", 1, "DRAINING", "SUCCESS", "exit status 0", 110.0, pid=4010, exit_code=0)]
+    view = replay(parse_lines([json.dumps(r) for r in records]))
+    assert (view.state, view.reason) == ("FINISHED", "every process finished successfully")
+    assert view.history[-1].from_state == ""
+    assert view.processes[1].state == "SUCCESS"
