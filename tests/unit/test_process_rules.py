@@ -8,9 +8,9 @@ import pytest
 from config.spec import ProcessSpec, TaskSpec
 from executor.events import ExitStatus, ProcessState, RunOutcome, TaskPhase
 from executor.task import planner, process_rules
+from executor.task.plans import Plan
 from executor.task.process_rules import (
     PROCESS_EDGES,
-    Plan,
     ProcessTrack,
     RunCounts,
     after_run,
