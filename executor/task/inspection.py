@@ -265,7 +265,7 @@ def _procs(inspection: Inspection) -> tuple[int, int]:
     attempt = inspection.attempt
     if attempt is None:
         return 0, 0
-    total = len(attempt.processes)
+    total = attempt.processes_total
     if inspection.truth.lost:
         return len({p.process for p in inspection.leftovers if p.process}), total
     return sum(p.state == "RUNNING" for p in attempt.processes), total

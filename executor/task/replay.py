@@ -197,6 +197,7 @@ class _Attempt:
     history: deque[TransitionView] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
     phases: deque[TransitionView] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
     processes: dict[str, _Process] = attrs.Factory(dict)
+    declared: int = 0  # how many processes its header names (a task may have more than are kept)
     health_state: str | None = None
     health_counts: tuple[int, int, int] = (0, 0, 0)
     health_attempts: deque[HealthAttemptView] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
@@ -263,7 +264,8 @@ class _Attempt:
                            phases=tuple(self.phases),
                            processes=tuple(p.view() for p in self.processes.values()),
                            health=health, announcement=self.announcement, restart=self.restart,
-                           ports=None if self.ports is None else dict(self.ports))
+                           ports=None if self.ports is None else dict(self.ports),
+                           processes_not_shown=max(0, self.declared - len(self.processes)))
 
 
 @attrs.define
@@ -291,6 +293,7 @@ class _Task:
                            containment=rec.containment, checker=rec.health, ports=dict(rec.ports))
         for name in rec.processes:
             attempt.process(name)
+        attempt.declared = len(rec.processes)
         self.label = rec.task or self.label
         self.job_key = rec.job_key or self.job_key
         self.task_id = rec.task_id or self.task_id
