@@ -94,8 +94,11 @@ NOT_IN_RUN = NEVER | {
 # too (it needs only logging and json, both loaded already).
 # 92 and 81: the owner's pid and exit status of each run, bounded to the runs a record may
 # still name (`executor.task.runfacts`: kept for every run, they grew with each restart).
-RUN_STOKER_MODULES = 92
-RUN_AGAIN_STOKER_MODULES = 81
+# 94 and 83: the planner's plans, kept up to date as states change (`executor.task.plans`:
+# a decision cost a look at every process), and the descriptor limit raised to what the
+# task's logs hold (`executor.procs.fdlimit`).
+RUN_STOKER_MODULES = 94
+RUN_AGAIN_STOKER_MODULES = 83
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
