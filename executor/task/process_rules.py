@@ -270,13 +270,20 @@ def request_restart(p: ProcessTrack, phase: TaskPhase, waiting_for: Sequence[str
                                f"soon as it has ended")
 
 
+FAILURES_NAMED = 10  # a task's reason names this many failed processes, then counts the rest
+
+
 def regular_outcome(procs: Sequence[ProcessTrack], max_failures: int, *,
                     settled: bool) -> tuple[TaskPhase, str] | None:
     """The task's outcome once its regular processes are unhealthy (`max_failures` of them
     failed) or `settled` (complete or deadlocked), else None; with the reason in words."""
     failed = [p for p in procs if p.state is ProcessState.FAILED]
     if max_failures > 0 and len(failed) >= max_failures:
-        why = "; ".join(f"process '{p.name}' failed: {p.failed_because}" for p in failed)
+        why = "; ".join(f"process '{p.name}' failed: {p.failed_because}"
+                        for p in failed[:FAILURES_NAMED])
+        if len(failed) > FAILURES_NAMED:  # the reason goes to the agent, the log and the console
+            why += (f"; and {plural(len(failed) - FAILURES_NAMED, 'more process')} failed "
+                    f"(stoker status lists them)")
         if max_failures > 1:
             why = (f"{plural(len(failed), 'process')} failed, reaching the task's "
                    f"max_failures={max_failures}: {why}")
