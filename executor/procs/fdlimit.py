@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 ROTATING_RUN, ROTATING_START = 6, 9  # two pipes, two log files, two duplicates of the directory's
 COPIED_RUN, COPIED_START = 4, 7  # destination='both' without rotation: two pipes, two log files
 PLAIN_START = 3
-SPAWN_BATCH = 64  # runs made ready together, then forked (Supervisor.spawn_many)
+SPAWN_BATCH = 128  # runs made ready together, then forked (Supervisor.spawn_many)
 OWN = 64  # the supervisor's own (about 20 when idle): its log, checkpoint, control clients, checks
 
 

@@ -33,7 +33,7 @@ def test_the_descriptors_a_task_needs_count_its_live_pipes_and_one_batch_startin
     batch = fdlimit.SPAWN_BATCH
     assert fdlimit.needed([plain] * 1000) == fdlimit.OWN + batch * fdlimit.PLAIN_START
     assert fdlimit.needed([console] * 1000) == fdlimit.OWN
-    assert fdlimit.needed([rotate] * 10 + [both] * 5 + [plain] * 100) == (
+    assert fdlimit.needed([rotate] * 10 + [both] * 5 + [plain] * 200) == (
         fdlimit.OWN + 10 * fdlimit.ROTATING_RUN + 5 * fdlimit.COPIED_RUN
         + 10 * fdlimit.ROTATING_START + 5 * fdlimit.COPIED_START + (batch - 15) * fdlimit.PLAIN_START)
 
@@ -78,10 +78,10 @@ def started(tmp_path: Path, proc: subprocess.Popen, sandbox: Path, count: int) -
 
 
 def test_a_start_of_many_plain_processes_holds_one_batch_of_log_files_at_once(tmp_path):
-    # 120 runs made ready before the first fork held 360 descriptors: over a limit of 300,
-    # the last ~90 failed with EMFILE. Now 64 at a time; the limit needs no raising.
-    count = 120
-    proc, sandbox = start_under(tmp_path, "", count, soft=300, hard=300)
+    # 200 runs made ready before the first fork held 600 descriptors: over a limit of 500,
+    # the last ~40 failed with EMFILE. Now 128 at a time; the limit needs no raising.
+    count = 200
+    proc, sandbox = start_under(tmp_path, "", count, soft=500, hard=500)
     out = started(tmp_path, proc, sandbox, count)
     assert "EMFILE" not in out, out[-3000:]
     assert out.count("WAITING → RUNNING") == count
