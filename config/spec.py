@@ -178,6 +178,8 @@ def shell_check_problems(shell_command: Any) -> list[str]:
         what = "is empty: it would pass every check"
     elif "\0" in shell_command:
         what = "contains a NUL character, which no command can hold"
+    elif (too_long := _argument_problem(shell_command)) is not None:
+        what = too_long
     else:
         return []
     return [f"health_checker.shell.shell_command = {show(shell_command)} {what}"]
@@ -187,9 +189,27 @@ def cmdline_problem(cmdline: Any) -> str | None:
     """What makes a process's cmdline unable to run, as the end of a `FIELD = VALUE ...`
     sentence: a NUL (no command can hold it, so every run would fail at spawn); None when
     it is fine. A value that is not a str (a template before binding) is not checked."""
-    if isinstance(cmdline, str) and "\0" in cmdline:
+    if not isinstance(cmdline, str):
+        return None
+    if "\0" in cmdline:
         return "contains a NUL character, which no command can hold"
-    return None
+    return _argument_problem(cmdline)
+
+
+# Linux copies at most 32 pages (4 KiB each on x86-64 and arm64's usual kernels) into one
+# argument of an exec, its NUL included (MAX_ARG_STRLEN): a longer `bash -c CMDLINE` fails
+# with E2BIG at every spawn, whatever the rest of the environment.
+MAX_ARGUMENT_BYTES = 32 * 4096 - 1
+
+
+def _argument_problem(command: str) -> str | None:
+    """Why `command` cannot be one argument of `/bin/bash -c`, or None."""
+    size = len(command.encode("utf-8", "surrogateescape"))
+    if size <= MAX_ARGUMENT_BYTES:
+        return None
+    return (f"is {size:,} bytes long: Linux passes at most {MAX_ARGUMENT_BYTES:,} bytes in one "
+            f"argument (MAX_ARG_STRLEN), so /bin/bash -c could never start it; put the commands "
+            f"in a script and run that")
 
 
 @attrs.frozen(slots=True)

@@ -53,7 +53,7 @@ MODULES = (
            ("tests/unit/test_planner.py", "tests/unit/test_planner_rules.py",
             "tests/unit/test_process_rules.py", "tests/unit/test_restart.py",
             "tests/unit/test_planner_daemons.py")),
-    Module("rules", "process rules", ("executor/task/process_rules.py",),
+    Module("rules", "process rules", ("executor/task/process_rules.py", "executor/task/plans.py"),
            ("tests/unit/test_planner.py", "tests/unit/test_planner_rules.py",
             "tests/unit/test_process_rules.py", "tests/unit/test_restart.py")),
     Module("kill", "kill sequence", ("executor/task/kill.py",), ("tests/unit/test_kill.py",)),

@@ -153,6 +153,8 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
         lines.extend(table(_process_rows(cur.processes, now_wall, lost, starts or {}), indent=""))
     else:
         lines.append("no processes recorded")
+    if cur.not_shown_note:
+        lines.append(cur.not_shown_note)
     lines.append("")
     lines.extend(_health_lines(cur))
     if lost:

@@ -246,11 +246,13 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
         body.append(f'<p class="note">{esc(warning)}</p>')
     if attempt is not None:
         body.append(_announcement(attempt, now_wall))
-        body.append(f"<h2>Processes ({len(attempt.processes)})</h2>")
+        body.append(f"<h2>Processes ({attempt.processes_total})</h2>")
         body.append(table(["process", "state", "run", "pid", "exit", "failures", "restarts",
                            "started", "time", "CPU %", "RSS", "procs", "logs", "reason"],
                           _process_rows(d, attempt, now_wall), numeric=(2, 3, 9, 10, 11),
                           wrap=(13,)))
+        if attempt.not_shown_note:
+            body.append(f'<p class="note">{esc(attempt.not_shown_note)}</p>')
         body.append(_earlier_runs(d, attempt))
         body.append(_leftovers(d))
         body.append(_health(attempt))

@@ -31,7 +31,16 @@ from executor.observe.model import LogChunk, TaskDetail, TaskSummary
 from executor.observe.usage import RunRef, UsageSampler
 from executor.procs import rotation, saferead
 from executor.task.definition import read_definition
-from executor.task.inspection import Inspection, inspect_sandbox, marker_of, row, status_json, with_leftovers
+from executor.task.inspection import (
+    Inspection,
+    Viewed,
+    inspect_sandbox,
+    marker_of,
+    row,
+    status_json,
+    with_leftovers,
+)
+from executor.task.viewcache import ViewCache
 
 LOGS_DIR = ".logs"
 MAX_LISTED = 10000
@@ -51,6 +60,7 @@ class Reader:
     def __init__(self, settings: RegistrySettings, usage: UsageSampler | None = None) -> None:
         self.settings = settings
         self._usage = usage or UsageSampler()
+        self.views: ViewCache[Viewed] = ViewCache()  # each checkpoint replayed once it changed
 
     @property
     def root(self) -> str:
@@ -64,7 +74,7 @@ class Reader:
             entries = [item.entry for item in Registry(self.settings).read()]
         except RegistryUnreadable as exc:
             raise Unavailable(str(exc)) from None
-        found = [inspect_sandbox(Path(e.sandbox), e) for e in entries]
+        found = [inspect_sandbox(Path(e.sandbox), e, self.views) for e in entries]
         found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
         return [TaskSummary(row(e, i), dict(i.view.ports) if i.view else {})
                 for e, i in zip(entries, found)]
@@ -81,7 +91,7 @@ class Reader:
 
     def task(self, task_id: str) -> TaskDetail:
         entry = self._entry(task_id).entry
-        inspection = inspect_sandbox(Path(entry.sandbox), entry)
+        inspection = inspect_sandbox(Path(entry.sandbox), entry, self.views)
         (inspection,) = with_leftovers([inspection], [marker_of(inspection, entry)])
         definition, problem = read_definition(entry.sandbox)
         if definition is not None and definition.get("task_id") not in (task_id, None):

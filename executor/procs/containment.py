@@ -232,8 +232,8 @@ class Containment:
 
     def _unclaimed_and_kept(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> tuple[list[int], list[int]]:
         """The unclaimed processes of `procs` and the kept ones, each parents first."""
-        if not self._walk:
-            return [], []  # a host-wide scan: an unmarked process there may be anyone's
+        if not self._walk or not procs:  # a host-wide scan: an unmarked process may be anyone's
+            return [], []  # (none: a run's usual exit; the live runs' markers cost one each)
         markers, registered = self._live_markers(registered), self._holders(registered)
         claimed: set[int] = set()
         kept: set[int] = set()

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 from config.spec import ProcessSpec
 from executor.events import DaemonsExited, ExitStatus, ProcessExited
 from executor.logs import log_event
-from executor.procs import earlyfork, spawn
+from executor.procs import earlyfork, fdlimit, spawn
 from executor.procs.adoption import EarlyRuns
 from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
@@ -70,6 +70,7 @@ __all__ = ["SpawnError", "Supervisor"]
 logger = logging.getLogger(__name__)
 
 CLOSE_KILL_SECS = 1.0
+SPAWN_BATCH = fdlimit.SPAWN_BATCH
 WATCHDOG_EXIT_SECS = 1.0
 
 
@@ -190,9 +191,18 @@ class Supervisor:
         return self._fork(prepared, spawn.profile_now(self._profile))
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
-        """Fork several runs: every log directory and file is made first, then the forks
-        follow back to back, so the file system work does not compete for the CPU with the
-        runs already starting. One result per run, in order: its pid or its SpawnError."""
+        """Fork several runs, `SPAWN_BATCH` at a time: each batch's log directories and files
+        are made first, then its forks follow back to back, so the file system work does not
+        compete for the CPU with the runs already starting. A batch bounds the descriptors
+        held at once (a run's directory and log files, until it is forked): a start of 600
+        made them all first and failed from the 340th under `ulimit -n 1024`. One result per
+        run, in order: its pid or its SpawnError."""
+        results: list[int | SpawnError] = []
+        for at in range(0, len(runs), SPAWN_BATCH):
+            results += self._spawn_batch(runs[at:at + SPAWN_BATCH])
+        return results
+
+    def _spawn_batch(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
         prepared: list[PreparedRun | SpawnError | int] = []
         for process, run in runs:
             try:

@@ -41,7 +41,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -317,12 +317,16 @@ def _stream(fd: int, size: int) -> Iterator[dict[str, Any]]:
 
 
 def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES,
-                 keep_unreadable: bool = False, pinned: str = "") -> Iterator[Any]:
+                 keep_unreadable: bool = False, pinned: str = "",
+                 stamp: list[tuple[int, int, int, int]] | None = None) -> Generator[Any, None, None]:
     """Every readable record in order, streamed, from at most `max_bytes` of the file; bad
     lines skipped or, with `keep_unreadable`, handed on as `UnreadableLine`s. Raises
     FileNotFoundError when there is no checkpoint, CheckpointError when `.stoker` or the
     checkpoint is not what it should be (a symlink, a FIFO, a device, a `.stoker` that is not
-    the one `pinned` names: a registry entry's `stoker_dir`) or unreadable."""
+    the one `pinned` names: a registry entry's `stoker_dir`) or unreadable. `stamp` gets the
+    opened file's device, inode, size and modification time (ns) before its first record:
+    the writer only appends, or renames a compacted file over it, so a file with the same
+    stamp holds the same records."""
     dir_fd = _open_dir(sandbox, create=False)
     try:
         sandboxfs.check_pinned(dir_fd, pinned, str(checkpoint_path(sandbox).parent))
@@ -334,6 +338,9 @@ def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES,
     finally:
         sandboxfs.close(dir_fd)
     try:
+        if stamp is not None:
+            st = os.fstat(fd)
+            stamp.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
         yield from _parse(saferead.iter_lines(fd, max_bytes), keep_unreadable)
     except OSError as e:
         raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "

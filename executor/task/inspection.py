@@ -21,6 +21,7 @@ Reads only: never writes, never signals.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,6 +40,7 @@ from executor.procs.spawn import RUN_MARKER, TASK_MARKER
 from executor.task.checkpoint import iter_records
 from executor.task.heldfile import alive_held, read_held
 from executor.task.replay import AttemptView, TaskView, replay
+from executor.task.viewcache import ViewCache
 
 CMDLINE_BYTES = 4096
 CMDLINE_SHOWN = 80
@@ -69,18 +71,29 @@ class Inspection:
     pinned: str = ""  # the `.stoker` its registry entry names (`open_stoker_dir`): none other is read
 
 
-def _view(sandbox: Path, pinned: str) -> tuple[TaskView | None, str | None]:
-    """The replayed view, or None and why; (None, None): the sandbox has no checkpoint."""
-    count = 0
+Viewed = tuple[TaskView | None, str]
 
-    def counted() -> Iterator[dict[str, Any]]:
+
+def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None,
+          ) -> tuple[TaskView | None, str | None]:
+    """The replayed view, or None and why; (None, None): the sandbox has no checkpoint.
+    With `cache`, a checkpoint unchanged since it was last replayed is not read again."""
+    count = 0
+    stamp: list[tuple[int, int, int, int]] = []
+    records = iter_records(sandbox, keep_unreadable=True, pinned=pinned, stamp=stamp)
+
+    def counted(head: list[Any]) -> Iterator[dict[str, Any]]:
         nonlocal count
-        for record in iter_records(sandbox, keep_unreadable=True, pinned=pinned):
+        for record in itertools.chain(head, records):
             count += isinstance(record, dict)  # a torn line is not a record (replay names it)
             yield record
 
     try:
-        view = replay(counted())
+        head = list(itertools.islice(records, 1))  # opens the file: its stamp
+        if cache is not None and stamp and (kept := cache.get((str(sandbox), pinned), stamp[0])):
+            records.close()
+            return kept
+        view = replay(counted(head))
     except FileNotFoundError:
         if not os.path.isdir(sandbox):
             return None, f"the sandbox {sandbox} no longer exists"
@@ -91,9 +104,11 @@ def _view(sandbox: Path, pinned: str) -> tuple[TaskView | None, str | None]:
                           f"({errno.errorcode[exc.errno]}): only the supervisor's user (or root) "
                           f"may read its task's state")
         return None, f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"
-    if not count:
-        return None, f"the checkpoint in {sandbox}/.stoker holds no record"
-    return view, ""
+    viewed: Viewed = (None, f"the checkpoint in {sandbox}/.stoker holds no record") if not count \
+        else (view, "")
+    if cache is not None and stamp:
+        cache.put((str(sandbox), pinned), stamp[0], viewed)
+    return viewed
 
 
 def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | None:
@@ -107,11 +122,13 @@ def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | No
     return None
 
 
-def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None) -> Inspection:
+def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
+                    cache: ViewCache[Viewed] | None = None) -> Inspection:
     """The task in `sandbox` as it is now (see the module docstring); no leftovers yet. With
-    the registry's `entry`, only the `.stoker` its supervisor made is read."""
+    the registry's `entry`, only the `.stoker` its supervisor made is read; with `cache` (a
+    reader that lives on: the observer), a checkpoint is replayed again only once it changed."""
     pinned = entry.stoker_dir if entry is not None else ""
-    view, problem = _view(sandbox, pinned)
+    view, problem = _view(sandbox, pinned, cache)
     if problem is None:
         return _unrecorded(sandbox, pinned, entry)
     attempt = _attempt_of(view, entry) if view is not None else None
@@ -296,7 +313,7 @@ def _procs(inspection: Inspection) -> tuple[int, int]:
     attempt = inspection.attempt
     if attempt is None:
         return 0, 0
-    total = len(attempt.processes)
+    total = attempt.processes_total
     if inspection.truth.lost:
         return len({p.process for p in inspection.leftovers if p.process}), total
     return sum(p.state == "RUNNING" for p in attempt.processes), total

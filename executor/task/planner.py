@@ -45,9 +45,9 @@ from executor.events import (
     StartRun,
     TaskPhase,
 )
+from executor.task.plans import Plan
 from executor.task.process_rules import (
     PROCESS_EDGES,
-    Plan,
     ProcessTrack,
     ProcessView,
     RestartAnswer,
@@ -121,6 +121,8 @@ class Planner:
         self._daemons_termed = False
         self._daemons_killed_at: float | None = None
         self._daemon_signal: int | None = None  # for the next Decision
+        self._order = {name: i for i, name in enumerate(self._procs)}
+        self._restarts: dict[str, ProcessTrack] = {}  # running runs an operator restarts
 
     # ---- queries ----
 
@@ -204,8 +206,19 @@ class Planner:
         if p is None:
             return RestartAnswer(False, f"task '{self._task.name}' has no process '{process}' "
                                         f"(its processes: {', '.join(self._procs)})")
-        return request_restart(p, self._phase, self._regular.waiting_for(p), now, grace_secs,
-                               self._task.max_concurrency, self._regular.running())
+        answer = request_restart(p, self._phase, self._regular.waiting_for(p), now, grace_secs,
+                                 self._task.max_concurrency, self._regular.running())
+        if p.restart_kill_at is not None:
+            self._restarts[p.name] = p
+        return answer
+
+    def _restarting(self) -> list[ProcessTrack]:
+        """The running runs an operator's restart stops (regular ones: a final process is
+        never restarted), in task order; forgets the others."""
+        for name, p in list(self._restarts.items()):
+            if p.state is not ProcessState.RUNNING or p.restart_kill_at is None:
+                del self._restarts[name]
+        return sorted(self._restarts.values(), key=lambda p: self._order[p.name])
 
     # ---- the decision ----
 
@@ -229,8 +242,11 @@ class Planner:
                         self._next_deadline(now), self._phase, self._reason)
 
     def _step_active(self, now: float, starts: list[StartRun]) -> None:
-        outcome = regular_outcome(self._regular.procs, self._task.max_failures,
-                                  settled=self._regular.settled())
+        plan, max_failures = self._regular, self._task.max_failures
+        settled = plan.settled()
+        unhealthy = 0 < max_failures <= plan.count(ProcessState.FAILED)
+        outcome = (regular_outcome(plan.procs, max_failures, settled=settled)
+                   if settled or unhealthy else None)
         if outcome is None:
             self._start_runnable(self._regular, now, starts)
             return
@@ -243,13 +259,11 @@ class Planner:
 
     def _restart_signals(self, now: float, signals: list[SignalRun]) -> None:
         """SIGTERM a run an operator restarts at once, SIGKILL it at its deadline."""
-        for p in self._regular.procs:
-            if p.state is not ProcessState.RUNNING or p.restart_kill_at is None:
-                continue
+        for p in self._restarting():
             if not p.termed:
                 signals.append(SignalRun(p.name, p.run, SIGTERM))
                 p.termed = True
-            elif p.killed_at is None and now >= p.restart_kill_at:
+            elif p.killed_at is None and p.restart_kill_at is not None and now >= p.restart_kill_at:
                 signals.append(SignalRun(p.name, p.run, SIGKILL))
                 p.killed_at = now
 
@@ -314,11 +328,9 @@ class Planner:
         running = plan.running()
         # Task order, deterministic under max_concurrency; but a process an operator restarted
         # first: the slot its stopped run held is its next run's, not a waiting process's.
-        for p in sorted(plan.procs, key=lambda q: not q.start_now):
+        for p in sorted(plan.ready(), key=lambda q: not q.start_now):
             if limit > 0 and running >= limit:
                 return
-            if p.state is not ProcessState.WAITING or not plan.deps_done(p):
-                continue
             gate = p.gate_at
             if gate is not None and now < gate:
                 continue
@@ -340,9 +352,7 @@ class Planner:
 
     def _stop_step(self, plan: Plan, now: float, signals: list[SignalRun]) -> bool:
         """Signal the plan's running runs as their times come; True while any still runs."""
-        for p in plan.procs:
-            if p.state is not ProcessState.RUNNING:
-                continue
+        for p in plan.running_procs():
             if p.killed_at is not None:
                 if now >= p.killed_at + GIVE_UP_AFTER_SIGKILL_SECS:
                     p.ended_at, p.last_outcome = now, RunOutcome.KILLED
@@ -390,21 +400,17 @@ class Planner:
         if phase is TaskPhase.ACTIVE or (phase is TaskPhase.FINALIZING
                                           and not self._final.stopping):
             plan = self._regular if phase is TaskPhase.ACTIVE else self._final
-            times = [g for p in plan.procs
-                     if p.state is ProcessState.WAITING and plan.deps_done(p)
-                     and (g := p.gate_at) is not None and g > now] + [
-                k for p in plan.procs  # an operator's restart: its SIGKILL
-                if p.state is ProcessState.RUNNING and p.killed_at is None
-                and (k := p.restart_kill_at) is not None]
+            times = [g for p in plan.ready() if (g := p.gate_at) is not None and g > now] + [
+                k for p in (self._restarting() if phase is TaskPhase.ACTIVE else ())  # an operator's restart: its SIGKILL
+                if p.killed_at is None and (k := p.restart_kill_at) is not None]
             if phase is TaskPhase.FINALIZING:
                 times.append(self._final_deadline_at)
         elif phase in (TaskPhase.CLEANING, TaskPhase.FINALIZING):
             plan = self._regular if phase is TaskPhase.CLEANING else self._final
             if phase is TaskPhase.CLEANING and self._daemons:
                 times = _stop_times(plan, self._daemons_killed_at, self._daemons_termed)
-            for p in plan.procs:
-                if p.state is ProcessState.RUNNING:
-                    times += _stop_times(plan, p.killed_at, p.termed)
+            for p in plan.running_procs():
+                times += _stop_times(plan, p.killed_at, p.termed)
         return min(times) if times else None
 
     # ---- bookkeeping ----
@@ -420,7 +426,8 @@ class Planner:
         assert to in PROCESS_EDGES[p.state], f"{p.name}: no edge {p.state.name} → {to.name}"
         run = p.run if p.run >= 0 else None
         self._pending.append(ProcessTransition(p.name, run, p.state, to, reason, outcome))
-        p.state = to
+        old, p.state = p.state, to
+        (self._final if p.spec.final else self._regular).moved(p, old)
         p.last_reason = reason
 
     def _set_phase(self, to: TaskPhase, reason: str) -> None:

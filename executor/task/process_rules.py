@@ -5,7 +5,7 @@ unit test checks that the two agree), one process's record across its runs (`Pro
 how an exit becomes a `RunOutcome`, what one ended run means for its process (restart, or
 SUCCESS / FAILED / KILLED for good, with the reason in words: `max_failures`, `daemon`,
 `ephemeral`, `min_duration`, the run cap), a `Plan` (the regular or the final processes:
-their order dependencies, whether they are settled, their stop deadlines), and what the
+their order dependencies, whether they are settled, their stop deadlines: `plans.py`), and what the
 regular processes' states mean for the task (`regular_outcome`: the task's `max_failures`,
 deadlock, success). The planner decides when runs start and stop (concurrency, phases,
 signals) and notes every change. No I/O, no clock, no logging: times come in as arguments.
@@ -24,7 +24,6 @@ neither a failure nor a loss, and the next run starts at once, without `min_dura
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -155,58 +154,6 @@ class ProcessTrack:
                            self.pid, self.last_outcome, self.last_reason, gate)
 
 
-@attrs.define
-class Plan:
-    """The regular or the final processes (order constraints never mix the two, so every
-    dependency is in the same plan), and when their runs get signalled once stopping."""
-
-    procs: list[ProcessTrack]
-    term_at: float = math.inf  # infinity: not stopping
-    kill_at: float = math.inf
-    _by_name: dict[str, ProcessTrack] = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._by_name = {p.name: p for p in self.procs}
-
-    @property
-    def stopping(self) -> bool:
-        return self.term_at < math.inf
-
-    def stop(self, term_at: float, kill_at: float) -> None:
-        """Stop (or stop sooner): deadlines only ever move earlier."""
-        self.term_at = min(self.term_at, term_at)
-        self.kill_at = min(self.kill_at, kill_at)
-
-    def running(self) -> int:
-        return sum(p.state is ProcessState.RUNNING for p in self.procs)
-
-    def deps_done(self, p: ProcessTrack) -> bool:
-        return all(self._state(d) is ProcessState.SUCCESS for d in p.deps)
-
-    def waiting_for(self, p: ProcessTrack) -> list[str]:
-        """The processes `p` still waits for (they have not succeeded yet)."""
-        return [d for d in p.deps if self._state(d) is not ProcessState.SUCCESS]
-
-    def failed_dep(self, p: ProcessTrack) -> str | None:
-        """The first process `p` waits for that failed: `p` can never start."""
-        return next((d for d in p.deps if self._state(d) is ProcessState.FAILED), None)
-
-    def settled(self) -> bool:
-        """Complete (every non-ephemeral process ended for good) or deadlocked: none of them
-        runs or can start. Ephemeral runs do not count: none of those processes waits for
-        one (`config.order`), so they cannot unblock it (Thermos would wait for ever)."""
-        done = (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED)
-        waited = [p for p in self.procs if not p.spec.ephemeral]
-        if all(p.state in done for p in waited):
-            return True
-        return not any(p.state is ProcessState.RUNNING
-                       or (p.state is ProcessState.WAITING and self.deps_done(p))
-                       for p in waited)
-
-    def _state(self, name: str) -> ProcessState:
-        return self._by_name[name].state
-
-
 def run_outcome(status: ExitStatus, signalled_by_task: bool) -> RunOutcome:
     """A run the task signalled ended KILLED however it exited; otherwise a signal is a loss."""
     if signalled_by_task:
@@ -331,13 +278,20 @@ def request_restart(p: ProcessTrack, phase: TaskPhase, waiting_for: Sequence[str
                                f"soon as it has ended")
 
 
+FAILURES_NAMED = 10  # a task's reason names this many failed processes, then counts the rest
+
+
 def regular_outcome(procs: Sequence[ProcessTrack], max_failures: int, *,
                     settled: bool) -> tuple[TaskPhase, str] | None:
     """The task's outcome once its regular processes are unhealthy (`max_failures` of them
     failed) or `settled` (complete or deadlocked), else None; with the reason in words."""
     failed = [p for p in procs if p.state is ProcessState.FAILED]
     if max_failures > 0 and len(failed) >= max_failures:
-        why = "; ".join(f"process '{p.name}' failed: {p.failed_because}" for p in failed)
+        why = "; ".join(f"process '{p.name}' failed: {p.failed_because}"
+                        for p in failed[:FAILURES_NAMED])
+        if len(failed) > FAILURES_NAMED:  # the reason goes to the agent, the log and the console
+            why += (f"; and {plural(len(failed) - FAILURES_NAMED, 'more process')} failed "
+                    f"(stoker status lists them)")
         if max_failures > 1:
             why = (f"{plural(len(failed), 'process')} failed, reaching the task's "
                    f"max_failures={max_failures}: {why}")
@@ -360,8 +314,9 @@ def regular_outcome(procs: Sequence[ProcessTrack], max_failures: int, *,
 
 
 def _deadlock_reason(procs: Sequence[ProcessTrack]) -> str:
-    plan = Plan(list(procs))
+    state = {q.name: q.state for q in procs}
     for p in sorted(procs, key=lambda q: q.spec.ephemeral):  # one the task waits for first
-        if p.state is ProcessState.WAITING and (d := plan.failed_dep(p)) is not None:
+        failed = next((d for d in p.deps if state[d] is ProcessState.FAILED), None)
+        if p.state is ProcessState.WAITING and (d := failed) is not None:
             return f"process '{p.name}' can never start: it waits for '{d}', which failed (deadlock)"
     return "no regular process is running or can start, yet they are not done (deadlock)"

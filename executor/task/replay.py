@@ -198,6 +198,7 @@ class _Attempt:
     history: deque[TransitionView] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
     phases: deque[TransitionView] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
     processes: dict[str, _Process] = attrs.Factory(dict)
+    declared: int = 0  # how many processes its header names (a task may have more than are kept)
     health_state: str | None = None
     health_counts: tuple[int, int, int] = (0, 0, 0)
     health_attempts: deque[HealthAttemptView] = attrs.Factory(lambda: deque(maxlen=HEALTH_HISTORY))
@@ -266,7 +267,8 @@ class _Attempt:
                            processes=tuple(p.view() for p in self.processes.values()),
                            health=health, announcement=self.announcement, restart=self.restart,
                            ports=None if self.ports is None else dict(self.ports),
-                           started_boot=self.started_boot)
+                           started_boot=self.started_boot,
+                           processes_not_shown=max(0, self.declared - len(self.processes)))
 
 
 @attrs.define
@@ -294,6 +296,7 @@ class _Task:
                            containment=rec.containment, checker=rec.health, ports=dict(rec.ports))
         for name in rec.processes:
             attempt.process(name)
+        attempt.declared = len(rec.processes)
         self.label = rec.task or self.label
         self.job_key = rec.job_key or self.job_key
         self.task_id = rec.task_id or self.task_id

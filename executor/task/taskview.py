@@ -125,6 +125,21 @@ class AttemptView:
     restart: RestartView | None = None  # None: no next attempt scheduled after this one
     ports: dict[str, int] | None = None  # as its header recorded them (None: no header kept)
     started_boot: float | None = None  # its start on the host's boot clock (None: not recorded)
+    # The task's processes past PROCESSES_KEPT (its header names them all): not in `processes`.
+    processes_not_shown: int = 0
+
+    @property
+    def processes_total(self) -> int:
+        return len(self.processes) + self.processes_not_shown
+
+    @property
+    def not_shown_note(self) -> str:
+        """The line saying that processes are left out ("" when none is)."""
+        n = self.processes_not_shown
+        if not n:
+            return ""
+        return (f"{n} more process{'es' if n != 1 else ''} of the task not shown: a task's view "
+                f"keeps its first {len(self.processes)}")
 
     @property
     def phase(self) -> TransitionView | None:

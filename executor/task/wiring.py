@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from config.spec import CheckKind, JobSpec
 from executor.host.session import HostSession
+from executor.procs import fdlimit
 from executor.procs.identity import (
     RunAs,
     UnknownUser,
@@ -63,6 +64,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     runs an early start forked (`executor/cli/launch.py`), for the supervisor to adopt."""
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
+    fdlimit.fit((p.logger for p in job.task.processes), job.label)  # before a descriptor is taken
     early_runs = early.take_runs() if early is not None else []
     procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put,
                        run_as=run_as, cgroups=cgroups,

@@ -102,8 +102,11 @@ NOT_IN_RUN = NEVER | {
 # 94 and 83: the orphans and daemons a supervisor hands its watchdog by pid and start time
 # (`executor.procs.handover`); the list kept beside the checkpoint (`executor.task.heldfile`)
 # loads only with the first process held, or for a re-run's kill of an attempt left LOST.
-RUN_STOKER_MODULES = 94
-RUN_AGAIN_STOKER_MODULES = 83
+# 96 and 85: the planner's plans, kept up to date as states change (`executor.task.plans`:
+# a decision cost a look at every process), and the descriptor limit raised to what the
+# task's logs hold (`executor.procs.fdlimit`).
+RUN_STOKER_MODULES = 96
+RUN_AGAIN_STOKER_MODULES = 85
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PURE = [
     "executor/task/planner.py",
     "executor/task/process_rules.py",
+    "executor/task/plans.py",
     "executor/task/replay.py",
     "executor/task/records.py",
     "executor/task/runfacts.py",

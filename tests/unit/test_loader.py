@@ -486,6 +486,36 @@ def test_a_health_command_that_cannot_check_anything_is_refused_at_load(command,
         in str(info.value), str(info.value)
 
 
+LONGEST = 32 * 4096 - 1  # bytes in one exec argument (Linux's MAX_ARG_STRLEN, less its NUL)
+
+
+@pytest.mark.parametrize("where", ["cmdline", "shell_command"])
+@pytest.mark.parametrize("command,size", [
+    (":" + " " * (LONGEST - 1), None),
+    (":" + " " * LONGEST, LONGEST + 1),
+    (": " + "é" * (LONGEST // 2), LONGEST + 1),  # 65,537 characters: bytes count, not characters
+])
+def test_a_command_longer_than_one_exec_argument_is_refused_at_load(where, command, size):
+    # `/bin/bash -c CMDLINE` with a cmdline of 128 KiB or more failed at every spawn with
+    # "Argument list too long (E2BIG)", naming neither the size nor the limit; a service
+    # restarted it for ever, and under Mesos the task started and failed.
+    if where == "cmdline":
+        candidate = job(process("web", cmdline=command))
+        field = "job.task.processes[0].cmdline"
+    else:
+        candidate = job(health_check_config={"health_checker": {"shell": {"shell_command": command}}})
+        field = "job.health_check_config.health_checker.shell.shell_command"
+    if size is None:
+        validate_job(candidate, "test")
+        return
+    with pytest.raises(ConfigError) as info:
+        validate_job(candidate, "test")
+    message = str(info.value)
+    assert f"{field} = " in message, message
+    assert (f"is {size:,} bytes long: Linux passes at most {LONGEST:,} bytes in one argument "
+            "(MAX_ARG_STRLEN), so /bin/bash -c could never start it") in message, message
+
+
 def test_zero_grace_and_zero_failures_are_valid():
     validate_job(job(health_check_config={"initial_interval_secs": 0, "interval_secs": 0.05,
                                           "max_consecutive_failures": 0}), "test")

@@ -21,6 +21,7 @@ from executor.events import (
 )
 from executor.task import planner as planner_module
 from executor.task.planner import Decision, Planner
+from executor.task.plans import Plan
 from tests.support.fake_clock import FakeClock
 
 TERM = int(signal.SIGTERM)
@@ -53,6 +54,7 @@ class Harness:
         for s in d.start:
             self.next_pid += 1
             self.planner.started(s.process, s.run, self.next_pid, self.clock.now)
+        assert_plans_kept(self.planner)
         return d
 
     def run_of(self, name: str) -> int:
@@ -68,6 +70,18 @@ class Harness:
 
     def states(self) -> dict[str, str]:
         return {v.name: v.state.value for v in self.planner.processes()}
+
+
+def assert_plans_kept(planner: Planner) -> None:
+    """What each plan keeps as the states change (`Plan.moved`) is what a plan made afresh
+    from the same processes finds."""
+    for plan in (planner._regular, planner._final):
+        fresh = Plan(list(plan.procs), term_at=plan.term_at, kill_at=plan.kill_at)
+        assert plan.ready() == fresh.ready()
+        assert plan.running_procs() == fresh.running_procs()
+        assert plan.settled() == fresh.settled()
+        assert all(plan.count(s) == fresh.count(s) for s in ProcessState)
+        assert all(plan.deps_done(p) == fresh.deps_done(p) for p in plan.procs)
 
 
 def started(d: Decision) -> list[str]:
@@ -624,7 +638,7 @@ def test_planner_module_is_pure():
 
 # ---- invariants under random event sequences ----
 
-actions = st.lists(st.tuples(st.sampled_from(["exit0", "exit1", "signal", "advance", "kill"]),
+actions = st.lists(st.tuples(st.sampled_from(["exit0", "exit1", "signal", "advance", "kill", "restart"]),
                              st.integers(0, 3)), max_size=40)
 
 
@@ -662,6 +676,9 @@ def test_random_event_sequences_keep_the_invariants(actions, concurrency, daemon
             check(h.decide())
         elif kind == "kill":
             h.planner.kill(h.clock.now, "random kill", grace_secs=float(i))
+            check(h.decide())
+        elif kind == "restart":
+            h.planner.restart("abcf"[i], h.clock.now, grace_secs=float(i) + 1.0)  # 0: SIGKILL at once
             check(h.decide())
         elif running:
             name = running[i % len(running)]

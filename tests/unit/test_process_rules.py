@@ -8,9 +8,9 @@ import pytest
 from config.spec import ProcessSpec, TaskSpec
 from executor.events import ExitStatus, ProcessState, RunOutcome, TaskPhase
 from executor.task import planner, process_rules
+from executor.task.plans import Plan
 from executor.task.process_rules import (
     PROCESS_EDGES,
-    Plan,
     ProcessTrack,
     RunCounts,
     after_run,
@@ -141,6 +141,26 @@ def test_what_the_regular_processes_mean_for_the_task(states, max_failures, sett
     procs = [track(n, s, d) for n, s, d in states]
     assert regular_outcome(procs, max_failures, settled=settled) == expected
     assert Plan(procs).settled() == settled
+
+
+@pytest.mark.parametrize("failed, max_failures, tail", [
+    (10, 1, ""),
+    (11, 1, "; and 1 more process failed (stoker status lists them)"),
+    (500, 3, "; and 490 more processes failed (stoker status lists them)"),
+])
+def test_a_task_reason_names_ten_failed_processes_and_counts_the_rest(failed, max_failures, tail):
+    # 500 processes failing in one step made a reason of 500 sentences (about 40 KB): the
+    # TASK_FAILED message the agent and Aurora's scheduler keep, one log line, one console line.
+    procs = []
+    for n in range(failed):
+        procs.append(track(f"p{n}", S.FAILED))
+        procs[-1].failed_because = "exit status 1 after 1 of max_failures=1 runs"
+    phase, why = regular_outcome(procs + [track("ok", S.RUNNING)], max_failures, settled=False)
+    named = "; ".join(f"process 'p{n}' failed: exit status 1 after 1 of max_failures=1 runs"
+                      for n in range(10))
+    head = f"{failed} processes failed, reaching the task's max_failures={max_failures}: " \
+        if max_failures > 1 else ""
+    assert (phase, why) == (TaskPhase.FAILED, head + named + tail)
 
 
 def test_a_plan_knows_its_dependencies():

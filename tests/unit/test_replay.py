@@ -238,6 +238,27 @@ def test_the_view_is_bounded_however_many_records_come():
     assert len(first.history) == TRANSITIONS_KEPT and first.history[-1].reason == "#499"
 
 
+def test_a_task_with_more_processes_than_the_view_keeps_says_how_many_it_left_out():
+    # A task of 1,200 processes was shown as one of 1,000 (`stoker status` listed p0..p999,
+    # `stoker ps` said 0/1000, the observer "Processes (1000)"), with nothing saying so.
+    from executor.cli.views import format_status
+    from executor.task.replay import PROCESSES_KEPT
+
+    names = [f"p{n}" for n in range(PROCESSES_KEPT + 200)]
+    records = [header(processes=names)]
+    records += [proc(name, 0, "WAITING", "RUNNING", "started", 1.0, pid=10 + i)
+                for i, name in enumerate(names)]
+    cur = replay(records).current
+    assert len(cur.processes) == PROCESSES_KEPT
+    assert (cur.processes_not_shown, cur.processes_total) == (200, PROCESSES_KEPT + 200)
+    note = (f"200 more processes of the task not shown: a task's view keeps its first "
+            f"{PROCESSES_KEPT}")
+    assert cur.not_shown_note == note
+    assert note in format_status(replay(records), now_wall=2.0).splitlines()
+    small = replay(RECORDED).current
+    assert (small.processes_not_shown, small.not_shown_note) == (0, "")
+
+
 def test_a_record_of_a_run_the_view_dropped_changes_nothing():
     records = [header(), proc("web", 5, "WAITING", "RUNNING", "run 5", 1.0, pid=50),
                proc("web", 2, "RUNNING", "FAILED", "stale", 2.0, pid=20, exit_code=1)]
