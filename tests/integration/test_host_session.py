@@ -401,7 +401,7 @@ def test_a_kill_as_a_new_supervisor_takes_the_sandbox_looks_its_entry_up_again(t
         events: queue.SimpleQueue = queue.SimpleQueue()
         session.task_started(task_id="t-2", job_key="k", label="t.0", marker="m", post=events.put)
         now = find_sandbox(Registry(settings).entries(), str(sandbox)).entry
-        before = attrs.evolve(now, supervisor_start=now.supervisor_start + 1, ended_wall=time.time(),
+        before = attrs.evolve(now, supervisor_start=now.supervisor_start + 100, ended_wall=time.time(),
                               task_id="t-1")  # the run before, in the same sandbox: gone
         looks = [before]  # the first look came before the new supervisor registered
         got: list[ControlReply] = []
