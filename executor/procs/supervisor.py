@@ -5,24 +5,16 @@ Owns, for one task: the runs it forked (top pid, process group, markers), the wa
 It is a thin shell: it decides nothing about restarts or states (the planner and the owner
 do), it only does what it is told and posts one event per run, `ProcessExited`, from the reaper.
 
-How it keeps the task contained (docs/design.md §5 has the whole of it): every run is
-`/bin/bash -c CMDLINE` in a session of its own, its environment carrying the task's and the
-run's markers (`STOKER_TASK_MARKER`, `STOKER_RUN_MARKER`), as the `run_as` user it is given
-(the supervisor and the watchdog stay who they are). The Stoker process is a child
-subreaper, in the task's cgroup when the host allows one (`cgroups.py`; the mechanism in
-force is logged once at start and given to the owner for the checkpoint header). One
-process-wide reaper thread (`reaper.py`) reaps EVERY child: no other code in the Stoker
-process may wait for children itself (no `subprocess.run`, no `Popen.wait`), so shell
-health commands run through `run_command` (`commands.py`, loaded at the first command).
-When a run's top exits, what is left of that run, and whatever in this subtree nothing
-live claims, is SIGKILLed before the exit is posted (`containment.py`); a run the task
-SIGTERMed drains within its grace instead (`draining.py`), and what a run that exited 0 on
-its own left is kept as the task's daemons (`daemons.py`), stopped with the task
-(`daemons`, `signal_daemons`; a daemon's exit is posted as `DaemonsExited`). Signals
-reach a run's group, its descendants and its marker, found by one walk of this subtree and
-delivered by pidfd (`proctree.py`); a pid that is not provably ours is never signalled. A
-`/bin/sh` watchdog (`watchdog.py`) kills the task when the Stoker process dies, even by
-SIGKILL; one that could not start is tried again whenever the task is idle.
+How it keeps the task contained is docs/design.md §5: every run is `/bin/bash -c CMDLINE`
+in a session of its own, carrying the task's and the run's markers, as the `run_as` user;
+this process is a child subreaper, in the task's cgroup when the host allows one
+(`cgroups.py`). One process-wide reaper thread (`reaper.py`) reaps EVERY child: no other
+code here may wait for children (shell health commands go through `run_command`,
+`commands.py`). What a run's exit leaves is killed (`containment.py`), drained within its
+grace when the task SIGTERMed it (`draining.py`), or kept as the task's daemons when it
+exited 0 on its own (`daemons.py`; their exit is posted as `DaemonsExited`). Signals reach
+a run by one walk of this subtree, by pidfd (`proctree.py`). A `/bin/sh` watchdog
+(`watchdog.py`) kills the task when this process dies, even by SIGKILL.
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW
@@ -70,7 +62,6 @@ __all__ = ["SpawnError", "Supervisor"]
 logger = logging.getLogger(__name__)
 
 CLOSE_KILL_SECS = 1.0
-SPAWN_BATCH = fdlimit.SPAWN_BATCH
 WATCHDOG_EXIT_SECS = 1.0
 
 
@@ -191,15 +182,15 @@ class Supervisor:
         return self._fork(prepared, spawn.profile_now(self._profile))
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
-        """Fork several runs, `SPAWN_BATCH` at a time: each batch's log directories and files
+        """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each batch's log directories and files
         are made first, then its forks follow back to back, so the file system work does not
         compete for the CPU with the runs already starting. A batch bounds the descriptors
         held at once (a run's directory and log files, until it is forked): a start of 600
         made them all first and failed from the 340th under `ulimit -n 1024`. One result per
         run, in order: its pid or its SpawnError."""
         results: list[int | SpawnError] = []
-        for at in range(0, len(runs), SPAWN_BATCH):
-            results += self._spawn_batch(runs[at:at + SPAWN_BATCH])
+        for at in range(0, len(runs), fdlimit.SPAWN_BATCH):
+            results += self._spawn_batch(runs[at:at + fdlimit.SPAWN_BATCH])
         return results
 
     def _spawn_batch(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
@@ -213,11 +204,8 @@ class Supervisor:
         results: list[int | SpawnError] = []
         bash_env = spawn.profile_now(self._profile)  # one stat for the runs started together
         for item in prepared:
-            if isinstance(item, (SpawnError, int)):
-                results.append(item)  # an error, or an early start's run, adopted
-                continue
-            try:
-                results.append(self._fork(item, bash_env))
+            try:  # an error, or an early start's run adopted, is its own result
+                results.append(item if isinstance(item, (SpawnError, int)) else self._fork(item, bash_env))
             except SpawnError as exc:
                 results.append(exc)
         return results
