@@ -178,7 +178,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                     f"RSS {memory.rss / 1e6:.1f} MB, PSS {memory.pss / 2**20:.2f} MiB, "
                     f"USS {memory.uss / 2**20:.1f} MiB", "—", "—"))
     notes = [f"The idle observer's I/O loop (waitress) wakes every 10 s to close idle "
-             f"connections; its {threads - 2} worker threads wait on a condition."]
+             f"connections; its {threads - 1} worker threads wait on a condition."]
     return rows, notes
 
 
