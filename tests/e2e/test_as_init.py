@@ -4,7 +4,9 @@
 plays `docker exec`.
 
 The kernel drops every signal a namespace's init has no handler for, so a `docker stop`
-while Stoker loads must be recorded, not lost (`executor/cli/start.py`).
+while Stoker loads must be recorded, not lost (`executor/cli/start.py`); and every orphan
+of the namespace re-parents to it, so what `docker exec` left is neither killed as the
+task's leftover nor left a zombie between two tasks (`executor/procs/strangers.py`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,3 +123,27 @@ def _writer(fifo: Path) -> int | None:
         if e.errno == errno.ENXIO:  # no reader yet
             return None
         raise
+
+
+@pytest.mark.parametrize("cgroups", ["auto", "off"])
+def test_what_docker_exec_left_is_neither_killed_nor_left_a_zombie(tmp_path: Path, cgroups: str) -> None:
+    go = tmp_path / "go"
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(f"""
+        main = Process(name='main', cmdline='while [ ! -e {go} ]; do sleep 0.02; done; exit 1')
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """))
+    args = ["--cgroups", cgroups, "--restart-backoff", "20", "--sandbox", str(tmp_path / "sb"), str(config)]
+    with init_stoker(tmp_path, args) as stoker:
+        wait_for(lambda: "STARTING → RUNNING" in stoker.text(), message="the task running")
+        stoker.enter("sleep 30 & exit")  # orphaned at once: the init adopts it
+        stranger = stoker.child(b"sleep\x0030\x00")
+        go.touch()  # the run fails: its leftovers are killed
+        wait_for(lambda: "restarting in" in stoker.text(), message="the restart delay")
+        assert _state(stranger) == "S", f"the stranger was killed as the task's leftover:\n{stoker.text()}"
+        stoker.enter("sleep 0.05 & exit")  # between two tasks: it must be reaped when it ends
+        brief = stoker.child(b"sleep\x000.05\x00")
+        wait_for(lambda: _state(brief) == "gone", 2, message="the stranger reaped")
+        os.kill(stoker.pid, signal.SIGTERM)
+        assert stoker.proc.wait(5) == 143, stoker.text()
