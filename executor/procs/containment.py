@@ -192,7 +192,7 @@ class Containment:
         with self._reaper.lock:
             registered = self._reaper.registered()
         roots = [k for k in kids if k not in skip and not (skip_registered and k in registered)]
-        procs = proctree.walk(roots, prune=self._is_foreign)
+        procs = proctree.walk(roots, prune=self._is_foreign, adopted=True)
         foreign = {pid for pid, _ in self._foreign}
         dead = {k for k in roots if k not in procs and k not in registered and k not in foreign}
         self._handover.saw({k: procs[k].start for k in roots if k in procs and k not in registered

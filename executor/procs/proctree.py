@@ -112,6 +112,21 @@ def read_proc(pid: int) -> ProcInfo | None:
     return ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], start=stat[2], environ=environ, hidden=hidden)
 
 
+def hidden_child(pid: int) -> ProcInfo | None:
+    """A child of this process that /proc does not show: mounted `hidepid=2` (a container's,
+    a hardened host's), /proc hides from a Stoker that is not root each process it may not
+    ptrace, one that is not dumpable (ssh-agent) or another user's (a setuid program), though
+    its pid is in this process's children list. Its group is `getpgid`'s; its start and
+    environment are unknown (start 0, hidden). None when /proc shows it, or it is gone."""
+    if os.path.exists(f"/proc/{pid}"):
+        return None  # shown (a zombie, say): read_proc's to judge
+    try:
+        pgrp = os.getpgid(pid)
+    except OSError:
+        return None
+    return ProcInfo(pid=pid, ppid=os.getpid(), pgrp=pgrp, environ=b"", hidden=True)
+
+
 def children(pid: int, leader_only: bool = False) -> list[int]:
     """The children of `pid` (every thread's: /proc/PID/task/TID/children; or only its main
     thread's, where the kernel puts the orphans a subreaper adopts); [] when gone."""
@@ -133,17 +148,19 @@ def children_listed() -> bool:
 
 
 def walk(roots: Iterable[int], prune: Callable[[ProcInfo], bool] = lambda info: False,
-         ) -> dict[int, ProcInfo]:
+         *, adopted: bool = False) -> dict[int, ProcInfo]:
     """`roots` and every live descendant, parents before children, leaving out each process
     for which `prune` is true and its subtree. One pass: a child forked after its parent was
-    read is not listed, so callers that must catch everything loop."""
+    read is not listed, so callers that must catch everything loop. `adopted`: the roots are
+    this process's children, and one /proc hides is listed too (`hidden_child`)."""
     procs: dict[int, ProcInfo] = {}
     queue = deque(roots)
+    firsts = frozenset(queue) if adopted else frozenset()
     while queue:
         pid = queue.popleft()
         if pid in procs:
             continue
-        info = read_proc(pid)
+        info = read_proc(pid) or (hidden_child(pid) if pid in firsts else None)
         if info is None or prune(info):
             continue
         procs[pid] = info
@@ -258,7 +275,7 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int]) -> bool:
     except OSError:
         pidfd = -1  # no pidfd support: fall back to kill() right after the re-check
     try:
-        info = read_proc(pid)
+        info = read_proc(pid) or (hidden_child(pid) if pid in children(os.getpid()) else None)
         if info is None or not still_ours(info, ours):
             return False
         if pidfd >= 0:
