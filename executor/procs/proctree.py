@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 import attrs
 
 _ENVIRON_CHUNK = 65536
+_POLL_SECS = 0.001  # how often `wait_exited` looks at /proc where there are no pidfds
 
 
 @attrs.frozen(slots=True)
@@ -302,23 +303,31 @@ def signal_group(pgid: int, sig: int) -> bool:
 def wait_exited(pids: Iterable[int], deadline_at: float) -> bool:
     """Block until each of `pids` has exited (a zombie counts: its children have been
     re-parented by then), by polling their pidfds; False when `deadline_at` (monotonic)
-    passed first. A pid that cannot be opened is gone already."""
-    fds = []
+    passed first. A pid that is gone already is not waited for. Without pidfds (a kernel
+    before 5.3, a container whose seccomp profile denies pidfd_open) /proc is looked at
+    every millisecond instead: returning at once would let a killed process's children
+    re-parent after the caller's last look (a fork-hopper outliving its leftover kill)."""
+    fds: list[int] = []
+    polled: list[int] = []
     try:
         for pid in pids:
             try:
                 fds.append(os.pidfd_open(pid))
+            except ProcessLookupError:
+                continue
             except OSError:
-                pass
-        while fds:
+                polled.append(pid)
+        while True:
+            polled = [pid for pid in polled if read_stat(pid) is not None]
+            if not fds and not polled:
+                return True
             left = deadline_at - time.monotonic()
             if left <= 0:
                 return False
-            ready, _, _ = _select.select(fds, [], [], left)
+            ready, _, _ = _select.select(fds, [], [], min(left, _POLL_SECS) if polled else left)
             for fd in ready:
                 fds.remove(fd)
                 os.close(fd)
-        return True
     finally:
         for fd in fds:
             os.close(fd)
