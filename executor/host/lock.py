@@ -23,7 +23,7 @@ import os
 import attrs
 
 from executor.host.clock import iso_time
-from executor.host.identity import ProcessIdentity
+from executor.host.identity import ProcessIdentity, is_alive, read_proc
 from executor.host.sandbox import LOCK_FILE
 from executor.procs import saferead, sandboxfs
 
@@ -126,6 +126,23 @@ def locked_by(stoker_dir: int) -> int | None:
         if len(fields) >= 6 and fields[1] == b"FLOCK" and fields[5] == ident and fields[4].isdigit():
             return int(fields[4])
     return None
+
+
+def as_seen_here(holder: Holder, stoker_dir: int) -> Holder:
+    """`holder` under the pid this PID namespace knows it by. A supervisor in a namespace of
+    its own (`stoker run` as a container's main process: pid 1 there) wrote its pid there;
+    seen from the host (its sandbox a volume), that pid is another process or none. The
+    lock's holder in /proc/locks is it when that process's pid in its own namespace (the
+    last of /proc/PID/status's NSpid) and its start time are the ones written."""
+    if is_alive(holder.pid, holder.start_ticks, holder.boot_id):
+        return holder
+    local = locked_by(stoker_dir)
+    if local is None or local == holder.pid or not is_alive(local, holder.start_ticks, holder.boot_id):
+        return holder
+    for line in read_proc(f"/proc/{local}/status", 1 << 16).splitlines():
+        if line.startswith(b"NSpid:") and line.split()[-1] == str(holder.pid).encode():
+            return attrs.evolve(holder, pid=local)
+    return holder
 
 
 def _busy_message(sandbox: str, other: Holder | None) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.cli.main import main
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
@@ -41,10 +42,12 @@ pytestmark = pytest.mark.skipif(not _can_unshare(), reason="needs root and util-
 class InitStoker:
     """`python -m executor run ARGS` as the init of a new PID namespace."""
 
-    def __init__(self, workdir: Path, args: list[str]) -> None:
+    def __init__(self, workdir: Path, args: list[str], root: Path | None = None) -> None:
         self.out = workdir / "stoker.out"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
         env["PYTHONPATH"] = str(REPO)
+        if root is not None:  # a registry of its own, as a container's /var/run/stoker
+            env["STOKER_ROOT"] = str(root)
         with open(self.out, "wb") as out:
             self.proc = subprocess.Popen(
                 ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "executor", "run", *args],
@@ -91,8 +94,8 @@ def _state(pid: int) -> str:
 
 
 @contextlib.contextmanager
-def init_stoker(workdir: Path, args: list[str]) -> Iterator[InitStoker]:
-    stoker = InitStoker(workdir, args)
+def init_stoker(workdir: Path, args: list[str], root: Path | None = None) -> Iterator[InitStoker]:
+    stoker = InitStoker(workdir, args, root)
     try:
         yield stoker
     finally:
@@ -147,3 +150,21 @@ def test_what_docker_exec_left_is_neither_killed_nor_left_a_zombie(tmp_path: Pat
         wait_for(lambda: _state(brief) == "gone", 2, message="the stranger reaped")
         os.kill(stoker.pid, signal.SIGTERM)
         assert stoker.proc.wait(5) == 143, stoker.text()
+
+
+def test_the_host_sees_it_running_and_stops_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its sandbox a volume the host sees: the pid it recorded is 1, its pid in its own
+    namespace; `stoker status` and `stoker kill` of its sandbox from the host find it by the
+    sandbox's lock (it was LOST, and the kill refused: no live supervisor)."""
+    config = tmp_path / "job.aurora"
+    config.write_text("jobs = [Service(cluster='local', role='me', environment='test', name='svc', "
+                      "task=Task(processes=[Process(name='main', cmdline='sleep 30')], "
+                      "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+    sandbox = tmp_path / "sb"
+    with init_stoker(tmp_path, ["--sandbox", str(sandbox), str(config)], root=tmp_path / "inside") as stoker:
+        wait_for(lambda: "STARTING → RUNNING" in stoker.text(), message="the task running")
+        capsys.readouterr()
+        assert main(["status", str(sandbox)]) == 0
+        assert "state=RUNNING" in capsys.readouterr().out
+        assert main(["kill", str(sandbox), "--grace", "1"]) == 0
+        assert stoker.proc.wait(5) == 0, stoker.text()
