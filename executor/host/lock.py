@@ -129,20 +129,26 @@ def locked_by(stoker_dir: int) -> int | None:
 
 
 def as_seen_here(holder: Holder, stoker_dir: int) -> Holder:
-    """`holder` under the pid this PID namespace knows it by. A supervisor in a namespace of
-    its own (`stoker run` as a container's main process: pid 1 there) wrote its pid there;
-    seen from the host (its sandbox a volume), that pid is another process or none. The
-    lock's holder in /proc/locks is it when that process's pid in its own namespace (the
-    last of /proc/PID/status's NSpid) and its start time are the ones written."""
+    """`holder` under the pid this PID namespace knows it by (`seen_here`), or as it is."""
     if is_alive(holder.pid, holder.start_ticks, holder.boot_id):
         return holder
+    local = seen_here(stoker_dir, holder.pid, holder.start_ticks, holder.boot_id)
+    return holder if local is None else attrs.evolve(holder, pid=local)
+
+
+def seen_here(stoker_dir: int, pid: int, start_ticks: int | None, boot_id: str) -> int | None:
+    """The pid here of the supervisor that recorded (`pid`, `start_ticks`, `boot_id`) in
+    a PID namespace of its own (`stoker run` as a container's main process: pid 1 there),
+    its sandbox a volume this namespace sees: the lock's holder in /proc/locks, when that
+    process's pid in its own namespace (the last of /proc/PID/status's NSpid) and its
+    start time are the ones recorded. None: no such holder."""
     local = locked_by(stoker_dir)
-    if local is None or local == holder.pid or not is_alive(local, holder.start_ticks, holder.boot_id):
-        return holder
+    if local is None or local == pid or start_ticks is None or not is_alive(local, start_ticks, boot_id):
+        return None
     for line in read_proc(f"/proc/{local}/status", 1 << 16).splitlines():
-        if line.startswith(b"NSpid:") and line.split()[-1] == str(holder.pid).encode():
-            return attrs.evolve(holder, pid=local)
-    return holder
+        if line.startswith(b"NSpid:") and line.split()[-1] == str(pid).encode():
+            return local
+    return None
 
 
 def _busy_message(sandbox: str, other: Holder | None) -> str:

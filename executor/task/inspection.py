@@ -143,8 +143,8 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
     recorded = attempt.state if attempt is not None else None
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.
     latest = view is None or attempt is view.current
-    if not alive and latest and attempt is not None:
-        alive = _lock_held(sandbox, pinned)
+    if not alive and latest and attempt is not None and attempt.supervisor_pid:
+        alive = _seen_here(sandbox, pinned, attempt)
     truth = judge(recorded, alive,
                   last_record_wall=view.last_wall if view is not None and latest else None,
                   checkpoint_mtime=checkpoint_mtime(sandbox, pinned) if latest else None,
@@ -218,17 +218,16 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
     return pid, alive
 
 
-def _lock_held(sandbox: Path, pinned: str) -> bool:
-    """Whether a live process holds the sandbox's lock, whatever its pid in the checkpoint
-    says: the pid of a supervisor in another PID namespace (`stoker run` as a container's
-    main process, pid 1 there, its sandbox a volume the host sees) names no process here,
-    but its `flock` is in /proc/locks, under the pid this namespace knows it by."""
+def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView) -> bool:
+    """Whether the attempt's supervisor runs in a PID namespace of its own (a container's
+    main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here`."""
     try:
         fd = open_stoker_dir(sandbox, pinned=pinned)
     except OSError:
         return False
     try:
-        return lock.locked_by(fd) is not None
+        return lock.seen_here(fd, attempt.supervisor_pid or 0, attempt.supervisor_start,
+                              attempt.supervisor_boot) is not None
     finally:
         os.close(fd)
 
