@@ -19,7 +19,7 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.events import ControlReply, KillRequested, RestartRequested
-from executor.host.control import ControlUnavailable, ask, connect
+from executor.host.control import ControlUnavailable, connect
 from executor.host.controlwire import KillControl, RestartControl
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
@@ -28,6 +28,7 @@ from executor.host.registry import Registry
 from executor.host.sandbox import open_stoker_dir
 from executor.host.session import OPERATOR_KILL, HostSession
 from executor.procs.saferead import UnsafeEntry
+from tests.support.control_socket import ask_all
 from tests.support.stoker_proc import REPO
 from tests.support.users import needs_root
 
@@ -60,16 +61,6 @@ def session(tmp_path):
     s = HostSession.open(sandbox, front_end=FrontEnd.RUN)
     yield s
     s.close()
-
-
-def ask_all(sandbox: Path, request) -> list[ControlReply]:
-    fd = open_stoker_dir(sandbox)
-    try:
-        sock = connect(fd, str(sandbox), os.getpid())
-    finally:
-        os.close(fd)
-    with sock:
-        return list(ask(sock, request))
 
 
 def test_a_session_makes_stoker_owner_only_locks_it_and_registers(session):

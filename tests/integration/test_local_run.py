@@ -159,9 +159,8 @@ def test_an_operator_kill_as_an_attempt_starts_stops_that_attempt(tmp_path, monk
     attempt's owner listened on the control socket (its process adapter starting: the
     cgroup, the watchdog): the session found no owner, answered "it stops", and the attempt
     ran on, for ever, unkilled. Now the kill reaches that owner's queue and stops it."""
-    from executor.host.control import ask, connect
     from executor.host.controlwire import KillControl
-    from executor.host.sandbox import open_stoker_dir
+    from tests.support.control_socket import ask_all
 
     config = tmp_path / "long.aurora"
     config.write_text(SERVICE.replace("cmdline='exit 0'", "cmdline='exec sleep 60'"))
@@ -174,21 +173,12 @@ def test_an_operator_kill_as_an_attempt_starts_stops_that_attempt(tmp_path, monk
     real_owner_for = local_run.owner_for
     answers = []
 
-    def kill_now() -> None:  # `stoker kill`, from this process (the supervisor's pid)
-        fd = open_stoker_dir(sandbox)
-        try:
-            sock = connect(fd, str(sandbox), os.getpid())
-        finally:
-            os.close(fd)
-        with sock:
-            answers.extend(ask(sock, KillControl()))
-
     def owner_for(*args, **kwargs):
         owner = real_owner_for(*args, **kwargs)
         real_start = owner.start
 
         def start() -> None:  # run() checked for a stop already; the owner is not listening
-            kill_now()
+            answers.extend(ask_all(sandbox, KillControl()))  # `stoker kill`
             real_start()
 
         owner.start = start
@@ -243,9 +233,8 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
     """`stoker kill SANDBOX` as `stoker run` prepared its task (the sandbox held, its socket
     up, no owner yet): the run ended with exit 0 and not a word; and in the moment between
     the socket's start and the hook's, the kill was refused and the task started anyway."""
-    from executor.host.control import ask, connect
     from executor.host.controlwire import KillControl
-    from executor.host.sandbox import open_stoker_dir
+    from tests.support.control_socket import ask_all
 
     config = tmp_path / "quick.aurora"
     config.write_text(SERVICE)
@@ -260,13 +249,7 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
 
     def hold(*args, **kwargs):
         session = real_hold(*args, **kwargs)  # its control socket serves from here on
-        fd = open_stoker_dir(sandbox)
-        try:
-            sock = connect(fd, str(sandbox), os.getpid())
-        finally:
-            os.close(fd)
-        with sock:
-            answers.extend(ask(sock, KillControl()))
+        answers.extend(ask_all(sandbox, KillControl()))  # `stoker kill`
         assert answers[-1].ok, answers  # refused: the run would go on
         return session
 
