@@ -155,12 +155,14 @@ class LocalRun:
         """`stoker kill` (on the control thread): no restart after this. When no owner got
         the request (`reached` False: between attempts, or one made and not yet listening),
         the attempt's owner, if there is one, gets the kill on its queue: it stops at its
-        first step, before it starts anything."""
+        first step, before it starts anything. Returns the operator's answer then."""
         self._stop_reason = OPERATOR_KILL
         self._stop.set()
         owner = self._owner
         if not reached and owner is not None:
             owner.request_kill(OPERATOR_KILL, grace_secs)
+        if owner is not None or self._console is None:  # an attempt's owner starting, or no attempt yet
+            return "the task was starting; it stops"
         return "no task was running (the supervisor was between attempts); it stops"
 
     def _on_signal(self, signum: int) -> None:

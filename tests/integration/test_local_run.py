@@ -194,7 +194,7 @@ def test_an_operator_kill_as_an_attempt_starts_stops_that_attempt(tmp_path, monk
         runner.join(10)
         pytest.fail(f"the attempt ran on after the operator's kill: {answers}\n{out.getvalue()}")
     assert code == [0]
-    assert [a.ok for a in answers] == [True]
+    assert [(a.ok, a.message) for a in answers] == [(True, "the task was starting; it stops")]
     assert "task             STARTING → KILLING  killed by the operator (stoker kill)" in out.getvalue()
 
 
@@ -255,7 +255,7 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
 
     monkeypatch.setattr(local_run, "_hold", hold)
     assert run.run() == 0
-    assert [(a.ok, a.done) for a in answers] == [(True, True)]
+    assert [(a.ok, a.done, a.message) for a in answers] == [(True, True, "the task was starting; it stops")]
     lines = out.getvalue().splitlines()
     assert lines[-1] == "stoker run: stopped by `stoker kill` before its task started (exit 0)", lines
     assert not any("STARTING" in line for line in lines)
