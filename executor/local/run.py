@@ -48,7 +48,7 @@ from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
 from executor.events import TaskState
-from executor.host.early import EarlyStart, deferred_signals
+from executor.host.early import EarlyStart, relayed_stop_signals
 from executor.host.entry import FrontEnd
 from executor.host.identity import boot_secs
 from executor.host.lock import SandboxBusy
@@ -202,7 +202,9 @@ class LocalRun:
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
             signums.append(signal.SIGHUP)
         relay = SignalRelay(signums, self._on_signal)
-        for signum in deferred_signals():  # the ones that came while the early runs ran
+        came, replaced = relayed_stop_signals()  # while the early runs ran
+        relay.put_back(replaced)
+        for signum in came:
             self._on_signal(signum)
         return relay
 

@@ -305,3 +305,30 @@ def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_
                          "traceback is in its log) (exit 70)"), out.getvalue()
     (failed,) = [r for r in caplog.records if "owner_failed" in r.getMessage()]
     assert failed.exc_info is not None  # the traceback, in the log
+
+
+def test_a_ctrl_c_after_the_relay_of_a_run_that_adopted_an_early_start_is_not_swallowed(tmp_path):
+    """Once an early start forked its runs, the stop signals are recorded until `stoker run`
+    relays them; the relay then put back, as it closed, the recorder it had found: a Ctrl-C
+    or SIGTERM as the run ended (its output draining) was recorded and never acted on. Now
+    the handlers from before the early start are back once the relay closes."""
+    import signal
+
+    from executor.host import early
+
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP)
+    before = {signum: signal.getsignal(signum) for signum in stops}
+    run = local_run.LocalRun(RunSettings(config=str(tmp_path / "unused.aurora")), out=io.StringIO())
+    early.defer_stop_signals()  # as the early start does before its first fork
+    try:
+        relay = run._relay_signals()
+        assert relay is not None
+        relay.close()
+        assert {signum: signal.getsignal(signum) for signum in stops} == before
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        early.deferred_signals()  # none is raised by the clean-up
+        early.undefer_stop_signals()
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
