@@ -112,9 +112,11 @@ class LocalRun:
         self._stop_reason = OPERATOR_KILL
         self._stop.set()
         owner = self._owner
+        if owner is not None and owner.final_update is not None:
+            owner = None  # its task has ended: between attempts
         if not reached and owner is not None:
             owner.request_kill(OPERATOR_KILL, grace_secs)
-        if owner is not None or self._console is None:  # an attempt's owner starting, or no attempt yet
+        if owner is not None or self._console is None:  # an attempt starting, or none yet
             return "the task was starting; it stops"
         return "no task was running (the supervisor was between attempts); it stops"
 

@@ -213,9 +213,9 @@ class StokerExecutor:
         if reached:
             return None
         with self._lock:
-            if not self._launching:
-                return None
             owner = self._owner
+            if not self._launching or (owner is not None and owner.final_update is not None):
+                return None  # none yet, or the task has ended
             if owner is None:  # an agent's KILL or SHUTDOWN waiting already stays the one
                 self._pending_kill = self._pending_kill or PendingKill(OPERATOR_KILL, grace_secs, True)
         if owner is not None:

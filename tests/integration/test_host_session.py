@@ -436,7 +436,8 @@ def test_an_operators_kill_as_the_executor_launches_its_task_stops_it(tmp_path, 
     """Under `stoker executor`, `stoker kill` as a LAUNCH's task was prepared and its owner
     not yet listening (a window of milliseconds) was answered "no task is running under this
     supervisor", exit 1, and the task started. Now it waits for the owner, as an agent's KILL
-    that comes then does: the task ends KILLED before any process starts."""
+    that comes then does: the task ends KILLED before any process starts. One once the task
+    has ended is not told that it was starting."""
     from config.document import encode
     from config.loader import load_job
     from config.settings import ExecutorSettings
@@ -461,9 +462,20 @@ def test_an_operators_kill_as_the_executor_launches_its_task_stops_it(tmp_path, 
     answers: list[ControlReply] = []
     real_owner_for = mesos_executor.owner_for
 
+    late: list[ControlReply] = []
+
     def owner_for(*args, **kwargs):  # the task is prepared; its owner does not exist yet
         answers.extend(ask_all(sandbox, KillControl()))
-        return real_owner_for(*args, **kwargs)
+        owner = real_owner_for(*args, **kwargs)
+        real_run = owner.run
+
+        def ran():  # the task has ended; the LAUNCH's thread has not
+            final = real_run()
+            late.extend(ask_all(sandbox, KillControl()))
+            return final
+
+        owner.run = ran
+        return owner
 
     class Driver:
         updates: list[tuple[str, TaskState, str]] = []
@@ -479,5 +491,6 @@ def test_an_operators_kill_as_the_executor_launches_its_task_stops_it(tmp_path, 
         session.close()
     assert (idle.ok, idle.message) == (False, "no task is running under this supervisor")
     assert [(a.ok, a.message) for a in answers] == [(True, "the task was starting; it stops")]
+    assert [(a.ok, a.message) for a in late] == [(False, "no task is running under this supervisor")]
     assert Driver.updates[-1] == ("task-1", TaskState.KILLED, OPERATOR_KILL), Driver.updates
     assert "RUNNING" not in (sandbox / ".stoker" / "checkpoint.jsonl").read_text()  # nothing started

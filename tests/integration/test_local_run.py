@@ -332,3 +332,40 @@ def test_a_ctrl_c_after_the_relay_of_a_run_that_adopted_an_early_start_is_not_sw
         early.undefer_stop_signals()
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+def test_an_operator_kill_as_an_attempt_ends_is_answered_between_attempts(tmp_path, monkeypatch):
+    """`stoker kill` once an attempt's task had ended (its owner no longer listening) and
+    before `stoker run` let go of that owner: the stop is taken (no restart), and the answer
+    says so without calling the ended task starting."""
+    from executor.host.controlwire import KillControl
+    from tests.support.control_socket import ask_all
+
+    config = tmp_path / "quick.aurora"
+    config.write_text(SERVICE)
+    sandbox = tmp_path / "sandbox"
+    out = io.StringIO()
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(sandbox)), out=out,
+        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
+        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    real_owner_for = local_run.owner_for
+    answers = []
+
+    def owner_for(*args, **kwargs):
+        owner = real_owner_for(*args, **kwargs)
+        real_run = owner.run
+
+        def ran():  # the task has ended; the run still holds its owner
+            final = real_run()
+            answers.extend(ask_all(sandbox, KillControl()))  # `stoker kill`
+            return final
+
+        owner.run = ran
+        return owner
+
+    monkeypatch.setattr(local_run, "owner_for", owner_for)
+    assert run.run() == 0
+    assert [(a.ok, a.message) for a in answers] == [
+        (True, "no task was running (the supervisor was between attempts); it stops")]
+    assert out.getvalue().rstrip().endswith("(exit 0)") and "restarting" not in out.getvalue()
