@@ -207,7 +207,9 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
     """Who holds the sandbox's lock. A supervisor that is starting (the lock taken by an
     early start, which writes no pid in it, while `stoker run` loads; or its control socket
     not made yet) is waited for, at most STARTING_SECS (a line on stderr says so): the
-    command would otherwise say that no supervisor runs, and the task would run on."""
+    command would otherwise say that no supervisor runs, and the task would run on. One
+    that took the lock longer ago than that has no socket to wait for (it could not make
+    it: `control_unavailable` in its log)."""
     from executor.host import identity, lock
     from executor.host.sandbox import CONTROL_SOCKET
 
@@ -215,10 +217,11 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
     said = False
     while True:
         holder = lock.holder(stoker_dir)
-        alive = holder is not None and identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id)
-        if alive:
+        if holder is not None and identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
             with contextlib.suppress(OSError):
                 os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False)
+                return holder
+            if time.time() - holder.since_wall > STARTING_SECS:
                 return holder
         elif lock.locked_by(stoker_dir) is None:  # nobody holds the lock: nobody is starting
             return holder

@@ -494,3 +494,33 @@ def test_an_operators_kill_as_the_executor_launches_its_task_stops_it(tmp_path, 
     assert [(a.ok, a.message) for a in late] == [(False, "no task is running under this supervisor")]
     assert Driver.updates[-1] == ("task-1", TaskState.KILLED, OPERATOR_KILL), Driver.updates
     assert "RUNNING" not in (sandbox / ".stoker" / "checkpoint.jsonl").read_text()  # nothing started
+
+
+def test_a_supervisor_without_a_control_socket_is_not_waited_for_as_starting(tmp_path, monkeypatch, capsys):
+    """A supervisor whose control socket could not be made (`control_unavailable`: no
+    descriptor, a full disk) holds its sandbox for good without one: `stoker kill` took it
+    for one starting, said "the supervisor of SANDBOX is starting; waiting for it" and
+    waited 5 s each time before failing. A lock taken longer ago than that is not a start."""
+    import types
+
+    from executor.cli import control as control_cli
+    from executor.host.lock import SandboxLock
+
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
+    fd = open_stoker_dir(sandbox)
+    lock = SandboxLock.acquire(fd, str(sandbox), own_identity(), "run",
+                               time.time() - 2 * control_cli.STARTING_SECS)  # no socket made
+
+    def waited(secs: float) -> None:
+        raise AssertionError("it waited for a supervisor that is not starting")
+
+    clock = types.SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=waited)
+    monkeypatch.setattr(control_cli, "time", clock)
+    try:
+        with pytest.raises(ControlUnavailable, match="has no control socket"):
+            list(control_cli._replies(sandbox, lambda: None, KillControl(), "kill"))
+    finally:
+        lock.release()
+        os.close(fd)
+    assert "starting" not in capsys.readouterr().err
