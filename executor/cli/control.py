@@ -158,20 +158,11 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
     the one it names: a new supervisor of the sandbox may have registered meanwhile."""
     from executor.host import identity
     from executor.host.control import ControlUnavailable, ask, connect
-    from executor.host.sandbox import open_stoker_dir
-    from executor.procs import saferead
     from executor.task.inspection import inspect_sandbox
 
     entry = lookup()
     where = os.fspath(sandbox)
-    try:
-        stoker_dir = open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "")
-    except PermissionError as exc:  # a task sandbox, of a supervisor of another user's
-        raise ControlUnavailable(f"cannot open {where}/.stoker: {saferead.describe(exc)}: only "
-                                 f"the supervisor's user (or root) may control its task") from None
-    except OSError as exc:
-        raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
-                                 f"{saferead.describe(exc)}") from None
+    stoker_dir = _stoker_dir(sandbox, entry)
     try:
         holder = _started(stoker_dir, where, command)
         if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
@@ -190,6 +181,23 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
               f"debugger): it answers once continued (kill -CONT {holder.pid})", file=sys.stderr, flush=True)
     with sock:
         yield from ask(sock, request)
+
+
+def _stoker_dir(sandbox: Path, entry: RegistryEntry | None) -> int:
+    """The sandbox's `.stoker`, opened: the one `entry` pins, if there is one."""
+    from executor.host.control import ControlUnavailable
+    from executor.host.sandbox import open_stoker_dir
+    from executor.procs import saferead
+
+    where = os.fspath(sandbox)
+    try:
+        return open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "")
+    except PermissionError as exc:  # a task sandbox, of a supervisor of another user's
+        raise ControlUnavailable(f"cannot open {where}/.stoker: {saferead.describe(exc)}: only "
+                                 f"the supervisor's user (or root) may control its task") from None
+    except OSError as exc:
+        raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
+                                 f"{saferead.describe(exc)}") from None
 
 
 def _names(entry: RegistryEntry, holder: Holder) -> bool:
