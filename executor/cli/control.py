@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 GONE_SECS = 2.0  # the longest a supervisor that closed its socket is given to be gone
 STARTING_SECS = 5.0  # the longest a supervisor that is starting is given to open its socket
 STARTING_POLL_SECS = 0.02  # how often a starting supervisor is looked at meanwhile
+# A file's times come from the kernel's coarse clock, a tick behind time.time() at most: a
+# socket made after its supervisor took the lock may look made this much before.
+SOCKET_SLACK_SECS = 0.05
 
 
 def register(sub: Any, command: Any) -> None:
@@ -215,9 +218,10 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
     """Who holds the sandbox's lock. A supervisor that is starting (the lock taken by an
     early start, which writes no pid in it, while `stoker run` loads; or its control socket
     not made yet) is waited for, at most STARTING_SECS (a line on stderr says so): the
-    command would otherwise say that no supervisor runs, and the task would run on. One
-    that took the lock longer ago than that has no socket to wait for (it could not make
-    it: `control_unavailable` in its log)."""
+    command would otherwise say that no supervisor runs, and the task would run on. A
+    socket made before the lock was taken is a SIGKILLed supervisor's, left behind (a re-run
+    in its sandbox makes its own). One that took the lock longer ago than STARTING_SECS has
+    no socket to wait for (it could not make it: `control_unavailable` in its log)."""
     from executor.host import identity, lock
     from executor.host.sandbox import CONTROL_SOCKET
 
@@ -227,8 +231,9 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
         holder = lock.holder(stoker_dir)
         if holder is not None and identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
             with contextlib.suppress(OSError):
-                os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False)
-                return holder
+                made = os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False).st_mtime
+                if made >= holder.since_wall - SOCKET_SLACK_SECS:  # not a SIGKILLed one's, left
+                    return holder
             if time.time() - holder.since_wall > STARTING_SECS:
                 return holder
         elif lock.locked_by(stoker_dir) is None:  # nobody holds the lock: nobody is starting

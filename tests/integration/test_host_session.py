@@ -524,3 +524,38 @@ def test_a_supervisor_without_a_control_socket_is_not_waited_for_as_starting(tmp
         lock.release()
         os.close(fd)
     assert "starting" not in capsys.readouterr().err
+
+
+def test_a_kill_as_a_re_run_starts_where_a_killed_supervisor_left_its_socket_waits_for_the_new_one(
+        tmp_path, monkeypatch):
+    """A supervisor SIGKILLed leaves its control socket behind. `stoker kill` as a re-run in
+    that sandbox started (its lock taken, its own socket not made yet) took the old socket
+    for the new supervisor's, and said "the supervisor of SANDBOX does not answer (it is
+    gone)". A socket made before the lock was taken is not the new supervisor's: it waits."""
+    import types
+
+    from executor.cli import control as control_cli
+    from executor.host.lock import SandboxLock
+
+    class Waited(Exception):
+        pass
+
+    def waited(secs: float) -> None:
+        raise Waited
+
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
+    old = socket.socket(socket.AF_UNIX)
+    old.bind(str(sandbox / ".stoker" / "control.sock"))
+    old.close()  # the killed supervisor's, left behind
+    os.utime(sandbox / ".stoker" / "control.sock", (time.time() - 60, time.time() - 60))
+    fd = open_stoker_dir(sandbox)
+    lock = SandboxLock.acquire(fd, str(sandbox), own_identity(), "run", time.time())  # the re-run's
+    clock = types.SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=waited)
+    monkeypatch.setattr(control_cli, "time", clock)
+    try:
+        with pytest.raises(Waited):
+            control_cli._started(fd, str(sandbox), "kill")
+    finally:
+        lock.release()
+        os.close(fd)
