@@ -400,7 +400,7 @@ def _crashed(ended: Ended) -> int:
     text = (f"executor internal error: {type(error).__name__}: {error}; no restart: Stoker itself "
             "failed (the traceback is in its log)")
     _said(ended, "run_ended", text, level=logging.ERROR, exit=EXIT_INTERNAL_ERROR,
-          line=f"{TaskState.FAILED.value}: {text} (exit {EXIT_INTERNAL_ERROR})")
+          line=f"{ended.update.state.value}: {text} (exit {EXIT_INTERNAL_ERROR})")
     return EXIT_INTERNAL_ERROR
 
 

@@ -369,3 +369,37 @@ def test_an_operator_kill_as_an_attempt_ends_is_answered_between_attempts(tmp_pa
     assert [(a.ok, a.message) for a in answers] == [
         (True, "no task was running (the supervisor was between attempts); it stops")]
     assert out.getvalue().rstrip().endswith("(exit 0)") and "restarting" not in out.getvalue()
+
+
+def test_an_internal_error_as_the_owner_closes_is_logged_with_its_traceback(tmp_path, monkeypatch, caplog):
+    """An error of Stoker's own in the attempt's shutdown (after its task ended): `stoker
+    run` ended with 70 and "the traceback is in its log", but nothing had logged it (the
+    owner logs what its loop raises, not what its close does)."""
+    import logging
+
+    config = tmp_path / "quick.aurora"
+    config.write_text(SERVICE)
+    out = io.StringIO()
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(tmp_path / "sandbox")), out=out,
+        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
+        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    real_owner_for = local_run.owner_for
+
+    def owner_for(*args, **kwargs):
+        owner = real_owner_for(*args, **kwargs)
+        real_close = owner.close
+
+        def close() -> None:
+            real_close()
+            raise RuntimeError("the shutdown broke")
+
+        owner.close = close
+        return owner
+
+    monkeypatch.setattr(local_run, "owner_for", owner_for)
+    with caplog.at_level(logging.ERROR):
+        assert run.run() == local_run.EXIT_INTERNAL_ERROR, out.getvalue()
+    assert "RuntimeError: the shutdown broke" in out.getvalue().splitlines()[-1]
+    logged = [r for r in caplog.records if r.exc_info and "the shutdown broke" in str(r.exc_info[1])]
+    assert len(logged) == 1, [r.getMessage() for r in caplog.records]
