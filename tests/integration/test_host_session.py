@@ -324,7 +324,7 @@ def test_a_non_root_status_of_root_s_task_says_who_may_read_it():
                       f"only the supervisor's user (or root) may read its task's state")
 
 
-def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch):
+def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch, capsys):
     """`stoker kill SANDBOX` while `stoker run` loads after its early start (the sandbox
     locked, no pid in the lock, no socket yet): it said "no live supervisor holds SANDBOX"
     and exited 1, and the task ran on. Now it waits for the supervisor and is answered.
@@ -372,6 +372,7 @@ def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch):
         go.set()
         session.close()
     assert got == [ControlReply(ok=True, done=True, message="task t.0 KILLED")]
+    assert capsys.readouterr().err == f"stoker kill: the supervisor of {sandbox} is starting; waiting for it\n"
 
 
 def test_a_kill_as_a_new_supervisor_takes_the_sandbox_looks_its_entry_up_again(tmp_path):
