@@ -6,6 +6,7 @@ import io
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,18 +23,26 @@ jobs = [Service(cluster='c', role='r', environment='test', name='quick',
 """
 
 
+def _stoker_run(tmp_path: Path, config_text: str = SERVICE,
+                **settings: Any) -> tuple[local_run.LocalRun, io.StringIO, Path]:
+    """A `stoker run` of `config_text` (no plan cache) in `tmp_path/sandbox`, registered
+    under `tmp_path/registry`, printing to the StringIO it returns, with its sandbox."""
+    config = tmp_path / "job.aurora"
+    config.write_text(config_text)
+    sandbox = tmp_path / "sandbox"
+    out = io.StringIO()
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(sandbox), **settings), out=out,
+        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
+        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    return run, out, sandbox
+
+
 def test_a_stop_as_the_next_attempt_begins_still_ends_with_its_line(tmp_path, monkeypatch):
     """A zero-delay restart's wait is over, and the stop lands before the next attempt's
     supervisor exists: that attempt never starts, and the run ends with the same line and
     status as a stop in the delay (it ended with no line at all)."""
-    config = tmp_path / "quick.aurora"
-    config.write_text(SERVICE)
-    out = io.StringIO()
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(tmp_path / "sandbox"), restart_backoff_secs=0.0,
-                    restart_backoff_max_secs=0.0),
-        out=out, environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    run, out, _ = _stoker_run(tmp_path, restart_backoff_secs=0.0, restart_backoff_max_secs=0.0)
     real_owner_for = local_run.owner_for
     made = []
 
@@ -53,14 +62,8 @@ def test_a_stop_as_the_next_attempt_begins_still_ends_with_its_line(tmp_path, mo
 def test_a_failing_service_keeps_the_first_and_the_last_attempts_logs(tmp_path, monkeypatch):
     """--keep-attempts: each attempt's logs were kept for ever (1,440 a day at the default
     back-off); now the first attempt's and the last N earlier ones'."""
-    config = tmp_path / "fails.aurora"
-    config.write_text(SERVICE.replace("cmdline='exit 0'", "cmdline='echo attempt; exit 1'"))
-    sandbox = tmp_path / "sandbox"
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(sandbox), restart_backoff_secs=0.0,
-                    restart_backoff_max_secs=0.0, keep_attempts=2),
-        out=io.StringIO(), environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    run, _, sandbox = _stoker_run(tmp_path, SERVICE.replace("cmdline='exit 0'", "cmdline='echo attempt; exit 1'"),
+                                  restart_backoff_secs=0.0, restart_backoff_max_secs=0.0, keep_attempts=2)
     real_owner_for = local_run.owner_for
     made = []
 
@@ -162,14 +165,8 @@ def test_an_operator_kill_as_an_attempt_starts_stops_that_attempt(tmp_path, monk
     from executor.host.controlwire import KillControl
     from tests.support.control_socket import ask_all
 
-    config = tmp_path / "long.aurora"
-    config.write_text(SERVICE.replace("cmdline='exit 0'", "cmdline='exec sleep 60'"))
-    sandbox = tmp_path / "sandbox"
-    out = io.StringIO()
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(sandbox), kill_grace_secs=1.0),
-        out=out, environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    run, out, sandbox = _stoker_run(tmp_path, SERVICE.replace("cmdline='exit 0'", "cmdline='exec sleep 60'"),
+                                    kill_grace_secs=1.0)
     real_owner_for = local_run.owner_for
     answers = []
 
@@ -205,12 +202,7 @@ def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, 
     the supervisor let go."""
     from executor.host.registry import Registry
 
-    config = tmp_path / "quick.aurora"
-    config.write_text(SERVICE)
-    registry = RegistrySettings(registry_root=str(tmp_path / "registry"))
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(tmp_path / "sandbox")), out=io.StringIO(),
-        environ=dict(os.environ, STOKER_PLAN_CACHE="off"), registry=registry)
+    run, _, _ = _stoker_run(tmp_path)
     real_hold = local_run._hold
 
     class Interrupted:  # the console, where the Ctrl-C lands: its first line after the hold
@@ -225,7 +217,7 @@ def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, 
     monkeypatch.setattr(local_run, "_hold", hold)
     with pytest.raises(KeyboardInterrupt):
         run.run()
-    (listed,) = Registry(registry).entries()
+    (listed,) = Registry(RegistrySettings(registry_root=str(tmp_path / "registry"))).entries()
     assert listed.entry.ended_wall is not None
 
 
@@ -236,14 +228,7 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
     from executor.host.controlwire import KillControl
     from tests.support.control_socket import ask_all
 
-    config = tmp_path / "quick.aurora"
-    config.write_text(SERVICE)
-    sandbox = tmp_path / "sandbox"
-    out = io.StringIO()
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(sandbox)), out=out,
-        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    run, out, sandbox = _stoker_run(tmp_path)
     real_hold = local_run._hold
     answers = []
 
@@ -276,18 +261,12 @@ def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_
     from tests.support.proc_scan import live, task_pids_by_marker
 
     monkeypatch.setitem(sys.modules, "executor.procs.runprune", None)  # an import that fails
-    config = tmp_path / "crash.aurora"
-    config.write_text(
+    run, out, sandbox = _stoker_run(tmp_path, (
         "keep = Process(name='keep', cmdline='exec sleep 60')\n"
         "flaky = Process(name='flaky', cmdline='exit 1', min_duration=0, max_failures=3)\n"
         "jobs = [Job(cluster='c', role='r', environment='test', name='crash',\n"
-        "            task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
-    sandbox = tmp_path / "sandbox"
-    out = io.StringIO()
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(sandbox), kill_grace_secs=1.0), out=out,
-        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+        "            task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n"),
+        kill_grace_secs=1.0)
     with caplog.at_level(logging.ERROR):
         assert run.run() == local_run.EXIT_INTERNAL_ERROR == 70, out.getvalue()
     records = [json.loads(line) for line in (sandbox / ".stoker" / "checkpoint.jsonl").read_text().splitlines()]
@@ -341,14 +320,7 @@ def test_an_operator_kill_as_an_attempt_ends_is_answered_between_attempts(tmp_pa
     from executor.host.controlwire import KillControl
     from tests.support.control_socket import ask_all
 
-    config = tmp_path / "quick.aurora"
-    config.write_text(SERVICE)
-    sandbox = tmp_path / "sandbox"
-    out = io.StringIO()
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(sandbox)), out=out,
-        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    run, out, sandbox = _stoker_run(tmp_path)
     real_owner_for = local_run.owner_for
     answers = []
 
@@ -377,13 +349,7 @@ def test_an_internal_error_as_the_owner_closes_is_logged_with_its_traceback(tmp_
     owner logs what its loop raises, not what its close does)."""
     import logging
 
-    config = tmp_path / "quick.aurora"
-    config.write_text(SERVICE)
-    out = io.StringIO()
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(tmp_path / "sandbox")), out=out,
-        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    run, out, _ = _stoker_run(tmp_path)
     real_owner_for = local_run.owner_for
 
     def owner_for(*args, **kwargs):
