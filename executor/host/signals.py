@@ -18,7 +18,8 @@ queue); it is called once per signal received, in order (the kernel merges a sig
 again before the first was delivered, as it always does).
 
 Install it from the main thread (Python allows handlers and the wakeup fd only there);
-`close()` puts back the handlers and wakeup fd it found and ends the thread.
+`close()` puts back the handlers and wakeup fd it found (or the handlers a stand-in it
+found had replaced: `put_back`, the early start's recorder) and ends the thread.
 
 A process that starts no task processes (`stoker observe`, whose Python-level handler must
 run in the main thread to stop its server) may instead keep the signals off its other
