@@ -126,6 +126,18 @@ def hopper_quiet(pid_file: Path, quiet_secs: float = 0.1) -> bool:
     return read_bytes(str(pid_file)) == before and all(is_killed(pid) for pid in read_pid_files([pid_file]))
 
 
+def describe(pids: Iterable[int]) -> str:
+    """Each pid's state, pending signals, cgroup and command line, for a failure message."""
+    parts = []
+    for pid in sorted(pids):
+        status = dict(line.partition(b":")[::2] for line in read_bytes(f"/proc/{pid}/status").splitlines())
+        state, pending = (status.get(k, b"").strip().decode() for k in (b"State", b"ShdPnd"))
+        cgroup = read_bytes(f"/proc/{pid}/cgroup").decode(errors="replace").strip().replace("\n", "; ")
+        cmdline = read_bytes(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
+        parts.append(f"{pid} (state {state or 'gone'}, pending {pending}, cgroup {cgroup}, {cmdline!r})")
+    return ", ".join(parts) or "no pid"
+
+
 def stop_hopper(pid_file: Path, stop_file: Path, timeout_secs: float = 3.0) -> None:
     """Cleanup: ask a hopper to stop (its next generation exits) and wait until it is quiet,
     SIGKILLing the last pid it wrote meanwhile. Never raises."""
