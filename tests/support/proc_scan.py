@@ -120,10 +120,16 @@ def hopper_quiet(pid_file: Path, quiet_secs: float = 0.1) -> bool:
     gone or killed (`is_killed`: it forks no more), and it writes no new one for
     `quiet_secs` (it writes one per generation)."""
     before = read_bytes(str(pid_file))
-    if not all(is_killed(pid) for pid in read_pid_files([pid_file])):
+    if not all(_hopper_killed(pid) for pid in read_pid_files([pid_file])):
         return False
     time.sleep(quiet_secs)  # the question is about time: does a new generation show up?
-    return read_bytes(str(pid_file)) == before and all(is_killed(pid) for pid in read_pid_files([pid_file]))
+    return read_bytes(str(pid_file)) == before and all(_hopper_killed(pid) for pid in read_pid_files([pid_file]))
+
+
+def _hopper_killed(pid: int) -> bool:
+    """`is_killed`, or the pid is another process's now: a hopper runs through the pid space
+    (pid_max may be 32768), so its last pid can be reused soon after it died."""
+    return is_killed(pid) or b"--fork-hop" not in read_bytes(f"/proc/{pid}/cmdline")
 
 
 def describe(pids: Iterable[int]) -> str:
