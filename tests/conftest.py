@@ -9,6 +9,8 @@ its runs a directory of its own.
 from __future__ import annotations
 
 import os
+import sys
+import time
 
 import pytest
 from hypothesis import settings
@@ -75,3 +77,26 @@ def agent(tmp_path):
     sim.close()
     kill_leftovers(task_pids(sandbox))
     assert "Traceback" not in sim.executor_log(), sim.executor_log()[-3000:]
+
+
+@pytest.fixture(autouse=True)
+def _no_idle_reaper():
+    """After a test that ran a Supervisor in this process, its reaper thread is gone. Released
+    while this process had another child (a fixture's server, a simulator's executor), it
+    stays blocked in waitid(P_ALL) until some child exits, and reaps that one, whoever's it is:
+    a later test's Popen then sees exit 0 (ECHILD) for its SIGKILLed child (seen once, after a
+    shuffle of the integration tier). A child spawned here for it to reap wakes it; it ends."""
+    yield
+    module = sys.modules.get("executor.procs.reaper")
+    reaper = module.Reaper._instance if module is not None else None
+    if reaper is None or reaper.thread is None:
+        return
+    with reaper.lock:
+        if reaper.users or reaper.registered():
+            return  # a Supervisor still runs (a module's): its own close ends the thread
+        with reaper.forking():
+            os.posix_spawn("/bin/true", ["true"], {})
+    deadline = time.monotonic() + 5
+    while reaper.thread is not None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert reaper.thread is None, "the reaper thread outlived every Supervisor of this process"

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 GONE_SECS = 2.0  # the longest a supervisor that closed its socket is given to be gone
 STARTING_SECS = 5.0  # the longest a supervisor that is starting is given to open its socket
 STARTING_POLL_SECS = 0.02  # how often a starting supervisor is looked at meanwhile
+# A file's times come from the kernel's coarse clock, a tick behind time.time() at most: a
+# socket made after its supervisor took the lock may look made this much before.
+SOCKET_SLACK_SECS = 0.05
 
 
 def register(sub: Any, command: Any) -> None:
@@ -158,20 +161,11 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
     the one it names: a new supervisor of the sandbox may have registered meanwhile."""
     from executor.host import identity
     from executor.host.control import ControlUnavailable, ask, connect
-    from executor.host.sandbox import open_stoker_dir
-    from executor.procs import saferead
     from executor.task.inspection import inspect_sandbox
 
     entry = lookup()
     where = os.fspath(sandbox)
-    try:
-        stoker_dir = open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "")
-    except PermissionError as exc:  # a task sandbox, of a supervisor of another user's
-        raise ControlUnavailable(f"cannot open {where}/.stoker: {saferead.describe(exc)}: only "
-                                 f"the supervisor's user (or root) may control its task") from None
-    except OSError as exc:
-        raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
-                                 f"{saferead.describe(exc)}") from None
+    stoker_dir = _stoker_dir(sandbox, entry)
     try:
         holder = _started(stoker_dir, where, command)
         if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
@@ -192,6 +186,23 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
         yield from ask(sock, request)
 
 
+def _stoker_dir(sandbox: Path, entry: RegistryEntry | None) -> int:
+    """The sandbox's `.stoker`, opened: the one `entry` pins, if there is one."""
+    from executor.host.control import ControlUnavailable
+    from executor.host.sandbox import open_stoker_dir
+    from executor.procs import saferead
+
+    where = os.fspath(sandbox)
+    try:
+        return open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "")
+    except PermissionError as exc:  # a task sandbox, of a supervisor of another user's
+        raise ControlUnavailable(f"cannot open {where}/.stoker: {saferead.describe(exc)}: only "
+                                 f"the supervisor's user (or root) may control its task") from None
+    except OSError as exc:
+        raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
+                                 f"{saferead.describe(exc)}") from None
+
+
 def _names(entry: RegistryEntry, holder: Holder) -> bool:
     return (holder.pid, holder.start_ticks) == (entry.supervisor_pid, entry.supervisor_start)
 
@@ -207,7 +218,10 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
     """Who holds the sandbox's lock. A supervisor that is starting (the lock taken by an
     early start, which writes no pid in it, while `stoker run` loads; or its control socket
     not made yet) is waited for, at most STARTING_SECS (a line on stderr says so): the
-    command would otherwise say that no supervisor runs, and the task would run on."""
+    command would otherwise say that no supervisor runs, and the task would run on. A
+    socket made before the lock was taken is a SIGKILLed supervisor's, left behind (a re-run
+    in its sandbox makes its own). One that took the lock longer ago than STARTING_SECS has
+    no socket to wait for (it could not make it: `control_unavailable` in its log)."""
     from executor.host import identity, lock
     from executor.host.sandbox import CONTROL_SOCKET
 
@@ -216,10 +230,12 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
     while True:
         holder = lock.holder(stoker_dir)
         holder = lock.as_seen_here(holder, stoker_dir) if holder is not None else None
-        alive = holder is not None and identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id)
-        if alive:
+        if holder is not None and identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
             with contextlib.suppress(OSError):
-                os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False)
+                made = os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False).st_mtime
+                if made >= holder.since_wall - SOCKET_SLACK_SECS:  # not a SIGKILLed one's, left
+                    return holder
+            if time.time() - holder.since_wall > STARTING_SECS:
                 return holder
         elif lock.locked_by(stoker_dir) is None:  # nobody holds the lock: nobody is starting
             return holder

@@ -251,11 +251,7 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
                        0o600, dir_fd=stoker_dir)
         early.hold_lock(lock)
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new sandbox: nobody else has it
-        base = dict(environ)
-        for name in record["secrets"]:
-            base.pop(name, None)
-        base["MESOS_SANDBOX"] = sandbox
-        task_env = runenv.task_env(base, sandbox, marker)
+        task_env = _task_env(record, environ, sandbox, marker)
         close = earlyfork.inherited_fds()
         home = keep(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         root = keep(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
@@ -278,6 +274,16 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
     finally:
         _close_all(opened)
     return early
+
+
+def _task_env(record: dict, environ: Mapping[str, str], sandbox: str, marker: str) -> dict[str, str]:
+    """The runs' environment, as the supervisor gives it: this one less the secrets the
+    record names, in the sandbox, with the task's marker."""
+    base = dict(environ)
+    for name in record["secrets"]:
+        base.pop(name, None)
+    base["MESOS_SANDBOX"] = sandbox
+    return runenv.task_env(base, sandbox, marker)
 
 
 def _spawn_batch(early: EarlyStart, batch: list[tuple[str, str]], standin: str, task_env: dict[str, str], *,

@@ -76,7 +76,11 @@ def run() -> NoReturn:
         print(code, file=sys.stderr)
         status = 1
     codecache.save()  # what this command compiled of attrs' methods, for the next one
-    if not drain_spool():  # a terminal that stopped reading (Ctrl-S): not waited for longer,
+    try:
+        drained = drain_spool()
+    except KeyboardInterrupt:  # Ctrl-C as its last lines wait for a terminal: no longer
+        drained, status = False, 130
+    if not drained:  # a terminal that stopped reading (Ctrl-S): not waited for longer,
         os._exit(status)  # nor flushed (its writer holds the streams' locks)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

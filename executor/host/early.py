@@ -13,7 +13,7 @@ early start. Standard library only; one owner at a time (`take_*` hand a part ov
 
 From the first early run's fork until `stoker run` relays its stop signals itself
 (`executor/host/signals.py`), a stop signal (Ctrl-C, SIGTERM, SIGHUP, Ctrl-Z) is recorded
-(`defer_stop_signals`), not acted on: `LocalRun` takes them (`deferred_signals`) once its
+(`defer_stop_signals`), not acted on: `LocalRun` takes them (`relayed_stop_signals`) once its
 relay is up and stops as for any signal, so that the runs already running get their
 graceful stop (SIGTERM first, the final processes) instead of the watchdog's SIGKILL as the
 command dies or raises KeyboardInterrupt while it loads. An early start abandoned before
@@ -51,6 +51,15 @@ def deferred_signals() -> list[int]:
     taken = list(_deferred)
     del _deferred[:len(taken)]
     return taken
+
+
+def relayed_stop_signals() -> tuple[list[int], dict[int, object]]:
+    """`stoker run` relays the stop signals now: the ones recorded meanwhile, in order, and
+    the handlers `defer_stop_signals` replaced, for the relay to put back as it closes (not
+    the recorder it found: a Ctrl-C as the run ends would be recorded, never acted on)."""
+    replaced = dict(_replaced)
+    _replaced.clear()
+    return deferred_signals(), replaced
 
 
 def undefer_stop_signals() -> None:

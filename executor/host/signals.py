@@ -18,7 +18,8 @@ queue); it is called once per signal received, in order (the kernel merges a sig
 again before the first was delivered, as it always does).
 
 Install it from the main thread (Python allows handlers and the wakeup fd only there);
-`close()` puts back the handlers and wakeup fd it found and ends the thread.
+`close()` puts back the handlers and wakeup fd it found (or the handlers a stand-in it
+found had replaced: `put_back`, the early start's recorder) and ends the thread.
 
 A process that starts no task processes (`stoker observe`, whose Python-level handler must
 run in the main thread to stop its server) may instead keep the signals off its other
@@ -33,7 +34,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
@@ -64,8 +65,14 @@ class SignalRelay:
             target=self._relay, name="stoker-signals", daemon=True)
         self._thread.start()
 
+    def put_back(self, handlers: Mapping[int, Any]) -> None:
+        """At close, put back `handlers` instead of the ones found at install (for the
+        signals it relays): those found were a stand-in's for them."""
+        self._previous.update((s, h) for s, h in handlers.items() if s in self._previous)
+
     def close(self) -> None:
-        """Puts back the handlers and wakeup fd found at install, and ends the thread."""
+        """Puts back the handlers and wakeup fd found at install (or `put_back`'s), and ends
+        the thread."""
         if self._thread is None:
             return
         for signum, handler in self._previous.items():

@@ -34,7 +34,6 @@ import logging
 import os
 import signal
 import socket
-import stat
 import sys
 import threading
 from collections.abc import Mapping
@@ -48,18 +47,17 @@ from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
 from executor.events import TaskState
-from executor.host.early import EarlyStart, deferred_signals
+from executor.host.early import EarlyStart, relayed_stop_signals
 from executor.host.entry import FrontEnd
 from executor.host.identity import boot_secs
 from executor.host.lock import SandboxBusy
-from executor.host.replacefile import make_dirs, writable_by_others
 from executor.host.session import OPERATOR_KILL, HostSession, KillHook
 from executor.host.signals import SignalRelay
 from executor.local import planfiles
 from executor.local.attempts import archive_logs
 from executor.local.console import ConsoleReporter, Output
 from executor.local.planahead import PlanAhead
-from executor.local.runstart import RunStart
+from executor.local.runstart import RunStart, SandboxError, make_sandbox
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.logs import log_event, no_room, spool
 from executor.task.checkpoint import append_between
@@ -75,51 +73,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXIT_INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: Stoker's own error ended the run, not the task's
-
-
-def make_sandbox(requested: str | None, job_name: str) -> Path:
-    """The sandbox RunSettings chose (docs/contract.md §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY,
-    else --sandbox), else a fresh directory under the current one."""
-    if requested:
-        path = Path(requested)
-    else:
-        path = Path.cwd() / planfiles.sandbox_name(job_name)
-    if path.exists() and not path.is_dir():
-        raise SandboxError(f"sandbox {path} exists and is not a directory")
-    link = planfiles.foreign_link(str(path))  # before anything is made there
-    if link:
-        raise _refused(path, link)
-    try:
-        make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
-    except OSError as exc:
-        raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from exc
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise SandboxError(f"sandbox {path} is not writable")
-    problem = _not_own(path)
-    if problem:
-        raise _refused(path, problem)
-    return path.resolve()
-
-
-def _refused(path: Path, problem: str) -> SandboxError:
-    return SandboxError(f"sandbox {path} {problem}: the task would run what another user puts "
-                        f"in it (bash sources its .thermos_profile before every process); use "
-                        f"a directory of your own")
-
-
-def _not_own(path: Path) -> str:
-    """Why another user could plant files in `path` (it is theirs, or open to their writes);
-    '' when no one but this user (and root) can."""
-    info = os.stat(path)
-    if info.st_uid != os.geteuid():
-        return f"belongs to {planfiles.user_name(info.st_uid)}, not {planfiles.user_name(os.geteuid())}"
-    if writable_by_others(info, os.getegid()):  # a sticky one too: others could add names
-        return f"may be written by other users (mode {stat.S_IMODE(info.st_mode):o})"
-    return ""
-
-
-class SandboxError(Exception):
-    pass
 
 
 class LocalRun:
@@ -155,12 +108,16 @@ class LocalRun:
         """`stoker kill` (on the control thread): no restart after this. When no owner got
         the request (`reached` False: between attempts, or one made and not yet listening),
         the attempt's owner, if there is one, gets the kill on its queue: it stops at its
-        first step, before it starts anything."""
+        first step, before it starts anything. Returns the operator's answer then."""
         self._stop_reason = OPERATOR_KILL
         self._stop.set()
         owner = self._owner
+        if owner is not None and owner.final_update is not None:
+            owner = None  # its task has ended: between attempts
         if not reached and owner is not None:
             owner.request_kill(OPERATOR_KILL, grace_secs)
+        if owner is not None or self._console is None:  # an attempt starting, or none yet
+            return "the task was starting; it stops"
         return "no task was running (the supervisor was between attempts); it stops"
 
     def _on_signal(self, signum: int) -> None:
@@ -200,7 +157,9 @@ class LocalRun:
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
             signums.append(signal.SIGHUP)
         relay = SignalRelay(signums, self._on_signal)
-        for signum in deferred_signals():  # the ones that came while the early runs ran
+        came, replaced = relayed_stop_signals()  # while the early runs ran
+        relay.put_back(replaced)
+        for signum in came:
             self._on_signal(signum)
         return relay
 
@@ -262,8 +221,7 @@ class LocalRun:
         """A stop before the first attempt's task started (`stoker kill` as `stoker run`
         prepared it): a line saying so, not a silent exit."""
         code = self._exit_code(0)
-        by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
-        text = f"stopped by {by} before its task started"
+        text = f"stopped by {self._stopped_by()} before its task started"
         log_event(logger, logging.INFO, "run_ended", reason=text, exit=code)
         self._out.write(f"stoker run: {text} (exit {code})\n")
         return code
@@ -272,10 +230,12 @@ class LocalRun:
         """A stop between two attempts (in the delay, or as the next one began): its line, and
         the exit status of the one that ended."""
         code = self._exit_code(0 if ended.update.state is not TaskState.FAILED else 1)
-        by = "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
-        _said(ended, "run_ended", f"stopped by {by} during the restart delay", exit=code,
-              line=f"stopped by {by} during the restart delay (exit {code})")
+        text = f"stopped by {self._stopped_by()} during the restart delay"
+        _said(ended, "run_ended", text, exit=code, line=f"{text} (exit {code})")
         return code
+
+    def _stopped_by(self) -> str:
+        return "`stoker kill`" if self._signal is None else signal.Signals(self._signal).name
 
     def _prepare(self) -> Prepared:
         """Plan the job (or take the plan kept for it), make the sandbox, and say so."""
@@ -359,13 +319,8 @@ class LocalRun:
         announcement = self._announcement(spec, prepared.host)
         if early is None:
             archive_logs(prepared.sandbox, s.keep_attempts)  # (an early start's runs write in `.logs` already)
-        for warning in spec.warnings if number == 0 else ():
-            self._warn(warning)
-        if number == 0 and announcement is not None:
-            self._out.write(f"stoker run: announcing at {announcement.path} in ZooKeeper "
-                            f"{announcement.ensemble} once RUNNING\n")
-        elif number == 0 and s.announce is not None:
-            self._warn("--announce: the job has no `announce = Announcer(...)`; nothing is announced")
+        if number == 0:
+            self._first_notes(spec, announcement)
         console = ConsoleReporter(self._out, spec.label, sandbox=prepared.sandbox,
                                   names=[p.name for p in spec.task.processes])
         if early is not None:
@@ -381,6 +336,20 @@ class LocalRun:
             owner.request_kill(self._stop_reason)
             if self._hurry is not None:
                 owner.request_kill(self._hurry, immediate=True)
+        return self._ran(owner, console)
+
+    def _first_notes(self, spec: JobSpec, announcement: Announcement | None) -> None:
+        """Before the first attempt: the job's warnings, and where it announces itself."""
+        for warning in spec.warnings:
+            self._warn(warning)
+        if announcement is not None:
+            self._out.write(f"stoker run: announcing at {announcement.path} in ZooKeeper "
+                            f"{announcement.ensemble} once RUNNING\n")
+        elif self._settings.announce is not None:
+            self._warn("--announce: the job has no `announce = Announcer(...)`; nothing is announced")
+
+    def _ran(self, owner: TaskOwner, console: ConsoleReporter) -> Ended:
+        """The attempt `owner` supervises, run to its end."""
         try:
             final, error = owner.run(), None
         except Exception as exc:  # Stoker's own: the owner logged it and stopped the processes
@@ -432,7 +401,7 @@ def _crashed(ended: Ended) -> int:
     text = (f"executor internal error: {type(error).__name__}: {error}; no restart: Stoker itself "
             "failed (the traceback is in its log)")
     _said(ended, "run_ended", text, level=logging.ERROR, exit=EXIT_INTERNAL_ERROR,
-          line=f"{TaskState.FAILED.value}: {text} (exit {EXIT_INTERNAL_ERROR})")
+          line=f"{ended.update.state.value}: {text} (exit {EXIT_INTERNAL_ERROR})")
     return EXIT_INTERNAL_ERROR
 
 

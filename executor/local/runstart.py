@@ -6,11 +6,15 @@ its ports are still free, else planned now (by the child the entry point forked 
 when it planned for these settings; `planahead.py`) and kept for the next run. The early
 start (`executor/cli/launch.py`) is taken as far as it matches this run — its plan's lease,
 its sandbox — and given up (its runs killed, one WARNING line) at the first thing that does
-not; the first attempt's supervisor adopts its runs. Owned by `LocalRun`'s thread.
+not; the first attempt's supervisor adopts its runs. Without an early start the sandbox is
+made here (`make_sandbox`), refused when another user could plant files in it. Owned by
+`LocalRun`'s thread.
 """
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,12 +22,58 @@ from config.plan import JobPlan
 from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings
 from config.spec import LogDestination, LogMode
 from executor.host.early import EarlyStart, undefer_stop_signals
+from executor.host.replacefile import make_dirs, writable_by_others
 from executor.local import plancache, planfiles
 from executor.local.planahead import INPUT_NAMES, Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
 from executor.logs import log_event
 
 logger = logging.getLogger(__name__)
+
+
+def make_sandbox(requested: str | None, job_name: str) -> Path:
+    """The sandbox RunSettings chose (docs/contract.md §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY,
+    else --sandbox), else a fresh directory under the current one."""
+    if requested:
+        path = Path(requested)
+    else:
+        path = Path.cwd() / planfiles.sandbox_name(job_name)
+    if path.exists() and not path.is_dir():
+        raise SandboxError(f"sandbox {path} exists and is not a directory")
+    link = planfiles.foreign_link(str(path))  # before anything is made there
+    if link:
+        raise _refused(path, link)
+    try:
+        make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
+    except OSError as exc:
+        raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SandboxError(f"sandbox {path} is not writable")
+    problem = _not_own(path)
+    if problem:
+        raise _refused(path, problem)
+    return path.resolve()
+
+
+def _refused(path: Path, problem: str) -> SandboxError:
+    return SandboxError(f"sandbox {path} {problem}: the task would run what another user puts "
+                        f"in it (bash sources its .thermos_profile before every process); use "
+                        f"a directory of your own")
+
+
+def _not_own(path: Path) -> str:
+    """Why another user could plant files in `path` (it is theirs, or open to their writes);
+    '' when no one but this user (and root) can."""
+    info = os.stat(path)
+    if info.st_uid != os.geteuid():
+        return f"belongs to {planfiles.user_name(info.st_uid)}, not {planfiles.user_name(os.geteuid())}"
+    if writable_by_others(info, os.getegid()):  # a sticky one too: others could add names
+        return f"may be written by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return ""
+
+
+class SandboxError(Exception):
+    pass
 
 
 class RunStart:

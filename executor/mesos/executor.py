@@ -213,9 +213,9 @@ class StokerExecutor:
         if reached:
             return None
         with self._lock:
-            if not self._launching:
-                return None
             owner = self._owner
+            if not self._launching or (owner is not None and owner.final_update is not None):
+                return None  # none yet, or the task has ended
             if owner is None:  # an agent's KILL or SHUTDOWN waiting already stays the one
                 self._pending_kill = self._pending_kill or PendingKill(OPERATOR_KILL, grace_secs, True)
         if owner is not None:
@@ -294,7 +294,7 @@ class StokerExecutor:
         return env
 
     def _run_task(self, driver: ExecutorDriver, task_info: dict[str, Any], tid: str) -> None:
-        reporter = None
+        reporter = owner = None
         try:
             try:
                 prepared = self._prepare(task_info, tid)
@@ -321,9 +321,9 @@ class StokerExecutor:
             log_event(logger, logging.INFO, "task_done", task=spec.label, state=final.state.value,
                       reason=final.message)
         except Exception as exc:  # last resort: report, never die silently
-            self.internal_error = True
+            self.internal_error = True  # (the owner's own error: it logged the traceback)
             log_event(logger, logging.ERROR, "executor_internal_error", task_id=tid,
-                      error=f"{type(exc).__name__}: {exc}", exc_info=True)
+                      error=f"{type(exc).__name__}: {exc}", exc_info=owner is None)
             if reporter is None:
                 driver.send_status_update(tid, TaskState.FAILED,
                                           f"executor internal error: {type(exc).__name__}: {exc}")

@@ -169,7 +169,11 @@ class TaskOwner:
             self._internal_error(exc)
             raise
         finally:
-            self.close()
+            try:
+                self.close()
+            except BaseException as exc:  # as a failing step: logged (the task's end is known)
+                self._internal_error(exc)
+                raise
         assert self.final_update is not None
         return self.final_update
 

@@ -32,8 +32,12 @@ pytestmark = [pytest.mark.timeout(180),
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1280,1000"]
-# The "say" process prints what the test writes into say.txt in the sandbox, once.
+# The "say" process prints what the test writes into say.txt in the sandbox, once; "chatty"
+# (in the other task) the same from chatty.txt, for the mebibyte test alone: a "say" log that
+# big made the rotated-log test's new file as big, and the page's cap took its marker line
+# (when that test ran after it).
 SAY = "while sleep 0.1; do if [ -f say.txt ]; then cat say.txt; rm -f say.txt; fi; done"
+CHATTY = SAY.replace("say.txt", "chatty.txt")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def host(tmp_path_factory):
     observed = ObservedHost(tmp)
     try:
         observed.run(config(tmp, "web", {"say": SAY, "sleeper": "exec sleep 1000"}))
-        observed.run(config(tmp, "batch", {"worker": "echo working; exec sleep 1000"}))
+        observed.run(config(tmp, "batch", {"worker": "echo working; exec sleep 1000", "chatty": CHATTY}))
         observed.observe()
         yield observed
     finally:
@@ -181,16 +185,16 @@ def test_a_followed_log_keeps_only_its_last_mebibyte_in_the_page(host, browser):
     from executor.observe.assets import KEEP_CHARS
     from executor.observe.logrange import MAX_CHUNK_BYTES
 
-    tid = tasks(host)["web"]
-    stdout = host.runs[0].sandbox / ".logs/say/0/stdout"
+    tid = tasks(host)["batch"]
+    stdout = host.runs[1].sandbox / ".logs/chatty/0/stdout"
     payload = ("x" * 99 + "\n") * ((KEEP_CHARS + MAX_CHUNK_BYTES) // 100)
     size = stdout.stat().st_size + len(payload)
-    # Written whole, then renamed: the "say" loop must not print a half-written file.
-    (host.runs[0].sandbox / "say.tmp").write_text(payload)
-    os.rename(host.runs[0].sandbox / "say.tmp", host.runs[0].sandbox / "say.txt")
+    # Written whole, then renamed: the "chatty" loop must not print a half-written file.
+    (host.runs[1].sandbox / "chatty.tmp").write_text(payload)
+    os.rename(host.runs[1].sandbox / "chatty.tmp", host.runs[1].sandbox / "chatty.txt")
     wait_for(lambda: stdout.stat().st_size == size, 10, interval_secs=0.05)
     # From the start: the script then reads the rest after the first range, 256 KiB a fetch.
-    browser.get(f"{host.url}/tasks/{tid}/processes/say/logs?run=0&stream=stdout&offset=0&follow=1")
+    browser.get(f"{host.url}/tasks/{tid}/processes/chatty/logs?run=0&stream=stdout&offset=0&follow=1")
     wait_for(lambda: browser.find_element(By.ID, "log").get_attribute("data-end") == str(size),
              20, interval_secs=0.1, message="the page followed to the end of the log")
     kept = browser.execute_script("return document.getElementById('log').textContent.length;")

@@ -4,12 +4,15 @@ a process that restarts (the follower goes on into its next run, after a marker 
 `stoker run` re-run that moved the logs aside (into the new attempt's first run), and a
 range that starts inside a UTF-8 character (it starts at the next one). `Follower` does
 what `assets.FOLLOW_SCRIPT` does. Each process waits on a FIFO in its sandbox (`go-PROCESS`) for
-the test's word, so what happens between two looks is the test's choice, not the clock's."""
+the test's word, so what happens between two looks is the test's choice, not the clock's (but
+`euro`, the range test's, which only prints). Each test reads the logs of its own process, and
+the one that moves the logs aside puts them back: they pass in any order."""
 from __future__ import annotations
 
 import html
 import os
 import re
+import shutil
 import textwrap
 from pathlib import Path
 from urllib.parse import quote
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 LINES = 200000  # 1.3 MB: 13 files of 100 KiB
 BURST = ("mkfifo go-burst; printf 'ready \\342\\202\\254\\342\\202\\254\\n'; "  # "ready €€"
          f"read x < go-burst; seq 1 {LINES}; exec sleep 1000")
+EURO = "printf 'ready \\342\\202\\254\\342\\202\\254\\n'; exec sleep 1000"  # a log of its own: burst's rotates
 AGAIN = "[ -p go-again ] || mkfifo go-again; echo run start; read x < go-again; echo run end; exit 1"
 
 
@@ -36,7 +40,8 @@ def job(directory: Path) -> Path:
                         task=Task(processes=[
                             Process(name='burst', cmdline={BURST!r}, logger=rotating),
                             Process(name='again', cmdline={AGAIN!r}, max_failures=5,
-                                    min_duration=0.1)],
+                                    min_duration=0.1),
+                            Process(name='euro', cmdline={EURO!r})],
                                   resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
                                   finalization_wait=2))]
     """))
@@ -141,9 +146,9 @@ def say_go(host: ObservedHost, process: str) -> None:
 def test_a_range_starting_inside_a_character_starts_at_the_next_one(host):
     """An older range's offset (or a file a rotation cut) may fall inside a character: it
     showed U+FFFD for the bytes of the character begun before."""
-    wait_for(lambda: (sandbox(host) / ".logs/burst/0/stdout").stat().st_size > 0, 10)
+    wait_for(lambda: (sandbox(host) / ".logs/euro/0/stdout").stat().st_size > 0, 10)
     tid = host.json("/api/tasks")[0]["task_id"]
-    doc = host.json(f"/api/tasks/{tid}/processes/burst/logs?run=0&offset=7")  # inside the €
+    doc = host.json(f"/api/tasks/{tid}/processes/euro/logs?run=0&offset=7")  # inside the €
     assert (doc["offset"], doc["data"]) == (9, "€\n")
 
 
@@ -178,9 +183,14 @@ def test_following_goes_on_into_the_next_run_and_the_next_attempt(host):
     text = follower.until(lambda t: t.count("run start") == 2)
     assert text == "run start\nrun end\n==> again run 1: stdout <==\nrun start\n"
     # The next attempt of the task (as `stoker run` starts it): the old logs moved aside.
-    os.rename(sandbox(host) / ".logs", sandbox(host) / ".logs.attempt-0")
-    (sandbox(host) / ".logs/again/0").mkdir(parents=True)
-    (sandbox(host) / ".logs/again/0/stdout.1").write_text("second attempt\n")  # rotated
-    (sandbox(host) / ".logs/again/0/stdout").write_text("its second file\n")  # already
-    text = follower.until(lambda t: t.endswith("its second file\n"))
-    assert text.endswith("run start\n==> again run 0: stdout <==\nsecond attempt\nits second file\n")
+    logs, kept = sandbox(host) / ".logs", sandbox(host) / ".logs.attempt-0"
+    os.rename(logs, kept)
+    try:
+        (logs / "again/0").mkdir(parents=True)
+        (logs / "again/0/stdout.1").write_text("second attempt\n")  # rotated
+        (logs / "again/0/stdout").write_text("its second file\n")  # already
+        text = follower.until(lambda t: t.endswith("its second file\n"))
+        assert text.endswith("run start\n==> again run 0: stdout <==\nsecond attempt\nits second file\n")
+    finally:  # the first attempt's logs back: the module's other tests read burst's
+        shutil.rmtree(logs)
+        os.rename(kept, logs)

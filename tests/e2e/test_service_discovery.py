@@ -146,11 +146,12 @@ def sigterm_report(sandbox: Path) -> dict:
 def assert_left_before_sigterm(reader: Reader, sandbox: Path, asked_at: float) -> dict:
     """The process listed its ServerSet when SIGTERM reached it and found it empty: the order
     is proven there, on the process's side. The test's own watch saw the member go after the
-    stop was asked; when its notification arrived depends on this process's scheduling, so it
-    bounds nothing."""
+    stop was asked; when its notification arrived depends on this process's scheduling (and on
+    the ZooKeeper server's, a JVM on the same loaded cores: 5 s went by once), so it bounds
+    nothing, and is awaited as long as the report."""
     report = sigterm_report(sandbox)
     assert report["members"] == [], report
-    vanished = wait_for(reader.vanished_at, 5, message="the member's deletion seen by the watch")
+    vanished = wait_for(reader.vanished_at, 15, message="the member's deletion seen by the watch")
     assert asked_at <= vanished, (asked_at, vanished, report)
     return {"member_gone_secs": vanished - asked_at, "sigterm_secs": report["sigterm_wall"] - asked_at}
 

@@ -20,9 +20,9 @@ from tests.support.stoker_proc import (
     REPO,
     StokerProcess,
     checkpoint_records,
-    hangup_default,
     kill_leftovers,
     live,
+    stop_signals_default,
     task_pids,
 )
 from tests.support.waiting import wait_for
@@ -131,7 +131,7 @@ def test_ctrl_z_does_not_stop_the_supervisor_and_no_health_check_misfires(tmp_pa
     """)
     sandbox = tmp_path / "sandbox"
     err = open(tmp_path / "stderr", "wb")
-    with hangup_default():  # a process group of its own in this session, as a shell's job:
+    with stop_signals_default():  # a process group of its own in this session, as a shell's job:
         proc = subprocess.Popen(  # the kernel stops it on SIGTSTP (an orphaned group it would not)
             [sys.executable, "-m", "executor", "run", str(cfg), "--sandbox", str(sandbox)],
             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,

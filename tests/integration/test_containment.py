@@ -383,7 +383,9 @@ def test_the_watchdog_kills_what_left_group_and_marker(tmp_path, tracked, mode):
         child.wait(5)
         wait_for(lambda: gone(info["pids"]), 5, message="the task's processes gone")
         if mode != "fallback":
-            assert proc_scan.hopper_quiet(sandbox / "hop.pid", 0.2), "the fork-hopper survived"
+            hop = sandbox / "hop.pid"
+            assert proc_scan.hopper_quiet(hop, 0.2), \
+                f"the fork-hopper survived: {proc_scan.describe(proc_scan.read_pid_files([hop]))}"
             wait_for(lambda: not os.path.exists(info["cgroup"]), 2, message="the cgroup removed")
     finally:
         if child.poll() is None:

@@ -19,7 +19,7 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.events import ControlReply, KillRequested, RestartRequested
-from executor.host.control import ControlUnavailable, ask, connect
+from executor.host.control import ControlUnavailable, connect
 from executor.host.controlwire import KillControl, RestartControl
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
@@ -28,6 +28,7 @@ from executor.host.registry import Registry
 from executor.host.sandbox import open_stoker_dir
 from executor.host.session import OPERATOR_KILL, HostSession
 from executor.procs.saferead import UnsafeEntry
+from tests.support.control_socket import ask_all
 from tests.support.stoker_proc import REPO
 from tests.support.users import needs_root
 
@@ -60,16 +61,6 @@ def session(tmp_path):
     s = HostSession.open(sandbox, front_end=FrontEnd.RUN)
     yield s
     s.close()
-
-
-def ask_all(sandbox: Path, request) -> list[ControlReply]:
-    fd = open_stoker_dir(sandbox)
-    try:
-        sock = connect(fd, str(sandbox), os.getpid())
-    finally:
-        os.close(fd)
-    with sock:
-        return list(ask(sock, request))
 
 
 def test_a_session_makes_stoker_owner_only_locks_it_and_registers(session):
@@ -333,7 +324,7 @@ def test_a_non_root_status_of_root_s_task_says_who_may_read_it():
                       f"only the supervisor's user (or root) may read its task's state")
 
 
-def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch):
+def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch, capsys):
     """`stoker kill SANDBOX` while `stoker run` loads after its early start (the sandbox
     locked, no pid in the lock, no socket yet): it said "no live supervisor holds SANDBOX"
     and exited 1, and the task ran on. Now it waits for the supervisor and is answered.
@@ -381,6 +372,7 @@ def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch):
         go.set()
         session.close()
     assert got == [ControlReply(ok=True, done=True, message="task t.0 KILLED")]
+    assert capsys.readouterr().err == f"stoker kill: the supervisor of {sandbox} is starting; waiting for it\n"
 
 
 def test_a_kill_as_a_new_supervisor_takes_the_sandbox_looks_its_entry_up_again(tmp_path):
@@ -441,15 +433,22 @@ def test_an_attempt_s_task_id_still_finds_its_supervisor_after_a_restart(tmp_pat
         session.close()
 
 
-def test_an_operators_kill_as_the_executor_launches_its_task_stops_it(tmp_path, monkeypatch):
-    """Under `stoker executor`, `stoker kill` as a LAUNCH's task was prepared and its owner
-    not yet listening (a window of milliseconds) was answered "no task is running under this
-    supervisor", exit 1, and the task started. Now it waits for the owner, as an agent's KILL
-    that comes then does: the task ends KILLED before any process starts."""
+class _Driver:
+    """The agent's side of an executor under test: the updates it was sent."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, object, str]] = []
+
+    def send_status_update(self, tid, state, message, **_):
+        self.updates.append((tid, state, message))
+
+
+def _executor_for_a_sleep(tmp_path: Path, on_done):
+    """A `stoker executor`'s front end in a sandbox of its own (no agent: `_Driver` takes
+    its updates), and a LAUNCH of a task that sleeps."""
     from config.document import encode
     from config.loader import load_job
     from config.settings import ExecutorSettings
-    from executor.events import TaskState
     from executor.mesos import executor as mesos_executor
     from tests.support.agent_sim import make_task_info
 
@@ -463,30 +462,151 @@ def test_an_operators_kill_as_the_executor_launches_its_task_stops_it(tmp_path, 
     settings = ExecutorSettings.from_env({
         "MESOS_AGENT_ENDPOINT": "127.0.0.1:9", "MESOS_FRAMEWORK_ID": "f", "MESOS_EXECUTOR_ID": "e",
         "MESOS_SANDBOX": str(sandbox)})
+    executor = mesos_executor.StokerExecutor(settings, {"PATH": "/usr/bin:/bin"}, on_done=on_done)
+    return executor, sandbox, make_task_info("task-1", encode(load_job(config)))
+
+
+def test_an_operators_kill_as_the_executor_launches_its_task_stops_it(tmp_path, monkeypatch):
+    """Under `stoker executor`, `stoker kill` as a LAUNCH's task was prepared and its owner
+    not yet listening (a window of milliseconds) was answered "no task is running under this
+    supervisor", exit 1, and the task started. Now it waits for the owner, as an agent's KILL
+    that comes then does: the task ends KILLED before any process starts. One once the task
+    has ended is not told that it was starting."""
+    from executor.events import TaskState
+    from executor.mesos import executor as mesos_executor
+
     done = threading.Event()
-    executor = mesos_executor.StokerExecutor(settings, {"PATH": "/usr/bin:/bin"}, on_done=done.set)
+    executor, sandbox, launch = _executor_for_a_sleep(tmp_path, done.set)
     session = HostSession.open(sandbox, front_end=FrontEnd.EXECUTOR, on_operator_kill=executor.operator_kill)
     (idle,) = ask_all(sandbox, KillControl())  # no LAUNCH yet: nothing to stop
     answers: list[ControlReply] = []
+    late: list[ControlReply] = []
     real_owner_for = mesos_executor.owner_for
 
     def owner_for(*args, **kwargs):  # the task is prepared; its owner does not exist yet
         answers.extend(ask_all(sandbox, KillControl()))
-        return real_owner_for(*args, **kwargs)
+        owner = real_owner_for(*args, **kwargs)
+        real_run = owner.run
 
-    class Driver:
-        updates: list[tuple[str, TaskState, str]] = []
+        def ran():  # the task has ended; the LAUNCH's thread has not
+            final = real_run()
+            late.extend(ask_all(sandbox, KillControl()))
+            return final
 
-        def send_status_update(self, tid, state, message, **_):
-            self.updates.append((tid, state, message))
+        owner.run = ran
+        return owner
 
     monkeypatch.setattr(mesos_executor, "owner_for", owner_for)
+    driver = _Driver()
     try:
-        executor.launchTask(Driver(), make_task_info("task-1", encode(load_job(config))))
+        executor.launchTask(driver, launch)
         assert done.wait(10), "the task did not end"
     finally:
         session.close()
     assert (idle.ok, idle.message) == (False, "no task is running under this supervisor")
     assert [(a.ok, a.message) for a in answers] == [(True, "the task was starting; it stops")]
-    assert Driver.updates[-1] == ("task-1", TaskState.KILLED, OPERATOR_KILL), Driver.updates
+    assert [(a.ok, a.message) for a in late] == [(False, "no task is running under this supervisor")]
+    assert driver.updates[-1] == ("task-1", TaskState.KILLED, OPERATOR_KILL), driver.updates
     assert "RUNNING" not in (sandbox / ".stoker" / "checkpoint.jsonl").read_text()  # nothing started
+
+
+def test_an_internal_error_under_the_executor_logs_one_traceback(tmp_path, monkeypatch, caplog):
+    """A bug in the task's owner under `stoker executor`: the owner logged its traceback
+    (`owner_failed`) and the task thread logged the same one again
+    (`executor_internal_error`). Now the second line names the error without it."""
+    import logging
+
+    from executor.events import TaskState
+    from executor.mesos import executor as mesos_executor
+
+    done = threading.Event()
+    executor, sandbox, launch = _executor_for_a_sleep(tmp_path, done.set)
+    real_owner_for = mesos_executor.owner_for
+
+    def owner_for(*args, **kwargs):
+        owner = real_owner_for(*args, **kwargs)
+
+        def step() -> bool:
+            raise RuntimeError("a bug")
+
+        owner.step = step
+        return owner
+
+    monkeypatch.setattr(mesos_executor, "owner_for", owner_for)
+    driver = _Driver()
+    session = HostSession.open(sandbox, front_end=FrontEnd.EXECUTOR)
+    try:
+        with caplog.at_level(logging.ERROR):
+            executor.launchTask(driver, launch)
+            assert done.wait(10), "the task did not end"
+    finally:
+        session.close()
+    assert driver.updates[-1] == ("task-1", TaskState.FAILED, "executor internal error: RuntimeError: a bug")
+    tracebacks = [r.getMessage() for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1, tracebacks
+    assert any("executor_internal_error" in r.getMessage() for r in caplog.records)
+
+
+def test_a_supervisor_without_a_control_socket_is_not_waited_for_as_starting(tmp_path, monkeypatch, capsys):
+    """A supervisor whose control socket could not be made (`control_unavailable`: no
+    descriptor, a full disk) holds its sandbox for good without one: `stoker kill` took it
+    for one starting, said "the supervisor of SANDBOX is starting; waiting for it" and
+    waited 5 s each time before failing. A lock taken longer ago than that is not a start."""
+    import types
+
+    from executor.cli import control as control_cli
+    from executor.host.lock import SandboxLock
+
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
+    fd = open_stoker_dir(sandbox)
+    lock = SandboxLock.acquire(fd, str(sandbox), own_identity(), "run",
+                               time.time() - 2 * control_cli.STARTING_SECS)  # no socket made
+
+    def waited(secs: float) -> None:
+        raise AssertionError("it waited for a supervisor that is not starting")
+
+    clock = types.SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=waited)
+    monkeypatch.setattr(control_cli, "time", clock)
+    try:
+        with pytest.raises(ControlUnavailable, match="has no control socket"):
+            list(control_cli._replies(sandbox, lambda: None, KillControl(), "kill"))
+    finally:
+        lock.release()
+        os.close(fd)
+    assert "starting" not in capsys.readouterr().err
+
+
+def test_a_kill_as_a_re_run_starts_where_a_killed_supervisor_left_its_socket_waits_for_the_new_one(
+        tmp_path, monkeypatch):
+    """A supervisor SIGKILLed leaves its control socket behind. `stoker kill` as a re-run in
+    that sandbox started (its lock taken, its own socket not made yet) took the old socket
+    for the new supervisor's, and said "the supervisor of SANDBOX does not answer (it is
+    gone)". A socket made before the lock was taken is not the new supervisor's: it waits."""
+    import types
+
+    from executor.cli import control as control_cli
+    from executor.host.lock import SandboxLock
+
+    class Waited(Exception):
+        pass
+
+    def waited(secs: float) -> None:
+        raise Waited
+
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
+    old = socket.socket(socket.AF_UNIX)
+    old.bind(str(sandbox / ".stoker" / "control.sock"))
+    old.close()  # the killed supervisor's, left behind
+    os.utime(sandbox / ".stoker" / "control.sock", (time.time() - 60, time.time() - 60))
+    fd = open_stoker_dir(sandbox)
+    lock = SandboxLock.acquire(fd, str(sandbox), own_identity(), "run", time.time())  # the re-run's
+    clock = types.SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=waited)
+    monkeypatch.setattr(control_cli, "time", clock)
+    try:
+        with pytest.raises(Waited):
+            control_cli._started(fd, str(sandbox), "kill")
+    finally:
+        lock.release()
+        os.close(fd)

@@ -6,6 +6,7 @@ import io
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,18 +23,26 @@ jobs = [Service(cluster='c', role='r', environment='test', name='quick',
 """
 
 
+def _stoker_run(tmp_path: Path, config_text: str = SERVICE,
+                **settings: Any) -> tuple[local_run.LocalRun, io.StringIO, Path]:
+    """A `stoker run` of `config_text` (no plan cache) in `tmp_path/sandbox`, registered
+    under `tmp_path/registry`, printing to the StringIO it returns, with its sandbox."""
+    config = tmp_path / "job.aurora"
+    config.write_text(config_text)
+    sandbox = tmp_path / "sandbox"
+    out = io.StringIO()
+    run = local_run.LocalRun(
+        RunSettings(config=str(config), sandbox=str(sandbox), **settings), out=out,
+        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
+        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    return run, out, sandbox
+
+
 def test_a_stop_as_the_next_attempt_begins_still_ends_with_its_line(tmp_path, monkeypatch):
     """A zero-delay restart's wait is over, and the stop lands before the next attempt's
     supervisor exists: that attempt never starts, and the run ends with the same line and
     status as a stop in the delay (it ended with no line at all)."""
-    config = tmp_path / "quick.aurora"
-    config.write_text(SERVICE)
-    out = io.StringIO()
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(tmp_path / "sandbox"), restart_backoff_secs=0.0,
-                    restart_backoff_max_secs=0.0),
-        out=out, environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    run, out, _ = _stoker_run(tmp_path, restart_backoff_secs=0.0, restart_backoff_max_secs=0.0)
     real_owner_for = local_run.owner_for
     made = []
 
@@ -53,14 +62,8 @@ def test_a_stop_as_the_next_attempt_begins_still_ends_with_its_line(tmp_path, mo
 def test_a_failing_service_keeps_the_first_and_the_last_attempts_logs(tmp_path, monkeypatch):
     """--keep-attempts: each attempt's logs were kept for ever (1,440 a day at the default
     back-off); now the first attempt's and the last N earlier ones'."""
-    config = tmp_path / "fails.aurora"
-    config.write_text(SERVICE.replace("cmdline='exit 0'", "cmdline='echo attempt; exit 1'"))
-    sandbox = tmp_path / "sandbox"
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(sandbox), restart_backoff_secs=0.0,
-                    restart_backoff_max_secs=0.0, keep_attempts=2),
-        out=io.StringIO(), environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    run, _, sandbox = _stoker_run(tmp_path, SERVICE.replace("cmdline='exit 0'", "cmdline='echo attempt; exit 1'"),
+                                  restart_backoff_secs=0.0, restart_backoff_max_secs=0.0, keep_attempts=2)
     real_owner_for = local_run.owner_for
     made = []
 
@@ -159,36 +162,20 @@ def test_an_operator_kill_as_an_attempt_starts_stops_that_attempt(tmp_path, monk
     attempt's owner listened on the control socket (its process adapter starting: the
     cgroup, the watchdog): the session found no owner, answered "it stops", and the attempt
     ran on, for ever, unkilled. Now the kill reaches that owner's queue and stops it."""
-    from executor.host.control import ask, connect
     from executor.host.controlwire import KillControl
-    from executor.host.sandbox import open_stoker_dir
+    from tests.support.control_socket import ask_all
 
-    config = tmp_path / "long.aurora"
-    config.write_text(SERVICE.replace("cmdline='exit 0'", "cmdline='exec sleep 60'"))
-    sandbox = tmp_path / "sandbox"
-    out = io.StringIO()
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(sandbox), kill_grace_secs=1.0),
-        out=out, environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    run, out, sandbox = _stoker_run(tmp_path, SERVICE.replace("cmdline='exit 0'", "cmdline='exec sleep 60'"),
+                                    kill_grace_secs=1.0)
     real_owner_for = local_run.owner_for
     answers = []
-
-    def kill_now() -> None:  # `stoker kill`, from this process (the supervisor's pid)
-        fd = open_stoker_dir(sandbox)
-        try:
-            sock = connect(fd, str(sandbox), os.getpid())
-        finally:
-            os.close(fd)
-        with sock:
-            answers.extend(ask(sock, KillControl()))
 
     def owner_for(*args, **kwargs):
         owner = real_owner_for(*args, **kwargs)
         real_start = owner.start
 
         def start() -> None:  # run() checked for a stop already; the owner is not listening
-            kill_now()
+            answers.extend(ask_all(sandbox, KillControl()))  # `stoker kill`
             real_start()
 
         owner.start = start
@@ -204,7 +191,7 @@ def test_an_operator_kill_as_an_attempt_starts_stops_that_attempt(tmp_path, monk
         runner.join(10)
         pytest.fail(f"the attempt ran on after the operator's kill: {answers}\n{out.getvalue()}")
     assert code == [0]
-    assert [a.ok for a in answers] == [True]
+    assert [(a.ok, a.message) for a in answers] == [(True, "the task was starting; it stops")]
     assert "task             STARTING → KILLING  killed by the operator (stoker kill)" in out.getvalue()
 
 
@@ -215,12 +202,7 @@ def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, 
     the supervisor let go."""
     from executor.host.registry import Registry
 
-    config = tmp_path / "quick.aurora"
-    config.write_text(SERVICE)
-    registry = RegistrySettings(registry_root=str(tmp_path / "registry"))
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(tmp_path / "sandbox")), out=io.StringIO(),
-        environ=dict(os.environ, STOKER_PLAN_CACHE="off"), registry=registry)
+    run, _, _ = _stoker_run(tmp_path)
     real_hold = local_run._hold
 
     class Interrupted:  # the console, where the Ctrl-C lands: its first line after the hold
@@ -235,7 +217,7 @@ def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, 
     monkeypatch.setattr(local_run, "_hold", hold)
     with pytest.raises(KeyboardInterrupt):
         run.run()
-    (listed,) = Registry(registry).entries()
+    (listed,) = Registry(RegistrySettings(registry_root=str(tmp_path / "registry"))).entries()
     assert listed.entry.ended_wall is not None
 
 
@@ -243,36 +225,22 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
     """`stoker kill SANDBOX` as `stoker run` prepared its task (the sandbox held, its socket
     up, no owner yet): the run ended with exit 0 and not a word; and in the moment between
     the socket's start and the hook's, the kill was refused and the task started anyway."""
-    from executor.host.control import ask, connect
     from executor.host.controlwire import KillControl
-    from executor.host.sandbox import open_stoker_dir
+    from tests.support.control_socket import ask_all
 
-    config = tmp_path / "quick.aurora"
-    config.write_text(SERVICE)
-    sandbox = tmp_path / "sandbox"
-    out = io.StringIO()
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(sandbox)), out=out,
-        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+    run, out, sandbox = _stoker_run(tmp_path)
     real_hold = local_run._hold
     answers = []
 
     def hold(*args, **kwargs):
         session = real_hold(*args, **kwargs)  # its control socket serves from here on
-        fd = open_stoker_dir(sandbox)
-        try:
-            sock = connect(fd, str(sandbox), os.getpid())
-        finally:
-            os.close(fd)
-        with sock:
-            answers.extend(ask(sock, KillControl()))
+        answers.extend(ask_all(sandbox, KillControl()))  # `stoker kill`
         assert answers[-1].ok, answers  # refused: the run would go on
         return session
 
     monkeypatch.setattr(local_run, "_hold", hold)
     assert run.run() == 0
-    assert [(a.ok, a.done) for a in answers] == [(True, True)]
+    assert [(a.ok, a.done, a.message) for a in answers] == [(True, True, "the task was starting; it stops")]
     lines = out.getvalue().splitlines()
     assert lines[-1] == "stoker run: stopped by `stoker kill` before its task started (exit 0)", lines
     assert not any("STARTING" in line for line in lines)
@@ -293,18 +261,12 @@ def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_
     from tests.support.proc_scan import live, task_pids_by_marker
 
     monkeypatch.setitem(sys.modules, "executor.procs.runprune", None)  # an import that fails
-    config = tmp_path / "crash.aurora"
-    config.write_text(
+    run, out, sandbox = _stoker_run(tmp_path, (
         "keep = Process(name='keep', cmdline='exec sleep 60')\n"
         "flaky = Process(name='flaky', cmdline='exit 1', min_duration=0, max_failures=3)\n"
         "jobs = [Job(cluster='c', role='r', environment='test', name='crash',\n"
-        "            task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
-    sandbox = tmp_path / "sandbox"
-    out = io.StringIO()
-    run = local_run.LocalRun(
-        RunSettings(config=str(config), sandbox=str(sandbox), kill_grace_secs=1.0), out=out,
-        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
-        registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
+        "            task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n"),
+        kill_grace_secs=1.0)
     with caplog.at_level(logging.ERROR):
         assert run.run() == local_run.EXIT_INTERNAL_ERROR == 70, out.getvalue()
     records = [json.loads(line) for line in (sandbox / ".stoker" / "checkpoint.jsonl").read_text().splitlines()]
@@ -322,3 +284,88 @@ def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_
                          "traceback is in its log) (exit 70)"), out.getvalue()
     (failed,) = [r for r in caplog.records if "owner_failed" in r.getMessage()]
     assert failed.exc_info is not None  # the traceback, in the log
+
+
+def test_a_ctrl_c_after_the_relay_of_a_run_that_adopted_an_early_start_is_not_swallowed(tmp_path):
+    """Once an early start forked its runs, the stop signals are recorded until `stoker run`
+    relays them; the relay then put back, as it closed, the recorder it had found: a Ctrl-C
+    or SIGTERM as the run ended (its output draining) was recorded and never acted on. Now
+    the handlers from before the early start are back once the relay closes."""
+    import signal
+
+    from executor.host import early
+
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP)
+    before = {signum: signal.getsignal(signum) for signum in stops}
+    run = local_run.LocalRun(RunSettings(config=str(tmp_path / "unused.aurora")), out=io.StringIO())
+    early.defer_stop_signals()  # as the early start does before its first fork
+    try:
+        relay = run._relay_signals()
+        assert relay is not None
+        relay.close()
+        assert {signum: signal.getsignal(signum) for signum in stops} == before
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        early.deferred_signals()  # none is raised by the clean-up
+        early.undefer_stop_signals()
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def test_an_operator_kill_as_an_attempt_ends_is_answered_between_attempts(tmp_path, monkeypatch):
+    """`stoker kill` once an attempt's task had ended (its owner no longer listening) and
+    before `stoker run` let go of that owner: the stop is taken (no restart), and the answer
+    says so without calling the ended task starting."""
+    from executor.host.controlwire import KillControl
+    from tests.support.control_socket import ask_all
+
+    run, out, sandbox = _stoker_run(tmp_path)
+    real_owner_for = local_run.owner_for
+    answers = []
+
+    def owner_for(*args, **kwargs):
+        owner = real_owner_for(*args, **kwargs)
+        real_run = owner.run
+
+        def ran():  # the task has ended; the run still holds its owner
+            final = real_run()
+            answers.extend(ask_all(sandbox, KillControl()))  # `stoker kill`
+            return final
+
+        owner.run = ran
+        return owner
+
+    monkeypatch.setattr(local_run, "owner_for", owner_for)
+    assert run.run() == 0
+    assert [(a.ok, a.message) for a in answers] == [
+        (True, "no task was running (the supervisor was between attempts); it stops")]
+    assert out.getvalue().rstrip().endswith("(exit 0)") and "restarting" not in out.getvalue()
+
+
+def test_an_internal_error_as_the_owner_closes_is_logged_with_its_traceback(tmp_path, monkeypatch, caplog):
+    """An error of Stoker's own in the attempt's shutdown (after its task ended): `stoker
+    run` ended with 70 and "the traceback is in its log", but nothing had logged it (the
+    owner logs what its loop raises, not what its close does)."""
+    import logging
+
+    run, out, _ = _stoker_run(tmp_path)
+    real_owner_for = local_run.owner_for
+
+    def owner_for(*args, **kwargs):
+        owner = real_owner_for(*args, **kwargs)
+        real_close = owner.close
+
+        def close() -> None:
+            real_close()
+            raise RuntimeError("the shutdown broke")
+
+        owner.close = close
+        return owner
+
+    monkeypatch.setattr(local_run, "owner_for", owner_for)
+    with caplog.at_level(logging.ERROR):
+        assert run.run() == local_run.EXIT_INTERNAL_ERROR, out.getvalue()
+    assert "RuntimeError: the shutdown broke" in out.getvalue().splitlines()[-1]
+    logged = [r for r in caplog.records if r.exc_info and "the shutdown broke" in str(r.exc_info[1])]
+    assert len(logged) == 1, [r.getMessage() for r in caplog.records]

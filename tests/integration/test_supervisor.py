@@ -184,7 +184,7 @@ def test_a_sigtermed_run_whose_top_exits_first_drains_until_sigkill_which_leaves
         wait_for(hop.exists, 10, message="the hopper's first generation")
         harness.sup.signal_run("wrapped", 0, signal.SIGTERM)
         time.sleep(0.2)  # this test is about time: the run drains, its hopper hops on
-        assert harness.events.empty() and not proc_scan.hopper_quiet(hop, 0.05)
+        assert harness.events.empty() and not proc_scan.hopper_quiet(hop, 0.5)  # a new generation within 0.5 s
         harness.sup.signal_run("wrapped", 0, signal.SIGKILL)
         assert harness.next_exit().status.signal == signal.SIGTERM  # bash's own end
         assert proc_scan.hopper_quiet(hop, 0.2), "the hopper outlived its run's SIGKILL"

@@ -130,3 +130,19 @@ def test_a_process_in_a_namespace_whose_offset_is_not_whole_ticks_is_alive_outsi
     finally:
         ns.kill()
         ns.wait()
+
+
+@pytest.mark.skipif(not _time_namespaces(), reason="no time namespaces here (needs root and Linux 5.6)")
+def test_the_boot_clock_a_checkpoint_records_reads_the_same_from_another_time_namespace():
+    """A header's and a restart's `boot` (identity.boot_secs) are the host's boot clock: a
+    supervisor under `unshare --time` and `stoker ps` outside count an age from the same
+    moment (the namespace's own clock would put it OFFSET_SECS later)."""
+    from executor.host.identity import boot_secs
+
+    before = boot_secs()
+    inside = subprocess.run(
+        ["unshare", "--time", "--boottime", str(OFFSET_SECS), sys.executable, "-c",
+         "from executor.host.identity import boot_secs; print(boot_secs())"],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    after = boot_secs()
+    assert before - 0.02 <= float(inside.stdout) <= after + 0.02, (before, inside.stdout, after)

@@ -41,6 +41,22 @@ def live(pids: Iterable[int]) -> set[int]:
     return {pid for pid in pids if is_live(pid)}
 
 
+_SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+
+
+def is_killed(pid: int) -> bool:
+    """True when `pid` is gone, or has a SIGKILL pending: killed, and not yet scheduled to
+    exit (a loaded machine can take a while). It runs none of its own code again; the
+    kernel refuses it a fork."""
+    if not is_live(pid):
+        return True
+    for line in read_bytes(f"/proc/{pid}/status").splitlines():
+        name, _, value = line.partition(b":")
+        if name in (b"SigPnd", b"ShdPnd") and int(value.strip() or b"0", 16) & _SIGKILL_BIT:
+            return True
+    return not is_live(pid)
+
+
 def environ(pid: int) -> list[bytes]:
     return [e for e in read_bytes(f"/proc/{pid}/environ").split(b"\0") if e]
 
@@ -101,13 +117,31 @@ def kill_carrying(entry: str | bytes, pids: Iterable[int] = (), timeout_secs: fl
 
 def hopper_quiet(pid_file: Path, quiet_secs: float = 0.1) -> bool:
     """True when a fork-hopper (`fake_task.py --fork-hop`) is gone: the last pid it wrote is
-    not alive, and it writes no new one for `quiet_secs` (it writes one per generation)."""
+    gone or killed (`is_killed`: it forks no more), and it writes no new one for
+    `quiet_secs` (it writes one per generation)."""
     before = read_bytes(str(pid_file))
-    pids = read_pid_files([pid_file])
-    if live(pids):
+    if not all(_hopper_killed(pid) for pid in read_pid_files([pid_file])):
         return False
     time.sleep(quiet_secs)  # the question is about time: does a new generation show up?
-    return read_bytes(str(pid_file)) == before and not live(read_pid_files([pid_file]))
+    return read_bytes(str(pid_file)) == before and all(_hopper_killed(pid) for pid in read_pid_files([pid_file]))
+
+
+def _hopper_killed(pid: int) -> bool:
+    """`is_killed`, or the pid is another process's now: a hopper runs through the pid space
+    (pid_max may be 32768), so its last pid can be reused soon after it died."""
+    return is_killed(pid) or b"--fork-hop" not in read_bytes(f"/proc/{pid}/cmdline")
+
+
+def describe(pids: Iterable[int]) -> str:
+    """Each pid's state, pending signals, cgroup and command line, for a failure message."""
+    parts = []
+    for pid in sorted(pids):
+        status = dict(line.partition(b":")[::2] for line in read_bytes(f"/proc/{pid}/status").splitlines())
+        state, pending = (status.get(k, b"").strip().decode() for k in (b"State", b"ShdPnd"))
+        cgroup = read_bytes(f"/proc/{pid}/cgroup").decode(errors="replace").strip().replace("\n", "; ")
+        cmdline = read_bytes(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
+        parts.append(f"{pid} (state {state or 'gone'}, pending {pending}, cgroup {cgroup}, {cmdline!r})")
+    return ", ".join(parts) or "no pid"
 
 
 def stop_hopper(pid_file: Path, stop_file: Path, timeout_secs: float = 3.0) -> None:

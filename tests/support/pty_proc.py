@@ -32,7 +32,8 @@ class PtyProcess:
         if pid == 0:  # the child: nothing but exec (no Python state of the test is used)
             try:
                 os.chdir(workdir)
-                signal.signal(signal.SIGHUP, signal.SIG_DFL)  # even when the tests run under nohup
+                for signum in (signal.SIGHUP, signal.SIGINT):  # under nohup, or a script's `&`, too
+                    signal.signal(signum, signal.SIG_DFL)
                 os.execve(sys.executable, argv, full_env)
             finally:
                 os._exit(127)

@@ -3,8 +3,9 @@
 `StokerProcess` starts `python -m executor ARGS` in its own session, captures stdout and
 stderr to files (so a chatty child can never block on a full pipe), and always cleans up:
 `close()` SIGKILLs the whole session, and every pid the task ever had (read from the
-sandbox checkpoint) is checked dead. The child starts with SIGHUP at its default even when
-the tests run under nohup (`hangup_default`).
+sandbox checkpoint) is checked dead. The child starts with SIGHUP and SIGINT at their
+defaults even when the tests run under nohup or as a script's background job
+(`stop_signals_default`).
 """
 from __future__ import annotations
 
@@ -27,20 +28,27 @@ from tests.support.waiting import wait_for
 REPO = Path(__file__).resolve().parents[2]
 
 
+_STOPS = (signal.SIGHUP, signal.SIGINT)
+
+
 @contextlib.contextmanager
-def hangup_default() -> Iterator[None]:
-    """SIGHUP at its default while children are forked, when this test run ignores it (under
-    nohup): an ignored SIGHUP is inherited, and `stoker run` keeps an inherited one ignored,
-    as nohup asks; the tests that send SIGHUP are about the default."""
-    if (signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN
-            or threading.current_thread() is not threading.main_thread()):
+def stop_signals_default() -> Iterator[None]:
+    """SIGHUP and SIGINT at their defaults while children are forked, when this test run
+    ignores them: under nohup (SIGHUP), or as a background job of a script (`make test &`:
+    SIGINT). An ignored signal is inherited, and `stoker run` keeps it ignored
+    until its own handlers are up (a Ctrl-C while an early start loads was lost, and the
+    tests that send it failed); the tests that send them are about a terminal's defaults."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    ignored = [signum for signum in _STOPS if signal.getsignal(signum) is signal.SIG_IGN]
+    for signum in ignored:
+        signal.signal(signum, signal.SIG_DFL)
     try:
         yield
     finally:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 class StokerProcess:
@@ -51,7 +59,7 @@ class StokerProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
         full_env["PYTHONPATH"] = str(REPO)
         full_env.update(env or {})
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err, hangup_default():
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err, stop_signals_default():
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "executor", *args],
                 cwd=self.workdir, env=full_env, stdout=out, stderr=err,
