@@ -229,6 +229,7 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
     said = False
     while True:
         holder = lock.holder(stoker_dir)
+        holder = lock.as_seen_here(holder, stoker_dir) if holder is not None else None
         if holder is not None and identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
             with contextlib.suppress(OSError):
                 made = os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False).st_mtime

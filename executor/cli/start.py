@@ -29,6 +29,14 @@ default, and no signal stays blocked (a run inherits the mask of the thread that
 and a blocked SIGTERM would reach neither the task's processes nor Stoker). Other ignored
 signals are left as found: nohup's SIGHUP is meant to be ignored.
 
+As the first process of a PID namespace (`docker run IMAGE stoker run job.aurora`, `unshare
+--pid --fork`), `stoker run` is its init, and the kernel drops every signal an init has no
+handler for: a `docker stop` (SIGTERM) sent while Stoker loads, before its signal relay is
+up, would be lost, the task would start and run on until the SIGKILL 10 s later, leaving it
+LOST. So there the stop signals are recorded from the first line on
+(`executor/host/early.py`, `defer_stop_signals`) and acted on once the relay is up, as an
+early start's are. Only the interpreter's own start (some 20 ms) comes before.
+
 For `stoker executor` it also loads `http.client` first, without `ssl`
 (`healthcheck/plainhttp.py`: Stoker speaks no TLS, and `ssl` with OpenSSL is 2.6 MiB of
 every executor), while the process has no second thread.
@@ -49,9 +57,13 @@ COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what CPython's locale coercion may s
 
 def run() -> NoReturn:
     _signals_as_a_supervisor()
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command == "run" and os.getpid() == 1:  # a container's main process: see the docstring
+        from executor.host.early import defer_stop_signals
+
+        defer_stop_signals()
     exec_locale(os.environ, _exec_environ())
     _standard_streams()
-    command = sys.argv[1] if len(sys.argv) > 1 else ""
     try:
         if command == "run":
             from executor.cli import launch

@@ -64,7 +64,11 @@ def relayed_stop_signals() -> tuple[list[int], dict[int, object]]:
 
 def undefer_stop_signals() -> None:
     """Put back the handlers `defer_stop_signals` replaced, and raise the signals recorded
-    meanwhile, as they would have come (Ctrl-C: KeyboardInterrupt)."""
+    meanwhile, as they would have come (Ctrl-C: KeyboardInterrupt). Not in a PID namespace's
+    init (`stoker run` as a container's main process): the kernel drops a signal it has no
+    handler for, raised too, so they stay recorded for the relay (`deferred_signals`)."""
+    if os.getpid() == 1:
+        return
     for signum, previous in _replaced.items():
         _signal.signal(signum, previous)
     _replaced.clear()

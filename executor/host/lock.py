@@ -23,7 +23,7 @@ import os
 import attrs
 
 from executor.host.clock import iso_time
-from executor.host.identity import ProcessIdentity
+from executor.host.identity import ProcessIdentity, is_alive, read_proc
 from executor.host.sandbox import LOCK_FILE
 from executor.procs import saferead, sandboxfs
 
@@ -125,6 +125,29 @@ def locked_by(stoker_dir: int) -> int | None:
         fields = line.split()  # b"1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"; waiters: "1: -> ..."
         if len(fields) >= 6 and fields[1] == b"FLOCK" and fields[5] == ident and fields[4].isdigit():
             return int(fields[4])
+    return None
+
+
+def as_seen_here(holder: Holder, stoker_dir: int) -> Holder:
+    """`holder` under the pid this PID namespace knows it by (`seen_here`), or as it is."""
+    if is_alive(holder.pid, holder.start_ticks, holder.boot_id):
+        return holder
+    local = seen_here(stoker_dir, holder.pid, holder.start_ticks, holder.boot_id)
+    return holder if local is None else attrs.evolve(holder, pid=local)
+
+
+def seen_here(stoker_dir: int, pid: int, start_ticks: int | None, boot_id: str) -> int | None:
+    """The pid here of the supervisor that recorded (`pid`, `start_ticks`, `boot_id`) in
+    a PID namespace of its own (`stoker run` as a container's main process: pid 1 there),
+    its sandbox a volume this namespace sees: the lock's holder in /proc/locks, when that
+    process's pid in its own namespace (the last of /proc/PID/status's NSpid) and its
+    start time are the ones recorded. None: no such holder."""
+    local = locked_by(stoker_dir)
+    if local is None or local == pid or start_ticks is None or not is_alive(local, start_ticks, boot_id):
+        return None
+    for line in read_proc(f"/proc/{local}/status", 1 << 16).splitlines():
+        if line.startswith(b"NSpid:") and line.split()[-1] == str(pid).encode():
+            return local
     return None
 
 

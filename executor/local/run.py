@@ -64,7 +64,7 @@ from executor.task.checkpoint import append_between
 from executor.task.owner import TaskOwner
 from executor.task.records import RestartRecord
 from executor.task.status import Update
-from executor.task.wiring import load_announcer, owner_for
+from executor.task.wiring import load_announcer, owner_for, reaping_as_init
 
 if TYPE_CHECKING:
     from config.spec import JobSpec
@@ -208,8 +208,9 @@ class LocalRun:
                     append_between(prepared.sandbox, restart.to_json(), prepared.plan.name)  # RESTARTING
                     _said(ended, "task_restarting", f"{final.message}; {decision.reason}",
                           delay_secs=decision.delay_secs, next_attempt=attempt + 1)
-                    if self._stop.wait(decision.delay_secs):
-                        return self._stopped_between(ended)
+                    with reaping_as_init():  # a container's orphans are reaped meanwhile
+                        if self._stop.wait(decision.delay_secs):
+                            return self._stopped_between(ended)
                     if taken := planfiles.ports_taken_warning(prepared.plan.ports):
                         _said(ended, "ports_taken", taken, line=f"warning: {taken}", level=logging.WARNING)
                 case _:

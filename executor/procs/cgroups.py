@@ -87,6 +87,14 @@ class TaskCgroup:
     def members(self) -> list[int]:
         return _read_pids(self.place.directory)
 
+    def holds(self, pid: int) -> bool | None:
+        """Whether `pid` is in this cgroup or one below it (None: its /proc entry is gone
+        or not ours to read)."""
+        path = _cgroup_of(pid, self.place.kind)
+        if path is None:
+            return None
+        return path == self.place.path or path.startswith(self.place.path.rstrip("/") + "/")
+
     def kill_and_remove(self, timeout_secs: float) -> str | None:
         """SIGKILL every member (this process must have left), then remove the cgroup;
         None when it is gone, else what went wrong, in words."""

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from executor.logs import log_event
-from executor.procs import proctree
+from executor.procs import proctree, strangers
 from executor.procs.cgrouplife import TaskCgroupLife
 from executor.procs.cgroups import TaskCgroup
 from executor.procs.daemons import KeptDaemons
@@ -71,6 +71,7 @@ class Containment:
         self._label = label
         self._live_children = live_children
         self._me = os.getpid()
+        self._init = False  # a PID namespace's init: it adopts others' orphans (`strangers.py`)
         self._walk = False
         self._foreign: frozenset[tuple[int, int]] = frozenset()
         self._cg = TaskCgroupLife(reaper=reaper, label=label, setting=cgroup_setting)
@@ -90,6 +91,7 @@ class Containment:
         forked nothing but the task's: every child it has is the task's (a daemon one of
         its runs left re-parents here before the supervisor exists)."""
         self._me = os.getpid()
+        self._init = self._me == 1
         self._walk = self._reaper.subreaper and proctree.children_listed()
         if self._walk and not early:
             self._foreign = self._children_now()
@@ -190,7 +192,7 @@ class Containment:
         with self._reaper.lock:
             registered = self._reaper.registered()
         roots = [k for k in kids if k not in skip and not (skip_registered and k in registered)]
-        procs = proctree.walk(roots, prune=self._is_foreign)
+        procs = proctree.walk(roots, prune=self._is_foreign, adopted=True)
         foreign = {pid for pid, _ in self._foreign}
         dead = {k for k in roots if k not in procs and k not in registered and k not in foreign}
         self._handover.saw({k: procs[k].start for k in roots if k in procs and k not in registered
@@ -198,7 +200,15 @@ class Containment:
         return procs, registered, dead
 
     def _is_foreign(self, info: ProcInfo) -> bool:
-        return info.ppid == self._me and (info.pid, info.start) in self._foreign
+        """A child this process had before the supervisor started, or, as a PID namespace's
+        init, an orphan that is not the task's (`strangers.py`: what `docker exec` left)."""
+        if info.ppid != self._me:
+            return False
+        if not self._init or (info.pid, info.start) in self._foreign:
+            return (info.pid, info.start) in self._foreign
+        with self._reaper.lock:
+            registered = self._reaper.registered()
+        return strangers.is_stranger(info, registered, self._cg.cgroup)
 
     def _other_task(self, environ: bytes) -> bool:
         """It carries a STOKER_TASK_MARKER that is not ours."""

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 import attrs
 
 _ENVIRON_CHUNK = 65536
+_POLL_SECS = 0.001  # how often `wait_exited` looks at /proc where there are no pidfds
 
 
 @attrs.frozen(slots=True)
@@ -112,6 +113,21 @@ def read_proc(pid: int) -> ProcInfo | None:
     return ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], start=stat[2], environ=environ, hidden=hidden)
 
 
+def hidden_child(pid: int) -> ProcInfo | None:
+    """A child of this process that /proc does not show: mounted `hidepid=2` (a container's,
+    a hardened host's), /proc hides from a Stoker that is not root each process it may not
+    ptrace, one that is not dumpable (ssh-agent) or another user's (a setuid program), though
+    its pid is in this process's children list. Its group is `getpgid`'s; its start and
+    environment are unknown (start 0, hidden). None when /proc shows it, or it is gone."""
+    if os.path.exists(f"/proc/{pid}"):
+        return None  # shown (a zombie, say): read_proc's to judge
+    try:
+        pgrp = os.getpgid(pid)
+    except OSError:
+        return None
+    return ProcInfo(pid=pid, ppid=os.getpid(), pgrp=pgrp, environ=b"", hidden=True)
+
+
 def children(pid: int, leader_only: bool = False) -> list[int]:
     """The children of `pid` (every thread's: /proc/PID/task/TID/children; or only its main
     thread's, where the kernel puts the orphans a subreaper adopts); [] when gone."""
@@ -133,17 +149,19 @@ def children_listed() -> bool:
 
 
 def walk(roots: Iterable[int], prune: Callable[[ProcInfo], bool] = lambda info: False,
-         ) -> dict[int, ProcInfo]:
+         *, adopted: bool = False) -> dict[int, ProcInfo]:
     """`roots` and every live descendant, parents before children, leaving out each process
     for which `prune` is true and its subtree. One pass: a child forked after its parent was
-    read is not listed, so callers that must catch everything loop."""
+    read is not listed, so callers that must catch everything loop. `adopted`: the roots are
+    this process's children, and one /proc hides is listed too (`hidden_child`)."""
     procs: dict[int, ProcInfo] = {}
     queue = deque(roots)
+    firsts = frozenset(queue) if adopted else frozenset()
     while queue:
         pid = queue.popleft()
         if pid in procs:
             continue
-        info = read_proc(pid)
+        info = read_proc(pid) or (hidden_child(pid) if pid in firsts else None)
         if info is None or prune(info):
             continue
         procs[pid] = info
@@ -258,7 +276,7 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int]) -> bool:
     except OSError:
         pidfd = -1  # no pidfd support: fall back to kill() right after the re-check
     try:
-        info = read_proc(pid)
+        info = read_proc(pid) or (hidden_child(pid) if pid in children(os.getpid()) else None)
         if info is None or not still_ours(info, ours):
             return False
         if pidfd >= 0:
@@ -285,23 +303,31 @@ def signal_group(pgid: int, sig: int) -> bool:
 def wait_exited(pids: Iterable[int], deadline_at: float) -> bool:
     """Block until each of `pids` has exited (a zombie counts: its children have been
     re-parented by then), by polling their pidfds; False when `deadline_at` (monotonic)
-    passed first. A pid that cannot be opened is gone already."""
-    fds = []
+    passed first. A pid that is gone already is not waited for. Without pidfds (a kernel
+    before 5.3, a container whose seccomp profile denies pidfd_open) /proc is looked at
+    every millisecond instead: returning at once would let a killed process's children
+    re-parent after the caller's last look (a fork-hopper outliving its leftover kill)."""
+    fds: list[int] = []
+    polled: list[int] = []
     try:
         for pid in pids:
             try:
                 fds.append(os.pidfd_open(pid))
+            except ProcessLookupError:
+                continue
             except OSError:
-                pass
-        while fds:
+                polled.append(pid)
+        while True:
+            polled = [pid for pid in polled if read_stat(pid) is not None]
+            if not fds and not polled:
+                return True
             left = deadline_at - time.monotonic()
             if left <= 0:
                 return False
-            ready, _, _ = _select.select(fds, [], [], left)
+            ready, _, _ = _select.select(fds, [], [], min(left, _POLL_SECS) if polled else left)
             for fd in ready:
                 fds.remove(fd)
                 os.close(fd)
-        return True
     finally:
         for fd in fds:
             os.close(fd)

@@ -143,6 +143,8 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
     recorded = attempt.state if attempt is not None else None
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.
     latest = view is None or attempt is view.current
+    if not alive and latest and attempt is not None and attempt.supervisor_pid:
+        alive = _seen_here(sandbox, pinned, attempt)
     truth = judge(recorded, alive,
                   last_record_wall=view.last_wall if view is not None and latest else None,
                   checkpoint_mtime=checkpoint_mtime(sandbox, pinned) if latest else None,
@@ -214,6 +216,20 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
     if not alive and holding is not None:  # the lock is held: its holder runs
         return holding, True
     return pid, alive
+
+
+def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView) -> bool:
+    """Whether the attempt's supervisor runs in a PID namespace of its own (a container's
+    main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here`."""
+    try:
+        fd = open_stoker_dir(sandbox, pinned=pinned)
+    except OSError:
+        return False
+    try:
+        return lock.seen_here(fd, attempt.supervisor_pid or 0, attempt.supervisor_start,
+                              attempt.supervisor_boot) is not None
+    finally:
+        os.close(fd)
 
 
 def _has_lock(sandbox: Path, pinned: str) -> bool:

@@ -11,7 +11,9 @@ have opened it first: `stoker run` does, and so does `stoker executor`'s command
 for a task that announces itself, the ServerSet announcer (`executor/task/announcer.py`),
 imported only then, since it loads the ZooKeeper client.
 `stoker run` (`executor/local/`) and `stoker executor` (`executor/mesos/`) both call it; the
-front-ends also get from here who a task's processes may run as (`executor/procs/identity.py`).
+front-ends also get from here who a task's processes may run as (`executor/procs/identity.py`),
+and the reaper kept running between two tasks in a PID namespace's init (`reaping_as_init`,
+`executor/procs/reaper.py`: a container's orphans are reaped then too).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from executor.procs.identity import (
     keep_logs_readable,
     user_named,
 )
+from executor.procs.reaper import reaping_as_init as reaping_as_init
 from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition

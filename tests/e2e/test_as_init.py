@@ -1,0 +1,170 @@
+"""`stoker run` as the first process of a PID namespace: a container's main process
+(`docker run IMAGE stoker run job.aurora`), emulated with `unshare --pid --fork
+--mount-proc` (root and util-linux; skipped elsewhere). `nsenter` into the namespace
+plays `docker exec`.
+
+The kernel drops every signal a namespace's init has no handler for, so a `docker stop`
+while Stoker loads must be recorded, not lost (`executor/cli/start.py`); and every orphan
+of the namespace re-parents to it, so what `docker exec` left is neither killed as the
+task's leftover nor left a zombie between two tasks (`executor/procs/strangers.py`).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from executor.cli.main import main
+from tests.support.stoker_proc import REPO
+from tests.support.waiting import wait_for
+
+
+def _can_unshare() -> bool:
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("nsenter")):
+        return False
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
+                           capture_output=True, check=False, timeout=10)
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not _can_unshare(), reason="needs root and util-linux's unshare")
+
+
+class InitStoker:
+    """`python -m executor run ARGS` as the init of a new PID namespace."""
+
+    def __init__(self, workdir: Path, args: list[str], root: Path | None = None) -> None:
+        self.out = workdir / "stoker.out"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
+        env["PYTHONPATH"] = str(REPO)
+        if root is not None:  # a registry of its own, as a container's /var/run/stoker
+            env["STOKER_ROOT"] = str(root)
+        with open(self.out, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "executor", "run", *args],
+                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        self.pid = wait_for(lambda: _children(self.proc.pid), message="unshare's child")[0]
+
+    def text(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def enter(self, script: str) -> None:
+        """`script` run in the namespace by a process that is not Stoker's (`docker exec`)."""
+        subprocess.run(["nsenter", "-t", str(self.pid), "-p", "-m", "sh", "-c", script],
+                       check=True, timeout=10)
+
+    def child(self, cmdline: bytes) -> int:
+        """The pid (ours) of the init's child running `cmdline` (NUL-separated)."""
+        def found() -> int | None:
+            for pid in _children(self.pid):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
+                        return pid
+            return None
+        return wait_for(found, message=f"a child {cmdline!r}")
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)  # the kernel kills the whole namespace with it
+        self.proc.wait(10)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+@contextlib.contextmanager
+def init_stoker(workdir: Path, args: list[str], root: Path | None = None) -> Iterator[InitStoker]:
+    stoker = InitStoker(workdir, args, root)
+    try:
+        yield stoker
+    finally:
+        stoker.close()
+
+
+def test_a_stop_signal_while_it_loads_stops_it(tmp_path: Path) -> None:
+    """`docker stop` just after `docker run`: the SIGTERM comes while Stoker loads, before
+    its relay is up; it stops before its task starts (it was dropped: the task ran on)."""
+    config = tmp_path / "job.aurora"
+    os.mkfifo(config)  # loading waits until the test writes it
+    with init_stoker(tmp_path, ["--sandbox", str(tmp_path / "sb"), str(config)]) as stoker:
+        fd = wait_for(lambda: _writer(config), message="Stoker reading its config")
+        os.kill(stoker.pid, signal.SIGTERM)
+        with os.fdopen(fd, "w") as feed:
+            os.set_blocking(fd, True)
+            feed.write("jobs = [Service(cluster='local', role='me', environment='test', name='svc', "
+                       "task=Task(processes=[Process(name='main', cmdline='sleep 30')], "
+                       "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+        assert stoker.proc.wait(5) == 143, stoker.text()
+        assert "stopped by SIGTERM before its task started" in stoker.text()
+
+
+def _writer(fifo: Path) -> int | None:
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # no reader yet
+            return None
+        raise
+
+
+@pytest.mark.parametrize("cgroups", ["auto", "off"])
+def test_what_docker_exec_left_is_neither_killed_nor_left_a_zombie(tmp_path: Path, cgroups: str) -> None:
+    go = tmp_path / "go"
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(f"""
+        main = Process(name='main', cmdline='while [ ! -e {go} ]; do sleep 0.02; done; exit 1')
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """))
+    args = ["--cgroups", cgroups, "--restart-backoff", "20", "--sandbox", str(tmp_path / "sb"), str(config)]
+    with init_stoker(tmp_path, args) as stoker:
+        wait_for(lambda: "STARTING → RUNNING" in stoker.text(), message="the task running")
+        stoker.enter("sleep 30 & exit")  # orphaned at once: the init adopts it
+        stranger = stoker.child(b"sleep\x0030\x00")
+        go.touch()  # the run fails: its leftovers are killed
+        wait_for(lambda: "restarting in" in stoker.text(), message="the restart delay")
+        assert _state(stranger) == "S", f"the stranger was killed as the task's leftover:\n{stoker.text()}"
+        stoker.enter("sleep 0.05 & exit")  # between two tasks: it must be reaped when it ends
+        brief = stoker.child(b"sleep\x000.05\x00")
+        wait_for(lambda: _state(brief) == "gone", 2, message="the stranger reaped")
+        os.kill(stoker.pid, signal.SIGTERM)
+        assert stoker.proc.wait(5) == 143, stoker.text()
+
+
+def test_the_host_sees_it_running_and_stops_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its sandbox a volume the host sees: the pid it recorded is 1, its pid in its own
+    namespace; `stoker status` and `stoker kill` of its sandbox from the host find it by the
+    sandbox's lock (it was LOST, and the kill refused: no live supervisor)."""
+    config = tmp_path / "job.aurora"
+    config.write_text("jobs = [Service(cluster='local', role='me', environment='test', name='svc', "
+                      "task=Task(processes=[Process(name='main', cmdline='sleep 30')], "
+                      "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+    sandbox = tmp_path / "sb"
+    with init_stoker(tmp_path, ["--sandbox", str(sandbox), str(config)], root=tmp_path / "inside") as stoker:
+        wait_for(lambda: "STARTING → RUNNING" in stoker.text(), message="the task running")
+        capsys.readouterr()
+        assert main(["status", str(sandbox)]) == 0
+        assert "state=RUNNING" in capsys.readouterr().out
+        assert main(["kill", str(sandbox), "--grace", "1"]) == 0
+        assert stoker.proc.wait(5) == 0, stoker.text()
