@@ -43,6 +43,20 @@ class TaskCgroupLife:
         self.settle()
         return self._cgroup
 
+    def describe(self) -> str:
+        """The cgroup in force, or why there is none, in words."""
+        if self.cgroup is not None:
+            return self.cgroup.describe()
+        return f"process groups, task markers and the subreaper (no cgroup: {self.no_cgroup})"
+
+    def for_watchdog(self) -> tuple[str, str, str]:
+        """(directory, how, home) for the watchdog: home only when it starts inside the
+        cgroup (a restart), so that it moves itself out first; all "" without a cgroup."""
+        cg = self.cgroup
+        if cg is None:
+            return "", "", ""
+        return cg.directory, cg.how, cg.home.directory if cg.entered else ""
+
     def make(self, name: str) -> None:
         made = cgroups.create(name, self._setting)
         if isinstance(made, NoCgroup):

@@ -27,13 +27,10 @@ process cannot fork; a fork-hopper always has a live heir the next pass finds, w
 `LEFTOVER_SECS`). Unclaimed processes are killed so after every exit, and with the task
 (`signal_all`); kept ones with the task's stop (`signal_daemons`) and with the task.
 
-**Fallbacks.** Without the subreaper, or where the kernel does not list children, orphans
-re-parent elsewhere: the rule is then a full /proc sweep (process groups, descendants of live
-tops and markers, `proctree.py`), unclaimed processes cannot be found, and a run's daemons
-are not kept apart: those that carry the task's marker die with the task, at its end.
-**After Stoker dies** the watchdog kills through the cgroup when there is one (nothing can
-leave it but root), and by the task marker otherwise, and every orphan and daemon it was
-handed by pid and start time (`handover.py`: what the marker scan may not see).
+**Without the subreaper**, or where the kernel does not list children, the rule is a full
+/proc sweep (`proctree.py`) and a run's daemons are not kept apart. **After Stoker dies**
+the watchdog kills through the cgroup, the task marker, and what it was handed by pid and
+start time (`handover.py`).
 
 Never raises out of its public methods; logs ERROR for adapter failures, naming the task.
 """
@@ -46,7 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from executor.logs import log_event
-from executor.procs import proctree, strangers
+from executor.procs import proctree
 from executor.procs.cgrouplife import TaskCgroupLife
 from executor.procs.cgroups import TaskCgroup
 from executor.procs.daemons import KeptDaemons
@@ -112,22 +109,14 @@ class Containment:
 
     def describe(self) -> str:
         """The mechanism in force, in words (the checkpoint header and the start log line)."""
-        if self.cgroup is not None:
-            text = self.cgroup.describe()
-        else:
-            text = f"process groups, task markers and the subreaper (no cgroup: {self._cg.no_cgroup})"
+        text = self._cg.describe()
         if not self._walk:
             text += ("; Stoker is not a subreaper or the kernel lists no children, so leftovers "
                      "are found by /proc scans, and unmarked daemons are not found")
         return text
 
     def watchdog_cgroup(self) -> tuple[str, str, str]:
-        """(directory, how, home) for the watchdog: home only when it starts inside the
-        cgroup (a restart), so that it moves itself out first."""
-        cg = self.cgroup
-        if cg is None:
-            return "", "", ""
-        return cg.directory, cg.how, cg.home.directory if cg.entered else ""
+        return self._cg.for_watchdog()
 
     def hand_over_to(self, sink: Sink) -> None:
         """Give `sink` (the watchdog's keeper) the task's orphans and daemons, and each change."""
@@ -206,9 +195,11 @@ class Containment:
             return False
         if not self._init or (info.pid, info.start) in self._foreign:
             return (info.pid, info.start) in self._foreign
+        from executor.procs.strangers import is_stranger  # an init's alone
+
         with self._reaper.lock:
             registered = self._reaper.registered()
-        return strangers.is_stranger(info, registered, self._cg.cgroup)
+        return is_stranger(info, registered, self._cg.cgroup)
 
     def _other_task(self, environ: bytes) -> bool:
         """It carries a STOKER_TASK_MARKER that is not ours."""
