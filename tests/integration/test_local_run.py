@@ -296,6 +296,10 @@ def test_a_ctrl_c_after_the_relay_of_a_run_that_adopted_an_early_start_is_not_sw
     from executor.host import early
 
     stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP)
+    inherited = {signum: signal.getsignal(signum) for signum in stops}
+    # Python's Ctrl-C, whatever this test inherited (a suite run as a script's background job
+    # starts with SIGINT ignored, and Python then leaves it so)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     before = {signum: signal.getsignal(signum) for signum in stops}
     run = local_run.LocalRun(RunSettings(config=str(tmp_path / "unused.aurora")), out=io.StringIO())
     early.defer_stop_signals()  # as the early start does before its first fork
@@ -309,7 +313,7 @@ def test_a_ctrl_c_after_the_relay_of_a_run_that_adopted_an_early_start_is_not_sw
     finally:
         early.deferred_signals()  # none is raised by the clean-up
         early.undefer_stop_signals()
-        for signum, handler in before.items():
+        for signum, handler in inherited.items():
             signal.signal(signum, handler)
 
 
