@@ -95,6 +95,7 @@ class LocalRun:
         self._owner: TaskOwner | None = None
         self._console: ConsoleReporter | None = None
         self._signal: int | None = None  # the signal that asked for the stop
+        self._sigint_ignored = False  # SIGINT was ignored when Stoker started (`_relay_signals`)
         self._start = RunStart(settings, self._environ, early, ahead)
 
     def stop(self, reason: str) -> None:
@@ -124,6 +125,10 @@ class LocalRun:
         """The first signal stops gracefully; any later one kills at once; Ctrl-Z is
         declined. Runs on the signal relay's thread: only posts, sets flags and logs."""
         name = signal.Signals(signum).name
+        if signum == signal.SIGINT and self._sigint_ignored:
+            log_event(logger, logging.DEBUG, "signal_ignored", signal=name,
+                      reason="SIGINT was ignored when stoker run started (a script's background job)")
+            return
         if signum == signal.SIGTSTP:
             log_event(logger, logging.WARNING, "suspend_declined", signal=name,
                       reason="Ctrl-Z (SIGTSTP): stoker run does not suspend: its processes run in "
@@ -146,9 +151,9 @@ class LocalRun:
             owner.request_kill(self._hurry, immediate=True)
 
     def _relay_signals(self) -> SignalRelay | None:
-        """SIGINT, SIGTERM and SIGHUP (unless nohup ignores it), and SIGTSTP (Ctrl-Z), call
-        `_on_signal` on the relay's thread, whichever thread they land on
-        (`executor.host.signals`); only a run on the main thread takes them over. The runs an
+        """SIGINT (dropped when ignored at start), SIGTERM and SIGHUP (unless nohup ignores
+        it), and SIGTSTP (Ctrl-Z), call `_on_signal` on the relay's thread, whichever thread
+        they land on (`executor.host.signals`); only a run on the main thread takes them over. The runs an
         early start forks before they are handled get the first three at their defaults too
         (`earlyfork.STOP_SIGNALS`), as the runs forked once they are."""
         if threading.current_thread() is not threading.main_thread():
@@ -156,6 +161,10 @@ class LocalRun:
         signums = [signal.SIGINT, signal.SIGTERM, signal.SIGTSTP]
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
             signums.append(signal.SIGHUP)
+        # A SIGINT ignored at start (`stoker run job.aurora &` in a script: its Ctrl-C is the
+        # script's) stays ignored by Stoker, as nohup's SIGHUP; it is still relayed, and dropped
+        # (`_on_signal`), so that the runs get it at its default as ever (a handler is reset by exec).
+        self._sigint_ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         relay = SignalRelay(signums, self._on_signal)
         came, replaced = relayed_stop_signals()  # while the early runs ran
         relay.put_back(replaced)

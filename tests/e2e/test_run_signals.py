@@ -7,6 +7,7 @@ second signal kills at once; `--kill-grace` bounds the whole stop; an endpoint t
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import stoker_proc
 from tests.support.pty_proc import PtyProcess
 from tests.support.stoker_proc import (
     REPO,
@@ -202,6 +204,32 @@ def test_a_stop_signal_taken_by_another_thread_stops_an_idle_run(stoker, tmp_pat
     signal_a_worker_thread(run.pid, sig)
     assert run.wait(10) == code
     assert f"stopped by {sig.name}" in run.stdout()
+    assert (run.sandbox / "final.txt").read_text() == "finalized\n"
+
+
+def test_a_ctrl_c_it_was_started_ignoring_stays_ignored_as_nohups_sighup(stoker, tmp_path, monkeypatch):
+    """A script's background job (`stoker run job.aurora &`) starts with SIGINT ignored, as
+    a nohup'd one with SIGHUP: a Ctrl-C meant for the script's foreground is not its stop.
+    It was dropped while Stoker loaded and obeyed once the signal relay was up; now it stays
+    ignored (SIGINT, then SIGTERM: the stop is SIGTERM's). The runs still get SIGINT at its
+    default (test_early_start.py, test_every_run_starts_with_the_same_signals...)."""
+    @contextlib.contextmanager
+    def sigint_ignored():
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    monkeypatch.setattr(stoker_proc, "stop_signals_default", sigint_ignored)
+    run = stoker(str(service(tmp_path, TRAPS_TERM)))
+    run.wait_output("task             STARTING → RUNNING")
+    wait_trapped(run.sandbox)
+    run.signal(signal.SIGINT)
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 143
+    out = run.stdout()
+    assert "stopped by SIGTERM" in out and "stopped by SIGINT" not in out
     assert (run.sandbox / "final.txt").read_text() == "finalized\n"
 
 
