@@ -73,7 +73,7 @@ def _not_own(path: Path) -> str:
 
 
 class SandboxError(Exception):
-    pass
+    """The sandbox cannot be made or used: one `stoker: error:` line, exit 2."""
 
 
 class RunStart:

@@ -589,7 +589,7 @@ def test_a_kill_as_a_re_run_starts_where_a_killed_supervisor_left_its_socket_wai
     from executor.host.lock import SandboxLock
 
     class Waited(Exception):
-        pass
+        """The client chose to wait for the new supervisor."""
 
     def waited(secs: float) -> None:
         raise Waited
