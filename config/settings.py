@@ -1,8 +1,9 @@
 """Settings from flags and `MESOS_*` / `STOKER_*` variables: the only code that reads them.
 
-Owns `ExecutorSettings` (what `stoker executor` gets from the Mesos agent's environment,
-docs/mesos.md §14) and `RunSettings` (`stoker run`'s arguments), both frozen attrs classes
-(`config/registry.py` builds `RegistrySettings` alike). Each field carries its table row as
+Owns `RunSettings` (`stoker run`'s arguments), a frozen attrs class, and the machinery
+`config/executorsettings.py` (`ExecutorSettings`: what `stoker executor` gets from the Mesos
+agent's environment and its flags, docs/mesos.md §14) and `config/registry.py`
+(`RegistrySettings`) build theirs with. Each field carries its table row as
 metadata, twitter.common style: flag, environment variables, default, help and parser, read
 by `add_arguments` (argparse, `--help`), `config/quickargs.py` (plain words) and `from_env`.
 
@@ -27,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from config.announcer import DEFAULT_SERVERSET_PATH, parse_ensemble, parse_serverset_path
+from config.announcer import parse_ensemble
 from config.errors import SettingsError
 
 if TYPE_CHECKING:  # argparse: for `add_arguments`' parser; zookeeper's: built only to announce
     import argparse
 
-    from config.zookeeper import AnnouncerSettings, ZkAuth
+    from config.zookeeper import AnnouncerSettings
 
 TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
 SECRET_VARIABLES = (TOKEN_VARIABLE,)
@@ -137,11 +138,6 @@ def parse_log_level(text: str) -> str:
     return level
 
 
-def parse_checkpoint(text: str | bool) -> bool:
-    """Only "1" means on (MESOS_CHECKPOINT is always set, to "1" or "0")."""
-    return text is True or text == "1"
-
-
 def parse_switch(value: str | bool) -> bool:
     """An on/off flag (`store_true`): given means on."""
     return value is True or value in ("1", "true")
@@ -159,20 +155,6 @@ def parse_cgroups(text: str) -> str:
     if isinstance(text, str) and text.startswith("/") and "\0" not in text:
         return os.path.normpath(text)
     raise ValueError(f"{text!r} is not auto, off or an absolute cgroup directory")
-
-
-def parse_zk_auth_file(path: str | ZkAuth) -> ZkAuth:
-    """`--announcer-zookeeper-auth-config`: read and checked at start-up, as in Aurora."""
-    from config.zookeeper import ZkAuth, parse_zk_auth
-
-    if isinstance(path, ZkAuth):
-        return path
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path!r} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse_zk_auth(text, path)
 
 
 def _text(value: str) -> str:
@@ -247,95 +229,6 @@ def flag_conflicts(cls: type, args: object, environ: Mapping[str, str]) -> list[
             continue
         conflicts.append(f"{f.metadata['flag']} {value} wins over {name}={raw}")
     return conflicts
-
-
-@attrs.frozen(kw_only=True)
-class ExecutorSettings:
-    """What `stoker executor` runs with; all from the agent's environment."""
-
-    agent_endpoint: str = setting(env=("MESOS_AGENT_ENDPOINT",),
-                                  help="the agent's ip:port, for its executor API")
-    framework_id: str = setting(env=("MESOS_FRAMEWORK_ID",), help="the framework's ID")
-    executor_id: str = setting(env=("MESOS_EXECUTOR_ID",), help="this executor's ID")
-    agent_id: str | None = setting(env=("MESOS_SLAVE_ID",), default=None, help="the agent's ID")
-    sandbox: str = setting(env=("MESOS_SANDBOX", "MESOS_DIRECTORY"), factory=os.getcwd,
-                           help="the task sandbox (default: the current directory)")
-    checkpoint: bool = setting(env=("MESOS_CHECKPOINT",), parse=parse_checkpoint, default=False,
-                               help='"1" when the framework checkpoints, so the executor recovers')
-    recovery_timeout_secs: float = setting(
-        env=("MESOS_RECOVERY_TIMEOUT",), parse=parse_duration, default=900.0,
-        help="how long to keep reconnecting to a restarted agent (default 15mins)")
-    subscription_backoff_max_secs: float = setting(
-        env=("MESOS_SUBSCRIPTION_BACKOFF_MAX",), parse=parse_duration, default=2.0,
-        help="the longest random wait between resubscriptions (default 2secs)")
-    shutdown_grace_secs: float = setting(
-        env=("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",), parse=parse_duration, default=5.0,
-        help="time from SHUTDOWN until the agent destroys the container (default 5secs)")
-    auth_token: str | None = setting(env=(TOKEN_VARIABLE,), default=None, repr=False,
-                                     help="the executor's bearer token for the agent")
-    hostname: str | None = setting(env=("STOKER_HOSTNAME",), flag="--hostname", default=None,
-                                   help="the host name for {{mesos.hostname}} (default: the agent's)")
-    log_format: str = setting(env=("STOKER_LOG_FORMAT",), flag="--log-format", default="text",
-                              parse=parse_log_format, choices=LOG_FORMATS,
-                              help="log lines as text or json (default text)")
-    log_level: str = setting(env=("STOKER_LOG_LEVEL",), flag="--log-level", default="INFO",
-                             parse=parse_log_level, help=f"{', '.join(LOG_LEVELS)} (default INFO)")
-    # ZooKeeper ServerSet announcements, with Aurora's executor flags (README "Service discovery").
-    announcer_ensemble: str | None = setting(
-        flag="--announcer-ensemble", parse=parse_ensemble, default=None, metavar="HOST:PORT[,...]",
-        help="announce every task whose job has `announce = Announcer(...)` in this ZooKeeper "
-             "ensemble (default: none, no announcing)")
-    announcer_serverset_path: str = setting(
-        flag="--announcer-serverset-path", parse=parse_serverset_path, default=DEFAULT_SERVERSET_PATH,
-        metavar="PATH", help="the ServerSets' root: PATH/ROLE/ENVIRONMENT/JOB (default /aurora)")
-    announcer_allow_custom_serverset_path: bool = setting(
-        flag="--announcer-allow-custom-serverset-path", parse=parse_switch, default=False,
-        action="store_true", help="honour Announcer.zk_path (without it, a job that sets it fails)")
-    announcer_hostname: str | None = setting(
-        flag="--announcer-hostname", default=None, metavar="HOST",
-        help="the host name to announce (default: the agent's host name)")
-    announcer_zookeeper_auth_config: ZkAuth | None = setting(
-        flag="--announcer-zookeeper-auth-config", parse=parse_zk_auth_file, default=None, metavar="FILE",
-        help="JSON file in Aurora's format: credentials for the ZooKeeper session and the ACL of "
-             "the announced nodes")
-
-    @property
-    def announcer(self) -> AnnouncerSettings | None:
-        """Where tasks announce; None: no ensemble, no announcing."""
-        if self.announcer_ensemble is None:
-            return None
-        from config.zookeeper import AnnouncerSettings
-
-        return AnnouncerSettings(
-            ensemble=self.announcer_ensemble, serverset_path=self.announcer_serverset_path,
-            allow_custom_serverset_path=self.announcer_allow_custom_serverset_path,
-            hostname=self.announcer_hostname, auth=self.announcer_zookeeper_auth_config)
-    cgroups: str = setting(env=("STOKER_CGROUPS",), flag="--cgroups", parse=parse_cgroups,
-                           default="auto", metavar="auto|off|DIR", help=CGROUP_HELP)
-    pass_agent_env: bool = setting(
-        env=("STOKER_PASS_AGENT_ENV",), flag="--pass-agent-env", parse=parse_switch, default=False,
-        action="store_true",
-        help=f"hand {', '.join(AGENT_VARIABLES)} to the task's processes (default: not; "
-             f"the token is never handed on)")
-    preserve_env: bool = setting(
-        env=("STOKER_PRESERVE_ENV",), flag="--preserve-env", aliases=("--preserve_env",), parse=parse_switch,
-        default=False, action="store_true",
-        help="start the task's processes with the executor's whole environment (less the token), "
-             "as Thermos' --preserve_env (default: PATH, MESOS_SANDBOX and MESOS_DIRECTORY only, "
-             "plus HOME, USER and LOGNAME)")
-    nosetuid: bool = setting(
-        env=("STOKER_NOSETUID",), flag="--nosetuid", parse=parse_switch, default=False, action="store_true",
-        help="run an Aurora task's processes as the executor's own user even when it is root, "
-             "as Thermos' --nosetuid (default: as the job's role, when root)")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:
-        """Settings from `environ`; `overrides` (None = not given) win. Raises SettingsError."""
-        return _from_sources(cls, environ, overrides)
-
-    @classmethod
-    def from_args(cls, args: object, environ: Mapping[str, str]) -> ExecutorSettings:
-        return cls.from_env(environ, **_namespace_values(cls, args))
 
 
 @attrs.frozen(kw_only=True)

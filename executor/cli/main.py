@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from config.errors import ConfigError, in_file
 from config.quickargs import parse as quick_parse
 from config.registry import RegistrySettings
-from config.settings import SECRET_VARIABLES, ExecutorSettings, RunSettings, flag_conflicts
+from config.settings import SECRET_VARIABLES, RunSettings, flag_conflicts
 from executor import codecache
 from executor.cli import UsageError, logsetup
 from executor.logs import drain_spool, log_event, no_room
@@ -40,8 +40,17 @@ RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage",
 # plain words are read without argparse (`config/quickargs.py`), and for any others only
 # their own arguments are built (the whole parser, with every command's, takes several
 # milliseconds). Each with the settings its flags come from (`parser.py` declares the same).
-SUPERVISORS: dict[str, tuple[type, ...]] = {"run": (RunSettings, RegistrySettings),
-                                            "executor": (ExecutorSettings, RegistrySettings)}
+SUPERVISORS = ("run", "executor")
+
+
+def supervisor_settings(command: str) -> tuple[type, ...]:
+    """The settings classes `command`'s flags come from (`stoker run` does not load the
+    executor's)."""
+    if command == "executor":
+        from config.executorsettings import ExecutorSettings
+
+        return (ExecutorSettings, RegistrySettings)
+    return (RunSettings, RegistrySettings)
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -108,7 +117,7 @@ def _arguments(words: list[str]) -> Any:
     """The namespace of `stoker WORDS`: argparse's, or for a supervisor's plain words
     `config.quickargs`' (the same attributes and values, without loading argparse)."""
     supervisor = words[0] if words and words[0] in SUPERVISORS else None
-    args = None if supervisor is None else quick_parse(words, SUPERVISORS[supervisor])
+    args = None if supervisor is None else quick_parse(words, supervisor_settings(supervisor))
     if args is None:  # not plain, or another command: argparse parses, or says what is wrong
         return _parser(supervisor).parse_args(words)
     return args
@@ -159,6 +168,7 @@ def _dispatch(args: Any) -> int:
 
         environ = dict(os.environ)  # the settings' copy: from here on the token is only in memory
         hidden = hide_secrets(os.environ, SECRET_VARIABLES)  # first: see executor/procs/hardening.py
+        from config.executorsettings import ExecutorSettings
         from executor.mesos.process import main as executor_main
 
         settings = ExecutorSettings.from_args(args, environ)

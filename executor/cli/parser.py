@@ -12,7 +12,7 @@ import sys
 
 import executor
 from config.settings import add_arguments, variables
-from executor.cli.main import SUPERVISORS
+from executor.cli.main import supervisor_settings
 
 __all__ = ["build"]
 
@@ -65,7 +65,7 @@ def build(only: str | None = None) -> argparse.ArgumentParser:
     if only in (None, "executor"):
         ex = _command(sub, "executor", "the Mesos executor, started by a Mesos agent",
                       _variables_epilog(), " It reads the agent's MESOS_* variables (below).")
-        for settings in SUPERVISORS["executor"]:
+        for settings in supervisor_settings("executor"):
             add_arguments(ex, settings)
     if only is None:
         _inspection_commands(sub)
@@ -79,7 +79,7 @@ def _run_command(sub) -> None:
                    "--kill-grace 5\n\n"
                    "Ctrl-C, SIGTERM or SIGHUP stop it gracefully (exit 130, 143, 129); a second "
                    "one kills at once.")
-    for settings in SUPERVISORS["run"]:
+    for settings in supervisor_settings("run"):
         add_arguments(run, settings)
 
 
@@ -110,7 +110,7 @@ def _inspection_commands(sub) -> None:
 
 
 def _variables_epilog() -> str:
-    rows = [row for settings in SUPERVISORS["executor"] for row in variables(settings)] + [
+    rows = [row for settings in supervisor_settings("executor") for row in variables(settings)] + [
         ("STOKER_CODE_CACHE", "where attrs' compiled methods are kept (default: the package's "
                               "__pycache__; an absolute directory; off)")]
     width = max(len(name) for name, _ in rows)

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from config.executorsettings import ExecutorSettings
 from config.registry import RegistrySettings
-from config.settings import ExecutorSettings, add_arguments
+from config.settings import add_arguments
 from executor.cli import UsageError
 
 if TYPE_CHECKING:  # argparse: the inspection commands' parser, built only for them

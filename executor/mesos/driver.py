@@ -40,7 +40,7 @@ from typing import Concatenate, ParamSpec, assert_never
 
 import attrs
 
-from config.settings import ExecutorSettings
+from config.executorsettings import ExecutorSettings
 from executor.events import TaskState
 from executor.logs import log_event
 from executor.mesos.callbacks import ExecutorCallbacks

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from config.document import MAX_DOCUMENT_BYTES
-from config.settings import ExecutorSettings
+from config.executorsettings import ExecutorSettings
 from executor.events import TaskState
 from executor.host.session import OPERATOR_KILL
 from executor.logs import log_event

@@ -34,7 +34,8 @@ import attrs
 
 from config.environment import task_environment
 from config.errors import SettingsError
-from config.settings import TOKEN_VARIABLE, ExecutorSettings
+from config.executorsettings import ExecutorSettings
+from config.settings import TOKEN_VARIABLE
 from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
 from executor.logs import log_event

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from config.errors import ConfigError
-from config.settings import ExecutorSettings
+from config.executorsettings import ExecutorSettings
 from config.spec import JobSpec
 from executor.mesos.executor import LaunchError, StokerExecutor
 from tests.support.agent_sim import AgentSimulator, make_task_info

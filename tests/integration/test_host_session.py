@@ -447,8 +447,8 @@ def _executor_for_a_sleep(tmp_path: Path, on_done):
     """A `stoker executor`'s front end in a sandbox of its own (no agent: `_Driver` takes
     its updates), and a LAUNCH of a task that sleeps."""
     from config.document import encode
+    from config.executorsettings import ExecutorSettings
     from config.loader import load_job
-    from config.settings import ExecutorSettings
     from executor.mesos import executor as mesos_executor
     from tests.support.agent_sim import make_task_info
 

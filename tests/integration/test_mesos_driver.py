@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from config.settings import ExecutorSettings
+from config.executorsettings import ExecutorSettings
 from executor.events import TaskState
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.reconnect import Ending

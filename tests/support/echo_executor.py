@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 
-from config.settings import ExecutorSettings
+from config.executorsettings import ExecutorSettings
 from executor.events import TaskState
 from executor.mesos import wire
 from executor.mesos.driver import ExecutorDriver

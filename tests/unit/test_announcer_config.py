@@ -8,7 +8,8 @@ import pytest
 
 from config.announcer import AnnouncerSpec, parse_ensemble, parse_serverset_path
 from config.errors import SettingsError
-from config.settings import ExecutorSettings, RunSettings, add_arguments
+from config.executorsettings import ExecutorSettings
+from config.settings import RunSettings, add_arguments
 from config.zookeeper import (
     AnnouncerSettings,
     ZkAccess,

@@ -45,7 +45,8 @@ def test_a_task_that_does_not_announce_never_loads_kazoo():
 SETTINGS_SCRIPT = r"""
 import json, sys
 import executor.cli.main, executor.local.run
-from config.settings import ExecutorSettings, RunSettings
+from config.executorsettings import ExecutorSettings
+from config.settings import RunSettings
 
 def loaded():
     return [m for m in ("config.zookeeper", "executor.task.serverset") if m in sys.modules]

@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config.executorsettings import ExecutorSettings
 from config.quickargs import parse
 from config.registry import RegistrySettings
-from config.settings import ExecutorSettings, RunSettings
+from config.settings import RunSettings
 from executor.cli.main import _parser
 
 RUN = (RunSettings, RegistrySettings)

@@ -8,8 +8,8 @@ import pytest
 
 from config.environment import DEFAULT_PATH, task_environment
 from config.errors import ConfigError, SettingsError
+from config.executorsettings import ExecutorSettings
 from config.settings import (
-    ExecutorSettings,
     RunSettings,
     add_arguments,
     flag_conflicts,

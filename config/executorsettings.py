@@ -1,0 +1,141 @@
+"""`stoker executor`'s settings: what the Mesos agent's environment and Thermos' executor
+flags give it (docs/mesos.md §14). The machinery (`setting`, precedence, parsing of flags
+and variables, secrets) is `config/settings.py`'s, shared with `stoker run`'s settings; this
+module is loaded only by the commands that start or describe an executor.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from config.announcer import DEFAULT_SERVERSET_PATH, parse_ensemble, parse_serverset_path
+from config.settings import (
+    AGENT_VARIABLES,
+    CGROUP_HELP,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    TOKEN_VARIABLE,
+    _from_sources,
+    _namespace_values,
+    parse_cgroups,
+    parse_duration,
+    parse_log_format,
+    parse_log_level,
+    parse_switch,
+    setting,
+)
+
+if TYPE_CHECKING:  # zookeeper's: built only to announce
+    from config.zookeeper import AnnouncerSettings, ZkAuth
+
+
+def parse_checkpoint(text: str | bool) -> bool:
+    """Only "1" means on (MESOS_CHECKPOINT is always set, to "1" or "0")."""
+    return text is True or text == "1"
+
+
+def parse_zk_auth_file(path: str | ZkAuth) -> ZkAuth:
+    """`--announcer-zookeeper-auth-config`: read and checked at start-up, as in Aurora."""
+    from config.zookeeper import ZkAuth, parse_zk_auth
+
+    if isinstance(path, ZkAuth):
+        return path
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path!r} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_zk_auth(text, path)
+
+
+
+@attrs.frozen(kw_only=True)
+class ExecutorSettings:
+    """What `stoker executor` runs with; all from the agent's environment."""
+
+    agent_endpoint: str = setting(env=("MESOS_AGENT_ENDPOINT",),
+                                  help="the agent's ip:port, for its executor API")
+    framework_id: str = setting(env=("MESOS_FRAMEWORK_ID",), help="the framework's ID")
+    executor_id: str = setting(env=("MESOS_EXECUTOR_ID",), help="this executor's ID")
+    agent_id: str | None = setting(env=("MESOS_SLAVE_ID",), default=None, help="the agent's ID")
+    sandbox: str = setting(env=("MESOS_SANDBOX", "MESOS_DIRECTORY"), factory=os.getcwd,
+                           help="the task sandbox (default: the current directory)")
+    checkpoint: bool = setting(env=("MESOS_CHECKPOINT",), parse=parse_checkpoint, default=False,
+                               help='"1" when the framework checkpoints, so the executor recovers')
+    recovery_timeout_secs: float = setting(
+        env=("MESOS_RECOVERY_TIMEOUT",), parse=parse_duration, default=900.0,
+        help="how long to keep reconnecting to a restarted agent (default 15mins)")
+    subscription_backoff_max_secs: float = setting(
+        env=("MESOS_SUBSCRIPTION_BACKOFF_MAX",), parse=parse_duration, default=2.0,
+        help="the longest random wait between resubscriptions (default 2secs)")
+    shutdown_grace_secs: float = setting(
+        env=("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",), parse=parse_duration, default=5.0,
+        help="time from SHUTDOWN until the agent destroys the container (default 5secs)")
+    auth_token: str | None = setting(env=(TOKEN_VARIABLE,), default=None, repr=False,
+                                     help="the executor's bearer token for the agent")
+    hostname: str | None = setting(env=("STOKER_HOSTNAME",), flag="--hostname", default=None,
+                                   help="the host name for {{mesos.hostname}} (default: the agent's)")
+    log_format: str = setting(env=("STOKER_LOG_FORMAT",), flag="--log-format", default="text",
+                              parse=parse_log_format, choices=LOG_FORMATS,
+                              help="log lines as text or json (default text)")
+    log_level: str = setting(env=("STOKER_LOG_LEVEL",), flag="--log-level", default="INFO",
+                             parse=parse_log_level, help=f"{', '.join(LOG_LEVELS)} (default INFO)")
+    # ZooKeeper ServerSet announcements, with Aurora's executor flags (README "Service discovery").
+    announcer_ensemble: str | None = setting(
+        flag="--announcer-ensemble", parse=parse_ensemble, default=None, metavar="HOST:PORT[,...]",
+        help="announce every task whose job has `announce = Announcer(...)` in this ZooKeeper "
+             "ensemble (default: none, no announcing)")
+    announcer_serverset_path: str = setting(
+        flag="--announcer-serverset-path", parse=parse_serverset_path, default=DEFAULT_SERVERSET_PATH,
+        metavar="PATH", help="the ServerSets' root: PATH/ROLE/ENVIRONMENT/JOB (default /aurora)")
+    announcer_allow_custom_serverset_path: bool = setting(
+        flag="--announcer-allow-custom-serverset-path", parse=parse_switch, default=False,
+        action="store_true", help="honour Announcer.zk_path (without it, a job that sets it fails)")
+    announcer_hostname: str | None = setting(
+        flag="--announcer-hostname", default=None, metavar="HOST",
+        help="the host name to announce (default: the agent's host name)")
+    announcer_zookeeper_auth_config: ZkAuth | None = setting(
+        flag="--announcer-zookeeper-auth-config", parse=parse_zk_auth_file, default=None, metavar="FILE",
+        help="JSON file in Aurora's format: credentials for the ZooKeeper session and the ACL of "
+             "the announced nodes")
+
+    @property
+    def announcer(self) -> AnnouncerSettings | None:
+        """Where tasks announce; None: no ensemble, no announcing."""
+        if self.announcer_ensemble is None:
+            return None
+        from config.zookeeper import AnnouncerSettings
+
+        return AnnouncerSettings(
+            ensemble=self.announcer_ensemble, serverset_path=self.announcer_serverset_path,
+            allow_custom_serverset_path=self.announcer_allow_custom_serverset_path,
+            hostname=self.announcer_hostname, auth=self.announcer_zookeeper_auth_config)
+    cgroups: str = setting(env=("STOKER_CGROUPS",), flag="--cgroups", parse=parse_cgroups,
+                           default="auto", metavar="auto|off|DIR", help=CGROUP_HELP)
+    pass_agent_env: bool = setting(
+        env=("STOKER_PASS_AGENT_ENV",), flag="--pass-agent-env", parse=parse_switch, default=False,
+        action="store_true",
+        help=f"hand {', '.join(AGENT_VARIABLES)} to the task's processes (default: not; "
+             f"the token is never handed on)")
+    preserve_env: bool = setting(
+        env=("STOKER_PRESERVE_ENV",), flag="--preserve-env", aliases=("--preserve_env",), parse=parse_switch,
+        default=False, action="store_true",
+        help="start the task's processes with the executor's whole environment (less the token), "
+             "as Thermos' --preserve_env (default: PATH, MESOS_SANDBOX and MESOS_DIRECTORY only, "
+             "plus HOME, USER and LOGNAME)")
+    nosetuid: bool = setting(
+        env=("STOKER_NOSETUID",), flag="--nosetuid", parse=parse_switch, default=False, action="store_true",
+        help="run an Aurora task's processes as the executor's own user even when it is root, "
+             "as Thermos' --nosetuid (default: as the job's role, when root)")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:
+        """Settings from `environ`; `overrides` (None = not given) win. Raises SettingsError."""
+        return _from_sources(cls, environ, overrides)
+
+    @classmethod
+    def from_args(cls, args: object, environ: Mapping[str, str]) -> ExecutorSettings:
+        return cls.from_env(environ, **_namespace_values(cls, args))
