@@ -106,3 +106,23 @@ def test_the_launch_timeout_ends_only_an_executor_that_has_no_task():
     assert launched._claim("t") is None
     assert launched.launch_timed_out() is False
 
+
+
+def test_a_launched_task_outlives_the_launch_timeout_and_an_idle_executor_does_not(caplog):
+    """`_wait_for_task` with a 20 ms launch timeout: the executor whose task came keeps
+    waiting for its end; the one with none returns at the timeout, saying so."""
+    import queue
+    import threading
+
+    from executor.mesos.process import TaskDone, _wait_for_task
+
+    launched = StokerExecutor(settings(), {}, on_done=lambda: None)
+    launched._claim("t")
+    wakeups: queue.SimpleQueue = queue.SimpleQueue()
+    done = threading.Timer(0.1, wakeups.put, [TaskDone()])  # the task ends well after the timeout
+    done.start()
+    assert _wait_for_task(wakeups, launched, driver=None, launch_timeout_secs=0.02) is False
+    assert wakeups.empty() and "launch_timeout" not in caplog.text  # it returned at the task's end
+    idle = StokerExecutor(settings(), {}, on_done=lambda: None)
+    assert _wait_for_task(queue.SimpleQueue(), idle, driver=None, launch_timeout_secs=0.02) is False
+    assert "no task was launched within 0.02 s (--launch-timeout)" in caplog.text
