@@ -20,17 +20,23 @@ from config.settings import (
     TOKEN_VARIABLE,
     _from_sources,
     _namespace_values,
+    logger_defaults,
     parse_cgroups,
     parse_duration,
     parse_log_format,
     parse_log_level,
     parse_secs,
     parse_switch,
+    runner_logger_destination,
+    runner_logger_mode,
+    runner_rotate_log_backups,
+    runner_rotate_log_size_mb,
     setting,
+    thermos_spelling,
 )
-from config.spec import LogDestination, LoggerDefaults, LogMode
 
-if TYPE_CHECKING:  # zookeeper's: built only to announce
+if TYPE_CHECKING:  # zookeeper's: built only to announce; spec's: only for a task
+    from config.spec import LoggerDefaults
     from config.zookeeper import AnnouncerSettings, ZkAuth
 
 
@@ -53,29 +59,6 @@ def parse_zk_auth_file(path: str | ZkAuth) -> ZkAuth:
     return parse_zk_auth(text, path)
 
 
-def parse_destination(text: str) -> str:
-    if text not in DESTINATIONS:
-        raise ValueError(f"{text!r} is not a logger destination ({', '.join(DESTINATIONS)})")
-    return text
-
-
-def parse_mode(text: str) -> str:
-    if text not in MODES:
-        raise ValueError(f"{text!r} is not a logger mode ({', '.join(MODES)})")
-    return text
-
-
-def parse_positive(text: str | int) -> int:
-    """A whole number of at least 1 (Thermos' rotation sizes and counts)."""
-    try:
-        value = int(text) if not isinstance(text, (bool, float)) else 0
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{text!r} is not a whole number of at least 1")
-    return value
-
-
 def parse_path(text: str) -> str:
     """Any non-empty path (the filesystem-image flags, which change nothing)."""
     if not isinstance(text, str) or not text or "\0" in text:
@@ -90,15 +73,8 @@ def parse_user(text: str) -> str:
     return text
 
 
-DESTINATIONS = tuple(d.value for d in LogDestination)
-MODES = tuple(m.value for m in LogMode)
 IMAGE_ONLY = ("accepted for Thermos compatibility; only filesystem-image tasks, which Stoker "
               "refuses, would use it")
-
-
-def _thermos(flag: str) -> tuple[str, ...]:
-    """The other spelling of a Thermos flag (`--a-b` and `--a_b`), which Aurora may pass."""
-    return (flag[:2] + flag[2:].replace("-", "_"),)
 
 
 @attrs.frozen(kw_only=True)
@@ -181,33 +157,18 @@ class ExecutorSettings:
              "as Thermos' --nosetuid (default: as the job's role, when root)")
 
     # Thermos' other executor flags (docs/aurora.md §12, §13).
-    runner_logger_destination: str | None = setting(
-        env=("STOKER_RUNNER_LOGGER_DESTINATION",), flag="--runner-logger-destination",
-        aliases=_thermos("--runner-logger-destination"), parse=parse_destination, default=None,
-        choices=DESTINATIONS,
-        help="where the output of a process whose job leaves `logger` unset goes, as Thermos' flag "
-             "(default: file; a process with its own logger keeps it)")
-    runner_logger_mode: str | None = setting(
-        env=("STOKER_RUNNER_LOGGER_MODE",), flag="--runner-logger-mode", aliases=_thermos("--runner-logger-mode"),
-        parse=parse_mode, default=None, choices=MODES,
-        help="standard or rotate, for a process whose job leaves `logger` unset (default: standard)")
-    runner_rotate_log_size_mb: int | None = setting(
-        env=("STOKER_RUNNER_ROTATE_LOG_SIZE_MB",), flag="--runner-rotate-log-size-mb",
-        aliases=_thermos("--runner-rotate-log-size-mb"), parse=parse_positive, default=None, metavar="MIB",
-        help="in rotate mode, the size a log file of a process without a logger rotates at "
-             "(default 100)")
-    runner_rotate_log_backups: int | None = setting(
-        env=("STOKER_RUNNER_ROTATE_LOG_BACKUPS",), flag="--runner-rotate-log-backups",
-        aliases=_thermos("--runner-rotate-log-backups"), parse=parse_positive, default=None, metavar="N",
-        help="in rotate mode, the rotated files kept for a process without a logger (default 5)")
+    runner_logger_destination: str | None = runner_logger_destination("STOKER_RUNNER_LOGGER_DESTINATION")
+    runner_logger_mode: str | None = runner_logger_mode("STOKER_RUNNER_LOGGER_MODE")
+    runner_rotate_log_size_mb: int | None = runner_rotate_log_size_mb("STOKER_RUNNER_ROTATE_LOG_SIZE_MB")
+    runner_rotate_log_backups: int | None = runner_rotate_log_backups("STOKER_RUNNER_ROTATE_LOG_BACKUPS")
     execute_as_user: str | None = setting(
-        env=("STOKER_EXECUTE_AS_USER",), flag="--execute-as-user", aliases=_thermos("--execute-as-user"),
+        env=("STOKER_EXECUTE_AS_USER",), flag="--execute-as-user", aliases=thermos_spelling("--execute-as-user"),
         parse=parse_user, default=None, metavar="USER",
         help="run every task (its processes, its sandbox) as USER instead of the job's role, as "
              "Thermos' flag (--nosetuid wins over it; a Docker task runs as its image's user)")
     nosetuid_health_checks: bool = setting(
         env=("STOKER_NOSETUID_HEALTH_CHECKS",), flag="--nosetuid-health-checks",
-        aliases=_thermos("--nosetuid-health-checks"), parse=parse_switch, default=False, action="store_true",
+        aliases=thermos_spelling("--nosetuid-health-checks"), parse=parse_switch, default=False, action="store_true",
         help="run shell health checks as the executor's own user, not as the user the processes "
              "run as, as Thermos' flag")
     stop_timeout_secs: float = setting(
@@ -223,20 +184,19 @@ class ExecutorSettings:
         help="exit, as Thermos does, when no task was launched this long after the start "
              "(default 10secs; 0: wait for ever)")
     mesos_containerizer_path: str = setting(
-        flag="--mesos-containerizer-path", aliases=_thermos("--mesos-containerizer-path"), parse=parse_path,
+        flag="--mesos-containerizer-path", aliases=thermos_spelling("--mesos-containerizer-path"), parse=parse_path,
         default="/usr/libexec/mesos/mesos-containerizer", metavar="PATH", help=IMAGE_ONLY)
     no_create_user: bool = setting(
-        flag="--no-create-user", aliases=_thermos("--no-create-user"), parse=parse_switch, default=False,
+        flag="--no-create-user", aliases=thermos_spelling("--no-create-user"), parse=parse_switch, default=False,
         action="store_true", help=IMAGE_ONLY)
     sandbox_mount_point: str = setting(
-        flag="--sandbox-mount-point", aliases=_thermos("--sandbox-mount-point"), parse=parse_path,
+        flag="--sandbox-mount-point", aliases=thermos_spelling("--sandbox-mount-point"), parse=parse_path,
         default="/mnt/mesos/sandbox", metavar="PATH", help=IMAGE_ONLY)
 
     @property
     def logger_defaults(self) -> LoggerDefaults:
         """The --runner-logger-* flags, for the processes whose job leaves `logger` unset."""
-        return LoggerDefaults.of(self.runner_logger_destination, self.runner_logger_mode,
-                                 self.runner_rotate_log_size_mb, self.runner_rotate_log_backups)
+        return logger_defaults(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:

@@ -30,6 +30,8 @@ PLAIN = [  # read without argparse, to the namespace argparse makes of them
     (RUN, ["run", "job.aurora", "--sandbox="]),  # an empty value after `=`
     (RUN, ["run", "--sandbox", "sb", "job.aurora", "c/r/e/n"]),  # positionals after the options
     (RUN, ["run", "job aurora with spaces", "--sandbox", "dir=with=equals"]),
+    (RUN, ["run", "job.aurora", "--runner-logger-mode", "rotate", "--runner_rotate_log_size_mb=2",
+           "--runner-rotate-log-backups", "3", "--runner-logger-destination", "both"]),
     (EXECUTOR, ["executor"]),
     (EXECUTOR, ["executor", "--pass-agent-env", "--preserve_env", "--nosetuid", "--hostname", "h",
                 "--log-format=text", "--announcer-allow-custom-serverset-path", "--cgroups", "auto"]),
