@@ -36,7 +36,7 @@ LOGGERS = """
                               finalization_wait=30))]
 """
 FLAGS = ["--runner-logger-mode", "rotate", "--runner_rotate_log_size_mb=1", "--runner-rotate-log-backups", "1",
-         "--runner-logger-destination", "file", "--stop_timeout_in_secs", "0.5"]
+         "--runner-logger-destination", "file", "--stop_timeout_in_secs", "0.2"]
 
 
 def job_file(tmp_path: Path, body: str) -> Path:
@@ -70,14 +70,14 @@ def test_logger_flags_reach_processes_without_a_logger_and_the_stop_timeout_boun
     wait_for(lambda: (plain / "stdout.1").exists(), 5)  # rotated at 1 MiB, one backup kept
     assert not (plain / "stdout.2").exists()
     assert (plain / "stdout.1").stat().st_size <= 1024 * 1024
+    wait_for(lambda: (own / "stdout").stat().st_size == 2621440, 5)  # its pump has copied it all
     assert sorted(p.name for p in own.iterdir() if p.name.startswith("stdout")) == ["stdout"]  # 100 MiB
-    assert (own / "stdout").stat().st_size == 2621440
     pids = task_pids(agent.sandbox)
     killed_at = time.monotonic()
     agent.kill(TID)  # its grace: finalization_wait, 30 s; SIGTERM is ignored
     agent.wait_for_state(TID, "TASK_KILLED", 10)
     assert time.monotonic() - killed_at < 5
-    assert "the stop is not over 0.5 s after it began (--stop-timeout-in-secs)" in agent.executor_log()
+    assert "the stop is not over 0.2 s after it began (--stop-timeout-in-secs)" in agent.executor_log()
     assert not live(pids)
     assert agent.wait_exit(10) == 0
 
@@ -86,11 +86,11 @@ def test_a_launch_timeout_exits_when_no_task_comes_and_image_flags_are_accepted(
     flags = ["--mesos-containerizer-path", "/usr/libexec/mesos/mesos-containerizer", "--no-create-user",
              "--sandbox_mount_point=/mnt/mesos/sandbox", "--log-level", "debug"]
     started = time.monotonic()
-    start(agent, flags, None, env_overrides={"STOKER_LAUNCH_TIMEOUT": "300ms"})
+    start(agent, flags, None, env_overrides={"STOKER_LAUNCH_TIMEOUT": "150ms"})
     assert agent.wait_exit(10) == 0  # as after a SHUTDOWN with no task
     assert time.monotonic() - started < 5
     log = agent.executor_log()
-    assert "launch_timeout reason=\"no task was launched within 0.3 s (--launch-timeout): exiting" in log
+    assert "launch_timeout reason=\"no task was launched within 0.15 s (--launch-timeout): exiting" in log
     assert "image_flags_ignored mesos_containerizer_path=/usr/libexec/mesos/mesos-containerizer " \
            "no_create_user=True sandbox_mount_point=/mnt/mesos/sandbox" in log
     assert not agent.calls("UPDATE")
