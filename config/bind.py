@@ -159,12 +159,12 @@ def _process_spec(p: dict[str, Any]) -> spec.ProcessSpec:
     return spec.ProcessSpec(
         name=p["name"], cmdline=p["cmdline"], max_failures=p["max_failures"], daemon=p["daemon"],
         ephemeral=p["ephemeral"], min_duration_secs=float(p["min_duration"]), final=p["final"],
-        logger=_logger_spec(p.get("logger")),
+        logger=_logger_spec(p.get("logger")), logger_unset=p.get("logger") is None,
     )
 
 
 def _logger_spec(logger: dict[str, Any] | None) -> spec.LoggerSpec:
-    if logger is None:  # unset: file / standard
+    if logger is None:  # unset: file / standard, unless the executor's LoggerDefaults say otherwise
         return spec.LoggerSpec()
     destination, mode = spec.LogDestination(logger["destination"]), spec.LogMode(logger["mode"])
     rotate = logger.get("rotate")

@@ -20,15 +20,23 @@ from config.settings import (
     TOKEN_VARIABLE,
     _from_sources,
     _namespace_values,
+    logger_defaults,
     parse_cgroups,
     parse_duration,
     parse_log_format,
     parse_log_level,
+    parse_secs,
     parse_switch,
+    runner_logger_destination,
+    runner_logger_mode,
+    runner_rotate_log_backups,
+    runner_rotate_log_size_mb,
     setting,
+    thermos_spelling,
 )
 
-if TYPE_CHECKING:  # zookeeper's: built only to announce
+if TYPE_CHECKING:  # zookeeper's: built only to announce; spec's: only for a task
+    from config.spec import LoggerDefaults
     from config.zookeeper import AnnouncerSettings, ZkAuth
 
 
@@ -50,6 +58,23 @@ def parse_zk_auth_file(path: str | ZkAuth) -> ZkAuth:
         raise ValueError(f"{path!r} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
     return parse_zk_auth(text, path)
 
+
+def parse_path(text: str) -> str:
+    """Any non-empty path (the filesystem-image flags, which change nothing)."""
+    if not isinstance(text, str) or not text or "\0" in text:
+        raise ValueError(f"{text!r} is not a path")
+    return text
+
+
+def parse_user(text: str) -> str:
+    """A user name (whether it exists is checked as a task launches, as Thermos does)."""
+    if not isinstance(text, str) or not text or "\0" in text or text != text.strip():
+        raise ValueError(f"{text!r} is not a user name")
+    return text
+
+
+IMAGE_ONLY = ("accepted for Thermos compatibility; only filesystem-image tasks, which Stoker "
+              "refuses, would use it")
 
 
 @attrs.frozen(kw_only=True)
@@ -130,6 +155,48 @@ class ExecutorSettings:
         env=("STOKER_NOSETUID",), flag="--nosetuid", parse=parse_switch, default=False, action="store_true",
         help="run an Aurora task's processes as the executor's own user even when it is root, "
              "as Thermos' --nosetuid (default: as the job's role, when root)")
+
+    # Thermos' other executor flags (docs/aurora.md §12, §13).
+    runner_logger_destination: str | None = runner_logger_destination("STOKER_RUNNER_LOGGER_DESTINATION")
+    runner_logger_mode: str | None = runner_logger_mode("STOKER_RUNNER_LOGGER_MODE")
+    runner_rotate_log_size_mb: int | None = runner_rotate_log_size_mb("STOKER_RUNNER_ROTATE_LOG_SIZE_MB")
+    runner_rotate_log_backups: int | None = runner_rotate_log_backups("STOKER_RUNNER_ROTATE_LOG_BACKUPS")
+    execute_as_user: str | None = setting(
+        env=("STOKER_EXECUTE_AS_USER",), flag="--execute-as-user", aliases=thermos_spelling("--execute-as-user"),
+        parse=parse_user, default=None, metavar="USER",
+        help="run every task (its processes, its sandbox) as USER instead of the job's role, as "
+             "Thermos' flag (--nosetuid wins over it; a Docker task runs as its image's user)")
+    nosetuid_health_checks: bool = setting(
+        env=("STOKER_NOSETUID_HEALTH_CHECKS",), flag="--nosetuid-health-checks",
+        aliases=thermos_spelling("--nosetuid-health-checks"), parse=parse_switch, default=False, action="store_true",
+        help="run shell health checks as the executor's own user, not as the user the processes "
+             "run as, as Thermos' flag")
+    stop_timeout_secs: float = setting(
+        env=("STOKER_STOP_TIMEOUT",), flag="--stop-timeout-in-secs", aliases=("--stop_timeout_in_secs",),
+        parse=parse_secs, default=120.0, metavar="SECS",
+        help="the outer bound on every stop of a task, as Thermos' --stop_timeout_in_secs: SECS after "
+             "a kill began, whatever still runs (final processes included) is SIGKILLed and the "
+             "task ends; the job's own lifecycle waits and finalization_wait usually end it sooner "
+             "(default 120)")
+    launch_timeout_secs: float = setting(
+        env=("STOKER_LAUNCH_TIMEOUT",), flag="--launch-timeout", parse=parse_secs, default=10.0,
+        metavar="DURATION",
+        help="exit, as Thermos does, when no task was launched this long after the start "
+             "(default 10secs; 0: wait for ever)")
+    mesos_containerizer_path: str = setting(
+        flag="--mesos-containerizer-path", aliases=thermos_spelling("--mesos-containerizer-path"), parse=parse_path,
+        default="/usr/libexec/mesos/mesos-containerizer", metavar="PATH", help=IMAGE_ONLY)
+    no_create_user: bool = setting(
+        flag="--no-create-user", aliases=thermos_spelling("--no-create-user"), parse=parse_switch, default=False,
+        action="store_true", help=IMAGE_ONLY)
+    sandbox_mount_point: str = setting(
+        flag="--sandbox-mount-point", aliases=thermos_spelling("--sandbox-mount-point"), parse=parse_path,
+        default="/mnt/mesos/sandbox", metavar="PATH", help=IMAGE_ONLY)
+
+    @property
+    def logger_defaults(self) -> LoggerDefaults:
+        """The --runner-logger-* flags, for the processes whose job leaves `logger` unset."""
+        return logger_defaults(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:

@@ -34,6 +34,7 @@ from config.errors import SettingsError
 if TYPE_CHECKING:  # argparse: for `add_arguments`' parser; zookeeper's: built only to announce
     import argparse
 
+    from config.spec import LoggerDefaults
     from config.zookeeper import AnnouncerSettings
 
 TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
@@ -157,6 +158,73 @@ def parse_cgroups(text: str) -> str:
     raise ValueError(f"{text!r} is not auto, off or an absolute cgroup directory")
 
 
+# Thermos' --runner-logger-* executor flags: `stoker executor` takes them as Thermos' executor
+# does, `stoker run` as a cluster's logging reproduced on one machine (config.spec.LoggerDefaults).
+LOGGER_DESTINATIONS = ("file", "console", "both", "none")
+LOGGER_MODES = ("standard", "rotate")
+
+
+def parse_destination(text: str) -> str:
+    if text not in LOGGER_DESTINATIONS:
+        raise ValueError(f"{text!r} is not a logger destination ({', '.join(LOGGER_DESTINATIONS)})")
+    return text
+
+
+def parse_mode(text: str) -> str:
+    if text not in LOGGER_MODES:
+        raise ValueError(f"{text!r} is not a logger mode ({', '.join(LOGGER_MODES)})")
+    return text
+
+
+def parse_positive(text: str | int) -> int:
+    """A whole number of at least 1 (Thermos' rotation sizes and counts)."""
+    try:
+        value = int(text) if not isinstance(text, (bool, float)) else 0
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def thermos_spelling(flag: str) -> tuple[str, ...]:
+    """The other spelling of a Thermos flag (`--a-b` and `--a_b`), which Aurora may pass."""
+    return (flag[:2] + flag[2:].replace("-", "_"),)
+
+
+def runner_logger_destination(*env: str) -> Any:
+    return setting(env=env, flag="--runner-logger-destination", aliases=thermos_spelling("--runner-logger-destination"),
+                   parse=parse_destination, default=None, choices=LOGGER_DESTINATIONS,
+                   help="where the output of a process whose job leaves `logger` unset goes, as Thermos' "
+                        "executor flag (default: file; a process with its own logger keeps it)")
+
+
+def runner_logger_mode(*env: str) -> Any:
+    return setting(env=env, flag="--runner-logger-mode", aliases=thermos_spelling("--runner-logger-mode"),
+                   parse=parse_mode, default=None, choices=LOGGER_MODES,
+                   help="standard or rotate, for a process whose job leaves `logger` unset (default: standard)")
+
+
+def runner_rotate_log_size_mb(*env: str) -> Any:
+    return setting(env=env, flag="--runner-rotate-log-size-mb", aliases=thermos_spelling("--runner-rotate-log-size-mb"),
+                   parse=parse_positive, default=None, metavar="MIB",
+                   help="in rotate mode, the size a log file of a process without a logger rotates at (default 100)")
+
+
+def runner_rotate_log_backups(*env: str) -> Any:
+    return setting(env=env, flag="--runner-rotate-log-backups", aliases=thermos_spelling("--runner-rotate-log-backups"),
+                   parse=parse_positive, default=None, metavar="N",
+                   help="in rotate mode, the rotated files kept for a process without a logger (default 5)")
+
+
+def logger_defaults(settings: Any) -> LoggerDefaults:
+    """The --runner-logger-* settings of `settings` as the defaults of processes without a logger."""
+    from config.spec import LoggerDefaults
+
+    return LoggerDefaults.of(settings.runner_logger_destination, settings.runner_logger_mode,
+                             settings.runner_rotate_log_size_mb, settings.runner_rotate_log_backups)
+
+
 def _text(value: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not text")
@@ -278,6 +346,16 @@ class RunSettings:
     announce: str | None = setting(flag="--announce", parse=parse_ensemble, default=None, metavar="ENSEMBLE",
                                    help="announce the job, when it has `announce = Announcer(...)`, in this "
                                         "ZooKeeper ensemble (HOST:PORT[,...]) under /aurora/ROLE/ENVIRONMENT/JOB")
+    # A cluster's process logging, as `stoker executor` gets it from Thermos' flags (flags
+    # only: with one, no early start forks runs with plain log files before they are read).
+    runner_logger_destination: str | None = runner_logger_destination()
+    runner_logger_mode: str | None = runner_logger_mode()
+    runner_rotate_log_size_mb: int | None = runner_rotate_log_size_mb()
+    runner_rotate_log_backups: int | None = runner_rotate_log_backups()
+
+    @property
+    def logger_defaults(self) -> LoggerDefaults:
+        return logger_defaults(self)
 
     @property
     def announcer(self) -> AnnouncerSettings | None:

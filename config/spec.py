@@ -37,6 +37,34 @@ class LoggerSpec:
     backups: int = 5  # rotate: how many rotated files (.1 .. .N) are kept
 
 
+MIB = 1024 * 1024
+
+
+@attrs.frozen(slots=True)
+class LoggerDefaults:
+    """A cluster's defaults for the processes whose job leaves `logger` unset: Thermos'
+    --runner-logger-* executor flags. None: not given (file, standard, 100 MiB, 5 backups)."""
+
+    destination: LogDestination | None = None
+    mode: LogMode | None = None
+    log_size_bytes: int | None = None
+    backups: int | None = None
+
+    @classmethod
+    def of(cls, destination: str | None, mode: str | None, size_mb: int | None,
+           backups: int | None) -> LoggerDefaults:
+        return cls(None if destination is None else LogDestination(destination),
+                   None if mode is None else LogMode(mode),
+                   None if size_mb is None else size_mb * MIB, backups)
+
+    def logger(self) -> LoggerSpec:
+        """The logger of a process that sets none (a process's own `logger` is kept whole,
+        its rotation included: the defaults never reach it, as under Thermos)."""
+        plain = LoggerSpec()
+        return LoggerSpec(self.destination or plain.destination, self.mode or plain.mode,
+                          self.log_size_bytes or plain.log_size_bytes, self.backups or plain.backups)
+
+
 @attrs.frozen(slots=True)
 class ProcessSpec:
     name: str
@@ -47,6 +75,7 @@ class ProcessSpec:
     min_duration_secs: float = 5.0  # no run starts sooner than this after the previous one ended
     final: bool = False  # runs in finalization, after every regular process ended
     logger: LoggerSpec = LoggerSpec()
+    logger_unset: bool = False  # the job leaves `logger` unset: a cluster's LoggerDefaults apply
 
 
 @attrs.frozen(slots=True)
@@ -248,3 +277,11 @@ class JobSpec:
     def label(self) -> str:
         """The name logs use for this task: `name.instance`."""
         return f"{self.name}.{self.instance}"
+
+    def with_logger_defaults(self, defaults: LoggerDefaults) -> JobSpec:
+        """This job with `defaults` as the logger of each process that sets none."""
+        if defaults == LoggerDefaults():
+            return self
+        processes = tuple(attrs.evolve(p, logger=defaults.logger()) if p.logger_unset else p
+                          for p in self.task.processes)
+        return attrs.evolve(self, task=attrs.evolve(self.task, processes=processes))

@@ -83,10 +83,11 @@ def describe_launch(launch: TaskLaunch) -> str:
 def _runs_as(launch: TaskLaunch) -> str:
     aurora = launch.aurora
     if aurora is None:
-        return "the executor's user"
+        return "the executor's user (or --execute-as-user's)"
     if aurora.docker:
         return "the executor's user, inside the Docker image (no switch, as with Thermos)"
-    return f"{aurora.role} when the executor is root (unless --nosetuid), else the executor's user"
+    return (f"{aurora.role} when the executor is root (unless --nosetuid, or --execute-as-user names "
+            "another), else the executor's user")
 
 
 def launch_json(launch: TaskLaunch) -> dict[str, Any]:

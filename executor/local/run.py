@@ -325,6 +325,7 @@ class LocalRun:
         if early is None and self._stop.is_set():
             return None
         spec = prepared.plan.spec_for(early.task_id if early is not None else task_id(prepared.plan.name, s.instance))
+        spec = spec.with_logger_defaults(s.logger_defaults)  # --runner-logger-*: never with an early start
         announcement = self._announcement(spec, prepared.host)
         if early is None:
             archive_logs(prepared.sandbox, s.keep_attempts)  # (an early start's runs write in `.logs` already)

@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_MARGIN_SECS = 1.0  # kill this much before the agent's shutdown grace ends
 REASON_TASK_INVALID = "REASON_TASK_INVALID"
+LATE = "the executor is exiting: no task was launched within its --launch-timeout"
 GROUP_REFUSED = "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document"
 
 
@@ -79,6 +80,7 @@ class StokerExecutor:
         self._owner: TaskOwner | None = None
         self._pending_kill: PendingKill | None = None
         self._launching = False  # a LAUNCH's task thread runs: its owner is made or soon will be
+        self._timed_out = False  # --launch-timeout ran out before any LAUNCH: none is taken now
         self._agent_hostname = settings.hostname or "localhost"
         self._framework_user: str | None = None
         self.shutdown_at: float | None = None
@@ -111,7 +113,7 @@ class StokerExecutor:
         if current == tid:
             return
         if current is not None:
-            message = f"one task per executor: task {current} is already running here"
+            message = LATE if self._timed_out else f"one task per executor: task {current} is already running here"
             driver.send_status_update(tid, TaskState.FAILED, message, reason=REASON_TASK_INVALID)
             log_event(logger, logging.WARNING, "launch_rejected", task_id=tid, reason=message)
             return
@@ -191,6 +193,14 @@ class StokerExecutor:
 
     # ---- the task ----
 
+    def launch_timed_out(self) -> bool:
+        """--launch-timeout ran out: True when no LAUNCH came (none is taken from now on)."""
+        with self._lock:
+            if self._task_id is not None:
+                return False
+            self._task_id, self._timed_out = "(none: the launch timeout ran out)", True
+        return True
+
     def _claim(self, tid: str) -> str | None:
         """Takes the one task slot for `tid`: None when it did, else the task holding it.
         For `tid` itself (a duplicate LAUNCH: an agent's retry, or forged) that is logged;
@@ -238,35 +248,53 @@ class StokerExecutor:
     def _run_as(self, launch: TaskLaunch) -> RunAs:
         """Who the processes run as (docs/aurora.md §13): an Aurora task as its role when the
         executor is root (not a Docker task, not --nosetuid), in a sandbox given to the role;
-        anything else as the executor's own user. Raises LaunchError."""
+        with --execute-as-user, any task but a Docker one as that user instead (--nosetuid
+        wins, as in Thermos); anything else as the executor's own user. Raises LaunchError."""
         me = current_user()
         aurora = launch.aurora
+        docker = aurora is not None and aurora.docker
+        override = self._settings.execute_as_user
         label = launch.spec.label
-        if aurora is None:
+        if aurora is None and override is None:
             return me
-        if aurora.docker or self._settings.nosetuid or me.uid != 0:
+        if docker or self._settings.nosetuid or (override is None and me.uid != 0) or override == me.name:
             log_event(logger, logging.INFO, "run_as", task=label, user=me.name, uid=me.uid,
-                      reason=self._why_not_the_role(aurora.docker, aurora.role, me))
+                      reason=self._why_not_switch(docker, launch.role, me))
             return me
-        try:
-            user = user_named(aurora.role)
-        except UnknownUser as exc:
-            raise LaunchError(f"invalid task: the job's role {aurora.role!r} is the user the task runs as, "
-                              f"and {exc}") from None
+        name, why = (override, "--execute-as-user") if override is not None else (
+            launch.role, "the job's role, as Thermos runs it")
+        user = self._user(name, override is not None)
+        if me.uid != 0:
+            raise LaunchError(f"--execute-as-user={override}: the executor runs as {me.name}, not root, "
+                              f"so it cannot run the task as {override}")
         try:
             give_sandbox(Path(self._settings.sandbox), user)
         except OSError as exc:
             raise LaunchError(f"cannot give the sandbox {self._settings.sandbox} to {user.name}: "
                               f"{exc.strerror or exc}") from None
         log_event(logger, logging.INFO, "run_as", task=label, user=user.name, uid=user.uid, gid=user.gid,
-                  groups=",".join(map(str, user.groups)), reason="the job's role, as Thermos runs it")
+                  groups=",".join(map(str, user.groups)), reason=why)
         return attrs.evolve(user, umask=keep_logs_readable())
 
-    def _why_not_the_role(self, docker: bool, role: str, me: RunAs) -> str:
+    @staticmethod
+    def _user(name: str, override: bool) -> RunAs:
+        try:
+            return user_named(name)
+        except UnknownUser as exc:
+            if override:
+                raise LaunchError(f"--execute-as-user={name}: {exc}") from None
+            raise LaunchError(f"invalid task: the job's role {name!r} is the user the task runs as, "
+                              f"and {exc}") from None
+
+    def _why_not_switch(self, docker: bool, role: str, me: RunAs) -> str:
         if docker:
             return "a Docker task runs as the image's user, as with Thermos"
         if self._settings.nosetuid:
-            return f"--nosetuid: not as the role {role!r}"
+            override = self._settings.execute_as_user
+            also = f" nor as --execute-as-user={override} (--nosetuid wins, as in Thermos)" if override else ""
+            return f"--nosetuid: not as the role {role!r}{also}"
+        if self._settings.execute_as_user is not None:
+            return "--execute-as-user names the executor's own user"
         if me.name == role:
             return "the executor already runs as the job's role"
         return f"the executor is not root, so it runs the task as itself, not as the role {role!r}"
@@ -304,12 +332,14 @@ class StokerExecutor:
                 log_event(logger, logging.ERROR, "launch_failed", task_id=tid, reason=str(exc))
                 driver.send_status_update(tid, TaskState.FAILED, str(exc), reason=REASON_TASK_INVALID)
                 return
-            spec = prepared.spec
+            spec = prepared.spec.with_logger_defaults(self._settings.logger_defaults)
             for warning in spec.warnings:
                 log_event(logger, logging.WARNING, "task_warning", task=spec.label, reason=warning)
             reporter = MesosReporter(driver, tid, spec.label)
             owner = owner_for(spec, Path(self._settings.sandbox), self._task_env(user), reporter,
                               kill_grace_secs=prepared.kill_grace_secs, run_as=user,
+                              check_as=current_user() if self._settings.nosetuid_health_checks else None,
+                              stop_timeout_secs=self._settings.stop_timeout_secs,
                               cgroups=self._settings.cgroups, announcement=announcement)
             with self._lock:
                 self._owner = owner

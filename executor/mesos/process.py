@@ -36,6 +36,7 @@ from config.environment import task_environment
 from config.errors import SettingsError
 from config.executorsettings import ExecutorSettings
 from config.settings import TOKEN_VARIABLE
+from config.words import number
 from executor.host.session import HostSession
 from executor.host.signals import SignalRelay
 from executor.logs import log_event
@@ -122,9 +123,10 @@ def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorD
     log_event(logger, logging.INFO, "executor_start", executor_id=settings.executor_id,
               framework_id=settings.framework_id, agent=settings.agent_endpoint, sandbox=settings.sandbox,
               checkpoint=settings.checkpoint)
+    _log_image_flags(settings)
     driver.start()
     # The driver calls shutdown() when it gives up on the agent, so TaskDone always comes.
-    signalled = _wait_for_task(wakeups, executor, driver)
+    signalled = _wait_for_task(wakeups, executor, driver, settings.launch_timeout_secs)
     budget = _ack_budget(executor, settings)  # after SHUTDOWN, a signal: not through an outage
     acked = driver.wait_for_acknowledgements(budget, through_outage=executor.shutdown_at is None)
     end = RunEnd(ending=driver.ending, ever_subscribed=driver.ever_subscribed,
@@ -150,13 +152,31 @@ def _driver(executor: StokerExecutor, settings: ExecutorSettings) -> ExecutorDri
         raise SettingsError(f"{TOKEN_VARIABLE}: {exc}") from None
 
 
+def _log_image_flags(settings: ExecutorSettings) -> None:
+    """Thermos' filesystem-image flags: accepted, and changing nothing (Stoker refuses such tasks)."""
+    log_event(logger, logging.DEBUG, "image_flags_ignored", mesos_containerizer_path=settings.mesos_containerizer_path,
+              no_create_user=settings.no_create_user, sandbox_mount_point=settings.sandbox_mount_point,
+              reason="only a task with a filesystem image would use them, and Stoker refuses those")
+
+
 def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
-                   driver: ExecutorDriver) -> bool:
+                   driver: ExecutorDriver, launch_timeout_secs: float) -> bool:
     """Blocks until the task is over; a signal meanwhile is treated as SHUTDOWN. True when
-    a signal came."""
+    a signal came. With no LAUNCH `launch_timeout_secs` after the start, the executor exits,
+    as Thermos' does ("Executor timing out."); 0: it waits for ever."""
     signalled = False
+    launch_by = time.monotonic() + launch_timeout_secs if launch_timeout_secs > 0 else None
     while True:
-        wakeup = wakeups.get()
+        try:
+            wakeup = wakeups.get(timeout=None if launch_by is None else max(0.0, launch_by - time.monotonic()))
+        except queue.Empty:
+            launch_by = None
+            if executor.launch_timed_out():
+                log_event(logger, logging.WARNING, "launch_timeout",
+                          reason=f"no task was launched within {number(launch_timeout_secs)} s "
+                                 "(--launch-timeout): exiting, as Thermos' executor does")
+                return signalled
+            continue
         match wakeup:
             case TaskDone():
                 return signalled

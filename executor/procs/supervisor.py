@@ -75,7 +75,7 @@ class SupervisorState(enum.Enum):
 class Supervisor:
     def __init__(self, *, sandbox: Path, task_label: str, env: Mapping[str, str],
                  post: Callable[[object], None], marker: str | None = None,
-                 run_as: RunAs | None = None, cgroups: str = SETTING_AUTO,
+                 run_as: RunAs | None = None, check_as: RunAs | None = None, cgroups: str = SETTING_AUTO,
                  early_runs: Sequence[EarlyRun] = (), early_watchdog: tuple[int, int] | None = None) -> None:
         """`early_runs`, `early_watchdog`: what an early start forked with `marker` before
         this supervisor existed (`earlyfork.py`): each run is adopted by the spawn that asks
@@ -83,6 +83,7 @@ class Supervisor:
         killed otherwise; the watchdog is retired once this supervisor's own is up."""
         self._sandbox = Path(sandbox)
         self._run_as = run_as  # None: as this process
+        self._check_as = check_as or run_as  # the health commands' user (--nosetuid-health-checks)
         self._cgroups = cgroups
         self._label = task_label
         self._marker = marker or os.urandom(16).hex()
@@ -410,7 +411,7 @@ class Supervisor:
                 self._commands = CommandRunner(
                     sandbox=self._sandbox, env=self._env, task_marker=self._marker,
                     reaper=self._reaper, containment=self._containment,
-                    stdin_fd=self._devnull, run_as=self._run_as)
+                    stdin_fd=self._devnull, run_as=self._check_as)
             return self._commands
 
     # ---- close ----

@@ -40,7 +40,10 @@ class Killing:
     def __init__(self, job: JobSpec, *, planner: Planner, reporter: Reporter,
                  start_lifecycle: LifecycleStarter, post: Callable[[object], None],
                  clock: Callable[[], float], default_grace_secs: float | None,
-                 stop_within_secs: float | None) -> None:
+                 stop_within_secs: float | None, stop_timeout_secs: float | None = None) -> None:
+        """`stop_timeout_secs`: the outer bound on every stop (`stoker executor
+        --stop-timeout-in-secs`, Thermos' stop_timeout_in_secs): that long after the first
+        request, whatever still runs, final processes included, is SIGKILLed (None: none)."""
         self._job = job
         self._planner = planner
         self._reporter = reporter
@@ -50,6 +53,8 @@ class Killing:
         self._default_grace = default_grace_secs
         self._sequence = KillSequence(_lifecycle_hold_secs(job), stop_within_secs)
         self._lifecycle: Lifecycle | None = None
+        self._stop_timeout = stop_timeout_secs
+        self._overdue_at: float | None = None  # when the stop timeout runs out, once a kill began
 
     def grace(self, grace_secs: float | None) -> float:
         """The grace between SIGTERM and SIGKILL: the request's, else the front-end's
@@ -63,10 +68,25 @@ class Killing:
     def start(self, reason: str, ask: KillRequested, processes_started: bool) -> None:
         """A kill request: start the kill, or hasten the one under way."""
         before = self._sequence.state
+        if before is KillState.IDLE and self._stop_timeout is not None and self._overdue_at is None:
+            self._overdue_at = self._clock() + self._stop_timeout
         commands = self._sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle,
                                           self._clock(), processes_started=processes_started,
                                           immediate=ask.immediate)
         self._run(commands, reason, before)
+
+    def deadline_at(self) -> float | None:
+        """When `overdue` will have a kill to make (None: never, as things are)."""
+        return self._overdue_at
+
+    def overdue(self, now: float) -> KillRequested | None:
+        """The immediate kill the stop timeout asks for, once, when it has run out."""
+        if self._overdue_at is None or now < self._overdue_at:
+            return None
+        self._overdue_at = None
+        assert self._stop_timeout is not None
+        return KillRequested(f"the stop is not over {number(self._stop_timeout)} s after it began "
+                             "(--stop-timeout-in-secs)", at=now, immediate=True)
 
     def lifecycle_progress(self, detail: str) -> None:
         if self._sequence.state is KillState.LIFECYCLE:

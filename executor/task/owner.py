@@ -98,7 +98,7 @@ class TaskOwner:
         host: HostPort | None = None,
         announcer: Announcer | None = None,
         kill_grace_secs: float | None = None,
-        stop_within_secs: float | None = None,
+        stop_within_secs: float | None = None, stop_timeout_secs: float | None = None,
         run_cap: int | None = 100,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -122,9 +122,9 @@ class TaskOwner:
         self._planner = Planner(job.task, run_cap=run_cap)
         self._policy = _health_policy(job) if checker else None
         self._status = TaskStatusMachine(health_checked=checker is not None)
-        self._killing = Killing(job, planner=self._planner, reporter=reporter,
-                                start_lifecycle=start_lifecycle, post=self.post, clock=clock,
-                                default_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs)
+        self._killing = Killing(job, planner=self._planner, reporter=reporter, start_lifecycle=start_lifecycle,
+                                post=self.post, clock=clock, default_grace_secs=kill_grace_secs,
+                                stop_within_secs=stop_within_secs, stop_timeout_secs=stop_timeout_secs)
         self._health: HealthChecks | None = None
         self._journal = Journal(job.label, wall_clock)
         self._announcing = Announcing(announcer, self._journal, job.label, stop_within_secs)
@@ -202,11 +202,14 @@ class TaskOwner:
         self._drain()
         if timed_out := self._announcing.overdue(self._clock()):
             self._apply_outcome(self._status.failed(timed_out))
+        if late := self._killing.overdue(self._clock()):
+            self._kill(late.reason, late)
         decision = self._decide()
         if decision.phase.terminal:
             self._apply_outcome(self._status.task_ended(decision.phase, decision.reason))
             return True
-        self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at())
+        self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at(),
+                                         self._killing.deadline_at())
         self._journal.flush()  # one sync per step, before waiting
         again_in = self._procs.idle()
         if again_in is not None:

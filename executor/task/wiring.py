@@ -54,13 +54,16 @@ SNOOZE_FILE = ".healthchecksnooze"
 
 def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Reporter, *,
               kill_grace_secs: float | None = None, stop_within_secs: float | None = None,
-              run_cap: int | None = 100, run_as: RunAs | None = None,
+              stop_timeout_secs: float | None = None,
+              run_cap: int | None = 100, run_as: RunAs | None = None, check_as: RunAs | None = None,
               cgroups: str = "auto", announcement: Announcement | None = None,
               early: EarlyStart | None = None) -> TaskOwner:
     """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it)
-    as `run_as` (None: as this process). `kill_grace_secs`: between SIGTERM and SIGKILL when
+    as `run_as` (None: as this process), its shell health checks as `check_as` (None: as
+    `run_as`). `kill_grace_secs`: between SIGTERM and SIGKILL when
     a kill names none (None: the task's finalization_wait); `stop_within_secs`: a bound on
-    every stop, lifecycle waits included (None: none); `run_cap`: failed or lost runs per
+    every stop, lifecycle waits included (None: none); `stop_timeout_secs`: the outer bound on
+    every stop, final processes included (None: none); `run_cap`: failed or lost runs per
     process (None: no cap); `cgroups`: the STOKER_CGROUPS setting (auto, off, or a directory
     to make the task's cgroup under); `announcement`: where the task announces itself in
     ZooKeeper once RUNNING (`serverset.plan_announcement`; None: it does not); `early`: the
@@ -70,7 +73,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     fdlimit.fit((p.logger for p in job.task.processes), job.label)  # before a descriptor is taken
     early_runs = early.take_runs() if early is not None else []
     procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put,
-                       run_as=run_as, cgroups=cgroups,
+                       run_as=run_as, check_as=check_as, cgroups=cgroups,
                        marker=early.marker if early is not None else None,
                        early_runs=early_runs,
                        early_watchdog=early.take_watchdog() if early is not None else None)
@@ -98,7 +101,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         start_health=start_health, start_lifecycle=start_lifecycle, events=events,
         host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put),
         kill_grace_secs=kill_grace_secs,
-        stop_within_secs=stop_within_secs, run_cap=run_cap, running_early=bool(early_runs))
+        stop_within_secs=stop_within_secs, stop_timeout_secs=stop_timeout_secs, run_cap=run_cap, running_early=bool(early_runs))
 
 
 def load_announcer() -> None:

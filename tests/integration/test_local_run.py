@@ -373,3 +373,25 @@ def test_an_internal_error_as_the_owner_closes_is_logged_with_its_traceback(tmp_
     assert "RuntimeError: the shutdown broke" in out.getvalue().splitlines()[-1]
     logged = [r for r in caplog.records if r.exc_info and "the shutdown broke" in str(r.exc_info[1])]
     assert len(logged) == 1, [r.getMessage() for r in caplog.records]
+
+
+LOGGERS = """
+jobs = [Job(cluster='c', role='r', environment='test', name='logs',
+            task=Task(processes=[Process(name='plain', cmdline='head -c 2621440 /dev/zero'),
+                                 Process(name='own', cmdline='head -c 2621440 /dev/zero',
+                                         logger=Logger(destination='file', mode='standard'))],
+                      resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+def test_the_runner_logger_flags_reach_only_the_processes_without_a_logger(tmp_path):
+    """`stoker run --runner-logger-mode rotate --runner-rotate-log-size-mb 1
+    --runner-rotate-log-backups 1`, as `stoker executor` takes Thermos' flags."""
+    run, out, sandbox = _stoker_run(tmp_path, LOGGERS, runner_logger_mode="rotate",
+                                    runner_rotate_log_size_mb=1, runner_rotate_log_backups=1)
+    assert run.run() == 0, out.getvalue()
+    plain = sorted(p.name for p in (sandbox / ".logs/plain/0").iterdir() if p.name.startswith("stdout"))
+    assert plain == ["stdout", "stdout.1"]  # rotated at 1 MiB, one backup
+    own = sandbox / ".logs/own/0"
+    assert sorted(p.name for p in own.iterdir() if p.name.startswith("stdout")) == ["stdout"]
+    assert (own / "stdout").stat().st_size == 2621440

@@ -20,9 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 CONTRACT = (REPO / "docs/contract.md").read_text()
 
-# Flags of other programs the two pages name: Thermos' executor (dropped under Stoker), the
-# Mesos agent's, pip's.
-FOREIGN = {"--mesos-containerizer-path", "--runner-logger-", "--executor_environment_variables",
+# Flags of other programs the two pages name: the Mesos agent's, pip's.
+FOREIGN = {"--executor_environment_variables",
            "--executor_reregistration_timeout", "--wheel-dir", "--no-index", "--find-links",
            "--force-reinstall", "--no-deps"}
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")

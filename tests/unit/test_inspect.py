@@ -157,8 +157,8 @@ def test_task_info_with_an_assigned_task_prints_the_bound_task(tmp_path, capsys)
     out = inspect(capsys, "--task-info", task_info_file(tmp_path, data))
     assert out.startswith("task task-9 (Aurora AssignedTask; job devcluster/www-data/prod/web)\n"
                           "  instance=2 hostname=agent3 user=www-data\n"
-                          "  runs as: www-data when the executor is root (unless --nosetuid), else the "
-                          "executor's user\n"
+                          "  runs as: www-data when the executor is root (unless --nosetuid, or "
+                          "--execute-as-user names another), else the executor's user\n"
                           "  ports: health=31005, http=31005\n")
     assert "    web_2  [max_failures=1 min_duration=5.0]\n      | serve 31005 on agent3\n" in out
     assert "  health: HTTP GET http://localhost:31005/health" in out

@@ -64,7 +64,8 @@ def job(*procs: ProcessSpec, lifecycle: LifecycleSpec | None = None, health: boo
 
 class Harness:
     def __init__(self, spec: JobSpec, kill_grace_secs: float | None = None,
-                 stop_within_secs: float | None = None, running_early: bool = False) -> None:
+                 stop_within_secs: float | None = None, running_early: bool = False,
+                 stop_timeout_secs: float | None = None) -> None:
         self.clock = FakeClock()
         self.effects = Effects(self.clock)
         self.procs = FakeProcs(self.effects)
@@ -75,7 +76,8 @@ class Harness:
             reporter=self.reporter, checker=None if spec.health.kind is CheckKind.NONE else FakeChecker(),
             start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
             start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within),
-            kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs, clock=self.clock,
+            kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs,
+            stop_timeout_secs=stop_timeout_secs, clock=self.clock,
             wall_clock=lambda: 0.0, running_early=running_early)
         self.done = False
 
@@ -241,6 +243,17 @@ CASES = {
         [Wait(1), Kill(grace=30.0), Deadline(), Deadline(), Exit(sig=KILL)],
         START + ["1 lifecycle start (within 1 s)", "2 SIGTERM a[0]", "3 SIGKILL a[0]",
                  "3 lifecycle: regular processes gone", "3 update KILLED", "3 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
+    "the stop timeout SIGKILLs what still runs, the final processes too, that long after the kill": (
+        job(ProcessSpec(name="a", cmdline="serve"), ProcessSpec(name="f", cmdline="x", final=True)),
+        {"stop_timeout_secs": 3.0},
+        [Wait(1), Kill(grace=30.0), Exit(sig=TERM), Deadline(), Exit("f", sig=KILL)],
+        START + ["1 SIGTERM a[0]", "1 spawn f[0]", "4 SIGKILL f[0]", "4 update KILLED", "4 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
+    "the stop timeout cuts a grace longer than itself": (
+        job(), {"stop_timeout_secs": 2.0},
+        [Wait(1), Kill(grace=30.0), Deadline(), Exit(sig=KILL)],
+        START + ["1 SIGTERM a[0]", "3 SIGKILL a[0]", "3 update KILLED", "3 procs close"],
         (TaskState.KILLED, "killed by the agent (KILL)")),
     "an exit restarts the process; its success ends the task": (
         job(ProcessSpec(name="a", cmdline="x", max_failures=2, min_duration_secs=0.0)), {},

@@ -30,9 +30,15 @@ PLAIN = [  # read without argparse, to the namespace argparse makes of them
     (RUN, ["run", "job.aurora", "--sandbox="]),  # an empty value after `=`
     (RUN, ["run", "--sandbox", "sb", "job.aurora", "c/r/e/n"]),  # positionals after the options
     (RUN, ["run", "job aurora with spaces", "--sandbox", "dir=with=equals"]),
+    (RUN, ["run", "job.aurora", "--runner-logger-mode", "rotate", "--runner_rotate_log_size_mb=2",
+           "--runner-rotate-log-backups", "3", "--runner-logger-destination", "both"]),
     (EXECUTOR, ["executor"]),
     (EXECUTOR, ["executor", "--pass-agent-env", "--preserve_env", "--nosetuid", "--hostname", "h",
                 "--log-format=text", "--announcer-allow-custom-serverset-path", "--cgroups", "auto"]),
+    (EXECUTOR, ["executor", "--runner-logger-mode", "rotate", "--runner_rotate_log_size_mb=1",  # Thermos' flags
+                "--runner-logger-destination=both", "--stop_timeout_in_secs", "30", "--execute-as-user", "bob",
+                "--nosetuid-health-checks", "--no-create-user", "--mesos-containerizer-path=/x",
+                "--sandbox-mount-point", "/mnt", "--launch-timeout", "0"]),
 ]
 
 NOT_PLAIN = [  # left to argparse: its help, its error, or its own reading of them
@@ -52,6 +58,7 @@ NOT_PLAIN = [  # left to argparse: its help, its error, or its own reading of th
     (RUN, ["run", "-1"]),  # a word argparse may read as a negative number
     (EXECUTOR, ["executor", "--pass-agent-env=yes"]),  # a switch takes no value
     (EXECUTOR, ["executor", "stray"]),
+    (EXECUTOR, ["executor", "--runner-logger-mode", "fancy"]),  # not a choice
 ]
 
 

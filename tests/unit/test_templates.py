@@ -165,8 +165,8 @@ def test_bind_maps_process_and_task_fields():
             spec.ProcessSpec(name="a", cmdline="x", max_failures=3, daemon=True, ephemeral=True,
                              min_duration_secs=0.05,
                              logger=spec.LoggerSpec(spec.LogDestination.BOTH, spec.LogMode.ROTATE, 2048, 5)),
-            spec.ProcessSpec(name="b", cmdline="y", final=True),
-            spec.ProcessSpec(name="c", cmdline="z"),
+            spec.ProcessSpec(name="b", cmdline="y", final=True, logger_unset=True),  # no logger: an
+            spec.ProcessSpec(name="c", cmdline="z", logger_unset=True),  # executor's defaults apply
         ),
         constraints=(("c", "a"),), max_failures=2, max_concurrency=4, finalization_wait_secs=0.5)
     assert isinstance(s.task.processes[1].min_duration_secs, float)
