@@ -15,6 +15,8 @@ from config.announcer import DEFAULT_SERVERSET_PATH, parse_ensemble, parse_serve
 from config.settings import (
     AGENT_VARIABLES,
     CGROUP_HELP,
+    DISK_INTERVAL_HELP,
+    DISK_LIMIT_HELP,
     LOG_FORMATS,
     LOG_LEVELS,
     TOKEN_VARIABLE,
@@ -22,8 +24,10 @@ from config.settings import (
     _namespace_values,
     parse_cgroups,
     parse_duration,
+    parse_interval,
     parse_log_format,
     parse_log_level,
+    parse_on_off,
     parse_switch,
     setting,
 )
@@ -130,6 +134,11 @@ class ExecutorSettings:
         env=("STOKER_NOSETUID",), flag="--nosetuid", parse=parse_switch, default=False, action="store_true",
         help="run an Aurora task's processes as the executor's own user even when it is root, "
              "as Thermos' --nosetuid (default: as the job's role, when root)")
+    disk_limit: bool = setting(env=("STOKER_DISK_LIMIT",), flag="--disk-limit", parse=parse_on_off, default=True,
+                               choices=("on", "off"), help=DISK_LIMIT_HELP + " (default on)")
+    disk_check_interval_secs: float = setting(
+        env=("STOKER_DISK_CHECK_INTERVAL",), flag="--disk-check-interval", parse=parse_interval, default=60.0,
+        metavar="DURATION", help=DISK_INTERVAL_HELP)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:

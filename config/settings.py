@@ -125,6 +125,29 @@ def parse_secs(text: str | float) -> float:
     return value
 
 
+MAX_INTERVAL_SECS = 365 * 86400.0  # as a job's durations: a timer the platform can keep
+
+
+def parse_interval(text: str | float) -> float:
+    """A duration of more than 0 s and at most 365 days (`60secs`, `500ms`)."""
+    value = parse_duration(text)
+    if not 0 < value <= MAX_INTERVAL_SECS:
+        raise ValueError(f"{text!r} is not a duration of more than 0 s and at most 365days")
+    return value
+
+
+def parse_on_off(text: str | bool) -> bool:
+    """`on` or `off`."""
+    if isinstance(text, bool) or text in ("on", "off"):
+        return text is True or text == "on"
+    raise ValueError(f"{text!r} is not on or off")
+
+
+DISK_LIMIT_HELP = ("fail a task whose sandbox holds more than its Resources.disk, as Thermos does, "
+                   "with TASK_FAILED and 'Disk limit exceeded.  Reserved N bytes vs used M bytes.'")
+DISK_INTERVAL_HELP = "how often the disk-limit check measures the sandbox (default 60secs)"
+
+
 def parse_log_format(text: str) -> str:
     if text not in LOG_FORMATS:
         raise ValueError(f"{text!r} is not a log format ({', '.join(LOG_FORMATS)})")
@@ -278,6 +301,11 @@ class RunSettings:
     announce: str | None = setting(flag="--announce", parse=parse_ensemble, default=None, metavar="ENSEMBLE",
                                    help="announce the job, when it has `announce = Announcer(...)`, in this "
                                         "ZooKeeper ensemble (HOST:PORT[,...]) under /aurora/ROLE/ENVIRONMENT/JOB")
+    disk_limit: bool = setting(env=("STOKER_DISK_LIMIT",), flag="--disk-limit", parse=parse_on_off, default=False,
+                               choices=("on", "off"), help=DISK_LIMIT_HELP + " (default off)")
+    disk_check_interval_secs: float = setting(
+        env=("STOKER_DISK_CHECK_INTERVAL",), flag="--disk-check-interval", parse=parse_interval, default=60.0,
+        metavar="DURATION", help=DISK_INTERVAL_HELP)
 
     @property
     def announcer(self) -> AnnouncerSettings | None:

@@ -288,6 +288,10 @@ class StokerExecutor:
             raise LaunchError(f"invalid task: {exc}") from None
         return announcement
 
+    def _disk_check_secs(self) -> float | None:
+        s = self._settings
+        return s.disk_check_interval_secs if s.disk_limit else None
+
     def _task_env(self, user: RunAs) -> dict[str, str]:
         env = dict(self._env)
         env.update(HOME=str(Path(self._settings.sandbox).absolute()), USER=user.name, LOGNAME=user.name)
@@ -310,7 +314,8 @@ class StokerExecutor:
             reporter = MesosReporter(driver, tid, spec.label)
             owner = owner_for(spec, Path(self._settings.sandbox), self._task_env(user), reporter,
                               kill_grace_secs=prepared.kill_grace_secs, run_as=user,
-                              cgroups=self._settings.cgroups, announcement=announcement)
+                              cgroups=self._settings.cgroups, announcement=announcement,
+                              disk_check_secs=self._disk_check_secs(), under_agent=True)
             with self._lock:
                 self._owner = owner
                 pending = self._pending_kill

@@ -168,7 +168,8 @@ def test_bind_maps_process_and_task_fields():
             spec.ProcessSpec(name="b", cmdline="y", final=True),
             spec.ProcessSpec(name="c", cmdline="z"),
         ),
-        constraints=(("c", "a"),), max_failures=2, max_concurrency=4, finalization_wait_secs=0.5)
+        constraints=(("c", "a"),), max_failures=2, max_concurrency=4, finalization_wait_secs=0.5,
+        disk_bytes=1024)  # Resources.disk: the disk-limit check's limit
     assert isinstance(s.task.processes[1].min_duration_secs, float)
 
 
