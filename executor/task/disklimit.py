@@ -1,5 +1,5 @@
 """The disk-limit check as a state machine: samples of the sandbox's usage in, the verdict and
-the time of the next sample out (Thermos' `ResourceManager`, docs/aurora.md §4).
+the time of the next sample out (Thermos' `ResourceManager`, docs/aurora.md §5).
 
 A task whose sandbox holds more than its `Resources.disk` is failed with Aurora's message
 (`exceeded_reason`): `Disk limit exceeded.  Reserved N bytes vs used M bytes.` (two spaces

@@ -1,8 +1,9 @@
 """How much disk a task's sandbox holds: one walk of it (`measure`), for the disk-limit check.
 
 What counts: every file, directory and symlink below the sandbox, by the blocks it has on
-disk (`st_blocks` × 512: what `du` and Mesos' own disk isolator count; a sparse file counts
-the blocks it holds, not its length, docs/aurora.md §11), a hard-linked inode once. The
+disk (`st_blocks` × 512, as Thermos' `du`, `du` itself and Mesos' disk isolator count: a
+sparse file counts the blocks it holds, not its length), a hard-linked inode once (where
+Thermos differs, docs/aurora.md §11). The
 sandbox's top-level entries the caller says are not the task's (`counts`: Stoker's `.stoker`,
 the agent's files) are left out with everything below them. Nothing on another file system
 is counted, nor anything mounted inside the sandbox (a bind mount of a host directory on the
