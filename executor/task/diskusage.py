@@ -22,7 +22,7 @@ Safe on any tree a task can make:
   be opened or read counts itself and is reported in `unreadable` (a root supervisor reads
   everything; a task of the supervisor's own user can hide a directory it makes unreadable).
 
-Blocking, and as slow as the tree is big (about 0.1 s for 10,000 files): the caller runs it
+Blocking, and as slow as the tree is big (about 45 ms for 10,000 files in 100 directories, 30 ms of it CPU; `du -sx`: 28 ms): the caller runs it
 on a thread of its own. Raises OSError only when the sandbox itself cannot be opened.
 """
 from __future__ import annotations
