@@ -42,14 +42,18 @@ def exceeded_reason(limit_bytes: int, used_bytes: int) -> str:
 @attrs.frozen(slots=True)
 class DiskCheck:
     """A front-end's request for the check: sample every `interval_secs`, and leave out the
-    sandbox's top-level entries named in `skipped` (and `stoker run`'s `.logs.attempt-N`)."""
+    sandbox's top-level entries named in `skipped` and, with `attempt_logs`, `stoker run`'s
+    `.logs.attempt-N` (the logs of earlier attempts, which Stoker keeps and prunes)."""
 
     interval_secs: float = DEFAULT_INTERVAL_SECS
     skipped: frozenset[str] = frozenset()
+    attempt_logs: bool = False
 
     def counts(self, name: str) -> bool:
         """Whether the sandbox's top-level entry `name` is the task's."""
-        return name not in self.skipped and not name.startswith(ATTEMPT_LOGS_PREFIX)
+        if name in self.skipped:
+            return False
+        return not (self.attempt_logs and name.startswith(ATTEMPT_LOGS_PREFIX))
 
 
 class DiskLimit:

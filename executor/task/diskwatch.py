@@ -37,7 +37,8 @@ def disk_check(sandbox: Path, interval_secs: float, *, under_agent: bool) -> Dis
     """The check a front-end asks for: what it leaves out of the sandbox is Stoker's
     (`.stoker`, and the entry that holds its running code, when it is in the sandbox: the
     fetched `stoker.pyz`, the `.shiv` it unpacked into) and, under a Mesos agent, the
-    agent's `stdout` and `stderr` (the executor's own output)."""
+    agent's `stdout` and `stderr` (the executor's own output), or else `stoker run`'s logs of
+    earlier attempts (`.logs.attempt-N`)."""
     skipped = set(OWN_ENTRIES | (AGENT_ENTRIES if under_agent else frozenset()))
     base = os.path.realpath(sandbox)
     for path in (sys.argv[0], __file__):
@@ -46,7 +47,7 @@ def disk_check(sandbox: Path, interval_secs: float, *, under_agent: bool) -> Dis
         top = os.path.relpath(os.path.realpath(path), base).split(os.sep)[0]
         if top not in (os.pardir, os.curdir):
             skipped.add(top)
-    return DiskCheck(interval_secs, frozenset(skipped))
+    return DiskCheck(interval_secs, frozenset(skipped), attempt_logs=not under_agent)
 
 
 class DiskWatch:

@@ -10,11 +10,13 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from executor.task.diskusage import _unescape, measure
+from executor.task.diskwatch import disk_check
 from tests.support.stoker_proc import REPO
 from tests.support.users import as_nobody, needs_root, open_sandbox
 
@@ -128,9 +130,23 @@ def test_an_unreadable_directory_counts_itself_and_is_reported():
     assert got["unreadable"] == 1 and got["files"] == 2
 
 
-def test_a_tree_deeper_than_python_s_recursion_is_walked_with_few_descriptors(tmp_path):
+@pytest.fixture
+def memory_dir(tmp_path):
+    """A directory in memory where there is /dev/shm (making and removing 1,500 directories
+    on a busy disk took seconds), else tmp_path."""
+    if not os.path.isdir("/dev/shm"):
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="stoker-deep-", dir="/dev/shm"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_tree_deeper_than_python_s_recursion_is_walked_with_few_descriptors(memory_dir):
     depth = sys.getrecursionlimit() + 500
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(memory_dir, os.O_RDONLY | os.O_DIRECTORY)
     fds = [fd]
     try:
         for _ in range(depth):  # paths this long cannot be named: through descriptors
@@ -148,7 +164,7 @@ def test_a_tree_deeper_than_python_s_recursion_is_walked_with_few_descriptors(tm
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
     try:
-        usage = measure(tmp_path)  # a descriptor per level would run out at 16 levels
+        usage = measure(memory_dir)  # a descriptor per level would run out at 16 levels
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     try:
@@ -204,3 +220,15 @@ def test_nothing_mounted_inside_the_sandbox_counts(tmp_path):
     assert done.returncode == 0, done.stderr
     used, files = json.loads(done.stdout)
     assert files == 1 and used == blocks(mine)  # not the mount points themselves either
+
+
+def test_what_each_front_end_leaves_out_of_its_sandbox(tmp_path, monkeypatch):
+    bundle = write(tmp_path / "stoker.pyz", 1)  # as the agent fetched it, and started it from
+    monkeypatch.setattr(sys, "argv", [str(bundle), "executor"])
+    under_agent = disk_check(tmp_path, 5.0, under_agent=True)
+    assert under_agent.interval_secs == 5.0
+    assert under_agent.skipped == {".stoker", "stdout", "stderr", "stoker.pyz"}
+    assert under_agent.counts(".logs.attempt-1")  # no such thing under an agent: the task's
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/stoker", "run"])
+    local = disk_check(tmp_path, 5.0, under_agent=False)
+    assert local.skipped == {".stoker"} and not local.counts(".logs.attempt-1")

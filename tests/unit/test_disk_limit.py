@@ -99,7 +99,8 @@ def test_an_interval_of_zero_is_refused():
 
 
 def test_the_front_end_s_entries_and_earlier_attempts_logs_are_not_counted():
-    check = DiskCheck(60.0, frozenset({".stoker", "stdout"}))
+    check = DiskCheck(60.0, frozenset({".stoker", "stdout"}), attempt_logs=True)
     assert not check.counts(".stoker") and not check.counts("stdout")
     assert not check.counts(".logs.attempt-3")
     assert check.counts(".logs") and check.counts("data") and check.counts(".stoker2")
+    assert DiskCheck(60.0, frozenset({".stoker"})).counts(".logs.attempt-3")  # the executor's: the task's
