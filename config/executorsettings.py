@@ -138,7 +138,7 @@ class ExecutorSettings:
                                choices=("on", "off"), help=DISK_LIMIT_HELP + " (default on)")
     disk_check_interval_secs: float = setting(
         env=("STOKER_DISK_CHECK_INTERVAL",), flag="--disk-check-interval", parse=parse_interval, default=60.0,
-        metavar="DURATION", help=DISK_INTERVAL_HELP)
+        metavar="SECS", help=DISK_INTERVAL_HELP)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:

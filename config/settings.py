@@ -129,10 +129,14 @@ MAX_INTERVAL_SECS = 365 * 86400.0  # as a job's durations: a timer the platform 
 
 
 def parse_interval(text: str | float) -> float:
-    """A duration of more than 0 s and at most 365 days (`60secs`, `500ms`)."""
-    value = parse_duration(text)
+    """Seconds or a duration (`30`, `60secs`, `500ms`), more than 0 and at most 365 days."""
+    try:
+        value = parse_secs(text)
+    except ValueError:
+        value = -1.0
     if not 0 < value <= MAX_INTERVAL_SECS:
-        raise ValueError(f"{text!r} is not a duration of more than 0 s and at most 365days")
+        raise ValueError(f"{text!r} is not a number of seconds or a duration of more than 0 and "
+                         f"at most 365days")
     return value
 
 
@@ -305,7 +309,7 @@ class RunSettings:
                                choices=("on", "off"), help=DISK_LIMIT_HELP + " (default off)")
     disk_check_interval_secs: float = setting(
         env=("STOKER_DISK_CHECK_INTERVAL",), flag="--disk-check-interval", parse=parse_interval, default=60.0,
-        metavar="DURATION", help=DISK_INTERVAL_HELP)
+        metavar="SECS", help=DISK_INTERVAL_HELP)
 
     @property
     def announcer(self) -> AnnouncerSettings | None:
