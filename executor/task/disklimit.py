@@ -14,7 +14,10 @@ its reservation runs on.
     any --stop--> STOPPED (the task stops: its outcome is decided elsewhere)
 
 A sample is never started while one runs (Thermos: the collector starts no thread while
-one is collecting), and a slow one pushes the next one back instead of causing a burst.
+one is collecting), and a slow one pushes the next one back instead of causing a burst: the
+next is due `interval_secs` after it ended, or 9 times as long as it took if that is later,
+so that the walks of a huge sandbox (millions of files, a minute each) take a tenth of the
+time at most.
 A sample that could not be made (its thread could not start) decides nothing; the next
 one is due an interval later.
 
@@ -31,6 +34,7 @@ import attrs
 from executor.events import DiskSampled
 
 DEFAULT_INTERVAL_SECS = 60.0  # Thermos' DISK_COLLECTION_INTERVAL
+BUSY_SHARE = 0.1  # of the time, spent walking at most
 ATTEMPT_LOGS_PREFIX = ".logs.attempt-"  # `stoker run`'s kept logs of earlier attempts
 
 
@@ -88,7 +92,7 @@ class DiskLimit:
         self.sampling = False
         if self._over:
             return None
-        self._next_at = now + self.interval_secs
+        self._next_at = now + max(self.interval_secs, sample.secs * (1 / BUSY_SHARE - 1))
         if sample.used_bytes is None:
             return None
         self.last = sample

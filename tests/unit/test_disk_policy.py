@@ -53,6 +53,17 @@ def test_a_sample_never_starts_while_one_runs():
     assert check.take(clock.now + 1.0)
 
 
+def test_a_walk_that_takes_long_pushes_the_next_one_back_to_spend_a_tenth_of_the_time():
+    check = DiskLimit(MB, 60.0)
+    check.start(0.0)
+    check.take(0.0)
+    check.sampled(DiskSampled(10, secs=20.0), 20.0)  # a sandbox of millions of files
+    assert check.deadline_at() == pytest.approx(20.0 + 180.0)
+    check.take(200.0)
+    check.sampled(DiskSampled(10, secs=1.0), 201.0)
+    assert check.deadline_at() == 261.0  # back to the interval
+
+
 @pytest.mark.parametrize("used, fails", [(MB - 1, False), (MB, False), (MB + 1, True)])
 def test_the_task_fails_only_above_its_limit(used, fails):
     check = DiskLimit(MB, 60.0)
