@@ -4,9 +4,9 @@ Owns, for one task whose `Resources.disk` is set and whose front-end asked for t
 (`DiskCheck`: always under `stoker executor`, with `--disk-limit on` under `stoker run`):
 the schedule and verdict (`executor/task/disklimit.py`'s pure `DiskLimit`), one short-lived
 thread per sample that walks the sandbox (`executor/task/diskusage.py`, loaded with the
-first sample) at the lowest CPU priority and posts the result to the owner's queue as `DiskSampled`, one DEBUG line per
-sample with the time it took, and one ERROR line (`disk_limit_exceeded`) when the sandbox
-holds more than the limit. The owner then fails the task with Aurora's message, through the
+first sample) at the lowest CPU priority and posts the result to the owner's queue as
+`DiskSampled`, one DEBUG line per sample with the time it took, and one ERROR line
+(`disk_limit_exceeded`) when the sandbox holds more than the limit. The owner then fails the task with Aurora's message, through the
 same staged kill as a failed health check; a kill already under way wins.
 
 Called only from the owner's thread: `start` as the processes start, `tick` at every step
@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from executor.events import DiskSampled
 from executor.logs import log_event
-from executor.task.disklimit import DiskCheck, DiskLimit, DiskSampled
+from executor.task.disklimit import DiskCheck, DiskLimit
 
 logger = logging.getLogger(__name__)
 
