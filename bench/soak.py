@@ -85,10 +85,13 @@ jobs = [Service(cluster='local', role='soak', environment='test', name='attempts
                 task=Task(processes=[bad], {RESOURCES}))]
 """,
 }
-EXECUTOR_JOB = f"""
+# The executor's disk-limit check is on: the simulator keeps the executor's log in the sandbox
+# (`executor.log`, where an agent's `stderr` is left out), and its lines of a restart a
+# millisecond would outgrow a 16 MB reservation within minutes.
+EXECUTOR_JOB = """
 flap = Process(name='flap', cmdline='exit 0', daemon=True, min_duration=0.0, max_failures=0)
-jobs = [Job(cluster='local', role={{role!r}}, environment='test', name='soak',
-            task=Task(processes=[flap], {RESOURCES}),
+jobs = [Job(cluster='local', role={role!r}, environment='test', name='soak',
+            task=Task(processes=[flap], resources=Resources(cpu=0.1, ram=16*MB, disk=64*GB)),
             health_check_config=HealthCheckConfig(
                 health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command='true')),
                 initial_interval_secs=0.0001, interval_secs=0.0001, timeout_secs=1.0))]

@@ -152,6 +152,7 @@ def _task_spec(task: dict[str, Any]) -> spec.TaskSpec:
         constraints=tuple(tuple(c.get("order", ())) for c in task["constraints"]),
         max_failures=task["max_failures"], max_concurrency=task["max_concurrency"],
         finalization_wait_secs=float(task["finalization_wait"]),
+        disk_bytes=(task.get("resources") or {}).get("disk"),
     )
 
 

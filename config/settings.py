@@ -126,6 +126,33 @@ def parse_secs(text: str | float) -> float:
     return value
 
 
+MAX_INTERVAL_SECS = 365 * 86400.0  # as a job's durations: a timer the platform can keep
+
+
+def parse_interval(text: str | float) -> float:
+    """Seconds or a duration (`30`, `60secs`, `500ms`), more than 0 and at most 365 days."""
+    try:
+        value = parse_secs(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= MAX_INTERVAL_SECS:
+        raise ValueError(f"{text!r} is not a number of seconds or a duration of more than 0 and "
+                         f"at most 365days")
+    return value
+
+
+def parse_on_off(text: str | bool) -> bool:
+    """`on` or `off`."""
+    if isinstance(text, bool) or text in ("on", "off"):
+        return text is True or text == "on"
+    raise ValueError(f"{text!r} is not on or off")
+
+
+DISK_LIMIT_HELP = ("fail a task whose sandbox holds more than its Resources.disk, as Thermos does, "
+                   "with TASK_FAILED and 'Disk limit exceeded.  Reserved N bytes vs used M bytes.'")
+DISK_INTERVAL_HELP = "how often the disk-limit check measures the sandbox (default 60secs)"
+
+
 def parse_log_format(text: str) -> str:
     if text not in LOG_FORMATS:
         raise ValueError(f"{text!r} is not a log format ({', '.join(LOG_FORMATS)})")
@@ -346,6 +373,11 @@ class RunSettings:
     announce: str | None = setting(flag="--announce", parse=parse_ensemble, default=None, metavar="ENSEMBLE",
                                    help="announce the job, when it has `announce = Announcer(...)`, in this "
                                         "ZooKeeper ensemble (HOST:PORT[,...]) under /aurora/ROLE/ENVIRONMENT/JOB")
+    disk_limit: bool = setting(env=("STOKER_DISK_LIMIT",), flag="--disk-limit", parse=parse_on_off, default=False,
+                               choices=("on", "off"), help=DISK_LIMIT_HELP + " (default off)")
+    disk_check_interval_secs: float = setting(
+        env=("STOKER_DISK_CHECK_INTERVAL",), flag="--disk-check-interval", parse=parse_interval, default=60.0,
+        metavar="SECS", help=DISK_INTERVAL_HELP)
     # A cluster's process logging, as `stoker executor` gets it from Thermos' flags (flags
     # only: with one, no early start forks runs with plain log files before they are read).
     runner_logger_destination: str | None = runner_logger_destination()

@@ -87,6 +87,7 @@ class TaskSpec:
     max_failures: int = 1  # permanently failed processes that fail the task; 0 = never
     max_concurrency: int = 0  # processes running at once; 0 = unlimited
     finalization_wait_secs: float = 30.0
+    disk_bytes: int | None = None  # Resources.disk: the sandbox's limit (None: not reserved)
 
     def process(self, name: str) -> ProcessSpec:
         for p in self.processes:

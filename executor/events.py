@@ -4,7 +4,7 @@ States are enums several modules read (the planner writes `ProcessState`, `RunOu
 `TaskPhase`; the status machine `TaskStage`; checkpoint records, replay and the reporters
 read them all). Events are past-tense facts posted to the task owner's queue
 (`ProcessExited`, `HealthChecked`, `KillRequested`, `RestartRequested`, `LifecycleProgress`,
-`LifecycleDone`); an operator's request (`stoker kill`, `stoker restart`, through the
+`LifecycleDone`, `DiskSampled`); an operator's request (`stoker kill`, `stoker restart`, through the
 control socket) carries a `Replier` the owner answers with `ControlReply`s; commands are
 imperatives the pure machines hand back (`StartRun`, `SignalRun`); transitions are the state
 changes the owner checkpoints, logs and reports, one class per kind of subject
@@ -198,6 +198,19 @@ class DaemonsExited:
     them may be gone (the owner asks the process port)."""
 
     at: float
+
+
+@attrs.frozen(slots=True)
+class DiskSampled:
+    """One sample of the sandbox's usage, posted to the owner by the disk check's sampling
+    thread (`executor/task/diskwatch.py`). `used_bytes` None: no sample could be made
+    (`error` says why)."""
+
+    used_bytes: int | None
+    files: int = 0  # inodes counted (a hard-linked one once)
+    unreadable: int = 0  # directories that could not be read (their contents not counted)
+    secs: float = 0.0  # how long the walk took
+    error: str = ""
 
 
 @attrs.frozen(slots=True)

@@ -337,7 +337,8 @@ class LocalRun:
             self._start.handed_over()  # the first attempt's supervisor adopts its runs
         owner = owner_for(spec, prepared.sandbox, prepared.env, console,
                           kill_grace_secs=s.kill_grace_secs, stop_within_secs=s.kill_grace_secs,
-                          cgroups=s.cgroups, announcement=announcement, early=early)
+                          cgroups=s.cgroups, announcement=announcement, early=early,
+                          disk_check_secs=s.disk_check_interval_secs if s.disk_limit else None)
         self._console = console
         self._owner = owner
         if self._stop.is_set() and early is None:

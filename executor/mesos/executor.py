@@ -316,6 +316,10 @@ class StokerExecutor:
             raise LaunchError(f"invalid task: {exc}") from None
         return announcement
 
+    def _disk_check_secs(self) -> float | None:
+        s = self._settings
+        return s.disk_check_interval_secs if s.disk_limit else None
+
     def _task_env(self, user: RunAs) -> dict[str, str]:
         env = dict(self._env)
         env.update(HOME=str(Path(self._settings.sandbox).absolute()), USER=user.name, LOGNAME=user.name)
@@ -340,7 +344,8 @@ class StokerExecutor:
                               kill_grace_secs=prepared.kill_grace_secs, run_as=user,
                               check_as=current_user() if self._settings.nosetuid_health_checks else None,
                               stop_timeout_secs=self._settings.stop_timeout_secs,
-                              cgroups=self._settings.cgroups, announcement=announcement)
+                              cgroups=self._settings.cgroups, announcement=announcement,
+                              disk_check_secs=self._disk_check_secs(), under_agent=True)
             with self._lock:
                 self._owner = owner
                 pending = self._pending_kill

@@ -3,10 +3,11 @@
 It runs on a single thread and blocks on its queue until the next event or the planner's
 next deadline: the reaper posts `ProcessExited`, the health loop posts `HealthChecked`, the
 CLI or the Mesos side posts `KillRequested`, the lifecycle thread `LifecycleDone`, the
-announcer `AnnouncementChanged` (`announcing.py`), and the control socket an operator's
-`KillRequested` or `RestartRequested` (answered through `operator.OperatorRequests`).
-For each event it asks the pure machines (planner, health policy, status machine, and the
-kill sequence, carried out by its `Killing`, `killing.py`) what to do, has its ports
+announcer `AnnouncementChanged` (`announcing.py`), the disk check's sampling thread
+`DiskSampled`, and the control socket an operator's `KillRequested` or `RestartRequested`
+(answered through `operator.OperatorRequests`); its `Checks` (`checks.py`) run the health
+and disk checks. For each event it asks the pure machines (planner, health policy, status
+machine, and the kill sequence, carried out by its `Killing`, `killing.py`) what to do, has its ports
 (`executor/task/ports.py`) do it, checkpoints and logs every transition (one line each,
 through its `Journal`, `journal.py`), and hands transitions and task-level updates to its
 reporter. No other code changes task state, so there are no locks. Health checks run only
@@ -28,8 +29,8 @@ from typing import TYPE_CHECKING, assert_never
 from config.spec import JobSpec
 from executor.events import (
     DaemonsExited,
+    DiskSampled,
     HealthChecked,
-    HealthTransition,
     KillRequested,
     LifecycleDone,
     LifecycleProgress,
@@ -49,13 +50,14 @@ from executor.events import (
 )
 from executor.logs import log_event, no_room
 from executor.task.announcing import AnnouncementChanged, Announcer, Announcing, earliest
+from executor.task.checks import Checks
 from executor.task.journal import Journal, header_record
 from executor.task.killing import Killing
 from executor.task.operator import OperatorRequests
 from executor.task.planner import Decision, Planner
 from executor.task.ports import (
     CheckpointSink,
-    HealthChecks,
+    DiskChecks,
     HealthStarter,
     HostPort,
     LifecycleStarter,
@@ -69,14 +71,13 @@ from executor.task.status import Outcome, TaskStatusMachine, Update
 if TYPE_CHECKING:
     from executor.task.heldfile import HeldWriter
     from healthcheck.checkers import Checker
-    from healthcheck.policy import HealthPolicy
 
 logger = logging.getLogger(__name__)
 
 OwnerEvent = (ProcessExited | HealthChecked | KillRequested | RestartRequested | LifecycleProgress
-              | LifecycleDone | AnnouncementChanged | TimerFired | DaemonsExited)
+              | LifecycleDone | AnnouncementChanged | TimerFired | DaemonsExited | DiskSampled)
 _OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, RestartRequested, LifecycleProgress,
-                 LifecycleDone, AnnouncementChanged, TimerFired, DaemonsExited)
+                 LifecycleDone, AnnouncementChanged, TimerFired, DaemonsExited, DiskSampled)
 
 
 class TaskOwner:
@@ -103,30 +104,30 @@ class TaskOwner:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         running_early: bool = False,
+        disk: DiskChecks | None = None,
     ) -> None:
         """`running_early`: the task's first runs run already (an early start's, which `procs`
         adopts as the planner starts them): the first step starts them before it looks at
         its queue, so that a stop that came meanwhile stops them as running processes
-        (SIGTERM first, the final processes), not as runs never started."""
+        (SIGTERM first, the final processes), not as runs never started. `disk`: the disk-limit
+        check (None: none)."""
         self.job = job
         self.sandbox = Path(sandbox)
         self._procs = procs
         self._open_checkpoint = open_checkpoint
         self._reporter = reporter
         self._checker = checker
-        self._start_health = start_health
         self._host = host
         self._operators = OperatorRequests(job.label)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue() if events is None else events
         self._clock = clock
         self._planner = Planner(job.task, run_cap=run_cap)
-        self._policy = _health_policy(job) if checker else None
         self._status = TaskStatusMachine(health_checked=checker is not None)
         self._killing = Killing(job, planner=self._planner, reporter=reporter, start_lifecycle=start_lifecycle,
                                 post=self.post, clock=clock, default_grace_secs=kill_grace_secs,
                                 stop_within_secs=stop_within_secs, stop_timeout_secs=stop_timeout_secs)
-        self._health: HealthChecks | None = None
         self._journal = Journal(job.label, wall_clock)
+        self._checks = Checks(job, checker, start_health, disk, self._journal, reporter, self.post, clock)
         self._announcing = Announcing(announcer, self._journal, job.label, stop_within_secs)
         self._runs = RunFacts()  # each run's pid and exit status, for its records
         self._held: HeldWriter | None = None  # what the watchdog holds, beside the checkpoint
@@ -209,7 +210,7 @@ class TaskOwner:
             self._apply_outcome(self._status.task_ended(decision.phase, decision.reason))
             return True
         self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at(),
-                                         self._killing.deadline_at())
+                                         self._killing.deadline_at(), self._checks.tick())
         self._journal.flush()  # one sync per step, before waiting
         again_in = self._procs.idle()
         if again_in is not None:
@@ -234,8 +235,7 @@ class TaskOwner:
         self._announcing.close()
         self._journal.flush()
         self._killing.close()
-        if self._health is not None:
-            self._health.stop()
+        self._checks.close()
         self._procs.close()
         if self._failed is not None:  # once its processes are gone, as any terminal record
             self._record_failed(self._failed)
@@ -280,8 +280,8 @@ class TaskOwner:
             self._planner.daemons(self._procs.daemons())
             decision = self._planner.decide(self._clock())
             self._announcing.phase(decision.phase)  # a stopping task leaves before any signal
-            if decision.phase is not TaskPhase.ACTIVE and self._health is not None:
-                self._health.stop_async()  # its outcome is fixed: no check may change it
+            if decision.phase is not TaskPhase.ACTIVE:
+                self._checks.stop_async()  # its outcome is fixed: no check may change it
             # Act first, then checkpoint and log: a restart costs a fork+exec, not an fsync,
             # and the records of the new runs carry their pids.
             self._signal(decision.signal)
@@ -333,7 +333,12 @@ class TaskOwner:
                 self._runs.exited(event.process, event.run, event.status)
                 self._planner.exited(event.process, event.run, event.status, event.at)
             case HealthChecked():
-                self._on_health(event)
+                if not self._status.state.terminal and self._planner.phase is TaskPhase.ACTIVE:
+                    if (verdict := self._checks.health(event)) is not None:  # else the processes decide
+                        self._apply_outcome(self._status.health(verdict))
+            case DiskSampled():
+                if (reason := self._checks.disk(event)) is not None:
+                    self._apply_outcome(self._status.failed(reason))
             case KillRequested():
                 was_killing = self._status.killing
                 self._apply_outcome(self._status.kill_requested(event.reason), event)
@@ -355,42 +360,21 @@ class TaskOwner:
             case _:
                 assert_never(event)
 
-    # ---- health ----
+    # ---- checks ----
 
     def _on_processes_started(self) -> None:
         if self._processes_started:
             return
         self._processes_started = True
         self._apply_outcome(self._status.processes_started())
-        if (self._checker is not None and not self._status.killing
-                and self._planner.phase is TaskPhase.ACTIVE):
-            self._health = self._start_health(
-                self._checker,
-                lambda attempt, latency: self.post(HealthChecked(attempt, latency, self._clock())))
-
-    def _on_health(self, event: HealthChecked) -> None:
-        from healthcheck.policy import HealthState  # loaded with the task's health policy
-
-        policy = self._policy
-        if policy is None or self._status.state.terminal or self._planner.phase is not TaskPhase.ACTIVE:
-            return  # once the regular processes have ended, the task's outcome is theirs
-        before = policy.state
-        verdict = policy.record(event.attempt)
-        attempt = event.attempt
-        t = HealthTransition(before, verdict.state, policy.attempts, attempt.outcome,
-                             verdict.reason or attempt.reason)
-        self._journal.health(policy, verdict, t, event.latency_secs, attempt.reason)
-        self._reporter.on_transition(t)
-        self._apply_outcome(self._status.health(verdict))
-        if verdict.state is HealthState.FAILED and self._health is not None:
-            self._health.stop_async()
+        if not self._status.killing and self._planner.phase is TaskPhase.ACTIVE:
+            self._checks.start()
 
     # ---- kills ----
 
     def _kill(self, reason: str, request: KillRequested | None = None) -> None:
         self._announcing.stopping(reason)  # first: clients stop routing to the task
-        if self._health is not None:
-            self._health.stop_async()
+        self._checks.stop_async()
         self._killing.start(reason, request or KillRequested(reason), self._processes_started)
 
     # ---- outcomes, transitions, checkpoint ----
@@ -444,9 +428,3 @@ class TaskOwner:
                 log_event(logger, logging.ERROR, "owner_report_failed", task=self.job.label,
                           error=f"{type(exc).__name__}: {exc}",
                           reason="the internal error could not be reported")
-
-
-def _health_policy(job: JobSpec) -> HealthPolicy:
-    from healthcheck.policy import HealthPolicy  # only a task with a health check needs it
-
-    return HealthPolicy.from_spec(job.health)

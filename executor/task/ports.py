@@ -2,9 +2,9 @@
 
 The owner decides nothing itself and does nothing itself: it feeds events to the pure
 machines and hands their commands to these ports. `executor/task/wiring.py` plugs in the real
-adapters (`procs.Supervisor` for processes, the checkpoint file, the health loop, the
-lifecycle endpoints, the host session, the ServerSet announcer); tests plug in fakes that
-record what they were asked. Protocols only: no behaviour here.
+adapters (`procs.Supervisor` for processes, the checkpoint file, the health loop, the disk
+check, the lifecycle endpoints, the host session, the ServerSet announcer); tests plug in
+fakes that record what they were asked. Protocols only: no behaviour here.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from config.spec import ProcessSpec
-from executor.events import Transition
+from executor.events import DiskSampled, Transition
 from executor.procs.spawn import SpawnError
 from executor.task.membership import AnnouncerView
 from executor.task.status import Update
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # loaded only by a task with a health check
     from healthcheck.policy import Attempt
 
 __all__ = [
-    "Announcer", "CheckpointSink", "HealthChecks", "HealthStarter", "HostPort", "Lifecycle",
+    "Announcer", "CheckpointSink", "DiskChecks", "HealthChecks", "HealthStarter", "HostPort", "Lifecycle",
     "LifecycleStarter", "ProcessPort", "Reporter", "SpawnError",
 ]
 
@@ -119,6 +119,29 @@ class HealthChecks(Protocol):
     def stop_async(self) -> None: ...
 
     def stop(self, timeout_secs: float = ...) -> bool: ...
+
+
+class DiskChecks(Protocol):
+    """The disk-limit check (`executor.task.diskwatch.DiskWatch`): its samples come back as
+    `DiskSampled` events posted to the owner's queue."""
+
+    def start(self) -> None:
+        """The task's processes run: the first sample now."""
+        ...
+
+    def tick(self) -> None:
+        """Start the sample that is due, if one is."""
+        ...
+
+    def sampled(self, sample: DiskSampled) -> str | None:
+        """A sample's result: the reason to fail the task, once it is over its limit."""
+        ...
+
+    def deadline_at(self) -> float | None:
+        """When the next sample is due (None: not before some other event)."""
+        ...
+
+    def stop(self) -> None: ...
 
 
 class Lifecycle(Protocol):

@@ -5,7 +5,7 @@ state and the updates to report out. Pure: no I/O, no clock, no logging.
     STARTING ──health RUNNING──────────────▶ RUNNING (healthy)
     STARTING/RUNNING ──health FAILED──▶ killing(cause FAILED) ──processes gone──▶ FAILED
     STARTING/RUNNING ──kill requested──▶ killing(cause KILLED) ──processes gone──▶ KILLED
-    STARTING/RUNNING ──failed (announcement)──▶ killing(cause FAILED) ──processes gone──▶ FAILED
+    STARTING/RUNNING ──failed (announcement, disk)──▶ killing(cause FAILED) ──processes gone──▶ FAILED
     STARTING/RUNNING ──planner SUCCESS──▶ FINISHED
     STARTING/RUNNING ──planner FAILED───▶ FAILED
 
@@ -101,7 +101,8 @@ class TaskStatusMachine:
 
     def failed(self, reason: str) -> Outcome:
         """Something beside the processes and the health check failed the task (its first
-        ServerSet announcement timed out): killed, and FAILED with `reason` at the end."""
+        ServerSet announcement timed out, its sandbox outgrew its disk): killed, and FAILED
+        with `reason` at the end."""
         if self._state.terminal or self.killing:
             return NO_CHANGE
         return self._begin_kill(TaskState.FAILED, reason, None)

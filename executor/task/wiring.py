@@ -5,6 +5,7 @@ Plugs into the owner's ports (`executor/task/ports.py`): the process supervisor
 opened when the task starts, with the bound task written beside it
 (`executor/task/definition.py`); the health loop with the job's checker (shell checks run
 through the supervisor, so its one reaper reaps them); the lifecycle endpoints of a kill;
+the disk-limit check (`executor/task/diskwatch.py`, imported only for a task that has one);
 the host session (`executor/host/session.py`: the sandbox lock, the registry entry, the
 control socket), joined when the task starts and let go when it ends (the front-end may
 have opened it first: `stoker run` does, and so does `stoker executor`'s command line); and,
@@ -38,7 +39,7 @@ from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition
 from executor.task.owner import TaskOwner
-from executor.task.ports import Announcer, HealthChecks, Lifecycle, Reporter
+from executor.task.ports import Announcer, DiskChecks, HealthChecks, Lifecycle, Reporter
 
 if TYPE_CHECKING:
     from executor.host.early import EarlyStart
@@ -57,7 +58,8 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
               stop_timeout_secs: float | None = None,
               run_cap: int | None = 100, run_as: RunAs | None = None, check_as: RunAs | None = None,
               cgroups: str = "auto", announcement: Announcement | None = None,
-              early: EarlyStart | None = None) -> TaskOwner:
+              early: EarlyStart | None = None, disk_check_secs: float | None = None,
+              under_agent: bool = False) -> TaskOwner:
     """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it)
     as `run_as` (None: as this process), its shell health checks as `check_as` (None: as
     `run_as`). `kill_grace_secs`: between SIGTERM and SIGKILL when
@@ -67,7 +69,10 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     process (None: no cap); `cgroups`: the STOKER_CGROUPS setting (auto, off, or a directory
     to make the task's cgroup under); `announcement`: where the task announces itself in
     ZooKeeper once RUNNING (`serverset.plan_announcement`; None: it does not); `early`: the
-    runs an early start forked (`executor/cli/launch.py`), for the supervisor to adopt."""
+    runs an early start forked (`executor/cli/launch.py`), for the supervisor to adopt;
+    `disk_check_secs`: measure the sandbox this often and fail the task once it holds more than
+    its `Resources.disk` (None: no check); `under_agent`: the agent's own files are in the
+    sandbox (`stoker executor`), and are not counted."""
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     fdlimit.fit((p.logger for p in job.task.processes), job.label)  # before a descriptor is taken
@@ -100,8 +105,9 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         reporter=reporter, checker=_checker(job, procs),
         start_health=start_health, start_lifecycle=start_lifecycle, events=events,
         host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put),
-        kill_grace_secs=kill_grace_secs,
-        stop_within_secs=stop_within_secs, stop_timeout_secs=stop_timeout_secs, run_cap=run_cap, running_early=bool(early_runs))
+        kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs,
+        stop_timeout_secs=stop_timeout_secs, run_cap=run_cap, running_early=bool(early_runs),
+        disk=_disk_watch(job, sandbox, disk_check_secs, under_agent, events.put))
 
 
 def load_announcer() -> None:
@@ -129,6 +135,17 @@ def _announcer(announcement: Announcement | None, label: str,
     from executor.task.announcer import ServerSetAnnouncer
 
     return ServerSetAnnouncer(announcement, task=label, post=post)
+
+
+def _disk_watch(job: JobSpec, sandbox: Path, interval_secs: float | None, under_agent: bool,
+                post: Callable[[object], None]) -> DiskChecks | None:
+    """The task's disk-limit check, when asked for and the task reserves disk."""
+    if interval_secs is None or job.task.disk_bytes is None:
+        return None
+    from executor.task.diskwatch import DiskWatch, disk_check
+
+    check = disk_check(sandbox, interval_secs, under_agent=under_agent)
+    return DiskWatch(job.label, sandbox, job.task.disk_bytes, check, post)
 
 
 def _open_checkpoint(sandbox: Path, job: JobSpec) -> CheckpointWriter | NoCheckpoint:

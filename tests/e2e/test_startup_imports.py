@@ -57,6 +57,8 @@ NOT_IN_RUN = NEVER | {
     "getpass", "termios", "shlex",
     # the next runs' log directories: only once a process has restarted
     "executor.procs.logstage",
+    # the disk-limit check: off under `stoker run` unless --disk-limit on (no thread, no timer)
+    "executor.task.disklimit", "executor.task.diskwatch", "executor.task.diskusage",
     # the health policy (a task with a health check), the log pump (a rotating logger or one
     # that also writes to the console), a config error's explanation (a config that raised)
     "healthcheck.policy", "executor.procs.logpump", "config.explain",
@@ -105,8 +107,11 @@ NOT_IN_RUN = NEVER | {
 # 96 and 85: the planner's plans, kept up to date as states change (`executor.task.plans`:
 # a decision cost a look at every process), and the descriptor limit raised to what the
 # task's logs hold (`executor.procs.fdlimit`).
-RUN_STOKER_MODULES = 96
-RUN_AGAIN_STOKER_MODULES = 85
+# 97 and 86: owner.py was at the 450-line ceiling when the disk-limit check came: the task's
+# checks, health and disk (`executor.task.checks`), became a module of its own; the disk
+# check itself loads only where it is on (never in `stoker run` without --disk-limit on).
+RUN_STOKER_MODULES = 97
+RUN_AGAIN_STOKER_MODULES = 86
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

@@ -27,6 +27,7 @@ PURE = [
     "executor/task/runfacts.py",
     "executor/task/kill.py",
     "executor/task/status.py",
+    "executor/task/disklimit.py",
     "executor/local/service.py",
     "executor/mesos/errors.py",
     "executor/mesos/recordio.py",

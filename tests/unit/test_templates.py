@@ -168,7 +168,8 @@ def test_bind_maps_process_and_task_fields():
             spec.ProcessSpec(name="b", cmdline="y", final=True, logger_unset=True),  # no logger: an
             spec.ProcessSpec(name="c", cmdline="z", logger_unset=True),  # executor's defaults apply
         ),
-        constraints=(("c", "a"),), max_failures=2, max_concurrency=4, finalization_wait_secs=0.5)
+        constraints=(("c", "a"),), max_failures=2, max_concurrency=4, finalization_wait_secs=0.5,
+        disk_bytes=1024)  # Resources.disk: the disk-limit check's limit
     assert isinstance(s.task.processes[1].min_duration_secs, float)
 
 

@@ -1,0 +1,234 @@
+"""The disk-limit check's walk of a sandbox (executor/task/diskusage.py) on real files:
+allocated blocks, a hard-linked file once, no symlink followed, the front-end's top-level
+entries left out, entries vanishing mid-walk, an unreadable directory, a tree deeper than
+Python's recursion with few descriptors, and what is mounted inside."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from executor.task.diskusage import _unescape, measure
+from executor.task.diskwatch import disk_check
+from tests.support.stoker_proc import REPO
+from tests.support.users import as_nobody, needs_root, open_sandbox
+
+KB = 1024
+
+
+def blocks(*paths: Path) -> int:
+    """What `du` counts for these paths (each lstat'ed)."""
+    return sum(os.lstat(p).st_blocks * 512 for p in paths)
+
+
+def write(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def test_every_file_and_directory_counts_its_blocks(tmp_path):
+    a = write(tmp_path / "a", 10 * KB)
+    b = write(tmp_path / "logs/p/0/stdout", 100 * KB + 1)
+    empty = write(tmp_path / "logs/empty", 0)
+    usage = measure(tmp_path)
+    dirs = [tmp_path / "logs", tmp_path / "logs/p", tmp_path / "logs/p/0"]
+    assert usage.used_bytes == blocks(a, b, empty, *dirs)
+    assert usage.used_bytes >= 110 * KB
+    assert (usage.files, usage.unreadable) == (6, 0)
+
+
+def test_a_sparse_file_counts_the_blocks_it_holds_not_its_length(tmp_path):
+    with open(tmp_path / "sparse", "wb") as f:
+        f.truncate(1024 * 1024 * 1024)  # 1 GiB long, no block written
+    assert measure(tmp_path).used_bytes < 64 * KB
+
+
+def test_a_hard_linked_file_counts_once(tmp_path):
+    big = write(tmp_path / "one/big", 200 * KB)
+    (tmp_path / "two").mkdir()
+    os.link(big, tmp_path / "two/big")
+    os.link(big, tmp_path / "big-too")
+    usage = measure(tmp_path)
+    assert usage.used_bytes == blocks(big, tmp_path / "one", tmp_path / "two")
+    assert usage.files == 3
+
+
+def test_symlinks_are_never_followed_out_of_the_sandbox_nor_round_a_loop(tmp_path):
+    sandbox, outside = tmp_path / "sandbox", tmp_path / "outside"
+    write(outside / "huge", 500 * KB)
+    mine = write(sandbox / "mine", 4 * KB)
+    (sandbox / "to-dir").symlink_to(outside)
+    (sandbox / "to-file").symlink_to(outside / "huge")
+    (sandbox / "loop").symlink_to(".")
+    (sandbox / "up").symlink_to("..")
+    usage = measure(sandbox)
+    assert usage.used_bytes == blocks(mine, *(sandbox / n for n in ("to-dir", "to-file", "loop", "up")))
+    assert usage.used_bytes < 100 * KB
+    assert usage.files == 5
+
+
+def test_the_front_end_s_top_level_entries_are_left_out_with_all_below_them(tmp_path):
+    write(tmp_path / ".stoker/checkpoint.jsonl", 300 * KB)
+    write(tmp_path / "stdout", 300 * KB)
+    nested = write(tmp_path / "data/.stoker/x", 8 * KB)  # the task's own, deeper down
+    usage = measure(tmp_path, lambda name: name not in (".stoker", "stdout"))
+    assert usage.used_bytes == blocks(nested, tmp_path / "data", tmp_path / "data/.stoker")
+
+
+def test_entries_that_vanish_during_the_walk_are_not_counted_and_nothing_breaks(tmp_path):
+    for name in ("a", "b", "c"):
+        write(tmp_path / name / "inner", 300 * KB)
+    write(tmp_path / "gone-file", 300 * KB)
+    kept = write(tmp_path / "kept", 4 * KB)
+
+    def counts(name: str) -> bool:  # runs between the listing of an entry and its stat
+        if name == "kept":  # directories listed before it wait to be opened: gone then
+            for other in ("a", "b", "c"):
+                shutil.rmtree(tmp_path / other, ignore_errors=True)
+        if name == "gone-file":
+            os.unlink(tmp_path / name)
+        return True
+
+    usage = measure(tmp_path, counts)
+    assert blocks(kept) <= usage.used_bytes < 100 * KB  # a directory's own blocks at most
+    assert usage.unreadable == 0  # gone is not unreadable
+
+
+def _unreadable_walk(sandbox: Path) -> dict:
+    """measure() of a sandbox whose directory `locked` its walker may not read."""
+    locked = write(sandbox / "locked/secret", 300 * KB).parent
+    seen = write(sandbox / "seen", 4 * KB)
+    if os.geteuid() != 0:
+        locked.chmod(0)
+        try:
+            return {**_as_dict(measure(sandbox)), "expected": blocks(seen, locked)}
+        finally:
+            locked.chmod(0o700)
+    for path in (sandbox, seen):
+        os.chown(path, 65534, 65534)
+    locked.chmod(0o700)  # root's: nobody may not read it
+    answer = json.loads(as_nobody(lambda: json.dumps(_as_dict(measure(sandbox)))))
+    return {**answer, "expected": blocks(seen, locked)}
+
+
+def _as_dict(usage) -> dict:
+    return {"used_bytes": usage.used_bytes, "files": usage.files, "unreadable": usage.unreadable}
+
+
+def test_an_unreadable_directory_counts_itself_and_is_reported():
+    with open_sandbox() as sandbox:
+        got = _unreadable_walk(sandbox)
+    assert got["used_bytes"] == got["expected"]  # the file inside is not seen
+    assert got["unreadable"] == 1 and got["files"] == 2
+
+
+@pytest.fixture
+def memory_dir(tmp_path):
+    """A directory in memory where there is /dev/shm (making and removing 1,500 directories
+    on a busy disk took seconds), else tmp_path."""
+    if not os.path.isdir("/dev/shm"):
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="stoker-deep-", dir="/dev/shm"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_tree_deeper_than_python_s_recursion_is_walked_with_few_descriptors(memory_dir):
+    depth = sys.getrecursionlimit() + 500
+    fd = os.open(memory_dir, os.O_RDONLY | os.O_DIRECTORY)
+    fds = [fd]
+    try:
+        for _ in range(depth):  # paths this long cannot be named: through descriptors
+            os.mkdir("d", dir_fd=fd)
+            fd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            fds.append(fd)
+        leaf = os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(leaf, os.urandom(64 * KB))
+        os.close(leaf)
+        leaf_blocks = os.stat("leaf", dir_fd=fd).st_blocks * 512
+        dir_blocks = sum(os.fstat(f).st_blocks * 512 for f in fds[1:])
+    finally:
+        for f in fds[1:]:
+            os.close(f)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
+    try:
+        usage = measure(memory_dir)  # a descriptor per level would run out at 16 levels
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert (usage.files, usage.unreadable) == (depth + 1, 0)
+        assert usage.used_bytes == dir_blocks + leaf_blocks
+    finally:
+        _remove_deep(fds[0], depth)
+
+
+def _remove_deep(top: int, depth: int) -> None:
+    """Remove a chain of `depth` directories `d` (and the leaf) below `top`, bottom up."""
+    chain = [top]
+    for _ in range(depth):
+        chain.append(os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=chain[-1]))
+    os.unlink("leaf", dir_fd=chain[-1])
+    while len(chain) > 1:
+        os.close(chain.pop())
+        os.rmdir("d", dir_fd=chain[-1])
+    os.close(top)
+
+
+def test_mountinfo_paths_are_unescaped():
+    assert _unescape(r"/sb/tmp\040fs\011x\134y") == "/sb/tmp fs\tx\\y"
+    assert _unescape("/plain") == "/plain"
+
+
+_MOUNTED = """
+import json, os, subprocess, sys
+from executor.task.diskusage import measure
+sandbox, outside = sys.argv[1], sys.argv[2]
+subprocess.run(["mount", "-t", "tmpfs", "none", sandbox + "/tmp fs"], check=True)
+with open(sandbox + "/tmp fs/big", "wb") as f:
+    f.write(os.urandom(400 * 1024))
+subprocess.run(["mount", "--bind", outside, sandbox + "/bound"], check=True)
+u = measure(sandbox)
+print(json.dumps([u.used_bytes, u.files]))
+"""
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare")
+def test_nothing_mounted_inside_the_sandbox_counts(tmp_path):
+    sandbox, outside = tmp_path / "sandbox", tmp_path / "outside"
+    write(outside / "big", 400 * KB)  # the same file system as the sandbox: a bind mount
+    mine = write(sandbox / "mine", 4 * KB)
+    (sandbox / "tmp fs").mkdir()
+    (sandbox / "bound").mkdir()
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _MOUNTED,
+                           str(sandbox), str(outside)], capture_output=True, text=True, timeout=30,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if done.returncode != 0 and "mount" in done.stderr and "permission" in done.stderr.lower():
+        pytest.skip(f"no mounts here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    used, files = json.loads(done.stdout)
+    assert files == 1 and used == blocks(mine)  # not the mount points themselves either
+
+
+def test_what_each_front_end_leaves_out_of_its_sandbox(tmp_path, monkeypatch):
+    bundle = write(tmp_path / "stoker.pyz", 1)  # as the agent fetched it, and started it from
+    monkeypatch.setattr(sys, "argv", [str(bundle), "executor"])
+    under_agent = disk_check(tmp_path, 5.0, under_agent=True)
+    assert under_agent.interval_secs == 5.0
+    assert under_agent.skipped == {".stoker", "stdout", "stderr", "stoker.pyz"}
+    assert under_agent.counts(".logs.attempt-1")  # no such thing under an agent: the task's
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/stoker", "run"])
+    local = disk_check(tmp_path, 5.0, under_agent=False)
+    assert local.skipped == {".stoker"} and not local.counts(".logs.attempt-1")
