@@ -13,6 +13,9 @@ from config.words import did_you_mean, number, plural, printable, printable_line
     ("one\ntwo\r\tthree", "one\\ntwo\\r\\tthree"),
     ("\x9b31m C1 CSI and DEL\x7f", "\\x9b31m C1 CSI and DEL\\x7f"),
     ("\x00", "\\x00"),
+    ("/tmp/sb-\udcff", "/tmp/sb-\\xff"),  # b'/tmp/sb-\xff' as Python decodes a name
+    ("\udc9b31m", "\\x9b31m"),  # a raw 0x9b byte would be a CSI to an 8-bit terminal
+    ("lone \ud800", "lone \\ud800"),
 ])
 def test_printable_writes_control_characters_out(text, shown):
     assert printable(text) == shown
