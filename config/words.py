@@ -3,6 +3,7 @@ safe to print. PURE.
 
 Owns the two helpers every reason sentence uses: `plural(3, "attempt")` → "3 attempts"
 and `number(5.0)` → "5"; `did_you_mean`, the tail of every "unknown name" message; and
+`columns` and `pad`, a table cell's width as a terminal shows it; and
 `printable`, which every printer (`stoker run`'s console,
 `stoker status`, `stoker inspect`, the text log, `stoker: error:` lines, the observer's
 pages) passes text through so that control characters from a health endpoint's body, a
@@ -51,6 +52,23 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     if close:
         return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
     return "; the known names are " + ", ".join(names) if names else ""
+
+
+def columns(text: str) -> int:
+    """The terminal columns `text` takes: an East Asian wide character (`作`) two, a
+    combining one (the accent of a decomposed `é`) none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata  # only a name that is not ASCII needs it
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def pad(text: str, width: int) -> str:
+    """`text` and spaces after it up to `width` terminal columns (`str.ljust` counts
+    characters: a column of Chinese names ran two columns past the next per character)."""
+    return text + " " * (width - columns(text))
 
 
 def printable(text: str) -> str:
