@@ -50,6 +50,10 @@ from config.typed_tree import from_tree
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
 _IDENTIFIER = re.compile(r"^[\w\-.]+$")
+# A UTF-8 file may start with a byte order mark (Windows' editors write one), as Python's own
+# sources and Aurora's client allow: it is not part of the code. `sources` keep it, so that
+# a re-run compares the file's text byte for byte.
+BOM = "\ufeff"
 # Rotated logs kept per stream: each rotation renames every one of them (.N-1 → .N, ...).
 MAX_BACKUPS = 1000
 
@@ -71,7 +75,7 @@ class _Run:
         self.files.add(str(path))
         if self.sources is not None:
             self.sources[str(path)] = text
-        code = compile(text, str(path), "exec")
+        code = compile(text.removeprefix(BOM), str(path), "exec")
         self.stack.append(path)
         try:
             exec(code, self.namespace)
@@ -108,8 +112,8 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file: {_reason(exc)}") from None
-    if path.suffix == ".json" or text.lstrip().startswith("{"):
-        jobs = _json_jobs(path, text)
+    if path.suffix == ".json" or text.removeprefix(BOM).lstrip().startswith("{"):
+        jobs = _json_jobs(path, text.removeprefix(BOM))
         if jobs is not None:
             if sources is not None:
                 sources[str(path)] = text
