@@ -100,7 +100,19 @@ class _Run:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
+        return _not_utf8(exc.object, exc.start)
     return str(exc)
+
+
+def _not_utf8(data: bytes, at: int) -> str:
+    """Where a file stops being UTF-8, as an editor shows it (line, column), not Python's
+    byte offset into the whole file (`position 3906`)."""
+    line = data.count(b"\n", 0, at) + 1
+    start = data.rfind(b"\n", 0, at) + 1
+    column = len(data[start:at].decode("utf-8", "replace")) + 1
+    return (f"line {line}, column {column}: byte 0x{data[at]:02x} is not UTF-8 "
+            "(a config is UTF-8 text: save it as UTF-8)")
 
 
 def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[Any]:

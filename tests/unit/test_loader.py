@@ -88,6 +88,15 @@ def test_a_byte_order_mark_and_crlf_line_ends_are_read_as_windows_editors_write_
     assert job_key(load_jobs(single, sources)[0]) == "c/r/e/web" and open_problem(sources) is None
 
 
+def test_a_latin1_config_is_named_by_line_and_column(tmp_path):
+    """It said `'utf-8' codec can't decode byte 0xe9 in position 15: invalid continuation
+    byte`: Python's offset into the whole file, which no editor shows."""
+    path = tmp_path / "job.aurora"
+    path.write_bytes("a = 'é'\n".encode() + b"b = 'caf\xe9'\n")
+    assert error_of(path) == (f"{path}: cannot read the config file: line 2, column 9: byte 0xe9 is not "
+                              "UTF-8 (a config is UTF-8 text: save it as UTF-8)")
+
+
 def test_each_load_gets_a_fresh_namespace(tmp_path):
     first = write_config(tmp_path, "leak = 'x'\n" + job_text(), "first.aurora")
     second = write_config(tmp_path, job_text("[Process(name=leak, cmdline='c')]"), "second.aurora")
