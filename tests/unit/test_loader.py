@@ -8,7 +8,6 @@ import pytest
 
 from config.errors import ConfigError
 from config.loader import check_bound, job_key, load_job, load_jobs, select_job, validate_job
-from config.plan import open_problem
 from config.schema import Job
 from tests.support.configs import EXAMPLES, job, job_text, process, write_config
 
@@ -67,34 +66,6 @@ def test_include_is_relative_to_the_including_file_and_nests(tmp_path):
     write_config(tmp_path, "cmd = 'echo included'\n", "lib/more.aurora")
     path = write_config(tmp_path, "include('lib/base.aurora')\n" + job_text("[web]"))
     assert plain(load_job(path))["task"]["processes"][0]["cmdline"] == "echo included"
-
-
-def test_a_byte_order_mark_and_crlf_line_ends_are_read_as_windows_editors_write_them(tmp_path):
-    """A file saved with a BOM (Notepad's "UTF-8 with BOM") was `job.aurora:1: syntax error:
-    invalid non-printable character U+FEFF`; Python and Aurora's client read it. Its
-    `sources` text keeps the BOM (a re-run compares the file byte for byte) and the plan
-    may still be kept: the purity check parses it too."""
-    bom = "\ufeff"
-    (tmp_path / "more.aurora").write_bytes((bom + "cmd = 'echo caf\u00e9'\r\n").encode())
-    path = tmp_path / "job.aurora"
-    path.write_bytes((bom + "include('more.aurora')\r\n" + job_text("[Process(name='web', cmdline=cmd)]")
-                      .replace("\n", "\r\n")).encode())
-    sources: dict[str, str] = {}
-    assert plain(load_jobs(path, sources)[0])["task"]["processes"][0]["cmdline"] == "echo caf\u00e9"
-    assert sources[str(path)].startswith(bom) and open_problem(sources) is None
-    single = tmp_path / "single.json"
-    single.write_bytes((bom + json.dumps(plain(job(process("web"))))).encode())
-    sources = {}
-    assert job_key(load_jobs(single, sources)[0]) == "c/r/e/web" and open_problem(sources) is None
-
-
-def test_a_latin1_config_is_named_by_line_and_column(tmp_path):
-    """It said `'utf-8' codec can't decode byte 0xe9 in position 15: invalid continuation
-    byte`: Python's offset into the whole file, which no editor shows."""
-    path = tmp_path / "job.aurora"
-    path.write_bytes("a = 'é'\n".encode() + b"b = 'caf\xe9'\n")
-    assert error_of(path) == (f"{path}: cannot read the config file: line 2, column 9: byte 0xe9 is not "
-                              "UTF-8 (a config is UTF-8 text: save it as UTF-8)")
 
 
 def test_each_load_gets_a_fresh_namespace(tmp_path):

@@ -1,0 +1,50 @@
+"""A config file's text as editors save it: a byte order mark, CRLF line ends, and bytes
+that are not UTF-8 (an error naming the line and column)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config.errors import ConfigError
+from config.loader import job_key, load_job, load_jobs
+from config.plan import open_problem
+from tests.support.configs import job, job_text, process
+
+
+def plain(obj):
+    return json.loads(obj.json_dumps())
+
+
+def error_of(path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_job(path)
+    return str(info.value)
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_are_read_as_windows_editors_write_them(tmp_path):
+    """A file saved with a BOM (Notepad's "UTF-8 with BOM") was `job.aurora:1: syntax error:
+    invalid non-printable character U+FEFF`; Python and Aurora's client read it. Its
+    `sources` text keeps the BOM (a re-run compares the file byte for byte) and the plan
+    may still be kept: the purity check parses it too."""
+    bom = "\ufeff"
+    (tmp_path / "more.aurora").write_bytes((bom + "cmd = 'echo caf\u00e9'\r\n").encode())
+    path = tmp_path / "job.aurora"
+    path.write_bytes((bom + "include('more.aurora')\r\n" + job_text("[Process(name='web', cmdline=cmd)]")
+                      .replace("\n", "\r\n")).encode())
+    sources: dict[str, str] = {}
+    assert plain(load_jobs(path, sources)[0])["task"]["processes"][0]["cmdline"] == "echo caf\u00e9"
+    assert sources[str(path)].startswith(bom) and open_problem(sources) is None
+    single = tmp_path / "single.json"
+    single.write_bytes((bom + json.dumps(plain(job(process("web"))))).encode())
+    sources = {}
+    assert job_key(load_jobs(single, sources)[0]) == "c/r/e/web" and open_problem(sources) is None
+
+
+def test_a_latin1_config_is_named_by_line_and_column(tmp_path):
+    """It said `'utf-8' codec can't decode byte 0xe9 in position 15: invalid continuation
+    byte`: Python's offset into the whole file, which no editor shows."""
+    path = tmp_path / "job.aurora"
+    path.write_bytes("a = 'é'\n".encode() + b"b = 'caf\xe9'\n")
+    assert error_of(path) == (f"{path}: cannot read the config file: line 2, column 9: byte 0xe9 is not "
+                              "UTF-8 (a config is UTF-8 text: save it as UTF-8)")
