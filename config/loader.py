@@ -49,7 +49,7 @@ from config.typed_tree import from_tree
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
-_IDENTIFIER = re.compile(r"^[\w\-.]+$")
+_IDENTIFIER = re.compile(r"[\w\-.]+")  # whole-string match: `$` let a trailing newline through
 # A UTF-8 file may start with a byte order mark (Windows' editors write one), as Python's own
 # sources and Aurora's client allow: it is not part of the code. `sources` keep it, so that
 # a re-run compares the file's text byte for byte.
@@ -290,7 +290,7 @@ def check_job(job: dict, *, bound: bool = False) -> list[str]:
     problems: list[str] = []
     for field in ("cluster", "role", "environment", "name"):
         value = job.get(field)
-        if isinstance(value, str) and not _IDENTIFIER.match(value):
+        if isinstance(value, str) and not _IDENTIFIER.fullmatch(value):
             problems.append(f"job.{field} = {show(value)} may only contain letters, digits, _, - and .")
     if job.get("max_task_failures", 1) < -1:
         problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")

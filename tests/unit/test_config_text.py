@@ -9,7 +9,7 @@ import pytest
 from config.errors import ConfigError
 from config.loader import job_key, load_job, load_jobs
 from config.plan import open_problem
-from tests.support.configs import job, job_text, process
+from tests.support.configs import job, job_text, process, write_config
 
 
 def plain(obj):
@@ -48,3 +48,14 @@ def test_a_latin1_config_is_named_by_line_and_column(tmp_path):
     path.write_bytes("a = 'é'\n".encode() + b"b = 'caf\xe9'\n")
     assert error_of(path) == (f"{path}: cannot read the config file: line 2, column 9: byte 0xe9 is not "
                               "UTF-8 (a config is UTF-8 text: save it as UTF-8)")
+
+
+@pytest.mark.parametrize("field", ["cluster", "role", "environment", "name"])
+def test_a_job_key_part_ending_in_a_newline_is_refused_and_letters_of_any_script_are_not(tmp_path, field):
+    """`name='quick\\n'` passed (`$` matches before a final newline): its task id, `stoker
+    ps` row and console label carried `quick\\n`. Letters of any script stay allowed."""
+    path = write_config(tmp_path, job_text(extra=f", {field}='quick\\n'").replace(f"{field}='{field[0]}', ", ""))
+    assert f"job.{field} = 'quick\\n' may only contain letters, digits, _, - and ." in error_of(path)
+    named = write_config(tmp_path, job_text(extra=f", {field}='作业-é'").replace(f"{field}='{field[0]}', ", ""),
+                         "named.aurora")
+    assert "作业-é" in job_key(load_job(named))
