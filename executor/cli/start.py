@@ -123,9 +123,9 @@ def _standard_streams() -> None:
             os.fstat(fd)
         except OSError:  # closed: the lowest free descriptor is this one
             os.set_inheritable(os.open(os.devnull, os.O_RDWR), True)
-        if getattr(sys, name) is None:  # Python found it closed
+        if getattr(sys, name) is None:  # Python found it closed; in the locale's encoding
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
-        elif fd and _fails_to_write(getattr(sys, name)):
+        if fd and _fails_to_write(getattr(sys, name)):
             getattr(sys, name).reconfigure(errors="backslashreplace")
 
 
