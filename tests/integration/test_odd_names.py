@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
+from config.registry import RegistrySettings
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
 from executor.local import planfiles
 from executor.local.runstart import SandboxError, make_sandbox
 from tests.support.stoker_proc import REPO
@@ -36,3 +41,40 @@ def test_a_sandbox_or_task_id_too_long_for_a_file_name_is_one_error_line(tmp_pat
         assert done.returncode == 2 and done.stderr.count(b"\n") == 1, done.stderr.decode()
         assert done.stderr.startswith(b"stoker: error: sandbox ")
         assert b"does not exist" in done.stderr
+
+
+ASCII = {"LC_ALL": "C", "PYTHONUTF8": "0"}  # Python's file names in ASCII, surrogateescape
+READ_AND_WRITE = """
+import os, sys, time
+from config.registry import RegistrySettings
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
+reg = Registry(RegistrySettings(registry_root=sys.argv[1], registry_retention_secs=86400.0))
+for item in reg.entries():
+    os.stat(item.entry.sandbox)
+me = own_identity()
+reg.write(RegistryEntry(sandbox=sys.argv[2], supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                        supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
+                        task_id="ascii-1"))
+"""
+
+
+def test_a_registered_sandbox_is_found_whatever_the_locale_of_its_reader(tmp_path):
+    """A supervisor under a UTF-8 locale registered /…/sb-ünï; `stoker ps` under `LC_ALL=C
+    PYTHONUTF8=0` raised UnicodeEncodeError on it (the entry's text is not ASCII), and a
+    Latin-1 reader would look for another directory. The entry keeps the path's bytes as
+    UTF-8, and each reader names those bytes its own way, both ways round."""
+    mine, theirs = tmp_path / "sb-ünï", tmp_path / "sb-é"
+    mine.mkdir()
+    theirs.mkdir()
+    root = tmp_path / "root"
+    me = own_identity()
+    reg = Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=86400.0))
+    assert reg.write(RegistryEntry(sandbox=str(mine), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                                   supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                                   registered_wall=time.time(), task_id="utf8-1"))
+    subprocess.run([sys.executable, "-c", READ_AND_WRITE, str(root), os.fsencode(theirs)], check=True,
+                   timeout=30, env={**os.environ, **ASCII, "PYTHONPATH": str(REPO)})
+    sandboxes = {item.entry.task_id: item.entry.sandbox for item in reg.entries()}
+    assert sandboxes == {"utf8-1": str(mine), "ascii-1": str(theirs)}
