@@ -27,7 +27,8 @@ and the `TASK_ID` lookups read them.
   surrogate escape), whatever the locale of the supervisor that wrote it, and read back as
   the bytes they stand for: a `stoker ps` under `LC_ALL=C PYTHONUTF8=0` (file names in
   ASCII) raised UnicodeEncodeError on the sandbox `/tmp/sb-ünï` a UTF-8 supervisor had
-  registered, and one in a Latin-1 locale would look for another directory.
+  registered, and one in a Latin-1 locale would look for another directory. A task id
+  given on the command line is looked up the same way (`作业-0-1a2b` was no task there).
 """
 from __future__ import annotations
 
@@ -305,6 +306,7 @@ def _supervisor_alive(entry: RegistryEntry) -> bool:
 def find(listed: list[Listed], task_id: str) -> Listed | None:
     """The entry of task `task_id` (its supervisor's latest task, or an earlier attempt of
     it): a live supervisor's first, else the newest."""
+    task_id = _portable(task_id)  # typed in a shell: its bytes, which a task id's UTF-8 are
     return _chosen([item for item in listed if item.entry.known_as(task_id)])
 
 

@@ -49,10 +49,11 @@ import os, sys, time
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
-from executor.host.registry import Registry
+from executor.host.registry import Registry, find
 reg = Registry(RegistrySettings(registry_root=sys.argv[1], registry_retention_secs=86400.0))
 for item in reg.entries():
     os.stat(item.entry.sandbox)
+assert find(reg.entries(), sys.argv[3]) is not None, sys.argv[3]
 me = own_identity()
 reg.write(RegistryEntry(sandbox=sys.argv[2], supervisor_pid=me.pid, supervisor_start=me.start_ticks,
                         supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
@@ -64,7 +65,8 @@ def test_a_registered_sandbox_is_found_whatever_the_locale_of_its_reader(tmp_pat
     """A supervisor under a UTF-8 locale registered /…/sb-ünï; `stoker ps` under `LC_ALL=C
     PYTHONUTF8=0` raised UnicodeEncodeError on it (the entry's text is not ASCII), and a
     Latin-1 reader would look for another directory. The entry keeps the path's bytes as
-    UTF-8, and each reader names those bytes its own way, both ways round."""
+    UTF-8, and each reader names those bytes its own way, both ways round; a task id typed
+    there (`stoker status 作业-1`) was no task."""
     mine, theirs = tmp_path / "sb-ünï", tmp_path / "sb-é"
     mine.mkdir()
     theirs.mkdir()
@@ -73,8 +75,8 @@ def test_a_registered_sandbox_is_found_whatever_the_locale_of_its_reader(tmp_pat
     reg = Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=86400.0))
     assert reg.write(RegistryEntry(sandbox=str(mine), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
                                    supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
-                                   registered_wall=time.time(), task_id="utf8-1"))
-    subprocess.run([sys.executable, "-c", READ_AND_WRITE, str(root), os.fsencode(theirs)], check=True,
+                                   registered_wall=time.time(), task_id="作业-1"))
+    subprocess.run([sys.executable, "-c", READ_AND_WRITE, str(root), os.fsencode(theirs), "作业-1".encode()], check=True,
                    timeout=30, env={**os.environ, **ASCII, "PYTHONPATH": str(REPO)})
     sandboxes = {item.entry.task_id: item.entry.sandbox for item in reg.entries()}
-    assert sandboxes == {"utf8-1": str(mine), "ascii-1": str(theirs)}
+    assert sandboxes == {"作业-1": str(mine), "ascii-1": str(theirs)}
