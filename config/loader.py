@@ -199,6 +199,9 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
         if len(jobs) == 1:
             return jobs[0]
         raise ConfigError(f"{path}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
+    # Typed in a shell whose Python reads arguments as ASCII (`LC_ALL=C PYTHONUTF8=0`), `rôle`
+    # came as the surrogate escapes of its UTF-8 bytes: the key is read as UTF-8, as the file.
+    jobkey = jobkey.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
     parts = jobkey.split("/")
     if len(parts) != 4 or not all(parts):
         instance = (" (an instance, Aurora's `/N` after the key, is `stoker run --instance N`)"

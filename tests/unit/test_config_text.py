@@ -7,7 +7,7 @@ import json
 import pytest
 
 from config.errors import ConfigError
-from config.loader import job_key, load_job, load_jobs
+from config.loader import job_key, load_job, load_jobs, select_job
 from config.plan import open_problem
 from tests.support.configs import job, job_text, process, write_config
 
@@ -59,3 +59,12 @@ def test_a_job_key_part_ending_in_a_newline_is_refused_and_letters_of_any_script
     named = write_config(tmp_path, job_text(extra=f", {field}='作业-é'").replace(f"{field}='{field[0]}', ", ""),
                          "named.aurora")
     assert "作业-é" in job_key(load_job(named))
+
+
+def test_a_job_key_typed_where_arguments_are_read_as_ascii_names_the_job_in_the_utf8_file(tmp_path):
+    """`stoker run job.aurora c/rôle/e/web` under `LC_ALL=C PYTHONUTF8=0`: Python hands the
+    key over as the surrogate escapes of its UTF-8 bytes, and it said `no job
+    c/r\\xc3\\xb4le/e/web; the file defines: c/r\\xf4le/e/web`."""
+    path = write_config(tmp_path, job_text().replace("role='r'", "role='rôle'"))
+    typed = "c/rôle/e/web".encode().decode("ascii", "surrogateescape")
+    assert job_key(select_job(load_jobs(path), typed, path)) == "c/rôle/e/web"
