@@ -49,7 +49,11 @@ from config.typed_tree import from_tree
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
-_IDENTIFIER = re.compile(r"^[\w\-.]+$")
+_IDENTIFIER = re.compile(r"[\w\-.]+")  # whole-string match: `$` let a trailing newline through
+# A UTF-8 file may start with a byte order mark (Windows' editors write one), as Python's own
+# sources and Aurora's client allow: it is not part of the code. `sources` keep it, so that
+# a re-run compares the file's text byte for byte.
+BOM = "\ufeff"
 # Rotated logs kept per stream: each rotation renames every one of them (.N-1 → .N, ...).
 MAX_BACKUPS = 1000
 
@@ -71,7 +75,7 @@ class _Run:
         self.files.add(str(path))
         if self.sources is not None:
             self.sources[str(path)] = text
-        code = compile(text, str(path), "exec")
+        code = compile(text.removeprefix(BOM), str(path), "exec")
         self.stack.append(path)
         try:
             exec(code, self.namespace)
@@ -96,7 +100,19 @@ class _Run:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
+        return _not_utf8(exc.object, exc.start)
     return str(exc)
+
+
+def _not_utf8(data: bytes, at: int) -> str:
+    """Where a file stops being UTF-8, as an editor shows it (line, column), not Python's
+    byte offset into the whole file (`position 3906`)."""
+    line = data.count(b"\n", 0, at) + 1
+    start = data.rfind(b"\n", 0, at) + 1
+    column = len(data[start:at].decode("utf-8", "replace")) + 1
+    return (f"line {line}, column {column}: byte 0x{data[at]:02x} is not UTF-8 "
+            "(a config is UTF-8 text: save it as UTF-8)")
 
 
 def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[Any]:
@@ -108,8 +124,8 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file: {_reason(exc)}") from None
-    if path.suffix == ".json" or text.lstrip().startswith("{"):
-        jobs = _json_jobs(path, text)
+    if path.suffix == ".json" or text.removeprefix(BOM).lstrip().startswith("{"):
+        jobs = _json_jobs(path, text.removeprefix(BOM))
         if jobs is not None:
             if sources is not None:
                 sources[str(path)] = text
@@ -183,6 +199,9 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
         if len(jobs) == 1:
             return jobs[0]
         raise ConfigError(f"{path}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
+    # Typed in a shell whose Python reads arguments as ASCII (`LC_ALL=C PYTHONUTF8=0`), `rôle`
+    # came as the surrogate escapes of its UTF-8 bytes: the key is read as UTF-8, as the file.
+    jobkey = jobkey.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
     parts = jobkey.split("/")
     if len(parts) != 4 or not all(parts):
         instance = (" (an instance, Aurora's `/N` after the key, is `stoker run --instance N`)"
@@ -274,7 +293,7 @@ def check_job(job: dict, *, bound: bool = False) -> list[str]:
     problems: list[str] = []
     for field in ("cluster", "role", "environment", "name"):
         value = job.get(field)
-        if isinstance(value, str) and not _IDENTIFIER.match(value):
+        if isinstance(value, str) and not _IDENTIFIER.fullmatch(value):
             problems.append(f"job.{field} = {show(value)} may only contain letters, digits, _, - and .")
     if job.get("max_task_failures", 1) < -1:
         problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")

@@ -126,6 +126,7 @@ def open_problem(sources: Mapping[str, str]) -> str | None:
 
 
 def _is_json(text: str) -> bool:
+    text = text.removeprefix("\ufeff")  # a BOM, as the loader reads it (config/loader.py)
     if not text.lstrip().startswith("{"):
         return False
     import json

@@ -44,7 +44,7 @@ def closed_problem(sources: Iterable[tuple[str, str]], namespace: Mapping[str, A
     parsed = []
     for name, text in sources:
         try:
-            parsed.append((name, ast.parse(text, filename=name)))
+            parsed.append((name, ast.parse(text.removeprefix("\ufeff"), filename=name)))  # a BOM: loader.py
         except (SyntaxError, ValueError):
             return f"{name}: does not parse"
     assigned = {"include"} | {key for key, value in namespace.items()

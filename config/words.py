@@ -3,20 +3,26 @@ safe to print. PURE.
 
 Owns the two helpers every reason sentence uses: `plural(3, "attempt")` → "3 attempts"
 and `number(5.0)` → "5"; `did_you_mean`, the tail of every "unknown name" message; and
+`columns` and `pad`, a table cell's width as a terminal shows it; and
 `printable`, which every printer (`stoker run`'s console,
-`stoker status`, `stoker inspect`, the text log, `stoker: error:` lines) passes text through
-so that control characters from a health endpoint's body, a process's output or a crafted
-checkpoint never reach the operator's terminal as escape sequences. No I/O, no clock, no
-logging; config is the bottom layer, so the health policy and the executor's planner can
-both import it.
+`stoker status`, `stoker inspect`, the text log, `stoker: error:` lines, the observer's
+pages) passes text through so that control characters from a health endpoint's body, a
+process's output or a crafted checkpoint never reach the operator's terminal as escape
+sequences, and a name's bytes that are not UTF-8 (a sandbox `b'/tmp/sb-\\xff'`, which
+Python holds as the surrogate `'\\udcff'`) show as `\\xff`, as `stoker tail` shows them:
+never as a raw byte a terminal may obey (0x9b is a CSI), nor as a character no UTF-8
+encoder can write (the observer's page failed with a 500). No I/O, no clock, no logging;
+config is the bottom layer, so that the health policy and the executor's planner can
+both use it.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 
-# C0 controls, DEL and C1 controls (0x9b is a one-byte CSI to many terminals).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# C0 controls, DEL and C1 controls (0x9b is a one-byte CSI to many terminals), and lone
+# surrogates: the bytes surrogateescape decoded (U+DC80-U+DCFF), any other unpaired one.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -48,9 +54,27 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     return "; the known names are " + ", ".join(names) if names else ""
 
 
+def columns(text: str) -> int:
+    """The terminal columns `text` takes: an East Asian wide character (`作`) two, a
+    combining one (the accent of a decomposed `é`) none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata  # only a name that is not ASCII needs it
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def pad(text: str, width: int) -> str:
+    """`text` and spaces after it up to `width` terminal columns (`str.ljust` counts
+    characters: a column of Chinese names ran two columns past the next per character)."""
+    return text + " " * (width - columns(text))
+
+
 def printable(text: str) -> str:
     """`text` with every control character written out as an escape (`\\x1b`, `\\n`, ...),
-    so it shows as one line and never drives the terminal."""
+    so it shows as one line and never drives the terminal; a byte that was not UTF-8 (its
+    surrogate escape) as `\\xff`."""
     return _CONTROL.sub(_escape, text)
 
 
@@ -61,4 +85,7 @@ def printable_lines(text: str) -> str:
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
-    return _NAMED.get(char) or f"\\x{ord(char):02x}"
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's: the byte it stands for
+        return f"\\x{code - 0xDC00:02x}"
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")

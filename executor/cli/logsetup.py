@@ -52,8 +52,9 @@ class TextFormatter(logging.Formatter):
 
 
 # What json.dumps leaves raw but a line reader would split at (NEL, U+2028, U+2029: so does
-# str.splitlines) or a terminal obey (DEL, C1 controls): only ever inside a string, escaped.
-_RAW = re.compile("[\x7f-\x9f\u2028\u2029]")
+# str.splitlines) or a terminal obey (DEL, C1 controls), and lone surrogates, which no
+# encoder writes as UTF-8: only ever inside a string, escaped.
+_RAW = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -61,6 +62,15 @@ def _escaped(match: re.Match[str]) -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    """`ascii_only`: every character past ASCII as a `\\uXXXX` escape, for a stream whose
+    encoding is not UTF-8 (`LC_ALL=C` with `PYTHONUTF8=0`): its `backslashreplace` wrote
+    `ô` as `\\xf4`, which no JSON parser reads. A byte of a name that is not UTF-8 is its
+    surrogate escape (`\\udcff`, as in `stoker ps --json`) in either form."""
+
+    def __init__(self, ascii_only: bool = False) -> None:
+        super().__init__()
+        self._ascii_only = ascii_only
+
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
             "ts": round(record.created, 6),
@@ -77,7 +87,7 @@ class JsonFormatter(logging.Formatter):
             doc["message"] = record.getMessage()
         if record.exc_info:
             doc["traceback"] = self.formatException(record.exc_info)
-        return _RAW.sub(_escaped, json.dumps(doc, ensure_ascii=False))
+        return _RAW.sub(_escaped, json.dumps(doc, ensure_ascii=self._ascii_only))
 
 
 class QuietHandler(logging.StreamHandler):
@@ -182,7 +192,7 @@ def configure(log_format: str = "text", level: str | int = "INFO", stream: Any =
     global _json
     _json = log_format == "json"
     handler = QuietHandler(stream or sys.stderr, drop_events, spool() if spooled else None)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter(not _utf8(handler.stream)) if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -192,6 +202,11 @@ def configure(log_format: str = "text", level: str | int = "INFO", stream: Any =
     sys.excepthook = _crashed
     threading.excepthook = _thread_crashed
     sys.unraisablehook = _ignored
+
+
+def _utf8(stream: Any) -> bool:
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return encoding.lower().replace("_", "-") in ("utf-8", "utf8")
 
 
 def _crashed(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:

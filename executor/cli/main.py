@@ -249,7 +249,7 @@ def _cmd_inspect_task_info(args: argparse.Namespace) -> int:
         _error("--task-info takes no CONFIG, JOBKEY or --bind: the TaskInfo holds the task")
         return EXIT_USAGE
     try:
-        with open(args.task_info, encoding="utf-8") as f:
+        with open(args.task_info, encoding="utf-8-sig") as f:  # a BOM too, as a config may have
             info = json.load(f)
         if not isinstance(info, dict):
             raise ValueError(f"it holds a JSON {type(info).__name__}, not a TaskInfo object")

@@ -10,8 +10,8 @@ First of all it makes the standard streams safe to use (`_standard_streams`): a 
 0, 1 or 2 that was closed (`stoker ps >&-`) is /dev/null, so that no file Stoker opens
 later takes its number and a child that writes to it (a process whose logger is the
 console) writes nowhere instead of failing with EBADF; and a stream whose encoding cannot
-write a character (a legacy 8-bit locale, and Stoker's `→`) writes it out (`\u2192`)
-instead of failing.
+write a character (a legacy 8-bit locale, or a C locale with Python's UTF-8 mode off, and
+Stoker's `→`) writes it out (`\u2192`) instead of failing.
 
 Before anything reads the environment it undoes Python's locale coercion
 (`exec_locale`): with no LC_ALL and a C or POSIX LC_CTYPE locale (`LANG=C`, or no locale
@@ -50,7 +50,7 @@ import sys
 TYPE_CHECKING = False  # not `typing`'s: importing typing costs `stoker run` 18 ms before its first fork
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
-    from typing import NoReturn
+    from typing import NoReturn, TextIO
 
 COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what CPython's locale coercion may set LC_CTYPE to
 
@@ -123,7 +123,16 @@ def _standard_streams() -> None:
             os.fstat(fd)
         except OSError:  # closed: the lowest free descriptor is this one
             os.set_inheritable(os.open(os.devnull, os.O_RDWR), True)
-        if getattr(sys, name) is None:  # Python found it closed
+        if getattr(sys, name) is None:  # Python found it closed; in the locale's encoding
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
-        elif fd and getattr(sys, name).errors == "strict":
+        if fd and _fails_to_write(getattr(sys, name)):
             getattr(sys, name).reconfigure(errors="backslashreplace")
+
+
+def _fails_to_write(stream: TextIO) -> bool:
+    """Whether `stream` raises on a character its encoding lacks: `strict`, and Python's
+    `surrogateescape` of a C locale's stdout in an encoding that is not UTF-8 (`LC_ALL=C`
+    with `PYTHONUTF8=0`: ASCII, where `stoker ps` raised on a job named `café`)."""
+    if stream.errors == "strict":
+        return True
+    return stream.errors == "surrogateescape" and stream.encoding.lower().replace("_", "-") not in ("utf-8", "utf8")

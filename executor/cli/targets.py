@@ -56,10 +56,11 @@ def registry_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve(given: str | None, args: argparse.Namespace) -> Target:
     """The sandbox TARGET names (see the module docstring). Raises UsageError."""
     path = Path(given or os.environ.get("MESOS_SANDBOX") or ".")
-    if path.is_dir():
+    kind = _kind(path)
+    if kind == "dir":
         return Target(path.absolute(), None)
-    if path.exists() or given is None:
-        what = "is not a directory" if path.exists() else "does not exist"
+    if kind == "other" or given is None:
+        what = "is not a directory" if kind == "other" else "does not exist"
         raise UsageError(f"sandbox {path} {what}")
     from executor.host.registry import Registry, RegistryUnreadable, find
 
@@ -76,9 +77,25 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
         raise UsageError(f"sandbox {path} does not exist, and no task in the registry "
                          f"{settings.registry_root} has that id (`stoker ps --all` lists them){others}")
     sandbox = Path(found.entry.sandbox)
-    if not sandbox.is_dir():
+    if _kind(sandbox) != "dir":
         raise UsageError(f"task {given}: its sandbox {sandbox} no longer exists{_still_runs(found.entry)}")
     return Target(sandbox, found.entry)
+
+
+def _kind(path: Path) -> str | None:
+    """"dir", "other", or None when nothing has that name: a missing one, or one too long
+    for a file name (ENAMETOOLONG: a task id of a job named with 300 characters is looked
+    up, where `Path.is_dir` raised). Any other error is a UsageError naming it."""
+    import errno
+    import stat
+
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+            return None
+        raise UsageError(f"sandbox {path}: {exc.strerror or exc}") from None
+    return "dir" if stat.S_ISDIR(info.st_mode) else "other"
 
 
 def _still_runs(entry: RegistryEntry) -> str:

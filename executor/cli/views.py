@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from config.words import printable_lines
+from config.words import columns, pad, printable, printable_lines
 from executor.host.clock import age, iso_time, when
 from executor.host.truth import RESTARTING, Truth, describe_restart
 from executor.task.inspection import Inspection, Leftover
@@ -57,11 +57,13 @@ def _process_rows(processes: tuple[ProcessView, ...], now_wall: float, lost: boo
 
 
 def table(rows: list[list[str]], indent: str = "  ") -> list[str]:
-    """Columns as wide as their longest cell (the last one as it comes)."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    """Columns as wide as their longest cell on a terminal (the last one as it comes),
+    each cell escaped first: a newline in a sandbox's name broke its row in two."""
+    rows = [[printable(c) for c in r] for r in rows]
+    widths = [max(columns(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for r in rows:
-        cells = [c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]
+        cells = [pad(c, w) for c, w in zip(r, widths)] + [r[-1]]
         lines.append((indent + "  ".join(cells)).rstrip())
     return lines
 

@@ -23,6 +23,12 @@ and the `TASK_ID` lookups read them.
   its checkpoint's modification times. A file named like an entry that this version cannot
   read (damaged, or written by another version of Stoker) goes once it is older than the
   retention, unless the supervisor its name names still runs.
+- A sandbox's path is kept as its bytes read as UTF-8 (a byte that is not UTF-8 as its
+  surrogate escape), whatever the locale of the supervisor that wrote it, and read back as
+  the bytes they stand for: a `stoker ps` under `LC_ALL=C PYTHONUTF8=0` (file names in
+  ASCII) raised UnicodeEncodeError on the sandbox `/tmp/sb-ünï` a UTF-8 supervisor had
+  registered, and one in a Latin-1 locale would look for another directory. A task id
+  given on the command line is looked up the same way (`作业-0-1a2b` was no task there).
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import json
 import logging
 import os
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -85,7 +92,8 @@ class Registry:
             try:
                 if prune:
                     self._prune(fd, self._read_all(fd), time.time())
-                replace_file(entry.name, json.dumps(entry.to_json()).encode(), dir_fd=fd)
+                doc = entry.to_json() | {"sandbox": _portable(entry.sandbox)}
+                replace_file(entry.name, json.dumps(doc).encode(), dir_fd=fd)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -243,7 +251,26 @@ def _read_entry(dir_fd: int, name: str, denied: list[str] | None = None) -> List
         return None
     if entry is None or entry.name != name:
         return None
-    return Listed(entry, st.st_mtime)
+    return Listed(attrs.evolve(entry, sandbox=_local(entry.sandbox)), st.st_mtime)
+
+
+_FS_UTF8 = sys.getfilesystemencoding() == "utf-8"  # then both below change nothing
+
+
+def _portable(path: str) -> str:
+    """`path` (a name as this process's file system encoding decoded it) as the registry
+    keeps it: its bytes as UTF-8, with surrogate escapes for those that are not."""
+    if _FS_UTF8:
+        return path
+    try:
+        return os.fsencode(path).decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not a name this process decoded: text already
+        return path
+
+
+def _local(path: str) -> str:
+    """The registry's `path` as this process names the same bytes."""
+    return path if _FS_UTF8 else os.fsdecode(path.encode("utf-8", "surrogateescape"))
 
 
 def _older_than(item: os.DirEntry[str], now: float, secs: float) -> bool:
@@ -279,6 +306,7 @@ def _supervisor_alive(entry: RegistryEntry) -> bool:
 def find(listed: list[Listed], task_id: str) -> Listed | None:
     """The entry of task `task_id` (its supervisor's latest task, or an earlier attempt of
     it): a live supervisor's first, else the newest."""
+    task_id = _portable(task_id)  # typed in a shell: its bytes, which a task id's UTF-8 are
     return _chosen([item for item in listed if item.entry.known_as(task_id)])
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, assert_never
 
-from config.words import printable
+from config.words import columns, pad, printable
 from executor.events import (
     HealthTransition,
     KillStep,
@@ -113,9 +113,9 @@ class ConsoleReporter:
         self._label = printable(label)
         self._sandbox = sandbox
         self._live = out.isatty() if live is None else live
-        self._label_width = max(LABEL_WIDTH, len(self._label))
+        self._label_width = max(LABEL_WIDTH, columns(self._label))
         # "name[100]": run numbers stay under the run cap's 3 digits
-        self._subject_width = max([SUBJECT_WIDTH] + [len(printable(n)) + 5 for n in names])
+        self._subject_width = max([SUBJECT_WIDTH] + [columns(printable(n)) + 5 for n in names])
         self._task_state = "NEW"
         self._processes: dict[str, str] = {}
         self._health = ""
@@ -139,8 +139,8 @@ class ConsoleReporter:
         now = time.time()
         stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
         with screen_lock:
-            self._write(f"{stamp}  {self._label:<{self._label_width}} "
-                        f"{printable(subject):<{self._subject_width}} {printable(text)}\n")
+            self._write(f"{stamp}  {pad(self._label, self._label_width)} "
+                        f"{pad(printable(subject), self._subject_width)} {printable(text)}\n")
             if self.stop_hint:
                 hint, self.stop_hint = self.stop_hint, ""
                 self._write(f"{self.indent}{printable(hint)}\n")

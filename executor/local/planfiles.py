@@ -211,14 +211,22 @@ def _stamp_tree(directory: str, into: list[tuple[str, int, int]]) -> None:
 def sandbox_name(job: str) -> str:
     """A new default sandbox's name: `sandbox-JOB-DATE-TIME-RANDOM` (`stoker run` and its
     early start name it alike; `is_sandbox_name` recognizes one)."""
-    return f"sandbox-{job}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
+    return f"sandbox-{_short(job)}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
+
+
+def _short(job: str) -> str:
+    """The job's name cut to 200 bytes, a whole character last: a file name holds 255 bytes,
+    and a job named with 300 letters (or 100 Chinese ones) failed `stoker run` with a
+    traceback ('File name too long')."""
+    data = job.encode("utf-8", "surrogateescape")
+    return job if len(data) <= 200 else data[:200].decode("utf-8", "ignore")
 
 
 SANDBOX_MODE = 0o755  # a sandbox and the levels above it (`make_dirs`): a umask of 0 must not open them to all
 
 
 def is_sandbox_name(name: str, job: str) -> bool:
-    return name.startswith(f"sandbox-{job}-")
+    return name.startswith(f"sandbox-{_short(job)}-")
 
 
 def foreign_link(path: str) -> str:

@@ -38,8 +38,11 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
         path = Path(requested)
     else:
         path = Path.cwd() / planfiles.sandbox_name(job_name)
-    if path.exists() and not path.is_dir():
-        raise SandboxError(f"sandbox {path} exists and is not a directory")
+    try:
+        if path.exists() and not path.is_dir():
+            raise SandboxError(f"sandbox {path} exists and is not a directory")
+    except OSError as exc:  # a name longer than a file name may be, a directory not ours to see
+        raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from None
     link = planfiles.foreign_link(str(path))  # before anything is made there
     if link:
         raise _refused(path, link)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums (1.3 ms) for nothing here
 import os
 
+from executor.procs.runenv import exec_text
 from executor.procs.watchdogsh import WATCHDOG_ENV, WATCHDOG_SCRIPT
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
@@ -133,7 +134,7 @@ def spawn_run(cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int, 
     (the caller's `os.fchdir` into the sandbox, once for the runs started together). Its pid."""
     actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
                (os.POSIX_SPAWN_DUP2, stderr, 2)] + [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
-    return os.posix_spawn("/bin/bash", ["/bin/bash", "-c", cmdline], env, file_actions=actions,
+    return os.posix_spawn("/bin/bash", ["/bin/bash", "-c", exec_text(cmdline)], env, file_actions=actions,
                           setsid=True, setsigdef=_DEFAULT_SIGNALS + STOP_SIGNALS)
 
 

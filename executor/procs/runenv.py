@@ -12,10 +12,16 @@ that adopts them checks it is the env it would have given them.
   `HOME` = the sandbox unless set, the task marker; `run_env` adds the run marker and,
   when the sandbox has one, `BASH_ENV` = SANDBOX/.thermos_profile, sourced by every run's
   bash as in Thermos (`profile_now`: one stat, asked once for the runs started together).
+- `exec_text`: a command line as exec gets it. The config is UTF-8 text, so a `cmdline`
+  (or a shell health check) Python's file system encoding cannot hold goes as UTF-8: under
+  `LC_ALL=C` with `PYTHONUTF8=0` (ASCII) `echo café` failed the task with "executor
+  internal error: UnicodeEncodeError". What it can hold goes as Python would pass it, so a
+  name Stoker was given (a sandbox, a `--bind` value) goes back as the bytes it came as.
 """
 from __future__ import annotations
 
 import os
+import sys
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -24,6 +30,18 @@ if TYPE_CHECKING:
 TASK_MARKER = "STOKER_TASK_MARKER"
 RUN_MARKER = "STOKER_RUN_MARKER"
 PROFILE = ".thermos_profile"  # sourced by every run's bash through BASH_ENV when it exists
+_FS_UTF8 = sys.getfilesystemencoding() == "utf-8"  # then UTF-8 with surrogateescape already
+
+
+def exec_text(text: str) -> str | bytes:
+    """`text` (a command line) for exec: as it is when the file system encoding holds it,
+    else its UTF-8 bytes (surrogate escapes back to the bytes they stand for)."""
+    if _FS_UTF8:
+        return text
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
 
 
 def run_marker(task_marker: str, process: str, run: int) -> str:

@@ -40,6 +40,7 @@ from executor.procs.runenv import (  # noqa: F401  (re-exported: spawn's callers
     PROFILE,
     RUN_MARKER,
     TASK_MARKER,
+    exec_text,
     profile_now,
     profile_path,
     run_env,
@@ -357,7 +358,7 @@ def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
     raises OSError (Popen's) on failure."""
     who = run_as if run_as is not None and not run_as.is_self else None
     return subprocess.Popen(
-        ["/bin/bash", "-c", cmdline],
+        ["/bin/bash", "-c", exec_text(cmdline)],
         cwd=cwd,
         env=env,
         stdin=stdin,

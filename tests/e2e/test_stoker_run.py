@@ -130,6 +130,35 @@ def test_a_task_gets_the_locale_the_operator_gave_not_pythons_coerced_one(tmp_pa
         kill_leftovers(task_pids(sandbox))
 
 
+def test_a_cmdline_the_locale_cannot_encode_reaches_bash_as_utf8(tmp_path):
+    """`LC_ALL=C PYTHONUTF8=0`: Python's file system encoding is ASCII, and `printf café`
+    failed the task at its first fork with "executor internal error: UnicodeEncodeError"
+    (exit 70). The config is UTF-8 text: bash gets its UTF-8 bytes, from the supervisor
+    as from the early start's `posix_spawn`. The sandbox's name holds a newline: the
+    `stoker run: sandbox` line said it on two lines."""
+    cfg = write_config(tmp_path, """
+        show = Process(name='show', cmdline='printf %s café > out')
+        jobs = [Job(cluster='local', role='me', environment='test', name='utf8',
+                    task=Task(processes=[show], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    sandbox = tmp_path / "sand\nbox"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHON"))}
+    env.update({"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONPATH": str(REPO)})
+    early = ("import os; from executor.procs import earlyfork; "
+             "pid = earlyfork.spawn_run('printf %s caf\\u00e9 > early', dict(os.environ), stdin=0, stdout=1, "
+             "stderr=2, close=[]); os.waitpid(pid, 0)")
+    try:
+        done = subprocess.run([sys.executable, "-m", "executor", "run", str(cfg), "--sandbox", str(sandbox)],
+                              capture_output=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr.decode()
+        assert (sandbox / "out").read_bytes() == "café".encode()
+        assert done.stdout.startswith(f"stoker run: sandbox {tmp_path}/sand\\nbox\n".encode())
+        subprocess.run([sys.executable, "-c", early], cwd=tmp_path, env=env, check=True, timeout=30)
+        assert (tmp_path / "early").read_bytes() == "café".encode()
+    finally:
+        kill_leftovers(task_pids(sandbox))
+
+
 def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoker, tmp_path):
     cfg = write_config(tmp_path, """
         jobs = [Job(cluster='local', role='me', environment='test', name='flaky', max_task_failures=3,

@@ -326,3 +326,23 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):
     assert (tmp_path / "kill.stderr").read_text() == (
         f"stoker kill: the supervisor (pid {run.pid}) is stopped (SIGSTOP, or a debugger): it "
         f"answers once continued (kill -CONT {run.pid})\n")
+
+
+def test_a_c_locale_without_utf8_mode_writes_out_what_ascii_cannot_show(tmp_path):
+    """`LC_ALL=C PYTHONUTF8=0`: Python's stdout is ASCII with surrogateescape, which raises
+    on `ô` as strict does; `stoker inspect` (as `ps`, `status` and `kill`) of a job named
+    in French and Chinese ended in a UnicodeEncodeError traceback, and `stoker run`'s
+    console took it for a closed stdout and printed nothing more. Now it is written out,
+    and a closed stdout (the /dev/null stream Stoker opens in its place) takes it too."""
+    cfg = write_config(tmp_path, f"""
+        jobs = [Job(cluster='local', role='rôle', environment='test', name='作业',
+                    task=Task(processes=[Process(name='p', cmdline='true')], {RESOURCES}))]
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHON"))}
+    env.update({"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONPATH": str(REPO)})
+    done = subprocess.run([sys.executable, "-m", "executor", "inspect", str(cfg)],
+                          capture_output=True, timeout=30, env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.startswith(b"job local/r\\xf4le/test/\\u4f5c\\u4e1a\n"), done.stdout
+    closed = shell(tmp_path, f"stoker inspect {cfg} >&-", env={"LC_ALL": "C", "PYTHONUTF8": "0"})
+    assert (closed.returncode, closed.stderr) == (0, b""), closed.stderr.decode()  # /dev/null's stream too

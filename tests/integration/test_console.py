@@ -11,6 +11,7 @@ import select
 import time
 
 from config.logline import log_event
+from config.words import columns
 from executor.cli.logsetup import JsonFormatter, QuietHandler
 from executor.events import KillStep, ProcessState, ProcessTransition, RunOutcome, TaskStage, TaskTransition
 from executor.local.console import ConsoleReporter, Output
@@ -56,6 +57,19 @@ def test_every_text_is_escaped_and_columns_fit_the_longest_name():
     assert lines[0].endswith("task" + " " * 27 + " RUNNING → KILLING  body \\x1b[2J\\x07")
     assert lines[1].endswith("stop" + " " * 27 + " lifecycle: POST answered HTTP 501\\x1b[31m")
     assert "\x1b" not in buf.getvalue()
+
+
+def test_a_wide_task_label_takes_its_columns_and_the_text_under_it_lines_up():
+    """A job named 作业 is 4 columns wide in 2 characters: padding by characters put every
+    subject 2 columns right of a plain label's, and the lines under a line (a stop hint) 2
+    columns left of its text."""
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "作业.0", live=False)
+    console.stop_hint = "hint"
+    console.on_transition(TaskTransition(TaskStage.RUNNING, TaskStage.KILLING, "why"))
+    line, hint = buf.getvalue().splitlines()
+    assert line[len("00:00:00.000  "):].startswith("作业.0" + " " * 6 + " task")  # 12 columns
+    assert hint == console.indent + "hint" and len(hint) - 4 == columns(line[:line.index("RUNNING")])
 
 
 def test_a_failed_run_shows_its_last_stderr_lines_and_the_tail_command(tmp_path):

@@ -182,6 +182,13 @@ def test_task_info_json_is_one_object(tmp_path, capsys):
     assert shown["lifecycle"]["port"] == 31005 and shown["warnings"] == []
 
 
+def test_a_task_info_file_saved_with_a_byte_order_mark_is_read(tmp_path, capsys):
+    """It was `Unexpected UTF-8 BOM (decode using utf-8-sig)`, where a config with one loads."""
+    path = task_info_file(tmp_path, encode(load_job(REPO / "examples/http_service.aurora")), ports=[32001])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert json.loads(inspect(capsys, "--task-info", path, "--json"))["ports"] == {"health": 32001}
+
+
 def test_task_info_with_stoker_s_document_takes_the_ranges(tmp_path, capsys):
     document = encode(load_job(REPO / "examples/http_service.aurora"))
     shown = json.loads(inspect(capsys, "--task-info", task_info_file(tmp_path, document, ports=[32001]), "--json"))

@@ -72,6 +72,28 @@ def test_json_gives_the_event_and_each_field_as_keys(logged):
                     "run": 3, "path": "/sb", "reason": 'said "no"\nthen\x1b[31m\udcff'}
 
 
+@pytest.mark.parametrize("encoding, errors", [("ascii", "backslashreplace"), ("utf-8", "strict")])
+def test_json_lines_parse_on_a_stream_of_any_encoding(encoding, errors):
+    """stderr in ASCII (`LC_ALL=C`, `PYTHONUTF8=0`) wrote `rôle` as `r\\xf4le`: no JSON
+    parser reads that line. A non-UTF-8 byte of a name (the sandbox b'/sb-\\xff') goes as
+    its surrogate escape, never as a lone surrogate that a strict UTF-8 stream refuses."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, sys.excepthook, threading.excepthook, sys.unraisablehook,
+             logsetup._json)
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding=encoding, errors=errors, write_through=True)
+    logsetup.configure("json", "DEBUG", stream=stream)
+    try:
+        log_event(logging.getLogger("executor.test"), logging.INFO, "run_prepared", task="作业.0",
+                  role="rôle", sandbox="/sb-\udcff")
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:], _, sys.excepthook, threading.excepthook, sys.unraisablehook, logsetup._json = saved
+        root.setLevel(saved[1])
+    line = json.loads(raw.getvalue().decode("utf-8"))
+    assert (line["task"], line["role"], line["sandbox"]) == ("作业.0", "rôle", "/sb-\udcff")
+
+
 def test_a_traceback_stays_in_its_one_object(logged):
     try:
         raise ValueError("first\nsecond")

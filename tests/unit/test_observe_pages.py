@@ -110,6 +110,16 @@ def test_hostile_names_are_escaped_everywhere():
     assert no_markup_from(listing) and "<img" not in listing
 
 
+def test_a_sandbox_whose_name_is_not_utf8_is_shown_with_the_byte_written_out():
+    """A sandbox made as b'/tmp/sb-\\xff' is '/tmp/sb-\\udcff' to Python: the task page
+    failed with a 500 (UnicodeEncodeError: surrogates not allowed) as it was encoded."""
+    d = detail()
+    d = attrs.evolve(d, row=dict(d.row, sandbox="/tmp/sb-\udcff"),
+                     inspection=attrs.evolve(d.inspection, sandbox=Path("/tmp/sb-\udcff")))
+    assert "<dd>/tmp/sb-\\xff</dd>" in task_page(d, NOW).encode("utf-8").decode()
+    assert "registry /root-\\xfe" in tasks_page([TaskSummary(d.row, {})], NOW, "/root-\udcfe").encode("utf-8").decode()
+
+
 def test_the_list_shows_live_tasks_first_then_ended_newest_first():
     live_old = dict(row_of("live-old", 100.0), ended=False)
     live_new = dict(row_of("live-new", 200.0), ended=False)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from config.words import did_you_mean, number, plural, printable, printable_lines
+from config.words import columns, did_you_mean, number, pad, plural, printable, printable_lines
+from executor.cli.views import table
 
 
 @pytest.mark.parametrize("text, shown", [
@@ -13,9 +14,26 @@ from config.words import did_you_mean, number, plural, printable, printable_line
     ("one\ntwo\r\tthree", "one\\ntwo\\r\\tthree"),
     ("\x9b31m C1 CSI and DEL\x7f", "\\x9b31m C1 CSI and DEL\\x7f"),
     ("\x00", "\\x00"),
+    ("/tmp/sb-\udcff", "/tmp/sb-\\xff"),  # b'/tmp/sb-\xff' as Python decodes a name
+    ("\udc9b31m", "\\x9b31m"),  # a raw 0x9b byte would be a CSI to an 8-bit terminal
+    ("lone \ud800", "lone \\ud800"),
 ])
 def test_printable_writes_control_characters_out(text, shown):
     assert printable(text) == shown
+
+
+def test_columns_counts_what_a_terminal_shows():
+    assert columns("plain") == 5 and columns("作业-0") == 6 and columns("e\u0301te\u0301") == 3
+    assert pad("作业", 6) == "作业  " and pad("abc", 2) == "abc"
+
+
+def test_a_table_lines_up_wide_and_combining_names_and_keeps_each_row_on_one_line():
+    """`stoker ps` and `stoker status`: a column after a Chinese name or a decomposed é was
+    shifted by characters, not columns, and a sandbox named with a newline broke its row."""
+    lines = table([["TASK_ID", "SANDBOX", ""], ["作业-0-ab", "/tmp/sb\nnl", ""],
+                   ["e\u0301te\u0301-0-ab", "/tmp/b", ""], ["plain-0-ab", "/tmp/c", ""]], indent="")
+    assert len(lines) == 4 and "/tmp/sb\\nnl" in lines[1]
+    assert {columns(line[:line.index("/") if "/" in line else line.index("SANDBOX")]) for line in lines} == {12}
 
 
 def test_printable_lines_keeps_the_line_breaks_only():

@@ -1,0 +1,70 @@
+"""A config file's text as editors save it: a byte order mark, CRLF line ends, and bytes
+that are not UTF-8 (an error naming the line and column)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config.errors import ConfigError
+from config.loader import job_key, load_job, load_jobs, select_job
+from config.plan import open_problem
+from tests.support.configs import job, job_text, process, write_config
+
+
+def plain(obj):
+    return json.loads(obj.json_dumps())
+
+
+def error_of(path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_job(path)
+    return str(info.value)
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_are_read_as_windows_editors_write_them(tmp_path):
+    """A file saved with a BOM (Notepad's "UTF-8 with BOM") was `job.aurora:1: syntax error:
+    invalid non-printable character U+FEFF`; Python and Aurora's client read it. Its
+    `sources` text keeps the BOM (a re-run compares the file byte for byte) and the plan
+    may still be kept: the purity check parses it too."""
+    bom = "\ufeff"
+    (tmp_path / "more.aurora").write_bytes((bom + "cmd = 'echo caf\u00e9'\r\n").encode())
+    path = tmp_path / "job.aurora"
+    path.write_bytes((bom + "include('more.aurora')\r\n" + job_text("[Process(name='web', cmdline=cmd)]")
+                      .replace("\n", "\r\n")).encode())
+    sources: dict[str, str] = {}
+    assert plain(load_jobs(path, sources)[0])["task"]["processes"][0]["cmdline"] == "echo caf\u00e9"
+    assert sources[str(path)].startswith(bom) and open_problem(sources) is None
+    single = tmp_path / "single.json"
+    single.write_bytes((bom + json.dumps(plain(job(process("web"))))).encode())
+    sources = {}
+    assert job_key(load_jobs(single, sources)[0]) == "c/r/e/web" and open_problem(sources) is None
+
+
+def test_a_latin1_config_is_named_by_line_and_column(tmp_path):
+    """It said `'utf-8' codec can't decode byte 0xe9 in position 15: invalid continuation
+    byte`: Python's offset into the whole file, which no editor shows."""
+    path = tmp_path / "job.aurora"
+    path.write_bytes("a = 'é'\n".encode() + b"b = 'caf\xe9'\n")
+    assert error_of(path) == (f"{path}: cannot read the config file: line 2, column 9: byte 0xe9 is not "
+                              "UTF-8 (a config is UTF-8 text: save it as UTF-8)")
+
+
+@pytest.mark.parametrize("field", ["cluster", "role", "environment", "name"])
+def test_a_job_key_part_ending_in_a_newline_is_refused_and_letters_of_any_script_are_not(tmp_path, field):
+    """`name='quick\\n'` passed (`$` matches before a final newline): its task id, `stoker
+    ps` row and console label carried `quick\\n`. Letters of any script stay allowed."""
+    path = write_config(tmp_path, job_text(extra=f", {field}='quick\\n'").replace(f"{field}='{field[0]}', ", ""))
+    assert f"job.{field} = 'quick\\n' may only contain letters, digits, _, - and ." in error_of(path)
+    named = write_config(tmp_path, job_text(extra=f", {field}='作业-é'").replace(f"{field}='{field[0]}', ", ""),
+                         "named.aurora")
+    assert "作业-é" in job_key(load_job(named))
+
+
+def test_a_job_key_typed_where_arguments_are_read_as_ascii_names_the_job_in_the_utf8_file(tmp_path):
+    """`stoker run job.aurora c/rôle/e/web` under `LC_ALL=C PYTHONUTF8=0`: Python hands the
+    key over as the surrogate escapes of its UTF-8 bytes, and it said `no job
+    c/r\\xc3\\xb4le/e/web; the file defines: c/r\\xf4le/e/web`."""
+    path = write_config(tmp_path, job_text().replace("role='r'", "role='rôle'"))
+    typed = "c/rôle/e/web".encode().decode("ascii", "surrogateescape")
+    assert job_key(select_job(load_jobs(path), typed, path)) == "c/rôle/e/web"
