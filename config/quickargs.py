@@ -4,7 +4,7 @@ The supervisor of `stoker run` lives as long as its task, and everything it impo
 start stays in its memory: argparse, with the `gettext` it loads to translate its texts and
 the parser's objects, was 0.24-0.33 MiB of a supervisor's USS and 3 to 4 ms of its start
 (docs/benchmarks.md), for words it reads once. `parse` reads the words of a supervising
-command from the same metadata `add_arguments` gives argparse (`config/settings.py`: each
+command from the same metadata `add_arguments` gives argparse (`config/argdecl.py`; each
 field's flag, aliases, action, choices and positional rank), and gives up (None) on anything
 that is not plain: an unknown word or an abbreviation, `-h`/`--help`, `--`, a value that
 starts with `-`, a choice not offered, a flag without its value, a repeated group of

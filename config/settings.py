@@ -5,7 +5,7 @@ Owns `RunSettings` (`stoker run`'s arguments), a frozen attrs class, and the mac
 agent's environment and its flags, docs/mesos.md §14) and `config/registry.py`
 (`RegistrySettings`) build theirs with. Each field carries its table row as
 metadata, twitter.common style: flag, environment variables, default, help and parser, read
-by `add_arguments` (argparse, `--help`), `config/quickargs.py` (plain words) and `from_env`.
+by `config/argdecl.py` (argparse, `--help`), `config/quickargs.py` (plain words) and `from_env`.
 
 Precedence for a field: flag (an override) > environment variable > default; an empty
 variable counts as unset. `flag_conflicts` lists the flags given that overrode a variable
@@ -31,9 +31,7 @@ import attrs
 from config.announcer import parse_ensemble
 from config.errors import SettingsError
 
-if TYPE_CHECKING:  # argparse: for `add_arguments`' parser; zookeeper's: built only to announce
-    import argparse
-
+if TYPE_CHECKING:  # zookeeper's: built only to announce
     from config.spec import LoggerDefaults
     from config.zookeeper import AnnouncerSettings
 
@@ -410,42 +408,6 @@ class RunSettings:
 
 def _namespace_values(cls: type, args: object) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in attrs.fields(cls) if hasattr(args, f.name)}
-
-
-def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> argparse.ArgumentParser:
-    """Declares the flags and positionals of `settings_cls` on `parser`, from its metadata.
-
-    Every option defaults to None so that `from_args` can tell "not given" from a value and
-    fall back to the environment, then to the field's default (shown in the help).
-    """
-    for f in attrs.fields(settings_cls):
-        md = f.metadata
-        if not md.get("flag"):
-            continue
-        extra = dict(md["argparse"])
-        positional = extra.pop("positional", False)
-        names = list(md["env"])
-        env = f" [env {', '.join(names)}]" if names else ""
-        if positional:
-            parser.add_argument(md["flag"], help=md["help"] + env, default=None, **extra)
-        else:
-            parser.add_argument(md["flag"], *md["aliases"], dest=f.name, help=md["help"] + env,
-                                default=None, **extra)
-    return parser
-
-
-def variables(settings_cls: type) -> list[tuple[str, str]]:
-    """(variable, meaning) for every environment variable `settings_cls` reads, in field
-    order: the table `--help` shows."""
-    rows = []
-    for f in attrs.fields(settings_cls):
-        required = " (required)" if f.default is attrs.NOTHING else ""
-        flag = f" (or {f.metadata['flag']})" if f.metadata["flag"] else ""
-        for i, name in enumerate(f.metadata["env"]):
-            meaning = f"{f.metadata['help']}{flag}{required}" if i == 0 else \
-                f"used when {f.metadata['env'][i - 1]} is unset"
-            rows.append((name, meaning))
-    return rows
 
 
 def pop_secrets(environ: MutableMapping[str, str], *, keep_agent_env: bool = False) -> None:

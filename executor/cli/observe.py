@@ -24,9 +24,9 @@ import os
 import signal
 from typing import Any
 
+from config.argdecl import add_arguments
 from config.logsettings import LogSettings
 from config.registry import RegistrySettings
-from config.settings import add_arguments
 from executor.cli.targets import error, registry_arguments
 from executor.logs import log_event
 

@@ -11,7 +11,7 @@ import os
 import sys
 
 import executor
-from config.settings import add_arguments, variables
+from config.argdecl import add_arguments, variables
 from executor.cli.main import supervisor_settings
 
 __all__ = ["build"]

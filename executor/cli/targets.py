@@ -26,7 +26,6 @@ import attrs
 
 from config.executorsettings import ExecutorSettings
 from config.registry import RegistrySettings
-from config.settings import add_arguments
 from executor.cli import UsageError
 
 if TYPE_CHECKING:  # argparse: the inspection commands' parser, built only for them
@@ -50,6 +49,8 @@ class Target:
 
 
 def registry_arguments(parser: argparse.ArgumentParser) -> None:
+    from config.argdecl import add_arguments  # argparse's path only
+
     add_arguments(parser, RegistrySettings)
 
 

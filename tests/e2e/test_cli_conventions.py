@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from config.argdecl import variables
 from config.executorsettings import ExecutorSettings
-from config.settings import variables
 from executor.cli.main import _parser
 from tests.support.pty_proc import PtyProcess
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from config.announcer import AnnouncerSpec, parse_ensemble, parse_serverset_path
+from config.argdecl import add_arguments
 from config.errors import SettingsError
 from config.executorsettings import ExecutorSettings
-from config.settings import RunSettings, add_arguments
+from config.settings import RunSettings
 from config.zookeeper import (
     AnnouncerSettings,
     ZkAccess,

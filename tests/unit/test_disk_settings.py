@@ -6,10 +6,11 @@ import argparse
 
 import pytest
 
+from config.argdecl import add_arguments
 from config.errors import SettingsError
 from config.executorsettings import ExecutorSettings
 from config.quickargs import parse as quick_parse
-from config.settings import RunSettings, add_arguments, parse_interval
+from config.settings import RunSettings, parse_interval
 
 AGENT_ENV = {"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "fw-1", "MESOS_EXECUTOR_ID": "ex-1"}
 

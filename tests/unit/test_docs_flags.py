@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from config.argdecl import variables
 from config.registry import RegistrySettings
-from config.settings import variables
 from executor.cli.main import _parser
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,12 +6,12 @@ import os
 
 import pytest
 
+from config.argdecl import add_arguments
 from config.environment import DEFAULT_PATH, task_environment
 from config.errors import ConfigError, SettingsError
 from config.executorsettings import ExecutorSettings
 from config.settings import (
     RunSettings,
-    add_arguments,
     flag_conflicts,
     parse_bindings,
     parse_duration,
