@@ -1,15 +1,22 @@
 """The task's processes against their supervisor, or in states it may not expect: stopped
-processes, setuid programs it may not signal, zombies nobody reaps (the audit's cases that
-need only a Supervisor; the ones through `stoker run` are in tests/e2e/test_hostile_runs.py).
+processes, and a task of another user against its root supervisor (the setuid program a
+supervisor may not signal is tests/faults/test_hostile_procs.py's).
 """
 from __future__ import annotations
 
+import os
+import queue
 import signal
 from pathlib import Path
 
 import psutil
 import pytest
 
+from config.spec import ProcessSpec
+from executor.events import ProcessExited
+from executor.procs.identity import give_sandbox, user_named
+from executor.procs.supervisor import Supervisor
+from tests.support.users import needs_root, open_sandbox, throwaway_user
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -39,3 +46,31 @@ def test_a_stopped_run_and_its_stopped_daemon_act_on_sigterm_at_once(harness, tm
     assert (event.status.exit_code, event.status.signal) == (7, None)
     marker = Path(tmp_path / "daemon")
     wait_for(marker.exists, 5, message="the stopped daemon's SIGTERM handler to run")
+
+
+@needs_root
+def test_a_role_s_process_cannot_reach_its_root_supervisor_or_watchdog():
+    """A task running as its role may not signal the root supervisor or its watchdog,
+    nor open their descriptors (the watchdog's pipe: held open, it would never wake) or
+    read their environments through /proc."""
+    with throwaway_user() as (user, _group), open_sandbox() as sandbox:
+        run_as = user_named(user.pw_name)
+        give_sandbox(sandbox, run_as)
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        sup = Supervisor(sandbox=sandbox, task_label="t.0", env={"PATH": os.environ["PATH"]},
+                         post=events.put, run_as=run_as)
+        sup.start()
+        try:
+            wd = sup.watchdog_pid
+            # kill -0: the permission check alone (a failing test must not stop pytest itself)
+            probes = [f"kill -0 {os.getpid()}", f"kill -0 {wd}",
+                      f": > /proc/{wd}/fd/0", f"ls /proc/{os.getpid()}/fd", f"cat /proc/{os.getpid()}/environ",
+                      f"cat /proc/{wd}/environ"]
+            script = "; ".join(f"{probe} >/dev/null 2>&1; echo $?" for probe in probes)
+            sup.spawn(ProcessSpec("probe", script), 0)
+            exited = events.get(timeout=10)
+            assert isinstance(exited, ProcessExited) and exited.status.exit_code == 0
+            codes = (sandbox / ".logs/probe/0/stdout").read_text().split()
+            assert len(codes) == len(probes) and "0" not in codes, dict(zip(probes, codes))
+        finally:
+            sup.close()
