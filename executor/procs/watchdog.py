@@ -52,6 +52,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
@@ -240,10 +241,16 @@ class WatchdogKeeper:
     def let_go(self) -> None:
         """Close its pipe: it makes one pass, finds nothing, exits. Not during a hand-over
         (`hold`, on the reaper thread as orphans are reaped): the write would go to a closed
-        descriptor, or to whatever file got its number since."""
+        descriptor, or to whatever file got its number since. And SIGCONT: one a task's
+        process stopped (`kill -STOP`, as Stoker's own user) would never read the end of its
+        pipe, and would stay behind, stopped, once this process has exited."""
         with self._starting:
             if self._watchdog is not None:
                 self._watchdog.close_pipe()
+                with self._reaper.lock:  # unreaped while registered: the pid is still its
+                    if self._reaper.is_registered(self._watchdog.pid):
+                        with contextlib.suppress(OSError):
+                            os.kill(self._watchdog.pid, signal.SIGCONT)
 
     def wait_gone(self, within_secs: float) -> None:
         """Wait for a watchdog let go to exit; one that does not is logged."""

@@ -16,10 +16,18 @@ from config.spec import ProcessSpec
 from executor.events import ProcessExited
 from executor.procs.identity import give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
+from tests.support.supervision import Harness
 from tests.support.users import needs_root, open_sandbox, throwaway_user
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def stopped(pid: int) -> bool:
@@ -46,6 +54,22 @@ def test_a_stopped_run_and_its_stopped_daemon_act_on_sigterm_at_once(harness, tm
     assert (event.status.exit_code, event.status.signal) == (7, None)
     marker = Path(tmp_path / "daemon")
     wait_for(marker.exists, 5, message="the stopped daemon's SIGTERM handler to run")
+
+
+def test_a_watchdog_a_task_process_stopped_is_continued_at_close_and_leaves(tmp_path, tracker):
+    """Before, a watchdog stopped by a task process of Stoker's own user (`kill -STOP`) never
+    read the end of its pipe: the close waited 1 s for it (`watchdog_stuck`) and left it
+    behind, stopped, for good."""
+    harness = Harness(tmp_path / "sandbox", tracker)
+    try:
+        wd = harness.sup.watchdog_pid
+        assert wd is not None
+        tracker.add(wd)
+        harness.spawn("p", f"kill -STOP {wd}; exec sleep 30")
+        wait_for(lambda: stopped(wd), 5, message="the task to stop its watchdog")
+    finally:
+        harness.sup.close()
+    wait_for(lambda: not alive(wd), 2, message="the stopped watchdog to be continued and exit")
 
 
 @needs_root
