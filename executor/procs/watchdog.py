@@ -29,7 +29,8 @@ own runs.) At EOF:
 3. In the same passes, the processes the supervisor *held* it (`WatchdogKeeper.hold`: the
    task's orphans and daemons, `handover.py`, which the marker scan may not see), each by
    pid and start time: one whose `/proc/PID/stat` shows another start time (a reused pid),
-   or a zombie, is left alone; the others are SIGSTOPped, checked again (one that changed
+   a zombie, or one it may not signal (a setuid program's, that took another user's id), is
+   left alone; the others are SIGSTOPped, checked again (one that changed
    meanwhile is SIGCONTed and left), and killed with their descendants as above.
 
 The held list travels on a second pipe, read only at EOF, so it costs the watchdog no
