@@ -1,4 +1,6 @@
-"""A task's process that Stoker may not signal: under a `stoker run` of an ordinary user
+"""A task's processes against their supervisor.
+
+A process that Stoker may not signal: under a `stoker run` of an ordinary user
 (nobody) without a cgroup, a run starts a setuid-root program that takes root's real user id
 too (as `su` and `sudo` do), so every SIGTERM and SIGKILL of the staged kill is refused.
 
@@ -9,7 +11,13 @@ on it and was logged as stuck (`watchdog_stuck`). Now one ERROR line, `close_inc
 names it with its command and user id, and the watchdog leaves alone what it may not
 signal.
 
-Needs root (a setuid copy of Python, Stoker as nobody) and a Python nobody may run.
+Needs root (a setuid copy of Python, Stoker as nobody) and a Python nobody may run; two
+seconds, so STOKER_FAULTS_FULL=1 only.
+
+A stray signal to `stoker executor` from its task (`kill -USR1 $PPID`: a daemon telling its
+parent it is ready) ended the executor on the spot: the agent reported TASK_FAILED
+`Executor terminated`. Now it is ignored, with one WARNING line, and the task runs on.
+`stoker run`'s side is tests/e2e/test_run_signals.py's.
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -24,10 +33,14 @@ from pathlib import Path
 import pytest
 
 from tests.support import proc_scan
+from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.fault_sizes import FULL
+from tests.support.ports import free_ports
+from tests.support.stoker_proc import kill_leftovers, live, task_pids
 from tests.support.users import needs_root, open_sandbox, stoker_as
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.faults, needs_root, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
 NOBODY = 65534
 
@@ -42,6 +55,8 @@ def job(rootpy: Path) -> str:
     """)
 
 
+@needs_root
+@pytest.mark.skipif(not FULL, reason="two seconds: STOKER_FAULTS_FULL=1 only")
 def test_a_process_that_refuses_every_signal_is_named_at_the_end(figures):
     stoker = stoker_as(NOBODY, NOBODY)
     if stoker is None:
@@ -87,3 +102,34 @@ def test_a_process_that_refuses_every_signal_is_named_at_the_end(figures):
             for pid in proc_scan.live(held):
                 os.kill(pid, signal.SIGKILL)
             shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_stray_signal_from_its_task_leaves_the_executor_running(tmp_path):
+    from config.document import encode
+    from config.loader import load_job
+
+    (tmp_path / "job.aurora").write_text(textwrap.dedent("""
+        p = Process(name='web', cmdline='kill -USR1 $PPID; kill -ALRM $PPID; touch sent; sleep 1000')
+        jobs = [Service(cluster='local', role='me', environment='test', name='web',
+                        task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
+                                  finalization_wait=1))]
+    """))
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    sim = AgentSimulator(sandbox=sandbox)
+    try:
+        sim.launch_executor([sys.executable, "-m", "executor", "executor"], cwd=sandbox)
+        sim.wait_subscribed(timeout_secs=10)
+        sim.launch(make_task_info("task-1", encode(load_job(tmp_path / "job.aurora")), ports=free_ports(2)))
+        sim.wait_for_state("task-1", "TASK_RUNNING", 10)
+        wait_for(lambda: (sandbox / "sent").exists(), 10, message="the stray signals sent")
+        wait_for(lambda: sim.executor_log().count("signal_ignored") >= 2, 5, message="a line for each")
+        pids = task_pids(sandbox)
+        assert live(pids) == pids  # the task runs on, under its executor
+        sim.kill("task-1")
+        sim.wait_for_state("task-1", "TASK_KILLED", 10)
+        assert sim.wait_exit(10) == 0
+        assert sim.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    finally:
+        sim.close()
+        kill_leftovers(task_pids(sandbox))
