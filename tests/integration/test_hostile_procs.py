@@ -1,6 +1,6 @@
 """The task's processes against their supervisor, or in states it may not expect: stopped
 processes, and a task of another user against its root supervisor (the setuid program a
-supervisor may not signal is tests/faults/test_hostile_procs.py's).
+supervisor may not signal is tests/faults/test_audit_hostile_procs.py's).
 """
 from __future__ import annotations
 
