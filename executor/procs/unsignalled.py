@@ -1,4 +1,4 @@
-"""The task's processes this supervisor may not signal, in words.
+"""The task's processes this supervisor may not signal, or whose end it may not see, in words.
 
 A supervisor that is not root may signal only the processes whose real or saved user id is
 its own. A task's process that execs a setuid program which takes its real user id too
@@ -7,7 +7,13 @@ SIGKILL is refused (EPERM), and with no cgroup to kill it through (`cgroup.kill`
 permission over the process), it outlives the task. The containment says so once, at close
 (`Containment.kill_all`), naming each of them; this module reads what it names.
 
-Loaded only when there is such a process. Never raises.
+A run whose top process a debugger traces (`gdb -p`, `strace -p`) ends when SIGKILLed,
+but the kernel tells its tracer first, and its parent, the supervisor, only once the tracer
+has taken that news: a debugger holding it at its prompt keeps the run from ending, and the
+stop gives it up 1 s after its SIGKILL (`did not exit 1 s after SIGKILL`). `say_traced`
+names the tracer as the SIGKILL goes out, so that line has its reason.
+
+Loaded only at a close that left something, or a run's SIGKILL. Never raises.
 """
 from __future__ import annotations
 
@@ -31,6 +37,17 @@ def report(label: str, left: Iterable[int]) -> None:
             f"{count} of the task may not be signalled by this user "
             f"(uid {os.geteuid()}: a setuid program took another user's id) and are "
             f"left running: {describe(stuck)}"))
+
+
+def say_traced(label: str, runs: Iterable[tuple[str, int, int]]) -> None:
+    """One WARNING for each run (process, run, top pid) whose top process is traced."""
+    for process, run, pid in runs:
+        tracer = _status_field(pid, b"TracerPid:")
+        if tracer.isdigit() and tracer != "0":
+            log_event(logger, logging.WARNING, "run_traced", task=label, process=process, run=run,
+                      pid=pid, tracer=f"{tracer} ({_command(int(tracer))})",
+                      reason="a debugger traces it: its end reaches the supervisor only once the "
+                             "tracer has taken it, so the run may be given up on after its SIGKILL")
 
 
 def refused(pids: Iterable[int]) -> list[int]:
@@ -69,11 +86,16 @@ def _command(pid: int) -> str:
 
 def _uid(pid: int) -> str:
     """The real user id ('Uid:' in /proc/PID/status), '?' when unreadable."""
+    return _status_field(pid, b"Uid:")
+
+
+def _status_field(pid: int, name: bytes) -> str:
+    """The first word of a /proc/PID/status line, '?' when unreadable."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
-                if line.startswith(b"Uid:"):
+                if line.startswith(name):
                     return line.split()[1].decode()
-    except (OSError, IndexError):
+    except (OSError, IndexError, ValueError):
         pass
     return "?"

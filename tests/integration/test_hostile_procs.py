@@ -1,12 +1,15 @@
 """The task's processes against their supervisor, or in states it may not expect: stopped
-processes, and a task of another user against its root supervisor (the setuid program a
+processes, a traced one, and a task of another user against its root supervisor (the setuid program a
 supervisor may not signal is tests/faults/test_audit_hostile_procs.py's).
 """
 from __future__ import annotations
 
+import logging
 import os
 import queue
+import shlex
 import signal
+import sys
 from pathlib import Path
 
 import psutil
@@ -70,6 +73,26 @@ def test_a_watchdog_a_task_process_stopped_is_continued_at_close_and_leaves(tmp_
     finally:
         harness.sup.close()
     wait_for(lambda: not alive(wd), 2, message="the stopped watchdog to be continued and exit")
+
+
+TRACER = ("import ctypes, sys, time; libc = ctypes.CDLL(None); "
+          "assert libc.ptrace(16, int(sys.argv[1]), 0, 0) == 0; open('attached', 'w'); time.sleep(30)")
+
+
+@needs_root
+def test_a_run_a_debugger_holds_is_named_with_its_tracer_at_its_sigkill(harness, caplog):
+    """Before, a run whose top process a debugger held (`gdb -p`) ended `did not exit 1 s
+    after SIGKILL; given up on`, nothing saying why: the kernel tells the tracer of its end
+    first, and the supervisor only once the tracer has taken it."""
+    top = harness.spawn("q", "exec sleep 30")
+    tracer = harness.spawn("tracer", f"exec {shlex.quote(sys.executable)} -c {shlex.quote(TRACER)} {top}")
+    wait_for(lambda: (harness.sandbox / "attached").exists(), 5, message="the tracer to attach")
+    with caplog.at_level(logging.WARNING, logger="executor.procs.containment"):
+        harness.sup.signal_run("q", 0, signal.SIGKILL)
+    traced = [r.getMessage() for r in caplog.records if "run_traced" in r.getMessage()]
+    assert len(traced) == 1 and f"pid={top} " in traced[0] and f'tracer="{tracer} (' in traced[0], traced
+    harness.sup.signal_run("tracer", 0, signal.SIGKILL)  # lets go of it: both ends are seen
+    assert {harness.next_exit().process, harness.next_exit().process} == {"q", "tracer"}
 
 
 @needs_root
