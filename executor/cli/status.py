@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in view.warnings:  # damaged records: skipped, and said so
         print(f"stoker: warning: {printable(warning)}", file=sys.stderr)
     now = time.time()
-    figures = _figures(inspection, marker)
+    figures = figures_of(inspection, marker)
     if args.json:
         doc = dict(status_json(inspection), resources=figures_json(figures, now))
         print(json.dumps(doc, indent=2, default=str))
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _figures(inspection: Inspection, marker: str) -> Figures:
+def figures_of(inspection: Inspection, marker: str) -> Figures:
     """The task's use against its reservation: its running trees looked at once (their CPU
     rate is each run's average since it started) and its usage record."""
     from executor.observe.taskusage import running, task_figures

@@ -225,8 +225,3 @@ def figure_rows(f: Figures, now_wall: float) -> list[tuple[str, str, str, str, s
     return [("cpu", _cores(f.cpu_used), _cores(f.cpu_reserved), _pct(f.cpu_percent), cpu_note),
             ("ram", size_text(f.ram_used), size_text(f.ram_reserved), _pct(f.ram_percent), f.cpu_note),
             ("disk", size_text(f.disk_used), size_text(f.disk_reserved), _pct(f.disk_percent), disk_note)]
-
-
-def compact(f: Figures) -> str:
-    """cpu/ram/disk percents in one cell (`stoker ps`): `12%/35%/8%`, `-` for each unknown."""
-    return "/".join(_pct(p) for p in (f.cpu_percent, f.ram_percent, f.disk_percent))

@@ -7,7 +7,6 @@ from executor.task.usagefigures import (
     DiskSample,
     Live,
     UsageRecord,
-    compact,
     figure_rows,
     figures,
     figures_json,
@@ -77,7 +76,6 @@ def test_no_record_and_no_live_trees_leave_every_used_figure_unknown():
     assert doc["disk_note"] == "no usage record: why" and doc["cpu_note"] == "the task ended (KILLED)"
     rows = figure_rows(f, NOW)
     assert [r[1] for r in rows] == ["-", "-", "-"] and rows[0][4] == "the task ended (KILLED)"
-    assert compact(f) == "-/-/-"
 
 
 def test_text_rows_read_as_used_of_reserved():
@@ -87,7 +85,6 @@ def test_text_rows_read_as_used_of_reserved():
         ("ram", "32.0 MiB", "128.0 MiB", "25%", ""),
         ("disk", "1.5 MiB", "64.0 MiB", "2.3%", "sampled 5.0s ago, took 3 ms"),
     ]
-    assert compact(f) == "50%/25%/2.3%"
 
 
 def test_a_record_is_read_only_with_fields_of_their_types():
