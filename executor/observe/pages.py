@@ -2,11 +2,12 @@
 
 The list shows the live tasks first (a LOST one counts: it has not ended), then the ended
 ones, newest first within each. A task's page shows what `stoker status` shows, and more:
-its facts (state, LOST since when, supervisor, sandbox, ports, health), its use against its
-reservation (CPU, RSS and disk against its Resources: Thermos' executor metrics), each
-process with its current run (state, run, pid, exit, failures, start, CPU % and RSS of its
-process tree) and its earlier runs, a LOST task's leftover processes, the health history,
-the changes of the task's state and of its supervisor's phase, and the bound task it runs.
+its facts (state, LOST since when, supervisor, sandbox, ports, health), each process with
+its current run (state, run, pid, exit, failures, start, CPU % and RSS of its process tree),
+the task's use against its reservation (CPU, RSS and disk against its Resources: Thermos'
+executor metrics), the processes' earlier runs, a LOST task's leftover processes, the
+health history, the changes of the task's state and of its supervisor's phase, and the
+bound task it runs.
 """
 from __future__ import annotations
 
@@ -259,7 +260,6 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
         body.append(f'<p class="note">{esc(warning)}</p>')
     if attempt is not None:
         body.append(_announcement(attempt, now_wall))
-        body.append(_resources(d, now_wall))
         body.append(f"<h2>Processes ({attempt.processes_total})</h2>")
         body.append(table(["process", "state", "run", "pid", "exit", "failures", "restarts",
                            "started", "time", "CPU %", "RSS", "procs", "logs", "reason"],
@@ -267,6 +267,7 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
                           wrap=(13,)))
         if attempt.not_shown_note:
             body.append(f'<p class="note">{esc(attempt.not_shown_note)}</p>')
+        body.append(_resources(d, now_wall))
         body.append(_earlier_runs(d, attempt))
         body.append(_leftovers(d))
         body.append(_health(attempt))
