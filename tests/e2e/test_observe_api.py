@@ -35,7 +35,9 @@ def host(tmp_path_factory):
                     "echo oops >&2; exec sleep 1000",
             "idle": "exec sleep 1000"})
         observed.run(chatty)
-        observed.run(config(tmp, "second", {"only": f"head -c {WRITTEN} /dev/zero > blob; exec sleep 1000"}),
+        observed.run(config(tmp, "second", {"only": f"head -c {WRITTEN} /dev/zero > blob; while [ ! -e go ]; "
+                                                     f"do sleep 0.05; done; head -c {WRITTEN} /dev/zero > blob2; "
+                                                     "exec sleep 1000"}),
                      "--disk-limit", "on", "--disk-check-interval", "0.05")
         observed.observe()
         yield observed
@@ -76,7 +78,8 @@ def test_a_task_is_what_stoker_status_says_with_usage_and_definition(host):
 
 def test_use_against_reservation_is_in_status_and_the_api_with_thermos_names(host):
     """The second task's disk is sampled (`--disk-limit on`): its last sample reaches `stoker
-    status` and the observer through `.stoker/usage.json`, and a newer one replaces it; the
+    status` and the observer through `.stoker/usage.json`, and a newer one replaces it (the
+    observer keeps a checkpoint's view until the file changes; a sample changes only this); the
     first's check is off: its disk is null, and the text says why. CPU and RSS are its
     running trees', reserved figures its Resources."""
     tid = task_id(host, "second")
@@ -90,7 +93,8 @@ def test_use_against_reservation_is_in_status_and_the_api_with_thermos_names(hos
     assert 0 <= figures["disk_sample_age_secs"] < 30
     api = host.json(f"/api/tasks/{tid}")["resources"]
     assert api["disk_used"] >= WRITTEN and api["disk_reserved"] == MB and api["ram_used"] > 0
-    assert wait_for(lambda: host.json(f"/api/tasks/{tid}")["resources"]["disk_sampled"] != api["disk_sampled"])
+    (host.runs[1].sandbox / "go").touch()  # a second file: a newer sample, the checkpoint unchanged
+    assert wait_for(lambda: host.json(f"/api/tasks/{tid}")["resources"]["disk_used"] >= 2 * WRITTEN)
     off = host.json(f"/api/tasks/{task_id(host, 'chatty')}")["status"]["resources"]
     assert off["disk_used"] is None and off["disk_percent"] is None and off["disk_reserved"] == MB
     assert "disk-limit check is off" in off["disk_note"] and off["ram_used"] > 0
