@@ -39,11 +39,12 @@ import benchlib
 from benchlib import Row, med_p95, ms, progress, summary, workdir
 
 from executor.cli.main import main as stoker_main
+from executor.cli.status import figures_of
 from executor.cli.views import format_status
 from executor.host.entry import FrontEnd
 from executor.host.session import HostSession
 from executor.task.checkpoint import COMPACT_MIN_BYTES, CheckpointWriter, checkpoint_path, iter_records
-from executor.task.inspection import inspect_sandbox
+from executor.task.inspection import inspect_sandbox, marker_of
 from executor.task.replay import replay
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 
@@ -170,10 +171,10 @@ def bench_checkpoint(base: Path, quick: bool) -> list[Row]:
     attempts = QUICK_ATTEMPTS if quick else ATTEMPTS
     sandbox, biggest, took, rate = run_checks(base, attempts)
     try:
-        def status() -> None:
+        def status() -> None:  # as `stoker status` does it: its use against its reservation too
             found = inspect_sandbox(sandbox)
             assert found.view is not None
-            format_status(found.view, time.time(), found.truth)
+            format_status(found.view, time.time(), found.truth, figures=figures_of(found, marker_of(found)))
 
         inproc = timed(status, 20 if quick else 100)
         whole = process_secs(["status", str(sandbox)], 3 if quick else 15)
@@ -187,7 +188,7 @@ def bench_checkpoint(base: Path, quick: bool) -> list[Row]:
             f"{biggest:,} bytes ({final:,} at the end; {took:.0f} s, {rate:,.0f} attempts/s)",
             f"the file's compaction threshold: {COMPACT_MIN_BYTES:,} bytes", f"< {SIZE_LIMIT:,} bytes",
             value=biggest, limit=SIZE_LIMIT),
-        Row("stoker status of that task (in process: read, replay, check, format)",
+        Row("stoker status of that task (in process: read, replay, check, its use, format)",
             med_p95(inproc, 2), "-", f"< {ms(STATUS_LIMIT_SECS, 0)}",
             value=s.median, limit=STATUS_LIMIT_SECS),
         Row("stoker status of that task (the whole process)", med_p95(whole, 1),

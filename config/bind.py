@@ -146,13 +146,16 @@ def _health_warnings(hc: dict[str, Any], health: spec.HealthSpec) -> list[str]:
 
 
 def _task_spec(task: dict[str, Any]) -> spec.TaskSpec:
+    resources = task.get("resources") or {}
+    cpu = resources.get("cpu")
     return spec.TaskSpec(
         name=task["name"],
         processes=tuple(_process_spec(p) for p in task["processes"]),
         constraints=tuple(tuple(c.get("order", ())) for c in task["constraints"]),
         max_failures=task["max_failures"], max_concurrency=task["max_concurrency"],
         finalization_wait_secs=float(task["finalization_wait"]),
-        disk_bytes=(task.get("resources") or {}).get("disk"),
+        disk_bytes=resources.get("disk"), ram_bytes=resources.get("ram"),
+        cpu=None if cpu is None else float(cpu),
     )
 
 

@@ -88,6 +88,8 @@ class TaskSpec:
     max_concurrency: int = 0  # processes running at once; 0 = unlimited
     finalization_wait_secs: float = 30.0
     disk_bytes: int | None = None  # Resources.disk: the sandbox's limit (None: not reserved)
+    cpu: float | None = None  # Resources.cpu, in cores (None: not reserved); shown, never enforced
+    ram_bytes: int | None = None  # Resources.ram (None: not reserved); shown, never enforced
 
     def process(self, name: str) -> ProcessSpec:
         for p in self.processes:

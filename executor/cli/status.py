@@ -2,7 +2,9 @@
 
 Replays the sandbox's checkpoint (read safely and bounded; each damaged record it skipped
 is one `stoker: warning:` line on stderr), checks that its supervisor still runs, and prints the view of `executor/cli/views.py`: a task whose supervisor is gone
-without a terminal record is LOST, with since when and its leftover processes. `--json`
+without a terminal record is LOST, with since when and its leftover processes; and the
+task's use against its reservation (`executor/observe/taskusage.py`: CPU and RSS of its
+running trees, its last disk sample; `resources` in JSON). `--json`
 prints the replayed view with the same truth beside it. A sandbox without a checkpoint whose
 lock file says a supervisor took it is printed as what is known: its supervisor (pid, when
 its registry entry, lock file or /proc/locks names it) died (LOST), let go, or is starting,
@@ -21,7 +23,9 @@ from config.words import printable
 from executor.cli.targets import error, registry_arguments, resolve
 
 if TYPE_CHECKING:
+    from executor.task.inspection import Inspection
     from executor.task.taskview import TaskView
+    from executor.task.usagefigures import Figures
 
 
 def register(sub: Any, command: Any) -> None:
@@ -41,6 +45,7 @@ def register(sub: Any, command: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from executor.cli.views import format_status, format_unrecorded
     from executor.task.inspection import inspect_sandbox, marker_of, status_json, with_leftovers
+    from executor.task.usagefigures import figures_json
 
     target = resolve(args.target, args)
     inspection = inspect_sandbox(target.sandbox, target.entry)
@@ -57,13 +62,26 @@ def run(args: argparse.Namespace) -> int:
     assert view is not None
     for warning in view.warnings:  # damaged records: skipped, and said so
         print(f"stoker: warning: {printable(warning)}", file=sys.stderr)
+    now = time.time()
+    figures = figures_of(inspection, marker)
     if args.json:
-        print(json.dumps(status_json(inspection), indent=2, default=str))
+        doc = dict(status_json(inspection), resources=figures_json(figures, now))
+        print(json.dumps(doc, indent=2, default=str))
     else:
         starts, stopped = _kernel_view(view, inspection.truth.alive)
-        text = format_status(view, time.time(), inspection.truth, inspection.leftovers, starts, stopped)
+        text = format_status(view, now, inspection.truth, inspection.leftovers, starts, figures,
+                             stopped)
         sys.stdout.write(text)
     return 0
+
+
+def figures_of(inspection: Inspection, marker: str) -> Figures:
+    """The task's use against its reservation: its running trees looked at once (their CPU
+    rate is each run's average since it started) and its usage record."""
+    from executor.observe.taskusage import running, task_figures
+    from executor.observe.usage import UsageSampler
+
+    return task_figures(inspection, marker, UsageSampler().sample(running(inspection)))
 
 
 def _kernel_view(view: TaskView, alive: bool) -> tuple[dict[str, float], frozenset[str]]:

@@ -4,8 +4,9 @@ Owns formatting a replayed `TaskView` as a readable table (`format_status`): the
 state (LOST, with since when and which record says so, when its supervisor is gone without
 a terminal record; RESTARTING, with the next attempt and when it starts, while `stoker run`
 waits out its back-off between two attempts), its attempts, the supervisor's phase, its ServerSet announcement, each
-process with its run, pid, exit and time, the health checks, and a LOST task's leftover
-processes. Times are ISO 8601
+process with its run, pid, exit and time, the health checks, its use against its reservation
+(CPU, RSS and disk against its Resources: `executor/task/usagefigures.py`), and a LOST task's
+leftover processes. Times are ISO 8601
 dates with the local offset and an age beside them (`executor/host/clock.py`). What comes
 from the checkpoint is escaped (`config.words.printable`): nothing printed can drive the
 terminal. Formatting only: no I/O.
@@ -20,6 +21,7 @@ from executor.host.clock import age, iso_time, when
 from executor.host.truth import RESTARTING, Truth, describe_restart
 from executor.task.inspection import Inspection, Leftover
 from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
+from executor.task.usagefigures import Figures, figure_rows
 
 format_duration = age  # 3.2s, 4m05s, 2h03m, 3d04h
 
@@ -121,11 +123,12 @@ def _leftover_lines(leftovers: Sequence[Leftover]) -> list[str]:
 
 def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
                   leftovers: Sequence[Leftover] = (), starts: Mapping[str, float] | None = None,
-                  stopped: AbstractSet[str] = frozenset()) -> str:
+                  figures: Figures | None = None, stopped: AbstractSet[str] = frozenset()) -> str:
     """A readable status of the task as replayed from its checkpoint; `truth` says whether
     its supervisor still runs (None: not checked); `starts`: the kernel's start of each
-    running run, by process, in today's wall clock (its 'up' is from there); `stopped`: the
-    processes whose run the kernel shows stopped, and "" when the supervisor is."""
+    running run, by process, in today's wall clock (its 'up' is from there); `figures`: its
+    use against its reservation (None: not shown); `stopped`: the processes whose run the
+    kernel shows stopped, and "" when the supervisor is."""
     cur = view.current
     lost = truth is not None and truth.lost
     ports = " ".join(f"{k}={v}" for k, v in sorted(view.ports.items())) or "none"
@@ -166,6 +169,10 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
         lines.append(cur.not_shown_note)
     lines.append("")
     lines.extend(_health_lines(cur))
+    if figures is not None:
+        lines += ["", "resources (used of reserved):",
+                  *table([["RESOURCE", "USED", "RESERVED", "%", "NOTE"],
+                          *(list(r) for r in figure_rows(figures, now_wall))])]
     if lost:
         lines += ["", *_leftover_lines(leftovers)]
     return printable_lines("\n".join(lines)) + "\n"  # names and reasons come from the checkpoint

@@ -27,6 +27,7 @@ LOCK_FILE = "supervisor.lock"
 CONTROL_SOCKET = "control.sock"
 TASK_FILE = "task.json"  # the bound task as it runs (`executor/task/definition.py`)
 HELD_FILE = "held.json"  # what the watchdog holds by pid (`executor/task/heldfile.py`)
+USAGE_FILE = "usage.json"  # the reservation and the last disk sample (`executor/task/usagefile.py`)
 DIR_MODE = 0o700
 
 

@@ -12,9 +12,12 @@ Pure (no I/O, threads, clocks or logging): `routes` (a request's method, path, q
 Host → what to answer), `logrange` (which bytes of a log to read, cut on character and line
 boundaries), `model` (what a page shows, and CPU % from two samples), `html`, `pages` and
 `logpage` (the pages, from the model), `assets` (the stylesheet and the follow script).
-Adapters: `reader` (registry, sandboxes, logs), `usage` (/proc), `server` (WSGI, waitress).
+Adapters: `reader` (registry, sandboxes, logs), `usage` (/proc), `taskusage` (a task's use
+against its reservation: its trees' usage added up, its `.stoker/usage.json`), `server`
+(WSGI, waitress).
 
 May import: task, host, procs, events, logs, config/, healthcheck/. Never: cli, mesos,
-local; nothing imports it but the `stoker observe` command, so `stoker run` and `stoker
-executor` never load it or waitress (a test checks).
+local; nothing imports it but the `stoker observe` command and `stoker status` (which
+reads a task's use against its reservation as the task page does: `taskusage`, `usage`),
+so `stoker run` and `stoker executor` never load it or waitress (a test checks).
 """

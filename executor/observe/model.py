@@ -19,6 +19,7 @@ import attrs
 
 if TYPE_CHECKING:
     from executor.task.inspection import Inspection
+    from executor.task.usagefigures import Figures
 
 SINCE_LAST_LOOK = "since the previous look"
 SINCE_START = "average since the run started"
@@ -74,6 +75,7 @@ class TaskDetail:
     definition: Mapping[str, Any] | None
     definition_problem: str  # why there is no definition ("" when there is one)
     status: Mapping[str, Any]  # `stoker status --json` of the task
+    figures: Figures | None = None  # its use against its reservation
 
 
 @attrs.frozen(slots=True)

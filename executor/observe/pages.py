@@ -3,9 +3,11 @@
 The list shows the live tasks first (a LOST one counts: it has not ended), then the ended
 ones, newest first within each. A task's page shows what `stoker status` shows, and more:
 its facts (state, LOST since when, supervisor, sandbox, ports, health), each process with
-its current run (state, run, pid, exit, failures, start, CPU % and RSS of its process tree)
-and its earlier runs, a LOST task's leftover processes, the health history, the changes of
-the task's state and of its supervisor's phase, and the bound task it runs.
+its current run (state, run, pid, exit, failures, start, CPU % and RSS of its process tree),
+the task's use against its reservation (CPU, RSS and disk against its Resources: Thermos'
+executor metrics), the processes' earlier runs, a LOST task's leftover processes, the
+health history, the changes of the task's state and of its supervisor's phase, and the
+bound task it runs.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from executor.host.truth import describe_restart
 from executor.observe.html import esc, facts, log_url, page, size_text, state, table, task_url
 from executor.observe.model import TaskDetail, TaskSummary, Usage
 from executor.task.taskview import AttemptView, ProcessView, RunView, TransitionView
+from executor.task.usagefigures import figure_rows
 
 
 def _sorted(tasks: Sequence[TaskSummary]) -> list[TaskSummary]:
@@ -197,6 +200,17 @@ def _announcement(attempt: AttemptView, now_wall: float) -> str:
         ("reason", esc(a.reason))])
 
 
+def _resources(d: TaskDetail, now_wall: float) -> str:
+    """The task's use against its reservation (Thermos' executor metrics); `-` where a
+    figure is not known, with the reason beside it."""
+    if d.figures is None:
+        return ""
+    rows = [[esc(name), esc(used), esc(reserved), esc(pct), esc(note)]
+            for name, used, reserved, pct, note in figure_rows(d.figures, now_wall)]
+    return "<h2>Resources</h2>" + table(["resource", "used", "reserved", "%", "note"], rows,
+                                        numeric=(1, 2, 3), wrap=(4,))
+
+
 def _definition(d: TaskDetail) -> str:
     if d.definition is None:
         return f"<h2>Definition</h2><p class=\"muted\">{esc(d.definition_problem)}</p>"
@@ -255,6 +269,7 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
                           wrap=(13,)))
         if attempt.not_shown_note:
             body.append(f'<p class="note">{esc(attempt.not_shown_note)}</p>')
+        body.append(_resources(d, now_wall))
         body.append(_earlier_runs(d, attempt))
         body.append(_leftovers(d))
         body.append(_health(attempt))

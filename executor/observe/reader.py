@@ -20,6 +20,8 @@ the one held (`executor/procs/rotation.py`, shared with tail), then into the nex
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -28,11 +30,11 @@ from config.registry import RegistrySettings
 from executor.host.registry import Listed, Registry, RegistryUnreadable, find
 from executor.observe.logrange import STREAM, LogQuery, trim, window
 from executor.observe.model import LogChunk, TaskDetail, TaskSummary
-from executor.observe.usage import RunRef, UsageSampler
+from executor.observe.taskusage import running, task_figures
+from executor.observe.usage import UsageSampler
 from executor.procs import rotation, saferead
 from executor.task.definition import read_definition
 from executor.task.inspection import (
-    Inspection,
     Viewed,
     inspect_sandbox,
     marker_of,
@@ -40,6 +42,7 @@ from executor.task.inspection import (
     status_json,
     with_leftovers,
 )
+from executor.task.usagefigures import figures_json
 from executor.task.viewcache import ViewCache
 
 LOGS_DIR = ".logs"
@@ -57,9 +60,11 @@ class Unavailable(Exception):
 
 
 class Reader:
-    def __init__(self, settings: RegistrySettings, usage: UsageSampler | None = None) -> None:
+    def __init__(self, settings: RegistrySettings, usage: UsageSampler | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self._usage = usage or UsageSampler()
+        self._wall = wall
         self.views: ViewCache[Viewed] = ViewCache()  # each checkpoint replayed once it changed
 
     @property
@@ -97,10 +102,12 @@ class Reader:
         if definition is not None and definition.get("task_id") not in (task_id, None):
             other = definition.get("task_id")
             definition, problem = None, f"the sandbox's task.json is of task {other!r}, a later attempt"
-        return TaskDetail(row=row(entry, inspection), inspection=inspection,
-                          usage=self._usage.sample(_running(inspection)),
+        usage = self._usage.sample(running(inspection))
+        figures = task_figures(inspection, marker_of(inspection, entry), usage)
+        return TaskDetail(row=row(entry, inspection), inspection=inspection, usage=usage,
                           definition=definition, definition_problem=problem,
-                          status=status_json(inspection))
+                          status=dict(status_json(inspection), resources=figures_json(figures, self._wall())),
+                          figures=figures)
 
     def log(self, task_id: str, process: str, query: LogQuery) -> LogChunk:
         sandbox = self._entry(task_id).entry.sandbox
@@ -250,18 +257,6 @@ def _first(pdir: int, run: int, stream: str) -> _Step:
         raise
     whole = rotation.ident_at(stream, rdir) != rotation.ident(os.fstat(fd))
     return _Step(run, rdir, fd, 0, whole=whole)
-
-
-def _running(inspection: Inspection) -> list[RunRef]:
-    attempt = inspection.attempt
-    if attempt is None or not inspection.truth.alive or attempt.supervisor_pid is None:
-        return []
-    refs = []
-    for p in attempt.processes:
-        run = p.current
-        if run is not None and run.state == "RUNNING" and run.pid is not None:
-            refs.append(RunRef(p.name, run.pid, attempt.supervisor_pid))
-    return refs
 
 
 def _names(dir_fd: int) -> list[tuple[str, bool]]:

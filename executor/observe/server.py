@@ -148,6 +148,7 @@ class ObserverApp:
             case routes.ApiTask(task_id):
                 d = self.reader.task(task_id)
                 return _json({"task": dict(d.row), "status": dict(d.status),
+                              "resources": d.status.get("resources"),
                               "usage": {name: attrs.asdict(u) for name, u in d.usage.items()},
                               "definition": d.definition, "definition_problem": d.definition_problem})
             case routes.ApiLog(task_id, process, query):

@@ -54,8 +54,10 @@ def disk_check(sandbox: Path, interval_secs: float, *, under_agent: bool) -> Dis
 
 class DiskWatch:
     def __init__(self, label: str, sandbox: Path, limit_bytes: int, check: DiskCheck,
-                 post: Callable[[object], None], clock: Callable[[], float] = time.monotonic) -> None:
+                 post: Callable[[object], None], clock: Callable[[], float] = time.monotonic,
+                 record: Callable[[DiskSampled], None] | None = None) -> None:
         self._label = label
+        self._record = record  # each sample, handed on for the readers (`executor/task/usagefile.py`)
         self._sandbox = sandbox
         self._check = check
         self._post = post
@@ -86,6 +88,8 @@ class DiskWatch:
             log_event(logger, logging.DEBUG, "disk_sample", task=self._label, used_bytes=sample.used_bytes,
                       limit_bytes=self.limit.limit_bytes, files=sample.files, unreadable=sample.unreadable,
                       secs=round(sample.secs, 3))
+        if self._record is not None:
+            self._record(sample)
         reason = self.limit.sampled(sample, self._clock())
         if reason is not None:
             log_event(logger, logging.ERROR, "disk_limit_exceeded", task=self._label, reason=reason)

@@ -3,7 +3,8 @@
 Plugs into the owner's ports (`executor/task/ports.py`): the process supervisor
 (`executor/procs/supervisor.py`), posting exits to the owner's queue; the checkpoint file,
 opened when the task starts, with the bound task written beside it
-(`executor/task/definition.py`); the health loop with the job's checker (shell checks run
+(`executor/task/definition.py`) and its reservation (`executor/task/usagefile.py`, where
+the disk-limit check's samples go too); the health loop with the job's checker (shell checks run
 through the supervisor, so its one reaper reaps them); the lifecycle endpoints of a kill;
 the disk-limit check (`executor/task/diskwatch.py`, imported only for a task that has one);
 the host session (`executor/host/session.py`: the sandbox lock, the registry entry, the
@@ -40,8 +41,10 @@ from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition
 from executor.task.owner import TaskOwner
 from executor.task.ports import Announcer, DiskChecks, HealthChecks, Lifecycle, Reporter
+from executor.task.usagefile import UsageWriter
 
 if TYPE_CHECKING:
+    from executor.events import DiskSampled
     from executor.host.early import EarlyStart
     from executor.task.serverset import Announcement
     from healthcheck.checkers import Checker
@@ -100,14 +103,16 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         return LifecycleShutdown(job.lifecycle, job.label, done, within_secs=within_secs,
                                  progress=progress).start()
 
+    usage = UsageWriter(sandbox, procs.marker, job.label, job.task,
+                        disk_check_secs if job.task.disk_bytes is not None else None)
     return TaskOwner(
-        job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job),
+        job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job, usage),
         reporter=reporter, checker=_checker(job, procs),
         start_health=start_health, start_lifecycle=start_lifecycle, events=events,
         host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put),
         kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs,
         stop_timeout_secs=stop_timeout_secs, run_cap=run_cap, running_early=bool(early_runs),
-        disk=_disk_watch(job, sandbox, disk_check_secs, under_agent, events.put))
+        disk=_disk_watch(job, sandbox, disk_check_secs, under_agent, events.put, usage.sampled))
 
 
 def load_announcer() -> None:
@@ -138,20 +143,21 @@ def _announcer(announcement: Announcement | None, label: str,
 
 
 def _disk_watch(job: JobSpec, sandbox: Path, interval_secs: float | None, under_agent: bool,
-                post: Callable[[object], None]) -> DiskChecks | None:
+                post: Callable[[object], None], record: Callable[[DiskSampled], None]) -> DiskChecks | None:
     """The task's disk-limit check, when asked for and the task reserves disk."""
     if interval_secs is None or job.task.disk_bytes is None:
         return None
     from executor.task.diskwatch import DiskWatch, disk_check
 
     check = disk_check(sandbox, interval_secs, under_agent=under_agent)
-    return DiskWatch(job.label, sandbox, job.task.disk_bytes, check, post)
+    return DiskWatch(job.label, sandbox, job.task.disk_bytes, check, post, record=record)
 
 
-def _open_checkpoint(sandbox: Path, job: JobSpec) -> CheckpointWriter | NoCheckpoint:
-    """As the task starts: its definition beside the checkpoint (for `stoker observe`), then
-    the checkpoint writer."""
+def _open_checkpoint(sandbox: Path, job: JobSpec, usage: UsageWriter) -> CheckpointWriter | NoCheckpoint:
+    """As the task starts: its definition and its reservation beside the checkpoint (for
+    `stoker observe` and `stoker status`), then the checkpoint writer."""
     write_definition(sandbox, job)
+    usage.start()
     return open_writer(sandbox, job.label)
 
 

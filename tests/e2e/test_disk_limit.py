@@ -3,6 +3,7 @@
 runs on, one past it ends TASK_FAILED with Aurora's message and no process left."""
 from __future__ import annotations
 
+import json
 import re
 import sys
 import textwrap
@@ -56,6 +57,9 @@ def test_stoker_executor_fails_a_task_once_past_its_disk_and_lets_it_run_until_t
     wait_for(lambda: agent.executor_log().count("disk_sample ") >= 3 and (agent.sandbox / "part1").exists())
     pids = wait_for(lambda: task_pids(agent.sandbox))
     assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING"]  # within its limit: runs on
+    def usage() -> dict:  # the last sample, as `stoker status` and the observer read it
+        return json.loads((agent.sandbox / ".stoker/usage.json").read_text())
+    assert wait_for(lambda: usage()["disk_sample"]["used_bytes"] >= 300000) and usage()["disk_reserved"] == MB
     (agent.sandbox / "go").touch()
     failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
     match = EXCEEDED.fullmatch(failed.message)

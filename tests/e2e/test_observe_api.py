@@ -21,6 +21,8 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.timeout(120)
 
 LINES = 20000  # about 390 KB: more than one range
+MB = 1024 * 1024
+WRITTEN = 300000  # what the second task writes in its sandbox, its disk sampled every 50 ms
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,10 @@ def host(tmp_path_factory):
                     "echo oops >&2; exec sleep 1000",
             "idle": "exec sleep 1000"})
         observed.run(chatty)
-        observed.run(config(tmp, "second", {"only": "exec sleep 1000"}))
+        observed.run(config(tmp, "second", {"only": f"head -c {WRITTEN} /dev/zero > blob; while [ ! -e go ]; "
+                                                     f"do sleep 0.05; done; head -c {WRITTEN} /dev/zero > blob2; "
+                                                     "exec sleep 1000"}),
+                     "--disk-limit", "on", "--disk-check-interval", "0.05")
         observed.observe()
         yield observed
     finally:
@@ -69,6 +74,35 @@ def test_a_task_is_what_stoker_status_says_with_usage_and_definition(host):
     assert doc["task"]["task_id"] == tid and doc["task"]["processes_running"] == 2
     commands = {p["name"]: p["cmdline"] for p in doc["definition"]["task"]["processes"]}
     assert commands["idle"] == "exec sleep 1000" and doc["definition"]["task_id"] == tid
+
+
+def test_use_against_reservation_is_in_status_and_the_api_with_thermos_names(host):
+    """The second task's disk is sampled (`--disk-limit on`): its last sample reaches `stoker
+    status` and the observer through `.stoker/usage.json`, and a newer one replaces it (the
+    observer keeps a checkpoint's view until the file changes; a sample changes only this); the
+    first's check is off: its disk is null, and the text says why. CPU and RSS are its
+    running trees', reserved figures its Resources."""
+    tid = task_id(host, "second")
+
+    def status() -> dict:
+        return json.loads(host.stoker("status", tid, "--json").stdout)["resources"]
+    figures = wait_for(lambda: (f := status())["disk_used"] and f["disk_used"] >= WRITTEN and f)
+    assert (figures["disk_reserved"], figures["cpu_reserved"], figures["ram_reserved"]) == (MB, 0.1, MB)
+    assert figures["disk_percent"] == round(100 * figures["disk_used"] / MB, 1)
+    assert figures["ram_used"] > 0 and figures["cpu_used"] is not None and figures["disk_note"] is None
+    assert 0 <= figures["disk_sample_age_secs"] < 30
+    api = host.json(f"/api/tasks/{tid}")["resources"]
+    assert api["disk_used"] >= WRITTEN and api["disk_reserved"] == MB and api["ram_used"] > 0
+    (host.runs[1].sandbox / "go").touch()  # a second file: a newer sample, the checkpoint unchanged
+    assert wait_for(lambda: host.json(f"/api/tasks/{tid}")["resources"]["disk_used"] >= 2 * WRITTEN)
+    off = host.json(f"/api/tasks/{task_id(host, 'chatty')}")["status"]["resources"]
+    assert off["disk_used"] is None and off["disk_percent"] is None and off["disk_reserved"] == MB
+    assert "disk-limit check is off" in off["disk_note"] and off["ram_used"] > 0
+    text = host.stoker("status", task_id(host, "chatty")).stdout
+    disk = next(line for line in text.splitlines() if line.lstrip().startswith("disk "))
+    assert disk.split()[1] == "-" and "the disk-limit check is off for this task" in disk, text
+    page = host.get(f"/tasks/{tid}")[2].decode()
+    assert "<h2>Resources</h2>" in page and "sampled" in page
 
 
 def test_the_pages_answer_with_strict_headers(host):

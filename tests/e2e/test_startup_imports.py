@@ -110,8 +110,11 @@ NOT_IN_RUN = NEVER | {
 # 97 and 86: owner.py was at the 450-line ceiling when the disk-limit check came: the task's
 # checks, health and disk (`executor.task.checks`), became a module of its own; the disk
 # check itself loads only where it is on (never in `stoker run` without --disk-limit on).
-RUN_STOKER_MODULES = 97
-RUN_AGAIN_STOKER_MODULES = 86
+# 98 and 87: the task's reservation, and its disk check's last sample, kept beside the
+# checkpoint for `stoker status` and the observer (`executor.task.usagefile`: written as the
+# task starts; its reader's figures, `executor.task.usagefigures`, load only in a reader).
+RUN_STOKER_MODULES = 98
+RUN_AGAIN_STOKER_MODULES = 87
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

@@ -1,7 +1,7 @@
 """A real `stoker observe` and real `stoker run` tasks in a private registry, for the
 observer's API and browser tests.
 
-`ObservedHost(tmp)` starts `stoker run`s (`run(config)`, waiting until the task runs) and
+`ObservedHost(tmp)` starts `stoker run`s (`run(config, *flags)`, waiting until the task runs) and
 one `stoker observe --port 0` on the same registry, reads the URL it prints, and fetches
 from it (`get`, `json`) with a deadline. `close()` stops everything it started and kills
 whatever the tasks left.
@@ -44,10 +44,10 @@ class ObservedHost:
         self.observer: StokerProcess | None = None
         self.url = ""
 
-    def run(self, config_path: Path) -> StokerProcess:
+    def run(self, config_path: Path, *flags: str) -> StokerProcess:
         workdir = self.tmp / f"run{len(self.runs)}"
         workdir.mkdir(parents=True)
-        proc = StokerProcess(["run", str(config_path)], workdir, env=self.env)
+        proc = StokerProcess(["run", str(config_path), *flags], workdir, env=self.env)
         self.runs.append(proc)
         out = proc.wait_output("task             STARTING → RUNNING", timeout_secs=30)
         proc.sandbox = Path(out.split("stoker run: sandbox ", 1)[1].split("\n", 1)[0])

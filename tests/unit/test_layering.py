@@ -28,6 +28,7 @@ PURE = [
     "executor/task/kill.py",
     "executor/task/status.py",
     "executor/task/disklimit.py",
+    "executor/task/usagefigures.py",
     "executor/local/service.py",
     "executor/mesos/errors.py",
     "executor/mesos/recordio.py",

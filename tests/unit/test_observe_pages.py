@@ -202,3 +202,17 @@ def test_the_list_names_the_entries_another_stoker_version_wrote_whose_superviso
     assert ("Not listed: 1 entry of the registry this version of Stoker does not read (another "
             "version's, or damaged), whose supervisor runs: 4242-99.json.") in text
     assert "Not listed" not in tasks_page([], NOW, "/var/run/stoker")
+
+
+def test_the_task_page_shows_use_against_reservation_with_a_dash_and_the_reason_when_unknown():
+    from executor.task.usagefigures import Live, UsageRecord, figures
+
+    rec = UsageRecord(cpu=0.5, ram_bytes=64 * 1024 * 1024, disk_bytes=8 * 1024 * 1024, check_secs=None)
+    d = attrs.evolve(detail(), figures=figures(rec, "", Live(0.125, 16 * 1024 * 1024, basis=SINCE_LAST_LOOK)))
+    text = task_page(d, NOW)
+    section = text.split("<h2>Resources</h2>", 1)[1].split("<h2>", 1)[0]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", section)
+    assert cells[:4] == ["cpu", "0.12", "0.50", "25%"] and cells[5:9] == ["ram", "16.0 MiB", "64.0 MiB", "25%"]
+    assert cells[10:14] == ["disk", "-", "8.0 MiB", "-"]
+    assert "the disk-limit check is off for this task" in cells[14]
+    assert "<h2>Resources</h2>" not in task_page(detail(), NOW)  # no figures read: no section

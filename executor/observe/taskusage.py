@@ -1,0 +1,62 @@
+"""A task's use against its reservation, read for `stoker status` and the observer's task
+page: the CPU rate and RSS of its running process trees (`usage`, from /proc, added up over
+its runs) and what its supervisor keeps in `.stoker/usage.json` (its reservation and its
+last disk sample: `executor/task/usagefile.py`), as `executor/task/usagefigures.Figures`.
+
+The observer's CPU rate is since its previous look at each tree (its `UsageSampler` lives
+with the server); `stoker status` looks once, so its rate is each run's average since it
+started (`cpu_basis` says which). Figures are read on each request, never cached: the usage
+file changes at each disk sample while the checkpoint (whose replayed view the observer
+keeps, `executor/task/viewcache.py`) does not.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from executor.observe.model import Usage
+from executor.observe.usage import RunRef
+from executor.task.inspection import Inspection
+from executor.task.usagefigures import Figures, Live, figures
+from executor.task.usagefile import read_usage
+
+ENDED = frozenset({"FINISHED", "FAILED", "KILLED"})
+
+
+def running(inspection: Inspection) -> list[RunRef]:
+    """The runs the checkpoint says are running, when their supervisor runs."""
+    attempt = inspection.attempt
+    if attempt is None or not inspection.truth.alive or attempt.supervisor_pid is None:
+        return []
+    refs = []
+    for p in attempt.processes:
+        run = p.current
+        if run is not None and run.state == "RUNNING" and run.pid is not None:
+            refs.append(RunRef(p.name, run.pid, attempt.supervisor_pid))
+    return refs
+
+
+def live(inspection: Inspection, usage: Mapping[str, Usage]) -> Live:
+    """The task's CPU rate (cores) and RSS now, from each running run's tree (`usage`, by
+    process); not known once its supervisor is gone or its task ended."""
+    truth, attempt = inspection.truth, inspection.attempt
+    if attempt is None:
+        return Live(None, None, note="the task recorded no attempt")
+    if attempt.state in ENDED or truth.ended:
+        return Live(None, None, note=f"the task ended ({attempt.state or truth.state}): no process of it runs")
+    if truth.state == "RESTARTING":
+        return Live(None, None, note="between two attempts: no process of the task runs")
+    if not truth.alive:
+        return Live(None, None, note=f"the task is {truth.state}: its supervisor is gone, "
+                                     f"so its processes are not measured")
+    cores = [u.cpu_percent / 100.0 for u in usage.values() if u.cpu_percent is not None]
+    if len(cores) < len(usage):
+        return Live(None, sum(u.rss_bytes for u in usage.values()),
+                    note="a process tree's CPU time is not known yet")
+    bases = sorted({u.cpu_basis for u in usage.values()})
+    return Live(sum(cores), sum(u.rss_bytes for u in usage.values()), basis="; ".join(bases))
+
+
+def task_figures(inspection: Inspection, marker: str, usage: Mapping[str, Usage]) -> Figures:
+    """The figures of the inspected attempt (its `marker` names its usage record)."""
+    record, problem = read_usage(inspection.sandbox, marker, inspection.pinned)
+    return figures(record, problem, live(inspection, usage))

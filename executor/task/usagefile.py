@@ -1,0 +1,164 @@
+"""A task's reservation and its last disk sample, kept beside the checkpoint:
+`SANDBOX/.stoker/usage.json`.
+
+The disk-limit check's samples (`executor/task/diskwatch.py`: every 60 s under `stoker
+executor`) are the owner's; `stoker status` and `stoker observe` are other processes. A
+sample is not a change of the task's state, so it is not a checkpoint record (the
+checkpoint is replayed by every reader, and a record a minute would grow it for as long
+as the task runs): the owner replaces this one small file whole instead (`UsageWriter`:
+when the task starts, then at each sample), through `.stoker`'s fd, not synced (a figure
+for people, as fresh as the last sample):
+
+    {"marker": M, "boot": BOOT_ID, "cpu_reserved": 1.0, "ram_reserved": BYTES,
+     "disk_reserved": BYTES, "disk_check_secs": 60.0 | null,
+     "disk_sample": {"used_bytes": N, "files": N, "unreadable": N, "secs": S,
+                     "wall": T, "boot_secs": B} | null,
+     "disk_error": "why the last sample failed" | ""}
+
+Reading (`read_usage`) trusts nothing: the task's processes share the sandbox. The file is
+read only through `.stoker`'s fd (the one a registry entry pins), never through a symlink or
+a FIFO, at most `MAX_USAGE_BYTES`, only when it belongs to the user `.stoker` belongs to (the
+supervisor's) and no one else may write it, and only for the attempt whose marker it names.
+Anything else is no figure, and the reason why.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from config.spec import TaskSpec
+from executor.events import DiskSampled
+from executor.host import identity
+from executor.host.replacefile import replace_file
+from executor.host.sandbox import USAGE_FILE, open_stoker_dir
+from executor.logs import log_event
+from executor.procs import saferead
+
+if TYPE_CHECKING:
+    from executor.task.usagefigures import UsageRecord
+
+logger = logging.getLogger(__name__)
+
+MAX_USAGE_BYTES = 4096
+NO_FILE = ("no usage record: the task's supervisor wrote none (a Stoker older than this one's, "
+           "or it could not write .stoker/usage.json)")
+
+
+class UsageWriter:
+    """The owner's writer: `start` as the task starts, `sampled` with each disk sample (from
+    the owner's thread). One WARNING when the file cannot be written, one INFO when it can
+    again; a failure never touches the task. On `stoker run`'s path for every task: plain
+    dicts, no attrs class (`executor/codecache.py`)."""
+
+    def __init__(self, sandbox: Path, marker: str, label: str, task: TaskSpec, check_secs: float | None,
+                 wall: Callable[[], float] = time.time) -> None:
+        self._sandbox, self._label, self._wall = sandbox, label, wall
+        self.doc: dict[str, Any] = {
+            "marker": marker, "boot": "", "cpu_reserved": task.cpu, "ram_reserved": task.ram_bytes,
+            "disk_reserved": task.disk_bytes, "disk_check_secs": check_secs, "disk_sample": None,
+            "disk_error": ""}
+        self._failing = False
+
+    def start(self) -> None:
+        self.doc["boot"] = identity.boot_id()
+        self._write()
+
+    def sampled(self, sample: DiskSampled) -> None:
+        if sample.used_bytes is None:
+            self.doc["disk_error"] = sample.error or "the sample failed"
+        else:
+            self.doc["disk_sample"] = {
+                "used_bytes": sample.used_bytes, "files": sample.files, "unreadable": sample.unreadable,
+                "secs": round(sample.secs, 6), "wall": self._wall(), "boot_secs": identity.boot_secs()}
+            self.doc["disk_error"] = ""
+        self._write()
+
+    def _write(self) -> None:
+        try:
+            fd = open_stoker_dir(self._sandbox, create=True)
+            try:
+                replace_file(USAGE_FILE, json.dumps(self.doc).encode(), dir_fd=fd)
+            finally:
+                os.close(fd)
+        except (OSError, ValueError) as exc:
+            if not self._failing:
+                reason = saferead.describe(exc) if isinstance(exc, OSError) else str(exc)
+                log_event(logger, logging.WARNING, "usage_unwritten", task=self._label,
+                          reason=f"cannot write {self._sandbox}/.stoker/{USAGE_FILE}: {reason}",
+                          consequence="`stoker status` and the observer show no disk figure for the task")
+            self._failing = True
+            return
+        if self._failing:
+            log_event(logger, logging.INFO, "usage_written", task=self._label,
+                      reason=f"{self._sandbox}/.stoker/{USAGE_FILE} could be written again")
+        self._failing = False
+
+
+def read_usage(sandbox: str | os.PathLike[str], marker: str, pinned: str = "") -> tuple[UsageRecord | None, str]:
+    """The record of `marker`'s attempt, or None and why (see the module docstring)."""
+    from executor.task.usagefigures import usage_record  # a reader's (the writer needs none)
+
+    where = f"{os.fspath(sandbox)}/.stoker/{USAGE_FILE}"
+    try:
+        dir_fd = open_stoker_dir(sandbox, pinned=pinned)
+    except FileNotFoundError:
+        return None, NO_FILE
+    except OSError as exc:
+        return None, f"cannot open {os.fspath(sandbox)}/.stoker: {saferead.describe(exc)}"
+    try:
+        data = _read(dir_fd, where)
+    finally:
+        os.close(dir_fd)
+    if isinstance(data, str):
+        return None, data
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return None, f"{where} is damaged (not JSON): not read"
+    if not isinstance(doc, dict) or doc.get("marker") != marker or not marker:
+        return None, f"{where} is another attempt's: not read"
+    _today(doc)
+    record = usage_record(doc)
+    return (record, "") if record is not None else (None, f"{where} is damaged (a field of the wrong type): not read")
+
+
+def _read(dir_fd: int, where: str) -> bytes | str:
+    """The file's bytes, or why they are not read."""
+    try:
+        fd = saferead.open_file(USAGE_FILE, dir_fd)
+    except FileNotFoundError:
+        return NO_FILE
+    except OSError as exc:  # a symlink, a FIFO, a directory: refused
+        return f"{where} is not read: {saferead.describe(exc)}"
+    try:
+        info, owner = os.fstat(fd), os.fstat(dir_fd).st_uid
+        if info.st_uid != owner or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return (f"{where} is not trusted: owned by uid {info.st_uid} (mode {stat.S_IMODE(info.st_mode):o}), "
+                    f"not only the supervisor's user's (uid {owner}): not read")
+        data = os.read(fd, MAX_USAGE_BYTES + 1)
+    except OSError as exc:
+        return f"{where} is not read: {saferead.describe(exc)}"
+    finally:
+        os.close(fd)
+    if len(data) > MAX_USAGE_BYTES:
+        return f"{where} is larger than {MAX_USAGE_BYTES} bytes: not read"
+    return data
+
+
+def _today(doc: dict[str, Any]) -> None:
+    """The sample's time in today's wall clock, from the boot clock when it is this boot's
+    (a wall time recorded then is off by any step the clock took since)."""
+    raw = doc.get("disk_sample")
+    if not isinstance(raw, dict) or doc.get("boot") != identity.boot_id():
+        return
+    boot_secs = raw.get("boot_secs")
+    if isinstance(boot_secs, (int, float)) and not isinstance(boot_secs, bool) \
+            and math.isfinite(boot_secs) and boot_secs >= 0:
+        raw["wall"] = identity.boot_to_wall(boot_secs)

@@ -1,0 +1,143 @@
+"""`.stoker/usage.json` (`executor/task/usagefile.py`): the owner's writer replaces it whole
+at the task's start and at each disk sample; a reader takes it only through `.stoker`, never
+through a symlink or a FIFO, never more than its cap, only when the supervisor's user owns it
+and no one else may write it, and only for the attempt whose marker it names. Real files in a
+temporary sandbox."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from config.spec import ProcessSpec, TaskSpec
+from executor.events import DiskSampled
+from executor.host.sandbox import USAGE_FILE
+from executor.task.usagefigures import DiskSample, UsageRecord
+from executor.task.usagefile import MAX_USAGE_BYTES, NO_FILE, UsageWriter, read_usage
+from tests.support.users import needs_root
+
+MB = 1024 * 1024
+MARKER = "u5age"
+TASK = TaskSpec(name="t", processes=(ProcessSpec("p", "true"),), cpu=0.5, ram_bytes=64 * MB,
+                disk_bytes=8 * MB)
+
+
+def writer(sandbox: Path, check_secs: float | None = 60.0) -> UsageWriter:
+    return UsageWriter(sandbox, MARKER, "t.0", TASK, check_secs, wall=lambda: 1234.5)
+
+
+def planted(sandbox: Path, doc: dict | None = None) -> Path:
+    """A valid record of MARKER's attempt, written by a test (as a task could)."""
+    writer(sandbox).start()
+    path = sandbox / ".stoker" / USAGE_FILE
+    if doc is not None:
+        path.write_text(json.dumps(doc))
+    return path
+
+
+def test_the_reservation_then_each_sample_reaches_a_reader(tmp_path):
+    w = writer(tmp_path)
+    assert read_usage(tmp_path, MARKER) == (None, NO_FILE)
+    w.start()
+    assert read_usage(tmp_path, MARKER) == (UsageRecord(0.5, 64 * MB, 8 * MB, 60.0), "")
+    w.sampled(DiskSampled(5000, files=3, unreadable=1, secs=0.02))
+    record, _ = read_usage(tmp_path, MARKER)
+    assert record is not None and record.sample is not None
+    assert (record.sample.used_bytes, record.sample.files, record.sample.unreadable,
+            record.sample.secs) == (5000, 3, 1, 0.02)
+    assert abs(record.sample.wall - 1234.5) > 1  # this boot's: from its boot clock, today's wall time
+    w.sampled(DiskSampled(None, error="the sandbox cannot be read"))
+    kept, _ = read_usage(tmp_path, MARKER)
+    assert kept is not None and kept.error == "the sandbox cannot be read"
+    assert kept.sample is not None and kept.sample.used_bytes == 5000  # the last good one, kept
+    mode = (tmp_path / ".stoker" / USAGE_FILE).stat().st_mode & 0o777
+    assert mode == 0o600 and not [n for n in os.listdir(tmp_path / ".stoker") if n.endswith(".tmp")]
+
+
+def test_a_sample_of_another_boot_keeps_its_recorded_wall_time(tmp_path):
+    path = planted(tmp_path)
+    doc = json.loads(path.read_text())
+    doc.update(boot="another-boot", disk_sample={"used_bytes": 1, "files": 1, "unreadable": 0,
+                                                 "secs": 0.1, "wall": 99.0, "boot_secs": 5.0})
+    path.write_text(json.dumps(doc))
+    assert read_usage(tmp_path, MARKER)[0].sample == DiskSample(1, 99.0, 0.1, 1, 0)
+
+
+def test_another_attempts_record_is_not_read(tmp_path):
+    planted(tmp_path)
+    record, why = read_usage(tmp_path, "another-marker")
+    assert record is None and "another attempt's" in why
+    assert read_usage(tmp_path, "")[0] is None
+
+
+def test_a_symlink_in_its_place_is_not_followed(tmp_path):
+    path = planted(tmp_path)
+    elsewhere = tmp_path / "elsewhere.json"
+    os.replace(path, elsewhere)  # a valid record: following the link would read it
+    path.symlink_to(elsewhere)
+    record, why = read_usage(tmp_path, MARKER)
+    assert record is None and "not read" in why and USAGE_FILE in why
+
+
+def test_a_fifo_in_its_place_is_refused_without_blocking(tmp_path):
+    path = planted(tmp_path)
+    path.unlink()
+    os.mkfifo(path)
+    record, why = read_usage(tmp_path, MARKER)  # a blocking open would hang here
+    assert record is None and "not read" in why
+
+
+def test_an_oversized_file_is_not_read(tmp_path):
+    path = planted(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["disk_error"] = "x" * MAX_USAGE_BYTES  # valid JSON of the right fields, too large
+    path.write_text(json.dumps(doc))
+    record, why = read_usage(tmp_path, MARKER)
+    assert record is None and f"larger than {MAX_USAGE_BYTES} bytes" in why
+
+
+def test_a_file_others_may_write_is_not_trusted(tmp_path):
+    path = planted(tmp_path)
+    path.chmod(0o622)
+    record, why = read_usage(tmp_path, MARKER)
+    assert record is None and "not trusted" in why
+    path.chmod(0o600)
+    assert read_usage(tmp_path, MARKER)[0] is not None
+
+
+@needs_root
+def test_a_file_of_another_user_is_not_trusted(tmp_path):
+    path = planted(tmp_path)
+    os.chown(path, 4242, 4242)
+    record, why = read_usage(tmp_path, MARKER)
+    assert record is None and "not trusted: owned by uid 4242" in why
+
+
+def test_damaged_records_are_not_read(tmp_path):
+    path = planted(tmp_path)
+    path.write_text("{not json")
+    assert "not JSON" in read_usage(tmp_path, MARKER)[1]
+    planted(tmp_path, {"marker": MARKER, "cpu_reserved": "lots"})
+    assert "wrong type" in read_usage(tmp_path, MARKER)[1]
+
+
+def test_a_failed_write_is_one_warning_and_its_recovery_one_info(tmp_path, caplog):
+    w = writer(tmp_path)
+    (tmp_path / ".stoker").write_text("not a directory")
+    with caplog.at_level(logging.INFO, logger="executor.task.usagefile"):
+        w.start()
+        w.sampled(DiskSampled(10))
+        (tmp_path / ".stoker").unlink()
+        w.sampled(DiskSampled(20))
+    events = [r.getMessage().split()[0] for r in caplog.records]
+    assert events == ["usage_unwritten", "usage_written"], events
+    assert read_usage(tmp_path, MARKER)[0].sample.used_bytes == 20
+
+
+@pytest.mark.parametrize("check_secs", [None, 0.05])
+def test_the_check_interval_is_kept_so_a_reader_knows_whether_samples_come(tmp_path, check_secs):
+    writer(tmp_path, check_secs).start()
+    assert read_usage(tmp_path, MARKER)[0].check_secs == check_secs
