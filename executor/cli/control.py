@@ -179,7 +179,7 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
         sock = connect(stoker_dir, where, holder.pid)
     finally:
         os.close(stoker_dir)
-    if _stopped(holder.pid):
+    if identity.is_stopped(holder.pid):
         print(f"stoker {command}: the supervisor (pid {holder.pid}) is stopped (SIGSTOP, or a "
               f"debugger): it answers once continued (kill -CONT {holder.pid})", file=sys.stderr, flush=True)
     with sock:
@@ -246,11 +246,3 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
                   file=sys.stderr, flush=True)
             said = True
         time.sleep(STARTING_POLL_SECS)
-
-
-def _stopped(pid: int) -> bool:
-    """The process is stopped (state T) or stopped by a tracer (t): /proc/PID/stat's third field."""
-    from executor.host.identity import read_proc
-
-    data = read_proc(f"/proc/{pid}/stat")
-    return data[data.rfind(b")") + 2:][:1] in (b"T", b"t")

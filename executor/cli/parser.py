@@ -77,7 +77,7 @@ def _run_command(sub) -> None:
                    "examples:\n  stoker run examples/hello_world.aurora\n"
                    "  stoker run jobs.aurora devcluster/www-data/prod/hello --port http=8080 "
                    "--kill-grace 5\n\n"
-                   "Ctrl-C, SIGTERM or SIGHUP stop it gracefully (exit 130, 143, 129); a second "
+                   "Ctrl-C, SIGTERM, SIGHUP or Ctrl-\\ stop it gracefully (exit 130, 143, 129, 131); a second "
                    "one kills at once.")
     for settings in supervisor_settings("run"):
         add_arguments(run, settings)

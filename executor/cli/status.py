@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
         doc = dict(status_json(inspection), resources=figures_json(figures, now))
         print(json.dumps(doc, indent=2, default=str))
     else:
-        text = format_status(view, now, inspection.truth, inspection.leftovers,
-                             _kernel_starts(view, inspection.truth.alive), figures)
+        starts, stopped = _kernel_view(view, inspection.truth.alive)
+        text = format_status(view, now, inspection.truth, inspection.leftovers, starts, figures,
+                             stopped)
         sys.stdout.write(text)
     return 0
 
@@ -83,20 +84,23 @@ def figures_of(inspection: Inspection, marker: str) -> Figures:
     return task_figures(inspection, marker, UsageSampler().sample(running(inspection)))
 
 
-def _kernel_starts(view: TaskView, alive: bool) -> dict[str, float]:
+def _kernel_view(view: TaskView, alive: bool) -> tuple[dict[str, float], frozenset[str]]:
     """The start of each run of the current attempt that runs, as the kernel tells it (in
     today's wall clock: the recorded one is off by any step the clock took since), when its
-    supervisor runs and the run is still its child."""
-    from executor.host.identity import child_started_wall
+    supervisor runs and the run is still its child; and which of those the kernel shows
+    stopped (`kill -STOP`, a debugger), with "" for the supervisor itself."""
+    from executor.host.identity import child_started_wall, is_stopped
 
     cur = view.current
     if not alive or cur.supervisor_pid is None:
-        return {}
-    starts = {}
+        return {}, frozenset()
+    starts, stopped = {}, {""} if is_stopped(cur.supervisor_pid) else set()
     for p in cur.processes:
         run = p.current
         if run is not None and run.state == "RUNNING" and run.pid is not None:
             started = child_started_wall(run.pid, cur.supervisor_pid)
             if started is not None:
                 starts[p.name] = started
-    return starts
+                if is_stopped(run.pid):
+                    stopped.add(p.name)
+    return starts, frozenset(stopped)

@@ -14,6 +14,7 @@ terminal. Formatting only: no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 from config.words import columns, pad, printable, printable_lines
 from executor.host.clock import age, iso_time, when
@@ -44,11 +45,12 @@ def _time_text(run: RunView | None, now_wall: float, lost: bool, started: float 
 
 
 def _process_rows(processes: tuple[ProcessView, ...], now_wall: float, lost: bool,
-                  starts: Mapping[str, float]) -> list[list[str]]:
+                  starts: Mapping[str, float], stopped: AbstractSet[str]) -> list[list[str]]:
     rows = [["PROCESS", "STATE", "RUN", "PID", "EXIT", "TIME", "RESTARTS", "REASON"]]
     for p in processes:
         run = p.current
         state = "LOST" if lost and p.state == "RUNNING" else p.state
+        state += " (stopped)" if p.name in stopped else ""
         rows.append([
             p.name, state, "-" if run is None else str(run.run),
             "-" if run is None or run.pid is None else str(run.pid),
@@ -121,11 +123,12 @@ def _leftover_lines(leftovers: Sequence[Leftover]) -> list[str]:
 
 def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
                   leftovers: Sequence[Leftover] = (), starts: Mapping[str, float] | None = None,
-                  figures: Figures | None = None) -> str:
+                  figures: Figures | None = None, stopped: AbstractSet[str] = frozenset()) -> str:
     """A readable status of the task as replayed from its checkpoint; `truth` says whether
     its supervisor still runs (None: not checked); `starts`: the kernel's start of each
     running run, by process, in today's wall clock (its 'up' is from there); `figures`: its
-    use against its reservation (None: not shown)."""
+    use against its reservation (None: not shown); `stopped`: the processes whose run the
+    kernel shows stopped, and "" when the supervisor is."""
     cur = view.current
     lost = truth is not None and truth.lost
     ports = " ".join(f"{k}={v}" for k, v in sorted(view.ports.items())) or "none"
@@ -145,6 +148,9 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
     if cur.announcement is not None:
         lines.append(f"  {announcement_text(cur.announcement, now_wall, lost)}")
     alive = "" if truth is None else (" (running)" if truth.alive else " (gone)")
+    if truth is not None and truth.alive and "" in stopped:
+        alive = (f" (stopped: SIGSTOP or a debugger; nothing is supervised until it is "
+                 f"continued, kill -CONT {cur.supervisor_pid})")
     lines.append(f"  task_id: {view.task_id or '-'}  supervisor_pid: {cur.supervisor_pid or '-'}"
                  f"{alive}  started: {when(cur.started_wall, now_wall)}")
     if cur.containment:
@@ -156,7 +162,7 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
                      f"(started {iso_time(old.started_wall)}) {old.reason}".rstrip())
     lines.append("")
     if cur.processes:
-        lines.extend(table(_process_rows(cur.processes, now_wall, lost, starts or {}), indent=""))
+        lines.extend(table(_process_rows(cur.processes, now_wall, lost, starts or {}, stopped), indent=""))
     else:
         lines.append("no processes recorded")
     if cur.not_shown_note:

@@ -56,6 +56,13 @@ def _stat(pid: int) -> tuple[int, int] | None:
         return None
 
 
+def is_stopped(pid: int) -> bool:
+    """The process is stopped (state T: SIGSTOP, a job-control stop) or stopped by a
+    tracer (t: a debugger): /proc/PID/stat's third field."""
+    data = read_proc(f"/proc/{pid}/stat")
+    return data[data.rfind(b")") + 2:][:1] in (b"T", b"t")
+
+
 def _start_ticks(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat, as the host's time namespace counts it; None when the
     process is gone or a zombie."""

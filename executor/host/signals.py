@@ -44,6 +44,36 @@ logger = logging.getLogger(__name__)
 
 _STOP = b"\0"  # no signal has number 0: close() writes it to end the thread
 
+# Signals Stoker gives no meaning, whose default action would end a supervisor on the spot,
+# its task left to the watchdog's SIGKILL and recorded as LOST: a task's `kill -USR1 $PPID`
+# (a daemon telling its parent it is ready), a stray `kill -ALRM`. The front-ends relay the
+# ones at their default when they start (`strays`) and ignore them, with a line (`Strays`).
+STRAY_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM,
+                 signal.SIGPROF, signal.SIGIO, signal.SIGPWR)
+
+
+def strays() -> list[int]:
+    """The stray signals at their default action now: one ignored at start stays ignored
+    (the runs inherit it so, across exec; a handler is reset there)."""
+    return [s for s in STRAY_SIGNALS if signal.getsignal(s) is signal.SIG_DFL]
+
+
+class Strays:
+    """Says that a stray signal was ignored: a WARNING the first time for each, DEBUG after
+    (a process may send one in a loop). Called on the relay's thread only."""
+
+    def __init__(self, command: str) -> None:
+        self._command = command
+        self._seen: set[int] = set()
+
+    def ignored(self, signum: int) -> None:
+        first = signum not in self._seen
+        self._seen.add(signum)
+        log_event(logger, logging.WARNING if first else logging.DEBUG, "signal_ignored",
+                  signal=signal.Signals(signum).name,
+                  reason=f"{self._command} gives it no meaning (its default would end the "
+                         f"supervisor at once, and its task with it); ignored")
+
 
 def _noted(_signum: int, _frame: FrameType | None) -> None:
     """The Python-level handler: the relay has acted already."""

@@ -53,7 +53,7 @@ from executor.host.entry import FrontEnd
 from executor.host.identity import boot_secs
 from executor.host.lock import SandboxBusy
 from executor.host.session import OPERATOR_KILL, HostSession, KillHook
-from executor.host.signals import SignalRelay
+from executor.host.signals import STRAY_SIGNALS, SignalRelay, Strays, strays
 from executor.local import planfiles
 from executor.local.attempts import archive_logs
 from executor.local.console import ConsoleReporter, Output
@@ -97,6 +97,7 @@ class LocalRun:
         self._console: ConsoleReporter | None = None
         self._signal: int | None = None  # the signal that asked for the stop
         self._sigint_ignored = False  # SIGINT was ignored when Stoker started (`_relay_signals`)
+        self._strays = Strays("stoker run")
         self._start = RunStart(settings, self._environ, early, ahead)
 
     def stop(self, reason: str) -> None:
@@ -126,6 +127,9 @@ class LocalRun:
         """The first signal stops gracefully; any later one kills at once; Ctrl-Z is
         declined. Runs on the signal relay's thread: only posts, sets flags and logs."""
         name = signal.Signals(signum).name
+        if signum in STRAY_SIGNALS:
+            self._strays.ignored(signum)
+            return
         if signum == signal.SIGINT and self._sigint_ignored:
             log_event(logger, logging.DEBUG, "signal_ignored", signal=name,
                       reason="SIGINT was ignored when stoker run started (a script's background job)")
@@ -152,16 +156,18 @@ class LocalRun:
             owner.request_kill(self._hurry, immediate=True)
 
     def _relay_signals(self) -> SignalRelay | None:
-        """SIGINT (dropped when ignored at start), SIGTERM and SIGHUP (unless nohup ignores
-        it), and SIGTSTP (Ctrl-Z), call `_on_signal` on the relay's thread, whichever thread
+        """SIGINT (dropped when ignored at start), SIGTERM, SIGHUP and SIGQUIT (unless ignored
+        at start: nohup's, a script's background job's), SIGTSTP (Ctrl-Z) and the stray
+        signals (`STRAY_SIGNALS`, ignored) call `_on_signal` on the relay's thread, whichever thread
         they land on (`executor.host.signals`); only a run on the main thread takes them over. The runs an
         early start forks before they are handled get the first three at their defaults too
         (`earlyfork.STOP_SIGNALS`), as the runs forked once they are."""
         if threading.current_thread() is not threading.main_thread():
             return None
-        signums = [signal.SIGINT, signal.SIGTERM, signal.SIGTSTP]
-        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-            signums.append(signal.SIGHUP)
+        signums = [signal.SIGINT, signal.SIGTERM, signal.SIGTSTP, *strays()]
+        for other in (signal.SIGHUP, signal.SIGQUIT):  # Ctrl-\ stops it too
+            if signal.getsignal(other) is not signal.SIG_IGN:
+                signums.append(other)
         # A SIGINT ignored at start (`stoker run job.aurora &` in a script: its Ctrl-C is the
         # script's) stays ignored by Stoker, as nohup's SIGHUP; it is still relayed, and dropped
         # (`_on_signal`), so that the runs get it at its default as ever (a handler is reset by exec).

@@ -3,6 +3,8 @@
 `main` makes the executor (`executor.py`: the driver's callbacks wired to one TaskOwner) and
 its driver, and waits for the task to be over. The main thread only waits: SIGTERM and SIGINT handlers record the signal, the end of the
 task is recorded alike, on one queue `main` blocks on (no polling); a signal acts as SHUTDOWN.
+A stray signal (SIGUSR1, SIGALRM, ...: `executor.host.signals.STRAY_SIGNALS`), whose
+default would end the executor on the spot, is ignored with a line.
 
 Exit status (`main`'s return value; the agent logs it):
 
@@ -38,7 +40,8 @@ from config.executorsettings import ExecutorSettings
 from config.settings import TOKEN_VARIABLE
 from config.words import number
 from executor.host.session import HostSession
-from executor.host.signals import SignalRelay
+from executor.host.signals import STRAY_SIGNALS, SignalRelay, Strays
+from executor.host.signals import strays as stray_signals
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.executor import StokerExecutor
@@ -105,11 +108,16 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     # The relay's thread only posts; main acts (`executor.host.signals`: a signal may land
     # on any thread, and main is blocked in the queue until something is posted).
 
+    strays = Strays("stoker executor")
+
     def on_signal(received: int) -> None:  # a stop, like SHUTDOWN: ACKs only within its grace
+        if received in STRAY_SIGNALS:
+            strays.ignored(received)
+            return
         driver.cut_ack_wait(settings.shutdown_grace_secs - ACK_MARGIN_SECS)
         wakeups.put(Signalled(received))
 
-    relay = SignalRelay((signal.SIGTERM, signal.SIGINT), on_signal)
+    relay = SignalRelay((signal.SIGTERM, signal.SIGINT, *stray_signals()), on_signal)
     session = HostSession.open(settings.sandbox, on_operator_kill=executor.operator_kill)  # held already
     try:
         return _run(settings, executor, driver, wakeups)

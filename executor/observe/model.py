@@ -44,6 +44,7 @@ class Usage:
     cpu_percent: float | None  # of one core; None when not known
     cpu_basis: str  # SINCE_LAST_LOOK or SINCE_START
     started_wall: float | None  # the top process's start
+    stopped: bool = False  # the top process is stopped (`kill -STOP`, a debugger)
 
 
 def cpu_percent(previous: CpuSample | None, now: CpuSample, run_secs: float | None) -> tuple[float | None, str]:

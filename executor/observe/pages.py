@@ -125,7 +125,9 @@ def _process_rows(d: TaskDetail, attempt: AttemptView, now_wall: float) -> list[
     for p in attempt.processes:
         run = p.current
         shown = "LOST" if lost and p.state == "RUNNING" else p.state
-        rows.append([esc(p.name), state(shown), "-" if run is None else esc(run.run),
+        usage = d.usage.get(p.name)
+        stopped = " (stopped)" if usage is not None and usage.stopped else ""
+        rows.append([esc(p.name), state(shown) + esc(stopped), "-" if run is None else esc(run.run),
                      "-" if run is None or run.pid is None else esc(run.pid), esc(_exit(run)),
                      esc(_failures(p)), esc(p.restarts),
                      esc(iso_time(run.started_wall) if run else "-"),

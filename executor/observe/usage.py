@@ -4,8 +4,9 @@ Read when a page asks, never sampled in the background. For each run the checkpo
 running: its top process must be the run the checkpoint names, a child of the task's live
 supervisor (`executor/host/identity.child_start_ticks`), so a reused pid is never shown as
 the run. Its tree is found through the kernel's `/proc/PID/task/TID/children` lists (no
-scan of the host's processes), and the tree's RSS and CPU time (user + system) are added up from each
-process's `/proc/PID/stat`. These are the numbers psutil reads; reading them directly costs
+scan of the host's processes), and the tree's RSS and CPU time (user + system) are added up
+from each process's `/proc/PID/stat` (and whether the top one is stopped is read there).
+These are the numbers psutil reads; reading them directly costs
 a quarter of psutil's per-process objects, which keeps a page of 100 trees within its
 budget (bench/bench_observe.py). Without the children lists (a kernel built without
 CONFIG_PROC_CHILDREN) a tree is its top process alone.
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
-from executor.host.identity import boot_wall, child_start_ticks, read_proc
+from executor.host.identity import boot_wall, child_start_ticks, is_stopped, read_proc
 from executor.observe.model import CpuSample, Usage, cpu_percent
 
 MAX_TREE = 10000
@@ -120,7 +121,7 @@ class UsageSampler:
         run_secs = None if created is None else self._wall() - created
         percent, basis = cpu_percent(previous, now, run_secs)
         return Usage(pid=ref.pid, processes=count, rss_bytes=rss, cpu_percent=percent,
-                     cpu_basis=basis, started_wall=created)
+                     cpu_basis=basis, started_wall=created, stopped=is_stopped(ref.pid))
 
     def _remember(self, key: tuple[int, int], sample: CpuSample) -> None:
         self._last[key] = sample

@@ -13,7 +13,8 @@ The supervisor (`supervisor.py`) uses the others: `spawn.py` (env, logs, fork),
 run's logs, made at `idle()`), `sandboxfs.py` (opening files a task could have replaced),
 `reaper.py`, `logpump.py` (its console copies: `consolecopy.py`), `containment.py` (which processes are the task's), `draining.py`
 (a SIGTERMed run whose top exited first), `proctree.py` (/proc walks and scans, pidfd
-signals), `cgroups.py`, `watchdog.py`, `commands.py`.
+signals), `cgroups.py`, `watchdog.py`, `commands.py`, `unsignalled.py` (the processes it
+may not signal, named at close).
 
 May import: events, logs, config/, healthcheck/ (CommandResult). Never: task, host, mesos,
 local, cli — results go back through the callbacks they are given.

@@ -372,10 +372,7 @@ class Containment:
         many. Processes outside the live groups go first: once a group's leader dies, the
         reaper kills that run's leftovers, and a count taken after that would miss them."""
         procs, registered, _ = self._members(skip_registered=False)
-        live = frozenset(c.pid for c in children if c.pid in registered)
-        # a draining run's group, its leader reaped: only among this process's own subtree
-        draining = frozenset(c.pid for c in children if c.draining and self._walk)
-        scope = Scope(markers=markers, live_groups=live | draining, live_tops=live)
+        live, scope = self._scope(children, registered, markers)
         pids = proctree.select(procs, scope)
         by_group = [p for p in pids if procs[p].pgrp in live]
         others = [p for p in pids if procs[p].pgrp not in live]
@@ -391,6 +388,13 @@ class Containment:
                     proctree.signal_group(pgid, sig)
         return len(by_group) + len(sent)
 
+    def _scope(self, children: Sequence[Child], registered: frozenset[int],
+               markers: tuple[bytes, ...]) -> tuple[frozenset[int], Scope]:
+        """The live runs' groups, and the scope of their trees (a draining run's group too)."""
+        live = frozenset(c.pid for c in children if c.pid in registered)
+        draining = frozenset(c.pid for c in children if c.draining and self._walk)
+        return live, Scope(markers=markers, live_groups=live | draining, live_tops=live)
+
     def signal_task(self, sig: int) -> int:
         """`sig` to every process of the task, unclaimed ones included; returns how many."""
         return self.signal(self._live_children(), (self._entry,), sig, whole_task=True)
@@ -401,7 +405,10 @@ class Containment:
         deadline = time.monotonic() + within_secs
         while True:
             left = self.signal_task(signal.SIGKILL)
-            if left == 0:
+            if left == 0:  # what is left refused the signal: a setuid program's
+                if rest := self.pids(self._live_children()):
+                    from executor.procs.unsignalled import report
+                    report(self._label, rest)
                 return
             if time.monotonic() >= deadline:
                 log_event(logger, logging.ERROR, "close_incomplete", task=self._label,
@@ -413,8 +420,7 @@ class Containment:
     def pids(self, children: Sequence[Child]) -> set[int]:
         """The task's live processes: the trees of `children`, the task marker, unclaimed."""
         procs, registered, _ = self._members(skip_registered=False)
-        live = frozenset(c.pid for c in children if c.pid in registered)
-        scope = Scope(markers=(self._entry,), live_groups=live, live_tops=live)
+        scope = self._scope(children, registered, (self._entry,))[1]
         unclaimed, kept = self._unclaimed_and_kept(procs, registered)
         return set(proctree.select(procs, scope)) | set(unclaimed) | set(kept)
 

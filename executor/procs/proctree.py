@@ -14,7 +14,8 @@ rule, `wait_exited` by pidfd). Under `select`, a process is ours when, at that t
   `STOKER_RUN_MARKER=...`) in its environment, which every task process inherits.
 
 Every signal goes through a pidfd opened first and re-checked against the same rule
-afterwards, so the pidfd provably names the process we judged. Which processes are looked
+afterwards, so the pidfd provably names the process we judged; a signal a stopped process
+could not act on (SIGTERM) is followed by SIGCONT through the same pidfd (`wakes`). Which processes are looked
 at (the task's subtree, or the host), and the rule for unclaimed ones, are
 `executor/procs/containment.py`'s. Zombies count as gone and are
 never selected. Nothing here raises for a process that vanished or a /proc file that cannot
@@ -281,8 +282,12 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int]) -> bool:
             return False
         if pidfd >= 0:
             signal.pidfd_send_signal(pidfd, sig)
+            if wakes(sig):
+                signal.pidfd_send_signal(pidfd, signal.SIGCONT)
         else:
             os.kill(pid, sig)
+            if wakes(sig):
+                os.kill(pid, signal.SIGCONT)
         return True
     except (ProcessLookupError, PermissionError):
         return False
@@ -291,10 +296,25 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int]) -> bool:
             os.close(pidfd)
 
 
+def wakes(sig: int) -> bool:
+    """Whether `sig` is followed by SIGCONT: a stopped process (`kill -STOP $$`, a job
+    control stop, an operator's pause) acts on no signal but SIGKILL until continued, so a
+    SIGTERM alone would sit pending for the whole grace and end in SIGKILL, its handler
+    never run. SIGCONT to a running process changes nothing (systemd does the same)."""
+    return sig not in _NO_WAKE
+
+
+_NO_WAKE = frozenset({signal.SIGKILL, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP,
+                      signal.SIGTTIN, signal.SIGTTOU})
+
+
 def signal_group(pgid: int, sig: int) -> bool:
-    """killpg, for a group whose leader the caller knows is unreaped; False if none left."""
+    """killpg (and SIGCONT after it, `wakes`), for a group whose leader the caller knows is
+    unreaped; False if none left."""
     try:
         os.killpg(pgid, sig)
+        if wakes(sig):
+            os.killpg(pgid, signal.SIGCONT)
         return True
     except (ProcessLookupError, PermissionError):
         return False

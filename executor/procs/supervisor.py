@@ -355,6 +355,9 @@ class Supervisor:
                 c.termed = sig == signal.SIGTERM or (c.termed and sig != signal.SIGKILL)
                 c.signalled = c.signalled or sig in (signal.SIGTERM, signal.SIGKILL)
         entries = tuple(f"{spawn.RUN_MARKER}={spawn.run_marker(self._marker, p, r)}".encode() for p, r in runs)
+        if sig == signal.SIGKILL:  # a debugger may hold its end (`unsignalled.py`)
+            from executor.procs.unsignalled import say_traced
+            say_traced(self._label, ((c.process, c.run, c.pid) for c in children))
         return self._containment.signal(children, entries, sig, whole_task=False)
 
     def signal_all(self, sig: int) -> int:

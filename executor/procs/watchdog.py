@@ -29,7 +29,8 @@ own runs.) At EOF:
 3. In the same passes, the processes the supervisor *held* it (`WatchdogKeeper.hold`: the
    task's orphans and daemons, `handover.py`, which the marker scan may not see), each by
    pid and start time: one whose `/proc/PID/stat` shows another start time (a reused pid),
-   or a zombie, is left alone; the others are SIGSTOPped, checked again (one that changed
+   a zombie, or one it may not signal (a setuid program's, that took another user's id), is
+   left alone; the others are SIGSTOPped, checked again (one that changed
    meanwhile is SIGCONTed and left), and killed with their descendants as above.
 
 The held list travels on a second pipe, read only at EOF, so it costs the watchdog no
@@ -52,6 +53,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
@@ -240,10 +242,16 @@ class WatchdogKeeper:
     def let_go(self) -> None:
         """Close its pipe: it makes one pass, finds nothing, exits. Not during a hand-over
         (`hold`, on the reaper thread as orphans are reaped): the write would go to a closed
-        descriptor, or to whatever file got its number since."""
+        descriptor, or to whatever file got its number since. And SIGCONT: one a task's
+        process stopped (`kill -STOP`, as Stoker's own user) would never read the end of its
+        pipe, and would stay behind, stopped, once this process has exited."""
         with self._starting:
             if self._watchdog is not None:
                 self._watchdog.close_pipe()
+                with self._reaper.lock:  # unreaped while registered: the pid is still its
+                    if self._reaper.is_registered(self._watchdog.pid):
+                        with contextlib.suppress(OSError):
+                            os.kill(self._watchdog.pid, signal.SIGCONT)
 
     def wait_gone(self, within_secs: float) -> None:
         """Wait for a watchdog let go to exit; one that does not is logged."""

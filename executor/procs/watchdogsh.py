@@ -9,7 +9,7 @@ a pipe only the supervisor writes: at EOF it kills the task; the one line `retir
 without killing anything (a watchdog started early, once the supervisor's own has taken
 over). The list (`PID:START` words, lines read only at EOF, through `/proc/self/fd`: dash
 redirects single-digit descriptors only) names processes it kills too, each only while
-`/proc/PID/stat` still shows that start time and no zombie.
+`/proc/PID/stat` still shows that start time and no zombie, and it may signal it.
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ while read -r _line; do [ "$_line" = retire ] && exit 0; done
 entry="STOKER_TASK_MARKER=$1" cg=$2 how=$3 held=
 [ -n "$5" ] && while read -r _line; do held="$held $_line"; done < /proc/self/fd/$5
 alive() {  # the held processes still alive as themselves: pid and start time, not zombies
-  live=
+  live=     # (and that it may signal: not a setuid program's that took another user's id)
   for h in $held; do
+    kill -0 ${h%:*} 2>/dev/null || continue
     { read -r st < /proc/${h%:*}/stat; } 2>/dev/null || continue
     set -- ${st##*) }
     [ "$1" != Z ] && [ "${20}" = "${h#*:}" ] && live="$live ${h%:*}"

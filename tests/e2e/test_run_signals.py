@@ -1,9 +1,9 @@
 """`stoker run` under real pipes, terminals and signals (docs/contract.md §6, §9).
 
-A closed stdout never stops the task; SIGINT, SIGTERM and SIGHUP stop it gracefully
+A closed stdout never stops the task; SIGINT, SIGTERM, SIGHUP and SIGQUIT stop it gracefully
 (lifecycle endpoints, SIGTERM, the final processes) and exit 128 + the signal's number; a
 second signal kills at once; `--kill-grace` bounds the whole stop; an endpoint that answers
-501 is not waited for. Real processes, a real pipe, a real pseudo-terminal.
+501 is not waited for; a stray signal (SIGUSR1, SIGALRM) is ignored. Real processes, a real pipe, a real pseudo-terminal.
 """
 from __future__ import annotations
 
@@ -180,7 +180,8 @@ def test_a_shell_pipe_into_head_leaves_the_task_running(tmp_path):
     assert (sandbox / "final.txt").read_text() == "finalized\n"
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129),
+                                       (signal.SIGQUIT, 131)])
 def test_a_stop_signal_is_graceful_and_exits_128_plus_its_number(stoker, tmp_path, sig, code):
     run = stoker(str(service(tmp_path, TRAPS_TERM)))
     run.wait_output("main[0]          WAITING → RUNNING")
@@ -204,6 +205,23 @@ def test_a_stop_signal_taken_by_another_thread_stops_an_idle_run(stoker, tmp_pat
     signal_a_worker_thread(run.pid, sig)
     assert run.wait(10) == code
     assert f"stopped by {sig.name}" in run.stdout()
+    assert (run.sandbox / "final.txt").read_text() == "finalized\n"
+
+
+def test_a_stray_signal_from_a_task_process_is_ignored_with_a_line(stoker, tmp_path):
+    """Before, a task's `kill -USR1 $PPID` (a daemon telling its parent it is ready), or a
+    stray SIGUSR2 or SIGALRM, ended `stoker run` on the spot (exit 138: 'User defined signal
+    1'), its task left to the watchdog's SIGKILL, no final process run, and LOST."""
+    main = "kill -USR1 $PPID; kill -USR1 $PPID; kill -USR2 $PPID; kill -ALRM $PPID; touch sent; sleep 1000"
+    run = stoker(str(service(tmp_path, main)))
+    wait_for(lambda: (run.sandbox / "sent").exists(), 10, message="the stray signals sent")
+    wait_for(lambda: run.stderr().count("signal_ignored") >= 3, 10, message="one line for each")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 143
+    assert "stopped by SIGTERM" in run.stdout()
+    err = run.stderr()
+    named = sorted(line.split("signal=")[1].split()[0] for line in err.splitlines() if "signal_ignored" in line)
+    assert named == ["SIGALRM", "SIGUSR1", "SIGUSR2"], err  # pending ones come in any order; a second at DEBUG
     assert (run.sandbox / "final.txt").read_text() == "finalized\n"
 
 

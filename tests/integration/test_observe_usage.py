@@ -4,6 +4,7 @@ did since the run's start was recorded (an NTP step, a VM resumed after days), a
 for a pid that is not a child of that supervisor (a reused or planted pid)."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 
@@ -11,10 +12,12 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.identity import own_identity
+from executor.host.identity import is_stopped, own_identity
 from executor.host.registry import Registry
+from executor.observe.pages import task_page
 from executor.observe.reader import Reader
 from executor.task.checkpoint import CheckpointWriter
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -68,3 +71,15 @@ def test_a_pid_that_is_not_the_supervisors_child_is_never_shown_as_the_run(tmp_p
     # pid 1 runs, started at boot, and is nobody's run: a planted or reused pid
     reader = running_task(tmp_path, 1, time.time())
     assert reader.task("web-0-1").usage == {}
+
+
+def test_a_stopped_run_is_said_to_be_stopped(tmp_path, child):
+    """Before, a run that had stopped itself (`kill -STOP $$`) showed as RUNNING at 0 % CPU,
+    like one that sleeps."""
+    reader = running_task(tmp_path, child.pid, time.time())
+    assert reader.task("web-0-1").usage["web"].stopped is False
+    child.send_signal(signal.SIGSTOP)
+    wait_for(lambda: is_stopped(child.pid), 5)
+    detail = reader.task("web-0-1")
+    assert detail.usage["web"].stopped is True
+    assert '<span class="state s-RUNNING">RUNNING</span> (stopped)' in task_page(detail, time.time())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -14,9 +15,10 @@ import pytest
 from config.registry import RegistrySettings
 from executor.cli.main import main
 from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.identity import own_identity
+from executor.host.identity import identity_of, is_stopped, own_identity
 from executor.host.registry import Registry
 from executor.task.checkpoint import CheckpointWriter
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -313,3 +315,31 @@ def test_an_older_stokers_live_task_counts_its_age_from_its_supervisors_kernel_s
     assert main(["ps", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["started"] == started_wall(me), row
+
+
+def test_a_stopped_supervisor_and_a_stopped_run_are_said_to_be_stopped(tmp_path, capsys):
+    """Before, a supervisor a task's `kill -STOP $PPID` had stopped showed as `(running)`,
+    and a run that had stopped itself as RUNNING: nothing said that no one supervised,
+    nor that the run did nothing."""
+    shell = subprocess.Popen(["sh", "-c", "sleep 30 & echo $!; wait"], stdout=subprocess.PIPE)
+    assert shell.stdout is not None
+    child = int(shell.stdout.readline())
+    try:
+        supervisor = identity_of(shell.pid)
+        assert supervisor is not None
+        records = [dict(r) for r in RUNNING]
+        records[1]["pid"] = child
+        write(tmp_path, [header(shell.pid, supervisor.start_ticks), *records])
+        os.kill(child, signal.SIGSTOP)
+        os.kill(shell.pid, signal.SIGSTOP)
+        wait_for(lambda: is_stopped(shell.pid) and is_stopped(child), 5)
+        code, out, _ = status(capsys, tmp_path)
+    finally:
+        for pid in (child, shell.pid):
+            os.kill(pid, signal.SIGKILL)
+        shell.wait()
+    assert code == 0, out
+    assert (f"supervisor_pid: {shell.pid} (stopped: SIGSTOP or a debugger; nothing is supervised "
+            f"until it is continued, kill -CONT {shell.pid})") in out
+    web = next(line for line in out.splitlines() if line.startswith("web "))
+    assert web.split()[:5] == ["web", "RUNNING", "(stopped)", "2", str(child)], web

@@ -1,0 +1,101 @@
+"""The task's processes this supervisor may not signal, or whose end it may not see, in words.
+
+A supervisor that is not root may signal only the processes whose real or saved user id is
+its own. A task's process that execs a setuid program which takes its real user id too
+(`su`, `sudo`, a daemon that drops to another user's) is out of its reach: every SIGTERM and
+SIGKILL is refused (EPERM), and with no cgroup to kill it through (`cgroup.kill` needs no
+permission over the process), it outlives the task. The containment says so once, at close
+(`Containment.kill_all`), naming each of them; this module reads what it names.
+
+A run whose top process a debugger traces (`gdb -p`, `strace -p`) ends when SIGKILLed,
+but the kernel tells its tracer first, and its parent, the supervisor, only once the tracer
+has taken that news: a debugger holding it at its prompt keeps the run from ending, and the
+stop gives it up 1 s after its SIGKILL (`did not exit 1 s after SIGKILL`). `say_traced`
+names the tracer as the SIGKILL goes out, so that line has its reason.
+
+Loaded only at a close that left something, or a run's SIGKILL. Never raises.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+
+from executor.logs import log_event
+
+logger = logging.getLogger("executor.procs.containment")
+
+SHOWN = 5  # processes named in the line; the rest are counted
+_COMMAND_CHARS = 80
+
+
+def report(label: str, left: Iterable[int]) -> None:
+    """One ERROR line naming those of `left` this process may not signal (none: no line)."""
+    if stuck := refused(sorted(left)):
+        count = f"{len(stuck)} process{'es' if len(stuck) > 1 else ''}"
+        log_event(logger, logging.ERROR, "close_incomplete", task=label, reason=(
+            f"{count} of the task may not be signalled by this user "
+            f"(uid {os.geteuid()}: a setuid program took another user's id) and are "
+            f"left running: {describe(stuck)}"))
+
+
+def say_traced(label: str, runs: Iterable[tuple[str, int, int]]) -> None:
+    """One WARNING for each run (process, run, top pid) whose top process is traced."""
+    for process, run, pid in runs:
+        tracer = _status_field(pid, b"TracerPid:")
+        if tracer.isdigit() and tracer != "0":
+            log_event(logger, logging.WARNING, "run_traced", task=label, process=process, run=run,
+                      pid=pid, tracer=f"{tracer} ({_command(int(tracer))})",
+                      reason="a debugger traces it: its end reaches the supervisor only once the "
+                             "tracer has taken it, so the run may be given up on after its SIGKILL")
+
+
+def refused(pids: Iterable[int]) -> list[int]:
+    """Those of `pids` (live, and left after every SIGKILL) that this process may not signal."""
+    out = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except PermissionError:
+            out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
+def describe(pids: list[int]) -> str:
+    """'pid 12 (su -, uid 0), pid 13 (...)', at most SHOWN named and the rest counted."""
+    named = [f"pid {pid} ({_command(pid)}, uid {_uid(pid)})" for pid in pids[:SHOWN]]
+    more = f" and {len(pids) - SHOWN} more" if len(pids) > SHOWN else ""
+    return ", ".join(named) + more
+
+
+def _command(pid: int) -> str:
+    for name in ("cmdline", "comm"):  # a setuid program's cmdline is readable; comm always
+        try:
+            with open(f"/proc/{pid}/{name}", "rb") as f:
+                data = f.read(4096)
+        except OSError:
+            continue
+        text = data.rstrip(b"\0\n").replace(b"\0", b" ").decode(errors="replace")
+        text = "".join(c if c.isprintable() else "?" for c in text)
+        if text:
+            return text if len(text) <= _COMMAND_CHARS else text[: _COMMAND_CHARS - 3] + "..."
+    return "?"
+
+
+def _uid(pid: int) -> str:
+    """The real user id ('Uid:' in /proc/PID/status), '?' when unreadable."""
+    return _status_field(pid, b"Uid:")
+
+
+def _status_field(pid: int, name: bytes) -> str:
+    """The first word of a /proc/PID/status line, '?' when unreadable."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(name):
+                    return line.split()[1].decode()
+    except (OSError, IndexError, ValueError):
+        pass
+    return "?"

@@ -1,0 +1,135 @@
+"""A task's processes against their supervisor.
+
+A process that Stoker may not signal: under a `stoker run` of an ordinary user
+(nobody) without a cgroup, a run starts a setuid-root program that takes root's real user id
+too (as `su` and `sudo` do), so every SIGTERM and SIGKILL of the staged kill is refused.
+
+Before, nothing said so: the run ended `did not exit 1 s after SIGKILL; given up on` and the
+process ran on unnamed (`Containment.pids` left out a draining run's group, so the close's
+last look found nothing), and the watchdog, handed the process, spent two seconds of passes
+on it and was logged as stuck (`watchdog_stuck`). Now one ERROR line, `close_incomplete`,
+names it with its command and user id, and the watchdog leaves alone what it may not
+signal.
+
+Needs root (a setuid copy of Python, Stoker as nobody) and a Python nobody may run; two
+seconds, so STOKER_FAULTS_FULL=1 only.
+
+A stray signal to `stoker executor` from its task (`kill -USR1 $PPID`: a daemon telling its
+parent it is ready) ended the executor on the spot: the agent reported TASK_FAILED
+`Executor terminated`. Now it is ignored, with one WARNING line, and the task runs on.
+`stoker run`'s side is tests/e2e/test_run_signals.py's.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import proc_scan
+from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.fault_sizes import FULL
+from tests.support.ports import free_ports
+from tests.support.stoker_proc import kill_leftovers, live, task_pids
+from tests.support.users import needs_root, open_sandbox, stoker_as
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+
+NOBODY = 65534
+
+
+def job(rootpy: Path) -> str:
+    hold = "import os, time; os.setresuid(0, 0, 0); open('held.pid', 'w').write(str(os.getpid())); time.sleep(60)"
+    cmdline = f"{rootpy} -I -S -c \"{hold}\" & while :; do sleep 0.05; done"
+    return textwrap.dedent(f"""
+        jobs = [Service(cluster='local', role='nobody', environment='test', name='setuid',
+            task=Task(processes=[Process(name='p', cmdline={cmdline!r})],
+                      resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+
+
+@needs_root
+@pytest.mark.skipif(not FULL, reason="two seconds: STOKER_FAULTS_FULL=1 only")
+def test_a_process_that_refuses_every_signal_is_named_at_the_end(figures):
+    stoker = stoker_as(NOBODY, NOBODY)
+    if stoker is None:
+        pytest.skip("no Python an unprivileged user may run this checkout with")
+    python = stoker[stoker.index("-m") - 1]
+    with open_sandbox() as top:
+        os.chmod(top, 0o755)
+        rootpy = top / "rootpy"
+        shutil.copy(os.path.realpath(python), rootpy)
+        os.chmod(rootpy, 0o4755)  # root's, setuid
+        (top / "job.aurora").write_text(job(rootpy))
+        sandbox, root = top / "sandbox", top / "registry"
+        for directory in (sandbox, root):
+            directory.mkdir(mode=0o700)
+            os.chown(directory, NOBODY, NOBODY)
+        err = top / "stoker.stderr"
+        with open(err, "wb") as stderr:
+            run = subprocess.Popen([*stoker, "run", str(top / "job.aurora"), "--sandbox", str(sandbox),
+                                    "--cgroups", "off", "--root", str(root), "--kill-grace", "0.1"],
+                                   cwd=top, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=stderr, start_new_session=True)
+        held: set[int] = set()
+        try:
+            wait_for(lambda: (sandbox / "held.pid").exists() and (sandbox / "held.pid").read_text(), 15,
+                     message="the setuid program's pid file")
+            held = proc_scan.read_pid_files([sandbox / "held.pid"])
+            (pid,) = held
+            if os.stat(f"/proc/{pid}").st_uid != 0:
+                pytest.skip("the setuid bit was not honoured (a nosuid /tmp)")
+            stopped_at = time.monotonic()
+            run.send_signal(signal.SIGTERM)
+            assert run.wait(15) == 128 + signal.SIGTERM
+            figures.add("stop with a process it may not signal (s)", f"{time.monotonic() - stopped_at:.3f}")
+            text = err.read_text(errors="replace")
+            assert "close_incomplete" in text and f"pid {pid} ({rootpy} -I -S -c" in text, text
+            assert "uid 0)" in text, text
+            assert "watchdog_stuck" not in text, text
+            assert proc_scan.live(held) == held  # it is root's: out of Stoker's reach, as said
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait(5)
+            for pid in proc_scan.live(held):
+                os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_stray_signal_from_its_task_leaves_the_executor_running(tmp_path):
+    from config.document import encode
+    from config.loader import load_job
+
+    (tmp_path / "job.aurora").write_text(textwrap.dedent("""
+        p = Process(name='web', cmdline='kill -USR1 $PPID; kill -ALRM $PPID; touch sent; sleep 1000')
+        jobs = [Service(cluster='local', role='me', environment='test', name='web',
+                        task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
+                                  finalization_wait=1))]
+    """))
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    sim = AgentSimulator(sandbox=sandbox)
+    try:
+        sim.launch_executor([sys.executable, "-m", "executor", "executor"], cwd=sandbox)
+        sim.wait_subscribed(timeout_secs=10)
+        sim.launch(make_task_info("task-1", encode(load_job(tmp_path / "job.aurora")), ports=free_ports(2)))
+        sim.wait_for_state("task-1", "TASK_RUNNING", 10)
+        wait_for(lambda: (sandbox / "sent").exists(), 10, message="the stray signals sent")
+        wait_for(lambda: sim.executor_log().count("signal_ignored") >= 2, 5, message="a line for each")
+        pids = task_pids(sandbox)
+        assert live(pids) == pids  # the task runs on, under its executor
+        sim.kill("task-1")
+        sim.wait_for_state("task-1", "TASK_KILLED", 10)
+        assert sim.wait_exit(10) == 0
+        assert sim.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    finally:
+        sim.close()
+        kill_leftovers(task_pids(sandbox))
