@@ -5,7 +5,10 @@ disk (`st_blocks` × 512, as Thermos' `du`, `du` itself and Mesos' disk isolator
 sparse file counts the blocks it holds, not its length), a hard-linked inode once (where
 Thermos differs, docs/aurora.md §11). The
 sandbox's top-level entries the caller says are not the task's (`counts`: Stoker's `.stoker`,
-the agent's files) are left out with everything below them. Nothing on another file system
+the agent's files) are left out with everything below them, when `owner` (the supervisor's
+uid) owns them: the sandbox is the role's, so its processes may remove the agent's `stdout`
+and make a directory of that name, or rename `.stoker` away and make their own, and what
+they make is theirs and counts. Nothing on another file system
 is counted, nor anything mounted inside the sandbox (a bind mount of a host directory on the
 same file system too, as read from /proc/self/mountinfo): a volume's space is not the
 sandbox's.
@@ -47,11 +50,13 @@ class Usage:
     unreadable: int  # directories whose contents could not be read
 
 
-def measure(root: str | os.PathLike[str], counts: Callable[[str], bool] = lambda name: True) -> Usage:
-    """The disk `root`'s tree holds, less its top-level entries `counts` refuses."""
+def measure(root: str | os.PathLike[str], counts: Callable[[str], bool] = lambda name: True,
+            owner: int | None = None) -> Usage:
+    """The disk `root`'s tree holds, less its top-level entries `counts` refuses that `owner`
+    owns (None: whoever owns them)."""
     root_fd = os.open(root, _DIR)
     try:
-        walk = _Walk(root_fd, mount_points(os.fspath(root)), counts)
+        walk = _Walk(root_fd, mount_points(os.fspath(root)), counts, owner)
         walk.run()
         return Usage(walk.used, walk.files, walk.unreadable)
     finally:
@@ -105,12 +110,14 @@ class _Frame:
 
 
 class _Walk:
-    def __init__(self, root_fd: int, mounts: set[Key], counts: Callable[[str], bool]) -> None:
+    def __init__(self, root_fd: int, mounts: set[Key], counts: Callable[[str], bool],
+                 owner: int | None) -> None:
         st = os.fstat(root_fd)
         self._root_fd = root_fd
         self._dev = st.st_dev
         self._mounts = mounts
         self._counts = counts
+        self._owner = owner
         self._root_key = (st.st_dev, st.st_ino)
         self._dirs: set[Key] = {self._root_key}  # visited (or to visit): each once
         self._linked: set[Key] = set()  # hard-linked inodes counted
@@ -148,12 +155,13 @@ class _Walk:
         try:
             with os.scandir(fd) as entries:
                 for entry in entries:
-                    if top and not self._counts(entry.name):
-                        continue
+                    refused = top and not self._counts(entry.name)
                     try:
                         st = entry.stat(follow_symlinks=False)
                     except OSError:  # gone since the listing
                         continue
+                    if refused and self._owner in (None, st.st_uid):
+                        continue  # the front-end's (one the task made in its place counts)
                     key = (st.st_dev, st.st_ino)
                     if stat.S_ISDIR(st.st_mode):
                         if st.st_dev != self._dev or key in self._mounts or key in self._dirs:

@@ -40,7 +40,8 @@ def disk_check(sandbox: Path, interval_secs: float, *, under_agent: bool) -> Dis
     (`.stoker`, and the entry that holds its running code, when it is in the sandbox: the
     fetched `stoker.pyz`, the `.shiv` it unpacked into) and, under a Mesos agent, the
     agent's `stdout` and `stderr` (the executor's own output), or else `stoker run`'s logs of
-    earlier attempts (`.logs.attempt-N`)."""
+    earlier attempts (`.logs.attempt-N`); each only while this process's user owns it (the
+    agent gives its files to the executor's user): one the role's processes made counts."""
     skipped = set(OWN_ENTRIES | (AGENT_ENTRIES if under_agent else frozenset()))
     base = os.path.realpath(sandbox)
     for path in (sys.argv[0], __file__):
@@ -49,7 +50,7 @@ def disk_check(sandbox: Path, interval_secs: float, *, under_agent: bool) -> Dis
         top = os.path.relpath(os.path.realpath(path), base).split(os.sep)[0]
         if top not in (os.pardir, os.curdir):
             skipped.add(top)
-    return DiskCheck(interval_secs, frozenset(skipped), attempt_logs=not under_agent)
+    return DiskCheck(interval_secs, frozenset(skipped), attempt_logs=not under_agent, owner=os.geteuid())
 
 
 class DiskWatch:
@@ -111,7 +112,7 @@ class DiskWatch:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         started = time.monotonic()
         try:
-            usage = measure(self._sandbox, self._check.counts)
+            usage = measure(self._sandbox, self._check.counts, self._check.owner)
             sample = DiskSampled(usage.used_bytes, usage.files, usage.unreadable, time.monotonic() - started)
         except OSError as exc:
             sample = DiskSampled(None, error=f"the sandbox {self._sandbox} cannot be read: {exc.strerror or exc}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.task.disklimit import DiskCheck
 from executor.task.diskusage import _unescape, measure
 from executor.task.diskwatch import disk_check
 from tests.support.stoker_proc import REPO
@@ -81,6 +82,20 @@ def test_the_front_end_s_top_level_entries_are_left_out_with_all_below_them(tmp_
     nested = write(tmp_path / "data/.stoker/x", 8 * KB)  # the task's own, deeper down
     usage = measure(tmp_path, lambda name: name not in (".stoker", "stdout"))
     assert usage.used_bytes == blocks(nested, tmp_path / "data", tmp_path / "data/.stoker")
+
+
+def test_a_left_out_name_another_user_made_counts(tmp_path):
+    # A root supervisor's sandbox is the role's: its processes may remove the agent's `stdout`
+    # and fill a directory of that name, or rename `.stoker` away and make their own. Only the
+    # supervisor's own entries are left out; here the entries' user stands for the role's.
+    hidden = write(tmp_path / "stdout/hidden", 300 * KB)
+    write(tmp_path / ".stoker/more", 300 * KB)
+    role = os.lstat(tmp_path / "stdout").st_uid
+    check = DiskCheck(skipped=frozenset({"stdout", ".stoker"}), owner=role + 1)  # the supervisor's
+    usage = measure(tmp_path, check.counts, check.owner)
+    assert usage.used_bytes >= blocks(hidden) + 300 * KB
+    assert usage.files == 4
+    assert measure(tmp_path, check.counts, role).used_bytes == 0  # the supervisor's own: left out
 
 
 def test_entries_that_vanish_during_the_walk_are_not_counted_and_nothing_breaks(tmp_path):
@@ -229,6 +244,7 @@ def test_what_each_front_end_leaves_out_of_its_sandbox(tmp_path, monkeypatch):
     assert under_agent.interval_secs == 5.0
     assert under_agent.skipped == {".stoker", "stdout", "stderr", "stoker.pyz"}
     assert under_agent.counts(".logs.attempt-1")  # no such thing under an agent: the task's
+    assert under_agent.owner == os.geteuid()  # left out only while this process's user owns them
     monkeypatch.setattr(sys, "argv", ["/usr/bin/stoker", "run"])
     local = disk_check(tmp_path, 5.0, under_agent=False)
     assert local.skipped == {".stoker"} and not local.counts(".logs.attempt-1")
