@@ -134,6 +134,8 @@ class TaskOwner:
         self._holding = False  # from the start on, that list is kept (`_keep_held`)
         self._processes_started = False
         self._adopt_first = running_early
+        self._exited = False  # a run ended since the planner last decided
+        self._late_sample: DiskSampled | None = None  # came after that end: judged after the decision
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
         self.final_update: Update | None = None
@@ -206,6 +208,11 @@ class TaskOwner:
         if late := self._killing.overdue(self._clock()):
             self._kill(late.reason, late)
         decision = self._decide()
+        self._exited = False
+        if (sample := self._late_sample) is not None:  # decides nothing if the task stopped meanwhile
+            self._late_sample = None
+            self._on_disk(sample)
+            decision = self._decide()
         if decision.phase.terminal:
             self._apply_outcome(self._status.task_ended(decision.phase, decision.reason))
             return True
@@ -332,13 +339,16 @@ class TaskOwner:
             case ProcessExited():
                 self._runs.exited(event.process, event.run, event.status)
                 self._planner.exited(event.process, event.run, event.status, event.at)
+                self._exited = True
             case HealthChecked():
                 if not self._status.state.terminal and self._planner.phase is TaskPhase.ACTIVE:
                     if (verdict := self._checks.health(event)) is not None:  # else the processes decide
                         self._apply_outcome(self._status.health(verdict))
             case DiskSampled():
-                if (reason := self._checks.disk(event)) is not None:
-                    self._apply_outcome(self._status.failed(reason))
+                if self._exited:  # the task's last process may have ended: the planner says first
+                    self._late_sample = event
+                else:
+                    self._on_disk(event)
             case KillRequested():
                 was_killing = self._status.killing
                 self._apply_outcome(self._status.kill_requested(event.reason), event)
@@ -369,6 +379,10 @@ class TaskOwner:
         self._apply_outcome(self._status.processes_started())
         if not self._status.killing and self._planner.phase is TaskPhase.ACTIVE:
             self._checks.start()
+
+    def _on_disk(self, sample: DiskSampled) -> None:
+        if (reason := self._checks.disk(sample)) is not None:
+            self._apply_outcome(self._status.failed(reason))
 
     # ---- kills ----
 

@@ -156,6 +156,26 @@ def test_once_the_processes_ended_the_check_stops():
     assert h.disk.limit.deadline_at() is None and not h.disk.limit.take(h.clock.now + 1000.0)
 
 
+def test_a_sample_that_comes_after_the_last_process_ended_decides_nothing():
+    # Both in the queue at one step: the task ended before the walk's result was known (a job
+    # that wrote its output and exited 0 while a sample ran ended FAILED, not FINISHED).
+    h = Harness()
+    h.clock.advance(0.5)
+    h.owner.post(ProcessExited("a", 0, pid=101, status=ExitStatus(exit_code=0), at=h.clock.now))
+    h.owner.post(DiskSampled(LIMIT * 10, files=1, secs=0.5))
+    assert h.owner.step()
+    assert [state for state, _ in h.ends()] == [TaskState.FINISHED]
+
+
+def test_a_sample_over_the_limit_before_the_end_still_fails_the_task():
+    h = Harness()
+    h.clock.advance(0.5)
+    h.owner.post(DiskSampled(LIMIT * 10, files=1, secs=0.5))
+    h.owner.post(ProcessExited("a", 0, pid=101, status=ExitStatus(exit_code=0), at=h.clock.now))
+    assert h.owner.step()
+    assert h.ends() == [(TaskState.FAILED, exceeded_reason(LIMIT, LIMIT * 10))]
+
+
 def test_without_the_check_the_owner_has_no_timer():
     h = Harness(disk=False)
     assert "0 disk sample" not in h.effects.lines
