@@ -65,7 +65,7 @@ class FakeDisk:
 
 
 class Harness:
-    def __init__(self, health: bool = False, disk: bool = True) -> None:
+    def __init__(self, health: bool = False, disk: bool = True, stop_timeout: float | None = None) -> None:
         self.clock = FakeClock()
         self.effects = Effects(self.clock)
         self.reporter = RecordingReporter(self.effects)
@@ -79,7 +79,8 @@ class Harness:
             reporter=self.reporter, checker=FakeChecker() if health else None,
             start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
             start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within),
-            clock=self.clock, wall_clock=lambda: 0.0, disk=self.disk if disk else None)
+            clock=self.clock, wall_clock=lambda: 0.0, disk=self.disk if disk else None,
+            stop_timeout_secs=stop_timeout)
         self.owner.start()
         self.done = self.owner.step()
 
@@ -123,6 +124,15 @@ def test_more_than_the_limit_kills_the_task_and_ends_it_failed_with_aurora_s_mes
     assert h.ends() == []  # not before its processes are gone
     h.exit_a()
     assert h.done and h.ends() == [(TaskState.FAILED, reason)]
+
+
+def test_the_stop_timeout_sigkills_a_disk_failure_s_stop_and_the_task_still_ends_failed():
+    h = Harness(stop_timeout=2.0)  # --stop-timeout-in-secs, shorter than the 5 s grace
+    h.sampled(LIMIT + 1)
+    h.to_deadline()
+    assert h.effects.lines[-2:] == ["0.5 SIGTERM a[0]", "2.5 SIGKILL a[0]"]
+    h.exit_a(signal.SIGKILL)
+    assert h.ends() == [(TaskState.FAILED, exceeded_reason(LIMIT, LIMIT + 1))]
 
 
 def test_a_kill_under_way_wins_and_no_sample_starts_after_it():
