@@ -9,9 +9,9 @@ the agent's files) are left out with everything below them, when `owner` (the su
 uid) owns them: the sandbox is the role's, so its processes may remove the agent's `stdout`
 and make a directory of that name, or rename `.stoker` away and make their own, and what
 they make is theirs and counts. Nothing on another file system
-is counted, nor anything mounted inside the sandbox (a bind mount of a host directory on the
-same file system too, as read from /proc/self/mountinfo): a volume's space is not the
-sandbox's.
+is counted, nor anything mounted inside the sandbox (a bind mount of a host directory or
+file on the same file system too, as read from /proc/self/mountinfo): a volume's space is
+not the sandbox's.
 
 Safe on any tree a task can make:
 - no symlink is ever followed (each entry is lstat'ed, each directory opened with
@@ -163,9 +163,12 @@ class _Walk:
                     if refused and self._owner in (None, st.st_uid):
                         continue  # the front-end's (one the task made in its place counts)
                     key = (st.st_dev, st.st_ino)
+                    if key in self._mounts:
+                        continue  # mounted here (a file can be too)
                     if stat.S_ISDIR(st.st_mode):
-                        if st.st_dev != self._dev or key in self._mounts or key in self._dirs:
-                            continue  # another file system, a mount, or seen already
+                        if st.st_dev != self._dev or key in self._dirs:
+                            continue  # another file system (as `du -x`: a file's st_dev may differ
+                            # on an overlayfs), or seen already
                         self._dirs.add(key)
                         subdirs.append((entry.name, key))
                     elif st.st_nlink > 1:

@@ -214,6 +214,8 @@ subprocess.run(["mount", "-t", "tmpfs", "none", sandbox + "/tmp fs"], check=True
 with open(sandbox + "/tmp fs/big", "wb") as f:
     f.write(os.urandom(400 * 1024))
 subprocess.run(["mount", "--bind", outside, sandbox + "/bound"], check=True)
+subprocess.run(["mount", "--bind", outside + "/big", sandbox + "/bound-file"], check=True)  # files too
+subprocess.run(["mount", "--bind", sandbox + "/tmp fs/big", sandbox + "/tmpfs-file"], check=True)
 u = measure(sandbox)
 print(json.dumps([u.used_bytes, u.files]))
 """
@@ -227,6 +229,8 @@ def test_nothing_mounted_inside_the_sandbox_counts(tmp_path):
     mine = write(sandbox / "mine", 4 * KB)
     (sandbox / "tmp fs").mkdir()
     (sandbox / "bound").mkdir()
+    for name in ("bound-file", "tmpfs-file"):  # where a host's file is mounted (a Mesos volume)
+        (sandbox / name).touch()
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _MOUNTED,
                            str(sandbox), str(outside)], capture_output=True, text=True, timeout=30,
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -234,7 +238,7 @@ def test_nothing_mounted_inside_the_sandbox_counts(tmp_path):
         pytest.skip(f"no mounts here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
     used, files = json.loads(done.stdout)
-    assert files == 1 and used == blocks(mine)  # not the mount points themselves either
+    assert files == 1 and used == blocks(mine)  # not the mount points themselves either, nor a file mounted
 
 
 def test_what_each_front_end_leaves_out_of_its_sandbox(tmp_path, monkeypatch):
