@@ -4,7 +4,7 @@ Owns, for one task whose `Resources.disk` is set and whose front-end asked for t
 (`DiskCheck`: always under `stoker executor`, with `--disk-limit on` under `stoker run`):
 the schedule and verdict (`executor/task/disklimit.py`'s pure `DiskLimit`), one short-lived
 thread per sample that walks the sandbox (`executor/task/diskusage.py`, loaded with the
-first sample) at the lowest CPU priority and posts the result to the owner's queue as
+first sample) at the supervisor's own CPU priority and posts the result to the owner's queue as
 `DiskSampled`, one DEBUG line per sample with the time it took, and one ERROR line
 (`disk_limit_exceeded`) when the sandbox holds more than the limit. The owner then fails the task with Aurora's message, through the
 same staged kill as a failed health check; a kill already under way wins.
@@ -16,7 +16,6 @@ nothing here is loaded: no thread, no timer, no wake-up.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -103,13 +102,13 @@ class DiskWatch:
         self.limit.stop()
 
     def _sample(self) -> None:
-        """The sampling thread: one walk at the lowest CPU priority (nice 19, this thread's
-        alone on Linux: the task and the supervisor's other threads come first), its result
-        posted."""
+        """The sampling thread: one walk, its result posted. At the supervisor's own CPU
+        priority, not a lower one: a thread the kernel preempts while it holds the GIL stalls
+        every other thread of the supervisor until it runs again, and a walk at nice 19 beside
+        a task that kept the CPUs busy stalled the owner, the reaper and the health checks for
+        2 to 3 s at a time. Its cost is bounded by the schedule (a tenth of the time)."""
         from executor.task.diskusage import measure
 
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         started = time.monotonic()
         try:
             usage = measure(self._sandbox, self._check.counts, self._check.owner)

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
+from executor.task import diskusage
 from executor.task.disklimit import DiskCheck
 from executor.task.diskusage import _unescape, measure
-from executor.task.diskwatch import disk_check
+from executor.task.diskwatch import DiskWatch, disk_check
 from tests.support.stoker_proc import REPO
 from tests.support.users import as_nobody, needs_root, open_sandbox
 
@@ -252,3 +255,23 @@ def test_what_each_front_end_leaves_out_of_its_sandbox(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["/usr/bin/stoker", "run"])
     local = disk_check(tmp_path, 5.0, under_agent=False)
     assert local.skipped == {".stoker"} and not local.counts(".logs.attempt-1")
+
+
+def test_the_sampling_thread_walks_at_the_supervisor_s_own_priority(tmp_path, monkeypatch):
+    # A thread of lower priority that the kernel preempts while it holds the GIL stalls every
+    # other thread of the supervisor until it runs again: a walk at nice 19 beside a task
+    # that kept the CPUs busy stalled the owner and the health checks for 2 to 3 s at a time.
+    seen = []
+    real = diskusage.measure
+
+    def measure(*args, **kwargs):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(diskusage, "measure", measure)
+    write(tmp_path / "data", 8 * KB)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    DiskWatch("t.0", tmp_path, 1, disk_check(tmp_path, 60.0, under_agent=False), events.put).start()
+    sample = events.get(timeout=10)
+    assert sample.used_bytes >= 8 * KB
+    assert seen == [os.getpriority(os.PRIO_PROCESS, 0)]
