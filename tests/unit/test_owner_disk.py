@@ -177,6 +177,15 @@ def test_a_sample_that_comes_after_the_last_process_ended_decides_nothing():
     assert [state for state, _ in h.ends()] == [TaskState.FINISHED]
 
 
+def test_a_failed_health_check_that_comes_after_the_last_process_ended_decides_nothing_either():
+    h = Harness(health=True)
+    h.post(HealthChecked(Attempt.passed("ok"), 0.01, h.clock.now))
+    h.owner.post(ProcessExited("a", 0, pid=101, status=ExitStatus(exit_code=0), at=h.clock.now))
+    h.owner.post(HealthChecked(Attempt.failed("HTTP 503"), 0.01, h.clock.now))
+    assert h.owner.step()
+    assert [state for state, _ in h.ends()] == [TaskState.FINISHED]
+
+
 def test_a_sample_over_the_limit_before_the_end_still_fails_the_task():
     h = Harness()
     h.clock.advance(0.5)
