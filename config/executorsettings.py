@@ -178,8 +178,8 @@ class ExecutorSettings:
     nosetuid_health_checks: bool = setting(
         env=("STOKER_NOSETUID_HEALTH_CHECKS",), flag="--nosetuid-health-checks",
         aliases=thermos_spelling("--nosetuid-health-checks"), parse=parse_switch, default=False, action="store_true",
-        help="run shell health checks as the executor's own user, not as the user the processes "
-             "run as, as Thermos' flag")
+        help="run shell health checks as the executor's own user (with its HOME, and never the "
+             "sandbox's .thermos_profile), not as the user the processes run as, as Thermos' flag")
     stop_timeout_secs: float = setting(
         env=("STOKER_STOP_TIMEOUT",), flag="--stop-timeout-in-secs", aliases=("--stop_timeout_in_secs",),
         parse=parse_secs, default=120.0, metavar="SECS",

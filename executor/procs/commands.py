@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pwd
 import select
 import signal
 import threading
@@ -48,10 +49,18 @@ REAP_WAIT_SECS = 1.0  # a command seen to exit is waited for this long at least,
 class CommandRunner:
     def __init__(self, *, sandbox: Path, env: Mapping[str, str], task_marker: str,
                  reaper: Reaper, containment: Containment, stdin_fd: int,
-                 run_as: RunAs | None = None) -> None:
+                 run_as: RunAs | None = None, check_as: RunAs | None = None) -> None:
+        """`run_as`: the user the task's processes run as (None: this process's), and the
+        commands too, unless `check_as` is another (a root executor's
+        `--nosetuid-health-checks`): they then run as `check_as` with its own HOME, USER and
+        LOGNAME, and never the sandbox's `.thermos_profile`. The sandbox is the role's: root
+        would run what its processes wrote in that profile, or read the `.curlrc` or
+        `.gitconfig` they left in a HOME that is the sandbox."""
+        other = check_as is not None and check_as.uid != (os.geteuid() if run_as is None else run_as.uid)
         self._sandbox = sandbox
-        self._run_as = run_as
-        self._env = dict(env)
+        self._run_as = check_as if other else run_as
+        self._as_task = not other
+        self._env = _own_env(env, check_as) if other else dict(env)
         self._task_marker = task_marker
         self._reaper = reaper
         self._containment = containment
@@ -67,7 +76,7 @@ class CommandRunner:
 
     def run(self, command: str, timeout_secs: float) -> CommandResult:
         marker = f"{self._task_marker}/.command/{next(self._seq)}"
-        env = spawn.with_profile(dict(self._env), self._sandbox)
+        env = spawn.with_profile(dict(self._env), self._sandbox) if self._as_task else dict(self._env)
         env[spawn.RUN_MARKER] = marker
         deadline = time.monotonic() + timeout_secs
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
@@ -141,6 +150,17 @@ def _open_pidfd(child: spawn.CommandChild) -> int:
         return os.pidfd_open(child.pid)
     except (OSError, AttributeError):
         return -1
+
+
+def _own_env(env: Mapping[str, str], user: RunAs | None) -> dict[str, str]:
+    """`env` as `user` (None: this process's) would have it: its home, its name."""
+    uid = os.geteuid() if user is None else user.uid
+    try:
+        entry = pwd.getpwuid(uid)
+        home, name = entry.pw_dir, entry.pw_name
+    except KeyError:  # a uid no password entry names
+        home, name = "/", str(uid)
+    return {**env, "HOME": home, "USER": name, "LOGNAME": name}
 
 
 def _follow(read_fd: int, child: spawn.CommandChild, tail: _Tail, deadline: float) -> bool:

@@ -83,7 +83,7 @@ class Supervisor:
         killed otherwise; the watchdog is retired once this supervisor's own is up."""
         self._sandbox = Path(sandbox)
         self._run_as = run_as  # None: as this process
-        self._check_as = check_as or run_as  # the health commands' user (--nosetuid-health-checks)
+        self._check_as = check_as  # the health commands' user, when another (--nosetuid-health-checks)
         self._cgroups = cgroups
         self._label = task_label
         self._marker = marker or os.urandom(16).hex()
@@ -414,7 +414,7 @@ class Supervisor:
                 self._commands = CommandRunner(
                     sandbox=self._sandbox, env=self._env, task_marker=self._marker,
                     reaper=self._reaper, containment=self._containment,
-                    stdin_fd=self._devnull, run_as=self._check_as)
+                    stdin_fd=self._devnull, run_as=self._run_as, check_as=self._check_as)
             return self._commands
 
     # ---- close ----

@@ -47,11 +47,14 @@ def exceeded_reason(limit_bytes: int, used_bytes: int) -> str:
 class DiskCheck:
     """A front-end's request for the check: sample every `interval_secs`, and leave out the
     sandbox's top-level entries named in `skipped` and, with `attempt_logs`, `stoker run`'s
-    `.logs.attempt-N` (the logs of earlier attempts, which Stoker keeps and prunes)."""
+    `.logs.attempt-N` (the logs of earlier attempts, which Stoker keeps and prunes), each
+    only when `owner` owns it (the supervisor's uid; None: whoever does): a root supervisor's
+    task runs as its role, whose processes may replace any of them with their own."""
 
     interval_secs: float = DEFAULT_INTERVAL_SECS
     skipped: frozenset[str] = frozenset()
     attempt_logs: bool = False
+    owner: int | None = None
 
     def counts(self, name: str) -> bool:
         """Whether the sandbox's top-level entry `name` is the task's."""

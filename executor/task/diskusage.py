@@ -5,10 +5,13 @@ disk (`st_blocks` × 512, as Thermos' `du`, `du` itself and Mesos' disk isolator
 sparse file counts the blocks it holds, not its length), a hard-linked inode once (where
 Thermos differs, docs/aurora.md §11). The
 sandbox's top-level entries the caller says are not the task's (`counts`: Stoker's `.stoker`,
-the agent's files) are left out with everything below them. Nothing on another file system
-is counted, nor anything mounted inside the sandbox (a bind mount of a host directory on the
-same file system too, as read from /proc/self/mountinfo): a volume's space is not the
-sandbox's.
+the agent's files) are left out with everything below them, when `owner` (the supervisor's
+uid) owns them: the sandbox is the role's, so its processes may remove the agent's `stdout`
+and make a directory of that name, or rename `.stoker` away and make their own, and what
+they make is theirs and counts. Nothing on another file system
+is counted, nor anything mounted inside the sandbox (a bind mount of a host directory or
+file on the same file system too, as read from /proc/self/mountinfo): a volume's space is
+not the sandbox's.
 
 Safe on any tree a task can make:
 - no symlink is ever followed (each entry is lstat'ed, each directory opened with
@@ -23,7 +26,9 @@ Safe on any tree a task can make:
   everything; a task of the supervisor's own user can hide a directory it makes unreadable).
 
 Blocking, and as slow as the tree is big (about 45 ms for 10,000 files in 100 directories, 30 ms of it CPU; `du -sx`: 28 ms): the caller runs it
-on a thread of its own. Raises OSError only when the sandbox itself cannot be opened.
+on a thread of its own. Its memory: nothing per file (but one key per hard-linked inode),
+about 150 bytes per directory while it walks (85 to 150 MB for a million directories,
+whether in one directory or spread out). Raises OSError only when the sandbox itself cannot be opened.
 """
 from __future__ import annotations
 
@@ -47,11 +52,13 @@ class Usage:
     unreadable: int  # directories whose contents could not be read
 
 
-def measure(root: str | os.PathLike[str], counts: Callable[[str], bool] = lambda name: True) -> Usage:
-    """The disk `root`'s tree holds, less its top-level entries `counts` refuses."""
+def measure(root: str | os.PathLike[str], counts: Callable[[str], bool] = lambda name: True,
+            owner: int | None = None) -> Usage:
+    """The disk `root`'s tree holds, less its top-level entries `counts` refuses that `owner`
+    owns (None: whoever owns them)."""
     root_fd = os.open(root, _DIR)
     try:
-        walk = _Walk(root_fd, mount_points(os.fspath(root)), counts)
+        walk = _Walk(root_fd, mount_points(os.fspath(root)), counts, owner)
         walk.run()
         return Usage(walk.used, walk.files, walk.unreadable)
     finally:
@@ -101,29 +108,32 @@ def _unescape(field: str) -> str:
 class _Frame:
     name: str  # in its parent ("" for the sandbox)
     key: Key
-    pending: list[tuple[str, Key]]  # subdirectories still to visit
+    pending: list[str]  # subdirectories still to visit (a million of them in a wide sandbox)
+    inodes: list[int]  # theirs, on the sandbox's file system: two flat lists take the least memory
 
 
 class _Walk:
-    def __init__(self, root_fd: int, mounts: set[Key], counts: Callable[[str], bool]) -> None:
+    def __init__(self, root_fd: int, mounts: set[Key], counts: Callable[[str], bool],
+                 owner: int | None) -> None:
         st = os.fstat(root_fd)
         self._root_fd = root_fd
         self._dev = st.st_dev
         self._mounts = mounts
         self._counts = counts
+        self._owner = owner
         self._root_key = (st.st_dev, st.st_ino)
-        self._dirs: set[Key] = {self._root_key}  # visited (or to visit): each once
+        self._dirs: set[int] = {st.st_ino}  # visited (or to visit): each once (all on `_dev`)
         self._linked: set[Key] = set()  # hard-linked inodes counted
         self.used = self.files = self.unreadable = 0
 
     def run(self) -> None:
         fd = os.dup(self._root_fd)
-        stack = [_Frame("", self._root_key, self._scan(fd, top=True))]
+        stack = [_Frame("", self._root_key, *self._scan(fd, top=True))]
         try:
             while stack:
                 frame = stack[-1]
                 if frame.pending:
-                    name, key = frame.pending.pop()
+                    name, key = frame.pending.pop(), (self._dev, frame.inodes.pop())
                     try:
                         child = _open_child(fd, name, key)
                     except OSError as exc:
@@ -134,7 +144,7 @@ class _Walk:
                         continue
                     os.close(fd)
                     fd = child
-                    stack.append(_Frame(name, key, self._scan(fd, top=False)))
+                    stack.append(_Frame(name, key, *self._scan(fd, top=False)))
                     continue
                 stack.pop()
                 if stack:
@@ -142,24 +152,31 @@ class _Walk:
         finally:
             os.close(fd)
 
-    def _scan(self, fd: int, *, top: bool) -> list[tuple[str, Key]]:
-        """Count directory `fd`'s entries; its subdirectories to visit."""
-        subdirs = []
+    def _scan(self, fd: int, *, top: bool) -> tuple[list[str], list[int]]:
+        """Count directory `fd`'s entries; its subdirectories to visit, and their inodes."""
+        subdirs: list[str] = []
+        inodes: list[int] = []
         try:
             with os.scandir(fd) as entries:
                 for entry in entries:
-                    if top and not self._counts(entry.name):
-                        continue
+                    refused = top and not self._counts(entry.name)
                     try:
                         st = entry.stat(follow_symlinks=False)
                     except OSError:  # gone since the listing
                         continue
+                    if refused and self._owner in (None, st.st_uid):
+                        continue  # the front-end's (one the task made in its place counts)
                     key = (st.st_dev, st.st_ino)
+                    if key in self._mounts:
+                        continue  # mounted here (a file can be too)
                     if stat.S_ISDIR(st.st_mode):
-                        if st.st_dev != self._dev or key in self._mounts or key in self._dirs:
-                            continue  # another file system, a mount, or seen already
-                        self._dirs.add(key)
-                        subdirs.append((entry.name, key))
+                        inode = st.st_ino  # one int object, in the set and the list
+                        if st.st_dev != self._dev or inode in self._dirs:
+                            continue  # another file system (as `du -x`: a file's st_dev may differ
+                            # on an overlayfs), or seen already
+                        self._dirs.add(inode)
+                        subdirs.append(entry.name)
+                        inodes.append(inode)
                     elif st.st_nlink > 1:
                         if key in self._linked:
                             continue
@@ -168,7 +185,7 @@ class _Walk:
                     self.files += 1
         except OSError:
             self.unreadable += 1
-        return subdirs
+        return subdirs, inodes
 
     def _up(self, fd: int, stack: list[_Frame]) -> int:
         """From a finished directory back to its parent, `stack[-1]`; when `..` is not that

@@ -4,7 +4,7 @@ Owns, for one task whose `Resources.disk` is set and whose front-end asked for t
 (`DiskCheck`: always under `stoker executor`, with `--disk-limit on` under `stoker run`):
 the schedule and verdict (`executor/task/disklimit.py`'s pure `DiskLimit`), one short-lived
 thread per sample that walks the sandbox (`executor/task/diskusage.py`, loaded with the
-first sample) at the lowest CPU priority and posts the result to the owner's queue as
+first sample) at the supervisor's own CPU priority and posts the result to the owner's queue as
 `DiskSampled`, one DEBUG line per sample with the time it took, and one ERROR line
 (`disk_limit_exceeded`) when the sandbox holds more than the limit. The owner then fails the task with Aurora's message, through the
 same staged kill as a failed health check; a kill already under way wins.
@@ -16,7 +16,6 @@ nothing here is loaded: no thread, no timer, no wake-up.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -40,7 +39,8 @@ def disk_check(sandbox: Path, interval_secs: float, *, under_agent: bool) -> Dis
     (`.stoker`, and the entry that holds its running code, when it is in the sandbox: the
     fetched `stoker.pyz`, the `.shiv` it unpacked into) and, under a Mesos agent, the
     agent's `stdout` and `stderr` (the executor's own output), or else `stoker run`'s logs of
-    earlier attempts (`.logs.attempt-N`)."""
+    earlier attempts (`.logs.attempt-N`); each only while this process's user owns it (the
+    agent gives its files to the executor's user): one the role's processes made counts."""
     skipped = set(OWN_ENTRIES | (AGENT_ENTRIES if under_agent else frozenset()))
     base = os.path.realpath(sandbox)
     for path in (sys.argv[0], __file__):
@@ -49,7 +49,7 @@ def disk_check(sandbox: Path, interval_secs: float, *, under_agent: bool) -> Dis
         top = os.path.relpath(os.path.realpath(path), base).split(os.sep)[0]
         if top not in (os.pardir, os.curdir):
             skipped.add(top)
-    return DiskCheck(interval_secs, frozenset(skipped), attempt_logs=not under_agent)
+    return DiskCheck(interval_secs, frozenset(skipped), attempt_logs=not under_agent, owner=os.geteuid())
 
 
 class DiskWatch:
@@ -102,16 +102,16 @@ class DiskWatch:
         self.limit.stop()
 
     def _sample(self) -> None:
-        """The sampling thread: one walk at the lowest CPU priority (nice 19, this thread's
-        alone on Linux: the task and the supervisor's other threads come first), its result
-        posted."""
+        """The sampling thread: one walk, its result posted. At the supervisor's own CPU
+        priority, not a lower one: a thread the kernel preempts while it holds the GIL stalls
+        every other thread of the supervisor until it runs again, and a walk at nice 19 beside
+        a task that kept the CPUs busy stalled the owner, the reaper and the health checks for
+        2 to 3 s at a time. Its cost is bounded by the schedule (a tenth of the time)."""
         from executor.task.diskusage import measure
 
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         started = time.monotonic()
         try:
-            usage = measure(self._sandbox, self._check.counts)
+            usage = measure(self._sandbox, self._check.counts, self._check.owner)
             sample = DiskSampled(usage.used_bytes, usage.files, usage.unreadable, time.monotonic() - started)
         except OSError as exc:
             sample = DiskSampled(None, error=f"the sandbox {self._sandbox} cannot be read: {exc.strerror or exc}")

@@ -11,7 +11,8 @@ machine, and the kill sequence, carried out by its `Killing`, `killing.py`) what
 (`executor/task/ports.py`) do it, checkpoints and logs every transition (one line each,
 through its `Journal`, `journal.py`), and hands transitions and task-level updates to its
 reporter. No other code changes task state, so there are no locks. Health checks run only
-while the planner is ACTIVE: once the regular processes have ended, the outcome is theirs.
+while the planner is ACTIVE: once the regular processes have ended, the outcome is theirs
+(a check's result queued behind a process's exit is judged after the planner's decision).
 
 It is given its collaborators: `executor/task/wiring.owner_for` plugs in the real ones, and
 tests drive `start()` / `step()` / `close()` with fakes and a fake clock.
@@ -134,6 +135,8 @@ class TaskOwner:
         self._holding = False  # from the start on, that list is kept (`_keep_held`)
         self._processes_started = False
         self._adopt_first = running_early
+        self._exited = False  # a run ended since the planner last decided
+        self._late: list[HealthChecked | DiskSampled] = []  # checks' results after it: judged after the decision
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
         self.final_update: Update | None = None
@@ -206,6 +209,12 @@ class TaskOwner:
         if late := self._killing.overdue(self._clock()):
             self._kill(late.reason, late)
         decision = self._decide()
+        self._exited = False
+        if self._late:  # each decides nothing if the task stopped meanwhile
+            results, self._late = self._late, []
+            for result in results:
+                self._on_check(result)
+            decision = self._decide()
         if decision.phase.terminal:
             self._apply_outcome(self._status.task_ended(decision.phase, decision.reason))
             return True
@@ -332,13 +341,12 @@ class TaskOwner:
             case ProcessExited():
                 self._runs.exited(event.process, event.run, event.status)
                 self._planner.exited(event.process, event.run, event.status, event.at)
-            case HealthChecked():
-                if not self._status.state.terminal and self._planner.phase is TaskPhase.ACTIVE:
-                    if (verdict := self._checks.health(event)) is not None:  # else the processes decide
-                        self._apply_outcome(self._status.health(verdict))
-            case DiskSampled():
-                if (reason := self._checks.disk(event)) is not None:
-                    self._apply_outcome(self._status.failed(reason))
+                self._exited = True
+            case HealthChecked() | DiskSampled():
+                if self._exited:  # the task's last process may have ended: the planner says first
+                    self._late.append(event)
+                else:
+                    self._on_check(event)
             case KillRequested():
                 was_killing = self._status.killing
                 self._apply_outcome(self._status.kill_requested(event.reason), event)
@@ -369,6 +377,14 @@ class TaskOwner:
         self._apply_outcome(self._status.processes_started())
         if not self._status.killing and self._planner.phase is TaskPhase.ACTIVE:
             self._checks.start()
+
+    def _on_check(self, event: HealthChecked | DiskSampled) -> None:
+        if isinstance(event, DiskSampled):
+            if (reason := self._checks.disk(event)) is not None:
+                self._apply_outcome(self._status.failed(reason))
+        elif not self._status.state.terminal and self._planner.phase is TaskPhase.ACTIVE:
+            if (verdict := self._checks.health(event)) is not None:  # else the processes decide
+                self._apply_outcome(self._status.health(verdict))
 
     # ---- kills ----
 

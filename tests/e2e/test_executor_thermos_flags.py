@@ -116,7 +116,8 @@ def open_agent():
 
 
 WHO = """
-    who = Process(name='who', cmdline='id -un > who.txt; exec sleep 600')
+    who = Process(name='who', cmdline='''echo 'touch profiled-by-$(id -un)' > .thermos_profile; id -un > who.txt
+                                         exec sleep 600''')
     jobs = [Service(cluster='devcluster', role='%(role)s', environment='test', name='who',
                     task=Task(processes=[who], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB),
                               finalization_wait=1),
@@ -140,6 +141,7 @@ def test_execute_as_user_runs_the_task_as_that_user_not_the_role(user, open_agen
     assert read_when_there(sandbox / "who.txt") == user.pw_name
     assert os.stat(sandbox).st_uid == user.pw_uid
     assert (sandbox / f"checked-by-{user.pw_name}").exists()  # its checks too
+    wait_for(lambda: (sandbox / f"profiled-by-{user.pw_name}").exists(), 5)  # as the processes' user: with the profile
     open_agent.kill(TID, grace_secs=0.5)
     open_agent.wait_for_state(TID, "TASK_KILLED", 10)
     assert f"run_as task=who.0 user={user.pw_name}" in open_agent.executor_log()
@@ -154,5 +156,9 @@ def test_nosetuid_health_checks_run_shell_checks_as_the_executor_s_user(user, op
     assert running.healthy is True
     assert read_when_there(sandbox / "who.txt") == user.pw_name  # the processes: as the role
     assert (sandbox / "checked-by-root").exists() and not (sandbox / f"checked-by-{user.pw_name}").exists()
+    for _ in range(2):  # the second check seen again started after .thermos_profile (before who.txt) was there
+        (sandbox / "checked-by-root").unlink()
+        wait_for(lambda: (sandbox / "checked-by-root").exists(), 5)
+    assert not (sandbox / "profiled-by-root").exists()  # root never runs the role's .thermos_profile
     open_agent.kill(TID, grace_secs=0.5)
     open_agent.wait_for_state(TID, "TASK_KILLED", 10)

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
+from executor.task import diskusage
+from executor.task.disklimit import DiskCheck
 from executor.task.diskusage import _unescape, measure
-from executor.task.diskwatch import disk_check
+from executor.task.diskwatch import DiskWatch, disk_check
 from tests.support.stoker_proc import REPO
 from tests.support.users import as_nobody, needs_root, open_sandbox
 
@@ -81,6 +85,20 @@ def test_the_front_end_s_top_level_entries_are_left_out_with_all_below_them(tmp_
     nested = write(tmp_path / "data/.stoker/x", 8 * KB)  # the task's own, deeper down
     usage = measure(tmp_path, lambda name: name not in (".stoker", "stdout"))
     assert usage.used_bytes == blocks(nested, tmp_path / "data", tmp_path / "data/.stoker")
+
+
+def test_a_left_out_name_another_user_made_counts(tmp_path):
+    # A root supervisor's sandbox is the role's: its processes may remove the agent's `stdout`
+    # and fill a directory of that name, or rename `.stoker` away and make their own. Only the
+    # supervisor's own entries are left out; here the entries' user stands for the role's.
+    hidden = write(tmp_path / "stdout/hidden", 300 * KB)
+    write(tmp_path / ".stoker/more", 300 * KB)
+    role = os.lstat(tmp_path / "stdout").st_uid
+    check = DiskCheck(skipped=frozenset({"stdout", ".stoker"}), owner=role + 1)  # the supervisor's
+    usage = measure(tmp_path, check.counts, check.owner)
+    assert usage.used_bytes >= blocks(hidden) + 300 * KB
+    assert usage.files == 4
+    assert measure(tmp_path, check.counts, role).used_bytes == 0  # the supervisor's own: left out
 
 
 def test_entries_that_vanish_during_the_walk_are_not_counted_and_nothing_breaks(tmp_path):
@@ -199,6 +217,8 @@ subprocess.run(["mount", "-t", "tmpfs", "none", sandbox + "/tmp fs"], check=True
 with open(sandbox + "/tmp fs/big", "wb") as f:
     f.write(os.urandom(400 * 1024))
 subprocess.run(["mount", "--bind", outside, sandbox + "/bound"], check=True)
+subprocess.run(["mount", "--bind", outside + "/big", sandbox + "/bound-file"], check=True)  # files too
+subprocess.run(["mount", "--bind", sandbox + "/tmp fs/big", sandbox + "/tmpfs-file"], check=True)
 u = measure(sandbox)
 print(json.dumps([u.used_bytes, u.files]))
 """
@@ -212,6 +232,8 @@ def test_nothing_mounted_inside_the_sandbox_counts(tmp_path):
     mine = write(sandbox / "mine", 4 * KB)
     (sandbox / "tmp fs").mkdir()
     (sandbox / "bound").mkdir()
+    for name in ("bound-file", "tmpfs-file"):  # where a host's file is mounted (a Mesos volume)
+        (sandbox / name).touch()
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _MOUNTED,
                            str(sandbox), str(outside)], capture_output=True, text=True, timeout=30,
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -219,7 +241,7 @@ def test_nothing_mounted_inside_the_sandbox_counts(tmp_path):
         pytest.skip(f"no mounts here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
     used, files = json.loads(done.stdout)
-    assert files == 1 and used == blocks(mine)  # not the mount points themselves either
+    assert files == 1 and used == blocks(mine)  # not the mount points themselves either, nor a file mounted
 
 
 def test_what_each_front_end_leaves_out_of_its_sandbox(tmp_path, monkeypatch):
@@ -229,6 +251,27 @@ def test_what_each_front_end_leaves_out_of_its_sandbox(tmp_path, monkeypatch):
     assert under_agent.interval_secs == 5.0
     assert under_agent.skipped == {".stoker", "stdout", "stderr", "stoker.pyz"}
     assert under_agent.counts(".logs.attempt-1")  # no such thing under an agent: the task's
+    assert under_agent.owner == os.geteuid()  # left out only while this process's user owns them
     monkeypatch.setattr(sys, "argv", ["/usr/bin/stoker", "run"])
     local = disk_check(tmp_path, 5.0, under_agent=False)
     assert local.skipped == {".stoker"} and not local.counts(".logs.attempt-1")
+
+
+def test_the_sampling_thread_walks_at_the_supervisor_s_own_priority(tmp_path, monkeypatch):
+    # A thread of lower priority that the kernel preempts while it holds the GIL stalls every
+    # other thread of the supervisor until it runs again: a walk at nice 19 beside a task
+    # that kept the CPUs busy stalled the owner and the health checks for 2 to 3 s at a time.
+    seen = []
+    real = diskusage.measure
+
+    def measure(*args, **kwargs):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(diskusage, "measure", measure)
+    write(tmp_path / "data", 8 * KB)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    DiskWatch("t.0", tmp_path, 1, disk_check(tmp_path, 60.0, under_agent=False), events.put).start()
+    sample = events.get(timeout=10)
+    assert sample.used_bytes >= 8 * KB
+    assert seen == [os.getpriority(os.PRIO_PROCESS, 0)]

@@ -60,6 +60,25 @@ def test_runs_and_shell_commands_start_as_the_user_with_its_groups(role):
 
 
 @needs_root
+def test_commands_as_the_executor_s_user_take_nothing_the_role_wrote_in_the_sandbox(role):
+    # --nosetuid-health-checks under root: the processes run as the role, the shell checks as
+    # root, which sourced a `.thermos_profile` the role's processes wrote (and had HOME there).
+    (user, _group), sandbox = role
+    run_as = user_named(user.pw_name)
+    give_sandbox(sandbox, run_as)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    sup = supervisor(sandbox, events, run_as=run_as, check_as=user_named("root"))
+    try:
+        sup.spawn(ProcessSpec("w", "echo 'id -un > sourced-by; export SOURCED=yes' > .thermos_profile"), 0)
+        assert events.get(timeout=10).status.exit_code == 0
+        result = sup.run_command('echo "$(id -un) $HOME $USER [$BASH_ENV][$SOURCED]"', timeout_secs=5)
+        assert (result.exit_code, result.output) == (0, "root /root root [][]\n")
+        assert not (sandbox / "sourced-by").exists()
+    finally:
+        sup.close()
+
+
+@needs_root
 def test_the_leftovers_of_a_failed_run_of_another_user_are_killed(role):
     (user, _group), sandbox = role
     run_as = user_named(user.pw_name)

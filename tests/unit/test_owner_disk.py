@@ -65,7 +65,7 @@ class FakeDisk:
 
 
 class Harness:
-    def __init__(self, health: bool = False, disk: bool = True) -> None:
+    def __init__(self, health: bool = False, disk: bool = True, stop_timeout: float | None = None) -> None:
         self.clock = FakeClock()
         self.effects = Effects(self.clock)
         self.reporter = RecordingReporter(self.effects)
@@ -79,7 +79,8 @@ class Harness:
             reporter=self.reporter, checker=FakeChecker() if health else None,
             start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
             start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within),
-            clock=self.clock, wall_clock=lambda: 0.0, disk=self.disk if disk else None)
+            clock=self.clock, wall_clock=lambda: 0.0, disk=self.disk if disk else None,
+            stop_timeout_secs=stop_timeout)
         self.owner.start()
         self.done = self.owner.step()
 
@@ -125,6 +126,15 @@ def test_more_than_the_limit_kills_the_task_and_ends_it_failed_with_aurora_s_mes
     assert h.done and h.ends() == [(TaskState.FAILED, reason)]
 
 
+def test_the_stop_timeout_sigkills_a_disk_failure_s_stop_and_the_task_still_ends_failed():
+    h = Harness(stop_timeout=2.0)  # --stop-timeout-in-secs, shorter than the 5 s grace
+    h.sampled(LIMIT + 1)
+    h.to_deadline()
+    assert h.effects.lines[-2:] == ["0.5 SIGTERM a[0]", "2.5 SIGKILL a[0]"]
+    h.exit_a(signal.SIGKILL)
+    assert h.ends() == [(TaskState.FAILED, exceeded_reason(LIMIT, LIMIT + 1))]
+
+
 def test_a_kill_under_way_wins_and_no_sample_starts_after_it():
     h = Harness()
     h.owner.request_kill("killed by the agent (KILL)", 5.0)
@@ -154,6 +164,35 @@ def test_once_the_processes_ended_the_check_stops():
     h.post(ProcessExited("a", 0, pid=101, status=ExitStatus(exit_code=0), at=h.clock.now))
     assert h.done and [state for state, _ in h.ends()] == [TaskState.FINISHED]
     assert h.disk.limit.deadline_at() is None and not h.disk.limit.take(h.clock.now + 1000.0)
+
+
+def test_a_sample_that_comes_after_the_last_process_ended_decides_nothing():
+    # Both in the queue at one step: the task ended before the walk's result was known (a job
+    # that wrote its output and exited 0 while a sample ran ended FAILED, not FINISHED).
+    h = Harness()
+    h.clock.advance(0.5)
+    h.owner.post(ProcessExited("a", 0, pid=101, status=ExitStatus(exit_code=0), at=h.clock.now))
+    h.owner.post(DiskSampled(LIMIT * 10, files=1, secs=0.5))
+    assert h.owner.step()
+    assert [state for state, _ in h.ends()] == [TaskState.FINISHED]
+
+
+def test_a_failed_health_check_that_comes_after_the_last_process_ended_decides_nothing_either():
+    h = Harness(health=True)
+    h.post(HealthChecked(Attempt.passed("ok"), 0.01, h.clock.now))
+    h.owner.post(ProcessExited("a", 0, pid=101, status=ExitStatus(exit_code=0), at=h.clock.now))
+    h.owner.post(HealthChecked(Attempt.failed("HTTP 503"), 0.01, h.clock.now))
+    assert h.owner.step()
+    assert [state for state, _ in h.ends()] == [TaskState.FINISHED]
+
+
+def test_a_sample_over_the_limit_before_the_end_still_fails_the_task():
+    h = Harness()
+    h.clock.advance(0.5)
+    h.owner.post(DiskSampled(LIMIT * 10, files=1, secs=0.5))
+    h.owner.post(ProcessExited("a", 0, pid=101, status=ExitStatus(exit_code=0), at=h.clock.now))
+    assert h.owner.step()
+    assert h.ends() == [(TaskState.FAILED, exceeded_reason(LIMIT, LIMIT * 10))]
 
 
 def test_without_the_check_the_owner_has_no_timer():
