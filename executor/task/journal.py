@@ -66,6 +66,13 @@ class Journal:
         self._sink = sink
         self._pending.insert(0, attrs.evolve(header, wall=self._wall(), boot=boot_secs()))
 
+    def replace_beside(self, name: str, data: bytes) -> None:
+        """Make `data` the file `name` beside the checkpoint (`CheckpointSink.replace_beside`);
+        raises OSError, or ValueError before `open` or once closed."""
+        if self._sink is None:
+            raise ValueError("the checkpoint is not open")
+        self._sink.replace_beside(name, data)
+
     def transition(self, t: ProcessTransition | PhaseTransition | TaskTransition,
                    pid: int | None = None, status: ExitStatus | None = None) -> None:
         """Record and log one change; `pid` and `status` belong to a process's run."""

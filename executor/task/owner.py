@@ -223,7 +223,7 @@ class TaskOwner:
                 return
             from executor.task.heldfile import HeldWriter
 
-            self._held = HeldWriter(self.sandbox, self._procs.marker, self.job.label)
+            self._held = HeldWriter(self._journal.replace_beside, self.sandbox, self._procs.marker, self.job.label)
         self._held.update(held)
 
     def close(self) -> None:

@@ -82,6 +82,11 @@ class CheckpointSink(Protocol):
         they may be written again) or ValueError (closed)."""
         ...
 
+    def replace_beside(self, name: str, data: bytes) -> None:
+        """Make `data` the file `name` beside the checkpoint, through the directory the
+        checkpoint was opened in (never by path); raises OSError or ValueError (closed)."""
+        ...
+
     def close(self) -> None: ...
 
 
