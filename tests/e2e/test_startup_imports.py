@@ -105,8 +105,11 @@ NOT_IN_RUN = NEVER | {
 # 96 and 85: the planner's plans, kept up to date as states change (`executor.task.plans`:
 # a decision cost a look at every process), and the descriptor limit raised to what the
 # task's logs hold (`executor.procs.fdlimit`).
-RUN_STOKER_MODULES = 96
-RUN_AGAIN_STOKER_MODULES = 85
+# 97 and 86: the checkpoint records' field readers (`executor.task.recordfields`, out of
+# `records.py`, which was past its size limit; no module loaded on this path reads untrusted
+# JSON fields with ranges that could take them).
+RUN_STOKER_MODULES = 97
+RUN_AGAIN_STOKER_MODULES = 86
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
