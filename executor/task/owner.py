@@ -12,8 +12,8 @@ through its `Journal`, `journal.py`), and hands transitions and task-level updat
 reporter. No other code changes task state, so there are no locks. Health checks run only
 while the planner is ACTIVE: once the regular processes have ended, the outcome is theirs.
 
-It is given its collaborators: `executor/task/wiring.owner_for` plugs in the real ones, and
-tests drive `start()` / `step()` / `close()` with fakes and a fake clock.
+It is given its collaborators (`OwnerPorts`): `executor/task/wiring.owner_for` plugs in the
+real ones, and tests drive `start()` / `step()` / `close()` with fakes and a fake clock.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import logging
 import queue
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
 
@@ -29,7 +29,6 @@ from config.spec import JobSpec
 from executor.events import (
     DaemonsExited,
     HealthChecked,
-    HealthTransition,
     KillRequested,
     LifecycleDone,
     LifecycleProgress,
@@ -48,28 +47,18 @@ from executor.events import (
     TimerFired,
 )
 from executor.logs import log_event, no_room
-from executor.task.announcing import AnnouncementChanged, Announcer, Announcing, earliest
+from executor.task.announcing import AnnouncementChanged, Announcing, earliest
 from executor.task.journal import Journal, header_record
 from executor.task.killing import Killing
 from executor.task.operator import OperatorRequests
 from executor.task.planner import Decision, Planner
-from executor.task.ports import (
-    CheckpointSink,
-    HealthChecks,
-    HealthStarter,
-    HostPort,
-    LifecycleStarter,
-    ProcessPort,
-    Reporter,
-    SpawnError,
-)
+from executor.task.ports import HealthStarter, OwnerPorts, SpawnError
 from executor.task.runfacts import RunFacts
 from executor.task.status import Outcome, TaskStatusMachine, Update
 
 if TYPE_CHECKING:
-    from executor.task.heldfile import HeldWriter
+    from executor.task.checking import HealthChecking
     from healthcheck.checkers import Checker
-    from healthcheck.policy import HealthPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +75,9 @@ class TaskOwner:
     def __init__(
         self,
         job: JobSpec,
+        ports: OwnerPorts,
         *,
         sandbox: Path,
-        procs: ProcessPort,
-        open_checkpoint: Callable[[], CheckpointSink],
-        reporter: Reporter,
-        checker: Checker | None,
-        start_health: HealthStarter,
-        start_lifecycle: LifecycleStarter,
-        events: queue.SimpleQueue[object] | None = None,
-        host: HostPort | None = None,
-        announcer: Announcer | None = None,
         kill_grace_secs: float | None = None,
         stop_within_secs: float | None = None,
         run_cap: int | None = 100,
@@ -110,27 +91,22 @@ class TaskOwner:
         (SIGTERM first, the final processes), not as runs never started."""
         self.job = job
         self.sandbox = Path(sandbox)
-        self._procs = procs
-        self._open_checkpoint = open_checkpoint
-        self._reporter = reporter
-        self._checker = checker
-        self._start_health = start_health
-        self._host = host
+        self._procs = ports.procs
+        self._open_checkpoint = ports.open_checkpoint
+        self._reporter = reporter = ports.reporter
+        self._host = ports.host
         self._operators = OperatorRequests(job.label)
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue() if events is None else events
+        self._queue = ports.events
         self._clock = clock
         self._planner = Planner(job.task, run_cap=run_cap)
-        self._policy = _health_policy(job) if checker else None
-        self._status = TaskStatusMachine(health_checked=checker is not None)
+        self._status = TaskStatusMachine(health_checked=ports.checker is not None)
         self._killing = Killing(job, planner=self._planner, reporter=reporter,
-                                start_lifecycle=start_lifecycle, post=self.post, clock=clock,
+                                start_lifecycle=ports.start_lifecycle, post=self.post, clock=clock,
                                 default_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs)
-        self._health: HealthChecks | None = None
         self._journal = Journal(job.label, wall_clock)
-        self._announcing = Announcing(announcer, self._journal, job.label, stop_within_secs)
+        self._checks = _checking(job, ports.checker, ports.start_health, self._journal)  # None: none
+        self._announcing = Announcing(ports.announcer, self._journal, job.label, stop_within_secs)
         self._runs = RunFacts()  # each run's pid and exit status, for its records
-        self._held: HeldWriter | None = None  # what the watchdog holds, beside the checkpoint
-        self._holding = False  # from the start on, that list is kept (`_keep_held`)
         self._processes_started = False
         self._adopt_first = running_early
         self._running_since: float | None = None
@@ -188,8 +164,8 @@ class TaskOwner:
             self._host.task_started(task_id=job.task_id, job_key=job.key, label=job.label,
                                     marker=self._procs.marker, post=self.post)
         sink = self._open_checkpoint()
-        self._journal.open(sink, header_record(job, self.sandbox, self._procs, self._checker))
-        self._holding = True
+        self._journal.open(sink, header_record(job, self.sandbox, self._procs,
+                                                  self._checks.checker if self._checks else None))
         self._apply_outcome(self._status.started())
 
     def step(self) -> bool:
@@ -211,28 +187,16 @@ class TaskOwner:
         again_in = self._procs.idle()
         if again_in is not None:
             self.next_deadline_at = earliest(self.next_deadline_at, self._clock() + again_in)
-        if self._holding:
-            self._keep_held(self._procs.held())
+        self._journal.keep_held(self.sandbox, self._procs.marker, self._procs.held())
         return False
-
-    def _keep_held(self, held: Mapping[int, int]) -> None:
-        """Keep beside the checkpoint what the watchdog holds by pid; its module loads with the
-        first process held (most tasks never have one)."""
-        if self._held is None:
-            if not held:
-                return
-            from executor.task.heldfile import HeldWriter
-
-            self._held = HeldWriter(self._journal.replace_beside, self.sandbox, self._procs.marker, self.job.label)
-        self._held.update(held)
 
     def close(self) -> None:
         """Stop every adapter; the task's processes are killed by the process port's close."""
         self._announcing.close()
         self._journal.flush()
         self._killing.close()
-        if self._health is not None:
-            self._health.stop()
+        if self._checks is not None:
+            self._checks.stop()
         self._procs.close()
         if self._failed is not None:  # once its processes are gone, as any terminal record
             self._record_failed(self._failed)
@@ -277,8 +241,8 @@ class TaskOwner:
             self._planner.daemons(self._procs.daemons())
             decision = self._planner.decide(self._clock())
             self._announcing.phase(decision.phase)  # a stopping task leaves before any signal
-            if decision.phase is not TaskPhase.ACTIVE and self._health is not None:
-                self._health.stop_async()  # its outcome is fixed: no check may change it
+            if decision.phase is not TaskPhase.ACTIVE and self._checks is not None:
+                self._checks.stop_async()  # its outcome is fixed: no check may change it
             # Act first, then checkpoint and log: a restart costs a fork+exec, not an fsync,
             # and the records of the new runs carry their pids.
             self._signal(decision.signal)
@@ -359,35 +323,27 @@ class TaskOwner:
             return
         self._processes_started = True
         self._apply_outcome(self._status.processes_started())
-        if (self._checker is not None and not self._status.killing
-                and self._planner.phase is TaskPhase.ACTIVE):
-            self._health = self._start_health(
-                self._checker,
-                lambda attempt, latency: self.post(HealthChecked(attempt, latency, self._clock())))
+        if self._checks is not None and not self._status.killing and self._planner.phase is TaskPhase.ACTIVE:
+            self._checks.start(self.post, self._clock)
 
     def _on_health(self, event: HealthChecked) -> None:
         from healthcheck.policy import HealthState  # loaded with the task's health policy
 
-        policy = self._policy
-        if policy is None or self._status.state.terminal or self._planner.phase is not TaskPhase.ACTIVE:
+        checks = self._checks
+        if checks is None or self._status.state.terminal or self._planner.phase is not TaskPhase.ACTIVE:
             return  # once the regular processes have ended, the task's outcome is theirs
-        before = policy.state
-        verdict = policy.record(event.attempt)
-        attempt = event.attempt
-        t = HealthTransition(before, verdict.state, policy.attempts, attempt.outcome,
-                             verdict.reason or attempt.reason)
-        self._journal.health(policy, verdict, t, event.latency_secs, attempt.reason)
+        t, verdict = checks.judge(event)
         self._reporter.on_transition(t)
         self._apply_outcome(self._status.health(verdict))
-        if verdict.state is HealthState.FAILED and self._health is not None:
-            self._health.stop_async()
+        if verdict.state is HealthState.FAILED:
+            checks.stop_async()
 
     # ---- kills ----
 
     def _kill(self, reason: str, request: KillRequested | None = None) -> None:
         self._announcing.stopping(reason)  # first: clients stop routing to the task
-        if self._health is not None:
-            self._health.stop_async()
+        if self._checks is not None:
+            self._checks.stop_async()
         self._killing.start(reason, request or KillRequested(reason), self._processes_started)
 
     # ---- outcomes, transitions, checkpoint ----
@@ -443,7 +399,12 @@ class TaskOwner:
                           reason="the internal error could not be reported")
 
 
-def _health_policy(job: JobSpec) -> HealthPolicy:
-    from healthcheck.policy import HealthPolicy  # only a task with a health check needs it
+def _checking(job: JobSpec, checker: Checker | None, start_health: HealthStarter,
+              journal: Journal) -> HealthChecking | None:
+    """The task's health checking; loaded (with the health policy) only for a task that has
+    a health check."""
+    if checker is None:
+        return None
+    from executor.task.checking import HealthChecking
 
-    return HealthPolicy.from_spec(job.health)
+    return HealthChecking(job, checker, start_health, journal)

@@ -38,7 +38,7 @@ from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition
 from executor.task.owner import TaskOwner
-from executor.task.ports import Announcer, HealthChecks, Lifecycle, Reporter
+from executor.task.ports import Announcer, HealthChecks, Lifecycle, OwnerPorts, Reporter
 
 if TYPE_CHECKING:
     from executor.host.early import EarlyStart
@@ -92,13 +92,12 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         return LifecycleShutdown(job.lifecycle, job.label, done, within_secs=within_secs,
                                  progress=progress).start()
 
-    return TaskOwner(
-        job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job),
-        reporter=reporter, checker=_checker(job, procs),
-        start_health=start_health, start_lifecycle=start_lifecycle, events=events,
-        host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put),
-        kill_grace_secs=kill_grace_secs,
-        stop_within_secs=stop_within_secs, run_cap=run_cap, running_early=bool(early_runs))
+    ports = OwnerPorts(
+        procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job), reporter=reporter,
+        checker=_checker(job, procs), start_health=start_health, start_lifecycle=start_lifecycle,
+        host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put), events=events)
+    return TaskOwner(job, ports, sandbox=sandbox, kill_grace_secs=kill_grace_secs,
+                     stop_within_secs=stop_within_secs, run_cap=run_cap, running_early=bool(early_runs))
 
 
 def load_announcer() -> None:

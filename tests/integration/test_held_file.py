@@ -158,6 +158,7 @@ def test_the_owner_writes_the_list_into_the_stoker_dir_it_opened_not_the_one_at_
     through the directory the checkpoint was opened in, as the checkpoint does."""
     from config.spec import JobSpec, ProcessSpec, TaskSpec
     from executor.task.owner import TaskOwner
+    from executor.task.ports import OwnerPorts
     from tests.support.fake_clock import FakeClock
     from tests.support.fake_ports import Effects, FakeProcs, RecordingReporter
 
@@ -170,9 +171,10 @@ def test_the_owner_writes_the_list_into_the_stoker_dir_it_opened_not_the_one_at_
     procs.held = lambda: {held.pid: start_of(held.pid)}  # type: ignore[method-assign]
     job = JobSpec(role="r", environment="e", cluster="c", name="web", instance=0, task_id="web-0-1",
                   task=TaskSpec(name="web", processes=(ProcessSpec("web", "serve"),)))
-    owner = TaskOwner(job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: CheckpointWriter(sandbox),
-                      reporter=RecordingReporter(effects), checker=None, start_health=None,  # type: ignore[arg-type]
-                      start_lifecycle=None, clock=clock)  # type: ignore[arg-type]
+    owner = TaskOwner(job, OwnerPorts(procs=procs, open_checkpoint=lambda: CheckpointWriter(sandbox),
+                                      reporter=RecordingReporter(effects), checker=None,
+                                      start_health=None, start_lifecycle=None),  # type: ignore[arg-type]
+                      sandbox=sandbox, clock=clock)
     owner.start()
     try:
         (sandbox / ".stoker").rename(sandbox / ".stoker-real")
