@@ -38,7 +38,15 @@ from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition
 from executor.task.owner import TaskOwner
-from executor.task.ports import Announcer, HealthChecks, Lifecycle, OwnerPorts, Reporter
+from executor.task.ports import (
+    Announcer,
+    HealthChecks,
+    HealthStarter,
+    Lifecycle,
+    LifecycleStarter,
+    OwnerPorts,
+    Reporter,
+)
 
 if TYPE_CHECKING:
     from executor.host.early import EarlyStart
@@ -74,6 +82,18 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
                        marker=early.marker if early is not None else None,
                        early_runs=early_runs,
                        early_watchdog=early.take_watchdog() if early is not None else None)
+    ports = OwnerPorts(
+        procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job), reporter=reporter,
+        checker=_checker(job, procs), start_health=_health_starter(job, sandbox),
+        start_lifecycle=_lifecycle_starter(job), host=_SessionPort(sandbox),
+        announcer=_announcer(announcement, job.label, events.put), events=events)
+    return TaskOwner(job, ports, sandbox=sandbox, kill_grace_secs=kill_grace_secs,
+                     stop_within_secs=stop_within_secs, run_cap=run_cap, running_early=bool(early_runs))
+
+
+def _health_starter(job: JobSpec, sandbox: Path) -> HealthStarter:
+    """How the task's health loop starts (the owner starts it once the processes are up);
+    `healthcheck.loop` loads then."""
 
     def start_health(checker: Checker, on_result: Callable[[Attempt, float], None]) -> HealthChecks:
         from healthcheck.loop import HealthLoop
@@ -82,6 +102,12 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
                           task=job.label)
         loop.start()
         return loop
+
+    return start_health
+
+
+def _lifecycle_starter(job: JobSpec) -> LifecycleStarter:
+    """How a kill's lifecycle endpoints start (`executor/task/lifecycle.py`, loaded then)."""
 
     def start_lifecycle(within_secs: float | None, progress: Callable[[str], None],
                         done: Callable[[str], None]) -> Lifecycle:
@@ -92,12 +118,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         return LifecycleShutdown(job.lifecycle, job.label, done, within_secs=within_secs,
                                  progress=progress).start()
 
-    ports = OwnerPorts(
-        procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job), reporter=reporter,
-        checker=_checker(job, procs), start_health=start_health, start_lifecycle=start_lifecycle,
-        host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put), events=events)
-    return TaskOwner(job, ports, sandbox=sandbox, kill_grace_secs=kill_grace_secs,
-                     stop_within_secs=stop_within_secs, run_cap=run_cap, running_early=bool(early_runs))
+    return start_lifecycle
 
 
 def load_announcer() -> None:
