@@ -227,7 +227,7 @@ def test_a_sigtermed_run_whose_top_exits_first_drains_until_sigkill_which_leaves
         assert harness.events.empty() and not proc_scan.hopper_quiet(hop, 0.5)  # a new generation within 0.5 s
         harness.sup.signal_run("wrapped", 0, signal.SIGKILL)
         assert harness.next_exit().status.signal == signal.SIGTERM  # bash's own end
-        assert proc_scan.hopper_quiet(hop, 0.2), "the hopper outlived its run's SIGKILL"
+        assert proc_scan.hopper_quiet(hop, 0.2, within_secs=2), "the hopper outlived its run's SIGKILL"
     finally:
         proc_scan.stop_hopper(hop, stop)
 
