@@ -48,11 +48,11 @@ def run(args: argparse.Namespace) -> int:
     settings = RegistrySettings.from_args(args, os.environ)
     registry = Registry(settings)
     try:
-        listed = registry.read()
+        listed, unreadable = registry.read_all()
     except RegistryUnreadable as exc:  # never "no tasks" for a registry it could not read
         error(str(exc))
         return 1
-    for name in registry.unreadable():
+    for name in unreadable:
         pid = name.split("-", 1)[0]
         print(f"stoker ps: {settings.registry_root}/{name} is not an entry this version of "
               f"Stoker reads (another version's, or damaged); its supervisor (pid {pid}) "

@@ -126,43 +126,33 @@ class Registry:
     def read(self) -> list[Listed]:
         """As `entries`, but a registry that is there and cannot be read or trusted, or an
         entry this user may not read, raises RegistryUnreadable (no registry: [])."""
-        kept, denied = self._listing()
+        return self.read_all()[0]
+
+    def read_all(self) -> tuple[list[Listed], list[str]]:
+        """As `read`, and, from the same reading, the names of the files named like an entry
+        that this version cannot read as one while the supervisor the name names runs: a newer
+        Stoker's entry (another field or value), or a damaged one. Their tasks are not listed;
+        `stoker ps` and the observer say so."""
+        kept, denied, unread = self._listing()
         if denied:
             raise RegistryUnreadable(f"cannot read {denied} of the entries in the registry "
                                      f"{self.root} (Permission denied: another user's)")
-        return kept
+        return kept, sorted(name for name in unread if _named_alive(name))
 
-    def unreadable(self) -> list[str]:
-        """The names of the files named like an entry that this version cannot read as one
-        while the supervisor the name names runs: a newer Stoker's entry (another field or
-        value), or a damaged one. Their tasks are not listed; `stoker ps` says so."""
-        try:
-            fd = self._open_root()
-        except OSError:
-            return []
-        try:
-            with os.scandir(fd) as scan:
-                names = [item.name for item in scan
-                         if ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)]
-            return sorted(name for name in names[:MAX_ENTRIES]
-                          if _named_alive(name) and _read_entry(fd, name) is None)
-        except OSError:
-            return []
-        finally:
-            os.close(fd)
-
-    def _listing(self) -> tuple[list[Listed], int]:
-        """The entries read, oldest first, and how many this user may not open."""
+    def _listing(self) -> tuple[list[Listed], int, list[str]]:
+        """The entries read, oldest first; how many this user may not open; the names of the
+        files named like an entry that did not read as one (those it may not open too)."""
         try:
             fd = self._open_root()
         except FileNotFoundError:
-            return [], 0
+            return [], 0, []
         except OSError as exc:
             raise RegistryUnreadable(f"cannot read the registry {self.root}: "
                                      f"{saferead.describe(exc)}") from None
         denied: list[str] = []
+        unread: list[str] = []
         try:
-            found = self._read_all(fd, denied)
+            found = self._read_all(fd, denied, unread)
             gone = self._prune(fd, found, time.time())
         except OSError as exc:
             raise RegistryUnreadable(f"cannot read the registry {self.root}: "
@@ -170,7 +160,8 @@ class Registry:
         finally:
             os.close(fd)
         kept = [item for item in found if item.entry.name not in gone]
-        return sorted(kept, key=lambda item: (item.entry.registered_wall, item.entry.name)), len(denied)
+        kept.sort(key=lambda item: (item.entry.registered_wall, item.entry.name))
+        return kept, len(denied), unread
 
     def _open_root(self) -> int:
         fd = saferead.open_root(self.root)
@@ -186,8 +177,10 @@ class Registry:
                                        f"could redirect it")
         return fd
 
-    def _read_all(self, dir_fd: int, denied: list[str] | None = None) -> list[Listed]:
-        """The entries read; the names of those this user may not open go to `denied`."""
+    def _read_all(self, dir_fd: int, denied: list[str] | None = None,
+                  unread: list[str] | None = None) -> list[Listed]:
+        """The entries read; the names of those this user may not open go to `denied`, and
+        of every file named like an entry that did not read as one to `unread`."""
         found: list[Listed] = []
         with os.scandir(dir_fd) as scan:
             for item in scan:
@@ -197,6 +190,8 @@ class Registry:
                     listed = _read_entry(dir_fd, item.name, denied)
                     if listed is not None:
                         found.append(listed)
+                    elif unread is not None:
+                        unread.append(item.name)
         return found
 
     # ---- pruning ----

@@ -152,6 +152,13 @@ class HostSession:
 
     # ---- the task ----
 
+    @property
+    def pinned(self) -> str:
+        """The `.stoker` directory this session holds (`sandboxfs.dir_id`), which its registry
+        entry names: readers trust no other."""
+        with self._lock:
+            return self._entry.stoker_dir
+
     def task_started(self, *, task_id: str, job_key: str, label: str, marker: str,
                      post: Callable[[object], None]) -> None:
         """A task runs here now: list it (without pruning: see the module docstring), and

@@ -283,7 +283,7 @@ class LocalRun:
         if relaunch and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
             from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
 
-            for lost in end_lost_attempts(sandbox):  # what a SIGKILLed supervisor left running
+            for lost in end_lost_attempts(sandbox, session.pinned):  # what a SIGKILLed supervisor left
                 self._warn(lost.describe())
         shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
         log_event(logger, logging.INFO, "run_prepared", task=plan.spec.label, sandbox=sandbox,

@@ -75,18 +75,20 @@ class Reader:
         return Registry(self.settings).entries()
 
     def tasks(self) -> list[TaskSummary]:
+        return self.tasks_and_unreadable()[0]
+
+    def tasks_and_unreadable(self) -> tuple[list[TaskSummary], list[str]]:
+        """The tasks, and the registry's entries this version cannot read whose supervisors
+        run (from the same reading of the registry)."""
         try:
-            entries = [item.entry for item in Registry(self.settings).read()]
+            listed, unreadable = Registry(self.settings).read_all()
         except RegistryUnreadable as exc:
             raise Unavailable(str(exc)) from None
+        entries = [item.entry for item in listed]
         found = [inspect_sandbox(Path(e.sandbox), e, self.views) for e in entries]
         found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
         return [TaskSummary(row(e, i), dict(i.view.ports) if i.view else {})
-                for e, i in zip(entries, found)]
-
-    def unreadable(self) -> list[str]:
-        """The registry's entries this version cannot read whose supervisors run."""
-        return Registry(self.settings).unreadable()
+                for e, i in zip(entries, found)], unreadable
 
     def _entry(self, task_id: str) -> Listed:
         found = find(self._listed(), task_id) if task_id else None

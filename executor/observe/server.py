@@ -136,8 +136,8 @@ class ObserverApp:
         now = self._clock()
         match route:
             case routes.TasksPage():
-                return _html(tasks_page(self.reader.tasks(), now, self.reader.root,
-                                        self.reader.unreadable()))
+                tasks, unreadable = self.reader.tasks_and_unreadable()
+                return _html(tasks_page(tasks, now, self.reader.root, unreadable))
             case routes.TaskPage(task_id):
                 return _html(task_page(self.reader.task(task_id), now))
             case routes.LogPage(task_id, process, query, follow):

@@ -10,7 +10,7 @@ in a session of its own, carrying the task's and the run's markers, as the `run_
 this process is a child subreaper, in the task's cgroup when the host allows one
 (`cgroups.py`). One process-wide reaper thread (`reaper.py`) reaps EVERY child: no other
 code here may wait for children (shell health commands go through `run_command`,
-`commands.py`). What a run's exit leaves is killed (`containment.py`), drained within its
+`commands.py`); runs are forked off the main thread, where the orphans are listed. What a run's exit leaves is killed (`containment.py`), drained within its
 grace when the task SIGTERMed it (`draining.py`), or kept as the task's daemons when it
 exited 0 on its own (`daemons.py`; their exit is posted as `DaemonsExited`). Signals reach
 a run by one walk of this subtree, by pidfd (`proctree.py`). A `/bin/sh` watchdog
@@ -176,11 +176,10 @@ class Supervisor:
 
     def spawn(self, process: ProcessSpec, run: int) -> int:
         """Fork run `run` of `process` now; returns its pid. Raises SpawnError."""
-        adopted = self._adopt(process, run)
-        if adopted is not None:
-            return adopted
-        prepared = self._prepare(process, run)
-        return self._fork(prepared, spawn.profile_now(self._profile))
+        (result,) = self._spawn_batch([(process, run)])
+        if isinstance(result, SpawnError):
+            raise result
+        return result
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
         """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each batch's log directories and files
@@ -202,14 +201,17 @@ class Supervisor:
                 prepared.append(adopted if adopted is not None else self._prepare(process, run))
             except SpawnError as exc:
                 prepared.append(exc)
-        results: list[int | SpawnError] = []
         bash_env = spawn.profile_now(self._profile)  # one stat for the runs started together
-        for item in prepared:
-            try:  # an error, or an early start's run adopted, is its own result
-                results.append(item if isinstance(item, (SpawnError, int)) else self._fork(item, bash_env))
-            except SpawnError as exc:
-                results.append(exc)
-        return results
+        def forks() -> list[int | SpawnError]:  # off the main thread (`Reaper.on_fork_thread`)
+            results: list[int | SpawnError] = []
+            for item in prepared:
+                try:  # an error, or an early start's run adopted, is its own result
+                    results.append(item if isinstance(item, (SpawnError, int)) else self._fork(item, bash_env))
+                except SpawnError as exc:
+                    results.append(exc)
+            return results
+
+        return self._reaper.on_fork_thread(forks) if self._reaper is not None else forks()
 
     def _adopt(self, process: ProcessSpec, run: int) -> int | None:
         """The early start's run `run` of `process`, adopted (`adoption.py`); its pid. One that

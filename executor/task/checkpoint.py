@@ -45,6 +45,7 @@ from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from executor.host.replacefile import replace_file
 from executor.host.sandbox import CHECKPOINT_FILE, STOKER_DIR
 from executor.logs import log_event
 from executor.procs import saferead, sandboxfs
@@ -235,6 +236,16 @@ class CheckpointWriter:
         log_event(logger, logging.ERROR, "checkpoint_compaction_failed", task=self._label,
                   error=f"{type(exc).__name__}: {exc}", next_try_bytes=self._compact_at)
 
+    def replace_beside(self, name: str, data: bytes) -> None:
+        """Make `data` the file `name` beside the checkpoint, replaced whole (not synced),
+        through the directory fd opened with it: a task that renamed `.stoker` and put a
+        symlink or a directory of its own in its place redirects nothing. Raises OSError,
+        ValueError once closed."""
+        with self._lock:
+            if self._fd < 0:
+                raise ValueError(f"checkpoint {self.path} is closed")
+            replace_file(name, data, dir_fd=self._dir)
+
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:
@@ -244,9 +255,13 @@ class CheckpointWriter:
 
 
 class NoCheckpoint:
-    """The sink of a task whose checkpoint could not be opened: records are dropped."""
+    """The sink of a task whose checkpoint could not be opened: records are dropped, and so
+    are the files kept beside it (no one reads them without the checkpoint's header)."""
 
     def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
+        pass
+
+    def replace_beside(self, name: str, data: bytes) -> None:
         pass
 
     def close(self) -> None:

@@ -42,6 +42,11 @@ class Checks:
         self._clock = clock
         self._health: HealthChecks | None = None
 
+    @property
+    def checker(self) -> Checker | None:
+        """The task's health checker (None: no health check), for the checkpoint's header."""
+        return self._checker
+
     def start(self) -> None:
         """The task's processes run: the first disk sample and the health loop start now."""
         if self._disk is not None:

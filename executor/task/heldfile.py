@@ -5,11 +5,14 @@ supervisor handed it by pid and start time (`executor/procs/handover.py`): among
 whose environment hides the marker (not dumpable, or cleared). When the watchdog went with
 its supervisor (both killed), nothing else named them: `stoker status` lists a LOST task's
 leftovers by marker, and a re-run kills by marker (`leftovers.py`). So the owner writes the
-list here at the end of each step that changed it (`write_held`: `{"marker": M, "boot":
-BOOT_ID, "held": [[PID, START], ...]}`, START as the host's time namespace counts it,
-replaced whole through `.stoker`'s fd, not synced: a hint, exact at the latest step), and for the attempt whose marker it names, once LOST,
-`stoker status` lists and a re-run kills those still alive as themselves: the same boot,
-the same start time (`alive_held`), so a reused pid is never named.
+list here at the end of each step that changed it (`held_json`: `{"marker": M, "boot":
+BOOT_ID, "held": [[PID, START], ...]}`, START as the host's time namespace counts it;
+replaced whole, not synced: a hint, exact at the latest step), through the `.stoker`
+directory fd the checkpoint was opened with, never by path: a task that renamed `.stoker`
+and put a symlink or a directory of its own in its place redirects nothing. For the
+attempt whose marker it names, once LOST, `stoker status` lists and a re-run kills those
+still alive as themselves: the same boot, the same start time (`alive_held`), so a reused
+pid is never named; each reads only the `.stoker` its registry entry or its lock pins.
 
 Reading trusts nothing: the task's processes share the sandbox. A list is read only through
 `.stoker`'s fd, never through a symlink or a FIFO, at most `MAX_HELD_BYTES`; with
@@ -23,7 +26,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from executor.host import identity
@@ -37,19 +40,21 @@ logger = logging.getLogger(__name__)
 MAX_HELD_BYTES = 1024 * 1024
 
 
-def write_held(sandbox: Path, marker: str, held: Mapping[int, int]) -> None:
-    """Make `held` (pid → start time, as /proc/PID/stat shows it here) the list of
-    `marker`'s attempt, its starts counted as the host's time namespace counts them (a
+def held_json(marker: str, held: Mapping[int, int]) -> bytes:
+    """The list of `marker`'s attempt naming `held` (pid → start time, as /proc/PID/stat
+    shows it here), its starts counted as the host's time namespace counts them (a
     supervisor under `unshare --time` and a `stoker status` outside read other starts for
-    the same process: `identity.boottime_offset_ticks`). Raises OSError."""
+    the same process: `identity.boottime_offset_ticks`)."""
     offset = identity.boottime_offset_ticks()
     doc = {"marker": marker, "boot": identity.boot_id(),
            "held": sorted((pid, start - offset) for pid, start in held.items())}
-    fd = open_stoker_dir(sandbox, create=True)
-    try:
-        replace_file(HELD_FILE, json.dumps(doc).encode(), dir_fd=fd)
-    finally:
-        os.close(fd)
+    return json.dumps(doc).encode()
+
+
+def write_held(stoker_dir: int, marker: str, held: Mapping[int, int]) -> None:
+    """Make `held` the list of `marker`'s attempt in the `.stoker` directory whose fd is
+    `stoker_dir` (one opened once, never a path looked up again). Raises OSError."""
+    replace_file(HELD_FILE, held_json(marker, held), dir_fd=stoker_dir)
 
 
 def read_held(sandbox: str | os.PathLike[str], marker: str, *, trusted_only: bool = False,
@@ -101,10 +106,12 @@ def alive_held(pairs: list[tuple[int, int]]) -> dict[int, int]:
 
 
 class HeldWriter:
-    """The owner's writer of the list: writes it when it changed; one WARNING when it cannot,
-    one INFO when it can again."""
+    """The owner's writer of the list: writes it when it changed, through `beside` (the
+    checkpoint's `replace_beside`: the `.stoker` directory it opened as the task started);
+    one WARNING when it cannot, one INFO when it can again."""
 
-    def __init__(self, sandbox: Path, marker: str, label: str) -> None:
+    def __init__(self, beside: Callable[[str, bytes], None], sandbox: Path, marker: str, label: str) -> None:
+        self._beside = beside
         self._sandbox, self._marker, self._label = sandbox, marker, label
         self._written: dict[int, int] = {}
         self._failing = False
@@ -113,7 +120,7 @@ class HeldWriter:
         if dict(held) == self._written:
             return
         try:
-            write_held(self._sandbox, self._marker, held)
+            self._beside(HELD_FILE, held_json(self._marker, held))
         except (OSError, ValueError) as exc:
             if not self._failing:
                 reason = saferead.describe(exc) if isinstance(exc, OSError) else str(exc)

@@ -5,13 +5,14 @@ health attempts into the records of `executor/task/records.py` (with the pid and
 status the owner knows), the log line of
 each (`log_event`, one per change, its level saying how much it matters), and batching a
 step's records into one write and one sync of the checkpoint sink, holding them while
-that write fails (a full disk) until one works. It decides nothing and is called only from
-the owner's thread.
+that write fails (a full disk) until one works; and the list of what the watchdog holds by
+pid, kept beside the checkpoint (`keep_held`, `executor/task/heldfile.py`). It decides
+nothing and is called only from the owner's thread.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
 
@@ -42,6 +43,7 @@ from executor.task.records import (
 )
 
 if TYPE_CHECKING:
+    from executor.task.heldfile import HeldWriter
     from healthcheck.checkers import Checker
     from healthcheck.policy import HealthPolicy, Verdict
 
@@ -59,12 +61,34 @@ class Journal:
         self._failing: str | None = None  # why writing fails, while it does
         self._dropped = 0  # held records dropped beyond MAX_HELD_RECORDS
         self._health_failing = False  # the last attempt judged (not snoozed) failed
+        self._held: HeldWriter | None = None  # what the watchdog holds, beside the checkpoint
 
     def open(self, sink: CheckpointSink, header: HeaderRecord) -> None:
         """Start writing to `sink`, header first: it is written with the records that follow
         it, at the next flush (the task's STARTING: one sync, not two, before a process starts)."""
         self._sink = sink
         self._pending.insert(0, attrs.evolve(header, wall=self._wall(), boot=boot_secs()))
+
+    def keep_held(self, sandbox: Path, marker: str, held: Mapping[int, int]) -> None:
+        """Keep beside the checkpoint what the watchdog holds by pid (pid → start time), from
+        the checkpoint's opening on; its module loads with the first process held (most tasks
+        never have one)."""
+        if self._sink is None:
+            return
+        if self._held is None:
+            if not held:
+                return
+            from executor.task.heldfile import HeldWriter
+
+            self._held = HeldWriter(self.replace_beside, sandbox, marker, self._label)
+        self._held.update(held)
+
+    def replace_beside(self, name: str, data: bytes) -> None:
+        """Make `data` the file `name` beside the checkpoint (`CheckpointSink.replace_beside`);
+        raises OSError, or ValueError before `open` or once closed."""
+        if self._sink is None:
+            raise ValueError("the checkpoint is not open")
+        self._sink.replace_beside(name, data)
 
     def transition(self, t: ProcessTransition | PhaseTransition | TaskTransition,
                    pid: int | None = None, status: ExitStatus | None = None) -> None:

@@ -76,13 +76,13 @@ def _unfinished(header: rec.HeaderRecord, state: str) -> bool:
                                       header.supervisor_boot, started_before_wall=header.wall))
 
 
-def _kill_held(sandbox: Path, marker: str) -> set[int]:
+def _kill_held(sandbox: Path, marker: str, pinned: str) -> set[int]:
     """SIGSTOP what the attempt's watchdog held, alive as itself, and every descendant
     (parents first), walking again until a walk finds no one new (a child forked between a
     walk and its parent's SIGSTOP is found by the next); then SIGKILL; the pids killed."""
     from executor.task.heldfile import alive_held, read_held  # only for an attempt left LOST
 
-    held = alive_held(read_held(sandbox, marker, trusted_only=True))  # pid → its start here
+    held = alive_held(read_held(sandbox, marker, trusted_only=True, pinned=pinned))  # pid → its start here
     found: set[tuple[int, int]] = set()
 
     def check(info: proctree.ProcInfo, ours: set[int]) -> bool:
@@ -99,11 +99,13 @@ def _kill_held(sandbox: Path, marker: str) -> set[int]:
     return set(proctree.send_checked(stopped, signal.SIGKILL, check))
 
 
-def end_lost_attempts(sandbox: Path) -> list[LostAttempt]:
+def end_lost_attempts(sandbox: Path, pinned: str = "") -> list[LostAttempt]:
     """Kill what the sandbox's unfinished attempts left running (call holding its lock);
-    the attempts that had any left, each with the pids killed."""
+    the attempts that had any left, each with the pids killed. `pinned`: the `.stoker`
+    directory the lock was taken in (`HostSession.pinned`): a checkpoint or a held list in
+    another (one a leftover put in its place) names nothing."""
     try:
-        attempts = _attempts(iter_records(sandbox))
+        attempts = _attempts(iter_records(sandbox, pinned=pinned))
     except OSError:  # no checkpoint, or one that cannot be read
         return []
     out = []
@@ -111,7 +113,7 @@ def end_lost_attempts(sandbox: Path) -> list[LostAttempt]:
         if _unfinished(header, state):
             entry = f"{TASK_MARKER}={header.marker}".encode()
             killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,)))
-            killed |= _kill_held(sandbox, header.marker)
+            killed |= _kill_held(sandbox, header.marker, pinned)
             if killed:
                 out.append(LostAttempt(number, header.supervisor_pid, tuple(sorted(killed))))
     return out

@@ -14,8 +14,8 @@ reporter. No other code changes task state, so there are no locks. Health checks
 while the planner is ACTIVE: once the regular processes have ended, the outcome is theirs
 (a check's result queued behind a process's exit is judged after the planner's decision).
 
-It is given its collaborators: `executor/task/wiring.owner_for` plugs in the real ones, and
-tests drive `start()` / `step()` / `close()` with fakes and a fake clock.
+It is given its collaborators (`OwnerPorts`): `executor/task/wiring.owner_for` plugs in the
+real ones, and tests drive `start()` / `step()` / `close()` with fakes and a fake clock.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import logging
 import queue
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
 
@@ -50,28 +50,18 @@ from executor.events import (
     TimerFired,
 )
 from executor.logs import log_event, no_room
-from executor.task.announcing import AnnouncementChanged, Announcer, Announcing, earliest
+from executor.task.announcing import AnnouncementChanged, Announcing, earliest
 from executor.task.checks import Checks
 from executor.task.journal import Journal, header_record
 from executor.task.killing import Killing
 from executor.task.operator import OperatorRequests
 from executor.task.planner import Decision, Planner
-from executor.task.ports import (
-    CheckpointSink,
-    DiskChecks,
-    HealthStarter,
-    HostPort,
-    LifecycleStarter,
-    ProcessPort,
-    Reporter,
-    SpawnError,
-)
+from executor.task.ports import DiskChecks, OwnerPorts, SpawnError
 from executor.task.runfacts import RunFacts
 from executor.task.status import Outcome, TaskStatusMachine, Update
 
 if TYPE_CHECKING:
-    from executor.task.heldfile import HeldWriter
-    from healthcheck.checkers import Checker
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -88,17 +78,9 @@ class TaskOwner:
     def __init__(
         self,
         job: JobSpec,
+        ports: OwnerPorts,
         *,
         sandbox: Path,
-        procs: ProcessPort,
-        open_checkpoint: Callable[[], CheckpointSink],
-        reporter: Reporter,
-        checker: Checker | None,
-        start_health: HealthStarter,
-        start_lifecycle: LifecycleStarter,
-        events: queue.SimpleQueue[object] | None = None,
-        host: HostPort | None = None,
-        announcer: Announcer | None = None,
         kill_grace_secs: float | None = None,
         stop_within_secs: float | None = None, stop_timeout_secs: float | None = None,
         run_cap: int | None = 100,
@@ -114,25 +96,24 @@ class TaskOwner:
         check (None: none)."""
         self.job = job
         self.sandbox = Path(sandbox)
-        self._procs = procs
-        self._open_checkpoint = open_checkpoint
-        self._reporter = reporter
-        self._checker = checker
-        self._host = host
+        self._procs = ports.procs
+        self._open_checkpoint = ports.open_checkpoint
+        self._reporter = reporter = ports.reporter
+        self._host = ports.host
         self._operators = OperatorRequests(job.label)
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue() if events is None else events
+        self._queue = ports.events
         self._clock = clock
         self._planner = Planner(job.task, run_cap=run_cap)
-        self._status = TaskStatusMachine(health_checked=checker is not None)
-        self._killing = Killing(job, planner=self._planner, reporter=reporter, start_lifecycle=start_lifecycle,
-                                post=self.post, clock=clock, default_grace_secs=kill_grace_secs,
-                                stop_within_secs=stop_within_secs, stop_timeout_secs=stop_timeout_secs)
+        self._status = TaskStatusMachine(health_checked=ports.checker is not None)
+        self._killing = Killing(job, planner=self._planner, reporter=reporter,
+                                start_lifecycle=ports.start_lifecycle, post=self.post, clock=clock,
+                                default_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs,
+                                stop_timeout_secs=stop_timeout_secs)
         self._journal = Journal(job.label, wall_clock)
-        self._checks = Checks(job, checker, start_health, disk, self._journal, reporter, self.post, clock)
-        self._announcing = Announcing(announcer, self._journal, job.label, stop_within_secs)
+        self._checks = Checks(job, ports.checker, ports.start_health, disk, self._journal, reporter,
+                              self.post, clock)
+        self._announcing = Announcing(ports.announcer, self._journal, job.label, stop_within_secs)
         self._runs = RunFacts()  # each run's pid and exit status, for its records
-        self._held: HeldWriter | None = None  # what the watchdog holds, beside the checkpoint
-        self._holding = False  # from the start on, that list is kept (`_keep_held`)
         self._processes_started = False
         self._adopt_first = running_early
         self._exited = False  # a run ended since the planner last decided
@@ -192,8 +173,8 @@ class TaskOwner:
             self._host.task_started(task_id=job.task_id, job_key=job.key, label=job.label,
                                     marker=self._procs.marker, post=self.post)
         sink = self._open_checkpoint()
-        self._journal.open(sink, header_record(job, self.sandbox, self._procs, self._checker))
-        self._holding = True
+        self._journal.open(sink, header_record(job, self.sandbox, self._procs,
+                                                  self._checks.checker))
         self._apply_outcome(self._status.started())
 
     def step(self) -> bool:
@@ -224,20 +205,8 @@ class TaskOwner:
         again_in = self._procs.idle()
         if again_in is not None:
             self.next_deadline_at = earliest(self.next_deadline_at, self._clock() + again_in)
-        if self._holding:
-            self._keep_held(self._procs.held())
+        self._journal.keep_held(self.sandbox, self._procs.marker, self._procs.held())
         return False
-
-    def _keep_held(self, held: Mapping[int, int]) -> None:
-        """Keep beside the checkpoint what the watchdog holds by pid; its module loads with the
-        first process held (most tasks never have one)."""
-        if self._held is None:
-            if not held:
-                return
-            from executor.task.heldfile import HeldWriter
-
-            self._held = HeldWriter(self.sandbox, self._procs.marker, self.job.label)
-        self._held.update(held)
 
     def close(self) -> None:
         """Stop every adapter; the task's processes are killed by the process port's close."""

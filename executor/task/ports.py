@@ -4,12 +4,16 @@ The owner decides nothing itself and does nothing itself: it feeds events to the
 machines and hands their commands to these ports. `executor/task/wiring.py` plugs in the real
 adapters (`procs.Supervisor` for processes, the checkpoint file, the health loop, the disk
 check, the lifecycle endpoints, the host session, the ServerSet announcer); tests plug in
-fakes that record what they were asked. Protocols only: no behaviour here.
+fakes that record what they were asked. Protocols, and `OwnerPorts`, the set one owner is
+given: no behaviour here.
 """
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
 
 from config.spec import ProcessSpec
 from executor.events import DiskSampled, Transition
@@ -23,7 +27,7 @@ if TYPE_CHECKING:  # loaded only by a task with a health check
 
 __all__ = [
     "Announcer", "CheckpointSink", "DiskChecks", "HealthChecks", "HealthStarter", "HostPort", "Lifecycle",
-    "LifecycleStarter", "ProcessPort", "Reporter", "SpawnError",
+    "LifecycleStarter", "OwnerPorts", "ProcessPort", "Reporter", "SpawnError",
 ]
 
 
@@ -80,6 +84,11 @@ class CheckpointSink(Protocol):
     def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Write the records of one step, durably; raises OSError (none of them was kept:
         they may be written again) or ValueError (closed)."""
+        ...
+
+    def replace_beside(self, name: str, data: bytes) -> None:
+        """Make `data` the file `name` beside the checkpoint, through the directory the
+        checkpoint was opened in (never by path); raises OSError or ValueError (closed)."""
         ...
 
     def close(self) -> None: ...
@@ -187,3 +196,22 @@ HealthStarter = Callable[["Checker", Callable[["Attempt", float], None]], Health
 # its configured wait): the first callback gets each endpoint's answer and what the kill
 # waits for, the second a summary when they are done.
 LifecycleStarter = Callable[[float | None, Callable[[str], None], Callable[[str], None]], Lifecycle]
+
+
+@attrs.frozen(kw_only=True)
+class OwnerPorts:
+    """What one `TaskOwner` is plugged into: its task's processes, the checkpoint (opened as
+    the task starts), who hears of the task, its health checker (None: no health check) and
+    how to start the health loop and a kill's lifecycle endpoints, the host (None: not
+    listed, no control socket), the announcer (None: the task does not announce), and the
+    queue the adapters' threads post the owner's events to."""
+
+    procs: ProcessPort
+    open_checkpoint: Callable[[], CheckpointSink]
+    reporter: Reporter
+    checker: Checker | None
+    start_health: HealthStarter
+    start_lifecycle: LifecycleStarter
+    host: HostPort | None = None
+    announcer: Announcer | None = None
+    events: queue.SimpleQueue[object] = attrs.Factory(queue.SimpleQueue)

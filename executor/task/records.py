@@ -34,7 +34,8 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
            the host's boot clock; docs/contract.md §7)
 
 `parse` returns None for a damaged record: a wrong type, a missing required field, an
-unknown state name, a number that is not finite or out of its range (below); `parse_checked`
+unknown state name, a number that is not finite or out of its range (below; each field is
+read by `recordfields.py`, which raises `Damaged` with the reason); `parse_checked`
 says what is damaged instead, and reads an `UnreadableLine` (a torn or garbled line, as the
 reader found it) as damaged too. Optional fields may be absent or null. A change's "from"
 that names no known state (a newer Stoker's) reads as not known, as when it is absent: the
@@ -47,37 +48,17 @@ exit codes 0 ... 255, signals 1 ... 64, runs 0 ... 2^31 - 1, ports 1 ... 65535, 
 """
 from __future__ import annotations
 
-import enum
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
+from executor.task import recordfields as f
 from executor.task.membership import Connection, MemberState
 
 if TYPE_CHECKING:  # reading a checkpoint loads them; writing one for a task without a health check never does
     from healthcheck.policy import AttemptOutcome, HealthState
-
-_REQUIRED: Any = object()
-
-Range = tuple[float, float]
-WALL_SECS: Range = (0, 253402300799)
-PIDS: Range = (1, 4194304)
-EXIT_CODES: Range = (0, 255)
-SIGNALS: Range = (1, 64)
-RUNS: Range = (0, 2**31 - 1)
-PORTS: Range = (1, 65535)
-COUNTS: Range = (0, 2**63 - 1)
-LATENCY_SECS: Range = (0, 1e9)
-DELAY_SECS: Range = WALL_SECS  # a back-off has no bound of its own: the writer caps it at this
-
-
-class _Damaged(Exception):
-    """A field has the wrong type, is missing or is out of range; the record is skipped.
-    The message says which and why."""
-
 
 @attrs.frozen(slots=True)
 class UnreadableLine:
@@ -93,99 +74,6 @@ class DamagedRecord:
 
     kind: str
     reason: str
-
-
-def _field(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
-    value = doc.get(key)
-    if value is None:
-        if default is _REQUIRED:
-            raise _Damaged(f"'{key}' is missing")
-        return default
-    return value
-
-
-def _text(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
-    """The text at `key`; empty text is absent when the field has a default."""
-    value = _field(doc, key, default)
-    if value is default:
-        return value
-    if not isinstance(value, str):
-        raise _Damaged(f"'{key}' is a {type(value).__name__}, not text")
-    return default if value == "" and default is not _REQUIRED else value
-
-
-def _number(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED,
-            within: Range = WALL_SECS) -> Any:
-    value = _field(doc, key, default)
-    if value is default:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Damaged(f"'{key}' is a {type(value).__name__}, not a number")
-    low, high = within
-    if not (math.isfinite(value) and low <= value <= high):
-        raise _Damaged(f"'{key}' is {_shown(value)}, outside {_shown(low)} ... {_shown(high)}")
-    return float(value)
-
-
-def _int(doc: Mapping[str, Any], key: str, default: Any = _REQUIRED, within: Range = COUNTS) -> Any:
-    value = _number(doc, key, default, within)
-    if value is default:
-        return value
-    if not value.is_integer():
-        raise _Damaged(f"'{key}' is {_shown(value)}, not a whole number")
-    return int(value)
-
-
-def _shown(value: float) -> str:
-    text = repr(value)
-    return text if len(text) <= 24 else f"{value:.3g}"
-
-
-def _state(cls: type[enum.Enum], doc: Mapping[str, Any], key: str,
-           default: Any = _REQUIRED) -> Any:
-    value = _text(doc, key, default)
-    if value is default:
-        return default
-    try:
-        return cls(value)
-    except ValueError:
-        raise _Damaged(f"'{key}' is {value[:40]!r}, not a {cls.__name__} name") from None
-
-
-def _from_state(cls: type[enum.Enum], doc: Mapping[str, Any]) -> Any:
-    """A change's "from": None when absent, or when it names no state this Stoker knows (a
-    newer Stoker's): where the change went, its "to", is what a reader needs; a task's
-    terminal record is read, not skipped, so its end is not taken for a lost task."""
-    value = _text(doc, "from", None)
-    try:
-        return None if value is None else cls(value)
-    except ValueError:
-        return None
-
-
-def _stamp(boot: float | None) -> dict[str, float]:
-    return {} if boot is None else {"boot": boot}
-
-
-def _boot(doc: Mapping[str, Any]) -> float | None:
-    """A record's boot-clock stamp; one that is not a number in range is dropped, not the
-    record: the reader then counts from its wall time, as for an older record."""
-    try:
-        stamp: float | None = _number(doc, "boot", None)
-    except _Damaged:
-        stamp = None
-    return stamp
-
-
-def _json(kind: str, fields: dict[str, Any], wall: float | None) -> dict[str, Any]:
-    doc = {"kind": kind, **fields}
-    if wall is not None:
-        doc["wall"] = wall
-    return doc
-
-
-def _value(state: enum.Enum | None) -> Any:
-    return None if state is None else state.value
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -206,37 +94,37 @@ class HeaderRecord:
     boot: float | None = None  # the host's boot clock then (identity.boot_secs; None: older)
 
     def to_json(self) -> dict[str, Any]:
-        return _json("header", {
+        return f.record_json("header", {
             "task": self.task, "job_key": self.job_key, "task_id": self.task_id,
             "sandbox": self.sandbox, "ports": dict(self.ports),
             "supervisor_pid": self.supervisor_pid, "supervisor_start": self.supervisor_start,
             "supervisor_boot": self.supervisor_boot, "marker": self.marker,
             "processes": list(self.processes), "health": self.health,
-            "containment": self.containment, **_stamp(self.boot)}, self.wall)
+            "containment": self.containment, **f.stamp(self.boot)}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> HeaderRecord:
-        ports = _field(doc, "ports", {})
-        names = _field(doc, "processes", [])
+        ports = f.field(doc, "ports", {})
+        names = f.field(doc, "processes", [])
         if not isinstance(ports, Mapping):
-            raise _Damaged("'ports' is not a map of names to numbers")
+            raise f.Damaged("'ports' is not a map of names to numbers")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise _Damaged("'processes' is not a list of names")
+            raise f.Damaged("'processes' is not a list of names")
         try:
-            numbers = {str(k): _int(ports, k, within=PORTS) for k in ports}
-        except _Damaged as exc:
-            raise _Damaged(f"'ports': {exc}") from None
-        return cls(task=_text(doc, "task", ""), job_key=_text(doc, "job_key", ""),
-                   task_id=_text(doc, "task_id", ""), sandbox=_text(doc, "sandbox", ""),
+            numbers = {str(k): f.integer(ports, k, within=f.PORTS) for k in ports}
+        except f.Damaged as exc:
+            raise f.Damaged(f"'ports': {exc}") from None
+        return cls(task=f.text(doc, "task", ""), job_key=f.text(doc, "job_key", ""),
+                   task_id=f.text(doc, "task_id", ""), sandbox=f.text(doc, "sandbox", ""),
                    ports=numbers,
-                   supervisor_pid=_int(doc, "supervisor_pid", None, PIDS),
-                   supervisor_start=_int(doc, "supervisor_start", None),
-                   supervisor_boot=_text(doc, "supervisor_boot", ""),
-                   marker=_text(doc, "marker", ""),
+                   supervisor_pid=f.integer(doc, "supervisor_pid", None, f.PIDS),
+                   supervisor_start=f.integer(doc, "supervisor_start", None),
+                   supervisor_boot=f.text(doc, "supervisor_boot", ""),
+                   marker=f.text(doc, "marker", ""),
                    processes=tuple(names),
-                   health=_text(doc, "health", "none"),
-                   containment=_text(doc, "containment", ""),
-                   wall=_number(doc, "wall", None), boot=_boot(doc))
+                   health=f.text(doc, "health", "none"),
+                   containment=f.text(doc, "containment", ""),
+                   wall=f.number(doc, "wall", None), boot=f.boot(doc))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -247,13 +135,13 @@ class TaskRecord:
     wall: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return _json("task", {"from": _value(self.from_), "to": self.to.value,
+        return f.record_json("task", {"from": f.value(self.from_), "to": self.to.value,
                               "reason": self.reason}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> TaskRecord:
-        return cls(from_=_from_state(TaskStage, doc), to=_state(TaskStage, doc, "to"),
-                   reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
+        return cls(from_=f.from_state(TaskStage, doc), to=f.state(TaskStage, doc, "to"),
+                   reason=f.text(doc, "reason", ""), wall=f.number(doc, "wall", None))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -264,13 +152,13 @@ class PhaseRecord:
     wall: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return _json("phase", {"from": _value(self.from_), "to": self.to.value,
+        return f.record_json("phase", {"from": f.value(self.from_), "to": self.to.value,
                                "reason": self.reason}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> PhaseRecord:
-        return cls(from_=_from_state(TaskPhase, doc), to=_state(TaskPhase, doc, "to"),
-                   reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None))
+        return cls(from_=f.from_state(TaskPhase, doc), to=f.state(TaskPhase, doc, "to"),
+                   reason=f.text(doc, "reason", ""), wall=f.number(doc, "wall", None))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -287,25 +175,25 @@ class ProcessRecord:
     wall: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return _json("process", {
-            "process": self.process, "run": self.run, "from": _value(self.from_),
+        return f.record_json("process", {
+            "process": self.process, "run": self.run, "from": f.value(self.from_),
             "to": self.to.value, "reason": self.reason, "pid": self.pid,
             "exit_code": self.exit_code, "signal": self.signal,
-            "outcome": _value(self.outcome)}, self.wall)
+            "outcome": f.value(self.outcome)}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> ProcessRecord:
-        process = _text(doc, "process")
+        process = f.text(doc, "process")
         if not process:
-            raise _Damaged("'process' is empty")
-        return cls(process=process, run=_int(doc, "run", None, RUNS),
-                   from_=_from_state(ProcessState, doc),
-                   to=_state(ProcessState, doc, "to"), reason=_text(doc, "reason", ""),
-                   pid=_int(doc, "pid", None, PIDS),
-                   exit_code=_int(doc, "exit_code", None, EXIT_CODES),
-                   signal=_int(doc, "signal", None, SIGNALS),
-                   outcome=_state(RunOutcome, doc, "outcome", None),
-                   wall=_number(doc, "wall", None))
+            raise f.Damaged("'process' is empty")
+        return cls(process=process, run=f.integer(doc, "run", None, f.RUNS),
+                   from_=f.from_state(ProcessState, doc),
+                   to=f.state(ProcessState, doc, "to"), reason=f.text(doc, "reason", ""),
+                   pid=f.integer(doc, "pid", None, f.PIDS),
+                   exit_code=f.integer(doc, "exit_code", None, f.EXIT_CODES),
+                   signal=f.integer(doc, "signal", None, f.SIGNALS),
+                   outcome=f.state(RunOutcome, doc, "outcome", None),
+                   wall=f.number(doc, "wall", None))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -320,9 +208,9 @@ class HealthRecord:
     wall: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return _json("health", {
+        return f.record_json("health", {
             "outcome": self.outcome.value, "reason": self.reason,
-            "latency_secs": self.latency_secs, "state": _value(self.state),
+            "latency_secs": self.latency_secs, "state": f.value(self.state),
             "attempts": self.attempts, "consecutive_failures": self.consecutive_failures,
             "consecutive_successes": self.consecutive_successes}, self.wall)
 
@@ -330,14 +218,14 @@ class HealthRecord:
     def _read(cls, doc: Mapping[str, Any]) -> HealthRecord:
         from healthcheck.policy import AttemptOutcome, HealthState  # only reading a checkpoint
 
-        return cls(outcome=_state(AttemptOutcome, doc, "outcome"),
-                   reason=_text(doc, "reason", ""),
-                   latency_secs=_number(doc, "latency_secs", None, LATENCY_SECS),
-                   state=_state(HealthState, doc, "state", None),
-                   attempts=_int(doc, "attempts", 0),
-                   consecutive_failures=_int(doc, "consecutive_failures", 0),
-                   consecutive_successes=_int(doc, "consecutive_successes", 0),
-                   wall=_number(doc, "wall", None))
+        return cls(outcome=f.state(AttemptOutcome, doc, "outcome"),
+                   reason=f.text(doc, "reason", ""),
+                   latency_secs=f.number(doc, "latency_secs", None, f.LATENCY_SECS),
+                   state=f.state(HealthState, doc, "state", None),
+                   attempts=f.integer(doc, "attempts", 0),
+                   consecutive_failures=f.integer(doc, "consecutive_failures", 0),
+                   consecutive_successes=f.integer(doc, "consecutive_successes", 0),
+                   wall=f.number(doc, "wall", None))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -351,17 +239,17 @@ class AnnounceRecord:
     wall: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return _json("announce", {
+        return f.record_json("announce", {
             "path": self.path, "member": self.member, "state": self.state.value,
             "connection": self.connection.value, "reason": self.reason,
             "since": self.since}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> AnnounceRecord:
-        return cls(path=_text(doc, "path"), state=_state(MemberState, doc, "state"),
-                   connection=_state(Connection, doc, "connection"),
-                   member=_text(doc, "member", None), reason=_text(doc, "reason", ""),
-                   since=_number(doc, "since", None), wall=_number(doc, "wall", None))
+        return cls(path=f.text(doc, "path"), state=f.state(MemberState, doc, "state"),
+                   connection=f.state(Connection, doc, "connection"),
+                   member=f.text(doc, "member", None), reason=f.text(doc, "reason", ""),
+                   since=f.number(doc, "since", None), wall=f.number(doc, "wall", None))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -376,24 +264,24 @@ class SummaryRecord:
     wall: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return _json("summary", {
+        return f.record_json("summary", {
             "earlier_attempts": self.earlier_attempts, "earlier_runs": dict(self.earlier_runs),
-            "health_state": _value(self.health_state)}, self.wall)
+            "health_state": f.value(self.health_state)}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> SummaryRecord:
         from healthcheck.policy import HealthState  # only reading a checkpoint
 
-        runs = _field(doc, "earlier_runs", {})
+        runs = f.field(doc, "earlier_runs", {})
         if not isinstance(runs, Mapping):
-            raise _Damaged("'earlier_runs' is not a map of names to counts")
+            raise f.Damaged("'earlier_runs' is not a map of names to counts")
         try:
-            earlier = {str(k): _int(runs, k) for k in runs}
-        except _Damaged as exc:
-            raise _Damaged(f"'earlier_runs': {exc}") from None
-        return cls(earlier_attempts=_int(doc, "earlier_attempts", 0), earlier_runs=earlier,
-                   health_state=_state(HealthState, doc, "health_state", None),
-                   wall=_number(doc, "wall", None))
+            earlier = {str(k): f.integer(runs, k) for k in runs}
+        except f.Damaged as exc:
+            raise f.Damaged(f"'earlier_runs': {exc}") from None
+        return cls(earlier_attempts=f.integer(doc, "earlier_attempts", 0), earlier_runs=earlier,
+                   health_state=f.state(HealthState, doc, "health_state", None),
+                   wall=f.number(doc, "wall", None))
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -406,13 +294,13 @@ class RestartRecord:
     boot: float | None = None  # the host's boot clock then (identity.boot_secs; None: older)
 
     def to_json(self) -> dict[str, Any]:
-        return _json("restart", {"delay_secs": min(self.delay_secs, DELAY_SECS[1]),
-                                 "reason": self.reason, **_stamp(self.boot)}, self.wall)
+        return f.record_json("restart", {"delay_secs": min(self.delay_secs, f.DELAY_SECS[1]),
+                                 "reason": self.reason, **f.stamp(self.boot)}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> RestartRecord:
-        return cls(delay_secs=_number(doc, "delay_secs", within=DELAY_SECS),
-                   reason=_text(doc, "reason", ""), wall=_number(doc, "wall", None), boot=_boot(doc))
+        return cls(delay_secs=f.number(doc, "delay_secs", within=f.DELAY_SECS),
+                   reason=f.text(doc, "reason", ""), wall=f.number(doc, "wall", None), boot=f.boot(doc))
 
 
 Record = (HeaderRecord | TaskRecord | PhaseRecord | ProcessRecord | HealthRecord | AnnounceRecord
@@ -448,5 +336,5 @@ def parse_checked(doc: object) -> Record | DamagedRecord | None:
         return None
     try:
         return cls._read(doc)
-    except _Damaged as exc:
+    except f.Damaged as exc:
         return DamagedRecord(kind, str(exc))

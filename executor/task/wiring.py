@@ -40,7 +40,16 @@ from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition
 from executor.task.owner import TaskOwner
-from executor.task.ports import Announcer, DiskChecks, HealthChecks, Lifecycle, Reporter
+from executor.task.ports import (
+    Announcer,
+    DiskChecks,
+    HealthChecks,
+    HealthStarter,
+    Lifecycle,
+    LifecycleStarter,
+    OwnerPorts,
+    Reporter,
+)
 from executor.task.usagefile import UsageWriter
 
 if TYPE_CHECKING:
@@ -85,6 +94,22 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
                        marker=early.marker if early is not None else None,
                        early_runs=early_runs,
                        early_watchdog=early.take_watchdog() if early is not None else None)
+    usage = UsageWriter(sandbox, procs.marker, job.label, job.task,
+                        disk_check_secs if job.task.disk_bytes is not None else None)
+    ports = OwnerPorts(
+        procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job, usage), reporter=reporter,
+        checker=_checker(job, procs), start_health=_health_starter(job, sandbox),
+        start_lifecycle=_lifecycle_starter(job), host=_SessionPort(sandbox),
+        announcer=_announcer(announcement, job.label, events.put), events=events)
+    return TaskOwner(job, ports, sandbox=sandbox, kill_grace_secs=kill_grace_secs,
+                     stop_within_secs=stop_within_secs, stop_timeout_secs=stop_timeout_secs,
+                     run_cap=run_cap, running_early=bool(early_runs),
+                     disk=_disk_watch(job, sandbox, disk_check_secs, under_agent, events.put, usage.sampled))
+
+
+def _health_starter(job: JobSpec, sandbox: Path) -> HealthStarter:
+    """How the task's health loop starts (the owner starts it once the processes are up);
+    `healthcheck.loop` loads then."""
 
     def start_health(checker: Checker, on_result: Callable[[Attempt, float], None]) -> HealthChecks:
         from healthcheck.loop import HealthLoop
@@ -93,6 +118,12 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
                           task=job.label)
         loop.start()
         return loop
+
+    return start_health
+
+
+def _lifecycle_starter(job: JobSpec) -> LifecycleStarter:
+    """How a kill's lifecycle endpoints start (`executor/task/lifecycle.py`, loaded then)."""
 
     def start_lifecycle(within_secs: float | None, progress: Callable[[str], None],
                         done: Callable[[str], None]) -> Lifecycle:
@@ -103,16 +134,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         return LifecycleShutdown(job.lifecycle, job.label, done, within_secs=within_secs,
                                  progress=progress).start()
 
-    usage = UsageWriter(sandbox, procs.marker, job.label, job.task,
-                        disk_check_secs if job.task.disk_bytes is not None else None)
-    return TaskOwner(
-        job, sandbox=sandbox, procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job, usage),
-        reporter=reporter, checker=_checker(job, procs),
-        start_health=start_health, start_lifecycle=start_lifecycle, events=events,
-        host=_SessionPort(sandbox), announcer=_announcer(announcement, job.label, events.put),
-        kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs,
-        stop_timeout_secs=stop_timeout_secs, run_cap=run_cap, running_early=bool(early_runs),
-        disk=_disk_watch(job, sandbox, disk_check_secs, under_agent, events.put, usage.sampled))
+    return start_lifecycle
 
 
 def load_announcer() -> None:

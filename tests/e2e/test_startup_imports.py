@@ -113,8 +113,11 @@ NOT_IN_RUN = NEVER | {
 # 98 and 87: the task's reservation, and its disk check's last sample, kept beside the
 # checkpoint for `stoker status` and the observer (`executor.task.usagefile`: written as the
 # task starts; its reader's figures, `executor.task.usagefigures`, load only in a reader).
-RUN_STOKER_MODULES = 98
-RUN_AGAIN_STOKER_MODULES = 87
+# 99 and 88: the checkpoint records' field readers (`executor.task.recordfields`, out of
+# `records.py`, which was past its size limit; no module loaded on this path reads
+# untrusted JSON fields with ranges that could take them).
+RUN_STOKER_MODULES = 99
+RUN_AGAIN_STOKER_MODULES = 88
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

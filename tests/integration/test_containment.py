@@ -301,7 +301,7 @@ def test_a_fork_hopper_is_killed_when_its_run_fails(harness):
                               "--hop-stop-file", stop, "--exit-after", 0.3, "--exit-code", 1))
     wait_for(pid_file.exists, 5, message="the hopper hopping")
     harness.next_exit()
-    assert proc_scan.hopper_quiet(pid_file, 0.2), "the fork-hopper outlived its run"
+    assert proc_scan.hopper_quiet(pid_file, 0.2, within_secs=2), "the fork-hopper outlived its run"
 
 
 @needs_root
@@ -384,7 +384,7 @@ def test_the_watchdog_kills_what_left_group_and_marker(tmp_path, tracked, mode):
         wait_for(lambda: gone(info["pids"]), 5, message="the task's processes gone")
         if mode != "fallback":
             hop = sandbox / "hop.pid"
-            assert proc_scan.hopper_quiet(hop, 0.2), \
+            assert proc_scan.hopper_quiet(hop, 0.2, within_secs=2), \
                 f"the fork-hopper survived: {proc_scan.describe(proc_scan.read_pid_files([hop]))}"
             wait_for(lambda: not os.path.exists(info["cgroup"]), 2, message="the cgroup removed")
     finally:

@@ -22,6 +22,7 @@ from executor.cli.main import main
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
+from executor.host.sandbox import open_stoker_dir
 from executor.procs import proctree, sandboxfs
 from executor.task.checkpoint import CheckpointWriter
 from executor.task.heldfile import read_held, write_held
@@ -66,6 +67,15 @@ def daemons() -> Iterator[list[subprocess.Popen]]:
             p.stdout.close()
 
 
+def write_list(sandbox: Path, marker: str, held: dict[int, int]) -> None:
+    """The list, as the owner writes it (through `.stoker`'s fd)."""
+    fd = open_stoker_dir(sandbox, create=True)
+    try:
+        write_held(fd, marker, held)
+    finally:
+        os.close(fd)
+
+
 def start_of(pid: int) -> int:
     stat = proctree.read_stat(pid)
     assert stat is not None
@@ -75,12 +85,12 @@ def start_of(pid: int) -> int:
 def test_status_lists_the_held_processes_of_a_lost_task_alive_as_themselves(tmp_path, capsys, daemons):
     held, reused = daemons
     lost_sandbox(tmp_path)
-    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 100})
+    write_list(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 100})
     assert main(["status", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["leftovers"] == [{"pid": held.pid, "process": "", "run": None,
                                  "command": "sh -c sleep 60 & echo $!; wait"}]
-    write_held(tmp_path, "another attempt's", {held.pid: start_of(held.pid)})
+    write_list(tmp_path, "another attempt's", {held.pid: start_of(held.pid)})
     assert main(["status", str(tmp_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["leftovers"] == []
 
@@ -89,7 +99,7 @@ def test_a_rerun_kills_what_the_lost_attempt_s_watchdog_held_and_its_children(tm
     held, reused = daemons
     child = int(held.stdout.readline())
     lost_sandbox(tmp_path)
-    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 100})
+    write_list(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 100})
     (lost,) = end_lost_attempts(tmp_path)
     assert set(lost.killed) == {held.pid, child}
     wait_for(lambda: held.poll() is not None and not proc_scan.is_live(child), 2,
@@ -101,7 +111,7 @@ def test_a_rerun_kills_what_the_lost_attempt_s_watchdog_held_and_its_children(tm
 def test_a_list_another_user_wrote_is_listed_but_never_killed_by(tmp_path, daemons):
     held, _ = daemons
     lost_sandbox(tmp_path)
-    write_held(tmp_path, MARKER, {held.pid: start_of(held.pid)})
+    write_list(tmp_path, MARKER, {held.pid: start_of(held.pid)})
     os.chown(tmp_path / ".stoker" / "held.json", 65534, 65534)
     assert read_held(tmp_path, MARKER) == [(held.pid, start_of(held.pid))]
     assert read_held(tmp_path, MARKER, trusted_only=True) == []
@@ -117,7 +127,7 @@ def test_a_held_list_in_a_stoker_dir_the_task_planted_names_nothing(tmp_path, ca
     sandbox, root = tmp_path / "sb", tmp_path / "root"
     sandbox.mkdir()
     lost_sandbox(sandbox)
-    write_held(sandbox, MARKER, {held.pid: start_of(held.pid)})
+    write_list(sandbox, MARKER, {held.pid: start_of(held.pid)})
     me = own_identity()
     real = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -137,8 +147,68 @@ def test_a_held_list_in_a_stoker_dir_the_task_planted_names_nothing(tmp_path, ca
     assert leftovers() == [held.pid]  # the real list, read through the pinned .stoker
     (sandbox / ".stoker").rename(sandbox / ".stoker-real")
     (sandbox / ".stoker").mkdir()
-    write_held(sandbox, MARKER, {stranger.pid: start_of(stranger.pid)})  # planted by the task
+    write_list(sandbox, MARKER, {stranger.pid: start_of(stranger.pid)})  # planted by the task
     assert leftovers() == []
+
+
+def test_the_owner_writes_the_list_into_the_stoker_dir_it_opened_not_the_one_at_its_path(tmp_path, daemons):
+    """A task that renames `.stoker` and puts a symlink in its place: the list was written by
+    path at each step (refused through the symlink, taken by a directory of the task's own
+    had it planted one), so its supervisor's `.stoker` kept a stale list or none. It goes
+    through the directory the checkpoint was opened in, as the checkpoint does."""
+    from config.spec import JobSpec, ProcessSpec, TaskSpec
+    from executor.task.owner import TaskOwner
+    from executor.task.ports import OwnerPorts
+    from tests.support.fake_clock import FakeClock
+    from tests.support.fake_ports import Effects, FakeProcs, RecordingReporter
+
+    held, _ = daemons
+    sandbox, outside = tmp_path / "sb", tmp_path / "outside"
+    outside.mkdir()
+    clock = FakeClock()
+    effects = Effects(clock)
+    procs = FakeProcs(effects)
+    procs.held = lambda: {held.pid: start_of(held.pid)}  # type: ignore[method-assign]
+    job = JobSpec(role="r", environment="e", cluster="c", name="web", instance=0, task_id="web-0-1",
+                  task=TaskSpec(name="web", processes=(ProcessSpec("web", "serve"),)))
+    owner = TaskOwner(job, OwnerPorts(procs=procs, open_checkpoint=lambda: CheckpointWriter(sandbox),
+                                      reporter=RecordingReporter(effects), checker=None,
+                                      start_health=None, start_lifecycle=None),  # type: ignore[arg-type]
+                      sandbox=sandbox, clock=clock)
+    owner.start()
+    try:
+        (sandbox / ".stoker").rename(sandbox / ".stoker-real")
+        (sandbox / ".stoker").symlink_to(outside)
+        assert owner.step() is False
+    finally:
+        owner.close()
+    assert os.listdir(outside) == []
+    (sandbox / ".stoker").unlink()
+    (sandbox / ".stoker-real").rename(sandbox / ".stoker")
+    assert read_held(sandbox, procs.marker) == [(held.pid, start_of(held.pid))]
+
+
+def test_a_rerun_reads_nothing_from_a_stoker_dir_put_in_place_of_the_one_it_locked(tmp_path, daemons):
+    """A leftover of the lost attempt renames `.stoker` and plants its own, whose checkpoint
+    and list name a process of the host: the re-run read them by path and killed it. It reads
+    only the `.stoker` its session locked (`pinned`)."""
+    held, stranger = daemons
+    lost_sandbox(tmp_path)
+    write_list(tmp_path, MARKER, {held.pid: start_of(held.pid)})
+    real = os.open(tmp_path / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pin = sandboxfs.dir_id(real)
+    finally:
+        os.close(real)
+    (tmp_path / ".stoker").rename(tmp_path / ".stoker-real")
+    lost_sandbox(tmp_path)
+    write_list(tmp_path, MARKER, {stranger.pid: start_of(stranger.pid)})
+    assert end_lost_attempts(tmp_path, pin) == []
+    assert stranger.poll() is None and held.poll() is None
+    (tmp_path / ".stoker").rename(tmp_path / ".stoker-planted")
+    (tmp_path / ".stoker-real").rename(tmp_path / ".stoker")
+    (lost,) = end_lost_attempts(tmp_path, pin)
+    assert held.pid in lost.killed and stranger.poll() is None
 
 
 def test_a_rerun_kills_the_children_a_held_process_forks_while_it_is_being_killed(tmp_path):
@@ -150,7 +220,7 @@ def test_a_rerun_kills_the_children_a_held_process_forks_while_it_is_being_kille
     try:
         wait_for(lambda: len(proctree.children(forker.pid)) > 50, 5, message="the forker forking")
         lost_sandbox(tmp_path)
-        write_held(tmp_path, MARKER, {forker.pid: start_of(forker.pid)})
+        write_list(tmp_path, MARKER, {forker.pid: start_of(forker.pid)})
         (lost,) = end_lost_attempts(tmp_path)
         assert forker.pid in lost.killed
 

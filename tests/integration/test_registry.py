@@ -312,12 +312,26 @@ def test_an_entry_of_another_stoker_version_stays_while_its_supervisor_runs(tmp_
         supervisor.wait()
 
 
-def test_stoker_ps_names_an_entry_it_cannot_read_whose_supervisor_runs(tmp_path, capsys):
+def test_stoker_ps_and_the_observer_name_an_entry_they_cannot_read_whose_supervisor_runs(
+        tmp_path, capsys, monkeypatch):
+    """Each reads every entry once: the names it could not read come from the same reading
+    as the tasks (they were read a second time, in `stoker ps` and each observer page)."""
     from executor.cli.main import main
+    from executor.host import registry as registry_module
+    from executor.observe.reader import Reader
+    from executor.observe.server import ObserverApp
 
     root = tmp_path / "root"
     registry(root).write(entry(tmp_path / "mine", task_id="mine"))
     newer = {**entry(tmp_path / "sb").to_json(), "front_end": "thermos"}
+    reads: list[str] = []
+    real_read = registry_module._read_entry
+
+    def read_entry(dir_fd, name, *rest):  # type: ignore[no-untyped-def]
+        reads.append(name)
+        return real_read(dir_fd, name, *rest)
+
+    monkeypatch.setattr(registry_module, "_read_entry", read_entry)
     supervisor = subprocess.Popen(["sleep", "30"])
     try:
         found = identity_of(supervisor.pid)
@@ -327,6 +341,11 @@ def test_stoker_ps_names_an_entry_it_cannot_read_whose_supervisor_runs(tmp_path,
         (root / entry_name(found.pid, found.start_ticks + 100)).write_text(json.dumps(newer))  # gone
         assert main(["ps", "--root", str(root)]) == 0
         out, err = capsys.readouterr()
+        assert sorted(reads) == sorted(os.listdir(root)), "an entry read twice"
+        app = ObserverApp(Reader(RegistrySettings(registry_root=str(root), registry_retention_secs=DAY)),
+                          loopback=True)
+        page = b"".join(app({"PATH_INFO": "/", "HTTP_HOST": "localhost", "REQUEST_METHOD": "GET"},
+                            lambda status, headers: None)).decode()
     finally:
         supervisor.kill()
         supervisor.wait()
@@ -334,3 +353,4 @@ def test_stoker_ps_names_an_entry_it_cannot_read_whose_supervisor_runs(tmp_path,
     assert err == (f"stoker ps: {root}/{name} is not an entry this version of Stoker reads "
                    f"(another version's, or damaged); its supervisor (pid {found.pid}) runs, "
                    f"and its task is not listed\n")
+    assert f"whose supervisor runs: {name}." in page

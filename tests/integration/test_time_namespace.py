@@ -58,10 +58,11 @@ def test_a_process_in_another_time_namespace_is_alive_to_either_side():
 HOLDER = """
 import os, sys
 from pathlib import Path
+from executor.host.sandbox import open_stoker_dir
 from executor.procs import proctree
 from executor.task.heldfile import write_held
 me = os.getpid()
-write_held(Path(sys.argv[1]), "t1me", {me: proctree.read_stat(me)[2]})  # as a supervisor hands it
+write_held(open_stoker_dir(Path(sys.argv[1]), create=True), "t1me", {me: proctree.read_stat(me)[2]})  # as a supervisor hands it
 print("written", flush=True)
 sys.stdin.read()
 """
@@ -98,10 +99,12 @@ for _ in range(8):
         ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: gone with the test's child
         from executor.host.identity import own_identity
         from executor.procs import proctree
+        from executor.host.sandbox import open_stoker_dir
         from executor.task.heldfile import write_held
         me = own_identity()
         (Path(sys.argv[1]) / str(me.pid)).mkdir()
-        write_held(Path(sys.argv[1]) / str(me.pid), "t1me", {me.pid: proctree.read_stat(me.pid)[2]})
+        stoker_dir = open_stoker_dir(Path(sys.argv[1]) / str(me.pid), create=True)
+        write_held(stoker_dir, "t1me", {me.pid: proctree.read_stat(me.pid)[2]})
         os.write(w, json.dumps([me.pid, me.start_ticks, me.boot_id]).encode())
         while True:
             signal.pause()

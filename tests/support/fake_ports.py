@@ -93,10 +93,14 @@ class FakeCheckpoint:
         self.records: list[dict] = []
         self.writes = 0
         self.closed = False
+        self.beside: dict[str, bytes] = {}  # the files kept beside it, as last replaced
 
     def append_many(self, records) -> None:
         self.writes += 1
         self.records.extend(dict(r) for r in records)
+
+    def replace_beside(self, name: str, data: bytes) -> None:
+        self.beside[name] = data
 
     def close(self) -> None:
         self.closed = True

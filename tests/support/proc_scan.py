@@ -115,21 +115,48 @@ def kill_carrying(entry: str | bytes, pids: Iterable[int] = (), timeout_secs: fl
         time.sleep(0.01)
 
 
-def hopper_quiet(pid_file: Path, quiet_secs: float = 0.1) -> bool:
+def hopper_quiet(pid_file: Path, quiet_secs: float = 0.1, within_secs: float = 0.0) -> bool:
     """True when a fork-hopper (`fake_task.py --fork-hop`) is gone: the last pid it wrote is
-    gone or killed (`is_killed`: it forks no more), and it writes no new one for
-    `quiet_secs` (it writes one per generation)."""
-    before = read_bytes(str(pid_file))
-    if not all(_hopper_killed(pid) for pid in read_pid_files([pid_file])):
-        return False
-    time.sleep(quiet_secs)  # the question is about time: does a new generation show up?
-    return read_bytes(str(pid_file)) == before and all(_hopper_killed(pid) for pid in read_pid_files([pid_file]))
+    gone or killed (`is_killed`: it forks no more) or no generation of it any more, and it
+    writes no new one for `quiet_secs` (it writes one per generation). With `within_secs`,
+    asked again until then: a generation SIGKILLed in the middle of writing its pid (a
+    rename blocked on the file system's journal) finishes that write after the kill, once;
+    a hopper that lives writes on and is never quiet."""
+    deadline = time.monotonic() + within_secs
+    while True:
+        before = read_bytes(str(pid_file))
+        if all(_hopper_killed(pid, pid_file) for pid in read_pid_files([pid_file])):
+            time.sleep(quiet_secs)  # the question is about time: does a new generation show up?
+            if read_bytes(str(pid_file)) == before:
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
-def _hopper_killed(pid: int) -> bool:
-    """`is_killed`, or the pid is another process's now: a hopper runs through the pid space
-    (pid_max may be 32768), so its last pid can be reused soon after it died."""
-    return is_killed(pid) or b"--fork-hop" not in read_bytes(f"/proc/{pid}/cmdline")
+def hopper_writing(pid: int) -> Path | None:
+    """The pid file the fork-hopper `pid` writes (its `--hop-pid-file`, resolved against
+    its working directory); None when `pid` is no hopper now (gone, exiting, or another
+    command)."""
+    argv = read_bytes(f"/proc/{pid}/cmdline").split(b"\0")
+    if b"--fork-hop" not in argv or b"--hop-pid-file" not in argv[:-1]:
+        return None
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+    return Path(os.path.realpath(os.path.join(cwd, os.fsdecode(argv[argv.index(b"--hop-pid-file") + 1]))))
+
+
+def _is_hopper_of(pid: int, pid_file: Path) -> bool:
+    return hopper_writing(pid) == Path(os.path.realpath(pid_file))
+
+
+def _hopper_killed(pid: int, pid_file: Path) -> bool:
+    """`is_killed`, or the pid is no generation of the hopper writing `pid_file` now: a
+    hopper runs through the pid space, and a host shared with other suites runs theirs,
+    whose generations carry `--fork-hop` too (only this one's name this pid file)."""
+    return is_killed(pid) or not _is_hopper_of(pid, pid_file)
 
 
 def describe(pids: Iterable[int]) -> str:
@@ -154,8 +181,8 @@ def stop_hopper(pid_file: Path, stop_file: Path, timeout_secs: float = 3.0) -> N
     deadline = time.monotonic() + timeout_secs
     while time.monotonic() < deadline and not hopper_quiet(pid_file, 0.05):
         for pid in live(read_pid_files([pid_file])):
-            if b"--fork-hop" not in read_bytes(f"/proc/{pid}/cmdline"):
-                continue  # not the hopper any more: its pid was reused
+            if not _is_hopper_of(pid, pid_file):
+                continue  # not this hopper any more: its pid was reused (by another's, maybe)
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

@@ -24,6 +24,7 @@ PURE = [
     "executor/task/plans.py",
     "executor/task/replay.py",
     "executor/task/records.py",
+    "executor/task/recordfields.py",
     "executor/task/runfacts.py",
     "executor/task/kill.py",
     "executor/task/status.py",

@@ -31,6 +31,7 @@ from executor.task.membership import (
     first_join_overdue,
 )
 from executor.task.owner import TaskOwner
+from executor.task.ports import OwnerPorts
 from executor.task.replay import replay
 from executor.task.serverset import TIMED_OUT_REASON
 from healthcheck.policy import Attempt
@@ -125,11 +126,13 @@ class Harness:
         self.reporter = RecordingReporter(self.effects)
         self.announcer = FakeAnnouncer(self.effects, self.clock, **announcer_kw) if announce else None
         self.owner = TaskOwner(
-            spec, sandbox="/sandbox", procs=self.procs, open_checkpoint=lambda: self.checkpoint,
-            reporter=self.reporter, checker=None if spec.health.kind is CheckKind.NONE else FakeChecker(),
-            start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
-            start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within),
-            announcer=self.announcer, kill_grace_secs=5.0, stop_within_secs=stop_within_secs,
+            spec, OwnerPorts(
+                procs=self.procs, open_checkpoint=lambda: self.checkpoint, reporter=self.reporter,
+                checker=None if spec.health.kind is CheckKind.NONE else FakeChecker(),
+                start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
+                start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within),
+                announcer=self.announcer),
+            sandbox="/sandbox", kill_grace_secs=5.0, stop_within_secs=stop_within_secs,
             clock=self.clock, wall_clock=self.clock)
         self.owner.start()
         self.done = self.owner.step()

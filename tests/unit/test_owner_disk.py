@@ -21,6 +21,7 @@ from executor.events import (
 )
 from executor.task.disklimit import DiskLimit, exceeded_reason
 from executor.task.owner import TaskOwner
+from executor.task.ports import OwnerPorts
 from healthcheck.policy import Attempt
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_ports import (
@@ -75,11 +76,12 @@ class Harness:
                        task=TaskSpec(name="t", processes=(ProcessSpec(name="a", cmdline="serve"),),
                                      finalization_wait_secs=5.0, disk_bytes=LIMIT))
         self.owner = TaskOwner(
-            spec, sandbox="/sandbox", procs=FakeProcs(self.effects), open_checkpoint=FakeCheckpoint,
-            reporter=self.reporter, checker=FakeChecker() if health else None,
-            start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
-            start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within),
-            clock=self.clock, wall_clock=lambda: 0.0, disk=self.disk if disk else None,
+            spec, OwnerPorts(
+                procs=FakeProcs(self.effects), open_checkpoint=FakeCheckpoint, reporter=self.reporter,
+                checker=FakeChecker() if health else None,
+                start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
+                start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within)),
+            sandbox="/sandbox", clock=self.clock, wall_clock=lambda: 0.0, disk=self.disk if disk else None,
             stop_timeout_secs=stop_timeout)
         self.owner.start()
         self.done = self.owner.step()

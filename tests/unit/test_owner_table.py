@@ -32,6 +32,7 @@ from executor.events import (
 )
 from executor.host.session import OPERATOR_KILL
 from executor.task.owner import TaskOwner
+from executor.task.ports import OwnerPorts
 from executor.task.replay import replay
 from healthcheck.policy import Attempt
 from tests.support.fake_clock import FakeClock
@@ -72,13 +73,13 @@ class Harness:
         self.checkpoint = FakeCheckpoint()
         self.reporter = RecordingReporter(self.effects)
         self.owner = TaskOwner(
-            spec, sandbox="/sandbox", procs=self.procs, open_checkpoint=lambda: self.checkpoint,
-            reporter=self.reporter, checker=None if spec.health.kind is CheckKind.NONE else FakeChecker(),
-            start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
-            start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within),
-            kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs,
-            stop_timeout_secs=stop_timeout_secs, clock=self.clock,
-            wall_clock=lambda: 0.0, running_early=running_early)
+            spec, OwnerPorts(
+                procs=self.procs, open_checkpoint=lambda: self.checkpoint, reporter=self.reporter,
+                checker=None if spec.health.kind is CheckKind.NONE else FakeChecker(),
+                start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
+                start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within)),
+            sandbox="/sandbox", kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs,
+            stop_timeout_secs=stop_timeout_secs, clock=self.clock, wall_clock=lambda: 0.0, running_early=running_early)
         self.done = False
 
     def post(self, event: object) -> None:
