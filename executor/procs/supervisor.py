@@ -10,9 +10,10 @@ in a session of its own, carrying the task's and the run's markers, as the `run_
 this process is a child subreaper, in the task's cgroup when the host allows one
 (`cgroups.py`). One process-wide reaper thread (`reaper.py`) reaps EVERY child: no other
 code here may wait for children (shell health commands go through `run_command`,
-`commands.py`); runs are forked off the main thread, where the orphans are listed. What a run's exit leaves is killed (`containment.py`), drained within its
-grace when the task SIGTERMed it (`draining.py`), or kept as the task's daemons when it
-exited 0 on its own (`daemons.py`; their exit is posted as `DaemonsExited`). Signals reach
+`commands.py`); runs are forked off the main thread, where the orphans are listed. What a
+run's exit leaves is killed (`containment.py`), drained within its grace when the task
+SIGTERMed it (`draining.py`), or kept as the task's daemons when it exited 0 on its own
+(`daemons.py`; their exit is posted as `DaemonsExited`). Signals reach
 a run by one walk of this subtree, by pidfd (`proctree.py`). A `/bin/sh` watchdog
 (`watchdog.py`) kills the task when this process dies, even by SIGKILL.
 
