@@ -23,9 +23,11 @@ def test_another_hoppers_process_at_the_last_pid_is_neither_this_hopper_nor_kill
     last pid this one wrote: it counted as this hopper alive, and `stop_hopper` SIGKILLed it."""
     ours, theirs = tmp_path / "hop.pid", tmp_path / "theirs" / "hop.pid"
     theirs.parent.mkdir()
-    other = subprocess.Popen(["sh", "-c", "sleep 30; :", "sh", "--fork-hop", "30", "--hop-pid-file", "hop.pid"],
-                             cwd=theirs.parent, start_new_session=True, env={"PATH": os.environ["PATH"]})
+    other = subprocess.Popen(["sh", "-c", "echo up; sleep 30; :", "sh", "--fork-hop", "30", "--hop-pid-file", "hop.pid"],
+                             cwd=theirs.parent, start_new_session=True, env={"PATH": os.environ["PATH"]},
+                             stdout=subprocess.PIPE)
     try:
+        assert other.stdout is not None and other.stdout.readline() == b"up\n"  # sh runs: its argv is in /proc
         assert proc_scan.hopper_writing(other.pid) == theirs.resolve()
         theirs.write_text(f"{other.pid}\n")
         assert not proc_scan.hopper_quiet(theirs, 0.05)  # its own hopper's: alive
@@ -36,6 +38,8 @@ def test_another_hoppers_process_at_the_last_pid_is_neither_this_hopper_nor_kill
     finally:
         os.killpg(other.pid, signal.SIGKILL)
         other.wait()
+        if other.stdout is not None:
+            other.stdout.close()
 
 
 def test_a_pid_written_once_after_the_kill_leaves_the_hopper_quiet_within_its_time(tmp_path, monkeypatch):
