@@ -394,6 +394,36 @@ def test_a_second_stop_signal_while_stoker_loads_still_kills_at_once(stoker, tmp
     assert adopted(proc) == ["serve"]
 
 
+def test_a_stray_signal_while_stoker_loads_is_ignored_and_ctrl_backslash_stops_gracefully(stoker, tmp_path):
+    # The run tells its parent it is ready (`kill -USR1 $PPID`) as it starts, then sends it
+    # Ctrl-\'s SIGQUIT. Started early, its parent was `stoker run` still loading itself:
+    # before, the SIGUSR1 ended the command on the spot (exit 138, not a line), or the SIGQUIT
+    # dumped core, and the watchdog SIGKILLed the service: no SIGTERM, no final process. Now
+    # both wait for the supervisor, as a Ctrl-C does: the stray is ignored with its line,
+    # the SIGQUIT is a graceful stop.
+    config = write(tmp_path, "Process(name='serve', cmdline='trap \"echo termed > termed; exit 0\" TERM; "
+                             "kill -USR1 $PPID; kill -QUIT $PPID; while true; do sleep 0.05; done')",
+                   "Process(name='last', cmdline='echo last > last', final=True)")
+    for _ in range(2):  # planned (the supervisor gets them), then started early
+        proc, sandbox = stoker.finish(config, code=131)
+        assert (sandbox / "termed").exists() and (sandbox / "last").exists(), proc.stdout() + proc.stderr()
+        assert "signal_ignored signal=SIGUSR1" in proc.stderr()
+    assert adopted(proc) == ["serve"]
+
+
+def test_the_early_start_records_the_strays_the_relay_ignores_and_drops_them_when_given_up():
+    from executor.host.early import STRAYS
+    from executor.host.signals import STRAY_SIGNALS
+
+    assert STRAYS == STRAY_SIGNALS
+    # An early start given up puts the handlers back and raises the stops that came: not a
+    # stray its runs sent, which would end the command the supervisor would have ignored it in.
+    code = ("import signal; from executor.host import early; early.defer_stop_signals(); "
+            "signal.raise_signal(signal.SIGUSR1); early.undefer_stop_signals(); print('supervises on')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "supervises on\n"), done.stderr
+
+
 def test_every_run_starts_with_the_same_signals_whatever_stoker_was_started_with(tmp_path):
     # Stoker started with SIGINT and SIGQUIT ignored (as a script's background job is), and
     # SIGTERM, SIGTSTP and SIGCHLD too, and SIGTERM and SIGUSR1 blocked. A supervisor must
