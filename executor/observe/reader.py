@@ -27,6 +27,7 @@ from pathlib import Path
 import attrs
 
 from config.registry import RegistrySettings
+from executor.host.identity import is_stopped
 from executor.host.registry import Listed, Registry, RegistryUnreadable, find
 from executor.observe.logrange import STREAM, LogQuery, trim, window
 from executor.observe.model import LogChunk, TaskDetail, TaskSummary
@@ -107,7 +108,8 @@ class Reader:
         return TaskDetail(row=row(entry, inspection), inspection=inspection, usage=usage,
                           definition=definition, definition_problem=problem,
                           status=dict(status_json(inspection), resources=figures_json(figures, self._wall())),
-                          figures=figures)
+                          figures=figures,
+                          supervisor_stopped=inspection.truth.alive and is_stopped(entry.supervisor_pid))
 
     def log(self, task_id: str, process: str, query: LogQuery) -> LogChunk:
         sandbox = self._entry(task_id).entry.sandbox
