@@ -82,6 +82,7 @@ def test_a_stopped_run_is_said_to_be_stopped(tmp_path, child):
     wait_for(lambda: is_stopped(child.pid), 5)
     detail = reader.task("web-0-1")
     assert detail.usage["web"].stopped is True
+    assert detail.status["stopped_processes"] == ["web"]  # /api/tasks/ID's `status`, as status --json
     assert '<span class="state s-RUNNING">RUNNING</span> (stopped)' in task_page(detail, time.time())
 
 
@@ -95,6 +96,8 @@ def test_a_stopped_supervisor_is_said_to_be_stopped_as_stoker_status_says(tmp_pa
     assert f"{child.pid} (running, stoker run)" in task_page(reader.task("web-0-1"), time.time())
     child.send_signal(signal.SIGSTOP)
     wait_for(lambda: is_stopped(child.pid), 5)
-    page = task_page(reader.task("web-0-1"), time.time())
+    detail = reader.task("web-0-1")
+    assert detail.status["supervisor_stopped"] is True
+    page = task_page(detail, time.time())
     assert (f"{child.pid} (stopped: SIGSTOP or a debugger; nothing is supervised until it is "
             f"continued, kill -CONT {child.pid}, stoker run)") in page
