@@ -64,11 +64,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"stoker: warning: {printable(warning)}", file=sys.stderr)
     now = time.time()
     figures = figures_of(inspection, marker)
+    starts, stopped = _kernel_view(view, inspection.truth.alive)
     if args.json:
-        doc = dict(status_json(inspection), resources=figures_json(figures, now))
+        doc = dict(status_json(inspection), resources=figures_json(figures, now),
+                   supervisor_stopped="" in stopped, stopped_processes=sorted(stopped - {""}))
         print(json.dumps(doc, indent=2, default=str))
     else:
-        starts, stopped = _kernel_view(view, inspection.truth.alive)
         text = format_status(view, now, inspection.truth, inspection.leftovers, starts, figures,
                              stopped)
         sys.stdout.write(text)

@@ -18,7 +18,7 @@ from collections.abc import Set as AbstractSet
 
 from config.words import columns, pad, printable, printable_lines
 from executor.host.clock import age, iso_time, when
-from executor.host.truth import RESTARTING, Truth, describe_restart
+from executor.host.truth import RESTARTING, Truth, describe_restart, describe_stopped
 from executor.task.inspection import Inspection, Leftover
 from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
 from executor.task.usagefigures import Figures, figure_rows
@@ -149,8 +149,7 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
         lines.append(f"  {announcement_text(cur.announcement, now_wall, lost)}")
     alive = "" if truth is None else (" (running)" if truth.alive else " (gone)")
     if truth is not None and truth.alive and "" in stopped:
-        alive = (f" (stopped: SIGSTOP or a debugger; nothing is supervised until it is "
-                 f"continued, kill -CONT {cur.supervisor_pid})")
+        alive = f" ({describe_stopped(cur.supervisor_pid)})"
     lines.append(f"  task_id: {view.task_id or '-'}  supervisor_pid: {cur.supervisor_pid or '-'}"
                  f"{alive}  started: {when(cur.started_wall, now_wall)}")
     if cur.containment:

@@ -12,13 +12,16 @@ them, and gives back the sandbox and the lease, so the run goes on as if there h
 early start. Standard library only; one owner at a time (`take_*` hand a part over).
 
 From the first early run's fork until `stoker run` relays its stop signals itself
-(`executor/host/signals.py`), a stop signal (Ctrl-C, SIGTERM, SIGHUP, Ctrl-Z) is recorded
-(`defer_stop_signals`), not acted on: `LocalRun` takes them (`relayed_stop_signals`) once its
-relay is up and stops as for any signal, so that the runs already running get their
+(`executor/host/signals.py`), a stop signal (Ctrl-C, SIGTERM, SIGHUP, Ctrl-\\, Ctrl-Z) is
+recorded (`defer_stop_signals`), not acted on: `LocalRun` takes them (`relayed_stop_signals`)
+once its relay is up and stops as for any signal, so that the runs already running get their
 graceful stop (SIGTERM first, the final processes) instead of the watchdog's SIGKILL as the
-command dies or raises KeyboardInterrupt while it loads. An early start abandoned before
-its runs are handed over puts the handlers back and raises what came meanwhile
-(`undefer_stop_signals`).
+command dies or raises KeyboardInterrupt while it loads. So is a stray signal (`STRAYS`:
+an early run's `kill -USR1 $PPID` as it starts, its parent still loading), which the relay
+then ignores with its line: its default would end the command there. An early start
+abandoned before its runs are handed over puts the handlers back and raises the stops that
+came meanwhile (`undefer_stop_signals`); the strays, its runs' and ignored once loaded, are
+dropped.
 """
 from __future__ import annotations
 
@@ -27,7 +30,11 @@ import os
 
 from executor.procs.earlyfork import EarlyRun
 
-_DEFERRED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGTSTP)  # `stoker run`'s stops
+_STOPS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGTSTP)  # `stoker run`'s
+# `executor.host.signals.STRAY_SIGNALS` (a test checks), without the `signal` module's enums
+STRAYS = (_signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGVTALRM, _signal.SIGPROF,
+          _signal.SIGIO, _signal.SIGPWR)
+_DEFERRED = _STOPS + STRAYS
 _deferred: list[int] = []
 _replaced: dict[int, object] = {}  # the handlers `defer_stop_signals` replaced
 
@@ -63,8 +70,9 @@ def relayed_stop_signals() -> tuple[list[int], dict[int, object]]:
 
 
 def undefer_stop_signals() -> None:
-    """Put back the handlers `defer_stop_signals` replaced, and raise the signals recorded
-    meanwhile, as they would have come (Ctrl-C: KeyboardInterrupt). Not in a PID namespace's
+    """Put back the handlers `defer_stop_signals` replaced, and raise the stop signals
+    recorded meanwhile, as they would have come (Ctrl-C: KeyboardInterrupt); the strays are
+    dropped (the abandoned runs sent them, and once loaded they are ignored). Not in a PID namespace's
     init (`stoker run` as a container's main process): the kernel drops a signal it has no
     handler for, raised too, so they stay recorded for the relay (`deferred_signals`)."""
     if os.getpid() == 1:
@@ -73,7 +81,8 @@ def undefer_stop_signals() -> None:
         _signal.signal(signum, previous)
     _replaced.clear()
     for signum in deferred_signals():
-        _signal.raise_signal(signum)
+        if signum not in STRAYS:
+            _signal.raise_signal(signum)
 
 
 class EarlyStart:

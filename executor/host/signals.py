@@ -52,10 +52,11 @@ STRAY_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALR
                  signal.SIGPROF, signal.SIGIO, signal.SIGPWR)
 
 
-def strays() -> list[int]:
-    """The stray signals at their default action now: one ignored at start stays ignored
-    (the runs inherit it so, across exec; a handler is reset there)."""
-    return [s for s in STRAY_SIGNALS if signal.getsignal(s) is signal.SIG_DFL]
+def strays(signums: Iterable[int] = STRAY_SIGNALS) -> list[int]:
+    """The stray signals (of `signums`) not ignored now: one ignored at start stays ignored
+    (the runs inherit it so, across exec; a handler is reset there). One the early start
+    records (`executor/host/early.py`) is relayed too."""
+    return [s for s in signums if signal.getsignal(s) is not signal.SIG_IGN]
 
 
 class Strays:

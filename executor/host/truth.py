@@ -74,6 +74,13 @@ def judge(recorded: str | None, alive: bool, *, last_record_wall: float | None,
     return Truth(LOST, alive=False, ended=False)
 
 
+def describe_stopped(supervisor_pid: int | None) -> str:
+    """A live supervisor the kernel shows stopped, the same in `stoker status` and the
+    observer: nothing is supervised, restarted or health-checked until it is continued."""
+    return (f"stopped: SIGSTOP or a debugger; nothing is supervised until it is continued, "
+            f"kill -CONT {supervisor_pid}")
+
+
 def describe_restart(ended_attempt: int, ended_state: str | None, due_wall: float | None,
                      now_wall: float) -> str:
     """A RESTARTING task's words, the same in `stoker status`, `ps` and the observer:

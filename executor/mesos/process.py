@@ -3,8 +3,10 @@
 `main` makes the executor (`executor.py`: the driver's callbacks wired to one TaskOwner) and
 its driver, and waits for the task to be over. The main thread only waits: SIGTERM and SIGINT handlers record the signal, the end of the
 task is recorded alike, on one queue `main` blocks on (no polling); a signal acts as SHUTDOWN.
-A stray signal (SIGUSR1, SIGALRM, ...: `executor.host.signals.STRAY_SIGNALS`), whose
-default would end the executor on the spot, is ignored with a line.
+A stray signal (SIGUSR1, SIGALRM, ...: `executor.host.signals.STRAY_SIGNALS`; and SIGHUP
+and SIGQUIT, `stoker run`'s stops from its terminal, which the executor has none of), whose
+default would end the executor on the spot, is ignored with a line: a task's `kill -HUP
+$PPID` ended it before its task was even RUNNING, the task left to the watchdog.
 
 Exit status (`main`'s return value; the agent logs it):
 
@@ -52,6 +54,8 @@ logger = logging.getLogger("executor.mesos.executor")  # its lines read as the e
 
 ACK_WAIT_SECS = 10.0  # bounded wait for the terminal update's acknowledgement
 ACK_MARGIN_SECS = 0.2  # ... and stop waiting for ACKs this much before it ends
+# No terminal: SIGHUP and SIGQUIT are the executor's strays too (the agent stops it with SIGTERM)
+EXECUTOR_STRAYS = (*STRAY_SIGNALS, signal.SIGHUP, signal.SIGQUIT)
 
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1
@@ -111,13 +115,13 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     strays = Strays("stoker executor")
 
     def on_signal(received: int) -> None:  # a stop, like SHUTDOWN: ACKs only within its grace
-        if received in STRAY_SIGNALS:
+        if received in EXECUTOR_STRAYS:
             strays.ignored(received)
             return
         driver.cut_ack_wait(settings.shutdown_grace_secs - ACK_MARGIN_SECS)
         wakeups.put(Signalled(received))
 
-    relay = SignalRelay((signal.SIGTERM, signal.SIGINT, *stray_signals()), on_signal)
+    relay = SignalRelay((signal.SIGTERM, signal.SIGINT, *stray_signals(EXECUTOR_STRAYS)), on_signal)
     session = HostSession.open(settings.sandbox, on_operator_kill=executor.operator_kill)  # held already
     try:
         return _run(settings, executor, driver, wakeups)

@@ -76,6 +76,7 @@ class TaskDetail:
     definition_problem: str  # why there is no definition ("" when there is one)
     status: Mapping[str, Any]  # `stoker status --json` of the task
     figures: Figures | None = None  # its use against its reservation
+    supervisor_stopped: bool = False  # its live supervisor is stopped (`kill -STOP`, a debugger)
 
 
 @attrs.frozen(slots=True)

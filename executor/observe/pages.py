@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from executor.host.clock import age, iso_time, when
-from executor.host.truth import describe_restart
+from executor.host.truth import describe_restart, describe_stopped
 from executor.observe.html import esc, facts, log_url, page, size_text, state, table, task_url
 from executor.observe.model import TaskDetail, TaskSummary, Usage
 from executor.task.taskview import AttemptView, ProcessView, RunView, TransitionView
@@ -238,7 +238,8 @@ def _facts(d: TaskDetail, attempt: AttemptView | None, now_wall: float) -> str:
                      f"{r['recorded_state'] or 'nothing'}")
     if (restart := r.get("restart")) is not None:
         shown += esc(f" ({describe_restart(restart['attempt'] - 1, restart['after_state'], restart['due'], now_wall)})")
-    sup = f"{r['supervisor_pid']} ({'running' if truth.alive else 'gone'}, stoker {r['front_end']})"
+    alive = describe_stopped(r["supervisor_pid"]) if d.supervisor_stopped else "running" if truth.alive else "gone"
+    sup = f"{r['supervisor_pid']} ({alive}, stoker {r['front_end']})"
     pairs = [("job key", esc(r["job_key"] or "-")), ("state", shown),
              ("reason", esc(attempt.reason if attempt else "-")), ("supervisor", esc(sup)),
              ("started", esc(when(r["started"], now_wall))), ("uptime", _uptime(r, now_wall)),

@@ -27,6 +27,7 @@ from pathlib import Path
 import attrs
 
 from config.registry import RegistrySettings
+from executor.host.identity import is_stopped
 from executor.host.registry import Listed, Registry, RegistryUnreadable, find
 from executor.observe.logrange import STREAM, LogQuery, trim, window
 from executor.observe.model import LogChunk, TaskDetail, TaskSummary
@@ -106,10 +107,12 @@ class Reader:
             definition, problem = None, f"the sandbox's task.json is of task {other!r}, a later attempt"
         usage = self._usage.sample(running(inspection))
         figures = task_figures(inspection, marker_of(inspection, entry), usage)
+        stopped = inspection.truth.alive and is_stopped(entry.supervisor_pid)
+        status = dict(status_json(inspection), resources=figures_json(figures, self._wall()),
+                      supervisor_stopped=stopped, stopped_processes=sorted(n for n, u in usage.items() if u.stopped))
         return TaskDetail(row=row(entry, inspection), inspection=inspection, usage=usage,
-                          definition=definition, definition_problem=problem,
-                          status=dict(status_json(inspection), resources=figures_json(figures, self._wall())),
-                          figures=figures)
+                          definition=definition, definition_problem=problem, status=status,
+                          figures=figures, supervisor_stopped=stopped)
 
     def log(self, task_id: str, process: str, query: LogQuery) -> LogChunk:
         sandbox = self._entry(task_id).entry.sandbox

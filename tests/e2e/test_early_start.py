@@ -5,31 +5,24 @@ killed meanwhile leaves nothing, and whatever the supervisor would not have star
 killed before it counts."""
 from __future__ import annotations
 
-import contextlib
 import marshal
 import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from executor.cli.main import main
 from executor.local import planfiles
+from tests.support.earlyjob import stdout_of, write
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
-JOB = """
-    jobs = [Job(cluster='local', role='me', environment='test', name='early',
-                task=Task(processes=[{processes}], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
-                          finalization_wait=2))]
-"""
+
 # What the run's parent looks like when the run starts: one thread before the supervisor
 # is loaded (the early start), several once it runs (its reaper, its control socket).
 THREADS = "Process(name='first', cmdline='grep Threads: /proc/$PPID/status; echo {{thermos.task_id}}')"
@@ -66,18 +59,8 @@ def stoker(tmp_path):
         kill_leftovers(task_pids(sandbox))
 
 
-def write(tmp_path: Path, *processes: str) -> Path:
-    config = tmp_path / "job.aurora"
-    config.write_text(textwrap.dedent(JOB.format(processes=", ".join(processes))))
-    return config
-
-
 def adopted(proc: StokerProcess) -> list[str]:
     return re.findall(r"process_adopted task=\S+ process=(\S+) run=0", proc.stderr())
-
-
-def stdout_of(sandbox: Path, process: str, run: int = 0) -> str:
-    return (sandbox / ".logs" / process / str(run) / "stdout").read_text()
 
 
 def console(proc: StokerProcess) -> list[str]:
@@ -394,44 +377,18 @@ def test_a_second_stop_signal_while_stoker_loads_still_kills_at_once(stoker, tmp
     assert adopted(proc) == ["serve"]
 
 
-def test_every_run_starts_with_the_same_signals_whatever_stoker_was_started_with(tmp_path):
-    # Stoker started with SIGINT and SIGQUIT ignored (as a script's background job is), and
-    # SIGTERM, SIGTSTP and SIGCHLD too, and SIGTERM and SIGUSR1 blocked. A supervisor must
-    # reap its children (an ignored SIGCHLD has the kernel reap them) and stop on SIGTERM,
-    # and it handles its stop signals itself, so every run gets those at their defaults and
-    # nothing blocked, whichever path forked it: `first` starts early at the second run,
-    # `then` (after it) from the supervisor. One it leaves alone (SIGQUIT) stays ignored, as
-    # across any exec. (glibc's posix_spawn leaves its own two signals, 32 and 33, ignored
-    # in an early run: a known difference, executor/procs/earlyfork.py.)
-    show = "exec grep -E \"^Sig(Blk|Ign):\" /proc/self/status"
-    config = write(tmp_path, f"Process(name='first', cmdline='{show}')", f"Process(name='then', cmdline='{show}')")
-    config.write_text(config.read_text().replace("finalization_wait=2)", "finalization_wait=2, "
-                                                 "constraints=order('first', 'then'))"))
-
-    def started_so() -> None:  # in the child, before it execs Stoker
-        for signum in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:  # whatever pytest got
-            with contextlib.suppress(OSError, ValueError):  # (`nohup make test`: SIGHUP ignored)
-                signal.signal(signum, signal.SIG_DFL)
-        for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGTSTP, signal.SIGCHLD):
-            signal.signal(signum, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1})
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
-    env.update(PYTHONPATH=str(REPO), STOKER_PLAN_CACHE=str(tmp_path / "plans"), STOKER_LOG_LEVEL="DEBUG")
-    states, adoptions = [], []
-    for attempt in range(2):  # planned, then started early
-        sandbox = tmp_path / f"sandbox{attempt}"
-        try:
-            done = subprocess.run([sys.executable, "-m", "executor", "run", str(config), "--sandbox", str(sandbox)],
-                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-                                  preexec_fn=started_so, start_new_session=True)
-        finally:
-            kill_leftovers(task_pids(sandbox))
-        assert done.returncode == 0, done.stdout + done.stderr
-        adoptions.append(re.findall(r"process_adopted task=\S+ process=(\S+) run=0", done.stderr))
-        for process in ("first", "then"):
-            text = stdout_of(sandbox, process)
-            blocked, ignored = (int(re.search(rf"{name}:\s+([0-9a-f]+)", text)[1], 16) for name in ("SigBlk", "SigIgn"))
-            states.append((blocked, ignored & ~(1 << 31 | 1 << 32)))  # but glibc's 32 and 33
-    assert adoptions == [[], ["first"]]
-    assert states == [(0, 1 << (signal.SIGQUIT - 1))] * 4
+def test_a_stray_signal_while_stoker_loads_is_ignored_and_ctrl_backslash_stops_gracefully(stoker, tmp_path):
+    # The run tells its parent it is ready (`kill -USR1 $PPID`) as it starts, then sends it
+    # Ctrl-\'s SIGQUIT. Started early, its parent was `stoker run` still loading itself:
+    # before, the SIGUSR1 ended the command on the spot (exit 138, not a line), or the SIGQUIT
+    # dumped core, and the watchdog SIGKILLed the service: no SIGTERM, no final process. Now
+    # both wait for the supervisor, as a Ctrl-C does: the stray is ignored with its line,
+    # the SIGQUIT is a graceful stop.
+    config = write(tmp_path, "Process(name='serve', cmdline='trap \"echo termed > termed; exit 0\" TERM; "
+                             "kill -USR1 $PPID; kill -QUIT $PPID; while true; do sleep 0.05; done')",
+                   "Process(name='last', cmdline='echo last > last', final=True)")
+    for _ in range(2):  # planned (the supervisor gets them), then started early
+        proc, sandbox = stoker.finish(config, code=131)
+        assert (sandbox / "termed").exists() and (sandbox / "last").exists(), proc.stdout() + proc.stderr()
+        assert "signal_ignored signal=SIGUSR1" in proc.stderr()
+    assert adopted(proc) == ["serve"]

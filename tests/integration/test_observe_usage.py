@@ -12,7 +12,7 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.identity import is_stopped, own_identity
+from executor.host.identity import ProcessIdentity, identity_of, is_stopped, own_identity
 from executor.host.registry import Registry
 from executor.observe.pages import task_page
 from executor.observe.reader import Reader
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.timeout(30)
 DAYS = 3 * 86400.0
 
 
-def running_task(tmp_path, pid: int, wall: float) -> Reader:
-    """A registered task whose supervisor is this process and whose process `web` runs as
-    `pid`, its records written at wall time `wall`."""
-    me = own_identity()
+def running_task(tmp_path, pid: int, wall: float, supervisor: ProcessIdentity | None = None) -> Reader:
+    """A registered task whose supervisor is this process (or `supervisor`) and whose
+    process `web` runs as `pid`, its records written at wall time `wall`."""
+    me = supervisor or own_identity()
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     writer = CheckpointWriter(sandbox)
@@ -82,4 +82,22 @@ def test_a_stopped_run_is_said_to_be_stopped(tmp_path, child):
     wait_for(lambda: is_stopped(child.pid), 5)
     detail = reader.task("web-0-1")
     assert detail.usage["web"].stopped is True
+    assert detail.status["stopped_processes"] == ["web"]  # /api/tasks/ID's `status`, as status --json
     assert '<span class="state s-RUNNING">RUNNING</span> (stopped)' in task_page(detail, time.time())
+
+
+def test_a_stopped_supervisor_is_said_to_be_stopped_as_stoker_status_says(tmp_path, child):
+    """Before, the task page of a supervisor a task's `kill -STOP $PPID` (or a debugger) had
+    stopped said `(running, stoker run)`, where `stoker status` said it was stopped and that
+    nothing was supervised."""
+    supervisor = identity_of(child.pid)  # stands in for the supervisor: stopped, not this process
+    assert supervisor is not None
+    reader = running_task(tmp_path, child.pid, time.time(), supervisor)
+    assert f"{child.pid} (running, stoker run)" in task_page(reader.task("web-0-1"), time.time())
+    child.send_signal(signal.SIGSTOP)
+    wait_for(lambda: is_stopped(child.pid), 5)
+    detail = reader.task("web-0-1")
+    assert detail.status["supervisor_stopped"] is True
+    page = task_page(detail, time.time())
+    assert (f"{child.pid} (stopped: SIGSTOP or a debugger; nothing is supervised until it is "
+            f"continued, kill -CONT {child.pid}, stoker run)") in page

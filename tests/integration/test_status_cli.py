@@ -334,6 +334,7 @@ def test_a_stopped_supervisor_and_a_stopped_run_are_said_to_be_stopped(tmp_path,
         os.kill(shell.pid, signal.SIGSTOP)
         wait_for(lambda: is_stopped(shell.pid) and is_stopped(child), 5)
         code, out, _ = status(capsys, tmp_path)
+        doc = json.loads(status(capsys, tmp_path, "--json")[1])
     finally:
         for pid in (child, shell.pid):
             os.kill(pid, signal.SIGKILL)
@@ -343,3 +344,5 @@ def test_a_stopped_supervisor_and_a_stopped_run_are_said_to_be_stopped(tmp_path,
             f"until it is continued, kill -CONT {shell.pid})") in out
     web = next(line for line in out.splitlines() if line.startswith("web "))
     assert web.split()[:5] == ["web", "RUNNING", "(stopped)", "2", str(child)], web
+    # the same for a script (before, --json had neither)
+    assert (doc["supervisor_stopped"], doc["stopped_processes"]) == (True, ["web"]), doc

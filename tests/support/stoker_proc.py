@@ -3,8 +3,8 @@
 `StokerProcess` starts `python -m executor ARGS` in its own session, captures stdout and
 stderr to files (so a chatty child can never block on a full pipe), and always cleans up:
 `close()` SIGKILLs the whole session, and every pid the task ever had (read from the
-sandbox checkpoint) is checked dead. The child starts with SIGHUP and SIGINT at their
-defaults even when the tests run under nohup or as a script's background job
+sandbox checkpoint) is checked dead. The child starts with SIGHUP, SIGINT and SIGQUIT at
+their defaults even when the tests run under nohup or as a script's background job
 (`stop_signals_default`).
 """
 from __future__ import annotations
@@ -28,14 +28,14 @@ from tests.support.waiting import wait_for
 REPO = Path(__file__).resolve().parents[2]
 
 
-_STOPS = (signal.SIGHUP, signal.SIGINT)
+_STOPS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 
 
 @contextlib.contextmanager
 def stop_signals_default() -> Iterator[None]:
-    """SIGHUP and SIGINT at their defaults while children are forked, when this test run
-    ignores them: under nohup (SIGHUP), or as a background job of a script (`make test &`:
-    SIGINT). An ignored signal is inherited, and `stoker run` keeps it ignored
+    """SIGHUP, SIGINT and SIGQUIT at their defaults while children are forked, when this
+    test run ignores them: under nohup (SIGHUP), or as a background job of a script (`make
+    test &`: SIGINT and SIGQUIT). An ignored signal is inherited, and `stoker run` keeps it ignored
     until its own handlers are up (a Ctrl-C while an early start loads was lost, and the
     tests that send it failed); the tests that send them are about a terminal's defaults."""
     if threading.current_thread() is not threading.main_thread():
