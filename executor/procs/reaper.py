@@ -144,13 +144,17 @@ class _ForkThread:
 
     def _loop(self) -> None:
         while (item := self._calls.get()) is not None:
-            fn, box, done = item
-            try:
-                box.extend((True, fn()))
-            except BaseException as e:  # the caller's to handle, as if it had called fn itself
-                box.extend((False, e))
-            finally:
-                done.set()
+            _run(*item)
+            del item  # idle, it keeps nothing of the last call (a closure on its supervisor)
+
+
+def _run(fn: Callable[[], object], box: list[object], done: threading.Event) -> None:
+    try:
+        box.extend((True, fn()))
+    except BaseException as e:  # the caller's to handle, as if it had called fn itself
+        box.extend((False, e))
+    finally:
+        done.set()
 
 
 class Reaper:
