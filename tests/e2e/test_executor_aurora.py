@@ -15,8 +15,8 @@ import pytest
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.ports import free_ports
-from tests.support.stoker_proc import REPO, checkpoint_records, kill_leftovers, live, task_pids
-from tests.support.users import as_user, needs_root, open_sandbox, throwaway_user
+from tests.support.stoker_proc import REPO, checkpoint_records, live, task_pids
+from tests.support.users import as_user, needs_root, open_agent_sim, throwaway_user
 from tests.support.waiting import wait_for
 
 FAKE = REPO / "tests/support/fake_task.py"
@@ -220,12 +220,8 @@ def role_user():
 @pytest.fixture
 def open_agent():
     """An agent whose sandbox the role's user can reach."""
-    with open_sandbox() as sandbox:
-        sim = AgentSimulator(sandbox=sandbox)
+    with open_agent_sim() as sim:
         yield sim
-        sim.close()
-        kill_leftovers(task_pids(sandbox))
-        assert "Traceback" not in sim.executor_log(), sim.executor_log()[-3000:]
 
 
 AS_ROLE = """

@@ -15,8 +15,8 @@ from config.document import encode
 from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
-from tests.support.stoker_proc import kill_leftovers, live, task_pids
-from tests.support.users import needs_root, open_sandbox, throwaway_user
+from tests.support.stoker_proc import live, task_pids
+from tests.support.users import needs_root, open_agent_sim, throwaway_user
 from tests.support.waiting import wait_for
 
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
@@ -107,12 +107,8 @@ def user():
 @pytest.fixture
 def open_agent():
     """An agent whose sandbox another user can reach."""
-    with open_sandbox() as sandbox:
-        sim = AgentSimulator(sandbox=sandbox)
+    with open_agent_sim() as sim:
         yield sim
-        sim.close()
-        kill_leftovers(task_pids(sandbox))
-        assert "Traceback" not in sim.executor_log(), sim.executor_log()[-3000:]
 
 
 WHO = """

@@ -7,7 +7,8 @@ returns the text it returned (`as_user(uid, gid, ask)`: as another user; `STRANG
 and gid no password or group entry names, as a container's arbitrary uid). `stoker_as(uid,
 gid)` is the command line that runs this checkout's `stoker` as that user (`setpriv`),
 with a Python it may run (the tests' own may live under root's 0700 home), or None.
-`open_sandbox()` is a directory such a user can reach: pytest's tmp_path lives under
+`open_sandbox()` is a directory such a user can reach (`open_agent_sim()`: an agent
+simulator with such a sandbox): pytest's tmp_path lives under
 root's 0700 /tmp/pytest-of-root, so a task that runs as another user needs a sandbox whose
 parents it may traverse.
 """
@@ -24,8 +25,12 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support.agent_sim import AgentSimulator
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,6 +63,22 @@ def open_sandbox() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def open_agent_sim() -> Iterator[AgentSimulator]:
+    """An agent simulator whose sandbox (`open_sandbox`) a task's role may reach; on the way
+    out it is closed, what its task left is killed, and its executor log must hold no
+    traceback."""
+    from tests.support.agent_sim import AgentSimulator
+    from tests.support.stoker_proc import kill_leftovers, task_pids
+
+    with open_sandbox() as sandbox:
+        sim = AgentSimulator(sandbox=sandbox)
+        yield sim
+        sim.close()
+        kill_leftovers(task_pids(sandbox))
+        assert "Traceback" not in sim.executor_log(), sim.executor_log()[-3000:]
 
 
 def as_nobody(ask: Callable[[], str]) -> str:
