@@ -97,5 +97,5 @@ def _status_field(pid: int, name: bytes) -> str:
                 if line.startswith(name):
                     return line.split()[1].decode()
     except (OSError, IndexError, ValueError):
-        pass
+        return "?"
     return "?"

@@ -262,7 +262,7 @@ class NoCheckpoint:
         pass
 
     def replace_beside(self, name: str, data: bytes) -> None:
-        pass
+        """Nothing is kept beside a checkpoint that was never opened."""
 
     def close(self) -> None:
         pass
