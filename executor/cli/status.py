@@ -77,12 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def figures_of(inspection: Inspection, marker: str) -> Figures:
-    """The task's use against its reservation: its running trees looked at once (their CPU
-    rate is each run's average since it started) and its usage record."""
-    from executor.observe.taskusage import running, task_figures
+    """The task's use against its reservation: its running trees and its held daemons and
+    orphans looked at once (their CPU rate is each tree's average since its top started)
+    and its usage record."""
+    from executor.observe.taskusage import measure, task_figures
     from executor.observe.usage import UsageSampler
 
-    return task_figures(inspection, marker, UsageSampler().sample(running(inspection)))
+    return task_figures(inspection, marker, *measure(inspection, marker, UsageSampler()))
 
 
 def _kernel_view(view: TaskView, alive: bool) -> tuple[dict[str, float], frozenset[str]]:
