@@ -31,7 +31,7 @@ from executor.host.identity import is_stopped
 from executor.host.registry import Listed, Registry, RegistryUnreadable, find
 from executor.observe.logrange import STREAM, LogQuery, trim, window
 from executor.observe.model import LogChunk, TaskDetail, TaskSummary
-from executor.observe.taskusage import running, task_figures
+from executor.observe.taskusage import measure, task_figures
 from executor.observe.usage import UsageSampler
 from executor.procs import rotation, saferead
 from executor.task.definition import read_definition
@@ -105,8 +105,9 @@ class Reader:
         if definition is not None and definition.get("task_id") not in (task_id, None):
             other = definition.get("task_id")
             definition, problem = None, f"the sandbox's task.json is of task {other!r}, a later attempt"
-        usage = self._usage.sample(running(inspection))
-        figures = task_figures(inspection, marker_of(inspection, entry), usage)
+        marker = marker_of(inspection, entry)
+        usage, held = measure(inspection, marker, self._usage)
+        figures = task_figures(inspection, marker, usage, held)
         stopped = inspection.truth.alive and is_stopped(entry.supervisor_pid)
         status = dict(status_json(inspection), resources=figures_json(figures, self._wall()),
                       supervisor_stopped=stopped, stopped_processes=sorted(n for n, u in usage.items() if u.stopped))

@@ -1,6 +1,7 @@
 """A task's use against its reservation, read for `stoker status` and the observer's task
-page: the CPU rate and RSS of its running process trees (`usage`, from /proc, added up over
-its runs) and what its supervisor keeps in `.stoker/usage.json` (its reservation and its
+page: the CPU rate and RSS of its running process trees and of the daemons and orphans its
+supervisor holds (`usage`, from /proc, added up; the held ones named by the list beside the
+checkpoint, `executor/task/heldfile.py`) and what its supervisor keeps in `.stoker/usage.json` (its reservation and its
 last disk sample: `executor/task/usagefile.py`), as `executor/task/usagefigures.Figures`.
 
 The observer's CPU rate is since its previous look at each tree (its `UsageSampler` lives
@@ -11,10 +12,10 @@ keeps, `executor/task/viewcache.py`) does not.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from executor.observe.model import Usage
-from executor.observe.usage import RunRef
+from executor.observe.usage import RunRef, UsageSampler
 from executor.task.inspection import Inspection
 from executor.task.usagefigures import Figures, Live, figures
 from executor.task.usagefile import read_usage
@@ -35,9 +36,25 @@ def running(inspection: Inspection) -> list[RunRef]:
     return refs
 
 
-def live(inspection: Inspection, usage: Mapping[str, Usage]) -> Live:
+def measure(inspection: Inspection, marker: str, sampler: UsageSampler) -> tuple[dict[str, Usage], list[Usage]]:
+    """The trees of the task's running runs, by process, and of its held processes (what
+    its supervisor holds for the watchdog: the daemons its runs left, the orphans it
+    adopted), read while its supervisor runs; their tops are the live supervisor's children."""
+    runs = running(inspection)
+    usage = sampler.sample(runs)
+    attempt = inspection.attempt
+    if attempt is None or not inspection.truth.alive or attempt.supervisor_pid is None:
+        return usage, []
+    from executor.task.heldfile import read_held
+
+    held = read_held(inspection.sandbox, marker, pinned=inspection.pinned)
+    return usage, sampler.held(held, attempt.supervisor_pid, (r.pid for r in runs))
+
+
+def live(inspection: Inspection, usage: Mapping[str, Usage], held: Sequence[Usage] = ()) -> Live:
     """The task's CPU rate (cores) and RSS now, from each running run's tree (`usage`, by
-    process); not known once its supervisor is gone or its task ended."""
+    process) and each held process's (`held`); not known once its supervisor is gone or its
+    task ended."""
     truth, attempt = inspection.truth, inspection.attempt
     if attempt is None:
         return Live(None, None, note="the task recorded no attempt")
@@ -48,15 +65,17 @@ def live(inspection: Inspection, usage: Mapping[str, Usage]) -> Live:
     if not truth.alive:
         return Live(None, None, note=f"the task is {truth.state}: its supervisor is gone, "
                                      f"so its processes are not measured")
-    cores = [u.cpu_percent / 100.0 for u in usage.values() if u.cpu_percent is not None]
-    if len(cores) < len(usage):
-        return Live(None, sum(u.rss_bytes for u in usage.values()),
-                    note="a process tree's CPU time is not known yet")
-    bases = sorted({u.cpu_basis for u in usage.values()})
-    return Live(sum(cores), sum(u.rss_bytes for u in usage.values()), basis="; ".join(bases))
+    trees = [*usage.values(), *held]
+    cores = [u.cpu_percent / 100.0 for u in trees if u.cpu_percent is not None]
+    rss = sum(u.rss_bytes for u in trees)
+    if len(cores) < len(trees):
+        return Live(None, rss, note="a process tree's CPU time is not known yet")
+    bases = sorted({u.cpu_basis for u in trees})
+    return Live(sum(cores), rss, basis="; ".join(bases))
 
 
-def task_figures(inspection: Inspection, marker: str, usage: Mapping[str, Usage]) -> Figures:
+def task_figures(inspection: Inspection, marker: str, usage: Mapping[str, Usage],
+                 held: Sequence[Usage] = ()) -> Figures:
     """The figures of the inspected attempt (its `marker` names its usage record)."""
     record, problem = read_usage(inspection.sandbox, marker, inspection.pinned)
-    return figures(record, problem, live(inspection, usage))
+    return figures(record, problem, live(inspection, usage, held))

@@ -1,11 +1,17 @@
-"""CPU and memory of a task's running runs, each with its process tree, read from /proc.
+"""CPU and memory of a task's running runs, each with its process tree, and of the
+daemons and orphans its supervisor holds, read from /proc.
 
 Read when a page asks, never sampled in the background. For each run the checkpoint says is
 running: its top process must be the run the checkpoint names, a child of the task's live
-supervisor (`executor/host/identity.child_start_ticks`), so a reused pid is never shown as
-the run. Its tree is found through the kernel's `/proc/PID/task/TID/children` lists (no
-scan of the host's processes), and the tree's RSS and CPU time (user + system) are added up
-from each process's `/proc/PID/stat` (and whether the top one is stopped is read there).
+supervisor (the parent in its `/proc/PID/stat`, the same read that gives its start, CPU,
+RSS and whether it is stopped: no window for the pid to be reused between them), so a
+reused pid is never shown as the run. The task's held processes (what a run that exited 0
+left, the orphans its supervisor adopted: the list beside the checkpoint,
+`executor/task/heldfile.py`) count the same way: each only while it is a child of the live
+supervisor with the start the list records (so neither a reused pid nor another process a
+planted list names). Each tree is found through the kernel's `/proc/PID/task/TID/children`
+lists (no scan of the host's processes), and its RSS and CPU time (user + system) are added
+up from each process's `/proc/PID/stat`.
 These are the numbers psutil reads; reading them directly costs
 a quarter of psutil's per-process objects, which keeps a page of 100 trees within its
 budget (bench/bench_observe.py). Without the children lists (a kernel built without
@@ -25,7 +31,7 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
-from executor.host.identity import boot_wall, child_start_ticks, is_stopped, read_proc
+from executor.host.identity import boot_wall, read_proc, same_start
 from executor.observe.model import CpuSample, Usage, cpu_percent
 
 MAX_TREE = 10000
@@ -45,8 +51,17 @@ class RunRef:
     supervisor: int
 
 
-def _stat(pid: int) -> tuple[int, float, int] | None:
-    """(start ticks after boot, CPU seconds, RSS bytes) of a live process; None if gone."""
+@attrs.frozen(slots=True)
+class _Stat:
+    parent: int
+    start: int  # ticks after boot (field 22, as this reader's time namespace counts it)
+    stopped: bool  # state T (SIGSTOP, job control) or t (a tracer)
+    cpu: float  # seconds, user + system
+    rss: int  # bytes
+
+
+def _stat(pid: int) -> _Stat | None:
+    """What one read of /proc/PID/stat tells of a live process; None if gone or a zombie."""
     data = read_proc(f"/proc/{pid}/stat", 4096)
     close = data.rfind(b")")
     fields = data[close + 2:].split()
@@ -54,7 +69,7 @@ def _stat(pid: int) -> tuple[int, float, int] | None:
         return None
     try:
         cpu = (int(fields[11]) + int(fields[12])) / _TICKS
-        return int(fields[19]), cpu, int(fields[21]) * _PAGE
+        return _Stat(int(fields[1]), int(fields[19]), fields[0] in (b"T", b"t"), cpu, int(fields[21]) * _PAGE)
     except ValueError:
         return None
 
@@ -70,10 +85,11 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _tree_totals(pid: int) -> tuple[int, float, int]:
-    """(processes, CPU seconds, RSS bytes) of `pid` and its descendants that still run."""
-    count, cpu, rss = 0, 0.0, 0
-    todo, seen = [pid], set()
+def _tree_totals(pid: int, top: _Stat) -> tuple[int, float, int]:
+    """(processes, CPU seconds, RSS bytes) of `pid` (`top`: its stat, read already) and its
+    descendants that still run."""
+    count, cpu, rss = 1, top.cpu, top.rss
+    todo, seen = _children(pid), {pid}
     while todo and count < MAX_TREE:
         current = todo.pop()
         if current in seen:
@@ -82,7 +98,7 @@ def _tree_totals(pid: int) -> tuple[int, float, int]:
         found = _stat(current)
         if found is None:
             continue
-        count, cpu, rss = count + 1, cpu + found[1], rss + found[2]
+        count, cpu, rss = count + 1, cpu + found.cpu, rss + found.rss
         todo.extend(_children(current))
     return count, cpu, rss
 
@@ -105,23 +121,43 @@ class UsageSampler:
                 out[ref.process] = usage
         return out
 
+    def held(self, held: Iterable[tuple[int, int]], supervisor: int, runs: Iterable[int]) -> list[Usage]:
+        """The usage of the trees of the task's held processes (`held`: pid → start time as
+        /proc shows it here, the supervisor's list beside the checkpoint) that are children of
+        the live `supervisor` with that start (so neither a reused pid nor a process the list
+        names that is not the supervisor's is counted), the `runs`' tops left out."""
+        held, skip = list(held), set(runs)
+        boot = boot_wall() if held else None
+        out: list[Usage] = []
+        for pid, start in held:
+            top = _stat(pid) if pid not in skip else None
+            if top is None or top.parent != supervisor or not same_start(top.start, start):
+                continue
+            skip.add(pid)
+            out.append(self._measure(pid, top, boot))
+        return out
+
     def _one(self, ref: RunRef, boot: float | None) -> Usage | None:
-        ticks = child_start_ticks(ref.pid, ref.supervisor)
-        if ticks is None:
-            return None  # another process has the pid now
-        created = None if boot is None else boot + ticks / _TICKS
-        count, cpu, rss = _tree_totals(ref.pid)
-        if count == 0:
-            return None
+        top = _stat(ref.pid)
+        if top is None or top.parent != ref.supervisor:
+            return None  # gone, or another process has the pid now
+        return self._measure(ref.pid, top, boot)
+
+    def _measure(self, pid: int, top: _Stat, boot: float | None) -> Usage:
+        """The tree of `pid`, whose stat `top` was read once: its identity, CPU, RSS and
+        whether it is stopped come from that one read (no window for the pid to be reused
+        between them)."""
+        created = None if boot is None else boot + top.start / _TICKS
+        count, cpu, rss = _tree_totals(pid, top)
         now = CpuSample(self._monotonic(), cpu)
-        key = (ref.pid, ticks)
+        key = (pid, top.start)
         with self._lock:
             previous = self._last.get(key)
             self._remember(key, now)
         run_secs = None if created is None else self._wall() - created
         percent, basis = cpu_percent(previous, now, run_secs)
-        return Usage(pid=ref.pid, processes=count, rss_bytes=rss, cpu_percent=percent,
-                     cpu_basis=basis, started_wall=created, stopped=is_stopped(ref.pid))
+        return Usage(pid=pid, processes=count, rss_bytes=rss, cpu_percent=percent,
+                     cpu_basis=basis, started_wall=created, stopped=top.stopped)
 
     def _remember(self, key: tuple[int, int], sample: CpuSample) -> None:
         self._last[key] = sample

@@ -2,7 +2,8 @@
 ResourceManager's gauges), as `stoker status` and the observer show them. PURE: the figures
 in, text and JSON out; no I/O, no clock.
 
-    cpu_used      the CPU rate of the task's running process trees, in cores
+    cpu_used      the CPU rate of the task's running process trees and of its held
+                  daemons' and orphans' trees (`executor/observe/usage.py`), in cores
     cpu_reserved  Resources.cpu, in cores
     ram_used      the RSS of those trees, in bytes
     ram_reserved  Resources.ram, in bytes
@@ -53,9 +54,9 @@ class UsageRecord:
 
 @attrs.frozen(slots=True)
 class Live:
-    """The task's running process trees now, as read from /proc; None: not known (`note`
-    says why). `basis`: how the CPU rate was measured (since the previous look, or the
-    average since each run started)."""
+    """The task's running process trees and held processes' trees now, as read from /proc;
+    None: not known (`note` says why). `basis`: how the CPU rate was measured (since the
+    previous look, or the average since each tree's top started)."""
 
     cpu_cores: float | None
     rss_bytes: int | None

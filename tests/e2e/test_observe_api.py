@@ -23,6 +23,9 @@ pytestmark = pytest.mark.timeout(120)
 LINES = 20000  # about 390 KB: more than one range
 MB = 1024 * 1024
 WRITTEN = 300000  # what the second task writes in its sandbox, its disk sampled every 50 ms
+HELD = 40_000_000  # what the second task's daemon keeps resident once its run has exited 0
+# A double fork whose run exits 0: the daemon is kept as the task's (and its supervisor adopts it)
+DAEMONIZE = f"(python3 -c 'import time; x = b\"d\" * {HELD}; time.sleep(1000)' &); exit 0"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def host(tmp_path_factory):
         observed.run(chatty)
         observed.run(config(tmp, "second", {"only": f"head -c {WRITTEN} /dev/zero > blob; while [ ! -e go ]; "
                                                      f"do sleep 0.05; done; head -c {WRITTEN} /dev/zero > blob2; "
-                                                     "exec sleep 1000"}),
+                                                     "exec sleep 1000", "daemonize": DAEMONIZE}),
                      "--disk-limit", "on", "--disk-check-interval", "0.05")
         observed.observe()
         yield observed
@@ -103,6 +106,25 @@ def test_use_against_reservation_is_in_status_and_the_api_with_thermos_names(hos
     assert disk.split()[1] == "-" and "the disk-limit check is off for this task" in disk, text
     page = host.get(f"/tasks/{tid}")[2].decode()
     assert "<h2>Resources</h2>" in page and "sampled" in page
+
+
+def test_the_daemon_a_run_left_counts_in_the_tasks_ram_in_status_and_the_api(host):
+    """The second task's `daemonize` run double-forks and exits 0: its daemon, adopted by
+    the supervisor and kept as the task's, is in ram_used (before, only the running runs'
+    trees were: the task showed the few MB of its `sleep`)."""
+    tid = task_id(host, "second")
+    supervisor = psutil.Process(next(t["supervisor_pid"] for t in host.json("/api/tasks") if t["task_id"] == tid))
+
+    def daemon_rss() -> int:
+        found = [p for p in supervisor.children() if str(HELD) in " ".join(p.cmdline())]
+        return found[0].memory_info().rss if found and found[0].memory_info().rss >= HELD else 0
+    rss = wait_for(daemon_rss)
+    assert wait_for(lambda: json.loads(host.stoker("status", tid, "--json").stdout)["resources"]["ram_used"] >= rss)
+    api = host.json(f"/api/tasks/{tid}")
+    assert api["resources"]["ram_used"] >= rss and set(api["usage"]) == {"only"}
+    text = host.stoker("status", tid).stdout
+    ram = next(line for line in text.splitlines() if line.lstrip().startswith("ram "))
+    assert float(ram.split()[1]) >= rss / MB - 0.1 and ram.split()[2] == "MiB", text
 
 
 def test_the_pages_answer_with_strict_headers(host):

@@ -51,3 +51,11 @@ def test_an_ended_or_lost_task_is_not_measured_and_says_why():
     lost = live(inspection(alive=False), {})
     assert (lost.cpu_cores, lost.rss_bytes) == (None, None) and "the task is LOST" in lost.note
     assert running(inspection(alive=False)) == []
+
+
+def test_the_held_daemons_and_orphans_trees_count_with_the_runs():
+    found = live(inspection(), {"a": usage(4001, 50.0, 1000)}, [usage(4100, 25.0, 30_000), usage(4101, 0.0, 7)])
+    assert (found.cpu_cores, found.rss_bytes, found.note) == (0.75, 31_007, "")
+    unknown = live(inspection(), {}, [usage(4100, None, 30_000)])
+    assert unknown.cpu_cores is None and unknown.rss_bytes == 30_000 and "not known" in unknown.note
+    assert live(inspection("FAILED"), {}, [usage(4100, 1.0, 30_000)]).rss_bytes is None
