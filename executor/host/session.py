@@ -40,7 +40,7 @@ from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.lock import SandboxBusy, SandboxLock
 from executor.host.registry import Registry
-from executor.host.sandbox import open_stoker_dir, sandbox_path
+from executor.host.sandbox import LOCK_FILE, open_stoker_dir, sandbox_path
 from executor.logs import log_event
 from executor.procs import saferead, sandboxfs
 
@@ -107,16 +107,39 @@ class HostSession:
         return session
 
     def _acquire(self, front_end: FrontEnd, held_lock: int | None) -> None:
-        self._stoker_dir = open_stoker_dir(self.sandbox, create=True)
+        try:
+            self._stoker_dir = open_stoker_dir(self.sandbox, create=True)
+        except BaseException:
+            if held_lock is not None:
+                os.close(held_lock)
+            raise
         # The registry entry pins this .stoker: readers trust no other (sandboxfs.check_pinned).
         self._entry = attrs.evolve(self._entry, stoker_dir=sandboxfs.dir_id(self._stoker_dir))
         try:
+            if held_lock is not None:
+                self._holds(held_lock)
             self._sandbox_lock = SandboxLock.acquire(
                 self._stoker_dir, str(self.sandbox), own_identity(), front_end.value, time.time(),
                 held_fd=held_lock)
         except BaseException:
             os.close(self._stoker_dir)
             raise
+
+    def _holds(self, held_lock: int) -> None:
+        """Raise UnsafePath (closing `held_lock`) unless the `.stoker` just opened holds the
+        lock file an early start locked: its runs, started before, may have renamed that
+        `.stoker` and put another in its place, which this session would pin (and its task
+        write its checkpoint into) while the sandbox's lock is in the other."""
+        try:
+            here = os.stat(LOCK_FILE, dir_fd=self._stoker_dir, follow_symlinks=False)
+            held = os.fstat(held_lock)
+            same = (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+        except OSError:
+            same = False
+        if not same:
+            os.close(held_lock)
+            raise sandboxfs.UnsafePath(f"{self.sandbox}/.stoker is not the directory this start made and "
+                                       "locked (the task's early runs may have put another in its place)")
 
     def _start_control(self) -> None:
         server = ControlServer(self._stoker_dir, self._on_request, label=self.sandbox.name)
@@ -158,6 +181,16 @@ class HostSession:
         entry names: readers trust no other."""
         with self._lock:
             return self._entry.stoker_dir
+
+    def stoker_dir(self) -> int:
+        """A new fd (the caller closes it) of the `.stoker` directory this session pinned and
+        locked: what the task's owner writes there goes through it, never by path, so a
+        task that renamed `.stoker` and put a symlink or a directory of its own in its place
+        redirects nothing. Raises OSError (ValueError once closed)."""
+        with self._guard:
+            if self._refs <= 0:
+                raise ValueError(f"the session of {self.sandbox} is closed")
+            return os.dup(self._stoker_dir)
 
     def task_started(self, *, task_id: str, job_key: str, label: str, marker: str,
                      post: Callable[[object], None]) -> None:

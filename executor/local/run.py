@@ -221,7 +221,8 @@ class LocalRun:
                     return code
                 case Restart():
                     restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason, boot=boot_secs())
-                    append_between(prepared.sandbox, restart.to_json(), prepared.plan.name)  # RESTARTING
+                    append_between(prepared.sandbox, restart.to_json(), prepared.plan.name,  # RESTARTING
+                                   prepared.session.stoker_dir)
                     _said(ended, "task_restarting", f"{final.message}; {decision.reason}",
                           delay_secs=decision.delay_secs, next_attempt=attempt + 1)
                     with reaping_as_init():  # a container's orphans are reaped meanwhile

@@ -41,7 +41,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +103,13 @@ def _open_dir(sandbox: Path, create: bool) -> int:
         raise _failed(sandbox, e) from None
 
 
+def _dup(sandbox: Path, stoker_dir: int) -> int:
+    try:
+        return os.dup(stoker_dir)
+    except OSError as e:
+        raise _failed(sandbox, e) from None
+
+
 def _open_append(dir_fd: int, name: str, truncate: bool = False) -> int:
     flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
     return sandboxfs.open_regular(name, flags, dir_fd=dir_fd)
@@ -118,14 +125,16 @@ def _sync(fd: int) -> None:
 class CheckpointWriter:
     """Appends records to the sandbox's checkpoint; raises OSError when it cannot write
     (the batch is then not in the file: it may be written again), CheckpointError (an
-    OSError) when it cannot open it."""
+    OSError) when it cannot open it. `stoker_dir`: the fd of the `.stoker` to write in (the
+    host session's, pinned and locked; the writer keeps its own copy), not looked up by
+    path again."""
 
     def __init__(self, sandbox: Path, *, label: str = "",
-                 compact_min_bytes: int = COMPACT_MIN_BYTES) -> None:
+                 compact_min_bytes: int = COMPACT_MIN_BYTES, stoker_dir: int | None = None) -> None:
         self.path = checkpoint_path(sandbox)
         self._label = label
         self._lock = threading.Lock()
-        self._dir = _open_dir(sandbox, create=True)
+        self._dir = _open_dir(sandbox, create=True) if stoker_dir is None else _dup(sandbox, stoker_dir)
         try:
             _unlink(self._dir, COMPACT_FILE)  # a compaction that a crash interrupted
             self._fd = _open_append(self._dir, CHECKPOINT_FILE)
@@ -268,25 +277,35 @@ class NoCheckpoint:
         pass
 
 
-def open_writer(sandbox: Path, task: str) -> CheckpointWriter | NoCheckpoint:
-    """The task's checkpoint writer. Like a failed write, a checkpoint that cannot be opened
-    (a task planted a symlink or a FIFO there before a `stoker run` restart) costs the
-    checkpoint, not the supervision: one ERROR line, and the task runs without one."""
+def open_writer(sandbox: Path, task: str, stoker_dir: int | None = None) -> CheckpointWriter | NoCheckpoint:
+    """The task's checkpoint writer, in the `.stoker` whose fd is `stoker_dir` (the host
+    session's) when given. Like a failed write, a checkpoint that cannot be opened (a task
+    planted a symlink or a FIFO there before a `stoker run` restart) costs the checkpoint,
+    not the supervision: one ERROR line, and the task runs without one."""
     try:
-        return CheckpointWriter(sandbox, label=task)
+        return CheckpointWriter(sandbox, label=task, stoker_dir=stoker_dir)
     except CheckpointError as exc:
         log_event(logger, logging.ERROR, "checkpoint_unavailable", task=task,
                   reason=f"{exc}; the task runs without a checkpoint")
         return NoCheckpoint()
 
 
-def append_between(sandbox: Path, record: Mapping[str, Any], task: str) -> None:
+def append_between(sandbox: Path, record: Mapping[str, Any], task: str,
+                   stoker_dir: Callable[[], int] | None = None) -> None:
     """One record written while no task writes the checkpoint (`stoker run` between two
-    attempts: the restart it scheduled). A failure costs the record: one WARNING line."""
+    attempts: the restart it scheduled), in the `.stoker` whose new fd `stoker_dir()` gives
+    (the host session's: `HostSession.stoker_dir`) when given. A failure costs the record:
+    one WARNING line."""
     try:
-        writer = CheckpointWriter(sandbox, label=task)
-    except CheckpointError as exc:
-        log_event(logger, logging.WARNING, "checkpoint_unavailable", task=task, reason=str(exc),
+        dir_fd = None if stoker_dir is None else stoker_dir()
+        try:
+            writer = CheckpointWriter(sandbox, label=task, stoker_dir=dir_fd)
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+    except (OSError, ValueError) as exc:
+        reason = sandboxfs.describe_os_error(exc) if type(exc) is OSError else str(exc)
+        log_event(logger, logging.WARNING, "checkpoint_unavailable", task=task, reason=reason,
                   records_lost=1)
         return
     try:

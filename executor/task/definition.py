@@ -46,10 +46,14 @@ def _plain(_inst: Any, _field: Any, value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
-def write_definition(sandbox: Path, job: JobSpec) -> bool:
-    """Write `.stoker/task.json` for `job`; False (and one WARNING) when it cannot be."""
+def write_definition(sandbox: Path, job: JobSpec, stoker_dir: int | None = None) -> bool:
+    """Write `.stoker/task.json` for `job`, through `stoker_dir` (the host session's fd of
+    `.stoker`, left open) when given; False (and one WARNING) when it cannot be."""
     data = json.dumps(definition_json(job), indent=1, sort_keys=True).encode()
     try:
+        if stoker_dir is not None:
+            _replace(stoker_dir, data)
+            return True
         fd = open_stoker_dir(sandbox, create=True)
         try:
             _replace(fd, data)

@@ -53,9 +53,11 @@ NO_FILE = ("no usage record: the task's supervisor wrote none (a Stoker older th
 
 class UsageWriter:
     """The owner's writer: `start` as the task starts, `sampled` with each disk sample (from
-    the owner's thread). One WARNING when the file cannot be written, one INFO when it can
-    again; a failure never touches the task. On `stoker run`'s path for every task: plain
-    dicts, no attrs class (`executor/codecache.py`)."""
+    the owner's thread), `close` once the task ended. Given `.stoker`'s fd at `start` (the
+    host session's: it keeps its own copy), it writes through that one, never by path. One
+    WARNING when the file cannot be written, one INFO when it can again; a failure never
+    touches the task. On `stoker run`'s path for every task: plain dicts, no attrs class
+    (`executor/codecache.py`)."""
 
     def __init__(self, sandbox: Path, marker: str, label: str, task: TaskSpec, check_secs: float | None,
                  wall: Callable[[], float] = time.time) -> None:
@@ -65,10 +67,25 @@ class UsageWriter:
             "disk_reserved": task.disk_bytes, "disk_check_secs": check_secs, "disk_sample": None,
             "disk_error": ""}
         self._failing = False
+        self._dir: int | None = None  # `.stoker`'s fd given at `start`: None, opened by path
+        self._closed = False
 
-    def start(self) -> None:
+    def start(self, stoker_dir: int | None = None) -> None:
         self.doc["boot"] = identity.boot_id()
+        if stoker_dir is not None and self._dir is None:
+            try:
+                self._dir = os.dup(stoker_dir)
+            except OSError as exc:
+                self._failed(exc)
+                return
         self._write()
+
+    def close(self) -> None:
+        """Writes no more (a sample after the task's end is dropped)."""
+        self._closed = True
+        if self._dir is not None:
+            os.close(self._dir)
+            self._dir = None
 
     def sampled(self, sample: DiskSampled) -> None:
         if sample.used_bytes is None:
@@ -81,24 +98,33 @@ class UsageWriter:
         self._write()
 
     def _write(self) -> None:
+        if self._closed:
+            return
+        data = json.dumps(self.doc).encode()
         try:
-            fd = open_stoker_dir(self._sandbox, create=True)
-            try:
-                replace_file(USAGE_FILE, json.dumps(self.doc).encode(), dir_fd=fd)
-            finally:
-                os.close(fd)
+            if self._dir is not None:
+                replace_file(USAGE_FILE, data, dir_fd=self._dir)
+            else:
+                fd = open_stoker_dir(self._sandbox, create=True)
+                try:
+                    replace_file(USAGE_FILE, data, dir_fd=fd)
+                finally:
+                    os.close(fd)
         except (OSError, ValueError) as exc:
-            if not self._failing:
-                reason = saferead.describe(exc) if isinstance(exc, OSError) else str(exc)
-                log_event(logger, logging.WARNING, "usage_unwritten", task=self._label,
-                          reason=f"cannot write {self._sandbox}/.stoker/{USAGE_FILE}: {reason}",
-                          consequence="`stoker status` and the observer show no disk figure for the task")
-            self._failing = True
+            self._failed(exc)
             return
         if self._failing:
             log_event(logger, logging.INFO, "usage_written", task=self._label,
                       reason=f"{self._sandbox}/.stoker/{USAGE_FILE} could be written again")
         self._failing = False
+
+    def _failed(self, exc: OSError | ValueError) -> None:
+        if not self._failing:
+            reason = saferead.describe(exc) if isinstance(exc, OSError) else str(exc)
+            log_event(logger, logging.WARNING, "usage_unwritten", task=self._label,
+                      reason=f"cannot write {self._sandbox}/.stoker/{USAGE_FILE}: {reason}",
+                      consequence="`stoker status` and the observer show no disk figure for the task")
+        self._failing = True
 
 
 def read_usage(sandbox: str | os.PathLike[str], marker: str, pinned: str = "") -> tuple[UsageRecord | None, str]:

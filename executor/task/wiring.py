@@ -19,6 +19,7 @@ and the reaper kept running between two tasks in a PID namespace's init (`reapin
 """
 from __future__ import annotations
 
+import os
 import queue
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -96,10 +97,11 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
                        early_watchdog=early.take_watchdog() if early is not None else None)
     usage = UsageWriter(sandbox, procs.marker, job.label, job.task,
                         disk_check_secs if job.task.disk_bytes is not None else None)
+    host = _SessionPort(sandbox)
     ports = OwnerPorts(
-        procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job, usage), reporter=reporter,
+        procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job, usage, host), reporter=reporter,
         checker=_checker(job, procs), start_health=_health_starter(job, sandbox),
-        start_lifecycle=_lifecycle_starter(job), host=_SessionPort(sandbox),
+        start_lifecycle=_lifecycle_starter(job), host=host,
         announcer=_announcer(announcement, job.label, events.put), events=events)
     return TaskOwner(job, ports, sandbox=sandbox, kill_grace_secs=kill_grace_secs,
                      stop_within_secs=stop_within_secs, stop_timeout_secs=stop_timeout_secs,
@@ -175,12 +177,31 @@ def _disk_watch(job: JobSpec, sandbox: Path, interval_secs: float | None, under_
     return DiskWatch(job.label, sandbox, job.task.disk_bytes, check, post, record=record)
 
 
-def _open_checkpoint(sandbox: Path, job: JobSpec, usage: UsageWriter) -> CheckpointWriter | NoCheckpoint:
-    """As the task starts: its definition and its reservation beside the checkpoint (for
-    `stoker observe` and `stoker status`), then the checkpoint writer."""
-    write_definition(sandbox, job)
-    usage.start()
-    return open_writer(sandbox, job.label)
+def _open_checkpoint(sandbox: Path, job: JobSpec, usage: UsageWriter, host: _SessionPort) -> _TaskFiles:
+    """As the task starts (its host session open: `TaskOwner.start`): its definition and its
+    reservation beside the checkpoint (for `stoker observe` and `stoker status`), then the
+    checkpoint writer, all in the `.stoker` the session pinned and locked, through its fd:
+    a task that swapped `.stoker` for a symlink or a directory of its own since redirects
+    nothing."""
+    stoker_dir = host.stoker_dir()
+    try:
+        write_definition(sandbox, job, stoker_dir)
+        usage.start(stoker_dir)
+        return _TaskFiles(open_writer(sandbox, job.label, stoker_dir), usage)
+    finally:
+        os.close(stoker_dir)
+
+
+class _TaskFiles:
+    """The owner's CheckpointSink: the checkpoint's, closing the usage writer with it."""
+
+    def __init__(self, sink: CheckpointWriter | NoCheckpoint, usage: UsageWriter) -> None:
+        self._sink, self._usage = sink, usage
+        self.append_many, self.replace_beside = sink.append_many, sink.replace_beside
+
+    def close(self) -> None:
+        self._usage.close()
+        self._sink.close()
 
 
 def _checker(job: JobSpec, procs: Supervisor) -> Checker | None:
@@ -204,6 +225,13 @@ class _SessionPort:
         self._session = HostSession.open(self._sandbox)
         self._session.task_started(task_id=task_id, job_key=job_key, label=label,
                                    marker=marker, post=post)
+
+    def stoker_dir(self) -> int:
+        """A new fd of the session's pinned `.stoker` (`HostSession.stoker_dir`). Raises
+        ValueError before `task_started`, OSError."""
+        if self._session is None:
+            raise ValueError(f"{self._sandbox}: the task's files are opened before its host session")
+        return self._session.stoker_dir()
 
     def task_ended(self) -> None:
         session, self._session = self._session, None

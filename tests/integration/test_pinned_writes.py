@@ -1,0 +1,114 @@
+"""What a task's owner writes in `.stoker` (its checkpoint, `task.json`, `usage.json`, and
+`stoker run`'s record between two attempts) goes through the `.stoker` its host session
+pinned and locked (`HostSession.stoker_dir`), never a path looked up again: a job's
+processes share the sandbox, and one that renamed `.stoker` and put a symlink or a
+directory of its own in its place between the session's pin and the owner's start neither
+gets the supervisor's files nor makes the task lose its checkpoint. Real sessions, real
+owners and a real process (`true`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from config.spec import JobSpec, ProcessSpec, TaskSpec
+from executor.events import TaskState
+from executor.host.entry import FrontEnd
+from executor.host.session import HostSession
+from executor.task.checkpoint import append_between, read_records
+from executor.task.wiring import owner_for
+
+pytestmark = pytest.mark.timeout(20)
+
+
+class _Quiet:
+    def on_transition(self, t: object) -> None:
+        pass
+
+    def on_update(self, u: object) -> None:
+        pass
+
+
+def swap_stoker(sandbox: Path, planted: str) -> Path:
+    """What a job's process may do: rename `.stoker` away and plant a symlink to a
+    directory elsewhere ("symlink") or a directory of its own ("directory") in its place.
+    Returns where the supervisor's files must not go."""
+    (sandbox / ".stoker").rename(sandbox / ".stoker-real")
+    if planted == "symlink":
+        target = sandbox.parent / "elsewhere"
+        target.mkdir()
+        (sandbox / ".stoker").symlink_to(target)
+        return target
+    (sandbox / ".stoker").mkdir()
+    return sandbox / ".stoker"
+
+
+@pytest.mark.parametrize("planted", ["symlink", "directory"])
+def test_a_task_s_files_go_into_the_stoker_its_session_pinned_not_one_put_in_its_place(tmp_path, planted):
+    """`write_definition`, `UsageWriter` and the checkpoint each opened `.stoker` by path as
+    the task started: through a planted symlink each was refused (the task ran without a
+    checkpoint: one ERROR line), into a planted directory each wrote (the task's own, where
+    `stoker status` trusts nothing). Now all go into the one the session pinned."""
+    sandbox = tmp_path / "sb"
+    sandbox.mkdir()
+    session = HostSession.open(sandbox, front_end=FrontEnd.RUN)  # the front-end pins it first
+    try:
+        decoy = swap_stoker(sandbox, planted)
+        job = JobSpec(role="r", environment="e", cluster="c", name="web", instance=0, task_id="web-0-1",
+                      task=TaskSpec(name="web", processes=(ProcessSpec("p", "true"),)))
+        final = owner_for(job, sandbox, {"PATH": "/usr/bin:/bin"}, _Quiet()).run()
+    finally:
+        session.close()
+    assert final.state is TaskState.FINISHED
+    assert os.listdir(decoy) == []
+    pinned = sandbox / ".stoker-real"
+    assert {"checkpoint.jsonl", "task.json", "usage.json"} <= set(os.listdir(pinned))
+    (sandbox / ".stoker").unlink() if planted == "symlink" else (sandbox / ".stoker").rmdir()
+    pinned.rename(sandbox / ".stoker")
+    records = read_records(sandbox)
+    assert records[0]["kind"] == "header" and records[0]["task_id"] == "web-0-1"
+    assert records[-1]["to"] == "FINISHED", records[-1]
+    assert json.loads((sandbox / ".stoker" / "task.json").read_text())["task_id"] == "web-0-1"
+    assert json.loads((sandbox / ".stoker" / "usage.json").read_text())["marker"] == records[0]["marker"]
+
+
+def test_stoker_run_s_record_between_attempts_goes_into_the_pinned_stoker(tmp_path):
+    """The RESTARTING record `stoker run` writes between two attempts opened `.stoker` by
+    path too."""
+    session = HostSession.open(tmp_path, front_end=FrontEnd.RUN)
+    try:
+        decoy = swap_stoker(tmp_path, "symlink")
+        append_between(tmp_path, {"kind": "restart", "delay_secs": 1.0}, "web.0", session.stoker_dir)
+    finally:
+        session.close()
+    assert os.listdir(decoy) == []
+    written = (tmp_path / ".stoker-real" / "checkpoint.jsonl").read_text()
+    assert json.loads(written)["kind"] == "restart"
+
+
+def test_a_session_taking_an_early_start_s_lock_refuses_a_stoker_put_in_place_of_the_locked_one(tmp_path):
+    """The early start locks `.stoker/supervisor.lock` and forks the task's first runs before
+    the session opens `.stoker` again by path: a run that swapped it meanwhile had the session
+    pin (and the task write its checkpoint into) a directory of the run's own, the sandbox's
+    lock held in the other. The start fails instead, saying why."""
+    import fcntl
+
+    from executor.procs.sandboxfs import UnsafePath
+
+    def early_lock() -> int:
+        (tmp_path / ".stoker").mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(tmp_path / ".stoker" / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+
+    HostSession.open(tmp_path, front_end=FrontEnd.RUN, held_lock=early_lock()).close()  # not swapped
+    held = early_lock()
+    swap_stoker(tmp_path, "directory")
+    with pytest.raises(UnsafePath, match=r"\.stoker is not the directory this start made and locked"):
+        HostSession.open(tmp_path, front_end=FrontEnd.RUN, held_lock=held)
+    with pytest.raises(OSError):
+        os.fstat(held)  # the session let the lock go with its failure
+    assert os.listdir(tmp_path / ".stoker") == []
