@@ -198,7 +198,7 @@ def _cmd_run(args: Any) -> int:
         for conflict in flag_conflicts(RunSettings, args, os.environ):
             logsetup.say("warning", conflict)
         run = LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ), early=early, ahead=ahead,
-                       spooled=True)
+                       spooled=True, exits_after=True)
         early = ahead = None  # the run's to adopt, take or give up
         return run.run()
     except SandboxError as exc:

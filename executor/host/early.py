@@ -17,7 +17,7 @@ recorded (`defer_stop_signals`), not acted on: `LocalRun` takes them (`relayed_s
 once its relay is up and stops as for any signal, so that the runs already running get their
 graceful stop (SIGTERM first, the final processes) instead of the watchdog's SIGKILL as the
 command dies or raises KeyboardInterrupt while it loads. So is a stray signal (`STRAYS`:
-an early run's `kill -USR1 $PPID` as it starts, its parent still loading), which the relay
+an early run's `kill -USR1 $PPID` or `kill -RTMIN+3 $PPID` as it starts, its parent still loading), which the relay
 then ignores with its line: its default would end the command there. An early start
 abandoned before its runs are handed over puts the handlers back and raises the stops that
 came meanwhile (`undefer_stop_signals`); the strays, its runs' and ignored once loaded, are
@@ -33,7 +33,8 @@ from executor.procs.earlyfork import EarlyRun
 _STOPS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGTSTP)  # `stoker run`'s
 # `executor.host.signals.STRAY_SIGNALS` (a test checks), without the `signal` module's enums
 STRAYS = (_signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGVTALRM, _signal.SIGPROF,
-          _signal.SIGIO, _signal.SIGPWR)
+          _signal.SIGIO, _signal.SIGPWR, _signal.SIGTRAP, _signal.SIGSYS, _signal.SIGSTKFLT,
+          _signal.SIGXCPU, *range(_signal.SIGRTMIN, _signal.SIGRTMAX + 1))
 _DEFERRED = _STOPS + STRAYS
 _deferred: list[int] = []
 _replaced: dict[int, object] = {}  # the handlers `defer_stop_signals` replaced

@@ -46,10 +46,29 @@ _STOP = b"\0"  # no signal has number 0: close() writes it to end the thread
 
 # Signals Stoker gives no meaning, whose default action would end a supervisor on the spot,
 # its task left to the watchdog's SIGKILL and recorded as LOST: a task's `kill -USR1 $PPID`
-# (a daemon telling its parent it is ready), a stray `kill -ALRM`. The front-ends relay the
-# ones at their default when they start (`strays`) and ignore them, with a line (`Strays`).
+# (a daemon telling its parent it is ready), a stray `kill -ALRM`, `kill -RTMIN+3`. The
+# front-ends relay the ones at their default when they start (`strays`) and ignore them,
+# with a line (`Strays`); relayed, not ignored, they are back at their defaults in every run
+# (exec resets a handled signal). The real-time ones are all Python can handle: glibc keeps
+# the two below SIGRTMIN for itself. SIGTRAP and SIGSYS are strays too: a handler is not
+# told whether one was sent (kill) or raised by the supervisor itself, and Python raises
+# neither (no breakpoints; a seccomp filter's SIGSYS then fails that one system call instead
+# of ending the supervisor). Not the faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT): their
+# handler returning would run the faulting instruction again. SIGPIPE and SIGXFSZ are
+# ignored by Python itself (and reset in every run).
 STRAY_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM,
-                 signal.SIGPROF, signal.SIGIO, signal.SIGPWR)
+                 signal.SIGPROF, signal.SIGIO, signal.SIGPWR, signal.SIGTRAP, signal.SIGSYS,
+                 signal.SIGSTKFLT, signal.SIGXCPU, *range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+
+
+def signal_name(signum: int) -> str:
+    """SIGUSR1; a real-time signal by its offset, as `kill -RTMIN+3` names it: SIGRTMIN+3."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        if signal.SIGRTMIN < signum < signal.SIGRTMAX:
+            return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+        return f"signal {signum}"
 
 
 def strays(signums: Iterable[int] = STRAY_SIGNALS) -> list[int]:
@@ -71,7 +90,7 @@ class Strays:
         first = signum not in self._seen
         self._seen.add(signum)
         log_event(logger, logging.WARNING if first else logging.DEBUG, "signal_ignored",
-                  signal=signal.Signals(signum).name,
+                  signal=signal_name(signum),
                   reason=f"{self._command} gives it no meaning (its default would end the "
                          f"supervisor at once, and its task with it); ignored")
 
@@ -101,13 +120,15 @@ class SignalRelay:
         signals it relays): those found were a stand-in's for them."""
         self._previous.update((s, h) for s, h in handlers.items() if s in self._previous)
 
-    def close(self) -> None:
+    def close(self, ignoring: Iterable[int] = ()) -> None:
         """Puts back the handlers and wakeup fd found at install (or `put_back`'s), and ends
-        the thread."""
+        the thread. Those of `ignoring` it relays are left ignored instead (a process that
+        forks nothing after: its strays while it writes its last lines)."""
         if self._thread is None:
             return
+        ignored = frozenset(ignoring)
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if signum in ignored else handler)
         signal.set_wakeup_fd(self._previous_fd)
         try:
             os.write(self._write, _STOP)
@@ -135,7 +156,7 @@ class SignalRelay:
             self._on_signal(signum)
         except Exception:  # a failing reaction must not end the relay for the next signal
             log_event(logger, logging.ERROR, "signal_reaction_failed",
-                      signal=signal.Signals(signum).name, exc_info=True)
+                      signal=signal_name(signum), exc_info=True)
 
 
 @contextlib.contextmanager

@@ -81,11 +81,12 @@ class LocalRun:
 
     def __init__(self, settings: RunSettings, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None,
                  registry: RegistrySettings | None = None, early: EarlyStart | None = None,
-                 ahead: PlanAhead | None = None, spooled: bool = False) -> None:
+                 ahead: PlanAhead | None = None, spooled: bool = False, exits_after: bool = False) -> None:
         """`early`: what the early start began (`executor/cli/launch.py`), this run's to adopt
         or give up; `ahead`: the child the entry point forked to plan a first run; `spooled`:
         printed through the process's spool (`executor.logs.spool`: never blocked by a
-        terminal that stopped reading)."""
+        terminal that stopped reading); `exits_after`: the process ends after this run (the
+        command), so the strays stay ignored once its relay closes, as it writes its last lines."""
         self._settings = settings
         self._registry = registry
         self._out = Output(out, spool() if spooled else None)
@@ -98,6 +99,7 @@ class LocalRun:
         self._signal: int | None = None  # the signal that asked for the stop
         self._sigint_ignored = False  # SIGINT was ignored when Stoker started (`_relay_signals`)
         self._strays = Strays("stoker run")
+        self._exits_after = exits_after
         self._start = RunStart(settings, self._environ, early, ahead)
 
     def stop(self, reason: str) -> None:
@@ -126,10 +128,10 @@ class LocalRun:
     def _on_signal(self, signum: int) -> None:
         """The first signal stops gracefully; any later one kills at once; Ctrl-Z is
         declined. Runs on the signal relay's thread: only posts, sets flags and logs."""
-        name = signal.Signals(signum).name
         if signum in STRAY_SIGNALS:
             self._strays.ignored(signum)
             return
+        name = signal.Signals(signum).name
         if signum == signal.SIGINT and self._sigint_ignored:
             log_event(logger, logging.DEBUG, "signal_ignored", signal=name,
                       reason="SIGINT was ignored when stoker run started (a script's background job)")
@@ -193,7 +195,7 @@ class LocalRun:
             finally:
                 prepared.session.close()
                 if relay is not None:
-                    relay.close()
+                    relay.close(ignoring=STRAY_SIGNALS if self._exits_after else ())
         finally:
             self._start.close()
 

@@ -18,32 +18,53 @@ what is still in the pipe is read, bounded by `DRAIN_LIMIT_BYTES` (a descendant 
 escaped the kill may write on).
 
 Thread-safe (the health loop calls it from its own thread); never raises: a command that
-cannot be started gives a result whose `error` says why, in words.
+cannot be started gives a result whose `error` says why, in words, and `run_command` (the
+supervisor's) makes a bug on the way a result too, logged.
 """
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import pwd
 import select
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from executor.events import ExitStatus
+from executor.logs import log_event
 from executor.procs import spawn
 from executor.procs.containment import Containment
 from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
 from healthcheck.checkers import CommandResult
 
+logger = logging.getLogger("executor.procs.supervisor")  # its lines read as the supervisor's
+
 OUTPUT_TAIL_BYTES = 1024
 READ_BYTES = 64 * 1024
 DRAIN_LIMIT_BYTES = 1024 * 1024
 KILL_WAIT_SECS = 1.0
 REAP_WAIT_SECS = 1.0  # a command seen to exit is waited for this long at least, for the reaper
+
+
+def run_command(runner: Callable[[], CommandRunner | None], command: str, timeout_secs: float,
+                label: str) -> CommandResult:
+    """`runner().run(...)`, never raising: the supervisor's (`Supervisor.run_command`), whose
+    `runner` makes its runner at the first command and gives None once it is closed; a bug
+    on the way is logged and is the command's result."""
+    try:
+        commands = runner()
+        if commands is None:
+            return CommandResult(error=f"the supervisor of task {label} is closed")
+        return commands.run(command, timeout_secs)
+    except Exception as e:
+        log_event(logger, logging.ERROR, "command_failed", task=label,
+                  error=f"{type(e).__name__}: {e}", exc_info=True)
+        return CommandResult(error=f"internal error: {type(e).__name__}: {e}")
 
 
 class CommandRunner:

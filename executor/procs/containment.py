@@ -55,7 +55,6 @@ from executor.procs.spawn import TASK_MARKER, Child, RunChild
 logger = logging.getLogger(__name__)
 
 LEFTOVER_SECS = 1.0  # the longest a leftover kill keeps finding new processes
-_TASK_PREFIX = f"{TASK_MARKER}=".encode()
 # A walk's result: the live processes (parents first), the registered pids, the zombie children.
 Members = tuple[dict[int, ProcInfo], frozenset[int], set[int]]
 
@@ -64,7 +63,7 @@ class Containment:
     def __init__(self, *, reaper: Reaper, task_marker: str, label: str, cgroup_setting: str,
                  live_children: Callable[[], Sequence[Child]]) -> None:
         self._reaper = reaper
-        self._entry = _TASK_PREFIX + task_marker.encode()
+        self._entry = f"{TASK_MARKER}={task_marker}".encode()
         self._label = label
         self._live_children = live_children
         self._me = os.getpid()
@@ -137,7 +136,7 @@ class Containment:
             start = known.get(pid)
             if start is None:
                 info = proctree.read_proc(pid)
-                if info is None or self._is_foreign(info) or self._other_task(info.environ):
+                if info is None or self._is_foreign(info) or proctree.other_task(info.environ, self._entry):
                     continue
                 start = info.start
             found[pid] = start
@@ -185,7 +184,7 @@ class Containment:
         foreign = {pid for pid, _ in self._foreign}
         dead = {k for k in roots if k not in procs and k not in registered and k not in foreign}
         self._handover.saw({k: procs[k].start for k in roots if k in procs and k not in registered
-                            and not self._other_task(procs[k].environ)})
+                            and not proctree.other_task(procs[k].environ, self._entry)})
         return procs, registered, dead
 
     def _is_foreign(self, info: ProcInfo) -> bool:
@@ -200,19 +199,6 @@ class Containment:
         with self._reaper.lock:
             registered = self._reaper.registered()
         return is_stranger(info, registered, self._cg.cgroup)
-
-    def _other_task(self, environ: bytes) -> bool:
-        """It carries a STOKER_TASK_MARKER that is not ours."""
-        for entry in environ.split(b"\0"):
-            if entry.startswith(_TASK_PREFIX) and entry != self._entry:
-                return True
-        return False
-
-    def _claimed_directly(self, info: ProcInfo, registered: frozenset[int],
-                          live_markers: tuple[bytes, ...]) -> bool:
-        return (info.pid in registered or info.pgrp in registered or info.ppid in registered
-                or proctree.has_marker(info.environ, live_markers)
-                or self._other_task(info.environ))
 
     def _live_markers(self, registered: frozenset[int]) -> tuple[bytes, ...]:
         return tuple(c.marker_entry for c in self._live_children() if c.pid in registered or c.draining)
@@ -240,7 +226,7 @@ class Containment:
         kept: set[int] = set()
         out, daemons, hidden = [], [], []
         for info in procs.values():
-            if info.ppid in claimed or self._claimed_directly(info, registered, markers):
+            if info.ppid in claimed or proctree.claimed_directly(info, registered, markers, self._entry):
                 claimed.add(info.pid)
             elif info.ppid in kept or info.hidden or self._daemons.holds(info):
                 if (info.ppid in kept or info.hidden) and self._daemons.add(info) and info.hidden:
@@ -273,7 +259,7 @@ class Containment:
                 return False
             with self._reaper.lock:
                 registered = self._reaper.registered()
-            if self._claimed_directly(info, self._holders(registered), self._live_markers(registered)):
+            if proctree.claimed_directly(info, self._holders(registered), self._live_markers(registered), self._entry):
                 return False
             return kept is None or self._daemons.holds(info) is kept
         return check

@@ -211,6 +211,22 @@ def has_marker(environ: bytes, markers: Iterable[bytes]) -> bool:
     return False
 
 
+def other_task(environ: bytes, own_entry: bytes) -> bool:
+    """It carries another task's marker: a `STOKER_TASK_MARKER=` entry (`own_entry`'s
+    variable) that is not `own_entry`."""
+    prefix = own_entry.partition(b"=")[0] + b"="
+    return any(entry.startswith(prefix) and entry != own_entry for entry in environ.split(b"\0"))
+
+
+def claimed_directly(info: ProcInfo, holders: frozenset[int], live_markers: tuple[bytes, ...],
+                     own_entry: bytes) -> bool:
+    """The containment's claim on one process by itself (not by its parent's): a holder
+    (registered pid, draining run's top) is it, its group or its parent, or it carries a
+    live run's marker or another task's (`executor/procs/containment.py`)."""
+    return (info.pid in holders or info.pgrp in holders or info.ppid in holders
+            or has_marker(info.environ, live_markers) or other_task(info.environ, own_entry))
+
+
 def _owned_directly(info: ProcInfo, scope: Scope) -> bool:
     return info.pgrp in scope.live_groups or has_marker(info.environ, scope.markers)
 

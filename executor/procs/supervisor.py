@@ -391,24 +391,17 @@ class Supervisor:
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
         """`/bin/bash -c COMMAND` in the sandbox with the task env; thread-safe, never raises."""
-        from healthcheck.shell import CommandResult
+        from executor.procs.commands import run_command
 
-        try:
-            if self._state is SupervisorState.NEW:
-                self.start()
-            commands = self._command_runner() if self._state is SupervisorState.STARTED else None
-            if commands is None:
-                return CommandResult(error=f"the supervisor of task {self._label} is closed")
-            return commands.run(command, timeout_secs)
-        except Exception as e:
-            log_event(logger, logging.ERROR, "command_failed", task=self._label,
-                      error=f"{type(e).__name__}: {e}", exc_info=True)
-            return CommandResult(error=f"internal error: {type(e).__name__}: {e}")
+        return run_command(self._command_runner, command, timeout_secs, self._label)
 
     def _command_runner(self) -> CommandRunner | None:
-        """The runner of shell commands, made at the first one; None once closing."""
+        """The runner of shell commands, made at the first one (which starts the supervisor);
+        None once closing."""
         from executor.procs.commands import CommandRunner
 
+        if self._state is SupervisorState.NEW:
+            self.start()
         with self._lock:
             if self._state is not SupervisorState.STARTED:
                 return None

@@ -385,10 +385,12 @@ def test_a_stray_signal_while_stoker_loads_is_ignored_and_ctrl_backslash_stops_g
     # both wait for the supervisor, as a Ctrl-C does: the stray is ignored with its line,
     # the SIGQUIT is a graceful stop.
     config = write(tmp_path, "Process(name='serve', cmdline='trap \"echo termed > termed; exit 0\" TERM; "
-                             "kill -USR1 $PPID; kill -QUIT $PPID; while true; do sleep 0.05; done')",
+                             "kill -USR1 $PPID; kill -RTMIN+3 $PPID; kill -TRAP $PPID; kill -QUIT $PPID; "
+                             "while true; do sleep 0.05; done')",
                    "Process(name='last', cmdline='echo last > last', final=True)")
     for _ in range(2):  # planned (the supervisor gets them), then started early
         proc, sandbox = stoker.finish(config, code=131)
         assert (sandbox / "termed").exists() and (sandbox / "last").exists(), proc.stdout() + proc.stderr()
-        assert "signal_ignored signal=SIGUSR1" in proc.stderr()
+        for name in ("SIGUSR1", "SIGRTMIN+3", "SIGTRAP"):
+            assert f"signal_ignored signal={name}" in proc.stderr()
     assert adopted(proc) == ["serve"]

@@ -26,7 +26,8 @@ def test_the_early_start_records_the_strays_the_relay_ignores_and_drops_them_whe
     # An early start given up puts the handlers back and raises the stops that came: not a
     # stray its runs sent, which would end the command the supervisor would have ignored it in.
     code = ("import signal; from executor.host import early; early.defer_stop_signals(); "
-            "signal.raise_signal(signal.SIGUSR1); early.undefer_stop_signals(); print('supervises on')")
+            "signal.raise_signal(signal.SIGUSR1); signal.raise_signal(signal.SIGRTMIN + 3); "
+            "early.undefer_stop_signals(); print('supervises on')")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout) == (0, "supervises on\n"), done.stderr
 

@@ -3,7 +3,7 @@
 A closed stdout never stops the task; SIGINT, SIGTERM, SIGHUP and SIGQUIT stop it gracefully
 (lifecycle endpoints, SIGTERM, the final processes) and exit 128 + the signal's number; a
 second signal kills at once; `--kill-grace` bounds the whole stop; an endpoint that answers
-501 is not waited for; a stray signal (SIGUSR1, SIGALRM) is ignored. Real processes, a real pipe, a real pseudo-terminal.
+501 is not waited for; a stray signal (SIGUSR1, SIGALRM, SIGRTMIN+3, SIGTRAP) is ignored. Real processes, a real pipe, a real pseudo-terminal.
 """
 from __future__ import annotations
 
@@ -211,17 +211,29 @@ def test_a_stop_signal_taken_by_another_thread_stops_an_idle_run(stoker, tmp_pat
 def test_a_stray_signal_from_a_task_process_is_ignored_with_a_line(stoker, tmp_path):
     """Before, a task's `kill -USR1 $PPID` (a daemon telling its parent it is ready), or a
     stray SIGUSR2 or SIGALRM, ended `stoker run` on the spot (exit 138: 'User defined signal
-    1'), its task left to the watchdog's SIGKILL, no final process run, and LOST."""
-    main = "kill -USR1 $PPID; kill -USR1 $PPID; kill -USR2 $PPID; kill -ALRM $PPID; touch sent; sleep 1000"
+    1'), its task left to the watchdog's SIGKILL, no final process run, and LOST; so did a
+    real-time signal, SIGTRAP, SIGSYS, SIGSTKFLT or SIGXCPU until they were strays too, and
+    a stray once the run's session had closed, as it wrote its last lines. The runs still
+    get each at its default (relayed, not ignored: exec resets a handled signal)."""
+    main = ("grep ^SigIgn: /proc/self/status > ignored; kill -USR1 $PPID; kill -USR1 $PPID; "
+            "kill -USR2 $PPID; kill -ALRM $PPID; kill -RTMIN+3 $PPID; kill -TRAP $PPID; "
+            "kill -SYS $PPID; kill -XCPU $PPID; touch sent; sleep 1000")
     run = stoker(str(service(tmp_path, main)))
     wait_for(lambda: (run.sandbox / "sent").exists(), 10, message="the stray signals sent")
-    wait_for(lambda: run.stderr().count("signal_ignored") >= 3, 10, message="one line for each")
+    wait_for(lambda: run.stderr().count("signal_ignored") >= 7, 10, message="one line for each")
     run.signal(signal.SIGTERM)
+    while run.proc.poll() is None:  # until it exits (unreaped, its pid is not reused)
+        os.kill(run.pid, signal.SIGUSR2)
+        time.sleep(0.0005)
     assert run.wait() == 143
     assert "stopped by SIGTERM" in run.stdout()
     err = run.stderr()
     named = sorted(line.split("signal=")[1].split()[0] for line in err.splitlines() if "signal_ignored" in line)
-    assert named == ["SIGALRM", "SIGUSR1", "SIGUSR2"], err  # pending ones come in any order; a second at DEBUG
+    assert named == ["SIGALRM", "SIGRTMIN+3", "SIGSYS", "SIGTRAP", "SIGUSR1", "SIGUSR2", "SIGXCPU"], err
+    # (pending ones come in any order; a second at DEBUG)
+    ignored = int((run.sandbox / "ignored").read_text().split()[1], 16)
+    for sig in (signal.SIGRTMIN + 3, signal.SIGTRAP, signal.SIGUSR1, signal.SIGRTMAX):
+        assert not ignored & 1 << (sig - 1), f"{sig} ignored in the run: {ignored:x}"
     assert (run.sandbox / "final.txt").read_text() == "finalized\n"
 
 

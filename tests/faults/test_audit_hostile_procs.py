@@ -110,7 +110,7 @@ def test_a_stray_signal_from_its_task_leaves_the_executor_running(tmp_path):
     from config.loader import load_job
 
     (tmp_path / "job.aurora").write_text(textwrap.dedent("""
-        p = Process(name='web', cmdline='kill -USR1 $PPID; kill -ALRM $PPID; kill -HUP $PPID; kill -QUIT $PPID; touch sent; sleep 1000')
+        p = Process(name='web', cmdline='kill -USR1 $PPID; kill -ALRM $PPID; kill -HUP $PPID; kill -QUIT $PPID; kill -RTMIN+3 $PPID; kill -TRAP $PPID; touch sent; sleep 1000')
         jobs = [Service(cluster='local', role='me', environment='test', name='web',
                         task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
                                   finalization_wait=1))]
@@ -124,7 +124,7 @@ def test_a_stray_signal_from_its_task_leaves_the_executor_running(tmp_path):
         sim.launch(make_task_info("task-1", encode(load_job(tmp_path / "job.aurora")), ports=free_ports(2)))
         sim.wait_for_state("task-1", "TASK_RUNNING", 10)
         wait_for(lambda: (sandbox / "sent").exists(), 10, message="the stray signals sent")
-        wait_for(lambda: sim.executor_log().count("signal_ignored") >= 4, 5, message="a line for each")
+        wait_for(lambda: sim.executor_log().count("signal_ignored") >= 6, 5, message="a line for each")
         pids = task_pids(sandbox)
         assert live(pids) == pids  # the task runs on, under its executor
         sim.kill("task-1")

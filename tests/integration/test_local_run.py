@@ -395,3 +395,26 @@ def test_the_runner_logger_flags_reach_only_the_processes_without_a_logger(tmp_p
     own = sandbox / ".logs/own/0"
     assert sorted(p.name for p in own.iterdir() if p.name.startswith("stdout")) == ["stdout"]
     assert (own / "stdout").stat().st_size == 2621440
+
+
+@pytest.mark.parametrize("exits_after", [True, False])
+def test_the_command_keeps_the_strays_ignored_once_its_relay_closes(tmp_path, monkeypatch, exits_after):
+    """`stoker run` (the command: `exits_after`) writes its last lines once its relay closed:
+    a stray then (SIGUSR2, SIGRTMIN+3) ended it with exit 138 or the like. A LocalRun in a
+    process that goes on puts back what it found."""
+    import signal
+    from types import SimpleNamespace
+
+    strays = (signal.SIGUSR2, signal.SIGRTMIN + 3)
+    inherited = {signum: signal.getsignal(signum) for signum in strays}
+    run = local_run.LocalRun(RunSettings(config=str(tmp_path / "unused.aurora")), out=io.StringIO(),
+                             exits_after=exits_after)
+    monkeypatch.setattr(run, "_prepare", lambda: SimpleNamespace(session=SimpleNamespace(close=lambda: None)))
+    monkeypatch.setattr(run, "_run", lambda prepared: 0)
+    try:
+        assert run.run() == 0
+        after = {signum: signal.getsignal(signum) for signum in strays}
+    finally:
+        for signum, handler in inherited.items():
+            signal.signal(signum, handler)
+    assert after == ({signum: signal.SIG_IGN for signum in strays} if exits_after else inherited)

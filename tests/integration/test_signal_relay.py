@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from executor.host.signals import SignalRelay
+from executor.host.signals import SignalRelay, signal_name
 
 USR1, USR2 = signal.SIGUSR1, signal.SIGUSR2
 
@@ -121,3 +121,29 @@ def test_it_is_installed_from_the_main_thread_only(restored):
     worker.start()
     worker.join(5)
     assert errors == ["SignalRelay must be installed from the main thread"]
+
+
+def test_a_real_time_signal_is_relayed_and_named_by_its_offset(restored):
+    rt = signal.SIGRTMIN + 3
+    before = signal.getsignal(rt)
+    got: queue.SimpleQueue[int] = queue.SimpleQueue()
+    relay = SignalRelay([rt], got.put)
+    try:
+        from_a_worker(rt)
+        assert got.get(timeout=5) == rt
+    finally:
+        relay.close()
+    assert signal.getsignal(rt) == before
+    assert [signal_name(s) for s in (rt, signal.SIGRTMIN, signal.SIGRTMAX, USR1)] == [
+        "SIGRTMIN+3", "SIGRTMIN", "SIGRTMAX", "SIGUSR1"]  # signal.Signals(rt) raises ValueError
+
+
+def test_close_leaves_the_ones_it_is_told_to_ignored_and_puts_back_the_others(restored):
+    before = signal.getsignal(USR2)
+    relay = SignalRelay([USR1, USR2], lambda _s: None)
+    relay.close(ignoring=[USR2, signal.SIGALRM])  # one it does not relay stays as it was
+    try:
+        assert signal.getsignal(USR2) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGALRM) is not signal.SIG_IGN
+    finally:
+        signal.signal(USR2, before)
