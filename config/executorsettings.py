@@ -6,8 +6,7 @@ module is loaded only by the commands that start or describe an executor.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -20,8 +19,7 @@ from config.settings import (
     LOG_FORMATS,
     LOG_LEVELS,
     TOKEN_VARIABLE,
-    _from_sources,
-    _namespace_values,
+    Sourced,
     logger_defaults,
     parse_cgroups,
     parse_duration,
@@ -82,7 +80,7 @@ IMAGE_ONLY = ("accepted for Thermos compatibility; only filesystem-image tasks, 
 
 
 @attrs.frozen(kw_only=True)
-class ExecutorSettings:
+class ExecutorSettings(Sourced):
     """What `stoker executor` runs with; all from the agent's environment."""
 
     agent_endpoint: str = setting(env=("MESOS_AGENT_ENDPOINT",),
@@ -206,12 +204,3 @@ class ExecutorSettings:
     def logger_defaults(self) -> LoggerDefaults:
         """The --runner-logger-* flags, for the processes whose job leaves `logger` unset."""
         return logger_defaults(self)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> ExecutorSettings:
-        """Settings from `environ`; `overrides` (None = not given) win. Raises SettingsError."""
-        return _from_sources(cls, environ, overrides)
-
-    @classmethod
-    def from_args(cls, args: object, environ: Mapping[str, str]) -> ExecutorSettings:
-        return cls.from_env(environ, **_namespace_values(cls, args))

@@ -5,17 +5,12 @@ Never logs.
 """
 from __future__ import annotations
 
-import argparse
-from collections.abc import Mapping
-from typing import Any
-
 import attrs
 
 from config.settings import (
     LOG_FORMATS,
     LOG_LEVELS,
-    _from_sources,
-    _namespace_values,
+    Sourced,
     parse_log_format,
     parse_log_level,
     setting,
@@ -23,7 +18,7 @@ from config.settings import (
 
 
 @attrs.frozen(kw_only=True)
-class LogSettings:
+class LogSettings(Sourced):
     """The stderr log of a command: its format and level."""
 
     log_format: str = setting(env=("STOKER_LOG_FORMAT",), flag="--log-format", default="text",
@@ -32,9 +27,3 @@ class LogSettings:
     log_level: str = setting(env=("STOKER_LOG_LEVEL",), flag="--log-level", default="INFO",
                              parse=parse_log_level,
                              help=f"stderr log level: {', '.join(LOG_LEVELS)} (default INFO)")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> LogSettings:
-        """Raises SettingsError."""
-        overrides: dict[str, Any] = _namespace_values(cls, args)
-        return _from_sources(cls, environ, overrides)

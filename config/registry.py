@@ -12,11 +12,10 @@ import os
 import pwd
 import stat
 from collections.abc import Mapping
-from typing import Any
 
 import attrs
 
-from config.settings import _from_sources, _namespace_values, parse_secs, setting
+from config.settings import Sourced, parse_secs, setting
 
 DEFAULT_RETENTION_SECS = 7 * 86400.0
 
@@ -57,7 +56,7 @@ def _owned_by(path: str, uid: int) -> bool:
 
 
 @attrs.frozen(kw_only=True)
-class RegistrySettings:
+class RegistrySettings(Sourced):
     """The host registry (`stoker ps`): where it is and how long it keeps ended tasks."""
 
     registry_root: str = setting(
@@ -68,12 +67,3 @@ class RegistrySettings:
         env=("STOKER_REGISTRY_RETENTION",), flag="--registry-retention", parse=parse_secs,
         default=DEFAULT_RETENTION_SECS, metavar="SECS",
         help="how long the registry lists a task after it ended (default 7days)")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> RegistrySettings:
-        """Settings from `environ`; `overrides` (None = not given) win. Raises SettingsError."""
-        return _from_sources(cls, environ, overrides)
-
-    @classmethod
-    def from_args(cls, args: object, environ: Mapping[str, str]) -> RegistrySettings:
-        return cls.from_env(environ, **_namespace_values(cls, args))

@@ -24,7 +24,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 
@@ -324,8 +324,25 @@ def flag_conflicts(cls: type, args: object, environ: Mapping[str, str]) -> list[
     return conflicts
 
 
+class Sourced:
+    """`from_env` and `from_args` of a settings class whose fields are `setting`s: the
+    precedence above, and every problem put in terms of a flag or a variable."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
+        """Settings from `environ`; `overrides` (flags; None = not given) win. Raises
+        SettingsError."""
+        return _from_sources(cls, environ, overrides)
+
+    @classmethod
+    def from_args(cls, args: object, environ: Mapping[str, str]) -> Self:
+        """Settings from a parsed command line (argparse's namespace or quickargs') and
+        `environ`. Raises SettingsError."""
+        return cls.from_env(environ, **_namespace_values(cls, args))
+
+
 @attrs.frozen(kw_only=True)
-class RunSettings:
+class RunSettings(Sourced):
     """What `stoker run` runs with: its arguments, with STOKER_* variables as fallbacks."""
 
     config: str = setting(flag="config", positional=True, metavar="CONFIG",
@@ -395,15 +412,6 @@ class RunSettings:
         from config.zookeeper import AnnouncerSettings
 
         return AnnouncerSettings(ensemble=self.announce, allow_custom_serverset_path=True)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> RunSettings:
-        """Settings from `overrides` (flags; None = not given) and `environ`. Raises SettingsError."""
-        return _from_sources(cls, environ, overrides)
-
-    @classmethod
-    def from_args(cls, args: object, environ: Mapping[str, str]) -> RunSettings:
-        return cls.from_env(environ, **_namespace_values(cls, args))
 
 
 def _namespace_values(cls: type, args: object) -> dict[str, Any]:
