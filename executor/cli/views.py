@@ -131,6 +131,31 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
     kernel shows stopped, and "" when the supervisor is."""
     cur = view.current
     lost = truth is not None and truth.lost
+    lines = _header_lines(view, now_wall, truth, stopped)
+    lines.append("")
+    if cur.processes:
+        lines.extend(table(_process_rows(cur.processes, now_wall, lost, starts or {}, stopped), indent=""))
+    else:
+        lines.append("no processes recorded")
+    if cur.not_shown_note:
+        lines.append(cur.not_shown_note)
+    lines.append("")
+    lines.extend(_health_lines(cur))
+    if figures is not None:
+        lines += ["", "resources (used of reserved):",
+                  *table([["RESOURCE", "USED", "RESERVED", "%", "NOTE"],
+                          *(list(r) for r in figure_rows(figures, now_wall))])]
+    if lost:
+        lines += ["", *_leftover_lines(leftovers)]
+    return printable_lines("\n".join(lines)) + "\n"  # names and reasons come from the checkpoint
+
+
+def _header_lines(view: TaskView, now_wall: float, truth: Truth | None,
+                  stopped: AbstractSet[str]) -> list[str]:
+    """The task's lines above its processes: state, reason, restart, supervisor, ports,
+    announcement, ids, containment and earlier attempts."""
+    cur = view.current
+    lost = truth is not None and truth.lost
     ports = " ".join(f"{k}={v}" for k, v in sorted(view.ports.items())) or "none"
     if cur.ports is None:  # records before any header: the attempt's ports are not known
         ports = "not recorded for this attempt"
@@ -159,22 +184,7 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
     for old in view.attempts[:-1]:
         lines.append(f"  earlier attempt {old.number}: {old.ended_state} "
                      f"(started {iso_time(old.started_wall)}) {old.reason}".rstrip())
-    lines.append("")
-    if cur.processes:
-        lines.extend(table(_process_rows(cur.processes, now_wall, lost, starts or {}, stopped), indent=""))
-    else:
-        lines.append("no processes recorded")
-    if cur.not_shown_note:
-        lines.append(cur.not_shown_note)
-    lines.append("")
-    lines.extend(_health_lines(cur))
-    if figures is not None:
-        lines += ["", "resources (used of reserved):",
-                  *table([["RESOURCE", "USED", "RESERVED", "%", "NOTE"],
-                          *(list(r) for r in figure_rows(figures, now_wall))])]
-    if lost:
-        lines += ["", *_leftover_lines(leftovers)]
-    return printable_lines("\n".join(lines)) + "\n"  # names and reasons come from the checkpoint
+    return lines
 
 
 def format_unrecorded(inspection: Inspection, marker: str) -> str:
