@@ -46,6 +46,7 @@ from executor.task.wiring import (
 )
 
 if TYPE_CHECKING:
+    from executor.mesos.imagetask import ImageTask
     from executor.task.serverset import Announcement
 
 logger = logging.getLogger(__name__)
@@ -316,6 +317,24 @@ class StokerExecutor:
             raise LaunchError(f"invalid task: {exc}") from None
         return announcement
 
+    def _image(self, launch: TaskLaunch, user: RunAs, task_info: dict[str, Any]) -> ImageTask | None:
+        """A filesystem-image task's containerizer and prepared sandbox (docs/aurora.md §13;
+        its modules load only then); None for any other task. Raises LaunchError."""
+        if launch.aurora is None or not launch.aurora.image:
+            return None
+        from executor.mesos.imagetask import ImageSettings, executor_volumes, start_image_task
+
+        s = self._settings
+        image = start_image_task(ImageSettings(s.mesos_containerizer_path, s.sandbox_mount_point, not s.no_create_user),
+                                 sandbox=Path(s.sandbox), mesos_directory=self._env.get("MESOS_DIRECTORY"),
+                                 run_as=user, volumes=executor_volumes(task_info))
+        for note in image.sandbox.notes:
+            log_event(logger, logging.INFO, "image_sandbox", task=launch.spec.label, reason=note)
+        log_event(logger, logging.INFO, "image_task", task=launch.spec.label, rootfs=image.wrap.rootfs,
+                  containerizer=image.wrap.path, launch_info=image.wrap.launch_info,
+                  reason="every process and shell health check runs inside the image through mesos-containerizer")
+        return image
+
     def _disk_check_secs(self) -> float | None:
         s = self._settings
         return s.disk_check_interval_secs if s.disk_limit else None
@@ -326,15 +345,16 @@ class StokerExecutor:
         return env
 
     def _run_task(self, driver: ExecutorDriver, task_info: dict[str, Any], tid: str) -> None:
-        reporter = owner = None
+        reporter = owner = image = None
         try:
             try:
                 prepared = self._prepare(task_info, tid)
                 user = self._run_as(prepared)
                 announcement = self._announcement(prepared)
+                image = self._image(prepared, user, task_info)
             except LaunchError as exc:
                 log_event(logger, logging.ERROR, "launch_failed", task_id=tid, reason=str(exc))
-                driver.send_status_update(tid, TaskState.FAILED, str(exc), reason=REASON_TASK_INVALID)
+                driver.send_status_update(tid, TaskState.FAILED, str(exc), reason=exc.reason)
                 return
             spec = prepared.spec.with_logger_defaults(self._settings.logger_defaults)
             for warning in spec.warnings:
@@ -345,7 +365,8 @@ class StokerExecutor:
                               check_as=current_user() if self._settings.nosetuid_health_checks else None,
                               stop_timeout_secs=self._settings.stop_timeout_secs,
                               cgroups=self._settings.cgroups, announcement=announcement,
-                              disk_check_secs=self._disk_check_secs(), under_agent=True)
+                              disk_check_secs=self._disk_check_secs(), under_agent=True,
+                              wrap=image.wrap if image is not None else None)
             with self._lock:
                 self._owner = owner
                 pending = self._pending_kill
@@ -363,6 +384,8 @@ class StokerExecutor:
                 driver.send_status_update(tid, TaskState.FAILED,
                                           f"executor internal error: {type(exc).__name__}: {exc}")
         finally:
+            for problem in image.release() if image is not None else ():
+                log_event(logger, logging.WARNING, "image_sandbox", task_id=tid, reason=problem)
             with self._lock:
                 self._launching = False
             self._on_done()

@@ -1,0 +1,123 @@
+"""`stoker executor` running an Aurora task whose container is a Mesos filesystem image
+(`Mesos(image = DockerImage(...))`), as Thermos does (docs/aurora.md §13): the agent simulator
+launches the executor in a mount namespace of its own (as the agent's filesystem/linux
+isolator does) with the image's root filesystem at `taskfs` in the sandbox (a tiny one,
+`tests/support/rootfs.py`), and `--mesos-containerizer-path` names a real stand-in for
+`mesos-containerizer launch` (`tests/support/mesos_containerizer.py`)."""
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_executor_aurora import TID, aurora_data, every_call_was_accepted
+from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.rootfs import (
+    ROOTFS_ID,
+    build_rootfs,
+    can_unshare_mounts,
+    containerizer_script,
+    copy_rootfs,
+)
+from tests.support.stoker_proc import live, task_pids
+from tests.support.users import open_agent_sim, throwaway_user
+
+EXECUTOR = [sys.executable, "-m", "executor", "executor"]
+PRIVATE_MOUNTS = ["unshare", "--mount", "--propagation", "private", "--"]
+ME = getpass.getuser()
+
+IMAGE_JOB = """
+    proof = Process(name='proof', cmdline='''
+      cat /etc/os-release
+      echo "pwd=$PWD home=$HOME sandbox=$MESOS_SANDBOX user=$(id -un)"
+      cat %(volume)s/proof
+      touch inside-$(id -un)
+      exec sleep 600
+    ''')
+    jobs = [Service(cluster='devcluster', role='%(role)s', environment='test', name='img',
+                    container=Mesos(image=DockerImage(name='library/debian', tag='bookworm')),
+                    task=Task(processes=[proof], resources=Resources(cpu=0.1, ram=8*MB, disk=64*MB),
+                              finalization_wait=2),
+                    health_check_config=HealthCheckConfig(
+                      health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command=
+                        '[[ "$(cat /etc/os-release)" == *%(rootfs_id)s* ]] && test -f inside-$(id -un)')),
+                      initial_interval_secs=2.0, interval_secs=0.1))]
+"""
+
+
+@pytest.fixture(scope="session")
+def image_template(tmp_path_factory):
+    why = can_unshare_mounts()
+    if why is not None:
+        pytest.skip(why)
+    return build_rootfs(tmp_path_factory.mktemp("image") / "rootfs")
+
+
+def launch_image_task(sim: AgentSimulator, data: bytes, flags: list[str], volumes: list[dict] = (),
+                      private_mounts: bool = True) -> None:
+    sim.launch_executor([*(PRIVATE_MOUNTS if private_mounts else []), *EXECUTOR, *flags], cwd=sim.sandbox)
+    sim.wait_subscribed(timeout_secs=10)
+    info = make_task_info(TID, data)
+    if volumes:
+        info["executor"]["container"] = {"type": "MESOS", "volumes": list(volumes)}
+    sim.launch(info)
+
+
+def test_an_image_task_runs_inside_its_image_as_its_role_is_checked_there_and_killed(image_template, tmp_path):
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "proof").write_text("from the volume\n")
+    containerizer = containerizer_script(tmp_path / "mesos-containerizer")
+    with throwaway_user() as (user, _group), open_agent_sim() as sim:
+        role, sandbox = user.pw_name, sim.sandbox
+        copy_rootfs(image_template, sandbox / "taskfs")
+        body = IMAGE_JOB % dict(role=role, volume=volume, rootfs_id=ROOTFS_ID)
+        volumes = [{"container_path": str(volume), "host_path": str(volume), "mode": "RO"},
+                   {"container_path": "taskfs", "mode": "RO", "image": {"type": "DOCKER"}}]
+        launch_image_task(sim, aurora_data(tmp_path, body, role=role, name="img", container_kind="docker-image"),
+                          ["--mesos-containerizer-path", str(containerizer)], volumes)
+        running = sim.wait_for_state(TID, "TASK_RUNNING", 15)
+        assert running.healthy is True, running.message  # the shell check ran inside the image, as the role
+        out = (sandbox / ".logs/proof/0/stdout").read_text()
+        assert f"ID={ROOTFS_ID}" in out
+        mount = "/mnt/mesos/sandbox"
+        assert f"pwd={mount} home={mount} sandbox={mount} user={role}\nfrom the volume\n" in out
+        made = os.stat(sandbox / f"inside-{role}")  # written through the sandbox's mount point
+        assert made.st_uid == user.pw_uid
+        assert f"\n{role}:x:{user.pw_uid}:{user.pw_gid}:" in (sandbox / "taskfs/etc/passwd").read_text()
+        assert (sandbox / "taskfs/etc/hosts").read_bytes() == Path("/etc/hosts").read_bytes()
+        [pid] = task_pids(sandbox)
+        assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00600\x00"  # the containerizer exec'd
+        assert f"ID={ROOTFS_ID}" in Path(f"/proc/{pid}/root/etc/os-release").read_text()
+        assert os.stat(f"/proc/{pid}").st_uid == user.pw_uid
+        sim.kill(TID, grace_secs=1.0)
+        killed = sim.wait_for_state(TID, "TASK_KILLED", 15)
+        assert "KILL" in killed.message
+        assert not live({pid})
+        assert sim.wait_exit(10) == 0
+        log = sim.executor_log()
+        assert f"image_task task=img.0 rootfs={sandbox / 'taskfs'}" in log
+        assert "launch_info=True" in log
+        assert not any((sandbox / "taskfs/mnt/mesos/sandbox").iterdir())  # the host's mount table never had it
+        assert every_call_was_accepted(sim)
+
+
+@pytest.mark.parametrize("case", ["missing", "not-executable"])
+def test_an_image_task_without_a_usable_containerizer_fails_with_thermos_words(agent, tmp_path, case):
+    path = tmp_path / "mesos-containerizer"
+    if case == "not-executable":
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o644)
+    body = IMAGE_JOB % dict(role=ME, volume=tmp_path, rootfs_id=ROOTFS_ID)
+    launch_image_task(agent, aurora_data(tmp_path, body, role=ME, name="img", container_kind="docker-image"),
+                      ["--mesos-containerizer-path", str(path)], private_mounts=False)
+    failed = agent.wait_for_state(TID, "TASK_FAILED", 15)
+    words = "does not exist." if case == "missing" else "is not marked as executable."
+    assert failed.message == f"Cannot launch task using a filesystem image: mesos_containerizer_path  {path} {words}"
+    assert failed.reason is None
+    assert agent.states(TID) == ["TASK_FAILED"]
+    assert agent.wait_exit(15) == 0
+    assert not (agent.sandbox / ".logs").exists()  # no process started
