@@ -335,6 +335,15 @@ class StokerExecutor:
                   reason="every process and shell health check runs inside the image through mesos-containerizer")
         return image
 
+    @staticmethod
+    def _release(image: ImageTask, tid: str) -> None:
+        count, problems = image.release()
+        for problem in problems:
+            log_event(logger, logging.WARNING, "image_sandbox", task_id=tid, reason=problem)
+        if not problems:
+            log_event(logger, logging.INFO, "image_sandbox", task_id=tid,
+                      reason=f"the task is over: detached the {count} mounts made in its filesystem image")
+
     def _disk_check_secs(self) -> float | None:
         s = self._settings
         return s.disk_check_interval_secs if s.disk_limit else None
@@ -384,8 +393,8 @@ class StokerExecutor:
                 driver.send_status_update(tid, TaskState.FAILED,
                                           f"executor internal error: {type(exc).__name__}: {exc}")
         finally:
-            for problem in image.release() if image is not None else ():
-                log_event(logger, logging.WARNING, "image_sandbox", task_id=tid, reason=problem)
+            if image is not None:
+                self._release(image, tid)
             with self._lock:
                 self._launching = False
             self._on_done()

@@ -32,7 +32,7 @@ import attrs
 from executor.mesos.containerizer import TASKFS, ContainerizerLaunch
 from executor.mesos.imagefs import ImageError, ImageSandbox, launch_info_supported
 from executor.mesos.launch import LaunchError
-from executor.task.wiring import RunAs
+from executor.task.wiring import RunAs, current_user
 
 CANNOT = "Cannot launch task using a filesystem image:"
 
@@ -55,8 +55,10 @@ class ImageTask:
     wrap: ContainerizerLaunch
     sandbox: ImageSandbox
 
-    def release(self) -> list[str]:
-        return self.sandbox.release()
+    def release(self) -> tuple[int, list[str]]:
+        """Detaches the image's mounts: how many there were, and the problems in words."""
+        count = len(self.sandbox.mounted)
+        return count, self.sandbox.release()
 
 
 def check_containerizer(path: str | None) -> None:
@@ -89,7 +91,7 @@ def start_image_task(settings: ImageSettings, *, sandbox: Path, mesos_directory:
     agent mounted the image at `taskfs`. Raises ImageLaunchError."""
     check_containerizer(settings.containerizer)
     if os.geteuid() != 0:
-        raise ImageLaunchError(f"{CANNOT} the executor runs as {run_as.name}, not root: preparing the image (the "
+        raise ImageLaunchError(f"{CANNOT} the executor runs as {current_user().name}, not root: preparing the image (the "
                                "task's user in it, the sandbox mounted into it) and mesos-containerizer launch, "
                                "which enters it before switching to the task's user, need root")
     host_sandbox = os.path.abspath(sandbox)

@@ -5,7 +5,9 @@ launch` (tests/support/mesos_containerizer.py) in a tiny root filesystem
 refusing what would lead out of the image."""
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import subprocess
 from pathlib import Path
 
@@ -13,8 +15,16 @@ import pytest
 
 from executor.mesos.containerizer import ContainerizerLaunch
 from executor.mesos.imagefs import ImageError, ImageSandbox, launch_info_supported
+from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
 from executor.task.wiring import RunAs
-from tests.support.rootfs import ROOTFS_ID, build_rootfs, can_unshare_mounts, containerizer_script
+from tests.support.rootfs import (
+    ROOTFS_ID,
+    can_unshare_mounts,
+    containerizer_script,
+    copy_rootfs,
+    session_rootfs,
+)
+from tests.support.users import as_nobody, open_sandbox
 
 NOBODY = RunAs(name="nobody", uid=65534, gid=65534)
 
@@ -24,7 +34,7 @@ def rootfs(tmp_path_factory):
     why = can_unshare_mounts()
     if why is not None:
         pytest.skip(why)
-    return build_rootfs(tmp_path_factory.mktemp("image") / "rootfs")
+    return session_rootfs(tmp_path_factory)
 
 
 def test_thermos_question_tells_the_two_forms_apart(tmp_path):
@@ -75,3 +85,38 @@ def test_a_symlinked_etc_file_is_replaced_never_written_through(tmp_path):
     assert victim.read_text() == "untouched\n"
     assert not os.path.islink(taskfs / "etc/hosts")
     assert Path(taskfs / "etc/hosts").read_text() == "127.0.0.1 localhost\n"
+
+
+def test_a_non_root_executor_is_refused_naming_why(tmp_path):
+    with open_sandbox() as sandbox:
+        sandbox.chmod(0o755)  # the executor's user reaches the containerizer
+        containerizer = containerizer_script(sandbox / "mesos-containerizer")
+        (sandbox / "taskfs").mkdir()
+        settings = ImageSettings(str(containerizer), "/mnt/mesos/sandbox", create_user=True)
+
+        def attempt() -> str:
+            try:
+                start_image_task(settings, sandbox=sandbox, mesos_directory=None, run_as=NOBODY, volumes=[])
+            except ImageLaunchError as exc:
+                return str(exc)
+            return "started"
+
+        said = as_nobody(attempt) if os.geteuid() == 0 else attempt()
+    assert said.startswith("Cannot launch task using a filesystem image: the executor runs as nobody, not root: ")
+    assert "need root" in said
+
+
+def test_a_user_the_image_has_with_other_ids_fails_as_in_thermos(rootfs, tmp_path):
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    user = pwd.getpwnam("nobody")
+    group = grp.getgrgid(user.pw_gid).gr_name
+    with (taskfs / "etc/passwd").open("a") as passwd:
+        passwd.write(f"nobody:x:{user.pw_uid - 1}:{user.pw_gid}::/:/bin/sh\n")
+    image = ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])
+    with pytest.raises(ImageError) as caught:
+        image.prepare("nobody")
+    assert str(caught.value).startswith(f"User group result uid={user.pw_uid - 1}(nobody) ")
+    assert str(caught.value).endswith(
+        f"does not start with expected prefix uid={user.pw_uid}(nobody) gid={user.pw_gid}({group}) groups=")
+    assert image.mounted == []
+    assert f"{group}:x:{user.pw_gid}:" in (taskfs / "etc/group").read_text()  # the group was created first

@@ -83,3 +83,15 @@ def can_unshare_mounts() -> str | None:
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True,
                           text=True, timeout=30, check=False)
     return None if done.returncode == 0 else f"unshare --mount is not permitted here: {done.stderr.strip()}"
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def session_rootfs(tmp_path_factory) -> Path:
+    """One rootfs for the whole test session (under pytest's temporary directory, removed
+    with it), built by the first test that asks; a test that changes it takes a
+    `copy_rootfs`."""
+    if "rootfs" not in _BUILT:
+        _BUILT["rootfs"] = build_rootfs(tmp_path_factory.mktemp("image") / "rootfs")
+    return _BUILT["rootfs"]
