@@ -7,7 +7,8 @@ by the one reaper thread. It is contained as a run is (`executor/procs/containme
 timeout its tree (group, descendants, marker) is SIGKILLed, and when it exits its group and
 every unclaimed process of the task (a daemon it left behind with `setsid` and `env -i`
 included) are. It exists because no code in a Stoker process may wait for children itself
-(see `executor/procs/reaper.py`).
+(see `executor/procs/reaper.py`). A filesystem-image task's commands go through its
+containerizer (`spawn.Wrap`), which enters the image and becomes the command's user.
 
 Output: stdout and stderr go into one pipe that the calling thread reads while it waits, in
 64 KiB reads, keeping only the last `OUTPUT_TAIL_BYTES` in memory: a command that writes

@@ -15,7 +15,9 @@ watches (`Child`: a run's `RunChild`, a command's `CommandChild`), and the fork:
 `subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 (cwd, a new
 session and close_fds are done in the child by C code, no Python runs there; with another
 user to switch to it is fork+exec, since setuid in a vfork child is not safe). Nothing on
-this path imports, sleeps or scans /proc, so a restart costs about one fork+exec.
+this path imports, sleeps or scans /proc, so a restart costs about one fork+exec. A
+filesystem-image task's runs and commands go through a `Wrap` (its command line and the
+environment as seen inside the image), forked as this process: the wrapper switches user.
 
 Every OSError becomes `SpawnError` with the errno put into words and the path named. Never
 waits for a child: the reaper (`executor/procs/reaper.py`) does that.
