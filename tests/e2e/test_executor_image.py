@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.test_executor_aurora import TID, aurora_data, every_call_was_accepted
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.proc_scan import kill_carrying, read_bytes, task_marker_of, task_pids_by_marker
 from tests.support.rootfs import (
     ROOTFS_ID,
     can_unshare_mounts,
@@ -24,6 +25,7 @@ from tests.support.rootfs import (
 )
 from tests.support.stoker_proc import live, task_pids
 from tests.support.users import open_agent_sim, throwaway_user
+from tests.support.waiting import wait_for
 
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 PRIVATE_MOUNTS = ["unshare", "--mount", "--propagation", "private", "--"]
@@ -35,6 +37,7 @@ IMAGE_JOB = """
       echo "pwd=$PWD home=$HOME sandbox=$MESOS_SANDBOX user=$(id -un) profile=$FROM_PROFILE"
       cat %(volume)s/proof
       touch inside-$(id -un)
+      setsid sleep 601 <&- >&- 2>&- &
       exec sleep 600
     ''')
     jobs = [Service(cluster='devcluster', role='%(role)s', environment='test', name='img',
@@ -94,10 +97,18 @@ def test_an_image_task_runs_inside_its_image_as_its_role_is_checked_there_and_ki
         assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00600\x00"  # the containerizer exec'd
         assert f"ID={ROOTFS_ID}" in Path(f"/proc/{pid}/root/etc/os-release").read_text()
         assert os.stat(f"/proc/{pid}").st_uid == user.pw_uid
-        sim.kill(TID, grace_secs=1.0)
-        killed = sim.wait_for_state(TID, "TASK_KILLED", 15)
-        assert "KILL" in killed.message
-        assert not live({pid})
+        marker = task_marker_of(pid)
+        assert marker is not None  # the containerizer passed the markers on
+        try:
+            daemon = wait_for(lambda: {p for p in task_pids_by_marker(marker)  # the setsid'd sleep, in the image too
+                                       if read_bytes(f"/proc/{p}/cmdline") == b"sleep\x00601\x00"})
+            sim.kill(TID, grace_secs=1.0)
+            killed = sim.wait_for_state(TID, "TASK_KILLED", 15)
+            assert "KILL" in killed.message
+            assert not live({pid} | daemon)  # no orphan left
+            assert wait_for(lambda: not task_pids_by_marker(marker))  # nor a shell check once it is over
+        finally:
+            kill_carrying(f"STOKER_TASK_MARKER={marker}")
         assert sim.wait_exit(10) == 0
         log = sim.executor_log()
         assert f"image_task task=img.0 rootfs={sandbox / 'taskfs'}" in log

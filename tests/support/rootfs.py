@@ -1,6 +1,6 @@
 """A tiny root filesystem standing in for a task's image (Aurora's `Mesos(image = ...)`).
 
-`build_rootfs(dest)` copies a few of this host's programs (bash, sh, coreutils, getent: what
+`build_rootfs(dest)` copies a few of this host's programs (bash, sh, coreutils, getent, setsid: what
 the tests' commands and Thermos' user checks run) and the libraries `ldd` names for them into
 DEST, laid out as a merged-/usr Debian (`/bin`, `/lib`, `/lib64` links into `/usr`), with
 its own `/etc/passwd`, `/etc/group`, `/etc/shadow`, `/etc/gshadow` (root only) and an
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 ROOTFS_ID = "stoker-test-image"
-PROGRAMS = ("bash", "sh", "cat", "echo", "id", "getent", "sleep", "pwd", "env", "ls", "touch", "true")
+PROGRAMS = ("bash", "sh", "cat", "echo", "id", "getent", "sleep", "pwd", "env", "ls", "touch", "true", "setsid")
 _LIBRARY = re.compile(r"(/\S+) \(0x")
 
 
