@@ -86,7 +86,7 @@ class ImageSandbox:
 
     def release(self) -> list[str]:
         """Detaches what prepare() mounted (the last first); the problems, in words."""
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = _libc()
         problems = []
         while self.mounted:
             target = self.mounted.pop()
@@ -153,7 +153,7 @@ class ImageSandbox:
                 pass
         except OSError as exc:
             raise ImageError(f"cannot make the mount point {target} for {source}: {_why(exc)}") from None
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = _libc()
         if libc.mount(os.fsencode(source), os.fsencode(str(target)), None, MS_BIND | MS_REC, None) != 0:
             raise ImageError(f"Failed to mount {source} into task filesystem at {target}: "
                              f"{os.strerror(ctypes.get_errno())}")
@@ -179,6 +179,14 @@ class ImageSandbox:
         except OSError as exc:
             raise ImageError(f"cannot copy {source} into the task filesystem at {target}: {_why(exc)}") from None
         self.notes.append(f"copied {source} into task filesystem at {target}")
+
+
+def _libc() -> ctypes.CDLL:
+    """libc with mount(2) and umount2(2) typed (the flags are an unsigned long)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    return libc
 
 
 @contextlib.contextmanager

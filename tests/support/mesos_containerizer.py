@@ -101,6 +101,7 @@ def checked_command(info: dict) -> tuple[str, list[str]]:
 
 def enter(info: dict, unshare: bool) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
     if unshare:
         if libc.unshare(CLONE_NEWNS) != 0:
             fail(f"Failed to unshare mount namespace: {os.strerror(ctypes.get_errno())}")
