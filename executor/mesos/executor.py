@@ -46,6 +46,7 @@ from executor.task.wiring import (
 )
 
 if TYPE_CHECKING:
+    from config.spec import JobSpec
     from executor.mesos.imagetask import ImageTask
     from executor.task.serverset import Announcement
 
@@ -353,6 +354,24 @@ class StokerExecutor:
         env.update(HOME=str(Path(self._settings.sandbox).absolute()), USER=user.name, LOGNAME=user.name)
         return env
 
+    def _owner_for(self, prepared: TaskLaunch, spec: JobSpec, user: RunAs, reporter: MesosReporter,
+                   announcement: Announcement | None, image: ImageTask | None) -> TaskOwner:
+        """The task's owner, made the one KILLs go to (a KILL that came meanwhile applied)."""
+        s = self._settings
+        owner = owner_for(spec, Path(s.sandbox), self._task_env(user), reporter,
+                          kill_grace_secs=prepared.kill_grace_secs, run_as=user,
+                          check_as=current_user() if s.nosetuid_health_checks else None,
+                          stop_timeout_secs=s.stop_timeout_secs, cgroups=s.cgroups, announcement=announcement,
+                          disk_check_secs=self._disk_check_secs(), under_agent=True,
+                          wrap=image.wrap if image is not None else None)
+        with self._lock:
+            self._owner = owner
+            pending = self._pending_kill
+        if pending is not None:
+            owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle,
+                               immediate=pending.immediate)
+        return owner
+
     def _run_task(self, driver: ExecutorDriver, task_info: dict[str, Any], tid: str) -> None:
         reporter = owner = image = None
         try:
@@ -369,19 +388,7 @@ class StokerExecutor:
             for warning in spec.warnings:
                 log_event(logger, logging.WARNING, "task_warning", task=spec.label, reason=warning)
             reporter = MesosReporter(driver, tid, spec.label)
-            owner = owner_for(spec, Path(self._settings.sandbox), self._task_env(user), reporter,
-                              kill_grace_secs=prepared.kill_grace_secs, run_as=user,
-                              check_as=current_user() if self._settings.nosetuid_health_checks else None,
-                              stop_timeout_secs=self._settings.stop_timeout_secs,
-                              cgroups=self._settings.cgroups, announcement=announcement,
-                              disk_check_secs=self._disk_check_secs(), under_agent=True,
-                              wrap=image.wrap if image is not None else None)
-            with self._lock:
-                self._owner = owner
-                pending = self._pending_kill
-            if pending is not None:
-                owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle,
-                                   immediate=pending.immediate)
+            owner = self._owner_for(prepared, spec, user, reporter, announcement, image)
             final = owner.run()
             log_event(logger, logging.INFO, "task_done", task=spec.label, state=final.state.value,
                       reason=final.message)

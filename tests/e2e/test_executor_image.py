@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import sys
 from pathlib import Path
 
@@ -69,6 +70,24 @@ def launch_image_task(sim: AgentSimulator, data: bytes, flags: list[str], volume
     sim.launch(info)
 
 
+def ran_inside_the_image(sandbox: Path, user: pwd.struct_passwd) -> int:
+    """The proof process's own words, its files and its /proc entry say it runs inside the
+    image as the role, in the sandbox's mount point; its pid."""
+    role = user.pw_name
+    out = (sandbox / ".logs/proof/0/stdout").read_text()
+    assert f"ID={ROOTFS_ID}" in out
+    mount = "/mnt/mesos/sandbox"
+    assert f"pwd={mount} home={mount} sandbox={mount} user={role} profile=sourced\nfrom the volume\n" in out
+    assert os.stat(sandbox / f"inside-{role}").st_uid == user.pw_uid  # written through the mount point
+    assert f"\n{role}:x:{user.pw_uid}:{user.pw_gid}:" in (sandbox / "taskfs/etc/passwd").read_text()
+    assert (sandbox / "taskfs/etc/hosts").read_bytes() == Path("/etc/hosts").read_bytes()
+    [pid] = task_pids(sandbox)
+    assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00600\x00"  # the containerizer exec'd
+    assert f"ID={ROOTFS_ID}" in Path(f"/proc/{pid}/root/etc/os-release").read_text()
+    assert os.stat(f"/proc/{pid}").st_uid == user.pw_uid
+    return pid
+
+
 def test_an_image_task_runs_inside_its_image_as_its_role_is_checked_there_and_killed(image_template, tmp_path):
     volume = tmp_path / "volume"
     volume.mkdir()
@@ -85,18 +104,7 @@ def test_an_image_task_runs_inside_its_image_as_its_role_is_checked_there_and_ki
                           ["--mesos-containerizer-path", str(containerizer)], volumes)
         running = sim.wait_for_state(TID, "TASK_RUNNING", 15)
         assert running.healthy is True, running.message  # the shell check ran inside the image, as the role
-        out = (sandbox / ".logs/proof/0/stdout").read_text()
-        assert f"ID={ROOTFS_ID}" in out
-        mount = "/mnt/mesos/sandbox"
-        assert f"pwd={mount} home={mount} sandbox={mount} user={role} profile=sourced\nfrom the volume\n" in out
-        made = os.stat(sandbox / f"inside-{role}")  # written through the sandbox's mount point
-        assert made.st_uid == user.pw_uid
-        assert f"\n{role}:x:{user.pw_uid}:{user.pw_gid}:" in (sandbox / "taskfs/etc/passwd").read_text()
-        assert (sandbox / "taskfs/etc/hosts").read_bytes() == Path("/etc/hosts").read_bytes()
-        [pid] = task_pids(sandbox)
-        assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00600\x00"  # the containerizer exec'd
-        assert f"ID={ROOTFS_ID}" in Path(f"/proc/{pid}/root/etc/os-release").read_text()
-        assert os.stat(f"/proc/{pid}").st_uid == user.pw_uid
+        pid = ran_inside_the_image(sandbox, user)
         marker = task_marker_of(pid)
         assert marker is not None  # the containerizer passed the markers on
         try:

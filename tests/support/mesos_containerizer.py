@@ -134,9 +134,13 @@ def enter(info: dict, unshare: bool) -> None:
         except OSError as exc:
             fail(f"Failed to chdir into current working directory '{workdir}': {exc.strerror}")
     if user is not None and user.pw_uid != os.geteuid():
-        os.setgid(user.pw_gid)
-        os.setgroups(os.getgrouplist(user.pw_name, user.pw_gid))
-        os.setuid(user.pw_uid)
+        become(user)
+
+
+def become(user: pwd.struct_passwd) -> None:
+    os.setgid(user.pw_gid)
+    os.setgroups(os.getgrouplist(user.pw_name, user.pw_gid))
+    os.setuid(user.pw_uid)
 
 
 def main(argv: list[str]) -> None:
