@@ -62,7 +62,7 @@ def parse_zk_auth_file(path: str | ZkAuth) -> ZkAuth:
 
 
 def parse_path(text: str) -> str:
-    """Any non-empty path (the filesystem-image flags, which change nothing)."""
+    """Any non-empty path (the filesystem-image flags)."""
     if not isinstance(text, str) or not text or "\0" in text:
         raise ValueError(f"{text!r} is not a path")
     return text
@@ -75,8 +75,6 @@ def parse_user(text: str) -> str:
     return text
 
 
-IMAGE_ONLY = ("accepted for Thermos compatibility; only filesystem-image tasks, which Stoker "
-              "refuses, would use it")
 
 
 @attrs.frozen(kw_only=True)
@@ -192,13 +190,18 @@ class ExecutorSettings(Sourced):
              "(default 10secs; 0: wait for ever)")
     mesos_containerizer_path: str = setting(
         flag="--mesos-containerizer-path", aliases=thermos_spelling("--mesos-containerizer-path"), parse=parse_path,
-        default="/usr/libexec/mesos/mesos-containerizer", metavar="PATH", help=IMAGE_ONLY)
+        default="/usr/libexec/mesos/mesos-containerizer", metavar="PATH",
+        help="the mesos-containerizer that starts a filesystem-image task's processes and shell health "
+             "checks inside its image, as Thermos' flag (default /usr/libexec/mesos/mesos-containerizer)")
     no_create_user: bool = setting(
         flag="--no-create-user", aliases=thermos_spelling("--no-create-user"), parse=parse_switch, default=False,
-        action="store_true", help=IMAGE_ONLY)
+        action="store_true",
+        help="do not create the task's user and group inside a filesystem image, as Thermos' flag")
     sandbox_mount_point: str = setting(
         flag="--sandbox-mount-point", aliases=thermos_spelling("--sandbox-mount-point"), parse=parse_path,
-        default="/mnt/mesos/sandbox", metavar="PATH", help=IMAGE_ONLY)
+        default="/mnt/mesos/sandbox", metavar="PATH",
+        help="where a filesystem-image task's sandbox is mounted inside its image, as Thermos' flag "
+             "(default /mnt/mesos/sandbox)")
 
     @property
     def logger_defaults(self) -> LoggerDefaults:

@@ -1,8 +1,7 @@
 """An Aurora AssignedTask made into the job Stoker runs, as Thermos' executor makes it.
 
 Owns `aurora_launch(task)`: checks that the task is for Thermos (`executorConfig.name` is
-`AuroraExecutor`) and runs on a filesystem Stoker can use (not a Mesos filesystem image),
-loads the Aurora client's job JSON from `executorConfig.data` — a Job without
+`AuroraExecutor`), loads the Aurora client's job JSON from `executorConfig.data` — a Job without
 `update_config` and `instances` (what every client since 0.7 sends), or the legacy
 `MesosTaskInstance` (it has an `instance` key) — validates it like a `.aurora` file, and
 resolves the task's ports as Thermos does: the Announcer's portmap overlaid with
@@ -55,6 +54,12 @@ class AuroraLaunch:
         return self.task.job.role
 
     @property
+    def image(self) -> bool:
+        """The task's container is a Mesos filesystem image, mounted at `taskfs` by the agent:
+        its processes run inside it through `mesos-containerizer launch` (docs/aurora.md §13)."""
+        return self.task.container.kind is ContainerKind.MESOS_WITH_IMAGE and self.task.container.image is not None
+
+    @property
     def docker(self) -> bool:
         """The agent runs the executor inside the task's Docker image (no user switch)."""
         return self.task.container.kind is ContainerKind.DOCKER
@@ -70,11 +75,6 @@ def aurora_launch(task: AuroraTask) -> AuroraLaunch:
         raise _fail(task, f"task.executorConfig.name is {task.executor_name!r}, not "
                           f"{AURORA_EXECUTOR_NAME!r}: Stoker runs Thermos tasks, whose executor config "
                           "carries the Aurora client's job JSON")
-    image = task.container.image
-    if task.container.kind is ContainerKind.MESOS_WITH_IMAGE and image is not None:
-        raise _fail(task, f"filesystem images are not supported: task.container.mesos.image is the "
-                          f"{image.kind} image {cut(image.name, 120)} ({cut(image.reference, 80)}); run the job "
-                          "on the agent's filesystem or in a Docker container")
     doc = _job_json(task)
     legacy = "instance" in doc
     job = _legacy_job(task, doc) if legacy else _modern_job(task, doc)

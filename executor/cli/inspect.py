@@ -86,8 +86,12 @@ def _runs_as(launch: TaskLaunch) -> str:
         return "the executor's user (or --execute-as-user's)"
     if aurora.docker:
         return "the executor's user, inside the Docker image (no switch, as with Thermos)"
-    return (f"{aurora.role} when the executor is root (unless --nosetuid, or --execute-as-user names "
-            "another), else the executor's user")
+    who = f"{aurora.role} when the executor is root (unless --nosetuid, or --execute-as-user names another)"
+    image = aurora.task.container.image
+    if aurora.image and image is not None:
+        return (f"{who}, inside its filesystem image ({image.kind} image {image.name}) through mesos-containerizer "
+                "launch; a non-root executor fails it")
+    return f"{who}, else the executor's user"
 
 
 def launch_json(launch: TaskLaunch) -> dict[str, Any]:

@@ -46,6 +46,8 @@ from executor.task.wiring import (
 )
 
 if TYPE_CHECKING:
+    from config.spec import JobSpec
+    from executor.mesos.imagetask import ImageTask
     from executor.task.serverset import Announcement
 
 logger = logging.getLogger(__name__)
@@ -316,6 +318,33 @@ class StokerExecutor:
             raise LaunchError(f"invalid task: {exc}") from None
         return announcement
 
+    def _image(self, launch: TaskLaunch, user: RunAs, task_info: dict[str, Any]) -> ImageTask | None:
+        """A filesystem-image task's containerizer and prepared sandbox (docs/aurora.md §13;
+        its modules load only then); None for any other task. Raises LaunchError."""
+        if launch.aurora is None or not launch.aurora.image:
+            return None
+        from executor.mesos.imagetask import ImageSettings, executor_volumes, start_image_task
+
+        s = self._settings
+        image = start_image_task(ImageSettings(s.mesos_containerizer_path, s.sandbox_mount_point, not s.no_create_user),
+                                 sandbox=Path(s.sandbox), mesos_directory=self._env.get("MESOS_DIRECTORY"),
+                                 run_as=user, volumes=executor_volumes(task_info))
+        for note in image.sandbox.notes:
+            log_event(logger, logging.INFO, "image_sandbox", task=launch.spec.label, reason=note)
+        log_event(logger, logging.INFO, "image_task", task=launch.spec.label, rootfs=image.wrap.rootfs,
+                  containerizer=image.wrap.path, launch_info=image.wrap.launch_info,
+                  reason="every process and shell health check runs inside the image through mesos-containerizer")
+        return image
+
+    @staticmethod
+    def _release(image: ImageTask, tid: str) -> None:
+        count, problems = image.release()
+        for problem in problems:
+            log_event(logger, logging.WARNING, "image_sandbox", task_id=tid, reason=problem)
+        if not problems:
+            log_event(logger, logging.INFO, "image_sandbox", task_id=tid,
+                      reason=f"the task is over: detached the {count} mounts made in its filesystem image")
+
     def _disk_check_secs(self) -> float | None:
         s = self._settings
         return s.disk_check_interval_secs if s.disk_limit else None
@@ -325,33 +354,41 @@ class StokerExecutor:
         env.update(HOME=str(Path(self._settings.sandbox).absolute()), USER=user.name, LOGNAME=user.name)
         return env
 
+    def _owner_for(self, prepared: TaskLaunch, spec: JobSpec, user: RunAs, reporter: MesosReporter,
+                   announcement: Announcement | None, image: ImageTask | None) -> TaskOwner:
+        """The task's owner, made the one KILLs go to (a KILL that came meanwhile applied)."""
+        s = self._settings
+        owner = owner_for(spec, Path(s.sandbox), self._task_env(user), reporter,
+                          kill_grace_secs=prepared.kill_grace_secs, run_as=user,
+                          check_as=current_user() if s.nosetuid_health_checks else None,
+                          stop_timeout_secs=s.stop_timeout_secs, cgroups=s.cgroups, announcement=announcement,
+                          disk_check_secs=self._disk_check_secs(), under_agent=True,
+                          wrap=image.wrap if image is not None else None)
+        with self._lock:
+            self._owner = owner
+            pending = self._pending_kill
+        if pending is not None:
+            owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle,
+                               immediate=pending.immediate)
+        return owner
+
     def _run_task(self, driver: ExecutorDriver, task_info: dict[str, Any], tid: str) -> None:
-        reporter = owner = None
+        reporter = owner = image = None
         try:
             try:
                 prepared = self._prepare(task_info, tid)
                 user = self._run_as(prepared)
                 announcement = self._announcement(prepared)
+                image = self._image(prepared, user, task_info)
             except LaunchError as exc:
                 log_event(logger, logging.ERROR, "launch_failed", task_id=tid, reason=str(exc))
-                driver.send_status_update(tid, TaskState.FAILED, str(exc), reason=REASON_TASK_INVALID)
+                driver.send_status_update(tid, TaskState.FAILED, str(exc), reason=exc.reason)
                 return
             spec = prepared.spec.with_logger_defaults(self._settings.logger_defaults)
             for warning in spec.warnings:
                 log_event(logger, logging.WARNING, "task_warning", task=spec.label, reason=warning)
             reporter = MesosReporter(driver, tid, spec.label)
-            owner = owner_for(spec, Path(self._settings.sandbox), self._task_env(user), reporter,
-                              kill_grace_secs=prepared.kill_grace_secs, run_as=user,
-                              check_as=current_user() if self._settings.nosetuid_health_checks else None,
-                              stop_timeout_secs=self._settings.stop_timeout_secs,
-                              cgroups=self._settings.cgroups, announcement=announcement,
-                              disk_check_secs=self._disk_check_secs(), under_agent=True)
-            with self._lock:
-                self._owner = owner
-                pending = self._pending_kill
-            if pending is not None:
-                owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle,
-                                   immediate=pending.immediate)
+            owner = self._owner_for(prepared, spec, user, reporter, announcement, image)
             final = owner.run()
             log_event(logger, logging.INFO, "task_done", task=spec.label, state=final.state.value,
                       reason=final.message)
@@ -363,6 +400,8 @@ class StokerExecutor:
                 driver.send_status_update(tid, TaskState.FAILED,
                                           f"executor internal error: {type(exc).__name__}: {exc}")
         finally:
+            if image is not None:
+                self._release(image, tid)
             with self._lock:
                 self._launching = False
             self._on_done()

@@ -33,7 +33,9 @@ from executor.mesos.wire import ports_from_resources, task_data, task_kill_grace
 
 
 class LaunchError(Exception):
-    """The task cannot start; the message goes out with TASK_FAILED."""
+    """The task cannot start; the message goes out with TASK_FAILED (and `reason`)."""
+
+    reason: str | None = "REASON_TASK_INVALID"
 
 
 @attrs.frozen(slots=True)

@@ -165,10 +165,10 @@ def _driver(executor: StokerExecutor, settings: ExecutorSettings) -> ExecutorDri
 
 
 def _log_image_flags(settings: ExecutorSettings) -> None:
-    """Thermos' filesystem-image flags: accepted, and changing nothing (Stoker refuses such tasks)."""
-    log_event(logger, logging.DEBUG, "image_flags_ignored", mesos_containerizer_path=settings.mesos_containerizer_path,
+    """Thermos' filesystem-image flags, which only such a task uses (docs/aurora.md §13)."""
+    log_event(logger, logging.DEBUG, "image_flags", mesos_containerizer_path=settings.mesos_containerizer_path,
               no_create_user=settings.no_create_user, sandbox_mount_point=settings.sandbox_mount_point,
-              reason="only a task with a filesystem image would use them, and Stoker refuses those")
+              reason="used only by a task whose container is a Mesos filesystem image")
 
 
 def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,

@@ -7,7 +7,8 @@ by the one reaper thread. It is contained as a run is (`executor/procs/containme
 timeout its tree (group, descendants, marker) is SIGKILLed, and when it exits its group and
 every unclaimed process of the task (a daemon it left behind with `setsid` and `env -i`
 included) are. It exists because no code in a Stoker process may wait for children itself
-(see `executor/procs/reaper.py`).
+(see `executor/procs/reaper.py`). A filesystem-image task's commands go through its
+containerizer (`spawn.Wrap`), which enters the image and becomes the command's user.
 
 Output: stdout and stderr go into one pipe that the calling thread reads while it waits, in
 64 KiB reads, keeping only the last `OUTPUT_TAIL_BYTES` in memory: a command that writes
@@ -70,7 +71,8 @@ def run_command(runner: Callable[[], CommandRunner | None], command: str, timeou
 class CommandRunner:
     def __init__(self, *, sandbox: Path, env: Mapping[str, str], task_marker: str,
                  reaper: Reaper, containment: Containment, stdin_fd: int,
-                 run_as: RunAs | None = None, check_as: RunAs | None = None) -> None:
+                 run_as: RunAs | None = None, check_as: RunAs | None = None,
+                 wrap: spawn.Wrap | None = None) -> None:
         """`run_as`: the user the task's processes run as (None: this process's), and the
         commands too, unless `check_as` is another (a root executor's
         `--nosetuid-health-checks`): they then run as `check_as` with its own HOME, USER and
@@ -79,6 +81,7 @@ class CommandRunner:
         `.gitconfig` they left in a HOME that is the sandbox."""
         other = check_as is not None and check_as.uid != (os.geteuid() if run_as is None else run_as.uid)
         self._sandbox = sandbox
+        self._wrap = wrap  # a filesystem-image task's containerizer: it switches to the user
         self._run_as = check_as if other else run_as
         self._as_task = not other
         self._env = _own_env(env, check_as) if other else dict(env)
@@ -124,7 +127,7 @@ class CommandRunner:
               out_fd: int) -> spawn.CommandChild:
         with self._reaper.forking():
             popen = spawn.fork_exec(command, cwd=self._sandbox, env=env, stdin=self._stdin_fd,
-                                    stdout=out_fd, stderr=out_fd, run_as=self._run_as)
+                                    stdout=out_fd, stderr=out_fd, run_as=self._run_as, wrap=self._wrap)
             child = spawn.CommandChild(pid=popen.pid, popen=popen, marker=marker)
             with self._lock:
                 self._live[child.pid] = child

@@ -15,7 +15,9 @@ watches (`Child`: a run's `RunChild`, a command's `CommandChild`), and the fork:
 `subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 (cwd, a new
 session and close_fds are done in the child by C code, no Python runs there; with another
 user to switch to it is fork+exec, since setuid in a vfork child is not safe). Nothing on
-this path imports, sleeps or scans /proc, so a restart costs about one fork+exec.
+this path imports, sleeps or scans /proc, so a restart costs about one fork+exec. A
+filesystem-image task's runs and commands go through a `Wrap` (its command line and the
+environment as seen inside the image), forked as this process: the wrapper switches user.
 
 Every OSError becomes `SpawnError` with the errno put into words and the path named. Never
 waits for a child: the reaper (`executor/procs/reaper.py`) does that.
@@ -29,7 +31,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -54,11 +56,21 @@ if TYPE_CHECKING:
     from executor.procs.logpump import LogFile
 
 __all__ = ["Child", "CommandChild", "LogDir", "LogRoot", "PreparedRun", "RunChild", "RunStdio",
-           "SpawnError", "describe_os_error", "fork_exec", "log_dir", "open_stdio", "profile_now",
+           "SpawnError", "Wrap", "describe_os_error", "fork_exec", "log_dir", "open_stdio", "profile_now",
            "profile_path", "run_env", "run_marker", "task_env", "with_profile"]
 
 class SpawnError(Exception):
     """A run could not be started; the message is the reason in words."""
+
+
+class Wrap(Protocol):
+    """What a command line is started through instead of `/bin/bash -c` directly: a
+    filesystem-image task's `mesos-containerizer launch` (`executor/mesos/containerizer.py`),
+    which enters the image and switches to the user itself."""
+
+    def argv(self, cmdline: str, user: RunAs | None) -> list[str]: ...
+
+    def env(self, env: Mapping[str, str]) -> dict[str, str]: ...
 
 
 @attrs.define(eq=False)
@@ -353,9 +365,16 @@ def open_log(directory: LogDir, name: str) -> int:
 
 
 def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
-              stdout: int | None, stderr: int | None, run_as: RunAs | None = None) -> subprocess.Popen:
+              stdout: int | None, stderr: int | None, run_as: RunAs | None = None,
+              wrap: Wrap | None = None) -> subprocess.Popen:
     """`/bin/bash -c CMDLINE` in its own session, as `run_as` (None: as this process);
-    raises OSError (Popen's) on failure."""
+    raises OSError (Popen's) on failure. With `wrap`, its command line instead, forked as
+    this process (with `run_as`'s umask): the wrapper switches to the user and execs bash,
+    so the pid, the session and the markers are the command's."""
+    if wrap is not None:
+        return subprocess.Popen(wrap.argv(cmdline, run_as), cwd=cwd, env=wrap.env(env), stdin=stdin, stdout=stdout,
+                                stderr=stderr, close_fds=True, start_new_session=True,
+                                umask=run_as.umask if run_as is not None else -1)
     who = run_as if run_as is not None and not run_as.is_self else None
     return subprocess.Popen(
         ["/bin/bash", "-c", exec_text(cmdline)],

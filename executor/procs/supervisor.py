@@ -77,12 +77,15 @@ class Supervisor:
     def __init__(self, *, sandbox: Path, task_label: str, env: Mapping[str, str],
                  post: Callable[[object], None], marker: str | None = None,
                  run_as: RunAs | None = None, check_as: RunAs | None = None, cgroups: str = SETTING_AUTO,
-                 early_runs: Sequence[EarlyRun] = (), early_watchdog: tuple[int, int] | None = None) -> None:
+                 early_runs: Sequence[EarlyRun] = (), early_watchdog: tuple[int, int] | None = None,
+                 wrap: spawn.Wrap | None = None) -> None:
         """`early_runs`, `early_watchdog`: what an early start forked with `marker` before
         this supervisor existed (`earlyfork.py`): each run is adopted by the spawn that asks
         for it when its command and environment are the ones that spawn would use, and
-        killed otherwise; the watchdog is retired once this supervisor's own is up."""
+        killed otherwise; the watchdog is retired once this supervisor's own is up. `wrap`:
+        what every run and command goes through (a filesystem-image task's containerizer)."""
         self._sandbox = Path(sandbox)
+        self._wrap = wrap
         self._run_as = run_as  # None: as this process
         self._check_as = check_as  # the health commands' user, when another (--nosetuid-health-checks)
         self._cgroups = cgroups
@@ -275,7 +278,7 @@ class Supervisor:
                 popen = spawn.fork_exec(
                     process.cmdline, cwd=self._sandbox, stdin=self._devnull,
                     env=spawn.run_env(self._env, self._marker, process.name, run, bash_env),
-                    stdout=stdio.stdout, stderr=stdio.stderr, run_as=self._run_as)
+                    stdout=stdio.stdout, stderr=stdio.stderr, run_as=self._run_as, wrap=self._wrap)
                 child = RunChild(pid=popen.pid, popen=popen, marker=marker,
                                  process=process.name, run=run)
                 with self._lock:
@@ -410,7 +413,7 @@ class Supervisor:
                 self._commands = CommandRunner(
                     sandbox=self._sandbox, env=self._env, task_marker=self._marker,
                     reaper=self._reaper, containment=self._containment,
-                    stdin_fd=self._devnull, run_as=self._run_as, check_as=self._check_as)
+                    stdin_fd=self._devnull, run_as=self._run_as, check_as=self._check_as, wrap=self._wrap)
             return self._commands
 
     # ---- close ----

@@ -56,6 +56,7 @@ from executor.task.usagefile import UsageWriter
 if TYPE_CHECKING:
     from executor.events import DiskSampled
     from executor.host.early import EarlyStart
+    from executor.procs.spawn import Wrap
     from executor.task.serverset import Announcement
     from healthcheck.checkers import Checker
     from healthcheck.policy import Attempt
@@ -72,7 +73,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
               run_cap: int | None = 100, run_as: RunAs | None = None, check_as: RunAs | None = None,
               cgroups: str = "auto", announcement: Announcement | None = None,
               early: EarlyStart | None = None, disk_check_secs: float | None = None,
-              under_agent: bool = False) -> TaskOwner:
+              under_agent: bool = False, wrap: Wrap | None = None) -> TaskOwner:
     """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it)
     as `run_as` (None: as this process), its shell health checks as `check_as` (None: as
     `run_as`). `kill_grace_secs`: between SIGTERM and SIGKILL when
@@ -85,7 +86,8 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     runs an early start forked (`executor/cli/launch.py`), for the supervisor to adopt;
     `disk_check_secs`: measure the sandbox this often and fail the task once it holds more than
     its `Resources.disk` (None: no check); `under_agent`: the agent's own files are in the
-    sandbox (`stoker executor`), and are not counted."""
+    sandbox (`stoker executor`), and are not counted; `wrap`: what every run and shell health
+    check is started through (a filesystem-image task's `mesos-containerizer launch`)."""
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     fdlimit.fit((p.logger for p in job.task.processes), job.label)  # before a descriptor is taken
@@ -94,7 +96,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
                        run_as=run_as, check_as=check_as, cgroups=cgroups,
                        marker=early.marker if early is not None else None,
                        early_runs=early_runs,
-                       early_watchdog=early.take_watchdog() if early is not None else None)
+                       early_watchdog=early.take_watchdog() if early is not None else None, wrap=wrap)
     usage = UsageWriter(sandbox, procs.marker, job.label, job.task,
                         disk_check_secs if job.task.disk_bytes is not None else None)
     host = _SessionPort(sandbox)

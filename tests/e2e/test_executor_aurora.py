@@ -181,7 +181,6 @@ HELLO = """
 
 @pytest.mark.parametrize("case, words", [
     ("executor-name", "task.executorConfig.name is 'MyExecutor', not 'AuroraExecutor'"),
-    ("image", "filesystem images are not supported: task.container.mesos.image is the docker image"),
     ("unbound", "Unexpected unbound refs: {{thermos.ports[http]}}"),
     ("not-json", "task.executorConfig.data is not JSON"),
     ("unknown-key", "has keys Stoker's schema does not know: 'fancy_new_field'"),
@@ -193,8 +192,6 @@ def test_an_unusable_assigned_task_fails_with_reason_task_invalid(agent, tmp_pat
     kw: dict = dict(role=ME, name="hello", ports={"http": 31000})
     if case == "executor-name":
         kw["executor_name"] = "MyExecutor"
-    elif case == "image":
-        kw["container_kind"] = "docker-image"
     elif case == "unbound":
         kw["ports"] = {}
     elif case == "not-json":

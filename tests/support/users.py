@@ -75,9 +75,11 @@ def open_agent_sim() -> Iterator[AgentSimulator]:
 
     with open_sandbox() as sandbox:
         sim = AgentSimulator(sandbox=sandbox)
-        yield sim
-        sim.close()
-        kill_leftovers(task_pids(sandbox))
+        try:
+            yield sim
+        finally:  # a failed test too: no executor or task process may outlive it (nor its user)
+            sim.close()
+            kill_leftovers(task_pids(sandbox))
         assert "Traceback" not in sim.executor_log(), sim.executor_log()[-3000:]
 
 

@@ -141,8 +141,6 @@ def _with(tmp_path, change):
 REFUSED = {  # case: (change the AssignedTask's fields or the job JSON, the message's end)
     "executor": (dict(executor_name="Other"), "task.executorConfig.name is 'Other', not 'AuroraExecutor': "
                                               "Stoker runs Thermos tasks"),
-    "image": (dict(container_kind="appc-image"), "filesystem images are not supported: task.container.mesos.image "
-                                                 "is the appc image example.com/debian (sha512-0123abcd)"),
     "not-json": (dict(job="{"), "task.executorConfig.data is not JSON (Could not deserialize thermos config: "),
     "not-object": (dict(job="[1]"), "task.executorConfig.data must be a JSON object (the job), not list"),
     "unknown-top": (dict(change=lambda d: d.update(zzz=1, aaa=2)),

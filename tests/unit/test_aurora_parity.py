@@ -90,15 +90,12 @@ def test_aurora_s_own_payload_runs_the_commands_thermos_runs(case):
     raw = assigned_task(json.dumps(data), role=data["role"], environment=data["environment"], name=data["name"],
                         task_id=case["task_id"], host=case["host"], instance=case["instance"],
                         ports=case["assigned_ports"], container=case["container"])
-    if images(case):
-        with pytest.raises(ConfigError, match="filesystem images are not supported"):
-            aurora_launch(decode_task_data(raw))
-        return
     launch = aurora_launch(decode_task_data(raw))
     assert launch.ports == case["resolved_ports"]
     spec = bind_aurora(launch).spec
     assert {p.name: p.cmdline for p in spec.task.processes} == case["cmdlines"]
     assert launch.docker == ("docker" in case["container"])
+    assert launch.image == images(case)  # run inside the image through mesos-containerizer (docs/aurora.md §13)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not refused(c)], ids=case_id)

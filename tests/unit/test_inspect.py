@@ -165,6 +165,15 @@ def test_task_info_with_an_assigned_task_prints_the_bound_task(tmp_path, capsys)
     assert "  lifecycle: on a kill, POST http://localhost:31005/quitquitquit" in out
 
 
+def test_task_info_with_a_filesystem_image_says_the_task_runs_inside_it(tmp_path, capsys):
+    data = assigned_task(client_json(write_config(tmp_path, AURORA_JOB)), role="www-data", name="web",
+                         environment="prod", task_id="task-9", ports={"http": 31005}, container_kind="appc-image")
+    out = inspect(capsys, "--task-info", task_info_file(tmp_path, data))
+    assert ("  runs as: www-data when the executor is root (unless --nosetuid, or --execute-as-user names another), "
+            "inside its filesystem image (appc image example.com/debian) through mesos-containerizer launch; "
+            "a non-root executor fails it\n") in out
+
+
 def test_task_info_json_is_one_object(tmp_path, capsys):
     data = assigned_task(client_json(write_config(tmp_path, AURORA_JOB)), role="www-data", name="web",
                          environment="prod", task_id="task-9", host="agent3", instance=2, ports={"http": 31005})

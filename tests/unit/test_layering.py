@@ -37,6 +37,7 @@ PURE = [
     "executor/mesos/wire.py",
     "executor/mesos/session.py",
     "executor/mesos/reconnect.py",
+    "executor/mesos/containerizer.py",
     "healthcheck/policy.py",
     "config/spec.py",
     "config/order.py",

@@ -1,0 +1,84 @@
+"""`mesos-containerizer launch`'s command line for a filesystem-image task, as Thermos builds it.
+
+Owns `ContainerizerLaunch`: what every process and every shell health check of a task whose
+Aurora container is `Mesos(image = ...)` is started through (Thermos'
+`wrap_with_mesos_containerizer`, `apache/thermos/common/process_util.py`). The command stays
+`/bin/bash -c CMDLINE`, given as a CommandInfo with `shell: false`, `value: /bin/bash`,
+`arguments: [/bin/bash, -c, CMDLINE]`; the launcher gets `--unshare_namespace_mnt`, the
+task's root filesystem (`$MESOS_DIRECTORY/taskfs`, where the agent mounted the image), the
+working directory (the sandbox's mount point inside it, `--sandbox-mount-point`) and the
+user the command runs as (by name: the containerizer looks it up and switches to it after
+entering the root filesystem). Two forms, chosen once per task by asking the binary
+(`executor/mesos/imagefs.py`, `launch_info_supported`): Mesos ≥ 1.2's one JSON
+`--launch_info={"rootfs", "user", "working_directory", "command"}`, and the older separate
+`--working_directory`, `--rootfs`, `--user`, `--command=JSON` flags.
+
+`env(env)` is the process's environment seen from inside the image: `HOME` and
+`MESOS_SANDBOX` the mount point (Thermos' HOME; Mesos' MESOS_SANDBOX for a container with an
+image), `BASH_ENV` the mount point's `.thermos_profile`; everything else as it is (the
+markers included: the containerizer passes its environment on, so the supervisor and the
+watchdog find the task's processes as in any task).
+
+Pure: no I/O, no logging.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+
+TASKFS = "taskfs"  # Aurora's TASK_FILESYSTEM_MOUNT_POINT: the image's volume, in $MESOS_DIRECTORY
+SANDBOX_PATHS = ("HOME", "MESOS_SANDBOX", "BASH_ENV")  # variables naming a path in the sandbox
+
+
+class NamedUser(Protocol):
+    """What `argv` needs of a user (a `RunAs`)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+@attrs.frozen(slots=True)
+class ContainerizerLaunch:
+    path: str  # the mesos-containerizer binary (--mesos-containerizer-path)
+    rootfs: str  # $MESOS_DIRECTORY/taskfs, absolute
+    working_directory: str  # the sandbox inside the image (--sandbox-mount-point)
+    sandbox: str  # the sandbox on the host, absolute (what the mount point shows)
+    launch_info: bool = True  # the binary takes --launch_info (Mesos >= 1.2)
+    default_user: str = "root"  # the user a command given no user runs as (the executor's own)
+
+    def command_info(self, cmdline: str) -> dict[str, Any]:
+        return {"shell": False, "value": "/bin/bash", "arguments": ["/bin/bash", "-c", cmdline]}
+
+    def argv(self, cmdline: str, user: NamedUser | None) -> list[str]:
+        """The command line that runs `/bin/bash -c CMDLINE` inside the image as `user`
+        (None: `default_user`)."""
+        name = user.name if user is not None else self.default_user
+        command = self.command_info(cmdline)
+        if self.launch_info:
+            info = {"rootfs": self.rootfs, "user": name, "working_directory": self.working_directory,
+                    "command": command}
+            return [self.path, "launch", "--unshare_namespace_mnt", f"--launch_info={json.dumps(info)}"]
+        return [self.path, "launch", "--unshare_namespace_mnt", f"--working_directory={self.working_directory}",
+                f"--rootfs={self.rootfs}", f"--user={name}", f"--command={json.dumps(command)}"]
+
+    def env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """`env` with the sandbox's paths as the task sees them inside the image."""
+        seen = dict(env)
+        for key in SANDBOX_PATHS:
+            value = seen.get(key)
+            if value is not None:
+                seen[key] = self.inside(value)
+        return seen
+
+    def inside(self, path: str) -> str:
+        """A host path in the sandbox as the task sees it (at the mount point); any other
+        path as it is."""
+        if path == self.sandbox:
+            return self.working_directory
+        if path.startswith(self.sandbox.rstrip("/") + "/"):
+            return posixpath.join(self.working_directory, path[len(self.sandbox.rstrip("/")) + 1:])
+        return path

@@ -1,0 +1,108 @@
+"""A filesystem-image task made ready to start: the containerizer checked, the sandbox prepared.
+
+Owns `start_image_task(...)`, which `stoker executor` calls for an Aurora task whose container
+is `Mesos(image = ...)` (docs/aurora.md §13) once it knows who the processes run as and
+before the task's owner exists, as Thermos' executor does between its sandbox and its runner:
+
+1. the containerizer (`--mesos-containerizer-path`) must be a file this process may execute,
+   else the task fails with Thermos' words (`Cannot launch task using a filesystem image:
+   mesos_containerizer_path  PATH does not exist.` / `... is not marked as executable.`);
+2. the executor must be root (the image is prepared with root's tools and the
+   containerizer enters it as root before switching to the user);
+3. the containerizer is asked once which command line it takes (`imagefs.launch_info_supported`;
+   Thermos asks before every process);
+4. the sandbox is prepared (`imagefs.ImageSandbox`: the user in the image unless
+   `--no-create-user`, the volumes and the sandbox mounted in it, the host's name files
+   copied).
+
+It returns the `ImageTask`: the `ContainerizerLaunch` every run and shell check goes through
+(`containerizer.py`) and `release()`, which detaches the mounts once the task is over. Every
+failure is a `LaunchError` whose message goes out with TASK_FAILED (no REASON_TASK_INVALID:
+the task is fine, the agent's setup is not). Loaded only for a filesystem-image task.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from executor.mesos.containerizer import TASKFS, ContainerizerLaunch
+from executor.mesos.imagefs import ImageError, ImageSandbox, launch_info_supported
+from executor.mesos.launch import LaunchError
+from executor.task.wiring import RunAs, current_user
+
+CANNOT = "Cannot launch task using a filesystem image:"
+
+
+class ImageLaunchError(LaunchError):
+    """A filesystem-image task cannot start on this agent as it is set up."""
+
+    reason = None
+
+
+@attrs.frozen(slots=True)
+class ImageSettings:
+    containerizer: str  # --mesos-containerizer-path
+    mount_point: str  # --sandbox-mount-point
+    create_user: bool  # not --no-create-user
+
+
+@attrs.define
+class ImageTask:
+    wrap: ContainerizerLaunch
+    sandbox: ImageSandbox
+
+    def release(self) -> tuple[int, list[str]]:
+        """Detaches the image's mounts: how many there were, and the problems in words."""
+        count = len(self.sandbox.mounted)
+        return count, self.sandbox.release()
+
+
+def check_containerizer(path: str | None) -> None:
+    """Thermos' three checks (`DefaultThermosTaskRunnerProvider.from_assigned_task`), with
+    its words, double space included. Raises ImageLaunchError."""
+    if not path:
+        raise ImageLaunchError(f"{CANNOT} no mesos_containerizer_path was set.")
+    if not os.path.isfile(path):
+        raise ImageLaunchError(f"{CANNOT} mesos_containerizer_path  {path} does not exist.")
+    if not os.access(path, os.X_OK):
+        raise ImageLaunchError(f"{CANNOT} mesos_containerizer_path  {path} is not marked as executable.")
+
+
+def executor_volumes(task_info: Mapping[str, Any]) -> list[str]:
+    """The container paths of the executor's container volumes (Thermos'
+    `extract_mount_paths_from_task`): Aurora's scheduler puts the task's volumes there, and
+    the image's at `taskfs`."""
+    executor = task_info.get("executor")
+    container = executor.get("container") if isinstance(executor, Mapping) else None
+    volumes = container.get("volumes") if isinstance(container, Mapping) else None
+    if not isinstance(volumes, list):
+        return []
+    paths = [v.get("container_path") for v in volumes if isinstance(v, Mapping)]
+    return [p for p in paths if isinstance(p, str) and p and "\0" not in p]
+
+
+def start_image_task(settings: ImageSettings, *, sandbox: Path, mesos_directory: str | None, run_as: RunAs,
+                     volumes: list[str]) -> ImageTask:
+    """Steps 1-4 above. `mesos_directory`: $MESOS_DIRECTORY (None: the sandbox), where the
+    agent mounted the image at `taskfs`. Raises ImageLaunchError."""
+    check_containerizer(settings.containerizer)
+    if os.geteuid() != 0:
+        raise ImageLaunchError(f"{CANNOT} the executor runs as {current_user().name}, not root: preparing the image (the "
+                               "task's user in it, the sandbox mounted into it) and mesos-containerizer launch, "
+                               "which enters it before switching to the task's user, need root")
+    host_sandbox = os.path.abspath(sandbox)
+    taskfs = Path(os.path.realpath(os.path.join(mesos_directory or host_sandbox, TASKFS)))
+    image = ImageSandbox(taskfs, Path(host_sandbox), settings.mount_point, volumes)
+    try:
+        wrap = ContainerizerLaunch(path=settings.containerizer, rootfs=str(taskfs),
+                                   working_directory=settings.mount_point, sandbox=host_sandbox,
+                                   launch_info=launch_info_supported(settings.containerizer))
+        image.prepare(run_as.name if settings.create_user and run_as.uid != 0 else None)
+    except ImageError as exc:
+        image.release()
+        raise ImageLaunchError(f"Failed to initialize sandbox: {exc}") from None
+    return ImageTask(wrap=wrap, sandbox=image)

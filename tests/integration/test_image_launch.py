@@ -1,0 +1,122 @@
+"""A filesystem-image task's launcher and sandbox against real parts: the containerizer's
+command lines (executor/mesos/containerizer.py) run by the stand-in for `mesos-containerizer
+launch` (tests/support/mesos_containerizer.py) in a tiny root filesystem
+(tests/support/rootfs.py), and the image's sandbox preparation (executor/mesos/imagefs.py)
+refusing what would lead out of the image."""
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from executor.mesos.containerizer import ContainerizerLaunch
+from executor.mesos.imagefs import ImageError, ImageSandbox, launch_info_supported
+from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
+from executor.task.wiring import RunAs
+from tests.support.rootfs import (
+    ROOTFS_ID,
+    can_unshare_mounts,
+    containerizer_script,
+    copy_rootfs,
+    session_rootfs,
+)
+from tests.support.users import as_nobody, open_sandbox
+
+NOBODY = RunAs(name="nobody", uid=65534, gid=65534)
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory):
+    why = can_unshare_mounts()
+    if why is not None:
+        pytest.skip(why)
+    return session_rootfs(tmp_path_factory)
+
+
+def test_thermos_question_tells_the_two_forms_apart(tmp_path):
+    assert launch_info_supported(str(containerizer_script(tmp_path / "modern"))) is True
+    assert launch_info_supported(str(containerizer_script(tmp_path / "legacy", legacy=True))) is False
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["launch_info", "legacy"])
+def test_each_form_runs_bash_inside_the_image_as_the_user_in_the_working_directory_as_the_same_pid(
+        rootfs, tmp_path, legacy):
+    wrap = ContainerizerLaunch(path=str(containerizer_script(tmp_path / "mc", legacy=legacy)), rootfs=str(rootfs),
+                               working_directory="/mnt/mesos/sandbox", sandbox=str(tmp_path), launch_info=not legacy)
+    child = subprocess.Popen(wrap.argv('cat /etc/os-release; echo "$PWD $(id -u) $$"', NOBODY), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert f"ID={ROOTFS_ID}" in out
+    assert out.splitlines()[-1] == f"/mnt/mesos/sandbox 65534 {child.pid}"  # exec'd: the pid is bash's
+
+
+def test_the_stand_in_refuses_a_flag_it_does_not_know(tmp_path):
+    done = subprocess.run([str(containerizer_script(tmp_path / "mc")), "launch", "--rootfs=/"], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 1 and "Failed to load unknown flag 'rootfs'" in done.stderr
+
+
+def test_a_mount_point_behind_a_symlink_out_of_the_image_is_refused_before_any_mount(rootfs, tmp_path):
+    taskfs = tmp_path / "taskfs"
+    taskfs.mkdir()
+    outside = tmp_path / "host-etc"
+    outside.mkdir()
+    (taskfs / "mnt").symlink_to(outside)  # an image whose /mnt leads to the host
+    image = ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])
+    with pytest.raises(ImageError, match="a symlink is on the way"):
+        image.prepare(None)
+    assert image.mounted == [] and list(outside.iterdir()) == []
+
+
+def test_a_symlinked_etc_file_is_replaced_never_written_through(tmp_path):
+    taskfs = tmp_path / "taskfs"
+    (taskfs / "etc").mkdir(parents=True)
+    victim = tmp_path / "host-file"
+    victim.write_text("untouched\n")
+    (taskfs / "etc/hosts").symlink_to(victim)
+    source = tmp_path / "hosts"
+    source.write_text("127.0.0.1 localhost\n")
+    ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])._copy(source)
+    assert victim.read_text() == "untouched\n"
+    assert not os.path.islink(taskfs / "etc/hosts")
+    assert Path(taskfs / "etc/hosts").read_text() == "127.0.0.1 localhost\n"
+
+
+def test_a_non_root_executor_is_refused_naming_why(tmp_path):
+    with open_sandbox() as sandbox:
+        sandbox.chmod(0o755)  # the executor's user reaches the containerizer
+        containerizer = containerizer_script(sandbox / "mesos-containerizer")
+        (sandbox / "taskfs").mkdir()
+        settings = ImageSettings(str(containerizer), "/mnt/mesos/sandbox", create_user=True)
+
+        def attempt() -> str:
+            try:
+                start_image_task(settings, sandbox=sandbox, mesos_directory=None, run_as=NOBODY, volumes=[])
+            except ImageLaunchError as exc:
+                return str(exc)
+            return "started"
+
+        said = as_nobody(attempt) if os.geteuid() == 0 else attempt()
+    assert said.startswith("Cannot launch task using a filesystem image: the executor runs as nobody, not root: ")
+    assert "need root" in said
+
+
+def test_a_user_the_image_has_with_other_ids_fails_as_in_thermos(rootfs, tmp_path):
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    user = pwd.getpwnam("nobody")
+    group = grp.getgrgid(user.pw_gid).gr_name
+    with (taskfs / "etc/passwd").open("a") as passwd:
+        passwd.write(f"nobody:x:{user.pw_uid - 1}:{user.pw_gid}::/:/bin/sh\n")
+    image = ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])
+    with pytest.raises(ImageError) as caught:
+        image.prepare("nobody")
+    assert str(caught.value).startswith(f"User group result uid={user.pw_uid - 1}(nobody) ")
+    assert str(caught.value).endswith(
+        f"does not start with expected prefix uid={user.pw_uid}(nobody) gid={user.pw_gid}({group}) groups=")
+    assert image.mounted == []
+    assert f"{group}:x:{user.pw_gid}:" in (taskfs / "etc/group").read_text()  # the group was created first

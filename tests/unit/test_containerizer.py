@@ -1,0 +1,78 @@
+"""The `mesos-containerizer launch` command line a filesystem-image task's processes and shell
+checks go through (executor/mesos/containerizer.py), against Thermos'
+`wrap_with_mesos_containerizer`, and the executor's checks of the containerizer."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from executor.mesos.containerizer import ContainerizerLaunch
+from executor.mesos.imagetask import ImageLaunchError, check_containerizer, executor_volumes
+from executor.task.wiring import RunAs
+
+LAUNCH = ContainerizerLaunch(path="/usr/libexec/mesos/mesos-containerizer", rootfs="/var/lib/mesos/run/1/taskfs",
+                             working_directory="/mnt/mesos/sandbox", sandbox="/var/lib/mesos/run/1")
+ROLE = RunAs(name="www-data", uid=33, gid=33)
+COMMAND = {"shell": False, "value": "/bin/bash", "arguments": ["/bin/bash", "-c", "echo 'hi' && exec sleep 1"]}
+
+
+def test_the_launch_info_form_is_thermos_one_json_flag():
+    argv = LAUNCH.argv("echo 'hi' && exec sleep 1", ROLE)
+    assert argv[:3] == ["/usr/libexec/mesos/mesos-containerizer", "launch", "--unshare_namespace_mnt"]
+    assert len(argv) == 4 and argv[3].startswith("--launch_info=")
+    info = json.loads(argv[3].removeprefix("--launch_info="))
+    assert info == {"rootfs": "/var/lib/mesos/run/1/taskfs", "user": "www-data",
+                    "working_directory": "/mnt/mesos/sandbox", "command": COMMAND}
+    assert list(info) == ["rootfs", "user", "working_directory", "command"]  # Thermos' order
+
+
+def test_the_older_form_gives_each_field_its_flag():
+    legacy = ContainerizerLaunch(path="/mc", rootfs="/d/taskfs", working_directory="/mnt/mesos/sandbox",
+                                 sandbox="/d", launch_info=False)
+    assert legacy.argv("echo 'hi' && exec sleep 1", ROLE) == [
+        "/mc", "launch", "--unshare_namespace_mnt", "--working_directory=/mnt/mesos/sandbox", "--rootfs=/d/taskfs",
+        "--user=www-data", f"--command={json.dumps(COMMAND)}"]
+
+
+def test_a_command_given_no_user_runs_as_the_executor_s_own():
+    info = json.loads(LAUNCH.argv("true", None)[3].removeprefix("--launch_info="))
+    assert info["user"] == "root"
+
+
+def test_the_sandbox_s_paths_are_given_as_the_task_sees_them_inside_the_image():
+    env = {"HOME": "/var/lib/mesos/run/1", "MESOS_SANDBOX": "/var/lib/mesos/run/1",
+           "MESOS_DIRECTORY": "/var/lib/mesos/run/1", "BASH_ENV": "/var/lib/mesos/run/1/.thermos_profile",
+           "PATH": "/usr/bin:/bin", "STOKER_TASK_MARKER": "m"}
+    assert LAUNCH.env(env) == {**env, "HOME": "/mnt/mesos/sandbox", "MESOS_SANDBOX": "/mnt/mesos/sandbox",
+                               "BASH_ENV": "/mnt/mesos/sandbox/.thermos_profile"}
+    # a path beside the sandbox, or a HOME elsewhere (--nosetuid-health-checks' root), is kept
+    assert LAUNCH.env({"HOME": "/root", "BASH_ENV": "/var/lib/mesos/run/10/x"}) == {
+        "HOME": "/root", "BASH_ENV": "/var/lib/mesos/run/10/x"}
+
+
+def test_a_containerizer_that_is_missing_or_not_executable_is_refused_in_thermos_words(tmp_path):
+    missing = tmp_path / "none"
+    with pytest.raises(ImageLaunchError) as caught:
+        check_containerizer(str(missing))
+    assert str(caught.value) == (f"Cannot launch task using a filesystem image: mesos_containerizer_path  "
+                                 f"{missing} does not exist.")
+    assert caught.value.reason is None  # not REASON_TASK_INVALID: the agent's setup is wrong, not the task
+    with pytest.raises(ImageLaunchError, match=r"no mesos_containerizer_path was set\.$"):
+        check_containerizer("")
+    with pytest.raises(ImageLaunchError, match=r"  .* does not exist\.$"):
+        check_containerizer(str(tmp_path))  # a directory is no file
+    plain = tmp_path / "plain"
+    plain.write_text("#!/bin/sh\n")
+    plain.chmod(0o644)
+    with pytest.raises(ImageLaunchError, match=r"is not marked as executable\.$"):
+        check_containerizer(str(plain))
+    plain.chmod(0o755)
+    check_containerizer(str(plain))
+
+
+def test_the_volumes_mounted_into_the_image_are_the_executor_container_s():
+    info = {"executor": {"container": {"volumes": [{"container_path": "/data", "host_path": "/srv/data"},
+                                                   {"container_path": "taskfs", "image": {}}, {"mode": "RO"}]}}}
+    assert executor_volumes(info) == ["/data", "taskfs"]  # taskfs is the image itself: never mounted into it
+    assert executor_volumes({"executor": {}}) == [] == executor_volumes({})
