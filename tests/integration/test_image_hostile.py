@@ -1,0 +1,183 @@
+"""A filesystem-image task's sandbox preparation (executor/mesos/imagefs.py, imageusers.py)
+against a hostile image: the image is the job submitter's, the executor root. Nothing from
+the image may run as root, nothing outside the image may be written, mounted or unmounted,
+and no file in it may hang the executor; each refusal names what it refused.
+
+What mounts runs in a child in a mount namespace of its own (`in_private_mounts`), with a
+timeout, so that a regression can neither touch the host's mount table nor hang the suite."""
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from executor.mesos.imagefs import ImageError, ImageSandbox
+from tests.support.rootfs import can_unshare_mounts, copy_rootfs, session_rootfs
+
+REPO = Path(__file__).resolve().parents[2]
+RAN = "ran-as-root"  # what an image's program leaves behind when it runs
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory):
+    why = can_unshare_mounts()
+    if why is not None:
+        pytest.skip(why)
+    return session_rootfs(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def no_mount_left(tmp_path):
+    yield
+    left = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(tmp_path) in line]
+    assert not left, left
+
+
+def in_private_mounts(tmp_path: Path, body: str) -> dict:
+    """BODY (Python; `taskfs`, `sandbox` and `decoy` are tmp_path's directories of those
+    names) run in a child in a private mount namespace; the dict it leaves in `result`."""
+    code = textwrap.dedent("""
+        import json, os, subprocess, sys
+        from pathlib import Path
+        from executor.mesos.imagefs import ImageError, ImageSandbox
+        tmp = Path(sys.argv[1])
+        taskfs, sandbox, decoy = tmp / "taskfs", tmp / "sandbox", tmp / "decoy"
+        result = {}
+        def mounted():
+            return [l.split()[4] for l in open("/proc/self/mountinfo") if str(tmp) in l]
+    """) + textwrap.dedent(body) + "\nprint(json.dumps(result))\n"
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", code,
+                           str(tmp_path)], capture_output=True, text=True, timeout=20, cwd=REPO, check=False,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def booby_trapped(rootfs: Path, dest: Path) -> Path:
+    """A copy of ROOTFS whose programs a user tool or a check could run (nscd and sss_cache,
+    which useradd and groupadd run to flush caches; id and getent, Thermos' checks) each
+    leave RAN behind."""
+    taskfs = copy_rootfs(rootfs, dest)
+    (taskfs / "usr/sbin").mkdir(parents=True, exist_ok=True)
+    for program in ("usr/sbin/nscd", "usr/sbin/sss_cache", "usr/bin/id", "usr/bin/getent"):
+        path = taskfs / program
+        path.unlink(missing_ok=True)
+        path.write_text(f'#!/bin/bash\necho "$0 uid=$EUID" >> /{RAN}\n')
+        path.chmod(0o755)
+    return taskfs
+
+
+def test_the_task_s_user_is_made_in_the_image_without_running_anything_from_it(rootfs, tmp_path):
+    taskfs = booby_trapped(rootfs, tmp_path / "taskfs")
+    user = pwd.getpwnam("nobody")
+    group = grp.getgrgid(user.pw_gid).gr_name
+    ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])._create_user("nobody")
+    assert not (taskfs / RAN).exists(), (taskfs / RAN).read_text()  # useradd -R ran the image's nscd as root
+    etc = taskfs / "etc"
+    assert etc.joinpath("passwd").read_text().endswith(
+        f"\nnobody:x:{user.pw_uid}:{user.pw_gid}::/home/nobody:/bin/bash\n")
+    assert etc.joinpath("group").read_text().endswith(f"\n{group}:x:{user.pw_gid}:\n")
+    assert etc.joinpath("gshadow").read_text().endswith(f"\n{group}:!::\n")
+    assert etc.joinpath("shadow").read_text().splitlines()[-1].startswith("nobody:!:")
+    again = ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])  # now the image has them: checked, kept
+    again._create_user("nobody")
+    assert not (taskfs / RAN).exists()  # Thermos' check would have run the image's id and getent as root
+    assert etc.joinpath("passwd").read_text().count("\nnobody:") == 1
+    assert again.notes == [f"group {group}({user.pw_gid}) already exists in the task's filesystem",
+                           f"user nobody ({user.pw_uid}) already exists in the task's filesystem"]
+
+
+def within(secs: float, work, unblock) -> BaseException | None:
+    """What WORK raised (None: nothing) when it ends within SECS; fails the test (after
+    `unblock()`, which lets a blocked WORK end) when it does not."""
+    caught: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the test
+            caught.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(secs)
+    if thread.is_alive():
+        unblock()
+        thread.join(5)
+        pytest.fail("the executor blocked on a file of the image")
+    return caught[0] if caught else None
+
+
+def test_fifos_and_oversized_files_in_the_image_s_etc_never_block_the_executor(rootfs, tmp_path):
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    hosts = taskfs / "etc/hosts"
+    os.mkfifo(hosts)
+    source = tmp_path / "hosts"
+    source.write_text("127.0.0.1 localhost\n")
+    image = ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])
+
+    def unblock() -> None:
+        os.close(os.open(hosts, os.O_RDONLY | os.O_NONBLOCK))
+
+    assert within(5, lambda: image._copy(source), unblock) is None
+    assert hosts.read_text() == "127.0.0.1 localhost\n"  # the FIFO replaced by the copy
+    (taskfs / "etc/passwd").unlink()
+    os.mkfifo(taskfs / "etc/passwd")
+    refused = within(5, lambda: image._create_user("nobody"), lambda: None)
+    assert isinstance(refused, ImageError) and str(refused) == "the image's /etc/passwd is not a regular file"
+    (taskfs / "etc/passwd").unlink()
+    with (taskfs / "etc/passwd").open("wb") as huge:
+        huge.truncate((4 << 20) + 1)
+    with pytest.raises(ImageError, match=r"^the image's /etc/passwd is larger than 4 MiB$"):
+        image._create_user("nobody")
+
+
+def test_release_detaches_the_image_s_mounts_even_where_the_task_put_a_symlink(rootfs, tmp_path):
+    result = in_private_mounts(tmp_path, """
+        for d in (taskfs, sandbox, decoy / "sandbox"):
+            d.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "decoy", str(decoy / "sandbox")], check=True)
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        # the task, whose image left /mnt writable, swaps the mount point's parent for a symlink
+        os.rename(taskfs / "mnt/mesos", taskfs / "mnt/moved")
+        os.symlink(decoy, taskfs / "mnt/mesos")
+        result = {"problems": image.release(), "mounted": mounted()}
+    """)
+    assert result == {"problems": [], "mounted": [str(tmp_path / "decoy/sandbox")]}  # the host's mount stays
+
+
+def test_mount_points_that_are_fifos_or_the_image_s_root_are_refused_before_any_mount(rootfs, tmp_path):
+    result = in_private_mounts(tmp_path, """
+        for d in (taskfs, sandbox):
+            d.mkdir(parents=True)
+        os.mkfifo(taskfs / "app.conf")
+        (sandbox / "app.conf").write_text("x")
+        for volumes, mount_point in ((["app.conf"], "/m"), (["/"], "/m"), (["."], "/m"),
+                                     ([], "/mnt/../../escape"), ([], "/")):
+            image = ImageSandbox(taskfs, sandbox, mount_point, volumes)
+            try:
+                image.prepare(None)
+            except ImageError as exc:
+                result[" ".join([*volumes, mount_point])] = [str(exc), mounted()]
+            image.release()
+    """)
+    base, sandbox = tmp_path / "taskfs", tmp_path / "sandbox"
+    root = "names no mount point below the image's root"
+    assert result == {  # a relative volume is the agent's, in the sandbox
+        "app.conf /m": [f"cannot make the mount point {base}/app.conf for {sandbox}/app.conf: app.conf is there, "
+                        "but not a regular file", []],
+        "/ /m": [f"cannot make the mount point {base} for /: '/' {root}", []],
+        ". /m": [f"cannot make the mount point {base} for {sandbox}: '.' {root}", []],
+        "/mnt/../../escape": [f"cannot make the mount point {base}/mnt/../../escape for {sandbox}: "
+                              "'/mnt/../../escape' has a '..' in it", []],
+        "/": [f"cannot make the mount point {base} for {sandbox}: '/' {root}", []],
+    }
