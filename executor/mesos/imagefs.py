@@ -9,8 +9,10 @@ The agent mounts the task's image (Aurora's `Mesos(image = ...)`) as a volume at
    with Thermos' words when it does not (`imageusers.py`: the executor writes the image's
    `/etc` files itself, where Thermos runs `useradd -R`, `groupadd -R` and `chroot taskfs
    id`, which run the image's programs and libraries as root);
-2. bind-mounts (recursively, as `mount --rbind`) every volume of the executor's container but
-   `taskfs` at the same path inside the image, then the sandbox at `--sandbox-mount-point`;
+2. bind-mounts the image onto itself nosuid and nodev (`_seal`: Thermos does not; a
+   setuid-root program in the image would make its processes root), then (recursively, as
+   `mount --rbind`) every volume of the executor's container but `taskfs` at the same path
+   inside the image, then the sandbox at `--sandbox-mount-point`;
 3. copies the host's `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` into the image's
    `/etc` (when the host has them).
 
@@ -46,6 +48,8 @@ from executor.mesos import imageusers
 from executor.mesos.containerizer import TASKFS
 
 MS_BIND, MS_REC, MNT_DETACH, UMOUNT_NOFOLLOW = 0x1000, 0x4000, 2, 8
+MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x2, 0x4, 0x20, 0x200000
+KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
 COPIED = ("resolv.conf", "hosts", "hostname")  # from the host's /etc (Mesos' network/cni isolator's files)
 TOOL_SECS = 60.0
 
@@ -82,6 +86,7 @@ class ImageSandbox:
                              f"volume with the image at container path {TASKFS!r}, as Aurora's scheduler asks)")
         if user is not None:
             self._create_user(user)
+        self._seal()
         for volume in self._volumes:
             source = volume if os.path.isabs(volume) else str(self._sandbox / volume)
             self._mount(source, volume)
@@ -151,6 +156,27 @@ class ImageSandbox:
         self.mounted.append(str(target))
         self._points.append((parent, name))
         self.notes.append(f"mounted {source} into task filesystem at {target}")
+
+    def _seal(self) -> None:
+        """The image bind-mounted onto itself nosuid and nodev (its other flags kept) in this
+        mount namespace, which the containerizer copies for every process: a setuid-root
+        program, or a device node open to all, that the image's author put in it would
+        otherwise give the task's processes root on the agent (Thermos leaves them working)."""
+        parent = os.open(self.taskfs.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        here = os.fsencode(f"/proc/self/fd/{parent}/{self.taskfs.name}")
+        kept = os.statvfs(self.taskfs).f_flag
+        kept = kept & KEPT_FLAGS | (MS_RELATIME if kept & os.ST_RELATIME else 0)
+        libc = _libc()
+        if libc.mount(here, here, None, MS_BIND | MS_REC, None) != 0:
+            os.close(parent)
+            raise ImageError(f"Failed to bind-mount the task filesystem {self.taskfs} onto itself: "
+                             f"{os.strerror(ctypes.get_errno())}")
+        self.mounted.append(str(self.taskfs))
+        self._points.append((parent, self.taskfs.name))
+        if libc.mount(None, here, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept, None) != 0:
+            raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: "
+                             f"{os.strerror(ctypes.get_errno())}")
+        self.notes.append(f"bind-mounted the task filesystem {self.taskfs} onto itself nosuid,nodev")
 
     # ---- 3. the copies ----
 

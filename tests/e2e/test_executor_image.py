@@ -121,7 +121,8 @@ def test_an_image_task_runs_inside_its_image_as_its_role_is_checked_there_and_ki
         log = sim.executor_log()
         assert f"image_task task=img.0 rootfs={sandbox / 'taskfs'}" in log
         assert "launch_info=True" in log
-        assert "the task is over: detached the 2 mounts made in its filesystem image" in log  # volume, sandbox
+        # the image's own nosuid,nodev bind, the volume, the sandbox
+        assert "the task is over: detached the 3 mounts made in its filesystem image" in log
         assert not any((sandbox / "taskfs/mnt/mesos/sandbox").iterdir())  # the host's mount table never had it
         assert every_call_was_accepted(sim)
 

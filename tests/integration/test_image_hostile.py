@@ -11,6 +11,7 @@ import grp
 import json
 import os
 import pwd
+import stat
 import subprocess
 import sys
 import textwrap
@@ -140,6 +141,23 @@ def test_fifos_and_oversized_files_in_the_image_s_etc_never_block_the_executor(r
         image._create_user("nobody")
 
 
+def test_a_mount_point_behind_a_symlink_out_of_the_image_is_refused(rootfs, tmp_path):
+    result = in_private_mounts(tmp_path, """
+        for d in (taskfs, sandbox, decoy):
+            d.mkdir()
+        (taskfs / "mnt").symlink_to(decoy)  # an image whose /mnt leads to the host
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare(None)
+        except ImageError as exc:
+            result = {"error": str(exc), "problems": image.release(), "mounted": mounted()}
+        result["decoy"] = os.listdir(decoy)
+    """)
+    assert result == {"error": f"cannot make the mount point {tmp_path}/taskfs/mnt/mesos/sandbox for "
+                               f"{tmp_path}/sandbox: a symlink is on the way (a path inside the image is never "
+                               "followed through one)", "problems": [], "mounted": [], "decoy": []}
+
+
 def test_release_detaches_the_image_s_mounts_even_where_the_task_put_a_symlink(rootfs, tmp_path):
     result = in_private_mounts(tmp_path, """
         for d in (taskfs, sandbox, decoy / "sandbox"):
@@ -167,8 +185,8 @@ def test_mount_points_that_are_fifos_or_the_image_s_root_are_refused_before_any_
             try:
                 image.prepare(None)
             except ImageError as exc:
+                image.release()
                 result[" ".join([*volumes, mount_point])] = [str(exc), mounted()]
-            image.release()
     """)
     base, sandbox = tmp_path / "taskfs", tmp_path / "sandbox"
     root = "names no mount point below the image's root"
@@ -181,3 +199,30 @@ def test_mount_points_that_are_fifos_or_the_image_s_root_are_refused_before_any_
                               "'/mnt/../../escape' has a '..' in it", []],
         "/": [f"cannot make the mount point {base} for {sandbox}: '/' {root}", []],
     }
+
+
+def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privilege(rootfs, tmp_path):
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    suid = taskfs / "usr/bin/suid-id"
+    suid.write_bytes((taskfs / "usr/bin/id").read_bytes())
+    suid.chmod(0o4755)  # the image's author's setuid-root id
+    os.mknod(taskfs / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a device open to all
+    result = in_private_mounts(tmp_path, """
+        from executor.mesos.containerizer import ContainerizerLaunch
+        from executor.task.wiring import RunAs
+        from tests.support.rootfs import containerizer_script
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        wrap = ContainerizerLaunch(path=str(containerizer_script(tmp / "mc")), rootfs=str(taskfs),
+                                   working_directory="/mnt/mesos/sandbox", sandbox=str(sandbox))
+        nobody = RunAs(name="nobody", uid=65534, gid=65534)
+        ran = subprocess.run(wrap.argv("suid-id -u; echo x > /null", nobody), capture_output=True, text=True)
+        result = {"out": ran.stdout, "err": ran.stderr.splitlines()[-1], "mounts": mounted()}
+        result["problems"] = image.release()
+        result["after"] = mounted()
+    """)
+    assert result["out"] == "65534\n", result  # 0 when the image's setuid bit is honoured
+    assert result["err"].endswith("/null: Permission denied"), result  # the device is no device
+    assert result["mounts"] == [str(taskfs), str(taskfs / "mnt/mesos/sandbox")]  # the image's nosuid,nodev bind
+    assert result["problems"] == [] and result["after"] == []
