@@ -4,6 +4,8 @@ The agent mounts the task's image (Aurora's `Mesos(image = ...)`) as a volume at
 `$MESOS_DIRECTORY/taskfs`; the executor itself runs outside it. Before any process starts,
 `ImageSandbox.prepare`:
 
+0. checks that the image has a `/bin/bash` that can run (every process and shell check is
+   `/bin/bash -c` inside it): the task fails saying so, not each process in the containerizer;
 1. creates the task's user and its primary group inside the image, with the host's ids,
    unless `--no-create-user`; a user or group the image already has must match the host's,
    with Thermos' words when it does not (`imageusers.py`: the executor writes the image's
@@ -52,6 +54,7 @@ MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x2, 0x4, 0x20, 0x200000
 KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
 COPIED = ("resolv.conf", "hosts", "hostname")  # from the host's /etc (Mesos' network/cni isolator's files)
 TOOL_SECS = 60.0
+BASH = "/bin/bash"  # what every process and shell check runs inside the image
 
 
 class ImageError(Exception):
@@ -80,10 +83,13 @@ class ImageSandbox:
         self.notes: list[str] = []  # what was done, one line each, for the log
 
     def prepare(self, user: str | None) -> None:
-        """Steps 1-3 above; `user`: the one to create (None: none). Raises ImageError."""
+        """Steps 0-3 above; `user`: the one to create (None: none). Raises ImageError."""
         if not self.taskfs.is_dir() or self.taskfs.is_symlink():
             raise ImageError(f"the task's filesystem image is not at {self.taskfs}: the agent mounts it there (a "
                              f"volume with the image at container path {TASKFS!r}, as Aurora's scheduler asks)")
+        if not _runs_in(self.taskfs, BASH):
+            raise ImageError(f"the task's image has no {BASH} that can run (every process and shell health check "
+                             f"runs inside it as {BASH} -c CMDLINE, as under Thermos)")
         if user is not None:
             self._create_user(user)
         self._seal()
@@ -248,6 +254,33 @@ def _mount_point(root: Path, inside: str, is_file: bool) -> tuple[int, str]:
         if not (stat.S_ISREG(mode) if is_file else stat.S_ISDIR(mode)):
             raise OSError(errno.EINVAL, f"{name} is there, but not a {'regular file' if is_file else 'directory'}")
         return os.dup(fd), name
+
+
+def _runs_in(root: Path, path: str) -> bool:
+    """Whether PATH, resolved as inside ROOT (its symlinks, absolute ones included, taken
+    as the containerizer's chroot takes them, never out of ROOT), is an executable file.
+    Only looks (lstat, readlink): nothing in the image is opened."""
+    todo, done, hops = [p for p in path.split("/") if p not in ("", ".")], root, 0
+    st = os.lstat(root)
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            done = done.parent if done != root else root
+            continue
+        try:
+            st = os.lstat(done / part)
+        except OSError:
+            return False
+        if not stat.S_ISLNK(st.st_mode):
+            done = done / part
+            continue
+        hops += 1
+        link = os.readlink(done / part)
+        if hops > 40:  # the kernel's limit: a loop
+            return False
+        todo[:0] = [p for p in link.split("/") if p not in ("", ".")]
+        done = root if link.startswith("/") else done
+    return stat.S_ISREG(st.st_mode) and st.st_mode & 0o111 != 0
 
 
 def _open_dir(name: str, dir_fd: int) -> int:

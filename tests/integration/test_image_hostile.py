@@ -54,6 +54,10 @@ def in_private_mounts(tmp_path: Path, body: str) -> dict:
         result = {}
         def mounted():
             return [l.split()[4] for l in open("/proc/self/mountinfo") if str(tmp) in l]
+        def with_bash():  # what the executor asks of an image first
+            (taskfs / "bin").mkdir(parents=True)
+            (taskfs / "bin/bash").write_text("")
+            (taskfs / "bin/bash").chmod(0o755)
     """) + textwrap.dedent(body) + "\nprint(json.dumps(result))\n"
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", code,
                            str(tmp_path)], capture_output=True, text=True, timeout=20, cwd=REPO, check=False,
@@ -145,6 +149,7 @@ def test_a_mount_point_behind_a_symlink_out_of_the_image_is_refused(rootfs, tmp_
     result = in_private_mounts(tmp_path, """
         for d in (taskfs, sandbox, decoy):
             d.mkdir()
+        with_bash()
         (taskfs / "mnt").symlink_to(decoy)  # an image whose /mnt leads to the host
         image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
         try:
@@ -162,6 +167,7 @@ def test_release_detaches_the_image_s_mounts_even_where_the_task_put_a_symlink(r
     result = in_private_mounts(tmp_path, """
         for d in (taskfs, sandbox, decoy / "sandbox"):
             d.mkdir(parents=True)
+        with_bash()
         subprocess.run(["mount", "-t", "tmpfs", "decoy", str(decoy / "sandbox")], check=True)
         image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
         image.prepare(None)
@@ -177,6 +183,7 @@ def test_mount_points_that_are_fifos_or_the_image_s_root_are_refused_before_any_
     result = in_private_mounts(tmp_path, """
         for d in (taskfs, sandbox):
             d.mkdir(parents=True)
+        with_bash()
         os.mkfifo(taskfs / "app.conf")
         (sandbox / "app.conf").write_text("x")
         for volumes, mount_point in ((["app.conf"], "/m"), (["/"], "/m"), (["."], "/m"),
@@ -226,3 +233,22 @@ def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privileg
     assert result["err"].endswith("/null: Permission denied"), result  # the device is no device
     assert result["mounts"] == [str(taskfs), str(taskfs / "mnt/mesos/sandbox")]  # the image's nosuid,nodev bind
     assert result["problems"] == [] and result["after"] == []
+
+
+def test_an_image_without_bin_bash_fails_the_task_saying_so_before_anything_is_changed(rootfs, tmp_path):
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    (taskfs / "usr/bin/bash").unlink()
+    (taskfs / "usr/bin/bash").symlink_to("/bin/sh-on-the-host")  # absolute: taken inside the image
+    passwd = (taskfs / "etc/passwd").read_text()
+    result = in_private_mounts(tmp_path, """
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare("nobody")
+        except ImageError as exc:
+            result = {"error": str(exc), "mounted": mounted()}
+        image.release()
+    """)
+    assert result == {"error": "the task's image has no /bin/bash that can run (every process and shell health "
+                               "check runs inside it as /bin/bash -c CMDLINE, as under Thermos)", "mounted": []}
+    assert (taskfs / "etc/passwd").read_text() == passwd
