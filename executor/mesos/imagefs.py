@@ -146,7 +146,7 @@ class ImageSandbox:
         target = self.taskfs / inside.lstrip("/")
         try:
             parent, name = _mount_point(self.taskfs, inside, os.path.isfile(source))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
             raise ImageError(f"cannot make the mount point {target} for {source}: {_why(exc)}") from None
         try:
             point = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
@@ -308,7 +308,9 @@ def _create(name: str, mode: int, dir_fd: int) -> int:
                    dir_fd=dir_fd)
 
 
-def _why(exc: OSError) -> str:
+def _why(exc: OSError | ValueError) -> str:
+    if not isinstance(exc, OSError):
+        return str(exc)
     if exc.errno == errno.ELOOP:
         return "a symlink is on the way (a path inside the image is never followed through one)"
     return exc.strerror or str(exc)

@@ -252,3 +252,23 @@ def test_an_image_without_bin_bash_fails_the_task_saying_so_before_anything_is_c
     assert result == {"error": "the task's image has no /bin/bash that can run (every process and shell health "
                                "check runs inside it as /bin/bash -c CMDLINE, as under Thermos)", "mounted": []}
     assert (taskfs / "etc/passwd").read_text() == passwd
+
+
+def test_a_launch_that_fails_half_way_leaves_nothing_mounted(rootfs, tmp_path):
+    result = in_private_mounts(tmp_path, r"""
+        from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
+        from executor.task.wiring import RunAs
+        from tests.support.rootfs import containerizer_script
+        for d in (taskfs, sandbox, tmp / "volume"):
+            d.mkdir()
+        with_bash()
+        settings = ImageSettings(str(containerizer_script(tmp / "mc")), "/mnt/mesos/sandbox", create_user=False)
+        try:  # the first volume is mounted, the second (from the task's JSON) is no file name
+            start_image_task(settings, sandbox=sandbox, mesos_directory=str(tmp), run_as=RunAs(name="root", uid=0,
+                             gid=0), volumes=[str(tmp / "volume"), "/x\ud800"])
+        except ImageLaunchError as exc:
+            result = {"error": str(exc), "mounted": mounted()}
+    """)
+    assert result == {"error": f"Failed to initialize sandbox: cannot make the mount point {tmp_path}/taskfs/x\ud800 "
+                               "for /x\ud800: 'utf-8' codec can't encode character '\\ud800' in position 1: "
+                               "surrogates not allowed", "mounted": []}
