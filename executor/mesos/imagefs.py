@@ -168,10 +168,13 @@ class ImageSandbox:
         mount namespace, which the containerizer copies for every process: a setuid-root
         program, or a device node open to all, that the image's author put in it would
         otherwise give the task's processes root on the agent (Thermos leaves them working)."""
-        parent = os.open(self.taskfs.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        here = os.fsencode(f"/proc/self/fd/{parent}/{self.taskfs.name}")
-        kept = os.statvfs(self.taskfs).f_flag
+        try:
+            kept = os.statvfs(self.taskfs).f_flag
+            parent = os.open(self.taskfs.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
         kept = kept & KEPT_FLAGS | (MS_RELATIME if kept & os.ST_RELATIME else 0)
+        here = os.fsencode(f"/proc/self/fd/{parent}/{self.taskfs.name}")
         libc = _libc()
         if libc.mount(here, here, None, MS_BIND | MS_REC, None) != 0:
             os.close(parent)
