@@ -106,7 +106,7 @@ class Reader:
             other = definition.get("task_id")
             definition, problem = None, f"the sandbox's task.json is of task {other!r}, a later attempt"
         marker = marker_of(inspection, entry)
-        usage, held = measure(inspection, marker, self._usage)
+        usage, held = measure(inspection, self._usage)
         figures = task_figures(inspection, marker, usage, held)
         stopped = inspection.truth.alive and is_stopped(entry.supervisor_pid)
         status = dict(status_json(inspection), resources=figures_json(figures, self._wall()),
