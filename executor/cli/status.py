@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from config.words import printable
-from executor.cli.targets import error, registry_arguments, resolve
+from executor.cli.targets import error, registered, registry_arguments, resolve
 
 if TYPE_CHECKING:
     from executor.task.inspection import Inspection
@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     target = resolve(args.target, args)
     inspection = inspect_sandbox(target.sandbox, target.entry)
+    if inspection.view is None and not inspection.unrecorded and target.entry is None:
+        entry = registered(target, args)  # a registered sandbox whose .stoker went: say so
+        if entry is not None and entry.stoker_dir:
+            inspection = inspect_sandbox(target.sandbox, entry)
     if inspection.view is None and not inspection.unrecorded:
         error(inspection.problem)
         return 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from executor.host import identity
 from executor.observe.model import Usage
 from executor.observe.usage import RunRef, UsageSampler
 from executor.task.inspection import Inspection
@@ -75,5 +76,8 @@ def live(inspection: Inspection, usage: Mapping[str, Usage], held: Sequence[Usag
 def task_figures(inspection: Inspection, marker: str, usage: Mapping[str, Usage],
                  held: Sequence[Usage] = ()) -> Figures:
     """The figures of the inspected attempt (its `marker` names its usage record)."""
-    record, problem = read_usage(inspection.sandbox, marker, inspection.pinned)
+    attempt = inspection.attempt
+    supervisor = None if attempt is None or not attempt.supervisor_pid or attempt.supervisor_start is None \
+        else identity.ProcessIdentity(attempt.supervisor_pid, attempt.supervisor_start, attempt.supervisor_boot)
+    record, problem = read_usage(inspection.sandbox, marker, inspection.pinned, supervisor)
     return figures(record, problem, live(inspection, usage, held))
