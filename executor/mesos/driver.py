@@ -204,6 +204,12 @@ class ExecutorDriver:
                     break
             return protocol.all_acknowledged
 
+    def close_launches(self) -> bool:
+        """The launch timeout ran out: True when no LAUNCH came first (one that comes later
+        is owed its TASK_FAILED, awaited as an ACK is); False: the timeout is abandoned."""
+        with self._cond:
+            return self._protocol.close_launches()
+
     def cut_ack_wait(self, within_secs: float) -> None:
         """A stop signal came: `wait_for_acknowledgements` ends `within_secs` from now at the
         latest, and no longer waits through an outage; callable from any thread."""

@@ -183,7 +183,10 @@ def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
             wakeup = wakeups.get(timeout=None if launch_by is None else max(0.0, launch_by - time.monotonic()))
         except queue.Empty:
             launch_by = None
-            if executor.launch_timed_out():
+            # The driver's lock orders the decision against the LAUNCHes it reads: one it
+            # read first wins (the task runs); one it reads after still gets its TASK_FAILED
+            # acknowledged before the exit (`ExecutorDriver.close_launches`).
+            if driver.close_launches() and executor.launch_timed_out():
                 log_event(logger, logging.WARNING, "launch_timeout",
                           reason=f"no task was launched within {number(launch_timeout_secs)} s "
                                  "(--launch-timeout): exiting, as Thermos' executor does")
