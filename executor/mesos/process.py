@@ -127,7 +127,9 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
         return _run(settings, executor, driver, wakeups)
     finally:
         session.close()
-        relay.close()
+        # The executor exits after: its last lines are written with the relay closed, where
+        # a stray (a task's `kill -USR1 $PPID`, a HUP) at its default would end it by signal.
+        relay.close(ignoring=EXECUTOR_STRAYS)
 
 
 def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorDriver,
