@@ -42,6 +42,7 @@ from typing import Any, assert_never
 
 import attrs
 
+from config.words import quoted
 from executor.events import TaskState
 from executor.mesos import wire
 from executor.mesos.errors import LocalProtocolError, RemoteProtocolError
@@ -291,7 +292,7 @@ class ExecutorProtocol:
         fields = wire.StatusFields(task_id, state, message, healthy, reason)
         raw = self._new_uuid()
         if len(raw) != 16 or raw in self._updates:
-            raise LocalProtocolError(f"uuid source gave {raw!r}: not 16 fresh bytes")
+            raise LocalProtocolError(f"uuid source gave {quoted(raw)}: not 16 fresh bytes")
         agent_id = self._agent_id or wire.task_agent_id(self._tasks.get(task_id, {}))
         status = self._calls.task_status(fields, raw, agent_id, now_wall)
         pending = PendingUpdate(task_id, raw, state, status)
