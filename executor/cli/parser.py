@@ -57,7 +57,7 @@ def build(only: str | None = None) -> argparse.ArgumentParser:
                "Every command: stoker COMMAND --help.",
         formatter_class=_Help,
     )
-    parser.add_argument("--version", action="version", version=f"stoker {executor.__version__}")
+    parser.add_argument("--version", action="version", version=f"stoker {executor.version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     if only in (None, "run"):
