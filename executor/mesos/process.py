@@ -36,12 +36,12 @@ from typing import assert_never
 
 import attrs
 
+import executor as package  # its version(): `executor` names the callbacks in this module
 from config.environment import task_environment
 from config.errors import SettingsError
 from config.executorsettings import ExecutorSettings
 from config.settings import TOKEN_VARIABLE
 from config.words import number
-from executor import version
 from executor.host.session import HostSession
 from executor.host.signals import STRAY_SIGNALS, SignalRelay, Strays
 from executor.host.signals import strays as stray_signals
@@ -137,7 +137,7 @@ def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorD
          wakeups: queue.SimpleQueue[Wakeup]) -> int:
     log_event(logger, logging.INFO, "executor_start", executor_id=settings.executor_id,
               framework_id=settings.framework_id, agent=settings.agent_endpoint, sandbox=settings.sandbox,
-              checkpoint=settings.checkpoint, version=version())
+              checkpoint=settings.checkpoint, version=package.version())
     _log_image_flags(settings)
     driver.start()
     # The driver calls shutdown() when it gives up on the agent, so TaskDone always comes.
