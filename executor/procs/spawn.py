@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
+from config.words import quoted
 from executor.procs import sandboxfs
 from executor.procs.identity import RunAs
 from executor.procs.runenv import (  # noqa: F401  (re-exported: spawn's callers use them here)
@@ -193,7 +194,7 @@ class LogRoot:
 
     def _check_name(self, process: str) -> None:
         if not process or "/" in process or process in (".", "..") or "\0" in process:
-            raise SpawnError(f"process name {process!r} would put its logs outside {self._root}; "
+            raise SpawnError(f"process name {quoted(process)} would put its logs outside {self._root}; "
                              f"refusing to start it")
 
     def _still_there(self) -> bool:
@@ -248,7 +249,7 @@ class LogRoot:
         try:
             return opener()
         except sandboxfs.UnsafePath as e:
-            raise SpawnError(f"process {process!r} would put its logs outside {self._root}: "
+            raise SpawnError(f"process {quoted(process)} would put its logs outside {self._root}: "
                              f"{path}: {e}; refusing to start it") from None
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ESTALE):

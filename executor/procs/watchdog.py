@@ -63,7 +63,7 @@ import attrs
 from executor.events import ExitStatus
 from executor.logs import log_event
 from executor.procs.reaper import Reaper, Watcher
-from executor.procs.watchdogsh import WATCHDOG_ENV, WATCHDOG_SCRIPT
+from executor.procs.watchdogsh import WATCHDOG_ENV, WATCHDOG_NAME, WATCHDOG_SCRIPT
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
         raise
     try:
         popen = subprocess.Popen(
-            ["/bin/sh", "-c", WATCHDOG_SCRIPT, "stoker-watchdog", marker, cgroup, how, home,
+            ["/bin/sh", "-c", WATCHDOG_SCRIPT, WATCHDOG_NAME, marker, cgroup, how, home,
              str(list_read)],
             stdin=read_fd,
             stdout=subprocess.DEVNULL,
