@@ -43,7 +43,9 @@ A shell and one grep per pass cost no Python interpreter: the watchdog idles as 
 blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
 1 when processes were still found after the last pass. The keeper logs its start at DEBUG,
 and at ERROR a watchdog that could not start, died while the task lives, or did not exit.
-One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
+One a task's process stops (`kill -STOP`, as Stoker's own user) is continued as soon as it
+stops: the reaper hears the stop (`waitid` with `WSTOPPED`), and the keeper sends SIGCONT
+and logs a WARNING line (`watchdog_continued`). One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
 again each time the task is next idle (`ensure`), with no further line until it starts:
 then one INFO line says after how many tries.
 """
@@ -141,6 +143,13 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
     return Watchdog(popen=popen, write_fd=write_fd, list_fd=list_fd, drain_fd=list_read, room=room)
 
 
+def _signame(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def _close(*fds: int) -> None:
     for fd in fds:
         os.close(fd)
@@ -191,7 +200,7 @@ class WatchdogKeeper:
             try:
                 with self._reaper.forking():
                     dog = start_watchdog(self._marker, *self._cgroup())
-                    self._reaper.register(dog.pid, Watcher(on_reaped=self._exited))
+                    self._reaper.register(dog.pid, Watcher(on_reaped=self._exited, on_stopped=self._stopped))
             except OSError as e:
                 self._watchdog = None
                 self._failed += 1
@@ -259,6 +268,15 @@ class WatchdogKeeper:
             log_event(logger, logging.ERROR, "watchdog_stuck", task=self._label,
                       pid=self._watchdog.pid,
                       reason=f"it did not exit within {within_secs} s of close")
+
+    def _stopped(self, pid: int, signum: int) -> None:
+        """On the reaper's thread, as the watchdog stops (a task's process of Stoker's own
+        user sent it SIGSTOP): continued at once, since a stopped watchdog would not act on the
+        supervisor's death. The pid is still the watchdog's: the reaper has not reaped it."""
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGCONT)
+        log_event(logger, logging.WARNING, "watchdog_continued", task=self._label, pid=pid,
+                  reason=f"it was stopped ({_signame(signum)}), by a process of the task's user")
 
     def _exited(self, pid: int, status: int) -> None:
         if self._watchdog is not None and self._watchdog.pid == pid:
