@@ -14,8 +14,11 @@ own runs.) At EOF:
 
 1. With a task cgroup (arguments 2 and 3: its directory and how to kill it), it kills every
    member through the cgroup: `cgroup.kill` (v2), or freeze, SIGKILL the listed members,
-   thaw (`cgroup.freeze`, v1 `freezer.state`), and removes the cgroup once it is empty (at
-   most 40 passes, 10 ms apart). Nothing forked meanwhile escapes: the kernel kills it too
+   thaw (`cgroup.freeze`, v1 `freezer.state`), and removes the cgroup once it is empty: once
+   `cgroup.events` says `populated 0` (v1: no pid listed), looked at with shell builtins
+   10 ms, then 100 ms apart, for 10 s at most (a SIGKILLed member leaves it only once it has
+   exited: 0.5 s to free 8 GB, and a request a FUSE server holds unanswered keeps it in D
+   state until answered; a shell has no poll() to wait for the file's change itself). Nothing forked meanwhile escapes: the kernel kills it too
    (`cgroup.kill`) or it cannot fork while frozen. On a normal close the supervisor has
    already removed the cgroup, and this step finds nothing.
 2. Then, repeatedly, it lists every process whose /proc/PID/environ holds the entry
@@ -41,7 +44,7 @@ splits; what does not fit is logged once and not held.
 
 A shell and one grep per pass cost no Python interpreter: the watchdog idles as one
 blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
-1 when processes were still found after the last pass. The keeper logs its start at DEBUG,
+1 when processes were still found after the last pass, or its cgroup was not empty in 10 s. The keeper logs its start at DEBUG,
 and at ERROR a watchdog that could not start, died while the task lives, or did not exit.
 One a task's process stops (`kill -STOP`, as Stoker's own user) is continued as soon as it
 stops: the reaper hears the stop (`waitid` with `WSTOPPED`), and the keeper sends SIGCONT
