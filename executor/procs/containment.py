@@ -422,7 +422,7 @@ class Containment:
         gone: a daemonizer's middle child, say) by a walk for its run's marker, once."""
         if not self._walk or not self._daemons:
             return False
-        alive = self._daemons.alive() or bool(self._waited_for(self._kept_now()[0]))  # found: kept by pid
+        alive = self._daemons.alive() or bool(self._daemons.waited_for(self._kept_now()[0]))  # found: kept by pid
         if not alive:
             self._daemons.forget()  # none left to hand the marker on
         self._handover.changed()
@@ -435,22 +435,13 @@ class Containment:
             return 0
         kept, procs = self._kept_now()
         refused: list[int] = []
-        sent = proctree.send_checked(self._waited_for(kept), sig, self._still_unclaimed(procs, kept=True), refused=refused)
+        sent = proctree.send_checked(self._daemons.waited_for(kept), sig, self._still_unclaimed(procs, kept=True), refused=refused)
         if refused:  # no grace would end them: named now, and the stop waits for them no more
-            from executor.procs.unsignalled import describe
+            from executor.procs.unsignalled import report_daemons
 
             self._daemons.refuse(refused)
-            log_event(logger, logging.ERROR, "daemons_unsignalled", task=self._label, signal=signal.Signals(sig).name,
-                      reason=f"{len(refused)} of the daemons the task's runs left may not be signalled by this "
-                             f"user (uid {os.geteuid()}: a setuid program took another user's id): "
-                             f"{describe(sorted(refused))}",
-                      consequence="the stop does not wait for them; they are left running")
+            report_daemons(self._label, sig, refused)
         return len(sent)
-
-    def _waited_for(self, kept: list[int]) -> list[int]:
-        """Those of `kept` that did not refuse a signal."""
-        refused = self._daemons.refused()
-        return [pid for pid in kept if pid not in refused] if refused else kept
 
     def _kept_now(self) -> tuple[list[int], dict[int, ProcInfo]]:
         """One walk: the kept processes found (parents first), and every process walked."""

@@ -64,9 +64,10 @@ class KeptDaemons:
                 if (start := self._pids.pop(pid, None)) is not None:
                     self._refused[pid] = start
 
-    def refused(self) -> frozenset[int]:
+    def waited_for(self, pids: list[int]) -> list[int]:
+        """Those of `pids` (kept ones) that did not refuse a signal."""
         with self._lock:
-            return frozenset(self._refused)
+            return [pid for pid in pids if pid not in self._refused] if self._refused else pids
 
     def holds(self, info: ProcInfo) -> bool:
         """Kept by pid, or by a kept run's marker (then it is added: it outlives its parent)."""
