@@ -21,6 +21,7 @@ from executor.events import (
     TaskState,
     TimerFired,
 )
+from executor.task.killing import StopBounds
 from executor.task.membership import (
     AnnouncementChanged,
     AnnouncerView,
@@ -99,8 +100,7 @@ class Harness(OwnerRig):
                  **announcer_kw) -> None:
         super().__init__()
         self.announcer = FakeAnnouncer(self.effects, self.clock, **announcer_kw) if announce else None
-        self.own(spec, announcer=self.announcer, kill_grace_secs=5.0, stop_within_secs=stop_within_secs,
-                 wall_clock=self.clock)
+        self.own(spec, announcer=self.announcer, stop=StopBounds(5.0, stop_within_secs), wall_clock=self.clock)
         self.owner.start()
         self.done = self.owner.step()
 

@@ -20,6 +20,7 @@ from executor.events import (
     TimerFired,
 )
 from executor.task.disklimit import DiskLimit, exceeded_reason
+from executor.task.killing import StopBounds
 from healthcheck.policy import Attempt
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_ports import Effects
@@ -61,7 +62,7 @@ class Harness(OwnerRig):
         self.disk = FakeDisk(self.clock, self.effects)
         spec = job(ProcessSpec(name="a", cmdline="serve"), health=health, finalization_wait_secs=5.0,
                    disk_bytes=LIMIT)
-        self.own(spec, disk=self.disk if disk else None, stop_timeout_secs=stop_timeout)
+        self.own(spec, disk=self.disk if disk else None, stop=StopBounds(timeout_secs=stop_timeout))
         self.owner.start()
         self.done = self.owner.step()
 

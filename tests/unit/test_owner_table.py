@@ -29,6 +29,7 @@ from executor.events import (
     TimerFired,
 )
 from executor.host.session import OPERATOR_KILL
+from executor.task.killing import StopBounds
 from executor.task.replay import replay
 from healthcheck.policy import Attempt
 from tests.support.fake_ports import Effects
@@ -42,8 +43,8 @@ class Harness(OwnerRig):
                  stop_within_secs: float | None = None, running_early: bool = False,
                  stop_timeout_secs: float | None = None) -> None:
         super().__init__()
-        self.own(spec, kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs,
-                 stop_timeout_secs=stop_timeout_secs, running_early=running_early)
+        self.own(spec, stop=StopBounds(kill_grace_secs, stop_within_secs, stop_timeout_secs),
+                 running_early=running_early)
 
 
 # ---- steps: each posts one event (time passes only by `wait` and `deadline`) ----
