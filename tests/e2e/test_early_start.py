@@ -398,7 +398,7 @@ def test_a_stray_signal_while_stoker_loads_is_ignored_and_ctrl_backslash_stops_g
 
 
 def test_an_operator_kill_while_stoker_loads_keeps_its_grace(stoker, tmp_path):
-    # `stoker kill SANDBOX --grace 0.3` from a run started early, landing as `stoker run`
+    # `stoker kill SANDBOX --grace 0.1` from a run started early, landing as `stoker run`
     # still prepared its task (no owner yet): the stop that followed took the task's own
     # grace (finalization_wait, 2 s here) for the run that ignores SIGTERM, not the
     # operator's. Now the operator's grace holds, as once the task runs.
@@ -407,11 +407,11 @@ def test_an_operator_kill_while_stoker_loads_keeps_its_grace(stoker, tmp_path):
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(HOLD_FOR_KILL)
-    kill = f"{sys.executable} -m executor kill $PWD --grace 0.3 > killed 2>&1"
+    kill = f"{sys.executable} -m executor kill $PWD --grace 0.1 > killed 2>&1"
     config = write(tmp_path, f"Process(name='serve', cmdline='trap \"\" TERM; {kill} & "
                              "while true; do sleep 0.05; done')")
     stoker.finish(config)  # planned: the plan is kept, the next run starts early
     proc, sandbox = stoker.finish(config, env={"PYTHONPATH": f"{hook}:{REPO}"})
     assert adopted(proc) == ["serve"]
     assert "the task was starting; it stops" in (sandbox / "killed").read_text()
-    assert "SIGTERM now, SIGKILL 0.3 s later" in proc.stdout(), proc.stdout()
+    assert "SIGTERM now, SIGKILL 0.1 s later" in proc.stdout(), proc.stdout()
