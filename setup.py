@@ -1,11 +1,36 @@
 """Stoker: a Mesos executor with an embedded health checker for Aurora/Thermos job specs."""
 import os
 import shutil
+import subprocess
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 TOP_PACKAGES = ("executor", "healthcheck", "config")
+BASE_VERSION = "0.1.0"  # executor.BASE_VERSION (a test checks)
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def build_version():
+    """The version a build stamps (PEP 440's local part names the commit): `0.1.0+g1a2b3c4`,
+    `.dirty` after it when the checkout has changes; STOKER_BUILD_VERSION when set
+    (tools/build_dist.py builds from a copy without .git, and passes the checkout's); 0.1.0
+    without git (a `git archive` tree, no git installed)."""
+    given = os.environ.get("STOKER_BUILD_VERSION")
+    if given:
+        return given
+    try:
+        done = subprocess.run(["git", "-C", HERE, "describe", "--always", "--abbrev=7", "--dirty=.dirty",
+                               "--match=no-tag-names-a-stoker-build"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return BASE_VERSION
+    described = done.stdout.strip()
+    if done.returncode != 0 or not described or not os.path.isdir(os.path.join(HERE, "executor")):
+        return BASE_VERSION
+    return f"{BASE_VERSION}+g{described}"
+
+
+VERSION = build_version()
 
 
 class FreshBuildPy(build_py):
@@ -17,11 +42,15 @@ class FreshBuildPy(build_py):
         for package in TOP_PACKAGES:
             shutil.rmtree(os.path.join(self.build_lib, package), ignore_errors=True)
         super().run()
+        # The build's version, for `stoker --version` and the executor's first line
+        # (executor.version(); a checkout without a build has none: 0.1.0).
+        with open(os.path.join(self.build_lib, "executor", "_version.py"), "w", encoding="utf-8") as f:
+            f.write(f'"""Written by setup.py at build time."""\nVERSION = {VERSION!r}\n')
 
 
 setup(
     name="stoker",
-    version="0.1.0",
+    version=VERSION,
     description="Mesos executor with an embedded health checker for Aurora/Thermos-style jobs",
     python_requires=">=3.11",
     # package_dir: the packages sit at the top of the repository; saying so lets an editable

@@ -17,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from config.words import quoted
+
 DEFAULT_SERVERSET_PATH = "/aurora"
 
 # HOST[:PORT], HOST a name, an IPv4 address or a bracketed IPv6 address (kazoo's hosts syntax).
@@ -45,12 +47,12 @@ class AnnouncerSpec:
 def parse_ensemble(text: str) -> str:
     """`HOST:PORT[,HOST:PORT...][/chroot]`, as ZooKeeper clients take it (port default 2181)."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{text!r} is not a ZooKeeper ensemble (HOST:PORT[,HOST:PORT...])")
+        raise ValueError(f"{quoted(text)} is not a ZooKeeper ensemble (HOST:PORT[,HOST:PORT...])")
     hosts, slash, chroot = text.strip().partition("/")
     for item in hosts.split(","):
         match = _HOST_PORT.match(item.strip())
         if not match or (match.group(2) is not None and not 0 < int(match.group(2)) < 65536):
-            raise ValueError(f"{text!r} is not a ZooKeeper ensemble: {item.strip()!r} is not "
+            raise ValueError(f"{quoted(text)} is not a ZooKeeper ensemble: {quoted(item.strip())} is not "
                              "HOST or HOST:PORT with a port in 1..65535")
     if slash:
         parse_serverset_path("/" + chroot)
@@ -68,9 +70,9 @@ def node_name_ok(name: str) -> bool:
 def parse_serverset_path(text: str) -> str:
     """An absolute ZooKeeper path, normalised: `/aurora/`, `//aurora` -> `/aurora`."""
     if not isinstance(text, str) or not text.startswith("/"):
-        raise ValueError(f"{text!r} is not an absolute ZooKeeper path (it must start with /)")
+        raise ValueError(f"{quoted(text)} is not an absolute ZooKeeper path (it must start with /)")
     names = [p for p in text.split("/") if p]
     bad = [p for p in names if not node_name_ok(p)]
     if bad:
-        raise ValueError(f"{text!r} is not a ZooKeeper path: {bad[0]!r} cannot be a node name")
+        raise ValueError(f"{quoted(text)} is not a ZooKeeper path: {quoted(bad[0])} cannot be a node name")
     return "/" + "/".join(names)

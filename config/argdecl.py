@@ -6,16 +6,19 @@ words never load it (`config/quickargs.py`).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
 if TYPE_CHECKING:
     import argparse
 
+P = TypeVar("P", "argparse.ArgumentParser", "argparse._ArgumentGroup")
 
-def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> argparse.ArgumentParser:
-    """Declares the flags and positionals of `settings_cls` on `parser`, from its metadata.
+
+def add_arguments(parser: P, settings_cls: type) -> P:
+    """Declares the flags and positionals of `settings_cls` on `parser` (or an argument
+    group of one), from its metadata.
 
     Every option defaults to None so that `from_args` can tell "not given" from a value and
     fall back to the environment, then to the field's default (shown in the help).

@@ -31,6 +31,7 @@ from config.portmap import port_names
 from config.schema import HealthCheckConfig, HttpHealthChecker, Job, MesosContext, ThermosContext
 from config.templates import expand, flatten, holds_templates, raw
 from config.typed_tree import from_tree
+from config.words import quoted
 
 # The parts of a job a running task uses; an unbound reference anywhere else is ignored.
 _USED_FIELDS = ("task", "health_check_config", "lifecycle", "role", "environment", "cluster",
@@ -86,7 +87,7 @@ def bound_job(job: Any, *, instance: int, ports: dict[str, int], task_id: str, h
 
 
 def _check_ports(ports: dict[str, int]) -> None:
-    bad = [f"{name}={number!r}" for name, number in ports.items()
+    bad = [f"{name}={quoted(number)}" for name, number in ports.items()
            if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, int)
            or not 0 < number < 65536]
     if bad:

@@ -12,6 +12,8 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from config.words import quoted
+
 
 class ConfigError(Exception):
     """A job, task document or setting is invalid; the message says where and why."""
@@ -73,7 +75,7 @@ def join_problems(prefix: str, problems: list[str]) -> str:
 
 def show(value: Any) -> str:
     """A value for a message: its repr, cut to 80 characters."""
-    text = repr(value)
+    text = quoted(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -36,6 +36,7 @@ from config.settings import (
     setting,
     thermos_spelling,
 )
+from config.words import quoted
 
 if TYPE_CHECKING:  # zookeeper's: built only to announce; spec's: only for a task
     from config.spec import LoggerDefaults
@@ -57,21 +58,21 @@ def parse_zk_auth_file(path: str | ZkAuth) -> ZkAuth:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path!r} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+        raise ValueError(f"{quoted(path)} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
     return parse_zk_auth(text, path)
 
 
 def parse_path(text: str) -> str:
     """Any non-empty path (the filesystem-image flags)."""
     if not isinstance(text, str) or not text or "\0" in text:
-        raise ValueError(f"{text!r} is not a path")
+        raise ValueError(f"{quoted(text)} is not a path")
     return text
 
 
 def parse_user(text: str) -> str:
     """A user name (whether it exists is checked as a task launches, as Thermos does)."""
     if not isinstance(text, str) or not text or "\0" in text or text != text.strip():
-        raise ValueError(f"{text!r} is not a user name")
+        raise ValueError(f"{quoted(text)} is not a user name")
     return text
 
 

@@ -25,7 +25,7 @@ from pystachio.composite import IsNotMappingError, Structural
 from pystachio.container import ListContainer, MapContainer
 
 from config.errors import ConfigError, ConfigTimeout, cut, show
-from config.words import did_you_mean
+from config.words import did_you_mean, quoted
 
 _MAX_SHOWN = 300  # characters of an exception message quoted in a ConfigError
 _PUBLIC_NAMES = {"MesosJob": "Job"}  # the schema's class name → the name configs use
@@ -153,7 +153,7 @@ def _schema_problem(exc: BaseException) -> str | None:
     name = _public(type(struct).__name__)
     typemap = getattr(struct, "TYPEMAP", {})
     if attr not in typemap:
-        return f"{name} has no field {attr!r}{did_you_mean(str(attr), typemap)}"
+        return f"{name} has no field {quoted(attr)}{did_you_mean(str(attr), typemap)}"
     expected = typemap[attr].klazz
     if isinstance(exc, IsNotMappingError) and exc.arg is not value and structs:
         inner = _public(type(structs[-1]["self"]).__name__)

@@ -46,6 +46,7 @@ from config.templates import (
     refs_in,
 )
 from config.typed_tree import from_tree
+from config.words import quoted
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
@@ -86,14 +87,14 @@ class _Run:
         if not isinstance(relative, (str, Path)):
             from config.explain import IncludeError  # only a bad include() needs it
 
-            raise IncludeError(f"include() takes a relative path, not {relative!r}")
+            raise IncludeError(f"include() takes a relative path, not {quoted(relative)}")
         path = self.stack[-1].parent / relative
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             from config.explain import IncludeError  # only a bad include() needs it
 
-            raise IncludeError(f"include({str(relative)!r}) cannot read {path}: {_reason(exc)}") from None
+            raise IncludeError(f"include({quoted(str(relative))}) cannot read {path}: {_reason(exc)}") from None
         self.run(path, text)
 
 
@@ -206,7 +207,7 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
     if len(parts) != 4 or not all(parts):
         instance = (" (an instance, Aurora's `/N` after the key, is `stoker run --instance N`)"
                     if len(parts) == 5 and all(parts) and parts[4].isdigit() else "")
-        raise ConfigError(f"job key {jobkey!r} is not cluster/role/environment/name{instance}")
+        raise ConfigError(f"job key {quoted(jobkey)} is not cluster/role/environment/name{instance}")
     matches = [j for j, k in zip(jobs, keys) if k == jobkey]
     if not matches:
         raise ConfigError(f"{path}: no job {jobkey}; the file defines: {listed}")

@@ -25,7 +25,7 @@ import attrs
 
 from config.errors import ConfigError, in_file
 from config.spec import JobSpec
-from config.words import did_you_mean
+from config.words import did_you_mean, quoted
 
 __all__ = ["Allocate", "JobPlan", "open_problem", "plan_job", "replace_text", "task_id"]
 
@@ -109,7 +109,7 @@ def scheduler_notes(job: Mapping[str, Any], key: str, instance: int) -> tuple[st
                      "alone (one `stoker run --instance N` per instance)")
     schedule = job.get("cron_schedule")
     if isinstance(schedule, str) and schedule.strip():
-        notes.append(f"job {key} has cron_schedule = {schedule!r}; stoker run has no cron: it "
+        notes.append(f"job {key} has cron_schedule = {quoted(schedule)}; stoker run has no cron: it "
                      "runs the job once, now, not on that schedule")
     return tuple(notes)
 
@@ -146,7 +146,7 @@ def _check_fixed_ports(fixed: Mapping[str, int], names: list[str], key: str) -> 
         close = f" ({close[2:]})" if close.startswith("; did you mean") else ""
         uses = f"; its ports: {', '.join(names)}" if names else "; it uses no ports"
         raise ConfigError(f"--port {name}={fixed[name]}: job {key} has no port named "
-                          f"{name!r}{close}{uses}")
+                          f"{quoted(name)}{close}{uses}")
 
 
 def replace_text(value: Any, old: str, new: str) -> Any:

@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from config.words import quoted
+
 # One string of a job, expanded, may be at most this long (1 MiB).
 MAX_EXPANDED_CHARS = 1 << 20
 
@@ -158,7 +160,7 @@ def dotted(path: TreePath) -> str:
 
 
 def show_text(text: str, limit: int = 80) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+    return quoted(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _named(graph: _Graph, path: TreePath) -> str:

@@ -30,6 +30,7 @@ import attrs
 
 from config.announcer import parse_ensemble
 from config.errors import SettingsError
+from config.words import quoted
 
 if TYPE_CHECKING:  # zookeeper's: built only to announce
     from config.spec import LoggerDefaults
@@ -55,10 +56,10 @@ def parse_duration(text: str | float) -> float:
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         if math.isfinite(text) and text >= 0:
             return float(text)
-        raise ValueError(f"{text!r} is not a non-negative number of seconds")
+        raise ValueError(f"{quoted(text)} is not a non-negative number of seconds")
     match = _DURATION.match(text) if isinstance(text, str) else None
     if not match:
-        raise ValueError(f"{text!r} is not a duration (e.g. 15mins, 500ms)")
+        raise ValueError(f"{quoted(text)} is not a duration (e.g. 15mins, 500ms)")
     return float(match.group(1)) * _UNIT_SECS[match.group(2)]
 
 
@@ -66,7 +67,7 @@ def parse_port(text: str) -> tuple[str, int]:
     """`NAME=NUM` -> (NAME, NUM), NUM in 1..65535."""
     match = _PORT.match(text) if isinstance(text, str) else None
     if not match or not 0 < int(match.group(2)) < 65536:
-        raise ValueError(f"{text!r} is not NAME=NUMBER with a port number in 1..65535")
+        raise ValueError(f"{quoted(text)} is not NAME=NUMBER with a port number in 1..65535")
     return match.group(1), int(match.group(2))
 
 
@@ -76,10 +77,10 @@ def parse_ports(items: Iterable[str] | Mapping[str, int]) -> dict[str, int]:
     ports: dict[str, int] = {}
     for name, number in pairs:
         if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, int):
-            raise ValueError(f"{name!r}: {number!r} is not a port name and number")
+            raise ValueError(f"{quoted(name)}: {quoted(number)} is not a port name and number")
         parse_port(f"{name}={number}")
         if name in ports:
-            raise ValueError(f"{name!r} is given more than once")
+            raise ValueError(f"{quoted(name)} is given more than once")
         ports[name] = int(number)
     return ports
 
@@ -93,11 +94,11 @@ def parse_bindings(items: Iterable[str] | Iterable[tuple[str, str]]) -> tuple[tu
     for item in items:
         key, eq, value = item.partition("=") if isinstance(item, str) else (item[0], "=", item[1])
         if not eq:
-            raise ValueError(f"{item!r} is not KEY=VALUE")
+            raise ValueError(f"{quoted(item)} is not KEY=VALUE")
         try:
             Ref.from_address(key)
         except Ref.InvalidRefError as exc:
-            raise ValueError(f"{item!r}: {key!r} is not a template reference ({exc})") from None
+            raise ValueError(f"{quoted(item)}: {quoted(key)} is not a template reference ({exc})") from None
         pairs.append((key, value))
     return tuple(pairs)
 
@@ -109,7 +110,7 @@ def parse_instance(text: str | int) -> int:
     except ValueError:
         value = None
     if value is None or value < 0:
-        raise ValueError(f"{text!r} is not a non-negative integer")
+        raise ValueError(f"{quoted(text)} is not a non-negative integer")
     return value
 
 
@@ -120,7 +121,7 @@ def parse_secs(text: str | float) -> float:
     except (TypeError, ValueError):
         value = parse_duration(text)
     if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{text!r} is not a non-negative number of seconds")
+        raise ValueError(f"{quoted(text)} is not a non-negative number of seconds")
     return value
 
 
@@ -134,7 +135,7 @@ def parse_interval(text: str | float) -> float:
     except ValueError:
         value = -1.0
     if not 0 < value <= MAX_INTERVAL_SECS:
-        raise ValueError(f"{text!r} is not a number of seconds or a duration of more than 0 and "
+        raise ValueError(f"{quoted(text)} is not a number of seconds or a duration of more than 0 and "
                          f"at most 365days")
     return value
 
@@ -143,7 +144,7 @@ def parse_on_off(text: str | bool) -> bool:
     """`on` or `off`."""
     if isinstance(text, bool) or text in ("on", "off"):
         return text is True or text == "on"
-    raise ValueError(f"{text!r} is not on or off")
+    raise ValueError(f"{quoted(text)} is not on or off")
 
 
 DISK_LIMIT_HELP = ("fail a task whose sandbox holds more than its Resources.disk, as Thermos does, "
@@ -153,14 +154,14 @@ DISK_INTERVAL_HELP = "how often the disk-limit check measures the sandbox (defau
 
 def parse_log_format(text: str) -> str:
     if text not in LOG_FORMATS:
-        raise ValueError(f"{text!r} is not a log format ({', '.join(LOG_FORMATS)})")
+        raise ValueError(f"{quoted(text)} is not a log format ({', '.join(LOG_FORMATS)})")
     return text
 
 
 def parse_log_level(text: str) -> str:
     level = text.upper() if isinstance(text, str) else ""
     if level not in LOG_LEVELS:
-        raise ValueError(f"{text!r} is not a log level ({', '.join(LOG_LEVELS)})")
+        raise ValueError(f"{quoted(text)} is not a log level ({', '.join(LOG_LEVELS)})")
     return level
 
 
@@ -180,7 +181,7 @@ def parse_cgroups(text: str) -> str:
         return text
     if isinstance(text, str) and text.startswith("/") and "\0" not in text:
         return os.path.normpath(text)
-    raise ValueError(f"{text!r} is not auto, off or an absolute cgroup directory")
+    raise ValueError(f"{quoted(text)} is not auto, off or an absolute cgroup directory")
 
 
 # Thermos' --runner-logger-* executor flags: `stoker executor` takes them as Thermos' executor
@@ -191,13 +192,13 @@ LOGGER_MODES = ("standard", "rotate")
 
 def parse_destination(text: str) -> str:
     if text not in LOGGER_DESTINATIONS:
-        raise ValueError(f"{text!r} is not a logger destination ({', '.join(LOGGER_DESTINATIONS)})")
+        raise ValueError(f"{quoted(text)} is not a logger destination ({', '.join(LOGGER_DESTINATIONS)})")
     return text
 
 
 def parse_mode(text: str) -> str:
     if text not in LOGGER_MODES:
-        raise ValueError(f"{text!r} is not a logger mode ({', '.join(LOGGER_MODES)})")
+        raise ValueError(f"{quoted(text)} is not a logger mode ({', '.join(LOGGER_MODES)})")
     return text
 
 
@@ -208,7 +209,7 @@ def parse_positive(text: str | int) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"{text!r} is not a whole number of at least 1")
+        raise ValueError(f"{quoted(text)} is not a whole number of at least 1")
     return value
 
 
@@ -252,7 +253,7 @@ def logger_defaults(settings: Any) -> LoggerDefaults:
 
 def _text(value: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not text")
+        raise ValueError(f"{quoted(value)} is not text")
     return value
 
 
@@ -277,7 +278,7 @@ def setting(*, help: str, env: tuple[str, ...] = (), flag: str | None = None,
 def _from_sources(cls: type, environ: Mapping[str, str], overrides: dict[str, Any]) -> Any:
     fields = attrs.fields(cls)
     known = {f.name for f in fields}
-    problems = [f"unknown setting {name!r}" for name in sorted(set(overrides) - known)]
+    problems = [f"unknown setting {quoted(name)}" for name in sorted(set(overrides) - known)]
     values: dict[str, Any] = {}
     for f in fields:
         source, raw = _pick(f, environ, overrides)

@@ -19,7 +19,7 @@ from pystachio.composite import Structural
 from pystachio.container import ListContainer, MapContainer
 
 from config.errors import ConfigError, join_problems, show
-from config.words import did_you_mean
+from config.words import did_you_mean, quoted
 
 _KIND_WORDS = {"HealthCheckerConfig": "health checker kind"}
 
@@ -70,7 +70,7 @@ def _build_struct(cls: Any, value: Any, path: str, problems: list[str]) -> Any:
             known = ", ".join(sorted(cls.TYPEMAP)) or "no fields"
             hint = did_you_mean(str(key), cls.TYPEMAP)
             hint = hint if hint.startswith("; did you mean") else ""
-            problems.append(f"{path}: unknown {word} {key!r} ({cls.__name__} has {known}){hint}")
+            problems.append(f"{path}: unknown {word} {quoted(key)} ({cls.__name__} has {known}){hint}")
         elif item is not None:  # JSON null reads as "not given"
             fields[key] = _build(cls.TYPEMAP[key].klazz, item, f"{path}.{key}", problems)
     for name, sig in sorted(cls.TYPEMAP.items()):

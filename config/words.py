@@ -24,6 +24,8 @@ from collections.abc import Iterable
 # surrogates: the bytes surrogateescape decoded (U+DC80-U+DCFF), any other unpaired one.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# repr's escape of a surrogateescape byte (`\\udcff`), not one of a backslash repr doubled
+_REPR_SURROGATE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -50,7 +52,7 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     names = sorted(set(known))
     close = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
     if close:
-        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+        return "; did you mean " + " or ".join(quoted(c) for c in close) + "?"
     return "; the known names are " + ", ".join(names) if names else ""
 
 
@@ -76,6 +78,14 @@ def printable(text: str) -> str:
     so it shows as one line and never drives the terminal; a byte that was not UTF-8 (its
     surrogate escape) as `\\xff`."""
     return _CONTROL.sub(_escape, text)
+
+
+def quoted(value: object) -> str:
+    """`repr(value)`, for a message that quotes what it was given, with a byte that was not
+    UTF-8 (a name from argv, the environment or a file, held as its surrogate escape)
+    written `\\xff`, as `printable` writes it everywhere else, not `\\udcff`. ASCII-safe
+    as repr is: no lone surrogate reaches an encoder."""
+    return _REPR_SURROGATE.sub(r"\1\\x\2", repr(value))
 
 
 def printable_lines(text: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from config.announcer import DEFAULT_SERVERSET_PATH
+from config.words import quoted
 
 PERMISSIONS = ("read", "write", "create", "delete", "admin")
 
@@ -98,7 +99,7 @@ def _check_object(value: Any, source: str, where: str, known: set[str], required
         raise ValueError(f"{source}: {where}: must be a JSON object, not {type(value).__name__}")
     unknown = sorted(set(value) - known)
     if unknown:
-        raise ValueError(f"{source}: {where}: unknown field {unknown[0]!r} "
+        raise ValueError(f"{source}: {where}: unknown field {quoted(unknown[0])} "
                          f"(known: {', '.join(sorted(known))})")
     for key in required:
         if key not in value:
@@ -135,5 +136,5 @@ def _access(entry: Any, source: str, where: str) -> ZkAccess:
     _check_object(perms, source, f"{where}.permissions", set(PERMISSIONS), required=())
     for name, value in perms.items():
         if not isinstance(value, bool):
-            raise ValueError(f"{source}: {where}.permissions.{name}: {value!r} is not true or false")
+            raise ValueError(f"{source}: {where}.permissions.{name}: {quoted(value)} is not true or false")
     return ZkAccess(scheme=scheme, credential=credential, permissions=ZkPermissions(**perms))

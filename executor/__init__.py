@@ -38,7 +38,25 @@ Pure modules (no I/O, threads, clocks or logging; the same test checks their imp
 listed in that test; each says so in its docstring.
 """
 
-__version__ = "0.1.0"  # `stoker --version`; the same as setup.py's (a test checks)
+BASE_VERSION = "0.1.0"  # setup.py's (a test checks); a build adds the commit to it
+
+
+def version() -> str:
+    """This build's version, as setup.py stamped it from git (`0.1.0+g1a2b3c4`, `.dirty`
+    after it when the checkout had changes; executor/_version.py, written by the build),
+    else BASE_VERSION (a checkout run in place, an editable install, a build without git).
+    Loaded only when asked: `stoker --version`, the executor's first line."""
+    try:
+        from executor._version import VERSION  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        return BASE_VERSION
+    return str(VERSION)
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":  # `stoker --version`
+        return version()
+    raise AttributeError(f"module 'executor' has no attribute {name!r}")
 
 
 def forget_working_directory() -> None:

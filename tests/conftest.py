@@ -67,16 +67,10 @@ def agent(tmp_path):
     """An agent simulator with a fresh sandbox; on teardown it is closed, every process its
     task left is killed, and the executor's log must hold no traceback. A module that needs
     another agent (a token, a recording one) defines its own `agent`."""
-    from tests.support.agent_sim import AgentSimulator
-    from tests.support.stoker_proc import kill_leftovers, task_pids
+    from tests.support.agents import sandboxed_agent
 
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    sim = AgentSimulator(sandbox=sandbox)
-    yield sim
-    sim.close()
-    kill_leftovers(task_pids(sandbox))
-    assert "Traceback" not in sim.executor_log(), sim.executor_log()[-3000:]
+    with sandboxed_agent(tmp_path) as sim:
+        yield sim
 
 
 @pytest.fixture(autouse=True)

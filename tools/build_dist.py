@@ -3,7 +3,8 @@ single-file zipapp `DIST/stoker.pyz` (what `make dist` runs).
 
 Owns the build recipe and its checks:
 1. copy what the build reads (setup.py, pyproject.toml and the three packages, regular files
-   only) to a scratch directory and build the wheel there, once, so the checkout gets no
+   only) to a scratch directory and build the wheel there, once, stamped with the version
+   setup.py gives the checkout (`0.1.0+g<commit>[.dirty]`, from git), so the checkout gets no
    `build/` or `*.egg-info` litter, two builds never share a directory, and nothing else in
    the checkout (`make run`'s sandboxes under .run/ with their logs, a live run's control
    socket) is copied or can fail the build;
@@ -58,9 +59,9 @@ class BuildError(Exception):
     """A build step failed; the message says which and why."""
 
 
-def _run(step: str, argv: list[str]) -> None:
+def _run(step: str, argv: list[str], env: dict[str, str] | None = None) -> None:
     started = time.monotonic()
-    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if done.returncode != 0:
         raise BuildError(f"{step} failed with exit status {done.returncode}:\n{done.stdout.strip()}")
     print(f"build_dist: {step}: {time.monotonic() - started:.1f} s", file=sys.stderr)
@@ -85,10 +86,23 @@ def stage_sources(scratch: Path) -> Path:
     return src
 
 
-def build_wheel(src: Path, dist: Path) -> Path:
-    """Build Stoker's own wheel into DIST with the current environment's setuptools."""
+def checkout_version() -> str:
+    """The version setup.py stamps in the checkout (its git commit): the scratch copy the
+    wheel is built from has no .git, so it is handed this one (STOKER_BUILD_VERSION)."""
+    done = subprocess.run([sys.executable, str(REPO / "setup.py"), "--version"], cwd=REPO,
+                          capture_output=True, text=True)
+    lines = done.stdout.split()
+    if done.returncode != 0 or not lines:
+        raise BuildError(f"setup.py --version failed with exit status {done.returncode}:\n{done.stderr.strip()}")
+    return lines[-1]
+
+
+def build_wheel(src: Path, dist: Path, version: str) -> Path:
+    """Build Stoker's own wheel into DIST with the current environment's setuptools,
+    stamped with `version`."""
     _run("wheel", [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--use-pep517",
-                   "--no-build-isolation", "--wheel-dir", str(dist), str(src)])
+                   "--no-build-isolation", "--wheel-dir", str(dist), str(src)],
+         env={**os.environ, "STOKER_BUILD_VERSION": version})
     wheels = sorted(dist.glob("stoker-*-py3-none-any.whl"))
     if len(wheels) != 1:
         raise BuildError(f"expected one stoker-*-py3-none-any.whl in {dist}, found {[w.name for w in wheels]}")
@@ -189,7 +203,7 @@ def build(dist: Path) -> tuple[Path, Path, dict[str, list[str]]]:
         old.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="stoker-dist-") as tmp:
         scratch = Path(tmp)
-        wheel = build_wheel(stage_sources(scratch), dist)
+        wheel = build_wheel(stage_sources(scratch), dist, checkout_version())
         raw = build_zipapp(wheel, scratch)
         with zipfile.ZipFile(raw) as archive:
             tags = check_bundle(archive)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import attrs
 
 from config.aurora.errors import aurora_error
+from config.words import quoted
 
 # TType codes; enums travel as I32, unions as STRUCT.
 STOP, BOOL, BYTE, DOUBLE, I16, I32, I64 = 0, 2, 3, 4, 6, 8, 10
@@ -83,7 +84,7 @@ def _why_neither(data: bytes) -> str:
     if data[:2] in (b"\x1f\x8b", b"\x78\x9c", b"\x78\x01", b"\x78\xda"):
         return "it looks compressed (gzip or zlib), and Aurora sends TaskInfo.data uncompressed"
     if stripped[:1] in b'["-0123456789tfn':
-        return (f"it looks like JSON starting with {chr(stripped[0])!r}, "
+        return (f"it looks like JSON starting with {quoted(chr(stripped[0]))}, "
                 f"but a task document is a JSON object ('{{')")
     if len(stripped) % 4 == 0 and _BASE64.fullmatch(stripped):
         try:

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from config.aurora.binary import BOOL, BYTE, DOUBLE, I16, I32, I64, LIST, MAP, SET, STRING, STRUCT
+from config.words import quoted
 
 BASE_TYPES = {"bool": BOOL, "byte": BYTE, "i8": BYTE, "i16": I16, "i32": I32, "i64": I64,
               "double": DOUBLE, "string": STRING}
@@ -70,7 +71,7 @@ def read_idl(text: str) -> Idl:
         if block is None:
             opened = _OPEN.fullmatch(line)
             if opened is None:
-                raise IdlError(f"line {number}: expected a struct, union or enum, found {line!r}")
+                raise IdlError(f"line {number}: expected a struct, union or enum, found {quoted(line)}")
             block = (opened.group(1), opened.group(2))
             if block[0] == "enum":
                 enums.add(block[1])
@@ -80,11 +81,11 @@ def read_idl(text: str) -> Idl:
             block = None
         elif block[0] == "enum":
             if not _ENUM_VALUE.fullmatch(line):
-                raise IdlError(f"line {number}: expected an enum value, found {line!r}")
+                raise IdlError(f"line {number}: expected an enum value, found {quoted(line)}")
         else:
             field = _FIELD.fullmatch(line)
             if field is None:
-                raise IdlError(f"line {number}: expected a field (ID: TYPE NAME), found {line!r}")
+                raise IdlError(f"line {number}: expected a field (ID: TYPE NAME), found {quoted(line)}")
             structs[block[1]][int(field.group(1))] = Field(field.group(3), _type(field.group(2), number))
     if block is not None:
         raise IdlError(f"the {block[0]} {block[1]} is never closed")
@@ -122,7 +123,7 @@ def _check_names(idl: Idl) -> None:
             for inner in t[1:]:
                 check(inner, where)
         elif t not in BASE_TYPES and t not in idl.structs and t not in idl.enums:
-            raise IdlError(f"{where} has the type {t!r}, which the IDL does not declare")
+            raise IdlError(f"{where} has the type {quoted(t)}, which the IDL does not declare")
 
     for name, fields in idl.structs.items():
         for fid, field in fields.items():

@@ -32,6 +32,7 @@ from config.portmap import PortmapError, job_portmap, resolve_portmap
 from config.schema import AURORA_EXECUTOR_NAME, Job, LifecycleConfig, MesosTaskInstance
 from config.templates import refs_in
 from config.typed_tree import from_tree
+from config.words import quoted
 
 DATA_FIELD = "task.executorConfig.data"
 # The legacy payload names no cluster; its job key shows this instead.
@@ -72,8 +73,8 @@ def _fail(task: AuroraTask, problem: str) -> TaskDataError:
 def aurora_launch(task: AuroraTask) -> AuroraLaunch:
     """The job and ports of `task`; raises TaskDataError or ConfigError naming the problem."""
     if task.executor_name != AURORA_EXECUTOR_NAME:
-        raise _fail(task, f"task.executorConfig.name is {task.executor_name!r}, not "
-                          f"{AURORA_EXECUTOR_NAME!r}: Stoker runs Thermos tasks, whose executor config "
+        raise _fail(task, f"task.executorConfig.name is {quoted(task.executor_name)}, not "
+                          f"{quoted(AURORA_EXECUTOR_NAME)}: Stoker runs Thermos tasks, whose executor config "
                           "carries the Aurora client's job JSON")
     doc = _job_json(task)
     legacy = "instance" in doc
@@ -101,10 +102,10 @@ def _without_unassigned_lifecycle(job: Any, ports: dict[str, int]) -> tuple[Any,
     if http is None or http["port"] == "health" or http["port"] in ports:
         return job, ()
     port = cut(str(http["port"]), 60)
-    warning = (f"job.lifecycle.http.port is {port!r}, a port the task does not have (Aurora's client asks the "
+    warning = (f"job.lifecycle.http.port is {quoted(port)}, a port the task does not have (Aurora's client asks the "
                "scheduler only for the ports the processes and the Announcer's portmap name), so the task has "
                "no HTTP lifecycle: a kill goes straight to SIGTERM, as with Thermos; to have it, reference "
-               f"{{{{thermos.ports[{port}]}}}} in a process or alias it: Announcer(portmap={{{port!r}: 'http'}})")
+               f"{{{{thermos.ports[{port}]}}}} in a process or alias it: Announcer(portmap={{{quoted(port)}: 'http'}})")
     return job(lifecycle=LifecycleConfig()), (warning,)
 
 
@@ -121,7 +122,7 @@ def _job_json(task: AuroraTask) -> dict[str, Any]:
 def _unknown_keys(task: AuroraTask, doc: dict[str, Any], struct: Any) -> None:
     unknown = sorted(set(doc) - set(struct.TYPEMAP))
     if unknown:
-        shown = ", ".join(repr(cut(str(key), 60)) for key in unknown[:20])
+        shown = ", ".join(quoted(cut(str(key), 60)) for key in unknown[:20])
         raise _fail(task, f"the {struct.__name__} in {DATA_FIELD} has keys Stoker's schema does not know: "
                           f"{shown} (a newer Aurora client?); it knows {', '.join(sorted(struct.TYPEMAP))}")
 

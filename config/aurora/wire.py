@@ -37,6 +37,7 @@ from config.aurora.task import (
     Volume,
     VolumeMode,
 )
+from config.words import quoted
 
 IDL_FILE = "aurora.thrift"
 _DOUBLE = Struct("!d")
@@ -286,7 +287,7 @@ class _Convert:
         name = self.text(raw.name, "a task.constraints name")
         kind = raw.constraint
         if kind is not None and kind.value is not None:
-            values = tuple(self.text(v, f"a value of constraint {name!r}") for v in kind.value.values or [])
+            values = tuple(self.text(v, f"a value of constraint {quoted(name)}") for v in kind.value.values or [])
             return Constraint(name, values=values, negated=bool(kind.value.negated))
         if kind is not None and kind.limit is not None:
             return Constraint(name, limit=kind.limit.limit)

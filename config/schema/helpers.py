@@ -14,6 +14,7 @@ from typing import Any
 from pystachio import Empty
 
 from config.schema.thermos import GB, Constraint, Process, Resources, Task
+from config.words import quoted
 
 # Thermos: apache/thermos/config/schema_helpers.py
 
@@ -79,7 +80,7 @@ def _process_name(process: Any) -> str:
         return process.name().get()
     if isinstance(process, str):
         return process
-    raise ValueError(f"order() takes Process objects or process names, not {process!r}")
+    raise ValueError(f"order() takes Process objects or process names, not {quoted(process)}")
 
 
 def order(*processes: Any) -> list:
@@ -111,7 +112,7 @@ class Options:
             elif isinstance(option, dict):
                 renders.extend(cls.render_option(short_prefix, long_prefix, k, v) for k, v in option.items())
             else:
-                raise ValueError(f"Got an unexpected argument to render_options: {option!r}")
+                raise ValueError(f"Got an unexpected argument to render_options: {quoted(option)}")
         renders.extend(cls.render_option(short_prefix, long_prefix, k, v) for k, v in kw_options.items())
         return renders
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.settings import parse_secs
-from config.words import printable
+from config.words import printable, quoted
 from executor.cli.targets import Target, error, registered, registry_arguments, resolve
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def _grace(text: str) -> float:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if secs > MAX_GRACE_SECS:
-        raise argparse.ArgumentTypeError(f"{text!r} is longer than the longest grace, "
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is longer than the longest grace, "
                                          f"{MAX_GRACE_SECS:.0f} s (7 days)")
     return secs
 
@@ -102,7 +102,7 @@ def run_restart(args: argparse.Namespace) -> int:
     last = _converse(args, RestartControl(args.process), "restart")
     if last is not None and not last.done:  # the supervisor went away: say so, and what is left
         inspection = _after_the_supervisor(_target(args).sandbox)
-        error(f"the supervisor went away before process {args.process!r} was restarted; "
+        error(f"the supervisor went away before process {quoted(args.process)} was restarted; "
               f"the task is {inspection.truth.state}")
     return 0 if last is not None and last.done and last.ok else 1
 

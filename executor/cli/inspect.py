@@ -11,21 +11,26 @@ since its number is only known when the task starts.
 
 `describe_launch` and `launch_json` show a TaskInfo's task exactly as `stoker executor`
 would run it (`executor.mesos.launch`): task id, instance, host, user, the resolved ports
-and the fully bound task. Formatting only: no I/O.
+and the fully bound task, with what the executor's own flags (given to inspect as to the
+executor) change in it: the --runner-logger-* defaults, who the processes and the shell
+checks run as, the stop timeout, the disk check, the environment. Formatting only: no I/O.
 """
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from config.bind import bind
 from config.portmap import job_portmap, port_names, requested_ports, resolve_portmap
-from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, LoggerSpec, ProcessSpec
+from config.spec import MIB, CheckKind, HealthSpec, JobSpec, LifecycleSpec, LoggerSpec, LogMode, ProcessSpec
 from config.words import printable_lines
 from executor.mesos.launch import TaskLaunch
 from healthcheck.policy import HealthPolicy
+
+if TYPE_CHECKING:
+    from config.executorsettings import ExecutorSettings
 
 # Stand-ins for what only the run knows; they never show (ports are shown by name).
 TASK_ID = "<task_id>"
@@ -59,14 +64,14 @@ def describe_job(job: Any) -> str:
     return printable_lines("\n".join(lines)) + "\n"
 
 
-def describe_launch(launch: TaskLaunch) -> str:
-    """A TaskInfo's task as `stoker executor` would run it, fully bound."""
-    spec, tree = launch.spec, launch.tree
+def describe_launch(launch: TaskLaunch, settings: ExecutorSettings) -> str:
+    """A TaskInfo's task as `stoker executor` run with `settings` would run it, fully bound."""
+    spec, tree = launch.spec.with_logger_defaults(settings.logger_defaults), launch.tree
     form = "Aurora AssignedTask" if launch.aurora else "Stoker task document"
     port_of = {number: str(number) for number in spec.ports.values()}
     lines = [f"task {spec.task_id} ({form}; job {spec.key})",
              f"  instance={spec.instance} hostname={launch.hostname} user={launch.user}",
-             f"  runs as: {_runs_as(launch)}",
+             f"  runs as: {_runs_as(launch, settings)}",
              "  ports: " + (", ".join(f"{k}={v}" for k, v in sorted(spec.ports.items())) or "(none)"),
              f"  service={spec.service} max_task_failures={spec.max_task_failures}",
              *_job_lines(spec, tree)[1:], "  processes:"]
@@ -76,34 +81,80 @@ def describe_launch(launch: TaskLaunch) -> str:
     lines.extend("  order " + " → ".join(chain) for chain in spec.task.constraints)
     lines.extend(_health_lines(spec.health, tree["health_check_config"], port_of))
     lines.append(_lifecycle_line(spec.lifecycle, tree.get("lifecycle") or {}, port_of))
+    lines.extend(_executor_lines(launch, settings))
     lines.extend(f"  warning: {warning}" for warning in spec.warnings)
     return printable_lines("\n".join(lines)) + "\n"
 
 
-def _runs_as(launch: TaskLaunch) -> str:
-    aurora = launch.aurora
-    if aurora is None:
-        return "the executor's user (or --execute-as-user's)"
-    if aurora.docker:
+def _runs_as(launch: TaskLaunch, settings: ExecutorSettings) -> str:
+    """Who the processes run as: `StokerExecutor._run_as`'s rules, for either user the
+    executor may be."""
+    aurora, override = launch.aurora, settings.execute_as_user
+    if aurora is not None and aurora.docker:
         return "the executor's user, inside the Docker image (no switch, as with Thermos)"
-    who = f"{aurora.role} when the executor is root (unless --nosetuid, or --execute-as-user names another)"
-    image = aurora.task.container.image
-    if aurora.image and image is not None:
+    if settings.nosetuid:
+        also = f", which wins over --execute-as-user={override}" if override else ""
+        who = f"the executor's user (--nosetuid{also})"
+    elif override is not None:
+        who = f"{override} (--execute-as-user; the executor must be root, or be {override})"
+    elif aurora is None:
+        return "the executor's user"
+    else:
+        who = f"{aurora.role} when the executor is root (unless --nosetuid, or --execute-as-user names another)"
+    image = aurora.task.container.image if aurora is not None and aurora.image else None
+    if image is not None:
         return (f"{who}, inside its filesystem image ({image.kind} image {image.name}) through mesos-containerizer "
                 "launch; a non-root executor fails it")
-    return f"{who}, else the executor's user"
+    chosen = settings.nosetuid or override is not None
+    return who if chosen else f"{who}, else the executor's user"
 
 
-def launch_json(launch: TaskLaunch) -> dict[str, Any]:
+def _executor_view(launch: TaskLaunch, settings: ExecutorSettings) -> dict[str, Any]:
+    """What the executor's flags decide for this task besides the bound job."""
+    preserve = settings.preserve_env
+    return {
+        "runs_as": _runs_as(launch, settings),
+        "shell_checks_as": "the executor's user" if settings.nosetuid_health_checks else "the processes' user",
+        "stop_timeout_secs": settings.stop_timeout_secs,
+        "disk_check_secs": settings.disk_check_interval_secs if settings.disk_limit else None,
+        "environment": ("the executor's whole environment, less the token" if preserve else
+                        "PATH, MESOS_SANDBOX, MESOS_DIRECTORY, HOME, USER, LOGNAME")
+                       + (" and the agent's MESOS_* variables" if settings.pass_agent_env else ""),
+        "cgroups": settings.cgroups,
+        "announces": launch.spec.announce is not None and settings.announcer_ensemble is not None,
+    }
+
+
+def _executor_lines(launch: TaskLaunch, settings: ExecutorSettings) -> list[str]:
+    view = _executor_view(launch, settings)
+    disk = "off" if view["disk_check_secs"] is None else f"checked every {view['disk_check_secs']} s"
+    announce = "" if launch.spec.announce is None else \
+        (" announces=yes" if view["announces"] else " announces=no (no --announcer-ensemble)")
+    return [f"  executor: stop_timeout={view['stop_timeout_secs']} s disk_limit={disk} "
+            f"cgroups={view['cgroups']}{announce}",
+            f"    shell health checks run as {view['shell_checks_as']}; the processes' environment: "
+            f"{view['environment']}"]
+
+
+def launch_json(launch: TaskLaunch, settings: ExecutorSettings) -> dict[str, Any]:
     """`stoker inspect --task-info FILE --json`: one object."""
-    spec = launch.spec
+    spec = launch.spec.with_logger_defaults(settings.logger_defaults)
     return {
         "task_id": spec.task_id, "instance": spec.instance, "hostname": launch.hostname,
         "user": launch.user, "ports": dict(sorted(spec.ports.items())), "task": launch.tree["task"],
+        "loggers": {p.name: _logger_json(p) for p in spec.task.processes},
         "health_check": _plain(spec.health),
         "lifecycle": _plain(spec.lifecycle) if spec.lifecycle is not None else None,
         "job": spec.key, "format": "aurora" if launch.aurora else "stoker", "warnings": list(spec.warnings),
+        "executor": _executor_view(launch, settings),
     }
+
+
+def _logger_json(process: ProcessSpec) -> dict[str, Any]:
+    log = process.logger
+    return {"destination": log.destination.value, "mode": log.mode.value, "log_size_bytes": log.log_size_bytes,
+            "backups": log.backups, "from": "the executor's --runner-logger-* flags or defaults"
+            if process.logger_unset else "the job"}
 
 
 def _plain(value: Any) -> Any:
@@ -134,7 +185,9 @@ def _flags(process: ProcessSpec) -> str:
     flags.append(f"min_duration={process.min_duration_secs}")
     if process.logger != LoggerSpec():
         log = process.logger
-        flags.append(f"logger={log.destination.value}/{log.mode.value}")
+        rotate = f"({log.log_size_bytes // MIB} MiB x{log.backups})" if log.mode is LogMode.ROTATE else ""
+        flags.append(f"logger={log.destination.value}/{log.mode.value}{rotate}"
+                     + (" (--runner-logger-*)" if process.logger_unset else ""))
     return " ".join(flags)
 
 

@@ -29,6 +29,8 @@ from executor.logs import drain_spool, log_event, no_room
 if TYPE_CHECKING:  # argparse loads only when a command is parsed with it (`_parser`)
     import argparse
 
+    from config.executorsettings import ExecutorSettings
+
 EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
 # `stoker run` prints these state changes on stdout: its text stderr log does not repeat them.
@@ -220,6 +222,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.config is None:
         _error("inspect needs a CONFIG file (or --task-info FILE)")
         return EXIT_USAGE
+    given = _executor_flags_given(args)
+    if given:
+        _error(f"{', '.join(given)}: the executor's flags go with --task-info only (a config's job "
+               "runs under `stoker run`)")
+        return EXIT_USAGE
     try:
         bindings = parse_bindings(args.bind)
     except ValueError as exc:
@@ -248,19 +255,44 @@ def _cmd_inspect_task_info(args: argparse.Namespace) -> int:
     if args.config is not None or args.bind:
         _error("--task-info takes no CONFIG, JOBKEY or --bind: the TaskInfo holds the task")
         return EXIT_USAGE
+    settings = _inspect_settings(args)
     try:
         with open(args.task_info, encoding="utf-8-sig") as f:  # a BOM too, as a config may have
             info = json.load(f)
         if not isinstance(info, dict):
             raise ValueError(f"it holds a JSON {type(info).__name__}, not a TaskInfo object")
-        launch = prepare_launch(info, task_id=task_id(info), hostname=socket.gethostname(), framework_user=None)
+        launch = prepare_launch(info, task_id=task_id(info), hostname=settings.hostname or socket.gethostname(),
+                                framework_user=None)
     except (OSError, ValueError, LaunchError, RemoteProtocolError) as exc:
         why = getattr(exc, "strerror", None) or exc
         raise ConfigError(f"{args.task_info}: {why}") from None
     except RecursionError:  # JSON nested deeper than the parser recurses
         raise ConfigError(f"{args.task_info}: it is nested too deeply to read") from None
     if args.json:
-        print(json.dumps(launch_json(launch), indent=2))
+        print(json.dumps(launch_json(launch, settings), indent=2))
     else:
-        sys.stdout.write(describe_launch(launch))
+        sys.stdout.write(describe_launch(launch, settings))
     return 0
+
+
+# What `stoker executor` is given by the agent and inspect does not need: stand-ins.
+_AGENT_STAND_INS = {"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "<framework>",
+                    "MESOS_EXECUTOR_ID": "<executor>"}
+
+
+def _inspect_settings(args: argparse.Namespace) -> ExecutorSettings:
+    """The settings `stoker executor` would run with, given the same flags and this
+    environment's STOKER_* variables (the agent's own stand in when unset). Raises
+    SettingsError (a ConfigError) naming the flag or variable."""
+    from config.executorsettings import ExecutorSettings
+
+    return ExecutorSettings.from_args(args, {**_AGENT_STAND_INS, **os.environ})
+
+
+def _executor_flags_given(args: argparse.Namespace) -> list[str]:
+    import attrs
+
+    from config.executorsettings import ExecutorSettings
+
+    return [f.metadata["flag"] for f in attrs.fields(ExecutorSettings)
+            if f.metadata["flag"] and getattr(args, f.name, None) not in (None, False)]

@@ -27,6 +27,7 @@ from typing import Any
 from config.argdecl import add_arguments
 from config.logsettings import LogSettings
 from config.registry import RegistrySettings
+from config.words import quoted
 from executor.cli.targets import error, registry_arguments
 from executor.logs import log_event
 
@@ -54,7 +55,7 @@ def register(sub: Any, command: Any) -> None:
 
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 ... 65535)")
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a port number (0 ... 65535)")
     return int(text)
 
 

@@ -57,7 +57,7 @@ def build(only: str | None = None) -> argparse.ArgumentParser:
                "Every command: stoker COMMAND --help.",
         formatter_class=_Help,
     )
-    parser.add_argument("--version", action="version", version=f"stoker {executor.__version__}")
+    parser.add_argument("--version", action="version", version=f"stoker {executor.version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     if only in (None, "run"):
@@ -91,7 +91,8 @@ def _inspection_commands(sub) -> None:
                        "examples:\n  stoker inspect examples/hello_world.aurora\n"
                        "  stoker inspect --json jobs.aurora devcluster/www-data/prod/hello | base64 -w0\n"
                        "  stoker inspect jobs.aurora --bind stop_file=/tmp/stop\n"
-                       "  stoker inspect --task-info task_info.json --json")
+                       "  stoker inspect --task-info task_info.json --json\n"
+                       "  stoker inspect --task-info task_info.json --runner-logger-mode rotate --nosetuid")
     inspect.add_argument("config", nargs="?", metavar="CONFIG", help="the .aurora (or JSON) file defining the job")
     inspect.add_argument("jobkey", nargs="?", metavar="JOBKEY",
                          help="cluster/role/environment/name; optional when the file has one job")
@@ -103,7 +104,13 @@ def _inspection_commands(sub) -> None:
     inspect.add_argument("--task-info", metavar="FILE",
                          help="a Mesos TaskInfo as the agent's JSON (data base64): print its task exactly "
                               "as `stoker executor` would run it (Stoker's task document or Aurora's "
-                              "AssignedTask); runs nothing")
+                              "AssignedTask) with the executor flags below and the STOKER_* variables; "
+                              "runs nothing")
+    from config.executorsettings import ExecutorSettings
+
+    add_arguments(inspect.add_argument_group(
+        "executor flags", "with --task-info only: `stoker executor`'s own flags (as the agent passes them), "
+                          "so that what is shown is what that executor would run"), ExecutorSettings)
 
     for command in (status, ps, tail, control, observe):  # each registers its own subcommands
         command.register(sub, _command)

@@ -4,7 +4,8 @@ Replays the sandbox's checkpoint (read safely and bounded; each damaged record i
 is one `stoker: warning:` line on stderr), checks that its supervisor still runs, and prints the view of `executor/cli/views.py`: a task whose supervisor is gone
 without a terminal record is LOST, with since when and its leftover processes; and the
 task's use against its reservation (`executor/observe/taskusage.py`: CPU and RSS of its
-running trees and its held daemons and orphans, its last disk sample; `resources` in JSON). `--json`
+running trees and of every other process it owns (its supervisor's other children but its
+watchdog: daemons, orphans, shell checks), its last disk sample; `resources` in JSON). `--json`
 prints the replayed view with the same truth beside it. A sandbox without a checkpoint whose
 lock file says a supervisor took it is printed as what is known: its supervisor (pid, when
 its registry entry, lock file or /proc/locks names it) died (LOST), let go, or is starting,
@@ -20,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from config.words import printable
-from executor.cli.targets import error, registry_arguments, resolve
+from executor.cli.targets import error, registered, registry_arguments, resolve
 
 if TYPE_CHECKING:
     from executor.task.inspection import Inspection
@@ -49,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     target = resolve(args.target, args)
     inspection = inspect_sandbox(target.sandbox, target.entry)
+    if inspection.view is None and not inspection.unrecorded and target.entry is None:
+        entry = registered(target, args)  # a registered sandbox whose .stoker went: say so
+        if entry is not None and entry.stoker_dir:
+            inspection = inspect_sandbox(target.sandbox, entry)
     if inspection.view is None and not inspection.unrecorded:
         error(inspection.problem)
         return 1
@@ -77,13 +82,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def figures_of(inspection: Inspection, marker: str) -> Figures:
-    """The task's use against its reservation: its running trees and its held daemons and
-    orphans looked at once (their CPU rate is each tree's average since its top started)
+    """The task's use against its reservation: its running trees and the other processes it
+    owns (daemons, orphans) looked at once (their CPU rate is each tree's average since its top started)
     and its usage record."""
     from executor.observe.taskusage import measure, task_figures
     from executor.observe.usage import UsageSampler
 
-    return task_figures(inspection, marker, *measure(inspection, marker, UsageSampler()))
+    return task_figures(inspection, marker, *measure(inspection, UsageSampler()))
 
 
 def _kernel_view(view: TaskView, alive: bool) -> tuple[dict[str, float], frozenset[str]]:

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from config.words import quoted
 from executor.cli import tailparts
 from executor.cli.targets import error, registry_arguments, resolve
 from executor.procs import rotation, saferead
@@ -80,7 +81,7 @@ def _lines(text: str) -> str:
 
 def _count(text: str) -> int:
     if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative whole number")
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a non-negative whole number")
     return int(text)
 
 
@@ -124,7 +125,7 @@ class ProcessLogs:
         except FileNotFoundError:
             os.close(rdir)
             raise FileNotFoundError(
-                f"run {run} of process {self.process!r} has no {self.stream} log "
+                f"run {run} of process {quoted(self.process)} has no {self.stream} log "
                 f"({self.sandbox}/{self.where(run)} does not exist: a process whose Logger "
                 f"destination is 'console' or 'none' keeps none)") from None
         except BaseException:
@@ -157,10 +158,10 @@ def _no_log(logs: ProcessLogs, number: int | None, runs: list[int]) -> str:
                 f"of the last --keep-attempts ones as .logs.attempt-N")
     if number is not None and runs and 0 < number < runs[-1] and number not in runs:
         shown = ", ".join(str(r) for r in runs[:1]) + (f", {runs[1]}–{runs[-1]}" if len(runs) > 1 else "")
-        return (f"the log of run {number} of process {logs.process!r} was removed: a process keeps "
+        return (f"the log of run {number} of process {quoted(logs.process)} was removed: a process keeps "
                 f"its first run's logs and its last {KEEP_RUNS} runs' (in {where}: runs {shown})")
     what = f"run {number}" if number is not None else "any run"
-    return f"process {logs.process!r} has no log of {what} in {where}"
+    return f"process {quoted(logs.process)} has no log of {what} in {where}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         error(str(exc))
         return 1
     except OSError as exc:
-        error(f"cannot read the log of {args.process!r}: {saferead.describe(exc)}")
+        error(f"cannot read the log of {quoted(args.process)}: {saferead.describe(exc)}")
         return 1
     out: BinaryIO = sys.stdout.buffer
     if sys.stdout.isatty():

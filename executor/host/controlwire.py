@@ -22,6 +22,7 @@ from typing import Any, assert_never
 
 import attrs
 
+from config.words import quoted
 from executor.events import ControlReply
 
 MAX_LINE = 4096
@@ -73,15 +74,15 @@ def parse_request(line: bytes) -> ControlRequest:
         grace = doc.get("grace_secs")
         if grace is not None and (isinstance(grace, bool) or not isinstance(grace, (int, float))
                                   or not math.isfinite(grace) or not 0 <= grace <= MAX_GRACE_SECS):
-            raise ControlError(f"grace_secs {grace!r} is not a number of seconds in "
+            raise ControlError(f"grace_secs {quoted(grace)} is not a number of seconds in "
                                f"0..{MAX_GRACE_SECS:.0f}")
         return KillControl(None if grace is None else float(grace))
     if op == "restart":
         process = doc.get("process")
         if not isinstance(process, str) or not process or len(process) > 256:
-            raise ControlError(f"process {process!r} is not a process name")
+            raise ControlError(f"process {quoted(process)} is not a process name")
         return RestartControl(process)
-    raise ControlError(f"unknown op {op!r} (kill or restart)")
+    raise ControlError(f"unknown op {quoted(op)} (kill or restart)")
 
 
 def encode_reply(reply: ControlReply) -> bytes:

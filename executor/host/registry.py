@@ -91,7 +91,7 @@ class Registry:
             fd = self._open_root()
             try:
                 if prune:
-                    self._prune(fd, self._read_all(fd), time.time())
+                    self._prune(fd, *self._read_all(fd), time.time())
                 doc = entry.to_json() | {"sandbox": _portable(entry.sandbox)}
                 replace_file(entry.name, json.dumps(doc).encode(), dir_fd=fd)
             finally:
@@ -152,8 +152,8 @@ class Registry:
         denied: list[str] = []
         unread: list[str] = []
         try:
-            found = self._read_all(fd, denied, unread)
-            gone = self._prune(fd, found, time.time())
+            found, complete = self._read_all(fd, denied, unread)
+            gone = self._prune(fd, found, complete, time.time())
         except OSError as exc:
             raise RegistryUnreadable(f"cannot read the registry {self.root}: "
                                      f"{saferead.describe(exc)}") from None
@@ -178,26 +178,34 @@ class Registry:
         return fd
 
     def _read_all(self, dir_fd: int, denied: list[str] | None = None,
-                  unread: list[str] | None = None) -> list[Listed]:
-        """The entries read; the names of those this user may not open go to `denied`, and
-        of every file named like an entry that did not read as one to `unread`."""
+                  unread: list[str] | None = None) -> tuple[list[Listed], bool]:
+        """The entries read, and whether every file named like one was read; the names of
+        those this user may not open go to `denied`, and of every file named like an entry
+        that did not read as one to `unread`. At most MAX_ENTRIES files are read, whatever
+        they hold: the bound counted only the good ones, so a registry of damaged files was
+        read whole, and once it was reached nothing more was read, good or damaged alike
+        (so no name past it is called unreadable: it was not read)."""
         found: list[Listed] = []
+        read = 0
         with os.scandir(dir_fd) as scan:
             for item in scan:
-                if len(found) >= MAX_ENTRIES:
-                    break
-                if ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False):
-                    listed = _read_entry(dir_fd, item.name, denied)
-                    if listed is not None:
-                        found.append(listed)
-                    elif unread is not None:
-                        unread.append(item.name)
-        return found
+                if not (ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)):
+                    continue
+                if read >= MAX_ENTRIES:
+                    return found, False
+                read += 1
+                listed = _read_entry(dir_fd, item.name, denied)
+                if listed is not None:
+                    found.append(listed)
+                elif unread is not None:
+                    unread.append(item.name)
+        return found, True
 
     # ---- pruning ----
 
-    def _prune(self, dir_fd: int, found: list[Listed], now: float) -> set[str]:
-        """Remove expired entries (and stale temporary or damaged files); their names."""
+    def _prune(self, dir_fd: int, found: list[Listed], complete: bool, now: float) -> set[str]:
+        """Remove expired entries (and stale temporary or damaged files, when every file
+        named like an entry was read: `complete`); their names."""
         gone: set[str] = set()
         for item in found:
             entry = item.entry
@@ -208,8 +216,7 @@ class Registry:
                 last = max(item.mtime, checkpoint_mtime(entry.sandbox) or 0.0)
             if expired(last, now, self.retention_secs) and _unlink(dir_fd, entry.name):
                 gone.add(entry.name)
-        listed = {item.entry.name for item in found}
-        complete = len(found) < MAX_ENTRIES  # else an unread entry would look damaged
+        listed = {item.entry.name for item in found}  # (not `complete`: an unread one would look damaged)
         with os.scandir(dir_fd) as scan:
             for found_file in scan:
                 name = found_file.name

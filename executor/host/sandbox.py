@@ -119,3 +119,21 @@ def _file_end(rdir: int, name: str, max_bytes: int) -> tuple[bytes, int] | None:
 def sandbox_path(sandbox: str | os.PathLike[str]) -> Path:
     """The absolute path the registry and the checkpoint record for a sandbox."""
     return Path(os.path.abspath(sandbox))
+
+
+def moved_to(sandbox: str | os.PathLike[str], stoker_dir: int) -> str | None:
+    """None while SANDBOX/.stoker is still the directory `stoker_dir` is (the one a
+    supervisor opened, locked and writes in); else where that directory is now, as the
+    kernel names it (`.../.stoker.moved`, `... (deleted)`): a task's processes share the
+    sandbox and may rename or remove it. One `lstat`: cheap enough for every step."""
+    try:
+        here = os.stat(os.path.join(os.fspath(sandbox), STOKER_DIR), follow_symlinks=False)
+        held = os.fstat(stoker_dir)
+        if (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino):
+            return None
+    except OSError:
+        pass
+    try:
+        return os.readlink(f"/proc/self/fd/{stoker_dir}")
+    except OSError:
+        return "a name it cannot tell"

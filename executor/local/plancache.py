@@ -55,6 +55,7 @@ from config.spec import (
     ProcessSpec,
     TaskSpec,
 )
+from config.words import quoted
 from executor.host.replacefile import make_dirs, trusted_path
 from executor.local import planfiles
 from executor.local.planfiles import cache_dir
@@ -273,4 +274,4 @@ def decode(value: Any) -> Any:
         return cls(value[2])
     if tag == "a" and attrs.has(cls):
         return cls(**{k: decode(v) for k, v in value[2].items()})
-    raise ValueError(f"unknown entry {tag!r}")
+    raise ValueError(f"unknown entry {quoted(tag)}")

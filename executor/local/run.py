@@ -93,6 +93,7 @@ class LocalRun:
         self._environ = dict(os.environ if environ is None else environ)
         self._stop = threading.Event()
         self._stop_reason = OPERATOR_KILL  # why it stops, once `_stop` is set
+        self._stop_grace: float | None = None  # `stoker kill --grace` that no owner took yet
         self._hurry: str | None = None  # a second stop signal: why every process is killed at once
         self._owner: TaskOwner | None = None
         self._console: ConsoleReporter | None = None
@@ -115,6 +116,7 @@ class LocalRun:
         the attempt's owner, if there is one, gets the kill on its queue: it stops at its
         first step, before it starts anything. Returns the operator's answer then."""
         self._stop_reason = OPERATOR_KILL
+        self._stop_grace = grace_secs  # for an early start's runs, whose owner is not made yet
         self._stop.set()
         owner = self._owner
         if owner is not None and owner.final_update is not None:
@@ -354,7 +356,7 @@ class LocalRun:
         if self._stop.is_set() and early is None:
             return None
         if self._stop.is_set():  # the early runs run: adopted at the owner's first step, then stopped
-            owner.request_kill(self._stop_reason)
+            owner.request_kill(self._stop_reason, self._stop_grace)
             if self._hurry is not None:
                 owner.request_kill(self._hurry, immediate=True)
         return self._ran(owner, console)

@@ -6,11 +6,28 @@ is logged, never kills the driver), so each should return quickly. The names are
 `killTask` also receives the KILL's grace period.
 
 The raw dicts are the Mesos JSON objects as the agent sent them (ExecutorInfo, FrameworkInfo,
-AgentInfo, TaskInfo); `executor.mesos.wire` reads fields out of them.
+AgentInfo, TaskInfo); `executor.mesos.wire` reads fields out of them. `callback_for` says
+which callback each event becomes.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
+
+from executor.mesos.wire import (
+    Acknowledged,
+    Error,
+    Event,
+    Heartbeat,
+    Kill,
+    Launch,
+    LaunchGroup,
+    Message,
+    Oversized,
+    Shutdown,
+    Subscribed,
+    UnknownEvent,
+)
 
 if TYPE_CHECKING:
     from executor.mesos.driver import ExecutorDriver
@@ -48,3 +65,33 @@ class ExecutorCallbacks(Protocol):
 
     def error(self, driver: ExecutorDriver, message: str) -> None:
         """The agent rejected a call for good, or sent ERROR."""
+
+
+def callback_for(cb: ExecutorCallbacks, event: Event, *,
+                 first_subscription: bool) -> tuple[Callable[..., None], tuple[Any, ...]] | None:
+    """The callback `event` becomes and its arguments after the driver; None for the events
+    the driver only books or logs (ACKNOWLEDGED, HEARTBEAT, an unknown type, an oversized
+    event that is no LAUNCH naming its task). `first_subscription`: no SUBSCRIBED came before."""
+    match event:
+        case Subscribed() if first_subscription:
+            return cb.registered, (event.executor_info, event.framework_info, event.agent_info)
+        case Subscribed():
+            return cb.reregistered, (event.agent_info,)
+        case Launch(task_info=info):
+            return cb.launchTask, (info,)
+        case LaunchGroup(task_infos=infos):
+            return cb.launchTaskGroup, ({"tasks": list(infos)},)
+        case Kill(task_id=tid, grace_secs=grace):
+            return cb.killTask, (tid, grace)
+        case Message(data=data):
+            return cb.frameworkMessage, (data,)
+        case Shutdown():
+            return cb.shutdown, ()
+        case Error(message=message):
+            return cb.error, (message,)
+        case Oversized(type="LAUNCH", task_id=str() as tid, size_bytes=size):
+            return cb.launchTooLarge, (tid, size)
+        case Acknowledged() | Heartbeat() | UnknownEvent() | Oversized():
+            return None
+        case _:
+            assert_never(event)

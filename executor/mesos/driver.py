@@ -43,7 +43,7 @@ import attrs
 from config.executorsettings import ExecutorSettings
 from executor.events import TaskState
 from executor.logs import log_event
-from executor.mesos.callbacks import ExecutorCallbacks
+from executor.mesos.callbacks import ExecutorCallbacks, callback_for
 from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.reconnect import Ending, GiveUp, ReconnectPolicy, Retry, SessionEnd
 from executor.mesos.recordio import MAX_RECORD_BYTES
@@ -59,13 +59,8 @@ from executor.mesos.transport import (
 )
 from executor.mesos.wire import (
     Acknowledged,
-    Error,
     Event,
     Heartbeat,
-    Kill,
-    Launch,
-    LaunchGroup,
-    Message,
     Oversized,
     Shutdown,
     Subscribed,
@@ -204,6 +199,12 @@ class ExecutorDriver:
                     break
             return protocol.all_acknowledged
 
+    def close_launches(self) -> bool:
+        """The launch timeout ran out: True when no LAUNCH came first (one that comes later
+        is owed its TASK_FAILED, awaited as an ACK is); False: the timeout is abandoned."""
+        with self._cond:
+            return self._protocol.close_launches()
+
     def cut_ack_wait(self, within_secs: float) -> None:
         """A stop signal came: `wait_for_acknowledgements` ends `within_secs` from now at the
         latest, and no longer waits through an outage; callable from any thread."""
@@ -341,14 +342,7 @@ class ExecutorDriver:
         subscribed = settled = False
         try:
             for chunk in stream.chunks():
-                fault: BrokenStream | None = None
-                with self._cond:
-                    registrations = self._protocol.subscription_count
-                    try:
-                        events = self._protocol.feed(chunk)
-                    except BrokenStream as e:  # what came before the fault still counts
-                        events, fault = e.before, e
-                    self._cond.notify_all()  # SUBSCRIBED or ACKs may have been booked
+                events, registrations, fault = self._book(chunk)
                 if events and not settled:  # the agent is alive: the stream may idle now
                     stream.settle()
                     settled = True
@@ -367,41 +361,52 @@ class ExecutorDriver:
             reason = f"the agent sent a malformed event stream ({e})"
         finally:
             stream.close()
-            with self._cond:
-                self._stream = None
-                self._protocol.stream_ended()
-                shutdown = self._protocol.shutdown_received
-                self._cond.notify_all()
+            shutdown = self._stream_closed()
         return reason, subscribed, shutdown
 
+    def _book(self, chunk: bytes) -> tuple[list[Event], int, BrokenStream | None]:
+        """One chunk fed to the session under its lock (ACKs are booked here, even while a
+        callback runs): the events it completed, how many SUBSCRIBED came before them, and
+        the fault that cut it short (what came before the fault still counts)."""
+        fault: BrokenStream | None = None
+        with self._cond:
+            registrations = self._protocol.subscription_count
+            try:
+                events = self._protocol.feed(chunk)
+            except BrokenStream as e:
+                events, fault = e.before, e
+            self._cond.notify_all()  # SUBSCRIBED or ACKs may have been booked
+        return events, registrations, fault
+
+    def _stream_closed(self) -> bool:
+        """The session told that its stream is gone; whether SHUTDOWN was received."""
+        with self._cond:
+            self._stream = None
+            self._protocol.stream_ended()
+            self._cond.notify_all()
+            return self._protocol.shutdown_received
+
     def _on_event(self, event: Event, registrations: int) -> None:
-        """Turns one event into callbacks; `registrations`: SUBSCRIBED events before it."""
-        cb = self._callbacks
+        """Logs one event and posts the callback it becomes (`callbacks.callback_for`);
+        `registrations`: SUBSCRIBED events before it."""
+        self._log_received(event, registrations)
+        target = callback_for(self._callbacks, event, first_subscription=registrations == 0)
+        if target is not None:
+            callback, args = target
+            self._post(callback, *args)
+
+    def _log_received(self, event: Event, registrations: int) -> None:
+        """The driver's own line for the events it receives (most become callbacks, whose
+        owner says them: these only where the driver has something to add)."""
         match event:
             case Subscribed():
                 # DEBUG: the executor's `registered` / `reregistered` line says it at INFO
                 log_event(logger, logging.DEBUG, "mesos_subscribed", executor_id=self._who,
                           agent_id=self._agent_id(), reregistered=registrations > 0,
                           container=event.container_id)
-                if registrations > 0:
-                    self._post(cb.reregistered, event.agent_info)
-                else:
-                    self._post(cb.registered, event.executor_info, event.framework_info,
-                               event.agent_info)
-            case Launch(task_info=info):
-                self._post(cb.launchTask, info)
-            case LaunchGroup(task_infos=infos):
-                self._post(cb.launchTaskGroup, {"tasks": list(infos)})
-            case Kill(task_id=tid, grace_secs=grace):
-                self._post(cb.killTask, tid, grace)
-            case Message(data=data):
-                self._post(cb.frameworkMessage, data)
             case Shutdown():
                 log_event(logger, logging.DEBUG, "mesos_shutdown_received",  # the executor's
                           executor_id=self._who)  # `shutdown` line says it, with the grace
-                self._post(cb.shutdown)
-            case Error(message=message):
-                self._post(cb.error, message)
             case Acknowledged(task_id=tid, uuid=raw):
                 log_event(logger, logging.INFO, "status_update_acknowledged",
                           executor_id=self._who, task_id=tid, uuid=uuid_text(raw))
@@ -410,16 +415,14 @@ class ExecutorDriver:
             case UnknownEvent(type=kind):
                 log_event(logger, logging.INFO, "mesos_event_ignored", executor_id=self._who,
                           type=kind, reason="unknown event type")
-            case Oversized(type="LAUNCH", task_id=str() as tid, size_bytes=size):
-                self._post(cb.launchTooLarge, tid, size)
-            case Oversized(type=kind, size_bytes=size):
+            case Oversized(type=kind, task_id=tid, size_bytes=size) if kind != "LAUNCH" or tid is None:
                 log_event(logger, logging.ERROR, "mesos_event_skipped", executor_id=self._who,
                           type=kind, bytes=size,
                           reason=f"larger than the limit of {MAX_RECORD_BYTES} bytes"
                           + ("; its task id is not in its first bytes: it cannot be answered"
                              if kind == "LAUNCH" else ""))
             case _:
-                assert_never(event)
+                pass  # the callback's owner logs it
 
     def _agent_id(self) -> str | None:
         with self._cond:

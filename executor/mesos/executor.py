@@ -24,6 +24,7 @@ import attrs
 
 from config.document import MAX_DOCUMENT_BYTES
 from config.executorsettings import ExecutorSettings
+from config.words import quoted
 from executor.events import TaskState
 from executor.host.session import OPERATOR_KILL
 from executor.logs import log_event
@@ -285,7 +286,7 @@ class StokerExecutor:
         except UnknownUser as exc:
             if override:
                 raise LaunchError(f"--execute-as-user={name}: {exc}") from None
-            raise LaunchError(f"invalid task: the job's role {name!r} is the user the task runs as, "
+            raise LaunchError(f"invalid task: the job's role {quoted(name)} is the user the task runs as, "
                               f"and {exc}") from None
 
     def _why_not_switch(self, docker: bool, role: str, me: RunAs) -> str:
@@ -294,12 +295,12 @@ class StokerExecutor:
         if self._settings.nosetuid:
             override = self._settings.execute_as_user
             also = f" nor as --execute-as-user={override} (--nosetuid wins, as in Thermos)" if override else ""
-            return f"--nosetuid: not as the role {role!r}{also}"
+            return f"--nosetuid: not as the role {quoted(role)}{also}"
         if self._settings.execute_as_user is not None:
             return "--execute-as-user names the executor's own user"
         if me.name == role:
             return "the executor already runs as the job's role"
-        return f"the executor is not root, so it runs the task as itself, not as the role {role!r}"
+        return f"the executor is not root, so it runs the task as itself, not as the role {quoted(role)}"
 
     def _announcement(self, launch: TaskLaunch) -> Announcement | None:
         """Where the task announces itself (README "Service discovery"): with

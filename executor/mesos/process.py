@@ -36,6 +36,7 @@ from typing import assert_never
 
 import attrs
 
+import executor as package  # its version(): `executor` names the callbacks in this module
 from config.environment import task_environment
 from config.errors import SettingsError
 from config.executorsettings import ExecutorSettings
@@ -127,14 +128,16 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
         return _run(settings, executor, driver, wakeups)
     finally:
         session.close()
-        relay.close()
+        # The executor exits after: its last lines are written with the relay closed, where
+        # a stray (a task's `kill -USR1 $PPID`, a HUP) at its default would end it by signal.
+        relay.close(ignoring=EXECUTOR_STRAYS)
 
 
 def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorDriver,
          wakeups: queue.SimpleQueue[Wakeup]) -> int:
     log_event(logger, logging.INFO, "executor_start", executor_id=settings.executor_id,
               framework_id=settings.framework_id, agent=settings.agent_endpoint, sandbox=settings.sandbox,
-              checkpoint=settings.checkpoint)
+              checkpoint=settings.checkpoint, version=package.version())
     _log_image_flags(settings)
     driver.start()
     # The driver calls shutdown() when it gives up on the agent, so TaskDone always comes.
@@ -183,7 +186,10 @@ def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
             wakeup = wakeups.get(timeout=None if launch_by is None else max(0.0, launch_by - time.monotonic()))
         except queue.Empty:
             launch_by = None
-            if executor.launch_timed_out():
+            # The driver's lock orders the decision against the LAUNCHes it reads: one it
+            # read first wins (the task runs); one it reads after still gets its TASK_FAILED
+            # acknowledged before the exit (`ExecutorDriver.close_launches`).
+            if driver.close_launches() and executor.launch_timed_out():
                 log_event(logger, logging.WARNING, "launch_timeout",
                           reason=f"no task was launched within {number(launch_timeout_secs)} s "
                                  "(--launch-timeout): exiting, as Thermos' executor does")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import attrs
 
+from config.words import quoted
 from executor.mesos.errors import RemoteProtocolError
 
 MAX_RECORD_BYTES = 8 * 1024 * 1024  # larger records are dropped, their first bytes kept
@@ -126,7 +127,7 @@ class RecordIODecoder:
         digits only, at most _MAX_HEADER_DIGITS of them (the read window bounds its length,
         so it is shown whole), at most ABSURD_RECORD_BYTES."""
         if not header.isdigit():
-            raise RemoteProtocolError(f"RecordIO header {header!r} is not a decimal size")
+            raise RemoteProtocolError(f"RecordIO header {quoted(header)} is not a decimal size")
         if len(header) > _MAX_HEADER_DIGITS:
             raise RemoteProtocolError(
                 f"RecordIO header has {len(header)} digits, more than {_MAX_HEADER_DIGITS}"

@@ -42,6 +42,7 @@ from typing import Any, assert_never
 
 import attrs
 
+from config.words import quoted
 from executor.events import TaskState
 from executor.mesos import wire
 from executor.mesos.errors import LocalProtocolError, RemoteProtocolError
@@ -89,6 +90,13 @@ class PendingUpdate:
     status: dict[str, Any] = attrs.field(eq=False, repr=False)
 
 
+def _task_id_or_none(info: dict[str, Any]) -> str | None:
+    try:
+        return wire.task_id(info)
+    except RemoteProtocolError:  # a group's task without an id: no update can name it
+        return None
+
+
 def _parse(record: Record) -> wire.Event:
     if isinstance(record, OversizedRecord):
         return wire.parse_oversized(record.size, record.prefix, MAX_RECORD_BYTES)
@@ -116,6 +124,10 @@ class ExecutorProtocol:
         self._updates: dict[bytes, PendingUpdate] = {}  # insertion order = send order
         self._offered: frozenset[bytes] = frozenset()  # uuids the latest SUBSCRIBE carried
         self._carried: frozenset[bytes] = frozenset()  # ... once answered with SUBSCRIBED
+        self._launched = False  # a LAUNCH (or LAUNCH_GROUP, or an oversized LAUNCH) was booked
+        self._launches_closed = False  # the launch timeout won: see close_launches()
+        self._answer_owed: dict[str, None] = {}  # launched task ids with no update recorded yet
+        self._answered: set[str] = set()  # task ids some update was recorded for
 
     # -- session facts --
 
@@ -139,7 +151,25 @@ class ExecutorProtocol:
 
     @property
     def all_acknowledged(self) -> bool:
-        return not self._updates
+        """Nothing is owed: every update recorded was acknowledged, and every task a LAUNCH
+        named has had its answer recorded (a LAUNCH booked while its callback has not run
+        yet is owed an update, which the executor must not exit without sending)."""
+        return not self._updates and not self._answer_owed
+
+    @property
+    def launches_closed(self) -> bool:
+        return self._launches_closed
+
+    def close_launches(self) -> bool:
+        """The launch timeout ran out: True when no LAUNCH was booked so far, and from now
+        on none runs a task (each is still owed its TASK_FAILED, `all_acknowledged`); False
+        when one was (it may not have reached its callback yet): the timeout is abandoned,
+        that task runs. Booking and this decision happen under the caller's one lock, so
+        whichever comes first wins."""
+        if self._launched:
+            return False
+        self._launches_closed = True
+        return True
 
     def unacknowledged_updates(self) -> tuple[PendingUpdate, ...]:
         return tuple(self._updates.values())
@@ -215,9 +245,14 @@ class ExecutorProtocol:
                     self._move(SessionState.SUBSCRIBED)
             case wire.Launch(task_info=info):
                 self._remember_task(info)
+                self._owe_answer(wire.task_id(info))
             case wire.LaunchGroup(task_infos=infos):
                 for info in infos:
                     self._remember_task(info)
+                    self._owe_answer(_task_id_or_none(info))
+                self._launched = True
+            case wire.Oversized(type="LAUNCH", task_id=str() as tid):
+                self._owe_answer(tid)
             case wire.Acknowledged(uuid=raw):
                 pending = self._updates.pop(raw, None)
                 if pending is not None:  # a duplicate or unknown ack changes nothing
@@ -230,6 +265,11 @@ class ExecutorProtocol:
                 pass  # nothing owed changes: the driver turns these into callbacks
             case _:
                 assert_never(event)
+
+    def _owe_answer(self, tid: str | None) -> None:
+        self._launched = True
+        if tid is not None and tid not in self._answered:
+            self._answer_owed[tid] = None
 
     def _remember_task(self, info: dict[str, Any]) -> None:
         tid = wire.task_id(info)
@@ -252,11 +292,13 @@ class ExecutorProtocol:
         fields = wire.StatusFields(task_id, state, message, healthy, reason)
         raw = self._new_uuid()
         if len(raw) != 16 or raw in self._updates:
-            raise LocalProtocolError(f"uuid source gave {raw!r}: not 16 fresh bytes")
+            raise LocalProtocolError(f"uuid source gave {quoted(raw)}: not 16 fresh bytes")
         agent_id = self._agent_id or wire.task_agent_id(self._tasks.get(task_id, {}))
         status = self._calls.task_status(fields, raw, agent_id, now_wall)
         pending = PendingUpdate(task_id, raw, state, status)
         self._updates[raw] = pending
+        self._answered.add(task_id)
+        self._answer_owed.pop(task_id, None)
         return pending
 
     def discard(self, uuid: bytes) -> PendingUpdate | None:

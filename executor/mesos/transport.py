@@ -32,6 +32,8 @@ from collections.abc import Iterator
 
 import attrs
 
+from config.words import quoted
+
 API_PATH = "/api/v1/executor"
 CONNECT_TIMEOUT_SECS = 5.0
 CALL_TIMEOUT_SECS = 10.0  # read timeout of a call; the stream has none (heartbeats: 30 min)
@@ -87,7 +89,7 @@ def agent_url(endpoint: str) -> str:
     """`MESOS_AGENT_ENDPOINT` (`ip:port`, an IPv6 ip unbracketed) -> the executor API URL."""
     host, sep, port = endpoint.rpartition(":")
     if not sep or not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"agent endpoint {endpoint!r} is not host:port (a port from 1 to 65535)")
+        raise ValueError(f"agent endpoint {quoted(endpoint)} is not host:port (a port from 1 to 65535)")
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{port}{API_PATH}"

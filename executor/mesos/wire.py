@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 
+from config.words import quoted
 from executor.events import TaskState
 from executor.mesos import jsonprefix
 from executor.mesos.errors import LocalProtocolError, RemoteProtocolError
@@ -159,7 +160,7 @@ def _duration_secs(nanoseconds: int | float | str, what: str) -> float:
         try:
             nanoseconds = int(nanoseconds)
         except ValueError:
-            raise RemoteProtocolError(f"{what} {nanoseconds!r} is not a number") from None
+            raise RemoteProtocolError(f"{what} {quoted(nanoseconds)} is not a number") from None
     if nanoseconds < 0:
         raise RemoteProtocolError(f"{what} is negative ({nanoseconds} ns)")
     return nanoseconds / 1e9
@@ -172,7 +173,7 @@ def parse_event(payload: bytes | bytearray) -> Event:
     except UnicodeDecodeError as e:
         raise RemoteProtocolError(f"event is not UTF-8: {e}") from None
     except json.JSONDecodeError as e:
-        raise RemoteProtocolError(f"event is not JSON: {e} in {payload[:80]!r}") from None
+        raise RemoteProtocolError(f"event is not JSON: {e} in {quoted(payload[:80])}") from None
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"event is a JSON {type(obj).__name__}, not an object")
     kind = _field(obj, "type", str, "event")
@@ -287,7 +288,7 @@ def task_data(task_info: Mapping[str, Any]) -> bytes:
     data = task_info.get("data")
     if data is None:
         return b""
-    return _b64(data, f"TaskInfo {task_id(task_info)!r} data")
+    return _b64(data, f"TaskInfo {quoted(task_id(task_info))} data")
 
 
 def ports_from_resources(task_info: Mapping[str, Any]) -> list[int]:
@@ -337,7 +338,7 @@ class StatusFields:
                 f"state must be a TaskState, not {type(self.state).__name__}")
         if self.reason is not None and not self.reason.startswith("REASON_"):
             raise LocalProtocolError(
-                f"reason {self.reason!r} is not a Mesos reason name (REASON_...)")
+                f"reason {quoted(self.reason)} is not a Mesos reason name (REASON_...)")
 
 
 @attrs.frozen(slots=True)

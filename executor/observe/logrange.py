@@ -28,6 +28,8 @@ import re
 
 import attrs
 
+from config.words import quoted
+
 MAX_CHUNK_BYTES = 256 * 1024  # the most one response carries of a log
 DEFAULT_CHUNK_BYTES = 64 * 1024  # a page's "last 64 KiB"
 LINE_SEARCH_BYTES = 4096
@@ -63,7 +65,7 @@ class Window:
 
 def _whole(name: str, text: str) -> int:
     if not text.isdigit() or not text.isascii() or len(text) > 19:
-        raise BadLogQuery(f"{name}={text[:40]!r} is not a non-negative whole number")
+        raise BadLogQuery(f"{name}={quoted(text[:40])} is not a non-negative whole number")
     return int(text)
 
 
@@ -72,7 +74,7 @@ def parse_query(params: dict[str, str]) -> LogQuery:
     the caller's. Raises BadLogQuery."""
     stream = params.get("stream", "stdout") or "stdout"
     if not STREAM.match(stream):
-        raise BadLogQuery(f"stream={stream[:40]!r} is not stdout or stderr "
+        raise BadLogQuery(f"stream={quoted(stream[:40])} is not stdout or stderr "
                           f"(or a rotated part: stdout.1, stderr.2, ...)")
     run, offset, length = (
         _whole(name, params[name]) if params.get(name, "") != "" else None
@@ -82,7 +84,7 @@ def parse_query(params: dict[str, str]) -> LogQuery:
     file, dir_ = (params.get(name) or None for name in ("file", "dir"))
     for name, value in (("file", file), ("dir", dir_)):
         if value is not None and not IDENT.match(value):
-            raise BadLogQuery(f"{name}={value[:40]!r} is not DEVICE:INODE")
+            raise BadLogQuery(f"{name}={quoted(value[:40])} is not DEVICE:INODE")
     if file is not None and (offset is None or run is None):
         raise BadLogQuery("file= (follow mode) needs a run= and an offset=")
     return LogQuery(run=run, stream=stream, offset=offset, length=length, file=file, dir=dir_)

@@ -27,6 +27,7 @@ from pathlib import Path
 import attrs
 
 from config.registry import RegistrySettings
+from config.words import quoted
 from executor.host.identity import is_stopped
 from executor.host.registry import Listed, Registry, RegistryUnreadable, find
 from executor.observe.logrange import STREAM, LogQuery, trim, window
@@ -94,7 +95,7 @@ class Reader:
     def _entry(self, task_id: str) -> Listed:
         found = find(self._listed(), task_id) if task_id else None
         if found is None:
-            raise NotFound(f"no task {task_id!r} in the registry {self.root}")
+            raise NotFound(f"no task {quoted(task_id)} in the registry {self.root}")
         return found
 
     def task(self, task_id: str) -> TaskDetail:
@@ -104,9 +105,9 @@ class Reader:
         definition, problem = read_definition(entry.sandbox)
         if definition is not None and definition.get("task_id") not in (task_id, None):
             other = definition.get("task_id")
-            definition, problem = None, f"the sandbox's task.json is of task {other!r}, a later attempt"
+            definition, problem = None, f"the sandbox's task.json is of task {quoted(other)}, a later attempt"
         marker = marker_of(inspection, entry)
-        usage, held = measure(inspection, marker, self._usage)
+        usage, held = measure(inspection, self._usage)
         figures = task_figures(inspection, marker, usage, held)
         stopped = inspection.truth.alive and is_stopped(entry.supervisor_pid)
         status = dict(status_json(inspection), resources=figures_json(figures, self._wall()),
@@ -128,7 +129,7 @@ class Reader:
                 runs = _runs(pdir)
                 number = query.run if query.run is not None else (runs[-1] if runs else None)
                 if number is None:
-                    raise NotFound(f"process {process!r} has no log in {sandbox}/{LOGS_DIR}")
+                    raise NotFound(f"process {quoted(process)} has no log in {sandbox}/{LOGS_DIR}")
                 where = f"{where}/{number}/{query.stream}"
                 if query.file is not None and "." not in query.stream:
                     step = _follow(pdir, runs, query)
@@ -145,7 +146,7 @@ class Reader:
         except ValueError as exc:
             raise NotFound(f"no such process: {exc}") from None
         except OSError as exc:
-            raise NotFound(f"no log {where} in task {task_id!r}: {saferead.describe(exc)}") from None
+            raise NotFound(f"no log {where} in task {quoted(task_id)}: {saferead.describe(exc)}") from None
         try:
             return _chunk(step, attrs.evolve(query, offset=step.offset), task_id=task_id,
                           process=process, runs=runs, parts=parts, run_dir=dir_ident)

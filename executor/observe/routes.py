@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, unquote
 
 import attrs
 
+from config.words import quoted
 from executor.observe.logrange import BadLogQuery, LogQuery, parse_query
 
 MAX_QUERY_FIELDS = 16
@@ -131,7 +132,7 @@ def route(method: str, raw_path: str, query: str, host: str, loopback: bool,
           name: str = "") -> Route:
     """The answer to a request (see the module docstring; `name`: `host_allowed`'s)."""
     if not host_allowed(host, loopback, name):
-        return Refused(403, f"this observer answers only loopback names (Host: {host[:80]!r})")
+        return Refused(403, f"this observer answers only loopback names (Host: {quoted(host[:80])})")
     if method not in ("GET", "HEAD"):
         return Refused(405, f"{method[:20]} is not allowed: the observer is read-only")
     try:

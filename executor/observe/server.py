@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from config.words import quoted
 from executor.host.signals import kept_from_new_threads
 from executor.logs import log_event
 from executor.observe import routes
@@ -155,7 +156,7 @@ class ObserverApp:
                 return _json(self.reader.log(task_id, process, query).to_json())
             case routes.Asset(name):
                 if name not in ASSETS:
-                    raise NotFound(f"no asset {name!r}")
+                    raise NotFound(f"no asset {quoted(name)}")
                 content_type, text = ASSETS[name]
                 return Response(200, content_type, text.encode())
             case routes.Refused():
@@ -173,7 +174,7 @@ def listen_sockets(host: str, port: int) -> list[socket.socket]:
         found = socket.getaddrinfo(name, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
                                    socket.IPPROTO_TCP, socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
-        raise OSError(f"{host!r} does not resolve to an address: "
+        raise OSError(f"{quoted(host)} does not resolve to an address: "
                       f"{getattr(exc, 'strerror', None) or exc}") from None
     bound: list[socket.socket] = []
     try:

@@ -1,7 +1,8 @@
 """A task's use against its reservation, read for `stoker status` and the observer's task
-page: the CPU rate and RSS of its running process trees and of the daemons and orphans its
-supervisor holds (`usage`, from /proc, added up; the held ones named by the list beside the
-checkpoint, `executor/task/heldfile.py`) and what its supervisor keeps in `.stoker/usage.json` (its reservation and its
+page: the CPU rate and RSS of its running process trees and of every other process the task
+owns, each a child of its live supervisor, its subreaper (`usage`, from /proc, added up: the
+daemons its runs left, the orphans it adopted, whether or not it has looked at them since,
+its shell health checks; not its watchdog) and what its supervisor keeps in `.stoker/usage.json` (its reservation and its
 last disk sample: `executor/task/usagefile.py`), as `executor/task/usagefigures.Figures`.
 
 The observer's CPU rate is since its previous look at each tree (its `UsageSampler` lives
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from executor.host import identity
 from executor.observe.model import Usage
 from executor.observe.usage import RunRef, UsageSampler
 from executor.task.inspection import Inspection
@@ -36,19 +38,16 @@ def running(inspection: Inspection) -> list[RunRef]:
     return refs
 
 
-def measure(inspection: Inspection, marker: str, sampler: UsageSampler) -> tuple[dict[str, Usage], list[Usage]]:
-    """The trees of the task's running runs, by process, and of its held processes (what
-    its supervisor holds for the watchdog: the daemons its runs left, the orphans it
-    adopted), read while its supervisor runs; their tops are the live supervisor's children."""
+def measure(inspection: Inspection, sampler: UsageSampler) -> tuple[dict[str, Usage], list[Usage]]:
+    """The trees of the task's running runs, by process, and of every other process the
+    task owns (the live supervisor's other children but its watchdog: the daemons its runs
+    left, the orphans it adopted, its shell health checks), read while its supervisor runs."""
     runs = running(inspection)
     usage = sampler.sample(runs)
     attempt = inspection.attempt
     if attempt is None or not inspection.truth.alive or attempt.supervisor_pid is None:
         return usage, []
-    from executor.task.heldfile import read_held
-
-    held = read_held(inspection.sandbox, marker, pinned=inspection.pinned)
-    return usage, sampler.held(held, attempt.supervisor_pid, (r.pid for r in runs))
+    return usage, sampler.owned(attempt.supervisor_pid, (r.pid for r in runs))
 
 
 def live(inspection: Inspection, usage: Mapping[str, Usage], held: Sequence[Usage] = ()) -> Live:
@@ -77,5 +76,8 @@ def live(inspection: Inspection, usage: Mapping[str, Usage], held: Sequence[Usag
 def task_figures(inspection: Inspection, marker: str, usage: Mapping[str, Usage],
                  held: Sequence[Usage] = ()) -> Figures:
     """The figures of the inspected attempt (its `marker` names its usage record)."""
-    record, problem = read_usage(inspection.sandbox, marker, inspection.pinned)
+    attempt = inspection.attempt
+    supervisor = None if attempt is None or not attempt.supervisor_pid or attempt.supervisor_start is None \
+        else identity.ProcessIdentity(attempt.supervisor_pid, attempt.supervisor_start, attempt.supervisor_boot)
+    record, problem = read_usage(inspection.sandbox, marker, inspection.pinned, supervisor)
     return figures(record, problem, live(inspection, usage, held))

@@ -1,5 +1,5 @@
 """CPU and memory of a task's running runs, each with its process tree, and of the
-daemons and orphans its supervisor holds, read from /proc.
+other processes it owns (daemons, orphans), read from /proc.
 
 Read when a page asks, never sampled in the background. For each run the checkpoint says is
 running: its top process must be the run the checkpoint names, a child of the task's live
@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
-from executor.host.identity import boot_wall, read_proc, same_start
+from executor.host.identity import boot_wall, read_proc
 from executor.observe.model import CpuSample, Usage, cpu_percent
+from executor.procs.watchdogsh import WATCHDOG_NAME
 
 MAX_TREE = 10000
 MAX_REMEMBERED = 20000
@@ -85,6 +86,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _is_watchdog(pid: int) -> bool:
+    """Whether `pid` is a supervisor's watchdog (`executor/procs/watchdog.start_watchdog`:
+    `/bin/sh -c SCRIPT stoker-watchdog MARKER ...`)."""
+    words = read_proc(f"/proc/{pid}/cmdline", 65536).split(b"\0")
+    return len(words) > 3 and words[0] == b"/bin/sh" and words[3] == WATCHDOG_NAME.encode()
+
+
 def _tree_totals(pid: int, top: _Stat) -> tuple[int, float, int]:
     """(processes, CPU seconds, RSS bytes) of `pid` (`top`: its stat, read already) and its
     descendants that still run."""
@@ -121,19 +129,23 @@ class UsageSampler:
                 out[ref.process] = usage
         return out
 
-    def held(self, held: Iterable[tuple[int, int]], supervisor: int, runs: Iterable[int]) -> list[Usage]:
-        """The usage of the trees of the task's held processes (`held`: pid → start time as
-        /proc shows it here, the supervisor's list beside the checkpoint) that are children of
-        the live `supervisor` with that start (so neither a reused pid nor a process the list
-        names that is not the supervisor's is counted), the `runs`' tops left out."""
-        held, skip = list(held), set(runs)
-        boot = boot_wall() if held else None
+    def owned(self, supervisor: int, runs: Iterable[int]) -> list[Usage]:
+        """The trees of the live `supervisor`'s other children, the `runs`' tops left out:
+        as the task's subreaper it is the parent of every process of the task that is no
+        run's (the daemons its runs left, each orphan it adopted, whether or not it looked
+        since: its held list waits for that look, and waits for ever for an idle task's
+        orphan adopted more than 0.8 s after its run started), and of its shell health
+        checks; its watchdog (`stoker-watchdog` in its command line), which is not the
+        task's, is left out. Each counts only while the supervisor is its parent in the same
+        read of its stat that gives its figures, so a pid reused meanwhile is not."""
+        skip = set(runs)
+        children = [pid for pid in dict.fromkeys(_children(supervisor)) if pid not in skip]
+        boot = boot_wall() if children else None
         out: list[Usage] = []
-        for pid, start in held:
-            top = _stat(pid) if pid not in skip else None
-            if top is None or top.parent != supervisor or not same_start(top.start, start):
+        for pid in children:
+            top = _stat(pid)
+            if top is None or top.parent != supervisor or _is_watchdog(pid):
                 continue
-            skip.add(pid)
             out.append(self._measure(pid, top, boot))
         return out
 

@@ -422,7 +422,7 @@ class Containment:
         gone: a daemonizer's middle child, say) by a walk for its run's marker, once."""
         if not self._walk or not self._daemons:
             return False
-        alive = self._daemons.alive() or bool(self._kept_now()[0])  # found: kept by pid from now on
+        alive = self._daemons.alive() or bool(self._daemons.waited_for(self._kept_now()[0]))  # found: kept by pid
         if not alive:
             self._daemons.forget()  # none left to hand the marker on
         self._handover.changed()
@@ -434,7 +434,14 @@ class Containment:
         if not self._walk or not self._daemons:
             return 0
         kept, procs = self._kept_now()
-        return len(proctree.send_checked(kept, sig, self._still_unclaimed(procs, kept=True)))
+        refused: list[int] = []
+        sent = proctree.send_checked(self._daemons.waited_for(kept), sig, self._still_unclaimed(procs, kept=True), refused=refused)
+        if refused:  # no grace would end them: named now, and the stop waits for them no more
+            from executor.procs.unsignalled import report_daemons
+
+            self._daemons.refuse(refused)
+            report_daemons(self._label, sig, refused)
+        return len(sent)
 
     def _kept_now(self) -> tuple[list[int], dict[int, ProcInfo]]:
         """One walk: the kept processes found (parents first), and every process walked."""

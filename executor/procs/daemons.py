@@ -9,6 +9,9 @@ daemon's own children inherit, so that they are kept too. (A run that failed, or
 task signalled, takes everything it left with it.) Kept processes are not leftovers (no exit kills
 them); they are stopped with the task (`Containment.signal_daemons`: SIGTERM with the regular
 processes, SIGKILL at the end of the grace; the stop waits for them) and killed with it.
+One that refuses a signal (EPERM: a setuid program that took another user's id, under a
+supervisor that is not root) is `refused`: still kept (no exit takes it for a leftover), but
+no longer waited for nor signalled: no grace would end it.
 
 Thread-safe: runs end on the reaper thread, the owner asks `alive` on its own.
 """
@@ -25,6 +28,7 @@ class KeptDaemons:
         self._lock = threading.Lock()
         self._pids: dict[int, int] = {}  # pid → start time
         self._markers: tuple[bytes, ...] = ()  # the run markers of the runs that left them
+        self._refused: dict[int, int] = {}  # pid → start time: kept, never waited for
 
     def __bool__(self) -> bool:
         return bool(self._pids) or bool(self._markers)
@@ -33,7 +37,7 @@ class KeptDaemons:
         """No process of theirs is left: none can carry their markers again."""
         with self._lock:
             self._pids.clear()
-            self._markers = ()
+            self._markers = ()  # (the refused ones stay kept: alive, just not waited for)
 
     def keep(self, infos: list[ProcInfo], run_marker_entry: bytes) -> None:
         """Keep `infos`, processes an ended run left outside its group; its marker too, when
@@ -53,12 +57,25 @@ class KeptDaemons:
             self._pids[info.pid] = info.start
             return new
 
+    def refuse(self, pids: list[int]) -> None:
+        """These kept processes refused a signal: kept, and waited for no more."""
+        with self._lock:
+            for pid in pids:
+                if (start := self._pids.pop(pid, None)) is not None:
+                    self._refused[pid] = start
+
+    def waited_for(self, pids: list[int]) -> list[int]:
+        """Those of `pids` (kept ones) that did not refuse a signal."""
+        with self._lock:
+            return [pid for pid in pids if pid not in self._refused] if self._refused else pids
+
     def holds(self, info: ProcInfo) -> bool:
         """Kept by pid, or by a kept run's marker (then it is added: it outlives its parent)."""
         with self._lock:
-            if self._pids.get(info.pid) == info.start:
+            if self._pids.get(info.pid) == info.start or self._refused.get(info.pid) == info.start:
                 return True
-            if self._markers and proctree.has_marker(info.environ, self._markers):
+            if self._markers and proctree.has_marker(info.environ, self._markers) \
+                    and info.pid not in self._refused:
                 self._pids[info.pid] = info.start
                 return True
         return False
@@ -72,7 +89,8 @@ class KeptDaemons:
         return info.pgrp == top_pid or proctree.has_marker(info.environ, (run_marker_entry,))
 
     def alive(self) -> bool:
-        """Whether a kept process still lives by its pid (the gone ones are forgotten)."""
+        """Whether a kept process still lives by its pid (the gone ones are forgotten; the
+        refused ones do not count)."""
         with self._lock:
             self._pids = {pid: start for pid, start in self._pids.items() if proctree.alive_as(pid, start)}
             return bool(self._pids)
@@ -84,4 +102,4 @@ class KeptDaemons:
     def held(self) -> dict[int, int]:
         """Every kept process known by pid: pid → start time."""
         with self._lock:
-            return dict(self._pids)
+            return {**self._refused, **self._pids}

@@ -32,7 +32,7 @@ import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enu
 import os
 
 from executor.procs.runenv import exec_text
-from executor.procs.watchdogsh import WATCHDOG_ENV, WATCHDOG_SCRIPT
+from executor.procs.watchdogsh import WATCHDOG_ENV, WATCHDOG_NAME, WATCHDOG_SCRIPT
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def spawn_watchdog(marker: str, *, root_fd: int, home_fd: int, close: list[int])
                (os.POSIX_SPAWN_DUP2, 1, 2)] + [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
     os.fchdir(root_fd)
     try:
-        pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_SCRIPT, "stoker-watchdog", marker,
+        pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_SCRIPT, WATCHDOG_NAME, marker,
                                          "", "", ""], WATCHDOG_ENV, file_actions=actions,
                              setsid=True, setsigdef=_DEFAULT_SIGNALS)
     except BaseException:

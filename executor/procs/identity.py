@@ -25,6 +25,8 @@ from pathlib import Path
 
 import attrs
 
+from config.words import quoted
+
 
 class UnknownUser(LookupError):
     """There is no such user on this machine."""
@@ -49,7 +51,7 @@ def user_named(name: str) -> RunAs:
     try:
         entry = pwd.getpwnam(name)
     except (KeyError, ValueError):  # ValueError: a name with a NUL byte
-        raise UnknownUser(f"there is no user {name!r} on this machine") from None
+        raise UnknownUser(f"there is no user {quoted(name)} on this machine") from None
     try:
         groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
     except OSError:

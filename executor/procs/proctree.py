@@ -273,19 +273,20 @@ Check = Callable[[ProcInfo, set[int]], bool]
 
 
 def send_checked(pids: Iterable[int], sig: int, still_ours: Check,
-                 proven: Iterable[int] = ()) -> list[int]:
+                 proven: Iterable[int] = (), refused: list[int] | None = None) -> list[int]:
     """`send` with the caller's rule: `still_ours(info, proven_so_far)` judges each process
-    again after its pidfd is open; parents must come before their children."""
+    again after its pidfd is open; parents must come before their children. Those that
+    refused the signal (EPERM: a setuid program's) are added to `refused`, if given."""
     ours = set(proven)
     sent = []
     for pid in pids:
-        if _send_one(pid, sig, still_ours, ours):
+        if _send_one(pid, sig, still_ours, ours, refused):
             ours.add(pid)
             sent.append(pid)
     return sent
 
 
-def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int]) -> bool:
+def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int], refused: list[int] | None = None) -> bool:
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -305,7 +306,11 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int]) -> bool:
             if wakes(sig):
                 os.kill(pid, signal.SIGCONT)
         return True
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        if refused is not None:
+            refused.append(pid)
         return False
     finally:
         if pidfd >= 0:

@@ -6,7 +6,9 @@ process-wide thread that reaps EVERY child. The thread blocks in `waitid(P_ALL, 
 WNOWAIT)`: it learns that a child exited while the zombie still holds its pid (so the
 watcher can still SIGKILL that process group without any risk of pid reuse), then reaps it
 with `waitpid` and hands the status to whoever registered the pid. Unregistered pids are
-orphans and are just reaped. While there are no children at all the thread waits on a
+orphans and are just reaped. It hears a child stop too (`WSTOPPED`: one wakeup per stop,
+none while it stays stopped), takes that report and tells a watcher that asked
+(`Watcher.on_stopped`: the watchdog's keeper continues a watchdog a task's process stopped). While there are no children at all the thread waits on a
 condition that the next fork notifies: no busy loop and no polling.
 
 Consequence: no other code in a process that uses a Supervisor may wait for children itself
@@ -65,6 +67,7 @@ class Watcher:
 
     on_exit: Callable[[int, int | None], None] = lambda pid, exit_code: None
     on_reaped: Callable[[int, int], None] = lambda pid, status: None
+    on_stopped: Callable[[int, int], None] | None = None  # (pid, the stop signal): the child stopped
 
     def before_reap(self, pid: int, exit_code: int | None) -> None:
         self.on_exit(pid, exit_code)
@@ -274,7 +277,7 @@ class Reaper:
                     return
                 generation = self._generation
             try:
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WSTOPPED | os.WNOWAIT)
             except ChildProcessError:
                 with self._cond:
                     while self._generation == generation and not self._should_exit():
@@ -282,7 +285,23 @@ class Reaper:
                 continue
             if info is None:
                 continue
+            if info.si_code in (os.CLD_STOPPED, os.CLD_TRAPPED):
+                self._stopped(info.si_pid, info.si_status)
+                continue
             self._dispatch(info.si_pid, info.si_status if info.si_code == os.CLD_EXITED else None)
+
+    def _stopped(self, pid: int, signum: int) -> None:
+        """A child stopped (`kill -STOP`): the report taken (else `waitid` would give it again
+        at once), and its watcher told, if it asked (the watchdog's keeper continues it)."""
+        try:
+            os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG)
+        except ChildProcessError:
+            return
+        with self._cond:
+            watcher = self._watchers.get(pid)
+        hook = getattr(watcher, "on_stopped", None)
+        if hook is not None:
+            self._call(hook, pid, signum)
 
     def _dispatch(self, pid: int, exit_code: int | None) -> None:
         with self._cond:

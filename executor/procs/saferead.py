@@ -27,6 +27,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
+from config.words import quoted
 from executor.procs import sandboxfs
 
 BLOCK_BYTES = 65536
@@ -60,7 +61,7 @@ def open_file(name: str, dir_fd: int | None = None) -> int:
 def check_name(name: str) -> str:
     """`name` when it is one plain directory entry (no '/', not '.' or '..'); else ValueError."""
     if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise ValueError(f"{name!r} is not a plain file name")
+        raise ValueError(f"{quoted(name)} is not a plain file name")
     return name
 
 

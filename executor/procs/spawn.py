@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
+from config.words import quoted
 from executor.procs import sandboxfs
 from executor.procs.identity import RunAs
 from executor.procs.runenv import (  # noqa: F401  (re-exported: spawn's callers use them here)
@@ -193,7 +194,7 @@ class LogRoot:
 
     def _check_name(self, process: str) -> None:
         if not process or "/" in process or process in (".", "..") or "\0" in process:
-            raise SpawnError(f"process name {process!r} would put its logs outside {self._root}; "
+            raise SpawnError(f"process name {quoted(process)} would put its logs outside {self._root}; "
                              f"refusing to start it")
 
     def _still_there(self) -> bool:
@@ -248,7 +249,7 @@ class LogRoot:
         try:
             return opener()
         except sandboxfs.UnsafePath as e:
-            raise SpawnError(f"process {process!r} would put its logs outside {self._root}: "
+            raise SpawnError(f"process {quoted(process)} would put its logs outside {self._root}: "
                              f"{path}: {e}; refusing to start it") from None
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ESTALE):
@@ -319,34 +320,38 @@ def open_stdio(directory: LogDir, spec: LoggerSpec, devnull_fd: int, label: str)
             stdio.close_after_fork.append(stdio.stdout)
             stdio.stderr = open_log(directory, "stderr")
             stdio.close_after_fork.append(stdio.stderr)
-            return stdio
-        # ROTATE, or BOTH: a pipe read by the log pump.
-        from executor.procs.logpump import LogFile, make_pipe  # only these loggers need it
-
-        rotate = mode is LogMode.ROTATE
-        for name, console in (("stdout", 1), ("stderr", 2)):
-            path = directory.path / name
-            try:
-                file = LogFile(directory.fd, name, path, spec.log_size_bytes if rotate else None,
-                               spec.backups)
-            except OSError as e:
-                raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}") from None
-            try:
-                read_fd, write_fd = make_pipe()
-            except OSError as e:
-                file.close()
-                raise SpawnError(f"cannot make a log pipe for {path}: {describe_os_error(e)}") from None
-            stdio.pumped.append((read_fd, file, console if dest is LogDestination.BOTH else None,
-                                 f"{label} stream={name}"))
-            stdio.close_after_fork.append(write_fd)
-            if name == "stdout":
-                stdio.stdout = write_fd
-            else:
-                stdio.stderr = write_fd
+        else:  # ROTATE, or BOTH
+            _pump(stdio, directory, spec, label)
         return stdio
     except BaseException:
         stdio.discard()
         raise
+
+
+def _pump(stdio: RunStdio, directory: LogDir, spec: LoggerSpec, label: str) -> None:
+    """The run's stdout and stderr as pipes the log pump reads into their files (rotated, or
+    copied to the console too): each file, its pipe, in `stdio`. SpawnError on failure."""
+    from executor.procs.logpump import LogFile, make_pipe  # only these loggers need it
+
+    rotate = spec.mode is LogMode.ROTATE
+    for name, console in (("stdout", 1), ("stderr", 2)):
+        path = directory.path / name
+        try:
+            file = LogFile(directory.fd, name, path, spec.log_size_bytes if rotate else None, spec.backups)
+        except OSError as e:
+            raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}") from None
+        try:
+            read_fd, write_fd = make_pipe()
+        except OSError as e:
+            file.close()
+            raise SpawnError(f"cannot make a log pipe for {path}: {describe_os_error(e)}") from None
+        stdio.pumped.append((read_fd, file, console if spec.destination is LogDestination.BOTH else None,
+                             f"{label} stream={name}"))
+        stdio.close_after_fork.append(write_fd)
+        if name == "stdout":
+            stdio.stdout = write_fd
+        else:
+            stdio.stderr = write_fd
 
 
 def stageable(logger: LoggerSpec) -> bool:

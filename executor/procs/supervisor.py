@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
+from config.words import quoted
 from executor.events import DaemonsExited, ExitStatus, ProcessExited
 from executor.logs import log_event
 from executor.procs import earlyfork, fdlimit, spawn
@@ -252,10 +253,10 @@ class Supervisor:
         key = (process.name, run)
         with self._lock:
             if key in self._runs:
-                raise SpawnError(f"process {process.name!r} run {run} is already running "
+                raise SpawnError(f"process {quoted(process.name)} run {run} is already running "
                                  f"(pid {self._runs[key].pid})")
         if "\0" in process.name or "\0" in process.cmdline:
-            raise SpawnError(f"process {process.name!r} run {run}: its name or cmdline "
+            raise SpawnError(f"process {quoted(process.name)} run {run}: its name or cmdline "
                              f"contains a NUL byte, which no command line can carry")
         stdio = self._logs.open(process, run, self._devnull)
         if stdio is None:  # closed meanwhile
@@ -264,7 +265,7 @@ class Supervisor:
 
     def _closed(self, process: ProcessSpec, run: int) -> SpawnError:
         return SpawnError(f"the supervisor of task {self._label} is closed; cannot start "
-                          f"process {process.name!r} run {run}")
+                          f"process {quoted(process.name)} run {run}")
 
     def _fork(self, prepared: PreparedRun, bash_env: str | None) -> int:
         process, run, stdio = prepared.process, prepared.run, prepared.stdio
@@ -285,7 +286,7 @@ class Supervisor:
         except OSError as e:
             stdio.discard()
             where = f" in {e.filename}" if e.filename else ""
-            raise SpawnError(f"cannot start /bin/bash for process {process.name!r} run {run}"
+            raise SpawnError(f"cannot start /bin/bash for process {quoted(process.name)} run {run}"
                              f"{where}: {describe_os_error(e)}") from None
         self._logs.forked(process, run, stdio)
         self._spawned_at = time.monotonic()

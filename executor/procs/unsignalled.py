@@ -5,7 +5,9 @@ its own. A task's process that execs a setuid program which takes its real user 
 (`su`, `sudo`, a daemon that drops to another user's) is out of its reach: every SIGTERM and
 SIGKILL is refused (EPERM), and with no cgroup to kill it through (`cgroup.kill` needs no
 permission over the process), it outlives the task. The containment says so once, at close
-(`Containment.kill_all`), naming each of them; this module reads what it names.
+(`Containment.kill_all`), naming each of them; this module reads what it names. A daemon a
+run left that refuses its stop signal is named as it refuses it (`report_daemons`), and the
+stop does not wait for it.
 
 A run whose top process a debugger traces (`gdb -p`, `strace -p`) ends when SIGKILLed,
 but the kernel tells its tracer first, and its parent, the supervisor, only once the tracer
@@ -13,12 +15,13 @@ has taken that news: a debugger holding it at its prompt keeps the run from endi
 stop gives it up 1 s after its SIGKILL (`did not exit 1 s after SIGKILL`). `say_traced`
 names the tracer as the SIGKILL goes out, so that line has its reason.
 
-Loaded only at a close that left something, or a run's SIGKILL. Never raises.
+Loaded only at a close that left something, a run's SIGKILL, or a daemon's refusal. Never raises.
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Iterable
 
 from executor.logs import log_event
@@ -37,6 +40,15 @@ def report(label: str, left: Iterable[int]) -> None:
             f"{count} of the task may not be signalled by this user "
             f"(uid {os.geteuid()}: a setuid program took another user's id) and are "
             f"left running: {describe(stuck)}"))
+
+
+def report_daemons(label: str, sig: int, refused: list[int]) -> None:
+    """One ERROR line naming the daemons the task's runs left that refused `sig`: the stop
+    does not wait for them (`Containment.signal_daemons`)."""
+    log_event(logger, logging.ERROR, "daemons_unsignalled", task=label, signal=signal.Signals(sig).name,
+              reason=f"{len(refused)} of the daemons the task's runs left may not be signalled by this user "
+                     f"(uid {os.geteuid()}: a setuid program took another user's id): {describe(sorted(refused))}",
+              consequence="the stop does not wait for them; they are left running")
 
 
 def say_traced(label: str, runs: Iterable[tuple[str, int, int]]) -> None:

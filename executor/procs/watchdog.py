@@ -14,8 +14,11 @@ own runs.) At EOF:
 
 1. With a task cgroup (arguments 2 and 3: its directory and how to kill it), it kills every
    member through the cgroup: `cgroup.kill` (v2), or freeze, SIGKILL the listed members,
-   thaw (`cgroup.freeze`, v1 `freezer.state`), and removes the cgroup once it is empty (at
-   most 40 passes, 10 ms apart). Nothing forked meanwhile escapes: the kernel kills it too
+   thaw (`cgroup.freeze`, v1 `freezer.state`), and removes the cgroup once it is empty: once
+   `cgroup.events` says `populated 0` (v1: no pid listed), looked at with shell builtins
+   10 ms, then 100 ms apart, for 10 s at most (a SIGKILLed member leaves it only once it has
+   exited: 0.5 s to free 8 GB, and a request a FUSE server holds unanswered keeps it in D
+   state until answered; a shell has no poll() to wait for the file's change itself). Nothing forked meanwhile escapes: the kernel kills it too
    (`cgroup.kill`) or it cannot fork while frozen. On a normal close the supervisor has
    already removed the cgroup, and this step finds nothing.
 2. Then, repeatedly, it lists every process whose /proc/PID/environ holds the entry
@@ -41,9 +44,11 @@ splits; what does not fit is logged once and not held.
 
 A shell and one grep per pass cost no Python interpreter: the watchdog idles as one
 blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
-1 when processes were still found after the last pass. The keeper logs its start at DEBUG,
+1 when processes were still found after the last pass, or its cgroup was not empty in 10 s. The keeper logs its start at DEBUG,
 and at ERROR a watchdog that could not start, died while the task lives, or did not exit.
-One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
+One a task's process stops (`kill -STOP`, as Stoker's own user) is continued as soon as it
+stops: the reaper hears the stop (`waitid` with `WSTOPPED`), and the keeper sends SIGCONT
+and logs a WARNING line (`watchdog_continued`). One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
 again each time the task is next idle (`ensure`), with no further line until it starts:
 then one INFO line says after how many tries.
 """
@@ -63,7 +68,7 @@ import attrs
 from executor.events import ExitStatus
 from executor.logs import log_event
 from executor.procs.reaper import Reaper, Watcher
-from executor.procs.watchdogsh import WATCHDOG_ENV, WATCHDOG_SCRIPT
+from executor.procs.watchdogsh import WATCHDOG_ENV, WATCHDOG_NAME, WATCHDOG_SCRIPT
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +124,7 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
         raise
     try:
         popen = subprocess.Popen(
-            ["/bin/sh", "-c", WATCHDOG_SCRIPT, "stoker-watchdog", marker, cgroup, how, home,
+            ["/bin/sh", "-c", WATCHDOG_SCRIPT, WATCHDOG_NAME, marker, cgroup, how, home,
              str(list_read)],
             stdin=read_fd,
             stdout=subprocess.DEVNULL,
@@ -139,6 +144,13 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
     os.set_blocking(list_read, False)  # the watchdog reopens it (/proc/self/fd): blocking there
     room = fcntl.fcntl(list_fd, fcntl.F_GETPIPE_SZ) // 2
     return Watchdog(popen=popen, write_fd=write_fd, list_fd=list_fd, drain_fd=list_read, room=room)
+
+
+def _signame(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _close(*fds: int) -> None:
@@ -191,7 +203,7 @@ class WatchdogKeeper:
             try:
                 with self._reaper.forking():
                     dog = start_watchdog(self._marker, *self._cgroup())
-                    self._reaper.register(dog.pid, Watcher(on_reaped=self._exited))
+                    self._reaper.register(dog.pid, Watcher(on_reaped=self._exited, on_stopped=self._stopped))
             except OSError as e:
                 self._watchdog = None
                 self._failed += 1
@@ -259,6 +271,15 @@ class WatchdogKeeper:
             log_event(logger, logging.ERROR, "watchdog_stuck", task=self._label,
                       pid=self._watchdog.pid,
                       reason=f"it did not exit within {within_secs} s of close")
+
+    def _stopped(self, pid: int, signum: int) -> None:
+        """On the reaper's thread, as the watchdog stops (a task's process of Stoker's own
+        user sent it SIGSTOP): continued at once, since a stopped watchdog would not act on the
+        supervisor's death. The pid is still the watchdog's: the reaper has not reaped it."""
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGCONT)
+        log_event(logger, logging.WARNING, "watchdog_continued", task=self._label, pid=pid,
+                  reason=f"it was stopped ({_signame(signum)}), by a process of the task's user")
 
     def _exited(self, pid: int, status: int) -> None:
         if self._watchdog is not None and self._watchdog.pid == pid:

@@ -42,6 +42,7 @@ from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, make_acl, make_digest_acl_credential
 
+from config.words import quoted
 from config.zookeeper import ZkAccess, ZkAuth
 from executor.logs import log_event
 from executor.task.membership import (
@@ -245,7 +246,7 @@ class ServerSetAnnouncer:
                 if member == m.member and m.connection is Connection.CONNECTED:
                     self._watch(member)
                 return []
-        raise TypeError(f"unexpected message {message!r}")
+        raise TypeError(f"unexpected message {quoted(message)}")
 
     def _create(self) -> list[Change]:
         assert self._zk is not None

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from executor.host.replacefile import replace_file
-from executor.host.sandbox import CHECKPOINT_FILE, STOKER_DIR
+from executor.host.sandbox import CHECKPOINT_FILE, STOKER_DIR, moved_to
 from executor.logs import log_event
 from executor.procs import saferead, sandboxfs
 from executor.task import records as rec
@@ -146,6 +146,7 @@ class CheckpointWriter:
         self._compact_at = compact_min_bytes
         self._compactor: Compactor | None = None  # made at the first compaction
         self._maybe_torn = True  # a crash may have cut the last write short
+        self._sandbox, self._moved = sandbox, False  # said once: `.stoker` renamed or removed under it
 
     def _feed(self, compactor: Compactor, doc: Mapping[str, Any]) -> None:
         record = rec.parse(doc)
@@ -202,6 +203,23 @@ class CheckpointWriter:
                     self._feed(self._compactor, doc)
             if os.fstat(self._fd).st_size >= self._compact_at:
                 self._compact()
+            if not self._moved:
+                self._say_if_moved()
+
+    def _say_if_moved(self) -> None:
+        """One WARNING, the first time a write finds that SANDBOX/.stoker is no longer the
+        directory it writes in: the records go on in the one it holds (with its lock and
+        control socket: a second supervisor still cannot take the sandbox), which the
+        readers given the sandbox's path no longer find (docs/contract.md §4)."""
+        now = moved_to(self._sandbox, self._dir)
+        if now is None:
+            return
+        self._moved = True
+        log_event(logger, logging.WARNING, "stoker_dir_moved", task=self._label,
+                  reason=f"{self._sandbox}/{STOKER_DIR} was renamed or removed since the task started "
+                         f"(the directory is now {now}); the checkpoint and the files beside it go on there",
+                  consequence=f"`stoker status`, `stoker ps`, `stoker kill` and the observer do not find the "
+                              f"task's state until it is renamed back to {STOKER_DIR}")
 
     def _undo(self, size: int) -> None:
         """A write or its sync failed (a full disk cuts a write short): cut the file back to

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import attrs
 
+from config.words import quoted
 from executor.events import DiskSampled
 
 DEFAULT_INTERVAL_SECS = 60.0  # Thermos' DISK_COLLECTION_INTERVAL
@@ -68,7 +69,7 @@ class DiskLimit:
 
     def __init__(self, limit_bytes: int, interval_secs: float) -> None:
         if not interval_secs > 0:
-            raise ValueError(f"the disk check's interval must be more than 0 s, not {interval_secs!r}")
+            raise ValueError(f"the disk check's interval must be more than 0 s, not {quoted(interval_secs)}")
         self.limit_bytes = limit_bytes
         self.interval_secs = interval_secs
         self.last: DiskSampled | None = None  # the last sample made

@@ -10,8 +10,15 @@ uid) owns them: the sandbox is the role's, so its processes may remove the agent
 and make a directory of that name, or rename `.stoker` away and make their own, and what
 they make is theirs and counts. Nothing on another file system
 is counted, nor anything mounted inside the sandbox (a bind mount of a host directory or
-file on the same file system too, as read from /proc/self/mountinfo): a volume's space is
-not the sandbox's.
+file on the same file system too): a volume's space is not the sandbox's. What is mounted
+is not even looked at: the mount points below the sandbox, read from /proc/self/mountinfo
+once per walk, are known by their name in their parent directory (the parent's inode, from
+one lstat of the parent, which is on the sandbox's file system), and passed over before any
+stat or open, so a FUSE mount whose server does not answer (a role's, `allow_other`) cannot
+hang the walk. One mounted after that read is still left out by its device, after its stat.
+
+A walk can be stopped (`stopped`, asked between two directories): it then raises
+`Cancelled`, so a task that stops does not leave a long walk behind it.
 
 Safe on any tree a task can make:
 - no symlink is ever followed (each entry is lstat'ed, each directory opened with
@@ -45,6 +52,10 @@ Key = tuple[int, int]  # (st_dev, st_ino)
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # removed, or replaced by a file or a symlink
 
 
+class Cancelled(Exception):
+    """The walk was stopped before its end (`measure`'s `stopped`)."""
+
+
 @attrs.frozen(slots=True)
 class Usage:
     used_bytes: int
@@ -53,40 +64,46 @@ class Usage:
 
 
 def measure(root: str | os.PathLike[str], counts: Callable[[str], bool] = lambda name: True,
-            owner: int | None = None) -> Usage:
+            owner: int | None = None, stopped: Callable[[], bool] = lambda: False) -> Usage:
     """The disk `root`'s tree holds, less its top-level entries `counts` refuses that `owner`
-    owns (None: whoever owns them)."""
+    owns (None: whoever owns them). Raises `Cancelled` once `stopped()` is true, asked before
+    each directory."""
     root_fd = os.open(root, _DIR)
     try:
-        walk = _Walk(root_fd, mount_points(os.fspath(root)), counts, owner)
+        walk = _Walk(root_fd, mount_points(os.fspath(root)), counts, owner, stopped)
         walk.run()
         return Usage(walk.used, walk.files, walk.unreadable)
     finally:
         os.close(root_fd)
 
 
-def mount_points(root: str) -> set[Key]:
-    """The inodes of what is mounted below `root`, from /proc/self/mountinfo (empty when it
-    cannot be read: the file-system check still holds for other file systems)."""
+def mount_points(root: str) -> dict[Key, frozenset[str]]:
+    """What is mounted below `root`, from /proc/self/mountinfo: the names of the mount points
+    by their parent directory's (device, inode); empty when it cannot be read (the
+    file-system check still holds for other file systems). Never stats a mount point: only
+    the parents of those not under another mount point below `root`, which are on `root`'s
+    side of every mount (one under another is never reached: the walk skips the outer one)."""
     base = os.path.realpath(root).rstrip("/") + "/"
-    keys: set[Key] = set()
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
             lines = f.read().splitlines()
     except OSError:
-        return keys
-    for line in lines:
-        fields = line.split(" ")
-        if len(fields) < 5:
+        return {}
+    points = sorted({point for line in lines if len(fields := line.split(" ")) >= 5
+                     and (point := _unescape(fields[4])).startswith(base)})
+    outer: list[str] = []  # sorted: a mount point's outer ones come before it
+    for point in points:
+        if not any(point.startswith(o + "/") for o in outer):
+            outer.append(point)
+    names: dict[Key, set[str]] = {}
+    for point in outer:
+        parent, name = os.path.split(point)
+        try:
+            st = os.lstat(parent)
+        except OSError:
             continue
-        point = _unescape(fields[4])
-        if point.startswith(base):
-            try:
-                st = os.lstat(point)
-            except OSError:
-                continue
-            keys.add((st.st_dev, st.st_ino))
-    return keys
+        names.setdefault((st.st_dev, st.st_ino), set()).add(name)
+    return {key: frozenset(found) for key, found in names.items()}
 
 
 def _unescape(field: str) -> str:
@@ -113,14 +130,15 @@ class _Frame:
 
 
 class _Walk:
-    def __init__(self, root_fd: int, mounts: set[Key], counts: Callable[[str], bool],
-                 owner: int | None) -> None:
+    def __init__(self, root_fd: int, mounts: dict[Key, frozenset[str]], counts: Callable[[str], bool],
+                 owner: int | None, stopped: Callable[[], bool]) -> None:
         st = os.fstat(root_fd)
         self._root_fd = root_fd
         self._dev = st.st_dev
         self._mounts = mounts
         self._counts = counts
         self._owner = owner
+        self._stopped = stopped
         self._root_key = (st.st_dev, st.st_ino)
         self._dirs: set[int] = {st.st_ino}  # visited (or to visit): each once (all on `_dev`)
         self._linked: set[Key] = set()  # hard-linked inodes counted
@@ -128,11 +146,13 @@ class _Walk:
 
     def run(self) -> None:
         fd = os.dup(self._root_fd)
-        stack = [_Frame("", self._root_key, *self._scan(fd, top=True))]
+        stack = [_Frame("", self._root_key, *self._scan(fd, self._root_key, top=True))]
         try:
             while stack:
                 frame = stack[-1]
                 if frame.pending:
+                    if self._stopped():
+                        raise Cancelled
                     name, key = frame.pending.pop(), (self._dev, frame.inodes.pop())
                     try:
                         child = _open_child(fd, name, key)
@@ -144,7 +164,7 @@ class _Walk:
                         continue
                     os.close(fd)
                     fd = child
-                    stack.append(_Frame(name, key, *self._scan(fd, top=False)))
+                    stack.append(_Frame(name, key, *self._scan(fd, key, top=False)))
                     continue
                 stack.pop()
                 if stack:
@@ -152,13 +172,17 @@ class _Walk:
         finally:
             os.close(fd)
 
-    def _scan(self, fd: int, *, top: bool) -> tuple[list[str], list[int]]:
-        """Count directory `fd`'s entries; its subdirectories to visit, and their inodes."""
+    def _scan(self, fd: int, key: Key, *, top: bool) -> tuple[list[str], list[int]]:
+        """Count directory `fd`'s (the inode `key`'s) entries; its subdirectories to visit,
+        and their inodes."""
         subdirs: list[str] = []
         inodes: list[int] = []
+        mounted = self._mounts.get(key, frozenset())
         try:
             with os.scandir(fd) as entries:
                 for entry in entries:
+                    if entry.name in mounted:
+                        continue  # a mount point (a file can be one too): not even stat'ed
                     refused = top and not self._counts(entry.name)
                     try:
                         st = entry.stat(follow_symlinks=False)
@@ -166,9 +190,6 @@ class _Walk:
                         continue
                     if refused and self._owner in (None, st.st_uid):
                         continue  # the front-end's (one the task made in its place counts)
-                    key = (st.st_dev, st.st_ino)
-                    if key in self._mounts:
-                        continue  # mounted here (a file can be too)
                     if stat.S_ISDIR(st.st_mode):
                         inode = st.st_ino  # one int object, in the set and the list
                         if st.st_dev != self._dev or inode in self._dirs:
@@ -178,9 +199,9 @@ class _Walk:
                         subdirs.append(entry.name)
                         inodes.append(inode)
                     elif st.st_nlink > 1:
-                        if key in self._linked:
+                        if (linked := (st.st_dev, st.st_ino)) in self._linked:
                             continue
-                        self._linked.add(key)
+                        self._linked.add(linked)
                     self.used += st.st_blocks * 512
                     self.files += 1
         except OSError:

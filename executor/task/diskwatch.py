@@ -11,7 +11,11 @@ same staged kill as a failed health check; a kill already under way wins.
 
 Called only from the owner's thread: `start` as the processes start, `tick` at every step
 (starts the sample that is due), `sampled` with each result, `deadline_at` for the owner's
-next wake-up, `stop` once the task stops. A task without the check has no DiskWatch and
+next wake-up, `stop` once the task stops: a walk under way is told to stop, and ends at the
+next directory it would open, posting nothing (a long walk does not outlive its task, nor
+run beside the next attempt's under `stoker run`). Nothing ever waits for the sampling
+thread (a daemon, never joined): a walk held in a system call cannot hold up the task's
+stop nor the supervisor's exit. A task without the check has no DiskWatch and
 nothing here is loaded: no thread, no timer, no wake-up.
 """
 from __future__ import annotations
@@ -62,6 +66,7 @@ class DiskWatch:
         self._check = check
         self._post = post
         self._clock = clock
+        self._stopped = threading.Event()  # the task stopped: the walk under way ends early
         self.limit = DiskLimit(limit_bytes, check.interval_secs)
 
     def start(self) -> None:
@@ -99,7 +104,10 @@ class DiskWatch:
         return self.limit.deadline_at()
 
     def stop(self) -> None:
+        """The task stops: no sample after this, and the one under way ends at its next
+        directory (not waited for)."""
         self.limit.stop()
+        self._stopped.set()
 
     def _sample(self) -> None:
         """The sampling thread: one walk, its result posted. At the supervisor's own CPU
@@ -107,12 +115,16 @@ class DiskWatch:
         every other thread of the supervisor until it runs again, and a walk at nice 19 beside
         a task that kept the CPUs busy stalled the owner, the reaper and the health checks for
         2 to 3 s at a time. Its cost is bounded by the schedule (a tenth of the time)."""
-        from executor.task.diskusage import measure
+        from executor.task.diskusage import Cancelled, measure
 
         started = time.monotonic()
         try:
-            usage = measure(self._sandbox, self._check.counts, self._check.owner)
+            usage = measure(self._sandbox, self._check.counts, self._check.owner, self._stopped.is_set)
             sample = DiskSampled(usage.used_bytes, usage.files, usage.unreadable, time.monotonic() - started)
+        except Cancelled:  # the task stopped: nobody waits for this sample
+            log_event(logger, logging.DEBUG, "disk_sample_cancelled", task=self._label,
+                      secs=round(time.monotonic() - started, 3))
+            return
         except OSError as exc:
             sample = DiskSampled(None, error=f"the sandbox {self._sandbox} cannot be read: {exc.strerror or exc}")
         except Exception as exc:  # a bug: said with its traceback, and the check goes on

@@ -35,7 +35,7 @@ from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
 from executor.host.sandbox import LOCK_FILE, checkpoint_mtime, open_stoker_dir
 from executor.host.truth import RESTARTING, Truth, judge
-from executor.procs import proctree, saferead
+from executor.procs import proctree, saferead, sandboxfs
 from executor.procs.spawn import RUN_MARKER, TASK_MARKER
 from executor.task.checkpoint import iter_records
 from executor.task.heldfile import alive_held, read_held
@@ -128,6 +128,8 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
     the registry's `entry`, only the `.stoker` its supervisor made is read; with `cache` (a
     reader that lives on: the observer), a checkpoint is replayed again only once it changed."""
     pinned = entry.stoker_dir if entry is not None else ""
+    if entry is not None and pinned and (moved := _pin_lost(sandbox, entry)):
+        return moved
     view, problem = _view(sandbox, pinned, cache)
     if problem is None:
         return _unrecorded(sandbox, pinned, entry)
@@ -157,6 +159,35 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
         view, attempt = _counted_on_the_boot_clock(view, attempt)
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem,
                       pinned=pinned)
+
+
+def _pin_lost(sandbox: Path, entry: RegistryEntry) -> Inspection | None:
+    """The sandbox whose `.stoker` is not the one its registry entry pins (renamed or
+    removed since its supervisor took it: a task's processes share the sandbox), said as
+    such, rather than as a task that has recorded nothing yet; None when it is the one."""
+    try:
+        fd = open_stoker_dir(sandbox)
+    except FileNotFoundError:
+        now = "there is none"
+    except OSError as exc:
+        now = f"it cannot be opened: {saferead.describe(exc)}"
+    else:
+        try:
+            if sandboxfs.dir_id(fd) == entry.stoker_dir:
+                return None
+        finally:
+            os.close(fd)
+        now = "another directory has its name"
+    pid = entry.supervisor_pid
+    alive = identity.is_alive(pid, entry.supervisor_start, entry.supervisor_boot)
+    truth = judge(None, alive, last_record_wall=None, checkpoint_mtime=None,
+                  registry_wall=entry.ended_wall or entry.registered_wall, let_go=entry.ended_wall is not None)
+    goes_on = (f"its supervisor (pid {pid}) still runs and goes on recording in the directory it made, "
+               f"under whatever name it has now; rename that back to .stoker to see the task") if alive else \
+        f"its supervisor (pid {pid}) no longer runs"
+    return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, pinned=entry.stoker_dir,
+                      problem=f"{sandbox}/.stoker is not the directory its supervisor made ({now}): it was "
+                              f"renamed or removed since the task started; {goes_on}")
 
 
 def _counted_on_the_boot_clock(view: TaskView, attempt: AttemptView) -> tuple[TaskView, AttemptView]:

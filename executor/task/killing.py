@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable
 from typing import assert_never
 
+import attrs
+
 from config.spec import JobSpec
 from config.words import number
 from executor.events import KillRequested, KillStep, LifecycleDone, LifecycleProgress
@@ -36,24 +38,35 @@ from executor.task.ports import Lifecycle, LifecycleStarter, Reporter
 logger = logging.getLogger(__name__)
 
 
+@attrs.frozen(slots=True)
+class StopBounds:
+    """What a front-end bounds every stop of a task with (each None: no such bound).
+    `grace_secs`: between SIGTERM and SIGKILL when a kill names none (None: the task's
+    `finalization_wait`); `within_secs`: SIGKILL at most this long after the stop began, the
+    lifecycle endpoints' waits included (`stoker run --kill-grace`); `timeout_secs`: the outer
+    bound, final processes included (`stoker executor --stop-timeout-in-secs`, Thermos'
+    stop_timeout_in_secs): that long after the first request, whatever still runs is
+    SIGKILLed."""
+
+    grace_secs: float | None = None
+    within_secs: float | None = None
+    timeout_secs: float | None = None
+
+
 class Killing:
     def __init__(self, job: JobSpec, *, planner: Planner, reporter: Reporter,
                  start_lifecycle: LifecycleStarter, post: Callable[[object], None],
-                 clock: Callable[[], float], default_grace_secs: float | None,
-                 stop_within_secs: float | None, stop_timeout_secs: float | None = None) -> None:
-        """`stop_timeout_secs`: the outer bound on every stop (`stoker executor
-        --stop-timeout-in-secs`, Thermos' stop_timeout_in_secs): that long after the first
-        request, whatever still runs, final processes included, is SIGKILLed (None: none)."""
+                 clock: Callable[[], float], bounds: StopBounds) -> None:
         self._job = job
         self._planner = planner
         self._reporter = reporter
         self._start_lifecycle = start_lifecycle
         self._post = post
         self._clock = clock
-        self._default_grace = default_grace_secs
-        self._sequence = KillSequence(_lifecycle_hold_secs(job), stop_within_secs)
+        self._default_grace = bounds.grace_secs
+        self._sequence = KillSequence(_lifecycle_hold_secs(job), bounds.within_secs)
         self._lifecycle: Lifecycle | None = None
-        self._stop_timeout = stop_timeout_secs
+        self._stop_timeout = bounds.timeout_secs
         self._overdue_at: float | None = None  # when the stop timeout runs out, once a kill began
 
     def grace(self, grace_secs: float | None) -> float:

@@ -53,7 +53,7 @@ from executor.logs import log_event, no_room
 from executor.task.announcing import AnnouncementChanged, Announcing, earliest
 from executor.task.checks import Checks
 from executor.task.journal import Journal, header_record
-from executor.task.killing import Killing
+from executor.task.killing import Killing, StopBounds
 from executor.task.operator import OperatorRequests
 from executor.task.planner import Decision, Planner
 from executor.task.ports import DiskChecks, OwnerPorts, SpawnError
@@ -70,27 +70,19 @@ _OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, RestartRequested, 
 
 class TaskOwner:
     """`run()` is `start()`, then `step()` after each event until it returns True, then
-    `close()`; the three are public so that tests can drive the owner one event at a time."""
+    `close()`; the three are public so that tests can drive the owner one event at a time.
 
-    def __init__(
-        self,
-        job: JobSpec,
-        ports: OwnerPorts,
-        *,
-        sandbox: Path,
-        kill_grace_secs: float | None = None,
-        stop_within_secs: float | None = None, stop_timeout_secs: float | None = None,
-        run_cap: int | None = 100,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        running_early: bool = False,
-        disk: DiskChecks | None = None,
-    ) -> None:
-        """`running_early`: the task's first runs run already (an early start's, which `procs`
-        adopts as the planner starts them): the first step starts them before it looks at
-        its queue, so that a stop that came meanwhile stops them as running processes
-        (SIGTERM first, the final processes), not as runs never started. `disk`: the disk-limit
-        check (None: none)."""
+    `stop`: the front-end's bounds on every stop (`StopBounds`); `run_cap`: failed or lost
+    runs per process (None: no cap); `running_early`: the task's first runs run already (an
+    early start's, which `procs` adopts as the planner starts them): the first step starts
+    them before it looks at its queue, so that a stop that came meanwhile stops them as
+    running processes (SIGTERM first, the final processes), not as runs never started;
+    `disk`: the disk-limit check (None: none)."""
+
+    def __init__(self, job: JobSpec, ports: OwnerPorts, *, sandbox: Path, stop: StopBounds = StopBounds(),
+                 run_cap: int | None = 100, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time, running_early: bool = False,
+                 disk: DiskChecks | None = None) -> None:
         self.job = job
         self.sandbox = Path(sandbox)
         self._procs = ports.procs
@@ -102,14 +94,12 @@ class TaskOwner:
         self._clock = clock
         self._planner = Planner(job.task, run_cap=run_cap)
         self._status = TaskStatusMachine(health_checked=ports.checker is not None)
-        self._killing = Killing(job, planner=self._planner, reporter=reporter,
-                                start_lifecycle=ports.start_lifecycle, post=self.post, clock=clock,
-                                default_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs,
-                                stop_timeout_secs=stop_timeout_secs)
+        self._killing = Killing(job, planner=self._planner, reporter=reporter, start_lifecycle=ports.start_lifecycle,
+                                post=self.post, clock=clock, bounds=stop)
         self._journal = Journal(job.label, wall_clock)
         self._checks = Checks(job, ports.checker, ports.start_health, disk, self._journal, reporter,
                               self.post, clock)
-        self._announcing = Announcing(ports.announcer, self._journal, job.label, stop_within_secs)
+        self._announcing = Announcing(ports.announcer, self._journal, job.label, stop.within_secs)
         self._runs = RunFacts()  # each run's pid and exit status, for its records
         self._processes_started = False
         self._adopt_first = running_early

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from config.spec import ProcessSpec
-from config.words import number, plural
+from config.words import number, plural, quoted
 from executor.events import ExitStatus, ProcessState, RunOutcome, TaskPhase
 
 _S = ProcessState
@@ -244,7 +244,7 @@ def restart_refusal(p: ProcessTrack, phase: TaskPhase, waiting_for: Sequence[str
     if p.state is ProcessState.RUNNING:
         return None
     if waiting_for:
-        return f"{name} has not started: it waits for {', '.join(repr(d) for d in waiting_for)}"
+        return f"{name} has not started: it waits for {', '.join(quoted(d) for d in waiting_for)}"
     gate = p.gate_at
     if gate is not None and now < gate:
         return None

@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from config.words import quoted
+
 REQUIRED: Any = object()
 
 Range = tuple[float, float]
@@ -86,7 +88,7 @@ def state(cls: type[enum.Enum], doc: Mapping[str, Any], key: str,
     try:
         return cls(value)
     except ValueError:
-        raise Damaged(f"'{key}' is {value[:40]!r}, not a {cls.__name__} name") from None
+        raise Damaged(f"'{key}' is {quoted(value[:40])}, not a {cls.__name__} name") from None
 
 
 def from_state(cls: type[enum.Enum], doc: Mapping[str, Any]) -> Any:

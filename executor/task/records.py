@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from config.words import quoted
 from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
 from executor.task import recordfields as f
 from executor.task.membership import Connection, MemberState
@@ -325,7 +326,7 @@ def parse_checked(doc: object) -> Record | DamagedRecord | None:
     damaged too); None for an unknown kind, which newer writers may add."""
     if isinstance(doc, UnreadableLine):
         return DamagedRecord("?", f"a torn line (a write cut short by a crash or a full "
-                                  f"disk) or not JSON: {doc.excerpt!r}")
+                                  f"disk) or not JSON: {quoted(doc.excerpt)}")
     if not isinstance(doc, Mapping):
         return DamagedRecord("?", f"a JSON {type(doc).__name__}, not an object")
     kind = doc.get("kind")

@@ -34,6 +34,7 @@ import attrs
 from config.announcer import AnnouncerSpec, node_name_ok, parse_serverset_path
 from config.portmap import PortmapError, resolve_portmap
 from config.spec import HealthSpec, JobSpec
+from config.words import quoted
 from config.zookeeper import AnnouncerSettings, ZkAuth
 
 MEMBER_PREFIX = "member_"
@@ -81,7 +82,7 @@ def plan_announcement(job: JobSpec, announce: AnnouncerSpec | None,
     if announce.zk_path is not None:
         if not settings.allow_custom_serverset_path:
             raise AnnounceError(
-                f"Announcer.zk_path = {announce.zk_path!r} needs the executor to be started with "
+                f"Announcer.zk_path = {quoted(announce.zk_path)} needs the executor to be started with "
                 "--announcer-allow-custom-serverset-path")
         try:
             path = parse_serverset_path(announce.zk_path)
@@ -103,7 +104,7 @@ def serverset_path(root: str, role: str, environment: str, name: str) -> str:
     """`root/role/environment/name`; each of the three must be one plain node name."""
     for field, value in (("role", role), ("environment", environment), ("name", name)):
         if "/" in value or not node_name_ok(value):
-            raise AnnounceError(f"the job's {field} {value!r} cannot be a ZooKeeper node name")
+            raise AnnounceError(f"the job's {field} {quoted(value)} cannot be a ZooKeeper node name")
     return posixpath.join(parse_serverset_path(root), role, environment, name)
 
 

@@ -50,6 +50,7 @@ class UsageRecord:
     check_secs: float | None  # the disk check's interval (None: the check is off)
     sample: DiskSample | None = None  # the last good sample (None: none yet)
     error: str = ""  # why the last sample failed ("" it did not)
+    unverified: str = ""  # why it may not be the supervisor's ("" it is: `usagefile.read_usage`)
 
 
 @attrs.frozen(slots=True)
@@ -79,6 +80,7 @@ class Figures:
     disk_sample_secs: float | None  # how long it took
     disk_check_secs: float | None
     disk_error: str  # the last sample failed (the figure is the one before)
+    unverified: str = ""  # why the reservation and disk figure may not be the supervisor's
 
     @property
     def cpu_percent(self) -> float | None:
@@ -156,7 +158,7 @@ def figures(record: UsageRecord | None, problem: str, live: Live) -> Figures:
         disk_note=_disk_note(record, problem), disk_sampled=sample.wall if sample else None,
         disk_sample_secs=sample.secs if sample else None,
         disk_check_secs=record.check_secs if record else None,
-        disk_error=record.error if record else "")
+        disk_error=record.error if record else "", unverified=record.unverified if record else "")
 
 
 def _disk_note(record: UsageRecord | None, problem: str) -> str:
@@ -184,7 +186,7 @@ def figures_json(f: Figures, now_wall: float) -> dict[str, Any]:
         "disk_sampled": f.disk_sampled, "disk_sampled_iso": iso_time(f.disk_sampled) if f.disk_sampled else None,
         "disk_sample_age_secs": age_secs, "disk_sample_secs": f.disk_sample_secs,
         "disk_check_secs": f.disk_check_secs, "disk_note": f.disk_note or None,
-        "disk_error": f.disk_error or None,
+        "disk_error": f.disk_error or None, "unverified": f.unverified or None,
     }
 
 
@@ -223,6 +225,8 @@ def figure_rows(f: Figures, now_wall: float) -> list[tuple[str, str, str, str, s
             disk_note += f"; the last sample failed: {f.disk_error}"
     else:
         disk_note = f.disk_note
+    if f.unverified:
+        disk_note = f"{disk_note}; unverified: {f.unverified}" if disk_note else f"unverified: {f.unverified}"
     return [("cpu", _cores(f.cpu_used), _cores(f.cpu_reserved), _pct(f.cpu_percent), cpu_note),
             ("ram", size_text(f.ram_used), size_text(f.ram_reserved), _pct(f.ram_percent), f.cpu_note),
             ("disk", size_text(f.disk_used), size_text(f.disk_reserved), _pct(f.disk_percent), disk_note)]

@@ -19,7 +19,9 @@ Reading (`read_usage`) trusts nothing: the task's processes share the sandbox. T
 read only through `.stoker`'s fd (the one a registry entry pins), never through a symlink or
 a FIFO, at most `MAX_USAGE_BYTES`, only when it belongs to the user `.stoker` belongs to (the
 supervisor's) and no one else may write it, and only for the attempt whose marker it names.
-Anything else is no figure, and the reason why.
+Anything else is no figure, and the reason why. Read through a `.stoker` no registry entry
+pins (`stoker status SANDBOX`), a record is shown as unverified unless the live supervisor
+holds that `.stoker`'s lock: a task may rename `.stoker` and plant its own.
 """
 from __future__ import annotations
 
@@ -127,8 +129,13 @@ class UsageWriter:
         self._failing = True
 
 
-def read_usage(sandbox: str | os.PathLike[str], marker: str, pinned: str = "") -> tuple[UsageRecord | None, str]:
-    """The record of `marker`'s attempt, or None and why (see the module docstring)."""
+def read_usage(sandbox: str | os.PathLike[str], marker: str, pinned: str = "",
+               supervisor: identity.ProcessIdentity | None = None) -> tuple[UsageRecord | None, str]:
+    """The record of `marker`'s attempt, or None and why (see the module docstring). Read
+    through a `.stoker` no registry entry pins (`pinned` empty), it is `unverified` unless
+    the live `supervisor` holds that `.stoker`'s lock."""
+    import attrs
+
     from executor.task.usagefigures import usage_record  # a reader's (the writer needs none)
 
     where = f"{os.fspath(sandbox)}/.stoker/{USAGE_FILE}"
@@ -140,6 +147,7 @@ def read_usage(sandbox: str | os.PathLike[str], marker: str, pinned: str = "") -
         return None, f"cannot open {os.fspath(sandbox)}/.stoker: {saferead.describe(exc)}"
     try:
         data = _read(dir_fd, where)
+        doubt = "" if pinned or isinstance(data, str) else _unheld(dir_fd, supervisor)
     finally:
         os.close(dir_fd)
     if isinstance(data, str):
@@ -152,7 +160,24 @@ def read_usage(sandbox: str | os.PathLike[str], marker: str, pinned: str = "") -
         return None, f"{where} is another attempt's: not read"
     _today(doc)
     record = usage_record(doc)
-    return (record, "") if record is not None else (None, f"{where} is damaged (a field of the wrong type): not read")
+    if record is None:
+        return None, f"{where} is damaged (a field of the wrong type): not read"
+    return (attrs.evolve(record, unverified=doubt) if doubt else record), ""
+
+
+def _unheld(dir_fd: int, supervisor: identity.ProcessIdentity | None) -> str:
+    """'' when the live `supervisor` holds the lock of the `.stoker` `dir_fd` is (so it is
+    the one it made and writes), else why the record may be another's: the task's processes
+    share the sandbox, and may rename `.stoker` and plant their own, which only a registry
+    entry's pin, or the lock, tells apart (as the checkpoint's readers do)."""
+    from executor.host import lock
+
+    if supervisor is not None and identity.is_alive(supervisor.pid, supervisor.start_ticks, supervisor.boot_id):
+        if lock.locked_by(dir_fd) == supervisor.pid or \
+                lock.seen_here(dir_fd, supervisor.pid, supervisor.start_ticks, supervisor.boot_id) is not None:
+            return ""
+    return ("no registry entry pins this .stoker and no live supervisor holds its lock, so the task's "
+            "processes may have written it (`stoker status TASK_ID` reads the one its supervisor made)")
 
 
 def _read(dir_fd: int, where: str) -> bytes | str:

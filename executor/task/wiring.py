@@ -40,6 +40,7 @@ from executor.procs.reaper import reaping_as_init as reaping_as_init
 from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition
+from executor.task.killing import StopBounds
 from executor.task.owner import TaskOwner
 from executor.task.ports import (
     Announcer,
@@ -91,12 +92,8 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     fdlimit.fit((p.logger for p in job.task.processes), job.label)  # before a descriptor is taken
-    early_runs = early.take_runs() if early is not None else []
-    procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=events.put,
-                       run_as=run_as, check_as=check_as, cgroups=cgroups,
-                       marker=early.marker if early is not None else None,
-                       early_runs=early_runs,
-                       early_watchdog=early.take_watchdog() if early is not None else None, wrap=wrap)
+    procs, running_early = _supervisor(job, sandbox, env, events.put, run_as=run_as, check_as=check_as,
+                                       cgroups=cgroups, early=early, wrap=wrap)
     usage = UsageWriter(sandbox, procs.marker, job.label, job.task,
                         disk_check_secs if job.task.disk_bytes is not None else None)
     host = _SessionPort(sandbox)
@@ -105,10 +102,22 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         checker=_checker(job, procs), start_health=_health_starter(job, sandbox),
         start_lifecycle=_lifecycle_starter(job), host=host,
         announcer=_announcer(announcement, job.label, events.put), events=events)
-    return TaskOwner(job, ports, sandbox=sandbox, kill_grace_secs=kill_grace_secs,
-                     stop_within_secs=stop_within_secs, stop_timeout_secs=stop_timeout_secs,
-                     run_cap=run_cap, running_early=bool(early_runs),
+    return TaskOwner(job, ports, sandbox=sandbox, stop=StopBounds(kill_grace_secs, stop_within_secs, stop_timeout_secs),
+                     run_cap=run_cap, running_early=running_early,
                      disk=_disk_watch(job, sandbox, disk_check_secs, under_agent, events.put, usage.sampled))
+
+
+def _supervisor(job: JobSpec, sandbox: Path, env: Mapping[str, str], post: Callable[[object], None], *,
+                run_as: RunAs | None, check_as: RunAs | None, cgroups: str,
+                early: EarlyStart | None, wrap: Wrap | None) -> tuple[Supervisor, bool]:
+    """The task's process port, handed what an early start forked (its runs, marker and
+    watchdog), and whether runs were handed (the owner then adopts them first)."""
+    early_runs = early.take_runs() if early is not None else []
+    procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=post,
+                       run_as=run_as, check_as=check_as, cgroups=cgroups,
+                       marker=early.marker if early is not None else None, early_runs=early_runs,
+                       early_watchdog=early.take_watchdog() if early is not None else None, wrap=wrap)
+    return procs, bool(early_runs)
 
 
 def _health_starter(job: JobSpec, sandbox: Path) -> HealthStarter:

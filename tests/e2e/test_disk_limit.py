@@ -10,11 +10,9 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from config.document import encode
 from config.loader import load_job
-from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.agent_sim import make_task_info
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
@@ -34,17 +32,6 @@ def config(tmp_path: Path, kind: str, cmdline: str) -> Path:
                                  resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB), finalization_wait=1))]
     """))
     return path
-
-
-@pytest.fixture
-def agent(tmp_path):
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    sim = AgentSimulator(sandbox=sandbox)
-    yield sim
-    sim.close()
-    kill_leftovers(task_pids(sandbox))
-    assert "Traceback" not in sim.executor_log()
 
 
 def test_stoker_executor_fails_a_task_once_past_its_disk_and_lets_it_run_until_then(agent, tmp_path):

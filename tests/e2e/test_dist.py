@@ -123,9 +123,17 @@ def probe(app: dict, python: str, env: dict[str, str]) -> dict:
     return json.loads(done.stdout)
 
 
+def built_version(dist: Path) -> str:
+    """The version `make dist` stamped, from its wheel's name: 0.1.0+g<commit>[.dirty]."""
+    [wheel] = dist.glob("stoker-*-py3-none-any.whl")
+    return wheel.name[len("stoker-"):-len("-py3-none-any.whl")]
+
+
 def test_dist_builds_the_wheel_and_an_executable_pure_python_zipapp(dist):
-    version = re.search(r'version="([^"]+)"', (REPO / "setup.py").read_text()).group(1)
-    assert (dist / f"stoker-{version}-py3-none-any.whl").is_file()
+    version = built_version(dist)
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=7", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    assert re.fullmatch(rf"0\.1\.0\+g{commit}[0-9a-f]*(\.dirty)?", version), version  # every build was 0.1.0
     pyz = dist / "stoker.pyz"
     assert pyz.read_bytes().startswith(b"#!/usr/bin/env python3\n")
     assert os.access(pyz, os.X_OK)
@@ -148,13 +156,13 @@ def test_dist_builds_the_wheel_and_an_executable_pure_python_zipapp(dist):
 
 
 def test_the_wheel_holds_every_file_of_the_packages(dist):
-    version = re.search(r'version="([^"]+)"', (REPO / "setup.py").read_text()).group(1)
+    version = built_version(dist)
     with zipfile.ZipFile(dist / f"stoker-{version}-py3-none-any.whl") as wheel:
         shipped = {n for n in wheel.namelist() if not n.startswith(f"stoker-{version}.dist-info/")}
         entry_points = wheel.read(f"stoker-{version}.dist-info/entry_points.txt").decode()
     sources = {str(p.relative_to(REPO)) for package in ("executor", "healthcheck", "config")
                for p in (REPO / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
-    assert sorted(sources - shipped) == [] and sorted(shipped - sources) == []
+    assert sorted(sources - shipped) == [] and sorted(shipped - sources) == ["executor/_version.py"]
     assert "stoker = executor.cli.start:run" in entry_points
 
 
@@ -335,3 +343,7 @@ def test_an_agent_runs_a_task_with_the_zipapp_fetched_into_the_sandbox(app, tmp_
         log = agent.executor_log()
     assert "Traceback" not in log, log[-3000:]
     assert (sandbox / ".logs/a/0/stdout").read_text() == f"done\n{sandbox}\n"
+    version = built_version(app["work"] / "dist")  # the build it runs, in its first line
+    assert len(re.findall(rf"executor_start .* version={re.escape(version)}\n", log)) == 1, log[:2000]
+    shown = run_app(app, ["./stoker.pyz", "--version"])
+    assert (shown.returncode, shown.stdout) == (0, f"stoker {version}\n")

@@ -16,7 +16,7 @@ import pytest
 
 from executor.cli.main import main
 from executor.local import planfiles
-from tests.support.earlyjob import stdout_of, write
+from tests.support.earlyjob import HOLD_FOR_KILL, stdout_of, write
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
@@ -394,3 +394,24 @@ def test_a_stray_signal_while_stoker_loads_is_ignored_and_ctrl_backslash_stops_g
         for name in ("SIGUSR1", "SIGRTMIN+3", "SIGTRAP"):
             assert f"signal_ignored signal={name}" in proc.stderr()
     assert adopted(proc) == ["serve"]
+
+
+
+def test_an_operator_kill_while_stoker_loads_keeps_its_grace(stoker, tmp_path):
+    # `stoker kill SANDBOX --grace 0.1` from a run started early, landing as `stoker run`
+    # still prepared its task (no owner yet): the stop that followed took the task's own
+    # grace (finalization_wait, 2 s here) for the run that ignores SIGTERM, not the
+    # operator's. Now the operator's grace holds, as once the task runs.
+    import sys
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_FOR_KILL)
+    kill = f"{sys.executable} -m executor kill $PWD --grace 0.1 > killed 2>&1"
+    config = write(tmp_path, f"Process(name='serve', cmdline='trap \"\" TERM; {kill} & "
+                             "while true; do sleep 0.05; done')")
+    stoker.finish(config)  # planned: the plan is kept, the next run starts early
+    proc, sandbox = stoker.finish(config, env={"PYTHONPATH": f"{hook}:{REPO}"})
+    assert adopted(proc) == ["serve"]
+    assert "the task was starting; it stops" in (sandbox / "killed").read_text()
+    assert "SIGTERM now, SIGKILL 0.1 s later" in proc.stdout(), proc.stdout()

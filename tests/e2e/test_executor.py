@@ -16,11 +16,11 @@ import pytest
 from config.document import encode
 from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.agents import sandboxed_agent
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import (
     REPO,
     checkpoint_records,
-    kill_leftovers,
     live,
     signal_a_worker_thread,
     task_pids,
@@ -50,15 +50,9 @@ def service(process_cmdline: str, health: str = "", extra: str = "") -> str:
 
 @pytest.fixture
 def agent(tmp_path):
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    sim = AgentSimulator(sandbox=sandbox, auth_token=TOKEN)
-    yield sim
-    sim.close()
-    kill_leftovers(task_pids(sandbox))
-    log = sim.executor_log()
-    assert TOKEN not in log, "the auth token leaked into the executor log"
-    assert "Traceback" not in log, log[-3000:]
+    with sandboxed_agent(tmp_path, auth_token=TOKEN) as sim:
+        yield sim
+    assert TOKEN not in sim.executor_log(), "the auth token leaked into the executor log"
 
 
 

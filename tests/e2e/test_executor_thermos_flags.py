@@ -91,6 +91,9 @@ def test_a_launch_timeout_exits_when_no_task_comes_and_image_flags_are_accepted(
     assert time.monotonic() - started < 5
     log = agent.executor_log()
     assert "launch_timeout reason=\"no task was launched within 0.15 s (--launch-timeout): exiting" in log
+    import executor
+
+    assert log.count(" executor_start ") == 1 and f" version={executor.version()}\n" in log  # its build, once
     assert "image_flags mesos_containerizer_path=/usr/libexec/mesos/mesos-containerizer " \
            "no_create_user=True sandbox_mount_point=/mnt/mesos/sandbox" in log
     assert not agent.calls("UPDATE")

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.agent_sim import AgentSimulator
+from tests.support.agents import sandboxed_agent
 from tests.support.fault_sizes import FULL
-from tests.support.stoker_proc import kill_leftovers, task_pids
 
 _FIGURES = pytest.StashKey[list]()
 
@@ -52,10 +51,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 @pytest.fixture
 def sim(tmp_path):
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    agent = AgentSimulator(sandbox=sandbox)
-    yield agent
-    agent.close()
-    kill_leftovers(task_pids(sandbox))
+    """`agent`'s shape (tests/support/agents.py), its log printed rather than checked."""
+    with sandboxed_agent(tmp_path, check_log=False) as agent:
+        yield agent
     print("---- executor log ----\n" + agent.executor_log()[-4000:])

@@ -244,6 +244,82 @@ def test_nothing_mounted_inside_the_sandbox_counts(tmp_path):
     assert files == 1 and used == blocks(mine)  # not the mount points themselves either, nor a file mounted
 
 
+_HUNG_FUSE = """
+import json, sys
+from executor.task.diskusage import measure
+from tests.support.fuse_server import mount_hung
+sandbox = sys.argv[1]
+held = [mount_hung(sandbox + "/fuse"), mount_hung(sandbox + "/deep/fuse")]  # never answered
+u = measure(sandbox)
+print(json.dumps([u.used_bytes, u.files]))
+"""
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("unshare") is None or not os.path.exists("/dev/fuse"), reason="needs unshare, FUSE")
+def test_a_mount_point_is_not_even_stat_ed_so_a_fuse_server_that_never_answers_cannot_hang_the_walk(tmp_path):
+    # A role's FUSE mount (allow_other) in the sandbox whose server hangs: any stat of its
+    # root waits for an answer that never comes. The walk knew it mounted and left it out,
+    # but only after the stat, and waited for ever; its disk check sampled no more.
+    sandbox = tmp_path / "sandbox"
+    mine = write(sandbox / "deep" / "mine", 4 * KB)
+    (sandbox / "fuse").mkdir()
+    (sandbox / "deep" / "fuse").mkdir()
+    try:
+        done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _HUNG_FUSE,
+                               str(sandbox)], capture_output=True, text=True, timeout=10,
+                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    except subprocess.TimeoutExpired:
+        pytest.fail("the walk hung on the FUSE mount")
+    if done.returncode != 0 and "mount fuse" in done.stderr:
+        pytest.skip(f"no FUSE mounts here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr
+    used, files = json.loads(done.stdout)
+    assert files == 2 and used == blocks(mine, sandbox / "deep")
+
+
+def test_a_walk_told_to_stop_ends_at_the_next_directory(tmp_path):
+    for d in range(20):
+        write(tmp_path / f"d{d}" / "f", 1)
+    asked = []
+
+    def stopped() -> bool:
+        asked.append(True)
+        return len(asked) >= 3
+
+    with pytest.raises(diskusage.Cancelled):
+        measure(tmp_path, stopped=stopped)
+    assert len(asked) == 3  # once before each directory, and none opened after the stop
+
+
+def test_a_task_s_stop_ends_its_walk_and_nothing_is_posted_nor_waited_for(tmp_path, monkeypatch):
+    # A long walk outlived its task (and ran beside the next attempt's under `stoker run`).
+    for d in range(20):
+        write(tmp_path / f"d{d}" / "f", 1)
+    begun, go, ended = threading.Event(), threading.Event(), []
+    real = diskusage.measure
+
+    def measure(*args, **kwargs):
+        begun.set()
+        go.wait(10)  # the walk is under way when the task stops
+        try:
+            return real(*args, **kwargs)
+        except BaseException as exc:
+            ended.append(type(exc).__name__)
+            raise
+
+    monkeypatch.setattr(diskusage, "measure", measure)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    watch = DiskWatch("t.0", tmp_path, 1, disk_check(tmp_path, 60.0, under_agent=False), events.put)
+    watch.start()
+    assert begun.wait(10)
+    watch.stop()  # returns at once: the walk is not waited for
+    go.set()
+    sampler = next(t for t in threading.enumerate() if t.name == "disk-sample t.0")
+    sampler.join(10)
+    assert not sampler.is_alive() and ended == ["Cancelled"] and events.empty()
+
+
 def test_what_each_front_end_leaves_out_of_its_sandbox(tmp_path, monkeypatch):
     bundle = write(tmp_path / "stoker.pyz", 1)  # as the agent fetched it, and started it from
     monkeypatch.setattr(sys, "argv", [str(bundle), "executor"])

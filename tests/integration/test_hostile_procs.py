@@ -59,20 +59,25 @@ def test_a_stopped_run_and_its_stopped_daemon_act_on_sigterm_at_once(harness, tm
     wait_for(marker.exists, 5, message="the stopped daemon's SIGTERM handler to run")
 
 
-def test_a_watchdog_a_task_process_stopped_is_continued_at_close_and_leaves(tmp_path, tracker):
-    """Before, a watchdog stopped by a task process of Stoker's own user (`kill -STOP`) never
-    read the end of its pipe: the close waited 1 s for it (`watchdog_stuck`) and left it
-    behind, stopped, for good."""
+def test_a_watchdog_a_task_process_stopped_is_continued_at_once_and_leaves_at_close(tmp_path, tracker, caplog):
+    """Before, a watchdog stopped by a task process of Stoker's own user (`kill -STOP`) stayed
+    stopped until the close continued it: the supervisor's death meanwhile would have left
+    the task running. Now the reaper hears it stop (`WSTOPPED`) and it is continued then."""
     harness = Harness(tmp_path / "sandbox", tracker)
     try:
         wd = harness.sup.watchdog_pid
         assert wd is not None
         tracker.add(wd)
-        harness.spawn("p", f"kill -STOP {wd}; exec sleep 30")
-        wait_for(lambda: stopped(wd), 5, message="the task to stop its watchdog")
+        with caplog.at_level(logging.WARNING, logger="executor.procs.watchdog"):
+            harness.spawn("p", f"kill -STOP {wd}; exec sleep 30")
+            wait_for(lambda: any("watchdog_continued task=" in r.getMessage() and f"pid={wd} " in r.getMessage()
+                                 for r in caplog.records), 5, message="the stopped watchdog to be continued")
+        assert "SIGSTOP" in caplog.text
+        wait_for(lambda: psutil.Process(wd).status() != psutil.STATUS_STOPPED, 2, message="it to run again")
+        assert harness.sup.watchdog_pid == wd  # the same one, not a new one
     finally:
         harness.sup.close()
-    wait_for(lambda: not alive(wd), 2, message="the stopped watchdog to be continued and exit")
+    wait_for(lambda: not alive(wd), 2, message="the watchdog to exit at close")
 
 
 TRACER = ("import ctypes, sys, time; libc = ctypes.CDLL(None); "

@@ -405,8 +405,10 @@ def test_the_command_keeps_the_strays_ignored_once_its_relay_closes(tmp_path, mo
     import signal
     from types import SimpleNamespace
 
+    from executor.host.signals import STRAY_SIGNALS
+
     strays = (signal.SIGUSR2, signal.SIGRTMIN + 3)
-    inherited = {signum: signal.getsignal(signum) for signum in strays}
+    inherited = {signum: signal.getsignal(signum) for signum in STRAY_SIGNALS}  # every one it may leave ignored
     run = local_run.LocalRun(RunSettings(config=str(tmp_path / "unused.aurora")), out=io.StringIO(),
                              exits_after=exits_after)
     monkeypatch.setattr(run, "_prepare", lambda: SimpleNamespace(session=SimpleNamespace(close=lambda: None)))
@@ -417,4 +419,4 @@ def test_the_command_keeps_the_strays_ignored_once_its_relay_closes(tmp_path, mo
     finally:
         for signum, handler in inherited.items():
             signal.signal(signum, handler)
-    assert after == ({signum: signal.SIG_IGN for signum in strays} if exits_after else inherited)
+    assert after == {signum: signal.SIG_IGN if exits_after else inherited[signum] for signum in strays}

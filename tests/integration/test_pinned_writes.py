@@ -117,3 +117,47 @@ def test_a_session_taking_an_early_start_s_lock_refuses_a_stoker_put_in_place_of
     with pytest.raises(OSError):
         os.fstat(held)  # the session let the lock go with its failure
     assert os.listdir(tmp_path / ".stoker") == []
+
+
+def test_a_stoker_renamed_away_is_said_once_by_the_writer_and_by_status_as_such(tmp_path, caplog, capsys):
+    """`.stoker` renamed after the start: the supervisor went on writing into it under its
+    new name without a word, and `stoker status TASK_ID` said the task was NEW, "starting
+    and has recorded nothing so far" (and `status SANDBOX`: "is this a task sandbox?")."""
+    import logging
+
+    from config.registry import RegistrySettings
+    from executor.cli.main import main
+    from executor.host.identity import own_identity
+    from executor.host.registry import Registry
+    from executor.task.checkpoint import CheckpointWriter
+
+    me, root = own_identity(), tmp_path / "root"
+    (tmp_path / "sb").mkdir()
+    sandbox = tmp_path / "sb"
+    session = HostSession.open(sandbox, RegistrySettings(registry_root=str(root)), FrontEnd.RUN)
+    try:
+        session.task_started(task_id="web-0-1", job_key="c/r/e/web", label="web.0", marker="m4rk",
+                             post=lambda _request: None)
+        writer = CheckpointWriter(sandbox, label="web.0", stoker_dir=session.stoker_dir())
+        header = {"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
+                  "sandbox": str(sandbox), "ports": {}, "supervisor_pid": me.pid,
+                  "supervisor_start": me.start_ticks, "supervisor_boot": me.boot_id, "marker": "m4rk",
+                  "processes": ["web"], "health": "none"}
+        with caplog.at_level(logging.WARNING, logger="executor.task.checkpoint"):
+            writer.append(header)
+            (sandbox / ".stoker").rename(sandbox / ".stoker.moved")
+            for to in ("STARTING", "RUNNING"):
+                writer.append({"kind": "task", "from": "NEW", "to": to, "reason": "r"})
+        writer.close()
+        said = [r.getMessage() for r in caplog.records if "stoker_dir_moved" in r.getMessage()]
+        assert len(said) == 1 and f"now {sandbox}/.stoker.moved" in said[0]
+        assert len((sandbox / ".stoker.moved" / "checkpoint.jsonl").read_text().splitlines()) == 3
+        for target in ("web-0-1", str(sandbox)):
+            assert main(["status", target, "--root", str(root)]) == 1
+            (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stoker: ")]
+            assert err.startswith(f"stoker: error: {sandbox}/.stoker is not the directory its supervisor made "
+                                  f"(there is none): it was renamed or removed since the task started; its "
+                                  f"supervisor (pid {me.pid}) still runs"), err
+        assert Registry(RegistrySettings(registry_root=str(root))).entries()
+    finally:
+        session.close()

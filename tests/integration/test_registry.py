@@ -354,3 +354,37 @@ def test_stoker_ps_and_the_observer_name_an_entry_they_cannot_read_whose_supervi
                    f"(another version's, or damaged); its supervisor (pid {found.pid}) runs, "
                    f"and its task is not listed\n")
     assert f"whose supervisor runs: {name}." in page
+
+
+def test_the_bound_counts_every_file_read_and_a_cut_reading_prunes_no_unread_name(tmp_path, monkeypatch):
+    """MAX_ENTRIES bounded only the entries that read as entries: a registry of damaged
+    files was read whole, and a reading cut at the bound collected unreadable names only
+    from before it. Now at most MAX_ENTRIES files are read, good or not, every name read
+    that is no entry is collected, and a cut reading prunes none it did not read."""
+    from executor.host import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "MAX_ENTRIES", 4)
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    reg.write(entry(tmp_path / "mine", task_id="mine"))
+    me = own_identity()
+    damaged = [entry_name(me.pid, me.start_ticks + 1000 + n) for n in range(7)]  # named, gone
+    for name in damaged:
+        (root / name).write_text("{not an entry")
+        age(root / name, 2 * DAY)
+    opened: list[str] = []
+    real_read = registry_module._read_entry
+    monkeypatch.setattr(registry_module, "_read_entry",
+                        lambda dir_fd, name, *rest: opened.append(name) or real_read(dir_fd, name, *rest))
+    unread: list[str] = []
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        found, complete = reg._read_all(fd, None, unread)
+    finally:
+        os.close(fd)
+    assert len(opened) == 4 and not complete  # eight files named like entries: four read
+    assert len(found) + len(unread) == 4 and set(unread) <= set(damaged)
+    opened.clear()
+    reg.entries()  # reads and prunes: only what it read may go
+    assert len(opened) == 4
+    assert len([n for n in damaged if (root / n).exists()]) >= 3  # unread: not judged damaged

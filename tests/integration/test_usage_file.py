@@ -5,17 +5,29 @@ and no one else may write it, and only for the attempt whose marker it names. Re
 temporary sandbox."""
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 from pathlib import Path
 
+import attrs
 import pytest
 
 from config.spec import ProcessSpec, TaskSpec
 from executor.events import DiskSampled
-from executor.host.sandbox import USAGE_FILE
-from executor.task.usagefigures import DiskSample, UsageRecord
+from executor.host.identity import own_identity
+from executor.host.sandbox import LOCK_FILE, USAGE_FILE, open_stoker_dir
+from executor.procs import sandboxfs
+from executor.task.usagefigures import (
+    DiskSample,
+    Figures,
+    Live,
+    UsageRecord,
+    figure_rows,
+    figures,
+    figures_json,
+)
 from executor.task.usagefile import MAX_USAGE_BYTES, NO_FILE, UsageWriter, read_usage
 from tests.support.users import needs_root
 
@@ -38,11 +50,47 @@ def planted(sandbox: Path, doc: dict | None = None) -> Path:
     return path
 
 
+def pin_of(sandbox: Path) -> str:
+    """What a registry entry pins: `.stoker`'s device and inode."""
+    fd = open_stoker_dir(sandbox)
+    try:
+        return sandboxfs.dir_id(fd)
+    finally:
+        os.close(fd)
+
+
+def test_a_record_read_without_a_pin_is_unverified_unless_its_live_supervisor_holds_the_lock(tmp_path):
+    """`stoker status SANDBOX` (no registry entry) believed whatever `.stoker/usage.json` the
+    sandbox held: a task that renamed `.stoker` and planted its own showed 930 GiB used
+    (744313%) as its supervisor's figure."""
+    planted(tmp_path)
+    me = own_identity()
+    record, _ = read_usage(tmp_path, MARKER, supervisor=me)
+    assert record is not None and "no registry entry pins this .stoker" in record.unverified
+    assert read_usage(tmp_path, MARKER, pinned=pin_of(tmp_path))[0].unverified == ""  # pinned: its own
+    fd = os.open(tmp_path / ".stoker" / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the live supervisor holds this .stoker's lock: its own
+        assert read_usage(tmp_path, MARKER, supervisor=me)[0].unverified == ""
+        assert read_usage(tmp_path, MARKER)[0].unverified != ""  # no supervisor named
+        other = attrs.evolve(me, start_ticks=me.start_ticks + 1000)  # the pid reused since
+        assert read_usage(tmp_path, MARKER, supervisor=other)[0].unverified != ""
+    finally:
+        os.close(fd)
+    figures = figures_of(read_usage(tmp_path, MARKER, supervisor=me))
+    assert figures_json(figures, 0.0)["unverified"].startswith("no registry entry pins")
+    assert "; unverified: no registry entry" in figure_rows(figures, 0.0)[2][4]
+
+
+def figures_of(read: tuple) -> Figures:
+    return figures(read[0], read[1], Live(None, None, note="-"))
+
+
 def test_the_reservation_then_each_sample_reaches_a_reader(tmp_path):
     w = writer(tmp_path)
     assert read_usage(tmp_path, MARKER) == (None, NO_FILE)
     w.start()
-    assert read_usage(tmp_path, MARKER) == (UsageRecord(0.5, 64 * MB, 8 * MB, 60.0), "")
+    assert read_usage(tmp_path, MARKER, pinned=pin_of(tmp_path)) == (UsageRecord(0.5, 64 * MB, 8 * MB, 60.0), "")
     w.sampled(DiskSampled(5000, files=3, unreadable=1, secs=0.02))
     record, _ = read_usage(tmp_path, MARKER)
     assert record is not None and record.sample is not None

@@ -1,5 +1,5 @@
 """The early start's tests' job (tests/e2e/test_early_start.py, test_early_start_signals.py):
-a config of the given processes, and what a run printed."""
+a config of the given processes, what a run printed, and a hook that holds `stoker run` for a kill."""
 from __future__ import annotations
 
 import textwrap
@@ -20,3 +20,37 @@ def write(tmp_path: Path, *processes: str) -> Path:
 
 def stdout_of(sandbox: Path, process: str, run: int = 0) -> str:
     return (sandbox / ".logs" / process / str(run) / "stdout").read_text()
+
+
+# Holds `stoker run` between taking its sandbox (its control socket serving) and making its
+# task's owner until the run's `stoker kill` is answered: the kill lands while it prepares,
+# every time (a test-only `sitecustomize`, on the PYTHONPATH of this test's runs alone).
+HOLD_FOR_KILL = """
+import importlib.util, os, sys, time
+
+class _Finder:
+    def find_spec(self, name, path, target=None):
+        if name != "executor.local.run":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        loaded = spec.loader.exec_module
+
+        def exec_module(module):
+            loaded(module)
+            real = module._hold
+
+            def hold(sandbox, *args, **kwargs):
+                session = real(sandbox, *args, **kwargs)
+                answer, deadline = os.path.join(sandbox, "killed"), time.monotonic() + 10
+                while time.monotonic() < deadline and not (os.path.exists(answer) and os.path.getsize(answer)):
+                    time.sleep(0.01)
+                return session
+
+            module._hold = hold
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _Finder())
+"""

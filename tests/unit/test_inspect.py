@@ -217,3 +217,30 @@ def test_a_task_info_that_cannot_be_used_is_one_error(tmp_path, capsys, content,
     assert main(["inspect", "--task-info", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("stoker: error: ") and words in err and "Traceback" not in err
+
+
+def test_task_info_shows_what_the_executor_s_flags_change(tmp_path, capsys, monkeypatch):
+    """inspect took no executor flag, so it showed no --runner-logger-* default, nor what
+    --nosetuid or --stop_timeout_in_secs change: `unrecognized arguments`, exit 2."""
+    monkeypatch.delenv("STOKER_STOP_TIMEOUT", raising=False)
+    monkeypatch.setenv("STOKER_RUNNER_ROTATE_LOG_BACKUPS", "3")  # the executor's variables too
+    data = assigned_task(client_json(write_config(tmp_path, AURORA_JOB)), role="www-data", name="web",
+                         environment="prod", task_id="task-9", host="agent3", instance=2, ports={"http": 31005})
+    path = task_info_file(tmp_path, data)
+    out = inspect(capsys, "--task-info", path, "--runner-logger-destination", "both", "--runner-logger-mode",
+                  "rotate", "--nosetuid", "--stop_timeout_in_secs", "30", "--nosetuid-health-checks")
+    assert "  runs as: the executor's user (--nosetuid)\n" in out
+    assert "    web_2  [max_failures=1 min_duration=5.0 logger=both/rotate(100 MiB x3) (--runner-logger-*)]\n" in out
+    assert "  executor: stop_timeout=30.0 s disk_limit=checked every 60.0 s cgroups=auto announces=no " \
+           "(no --announcer-ensemble)\n    shell health checks run as the executor's user;" in out
+    shown = json.loads(inspect(capsys, "--task-info", path, "--json", "--execute-as-user", "nobody",
+                               "--disk-limit", "off"))
+    assert shown["loggers"]["web_2"] == {"destination": "file", "mode": "standard", "log_size_bytes": 100 << 20,
+                                         "backups": 3, "from": "the executor's --runner-logger-* flags or defaults"}
+    assert shown["executor"]["runs_as"].startswith("nobody (--execute-as-user")
+    assert (shown["executor"]["stop_timeout_secs"], shown["executor"]["disk_check_secs"]) == (120.0, None)
+
+
+def test_the_executor_s_flags_without_task_info_are_an_error(capsys):
+    assert main(["inspect", str(REPO / "examples/hello_world.aurora"), "--nosetuid"]) == 2
+    assert "--nosetuid: the executor's flags go with --task-info only" in capsys.readouterr().err

@@ -245,3 +245,35 @@ def test_a_subscribed_too_large_to_hold_breaks_the_stream_naming_both_sizes():
     assert str(caught.value) == (f"SUBSCRIBED event of {size} bytes is larger than the limit of "
                                  f"{8 * 1024 * 1024} bytes")
     assert proto.state is S.ERROR
+
+
+def launch(tid: str) -> bytes:
+    return record({"type": "LAUNCH", "launch": {"task": {"task_id": {"value": tid}, "name": tid,
+                                                         "agent_id": {"value": "agent-S1"}}}})
+
+
+def test_a_launch_booked_before_the_launch_timeout_wins_and_the_timeout_is_abandoned():
+    """The LAUNCH the stream read first runs its task, even before its callback ran."""
+    proto = in_state(S.SUBSCRIBED)
+    proto.feed(launch("t1"))
+    assert proto.close_launches() is False and not proto.launches_closed
+    assert proto.all_acknowledged is False  # its answer is owed from the moment it is booked
+    raw = proto.update("t1", TaskState.STARTING, now_wall=1.0).uuid
+    proto.feed(ack(raw))
+    assert proto.all_acknowledged is True
+
+
+def test_a_launch_booked_after_the_launch_timeout_is_owed_its_answer_until_acknowledged():
+    """A LAUNCH that came at the timeout's moment: its TASK_FAILED was sent after the
+    executor stopped waiting for acknowledgements (all_acknowledged was already true)."""
+    proto = in_state(S.SUBSCRIBED)
+    assert proto.all_acknowledged is True
+    assert proto.close_launches() is True and proto.launches_closed
+    proto.feed(launch("late"))
+    assert proto.all_acknowledged is False  # booked: the exit waits for its answer
+    raw = proto.update("late", TaskState.FAILED, "too late", now_wall=1.0).uuid
+    assert proto.all_acknowledged is False  # recorded, not yet acknowledged
+    proto.feed(ack(raw))
+    assert proto.all_acknowledged is True
+    proto.feed(launch("late"))  # a retry of an answered task owes nothing more
+    assert proto.all_acknowledged is True

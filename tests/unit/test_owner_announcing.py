@@ -9,11 +9,9 @@ test_service_discovery.py.
 """
 from __future__ import annotations
 
-import signal
-
 import pytest
 
-from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, ProcessSpec, TaskSpec
+from config.spec import JobSpec, ProcessSpec
 from executor.events import (
     ExitStatus,
     HealthChecked,
@@ -23,6 +21,7 @@ from executor.events import (
     TaskState,
     TimerFired,
 )
+from executor.task.killing import StopBounds
 from executor.task.membership import (
     AnnouncementChanged,
     AnnouncerView,
@@ -30,29 +29,16 @@ from executor.task.membership import (
     MemberState,
     first_join_overdue,
 )
-from executor.task.owner import TaskOwner
-from executor.task.ports import OwnerPorts
 from executor.task.replay import replay
 from executor.task.serverset import TIMED_OUT_REASON
 from healthcheck.policy import Attempt
 from tests.support.fake_clock import FakeClock
-from tests.support.fake_ports import (
-    Effects,
-    FakeChecker,
-    FakeCheckpoint,
-    FakeHealthLoop,
-    FakeLifecycle,
-    FakeProcs,
-    RecordingReporter,
-)
+from tests.support.fake_ports import Effects
+from tests.support.owner_rig import LIFECYCLE, TERM, OwnerRig, job
 
 pytestmark = pytest.mark.timeout(10)
 
-TERM, KILL = int(signal.SIGTERM), int(signal.SIGKILL)
 PATH = "/aurora/me/test/t"
-LIFECYCLE = LifecycleSpec(port=31000, graceful_shutdown_wait_secs=2.0, shutdown_wait_secs=3.0)
-HEALTH = HealthSpec(kind=CheckKind.TCP, port=31001, initial_interval_secs=0.0, interval_secs=1.0,
-                    max_consecutive_failures=0, min_consecutive_successes=1)
 
 
 class FakeAnnouncer:
@@ -109,40 +95,14 @@ class FakeAnnouncer:
         return AnnouncementChanged(task="t.0", view=self.view(), changes=())
 
 
-def job(*procs: ProcessSpec, lifecycle: LifecycleSpec | None = None, health: bool = False) -> JobSpec:
-    procs = procs or (ProcessSpec(name="a", cmdline="serve", min_duration_secs=0.0),)
-    return JobSpec(role="me", environment="test", cluster="local", name="t", instance=0, task_id="t-0",
-                   lifecycle=lifecycle, health=HEALTH if health else HealthSpec(),
-                   task=TaskSpec(name="t", processes=procs, finalization_wait_secs=30.0))
-
-
-class Harness:
+class Harness(OwnerRig):
     def __init__(self, spec: JobSpec, *, announce: bool = True, stop_within_secs: float | None = None,
                  **announcer_kw) -> None:
-        self.clock = FakeClock()
-        self.effects = Effects(self.clock)
-        self.procs = FakeProcs(self.effects)
-        self.checkpoint = FakeCheckpoint()
-        self.reporter = RecordingReporter(self.effects)
+        super().__init__()
         self.announcer = FakeAnnouncer(self.effects, self.clock, **announcer_kw) if announce else None
-        self.owner = TaskOwner(
-            spec, OwnerPorts(
-                procs=self.procs, open_checkpoint=lambda: self.checkpoint, reporter=self.reporter,
-                checker=None if spec.health.kind is CheckKind.NONE else FakeChecker(),
-                start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
-                start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within),
-                announcer=self.announcer),
-            sandbox="/sandbox", kill_grace_secs=5.0, stop_within_secs=stop_within_secs,
-            clock=self.clock, wall_clock=self.clock)
+        self.own(spec, announcer=self.announcer, stop=StopBounds(5.0, stop_within_secs), wall_clock=self.clock)
         self.owner.start()
         self.done = self.owner.step()
-
-    def post(self, event: object) -> None:
-        assert not self.done, "the task already ended"
-        self.owner.post(event)
-        self.done = self.owner.step()
-        if self.done:
-            self.owner.close()
 
     def kill(self, **kw) -> None:
         self.owner.request_kill("killed by the agent (KILL)", 5.0, **kw)

@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from config.spec import CheckKind, HealthSpec, JobSpec, ProcessSpec, TaskSpec
+from config.spec import ProcessSpec
 from executor.events import (
     DiskSampled,
     ExitStatus,
@@ -20,24 +20,15 @@ from executor.events import (
     TimerFired,
 )
 from executor.task.disklimit import DiskLimit, exceeded_reason
-from executor.task.owner import TaskOwner
-from executor.task.ports import OwnerPorts
+from executor.task.killing import StopBounds
 from healthcheck.policy import Attempt
 from tests.support.fake_clock import FakeClock
-from tests.support.fake_ports import (
-    Effects,
-    FakeChecker,
-    FakeCheckpoint,
-    FakeHealthLoop,
-    FakeLifecycle,
-    FakeProcs,
-    RecordingReporter,
-)
+from tests.support.fake_ports import Effects
+from tests.support.owner_rig import OwnerRig, job
 
 pytestmark = pytest.mark.timeout(10)
 
 LIMIT = 1000
-HEALTH = HealthSpec(kind=CheckKind.TCP, port=31001, initial_interval_secs=0.0, interval_secs=1.0)
 
 
 class FakeDisk:
@@ -65,29 +56,14 @@ class FakeDisk:
         self.limit.stop()
 
 
-class Harness:
+class Harness(OwnerRig):
     def __init__(self, health: bool = False, disk: bool = True, stop_timeout: float | None = None) -> None:
-        self.clock = FakeClock()
-        self.effects = Effects(self.clock)
-        self.reporter = RecordingReporter(self.effects)
+        super().__init__()
         self.disk = FakeDisk(self.clock, self.effects)
-        spec = JobSpec(role="me", environment="test", cluster="local", name="t", instance=0, task_id="t-0",
-                       health=HEALTH if health else HealthSpec(),
-                       task=TaskSpec(name="t", processes=(ProcessSpec(name="a", cmdline="serve"),),
-                                     finalization_wait_secs=5.0, disk_bytes=LIMIT))
-        self.owner = TaskOwner(
-            spec, OwnerPorts(
-                procs=FakeProcs(self.effects), open_checkpoint=FakeCheckpoint, reporter=self.reporter,
-                checker=FakeChecker() if health else None,
-                start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
-                start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within)),
-            sandbox="/sandbox", clock=self.clock, wall_clock=lambda: 0.0, disk=self.disk if disk else None,
-            stop_timeout_secs=stop_timeout)
+        spec = job(ProcessSpec(name="a", cmdline="serve"), health=health, finalization_wait_secs=5.0,
+                   disk_bytes=LIMIT)
+        self.own(spec, disk=self.disk if disk else None, stop=StopBounds(timeout_secs=stop_timeout))
         self.owner.start()
-        self.done = self.owner.step()
-
-    def post(self, event: object) -> None:
-        self.owner.post(event)
         self.done = self.owner.step()
 
     def sampled(self, used: int, took: float = 0.5) -> None:

@@ -7,12 +7,10 @@ fake clock ("6 SIGTERM a[0]": six seconds after the start). No process, thread o
 """
 from __future__ import annotations
 
-import signal
-
 import attrs
 import pytest
 
-from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, ProcessSpec, TaskSpec
+from config.spec import JobSpec, ProcessSpec
 from executor.events import (
     ControlReply,
     DaemonsExited,
@@ -31,66 +29,22 @@ from executor.events import (
     TimerFired,
 )
 from executor.host.session import OPERATOR_KILL
-from executor.task.owner import TaskOwner
-from executor.task.ports import OwnerPorts
+from executor.task.killing import StopBounds
 from executor.task.replay import replay
 from healthcheck.policy import Attempt
-from tests.support.fake_clock import FakeClock
-from tests.support.fake_ports import (
-    Effects,
-    FakeChecker,
-    FakeCheckpoint,
-    FakeHealthLoop,
-    FakeLifecycle,
-    FakeProcs,
-    RecordingReporter,
-)
+from tests.support.fake_ports import Effects
+from tests.support.owner_rig import HEALTH, KILL, LIFECYCLE, TERM, OwnerRig, job
 
 pytestmark = pytest.mark.timeout(10)
 
-TERM, KILL = int(signal.SIGTERM), int(signal.SIGKILL)
-LIFECYCLE = LifecycleSpec(port=31000, graceful_shutdown_wait_secs=2.0, shutdown_wait_secs=3.0)
-HEALTH = HealthSpec(kind=CheckKind.TCP, port=31001, initial_interval_secs=0.0, interval_secs=1.0, max_consecutive_failures=0,
-                    min_consecutive_successes=1)
 
-
-def job(*procs: ProcessSpec, lifecycle: LifecycleSpec | None = None, health: bool = False,
-        finalization_wait_secs: float = 30.0) -> JobSpec:
-    procs = procs or (ProcessSpec(name="a", cmdline="serve", min_duration_secs=0.0),)
-    return JobSpec(role="me", environment="test", cluster="local", name="t", instance=0,
-                   task_id="t-0", lifecycle=lifecycle, health=HEALTH if health else HealthSpec(),
-                   task=TaskSpec(name="t", processes=procs,
-                                 finalization_wait_secs=finalization_wait_secs))
-
-
-class Harness:
+class Harness(OwnerRig):
     def __init__(self, spec: JobSpec, kill_grace_secs: float | None = None,
                  stop_within_secs: float | None = None, running_early: bool = False,
                  stop_timeout_secs: float | None = None) -> None:
-        self.clock = FakeClock()
-        self.effects = Effects(self.clock)
-        self.procs = FakeProcs(self.effects)
-        self.checkpoint = FakeCheckpoint()
-        self.reporter = RecordingReporter(self.effects)
-        self.owner = TaskOwner(
-            spec, OwnerPorts(
-                procs=self.procs, open_checkpoint=lambda: self.checkpoint, reporter=self.reporter,
-                checker=None if spec.health.kind is CheckKind.NONE else FakeChecker(),
-                start_health=lambda checker, on_result: FakeHealthLoop(self.effects),
-                start_lifecycle=lambda within, progress, done: FakeLifecycle(self.effects, within)),
-            sandbox="/sandbox", kill_grace_secs=kill_grace_secs, stop_within_secs=stop_within_secs,
-            stop_timeout_secs=stop_timeout_secs, clock=self.clock, wall_clock=lambda: 0.0, running_early=running_early)
-        self.done = False
-
-    def post(self, event: object) -> None:
-        assert not self.done, "the task already ended"
-        self.owner.post(event)
-        self.step()
-
-    def step(self) -> None:
-        self.done = self.owner.step()
-        if self.done:
-            self.owner.close()
+        super().__init__()
+        self.own(spec, stop=StopBounds(kill_grace_secs, stop_within_secs, stop_timeout_secs),
+                 running_early=running_early)
 
 
 # ---- steps: each posts one event (time passes only by `wait` and `deadline`) ----

@@ -5,7 +5,8 @@ setup.py's find_packages() takes a directory only when it has an `__init__.py`, 
 package_data takes a file that is not Python only when a glob names it: a subpackage or a
 data file that misses either runs from the checkout (and in `make`'s editable install)
 but is not in the wheel or the zipapp. The declared dependencies are exactly the
-third-party distributions the product imports, and `stoker --version` is setup.py's.
+third-party distributions the product imports, and `stoker --version` is setup.py's,
+stamped with the commit it was built from.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import ast
 import fnmatch
 import importlib.metadata
 import re
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import executor
@@ -87,8 +90,30 @@ def test_the_declared_dependencies_are_exactly_what_the_product_imports():
     assert sorted(declared - used) == [], "in install_requires but imported by nothing Stoker runs"
 
 
-def test_stoker_version_is_the_wheels():
-    assert executor.__version__ == setup_keywords()["version"]
+def setup_version_function(here: Path) -> Callable[[], str]:
+    """setup.py's `build_version`, as if setup.py were in `here` (setup.py runs setup() when
+    imported: its constants and that function are taken out of it)."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    kept = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and "setuptools" not in ast.unparse(n)
+            or isinstance(n, ast.FunctionDef) and n.name == "build_version"
+            or isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "BASE_VERSION"]
+    space: dict[str, object] = {"HERE": str(here)}
+    exec(compile(ast.Module(body=kept, type_ignores=[]), "setup.py", "exec"), space)
+    return space["build_version"]  # type: ignore[return-value]
+
+
+def test_stoker_version_is_the_wheels_stamped_with_its_commit(tmp_path, monkeypatch):
+    """Every build was 0.1.0: `stoker --version` could not tell an operator which one ran."""
+    monkeypatch.delenv("STOKER_BUILD_VERSION", raising=False)
+    stamped = setup_version_function(ROOT)()
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=7", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    assert re.fullmatch(rf"{re.escape(executor.BASE_VERSION)}\+g{commit}[0-9a-f]*(\.dirty)?", stamped), stamped
+    (tmp_path / "executor").mkdir()
+    assert setup_version_function(tmp_path)() == executor.BASE_VERSION == "0.1.0"  # no git: 0.1.0
+    monkeypatch.setenv("STOKER_BUILD_VERSION", "0.1.0+gfeedbee")  # tools/build_dist.py's copy
+    assert setup_version_function(tmp_path)() == "0.1.0+gfeedbee"
+    assert executor.version() == executor.__version__ == "0.1.0"  # a checkout run in place: no stamp
 
 
 def test_the_oldest_python_is_the_same_everywhere_it_is_named():

@@ -114,6 +114,7 @@ def test_a_launched_task_outlives_the_launch_timeout_and_an_idle_executor_does_n
     import queue
     import threading
 
+    from executor.mesos.driver import ExecutorDriver
     from executor.mesos.process import TaskDone, _wait_for_task
 
     launched = StokerExecutor(settings(), {}, on_done=lambda: None)
@@ -121,8 +122,8 @@ def test_a_launched_task_outlives_the_launch_timeout_and_an_idle_executor_does_n
     wakeups: queue.SimpleQueue = queue.SimpleQueue()
     done = threading.Timer(0.1, wakeups.put, [TaskDone()])  # the task ends well after the timeout
     done.start()
-    assert _wait_for_task(wakeups, launched, driver=None, launch_timeout_secs=0.02) is False
+    assert _wait_for_task(wakeups, launched, ExecutorDriver(launched, settings()), launch_timeout_secs=0.02) is False
     assert wakeups.empty() and "launch_timeout" not in caplog.text  # it returned at the task's end
     idle = StokerExecutor(settings(), {}, on_done=lambda: None)
-    assert _wait_for_task(queue.SimpleQueue(), idle, driver=None, launch_timeout_secs=0.02) is False
+    assert _wait_for_task(queue.SimpleQueue(), idle, ExecutorDriver(idle, settings()), launch_timeout_secs=0.02) is False
     assert "no task was launched within 0.02 s (--launch-timeout)" in caplog.text

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.words import columns, did_you_mean, number, pad, plural, printable, printable_lines
+from config.words import columns, did_you_mean, number, pad, plural, printable, printable_lines, quoted
 from executor.cli.views import table
 
 
@@ -54,3 +54,26 @@ def test_numbers_and_plurals():
     assert (number(5.0), number(0.25), number(1.23456)) == ("5", "0.25", "1.235")
     assert (plural(1, "process"), plural(2, "process"), plural(3, "attempt")) == \
         ("1 process", "2 processes", "3 attempts")
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("a\udcff", "'a\\xff'"),  # b'a\xff' from argv: repr wrote 'a\udcff'
+    ("p\udc80q\udc9b", "'p\\x80q\\x9b'"),
+    ("a\\udcff", "'a\\\\udcff'"),  # a backslash typed before udcff: repr's doubling kept
+    ("x\\\udc80", "'x\\\\\\x80'"),  # a backslash, then a byte that was not UTF-8
+    ("it's", '"it\'s"'), (b"\xff", "b'\\xff'"), (3, "3"),
+])
+def test_quoted_is_repr_with_a_byte_that_was_not_utf8_written_as_printable_writes_it(value, shown):
+    assert quoted(value) == shown
+
+
+def test_a_message_quoting_what_it_was_given_shows_a_bad_byte_as_everywhere_else(capsys):
+    """`stoker run X --kill-grace $'a\\xff'` said `'a\\udcff' is not a duration` and
+    `stoker tail SANDBOX $'p\\xff'` `process 'p\\udcff'`, where every other line shows the
+    byte as `\\xff` (docs/contract.md §1, Encodings)."""
+    from executor.cli.main import main
+
+    assert main(["run", "x.aurora", "--kill-grace", "a\udcff"]) == 2
+    err = capsys.readouterr().err
+    assert "--kill-grace='a\\xff' is not" in err and "udc" not in err
+    assert did_you_mean("wbe\udcff", ["web\udcff"]) == "; did you mean 'web\\xff'?"
