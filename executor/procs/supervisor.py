@@ -367,9 +367,7 @@ class Supervisor:
 
     def signal_all(self, sig: int) -> int:
         """Signal every process of the task (unclaimed ones included); returns how many."""
-        if self._containment is None:
-            return 0
-        return self._containment.signal_task(sig)
+        return self._containment.signal_task(sig) if self._containment is not None else 0
 
     def daemons(self) -> bool:
         """Whether a daemon one of the task's runs left (`daemons.py`) still lives."""
@@ -385,9 +383,7 @@ class Supervisor:
 
     def task_pids(self) -> set[int]:
         """Live (non-zombie) processes of the task."""
-        if self._containment is None:
-            return set()
-        return self._containment.pids(self._live_children())
+        return self._containment.pids(self._live_children()) if self._containment is not None else set()
 
     # ---- shell commands for health checks ----
 
