@@ -10,8 +10,9 @@ working directory (the sandbox's mount point inside it, `--sandbox-mount-point`)
 user the command runs as (by name: the containerizer looks it up and switches to it after
 entering the root filesystem). Two forms, chosen once per task by asking the binary
 (`executor/mesos/imagefs.py`, `launch_info_supported`): Mesos ≥ 1.2's one JSON
-`--launch_info={"rootfs", "user", "working_directory", "command"}`, and the older separate
-`--working_directory`, `--rootfs`, `--user`, `--command=JSON` flags.
+`--launch_info={"command", "working_directory", "user", "rootfs"}`, and the older separate
+`--working_directory`, `--rootfs`, `--user`, `--command=JSON` flags; the JSON byte for byte as
+Thermos' (its Python 2 dicts' key order, `to_json`).
 
 `env(env)` is the process's environment seen from inside the image: `HOME` and
 `MESOS_SANDBOX` the mount point (Thermos' HOME; Mesos' MESOS_SANDBOX for a container with an
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -51,7 +53,8 @@ class ContainerizerLaunch:
     default_user: str = "root"  # the user a command given no user runs as (the executor's own)
 
     def command_info(self, cmdline: str) -> dict[str, Any]:
-        return {"shell": False, "value": "/bin/bash", "arguments": ["/bin/bash", "-c", cmdline]}
+        """Thermos' CommandInfo, its keys in the order its Python 2 dict gives them."""
+        return {"shell": False, "arguments": ["/bin/bash", "-c", cmdline], "value": "/bin/bash"}
 
     def argv(self, cmdline: str, user: NamedUser | None) -> list[str]:
         """The command line that runs `/bin/bash -c CMDLINE` inside the image as `user`
@@ -59,11 +62,11 @@ class ContainerizerLaunch:
         name = user.name if user is not None else self.default_user
         command = self.command_info(cmdline)
         if self.launch_info:
-            info = {"rootfs": self.rootfs, "user": name, "working_directory": self.working_directory,
-                    "command": command}
-            return [self.path, "launch", "--unshare_namespace_mnt", f"--launch_info={json.dumps(info)}"]
+            info = {"command": command, "working_directory": self.working_directory, "user": name,
+                    "rootfs": self.rootfs}
+            return [self.path, "launch", "--unshare_namespace_mnt", f"--launch_info={to_json(info)}"]
         return [self.path, "launch", "--unshare_namespace_mnt", f"--working_directory={self.working_directory}",
-                f"--rootfs={self.rootfs}", f"--user={name}", f"--command={json.dumps(command)}"]
+                f"--rootfs={self.rootfs}", f"--user={name}", f"--command={to_json(command)}"]
 
     def env(self, env: Mapping[str, str]) -> dict[str, str]:
         """`env` with the sandbox's paths as the task sees them inside the image."""
@@ -82,3 +85,23 @@ class ContainerizerLaunch:
         if path.startswith(self.sandbox.rstrip("/") + "/"):
             return posixpath.join(self.working_directory, path[len(self.sandbox.rstrip("/")) + 1:])
         return path
+
+
+def to_json(value: object) -> str:
+    """`json.dumps(value)` as Thermos writes it (each character beyond ASCII as a `\\uXXXX`
+    escape), except the bytes of a command line that is not UTF-8: Python holds
+    them as U+DC80-U+DCFF (surrogateescape), whose escapes Mesos' JSON parser refuses (a lone
+    low surrogate), so they go out as themselves and the argv carries the very bytes; bash
+    then gets the command line a task without an image would have run."""
+    return _ESCAPED.sub(_escape, json.dumps(value, ensure_ascii=False))
+
+
+_ESCAPED = re.compile("[^\x00-\x7f\udc80-\udcff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}"

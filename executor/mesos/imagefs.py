@@ -4,21 +4,29 @@ The agent mounts the task's image (Aurora's `Mesos(image = ...)`) as a volume at
 `$MESOS_DIRECTORY/taskfs`; the executor itself runs outside it. Before any process starts,
 `ImageSandbox.prepare`:
 
-1. creates the task's user and its primary group inside the image (`groupadd -R taskfs -g
-   GID GROUP`, `useradd -R taskfs -u UID -g GID USER`, with the host's ids), unless
-   `--no-create-user`; a user or group the image already has (exit 4 or 9) must match the
-   host's (`chroot taskfs getent group`, `chroot taskfs id`), as in Thermos;
-2. bind-mounts (recursively, as `mount --rbind`) every volume of the executor's container but
-   `taskfs` at the same path inside the image, then the sandbox at `--sandbox-mount-point`;
+0. checks that the image has a `/bin/bash` that can run (every process and shell check is
+   `/bin/bash -c` inside it): the task fails saying so, not each process in the containerizer;
+1. creates the task's user and its primary group inside the image, with the host's ids,
+   unless `--no-create-user`; a user or group the image already has must match the host's,
+   with Thermos' words when it does not (`imageusers.py`: the executor writes the image's
+   `/etc` files itself, where Thermos runs `useradd -R`, `groupadd -R` and `chroot taskfs
+   id`, which run the image's programs and libraries as root);
+2. bind-mounts the image onto itself nosuid and nodev (`_seal`: Thermos does not; a
+   setuid-root program in the image would make its processes root), then (recursively, as
+   `mount --rbind`) every volume of the executor's container but `taskfs` at the same path
+   inside the image, then the sandbox at `--sandbox-mount-point`;
 3. copies the host's `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` into the image's
    `/etc` (when the host has them).
 
-Unlike Thermos, no path inside the image is followed through a symlink (an image whose
-`/mnt` or `/etc/hosts` is a link to `/etc` on the host would otherwise have the sandbox
-mounted over, or the host's file overwritten, outside the image), and `release()` detaches
-what was mounted once the task is over (Thermos leaves it to the end of the container's
-mount namespace; an executor that shares the host's would leave the sandbox mounted inside
-itself).
+The image is the job submitter's, the executor root: unlike Thermos, no path inside the
+image is followed through a symlink (an image whose `/mnt` or `/etc/hosts` is a link to
+`/etc` on the host would otherwise have the sandbox mounted over, or the host's file
+overwritten, outside the image), no FIFO or device in it is opened (a FIFO would block the
+executor for ever), a mount point is mounted on through its descriptor, and `release()`
+detaches what was mounted once the task is over through the descriptor of each mount
+point's directory, held since the mount (the task may have replaced a parent by a symlink
+meanwhile). Thermos leaves the mounts to the end of the container's mount namespace; an
+executor that shares the host's would leave the sandbox mounted inside itself.
 
 `launch_info_supported(path)` asks the containerizer which command line it takes, as
 Thermos does (`mesos-containerizer launch` with no flag names `launch_info` in its error
@@ -38,12 +46,15 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from executor.mesos import imageusers
 from executor.mesos.containerizer import TASKFS
 
-EXISTS = (4, 9)  # groupadd/useradd: the id, or the name, is already used
-MS_BIND, MS_REC, MNT_DETACH = 0x1000, 0x4000, 2
+MS_BIND, MS_REC, MNT_DETACH, UMOUNT_NOFOLLOW = 0x1000, 0x4000, 2, 8
+MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x2, 0x4, 0x20, 0x200000
+KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
 COPIED = ("resolv.conf", "hosts", "hostname")  # from the host's /etc (Mesos' network/cni isolator's files)
 TOOL_SECS = 60.0
+BASH = "/bin/bash"  # what every process and shell check runs inside the image
 
 
 class ImageError(Exception):
@@ -68,15 +79,20 @@ class ImageSandbox:
         self._mount_point = mount_point
         self._volumes = [v for v in volumes if v != TASKFS]
         self.mounted: list[str] = []  # what prepare() mounted, in order
+        self._points: list[tuple[int, str]] = []  # each one's directory (a held fd) and name in it
         self.notes: list[str] = []  # what was done, one line each, for the log
 
     def prepare(self, user: str | None) -> None:
-        """Steps 1-3 above; `user`: the one to create (None: none). Raises ImageError."""
+        """Steps 0-3 above; `user`: the one to create (None: none). Raises ImageError."""
         if not self.taskfs.is_dir() or self.taskfs.is_symlink():
             raise ImageError(f"the task's filesystem image is not at {self.taskfs}: the agent mounts it there (a "
                              f"volume with the image at container path {TASKFS!r}, as Aurora's scheduler asks)")
+        if not _runs_in(self.taskfs, BASH):
+            raise ImageError(f"the task's image has no {BASH} that can run (every process and shell health check "
+                             f"runs inside it as {BASH} -c CMDLINE, as under Thermos)")
         if user is not None:
             self._create_user(user)
+        self._seal()
         for volume in self._volumes:
             source = volume if os.path.isabs(volume) else str(self._sandbox / volume)
             self._mount(source, volume)
@@ -85,80 +101,91 @@ class ImageSandbox:
             self._copy(Path("/etc") / name)
 
     def release(self) -> list[str]:
-        """Detaches what prepare() mounted (the last first); the problems, in words."""
+        """Detaches what prepare() mounted (the last first); the problems, in words. Each
+        mount point is named through the descriptor of its directory held since the mount
+        (`/proc/self/fd/N/NAME`, its last name not followed): by the end the task may have
+        swapped a parent of it for a symlink, and a path would then detach a host mount."""
         libc = _libc()
         problems = []
         while self.mounted:
-            target = self.mounted.pop()
-            if libc.umount2(os.fsencode(target), MNT_DETACH) != 0:
-                problems.append(f"umount {target}: {os.strerror(ctypes.get_errno())}")
+            shown = self.mounted.pop()
+            parent, name = self._points.pop()
+            try:
+                if libc.umount2(os.fsencode(f"/proc/self/fd/{parent}/{name}"), MNT_DETACH | UMOUNT_NOFOLLOW) != 0:
+                    problems.append(f"umount {shown}: {os.strerror(ctypes.get_errno())}")
+            finally:
+                os.close(parent)
         return problems
 
     # ---- 1. the user ----
 
     def _create_user(self, name: str) -> None:
+        """The user and its primary group in the image's /etc files (`imageusers.py`: no tool
+        and nothing from the image runs as root)."""
         try:
             pwent = pwd.getpwnam(name)
             grent = grp.getgrgid(pwent.pw_gid)
         except KeyError:
             raise ImageError(f"Could not create sandbox because user does not exist: {name}") from None
-        root = str(self.taskfs)
-        if self._tool(["groupadd", "-R", root, "-g", str(grent.gr_gid), grent.gr_name], "group") in EXISTS:
-            found = self._chrooted(["getent", "group", grent.gr_name], "group id for name", grent.gr_name)
-            fields = found.split(":")
-            if len(fields) < 3 or fields[0] != grent.gr_name or fields[2] != str(grent.gr_gid):
-                raise ImageError(f"Group id result {found.strip()} from image does not match name {grent.gr_name} "
-                                 f"and id {grent.gr_gid}")
-            self.notes.append(f"group {grent.gr_name}({grent.gr_gid}) already exists in the task's filesystem")
-        if self._tool(["useradd", "-R", root, "-u", str(pwent.pw_uid), "-g", str(pwent.pw_gid), name], "user") in EXISTS:
-            found = self._chrooted(["id", name], "user id for name", name)
-            expected = f"uid={pwent.pw_uid}({name}) gid={pwent.pw_gid}({grent.gr_name}) groups="
-            if not found.startswith(expected):
-                raise ImageError(f"User group result {found.strip()} from task image does not start with expected "
-                                 f"prefix {expected}")
-            self.notes.append(f"user {name} ({pwent.pw_uid}) already exists in the task's filesystem")
-
-    def _tool(self, argv: list[str], what: str) -> int:
-        """Runs groupadd/useradd: 0, or an EXISTS code; ImageError otherwise."""
-        done = self._run(argv, f"Failed to create {what} in sandbox for task image")
-        if done.returncode not in (0, *EXISTS):
-            raise ImageError(f"Failed to create {what} in sandbox for task image: {_failed(argv, done)}")
-        if done.returncode == 0:
-            self.notes.append(f"created the {what} in the task's filesystem: {' '.join(argv)}")
-        return done.returncode
-
-    def _chrooted(self, argv: list[str], what: str, name: str) -> str:
-        full = ["chroot", str(self.taskfs), *argv]
-        done = self._run(full, f"Error when getting {what} {name} in task image")
-        if done.returncode != 0:
-            raise ImageError(f"Error when getting {what} {name} in task image: {_failed(full, done)}")
-        return done.stdout.decode(errors="replace")
-
-    @staticmethod
-    def _run(argv: list[str], doing: str) -> subprocess.CompletedProcess[bytes]:
         try:
-            return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=TOOL_SECS, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ImageError(f"{doing}: {' '.join(argv)}: {exc}") from None
+            with _walk(self.taskfs, "etc") as etc:
+                self.notes.append(imageusers.ensure_group(etc, grent.gr_name, grent.gr_gid))
+                self.notes.append(imageusers.ensure_user(etc, name, pwent.pw_uid, pwent.pw_gid, grent.gr_name))
+        except imageusers.UserDbError as exc:
+            raise ImageError(str(exc)) from None
+        except OSError as exc:
+            raise ImageError(f"Failed to create user in sandbox for task image: {self.taskfs / 'etc'}: "
+                             f"{_why(exc)}") from None
 
     # ---- 2. the mounts ----
 
     def _mount(self, source: str, inside: str) -> None:
         """`mount --rbind SOURCE TASKFS/INSIDE`, the mount point made first (an empty file
-        for a file), no symlink followed on the way."""
+        for a file), no symlink followed on the way, and mounted on through its descriptor
+        (`/proc/self/fd/N`), so that the path is not walked again."""
         target = self.taskfs / inside.lstrip("/")
-        is_file = os.path.isfile(source)
         try:
-            with _walk(self.taskfs, inside, create_last_as_file=is_file):
-                pass
-        except OSError as exc:
+            parent, name = _mount_point(self.taskfs, inside, os.path.isfile(source))
+        except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
             raise ImageError(f"cannot make the mount point {target} for {source}: {_why(exc)}") from None
-        libc = _libc()
-        if libc.mount(os.fsencode(source), os.fsencode(str(target)), None, MS_BIND | MS_REC, None) != 0:
-            raise ImageError(f"Failed to mount {source} into task filesystem at {target}: "
-                             f"{os.strerror(ctypes.get_errno())}")
+        try:
+            point = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            try:
+                if _libc().mount(os.fsencode(source), os.fsencode(f"/proc/self/fd/{point}"), None, MS_BIND | MS_REC,
+                                 None) != 0:
+                    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+            finally:
+                os.close(point)
+        except OSError as exc:
+            os.close(parent)
+            raise ImageError(f"Failed to mount {source} into task filesystem at {target}: {_why(exc)}") from None
         self.mounted.append(str(target))
+        self._points.append((parent, name))
         self.notes.append(f"mounted {source} into task filesystem at {target}")
+
+    def _seal(self) -> None:
+        """The image bind-mounted onto itself nosuid and nodev (its other flags kept) in this
+        mount namespace, which the containerizer copies for every process: a setuid-root
+        program, or a device node open to all, that the image's author put in it would
+        otherwise give the task's processes root on the agent (Thermos leaves them working)."""
+        try:
+            kept = os.statvfs(self.taskfs).f_flag
+            parent = os.open(self.taskfs.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
+        kept = kept & KEPT_FLAGS | (MS_RELATIME if kept & os.ST_RELATIME else 0)
+        here = os.fsencode(f"/proc/self/fd/{parent}/{self.taskfs.name}")
+        libc = _libc()
+        if libc.mount(here, here, None, MS_BIND | MS_REC, None) != 0:
+            os.close(parent)
+            raise ImageError(f"Failed to bind-mount the task filesystem {self.taskfs} onto itself: "
+                             f"{os.strerror(ctypes.get_errno())}")
+        self.mounted.append(str(self.taskfs))
+        self._points.append((parent, self.taskfs.name))
+        if libc.mount(None, here, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept, None) != 0:
+            raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: "
+                             f"{os.strerror(ctypes.get_errno())}")
+        self.notes.append(f"bind-mounted the task filesystem {self.taskfs} onto itself nosuid,nodev")
 
     # ---- 3. the copies ----
 
@@ -190,13 +217,12 @@ def _libc() -> ctypes.CDLL:
 
 
 @contextlib.contextmanager
-def _walk(root: Path, inside: str, create_last_as_file: bool = False) -> Iterator[int]:
-    """An fd of ROOT/INSIDE's directory (or, for a file, of its parent), each level made
-    if missing and opened without following a symlink; OSError (ELOOP: a symlink)."""
+def _walk(root: Path, inside: str) -> Iterator[int]:
+    """An fd of the directory ROOT/INSIDE, each level made if missing and opened without
+    following a symlink; OSError (ELOOP: a symlink)."""
     parts = [p for p in inside.strip("/").split("/") if p not in ("", ".")]
     if ".." in parts:
         raise OSError(errno.EINVAL, f"{inside!r} has a '..' in it")
-    last = parts.pop() if create_last_as_file and parts else None
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         for part in parts:
@@ -205,11 +231,59 @@ def _walk(root: Path, inside: str, create_last_as_file: bool = False) -> Iterato
             inner = _open_dir(part, fd)
             os.close(fd)
             fd = inner
-        if last is not None:
-            os.close(os.open(last, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=fd))
         yield fd
     finally:
         os.close(fd)
+
+
+def _mount_point(root: Path, inside: str, is_file: bool) -> tuple[int, str]:
+    """(an fd of the directory holding ROOT/INSIDE, INSIDE's last name): the mount point
+    made if missing, a directory (for a file, an empty regular file), none of it a symlink.
+    An existing FIFO or device is never opened (opening one could block for ever)."""
+    if ".." in inside.split("/"):
+        raise OSError(errno.EINVAL, f"{inside!r} has a '..' in it")
+    parent, _, name = inside.strip("/").rpartition("/")
+    if name in ("", "."):
+        raise OSError(errno.EINVAL, f"{inside!r} names no mount point below the image's root")
+    with _walk(root, parent) as fd:
+        with contextlib.suppress(FileExistsError):
+            if is_file:
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=fd))
+            else:
+                os.mkdir(name, 0o755, dir_fd=fd)
+        mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+        if stat.S_ISLNK(mode):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
+        if not (stat.S_ISREG(mode) if is_file else stat.S_ISDIR(mode)):
+            raise OSError(errno.EINVAL, f"{name} is there, but not a {'regular file' if is_file else 'directory'}")
+        return os.dup(fd), name
+
+
+def _runs_in(root: Path, path: str) -> bool:
+    """Whether PATH, resolved as inside ROOT (its symlinks, absolute ones included, taken
+    as the containerizer's chroot takes them, never out of ROOT), is an executable file.
+    Only looks (lstat, readlink): nothing in the image is opened."""
+    todo, done, hops = [p for p in path.split("/") if p not in ("", ".")], root, 0
+    st = os.lstat(root)
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            done = done.parent if done != root else root
+            continue
+        try:
+            st = os.lstat(done / part)
+        except OSError:
+            return False
+        if not stat.S_ISLNK(st.st_mode):
+            done = done / part
+            continue
+        hops += 1
+        link = os.readlink(done / part)
+        if hops > 40:  # the kernel's limit: a loop
+            return False
+        todo[:0] = [p for p in link.split("/") if p not in ("", ".")]
+        done = root if link.startswith("/") else done
+    return stat.S_ISREG(st.st_mode) and st.st_mode & 0o111 != 0
 
 
 def _open_dir(name: str, dir_fd: int) -> int:
@@ -223,24 +297,23 @@ def _open_dir(name: str, dir_fd: int) -> int:
 
 
 def _create(name: str, mode: int, dir_fd: int) -> int:
-    """NAME in DIR_FD opened for writing, truncated; a symlink there is replaced by the file,
-    never written through (it may lead out of the image)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    """NAME in DIR_FD opened for writing, truncated; anything there but a regular file or a
+    directory (a symlink, which may lead out of the image; a FIFO, whose open would block
+    until a reader came; a device, whose open may act on the host) is replaced by the file,
+    never opened; a directory is an error (EISDIR)."""
     try:
-        return os.open(name, flags, mode, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-    os.unlink(name, dir_fd=dir_fd)
-    return os.open(name, flags | os.O_EXCL, mode, dir_fd=dir_fd)
+        there = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        there = stat.S_IFREG
+    if not (stat.S_ISREG(there) or stat.S_ISDIR(there)):
+        os.unlink(name, dir_fd=dir_fd)
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode,
+                   dir_fd=dir_fd)
 
 
-def _failed(argv: list[str], done: subprocess.CompletedProcess[bytes]) -> str:
-    said = (done.stderr or done.stdout).decode(errors="replace").strip()
-    return f"{' '.join(argv)} exited {done.returncode}" + (f": {said[-400:]}" if said else "")
-
-
-def _why(exc: OSError) -> str:
+def _why(exc: OSError | ValueError) -> str:
+    if not isinstance(exc, OSError):
+        return str(exc)
     if exc.errno == errno.ELOOP:
         return "a symlink is on the way (a path inside the image is never followed through one)"
     return exc.strerror or str(exc)

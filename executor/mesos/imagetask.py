@@ -105,4 +105,7 @@ def start_image_task(settings: ImageSettings, *, sandbox: Path, mesos_directory:
     except ImageError as exc:
         image.release()
         raise ImageLaunchError(f"Failed to initialize sandbox: {exc}") from None
+    except BaseException:  # whatever failed half way: nothing it mounted is left behind
+        image.release()
+        raise
     return ImageTask(wrap=wrap, sandbox=image)

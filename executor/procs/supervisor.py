@@ -6,16 +6,17 @@ It is a thin shell: it decides nothing about restarts or states (the planner and
 do), it only does what it is told and posts one event per run, `ProcessExited`, from the reaper.
 
 How it keeps the task contained is docs/design.md §5: every run is `/bin/bash -c CMDLINE`
-in a session of its own, carrying the task's and the run's markers, as the `run_as` user;
-this process is a child subreaper, in the task's cgroup when the host allows one
-(`cgroups.py`). One process-wide reaper thread (`reaper.py`) reaps EVERY child: no other
-code here may wait for children (shell health commands go through `run_command`,
-`commands.py`); runs are forked off the main thread, where the orphans are listed. What a
-run's exit leaves is killed (`containment.py`), drained within its grace when the task
-SIGTERMed it (`draining.py`), or kept as the task's daemons when it exited 0 on its own
-(`daemons.py`; their exit is posted as `DaemonsExited`). Signals reach
-a run by one walk of this subtree, by pidfd (`proctree.py`). A `/bin/sh` watchdog
-(`watchdog.py`) kills the task when this process dies, even by SIGKILL.
+(a filesystem-image task's through its containerizer, `wrap`) in a session of its own,
+carrying the task's and the run's markers, as the `run_as` user; this process is a child
+subreaper, in the task's cgroup when the host allows one (`cgroups.py`). One process-wide
+reaper thread (`reaper.py`) reaps EVERY child: no other code here may wait for children
+(shell health commands go through `run_command`, `commands.py`); runs are forked off the
+main thread, where the orphans are listed. What a run's exit leaves is killed
+(`containment.py`), drained within its grace when the task SIGTERMed it (`draining.py`), or
+kept as the task's daemons when it exited 0 on its own (`daemons.py`; their exit is posted
+as `DaemonsExited`). Signals reach a run by one walk of this subtree, by pidfd
+(`proctree.py`). A `/bin/sh` watchdog (`watchdog.py`) kills the task when this process
+dies, even by SIGKILL.
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW
@@ -145,16 +146,14 @@ class Supervisor:
         with self._lock:
             self._runs.update({(child.process, child.run): child for child in self._early.children()})
         self._reaper = Reaper.acquire(early)
-        self._containment = Containment(
-            reaper=self._reaper, task_marker=self._marker, label=self._label,
-            cgroup_setting=self._cgroups, live_children=self._live_children)
+        self._containment = Containment(reaper=self._reaper, task_marker=self._marker, label=self._label,
+                                        cgroup_setting=self._cgroups, live_children=self._live_children)
         self._drains = Drains(self._containment, self._runs, self._lock, self._post_exit, self._label)
         self._containment.prepare(f"stoker-{self._marker[:16]}", early=bool(self._early))
         self._reaper.on_orphans(self._orphan_reaped)
-        self._watchdog = WatchdogKeeper(
-            reaper=self._reaper, marker=self._marker, label=self._label,
-            cgroup=self._containment.watchdog_cgroup,
-            keep=lambda: self._state is SupervisorState.STARTED)
+        self._watchdog = WatchdogKeeper(reaper=self._reaper, marker=self._marker, label=self._label,
+                                        cgroup=self._containment.watchdog_cgroup,
+                                        keep=lambda: self._state is SupervisorState.STARTED)
         self._watchdog.start()  # outside the cgroup, so that it can kill it
         self._containment.hand_over_to(self._watchdog.hold)
         if self._early_watchdog is not None:  # ours is up: the early start's steps down
@@ -280,8 +279,7 @@ class Supervisor:
                     process.cmdline, cwd=self._sandbox, stdin=self._devnull,
                     env=spawn.run_env(self._env, self._marker, process.name, run, bash_env),
                     stdout=stdio.stdout, stderr=stdio.stderr, run_as=self._run_as, wrap=self._wrap)
-                child = RunChild(pid=popen.pid, popen=popen, marker=marker,
-                                 process=process.name, run=run)
+                child = RunChild(pid=popen.pid, popen=popen, marker=marker, process=process.name, run=run)
                 with self._lock:
                     self._runs[key] = child
                 self._reaper.register(child.pid, self._watch(child))
@@ -369,9 +367,7 @@ class Supervisor:
 
     def signal_all(self, sig: int) -> int:
         """Signal every process of the task (unclaimed ones included); returns how many."""
-        if self._containment is None:
-            return 0
-        return self._containment.signal_task(sig)
+        return self._containment.signal_task(sig) if self._containment is not None else 0
 
     def daemons(self) -> bool:
         """Whether a daemon one of the task's runs left (`daemons.py`) still lives."""
@@ -387,21 +383,19 @@ class Supervisor:
 
     def task_pids(self) -> set[int]:
         """Live (non-zombie) processes of the task."""
-        if self._containment is None:
-            return set()
-        return self._containment.pids(self._live_children())
+        return self._containment.pids(self._live_children()) if self._containment is not None else set()
 
     # ---- shell commands for health checks ----
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
-        """`/bin/bash -c COMMAND` in the sandbox with the task env; thread-safe, never raises."""
+        """`/bin/bash -c COMMAND` in the sandbox with the task env (through `wrap`, if any);
+        thread-safe, never raises."""
         from executor.procs.commands import run_command
 
         return run_command(self._command_runner, command, timeout_secs, self._label)
 
     def _command_runner(self) -> CommandRunner | None:
-        """The runner of shell commands, made at the first one (which starts the supervisor);
-        None once closing."""
+        """The shell commands' runner, made at the first (starting the supervisor); None once closing."""
         from executor.procs.commands import CommandRunner
 
         if self._state is SupervisorState.NEW:
@@ -412,9 +406,9 @@ class Supervisor:
             if self._commands is None:
                 assert self._reaper is not None and self._containment is not None
                 self._commands = CommandRunner(
-                    sandbox=self._sandbox, env=self._env, task_marker=self._marker,
-                    reaper=self._reaper, containment=self._containment,
-                    stdin_fd=self._devnull, run_as=self._run_as, check_as=self._check_as, wrap=self._wrap)
+                    sandbox=self._sandbox, env=self._env, task_marker=self._marker, reaper=self._reaper,
+                    containment=self._containment, stdin_fd=self._devnull, run_as=self._run_as,
+                    check_as=self._check_as, wrap=self._wrap)
             return self._commands
 
     # ---- close ----

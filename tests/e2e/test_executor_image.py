@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import pwd
+import signal
 import sys
 from pathlib import Path
 
@@ -121,8 +122,10 @@ def test_an_image_task_runs_inside_its_image_as_its_role_is_checked_there_and_ki
         log = sim.executor_log()
         assert f"image_task task=img.0 rootfs={sandbox / 'taskfs'}" in log
         assert "launch_info=True" in log
-        assert "the task is over: detached the 2 mounts made in its filesystem image" in log  # volume, sandbox
+        # the image's own nosuid,nodev bind, the volume, the sandbox
+        assert "the task is over: detached the 3 mounts made in its filesystem image" in log
         assert not any((sandbox / "taskfs/mnt/mesos/sandbox").iterdir())  # the host's mount table never had it
+        assert str(sandbox) not in Path("/proc/self/mountinfo").read_text()
         assert every_call_was_accepted(sim)
 
 
@@ -138,3 +141,27 @@ def test_an_image_task_without_a_containerizer_fails_with_thermos_words(agent, t
     assert agent.states(TID) == ["TASK_FAILED"]
     assert agent.wait_exit(15) == 0
     assert not (agent.sandbox / ".logs").exists()  # no process started
+
+
+def test_an_image_task_whose_executor_crashes_leaves_no_process_nor_host_mount(image_template, tmp_path):
+    # (SHUTDOWN and a failed launch end as KILL does: the mounts detached in _run_task's finally)
+    containerizer = containerizer_script(tmp_path / "mesos-containerizer")
+    host_mounts = Path("/proc/self/mountinfo").read_text()
+    with throwaway_user() as (user, _group), open_agent_sim() as sim:
+        copy_rootfs(image_template, sim.sandbox / "taskfs")
+        body = IMAGE_JOB % dict(role=user.pw_name, volume=tmp_path, rootfs_id=ROOTFS_ID)
+        (tmp_path / "proof").write_text("from the volume\n")
+        volumes = [{"container_path": str(tmp_path), "host_path": str(tmp_path), "mode": "RO"}]
+        launch_image_task(sim, aurora_data(tmp_path, body, role=user.pw_name, name="img",
+                                           container_kind="docker-image"),
+                          ["--mesos-containerizer-path", str(containerizer)], volumes)
+        sim.wait_for_state(TID, "TASK_RUNNING", 15)
+        [pid] = task_pids(sim.sandbox)
+        marker = task_marker_of(pid)
+        try:
+            os.kill(sim._proc.pid, signal.SIGKILL)  # the executor alone: its watchdog is left
+            sim.wait_exit(10)
+            assert wait_for(lambda: not task_pids_by_marker(marker))  # the setsid'd daemon too
+        finally:
+            kill_carrying(f"STOKER_TASK_MARKER={marker}")
+    assert Path("/proc/self/mountinfo").read_text() == host_mounts  # only the executor's namespace had them

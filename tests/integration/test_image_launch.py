@@ -55,22 +55,19 @@ def test_each_form_runs_bash_inside_the_image_as_the_user_in_the_working_directo
     assert out.splitlines()[-1] == f"/mnt/mesos/sandbox 65534 {child.pid}"  # exec'd: the pid is bash's
 
 
+def test_a_non_utf8_command_line_reaches_bash_inside_the_image_as_its_bytes(rootfs, tmp_path):
+    wrap = ContainerizerLaunch(path=str(containerizer_script(tmp_path / "mc")), rootfs=str(rootfs),
+                               working_directory="/mnt/mesos/sandbox", sandbox=str(tmp_path))
+    done = subprocess.run(wrap.argv(os.fsdecode(b"echo -n \xff\xe9-\xc3\xa9"), NOBODY), capture_output=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr  # a \udcff escape: Mesos' JSON parser (and the stand-in) refuse it
+    assert done.stdout == b"\xff\xe9-\xc3\xa9"
+
+
 def test_the_stand_in_refuses_a_flag_it_does_not_know(tmp_path):
     done = subprocess.run([str(containerizer_script(tmp_path / "mc")), "launch", "--rootfs=/"], capture_output=True,
                           text=True, timeout=30)
     assert done.returncode == 1 and "Failed to load unknown flag 'rootfs'" in done.stderr
-
-
-def test_a_mount_point_behind_a_symlink_out_of_the_image_is_refused_before_any_mount(rootfs, tmp_path):
-    taskfs = tmp_path / "taskfs"
-    taskfs.mkdir()
-    outside = tmp_path / "host-etc"
-    outside.mkdir()
-    (taskfs / "mnt").symlink_to(outside)  # an image whose /mnt leads to the host
-    image = ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])
-    with pytest.raises(ImageError, match="a symlink is on the way"):
-        image.prepare(None)
-    assert image.mounted == [] and list(outside.iterdir()) == []
 
 
 def test_a_symlinked_etc_file_is_replaced_never_written_through(tmp_path):

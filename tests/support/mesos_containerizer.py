@@ -11,7 +11,8 @@ chroots into the rootfs (Mesos pivots; the tests' rootfs is no mount point), mak
 enters the working directory, switches to the user (gid, the user's groups, uid) when it is
 not the current one, and execs the command: the pid stays the command's, so signals sent to
 it reach the command itself. What launch.cpp does not do for these fields (mounts, rlimits,
-capabilities, a status fd) is refused rather than ignored. Errors go to stderr in Mesos'
+capabilities, a status fd) is refused rather than ignored. Its JSON parser is Python's, made
+as strict as Mesos' picojson about a lone low surrogate's escape (`\\udcff`), which Mesos refuses. Errors go to stderr in Mesos'
 words, exit 1; `launch` with no flag says `Flag --launch_info is not specified` (Thermos'
 `is_launch_info_supported` looks for `launch_info` there; the legacy form never says it).
 
@@ -24,6 +25,7 @@ import ctypes
 import json
 import os
 import pwd
+import re
 import sys
 
 CLONE_NEWNS = 0x00020000
@@ -33,6 +35,7 @@ LEGACY = {"command": "json", "rootfs": "str", "user": "str", "working_directory"
           "unshare_namespace_mnt": "bool"}
 INFO_FIELDS = {"rootfs", "user", "working_directory", "command"}
 COMMAND_FIELDS = {"shell", "value", "arguments"}
+ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)")  # a JSON escape (an escaped backslash is one)
 
 
 def fail(message: str) -> None:
@@ -59,12 +62,24 @@ def parse_flags(args: list[str], known: dict[str, str]) -> dict[str, object]:
             fail(f"Failed to load flags: Failed to load flag '{key}': missing value")
         elif kind == "json":
             try:
+                lone_low_surrogate(value)
                 flags[key] = json.loads(value)
             except ValueError as exc:
                 fail(f"Failed to load flags: Failed to load flag '{key}': {exc}")
         else:
             flags[key] = value
     return flags
+
+
+def lone_low_surrogate(text: str) -> None:
+    """ValueError for a `\\uDC00`-`\\uDFFF` escape that no high surrogate's escape comes
+    right before: picojson (stout's JSON parser) refuses it, where Python's accepts it."""
+    high, high_end = False, -1
+    for escape in ESCAPE.finditer(text):
+        code = int(escape.group(1), 16) if escape.group(1) else None
+        if code is not None and 0xDC00 <= code <= 0xDFFF and not (high and escape.start() == high_end):
+            raise ValueError(f"syntax error at line 1 near: {text[escape.start():escape.start() + 16]}")
+        high, high_end = code is not None and 0xD800 <= code <= 0xDBFF, escape.end()
 
 
 def launch_info(flags: dict[str, object], legacy: bool) -> dict:

@@ -4,6 +4,7 @@ checks go through (executor/mesos/containerizer.py), against Thermos'
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -17,22 +18,33 @@ ROLE = RunAs(name="www-data", uid=33, gid=33)
 COMMAND = {"shell": False, "value": "/bin/bash", "arguments": ["/bin/bash", "-c", "echo 'hi' && exec sleep 1"]}
 
 
-def test_the_launch_info_form_is_thermos_one_json_flag():
-    argv = LAUNCH.argv("echo 'hi' && exec sleep 1", ROLE)
-    assert argv[:3] == ["/usr/libexec/mesos/mesos-containerizer", "launch", "--unshare_namespace_mnt"]
-    assert len(argv) == 4 and argv[3].startswith("--launch_info=")
-    info = json.loads(argv[3].removeprefix("--launch_info="))
+def test_the_launch_info_form_is_thermos_one_json_flag_byte_for_byte():
+    # Thermos' own test (thermos/core/test_process.py), its Python 2 dicts' key order included
+    thermos = ContainerizerLaunch(path="/fake-mesos-containerizer", rootfs="/some/path/taskfs",
+                                  working_directory="/sandbox", sandbox="/sandbox")
+    assert thermos.argv("echo hello world", RunAs(name="None", uid=1, gid=1)) == [
+        "/fake-mesos-containerizer", "launch", "--unshare_namespace_mnt",
+        '--launch_info={"command": {"shell": false, "arguments": ["/bin/bash", "-c", "echo hello world"], '
+        '"value": "/bin/bash"}, "working_directory": "/sandbox", "user": "None", "rootfs": "/some/path/taskfs"}']
+    info = json.loads(LAUNCH.argv("echo 'hi' && exec sleep 1", ROLE)[3].removeprefix("--launch_info="))
     assert info == {"rootfs": "/var/lib/mesos/run/1/taskfs", "user": "www-data",
                     "working_directory": "/mnt/mesos/sandbox", "command": COMMAND}
-    assert list(info) == ["rootfs", "user", "working_directory", "command"]  # Thermos' order
 
 
-def test_the_older_form_gives_each_field_its_flag():
-    legacy = ContainerizerLaunch(path="/mc", rootfs="/d/taskfs", working_directory="/mnt/mesos/sandbox",
-                                 sandbox="/d", launch_info=False)
-    assert legacy.argv("echo 'hi' && exec sleep 1", ROLE) == [
-        "/mc", "launch", "--unshare_namespace_mnt", "--working_directory=/mnt/mesos/sandbox", "--rootfs=/d/taskfs",
-        "--user=www-data", f"--command={json.dumps(COMMAND)}"]
+def test_the_older_form_gives_each_field_its_flag_byte_for_byte():
+    legacy = ContainerizerLaunch(path="/mc", rootfs="/some/path/taskfs", working_directory="/sandbox",
+                                 sandbox="/sandbox", launch_info=False)
+    assert legacy.argv("echo hello world", RunAs(name="None", uid=1, gid=1)) == [
+        "/mc", "launch", "--unshare_namespace_mnt", "--working_directory=/sandbox", "--rootfs=/some/path/taskfs",
+        "--user=None", '--command={"shell": false, "arguments": ["/bin/bash", "-c", "echo hello world"], '
+        '"value": "/bin/bash"}']
+
+
+def test_a_non_utf8_command_line_s_bytes_go_into_the_json_as_themselves():
+    cmdline = os.fsdecode(b"echo \xff\xe9 \xc3\xa9 \\udcff")  # two stray bytes, one UTF-8 e-acute, a literal
+    flag = os.fsencode(LAUNCH.argv(cmdline, ROLE)[3])
+    assert b'"echo \xff\xe9 \\u00e9 \\\\udcff"' in flag  # no \udcXX escape (Mesos refuses one); UTF-8 as Thermos
+    assert json.loads(os.fsdecode(flag).removeprefix("--launch_info="))["command"]["arguments"][2] == cmdline
 
 
 def test_a_command_given_no_user_runs_as_the_executor_s_own():

@@ -1,0 +1,131 @@
+"""The task's user and its primary group written into a filesystem image's `/etc`, as
+`groupadd -R taskfs -g GID GROUP` and `useradd -R taskfs -u UID -g GID USER` write them for
+Thermos, with Thermos' checks of a user or group the image already has.
+
+Why the executor writes the files itself instead of running those tools (or, for the
+checks, `chroot taskfs getent group` and `chroot taskfs id`): the image is the job
+submitter's. `chroot taskfs id` runs the image's own `id` as root, and `useradd -R` /
+`groupadd -R` chroot into the image and then look names up through the image's
+`nsswitch.conf`, which loads the image's `libnss_*.so` into a root process; either way
+whoever built the image runs code as root in the executor's mount namespace, where a chroot
+is no boundary. The entries can only be in the image's files (nothing else answers inside
+it), so reading and appending them is what the tools do, and nothing from the image runs.
+
+Each file is opened relative to the image's `/etc` (a descriptor the caller opened without
+following a symlink), never through a symlink, never a FIFO or device (opened non-blocking,
+then checked), and read only up to `MAX_BYTES`: a hostile image can make the task fail,
+never make the executor hang, read or write outside the image. Entries: the group
+`NAME:x:GID:` (and `NAME:!::` in `gshadow` when the image has one), the user
+`NAME:x:UID:GID::/home/NAME:/bin/bash` (and `NAME:!:DAYS::::::` in `shadow` when the image has
+one), as Debian's useradd writes them into an image without `/etc/default/useradd` or
+`/etc/login.defs`; no home directory is made, as without `useradd -m`. Every refusal is `UserDbError` whose message says what;
+the mismatch messages are Thermos' words.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import time
+
+MAX_BYTES = 4 << 20  # an image's passwd or group file larger than this is refused
+READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+APPEND = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # read: a newline at the end?
+
+
+class UserDbError(Exception):
+    """The image's user database cannot take the task's user; the message says why."""
+
+
+def ensure_group(etc: int, name: str, gid: int) -> str:
+    """GROUP in the image's `/etc/group` with GID, added unless its name or id is taken;
+    a taken one must be NAME with GID (Thermos' check). What was done, in words."""
+    entries = _entries(etc, "group")
+    if any(e[0] == name or e[2:3] == [str(gid)] for e in entries):
+        found = next((e for e in entries if e[0] == name), None)
+        if found is None:
+            raise UserDbError(f"Error when getting group id for name {name} in task image: its /etc/group has "
+                              f"gid {gid} under another name and no group {name}")
+        if len(found) < 3 or found[2] != str(gid):
+            raise UserDbError(f"Group id result {':'.join(found)} from image does not match name {name} and id {gid}")
+        return f"group {name}({gid}) already exists in the task's filesystem"
+    _append(etc, "group", f"{name}:x:{gid}:\n", create=True)
+    _append(etc, "gshadow", f"{name}:!::\n", create=False)
+    return f"created the group {name}({gid}) in the task's filesystem's /etc/group"
+
+
+def ensure_user(etc: int, name: str, uid: int, gid: int, group: str) -> str:
+    """USER in the image's `/etc/passwd` with UID and primary GID, added unless its name or
+    id is taken; a taken one must be USER with UID and GID GROUP, the prefix Thermos asks
+    of `id USER` in the image. What was done, in words."""
+    entries = _entries(etc, "passwd")
+    if any(e[0] == name or e[2:3] == [str(uid)] for e in entries):
+        found = next((e for e in entries if e[0] == name and len(e) >= 4), None)
+        if found is None:
+            raise UserDbError(f"Error when getting user id for name {name} in task image: its /etc/passwd has "
+                              f"uid {uid} under another name and no user {name}")
+        groups = {e[2]: e[0] for e in _entries(etc, "group") if len(e) >= 3}
+        shown = f"uid={found[2]}({name}) gid={found[3]}" + (f"({groups[found[3]]})" if found[3] in groups else "")
+        expected = f"uid={uid}({name}) gid={gid}({group}) groups="
+        if not f"{shown} groups=".startswith(expected):
+            raise UserDbError(f"User group result {shown} from task image does not start with expected prefix "
+                              f"{expected}")
+        return f"user {name} ({uid}) already exists in the task's filesystem"
+    _append(etc, "passwd", f"{name}:x:{uid}:{gid}::/home/{name}:/bin/bash\n", create=True)
+    _append(etc, "shadow", f"{name}:!:{int(time.time() // 86400)}::::::\n", create=False)
+    return f"created the user {name}({uid}) in the task's filesystem's /etc/passwd"
+
+
+def _entries(etc: int, name: str) -> list[list[str]]:
+    """The image's `/etc/NAME` as lists of fields (none when it has no such file)."""
+    try:
+        _regular(os.stat(name, dir_fd=etc, follow_symlinks=False), name)
+        fd = os.open(name, READ, dir_fd=etc)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise UserDbError(_cannot("read", name, exc)) from None
+    with os.fdopen(fd, "rb") as file:
+        _regular(os.fstat(file.fileno()), name)
+        data = file.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise UserDbError(f"the image's /etc/{name} is larger than {MAX_BYTES >> 20} MiB")
+    lines = data.decode("utf-8", errors="surrogateescape").splitlines()
+    return [line.split(":") for line in lines if line and not line.startswith("#")]
+
+
+def _append(etc: int, name: str, line: str, *, create: bool) -> None:
+    """LINE at the end of the image's `/etc/NAME` (on a line of its own), the file made
+    (0644) when `create` and missing, left alone when not `create` and missing."""
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            _regular(os.stat(name, dir_fd=etc, follow_symlinks=False), name)
+        fd = os.open(name, APPEND | (os.O_CREAT if create else 0), 0o644, dir_fd=etc)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and not create:
+            return
+        raise UserDbError(_cannot("write", name, exc)) from None
+    with os.fdopen(fd, "ab") as file:
+        size = _regular(os.fstat(file.fileno()), name)
+        if size and os.pread(file.fileno(), 1, size - 1) != b"\n":
+            line = "\n" + line
+        file.write(line.encode("utf-8", errors="surrogateescape"))
+
+
+def _regular(st: os.stat_result, name: str) -> int:
+    """The size of `/etc/NAME`, which must be a regular file (looked at before it is opened:
+    opening a FIFO may block, a device's open may act on the host); UserDbError otherwise."""
+    if stat.S_ISLNK(st.st_mode):
+        raise UserDbError(f"the image's /etc/{name} is a symlink (never followed inside an image)")
+    if not stat.S_ISREG(st.st_mode):
+        raise UserDbError(f"the image's /etc/{name} is not a regular file")
+    return st.st_size
+
+
+def _cannot(doing: str, name: str, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return f"cannot {doing} the image's /etc/{name}: it is a symlink (never followed inside an image)"
+    if exc.errno == errno.ENXIO:
+        return f"cannot {doing} the image's /etc/{name}: it is not a regular file"
+    return f"cannot {doing} the image's /etc/{name}: {exc.strerror or exc}"

@@ -1,0 +1,274 @@
+"""A filesystem-image task's sandbox preparation (executor/mesos/imagefs.py, imageusers.py)
+against a hostile image: the image is the job submitter's, the executor root. Nothing from
+the image may run as root, nothing outside the image may be written, mounted or unmounted,
+and no file in it may hang the executor; each refusal names what it refused.
+
+What mounts runs in a child in a mount namespace of its own (`in_private_mounts`), with a
+timeout, so that a regression can neither touch the host's mount table nor hang the suite."""
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from executor.mesos.imagefs import ImageError, ImageSandbox
+from tests.support.rootfs import can_unshare_mounts, copy_rootfs, session_rootfs
+
+REPO = Path(__file__).resolve().parents[2]
+RAN = "ran-as-root"  # what an image's program leaves behind when it runs
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory):
+    why = can_unshare_mounts()
+    if why is not None:
+        pytest.skip(why)
+    return session_rootfs(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def no_mount_left(tmp_path):
+    yield
+    left = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(tmp_path) in line]
+    assert not left, left
+
+
+def in_private_mounts(tmp_path: Path, body: str) -> dict:
+    """BODY (Python; `taskfs`, `sandbox` and `decoy` are tmp_path's directories of those
+    names) run in a child in a private mount namespace; the dict it leaves in `result`."""
+    code = textwrap.dedent("""
+        import json, os, subprocess, sys
+        from pathlib import Path
+        from executor.mesos.imagefs import ImageError, ImageSandbox
+        tmp = Path(sys.argv[1])
+        taskfs, sandbox, decoy = tmp / "taskfs", tmp / "sandbox", tmp / "decoy"
+        result = {}
+        def mounted():
+            return [l.split()[4] for l in open("/proc/self/mountinfo") if str(tmp) in l]
+        def with_bash():  # what the executor asks of an image first
+            (taskfs / "bin").mkdir(parents=True)
+            (taskfs / "bin/bash").write_text("")
+            (taskfs / "bin/bash").chmod(0o755)
+    """) + textwrap.dedent(body) + "\nprint(json.dumps(result))\n"
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", code,
+                           str(tmp_path)], capture_output=True, text=True, timeout=20, cwd=REPO, check=False,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def booby_trapped(rootfs: Path, dest: Path) -> Path:
+    """A copy of ROOTFS whose programs a user tool or a check could run (nscd and sss_cache,
+    which useradd and groupadd run to flush caches; id and getent, Thermos' checks) each
+    leave RAN behind."""
+    taskfs = copy_rootfs(rootfs, dest)
+    (taskfs / "usr/sbin").mkdir(parents=True, exist_ok=True)
+    for program in ("usr/sbin/nscd", "usr/sbin/sss_cache", "usr/bin/id", "usr/bin/getent"):
+        path = taskfs / program
+        path.unlink(missing_ok=True)
+        path.write_text(f'#!/bin/bash\necho "$0 uid=$EUID" >> /{RAN}\n')
+        path.chmod(0o755)
+    return taskfs
+
+
+def test_the_task_s_user_is_made_in_the_image_without_running_anything_from_it(rootfs, tmp_path):
+    taskfs = booby_trapped(rootfs, tmp_path / "taskfs")
+    user = pwd.getpwnam("nobody")
+    group = grp.getgrgid(user.pw_gid).gr_name
+    ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])._create_user("nobody")
+    assert not (taskfs / RAN).exists(), (taskfs / RAN).read_text()  # useradd -R ran the image's nscd as root
+    etc = taskfs / "etc"
+    assert etc.joinpath("passwd").read_text().endswith(
+        f"\nnobody:x:{user.pw_uid}:{user.pw_gid}::/home/nobody:/bin/bash\n")
+    assert etc.joinpath("group").read_text().endswith(f"\n{group}:x:{user.pw_gid}:\n")
+    assert etc.joinpath("gshadow").read_text().endswith(f"\n{group}:!::\n")
+    assert etc.joinpath("shadow").read_text().splitlines()[-1].startswith("nobody:!:")
+    again = ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])  # now the image has them: checked, kept
+    again._create_user("nobody")
+    assert not (taskfs / RAN).exists()  # Thermos' check would have run the image's id and getent as root
+    assert etc.joinpath("passwd").read_text().count("\nnobody:") == 1
+    assert again.notes == [f"group {group}({user.pw_gid}) already exists in the task's filesystem",
+                           f"user nobody ({user.pw_uid}) already exists in the task's filesystem"]
+
+
+def within(secs: float, work, unblock) -> BaseException | None:
+    """What WORK raised (None: nothing) when it ends within SECS; fails the test (after
+    `unblock()`, which lets a blocked WORK end) when it does not."""
+    caught: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the test
+            caught.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(secs)
+    if thread.is_alive():
+        unblock()
+        thread.join(5)
+        pytest.fail("the executor blocked on a file of the image")
+    return caught[0] if caught else None
+
+
+def test_fifos_and_oversized_files_in_the_image_s_etc_never_block_the_executor(rootfs, tmp_path):
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    hosts = taskfs / "etc/hosts"
+    os.mkfifo(hosts)
+    source = tmp_path / "hosts"
+    source.write_text("127.0.0.1 localhost\n")
+    image = ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])
+
+    def unblock() -> None:
+        os.close(os.open(hosts, os.O_RDONLY | os.O_NONBLOCK))
+
+    assert within(5, lambda: image._copy(source), unblock) is None
+    assert hosts.read_text() == "127.0.0.1 localhost\n"  # the FIFO replaced by the copy
+    (taskfs / "etc/passwd").unlink()
+    os.mkfifo(taskfs / "etc/passwd")
+    refused = within(5, lambda: image._create_user("nobody"), lambda: None)
+    assert isinstance(refused, ImageError) and str(refused) == "the image's /etc/passwd is not a regular file"
+    (taskfs / "etc/passwd").unlink()
+    with (taskfs / "etc/passwd").open("wb") as huge:
+        huge.truncate((4 << 20) + 1)
+    with pytest.raises(ImageError, match=r"^the image's /etc/passwd is larger than 4 MiB$"):
+        image._create_user("nobody")
+
+
+def test_a_mount_point_behind_a_symlink_out_of_the_image_is_refused(rootfs, tmp_path):
+    result = in_private_mounts(tmp_path, """
+        for d in (taskfs, sandbox, decoy):
+            d.mkdir()
+        with_bash()
+        (taskfs / "mnt").symlink_to(decoy)  # an image whose /mnt leads to the host
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare(None)
+        except ImageError as exc:
+            result = {"error": str(exc), "problems": image.release(), "mounted": mounted()}
+        result["decoy"] = os.listdir(decoy)
+    """)
+    assert result == {"error": f"cannot make the mount point {tmp_path}/taskfs/mnt/mesos/sandbox for "
+                               f"{tmp_path}/sandbox: a symlink is on the way (a path inside the image is never "
+                               "followed through one)", "problems": [], "mounted": [], "decoy": []}
+
+
+def test_release_detaches_the_image_s_mounts_even_where_the_task_put_a_symlink(rootfs, tmp_path):
+    result = in_private_mounts(tmp_path, """
+        for d in (taskfs, sandbox, decoy / "sandbox"):
+            d.mkdir(parents=True)
+        with_bash()
+        subprocess.run(["mount", "-t", "tmpfs", "decoy", str(decoy / "sandbox")], check=True)
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        # the task, whose image left /mnt writable, swaps the mount point's parent for a symlink
+        os.rename(taskfs / "mnt/mesos", taskfs / "mnt/moved")
+        os.symlink(decoy, taskfs / "mnt/mesos")
+        result = {"problems": image.release(), "mounted": mounted()}
+    """)
+    assert result == {"problems": [], "mounted": [str(tmp_path / "decoy/sandbox")]}  # the host's mount stays
+
+
+def test_mount_points_that_are_fifos_or_the_image_s_root_are_refused_before_any_mount(rootfs, tmp_path):
+    result = in_private_mounts(tmp_path, """
+        for d in (taskfs, sandbox):
+            d.mkdir(parents=True)
+        with_bash()
+        os.mkfifo(taskfs / "app.conf")
+        (sandbox / "app.conf").write_text("x")
+        for volumes, mount_point in ((["app.conf"], "/m"), (["/"], "/m"), (["."], "/m"),
+                                     ([], "/mnt/../../escape"), ([], "/")):
+            image = ImageSandbox(taskfs, sandbox, mount_point, volumes)
+            try:
+                image.prepare(None)
+            except ImageError as exc:
+                image.release()
+                result[" ".join([*volumes, mount_point])] = [str(exc), mounted()]
+    """)
+    base, sandbox = tmp_path / "taskfs", tmp_path / "sandbox"
+    root = "names no mount point below the image's root"
+    assert result == {  # a relative volume is the agent's, in the sandbox
+        "app.conf /m": [f"cannot make the mount point {base}/app.conf for {sandbox}/app.conf: app.conf is there, "
+                        "but not a regular file", []],
+        "/ /m": [f"cannot make the mount point {base} for /: '/' {root}", []],
+        ". /m": [f"cannot make the mount point {base} for {sandbox}: '.' {root}", []],
+        "/mnt/../../escape": [f"cannot make the mount point {base}/mnt/../../escape for {sandbox}: "
+                              "'/mnt/../../escape' has a '..' in it", []],
+        "/": [f"cannot make the mount point {base} for {sandbox}: '/' {root}", []],
+    }
+
+
+def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privilege(rootfs, tmp_path):
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    suid = taskfs / "usr/bin/suid-id"
+    suid.write_bytes((taskfs / "usr/bin/id").read_bytes())
+    suid.chmod(0o4755)  # the image's author's setuid-root id
+    os.mknod(taskfs / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a device open to all
+    result = in_private_mounts(tmp_path, """
+        from executor.mesos.containerizer import ContainerizerLaunch
+        from executor.task.wiring import RunAs
+        from tests.support.rootfs import containerizer_script
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        wrap = ContainerizerLaunch(path=str(containerizer_script(tmp / "mc")), rootfs=str(taskfs),
+                                   working_directory="/mnt/mesos/sandbox", sandbox=str(sandbox))
+        nobody = RunAs(name="nobody", uid=65534, gid=65534)
+        ran = subprocess.run(wrap.argv("suid-id -u; echo x > /null", nobody), capture_output=True, text=True)
+        result = {"out": ran.stdout, "err": ran.stderr.splitlines()[-1], "mounts": mounted()}
+        result["problems"] = image.release()
+        result["after"] = mounted()
+    """)
+    assert result["out"] == "65534\n", result  # 0 when the image's setuid bit is honoured
+    assert result["err"].endswith("/null: Permission denied"), result  # the device is no device
+    assert result["mounts"] == [str(taskfs), str(taskfs / "mnt/mesos/sandbox")]  # the image's nosuid,nodev bind
+    assert result["problems"] == [] and result["after"] == []
+
+
+def test_an_image_without_bin_bash_fails_the_task_saying_so_before_anything_is_changed(rootfs, tmp_path):
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    (taskfs / "usr/bin/bash").unlink()
+    (taskfs / "usr/bin/bash").symlink_to("/bin/sh-on-the-host")  # absolute: taken inside the image
+    passwd = (taskfs / "etc/passwd").read_text()
+    result = in_private_mounts(tmp_path, """
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare("nobody")
+        except ImageError as exc:
+            result = {"error": str(exc), "mounted": mounted()}
+        image.release()
+    """)
+    assert result == {"error": "the task's image has no /bin/bash that can run (every process and shell health "
+                               "check runs inside it as /bin/bash -c CMDLINE, as under Thermos)", "mounted": []}
+    assert (taskfs / "etc/passwd").read_text() == passwd
+
+
+def test_a_launch_that_fails_half_way_leaves_nothing_mounted(rootfs, tmp_path):
+    result = in_private_mounts(tmp_path, r"""
+        from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
+        from executor.task.wiring import RunAs
+        from tests.support.rootfs import containerizer_script
+        for d in (taskfs, sandbox, tmp / "volume"):
+            d.mkdir()
+        with_bash()
+        settings = ImageSettings(str(containerizer_script(tmp / "mc")), "/mnt/mesos/sandbox", create_user=False)
+        try:  # the first volume is mounted, the second (from the task's JSON) is no file name
+            start_image_task(settings, sandbox=sandbox, mesos_directory=str(tmp), run_as=RunAs(name="root", uid=0,
+                             gid=0), volumes=[str(tmp / "volume"), "/x\ud800"])
+        except ImageLaunchError as exc:
+            result = {"error": str(exc), "mounted": mounted()}
+    """)
+    assert result == {"error": f"Failed to initialize sandbox: cannot make the mount point {tmp_path}/taskfs/x\ud800 "
+                               "for /x\ud800: 'utf-8' codec can't encode character '\\ud800' in position 1: "
+                               "surrogates not allowed", "mounted": []}
