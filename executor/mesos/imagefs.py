@@ -46,6 +46,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from config.words import quoted
 from executor.mesos import imageusers
 from executor.mesos.containerizer import TASKFS
 
@@ -222,7 +223,7 @@ def _walk(root: Path, inside: str) -> Iterator[int]:
     following a symlink; OSError (ELOOP: a symlink)."""
     parts = [p for p in inside.strip("/").split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise OSError(errno.EINVAL, f"{inside!r} has a '..' in it")
+        raise OSError(errno.EINVAL, f"{quoted(inside)} has a '..' in it")
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         for part in parts:
@@ -241,10 +242,10 @@ def _mount_point(root: Path, inside: str, is_file: bool) -> tuple[int, str]:
     made if missing, a directory (for a file, an empty regular file), none of it a symlink.
     An existing FIFO or device is never opened (opening one could block for ever)."""
     if ".." in inside.split("/"):
-        raise OSError(errno.EINVAL, f"{inside!r} has a '..' in it")
+        raise OSError(errno.EINVAL, f"{quoted(inside)} has a '..' in it")
     parent, _, name = inside.strip("/").rpartition("/")
     if name in ("", "."):
-        raise OSError(errno.EINVAL, f"{inside!r} names no mount point below the image's root")
+        raise OSError(errno.EINVAL, f"{quoted(inside)} names no mount point below the image's root")
     with _walk(root, parent) as fd:
         with contextlib.suppress(FileExistsError):
             if is_file:
