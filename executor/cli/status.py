@@ -88,7 +88,7 @@ def figures_of(inspection: Inspection, marker: str) -> Figures:
     from executor.observe.taskusage import measure, task_figures
     from executor.observe.usage import UsageSampler
 
-    return task_figures(inspection, marker, *measure(inspection, UsageSampler()))
+    return task_figures(inspection, marker, *measure(inspection, marker, UsageSampler()))
 
 
 def _kernel_view(view: TaskView, alive: bool) -> tuple[dict[str, float], frozenset[str]]:

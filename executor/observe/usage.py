@@ -33,7 +33,6 @@ import attrs
 
 from executor.host.identity import boot_wall, read_proc
 from executor.observe.model import CpuSample, Usage, cpu_percent
-from executor.procs.watchdogsh import WATCHDOG_NAME
 
 MAX_TREE = 10000
 MAX_REMEMBERED = 20000
@@ -86,13 +85,6 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _is_watchdog(pid: int) -> bool:
-    """Whether `pid` is a supervisor's watchdog (`executor/procs/watchdog.start_watchdog`:
-    `/bin/sh -c SCRIPT stoker-watchdog MARKER ...`)."""
-    words = read_proc(f"/proc/{pid}/cmdline", 65536).split(b"\0")
-    return len(words) > 3 and words[0] == b"/bin/sh" and words[3] == WATCHDOG_NAME.encode()
-
-
 def _tree_totals(pid: int, top: _Stat) -> tuple[int, float, int]:
     """(processes, CPU seconds, RSS bytes) of `pid` (`top`: its stat, read already) and its
     descendants that still run."""
@@ -129,13 +121,14 @@ class UsageSampler:
                 out[ref.process] = usage
         return out
 
-    def owned(self, supervisor: int, runs: Iterable[int]) -> list[Usage]:
+    def owned(self, supervisor: int, runs: Iterable[int], watchdog: int | None) -> list[Usage]:
         """The trees of the live `supervisor`'s other children, the `runs`' tops left out:
         as the task's subreaper it is the parent of every process of the task that is no
         run's (the daemons its runs left, each orphan it adopted, whether or not it looked
         since: its held list waits for that look, and waits for ever for an idle task's
         orphan adopted more than 0.8 s after its run started), and of its shell health
-        checks; its watchdog (`stoker-watchdog` in its command line), which is not the
+        checks; its `watchdog` (the pid its supervisor wrote beside the checkpoint, never
+        one told by its command line, which a task's process can take), which is not the
         task's, is left out. Each counts only while the supervisor is its parent in the same
         read of its stat that gives its figures, so a pid reused meanwhile is not."""
         skip = set(runs)
@@ -144,7 +137,7 @@ class UsageSampler:
         out: list[Usage] = []
         for pid in children:
             top = _stat(pid)
-            if top is None or top.parent != supervisor or _is_watchdog(pid):
+            if top is None or top.parent != supervisor or pid == watchdog:
                 continue
             out.append(self._measure(pid, top, boot))
         return out
