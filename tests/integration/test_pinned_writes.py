@@ -158,6 +158,12 @@ def test_a_stoker_renamed_away_is_said_once_by_the_writer_and_by_status_as_such(
             assert err.startswith(f"stoker: error: {sandbox}/.stoker is not the directory its supervisor made "
                                   f"(there is none): it was renamed or removed since the task started; its "
                                   f"supervisor (pid {me.pid}) still runs"), err
+        # `stoker ps`'s row says NEW 0/0 (nothing read): the note under it says why (only
+        # --json said it, while the supervisor runs).
+        assert main(["ps", "--root", str(root)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[2].startswith(f"web-0-1: {sandbox}/.stoker is not the directory its supervisor made "
+                                 "(there is none)") and len(out) == 3, out
         assert Registry(RegistrySettings(registry_root=str(root))).entries()
     finally:
         session.close()
