@@ -167,3 +167,37 @@ def test_a_stoker_renamed_away_is_said_once_by_the_writer_and_by_status_as_such(
         assert Registry(RegistrySettings(registry_root=str(root))).entries()
     finally:
         session.close()
+
+
+def test_status_by_path_reads_the_usage_record_through_its_registry_entrys_pin(tmp_path, capsys):
+    """`stoker status SANDBOX` of a registered task whose supervisor had ended said its usage
+    figures were unverified (no pin, no live lock holder), where `stoker status TASK_ID`
+    read the same record through the pinned `.stoker`: the path is looked up in the registry."""
+    from config.registry import RegistrySettings
+    from executor.cli.main import main
+    from executor.host.identity import own_identity
+    from executor.task.checkpoint import CheckpointWriter
+    from executor.task.usagefile import UsageWriter
+
+    me, root, sandbox = own_identity(), tmp_path / "root", tmp_path / "sb"
+    sandbox.mkdir()
+    session = HostSession.open(sandbox, RegistrySettings(registry_root=str(root)), FrontEnd.RUN)
+    try:
+        session.task_started(task_id="web-0-1", job_key="c/r/e/web", label="web.0", marker="m4rk",
+                             post=lambda _request: None)
+        writer = CheckpointWriter(sandbox, label="web.0", stoker_dir=session.stoker_dir())
+        writer.append({"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
+                       "sandbox": str(sandbox), "ports": {}, "supervisor_pid": me.pid,
+                       "supervisor_start": me.start_ticks, "supervisor_boot": me.boot_id, "marker": "m4rk",
+                       "processes": ["web"], "health": "none"})
+        writer.append({"kind": "task", "from": "NEW", "to": "FAILED", "reason": "r"})
+        writer.close()
+        UsageWriter(sandbox, "m4rk", "web.0", TaskSpec(name="web", processes=(ProcessSpec("web", "true"),),
+                                                       cpu=0.5, ram_bytes=1 << 26, disk_bytes=1 << 23),
+                    None, wall=lambda: 1.0).start()
+    finally:
+        session.close()  # its supervisor ended: no one holds the lock
+    for target in ("web-0-1", str(sandbox)):
+        assert main(["status", target, "--root", str(root), "--json"]) == 0
+        resources = json.loads(capsys.readouterr().out)["resources"]
+        assert resources["cpu_reserved"] == 0.5 and resources["unverified"] is None, (target, resources)
