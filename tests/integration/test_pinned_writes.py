@@ -201,3 +201,34 @@ def test_status_by_path_reads_the_usage_record_through_its_registry_entrys_pin(t
         assert main(["status", target, "--root", str(root), "--json"]) == 0
         resources = json.loads(capsys.readouterr().out)["resources"]
         assert resources["cpu_reserved"] == 0.5 and resources["unverified"] is None, (target, resources)
+
+
+def test_a_stoker_renamed_away_is_said_at_the_next_disk_sample_or_file_beside_the_checkpoint(tmp_path, caplog):
+    """An idle task writes no record for hours: its `.stoker` renamed away was said only at
+    the next record. Its next disk sample (usage.json, `_TaskFiles` wires the usage writer
+    to the checkpoint's `say_if_moved`) says it, as does a held.json written beside it."""
+    import logging
+
+    from executor.events import DiskSampled
+    from executor.task.checkpoint import CheckpointWriter
+    from executor.task.usagefile import UsageWriter
+    from executor.task.wiring import _TaskFiles
+
+    usage = UsageWriter(tmp_path, "m4rk", "web.0", TaskSpec(name="web", processes=(ProcessSpec("web", "true"),)),
+                        60.0)
+    files = _TaskFiles(CheckpointWriter(tmp_path, label="web.0"), usage)
+    try:
+        files.append_many([{"kind": "header", "task": "web.0"}])
+        stoker_dir = os.open(tmp_path / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
+        usage.start(stoker_dir)  # as the session's pinned fd is given
+        os.close(stoker_dir)
+        (tmp_path / ".stoker").rename(tmp_path / ".stoker.moved")
+        with caplog.at_level(logging.WARNING):
+            usage.sampled(DiskSampled(4096, files=1, unreadable=0, secs=0.01))
+            said = [r.getMessage() for r in caplog.records if "stoker_dir_moved" in r.getMessage()]
+            assert len(said) == 1 and f"now {tmp_path}/.stoker.moved" in said[0], said
+            files.replace_beside("held.json", b"{}")  # said once: not again
+    finally:
+        files.close()
+    assert len([r for r in caplog.records if "stoker_dir_moved" in r.getMessage()]) == 1
+    assert not (tmp_path / ".stoker").exists()
