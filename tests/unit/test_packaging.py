@@ -116,6 +116,15 @@ def test_stoker_version_is_the_wheels_stamped_with_its_commit(tmp_path, monkeypa
     assert executor.version() == executor.__version__ == "0.1.0"  # a checkout run in place: no stamp
 
 
+def test_the_development_venv_records_no_commit_for_its_editable_install():
+    """`make`'s editable install was stamped with the commit of the day it was made, which
+    pip went on reporting (`pip show stoker`: 0.1.0+g5676995 on a checkout at e1d040d), and
+    test_cli_conventions' test_version compared `stoker --version` (0.1.0 run from a
+    checkout) with it: it is made with the base version, as `stoker --version` says there."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"STOKER_BUILD_VERSION={executor.BASE_VERSION} $(BIN)/python -m pip install -q -e '.[test]'" in makefile
+
+
 def test_a_tree_inside_another_repository_is_not_stamped_with_its_commit(tmp_path, monkeypatch):
     """A tarball unpacked inside another project's repository (vendored) was stamped with
     that project's commit: `git -C` finds the enclosing repository."""
