@@ -33,6 +33,7 @@ import attrs
 
 from executor.host.identity import boot_wall, read_proc
 from executor.observe.model import CpuSample, Usage, cpu_percent
+from executor.procs.watchdogsh import WATCHDOG_NAME
 
 MAX_TREE = 10000
 MAX_REMEMBERED = 20000
@@ -85,6 +86,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _is_watchdog(pid: int) -> bool:
+    """Whether `pid` runs as a watchdog does (`executor/procs/watchdog.start_watchdog`:
+    `/bin/sh -c SCRIPT stoker-watchdog MARKER ...`): asked only of the pid its supervisor
+    wrote, which a task that planted its own held.json could name."""
+    words = read_proc(f"/proc/{pid}/cmdline", 65536).split(b"\0")
+    return len(words) > 3 and words[0] == b"/bin/sh" and words[3] == WATCHDOG_NAME.encode()
+
+
 def _tree_totals(pid: int, top: _Stat) -> tuple[int, float, int]:
     """(processes, CPU seconds, RSS bytes) of `pid` (`top`: its stat, read already) and its
     descendants that still run."""
@@ -127,9 +136,9 @@ class UsageSampler:
         run's (the daemons its runs left, each orphan it adopted, whether or not it looked
         since: its held list waits for that look, and waits for ever for an idle task's
         orphan adopted more than 0.8 s after its run started), and of its shell health
-        checks; its `watchdog` (the pid its supervisor wrote beside the checkpoint, never
-        one told by its command line, which a task's process can take), which is not the
-        task's, is left out. Each counts only while the supervisor is its parent in the same
+        checks; its `watchdog` (the pid its supervisor wrote beside the checkpoint, and
+        running as one: never one told by its command line alone, which a task's process
+        can take), which is not the task's, is left out. Each counts only while the supervisor is its parent in the same
         read of its stat that gives its figures, so a pid reused meanwhile is not."""
         skip = set(runs)
         children = [pid for pid in dict.fromkeys(_children(supervisor)) if pid not in skip]
@@ -137,7 +146,7 @@ class UsageSampler:
         out: list[Usage] = []
         for pid in children:
             top = _stat(pid)
-            if top is None or top.parent != supervisor or pid == watchdog:
+            if top is None or top.parent != supervisor or pid == watchdog and _is_watchdog(pid):
                 continue
             out.append(self._measure(pid, top, boot))
         return out
