@@ -12,7 +12,10 @@ RUNS    := .run
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	# Editable: the venv runs the checkout, whatever its commit, so it is stamped with none
+	# (`stoker --version` says 0.1.0 there): pip's record of it named the commit of the day it
+	# was made, and went on naming it (a test checks the 0.1.0 is setup.py's BASE_VERSION).
+	STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m executor.codecache  # attrs' generated methods, compiled once (README "Settings")
 	touch $(STAMP)
 

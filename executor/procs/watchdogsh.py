@@ -90,5 +90,5 @@ done
 exit 1
 """
 
-WATCHDOG_NAME = "stoker-watchdog"  # its $0: how a reader of /proc tells it from the task's processes
+WATCHDOG_NAME = "stoker-watchdog"  # its $0 (`ps` shows it); readers of the figures go by its pid (held.json), never by this alone
 WATCHDOG_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}

@@ -104,7 +104,8 @@ def installed(request, work: Path, wheel: Path) -> dict:
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
         name, what = "venv-tree", str(tree)
     bin_dir = venv_with(work, name, what)
-    home = work / f"home-{name}"
+    home = work / f"home-{name}"  # the run keeps its plans here, not in this user's own ~/.cache
+    home.mkdir()
     place = work / f"place-{name}"
     place.mkdir()
     (place / "once.aurora").write_text(textwrap.dedent(ONCE))

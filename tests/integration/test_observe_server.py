@@ -160,7 +160,7 @@ def test_an_ipv6_address_may_be_given_in_brackets(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a registry of another user's needs root to make")
-def test_a_registry_it_may_not_read_is_an_error_never_a_host_without_tasks(tmp_path, capsys):
+def test_a_registry_it_may_not_read_is_an_error_never_a_host_without_tasks(tmp_path, capsys, kept_logging):
     """`stoker observe` as an ordinary user on root's registry (`--root /var/run/stoker`),
     or on one it does not trust, served an empty task list, 200: a host where nothing runs.
     Now it does not start (one error line, exit 1), and a registry that became unreadable
