@@ -84,6 +84,20 @@ def test_a_planted_definition_is_refused_not_followed(tmp_path):
     assert read_definition(tmp_path / "nowhere")[0] is None
 
 
+@pytest.mark.parametrize("levels", [1200, 9000], ids=["read-by-3.12", "read-by-3.13"])
+def test_a_definition_nested_deeper_than_stoker_writes_is_refused_on_every_python(tmp_path, levels):
+    """Valid JSON nested 1,200 levels: 3.11's json.loads refused it (RecursionError), 3.12's
+    read it and the task page's json.dumps(indent=2) raised RecursionError (a 500); nested
+    9,000 levels (18 KB), 3.13's read it and the page was 162 MB. Refused as read, on all."""
+    stoker = tmp_path / ".stoker"
+    stoker.mkdir()
+    (stoker / "task.json").write_text('{"task": {"processes": []}, "x": ' + "[" * levels + "]" * levels + "}")
+    doc, problem = read_definition(tmp_path)
+    assert (doc, problem) == (None, f"{stoker}/task.json is nested deeper than 100 levels: not shown")
+    (stoker / "task.json").write_text('{"task": ' + '{"x": ' * 98 + "1" + "}" * 98 + "}")
+    assert read_definition(tmp_path) == (json.loads((stoker / "task.json").read_text()), "")  # 100 levels
+
+
 def test_a_definition_that_cannot_be_written_costs_only_a_warning(tmp_path, caplog):
     (tmp_path / ".stoker").symlink_to("/tmp")
     assert not write_definition(tmp_path, job())
