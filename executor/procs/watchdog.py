@@ -48,7 +48,7 @@ blocked `sh`. It never reads or writes anything else. Exit status: 0 when the ta
 and at ERROR a watchdog that could not start, died while the task lives, or did not exit.
 One a task's process stops (`kill -STOP`, as Stoker's own user) is continued as soon as it
 stops: the reaper hears the stop (`waitid` with `WSTOPPED`), and the keeper sends SIGCONT
-and logs a WARNING line (`watchdog_continued`). One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
+and logs a WARNING line (`watchdog_continued`: the 1st, 10th, 100th... time). One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
 again each time the task is next idle (`ensure`), with no further line until it starts:
 then one INFO line says after how many tries.
 """
@@ -191,6 +191,7 @@ class WatchdogKeeper:
         self._failed = 0  # starts that failed since one last succeeded
         self._held: dict[int, int] = {}  # pid → start time: killed too when we die
         self._unheld = 0  # how many the last list left out (logged once when it starts to)
+        self._continued = 0  # how many times a stopped watchdog was continued
 
     @property
     def pid(self) -> int | None:
@@ -275,11 +276,16 @@ class WatchdogKeeper:
     def _stopped(self, pid: int, signum: int) -> None:
         """On the reaper's thread, as the watchdog stops (a task's process of Stoker's own
         user sent it SIGSTOP): continued at once, since a stopped watchdog would not act on the
-        supervisor's death. The pid is still the watchdog's: the reaper has not reaped it."""
+        supervisor's death. The pid is still the watchdog's: the reaper has not reaped it.
+        Logged the 1st, 10th, 100th... time: a process that stops it in a loop would
+        otherwise write a line for each stop, without end."""
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGCONT)
-        log_event(logger, logging.WARNING, "watchdog_continued", task=self._label, pid=pid,
-                  reason=f"it was stopped ({_signame(signum)}), by a process of the task's user")
+        self._continued += 1  # (on the reaper thread alone)
+        if str(self._continued).rstrip("0") == "1":
+            log_event(logger, logging.WARNING, "watchdog_continued", task=self._label, pid=pid,
+                      times=self._continued,
+                      reason=f"it was stopped ({_signame(signum)}), by a process of the task's user")
 
     def _exited(self, pid: int, status: int) -> None:
         if self._watchdog is not None and self._watchdog.pid == pid:

@@ -80,6 +80,35 @@ def test_a_watchdog_a_task_process_stopped_is_continued_at_once_and_leaves_at_cl
     wait_for(lambda: not alive(wd), 2, message="the watchdog to exit at close")
 
 
+STOPPER = ("import os, signal, sys, time\n"
+           "for _ in range(100):\n"
+           "    os.kill(int(sys.argv[1]), signal.SIGSTOP)\n"
+           "    time.sleep(0.002)\n"
+           "open('done', 'w')\n")
+
+
+def test_a_watchdog_stopped_again_and_again_is_continued_each_time_in_few_lines(tmp_path, tracker, caplog):
+    """Before, each stop was one WARNING line: a task's process that stopped the watchdog in
+    a loop wrote the supervisor's log full (a line per stop, without end). Now the first
+    stop is named, then the 10th, 100th...: a line for each tenfold, with how many so far."""
+    harness = Harness(tmp_path / "sandbox", tracker)
+    try:
+        wd = harness.sup.watchdog_pid
+        assert wd is not None
+        tracker.add(wd)
+        with caplog.at_level(logging.DEBUG, logger="executor.procs.watchdog"):
+            harness.spawn("p", f"exec {shlex.quote(sys.executable)} -c {shlex.quote(STOPPER)} {wd}")
+            wait_for(lambda: (harness.sandbox / "done").exists(), 10, message="the 100 stops")
+            wait_for(lambda: psutil.Process(wd).status() != psutil.STATUS_STOPPED, 2, message="it to run again")
+        lines = [r for r in caplog.records if "watchdog_continued" in r.getMessage()]
+        assert 1 <= len(lines) <= 3 and all(r.levelno == logging.WARNING for r in lines), \
+            [r.getMessage() for r in lines][:5]
+        assert "times=1 " in lines[0].getMessage()
+    finally:
+        harness.sup.close()
+    wait_for(lambda: not alive(wd), 2, message="the watchdog to exit at close")
+
+
 TRACER = ("import ctypes, sys, time; libc = ctypes.CDLL(None); "
           "assert libc.ptrace(16, int(sys.argv[1]), 0, 0) == 0; open('attached', 'w'); time.sleep(30)")
 
