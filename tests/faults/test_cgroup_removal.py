@@ -119,4 +119,30 @@ def test_the_supervisor_removes_a_cgroup_with_cgroups_its_task_made_below_it_wit
         for below in ("own/deeper", "own", ""):
             if os.path.isdir(path := os.path.join(cg.directory, below)):
                 real(path)
+        cgroups.release(cg)  # this process may make another
     assert problem is None and len(tries) <= 5, (problem, len(tries))
+
+
+@needs_root
+def test_the_watchdog_removes_a_cgroup_with_cgroups_its_task_made_below_it(tmp_path):
+    """The same task after the supervisor's death: the watchdog saw `populated 0`, its rmdir
+    failed (EBUSY) and it left the cgroup behind, exit status 1. Now it removes those below
+    first, bottom up, with builtins."""
+    if (why := unavailable()) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    from executor.procs import cgroups
+    from executor.procs.watchdog import start_watchdog
+
+    cg = cgroups.create(f"stoker-test-{os.urandom(4).hex()}", "auto")
+    os.makedirs(os.path.join(cg.directory, "own", "deeper"))
+    os.makedirs(os.path.join(cg.directory, "other"))
+    try:
+        dog = start_watchdog("no-such-marker", cg.directory, cg.how)
+        dog.close_pipe()  # as the supervisor's death does
+        status, left = dog.popen.wait(15), os.path.isdir(cg.directory)
+    finally:
+        for below in ("own/deeper", "own", "other", ""):
+            if os.path.isdir(path := os.path.join(cg.directory, below)):
+                os.rmdir(path)
+        cgroups.release(cg)
+    assert (status, left) == (0, False)
