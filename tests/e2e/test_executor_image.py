@@ -20,7 +20,6 @@ from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.proc_scan import kill_carrying, read_bytes, task_marker_of, task_pids_by_marker
 from tests.support.rootfs import (
     ROOTFS_ID,
-    can_unshare_mounts,
     containerizer_script,
     copy_rootfs,
     session_rootfs,
@@ -55,9 +54,6 @@ IMAGE_JOB = """
 
 @pytest.fixture(scope="session")
 def image_template(tmp_path_factory):
-    why = can_unshare_mounts()
-    if why is not None:
-        pytest.skip(why)
     return session_rootfs(tmp_path_factory)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from executor.mesos.imagefs import ImageError, ImageSandbox
-from tests.support.rootfs import can_unshare_mounts, copy_rootfs, session_rootfs
+from tests.support.rootfs import copy_rootfs, session_rootfs
 
 REPO = Path(__file__).resolve().parents[2]
 RAN = "ran-as-root"  # what an image's program leaves behind when it runs
@@ -29,9 +29,6 @@ RAN = "ran-as-root"  # what an image's program leaves behind when it runs
 
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory):
-    why = can_unshare_mounts()
-    if why is not None:
-        pytest.skip(why)
     return session_rootfs(tmp_path_factory)
 
 

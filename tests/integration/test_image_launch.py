@@ -19,7 +19,6 @@ from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_imag
 from executor.task.wiring import RunAs
 from tests.support.rootfs import (
     ROOTFS_ID,
-    can_unshare_mounts,
     containerizer_script,
     copy_rootfs,
     session_rootfs,
@@ -31,9 +30,6 @@ NOBODY = RunAs(name="nobody", uid=65534, gid=65534)
 
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory):
-    why = can_unshare_mounts()
-    if why is not None:
-        pytest.skip(why)
     return session_rootfs(tmp_path_factory)
 
 
