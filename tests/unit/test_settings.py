@@ -93,6 +93,14 @@ def test_checkpoint_is_on_only_for_exactly_1(value, on):
     assert ExecutorSettings.from_env({**AGENT_ENV, "MESOS_CHECKPOINT": value}).checkpoint is on
 
 
+@pytest.mark.parametrize("given", [True, False])
+def test_checkpoint_given_as_a_bool_is_that_bool(given):
+    """As a front-end or a test builds the settings itself."""
+    settings = ExecutorSettings(agent_endpoint="127.0.0.1:5051", framework_id="f", executor_id="e",
+                                sandbox="/sb", checkpoint=given)
+    assert settings.checkpoint is given
+
+
 def test_every_missing_and_invalid_variable_is_named():
     with pytest.raises(SettingsError) as info:
         ExecutorSettings.from_env({"MESOS_RECOVERY_TIMEOUT": "abc", "STOKER_LOG_LEVEL": "loud"})
