@@ -88,3 +88,14 @@ def test_the_stop_timeout_kills_at_once_and_says_which_flag_bounds_it():
     now = [t.reason for t in rig.reporter.transitions if isinstance(t, KillStep)]
     assert now == ["the stop is not over 2.5 s after it began (--stop-timeout-in-secs): SIGKILL to every "
                    "process now; the waits left and the final processes are skipped"]
+
+
+def test_the_grace_after_the_endpoints_is_what_is_left_of_the_stop_s_bound():
+    rig = Rig(job(lifecycle=LIFECYCLE), within_secs=6.0)  # stoker run --kill-grace 6
+    rig.kill("stopped by SIGTERM", grace=30.0)
+    rig.clock.advance(4.0)
+    assert rig.done_with is not None
+    rig.done_with("the endpoints answered")
+    rig.step()
+    assert [t.reason for t in rig.reporter.transitions if isinstance(t, KillStep)][-1] == (
+        "the endpoints answered: SIGTERM now, SIGKILL in 2 s unless every process has exited")
