@@ -94,11 +94,10 @@ def test_checkpoint_is_on_only_for_exactly_1(value, on):
 
 
 @pytest.mark.parametrize("given", [True, False])
-def test_checkpoint_given_as_a_bool_is_that_bool(given):
-    """As a front-end or a test builds the settings itself."""
-    settings = ExecutorSettings(agent_endpoint="127.0.0.1:5051", framework_id="f", executor_id="e",
-                                sandbox="/sb", checkpoint=given)
-    assert settings.checkpoint is given
+def test_checkpoint_given_as_a_bool_wins_over_the_variable(given):
+    """As a front-end that decides it itself passes it."""
+    env = {**AGENT_ENV, "MESOS_CHECKPOINT": "0" if given else "1"}
+    assert ExecutorSettings.from_env(env, checkpoint=given).checkpoint is given
 
 
 def test_every_missing_and_invalid_variable_is_named():
