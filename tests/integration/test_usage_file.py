@@ -144,7 +144,7 @@ def test_an_oversized_file_is_not_read(tmp_path):
     doc["disk_error"] = "x" * MAX_USAGE_BYTES  # valid JSON of the right fields, too large
     path.write_text(json.dumps(doc))
     record, why = read_usage(tmp_path, MARKER)
-    assert record is None and f"larger than {MAX_USAGE_BYTES} bytes" in why
+    assert (record, why) == (None, f"{path} is larger than {MAX_USAGE_BYTES} bytes: not read")
 
 
 def test_a_file_others_may_write_is_not_trusted(tmp_path):
@@ -234,8 +234,9 @@ def test_the_failure_and_recovery_lines_say_what_and_come_once(tmp_path, caplog)
         w.start()
         assert [r.stoker_event for r in caplog.records] == ["usage_unwritten"]  # at the first failure
         fields = caplog.records[0].stoker_fields
-        assert fields["task"] == "t.0" and fields["reason"].startswith(f"cannot write {tmp_path}/.stoker/usage.json: ")
-        assert "[Errno" not in fields["reason"]  # described, not the OSError's repr
+        assert fields["task"] == "t.0"
+        assert fields["reason"] == f"cannot write {tmp_path}/.stoker/usage.json: .stoker: it is a regular file, " \
+                                   "not a directory"
         assert fields["consequence"] == "`stoker status` and the observer show no disk figure for the task"
         (tmp_path / ".stoker").unlink()
         w.sampled(DiskSampled(20))
@@ -243,6 +244,13 @@ def test_the_failure_and_recovery_lines_say_what_and_come_once(tmp_path, caplog)
     assert [r.stoker_event for r in caplog.records] == ["usage_unwritten", "usage_written"]
     assert caplog.records[1].stoker_fields == {
         "task": "t.0", "reason": f"{tmp_path}/.stoker/usage.json could be written again"}
+
+
+def test_a_stoker_descriptor_that_cannot_be_kept_is_one_warning_saying_why(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="executor.task.usagefile"):
+        writer(tmp_path).start(stoker_dir=99_999)  # no such descriptor: os.dup fails
+    assert [r.stoker_fields["reason"] for r in caplog.records] == [
+        f"cannot write {tmp_path}/.stoker/usage.json: Bad file descriptor (EBADF)"]
 
 
 def test_the_reasons_a_record_is_not_read_name_the_file(tmp_path):
