@@ -253,6 +253,13 @@ def test_a_stoker_descriptor_that_cannot_be_kept_is_one_warning_saying_why(tmp_p
         f"cannot write {tmp_path}/.stoker/usage.json: Bad file descriptor (EBADF)"]
 
 
+def test_a_sandbox_path_no_file_can_have_is_one_warning_with_the_reason(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="executor.task.usagefile"):
+        writer(tmp_path / "nul\0").start()  # os.open's ValueError, not an OSError
+    assert [r.stoker_fields["reason"] for r in caplog.records] == [
+        f"cannot write {tmp_path}/nul\0/.stoker/usage.json: embedded null byte"]
+
+
 def test_the_reasons_a_record_is_not_read_name_the_file(tmp_path):
     path = planted(tmp_path)
     path.write_text("{not json")
