@@ -7,12 +7,15 @@ EXAMPLE ?= examples/hello_world.aurora
 DIST    ?= dist
 RUNS    := .run
 
-.PHONY: run test test-fast lint faults bench dist mutation clean zookeeper browser
+.PHONY: run test test-fast test-pythons lint faults bench dist mutation clean zookeeper browser
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	# Editable: the venv runs the checkout, whatever its commit, so it is stamped with none
+	# (`stoker --version` says 0.1.0 there): pip's record of it named the commit of the day it
+	# was made, and went on naming it (a test checks the 0.1.0 is setup.py's BASE_VERSION).
+	STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m executor.codecache  # attrs' generated methods, compiled once (README "Settings")
 	touch $(STAMP)
 
@@ -28,6 +31,14 @@ test: lint
 # The unit tests only: the pure cores and the layering rules (about a minute).
 test-fast: lint
 	$(BIN)/python -m pytest -q tests/unit
+
+# The unit tests and the start-up smoke (tests/e2e/test_startup_imports.py) again on every
+# other CPython >= 3.11 this machine has (pyenv's, python3.N on PATH), each in a venv of its
+# own (.venv-3.N, made on first use): by hand, not part of `make test` (docs/testing.md
+# "Other Pythons"). PYTEST_ARGS=tests runs every tier there instead.
+PYTEST_ARGS ?=
+test-pythons: $(STAMP)
+	$(BIN)/python tools/test_pythons.py $(PYTEST_ARGS)
 
 # Debian's ZooKeeper server, for the announcer's integration tests (they are skipped without
 # it, except in CI). Installs it only when it is missing; needs root, as apt-get does.
@@ -79,4 +90,4 @@ mutation: $(STAMP)
 	nice -n 19 $(BIN)/python tools/mutation.py --max-children 1 $(MUTATE)
 
 clean:
-	rm -rf $(VENV) $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation
+	rm -rf $(VENV) .venv-3.* $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation

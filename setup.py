@@ -11,23 +11,40 @@ BASE_VERSION = "0.1.0"  # executor.BASE_VERSION (a test checks)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def git(*argv):
+    """What git prints for `git -C HERE ARGV`, or None (no git, not a repository, an error)."""
+    try:
+        done = subprocess.run(["git", "-C", HERE, *argv], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def sdist_version():
+    """The version an sdist was stamped with, from its PKG-INFO: a wheel built from an
+    unpacked sdist (pip install stoker-*.tar.gz, python -m build) has no .git to ask."""
+    try:
+        with open(os.path.join(HERE, "PKG-INFO"), encoding="utf-8") as f:
+            fields = [line.partition(":") for line in f]
+    except OSError:
+        return None
+    return next((value.strip() for name, _, value in fields if name == "Version"), None)
+
+
 def build_version():
     """The version a build stamps (PEP 440's local part names the commit): `0.1.0+g1a2b3c4`,
     `.dirty` after it when the checkout has changes; STOKER_BUILD_VERSION when set
-    (tools/build_dist.py builds from a copy without .git, and passes the checkout's); 0.1.0
-    without git (a `git archive` tree, no git installed)."""
-    given = os.environ.get("STOKER_BUILD_VERSION")
+    (tools/build_dist.py builds from a copy without .git, and passes the checkout's); an
+    sdist's own; 0.1.0 without git (a `git archive` tree, no git installed). Only a
+    repository whose top is this directory is asked: a tree unpacked inside another
+    repository (a vendored tarball) would otherwise be stamped with that one's commit."""
+    given = os.environ.get("STOKER_BUILD_VERSION") or sdist_version()
     if given:
         return given
-    try:
-        done = subprocess.run(["git", "-C", HERE, "describe", "--always", "--abbrev=7", "--dirty=.dirty",
-                               "--match=no-tag-names-a-stoker-build"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
+    if git("rev-parse", "--show-prefix") != "" or not os.path.isdir(os.path.join(HERE, "executor")):
         return BASE_VERSION
-    described = done.stdout.strip()
-    if done.returncode != 0 or not described or not os.path.isdir(os.path.join(HERE, "executor")):
-        return BASE_VERSION
-    return f"{BASE_VERSION}+g{described}"
+    described = git("describe", "--always", "--abbrev=7", "--dirty=.dirty", "--match=no-tag-names-a-stoker-build")
+    return f"{BASE_VERSION}+g{described}" if described else BASE_VERSION
 
 
 VERSION = build_version()

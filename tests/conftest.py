@@ -94,3 +94,37 @@ def _no_idle_reaper():
     while reaper.thread is not None and time.monotonic() < deadline:
         time.sleep(0.005)
     assert reaper.thread is None, "the reaper thread outlived every Supervisor of this process"
+
+
+@pytest.fixture
+def kept_logging():
+    """For a test that runs, in this process, a command that configures logging (`stoker
+    observe`, `run`, `executor`: `logsetup.configure`): the handler it put on the root logger
+    writes to the stream the test captured, closed after it, so every later test's log line
+    printed a "Logging error" traceback. It is taken off, and the hooks put back."""
+    import logging
+    import threading
+
+    root = logging.getLogger()
+    saved = (root.level, sys.excepthook, threading.excepthook, sys.unraisablehook)
+    yield
+    from executor.cli import logsetup
+
+    for handler in root.handlers[:]:
+        if isinstance(handler, logsetup.QuietHandler):
+            root.removeHandler(handler)
+    logging.captureWarnings(False)
+    root.setLevel(saved[0])
+    sys.excepthook, threading.excepthook, sys.unraisablehook = saved[1:]
+    logsetup._json = False
+
+
+@pytest.fixture(autouse=True)
+def _no_configured_logging():
+    """No test leaves Stoker's own handler on the root logger (`kept_logging` takes it off)."""
+    yield
+    import logging
+
+    module = sys.modules.get("executor.cli.logsetup")
+    left = [h for h in logging.getLogger().handlers if module is not None and isinstance(h, module.QuietHandler)]
+    assert left == [], "logsetup.configure's handler outlived the test: use the kept_logging fixture"

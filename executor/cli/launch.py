@@ -49,7 +49,7 @@ from executor.procs import earlyfork, runenv, sandboxfs
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 __all__ = ["begin", "eligible", "take", "take_ahead"]
 
@@ -244,13 +244,7 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
         return fd
 
     try:
-        top = keep(os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-        os.mkdir(_LOCK_PATH[0], 0o700, dir_fd=top)
-        stoker_dir = keep(sandboxfs.open_dir(_LOCK_PATH[0], dir_fd=top))
-        lock = os.open(_LOCK_PATH[1], os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                       0o600, dir_fd=stoker_dir)
-        early.hold_lock(lock)
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new sandbox: nobody else has it
+        top = _take_sandbox(early, sandbox, keep)
         task_env = _task_env(record, environ, sandbox, marker)
         close = earlyfork.inherited_fds()
         home = keep(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
@@ -274,6 +268,19 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
     finally:
         _close_all(opened)
     return early
+
+
+def _take_sandbox(early: EarlyStart, sandbox: str, keep: Callable[[int], int]) -> int:
+    """The new sandbox's directory, opened (`keep` holds its descriptors until the runs are
+    started), with its `.stoker` made and its lock taken and held by `early`."""
+    top = keep(os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    os.mkdir(_LOCK_PATH[0], 0o700, dir_fd=top)
+    stoker_dir = keep(sandboxfs.open_dir(_LOCK_PATH[0], dir_fd=top))
+    lock = os.open(_LOCK_PATH[1], os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                   0o600, dir_fd=stoker_dir)
+    early.hold_lock(lock)
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new sandbox: nobody else has it
+    return top
 
 
 def _task_env(record: dict, environ: Mapping[str, str], sandbox: str, marker: str) -> dict[str, str]:

@@ -8,8 +8,8 @@ and prints one row per task: task id, job key, state, supervisor pid, sandbox, s
 the tasks that have not ended (a LOST task has not: it is listed). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
 announcer is doing); so does a RESTARTING one (`stoker run` between two attempts: how the
-last one ended, and when the next starts); what kept a task's checkpoint from being read (its sandbox deleted)
-and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
+last one ended, and when the next starts); what kept a task's checkpoint from being read (its sandbox deleted,
+its `.stoker` renamed away: the row shows nothing read, NEW 0/0) and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
 A registry that is there but cannot be read (another user's, not trusted) is one `stoker:
 error:` line and exit 1, never an empty list; an entry it cannot read whose supervisor runs
 (another version of Stoker wrote it) is one line on stderr, naming it.
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     entries = [item.entry for item in listed]
     found = [inspect_sandbox(Path(e.sandbox), e) for e in entries]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
-    rows = [row(e, i) for e, i in zip(entries, found) if args.all or not i.truth.ended]
+    shown = [(e, i) for e, i in zip(entries, found) if args.all or not i.truth.ended]
+    rows = [row(e, i) for e, i in shown]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"no {which} in the registry {settings.registry_root}"
               f"{'' if args.all else ' (--all lists ended ones too)'}")
         return 0
-    sys.stdout.write(format_rows(rows, time.time()))
+    starting = {n for n, (_, i) in enumerate(shown) if i.unrecorded and i.truth.alive}
+    sys.stdout.write(format_rows(rows, time.time(), starting))
     return 0
 
 
@@ -83,9 +85,10 @@ def _announcement_note(r: dict[str, Any], now_wall: float) -> str:
     return announcement_text(view, now_wall, lost=r["state"] == "LOST")
 
 
-def format_rows(rows: list[dict[str, Any]], now_wall: float) -> str:
-    """The table and the LOST tasks' notes; what came from the registry and the checkpoints
-    is escaped, so nothing printed can drive the terminal."""
+def format_rows(rows: list[dict[str, Any]], now_wall: float, starting: set[int] | frozenset[int] = frozenset()) -> str:
+    """The table and the tasks' notes; what came from the registry and the checkpoints is
+    escaped, so nothing printed can drive the terminal. Each row's problem is a note but
+    for the `starting` rows' (by index: a live supervisor that has recorded nothing yet)."""
     from config.words import printable_lines
     from executor.cli.views import table
 
@@ -104,9 +107,10 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float) -> str:
 
             said = describe_restart(restart["attempt"] - 1, restart["after_state"], restart["due"], now_wall)
             lines.append(f"{r['task_id'] or r['sandbox']}: {r['state']} ({said})")
-    for r in rows:  # a sandbox deleted under its task, a checkpoint that cannot be read; not
-        # a live supervisor's sandbox that has no checkpoint yet (one starting)
-        if r.get("problem") and (not r["supervisor_alive"] or not os.path.isdir(r["sandbox"])):
+    for n, r in enumerate(rows):  # a sandbox deleted under its task, a checkpoint that cannot
+        # be read, a `.stoker` renamed away under a live supervisor (the row says NEW 0/0:
+        # nothing read); not a live supervisor's that has recorded nothing yet (one starting)
+        if r.get("problem") and n not in starting:
             lines.append(f"{r['task_id'] or r['sandbox']}: {r['problem']}")
     for r in rows:
         if r["state"] != "LOST":

@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from config.words import printable
-from executor.cli.targets import error, registered, registry_arguments, resolve
+from executor.cli.targets import Target, error, registered, registry_arguments, resolve
 
 if TYPE_CHECKING:
     from executor.task.inspection import Inspection
@@ -50,10 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     target = resolve(args.target, args)
     inspection = inspect_sandbox(target.sandbox, target.entry)
-    if inspection.view is None and not inspection.unrecorded and target.entry is None:
-        entry = registered(target, args)  # a registered sandbox whose .stoker went: say so
-        if entry is not None and entry.stoker_dir:
-            inspection = inspect_sandbox(target.sandbox, entry)
+    if target.entry is None:
+        target, inspection = _pinned(target, args, inspection)
     if inspection.view is None and not inspection.unrecorded:
         error(inspection.problem)
         return 1
@@ -81,6 +79,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pinned(target: Target, args: argparse.Namespace, inspection: Inspection) -> tuple[Target, Inspection]:
+    """A sandbox named by its path, read as its task id would be: through the `.stoker` its
+    registry entry pins. Its usage record was `unverified` once its supervisor had ended (no
+    live one holds the lock); a `.stoker` that went is said as renamed or removed. Only an
+    entry whose attempt is the checkpoint's latest is taken: an earlier supervisor's would
+    show its own attempt instead of the latest."""
+    from executor.task.inspection import inspect_sandbox
+
+    if inspection.unrecorded:
+        return target, inspection
+    entry = registered(target, args)
+    if entry is None or not entry.stoker_dir:
+        return target, inspection
+    pinned = inspect_sandbox(target.sandbox, entry)
+    if inspection.view is None or (pinned.view is not None and pinned.attempt is pinned.view.current):
+        return Target(target.sandbox, entry), pinned
+    return target, inspection
+
+
 def figures_of(inspection: Inspection, marker: str) -> Figures:
     """The task's use against its reservation: its running trees and the other processes it
     owns (daemons, orphans) looked at once (their CPU rate is each tree's average since its top started)
@@ -88,7 +105,7 @@ def figures_of(inspection: Inspection, marker: str) -> Figures:
     from executor.observe.taskusage import measure, task_figures
     from executor.observe.usage import UsageSampler
 
-    return task_figures(inspection, marker, *measure(inspection, UsageSampler()))
+    return task_figures(inspection, marker, *measure(inspection, marker, UsageSampler()))
 
 
 def _kernel_view(view: TaskView, alive: bool) -> tuple[dict[str, float], frozenset[str]]:

@@ -152,8 +152,8 @@ class Registry:
         denied: list[str] = []
         unread: list[str] = []
         try:
-            found, complete = self._read_all(fd, denied, unread)
-            gone = self._prune(fd, found, complete, time.time())
+            found, read = self._read_all(fd, denied, unread)
+            gone = self._prune(fd, found, read, time.time())
         except OSError as exc:
             raise RegistryUnreadable(f"cannot read the registry {self.root}: "
                                      f"{saferead.describe(exc)}") from None
@@ -178,34 +178,35 @@ class Registry:
         return fd
 
     def _read_all(self, dir_fd: int, denied: list[str] | None = None,
-                  unread: list[str] | None = None) -> tuple[list[Listed], bool]:
-        """The entries read, and whether every file named like one was read; the names of
+                  unread: list[str] | None = None) -> tuple[list[Listed], set[str]]:
+        """The entries read, and the names of every file read (at most MAX_ENTRIES); the names of
         those this user may not open go to `denied`, and of every file named like an entry
         that did not read as one to `unread`. At most MAX_ENTRIES files are read, whatever
         they hold: the bound counted only the good ones, so a registry of damaged files was
         read whole, and once it was reached nothing more was read, good or damaged alike
         (so no name past it is called unreadable: it was not read)."""
         found: list[Listed] = []
-        read = 0
+        read: set[str] = set()
         with os.scandir(dir_fd) as scan:
             for item in scan:
                 if not (ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)):
                     continue
-                if read >= MAX_ENTRIES:
-                    return found, False
-                read += 1
+                if len(read) >= MAX_ENTRIES:
+                    break
+                read.add(item.name)
                 listed = _read_entry(dir_fd, item.name, denied)
                 if listed is not None:
                     found.append(listed)
                 elif unread is not None:
                     unread.append(item.name)
-        return found, True
+        return found, read
 
     # ---- pruning ----
 
-    def _prune(self, dir_fd: int, found: list[Listed], complete: bool, now: float) -> set[str]:
-        """Remove expired entries (and stale temporary or damaged files, when every file
-        named like an entry was read: `complete`); their names."""
+    def _prune(self, dir_fd: int, found: list[Listed], read: set[str], now: float) -> set[str]:
+        """Remove expired entries (and stale temporary files, and damaged ones: `read` but
+        not `found`; a file past the bound, not read, is not judged); their names. Damaged
+        files read at the bound go too, so a registry full of them drains."""
         gone: set[str] = set()
         for item in found:
             entry = item.entry
@@ -216,13 +217,13 @@ class Registry:
                 last = max(item.mtime, checkpoint_mtime(entry.sandbox) or 0.0)
             if expired(last, now, self.retention_secs) and _unlink(dir_fd, entry.name):
                 gone.add(entry.name)
-        listed = {item.entry.name for item in found}  # (not `complete`: an unread one would look damaged)
+        damaged = read - {item.entry.name for item in found}
         with os.scandir(dir_fd) as scan:
             for found_file in scan:
                 name = found_file.name
                 if name.endswith(TEMP_SUFFIX):
                     limit = STALE_TEMP_SECS  # a writer that died between write and rename
-                elif complete and ENTRY_NAME.match(name) and name not in listed:
+                elif name in damaged:
                     limit = self.retention_secs  # damaged: it says nothing, and goes in time
                 else:
                     continue

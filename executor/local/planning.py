@@ -84,13 +84,20 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the
     (which the loader leaves to the command): a ConfigError that says so."""
     if ahead is not None:
         return _result(*ahead.answer(), source)
-    if threading.active_count() > 1:
+    if threading.active_count() > 1 or (forked := _fork(plan)) is None:
         return _here(plan)
+    return _result(*_collect(*forked), source)
+
+
+def _fork(plan: Plan) -> tuple[int, int, set[int | signal.Signals]] | None:
+    """A child that plans `plan` and writes its answer to a pipe: its pid, the pipe's read
+    end, and the signal mask to put back once the caller can kill the child; None when no
+    process could be had (nothing left behind)."""
     read_end, write_end = os.pipe()
     gc.freeze()  # the collector leaves what exists now alone: in the child, no copy-on-write for it
-    # Ctrl-C (or SIGTERM) waits until the parent is inside the `try` that kills the child:
-    # a KeyboardInterrupt raised between the fork and it would leave the child planning,
-    # holding this process's stdout, for up to PLAN_TIMEOUT_SECS.
+    # Ctrl-C (or SIGTERM) waits until the parent is inside the `try` that kills the child
+    # (`_collect`): a KeyboardInterrupt raised between the fork and it would leave the child
+    # planning, holding this process's stdout, for up to PLAN_TIMEOUT_SECS.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
         pid = os.fork()
@@ -99,7 +106,7 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the
         gc.unfreeze()
         os.close(read_end)
         os.close(write_end)
-        return _here(plan)
+        return None
     if pid == 0:  # the child: never returns
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         gc.disable()  # short-lived: its garbage goes with it
@@ -107,6 +114,12 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the
         _child(plan, write_end)
     gc.unfreeze()
     os.close(write_end)
+    return pid, read_end, mask
+
+
+def _collect(pid: int, read_end: int, mask: set[int | signal.Signals]) -> tuple[bytes, int]:
+    """The child's answer and its wait status; anything raised meanwhile (a Ctrl-C held
+    since the fork lands here) kills and reaps the child first."""
     pipe = os.fdopen(read_end, "rb")
     try:
         with pipe:
@@ -117,7 +130,7 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
-    return _result(data, status, source)
+    return data, status
 
 
 def _here(plan: Plan) -> Planned:

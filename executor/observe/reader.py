@@ -107,7 +107,7 @@ class Reader:
             other = definition.get("task_id")
             definition, problem = None, f"the sandbox's task.json is of task {quoted(other)}, a later attempt"
         marker = marker_of(inspection, entry)
-        usage, held = measure(inspection, self._usage)
+        usage, held = measure(inspection, marker, self._usage)
         figures = task_figures(inspection, marker, usage, held)
         stopped = inspection.truth.alive and is_stopped(entry.supervisor_pid)
         status = dict(status_json(inspection), resources=figures_json(figures, self._wall()),

@@ -38,16 +38,20 @@ def running(inspection: Inspection) -> list[RunRef]:
     return refs
 
 
-def measure(inspection: Inspection, sampler: UsageSampler) -> tuple[dict[str, Usage], list[Usage]]:
+def measure(inspection: Inspection, marker: str, sampler: UsageSampler) -> tuple[dict[str, Usage], list[Usage]]:
     """The trees of the task's running runs, by process, and of every other process the
     task owns (the live supervisor's other children but its watchdog: the daemons its runs
-    left, the orphans it adopted, its shell health checks), read while its supervisor runs."""
+    left, the orphans it adopted, its shell health checks; the watchdog is the one `marker`'s
+    list beside the checkpoint names), read while its supervisor runs."""
     runs = running(inspection)
     usage = sampler.sample(runs)
     attempt = inspection.attempt
     if attempt is None or not inspection.truth.alive or attempt.supervisor_pid is None:
         return usage, []
-    return usage, sampler.owned(attempt.supervisor_pid, (r.pid for r in runs))
+    from executor.task.heldfile import read_watchdog
+
+    watchdog = read_watchdog(inspection.sandbox, marker, pinned=inspection.pinned)
+    return usage, sampler.owned(attempt.supervisor_pid, (r.pid for r in runs), watchdog)
 
 
 def live(inspection: Inspection, usage: Mapping[str, Usage], held: Sequence[Usage] = ()) -> Live:

@@ -87,8 +87,9 @@ def _children(pid: int) -> list[int]:
 
 
 def _is_watchdog(pid: int) -> bool:
-    """Whether `pid` is a supervisor's watchdog (`executor/procs/watchdog.start_watchdog`:
-    `/bin/sh -c SCRIPT stoker-watchdog MARKER ...`)."""
+    """Whether `pid` runs as a watchdog does (`executor/procs/watchdog.start_watchdog`:
+    `/bin/sh -c SCRIPT stoker-watchdog MARKER ...`): asked only of the pid its supervisor
+    wrote, which a task that planted its own held.json could name."""
     words = read_proc(f"/proc/{pid}/cmdline", 65536).split(b"\0")
     return len(words) > 3 and words[0] == b"/bin/sh" and words[3] == WATCHDOG_NAME.encode()
 
@@ -129,14 +130,15 @@ class UsageSampler:
                 out[ref.process] = usage
         return out
 
-    def owned(self, supervisor: int, runs: Iterable[int]) -> list[Usage]:
+    def owned(self, supervisor: int, runs: Iterable[int], watchdog: int | None) -> list[Usage]:
         """The trees of the live `supervisor`'s other children, the `runs`' tops left out:
         as the task's subreaper it is the parent of every process of the task that is no
         run's (the daemons its runs left, each orphan it adopted, whether or not it looked
         since: its held list waits for that look, and waits for ever for an idle task's
         orphan adopted more than 0.8 s after its run started), and of its shell health
-        checks; its watchdog (`stoker-watchdog` in its command line), which is not the
-        task's, is left out. Each counts only while the supervisor is its parent in the same
+        checks; its `watchdog` (the pid its supervisor wrote beside the checkpoint, and
+        running as one: never one told by its command line alone, which a task's process
+        can take), which is not the task's, is left out. Each counts only while the supervisor is its parent in the same
         read of its stat that gives its figures, so a pid reused meanwhile is not."""
         skip = set(runs)
         children = [pid for pid in dict.fromkeys(_children(supervisor)) if pid not in skip]
@@ -144,7 +146,7 @@ class UsageSampler:
         out: list[Usage] = []
         for pid in children:
             top = _stat(pid)
-            if top is None or top.parent != supervisor or _is_watchdog(pid):
+            if top is None or top.parent != supervisor or pid == watchdog and _is_watchdog(pid):
                 continue
             out.append(self._measure(pid, top, boot))
         return out

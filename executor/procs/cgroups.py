@@ -22,6 +22,7 @@ returns a problem in words. No logging here: the supervisor logs what happened.
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -118,6 +119,8 @@ class TaskCgroup:
                     left = len(self.members())
                     return problem or (f"cannot remove {self.directory}: {describe_os_error(e)} "
                                        f"({left} processes still in it after {timeout_secs} s)")
+                if e.errno == errno.EBUSY and _remove_below(self.directory):
+                    continue  # the cgroups a member made below it were what held it
             _wait_emptied(self.directory, deadline)  # SIGKILLed members take a moment to leave
 
     def _kill_once(self, deadline: float) -> None:
@@ -286,6 +289,19 @@ def _cgroup_of(pid: int, kind: CgroupKind) -> str | None:
         return None
 
 
+def _remove_below(directory: str) -> bool:
+    """Remove the cgroups below `directory`, bottom up (a task's root process may make its
+    own: a container runtime does): True when there were some and all are gone. Each
+    removal fails while a process is in it."""
+    below = [os.path.join(top, name) for top, names, _ in os.walk(directory, topdown=False) for name in names]
+    for path in below:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return False
+    return bool(below)
+
+
 def _wait_emptied(directory: str, deadline: float) -> None:
     """Until no process is left in the cgroup, or the deadline: woken by the kernel as
     cgroup.events changes (v2: `populated 0`; poll() sees POLLPRI), not by a timer. A SIGKILLed
@@ -300,6 +316,8 @@ def _wait_emptied(directory: str, deadline: float) -> None:
     try:
         watch = select.poll()
         watch.register(fd, select.POLLPRI)
+        if b"populated 0" in os.pread(fd, 4096, 0):  # empty, not removed all the same: a look later
+            time.sleep(POLL_SECS)
         while b"populated 0" not in os.pread(fd, 4096, 0) and (left := deadline - time.monotonic()) > 0:
             watch.poll(left * 1000)
     except OSError:  # removed meanwhile

@@ -65,17 +65,19 @@ class KeptDaemons:
                     self._refused[pid] = start
 
     def waited_for(self, pids: list[int]) -> list[int]:
-        """Those of `pids` (kept ones) that did not refuse a signal."""
+        """Those of `pids` (kept ones, as `holds` found them) that did not refuse a signal: a
+        refusal is by pid and start time, forgotten once `holds` sees its pid as another process."""
         with self._lock:
             return [pid for pid in pids if pid not in self._refused] if self._refused else pids
 
     def holds(self, info: ProcInfo) -> bool:
         """Kept by pid, or by a kept run's marker (then it is added: it outlives its parent)."""
         with self._lock:
-            if self._pids.get(info.pid) == info.start or self._refused.get(info.pid) == info.start:
+            if self._refused.get(info.pid, info.start) != info.start:
+                del self._refused[info.pid]  # gone: its pid is another process's now
+            if self._pids.get(info.pid) == info.start or info.pid in self._refused:
                 return True
-            if self._markers and proctree.has_marker(info.environ, self._markers) \
-                    and info.pid not in self._refused:
+            if self._markers and proctree.has_marker(info.environ, self._markers):
                 self._pids[info.pid] = info.start
                 return True
         return False

@@ -12,7 +12,7 @@ never through a symlink, and never blocking on a FIFO a task planted; `LogRoot` 
 `SANDBOX/.logs`), choosing the child's stdout/stderr for each logger destination and mode,
 what a prepared run carries to its fork (`PreparedRun`), the children the supervisor
 watches (`Child`: a run's `RunChild`, a command's `CommandChild`), and the fork:
-`subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 (cwd, a new
+`subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 to 3.13 (cwd, a new
 session and close_fds are done in the child by C code, no Python runs there; with another
 user to switch to it is fork+exec, since setuid in a vfork child is not safe). Nothing on
 this path imports, sleeps or scans /proc, so a restart costs about one fork+exec. A

@@ -14,7 +14,8 @@ own runs.) At EOF:
 
 1. With a task cgroup (arguments 2 and 3: its directory and how to kill it), it kills every
    member through the cgroup: `cgroup.kill` (v2), or freeze, SIGKILL the listed members,
-   thaw (`cgroup.freeze`, v1 `freezer.state`), and removes the cgroup once it is empty: once
+   thaw (`cgroup.freeze`, v1 `freezer.state`), and removes the cgroup (and those a member
+   made below it, bottom up) once it is empty: once
    `cgroup.events` says `populated 0` (v1: no pid listed), looked at with shell builtins
    10 ms, then 100 ms apart, for 10 s at most (a SIGKILLed member leaves it only once it has
    exited: 0.5 s to free 8 GB, and a request a FUSE server holds unanswered keeps it in D
@@ -48,7 +49,7 @@ blocked `sh`. It never reads or writes anything else. Exit status: 0 when the ta
 and at ERROR a watchdog that could not start, died while the task lives, or did not exit.
 One a task's process stops (`kill -STOP`, as Stoker's own user) is continued as soon as it
 stops: the reaper hears the stop (`waitid` with `WSTOPPED`), and the keeper sends SIGCONT
-and logs a WARNING line (`watchdog_continued`). One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
+and logs a WARNING line (`watchdog_continued`: the 1st, 10th, 100th... time). One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
 again each time the task is next idle (`ensure`), with no further line until it starts:
 then one INFO line says after how many tries.
 """
@@ -191,6 +192,7 @@ class WatchdogKeeper:
         self._failed = 0  # starts that failed since one last succeeded
         self._held: dict[int, int] = {}  # pid → start time: killed too when we die
         self._unheld = 0  # how many the last list left out (logged once when it starts to)
+        self._continued = 0  # how many times a stopped watchdog was continued
 
     @property
     def pid(self) -> int | None:
@@ -275,11 +277,16 @@ class WatchdogKeeper:
     def _stopped(self, pid: int, signum: int) -> None:
         """On the reaper's thread, as the watchdog stops (a task's process of Stoker's own
         user sent it SIGSTOP): continued at once, since a stopped watchdog would not act on the
-        supervisor's death. The pid is still the watchdog's: the reaper has not reaped it."""
+        supervisor's death. The pid is still the watchdog's: the reaper has not reaped it.
+        Logged the 1st, 10th, 100th... time: a process that stops it in a loop would
+        otherwise write a line for each stop, without end."""
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGCONT)
-        log_event(logger, logging.WARNING, "watchdog_continued", task=self._label, pid=pid,
-                  reason=f"it was stopped ({_signame(signum)}), by a process of the task's user")
+        self._continued += 1  # (on the reaper thread alone)
+        if str(self._continued).rstrip("0") == "1":
+            log_event(logger, logging.WARNING, "watchdog_continued", task=self._label, pid=pid,
+                      times=self._continued,
+                      reason=f"it was stopped ({_signame(signum)}), by a process of the task's user")
 
     def _exited(self, pid: int, status: int) -> None:
         if self._watchdog is not None and self._watchdog.pid == pid:

@@ -37,6 +37,10 @@ emptied() {  # true once no process is left in the cgroup: v2 says `populated 0`
   { read -r _p < "$cg/cgroup.procs"; } 2>/dev/null && return 1
   return 0
 }
+rmcg() {  # the cgroup $1, and those a member made below it, bottom up: each once empty
+  for _d in "$1"/*/; do [ -d "$_d" ] && rmcg "${_d%/}"; done
+  rmdir "$1" 2>/dev/null
+}
 now() { read -r _up _ < /proc/uptime; _now=${_up%.*}${_up#*.}; }  # hundredths of a second
 now; until=$((_now + 1000)) left=0  # the cgroup's members may take seconds to go (below)
 while [ -n "$cg" ] && [ -d "$cg" ]; do
@@ -54,7 +58,7 @@ while [ -n "$cg" ] && [ -d "$cg" ]; do
   # A SIGKILLed member leaves the cgroup once it has exited: a large memory takes a while to
   # free (0.5 s for 8 GB), a request a FUSE server holds unanswered keeps it in D state
   # until answered. So: removed once empty, looked at 10 ms, then 100 ms apart, for 10 s.
-  if emptied; then rmdir "$cg" 2>/dev/null || left=1; break; fi  # (a cgroup of its own below)
+  if emptied; then rmcg "$cg" || left=1; break; fi
   now; [ "$_now" -ge "$until" ] && { left=1; break; }
   if [ $((until - _now)) -gt 990 ]; then sleep 0.01; else sleep 0.1; fi
 done
@@ -90,5 +94,5 @@ done
 exit 1
 """
 
-WATCHDOG_NAME = "stoker-watchdog"  # its $0: how a reader of /proc tells it from the task's processes
+WATCHDOG_NAME = "stoker-watchdog"  # its $0 (`ps` shows it); readers of the figures go by its pid (held.json), never by this alone
 WATCHDOG_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}

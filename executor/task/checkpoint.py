@@ -206,6 +206,14 @@ class CheckpointWriter:
             if not self._moved:
                 self._say_if_moved()
 
+    def say_if_moved(self) -> None:
+        """`_say_if_moved` for a file written beside the checkpoint by another writer (a
+        disk sample's usage.json): an idle task writes no record for hours, and its
+        `.stoker` renamed away was said only at the next one."""
+        with self._lock:
+            if self._fd >= 0 and not self._moved:
+                self._say_if_moved()
+
     def _say_if_moved(self) -> None:
         """One WARNING, the first time a write finds that SANDBOX/.stoker is no longer the
         directory it writes in: the records go on in the one it holds (with its lock and
@@ -267,11 +275,13 @@ class CheckpointWriter:
         """Make `data` the file `name` beside the checkpoint, replaced whole (not synced),
         through the directory fd opened with it: a task that renamed `.stoker` and put a
         symlink or a directory of its own in its place redirects nothing. Raises OSError,
-        ValueError once closed."""
+        ValueError once closed. A `.stoker` renamed away is said here too (`_say_if_moved`)."""
         with self._lock:
             if self._fd < 0:
                 raise ValueError(f"checkpoint {self.path} is closed")
             replace_file(name, data, dir_fd=self._dir)
+            if not self._moved:
+                self._say_if_moved()
 
     def close(self) -> None:
         with self._lock:

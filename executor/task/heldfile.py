@@ -6,7 +6,8 @@ whose environment hides the marker (not dumpable, or cleared). When the watchdog
 its supervisor (both killed), nothing else named them: `stoker status` lists a LOST task's
 leftovers by marker, and a re-run kills by marker (`leftovers.py`). So the owner writes the
 list here at the end of each step that changed it (`held_json`: `{"marker": M, "boot":
-BOOT_ID, "held": [[PID, START], ...]}`, START as the host's time namespace counts it;
+BOOT_ID, "held": [[PID, START], ...], "watchdog": PID}`, the watchdog's pid being the one
+child of the supervisor `stoker status` leaves out of the task's figures; START as the host's time namespace counts it;
 replaced whole, not synced: a hint, exact at the latest step), through the `.stoker`
 directory fd the checkpoint was opened with, never by path: a task that renamed `.stoker`
 and put a symlink or a directory of its own in its place redirects nothing. For the
@@ -40,14 +41,17 @@ logger = logging.getLogger(__name__)
 MAX_HELD_BYTES = 1024 * 1024
 
 
-def held_json(marker: str, held: Mapping[int, int]) -> bytes:
+def held_json(marker: str, held: Mapping[int, int], watchdog: int | None = None) -> bytes:
     """The list of `marker`'s attempt naming `held` (pid → start time, as /proc/PID/stat
     shows it here), its starts counted as the host's time namespace counts them (a
     supervisor under `unshare --time` and a `stoker status` outside read other starts for
-    the same process: `identity.boottime_offset_ticks`)."""
+    the same process: `identity.boottime_offset_ticks`), and the pid of its `watchdog`
+    (the one child of the supervisor its figures leave out: `read_watchdog`)."""
     offset = identity.boottime_offset_ticks()
-    doc = {"marker": marker, "boot": identity.boot_id(),
-           "held": sorted((pid, start - offset) for pid, start in held.items())}
+    doc: dict[str, object] = {"marker": marker, "boot": identity.boot_id(),
+                              "held": sorted((pid, start - offset) for pid, start in held.items())}
+    if watchdog is not None:
+        doc["watchdog"] = watchdog
     return json.dumps(doc).encode()
 
 
@@ -62,31 +66,45 @@ def read_held(sandbox: str | os.PathLike[str], marker: str, *, trusted_only: boo
     """The (pid, start time as /proc/PID/stat shows it here) pairs the list names for
     `marker`'s attempt in this boot; none when there is no such list, or it cannot be read,
     or (`trusted_only`) may not be trusted."""
-    try:
-        dir_fd = open_stoker_dir(sandbox, pinned=pinned)
-    except OSError:
-        return []
-    try:
-        fd = saferead.open_file(HELD_FILE, dir_fd)
-        try:
-            if trusted_only and not (_ours(dir_fd) and _ours(fd)):
-                return []
-            data = os.read(fd, MAX_HELD_BYTES + 1)
-        finally:
-            os.close(fd)
-        doc = json.loads(data) if len(data) <= MAX_HELD_BYTES else None
-    except (OSError, ValueError, RecursionError):
-        return []
-    finally:
-        os.close(dir_fd)
-    if not isinstance(doc, dict) or doc.get("marker") != marker or doc.get("boot") != identity.boot_id():
-        return []
-    pairs = doc.get("held")
+    doc = _read_doc(sandbox, marker, trusted_only, pinned)
+    pairs = doc.get("held") if doc is not None else None
     if not isinstance(pairs, list):
         return []
     offset = identity.boottime_offset_ticks()
     return [(p[0], p[1] + offset) for p in pairs if isinstance(p, list) and len(p) == 2
             and all(type(n) is int and n > 0 for n in p)]
+
+
+def read_watchdog(sandbox: str | os.PathLike[str], marker: str, *, pinned: str = "") -> int | None:
+    """The pid of `marker`'s attempt's watchdog as its supervisor wrote it, or None (no
+    list, or one written before its watchdog started)."""
+    doc = _read_doc(sandbox, marker, False, pinned)
+    pid = doc.get("watchdog") if doc is not None else None
+    return pid if type(pid) is int and pid > 0 else None
+
+
+def _read_doc(sandbox: str | os.PathLike[str], marker: str, trusted_only: bool, pinned: str) -> dict[str, object] | None:
+    """The list of `marker`'s attempt in this boot, or None."""
+    try:
+        dir_fd = open_stoker_dir(sandbox, pinned=pinned)
+    except OSError:
+        return None
+    try:
+        fd = saferead.open_file(HELD_FILE, dir_fd)
+        try:
+            if trusted_only and not (_ours(dir_fd) and _ours(fd)):
+                return None
+            data = os.read(fd, MAX_HELD_BYTES + 1)
+        finally:
+            os.close(fd)
+        doc = json.loads(data) if len(data) <= MAX_HELD_BYTES else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    finally:
+        os.close(dir_fd)
+    if not isinstance(doc, dict) or doc.get("marker") != marker or doc.get("boot") != identity.boot_id():
+        return None
+    return doc
 
 
 def _ours(fd: int) -> bool:
@@ -114,13 +132,14 @@ class HeldWriter:
         self._beside = beside
         self._sandbox, self._marker, self._label = sandbox, marker, label
         self._written: dict[int, int] = {}
+        self._watchdog: int | None = None
         self._failing = False
 
-    def update(self, held: Mapping[int, int]) -> None:
-        if dict(held) == self._written:
+    def update(self, held: Mapping[int, int], watchdog: int | None = None) -> None:
+        if (dict(held), watchdog) == (self._written, self._watchdog):
             return
         try:
-            self._beside(HELD_FILE, held_json(self._marker, held))
+            self._beside(HELD_FILE, held_json(self._marker, held, watchdog))
         except (OSError, ValueError) as exc:
             if not self._failing:
                 reason = saferead.describe(exc) if isinstance(exc, OSError) else str(exc)
@@ -133,4 +152,4 @@ class HeldWriter:
         if self._failing:
             log_event(logger, logging.INFO, "held_written", task=self._label,
                       reason=f"{self._sandbox}/.stoker/{HELD_FILE} could be written again")
-        self._written, self._failing = dict(held), False
+        self._written, self._watchdog, self._failing = dict(held), watchdog, False

@@ -69,19 +69,18 @@ class Journal:
         self._sink = sink
         self._pending.insert(0, attrs.evolve(header, wall=self._wall(), boot=boot_secs()))
 
-    def keep_held(self, sandbox: Path, marker: str, held: Mapping[int, int]) -> None:
-        """Keep beside the checkpoint what the watchdog holds by pid (pid → start time), from
-        the checkpoint's opening on; its module loads with the first process held (most tasks
-        never have one)."""
+    def keep_held(self, sandbox: Path, marker: str, held: Mapping[int, int], watchdog: int | None = None) -> None:
+        """Keep beside the checkpoint what the watchdog holds by pid (pid → start time) and
+        the watchdog's own pid, from the checkpoint's opening on."""
         if self._sink is None:
             return
         if self._held is None:
-            if not held:
+            if not held and watchdog is None:
                 return
             from executor.task.heldfile import HeldWriter
 
             self._held = HeldWriter(self.replace_beside, sandbox, marker, self._label)
-        self._held.update(held)
+        self._held.update(held, watchdog)
 
     def replace_beside(self, name: str, data: bytes) -> None:
         """Make `data` the file `name` beside the checkpoint (`CheckpointSink.replace_beside`);

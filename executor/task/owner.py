@@ -192,7 +192,7 @@ class TaskOwner:
         again_in = self._procs.idle()
         if again_in is not None:
             self.next_deadline_at = earliest(self.next_deadline_at, self._clock() + again_in)
-        self._journal.keep_held(self.sandbox, self._procs.marker, self._procs.held())
+        self._journal.keep_held(self.sandbox, self._procs.marker, self._procs.held(), self._procs.watchdog_pid)
         return False
 
     def close(self) -> None:

@@ -67,6 +67,11 @@ class ProcessPort(Protocol):
         """What the watchdog holds by pid: pid → start time (`executor/procs/handover.py`)."""
         ...
 
+    @property
+    def watchdog_pid(self) -> int | None:
+        """The task's watchdog's pid, while one runs (a reader of the figures leaves it out)."""
+        ...
+
     def idle(self) -> float | None:
         """The owner has nothing to do until its next event or deadline: a moment for work
         that would otherwise delay a later one (making the next runs' log directories).

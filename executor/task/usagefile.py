@@ -71,6 +71,7 @@ class UsageWriter:
         self._failing = False
         self._dir: int | None = None  # `.stoker`'s fd given at `start`: None, opened by path
         self._closed = False
+        self.after_sample: Callable[[], None] | None = None  # the checkpoint's say_if_moved
 
     def start(self, stoker_dir: int | None = None) -> None:
         if stoker_dir is not None and self._dir is None:
@@ -97,6 +98,8 @@ class UsageWriter:
                 "secs": round(sample.secs, 6), "wall": self._wall(), "boot_secs": identity.boot_secs()}
             self.doc["disk_error"] = ""
         self._write()
+        if self.after_sample is not None and not self._closed:
+            self.after_sample()
 
     def _write(self) -> None:
         if self._closed:

@@ -209,6 +209,8 @@ class _TaskFiles:
     def __init__(self, sink: CheckpointWriter | NoCheckpoint, usage: UsageWriter) -> None:
         self._sink, self._usage = sink, usage
         self.append_many, self.replace_beside = sink.append_many, sink.replace_beside
+        if isinstance(sink, CheckpointWriter):  # a disk sample says a .stoker renamed away
+            usage.after_sample = sink.say_if_moved
 
     def close(self) -> None:
         self._usage.close()

@@ -180,14 +180,15 @@ def test_with_json_logs_the_warning_and_the_error_lines_are_json_too(tmp_path):
 
 
 def test_version():
-    result = stoker("--version")
-    assert result.returncode == 0 and re.fullmatch(r"stoker \d+\.\d+\.\d+\n", result.stdout)
-    try:
-        from importlib.metadata import version
+    """Run from the checkout (as here, through the venv's editable install), the version
+    names no commit: the checkout's may have moved on since the install, whose recorded
+    version (`make`'s: STOKER_BUILD_VERSION=0.1.0) names none either. An installed copy's
+    is its build's (tests/e2e/test_dist.py)."""
+    import executor
 
-        assert result.stdout == f"stoker {version('stoker')}\n"
-    except ImportError:
-        pass
+    assert Path(executor.__file__).resolve().parent.parent == REPO.resolve()  # the checkout's
+    result = stoker("--version")
+    assert result.returncode == 0 and result.stdout == f"stoker {executor.BASE_VERSION}\n"
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:

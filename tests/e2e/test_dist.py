@@ -31,9 +31,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 SEED = REPO / "examples/hello_world.aurora"
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
-# Interpreters tried besides the system python3 (each only when it is on PATH and runs;
-# tests/faults/test_install.py tries pyenv's too).
+# Interpreters tried besides the system python3, each only when it runs: these names on PATH
+# (pyenv's shims name every version, but run only the selected ones) and pyenv's own
+# (PYENV_ROOT, else ~/.pyenv: CI's image keeps 3.12 and 3.13 there, beside the system 3.11).
 OTHER_PYTHONS = [f"python3.{minor}" for minor in range(8, 15)]
+PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
 
 
 def _version_of(python: str, env: dict[str, str] | None = None) -> tuple[str, tuple[int, int]] | None:
@@ -262,12 +264,20 @@ def test_without_shiv_root_the_bundle_unpacks_into_the_mesos_sandbox_or_as_root_
     assert not (app["work"] / "home/.shiv").exists()
 
 
+def _found_pythons(app: dict) -> dict[tuple[int, int], str]:
+    """One Python of each version from 3.8 found (version → real executable): the plain
+    one for its own, else the first on PATH, else pyenv's."""
+    found = {_version_of(app["python"])[1]: app["python"]}
+    names = [n for n in OTHER_PYTHONS if shutil.which(n)] + sorted(str(p) for p in PYENV_VERSIONS.glob("3.*/bin/python3"))
+    for name in names:
+        if (probed := _version_of(name)) and probed[1] >= (3, 8):
+            found.setdefault(probed[1], probed[0])
+    return dict(sorted(found.items()))
+
+
 def test_every_python_found_from_3_11_runs_it_and_older_ones_are_refused(app):
-    found = {app["python"]: _version_of(app["python"])[1]}
-    for name in OTHER_PYTHONS:
-        if shutil.which(name) and (probed := _version_of(name)):
-            found.setdefault(probed[0], probed[1])
-    for python, version in sorted(found.items(), key=lambda kv: kv[1]):
+    found = _found_pythons(app)
+    for version, python in found.items():
         if version >= (3, 11):
             report = probe(app, python, app["env"])
             assert report["version"] == list(version)
@@ -278,7 +288,7 @@ def test_every_python_found_from_3_11_runs_it_and_older_ones_are_refused(app):
             done = run_app(app, [python, "stoker.pyz", "inspect", SEED.name])
             assert done.returncode == 2, (python, done.stdout, done.stderr)
             assert "stoker.pyz needs Python 3.11 or newer" in done.stderr
-    print(f"zipapp checked with {sorted(found.values())}")
+    print(f"zipapp checked with {sorted(found)}")
 
 
 def test_a_directory_it_cannot_unpack_into_is_one_error_line_naming_it(app):
@@ -347,3 +357,53 @@ def test_an_agent_runs_a_task_with_the_zipapp_fetched_into_the_sandbox(app, tmp_
     assert len(re.findall(rf"executor_start .* version={re.escape(version)}\n", log)) == 1, log[:2000]
     shown = run_app(app, ["./stoker.pyz", "--version"])
     assert (shown.returncode, shown.stdout) == (0, f"stoker {version}\n")
+
+
+ONCE = """
+    jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                task=Task(processes=[Process(name='a', cmdline='echo done')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+PYTHON_WARNING = re.compile(r"\b\w*Warning: ")  # Python's own format: FILE:LINE: CATEGORY: message
+
+
+def test_every_python_from_3_11_runs_a_task_with_stoker_run_and_as_executor_with_warnings_shown(app, tmp_path):
+    """The README's promise, one zipapp on CPython 3.11, 3.12 and 3.13, checked on each
+    version found (one interpreter per version, the plain one for its own): `stoker run` of
+    a batch job and `stoker executor` under the agent simulator each finish the task, with
+    Python's warnings shown (`-W default`), so that a warning only a newer Python gives
+    (3.12's DeprecationWarning for a fork in a process with threads, a SyntaxWarning of a
+    bundled module, an unclosed file's ResourceWarning) fails here instead of reaching a
+    user's terminal or the agent's stderr. `make test-pythons` runs the unit tests on each."""
+    by_version = {version: python for version, python in _found_pythons(app).items() if version >= (3, 11)}
+    (tmp_path / "once.aurora").write_text(textwrap.dedent(ONCE))
+    task_info = make_task_info("task-1", encode(load_job(tmp_path / "once.aurora")))
+    for version, python in by_version.items():
+        sandbox = tmp_path / f"run-{version[0]}.{version[1]}"
+        done = run_app(app, [python, "-W", "default", "stoker.pyz", "run", str(tmp_path / "once.aurora"),
+                             "--sandbox", str(sandbox)])
+        assert done.returncode == 0, (python, done.stdout, done.stderr)
+        assert [line for line in done.stderr.splitlines() if not line.startswith("stoker run: ")] == [], python
+        assert (sandbox / ".logs/a/0/stdout").read_text() == "done\n"
+        log = _executor_runs(app, [python, "-W", "default", str(app["dir"] / "stoker.pyz"), "executor"],
+                             tmp_path / f"executor-{version[0]}.{version[1]}", task_info)
+        assert "Traceback" not in log and not PYTHON_WARNING.search(log), (python, log[-3000:])
+    print(f"stoker run and stoker executor checked with {sorted(by_version)}")
+
+
+def _executor_runs(app: dict, argv: list[str], sandbox: Path, task_info: dict) -> str:
+    """The executor ARGV, launched in SANDBOX by the agent simulator, runs TASK_INFO to
+    TASK_FINISHED and exits 0; its log (stderr)."""
+    sandbox.mkdir()
+    overrides = {**app["env"], "PYTHONPATH": None, "VIRTUAL_ENV": None}
+    with AgentSimulator(sandbox=sandbox) as agent:
+        try:
+            agent.launch_executor(argv, cwd=sandbox, env_overrides=overrides)
+            agent.wait_subscribed(timeout_secs=20)
+            agent.launch(task_info)
+            agent.wait_for_state("task-1", "TASK_FINISHED", 20)
+            assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"], argv
+            assert agent.wait_exit(10) == 0, argv
+        finally:
+            kill_leftovers(task_pids(sandbox))
+        return agent.executor_log()

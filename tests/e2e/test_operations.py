@@ -107,7 +107,10 @@ def test_a_killed_supervisor_is_lost_at_the_next_look_with_its_leftovers(ops, tm
     marker = next(r["marker"] for r in checkpoint_records(run.sandbox) if r["kind"] == "header")
     worker = wait_for(lambda: proc_scan.task_pids_by_marker(marker))
     (watchdog,) = [c for c in psutil.Process(run.pid).children() if "stoker-watchdog" in c.cmdline()]
-    watchdog.suspend()  # so that the task's process outlives its supervisor
+    # So that the task's process outlives its supervisor: a watchdog stopped while its
+    # supervisor is (a live supervisor continues a stopped watchdog at once).
+    run.signal(signal.SIGSTOP)
+    watchdog.suspend()
     try:
         run.signal(signal.SIGKILL)
         run.wait(10)

@@ -130,3 +130,13 @@ def test_the_config_runs_apart_so_what_it_changes_never_reaches_the_task(run, tm
     assert mine != 0o027
     _, sandbox = run(config)
     assert said(sandbox)[0] == f"{mine:04o}"  # the config's process is not the supervisor's
+
+
+def test_a_run_that_can_keep_no_plan_says_why_once(run, tmp_path):
+    """With no place for plans (a relative STOKER_PLAN_CACHE; HOME missing and no home of
+    the user's own in the password database), `stoker run` planned each run afresh, slower,
+    without a word."""
+    proc, sandbox = run(write(tmp_path, ECHO.format(word="hi")), env={"STOKER_PLAN_CACHE": "plans-here"})
+    lines = [line for line in proc.stderr().splitlines() if "plan_not_kept" in line]
+    assert len(lines) == 1 and "STOKER_PLAN_CACHE (plans-here) is not an absolute path" in lines[0], proc.stderr()
+    assert said(sandbox)[0] == "hi" and not (tmp_path / "plans-here").exists()

@@ -116,8 +116,11 @@ NOT_IN_RUN = NEVER | {
 # 99 and 88: the checkpoint records' field readers (`executor.task.recordfields`, out of
 # `records.py`, which was past its size limit; no module loaded on this path reads
 # untrusted JSON fields with ranges that could take them).
-RUN_STOKER_MODULES = 99
-RUN_AGAIN_STOKER_MODULES = 88
+# 100 and 89: `executor.task.heldfile`, at the end of the task's first step (after its
+# processes started): held.json names the task's watchdog by pid for `stoker status` and the
+# observer, which told it by its command line, which a task's process could take.
+RUN_STOKER_MODULES = 100
+RUN_AGAIN_STOKER_MODULES = 89
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

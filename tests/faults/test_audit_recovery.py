@@ -71,7 +71,10 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
         wait_for(lambda: said.append(capsys.readouterr()) or "restarting process 'p'" in said[-1].out,
                  10, message="the restart's first answer")
         dog = _watchdog_of(first.pid)
-        os.kill(dog, signal.SIGSTOP)  # a watchdog that cannot act when its supervisor dies
+        # A watchdog that cannot act when its supervisor dies, stopped while its supervisor
+        # is (a live supervisor continues a stopped watchdog at once).
+        os.kill(first.pid, signal.SIGSTOP)
+        os.kill(dog, signal.SIGSTOP)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(5)
         os.kill(dog, signal.SIGKILL)

@@ -95,3 +95,54 @@ def test_the_supervisor_waits_for_its_cgroup_to_empty_without_looking_every_2_ms
     got = held_member(tmp_path, "supervisor", 0.3)
     assert got["secs"] >= 0.25 and (got["left"], got["status"]) == (False, None), got
     assert got["tries"] <= 3, got  # 150 before: one every 2 ms
+
+
+@needs_root
+def test_the_supervisor_removes_a_cgroup_with_cgroups_its_task_made_below_it_without_spinning(tmp_path):
+    """A task's root process may make cgroups of its own below the task's (a container
+    runtime in it does). Empty, they kept the task's from being removed (EBUSY), and as it
+    said `populated 0` the close retried at once: 19,726 rmdirs in 1 s, then it was left
+    behind ("0 processes still in it"). Now those below are removed first, bottom up."""
+    if (why := unavailable()) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    from executor.procs import cgroups
+
+    cg = cgroups.create(f"stoker-test-{os.urandom(4).hex()}", "auto")
+    os.makedirs(os.path.join(cg.directory, "own", "deeper"))
+    tries: list[str] = []
+    real = os.rmdir
+    try:
+        os.rmdir = lambda path: tries.append(path) or real(path)  # type: ignore[assignment]
+        problem = cg.kill_and_remove(1.0)
+    finally:
+        os.rmdir = real
+        for below in ("own/deeper", "own", ""):
+            if os.path.isdir(path := os.path.join(cg.directory, below)):
+                real(path)
+        cgroups.release(cg)  # this process may make another
+    assert problem is None and len(tries) <= 5, (problem, len(tries))
+
+
+@needs_root
+def test_the_watchdog_removes_a_cgroup_with_cgroups_its_task_made_below_it(tmp_path):
+    """The same task after the supervisor's death: the watchdog saw `populated 0`, its rmdir
+    failed (EBUSY) and it left the cgroup behind, exit status 1. Now it removes those below
+    first, bottom up, with builtins."""
+    if (why := unavailable()) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    from executor.procs import cgroups
+    from executor.procs.watchdog import start_watchdog
+
+    cg = cgroups.create(f"stoker-test-{os.urandom(4).hex()}", "auto")
+    os.makedirs(os.path.join(cg.directory, "own", "deeper"))
+    os.makedirs(os.path.join(cg.directory, "other"))
+    try:
+        dog = start_watchdog("no-such-marker", cg.directory, cg.how)
+        dog.close_pipe()  # as the supervisor's death does
+        status, left = dog.popen.wait(15), os.path.isdir(cg.directory)
+    finally:
+        for below in ("own/deeper", "own", "other", ""):
+            if os.path.isdir(path := os.path.join(cg.directory, below)):
+                os.rmdir(path)
+        cgroups.release(cg)
+    assert (status, left) == (0, False)

@@ -104,7 +104,8 @@ def installed(request, work: Path, wheel: Path) -> dict:
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
         name, what = "venv-tree", str(tree)
     bin_dir = venv_with(work, name, what)
-    home = work / f"home-{name}"
+    home = work / f"home-{name}"  # the run keeps its plans here, not in this user's own ~/.cache
+    home.mkdir()
     place = work / f"place-{name}"
     place.mkdir()
     (place / "once.aurora").write_text(textwrap.dedent(ONCE))
@@ -163,7 +164,8 @@ def test_the_observer_serves_its_pages_and_static_files(installed):
 
 
 def test_the_zipapp_runs_on_every_python_pyenv_has_from_3_11_and_older_ones_are_refused(work, wheel):
-    """Where a developer's machine keeps other versions (CI's test_dist tries those on PATH)."""
+    """Every interpreter pyenv keeps (tests/e2e/test_dist.py, in every run, tries one of each
+    version, pyenv's included)."""
     versions = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
     pythons = sorted(versions.glob("*/bin/python3"))
     if not pythons:

@@ -283,6 +283,32 @@ def test_a_mount_point_is_not_even_stat_ed_so_a_fuse_server_that_never_answers_c
     assert files == 2 and used == blocks(mine, sandbox / "deep")
 
 
+@needs_root
+@pytest.mark.skipif(shutil.which("unshare") is None or not os.path.exists("/dev/fuse"), reason="needs unshare, FUSE")
+def test_mount_points_are_found_by_their_escaped_names_in_a_sandbox_whose_path_needs_escapes_too(tmp_path):
+    # mountinfo writes a space, tab, newline and backslash escaped (\040 ...), in the
+    # sandbox's path as in the mount point's: each hung FUSE mount below is left out before
+    # any stat only if both were read right (the lines are matched as written, unescaped after).
+    sandbox = tmp_path / "sand box\\1\n"
+    mine = write(sandbox / "mine", 4 * KB)
+    odd = ["fu", "fu se", "tab\tnew\nline", "back\\134slash"]
+    for name in odd:
+        (sandbox / name).mkdir()
+    script = _HUNG_FUSE.replace('[mount_hung(sandbox + "/fuse"), mount_hung(sandbox + "/deep/fuse")]',
+                                f"[mount_hung(sandbox + '/' + name) for name in {odd!r}]")
+    try:
+        done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", script,
+                               str(sandbox)], capture_output=True, text=True, timeout=10,
+                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    except subprocess.TimeoutExpired:
+        pytest.fail("the walk hung on a FUSE mount: its mount point was not known by name")
+    if done.returncode != 0 and "mount fuse" in done.stderr:
+        pytest.skip(f"no FUSE mounts here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr
+    used, files = json.loads(done.stdout)
+    assert files == 1 and used == blocks(mine)
+
+
 def test_a_walk_told_to_stop_ends_at_the_next_directory(tmp_path):
     for d in range(20):
         write(tmp_path / f"d{d}" / "f", 1)

@@ -232,3 +232,33 @@ def test_a_rerun_kills_the_children_a_held_process_forks_while_it_is_being_kille
         with contextlib.suppress(ProcessLookupError):
             os.killpg(forker.pid, signal.SIGKILL)
         forker.wait()
+
+
+def test_the_owner_writes_its_watchdogs_pid_for_the_figures_with_nothing_held(tmp_path):
+    """`stoker status` left out of the task's figures any child of its supervisor whose
+    command line said `stoker-watchdog`, which a task's daemon can say too: it leaves out the
+    pid the supervisor wrote, from the first step on, before any process is held."""
+    from config.spec import JobSpec, ProcessSpec, TaskSpec
+    from executor.task.heldfile import read_watchdog
+    from executor.task.owner import TaskOwner
+    from executor.task.ports import OwnerPorts
+    from tests.support.fake_clock import FakeClock
+    from tests.support.fake_ports import Effects, FakeProcs, RecordingReporter
+
+    clock = FakeClock()
+    effects = Effects(clock)
+    procs = FakeProcs(effects)
+    procs.watchdog_pid = 4242
+    job = JobSpec(role="r", environment="e", cluster="c", name="web", instance=0, task_id="web-0-1",
+                  task=TaskSpec(name="web", processes=(ProcessSpec("web", "serve"),)))
+    owner = TaskOwner(job, OwnerPorts(procs=procs, open_checkpoint=lambda: CheckpointWriter(tmp_path),
+                                      reporter=RecordingReporter(effects), checker=None,
+                                      start_health=None, start_lifecycle=None),  # type: ignore[arg-type]
+                      sandbox=tmp_path, clock=clock)
+    owner.start()
+    try:
+        assert owner.step() is False
+        assert read_watchdog(tmp_path, procs.marker) == 4242 and read_held(tmp_path, procs.marker) == []
+        assert read_watchdog(tmp_path, "another-attempt") is None
+    finally:
+        owner.close()

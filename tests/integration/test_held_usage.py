@@ -44,12 +44,16 @@ def test_an_orphan_the_supervisor_has_not_looked_at_counts_and_its_watchdog_does
         assert supervisor.stdout is not None
         run, watchdog, orphan = map(int, supervisor.stdout.readline().split())
         sampler = UsageSampler()
-        (found,) = sampler.owned(supervisor.pid, [run])
+        (found,) = sampler.owned(supervisor.pid, [run], watchdog)
         assert found.pid == orphan and found.processes == 1 and found.rss_bytes >= HELD
         assert found.rss_bytes >= rss_of(orphan) - 1024 * 1024 and found.cpu_percent is not None
-        assert {u.pid for u in sampler.owned(supervisor.pid, [])} == {run, orphan}  # no watchdog
-        assert orphan not in {u.pid for u in sampler.owned(os.getpid(), [])}  # not this one's child
+        assert {u.pid for u in sampler.owned(supervisor.pid, [], watchdog)} == {run, orphan}  # no watchdog
+        assert orphan not in {u.pid for u in sampler.owned(os.getpid(), [], None)}  # not this one's child
+        # A process of the task named like a watchdog is counted: only the pid its supervisor
+        # wrote is left out (a task's `/bin/sh -c ... stoker-watchdog` hid from the figures).
+        assert {u.pid for u in sampler.owned(supervisor.pid, [run], None)} == {watchdog, orphan}
+        assert {u.pid for u in sampler.owned(supervisor.pid, [run], orphan)} == {watchdog, orphan}  # not one
     finally:
         os.killpg(supervisor.pid, signal.SIGKILL)
         supervisor.wait()
-    assert wait_for(lambda: UsageSampler().owned(supervisor.pid, []) == [])
+    assert wait_for(lambda: UsageSampler().owned(supervisor.pid, [], None) == [])

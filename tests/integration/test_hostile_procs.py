@@ -59,6 +59,29 @@ def test_a_stopped_run_and_its_stopped_daemon_act_on_sigterm_at_once(harness, tm
     wait_for(marker.exists, 5, message="the stopped daemon's SIGTERM handler to run")
 
 
+def test_a_run_stopped_and_continued_again_and_again_stays_stopped_and_its_exit_is_heard_once(harness):
+    """The reaper hears every stop of its children (`WSTOPPED`, for the watchdog's sake) and
+    takes each report: a run the user stops stays stopped (`stoker status` reads the state),
+    and after 50 stops and continues its exit still comes, once, with its code."""
+    top = harness.spawn("p", "while [ ! -e go ]; do sleep 0.01; done; exit 5")
+    for _ in range(50):
+        os.kill(top, signal.SIGSTOP)
+        wait_for(lambda: stopped(top), 2, message="it to stop")
+        os.kill(top, signal.SIGCONT)
+        wait_for(lambda: not stopped(top), 2, message="it to run again")
+    os.kill(top, signal.SIGSTOP)
+    (harness.sandbox / "go").touch()
+    wait_for(lambda: stopped(top), 2, message="it to stop")
+    with pytest.raises(queue.Empty):
+        harness.events.get(timeout=0.2)
+    assert stopped(top)  # not continued by anyone: a user's stop holds
+    os.kill(top, signal.SIGCONT)
+    event = harness.next_exit()
+    assert (event.pid, event.status.exit_code) == (top, 5)
+    with pytest.raises(queue.Empty):
+        harness.events.get(timeout=0.1)
+
+
 def test_a_watchdog_a_task_process_stopped_is_continued_at_once_and_leaves_at_close(tmp_path, tracker, caplog):
     """Before, a watchdog stopped by a task process of Stoker's own user (`kill -STOP`) stayed
     stopped until the close continued it: the supervisor's death meanwhile would have left
@@ -75,6 +98,35 @@ def test_a_watchdog_a_task_process_stopped_is_continued_at_once_and_leaves_at_cl
         assert "SIGSTOP" in caplog.text
         wait_for(lambda: psutil.Process(wd).status() != psutil.STATUS_STOPPED, 2, message="it to run again")
         assert harness.sup.watchdog_pid == wd  # the same one, not a new one
+    finally:
+        harness.sup.close()
+    wait_for(lambda: not alive(wd), 2, message="the watchdog to exit at close")
+
+
+STOPPER = ("import os, signal, sys, time\n"
+           "for _ in range(100):\n"
+           "    os.kill(int(sys.argv[1]), signal.SIGSTOP)\n"
+           "    time.sleep(0.002)\n"
+           "open('done', 'w')\n")
+
+
+def test_a_watchdog_stopped_again_and_again_is_continued_each_time_in_few_lines(tmp_path, tracker, caplog):
+    """Before, each stop was one WARNING line: a task's process that stopped the watchdog in
+    a loop wrote the supervisor's log full (a line per stop, without end). Now the first
+    stop is named, then the 10th, 100th...: a line for each tenfold, with how many so far."""
+    harness = Harness(tmp_path / "sandbox", tracker)
+    try:
+        wd = harness.sup.watchdog_pid
+        assert wd is not None
+        tracker.add(wd)
+        with caplog.at_level(logging.DEBUG, logger="executor.procs.watchdog"):
+            harness.spawn("p", f"exec {shlex.quote(sys.executable)} -c {shlex.quote(STOPPER)} {wd}")
+            wait_for(lambda: (harness.sandbox / "done").exists(), 10, message="the 100 stops")
+            wait_for(lambda: psutil.Process(wd).status() != psutil.STATUS_STOPPED, 2, message="it to run again")
+        lines = [r for r in caplog.records if "watchdog_continued" in r.getMessage()]
+        assert 1 <= len(lines) <= 3 and all(r.levelno == logging.WARNING for r in lines), \
+            [r.getMessage() for r in lines][:5]
+        assert "times=1 " in lines[0].getMessage()
     finally:
         harness.sup.close()
     wait_for(lambda: not alive(wd), 2, message="the watchdog to exit at close")

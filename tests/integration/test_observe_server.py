@@ -84,6 +84,20 @@ def test_a_planted_definition_is_refused_not_followed(tmp_path):
     assert read_definition(tmp_path / "nowhere")[0] is None
 
 
+@pytest.mark.parametrize("levels", [1200, 9000], ids=["read-by-3.12", "read-by-3.13"])
+def test_a_definition_nested_deeper_than_stoker_writes_is_refused_on_every_python(tmp_path, levels):
+    """Valid JSON nested 1,200 levels: 3.11's json.loads refused it (RecursionError), 3.12's
+    read it and the task page's json.dumps(indent=2) raised RecursionError (a 500); nested
+    9,000 levels (18 KB), 3.13's read it and the page was 162 MB. Refused as read, on all."""
+    stoker = tmp_path / ".stoker"
+    stoker.mkdir()
+    (stoker / "task.json").write_text('{"task": {"processes": []}, "x": ' + "[" * levels + "]" * levels + "}")
+    doc, problem = read_definition(tmp_path)
+    assert (doc, problem) == (None, f"{stoker}/task.json is nested deeper than 100 levels: not shown")
+    (stoker / "task.json").write_text('{"task": ' + '{"x": ' * 98 + "1" + "}" * 98 + "}")
+    assert read_definition(tmp_path) == (json.loads((stoker / "task.json").read_text()), "")  # 100 levels
+
+
 def test_a_definition_that_cannot_be_written_costs_only_a_warning(tmp_path, caplog):
     (tmp_path / ".stoker").symlink_to("/tmp")
     assert not write_definition(tmp_path, job())
@@ -160,7 +174,7 @@ def test_an_ipv6_address_may_be_given_in_brackets(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a registry of another user's needs root to make")
-def test_a_registry_it_may_not_read_is_an_error_never_a_host_without_tasks(tmp_path, capsys):
+def test_a_registry_it_may_not_read_is_an_error_never_a_host_without_tasks(tmp_path, capsys, kept_logging):
     """`stoker observe` as an ordinary user on root's registry (`--root /var/run/stoker`),
     or on one it does not trust, served an empty task list, 200: a host where nothing runs.
     Now it does not start (one error line, exit 1), and a registry that became unreadable

@@ -158,6 +158,77 @@ def test_a_stoker_renamed_away_is_said_once_by_the_writer_and_by_status_as_such(
             assert err.startswith(f"stoker: error: {sandbox}/.stoker is not the directory its supervisor made "
                                   f"(there is none): it was renamed or removed since the task started; its "
                                   f"supervisor (pid {me.pid}) still runs"), err
+        # `stoker ps`'s row says NEW 0/0 (nothing read): the note under it says why (only
+        # --json said it, while the supervisor runs).
+        assert main(["ps", "--root", str(root)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[2].startswith(f"web-0-1: {sandbox}/.stoker is not the directory its supervisor made "
+                                 "(there is none)") and len(out) == 3, out
         assert Registry(RegistrySettings(registry_root=str(root))).entries()
     finally:
         session.close()
+
+
+def test_status_by_path_reads_the_usage_record_through_its_registry_entrys_pin(tmp_path, capsys):
+    """`stoker status SANDBOX` of a registered task whose supervisor had ended said its usage
+    figures were unverified (no pin, no live lock holder), where `stoker status TASK_ID`
+    read the same record through the pinned `.stoker`: the path is looked up in the registry."""
+    from config.registry import RegistrySettings
+    from executor.cli.main import main
+    from executor.host.identity import own_identity
+    from executor.task.checkpoint import CheckpointWriter
+    from executor.task.usagefile import UsageWriter
+
+    me, root, sandbox = own_identity(), tmp_path / "root", tmp_path / "sb"
+    sandbox.mkdir()
+    session = HostSession.open(sandbox, RegistrySettings(registry_root=str(root)), FrontEnd.RUN)
+    try:
+        session.task_started(task_id="web-0-1", job_key="c/r/e/web", label="web.0", marker="m4rk",
+                             post=lambda _request: None)
+        writer = CheckpointWriter(sandbox, label="web.0", stoker_dir=session.stoker_dir())
+        writer.append({"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
+                       "sandbox": str(sandbox), "ports": {}, "supervisor_pid": me.pid,
+                       "supervisor_start": me.start_ticks, "supervisor_boot": me.boot_id, "marker": "m4rk",
+                       "processes": ["web"], "health": "none"})
+        writer.append({"kind": "task", "from": "NEW", "to": "FAILED", "reason": "r"})
+        writer.close()
+        UsageWriter(sandbox, "m4rk", "web.0", TaskSpec(name="web", processes=(ProcessSpec("web", "true"),),
+                                                       cpu=0.5, ram_bytes=1 << 26, disk_bytes=1 << 23),
+                    None, wall=lambda: 1.0).start()
+    finally:
+        session.close()  # its supervisor ended: no one holds the lock
+    for target in ("web-0-1", str(sandbox)):
+        assert main(["status", target, "--root", str(root), "--json"]) == 0
+        resources = json.loads(capsys.readouterr().out)["resources"]
+        assert resources["cpu_reserved"] == 0.5 and resources["unverified"] is None, (target, resources)
+
+
+def test_a_stoker_renamed_away_is_said_at_the_next_disk_sample_or_file_beside_the_checkpoint(tmp_path, caplog):
+    """An idle task writes no record for hours: its `.stoker` renamed away was said only at
+    the next record. Its next disk sample (usage.json, `_TaskFiles` wires the usage writer
+    to the checkpoint's `say_if_moved`) says it, as does a held.json written beside it."""
+    import logging
+
+    from executor.events import DiskSampled
+    from executor.task.checkpoint import CheckpointWriter
+    from executor.task.usagefile import UsageWriter
+    from executor.task.wiring import _TaskFiles
+
+    usage = UsageWriter(tmp_path, "m4rk", "web.0", TaskSpec(name="web", processes=(ProcessSpec("web", "true"),)),
+                        60.0)
+    files = _TaskFiles(CheckpointWriter(tmp_path, label="web.0"), usage)
+    try:
+        files.append_many([{"kind": "header", "task": "web.0"}])
+        stoker_dir = os.open(tmp_path / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
+        usage.start(stoker_dir)  # as the session's pinned fd is given
+        os.close(stoker_dir)
+        (tmp_path / ".stoker").rename(tmp_path / ".stoker.moved")
+        with caplog.at_level(logging.WARNING):
+            usage.sampled(DiskSampled(4096, files=1, unreadable=0, secs=0.01))
+            said = [r.getMessage() for r in caplog.records if "stoker_dir_moved" in r.getMessage()]
+            assert len(said) == 1 and f"now {tmp_path}/.stoker.moved" in said[0], said
+            files.replace_beside("held.json", b"{}")  # said once: not again
+    finally:
+        files.close()
+    assert len([r for r in caplog.records if "stoker_dir_moved" in r.getMessage()]) == 1
+    assert not (tmp_path / ".stoker").exists()

@@ -287,3 +287,20 @@ def test_root_keeps_no_plan_where_another_user_could_redirect_it(tmp_path, job):
     os.chmod(target, 0o777)  # a directory of root's that others may write
     assert plancache.cache_dir({"STOKER_PLAN_CACHE": str(target)}, euid=0) is None
     assert os.listdir(target) == []
+
+
+def test_why_no_plan_is_kept(tmp_path):
+    """The reason `stoker run`'s one plan_not_kept line gives (`planfiles.unkept_reason`)."""
+    from executor.local.planfiles import unkept_reason
+
+    assert unkept_reason({"HOME": str(tmp_path)}) is None  # kept there
+    assert unkept_reason({"STOKER_PLAN_CACHE": "off"}) is None  # turned off: nothing to say
+    assert unkept_reason({"STOKER_PLAN_CACHE": "rel"}) == "STOKER_PLAN_CACHE (rel) is not an absolute path (nor off)"
+    assert unkept_reason({"HOME": str(tmp_path / "gone")}, euid=4242421) == (
+        f"HOME ({tmp_path}/gone) is not a directory this user owns, nor is the password database's home "
+        f"of uid 4242421")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    assert unkept_reason({"STOKER_PLAN_CACHE": str(shared / "plans")}).startswith(
+        f"another user could redirect {shared}/plans: ")

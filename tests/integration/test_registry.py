@@ -379,12 +379,32 @@ def test_the_bound_counts_every_file_read_and_a_cut_reading_prunes_no_unread_nam
     unread: list[str] = []
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        found, complete = reg._read_all(fd, None, unread)
+        found, read = reg._read_all(fd, None, unread)
     finally:
         os.close(fd)
-    assert len(opened) == 4 and not complete  # eight files named like entries: four read
+    assert len(opened) == 4 == len(read)  # eight files named like entries: four read
     assert len(found) + len(unread) == 4 and set(unread) <= set(damaged)
     opened.clear()
     reg.entries()  # reads and prunes: only what it read may go
     assert len(opened) == 4
     assert len([n for n in damaged if (root / n).exists()]) >= 3  # unread: not judged damaged
+
+
+def test_damaged_files_read_at_the_bound_are_pruned_so_a_full_registry_drains(tmp_path, monkeypatch):
+    """A cut reading pruned no damaged file at all, even those it read: a registry holding
+    MAX_ENTRIES damaged files (a full disk's truncated writes) stayed full for ever, each
+    reading spent on them, and the live task past them was never listed."""
+    from executor.host import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "MAX_ENTRIES", 4)
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    me = own_identity()
+    damaged = [entry_name(me.pid, me.start_ticks + 1000 + n) for n in range(7)]
+    root.mkdir(parents=True, exist_ok=True)
+    for name in damaged:
+        (root / name).write_text("{not an entry")
+        age(root / name, 2 * DAY)
+    reg.write(entry(tmp_path / "mine", task_id="mine"), prune=False)
+    seen = [[listed.entry.task_id for listed in reg.entries()] for _ in range(3)]
+    assert [n for n in damaged if (root / n).exists()] == [] and seen[-1] == ["mine"], seen

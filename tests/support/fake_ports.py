@@ -75,6 +75,8 @@ class FakeProcs:
         self.idles += 1
         return None
 
+    watchdog_pid: int | None = None
+
     def held(self) -> dict[int, int]:
         return {}
 

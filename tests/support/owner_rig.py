@@ -1,4 +1,4 @@
-"""The rig every owner table test starts from (tests/unit/test_owner_table.py,
+"""The rig every owner table test starts from (tests/unit/test_owner_table.py, test_owner_operators.py,
 test_owner_disk.py, test_owner_announcing.py): a TaskOwner over the fake ports
 (`fake_ports.py`), on a fake clock, whose every act lands in one `Effects` log; the job
 those tests vary (`job`); and `post`, one event and the step it causes.

@@ -95,7 +95,7 @@ def setup_version_function(here: Path) -> Callable[[], str]:
     imported: its constants and that function are taken out of it)."""
     tree = ast.parse((ROOT / "setup.py").read_text())
     kept = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and "setuptools" not in ast.unparse(n)
-            or isinstance(n, ast.FunctionDef) and n.name == "build_version"
+            or isinstance(n, ast.FunctionDef) and n.name in ("git", "sdist_version", "build_version")
             or isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "BASE_VERSION"]
     space: dict[str, object] = {"HERE": str(here)}
     exec(compile(ast.Module(body=kept, type_ignores=[]), "setup.py", "exec"), space)
@@ -114,6 +114,36 @@ def test_stoker_version_is_the_wheels_stamped_with_its_commit(tmp_path, monkeypa
     monkeypatch.setenv("STOKER_BUILD_VERSION", "0.1.0+gfeedbee")  # tools/build_dist.py's copy
     assert setup_version_function(tmp_path)() == "0.1.0+gfeedbee"
     assert executor.version() == executor.__version__ == "0.1.0"  # a checkout run in place: no stamp
+
+
+def test_the_development_venv_records_no_commit_for_its_editable_install():
+    """`make`'s editable install was stamped with the commit of the day it was made, which
+    pip went on reporting (`pip show stoker`: 0.1.0+g5676995 on a checkout at e1d040d), and
+    test_cli_conventions' test_version compared `stoker --version` (0.1.0 run from a
+    checkout) with it: it is made with the base version, as `stoker --version` says there."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"STOKER_BUILD_VERSION={executor.BASE_VERSION} $(BIN)/python -m pip install -q -e '.[test]'" in makefile
+
+
+def test_a_tree_inside_another_repository_is_not_stamped_with_its_commit(tmp_path, monkeypatch):
+    """A tarball unpacked inside another project's repository (vendored) was stamped with
+    that project's commit: `git -C` finds the enclosing repository."""
+    monkeypatch.delenv("STOKER_BUILD_VERSION", raising=False)
+    outer = tmp_path / "project"
+    (outer / "vendor/stoker/executor").mkdir(parents=True)
+    git = ["git", "-C", str(outer), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "theirs"], check=True)
+    assert setup_version_function(outer / "vendor/stoker")() == "0.1.0"
+
+
+def test_a_wheel_built_from_an_sdist_keeps_the_sdists_version(tmp_path, monkeypatch):
+    """pip install stoker-0.1.0+g1a2b3c4.tar.gz builds its wheel from the unpacked sdist,
+    which has no .git: the wheel said 0.1.0 (its PKG-INFO has the stamp)."""
+    monkeypatch.delenv("STOKER_BUILD_VERSION", raising=False)
+    (tmp_path / "executor").mkdir()
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: stoker\nVersion: 0.1.0+g1a2b3c4.dirty\n")
+    assert setup_version_function(tmp_path)() == "0.1.0+g1a2b3c4.dirty"
 
 
 def test_the_oldest_python_is_the_same_everywhere_it_is_named():

@@ -1,0 +1,118 @@
+"""`make test-pythons`: the tests again on every other CPython >= 3.11 this machine has.
+
+`make test` runs on the one Python `.venv` was made with; the README promises 3.11, 3.12
+and 3.13. This finds the others: pyenv's (`$PYENV_ROOT/versions/*/bin/python3`, else
+`~/.pyenv`) and `python3.N` on PATH, keeps one interpreter per minor version (the newest
+patch), leaves out the venv's own version (`make test` covers it) and anything older than
+3.11, then for each: a venv of its own at `.venv-3.N` (made, and `pip install -e '.[test]'`
+run, when missing or older than setup.py), and `pytest -q PATHS` in it (default: the unit
+tests and the start-up smoke below). One line per version at the end; the exit status is 1
+when any run failed, 0 when all passed or no other Python was found (it says so).
+
+    .venv/bin/python tools/test_pythons.py [--python PATH]... [PYTEST ARGS...]
+
+Not part of `make test` (CI): a venv per version costs about 30 s of pip, and the unit
+tests about 25 s on each; CI runs the release zipapp on each of these Pythons instead
+(tests/e2e/test_dist.py). docs/testing.md says what each runs.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OLDEST = (3, 11)
+# The start-up smoke: `stoker run` of a job and `stoker executor` under the agent
+# simulator, with the import budget of each (module sets, the same on every version).
+DEFAULT_PATHS = ["tests/unit", "tests/e2e/test_startup_imports.py"]
+
+
+def version_of(python: str) -> tuple[int, int, int] | None:
+    """(major, minor, micro) of the interpreter at `python`, or None when it does not run."""
+    try:
+        done = subprocess.run([python, "-S", "-c", "import sys; print(*sys.version_info[:3])"],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    parts = done.stdout.split()
+    if done.returncode != 0 or len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    major, minor, micro = (int(p) for p in parts)
+    return major, minor, micro
+
+
+def candidates() -> list[str]:
+    """pyenv's interpreters, then `python3.N` on PATH."""
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    found = sorted(glob.glob(os.path.join(root, "versions", "*", "bin", "python3")))
+    for minor in range(OLDEST[1], 20):
+        path = shutil.which(f"python3.{minor}")
+        if path is not None:
+            found.append(path)
+    return found
+
+
+def others(pythons: list[str], skip: tuple[int, int]) -> dict[tuple[int, int], str]:
+    """The newest interpreter of each minor version >= 3.11 but `skip`, by version."""
+    best: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
+    for python in pythons:
+        version = version_of(python)
+        if version is None or version[:2] < OLDEST or version[:2] == skip:
+            continue
+        minor = (version[0], version[1])
+        if minor not in best or version > best[minor][0]:
+            best[minor] = (version, python)
+    return {minor: python for minor, (_, python) in sorted(best.items())}
+
+
+def venv_for(minor: tuple[int, int], python: str) -> Path:
+    """ROOT/.venv-3.N with the test extra installed, made again when setup.py is newer."""
+    venv = ROOT / f".venv-{minor[0]}.{minor[1]}"
+    stamp = venv / ".installed"
+    if stamp.exists() and stamp.stat().st_mtime >= (ROOT / "setup.py").stat().st_mtime:
+        return venv
+    bin_python = venv / "bin" / "python"
+    if not bin_python.exists():
+        subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(bin_python), "-m", "pip", "install", "-q", "-e", ".[test]"], cwd=ROOT, check=True)
+    subprocess.run([str(bin_python), "-m", "executor.codecache"], cwd=ROOT, check=True)  # as make's venv
+    stamp.touch()
+    return venv
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tools/test_pythons.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--python", action="append", default=[], metavar="PATH",
+                        help="test with this interpreter (instead of looking for them)")
+    args, pytest_args = parser.parse_known_args(argv)
+    pythons = others(args.python or candidates(), (sys.version_info[0], sys.version_info[1]))
+    if not pythons:
+        print(f"test-pythons: no Python >= 3.11 other than {sys.version_info[0]}.{sys.version_info[1]} found; "
+              "nothing to run")
+        return 0
+    results = []
+    for minor, python in pythons.items():
+        name = f"{minor[0]}.{minor[1]}"
+        print(f"test-pythons: {name} ({python})", flush=True)
+        started = time.monotonic()
+        try:
+            venv = venv_for(minor, python)
+        except subprocess.CalledProcessError as exc:
+            results.append((name, f"the venv could not be made: {exc}", 1))
+            continue
+        done = subprocess.run([str(venv / "bin/python"), "-m", "pytest", "-q", *(pytest_args or DEFAULT_PATHS)],
+                              cwd=ROOT)
+        results.append((name, f"exit {done.returncode} in {time.monotonic() - started:.0f} s", done.returncode))
+    for name, what, _ in results:
+        print(f"test-pythons: {name}: {what}")
+    return 1 if any(code for _, _, code in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
