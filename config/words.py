@@ -24,6 +24,7 @@ from collections.abc import Iterable
 # surrogates: the bytes surrogateescape decoded (U+DC80-U+DCFF), any other unpaired one.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_WIDE = ("W", "F")  # East Asian widths a terminal shows in two columns: wide, fullwidth
 # repr's escape of a surrogateescape byte (`\\udcff`), not one of a backslash repr doubled
 _REPR_SURROGATE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
 
@@ -50,7 +51,7 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     import difflib  # an error path: not loaded by a start that makes no such message
 
     names = sorted(set(known))
-    close = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(word, names)  # at most 3, similar to 0.6: its defaults
     if close:
         return "; did you mean " + " or ".join(quoted(c) for c in close) + "?"
     return "; the known names are " + ", ".join(names) if names else ""
@@ -63,7 +64,7 @@ def columns(text: str) -> int:
         return len(text)
     import unicodedata  # only a name that is not ASCII needs it
 
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in _WIDE else 1
                for c in text)
 
 
@@ -98,4 +99,6 @@ def _escape(match: re.Match[str]) -> str:
     code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's: the byte it stands for
         return f"\\x{code - 0xDC00:02x}"
-    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    if code >= 0xD800:  # any other lone surrogate
+        return f"\\u{code:04x}"
+    return _NAMED.get(char) or f"\\x{code:02x}"

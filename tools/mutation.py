@@ -35,10 +35,12 @@ class Module:
     slug: str  # the directory under .mutation/ and the name on the command line
     title: str  # the row's name in the table
     sources: tuple[str, ...]  # the files mutated
-    tests: tuple[str, ...]  # the unit tests that state their rules
+    tests: tuple[str, ...]  # the tests that state their rules (unit; integration for one that writes files)
 
 
-# A file a module's tests read beyond COPIED goes into COPIED.
+# A file a module's tests read beyond COPIED goes into COPIED. Tests that run the module in a
+# child process (under unshare, as another user) count for nothing here: mutmut maps a test to
+# the functions it calls in its own process only (why the disk walk, diskusage.py, is not here).
 MODULES = (
     Module("health", "health policy", ("healthcheck/policy.py",),
            ("tests/unit/test_health_policy.py", "tests/unit/test_health_numbers.py")),
@@ -60,7 +62,8 @@ MODULES = (
     Module("status", "task status machine", ("executor/task/status.py",),
            ("tests/unit/test_task_status.py", "tests/unit/test_announce_records.py")),
     Module("checkpoint", "checkpoint records, replay and task view",
-           ("executor/task/records.py", "executor/task/replay.py", "executor/task/taskview.py"),
+           ("executor/task/records.py", "executor/task/recordfields.py", "executor/task/replay.py",
+            "executor/task/taskview.py"),
            ("tests/unit/test_records.py", "tests/unit/test_replay.py",
             "tests/unit/test_announce_records.py", "tests/unit/test_restart_view.py")),
     Module("session", "Mesos session", ("executor/mesos/session.py",),
@@ -85,6 +88,25 @@ MODULES = (
            ("tests/unit/test_controlwire.py",)),
     Module("entry", "registry entry and a task's truth", ("executor/host/entry.py", "executor/host/truth.py"),
            ("tests/unit/test_host_entry.py", "tests/unit/test_restart_view.py")),
+    Module("runfacts", "runs' pids and exits", ("executor/task/runfacts.py",), ("tests/unit/test_runfacts.py",)),
+    Module("words", "words and printable text", ("config/words.py",), ("tests/unit/test_words.py",)),
+    Module("disklimit", "disk-limit policy", ("executor/task/disklimit.py",),
+           ("tests/unit/test_disk_policy.py", "tests/unit/test_owner_disk.py")),
+    Module("usage", "task usage figures", ("executor/task/usagefigures.py", "executor/observe/taskusage.py"),
+           ("tests/unit/test_usage_figures.py", "tests/unit/test_task_usage.py")),
+    Module("usagefile", "usage file", ("executor/task/usagefile.py",), ("tests/integration/test_usage_file.py",)),
+    Module("containerizer", "mesos-containerizer command line", ("executor/mesos/containerizer.py",),
+           ("tests/unit/test_containerizer.py",)),
+    Module("callbacks", "Mesos callback table", ("executor/mesos/callbacks.py",),
+           ("tests/unit/test_mesos_callbacks.py",)),
+    Module("imageusers", "image's user database", ("executor/mesos/imageusers.py",),
+           ("tests/integration/test_image_hostile.py",)),
+    Module("killing", "the owner's kill", ("executor/task/killing.py",),
+           ("tests/unit/test_owner_table.py", "tests/unit/test_owner_disk.py", "tests/unit/test_owner_announcing.py",
+            "tests/unit/test_owner_kill_lines.py")),
+    Module("executorsettings", "stoker executor's settings", ("config/executorsettings.py",),
+           ("tests/unit/test_settings.py", "tests/unit/test_thermos_flags.py", "tests/unit/test_disk_settings.py",
+            "tests/unit/test_announcer_config.py")),
 )
 
 

@@ -82,8 +82,9 @@ class ContainerizerLaunch:
         path as it is."""
         if path == self.sandbox:
             return self.working_directory
-        if path.startswith(self.sandbox.rstrip("/") + "/"):
-            return posixpath.join(self.working_directory, path[len(self.sandbox.rstrip("/")) + 1:])
+        within = posixpath.join(self.sandbox, "")  # the sandbox and one "/" ("/" itself stays "/")
+        if path.startswith(within):
+            return posixpath.join(self.working_directory, path[len(within):])
         return path
 
 

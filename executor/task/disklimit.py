@@ -74,7 +74,7 @@ class DiskLimit:
         self.interval_secs = interval_secs
         self.last: DiskSampled | None = None  # the last sample made
         self.sampling = False
-        self._next_at: float | None = None  # None: not started, or over
+        self._next_at: float | None = None  # None: not started, sampling, or over
         self._over = False  # stopped, or exceeded
 
     def start(self, now: float) -> None:
@@ -84,7 +84,7 @@ class DiskLimit:
 
     def take(self, now: float) -> bool:
         """True: start a sample now (and the check counts it as under way)."""
-        if self._over or self.sampling or self._next_at is None or now < self._next_at:
+        if self._next_at is None or now < self._next_at:  # None while one runs, or over
             return False
         self.sampling = True
         self._next_at = None
@@ -108,7 +108,7 @@ class DiskLimit:
 
     def deadline_at(self) -> float | None:
         """When `take` will next say yes (None: not before some other event)."""
-        return None if self._over or self.sampling else self._next_at
+        return self._next_at
 
     def stop(self) -> None:
         """The task stops: no sample starts after this, and a result still coming decides

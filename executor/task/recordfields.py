@@ -95,9 +95,8 @@ def from_state(cls: type[enum.Enum], doc: Mapping[str, Any]) -> Any:
     """A change's "from": None when absent, or when it names no state this Stoker knows (a
     newer Stoker's): where the change went, its "to", is what a reader needs; a task's
     terminal record is read, not skipped, so its end is not taken for a lost task."""
-    value = text(doc, "from", None)
     try:
-        return None if value is None else cls(value)
+        return cls(text(doc, "from", None))  # None (absent) is no state either
     except ValueError:
         return None
 
@@ -110,8 +109,8 @@ def boot(doc: Mapping[str, Any]) -> float | None:
     """A record's boot-clock stamp; one that is not a number in range is dropped, not the
     record: the reader then counts from its wall time, as for an older record."""
     try:
-        stamp: float | None = number(doc, "boot", None)
-    except Damaged:
+        stamp: float | None = number(doc, "boot")
+    except Damaged:  # absent too
         stamp = None
     return stamp
 

@@ -27,7 +27,7 @@ class RunFacts:
         self._pids[(process, run)] = pid
 
     def exited(self, process: str, run: int, status: ExitStatus) -> None:
-        if run >= self._last_ended.get(process, -1):  # not a run whose facts were dropped
+        if run >= self._last_ended.get(process, run):  # not a run whose facts were dropped
             self._exits[(process, run)] = status
 
     def pid(self, process: str, run: int) -> int | None:
@@ -42,4 +42,4 @@ class RunFacts:
         if before is not None and before < run:
             self._pids.pop((process, before), None)
             self._exits.pop((process, before), None)
-        self._last_ended[process] = max(run, -1 if before is None else before)
+        self._last_ended[process] = run if before is None else max(run, before)

@@ -120,7 +120,7 @@ def usage_record(doc: dict[str, Any]) -> UsageRecord | None:
               _optional(doc, "disk_reserved", True), _optional(doc, "disk_check_secs"))
     error = doc.get("disk_error") or ""
     raw = doc.get("disk_sample")
-    sample = _sample(raw) if raw is not None else None
+    sample = _sample(raw)  # None for no sample too
     if _BAD in fields or not isinstance(error, str) or (raw is not None and sample is None):
         return None
     return UsageRecord(*fields, sample=sample, error=error[:1000])
@@ -225,8 +225,8 @@ def figure_rows(f: Figures, now_wall: float) -> list[tuple[str, str, str, str, s
             disk_note += f"; the last sample failed: {f.disk_error}"
     else:
         disk_note = f.disk_note
-    if f.unverified:
-        disk_note = f"{disk_note}; unverified: {f.unverified}" if disk_note else f"unverified: {f.unverified}"
+    if f.unverified:  # only a record has it, and a record always gives a note
+        disk_note = f"{disk_note}; unverified: {f.unverified}"
     return [("cpu", _cores(f.cpu_used), _cores(f.cpu_reserved), _pct(f.cpu_percent), cpu_note),
             ("ram", size_text(f.ram_used), size_text(f.ram_reserved), _pct(f.ram_percent), f.cpu_note),
             ("disk", size_text(f.disk_used), size_text(f.disk_reserved), _pct(f.disk_percent), disk_note)]

@@ -65,7 +65,7 @@ class UsageWriter:
                  wall: Callable[[], float] = time.time) -> None:
         self._sandbox, self._label, self._wall = sandbox, label, wall
         self.doc: dict[str, Any] = {
-            "marker": marker, "boot": "", "cpu_reserved": task.cpu, "ram_reserved": task.ram_bytes,
+            "marker": marker, "boot": identity.boot_id(), "cpu_reserved": task.cpu, "ram_reserved": task.ram_bytes,
             "disk_reserved": task.disk_bytes, "disk_check_secs": check_secs, "disk_sample": None,
             "disk_error": ""}
         self._failing = False
@@ -74,7 +74,6 @@ class UsageWriter:
         self.after_sample: Callable[[], None] | None = None  # the checkpoint's say_if_moved
 
     def start(self, stoker_dir: int | None = None) -> None:
-        self.doc["boot"] = identity.boot_id()
         if stoker_dir is not None and self._dir is None:
             try:
                 self._dir = os.dup(stoker_dir)

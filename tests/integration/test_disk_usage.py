@@ -60,9 +60,11 @@ def test_a_hard_linked_file_counts_once(tmp_path):
     (tmp_path / "two").mkdir()
     os.link(big, tmp_path / "two/big")
     os.link(big, tmp_path / "big-too")
+    pair = write(tmp_path / "pair", 50 * KB)
+    os.link(pair, tmp_path / "two/pair")  # two links, the commonest case
     usage = measure(tmp_path)
-    assert usage.used_bytes == blocks(big, tmp_path / "one", tmp_path / "two")
-    assert usage.files == 3
+    assert usage.used_bytes == blocks(big, pair, tmp_path / "one", tmp_path / "two")
+    assert usage.files == 4
 
 
 def test_symlinks_are_never_followed_out_of_the_sandbox_nor_round_a_loop(tmp_path):
@@ -207,6 +209,9 @@ def _remove_deep(top: int, depth: int) -> None:
 def test_mountinfo_paths_are_unescaped():
     assert _unescape(r"/sb/tmp\040fs\011x\134y") == "/sb/tmp fs\tx\\y"
     assert _unescape("/plain") == "/plain"
+    # only a backslash and three digits is an escape: digits elsewhere, or after a backslash
+    # that is no escape, stay as they are
+    assert _unescape(r"/sb/a\040b2024\x123") == "/sb/a b2024\\x123"
 
 
 _MOUNTED = """

@@ -16,7 +16,7 @@ import pytest
 
 from config.spec import ProcessSpec, TaskSpec
 from executor.events import DiskSampled
-from executor.host.identity import own_identity
+from executor.host.identity import boot_id, boot_to_wall, own_identity
 from executor.host.sandbox import LOCK_FILE, USAGE_FILE, open_stoker_dir
 from executor.procs import sandboxfs
 from executor.task.usagefigures import (
@@ -144,7 +144,7 @@ def test_an_oversized_file_is_not_read(tmp_path):
     doc["disk_error"] = "x" * MAX_USAGE_BYTES  # valid JSON of the right fields, too large
     path.write_text(json.dumps(doc))
     record, why = read_usage(tmp_path, MARKER)
-    assert record is None and f"larger than {MAX_USAGE_BYTES} bytes" in why
+    assert (record, why) == (None, f"{path} is larger than {MAX_USAGE_BYTES} bytes: not read")
 
 
 def test_a_file_others_may_write_is_not_trusted(tmp_path):
@@ -189,3 +189,118 @@ def test_a_failed_write_is_one_warning_and_its_recovery_one_info(tmp_path, caplo
 def test_the_check_interval_is_kept_so_a_reader_knows_whether_samples_come(tmp_path, check_secs):
     writer(tmp_path, check_secs).start()
     assert read_usage(tmp_path, MARKER)[0].check_secs == check_secs
+
+
+def test_the_file_holds_the_documented_fields_at_each_step_and_nothing_after_close(tmp_path):
+    w = writer(tmp_path)
+    path = tmp_path / ".stoker" / USAGE_FILE
+    w.start()
+    assert json.loads(path.read_text()) == {
+        "marker": MARKER, "boot": boot_id(), "cpu_reserved": 0.5, "ram_reserved": 64 * MB,
+        "disk_reserved": 8 * MB, "disk_check_secs": 60.0, "disk_sample": None, "disk_error": ""}
+    w.sampled(DiskSampled(None))  # a sample that failed without saying why
+    assert json.loads(path.read_text())["disk_error"] == "the sample failed"
+    w.sampled(DiskSampled(7, files=2, secs=0.12345678))
+    doc = json.loads(path.read_text())
+    assert doc["disk_error"] == "" and set(doc["disk_sample"]) == {
+        "used_bytes", "files", "unreadable", "secs", "wall", "boot_secs"}
+    assert {k: doc["disk_sample"][k] for k in ("used_bytes", "files", "unreadable", "secs", "wall")} == {
+        "used_bytes": 7, "files": 2, "unreadable": 0, "secs": 0.123457, "wall": 1234.5}
+    w.close()
+    w.sampled(DiskSampled(9))  # after the task's end: dropped
+    assert json.loads(path.read_text())["disk_sample"]["used_bytes"] == 7
+
+
+def test_writes_go_through_the_stoker_it_was_given_and_close_lets_it_go(tmp_path):
+    """A task that renames .stoker and makes another in its place does not get the writes."""
+    fds = len(os.listdir("/proc/self/fd"))
+    fd = open_stoker_dir(tmp_path, create=True)
+    w = writer(tmp_path)
+    w.start(fd)
+    os.close(fd)  # the writer keeps its own copy
+    os.rename(tmp_path / ".stoker", tmp_path / ".stoker-moved")
+    (tmp_path / ".stoker").mkdir(mode=0o700)
+    w.sampled(DiskSampled(11))
+    assert json.loads((tmp_path / ".stoker-moved" / USAGE_FILE).read_text())["disk_sample"]["used_bytes"] == 11
+    assert not (tmp_path / ".stoker" / USAGE_FILE).exists()
+    w.close()
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_the_failure_and_recovery_lines_say_what_and_come_once(tmp_path, caplog):
+    w = writer(tmp_path)
+    (tmp_path / ".stoker").write_text("not a directory")
+    with caplog.at_level(logging.INFO, logger="executor.task.usagefile"):
+        w.start()
+        assert [r.stoker_event for r in caplog.records] == ["usage_unwritten"]  # at the first failure
+        fields = caplog.records[0].stoker_fields
+        assert fields["task"] == "t.0"
+        assert fields["reason"] == f"cannot write {tmp_path}/.stoker/usage.json: .stoker: it is a regular file, " \
+                                   "not a directory"
+        assert fields["consequence"] == "`stoker status` and the observer show no disk figure for the task"
+        (tmp_path / ".stoker").unlink()
+        w.sampled(DiskSampled(20))
+        w.sampled(DiskSampled(30))
+    assert [r.stoker_event for r in caplog.records] == ["usage_unwritten", "usage_written"]
+    assert caplog.records[1].stoker_fields == {
+        "task": "t.0", "reason": f"{tmp_path}/.stoker/usage.json could be written again"}
+
+
+def test_a_stoker_descriptor_that_cannot_be_kept_is_one_warning_saying_why(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="executor.task.usagefile"):
+        writer(tmp_path).start(stoker_dir=99_999)  # no such descriptor: os.dup fails
+    assert [r.stoker_fields["reason"] for r in caplog.records] == [
+        f"cannot write {tmp_path}/.stoker/usage.json: Bad file descriptor (EBADF)"]
+
+
+def test_a_sandbox_path_no_file_can_have_is_one_warning_with_the_reason(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="executor.task.usagefile"):
+        writer(tmp_path / "nul\0").start()  # os.open's ValueError, not an OSError
+    assert [r.stoker_fields["reason"] for r in caplog.records] == [
+        f"cannot write {tmp_path}/nul\0/.stoker/usage.json: embedded null byte"]
+
+
+def test_the_reasons_a_record_is_not_read_name_the_file(tmp_path):
+    path = planted(tmp_path)
+    path.write_text("{not json")
+    assert read_usage(tmp_path, MARKER) == (None, f"{path} is damaged (not JSON): not read")
+    record, why = read_usage(tmp_path, MARKER, pinned="1:2")  # not the .stoker a registry entry pins
+    assert record is None and why.startswith(f"cannot open {tmp_path}/.stoker: ") and "None" not in why
+
+
+def test_a_file_of_exactly_the_cap_is_read(tmp_path):
+    path = planted(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["disk_error"] = ""
+    doc["disk_error"] = "x" * (MAX_USAGE_BYTES - len(json.dumps(doc)))
+    path.write_text(json.dumps(doc))
+    assert path.stat().st_size == MAX_USAGE_BYTES
+    assert read_usage(tmp_path, MARKER)[0] is not None
+
+
+def test_the_unverified_reason_in_full_and_a_supervisor_of_another_boot_holds_nothing(tmp_path):
+    planted(tmp_path)
+    me = own_identity()
+    fd = os.open(tmp_path / ".stoker" / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        record, _ = read_usage(tmp_path, MARKER, supervisor=attrs.evolve(me, boot_id="another-boot"))
+    finally:
+        os.close(fd)
+    assert record.unverified == (
+        "no registry entry pins this .stoker and no live supervisor holds its lock, so the task's "
+        "processes may have written it (`stoker status TASK_ID` reads the one its supervisor made)")
+
+
+@pytest.mark.parametrize("boot_secs, converted", [(0, True), (5.0, True), (-1.0, False), (True, False),
+                                                   ("5", False), (float("inf"), False)])
+def test_only_a_sane_boot_clock_stamp_of_this_boot_replaces_the_recorded_wall_time(tmp_path, boot_secs, converted):
+    path = planted(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["disk_sample"] = {"used_bytes": 1, "files": 1, "unreadable": 0, "secs": 0.1, "wall": 99.0,
+                          "boot_secs": boot_secs}
+    path.write_text(json.dumps(doc).replace("Infinity", "1e999"))
+    wall = read_usage(tmp_path, MARKER)[0].sample.wall
+    assert (wall != 99.0) is converted
+    if converted:
+        assert wall == pytest.approx(boot_to_wall(float(boot_secs)), abs=1.0)

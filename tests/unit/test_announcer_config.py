@@ -163,3 +163,13 @@ def test_the_flags_are_in_the_help():
     for flag in ("--announcer-ensemble", "--announcer-serverset-path", "--announcer-allow-custom-serverset-path",
                  "--announcer-hostname", "--announcer-zookeeper-auth-config"):
         assert flag in text, flag
+
+
+def test_an_auth_file_that_is_not_utf8_is_named_with_why(tmp_path):
+    latin1 = tmp_path / "auth.json"
+    latin1.write_bytes(b'{"auth": [{"scheme": "digest", "credential": "caf\xe9:pass"}]}')
+    with pytest.raises(SettingsError) as info:
+        executor_settings(["--announcer-zookeeper-auth-config", str(latin1)])
+    assert info.value.problems == (
+        f"--announcer-zookeeper-auth-config='{latin1}' cannot be read: 'utf-8' codec can't decode byte 0xe9 "
+        "in position 49: invalid continuation byte",)

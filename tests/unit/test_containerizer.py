@@ -47,6 +47,15 @@ def test_a_non_utf8_command_line_s_bytes_go_into_the_json_as_themselves():
     assert json.loads(os.fsdecode(flag).removeprefix("--launch_info="))["command"]["arguments"][2] == cmdline
 
 
+def test_characters_beyond_ascii_are_escaped_as_thermos_json_dumps_escapes_them():
+    # BMP ones as one \\uXXXX, the last of the BMP included; astral ones as a surrogate pair
+    cmdline = "echo é \uffff \U00010000 😀 \U0010ffff"
+    flag = LAUNCH.argv(cmdline, ROLE)[3]
+    assert flag.isascii()
+    assert json.dumps(cmdline) in flag
+    assert '"echo \\u00e9 \\uffff \\ud800\\udc00 \\ud83d\\ude00 \\udbff\\udfff"' in flag
+
+
 def test_a_command_given_no_user_runs_as_the_executor_s_own():
     info = json.loads(LAUNCH.argv("true", None)[3].removeprefix("--launch_info="))
     assert info["user"] == "root"
@@ -61,6 +70,10 @@ def test_the_sandbox_s_paths_are_given_as_the_task_sees_them_inside_the_image():
     # a path beside the sandbox, or a HOME elsewhere (--nosetuid-health-checks' root), is kept
     assert LAUNCH.env({"HOME": "/root", "BASH_ENV": "/var/lib/mesos/run/10/x"}) == {
         "HOME": "/root", "BASH_ENV": "/var/lib/mesos/run/10/x"}
+    # a sandbox at the host's root holds every path
+    at_root = ContainerizerLaunch(path="/mc", rootfs="/taskfs", working_directory="/mnt/mesos/sandbox", sandbox="/")
+    assert at_root.env({"HOME": "/", "BASH_ENV": "/home/x/.thermos_profile"}) == {
+        "HOME": "/mnt/mesos/sandbox", "BASH_ENV": "/mnt/mesos/sandbox/home/x/.thermos_profile"}
 
 
 def test_a_containerizer_that_is_missing_or_not_executable_is_refused_in_thermos_words(tmp_path):

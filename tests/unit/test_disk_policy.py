@@ -105,8 +105,19 @@ def test_after_stop_nothing_is_due_and_a_late_result_decides_nothing():
 
 
 def test_an_interval_of_zero_is_refused():
-    with pytest.raises(ValueError, match="more than 0"):
+    with pytest.raises(ValueError) as refused:
         DiskLimit(MB, 0.0)
+    assert str(refused.value) == "the disk check's interval must be more than 0 s, not 0.0"
+
+
+def test_a_second_start_does_not_bring_the_next_sample_forward():
+    check = DiskLimit(MB, 60.0)
+    check.start(0.0)
+    check.take(0.0)
+    check.start(0.5)  # while the first sample runs
+    check.sampled(sample(10), 1.0)
+    check.start(5.0)  # between two samples
+    assert check.deadline_at() == 61.0 and not check.take(5.0)
 
 
 def test_the_front_end_s_entries_and_earlier_attempts_logs_are_not_counted():

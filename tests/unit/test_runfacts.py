@@ -41,3 +41,39 @@ def test_processes_are_kept_apart_and_a_late_exit_of_a_dropped_run_is_not_kept()
     facts.exited("a", 0, ExitStatus(signal=9))  # run 0's late exit: its facts were dropped
     assert facts.status("a", 0) is None
     assert facts.pid("b", 0) == 20 and len(facts) == 2
+
+
+def test_an_exit_that_comes_after_its_run_ended_is_kept():
+    facts = RunFacts()
+    facts.started("web", 0, 100)
+    facts.ended("web", 0)  # LOST or given up on: its exit status comes later
+    facts.exited("web", 0, ExitStatus(signal=9))
+    assert facts.status("web", 0) == ExitStatus(signal=9)
+
+
+def test_a_run_ended_twice_keeps_its_facts():
+    facts = RunFacts()
+    facts.started("web", 0, 100)
+    facts.exited("web", 0, ExitStatus(exit_code=2))
+    facts.ended("web", 0)
+    facts.ended("web", 0)
+    assert (facts.pid("web", 0), facts.status("web", 0)) == (100, ExitStatus(exit_code=2))
+
+
+def test_a_run_that_never_started_ends_and_is_dropped_without_facts():
+    facts = RunFacts()
+    facts.ended("web", 0)  # its fork failed: no pid, no exit status
+    facts.started("web", 1, 101)
+    facts.ended("web", 1)
+    assert facts.pid("web", 1) == 101 and len(facts) == 1
+
+
+def test_an_older_run_ending_late_does_not_bring_back_its_dropped_facts():
+    facts = RunFacts()
+    facts.started("web", 0, 100)
+    facts.started("web", 1, 101)
+    facts.ended("web", 1)
+    facts.ended("web", 0)  # told after the newer run's end
+    facts.exited("web", 0, ExitStatus(exit_code=1))
+    assert facts.status("web", 0) is None
+    assert facts.pid("web", 1) == 101

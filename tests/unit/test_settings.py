@@ -93,6 +93,13 @@ def test_checkpoint_is_on_only_for_exactly_1(value, on):
     assert ExecutorSettings.from_env({**AGENT_ENV, "MESOS_CHECKPOINT": value}).checkpoint is on
 
 
+@pytest.mark.parametrize("given", [True, False])
+def test_checkpoint_given_as_a_bool_wins_over_the_variable(given):
+    """As a front-end that decides it itself passes it."""
+    env = {**AGENT_ENV, "MESOS_CHECKPOINT": "0" if given else "1"}
+    assert ExecutorSettings.from_env(env, checkpoint=given).checkpoint is given
+
+
 def test_every_missing_and_invalid_variable_is_named():
     with pytest.raises(SettingsError) as info:
         ExecutorSettings.from_env({"MESOS_RECOVERY_TIMEOUT": "abc", "STOKER_LOG_LEVEL": "loud"})

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
+
 from executor.host.truth import judge
 from executor.observe.model import SINCE_LAST_LOOK, SINCE_START, Usage
 from executor.observe.taskusage import live, running
 from executor.task.inspection import Inspection
 from executor.task.replay import replay
+from executor.task.usagefigures import Live
 
 HEADER = {"kind": "header", "wall": 100.0, "task": "hello.0", "job_key": "c/r/e/hello", "task_id": "t-1",
           "sandbox": "/sb", "ports": {}, "supervisor_pid": 4000, "processes": ["a", "b"], "health": "none"}
@@ -59,3 +62,29 @@ def test_the_held_daemons_and_orphans_trees_count_with_the_runs():
     unknown = live(inspection(), {}, [usage(4100, None, 30_000)])
     assert unknown.cpu_cores is None and unknown.rss_bytes == 30_000 and "not known" in unknown.note
     assert live(inspection("FAILED"), {}, [usage(4100, 1.0, 30_000)]).rss_bytes is None
+
+
+def test_only_the_runs_that_run_are_measured():
+    records = [HEADER, {"kind": "task", "wall": 100.0, "to": "STARTING", "reason": "launched"},
+               {"kind": "process", "wall": 100.1, "process": "a", "run": 0, "from": "WAITING", "to": "RUNNING",
+                "reason": "started", "pid": 4001},
+               {"kind": "process", "wall": 100.2, "process": "a", "run": 0, "from": "RUNNING", "to": "SUCCESS",
+                "reason": "exit 0", "pid": 4001},
+               {"kind": "task", "wall": 101.0, "from": "STARTING", "to": "RUNNING", "reason": "r"}]
+    view = replay(records)  # a ended with its pid, b has not started
+    truth = judge(view.state, True, last_record_wall=101.0, checkpoint_mtime=None, registry_wall=None)
+    assert running(Inspection(sandbox=Path("/sb"), view=view, attempt=view.current, truth=truth)) == []
+
+
+def test_each_unknown_figure_says_why_in_these_words():
+    found = inspection()
+    no_attempt = Inspection(sandbox=Path("/sb"), view=found.view, attempt=None, truth=found.truth)
+    between = Inspection(sandbox=Path("/sb"), view=found.view, attempt=found.attempt,
+                         truth=attrs.evolve(found.truth, state="RESTARTING"))
+    assert live(no_attempt, {}) == Live(None, None, note="the task recorded no attempt")
+    assert live(between, {}) == Live(None, None, note="between two attempts: no process of the task runs")
+    assert live(inspection(), {"a": usage(4001, None, 1000)}) == \
+        Live(None, 1000, note="a process tree's CPU time is not known yet")
+    ended = Inspection(sandbox=Path("/sb"), view=found.view, attempt=attrs.evolve(found.attempt, state=""),
+                       truth=attrs.evolve(found.truth, ended=True, state="KILLED"))
+    assert live(ended, {}).note == "the task ended (KILLED): no process of it runs"

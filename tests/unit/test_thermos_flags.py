@@ -57,6 +57,19 @@ def test_a_bad_value_is_a_settings_error_naming_the_flag_and_the_value(words, me
         settings(*words)
 
 
+@pytest.mark.parametrize("words, message", [
+    (["--mesos-containerizer-path="], "--mesos-containerizer-path='' is not a path"),
+    (["--sandbox-mount-point", "/a\0b"], "--sandbox-mount-point='/a\\x00b' is not a path"),
+    (["--execute-as-user="], "--execute-as-user='' is not a user name"),
+    (["--execute-as-user", " bob"], "--execute-as-user=' bob' is not a user name"),
+    (["--execute-as-user", "b\0b"], "--execute-as-user='b\\x00b' is not a user name"),
+])
+def test_an_empty_path_or_user_or_one_with_a_nul_or_spaces_is_refused_in_these_words(words, message):
+    with pytest.raises(SettingsError) as refused:
+        settings(*words)
+    assert str(refused.value) == message
+
+
 def test_a_bad_variable_is_named_too():
     with pytest.raises(SettingsError, match="STOKER_RUNNER_LOGGER_MODE='fancy' is not a logger mode"):
         settings(environ={"STOKER_RUNNER_LOGGER_MODE": "fancy"})

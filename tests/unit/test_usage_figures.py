@@ -3,14 +3,19 @@ Thermos' names in JSON, what a record that is missing or damaged gives (never a 
 text `stoker status` and the observer's page show, including its reasons. Pure."""
 from __future__ import annotations
 
+import pytest
+
+from executor.host.clock import iso_time
 from executor.task.usagefigures import (
     DiskSample,
     Live,
     UsageRecord,
+    duration,
     figure_rows,
     figures,
     figures_json,
     percent,
+    size_text,
     usage_record,
 )
 
@@ -97,3 +102,63 @@ def test_a_record_is_read_only_with_fields_of_their_types():
                 {"cpu_reserved": float("nan")}, {"disk_error": 3}, {"disk_sample": [1]},
                 {"disk_sample": dict(good["disk_sample"], used_bytes="10")}):
         assert usage_record(dict(good, **bad)) is None, bad
+
+
+GIB = 1024 * MB
+
+
+def test_sizes_and_durations_read_as_people_read_them():
+    assert [size_text(n) for n in (None, 0, 1023, 1024, 1536, 5 * MB, 3 * GIB, 5000 * GIB)] == [
+        "-", "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "5.0 MiB", "3.0 GiB", "5000.0 GiB"]  # GiB the largest
+    assert [duration(s) for s in (0.0034, 0.999, 1.0, 1.5, 125.0)] == ["3 ms", "999 ms", "1.0s", "1.5s", "2m05s"]
+
+
+def test_json_of_a_record_with_everything_is_each_field_under_its_name():
+    sample = DiskSample(16 * MB, wall=NOW - 30.2504, secs=0.012, files=7)
+    rec = record(sample=sample, error="the sandbox cannot be read: EACCES", unverified="owned by uid 7")
+    doc = figures_json(figures(rec, "", Live(0.12345, MB, basis="since the previous look")), NOW)
+    assert doc == {
+        "cpu_used": 0.123, "cpu_reserved": 0.5, "cpu_percent": 24.6,
+        "ram_used": MB, "ram_reserved": 128 * MB, "ram_percent": 0.8,
+        "disk_used": 16 * MB, "disk_reserved": 64 * MB, "disk_percent": 25.0,
+        "cpu_basis": "since the previous look", "cpu_note": None,
+        "disk_sampled": NOW - 30.2504, "disk_sampled_iso": iso_time(NOW - 30.2504),
+        "disk_sample_age_secs": 30.25, "disk_sample_secs": 0.012, "disk_check_secs": 60.0, "disk_note": None,
+        "disk_error": "the sandbox cannot be read: EACCES", "unverified": "owned by uid 7"}
+    ahead = figures_json(figures(record(sample=DiskSample(1, NOW + 5.0, 0.1)), "", LIVE), NOW)
+    assert ahead["disk_sample_age_secs"] == 0.0  # the wall clock stepped back since: no negative age
+
+
+def test_json_without_a_record_or_a_cpu_figure_is_null_not_empty():
+    doc = figures_json(figures(None, "no usage record: why", Live(None, MB, basis="since start", note="n")), NOW)
+    assert {k: doc[k] for k in ("cpu_basis", "disk_check_secs", "disk_error", "unverified", "disk_sampled_iso")} \
+        == dict.fromkeys(("cpu_basis", "disk_check_secs", "disk_error", "unverified", "disk_sampled_iso"))
+
+
+@pytest.mark.parametrize("rec, note", [
+    (record(check_secs=None, disk_bytes=None),
+     "not sampled: the task reserves no disk (Resources.disk), so the disk-limit check is off"),
+    (record(check_secs=None), "not sampled: the disk-limit check is off for this task (--disk-limit on turns it on)"),
+    (record(), "no sample yet: the first is under way"),
+    (record(error="boom"), "no sample yet: boom"),
+])
+def test_the_disk_note_says_why_there_is_no_figure_in_these_words(rec, note):
+    assert figures(rec, "", LIVE).disk_note == note
+
+
+def test_text_rows_say_cores_and_what_is_unverified():
+    f = figures(record(unverified="owned by uid 7"), "", Live(0.25, MB))
+    rows = figure_rows(f, NOW)
+    assert rows[0][4] == "cores"
+    assert rows[2][4] == "no sample yet: the first is under way; unverified: owned by uid 7"
+
+
+def test_a_sample_is_read_only_with_each_of_its_fields_whole_and_there():
+    whole = {"used_bytes": 10, "files": 1, "unreadable": 2, "secs": 0.1, "wall": 5.0}
+    doc = {"disk_reserved": MB, "disk_sample": whole, "disk_error": "x" * 2000}
+    assert usage_record(doc) == UsageRecord(None, None, MB, None, DiskSample(10, 5.0, 0.1, 1, 2), error="x" * 1000)
+    assert usage_record({"disk_reserved": 1.5}) is None
+    for key in whole:
+        assert usage_record({"disk_sample": {k: v for k, v in whole.items() if k != key}}) is None, key
+    for key in ("used_bytes", "files", "unreadable"):
+        assert usage_record({"disk_sample": dict(whole, **{key: 1.5})}) is None, key

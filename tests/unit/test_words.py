@@ -17,6 +17,8 @@ from executor.cli.views import table
     ("/tmp/sb-\udcff", "/tmp/sb-\\xff"),  # b'/tmp/sb-\xff' as Python decodes a name
     ("\udc9b31m", "\\x9b31m"),  # a raw 0x9b byte would be a CSI to an 8-bit terminal
     ("lone \ud800", "lone \\ud800"),
+    ("\udc80 \udcff", "\\x80 \\xff"),  # the first and last bytes surrogateescape holds
+    ("\udc7f \udd00 \udfff", "\\udc7f \\udd00 \\udfff"),  # the surrogates beside them: no byte
 ])
 def test_printable_writes_control_characters_out(text, shown):
     assert printable(text) == shown
@@ -25,6 +27,8 @@ def test_printable_writes_control_characters_out(text, shown):
 def test_columns_counts_what_a_terminal_shows():
     assert columns("plain") == 5 and columns("作业-0") == 6 and columns("e\u0301te\u0301") == 3
     assert pad("作业", 6) == "作业  " and pad("abc", 2) == "abc"
+    # fullwidth Latin two columns each, halfwidth katakana and an ambiguous ± one
+    assert columns("ＡＢ") == 4 and columns("ｱ±") == 2
 
 
 def test_a_table_lines_up_wide_and_combining_names_and_keeps_each_row_on_one_line():
@@ -45,6 +49,9 @@ def test_printable_lines_keeps_the_line_breaks_only():
     ("helth", ["health", "http"], "; did you mean 'health'?"),
     ("bananas", ["cpu", "ram", "disk"], "; the known names are cpu, disk, ram"),
     ("x", [], ""),
+    ("dsk", ["disk", "desk", "cpu"], "; did you mean 'disk' or 'desk'?"),
+    ("portt", ["port1", "port2", "port3", "port4", "port5"],
+     "; did you mean 'port5' or 'port4' or 'port3'?"),  # at most three, the closest first
 ])
 def test_did_you_mean(word, known, hint):
     assert did_you_mean(word, known) == hint

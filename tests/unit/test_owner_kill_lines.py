@@ -1,0 +1,101 @@
+"""The owner's kill as an operator reads it (executor/task/killing.py): one `kill_stage` log
+line per stage reached, with its fields; the lifecycle endpoints' answers and end coming back
+through the owner's queue; and the stop timeout's reason. The owner rig's fakes, a fake clock."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from config.spec import JobSpec
+from executor.events import KillStep, TimerFired
+from executor.task.killing import StopBounds
+from executor.task.owner import TaskOwner
+from executor.task.ports import OwnerPorts
+from tests.support.fake_ports import FakeLifecycle
+from tests.support.owner_rig import LIFECYCLE, OwnerRig, job
+
+pytestmark = pytest.mark.timeout(10)
+
+
+class Rig(OwnerRig):
+    """The owner rig whose lifecycle starter keeps the callbacks the endpoints report through."""
+
+    def __init__(self, spec: JobSpec, **stop: float) -> None:
+        super().__init__()
+        self.progress: Callable[[str], None] | None = None
+        self.done_with: Callable[[str], None] | None = None
+        self.owner = TaskOwner(spec, OwnerPorts(
+            procs=self.procs, open_checkpoint=lambda: self.checkpoint, reporter=self.reporter, checker=None,
+            start_health=lambda checker, on_result: None, start_lifecycle=self._lifecycle, announcer=None),
+            sandbox="/sandbox", clock=self.clock, wall_clock=lambda: 0.0, stop=StopBounds(**stop))
+        self.owner.start()
+        self.step()
+
+    def _lifecycle(self, within: float | None, progress: Callable[[str], None],
+                   done: Callable[[str], None]) -> FakeLifecycle:
+        self.progress, self.done_with = progress, done
+        return FakeLifecycle(self.effects, within)
+
+    def kill(self, reason: str, grace: float | None = 4.0, lifecycle: bool = True) -> None:
+        self.owner.request_kill(reason, grace, use_lifecycle=lifecycle)
+        self.step()
+
+
+def stage_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
+    return [r.stoker_fields for r in caplog.records if getattr(r, "stoker_event", "") == "kill_stage"]
+
+
+def test_each_stage_is_one_line_and_the_endpoints_answers_come_back_through_the_queue(caplog):
+    rig = Rig(job(lifecycle=LIFECYCLE))
+    with caplog.at_level(logging.INFO, logger="executor.task.killing"):
+        rig.kill("killed by the agent (KILL)")
+        assert rig.progress is not None and rig.done_with is not None
+        rig.progress("POST http://localhost:31000/quitquitquit answered HTTP 200")  # from the endpoints' thread
+        rig.step()
+        rig.done_with("processes still running after /abortabortabort")
+        rig.step()
+    assert stage_lines(caplog) == [
+        {"task": "t.0", "stage": "lifecycle", "port": 31000, "reason": "killed by the agent (KILL)"},
+        {"task": "t.0", "stage": "lifecycle", "reason": "POST http://localhost:31000/quitquitquit answered HTTP 200"},
+        {"task": "t.0", "stage": "signals", "reason": "processes still running after /abortabortabort: "
+                                                      "SIGTERM now, SIGKILL in 4 s unless every process has exited"}]
+    assert [t.stage for t in rig.reporter.transitions if isinstance(t, KillStep)] == ["lifecycle", "signals"]
+
+
+def test_a_second_request_during_the_endpoints_names_itself_as_why_the_signals_came(caplog):
+    rig = Rig(job(lifecycle=LIFECYCLE))
+    rig.kill("killed by the agent (KILL)")
+    with caplog.at_level(logging.INFO, logger="executor.task.killing"):
+        rig.kill("executor shutting down (SHUTDOWN)", grace=1.0, lifecycle=False)
+    assert stage_lines(caplog) == [{"task": "t.0", "stage": "signals", "reason": (
+        "executor shutting down (SHUTDOWN): SIGTERM now, SIGKILL in 1 s unless every process has exited")}]
+
+
+def test_a_kill_without_endpoints_has_no_stage_to_report(caplog):
+    rig = Rig(job())
+    with caplog.at_level(logging.INFO, logger="executor.task.killing"):
+        rig.kill("killed by the agent (KILL)")
+    assert stage_lines(caplog) == [] and not [t for t in rig.reporter.transitions if isinstance(t, KillStep)]
+
+
+def test_the_stop_timeout_kills_at_once_and_says_which_flag_bounds_it():
+    rig = Rig(job(), timeout_secs=2.5)
+    rig.kill("killed by the agent (KILL)", grace=30.0)
+    rig.clock.advance(2.5)
+    rig.post(TimerFired(rig.clock.now))
+    now = [t.reason for t in rig.reporter.transitions if isinstance(t, KillStep)]
+    assert now == ["the stop is not over 2.5 s after it began (--stop-timeout-in-secs): SIGKILL to every "
+                   "process now; the waits left and the final processes are skipped"]
+
+
+def test_the_grace_after_the_endpoints_is_what_is_left_of_the_stop_s_bound():
+    rig = Rig(job(lifecycle=LIFECYCLE), within_secs=6.0)  # stoker run --kill-grace 6
+    rig.kill("stopped by SIGTERM", grace=30.0)
+    rig.clock.advance(4.0)
+    assert rig.done_with is not None
+    rig.done_with("the endpoints answered")
+    rig.step()
+    assert [t.reason for t in rig.reporter.transitions if isinstance(t, KillStep)][-1] == (
+        "the endpoints answered: SIGTERM now, SIGKILL in 2 s unless every process has exited")
