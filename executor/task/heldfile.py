@@ -74,17 +74,26 @@ def read_held(sandbox: str | os.PathLike[str], marker: str, *, trusted_only: boo
             data = os.read(fd, MAX_HELD_BYTES + 1)
         finally:
             os.close(fd)
-        doc = json.loads(data) if len(data) <= MAX_HELD_BYTES else None
-    except (OSError, ValueError, RecursionError):
+    except OSError:
         return []
     finally:
         os.close(dir_fd)
-    if not isinstance(doc, dict) or doc.get("marker") != marker or doc.get("boot") != identity.boot_id():
+    return held_pairs(data, marker, identity.boot_id(), identity.boottime_offset_ticks())
+
+
+def held_pairs(data: bytes, marker: str, boot: str, offset: int) -> list[tuple[int, int]]:
+    """The (pid, start) pairs a list's bytes name for `marker`'s attempt in `boot`, each
+    start moved by `offset` (`identity.boottime_offset_ticks`); none when the bytes are over
+    MAX_HELD_BYTES, not JSON, or another attempt's. Pure: it never raises."""
+    try:
+        doc = json.loads(data) if len(data) <= MAX_HELD_BYTES else None
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(doc, dict) or doc.get("marker") != marker or doc.get("boot") != boot:
         return []
     pairs = doc.get("held")
     if not isinstance(pairs, list):
         return []
-    offset = identity.boottime_offset_ticks()
     return [(p[0], p[1] + offset) for p in pairs if isinstance(p, list) and len(p) == 2
             and all(type(n) is int and n > 0 for n in p)]
 
