@@ -6,7 +6,9 @@ Contract, by the first byte: an entry reads as a RegistryEntry or None, and one 
 survives `to_json` -> `from_json`; a usage file reads as a UsageRecord or None, and its
 figures and percents are computed without raising; a control request parses or raises
 ControlError with a message, and one that parses survives `encode_request` ->
-`parse_request`; a reply line parses or is None, and survives `encode_reply`.
+`parse_request`; a reply line parses or is None, and survives `encode_reply`; the task's
+definition beside the checkpoint (`.stoker/task.json`, which the task could plant) renders
+on the observer's task page (executor/observe/pages.py) as UTF-8 with every `<` escaped.
 """
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ import math
 
 from tests.fuzz.harness import Finding, expect, main
 
-INSTRUMENT = ("executor.host", "executor.task")
+INSTRUMENT = ("executor.host", "executor.task", "executor.observe.pages")
 
 
 def load() -> None:
-    global entry, controlwire, usagefigures
+    global entry, controlwire, usagefigures, pages
     from executor.host import controlwire, entry
+    from executor.observe import pages
     from executor.task import usagefigures
 
 
@@ -34,7 +37,8 @@ def seeds() -> list[bytes]:
              "disk_sample": {"used_bytes": 4096, "files": 3, "unreadable": 0, "secs": 0.01, "wall": 1.7e9}}
     return [b"\x00" + json.dumps(doc).encode(), b"\x01" + json.dumps(usage).encode(),
             b'\x02{"op": "kill", "grace_secs": 5}', b'\x02{"op": "restart", "process": "web"}',
-            b'\x03{"ok": true, "done": false, "message": "killing"}']
+            b'\x03{"ok": true, "done": false, "message": "killing"}',
+            b'\x04{"task_id": "t", "task": {"processes": [{"name": "web", "cmdline": "serve", "daemon": true}]}}']
 
 
 def _entry(doc: object) -> None:
@@ -65,18 +69,29 @@ def _reply(line: bytes) -> None:
         raise Finding(f"{reply!r} does not survive encode_reply/parse_reply")
 
 
+def _definition(doc: object) -> None:
+    if not isinstance(doc, dict):
+        return
+    from types import SimpleNamespace
+
+    page = pages._definition(SimpleNamespace(definition=doc, definition_problem=""))
+    page.encode("utf-8")  # a UnicodeEncodeError is a finding: the page is sent as UTF-8
+    if page.count("<") != page.count(">"):
+        raise Finding(f"an unescaped < or > in {page!r}")
+
+
 def target(data: bytes) -> None:
     if not data:
         return
-    kind, rest = data[0] % 4, data[1:]
-    if kind >= 2:
+    kind, rest = data[0] % 5, data[1:]
+    if kind in (2, 3):
         (_request if kind == 2 else _reply)(rest)
         return
     try:
         doc = json.loads(rest)
     except (ValueError, RecursionError):
         return
-    (_entry if kind == 0 else _usage)(doc)
+    (_entry, _usage, None, None, _definition)[kind](doc)
 
 
 main(__name__)
