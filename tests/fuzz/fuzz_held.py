@@ -21,9 +21,11 @@ def load() -> None:
 
 
 def seeds() -> list[bytes]:
-    return [b'{"marker": "m", "boot": "b", "held": [[4242, 81234], [4243, 81240]]}',
-            b'{"marker": "m", "boot": "b", "held": [[1, 2, 3], [-1, 5], [true, 5], [5.0, 6]]}',
-            b'{"marker": "other", "boot": "b", "held": [[4242, 81234]]}']
+    # two bytes of offset (signed), then the file
+    return [b"\x00\x05" + b'{"marker": "m", "boot": "b", "held": [[4242, 81234], [4243, 81240]]}',
+            b"\xff\xf0" + b'{"marker": "m", "boot": "b", "held": [[1, 2, 3], [-1, 5], [true, 5], [5.0, 6]]}',
+            b"\x00\x00" + b'{"marker": "other", "boot": "b", "held": [[4242, 81234]]}',
+            b"\x00\x01" + b"[4242, 81234, 4243, 81240]"]
 
 
 def target(data: bytes) -> None:
