@@ -1,12 +1,12 @@
 """The agent's RecordIO stream (executor/mesos/recordio.py) through the session's reader.
 
-Two modes, by the first byte. Stream: the bytes, cut into chunks where the input says, fed
+Two modes, by the first byte. Stream: the bytes, cut into chunks of the size the input says, fed
 to one `RecordIODecoder` with a small record limit; each record parsed as the session does
 (`parse_event`, or `parse_oversized` for a record over the limit). Contract: records, or
 RemoteProtocolError (a BrokenRecordIO hands on the records before it, and the decoder
 is then thrown away, as the session does). Round trip: payloads framed by `encode_record`
-and fed in arbitrary chunks come back whole and in order (an oversized one as its size and
-first bytes), whatever the chunking.
+and fed in chunks of any size come back whole and in order (an oversized one as its size and
+first bytes), whatever the chunk size.
 """
 from __future__ import annotations
 
@@ -16,36 +16,30 @@ INSTRUMENT = ("executor.mesos",)
 
 
 def load() -> None:
-    global atheris, recordio, wire, RemoteProtocolError
-    import atheris
-
+    global recordio, wire, RemoteProtocolError
     from executor.mesos import recordio, wire
     from executor.mesos.errors import RemoteProtocolError
 
 
+# The input: a mode byte (even: the stream; odd: the round trip), the record limit (byte 2,
+# times 16, at least 1), the chunk size (byte 3, 1 to 64), then the stream, or the payloads
+# to frame, separated by "|".
 def seeds() -> list[bytes]:
     from executor.mesos.recordio import encode_record
     from tests.fuzz.mesos_seeds import events
 
     stream = b"".join(encode_record(e) for e in events())
-    return [b"\x00\x07" + stream, b"\x01\x40" + stream, b"\x00\x03" + b"12\n\n0\n5\nhello",
-            b"\x01\x10" + b"\x00".join(events()[:4])]
+    return [b"\x00\x40\x07" + stream, b"\x00\x02\x3f" + stream, b"\x00\x10\x02" + b"12\n\n0\n5\nhello",
+            b"\x01\x01\x05" + b"|".join(events()[:4]), b"\x01\x00\x00a|bc|" + b"d" * 40]
 
 
-def _chunks(fdp, data: bytes) -> list[bytes]:
-    out, pos = [], 0
-    while pos < len(data):
-        size = fdp.ConsumeIntInRange(1, 64) if fdp.remaining_bytes() else len(data)
-        out.append(data[pos:pos + size])
-        pos += size
-    return out
+def _chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
 
 
-def _stream(fdp) -> None:
-    limit = fdp.ConsumeIntInRange(1, 4096)
-    data = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 8192))
+def _stream(limit: int, size: int, data: bytes) -> None:
     decoder = recordio.RecordIODecoder(max_record_bytes=limit)
-    for chunk in _chunks(fdp, data):
+    for chunk in _chunks(data, size):
         try:
             records = decoder.feed(chunk)
         except recordio.BrokenRecordIO as exc:
@@ -57,14 +51,12 @@ def _stream(fdp) -> None:
                 expect(RemoteProtocolError, wire.parse_event, record)
 
 
-def _round_trip(fdp) -> None:
-    limit = fdp.ConsumeIntInRange(1, 256)
-    payloads = [fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 300)) for _ in range(fdp.ConsumeIntInRange(0, 8))]
-    payloads = [p for p in payloads if p]
+def _round_trip(limit: int, size: int, data: bytes) -> None:
+    payloads = [p for p in data.split(b"|") if p]
     stream = b"".join(recordio.encode_record(p) for p in payloads)
     decoder = recordio.RecordIODecoder(max_record_bytes=limit)
     got: list = []
-    for chunk in _chunks(fdp, stream):
+    for chunk in _chunks(stream, size):
         got += decoder.feed(chunk)
     want = [recordio.OversizedRecord(len(p), p[:recordio.PREFIX_BYTES]) if len(p) > limit else p
             for p in payloads]
@@ -73,8 +65,10 @@ def _round_trip(fdp) -> None:
 
 
 def target(data: bytes) -> None:
-    fdp = atheris.FuzzedDataProvider(data)
-    (_round_trip if fdp.ConsumeBool() else _stream)(fdp)
+    if len(data) < 3:
+        return
+    mode, limit, size = data[0] % 2, max(1, data[1] * 16), data[2] % 64 + 1
+    (_round_trip if mode else _stream)(limit, size, data[3:])
 
 
 main(__name__)
