@@ -7,7 +7,7 @@ EXAMPLE ?= examples/hello_world.aurora
 DIST    ?= dist
 RUNS    := .run
 
-.PHONY: run test test-fast test-pythons lint faults bench dist mutation clean zookeeper browser
+.PHONY: run test test-fast test-pythons lint faults bench dist mutation fuzz clean zookeeper browser
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -89,5 +89,16 @@ mutation: $(STAMP)
 	  { $(BIN)/python -m pip install -q -e '.[mutation]' && touch $(VENV)/.mutation-installed; }
 	nice -n 19 $(BIN)/python tools/mutation.py --max-children 1 $(MUTATE)
 
+# Coverage-guided fuzzing of every decoder of outside bytes (tests/fuzz/, atheris), each
+# harness for FUZZ_SECONDS, niced, one at a time; FUZZ="mesos_event config" runs only those.
+# Not part of `make test` (atheris is no CI dependency). Corpora and findings in .fuzz/
+# (git-ignored); docs/testing.md says what each harness checks and how to read a finding.
+FUZZ ?=
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	test $(VENV)/.fuzz-installed -nt setup.py || \
+	  { $(BIN)/python -m pip install -q -e '.[fuzz]' && touch $(VENV)/.fuzz-installed; }
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m tests.fuzz.run $(FUZZ)
+
 clean:
-	rm -rf $(VENV) .venv-3.* $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation
+	rm -rf $(VENV) .venv-3.* $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation .fuzz

@@ -102,6 +102,8 @@ setup(
         "dist": ["shiv>=1.0.4,<2", "wheel>=0.38", "setuptools>=61"],
         # `make mutation` (docs/testing.md); pinned, since scores move with mutmut's operators
         "mutation": ["mutmut==3.8.1"],
+        # `make fuzz` (docs/testing.md): coverage-guided fuzzing of the decoders, tests/fuzz/
+        "fuzz": ["atheris==3.0.0"],
     },
     entry_points={"console_scripts": ["stoker = executor.cli.start:run"]},
     cmdclass={"build_py": FreshBuildPy},

@@ -46,7 +46,7 @@ from config.templates import (
     refs_in,
 )
 from config.typed_tree import from_tree
-from config.words import quoted
+from config.words import lone_surrogate, quoted, texts
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
@@ -290,8 +290,13 @@ def _plain(value: Any) -> Any:
 def check_job(job: dict, *, bound: bool = False) -> list[str]:
     """Every rule a well-typed job (as plain values) breaks, as sentences. Process names may
     hold templates (`bind` checks the job again once they are bound, with `bound`: then what
-    still looks like one, `{{}}`, is part of the name)."""
-    problems: list[str] = []
+    still looks like one, `{{}}`, is part of the name). Text that holds half of a surrogate
+    pair is no text: the other rules are not checked against it."""
+    problems = [f"{path} = {show(text)} holds {half}, half of a UTF-16 surrogate pair: no character, "
+                "so no process, file or log can hold it" for path, text in texts(job, "job")
+                if (half := lone_surrogate(text)) is not None]
+    if problems:
+        return problems
     for field in ("cluster", "role", "environment", "name"):
         value = job.get(field)
         if isinstance(value, str) and not _IDENTIFIER.fullmatch(value):
@@ -425,23 +430,12 @@ def _endpoint(problems: list[str], path: str, value: Any) -> None:
 
 def _check_port_refs(job: dict) -> list[str]:
     problems = []
-    for path, text in _strings(job, "job"):
+    for path, text in texts(job, "job"):
         for ref in refs_in(text):
             if _is_port_scope(ref) and not PORT_REF.match(ref):
                 problems.append(f"{path} uses {{{{{ref}}}}}, which is not a port reference; "
                                 "write {{thermos.ports[NAME]}}")
     return problems
-
-
-def _strings(tree: Any, path: str) -> Iterable[tuple[str, str]]:
-    if isinstance(tree, str):
-        yield path, tree
-    elif isinstance(tree, dict):
-        for k, v in tree.items():
-            yield from _strings(v, f"{path}.{k}")
-    elif isinstance(tree, list):
-        for i, v in enumerate(tree):
-            yield from _strings(v, f"{path}[{i}]")
 
 
 def _is_port_scope(ref: str) -> bool:

@@ -51,16 +51,25 @@ _PORT = re.compile(r"^([A-Za-z0-9_][\w.\-]*)=(\d+)$")
 # ---- parsers: each raises ValueError whose message starts with the offending value ----
 
 
+MAX_DURATION_SECS = 9223372036.0  # Mesos' Duration (int64 ns), in whole seconds: _thread.TIMEOUT_MAX
+
+
 def parse_duration(text: str | float) -> float:
     """Seconds in a Mesos (stout) duration: `5secs`, `15mins`, `500ms`, `1.5secs`, `2hrs`..."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        if math.isfinite(text) and text >= 0:
-            return float(text)
-        raise ValueError(f"{quoted(text)} is not a non-negative number of seconds")
-    match = _DURATION.match(text) if isinstance(text, str) else None
-    if not match:
-        raise ValueError(f"{quoted(text)} is not a duration (e.g. 15mins, 500ms)")
-    return float(match.group(1)) * _UNIT_SECS[match.group(2)]
+        if not (math.isfinite(text) and text >= 0):
+            raise ValueError(f"{quoted(text)} is not a non-negative number of seconds")
+        secs = float(text)
+    else:
+        match = _DURATION.match(text) if isinstance(text, str) else None
+        if not match:
+            raise ValueError(f"{quoted(text)} is not a duration (e.g. 15mins, 500ms)")
+        secs = float(match.group(1)) * _UNIT_SECS[match.group(2)]
+    if not secs <= MAX_DURATION_SECS:  # 400 digits read as infinity: a wait that raises
+        shown = str(text)
+        shown = quoted(shown) if len(shown) <= 40 else f"{quoted(shown[:40])}..."
+        raise ValueError(f"{shown} is longer than a Mesos duration holds (about 292 years)")
+    return secs
 
 
 def parse_port(text: str) -> tuple[str, int]:

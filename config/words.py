@@ -11,7 +11,9 @@ process's output or a crafted checkpoint never reach the operator's terminal as 
 sequences, and a name's bytes that are not UTF-8 (a sandbox `b'/tmp/sb-\\xff'`, which
 Python holds as the surrogate `'\\udcff'`) show as `\\xff`, as `stoker tail` shows them:
 never as a raw byte a terminal may obey (0x9b is a CSI), nor as a character no UTF-8
-encoder can write (the observer's page failed with a 500). No I/O, no clock, no logging;
+encoder can write (the observer's page failed with a 500). `lone_surrogate` finds half of a
+UTF-16 surrogate pair in a config's text (JSON's `"\\ud910"`), which no encoder can write and
+the loader refuses, and `texts` walks a tree for every text and its path. No I/O, no clock, no logging;
 config is the bottom layer, so that the health policy and the executor's planner can
 both use it.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 # C0 controls, DEL and C1 controls (0x9b is a one-byte CSI to many terminals), and lone
 # surrogates: the bytes surrogateescape decoded (U+DC80-U+DCFF), any other unpaired one.
@@ -27,6 +30,8 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _WIDE = ("W", "F")  # East Asian widths a terminal shows in two columns: wide, fullwidth
 # repr's escape of a surrogateescape byte (`\\udcff`), not one of a backslash repr doubled
 _REPR_SURROGATE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
+# Surrogates that surrogateescape does not stand a byte for: no UTF-8 encoder can write them.
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -87,6 +92,28 @@ def quoted(value: object) -> str:
     written `\\xff`, as `printable` writes it everywhere else, not `\\udcff`. ASCII-safe
     as repr is: no lone surrogate reaches an encoder."""
     return _REPR_SURROGATE.sub(r"\1\\x\2", repr(value))
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first character of `text` that no UTF-8 encoder can write, as `\\ud910`: half of
+    a UTF-16 surrogate pair (JSON's `"\\ud910"` escape, Python's `'\\ud910'`), no character
+    at all. None when there is none; the bytes surrogateescape stands for (U+DC80-U+DCFF)
+    are written as those bytes, so they are not counted."""
+    found = _LONE_SURROGATE.search(text)
+    return None if found is None else f"\\u{ord(found.group()):04x}"
+
+
+def texts(tree: Any, path: str) -> Iterable[tuple[str, str]]:
+    """Every text in a tree of plain values (dicts, lists, scalars) with its path:
+    `("job.task.processes[0].cmdline", "echo hi")`."""
+    if isinstance(tree, str):
+        yield path, tree
+    elif isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from texts(v, f"{path}.{k}")
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            yield from texts(v, f"{path}[{i}]")
 
 
 def printable_lines(text: str) -> str:

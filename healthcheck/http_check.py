@@ -227,15 +227,19 @@ class HttpChecker:
             conn.putheader("Accept-Encoding", "identity")
             conn.putheader("Connection", "close")
             conn.endheaders()
-            response = conn.getresponse()
-            status = response.status
-            if 200 <= status < 300:
-                body, truncated = _read_capped(response)
-            else:
-                body, truncated = b"", False  # Aurora: a non-2xx answer counts as an empty body
-            return self._judge(status, response.getheader("Location"), body, truncated)
+            return self.answer(conn.getresponse())
         finally:
             conn.close()
+
+    def answer(self, response: http.client.HTTPResponse) -> Attempt:
+        """The attempt an answer makes, once its status line and headers are read: the body
+        read (at most MAX_BODY_BYTES) and judged; HTTPException or OSError as `check` says."""
+        status = response.status
+        if 200 <= status < 300:
+            body, truncated = _read_capped(response)
+        else:
+            body, truncated = b"", False  # Aurora: a non-2xx answer counts as an empty body
+        return self._judge(status, response.getheader("Location"), body, truncated)
 
     def _judge(self, status: int, location: str | None, body: bytes, truncated: bool) -> Attempt:
         answered = f"{self.describe()} answered HTTP {status}"
@@ -265,7 +269,11 @@ def _read_capped(response: http.client.HTTPResponse) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
     while size < MAX_BODY_BYTES:
-        chunk = response.read(min(16 * 1024, MAX_BODY_BYTES - size))
+        try:
+            chunk = response.read(min(16 * 1024, MAX_BODY_BYTES - size))
+        except (ValueError, OverflowError) as exc:  # a chunk size below 0 (`-12`; `-1` and 40
+            # zeros is below any index): http.client hands it on as a length to read
+            raise http.client.HTTPException(f"a malformed chunked body ({exc})") from None
         if not chunk:
             if response.length:  # the length announced, less what came: cut short
                 raise http.client.IncompleteRead(b"".join(chunks), response.length)

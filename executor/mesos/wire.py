@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -154,13 +156,17 @@ def _b64(text: Any, what: str) -> bytes:
         raise RemoteProtocolError(f"{what} is not valid base64: {e}") from None
 
 
+_INT64_TEXT = re.compile(r"-?[0-9]{1,19}")
+
+
 def _duration_secs(nanoseconds: int | float | str, what: str) -> float:
     """Nanoseconds as `_field(..., (int, float, str), ...)` gave them, in seconds."""
     if isinstance(nanoseconds, str):  # Mesos' parser accepts numeric strings for int64
-        try:
-            nanoseconds = int(nanoseconds)
-        except ValueError:
-            raise RemoteProtocolError(f"{what} {quoted(nanoseconds)} is not a number") from None
+        if not _INT64_TEXT.fullmatch(nanoseconds):  # int() would take " 5", "1_0" and "١"
+            raise RemoteProtocolError(f"{what} {quoted(nanoseconds[:40])} is not a number")
+        nanoseconds = int(nanoseconds)
+    if not math.isfinite(nanoseconds):  # Python's json reads NaN and Infinity; Mesos writes neither
+        raise RemoteProtocolError(f"{what} is {nanoseconds}, not a number of nanoseconds")
     if nanoseconds < 0:
         raise RemoteProtocolError(f"{what} is negative ({nanoseconds} ns)")
     return nanoseconds / 1e9
@@ -174,6 +180,8 @@ def parse_event(payload: bytes | bytearray) -> Event:
         raise RemoteProtocolError(f"event is not UTF-8: {e}") from None
     except json.JSONDecodeError as e:
         raise RemoteProtocolError(f"event is not JSON: {e} in {quoted(payload[:80])}") from None
+    except RecursionError:  # arrays or objects nested deeper than the parser recurses
+        raise RemoteProtocolError(f"event is nested too deeply to read: {quoted(payload[:80])}") from None
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"event is a JSON {type(obj).__name__}, not an object")
     kind = _field(obj, "type", str, "event")

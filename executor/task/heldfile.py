@@ -67,10 +67,32 @@ def read_held(sandbox: str | os.PathLike[str], marker: str, *, trusted_only: boo
     `marker`'s attempt in this boot; none when there is no such list, or it cannot be read,
     or (`trusted_only`) may not be trusted."""
     doc = _read_doc(sandbox, marker, trusted_only, pinned)
-    pairs = doc.get("held") if doc is not None else None
+    return [] if doc is None else _pairs(doc, identity.boottime_offset_ticks())
+
+
+def held_pairs(data: bytes, marker: str, boot: str, offset: int) -> list[tuple[int, int]]:
+    """The (pid, start) pairs a list's bytes name for `marker`'s attempt in `boot`, each
+    start moved by `offset` (`identity.boottime_offset_ticks`); none when the bytes are over
+    MAX_HELD_BYTES, not JSON, or another attempt's. Pure: it never raises."""
+    doc = held_doc(data, marker, boot)
+    return [] if doc is None else _pairs(doc, offset)
+
+
+def held_doc(data: bytes, marker: str, boot: str) -> dict[str, object] | None:
+    """The list a file's bytes hold for `marker`'s attempt in `boot`, or None. Pure."""
+    try:
+        doc = json.loads(data) if len(data) <= MAX_HELD_BYTES else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or doc.get("marker") != marker or doc.get("boot") != boot:
+        return None
+    return doc
+
+
+def _pairs(doc: dict[str, object], offset: int) -> list[tuple[int, int]]:
+    pairs = doc.get("held")
     if not isinstance(pairs, list):
         return []
-    offset = identity.boottime_offset_ticks()
     return [(p[0], p[1] + offset) for p in pairs if isinstance(p, list) and len(p) == 2
             and all(type(n) is int and n > 0 for n in p)]
 
@@ -97,14 +119,11 @@ def _read_doc(sandbox: str | os.PathLike[str], marker: str, trusted_only: bool, 
             data = os.read(fd, MAX_HELD_BYTES + 1)
         finally:
             os.close(fd)
-        doc = json.loads(data) if len(data) <= MAX_HELD_BYTES else None
-    except (OSError, ValueError, RecursionError):
+    except OSError:
         return None
     finally:
         os.close(dir_fd)
-    if not isinstance(doc, dict) or doc.get("marker") != marker or doc.get("boot") != identity.boot_id():
-        return None
-    return doc
+    return held_doc(data, marker, identity.boot_id())
 
 
 def _ours(fd: int) -> bool:

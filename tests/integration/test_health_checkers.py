@@ -221,6 +221,22 @@ def test_http_garbage_answer_is_a_protocol_error(raw_server):
     )
 
 
+# Found by the fuzz harness (tests/fuzz/fuzz_http_answer.py): http.client hands a chunk size
+# below 0 on as a length to read, and its ValueError (OverflowError below any index) was
+# reported as Stoker's own "internal health check error" (logged at ERROR, with a traceback).
+BAD_CHUNK_SIZES = {"negative": b"-12", "below any index": b"-1" + b"0" * 40}
+
+
+@pytest.mark.parametrize("label", list(BAD_CHUNK_SIZES))
+def test_http_chunk_size_that_is_no_length_is_a_protocol_error(raw_server, label):
+    port = raw_server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + BAD_CHUNK_SIZES[label] + b"\r\nok\r\n0\r\n\r\n")
+    attempt = HttpChecker(port).check()
+    assert attempt.outcome is AttemptOutcome.FAILED
+    assert attempt.reason.startswith(f"HTTP GET http://localhost:{port}/health: HTTP protocol error: "
+                                     "HTTPException: a malformed chunked body ("), attempt.reason
+
+
 def test_http_redirect_location_is_quoted_on_one_line_and_capped(raw_server):
     # A 60 KB Location header with a folded line used to be copied whole into the reason:
     # every attempt's log line and checkpoint record, and the TASK_FAILED message.

@@ -68,3 +68,24 @@ def test_a_job_key_typed_where_arguments_are_read_as_ascii_names_the_job_in_the_
     path = write_config(tmp_path, job_text().replace("role='r'", "role='rôle'"))
     typed = "c/rôle/e/web".encode().decode("ascii", "surrogateescape")
     assert job_key(select_job(load_jobs(path), typed, path)) == "c/rôle/e/web"
+
+
+@pytest.mark.parametrize("suffix", [".json", ".aurora"])
+def test_half_a_surrogate_pair_is_refused_naming_the_field(tmp_path, suffix):
+    """Found by the fuzz harness (tests/fuzz/fuzz_config.py): JSON's `"\\ud910"` escape (or
+    Python's `'\\ud910'`) in a cmdline made `stoker inspect` and `stoker run` end in a
+    UnicodeEncodeError traceback, and a task document with one failed with `invalid task
+    document: UnicodeEncodeError: ...`. A surrogateescape byte (`\\udcff`, byte 0xff) is no
+    half pair: no error."""
+    cmdline = "echo \ud910"
+    if suffix == ".json":
+        tree = plain(job(process("web", cmdline)))
+        path = tmp_path / "job.json"
+        path.write_text(json.dumps(tree))
+    else:
+        path = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo \\ud910')]"))
+    assert error_of(path).endswith(
+        "job.task.processes[0].cmdline = 'echo \\ud910' holds \\ud910, half of a UTF-16 surrogate pair: "
+        "no character, so no process, file or log can hold it")
+    byte = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo \\udcff')]"), "byte.aurora")
+    assert plain(load_job(byte))["task"]["processes"][0]["cmdline"] == "echo \udcff"

@@ -94,6 +94,10 @@ def with_job(**changes) -> bytes:
     (with_job(role=None), "job.role is required but missing"),
     (with_job(bogus=1), "job: unknown field 'bogus'"),
     (with_job(task={"processes": [{"name": "../x", "cmdline": "x"}]}), "is not a safe process name"),
+    # Found by the fuzz harness (tests/fuzz/fuzz_task_document.py): it was "invalid task
+    # document: UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud910' ...".
+    (with_job(task={"processes": [{"name": "p", "cmdline": "echo \ud910"}]}),
+     "job.task.processes[0].cmdline = 'echo \\ud910' holds \\ud910, half of a UTF-16 surrogate pair"),
 ])
 def test_malformed_documents_say_what_is_wrong(data, expected):
     with pytest.raises(TaskDocumentError) as info:

@@ -291,6 +291,17 @@ MALFORMED = [
     (KILL_T % b"-1", "KILL event: kill_policy.grace_period.nanoseconds is negative (-1 ns)"),
     (KILL_T % b'"soon"', "KILL event: kill_policy.grace_period.nanoseconds 'soon' is not a number"),
     (KILL_T % b"true", f"KILL event: '{NANOS}' is a bool, not int or float or str"),
+    # Found by the fuzz harness (tests/fuzz/fuzz_mesos_event.py): Python's json reads NaN and
+    # Infinity, and int() takes "1_000", " 5" and other digits than 0-9; a NaN grace reached
+    # the kill sequence, and an event nested past the parser's recursion raised RecursionError
+    # out of the session (no BrokenStream, the events before it lost).
+    (KILL_T % b"NaN", "KILL event: kill_policy.grace_period.nanoseconds is nan, not a number of nanoseconds"),
+    (KILL_T % b"Infinity", "KILL event: kill_policy.grace_period.nanoseconds is inf, not a number of nanoseconds"),
+    (KILL_T % b'"1_000"', "KILL event: kill_policy.grace_period.nanoseconds '1_000' is not a number"),
+    (KILL_T % b'" 5"', "KILL event: kill_policy.grace_period.nanoseconds ' 5' is not a number"),
+    (KILL_T % ('"%s"' % ("9" * 20)).encode(),
+     f"KILL event: kill_policy.grace_period.nanoseconds '{'9' * 20}' is not a number"),
+    (b"[" * 100_000, f"event is nested too deeply to read: {b'[' * 80!r}"),
     (KILL_T % b"[1]", f"KILL event: '{NANOS}' is a list, not int or float or str"),
     (b'{"type": "KILL", "kill": {"task_id": {"value": "t"}, "kill_policy": {}}}', f"KILL event: '{NANOS}' is missing"),
     (b'{"type": "ACKNOWLEDGED", "acknowledged": {"task_id": {"value": "t"}, "uuid": 5}}',
@@ -318,6 +329,17 @@ def test_malformed_events_raise_protocol_error_saying_what_is_wrong(payload, mes
     with pytest.raises(RemoteProtocolError) as caught:
         wire.parse_event(payload)
     assert str(caught.value) == message
+
+
+def test_an_event_nested_too_deeply_breaks_the_stream_after_the_events_before_it():
+    # A RecordIO record of 100,000 `[` used to raise RecursionError out of feed(): the KILL
+    # before it in the same chunk was lost and the session never moved to ERROR.
+    proto = subscribing()
+    kill = b'{"type": "KILL", "kill": {"task_id": {"value": "t"}}}'
+    with pytest.raises(session.BrokenStream, match="nested too deeply") as caught:
+        proto.feed(recordio.encode_record(kill) + recordio.encode_record(b"[" * 100_000))
+    assert caught.value.before == [wire.Kill("t", None)]
+    assert proto.state is session.SessionState.ERROR
 
 
 # Each row: input the standard library reads first -> our part of the message, then its own.

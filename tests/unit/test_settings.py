@@ -44,6 +44,19 @@ def test_parse_duration_rejects_other_text(text):
     assert str(info.value) == f"{text!r} is not a duration (e.g. 15mins, 500ms)"
 
 
+def test_parse_duration_rejects_a_duration_longer_than_mesos_holds():
+    """Found by the fuzz harness (tests/fuzz/fuzz_settings.py): 309 digits of `secs` read as
+    infinity, and `MESOS_SUBSCRIPTION_BACKOFF_MAX` became a wait no lock can make
+    (`threading.Event().wait(inf)` raises OverflowError, as does any wait past
+    `_thread.TIMEOUT_MAX`). The bound is Mesos' own: int64 nanoseconds."""
+    for text in ("9" * 400 + "secs", "9223372037secs", "15251weeks"):
+        with pytest.raises(ValueError) as info:
+            parse_duration(text)
+        shown = repr(text) if len(text) <= 40 else f"{text[:40]!r}..."
+        assert str(info.value) == f"{shown} is longer than a Mesos duration holds (about 292 years)"
+    assert parse_duration("9223372036secs") == 9223372036.0
+
+
 def test_parse_duration_rejects_negative_numbers():
     with pytest.raises(ValueError, match="-1 is not a non-negative number of seconds"):
         parse_duration(-1)
