@@ -28,7 +28,7 @@ p, dl { margin: .3rem 0; }
 a { color: var(--link); }
 :focus-visible { outline: 2px solid var(--link); outline-offset: 2px; }
 .skip { position: absolute; left: -100vw; }
-.skip:focus { position: static; margin-right: auto; }
+.skip:focus { position: static; }
 .vh { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
   white-space: nowrap; }
 .muted { color: var(--muted); }
