@@ -3,7 +3,10 @@ through chromedriver, against real `stoker run` tasks. The list shows both tasks
 page lists its processes with the pids `stoker status` gives, and a followed log shows a
 line its process printed after the page was opened; following also copes with a log that
 ends inside a character, a rotated log, a chatty one (the page keeps its last 1 MiB) and a
-process that restarts (it goes on into the next run). One browser for the module; each page
+process that restarts (it goes on into the next run). Each kind of page serves a screen
+reader, a keyboard and a phone: language, title, heading order, table captions and column
+scopes, a skip link and a drawn focus, no sideways scroll at 360 and 640 px (200 % zoom),
+contrast of 4.5:1 in both colour schemes. One browser for the module; each page
 is also saved as a screenshot (the paths are printed; `STOKER_SCREENSHOTS=DIR` saves them
 there too). Skipped, saying so, when chromium or chromedriver is missing (`make browser`
 installs them; CI does, and fails them instead of skipping)."""
@@ -266,24 +269,30 @@ def test_the_first_tab_reaches_a_skip_link_that_shows_and_leads_to_the_content(h
     link = browser.switch_to.active_element
     assert link.get_attribute("href").endswith("#main") and link.is_displayed()
     assert 0 <= link.rect["x"] < browser.execute_script("return innerWidth;")
+    link.send_keys(Keys.TAB)  # the next one, the link home: its focus is drawn
+    assert browser.execute_script(
+        "var s = getComputedStyle(document.activeElement);"
+        " return [document.activeElement.className, s.outlineStyle, parseFloat(s.outlineWidth)];"
+    ) == ["home", "solid", 2]
     assert browser.find_element(By.ID, "main").tag_name == "main"
 
 
-def test_at_360_px_the_page_does_not_scroll_sideways_and_wide_tables_scroll_in_their_box(
-        host, browser, shots):
+@pytest.mark.parametrize("width", [360, 640])  # a phone; 200 % zoom of a 1280-px window
+def test_a_narrow_page_does_not_scroll_sideways_and_wide_tables_scroll_in_their_box(
+        host, browser, shots, width):
     from selenium.webdriver.common.by import By
 
-    browser.set_window_size(360, 800)
+    browser.set_window_size(width, 800)
     try:
         for kind, path in pages(host).items():
             browser.get(host.url + path)
-            assert browser.execute_script("return innerWidth;") <= 360
+            assert browser.execute_script("return innerWidth;") <= width
             assert browser.execute_script(
                 "return document.documentElement.scrollWidth <= innerWidth;"), kind
         browser.get(host.url + pages(host)["task"])
         box = browser.find_element(By.CSS_SELECTOR, "div.scroll")  # the processes' table
         assert box.get_property("scrollWidth") > box.get_property("clientWidth")
-        screenshot(browser, shots, "task-360px")
+        screenshot(browser, shots, f"task-{width}px")
     finally:
         browser.set_window_size(1280, 1000)
 
