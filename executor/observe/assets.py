@@ -9,9 +9,11 @@ from __future__ import annotations
 
 STYLE = """\
 :root { color-scheme: light dark; --fg: #1d232a; --bg: #fbfbfa; --muted: #5f6b76;
-  --line: #d9dde1; --head: #eef1f3; --ok: #1b7f3b; --bad: #b42318; --warn: #a15c00; }
+  --line: #d9dde1; --head: #eef1f3; --ok: #197a39; --bad: #b42318; --warn: #9a5700;
+  --link: #1a64d6; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e6e9ec; --bg: #15191d; --muted: #9aa5b1;
-  --line: #2f363d; --head: #1f252b; --ok: #5cc27a; --bad: #ff7a6e; --warn: #f0b04f; } }
+  --line: #2f363d; --head: #1f252b; --ok: #5cc27a; --bad: #ff7a6e; --warn: #f0b04f;
+  --link: #6ea8fe; } }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif;
   color: var(--fg); background: var(--bg); }
@@ -23,7 +25,12 @@ main { padding: .5rem 1rem 2rem; max-width: 90rem; }
 h1 { font-size: 1.3rem; margin: .8rem 0 .3rem; overflow-wrap: anywhere; }
 h2 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
 p, dl { margin: .3rem 0; }
-a { color: #1f6feb; }
+a { color: var(--link); }
+:focus-visible { outline: 2px solid var(--link); outline-offset: 2px; }
+.skip { position: absolute; left: -100vw; }
+.skip:focus { position: static; }
+.vh { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
+  white-space: nowrap; }
 .muted { color: var(--muted); }
 .scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
 table { border-collapse: collapse; min-width: 100%; font-size: .9rem; }

@@ -47,17 +47,20 @@ def cell(content: str, css: str = "") -> str:
     return f'<td class="{css}">{content}</td>' if css else f"<td>{content}</td>"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = (),
-          wrap: Sequence[int] = ()) -> str:
-    """A scrollable table; cells are already HTML. `numeric`/`wrap`: column indexes."""
-    head = "".join(f'<th class="num">{esc(h)}</th>' if i in numeric else f"<th>{esc(h)}</th>"
-                   for i, h in enumerate(headers))
+def table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[str]],
+          numeric: Sequence[int] = (), wrap: Sequence[int] = ()) -> str:
+    """A table that scrolls inside its own box (a focusable region named by `caption`, so
+    a keyboard scrolls it too); `caption` is for screen readers (the heading above it says
+    it to the eye); cells are already HTML. `numeric`/`wrap`: column indexes."""
+    head = "".join(f'<th scope="col" class="num">{esc(h)}</th>' if i in numeric
+                   else f'<th scope="col">{esc(h)}</th>' for i, h in enumerate(headers))
     body = []
     for r in rows:
         cells = [cell(c, "num" if i in numeric else "wrap" if i in wrap else "")
                  for i, c in enumerate(r)]
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+    return (f'<div class="scroll" tabindex="0" role="region" aria-label="{esc(caption)}">'
+            f'<table><caption class="vh">{esc(caption)}</caption><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
@@ -87,9 +90,10 @@ def page(title: str, body: str, *, where: str = "", head_extra: str = "",
         f"<title>{esc(title)} · stoker observe</title>"
         '<link rel="stylesheet" href="/static/observe.css">'
         f"{head_extra}{tags}</head><body>"
-        '<header><a class="home" href="/">stoker observe</a>'
+        '<header><a class="skip" href="#main">Skip to the page\'s content</a>'
+        '<a class="home" href="/">stoker observe</a>'
         f'<span class="where">{where}</span></header>'
-        f"<main>{body}</main></body></html>\n"
+        f'<main id="main">{body}</main></body></html>\n'
     )
 
 

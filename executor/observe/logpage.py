@@ -51,7 +51,7 @@ def refresh_url(c: LogChunk) -> str:
     return log_url(c.task_id, c.process, run=c.run, stream=c.stream, follow=1) + "#end"
 
 
-def _pager(c: LogChunk, follow: bool) -> str:
+def _pager(c: LogChunk, follow: bool, where: str) -> str:
     links = []
     before = older(c.start)
     if before is not None:
@@ -63,7 +63,7 @@ def _pager(c: LogChunk, follow: bool) -> str:
         links.append(_link(c, f"newer ({size_text(c.size - c.end)} after) ▶", offset=after))
     links.append(_link(c, "latest"))
     links.append(_link(c, "stop following") if follow else _link(c, "follow", follow=1))
-    return f'<nav class="pager">{" ".join(links)}</nav>'
+    return f'<nav class="pager" aria-label="log ranges ({where})">{" ".join(links)}</nav>'
 
 
 def _others(c: LogChunk) -> str:
@@ -83,14 +83,14 @@ def log_page(c: LogChunk, follow: bool) -> str:
             f"{REFRESH_SECS} s)</p>" if follow else ""
     body = (f"<h1>{esc(title)}</h1>"
             f'<p><a href="{esc(task_url(c.task_id))}">task {esc(c.task_id)}</a></p>'
-            f"{_others(c)}{_pager(c, follow)}"
+            f"{_others(c)}{_pager(c, follow, 'above the log')}"
             f'<p class="muted">{esc(shown)}</p>{state}'
             f'<pre class="log" id="log" data-follow="{1 if follow else 0}" '
             f'data-api="{esc(api)}" data-end="{c.end}" data-file="{esc(c.file)}" '
             f'data-run="{c.run}" data-dir="{esc(c.run_dir)}" data-process="{esc(c.process)}">'
             f"{esc_text(c.data)}</pre>"
-            f'<span id="end"></span>{_pager(c, follow)}')
+            f'<span id="end"></span>{_pager(c, follow, "below the log")}')
     head = (f'<noscript><meta http-equiv="refresh" content="{REFRESH_SECS};url='
             f'{esc(refresh_url(c))}"></noscript>') if follow else ""
-    return page(title, body, where=esc(f"{c.task_id} / {c.process}"), head_extra=head,
+    return page(f"{title} of task {c.task_id}", body, where=esc(f"{c.task_id} / {c.process}"), head_extra=head,
                 scripts=("follow.js",) if follow else ())

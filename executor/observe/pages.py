@@ -63,7 +63,7 @@ def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
     body = [f"<h1>Tasks on this host</h1><p class=\"muted\">{live} live, "
             f"{len(tasks) - live} ended (kept by the registry's retention).</p>"]
     if rows:
-        body.append(table(["task", "job key", "state", "started", "uptime", "health",
+        body.append(table("Tasks", ["task", "job key", "state", "started", "uptime", "health",
                            "running", "ports", "links"], rows))
     else:
         body.append(f"<p>No task in the registry {esc(root)}.</p>")
@@ -72,7 +72,7 @@ def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
         body.append(f"<p>Not listed: {what} of the registry this version of Stoker does not read "
                     f"(another version's, or damaged), whose supervisor runs: "
                     f"{esc(', '.join(unreadable))}.</p>")
-    return page("tasks", "".join(body), where=f"registry {esc(root)}")
+    return page("Tasks on this host", "".join(body), where=f"registry {esc(root)}")
 
 
 # ---- one task ----
@@ -148,7 +148,7 @@ def _earlier_runs(d: TaskDetail, attempt: AttemptView) -> str:
                  _log_links(task_id, p.name, r), esc(r.reason)] for r in reversed(p.runs)]
         more = f" ({p.earlier_runs} earlier runs not kept)" if p.earlier_runs else ""
         parts.append(f"<details><summary>{esc(p.name)}: {len(p.runs)} runs{esc(more)}</summary>"
-                     + table(["run", "pid", "state", "started", "ended", "exit", "logs",
+                     + table(f"Runs of {p.name}", ["run", "pid", "state", "started", "ended", "exit", "logs",
                               "reason"], rows, numeric=(0, 1), wrap=(7,)) + "</details>")
     return "<h2>Earlier runs</h2>" + "".join(parts) if parts else ""
 
@@ -162,7 +162,7 @@ def _leftovers(d: TaskDetail) -> str:
     rows = [[esc(p.pid), esc(p.process or "-"), esc("-" if p.run is None else p.run),
              esc(p.command)] for p in left]
     return ("<h2>Leftover processes</h2><p>They carry the task's marker; its supervisor is "
-            "gone.</p>" + table(["pid", "process", "run", "command"], rows, numeric=(0,), wrap=(3,)))
+            "gone.</p>" + table("Leftover processes", ["pid", "process", "run", "command"], rows, numeric=(0,), wrap=(3,)))
 
 
 def _health(attempt: AttemptView) -> str:
@@ -176,7 +176,7 @@ def _health(attempt: AttemptView) -> str:
     rows = [[esc(iso_time(a.wall)), state(a.outcome),
              "-" if a.latency_secs is None else esc(f"{a.latency_secs * 1000:.1f} ms"),
              esc(a.reason)] for a in reversed(h.last_attempts)]
-    last = table(["time", "outcome", "latency", "reason"], rows, numeric=(2,), wrap=(3,)) \
+    last = table("Last health check attempts", ["time", "outcome", "latency", "reason"], rows, numeric=(2,), wrap=(3,)) \
         if rows else "<p>No attempt yet.</p>"
     return f"<h2>Health</h2>{head}<h3>Last {len(rows)} attempts</h3>{last}"
 
@@ -184,7 +184,7 @@ def _health(attempt: AttemptView) -> str:
 def _transitions(title: str, items: Sequence[TransitionView]) -> str:
     rows = [[esc(iso_time(t.wall or None)), state(t.from_state or "-"), state(t.to_state),
              esc(t.reason)] for t in reversed(items)]
-    return f"<h2>{esc(title)}</h2>" + (table(["time", "from", "to", "reason"], rows, wrap=(3,))
+    return f"<h2>{esc(title)}</h2>" + (table(title, ["time", "from", "to", "reason"], rows, wrap=(3,))
                                        if rows else "<p>None recorded.</p>")
 
 
@@ -207,7 +207,7 @@ def _resources(d: TaskDetail, now_wall: float) -> str:
         return ""
     rows = [[esc(name), esc(used), esc(reserved), esc(pct), esc(note)]
             for name, used, reserved, pct, note in figure_rows(d.figures, now_wall)]
-    return "<h2>Resources</h2>" + table(["resource", "used", "reserved", "%", "note"], rows,
+    return "<h2>Resources</h2>" + table("Resources", ["resource", "used", "reserved", "%", "note"], rows,
                                         numeric=(1, 2, 3), wrap=(4,))
 
 
@@ -225,7 +225,7 @@ def _definition(d: TaskDetail) -> str:
     text = json.dumps(d.definition, indent=2, sort_keys=True)
     return ("<h2>Definition</h2><p class=\"muted\">The bound task as it runs (templates "
             "expanded, defaults applied).</p>"
-            + table(["process", "flags", "command"], rows, wrap=(2,))
+            + table("Definition", ["process", "flags", "command"], rows, wrap=(2,))
             + f"<details><summary>the whole definition (JSON)</summary><pre>{esc(text)}</pre></details>")
 
 
@@ -264,7 +264,7 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
     if attempt is not None:
         body.append(_announcement(attempt, now_wall))
         body.append(f"<h2>Processes ({attempt.processes_total})</h2>")
-        body.append(table(["process", "state", "run", "pid", "exit", "failures", "restarts",
+        body.append(table("Processes", ["process", "state", "run", "pid", "exit", "failures", "restarts",
                            "started", "time", "CPU %", "RSS", "procs", "logs", "reason"],
                           _process_rows(d, attempt, now_wall), numeric=(2, 3, 9, 10, 11),
                           wrap=(13,)))
@@ -279,7 +279,7 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
     if view is not None and len(view.attempts) > 1:
         rows = [[esc(a.number), _ended_state(a), esc(iso_time(a.started_wall)),
                  esc(a.reason)] for a in reversed(view.attempts[:-1])]
-        body.append("<h2>Earlier attempts</h2>" + table(["attempt", "state", "started", "reason"],
+        body.append("<h2>Earlier attempts</h2>" + table("Earlier attempts", ["attempt", "state", "started", "reason"],
                                                           rows, wrap=(3,)))
     body.append(_definition(d))
     return page(task_id or "task", "".join(body), where=esc(r["job_key"] or ""))

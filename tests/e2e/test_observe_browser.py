@@ -3,7 +3,10 @@ through chromedriver, against real `stoker run` tasks. The list shows both tasks
 page lists its processes with the pids `stoker status` gives, and a followed log shows a
 line its process printed after the page was opened; following also copes with a log that
 ends inside a character, a rotated log, a chatty one (the page keeps its last 1 MiB) and a
-process that restarts (it goes on into the next run). One browser for the module; each page
+process that restarts (it goes on into the next run). Each kind of page serves a screen
+reader, a keyboard and a phone: language, title, heading order, table captions and column
+scopes, a skip link and a drawn focus, no sideways scroll at 360 and 640 px (200 % zoom),
+contrast of 4.5:1 in both colour schemes. One browser for the module; each page
 is also saved as a screenshot (the paths are printed; `STOKER_SCREENSHOTS=DIR` saves them
 there too). Skipped, saying so, when chromium or chromedriver is missing (`make browser`
 installs them; CI does, and fails them instead of skipping)."""
@@ -216,3 +219,119 @@ def test_a_followed_log_goes_on_into_the_process_s_next_run(host, browser):
     (next_run / "stdout").write_text("the next run\n")
     wait_for(lambda: "the next run" in log.text, 10, interval_secs=0.05, message="run 1 in the page")
     assert log.text == "working\n==> worker run 1: stdout <==\nthe next run"
+
+
+# ---- for people who use a screen reader, only a keyboard, a phone, or high zoom ----
+
+def pages(host: ObservedHost) -> dict[str, str]:
+    """The three kinds of page: the list, a task's page, a process's log (followed)."""
+    tid = tasks(host)["batch"]
+    return {"list": "/", "task": f"/tasks/{tid}",
+            "log": f"/tasks/{tid}/processes/worker/logs?run=0&stream=stdout&follow=1"}
+
+
+def test_each_page_names_its_language_its_task_and_its_headings_in_order(host, browser):
+    from selenium.webdriver.common.by import By
+
+    tid = tasks(host)["batch"]
+    for kind, path in pages(host).items():
+        browser.get(host.url + path)
+        assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+        assert "width=device-width" in browser.find_element(
+            By.CSS_SELECTOR, "meta[name=viewport]").get_attribute("content")
+        if kind != "list":
+            assert tid in browser.title, (kind, browser.title)
+        levels = [int(h.tag_name[1]) for h in browser.find_elements(By.CSS_SELECTOR, "h1, h2, h3, h4")]
+        assert levels[0] == 1 and levels.count(1) == 1, (kind, levels)
+        assert all(b <= a + 1 for a, b in zip(levels, levels[1:])), (kind, levels)
+
+
+def test_data_tables_have_a_caption_column_headers_and_scroll_by_keyboard(host, browser):
+    from selenium.webdriver.common.by import By
+
+    for path in list(pages(host).values())[:2]:
+        browser.get(host.url + path)
+        tables = browser.find_elements(By.TAG_NAME, "table")
+        assert tables
+        for t in tables:
+            assert t.find_element(By.TAG_NAME, "caption").get_attribute("textContent").strip()
+            assert {th.get_attribute("scope") for th in t.find_elements(By.TAG_NAME, "th")} == {"col"}
+        for box in browser.find_elements(By.CSS_SELECTOR, "div.scroll"):
+            assert box.get_attribute("tabindex") == "0" and box.get_attribute("aria-label")
+
+
+def test_the_first_tab_reaches_a_skip_link_that_shows_and_leads_to_the_content(host, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(host.url + pages(host)["task"])
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    link = browser.switch_to.active_element
+    assert link.get_attribute("href").endswith("#main") and link.is_displayed()
+    assert 0 <= link.rect["x"] < browser.execute_script("return innerWidth;")
+    link.send_keys(Keys.TAB)  # the next one, the link home: its focus is drawn
+    assert browser.execute_script(
+        "var s = getComputedStyle(document.activeElement);"
+        " return [document.activeElement.className, s.outlineStyle, parseFloat(s.outlineWidth)];"
+    ) == ["home", "solid", 2]
+    assert browser.find_element(By.ID, "main").tag_name == "main"
+
+
+@pytest.mark.parametrize("width", [360, 640])  # a phone; 200 % zoom of a 1280-px window
+def test_a_narrow_page_does_not_scroll_sideways_and_wide_tables_scroll_in_their_box(
+        host, browser, shots, width):
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(width, 800)
+    try:
+        for kind, path in pages(host).items():
+            browser.get(host.url + path)
+            assert browser.execute_script("return innerWidth;") <= width
+            assert browser.execute_script(
+                "return document.documentElement.scrollWidth <= innerWidth;"), kind
+        browser.get(host.url + pages(host)["task"])
+        box = browser.find_element(By.CSS_SELECTOR, "div.scroll")  # the processes' table
+        assert box.get_property("scrollWidth") > box.get_property("clientWidth")
+        screenshot(browser, shots, f"task-{width}px")
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
+CONTRAST_PAIRS = """
+function rgb(s) { return (s.match(/[\\d.]+/g) || []).map(Number); }
+function back(el) {
+  for (; el; el = el.parentElement) {
+    var c = rgb(getComputedStyle(el).backgroundColor);
+    if (c.length === 3 || c[3] > 0) { return c.slice(0, 3); }
+  }
+  return [255, 255, 255];
+}
+return Array.prototype.map.call(document.querySelectorAll("a, .state, .muted, th"), function (el) {
+  return [el.textContent.slice(0, 40), rgb(getComputedStyle(el).color).slice(0, 3), back(el)];
+});
+"""
+
+
+def contrast(fg: list[float], bg: list[float]) -> float:
+    def lum(c: list[float]) -> float:
+        v = [x / 255 for x in c]
+        v = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in v]
+        return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]
+    hi, lo = sorted((lum(fg), lum(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_states_links_and_muted_text_contrast_at_least_4_5_to_1(host, browser, scheme):
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": scheme}]})
+    try:
+        for path in pages(host).values():
+            browser.get(host.url + path)
+            pairs = browser.execute_script(CONTRAST_PAIRS)
+            assert any("RUNNING" in text for text, _, _ in pairs) or path.endswith("follow=1")
+            low = [(text, fg, bg, round(contrast(fg, bg), 2)) for text, fg, bg in pairs
+                   if contrast(fg, bg) < 4.5]
+            assert not low, (scheme, path, low)
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})

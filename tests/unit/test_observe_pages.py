@@ -216,3 +216,30 @@ def test_the_task_page_shows_use_against_reservation_with_a_dash_and_the_reason_
     assert cells[10:14] == ["disk", "-", "8.0 MiB", "-"]
     assert "the disk-limit check is off for this task" in cells[14]
     assert "<h2>Resources</h2>" not in task_page(detail(), NOW)  # no figures read: no section
+
+
+def test_every_table_has_a_caption_column_scopes_and_a_box_a_keyboard_scrolls():
+    """For a screen reader (a table says what it is, each header which cells it heads) and a
+    keyboard (a wide table scrolls inside its box, which takes the focus)."""
+    again = [dict(records()[0], wall=200.0, supervisor_pid=4100), *records()[1:3]]
+    d = detail(recs=records() + again, alive=False, leftovers=[Leftover(4242, "web", 0, "sleep")])
+    text = task_page(d, NOW) + tasks_page([TaskSummary(row=row_of("t-1", 100.0), ports={})], NOW, "/r")
+    tables = text.count("<table>")
+    assert tables >= 6 and text.count('<caption class="vh">') == tables
+    assert text.count('<div class="scroll" tabindex="0" role="region" aria-label="') == tables
+    assert "<th>" not in text and "<th " not in text.replace('<th scope="col"', "")
+
+
+def test_a_log_page_names_its_task_in_its_title_and_its_two_pagers_apart():
+    text = log_page(chunk(), follow=True)
+    title = re.search(r"<title>(.*?)</title>", text).group(1)
+    assert "web run 2 stdout" in title and "t-1" in title
+    labels = re.findall(r'<nav class="pager" aria-label="([^"]+)"', text)
+    assert len(labels) == 2 and len(set(labels)) == 2
+
+
+def test_every_page_starts_with_a_skip_link_to_its_content():
+    for text in (task_page(detail(), NOW), log_page(chunk(), follow=False), tasks_page([], NOW, "/r")):
+        body = text.split("<body>", 1)[1]
+        assert body.startswith('<header><a class="skip" href="#main">')
+        assert '<main id="main">' in body
