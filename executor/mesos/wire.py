@@ -192,6 +192,8 @@ def parse_event(payload: bytes | bytearray) -> Event:
         raise RemoteProtocolError(f"event is not UTF-8: {e}") from None
     except json.JSONDecodeError as e:
         raise RemoteProtocolError(f"event is not JSON: {e} in {quoted(payload[:80])}") from None
+    except ValueError:  # an integer of more digits than int() converts (4300)
+        raise RemoteProtocolError(f"event holds a number too long to read: {quoted(payload[:80])}") from None
     except RecursionError:  # arrays or objects nested deeper than the parser recurses
         raise RemoteProtocolError(f"event is nested too deeply to read: {quoted(payload[:80])}") from None
     if not isinstance(obj, dict):

@@ -292,6 +292,9 @@ MALFORMED = [
     # parser's recursion raised RecursionError out of the session (no BrokenStream, the events
     # before it lost).
     (b"[" * 100_000, f"event is nested too deeply to read: {b'[' * 80!r}"),
+    # Python reads no integer of more than 4300 digits: its ValueError ended the stream's
+    # thread, and with it the executor and the task.
+    (KILL_T % (b"1" * 5000), f"event holds a number too long to read: {(KILL_T % b'1')[:80]!r}"),
     (b'{"type": "ACKNOWLEDGED", "acknowledged": {"task_id": {"value": "t"}, "uuid": 5}}',
      "ACKNOWLEDGED event: 'acknowledged.uuid' is a int, not str"),
     (b'{"type": "ACKNOWLEDGED", "acknowledged": {"uuid": "AAAA"}}',
