@@ -61,6 +61,7 @@ from executor.mesos.wire import (
     Acknowledged,
     Event,
     Heartbeat,
+    Kill,
     Oversized,
     Shutdown,
     Subscribed,
@@ -412,6 +413,9 @@ class ExecutorDriver:
                           executor_id=self._who, task_id=tid, uuid=uuid_text(raw))
             case Heartbeat():
                 log_event(logger, logging.DEBUG, "mesos_heartbeat", executor_id=self._who)
+            case Kill(task_id=tid, bad_grace=str() as bad):  # the executor's `kill` line follows
+                log_event(logger, logging.WARNING, "mesos_kill_grace_ignored", executor_id=self._who,
+                          task_id=tid, reason=f"{bad}; the task's own grace applies")
             case UnknownEvent(type=kind):
                 log_event(logger, logging.INFO, "mesos_event_ignored", executor_id=self._who,
                           type=kind, reason="unknown event type")

@@ -78,6 +78,8 @@ class LaunchGroup:
 class Kill:
     task_id: str
     grace_secs: float | None  # from kill.kill_policy.grace_period; None when not given
+    # why a grace that was given could not be read (then grace_secs is None: the task's own)
+    bad_grace: str | None = None
 
 
 @attrs.frozen(slots=True)
@@ -157,6 +159,7 @@ def _b64(text: Any, what: str) -> bytes:
 
 
 _INT64_TEXT = re.compile(r"-?[0-9]{1,19}")
+_INT64_MAX = 2**63 - 1  # Mesos' Duration: int64 nanoseconds, about 292 years
 
 
 def _duration_secs(nanoseconds: int | float | str, what: str) -> float:
@@ -168,8 +171,17 @@ def _duration_secs(nanoseconds: int | float | str, what: str) -> float:
     if not math.isfinite(nanoseconds):  # Python's json reads NaN and Infinity; Mesos writes neither
         raise RemoteProtocolError(f"{what} is {nanoseconds}, not a number of nanoseconds")
     if nanoseconds < 0:
-        raise RemoteProtocolError(f"{what} is negative ({nanoseconds} ns)")
+        raise RemoteProtocolError(f"{what} is negative ({_bounded(nanoseconds)} ns)")
+    if nanoseconds > _INT64_MAX:
+        raise RemoteProtocolError(
+            f"{what} is {_bounded(nanoseconds)}, more than Mesos' Duration holds ({_INT64_MAX} ns)")
     return nanoseconds / 1e9
+
+
+def _bounded(number: int | float) -> str:
+    """A number for a message: JSON may give an int of thousands of digits."""
+    text = repr(number)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
 def parse_event(payload: bytes | bytearray) -> Event:
@@ -180,6 +192,8 @@ def parse_event(payload: bytes | bytearray) -> Event:
         raise RemoteProtocolError(f"event is not UTF-8: {e}") from None
     except json.JSONDecodeError as e:
         raise RemoteProtocolError(f"event is not JSON: {e} in {quoted(payload[:80])}") from None
+    except ValueError:  # an integer of more digits than int() converts (4300)
+        raise RemoteProtocolError(f"event holds a number too long to read: {quoted(payload[:80])}") from None
     except RecursionError:  # arrays or objects nested deeper than the parser recurses
         raise RemoteProtocolError(f"event is nested too deeply to read: {quoted(payload[:80])}") from None
     if not isinstance(obj, dict):
@@ -238,13 +252,18 @@ def _parse_launch_group(obj: dict[str, Any], what: str) -> LaunchGroup:
 
 
 def _parse_kill(obj: dict[str, Any], what: str) -> Kill:
+    """A KILL whose task id is readable kills: a grace that is not (NaN, a negative or an
+    absurd number, text Mesos would not parse, a wrong type) is reported in `bad_grace`, and
+    the task's own grace applies, as for a KILL without a kill_policy (docs/mesos.md §5)."""
     tid = _field(obj, "kill.task_id.value", str, what)
-    grace = None
     policy = obj["kill"].get("kill_policy")
-    if policy is not None:
+    if policy is None or (isinstance(policy, dict) and policy.get("grace_period") is None):
+        return Kill(tid, None)  # KillPolicy's grace_period is optional
+    try:
         nanos = _field(obj, "kill.kill_policy.grace_period.nanoseconds", (int, float, str), what)
-        grace = _duration_secs(nanos, f"{what}: kill_policy.grace_period.nanoseconds")
-    return Kill(tid, grace)
+        return Kill(tid, _duration_secs(nanos, f"{what}: kill_policy.grace_period.nanoseconds"))
+    except RemoteProtocolError as e:
+        return Kill(tid, None, bad_grace=str(e))
 
 
 def _parse_acknowledged(obj: dict[str, Any], what: str) -> Acknowledged:

@@ -106,9 +106,24 @@ def _usage_cells(u: Usage | None) -> list[str]:
     if u is None:
         return ["-", "-", "-"]
     cpu = "-" if u.cpu_percent is None else f"{u.cpu_percent:.1f}"
-    title = esc(f"CPU % of one core, {u.cpu_basis}")
-    return [f'<span title="{title}">{esc(cpu)}</span>', esc(size_text(u.rss_bytes)),
-            esc(u.processes)]
+    return [esc(cpu), esc(size_text(u.rss_bytes)), esc(u.processes)]
+
+
+_CPU_OF = "CPU % is per cent of one core (100 = one core busy),"
+
+
+def _cpu_note(d: TaskDetail, attempt: AttemptView) -> str:
+    """What the CPU % column measures, in the page's text (a tooltip reaches neither a
+    keyboard nor a touch screen); the processes named when their bases differ."""
+    by_basis: dict[str, list[str]] = {}
+    for p in attempt.processes:
+        u = d.usage.get(p.name)
+        if u is not None and u.cpu_percent is not None:
+            by_basis.setdefault(u.cpu_basis, []).append(p.name)
+    if len(by_basis) > 1:
+        bases = "; ".join(f"{basis} for {', '.join(names)}" for basis, names in sorted(by_basis.items()))
+        return f'<p class="muted">{_CPU_OF} {esc(bases)}.</p>'
+    return "".join(f'<p class="muted">{_CPU_OF} {esc(basis)}.</p>' for basis in by_basis)
 
 
 def _log_links(task_id: str, process: str, run: RunView | None) -> str:
@@ -268,6 +283,7 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
                            "started", "time", "CPU %", "RSS", "procs", "logs", "reason"],
                           _process_rows(d, attempt, now_wall), numeric=(2, 3, 9, 10, 11),
                           wrap=(13,)))
+        body.append(_cpu_note(d, attempt))
         if attempt.not_shown_note:
             body.append(f'<p class="note">{esc(attempt.not_shown_note)}</p>')
         body.append(_resources(d, now_wall))

@@ -401,3 +401,20 @@ def test_an_operator_s_kill_reaches_the_agent_as_task_killed(agent, tmp_path):
     assert killed.message == "killed by the operator (stoker kill)"
     assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
     assert agent.wait_exit(10) == 0
+
+
+def test_a_kill_whose_grace_cannot_be_read_still_kills_the_task(agent, tmp_path):
+    """A KILL with `"nanoseconds": NaN` (Python's json writes it; Mesos never does) used to
+    break the event stream: the executor reconnected, the agent never sends a KILL again, and
+    the task ran on. It is a KILL with the task's own grace, and one WARNING names the value."""
+    launch(agent, document(tmp_path, service("exec sleep 1000", extra="lifecycle=DisableLifecycle,")))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    agent.send_events([{"type": "KILL", "kill": {"task_id": {"value": "task-1"}, "kill_policy": {
+        "grace_period": {"nanoseconds": float("nan")}}}}])
+    killed = agent.wait_for_state("task-1", "TASK_KILLED", 10)
+    assert "KILL" in killed.message
+    assert agent.wait_exit(10) == 0
+    assert len(agent.subscribes) == 1  # the stream was not broken
+    (warning,) = [line for line in agent.executor_log().splitlines() if "mesos_kill_grace_ignored" in line]
+    assert "WARNING" in warning and "task_id=task-1" in warning
+    assert "kill_policy.grace_period.nanoseconds is nan, not a number of nanoseconds" in warning

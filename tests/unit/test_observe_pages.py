@@ -13,6 +13,7 @@ from executor.observe.logpage import log_page, refresh_url
 from executor.observe.logrange import MAX_CHUNK_BYTES
 from executor.observe.model import (
     SINCE_LAST_LOOK,
+    SINCE_START,
     CpuSample,
     LogChunk,
     TaskDetail,
@@ -73,6 +74,27 @@ def test_the_task_page_shows_processes_usage_health_history_and_definition():
     assert "2.1 ms" in text and "task launched" in text and "healthy" in text
     assert '/tasks/t-1/processes/web/logs?run=0&amp;stream=stdout' in text
     assert "&lt;script&gt;" in text and no_markup_from(text) and "\\x1b[31m" in text
+
+
+def test_the_cpu_percent_s_basis_is_in_the_page_s_text_not_only_in_a_tooltip():
+    """A `title` reaches neither a keyboard nor a touch screen: a line under the table says
+    what CPU % measures, naming the processes when their bases differ."""
+    usage = {"web": Usage(pid=4001, processes=1, rss_bytes=1024, cpu_percent=12.5,
+                          cpu_basis=SINCE_LAST_LOOK, started_wall=100.1)}
+    text = task_page(detail(usage=usage), NOW)
+    assert ('<p class="muted">CPU % is per cent of one core (100 = one core busy), '
+            'since the previous look.</p>') in text
+    assert "title=" not in text.split("<h2>Processes")[1].split("</table>")[0]
+    usage["db"] = Usage(pid=4002, processes=1, rss_bytes=1024, cpu_percent=1.0,
+                        cpu_basis=SINCE_START, started_wall=100.1)
+    recs = records()
+    recs[0]["processes"] = ["web", "db"]
+    recs.insert(3, dict(recs[2], process="db", pid=4002))
+    text = task_page(detail(recs, usage=usage), NOW)
+    assert ("one core busy), average since the run started for db; since the previous look "
+            "for web.</p>") in text
+    unmeasured = {"web": attrs.evolve(usage["web"], cpu_percent=None)}
+    assert "CPU % is" not in task_page(detail(usage=unmeasured), NOW)
 
 
 def test_a_live_runs_uptime_is_from_its_kernel_start_whatever_the_wall_clock_did_since():
