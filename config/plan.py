@@ -25,9 +25,10 @@ import attrs
 
 from config.errors import ConfigError, in_file
 from config.spec import JobSpec
-from config.words import did_you_mean, quoted
+from config.words import did_you_mean, printable, quoted
 
-__all__ = ["Allocate", "JobPlan", "open_problem", "plan_job", "replace_text", "task_id"]
+__all__ = ["Allocate", "JobPlan", "container_of", "container_warning", "open_problem", "plan_job",
+           "replace_text", "task_id"]
 
 # Free loopback ports for the names not given with --port: (names, fixed) -> every number.
 Allocate = Callable[[list[str], Mapping[str, int]], dict[str, int]]
@@ -44,6 +45,8 @@ class JobPlan:
     # what Aurora's scheduler would do with the job that `stoker run` does not (its other
     # instances, its cron schedule), each a sentence the run prints before it starts
     notes: tuple[str, ...] = ()
+    # what the run warns about before it starts, each a `run_warning` (the job's container)
+    warnings: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -90,7 +93,8 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
     return JobPlan(spec=spec, stand_in=stand_in,
                    allocated=tuple(sorted(n for n in names if n not in fixed_ports)),
                    port_warnings=tuple(resolved.warnings()),
-                   notes=scheduler_notes(plain, job_key(job), instance))
+                   notes=scheduler_notes(plain, job_key(job), instance),
+                   warnings=tuple(w for w in [container_warning(plain)] if w is not None))
 
 
 def scheduler_notes(job: Mapping[str, Any], key: str, instance: int) -> tuple[str, ...]:
@@ -112,6 +116,35 @@ def scheduler_notes(job: Mapping[str, Any], key: str, instance: int) -> tuple[st
         notes.append(f"job {key} has cron_schedule = {quoted(schedule)}; stoker run has no cron: it "
                      "runs the job once, now, not on that schedule")
     return tuple(notes)
+
+
+def container_of(job: Mapping[str, Any]) -> str | None:
+    """The job's `container` (its plain values), in words: `Docker image python:3.11` for
+    Aurora's Docker containerizer (`Docker(...)`, or `Container(docker=Docker(...))`),
+    `Mesos, Docker image NAME:TAG` or `Mesos, appc image NAME (id ID)` for a Mesos
+    filesystem image; None for none, or a Mesos container without an image (the agent's own
+    filesystem, as here). Names are escaped (`printable`): one line, whatever they hold."""
+    container = job.get("container")
+    if not isinstance(container, Mapping):
+        return None
+    docker = container.get("docker", container)  # Container(docker=Docker(...)), the older form
+    if isinstance(docker, Mapping) and isinstance(docker.get("image"), str):
+        return f"Docker image {printable(docker['image'])}"
+    image = container.get("image")
+    if not isinstance(image, Mapping):
+        return None
+    if "tag" in image:
+        return f"Mesos, Docker image {printable(str(image.get('name')) + ':' + str(image['tag']))}"
+    return f"Mesos, appc image {printable(str(image.get('name')))} (id {printable(str(image.get('image_id')))})"
+
+
+def container_warning(job: Mapping[str, Any]) -> str | None:
+    """`stoker run` runs a job's processes on this host whatever its container (README
+    "stoker run"): what they find there (binaries, paths, users) may not be what the image
+    holds, and a line says so. None for a job without one (`container_of`)."""
+    if (container := container_of(job)) is None:
+        return None
+    return f"the job's container ({container}) is not used: its processes run on this host, not in the image"
 
 
 def open_problem(sources: Mapping[str, str]) -> str | None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from config.bind import bind
+from config.plan import container_of
 from config.portmap import job_portmap, port_names, requested_ports, resolve_portmap
 from config.spec import MIB, CheckKind, HealthSpec, JobSpec, LifecycleSpec, LoggerSpec, LogMode, ProcessSpec
 from config.words import printable_lines
@@ -49,7 +50,7 @@ def describe_job(job: Any) -> str:
     plain = job.get()  # as written, templates kept; pystachio's defaults filled in
     name_of = {number: name for name, number in given.items()}
     port_of = {number: _port_ref(name) for number, name in name_of.items()}
-    lines = [f"job {spec.key}", *_job_lines(spec, plain), "  processes:"]
+    lines = [f"job {spec.key}", *_job_lines(spec, plain), *_container_lines(plain), "  processes:"]
     for process, raw in zip(spec.task.processes, plain["task"]["processes"]):
         lines.append(f"    {process.name}  [{_flags(process)}]")
         lines.extend(f"      | {line}" for line in str(raw["cmdline"]).strip("\n").splitlines())
@@ -62,6 +63,14 @@ def describe_job(job: Any) -> str:
                  + (f"; aliases: {', '.join(aliases)}" if aliases else ""))
     lines.extend(f"  warning: {warning}" for warning in spec.warnings)
     return printable_lines("\n".join(lines)) + "\n"
+
+
+def _container_lines(plain: Any) -> list[str]:
+    """The job's container, with an image: `stoker executor` runs the processes in it,
+    `stoker run` on this host (and says so as it starts)."""
+    container = container_of(plain)
+    return [] if container is None else \
+        [f"  container: {container} (`stoker run` runs the processes on this host, not in the image)"]
 
 
 def describe_launch(launch: TaskLaunch, settings: ExecutorSettings) -> str:

@@ -297,7 +297,7 @@ class LocalRun:
             self._out.write(f"stoker run: ports {shown}\n")
         for taken in planfiles.ports_taken({n: p for n, p in ports.items() if n in s.ports}):
             self._warn(f"--port {taken} is in use by another program")
-        for warning in plan.port_warnings:
+        for warning in (*plan.port_warnings, *plan.warnings):  # the container's among them
             self._warn(warning)
         for note in plan.notes:
             self._out.write(f"stoker run: {note}\n")

@@ -92,7 +92,8 @@ def test_the_run_is_the_one_it_would_be_without_an_early_start(stoker, tmp_path)
     config = write(tmp_path, "Process(name='a', cmdline='echo a')", "Process(name='b', cmdline='echo b')",
                    "Process(name='c', cmdline='echo c')")
     config.write_text(config.read_text().replace("finalization_wait=2)", "finalization_wait=2, "
-                                                 "constraints=[Constraint(order=['a', 'c'])])"))
+                                                 "constraints=[Constraint(order=['a', 'c'])])")
+                      .replace("name='early',", "name='early', container=Docker(image='python:3.11'),"))
     stoker.finish(config)  # planned, and kept
     early, sandbox1 = stoker.finish(config)
     plain, sandbox2 = stoker.finish(config, env={"STOKER_EARLY_START": "off"})
@@ -102,6 +103,10 @@ def test_the_run_is_the_one_it_would_be_without_an_early_start(stoker, tmp_path)
     for who in ("a[0]", "b[0]", "c[0]", " task ", " supervisor ", " stoker "):
         assert [line for line in console(early) if who in line] == [line for line in console(plain) if who in line]
     assert sorted(console(early)) == sorted(console(plain))
+    # the kept plan's run says what the planned one said of the job's container, once
+    said = [line for line in console(early) if "is not used" in line]
+    assert said == ["stoker run: warning: the job's container (Docker image python:3.11) is not used: its "
+                    "processes run on this host, not in the image"]
     for process in "abc":
         assert stdout_of(sandbox1, process) == stdout_of(sandbox2, process) == f"{process}\n"
 

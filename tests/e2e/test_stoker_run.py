@@ -84,8 +84,35 @@ def test_batch_job_that_succeeds_exits_0(stoker, tmp_path):
     if said:  # before the task starts
         assert out.index(said[0]) < out.index("task             NEW → STARTING")
     assert "a[0]             RUNNING → SUCCESS" in out
+    assert "is not used" not in out  # a job without a container: no line about one
     assert "task             RUNNING → FINISHED" in out
     assert (run.sandbox / ".logs/a/0/stdout").read_text() == "done\n"
+
+
+@pytest.mark.parametrize(("container", "said"), [
+    ("Docker(image='python:3.11')", "Docker image python:3.11"),
+    ("Mesos(image=DockerImage(name='library/debian', tag='bookworm'))", "Mesos, Docker image library/debian:bookworm"),
+    ("Mesos(image=AppcImage(name='ex\\x1bample', image_id='sha512-ab'))", "Mesos, appc image ex\\x1bample (id sha512-ab)"),
+], ids=["docker", "mesos-docker-image", "mesos-appc-image"])
+def test_a_jobs_container_is_said_to_be_unused_once_per_run(stoker, tmp_path, container, said):
+    # `stoker run` runs the processes on this host whatever the container: one line says so,
+    # before the task starts, and not again as the service restarts
+    cfg = write_config(tmp_path, f"""
+        jobs = [Service(cluster='local', role='me', environment='test', name='boxed', container={container},
+                        task=Task(processes=[Process(name='a', cmdline='true')],
+                                  resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    run = stoker(str(cfg), "--restart-backoff", "0.01", "--restart-backoff-max", "0.01", "--log-format", "json")
+    run.wait_output("task             RUNNING → FINISHED", count=2)
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 143
+    out = run.stdout()
+    text = f"the job's container ({said}) is not used: its processes run on this host, not in the image"
+    assert [line for line in out.splitlines() if "is not used" in line] == [f"stoker run: warning: {text}"]
+    assert out.index(text) < out.index("task             NEW → STARTING")
+    # and in a JSON log, once
+    warnings = [w for w in map(json.loads, run.stderr().splitlines()) if "is not used" in w.get("reason", "")]
+    assert [(w["level"], w["event"], w["reason"]) for w in warnings] == [("WARNING", "run_warning", text)]
 
 
 def test_a_port_given_that_another_program_holds_is_said_before_the_task_starts(stoker, tmp_path):

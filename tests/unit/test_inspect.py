@@ -72,6 +72,14 @@ def test_the_bound_spec_decides_what_is_shown(tmp_path, extra, expected):
     assert expected in out
 
 
+def test_a_container_with_an_image_is_shown_and_none_is_not(tmp_path):
+    boxed = job_text(extra=", container=Mesos(image=AppcImage(name='example.com/debian', image_id='sha512-1'))")
+    assert ("  resources cpu=0.1 disk=1048576 gpu=0 ram=1048576\n"
+            "  container: Mesos, appc image example.com/debian (id sha512-1) (`stoker run` runs the processes "
+            "on this host, not in the image)\n  processes:\n") in describe_job(load_job(write_config(tmp_path, boxed)))
+    assert "container" not in describe_job(load_job(write_config(tmp_path, job_text(extra=", container=Mesos()"))))
+
+
 def test_a_sidecar_that_takes_the_only_slot_is_a_warning(tmp_path):
     text = job_text("[Process(name='side', cmdline='sleep 1000', ephemeral=True), Process(name='web', cmdline='x')]",
                     task_extra=", max_concurrency=1")

@@ -114,6 +114,27 @@ def test_what_the_scheduler_would_do_and_stoker_run_does_not_is_said(tmp_path, e
     assert plan(path, instance=instance).notes == notes
 
 
+UNUSED = ") is not used: its processes run on this host, not in the image"
+
+
+@pytest.mark.parametrize("container, warnings", [
+    ("", ()),
+    (", container=Mesos()", ()),  # the agent's own filesystem, as here
+    (", container=Docker(image='python:3.11')", ("the job's container (Docker image python:3.11" + UNUSED,)),
+    (", container=Container(docker=Docker(image='python:3.11'))",
+     ("the job's container (Docker image python:3.11" + UNUSED,)),
+    (", container=Mesos(image=DockerImage(name='library/debian', tag='bookworm'))",
+     ("the job's container (Mesos, Docker image library/debian:bookworm" + UNUSED,)),
+    (", container=Mesos(image=AppcImage(name='ex\\nample', image_id='sha512-1'))",
+     ("the job's container (Mesos, appc image ex\\nample (id sha512-1)" + UNUSED,)),
+])
+def test_a_container_that_stoker_run_does_not_use_is_a_warning(tmp_path, container, warnings):
+    """`stoker run` runs the processes on this host whatever the job's container: a
+    container with an image gets a warning naming its kind and image (escaped: one line)."""
+    path = write_config(tmp_path, job_text(extra=f", name='web'{container}"))
+    assert plan(path, instance=0).warnings == warnings
+
+
 def test_task_ids_have_the_shape_of_aurora_ones():
     assert re.fullmatch(r"web-3-[0-9a-f]{8}", task_id("web", 3))
     assert task_id("web", 3) != task_id("web", 3)
