@@ -43,7 +43,7 @@ class _Finder:
             def hold(sandbox, *args, **kwargs):
                 session = real(sandbox, *args, **kwargs)
                 answer, deadline = os.path.join(sandbox, "killed"), time.monotonic() + 10
-                while time.monotonic() < deadline and not (os.path.exists(answer) and os.path.getsize(answer)):
+                while time.monotonic() < deadline and not _answered(answer):
                     time.sleep(0.01)
                 return session
 
@@ -51,6 +51,15 @@ class _Finder:
 
         spec.loader.exec_module = exec_module
         return spec
+
+def _answered(path):
+    # the supervisor's answer, not the line `stoker kill` prints while it waits for a
+    # supervisor that has not opened its socket yet (a kill that ran early, under load)
+    try:
+        with open(path) as lines:
+            return any(line.strip() and not line.rstrip().endswith("waiting for it") for line in lines)
+    except FileNotFoundError:
+        return False
 
 sys.meta_path.insert(0, _Finder())
 """
