@@ -135,6 +135,30 @@ def test_a_container_that_stoker_run_does_not_use_is_a_warning(tmp_path, contain
     assert plan(path, instance=0).warnings == warnings
 
 
+VOLUMES = "the job's container volumes are not mounted (its processes see this host's paths): "
+PARAMETERS = "the job's Docker parameters are ignored (there is no docker run here): "
+DATA = "Volume(container_path='/data', host_path='/srv/data', mode=VolumeMode('RO'))"
+
+
+@pytest.mark.parametrize("container, warnings", [
+    (f", container=Mesos(volumes=[{DATA}, Volume(container_path='/c\\n', host_path='/tmp', mode=Mode('RW'))])",
+     (VOLUMES + "/data (host /srv/data, RO), /c\\n (host /tmp, RW)",)),
+    (f", container=Mesos(image=DockerImage(name='debian', tag='12'), volumes=[{DATA}])",
+     ("the job's container (Mesos, Docker image debian:12" + UNUSED,)),  # the image line says it all
+    (", container=Docker(image='py', parameters=[Parameter(name='env', value='A=b'), "
+     "Parameter(name='cap-add', value='NET_ADMIN')])",
+     ("the job's container (Docker image py" + UNUSED, PARAMETERS + "env=A=b, cap-add=NET_ADMIN")),
+    (", container=Container(docker=Docker(image='py', parameters=[Parameter(name='rm', value='true')]))",
+     ("the job's container (Docker image py" + UNUSED, PARAMETERS + "rm=true")),
+])
+def test_container_volumes_and_docker_parameters_stoker_run_ignores_are_warnings(tmp_path, container, warnings):
+    """A Mesos container's volumes are not mounted under `stoker run` and Docker's
+    `parameters` go to no `docker run`: one more line each, naming them (escaped: one line);
+    volumes beside an image are covered by the image's line."""
+    path = write_config(tmp_path, job_text(extra=f", name='web'{container}"))
+    assert plan(path, instance=0).warnings == warnings
+
+
 def test_task_ids_have_the_shape_of_aurora_ones():
     assert re.fullmatch(r"web-3-[0-9a-f]{8}", task_id("web", 3))
     assert task_id("web", 3) != task_id("web", 3)
