@@ -45,7 +45,8 @@ class JobPlan:
     # what Aurora's scheduler would do with the job that `stoker run` does not (its other
     # instances, its cron schedule), each a sentence the run prints before it starts
     notes: tuple[str, ...] = ()
-    # what the run warns about before it starts, each a `run_warning` (the job's container)
+    # what the run warns about before it starts, each a `run_warning` (an instance the job
+    # does not have, the parts of its container that are not used)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -94,21 +95,17 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
                    allocated=tuple(sorted(n for n in names if n not in fixed_ports)),
                    port_warnings=tuple(resolved.warnings()),
                    notes=scheduler_notes(plain, job_key(job), instance),
-                   warnings=container_warnings(plain))
+                   warnings=instance_warnings(plain, job_key(job), instance) + container_warnings(plain))
 
 
 def scheduler_notes(job: Mapping[str, Any], key: str, instance: int) -> tuple[str, ...]:
     """What `stoker run` does not do of what Aurora's scheduler does with `job` (its plain
-    values), as sentences: it runs one instance (`--instance N`, 0 by default), one that
-    is not among the job's `instances` included, and it has no cron: a `cron_schedule`
-    job runs once, now (then as the service rules say)."""
+    values), as sentences: it runs one instance (`--instance N`, 0 by default), and it has
+    no cron: a `cron_schedule` job runs once, now (then as the service rules say). An
+    instance the job does not have is a warning instead (`instance_warnings`)."""
     notes = []
     instances = job.get("instances")
-    if isinstance(instances, int) and not 0 <= instance < instances:
-        has = f"instances 0 to {instances - 1}" if instances > 1 else f"instances = {instances}"
-        notes.append(f"warning: job {key} has {has}: Aurora's scheduler would run no instance "
-                     f"{instance}; running it here anyway")
-    elif isinstance(instances, int) and instances > 1:
+    if isinstance(instances, int) and instances > 1 and 0 <= instance < instances:
         notes.append(f"job {key} has instances = {instances}; this run is instance {instance} "
                      "alone (one `stoker run --instance N` per instance)")
     schedule = job.get("cron_schedule")
@@ -116,6 +113,16 @@ def scheduler_notes(job: Mapping[str, Any], key: str, instance: int) -> tuple[st
         notes.append(f"job {key} has cron_schedule = {quoted(schedule)}; stoker run has no cron: it "
                      "runs the job once, now, not on that schedule")
     return tuple(notes)
+
+
+def instance_warnings(job: Mapping[str, Any], key: str, instance: int) -> tuple[str, ...]:
+    """`--instance N` of a job without instance N (`instances = 3`, `--instance 3`): Aurora's
+    scheduler would never run it; `stoker run` runs it anyway and warns."""
+    instances = job.get("instances")
+    if not isinstance(instances, int) or 0 <= instance < instances:
+        return ()
+    has = f"instances 0 to {instances - 1}" if instances > 1 else f"instances = {instances}"
+    return (f"job {key} has {has}: Aurora's scheduler would run no instance {instance}; running it here anyway",)
 
 
 def container_of(job: Mapping[str, Any]) -> str | None:
