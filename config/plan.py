@@ -27,7 +27,7 @@ from config.errors import ConfigError, in_file
 from config.spec import JobSpec
 from config.words import did_you_mean, printable, quoted
 
-__all__ = ["Allocate", "JobPlan", "container_of", "container_warning", "open_problem", "plan_job",
+__all__ = ["Allocate", "JobPlan", "container_of", "container_warnings", "open_problem", "plan_job",
            "replace_text", "task_id"]
 
 # Free loopback ports for the names not given with --port: (names, fixed) -> every number.
@@ -45,7 +45,8 @@ class JobPlan:
     # what Aurora's scheduler would do with the job that `stoker run` does not (its other
     # instances, its cron schedule), each a sentence the run prints before it starts
     notes: tuple[str, ...] = ()
-    # what the run warns about before it starts, each a `run_warning` (the job's container)
+    # what the run warns about before it starts, each a `run_warning` (an instance the job
+    # does not have, the parts of its container that are not used)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -94,21 +95,17 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
                    allocated=tuple(sorted(n for n in names if n not in fixed_ports)),
                    port_warnings=tuple(resolved.warnings()),
                    notes=scheduler_notes(plain, job_key(job), instance),
-                   warnings=tuple(w for w in [container_warning(plain)] if w is not None))
+                   warnings=instance_warnings(plain, job_key(job), instance) + container_warnings(plain))
 
 
 def scheduler_notes(job: Mapping[str, Any], key: str, instance: int) -> tuple[str, ...]:
     """What `stoker run` does not do of what Aurora's scheduler does with `job` (its plain
-    values), as sentences: it runs one instance (`--instance N`, 0 by default), one that
-    is not among the job's `instances` included, and it has no cron: a `cron_schedule`
-    job runs once, now (then as the service rules say)."""
+    values), as sentences: it runs one instance (`--instance N`, 0 by default), and it has
+    no cron: a `cron_schedule` job runs once, now (then as the service rules say). An
+    instance the job does not have is a warning instead (`instance_warnings`)."""
     notes = []
     instances = job.get("instances")
-    if isinstance(instances, int) and not 0 <= instance < instances:
-        has = f"instances 0 to {instances - 1}" if instances > 1 else f"instances = {instances}"
-        notes.append(f"warning: job {key} has {has}: Aurora's scheduler would run no instance "
-                     f"{instance}; running it here anyway")
-    elif isinstance(instances, int) and instances > 1:
+    if isinstance(instances, int) and instances > 1 and 0 <= instance < instances:
         notes.append(f"job {key} has instances = {instances}; this run is instance {instance} "
                      "alone (one `stoker run --instance N` per instance)")
     schedule = job.get("cron_schedule")
@@ -116,6 +113,16 @@ def scheduler_notes(job: Mapping[str, Any], key: str, instance: int) -> tuple[st
         notes.append(f"job {key} has cron_schedule = {quoted(schedule)}; stoker run has no cron: it "
                      "runs the job once, now, not on that schedule")
     return tuple(notes)
+
+
+def instance_warnings(job: Mapping[str, Any], key: str, instance: int) -> tuple[str, ...]:
+    """`--instance N` of a job without instance N (`instances = 3`, `--instance 3`): Aurora's
+    scheduler would never run it; `stoker run` runs it anyway and warns."""
+    instances = job.get("instances")
+    if not isinstance(instances, int) or 0 <= instance < instances:
+        return ()
+    has = f"instances 0 to {instances - 1}" if instances > 1 else f"instances = {instances}"
+    return (f"job {key} has {has}: Aurora's scheduler would run no instance {instance}; running it here anyway",)
 
 
 def container_of(job: Mapping[str, Any]) -> str | None:
@@ -138,13 +145,35 @@ def container_of(job: Mapping[str, Any]) -> str | None:
     return f"Mesos, appc image {printable(str(image.get('name')))} (id {printable(str(image.get('image_id')))})"
 
 
-def container_warning(job: Mapping[str, Any]) -> str | None:
+def container_warnings(job: Mapping[str, Any]) -> tuple[str, ...]:
     """`stoker run` runs a job's processes on this host whatever its container (README
-    "stoker run"): what they find there (binaries, paths, users) may not be what the image
-    holds, and a line says so. None for a job without one (`container_of`)."""
-    if (container := container_of(job)) is None:
-        return None
-    return f"the job's container ({container}) is not used: its processes run on this host, not in the image"
+    "stoker run"): one line for each part of it that is not used there: an image (what the
+    processes find here, binaries, paths, users, may not be what it holds), the volumes of a
+    Mesos container without one (not mounted), Docker's `parameters` (no `docker run`)."""
+    container = job.get("container")
+    if not isinstance(container, Mapping):
+        return ()
+    docker = container.get("docker", container)  # as in `container_of`
+    volumes = _listed(container.get("volumes"),
+                      lambda v: f"{v.get('container_path')} (host {v.get('host_path')}, {v.get('mode')})")
+    parameters = _listed(docker.get("parameters") if isinstance(docker, Mapping) else None,
+                         lambda p: f"{p.get('name')}={p.get('value')}")
+    lines = []
+    if (words := container_of(job)) is not None:
+        lines.append(f"the job's container ({words}) is not used: its processes run on this host, not in the image")
+    elif volumes:
+        lines.append(f"the job's container volumes are not mounted (its processes see this host's paths): {volumes}")
+    if parameters:
+        lines.append(f"the job's Docker parameters are ignored (there is no docker run here): {parameters}")
+    return tuple(lines)
+
+
+def _listed(items: object, shape: Callable[[Mapping[str, Any]], str]) -> str:
+    """`items` (plain structs) each in `shape`, comma-separated and escaped (`printable`: one
+    line, whatever they hold); empty for none."""
+    if not isinstance(items, (list, tuple)):
+        return ""
+    return ", ".join(printable(shape(item)) for item in items if isinstance(item, Mapping))
 
 
 def open_problem(sources: Mapping[str, str]) -> str | None:

@@ -1,9 +1,9 @@
 """The executor driver: pymesos' callback interface over the sans-I/O session.
 
 This module owns the threads that talk to the agent and nothing that decides: the session
-(`session.py`) holds the session state and what is owed to the agent, the policy
-(`reconnect.py`, docs/mesos.md §15) says when to resubscribe or give up, the callbacks
-decide about tasks.
+(`session.py`) holds the session state and what is owed to the agent (its Rule 1), the policy
+(`reconnect.py`, docs/mesos.md §15) says when to resubscribe or give up, the callbacks decide
+about tasks. The bearer token is never logged.
 
 Threads (daemons; `stop()` ends them), sharing one Condition that guards the session:
   - stream: SUBSCRIBE, read the event stream, feed the session (ACKs are booked here, even
@@ -21,10 +21,8 @@ Connection states (the session's; ERROR, a malformed stream, ends like an EOF):
                 └── wait uniform [0, backoff max] ◄── checkpoint on ──────┘
                      (recovery timer: started once per outage; when it expires: shutdown)
 
-After a SHUTDOWN event, ACKs are still processed; an EOF then ends the driver quietly, and
-terminal updates are still POSTed (the agent takes calls from a subscribed executor after
-closing its stream). Status updates are recorded as owed before they are sent and stay
-buffered until ACKNOWLEDGED; every SUBSCRIBE carries them. The bearer token is never logged.
+After a SHUTDOWN event, ACKs are still processed, an EOF ends the driver quietly and terminal
+updates are still POSTed (the agent takes a subscribed executor's calls after closing its stream).
 """
 from __future__ import annotations
 

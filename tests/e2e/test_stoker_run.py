@@ -89,6 +89,24 @@ def test_batch_job_that_succeeds_exits_0(stoker, tmp_path):
     assert (run.sandbox / ".logs/a/0/stdout").read_text() == "done\n"
 
 
+def test_an_instance_the_job_does_not_have_is_a_run_warning_too(stoker, tmp_path):
+    # `--instance 2` of a one-instance job runs anyway, with a warning line before the task
+    # starts that a JSON log has as a `run_warning` event, as every other warning line
+    cfg = write_config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='one',
+                    task=Task(processes=[Process(name='a', cmdline='true')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    run = stoker(str(cfg), "--instance", "2", "--log-format", "json")
+    assert run.wait() == 0
+    text = ("job local/me/test/one has instances = 1: Aurora's scheduler would run no instance 2; "
+            "running it here anyway")
+    out = run.stdout()
+    assert out.index(f"stoker run: warning: {text}\n") < out.index("task             NEW → STARTING")
+    warnings = [w for w in map(json.loads, run.stderr().splitlines()) if w.get("event") == "run_warning"]
+    assert [(w["level"], w["reason"]) for w in warnings if "instance" in w["reason"]] == [("WARNING", text)]
+
+
 @pytest.mark.parametrize(("container", "said"), [
     ("Docker(image='python:3.11')", "Docker image python:3.11"),
     ("Mesos(image=DockerImage(name='library/debian', tag='bookworm'))", "Mesos, Docker image library/debian:bookworm"),

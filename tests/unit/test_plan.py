@@ -95,23 +95,25 @@ def test_a_reference_that_is_never_bound_names_the_file(tmp_path):
     assert info.value.unbound == ("{{thermos.nope}}",)  # still the BindError it was
 
 
-@pytest.mark.parametrize("extra, instance, notes", [
-    ("", 0, ()),
+@pytest.mark.parametrize("extra, instance, notes, warnings", [
+    ("", 0, (), ()),
     (", instances=3", 2, ("job c/r/e/web has instances = 3; this run is instance 2 alone (one "
-                          "`stoker run --instance N` per instance)",)),
-    (", instances=3", 3, ("warning: job c/r/e/web has instances 0 to 2: Aurora's scheduler would "
-                          "run no instance 3; running it here anyway",)),
-    ("", 2, ("warning: job c/r/e/web has instances = 1: Aurora's scheduler would run no instance 2; "
-             "running it here anyway",)),
+                          "`stoker run --instance N` per instance)",), ()),
+    (", instances=3", 3, (), ("job c/r/e/web has instances 0 to 2: Aurora's scheduler would "
+                              "run no instance 3; running it here anyway",)),
+    ("", 2, (), ("job c/r/e/web has instances = 1: Aurora's scheduler would run no instance 2; "
+                 "running it here anyway",)),
     (", cron_schedule='0 3 * * *'", 0, ("job c/r/e/web has cron_schedule = '0 3 * * *'; stoker run "
-                                        "has no cron: it runs the job once, now, not on that schedule",)),
+                                        "has no cron: it runs the job once, now, not on that schedule",), ()),
 ])
-def test_what_the_scheduler_would_do_and_stoker_run_does_not_is_said(tmp_path, extra, instance, notes):
-    """`stoker run` runs one instance and has no cron: a job with other instances, an
-    instance the job does not have, or a cron schedule gets a sentence saying so, printed
-    before the task starts; a plain job none."""
+def test_what_the_scheduler_would_do_and_stoker_run_does_not_is_said(tmp_path, extra, instance, notes, warnings):
+    """`stoker run` runs one instance and has no cron: a job with other instances or a cron
+    schedule gets a sentence saying so, and an instance the job does not have a warning (a
+    `run_warning` event, as every `stoker run: warning:` line), printed before the task
+    starts; a plain job none."""
     path = write_config(tmp_path, job_text(extra=f", name='web'{extra}"))
-    assert plan(path, instance=instance).notes == notes
+    planned = plan(path, instance=instance)
+    assert (planned.notes, planned.warnings) == (notes, warnings)
 
 
 UNUSED = ") is not used: its processes run on this host, not in the image"
@@ -131,6 +133,30 @@ UNUSED = ") is not used: its processes run on this host, not in the image"
 def test_a_container_that_stoker_run_does_not_use_is_a_warning(tmp_path, container, warnings):
     """`stoker run` runs the processes on this host whatever the job's container: a
     container with an image gets a warning naming its kind and image (escaped: one line)."""
+    path = write_config(tmp_path, job_text(extra=f", name='web'{container}"))
+    assert plan(path, instance=0).warnings == warnings
+
+
+VOLUMES = "the job's container volumes are not mounted (its processes see this host's paths): "
+PARAMETERS = "the job's Docker parameters are ignored (there is no docker run here): "
+DATA = "Volume(container_path='/data', host_path='/srv/data', mode=VolumeMode('RO'))"
+
+
+@pytest.mark.parametrize("container, warnings", [
+    (f", container=Mesos(volumes=[{DATA}, Volume(container_path='/c\\n', host_path='/tmp', mode=Mode('RW'))])",
+     (VOLUMES + "/data (host /srv/data, RO), /c\\n (host /tmp, RW)",)),
+    (f", container=Mesos(image=DockerImage(name='debian', tag='12'), volumes=[{DATA}])",
+     ("the job's container (Mesos, Docker image debian:12" + UNUSED,)),  # the image line says it all
+    (", container=Docker(image='py', parameters=[Parameter(name='env', value='A=b'), "
+     "Parameter(name='cap-add', value='NET_ADMIN')])",
+     ("the job's container (Docker image py" + UNUSED, PARAMETERS + "env=A=b, cap-add=NET_ADMIN")),
+    (", container=Container(docker=Docker(image='py', parameters=[Parameter(name='rm', value='true')]))",
+     ("the job's container (Docker image py" + UNUSED, PARAMETERS + "rm=true")),
+])
+def test_container_volumes_and_docker_parameters_stoker_run_ignores_are_warnings(tmp_path, container, warnings):
+    """A Mesos container's volumes are not mounted under `stoker run` and Docker's
+    `parameters` go to no `docker run`: one more line each, naming them (escaped: one line);
+    volumes beside an image are covered by the image's line."""
     path = write_config(tmp_path, job_text(extra=f", name='web'{container}"))
     assert plan(path, instance=0).warnings == warnings
 
