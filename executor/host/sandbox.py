@@ -126,14 +126,18 @@ def moved_to(sandbox: str | os.PathLike[str], stoker_dir: int) -> str | None:
     supervisor opened, locked and writes in); else where that directory is now, as the
     kernel names it (`.../.stoker.moved`, `... (deleted)`): a task's processes share the
     sandbox and may rename or remove it. One `lstat`: cheap enough for every step."""
-    try:
-        here = os.stat(os.path.join(os.fspath(sandbox), STOKER_DIR), follow_symlinks=False)
-        held = os.fstat(stoker_dir)
-        if (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino):
-            return None
-    except OSError:
-        pass
+    if _still_there(sandbox, stoker_dir):
+        return None
     try:
         return os.readlink(f"/proc/self/fd/{stoker_dir}")
     except OSError:
         return "a name it cannot tell"
+
+
+def _still_there(sandbox: str | os.PathLike[str], stoker_dir: int) -> bool:
+    try:
+        here = os.stat(os.path.join(os.fspath(sandbox), STOKER_DIR), follow_symlinks=False)
+        held = os.fstat(stoker_dir)
+    except OSError:  # no .stoker by that name any more, or one it may not look at
+        return False
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)

@@ -320,8 +320,8 @@ def _wait_emptied(directory: str, deadline: float) -> None:
             time.sleep(POLL_SECS)
         while b"populated 0" not in os.pread(fd, 4096, 0) and (left := deadline - time.monotonic()) > 0:
             watch.poll(left * 1000)
-    except OSError:  # removed meanwhile
-        pass
+    except OSError:  # removed meanwhile: nothing is left to wait for
+        return
     finally:
         os.close(fd)
 
