@@ -76,7 +76,7 @@ bench: $(STAMP)
 # The dist extra (shiv, wheel, setuptools) is installed once per venv and setup.py change.
 dist: $(STAMP)
 	test $(VENV)/.dist-installed -nt setup.py || \
-	  { $(BIN)/python -m pip install -q -e '.[dist]' && touch $(VENV)/.dist-installed; }
+	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[dist]' && touch $(VENV)/.dist-installed; }
 	$(BIN)/python tools/build_dist.py --dist-dir $(DIST)
 
 # Mutation testing of the pure cores against their unit tests (tens of minutes; not part of
@@ -86,7 +86,7 @@ dist: $(STAMP)
 MUTATE ?=
 mutation: $(STAMP)
 	test $(VENV)/.mutation-installed -nt setup.py || \
-	  { $(BIN)/python -m pip install -q -e '.[mutation]' && touch $(VENV)/.mutation-installed; }
+	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[mutation]' && touch $(VENV)/.mutation-installed; }
 	nice -n 19 $(BIN)/python tools/mutation.py --max-children 1 $(MUTATE)
 
 # Coverage-guided fuzzing of every decoder of outside bytes (tests/fuzz/, atheris), each
@@ -97,7 +97,7 @@ FUZZ ?=
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
 	test $(VENV)/.fuzz-installed -nt setup.py || \
-	  { $(BIN)/python -m pip install -q -e '.[fuzz]' && touch $(VENV)/.fuzz-installed; }
+	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[fuzz]' && touch $(VENV)/.fuzz-installed; }
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m tests.fuzz.run $(FUZZ)
 
 clean:

@@ -123,6 +123,10 @@ def test_the_development_venv_records_no_commit_for_its_editable_install():
     checkout) with it: it is made with the base version, as `stoker --version` says there."""
     makefile = (ROOT / "Makefile").read_text()
     assert f"STOKER_BUILD_VERSION={executor.BASE_VERSION} $(BIN)/python -m pip install -q -e '.[test]'" in makefile
+    # and so is every later editable install of an extra (make dist, mutation, fuzz): each
+    # made pip record that day's commit again
+    installs = [line for line in makefile.splitlines() if "pip install -q -e" in line]
+    assert len(installs) >= 4 and all(f"STOKER_BUILD_VERSION={executor.BASE_VERSION} " in line for line in installs)
 
 
 def test_a_tree_inside_another_repository_is_not_stamped_with_its_commit(tmp_path, monkeypatch):
