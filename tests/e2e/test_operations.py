@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import proc_scan
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
-from tests.support.waiting import wait_for
+from tests.support.waiting import stopped_whole, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -110,6 +110,7 @@ def test_a_killed_supervisor_is_lost_at_the_next_look_with_its_leftovers(ops, tm
     # So that the task's process outlives its supervisor: a watchdog stopped while its
     # supervisor is (a live supervisor continues a stopped watchdog at once).
     run.signal(signal.SIGSTOP)
+    wait_for(lambda: stopped_whole(run.pid), 5, message="the supervisor stopped, every thread")
     watchdog.suspend()
     try:
         run.signal(signal.SIGKILL)

@@ -21,7 +21,7 @@ import pytest
 from executor.cli.main import main
 from tests.support import proc_scan
 from tests.support.stoker_proc import REPO, StokerProcess, task_pids
-from tests.support.waiting import wait_for
+from tests.support.waiting import stopped_whole, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 
@@ -74,6 +74,7 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
         # A watchdog that cannot act when its supervisor dies, stopped while its supervisor
         # is (a live supervisor continues a stopped watchdog at once).
         os.kill(first.pid, signal.SIGSTOP)
+        wait_for(lambda: stopped_whole(first.pid), 5, message="the supervisor stopped, every thread")
         os.kill(dog, signal.SIGSTOP)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(5)

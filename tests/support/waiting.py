@@ -38,3 +38,17 @@ def wait_for(
                 f"condition {what!r} still false after {timeout_secs} s (last value: {value!r})"
             )
         time.sleep(min(interval_secs, max(deadline - now, 0.0)))
+
+
+def stopped_whole(pid: int) -> bool:
+    """Every thread of `pid` is stopped (`T`/`t` in its stat): a SIGSTOP is queued by
+    kill(2), not done; until each thread has stopped, one of them may still act (a
+    supervisor's reaper continuing the watchdog a test stops next)."""
+    import os
+
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+        states = [open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()[0] for t in threads]
+    except OSError:
+        return False
+    return bool(states) and all(state in "Tt" for state in states)
