@@ -254,10 +254,27 @@ import json, sys
 from executor.task.diskusage import measure
 from tests.support.fuse_server import mount_hung
 sandbox = sys.argv[1]
-held = [mount_hung(sandbox + "/fuse"), mount_hung(sandbox + "/deep/fuse")]  # never answered
+held = [mount_hung(sandbox + "/" + name) for name in sys.argv[2:]]  # never answered
 u = measure(sandbox)
 print(json.dumps([u.used_bytes, u.files]))
 """
+
+
+def _measured_beside_hung_mounts(sandbox: Path, names: list[str], hung: str) -> tuple[int, int]:
+    """(used bytes, files) of a walk of `sandbox` with a FUSE mount whose server never
+    answers at each of `names` below it, in a mount namespace of its own; fails saying
+    `hung` if the walk hangs, skips where FUSE mounts cannot be made."""
+    try:
+        done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _HUNG_FUSE,
+                               str(sandbox), *names], capture_output=True, text=True, timeout=10,
+                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    except subprocess.TimeoutExpired:
+        pytest.fail(hung)
+    if done.returncode != 0 and "mount fuse" in done.stderr:
+        pytest.skip(f"no FUSE mounts here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr
+    used, files = json.loads(done.stdout)
+    return used, files
 
 
 @needs_root
@@ -270,16 +287,7 @@ def test_a_mount_point_is_not_even_stat_ed_so_a_fuse_server_that_never_answers_c
     mine = write(sandbox / "deep" / "mine", 4 * KB)
     (sandbox / "fuse").mkdir()
     (sandbox / "deep" / "fuse").mkdir()
-    try:
-        done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _HUNG_FUSE,
-                               str(sandbox)], capture_output=True, text=True, timeout=10,
-                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    except subprocess.TimeoutExpired:
-        pytest.fail("the walk hung on the FUSE mount")
-    if done.returncode != 0 and "mount fuse" in done.stderr:
-        pytest.skip(f"no FUSE mounts here: {done.stderr.strip()[-200:]}")
-    assert done.returncode == 0, done.stderr
-    used, files = json.loads(done.stdout)
+    used, files = _measured_beside_hung_mounts(sandbox, ["fuse", "deep/fuse"], "the walk hung on the FUSE mount")
     assert files == 2 and used == blocks(mine, sandbox / "deep")
 
 
@@ -294,18 +302,8 @@ def test_mount_points_are_found_by_their_escaped_names_in_a_sandbox_whose_path_n
     odd = ["fu", "fu se", "tab\tnew\nline", "back\\134slash"]
     for name in odd:
         (sandbox / name).mkdir()
-    script = _HUNG_FUSE.replace('[mount_hung(sandbox + "/fuse"), mount_hung(sandbox + "/deep/fuse")]',
-                                f"[mount_hung(sandbox + '/' + name) for name in {odd!r}]")
-    try:
-        done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", script,
-                               str(sandbox)], capture_output=True, text=True, timeout=10,
-                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    except subprocess.TimeoutExpired:
-        pytest.fail("the walk hung on a FUSE mount: its mount point was not known by name")
-    if done.returncode != 0 and "mount fuse" in done.stderr:
-        pytest.skip(f"no FUSE mounts here: {done.stderr.strip()[-200:]}")
-    assert done.returncode == 0, done.stderr
-    used, files = json.loads(done.stdout)
+    used, files = _measured_beside_hung_mounts(
+        sandbox, odd, "the walk hung on a FUSE mount: its mount point was not known by name")
     assert files == 1 and used == blocks(mine)
 
 
