@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.agents import sandboxed_agent
 from tests.support.fault_sizes import FULL
+from tests.support.sandbox_runs import Runs
 
 _FIGURES = pytest.StashKey[list]()
 
@@ -55,3 +56,12 @@ def sim(tmp_path):
     with sandboxed_agent(tmp_path, check_log=False) as agent:
         yield agent
     print("---- executor log ----\n" + agent.executor_log()[-4000:])
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """`stoker run`s in sandboxes under tmp_path (the sandbox-files tests), each stopped
+    and its processes killed at the end."""
+    r = Runs(tmp_path)
+    yield r
+    r.close()

@@ -23,7 +23,6 @@ from executor.task.checkpoint import read_records
 from tests.support import proc_scan
 from tests.support.sandbox_runs import (
     STOP_SECS,
-    Runs,
     eventually,
     job_config,
     process,
@@ -33,13 +32,6 @@ from tests.support.sandbox_runs import (
 from tests.support.stoker_proc import REPO
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
-
-
-@pytest.fixture
-def runs(tmp_path):
-    r = Runs(tmp_path)
-    yield r
-    r.close()
 
 
 DEEP = "[" * 5000  # fits the lock's and the control socket's 4 KiB too (4,000 of it)

@@ -32,7 +32,6 @@ from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.sandbox_runs import (
     RESOURCES,
     STOP_SECS,
-    Runs,
     eventually,
     job_config,
     process,
@@ -50,13 +49,6 @@ EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 FIFO_LOG_ATTACK = ("echo $$ >> pids; "
                    "if [ ! -e .logs/p/1 ]; then mkdir -p .logs/p/1 && mkfifo .logs/p/1/stdout; exit 1; fi; "
                    "echo $$ > sleeper.pid; exec sleep 1000")
-
-
-@pytest.fixture
-def runs(tmp_path):
-    r = Runs(tmp_path)
-    yield r
-    r.close()
 
 
 # ---- a FIFO as the next run's log file ----
