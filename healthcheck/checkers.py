@@ -3,21 +3,21 @@
 Owns the TCP check and `make_checker`, the one place a `HealthSpec` becomes a checker: one
 factory per kind in `_FACTORIES`, each next to (or importing) its class, so adding a kind
 touches one table. The HTTP check is `healthcheck.http_check` (imported by its factory only,
-so a task without one never loads `requests`), the shell check `healthcheck.shell`.
+so a task without one never loads it), the shell check `healthcheck.shell`.
 
 Every checker (docs/contract.md §5) bounds its attempt in time, gives each way it can fail its
-own reason, quotes at most 1 KiB of any body or output, talks to nothing but localhost, and
+own reason, quotes at most 1 KiB of any body or output, talks to nothing but the loopback addresses (`healthcheck.loopback`), and
 never raises out of `check()`. None decides STARTING/RUNNING/FAILED (that is
 `healthcheck.policy`) or schedules attempts (that is `healthcheck.loop`).
 """
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import attrs
 
 from config.spec import CheckKind, HealthSpec
+from healthcheck import loopback
 from healthcheck.base import MAX_BODY_BYTES, QUOTE_CHARS, Checker, never_raises, secs
 from healthcheck.policy import Attempt
 from healthcheck.shell import CommandResult, RunCommand, ShellChecker
@@ -30,7 +30,8 @@ __all__ = [
 
 @attrs.frozen(slots=True)
 class TcpChecker:
-    """A TCP connect to localhost:PORT, closed at once."""
+    """A TCP connect to localhost:PORT (127.0.0.1, then ::1: `healthcheck.loopback`), closed
+    at once; `timeout_secs` covers both tries."""
 
     port: int
     timeout_secs: float = 1.0
@@ -41,10 +42,10 @@ class TcpChecker:
     @never_raises
     def check(self) -> Attempt:
         try:
-            with socket.create_connection(("localhost", self.port), timeout=self.timeout_secs):
+            with loopback.connect_within(self.port, self.timeout_secs):
                 return Attempt.passed(f"{self.describe()} succeeded")
-        except ConnectionRefusedError:
-            return Attempt.failed(f"{self.describe()}: connection refused")
+        except (loopback.Unreachable, loopback.NoSocket) as exc:
+            return Attempt.failed(f"{self.describe()}: {exc.reason}")
         except TimeoutError:
             return Attempt.failed(
                 f"{self.describe()}: timed out after {secs(self.timeout_secs)} s"
@@ -63,7 +64,7 @@ def _port_of(spec: HealthSpec) -> int:
 
 
 def _http(spec: HealthSpec, run_command: RunCommand) -> Checker:
-    from healthcheck.http_check import HttpChecker  # loads requests: only for HTTP checks
+    from healthcheck.http_check import HttpChecker  # only for HTTP checks (`requests` is not used)
 
     return HttpChecker(
         port=_port_of(spec),

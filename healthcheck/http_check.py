@@ -1,7 +1,9 @@
 """The HTTP health check (docs/contract.md §5): GET http://localhost:PORT/endpoint with the
-standard library's `http.client`, the whole attempt bounded by timeout_secs (not counting
-time this process was stopped, `_Deadline`, with no thread of its own), at most 64 KiB of body read, redirects not
-followed, judged as Aurora does. Never raises out of check().
+standard library's `http.client`, connected to 127.0.0.1, else ::1 (`healthcheck.loopback`:
+the name is never resolved; the Host header still says `localhost:PORT`), the whole
+attempt bounded by timeout_secs (not counting time this process was stopped, `_Deadline`,
+with no thread of its own), at most 64 KiB of body read, redirects not followed, judged as
+Aurora does. Never raises out of check().
 
 Why `http.client` and not `requests`: one GET to localhost, no redirects, proxies, cookies,
 encodings or TLS; `requests` (with `urllib3`, `charset_normalizer`, `idna` and
@@ -21,6 +23,7 @@ from urllib.parse import quote as url_quote
 import attrs
 
 from config.logline import log_event
+from healthcheck import loopback
 from healthcheck.base import MAX_BODY_BYTES, never_raises, quote, secs
 from healthcheck.policy import Attempt
 
@@ -72,10 +75,12 @@ class _Deadline:
                     self.expired = True
                     raise
 
-    def connect(self, address: tuple[str, int]) -> socket.socket:
+    def connect(self, port: int) -> socket.socket:
+        """A connection to `port` on a loopback address (`healthcheck.loopback`), every
+        try within what is left of the attempt."""
         while True:
             try:
-                raw = socket.create_connection(address, timeout=self._left())
+                raw = loopback.connect(port, self._left)
             except TimeoutError:
                 if not self._resumed():
                     self.expired = True
@@ -169,6 +174,9 @@ def _describe_http_error(exc: BaseException) -> str:
     def has(*types: type) -> bool:
         return any(issubclass(k, types) for k in kinds)
 
+    said = [c for c in causes if isinstance(c, (loopback.Unreachable, loopback.NoSocket))]
+    if said:  # refused on each loopback address, none reachable, or no socket: it says which
+        return said[0].reason
     if has(ConnectionRefusedError):
         return "connection refused"
     # RemoteDisconnected is a ConnectionResetError too: test it first.
@@ -222,7 +230,7 @@ class HttpChecker:
         # Each socket step waits at most what is left of the attempt (`_Deadline`).
         conn = http.client.HTTPConnection("localhost", self.port, timeout=self.timeout_secs)
         try:
-            conn.sock = deadline.connect(("localhost", self.port))
+            conn.sock = deadline.connect(self.port)  # 127.0.0.1, then ::1: no name resolved
             conn.putrequest("GET", request_path(self.endpoint), skip_accept_encoding=True)
             conn.putheader("Accept-Encoding", "identity")
             conn.putheader("Connection", "close")
