@@ -71,7 +71,8 @@ KEEP_CHARS = 1 << 20  # of a followed log, what the page keeps (the oldest text 
 # `rotated`: a burst of rotations leaves several files), else a second later: bytes held back (the first ones of a
 # character not written yet) are no reason to ask again at once. Past KEEP_CHARS the
 # oldest text leaves the page, so a tab left following a chatty log does not grow without
-# end (the page without the script starts again from the latest bytes). Control characters
+# end (the page without the script starts again from the latest bytes). It stops once an
+# answer says the task is over (`over`) and holds the latest run's log to its end. Control characters
 # but newlines and tabs are written out (`\x1b`, `\r`), as on the page.
 FOLLOW_SCRIPT = """\
 (function () {
@@ -135,6 +136,11 @@ FOLLOW_SCRIPT = """\
       show("following: " + end + " bytes shown up to now" + (dropped ?
         "; older bytes left the page, which keeps the last KEEP_TEXT" : ""));
       if (bottom) { window.scrollTo(0, document.body.scrollHeight); }
+      if (doc.over && doc.end >= doc.size && !doc.rotated &&
+          (!doc.runs.length || doc.runs[doc.runs.length - 1] <= doc.run)) {
+        show("not following: the task is over, so nothing more is written to this log");
+        return;
+      }
       later(moved && (doc.end < doc.size || doc.rotated) ? 0 : 1000);
     }).catch(function (e) { show("not following: " + e.message + " (retrying)"); later(3000); });
   }

@@ -25,13 +25,19 @@ def esc_text(text: str) -> str:
                                  for line in text.split("\n")), quote=False)
 
 
-def task_url(task_id: str, api: bool = False) -> str:
-    return f"{'/api' if api else ''}/tasks/{quote(task_id, safe='')}"
+def task_url(task_id: str, api: bool = False, supervisor: str = "") -> str:
+    """A task's page (or its JSON, `api`); `supervisor` (PID-START): that supervisor's
+    task of the id, which another running task may share (`routes`)."""
+    where = f"?{urlencode({'supervisor': supervisor})}" if supervisor else ""
+    return f"{'/api' if api else ''}/tasks/{quote(task_id, safe='')}{where}"
 
 
-def log_url(task_id: str, process: str, *, api: bool = False, **params: object) -> str:
-    """The log page (or its JSON, `api`) with `params` as the query (None ones left out)."""
-    query = urlencode({k: v for k, v in params.items() if v is not None})
+def log_url(task_id: str, process: str, *, api: bool = False, supervisor: str = "",
+            **params: object) -> str:
+    """The log page (or its JSON, `api`) with `params` as the query (None ones left out),
+    of `supervisor`'s task (`task_url`)."""
+    query = urlencode({k: v for k, v in {**params, "supervisor": supervisor or None}.items()
+                       if v is not None})
     base = f"{task_url(task_id, api)}/processes/{quote(process, safe='')}/logs"
     return f"{base}?{query}" if query else base
 

@@ -16,6 +16,10 @@ JavaScript (`assets.FOLLOW_SCRIPT`) nothing is reloaded: the script fetches only
 after the last one shown, naming the file and run directory it holds, and appends them,
 keeping the last `assets.KEEP_CHARS` characters in the page; the server goes on from there
 into the files a rotation wrote since and into the process's next runs.
+
+Either stops (`all_shown`) once the task is over, its supervisor let go or gone (`over`,
+read from the registry before the log), and the page shows the latest run's log to its
+end: nothing more can be written, and a tab left open asks for nothing.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ REFRESH_SECS = 2
 def _link(c: LogChunk, text: str, **params: object) -> str:
     merged: dict[str, object] = {"run": c.run, "stream": c.stream}
     merged.update(params)
-    url = log_url(c.task_id, c.process, api=False, **merged)
+    url = log_url(c.task_id, c.process, api=False, supervisor=c.supervisor, **merged)
     return f'<a href="{esc(url)}">{esc(text)}</a>'
 
 
@@ -41,14 +45,21 @@ def refresh_url(c: LogChunk) -> str:
     file, run_dir = c.file or None, c.run_dir or None
     at_end = c.end >= c.size
     if at_end and c.rotated:  # a file rotated aside, shown to its end: the one after it
-        return log_url(c.task_id, c.process, run=c.run, stream=c.stream, follow=1, offset=c.end,
-                       length=MAX_CHUNK_BYTES, file=file, dir=run_dir) + "#end"
+        return log_url(c.task_id, c.process, supervisor=c.supervisor, run=c.run, stream=c.stream, follow=1,
+                       offset=c.end, length=MAX_CHUNK_BYTES, file=file, dir=run_dir) + "#end"
     if at_end and c.runs and c.runs[-1] > c.run:  # a newer run has begun
-        return log_url(c.task_id, c.process, stream=c.stream, follow=1) + "#end"
+        return log_url(c.task_id, c.process, supervisor=c.supervisor, stream=c.stream, follow=1) + "#end"
     if at_end and c.size - c.start < MAX_CHUNK_BYTES:
-        return log_url(c.task_id, c.process, run=c.run, stream=c.stream, follow=1, offset=c.start,
-                       length=MAX_CHUNK_BYTES, file=file, dir=run_dir) + "#end"
-    return log_url(c.task_id, c.process, run=c.run, stream=c.stream, follow=1) + "#end"
+        return log_url(c.task_id, c.process, supervisor=c.supervisor, run=c.run, stream=c.stream, follow=1,
+                       offset=c.start, length=MAX_CHUNK_BYTES, file=file, dir=run_dir) + "#end"
+    return log_url(c.task_id, c.process, supervisor=c.supervisor, run=c.run, stream=c.stream, follow=1) + "#end"
+
+
+def all_shown(c: LogChunk) -> bool:
+    """Nothing more can come after this chunk: its task is over (its supervisor let go or
+    is gone) and it shows the latest run's log to its end. Following it stops there."""
+    latest = not c.runs or c.runs[-1] <= c.run
+    return c.over and c.end >= c.size and not c.rotated and latest
 
 
 def _pager(c: LogChunk, follow: bool, where: str) -> str:
@@ -78,11 +89,17 @@ def log_page(c: LogChunk, follow: bool) -> str:
     title = f"{c.process} run {c.run} {c.stream}"
     shown = (f"bytes {c.start}–{c.end} of {c.size} ({size_text(c.size)})"
              + (f"; at most {size_text(MAX_CHUNK_BYTES)} a page" if c.capped else ""))
-    api = log_url(c.task_id, c.process, api=True, stream=c.stream, length=MAX_CHUNK_BYTES)
+    api = log_url(c.task_id, c.process, api=True, supervisor=c.supervisor, stream=c.stream,
+                  length=MAX_CHUNK_BYTES)
+    done = follow and all_shown(c)
+    follow = follow and not done
     state = '<p class="muted" id="follow-state">following (reloads every ' \
             f"{REFRESH_SECS} s)</p>" if follow else ""
+    if done:
+        state = ('<p class="muted" id="follow-state">not following: the task is over, so nothing more '
+                 "is written to this log</p>")
     body = (f"<h1>{esc(title)}</h1>"
-            f'<p><a href="{esc(task_url(c.task_id))}">task {esc(c.task_id)}</a></p>'
+            f'<p><a href="{esc(task_url(c.task_id, supervisor=c.supervisor))}">task {esc(c.task_id)}</a></p>'
             f"{_others(c)}{_pager(c, follow, 'above the log')}"
             f'<p class="muted">{esc(shown)}</p>{state}'
             f'<pre class="log" id="log" data-follow="{1 if follow else 0}" '

@@ -45,6 +45,7 @@ class Usage:
     cpu_basis: str  # SINCE_LAST_LOOK or SINCE_START
     started_wall: float | None  # the top process's start
     stopped: bool = False  # the top process is stopped (`kill -STOP`, a debugger)
+    cpu_secs: float = 0.0  # CPU time (user + system) of the processes in the tree now
 
 
 def cpu_percent(previous: CpuSample | None, now: CpuSample, run_secs: float | None) -> tuple[float | None, str]:
@@ -59,12 +60,26 @@ def cpu_percent(previous: CpuSample | None, now: CpuSample, run_secs: float | No
 
 
 @attrs.frozen(slots=True)
+class Choice:
+    """One of the running tasks that share the task id asked for, and where it is shown."""
+
+    task_id: str  # as its entry writes it (the same as Unicode text as the one asked for)
+    supervisor: str  # PID-START, which names it
+    supervisor_pid: int
+    job_key: str
+    sandbox: str
+    registered_wall: float
+    url: str = ""  # the page asked for, of this task
+
+
+@attrs.frozen(slots=True)
 class TaskSummary:
     """One task of the list: its `stoker ps` row (`executor/task/inspection.row`) and the
     ports its checkpoint names."""
 
     row: Mapping[str, Any]
     ports: Mapping[str, int]
+    supervisor: str = ""  # its registry entry's PID-START, which its links name ("": none)
 
 
 @attrs.frozen(slots=True)
@@ -77,6 +92,7 @@ class TaskDetail:
     status: Mapping[str, Any]  # `stoker status --json` of the task
     figures: Figures | None = None  # its use against its reservation
     supervisor_stopped: bool = False  # its live supervisor is stopped (`kill -STOP`, a debugger)
+    supervisor: str = ""  # its registry entry's PID-START, which its links name ("": none)
 
 
 @attrs.frozen(slots=True)
@@ -99,6 +115,8 @@ class LogChunk:
     continues: bool = True  # follow mode: right after what the request held (False: its
     # file was truncated, or rotated out of reach: this is a file from its start)
     rotated: bool = False  # follow mode: a rotated file, complete: more follows in another
+    over: bool = False  # the task's supervisor let go or is gone: no process writes any more
+    supervisor: str = ""  # the task's registry entry's PID-START, which its links name
 
     @property
     def length(self) -> int:
@@ -110,5 +128,5 @@ class LogChunk:
                 "length": self.length, "size": self.size, "capped": self.capped,
                 "data": self.data, "runs": list(self.runs), "parts": list(self.parts),
                 "file": self.file, "dir": self.run_dir, "continues": self.continues,
-                "rotated": self.rotated,
+                "rotated": self.rotated, "over": self.over, "supervisor": self.supervisor or None,
                 "latest_run": self.runs[-1] if self.runs else None}

@@ -18,7 +18,7 @@ from typing import Any
 from executor.host.clock import age, iso_time, when
 from executor.host.truth import describe_restart, describe_stopped
 from executor.observe.html import esc, facts, log_url, page, size_text, state, table, task_url
-from executor.observe.model import TaskDetail, TaskSummary, Usage
+from executor.observe.model import Choice, TaskDetail, TaskSummary, Usage
 from executor.task.taskview import AttemptView, ProcessView, RunView, TransitionView
 from executor.task.usagefigures import figure_rows
 
@@ -47,21 +47,24 @@ def _uptime(row: Mapping[str, Any], now_wall: float) -> str:
 
 
 def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
-               unreadable: Sequence[str] = ()) -> str:
+               unreadable: Sequence[str] = (), shown_to: str = "") -> str:
     """The host's tasks; `unreadable`: the registry's entries this version cannot read
-    whose supervisors run (another version of Stoker's), named below the table."""
+    whose supervisors run (another version of Stoker's), named below the table; `shown_to`:
+    whose tasks these are, when not everyone's (`--show-tasks-to owner`)."""
     rows = []
     for t in _sorted(tasks):
         r = t.row
         task_id = str(r["task_id"])
-        name = f'<a href="{esc(task_url(task_id))}">{esc(task_id)}</a>' if task_id else "-"
-        links = (f'<a href="{esc(task_url(task_id, api=True))}">json</a>' if task_id else "")
+        name = f'<a href="{esc(task_url(task_id, supervisor=t.supervisor))}">{esc(task_id)}</a>' if task_id else "-"
+        links = (f'<a href="{esc(task_url(task_id, True, t.supervisor))}">json</a>' if task_id else "")
         rows.append([name, esc(r["job_key"] or "-"), state(r["state"]), esc(iso_time(r["started"])),
                      _uptime(r, now_wall), state(r["health"]),
                      esc(f"{r['processes_running']}/{r['processes_total']}"), _ports(t.ports), links])
     live = sum(not t.row["ended"] for t in tasks)
     body = [f"<h1>Tasks on this host</h1><p class=\"muted\">{live} live, "
             f"{len(tasks) - live} ended (kept by the registry's retention).</p>"]
+    if shown_to:
+        body.append(f'<p class="note">{esc(shown_to)}</p>')
     if rows:
         body.append(table("Tasks", ["task", "job key", "state", "started", "uptime", "health",
                            "running", "ports", "links"], rows))
@@ -73,6 +76,18 @@ def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
                     f"(another version's, or damaged), whose supervisor runs: "
                     f"{esc(', '.join(unreadable))}.</p>")
     return page("Tasks on this host", "".join(body), where=f"registry {esc(root)}")
+
+
+def choices_page(reason: str, choices: Sequence[Choice]) -> str:
+    """The running tasks that share the task id asked for (300), each linked by its
+    supervisor: neither is shown in place of the other, and neither is hidden."""
+    rows = [[f'<a href="{esc(c.url)}">{esc(c.task_id)}</a>', esc(c.job_key or "-"),
+             esc(c.supervisor_pid), esc(iso_time(c.registered_wall)), esc(c.sandbox)] for c in choices]
+    body = ("<h1>Two or more running tasks have this id</h1>"
+            f"<p>{esc(reason)}. Each is linked below, named by its supervisor (its pid and start).</p>"
+            + table("Tasks with this id", ["task", "job key", "supervisor", "registered", "sandbox"],
+                    rows, numeric=(2,), wrap=(4,)))
+    return page("Tasks with this id", body)
 
 
 # ---- one task ----
@@ -126,16 +141,16 @@ def _cpu_note(d: TaskDetail, attempt: AttemptView) -> str:
     return "".join(f'<p class="muted">{_CPU_OF} {esc(basis)}.</p>' for basis in by_basis)
 
 
-def _log_links(task_id: str, process: str, run: RunView | None) -> str:
+def _log_links(d: TaskDetail, process: str, run: RunView | None) -> str:
+    task_id = str(d.row["task_id"])
     if run is None or not task_id:
         return "-"
-    return " ".join(f'<a href="{esc(log_url(task_id, process, run=run.run, stream=s))}">{s}</a>'
-                    for s in ("stdout", "stderr"))
+    return " ".join(f'<a href="{esc(log_url(task_id, process, supervisor=d.supervisor, run=run.run, stream=s))}">'
+                    f"{s}</a>" for s in ("stdout", "stderr"))
 
 
 def _process_rows(d: TaskDetail, attempt: AttemptView, now_wall: float) -> list[list[str]]:
     lost = d.inspection.truth.lost
-    task_id = str(d.row["task_id"])
     rows = []
     for p in attempt.processes:
         run = p.current
@@ -148,19 +163,18 @@ def _process_rows(d: TaskDetail, attempt: AttemptView, now_wall: float) -> list[
                      esc(iso_time(run.started_wall) if run else "-"),
                      esc(_run_time(run, now_wall, lost, d.usage.get(p.name))),
                      *_usage_cells(d.usage.get(p.name)),
-                     _log_links(task_id, p.name, run), esc(p.reason)])
+                     _log_links(d, p.name, run), esc(p.reason)])
     return rows
 
 
 def _earlier_runs(d: TaskDetail, attempt: AttemptView) -> str:
-    task_id = str(d.row["task_id"])
     parts = []
     for p in attempt.processes:
         if len(p.runs) < 2 and not p.earlier_runs:
             continue
         rows = [[esc(r.run), "-" if r.pid is None else esc(r.pid), state(r.state),
                  esc(iso_time(r.started_wall)), esc(iso_time(r.ended_wall)), esc(_exit(r)),
-                 _log_links(task_id, p.name, r), esc(r.reason)] for r in reversed(p.runs)]
+                 _log_links(d, p.name, r), esc(r.reason)] for r in reversed(p.runs)]
         more = f" ({p.earlier_runs} earlier runs not kept)" if p.earlier_runs else ""
         parts.append(f"<details><summary>{esc(p.name)}: {len(p.runs)} runs{esc(more)}</summary>"
                      + table(f"Runs of {p.name}", ["run", "pid", "state", "started", "ended", "exit", "logs",
@@ -270,7 +284,7 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
     r, view, attempt = d.row, d.inspection.view, d.inspection.attempt
     task_id = str(r["task_id"])
     body = [f"<h1>{esc(task_id)}</h1>",
-            f'<p class="muted"><a href="{esc(task_url(task_id, api=True))}">json</a></p>',
+            f'<p class="muted"><a href="{esc(task_url(task_id, True, d.supervisor))}">json</a></p>',
             _facts(d, attempt, now_wall)]
     if d.inspection.problem:
         body.append(f'<p class="note">{esc(d.inspection.problem)}</p>')

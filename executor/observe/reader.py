@@ -3,14 +3,19 @@
 The tasks are the host registry's (`executor/host/registry.py`: reading prunes what the
 retention let go, as `stoker ps` does); each is inspected as `stoker ps` and `stoker
 status` inspect it (`executor/task/inspection.py`). A task is found by its task id (a live
-supervisor's entry first, else the newest); only a registered sandbox is ever read. A
+supervisor's entry first, else the newest), or by its id and its supervisor's PID-START
+(`supervisor_key`), which names one entry when two running tasks (two frameworks') share
+the id: asked for by id alone, such an id is `Ambiguous` (each is offered, neither shown).
+Only a registered sandbox is ever read. Each reading is for a `viewer` (`visible`): EVERYONE,
+or a uid who sees only the tasks whose sandbox is theirs (`--show-tasks-to owner`). A
 registry there that cannot be read (another user's, not trusted) is `Unavailable` (503),
 never an empty list.
 
 A log is `SANDBOX/.logs/PROCESS/RUN/STREAM`, opened one level at a time without following
 a symlink or blocking (`executor/procs/saferead.py`): a symlink anywhere below the sandbox,
 a FIFO or a device, a name that is not plain, or a missing file is `NotFound` with the
-reason. At most `logrange.MAX_CHUNK_BYTES` are read for one request, and a run directory
+reason, and so is the log of a task whose sandbox a later supervisor registered (`stoker
+run --sandbox` again: `.logs` is that run's, this task's were kept as `.logs.attempt-N`). At most `logrange.MAX_CHUNK_BYTES` are read for one request, and a run directory
 is listed up to `MAX_LISTED` entries, whatever the task planted there.
 
 Follow mode (a request naming the file and run directory it holds, `LogQuery.file` and
@@ -28,15 +33,24 @@ import attrs
 
 from config.registry import RegistrySettings
 from config.words import quoted
-from executor.host.identity import is_stopped
-from executor.host.registry import Listed, Registry, RegistryUnreadable, find
+from executor.host.entry import RegistryEntry
+from executor.host.identity import is_alive, is_stopped
+from executor.host.registry import (
+    AmbiguousTaskId,
+    Listed,
+    Registry,
+    RegistryUnreadable,
+    find,
+    running_alike,
+)
 from executor.observe.logrange import STREAM, LogQuery, trim, window
-from executor.observe.model import LogChunk, TaskDetail, TaskSummary
+from executor.observe.model import Choice, LogChunk, TaskDetail, TaskSummary
 from executor.observe.taskusage import measure, task_figures
 from executor.observe.usage import UsageSampler
 from executor.procs import rotation, saferead
 from executor.task.definition import read_definition
 from executor.task.inspection import (
+    Inspection,
     Viewed,
     inspect_sandbox,
     marker_of,
@@ -53,6 +67,37 @@ MAX_LISTED = 10000
 
 class NotFound(Exception):
     """Nothing to answer with (404); the message says why."""
+
+
+class Ambiguous(Exception):
+    """A task id that two running tasks share, asked for without naming its supervisor
+    (300): the message says so, `choices` names each (their `url` left to the caller)."""
+
+    def __init__(self, message: str, choices: list[Choice]) -> None:
+        super().__init__(message)
+        self.choices = choices
+
+
+def supervisor_key(entry: RegistryEntry) -> str:
+    """PID-START of the entry's supervisor: its registry entry's name, which names one
+    entry (a pid alone may be a later process's)."""
+    return f"{entry.supervisor_pid}-{entry.supervisor_start}"
+
+
+EVERYONE = -1  # a viewer who sees every task: `--show-tasks-to all`, or root
+
+
+def visible(entry: RegistryEntry, viewer: int | None) -> bool:
+    """Whether `viewer` (a uid; EVERYONE; None: not known, who sees nothing) may see the
+    task: its sandbox (the path as the registry names it, symlinks followed, as it is
+    read) is the viewer's. A root executor gives the sandbox to the user the task runs as,
+    in a directory that user cannot rename or replace."""
+    if viewer == EVERYONE:
+        return True
+    try:
+        return viewer is not None and os.stat(entry.sandbox).st_uid == viewer
+    except (OSError, ValueError):
+        return False
 
 
 class Unavailable(Exception):
@@ -73,54 +118,106 @@ class Reader:
     def root(self) -> str:
         return self.settings.registry_root
 
-    def _listed(self) -> list[Listed]:
-        return Registry(self.settings).entries()
 
-    def tasks(self) -> list[TaskSummary]:
-        return self.tasks_and_unreadable()[0]
+    def tasks(self, viewer: int | None = EVERYONE) -> list[TaskSummary]:
+        return self.tasks_and_unreadable(viewer)[0]
 
-    def tasks_and_unreadable(self) -> tuple[list[TaskSummary], list[str]]:
-        """The tasks, and the registry's entries this version cannot read whose supervisors
-        run (from the same reading of the registry)."""
+    def tasks_and_unreadable(self, viewer: int | None = EVERYONE) -> tuple[list[TaskSummary], list[str]]:
+        """The tasks `viewer` may see, and the registry's entries this version cannot read
+        whose supervisors run (from the same reading of the registry; to EVERYONE only)."""
+        entries, found, unreadable = self._inspected(viewer)
+        return [TaskSummary(row(e, i), dict(i.view.ports) if i.view else {}, supervisor_key(e))
+                for e, i in zip(entries, found)], unreadable
+
+    def visible_entries(self, viewer: int | None) -> tuple[list[RegistryEntry], list[str]]:
+        """The entries `viewer` may see, and the unreadable entries (to EVERYONE only), from
+        one reading of the registry. Raises Unavailable."""
         try:
             listed, unreadable = Registry(self.settings).read_all()
         except RegistryUnreadable as exc:
             raise Unavailable(str(exc)) from None
-        entries = [item.entry for item in listed]
+        return [item.entry for item in listed if visible(item.entry, viewer)], \
+            unreadable if viewer == EVERYONE else []
+
+    def _inspected(self, viewer: int | None) -> tuple[list[RegistryEntry], list[Inspection], list[str]]:
+        """The entries `viewer` may see, each inspected, and the unreadable entries (to
+        EVERYONE only), from one reading of the registry."""
+        entries, unreadable = self.visible_entries(viewer)
         found = [inspect_sandbox(Path(e.sandbox), e, self.views) for e in entries]
         found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
-        return [TaskSummary(row(e, i), dict(i.view.ports) if i.view else {})
-                for e, i in zip(entries, found)], unreadable
+        return entries, found, unreadable
 
-    def _entry(self, task_id: str) -> Listed:
-        found = find(self._listed(), task_id) if task_id else None
+    def _entry(self, task_id: str, supervisor: str, viewer: int | None) -> Listed:
+        """The entry of `task_id` among those `viewer` may see; of the supervisor
+        `supervisor` (PID-START) when given. Raises NotFound, or Ambiguous when two running
+        tasks have the id and no supervisor is named."""
+        return self._found(Registry(self.settings).entries(), task_id, supervisor, viewer)
+
+    def _found(self, every: list[Listed], task_id: str, supervisor: str, viewer: int | None) -> Listed:
+        listed = [item for item in every if visible(item.entry, viewer)]
+        if supervisor:
+            listed = [item for item in listed if supervisor_key(item.entry) == supervisor]
+        try:
+            found = find(listed, task_id) if task_id else None
+        except AmbiguousTaskId as exc:  # which one is meant cannot be told: each is offered
+            choices = [Choice(known, supervisor_key(item.entry), item.entry.supervisor_pid, item.entry.job_key,
+                              item.entry.sandbox, item.entry.registered_wall)
+                       for item, known in running_alike(listed, task_id)]
+            raise Ambiguous(f"{exc}: name one by its supervisor (`?supervisor=PID-START`)", choices) from None
         if found is None:
-            raise NotFound(f"no task {quoted(task_id)} in the registry {self.root}")
+            of = f" of the supervisor {supervisor}" if supervisor else ""
+            raise NotFound(f"no task {quoted(task_id)}{of} in the registry {self.root}")
         return found
 
-    def task(self, task_id: str) -> TaskDetail:
-        entry = self._entry(task_id).entry
+    def task(self, task_id: str, supervisor: str = "", viewer: int | None = EVERYONE) -> TaskDetail:
+        entry = self._entry(task_id, supervisor, viewer).entry
         inspection = inspect_sandbox(Path(entry.sandbox), entry, self.views)
         (inspection,) = with_leftovers([inspection], [marker_of(inspection, entry)])
         definition, problem = read_definition(entry.sandbox)
         if definition is not None and definition.get("task_id") not in (task_id, None):
             other = definition.get("task_id")
             definition, problem = None, f"the sandbox's task.json is of task {quoted(other)}, a later attempt"
+        detail = self.measured(entry, inspection)
+        assert detail.figures is not None
+        status = dict(status_json(inspection), resources=figures_json(detail.figures, self._wall()),
+                      supervisor_stopped=detail.supervisor_stopped,
+                      stopped_processes=sorted(n for n, u in detail.usage.items() if u.stopped))
+        return attrs.evolve(detail, definition=definition, definition_problem=problem, status=status)
+
+    def measured(self, entry: RegistryEntry, inspection: Inspection) -> TaskDetail:
+        """The task with the use of its processes (/proc) against its reservation."""
         marker = marker_of(inspection, entry)
         usage, held = measure(inspection, marker, self._usage)
         figures = task_figures(inspection, marker, usage, held)
         stopped = inspection.truth.alive and is_stopped(entry.supervisor_pid)
-        status = dict(status_json(inspection), resources=figures_json(figures, self._wall()),
-                      supervisor_stopped=stopped, stopped_processes=sorted(n for n, u in usage.items() if u.stopped))
         return TaskDetail(row=row(entry, inspection), inspection=inspection, usage=usage,
-                          definition=definition, definition_problem=problem, status=status,
-                          figures=figures, supervisor_stopped=stopped)
+                          definition=None, definition_problem="", status={}, figures=figures,
+                          supervisor_stopped=stopped, supervisor=supervisor_key(entry))
 
-    def log(self, task_id: str, process: str, query: LogQuery) -> LogChunk:
-        sandbox = self._entry(task_id).entry.sandbox
+    def _open_sandbox(self, sandbox: str, task_id: str, viewer: int | None) -> int:
+        """The sandbox's directory, open, when it is `viewer`'s (`visible`, checked on the
+        directory opened). Raises OSError or NotFound."""
+        root = saferead.open_root(sandbox)
+        if viewer != EVERYONE and os.fstat(root).st_uid != viewer:
+            os.close(root)
+            raise NotFound(f"no task {quoted(task_id)} in the registry {self.root}")
+        return root
+
+    def _log_entry(self, task_id: str, supervisor: str, viewer: int | None) -> RegistryEntry:
+        """The entry whose logs are asked for (`_entry`). Raises NotFound, also when a later
+        supervisor registered its sandbox (`_not_taken_over`), or Ambiguous."""
+        every = Registry(self.settings).entries()
+        entry = self._found(every, task_id, supervisor, viewer).entry
+        _not_taken_over(entry, every, task_id)
+        return entry
+
+    def log(self, task_id: str, process: str, query: LogQuery, supervisor: str = "",
+            viewer: int | None = EVERYONE) -> LogChunk:
+        entry = self._log_entry(task_id, supervisor, viewer)
+        sandbox, over = entry.sandbox, _over(entry)  # before the read (`_over`)
         where = f"{LOGS_DIR}/{process}"
         try:
-            root = saferead.open_root(sandbox)
+            root = self._open_sandbox(sandbox, task_id, viewer)
             try:
                 pdir = saferead.walk(root, [LOGS_DIR, process], file=False)
             finally:
@@ -148,8 +245,9 @@ class Reader:
         except OSError as exc:
             raise NotFound(f"no log {where} in task {quoted(task_id)}: {saferead.describe(exc)}") from None
         try:
-            return _chunk(step, attrs.evolve(query, offset=step.offset), task_id=task_id,
-                          process=process, runs=runs, parts=parts, run_dir=dir_ident)
+            chunk = _chunk(step, attrs.evolve(query, offset=step.offset), task_id=task_id,
+                           process=process, runs=runs, parts=parts, run_dir=dir_ident)
+            return attrs.evolve(chunk, over=over, supervisor=supervisor_key(entry))
         finally:
             os.close(step.fd)
 
@@ -166,6 +264,25 @@ class _Step:
     offset: int | None
     continues: bool = True
     whole: bool = False
+
+
+def _not_taken_over(entry: RegistryEntry, every: list[Listed], task_id: str) -> None:
+    """Raises NotFound when a later supervisor registered in `entry`'s sandbox (`stoker run
+    --sandbox` again): `.logs` is that run's then, and this task's logs were kept as
+    `.logs.attempt-N`, which no record ties to its task id."""
+    later = [item.entry for item in every if item.entry.sandbox == entry.sandbox
+             and item.entry.registered_wall > entry.registered_wall]
+    if later:
+        raise NotFound(f"the logs of task {quoted(task_id)} are no longer in {entry.sandbox}/{LOGS_DIR}: "
+                       f"a later run in the sandbox (task {quoted(later[-1].task_id)}) kept them as "
+                       f"{LOGS_DIR}.attempt-N (`stoker tail --attempt N {entry.sandbox} PROCESS`)")
+
+
+def _over(entry: RegistryEntry) -> bool:
+    """The task's supervisor let go or is gone: none of its processes writes any more. Read
+    before the log: what a supervisor that let go had written is all there then."""
+    return entry.ended_wall is not None or not is_alive(entry.supervisor_pid, entry.supervisor_start,
+                                                        entry.supervisor_boot)
 
 
 def _text(ident: rotation.Ident) -> str:

@@ -13,7 +13,14 @@ The path is split on `/` before each segment is percent-decoded, so a task id ho
     /api/tasks                                 the tasks (JSON, as `stoker ps --all --json`)
     /api/tasks/ID                              one task (JSON)
     /api/tasks/ID/processes/NAME/logs?QUERY    a range of one run's log (JSON)
+    /metrics                                   every task, as Prometheus metrics (text)
     /static/NAME                               the stylesheet and the follow script
+
+A task id is unique only within its framework, so two running tasks (another tenant's)
+may share one: `?supervisor=PID-START` (its supervisor's pid and start time in clock ticks
+after boot, the name of its registry entry, which no later process has) names one entry of
+the registry, and every link the observer writes carries it. Without it, an id two running
+tasks share answers 300, naming both, each with its link.
 
 QUERY: `run`, `stream`, `offset`, `length` (`executor/observe/logrange.py`). Read-only:
 only GET and HEAD (405 otherwise). A server bound to loopback answers only requests whose
@@ -37,6 +44,7 @@ MAX_SEGMENT = 1024
 _LOOPBACK_HOST = re.compile(r"^(localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]{1,5})?$",
                             re.IGNORECASE)
 _PORT = re.compile(r":[0-9]{1,5}$")
+_SUPERVISOR = re.compile(r"^[1-9][0-9]{0,9}-[0-9]{1,20}$")
 _ABSOLUTE = re.compile(r"^https?://([^/?#]*)(/.*)?$", re.IGNORECASE | re.DOTALL)
 
 
@@ -48,6 +56,7 @@ class TasksPage:
 @attrs.frozen(slots=True)
 class TaskPage:
     task_id: str
+    supervisor: str = ""  # its registry entry's PID-START ("": the task with that id)
 
 
 @attrs.frozen(slots=True)
@@ -56,6 +65,7 @@ class LogPage:
     process: str
     query: LogQuery
     follow: bool
+    supervisor: str = ""
 
 
 @attrs.frozen(slots=True)
@@ -66,6 +76,7 @@ class ApiTasks:
 @attrs.frozen(slots=True)
 class ApiTask:
     task_id: str
+    supervisor: str = ""
 
 
 @attrs.frozen(slots=True)
@@ -73,6 +84,12 @@ class ApiLog:
     task_id: str
     process: str
     query: LogQuery
+    supervisor: str = ""
+
+
+@attrs.frozen(slots=True)
+class Metrics:
+    """GET /metrics: the tasks as Prometheus metrics."""
 
 
 @attrs.frozen(slots=True)
@@ -86,7 +103,7 @@ class Refused:
     reason: str
 
 
-Route = TasksPage | TaskPage | LogPage | ApiTasks | ApiTask | ApiLog | Asset | Refused
+Route = TasksPage | TaskPage | LogPage | ApiTasks | ApiTask | ApiLog | Metrics | Asset | Refused
 
 
 def host_allowed(host: str, loopback: bool, name: str = "") -> bool:
@@ -148,20 +165,32 @@ def route(method: str, raw_path: str, query: str, host: str, loopback: bool,
         return Refused(400, str(exc))
 
 
+def _supervisor(params: dict[str, str]) -> str:
+    """The `supervisor=PID-START` asked for ("" when none). Raises BadLogQuery."""
+    value = params.get("supervisor", "")
+    if value and not _SUPERVISOR.match(value):
+        raise BadLogQuery(f"supervisor={quoted(value[:40])} is not PID-START (a supervisor's pid "
+                          f"and start time, as the observer's links write it)")
+    return value
+
+
 def _match(s: list[str], params: dict[str, str]) -> Route:
     match s:
         case [""] | ["tasks"]:
             return TasksPage()
         case ["tasks" | "task", task_id] if task_id:
-            return TaskPage(task_id)
+            return TaskPage(task_id, _supervisor(params))
         case ["tasks", task_id, "processes", name, "logs"] if task_id and name:
-            return LogPage(task_id, name, parse_query(params), params.get("follow") == "1")
+            return LogPage(task_id, name, parse_query(params), params.get("follow") == "1",
+                           _supervisor(params))
         case ["api", "tasks"]:
             return ApiTasks()
         case ["api", "tasks", task_id] if task_id:
-            return ApiTask(task_id)
+            return ApiTask(task_id, _supervisor(params))
         case ["api", "tasks", task_id, "processes", name, "logs"] if task_id and name:
-            return ApiLog(task_id, name, parse_query(params))
+            return ApiLog(task_id, name, parse_query(params), _supervisor(params))
+        case ["metrics"]:
+            return Metrics()
         case ["static", name]:
             return Asset(name)
     return Refused(404, "no such page")

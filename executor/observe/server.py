@@ -9,17 +9,23 @@ for `Limits.idle_secs` is closed, request headers are capped, and a response lar
 Each response is bounded by the application itself (a log range is at most
 `logrange.MAX_CHUNK_BYTES`).
 
-The application is read-only (GET and HEAD; `routes`), answers with strict headers (a
+The application is read-only (GET and HEAD; `routes`), answers `/metrics` in Prometheus'
+text format (`scrape`, `metrics`, `exposition`: every task the connection may see whose
+supervisor runs or that ended within `metrics_ended_secs`, read as the pages read them,
+timed; its refusals as plain text), and answers with strict headers (a
 Content-Security-Policy allowing only its own /static files, no sniffing, no referrer, no
 framing), and logs one line at start (`observer_listening`, a WARNING when an address is
-not loopback) and one per failed request at DEBUG. It listens on every address the host
-resolves to (`listen_sockets`), all on one port; it is loopback when every one of them is,
+not loopback) and one per failed request at DEBUG. With `show_to` SHOW_OWNER each request
+is answered for its peer's user (`peers.peer_uid`; root: every task), else for everyone.
+It listens on every address the host resolves to (`listen_sockets`), all on one port; it
+is loopback when every one of them is,
 whatever name it was given (Debian's /etc/hosts makes the host's own name 127.0.1.1). Its
 I/O loop wakes every `Limits.loop_secs` when idle (waitress' select timeout, to close idle
 connections); nothing else runs between requests.
 """
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import json
 import logging
@@ -28,23 +34,26 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
 
 import attrs
 
 from config.words import quoted
 from executor.host.signals import kept_from_new_threads
 from executor.logs import log_event
-from executor.observe import routes
+from executor.observe import metrics, routes, scrape
 from executor.observe.assets import ASSETS
+from executor.observe.exposition import CONTENT_TYPE
 from executor.observe.html import error_page, task_url
 from executor.observe.logpage import log_page
-from executor.observe.pages import task_page, tasks_page
-from executor.observe.reader import NotFound, Reader, Unavailable
+from executor.observe.pages import choices_page, task_page, tasks_page
+from executor.observe.peers import peer_uid
+from executor.observe.reader import EVERYONE, Ambiguous, NotFound, Reader, Unavailable
 
 logger = logging.getLogger(__name__)
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+_REASONS = {200: "OK", 300: "Multiple Choices", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
 _HEADERS = [
     ("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; "
@@ -55,6 +64,9 @@ _HEADERS = [
     ("X-Frame-Options", "DENY"),
     ("Cache-Control", "no-store"),
 ]
+
+
+SHOW_ALL, SHOW_OWNER = "all", "owner"  # --show-tasks-to: every task to everyone, or to its user
 
 
 @attrs.frozen(slots=True)
@@ -99,69 +111,166 @@ class ObserverApp:
     """The WSGI application: `routes.route` decides, `Reader` reads, the pages render."""
 
     def __init__(self, reader: Reader, loopback: bool, clock: Callable[[], float] = time.time,
-                 name: str = "") -> None:
+                 name: str = "", show_to: str = SHOW_ALL,
+                 metrics_ended_secs: float | None = metrics.DEFAULT_ENDED_SECS) -> None:
         self.reader, self.loopback, self._clock, self.name = reader, loopback, clock, name
+        self.show_to, self.metrics_ended_secs = show_to, metrics_ended_secs
+        self.task_errors = scrape.TaskErrors()  # tasks left out of /metrics, each logged once
+
+    def _viewer(self, environ: dict[str, Any]) -> int | None:
+        """Who may see what this request asks for: EVERYONE (`--show-tasks-to all`, or a
+        peer of uid 0), else the peer's uid (`peers.peer_uid`), None when not known."""
+        if self.show_to == SHOW_ALL:
+            return EVERYONE
+        try:
+            uid = peer_uid(str(environ.get("REMOTE_ADDR", "")), int(environ.get("REMOTE_PORT") or -1),
+                           int(environ.get("SERVER_PORT") or -1), server_host=_served_at(environ))
+        except ValueError:
+            uid = None
+        return EVERYONE if uid == 0 else uid
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
         path, host = routes.origin_form(raw.split("?", 1)[0], str(environ.get("HTTP_HOST", "")))
         method = str(environ.get("REQUEST_METHOD", "GET"))
-        route = routes.route(method, path, str(environ.get("QUERY_STRING", "")), host,
-                             self.loopback, self.name)
-        api = path.startswith("/api/")
+        query = str(environ.get("QUERY_STRING", ""))
+        route = routes.route(method, path, query, host, self.loopback, self.name)
+        form = "json" if path.startswith("/api/") else "text" if path in ("/metrics", "/metrics/") else "html"
         try:
-            response = self._answer(route, api)
+            reads = not isinstance(route, (routes.Asset, routes.Refused))
+            response = self._answer(route, form, self._viewer(environ) if reads else EVERYONE)
+        except Ambiguous as exc:
+            response = _choices(exc, path, query, form == "json")
         except NotFound as exc:
-            response = self._refused(routes.Refused(404, str(exc)), api)
+            response = self._refused(routes.Refused(404, str(exc)), form)
         except Unavailable as exc:
-            response = self._refused(routes.Refused(503, str(exc)), api)
+            response = self._refused(routes.Refused(503, str(exc)), form)
         except Exception as exc:  # a bug: answered, logged with its traceback
             log_event(logger, logging.ERROR, "observer_error", path=path[:200],
                       error=f"{type(exc).__name__}: {exc}", exc_info=True)
-            response = self._refused(routes.Refused(500, f"internal error: {type(exc).__name__}"), api)
+            response = self._refused(routes.Refused(500, f"internal error: {type(exc).__name__}"), form)
+        if isinstance(route, routes.Metrics):
+            response = _compressed(response, str(environ.get("HTTP_ACCEPT_ENCODING", "")))
         headers = [("Content-Type", response.content_type),
                    ("Content-Length", str(len(response.body))), *_HEADERS, *response.extra]
         start_response(f"{response.status} {_REASONS.get(response.status, '')}", headers)
         return [b""] if method == "HEAD" else [response.body]
 
-    def _refused(self, refused: routes.Refused, api: bool) -> Response:
+    def _refused(self, refused: routes.Refused, form: str) -> Response:
+        """The refusal in the form the address answers in: JSON (`/api/`), text
+        (`/metrics`, whose scraper logs the body) or HTML."""
         log_event(logger, logging.DEBUG, "observer_refused", status=refused.status,
                   reason=refused.reason)
         extra = (("Allow", "GET, HEAD"),) if refused.status == 405 else ()
-        if api:
+        if form == "json":
             return attrs.evolve(_json({"error": refused.reason}, refused.status), extra=extra)
+        if form == "text":
+            return Response(refused.status, "text/plain; charset=utf-8", f"{refused.reason}\n".encode(), extra)
         return attrs.evolve(_html(error_page(refused.status, refused.reason), refused.status),
                             extra=extra)
 
-    def _answer(self, route: routes.Route, api: bool) -> Response:
+    def _answer(self, route: routes.Route, form: str, viewer: int | None) -> Response:
         now = self._clock()
         match route:
             case routes.TasksPage():
-                tasks, unreadable = self.reader.tasks_and_unreadable()
-                return _html(tasks_page(tasks, now, self.reader.root, unreadable))
-            case routes.TaskPage(task_id):
-                return _html(task_page(self.reader.task(task_id), now))
-            case routes.LogPage(task_id, process, query, follow):
-                return _html(log_page(self.reader.log(task_id, process, query), follow))
+                tasks, unreadable = self.reader.tasks_and_unreadable(viewer)
+                return _html(tasks_page(tasks, now, self.reader.root, unreadable, _shown_to(viewer)))
+            case routes.TaskPage(task_id, supervisor):
+                return _html(task_page(self.reader.task(task_id, supervisor, viewer), now))
+            case routes.LogPage(task_id, process, query, follow, supervisor):
+                return _html(log_page(self.reader.log(task_id, process, query, supervisor, viewer), follow))
             case routes.ApiTasks():
-                return _json([dict(t.row, ports=dict(t.ports), url=task_url(str(t.row["task_id"]), api=True))
-                              for t in self.reader.tasks()])
-            case routes.ApiTask(task_id):
-                d = self.reader.task(task_id)
+                return _json([dict(t.row, ports=dict(t.ports), supervisor=t.supervisor,
+                                   url=task_url(str(t.row["task_id"]), True, t.supervisor))
+                              for t in self.reader.tasks(viewer)])
+            case routes.ApiTask(task_id, supervisor):
+                d = self.reader.task(task_id, supervisor, viewer)
                 return _json({"task": dict(d.row), "status": dict(d.status),
                               "resources": d.status.get("resources"),
                               "usage": {name: attrs.asdict(u) for name, u in d.usage.items()},
                               "definition": d.definition, "definition_problem": d.definition_problem})
-            case routes.ApiLog(task_id, process, query):
-                return _json(self.reader.log(task_id, process, query).to_json())
+            case routes.ApiLog(task_id, process, query, supervisor):
+                return _json(self.reader.log(task_id, process, query, supervisor, viewer).to_json())
+            case routes.Metrics():
+                return Response(200, CONTENT_TYPE, self._metrics(viewer).encode())
             case routes.Asset(name):
                 if name not in ASSETS:
                     raise NotFound(f"no asset {quoted(name)}")
                 content_type, text = ASSETS[name]
                 return Response(200, content_type, text.encode())
             case routes.Refused():
-                return self._refused(route, api)
+                return self._refused(route, form)
         raise AssertionError(route)
+
+    def _metrics(self, viewer: int | None) -> str:
+        """`/metrics`: the tasks `viewer` may see, as the pages read them (`scrape`)."""
+        return scrape.metrics_text(self.reader, viewer, self.metrics_ended_secs, self.task_errors, self._clock)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header accepts gzip (`gzip`, not `gzip;q=0`)."""
+    for part in accept_encoding.split(","):
+        name, _, params = part.partition(";")
+        if name.strip().lower() == "gzip":
+            q = params.strip().lower().removeprefix("q=")
+            try:
+                return not q or float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def _compressed(response: Response, accept_encoding: str) -> Response:
+    """`/metrics` gzipped for a client that accepts it (Prometheus does: 500 KB of 100
+    tasks are 24 KB, for 1 ms at level 1; the default, 9, took 8-12 ms for 20 KB)."""
+    vary = (*response.extra, ("Vary", "Accept-Encoding"))
+    if response.status != 200 or not accepts_gzip(accept_encoding):
+        return attrs.evolve(response, extra=vary)
+    return attrs.evolve(response, body=gzip.compress(response.body, compresslevel=1, mtime=0),
+                        extra=(*vary, ("Content-Encoding", "gzip")))
+
+
+def _served_at(environ: dict[str, Any]) -> str:
+    """The observer's address on the request's connection ("" when it cannot be told):
+    waitress names it nowhere in the environ, but its disconnect check is a method of the
+    connection's channel, which holds the socket."""
+    channel = getattr(environ.get("waitress.client_disconnected"), "__self__", None)
+    try:
+        return str(channel.socket.getsockname()[0]) if channel is not None else ""
+    except (AttributeError, OSError, TypeError, IndexError):
+        return ""
+
+
+def _shown_to(viewer: int | None) -> str:
+    """What the list says of whom it shows tasks to ("": everyone's tasks)."""
+    if viewer == EVERYONE:
+        return ""
+    if viewer is None:
+        return ("This observer shows each local user only their own tasks (--show-tasks-to owner), "
+                "and the user of this connection could not be told: no task is shown.")
+    return (f"This observer shows each local user only their own tasks (--show-tasks-to owner): "
+            f"those whose sandbox is uid {viewer}'s, this connection's user.")
+
+
+def _choices(ambiguous: Ambiguous, path: str, query: str, api: bool) -> Response:
+    """300: the tasks that share the id asked for, each with the address asked for naming
+    its supervisor (the same page, JSON or log range, of that task)."""
+    params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "supervisor"]
+    choices = [attrs.evolve(c, url=f"{_naming(path, c.task_id)}?{urlencode([*params, ('supervisor', c.supervisor)])}")
+               for c in ambiguous.choices]
+    log_event(logger, logging.DEBUG, "observer_refused", status=300, reason=str(ambiguous))
+    if api:
+        return _json({"error": str(ambiguous), "choices": [attrs.asdict(c) for c in choices]}, 300)
+    return _html(choices_page(str(ambiguous), choices), 300)
+
+
+def _naming(path: str, task_id: str) -> str:
+    """`path` (`/tasks/ID...`, `/task/ID`, `/api/tasks/ID...`, as `routes` matched it) with
+    `task_id` for its ID: a task's own id, which its supervisor's entry is known as (the one
+    asked for may be written otherwise: the same as Unicode text)."""
+    parts = path.split("/")
+    parts[3 if parts[1] == "api" else 2] = quote(task_id, safe="")
+    return "/".join(parts)
 
 
 def listen_sockets(host: str, port: int) -> list[socket.socket]:
@@ -195,7 +304,8 @@ def listen_sockets(host: str, port: int) -> list[socket.socket]:
     return bound
 
 
-def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits()) -> Any:
+def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits(),
+                show_to: str = "all", metrics_ended_secs: float | None = metrics.DEFAULT_ENDED_SECS) -> Any:
     """A waitress server of the observer, listening on every address of `host`
     (`listening_on` says which); `run()` serves, `close()` stops."""
     from waitress.server import create_server
@@ -203,7 +313,8 @@ def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits())
     sockets = listen_sockets(host, port)
     try:
         loopback = is_loopback([s.getsockname()[:2] for s in sockets])
-        app = ObserverApp(reader, loopback, name=host if _is_name(host) else "")
+        app = ObserverApp(reader, loopback, name=host if _is_name(host) else "", show_to=show_to,
+                          metrics_ended_secs=metrics_ended_secs)
         return create_server(
             app, sockets=sockets, threads=limits.threads,
             connection_limit=limits.connections, channel_timeout=limits.idle_secs,
@@ -217,19 +328,20 @@ def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits())
 
 
 def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
-          ready: Callable[[str, int], None] | None = None) -> None:
+          ready: Callable[[str, int], None] | None = None, show_to: str = "all",
+          metrics_ended_secs: float | None = metrics.DEFAULT_ENDED_SECS) -> None:
     """Serve until interrupted. `ready(host, port)` is called once listening (the port
     actually bound: 0 picks a free one)."""
     # The workers never take SIGTERM or SIGINT: the main thread's handler stops the loop at
     # once, where a signal given to a worker waited for the loop's next tick.
     with kept_from_new_threads((signal.SIGTERM, signal.SIGINT)):
-        server = make_server(reader, host, port, limits)
+        server = make_server(reader, host, port, limits, show_to, metrics_ended_secs)
     listening = listening_on(server)
     loopback = is_loopback(listening)
     bound_host, bound_port = listening[0]
     log_event(logger, logging.INFO if loopback else logging.WARNING, "observer_listening",
               host=bound_host, port=bound_port, root=reader.root,
-              also=" ".join(_address(h, p) for h, p in listening[1:]) or None,
+              also=" ".join(_address(h, p) for h, p in listening[1:]) or None, show_tasks_to=show_to,
               reason="loopback only" if loopback else
               "reachable from other hosts: every task's state and logs are readable there")
     if ready is not None:

@@ -59,6 +59,7 @@ class _Stat:
     stopped: bool  # state T (SIGSTOP, job control) or t (a tracer)
     cpu: float  # seconds, user + system
     rss: int  # bytes
+    threads: int  # field 20: 1 for most processes, whose one children list is named by the pid
 
 
 def _stat(pid: int) -> _Stat | None:
@@ -70,25 +71,30 @@ def _stat(pid: int) -> _Stat | None:
         return None
     try:
         cpu = (int(fields[11]) + int(fields[12])) / _TICKS
-        return _Stat(int(fields[1]), int(fields[19]), fields[0] in (b"T", b"t"), cpu, int(fields[21]) * _PAGE)
+        return _Stat(int(fields[1]), int(fields[19]), fields[0] in (b"T", b"t"), cpu, int(fields[21]) * _PAGE,
+                     int(fields[17]))
     except ValueError:
         return None
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int, threads: int = 0) -> list[int]:
+    """The children of `pid`, each thread's (`threads`, from its stat: 1 saves listing
+    its threads, the one is the pid; 0: not known)."""
+    if threads == 1:
+        return [int(c) for c in read_proc(f"/proc/{pid}/task/{pid}/children", 65536).split()]
     found: list[int] = []
     try:
-        threads = os.listdir(f"/proc/{pid}/task")
+        tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return found
-    for tid in threads:
+    for tid in tids:
         found.extend(int(c) for c in read_proc(f"/proc/{pid}/task/{tid}/children", 65536).split())
     return found
 
 
 def _is_watchdog(pid: int) -> bool:
     """Whether `pid` runs as a watchdog does (`executor/procs/watchdog.start_watchdog`:
-    `/bin/sh -c SCRIPT stoker-watchdog MARKER ...`): asked only of the pid its supervisor
+    `/bin/sh -c COMMAND stoker-watchdog MARKER ...`): asked only of the pid its supervisor
     wrote, which a task that planted its own held.json could name."""
     words = read_proc(f"/proc/{pid}/cmdline", 65536).split(b"\0")
     return len(words) > 3 and words[0] == b"/bin/sh" and words[3] == WATCHDOG_NAME.encode()
@@ -98,7 +104,7 @@ def _tree_totals(pid: int, top: _Stat) -> tuple[int, float, int]:
     """(processes, CPU seconds, RSS bytes) of `pid` (`top`: its stat, read already) and its
     descendants that still run."""
     count, cpu, rss = 1, top.cpu, top.rss
-    todo, seen = _children(pid), {pid}
+    todo, seen = _children(pid, top.threads), {pid}
     while todo and count < MAX_TREE:
         current = todo.pop()
         if current in seen:
@@ -108,7 +114,7 @@ def _tree_totals(pid: int, top: _Stat) -> tuple[int, float, int]:
         if found is None:
             continue
         count, cpu, rss = count + 1, cpu + found.cpu, rss + found.rss
-        todo.extend(_children(current))
+        todo.extend(_children(current, found.threads))
     return count, cpu, rss
 
 
@@ -171,7 +177,8 @@ class UsageSampler:
         run_secs = None if created is None else self._wall() - created
         percent, basis = cpu_percent(previous, now, run_secs)
         return Usage(pid=pid, processes=count, rss_bytes=rss, cpu_percent=percent,
-                     cpu_basis=basis, started_wall=created, stopped=top.stopped)
+                     cpu_basis=basis, started_wall=created, stopped=top.stopped,
+                     cpu_secs=round(cpu, 2))
 
     def _remember(self, key: tuple[int, int], sample: CpuSample) -> None:
         self._last[key] = sample

@@ -62,7 +62,8 @@ def test_the_task_list_is_stoker_ps(host):
     assert len(listed) == 2
     assert {(t["task_id"], t["state"], t["supervisor_pid"]) for t in listed} == \
         {(t["task_id"], t["state"], t["supervisor_pid"]) for t in ps}
-    assert all(t["state"] == "RUNNING" and t["url"] == f"/api/tasks/{t['task_id']}" for t in listed)
+    assert all(t["state"] == "RUNNING" and t["url"] == f"/api/tasks/{t['task_id']}?supervisor={t['supervisor']}"
+               for t in listed)
 
 
 def test_a_task_is_what_stoker_status_says_with_usage_and_definition(host):

@@ -3,10 +3,11 @@ through chromedriver, against real `stoker run` tasks. The list shows both tasks
 page lists its processes with the pids `stoker status` gives, and a followed log shows a
 line its process printed after the page was opened; following also copes with a log that
 ends inside a character, a rotated log, a chatty one (the page keeps its last 1 MiB) and a
-process that restarts (it goes on into the next run). Each kind of page serves a screen
-reader, a keyboard and a phone: language, title, heading order, table captions and column
-scopes, a skip link and a drawn focus, no sideways scroll at 360 and 640 px (200 % zoom),
-contrast of 4.5:1 in both colour schemes. One browser for the module; each page
+process that restarts (it goes on into the next run), and it stops asking once the task is
+over. Each kind of page serves a screen reader, a keyboard and a phone: language, title,
+heading order, table captions and column scopes, a skip link and a drawn focus, no sideways
+scroll at 360 and 640 px (200 % zoom), contrast of 4.5:1 in both colour schemes. One
+browser for the module; each page
 is also saved as a screenshot (the paths are printed; `STOKER_SCREENSHOTS=DIR` saves them
 there too). Skipped, saying so, when chromium or chromedriver is missing (`make browser`
 installs them; CI does, and fails them instead of skipping)."""
@@ -335,3 +336,28 @@ def test_states_links_and_muted_text_contrast_at_least_4_5_to_1(host, browser, s
             assert not low, (scheme, path, low)
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
+
+def test_a_followed_log_stops_asking_once_its_task_is_over(host, browser):
+    """The script asked the API every second for as long as the tab stayed open, long after
+    the task had ended. Once an answer says the task is over and the page holds its latest
+    run's log to the end, it says so and asks no more. (Last in the module: it stops a task.)"""
+    import signal
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    tid, run = tasks(host)["web"], host.runs[0]
+    browser.get(f"{host.url}/tasks/{tid}/processes/sleeper/logs?follow=1")
+    assert browser.find_element(By.ID, "log").get_attribute("data-follow") == "1"  # the script runs
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 143
+    wait_for(lambda: browser.find_element(By.ID, "follow-state").text ==
+             "not following: the task is over, so nothing more is written to this log", 10,
+             interval_secs=0.1, message="the script to say it stopped")
+    fetches = "return performance.getEntriesByType('resource').filter(e => e.initiatorType === 'fetch').length;"
+    asked = browser.execute_script(fetches)
+    assert asked >= 1
+    time.sleep(1.1)  # it asks every second while it follows
+    assert browser.execute_script(fetches) == asked

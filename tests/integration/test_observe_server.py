@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from config.spec import JobSpec, ProcessSpec, TaskSpec
 from executor.observe.reader import Reader
 from executor.observe.server import Limits, listening_on, make_server
 from executor.task.definition import MAX_DEFINITION_BYTES, read_definition, write_definition
+from tests.support.observer_server import serving
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,13 +23,8 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def server(tmp_path):
     reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60))
-    srv = make_server(reader, "127.0.0.1", 0, Limits(idle_secs=1, loop_secs=1))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield srv.socket.getsockname()[1]
-    srv.close()
-    srv.task_dispatcher.shutdown()
-    thread.join(10)
+    with serving(reader, Limits(idle_secs=1, loop_secs=1)) as srv:
+        yield srv.socket.getsockname()[1]
 
 
 @pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: localhost\r\n"])
@@ -122,19 +117,7 @@ def resolver(monkeypatch):
 
 def test_a_name_of_several_addresses_is_served_on_each_on_one_port(tmp_path, resolver):
     reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60))
-    srv = make_server(reader, "observer.test", 0, Limits(idle_secs=1, loop_secs=1))
-    # The server's loop, a step at a time until told to stop: several sockets' server is
-    # closed only once its loop is done with them (closing under a running select: EBADF).
-    stop = threading.Event()
-
-    def loop() -> None:
-        from waitress import wasyncore
-        while not stop.is_set():
-            wasyncore.loop(timeout=0.05, map=srv.map, count=1)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    with serving(reader, Limits(idle_secs=1, loop_secs=1), host="observer.test") as srv:  # both addresses
         listening = listening_on(srv)
         assert [host for host, _ in listening] == ["127.0.0.1", "127.0.0.2"]
         assert len({port for _, port in listening}) == 1 and listening[0][1] > 0
@@ -146,10 +129,6 @@ def test_a_name_of_several_addresses_is_served_on_each_on_one_port(tmp_path, res
                 with socket.create_connection((host, port), timeout=10) as sock:
                     sock.sendall(b"GET /api/tasks HTTP/1.0\r\nHost: %s\r\n\r\n" % name.encode())
                     assert sock.recv(100).startswith(b"HTTP/1.0 " + status), (host, name)
-    finally:
-        stop.set()
-        thread.join(10)
-        srv.close()
 
 
 def test_a_name_that_does_not_resolve_is_an_error_naming_it(tmp_path, resolver):
@@ -244,3 +223,26 @@ def test_a_checkpoint_is_replayed_again_only_once_it_changed(tmp_path, monkeypat
         for writer in writers:
             writer.close()
     assert again["web-0"] == next(r for r in first if r["task_id"] == "web-0")
+
+
+def test_a_log_is_over_once_its_supervisor_let_go_or_is_gone_not_while_it_runs(tmp_path):
+    """What stops following a log (`logpage.all_shown`): the registry says whether the
+    task's supervisor still runs (its pid and start time) and whether it let go."""
+    from executor.host.entry import FrontEnd, RegistryEntry
+    from executor.host.identity import own_identity
+    from executor.host.registry import Registry
+    from executor.observe.logrange import LogQuery
+
+    me, settings = own_identity(), RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60)
+    cases = {"running": (0, None), "ended": (0, time.time()), "gone": (1000, None)}  # start + 1000: another process
+    for n, (task_id, (later, ended)) in enumerate(cases.items()):
+        sandbox = tmp_path / task_id
+        (sandbox / ".logs/web/0").mkdir(parents=True)
+        (sandbox / ".logs/web/0/stdout").write_text("hello\n")
+        Registry(settings).write(RegistryEntry(
+            sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + later + n,
+            supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
+            task_id=task_id, ended_wall=ended), prune=False)
+    reader = Reader(settings)
+    over = {task_id: reader.log(task_id, "web", LogQuery()).over for task_id in cases}
+    assert over == {"running": False, "ended": True, "gone": True}

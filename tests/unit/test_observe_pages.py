@@ -265,3 +265,50 @@ def test_every_page_starts_with_a_skip_link_to_its_content():
         body = text.split("<body>", 1)[1]
         assert body.startswith('<header><a class="skip" href="#main">')
         assert '<main id="main">' in body
+
+
+def test_following_stops_once_the_task_is_over_and_its_latest_log_is_shown_to_its_end():
+    """A followed log reloaded every 2 s (and its script asked every second) for as long as
+    the tab stayed open, long after the task had ended. Once the task's supervisor let go
+    or is gone and the page shows the latest run's log to its end, it says so and neither
+    reloads nor loads the script; before then it goes on."""
+    over = log_page(chunk(over=True), follow=True)
+    assert "http-equiv" not in over and "follow.js" not in over and 'data-follow="0"' in over
+    assert "not following: the task is over, so nothing more is written to this log" in over
+    for going_on in (chunk(), chunk(over=True, end=3), chunk(over=True, rotated=True), chunk(over=True, run=1)):
+        text = log_page(going_on, follow=True)
+        assert '<meta http-equiv="refresh" content="2;' in text and "follow.js" in text, going_on
+    assert chunk(over=True).to_json()["over"] is True
+
+
+def test_every_link_names_the_task_s_supervisor_when_it_is_known():
+    """A task id two running tasks share (two frameworks') names neither: each of the
+    observer's links carries the supervisor (`supervisor=PID-START`) of the task it was
+    written for, through its page, its logs, follow mode and the script's API address."""
+    listed = tasks_page([TaskSummary(row(entry(), detail().inspection), {}, "4000-1")], NOW, "/r")
+    assert 'href="/tasks/t-1?supervisor=4000-1"' in listed
+    assert 'href="/api/tasks/t-1?supervisor=4000-1"' in listed
+    text = task_page(attrs.evolve(detail(), supervisor="4000-1"), NOW)
+    assert "/tasks/t-1/processes/web/logs?run=0&amp;stream=stdout&amp;supervisor=4000-1" in text
+    assert 'href="/api/tasks/t-1?supervisor=4000-1"' in text
+    held = chunk(start=100, end=500, size=500, supervisor="4000-1")
+    assert all("supervisor=4000-1" in refresh_url(c)
+               for c in (held, attrs.evolve(held, start=0), attrs.evolve(held, rotated=True),
+                         attrs.evolve(held, run=1, end=500)))
+    page = log_page(held, follow=True)
+    assert 'data-api="/api/tasks/t-1/processes/web/logs?stream=stdout&amp;length=' in page
+    api = re.search(r'data-api="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    assert api.endswith("&amp;supervisor=4000-1")
+    hrefs = re.findall(r'href="(/tasks/[^"]+)"', page)
+    assert hrefs and all("supervisor=4000-1" in h for h in hrefs), hrefs
+
+
+def test_the_page_of_an_id_two_running_tasks_share_links_each_and_escapes_them():
+    from executor.observe.model import Choice
+    from executor.observe.pages import choices_page
+
+    choices = [Choice(EVIL, "4000-1", 4000, "c/r/e/a", "/sb/a", 100.0, url="/tasks/x?supervisor=4000-1"),
+               Choice(EVIL, "5000-2", 5000, "c/r/e/b", "/sb/b", 101.0, url="/tasks/x?supervisor=5000-2")]
+    text = choices_page("task id 'x' is the id of 2 running tasks", choices)
+    assert re.findall(r'href="(/tasks/[^"]+)"', text) == ["/tasks/x?supervisor=4000-1", "/tasks/x?supervisor=5000-2"]
+    assert "/sb/a" in text and "c/r/e/b" in text and no_markup_from(text)

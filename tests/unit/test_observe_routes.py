@@ -11,6 +11,7 @@ from executor.observe.routes import (
     ApiTasks,
     Asset,
     LogPage,
+    Metrics,
     Refused,
     TaskPage,
     TasksPage,
@@ -37,6 +38,13 @@ def get(path: str, query: str = "", host: str = "127.0.0.1:1338", method: str = 
     ("/api/tasks/t", "", ApiTask("t")),
     ("/api/tasks/t/processes/web/logs", "stream=stdout.1&offset=", ApiLog("t", "web", LogQuery(None, "stdout.1"))),
     ("/static/observe.css", "", Asset("observe.css")),
+    ("/metrics", "", Metrics()),  # Prometheus' scrape
+    ("/metrics/", "", Metrics()),
+    # the supervisor (PID-START) that names one of two running tasks sharing an id
+    ("/tasks/t", "supervisor=4000-123", TaskPage("t", "4000-123")),
+    ("/api/tasks/t", "supervisor=4000-123", ApiTask("t", "4000-123")),
+    ("/tasks/t/processes/web/logs", "follow=1&supervisor=1-0", LogPage("t", "web", LogQuery(), True, "1-0")),
+    ("/api/tasks/t/processes/web/logs", "run=1&supervisor=1-0", ApiLog("t", "web", LogQuery(1), "1-0")),
 ])
 def test_each_page_and_endpoint_is_routed(path, query, expected):
     assert get(path, query) == expected
@@ -46,6 +54,7 @@ def test_each_page_and_endpoint_is_routed(path, query, expected):
     "/tasks/..", "/tasks/%2E%2E", "/tasks/t/processes/../logs", "/tasks/t/processes/%2e%2e/logs",
     "/etc/passwd", "/tasks/t/processes/web", "/api", "/api/tasks/t/processes/web/logs/x",
     "relative", "/tasks/a%00b", "/tasks/" + "x" * 2000, "/task", "/task/t/processes/web/logs",
+    "/metrics/x", "/api/metrics",
 ])
 def test_odd_paths_are_not_found(path):
     assert isinstance(got := get(path), Refused) and got.status == 404, got
@@ -57,6 +66,8 @@ def test_odd_paths_are_not_found(path):
     ("stream=stdout.0", "stream"), ("stream=environ", "stream"),
     ("run=0&offset=0&file=1:x", "file"), ("run=0&offset=0&file=1:2&dir=../", "dir"),
     ("offset=0&file=1:2", "file="),  # follow mode names the run it holds
+    ("supervisor=4000", "supervisor"), ("supervisor=0-1", "supervisor"), ("supervisor=1-2-3", "supervisor"),
+    ("supervisor=%201-2", "supervisor"),
 ])
 def test_a_bad_log_parameter_is_a_bad_request_naming_it(query, field):
     got = get("/api/tasks/t/processes/web/logs", query)

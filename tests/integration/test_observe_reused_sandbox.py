@@ -1,0 +1,43 @@
+"""A sandbox a later `stoker run --sandbox` took over: the earlier task's logs were kept as
+`.logs.attempt-N` and `.logs` is the later run's, so the observer's log route answers 404
+for the earlier task, saying where its logs went, instead of the later run's logs under
+the earlier task's id."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from config.registry import RegistrySettings
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
+from executor.observe.logrange import LogQuery
+from executor.observe.reader import NotFound, Reader
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_the_logs_of_a_task_whose_sandbox_a_later_run_took_are_not_the_later_run_s(tmp_path):
+    me, settings = own_identity(), RegistrySettings(registry_root=str(tmp_path / "root"),
+                                                    registry_retention_secs=600)
+    sandbox = tmp_path / "sandbox"
+    for logs, said in ((".logs.attempt-0", "first run\n"), (".logs", "second run\n")):
+        (sandbox / logs / "web/0").mkdir(parents=True)
+        (sandbox / logs / "web/0/stdout").write_text(said)
+    now = time.time()
+    for n, (task_id, ended) in enumerate((("hello-0-first", now - 5), ("hello-0-second", None))):
+        Registry(settings).write(RegistryEntry(
+            sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + n,
+            supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=now - 10 + n,
+            task_id=task_id, ended_wall=ended), prune=False)
+    reader = Reader(settings)
+    assert reader.log("hello-0-second", "web", LogQuery()).data == "second run\n"
+    with pytest.raises(NotFound) as found:
+        reader.log("hello-0-first", "web", LogQuery(), supervisor=f"{me.pid}-{me.start_ticks}")
+    assert str(found.value) == (
+        f"the logs of task 'hello-0-first' are no longer in {sandbox}/.logs: a later run in the "
+        f"sandbox (task 'hello-0-second') kept them as .logs.attempt-N "
+        f"(`stoker tail --attempt N {sandbox} PROCESS`)")
+    with pytest.raises(NotFound):
+        reader.log("hello-0-first", "web", LogQuery())  # by its id alone too
