@@ -17,8 +17,10 @@ The socket is bound and connected through `/proc/self/fd/N/control.sock`, where 
 however deep the sandbox is (a Unix socket path has at most 107 bytes). A stale socket of
 a dead supervisor is replaced (the sandbox lock says it is dead).
 
-`connect` is the client side: it checks that the entry is a socket, connects, and checks
-with `SO_PEERCRED` that the peer is the supervisor the caller expects.
+`connect` is the client side: it opens the entry without following a symlink (O_PATH),
+checks that it is a socket, connects to that inode (`/proc/self/fd/N`: a symlink renamed
+over the name meanwhile leads nowhere else), and checks with `SO_PEERCRED` that the peer is
+the supervisor the caller expects.
 """
 from __future__ import annotations
 
@@ -299,15 +301,28 @@ def connect(stoker_dir: int, where: str, expected_pid: int | None) -> socket.soc
     """A connection to the control socket in the `.stoker` directory `stoker_dir` of the
     sandbox `where`, whose peer is `expected_pid` (when given). Raises ControlUnavailable."""
     try:
-        mode = os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False).st_mode
+        node = os.open(CONTROL_SOCKET, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stoker_dir)
     except FileNotFoundError:
         raise ControlUnavailable(f"{where} has no control socket (is its supervisor running?)") from None
-    if not stat.S_ISSOCK(mode):
+    except OSError as exc:
+        raise ControlUnavailable(f"{where}/.stoker/{CONTROL_SOCKET}: {exc.strerror or exc}") from None
+    try:
+        return _connect_node(node, where, expected_pid)
+    finally:
+        os.close(node)
+
+
+def _connect_node(node: int, where: str, expected_pid: int | None) -> socket.socket:
+    """Connect to the socket file `node` is (an O_PATH descriptor): through
+    /proc/self/fd/NODE, the inode itself, never a name that a symlink swapped in since the
+    check could lead to another user's socket (root's `stoker kill` of a user's sandbox was
+    so led to another task's supervisor)."""
+    if not stat.S_ISSOCK(os.fstat(node).st_mode):
         raise ControlUnavailable(f"{where}/.stoker/{CONTROL_SOCKET} is not a socket")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(5.0)
-        sock.connect(_fd_path(stoker_dir))
+        sock.connect(f"/proc/self/fd/{node}")
         sock.settimeout(None)
         pid, _uid = peer(sock)
     except OSError as exc:

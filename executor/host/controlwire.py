@@ -72,10 +72,15 @@ def parse_request(line: bytes) -> ControlRequest:
     op = doc.get("op")
     if op == "kill":
         grace = doc.get("grace_secs")
+        # An int is compared as it is: math.isfinite() of one past a float's 1.8e308 raised
+        # OverflowError, which ended the control server (stoker kill and restart no longer
+        # reached the supervisor) from one line any process of its user could send.
         if grace is not None and (isinstance(grace, bool) or not isinstance(grace, (int, float))
-                                  or not math.isfinite(grace) or not 0 <= grace <= MAX_GRACE_SECS):
-            raise ControlError(f"grace_secs {quoted(grace)} is not a number of seconds in "
-                               f"0..{MAX_GRACE_SECS:.0f}")
+                                  or (isinstance(grace, float) and not math.isfinite(grace))
+                                  or not 0 <= grace <= MAX_GRACE_SECS):
+            shown = quoted(grace)
+            shown = shown if len(shown) <= 40 else f"{shown[:20]}...({len(shown)} digits)"
+            raise ControlError(f"grace_secs {shown} is not a number of seconds in 0..{MAX_GRACE_SECS:.0f}")
         return KillControl(None if grace is None else float(grace))
     if op == "restart":
         process = doc.get("process")

@@ -29,6 +29,7 @@ import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enu
 import os
 
 from executor.procs.earlyfork import EarlyRun
+from executor.procs.earlyfork import die_with as die_with  # for executor.local's planning child
 
 _STOPS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGTSTP)  # `stoker run`'s
 # `executor.host.signals.STRAY_SIGNALS` (a test checks), without the `signal` module's enums

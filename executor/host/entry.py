@@ -50,6 +50,17 @@ def _text(doc: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _path(doc: Mapping[str, Any], key: str) -> str:
+    """A path the readers open: as the writer keeps it (its bytes as UTF-8, surrogate escapes
+    for the others), no NUL byte, which no open() takes (a ValueError from every reader of
+    the entry: `stoker ps`, the registry's pruning and each observer page and scrape)."""
+    value = _text(doc, key)
+    if "\0" in value:
+        raise ValueError
+    value.encode("utf-8", "surrogateescape")  # a lone surrogate no byte gives: UnicodeEncodeError
+    return value
+
+
 def _texts(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
     value = doc.get(key)
     if value is None:
@@ -63,9 +74,15 @@ def _number(doc: Mapping[str, Any], key: str, optional: bool = False) -> float |
     value = doc.get(key)
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError
-    return float(value)
+    try:
+        number = float(value)  # an integer too large for a float: OverflowError
+    except OverflowError:
+        raise ValueError from None
+    if not math.isfinite(number):
+        raise ValueError
+    return number
 
 
 def _whole(doc: Mapping[str, Any], key: str) -> int:
@@ -98,6 +115,9 @@ class RegistryEntry:
     # The task ids of this supervisor's earlier attempts (`stoker run`), oldest first: an id
     # an operator read a moment before a restart still names this supervisor.
     earlier_task_ids: tuple[str, ...] = ()
+    # Why the supervisor stopped, where it stopped before its task could start and said why
+    # (`cannot go on: ...`); "" otherwise.
+    ended_reason: str = ""
 
     def known_as(self, task_id: str) -> bool:
         """`task_id` is this supervisor's task, its latest or an earlier attempt's."""
@@ -120,7 +140,7 @@ class RegistryEntry:
             "front_end": self.front_end.value, "registered": self.registered_wall,
             "task_id": self.task_id, "job_key": self.job_key, "label": self.label,
             "marker": self.marker, "ended": self.ended_wall, "stoker_dir": self.stoker_dir,
-            "earlier_task_ids": list(self.earlier_task_ids),
+            "earlier_task_ids": list(self.earlier_task_ids), "ended_reason": self.ended_reason,
         }
 
     @classmethod
@@ -131,14 +151,15 @@ class RegistryEntry:
         try:
             registered = _number(doc, "registered")
             assert registered is not None
-            entry = cls(sandbox=_text(doc, "sandbox"), supervisor_pid=_whole(doc, "supervisor_pid"),
+            entry = cls(sandbox=_path(doc, "sandbox"), supervisor_pid=_whole(doc, "supervisor_pid"),
                         supervisor_start=_whole(doc, "supervisor_start"),
                         supervisor_boot=_text(doc, "supervisor_boot"),
                         front_end=FrontEnd(doc.get("front_end")), registered_wall=registered,
                         task_id=_text(doc, "task_id"), job_key=_text(doc, "job_key"),
                         label=_text(doc, "label"), marker=_text(doc, "marker"),
-                        ended_wall=_number(doc, "ended", optional=True), stoker_dir=_text(doc, "stoker_dir"),
-                        earlier_task_ids=_texts(doc, "earlier_task_ids"))
+                        ended_wall=_number(doc, "ended", optional=True), stoker_dir=_path(doc, "stoker_dir"),
+                        earlier_task_ids=_texts(doc, "earlier_task_ids"),
+                        ended_reason=_text(doc, "ended_reason"))
         except ValueError:
             return None
         if not entry.sandbox.startswith("/") or entry.supervisor_pid <= 0:

@@ -306,11 +306,47 @@ def _supervisor_alive(entry: RegistryEntry) -> bool:
     return identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
 
 
+class AmbiguousTaskId(LookupError):
+    """A task id that more than one live supervisor's task has; the message names their
+    sandboxes (the caller says what to do instead)."""
+
+
 def find(listed: list[Listed], task_id: str) -> Listed | None:
     """The entry of task `task_id` (its supervisor's latest task, or an earlier attempt of
-    it): a live supervisor's first, else the newest."""
+    it): a live supervisor's first, else the newest. Raises AmbiguousTaskId when two live
+    supervisors have it: a task id is unique only within its framework, so another
+    framework's task on the host (another tenant's) may take the id of one that runs, and
+    would be the one shown, killed or restarted, as the newer."""
     task_id = _portable(task_id)  # typed in a shell: its bytes, which a task id's UTF-8 are
-    return _chosen([item for item in listed if item.entry.known_as(task_id)])
+    matches = [item for item in listed if item.entry.known_as(task_id)]
+    live = running_alike(listed, task_id)
+    if len(live) > 1:
+        how = "" if all(known == task_id for _, known in live) else \
+            " (the same as Unicode text, written differently)"
+        raise AmbiguousTaskId(f"task id {task_id!r} is the id of {len(live)} running tasks{how}, in "
+                              f"{', '.join(sorted(_local(item.entry.sandbox) for item, _ in live))}")
+    return _chosen(matches)
+
+
+def running_alike(listed: list[Listed], task_id: str) -> list[tuple[Listed, str]]:
+    """The entries of live supervisors known as an id that is `task_id` as Unicode text
+    (canonically equivalent: `café` composed or decomposed, which `stoker ps` shows alike),
+    each with that id as the entry writes it."""
+    found = []
+    for item in listed:
+        known = _known_alike(item.entry, _portable(task_id))
+        if known and _supervisor_alive(item.entry):
+            found.append((item, known))
+    return found
+
+
+def _known_alike(entry: RegistryEntry, task_id: str) -> str:
+    """The id `entry` is known as that is `task_id` as Unicode text ("" when none)."""
+    import unicodedata  # only to look a task id up
+
+    text = unicodedata.normalize("NFC", task_id)
+    return next((known for known in (entry.task_id, *entry.earlier_task_ids)
+                 if known and unicodedata.normalize("NFC", known) == text), "")
 
 
 def find_sandbox(listed: list[Listed], sandbox: str) -> Listed | None:

@@ -62,7 +62,8 @@ def untrusted_level(path: str, euid: int | None = None, egid: int | None = None)
     and no one else may write it: not others (but in a sticky directory, /tmp: no one else
     can rename what is ours in it), nor a group other than `egid` (the user's own: a umask of
     002 makes `~/.local` group-writable, for a group only the user is in where each user has
-    one). A symlink planted in a user's directory would else lead root's writes anywhere."""
+    one, and lists no other member). A symlink planted in a user's directory would else
+    lead root's writes anywhere."""
     euid = os.geteuid() if euid is None else euid
     egid = os.getegid() if egid is None else egid
     for chain in (os.path.abspath(path), os.path.realpath(path)):
@@ -76,23 +77,95 @@ def untrusted_level(path: str, euid: int | None = None, egid: int | None = None)
             except OSError as exc:
                 return f"{level}: {exc.strerror}"
             if info.st_uid not in (euid, 0):
-                return f"{level} belongs to uid {info.st_uid}"
-            if not stat.S_ISLNK(info.st_mode) and _open_to_others(info, egid):
-                return f"{level} may be written by others (mode {stat.S_IMODE(info.st_mode):o})"
+                return f"{level} belongs to {_user(info.st_uid)}"
+            if not stat.S_ISLNK(info.st_mode) and _open_to_others(info, egid, level, euid):
+                return f"{level} may be written by {_writers(info, egid, euid)}"
     return ""
 
 
-def _open_to_others(info: os.stat_result, egid: int) -> bool:
+def _user(uid: int) -> str:
+    import pwd  # only to say why a path is refused
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _writers(info: os.stat_result, egid: int, euid: int) -> str:
+    """Who besides its owner may write the directory `info` is, and its mode: others, or
+    (a group's project directory) the group, named."""
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_mode & stat.S_IWOTH:
+        return f"others (mode {mode:o})"
+    if info.st_gid == egid and not _others_in_group(egid, euid):
+        return f"others (mode {mode:o}, an ACL)"
+    import grp  # only to say why a path is refused
+
+    try:
+        group = f"{grp.getgrgid(info.st_gid).gr_name} (gid {info.st_gid})"
+    except KeyError:
+        group = f"gid {info.st_gid}"
+    return f"the group {group}, mode {mode:o}"
+
+
+def _open_to_others(info: os.stat_result, egid: int, path: str, euid: int) -> bool:
     if info.st_mode & stat.S_ISVTX:  # /tmp: others may add their names, never rename ours
         return False
-    return writable_by_others(info, egid)
+    return writable_by_others(info, egid, path, euid)
 
 
-def writable_by_others(info: os.stat_result, egid: int) -> bool:
+def writable_by_others(info: os.stat_result, egid: int, path: str | None = None,
+                       euid: int | None = None) -> bool:
     """Whether users other than its owner may write in it: all others, or a group other than
-    `egid` (the user's own)."""
+    `egid` (the user's own), or `egid` when it lists a member but `euid` (`usermod -aG alice
+    bob`), or, by the access ACL of `path` (the file `info` is), a named user or another
+    group."""
     mode = info.st_mode
-    return bool(mode & stat.S_IWOTH or (mode & stat.S_IWGRP and info.st_gid != egid))
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and info.st_gid != egid):
+        return True
+    if not mode & stat.S_IWGRP:
+        return False
+    return _others_in_group(egid, os.geteuid() if euid is None else euid) or \
+        (path is not None and _acl_lets_others_write(path, egid))
+
+
+def _others_in_group(gid: int, euid: int) -> bool:
+    """Whether group `gid` lists a member but `euid`'s user (its supplementary members; who
+    has it as their own primary group the group database does not say)."""
+    import grp  # only for a directory its group may write
+    import pwd
+
+    try:
+        members = grp.getgrgid(gid).gr_mem
+    except KeyError:  # a gid no database names: it lists no one
+        return False
+    try:
+        me = pwd.getpwuid(euid).pw_name
+    except KeyError:  # a user no database names is listed in no group
+        return bool(members)
+    return any(name != me for name in members)
+
+
+ACL_ACCESS = "system.posix_acl_access"
+_ACL_USER, _ACL_GROUP, _ACL_WRITE = 0x02, 0x08, 0x02  # <linux/posix_acl_xattr.h>
+
+
+def _acl_lets_others_write(path: str, egid: int) -> bool:
+    """Whether `path`'s access ACL lets a named user, or a named group but `egid`, write.
+    With an ACL the mode's group bits are its mask, so `setfacl -m u:bob:rwx DIR` reads as
+    a directory the owner's group may write (drwxrwxr-x+). The ACL as the kernel keeps it:
+    a 4-byte version, then 8-byte entries (tag, permissions, id; little-endian)."""
+    try:
+        blob = os.getxattr(path, ACL_ACCESS, follow_symlinks=False)
+    except OSError:  # none, or a file system without ACLs
+        return False
+    for at in range(4, len(blob) - 7, 8):
+        tag, perm = int.from_bytes(blob[at:at + 2], "little"), int.from_bytes(blob[at + 2:at + 4], "little")
+        ident = int.from_bytes(blob[at + 4:at + 8], "little")
+        if perm & _ACL_WRITE and (tag == _ACL_USER or (tag == _ACL_GROUP and ident != egid)):
+            return True
+    return False
 
 
 def make_dirs(path: str, mode: int) -> None:

@@ -31,11 +31,13 @@ USAGE_FILE = "usage.json"  # the reservation and the last disk sample (`executor
 DIR_MODE = 0o700
 
 
-def open_stoker_dir(sandbox: str | os.PathLike[str], *, create: bool = False, pinned: str = "") -> int:
+def open_stoker_dir(sandbox: str | os.PathLike[str], *, create: bool = False, pinned: str = "",
+                    sandbox_fd: int | None = None) -> int:
     """A directory fd of SANDBOX/.stoker (made 0700 when `create`; an existing one of this
-    user is narrowed to 0700). Raises OSError (`saferead.UnsafeEntry` when it is not a
-    directory, or not the one `pinned` names: a registry entry's `stoker_dir`)."""
-    root = saferead.open_root(sandbox)
+    user is narrowed to 0700), in the directory `sandbox_fd` when given (the caller opened
+    the sandbox). Raises OSError (`saferead.UnsafeEntry` when it is not a directory, or not
+    the one `pinned` names: a registry entry's `stoker_dir`)."""
+    root = saferead.open_root(sandbox) if sandbox_fd is None else os.dup(sandbox_fd)
     try:
         if create:
             try:

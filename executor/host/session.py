@@ -41,7 +41,7 @@ from executor.host.identity import own_identity
 from executor.host.lock import SandboxBusy, SandboxLock
 from executor.host.registry import Registry
 from executor.host.sandbox import LOCK_FILE, open_stoker_dir, sandbox_path
-from executor.logs import log_event
+from executor.logs import log_event, no_room
 from executor.procs import saferead, sandboxfs
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,12 @@ class HostSession:
             session._acquire(front_end, held_lock)
             cls._open[key] = session
         session._registry.write(session._entry, prune=False)  # the launch does not read every entry
-        session._start_control()
+        try:
+            session._start_control()
+        except BaseException as exc:  # no thread could be started: the entry says why it ended
+            why = no_room(exc) if isinstance(exc, Exception) else None
+            session.close(f"cannot go on: {why}" if why else "")
+            raise
         return session
 
     def _acquire(self, front_end: FrontEnd, held_lock: int | None) -> None:
@@ -153,9 +158,9 @@ class HostSession:
             return
         self._server = server
 
-    def close(self) -> None:
+    def close(self, reason: str = "") -> None:
         """One holder lets go; the last one stops the control socket, marks the registry
-        entry ended and releases the sandbox."""
+        entry ended (with `reason`, an error it stopped on, if given) and releases the sandbox."""
         with self._guard:
             if self._refs <= 0:
                 return  # closed already
@@ -166,7 +171,7 @@ class HostSession:
         if self._server is not None:
             self._server.close()
         with self._lock:
-            self._entry = attrs.evolve(self._entry, ended_wall=time.time())
+            self._entry = attrs.evolve(self._entry, ended_wall=time.time(), ended_reason=reason)
             entry = self._entry
         self._registry.write(entry)
         if self._sandbox_lock is not None:

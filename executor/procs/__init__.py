@@ -1,5 +1,6 @@
 """Linux process containment: fork/exec of runs and shell commands, the one reaper thread,
-the task's processes found in /proc and signalled by pidfd (containment, proctree), the
+the task's processes found in /proc and signalled by pidfd, or by kill() where a kernel or
+seccomp profile allows none (containment, proctree, pidsignal), the
 task's own cgroup (cgroups, cgroup_paths), the watchdog that outlives us, the log pump,
 the next runs' log directories made ahead of time (logstage),
 opening sandbox files that a task could have replaced (sandboxfs), reading them for
@@ -12,8 +13,8 @@ The supervisor (`supervisor.py`) uses the others: `spawn.py` (env, logs, fork),
 `runlogs.py` (`.logs` kept open, each run's log files, the pump), `logstage.py` (a next
 run's logs, made at `idle()`), `sandboxfs.py` (opening files a task could have replaced),
 `reaper.py`, `logpump.py` (its console copies: `consolecopy.py`), `containment.py` (which processes are the task's), `draining.py`
-(a SIGTERMed run whose top exited first), `proctree.py` (/proc walks and scans, pidfd
-signals), `cgroups.py`, `watchdog.py`, `commands.py`, `unsignalled.py` (the processes it
+(a SIGTERMed run whose top exited first), `proctree.py` (/proc walks and scans; one signal
+through a pidfd, or by kill(), in `pidsignal.py`), `cgroups.py`, `watchdog.py`, `commands.py`, `unsignalled.py` (the processes it
 may not signal, named at close).
 
 May import: events, logs, config/, healthcheck/ (CommandResult). Never: task, host, mesos,

@@ -44,7 +44,8 @@ class EarlyRuns:
         self._waiting: dict[tuple[str, int], tuple[RunChild, EarlyRun]] = {}
         for early in runs:
             child = RunChild(pid=early.pid, popen=None, marker=runenv.run_marker(task_marker, early.process, early.run),
-                             process=early.process, run=early.run, adopted=False)
+                             process=early.process, run=early.run, adopted=False,
+                             oom_kills=early.oom_kills)
             self._waiting[(early.process, early.run)] = (child, early)
 
     def __bool__(self) -> bool:

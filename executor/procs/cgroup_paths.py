@@ -27,6 +27,8 @@ import re
 
 import attrs
 
+from executor.procs.oomcount import below
+
 
 class CgroupKind(enum.Enum):
     V2 = "cgroup2"
@@ -100,17 +102,6 @@ def parse_proc_cgroup(text: str) -> dict[CgroupKind, str]:
     return paths
 
 
-def _below(path: str, root: str) -> str | None:
-    """`path` relative to `root` ("" when equal); None when it is not below it."""
-    if root == "/":
-        return path.lstrip("/")
-    if path == root:
-        return ""
-    if path.startswith(root.rstrip("/") + "/"):
-        return path[len(root.rstrip("/")) + 1:]
-    return None
-
-
 def own_places(proc_cgroup: str, mountinfo: str) -> list[Place]:
     """The cgroups this process is in, as directories, strongest kind first (V2, then
     V1_FREEZER); a kind is left out when no mount shows our cgroup."""
@@ -123,7 +114,7 @@ def own_places(proc_cgroup: str, mountinfo: str) -> list[Place]:
         for mount in parse_mountinfo(mountinfo):
             if mount.kind is not kind:
                 continue
-            rest = _below(path, mount.root)
+            rest = below(path, mount.root)
             if rest is not None:
                 directory = posixpath.join(mount.mountpoint, rest).rstrip("/") or "/"
                 places.append(Place(kind, directory, path))
@@ -136,11 +127,11 @@ def place_of(directory: str, mountinfo: str) -> Place | None:
     under; None when it is under none (or under a v1 hierarchy without the freezer)."""
     best: Mount | None = None
     for mount in parse_mountinfo(mountinfo):
-        if _below(directory, mount.mountpoint) is None:
+        if below(directory, mount.mountpoint) is None:
             continue
         if best is None or len(mount.mountpoint) > len(best.mountpoint):
             best = mount
     if best is None or best.kind is None:
         return None
-    rest = _below(directory, best.mountpoint) or ""
+    rest = below(directory, best.mountpoint) or ""
     return Place(best.kind, directory.rstrip("/") or "/", posixpath.join(best.root, rest).rstrip("/") or "/")

@@ -16,12 +16,25 @@ cgroup per hierarchy, so a second task supervised by the same process falls back
 and the kill: `cgroup.kill` (v2), or freeze, SIGKILL every member, thaw (v2 `cgroup.freeze`,
 v1 `freezer`). `Kill.how` names the same three ways to the watchdog's script.
 
+Under systemd (`auto`): a service's cgroup is systemd's own unless the unit says
+`Delegate=yes` (systemd's rule: only a delegated subtree may be changed by its processes;
+systemd 251 and later mark one with the `user.delegate`/`trusted.delegate` attribute). So
+when Stoker is the process systemd started for a service (`SYSTEMD_EXEC_PID`, systemd 248
+and later, is its pid: not an executor that inherited a Mesos agent unit's variables) and
+the cgroup it is in is that service's (named `*.service`) and not delegated (not marked
+so, nor owned by this process's user: systemd hands a delegated cgroup to the unit's `User=`,
+marked before 251 by nothing else, and its `trusted.delegate` is not that user's to read), no
+cgroup is made below it in the v2 hierarchy: the v1 freezer is used where there is one (systemd does not manage it), else
+the task runs without a cgroup of its own, the reason naming the unit. Either way systemd
+still holds every process in the unit's cgroup, and `systemctl stop` ends them all.
+
 Never raises out of `create` (a cgroup that cannot be made or entered is a reason, and the
 task runs without one); `TaskCgroup.enter` and `leave` raise OSError; `kill_and_remove`
 returns a problem in words. No logging here: the supervisor logs what happened.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -33,6 +46,7 @@ from collections.abc import Callable
 import attrs
 
 from executor.procs.cgroup_paths import CgroupKind, Place, own_places, parse_proc_cgroup, place_of
+from executor.procs.pidsignal import pidfd_signal
 from executor.procs.sandboxfs import describe_os_error
 
 SETTING_AUTO = "auto"
@@ -141,19 +155,27 @@ class TaskCgroup:
 
     def _kill_members(self) -> None:
         """SIGKILL each listed member through a pidfd, after checking by /proc/PID/cgroup
-        that the pid still names a member (a member's parent may have reaped it meanwhile)."""
+        that the pid still names a member (a member's parent may have reaped it meanwhile).
+        Without pidfds (a kernel before 5.3, a seccomp profile that denies pidfd_open) by
+        kill() right after the same check: a frozen member cannot exit meanwhile."""
         for pid in self.members():
             try:
                 pidfd = os.pidfd_open(pid)
-            except OSError:
+            except ProcessLookupError:
                 continue
+            except OSError:
+                pidfd = -1
             try:
                 if _cgroup_of(pid, self.place.kind) == self.place.path:
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    if pidfd >= 0:
+                        pidfd_signal(pidfd, pid, signal.SIGKILL)
+                    else:
+                        os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
             finally:
-                os.close(pidfd)
+                if pidfd >= 0:
+                    os.close(pidfd)
 
 
 def create(name: str, setting: str) -> TaskCgroup | NoCgroup:
@@ -200,6 +222,10 @@ def _first_made(name: str, setting: str, homes: list[Place], mountinfo: str) -> 
         if home is None:
             reasons.append(f"this process is in no {parent.kind.value} cgroup to come back to")
             continue
+        if setting == SETTING_AUTO and (unit := _undelegated_service(parent)) is not None:
+            reasons.append(f"{parent.directory} is systemd's, for {unit}, which is not delegated "
+                           "(Delegate=yes in the unit gives Stoker a cgroup there)")
+            continue
         made = _make(parent.child(name), home)
         if isinstance(made, TaskCgroup):
             return made
@@ -207,6 +233,26 @@ def _first_made(name: str, setting: str, homes: list[Place], mountinfo: str) -> 
     if not reasons:
         return NoCgroup("no cgroup2 or cgroup-v1 freezer hierarchy shows this process's cgroup")
     return NoCgroup("; ".join(reasons))
+
+
+def _undelegated_service(place: Place) -> str | None:
+    """The name of the systemd service whose own v2 cgroup `place` is, when this process is
+    the one systemd started for it and systemd has not delegated it (see the module
+    docstring); None otherwise."""
+    name = os.path.basename(place.directory)
+    started = os.environ.get("SYSTEMD_EXEC_PID") == str(os.getpid())
+    if place.kind is not CgroupKind.V2 or not name.endswith(".service") or not started:
+        return None
+    with contextlib.suppress(OSError):  # systemd gives a delegated cgroup to the unit's User=
+        if os.stat(place.directory).st_uid == os.geteuid() != 0:  # (it cannot read trusted.*)
+            return None
+    for attribute in ("user.delegate", "trusted.delegate"):
+        try:
+            if os.getxattr(place.directory, attribute).strip() == b"1":
+                return None
+        except OSError:  # not set, not ours to read, or no xattrs on this file system
+            continue
+    return name
 
 
 def _sweep_stale(parent: str) -> None:

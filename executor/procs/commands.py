@@ -50,6 +50,7 @@ READ_BYTES = 64 * 1024
 DRAIN_LIMIT_BYTES = 1024 * 1024
 KILL_WAIT_SECS = 1.0
 REAP_WAIT_SECS = 1.0  # a command seen to exit is waited for this long at least, for the reaper
+STOPPING = "the task is stopping: no health command starts"  # after `CommandRunner.stop`
 
 
 def run_command(runner: Callable[[], CommandRunner | None], command: str, timeout_secs: float,
@@ -92,17 +93,32 @@ class CommandRunner:
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self._live: dict[int, spawn.CommandChild] = {}
+        self._stopped = False  # `stop`: no command starts after it
 
     def live(self) -> list[spawn.CommandChild]:
         """Commands still running (for signal_all / task_pids)."""
         with self._lock:
             return list(self._live.values())
 
+    def stop(self, within_secs: float) -> bool:
+        """No command starts after this; each one running is SIGKILLed (its tree) and waited
+        for (its reap, after its leftovers were killed) up to `within_secs`. True when none
+        is left. A fork under way holds the lock until its command is registered: the stop
+        waits for it and kills that command too; a fork after it sees `_stopped`."""
+        with self._lock:
+            self._stopped = True
+            live = list(self._live.values())
+        deadline = time.monotonic() + within_secs
+        for child in live:
+            self._kill(child)
+        return all(child.done.wait(max(0.0, deadline - time.monotonic())) for child in live)
+
     def run(self, command: str, timeout_secs: float) -> CommandResult:
+        if self._stopped:
+            return CommandResult(error=STOPPING)
         marker = f"{self._task_marker}/.command/{next(self._seq)}"
         env = spawn.with_profile(dict(self._env), self._sandbox) if self._as_task else dict(self._env)
         env[spawn.RUN_MARKER] = marker
-        deadline = time.monotonic() + timeout_secs
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         try:
             try:
@@ -113,6 +129,12 @@ class CommandRunner:
                                            f"{where}: {spawn.describe_os_error(e)}")
             finally:
                 os.close(write_fd)  # the command holds the only write end: EOF when it is gone
+            if child is None:
+                return CommandResult(error=STOPPING)
+            # From the command's start (bash exec'd), not before the fork: the fork of this
+            # process, and waiting for another thread's, are not the command's time. In a
+            # container whose task fills its CPU quota they took 100-400 ms (docs/benchmarks.md).
+            deadline = time.monotonic() + timeout_secs
             tail = _Tail(OUTPUT_TAIL_BYTES)
             finished = _follow(read_fd, child, tail, deadline)
             if not finished:
@@ -124,13 +146,16 @@ class CommandRunner:
             os.close(read_fd)
 
     def _fork(self, command: str, env: Mapping[str, str], marker: str,
-              out_fd: int) -> spawn.CommandChild:
-        with self._reaper.forking():
+              out_fd: int) -> spawn.CommandChild | None:
+        """The command forked and registered; None once `stop` came (nothing forked). The lock
+        is held from that look to the registration: a `stop` meanwhile waits, then sees it."""
+        with self._reaper.forking(), self._lock:
+            if self._stopped:
+                return None
             popen = spawn.fork_exec(command, cwd=self._sandbox, env=env, stdin=self._stdin_fd,
                                     stdout=out_fd, stderr=out_fd, run_as=self._run_as, wrap=self._wrap)
             child = spawn.CommandChild(pid=popen.pid, popen=popen, marker=marker)
-            with self._lock:
-                self._live[child.pid] = child
+            self._live[child.pid] = child
             self._reaper.register(child.pid, Watcher(
                 on_exit=lambda pid, exit_code: self._kill_leftovers(pid, child),
                 on_reaped=lambda pid, status: self._exited(child, status)))

@@ -12,7 +12,8 @@ last of them to die is a child of this process (a subreaper), so the reaper's or
 SIGKILLed, or, when its top exited 0 on its own, becomes the task's daemons
 (`containment.run_ended`).
 
-Called on the reaper thread; `runs` and `lock` are the supervisor's.
+Called on the reaper thread, for each run's exit (`top_exited`) and reap (`reaped`); `runs`
+and `lock` are the supervisor's.
 """
 from __future__ import annotations
 
@@ -47,6 +48,19 @@ class Drains:
         if killed:
             log_event(logger, logging.DEBUG, "leftovers_killed", task=self._label,
                       process=child.process, run=child.run, pid=child.pid, processes=killed)
+
+    def reaped(self, child: RunChild, status: int) -> None:
+        """The top of `child` is reaped: the run is over and its exit posted (an early start's
+        run not adopted yet: at its adoption), unless it drains (then `check`)."""
+        with self._lock:
+            if self._runs.get((child.process, child.run)) is child and not child.draining:
+                del self._runs[(child.process, child.run)]
+            child.reaped(status)
+            report = child.adopted and not child.draining
+        if report:
+            self._post_exit(child, status)
+        elif child.draining:
+            self.check()
 
     def check(self) -> None:
         """A process was reaped: post the exit of each draining run whose top is reaped and

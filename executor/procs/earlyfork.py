@@ -1,7 +1,7 @@
 """Starting runs before the supervisor is loaded (the early start), with the standard
 library only: the subreaper flag, a run and a watchdog started by `posix_spawn`, and the
 record of each run for the supervisor that adopts it; and `die_with`, for the child that
-plans a first run meanwhile.
+plans a first run meanwhile (and `stoker inspect`'s).
 
 `executor/cli/launch.py` uses these in the first milliseconds of a `stoker run` whose plan
 was kept (README "Start-up"); the supervisor (`supervisor.py`) adopts the runs, and the
@@ -32,7 +32,7 @@ import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enu
 import os
 
 from executor.procs.runenv import exec_text
-from executor.procs.watchdogsh import WATCHDOG_ENV, WATCHDOG_NAME, WATCHDOG_SCRIPT
+from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -52,9 +52,11 @@ class EarlyRun:
     shared by the runs started together (a copy each would be garbage left under the
     supervisor's modules: 0.4 MiB for 100 runs)."""
 
-    __slots__ = ("process", "run", "pid", "cmdline", "task_env")
+    __slots__ = ("process", "run", "pid", "cmdline", "task_env", "oom_kills")
 
-    def __init__(self, process: str, run: int, pid: int, cmdline: str, task_env: dict[str, str]) -> None:
+    def __init__(self, process: str, run: int, pid: int, cmdline: str, task_env: dict[str, str],
+                 oom_kills: int | None = None) -> None:
+        self.oom_kills = oom_kills  # its memory cgroup's OOM kills as it was forked (`oomcount.py`)
         self.process = process
         self.run = run
         self.pid = pid
@@ -72,13 +74,30 @@ def set_subreaper() -> None:
 
 def die_with(parent: int) -> None:
     """Make this process get SIGKILL when its parent ends, and end it now when `parent`
-    already ended (it was re-parented before the call). Raises OSError."""
-    prctl, get_errno = _prctl()
-    if prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0) != 0:
-        err = get_errno()
-        raise OSError(err, os.strerror(err))
+    already ended (it was re-parented before the call). Where prctl is denied (a container
+    runtime's seccomp profile), a thread ends it instead, within 0.1 s of its parent's end."""
+    try:
+        prctl, get_errno = _prctl()
+        if prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0) != 0:
+            err = get_errno()
+            raise OSError(err, os.strerror(err))
+    except OSError:
+        _watch_parent(parent)
     if os.getppid() != parent:
         os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    """A thread that ends this process (status 1) once its parent pid is no longer `parent`."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="stoker-parent-watch", daemon=True).start()
 
 
 def _prctl() -> tuple[Callable[..., int], Callable[[], int]]:
@@ -147,7 +166,7 @@ def spawn_watchdog(marker: str, *, root_fd: int, home_fd: int, close: list[int])
                (os.POSIX_SPAWN_DUP2, 1, 2)] + [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
     os.fchdir(root_fd)
     try:
-        pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_SCRIPT, WATCHDOG_NAME, marker,
+        pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, marker,
                                          "", "", ""], WATCHDOG_ENV, file_actions=actions,
                              setsid=True, setsigdef=_DEFAULT_SIGNALS)
     except BaseException:

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 READ_BYTES = 256 * 1024
 PIPE_BYTES = 1024 * 1024
+MIN_LIMIT_ROTATE_BYTES = 4096  # below, a file size limit is not rotated at: a file per few bytes
 
 
 class LogFile:
@@ -100,11 +101,31 @@ class LogFile:
             chunk = view[:room]
             try:
                 write_all(self.fd, chunk)
-            except OSError:
+            except OSError as exc:
                 self.size = os.fstat(self.fd).st_size  # what a short write did add
+                if exc.errno == errno.EFBIG and self.max_bytes is not None and self._at_size_limit():
+                    continue
                 raise
             self.size += len(chunk)
             view = view[len(chunk) :]
+
+    def _at_size_limit(self) -> bool:
+        """The file reached the largest file this process may write (RLIMIT_FSIZE, `ulimit
+        -f`, below `max_bytes`): rotate it there, and at that size from now on; False (not
+        rotated) for a limit below `MIN_LIMIT_ROTATE_BYTES`."""
+        import resource  # the limit itself: a file an earlier run left may be past it
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        at = self.size if limit == resource.RLIM_INFINITY else min(self.size, limit)
+        if at < MIN_LIMIT_ROTATE_BYTES:
+            return False
+        log_event(logger, logging.WARNING, "log_rotated_at_size_limit", file=self.path,
+                  bytes=at, log_size=self.max_bytes,
+                  reason="the file size limit Stoker runs under (RLIMIT_FSIZE, `ulimit -f`) is below "
+                         "the logger's log_size: its files are rotated at that limit")
+        self.max_bytes = at
+        self._rotate()
+        return True
 
     def _rotate(self) -> None:
         """Shift the backups and start a new file; when the file was already moved aside

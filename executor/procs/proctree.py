@@ -14,11 +14,12 @@ rule, `wait_exited` by pidfd). Under `select`, a process is ours when, at that t
   `STOKER_RUN_MARKER=...`) in its environment, which every task process inherits.
 
 Every signal goes through a pidfd opened first and re-checked against the same rule
-afterwards, so the pidfd provably names the process we judged; a signal a stopped process
-could not act on (SIGTERM) is followed by SIGCONT through the same pidfd (`wakes`). Which processes are looked
-at (the task's subtree, or the host), and the rule for unclaimed ones, are
-`executor/procs/containment.py`'s. Zombies count as gone and are
-never selected. Nothing here raises for a process that vanished or a /proc file that cannot
+afterwards, so the pidfd provably names the process we judged (where a seccomp profile or
+an old kernel denies pidfds, by kill() once the start time or pidfd says it is still there:
+`kill_checked`); a signal a stopped process could not act on (SIGTERM) is followed by
+SIGCONT (`wakes`). Delivering the one signal is `executor/procs/pidsignal.py`'s. Which processes are looked at (the task's subtree, or the host), and the
+rule for unclaimed ones, are `executor/procs/containment.py`'s. Zombies count as gone and
+are never selected. Nothing here raises for a process that vanished or a /proc file that cannot
 be read (such processes are skipped), and this module never signals a pid it cannot prove
 is ours. No logging here: callers log what they did.
 
@@ -35,6 +36,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 import attrs
+
+from executor.procs.pidsignal import kill_checked, pidfd_signal, signal_group, wakes
 
 _ENVIRON_CHUNK = 65536
 _POLL_SECS = 0.001  # how often `wait_exited` looks at /proc where there are no pidfds
@@ -170,11 +173,25 @@ def walk(roots: Iterable[int], prune: Callable[[ProcInfo], bool] = lambda info: 
     return procs
 
 
-def _pids() -> list[int]:
+def pids() -> list[int]:
+    """The pids /proc lists (every process's it shows; [] when it cannot be read)."""
     try:
         return [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
         return []
+
+
+_pids = pids
+
+
+def real_uid(pid: int) -> int | None:
+    """The real uid of `pid` (/proc/PID/status: a setuid program keeps its caller's), or
+    None when gone or unreadable."""
+    for line in _read(f"/proc/{pid}/status", 4096).splitlines():
+        if line.startswith(b"Uid:"):
+            fields = line.split()
+            return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+    return None
 
 
 def scan() -> dict[int, ProcInfo]:
@@ -191,17 +208,48 @@ def scan_markers(markers: tuple[bytes, ...]) -> dict[int, ProcInfo]:
     """Only the live processes carrying one of `markers` (one pass, about 4x cheaper).
 
     Reads each environ first and the stat only on a match: a zombie's environ is empty, so
-    this finds exactly what `select(scan(), Scope(markers=markers))` would.
+    this finds exactly what `select(scan(), Scope(markers=markers))` would. Each environ is
+    looked up in a set of the markers, not searched once per marker: the observer asks for
+    every LOST task's at once (1,000 markers cost what one does).
     """
+    carries = marker_matcher(markers)
     procs: dict[int, ProcInfo] = {}
     for pid in _pids():
         environ = _read(f"/proc/{pid}/environ", _ENVIRON_CHUNK)
-        if environ and has_marker(environ, markers):
+        if environ and carries(environ):
             stat = read_stat(pid)
             if stat is not None:
                 procs[pid] = ProcInfo(pid=pid, ppid=stat[0], pgrp=stat[1], start=stat[2],
                                       environ=environ)
     return procs
+
+
+def marker_matcher(markers: Iterable[bytes]) -> Callable[[bytes], bool]:
+    """`has_marker(environ, markers)` as one function of the environ whose cost does not grow
+    with the number of markers: each occurrence of a marker's variable name (`NAME=`) that
+    starts an entry is cut at its NUL and looked up in a set of the markers (no split of the
+    whole environ: the supervisor's sweep, with one marker, on a host where hundreds of other
+    tasks' processes carry a `STOKER_TASK_MARKER=`, must cost no more than one search). An
+    entry without its NUL (the environ's last, cut short) is no entry, as for `has_marker`;
+    a marker that is empty or holds a NUL (no real one) is left to `has_marker` itself."""
+    wanted = frozenset(markers)
+    odd = tuple(m for m in wanted if not m or b"\0" in m)
+    names = {m[: m.find(b"=") + 1] or m for m in wanted if m not in odd}
+
+    def carries(environ: bytes) -> bool:
+        for name in names:
+            at = environ.find(name)
+            while at >= 0:
+                if at == 0 or environ[at - 1] == 0:
+                    end = environ.find(b"\0", at)
+                    if end < 0:
+                        break
+                    if environ[at:end] in wanted:
+                        return True
+                at = environ.find(name, at + 1)
+        return bool(odd) and has_marker(environ, odd)
+
+    return carries
 
 
 def has_marker(environ: bytes, markers: Iterable[bytes]) -> bool:
@@ -297,14 +345,11 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int], refused: li
         info = read_proc(pid) or (hidden_child(pid) if pid in children(os.getpid()) else None)
         if info is None or not still_ours(info, ours):
             return False
-        if pidfd >= 0:
-            signal.pidfd_send_signal(pidfd, sig)
-            if wakes(sig):
-                signal.pidfd_send_signal(pidfd, signal.SIGCONT)
-        else:
-            os.kill(pid, sig)
-            if wakes(sig):
-                os.kill(pid, signal.SIGCONT)
+        for one in (sig, signal.SIGCONT) if wakes(sig) else (sig,):
+            if pidfd >= 0:
+                pidfd_signal(pidfd, pid, one)
+            elif not kill_checked(pid, one, lambda: bool(info.start) and not alive_as(pid, info.start)):
+                return one != sig  # gone: before `sig`, or as it acted on it, before SIGCONT
         return True
     except ProcessLookupError:
         return False
@@ -315,30 +360,6 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int], refused: li
     finally:
         if pidfd >= 0:
             os.close(pidfd)
-
-
-def wakes(sig: int) -> bool:
-    """Whether `sig` is followed by SIGCONT: a stopped process (`kill -STOP $$`, a job
-    control stop, an operator's pause) acts on no signal but SIGKILL until continued, so a
-    SIGTERM alone would sit pending for the whole grace and end in SIGKILL, its handler
-    never run. SIGCONT to a running process changes nothing (systemd does the same)."""
-    return sig not in _NO_WAKE
-
-
-_NO_WAKE = frozenset({signal.SIGKILL, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP,
-                      signal.SIGTTIN, signal.SIGTTOU})
-
-
-def signal_group(pgid: int, sig: int) -> bool:
-    """killpg (and SIGCONT after it, `wakes`), for a group whose leader the caller knows is
-    unreaped; False if none left."""
-    try:
-        os.killpg(pgid, sig)
-        if wakes(sig):
-            os.killpg(pgid, signal.SIGCONT)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
 
 
 def wait_exited(pids: Iterable[int], deadline_at: float) -> bool:

@@ -34,18 +34,22 @@ inherits. Forked on the main thread, 500 runs made each exit read 500 pids (0.4 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import attrs
 
 from executor.logs import log_event
 from executor.procs import earlyfork
+
+if TYPE_CHECKING:
+    from executor.procs.oomcount import Shield
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +106,28 @@ def become_subreaper() -> bool:
                   error=f"{type(e).__name__}: {e}",
                   reason="daemonized descendants will re-parent to init and only the watchdog's "
                          "marker scan can reach them")
+        return False
+    return True
+
+
+def check_pidfds() -> bool:
+    """Whether this process can have pidfds and signal through them (`os.pidfd_open`,
+    `signal.pidfd_send_signal` of signal 0 to itself); when it cannot (a kernel before 5.3,
+    a seccomp profile that denies either: older Docker and Podman), one WARNING says so and
+    what is done instead. Asked once per process, by the reaper."""
+    try:
+        pidfd = os.pidfd_open(os.getpid())
+        try:
+            signal.pidfd_send_signal(pidfd, 0)
+        finally:
+            os.close(pidfd)
+    except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE):  # no descriptor to spare now: each signal asks again
+            return True
+        log_event(logger, logging.WARNING, "pidfds_unavailable", pid=os.getpid(),
+                  error=f"{type(e).__name__}: {e}",
+                  reason="each signal goes by kill() right after the pid is checked again in /proc, "
+                         "and a killed process is waited for by reading /proc every millisecond")
         return False
     return True
 
@@ -165,6 +191,7 @@ class Reaper:
 
     _instance: Reaper | None = None
     _instance_lock = threading.Lock()
+    _pidfds_checked = False  # `check_pidfds` asked (it logs once per process)
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -176,6 +203,8 @@ class Reaper:
         self.subreaper = False
         self._orphan_hooks: list[Callable[[], None]] = []
         self._forker: _ForkThread | None = None  # made at the first fork asked on the main thread
+        self.shield: Shield | None = None  # the supervisor's lowered oom_score_adj (`oomkill.py`, the shield in `oomcount.py`)
+        self._forking = 0  # forking() depth: the shield is lifted by the outermost
 
     @classmethod
     def acquire(cls, adopt: Mapping[int, ChildWatcher] | None = None) -> Reaper:
@@ -192,6 +221,9 @@ class Reaper:
         with self._cond:
             if not self.subreaper:
                 self.subreaper = become_subreaper()
+            if self._thread is None and not Reaper._pidfds_checked:
+                Reaper._pidfds_checked = True
+                check_pidfds()
             self._watchers.update(adopt)
             if self._thread is None:
                 thread = threading.Thread(target=self._loop, name="stoker-reaper", daemon=True)
@@ -215,11 +247,19 @@ class Reaper:
 
     @contextlib.contextmanager
     def forking(self) -> Iterator[None]:
-        """Hold the registry while forking and registering; wakes an idle reaper."""
+        """Hold the registry while forking and registering; wakes an idle reaper. With a
+        `shield`, the child is forked at the adj the process started with (`oomkill.py`, the shield in `oomcount.py`)."""
         with self._cond:
+            shield = self.shield if self._forking == 0 else None
+            if shield is not None:
+                shield.lift()
+            self._forking += 1
             try:
                 yield
             finally:
+                self._forking -= 1
+                if shield is not None:
+                    shield.restore()
                 self._generation += 1
                 self._cond.notify_all()
 

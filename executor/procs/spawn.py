@@ -118,6 +118,7 @@ class RunChild(Child):
     adopted: bool = attrs.field(kw_only=True, default=True)  # False: an early start's, not yet taken
     termed: bool = attrs.field(kw_only=True, default=False)  # SIGTERMed by the task, not SIGKILLed
     signalled: bool = attrs.field(kw_only=True, default=False)  # by the task: it keeps no daemons
+    oom_kills: int | None = attrs.field(kw_only=True, default=None)  # its memory cgroup's, as forked
 
 
 @attrs.define

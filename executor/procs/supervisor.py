@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from config.words import quoted
-from executor.events import DaemonsExited, ExitStatus, ProcessExited
+from executor.events import DaemonsExited, ExitStatus, ProcessExited, WatchdogRestarted
 from executor.logs import log_event
-from executor.procs import earlyfork, fdlimit, spawn
+from executor.procs import earlyfork, fdlimit, oomcount, spawn
 from executor.procs.adoption import EarlyRuns
 from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
@@ -99,9 +99,12 @@ class Supervisor:
         self._lock = threading.Lock()  # guards _runs, _commands and _state
         self._runs: dict[tuple[str, int], RunChild] = {}
         self._reaper: Reaper | None = None
+        self._oom: oomcount.OomCounter | None = None  # the memory cgroup's OOM kills, read at start
         self._commands: CommandRunner | None = None
+        self._commands_stopped = False  # the health checks are over: no command starts
         self._containment: Containment | None = None
         self._drains: Drains | None = None
+        self._drains_made = threading.Event()  # set by start(): a watcher called before waits for it
         self._containment_logged = False
         self._watchdog: WatchdogKeeper | None = None
         self._logs = RunLogs(self._sandbox, self._label)
@@ -140,20 +143,24 @@ class Supervisor:
                 return
             self._state = SupervisorState.STARTED
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self._oom = oomcount.open_counter()  # before any run can be OOM-killed
         early = {child.pid: self._watch(child) for child in self._early.children()}
         if self._early_watchdog is not None:
             early[self._early_watchdog[0]] = Watcher()  # reaped when it retires
         with self._lock:
             self._runs.update({(child.process, child.run): child for child in self._early.children()})
         self._reaper = Reaper.acquire(early)
+        self._reaper.shield = oomcount.shield()  # the OOM killer takes a run before this process
         self._containment = Containment(reaper=self._reaper, task_marker=self._marker, label=self._label,
                                         cgroup_setting=self._cgroups, live_children=self._live_children)
         self._drains = Drains(self._containment, self._runs, self._lock, self._post_exit, self._label)
+        self._drains_made.set()
         self._containment.prepare(f"stoker-{self._marker[:16]}", early=bool(self._early))
         self._reaper.on_orphans(self._orphan_reaped)
         self._watchdog = WatchdogKeeper(reaper=self._reaper, marker=self._marker, label=self._label,
                                         cgroup=self._containment.watchdog_cgroup,
-                                        keep=lambda: self._state is SupervisorState.STARTED)
+                                        keep=lambda: self._state is SupervisorState.STARTED,
+                                        restarted=lambda pid: self._post(WatchdogRestarted(pid, time.monotonic())))
         self._watchdog.start()  # outside the cgroup, so that it can kill it
         self._containment.hand_over_to(self._watchdog.hold)
         if self._early_watchdog is not None:  # ours is up: the early start's steps down
@@ -163,8 +170,14 @@ class Supervisor:
         self._containment.enter([child.pid for child in self._early.children()])
 
     def _watch(self, child: RunChild) -> Watcher:
-        return Watcher(on_exit=lambda pid, exit_code: self._kill_leftovers(child, exit_code),
-                       on_reaped=lambda pid, status: self._run_exited(child, status))
+        """A run's exit and reap (reaper thread) go to the drains (`draining.py`)."""
+        return Watcher(on_exit=lambda pid, exit_code: self._drained().top_exited(child, exit_code),
+                       on_reaped=lambda pid, status: self._drained().reaped(child, status))
+
+    def _drained(self) -> Drains:
+        self._drains_made.wait(10)  # made right after the reaper, which may reap an early run first
+        assert self._drains is not None
+        return self._drains
 
     def _contained(self) -> Containment:
         """The containment, this process in the task's cgroup (if any) by now; logged once."""
@@ -186,12 +199,11 @@ class Supervisor:
         return result
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
-        """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each batch's log directories and files
-        are made first, then its forks follow back to back, so the file system work does not
-        compete for the CPU with the runs already starting. A batch bounds the descriptors
-        held at once (a run's directory and log files, until it is forked): a start of 600
-        made them all first and failed from the 340th under `ulimit -n 1024`. One result per
-        run, in order: its pid or its SpawnError."""
+        """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each batch's log directories and files are made
+        first, then its forks follow back to back, so the file system work does not compete for the CPU with
+        the runs already starting. A batch bounds the descriptors held at once (a run's directory and log
+        files, until it is forked): a start of 600 made them all first and failed from the 340th under
+        `ulimit -n 1024`. One result per run, in order: its pid or its SpawnError."""
         results: list[int | SpawnError] = []
         for at in range(0, len(runs), fdlimit.SPAWN_BATCH):
             results += self._spawn_batch(runs[at:at + fdlimit.SPAWN_BATCH])
@@ -230,11 +242,10 @@ class Supervisor:
         return pid
 
     def idle(self) -> float | None:
-        """The owner has nothing to do now: kill the early start's runs its first step did not
-        take, make the log directories of the runs that may come next
-        (`executor/procs/logstage.py`: a process that restarted once may again), start
-        the watchdog again if it could not start, and hand it the orphans adopted since;
-        returns when to look again (`handover.next_look_in`; None: not before a step)."""
+        """The owner has nothing to do now: kill the early start's runs its first step did not take, make the log
+        directories of the runs that may come next (`executor/procs/logstage.py`: a process that restarted
+        once may again), start the watchdog again if it could not start, and hand it the orphans adopted
+        since; returns when to look again (`handover.next_look_in`; None: not before a step)."""
         self._early.give_up_rest("the task did not start it first")
         if self._state is not SupervisorState.STARTED:
             return None
@@ -273,13 +284,15 @@ class Supervisor:
         marker = spawn.run_marker(self._marker, process.name, run)
         assert self._reaper is not None
         self._contained()  # born inside the task's cgroup
+        oom_kills = self._oom.mark() if self._oom is not None else None  # so far, in its cgroup
         try:
             with self._reaper.forking():
                 popen = spawn.fork_exec(
                     process.cmdline, cwd=self._sandbox, stdin=self._devnull,
                     env=spawn.run_env(self._env, self._marker, process.name, run, bash_env),
                     stdout=stdio.stdout, stderr=stdio.stderr, run_as=self._run_as, wrap=self._wrap)
-                child = RunChild(pid=popen.pid, popen=popen, marker=marker, process=process.name, run=run)
+                child = RunChild(pid=popen.pid, popen=popen, marker=marker, process=process.name, run=run,
+                                 oom_kills=oom_kills)
                 with self._lock:
                     self._runs[key] = child
                 self._reaper.register(child.pid, self._watch(child))
@@ -296,27 +309,12 @@ class Supervisor:
 
     # ---- exits (reaper thread) ----
 
-    def _kill_leftovers(self, child: RunChild, exit_code: int | None) -> None:
-        assert self._drains is not None
-        self._drains.top_exited(child, exit_code)
-
-    def _run_exited(self, child: RunChild, status: int) -> None:
-        with self._lock:
-            if self._runs.get((child.process, child.run)) is child and not child.draining:
-                del self._runs[(child.process, child.run)]
-            child.reaped(status)
-            report = child.adopted and not child.draining  # early: at its adoption
-        if report:
-            self._post_exit(child, status)
-        elif child.draining and self._drains is not None:
-            self._drains.check()
-
     def _post_exit(self, child: RunChild, status: int) -> None:
         exit_status = ExitStatus.from_wait_status(status)
+        exit_status = oomcount.named(exit_status, self._oom, child.oom_kills, child.signalled)
         if logger.isEnabledFor(logging.DEBUG):  # describe() only for a line that is written
             log_event(logger, logging.DEBUG, "process_exited", task=self._label,
-                      process=child.process, run=child.run, pid=child.pid,
-                      status=exit_status.describe())
+                      process=child.process, run=child.run, pid=child.pid, status=exit_status.describe())
         if self._state is SupervisorState.CLOSED:
             return
         try:  # last: the owner wakes as this thread goes back to waitid, not into the GIL
@@ -324,8 +322,7 @@ class Supervisor:
                                      pid=child.pid, status=exit_status, at=time.monotonic()))
         except Exception as e:
             log_event(logger, logging.ERROR, "post_failed", task=self._label,
-                      process=child.process, run=child.run, pid=child.pid,
-                      error=f"{type(e).__name__}: {e}")
+                      process=child.process, run=child.run, pid=child.pid, error=f"{type(e).__name__}: {e}")
 
     def _orphan_reaped(self) -> None:
         """Draining runs may be over; a daemon a run left may be gone: the owner looks again;
@@ -394,6 +391,12 @@ class Supervisor:
 
         return run_command(self._command_runner, command, timeout_secs, self._label)
 
+    def stop_commands(self, within_secs: float) -> bool:
+        """No shell command starts after this; each one running is killed (`CommandRunner.stop`)."""
+        with self._lock:
+            self._commands_stopped, commands = True, self._commands
+        return commands is None or commands.stop(within_secs)
+
     def _command_runner(self) -> CommandRunner | None:
         """The shell commands' runner, made at the first (starting the supervisor); None once closing."""
         from executor.procs.commands import CommandRunner
@@ -401,7 +404,7 @@ class Supervisor:
         if self._state is SupervisorState.NEW:
             self.start()
         with self._lock:
-            if self._state is not SupervisorState.STARTED:
+            if self._state is not SupervisorState.STARTED or self._commands_stopped:
                 return None
             if self._commands is None:
                 assert self._reaper is not None and self._containment is not None

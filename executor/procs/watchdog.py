@@ -69,7 +69,7 @@ import attrs
 from executor.events import ExitStatus
 from executor.logs import log_event
 from executor.procs.reaper import Reaper, Watcher
-from executor.procs.watchdogsh import WATCHDOG_ENV, WATCHDOG_NAME, WATCHDOG_SCRIPT
+from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
         raise
     try:
         popen = subprocess.Popen(
-            ["/bin/sh", "-c", WATCHDOG_SCRIPT, WATCHDOG_NAME, marker, cgroup, how, home,
+            ["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, marker, cgroup, how, home,
              str(list_read)],
             stdin=read_fd,
             stdout=subprocess.DEVNULL,
@@ -179,8 +179,10 @@ class WatchdogKeeper:
     the task (asked on the reaper thread when the watchdog exits: if not, it was let go)."""
 
     def __init__(self, *, reaper: Reaper, marker: str, label: str,
-                 cgroup: Callable[[], tuple[str, str, str]], keep: Callable[[], bool]) -> None:
+                 cgroup: Callable[[], tuple[str, str, str]], keep: Callable[[], bool],
+                 restarted: Callable[[int], None] = lambda pid: None) -> None:
         self._reaper = reaper
+        self._restarted = restarted  # a new one's pid, after one died (on the reaper's thread)
         self._marker = marker
         self._label = label
         self._cgroup = cgroup
@@ -300,3 +302,5 @@ class WatchdogKeeper:
             if self._watchdog is not None:
                 self._watchdog.close_pipe()
         self.start()
+        if not self._failed and self._watchdog is not None:
+            self._restarted(self._watchdog.pid)

@@ -95,4 +95,9 @@ exit 1
 """
 
 WATCHDOG_NAME = "stoker-watchdog"  # its $0 (`ps` shows it); readers of the figures go by its pid (held.json), never by this alone
-WATCHDOG_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+# The script comes in its environment, and its command line runs it: `ps`, and `systemctl
+# status` under systemd (every process of the unit, each with its command line), showed all
+# its lines as the watchdog's command line, quoted into one line of 3,700 characters.
+WATCHDOG_VARIABLE = "STOKER_WATCHDOG_SCRIPT"
+WATCHDOG_COMMAND = f'eval "${WATCHDOG_VARIABLE}"'  # `/bin/sh -c WATCHDOG_COMMAND stoker-watchdog ARGS`
+WATCHDOG_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", WATCHDOG_VARIABLE: WATCHDOG_SCRIPT}

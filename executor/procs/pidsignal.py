@@ -1,0 +1,92 @@
+"""One signal to one process: through its pidfd, or by kill() where none can carry it.
+
+Owns `pidfd_signal` (the signal through a pidfd, by kill() where a seccomp profile denies
+pidfd_send_signal: `send_denied`, asked once), `kill_checked` (kill() with the judged
+process's exit asked just before, a SIGSTOP that may have hit a reused pid undone),
+`wakes` (which signals a stopped process needs SIGCONT after) and `signal_group` (killpg,
+then SIGCONT). Which pids are ours to signal is `proctree.py`'s (`send`, `send_checked`),
+which uses these; the cgroup's kill fallback (`cgroups.py`) too. Out of `proctree.py`,
+which was past its size limit; loaded with it (not on demand: a pidfd_open that failed
+with EMFILE, every descriptor taken, is when kill() is needed, and an import then could
+not open its file). No logging.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select as _select
+import signal
+from collections.abc import Callable
+
+
+def pidfd_signal(pidfd: int, pid: int, sig: int) -> None:
+    """`sig` through `pidfd` (of `pid`), or by kill() where a seccomp profile denies the
+    call itself (`send_denied`). Raises as kill() does: PermissionError when the process
+    refuses (a setuid program's), not asked of kill() again (a reused pid would obey it)."""
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOSYS) or not send_denied():
+            raise
+        if not kill_checked(pid, sig, lambda: bool(_select.select([pidfd], [], [], 0)[0])):
+            raise ProcessLookupError(errno.ESRCH, os.strerror(errno.ESRCH)) from e
+
+
+def kill_checked(pid: int, sig: int, gone: Callable[[], bool]) -> bool:
+    """kill() where no pidfd carries the signal, `gone()` (the judged process exited) asked
+    just before: only a pid reused in the microseconds between could be hit, and a SIGSTOP
+    that may have been (`gone()` after it) is undone by SIGCONT. False when it was gone."""
+    if gone():
+        return False
+    os.kill(pid, sig)
+    if sig == signal.SIGSTOP and gone():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGCONT)
+    return True
+
+
+_SEND_DENIED: list[bool] = []
+
+
+def send_denied() -> bool:
+    """Whether a seccomp profile denies pidfd_send_signal to this process (signal 0 to itself
+    answered EPERM or ENOSYS), asked once; where it does not, an EPERM is the target's."""
+    if not _SEND_DENIED:
+        try:
+            pidfd = os.pidfd_open(os.getpid())
+        except OSError as e:  # pidfd_open denied too (no pidfd here to signal through), or EMFILE
+            return e.errno in (errno.EPERM, errno.ENOSYS)
+        try:
+            signal.pidfd_send_signal(pidfd, 0)
+            _SEND_DENIED.append(False)
+        except OSError as e:
+            _SEND_DENIED.append(e.errno in (errno.EPERM, errno.ENOSYS))
+        os.close(pidfd)
+    return _SEND_DENIED[0]
+
+
+def wakes(sig: int) -> bool:
+    """Whether `sig` is followed by SIGCONT: a stopped process (`kill -STOP $$`, a job
+    control stop, an operator's pause) acts on no signal but SIGKILL until continued, so a
+    SIGTERM alone would sit pending for the whole grace and end in SIGKILL, its handler
+    never run. SIGCONT to a running process changes nothing (systemd does the same)."""
+    return sig not in _NO_WAKE
+
+
+_NO_WAKE = frozenset({signal.SIGKILL, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP,
+                      signal.SIGTTIN, signal.SIGTTOU})
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """killpg (and SIGCONT after it, `wakes`), for a group whose leader the caller knows is
+    unreaped; False if none left."""
+    try:
+        os.killpg(pgid, sig)
+        if wakes(sig):
+            os.killpg(pgid, signal.SIGCONT)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False

@@ -1,0 +1,114 @@
+"""Where the OOM kill count of this process's memory cgroup is, and the words of a kill."""
+from __future__ import annotations
+
+from executor.events import ExitStatus
+from executor.procs.oomcount import (
+    OomCounter,
+    early_count,
+    find_counter,
+    named,
+    open_counter,
+    parse_oom_kills,
+)
+from executor.procs.oomkill import format_bytes
+
+V1_MOUNTS = (
+    "35 25 0:30 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n"
+    "36 25 0:31 / /sys/fs/cgroup/freezer rw,nosuid - cgroup cgroup rw,freezer\n"
+    "37 25 0:32 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n")
+V2_MOUNTS = "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n"
+
+
+def test_v1_memory_hierarchy_is_preferred_and_names_the_cgroup():
+    counter = find_counter("5:memory:/mesos/abc\n3:freezer:/x\n0::/other\n", V1_MOUNTS)
+    assert counter is not None
+    assert (counter.directory, counter.path, counter.v2) == (
+        "/sys/fs/cgroup/memory/mesos/abc", "/mesos/abc", False)
+
+
+def test_v2_takes_the_nearest_cgroup_with_memory_events():
+    has = {"/sys/fs/cgroup/system.slice/stoker.service"}
+    counter = find_counter("0::/system.slice/stoker.service/stoker-1234\n", V2_MOUNTS,
+                           has_events=lambda d: d in has)
+    assert counter is not None
+    assert (counter.directory, counter.path, counter.v2) == (
+        "/sys/fs/cgroup/system.slice/stoker.service", "/system.slice/stoker.service", True)
+
+
+def test_no_counter_in_the_v2_root_or_without_a_memory_mount():
+    assert find_counter("0::/\n", V2_MOUNTS, has_events=lambda d: True) is None
+    assert find_counter("0::/a/b\n", V2_MOUNTS, has_events=lambda d: False) is None
+    assert find_counter("5:memory:/a\n", "1 2 0:1 / /proc rw - proc proc rw\n") is None
+
+
+def test_a_namespaced_mount_shows_the_cgroup_below_its_root():
+    mounts = "35 25 0:30 /kubepods/pod1 /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+    counter = find_counter("5:memory:/kubepods/pod1/c1\n", mounts)
+    assert counter is not None and counter.directory == "/sys/fs/cgroup/memory/c1"
+
+
+def test_the_kill_count_of_either_file():
+    assert parse_oom_kills("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\noom_group_kill 0\n") == 2
+    assert parse_oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 7\n") == 7
+    assert parse_oom_kills("oom_kill_disable 0\nunder_oom 0\n") is None  # Linux < 4.13
+
+
+def test_sizes_in_words():
+    assert format_bytes(256 << 20) == "256 MiB"
+    assert format_bytes(3 << 29) == "1.5 GiB"
+    assert format_bytes(4096) == "4096 bytes"
+
+
+def test_a_run_the_oom_killer_killed_says_so():
+    killer = "the kernel's OOM killer (memory cgroup /a: limit 30 MiB)"
+    assert ExitStatus(signal=9, killer=killer).describe() == f"killed by {killer}"
+    assert ExitStatus(signal=9).describe() == "killed by SIGKILL"
+
+
+def test_only_a_sigkill_nobody_in_the_task_sent_during_which_the_count_grew_is_named(tmp_path):
+    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+    (tmp_path / "memory.stat").write_text("cache 0\nhierarchical_memory_limit 67108864\n")
+    counter = OomCounter(str(tmp_path), "/t", v2=False, top=str(tmp_path.parent), seen=1)
+    kill = ExitStatus(signal=9)
+    named_kill = "killed by the kernel's OOM killer (memory cgroup /t: limit 64 MiB)"
+    assert named(kill, counter, 2, sent=False).describe() == named_kill
+    assert named(kill, counter, None, sent=False).describe() == (  # since the supervisor started
+        "killed by the kernel's OOM killer (memory cgroup /t: limit 64 MiB; 2 OOM kills there during the run)")
+    assert named(kill, counter, 3, sent=False) == kill  # the count as the run was forked: not its
+    assert named(kill, counter, 2, sent=True) == kill  # the task's own SIGKILL
+    assert named(ExitStatus(signal=15), counter, 2, sent=False) == ExitStatus(signal=15)
+    assert named(kill, None, 2, sent=False) == kill
+
+
+def test_the_early_start_reads_the_count_of_the_same_cgroup():
+    """`oomcount.early_count` (the early start's, with no `re`) finds what the supervisor's
+    counter does: the same cgroup's count, or none."""
+    counter = open_counter()
+    assert early_count() == (counter.count() if counter is not None else None)
+    assert parse_oom_kills("oom 3\noom_kill 5\n") == 5 and parse_oom_kills("oom_kill x\n") is None
+
+
+def test_a_run_forked_when_the_count_could_not_be_read_is_never_named(tmp_path):
+    """Its kill would otherwise be told by the count at the supervisor's start: any OOM
+    kill in the cgroup since then, days before maybe, would read as its."""
+    control = tmp_path / "memory.oom_control"
+    control.write_text("oom_kill 1\n")
+    counter = OomCounter(str(tmp_path), "/t", v2=False, top=str(tmp_path.parent), seen=1)
+    assert counter.mark() == 1
+    control.unlink()  # unreadable as the run is forked
+    since = counter.mark()
+    control.write_text("oom_kill 2\n")
+    assert named(ExitStatus(signal=9), counter, since, sent=False) == ExitStatus(signal=9)
+
+
+def test_one_oom_kill_names_one_run(tmp_path):
+    """Two runs SIGKILLed during one OOM kill (one by it, one by an operator's kill -9):
+    the first reaped is named, the other reads as before; a second kill names the next."""
+    control = tmp_path / "memory.oom_control"
+    control.write_text("oom_kill 1\n")
+    counter = OomCounter(str(tmp_path), "/t", v2=False, top=str(tmp_path.parent), seen=0)
+    kill = ExitStatus(signal=9)
+    assert named(kill, counter, 0, sent=False).killer is not None
+    assert named(kill, counter, 0, sent=False) == kill
+    control.write_text("oom_kill 2\n")
+    assert named(kill, counter, 0, sent=False).killer is not None

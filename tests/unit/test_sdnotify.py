@@ -1,0 +1,155 @@
+"""systemd's notification variables read, and messages sent to a real AF_UNIX datagram
+socket (executor/host/sdnotify.py; `stoker run` end to end: tests/e2e/test_systemd.py)."""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+
+import pytest
+
+from executor.host.sdnotify import STATUS_CHARS, notifier, one_line
+from tests.support.fake_clock import FakeClock
+
+
+@pytest.fixture
+def abstract_socket(tmp_path):
+    name = f"stoker-test-{os.getpid()}-{tmp_path.name}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(b"\0" + name.encode())
+    sock.settimeout(5)
+    yield name, sock
+    sock.close()
+
+
+def test_an_at_sign_names_the_abstract_namespace(abstract_socket):
+    name, sock = abstract_socket
+    told = notifier({"NOTIFY_SOCKET": "@" + name})
+    assert told is not None
+    told.ready("svc.0 RUNNING: up")
+    told.ready("svc.0 RUNNING: again")  # READY=1 once: later ones only say the status
+    told.stopping("stopped by SIGTERM")
+    told.close()
+    assert [sock.recv(4096) for _ in range(3)] == [
+        b"READY=1\nSTATUS=svc.0 RUNNING: up", b"STATUS=svc.0 RUNNING: again",
+        b"STOPPING=1\nSTATUS=stopped by SIGTERM"]
+
+
+def test_an_abstract_name_that_is_not_utf8_is_its_own_bytes(tmp_path):
+    """`NOTIFY_SOCKET=@NAME` with a byte that is not UTF-8 (held as its surrogate escape): the
+    name's bytes, not a UnicodeEncodeError ending `stoker run` with a traceback."""
+    name = f"stoker-test-{os.getpid()}-{tmp_path.name}-".encode() + b"\xff"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(b"\0" + name)
+        told = notifier({"NOTIFY_SOCKET": "@" + os.fsdecode(name)})
+        assert told is not None and told.send("READY=1")
+        assert sock.recv(64) == b"READY=1"
+
+
+def test_the_watchdog_is_fed_at_half_its_period_only_for_the_pid_it_names(abstract_socket):
+    name, sock = abstract_socket
+    clock = FakeClock()
+    told = notifier({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "42"}, pid=42)
+    assert told is not None
+    heartbeat = told.heartbeat(clock)
+    assert heartbeat is not None and heartbeat.every_secs == 1.0
+    assert heartbeat.beat() == clock() + 1.0  # the first turn feeds it
+    clock.advance(0.5)
+    assert heartbeat.beat() == clock() + 0.5  # not due: nothing sent
+    clock.advance(0.6)
+    heartbeat.beat()
+    assert [sock.recv(64), sock.recv(64)] == [b"WATCHDOG=1", b"WATCHDOG=1"]
+    sock.settimeout(0)
+    with pytest.raises(BlockingIOError):
+        sock.recv(64)
+    for other in ({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "7"}, {"WATCHDOG_USEC": "0"},
+                  {"WATCHDOG_USEC": "soon"}, {}):
+        told = notifier({"NOTIFY_SOCKET": "@" + name, **other}, pid=42)
+        assert told is not None and told.heartbeat(clock) is None, other
+
+
+@pytest.mark.parametrize(("usec", "every"), [("31536000000000000000", 3600.0), ("1", 0.01)])
+def test_a_period_of_centuries_or_microseconds_is_fed_hourly_or_every_10ms(abstract_socket, usec, every):
+    """`WatchdogSec=1000y`: the next feed is a deadline the owner's loop can wait for (a
+    queue's timeout of centuries is an OverflowError, which failed the task); `WatchdogSec=1us`:
+    no loop spinning to feed it."""
+    clock = FakeClock()
+    told = notifier({"NOTIFY_SOCKET": "@" + abstract_socket[0], "WATCHDOG_USEC": usec})
+    assert told is not None
+    heartbeat = told.heartbeat(clock)
+    assert heartbeat is not None and heartbeat.every_secs == every
+    events: queue.SimpleQueue[str] = queue.SimpleQueue()
+    events.put("event")
+    assert events.get(timeout=heartbeat.beat() - clock()) == "event"  # the owner's wait
+
+
+def test_a_socket_stoker_cannot_reach_is_one_warning_and_no_error(tmp_path, caplog):
+    told = notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
+    assert told is not None
+    with caplog.at_level(logging.WARNING):
+        assert not told.send("READY=1")
+        assert not told.send("STATUS=x")
+    assert caplog.text.count("systemd_notify_failed") == 1, caplog.text
+    assert notifier({"NOTIFY_SOCKET": "vsock:2:1234"}) is None
+    assert "systemd_notify_unsupported" in caplog.text
+    assert notifier({"WATCHDOG_USEC": "1000"}) is None
+
+
+def test_a_ready_lost_to_a_full_queue_goes_with_the_next_message(abstract_socket):
+    """systemd's queue full (EAGAIN: the send never blocks): READY=1 lost then would have left
+    the unit `activating` until TimeoutStartSec= killed it."""
+    name, sock = abstract_socket
+    told = notifier({"NOTIFY_SOCKET": "@" + name})
+    assert told is not None
+    queued = 0
+    while told.send("STATUS=filling"):  # nobody reads: the receiver's queue fills
+        queued += 1
+    told.ready("svc.0 RUNNING: up")
+    sock.settimeout(0)
+    assert {sock.recv(64) for _ in range(queued)} == {b"STATUS=filling"}
+    with pytest.raises(BlockingIOError):
+        sock.recv(64)  # READY=1 was lost
+    told.send("WATCHDOG=1")
+    told.status("svc.0 RUNNING: still")
+    assert [sock.recv(64), sock.recv(64)] == [b"READY=1\nWATCHDOG=1", b"STATUS=svc.0 RUNNING: still"]
+    told.close()
+
+
+def test_a_status_is_one_short_line():
+    assert one_line("a\nb\tc  d") == "a b c d"
+    long = one_line("x" * 1000)
+    assert len(long) == STATUS_CHARS and long.endswith("…")
+
+
+def test_a_status_holds_no_control_character(abstract_socket):
+    """A health check's output in a task's reason (`health command exited with status 1:
+    bad\\x00x`): systemd ignores a whole message holding a NUL byte (and, sent with READY=1,
+    would never have heard READY)."""
+    assert one_line("exited: bad\0x\x1b[31m\x9b") == "exited: bad\\x00x\\x1b[31m\\x9b"
+    name, sock = abstract_socket
+    told = notifier({"NOTIFY_SOCKET": "@" + name})
+    assert told is not None
+    told.ready("svc.0 RUNNING: healthy: ok\0READY=1")
+    assert b"\0" not in sock.recv(4096)
+
+
+def test_the_wait_between_attempts_feeds_the_watchdog(abstract_socket):
+    """`stoker run`'s restart delay (`UnitState.wait`): fed all along, and cut by a stop."""
+    import threading
+
+    from executor.local.unitstate import UnitState
+
+    name, sock = abstract_socket
+    told = notifier({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "100000"})
+    assert told is not None
+    unit, stop = UnitState(told), threading.Event()
+    assert unit.wait(stop.wait, 0.26) is False
+    sock.settimeout(0)
+    pings = []
+    with pytest.raises(BlockingIOError):
+        while True:
+            pings.append(sock.recv(64))
+    assert set(pings) == {b"WATCHDOG=1"} and 3 <= len(pings) <= 6, pings  # at 0, 0.05, ..., 0.25 s
+    stop.set()
+    assert unit.wait(stop.wait, 10) is True
