@@ -50,7 +50,10 @@ from config.words import lone_surrogate, quoted, texts
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
-_IDENTIFIER = re.compile(r"[\w\-.]+")  # whole-string match: `$` let a trailing newline through
+# Aurora's GOOD_IDENTIFIER_PATTERN, `^[\w\-\.]+$`, as its client (Python 2's `re`, no UNICODE
+# flag) and its scheduler (java.util.regex) read it: ASCII letters and digits only. Whole-
+# string match: `$` let a trailing newline through.
+_IDENTIFIER = re.compile(r"[\w\-.]+", re.ASCII)
 # A UTF-8 file may start with a byte order mark (Windows' editors write one), as Python's own
 # sources and Aurora's client allow: it is not part of the code. `sources` keep it, so that
 # a re-run compares the file's text byte for byte.
@@ -299,8 +302,11 @@ def check_job(job: dict, *, bound: bool = False) -> list[str]:
         return problems
     for field in ("cluster", "role", "environment", "name"):
         value = job.get(field)
-        if isinstance(value, str) and not _IDENTIFIER.fullmatch(value):
-            problems.append(f"job.{field} = {show(value)} may only contain letters, digits, _, - and .")
+        if value == "":
+            problems.append(f"job.{field} is empty: it must be one or more ASCII letters, digits, _, - and .")
+        elif isinstance(value, str) and not _IDENTIFIER.fullmatch(value):
+            problems.append(f"job.{field} = {show(value)} may only contain ASCII letters, digits, _, - and . "
+                            "(Aurora refuses any other)")
     if job.get("max_task_failures", 1) < -1:
         problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")
     problems += _check_task(job.get("task") or {}, bound)

@@ -67,6 +67,18 @@ def task_id(name: str, instance: int) -> str:
     return f"{name}-{instance}-{os.urandom(4).hex()}"
 
 
+def _allocated(allocate: Allocate, names: list[str], fixed: Mapping[str, int], config: str,
+               key: str) -> dict[str, int]:
+    """`allocate`'s ports; a ConfigError that says why none could be had (every local port
+    in use, on 127.0.0.1 or ::1 too, or no descriptor left), not a planning child's crash."""
+    try:
+        return allocate(names, fixed)
+    except OSError as exc:
+        wanted = ", ".join(n for n in names if n not in fixed)
+        raise ConfigError(f"{config}: job {key}: no free loopback port could be chosen for {wanted}: "
+                          f"{exc.strerror or exc}") from None
+
+
 def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], ...], *,
              instance: int, fixed_ports: Mapping[str, int], hostname: str, user: str,
              allocate: Allocate, sources: dict[str, str] | None = None) -> JobPlan:
@@ -84,7 +96,7 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
     referenced = port_names(job)
     names = requested_ports(referenced, portmap)
     _check_fixed_ports(fixed_ports, sorted(set(names) | set(referenced) | set(portmap)), job_key(job))
-    resolved = resolve_portmap(portmap, allocate(names, fixed_ports))
+    resolved = resolve_portmap(portmap, _allocated(allocate, names, fixed_ports, config, job_key(job)))
     name = job_key(job).rsplit("/", 1)[-1]
     stand_in = task_id(name, instance)
     try:

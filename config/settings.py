@@ -112,6 +112,14 @@ def parse_bindings(items: Iterable[str] | Iterable[tuple[str, str]]) -> tuple[tu
     return tuple(pairs)
 
 
+def parse_ready_fd(text: str | int) -> int:
+    """A descriptor number past the standard streams' (s6's notification-fd)."""
+    value = parse_instance(text)
+    if value < 3:
+        raise ValueError(f"{value} is a standard stream, not a descriptor of its own (3 or more)")
+    return value
+
+
 def parse_instance(text: str | int) -> int:
     """A non-negative integer (an instance number, a count)."""
     try:
@@ -393,6 +401,9 @@ class RunSettings(Sourced):
         flag="--bind", parse=parse_bindings, factory=tuple, action="append", metavar="KEY=VALUE",
         help="bind a template value, as the Aurora client's --bind (repeatable), e.g. "
              "--bind stop_file=/tmp/stop or --bind 'docker.image[library/python][3.11]=python:3.11'")
+    ready_fd: int | None = setting(flag="--ready-fd", parse=parse_ready_fd, default=None, metavar="FD",
+                                   help="write a newline to descriptor FD, and close it, once the task is "
+                                        "RUNNING (s6's readiness notification: the service's notification-fd)")
     cgroups: str = setting(env=("STOKER_CGROUPS",), flag="--cgroups", parse=parse_cgroups,
                            default="auto", metavar="auto|off|DIR", help=CGROUP_HELP)
     announce: str | None = setting(flag="--announce", parse=parse_ensemble, default=None, metavar="ENSEMBLE",

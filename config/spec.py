@@ -147,7 +147,7 @@ def health_problems(*, interval_secs: float | None = None, timeout_secs: float |
     for name, value in given.items():
         if value is None:
             continue
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # an int: any digits, compared as is
             problems.append(f"{name} = {value} must be a finite number")
         elif name == "interval_secs" and value <= 0:
             problems.append(f"{name} = {value} must be greater than 0 "
@@ -170,7 +170,9 @@ def endpoint_problem(value: str) -> str | None:
     """The one statement of what an HTTP endpoint (the health check's, the lifecycle's)
     must be, as the end of a `FIELD = VALUE must ...` sentence; None when it is fine.
 
-    Stoker requests `http://localhost:PORT` + endpoint, so anything but an absolute path
+    The check and the POSTs are `http://localhost:PORT` + endpoint (Aurora's URL; Stoker
+    connects to the loopback addresses itself and puts the endpoint on the request line),
+    so anything but an absolute path would not be a path there, and under Aurora's URL
     would move the request: `@host:port/x` makes `localhost:PORT` a user name and sends it
     to `host`, `//host/x` is read as a host by some clients, and spaces or control
     characters would break (or add to) the request line. The loader rejects such a job;

@@ -9,7 +9,8 @@ The folder tree is the architecture (docs/design.md draws it):
     local/   the `stoker run` front-end: the one-machine scheduler (service rules, ports,
              sandbox, console output).
     observe/ `stoker observe`: the read-only web view of the host's tasks (pages, JSON,
-             logs), over the registry and the task inspection; only that command loads it.
+             logs, Prometheus metrics), over the registry and the task inspection; only
+             that command loads it (`stoker status`: `usage` and `taskusage` alone).
     task/    one task's life, whoever asked for it: the planner, the status machine, kill
              staging and the owner's side of it (killing), checkpoint records, the journal
              that writes them and their compaction, the lifecycle endpoints and the

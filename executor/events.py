@@ -94,10 +94,13 @@ class TaskPhase(enum.Enum):
 
 @attrs.frozen(slots=True)
 class ExitStatus:
-    """How a run ended: exactly one of `exit_code` and `signal` is set."""
+    """How a run ended: exactly one of `exit_code` and `signal` is set; `killer` names who
+    sent the signal when the supervisor could tell ("the kernel's OOM killer (memory cgroup
+    /a: limit 30 MiB)", `executor/procs/oomkill.py`)."""
 
     exit_code: int | None = None
     signal: int | None = None
+    killer: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if (self.exit_code is None) == (self.signal is None):
@@ -116,6 +119,8 @@ class ExitStatus:
         return self.exit_code == 0
 
     def describe(self) -> str:
+        if self.killer is not None:
+            return f"killed by {self.killer}"
         if self.signal is not None:
             return f"killed by {signal_name(self.signal)}"
         return f"exit status {self.exit_code}"
@@ -197,6 +202,16 @@ class DaemonsExited:
     """A process of the task's was reaped while daemons its runs left were kept: one of
     them may be gone (the owner asks the process port)."""
 
+    at: float
+
+
+@attrs.frozen(slots=True)
+class WatchdogRestarted:
+    """The task's watchdog died and another was started (on the reaper's thread): the owner
+    steps, so that `.stoker/held.json` names the new one at once, not at the next event of
+    a task that may stay idle for hours."""
+
+    pid: int
     at: float
 
 

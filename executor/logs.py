@@ -26,6 +26,11 @@ process that ignores) SIGTTOU the kernel lets the write through instead, as with
 `tostop`. Only that thread blocks it: a signal mask is inherited by the children its thread
 forks, and the task's processes must get SIGTTOU as usual.
 
+`to_journal`: under systemd a unit's stdout and stderr are streams to the journal, which
+names the one it connected in `$JOURNAL_STREAM` (`DEVICE:INODE`, sd-daemon(3)); a stream is
+the journal's when its descriptor is that file. The journal stamps every line itself, and
+reads a `<N>` (syslog priority) prefix as the line's level.
+
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
 from __future__ import annotations
@@ -33,7 +38,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import os
 import signal
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from typing import Protocol, TextIO
@@ -55,10 +62,27 @@ screen_lock = threading.RLock()
 _screen_line: ScreenLine | None = None
 
 
+def to_journal(stream: object) -> bool:
+    """Whether `stream` (a file object) writes to the journal stream systemd connected."""
+    named = os.environ.get("JOURNAL_STREAM")
+    if not named:
+        return False
+    try:
+        st = os.fstat(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):  # no descriptor (a test's StringIO), or closed
+        return False
+    return named == f"{st.st_dev}:{st.st_ino}"
+
+
 def no_room(exc: BaseException) -> str | None:
     """What a thread, process or descriptor that could not be had at all says, as one line
     (the Mesos pids isolator's limit covers the executor too); None for anything else."""
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        if clone3_denied():
+            return ("no thread could be started: this host's seccomp profile denies the clone3 "
+                    "system call (EPERM), which the C library starts threads with (glibc 2.34 and "
+                    "later); a profile that answers ENOSYS for it lets glibc use clone (Docker "
+                    "20.10.10 and later do)")
         return ("no thread could be started: the process limit is reached (a pids cgroup's "
                 "pids.max, or ulimit -u)")
     if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
@@ -67,6 +91,23 @@ def no_room(exc: BaseException) -> str | None:
         return (f"{exc.strerror}: the process limit may be reached (a pids cgroup's "
                 "pids.max, or ulimit -u)")
     return None
+
+
+_SYS_CLONE3 = 435  # the same number on every architecture that has it (Linux 5.3)
+
+
+def clone3_denied() -> bool:
+    """Whether a seccomp filter answers clone3 with EPERM: glibc 2.34 and later then start
+    no thread and spawn no process (an older Docker's default profile, before 20.10.10). Asked
+    with a size too small to clone anything, which the kernel itself answers with EINVAL."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        failed = libc.syscall(_SYS_CLONE3, None, 0) == -1
+    except (AttributeError, OSError):  # no syscall() in this C library
+        return False
+    return failed and ctypes.get_errno() == errno.EPERM
 
 
 def keep_screen_line(line: ScreenLine | None) -> None:
@@ -107,27 +148,46 @@ OnError = Callable[[BaseException], None]
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk: a later write may fit
 
 
+def lost_for_now(stream: object, exc: BaseException) -> str | None:
+    """Why a write that failed lost its text when a later write may work, else None (the
+    reader is gone: a closed pipe, a hung-up terminal, which says EIO too, a closed
+    stream). A later write may work on a full disk (`NO_ROOM`), and after any error of a
+    regular file: a disk's or a network file system's bad moment passes (EIO, EROFS), and
+    the first write after it may still report it."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    if exc.errno in NO_ROOM:
+        return "the disk was full"
+    try:
+        regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return None
+    return f"the file could not be written ({errno.errorcode.get(exc.errno, exc.errno)})" if regular else None
+
+
 class Spool:
     """Writes text to its streams in the order put, on one daemon thread; `put` never
-    blocks. A write that fails calls the `on_error` given with it, on that thread; but on a
-    full disk (`NO_ROOM`) the line is lost and counted, and the next line put is preceded
-    by a note saying how many."""
+    blocks. A write that fails calls the `on_error` given with it, on that thread; but where
+    a later write may work (`lost_for_now`: a full disk, a file's I/O error) the line is
+    lost and counted, and the next line put is preceded by a note saying how many and why."""
 
     def __init__(self, limit: int = SPOOL_LIMIT) -> None:
         self._limit = limit
-        self._items: collections.deque[tuple[TextIO, str, OnError]] = collections.deque()
+        self._items: collections.deque[tuple[TextIO, str, OnError, int]] = collections.deque()  # int: a note's lost
         self._queued = 0
         self._dropped: dict[int, int] = {}  # id(stream) → lines dropped
-        self._lost: dict[int, int] = {}  # id(stream) → lines a full disk took
+        self._lost: dict[int, tuple[int, str]] = {}  # id(stream) → lines lost, why (`lost_for_now`)
         self._busy = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None  # started by the first `put`: a process
         # with one thread loads http.client without ssl (healthcheck/plainhttp.py)
 
     def put(self, stream: TextIO, text: str, on_error: OnError,
-            note: Callable[[str], str] = lambda said: f"[stoker: {said}]\n") -> None:
+            note: Callable[[str], str] = lambda said: f"[stoker: {said}]\n", whole: bool = False) -> None:
         """`note`: the line that says what was dropped (a log handler's: a record of its own
-        format, so that a JSON log stays JSON)."""
+        format, so that a JSON log stays JSON). `whole`: the stream's lines are never torn (a
+        JSON log's: a failed write leaves its rest in the stream's buffer, written first), so
+        the note on lost lines needs no line end of its own before it (an empty line)."""
         with self._cond:
             if self._thread is None:
                 thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
@@ -143,11 +203,11 @@ class Spool:
             dropped = self._dropped.pop(id(stream), 0)
             if dropped:
                 said = note(f"{dropped} lines not shown: their reader was not reading")
-                self._items.append((stream, "\r\x1b[2K" + said if _isatty(stream) else said, on_error))
-            if lost := self._lost.pop(id(stream), 0):  # on a line of its own: one may be torn
-                self._items.append((stream, "\n" + note(f"up to {lost} lines lost: the disk was full"),
-                                    on_error))
-            self._items.append((stream, text, on_error))
+                self._items.append((stream, "\r\x1b[2K" + said if _isatty(stream) else said, on_error, 0))
+            if lost := self._lost.pop(id(stream), None):  # on a line of its own: one may be torn
+                said = note(f"up to {lost[0]} lines lost: {lost[1]}")
+                self._items.append((stream, said if whole else "\n" + said, on_error, lost[0]))
+            self._items.append((stream, text, on_error, 0))
             self._queued += len(text)
             self._cond.notify()
 
@@ -168,18 +228,27 @@ class Spool:
                 self._cond.notify_all()
                 while not self._items:
                     self._cond.wait()
-                stream, text, on_error = self._items.popleft()
+                stream, text, on_error, lost = self._items.popleft()
                 self._queued -= len(text)
                 self._busy = True
-            try:
-                stream.write(text)
+            self._write_one(stream, text, on_error, lost)
+
+    def _write_one(self, stream: TextIO, text: str, on_error: OnError, lost: int) -> None:
+        """Write `text`; `lost`: it is the note on that many lost lines, written only once
+        the stream takes what a failed write left in its buffer (else, held there, it lands
+        later beside the next note: one note per recovery), and counted again if not."""
+        try:
+            if lost:
                 stream.flush()
-            except Exception as exc:
-                if isinstance(exc, OSError) and exc.errno in NO_ROOM:  # a later line may fit
-                    with self._cond:
-                        self._lost[id(stream)] = self._lost.get(id(stream), 0) + max(1, text.count("\n"))
-                else:  # a closed pipe, a hung-up terminal: the writer says
-                    on_error(exc)
+            stream.write(text)
+            stream.flush()
+        except Exception as exc:
+            if why := lost_for_now(stream, exc):  # a later line may fit
+                with self._cond:
+                    count, why = self._lost.get(id(stream), (0, why))  # why it began
+                    self._lost[id(stream)] = (count + (lost or max(1, text.count("\n"))), why)
+            else:  # a closed pipe, a hung-up terminal: the writer says
+                on_error(exc)
 
 
 def _write_now(stream: TextIO, text: str, on_error: OnError) -> None:

@@ -65,8 +65,7 @@ def run_apart(command: Callable[[], int], source: str) -> int:
 def _child(command: Callable[[], int], write_end: int, parent: int) -> NoReturn:
     code = 1
     try:
-        with contextlib.suppress(OSError):  # a `stoker inspect` killed leaves no config running
-            die_with(parent)
+        die_with(parent)  # a `stoker inspect` killed leaves no config running
         code = command()
     except BaseException:  # a bug: its traceback, as in the parent
         traceback.print_exc()

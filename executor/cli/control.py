@@ -120,7 +120,14 @@ def _after_the_supervisor(sandbox: Path) -> Inspection:
         return inspection
     try:
         pidfd = os.pidfd_open(attempt.supervisor_pid)
-    except OSError:  # gone meanwhile
+    except ProcessLookupError:  # gone meanwhile
+        return inspect_sandbox(sandbox)
+    except OSError:  # no pidfds (a kernel before 5.3, a seccomp profile): /proc, every 10 ms
+        from executor.host.identity import identity_of
+
+        deadline = time.monotonic() + GONE_SECS
+        while identity_of(attempt.supervisor_pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
         return inspect_sandbox(sandbox)
     try:
         select.select([pidfd], [], [], GONE_SECS)
@@ -187,14 +194,24 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
 
 
 def _stoker_dir(sandbox: Path, entry: RegistryEntry | None) -> int:
-    """The sandbox's `.stoker`, opened: the one `entry` pins, if there is one."""
+    """The sandbox's `.stoker`, opened: the one `entry` pins, if there is one. The sandbox is
+    not reached through another user's symlink to a directory not theirs
+    (`executor/host/operatorpath.py`): root's kill of a path in alice's home would else
+    reach whatever she pointed it at."""
     from executor.host.control import ControlUnavailable
+    from executor.host.operatorpath import ForeignLink, open_sandbox
     from executor.host.sandbox import open_stoker_dir
     from executor.procs import saferead
 
     where = os.fspath(sandbox)
     try:
-        return open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "")
+        root = open_sandbox(sandbox)
+        try:
+            return open_stoker_dir(sandbox, pinned=entry.stoker_dir if entry is not None else "", sandbox_fd=root)
+        finally:
+            os.close(root)
+    except ForeignLink as exc:
+        raise ControlUnavailable(str(exc.strerror)) from None
     except PermissionError as exc:  # a task sandbox, of a supervisor of another user's
         raise ControlUnavailable(f"cannot open {where}/.stoker: {saferead.describe(exc)}: only "
                                  f"the supervisor's user (or root) may control its task") from None

@@ -28,6 +28,7 @@ from config.portmap import job_portmap, port_names, requested_ports, resolve_por
 from config.spec import MIB, CheckKind, HealthSpec, JobSpec, LifecycleSpec, LoggerSpec, LogMode, ProcessSpec
 from config.words import printable_lines
 from executor.mesos.launch import TaskLaunch
+from healthcheck.loopback import ORDER as LOOPBACK_ORDER
 from healthcheck.policy import HealthPolicy
 
 if TYPE_CHECKING:
@@ -207,11 +208,11 @@ def _health_lines(health: HealthSpec, plain: Any, port_of: dict[int, str]) -> li
     if health.kind is CheckKind.SHELL:
         what = f"shell: {plain['health_checker']['shell']['shell_command']}"
     elif health.kind is CheckKind.TCP:
-        what = f"TCP connect to localhost:{port}"
+        what = f"TCP connect to localhost:{port} ({LOOPBACK_ORDER})"
     else:
         body = f'body "{health.expected_response}"' if health.expected_response else "any body"
         code = f"HTTP {health.expected_response_code}" if health.expected_response_code else "any status"
-        what = (f"HTTP GET http://localhost:{port}{health.endpoint}, "
+        what = (f"HTTP GET http://localhost:{port}{health.endpoint} ({LOOPBACK_ORDER}), "
                 f"expects {body}, {code}")
     policy = HealthPolicy.from_spec(health)
     passes = f"{policy.need} consecutive {'pass' if policy.need == 1 else 'passes'}"
@@ -234,4 +235,4 @@ def _lifecycle_line(lifecycle: LifecycleSpec | None, plain: Any, port_of: dict[i
     base = f"http://localhost:{port_of[lifecycle.port]}"
     return (f"  lifecycle: on a kill, POST {base}{lifecycle.graceful_shutdown_endpoint}, wait up to "
             f"{lifecycle.graceful_shutdown_wait_secs} s; POST {base}{lifecycle.shutdown_endpoint}, "
-            f"wait up to {lifecycle.shutdown_wait_secs} s; then SIGTERM, SIGKILL")
+            f"wait up to {lifecycle.shutdown_wait_secs} s; then SIGTERM, SIGKILL (localhost: {LOOPBACK_ORDER})")

@@ -9,7 +9,9 @@ calls `begin` first, with the standard library only, and, when everything the re
 assumed still holds, starts those runs at once:
 
 1. eligible: `stoker run CONFIG` alone, or with `--sandbox DIR` for a DIR that does not exist
-   yet (anything else may change the plan or what the sandbox holds); no sandbox from the
+   yet, either with `--ready-fd N` first when N is open for writing (anything else may change
+   the plan or what the sandbox holds; a closed N would be one of the early start's own
+   descriptors by the time the run checks it); no sandbox from the
    environment (MESOS_SANDBOX, MESOS_DIRECTORY, STOKER_SANDBOX); STOKER_EARLY_START is
    not `off`;
 2. the record is this user's, for this config, Python build, host and user; the config
@@ -45,7 +47,7 @@ import sys
 from executor.host.early import EarlyStart, defer_stop_signals, undefer_stop_signals
 from executor.local import planfiles
 from executor.local.planahead import PlanAhead, inputs_of
-from executor.procs import earlyfork, runenv, sandboxfs
+from executor.procs import earlyfork, oomcount, runenv, sandboxfs
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -101,7 +103,12 @@ def eligible(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | No
 
 
 def _run_config(args: list[str]) -> tuple[str, str | None] | None:
-    """(CONFIG, DIR or None) for `run CONFIG [--sandbox DIR]`; None otherwise."""
+    """(CONFIG, DIR or None) for `run CONFIG [--sandbox DIR]`, with or without `--ready-fd N`
+    before CONFIG (s6's readiness: it changes nothing of the plan); None otherwise."""
+    if args[1:2] == ["--ready-fd"] and args[2:3] and args[2].isdigit():
+        if not _writable(int(args[2])):
+            return None  # the full path says so (exit 2), before this start's own files take that number
+        args = args[:1] + args[3:]
     if args[:1] != ["run"] or len(args) not in (2, 4):
         return None
     if len(args) == 2:
@@ -115,6 +122,15 @@ def _run_config(args: list[str]) -> tuple[str, str | None] | None:
     if not config or config.startswith("-") or (sandbox is not None and (not sandbox or sandbox.startswith("-"))):
         return None
     return config, sandbox
+
+
+def _writable(fd: int) -> bool:
+    """Whether `fd` is open for writing now, before the early start opens anything: once it
+    has, a descriptor that was not open may be one of its own (the plan's lease, a pipe)."""
+    try:
+        return fd > 2 and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    except (OSError, OverflowError):
+        return False
 
 
 def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
@@ -163,7 +179,7 @@ def _plan_ahead(args: list[str], environ: Mapping[str, str]) -> PlanAhead | None
     if pid == 0:  # the child: plans, answers and ends; never returns
         try:
             os.close(read_end)
-            earlyfork.die_with(parent)
+            earlyfork.die_with(parent)  # where prctl is denied, by a thread that watches the parent
             from executor import codecache
 
             codecache.install("run")
@@ -227,7 +243,7 @@ def _make_sandbox(requested: str | None, name: str) -> str:
     if requested is None:
         requested = os.path.join(os.getcwd(), planfiles.sandbox_name(name))
     path = os.path.abspath(requested)
-    if planfiles.foreign_link(path):  # the supervisor refuses it, saying why
+    if planfiles.foreign_link(path) or planfiles.open_above(path):  # the supervisor refuses it, saying why
         raise PermissionError(path)
     os.mkdir(path, planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     return os.path.realpath(path)
@@ -314,11 +330,12 @@ def _spawn_batch(early: EarlyStart, batch: list[tuple[str, str]], standin: str, 
                 os.close(run_dir)
             prepared.append((process, cmdline.replace(standin, early.task_id), files[-2], files[-1]))
         os.fchdir(top)
+        oom_kills = oomcount.early_count()  # an OOM kill from now on is these runs' (`oomkill.py`)
         try:
             for process, command, out, err in prepared:
                 pid = earlyfork.spawn_run(command, runenv.run_env(task_env, early.marker, process, 0),
                                           stdin=devnull, stdout=out, stderr=err, close=close)
-                early.runs.append(earlyfork.EarlyRun(process, 0, pid, command, task_env))
+                early.runs.append(earlyfork.EarlyRun(process, 0, pid, command, task_env, oom_kills))
         finally:
             os.fchdir(home)
     finally:

@@ -1,7 +1,10 @@
 """Log rendering for every `stoker` command, configured once by the CLI: `TextFormatter`
 (one line per event, local time, level, logger, `event key=value ...`, control characters
 escaped) or `JsonFormatter` (one JSON object per line, `--log-format json`). No other
-package configures logging.
+package configures logging. When stderr is systemd's journal (`executor.logs.to_journal`:
+a unit's), each line begins with its level as a syslog priority (`<3>` ERROR, `<4>`
+WARNING, `<6>` INFO), which the journal keeps as the entry's priority (`journalctl -p
+warning`), and a text line has no time of its own: the journal stamps it.
 
 The handler goes quiet when its stream goes away (a closed pipe, a hung-up terminal)
 instead of printing a traceback for every record (a full disk only loses the lines that
@@ -36,19 +39,35 @@ from typing import Any
 
 from config.logline import event_line
 from config.words import printable, printable_lines
-from executor.logs import NO_ROOM, Spool, above_screen_line, drain_spool, log_event, spool
+from executor.logs import Spool, above_screen_line, drain_spool, log_event, lost_for_now, spool, to_journal
 
 logger = logging.getLogger("executor")
 
 
 class TextFormatter(logging.Formatter):
+    """`journal`: the stream is systemd's journal, which stamps each line itself: no time,
+    and each line begins with its level as a syslog priority (`<4>` for WARNING)."""
+
+    def __init__(self, journal: bool = False) -> None:
+        super().__init__()
+        self._journal = journal
+
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
-        line = (f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {record.name}: "
-                f"{printable(record.getMessage())}")
+        line = (f"{'' if self._journal else f'{stamp}.{int(record.msecs):03d} '}{record.levelname:<7} "
+                f"{record.name}: {printable(record.getMessage())}")
         if record.exc_info:  # its lines escaped too: an exception's message may quote a task's output
             line += "\n" + printable_lines(self.formatException(record.exc_info))
-        return line
+        return journal_lines(line, record.levelno) if self._journal else line
+
+
+def journal_lines(text: str, level: int) -> str:
+    """Each line of `text` prefixed with `level` as a syslog priority (sd-daemon(3))."""
+    prefix = f"<{_PRIORITY.get(level, 6 if level < logging.WARNING else 3)}>"
+    return "\n".join(prefix + line for line in text.split("\n"))
+
+
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
 
 # What json.dumps leaves raw but a line reader would split at (NEL, U+2028, U+2029: so does
@@ -67,9 +86,10 @@ class JsonFormatter(logging.Formatter):
     `ô` as `\\xf4`, which no JSON parser reads. A byte of a name that is not UTF-8 is its
     surrogate escape (`\\udcff`, as in `stoker ps --json`) in either form."""
 
-    def __init__(self, ascii_only: bool = False) -> None:
+    def __init__(self, ascii_only: bool = False, journal: bool = False) -> None:
         super().__init__()
         self._ascii_only = ascii_only
+        self._journal = journal  # systemd's journal: `<N>` first, which it takes as the level
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -87,21 +107,23 @@ class JsonFormatter(logging.Formatter):
             doc["message"] = record.getMessage()
         if record.exc_info:
             doc["traceback"] = self.formatException(record.exc_info)
-        return _RAW.sub(_escaped, json.dumps(doc, ensure_ascii=self._ascii_only))
+        line = _RAW.sub(_escaped, json.dumps(doc, ensure_ascii=self._ascii_only))
+        return journal_lines(line, record.levelno) if self._journal else line
 
 
 class QuietHandler(logging.StreamHandler):
     """A StreamHandler that drops the `log_event` events named in `drop_events`, and stops
-    writing for good, without a traceback, once a write to its stream fails; except when
-    the disk is full (ENOSPC, EDQUOT, EFBIG): that line is lost, and the next one written
-    says first how many were (`log_lines_dropped`)."""
+    writing for good, without a traceback, once a write to its stream fails; except when a
+    later one may work (`lost_for_now`: a full disk, an I/O error of a file): that line is
+    lost, and the next one written says first how many were, and why (`log_lines_dropped`)."""
 
     def __init__(self, stream: Any, drop_events: Iterable[str] = (), spooled: Spool | None = None) -> None:
         super().__init__(stream)
         self._drop = frozenset(drop_events)
         self._spool = spooled
         self.gone = False
-        self.dropped = 0  # lines lost to a full disk since the last one written
+        self.dropped = 0  # lines lost to a full disk (or a file's I/O error) since the last one written
+        self._dropped_why = "the disk was full"
 
     def handle(self, record: logging.LogRecord) -> bool:
         if self.gone or getattr(record, "stoker_event", None) in self._drop:
@@ -121,7 +143,12 @@ class QuietHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
             return
-        self._spool.put(self.stream, text, self._failed, self._note)
+        self._spool.put(self.stream, text, self._failed, self._note, whole=self._whole_lines())
+
+    def _whole_lines(self) -> bool:
+        """A JSON log's lines are whole: a note needs no line end before it (a JSON-lines
+        reader fails on an empty line); a text log's may be a process's torn line."""
+        return isinstance(self.formatter, JsonFormatter)
 
     def _note(self, said: str) -> str:
         """What the spool dropped or lost, as a record of this handler's format."""
@@ -136,17 +163,21 @@ class QuietHandler(logging.StreamHandler):
         exc = sys.exc_info()[1]
         if not isinstance(exc, OSError):
             super().handleError(record)
-        elif exc.errno in NO_ROOM:  # a full disk: this line is lost, a later one may fit
+        elif why := lost_for_now(self.stream, exc):  # this line is lost, a later one may fit
+            self._dropped_why = why if not self.dropped else self._dropped_why  # why it began
             self.dropped += 1
         else:
             self._go_quiet()
 
     def _say_dropped(self) -> None:
-        """Before the next line: how many were lost while the disk was full, on a line of
-        its own (the last write that failed may have left part of a line)."""
-        note = _dropped_record("the log could not be written (a full disk)", self.dropped)
+        """Before the next line, once the stream takes what its buffer kept: how many were
+        lost while the disk was full, on a line of its own (the last write that failed may
+        have left part of a line; not in a JSON log, `_whole_lines`)."""
+        note = _dropped_record(f"lines lost: {self._dropped_why}", self.dropped)
         try:
-            self.stream.write(self.terminator + self.format(note) + self.terminator)
+            self.flush()  # what a failed write left in the buffer first: the note once it lands
+            lead = "" if self._whole_lines() else self.terminator
+            self.stream.write(lead + self.format(note) + self.terminator)
             self.flush()
         except OSError:
             return  # still full: the count goes on
@@ -183,7 +214,8 @@ def say(kind: str, message: str) -> None:
         log_event(logger, logging.ERROR if kind == "error" else logging.WARNING, f"stoker_{kind}",
                   reason=message)
     else:
-        print(f"stoker: {kind}: {printable(message)}", file=sys.stderr)
+        priority = ("<3>" if kind == "error" else "<4>") if to_journal(sys.stderr) else ""
+        print(f"{priority}stoker: {kind}: {printable(message)}", file=sys.stderr)
 
 
 def configure(log_format: str = "text", level: str | int = "INFO", stream: Any = None,
@@ -192,7 +224,9 @@ def configure(log_format: str = "text", level: str | int = "INFO", stream: Any =
     global _json
     _json = log_format == "json"
     handler = QuietHandler(stream or sys.stderr, drop_events, spool() if spooled else None)
-    handler.setFormatter(JsonFormatter(not _utf8(handler.stream)) if log_format == "json" else TextFormatter())
+    journal = to_journal(handler.stream)
+    handler.setFormatter(JsonFormatter(not _utf8(handler.stream), journal) if log_format == "json"
+                         else TextFormatter(journal))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # argparse loads only when a command is parsed with it (`_par
     import argparse
 
     from config.executorsettings import ExecutorSettings
+    from executor.local.unitstate import UnitState
 
 EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
@@ -188,7 +189,8 @@ def _dispatch(args: Any) -> int:
 
 def _cmd_run(args: Any) -> int:
     from executor.cli import launch
-    from executor.local.run import LocalRun, SandboxError
+    from executor.local.run import LocalRun
+    from executor.local.runstart import SandboxError
 
     early = launch.take()  # the early start's runs, when the entry point made one
     ahead = launch.take_ahead()  # or the child it forked to plan a first run
@@ -200,7 +202,7 @@ def _cmd_run(args: Any) -> int:
         for conflict in flag_conflicts(RunSettings, args, os.environ):
             logsetup.say("warning", conflict)
         run = LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ), early=early, ahead=ahead,
-                       spooled=True, exits_after=True)
+                       spooled=True, exits_after=True, unit=_unit_state(settings.ready_fd))
         early = ahead = None  # the run's to adopt, take or give up
         return run.run()
     except SandboxError as exc:
@@ -211,6 +213,25 @@ def _cmd_run(args: Any) -> int:
             early.abandon()
         if ahead is not None:
             ahead.cancel()
+
+
+def _unit_state(ready_fd: int | None) -> UnitState | None:
+    """What `stoker run` tells systemd (`executor/local/unitstate.py`), when the service
+    manager named a notification socket, and s6 (`--ready-fd`, `executor/host/readyfd.py`),
+    either or both; their modules load only then."""
+    from executor.cli.start import from_systemd
+
+    if not from_systemd and ready_fd is None:
+        return None
+    from executor.host.sdnotify import notifier
+    from executor.local.unitstate import UnitState
+
+    told = notifier(from_systemd) if from_systemd else None
+    if ready_fd is not None:
+        from executor.host.readyfd import ready_fd as for_s6
+
+        return UnitState(for_s6(ready_fd, told))  # both told, when both asked
+    return UnitState(told) if told is not None else None
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -20,6 +20,13 @@ environment as it starts (PEP 538), and every process Stoker starts would inheri
 the operator (or the agent) never gave. The environment as it was at exec is in
 /proc/self/environ, which setenv(3) does not change; LC_CTYPE is put back to what it was
 there, or removed when it was not there. Python's own streams keep the UTF-8 they chose.
+It also takes out what systemd gives the main process of a unit and no other
+(`take_systemd`: `NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID`): every process of a task
+inherited them, and one that speaks sd_notify(3) itself (a daemon built for systemd) would
+have told systemd READY=1 or STOPPING=1 as the unit, or fed its watchdog (with
+`NotifyAccess=all`; with the default `main`, each message was a warning in the journal).
+`stoker run` and `stoker observe` send their own notifications with them
+(`executor/host/sdnotify.py`).
 
 Then it puts back what a supervisor cannot work with, and would pass on to every process
 it starts (`_signals_as_a_supervisor`): SIGCHLD ignored by whoever started Stoker (the kernel
@@ -53,6 +60,8 @@ if TYPE_CHECKING:
     from typing import NoReturn, TextIO
 
 COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what CPython's locale coercion may set LC_CTYPE to
+SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # the service manager's, for us only
+from_systemd: dict[str, str] = {}  # those this process was started with (`take_systemd`)
 
 
 def run() -> NoReturn:
@@ -63,6 +72,7 @@ def run() -> NoReturn:
 
         defer_stop_signals()
     exec_locale(os.environ, _exec_environ())
+    take_systemd(os.environ)
     _standard_streams()
     try:
         if command == "run":
@@ -101,6 +111,14 @@ def exec_locale(environ: MutableMapping[str, str], at_exec: bytes | None) -> Non
                 environ["LC_CTYPE"] = given
             return
     del environ["LC_CTYPE"]
+
+
+def take_systemd(environ: MutableMapping[str, str]) -> None:
+    """Move SYSTEMD_VARIABLES from `environ` to `from_systemd` (see the module docstring)."""
+    for name in SYSTEMD_VARIABLES:
+        value = environ.pop(name, None)
+        if value is not None:
+            from_systemd[name] = value
 
 
 def _exec_environ() -> bytes | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from config.words import printable
 from executor.cli.targets import Target, error, registered, registry_arguments, resolve
 
 if TYPE_CHECKING:
+    from executor.host.entry import RegistryEntry
     from executor.task.inspection import Inspection
     from executor.task.taskview import TaskView
     from executor.task.usagefigures import Figures
@@ -84,11 +86,15 @@ def _pinned(target: Target, args: argparse.Namespace, inspection: Inspection) ->
     registry entry pins. Its usage record was `unverified` once its supervisor had ended (no
     live one holds the lock); a `.stoker` that went is said as renamed or removed. Only an
     entry whose attempt is the checkpoint's latest is taken: an earlier supervisor's would
-    show its own attempt instead of the latest."""
+    show its own attempt instead of the latest; for a sandbox with no checkpoint, only the
+    entry of the supervisor its lock names (it may say why that one stopped)."""
     from executor.task.inspection import inspect_sandbox
 
     if inspection.unrecorded:
-        return target, inspection
+        entry = registered(target, args)
+        if entry is None or entry.supervisor_pid != inspection.supervisor_pid or not _lock_names(target, entry):
+            return target, inspection
+        return Target(target.sandbox, entry), inspect_sandbox(target.sandbox, entry)
     entry = registered(target, args)
     if entry is None or not entry.stoker_dir:
         return target, inspection
@@ -96,6 +102,27 @@ def _pinned(target: Target, args: argparse.Namespace, inspection: Inspection) ->
     if inspection.view is None or (pinned.view is not None and pinned.attempt is pinned.view.current):
         return Target(target.sandbox, entry), pinned
     return target, inspection
+
+
+def _lock_names(target: Target, entry: RegistryEntry) -> bool:
+    """Whether the supervisor the sandbox's lock names is `entry`'s itself: its live holder, or
+    the one the lock file names by pid, start and boot, not another that had its pid (before
+    a reboot, or once the pids wrapped), whose entry would say why that one stopped."""
+    from executor.host import identity, lock
+    from executor.host.sandbox import open_stoker_dir
+
+    if identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot):
+        return True
+    try:
+        fd = open_stoker_dir(target.sandbox)
+    except OSError:
+        return False
+    try:
+        who = lock.holder(fd)
+    finally:
+        os.close(fd)
+    return who is not None and (who.pid, who.start_ticks, who.boot_id) == (
+        entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
 
 
 def figures_of(inspection: Inspection, marker: str) -> Figures:

@@ -1,7 +1,8 @@
 """Which task an inspection or control command means, and the executor's hold on its sandbox.
 
 `resolve(TARGET)`: a directory is a sandbox; a name that does not exist is a task id, looked
-up in the host registry (a live supervisor's entry first, else the newest); anything else,
+up in the host registry (a live supervisor's entry first, else the newest; one that two
+live supervisors' tasks have is refused, naming their sandboxes); anything else,
 an id no task has, or one whose sandbox was deleted since (naming its supervisor's pid when
 it still runs), is a `UsageError` saying which (exit 2). With no TARGET,
 `$MESOS_SANDBOX`, else the current directory. `registry_arguments` adds the registry's
@@ -63,13 +64,15 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
     if kind == "other" or given is None:
         what = "is not a directory" if kind == "other" else "does not exist"
         raise UsageError(f"sandbox {path} {what}")
-    from executor.host.registry import Registry, RegistryUnreadable, find
+    from executor.host.registry import AmbiguousTaskId, Registry, RegistryUnreadable, find
 
     settings = RegistrySettings.from_args(args, os.environ)
     try:
         found = find(Registry(settings).read(), given)
     except RegistryUnreadable as exc:
         raise UsageError(f"sandbox {path} does not exist, and no task id can be looked up: {exc}") from None
+    except AmbiguousTaskId as exc:
+        raise UsageError(f"{exc}: name the sandbox instead") from None
     if found is None:
         if "/" in given:
             raise UsageError(f"sandbox {path} does not exist")

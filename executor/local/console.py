@@ -35,7 +35,7 @@ from executor.events import (
     Transition,
 )
 from executor.host.sandbox import log_end
-from executor.logs import Spool, keep_screen_line, log_event, screen_lock
+from executor.logs import Spool, keep_screen_line, log_event, screen_lock, to_journal
 from executor.task.status import Update
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class Output:
         self._spool = spool
         self.gone = False
         self.note = ""  # what to do instead, for the warning (e.g. the `stoker status` command)
+        self.journal = to_journal(stream)  # systemd's journal, which stamps each line itself
 
     def write(self, text: str) -> None:
         if self.gone:
@@ -113,6 +114,7 @@ class ConsoleReporter:
         self._label = printable(label)
         self._sandbox = sandbox
         self._live = out.isatty() if live is None else live
+        self._stamp_width = 0 if out.journal else len("00:00:00.000") + 2
         self._label_width = max(LABEL_WIDTH, columns(self._label))
         # "name[100]": run numbers stay under the run cap's 3 digits
         self._subject_width = max([SUBJECT_WIDTH] + [columns(printable(n)) + 5 for n in names])
@@ -133,13 +135,13 @@ class ConsoleReporter:
     @property
     def indent(self) -> str:
         """Spaces up to the text column, for lines that belong to the line above."""
-        return " " * (len("00:00:00.000") + 2 + self._label_width + 1 + self._subject_width + 1)
+        return " " * (self._stamp_width + self._label_width + 1 + self._subject_width + 1)
 
     def line(self, subject: str, text: str) -> None:
         now = time.time()
-        stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+        stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}  "
         with screen_lock:
-            self._write(f"{stamp}  {pad(self._label, self._label_width)} "
+            self._write(f"{stamp if self._stamp_width else ''}{pad(self._label, self._label_width)} "
                         f"{pad(printable(subject), self._subject_width)} {printable(text)}\n")
             if self.stop_hint:
                 hint, self.stop_hint = self.stop_hint, ""

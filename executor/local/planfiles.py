@@ -19,10 +19,11 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
   a launch record names are this process's own (an upgrade elsewhere leaves them behind).
 - `sandbox_name`: how a new default sandbox is named (the early start makes one too);
   `SANDBOX_MODE`: a sandbox's and the levels' above it (`replacefile.make_dirs`);
-  `foreign_link`: another user's symlink on a sandbox's path, which `stoker run` refuses.
+  `foreign_link`: another user's symlink on a sandbox's path, which `stoker run` refuses,
+  as it does a sandbox in a directory another user could change (`open_above`).
 - `lock`: an entry's lease (an `flock` that no run waits for); `login_name` and
   `ports_free`: the user a plan is bound for, and whether the ports a plan chose are still
-  free; `allocate_ports`: free ports for a new plan (the planning child's, which may be
+  free (on 127.0.0.1 and ::1); `allocate_ports`: free ports for a new plan (the planning child's, which may be
   forked before anything else is loaded).
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ from executor.host.replacefile import replace_file, trusted_path, untrusted_leve
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Mapping
 
 PLAN_FORMAT = 1  # the first item of a plan's key (`plancache.plan_key`)
@@ -266,6 +268,20 @@ def foreign_link(path: str) -> str:
     return ""
 
 
+def open_above(path: str) -> str:
+    """The directory above the sandbox `path` that another user could change, said so; ''
+    when none (`untrusted_level`: one of theirs, or one they may write that is not sticky):
+    they could rename the sandbox away and put one of theirs in its place, whose
+    `.thermos_profile` the next run (or the next attempt) would source as this user. Both
+    the directory the path names and the one its symlink, if it is one, leads to: the run
+    uses the latter."""
+    for above in dict.fromkeys(os.path.dirname(name) for name in (os.path.abspath(path), os.path.realpath(path))):
+        level = untrusted_level(above)
+        if level:
+            return f"is in a directory another user could change ({level})"
+    return ""
+
+
 def user_name(uid: int) -> str:
     """`uid`'s name in the password database with its number (`alice (uid 1000)`), else `uid N`."""
     try:
@@ -305,22 +321,17 @@ def login_name(environ: Mapping[str, str]) -> str:
 
 
 def ports_free(numbers: list[int]) -> bool:
-    """Whether a server could listen on every one of `numbers` on 127.0.0.1 now (all held
-    until the last is checked): a kept plan's ports, before a new run reuses them. Bound with
-    SO_REUSEADDR, as servers bind (Python's http.server among them): connections of the
-    last run still in TIME_WAIT leave the port free, a socket bound or listening there does
-    not."""
+    """Whether a server could listen on every one of `numbers` on 127.0.0.1 and ::1 now
+    (`_loopback_sockets`; all held until the last is checked): a kept plan's ports, before a
+    new run reuses them. Bound with SO_REUSEADDR, as servers bind (Python's http.server
+    among them): connections of the last run still in TIME_WAIT leave the port free, a
+    socket bound or listening there does not."""
     if not numbers:
         return True
-    import socket  # only for a plan with ports
-
     held: list[socket.socket] = []
     try:
         for number in numbers:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", number))
+            _loopback_sockets(number, held)
         return True
     except OSError:
         return False
@@ -330,21 +341,22 @@ def ports_free(numbers: list[int]) -> bool:
 
 
 def ports_taken(ports: Mapping[str, int]) -> list[str]:
-    """`NAME=NUMBER` of each of `ports` another socket holds on 127.0.0.1 now (bound or
-    listening; probed as `ports_free` does): before a restart, the ports the run's attempts
-    keep that another program took meanwhile."""
+    """`NAME=NUMBER` of each of `ports` another socket holds on 127.0.0.1 or ::1 now (bound
+    or listening; probed as `ports_free` does): before a restart, the ports the run's
+    attempts keep that another program took meanwhile."""
     import errno
-    import socket
 
     taken = []
     for name, number in sorted(ports.items()):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", number))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    taken.append(f"{name}={number}")
+        held: list[socket.socket] = []
+        try:
+            _loopback_sockets(number, held)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                taken.append(f"{name}={number}")
+        finally:
+            for sock in held:
+                sock.close()
     return taken
 
 
@@ -358,8 +370,10 @@ def ports_taken_warning(ports: Mapping[str, int]) -> str | None:
 
 
 def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
-    """Free loopback ports for every name not given with --port; all held open until every
-    one is chosen, so no two names get the same number."""
+    """Free loopback ports for every name not given with --port: free on 127.0.0.1 and on
+    ::1 (`_loopback_sockets`), all held open until every one is chosen, so no two names get
+    the same number. A number another socket holds on ::1 stays held on 127.0.0.1 while the
+    next is asked for, so the kernel does not offer it again."""
     import socket  # in the planning child only
 
     ports = {name: fixed[name] for name in names if name in fixed}
@@ -368,13 +382,59 @@ def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]
         for name in names:
             if name in ports:
                 continue
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            held.append(sock)
-            ports[name] = sock.getsockname()[1]
+            for _ in range(PICK_TRIES):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind(("127.0.0.1", 0))
+                number = sock.getsockname()[1]
+                try:
+                    _loopback_sockets(number, held, ipv4=False, reuse=False)
+                except OSError:
+                    continue  # held on ::1 by another program: another number
+                ports[name] = number
+                break
+            else:
+                raise OSError(f"no port free on both 127.0.0.1 and ::1 in {PICK_TRIES} tries")
     finally:
         for sock in held:
             sock.close()
     for name, number in fixed.items():
         ports.setdefault(name, number)
     return ports
+
+
+PICK_TRIES = 64
+
+
+def _loopback_sockets(number: int, held: list[socket.socket], *, ipv4: bool = True, reuse: bool = True) -> None:
+    """Bind `number` on 127.0.0.1 (unless not `ipv4`) and on ::1 (IPv6 only; with
+    SO_REUSEADDR where `reuse`, as servers bind: a port chosen before), the sockets
+    added to `held` (the caller closes them); raises OSError (EADDRINUSE: another socket
+    holds it on one of them). ::1 is skipped where the host has no IPv6 on loopback, or
+    denies this process IPv6 sockets (a seccomp or AppArmor profile: EPERM, EACCES; its
+    checks cannot reach ::1 then either): the health checks, TCP checks and lifecycle POSTs
+    try ::1 when 127.0.0.1 refuses (healthcheck/loopback.py), so a port another service
+    holds there only is not free."""
+    import errno
+    import socket
+
+    no_ipv6 = (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.EPERM, errno.EACCES)
+    places = ((socket.AF_INET, "127.0.0.1"),) if ipv4 else ()
+    for family, address in (*places, (socket.AF_INET6, "::1")):
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            if family == socket.AF_INET6 and exc.errno in no_ipv6:
+                return  # no IPv6 at all, or none for this process
+            raise
+        held.append(sock)
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((address, number))
+        except OSError as exc:
+            if family == socket.AF_INET6 and exc.errno in (errno.EADDRNOTAVAIL, *no_ipv6):
+                return  # no ::1 on loopback, or binding there denied to this process
+            raise

@@ -16,7 +16,8 @@ config runs apart from the process that supervises the task.
 run the entry point may have forked the child already, before Stoker loaded
 (`executor/local/planahead.py`): `plan_apart` then takes that child's answer.
 
-It plans in this process instead when another thread is running (a fork copies only the
+Either child dies with `stoker run` (`earlyfork.die_with`): killed while the config's code
+runs, it leaves none of it running. It plans in this process instead when another thread is running (a fork copies only the
 calling thread, and a lock another thread holds would stay held in the child: the case of
 a test that runs `LocalRun` inside a threaded process) or when the fork fails. The parent
 waits for the child, and kills and reaps it if the wait is interrupted (Ctrl-C).
@@ -36,6 +37,7 @@ from typing import NoReturn
 
 from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, open_problem, plan_job
+from executor.host.early import die_with
 from executor.local import plancache
 from executor.local.planahead import Inputs, PlanAhead
 from executor.local.planfiles import allocate_ports
@@ -99,6 +101,7 @@ def _fork(plan: Plan) -> tuple[int, int, set[int | signal.Signals]] | None:
     # (`_collect`): a KeyboardInterrupt raised between the fork and it would leave the child
     # planning, holding this process's stdout, for up to PLAN_TIMEOUT_SECS.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    parent = os.getpid()
     try:
         pid = os.fork()
     except OSError:
@@ -111,6 +114,7 @@ def _fork(plan: Plan) -> tuple[int, int, set[int | signal.Signals]] | None:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         gc.disable()  # short-lived: its garbage goes with it
         os.close(read_end)
+        die_with(parent)  # a `stoker run` killed (SIGKILL) leaves no config running
         _child(plan, write_end)
     gc.unfreeze()
     os.close(write_end)

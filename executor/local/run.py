@@ -49,19 +49,16 @@ from config.settings import RunSettings, pop_secrets
 from config.words import printable
 from executor.events import TaskState
 from executor.host.early import EarlyStart, relayed_stop_signals
-from executor.host.entry import FrontEnd
 from executor.host.identity import boot_secs
-from executor.host.lock import SandboxBusy
-from executor.host.session import OPERATOR_KILL, HostSession, KillHook
+from executor.host.session import OPERATOR_KILL, HostSession
 from executor.host.signals import STRAY_SIGNALS, SignalRelay, Strays, strays
 from executor.local import planfiles
 from executor.local.attempts import archive_logs
 from executor.local.console import ConsoleReporter, Output
 from executor.local.planahead import PlanAhead
-from executor.local.runstart import RunStart, SandboxError, make_sandbox
+from executor.local.runstart import RunStart, hold_sandbox, make_sandbox
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.logs import log_event, no_room, spool
-from executor.task.checkpoint import append_between
 from executor.task.owner import TaskOwner
 from executor.task.records import RestartRecord
 from executor.task.status import Update
@@ -69,6 +66,7 @@ from executor.task.wiring import load_announcer, owner_for, reaping_as_init
 
 if TYPE_CHECKING:
     from config.spec import JobSpec
+    from executor.local.unitstate import UnitState
     from executor.task.serverset import Announcement
 
 logger = logging.getLogger(__name__)
@@ -81,12 +79,14 @@ class LocalRun:
 
     def __init__(self, settings: RunSettings, out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None,
                  registry: RegistrySettings | None = None, early: EarlyStart | None = None,
-                 ahead: PlanAhead | None = None, spooled: bool = False, exits_after: bool = False) -> None:
+                 ahead: PlanAhead | None = None, spooled: bool = False, exits_after: bool = False,
+                 unit: UnitState | None = None) -> None:
         """`early`: what the early start began (`executor/cli/launch.py`), this run's to adopt
         or give up; `ahead`: the child the entry point forked to plan a first run; `spooled`:
         printed through the process's spool (`executor.logs.spool`: never blocked by a
         terminal that stopped reading); `exits_after`: the process ends after this run (the
-        command), so the strays stay ignored once its relay closes, as it writes its last lines."""
+        command), so the strays stay ignored once its relay closes, as it writes its last lines;
+        `unit`: what systemd hears of the run (`executor/local/unitstate.py`), when it asked."""
         self._settings = settings
         self._registry = registry
         self._out = Output(out, spool() if spooled else None)
@@ -102,10 +102,13 @@ class LocalRun:
         self._strays = Strays("stoker run")
         self._exits_after = exits_after
         self._start = RunStart(settings, self._environ, early, ahead)
+        self._unit = unit
 
     def stop(self, reason: str) -> None:
         self._stop_reason = reason
         self._stop.set()
+        if self._unit is not None:
+            self._unit.stopping(reason)
         owner = self._owner
         if owner is not None:
             owner.request_kill(reason)
@@ -118,6 +121,8 @@ class LocalRun:
         self._stop_reason = OPERATOR_KILL
         self._stop_grace = grace_secs  # for an early start's runs, whose owner is not made yet
         self._stop.set()
+        if self._unit is not None:
+            self._unit.stopping(OPERATOR_KILL)
         owner = self._owner
         if owner is not None and owner.final_update is not None:
             owner = None  # its task has ended: between attempts
@@ -200,6 +205,8 @@ class LocalRun:
                     relay.close(ignoring=STRAY_SIGNALS if self._exits_after else ())
         finally:
             self._start.close()
+            if self._unit is not None:
+                self._unit.close()
 
     def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(
@@ -224,19 +231,27 @@ class LocalRun:
                           line=f"{final.state.value}: {final.message}; {decision.reason} (exit {code})")
                     return code
                 case Restart():
+                    from executor.task.checkpointbetween import append_between  # restarts only
                     restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason, boot=boot_secs())
                     append_between(prepared.sandbox, restart.to_json(), prepared.plan.name,  # RESTARTING
                                    prepared.session.stoker_dir)
                     _said(ended, "task_restarting", f"{final.message}; {decision.reason}",
                           delay_secs=decision.delay_secs, next_attempt=attempt + 1)
                     with reaping_as_init():  # a container's orphans are reaped meanwhile
-                        if self._stop.wait(decision.delay_secs):
+                        if self._wait(decision, ended):
                             return self._stopped_between(ended)
                     if taken := planfiles.ports_taken_warning(prepared.plan.ports):
                         _said(ended, "ports_taken", taken, line=f"warning: {taken}", level=logging.WARNING)
                 case _:
                     assert_never(decision)
         return self._stopped_before() if last is None else self._stopped_between(last)  # as the next one began
+
+    def _wait(self, restart: Restart, ended: Ended) -> bool:
+        """The restart delay; True when a stop cut it."""
+        if self._unit is None:
+            return self._stop.wait(restart.delay_secs)
+        self._unit.status(f"{ended.console.label} RESTARTING in {restart.delay_secs:g} s: {restart.reason}")
+        return self._unit.wait(self._stop.wait, restart.delay_secs)
 
     def _stopped_before(self) -> int:
         """A stop before the first attempt's task started (`stoker kill` as `stoker run`
@@ -270,7 +285,7 @@ class LocalRun:
             plainhttp.load()
         early = self._start.early_sandbox(plan.name)
         sandbox = Path(early.sandbox) if early is not None else make_sandbox(s.sandbox, plan.name)
-        session = _hold(sandbox, self._registry, early.take_lock() if early is not None else None,
+        session = hold_sandbox(sandbox, self._registry, early.take_lock() if early is not None else None,
                         self._operator_kill)
         try:
             return self._held(plan, host, sandbox, session, relaunch=early is None)
@@ -309,10 +324,10 @@ class LocalRun:
         return Prepared(plan=plan, host=host, sandbox=sandbox, env=env, session=session)
 
     def _warn(self, text: str) -> None:
-        """A `stoker run: warning: ...` line, and its `run_warning` event (a text log leaves it
-        to the line)."""
+        """A `stoker run: warning: ...` line (to systemd's journal as a warning: `<4>`), and its
+        `run_warning` event (a text log leaves it to the line)."""
         log_event(logger, logging.WARNING, "run_warning", reason=text)
-        self._out.write(f"stoker run: warning: {text}\n")
+        self._out.write(f"{'<4>' if self._out.journal else ''}stoker run: warning: {text}\n")
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
         """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");
@@ -347,10 +362,13 @@ class LocalRun:
                                   names=[p.name for p in spec.task.processes])
         if early is not None:
             self._start.handed_over()  # the first attempt's supervisor adopts its runs
-        owner = owner_for(spec, prepared.sandbox, prepared.env, console,
+        unit = self._unit
+        owner = owner_for(spec, prepared.sandbox, prepared.env,
+                          console if unit is None else unit.reporter(console, spec.label),
                           kill_grace_secs=s.kill_grace_secs, stop_within_secs=s.kill_grace_secs,
                           cgroups=s.cgroups, announcement=announcement, early=early,
-                          disk_check_secs=s.disk_check_interval_secs if s.disk_limit else None)
+                          disk_check_secs=s.disk_check_interval_secs if s.disk_limit else None,
+                          heartbeat=unit.beat if unit is not None else None)
         self._console = console
         self._owner = owner
         if self._stop.is_set() and early is None:
@@ -426,18 +444,3 @@ def _crashed(ended: Ended) -> int:
     _said(ended, "run_ended", text, level=logging.ERROR, exit=EXIT_INTERNAL_ERROR,
           line=f"{ended.update.state.value}: {text} (exit {EXIT_INTERNAL_ERROR})")
     return EXIT_INTERNAL_ERROR
-
-
-def _hold(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None,
-          on_kill: KillHook) -> HostSession:
-    """The sandbox for this run (registered in `registry`, by default the one the
-    environment names): refused when another live supervisor holds it. `held_lock`: its lock,
-    taken already by the early start; `on_kill`: an operator's `stoker kill` from the first
-    moment its control socket serves."""
-    try:
-        return HostSession.open(sandbox, registry, FrontEnd.RUN, held_lock=held_lock, on_operator_kill=on_kill)
-    except SandboxBusy as exc:
-        raise SandboxError(str(exc)) from None
-    except OSError as exc:
-        raise SandboxError(f"cannot use sandbox {sandbox}: its .stoker directory or lock: "
-                           f"{exc.strerror or exc}") from None

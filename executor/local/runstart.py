@@ -19,10 +19,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from config.plan import JobPlan
+from config.registry import RegistrySettings
 from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings
 from config.spec import LogDestination, LogMode
 from executor.host.early import EarlyStart, undefer_stop_signals
+from executor.host.entry import FrontEnd
+from executor.host.lock import SandboxBusy
 from executor.host.replacefile import make_dirs, writable_by_others
+from executor.host.session import HostSession, KillHook
 from executor.local import plancache, planfiles
 from executor.local.planahead import INPUT_NAMES, Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
@@ -46,6 +50,10 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
     link = planfiles.foreign_link(str(path))  # before anything is made there
     if link:
         raise _refused(path, link)
+    above = planfiles.open_above(str(path))
+    if above:  # a directory of one's own inside it would not do: its level above is theirs
+        raise _refused(path, above, "use a directory no one but you and root may change, at every level "
+                                    "(one others may write must be sticky, chmod +t, as /tmp is)")
     try:
         make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     except OSError as exc:
@@ -58,10 +66,9 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
     return path.resolve()
 
 
-def _refused(path: Path, problem: str) -> SandboxError:
+def _refused(path: Path, problem: str, remedy: str = "use a directory of your own") -> SandboxError:
     return SandboxError(f"sandbox {path} {problem}: the task would run what another user puts "
-                        f"in it (bash sources its .thermos_profile before every process); use "
-                        f"a directory of your own")
+                        f"in it (bash sources its .thermos_profile before every process); {remedy}")
 
 
 def _not_own(path: Path) -> str:
@@ -70,7 +77,7 @@ def _not_own(path: Path) -> str:
     info = os.stat(path)
     if info.st_uid != os.geteuid():
         return f"belongs to {planfiles.user_name(info.st_uid)}, not {planfiles.user_name(os.geteuid())}"
-    if writable_by_others(info, os.getegid()):  # a sticky one too: others could add names
+    if writable_by_others(info, os.getegid(), str(path)):  # a sticky one too: others could add names
         return f"may be written by other users (mode {stat.S_IMODE(info.st_mode):o})"
     return ""
 
@@ -199,3 +206,18 @@ class RunStart:
 def _free(ports: list[int]) -> bool:
     """The kept plan's ports under an early start: it probed them before its runs could take them."""
     return True
+
+
+def hold_sandbox(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None,
+                 on_kill: KillHook) -> HostSession:
+    """The sandbox for this run (registered in `registry`, by default the one the
+    environment names): refused when another live supervisor holds it. `held_lock`: its lock,
+    taken already by the early start; `on_kill`: an operator's `stoker kill` from the first
+    moment its control socket serves."""
+    try:
+        return HostSession.open(sandbox, registry, FrontEnd.RUN, held_lock=held_lock, on_operator_kill=on_kill)
+    except SandboxBusy as exc:
+        raise SandboxError(str(exc)) from None
+    except OSError as exc:
+        raise SandboxError(f"cannot use sandbox {sandbox}: its .stoker directory or lock: "
+                           f"{exc.strerror or exc}") from None

@@ -79,12 +79,16 @@ class ContainerizerLaunch:
 
     def inside(self, path: str) -> str:
         """A host path in the sandbox as the task sees it (at the mount point); any other
-        path as it is."""
-        if path == self.sandbox:
+        path as it is. The path is read with its `.`, `..` and repeated `/` resolved, as
+        `sandbox` (absolute, normalised) is: a MESOS_SANDBOX of `/a/x/../sandbox` is the
+        sandbox too (the image task refused one where a symbolic link makes `..` lead
+        elsewhere)."""
+        norm = posixpath.normpath(path) if path.startswith("/") else path
+        if norm == self.sandbox:
             return self.working_directory
         within = posixpath.join(self.sandbox, "")  # the sandbox and one "/" ("/" itself stays "/")
-        if path.startswith(within):
-            return posixpath.join(self.working_directory, path[len(within):])
+        if norm.startswith(within):
+            return posixpath.join(self.working_directory, norm[len(within):])
         return path
 
 

@@ -94,7 +94,11 @@ def start_image_task(settings: ImageSettings, *, sandbox: Path, mesos_directory:
         raise ImageLaunchError(f"{CANNOT} the executor runs as {current_user().name}, not root: preparing the image (the "
                                "task's user in it, the sandbox mounted into it) and mesos-containerizer launch, "
                                "which enters it before switching to the task's user, need root")
-    host_sandbox = os.path.abspath(sandbox)
+    host_sandbox = os.path.abspath(sandbox)  # `..` resolved by name, as HOME is translated
+    if os.path.realpath(host_sandbox) != os.path.realpath(sandbox):
+        raise ImageLaunchError(f"{CANNOT} the sandbox {sandbox} is {os.path.realpath(sandbox)}, but read with its "
+                               f"'..' resolved by name it is {host_sandbox}: a symbolic link before a '..' in it; "
+                               "give the sandbox (MESOS_SANDBOX, MESOS_DIRECTORY) without '..'")
     taskfs = Path(os.path.realpath(os.path.join(mesos_directory or host_sandbox, TASKFS)))
     image = ImageSandbox(taskfs, Path(host_sandbox), settings.mount_point, volumes)
     try:

@@ -168,7 +168,9 @@ def _duration_secs(nanoseconds: int | float | str, what: str) -> float:
         if not _INT64_TEXT.fullmatch(nanoseconds):  # int() would take " 5", "1_0" and "١"
             raise RemoteProtocolError(f"{what} {quoted(nanoseconds[:40])} is not a number")
         nanoseconds = int(nanoseconds)
-    if not math.isfinite(nanoseconds):  # Python's json reads NaN and Infinity; Mesos writes neither
+    # Python's json reads NaN and Infinity (Mesos writes neither); an int is compared as it is
+    # (math.isfinite() of one past a float's 1.8e308 raised OverflowError: the stream broke)
+    if isinstance(nanoseconds, float) and not math.isfinite(nanoseconds):
         raise RemoteProtocolError(f"{what} is {nanoseconds}, not a number of nanoseconds")
     if nanoseconds < 0:
         raise RemoteProtocolError(f"{what} is negative ({_bounded(nanoseconds)} ns)")

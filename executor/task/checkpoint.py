@@ -16,8 +16,12 @@ from then on feeds it every record it writes. At each threshold (then twice what
 compaction left) it writes the compactor's records (the rest rolled into summary records)
 to `checkpoint.jsonl.compact` beside it, fsyncs that, renames it over the checkpoint and
 fsyncs the directory, then appends to the new file. A crash at any step leaves the old file
-or the new one, each whole; a stray `.compact` file is removed by the next writer. A
-compaction costs what is kept, not the file's length (only the first one reads the file,
+or the new one, each whole; a stray `.compact` file is removed by the next writer. While
+that directory sync (or the one of the file's creation) fails, the name is made again (a
+compaction: a later sync of the directory may succeed without writing what a failed one did
+not) and synced before each batch, which fails with it (held by the caller, not encoded or
+written): none is called synced in a file a crash could take the name of.
+A compaction costs what is kept, not the file's length (only the first one reads the file,
 64 KiB, or an old, long file once). So a task that runs for months keeps a checkpoint of
 about a hundred KiB, and `stoker status` stays fast; a task that never writes 64 KiB never
 loads the compactor (a start that imports and feeds nothing it does not need).
@@ -41,7 +45,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,11 +119,12 @@ def _open_append(dir_fd: int, name: str, truncate: bool = False) -> int:
     return sandboxfs.open_regular(name, flags, dir_fd=dir_fd)
 
 
-def _sync(fd: int) -> None:
+def _sync(fd: int) -> OSError | None:
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        return exc
+    return None
 
 
 class CheckpointWriter:
@@ -141,7 +146,7 @@ class CheckpointWriter:
         except OSError as e:
             sandboxfs.close(self._dir)
             raise _failed(sandbox, e) from None
-        _sync(self._dir)  # make the file's creation itself durable
+        self._dir_synced = _sync(self._dir) is None  # the file's creation, durable; else with the first records
         self._compact_min = compact_min_bytes
         self._compact_at = compact_min_bytes
         self._compactor: Compactor | None = None  # made at the first compaction
@@ -180,24 +185,17 @@ class CheckpointWriter:
         """Write records in order with one write and one sync: the owner batches the
         records of one step, so a restart costs one disk sync, not one per line. Then
         compact, when the file has grown past the threshold."""
-        now = time.time()
-        docs = [_with_wall(record, now) for record in records]
-        data = "".join(_line(doc) for doc in docs).encode()
-        if not data:
-            return
         with self._lock:
             if self._fd < 0:
                 raise ValueError(f"checkpoint {self.path} is closed")
-            before = os.fstat(self._fd).st_size
-            try:
-                if self._maybe_torn:
-                    data = self._fresh_line() + data
-                _write_all(self._fd, data)
-                os.fsync(self._fd)
-            except OSError:
-                self._undo(before)
-                raise
-            self._maybe_torn = False
+            if not self._dir_synced:  # else a crash may undo the file's name, and the records with it:
+                self._name_again()  # raises before a record is encoded or written (held)
+            now = time.time()
+            docs = [_with_wall(record, now) for record in records]
+            data = "".join(_line(doc) for doc in docs).encode()
+            if not data:
+                return
+            self._write_synced(data)
             if self._compactor is not None:
                 for doc in docs:
                     self._feed(self._compactor, doc)
@@ -205,6 +203,19 @@ class CheckpointWriter:
                 self._compact()
             if not self._moved:
                 self._say_if_moved()
+
+    def _write_synced(self, data: bytes) -> None:
+        """Append `data` on a fresh line and fsync it; on OSError, none of it stays."""
+        before = os.fstat(self._fd).st_size
+        try:
+            if self._maybe_torn:
+                data = self._fresh_line() + data
+            _write_all(self._fd, data)
+            os.fsync(self._fd)
+        except OSError:
+            self._undo(before)
+            raise
+        self._maybe_torn = False
 
     def say_if_moved(self) -> None:
         """`_say_if_moved` for a file written beside the checkpoint by another writer (a
@@ -217,8 +228,7 @@ class CheckpointWriter:
     def _say_if_moved(self) -> None:
         """One WARNING, the first time a write finds that SANDBOX/.stoker is no longer the
         directory it writes in: the records go on in the one it holds (with its lock and
-        control socket: a second supervisor still cannot take the sandbox), which the
-        readers given the sandbox's path no longer find (docs/contract.md §4)."""
+        control socket), which readers given the sandbox no longer find (docs/contract.md §4)."""
         now = moved_to(self._sandbox, self._dir)
         if now is None:
             return
@@ -243,27 +253,47 @@ class CheckpointWriter:
         """Fold the file into `COMPACT_FILE`, fsync it, rename it over, fsync the directory."""
         before = os.fstat(self._fd).st_size
         try:
-            fd = _open_append(self._dir, COMPACT_FILE, truncate=True)
+            failed = self._replace_compacted(before)
         except OSError as exc:
             self._compact_failed(exc, before)
             return
+        if failed is not None:  # this batch is in both files; the next ones need the rename
+            log_event(logger, logging.ERROR, "checkpoint_sync_failed", task=self._label,
+                      error=sandboxfs.describe_os_error(failed), reason="a compaction's rename "
+                      "is not durable yet: the next records are held until it is made again and synced")
+
+    def _name_again(self) -> None:
+        """The directory sync that makes the file's name durable failed: a later one may
+        succeed without writing what that one did not (Linux drops a page's write error
+        once it is reported, as for a file's), so the name is made again, by a compaction,
+        before the directory is synced. Raises OSError (the records are then held)."""
+        failed = self._replace_compacted(os.fstat(self._fd).st_size)
+        if failed is not None:
+            raise failed
+
+    def _replace_compacted(self, before: int) -> OSError | None:
+        """Write the compactor's records to `COMPACT_FILE`, fsync it, rename it over the
+        checkpoint, then sync the directory: that sync's error, or None. Raises OSError
+        before the rename (nothing changed)."""
+        fd = _open_append(self._dir, COMPACT_FILE, truncate=True)
         try:
             kept = self._loaded_compactor().kept()
             _write_all(fd, "".join(_line(r.to_json()) for r in kept).encode())
             os.fsync(fd)
             os.rename(COMPACT_FILE, CHECKPOINT_FILE, src_dir_fd=self._dir, dst_dir_fd=self._dir)
-        except OSError as exc:
+        except OSError:
             os.close(fd)
             _unlink(self._dir, COMPACT_FILE)
-            self._compact_failed(exc, before)
-            return
-        _sync(self._dir)
+            raise
+        failed = _sync(self._dir)
+        self._dir_synced = failed is None
         os.close(self._fd)
         self._fd = fd
         after = os.fstat(fd).st_size
         self._compact_at = max(self._compact_min, 2 * after)
         log_event(logger, logging.DEBUG, "checkpoint_compacted", task=self._label,
                   bytes_before=before, bytes_after=after, records=len(kept))
+        return failed
 
     def _compact_failed(self, exc: OSError, size: int) -> None:
         """The records are safe in the file already; try again once it has doubled."""
@@ -316,33 +346,6 @@ def open_writer(sandbox: Path, task: str, stoker_dir: int | None = None) -> Chec
         log_event(logger, logging.ERROR, "checkpoint_unavailable", task=task,
                   reason=f"{exc}; the task runs without a checkpoint")
         return NoCheckpoint()
-
-
-def append_between(sandbox: Path, record: Mapping[str, Any], task: str,
-                   stoker_dir: Callable[[], int] | None = None) -> None:
-    """One record written while no task writes the checkpoint (`stoker run` between two
-    attempts: the restart it scheduled), in the `.stoker` whose new fd `stoker_dir()` gives
-    (the host session's: `HostSession.stoker_dir`) when given. A failure costs the record:
-    one WARNING line."""
-    try:
-        dir_fd = None if stoker_dir is None else stoker_dir()
-        try:
-            writer = CheckpointWriter(sandbox, label=task, stoker_dir=dir_fd)
-        finally:
-            if dir_fd is not None:
-                os.close(dir_fd)
-    except (OSError, ValueError) as exc:
-        reason = sandboxfs.describe_os_error(exc) if type(exc) is OSError else str(exc)
-        log_event(logger, logging.WARNING, "checkpoint_unavailable", task=task, reason=reason,
-                  records_lost=1)
-        return
-    try:
-        writer.append(record)
-    except OSError as exc:
-        log_event(logger, logging.WARNING, "checkpoint_write_failed", task=task,
-                  error=sandboxfs.describe_os_error(exc), records_lost=1)
-    finally:
-        writer.close()
 
 
 def _with_wall(record: Mapping[str, Any], now: float) -> dict[str, Any]:

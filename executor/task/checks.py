@@ -15,11 +15,13 @@ decides nothing.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from config.spec import JobSpec
 from executor.events import DiskSampled, HealthChecked, HealthTransition
+from executor.logs import log_event
 from executor.task.journal import Journal
 from executor.task.ports import DiskChecks, HealthChecks, HealthStarter, Reporter
 
@@ -27,12 +29,19 @@ if TYPE_CHECKING:
     from healthcheck.checkers import Checker
     from healthcheck.policy import HealthPolicy, Verdict
 
+logger = logging.getLogger(__name__)
+
+COMMAND_GONE_SECS = 1.0  # a SIGKILLed command is reaped in milliseconds; this bounds a stuck one
+
 
 class Checks:
     def __init__(self, job: JobSpec, checker: Checker | None, start_health: HealthStarter,
                  disk: DiskChecks | None, journal: Journal, reporter: Reporter,
-                 post: Callable[[object], None], clock: Callable[[], float]) -> None:
+                 post: Callable[[object], None], clock: Callable[[], float], *,
+                 stop_commands: Callable[[float], bool]) -> None:
         self._checker = checker
+        self._label = job.label
+        self._stop_commands = stop_commands
         self._start_health = start_health
         self._policy = _health_policy(job) if checker else None
         self._disk = disk
@@ -83,11 +92,23 @@ class Checks:
         return self._disk.deadline_at()
 
     def stop_async(self) -> None:
-        """The task stops: no health check and no disk sample starts after this."""
+        """The task stops: no health check and no disk sample starts after this, and the
+        shell command of one under way is SIGKILLed (its result would decide nothing)."""
         if self._health is not None:
             self._health.stop_async()
+            self._stop_commands(0.0)
         if self._disk is not None:
             self._disk.stop()
+
+    def wait_stopped(self) -> None:
+        """The task ends: before its terminal update is sent, the shell command of a check
+        that was under way is gone (waited for up to COMMAND_GONE_SECS, logged if not)."""
+        self.stop_async()
+        if self._health is not None and not self._stop_commands(COMMAND_GONE_SECS):
+            log_event(logger, logging.ERROR, "health_command_survives", task=self._label,
+                      waited_secs=COMMAND_GONE_SECS,
+                      reason="a health command SIGKILLed as the task stopped has not exited",
+                      consequence="the task's end is reported; it is killed with the task")
 
     def close(self) -> None:
         """The task is over: the health loop's thread is waited for (a little)."""

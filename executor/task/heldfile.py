@@ -14,6 +14,9 @@ and put a symlink or a directory of its own in its place redirects nothing. For 
 attempt whose marker it names, once LOST, `stoker status` lists and a re-run kills those
 still alive as themselves: the same boot, the same start time (`alive_held`), so a reused
 pid is never named; each reads only the `.stoker` its registry entry or its lock pins.
+What they list and `/metrics` counts (`held_leftovers`) are only processes of the user
+who alone could have written the list (all of them when that is root): a list a task
+wrote never makes another user's process its leftover.
 
 Reading trusts nothing: the task's processes share the sandbox. A list is read only through
 `.stoker`'s fd, never through a symlink or a FIFO, at most `MAX_HELD_BYTES`; with
@@ -107,23 +110,39 @@ def read_watchdog(sandbox: str | os.PathLike[str], marker: str, *, pinned: str =
 
 def _read_doc(sandbox: str | os.PathLike[str], marker: str, trusted_only: bool, pinned: str) -> dict[str, object] | None:
     """The list of `marker`'s attempt in this boot, or None."""
+    return _read_doc_by(sandbox, marker, trusted_only, pinned)[0]
+
+
+def _read_doc_by(sandbox: str | os.PathLike[str], marker: str, trusted_only: bool,
+                 pinned: str) -> tuple[dict[str, object] | None, int | None]:
+    """The list of `marker`'s attempt in this boot, or None, and the one user who may have
+    written it (`.stoker`'s owner, when neither it nor the file is writable by another; None:
+    anyone may have)."""
     try:
         dir_fd = open_stoker_dir(sandbox, pinned=pinned)
     except OSError:
-        return None
+        return None, None
     try:
         fd = saferead.open_file(HELD_FILE, dir_fd)
         try:
             if trusted_only and not (_ours(dir_fd) and _ours(fd)):
-                return None
+                return None, None
+            writer = _writer(os.fstat(dir_fd), os.fstat(fd))
             data = os.read(fd, MAX_HELD_BYTES + 1)
         finally:
             os.close(fd)
     except OSError:
-        return None
+        return None, None
     finally:
         os.close(dir_fd)
-    return held_doc(data, marker, identity.boot_id())
+    return held_doc(data, marker, identity.boot_id()), writer
+
+
+def _writer(directory: os.stat_result, file: os.stat_result) -> int | None:
+    """Who alone could have put the file in the directory: the directory's owner, when
+    neither may be written by its group or others and the file is the owner's or root's."""
+    loose = (directory.st_mode | file.st_mode) & (stat.S_IWGRP | stat.S_IWOTH)
+    return None if loose or file.st_uid not in (directory.st_uid, 0) else directory.st_uid
 
 
 def _ours(fd: int) -> bool:
@@ -140,6 +159,28 @@ def alive_held(pairs: list[tuple[int, int]]) -> dict[int, int]:
         if stat_ is not None and identity.same_start(stat_[2], start):
             alive[pid] = stat_[2]
     return alive
+
+
+def held_leftovers(sandbox: str | os.PathLike[str], marker: str, *, pinned: str = "") -> dict[int, int]:
+    """The processes the list of `marker`'s attempt names that a reader may count as the
+    task's leftovers (`stoker status`, the pages, `/metrics`): alive as themselves
+    (`alive_held`) and, unless only root could have written the list (a root supervisor's
+    `.stoker`, its task another user), of the user who could (the task's processes share a
+    sandbox they own, and may write a list naming any process of the host: its real uid is
+    the test, which a setuid program the task ran keeps). At most one /proc look per live
+    process however long the list (1 MB of pairs names 170,000 pids)."""
+    doc, writer = _read_doc_by(sandbox, marker, False, pinned)
+    if doc is None or writer is None:
+        return {}
+    pairs = dict(_pairs(doc, identity.boottime_offset_ticks()))
+    if len(pairs) > _FEW:
+        live = set(proctree.pids())
+        pairs = {pid: start for pid, start in pairs.items() if pid in live}
+    alive = alive_held(list(pairs.items()))
+    return alive if writer == 0 else {pid: s for pid, s in alive.items() if proctree.real_uid(pid) == writer}
+
+
+_FEW = 64  # a list longer than this is checked against /proc's listing first
 
 
 class HeldWriter:

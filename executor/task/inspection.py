@@ -24,7 +24,7 @@ import errno
 import itertools
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,34 +36,25 @@ from executor.host.entry import RegistryEntry
 from executor.host.sandbox import LOCK_FILE, checkpoint_mtime, open_stoker_dir
 from executor.host.truth import RESTARTING, Truth, judge
 from executor.procs import proctree, saferead, sandboxfs
-from executor.procs.spawn import RUN_MARKER, TASK_MARKER
+from executor.procs.spawn import TASK_MARKER
 from executor.task.checkpoint import iter_records
-from executor.task.heldfile import alive_held, read_held
+from executor.task.heldfile import held_leftovers
+from executor.task.leftoverprocs import Leftover, carrying, command_of
 from executor.task.replay import AttemptView, TaskView, replay
 from executor.task.viewcache import ViewCache
 
-CMDLINE_BYTES = 4096
-CMDLINE_SHOWN = 80
-
-
-@attrs.frozen(slots=True)
-class Leftover:
-    """A process still carrying a LOST task's marker."""
-
-    pid: int
-    process: str  # "" when it carries no run marker of the task
-    run: int | None
-    command: str
+STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
 
 
 @attrs.frozen(slots=True)
 class Inspection:
     sandbox: Path
     view: TaskView | None  # None: no readable checkpoint (`problem` says why)
-    attempt: AttemptView | None  # the attempt of the supervisor asked about
+    attempt: AttemptView | None  # the attempt of the supervisor asked about (None: not in the checkpoint)
     truth: Truth
     problem: str = ""
     leftovers: tuple[Leftover, ...] = ()
+    leftovers_looked: bool = False  # `with_leftovers` looked for them (LOST, its marker known)
     # No checkpoint, but a supervisor took the sandbox (its lock file is there): it died, or
     # let go, before it recorded anything, or it is starting. Its pid when known.
     unrecorded: bool = False
@@ -122,6 +113,14 @@ def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | No
     return None
 
 
+def _not_its(view: TaskView, attempt: AttemptView, entry: RegistryEntry, alive: bool) -> bool:
+    """The latest attempt, its supervisor's, is of another id: the entry names the next id before its
+    header is in (`stoker run`), or was read just (STALE_SECS) before its live supervisor wrote it."""
+    return bool(view.task_id and entry.task_id) and view.task_id != entry.task_id and (
+        view.task_id in entry.earlier_task_ids or alive and attempt.started_boot is not None
+        and identity.boot_secs() - attempt.started_boot < STALE_SECS)
+
+
 def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
                     cache: ViewCache[Viewed] | None = None) -> Inspection:
     """The task in `sandbox` as it is now (see the module docstring); no leftovers yet. With
@@ -135,8 +134,7 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
         return _unrecorded(sandbox, pinned, entry)
     attempt = _attempt_of(view, entry) if view is not None else None
     if entry is not None:
-        alive = identity.is_alive(entry.supervisor_pid, entry.supervisor_start,
-                                  entry.supervisor_boot)
+        alive = identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
     elif attempt is not None:
         alive = identity.is_alive(attempt.supervisor_pid, attempt.supervisor_start,
                                   attempt.supervisor_boot, started_before_wall=attempt.started_wall)
@@ -155,6 +153,8 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
                   restart_scheduled=latest and attempt is not None and attempt.restart is not None)
     if view is not None and attempt is not None and not latest and entry is not None:
         view = _as_of(view, attempt, entry)
+    if view is not None and attempt is not None and latest and entry and _not_its(view, attempt, entry, alive):
+        view, attempt = attrs.evolve(view, task_id=entry.task_id), None
     if view is not None and attempt is not None and alive:
         view, attempt = _counted_on_the_boot_clock(view, attempt)
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem,
@@ -222,7 +222,8 @@ def _unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> Insp
         return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, pinned=pinned,
                           problem=f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)")
     return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, unrecorded=True,
-                      supervisor_pid=pid, problem=_unrecorded_problem(sandbox, pid, truth), pinned=pinned)
+                      supervisor_pid=pid, pinned=pinned,
+                      problem=_unrecorded_problem(sandbox, pid, truth, entry.ended_reason if entry else ""))
 
 
 def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tuple[int | None, bool]:
@@ -276,15 +277,16 @@ def _has_lock(sandbox: Path, pinned: str) -> bool:
         os.close(fd)
 
 
-def _unrecorded_problem(sandbox: Path, pid: int | None, truth: Truth) -> str:
+def _unrecorded_problem(sandbox: Path, pid: int | None, truth: Truth, reason: str = "") -> str:
     where = f"no checkpoint in {sandbox}/.stoker"
     if truth.alive:
         return f"{where} yet: its supervisor (pid {pid}) is starting and has recorded nothing so far"
     if pid is None:
         return (f"{where}: its supervisor died before it recorded anything, in its early start "
                 f"(its lock file names no pid, and nothing holds the lock)")
-    if truth.ended:
-        return f"{where}: its supervisor (pid {pid}) let go of the sandbox before it recorded anything"
+    if truth.ended:  # with the error it stopped on, if it said one (`cannot go on: ...`)
+        return (f"{where}: its supervisor (pid {pid}) stopped before it recorded anything: {reason}" if reason
+                else f"{where}: its supervisor (pid {pid}) let go of the sandbox before it recorded anything")
     return f"{where}: its supervisor (pid {pid}) died before it recorded anything"
 
 
@@ -305,6 +307,8 @@ def marker_of(inspection: Inspection, entry: RegistryEntry | None = None) -> str
 
 def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) -> list[Inspection]:
     """The LOST ones get their leftover processes (one /proc scan for all of them)."""
+    # A supervisor's marker is hex; one a task wrote in its checkpoint ("\ud800") names nothing
+    markers = [m if m.isascii() and m.isprintable() else "" for m in markers]
     wanted = {m for i, m in zip(inspections, markers) if i.truth.lost and m}
     if not wanted:
         return list(inspections)
@@ -313,45 +317,14 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
     out = []
     for inspection, marker in zip(inspections, markers):
         if inspection.truth.lost and marker:
-            listed = _leftovers(found.values(), marker)
+            listed = carrying(found.values(), marker)
             seen = {p.pid for p in listed}
-            listed += [Leftover(pid, "", None, _command(pid)) for pid in
-                       alive_held(read_held(inspection.sandbox, marker, pinned=inspection.pinned)) if pid not in seen]
-            inspection = attrs.evolve(inspection, leftovers=tuple(sorted(listed, key=lambda p: p.pid)))
+            listed += [Leftover(pid, "", None, command_of(pid)) for pid in
+                       held_leftovers(inspection.sandbox, marker, pinned=inspection.pinned) if pid not in seen]
+            inspection = attrs.evolve(inspection, leftovers=tuple(sorted(listed, key=lambda p: p.pid)),
+                                      leftovers_looked=True)
         out.append(inspection)
     return out
-
-
-def _leftovers(procs: Iterable[proctree.ProcInfo], marker: str) -> list[Leftover]:
-    mine = f"{TASK_MARKER}={marker}".encode()
-    run_prefix = f"{RUN_MARKER}={marker}/".encode()
-    found = []
-    for info in sorted(procs, key=lambda p: p.pid):
-        entries = info.environ.split(b"\0")
-        if mine not in entries:
-            continue
-        process, run = "", None
-        for item in entries:
-            if item.startswith(run_prefix):
-                name, _, number = item[len(run_prefix):].decode(errors="replace").rpartition("/")
-                process, run = name, saferead.run_number(number)  # the task's to set: anything
-        found.append(Leftover(info.pid, process, run, _command(info.pid)))
-    return found
-
-
-def _command(pid: int) -> str:
-    try:
-        fd = os.open(f"/proc/{pid}/cmdline", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return ""
-    try:
-        data = os.read(fd, CMDLINE_BYTES)
-    except OSError:
-        data = b""
-    finally:
-        os.close(fd)
-    text = data.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
-    return text if len(text) <= CMDLINE_SHOWN else text[: CMDLINE_SHOWN - 3] + "..."
 
 
 def _procs(inspection: Inspection) -> tuple[int, int]:
@@ -388,13 +361,11 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
         "supervisor_alive": truth.alive, "ended": truth.ended,
         "supervisor_pid": entry.supervisor_pid, "front_end": entry.front_end.value,
         "sandbox": entry.sandbox, "started": started, "started_iso": iso_time(started),
-        "processes_running": running, "processes_total": total,
-        "health": health_summary(inspection),
+        "processes_running": running, "processes_total": total, "health": health_summary(inspection),
         "lost_since": truth.since_wall, "lost_since_source": truth.since.value if truth.since else None,
         "leftovers": [{"pid": p.pid, "process": p.process, "run": p.run, "command": p.command}
                       for p in inspection.leftovers],
-        "problem": inspection.problem,
-        "announcement": _announcement(attempt),
+        "problem": inspection.problem, "announcement": _announcement(attempt),
         "restart": restart_json(inspection),
     }
 
@@ -402,7 +373,7 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
 def restart_json(inspection: Inspection) -> dict[str, Any] | None:
     """A RESTARTING task's next attempt: its number, the state the last one ended in, the
     back-off, when it starts and why (None: the task is not RESTARTING)."""
-    attempt = inspection.attempt
+    attempt = inspection.attempt or (inspection.view.current if inspection.view is not None else None)
     restart = attempt.restart if attempt is not None else None
     if inspection.truth.state != RESTARTING or attempt is None or restart is None:
         return None

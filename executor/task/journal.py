@@ -5,13 +5,15 @@ health attempts into the records of `executor/task/records.py` (with the pid and
 status the owner knows), the log line of
 each (`log_event`, one per change, its level saying how much it matters), and batching a
 step's records into one write and one sync of the checkpoint sink, holding them while
-that write fails (a full disk) until one works; and the list of what the watchdog holds by
+that write fails (a full disk) until one works (once many are held, tried again every few
+seconds, not at each step); and the list of what the watchdog holds by
 pid, kept beside the checkpoint (`keep_held`, `executor/task/heldfile.py`). It decides
 nothing and is called only from the owner's thread.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_HELD_RECORDS = 10_000  # kept while the checkpoint cannot be written (about 2 MB as JSON)
+HELD_RETRY_FROM = 1_000  # held records from which a failing write is tried again only every
+HELD_RETRY_SECS = 5.0  # few seconds: each try encodes them all (60 ms for 10,000)
 
 
 class Journal:
@@ -60,6 +64,7 @@ class Journal:
         self._pending: list[Record] = []  # queued, or refused by a write that failed
         self._failing: str | None = None  # why writing fails, while it does
         self._dropped = 0  # held records dropped beyond MAX_HELD_RECORDS
+        self._retry_at = 0.0  # time.monotonic() of the next try, once HELD_RETRY_FROM are held
         self._health_failing = False  # the last attempt judged (not snoozed) failed
         self._held: HeldWriter | None = None  # what the watchdog holds, beside the checkpoint
 
@@ -143,17 +148,21 @@ class Journal:
         """Record the task's ServerSet membership (the announcer logs each change itself)."""
         self._pending.append(attrs.evolve(record, wall=self._wall()))
 
-    def flush(self) -> None:
+    def flush(self, force: bool = False) -> None:
         """Write the records queued since the last flush with one write and one sync. When
         the write fails (a full disk), none of them is lost: they are kept, in order, and
         written with the next flush's (at most `MAX_HELD_RECORDS`: beyond, the oldest go,
-        counted). One ERROR line when writing starts to fail, one WARNING when it works
+        counted; from `HELD_RETRY_FROM` on, tried again every `HELD_RETRY_SECS` unless
+        `force`). One ERROR line when writing starts to fail, one WARNING when it works
         again."""
         records = self._pending
         if self._sink is None or not records:
             return
+        if not force and len(records) >= HELD_RETRY_FROM and time.monotonic() < self._retry_at:
+            self._bound()
+            return
         try:
-            self._sink.append_many([r.to_json() for r in records])
+            self._sink.append_many(r.to_json() for r in records)  # encoded only once the sink writes
         except OSError as exc:
             self._hold(exc)
             return
@@ -171,19 +180,25 @@ class Journal:
 
     def _hold(self, exc: OSError) -> None:
         """Keep the records the sink refused for the next flush."""
-        if len(self._pending) > MAX_HELD_RECORDS:
-            keep = 1 if isinstance(self._pending[0], HeaderRecord) else 0  # the header stays first
-            excess = len(self._pending) - MAX_HELD_RECORDS
-            del self._pending[keep:keep + excess]
-            self._dropped += excess
+        self._bound()
+        self._retry_at = time.monotonic() + HELD_RETRY_SECS
         if self._failing is None:
             self._failing = describe_os_error(exc)
             log_event(logger, logging.ERROR, "checkpoint_write_failed", task=self._label,
                       error=self._failing, records_held=len(self._pending),
-                      reason="kept in memory, written again at each step until it works")
+                      reason="kept in memory, written again at each step (every few seconds once "
+                             "many are held) until it works")
+
+    def _bound(self) -> None:
+        """At most `MAX_HELD_RECORDS` held: beyond, the oldest go (the header stays first)."""
+        if len(self._pending) > MAX_HELD_RECORDS:
+            keep = 1 if isinstance(self._pending[0], HeaderRecord) else 0
+            excess = len(self._pending) - MAX_HELD_RECORDS
+            del self._pending[keep:keep + excess]
+            self._dropped += excess
 
     def close(self) -> None:
-        self.flush()
+        self.flush(force=True)
         if self._pending and self._sink is not None:
             log_event(logger, logging.ERROR, "checkpoint_records_lost", task=self._label,
                       records=len(self._pending) + self._dropped, error=self._failing,

@@ -28,21 +28,27 @@ logger = logging.getLogger(__name__)
 
 def post_endpoint(port: int, endpoint: str, timeout_secs: float = 1.0) -> tuple[int | None, str]:
     """POST an empty body straight to the task over `http.client` (no proxy: the task is on
-    localhost; each socket operation waits at most `timeout_secs`); (the HTTP status, or None
-    when there was no answer; detail)."""
+    localhost, reached at 127.0.0.1, else ::1, the name never resolved: `healthcheck.loopback`;
+    the connect waits at most `timeout_secs` for both tries, each later socket operation at
+    most `timeout_secs`); (the HTTP status, or None when there was no answer; detail)."""
     import http.client
 
+    from healthcheck import loopback
     from healthcheck.http_check import request_path
 
     url = f"http://localhost:{port}{endpoint}"
-    conn = http.client.HTTPConnection("localhost", port, timeout=timeout_secs)
+    conn = http.client.HTTPConnection("localhost", port, timeout=timeout_secs)  # Host: localhost:PORT
     try:
+        conn.sock = loopback.connect_within(port, timeout_secs)
+        conn.sock.settimeout(timeout_secs)
         conn.request("POST", request_path(endpoint), body=b"",
                      headers={"Connection": "close", "Accept-Encoding": "identity"})
         status = conn.getresponse().status
         return status, f"POST {url} answered HTTP {status}"
     except TimeoutError:
         return None, f"POST {url} timed out after {timeout_secs:.1f} s"
+    except (loopback.Unreachable, loopback.NoSocket) as exc:
+        return None, f"POST {url} failed: {exc.reason}"
     except ConnectionError as exc:  # refused, reset, or closed without an answer
         return None, f"POST {url} failed: connection refused or reset ({type(exc).__name__})"
     except Exception as exc:  # an adapter never raises: every outcome becomes a result

@@ -48,6 +48,7 @@ from executor.events import (
     TaskState,
     TaskTransition,
     TimerFired,
+    WatchdogRestarted,
 )
 from executor.logs import log_event, no_room
 from executor.task.announcing import AnnouncementChanged, Announcing, earliest
@@ -63,9 +64,11 @@ from executor.task.status import Outcome, TaskStatusMachine, Update
 logger = logging.getLogger(__name__)
 
 OwnerEvent = (ProcessExited | HealthChecked | KillRequested | RestartRequested | LifecycleProgress
-              | LifecycleDone | AnnouncementChanged | TimerFired | DaemonsExited | DiskSampled)
+              | LifecycleDone | AnnouncementChanged | TimerFired | DaemonsExited | DiskSampled
+              | WatchdogRestarted)
 _OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, RestartRequested, LifecycleProgress,
-                 LifecycleDone, AnnouncementChanged, TimerFired, DaemonsExited, DiskSampled)
+                 LifecycleDone, AnnouncementChanged, TimerFired, DaemonsExited, DiskSampled,
+                 WatchdogRestarted)
 
 
 class TaskOwner:
@@ -77,12 +80,13 @@ class TaskOwner:
     early start's, which `procs` adopts as the planner starts them): the first step starts
     them before it looks at its queue, so that a stop that came meanwhile stops them as
     running processes (SIGTERM first, the final processes), not as runs never started;
-    `disk`: the disk-limit check (None: none)."""
+    `disk`: the disk-limit check (None: none); `heartbeat`: called at each turn of the loop,
+    returns when it wants the next (systemd's watchdog, `executor/local/unitstate.py`)."""
 
     def __init__(self, job: JobSpec, ports: OwnerPorts, *, sandbox: Path, stop: StopBounds = StopBounds(),
                  run_cap: int | None = 100, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, running_early: bool = False,
-                 disk: DiskChecks | None = None) -> None:
+                 disk: DiskChecks | None = None, heartbeat: Callable[[], float] | None = None) -> None:
         self.job = job
         self.sandbox = Path(sandbox)
         self._procs = ports.procs
@@ -98,7 +102,7 @@ class TaskOwner:
                                 post=self.post, clock=clock, bounds=stop)
         self._journal = Journal(job.label, wall_clock)
         self._checks = Checks(job, ports.checker, ports.start_health, disk, self._journal, reporter,
-                              self.post, clock)
+                              self.post, clock, stop_commands=ports.procs.stop_commands)
         self._announcing = Announcing(ports.announcer, self._journal, job.label, stop.within_secs)
         self._runs = RunFacts()  # each run's pid and exit status, for its records
         self._processes_started = False
@@ -109,6 +113,7 @@ class TaskOwner:
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
         self.final_update: Update | None = None
         self._failed: TaskTransition | None = None  # an internal error's end, checkpointed at close
+        self._heartbeat = heartbeat
 
     # ---- called from any thread ----
 
@@ -184,6 +189,7 @@ class TaskOwner:
                 self._on_check(result)
             decision = self._decide()
         if decision.phase.terminal:
+            self._checks.wait_stopped()  # nothing of the task may run once its end is reported
             self._apply_outcome(self._status.task_ended(decision.phase, decision.reason))
             return True
         self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at(),
@@ -192,6 +198,8 @@ class TaskOwner:
         again_in = self._procs.idle()
         if again_in is not None:
             self.next_deadline_at = earliest(self.next_deadline_at, self._clock() + again_in)
+        if self._heartbeat is not None:  # at each turn: a loop that stops turning feeds it no more
+            self.next_deadline_at = earliest(self.next_deadline_at, self._heartbeat())
         self._journal.keep_held(self.sandbox, self._procs.marker, self._procs.held(), self._procs.watchdog_pid)
         return False
 
@@ -319,8 +327,8 @@ class TaskOwner:
                 self._killing.lifecycle_done(event.summary)
             case AnnouncementChanged():
                 self._announcing.changed(event.view)
-            case TimerFired() | DaemonsExited():
-                pass  # the step after it looks again
+            case TimerFired() | DaemonsExited() | WatchdogRestarted():
+                pass  # the step after it looks again (and writes held.json)
             case _:
                 assert_never(event)
 

@@ -45,7 +45,7 @@ from executor.events import (
     StartRun,
     TaskPhase,
 )
-from executor.task.plans import Plan
+from executor.task.plans import GIVE_UP_AFTER_SIGKILL_SECS, Plan
 from executor.task.process_rules import (
     PROCESS_EDGES,
     ProcessTrack,
@@ -59,8 +59,6 @@ from executor.task.process_rules import (
 # POSIX fixes these two numbers; the `signal` module is an OS interface a pure module avoids.
 SIGTERM = 15
 SIGKILL = 9
-# SIGKILL cannot be ignored, so the owner will report the exit; this only guards against hanging.
-GIVE_UP_AFTER_SIGKILL_SECS = 1.0
 
 
 _P = TaskPhase
@@ -360,11 +358,11 @@ class Planner:
                         f"run {p.run} did not exit {number(GIVE_UP_AFTER_SIGKILL_SECS)} s after "
                         f"SIGKILL; given up on"), RunOutcome.KILLED)
                     continue
-            elif now >= plan.kill_at:
+            elif now >= plan.kill_time(p):
                 signals.append(SignalRun(p.name, p.run, SIGKILL))
                 p.killed_at = now
-            elif now >= plan.term_at and not p.termed:
-                signals.append(SignalRun(p.name, p.run, SIGTERM))
+            elif not p.termed and (now >= plan.term_at or p.restart_kill_at is not None):
+                signals.append(SignalRun(p.name, p.run, SIGTERM))  # a restart's: at once
                 p.termed = True
         return plan.running() > 0
 
@@ -408,9 +406,9 @@ class Planner:
         elif phase in (TaskPhase.CLEANING, TaskPhase.FINALIZING):
             plan = self._regular if phase is TaskPhase.CLEANING else self._final
             if phase is TaskPhase.CLEANING and self._daemons:
-                times = _stop_times(plan, self._daemons_killed_at, self._daemons_termed)
+                times = plan.stop_times(self._daemons_killed_at, self._daemons_termed, plan.kill_at)
             for p in plan.running_procs():
-                times += _stop_times(plan, p.killed_at, p.termed)
+                times += plan.stop_times(p.killed_at, p.termed, plan.kill_time(p))
         return min(times) if times else None
 
     # ---- bookkeeping ----
@@ -436,10 +434,3 @@ class Planner:
         self._phase = to
         self._reason = reason
 
-
-def _stop_times(plan: Plan, killed_at: float | None, termed: bool) -> list[float]:
-    """When a stopping run (or the runs' daemons) is next due something: its give-up after
-    its SIGKILL, else the plan's SIGKILL, and its SIGTERM while not sent."""
-    if killed_at is not None:
-        return [killed_at + GIVE_UP_AFTER_SIGKILL_SECS]
-    return [plan.kill_at] if termed else [plan.kill_at, plan.term_at]

@@ -16,6 +16,8 @@ from executor.events import ProcessState
 from executor.task.process_rules import ProcessTrack
 
 _DONE = (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED)
+# SIGKILL cannot be ignored, so the owner will report the exit; this only guards against hanging.
+GIVE_UP_AFTER_SIGKILL_SECS = 1.0
 
 
 @attrs.define
@@ -138,3 +140,17 @@ class Plan:
 
     def _state(self, name: str) -> ProcessState:
         return self._by_name[name].state
+
+    def kill_time(self, p: ProcessTrack) -> float:
+        """When a stopping run gets SIGKILL: the plan's time, or sooner the one an operator's
+        restart gave it (a stop never puts off a SIGKILL already due), once the restart's
+        SIGTERM went out: a restart that came with the stop SIGTERMs the run first."""
+        restart = p.restart_kill_at if p.termed else None
+        return self.kill_at if restart is None else min(self.kill_at, restart)
+
+    def stop_times(self, killed_at: float | None, termed: bool, kill_at: float) -> list[float]:
+        """When a stopping run (or the runs' daemons) is next due something: its give-up after
+        its SIGKILL, else its SIGKILL (`kill_at`), and the plan's SIGTERM while not sent."""
+        if killed_at is not None:
+            return [killed_at + GIVE_UP_AFTER_SIGKILL_SECS]
+        return [kill_at] if termed else [kill_at, self.term_at]

@@ -63,6 +63,11 @@ class ProcessPort(Protocol):
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult: ...
 
+    def stop_commands(self, within_secs: float) -> bool:
+        """No shell command (a health check's) starts after this; each one running is
+        SIGKILLed and waited for up to `within_secs`. True when none is left."""
+        ...
+
     def held(self) -> Mapping[int, int]:
         """What the watchdog holds by pid: pid → start time (`executor/procs/handover.py`)."""
         ...

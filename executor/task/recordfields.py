@@ -61,9 +61,18 @@ def number(doc: Mapping[str, Any], key: str, default: Any = REQUIRED,
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Damaged(f"'{key}' is a {type(value).__name__}, not a number")
     low, high = within
-    if not (math.isfinite(value) and low <= value <= high):
+    if not (finite(value) and low <= value <= high):
         raise Damaged(f"'{key}' is {shown(value)}, outside {shown(low)} ... {shown(high)}")
     return float(value)
+
+
+def finite(value: float) -> bool:
+    """Not NaN, not infinite, and (an int) within what a float holds: JSON's integers have
+    any number of digits, and math.isfinite() of one past 1.8e308 raises OverflowError."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def integer(doc: Mapping[str, Any], key: str, default: Any = REQUIRED, within: Range = COUNTS) -> Any:
@@ -77,7 +86,9 @@ def integer(doc: Mapping[str, Any], key: str, default: Any = REQUIRED, within: R
 
 def shown(value: float) -> str:
     text = repr(value)
-    return text if len(text) <= 24 else f"{value:.3g}"
+    if len(text) <= 24:
+        return text
+    return f"{value:.3g}" if finite(value) else f"{text[:12]}... ({len(text)} digits)"
 
 
 def state(cls: type[enum.Enum], doc: Mapping[str, Any], key: str,

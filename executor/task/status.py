@@ -9,11 +9,15 @@ state and the updates to report out. Pure: no I/O, no clock, no logging.
     STARTING/RUNNING ──planner SUCCESS──▶ FINISHED
     STARTING/RUNNING ──planner FAILED───▶ FAILED
 
-The first cause wins: a kill that follows a health failure still ends FAILED, and a health
-failure during a kill still ends KILLED. Terminal states stick; nothing is reported after
-one. The terminal update is only produced once every process is gone (the planner reached
-a terminal phase), so a scheduler never sees TASK_FAILED while the old processes still hold
-their ports.
+The first cause wins: a kill that follows a health failure (or another failure that began a
+kill) still ends FAILED, and a health failure during a kill still ends KILLED. A process
+that failed for good is no such cause until every process is gone: the stop it began is the
+planner's (its CLEANING, FINALIZING), the task is still STARTING/RUNNING here, and a kill
+that comes meanwhile ends it KILLED with the kill's reason (as Aurora's kill manager wins
+over a runner that has not exited); once the planner's FAILED is reported a kill changes
+nothing. Terminal states stick; nothing is reported after one. The terminal update is only
+produced once every process is gone (the planner reached a terminal phase), so a scheduler
+never sees TASK_FAILED while the old processes still hold their ports.
 """
 from __future__ import annotations
 
@@ -95,6 +99,9 @@ class TaskStatusMachine:
         return NO_CHANGE
 
     def kill_requested(self, reason: str) -> Outcome:
+        """A KILL, SHUTDOWN, `stoker kill` or stop signal: KILLED at the end, unless a kill or
+        a failure began one already or the task ended (a stop the processes' own end began,
+        a failure's included, is no kill: this one decides the end)."""
         if self._state.terminal or self.killing:
             return NO_CHANGE
         return self._begin_kill(TaskState.KILLED, reason, None)

@@ -21,12 +21,12 @@ sample.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
 
 from executor.host.clock import age, iso_time
+from executor.task.recordfields import finite
 
 
 @attrs.frozen(slots=True)
@@ -99,7 +99,7 @@ def _number(value: Any, whole: bool = False) -> float | None:
     """A finite number ≥ 0 (an int when `whole`), else None."""
     if type(value) not in ((int,) if whole else (int, float)):
         return None
-    return value if math.isfinite(value) and value >= 0 else None
+    return value if finite(value) and value >= 0 else None
 
 
 _BAD = object()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import stat
 import time
@@ -42,6 +41,7 @@ from executor.host.replacefile import replace_file
 from executor.host.sandbox import USAGE_FILE, open_stoker_dir
 from executor.logs import log_event
 from executor.procs import saferead
+from executor.task.recordfields import finite
 
 if TYPE_CHECKING:
     from executor.task.usagefigures import UsageRecord
@@ -213,5 +213,5 @@ def _today(doc: dict[str, Any]) -> None:
         return
     boot_secs = raw.get("boot_secs")
     if isinstance(boot_secs, (int, float)) and not isinstance(boot_secs, bool) \
-            and math.isfinite(boot_secs) and boot_secs >= 0:
+            and finite(boot_secs) and boot_secs >= 0:
         raw["wall"] = identity.boot_to_wall(boot_secs)

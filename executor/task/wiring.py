@@ -74,7 +74,8 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
               run_cap: int | None = 100, run_as: RunAs | None = None, check_as: RunAs | None = None,
               cgroups: str = "auto", announcement: Announcement | None = None,
               early: EarlyStart | None = None, disk_check_secs: float | None = None,
-              under_agent: bool = False, wrap: Wrap | None = None) -> TaskOwner:
+              under_agent: bool = False, wrap: Wrap | None = None,
+              heartbeat: Callable[[], float] | None = None) -> TaskOwner:
     """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it)
     as `run_as` (None: as this process), its shell health checks as `check_as` (None: as
     `run_as`). `kill_grace_secs`: between SIGTERM and SIGKILL when
@@ -88,7 +89,8 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     `disk_check_secs`: measure the sandbox this often and fail the task once it holds more than
     its `Resources.disk` (None: no check); `under_agent`: the agent's own files are in the
     sandbox (`stoker executor`), and are not counted; `wrap`: what every run and shell health
-    check is started through (a filesystem-image task's `mesos-containerizer launch`)."""
+    check is started through (a filesystem-image task's `mesos-containerizer launch`);
+    `heartbeat`: called at each turn of the owner's loop, returns when next (systemd's watchdog)."""
     sandbox = Path(sandbox)
     events: queue.SimpleQueue[object] = queue.SimpleQueue()
     fdlimit.fit((p.logger for p in job.task.processes), job.label)  # before a descriptor is taken
@@ -103,7 +105,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         start_lifecycle=_lifecycle_starter(job), host=host,
         announcer=_announcer(announcement, job.label, events.put), events=events)
     return TaskOwner(job, ports, sandbox=sandbox, stop=StopBounds(kill_grace_secs, stop_within_secs, stop_timeout_secs),
-                     run_cap=run_cap, running_early=running_early,
+                     run_cap=run_cap, running_early=running_early, heartbeat=heartbeat,
                      disk=_disk_watch(job, sandbox, disk_check_secs, under_agent, events.put, usage.sampled))
 
 

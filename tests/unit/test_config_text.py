@@ -6,20 +6,9 @@ import json
 
 import pytest
 
-from config.errors import ConfigError
 from config.loader import job_key, load_job, load_jobs, select_job
 from config.plan import open_problem
-from tests.support.configs import job, job_text, process, write_config
-
-
-def plain(obj):
-    return json.loads(obj.json_dumps())
-
-
-def error_of(path) -> str:
-    with pytest.raises(ConfigError) as info:
-        load_job(path)
-    return str(info.value)
+from tests.support.configs import error_of, job, job_text, plain, process, write_config
 
 
 def test_a_byte_order_mark_and_crlf_line_ends_are_read_as_windows_editors_write_them(tmp_path):
@@ -51,14 +40,22 @@ def test_a_latin1_config_is_named_by_line_and_column(tmp_path):
 
 
 @pytest.mark.parametrize("field", ["cluster", "role", "environment", "name"])
-def test_a_job_key_part_ending_in_a_newline_is_refused_and_letters_of_any_script_are_not(tmp_path, field):
+def test_a_job_key_part_ending_in_a_newline_or_holding_a_letter_beyond_ascii_is_refused(tmp_path, field):
     """`name='quick\\n'` passed (`$` matches before a final newline): its task id, `stoker
-    ps` row and console label carried `quick\\n`. Letters of any script stay allowed."""
-    path = write_config(tmp_path, job_text(extra=f", {field}='quick\\n'").replace(f"{field}='{field[0]}', ", ""))
-    assert f"job.{field} = 'quick\\n' may only contain letters, digits, _, - and ." in error_of(path)
-    named = write_config(tmp_path, job_text(extra=f", {field}='作业-é'").replace(f"{field}='{field[0]}', ", ""),
-                         "named.aurora")
-    assert "作业-é" in job_key(load_job(named))
+    ps` row and console label carried `quick\\n`. `作业-é` passed too (Python 3's `\\w` is
+    Unicode's): Aurora's client and scheduler refuse it (their `\\w` is ASCII), so a job
+    `stoker run` ran could not be created there. Both are refused naming file, field, value;
+    an empty one is called empty (it said `= '' may only contain ...`)."""
+    rule = "may only contain ASCII letters, digits, _, - and . (Aurora refuses any other)"
+    for value, shown in (("quick\\n", "'quick\\n'"), ("作业-é", "'作业-é'"), ("rôle", "'rôle'")):
+        path = write_config(tmp_path, job_text(extra=f", {field}='{value}'").replace(f"{field}='{field[0]}', ", ""))
+        error = error_of(path)
+        assert str(path) in error and f"job.{field} = {shown} {rule}" in error
+    empty = write_config(tmp_path, job_text(extra=f", {field}=''").replace(f"{field}='{field[0]}', ", ""), "empty.aurora")
+    assert f"job.{field} is empty: it must be one or more ASCII letters, digits, _, - and ." in error_of(empty)
+    plain = write_config(tmp_path, job_text(extra=f", {field}='Dev_prod-.9'").replace(f"{field}='{field[0]}', ", ""),
+                         "plain.aurora")
+    assert "Dev_prod-.9" in job_key(load_job(plain))
 
 
 def test_a_job_key_typed_where_arguments_are_read_as_ascii_names_the_job_in_the_utf8_file(tmp_path):

@@ -101,3 +101,15 @@ def test_the_volumes_mounted_into_the_image_are_the_executor_container_s():
                                                    {"container_path": "taskfs", "image": {}}, {"mode": "RO"}]}}}
     assert executor_volumes(info) == ["/data", "taskfs"]  # taskfs is the image itself: never mounted into it
     assert executor_volumes({"executor": {}}) == [] == executor_volumes({})
+
+
+def test_a_sandbox_path_spelled_with_dot_dot_is_the_sandbox_inside_the_image():
+    """MESOS_SANDBOX given as `/var/lib/mesos/x/../run/1` names the sandbox: HOME and
+    MESOS_SANDBOX are the mount point inside the image, as for the plain spelling (they were
+    left as host paths, which do not exist inside the image)."""
+    env = {"HOME": "/var/lib/mesos/x/../run/1", "MESOS_SANDBOX": "/var/lib/mesos/run/./1/",
+           "BASH_ENV": "/var/lib//mesos/run/1/sub/../.thermos_profile"}
+    assert LAUNCH.env(env) == {"HOME": "/mnt/mesos/sandbox", "MESOS_SANDBOX": "/mnt/mesos/sandbox",
+                               "BASH_ENV": "/mnt/mesos/sandbox/.thermos_profile"}
+    # what leads out of the sandbox once resolved stays as it is
+    assert LAUNCH.env({"HOME": "/var/lib/mesos/run/1/../10"}) == {"HOME": "/var/lib/mesos/run/1/../10"}

@@ -35,6 +35,9 @@ BAD = {
     b'{"op": "kill", "grace_secs": true}': "grace_secs True is not a number of seconds in 0..604800",
     b'{"op": "kill", "grace_secs": 1e9}': "grace_secs 1000000000.0 is not a number of seconds in 0..604800",
     b'{"op": "kill", "grace_secs": NaN}': "grace_secs nan is not a number of seconds in 0..604800",
+    # an int no float holds: OverflowError, which ended the supervisor's control server
+    b'{"op": "kill", "grace_secs": %s}' % (b"9" * 400): "grace_secs 99999999999999999999...(400 digits) is not a number of seconds in 0..604800",
+    b'{"op": "kill", "grace_secs": -%s}' % (b"9" * 400): "grace_secs -9999999999999999999...(401 digits) is not a number of seconds in 0..604800",
     b'{"op": "restart"}': "process None is not a process name",
     b'{"op": "restart", "process": ""}': "process '' is not a process name",
     b'{"op": "restart", "process": 7}': "process 7 is not a process name",

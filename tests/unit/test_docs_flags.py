@@ -20,11 +20,15 @@ REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 CONTRACT = (REPO / "docs/contract.md").read_text()
 
-# Flags of other programs the two pages name: the Mesos agent's, pip's.
-FOREIGN = {"--executor_environment_variables",
+# Flags of other programs the two pages name: the Mesos agent's, pip's, systemctl's and
+# systemd-run's, iptables', docker run's.
+FOREIGN = {"--executor_environment_variables", "--now",
            "--executor_reregistration_timeout", "--wheel-dir", "--no-index", "--find-links",
-           "--force-reinstall", "--no-deps"}
+           "--force-reinstall", "--no-deps", "--dport", "--uid-owner", "--scope", "--user",
+           "--init"}
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
+# The Mesos agent's flag that caps a container's CPU (README, "Under a tight CPU quota").
+FOREIGN_CPU = {"--cgroups_enable_cfs"}
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -61,7 +65,7 @@ def test_each_command_row_names_only_that_commands_flags(page):
 def test_every_flag_the_pages_name_is_stokers():
     have = set().union(*map(_flags, _commands().values())) | {"--version", "--help"}
     for page, text in (("README.md", README), ("docs/contract.md", CONTRACT)):
-        for flag in set(FLAG.findall(text)) - FOREIGN:
+        for flag in set(FLAG.findall(text)) - FOREIGN - FOREIGN_CPU:
             assert flag in have or (flag.endswith("-") and any(h.startswith(flag) for h in have)), \
                 f"{page} names {flag}, which no stoker command has"
 
@@ -85,3 +89,15 @@ def test_executor_help_lists_every_variable_it_reads():
     for name, _ in variables(RegistrySettings):
         assert f"\n  {name} " in text, name
     assert "\n  STOKER_CODE_CACHE " in text
+
+
+def test_every_metric_of_metrics_is_in_the_readme_s_table_and_no_other():
+    """README, "Scraping a host with Prometheus": a row per metric `/metrics` writes, with
+    its type (`executor/observe/metrics.py`)."""
+    from executor.observe.metrics import FAMILIES
+
+    section = README[README.index("### Scraping a host with Prometheus"):]
+    section = section[:section.index("\n## ")]
+    rows = [line for line in section.splitlines() if line.startswith("| `stoker_")]
+    named = {name: row.split(" | ")[1] for row in rows for name in re.findall(r"`(stoker_[a-z_]+)`", row.split(" | ")[0])}
+    assert named == {name: kind for name, (kind, _) in FAMILIES.items()}

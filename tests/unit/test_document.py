@@ -11,12 +11,7 @@ from hypothesis import strategies as st
 from config.document import MAX_DOCUMENT_BYTES, TaskDocument, decode, encode
 from config.errors import ConfigError, TaskDocumentError
 from config.loader import load_job
-from tests.support.configs import EXAMPLES, job, process
-
-
-def plain(obj):
-    return json.loads(obj.json_dumps())
-
+from tests.support.configs import EXAMPLES, job, plain, process
 
 VALID_JOB = plain(job(process("web", "serve {{thermos.ports[http]}}")))
 

@@ -69,3 +69,13 @@ def test_grace_attempts_and_the_loop_refuse_a_zero_interval_with_the_same_senten
         HealthLoop(checker=None, interval_secs=0.0, snooze_path=tmp_path / "s",  # type: ignore[arg-type]
                    on_result=lambda attempt, latency: None)
     assert str(loop.value) == f"invalid health loop: {sentence}"
+
+
+@pytest.mark.parametrize("field", ["max_consecutive_failures", "min_consecutive_successes"])
+def test_a_count_of_more_digits_than_a_float_holds_is_a_count_not_a_traceback(field):
+    """JSON's integers have any number of digits: math.isfinite() of one past 1.8e308 raised
+    OverflowError, a traceback where the loader names each bad field. A count has no upper
+    bound (as many checks as given), so it is accepted, and 400 digits of seconds are refused."""
+    assert health_problems(**{field: 10 ** 400}) == []
+    validate_job(job(health_check_config={field: 10 ** 400}), "test")
+    assert health_problems(timeout_secs=10 ** 400)[0].endswith("must be at most 31536000 (365 days)")

@@ -119,6 +119,11 @@ def test_state_after_each_attempt_follows_the_table(params, seq, expected):
         ((0.3, 0.1, 0, 1), 3, 4),
         ((0.25, 0.1, 0, 1), 3, 4),
         ((1.1, 0.1, 0, 1), 11, 12),
+        # Aurora's float ceil gives 4, 8 and 19 here (2.1 / 0.7 is 3.0000000000000004):
+        # docs/aurora.md §11, "grace attempts".
+        ((2.1, 0.7, 0, 1), 3, 4),
+        ((4.2, 0.6, 0, 1), 7, 8),
+        ((5.4, 0.3, 0, 1), 18, 19),
         ((0, 10, 0, 1), 0, 1),
         ((10, 10, 2, 3), 1, 6),
         ((0.1, 0.1, 0, 1), 1, 2),

@@ -30,7 +30,7 @@ def test_the_entry_file_format():
         "version": 1, "sandbox": "/sb/hello", "supervisor_pid": 4242, "supervisor_start": 123456,
         "supervisor_boot": "b00t", "front_end": "run", "registered": 1000.0,
         "task_id": "hello-0-ab12", "job_key": "c/r/e/hello", "label": "hello.0", "marker": "m4rk3r",
-        "ended": 2000.5, "stoker_dir": "2049:1234", "earlier_task_ids": [],
+        "ended": 2000.5, "stoker_dir": "2049:1234", "earlier_task_ids": [], "ended_reason": "",
     }
     assert RegistryEntry.from_json(json.loads(json.dumps(ended.to_json()))) == ended
 
@@ -44,6 +44,8 @@ def test_the_entry_file_format():
     ({"ended": None}, {"ended_wall": None}),
     ({"stoker_dir": None}, {"stoker_dir": ""}),  # an entry written before .stoker was pinned
     ({"earlier_task_ids": None}, {"earlier_task_ids": ()}),  # written before attempts were kept
+    ({"ended_reason": None}, {"ended_reason": ""}),  # written before an end's reason was kept
+    ({"ended_reason": "cannot go on: x"}, {"ended_reason": "cannot go on: x"}),
     ({"earlier_task_ids": [f"t-{n}" for n in range(25)]},
      {"earlier_task_ids": tuple(f"t-{n}" for n in range(5, 25))}),  # the latest 20
 ])
@@ -76,6 +78,9 @@ def test_entry_file_names(name, ok):
     {"front_end": "marathon"}, {"registered": math.inf}, {"registered": None},
     {"ended": "later"}, {"task_id": ["x"]}, {"earlier_task_ids": "t-1"}, {"earlier_task_ids": [1]},
     {"version": 2}, {"version": "1"},  # another format: a newer Stoker's, whose fields may mean other things
+    # what no open() takes (ValueError from every reader, the registry's pruning first):
+    {"sandbox": "/s/a\0b"}, {"sandbox": "/s/\ud800"}, {"stoker_dir": "1:2\0"},
+    {"registered": 10 ** 400}, {"supervisor_start": 10 ** 400},  # no float holds it: OverflowError
 ])
 def test_a_damaged_entry_reads_as_none(change):
     doc = dict(ENTRY.to_json(), **change)

@@ -31,7 +31,8 @@ def test_hello_world_has_no_health_check_and_no_lifecycle(capsys):
 
 def test_http_service_shows_its_http_check_and_lifecycle_on_the_health_port(capsys):
     out = inspect(capsys, REPO / "examples/http_service.aurora")
-    assert ('  health: HTTP GET http://localhost:{{thermos.ports[health]}}/health, '
+    # every address is 127.0.0.1, then ::1 (healthcheck/loopback.py): the name is not resolved
+    assert ('  health: HTTP GET http://localhost:{{thermos.ports[health]}}/health (127.0.0.1, then ::1), '
             'expects body "ok", any status\n') in out
     assert ("    initial_interval_secs=2.0 interval_secs=1.0 timeout_secs=1.0 "
             "max_consecutive_failures=2 min_consecutive_successes=1\n") in out
@@ -39,7 +40,7 @@ def test_http_service_shows_its_http_check_and_lifecycle_on_the_health_port(caps
             "pass within 5 attempts\n") in out
     assert ("  lifecycle: on a kill, POST http://localhost:{{thermos.ports[health]}}/quitquitquit, "
             "wait up to 2.0 s; POST http://localhost:{{thermos.ports[health]}}/abortabortabort, "
-            "wait up to 1.0 s; then SIGTERM, SIGKILL\n") in out
+            "wait up to 1.0 s; then SIGTERM, SIGKILL (localhost: 127.0.0.1, then ::1)\n") in out
     assert "  ports: health\n" in out
 
 
@@ -58,13 +59,14 @@ def test_json_is_still_the_task_document(capsys, path):
 
 @pytest.mark.parametrize("extra, expected", [
     (", health_check_config=HealthCheckConfig(health_checker=HealthCheckerConfig(tcp=TcpHealthChecker()))",
-     "  health: TCP connect to localhost:{{thermos.ports[health]}}\n"),
+     "  health: TCP connect to localhost:{{thermos.ports[health]}} (127.0.0.1, then ::1)\n"),
     (", lifecycle=DisableLifecycle", "  lifecycle: none (no HTTP lifecycle configured)\n"),
     (", lifecycle=LifecycleConfig(http=HttpLifecycleConfig(port='admin'))",
      "  lifecycle: on a kill, POST http://localhost:{{thermos.ports[admin]}}/quitquitquit, wait up to 5.0 s;"),
     (", health_check_config=HealthCheckConfig(health_checker=HealthCheckerConfig("
      "http=HttpHealthChecker(endpoint='/ready', expected_response='', expected_response_code=204)))",
-     "  health: HTTP GET http://localhost:{{thermos.ports[health]}}/ready, expects any body, HTTP 204\n"),
+     "  health: HTTP GET http://localhost:{{thermos.ports[health]}}/ready (127.0.0.1, then ::1), expects any body, "
+     "HTTP 204\n"),
 ])
 def test_the_bound_spec_decides_what_is_shown(tmp_path, extra, expected):
     text = job_text("[Process(name='web', cmdline='serve {{thermos.ports[health]}}')]", extra=extra)
@@ -126,7 +128,8 @@ def test_a_portmap_alias_is_shown_and_decides_the_check(tmp_path, capsys):
     text = job_text("[Process(name='web', cmdline='serve {{thermos.ports[http]}}')]",
                     extra=", announce=Announcer(portmap={'health': 'http'})")
     out = inspect(capsys, write_config(tmp_path, text))
-    assert "  health: HTTP GET http://localhost:{{thermos.ports[http]}}/health, expects body \"ok\", any status\n" in out
+    assert ("  health: HTTP GET http://localhost:{{thermos.ports[http]}}/health (127.0.0.1, then ::1), "
+            "expects body \"ok\", any status\n") in out
     assert "  ports: http; aliases: health → http\n" in out
 
 

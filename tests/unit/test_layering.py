@@ -78,6 +78,8 @@ PURE = [
     "executor/observe/pages.py",
     "executor/observe/logpage.py",
     "executor/observe/assets.py",
+    "executor/observe/exposition.py",
+    "executor/observe/metrics.py",
 ]
 FORBIDDEN = {"requests", "psutil", "subprocess", "socket", "threading", "os", "time", "logging",
              "select", "signal"}

@@ -287,6 +287,8 @@ BAD_GRACE = [
      "9223372036854775808, more than Mesos' Duration holds (9223372036854775807 ns)"),
     (b"1" * 100, "KILL event: kill_policy.grace_period.nanoseconds is 11111111111111111111...(100 "
      "digits), more than Mesos' Duration holds (9223372036854775807 ns)"),
+    (b"1" * 400, "KILL event: kill_policy.grace_period.nanoseconds is 11111111111111111111...(400 "
+     "digits), more than Mesos' Duration holds (9223372036854775807 ns)"),  # no float holds it
 ]
 
 

@@ -20,8 +20,8 @@ from executor.events import (
 )
 from executor.host.session import OPERATOR_KILL
 from tests.support.fake_ports import Effects
-from tests.support.owner_rig import KILL, TERM, job
-from tests.support.owner_steps import START, Exit, Harness, Kill, Wait
+from tests.support.owner_rig import KILL, LIFECYCLE, TERM, job
+from tests.support.owner_steps import START, Deadline, Exit, Harness, Kill, Wait
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -117,6 +117,40 @@ def test_a_restart_cut_short_by_the_task_s_end_hears_the_end():
     assert replies.got[-1] == (
         False, True, "process 'a' ended for good (KILLED: killed by SIGTERM after the task's "
                      "SIGTERM); no new run", None, None, None)
+
+
+def test_a_kill_with_endpoints_does_not_put_off_the_sigkill_a_restart_gave_a_run():
+    """Found by tests/unit/test_owner_machine.py: a restart SIGTERMs a[0] at 0 and promises
+    SIGKILL a grace (2 s) later; a KILL right after runs the endpoints (their waits: 5 s)
+    and its own SIGKILL would come 2 s after those. The restart's SIGKILL used to wait for
+    the kill's, at 7 s: a later stop may bring a SIGKILL sooner, never later."""
+    h = Harness(job(lifecycle=LIFECYCLE, finalization_wait_secs=2.0))
+    h.owner.start()
+    h.step()
+    h.post(RestartRequested("a", h.clock.now))
+    Kill(grace=None)(h)
+    Deadline()(h)
+    Exit(sig=KILL)(h)
+    assert h.effects.lines == START + ["0 SIGTERM a[0]", "0 lifecycle start", "2 SIGKILL a[0]",
+                                       "2 lifecycle: regular processes gone", "2 update KILLED",
+                                       "2 procs close"]
+
+
+def test_a_restart_and_a_kill_that_come_together_sigterm_the_run_before_its_sigkill():
+    """The restart and the KILL come in one wake-up, before the planner decides: the run
+    was SIGKILLed at the restart's time (2 s) without any SIGTERM (the kill's endpoints put
+    the SIGTERM off to 5 s). The restart's SIGTERM goes out at once, as when the owner looked
+    between the two: SIGTERM at 0, SIGKILL at 2."""
+    h = Harness(job(lifecycle=LIFECYCLE, finalization_wait_secs=2.0))
+    h.owner.start()
+    h.step()
+    h.owner.post(RestartRequested("a", h.clock.now))
+    Kill(grace=None)(h)
+    Deadline()(h)
+    Exit(sig=KILL)(h)
+    assert h.effects.lines == START + ["0 lifecycle start", "0 SIGTERM a[0]", "2 SIGKILL a[0]",
+                                       "2 lifecycle: regular processes gone", "2 update KILLED",
+                                       "2 procs close"]
 
 
 def test_requests_that_come_as_the_task_ends_hear_its_end():

@@ -12,9 +12,11 @@ import pytest
 
 from config.spec import ProcessSpec
 from executor.events import (
+    ExitStatus,
     HealthChecked,
     KillStep,
     LifecycleProgress,
+    ProcessExited,
     TaskState,
     TimerFired,
 )
@@ -41,6 +43,10 @@ def kill_before_start(h: Harness) -> None:
 
 
 HEALTH_START = ["0 update STARTING", "0 spawn a[0]", "0 health start"]
+FAILS = ProcessSpec(name="a", cmdline="x", max_failures=1, min_duration_secs=0.0)  # fails for good
+SERVES = ProcessSpec(name="b", cmdline="serve", min_duration_secs=0.0)
+FINAL = ProcessSpec(name="f", cmdline="clean", final=True, min_duration_secs=0.0)
+FAILS_START = ["0 update STARTING", "0 spawn a[0]", "0 spawn b[0]", "0 update RUNNING"]
 
 # name: (job, owner kwargs, steps, effects, final (state, message))
 CASES = {
@@ -124,6 +130,24 @@ CASES = {
         [Wait(1), Kill(grace=30.0), Deadline(), Exit(sig=KILL)],
         START + ["1 SIGTERM a[0]", "3 SIGKILL a[0]", "3 update KILLED", "3 procs close"],
         (TaskState.KILLED, "killed by the agent (KILL)")),
+    "a KILL while a task that failed for good stops its other processes: KILLED, the kill's words": (
+        # Its FAILED was not reported yet: as Aurora's kill manager beats a runner still alive.
+        job(FAILS, SERVES), {}, [Exit(code=3), Kill(grace=2.0), Deadline(), Exit("b", sig=KILL)],
+        FAILS_START + ["0 SIGTERM b[0]", "2 SIGKILL b[0]", "2 update KILLED", "2 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
+    "a SHUTDOWN while the final process of a task that failed for good runs: KILLED": (
+        job(FAILS, FINAL), {}, [Exit(code=3), Kill("executor shutting down (SHUTDOWN)", 2.0, False),
+                                Exit("f", code=0)],
+        ["0 update STARTING", "0 spawn a[0]", "0 update RUNNING", "0 spawn f[0]", "0 update KILLED",
+         "0 procs close"],
+        (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
+    "a KILL while a failed health check stops the task changes nothing: the check's FAILED": (
+        # Aurora's status manager stops polling at the check's verdict: a later kill is not seen.
+        job(health=True), {}, [Health(True), Wait(1), Health(False), Kill(grace=1.0), Exit(sig=TERM)],
+        HEALTH_START + ["0 update RUNNING", "1 health stop", "1 SIGTERM a[0]", "1 update FAILED",
+                        "1 procs close"],
+        (TaskState.FAILED, "health check failed: 1 consecutive health check failed "
+                           "(max_consecutive_failures=0): HTTP 503")),
     "an exit restarts the process; its success ends the task": (
         job(ProcessSpec(name="a", cmdline="x", max_failures=2, min_duration_secs=0.0)), {},
         [Wait(1), Exit(code=1), Wait(1), Exit(code=0)],
@@ -310,3 +334,46 @@ def test_the_steps_of_a_stop_reach_the_reporter():
     assert (h.reporter.transitions[-1].stage, h.reporter.transitions[-1].reason) == (
         "now", "second stop signal (SIGINT): SIGKILL to every process now; the waits left and the "
                "final processes are skipped")
+
+
+
+
+@pytest.mark.parametrize("health", [True, False], ids=["shell check", "no check"])
+def test_health_commands_are_killed_as_the_stop_begins_and_waited_for_before_the_end_is_reported(health):
+    """A check under way when the task stops would decide nothing: the process port kills
+    the checks' commands as the stop begins, before any signal, waiting for nothing; the
+    owner waits for them (COMMAND_GONE_SECS at most) once, before it reports the terminal
+    update, since nothing of the task may run once that is out. Without a check: neither."""
+    from executor.task.checks import COMMAND_GONE_SECS
+
+    h = Harness(job(health=health))
+    h.owner.start()
+    h.step()
+    if health:
+        Health(True)(h)
+    Kill(grace=1.0)(h)
+    Exit(sig=TERM)(h)
+    assert h.reporter.updates[-1].state is TaskState.KILLED
+    asked = [(within, lines[-1]) for within, lines in h.procs.commands_stopped]  # the wait, the latest act
+    if not health:
+        assert asked == []
+        return
+    assert asked[0] == (0.0, "0 health stop")  # before the SIGTERM
+    waits = [n for n, (within, _) in enumerate(asked) if within > 0]
+    assert len(waits) == 1 and asked[waits[0]] == (COMMAND_GONE_SECS, "0 SIGTERM a[0]")
+    assert h.procs.commands_stopped[waits[0] + 1][1][-1] == "0 update KILLED"  # reported after it
+
+
+def test_a_kill_after_a_failed_task_s_end_was_reported_changes_nothing():
+    """The KILL came once the task's FAILED was out (every process gone), before the owner
+    closed: the agent hears nothing more, and the end stays FAILED."""
+    h = Harness(job(FAILS))
+    h.owner.start()
+    h.step()
+    h.owner.post(ProcessExited("a", 0, pid=0, status=ExitStatus(exit_code=3), at=h.clock.now))
+    assert h.owner.step(), "the failure did not end the task"
+    h.owner.request_kill("killed by the agent (KILL)", 1.0)
+    h.owner.close()
+    assert [u.state for u in h.reporter.updates] == [TaskState.STARTING, TaskState.RUNNING, TaskState.FAILED]
+    assert h.owner.final_update.message == "process 'a' failed: exit status 3 after 1 of max_failures=1 runs"
+    assert not [line for line in h.effects.lines if "SIGTERM" in line or "SIGKILL" in line]

@@ -19,6 +19,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
 import executor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,6 +155,39 @@ def test_a_wheel_built_from_an_sdist_keeps_the_sdists_version(tmp_path, monkeypa
     assert setup_version_function(tmp_path)() == "0.1.0+g1a2b3c4.dirty"
 
 
+def setup_build_py() -> type:
+    """setup.py's build_py command (FreshBuildPy), stamping the version 0.1.0+gfeedbee."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    kept = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+            or isinstance(n, ast.ClassDef) and n.name == "FreshBuildPy"
+            or isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "TOP_PACKAGES"]
+    space: dict[str, object] = {"VERSION": "0.1.0+gfeedbee"}
+    exec(compile(ast.Module(body=kept, type_ignores=[]), "setup.py", "exec"), space)
+    return space["FreshBuildPy"]  # type: ignore[return-value]
+
+
+def test_an_editable_install_is_stamped_with_no_version_and_a_wheel_is(tmp_path, monkeypatch):
+    """setuptools (>= 64) copies nothing into build_lib for an editable install (make's
+    venv): writing executor/_version.py there failed, and every `pip install -e` printed the
+    traceback. The checkout runs unstamped (0.1.0); a wheel's build_lib gets the stamp.
+    (A venv of Python 3.12 or later has no setuptools: make test-pythons' skip it.)"""
+    pytest.importorskip("setuptools", minversion="64")
+    from setuptools.dist import Distribution
+
+    monkeypatch.chdir(ROOT)  # setup.py's package_dir is the checkout
+    for editable in (True, False):
+        build_lib = tmp_path / f"editable-{editable}"
+        command = setup_build_py()(Distribution({"name": "stoker", "packages": ["executor"],
+                                                  "package_dir": {"": "."}, "script_name": "setup.py"}))
+        command.build_lib, command.editable_mode = str(build_lib), editable
+        command.ensure_finalized()
+        command.run()
+        stamp = build_lib / "executor/_version.py"
+        assert stamp.exists() is not editable, editable
+    assert "VERSION = '0.1.0+gfeedbee'" in stamp.read_text()
+    assert not (ROOT / "executor/_version.py").exists()
+
+
 def test_the_oldest_python_is_the_same_everywhere_it_is_named():
     """setup.py's python_requires, the zipapp's own check and the Python its dependencies
     are resolved for: a change to one alone would give a wheel or a zipapp that starts on a
@@ -160,3 +198,44 @@ def test_the_oldest_python_is_the_same_everywhere_it_is_named():
     assert "if sys.version_info < (3, 11):" in zipapp_main and "needs Python 3.11 or newer" in zipapp_main
     assert 'TARGET_PYTHON = "3.11"' in (ROOT / "tools/build_dist.py").read_text()
     assert 'python_version = "3.11"' in (ROOT / "pyproject.toml").read_text()  # what mypy checks against
+
+
+def lower_bounds(requirements: list[str]) -> dict[str, str]:
+    """Each requirement's lowest admitted version (its `>=` or `~=` bound), by normalized
+    name; an exact pin (`ruff==0.17.6`) has no range to test the bottom of. A `>` bound names
+    no version to pin: AssertionError."""
+    found = {}
+    for text in requirements:
+        requirement = Requirement(text)
+        for spec in requirement.specifier:
+            assert spec.operator != ">", f"{text}: a `>` bound has no oldest version to pin; write `>=`"
+            if spec.operator in (">=", "~="):
+                found[canonicalize_name(requirement.name)] = spec.version
+    return found
+
+
+def test_each_lower_bound_is_read_whatever_its_spelling():
+    """The pin check read `name>=version` alone: `attrs ~= 23.1`, `attrs >= 23.1` or an
+    extra's `name[x]>=1` was no bound (no pin needed, the bottom never tested), a marker was
+    taken into the version, `Pytest_Timeout` was another name than its pin's."""
+    assert lower_bounds(["attrs ~= 23.1", "kazoo >= 2.9", "waitress[docs]>=3.0", "shiv>=1.0.4,<2",
+                         "tomli>=1.1; python_version < '3.12'", "Pytest_Timeout>=2.2", "ruff==0.17.6",
+                         "types-requests", "psutil<8"]) == {
+        "attrs": "23.1", "kazoo": "2.9", "waitress": "3.0", "shiv": "1.0.4", "tomli": "1.1",
+        "pytest-timeout": "2.2"}
+    with pytest.raises(AssertionError, match="attrs>23.1: a `>` bound"):
+        lower_bounds(["attrs>23.1"])
+
+
+def test_the_oldest_versions_make_tests_with_are_setup_pys_bounds():
+    """`make test-deps-oldest` installs tools/deps-oldest.txt's pins: a bound raised in
+    setup.py alone would go on being tested at the old version, which pip no longer installs."""
+    keywords = setup_keywords()
+    extras: dict[str, list[str]] = keywords["extras_require"]  # type: ignore[assignment]
+    bounds = lower_bounds([*keywords["install_requires"], *extras["test"]])  # type: ignore[misc]
+    assert {"pystachio", "attrs", "kazoo", "waitress", "pytest", "psutil"} <= set(bounds)
+    lines = (ROOT / "tools/deps-oldest.txt").read_text().splitlines()
+    pins = [Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    assert [str(p) for p in pins if [s.operator for s in p.specifier] != ["=="]] == [], "each line name==version"
+    assert {canonicalize_name(p.name): Version(next(iter(p.specifier)).version) for p in pins} == \
+        {name: Version(v) for name, v in bounds.items()}

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from executor.events import ExitStatus, TaskPhase
-from tests.unit.test_planner import Harness, proc, signals, task
+from tests.support.planner_harness import Harness, proc, signals, task
 
 TERM = int(signal.SIGTERM)
 KILL = int(signal.SIGKILL)

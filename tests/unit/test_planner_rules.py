@@ -18,7 +18,7 @@ from executor.events import (
 )
 from executor.task.planner import Planner
 from executor.task.process_rules import ProcessTrack, RunCounts, after_run, regular_outcome
-from tests.unit.test_planner import Harness, proc, started, task
+from tests.support.planner_harness import Harness, proc, started, task
 
 TERM = int(signal.SIGTERM)
 KILL = int(signal.SIGKILL)
@@ -294,6 +294,47 @@ def test_an_ephemeral_final_process_waiting_to_restart_is_not_restarted_once_the
     assert d.phase is TaskPhase.SUCCESS
     assert process_changes(h, "e")[-1] == (0, "WAITING", "KILLED",
                                            "not restarted: the final processes are done")
+
+
+def test_an_ephemeral_final_process_running_when_the_others_are_done_gets_sigterm_first():
+    # Thermos SIGKILLs it there, with no SIGTERM (docs/aurora.md §11, "an ephemeral final
+    # process at the end"); a log shipper gets to flush: SIGTERM, SIGKILL at the deadline.
+    h = Harness(task(proc("main"), proc("f", final=True),
+                     proc("log", final=True, ephemeral=True, daemon=True), finalization_wait_secs=10.0))
+    h.decide()
+    assert started(h.exit("main")) == ["f", "log"]
+    h.clock.advance(2.0)
+    d = h.exit("f")
+    assert runs(d) == [("log", 0, TERM)] and d.next_deadline_at == 1010.0
+    assert d.phase is TaskPhase.FINALIZING
+    h.clock.advance(8.0)
+    assert runs(h.decide()) == [("log", 0, KILL)]
+    assert h.exit("log", sig=KILL).phase is TaskPhase.SUCCESS
+
+
+@pytest.mark.parametrize("code, end", [(0, "SUCCESS"), (1, "FAILED")])
+def test_a_task_without_final_processes_never_enters_finalizing(code, end):
+    # Thermos goes through an empty FINALIZING phase (docs/aurora.md §11, "an empty
+    # finalization").
+    h = Harness(task(proc("main"), proc("side", ephemeral=True)))
+    h.decide()
+    h.exit("main", code)
+    h.exit("side", sig=TERM)
+    assert [(t.from_.value, t.to.value) for t in h.transitions
+            if isinstance(t, PhaseTransition)] == [("ACTIVE", "CLEANING"), ("CLEANING", end)]
+
+
+def test_a_deadlocked_final_plan_ends_the_finalization_though_an_ephemeral_final_process_runs():
+    # Thermos waits for the ephemeral one, within finalization_wait (docs/aurora.md §11,
+    # "deadlock beside an ephemeral process"): f2 can never start, so nothing is left to wait for.
+    h = Harness(task(proc("main"), proc("f1", final=True), proc("f2", final=True),
+                     proc("log", final=True, ephemeral=True, daemon=True),
+                     constraints=[("f1", "f2")], finalization_wait_secs=10.0))
+    h.decide()
+    h.exit("main")
+    d = h.exit("f1", 1)
+    assert runs(d) == [("log", 0, TERM)] and h.state("f2") is S.KILLED
+    assert h.exit("log", sig=TERM).phase is TaskPhase.SUCCESS
 
 
 def test_a_regular_process_waiting_to_restart_when_the_task_stops_is_not_restarted():

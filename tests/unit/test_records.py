@@ -123,6 +123,9 @@ def test_non_finite_numbers_from_the_json_parser_are_refused():
     ({"kind": "task", "to": "RUNNING", "wall": -1}, "'wall' is -1, outside"),
     ({"kind": "process", "process": "web", "to": "RUNNING", "pid": 10**23}, "'pid' is 100000000000000000000000, outside"),
     ({"kind": "process", "process": "web", "to": "RUNNING", "pid": 0}, "'pid' is 0, outside 1 ... 4194304"),
+    # JSON's integers have any number of digits: past a float's (1.8e308) one raised OverflowError
+    ({"kind": "task", "to": "RUNNING", "wall": 10**400}, "'wall' is 100000000000... (401 digits), outside"),
+    ({"kind": "header", "ports": {"http": -10**400}}, "'http' is -10000000000... (402 digits), outside"),
     ({"kind": "process", "process": "web", "to": "FAILED", "exit_code": 256}, "'exit_code' is 256"),
     ({"kind": "process", "process": "web", "to": "FAILED", "signal": 65}, "'signal' is 65"),
     ({"kind": "process", "process": "web", "to": "FAILED", "run": -1}, "'run' is -1"),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 
 import pytest
@@ -43,11 +42,7 @@ from config.schema import (
     order,
 )
 from config.typed_tree import from_tree
-from tests.support.configs import job, process, task
-
-
-def plain(obj):
-    return json.loads(obj.json_dumps())
+from tests.support.configs import job, plain, process, task
 
 
 def test_units_are_binary_bytes():

@@ -151,3 +151,45 @@ def test_the_planners_end_is_the_terminal_update(phase, reason, state, message):
     assert out.updates == (Update(state, message, None),)
     assert out.transitions == (TaskTransition(RUNNING_STAGE, TaskStage.of(state), message),)
     assert (m.state, m.stage, m.killing) == (state, TaskStage.of(state), False)
+
+
+FAILED_FOR_GOOD = "process 'a' failed: exit status 3 after 1 of max_failures=1 runs"
+
+
+@pytest.mark.parametrize("kill", ["killed by the agent (KILL)", "executor shutting down (SHUTDOWN)"])
+@pytest.mark.parametrize("planner_end", [TaskPhase.FAILED, TaskPhase.KILLED])
+def test_a_kill_before_a_failed_task_s_end_was_reported_ends_it_killed_with_the_kill_s_words(kill, planner_end):
+    """A process failed for good and its task is stopping (the planner's CLEANING or
+    FINALIZING: the status machine is still RUNNING); a KILL or SHUTDOWN comes before every
+    process is gone. The kill decides the end, whatever the planner's phase says: its FAILED
+    was never reported, as Aurora's kill manager wins over a runner that has not exited."""
+    m = TaskStatusMachine(health_checked=False)
+    m.processes_started()
+    assert m.kill_requested(kill).kill_reason == kill
+    end = m.task_ended(planner_end, FAILED_FOR_GOOD)
+    assert end.updates == (Update(TaskState.KILLED, kill, None),)
+    assert m.task_ended(TaskPhase.FAILED, FAILED_FOR_GOOD).updates == ()
+
+
+@pytest.mark.parametrize("kill", ["killed by the agent (KILL)", "executor shutting down (SHUTDOWN)"])
+def test_a_kill_after_a_failed_task_s_end_was_reported_changes_nothing(kill):
+    m = TaskStatusMachine(health_checked=False)
+    m.processes_started()
+    assert states(m.task_ended(TaskPhase.FAILED, FAILED_FOR_GOOD)) == [TaskState.FAILED]
+    assert m.kill_requested(kill) == Outcome()
+    assert (m.state, m.killing) == (TaskState.FAILED, False)
+
+
+@pytest.mark.parametrize("kill", ["killed by the agent (KILL)", "executor shutting down (SHUTDOWN)"])
+@pytest.mark.parametrize("cause", ["health check", "disk limit"])
+def test_a_kill_during_the_stop_a_failed_check_began_keeps_the_check_s_failed(kill, cause):
+    """A failed health check (or the disk limit) began the stop: its FAILED is the end, the
+    KILL that comes meanwhile changes nothing (Aurora's status manager acts on the first
+    verdict and polls no more)."""
+    m = TaskStatusMachine(health_checked=True)
+    m.health(RUNNING_V)
+    began = m.health(FAILED_V) if cause == "health check" else m.failed("Disk limit exceeded.")
+    assert began.kill_reason
+    assert m.kill_requested(kill) == Outcome()
+    (end,) = m.task_ended(TaskPhase.KILLED, kill).updates
+    assert end.state is TaskState.FAILED and end.message == began.kill_reason

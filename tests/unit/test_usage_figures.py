@@ -100,6 +100,7 @@ def test_a_record_is_read_only_with_fields_of_their_types():
     assert usage_record(dict(good, disk_sample=None, cpu_reserved=None)) == UsageRecord(None, MB, 2 * MB, 60.0)
     for bad in ({"ram_reserved": 1.5}, {"cpu_reserved": True}, {"disk_reserved": -1},
                 {"cpu_reserved": float("nan")}, {"disk_error": 3}, {"disk_sample": [1]},
+                {"ram_reserved": 10**400},  # no float holds it: OverflowError, was
                 {"disk_sample": dict(good["disk_sample"], used_bytes="10")}):
         assert usage_record(dict(good, **bad)) is None, bad
 

@@ -1,0 +1,62 @@
+"""A LOST task's leftover processes as `stoker status`, the observer and /metrics list them:
+the processes still carrying its task marker (found in one /proc scan for every LOST task,
+`inspection.with_leftovers`), with the process and run their run marker names and their
+command line, cut short.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import attrs
+
+from executor.procs import proctree, saferead
+from executor.procs.spawn import RUN_MARKER, TASK_MARKER
+
+CMDLINE_BYTES = 4096
+CMDLINE_SHOWN = 80
+
+
+@attrs.frozen(slots=True)
+class Leftover:
+    """A process still carrying a LOST task's marker."""
+
+    pid: int
+    process: str  # "" when it carries no run marker of the task
+    run: int | None
+    command: str
+
+
+def carrying(procs: Iterable[proctree.ProcInfo], marker: str) -> list[Leftover]:
+    """Those of `procs` carrying the task marker `marker`, each with the process and run its
+    run marker names (the task's to set: anything), by pid."""
+    mine = f"{TASK_MARKER}={marker}".encode()
+    run_prefix = f"{RUN_MARKER}={marker}/".encode()
+    found = []
+    for info in sorted(procs, key=lambda p: p.pid):
+        entries = info.environ.split(b"\0")
+        if mine not in entries:
+            continue
+        process, run = "", None
+        for item in entries:
+            if item.startswith(run_prefix):
+                name, _, number = item[len(run_prefix):].decode(errors="replace").rpartition("/")
+                process, run = name, saferead.run_number(number)  # the task's to set: anything
+        found.append(Leftover(info.pid, process, run, command_of(info.pid)))
+    return found
+
+
+def command_of(pid: int) -> str:
+    """Its command line, cut to CMDLINE_SHOWN characters ("" once it is gone)."""
+    try:
+        fd = os.open(f"/proc/{pid}/cmdline", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        data = os.read(fd, CMDLINE_BYTES)
+    except OSError:
+        data = b""
+    finally:
+        os.close(fd)
+    text = data.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    return text if len(text) <= CMDLINE_SHOWN else text[: CMDLINE_SHOWN - 3] + "..."

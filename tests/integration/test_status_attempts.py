@@ -1,0 +1,156 @@
+"""`stoker status`, `stoker ps` and the observer between two attempts of a `stoker run`: the
+registry entry and the checkpoint are written a moment apart (the next attempt's id is
+registered 0.05-0.12 s before its header is in the checkpoint, and a reader can read the
+entry just before the header goes in), and neither reading may show one attempt's data
+under the other's id; a sandbox with no checkpoint is told only by its own supervisor's
+entry."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from config.registry import RegistrySettings
+from executor.cli.main import main
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
+from tests.support.statuscli import RUNNING, header, status, write
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _between_attempts(tmp_path, me) -> Path:
+    """A live `stoker run` (this process) whose attempt web-0-1 failed with 3 runs and that
+    registered its next attempt's id web-0-2, whose header is not in the checkpoint yet."""
+    from executor.host.identity import boot_secs
+
+    sandbox, now, boot = tmp_path / "sb", time.time(), boot_secs()
+    write(sandbox, [dict(header(me.pid, me.start_ticks, wall=now - 60), boot=boot - 60), *RUNNING,
+                    {"kind": "task", "from": "RUNNING", "to": "FAILED", "reason": "web failed", "wall": now - 2},
+                    {"kind": "restart", "delay_secs": 1.0, "reason": "task failed (1 of 3)",
+                     "wall": now - 1, "boot": boot - 1}])
+    Registry(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=now - 0.05,
+                      task_id="web-0-2", earlier_task_ids=("web-0-1",)))
+    return sandbox
+
+
+def test_a_new_task_id_registered_before_its_attempt_is_recorded_shows_none_of_the_attempt_before(
+        tmp_path, capsys, monkeypatch):
+    """`stoker run` registers its next attempt's id 0.05-0.12 s before that attempt's header
+    is in the checkpoint: `stoker ps` (and the observer's pages and API, which share its
+    inspection) showed web-0-2 with web-0-1's start, processes, attempt and health."""
+    me = own_identity()
+    _between_attempts(tmp_path, me)
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
+    assert main(["ps", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["task_id"] == "web-0-2" and row["state"] == "RESTARTING", row
+    assert row["recorded_state"] is None and row["processes_total"] == 0 and row["health"] == "-", row
+    assert abs(row["started"] - (time.time() - 0.05)) < 1, row  # its registration, not web-0-1's start
+    assert row["restart"]["attempt"] == 2 and row["restart"]["after_state"] == "FAILED", row
+
+
+def test_the_observer_s_api_shows_a_new_task_id_without_the_attempt_before(tmp_path):
+    """The same moment through the observer: /api/tasks/web-0-2 had web-0-1's attempt
+    number, start and processes."""
+    import urllib.request
+
+    from executor.observe.reader import Reader
+    from executor.observe.server import Limits
+    from tests.support.observer_server import serving
+
+    _between_attempts(tmp_path, own_identity())
+    reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60.0))
+    with serving(reader, Limits(idle_secs=5, loop_secs=1)) as server:
+        url = f"http://127.0.0.1:{server.socket.getsockname()[1]}/api/tasks/web-0-2"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            doc = json.loads(answer.read())
+    task = doc["task"]
+    assert task["task_id"] == doc["status"]["task_id"] == "web-0-2" and task["state"] == "RESTARTING", task
+    assert task["recorded_state"] is None and task["processes_total"] == 0, task
+    assert abs(task["started"] - (time.time() - 0.05)) < 1 and task["restart"]["attempt"] == 2, task
+
+
+def _entry_behind(tmp_path, age: float) -> RegistrySettings:
+    """A live `stoker run` (this process) whose attempt web-0-2 started `age` s ago while its
+    registry entry still names web-0-1, the attempt before."""
+    from executor.host.identity import boot_secs
+
+    me, now, boot = own_identity(), time.time(), boot_secs()
+    sandbox = tmp_path / "sb"
+    write(sandbox, [dict(header(me.pid, me.start_ticks, wall=now - 60), boot=boot - 60), *RUNNING,
+                    {"kind": "task", "from": "RUNNING", "to": "FAILED", "reason": "web failed", "wall": now - 2},
+                    {"kind": "restart", "delay_secs": 0.1, "reason": "task failed (1 of 3)",
+                     "wall": now - 1, "boot": boot - 1},
+                    dict(header(me.pid, me.start_ticks, wall=now - age), task_id="web-0-2", boot=boot - age),
+                    {"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": now - age}])
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60.0)
+    Registry(settings).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=now - 60,
+                      task_id="web-0-1"))
+    return settings
+
+
+def test_an_entry_read_just_before_the_next_attempt_s_header_shows_none_of_that_attempt(
+        tmp_path, capsys, monkeypatch):
+    """The other side of the same moment: a reader (`stoker ps`, the observer) that read the
+    entry, still naming web-0-1, just before web-0-2's header went in (2 of 30 restarts of a
+    real run polled every 10 ms) showed web-0-2's attempt under web-0-1: STARTING with no
+    runs, and in /metrics web-0-1's attempt 2 and its runs counter falling."""
+    import urllib.request
+
+    from executor.observe.reader import Reader
+    from executor.observe.server import Limits
+    from tests.support.observer_server import serving
+
+    settings = _entry_behind(tmp_path, 0.0)
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
+    assert main(["ps", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["task_id"] == "web-0-1" and row["recorded_state"] is None and row["processes_total"] == 0, row
+    with serving(Reader(settings), Limits(idle_secs=5, loop_secs=1)) as server:
+        url = f"http://127.0.0.1:{server.socket.getsockname()[1]}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+    assert 'stoker_task_supervisor_alive{' in text and 'task_id="web-0-1"' in text, text
+    shown = [line for line in text.splitlines() if line.startswith(("stoker_task_attempt{", "stoker_process_runs_total{"))]
+    assert shown == [], shown
+
+
+def test_an_entry_its_supervisor_could_not_update_still_shows_the_attempt_that_runs(tmp_path, capsys, monkeypatch):
+    """A registry it could not write (full, read-only) leaves the entry naming web-0-1 for the
+    whole of web-0-2: past STALE_SECS that attempt is shown (under the id the entry names),
+    never a running task with no processes."""
+    _entry_behind(tmp_path, 10.0)
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
+    assert main(["ps", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["task_id"], row["recorded_state"], row["processes_total"]) == ("web-0-1", "STARTING", 1), row
+
+
+def test_a_sandbox_without_a_checkpoint_is_not_told_by_the_entry_of_another_process_with_its_pid(
+        tmp_path, capsys, monkeypatch):
+    """The lock file names a supervisor (pid P) that died before it recorded or registered
+    anything; the registry still lists an earlier one of the sandbox with the same pid P (from
+    before a reboot, or before the pids wrapped), which stopped with 'cannot go on': that one's
+    reason was printed as why this one stopped, and LOST said as NEW."""
+    me = own_identity()
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    (sandbox / ".stoker" / "supervisor.lock").write_text(json.dumps(
+        {"pid": me.pid, "start": me.start_ticks + 100, "boot": me.boot_id, "front_end": "run", "since": 1000.0}))
+    root = tmp_path / "root"
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 50,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time() - 5,
+                      ended_wall=time.time() - 4, ended_reason="cannot go on: no thread could be started"))
+    monkeypatch.setenv("STOKER_ROOT", str(root))
+    code, out, _ = status(capsys, sandbox)
+    assert code == 0 and out.startswith(f"sandbox {sandbox}  state=LOST\n"), out
+    assert f"its supervisor (pid {me.pid}) died before it recorded anything" in out and "cannot go on" not in out

@@ -1,0 +1,170 @@
+"""The errors a config raises while it runs (syntax, exceptions, schema, recursion, includes,
+missing files, bad jobs lists), each one line naming the file and line."""
+from __future__ import annotations
+
+import pytest
+
+from config.loader import load_job
+from tests.support.configs import error_of, job_text, write_config
+
+# ---- errors while running the file ----
+
+
+def test_syntax_error_names_file_and_line(tmp_path):
+    path = write_config(tmp_path, "x = 1\njobs = [\n  Job(\n", "syntax.aurora")
+    message = error_of(path)
+    assert message.startswith(f"{path}:")
+    assert message.endswith("syntax.aurora:3: syntax error: '(' was never closed")
+
+
+def test_exception_while_running_names_file_line_and_exception(tmp_path):
+    path = write_config(tmp_path, "x = 1\ny = {}['nope']\n", "raises.aurora")
+    assert error_of(path) == f"{path}:2: KeyError: 'nope'"
+
+
+# Each row: config code, then the message after `FILE:LINE: ` (the failing code is on line 2).
+SCHEMA_ERRORS = {
+    "an unknown field names the struct and the closest field": (
+        "p = Process(name='a', cmdlin='x')", "Process has no field 'cmdlin'; did you mean 'cmdline'?"),
+    "an unknown field with nothing close lists the fields": (
+        "r = Resources(cpu=1, bananas=3)",
+        "Resources has no field 'bananas'; the known names are cpu, disk, gpu, ram"),
+    "an unknown field of a Job says Job": (
+        "j = Job(nmae='x')", "Job has no field 'nmae'; did you mean 'name'?"),
+    "an unknown field in a dict given for a struct": (
+        "t = Task(processes=[{'name': 'a', 'cmdlin': 'x'}])",
+        "Process has no field 'cmdlin'; did you mean 'cmdline'?"),
+    "a struct where a list belongs, on one line": (
+        "t = Task(processes=Process(name='a', cmdline='x'))",
+        "Task.processes must be a list of Process, not a Process"),
+    "a list item that is no struct": (
+        "t = Task(processes=['x'])", "Task.processes must be a list of Process; 'x' is not a Process"),
+    "None where a struct belongs": (
+        "t = Task(resources=None)", "Task.resources must be a Resources, not None"),
+    "another struct where a struct belongs (pystachio cannot even render this one)": (
+        "t = Task(resources=Process(name='a', cmdline='x', max_failures='x'))",
+        "Task.resources must be a Resources, not a Process"),
+    "a value outside an enum": (
+        "l = Logger(destination='filez')",
+        "Logger.destination must be one of file, console, both, none, not 'filez'"),
+    "a map given a number": (
+        "a = Announcer(portmap=3)", "Announcer.portmap must be a map from String to String, not 3"),
+    "a struct called with a positional non-mapping": (
+        "p = Process('web')", "Process(...) takes field = value arguments (or a dict), not 'web'"),
+}
+
+
+@pytest.mark.parametrize("code, message", SCHEMA_ERRORS.values(), ids=SCHEMA_ERRORS.keys())
+def test_schema_errors_name_the_struct_and_field_in_one_line(tmp_path, code, message):
+    path = write_config(tmp_path, f"x = 1\n{code}\n" + job_text())
+    assert error_of(path) == f"{path}:2: {message}"
+
+
+def test_an_error_inside_a_function_names_the_failing_line_without_fake_frames(tmp_path):
+    path = write_config(tmp_path, """
+        def web(n):
+            return Process(name='web', cmdlin=n)
+        procs = [web(str(i)) for i in range(3)]
+    """)
+    assert error_of(path) == f"{path}:2: Process has no field 'cmdlin'; did you mean 'cmdline'?"
+
+
+def test_an_error_in_a_comprehension_names_its_line(tmp_path):
+    path = write_config(tmp_path, "names = ['a', 'b']\nprocs = [Process(name=n, cmdline=1 / 0) for n in names]\n")
+    assert error_of(path) == f"{path}:2: ZeroDivisionError: division by zero"
+
+
+def test_runaway_recursion_is_one_short_line(tmp_path):
+    path = write_config(tmp_path, "x = 1\ndef f(): return f()\nf()\n")
+    message = error_of(path)
+    assert message == (f"{path}:2: RecursionError: the config code recursed too deeply (a function "
+                       "that calls itself without end?)")
+
+
+def test_a_function_from_an_included_file_fails_at_its_own_line(tmp_path):
+    write_config(tmp_path, "def make():\n    return Process(nmae='x')\n", "lib.aurora")
+    path = write_config(tmp_path, "include('lib.aurora')\np = make()\n", "top.aurora")
+    assert error_of(path) == f"{tmp_path}/lib.aurora:2: Process has no field 'nmae'; did you mean 'name'?"
+
+
+@pytest.mark.parametrize("resources, message", [
+    ("", "job.task.resources is not set; a task needs resources = Resources(cpu = 1.0, ram = 128*MB, "
+         "disk = 128*MB) (Aurora requires them)"),
+    (", resources=Resources(cpu=-1, ram=1*MB, disk=1*MB)", "job.task.resources.cpu = -1.0 must be more than 0"),
+    (", resources=Resources(cpu=1, ram=0, disk=1*MB)", "job.task.resources.ram = 0 must be more than 0"),
+    (", resources=Resources(cpu=1, ram=1*MB, disk=-5)", "job.task.resources.disk = -5 must be more than 0"),
+])
+def test_a_task_needs_positive_resources_as_in_aurora(tmp_path, resources, message):
+    path = write_config(tmp_path, "jobs = [Job(task=Task(processes=[Process(name='web', cmdline='x')]"
+                                  f"{resources}), cluster='c', role='r', environment='e')]\n")
+    assert error_of(path) == f"{path}: job c/r/e/web: {message}"
+
+
+def test_arguments_in_aurora_order_get_a_hint(tmp_path):
+    path = write_config(tmp_path, job_text())
+    message = error_of("c/r/e/web", str(path))
+    assert message == ("c/r/e/web: cannot read the config file: No such file or directory; the config "
+                       f"file comes first, then the job key: did you mean {path} c/r/e/web?")
+
+
+def test_runaway_recursion_and_exit_become_config_errors(tmp_path):
+    recursion = write_config(tmp_path, "def f():\n    return f()\nf()\n", "recursion.aurora")
+    assert "recursion.aurora:2: RecursionError" in error_of(recursion)
+    exits = write_config(tmp_path, "import sys\nsys.exit(3)\n", "exits.aurora")
+    assert "exits.aurora:2: SystemExit: 3" in error_of(exits)
+
+
+@pytest.mark.parametrize("code, what", [
+    ("raise GeneratorExit", "GeneratorExit"),
+    ("raise BaseException('odd')", "BaseException: odd"),
+    ("raise SystemExit", "SystemExit"),
+])
+def test_anything_but_a_ctrl_c_the_config_raises_is_a_config_error(tmp_path, code, what):
+    path = write_config(tmp_path, f"x = 1\n{code}\n")
+    assert error_of(path) == f"{path}:2: {what}"
+
+
+def test_a_keyboard_interrupt_stays_a_ctrl_c(tmp_path):
+    # A Ctrl-C while the config runs (`stoker inspect` runs it in its own process) exits 130.
+    path = write_config(tmp_path, "raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        load_job(path)
+
+
+def test_error_in_included_file_names_it_and_the_include_line(tmp_path):
+    write_config(tmp_path, "y = 2\nz = undefined_name\n", "sub/bad.aurora")
+    path = write_config(tmp_path, "# top\ninclude('sub/bad.aurora')\n", "top.aurora")
+    message = error_of(path)
+    assert message == (f"{tmp_path}/sub/bad.aurora:2: NameError: name 'undefined_name' is not "
+                       f"defined (included from {path}:2)")
+
+
+def test_a_file_that_includes_itself_names_each_include_line_once(tmp_path):
+    path = write_config(tmp_path, "include('top.aurora')\n", "top.aurora")
+    assert error_of(path) == (f"{path}:1: RecursionError: the config code recursed too deeply (a "
+                              f"function that calls itself without end?) (included from {path}:1)")
+    other = write_config(tmp_path, "x = 1\ninclude('a.aurora')\n", "b.aurora")
+    first = write_config(tmp_path, "include('b.aurora')\n", "a.aurora")
+    assert error_of(first).endswith(f"(included from {other}:2) (included from {first}:1)")
+
+
+def test_include_of_a_missing_file(tmp_path):
+    path = write_config(tmp_path, "x = 1\ninclude('nope.aurora')\n", "top.aurora")
+    message = error_of(path)
+    assert f"{path}:2: include('nope.aurora') cannot read {tmp_path}/nope.aurora" in message
+
+
+def test_missing_config_file(tmp_path):
+    assert "cannot read the config file" in error_of(tmp_path / "absent.aurora")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("x = 1\n", "defines no `jobs`"),
+    ("jobs = Job()\n", "`jobs` must be a list of Job objects, not MesosJob"),
+    ("jobs = [Process(name='a', cmdline='b')]\n", "jobs[0] is a Process, not a Job"),
+    ("jobs = []\n", "`jobs` is empty"),
+])
+def test_jobs_list_problems(tmp_path, text, expected):
+    path = write_config(tmp_path, text)
+    message = error_of(path)
+    assert expected in message and str(path) in message
