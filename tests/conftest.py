@@ -5,6 +5,11 @@ Sets `STOKER_ROOT` and `STOKER_PLAN_CACHE` for the whole session to private temp
 directories, before any test starts a supervisor (in this process or as a child, which
 inherits the environment). A test that looks at the registry or the plan cache itself gives
 its runs a directory of its own.
+
+A suite run as (a child of) a systemd service's main process, as in a CI runner's unit,
+does not hand its runs systemd's notification socket: a `stoker run` or `stoker observe`
+would notify systemd (READY=1, STOPPING=1) as that unit; nor `JOURNAL_STREAM`, with which a
+log written to the runner's stderr would change its format. Tests that mean it give their own.
 """
 from __future__ import annotations
 
@@ -17,8 +22,15 @@ from hypothesis import settings
 
 # Property tests draw the same examples on every run (CI must be deterministic); a failure
 # found by a wider search is turned into a fixed case or an oracle fix, not left to chance.
+# STOKER_HYPOTHESIS_PROFILE=deep is that wider search, by hand: random examples, and the
+# owner's stateful test (test_owner_machine.py) runs thousands of them (docs/testing.md §11).
 settings.register_profile("stoker", derandomize=True)
-settings.load_profile("stoker")
+settings.register_profile("deep", derandomize=False, deadline=None)
+settings.load_profile(os.environ.get("STOKER_HYPOTHESIS_PROFILE", "stoker"))
+
+
+for _name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -128,3 +140,33 @@ def _no_configured_logging():
     module = sys.modules.get("executor.cli.logsetup")
     left = [h for h in logging.getLogger().handlers if module is not None and isinstance(h, module.QuietHandler)]
     assert left == [], "logsetup.configure's handler outlived the test: use the kept_logging fixture"
+
+
+
+def _dispositions() -> dict[int, object]:
+    import signal
+
+    return {s: signal.getsignal(s) for s in signal.valid_signals()
+            if s not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(s) is not None}
+
+
+@pytest.fixture(autouse=True)
+def _no_signal_left_ignored():
+    """No test leaves a signal of this process ignored, or blocked, that was not: every later
+    test's children inherit both (across exec), and a `stoker run` started with a stray
+    signal ignored neither relays nor logs it (three stray-signal tests failed so after
+    test_signal_relay.py's executor, whose relay leaves every stray ignored). Put back, and
+    the test that left them fails. (A Python handler is reset in every child: not checked.)"""
+    import signal
+
+    before, mask = _dispositions(), signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    after = _dispositions()
+    changed = sorted(s for s in before if (after.get(s) is signal.SIG_IGN) != (before[s] is signal.SIG_IGN))
+    for signum in changed:
+        signal.signal(signum, before[signum])  # type: ignore[arg-type]
+    left_blocked = signal.pthread_sigmask(signal.SIG_SETMASK, mask) != mask
+    names = [signal.Signals(s).name if s in set(signal.Signals) else str(s) for s in changed]
+    assert not changed and not left_blocked, (
+        f"the test left signals ignored or no longer ignored ({', '.join(names) or 'none'})"
+        f"{' and signals blocked' if left_blocked else ''}: it must put back what it found")

@@ -145,9 +145,13 @@ def test_what_docker_exec_left_is_neither_killed_nor_left_a_zombie(tmp_path: Pat
         go.touch()  # the run fails: its leftovers are killed
         wait_for(lambda: "restarting in" in stoker.text(), message="the restart delay")
         assert _state(stranger) == "S", f"the stranger was killed as the task's leftover:\n{stoker.text()}"
-        stoker.enter("sleep 0.05 & exit")  # between two tasks: it must be reaped when it ends
-        brief = stoker.child(b"sleep\x000.05\x00")
-        wait_for(lambda: _state(brief) == "gone", 2, message="the stranger reaped")
+        # Between two tasks another stranger ends, when the test ends it (one that ended on a
+        # clock, `sleep 0.05`, could end and be reaped before a busy host let the test see it):
+        # it must be reaped, not left a zombie.
+        stoker.enter("sleep 31 & exit")
+        brief = stoker.child(b"sleep\x0031\x00")
+        os.kill(brief, signal.SIGTERM)
+        wait_for(lambda: _state(brief) == "gone", 5, message="the stranger reaped")
         os.kill(stoker.pid, signal.SIGTERM)
         assert stoker.proc.wait(5) == 143, stoker.text()
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import zipfile
 from pathlib import Path
 
@@ -166,6 +167,25 @@ def test_the_wheel_holds_every_file_of_the_packages(dist):
                for p in (REPO / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert sorted(sources - shipped) == [] and sorted(shipped - sources) == ["executor/_version.py"]
     assert "stoker = executor.cli.start:run" in entry_points
+
+
+def test_every_entry_is_dated_the_commits_time_with_fixed_modes_and_names_no_build_directory(dist):
+    """What made two builds of one commit differ (docs/testing.md §8; `make test-reproducible`
+    builds twice): entries dated as built, modes from the umask, the dist directory's path
+    in the bundled stoker's direct_url.json (and so in shiv's build id)."""
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or subprocess.run(
+        ["git", "-C", str(REPO), "log", "-1", "--format=%ct"], capture_output=True, text=True).stdout)
+    dated = time.gmtime(epoch)[:5] + (time.gmtime(epoch).tm_sec // 2 * 2,)  # a zip keeps even seconds
+    for artifact in (dist / "stoker.pyz", *dist.glob("stoker-*.whl")):
+        with zipfile.ZipFile(artifact) as archive:
+            infos = archive.infolist()
+            assert {i.date_time for i in infos} == {dated}, artifact.name
+            # files copied in (the umask's modes before): written by shiv (0600) or wheel (RECORD, 0664) are fixed
+            copied = [i for i in infos if i.filename not in ("environment.json", "__main__.py")
+                      and not re.fullmatch(r"[^/]+\.dist-info/RECORD", i.filename)]
+            assert {i.external_attr >> 16 & 0o777 for i in copied} <= {0o644, 0o755}, artifact.name
+            assert [i.filename for i in infos if i.filename.endswith("/direct_url.json")] == []
+            assert [i.filename for i in infos if str(dist).encode() in archive.read(i)] == []
 
 
 def test_inspect_prints_the_seed_job_with_the_system_python(app):

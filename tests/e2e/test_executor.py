@@ -7,19 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
-from config.document import encode
-from config.loader import load_job
-from tests.support.agent_sim import AgentSimulator, make_task_info
-from tests.support.agents import sandboxed_agent
+from tests.support.agent_sim import make_task_info
+from tests.support.executor_e2e import EXECUTOR, FAKE, HELLO, TOKEN, agent_for, document, launch, service
+from tests.support.http_server import Reply, ScriptedHTTPServer
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import (
-    REPO,
     checkpoint_records,
     live,
     signal_a_worker_thread,
@@ -27,48 +23,10 @@ from tests.support.stoker_proc import (
 )
 from tests.support.waiting import wait_for
 
-FAKE = REPO / "tests/support/fake_task.py"
-EXECUTOR = [sys.executable, "-m", "executor", "executor"]
-TOKEN = "s3cr3t-jwt-token-value"
-
-
-def document(tmp_path: Path, body: str, **kw) -> bytes:
-    path = tmp_path / f"job{time.monotonic_ns()}.aurora"
-    path.write_text(textwrap.dedent(body))
-    return encode(load_job(path), **kw)
-
-
-def service(process_cmdline: str, health: str = "", extra: str = "") -> str:
-    return f"""
-        p = Process(name='web', cmdline='''{process_cmdline}''')
-        jobs = [Service(cluster='local', role='me', environment='test', name='web',
-                        task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
-                                  finalization_wait=1),
-                        {health} {extra})]
-    """
-
 
 @pytest.fixture
 def agent(tmp_path):
-    with sandboxed_agent(tmp_path, auth_token=TOKEN) as sim:
-        yield sim
-    assert TOKEN not in sim.executor_log(), "the auth token leaked into the executor log"
-
-
-
-
-def launch(sim: AgentSimulator, data: bytes, task_id: str = "task-1", **kw) -> None:
-    """Start the executor like an agent, then LAUNCH one task offering two free ports."""
-    sim.launch_executor(EXECUTOR, cwd=sim.sandbox, **kw)
-    sim.wait_subscribed(timeout_secs=10)
-    sim.launch(make_task_info(task_id, data, ports=free_ports(2)))
-
-
-HELLO = """
-    hello = Process(name='hello', cmdline='while true; do echo hello world; sleep 10; done')
-    jobs = [Service(task=SequentialTask(processes=[hello], resources=Resources(cpu=1.0, ram=128*MB, disk=128*MB)),
-                    cluster='devcluster', role='www-data', environment='prod', name='hello')]
-"""
+    yield from agent_for(tmp_path)
 
 
 def test_hello_world_starts_runs_and_is_killed_with_nothing_left(agent, tmp_path):
@@ -101,21 +59,26 @@ def test_http_checked_service_passing_after_grace_reports_healthy(agent, tmp_pat
 
 
 def test_never_healthy_fails_after_n_attempts_with_the_reason(agent, tmp_path):
-    # m = ceil(1.0/0.2) = 5, n = 5 + 1 + 1 = 7: FAILED at attempt 7 at the latest. The grace
-    # outlasts the fake service's start-up even on a loaded machine, so the last attempts meet
-    # its HTTP 500 (with a 0.1 s grace they could all meet "connection refused").
-    data = document(tmp_path, service(
-        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-ok-after 1000",
-        "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.2,"
-        " max_consecutive_failures=1),",
-        "lifecycle=DisableLifecycle,"))
-    launch(agent, data)
-    failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
+    # m = ceil(1.0/0.2) = 5, n = 5 + 1 + 1 = 7: FAILED at attempt 7 at the latest. The health
+    # port is a server the test starts and that answers 500 before the task is launched, so
+    # every attempt meets its HTTP 500 however slowly the host starts processes (a service
+    # the task starts could still be starting at the 7th: "connection refused").
+    with ScriptedHTTPServer([Reply(500, b"failing")]) as server:
+        data = document(tmp_path, service(
+            "echo health served on {{thermos.ports[health]}}; exec sleep 600",
+            "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.2,"
+            " max_consecutive_failures=1),",
+            "lifecycle=DisableLifecycle,"))
+        agent.launch_executor(EXECUTOR, cwd=agent.sandbox)
+        agent.wait_subscribed(timeout_secs=10)
+        agent.launch(make_task_info("task-1", data, ports=[server.port]))
+        failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
+        asked = len(server.requests)
     assert agent.states("task-1") == ["TASK_STARTING", "TASK_FAILED"]
     assert failed.healthy is False
     assert "health check failed" in failed.message and "HTTP 500" in failed.message
     attempts = [r for r in checkpoint_records(agent.sandbox) if r["kind"] == "health"]
-    assert len(attempts) == 7
+    assert len(attempts) == 7 and asked == 7
     assert not live(task_pids(agent.sandbox))
 
 
@@ -336,7 +299,6 @@ def test_a_signal_taken_by_another_thread_is_still_treated_as_shutdown(agent, tm
 
 
 def test_missing_mesos_variables_is_a_clean_exit(tmp_path):
-    import subprocess
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
     result = subprocess.run(EXECUTOR, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
@@ -345,7 +307,6 @@ def test_missing_mesos_variables_is_a_clean_exit(tmp_path):
 
 
 def test_a_malformed_agent_endpoint_is_a_clean_exit_2(tmp_path):
-    import subprocess
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
     env.update(MESOS_AGENT_ENDPOINT="localhost", MESOS_FRAMEWORK_ID="fw", MESOS_EXECUTOR_ID="ex",
@@ -380,41 +341,3 @@ def test_json_log_format_gives_one_object_per_line(agent, tmp_path):
     acked = [line for line in lines if line["event"] == "status_update_acknowledged"]
     assert sorted(a["uuid"] for a in acked) == sorted(u["uuid"] for u in updates)
     assert "process_state" in [line["event"] for line in lines]
-
-
-def test_an_operator_s_kill_reaches_the_agent_as_task_killed(agent, tmp_path):
-    """Under `stoker executor`, `stoker kill` is a KILL the operator asked for: the same staged
-    kill, then TASK_KILLED to the agent saying who asked; `stoker ps` lists the task."""
-    launch(agent, document(tmp_path, HELLO))
-    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    listed = subprocess.run([*EXECUTOR[:-1], "ps", "--json"], capture_output=True, text=True,
-                            timeout=30, env=env)
-    (row,) = [r for r in json.loads(listed.stdout) if r["sandbox"] == str(agent.sandbox)]
-    assert (row["task_id"], row["state"], row["front_end"]) == ("task-1", "RUNNING", "executor")
-    done = subprocess.run([*EXECUTOR[:-1], "kill", "task-1", "--grace", "1"], capture_output=True,
-                          text=True, timeout=60, env=env)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == ("stoker kill: task hello.0 KILLED: killed by the "
-                                            "operator (stoker kill)")
-    killed = agent.wait_for_state("task-1", "TASK_KILLED", 10)
-    assert killed.message == "killed by the operator (stoker kill)"
-    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
-    assert agent.wait_exit(10) == 0
-
-
-def test_a_kill_whose_grace_cannot_be_read_still_kills_the_task(agent, tmp_path):
-    """A KILL with `"nanoseconds": NaN` (Python's json writes it; Mesos never does) used to
-    break the event stream: the executor reconnected, the agent never sends a KILL again, and
-    the task ran on. It is a KILL with the task's own grace, and one WARNING names the value."""
-    launch(agent, document(tmp_path, service("exec sleep 1000", extra="lifecycle=DisableLifecycle,")))
-    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
-    agent.send_events([{"type": "KILL", "kill": {"task_id": {"value": "task-1"}, "kill_policy": {
-        "grace_period": {"nanoseconds": float("nan")}}}}])
-    killed = agent.wait_for_state("task-1", "TASK_KILLED", 10)
-    assert "KILL" in killed.message
-    assert agent.wait_exit(10) == 0
-    assert len(agent.subscribes) == 1  # the stream was not broken
-    (warning,) = [line for line in agent.executor_log().splitlines() if "mesos_kill_grace_ignored" in line]
-    assert "WARNING" in warning and "task_id=task-1" in warning
-    assert "kill_policy.grace_period.nanoseconds is nan, not a number of nanoseconds" in warning

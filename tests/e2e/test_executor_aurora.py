@@ -16,7 +16,7 @@ from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO, checkpoint_records, live, task_pids
-from tests.support.users import as_user, needs_root, open_agent_sim, throwaway_user
+from tests.support.users import as_nobody, as_user, needs_root, open_agent_sim, throwaway_user
 from tests.support.waiting import wait_for
 
 FAKE = REPO / "tests/support/fake_task.py"
@@ -262,11 +262,30 @@ def test_as_root_the_task_runs_as_its_role_with_its_groups_in_a_sandbox_it_owns(
     assert set(map(int, groups.split())) == {user.pw_gid, group.gr_gid}
     assert names == f"{sandbox} {user.pw_name} {user.pw_name}"
     pids = task_pids(sandbox)
+    # Another role's user (a task of another role on the same agent) gets nothing of it:
+    # neither its logs nor its checkpoint, nor a signal to its processes or its supervisor.
+    assert as_nobody(lambda: read_or_error(log)) == f"cannot read {log}: Permission denied"
+    checkpoint = sandbox / ".stoker/checkpoint.jsonl"
+    assert as_nobody(lambda: read_or_error(checkpoint)) == f"cannot read {checkpoint}: Permission denied"
+    supervisor = checkpoint_records(sandbox)[0]["supervisor_pid"]
+    assert as_nobody(lambda: " ".join(_signal_refused(pid) for pid in [*pids, supervisor])) == \
+        " ".join(["EPERM"] * (len(pids) + 1))
     open_agent.kill(TID, grace_secs=1.0)  # the root supervisor signals the role's processes
     open_agent.wait_for_state(TID, "TASK_KILLED", 15)
     assert not live(pids)
     assert open_agent.wait_exit(10) == 0
     assert f"run_as task=work.0 user={user.pw_name}" in open_agent.executor_log()
+
+
+def _signal_refused(pid: int) -> str:
+    """How a signal 0 to `pid` is answered: 'EPERM' when refused, else what happened."""
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return "EPERM"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return "sent"
 
 
 def read_or_error(path: Path) -> str:

@@ -63,7 +63,8 @@ def test_a_daemon_proc_hides_is_stopped_with_the_task() -> None:
                                   stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             init = wait_for(lambda: _children(ns.pid), message="the namespace's shell")[0]
-            supervisor = wait_for(lambda: _children(init), message="stoker run")[0]
+            # the shell's first child may be its `mount` still (on a busy host): not stoker run
+            supervisor = wait_for(lambda: _running(init, str(top / "job.aurora")), message="stoker run")
             agent = wait_for(lambda: _named(supervisor, "stkr-agent"), message="the daemon, adopted")
             os.kill(supervisor, signal.SIGTERM)
             wait_for(lambda: (top / "rc").exists(), 10, message="stoker run's exit")
@@ -80,6 +81,17 @@ def _named(parent: int, name: str) -> int | None:
     for pid in _children(parent):
         try:
             if Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def _running(parent: int, arg: str) -> int | None:
+    """The child of `parent` given `arg` on its command line."""
+    for pid in _children(parent):
+        try:
+            if arg.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
                 return pid
         except OSError:
             continue

@@ -48,10 +48,10 @@ def run(tmp_path):
     started: list[StokerProcess] = []
     pidfiles: list[Path] = []
 
-    def start(config: Path, env: dict[str, str] | None = None) -> StokerProcess:
+    def start(config: Path, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> StokerProcess:
         work = tmp_path / f"work{len(started)}"
         work.mkdir()
-        proc = StokerProcess(["run", str(config), "--sandbox", str(work / "sandbox")], work,
+        proc = StokerProcess(["run", str(config), "--sandbox", str(work / "sandbox"), *extra], work,
                              env={"STOKER_PLAN_CACHE": str(cache), **(env or {})})
         started.append(proc)
         return proc
@@ -137,6 +137,20 @@ def test_the_planning_child_dies_with_a_killed_stoker_run(run, tmp_path):
     wait_for(lambda: not live([planner]), 5, message="the planning child gone")
     time.sleep(2.5)  # past the config's wait: a child still planning would have written its trace
     assert not Path(f"{pidfile}.planned").exists()
+
+
+def test_the_child_planning_late_dies_with_a_killed_stoker_run_too(run, tmp_path):
+    """With another flag (`--kill-grace`) nothing is forked ahead: the supervisor's own
+    planning child dies with it too. Before, it ran the config's code to its end (30 s
+    here, up to the 60 s planning limit)."""
+    pidfile = tmp_path / "planner.pid"
+    run.pidfiles.append(pidfile)
+    proc = run(write(tmp_path, SLOW.format(pidfile=str(pidfile), secs=30)), extra=("--kill-grace", "1"))
+    wait_for(lambda: pidfile.exists() and pidfile.read_text(), 20, message="the config planning")
+    planner = int(pidfile.read_text())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    wait_for(lambda: not live([planner]), 10, message="the planning child gone")
 
 
 def test_a_run_that_ends_before_it_plans_cancels_the_planning_child(run, tmp_path):

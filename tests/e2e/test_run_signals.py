@@ -352,3 +352,19 @@ def test_a_stop_signal_in_the_restart_delay_exits_at_once_and_offers_no_second_s
     out = run.stdout()
     assert out.rstrip().endswith("stopped by SIGINT during the restart delay (exit 130)"), out[-400:]
     assert "press Ctrl-C again" not in out
+
+
+def test_a_ctrl_c_while_a_failed_attempt_stops_ends_it_killed_and_nothing_restarts(stoker, tmp_path):
+    """A service's process failed for good; its final process runs (until the test lets it
+    end) when Ctrl-C comes. The attempt ends KILLED by the stop, as a KILL under Mesos, and
+    the service is not restarted: the user stopped it."""
+    run = stoker(str(service(tmp_path, "exit 3", final="until [ -e release ]; do sleep 0.02; done")))
+    run.wait_output("fin[0]           WAITING → RUNNING")
+    run.signal(signal.SIGINT)
+    run.wait_output("RUNNING → KILLING")
+    (run.sandbox / "release").touch()
+    assert run.wait(10) == 130
+    out = run.stdout()
+    assert "main[0]          RUNNING → FAILED" in out, out
+    assert "KILLED: stopped by SIGINT; stopped on request; task KILLED (exit 130)" in out, out[-600:]
+    assert "restarting" not in out and "FAILED: " not in out, out

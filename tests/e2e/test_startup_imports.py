@@ -44,6 +44,8 @@ NEVER = {  # modules no entry point may load for a task that does not use them
 NOT_IN_RUN = NEVER | {
     "http.client", "ssl", "email", "executor.mesos", "executor.mesos.transport",
     "healthcheck.checkers", "healthcheck.shell", "healthcheck.loop", "executor.procs.commands",
+    # the loopback connect (127.0.0.1, then ::1) of the checks and the lifecycle POSTs
+    "healthcheck.loopback",
     "executor.task.lifecycle", "difflib", "executor.cli.inspect", "executor.cli.inspection",
     # announcing's settings and plan, the inspection commands' target lookup, and what
     # argparse's formatter pulled in for the terminal's width
@@ -59,6 +61,8 @@ NOT_IN_RUN = NEVER | {
     "executor.procs.logstage",
     # the disk-limit check: off under `stoker run` unless --disk-limit on (no thread, no timer)
     "executor.task.disklimit", "executor.task.diskwatch", "executor.task.diskusage",
+    # a SIGKILL's explanation (a run that ended by a SIGKILL nobody in the task sent)
+    "executor.procs.oomkill",
     # the health policy (a task with a health check), the log pump (a rotating logger or one
     # that also writes to the console), a config error's explanation (a config that raised)
     "healthcheck.policy", "executor.procs.logpump", "config.explain",
@@ -119,12 +123,26 @@ NOT_IN_RUN = NEVER | {
 # 100 and 89: `executor.task.heldfile`, at the end of the task's first step (after its
 # processes started): held.json names the task's watchdog by pid for `stoker status` and the
 # observer, which told it by its command line, which a task's process could take.
-RUN_STOKER_MODULES = 100
-RUN_AGAIN_STOKER_MODULES = 89
-NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers",
+# 101 and 90: `executor.procs.oomkill`, as the supervisor starts: its memory cgroup's OOM
+# kill count, read then so that a run's SIGKILL can be told to be the kernel's OOM killer's.
+# 102 and 91: `executor.procs.oomcount`, its light part (no `re`, no attrs): the early start
+# reads the count before its first fork, so that a run taken before the supervisor starts is.
+# 101 and 90: `executor.procs.oomkill` loads only when a run ends by a SIGKILL nobody in the
+# task sent (the OOM killer's, maybe); the counter read at start and at each fork, and the
+# supervisor's oom_score_adj shield, are `oomcount`'s (plain classes, no attrs).
+# 102 and 91: one signal through a pidfd, or by kill() where none can carry it
+# (`executor.procs.pidsignal`, out of `proctree.py`, which was past its size limit; loaded
+# with it, not on demand: kill() is needed when pidfd_open failed, EMFILE included, and an
+# import then could not open its file; the modules loaded already that could hold it were
+# at their ceiling, containment and supervisor, or of another subject, the reaper's own
+# children and the cgroup).
+RUN_STOKER_MODULES = 102
+RUN_AGAIN_STOKER_MODULES = 91
+NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers", "healthcheck.loopback",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
                            "config.explain", "argparse", "gettext", "executor.cli.parser",
+                           "executor.procs.oomkill",
                            # http.client is loaded without its HTTPS half: Stoker speaks no TLS
                            # (`-X importtime` names `ssl` for the refused attempt, not `_ssl`)
                            "_ssl"}
@@ -238,7 +256,7 @@ def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(
 
 def test_stoker_run_with_an_http_check_loads_the_checker_and_http_client_only(tmp_path):
     mods = run_imports(tmp_path, HTTP_CHECK, cmdline="sleep 1000 {{thermos.ports[http]}}")
-    assert {"healthcheck.http_check", "healthcheck.policy", "http.client"} <= mods
+    assert {"healthcheck.http_check", "healthcheck.loopback", "healthcheck.policy", "http.client"} <= mods
     assert "_ssl" not in mods  # http.client came without its HTTPS half (healthcheck/plainhttp.py)
     assert sorted(mods & (NEVER - {"healthcheck.http_check"})) == []
     assert "executor.mesos" not in mods
@@ -280,7 +298,7 @@ def test_stoker_executor_connects_and_runs_a_task_without_requests(tmp_path):
 EARLY_ALLOWED = {"fcntl", "marshal", "pwd", "errno", "stat", "_stat", "time", "_ctypes", "__future__",
                  "executor", "executor.cli", "executor.cli.start", "executor.cli.launch", "executor.host",
                  "executor.host.early", "executor.procs", "executor.procs.earlyfork",
-                 "executor.procs.runenv", "executor.procs.watchdogsh", "executor.procs.sandboxfs",
+                 "executor.procs.runenv", "executor.procs.oomcount", "executor.procs.watchdogsh", "executor.procs.sandboxfs",
                  "executor.local", "executor.local.planfiles", "executor.local.planahead",
                  "executor.host.replacefile"}
 

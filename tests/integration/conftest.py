@@ -1,10 +1,12 @@
-"""The integration tests' supervisor fixtures: a Harness on a fresh sandbox, closed at
-teardown, and the Tracker that kills whatever its processes left. A module that needs
-another harness (tests/integration/test_containment.py) defines its own."""
+"""The integration tests' fixtures: a supervisor Harness on a fresh sandbox, closed at
+teardown, and the Tracker that kills whatever its processes left (a module that needs
+another harness, tests/integration/test_containment.py, defines its own); `sim`, an agent
+simulator on tmp_path for the Mesos driver tests."""
 from __future__ import annotations
 
 import pytest
 
+from tests.support.agent_sim import AgentSimulator
 from tests.support.supervision import Harness, Tracker
 
 
@@ -22,3 +24,11 @@ def harness(tmp_path, tracker):
         yield h
     finally:
         h.sup.close()
+
+
+@pytest.fixture
+def sim(tmp_path):
+    simulator = AgentSimulator(sandbox=tmp_path)
+    yield simulator
+    simulator.close()
+    print("---- executor log ----\n" + simulator.executor_log())

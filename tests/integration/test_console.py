@@ -16,6 +16,7 @@ from executor.cli.logsetup import JsonFormatter, QuietHandler
 from executor.events import KillStep, ProcessState, ProcessTransition, RunOutcome, TaskStage, TaskTransition
 from executor.local.console import ConsoleReporter, Output
 from executor.logs import Spool
+from tests.support.waiting import wait_for
 
 F_GETPIPE_SZ = 1032  # fcntl.F_GETPIPE_SZ from Python 3.10 on Linux; spelt out for mypy's stubs
 
@@ -139,6 +140,16 @@ def test_the_live_view_fits_a_narrow_terminal_in_columns_not_characters(monkeypa
     assert view == "[日本語サービス.0 R"  # 19 columns: 7 wide characters (14), 5 narrow ones
 
 
+def _writing_the_last(spool: Spool) -> bool:
+    """The spool's thread took the last line put and is writing it: on a full pipe, blocked
+    there until the reader reads. Lines put from then on queue up to its limit (a writer
+    not yet scheduled, on a busy host, took its first line later: lines were dropped, one
+    was queued in the room it made, and more dropped, which the tests below took for two
+    stalls)."""
+    with spool._cond:
+        return spool._busy and not spool._items
+
+
 def test_the_spool_never_blocks_its_caller_and_counts_what_it_dropped():
     """A reader that stops reading (a real pipe, full): `put` returns at once; past the
     limit lines are dropped, and a note says how many once the reader is back."""
@@ -149,6 +160,7 @@ def test_the_spool_never_blocks_its_caller_and_counts_what_it_dropped():
     lines = [f"line {i:03d} is forty characters long......\n" for i in range(50)]
     try:
         spool.put(stream, lines[0], lambda exc: None)
+        wait_for(lambda: _writing_the_last(spool), 5, message="the spool's writer took the first line")
         assert not spool.drain(0.05)  # its writer is blocked: nobody reads
         started = time.monotonic()
         for line in lines[1:]:
@@ -176,7 +188,7 @@ def test_a_json_log_says_in_json_what_its_stalled_reader_missed():
     reader did not read is a JSON object like the rest (it was `[stoker: 24 lines not
     shown: ...]`, the one line of the log no JSON reader could parse)."""
     read, write = os.pipe()
-    os.write(write, b"y" * fcntl.fcntl(write, F_GETPIPE_SZ))  # full: the next write blocks
+    full = os.write(write, b"y" * fcntl.fcntl(write, F_GETPIPE_SZ))  # full: the next write blocks
     stream = os.fdopen(write, "w")
     handler = QuietHandler(stream, spooled=Spool(limit=1000))
     handler.setFormatter(JsonFormatter())
@@ -184,13 +196,18 @@ def test_a_json_log_says_in_json_what_its_stalled_reader_missed():
     log.addHandler(handler)
     log.propagate = False
     try:
-        for i in range(30):
-            log_event(log, logging.WARNING, "health_check", attempt=i)  # about 100 characters each
+        log_event(log, logging.WARNING, "health_check", attempt=0)  # about 100 characters each
+        spool = handler._spool
+        assert spool is not None
+        wait_for(lambda: _writing_the_last(spool), 5, message="the spool's writer took the first line")
+        for i in range(1, 30):
+            log_event(log, logging.WARNING, "health_check", attempt=i)
         got = b""
-        while select.select([read], [], [], 0.2)[0]:  # the reader is back, and reads what came
+        while len(got) < full:  # the reader is back: the emptied pipe takes what was queued
             got += os.read(read, 65536)
+        assert spool.drain(5)
         log_event(log, logging.WARNING, "health_check", attempt=30)
-        assert handler._spool is not None and handler._spool.drain(5)
+        assert spool.drain(5)
         os.set_blocking(read, False)
         got += os.read(read, 65536)
     finally:

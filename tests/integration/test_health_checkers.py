@@ -1,6 +1,7 @@
 """Health checkers against a real loopback HTTP server, real sockets and real shell commands."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -123,7 +124,10 @@ def test_http_non_2xx_passes_with_empty_expected_response(server):
 
 def test_http_refused_connection_fails_fast(closed_port):
     attempt, took = timed(HttpChecker(closed_port, timeout_secs=GUARD_SECS))
-    assert attempt.reason == f"HTTP GET http://localhost:{closed_port}/health: connection refused"
+    # where the host has no IPv6, ::1 says so instead of "nothing listens"
+    assert attempt.reason.startswith(
+        f"HTTP GET http://localhost:{closed_port}/health: connection refused "
+        f"(nothing listens on 127.0.0.1:{closed_port}"), attempt.reason
     assert took < GUARD_SECS  # on the refusal, not at its timeout
 
 
@@ -265,7 +269,36 @@ def test_tcp_connect_passes_and_refused_fails(server, closed_port):
     )
     attempt = TcpChecker(closed_port).check()
     assert not attempt.ok
-    assert attempt.reason == f"TCP connect to localhost:{closed_port}: connection refused"
+    assert attempt.reason.startswith(
+        f"TCP connect to localhost:{closed_port}: connection refused (nothing listens on "
+        f"127.0.0.1:{closed_port}"), attempt.reason
+
+
+def test_tcp_a_full_backlog_on_127_0_0_1_times_out_without_trying_ipv6():
+    """A connect that times out on 127.0.0.1 ends the attempt (the task is there, and does
+    not accept in time), within timeout_secs: ::1 is tried only after an error at once."""
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(0)
+    port = stalled.getsockname()[1]
+    held = [stalled]
+    try:
+        for _ in range(3):  # a backlog of 0 holds one; the kernel drops the next SYNs
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+            held.append(client)
+        with contextlib.suppress(OSError):  # no IPv6 here: the timeout says the same
+            ipv6 = socket.socket(socket.AF_INET6)
+            held.append(ipv6)
+            ipv6.bind(("::1", port))
+            ipv6.listen(8)  # would accept at once, if it were tried
+        attempt, took = timed(TcpChecker(port, timeout_secs=0.2))
+        assert attempt.reason == f"TCP connect to localhost:{port}: timed out after 0.2 s"
+        assert took < GUARD_SECS
+    finally:
+        for sock in held:
+            sock.close()
 
 
 # ---- shell ----

@@ -113,3 +113,21 @@ def test_a_user_the_image_has_with_other_ids_fails_as_in_thermos(rootfs, tmp_pat
         f"does not start with expected prefix uid={user.pw_uid}(nobody) gid={user.pw_gid}({group}) groups=")
     assert image.mounted == []
     assert f"{group}:x:{user.pw_gid}:" in (taskfs / "etc/group").read_text()  # the group was created first
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a non-root executor is refused before the sandbox is looked at")
+def test_a_sandbox_whose_dot_dot_follows_a_symbolic_link_is_refused_naming_both_directories(tmp_path):
+    """`..` after a symbolic link leads elsewhere for the kernel than by name: the sandbox
+    mounted into the image (by name) would not be the one the supervisor writes to."""
+    (tmp_path / "elsewhere/deep").mkdir(parents=True)
+    (tmp_path / "elsewhere/sandbox").mkdir()
+    (tmp_path / "sandbox").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere/deep")
+    given = tmp_path / "link/../sandbox"
+    settings = ImageSettings(str(containerizer_script(tmp_path / "mc")), "/mnt/mesos/sandbox", create_user=True)
+    with pytest.raises(ImageLaunchError) as caught:
+        start_image_task(settings, sandbox=given, mesos_directory=None, run_as=NOBODY, volumes=[])
+    assert str(caught.value) == (
+        f"Cannot launch task using a filesystem image: the sandbox {given} is {tmp_path}/elsewhere/sandbox, but "
+        f"read with its '..' resolved by name it is {tmp_path}/sandbox: a symbolic link before a '..' in it; "
+        "give the sandbox (MESOS_SANDBOX, MESOS_DIRECTORY) without '..'")

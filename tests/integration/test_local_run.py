@@ -13,6 +13,7 @@ import pytest
 from config.registry import RegistrySettings
 from config.settings import RunSettings
 from executor.local import run as local_run
+from executor.local import runstart
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -110,7 +111,7 @@ def test_a_sandbox_another_user_could_plant_files_in_is_refused(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o1777)
-    with pytest.raises(local_run.SandboxError) as refused:
+    with pytest.raises(runstart.SandboxError) as refused:
         local_run.make_sandbox(str(shared), "job")
     assert str(refused.value) == (
         f"sandbox {shared} may be written by other users (mode 1777): the task would run what "
@@ -120,9 +121,32 @@ def test_a_sandbox_another_user_could_plant_files_in_is_refused(tmp_path):
     assert local_run.make_sandbox(str(shared), "job") == shared
     if os.geteuid() == 0:
         os.chown(shared, 65534, 65534)
-        with pytest.raises(local_run.SandboxError, match=rf"^sandbox {shared} belongs to nobody "
+        with pytest.raises(runstart.SandboxError, match=rf"^sandbox {shared} belongs to nobody "
                            r"\(uid 65534\), not root \(uid 0\): the task would run what another user"):
             local_run.make_sandbox(str(shared), "job")
+
+
+def test_a_sandbox_in_a_directory_another_user_could_change_is_refused(tmp_path):
+    """`stoker run --sandbox DIR/sb`, DIR another user's (or one all may write, not sticky):
+    that user renamed sb away while the service ran, put a directory of theirs (0777) with a
+    `.thermos_profile` in its place, and the next attempt ran their code as the task's user
+    (alice's code ran as bob, by hand). Refused now, before anything is made; a sticky one
+    (/tmp) is fine: no one else may rename what is ours in it."""
+    from executor.cli import launch
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(runstart.SandboxError) as refused:
+        local_run.make_sandbox(str(shared / "sb"), "job")
+    assert str(refused.value).startswith(
+        f"sandbox {shared / 'sb'} is in a directory another user could change ({shared} may be "
+        f"written by others (mode 777)): the task would run what another user puts in it")
+    with pytest.raises(PermissionError):  # nor by the early start, which leaves it to the run
+        launch._make_sandbox(str(shared / "early"), "job")
+    assert os.listdir(shared) == []
+    os.chmod(shared, 0o1777)
+    assert local_run.make_sandbox(str(shared / "sb"), "job") == shared / "sb"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="another user's symlink needs root to make")
@@ -137,7 +161,7 @@ def test_a_sandbox_reached_through_another_user_s_symlink_is_refused(tmp_path):
     link = tmp_path / "sb"
     link.symlink_to(target)
     os.lchown(link, 65534, 65534)
-    with pytest.raises(local_run.SandboxError) as refused:
+    with pytest.raises(runstart.SandboxError) as refused:
         local_run.make_sandbox(str(link / "inner"), "job")
     assert str(refused.value).startswith(f"sandbox {link / 'inner'} is reached through {link}, a symlink "
                                          f"of nobody (uid 65534): the task would run what another user")
@@ -203,7 +227,7 @@ def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, 
     from executor.host.registry import Registry
 
     run, _, _ = _stoker_run(tmp_path)
-    real_hold = local_run._hold
+    real_hold = local_run.hold_sandbox
 
     class Interrupted:  # the console, where the Ctrl-C lands: its first line after the hold
         def write(self, text: str) -> None:
@@ -214,7 +238,7 @@ def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, 
         run._out = Interrupted()
         return session
 
-    monkeypatch.setattr(local_run, "_hold", hold)
+    monkeypatch.setattr(local_run, "hold_sandbox", hold)
     with pytest.raises(KeyboardInterrupt):
         run.run()
     (listed,) = Registry(RegistrySettings(registry_root=str(tmp_path / "registry"))).entries()
@@ -229,7 +253,7 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
     from tests.support.control_socket import ask_all
 
     run, out, sandbox = _stoker_run(tmp_path)
-    real_hold = local_run._hold
+    real_hold = local_run.hold_sandbox
     answers = []
 
     def hold(*args, **kwargs):
@@ -238,7 +262,7 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
         assert answers[-1].ok, answers  # refused: the run would go on
         return session
 
-    monkeypatch.setattr(local_run, "_hold", hold)
+    monkeypatch.setattr(local_run, "hold_sandbox", hold)
     assert run.run() == 0
     assert [(a.ok, a.done, a.message) for a in answers] == [(True, True, "the task was starting; it stops")]
     lines = out.getvalue().splitlines()

@@ -4,7 +4,7 @@ the first run must never make a later run's log directory land outside the sandb
 `.logs/PROCESS/RUN`; the spawn either lands there or fails with SpawnError.
 
 Real directories, FIFOs and symlinks. The same through a supervisor with real processes:
-`tests/integration/test_supervisor.py` (log directories).
+`tests/integration/test_supervisor_logs.py` (log directories).
 """
 from __future__ import annotations
 

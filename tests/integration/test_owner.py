@@ -2,8 +2,10 @@
 health policy and status machine together."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -274,3 +276,93 @@ def test_a_daemon_restarted_again_and_again_keeps_two_runs_facts_and_records_eac
     # its log directories: the first run's and the last 20 (run 40's goes at the next idle moment)
     kept = {int(name) for name in os.listdir(tmp_path / ".logs" / "a")}
     assert {0, *range(41, runs + 1)} <= kept <= {0, *range(40, runs + 1)}
+
+
+@pytest.mark.timeout(20)
+def test_a_restarted_watchdog_is_in_held_json_at_once_while_the_task_is_idle(tmp_path):
+    """The watchdog is restarted on the reaper's thread; held.json, written by the owner at
+    its steps, named the dead one until the task's next event (none for hours, for an idle
+    task): `stoker status` then counted the new watchdog among the task's processes."""
+    import signal
+    import threading
+    import time
+
+    from executor.procs.handover import LOOKS_AFTER_SPAWN_SECS
+    from executor.task.heldfile import read_watchdog
+    from tests.support.waiting import wait_for
+
+    owner = owner_for(job(ProcessSpec(name="a", cmdline="exec sleep 30")), tmp_path, {"PATH": "/usr/bin:/bin"},
+                      Recorder())
+    thread = threading.Thread(target=owner.run)
+    thread.start()
+    try:
+        first = wait_for(lambda: read_watchdog(tmp_path, owner._procs.marker))
+        time.sleep(max(LOOKS_AFTER_SPAWN_SECS) + 0.1)  # about time: the owner's last step after the start is over
+        os.kill(first, signal.SIGKILL)
+        second = wait_for(lambda: owner._procs.watchdog_pid not in (None, first) and owner._procs.watchdog_pid)
+        wait_for(lambda: read_watchdog(tmp_path, owner._procs.marker) == second, 2,
+                 message=f"held.json names the new watchdog {second}")
+    finally:
+        owner.request_kill("test over", 0.1)
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+
+class _SeenAtTheEnd(Recorder):
+    """A Recorder that notes which of `pids` exist at all (zombies included) as the
+    terminal update is sent."""
+
+    def __init__(self, pids: set[int]) -> None:
+        super().__init__()
+        self.pids, self.present = pids, list[set[int]]()
+
+    def on_update(self, u):
+        if u.state.terminal:
+            self.present.append({p for p in self.pids if os.path.exists(f"/proc/{p}")})
+        super().on_update(u)
+
+
+def _slowly(after_exit):
+    """`after_exit` 0.1 s late: a reaper slowed down, as on a loaded host."""
+    def slow(*args):
+        time.sleep(0.1)
+        after_exit(*args)
+    return slow
+
+
+@pytest.mark.timeout(20)
+def test_a_shell_check_under_way_as_the_task_finishes_is_reaped_before_the_terminal_update(tmp_path, monkeypatch):
+    """The check's command, SIGKILLed as the task stops, is waited for before the terminal
+    update goes out, the daemon it left (`setsid env -i`, out of its group, no marker:
+    killed only once its bash exits, on the reaper's thread) included. The reaper is slowed
+    down (as on a loaded host): without the owner's wait the update went out with the bash
+    unreaped and the daemon alive."""
+    import threading
+
+    from executor.procs.commands import CommandRunner
+    from tests.support.waiting import wait_for
+
+    monkeypatch.setattr(CommandRunner, "_kill_leftovers", _slowly(CommandRunner._kill_leftovers))
+    pids_file = tmp_path / "check.pids"
+    health = HealthSpec(kind=CheckKind.SHELL, initial_interval_secs=0.0, interval_secs=0.02, timeout_secs=30.0,
+                        shell_command="echo $$ >> check.pids; ( ( exec setsid env -i sleep 30 & "
+                                      "echo $! >> check.pids ) & ); sleep 30")
+    pids: set[int] = set()
+    rec = _SeenAtTheEnd(pids)
+    owner = owner_for(job(ProcessSpec(name="a", cmdline="while [ ! -f go ]; do sleep 0.01; done"), health=health),
+                      tmp_path, {"PATH": "/usr/bin:/bin"}, rec)
+    thread = threading.Thread(target=owner.run)
+    thread.start()
+    try:
+        wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2, 10)
+        pids |= {int(p) for p in pids_file.read_text().split()}
+        time.sleep(0.05)  # the daemon is an orphan by now
+        (tmp_path / "go").touch()
+    finally:
+        thread.join(10)
+        for pid in pids:  # whatever failed, nothing is left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+    assert rec.updates[-1].state is TaskState.FINISHED
+    assert rec.present == [set()]

@@ -18,7 +18,8 @@ from config.spec import JobSpec, ProcessSpec, TaskSpec
 from executor.events import TaskState
 from executor.host.entry import FrontEnd
 from executor.host.session import HostSession
-from executor.task.checkpoint import append_between, read_records
+from executor.task.checkpoint import read_records
+from executor.task.checkpointbetween import append_between
 from executor.task.wiring import owner_for
 
 pytestmark = pytest.mark.timeout(20)

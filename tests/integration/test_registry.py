@@ -408,3 +408,32 @@ def test_damaged_files_read_at_the_bound_are_pruned_so_a_full_registry_drains(tm
     reg.write(entry(tmp_path / "mine", task_id="mine"), prune=False)
     seen = [[listed.entry.task_id for listed in reg.entries()] for _ in range(3)]
     assert [n for n in damaged if (root / n).exists()] == [] and seen[-1] == ["mine"], seen
+
+
+def test_an_entry_whose_sandbox_no_open_takes_is_skipped_and_every_other_task_listed(tmp_path):
+    """A sandbox path with a NUL byte or a lone surrogate (no open() takes either), or a
+    number no float holds: the entry is damaged. Its supervisor gone, the pruning judged it by
+    its checkpoint (ValueError: `stoker ps`, every observer page and /metrics failed); its
+    supervisor running, it is named as an entry this version cannot read."""
+    root = tmp_path / "root"
+    registry(root).write(entry(tmp_path / "mine", task_id="mine"))
+    gone = [{**entry(tmp_path / "x", alive=False).to_json(), "sandbox": f"{tmp_path}/nul\0here"},
+            {**entry(tmp_path / "x", alive=False).to_json(), "sandbox": f"{tmp_path}/\ud800"},
+            {**entry(tmp_path / "x", alive=False).to_json(), "registered": 10 ** 400}]
+    for doc in gone:
+        (root / entry_name(doc["supervisor_pid"], doc["supervisor_start"])).write_text(json.dumps(doc))
+    supervisor = subprocess.Popen(["sleep", "30"])
+    try:
+        found = identity_of(supervisor.pid)
+        assert found is not None
+        name = entry_name(found.pid, found.start_ticks)
+        live = {**entry(tmp_path / "x").to_json(), "supervisor_pid": found.pid,
+                "supervisor_start": found.start_ticks, "sandbox": f"{tmp_path}/nul\0there"}
+        (root / name).write_text(json.dumps(live))
+        listed, unread = registry(root).read_all()
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+    assert [item.entry.task_id for item in listed] == ["mine"]
+    assert unread == [name]
+    assert len(os.listdir(root)) == 5  # damaged, not expired: kept for the retention

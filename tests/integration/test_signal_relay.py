@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from executor.host.signals import SignalRelay, signal_name
+from executor.host.signals import STRAY_SIGNALS, SignalRelay, signal_name
 
 USR1, USR2 = signal.SIGUSR1, signal.SIGUSR2
 
@@ -159,7 +159,8 @@ def test_the_executor_keeps_its_strays_ignored_once_its_relay_closes(tmp_path, m
     from executor.mesos import process
 
     strays = (signal.SIGUSR1, signal.SIGHUP, signal.SIGQUIT, signal.SIGRTMIN + 3)
-    inherited = {signum: signal.getsignal(signum) for signum in strays}
+    # every one its relay may leave ignored: a child of a later test inherits SIG_IGN
+    inherited = {signum: signal.getsignal(signum) for signum in {*strays, *STRAY_SIGNALS}}
     settings = ExecutorSettings.from_env({"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "f",
                                           "MESOS_EXECUTOR_ID": "e", "MESOS_SANDBOX": str(tmp_path)})
     monkeypatch.setattr(process.HostSession, "open", lambda *a, **k: SimpleNamespace(close=lambda: None))

@@ -3,6 +3,7 @@ whose supervisor is gone (LOST, since when and from what, its leftover processes
 supervisor runs, and a task found by its id in the registry."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -17,36 +18,10 @@ from executor.cli.main import main
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import identity_of, is_stopped, own_identity
 from executor.host.registry import Registry
-from executor.task.checkpoint import CheckpointWriter
+from tests.support.statuscli import RUNNING, header, status, write
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def status(capsys, *args) -> tuple[int, str, str]:
-    code = main(["status", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def write(sandbox, records) -> None:
-    writer = CheckpointWriter(sandbox)
-    writer.append_many(records)
-    writer.close()
-
-
-def header(pid, start, marker="m4rk3r", wall=1000.0):
-    return {"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
-            "sandbox": "/sb", "ports": {}, "supervisor_pid": pid, "supervisor_start": start,
-            "supervisor_boot": own_identity().boot_id, "marker": marker, "processes": ["web"],
-            "health": "none", "wall": wall}
-
-
-RUNNING = [{"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": 1000.0},
-           {"kind": "process", "process": "web", "run": 2, "from": "WAITING", "to": "RUNNING",
-            "reason": "starting run 2", "pid": 4242, "wall": 1001.0},
-           {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "processes started",
-            "wall": 1002.0}]
 
 
 def test_nothing_to_show_is_one_error_line_and_exit_1(tmp_path, capsys):
@@ -187,17 +162,23 @@ def test_a_task_whose_sandbox_was_deleted_under_it_is_named_with_its_supervisor(
     assert f"web-0-1: the sandbox {sandbox} no longer exists\n" in out
 
 
-def test_a_supervisor_that_went_away_is_waited_for_before_its_task_is_judged(tmp_path):
+@pytest.mark.parametrize("pidfds", [True, False], ids=["pidfds", "no pidfds"])
+def test_a_supervisor_that_went_away_is_waited_for_before_its_task_is_judged(tmp_path, monkeypatch, pidfds):
     """`stoker kill` / `restart` whose conversation the supervisor ended without an answer:
     its socket closes as it exits, a moment before /proc shows it gone, and a look at that
-    moment said "the task is RUNNING" (seen under load). The look waits for its exit."""
+    moment said "the task is RUNNING" (seen under load). The look waits for its exit; without
+    pidfds (a kernel before 5.3; a seccomp profile that denies pidfd_open, EPERM, emulated
+    here) by reading /proc, where it was not waited for at all."""
     from executor.cli.control import _after_the_supervisor
     from executor.host.identity import identity_of
 
+    def denied(pid: int, flags: int = 0) -> int:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+    if not pidfds:
+        monkeypatch.setattr(os, "pidfd_open", denied)
     supervisor = subprocess.Popen(["sleep", "0.3"])
     try:
-        ticks = identity_of(supervisor.pid).start_ticks
-        write(tmp_path, [header(supervisor.pid, ticks), *RUNNING])
+        write(tmp_path, [header(supervisor.pid, identity_of(supervisor.pid).start_ticks), *RUNNING])
         started = time.monotonic()
         inspection = _after_the_supervisor(tmp_path)
         assert inspection.truth.state == "LOST" and time.monotonic() - started < 2.0

@@ -1,11 +1,26 @@
-"""Small job configs for tests: write `.aurora` text to a directory, or build a Job in memory."""
+"""Small job configs for tests: write `.aurora` text to a directory, or build a Job in memory;
+a loaded job as plain values, the error a config raises when loaded."""
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
 
-from config.schema import Job, Process, Resources, Task
+import pytest
+
+from config.bind import bind
+from config.errors import ConfigError
+from config.loader import load_job
+from config.schema import (
+    HealthCheckerConfig,
+    Job,
+    Process,
+    Resources,
+    ShellHealthChecker,
+    Task,
+    TcpHealthChecker,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.aurora"))
@@ -45,3 +60,30 @@ def job_text(processes: str = "[Process(name='web', cmdline='echo hi')]", extra:
         f"jobs = [Job(task=Task(processes={processes}{task_extra}, {RESOURCES}),\n"
         f"            cluster='c', role='r', environment='e'{extra})]\n"
     )
+
+
+def plain(obj: Any) -> Any:
+    """A loaded pystachio object as plain JSON values."""
+    return json.loads(obj.json_dumps())
+
+
+def error_of(path: Path, jobkey: str | None = None) -> str:
+    """The ConfigError's message that loading `path` (and selecting `jobkey`) raises."""
+    with pytest.raises(ConfigError) as info:
+        load_job(path, jobkey)
+    return str(info.value)
+
+
+# What a task's start gives bind() besides its ports.
+BIND = dict(instance=3, task_id="task-7", hostname="host.example", user="alice")
+
+
+def bound(j: Any, **ports: int) -> Any:
+    """`j` bound with BIND and the given ports."""
+    return bind(j, ports=ports, **BIND)
+
+
+# A process that serves on the `health` port, and the two health checkers that are not HTTP.
+HEALTH_PORT = process("web", "serve {{thermos.ports[health]}}")
+SHELL = HealthCheckerConfig(shell=ShellHealthChecker(shell_command="probe {{thermos.ports[health]}} {{thermos.task_id}}"))
+TCP = HealthCheckerConfig(tcp=TcpHealthChecker())

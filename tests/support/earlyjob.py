@@ -38,7 +38,7 @@ class _Finder:
 
         def exec_module(module):
             loaded(module)
-            real = module._hold
+            real = module.hold_sandbox
 
             def hold(sandbox, *args, **kwargs):
                 session = real(sandbox, *args, **kwargs)
@@ -47,7 +47,7 @@ class _Finder:
                     time.sleep(0.01)
                 return session
 
-            module._hold = hold
+            module.hold_sandbox = hold
 
         spec.loader.exec_module = exec_module
         return spec

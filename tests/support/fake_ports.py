@@ -42,6 +42,8 @@ class FakeProcs:
         self.marker = "fake-marker"
         self.containment = "fake processes"
         self.idles = 0  # how often the owner said it had nothing to do
+        # each stop_commands: its within_secs, and what the owner had done by then
+        self.commands_stopped: list[tuple[float, list[str]]] = []
         self.daemons_alive = False  # daemons the runs left, as a test sets them
 
     def start(self) -> None:
@@ -82,6 +84,10 @@ class FakeProcs:
 
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
         raise AssertionError("the owner never runs commands itself")
+
+    def stop_commands(self, within_secs: float) -> bool:
+        self.commands_stopped.append((within_secs, list(self._effects.lines)))
+        return True
 
     def close(self) -> None:
         self.closed = True

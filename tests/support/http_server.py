@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -77,7 +78,16 @@ class Partial:
     data: bytes = b"HTTP/1.1 200 OK\r\n\r\nok"
 
 
-Step = Reply | Hang | Drip | Huge | Redirect | Reset | Partial
+@attrs.frozen
+class Gated:
+    """Send the headers at once, then each of `parts` when the test calls `release()`: a
+    body whose timing the test decides, not a clock."""
+
+    parts: tuple[bytes, ...] = (b"o", b"k")
+    status: int = 200
+
+
+Step = Reply | Hang | Drip | Huge | Redirect | Reset | Partial | Gated
 
 
 @attrs.frozen
@@ -86,6 +96,8 @@ class Received:
     path: str
     body: bytes
     headers: Mapping[str, str]
+    client_port: int = 0  # the port of the client's end of the connection
+    at: float = attrs.field(factory=time.monotonic)  # when it arrived (time.monotonic)
 
 
 # ---- the server ----
@@ -102,6 +114,8 @@ class ScriptedHTTPServer:
         self._next = 0
         self._received: list[Received] = []
         self._connections: dict[socket.socket, threading.Thread] = {}
+        self._gate = threading.Semaphore(0)
+        self._parts_sent = 0
         self.script = list(script)
         self._server = _Server(self)
         self.port: int = self._server.server_address[1]
@@ -143,6 +157,16 @@ class ScriptedHTTPServer:
         """Every request seen so far, with its body and headers."""
         with self._lock:
             return list(self._received)
+
+    def release(self) -> None:
+        """Let a `Gated` answer send its next part."""
+        self._gate.release()
+
+    @property
+    def parts_sent(self) -> int:
+        """How many parts `Gated` answers have written so far."""
+        with self._lock:
+            return self._parts_sent
 
     def close(self) -> None:
         """Stop serving, wake every waiting step, shut every connection; never hangs."""
@@ -226,7 +250,8 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        step = owner._take_step(Received(self.command, self.path, body, dict(self.headers)))
+        step = owner._take_step(Received(self.command, self.path, body, dict(self.headers),
+                                         client_port=self.client_address[1]))
         self.close_connection = True
         try:
             if isinstance(step, Reply):
@@ -239,6 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
                 owner._closing.wait()
             elif isinstance(step, Drip):
                 self._drip(step)
+            elif isinstance(step, Gated):
+                self._gated(step)
             elif isinstance(step, Huge):
                 self._huge(step)
             elif isinstance(step, Redirect):
@@ -272,6 +299,17 @@ class _Handler(BaseHTTPRequestHandler):
             if closing.wait(step.step_secs):
                 return
             self.wfile.write(step.body[i : i + step.bytes_per_step])
+
+    def _gated(self, step: Gated) -> None:
+        owner = self.server.owner
+        self._head(step.status, sum(map(len, step.parts)), {})
+        for part in step.parts:
+            while not owner._gate.acquire(timeout=0.02):
+                if owner._closing.is_set():
+                    return
+            self.wfile.write(part)
+            with owner._lock:
+                owner._parts_sent += 1
 
     def _huge(self, step: Huge) -> None:
         closing = self.server.owner._closing

@@ -52,7 +52,9 @@ def stop_signals_default() -> Iterator[None]:
 
 
 class StokerProcess:
-    def __init__(self, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], workdir: Path, env: dict[str, str] | None = None,
+                 pass_fds: tuple[int, ...] = (), launcher: tuple[str, ...] = ()) -> None:
+        """`launcher`: a command prefix that execs the rest (a seccomp filter's, tests/support/seccomp.py)."""
         self.workdir = Path(workdir)
         self.stdout_path = self.workdir / "stoker.stdout"
         self.stderr_path = self.workdir / "stoker.stderr"
@@ -61,9 +63,9 @@ class StokerProcess:
         full_env.update(env or {})
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err, stop_signals_default():
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "executor", *args],
+                [*launcher, sys.executable, "-m", "executor", *args],
                 cwd=self.workdir, env=full_env, stdout=out, stderr=err,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=pass_fds,
             )
 
     @property

@@ -1,11 +1,14 @@
 """A Supervisor driven by a test: `Harness` (spawn, the next exit, a run's log path) and
 `Tracker` (every pid a test saw, killed at teardown when still alive and still theirs);
-the `tracker` and `harness` fixtures live in `tests/integration/conftest.py`."""
+the `tracker` and `harness` fixtures live in `tests/integration/conftest.py`; fake_task.py's
+command line, and whether processes are still alive (zombies count as gone)."""
 from __future__ import annotations
 
 import contextlib
 import os
 import queue
+import shlex
+import sys
 from pathlib import Path
 
 import psutil
@@ -13,6 +16,35 @@ import psutil
 from config.spec import ProcessSpec
 from executor.events import ProcessExited
 from executor.procs.supervisor import Supervisor
+from tests.support.waiting import wait_for
+
+SUPPORT = Path(__file__).resolve().parent
+FAKE = SUPPORT / "fake_task.py"
+# Wall-clock bounds in the supervisor tests only guard against a hang (a process waited out:
+# they sleep 30 s); a loaded machine can delay any of them by a second or more. bench/
+# measures the speed.
+HANG_GUARD_SECS = 10.0
+MiB = 1024 * 1024
+
+
+def fake(*args: object) -> str:
+    return shlex.join([sys.executable, str(FAKE), *map(str, args)])
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def all_gone(pids) -> bool:  # type: ignore[no-untyped-def]
+    return not any(alive(p) for p in pids)
+
+
+def read_pids(path: Path, timeout_secs: float = 5) -> list[int]:
+    wait_for(path.exists, timeout_secs, message=f"{path} to appear")
+    return [int(x) for x in path.read_text().split()]
 
 
 class Tracker:

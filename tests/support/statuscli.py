@@ -1,0 +1,33 @@
+"""What the `stoker status` tests share: running the command in process, and a checkpoint
+written through the product's own writer from records given as dicts."""
+from __future__ import annotations
+
+from executor.cli.main import main
+from executor.host.identity import own_identity
+from executor.task.checkpoint import CheckpointWriter
+
+
+def status(capsys, *args) -> tuple[int, str, str]:
+    code = main(["status", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(sandbox, records) -> None:
+    writer = CheckpointWriter(sandbox)
+    writer.append_many(records)
+    writer.close()
+
+
+def header(pid, start, marker="m4rk3r", wall=1000.0):
+    return {"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
+            "sandbox": "/sb", "ports": {}, "supervisor_pid": pid, "supervisor_start": start,
+            "supervisor_boot": own_identity().boot_id, "marker": marker, "processes": ["web"],
+            "health": "none", "wall": wall}
+
+
+RUNNING = [{"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched", "wall": 1000.0},
+           {"kind": "process", "process": "web", "run": 2, "from": "WAITING", "to": "RUNNING",
+            "reason": "starting run 2", "pid": 4242, "wall": 1001.0},
+           {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "processes started",
+            "wall": 1002.0}]
