@@ -7,7 +7,7 @@ EXAMPLE ?= examples/hello_world.aurora
 DIST    ?= dist
 RUNS    := .run
 
-.PHONY: run test test-fast test-pythons lint faults bench dist mutation fuzz clean zookeeper browser
+.PHONY: run test test-fast test-pythons test-deps-oldest test-reproducible lint faults bench dist mutation fuzz clean zookeeper browser
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,6 +39,24 @@ test-fast: lint
 PYTEST_ARGS ?=
 test-pythons: $(STAMP)
 	$(BIN)/python tools/test_pythons.py $(PYTEST_ARGS)
+
+# The unit tests on the oldest version of each dependency setup.py admits (its `>=`, `~=` bounds,
+# pinned in tools/deps-oldest.txt and given to pip as constraints), in .venv-oldest: made
+# afresh when setup.py or that file changes (about 30 s), then about 30 s a run. By hand, not
+# part of `make test`: CI tests what pip resolves today, the newest (docs/testing.md §9).
+# OLDEST_TESTS=tests runs every tier there instead.
+OLDEST_VENV  := .venv-oldest
+OLDEST_TESTS ?= tests/unit
+$(OLDEST_VENV)/.installed: setup.py tools/deps-oldest.txt
+	rm -rf $(OLDEST_VENV)
+	$(PY) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
+	STOKER_BUILD_VERSION=0.1.0 $(OLDEST_VENV)/bin/python -m pip install -q -c tools/deps-oldest.txt -e '.[test]'
+	touch $@
+
+test-deps-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -m pip check
+	$(OLDEST_VENV)/bin/python -m pytest -q $(OLDEST_TESTS)
 
 # Debian's ZooKeeper server, for the announcer's integration tests (they are skipped without
 # it, except in CI). Installs it only when it is missing; needs root, as apt-get does.
@@ -79,6 +97,14 @@ dist: $(STAMP)
 	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[dist]' && touch $(VENV)/.dist-installed; }
 	$(BIN)/python tools/build_dist.py --dist-dir $(DIST)
 
+# Both artifacts built twice from HEAD, in two fresh clones under a different umask, TZ and
+# LANG, and compared byte for byte (tools/check_reproducible.py, about 30 s; docs/testing.md §8).
+# By hand: tests/e2e/test_dist.py checks what made two builds differ on its one build.
+test-reproducible: $(STAMP)
+	test $(VENV)/.dist-installed -nt setup.py || \
+	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[dist]' && touch $(VENV)/.dist-installed; }
+	$(BIN)/python tools/check_reproducible.py
+
 # Mutation testing of the pure cores against their unit tests (tens of minutes; not part of
 # `make test`): prints mutants, survivors and the score per module. MUTATE="health service"
 # runs only those (tools/mutation.py lists them). Niced, one worker: the machine is shared.
@@ -101,4 +127,4 @@ fuzz: $(STAMP)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m tests.fuzz.run $(FUZZ)
 
 clean:
-	rm -rf $(VENV) .venv-3.* $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation .fuzz
+	rm -rf $(VENV) .venv-3.* $(OLDEST_VENV) $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation .fuzz

@@ -10,6 +10,8 @@ process trees). The real `stoker observe` serves it on a free loopback port.
 - A task page with 100 processes: `GET /tasks/ID` over HTTP (replay, 100 psutil trees,
   rendering, the response), and in process the read (`Reader.task`) and the rendering
   (`task_page`) apart. The list of 100 tasks and the observer's memory, for information.
+- `GET /metrics` of the 100 tasks (every task read as its page reads it, the live one's 100
+  process trees from /proc), with its size.
 """
 from __future__ import annotations
 
@@ -89,8 +91,10 @@ def _live_task(registry: Registry, base: Path, sleeps: list[subprocess.Popen[byt
     return "big-0"
 
 
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as answer:
+def _get(url: str, gzip: bool = False) -> bytes:
+    """The body, as sent (`gzip`: asked for gzipped, as Prometheus asks)."""
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gzip else {})
+    with urllib.request.urlopen(request, timeout=30) as answer:
         return answer.read()
 
 
@@ -142,6 +146,9 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
             read = _timed(lambda: reader.task(big), repeat)
             render = _timed(lambda: task_page(detail, time.time()), repeat)
             listing = _timed(lambda: _get(f"{url}/"), max(3, repeat // 4))
+            progress(f"GET /metrics of {TASKS} tasks")
+            scraped, zipped = _get(f"{url}/metrics"), _get(f"{url}/metrics", gzip=True)
+            scrape = _timed(lambda: _get(f"{url}/metrics", gzip=True), repeat)
             memory = memory_of(observer.pid)
             progress(f"idle observer for {idle_secs:.0f} s")
             time.sleep(1.0)  # let the last request's connection close
@@ -168,6 +175,12 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                     f"< {PAGE_LIMIT_SECS * 1000:.0f} ms median", value=stats.median,
                     limit=PAGE_LIMIT_SECS))
     rows.append(Row(f"Observer: GET / with {TASKS} registered tasks", med_p95(listing), "—", "—"))
+    series = sum(1 for line in scraped.splitlines() if line and not line.startswith(b"#"))
+    rows.append(Row(f"Observer: GET /metrics with {TASKS} registered tasks (one of {PROCESSES} processes: "
+                    f"{PROCESSES} process trees read; gzipped, as Prometheus asks)", med_p95(scrape),
+                    f"{series} series, {len(scraped) / 1000:.0f} KB, gzipped {len(zipped) / 1000:.0f} KB",
+                    f"< {PAGE_LIMIT_SECS * 1000:.0f} ms median",
+                    value=summary(scrape).median, limit=PAGE_LIMIT_SECS))
     rows.append(Row(f"Observer idle with {TASKS} registered tasks: CPU and wakeups per "
                     f"{idle_secs:.0f} s ({threads} threads)",
                     f"{idle_cpu * 1000:.2f} ms CPU, {idle_wake} wakeups",

@@ -82,7 +82,7 @@ def main() -> int:
     wrap(planning, "plan_apart", "plan (in its child process: load, checks, ports, bind)")
     wrap(plancache, "lookup", "plan cache (look up, keep)")
     wrap(plancache, "store", "plan cache (look up, keep)")
-    wrap(local, "_hold", "host session (lock, registry, control socket)")
+    wrap(local, "hold_sandbox", "host session (lock, registry, control socket)")
     wrap(wiring._SessionPort, "task_started", "host session (lock, registry, control socket)")
     wrap(wiring, "open_writer", "checkpoint (open, syncs)")
     wrap(checkpoint.CheckpointWriter, "append_many", "checkpoint (open, syncs)")

@@ -41,6 +41,8 @@ BENCHES = {  # run in this order: the long idle windows last
                             "the registry on launch (issue 11)"),
     "observe": ("bench_observe.py", "stoker observe: idle CPU with 100 tasks, a task page of 100 "
                                     "processes, memory (issue 12)"),
+    "metrics": ("bench_metrics.py", "stoker observe's /metrics: 100 running tasks of 10 processes, "
+                                    "1,000 ended tasks"),
     "idle": ("bench_idle.py", "idle CPU, wakeups and memory at 1/10/100/500 processes (issues 3, 6)"),
 }
 LIMIT_SECS = 600.0  # per bench; a full run of all of them takes about two minutes

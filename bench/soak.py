@@ -15,7 +15,7 @@ per step costs microseconds there), in a registry of its own:
 - health-shell: a shell health check (`true`, a fork and exec each) every 0.1 ms;
 - attempts: a service whose one process fails at once, so the task fails and `stoker run`
   starts attempt after attempt (`--restart-backoff 0.001 --restart-backoff-max 0.001`);
-- executor: `stoker executor` under the agent simulator (tests/support/agent_sim.py), its task
+- executor: `stoker executor` under the agent simulator (tests/support/agent_sim/), its task
   a daemon restarted again and again with a shell health check every 0.1 ms, while the agent
   sends a HEARTBEAT every millisecond (the events counted).
 

@@ -23,6 +23,12 @@ Owns the build recipe and its checks:
    hash-checked as PEP 552 defines, since unpacking does not keep the files' times): an
    executor unpacking into a fresh sandbox, or running under PYTHONDONTWRITEBYTECODE, then
    compiles nothing on that Python version (others ignore the files and compile as ever).
+6. make both artifacts byte for byte the same whenever they are built from the same commit
+   with the same tools (docs/testing.md §8): every zip entry is dated the commit's time
+   (SOURCE_DATE_EPOCH, which wheel and shiv honour; a caller's own wins; without git, the
+   newest staged file's, as a `git archive` tarball dates them all), files are staged
+   and written with the same permissions whatever the umask or the clone's, and the bundle
+   drops the one file naming where the build ran (stoker's direct_url.json: the wheel's path).
 It never touches anything in DIST but the two artifacts, and never installs anything into
 the running environment: it needs shiv, setuptools and wheel there already (setup.py's
 `dist` extra).
@@ -30,8 +36,10 @@ the running environment: it needs shiv, setuptools and wheel there already (setu
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import importlib.util
+import json
 import marshal
 import os
 import re
@@ -68,7 +76,8 @@ def _run(step: str, argv: list[str], env: dict[str, str] | None = None) -> None:
 
 
 def stage_sources(scratch: Path) -> Path:
-    """Copy the build's inputs in REPO (no bytecode, no sockets or pipes) to SCRATCH/src."""
+    """Copy the build's inputs in REPO (no bytecode, no sockets or pipes) to SCRATCH/src,
+    each 0644 (0755 when executable), as a clone made under any umask becomes in the wheel."""
     repo = REPO
     src = scratch / "src"
     src.mkdir()
@@ -83,7 +92,49 @@ def stage_sources(scratch: Path) -> Path:
             shutil.copytree(repo / name, src / name, ignore=ignore, symlinks=True)
         else:
             shutil.copy2(repo / name, src / name)
+    for path in [src, *src.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() or path.stat().st_mode & 0o111 else 0o644)
     return src
+
+
+# The dates a zip entry can hold: 1980-01-01 to 2107-12-31 (UTC, as wheel and shiv write them).
+ZIP_FIRST, ZIP_LAST = 315532800, 4354819199
+
+
+def zip_epoch(given: str) -> str:
+    """SOURCE_DATE_EPOCH's value GIVEN as a time every entry can be dated: one before 1980 is
+    1980-01-01, as wheel dates it (shiv stopped with a traceback); BuildError unless it is
+    a whole number of seconds, or when it is after 2107."""
+    if not re.fullmatch(r"-?[0-9]+", given.strip()):
+        raise BuildError(f"SOURCE_DATE_EPOCH is {given!r}: not a whole number of seconds since 1970-01-01 UTC")
+    if int(given) > ZIP_LAST:
+        raise BuildError(f"SOURCE_DATE_EPOCH is {given!r}: after 2107, which no zip entry can be dated")
+    return str(max(int(given), ZIP_FIRST))
+
+
+def source_date_epoch(src: Path) -> str:
+    """The time every entry of the artifacts is dated: the caller's SOURCE_DATE_EPOCH, else
+    the checkout's commit time, else (no git, or a tree inside another repository, as
+    setup.py's version says) the newest of the staged files in SRC: a `git archive`
+    tarball's files carry the commit's time."""
+    given = os.environ.get("SOURCE_DATE_EPOCH")
+    if given:
+        return zip_epoch(given)
+    try:
+        top = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--show-prefix"], capture_output=True, text=True)
+        done = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%ct"], capture_output=True, text=True)
+    except OSError:  # no git installed
+        top = done = subprocess.CompletedProcess([], 1, "", "")
+    epoch = done.stdout.strip()
+    if top.returncode == 0 and top.stdout.strip() == "" and done.returncode == 0 and epoch:
+        return zip_epoch(epoch)
+    return zip_epoch(str(max((int(p.lstat().st_mtime) for p in src.rglob("*") if p.is_file()), default=0)))
+
+
+def build_environment(src: Path) -> dict[str, str]:
+    """os.environ with SOURCE_DATE_EPOCH (see source_date_epoch)."""
+    return {**os.environ, "SOURCE_DATE_EPOCH": source_date_epoch(src)}
 
 
 def checkout_version() -> str:
@@ -97,20 +148,20 @@ def checkout_version() -> str:
     return lines[-1]
 
 
-def build_wheel(src: Path, dist: Path, version: str) -> Path:
+def build_wheel(src: Path, dist: Path, version: str, env: dict[str, str]) -> Path:
     """Build Stoker's own wheel into DIST with the current environment's setuptools,
-    stamped with `version`."""
+    stamped with `version`, in ENV (build_environment)."""
     _run("wheel", [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--use-pep517",
                    "--no-build-isolation", "--wheel-dir", str(dist), str(src)],
-         env={**os.environ, "STOKER_BUILD_VERSION": version})
+         env={**env, "STOKER_BUILD_VERSION": version})
     wheels = sorted(dist.glob("stoker-*-py3-none-any.whl"))
     if len(wheels) != 1:
         raise BuildError(f"expected one stoker-*-py3-none-any.whl in {dist}, found {[w.name for w in wheels]}")
     return wheels[0]
 
 
-def build_zipapp(wheel: Path, scratch: Path) -> Path:
-    """Bundle WHEEL and its dependencies with shiv; returns the raw shiv zipapp."""
+def build_zipapp(wheel: Path, scratch: Path, env: dict[str, str]) -> Path:
+    """Bundle WHEEL and its dependencies with shiv in ENV; returns the raw shiv zipapp."""
     wheelhouse = scratch / "wheelhouse"
     # Dependencies published only as sdists become wheels here (pip caches what it builds).
     _run("dependency wheels", [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheelhouse),
@@ -119,7 +170,8 @@ def build_zipapp(wheel: Path, scratch: Path) -> Path:
     _run("shiv", [sys.executable, "-m", "shiv", "--console-script", CONSOLE_SCRIPT,
                   "--output-file", str(raw), "--python", SHEBANG,
                   "-q", "--only-binary=:all:", "--python-version", TARGET_PYTHON, "--implementation", "cp",
-                  "--abi", "abi3", "--abi", "none", "--find-links", str(wheelhouse), str(wheel)])
+                  "--abi", "abi3", "--abi", "none", "--find-links", str(wheelhouse), str(wheel)],
+         env=env)
     return raw
 
 
@@ -180,6 +232,43 @@ def bytecode_entries(src: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, bytes]
     return entries
 
 
+# pip's record of where it installed a distribution from (PEP 610): for stoker, the path of
+# the wheel on the build machine, different in each build directory, and of no use inside
+# the bundle. Dropped, with its line in the RECORD; shiv's build id (the name of the
+# directory the bundle unpacks into), a hash that included it, is computed again without it.
+DIRECT_URL = re.compile(r"site-packages/[^/]+\.dist-info/direct_url\.json")
+
+
+def entry_data(src: zipfile.ZipFile, info: zipfile.ZipInfo, build_id: str) -> bytes:
+    """What TARGET holds for SRC's entry INFO: ours for `__main__.py`, RECORD without the
+    direct_url.json line, shiv's environment with BUILD_ID, the rest as it is."""
+    if info.filename == "__main__.py":
+        return ZIPAPP_MAIN.read_bytes()
+    data = src.read(info)
+    if info.filename == "environment.json":
+        return json.dumps({**json.loads(data), "build_id": build_id}).encode("utf-8")
+    if info.filename.startswith("site-packages/") and info.filename.endswith(".dist-info/RECORD"):
+        lines = data.decode("utf-8").splitlines(keepends=True)
+        data = "".join(line for line in lines if not line.partition(",")[0].endswith(".dist-info/direct_url.json"))\
+            .encode("utf-8")
+    return data
+
+
+def bundle_build_id(src: zipfile.ZipFile, bytecode: list[tuple[zipfile.ZipInfo, bytes]]) -> str:
+    """A hash of what the bundle unpacks (site-packages/, names and contents), as shiv's, and
+    of the BYTECODE added to it: shiv reuses a directory unpacked under the same id as it
+    finds it, so a build by another Python must not have the id of one whose bytecode it lacks."""
+    digest = hashlib.sha256()
+    for info in src.infolist():
+        if info.filename.startswith("site-packages/") and not DIRECT_URL.fullmatch(info.filename):
+            digest.update(entry_data(src, info, ""))
+            digest.update(info.filename.encode("utf-8"))
+    for entry, pyc in bytecode:
+        digest.update(pyc)
+        digest.update(entry.filename.encode("utf-8"))
+    return digest.hexdigest()
+
+
 def install_main(raw: Path, target: Path) -> None:
     """Write TARGET: RAW's entries with tools/zipapp_main.py as `__main__.py`, and the
     bundled modules' bytecode, executable."""
@@ -187,10 +276,13 @@ def install_main(raw: Path, target: Path) -> None:
     with zipfile.ZipFile(raw) as src, open(tmp, "wb") as out:
         out.write(f"#!{SHEBANG}\n".encode())
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+            bytecode = bytecode_entries(src)
+            build_id = bundle_build_id(src, bytecode)
             for info in src.infolist():
-                data = ZIPAPP_MAIN.read_bytes() if info.filename == "__main__.py" else src.read(info)
-                dst.writestr(info, data)
-            for entry, pyc in bytecode_entries(src):
+                if not DIRECT_URL.fullmatch(info.filename):
+                    # a copy: writestr sets the entry's offset in DST on the ZipInfo it is given
+                    dst.writestr(copy.copy(info), entry_data(src, info, build_id))
+            for entry, pyc in bytecode:
                 dst.writestr(entry, pyc, compress_type=zipfile.ZIP_DEFLATED)
     tmp.chmod(0o755)
     os.replace(tmp, target)
@@ -203,8 +295,10 @@ def build(dist: Path) -> tuple[Path, Path, dict[str, list[str]]]:
         old.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="stoker-dist-") as tmp:
         scratch = Path(tmp)
-        wheel = build_wheel(stage_sources(scratch), dist, checkout_version())
-        raw = build_zipapp(wheel, scratch)
+        src = stage_sources(scratch)
+        env = build_environment(src)
+        wheel = build_wheel(src, dist, checkout_version(), env)
+        raw = build_zipapp(wheel, scratch, env)
         with zipfile.ZipFile(raw) as archive:
             tags = check_bundle(archive)
         install_main(raw, dist / "stoker.pyz")
@@ -216,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dist-dir", default=str(REPO / "dist"), help="output directory (default: dist)")
     args = parser.parse_args(argv)
     started = time.monotonic()
+    os.umask(0o022)  # the modes of what the build writes (build_lib, shiv's site-packages), whatever the caller's
     try:
         wheel, pyz, tags = build(Path(args.dist_dir).resolve())
     except BuildError as exc:
