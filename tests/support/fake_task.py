@@ -17,7 +17,9 @@ Process trees
   --daemonize-child         double-fork + setsid a grandchild that sleeps forever (a classic
                             daemon: its parent exits at once, so it is re-parented)
   --daemon-ignore-sigterm   that daemon ignores SIGTERM
-  --daemon-pid-file F       the daemon writes its pid to F; the parent waits until it exists
+  --daemon-pid-file F       the daemon's pid in F, which appears only once the daemon's
+                            parent (the middle of the double fork) is gone and reaped: a test
+                            that read F sees the daemon alone, not that parent still exiting
   --daemon-undumpable       the daemon makes itself not dumpable first (prctl, as ssh-agent
                             does): only root may read its /proc/PID/environ
   --fork-hop SECS           fork a hopper that, for up to SECS, forks a child and exits, again
@@ -143,13 +145,14 @@ def _daemonize(ignore_sigterm: bool, pid_file: str | None, undumpable: bool = Fa
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         if pid_file:
-            _write_atomic(pid_file, f"{os.getpid()}\n")
+            _write_atomic(pid_file + ".daemon", f"{os.getpid()}\n")
         _sleep_forever()
     os.waitpid(middle, 0)
     if pid_file:
         deadline = time.monotonic() + 10
-        while not os.path.exists(pid_file) and time.monotonic() < deadline:
+        while not os.path.exists(pid_file + ".daemon") and time.monotonic() < deadline:
             time.sleep(0.005)
+        os.rename(pid_file + ".daemon", pid_file)  # the middle reaped: only now is F there
 
 
 def _fork_hop(secs: float, pid_file: str | None, stop_file: str | None) -> None:
