@@ -10,7 +10,8 @@ read by
   gzip);
 - a real Prometheus (Debian's 2.42) scraping the observer every 200 ms: its query API
   returns the series with the same labels and values as a scrape, its target is up with no
-  scrape error, and each sample it scraped is a series of its own;
+  scrape error, and each sample it scraped is a series of its own; a registry the observer
+  cannot read takes the target down (503: `up` 0), and back up once readable;
 - `promtool check metrics` (names, help, types, units): nothing on a scrape nor on any family.
 
 The Prometheus tests are skipped, saying so, where Debian's package is missing (`make
@@ -21,6 +22,7 @@ so that its 5 s wait before a first scrape (tests/support/prometheus.py) overlap
 from __future__ import annotations
 
 import gzip
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,6 +114,26 @@ def test_prometheus_scrapes_the_real_tasks_with_the_labels_and_values_of_a_scrap
         task = tasks[series["metric"]["task_id"]]
         assert (series["metric"]["sandbox"], series["metric"]["supervisor"]) == (task["sandbox"], task["supervisor"])
     assert {s["metric"]["sandbox"] for s in prometheus.query("stoker_task_info")} >= {str(odd.tmp / ODD_SANDBOX)}
+
+
+def test_a_registry_the_observer_cannot_read_takes_the_target_down_in_prometheus(prometheus, odd):
+    """The README's promise: 503, so `up` goes 0 (and the series go stale, as at any failed
+    scrape) rather than an answer without the tasks that `up` 1 would vouch for."""
+    wait_for(lambda: _target_up(prometheus), **PATIENT)
+    mode = odd.root.stat().st_mode & 0o7777
+    os.chmod(odd.root, 0o777)  # anyone could plant an entry there: the observer trusts it no more
+    try:
+        def down() -> dict[str, Any] | None:
+            (target,) = prometheus.targets()
+            return target if target["health"] == "down" else None
+        target = wait_for(down, **PATIENT)
+        assert "503" in target["lastError"], target
+        wait_for(lambda: [s["value"][1] for s in prometheus.query('up{job="stoker"}')] == ["0"], **PATIENT)
+        assert prometheus.query("stoker_task_state") == []  # stale: no task is said to be in any state
+    finally:
+        os.chmod(odd.root, mode)
+    wait_for(lambda: _target_up(prometheus) and len(prometheus.query('stoker_task_state{state="RUNNING"} == 1')) == 2,
+             **PATIENT)
 
 
 def test_promtool_finds_nothing_to_lint_in_a_scrape_nor_in_any_family(odd):
