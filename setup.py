@@ -105,7 +105,11 @@ setup(
                  # the lint gate in `make test`; pinned so a new release cannot fail CI
                  "ruff==0.17.6", "mypy==2.4.1", "types-requests", "types-psutil",
                  # the observer's browser tests drive Debian's chromium (`make browser`)
-                 "selenium>=4.20"],
+                 "selenium>=4.20",
+                 # a second reader of the observer's /metrics (Prometheus' own Python client's
+                 # parser, tests/e2e/test_observe_metrics_prometheus.py): the tests' parser is
+                 # ours; 0.4 gave samples their names and counters' families no _total
+                 "prometheus_client>=0.4"],
         "dist": ["shiv>=1.0.4,<2", "wheel>=0.38", "setuptools>=61"],
         # `make mutation` (docs/testing.md); pinned, since scores move with mutmut's operators
         "mutation": ["mutmut==3.8.1"],

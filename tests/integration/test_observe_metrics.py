@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
@@ -179,6 +180,17 @@ def test_odd_task_ids_and_process_names_are_escaped_and_read_back_as_themselves(
         assert m.value("stoker_process_state", task_id=ODD_ID, process=name, state="LOST") == 1
         assert m.value("stoker_process_runs_total", task_id=ODD_ID, process=name) == 1
     assert not m.samples("stoker_task_health_state", task_id=ODD_ID)  # no check, no series
+
+
+def test_prometheus_client_reads_odd_task_ids_and_process_names_back_as_themselves(observer):
+    """Prometheus' own Python client's parser, on process names a real task cannot have (the
+    config's rules refuse them): tests/e2e/test_observe_metrics_prometheus.py reads real tasks'
+    odd ids and sandboxes with it, and with a real Prometheus."""
+    samples = [s for f in text_string_to_metric_families(_get(observer)[2]) for s in f.samples]
+    odd = [s for s in samples if s.name == "stoker_process_runs_total" and s.labels["task_id"] == ODD_ID]
+    assert sorted(s.labels["process"] for s in odd) == sorted(ODD_PROCESSES) and {s.value for s in odd} == {1}
+    assert [s.labels for s in samples if s.name == "stoker_process_state" and s.value == 1
+            and s.labels["task_id"] == ODD_ID] == [{**s.labels, "state": "LOST"} for s in odd]
 
 
 def test_head_errors_and_foreign_hosts_of_metrics_are_answered_as_plain_text(observer):
