@@ -8,7 +8,8 @@ read by
   its help and every sample as the tests' strict parser reads them, the label values exactly
   the task ids and sandboxes the API gives, asked for as Prometheus asks (OpenMetrics first,
   gzip);
-- a real Prometheus (Debian's 2.42) scraping the observer every 200 ms: its query API
+- a real Prometheus (Debian's 2.42) scraping the observer every 500 ms (its scrape
+  timeout too: long enough that a loaded host's slow answer is no failed scrape): its query API
   returns the series with the same labels and values as a scrape, its target is up with no
   scrape error, and each sample it scraped is a series of its own; a registry the observer
   cannot read takes the target down (503: `up` 0), and back up once readable;
@@ -57,7 +58,7 @@ def observer_port() -> int:
 @pytest.fixture(scope="module")
 def prometheus(observer_port) -> Iterator[PrometheusServer]:
     require_prometheus()
-    server = PrometheusServer(f"127.0.0.1:{observer_port}", interval="200ms")
+    server = PrometheusServer(f"127.0.0.1:{observer_port}", interval="500ms")
     try:
         server.start()
         yield server

@@ -69,7 +69,7 @@ class PrometheusServer:
     """One Prometheus on 127.0.0.1 scraping `target` (HOST:PORT) every `interval` (a
     Prometheus duration) as job `job`; `start()`, then `query` and `targets`."""
 
-    def __init__(self, target: str, interval: str = "200ms", job: str = "stoker") -> None:
+    def __init__(self, target: str, interval: str = "500ms", job: str = "stoker") -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="stoker-prometheus-"))
         self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
