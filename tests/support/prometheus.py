@@ -16,8 +16,6 @@ meanwhile.
 from __future__ import annotations
 
 import json
-import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -27,13 +25,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.owned_server import OwnedServer, dies_with_us
 from tests.support.ports import free_ports
 from tests.support.zookeeper import in_ci
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 START_TIMEOUT_SECS = 30.0
-STOP_TIMEOUT_SECS = 10.0
 # What Prometheus 2.42 asks a target for (scrape/scrape.go, acceptHeader): OpenMetrics first.
 ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
           "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
@@ -65,7 +63,7 @@ def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, check=False)
 
 
-class PrometheusServer:
+class PrometheusServer(OwnedServer):
     """One Prometheus on 127.0.0.1 scraping `target` (HOST:PORT) every `interval` (a
     Prometheus duration) as job `job`; `start()`, then `query` and `targets`."""
 
@@ -75,7 +73,6 @@ class PrometheusServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = self.workdir / "prometheus.yml"
         self.log_path = self.workdir / "prometheus.log"
-        self._proc: subprocess.Popen[bytes] | None = None
         # JSON is YAML: the target and job are quoted as they need.
         self.config_path.write_text(json.dumps({
             "global": {"scrape_interval": interval, "scrape_timeout": interval},
@@ -114,29 +111,11 @@ class PrometheusServer:
         except OSError:
             return "(none)"
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after STOP_TIMEOUT_SECS; only the process this object started."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_SECS)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_SECS)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
     def _command(self) -> list[str]:
         command = [PROMETHEUS, f"--config.file={self.config_path}",
                    f"--storage.tsdb.path={self.workdir / 'data'}",
                    f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
-        setpriv = shutil.which("setpriv")
-        # The server dies with the test process, even one killed with SIGKILL.
-        return [setpriv, "--pdeathsig", "KILL", *command] if setpriv else command
+        return dies_with_us(command)
 
     def _ready(self) -> bool:
         try:

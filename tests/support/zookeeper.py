@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+from tests.support.owned_server import OwnedServer, dies_with_us
 from tests.support.ports import free_ports
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")  # Debian's libzookeeper-java
 TICK_MS = 200  # session timeouts are 2..20 ticks: 0.4 s .. 4 s
 START_TIMEOUT_SECS = 30.0
-STOP_TIMEOUT_SECS = 10.0
 
 
 def zookeeper_missing() -> str | None:
@@ -36,7 +35,7 @@ def zookeeper_missing() -> str | None:
     return None
 
 
-class ZooKeeperServer:
+class ZooKeeperServer(OwnedServer):
     """One standalone ZooKeeper on 127.0.0.1; `start()`, `stop()`, `start()` again, `close()`."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
@@ -46,7 +45,6 @@ class ZooKeeperServer:
         self.config_path = workdir / "zoo.cfg"
         self.log_path = workdir / "server.log"
         self.start_secs: list[float] = []  # how long each start took, until it served
-        self._proc: subprocess.Popen[bytes] | None = None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(
             f"tickTime={TICK_MS}\n"
@@ -95,31 +93,13 @@ class ZooKeeperServer:
         self.start_secs.append(time.monotonic() - started)
         return self.start_secs[-1]
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after STOP_TIMEOUT_SECS; only the process this object started."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_SECS)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_SECS)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
     def _command(self) -> list[str]:
         java = [shutil.which("java") or "java", "-Xms16m", "-Xmx64m", "-Xss512k",
                 "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
                 "-Dzookeeper.admin.enableServer=false", "-Dzookeeper.jmx.log4j.disable=true",
                 "-cp", str(ZOOKEEPER_JAR), "org.apache.zookeeper.server.ZooKeeperServerMain",
                 str(self.config_path)]
-        setpriv = shutil.which("setpriv")
-        # The JVM dies with the test process, even one killed with SIGKILL.
-        return [setpriv, "--pdeathsig", "KILL", *java] if setpriv else java
+        return dies_with_us(java)
 
     def _serving(self) -> bool:
         """`srvr` answers "Mode: standalone" once sessions are accepted (`ruok` answers
