@@ -60,6 +60,7 @@ class Inspection:
     unrecorded: bool = False
     supervisor_pid: int | None = None
     pinned: str = ""  # the `.stoker` its registry entry names (`open_stoker_dir`): none other is read
+    registered_wall: float | None = None  # when its registry entry was written (None: read without one)
 
 
 Viewed = tuple[TaskView | None, str]
@@ -158,7 +159,7 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
     if view is not None and attempt is not None and alive:
         view, attempt = _counted_on_the_boot_clock(view, attempt)
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem,
-                      pinned=pinned)
+                      pinned=pinned, registered_wall=entry.registered_wall if entry is not None else None)
 
 
 def _pin_lost(sandbox: Path, entry: RegistryEntry) -> Inspection | None:
@@ -370,6 +371,16 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
     }
 
 
+def shown_attempt(inspection: Inspection) -> tuple[int | None, float | None]:
+    """The number and start of the attempt `stoker status` shows: the inspected attempt's;
+    for a task id registered before its attempt's header is in (`stoker run`'s next attempt),
+    the next attempt's number (None unless RESTARTING) and when the id was registered."""
+    if inspection.attempt is not None:
+        return inspection.attempt.number, inspection.attempt.started_wall
+    restart = restart_json(inspection)
+    return (restart["attempt"] if restart else None), inspection.registered_wall
+
+
 def restart_json(inspection: Inspection) -> dict[str, Any] | None:
     """A RESTARTING task's next attempt: its number, the state the last one ended in, the
     back-off, when it starts and why (None: the task is not RESTARTING)."""
@@ -399,12 +410,16 @@ def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
 def status_json(inspection: Inspection) -> dict[str, Any]:
     """The replayed view, plus what is true now: `state` (LOST when the supervisor is
     gone without a terminal record; RESTARTING between two attempts), `supervisor_alive`,
-    `lost_since` and its source, the leftover processes, and a RESTARTING task's `restart`."""
+    `lost_since` and its source, the leftover processes, a RESTARTING task's `restart`, and
+    the attempt shown, with its start (`shown_attempt`)."""
     doc: dict[str, Any] = attrs.asdict(inspection.view, value_serializer=_jsonable) if inspection.view else {}
     truth = inspection.truth
     if inspection.view is None:  # `unrecorded`: what the sandbox's lock and entry say
         doc.update(sandbox=str(inspection.sandbox), supervisor_pid=inspection.supervisor_pid,
                    problem=inspection.problem)
+    number, started = shown_attempt(inspection) if inspection.view is not None else (None, None)
+    if inspection.view is not None:  # the attempt shown, as the text's `attempt=` and `started:`
+        doc.update(attempt=number, started=started, started_iso=iso_time(started))
     doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
                lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
                leftovers=[attrs.asdict(p) for p in inspection.leftovers], restart=restart_json(inspection))
