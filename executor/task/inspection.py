@@ -21,10 +21,9 @@ Reads only: never writes, never signals.
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +36,11 @@ from executor.host.sandbox import LOCK_FILE, checkpoint_mtime, open_stoker_dir
 from executor.host.truth import RESTARTING, Truth, judge
 from executor.procs import proctree, saferead, sandboxfs
 from executor.procs.spawn import TASK_MARKER
-from executor.task.checkpoint import iter_records
+from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint, records_at
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Leftover, carrying, command_of
-from executor.task.replay import AttemptView, TaskView, replay
-from executor.task.viewcache import ViewCache
+from executor.task.replay import AttemptView, Fold, TaskView
+from executor.task.viewcache import ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
 
@@ -69,38 +68,49 @@ Viewed = tuple[TaskView | None, str]
 def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None,
           ) -> tuple[TaskView | None, str | None]:
     """The replayed view, or None and why; (None, None): the sandbox has no checkpoint.
-    With `cache`, a checkpoint unchanged since it was last replayed is not read again."""
-    count = 0
-    stamp: list[tuple[int, int, int, int]] = []
-    records = iter_records(sandbox, keep_unreadable=True, pinned=pinned, stamp=stamp)
-
-    def counted(head: list[Any]) -> Iterator[dict[str, Any]]:
-        nonlocal count
-        for record in itertools.chain(head, records):
-            count += isinstance(record, dict)  # a torn line is not a record (replay names it)
-            yield record
-
+    With `cache`, a checkpoint unchanged since it was last replayed is not read again, and
+    one that grew since is read from where that replay ended (`viewcache.py`)."""
     try:
-        head = list(itertools.islice(records, 1))  # opens the file: its stamp
-        if cache is not None and stamp and (kept := cache.get((str(sandbox), pinned), stamp[0])):
-            records.close()
-            return kept
-        view = replay(counted(head))
+        fd = open_checkpoint(sandbox, pinned)
     except FileNotFoundError:
         if not os.path.isdir(sandbox):
             return None, f"the sandbox {sandbox} no longer exists"
         return None, None
     except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EPERM):  # .stoker is owner-only: another user's
-            return None, (f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied "
-                          f"({errno.errorcode[exc.errno]}): only the supervisor's user (or root) "
-                          f"may read its task's state")
-        return None, f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"
-    viewed: Viewed = (None, f"the checkpoint in {sandbox}/.stoker holds no record") if not count \
-        else (view, "")
-    if cache is not None and stamp:
-        cache.put((str(sandbox), pinned), stamp[0], viewed)
+        return None, _unreadable(sandbox, exc)
+    try:
+        return _replayed(fd, sandbox, pinned, cache)
+    except OSError as exc:
+        return None, _unreadable(sandbox, exc)
+    finally:
+        os.close(fd)
+
+
+def _replayed(fd: int, sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None) -> Viewed:
+    """The view of the checkpoint open as `fd`: kept, gone on with, or replayed whole. What
+    is read stops at the size stamped as it was opened (and a byte past it: a line being
+    written then is not taken whole)."""
+    st = os.fstat(fd)
+    stamp, where = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), (str(sandbox), pinned)
+    if cache is not None and (kept := cache.get(where, stamp)) is not None:
+        return kept
+    resume = cache.take(where, stamp, fd) if cache is not None else None
+    fold, offset = (resume.fold, resume.offset) if resume is not None else (Fold(), 0)
+    limit = min(MAX_READ_BYTES, st.st_size + 1)
+    fold.feed(records_at(fd, sandbox, offset, limit - offset, keep_unreadable=True))
+    viewed: Viewed = (fold.view(), "") if fold.records else \
+        (None, f"the checkpoint in {sandbox}/.stoker holds no record")
+    if cache is not None:
+        cache.put(where, stamp, viewed, resumable(fd, fold, st.st_size, limit))
     return viewed
+
+
+def _unreadable(sandbox: Path, exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM):  # .stoker is owner-only: another user's
+        return (f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied "
+                f"({errno.errorcode[exc.errno]}): only the supervisor's user (or root) "
+                f"may read its task's state")
+    return f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"
 
 
 def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | None:
