@@ -14,6 +14,11 @@ Two private registries, each served by the real `stoker observe` on a free loopb
   process table the running tasks' 1,100 processes fill (`stoker_task_leftover_processes`
   keeps one with leftovers exported past `--metrics-ended-secs`).
 
+- growing: 50 running tasks as above whose checkpoints hold 250 health checks each (about
+  60 KB, near the 64 KiB compaction threshold), each of which gets one more before each
+  scrape, as a health-checked service's does between two scrapes: the observer reads each
+  checkpoint from where its last replay ended (`executor/task/viewcache.py`), not whole.
+
 Each is scraped gzipped (as Prometheus asks) after one warm-up scrape (which replays every
 checkpoint once). `STOKER_BENCH_REPO=PATH` runs the observer of another checkout (a
 before/after comparison on the same machine state: interleave the two); `STOKER_BENCH_OBSERVE_ARGS`
@@ -42,6 +47,7 @@ from executor.host.identity import boot_id, identity_of
 from executor.host.registry import Registry
 
 RUNNING, ENDED, PROCESSES = 100, 1000, 10
+GROWING, HEALTH_CHECKS = 50, 250
 SCRAPE_LIMIT_SECS = 1.0
 
 
@@ -91,6 +97,18 @@ def _lost(registry: Registry, base: Path, i: int, now: float) -> None:
                                  marker=f"bench-lost-{i:04d}"), prune=False)
 
 
+def _health(n: int, wall: float) -> str:
+    return json.dumps({"kind": "health", "wall": wall, "outcome": "passed", "attempts": n,
+                       "reason": "200 OK from http://127.0.0.1:31000/health", "consecutive_failures": 0,
+                       "consecutive_successes": n, "state": "RUNNING", "latency_secs": 0.002}) + "\n"
+
+
+def _grow(checkpoints: list[Path], first: int, count: int) -> None:
+    for path in checkpoints:
+        with open(path, "a") as f:
+            f.write("".join(_health(n, time.time()) for n in range(first, first + count)))
+
+
 def _children(pid: int) -> list[int]:
     for _ in range(500):
         found = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -136,8 +154,9 @@ def _observer(root: Path, cwd: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, line.split()[2].rstrip("/")
 
 
-def _scrapes(root: Path, cwd: Path, repeat: int) -> tuple[list[float], int, int, int]:
-    """Timings of `repeat` gzipped scrapes; the series, bytes and gzipped bytes of one."""
+def _scrapes(root: Path, cwd: Path, repeat: int, growing: list[Path] | None = None) -> tuple[list[float], int, int, int]:
+    """Timings of `repeat` gzipped scrapes (each after one more health check in each of
+    `growing`); the series, bytes and gzipped bytes of one."""
     observer, url = _observer(root, cwd)
     try:
         def get(gzip: bool) -> bytes:
@@ -146,7 +165,9 @@ def _scrapes(root: Path, cwd: Path, repeat: int) -> tuple[list[float], int, int,
                 return answer.read()
         text, zipped = get(False), get(True)
         took = []
-        for _ in range(repeat):
+        for n in range(repeat):
+            if growing:
+                _grow(growing, HEALTH_CHECKS + n, 1)
             started = time.perf_counter()
             get(True)
             took.append(time.perf_counter() - started)
@@ -177,11 +198,19 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
             progress(f"{ENDED} LOST tasks, lost an hour ago")
             for i in range(ENDED):
                 _lost(lost, base, i, now)
+            grows = Registry(RegistrySettings(registry_root=str(base / "growing"), registry_retention_secs=7 * 86400))
+            progress(f"{GROWING} running tasks with {HEALTH_CHECKS} health checks each, growing")
+            for i in range(RUNNING, RUNNING + GROWING):
+                _running(grows, base, i, now, shells, sleeps)
+            growing = [base / f"run{i:03d}/.stoker/checkpoint.jsonl" for i in range(RUNNING, RUNNING + GROWING)]
+            _grow(growing, 1, HEALTH_CHECKS - 1)
             for label, root in ((f"{RUNNING} running tasks × {PROCESSES} processes", base / "running"),
                                 (f"{ENDED} tasks that ended an hour ago, {PROCESSES} processes each", base / "ended"),
-                                (f"{ENDED} LOST tasks lost an hour ago, none with leftovers", base / "lost")):
+                                (f"{ENDED} LOST tasks lost an hour ago, none with leftovers", base / "lost"),
+                                (f"{GROWING} running tasks, ~60 KB checkpoints, each one health check longer",
+                                 base / "growing")):
                 progress(f"GET /metrics: {label}")
-                took, series, size, zipped = _scrapes(root, base, repeat)
+                took, series, size, zipped = _scrapes(root, base, repeat, growing if root.name == "growing" else None)
                 rows.append(Row(f"Observer: GET /metrics, {label} (gzipped)", med_p95(took),
                                 f"{series} series, {size / 1000:.0f} KB, gzipped {zipped / 1000:.0f} KB",
                                 f"< {SCRAPE_LIMIT_SECS * 1000:.0f} ms median", value=summary(took).median,

@@ -170,3 +170,14 @@ def _no_signal_left_ignored():
     assert not changed and not left_blocked, (
         f"the test left signals ignored or no longer ignored ({', '.join(names) or 'none'})"
         f"{' and signals blocked' if left_blocked else ''}: it must put back what it found")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pidfd_probe():
+    """Each test's first use of pidfds probes the kernel again (`pidsignal.probe_pidfds`,
+    kept once per process and keyed by its pid): what one test's process found is not
+    another's."""
+    from executor.procs import pidsignal
+
+    pidsignal.forget_probe()
+    yield

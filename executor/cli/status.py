@@ -46,8 +46,14 @@ def register(sub: Any, command: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from executor.cli.views import format_status, format_unrecorded
-    from executor.task.inspection import inspect_sandbox, marker_of, status_json, with_leftovers
+    from executor.cli.views import Pending, format_status, format_unrecorded
+    from executor.task.inspection import (
+        inspect_sandbox,
+        marker_of,
+        shown_attempt,
+        status_json,
+        with_leftovers,
+    )
     from executor.task.usagefigures import figures_json
 
     target = resolve(args.target, args)
@@ -75,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
                    supervisor_stopped="" in stopped, stopped_processes=sorted(stopped - {""}))
         print(json.dumps(doc, indent=2, default=str))
     else:
+        pending = Pending(*shown_attempt(inspection)) if inspection.attempt is None else None
         text = format_status(view, now, inspection.truth, inspection.leftovers, starts, figures,
-                             stopped)
+                             stopped, pending)
         sys.stdout.write(text)
     return 0
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
+import attrs
+
 from config.words import columns, pad, printable, printable_lines
 from executor.host.clock import age, iso_time, when
 from executor.host.truth import RESTARTING, Truth, describe_restart, describe_stopped
@@ -123,24 +125,29 @@ def _leftover_lines(leftovers: Sequence[Leftover]) -> list[str]:
 
 def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
                   leftovers: Sequence[Leftover] = (), starts: Mapping[str, float] | None = None,
-                  figures: Figures | None = None, stopped: AbstractSet[str] = frozenset()) -> str:
+                  figures: Figures | None = None, stopped: AbstractSet[str] = frozenset(),
+                  pending: Pending | None = None) -> str:
     """A readable status of the task as replayed from its checkpoint; `truth` says whether
     its supervisor still runs (None: not checked); `starts`: the kernel's start of each
     running run, by process, in today's wall clock (its 'up' is from there); `figures`: its
     use against its reservation (None: not shown); `stopped`: the processes whose run the
-    kernel shows stopped, and "" when the supervisor is."""
+    kernel shows stopped, and "" when the supervisor is; `pending`: the task id's attempt is
+    not in the checkpoint yet (shown as `_pending_lines` say, with no process or health)."""
     cur = view.current
     lost = truth is not None and truth.lost
-    lines = _header_lines(view, now_wall, truth, stopped)
-    lines.append("")
-    if cur.processes:
-        lines.extend(table(_process_rows(cur.processes, now_wall, lost, starts or {}, stopped), indent=""))
+    if pending is not None:
+        lines = [*_pending_lines(view, pending, now_wall, truth, stopped), "", "no processes recorded for this "
+                 "attempt yet (its id is registered; its first record is not in the checkpoint)"]
     else:
-        lines.append("no processes recorded")
-    if cur.not_shown_note:
-        lines.append(cur.not_shown_note)
-    lines.append("")
-    lines.extend(_health_lines(cur))
+        lines = _header_lines(view, now_wall, truth, stopped)
+        lines.append("")
+        if cur.processes:
+            lines.extend(table(_process_rows(cur.processes, now_wall, lost, starts or {}, stopped), indent=""))
+        else:
+            lines.append("no processes recorded")
+        if cur.not_shown_note:
+            lines.append(cur.not_shown_note)
+        lines += ["", *_health_lines(cur)]
     if figures is not None:
         lines += ["", "resources (used of reserved):",
                   *table([["RESOURCE", "USED", "RESERVED", "%", "NOTE"],
@@ -148,6 +155,52 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
     if lost:
         lines += ["", *_leftover_lines(leftovers)]
     return printable_lines("\n".join(lines)) + "\n"  # names and reasons come from the checkpoint
+
+
+@attrs.frozen(slots=True)
+class Pending:
+    """A task id whose attempt has no record yet (`inspection.shown_attempt`): `stoker run`
+    registers its next attempt's id a moment before that attempt's header is written."""
+
+    number: int | None  # the next attempt's (None: not known, the task is not RESTARTING)
+    registered_wall: float | None  # when its id was registered: its start, as `stoker ps` says
+
+
+def _pending_lines(view: TaskView, pending: Pending, now_wall: float, truth: Truth | None,
+                   stopped: AbstractSet[str]) -> list[str]:
+    """The header of a `Pending` attempt: the state, the restart that starts it, its id and
+    when it was registered, and the attempts before it; none of theirs is shown as its own."""
+    before = view.current  # the attempt that scheduled it (RESTARTING), or a later id's
+    restarting = truth is not None and truth.state == RESTARTING and before.restart is not None
+    state = _state_text(before, truth, now_wall) if restarting else (truth.state if truth else "unknown")
+    lines = [f"task {view.label or '?'}  key={view.job_key or '?'}  state={state}  "
+             f"attempt={pending.number or '-'}"]
+    if restarting:
+        lines.append(_restart_line(before))
+    lines += ["  ports: not recorded for this attempt yet",
+              _ids_line(view, before, truth, stopped, when(pending.registered_wall, now_wall))]
+    earlier = view.attempts if restarting else view.attempts[:-1]
+    return lines + _earlier_lines(view, earlier)
+
+
+def _restart_line(attempt: AttemptView) -> str:
+    restart = attempt.restart
+    assert restart is not None
+    return f"  restart: attempt {attempt.number + 1} at {iso_time(restart.due_wall)}: {restart.reason}".rstrip()
+
+
+def _ids_line(view: TaskView, cur: AttemptView, truth: Truth | None, stopped: AbstractSet[str],
+              started: str) -> str:
+    alive = "" if truth is None else (" (running)" if truth.alive else " (gone)")
+    if truth is not None and truth.alive and "" in stopped:
+        alive = f" ({describe_stopped(cur.supervisor_pid)})"
+    return f"  task_id: {view.task_id or '-'}  supervisor_pid: {cur.supervisor_pid or '-'}{alive}  started: {started}"
+
+
+def _earlier_lines(view: TaskView, earlier: Sequence[AttemptView]) -> list[str]:
+    lines = [f"  {view.earlier_attempts} earlier attempts not kept"] if view.earlier_attempts else []
+    return lines + [f"  earlier attempt {old.number}: {old.ended_state} (started {iso_time(old.started_wall)}) "
+                    f"{old.reason}".rstrip() for old in earlier]
 
 
 def _header_lines(view: TaskView, now_wall: float, truth: Truth | None,
@@ -164,27 +217,17 @@ def _header_lines(view: TaskView, now_wall: float, truth: Truth | None,
     if cur.reason:
         lines.append(f"  reason: {cur.reason}")
     if truth is not None and truth.state == RESTARTING and cur.restart is not None:
-        lines.append(f"  restart: attempt {cur.number + 1} at {iso_time(cur.restart.due_wall)}: "
-                     f"{cur.restart.reason}".rstrip())
+        lines.append(_restart_line(cur))
     if cur.phase is not None and cur.phase.reason != cur.reason:  # nothing new: not repeated
         lines.append(f"  supervisor: {cur.phase.to_state} since {iso_time(cur.phase.wall or None)}: "
                      f"{cur.phase.reason}".rstrip())
     lines.append(f"  ports: {ports}")
     if cur.announcement is not None:
         lines.append(f"  {announcement_text(cur.announcement, now_wall, lost)}")
-    alive = "" if truth is None else (" (running)" if truth.alive else " (gone)")
-    if truth is not None and truth.alive and "" in stopped:
-        alive = f" ({describe_stopped(cur.supervisor_pid)})"
-    lines.append(f"  task_id: {view.task_id or '-'}  supervisor_pid: {cur.supervisor_pid or '-'}"
-                 f"{alive}  started: {when(cur.started_wall, now_wall)}")
+    lines.append(_ids_line(view, cur, truth, stopped, when(cur.started_wall, now_wall)))
     if cur.containment:
         lines.append(f"  containment: {cur.containment}")
-    if view.earlier_attempts:
-        lines.append(f"  {view.earlier_attempts} earlier attempts not kept")
-    for old in view.attempts[:-1]:
-        lines.append(f"  earlier attempt {old.number}: {old.ended_state} "
-                     f"(started {iso_time(old.started_wall)}) {old.reason}".rstrip())
-    return lines
+    return lines + _earlier_lines(view, view.attempts[:-1])
 
 
 def format_unrecorded(inspection: Inspection, marker: str) -> str:

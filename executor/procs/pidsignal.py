@@ -1,7 +1,8 @@
 """One signal to one process: through its pidfd, or by kill() where none can carry it.
 
 Owns `pidfd_signal` (the signal through a pidfd, by kill() where a seccomp profile denies
-pidfd_send_signal: `send_denied`, asked once), `kill_checked` (kill() with the judged
+pidfd_send_signal: `send_denied`, from the process's one probe of the pidfd calls,
+`probe_pidfds`, which the reaper's `check_pidfds` shares), `kill_checked` (kill() with the judged
 process's exit asked just before, a SIGSTOP that may have hit a reused pid undone),
 `wakes` (which signals a stopped process needs SIGCONT after) and `signal_group` (killpg,
 then SIGCONT). Which pids are ours to signal is `proctree.py`'s (`send`, `send_checked`),
@@ -48,24 +49,63 @@ def kill_checked(pid: int, sig: int, gone: Callable[[], bool]) -> bool:
     return True
 
 
-_SEND_DENIED: list[bool] = []
+# This process's own probe of the pidfd calls, by its pid (a forked child, which may have
+# installed a seccomp filter of its own since, probes again): (errno, error), (0, "") when
+# both calls work. No lock (a fork while another thread held it would leave the child one it
+# can never take): two threads that ask at once may both probe, and find the same.
+_PROBED: dict[int, tuple[int, str]] = {}
+_TOLD: set[int] = set()  # the pids whose `check_pidfds` said what the probe found
+_BUSY = (errno.EMFILE, errno.ENFILE)  # no descriptor to spare now: asked again next time
+
+
+def probe_pidfds() -> tuple[int, str]:
+    """Whether this process can have pidfds and signal through them: pidfd_open of itself,
+    then signal 0 through it (`pidfd_send_signal`). (errno, error): 0 and "" when both
+    work. Asked once per process (`check_pidfds` and `send_denied` share it), except after
+    an EMFILE or ENFILE, which says nothing of the host and is asked again."""
+    pid = os.getpid()
+    known = _PROBED.get(pid)
+    if known is not None:
+        return known
+    try:
+        pidfd = os.pidfd_open(pid)
+        try:
+            signal.pidfd_send_signal(pidfd, 0)
+        finally:
+            os.close(pidfd)
+    except OSError as e:
+        found = (e.errno or 0, f"{type(e).__name__}: {e}")
+        if e.errno in _BUSY:
+            return found
+    else:
+        found = (0, "")
+    _PROBED.clear()  # another pid's answer (a parent's, before a fork) is not this one's
+    _PROBED[pid] = found
+    return found
+
+
+def first_told() -> bool:
+    """True the first time this process asks (`check_pidfds`: its warning, once)."""
+    pid = os.getpid()
+    if pid in _TOLD:
+        return False
+    _TOLD.clear()
+    _TOLD.add(pid)
+    return True
+
+
+def forget_probe() -> None:
+    """Forget the probe and that it was told (tests: the next `probe_pidfds` asks the
+    kernel again)."""
+    _PROBED.clear()
+    _TOLD.clear()
 
 
 def send_denied() -> bool:
-    """Whether a seccomp profile denies pidfd_send_signal to this process (signal 0 to itself
-    answered EPERM or ENOSYS), asked once; where it does not, an EPERM is the target's."""
-    if not _SEND_DENIED:
-        try:
-            pidfd = os.pidfd_open(os.getpid())
-        except OSError as e:  # pidfd_open denied too (no pidfd here to signal through), or EMFILE
-            return e.errno in (errno.EPERM, errno.ENOSYS)
-        try:
-            signal.pidfd_send_signal(pidfd, 0)
-            _SEND_DENIED.append(False)
-        except OSError as e:
-            _SEND_DENIED.append(e.errno in (errno.EPERM, errno.ENOSYS))
-        os.close(pidfd)
-    return _SEND_DENIED[0]
+    """Whether a seccomp profile denies the pidfd calls to this process (its probe,
+    `probe_pidfds`, answered EPERM or ENOSYS), asked once; where it does not, an EPERM of
+    pidfd_send_signal is the target's."""
+    return probe_pidfds()[0] in (errno.EPERM, errno.ENOSYS)
 
 
 def wakes(sig: int) -> bool:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import attrs
 
 from executor.logs import log_event
-from executor.procs import earlyfork
+from executor.procs import earlyfork, pidsignal
 
 if TYPE_CHECKING:
     from executor.procs.oomcount import Shield
@@ -112,24 +112,18 @@ def become_subreaper() -> bool:
 
 def check_pidfds() -> bool:
     """Whether this process can have pidfds and signal through them (`os.pidfd_open`,
-    `signal.pidfd_send_signal` of signal 0 to itself); when it cannot (a kernel before 5.3,
-    a seccomp profile that denies either: older Docker and Podman), one WARNING says so and
-    what is done instead. Asked once per process, by the reaper."""
-    try:
-        pidfd = os.pidfd_open(os.getpid())
-        try:
-            signal.pidfd_send_signal(pidfd, 0)
-        finally:
-            os.close(pidfd)
-    except OSError as e:
-        if e.errno in (errno.EMFILE, errno.ENFILE):  # no descriptor to spare now: each signal asks again
-            return True
-        log_event(logger, logging.WARNING, "pidfds_unavailable", pid=os.getpid(),
-                  error=f"{type(e).__name__}: {e}",
+    `signal.pidfd_send_signal` of signal 0 to itself: `pidsignal.probe_pidfds`, the one probe
+    of the process, which `send_denied` shares); when it cannot (a kernel before 5.3, a
+    seccomp profile that denies either: older Docker and Podman), one WARNING says so and
+    what is done instead, once per process. Asked by the reaper as it starts."""
+    code, error = pidsignal.probe_pidfds()
+    if not code or code in (errno.EMFILE, errno.ENFILE):  # no descriptor to spare now: each signal asks again
+        return True
+    if pidsignal.first_told():
+        log_event(logger, logging.WARNING, "pidfds_unavailable", pid=os.getpid(), error=error,
                   reason="each signal goes by kill() right after the pid is checked again in /proc, "
                          "and a killed process is waited for by reading /proc every millisecond")
-        return False
-    return True
+    return False
 
 
 class _ForkThread:
@@ -191,7 +185,6 @@ class Reaper:
 
     _instance: Reaper | None = None
     _instance_lock = threading.Lock()
-    _pidfds_checked = False  # `check_pidfds` asked (it logs once per process)
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -221,9 +214,8 @@ class Reaper:
         with self._cond:
             if not self.subreaper:
                 self.subreaper = become_subreaper()
-            if self._thread is None and not Reaper._pidfds_checked:
-                Reaper._pidfds_checked = True
-                check_pidfds()
+            if self._thread is None:
+                check_pidfds()  # probes once per process (`pidsignal.probe_pidfds`)
             self._watchers.update(adopt)
             if self._thread is None:
                 thread = threading.Thread(target=self._loop, name="stoker-reaper", daemon=True)

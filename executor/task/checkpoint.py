@@ -381,35 +381,44 @@ def _stream(fd: int, size: int) -> Iterator[dict[str, Any]]:
     yield from _parse(saferead.iter_lines(fd, size, skip_holes=True))
 
 
-def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES,
-                 keep_unreadable: bool = False, pinned: str = "",
-                 stamp: list[tuple[int, int, int, int]] | None = None) -> Generator[Any, None, None]:
-    """Every readable record in order, streamed, from at most `max_bytes` of the file; bad
-    lines skipped or, with `keep_unreadable`, handed on as `UnreadableLine`s. Raises
-    FileNotFoundError when there is no checkpoint, CheckpointError when `.stoker` or the
-    checkpoint is not what it should be (a symlink, a FIFO, a device, a `.stoker` that is not
-    the one `pinned` names: a registry entry's `stoker_dir`) or unreadable. `stamp` gets the
-    opened file's device, inode, size and modification time (ns) before its first record:
-    the writer only appends, or renames a compacted file over it, so a file with the same
-    stamp holds the same records."""
+def open_checkpoint(sandbox: Path, pinned: str = "") -> int:
+    """The checkpoint, open for reading (the caller closes it), never through a symlink or
+    a FIFO, in the `.stoker` `pinned` names when given. Raises FileNotFoundError when there is
+    none, CheckpointError when it is not what it should be or cannot be opened."""
     dir_fd = _open_dir(sandbox, create=False)
     try:
         sandboxfs.check_pinned(dir_fd, pinned, str(checkpoint_path(sandbox).parent))
-        fd = sandboxfs.open_regular(CHECKPOINT_FILE, os.O_RDONLY, dir_fd=dir_fd)
+        return sandboxfs.open_regular(CHECKPOINT_FILE, os.O_RDONLY, dir_fd=dir_fd)
     except FileNotFoundError:
         raise
     except OSError as e:
         raise _failed(sandbox, e) from None
     finally:
         sandboxfs.close(dir_fd)
+
+
+def records_at(fd: int, sandbox: Path, offset: int = 0, max_bytes: int = MAX_READ_BYTES,
+               keep_unreadable: bool = False) -> Iterator[Any]:
+    """The records of the open checkpoint `fd` from `offset` (a line's start), in at most
+    `max_bytes`, as `iter_records` reads them. Raises CheckpointError."""
     try:
-        if stamp is not None:
-            st = os.fstat(fd)
-            stamp.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        os.lseek(fd, offset, os.SEEK_SET)
         yield from _parse(saferead.iter_lines(fd, max_bytes), keep_unreadable)
     except OSError as e:
         raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
                               f"{sandboxfs.describe_os_error(e)}") from None
+
+
+def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES,
+                 keep_unreadable: bool = False, pinned: str = "") -> Generator[Any, None, None]:
+    """Every readable record in order, streamed, from at most `max_bytes` of the file; bad
+    lines skipped or, with `keep_unreadable`, handed on as `UnreadableLine`s. Raises
+    FileNotFoundError when there is no checkpoint, CheckpointError when `.stoker` or the
+    checkpoint is not what it should be (a symlink, a FIFO, a device, a `.stoker` that is not
+    the one `pinned` names: a registry entry's `stoker_dir`) or unreadable."""
+    fd = open_checkpoint(sandbox, pinned)
+    try:
+        yield from records_at(fd, sandbox, 0, max_bytes, keep_unreadable)
     finally:
         os.close(fd)
 
@@ -444,4 +453,4 @@ def parse_lines(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> 
 
 
 __all__ = ["CheckpointError", "CheckpointWriter", "NoCheckpoint", "checkpoint_path", "iter_records",
-           "open_writer", "parse_lines", "read_records"]
+           "open_checkpoint", "open_writer", "parse_lines", "read_records", "records_at"]

@@ -21,10 +21,9 @@ Reads only: never writes, never signals.
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +36,11 @@ from executor.host.sandbox import LOCK_FILE, checkpoint_mtime, open_stoker_dir
 from executor.host.truth import RESTARTING, Truth, judge
 from executor.procs import proctree, saferead, sandboxfs
 from executor.procs.spawn import TASK_MARKER
-from executor.task.checkpoint import iter_records
+from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint, records_at
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Leftover, carrying, command_of
-from executor.task.replay import AttemptView, TaskView, replay
-from executor.task.viewcache import ViewCache
+from executor.task.replay import AttemptView, Fold, TaskView
+from executor.task.viewcache import ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
 
@@ -60,6 +59,7 @@ class Inspection:
     unrecorded: bool = False
     supervisor_pid: int | None = None
     pinned: str = ""  # the `.stoker` its registry entry names (`open_stoker_dir`): none other is read
+    registered_wall: float | None = None  # when its registry entry was written (None: read without one)
 
 
 Viewed = tuple[TaskView | None, str]
@@ -68,38 +68,49 @@ Viewed = tuple[TaskView | None, str]
 def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None,
           ) -> tuple[TaskView | None, str | None]:
     """The replayed view, or None and why; (None, None): the sandbox has no checkpoint.
-    With `cache`, a checkpoint unchanged since it was last replayed is not read again."""
-    count = 0
-    stamp: list[tuple[int, int, int, int]] = []
-    records = iter_records(sandbox, keep_unreadable=True, pinned=pinned, stamp=stamp)
-
-    def counted(head: list[Any]) -> Iterator[dict[str, Any]]:
-        nonlocal count
-        for record in itertools.chain(head, records):
-            count += isinstance(record, dict)  # a torn line is not a record (replay names it)
-            yield record
-
+    With `cache`, a checkpoint unchanged since it was last replayed is not read again, and
+    one that grew since is read from where that replay ended (`viewcache.py`)."""
     try:
-        head = list(itertools.islice(records, 1))  # opens the file: its stamp
-        if cache is not None and stamp and (kept := cache.get((str(sandbox), pinned), stamp[0])):
-            records.close()
-            return kept
-        view = replay(counted(head))
+        fd = open_checkpoint(sandbox, pinned)
     except FileNotFoundError:
         if not os.path.isdir(sandbox):
             return None, f"the sandbox {sandbox} no longer exists"
         return None, None
     except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EPERM):  # .stoker is owner-only: another user's
-            return None, (f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied "
-                          f"({errno.errorcode[exc.errno]}): only the supervisor's user (or root) "
-                          f"may read its task's state")
-        return None, f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"
-    viewed: Viewed = (None, f"the checkpoint in {sandbox}/.stoker holds no record") if not count \
-        else (view, "")
-    if cache is not None and stamp:
-        cache.put((str(sandbox), pinned), stamp[0], viewed)
+        return None, _unreadable(sandbox, exc)
+    try:
+        return _replayed(fd, sandbox, pinned, cache)
+    except OSError as exc:
+        return None, _unreadable(sandbox, exc)
+    finally:
+        os.close(fd)
+
+
+def _replayed(fd: int, sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None) -> Viewed:
+    """The view of the checkpoint open as `fd`: kept, gone on with, or replayed whole. What
+    is read stops at the size stamped as it was opened (and a byte past it: a line being
+    written then is not taken whole)."""
+    st = os.fstat(fd)
+    stamp, where = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), (str(sandbox), pinned)
+    if cache is not None and (kept := cache.get(where, stamp)) is not None:
+        return kept
+    resume = cache.take(where, stamp, fd) if cache is not None else None
+    fold, offset = (resume.fold, resume.offset) if resume is not None else (Fold(), 0)
+    limit = min(MAX_READ_BYTES, st.st_size + 1)
+    fold.feed(records_at(fd, sandbox, offset, limit - offset, keep_unreadable=True))
+    viewed: Viewed = (fold.view(), "") if fold.records else \
+        (None, f"the checkpoint in {sandbox}/.stoker holds no record")
+    if cache is not None:
+        cache.put(where, stamp, viewed, resumable(fd, fold, st.st_size, limit))
     return viewed
+
+
+def _unreadable(sandbox: Path, exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM):  # .stoker is owner-only: another user's
+        return (f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied "
+                f"({errno.errorcode[exc.errno]}): only the supervisor's user (or root) "
+                f"may read its task's state")
+    return f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"
 
 
 def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | None:
@@ -158,7 +169,7 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
     if view is not None and attempt is not None and alive:
         view, attempt = _counted_on_the_boot_clock(view, attempt)
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem,
-                      pinned=pinned)
+                      pinned=pinned, registered_wall=entry.registered_wall if entry is not None else None)
 
 
 def _pin_lost(sandbox: Path, entry: RegistryEntry) -> Inspection | None:
@@ -370,6 +381,16 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
     }
 
 
+def shown_attempt(inspection: Inspection) -> tuple[int | None, float | None]:
+    """The number and start of the attempt `stoker status` shows: the inspected attempt's;
+    for a task id registered before its attempt's header is in (`stoker run`'s next attempt),
+    the next attempt's number (None unless RESTARTING) and when the id was registered."""
+    if inspection.attempt is not None:
+        return inspection.attempt.number, inspection.attempt.started_wall
+    restart = restart_json(inspection)
+    return (restart["attempt"] if restart else None), inspection.registered_wall
+
+
 def restart_json(inspection: Inspection) -> dict[str, Any] | None:
     """A RESTARTING task's next attempt: its number, the state the last one ended in, the
     back-off, when it starts and why (None: the task is not RESTARTING)."""
@@ -399,12 +420,16 @@ def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
 def status_json(inspection: Inspection) -> dict[str, Any]:
     """The replayed view, plus what is true now: `state` (LOST when the supervisor is
     gone without a terminal record; RESTARTING between two attempts), `supervisor_alive`,
-    `lost_since` and its source, the leftover processes, and a RESTARTING task's `restart`."""
+    `lost_since` and its source, the leftover processes, a RESTARTING task's `restart`, and
+    the attempt shown, with its start (`shown_attempt`)."""
     doc: dict[str, Any] = attrs.asdict(inspection.view, value_serializer=_jsonable) if inspection.view else {}
     truth = inspection.truth
     if inspection.view is None:  # `unrecorded`: what the sandbox's lock and entry say
         doc.update(sandbox=str(inspection.sandbox), supervisor_pid=inspection.supervisor_pid,
                    problem=inspection.problem)
+    number, started = shown_attempt(inspection) if inspection.view is not None else (None, None)
+    if inspection.view is not None:  # the attempt shown, as the text's `attempt=` and `started:`
+        doc.update(attempt=number, started=started, started_iso=iso_time(started))
     doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
                lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
                leftovers=[attrs.asdict(p) for p in inspection.leftovers], restart=restart_json(inspection))

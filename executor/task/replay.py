@@ -63,7 +63,7 @@ from executor.task.taskview import (
 
 __all__ = [
     "ATTEMPTS_KEPT", "HEALTH_HISTORY", "PROCESSES_KEPT", "RUNS_KEPT", "TRANSITIONS_KEPT",
-    "AnnouncementView", "AttemptView", "HealthAttemptView", "HealthView", "ProcessView", "RestartView",
+    "AnnouncementView", "AttemptView", "Fold", "HealthAttemptView", "HealthView", "ProcessView", "RestartView",
     "RunView", "Slot",
     "TaskView", "TransitionView", "classify", "replay",
 ]
@@ -319,11 +319,12 @@ class _Task:
         self.current().apply(rec)
 
     def view(self) -> TaskView:
-        self.current()
+        """The view so far; changes nothing (a `Fold` goes on after it)."""
         first = self.earlier_attempts + 1
+        attempts = self.attempts or (_Attempt(),)  # no header yet: one attempt, as `current` makes
         return TaskView(label=self.label, job_key=self.job_key, task_id=self.task_id,
                         sandbox=self.sandbox, ports=dict(self.ports),
-                        attempts=tuple(a.view(first + i) for i, a in enumerate(self.attempts)),
+                        attempts=tuple(a.view(first + i) for i, a in enumerate(attempts)),
                         earlier_attempts=self.earlier_attempts, last_wall=self.last_wall,
                         warnings=tuple(self.warnings) + self._more_warnings())
 
@@ -338,16 +339,33 @@ class _Task:
         return (f"{more} more damaged checkpoint records skipped",) if more else ()
 
 
+class Fold:
+    """The fold `replay` makes, kept to go on with: records fed later (a checkpoint's lines
+    appended since) give the view the whole file would. Not thread-safe: one owner at a time."""
+
+    def __init__(self) -> None:
+        self._task = _Task()
+        self.fed = 0  # items fed, records and unreadable lines (a damaged record's number)
+        self.records = 0  # JSON objects among them
+
+    def feed(self, records: Iterable[object]) -> Fold:
+        for doc in records:
+            self.fed += 1
+            self.records += isinstance(doc, dict)
+            rec = parse_checked(doc)
+            if isinstance(rec, DamagedRecord):
+                self._task.damaged_record(self.fed, rec)
+            elif rec is not None:
+                self._task.apply(rec)
+        return self
+
+    def view(self) -> TaskView:
+        return self._task.view()
+
+
 def replay(records: Iterable[object]) -> TaskView:
     """Fold checkpoint records (JSON objects as read, and the reader's `UnreadableLine`s)
     into the task's view. Pure; never raises for bad records: one of an unknown kind is
     ignored, a damaged one skipped and named in `warnings` (by its place among the
     records). Memory stays bounded whatever `records` holds (see the module docstring)."""
-    task = _Task()
-    for number, doc in enumerate(records, 1):
-        rec = parse_checked(doc)
-        if isinstance(rec, DamagedRecord):
-            task.damaged_record(number, rec)
-        elif rec is not None:
-            task.apply(rec)
-    return task.view()
+    return Fold().feed(records).view()

@@ -179,14 +179,14 @@ def test_a_registry_it_may_not_read_is_an_error_never_a_host_without_tasks(tmp_p
                                          f"it belongs to uid 65534, mode 700"}
 
 
-def test_a_checkpoint_is_replayed_again_only_once_it_changed(tmp_path, monkeypatch):
+def test_a_checkpoint_is_replayed_again_only_once_it_changed(tmp_path):
     """Each load of the task list replayed every task's checkpoint: 200 tasks of 64 KiB took
     0.75-1.1 s a page. A checkpoint whose file is the same (device, inode, size, time)
-    gives the view it gave; one its writer appended to, or compacted, is read again."""
+    gives the view it gave; one its writer appended to is read from where it was read, one
+    compacted is read again (tests/integration/test_view_resume.py)."""
     from executor.host.entry import FrontEnd, RegistryEntry
     from executor.host.identity import own_identity
     from executor.host.registry import Registry
-    from executor.task import inspection
     from executor.task.checkpoint import CheckpointWriter
 
     root, me = tmp_path / "root", own_identity()
@@ -206,19 +206,16 @@ def test_a_checkpoint_is_replayed_again_only_once_it_changed(tmp_path, monkeypat
             sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + n,
             supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
             task_id=f"web-{n}"), prune=False)
-    replays = []
-    real = inspection.replay
-    monkeypatch.setattr(inspection, "replay", lambda records: replays.append(1) or real(records))
     reader = Reader(settings)
     try:
         first = [t.row for t in reader.tasks()]
-        assert len(replays) == 3
-        assert [t.row for t in reader.tasks()] == first and len(replays) == 3  # none changed
+        assert reader.views.read == 3
+        assert [t.row for t in reader.tasks()] == first and reader.views.read == 3  # none changed
         writers[1].append({"kind": "task", "from": "STARTING", "to": "RUNNING",
                            "reason": "processes started", "wall": time.time()})
         again = {t.row["task_id"]: t.row for t in reader.tasks()}
-        assert len(replays) == 4  # the one that changed
-        assert reader.task("web-1").inspection.attempt.state == "RUNNING" and len(replays) == 4
+        assert (reader.views.read, reader.views.resumed) == (4, 1)  # the one that changed: from where it was read
+        assert reader.task("web-1").inspection.attempt.state == "RUNNING" and reader.views.read == 4
     finally:
         for writer in writers:
             writer.close()

@@ -1,0 +1,110 @@
+"""`stoker status TASK_ID` of a real `stoker run` held (a test-only `sitecustomize`) just after
+it registered its next attempt's id, before that attempt's header is in the checkpoint: the
+window of 0.05-0.12 s in which, before, the text showed the attempt before under the new id
+(its number, start and running process) while `--json` and `stoker ps` had none of it. Text
+and JSON now agree: RESTARTING, the next attempt's number, started when it was registered,
+no process of it recorded, the attempt before listed as an earlier one."""
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+import time
+
+import pytest
+
+from executor.cli.main import main
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+# Holds `stoker run` in its second attempt's start, just after the registry names its id and
+# before its header is written, until the test creates GATE/go (at most 60 s).
+HOLD_AT_THE_NEXT_ID = """
+import importlib.util, os, sys, time
+
+class _Finder:
+    def find_spec(self, name, path, target=None):
+        if name != "executor.host.session":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        loaded = spec.loader.exec_module
+
+        def exec_module(module):
+            loaded(module)
+            real, seen = module.HostSession.task_started, []
+
+            def task_started(self, *, task_id, **kwargs):
+                real(self, task_id=task_id, **kwargs)
+                seen.append(task_id)
+                if len(seen) == 2:
+                    gate = os.environ["STOKER_TEST_GATE"]
+                    with open(os.path.join(gate, "registered.tmp"), "w") as f:
+                        f.write(task_id)
+                    os.rename(os.path.join(gate, "registered.tmp"), os.path.join(gate, "registered"))
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline and not os.path.exists(os.path.join(gate, "go")):
+                        time.sleep(0.01)
+
+            module.HostSession.task_started = task_started
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _Finder())
+"""
+
+CONFIG = """\
+jobs = [Service(cluster='local', role='me', environment='test', name='web',
+                task=Task(processes=[Process(name='web', cmdline='echo up; sleep 0.2; exit 3', max_failures=1)],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+@pytest.fixture
+def held(tmp_path):
+    """A `stoker run` of a service that fails, held at its second attempt's new id: (its
+    sandbox, that id)."""
+    hook, gate, work = tmp_path / "hook", tmp_path / "gate", tmp_path / "work"
+    for d in (hook, gate, work):
+        d.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_AT_THE_NEXT_ID)
+    (tmp_path / "web.aurora").write_text(textwrap.dedent(CONFIG))
+    sandbox = tmp_path / "sandbox"
+    run = StokerProcess(["run", str(tmp_path / "web.aurora"), "--sandbox", str(sandbox), "--restart-backoff", "0.1"],
+                        work, env={"PYTHONPATH": f"{hook}:{REPO}", "STOKER_TEST_GATE": str(gate)})
+    pids: set[int] = set()
+    try:
+        wait_for(lambda: (gate / "registered").exists() or run.proc.poll() is not None, 30,
+                 message="the second attempt's id registered")
+        assert (gate / "registered").exists(), run.stdout() + run.stderr()
+        pids = task_pids(sandbox)
+        yield sandbox, (gate / "registered").read_text()
+    finally:
+        (gate / "go").touch()
+        run.close()
+        kill_leftovers(pids | task_pids(sandbox))
+
+
+def test_status_of_a_new_id_before_its_attempt_is_recorded_agrees_in_text_and_json(held, capsys):
+    sandbox, new_id = held
+    registered = time.time()
+    assert main(["status", new_id]) == 0
+    text = capsys.readouterr().out
+    assert main(["status", new_id, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    first = text.splitlines()[0]
+    assert "state=RESTARTING (attempt 1 ended FAILED; attempt 2 is starting)  attempt=2" in first, text
+    assert f"task_id: {new_id} " in text and "earlier attempt 1: FAILED" in text, text
+    assert "no processes recorded" in text and "\nweb " not in text, text  # before: web's run of attempt 1
+    started = re.search(r"started: (\S+)", text)
+    assert started is not None, text
+    assert doc["task_id"] == new_id and doc["state"] == "RESTARTING" and doc["attempt"] == 2, doc
+    assert doc["restart"]["attempt"] == 2 and [a["number"] for a in doc["attempts"]] == [1], doc
+    assert abs(doc["started"] - registered) < 30 and started.group(1) == doc["started_iso"], (text, doc)
+    assert main(["ps", "--json"]) == 0
+    (row,) = [r for r in json.loads(capsys.readouterr().out) if r["sandbox"] == str(sandbox)]
+    assert (row["task_id"], row["state"], row["started"], row["processes_total"]) == \
+        (new_id, "RESTARTING", doc["started"], 0), row
