@@ -54,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
         status_json,
         with_leftovers,
     )
-    from executor.task.usagefigures import figures_json
 
     target = resolve(args.target, args)
     inspection = inspect_sandbox(target.sandbox, target.entry)
@@ -77,15 +76,23 @@ def run(args: argparse.Namespace) -> int:
     figures = figures_of(inspection, marker)
     starts, stopped = _kernel_view(view, inspection.truth.alive)
     if args.json:
-        doc = dict(status_json(inspection), resources=figures_json(figures, now),
-                   supervisor_stopped="" in stopped, stopped_processes=sorted(stopped - {""}))
-        print(json.dumps(doc, indent=2, default=str))
+        print(json.dumps(_json_doc(inspection, figures, now, stopped), indent=2, default=str))
     else:
         pending = Pending(*shown_attempt(inspection)) if inspection.attempt is None else None
         text = format_status(view, now, inspection.truth, inspection.leftovers, starts, figures,
                              stopped, pending)
         sys.stdout.write(text)
     return 0
+
+
+def _json_doc(inspection: Inspection, figures: Figures, now: float, stopped: frozenset[str]) -> dict[str, Any]:
+    """`--json`'s document: the inspection's view, the resources and what the kernel shows
+    stopped ("" the supervisor itself)."""
+    from executor.task.inspection import status_json
+    from executor.task.usagefigures import figures_json
+
+    return dict(status_json(inspection), resources=figures_json(figures, now),
+                supervisor_stopped="" in stopped, stopped_processes=sorted(stopped - {""}))
 
 
 def _pinned(target: Target, args: argparse.Namespace, inspection: Inspection) -> tuple[Target, Inspection]:
