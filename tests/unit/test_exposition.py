@@ -107,7 +107,16 @@ def test_a_lone_surrogate_is_written_as_u_fffd_and_the_series_it_would_repeat_is
     assert text.encode() and parse(text).value("a", p="x\ufffd") == 1
 
 
-@pytest.mark.parametrize("number, written", [(3, "3"), (True, "1"), (0.25, "0.25"), (1e-7, "1e-07"),
-                                             (math.inf, "+Inf"), (-math.inf, "-Inf"), (math.nan, "NaN")])
+@pytest.mark.parametrize("number, written", [(3, "3"), (True, "1"), (False, "0"), (0.25, "0.25"), (1e-7, "1e-07"),
+                                             (-0.5, "-0.5"), (math.inf, "+Inf"), (-math.inf, "-Inf"),
+                                             (math.nan, "NaN")])
 def test_values_are_written_as_go_reads_them(number, written):
     assert value(number) == written
+
+
+def test_a_family_without_samples_is_left_out_whole_and_an_answer_of_none_is_empty():
+    """No HELP and TYPE lines for a family with no series (a metric no task has), and no
+    line feed alone for an answer with no series at all."""
+    empty = Family("none_yet", GAUGE, "h", [])
+    assert render([empty]) == render([]) == ""
+    assert render([empty, Family("b", GAUGE, "h", [((), 2)])]) == "# HELP b h\n# TYPE b gauge\nb 2\n"
