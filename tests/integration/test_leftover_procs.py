@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -78,6 +79,18 @@ def test_a_command_line_that_is_not_utf8_is_read_with_its_bad_bytes_replaced():
     proc = subprocess.Popen([b"sl\xffeep", "600"], executable="sleep", stdin=subprocess.DEVNULL)
     try:
         assert command_of(_execed(proc.pid)) == "sl\ufffdeep 600"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_command_line_loses_its_final_nuls_and_nothing_else():
+    """Each argument ends in a NUL: those at the end go (an empty last argument's too), the
+    others are spaces, and nothing else at the end of the last argument is cut."""
+    proc = subprocess.Popen(["python3", "-c", "import time; time.sleep(600)", "X", ""], executable=sys.executable,
+                            stdin=subprocess.DEVNULL)
+    try:
+        assert command_of(_execed(proc.pid)) == "python3 -c import time; time.sleep(600) X"
     finally:
         proc.kill()
         proc.wait(10)
