@@ -95,8 +95,8 @@ def _limit_bytes(counter: OomCounter) -> int | None:
         return value if value is not None and value < UNLIMITED else None
     lowest, directory = None, counter.directory
     while True:
-        text = (read(directory, "memory.max") or "max").strip()
-        if text.isdigit():
+        text = read(directory, "memory.max")  # "max", or None: no such file (the root cgroup's)
+        if text is not None and text.strip().isdigit():
             lowest = int(text) if lowest is None else min(lowest, int(text))
         if directory == counter.top or directory == "/":
             return lowest
