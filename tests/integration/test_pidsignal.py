@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -126,13 +127,38 @@ def test_a_group_with_none_left_is_false():
     assert pidsignal.signal_group(pgid, signal.SIGTERM) is False
 
 
-def test_this_process_may_send_through_a_pidfd_asked_once(monkeypatch):
+def test_this_process_may_send_through_a_pidfd_asked_once_with_signal_0(monkeypatch):
     monkeypatch.setattr(pidsignal, "_SEND_DENIED", [])  # as at the process's start: not asked yet
-    fds = len(os.listdir("/proc/self/fd"))
-    assert pidsignal.send_denied() is False
-    assert pidsignal._SEND_DENIED == [False]  # the answer kept: the next one asks nothing
-    assert pidsignal.send_denied() is False
-    assert len(os.listdir("/proc/self/fd")) == fds  # its pidfd closed
+    got: list[int] = []
+    before = signal.signal(signal.SIGHUP, lambda signum, frame: got.append(signum))
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+        assert pidsignal.send_denied() is False
+        assert pidsignal._SEND_DENIED == [False]  # the answer kept: the next one asks nothing
+        assert pidsignal.send_denied() is False
+        assert len(os.listdir("/proc/self/fd")) == fds  # its pidfd closed
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    assert got == []  # the probe is signal 0: nothing is delivered to this process
+
+
+def test_no_descriptor_for_the_probe_is_no_answer_and_asked_again(monkeypatch):
+    """pidfd_open's EMFILE (every descriptor of the limit in use) says nothing of a seccomp
+    profile: not denied, and not kept, so that the next call asks."""
+    monkeypatch.setattr(pidsignal, "_SEND_DENIED", [])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
+        with contextlib.suppress(OSError):  # until every descriptor the limit allows is taken
+            while True:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+        assert pidsignal.send_denied() is False
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert pidsignal._SEND_DENIED == []
 
 
 def test_a_signal_through_a_pidfd_reaches_its_process_and_one_gone_is_no_such_process():
