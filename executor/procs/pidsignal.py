@@ -1,7 +1,7 @@
 """One signal to one process: through its pidfd, or by kill() where none can carry it.
 
 Owns `pidfd_signal` (the signal through a pidfd, by kill() where a seccomp profile denies
-pidfd_send_signal: `send_denied`, asked once), `kill_checked` (kill() with the judged
+pidfd_send_signal: `send_denied`, asked once; `kill_by_pid`), `kill_checked` (kill() with the judged
 process's exit asked just before, a SIGSTOP that may have hit a reused pid undone),
 `wakes` (which signals a stopped process needs SIGCONT after) and `signal_group` (killpg,
 then SIGCONT). Which pids are ours to signal is `proctree.py`'s (`send`, `send_checked`),
@@ -31,8 +31,14 @@ def pidfd_signal(pidfd: int, pid: int, sig: int) -> None:
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.ENOSYS) or not send_denied():
             raise
-        if not kill_checked(pid, sig, lambda: bool(_select.select([pidfd], [], [], 0)[0])):
-            raise ProcessLookupError(errno.ESRCH, os.strerror(errno.ESRCH)) from e
+        kill_by_pid(pidfd, pid, sig)
+
+
+def kill_by_pid(pidfd: int, pid: int, sig: int) -> None:
+    """`sig` to `pid` by kill(), where no pidfd may carry it, its process's exit asked of
+    `pidfd` (readable once it exited) just before: ProcessLookupError when it had exited."""
+    if not kill_checked(pid, sig, lambda: bool(_select.select([pidfd], [], [], 0)[0])):
+        raise ProcessLookupError(errno.ESRCH, os.strerror(errno.ESRCH))
 
 
 def kill_checked(pid: int, sig: int, gone: Callable[[], bool]) -> bool:

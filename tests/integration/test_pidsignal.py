@@ -3,12 +3,14 @@ process (no supervisor, no subreaper): kill() with the judged process's exit ask
 before (`kill_checked`), a group's signal and the SIGCONT after it (`signal_group`,
 `wakes`), and whether this process may send through a pidfd (`send_denied`).
 
-The fallback a seccomp filter makes (pidfd_send_signal denied: `pidfd_signal` by kill())
-runs under a real filter in a child process: tests/integration/test_kill_fallback.py.
+The signal by kill() where a seccomp filter denies pidfd_send_signal (`kill_by_pid`) is
+here too; `pidfd_signal`'s choice of it needs the filter, installed in a child process:
+tests/integration/test_kill_fallback.py.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import select
@@ -169,5 +171,19 @@ def test_a_signal_through_a_pidfd_reaches_its_process_and_one_gone_is_no_such_pr
             assert proc.wait(10) == -signal.SIGTERM
             with pytest.raises(ProcessLookupError):
                 pidsignal.pidfd_signal(pidfd, proc.pid, signal.SIGTERM)
+        finally:
+            os.close(pidfd)
+
+
+def test_by_pid_where_no_pidfd_may_carry_it_a_live_process_gets_the_signal_and_one_exited_none():
+    with _cat() as proc:
+        pidfd = os.pidfd_open(proc.pid)
+        try:
+            pidsignal.kill_by_pid(pidfd, proc.pid, signal.SIGTERM)
+            assert select.select([pidfd], [], [], 10)[0]  # its exit: the pidfd turns readable
+            with pytest.raises(ProcessLookupError) as gone:  # exited, not yet reaped: not signalled
+                pidsignal.kill_by_pid(pidfd, proc.pid, signal.SIGTERM)
+            assert (gone.value.errno, gone.value.strerror) == (errno.ESRCH, os.strerror(errno.ESRCH))
+            assert proc.wait(10) == -signal.SIGTERM
         finally:
             os.close(pidfd)
