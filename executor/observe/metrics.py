@@ -282,7 +282,7 @@ def observer_families(observer: ObserverFigures) -> list[Family]:
     """The observer's own families (after the tasks' in an answer)."""
     out = _Out()
     numbers = (observer.scrape_secs, observer.tasks, observer.unreadable, observer.replays, observer.task_errors)
-    for name, number in zip(OBSERVER, numbers, strict=True):
+    for name, number in zip(OBSERVER, numbers):  # five names, five figures
         out.add(name, (), number)
     return [f for f in out.families() if f.name in OBSERVER]
 
