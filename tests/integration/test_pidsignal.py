@@ -16,6 +16,7 @@ import resource
 import select
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -175,11 +176,31 @@ def test_a_signal_through_a_pidfd_reaches_its_process_and_one_gone_is_no_such_pr
             os.close(pidfd)
 
 
+def _within_10_s(call: Callable[[], None]) -> None:
+    """`call()` on a thread of its own, its end awaited 10 s at most: a look at a pidfd that
+    blocks (a select without its 0 timeout) fails the test, not hangs it."""
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed to the test's thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(10), "still blocked after 10 s"
+    if errors:
+        raise errors[0]
+
+
 def test_by_pid_where_no_pidfd_may_carry_it_a_live_process_gets_the_signal_and_one_exited_none():
     with _cat() as proc:
         pidfd = os.pidfd_open(proc.pid)
         try:
-            pidsignal.kill_by_pid(pidfd, proc.pid, signal.SIGTERM)
+            _within_10_s(lambda: pidsignal.kill_by_pid(pidfd, proc.pid, signal.SIGTERM))
             assert select.select([pidfd], [], [], 10)[0]  # its exit: the pidfd turns readable
             with pytest.raises(ProcessLookupError) as gone:  # exited, not yet reaped: not signalled
                 pidsignal.kill_by_pid(pidfd, proc.pid, signal.SIGTERM)
