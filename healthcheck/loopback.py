@@ -69,7 +69,7 @@ def _reason(port: int, failures: list[tuple[str, OSError]]) -> Unreachable:
     first_address, first = failures[0]
     if isinstance(first, ConnectionRefusedError):
         lead = "connection refused"
-    elif first.errno == errno.EADDRNOTAVAIL and ":" not in first_address:
+    elif first.errno == errno.EADDRNOTAVAIL:  # connect tries 127.0.0.1 first: `first` is its
         lead = "no local port left to connect from"
     elif any(isinstance(exc, ConnectionRefusedError) for _, exc in failures):
         lead = f"{first_address} could not be reached"
@@ -110,8 +110,7 @@ def connect(port: int, left: Callable[[], float]) -> socket.socket:
 def _try(address: str, port: int, left: Callable[[], float]) -> socket.socket:
     """A connection to `address`:`port`; the socket closed on every error."""
     try:
-        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET,
-                             socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)  # TCP: the default
     except OSError as exc:
         if exc.errno == errno.EAFNOSUPPORT:  # a kernel without IPv6: this address is not there
             raise

@@ -35,7 +35,8 @@ class Module:
     slug: str  # the directory under .mutation/ and the name on the command line
     title: str  # the row's name in the table
     sources: tuple[str, ...]  # the files mutated
-    tests: tuple[str, ...]  # the tests that state their rules (unit; integration for one that writes files)
+    tests: tuple[str, ...]  # the tests that state their rules (unit; integration for one that writes files);
+    # a file, or one test of it (FILE::NAME) where the file's others run the module in a child process
 
 
 # A file a module's tests read beyond COPIED goes into COPIED. Tests that run the module in a
@@ -113,6 +114,27 @@ MODULES = (
     Module("executorsettings", "stoker executor's settings", ("config/executorsettings.py",),
            ("tests/unit/test_settings.py", "tests/unit/test_thermos_flags.py", "tests/unit/test_disk_settings.py",
             "tests/unit/test_announcer_config.py")),
+    Module("loopback", "loopback connect", ("healthcheck/loopback.py",),
+           ("tests/unit/test_loopback_reason.py", "tests/integration/test_health_checkers.py",
+            *(f"tests/integration/test_loopback_connect.py::{name}" for name in (  # not its child's tests
+                "test_a_task_that_accepts_and_resets_is_not_tried_on_ipv6_nor_called_refused",
+                "test_in_this_process_a_socket_it_cannot_open_is_no_socket_with_its_error",
+                "test_no_time_left_is_a_timeout_before_any_try")))),
+    Module("exposition", "Prometheus text format", ("executor/observe/exposition.py",),
+           ("tests/unit/test_exposition.py", "tests/unit/test_metrics_families.py")),
+    Module("metrics", "/metrics families", ("executor/observe/metrics.py",),
+           ("tests/unit/test_metrics_families.py", "tests/unit/test_metrics_samples.py", "tests/unit/test_exposition.py",
+            "tests/integration/test_observe_metrics.py", "tests/integration/test_observe_metrics_leftovers.py",
+            "tests/integration/test_observe_metrics_window.py")),
+    Module("pidsignal", "one signal to one process", ("executor/procs/pidsignal.py",),
+           ("tests/integration/test_pidsignal.py",)),
+    Module("readyfd", "s6's --ready-fd", ("executor/host/readyfd.py",), ("tests/unit/test_readyfd.py",)),
+    Module("sdnotify", "systemd's sd_notify", ("executor/host/sdnotify.py",), ("tests/unit/test_sdnotify.py",)),
+    Module("leftoverprocs", "a LOST task's leftover processes", ("executor/task/leftoverprocs.py",),
+           ("tests/integration/test_leftover_procs.py", "tests/integration/test_observe_metrics_leftovers.py")),
+    Module("oomkill", "the OOM killer's claim", ("executor/procs/oomkill.py",),
+           ("tests/unit/test_oomkill.py", "tests/integration/test_oom_explained_late.py",
+            "tests/integration/test_oom_shield.py")),
 )
 
 
@@ -138,12 +160,24 @@ class Score:
         return 100.0 * (scored - self.undetected) / scored if scored else 0.0
 
 
+def conftests(tests: tuple[str, ...]) -> list[str]:
+    """The conftest.py of each directory from tests/ down to each test file's (the session's
+    settings: Hypothesis' fixed profile, the private STOKER_ROOT; the tier's fixtures)."""
+    found: list[str] = []
+    for test in tests:
+        for parent in reversed(Path(test.partition("::")[0]).parents[:-1]):
+            name = str(parent / "conftest.py")
+            if (ROOT / name).exists() and name not in found:
+                found.append(name)
+    return found
+
+
 def prepare(module: Module) -> Path:
     """A fresh copy of what the module's tests need, with its mutmut settings."""
     work = WORK / module.slug
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    for name in (*COPIED, *module.tests):
+    for name in (*COPIED, *conftests(module.tests), *(t.partition("::")[0] for t in module.tests)):
         source, target = ROOT / name, work / name
         if not source.exists():
             raise SystemExit(f"mutation: {name} does not exist (MODULES in {Path(__file__).name})")

@@ -41,7 +41,7 @@ class ReadyFd(Notifier):
                     os.write(self.fd, b"\n")
                 except OSError as exc:  # the supervisor gone (EPIPE): nobody waits for it
                     log_event(logger, logging.WARNING, "ready_fd_failed", fd=self.fd,
-                              error=exc.strerror or str(exc), reason="the readiness newline was not written")
+                              error=exc.strerror, reason="the readiness newline was not written")
                 self._close()
                 self.ready_sent = True
         if self.systemd is not None:

@@ -66,7 +66,7 @@ class Notifier:
         when it was not sent."""
         with self._lock:
             ready = self._ready_due and not self.ready_sent
-            data = "\n".join(("READY=1", *fields) if ready else fields).encode("utf-8", "replace")
+            data = "\n".join(("READY=1", *fields) if ready else fields).encode(errors="replace")
             try:
                 if self._sock is None:
                     self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
@@ -76,7 +76,7 @@ class Notifier:
                 if not self._failed:
                     self._failed = True
                     log_event(logger, logging.WARNING, "systemd_notify_failed", socket=_shown(self.address),
-                              error=exc.strerror or str(exc), reason="later failures are not logged")
+                              error=exc.strerror, reason="later failures are not logged")
                 return False
             self.ready_sent = self.ready_sent or ready
             return True
@@ -145,9 +145,9 @@ def notifier(variables: Mapping[str, str], pid: int | None = None) -> Notifier |
 def _watchdog_secs(variables: Mapping[str, str], pid: int) -> float | None:
     """WATCHDOG_USEC in seconds, when it is for this process (WATCHDOG_PID unset or ours)."""
     try:
-        usec = int(variables.get("WATCHDOG_USEC", ""))
+        usec = int(variables["WATCHDOG_USEC"])
         owner = int(variables.get("WATCHDOG_PID", str(pid)))
-    except ValueError:
+    except (KeyError, ValueError):
         return None
     return usec / 1e6 if usec > 0 and owner == pid else None
 

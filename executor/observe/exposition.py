@@ -16,7 +16,6 @@ the format's rules for them, which its tests check.
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
 
@@ -45,7 +44,7 @@ class Family:
 def utf8(text: str) -> str:
     """`text` with each lone surrogate as U+FFFD (a pair stays the character it makes)."""
     try:
-        text.encode("utf-8")
+        text.encode()
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
@@ -61,11 +60,11 @@ def value(number: float) -> str:
         return "1" if number else "0"
     if isinstance(number, int):
         return str(number)
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "+Inf" if number > 0 else "-Inf"
-    return repr(float(number))
+    written = repr(float(number))
+    return _GO_FLOATS.get(written, written)
+
+
+_GO_FLOATS = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}  # Python's repr of each: Go's
 
 
 def _labels(labels: Labels, pairs: dict[tuple[str, str], str]) -> str:

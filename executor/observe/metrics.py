@@ -152,9 +152,9 @@ class ObserverFigures:
 
 def identity(row: Mapping[str, object], supervisor: str) -> Labels:
     """The labels every series of the task carries (an unknown one is left out)."""
-    key = str(row.get("job_key") or "").split("/")
-    _, role, environment, job = key if len(key) == 4 else ("", "", "", "")
-    instance = str(row.get("label") or "").rpartition(".")[2]
+    key = str(row.get("job_key")).split("/")  # None: "None", one part: no role either
+    role, environment, job = key[1:] if len(key) == 4 else ("", "", "")
+    instance = str(row.get("label")).rpartition(".")[2]  # None: "None", not decimal
     pairs = (("task_id", str(row.get("task_id") or "")), ("supervisor", supervisor), ("role", role),
              ("environment", environment), ("job_name", job),
              ("task_instance", instance if instance.isdecimal() else ""))
@@ -281,11 +281,9 @@ def task_families(tasks: Iterable[TaskDetail], failed: Failed | None = None) -> 
 def observer_families(observer: ObserverFigures) -> list[Family]:
     """The observer's own families (after the tasks' in an answer)."""
     out = _Out()
-    out.add("stoker_observer_scrape_duration_seconds", (), observer.scrape_secs)
-    out.add("stoker_observer_tasks", (), observer.tasks)
-    out.add("stoker_observer_registry_unreadable_entries", (), observer.unreadable)
-    out.add("stoker_observer_checkpoint_replays_total", (), observer.replays)
-    out.add("stoker_observer_task_errors_total", (), observer.task_errors)
+    numbers = (observer.scrape_secs, observer.tasks, observer.unreadable, observer.replays, observer.task_errors)
+    for name, number in zip(OBSERVER, numbers):  # five names, five figures
+        out.add(name, (), number)
     return [f for f in out.families() if f.name in OBSERVER]
 
 

@@ -45,6 +45,8 @@ from __future__ import annotations
 import posixpath
 import re
 
+import attrs
+
 from executor.events import ExitStatus
 from executor.procs.oomcount import OomCounter, read
 
@@ -55,8 +57,7 @@ _MIB = 1 << 20
 def named(status: ExitStatus, counter: OomCounter, since: int | None) -> ExitStatus:
     """`status` (a SIGKILL nobody in the task sent: `oomcount.named` looked), naming the
     kernel's OOM killer as its sender when the kill count grew since the run was forked."""
-    killer = explain(counter, since)
-    return status if killer is None else ExitStatus(signal=status.signal, killer=killer)
+    return attrs.evolve(status, killer=explain(counter, since))  # None: as it was
 
 
 def explain(counter: OomCounter, since: int | None = None) -> str | None:
@@ -89,13 +90,13 @@ def limit(counter: OomCounter) -> str:
 def _limit_bytes(counter: OomCounter) -> int | None:
     if not counter.v2:  # the lowest limit of the cgroup and its ancestors
         text = read(counter.directory, "memory.stat")
-        found = re.search(r"^hierarchical_memory_limit (\d+)$", text or "", re.M)
+        found = re.search(r"^hierarchical_memory_limit (\d+)$", text, re.M) if text else None
         value = int(found.group(1)) if found else None
         return value if value is not None and value < UNLIMITED else None
     lowest, directory = None, counter.directory
     while True:
-        text = (read(directory, "memory.max") or "max").strip()
-        if text.isdigit():
+        text = read(directory, "memory.max")  # "max", or None: no such file (the root cgroup's)
+        if text is not None and text.strip().isdigit():
             lowest = int(text) if lowest is None else min(lowest, int(text))
         if directory == counter.top or directory == "/":
             return lowest

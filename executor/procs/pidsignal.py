@@ -2,8 +2,9 @@
 
 Owns `pidfd_signal` (the signal through a pidfd, by kill() where a seccomp profile denies
 pidfd_send_signal: `send_denied`, from the process's one probe of the pidfd calls,
-`probe_pidfds`, which the reaper's `check_pidfds` shares), `kill_checked` (kill() with the judged
-process's exit asked just before, a SIGSTOP that may have hit a reused pid undone),
+`probe_pidfds`, which the reaper's `check_pidfds` shares; `kill_by_pid`), `kill_checked`
+(kill() with the judged process's exit asked just before, a SIGSTOP that may have hit a
+reused pid undone),
 `wakes` (which signals a stopped process needs SIGCONT after) and `signal_group` (killpg,
 then SIGCONT). Which pids are ours to signal is `proctree.py`'s (`send`, `send_checked`),
 which uses these; the cgroup's kill fallback (`cgroups.py`) too. Out of `proctree.py`,
@@ -32,8 +33,14 @@ def pidfd_signal(pidfd: int, pid: int, sig: int) -> None:
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.ENOSYS) or not send_denied():
             raise
-        if not kill_checked(pid, sig, lambda: bool(_select.select([pidfd], [], [], 0)[0])):
-            raise ProcessLookupError(errno.ESRCH, os.strerror(errno.ESRCH)) from e
+        kill_by_pid(pidfd, pid, sig)
+
+
+def kill_by_pid(pidfd: int, pid: int, sig: int) -> None:
+    """`sig` to `pid` by kill(), where no pidfd may carry it, its process's exit asked of
+    `pidfd` (readable once it exited) just before: ProcessLookupError when it had exited."""
+    if not kill_checked(pid, sig, lambda: bool(_select.select([pidfd], [], [], 0)[0])):
+        raise ProcessLookupError(errno.ESRCH, os.strerror(errno.ESRCH))
 
 
 def kill_checked(pid: int, sig: int, gone: Callable[[], bool]) -> bool:

@@ -49,7 +49,7 @@ def carrying(procs: Iterable[proctree.ProcInfo], marker: str) -> list[Leftover]:
 def command_of(pid: int) -> str:
     """Its command line, cut to CMDLINE_SHOWN characters ("" once it is gone)."""
     try:
-        fd = os.open(f"/proc/{pid}/cmdline", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(f"/proc/{pid}/cmdline", os.O_RDONLY)  # close-on-exec: Python's default
     except OSError:
         return ""
     try:

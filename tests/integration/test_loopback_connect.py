@@ -10,16 +10,21 @@ loopback that could not be reached.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
 
 from executor.task.lifecycle import post_endpoint
+from healthcheck import loopback
 from healthcheck.checkers import TcpChecker
 from healthcheck.http_check import HttpChecker
 from tests.support.stoker_proc import REPO
@@ -146,3 +151,40 @@ def test_a_task_that_accepts_and_resets_is_not_tried_on_ipv6_nor_called_refused(
     wrong = sorted(reason for reason in said if "::1" in reason or "nothing listens" in reason)
     assert not wrong, wrong
     assert any("reset" in reason for reason in said), said  # the listener did reset them
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+def test_in_this_process_a_socket_it_cannot_open_is_no_socket_with_its_error(listening_port):
+    """The first test's descriptor limit in this process (mutmut sees this process's calls
+    only): NoSocket carries the errno and the words, and says no connection was tried."""
+    loopback.connect_within(listening_port, 5).close()  # the port answers while a socket can be had
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
+        with contextlib.suppress(OSError):  # until every descriptor the limit allows is taken
+            while True:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+        with pytest.raises(loopback.NoSocket) as caught:
+            loopback.connect_within(listening_port, 5)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (caught.value.errno, caught.value.strerror) == (errno.EMFILE, os.strerror(errno.EMFILE))
+    assert caught.value.reason == "Stoker could not open a socket (Too many open files): no connection was tried"
+
+
+def test_no_time_left_is_a_timeout_before_any_try(listening_port):
+    with pytest.raises(TimeoutError) as caught:
+        loopback.connect_within(listening_port, 0)  # a listener that would accept at once
+    assert str(caught.value) == "no connection within 0 s"
+    with loopback.connect_within(listening_port, 5) as sock:
+        assert sock.gettimeout() is not None and 0 < sock.gettimeout() <= 5  # the try's bound, left set

@@ -37,7 +37,7 @@ def test_staged_kill_of_a_tree_whose_grandchild_ignores_sigterm(harness, tmp_pat
     assert harness.sup.signal_run("tree", 0, signal.SIGKILL) == 4
     event = harness.next_exit()
     assert event.status.signal == signal.SIGKILL
-    wait_for(lambda: all_gone(pids), 1)
+    wait_for(lambda: all_gone(pids), 10)
     assert harness.sup.task_pids() == set()
 
 
@@ -49,7 +49,7 @@ def test_daemonized_grandchild_is_reached_by_signal_run(harness, tmp_path):
     assert os.getsid(dpid) != os.getsid(top)  # it left the run's session and group
     assert harness.sup.signal_run("d", 0, signal.SIGTERM) == 2
     assert harness.next_exit().status.signal == signal.SIGTERM
-    wait_for(lambda: not alive(dpid), 1)
+    wait_for(lambda: not alive(dpid), 10)
 
 
 def test_leftovers_of_a_finished_run_are_killed_before_its_exit_is_posted(harness, tmp_path):
@@ -62,7 +62,7 @@ def test_leftovers_of_a_finished_run_are_killed_before_its_exit_is_posted(harnes
     event = harness.next_exit()
     assert event.status.exit_code == 1
     # SIGKILLed before the post; a moment may pass before they are zombies.
-    wait_for(lambda: all_gone(leftovers), 0.5)
+    wait_for(lambda: all_gone(leftovers), 10)
 
 
 def test_a_sigtermed_run_whose_top_exits_first_drains_until_sigkill_which_leaves_nothing(harness, tmp_path):
@@ -196,7 +196,7 @@ def test_the_watchdog_is_markerless_ignores_polite_signals_and_is_restarted(harn
     time.sleep(0.1)  # this part is about time: ignored signals leave it running
     assert alive(first) and harness.sup.watchdog_pid == first
     os.kill(first, signal.SIGKILL)
-    wait_for(lambda: harness.sup.watchdog_pid != first and alive(harness.sup.watchdog_pid), 2)
+    wait_for(lambda: harness.sup.watchdog_pid != first and alive(harness.sup.watchdog_pid), 10)
 
 
 def _ignores(pid: int, sig: int) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from executor.observe.exposition import CONTENT_TYPE, COUNTER, GAUGE, LABEL_NAME, NAME, Family, render, value
@@ -92,6 +92,7 @@ ODD = st.text(st.characters(codec="utf-8"), max_size=30) | st.sampled_from(
     ['"', "\\", "\n", '\\"', "\\n", "a\nb\"c\\d", "}", ",x=\"y\"", " 1", "é作\u2028\r"])
 
 
+@settings(deadline=None)  # a time limit per example is a timing test: it failed under load (mutmut's stats)
 @given(st.lists(ODD, min_size=1, max_size=5, unique=True))
 def test_any_label_value_is_written_so_that_it_reads_back_as_itself(values):
     family = Family("odd_total", COUNTER, "odd\nhelp \\ text", [((("task_id", v), ("n", "1")), i)
@@ -107,7 +108,16 @@ def test_a_lone_surrogate_is_written_as_u_fffd_and_the_series_it_would_repeat_is
     assert text.encode() and parse(text).value("a", p="x\ufffd") == 1
 
 
-@pytest.mark.parametrize("number, written", [(3, "3"), (True, "1"), (0.25, "0.25"), (1e-7, "1e-07"),
-                                             (math.inf, "+Inf"), (-math.inf, "-Inf"), (math.nan, "NaN")])
+@pytest.mark.parametrize("number, written", [(3, "3"), (True, "1"), (False, "0"), (0.25, "0.25"), (1e-7, "1e-07"),
+                                             (-0.5, "-0.5"), (math.inf, "+Inf"), (-math.inf, "-Inf"),
+                                             (math.nan, "NaN")])
 def test_values_are_written_as_go_reads_them(number, written):
     assert value(number) == written
+
+
+def test_a_family_without_samples_is_left_out_whole_and_an_answer_of_none_is_empty():
+    """No HELP and TYPE lines for a family with no series (a metric no task has), and no
+    line feed alone for an answer with no series at all."""
+    empty = Family("none_yet", GAUGE, "h", [])
+    assert render([empty]) == render([]) == ""
+    assert render([empty, Family("b", GAUGE, "h", [((), 2)])]) == "# HELP b h\n# TYPE b gauge\nb 2\n"

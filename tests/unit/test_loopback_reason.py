@@ -42,4 +42,5 @@ def error(number: int) -> OSError:
      "127.0.0.1 could not be reached (127.0.0.1:80: Too many open files; nothing listens on [::1]:80)"),
 ])
 def test_the_reason_leads_with_what_127_0_0_1_answered_and_keeps_the_order_tried(failures, reason):
-    assert _reason(80, failures).reason == reason
+    unreachable = _reason(80, failures)
+    assert unreachable.reason == str(unreachable) == reason

@@ -1,6 +1,8 @@
 """Where the OOM kill count of this process's memory cgroup is, and the words of a kill."""
 from __future__ import annotations
 
+import pytest
+
 from executor.events import ExitStatus
 from executor.procs.oomcount import (
     OomCounter,
@@ -10,7 +12,7 @@ from executor.procs.oomcount import (
     open_counter,
     parse_oom_kills,
 )
-from executor.procs.oomkill import format_bytes
+from executor.procs.oomkill import UNLIMITED, format_bytes, limit
 
 V1_MOUNTS = (
     "35 25 0:30 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n"
@@ -112,3 +114,52 @@ def test_one_oom_kill_names_one_run(tmp_path):
     assert named(kill, counter, 0, sent=False) == kill
     control.write_text("oom_kill 2\n")
     assert named(kill, counter, 0, sent=False).killer is not None
+
+
+def test_sizes_at_each_units_first_value():
+    assert [format_bytes(n) for n in ((1 << 20) - 1, 1 << 20, (1 << 30) - (1 << 20), 1 << 30)] == [
+        "1048575 bytes", "1 MiB", "1023 MiB", "1 GiB"]
+
+
+def _v2(tmp_path, limits: dict[str, str | None]):  # type: ignore[no-untyped-def]
+    """A cgroup v2 tree under tmp_path/top (its mount point), the count's cgroup top/a/b; each
+    directory's memory.max as given (None: no such file, as in the root cgroup)."""
+    for name, text in limits.items():
+        (tmp_path / name).mkdir(parents=True, exist_ok=True)
+        if text is not None:
+            (tmp_path / name / "memory.max").write_text(text)
+    (tmp_path / "top/a/b/memory.events").write_text("oom 1\noom_kill 1\n")
+    return OomCounter(str(tmp_path / "top/a/b"), "/a/b", v2=True, top=str(tmp_path / "top"), seen=0)
+
+
+@pytest.mark.parametrize("limits, said", [
+    ({"top": None, "top/a": "max\n", "top/a/b": "max\n"}, "no memory limit: the host ran out of memory"),
+    ({"top": None, "top/a": "31457280\n", "top/a/b": "max\n"}, "limit 30 MiB"),  # an ancestor's
+    ({"top": None, "top/a": "31457280\n", "top/a/b": "20971520\n"}, "limit 20 MiB"),  # the lowest
+    ({"top": None, "top/a": "20971520\n", "top/a/b": "31457280\n"}, "limit 20 MiB"),
+    ({"top": "10485760\n", "top/a": "max\n", "top/a/b": None}, "limit 10 MiB"),  # up to the mount point
+])
+def test_a_v2_limit_is_the_lowest_of_the_cgroup_and_its_ancestors_up_to_the_mount(tmp_path, limits, said):
+    (tmp_path / "memory.max").write_text("1048576\n")  # above the mount point: not this hierarchy's
+    counter = _v2(tmp_path, limits)
+    assert limit(counter) == said
+    assert named(ExitStatus(signal=9), counter, 0, sent=False).killer == (
+        f"the kernel's OOM killer (memory cgroup /a/b: {said})")
+
+
+def test_a_v2_cgroup_mounted_at_the_root_walks_up_to_it(tmp_path):
+    counter = _v2(tmp_path, {"top": None, "top/a": "max\n", "top/a/b": "20971520\n"})
+    assert limit(OomCounter(counter.directory, "/a/b", v2=True, top="/nonexistent", seen=0)) == "limit 20 MiB"
+
+
+@pytest.mark.parametrize("stat, said", [
+    ("hierarchical_memory_limit 9223372036854771712\n", "no memory limit: the host ran out of memory"),
+    (f"hierarchical_memory_limit {UNLIMITED}\n", "no memory limit: the host ran out of memory"),
+    (f"hierarchical_memory_limit {UNLIMITED - 4096}\n", "limit 4294967296 GiB"),  # just below: a limit
+    ("cache 0\n", "no memory limit: the host ran out of memory"),  # a kernel that does not say
+    (None, "no memory limit: the host ran out of memory"),  # no memory.stat
+])
+def test_a_v1_limit_is_the_hierarchical_one_and_no_limit_is_said_so(tmp_path, stat, said):
+    if stat is not None:
+        (tmp_path / "memory.stat").write_text(stat)
+    assert limit(OomCounter(str(tmp_path), "/t", v2=False, top=str(tmp_path), seen=0)) == said

@@ -11,16 +11,13 @@ import pytest
 
 from executor.host.sdnotify import STATUS_CHARS, notifier, one_line
 from tests.support.fake_clock import FakeClock
+from tests.support.notify_socket import notify_socket
 
 
 @pytest.fixture
 def abstract_socket(tmp_path):
-    name = f"stoker-test-{os.getpid()}-{tmp_path.name}"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(b"\0" + name.encode())
-    sock.settimeout(5)
-    yield name, sock
-    sock.close()
+    with notify_socket(tmp_path.name) as bound:
+        yield bound
 
 
 def test_an_at_sign_names_the_abstract_namespace(abstract_socket):
@@ -84,16 +81,48 @@ def test_a_period_of_centuries_or_microseconds_is_fed_hourly_or_every_10ms(abstr
     assert events.get(timeout=heartbeat.beat() - clock()) == "event"  # the owner's wait
 
 
-def test_a_socket_stoker_cannot_reach_is_one_warning_and_no_error(tmp_path, caplog):
-    told = notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict]]:
+    return [(r.stoker_event, r.stoker_fields) for r in caplog.records]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("where", ["path", "abstract"])
+def test_a_socket_stoker_cannot_reach_is_one_warning_and_no_error(tmp_path, caplog, where):
+    name = str(tmp_path / "gone") if where == "path" else f"@stoker-test-{os.getpid()}-{tmp_path.name}-gone\xff"
+    told = notifier({"NOTIFY_SOCKET": os.fsdecode(name.encode("latin-1"))})
     assert told is not None
     with caplog.at_level(logging.WARNING):
         assert not told.send("READY=1")
         assert not told.send("STATUS=x")
-    assert caplog.text.count("systemd_notify_failed") == 1, caplog.text
-    assert notifier({"NOTIFY_SOCKET": "vsock:2:1234"}) is None
-    assert "systemd_notify_unsupported" in caplog.text
-    assert notifier({"WATCHDOG_USEC": "1000"}) is None
+    error = "No such file or directory" if where == "path" else "Connection refused"
+    shown = name if where == "path" else name.replace("\xff", "\ufffd")  # its bytes, as they read
+    assert _warnings(caplog) == [
+        ("systemd_notify_failed", {"socket": shown, "error": error, "reason": "later failures are not logged"})]
+
+
+def test_a_socket_of_another_kind_is_one_warning_and_none_is_no_notifier(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert notifier({"NOTIFY_SOCKET": "vsock:2:1234"}) is None
+        assert notifier({"WATCHDOG_USEC": "1000"}) is None  # no socket named: nothing to say
+    assert _warnings(caplog) == [("systemd_notify_unsupported", {
+        "socket": "vsock:2:1234", "reason": "Stoker speaks to AF_UNIX sockets only: no notifications are sent"})]
+
+
+def test_a_message_is_sent_without_blocking_on_a_socket_no_child_inherits(abstract_socket):
+    name, sock = abstract_socket
+    told = notifier({"NOTIFY_SOCKET": "@" + name})
+    assert told is not None and told.ready_sent is False
+    fds = len(os.listdir("/proc/self/fd"))
+    assert told.send("STATUS=a\udcffb")  # what UTF-8 cannot encode (callers escape it first) is "?"
+    assert sock.recv(64) == b"STATUS=a?b"
+    assert told._sock is not None and not told._sock.getblocking() and not told._sock.get_inheritable()
+    told.stopping("stopped before it was ready")  # no READY=1 with it
+    assert sock.recv(64) == b"STOPPING=1\nSTATUS=stopped before it was ready"
+    assert told.ready_sent is False
+    told.close()
+    assert len(os.listdir("/proc/self/fd")) == fds  # its socket closed
+    told.status("after the close")  # a late one (another thread's) opens it again
+    assert sock.recv(64) == b"STATUS=after the close"
+    told.close()
 
 
 def test_a_ready_lost_to_a_full_queue_goes_with_the_next_message(abstract_socket):
@@ -105,6 +134,7 @@ def test_a_ready_lost_to_a_full_queue_goes_with_the_next_message(abstract_socket
     queued = 0
     while told.send("STATUS=filling"):  # nobody reads: the receiver's queue fills
         queued += 1
+        assert queued < 100_000, "the queue never filled: a send that cannot be sent must say False"
     told.ready("svc.0 RUNNING: up")
     sock.settimeout(0)
     assert {sock.recv(64) for _ in range(queued)} == {b"STATUS=filling"}
@@ -118,6 +148,7 @@ def test_a_ready_lost_to_a_full_queue_goes_with_the_next_message(abstract_socket
 
 def test_a_status_is_one_short_line():
     assert one_line("a\nb\tc  d") == "a b c d"
+    assert one_line("x" * STATUS_CHARS) == "x" * STATUS_CHARS  # at the limit: whole
     long = one_line("x" * 1000)
     assert len(long) == STATUS_CHARS and long.endswith("…")
 
