@@ -131,13 +131,13 @@ def test_a_group_with_none_left_is_false():
 
 
 def test_this_process_may_send_through_a_pidfd_asked_once_with_signal_0(monkeypatch):
-    monkeypatch.setattr(pidsignal, "_SEND_DENIED", [])  # as at the process's start: not asked yet
+    monkeypatch.setattr(pidsignal, "_PROBED", {})  # as at the process's start: not asked yet
     got: list[int] = []
     before = signal.signal(signal.SIGHUP, lambda signum, frame: got.append(signum))
     try:
         fds = len(os.listdir("/proc/self/fd"))
         assert pidsignal.send_denied() is False
-        assert pidsignal._SEND_DENIED == [False]  # the answer kept: the next one asks nothing
+        assert pidsignal._PROBED == {os.getpid(): (0, "")}  # the answer kept: the next one asks nothing
         assert pidsignal.send_denied() is False
         assert len(os.listdir("/proc/self/fd")) == fds  # its pidfd closed
     finally:
@@ -148,7 +148,7 @@ def test_this_process_may_send_through_a_pidfd_asked_once_with_signal_0(monkeypa
 def test_no_descriptor_for_the_probe_is_no_answer_and_asked_again(monkeypatch):
     """pidfd_open's EMFILE (every descriptor of the limit in use) says nothing of a seccomp
     profile: not denied, and not kept, so that the next call asks."""
-    monkeypatch.setattr(pidsignal, "_SEND_DENIED", [])
+    monkeypatch.setattr(pidsignal, "_PROBED", {})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     held: list[int] = []
     try:
@@ -161,7 +161,7 @@ def test_no_descriptor_for_the_probe_is_no_answer_and_asked_again(monkeypatch):
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert pidsignal._SEND_DENIED == []
+    assert pidsignal._PROBED == {}
 
 
 def test_a_signal_through_a_pidfd_reaches_its_process_and_one_gone_is_no_such_process():
