@@ -18,13 +18,17 @@ import sys
 import time
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 # Property tests draw the same examples on every run (CI must be deterministic); a failure
 # found by a wider search is turned into a fixed case or an oracle fix, not left to chance.
 # STOKER_HYPOTHESIS_PROFILE=deep is that wider search, by hand: random examples, and the
 # owner's stateful test (test_owner_machine.py) runs thousands of them (docs/testing.md §11).
-settings.register_profile("stoker", derandomize=True)
+# No per-example deadline (Hypothesis' 200 ms) and no too_slow health check of the examples'
+# generation: on a loaded CI host a time says nothing of the code, and either failing there
+# would be a flake (a deadline failed under mutmut).
+settings.register_profile("stoker", derandomize=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("deep", derandomize=False, deadline=None)
 settings.load_profile(os.environ.get("STOKER_HYPOTHESIS_PROFILE", "stoker"))
 
