@@ -101,7 +101,7 @@ def _replayed(fd: int, sandbox: Path, pinned: str, cache: ViewCache[Viewed] | No
     viewed: Viewed = (fold.view(), "") if fold.records else \
         (None, f"the checkpoint in {sandbox}/.stoker holds no record")
     if cache is not None:
-        cache.put(where, stamp, viewed, resumable(fd, fold, st.st_size, limit))
+        cache.put(where, stamp, viewed, resumable(fd, fold, stamp, limit, resume))
     return viewed
 
 
