@@ -24,14 +24,16 @@ they were (in the same clock tick) is not seen, by the kept view as by the kept 
 has one owner at a time: it is taken out of the cache to go on with and put back after, and
 a thread that finds none replays whole.
 
-Bounded (`MAX_VIEWS`: past it, the views are forgotten and read again); thread-safe, for
-the observer's worker threads. Views are frozen values.
+Bounded: the places a registry no longer lists are forgotten as it is read (`keep_only`),
+and past `MAX_VIEWS` places every view is forgotten and read again; thread-safe, for the
+observer's worker threads. Views are frozen values.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
+from collections.abc import Set as AbstractSet
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -91,6 +93,17 @@ class ViewCache(Generic[V]):
         self._views: dict[Where, _Kept[V]] = {}
         self.read = 0  # views replayed from their file (not found here), whole or from a fold kept
         self.resumed = 0  # of those, from a fold kept
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def keep_only(self, wheres: AbstractSet[Where]) -> None:
+        """Forget the views of the places not in `wheres` (a registry's listing: tasks pruned
+        from it are not asked for again, and their views and folds were kept until
+        `MAX_VIEWS` places were known, then every view forgotten at once)."""
+        with self._lock:
+            for where in [w for w in self._views if w not in wheres]:
+                del self._views[where]
 
     def get(self, where: Where, stamp: Stamp) -> V | None:
         """The view of the file `stamp` names, when it is the one kept for `where`."""
