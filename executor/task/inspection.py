@@ -60,6 +60,7 @@ class Inspection:
     supervisor_pid: int | None = None
     pinned: str = ""  # the `.stoker` its registry entry names (`open_stoker_dir`): none other is read
     registered_wall: float | None = None  # when its registry entry was written (None: read without one)
+    after_latest: bool = True  # an `attempt` None: the entry's id is newer than the checkpoint's latest
 
 
 Viewed = tuple[TaskView | None, str]
@@ -144,13 +145,9 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
     if problem is None:
         return _unrecorded(sandbox, pinned, entry)
     attempt = _attempt_of(view, entry) if view is not None else None
-    if entry is not None:
-        alive = identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
-    elif attempt is not None:
-        alive = identity.is_alive(attempt.supervisor_pid, attempt.supervisor_start,
-                                  attempt.supervisor_boot, started_before_wall=attempt.started_wall)
-    else:
-        alive = False
+    if entry is not None and view is not None and attempt is None:
+        return _none_of_its(sandbox, pinned, entry)
+    alive = _alive(entry, attempt)
     recorded = attempt.state if attempt is not None else None
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.
     latest = view is None or attempt is view.current
@@ -164,12 +161,22 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
                   restart_scheduled=latest and attempt is not None and attempt.restart is not None)
     if view is not None and attempt is not None and not latest and entry is not None:
         view = _as_of(view, attempt, entry)
+    after_latest = True
     if view is not None and attempt is not None and latest and entry and _not_its(view, attempt, entry, alive):
+        after_latest = view.task_id in entry.earlier_task_ids
         view, attempt = attrs.evolve(view, task_id=entry.task_id), None
     if view is not None and attempt is not None and alive:
         view, attempt = _counted_on_the_boot_clock(view, attempt)
-    return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem,
-                      pinned=pinned, registered_wall=entry.registered_wall if entry is not None else None)
+    return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem, pinned=pinned,
+                      registered_wall=entry.registered_wall if entry is not None else None, after_latest=after_latest)
+
+
+def _alive(entry: RegistryEntry | None, attempt: AttemptView | None) -> bool:
+    """Whether the entry's supervisor runs; without one, the attempt's (none: False)."""
+    if entry is not None:
+        return identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
+    return attempt is not None and identity.is_alive(attempt.supervisor_pid, attempt.supervisor_start,
+                                                     attempt.supervisor_boot, started_before_wall=attempt.started_wall)
 
 
 def _pin_lost(sandbox: Path, entry: RegistryEntry) -> Inspection | None:
@@ -235,6 +242,14 @@ def _unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> Insp
     return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, unrecorded=True,
                       supervisor_pid=pid, pinned=pinned,
                       problem=_unrecorded_problem(sandbox, pid, truth, entry.ended_reason if entry else ""))
+
+
+def _none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry) -> Inspection:
+    """A checkpoint that keeps no attempt of the entry's supervisor (a `stoker run` in another's
+    sandbox before its first header, or pushed out by later runs'), said as `unrecorded`."""
+    found = _unrecorded(sandbox, pinned, entry)
+    return attrs.evolve(found, problem=f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor "
+                                       f"(only other runs' of the sandbox): {found.problem.split(': ', 1)[-1]}")
 
 
 def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tuple[int | None, bool]:
