@@ -171,12 +171,12 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
                       registered_wall=entry.registered_wall if entry is not None else None, after_latest=after_latest)
 
 
-def _alive(entry: RegistryEntry | None, attempt: AttemptView | None) -> bool:
+def _alive(entry: RegistryEntry | None, a: AttemptView | None) -> bool:
     """Whether the entry's supervisor runs; without one, the attempt's (none: False)."""
     if entry is not None:
         return identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
-    return attempt is not None and identity.is_alive(attempt.supervisor_pid, attempt.supervisor_start,
-                                                     attempt.supervisor_boot, started_before_wall=attempt.started_wall)
+    return a is not None and identity.is_alive(a.supervisor_pid, a.supervisor_start, a.supervisor_boot,
+                                               started_before_wall=a.started_wall)
 
 
 def _pin_lost(sandbox: Path, entry: RegistryEntry) -> Inspection | None:
@@ -379,7 +379,7 @@ def health_summary(inspection: Inspection) -> str:
 def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
     """One task as a JSON object (`stoker ps` shows some of it as text)."""
     attempt, truth = inspection.attempt, inspection.truth
-    started = attempt.started_wall if attempt and attempt.started_wall else entry.registered_wall
+    started = shown_attempt(inspection)[1] or entry.registered_wall
     running, total = _procs(inspection)
     return {
         "task_id": entry.task_id, "job_key": entry.job_key, "label": entry.label,
@@ -397,13 +397,14 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
 
 
 def shown_attempt(inspection: Inspection) -> tuple[int | None, float | None]:
-    """The number and start of the attempt `stoker status` shows: the inspected attempt's;
-    for a task id registered before its attempt's header is in (`stoker run`'s next attempt),
-    the next attempt's number (None unless RESTARTING) and when the id was registered."""
+    """The number and start of the attempt `stoker status` shows: the inspected attempt's; for
+    an id registered before its header is in, the next attempt's number (None unless RESTARTING)
+    and when the restart before it was due (the entry's `registered_wall` is its supervisor's)."""
     if inspection.attempt is not None:
         return inspection.attempt.number, inspection.attempt.started_wall
     restart = restart_json(inspection)
-    return (restart["attempt"] if restart else None), inspection.registered_wall
+    before = inspection.view.current.restart if inspection.view is not None and inspection.after_latest else None
+    return (restart["attempt"] if restart else None), before.due_wall if before else inspection.registered_wall
 
 
 def restart_json(inspection: Inspection) -> dict[str, Any] | None:

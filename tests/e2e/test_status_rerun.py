@@ -122,6 +122,8 @@ def test_status_of_a_new_id_before_its_attempt_is_recorded_agrees_in_text_and_js
     assert doc["task_id"] == new_id and doc["state"] == "RESTARTING" and doc["attempt"] == 2, doc
     assert doc["restart"]["attempt"] == 2 and [a["number"] for a in doc["attempts"]] == [1], doc
     assert abs(doc["started"] - registered) < 30 and started.group(1) == doc["started_iso"], (text, doc)
+    # registered when attempt 1 ended and its back-off was over, not when its supervisor first was
+    assert doc["started"] >= doc["attempts"][0]["history"][-1]["wall"], doc
     assert main(["ps", "--json"]) == 0
     (row,) = [r for r in json.loads(capsys.readouterr().out) if r["sandbox"] == str(sandbox)]
     assert (row["task_id"], row["state"], row["started"], row["processes_total"]) == \
