@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 
 import pytest
 
@@ -147,3 +148,27 @@ def test_a_file_rewritten_while_it_was_read_leaves_no_fold_to_go_on_with(tmp_pat
         os.close(fd)
     file.append()
     _same(sandbox, cache, "a rewrite while it was read, then an append")
+
+
+def _read_at_once(sandbox, cache: ViewCache[Viewed], barrier: threading.Barrier, seen: list) -> None:
+    barrier.wait(10)
+    seen.append(inspect_sandbox(sandbox, cache=cache).view)
+
+
+def test_threads_that_read_a_grown_file_at_once_each_get_a_whole_replays_view(tmp_path):
+    """The observer's worker threads: a kept fold has one owner (taken out of the cache to go
+    on with); a thread that finds none replays whole. Fed twice, it would count records twice."""
+    sandbox, cache = tmp_path / "sb", ViewCache[Viewed]()
+    file = _File(sandbox, random.Random(7))
+    _same(sandbox, cache, "the first read")
+    for step in range(40):
+        file._write_end(file._lines(3))
+        whole = inspect_sandbox(sandbox)
+        barrier, seen = threading.Barrier(3), []
+        threads = [threading.Thread(target=_read_at_once, args=(sandbox, cache, barrier, seen)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert seen == [whole.view] * 3, f"step {step}"
+    assert cache.resumed > 0
