@@ -16,7 +16,10 @@ import time
 
 import pytest
 
+from config.registry import RegistrySettings
 from executor.cli.main import main
+from executor.observe.pages import task_page
+from executor.observe.reader import Reader
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
 
@@ -128,6 +131,9 @@ def test_status_of_a_new_id_before_its_attempt_is_recorded_agrees_in_text_and_js
     (row,) = [r for r in json.loads(capsys.readouterr().out) if r["sandbox"] == str(sandbox)]
     assert (row["task_id"], row["state"], row["started"], row["processes_total"]) == \
         (new_id, "RESTARTING", doc["started"], 0), row
+    page = task_page(Reader(RegistrySettings(registry_root=os.environ["STOKER_ROOT"])).task(new_id), time.time())
+    assert "<dt>attempt</dt><dd>2</dd>" in page, page  # before: "-"
+    assert "<h2>Earlier attempts</h2>" in page, page  # before: none (the text had attempt 1)
 
 
 def _text_and_json(capsys, task_id: str) -> tuple[str, dict]:
