@@ -54,8 +54,8 @@ class Inspection:
     problem: str = ""
     leftovers: tuple[Leftover, ...] = ()
     leftovers_looked: bool = False  # `with_leftovers` looked for them (LOST, its marker known)
-    # No checkpoint, but a supervisor took the sandbox (its lock file is there): it died, or
-    # let go, before it recorded anything, or it is starting. Its pid when known.
+    # No checkpoint (or none of its attempts): a supervisor took the sandbox and died, let go or
+    # is starting before it recorded anything. Its pid when known.
     unrecorded: bool = False
     supervisor_pid: int | None = None
     pinned: str = ""  # the `.stoker` its registry entry names (`open_stoker_dir`): none other is read
@@ -66,8 +66,7 @@ class Inspection:
 Viewed = tuple[TaskView | None, str]
 
 
-def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None,
-          ) -> tuple[TaskView | None, str | None]:
+def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None) -> tuple[TaskView | None, str | None]:
     """The replayed view, or None and why; (None, None): the sandbox has no checkpoint.
     With `cache`, a checkpoint unchanged since it was last replayed is not read again, and
     one that grew since is read from where that replay ended (`viewcache.py`)."""
@@ -88,9 +87,8 @@ def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None,
 
 
 def _replayed(fd: int, sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None) -> Viewed:
-    """The view of the checkpoint open as `fd`: kept, gone on with, or replayed whole. What
-    is read stops at the size stamped as it was opened (and a byte past it: a line being
-    written then is not taken whole)."""
+    """The view of the checkpoint open as `fd`: kept, gone on with, or replayed whole; read up to
+    the size stamped as it was opened (and a byte past it: a line then half written is not whole)."""
     st = os.fstat(fd)
     stamp, where = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), (str(sandbox), pinned)
     if cache is not None and (kept := cache.get(where, stamp)) is not None:
@@ -118,11 +116,8 @@ def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | No
     """The latest attempt, or the latest one the entry's supervisor ran (None: none kept)."""
     if entry is None:
         return view.current
-    for attempt in reversed(view.attempts):
-        if attempt.supervisor_pid == entry.supervisor_pid and \
-                attempt.supervisor_start in (None, entry.supervisor_start):
-            return attempt
-    return None
+    return next((a for a in reversed(view.attempts) if a.supervisor_pid == entry.supervisor_pid
+                 and a.supervisor_start in (None, entry.supervisor_start)), None)
 
 
 def _not_its(view: TaskView, attempt: AttemptView, entry: RegistryEntry, alive: bool) -> bool:
@@ -247,9 +242,12 @@ def _unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> Insp
 def _none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry) -> Inspection:
     """A checkpoint that keeps no attempt of the entry's supervisor (a `stoker run` in another's
     sandbox before its first header, or pushed out by later runs'), said as `unrecorded`."""
-    found = _unrecorded(sandbox, pinned, entry)
-    return attrs.evolve(found, problem=f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor "
-                                       f"(only other runs' of the sandbox): {found.problem.split(': ', 1)[-1]}")
+    pid, alive = entry.supervisor_pid, _alive(entry, None)  # not the lock's holder: another run's
+    truth = judge(None, alive, last_record_wall=None, checkpoint_mtime=None, let_go=entry.ended_wall is not None,
+                  registry_wall=entry.ended_wall or entry.registered_wall)
+    return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, unrecorded=True, supervisor_pid=pid,
+                      pinned=pinned, problem=f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor "
+                      f"(pid {pid}), only other runs' of the sandbox: {'it has recorded none yet' if alive else 'it is gone'}")
 
 
 def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tuple[int | None, bool]:
@@ -419,8 +417,7 @@ def restart_json(inspection: Inspection) -> dict[str, Any] | None:
 
 
 def _announcement(attempt: AttemptView | None) -> dict[str, Any] | None:
-    """The task's ServerSet membership as its checkpoint last recorded it (None: it does not
-    announce)."""
+    """The task's ServerSet membership as its checkpoint last recorded it (None: no announcing)."""
     a = attempt.announcement if attempt is not None else None
     if a is None:
         return None
