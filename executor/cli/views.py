@@ -163,7 +163,7 @@ class Pending:
     registers its next attempt's id a moment before that attempt's header is written."""
 
     number: int | None  # the next attempt's (None: not known, the task is not RESTARTING)
-    registered_wall: float | None  # when its id was registered: its start, as `stoker ps` says
+    registered_wall: float | None  # its start, as `stoker ps` says: when the restart before it was due
     # The checkpoint's attempts are all before it (else its latest is a later id's, read with an
     # entry read just before that was written): listed as earlier ones. Only while RESTARTING
     # were they: once its supervisor was gone, the text dropped the attempt before, --json not.
