@@ -188,7 +188,7 @@ def test_the_last_record_is_kept_even_when_the_view_ignores_it():
     assert out[-1]["wall"] == 9.0 and replay(out).last_wall == 9.0 == replay(docs).last_wall
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(checkpoints(), st.data())
 def test_a_fold_fed_in_parts_gives_each_time_the_view_of_a_whole_replay(docs, data):
     """The observer's kept fold (`replay.Fold`, `viewcache.py`) goes on with what a checkpoint
