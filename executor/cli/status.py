@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_json_doc(inspection, figures, now, stopped), indent=2, default=str))
     else:
-        pending = Pending(*shown_attempt(inspection)) if inspection.attempt is None else None
+        pending = Pending(*shown_attempt(inspection), inspection.after_latest) if inspection.attempt is None else None
         text = format_status(view, now, inspection.truth, inspection.leftovers, starts, figures,
                              stopped, pending)
         sys.stdout.write(text)

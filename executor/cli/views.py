@@ -163,7 +163,11 @@ class Pending:
     registers its next attempt's id a moment before that attempt's header is written."""
 
     number: int | None  # the next attempt's (None: not known, the task is not RESTARTING)
-    registered_wall: float | None  # when its id was registered: its start, as `stoker ps` says
+    registered_wall: float | None  # its start, as `stoker ps` says: when the restart before it was due
+    # The checkpoint's attempts are all before it (else its latest is a later id's, read with an
+    # entry read just before that was written): listed as earlier ones. Only while RESTARTING
+    # were they: once its supervisor was gone, the text dropped the attempt before, --json not.
+    after_latest: bool = True
 
 
 def _pending_lines(view: TaskView, pending: Pending, now_wall: float, truth: Truth | None,
@@ -179,7 +183,7 @@ def _pending_lines(view: TaskView, pending: Pending, now_wall: float, truth: Tru
         lines.append(_restart_line(before))
     lines += ["  ports: not recorded for this attempt yet",
               _ids_line(view, before, truth, stopped, when(pending.registered_wall, now_wall))]
-    earlier = view.attempts if restarting else view.attempts[:-1]
+    earlier = view.attempts if pending.after_latest else view.attempts[:-1]
     return lines + _earlier_lines(view, earlier)
 
 

@@ -19,6 +19,7 @@ from executor.host.clock import age, iso_time, when
 from executor.host.truth import describe_restart, describe_stopped
 from executor.observe.html import esc, facts, log_url, page, size_text, state, table, task_url
 from executor.observe.model import Choice, TaskDetail, TaskSummary, Usage
+from executor.task.inspection import shown_attempt
 from executor.task.taskview import AttemptView, ProcessView, RunView, TransitionView
 from executor.task.usagefigures import figure_rows
 
@@ -272,7 +273,7 @@ def _facts(d: TaskDetail, attempt: AttemptView | None, now_wall: float) -> str:
     pairs = [("job key", esc(r["job_key"] or "-")), ("state", shown),
              ("reason", esc(attempt.reason if attempt else "-")), ("supervisor", esc(sup)),
              ("started", esc(when(r["started"], now_wall))), ("uptime", _uptime(r, now_wall)),
-             ("attempt", esc(attempt.number if attempt else "-")),
+             ("attempt", esc(shown_attempt(d.inspection)[0] or "-")),
              ("ports", _ports(view.ports if view else {})), ("health", state(r["health"])),
              ("sandbox", esc(r["sandbox"]))]
     if attempt is not None and attempt.phase is not None:
@@ -306,9 +307,11 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
         body.append(_health(attempt))
         body.append(_transitions("Status updates (the task's states)", attempt.history))
         body.append(_transitions("Supervisor phases", attempt.phases))
-    if view is not None and len(view.attempts) > 1:
+    earlier = () if view is None else view.attempts if attempt is None and d.inspection.after_latest else \
+        view.attempts[:-1]  # a new id's pending attempt (`stoker status`'s): all before it
+    if earlier:
         rows = [[esc(a.number), _ended_state(a), esc(iso_time(a.started_wall)),
-                 esc(a.reason)] for a in reversed(view.attempts[:-1])]
+                 esc(a.reason)] for a in reversed(earlier)]
         body.append("<h2>Earlier attempts</h2>" + table("Earlier attempts", ["attempt", "state", "started", "reason"],
                                                           rows, wrap=(3,)))
     body.append(_definition(d))

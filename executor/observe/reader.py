@@ -131,11 +131,13 @@ class Reader:
 
     def visible_entries(self, viewer: int | None) -> tuple[list[RegistryEntry], list[str]]:
         """The entries `viewer` may see, and the unreadable entries (to EVERYONE only), from
-        one reading of the registry. Raises Unavailable."""
+        one reading of the registry, whose listing the kept views are cut to (those of the
+        tasks it no longer lists forgotten). Raises Unavailable."""
         try:
             listed, unreadable = Registry(self.settings).read_all()
         except RegistryUnreadable as exc:
             raise Unavailable(str(exc)) from None
+        self.views.keep_only({(str(Path(i.entry.sandbox)), i.entry.stoker_dir) for i in listed})  # every user's
         return [item.entry for item in listed if visible(item.entry, viewer)], \
             unreadable if viewer == EVERYONE else []
 

@@ -54,19 +54,19 @@ class Inspection:
     problem: str = ""
     leftovers: tuple[Leftover, ...] = ()
     leftovers_looked: bool = False  # `with_leftovers` looked for them (LOST, its marker known)
-    # No checkpoint, but a supervisor took the sandbox (its lock file is there): it died, or
-    # let go, before it recorded anything, or it is starting. Its pid when known.
+    # No checkpoint (or none of its attempts): a supervisor took the sandbox and died, let go or
+    # is starting before it recorded anything. Its pid when known.
     unrecorded: bool = False
     supervisor_pid: int | None = None
     pinned: str = ""  # the `.stoker` its registry entry names (`open_stoker_dir`): none other is read
     registered_wall: float | None = None  # when its registry entry was written (None: read without one)
+    after_latest: bool = True  # an `attempt` None: the entry's id is newer than the checkpoint's latest
 
 
 Viewed = tuple[TaskView | None, str]
 
 
-def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None,
-          ) -> tuple[TaskView | None, str | None]:
+def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None) -> tuple[TaskView | None, str | None]:
     """The replayed view, or None and why; (None, None): the sandbox has no checkpoint.
     With `cache`, a checkpoint unchanged since it was last replayed is not read again, and
     one that grew since is read from where that replay ended (`viewcache.py`)."""
@@ -87,9 +87,8 @@ def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None,
 
 
 def _replayed(fd: int, sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None) -> Viewed:
-    """The view of the checkpoint open as `fd`: kept, gone on with, or replayed whole. What
-    is read stops at the size stamped as it was opened (and a byte past it: a line being
-    written then is not taken whole)."""
+    """The view of the checkpoint open as `fd`: kept, gone on with, or replayed whole; read up to
+    the size stamped as it was opened (and a byte past it: a line then half written is not whole)."""
     st = os.fstat(fd)
     stamp, where = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), (str(sandbox), pinned)
     if cache is not None and (kept := cache.get(where, stamp)) is not None:
@@ -101,7 +100,7 @@ def _replayed(fd: int, sandbox: Path, pinned: str, cache: ViewCache[Viewed] | No
     viewed: Viewed = (fold.view(), "") if fold.records else \
         (None, f"the checkpoint in {sandbox}/.stoker holds no record")
     if cache is not None:
-        cache.put(where, stamp, viewed, resumable(fd, fold, st.st_size, limit))
+        cache.put(where, stamp, viewed, resumable(fd, fold, stamp, limit, resume))
     return viewed
 
 
@@ -117,11 +116,8 @@ def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | No
     """The latest attempt, or the latest one the entry's supervisor ran (None: none kept)."""
     if entry is None:
         return view.current
-    for attempt in reversed(view.attempts):
-        if attempt.supervisor_pid == entry.supervisor_pid and \
-                attempt.supervisor_start in (None, entry.supervisor_start):
-            return attempt
-    return None
+    return next((a for a in reversed(view.attempts) if a.supervisor_pid == entry.supervisor_pid
+                 and a.supervisor_start in (None, entry.supervisor_start)), None)
 
 
 def _not_its(view: TaskView, attempt: AttemptView, entry: RegistryEntry, alive: bool) -> bool:
@@ -144,13 +140,9 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
     if problem is None:
         return _unrecorded(sandbox, pinned, entry)
     attempt = _attempt_of(view, entry) if view is not None else None
-    if entry is not None:
-        alive = identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
-    elif attempt is not None:
-        alive = identity.is_alive(attempt.supervisor_pid, attempt.supervisor_start,
-                                  attempt.supervisor_boot, started_before_wall=attempt.started_wall)
-    else:
-        alive = False
+    if entry is not None and view is not None and attempt is None:
+        return _none_of_its(sandbox, pinned, entry)
+    alive = _alive(entry, attempt)
     recorded = attempt.state if attempt is not None else None
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.
     latest = view is None or attempt is view.current
@@ -164,12 +156,22 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
                   restart_scheduled=latest and attempt is not None and attempt.restart is not None)
     if view is not None and attempt is not None and not latest and entry is not None:
         view = _as_of(view, attempt, entry)
+    after_latest = True
     if view is not None and attempt is not None and latest and entry and _not_its(view, attempt, entry, alive):
+        after_latest = view.task_id in entry.earlier_task_ids
         view, attempt = attrs.evolve(view, task_id=entry.task_id), None
     if view is not None and attempt is not None and alive:
         view, attempt = _counted_on_the_boot_clock(view, attempt)
-    return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem,
-                      pinned=pinned, registered_wall=entry.registered_wall if entry is not None else None)
+    return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem, pinned=pinned,
+                      registered_wall=entry.registered_wall if entry is not None else None, after_latest=after_latest)
+
+
+def _alive(entry: RegistryEntry | None, a: AttemptView | None) -> bool:
+    """Whether the entry's supervisor runs; without one, the attempt's (none: False)."""
+    if entry is not None:
+        return identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
+    return a is not None and identity.is_alive(a.supervisor_pid, a.supervisor_start, a.supervisor_boot,
+                                               started_before_wall=a.started_wall)
 
 
 def _pin_lost(sandbox: Path, entry: RegistryEntry) -> Inspection | None:
@@ -235,6 +237,17 @@ def _unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> Insp
     return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, unrecorded=True,
                       supervisor_pid=pid, pinned=pinned,
                       problem=_unrecorded_problem(sandbox, pid, truth, entry.ended_reason if entry else ""))
+
+
+def _none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry) -> Inspection:
+    """A checkpoint that keeps no attempt of the entry's supervisor (a `stoker run` in another's
+    sandbox before its first header, or pushed out by later runs'), said as `unrecorded`."""
+    pid, alive = entry.supervisor_pid, _alive(entry, None)  # not the lock's holder: another run's
+    truth = judge(None, alive, last_record_wall=None, checkpoint_mtime=None, let_go=entry.ended_wall is not None,
+                  registry_wall=entry.ended_wall or entry.registered_wall)
+    return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, unrecorded=True, supervisor_pid=pid,
+                      pinned=pinned, problem=f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor "
+                      f"(pid {pid}), only other runs' of the sandbox: {'it has recorded none yet' if alive else 'it is gone'}")
 
 
 def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tuple[int | None, bool]:
@@ -364,7 +377,7 @@ def health_summary(inspection: Inspection) -> str:
 def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
     """One task as a JSON object (`stoker ps` shows some of it as text)."""
     attempt, truth = inspection.attempt, inspection.truth
-    started = attempt.started_wall if attempt and attempt.started_wall else entry.registered_wall
+    started = shown_attempt(inspection)[1] or entry.registered_wall
     running, total = _procs(inspection)
     return {
         "task_id": entry.task_id, "job_key": entry.job_key, "label": entry.label,
@@ -382,13 +395,14 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
 
 
 def shown_attempt(inspection: Inspection) -> tuple[int | None, float | None]:
-    """The number and start of the attempt `stoker status` shows: the inspected attempt's;
-    for a task id registered before its attempt's header is in (`stoker run`'s next attempt),
-    the next attempt's number (None unless RESTARTING) and when the id was registered."""
+    """The number and start of the attempt `stoker status` shows: the inspected attempt's; for
+    an id registered before its header is in, the next attempt's number (None unless RESTARTING)
+    and when the restart before it was due (the entry's `registered_wall` is its supervisor's)."""
     if inspection.attempt is not None:
         return inspection.attempt.number, inspection.attempt.started_wall
     restart = restart_json(inspection)
-    return (restart["attempt"] if restart else None), inspection.registered_wall
+    before = inspection.view.current.restart if inspection.view is not None and inspection.after_latest else None
+    return (restart["attempt"] if restart else None), before.due_wall if before else inspection.registered_wall
 
 
 def restart_json(inspection: Inspection) -> dict[str, Any] | None:
@@ -403,8 +417,7 @@ def restart_json(inspection: Inspection) -> dict[str, Any] | None:
 
 
 def _announcement(attempt: AttemptView | None) -> dict[str, Any] | None:
-    """The task's ServerSet membership as its checkpoint last recorded it (None: it does not
-    announce)."""
+    """The task's ServerSet membership as its checkpoint last recorded it (None: no announcing)."""
     a = attempt.announcement if attempt is not None else None
     if a is None:
         return None

@@ -77,3 +77,29 @@ def test_a_forked_child_under_a_filter_of_its_own_probes_again():
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["parent denied: False", "child denied: True", "parent denied: False"], \
         result.stdout  # before: the child said False, its parent's answer
+
+
+# Every descriptor taken (a low RLIMIT_NOFILE filled with /dev/null): the probe answers EMFILE,
+# which says nothing of the host, and is not kept: once one is free, it asks the kernel again.
+EXHAUSTED = """
+import errno, os, resource
+from executor.procs import pidsignal
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+try:
+    while True:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+except OSError as e:
+    assert e.errno == errno.EMFILE, e
+print("full:", errno.errorcode.get(pidsignal.probe_pidfds()[0]), pidsignal.send_denied())
+os.close(held.pop())
+print("one free:", pidsignal.probe_pidfds())
+for fd in held:
+    os.close(fd)
+"""
+
+
+def test_an_emfile_answer_is_not_kept():
+    result = subprocess.run([sys.executable, "-c", EXHAUSTED], capture_output=True, text=True, timeout=20, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["full: EMFILE False", "one free: (0, '')"], result.stdout

@@ -7,6 +7,7 @@ entry."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -154,3 +155,28 @@ def test_a_sandbox_without_a_checkpoint_is_not_told_by_the_entry_of_another_proc
     code, out, _ = status(capsys, sandbox)
     assert code == 0 and out.startswith(f"sandbox {sandbox}  state=LOST\n"), out
     assert f"its supervisor (pid {me.pid}) died before it recorded anything" in out and "cannot go on" not in out
+
+
+def test_an_entry_whose_attempts_later_runs_pushed_out_is_not_the_lock_holders(tmp_path):
+    """An ended supervisor's entry, its attempts pushed out of the checkpoint's view by a later
+    run's 20 that holds the sandbox now: its task is its own, gone (LOST), not the later run's
+    live supervisor's, which holds the lock (what a sandbox without any checkpoint tells)."""
+    from executor.host.lock import SandboxLock
+    from executor.host.sandbox import open_stoker_dir
+    from executor.task.inspection import inspect_sandbox
+    from executor.task.replay import ATTEMPTS_KEPT
+
+    me, sandbox, gone = own_identity(), tmp_path / "sb", own_identity().pid + 1_000_000
+    write(sandbox, [header(gone, 7), *RUNNING, *(header(me.pid, me.start_ticks, wall=1000.0 + n)
+                                                  for n in range(ATTEMPTS_KEPT))])
+    entry = RegistryEntry(sandbox=str(sandbox), supervisor_pid=gone, supervisor_start=7, supervisor_boot=me.boot_id,
+                          front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="web-0-1")
+    fd = open_stoker_dir(sandbox)
+    held = SandboxLock.acquire(fd, str(sandbox), me, "run", time.time())
+    try:
+        found = inspect_sandbox(sandbox, entry)
+    finally:
+        held.release()
+        os.close(fd)
+    assert (found.supervisor_pid, found.truth.alive, found.truth.state) == (gone, False, "LOST"), found
+    assert "keeps no attempt of its supervisor" in found.problem, found.problem

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from executor.task import compaction
 from executor.task import replay as replay_module
 from executor.task.compaction import compact
-from executor.task.records import SummaryRecord, parse
-from executor.task.replay import RUNS_KEPT, replay
+from executor.task.records import SummaryRecord, UnreadableLine, parse
+from executor.task.replay import RUNS_KEPT, Fold, replay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -186,3 +186,21 @@ def test_the_last_record_is_kept_even_when_the_view_ignores_it():
             proc("web", 2, "RUNNING", "FAILED", 9.0)]  # out of order: the view ignores it
     out = compacted(docs)
     assert out[-1]["wall"] == 9.0 and replay(out).last_wall == 9.0 == replay(docs).last_wall
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(checkpoints(), st.data())
+def test_a_fold_fed_in_parts_gives_each_time_the_view_of_a_whole_replay(docs, data):
+    """The observer's kept fold (`replay.Fold`, `viewcache.py`) goes on with what a checkpoint
+    grew by: fed in parts, with damaged records among them (their numbers and the 'N more'
+    count go on), its view after each part is that of a replay of all fed so far."""
+    damaged = [UnreadableLine("{torn"), {"kind": "health", "outcome": 7}, {"kind": "header", "ports": 5}]
+    for _ in range(data.draw(st.integers(0, 30))):
+        docs.insert(data.draw(st.integers(0, len(docs))), data.draw(st.sampled_from(damaged)))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(docs)), max_size=5)))
+    with small_caps():
+        fold, start = Fold(), 0
+        for cut in [*cuts, len(docs)]:
+            fold.feed(docs[start:cut])
+            start = cut
+            assert fold.view() == replay(docs[:cut]), cut
