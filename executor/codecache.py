@@ -47,9 +47,10 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = 1
-# What each profile's command imports before it starts its work: `warm()` compiles these.
+# What each profile's command imports before it starts its work: `warm()` compiles these
+# (`run`'s planning: a new config's, in the child that plans it ahead).
 START_MODULES = {
-    "run": ("executor.cli.main", "executor.local.run"),
+    "run": ("executor.cli.main", "executor.local.run", "executor.local.planning"),
     "executor": ("executor.cli.main", "executor.mesos.process", "executor.mesos.transport"),
     "observe": ("executor.cli.main", "executor.observe.server", "executor.observe.reader"),
     "cli": ("executor.cli.main",),
@@ -165,15 +166,20 @@ def counts() -> tuple[int, int]:
 
 def warm(profile: str) -> bool:
     """Compiles what `profile`'s command imports at start and writes its file, whatever
-    PYTHONDONTWRITEBYTECODE says (it was asked for); True when it wrote. Call it in a fresh
+    PYTHONDONTWRITEBYTECODE says (it was asked for), and each of those modules' code
+    without docstrings (`executor/nodocs.py`); True when it wrote the file. Call it in a fresh
     process: a class created before `install()` is not seen."""
     import importlib
 
+    from executor import nodocs
+
     if not install(profile):
         return False
+    sys.dont_write_bytecode = False
+    nodocs.install()
     for module in START_MODULES[profile]:
         importlib.import_module(module)
-    sys.dont_write_bytecode = False
+    nodocs.write_loaded()  # those this process loaded before the loader was in place
     return save()
 
 
