@@ -211,7 +211,9 @@ def test_a_read_only_installation_run_by_another_user_writes_nothing_beside_its_
     place.mkdir()
     (place / "once.aurora").write_text(textwrap.dedent(ONCE))
     shutil.chown(place, "nobody")
-    env = {"PATH": PLAIN_PATH, "HOME": "/nonexistent", "LANG": "C.UTF-8", "STOKER_ROOT": str(place / "registry")}
+    # a plan cache of its own: with no home, `stoker run` says (on stderr) that it keeps no plan
+    env = {"PATH": PLAIN_PATH, "HOME": "/nonexistent", "LANG": "C.UTF-8", "STOKER_ROOT": str(place / "registry"),
+           "STOKER_PLAN_CACHE": str(place / "plans")}
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     for attempt in range(2):
         done = run([*as_nobody, str(bin_dir / "stoker"), "run", "once.aurora", "--sandbox", f"sb{attempt}"],
