@@ -59,10 +59,12 @@ PSS_TARGET = 12 * MIB  # the supervisor's and the watchdog's together (issue 14)
 CPU_LIMIT_SECS = 0.010  # "≈ 0": at most 10 ms of CPU per 20 s window (0.05 %)
 WAKEUP_LIMIT = 2  # "no periodic wakeups": at most 2 context switches per 20 s window
 DEPENDENCIES = "import attrs, pystachio"
-# What `stoker run` imports to start, after its entry point installed the attrs code cache:
+# What `stoker run` imports to start, after its entry point installed the loader of modules
+# without docstrings (`executor.nodocs`) and the attrs code cache:
 # all it needs for a kept plan (a first run of a config loads pystachio and the config
 # modules on top, to plan it).
-IMPORTS = "from executor import codecache; codecache.install('run'); import executor.cli.main, executor.local.run"
+IMPORTS = ("from executor import nodocs; nodocs.install(); from executor import codecache; codecache.install('run'); "
+           "import executor.cli.main, executor.local.run")
 # attrs and the standard modules a running supervisor uses (its sandbox and checkpoint paths
 # are pathlib's): the least any supervisor written with attrs holds, before its own code.
 STEADY = ("import attrs, logging, json, socket, selectors, subprocess, queue, signal, struct, heapq, "

@@ -71,8 +71,10 @@ def main() -> int:
                 f"  task=Task(processes=[Process(name='p%d' % i, cmdline='sleep 100000') for i in range({n})],\n"
                 f"            resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB), finalization_wait=5))]\n")
     start = time.perf_counter()
+    from executor import nodocs
+    nodocs.install()  # as the entry point does (executor/cli/start.py)
     from executor import codecache
-    codecache.install("run")  # as the entry point does (executor/cli/start.py)
+    codecache.install("run")
     import executor.cli.main as cli
     import executor.local.run as local
     SPANS.append(("imports", start, time.perf_counter()))

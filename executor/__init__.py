@@ -24,6 +24,8 @@ The folder tree is the architecture (docs/design.md draws it):
     events.py, logs.py   the shared vocabulary (pure events and states) and `log_event`.
     codecache.py         attrs' generated methods, compiled once and kept like `.pyc` files
                          (the entry point, cli/start.py, installs it first).
+    nodocs.py            every module loaded after the entry point's first lines compiled
+                         without its docstrings, kept like `.pyc` files.
 
 Import rules (tests/unit/test_layering.py fails on a wrong-way import):
 

@@ -44,6 +44,10 @@ LOST. So there the stop signals are recorded from the first line on
 (`executor/host/early.py`, `defer_stop_signals`) and acted on once the relay is up, as an
 early start's are. Only the interpreter's own start (some 20 ms) comes before.
 
+Then, before anything else of Stoker's is loaded, it has every module loaded from then on
+compiled without its docstrings (`executor/nodocs.py`: about 0.8 MiB less of a supervisor
+that holds them all its life), from `.pyc` files of their own.
+
 For `stoker executor` it also loads `http.client` first, without `ssl`
 (`healthcheck/plainhttp.py`: Stoker speaks no TLS, and `ssl` with OpenSSL is 2.6 MiB of
 every executor), while the process has no second thread.
@@ -74,6 +78,9 @@ def run() -> NoReturn:
     exec_locale(os.environ, _exec_environ())
     take_systemd(os.environ)
     _standard_streams()
+    from executor import nodocs
+
+    nodocs.install()  # every module from here on without its docstrings
     try:
         if command == "run":
             from executor.cli import launch

@@ -136,8 +136,10 @@ NOT_IN_RUN = NEVER | {
 # import then could not open its file; the modules loaded already that could hold it were
 # at their ceiling, containment and supervisor, or of another subject, the reaper's own
 # children and the cgroup).
-RUN_STOKER_MODULES = 102
-RUN_AGAIN_STOKER_MODULES = 91
+# 103 and 92: `executor.nodocs`, loaded first by the entry point: every module after it is
+# compiled without its docstrings (0.8 MiB less of the supervisor's PSS at N=100).
+RUN_STOKER_MODULES = 103
+RUN_AGAIN_STOKER_MODULES = 92
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers", "healthcheck.loopback",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

@@ -194,7 +194,11 @@ def test_a_read_only_installation_run_by_another_user_writes_nothing_beside_its_
         pytest.skip("needs root to install as one user and run as another")
     bin_dir = venv_with(work, "venv-readonly", str(wheel))
     python = str(bin_dir / "python")
-    warm = run([python, "-m", "executor.codecache"], work, {"PATH": PLAIN_PATH, "LANG": "C.UTF-8"})
+    # the code without docstrings it also writes (executor/nodocs.py) goes to a directory of
+    # the test's, not into the system python's standard library: nobody's runs then load
+    # those modules as ever, and write nothing either way
+    warm = run([python, "-m", "executor.codecache"], work,
+               {"PATH": PLAIN_PATH, "LANG": "C.UTF-8", "PYTHONPYCACHEPREFIX": str(work / "warm-pyc")})
     assert warm.returncode == 0, warm.stderr  # the installer's step (README "Settings")
     site = Path(run([python, "-c", "import executor, os; print(os.path.dirname(os.path.dirname(executor.__file__)))"],
                     work, {"PATH": PLAIN_PATH}).stdout.strip())
@@ -207,7 +211,9 @@ def test_a_read_only_installation_run_by_another_user_writes_nothing_beside_its_
     place.mkdir()
     (place / "once.aurora").write_text(textwrap.dedent(ONCE))
     shutil.chown(place, "nobody")
-    env = {"PATH": PLAIN_PATH, "HOME": "/nonexistent", "LANG": "C.UTF-8", "STOKER_ROOT": str(place / "registry")}
+    # a plan cache of its own: with no home, `stoker run` says (on stderr) that it keeps no plan
+    env = {"PATH": PLAIN_PATH, "HOME": "/nonexistent", "LANG": "C.UTF-8", "STOKER_ROOT": str(place / "registry"),
+           "STOKER_PLAN_CACHE": str(place / "plans")}
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     for attempt in range(2):
         done = run([*as_nobody, str(bin_dir / "stoker"), "run", "once.aurora", "--sandbox", f"sb{attempt}"],

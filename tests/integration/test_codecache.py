@@ -47,8 +47,11 @@ PROBE = textwrap.dedent("""
         ProcessSpec(nonsense=1)
     except TypeError as exc:
         behaviour["init_error"] = str(exc)
+    import linecache
+    lines = sum(name.startswith("<attrs generated") and not name.startswith("<attrs generated methods attr.")
+                for name in linecache.cache)  # attrs' own classes are made as it loads, before the cache
     print(json.dumps({"installed": installed, "counts": codecache.counts(), "saved": codecache.save(),
-                      "behaviour": behaviour}))
+                      "behaviour": behaviour, "linecache": lines}))
 """)
 
 
@@ -77,6 +80,31 @@ def test_a_second_process_serves_every_class_from_the_file_and_they_behave_as_co
     assert second["counts"] == [compiled, 0] and not second["saved"]  # nothing new to write
     assert first["behaviour"] == second["behaviour"] == plain["behaviour"]
     assert "unexpected keyword argument 'nonsense'" in second["behaviour"]["init_error"]
+    # attrs' own step keeps every class's source in linecache; the cache's keeps none
+    assert plain["linecache"] >= 80 and first["linecache"] == second["linecache"] == 0
+
+
+def test_a_traceback_through_a_served_init_names_its_file_and_line(tmp_path):
+    code = textwrap.dedent("""
+        import sys, traceback
+        from executor import codecache
+        codecache.install("run")
+        import attrs
+
+        @attrs.frozen
+        class Checked:
+            port: int = attrs.field(validator=attrs.validators.gt(0))
+
+        try:
+            Checked(0)
+        except ValueError:
+            print(traceback.format_exc())
+    """)
+    environ = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environ, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert 'File "<attrs generated methods __main__.Checked>", line' in out and "in __init__" in out
+    assert "ValueError: 'port' must be > 0: 0" in out
 
 
 def test_a_class_whose_source_changed_is_compiled_not_served(tmp_path):
@@ -131,7 +159,8 @@ def test_off_or_a_relative_directory_leaves_attrs_alone(tmp_path, setting):
 
 
 def test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile(tmp_path):
-    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
+    # the modules' code without docstrings (executor/nodocs.py) and Python's .pyc files there too
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run([sys.executable, "-m", "executor", "--version"], cwd=REPO, env=env, check=True,
                    capture_output=True, timeout=60)

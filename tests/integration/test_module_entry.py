@@ -18,7 +18,7 @@ def test_a_projects_config_in_the_working_directory_does_not_stand_in_for_stoker
     project = tmp_path / "project"  # a config/ package is found the same way
     project.mkdir()
     (project / "config.py").write_text("DEBUG = True\n")
-    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path / "cache"), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     version = subprocess.run([sys.executable, "-m", "executor", "--version"], cwd=project, env=env,
                              capture_output=True, text=True, timeout=30)

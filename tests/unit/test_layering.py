@@ -101,9 +101,10 @@ ALLOWED: dict[str, set[str]] = {
     "executor.observe": {"executor.task", "executor.host", "executor.procs", "config",
                          "healthcheck"} | SHARED,
     "executor.cli": {"executor.mesos", "executor.local", "executor.observe", "executor.task",
-                     "executor.host", "executor.procs", "executor.codecache", "config",
-                     "healthcheck"} | SHARED,
-    "executor.codecache": set(),
+                     "executor.host", "executor.procs", "executor.codecache", "executor.nodocs",
+                     "config", "healthcheck"} | SHARED,
+    "executor.codecache": {"executor.nodocs"},
+    "executor.nodocs": set(),
     "executor.__main__": {"executor.cli"},
 }
 

@@ -1,0 +1,203 @@
+"""Modules loaded without their docstrings, from `.pyc` files of their own.
+
+A supervisor holds every module it imported for its whole life, and with them their
+docstrings: Stoker's 87 modules of `stoker run` have about 245,000 characters of them (many
+with a `→`, so 2 bytes a character), the standard library's and attrs' and pystachio's as
+much again. Nothing reads them at run time (no `__doc__` in Stoker, its help texts are
+literals), so `install()` has every module imported after it compiled without them:
+`stoker run` at N=100 holds about 0.8 MiB less (USS and PSS, docs/benchmarks.md).
+
+- Only docstrings go: each module's, class's and function's first statement when it is a
+  string (a body of nothing else keeps a `pass`). `assert`s stay, and line numbers with
+  them (the code is compiled from the source's own syntax tree), so tracebacks read as
+  ever. This is `python -OO` without its other half (asserts removed) and without
+  depending on how the interpreter was started (`sys.flags.optimize`).
+- The code is kept as Python keeps a module's: beside its `.pyc`, in the same
+  `__pycache__` (or `sys.pycache_prefix`), named `NAME.TAG.opt-nodoc.pyc`, with the
+  source's mtime and size in its header; a file that does not match its source is not
+  used. When there is none yet, the module is compiled without docstrings and its file
+  written, if Python would write a `.pyc` there (not under PYTHONDONTWRITEBYTECODE, not
+  in a directory this user cannot write); otherwise the module loads as ever, from its
+  `.pyc`, docstrings included: this only ever saves memory, it never decides what runs,
+  and a start never compiles what it cannot keep. `python -m executor.codecache`, which
+  an installer runs, writes the files of every module each command imports.
+- It is a loader for source files (`NoDocLoader`, `importlib`'s own with `get_code`
+  replaced) put in place of the path finder's: `sys.path_hooks` gets a `FileFinder`
+  that uses it, and the finders already made for `sys.path`'s directories use it from
+  then on (their loader list changed in place, so that their directory listings are kept;
+  a finder without that list is dropped, and made again at the next import). Modules imported before `install()`
+  (the interpreter's own start, the entry point) keep their docstrings.
+- STOKER_CODE_CACHE=off (or any value that is not an absolute path) turns it off, as it
+  does the attrs code cache (`executor/codecache.py`).
+
+Process-wide, imperative by nature: `stoker`'s entry point (`executor/cli/start.py`) calls
+`install()` first of all.
+"""
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+
+# importlib's own classes, from the frozen module the interpreter started with: `importlib`
+# and `importlib.util` would load `warnings`, `contextlib`, `collections` and `functools`
+# here, before the early start (executor/cli/launch.py), and with their docstrings
+from _frozen_importlib_external import (
+    BYTECODE_SUFFIXES,
+    EXTENSION_SUFFIXES,
+    MAGIC_NUMBER,
+    SOURCE_SUFFIXES,
+    ExtensionFileLoader,
+    FileFinder,
+    SourceFileLoader,
+    SourcelessFileLoader,
+    cache_from_source,
+)
+
+TYPE_CHECKING = False  # not `typing`'s: the entry point loads this before anything else
+if TYPE_CHECKING:
+    import _ast
+    from collections.abc import Iterator, Mapping
+    from types import CodeType
+
+TAG = "nodoc"  # the files' optimization tag: NAME.cpython-311.opt-nodoc.pyc
+_installed = False
+
+
+class NoDocLoader(SourceFileLoader):
+    """A source file's module, its code from NAME.TAG.opt-nodoc.pyc (see the docstring)."""
+
+    def get_code(self, fullname: str) -> CodeType | None:
+        source_path = self.get_filename(fullname)
+        try:
+            kept = cache_from_source(source_path, optimization=TAG)
+            stats = self.path_stats(source_path)
+        except (NotImplementedError, OSError):  # no cache for it (sys.implementation), or no source
+            return super().get_code(fullname)
+        header = _header(stats)
+        try:
+            data = self.get_data(kept)
+        except OSError:
+            data = b""
+        code = _unmarshal(data) if data[:16] == header else None
+        if code is not None:
+            return code
+        if not _may_write(kept):
+            return super().get_code(fullname)
+        code = compile_without_docstrings(self.get_data(source_path), source_path)
+        self.set_data(kept, header + marshal.dumps(code))
+        return code
+
+
+def _header(stats: Mapping[str, float]) -> bytes:
+    """A timestamp `.pyc` header for a source of these stats (what py_compile writes)."""
+    return (MAGIC_NUMBER + (0).to_bytes(4, "little") + (int(stats["mtime"]) & 0xFFFFFFFF).to_bytes(4, "little")
+            + (int(stats.get("size", 0)) & 0xFFFFFFFF).to_bytes(4, "little"))
+
+
+def _unmarshal(data: bytes) -> CodeType | None:
+    """The code a file of ours holds after its header; None: damaged (compiled again)."""
+    try:
+        code = marshal.loads(memoryview(data)[16:])
+    except (EOFError, ValueError, TypeError):
+        return None
+    return code if type(code) is type(_unmarshal.__code__) else None
+
+
+def _may_write(path: str) -> bool:
+    """Whether Python would write a `.pyc` at `path`: bytecode writing on, and its
+    directory (or, when it does not exist yet, the one it would be made in) writable."""
+    if sys.dont_write_bytecode:
+        return False
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        directory = os.path.dirname(directory)
+    return os.access(directory, os.W_OK)
+
+
+def compile_without_docstrings(source: bytes, path: str) -> CodeType:
+    """`source`'s module code without docstrings, line numbers and asserts kept. With the
+    compiler's own `_ast` (the `ast` module may be the one being loaded), imported here:
+    making its 120-odd node classes takes 1.4 ms, which a start that compiles nothing saves."""
+    import _ast
+
+    tree = compile(source, path, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)
+    if not isinstance(tree, _ast.Module):  # what "exec" always gives
+        raise TypeError(f"{path}: not a module's syntax tree")
+    for node in _nodes(tree):
+        if not isinstance(node, (_ast.Module, _ast.ClassDef, _ast.FunctionDef, _ast.AsyncFunctionDef)):
+            continue
+        first = node.body[0] if node.body else None
+        if not (isinstance(first, _ast.Expr) and isinstance(first.value, _ast.Constant)
+                and isinstance(first.value.value, str)):
+            continue
+        if len(node.body) > 1 or isinstance(node, _ast.Module):  # a module may be empty
+            del node.body[0]
+        else:  # the body's only statement: a `pass` on its line
+            node.body[0] = _ast.Pass(lineno=first.lineno, col_offset=first.col_offset,
+                                     end_lineno=first.end_lineno, end_col_offset=first.end_col_offset)
+    return compile(tree, path, "exec", dont_inherit=True)
+
+
+def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
+    """Every node of `tree` (`ast.walk`'s order does not matter here)."""
+    import _ast
+
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, list):
+                stack.extend(item for item in value if isinstance(item, _ast.AST))
+            elif isinstance(value, _ast.AST):
+                stack.append(value)
+
+
+def install(environ: Mapping[str, str] = os.environ) -> bool:
+    """Every source module imported from now on loads through `NoDocLoader` (only the
+    first call installs); False when STOKER_CODE_CACHE turns it off."""
+    global _installed
+    if _installed:
+        return True
+    setting = environ.get("STOKER_CODE_CACHE", "")
+    if setting and not os.path.isabs(setting):
+        return False
+    hook = FileFinder.path_hook((ExtensionFileLoader, EXTENSION_SUFFIXES), (NoDocLoader, SOURCE_SUFFIXES),
+                                (SourcelessFileLoader, BYTECODE_SUFFIXES))
+    at = next((i for i, h in enumerate(sys.path_hooks) if "FileFinder" in getattr(h, "__qualname__", "")),
+              len(sys.path_hooks))
+    sys.path_hooks.insert(at, hook)
+    for entry, finder in list(sys.path_importer_cache.items()):
+        if type(finder) is not FileFinder:
+            continue
+        loaders = getattr(finder, "_loaders", None)  # (suffix, loader) pairs, since 3.3
+        if isinstance(loaders, list):  # its directory listing kept: each is 0.1-0.5 ms to read again
+            loaders[:] = [(suffix, NoDocLoader if loader is SourceFileLoader else loader)
+                          for suffix, loader in loaders]
+        else:  # made again, with the hook, at the next import
+            del sys.path_importer_cache[entry]
+    _installed = True
+    return True
+
+
+def installed() -> bool:
+    return _installed
+
+
+def write_loaded() -> int:
+    """Writes the file of each module this process loaded from a source file whose file is
+    missing or out of date (where it may: `NoDocLoader`); how many modules it looked at.
+    For `python -m executor.codecache`, which loaded some of them before `install()`."""
+    looked = 0
+    for module in list(sys.modules.values()):
+        spec = getattr(module, "__spec__", None)
+        if spec is None or not isinstance(spec.loader, SourceFileLoader) or not spec.has_location:
+            continue
+        try:
+            NoDocLoader(spec.name, spec.origin).get_code(spec.name)
+        except (ImportError, OSError, SyntaxError, ValueError):  # as its import would have found it
+            continue
+        looked += 1
+    return looked

@@ -1,0 +1,135 @@
+"""`executor.nodocs`: modules loaded without their docstrings, in real interpreters.
+
+Each case runs fresh Python processes that install the loader and import a small package of
+the test's own; PYTHONPYCACHEPREFIX keeps every `.pyc` they write (ours and Python's) in the
+test's directory. What the module does, and where its code came from, is printed as JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(120)
+
+MODULE = textwrap.dedent('''\
+    """The module's docstring."""
+
+
+    def answer():
+        """The function's docstring."""
+        return 42
+
+
+    def checked(x):
+        assert x, "an assert that must stay"
+        return x
+
+
+    def fails():
+        raise RuntimeError("the line a traceback names")
+''')
+
+PROBE = textwrap.dedent("""
+    import json, sys, traceback
+    from executor import nodocs
+    installed = nodocs.install()
+    from probepkg import mod
+    try:
+        mod.checked(0)
+        asserted = False
+    except AssertionError:
+        asserted = True
+    try:
+        mod.fails()
+    except RuntimeError as exc:
+        line = traceback.extract_tb(exc.__traceback__)[-1].lineno
+    print(json.dumps({"installed": installed, "loader": type(mod.__spec__.loader).__name__,
+                      "docs": [mod.__doc__, mod.answer.__doc__], "answer": mod.answer(),
+                      "asserted": asserted, "line": line}))
+""")
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> Path:
+    (tmp_path / "probepkg").mkdir()
+    (tmp_path / "probepkg" / "__init__.py").write_text("")
+    (tmp_path / "probepkg" / "mod.py").write_text(MODULE)
+    return tmp_path
+
+
+def probe(where: Path, **env: str) -> dict:
+    environ = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{where}",
+               "PYTHONPYCACHEPREFIX": str(where / "pyc"), **env}
+    for name in ("PYTHONDONTWRITEBYTECODE", "STOKER_CODE_CACHE"):
+        if name not in env:
+            environ.pop(name, None)
+    result = subprocess.run([sys.executable, "-c", PROBE], cwd=where, env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def kept(where: Path) -> list[Path]:
+    return sorted((where / "pyc").rglob("mod.*.opt-nodoc.pyc"))
+
+
+FAILS_LINE = MODULE.splitlines().index('    raise RuntimeError("the line a traceback names")') + 1
+
+
+def test_the_first_process_writes_the_code_without_docstrings_and_the_next_reads_it(package):
+    first = probe(package)
+    assert first == {"installed": True, "loader": "NoDocLoader", "docs": [None, None], "answer": 42,
+                     "asserted": True, "line": FAILS_LINE}
+    [path] = kept(package)
+    written = (path.stat().st_ino, path.stat().st_mtime_ns)
+    assert probe(package) == first
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == written  # read, not written again
+
+
+def test_a_changed_source_is_compiled_again(package):
+    probe(package)
+    source = package / "probepkg" / "mod.py"
+    source.write_text(MODULE.replace("return 42", "return 4242"))
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 2_000_000_000))
+    assert probe(package)["answer"] == 4242
+
+
+@pytest.mark.parametrize("damage", ["header", "body"])
+def test_a_damaged_file_is_compiled_again(package, damage):
+    probe(package)
+    [path] = kept(package)
+    data = path.read_bytes()
+    path.write_bytes(b"\0" * 16 + data[16:] if damage == "header" else data[:16] + b"\xff garbage")
+    assert probe(package)["docs"] == [None, None]
+    assert path.read_bytes() == data
+
+
+def test_without_bytecode_writing_a_module_without_a_file_keeps_its_docstrings(package):
+    result = probe(package, PYTHONDONTWRITEBYTECODE="1")
+    assert result["installed"] and result["docs"] == ["The module's docstring.", "The function's docstring."]
+    assert result["asserted"] and result["line"] == FAILS_LINE and kept(package) == []
+
+
+def test_the_code_cache_setting_off_leaves_the_loaders_alone(package):
+    result = probe(package, STOKER_CODE_CACHE="off")
+    assert not result["installed"] and result["loader"] == "SourceFileLoader"
+    assert result["docs"] == ["The module's docstring.", "The function's docstring."] and kept(package) == []
+
+
+def test_warm_writes_the_start_modules_files_whatever_pythondontwritebytecode_says(tmp_path):
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path / "attrs"), "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    warm = subprocess.run([sys.executable, "-m", "executor.codecache", "run"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert warm.returncode == 0, warm.stderr
+    names = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc.pyc")}
+    # the supervisor's own modules, those loaded before the loader (codecache's), the stdlib's
+    assert {"run", "planning", "codecache", "pathlib", "subprocess"} <= names
