@@ -49,8 +49,8 @@ def test_rotate_keeps_both_streams_and_the_newest_bytes(harness):
     spec = LoggerSpec(mode=LogMode.ROTATE, log_size_bytes=10, backups=2)
     harness.spawn("r", "printf 0123456789abcdefghijXYZ; printf oops >&2", logger=spec)
     harness.next_exit()
-    wait_for(lambda: harness.log("r", stream="stderr").read_bytes() == b"oops", 2)
-    wait_for(lambda: harness.log("r").read_bytes() == b"XYZ", 2)
+    wait_for(lambda: harness.log("r", stream="stderr").read_bytes() == b"oops", 10)
+    wait_for(lambda: harness.log("r").read_bytes() == b"XYZ", 10)
     assert (harness.log("r").parent / "stdout.1").read_bytes() == b"abcdefghij"
     assert (harness.log("r").parent / "stdout.2").read_bytes() == b"0123456789"
 
@@ -60,7 +60,7 @@ def test_console_and_both_destinations_copy_to_the_supervisor_output(harness, ca
     harness.next_exit()
     harness.spawn("b", "echo to-both", logger=LoggerSpec(destination=LogDestination.BOTH))
     harness.next_exit()
-    wait_for(lambda: harness.log("b").exists() and harness.log("b").read_text() == "to-both\n", 2)
+    wait_for(lambda: harness.log("b").exists() and harness.log("b").read_text() == "to-both\n", 10)
     harness.spawn("n", "echo to-nowhere", logger=LoggerSpec(destination=LogDestination.NONE))
     harness.next_exit()
     harness.sup.close()  # drains the pump
