@@ -105,7 +105,7 @@ def read_pid_files(paths: Iterable[Path]) -> set[int]:
     return pids
 
 
-def kill_carrying(entry: str | bytes, pids: Iterable[int] = (), timeout_secs: float = 3.0) -> None:
+def kill_carrying(entry: str | bytes, pids: Iterable[int] = (), timeout_secs: float = 10.0) -> None:
     """Cleanup: SIGKILL the given pids and every process carrying `entry`, until none is
     left or `timeout_secs` passed. Never raises."""
     extra = set(pids)
@@ -196,7 +196,7 @@ def describe(pids: Iterable[int]) -> str:
     return ", ".join(parts) or "no pid"
 
 
-def stop_hopper(pid_file: Path, stop_file: Path, timeout_secs: float = 3.0) -> None:
+def stop_hopper(pid_file: Path, stop_file: Path, timeout_secs: float = 10.0) -> None:
     """Cleanup: ask a hopper to stop (its next generation exits) and wait until it is quiet,
     SIGKILLing the last pid it wrote meanwhile. Never raises."""
     try:
