@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 
@@ -42,23 +44,44 @@ def write_job(tmp_path: Path, cmdline: str, extra: str = "") -> Path:
 
 
 class NotifySocket:
-    """A bound AF_UNIX datagram socket, as systemd's: what it received, message by message."""
+    """A bound AF_UNIX datagram socket, as systemd's: what it received, message by message.
+
+    A thread of its own reads it all along, as systemd does. `stoker run` sends without
+    blocking, and a full queue loses the message (executor/host/sdnotify.py); the queue holds
+    `net.unix.max_dgram_qlen` datagrams, 10 by default: read only when a test looked, the 0.1 s
+    watchdog pings filled it while the test waited for `stoker kill` or the exit on a loaded
+    host, and STOPPING=1 was lost (the test failed, not `stoker run`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
-        self.sock.setblocking(False)
-        self.messages: list[str] = []
+        self._messages: list[str] = []
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        self._reader = threading.Thread(target=self._read, name="notify-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while self._wake_r not in select.select([self.sock, self._wake_r], [], [])[0]:
+            data = self.sock.recv(4096)
+            with self._lock:
+                self._messages.append(data.decode())
+
+    @property
+    def messages(self) -> list[str]:
+        """What it received so far, in order (a copy)."""
+        with self._lock:
+            return list(self._messages)
 
     def received(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except BlockingIOError:
-                return self.messages
+        return self.messages
 
     def close(self) -> None:
+        os.write(self._wake_w, b"x")
+        self._reader.join(10)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
         self.sock.close()
 
 
