@@ -90,4 +90,4 @@ def test_the_executor_reports_task_killed_once_the_daemon_has_stopped(tmp_path):
         sim.kill("task-1")
         sim.wait_for_state("task-1", "TASK_KILLED", 20)
         assert not (sandbox / "handled").exists(), "the daemon's SIGTERM handler ran before TASK_KILLED"
-        wait_for(lambda: not live([daemon]), 2, message="the daemon gone")
+        wait_for(lambda: not live([daemon]), 10, message="the daemon gone")

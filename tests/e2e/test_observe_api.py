@@ -248,7 +248,8 @@ def test_slow_clients_hold_no_worker_and_others_are_answered(host):
             started = time.monotonic()
             answer = raw_request(host.url, b"GET /api/tasks HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             assert answer.startswith(b"HTTP/1.0 200") or answer.startswith(b"HTTP/1.1 200"), answer[:100]
-            assert time.monotonic() - started < 2, round_
+            # a generous bound: a worker a slow client held would answer after its idle_secs (30 s)
+            assert time.monotonic() - started < 10, round_
         assert observer.num_threads() == threads_before  # no thread per connection
     finally:
         for sock in slow:

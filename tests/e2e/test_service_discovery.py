@@ -199,7 +199,8 @@ def test_run_announces_a_healthy_task_and_a_stoker_kill_removes_it_before_sigter
         "serviceEndpoint": {"host": host, "port": ports["http"]},
         "additionalEndpoints": {name: {"host": host, "port": ports[name]} for name in ("admin", "aurora", "http")},
         "status": "ALIVE", "shard": 2}
-    assert f"stoker run: announcing at {path} in ZooKeeper {zk.ensemble} once RUNNING" in run.stdout()
+    # put at the attempt's start, but written by stoker run's spool thread: waited for, not read at once
+    run.wait_output(f"stoker run: announcing at {path} in ZooKeeper {zk.ensemble} once RUNNING")
 
     status = json.loads(stoker("status", str(run.sandbox), "--json"))
     shown = status["attempts"][-1]["announcement"]

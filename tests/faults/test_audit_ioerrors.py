@@ -204,7 +204,7 @@ def test_stoker_run_goes_on_when_its_sandbox_dies_and_a_rerun_starts_from_what_w
             pids |= {c.pid for c in supervisor.children(recursive=True)}
             run.send_signal(signal.SIGTERM)
             code = run.wait(10)
-            wait_for(lambda: not live(pids), 3, message=f"left running: {live(pids)}")
+            wait_for(lambda: not live(pids), 10, message=f"left running: {live(pids)}")
         finally:
             if run.poll() is None:
                 os.killpg(run.pid, signal.SIGKILL)

@@ -165,7 +165,7 @@ def test_the_spool_never_blocks_its_caller_and_counts_what_it_dropped():
         started = time.monotonic()
         for line in lines[1:]:
             spool.put(stream, line, lambda exc: None)  # 25 fit in the limit, 24 do not
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 5  # a bound: a put that blocked would block until a read
         assert len(lines[0]) == 40
         got = b""
         deadline = time.monotonic() + 5

@@ -157,8 +157,8 @@ def test_a_restarted_watchdog_moves_itself_out_of_the_task_cgroup(tmp_path, trac
         first = h.sup.watchdog_pid
         assert first not in cgroups.members(h.sup.cgroup), "the watchdog starts outside"
         os.kill(first, signal.SIGKILL)
-        wait_for(lambda: h.sup.watchdog_pid not in (None, first), 2, message="a new watchdog")
-        wait_for(lambda: h.sup.watchdog_pid not in cgroups.members(h.sup.cgroup), 2,
+        wait_for(lambda: h.sup.watchdog_pid not in (None, first), 10, message="a new watchdog")
+        wait_for(lambda: h.sup.watchdog_pid not in cgroups.members(h.sup.cgroup), 10,
                  message="the new watchdog out of the task's cgroup")
     finally:
         h.sup.close()
@@ -230,7 +230,8 @@ def test_an_unmarked_setsid_daemon_is_killed_when_its_run_fails(harness):
     assert os.getsid(daemon[0]) == daemon[0], "the daemon left the run's session and group"
     (harness.sandbox / "go").touch()
     assert harness.next_exit().status.exit_code == 3  # SIGKILLed before the exit is posted
-    wait_for(lambda: gone(daemon), 1, message="the failed run's escaped daemon killed with the run")
+    assert all(proc_scan.is_killed(p) for p in daemon), proc_scan.describe(daemon)
+    wait_for(lambda: gone(daemon), 10, message="the failed run's escaped daemon killed with the run")
     assert not harness.sup.daemons()
 
 
@@ -246,12 +247,12 @@ def test_what_a_run_that_exits_0_leaves_is_kept_until_the_task_stops_it(harness)
     wait_for(lambda: any(os.getsid(p) == p for p in kept), 5, message="the daemon in a session of its own")
     (harness.sandbox / "go").touch()
     assert harness.next_exit().status.exit_code == 0
-    wait_for(lambda: gone(escape), 1, message="the unmarked escape killed at the exit")
+    wait_for(lambda: gone(escape), 10, message="the unmarked escape killed at the exit")
     time.sleep(0.05)  # this test is about time: nothing kills the daemons after the exit
     assert not gone(kept) and harness.sup.daemons()
     assert set(kept) <= harness.sup.task_pids()
     assert harness.sup.signal_daemons(signal.SIGTERM) == 2
-    wait_for(lambda: gone(kept), 1, message="the daemons stopped by the task's SIGTERM")
+    wait_for(lambda: gone(kept), 10, message="the daemons stopped by the task's SIGTERM")
     assert not harness.sup.daemons()
 
 
@@ -264,7 +265,7 @@ def test_a_daemon_orphaned_while_its_run_lives_is_killed_with_the_task(harness):
              message="the daemon's subshell gone")
     assert harness.sup.signal_run("d", 0, signal.SIGKILL) == 1  # only its top is its tree
     assert harness.next_exit().pid == top
-    wait_for(lambda: gone(daemon), 1, message="the orphaned daemon killed")
+    wait_for(lambda: gone(daemon), 10, message="the orphaned daemon killed")
 
 
 def test_a_marked_daemon_of_a_live_run_survives_another_runs_exit(harness):
@@ -275,7 +276,7 @@ def test_a_marked_daemon_of_a_live_run_survives_another_runs_exit(harness):
     assert harness.next_exit().process == "other"
     assert not gone(daemon), "a daemon that keeps its run's marker belongs to that live run"
     assert harness.sup.signal_run("keep", 0, signal.SIGKILL) == 2
-    wait_for(lambda: gone(daemon), 2, message="the live run's daemon killed with its run")
+    wait_for(lambda: gone(daemon), 10, message="the live run's daemon killed with its run")
 
 
 def test_signal_all_reaches_unclaimed_processes(harness):
@@ -284,7 +285,7 @@ def test_signal_all_reaches_unclaimed_processes(harness):
     assert daemon[0] in harness.sup.task_pids()
     assert harness.sup.signal_all(signal.SIGKILL) == 2
     harness.next_exit()
-    wait_for(lambda: gone(daemon), 2, message="the unclaimed daemon killed")
+    wait_for(lambda: gone(daemon), 10, message="the unclaimed daemon killed")
 
 
 def test_a_health_command_leaves_no_daemon_behind(harness):
@@ -292,7 +293,7 @@ def test_a_health_command_leaves_no_daemon_behind(harness):
         result = harness.sup.run_command(ESCAPE.format(file="c.pids") + "; exit 0", 5)
         assert result.exit_code == 0, result
         daemons = harness.pids_in("c.pids", attempt + 1)
-        wait_for(lambda d=daemons: gone(d), 1, message=f"attempt {attempt}: the command's daemon killed")
+        wait_for(lambda d=daemons: gone(d), 10, message=f"attempt {attempt}: the command's daemon killed")
 
 
 def test_a_fork_hopper_is_killed_when_its_run_fails(harness):
@@ -301,7 +302,7 @@ def test_a_fork_hopper_is_killed_when_its_run_fails(harness):
                               "--hop-stop-file", stop, "--exit-after", 0.3, "--exit-code", 1))
     wait_for(pid_file.exists, 5, message="the hopper hopping")
     harness.next_exit()
-    assert proc_scan.hopper_quiet(pid_file, 0.2, within_secs=2), "the fork-hopper outlived its run"
+    assert proc_scan.hopper_quiet(pid_file, 0.2, within_secs=10), "the fork-hopper outlived its run"
 
 
 @needs_root
@@ -331,7 +332,7 @@ def test_a_task_running_as_another_user_is_born_in_the_cgroup_and_cannot_leave_i
             assert sup.signal_run("d", 0, signal.SIGKILL) == 2  # the top and its child
             event = events.get(timeout=5)
             assert isinstance(event, ProcessExited)
-            wait_for(lambda: gone(daemon | top), 1, message="the role's processes killed")
+            wait_for(lambda: gone(daemon | top), 10, message="the role's processes killed")
         finally:
             sup.close()
 
@@ -384,9 +385,9 @@ def test_the_watchdog_kills_what_left_group_and_marker(tmp_path, tracked, mode):
         wait_for(lambda: gone(info["pids"]), 5, message="the task's processes gone")
         if mode != "fallback":
             hop = sandbox / "hop.pid"
-            assert proc_scan.hopper_quiet(hop, 0.2, within_secs=2), \
+            assert proc_scan.hopper_quiet(hop, 0.2, within_secs=10), \
                 f"the fork-hopper survived: {proc_scan.describe(proc_scan.read_pid_files([hop]))}"
-            wait_for(lambda: not os.path.exists(info["cgroup"]), 2, message="the cgroup removed")
+            wait_for(lambda: not os.path.exists(info["cgroup"]), 10, message="the cgroup removed")
     finally:
         if child.poll() is None:
             child.kill()

@@ -102,7 +102,7 @@ def test_a_rerun_kills_what_the_lost_attempt_s_watchdog_held_and_its_children(tm
     write_list(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 100})
     (lost,) = end_lost_attempts(tmp_path)
     assert set(lost.killed) == {held.pid, child}
-    wait_for(lambda: held.poll() is not None and not proc_scan.is_live(child), 2,
+    wait_for(lambda: held.poll() is not None and not proc_scan.is_live(child), 10,
              message="the held shell and its child gone")
     assert reused.poll() is None, "a pid whose start time changed was killed"
 
@@ -227,7 +227,7 @@ def test_a_rerun_kills_the_children_a_held_process_forks_while_it_is_being_kille
         def survivors() -> list[int]:
             return [p.pid for p in proctree.scan().values() if p.pgrp == forker.pid and p.pid != forker.pid]
 
-        wait_for(lambda: not survivors(), 2, message="no child of the held process left (each dies at its kill)")
+        wait_for(lambda: not survivors(), 10, message="no child of the held process left (each dies at its kill)")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(forker.pid, signal.SIGKILL)

@@ -66,12 +66,12 @@ def test_a_run_stopped_and_continued_again_and_again_stays_stopped_and_its_exit_
     top = harness.spawn("p", "while [ ! -e go ]; do sleep 0.01; done; exit 5")
     for _ in range(50):
         os.kill(top, signal.SIGSTOP)
-        wait_for(lambda: stopped(top), 2, message="it to stop")
+        wait_for(lambda: stopped(top), 10, message="it to stop")
         os.kill(top, signal.SIGCONT)
-        wait_for(lambda: not stopped(top), 2, message="it to run again")
+        wait_for(lambda: not stopped(top), 10, message="it to run again")
     os.kill(top, signal.SIGSTOP)
     (harness.sandbox / "go").touch()
-    wait_for(lambda: stopped(top), 2, message="it to stop")
+    wait_for(lambda: stopped(top), 10, message="it to stop")
     with pytest.raises(queue.Empty):
         harness.events.get(timeout=0.2)
     assert stopped(top)  # not continued by anyone: a user's stop holds
@@ -96,11 +96,11 @@ def test_a_watchdog_a_task_process_stopped_is_continued_at_once_and_leaves_at_cl
             wait_for(lambda: any("watchdog_continued task=" in r.getMessage() and f"pid={wd} " in r.getMessage()
                                  for r in caplog.records), 5, message="the stopped watchdog to be continued")
         assert "SIGSTOP" in caplog.text
-        wait_for(lambda: psutil.Process(wd).status() != psutil.STATUS_STOPPED, 2, message="it to run again")
+        wait_for(lambda: psutil.Process(wd).status() != psutil.STATUS_STOPPED, 10, message="it to run again")
         assert harness.sup.watchdog_pid == wd  # the same one, not a new one
     finally:
         harness.sup.close()
-    wait_for(lambda: not alive(wd), 2, message="the watchdog to exit at close")
+    wait_for(lambda: not alive(wd), 10, message="the watchdog to exit at close")
 
 
 STOPPER = ("import os, signal, sys, time\n"
@@ -122,14 +122,14 @@ def test_a_watchdog_stopped_again_and_again_is_continued_each_time_in_few_lines(
         with caplog.at_level(logging.DEBUG, logger="executor.procs.watchdog"):
             harness.spawn("p", f"exec {shlex.quote(sys.executable)} -c {shlex.quote(STOPPER)} {wd}")
             wait_for(lambda: (harness.sandbox / "done").exists(), 10, message="the 100 stops")
-            wait_for(lambda: psutil.Process(wd).status() != psutil.STATUS_STOPPED, 2, message="it to run again")
+            wait_for(lambda: psutil.Process(wd).status() != psutil.STATUS_STOPPED, 10, message="it to run again")
         lines = [r for r in caplog.records if "watchdog_continued" in r.getMessage()]
         assert 1 <= len(lines) <= 3 and all(r.levelno == logging.WARNING for r in lines), \
             [r.getMessage() for r in lines][:5]
         assert "times=1 " in lines[0].getMessage()
     finally:
         harness.sup.close()
-    wait_for(lambda: not alive(wd), 2, message="the watchdog to exit at close")
+    wait_for(lambda: not alive(wd), 10, message="the watchdog to exit at close")
 
 
 TRACER = ("import ctypes, sys, time; libc = ctypes.CDLL(None); "

@@ -28,9 +28,9 @@ def test_it_waits_for_a_process_to_exit_without_pidfds(no_pidfd: None) -> None:
     proc = subprocess.Popen(["sleep", "0.2"])
     try:
         started = time.monotonic()
-        assert proctree.wait_exited([proc.pid], started + 5)
+        assert proctree.wait_exited([proc.pid], started + 30)
         assert proctree.read_stat(proc.pid) is None, "returned while the process still ran"
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 20  # at its exit, not at the deadline (a generous bound)
     finally:
         proc.kill()
         proc.wait()

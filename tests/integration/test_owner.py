@@ -300,7 +300,7 @@ def test_a_restarted_watchdog_is_in_held_json_at_once_while_the_task_is_idle(tmp
         time.sleep(max(LOOKS_AFTER_SPAWN_SECS) + 0.1)  # about time: the owner's last step after the start is over
         os.kill(first, signal.SIGKILL)
         second = wait_for(lambda: owner._procs.watchdog_pid not in (None, first) and owner._procs.watchdog_pid)
-        wait_for(lambda: read_watchdog(tmp_path, owner._procs.marker) == second, 2,
+        wait_for(lambda: read_watchdog(tmp_path, owner._procs.marker) == second, 10,
                  message=f"held.json names the new watchdog {second}")
     finally:
         owner.request_kill("test over", 0.1)

@@ -66,3 +66,16 @@ def test_a_hopper_that_writes_on_is_never_quiet(tmp_path, monkeypatch):
     written = iter(range(GONE + 1, GONE + 1_000_000))
     monkeypatch.setattr(proc_scan.time, "sleep", lambda secs: pid_file.write_text(f"{next(written)}\n"))
     assert not proc_scan.hopper_quiet(pid_file, 0.2, within_secs=0.2)
+
+
+def test_a_hopper_hops_when_it_writes_new_generations_and_not_when_it_stopped(tmp_path, monkeypatch):
+    """`hopper_hops` answers "it lives" on new generations written, however late a loaded host
+    lets them come (a fixed quiet time called a live one stopped); a hopper that writes no more
+    never hops, whatever it wrote before."""
+    pid_file = tmp_path / "hop.pid"
+    pid_file.write_text(f"{GONE}\n")
+    written = iter(range(GONE + 1, GONE + 1_000))
+    monkeypatch.setattr(proc_scan.time, "sleep", lambda secs: pid_file.write_text(f"{next(written)}\n"))
+    assert proc_scan.hopper_hops(pid_file, generations=3, timeout_secs=10)
+    monkeypatch.setattr(proc_scan.time, "sleep", lambda secs: None)
+    assert not proc_scan.hopper_hops(pid_file, generations=1, timeout_secs=0.2)

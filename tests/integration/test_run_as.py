@@ -89,7 +89,7 @@ def test_the_leftovers_of_a_failed_run_of_another_user_are_killed(role):
         sup.spawn(ProcessSpec("leaves", "sleep 600 & a=$!; setsid sleep 600 & echo $a $! > left.pids; exit 1"), 0)
         left = pids_in(sandbox / "left.pids")
         assert isinstance(events.get(timeout=10), ProcessExited)  # posted after the leftovers' kill
-        wait_for(lambda: not live(left), 2, message="the role's leftovers gone")
+        wait_for(lambda: not live(left), 10, message="the role's leftovers gone")
     finally:
         sup.close()
 
@@ -112,8 +112,8 @@ def test_kill_9_of_a_root_supervisor_leaves_no_process_of_the_role(role):
         assert {os.stat(f"/proc/{p}").st_uid for p in info["pids"]} == {user.pw_uid}
         child.kill()
         child.wait(5)
-        wait_for(lambda: not live(info["pids"]), 2, message="every process of the role gone")
-        wait_for(lambda: not live([info["watchdog"]]), 2, message="the watchdog exited")
+        wait_for(lambda: not live(info["pids"]), 10, message="every process of the role gone")
+        wait_for(lambda: not live([info["watchdog"]]), 10, message="the watchdog exited")
     finally:
         if child.poll() is None:
             child.kill()

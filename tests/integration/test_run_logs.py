@@ -60,7 +60,7 @@ def test_a_console_that_does_not_read_holds_up_neither_the_pump_nor_the_files(
         writer.start()  # blocks on its full pipe while the pump does not read it
         wait_for(lambda: (tmp_path / "both/stdout").stat().st_size > 128 * 1024, 5)
         os.write(rotate_w, b"hello\n")
-        wait_for(lambda: (tmp_path / "rotate/stdout").read_bytes() == b"hello\n", 2,
+        wait_for(lambda: (tmp_path / "rotate/stdout").read_bytes() == b"hello\n", 10,
                  message="the rotating log is copied while the console does not read")
         wait_for(lambda: (tmp_path / "both/stdout").stat().st_size == len(big), 5,
                  message="the `both` file has every byte")

@@ -175,7 +175,7 @@ def test_a_fifo_raced_into_a_rotating_log_is_refused_not_waited_on(directory, mo
 
     thread = threading.Thread(target=write, daemon=True)
     thread.start()
-    thread.join(3)
+    thread.join(10)
     if thread.is_alive():  # release it before failing: open the FIFO's other end
         os.close(os.open(root / "stdout", os.O_RDONLY | os.O_NONBLOCK))
         pytest.fail("the rotating log blocked opening a FIFO")

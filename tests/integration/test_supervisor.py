@@ -208,26 +208,34 @@ def test_run_command_timeout_kills_a_lingering_grandchild(harness, tmp_path):
 
 def test_run_command_timeout_counts_from_the_command_start_not_the_wait_to_fork(harness):
     # Another thread holds the fork (as the supervisor's own fork does while its container
-    # is throttled): that wait is not the command's time, so `exit 0` is not timed out.
+    # is throttled) for longer than the command's timeout, counted from the call: that wait is
+    # not the command's time, so `exit 0` is not timed out. The timeout is a generous bound (a
+    # loaded host once took more than the 0.4 s it was to run `exit 0`), and the hold outlasts
+    # it by construction (it was a fixed 0.5 s from before the call: a test thread the host
+    # scheduled late saw less than the timeout of it).
+    timeout_secs = 5.0
     reaper = Reaper.acquire()
-    held, release = threading.Event(), threading.Event()
+    held, calling = threading.Event(), threading.Event()
+    started = [0.0]
 
     def hold() -> None:
         with reaper.forking():
             held.set()
-            release.wait(0.5)
+            calling.wait(10)
+            time.sleep(max(0.0, started[0] + timeout_secs + 0.1 - time.monotonic()))  # about time
 
     holder = threading.Thread(target=hold)
     holder.start()
     try:
-        held.wait(5)
-        started = time.monotonic()  # after the hold began: the wait seen here is a bit under 0.5 s
-        result = harness.sup.run_command("exit 0", 0.4)
-        assert time.monotonic() - started > 0.4  # it waited past its timeout for the fork
+        assert held.wait(10)
+        started[0] = time.monotonic()
+        calling.set()
+        result = harness.sup.run_command("exit 0", timeout_secs)
+        assert time.monotonic() - started[0] > timeout_secs  # it waited past its timeout for the fork
         assert not result.timed_out and result.exit_code == 0, result
     finally:
-        release.set()
-        holder.join(5)
+        calling.set()
+        holder.join(20)
         reaper.release()
 
 
@@ -262,8 +270,8 @@ def test_kill_9_of_the_supervising_process_leaves_no_survivor(tmp_path, tracker)
         assert len(pids) == 6 and all(alive(p) for p in pids)
         child.kill()
         child.wait(5)
-        wait_for(lambda: all_gone(pids), 1, message="every task process gone")
-        wait_for(lambda: not alive(watchdog), 2, message="the watchdog exited")
+        wait_for(lambda: all_gone(pids), 10, message="every task process gone")
+        wait_for(lambda: not alive(watchdog), 10, message="the watchdog exited")
     finally:
         if child.poll() is None:
             child.kill()
@@ -329,7 +337,7 @@ def test_a_command_forked_as_the_checks_stop_is_gone_when_the_stop_returns(harne
     thread.start()
     try:
         assert forked.wait(HANG_GUARD_SECS)
-        assert harness.sup.stop_commands(1.0)
+        assert harness.sup.stop_commands(HANG_GUARD_SECS)  # a bound: it returns once the command is reaped
         assert not alive(pids[0]), "the command outlived the stop"
     finally:
         stop_returned.set()

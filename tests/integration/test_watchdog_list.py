@@ -75,7 +75,7 @@ def test_the_watchdog_kills_what_it_holds_last_and_never_a_pid_whose_start_time_
         keeper.hold({dropped: start_of(dropped)})
         keeper.hold({held: start_of(held), reused: start_of(reused) + 1})
         let_go(keeper, keep)
-        wait_for(lambda: not proc_scan.is_live(held), 2, message="the held sleeper killed")
+        wait_for(lambda: not proc_scan.is_live(held), 10, message="the held sleeper killed")
         assert proc_scan.is_live(dropped), "a process no longer held was killed"
         assert proc_scan.is_live(reused), "a pid whose start time changed was killed"
         assert state_of(reused) == "S" and state_of(dropped) == "S", "left stopped"
@@ -89,9 +89,9 @@ def test_a_restarted_watchdog_holds_what_the_one_before_held():
         first = keeper.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        wait_for(lambda: keeper.pid not in (None, first), 2, message="a new watchdog")
+        wait_for(lambda: keeper.pid not in (None, first), 10, message="a new watchdog")
         let_go(keeper, keep)
-        wait_for(lambda: not proc_scan.is_live(held), 2, message="the held sleeper killed")
+        wait_for(lambda: not proc_scan.is_live(held), 10, message="the held sleeper killed")
 
 
 def test_letting_go_waits_for_a_list_being_handed_over(monkeypatch, caplog):
@@ -121,4 +121,4 @@ def test_letting_go_waits_for_a_list_being_handed_over(monkeypatch, caplog):
             keeper.hold({held: start_of(held)})
         closer.join(5)
         assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
-        wait_for(lambda: not proc_scan.is_live(held), 2, message="the held sleeper killed")
+        wait_for(lambda: not proc_scan.is_live(held), 10, message="the held sleeper killed")

@@ -42,13 +42,20 @@ def live(pids: Iterable[int]) -> set[int]:
 
 
 _SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+_PF_EXITING = 0x4  # in /proc/PID/stat's flags: the process is in exit(), past its pending SIGKILL
+
+
+def is_exiting(pid: int) -> bool:
+    data = read_bytes(f"/proc/{pid}/stat")
+    fields = data[data.rfind(b")") + 2:].split()
+    return len(fields) > 6 and bool(int(fields[6]) & _PF_EXITING)
 
 
 def is_killed(pid: int) -> bool:
     """True when `pid` is gone, or has a SIGKILL pending: killed, and not yet scheduled to
-    exit (a loaded machine can take a while). It runs none of its own code again; the
-    kernel refuses it a fork."""
-    if not is_live(pid):
+    exit (a loaded machine can take a while), or exiting (the SIGKILL taken, not a zombie
+    yet). It runs none of its own code again; the kernel refuses it a fork."""
+    if not is_live(pid) or is_exiting(pid):
         return True
     for line in read_bytes(f"/proc/{pid}/status").splitlines():
         name, _, value = line.partition(b":")
@@ -98,7 +105,7 @@ def read_pid_files(paths: Iterable[Path]) -> set[int]:
     return pids
 
 
-def kill_carrying(entry: str | bytes, pids: Iterable[int] = (), timeout_secs: float = 3.0) -> None:
+def kill_carrying(entry: str | bytes, pids: Iterable[int] = (), timeout_secs: float = 10.0) -> None:
     """Cleanup: SIGKILL the given pids and every process carrying `entry`, until none is
     left or `timeout_secs` passed. Never raises."""
     extra = set(pids)
@@ -132,6 +139,24 @@ def hopper_quiet(pid_file: Path, quiet_secs: float = 0.1, within_secs: float = 0
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.01)
+
+
+def hopper_hops(pid_file: Path, generations: int = 3, timeout_secs: float = 10.0) -> bool:
+    """True once a fork-hopper writes `generations` new pids to `pid_file` (one per
+    generation); False when it does not within `timeout_secs`, a generous bound. The
+    event-driven way to ask whether it lives: `not hopper_quiet(...)` waits a fixed quiet
+    time, and a live hopper a loaded host does not schedule for that long looks stopped."""
+    seen = read_bytes(str(pid_file))
+    hops = 0
+    deadline = time.monotonic() + timeout_secs
+    while time.monotonic() < deadline:
+        now = read_bytes(str(pid_file))
+        if now != seen:
+            seen, hops = now, hops + 1
+            if hops >= generations:
+                return True
+        time.sleep(0.001)
+    return False
 
 
 def hopper_writing(pid: int) -> Path | None:
@@ -171,7 +196,7 @@ def describe(pids: Iterable[int]) -> str:
     return ", ".join(parts) or "no pid"
 
 
-def stop_hopper(pid_file: Path, stop_file: Path, timeout_secs: float = 3.0) -> None:
+def stop_hopper(pid_file: Path, stop_file: Path, timeout_secs: float = 10.0) -> None:
     """Cleanup: ask a hopper to stop (its next generation exits) and wait until it is quiet,
     SIGKILLing the last pid it wrote meanwhile. Never raises."""
     try:
