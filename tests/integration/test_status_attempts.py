@@ -24,8 +24,9 @@ pytestmark = pytest.mark.timeout(30)
 
 def _between_attempts(tmp_path, me) -> float:
     """A live `stoker run` (this process) whose attempt web-0-1 failed with 3 runs and that
-    registered its next attempt's id web-0-2, whose header is not in the checkpoint yet; the
-    time of that registration."""
+    registered its next attempt's id web-0-2, whose header is not in the checkpoint yet; when
+    the restart before that attempt was due (1 s after it was decided, 1 s ago: the pending
+    attempt's start, which its registration 0.05 s before is not)."""
     from executor.host.identity import boot_secs
 
     sandbox, now, boot = tmp_path / "sb", time.time(), boot_secs()
@@ -37,7 +38,7 @@ def _between_attempts(tmp_path, me) -> float:
         RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
                       supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=now - 0.05,
                       task_id="web-0-2", earlier_task_ids=("web-0-1",)))
-    return now - 0.05
+    return now  # the restart's wall (now - 1) and its delay (1.0)
 
 
 def test_a_new_task_id_registered_before_its_attempt_is_recorded_shows_none_of_the_attempt_before(
@@ -46,14 +47,15 @@ def test_a_new_task_id_registered_before_its_attempt_is_recorded_shows_none_of_t
     is in the checkpoint: `stoker ps` (and the observer's pages and API, which share its
     inspection) showed web-0-2 with web-0-1's start, processes, attempt and health."""
     me = own_identity()
-    registered = _between_attempts(tmp_path, me)
+    due = _between_attempts(tmp_path, me)
     monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
     assert main(["ps", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["task_id"] == "web-0-2" and row["state"] == "RESTARTING", row
     assert row["recorded_state"] is None and row["processes_total"] == 0 and row["health"] == "-", row
-    # its registration, not web-0-1's start (nor a time read after `stoker ps`, which a loaded host can make late)
-    assert row["started"] == pytest.approx(registered, abs=0.001), row
+    # the restart's due time, not web-0-1's start (nor a time read after `stoker ps`, which a
+    # loaded host can make late)
+    assert row["started"] == pytest.approx(due, abs=0.001), row
     assert row["restart"]["attempt"] == 2 and row["restart"]["after_state"] == "FAILED", row
 
 
@@ -66,7 +68,7 @@ def test_the_observer_s_api_shows_a_new_task_id_without_the_attempt_before(tmp_p
     from executor.observe.server import Limits
     from tests.support.observer_server import serving
 
-    registered = _between_attempts(tmp_path, own_identity())
+    due = _between_attempts(tmp_path, own_identity())
     reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60.0))
     with serving(reader, Limits(idle_secs=5, loop_secs=1)) as server:
         url = f"http://127.0.0.1:{server.socket.getsockname()[1]}/api/tasks/web-0-2"
@@ -75,7 +77,7 @@ def test_the_observer_s_api_shows_a_new_task_id_without_the_attempt_before(tmp_p
     task = doc["task"]
     assert task["task_id"] == doc["status"]["task_id"] == "web-0-2" and task["state"] == "RESTARTING", task
     assert task["recorded_state"] is None and task["processes_total"] == 0, task
-    assert task["started"] == pytest.approx(registered, abs=0.001) and task["restart"]["attempt"] == 2, task
+    assert task["started"] == pytest.approx(due, abs=0.001) and task["restart"]["attempt"] == 2, task
 
 
 def _entry_behind(tmp_path, age: float) -> RegistrySettings:
