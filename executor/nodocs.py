@@ -85,7 +85,7 @@ class NoDocLoader(SourceFileLoader):
         if not _may_write(kept):
             return super().get_code(fullname)
         code = compile_without_docstrings(self.get_data(source_path), source_path)
-        self.set_data(kept, header + marshal.dumps(code))
+        self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # the source's mode, as a .pyc
         return code
 
 

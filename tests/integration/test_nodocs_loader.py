@@ -133,3 +133,16 @@ def test_warm_writes_the_start_modules_files_whatever_pythondontwritebytecode_sa
     names = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc.pyc")}
     # the supervisor's own modules, those loaded before the loader (codecache's), the stdlib's
     assert {"run", "planning", "codecache", "pathlib", "subprocess"} <= names
+
+
+def test_a_private_sources_file_is_as_private_as_its_pyc(package):
+    """Python writes a `.pyc` with its source's mode (plus owner write): a source only its
+    owner may read does not become code anyone may read. So must ours."""
+    (package / "probepkg" / "mod.py").chmod(0o600)
+    old = os.umask(0o022)
+    try:
+        probe(package)
+    finally:
+        os.umask(old)
+    [path] = kept(package)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
