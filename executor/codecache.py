@@ -52,6 +52,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from executor import nodocs
+
 FORMAT = 1
 # What each profile's command imports before it starts its work: `warm()` compiles these
 # (`run`'s planning: a new config's, in the child that plans it ahead).
@@ -62,7 +64,7 @@ START_MODULES = {
     "cli": ("executor.cli.main",),
 }
 PROFILES = tuple(START_MODULES)
-CACHE_DIR = Path(__file__).resolve().parent / "__pycache__"
+CACHE_DIR = Path(nodocs.CACHE_DIR)
 MAX_ENTRIES = 1000  # a file past this keeps only what the writing process used
 _HASH_TERM = re.compile(r"(hash\(\(\s*)-?\d+")
 
@@ -94,10 +96,8 @@ _cache: _Cache | None = None
 def cache_dir(environ: Mapping[str, str] = os.environ) -> Path | None:
     """Where the files are: STOKER_CODE_CACHE, an absolute directory, or the package's
     `__pycache__`; None when it says `off` (or is not an absolute path)."""
-    setting = environ.get("STOKER_CODE_CACHE", "")
-    if not setting:
-        return CACHE_DIR
-    return Path(setting) if os.path.isabs(setting) else None
+    directory = nodocs.cache_dir(environ)
+    return None if directory is None else Path(directory)
 
 
 def install(profile: str, environ: Mapping[str, str] = os.environ) -> bool:
@@ -189,8 +189,6 @@ def warm(profile: str) -> bool:
     without docstrings (`executor/nodocs.py`); True when it wrote the file. Call it in a fresh
     process: a class created before `install()` is not seen."""
     import importlib
-
-    from executor import nodocs
 
     if not install(profile):
         return False

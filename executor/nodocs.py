@@ -12,12 +12,18 @@ literals), so `install()` has every module imported after it compiled without th
   them (the code is compiled from the source's own syntax tree), so tracebacks read as
   ever. This is `python -OO` without its other half (asserts removed) and without
   depending on how the interpreter was started (`sys.flags.optimize`).
-- The code is kept as Python keeps a module's: beside its `.pyc`, in the same
-  `__pycache__` (or `sys.pycache_prefix`), named `NAME.TAG.opt-nodoc.pyc`, with the
-  source's mtime and size in its header; a file that does not match its source is not
-  used. When there is none yet, the module is compiled without docstrings and its file
-  written, if Python would write a `.pyc` there (not under PYTHONDONTWRITEBYTECODE, not
-  in a directory this user cannot write); otherwise the module loads as ever, from its
+- The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc.pyc`, with the
+  source's mtime and size in its header and the source's mode; a file that does not match
+  its source is not used. A module of Stoker's installation (its own packages, and the
+  virtual environment it runs in) has it beside its `.pyc`, in the same `__pycache__`
+  (or under `sys.pycache_prefix`, for every module). Any other (the standard library's,
+  a system package's) has it under the code cache directory (STOKER_CODE_CACHE, default
+  `executor/__pycache__`), in `nodoc/` and its source's directory: the interpreter's own
+  `__pycache__` directories belong to its package manager (dpkg's, say), which knows no
+  file of ours, and root may write there. When there is none yet, the module is compiled
+  without docstrings and its file written, if Python would write a `.pyc` there (not
+  under PYTHONDONTWRITEBYTECODE, not in a directory this user cannot write, or under
+  one); otherwise the module loads as ever, from its
   `.pyc`, docstrings included: this only ever saves memory, it never decides what runs,
   and a start never compiles what it cannot keep. `python -m executor.codecache`, which
   an installer runs, writes the files of every module each command imports.
@@ -61,7 +67,11 @@ if TYPE_CHECKING:
     from types import CodeType
 
 TAG = "nodoc"  # the files' optimization tag: NAME.cpython-311.opt-nodoc.pyc
+CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
+_TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
 _installed = False
+_elsewhere = CACHE_DIR  # where the files of modules not of Stoker's installation go
+_own: tuple[str, ...] = ()  # the directories of Stoker's installation (see `install()`)
 
 
 class NoDocLoader(SourceFileLoader):
@@ -70,7 +80,7 @@ class NoDocLoader(SourceFileLoader):
     def get_code(self, fullname: str) -> CodeType | None:
         source_path = self.get_filename(fullname)
         try:
-            kept = cache_from_source(source_path, optimization=TAG)
+            kept = kept_path(source_path)
             stats = self.path_stats(source_path)
         except (NotImplementedError, OSError):  # no cache for it (sys.implementation), or no source
             return super().get_code(fullname)
@@ -85,8 +95,27 @@ class NoDocLoader(SourceFileLoader):
         if not _may_write(kept):
             return super().get_code(fullname)
         code = compile_without_docstrings(self.get_data(source_path), source_path)
-        self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # the source's mode, as a .pyc
+        # with the source's mode, as a .pyc (typeshed does not list this method of SourceFileLoader)
+        self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # type: ignore[attr-defined]
         return code
+
+
+def kept_path(source_path: str) -> str:
+    """Where the file of the module at `source_path` is (see the docstring)."""
+    beside = cache_from_source(source_path, optimization=TAG)
+    source_dir = os.path.dirname(os.path.abspath(source_path))
+    if sys.pycache_prefix or any(source_dir == own or source_dir.startswith(own + os.sep) for own in _own):
+        return beside
+    return os.path.join(_elsewhere, "nodoc", source_dir.lstrip(os.sep), os.path.basename(beside))
+
+
+def cache_dir(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The code cache directory: STOKER_CODE_CACHE, an absolute directory, or the
+    package's `__pycache__`; None when it says `off` (or is not an absolute path)."""
+    setting = environ.get("STOKER_CODE_CACHE", "")
+    if not setting:
+        return CACHE_DIR
+    return setting if os.path.isabs(setting) else None
 
 
 def _header(stats: Mapping[str, float]) -> bytes:
@@ -110,8 +139,8 @@ def _may_write(path: str) -> bool:
     if sys.dont_write_bytecode:
         return False
     directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        directory = os.path.dirname(directory)
+    while not os.path.isdir(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)  # the directories missing are made in it
     return os.access(directory, os.W_OK)
 
 
@@ -158,12 +187,16 @@ def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
 def install(environ: Mapping[str, str] = os.environ) -> bool:
     """Every source module imported from now on loads through `NoDocLoader` (only the
     first call installs); False when STOKER_CODE_CACHE turns it off."""
-    global _installed
+    global _installed, _elsewhere, _own
     if _installed:
         return True
-    setting = environ.get("STOKER_CODE_CACHE", "")
-    if setting and not os.path.isabs(setting):
+    elsewhere = cache_dir(environ)
+    if elsewhere is None:
         return False
+    _elsewhere = elsewhere
+    _own = tuple(os.path.join(_TOP, package) for package in ("executor", "config", "healthcheck"))
+    if sys.prefix != sys.base_prefix:  # a virtual environment: the installation's own
+        _own += (os.path.abspath(sys.prefix),)
     hook = FileFinder.path_hook((ExtensionFileLoader, EXTENSION_SUFFIXES), (NoDocLoader, SOURCE_SUFFIXES),
                                 (SourcelessFileLoader, BYTECODE_SUFFIXES))
     at = next((i for i, h in enumerate(sys.path_hooks) if "FileFinder" in getattr(h, "__qualname__", "")),

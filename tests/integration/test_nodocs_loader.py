@@ -146,3 +146,24 @@ def test_a_private_sources_file_is_as_private_as_its_pyc(package):
         os.umask(old)
     [path] = kept(package)
     assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_code_outside_stokers_installation_is_kept_in_its_code_cache_not_beside_it(package):
+    """The standard library's and the system's packages' `__pycache__` belong to the
+    interpreter's package manager (dpkg's, say): without PYTHONPYCACHEPREFIX, only modules
+    of Stoker's own installation get their file beside their `.pyc`; the others' go under
+    the code cache directory, `nodoc/` and their source's directory."""
+    cache = package / "cache"
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")}
+    environ.update(PYTHONPATH=f"{REPO}{os.pathsep}{package}", STOKER_CODE_CACHE=str(cache))
+    for _ in range(2):  # the second run reads what the first wrote
+        result = subprocess.run([sys.executable, "-c", PROBE.replace("from probepkg import mod", "import difflib\n"
+                                                                     "from probepkg import mod")], cwd=package, env=environ,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout.strip().splitlines()[-1])["docs"] == [None, None]
+    assert list(package.joinpath("probepkg").rglob("*.opt-nodoc.pyc")) == []
+    mirrored = cache / "nodoc" / str(package / "probepkg").lstrip(os.sep)
+    assert [p.name for p in mirrored.glob("mod.*.opt-nodoc.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc.pyc"]
+    stdlib = os.path.dirname(os.__file__)
+    assert list((cache / "nodoc" / stdlib.lstrip(os.sep)).glob("difflib.*.opt-nodoc.pyc"))
