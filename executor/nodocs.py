@@ -8,7 +8,8 @@ literals), so `install()` has every module imported after it compiled without th
 `stoker run` at N=100 holds about 0.8 MiB less (USS and PSS, docs/benchmarks.md).
 
 - Only docstrings go: each module's, class's and function's first statement when it is a
-  string (a body of nothing else keeps a `pass`). `assert`s stay, and line numbers with
+  string, and any string statement right after it, which would become the docstring (a
+  body of nothing else keeps a `pass`). `assert`s stay, and line numbers with
   them (the code is compiled from the source's own syntax tree), so tracebacks read as
   ever. This is `python -OO` without its other half (asserts removed) and without
   depending on how the interpreter was started (`sys.flags.optimize`).
@@ -156,16 +157,23 @@ def compile_without_docstrings(source: bytes, path: str) -> CodeType:
     for node in _nodes(tree):
         if not isinstance(node, (_ast.Module, _ast.ClassDef, _ast.FunctionDef, _ast.AsyncFunctionDef)):
             continue
-        first = node.body[0] if node.body else None
-        if not (isinstance(first, _ast.Expr) and isinstance(first.value, _ast.Constant)
-                and isinstance(first.value.value, str)):
-            continue
-        if len(node.body) > 1 or isinstance(node, _ast.Module):  # a module may be empty
-            del node.body[0]
-        else:  # the body's only statement: a `pass` on its line
-            node.body[0] = _ast.Pass(lineno=first.lineno, col_offset=first.col_offset,
-                                     end_lineno=first.end_lineno, end_col_offset=first.end_col_offset)
+        # the docstring and any string statement after it (which would become the docstring;
+        # a statement of nothing but a constant compiles to nothing anyway)
+        while node.body and _is_string(node.body[0]):
+            first = node.body[0]
+            if len(node.body) > 1 or isinstance(node, _ast.Module):  # a module may be empty
+                del node.body[0]
+            else:  # the body's only statement: a `pass` on its line
+                node.body[0] = _ast.Pass(lineno=first.lineno, col_offset=first.col_offset,
+                                         end_lineno=first.end_lineno, end_col_offset=first.end_col_offset)
     return compile(tree, path, "exec", dont_inherit=True)
+
+
+def _is_string(statement: _ast.stmt) -> bool:
+    import _ast
+
+    return (isinstance(statement, _ast.Expr) and isinstance(statement.value, _ast.Constant)
+            and isinstance(statement.value.value, str))
 
 
 def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
