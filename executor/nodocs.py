@@ -28,6 +28,10 @@ literals), so `install()` has every module imported after it compiled without th
   `.pyc`, docstrings included: this only ever saves memory, it never decides what runs,
   and a start never compiles what it cannot keep. `python -m executor.codecache`, which
   an installer runs, writes the files of every module each command imports.
+- A config (`stoker run`'s, `stoker inspect`'s) is the user's code, run in Stoker's
+  process, and may import modules that read their own docstrings: what it imports, and
+  what those import, loads as Python loads it (docstrings kept, its `.pyc`). Modules
+  Stoker loaded before are shared, without theirs, as under `python -OO`.
 - It is a loader for source files (`NoDocLoader`, `importlib`'s own with `get_code`
   replaced) put in place of the path finder's: `sys.path_hooks` gets a `FileFinder`
   that uses it, and the finders already made for `sys.path`'s directories use it from
@@ -65,11 +69,12 @@ TYPE_CHECKING = False  # not `typing`'s: the entry point loads this before anyth
 if TYPE_CHECKING:
     import _ast
     from collections.abc import Iterator, Mapping
-    from types import CodeType
+    from types import CodeType, FrameType
 
 TAG = "nodoc"  # the files' optimization tag: NAME.cpython-311.opt-nodoc.pyc
 CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
 _TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
+CONFIG_NAMESPACE = "__stoker_config__"  # the `__name__` config/loader.py runs a config's code under
 _installed = False
 _elsewhere = CACHE_DIR  # where the files of modules not of Stoker's installation go
 _own: tuple[str, ...] = ()  # the directories of Stoker's installation (see `install()`)
@@ -80,6 +85,8 @@ class NoDocLoader(SourceFileLoader):
 
     def get_code(self, fullname: str) -> CodeType | None:
         source_path = self.get_filename(fullname)
+        if _imported_by_config():  # the user's code: as Python loads it
+            return super().get_code(fullname)
         try:
             kept = kept_path(source_path)
             stats = self.path_stats(source_path)
@@ -99,6 +106,17 @@ class NoDocLoader(SourceFileLoader):
         # with the source's mode, as a .pyc (typeshed does not list this method of SourceFileLoader)
         self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # type: ignore[attr-defined]
         return code
+
+
+def _imported_by_config() -> bool:
+    """Whether a config's code is importing the module, itself or through what it imports
+    (a frame of the config's namespace on the stack, `config/loader.py`'s `_Run`)."""
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == CONFIG_NAMESPACE:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def kept_path(source_path: str) -> str:

@@ -167,3 +167,44 @@ def test_code_outside_stokers_installation_is_kept_in_its_code_cache_not_beside_
     assert [p.name for p in mirrored.glob("mod.*.opt-nodoc.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc.pyc"]
     stdlib = os.path.dirname(os.__file__)
     assert list((cache / "nodoc" / stdlib.lstrip(os.sep)).glob("difflib.*.opt-nodoc.pyc"))
+
+
+HELPER = '''\
+def greeting():
+    """echo hello from a docstring"""
+
+
+CMDLINE = greeting.__doc__
+'''
+CONFIG = '''\
+import cmdhelp
+
+task = SequentialTask(processes=[Process(name="hello", cmdline=cmdhelp.CMDLINE)],
+                      resources=Resources(cpu=1.0, ram=128 * MB, disk=128 * MB))
+jobs = [Job(task=task, cluster="c", role="r", environment="prod", name="hello")]
+'''
+
+
+def test_a_module_a_config_imports_keeps_its_docstrings(tmp_path):
+    """A config is the user's code, and so is what it imports (here from PYTHONPATH): its
+    modules load as Python loads them, docstrings and all, while Stoker's do not."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "cmdhelp.py").write_text(HELPER)
+    (tmp_path / "job.aurora").write_text(CONFIG)
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    environ.update(PYTHONPATH=f"{REPO}{os.pathsep}{tmp_path / 'lib'}", PYTHONPYCACHEPREFIX=str(tmp_path / "pyc"))
+    for setting in ("", "", "off"):  # the second run reads what the first wrote
+        result = subprocess.run([sys.executable, "-m", "executor", "inspect", "job.aurora"], cwd=tmp_path,
+                                env={**environ, "STOKER_CODE_CACHE": setting}, capture_output=True, text=True,
+                                timeout=60)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert "| echo hello from a docstring" in result.stdout
+    assert list((tmp_path / "pyc").rglob("loader.*.opt-nodoc.pyc"))  # Stoker's own modules: without
+    assert not list((tmp_path / "pyc").rglob("cmdhelp.*.opt-nodoc.pyc"))
+
+
+def test_the_configs_namespace_name_is_the_one_the_loader_knows():
+    from config.loader import _Run
+    from executor import nodocs
+
+    assert _Run().namespace["__name__"] == nodocs.CONFIG_NAMESPACE
