@@ -22,12 +22,14 @@ literals), so `install()` has every module imported after it compiled without th
   `executor/__pycache__`), in `nodoc/` and its source's directory: the interpreter's own
   `__pycache__` directories belong to its package manager (dpkg's, say), which knows no
   file of ours, and root may write there. When there is none yet, the module is compiled
-  without docstrings and its file written, if Python would write a `.pyc` there (not
-  under PYTHONDONTWRITEBYTECODE, not in a directory this user cannot write, or under
-  one); otherwise the module loads as ever, from its
-  `.pyc`, docstrings included: this only ever saves memory, it never decides what runs,
-  and a start never compiles what it cannot keep. `python -m executor.codecache`, which
-  an installer runs, writes the files of every module each command imports.
+  without docstrings and its file written only where Python would compile it too (no
+  `.pyc` it can use: a timestamp one of the source, or a hash-based one) and would write
+  a `.pyc` (not under PYTHONDONTWRITEBYTECODE, not in a directory this user cannot write,
+  or under one); otherwise the module loads as ever, from its `.pyc`, docstrings included:
+  this only ever saves memory, it never decides what runs, a start never compiles what it
+  cannot keep, and never what Python would not compile (this compile is twice Python's:
+  seconds, for a fresh unpack of the zipapp). `python -m executor.codecache`, which an
+  installer runs, writes the files of every module each command imports.
 - A config (`stoker run`'s, `stoker inspect`'s) is the user's code, run in Stoker's
   process, and may import modules that read their own docstrings: what it imports, and
   what those import, loads as Python loads it (docstrings kept, its `.pyc`). Modules
@@ -76,6 +78,7 @@ CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache
 _TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
 CONFIG_NAMESPACE = "__stoker_config__"  # the `__name__` config/loader.py runs a config's code under
 _installed = False
+_compile_always = False  # even a module whose `.pyc` Python would load: `write_loaded()`'s
 _elsewhere = CACHE_DIR  # where the files of modules not of Stoker's installation go
 _own: tuple[str, ...] = ()  # the directories of Stoker's installation (see `install()`)
 
@@ -100,7 +103,7 @@ class NoDocLoader(SourceFileLoader):
         code = _unmarshal(data) if data[:16] == header else None
         if code is not None:
             return code
-        if not _may_write(kept):
+        if not _may_write(kept) or (not _compile_always and _usable_pyc(source_path, header)):
             return super().get_code(fullname)
         code = compile_without_docstrings(self.get_data(source_path), source_path)
         # with the source's mode, as a .pyc (typeshed does not list this method of SourceFileLoader)
@@ -150,6 +153,17 @@ def _unmarshal(data: bytes) -> CodeType | None:
     except (EOFError, ValueError, TypeError):
         return None
     return code if type(code) is type(_unmarshal.__code__) else None
+
+
+def _usable_pyc(source_path: str, header: bytes) -> bool:
+    """Whether Python would load the source's own `.pyc` without compiling: a timestamp one
+    of this source, or a hash-based one (PEP 552: what a zipapp's fresh unpack has)."""
+    try:
+        with open(cache_from_source(source_path), "rb") as file:
+            data = file.read(16)
+    except OSError:
+        return False
+    return data == header or (data[:4] == MAGIC_NUMBER and bool(data[4] & 1))
 
 
 def _may_write(path: str) -> bool:
@@ -249,6 +263,8 @@ def write_loaded() -> int:
     """Writes the file of each module this process loaded from a source file whose file is
     missing or out of date (where it may: `NoDocLoader`); how many modules it looked at.
     For `python -m executor.codecache`, which loaded some of them before `install()`."""
+    global _compile_always
+    _compile_always = True  # and from now on in this process (the installer's)
     looked = 0
     for module in list(sys.modules.values()):
         spec = getattr(module, "__spec__", None)

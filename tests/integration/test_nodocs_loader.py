@@ -157,14 +157,17 @@ def test_code_outside_stokers_installation_is_kept_in_its_code_cache_not_beside_
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")}
     environ.update(PYTHONPATH=f"{REPO}{os.pathsep}{package}", STOKER_CODE_CACHE=str(cache))
     for _ in range(2):  # the second run reads what the first wrote
-        result = subprocess.run([sys.executable, "-c", PROBE.replace("from probepkg import mod", "import difflib\n"
-                                                                     "from probepkg import mod")], cwd=package, env=environ,
+        result = subprocess.run([sys.executable, "-c", PROBE], cwd=package, env=environ,
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout.strip().splitlines()[-1])["docs"] == [None, None]
     assert list(package.joinpath("probepkg").rglob("*.opt-nodoc.pyc")) == []
     mirrored = cache / "nodoc" / str(package / "probepkg").lstrip(os.sep)
     assert [p.name for p in mirrored.glob("mod.*.opt-nodoc.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc.pyc"]
+    warm = subprocess.run([sys.executable, "-c", "from executor import nodocs; nodocs.install(); import difflib; "
+                           "nodocs.write_loaded()"], cwd=package, env=environ, capture_output=True, text=True,
+                          timeout=60)  # as the installer's step: the standard library has its .pyc
+    assert warm.returncode == 0, warm.stderr
     stdlib = os.path.dirname(os.__file__)
     assert list((cache / "nodoc" / stdlib.lstrip(os.sep)).glob("difflib.*.opt-nodoc.pyc"))
 
@@ -208,3 +211,23 @@ def test_the_configs_namespace_name_is_the_one_the_loader_knows():
     from executor import nodocs
 
     assert _Run().namespace["__name__"] == nodocs.CONFIG_NAMESPACE
+
+
+def test_a_module_with_a_usable_pyc_loads_from_it_until_the_installer_writes_its_file(package):
+    """A fresh unpack of the zipapp (hash-checked `.pyc` files, nothing of ours) or an
+    installation not warmed: compiling every module again without docstrings costs a start
+    about twice Python's own compile (seconds, for `stoker executor`), where Python
+    compiles nothing. Then the `.pyc` is loaded; `write_loaded()` (the installer's `python
+    -m executor.codecache`) writes the file, which the next start reads."""
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{package}", "PYTHONPYCACHEPREFIX": str(package / "pyc")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    compiled = subprocess.run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash",
+                               "probepkg"], cwd=package, env=env, capture_output=True, text=True, timeout=60)
+    assert compiled.returncode == 0, compiled.stderr
+    assert probe(package)["docs"] == ["The module's docstring.", "The function's docstring."]
+    assert kept(package) == []
+    warm = subprocess.run([sys.executable, "-c", "from executor import nodocs; nodocs.install(); "
+                           "import probepkg.mod; nodocs.write_loaded()"], cwd=package, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert warm.returncode == 0, warm.stderr
+    assert len(kept(package)) == 1 and probe(package)["docs"] == [None, None]
