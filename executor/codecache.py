@@ -64,6 +64,9 @@ START_MODULES = {
     "cli": ("executor.cli.main",),
 }
 PROFILES = tuple(START_MODULES)
+# Packages every module of which `warm()` also writes without docstrings (`executor/nodocs.py`:
+# a start compiles none that has a `.pyc`), for the modules loaded after the start.
+NODOC_PACKAGES = ("executor", "config", "healthcheck", "pystachio")
 CACHE_DIR = Path(nodocs.CACHE_DIR)
 MAX_ENTRIES = 1000  # a file past this keeps only what the writing process used
 _HASH_TERM = re.compile(r"(hash\(\(\s*)-?\d+")
@@ -197,6 +200,7 @@ def warm(profile: str) -> bool:
     for module in START_MODULES[profile]:
         importlib.import_module(module)
     nodocs.write_loaded()  # those this process loaded before the loader was in place
+    nodocs.write_packages(NODOC_PACKAGES)  # and those a command loads when it needs them
     return save()
 
 

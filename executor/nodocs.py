@@ -70,7 +70,7 @@ from _frozen_importlib_external import (
 TYPE_CHECKING = False  # not `typing`'s: the entry point loads this before anything else
 if TYPE_CHECKING:
     import _ast
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
     from types import CodeType, FrameType
 
 TAG = "nodoc"  # the files' optimization tag: NAME.cpython-311.opt-nodoc.pyc
@@ -268,11 +268,38 @@ def write_loaded() -> int:
     looked = 0
     for module in list(sys.modules.values()):
         spec = getattr(module, "__spec__", None)
-        if spec is None or not isinstance(spec.loader, SourceFileLoader) or not spec.has_location:
-            continue
-        try:
-            NoDocLoader(spec.name, spec.origin).get_code(spec.name)
-        except (ImportError, OSError, SyntaxError, ValueError):  # as its import would have found it
-            continue
-        looked += 1
+        if spec is not None and isinstance(spec.loader, SourceFileLoader) and spec.has_location:
+            looked += _write(spec.name, spec.origin)
     return looked
+
+
+def write_packages(names: Iterable[str]) -> int:
+    """Writes the file of every module of these packages (each imported, its modules'
+    sources read, not run), as `write_loaded()`; how many it looked at. For the installer:
+    a command loads some only when it needs them (a first run's config, an Aurora task)."""
+    import importlib
+
+    global _compile_always
+    _compile_always = True
+    looked = 0
+    for name in names:
+        try:
+            package = importlib.import_module(name)
+        except ImportError:  # an extra not installed
+            continue
+        for top in getattr(package, "__path__", ()):
+            for directory, subdirectories, files in os.walk(top):
+                subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+                looked += sum(_write(os.path.join(directory, f), os.path.join(directory, f))
+                              for f in sorted(files) if f.endswith(".py"))
+    return looked
+
+
+def _write(name: str, source_path: str) -> int:
+    """1 when the file of the module at `source_path` is there or was written (its import would
+    have found any error), else 0."""
+    try:
+        NoDocLoader(name, source_path).get_code(name)
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return 0
+    return 1

@@ -133,6 +133,9 @@ def test_warm_writes_the_start_modules_files_whatever_pythondontwritebytecode_sa
     names = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc.pyc")}
     # the supervisor's own modules, those loaded before the loader (codecache's), the stdlib's
     assert {"run", "planning", "codecache", "pathlib", "subprocess"} <= names
+    # and those of Stoker's packages and pystachio that a command loads only when it needs them
+    # (a first run's config: config.loader, config.bind, pystachio's parser; an Aurora task's)
+    assert {"loader", "bind", "parsing", "wire", "announcer"} <= names
 
 
 def test_a_private_sources_file_is_as_private_as_its_pyc(package):
