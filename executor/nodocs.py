@@ -41,7 +41,9 @@ literals), so `install()` has every module imported after it compiled without th
   a finder without that list is dropped, and made again at the next import). Modules imported before `install()`
   (the interpreter's own start, the entry point) keep their docstrings.
 - STOKER_CODE_CACHE=off (or any value that is not an absolute path) turns it off, as it
-  does the attrs code cache (`executor/codecache.py`).
+  does the attrs code cache (`executor/codecache.py`), and so does `python -O` or `-OO`
+  (PYTHONOPTIMIZE): the code then depends on the level, which our file names do not
+  carry, and `-OO` drops docstrings by itself.
 
 Process-wide, imperative by nature: `stoker`'s entry point (`executor/cli/start.py`) calls
 `install()` first of all.
@@ -231,8 +233,8 @@ def install(environ: Mapping[str, str] = os.environ) -> bool:
     if _installed:
         return True
     elsewhere = cache_dir(environ)
-    if elsewhere is None:
-        return False
+    if elsewhere is None or sys.flags.optimize:  # -O, -OO: Python's own `.opt-N.pyc` (one file
+        return False  # of ours for every level would serve asserts removed to a plain run)
     _elsewhere = elsewhere
     _own = tuple(os.path.join(_TOP, package) for package in ("executor", "config", "healthcheck"))
     if sys.prefix != sys.base_prefix:  # a virtual environment: the installation's own

@@ -234,3 +234,10 @@ def test_a_module_with_a_usable_pyc_loads_from_it_until_the_installer_writes_its
                           capture_output=True, text=True, timeout=60)
     assert warm.returncode == 0, warm.stderr
     assert len(kept(package)) == 1 and probe(package)["docs"] == [None, None]
+
+
+def test_a_run_under_python_o_leaves_the_next_plain_runs_asserts_alone(package):
+    """`python -O` (PYTHONOPTIMIZE) compiles without asserts and `__debug__` blocks, into
+    Python's own `.opt-1.pyc`: a file of ours written then must not serve a plain run."""
+    assert probe(package, PYTHONOPTIMIZE="1")["asserted"] is False  # as Python -O does
+    assert probe(package)["asserted"] is True
