@@ -266,6 +266,8 @@ def write_loaded() -> int:
     missing or out of date (where it may: `NoDocLoader`); how many modules it looked at.
     For `python -m executor.codecache`, which loaded some of them before `install()`."""
     global _compile_always
+    if not _installed:  # off, or -O: see `install()`
+        return 0
     _compile_always = True  # and from now on in this process (the installer's)
     looked = 0
     for module in list(sys.modules.values()):
@@ -282,6 +284,8 @@ def write_packages(names: Iterable[str]) -> int:
     import importlib
 
     global _compile_always
+    if not _installed:
+        return 0
     _compile_always = True
     looked = 0
     for name in names:

@@ -240,4 +240,10 @@ def test_a_run_under_python_o_leaves_the_next_plain_runs_asserts_alone(package):
     """`python -O` (PYTHONOPTIMIZE) compiles without asserts and `__debug__` blocks, into
     Python's own `.opt-1.pyc`: a file of ours written then must not serve a plain run."""
     assert probe(package, PYTHONOPTIMIZE="1")["asserted"] is False  # as Python -O does
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{package}", "PYTHONPYCACHEPREFIX": str(package / "pyc")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    warm = subprocess.run([sys.executable, "-O", "-c", "from executor import nodocs; nodocs.install(); "
+                           "import probepkg.mod; nodocs.write_loaded(); nodocs.write_packages(['probepkg'])"],
+                          cwd=package, env=env, capture_output=True, text=True, timeout=60)  # an installer's, -O
+    assert warm.returncode == 0, warm.stderr
     assert probe(package)["asserted"] is True
