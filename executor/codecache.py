@@ -52,6 +52,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from executor import nodocs
+
 FORMAT = 1
 # What each profile's command imports before it starts its work: `warm()` compiles these
 # (`run`'s planning: a new config's, in the child that plans it ahead).
@@ -62,7 +64,10 @@ START_MODULES = {
     "cli": ("executor.cli.main",),
 }
 PROFILES = tuple(START_MODULES)
-CACHE_DIR = Path(__file__).resolve().parent / "__pycache__"
+# Packages every module of which `warm()` also writes without docstrings (`executor/nodocs.py`:
+# a start compiles none that has a `.pyc`), for the modules loaded after the start.
+NODOC_PACKAGES = ("executor", "config", "healthcheck", "pystachio")
+CACHE_DIR = Path(nodocs.CACHE_DIR)
 MAX_ENTRIES = 1000  # a file past this keeps only what the writing process used
 _HASH_TERM = re.compile(r"(hash\(\(\s*)-?\d+")
 
@@ -94,10 +99,8 @@ _cache: _Cache | None = None
 def cache_dir(environ: Mapping[str, str] = os.environ) -> Path | None:
     """Where the files are: STOKER_CODE_CACHE, an absolute directory, or the package's
     `__pycache__`; None when it says `off` (or is not an absolute path)."""
-    setting = environ.get("STOKER_CODE_CACHE", "")
-    if not setting:
-        return CACHE_DIR
-    return Path(setting) if os.path.isabs(setting) else None
+    directory = nodocs.cache_dir(environ)
+    return None if directory is None else Path(directory)
 
 
 def install(profile: str, environ: Mapping[str, str] = os.environ) -> bool:
@@ -190,8 +193,6 @@ def warm(profile: str) -> bool:
     process: a class created before `install()` is not seen."""
     import importlib
 
-    from executor import nodocs
-
     if not install(profile):
         return False
     sys.dont_write_bytecode = False
@@ -199,6 +200,7 @@ def warm(profile: str) -> bool:
     for module in START_MODULES[profile]:
         importlib.import_module(module)
     nodocs.write_loaded()  # those this process loaded before the loader was in place
+    nodocs.write_packages(NODOC_PACKAGES)  # and those a command loads when it needs them
     return save()
 
 

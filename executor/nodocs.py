@@ -8,19 +8,32 @@ literals), so `install()` has every module imported after it compiled without th
 `stoker run` at N=100 holds about 0.8 MiB less (USS and PSS, docs/benchmarks.md).
 
 - Only docstrings go: each module's, class's and function's first statement when it is a
-  string (a body of nothing else keeps a `pass`). `assert`s stay, and line numbers with
+  string, and any string statement right after it, which would become the docstring (a
+  body of nothing else keeps a `pass`). `assert`s stay, and line numbers with
   them (the code is compiled from the source's own syntax tree), so tracebacks read as
   ever. This is `python -OO` without its other half (asserts removed) and without
   depending on how the interpreter was started (`sys.flags.optimize`).
-- The code is kept as Python keeps a module's: beside its `.pyc`, in the same
-  `__pycache__` (or `sys.pycache_prefix`), named `NAME.TAG.opt-nodoc.pyc`, with the
-  source's mtime and size in its header; a file that does not match its source is not
-  used. When there is none yet, the module is compiled without docstrings and its file
-  written, if Python would write a `.pyc` there (not under PYTHONDONTWRITEBYTECODE, not
-  in a directory this user cannot write); otherwise the module loads as ever, from its
-  `.pyc`, docstrings included: this only ever saves memory, it never decides what runs,
-  and a start never compiles what it cannot keep. `python -m executor.codecache`, which
-  an installer runs, writes the files of every module each command imports.
+- The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc.pyc`, with the
+  source's mtime and size in its header and the source's mode; a file that does not match
+  its source is not used. A module of Stoker's installation (its own packages, and the
+  virtual environment it runs in) has it beside its `.pyc`, in the same `__pycache__`
+  (or under `sys.pycache_prefix`, for every module). Any other (the standard library's,
+  a system package's) has it under the code cache directory (STOKER_CODE_CACHE, default
+  `executor/__pycache__`), in `nodoc/` and its source's directory: the interpreter's own
+  `__pycache__` directories belong to its package manager (dpkg's, say), which knows no
+  file of ours, and root may write there. When there is none yet, the module is compiled
+  without docstrings and its file written only where Python would compile it too (no
+  `.pyc` it can use: a timestamp one of the source, or a hash-based one) and would write
+  a `.pyc` (not under PYTHONDONTWRITEBYTECODE, not in a directory this user cannot write,
+  or under one); otherwise the module loads as ever, from its `.pyc`, docstrings included:
+  this only ever saves memory, it never decides what runs, a start never compiles what it
+  cannot keep, and never what Python would not compile (this compile is twice Python's:
+  seconds, for a fresh unpack of the zipapp). `python -m executor.codecache`, which an
+  installer runs, writes the files of every module each command imports.
+- A config (`stoker run`'s, `stoker inspect`'s) is the user's code, run in Stoker's
+  process, and may import modules that read their own docstrings: what it imports, and
+  what those import, loads as Python loads it (docstrings kept, its `.pyc`). Modules
+  Stoker loaded before are shared, without theirs, as under `python -OO`.
 - It is a loader for source files (`NoDocLoader`, `importlib`'s own with `get_code`
   replaced) put in place of the path finder's: `sys.path_hooks` gets a `FileFinder`
   that uses it, and the finders already made for `sys.path`'s directories use it from
@@ -28,7 +41,9 @@ literals), so `install()` has every module imported after it compiled without th
   a finder without that list is dropped, and made again at the next import). Modules imported before `install()`
   (the interpreter's own start, the entry point) keep their docstrings.
 - STOKER_CODE_CACHE=off (or any value that is not an absolute path) turns it off, as it
-  does the attrs code cache (`executor/codecache.py`).
+  does the attrs code cache (`executor/codecache.py`), and so does `python -O` or `-OO`
+  (PYTHONOPTIMIZE): the code then depends on the level, which our file names do not
+  carry, and `-OO` drops docstrings by itself.
 
 Process-wide, imperative by nature: `stoker`'s entry point (`executor/cli/start.py`) calls
 `install()` first of all.
@@ -57,11 +72,17 @@ from _frozen_importlib_external import (
 TYPE_CHECKING = False  # not `typing`'s: the entry point loads this before anything else
 if TYPE_CHECKING:
     import _ast
-    from collections.abc import Iterator, Mapping
-    from types import CodeType
+    from collections.abc import Iterable, Iterator, Mapping
+    from types import CodeType, FrameType
 
 TAG = "nodoc"  # the files' optimization tag: NAME.cpython-311.opt-nodoc.pyc
+CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
+_TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
+CONFIG_NAMESPACE = "__stoker_config__"  # the `__name__` config/loader.py runs a config's code under
 _installed = False
+_compile_always = False  # even a module whose `.pyc` Python would load: `write_loaded()`'s
+_elsewhere = CACHE_DIR  # where the files of modules not of Stoker's installation go
+_own: tuple[str, ...] = ()  # the directories of Stoker's installation (see `install()`)
 
 
 class NoDocLoader(SourceFileLoader):
@@ -69,8 +90,10 @@ class NoDocLoader(SourceFileLoader):
 
     def get_code(self, fullname: str) -> CodeType | None:
         source_path = self.get_filename(fullname)
+        if _imported_by_config():  # the user's code: as Python loads it
+            return super().get_code(fullname)
         try:
-            kept = cache_from_source(source_path, optimization=TAG)
+            kept = kept_path(source_path)
             stats = self.path_stats(source_path)
         except (NotImplementedError, OSError):  # no cache for it (sys.implementation), or no source
             return super().get_code(fullname)
@@ -82,11 +105,41 @@ class NoDocLoader(SourceFileLoader):
         code = _unmarshal(data) if data[:16] == header else None
         if code is not None:
             return code
-        if not _may_write(kept):
+        if not _may_write(kept) or (not _compile_always and _usable_pyc(source_path, header)):
             return super().get_code(fullname)
         code = compile_without_docstrings(self.get_data(source_path), source_path)
-        self.set_data(kept, header + marshal.dumps(code))
+        # with the source's mode, as a .pyc (typeshed does not list this method of SourceFileLoader)
+        self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # type: ignore[attr-defined]
         return code
+
+
+def _imported_by_config() -> bool:
+    """Whether a config's code is importing the module, itself or through what it imports
+    (a frame of the config's namespace on the stack, `config/loader.py`'s `_Run`)."""
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == CONFIG_NAMESPACE:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def kept_path(source_path: str) -> str:
+    """Where the file of the module at `source_path` is (see the docstring)."""
+    beside = cache_from_source(source_path, optimization=TAG)
+    source_dir = os.path.dirname(os.path.abspath(source_path))
+    if sys.pycache_prefix or any(source_dir == own or source_dir.startswith(own + os.sep) for own in _own):
+        return beside
+    return os.path.join(_elsewhere, "nodoc", source_dir.lstrip(os.sep), os.path.basename(beside))
+
+
+def cache_dir(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The code cache directory: STOKER_CODE_CACHE, an absolute directory, or the
+    package's `__pycache__`; None when it says `off` (or is not an absolute path)."""
+    setting = environ.get("STOKER_CODE_CACHE", "")
+    if not setting:
+        return CACHE_DIR
+    return setting if os.path.isabs(setting) else None
 
 
 def _header(stats: Mapping[str, float]) -> bytes:
@@ -104,14 +157,25 @@ def _unmarshal(data: bytes) -> CodeType | None:
     return code if type(code) is type(_unmarshal.__code__) else None
 
 
+def _usable_pyc(source_path: str, header: bytes) -> bool:
+    """Whether Python would load the source's own `.pyc` without compiling: a timestamp one
+    of this source, or a hash-based one (PEP 552: what a zipapp's fresh unpack has)."""
+    try:
+        with open(cache_from_source(source_path), "rb") as file:
+            data = file.read(16)
+    except OSError:
+        return False
+    return data == header or (data[:4] == MAGIC_NUMBER and bool(data[4] & 1))
+
+
 def _may_write(path: str) -> bool:
     """Whether Python would write a `.pyc` at `path`: bytecode writing on, and its
     directory (or, when it does not exist yet, the one it would be made in) writable."""
     if sys.dont_write_bytecode:
         return False
     directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        directory = os.path.dirname(directory)
+    while not os.path.isdir(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)  # the directories missing are made in it
     return os.access(directory, os.W_OK)
 
 
@@ -127,16 +191,23 @@ def compile_without_docstrings(source: bytes, path: str) -> CodeType:
     for node in _nodes(tree):
         if not isinstance(node, (_ast.Module, _ast.ClassDef, _ast.FunctionDef, _ast.AsyncFunctionDef)):
             continue
-        first = node.body[0] if node.body else None
-        if not (isinstance(first, _ast.Expr) and isinstance(first.value, _ast.Constant)
-                and isinstance(first.value.value, str)):
-            continue
-        if len(node.body) > 1 or isinstance(node, _ast.Module):  # a module may be empty
-            del node.body[0]
-        else:  # the body's only statement: a `pass` on its line
-            node.body[0] = _ast.Pass(lineno=first.lineno, col_offset=first.col_offset,
-                                     end_lineno=first.end_lineno, end_col_offset=first.end_col_offset)
+        # the docstring and any string statement after it (which would become the docstring;
+        # a statement of nothing but a constant compiles to nothing anyway)
+        while node.body and _is_string(node.body[0]):
+            first = node.body[0]
+            if len(node.body) > 1 or isinstance(node, _ast.Module):  # a module may be empty
+                del node.body[0]
+            else:  # the body's only statement: a `pass` on its line
+                node.body[0] = _ast.Pass(lineno=first.lineno, col_offset=first.col_offset,
+                                         end_lineno=first.end_lineno, end_col_offset=first.end_col_offset)
     return compile(tree, path, "exec", dont_inherit=True)
+
+
+def _is_string(statement: _ast.stmt) -> bool:
+    import _ast
+
+    return (isinstance(statement, _ast.Expr) and isinstance(statement.value, _ast.Constant)
+            and isinstance(statement.value.value, str))
 
 
 def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
@@ -158,12 +229,16 @@ def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
 def install(environ: Mapping[str, str] = os.environ) -> bool:
     """Every source module imported from now on loads through `NoDocLoader` (only the
     first call installs); False when STOKER_CODE_CACHE turns it off."""
-    global _installed
+    global _installed, _elsewhere, _own
     if _installed:
         return True
-    setting = environ.get("STOKER_CODE_CACHE", "")
-    if setting and not os.path.isabs(setting):
-        return False
+    elsewhere = cache_dir(environ)
+    if elsewhere is None or sys.flags.optimize:  # -O, -OO: Python's own `.opt-N.pyc` (one file
+        return False  # of ours for every level would serve asserts removed to a plain run)
+    _elsewhere = elsewhere
+    _own = tuple(os.path.join(_TOP, package) for package in ("executor", "config", "healthcheck"))
+    if sys.prefix != sys.base_prefix:  # a virtual environment: the installation's own
+        _own += (os.path.abspath(sys.prefix),)
     hook = FileFinder.path_hook((ExtensionFileLoader, EXTENSION_SUFFIXES), (NoDocLoader, SOURCE_SUFFIXES),
                                 (SourcelessFileLoader, BYTECODE_SUFFIXES))
     at = next((i for i, h in enumerate(sys.path_hooks) if "FileFinder" in getattr(h, "__qualname__", "")),
@@ -190,14 +265,47 @@ def write_loaded() -> int:
     """Writes the file of each module this process loaded from a source file whose file is
     missing or out of date (where it may: `NoDocLoader`); how many modules it looked at.
     For `python -m executor.codecache`, which loaded some of them before `install()`."""
+    global _compile_always
+    if not _installed:  # off, or -O: see `install()`
+        return 0
+    _compile_always = True  # and from now on in this process (the installer's)
     looked = 0
     for module in list(sys.modules.values()):
         spec = getattr(module, "__spec__", None)
-        if spec is None or not isinstance(spec.loader, SourceFileLoader) or not spec.has_location:
-            continue
-        try:
-            NoDocLoader(spec.name, spec.origin).get_code(spec.name)
-        except (ImportError, OSError, SyntaxError, ValueError):  # as its import would have found it
-            continue
-        looked += 1
+        if spec is not None and isinstance(spec.loader, SourceFileLoader) and spec.has_location:
+            looked += _write(spec.name, spec.origin)
     return looked
+
+
+def write_packages(names: Iterable[str]) -> int:
+    """Writes the file of every module of these packages (each imported, its modules'
+    sources read, not run), as `write_loaded()`; how many it looked at. For the installer:
+    a command loads some only when it needs them (a first run's config, an Aurora task)."""
+    import importlib
+
+    global _compile_always
+    if not _installed:
+        return 0
+    _compile_always = True
+    looked = 0
+    for name in names:
+        try:
+            package = importlib.import_module(name)
+        except ImportError:  # an extra not installed
+            continue
+        for top in getattr(package, "__path__", ()):
+            for directory, subdirectories, files in os.walk(top):
+                subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+                looked += sum(_write(os.path.join(directory, f), os.path.join(directory, f))
+                              for f in sorted(files) if f.endswith(".py"))
+    return looked
+
+
+def _write(name: str, source_path: str) -> int:
+    """1 when the file of the module at `source_path` is there or was written (its import would
+    have found any error), else 0."""
+    try:
+        NoDocLoader(name, source_path).get_code(name)
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return 0
+    return 1

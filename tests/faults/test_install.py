@@ -194,14 +194,17 @@ def test_a_read_only_installation_run_by_another_user_writes_nothing_beside_its_
         pytest.skip("needs root to install as one user and run as another")
     bin_dir = venv_with(work, "venv-readonly", str(wheel))
     python = str(bin_dir / "python")
-    # the code without docstrings it also writes (executor/nodocs.py) goes to a directory of
-    # the test's, not into the system python's standard library: nobody's runs then load
-    # those modules as ever, and write nothing either way
-    warm = run([python, "-m", "executor.codecache"], work,
-               {"PATH": PLAIN_PATH, "LANG": "C.UTF-8", "PYTHONPYCACHEPREFIX": str(work / "warm-pyc")})
+    stdlib = Path(run([python, "-c", "import os; print(os.path.dirname(os.__file__))"], work,
+                      {"PATH": PLAIN_PATH}).stdout.strip())
+    stdlib_files = set(stdlib.rglob("*.opt-nodoc.pyc"))
+    warm = run([python, "-m", "executor.codecache"], work, {"PATH": PLAIN_PATH, "LANG": "C.UTF-8"})
     assert warm.returncode == 0, warm.stderr  # the installer's step (README "Settings")
     site = Path(run([python, "-c", "import executor, os; print(os.path.dirname(os.path.dirname(executor.__file__)))"],
                     work, {"PATH": PLAIN_PATH}).stdout.strip())
+    # the standard library's code without docstrings (executor/nodocs.py) is the
+    # installation's, under its code cache, not in the system python's directories (dpkg's)
+    assert set(stdlib.rglob("*.opt-nodoc.pyc")) == stdlib_files
+    assert list((site / "executor" / "__pycache__" / "nodoc" / str(stdlib).lstrip("/")).glob("*.opt-nodoc.pyc"))
 
     def tree() -> dict[str, int]:
         return {str(p): p.stat().st_mtime_ns for p in site.rglob("*")}

@@ -133,3 +133,117 @@ def test_warm_writes_the_start_modules_files_whatever_pythondontwritebytecode_sa
     names = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc.pyc")}
     # the supervisor's own modules, those loaded before the loader (codecache's), the stdlib's
     assert {"run", "planning", "codecache", "pathlib", "subprocess"} <= names
+    # and those of Stoker's packages and pystachio that a command loads only when it needs them
+    # (a first run's config: config.loader, config.bind, pystachio's parser; an Aurora task's)
+    assert {"loader", "bind", "parsing", "wire", "announcer"} <= names
+
+
+def test_a_private_sources_file_is_as_private_as_its_pyc(package):
+    """Python writes a `.pyc` with its source's mode (plus owner write): a source only its
+    owner may read does not become code anyone may read. So must ours."""
+    (package / "probepkg" / "mod.py").chmod(0o600)
+    old = os.umask(0o022)
+    try:
+        probe(package)
+    finally:
+        os.umask(old)
+    [path] = kept(package)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_code_outside_stokers_installation_is_kept_in_its_code_cache_not_beside_it(package):
+    """The standard library's and the system's packages' `__pycache__` belong to the
+    interpreter's package manager (dpkg's, say): without PYTHONPYCACHEPREFIX, only modules
+    of Stoker's own installation get their file beside their `.pyc`; the others' go under
+    the code cache directory, `nodoc/` and their source's directory."""
+    cache = package / "cache"
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")}
+    environ.update(PYTHONPATH=f"{REPO}{os.pathsep}{package}", STOKER_CODE_CACHE=str(cache))
+    for _ in range(2):  # the second run reads what the first wrote
+        result = subprocess.run([sys.executable, "-c", PROBE], cwd=package, env=environ,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout.strip().splitlines()[-1])["docs"] == [None, None]
+    assert list(package.joinpath("probepkg").rglob("*.opt-nodoc.pyc")) == []
+    mirrored = cache / "nodoc" / str(package / "probepkg").lstrip(os.sep)
+    assert [p.name for p in mirrored.glob("mod.*.opt-nodoc.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc.pyc"]
+    warm = subprocess.run([sys.executable, "-c", "from executor import nodocs; nodocs.install(); import difflib; "
+                           "nodocs.write_loaded()"], cwd=package, env=environ, capture_output=True, text=True,
+                          timeout=60)  # as the installer's step: the standard library has its .pyc
+    assert warm.returncode == 0, warm.stderr
+    stdlib = os.path.dirname(os.__file__)
+    assert list((cache / "nodoc" / stdlib.lstrip(os.sep)).glob("difflib.*.opt-nodoc.pyc"))
+
+
+HELPER = '''\
+def greeting():
+    """echo hello from a docstring"""
+
+
+CMDLINE = greeting.__doc__
+'''
+CONFIG = '''\
+import cmdhelp
+
+task = SequentialTask(processes=[Process(name="hello", cmdline=cmdhelp.CMDLINE)],
+                      resources=Resources(cpu=1.0, ram=128 * MB, disk=128 * MB))
+jobs = [Job(task=task, cluster="c", role="r", environment="prod", name="hello")]
+'''
+
+
+def test_a_module_a_config_imports_keeps_its_docstrings(tmp_path):
+    """A config is the user's code, and so is what it imports (here from PYTHONPATH): its
+    modules load as Python loads them, docstrings and all, while Stoker's do not."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "cmdhelp.py").write_text(HELPER)
+    (tmp_path / "job.aurora").write_text(CONFIG)
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    environ.update(PYTHONPATH=f"{REPO}{os.pathsep}{tmp_path / 'lib'}", PYTHONPYCACHEPREFIX=str(tmp_path / "pyc"))
+    for setting in ("", "", "off"):  # the second run reads what the first wrote
+        result = subprocess.run([sys.executable, "-m", "executor", "inspect", "job.aurora"], cwd=tmp_path,
+                                env={**environ, "STOKER_CODE_CACHE": setting}, capture_output=True, text=True,
+                                timeout=60)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert "| echo hello from a docstring" in result.stdout
+    assert list((tmp_path / "pyc").rglob("loader.*.opt-nodoc.pyc"))  # Stoker's own modules: without
+    assert not list((tmp_path / "pyc").rglob("cmdhelp.*.opt-nodoc.pyc"))
+
+
+def test_the_configs_namespace_name_is_the_one_the_loader_knows():
+    from config.loader import _Run
+    from executor import nodocs
+
+    assert _Run().namespace["__name__"] == nodocs.CONFIG_NAMESPACE
+
+
+def test_a_module_with_a_usable_pyc_loads_from_it_until_the_installer_writes_its_file(package):
+    """A fresh unpack of the zipapp (hash-checked `.pyc` files, nothing of ours) or an
+    installation not warmed: compiling every module again without docstrings costs a start
+    about twice Python's own compile (seconds, for `stoker executor`), where Python
+    compiles nothing. Then the `.pyc` is loaded; `write_loaded()` (the installer's `python
+    -m executor.codecache`) writes the file, which the next start reads."""
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{package}", "PYTHONPYCACHEPREFIX": str(package / "pyc")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    compiled = subprocess.run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash",
+                               "probepkg"], cwd=package, env=env, capture_output=True, text=True, timeout=60)
+    assert compiled.returncode == 0, compiled.stderr
+    assert probe(package)["docs"] == ["The module's docstring.", "The function's docstring."]
+    assert kept(package) == []
+    warm = subprocess.run([sys.executable, "-c", "from executor import nodocs; nodocs.install(); "
+                           "import probepkg.mod; nodocs.write_loaded()"], cwd=package, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert warm.returncode == 0, warm.stderr
+    assert len(kept(package)) == 1 and probe(package)["docs"] == [None, None]
+
+
+def test_a_run_under_python_o_leaves_the_next_plain_runs_asserts_alone(package):
+    """`python -O` (PYTHONOPTIMIZE) compiles without asserts and `__debug__` blocks, into
+    Python's own `.opt-1.pyc`: a file of ours written then must not serve a plain run."""
+    assert probe(package, PYTHONOPTIMIZE="1")["asserted"] is False  # as Python -O does
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{package}", "PYTHONPYCACHEPREFIX": str(package / "pyc")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    warm = subprocess.run([sys.executable, "-O", "-c", "from executor import nodocs; nodocs.install(); "
+                           "import probepkg.mod; nodocs.write_loaded(); nodocs.write_packages(['probepkg'])"],
+                          cwd=package, env=env, capture_output=True, text=True, timeout=60)  # an installer's, -O
+    assert warm.returncode == 0, warm.stderr
+    assert probe(package)["asserted"] is True

@@ -104,3 +104,22 @@ def test_a_syntax_error_is_the_compilers():
     with pytest.raises(SyntaxError) as caught:
         compile_without_docstrings(b'"""Doc."""\ndef broken(:\n', "/nowhere/broken.py")
     assert (caught.value.filename, caught.value.lineno) == ("/nowhere/broken.py", 2)
+
+
+def test_a_string_statement_after_the_docstring_does_not_become_one():
+    ns = load(textwrap.dedent('''\
+        """Doc."""
+        "a string statement"
+
+
+        def f():
+            """Doc."""
+            "another"
+            return 1
+
+
+        class C:
+            """Doc."""
+            "a third"
+    '''))
+    assert (ns.get("__doc__"), ns["f"].__doc__, ns["f"](), ns["C"].__doc__) == (None, None, 1, None)
