@@ -25,7 +25,8 @@ Process trees
   --fork-hop SECS           fork a hopper that, for up to SECS, forks a child and exits, again
                             and again, each generation in a new session (setsid): there is
                             never a process that stays put long enough to be signalled late
-  --hop-pid-file F          each hopper generation writes its pid to F (atomically)
+  --hop-pid-file F          each hopper generation writes its pid to F (atomically); the
+                            caller goes on once the first did (it left the caller's group)
   --hop-stop-file F         the hopper stops (its current generation exits) once F exists
 
 Output
@@ -61,6 +62,7 @@ GET /health answers 200 `ok` (or 500 `failing`); any other path answers 404.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -156,8 +158,17 @@ def _daemonize(ignore_sigterm: bool, pid_file: str | None, undumpable: bool = Fa
 
 
 def _fork_hop(secs: float, pid_file: str | None, stop_file: str | None) -> None:
-    """Start the hopper and return at once (the caller goes on with its other flags)."""
+    """Start the hopper and return (the caller goes on with its other flags): with a
+    `pid_file`, once its first generation wrote it, in a session of its own; until then the
+    hopper is in the caller's process group, which a run that exits takes with it (a loaded
+    host that had not scheduled the hopper before `--exit-after 0.3` ran out left no hopper)."""
+    if pid_file:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pid_file)
     if os.fork() != 0:
+        deadline = time.monotonic() + 10
+        while pid_file and not os.path.exists(pid_file) and time.monotonic() < deadline:
+            time.sleep(0.005)
         return
     until = time.monotonic() + secs
     devnull = os.open(os.devnull, os.O_RDWR)
