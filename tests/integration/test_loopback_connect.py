@@ -10,11 +10,9 @@ loopback that could not be reached.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -27,6 +25,7 @@ from executor.task.lifecycle import post_endpoint
 from healthcheck import loopback
 from healthcheck.checkers import TcpChecker
 from healthcheck.http_check import HttpChecker
+from tests.support.limits import no_descriptor_left
 from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(60)
@@ -165,19 +164,8 @@ def test_in_this_process_a_socket_it_cannot_open_is_no_socket_with_its_error(lis
     """The first test's descriptor limit in this process (mutmut sees this process's calls
     only): NoSocket carries the errno and the words, and says no connection was tried."""
     loopback.connect_within(listening_port, 5).close()  # the port answers while a socket can be had
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    held: list[int] = []
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
-        with contextlib.suppress(OSError):  # until every descriptor the limit allows is taken
-            while True:
-                held.append(os.open("/dev/null", os.O_RDONLY))
-        with pytest.raises(loopback.NoSocket) as caught:
-            loopback.connect_within(listening_port, 5)
-    finally:
-        for fd in held:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with no_descriptor_left(), pytest.raises(loopback.NoSocket) as caught:
+        loopback.connect_within(listening_port, 5)
     assert (caught.value.errno, caught.value.strerror) == (errno.EMFILE, os.strerror(errno.EMFILE))
     assert caught.value.reason == "Stoker could not open a socket (Too many open files): no connection was tried"
 

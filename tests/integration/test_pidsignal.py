@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import resource
 import select
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from executor.procs import pidsignal
+from tests.support.limits import no_descriptor_left
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -149,18 +149,8 @@ def test_no_descriptor_for_the_probe_is_no_answer_and_asked_again(monkeypatch):
     """pidfd_open's EMFILE (every descriptor of the limit in use) says nothing of a seccomp
     profile: not denied, and not kept, so that the next call asks."""
     monkeypatch.setattr(pidsignal, "_PROBED", {})
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    held: list[int] = []
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
-        with contextlib.suppress(OSError):  # until every descriptor the limit allows is taken
-            while True:
-                held.append(os.open("/dev/null", os.O_RDONLY))
+    with no_descriptor_left():
         assert pidsignal.send_denied() is False
-    finally:
-        for fd in held:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert pidsignal._PROBED == {}
 
 

@@ -5,12 +5,15 @@ own, unmounted afterwards even when the test fails (the test is skipped, naming 
 where it may not mount), and `fill(directory)`, which writes a file until that file system
 is full and returns it (`fill_inodes`: until no file can be made). Removing the file gives
 the space back. `pids_cgroup()`, a pids cgroup of the test's own whose `pids.max` it sets,
-every member killed and the cgroup removed afterwards.
+every member killed and the cgroup removed afterwards. `no_descriptor_left()`: this
+process's descriptor limit lowered and filled with /dev/null, given back afterwards.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
+import os
+import resource
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -106,3 +109,22 @@ def pids_cgroup() -> Iterator[Path]:
         yield directory
     finally:
         cgroups.remove(str(directory))
+
+
+@contextlib.contextmanager
+def no_descriptor_left() -> Iterator[None]:
+    """This process with every descriptor its (lowered) limit allows taken: the next open,
+    socket or pidfd_open fails with EMFILE; the descriptors closed and the limit given back
+    afterwards, even when the test fails."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
+        with contextlib.suppress(OSError):  # until every descriptor the limit allows is taken
+            while True:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
