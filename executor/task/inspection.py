@@ -134,9 +134,9 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
     the registry's `entry`, only the `.stoker` its supervisor made is read; with `cache` (a
     reader that lives on: the observer), a checkpoint is replayed again only once it changed."""
     pinned = entry.stoker_dir if entry is not None else ""
-    if entry is not None and pinned and (moved := _pin_lost(sandbox, entry)):
+    view, problem, st = _view(sandbox, pinned, cache)  # opened: through the `.stoker` pinned
+    if st is None and entry is not None and pinned and (moved := _pin_lost(sandbox, entry)):
         return moved
-    view, problem, st = _view(sandbox, pinned, cache)
     if problem is None:
         return _unrecorded(sandbox, pinned, entry)
     attempt = _attempt_of(view, entry) if view is not None else None
@@ -150,7 +150,7 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
         alive = _seen_here(sandbox, pinned, attempt)
     truth = judge(recorded, alive,
                   last_record_wall=view.last_wall if view is not None and latest else None,
-                  checkpoint_mtime=checkpoint_mtime(sandbox, pinned) if latest else None,
+                  checkpoint_mtime=(st.st_mtime if st else checkpoint_mtime(sandbox, pinned)) if latest else None,
                   registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
                   let_go=entry is not None and entry.ended_wall is not None,
                   restart_scheduled=latest and attempt is not None and attempt.restart is not None)

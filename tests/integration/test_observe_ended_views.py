@@ -3,11 +3,17 @@ and the stamp of its file are kept, not the fold that made it (`ViewCache.settle
 of Python objects a task of 10 processes, 37 KB of RSS, kept for each of the thousands of
 ended tasks a registry may list). Their pages, rows and `stoker status` views are the ones a
 whole replay gives; a checkpoint that changes after all (a later run in the sandbox appends
-to it, a rewrite) is noticed and replayed whole."""
+to it, a rewrite) is noticed and replayed whole. And what a scrape opens for a LOST task: each
+of the files it reads in `.stoker` once (the checkpoint was opened or looked at three times, and
+`.stoker` opened seven times: the registry's pruning, the pin, the replay, the lock, the
+checkpoint's time again, the held list, the usage file)."""
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -17,13 +23,34 @@ from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
-from executor.observe.reader import Reader
+from executor.observe import metrics
+from executor.observe.reader import EVERYONE, Reader
+from executor.observe.scrape import TaskErrors, details
 from executor.procs import sandboxfs
 from tests.support.statuscli import RUNNING, header, write
 
 pytestmark = pytest.mark.timeout(60)
 GONE = own_identity().pid + 1_000_000  # a supervisor that is not running
 FINISHED = {"kind": "task", "from": "RUNNING", "to": "FINISHED", "reason": "all processes ended", "wall": 1003.0}
+_counting: list[collections.Counter[str]] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _counting and event == "open" and isinstance(args[0], str):
+        _counting[-1][os.path.basename(args[0])] += 1
+
+
+sys.addaudithook(_audit)  # for the whole session: it counts only inside `_opens`
+
+
+@contextlib.contextmanager
+def _opens():
+    """The names opened (`open`, `os.open`, in this thread or another) while inside, counted."""
+    _counting.append(collections.Counter())
+    try:
+        yield _counting[-1]
+    finally:
+        _counting.pop()
 
 
 def _task(settings: RegistrySettings, sandbox: Path, name: str, records: list[dict], *, alive: bool,
@@ -89,3 +116,19 @@ def test_an_ended_tasks_checkpoint_rewritten_or_appended_to_is_read_again_whole(
     rows = {t.row["task_id"]: t.row for t in reader.tasks()}
     assert rows == {t.row["task_id"]: t.row for t in Reader(settings).tasks()}
     assert (reader.views.read, reader.views.resumed) == (5, 0)  # before: the append went on from a fold
+
+
+def test_a_lost_tasks_scrape_opens_each_file_of_its_stoker_directory_once(registry):
+    settings, _ = registry
+    reader, errors = Reader(settings), TaskErrors()
+    window = metrics.Window(None, time.time())  # every task the registry keeps
+    details(reader, EVERYONE, window, errors)  # read once: kept
+    with _opens() as opened:
+        found, _ = details(reader, EVERYONE, window, errors)
+    assert [d.row["state"] for d in found if d.row["task_id"] == "lost"] == ["LOST"] and errors.total == 0
+    # each sandbox opened once for each file read in its `.stoker`: the checkpoint, the usage file; the
+    # lock of the two whose supervisor is gone (one in another PID namespace?), the held list of the
+    # LOST one (its leftovers), the watchdog's of the live one (before: 5, 5 and 7, the checkpoint
+    # looked at three times: the registry's pruning, the replay, its time; the pin apart)
+    assert {name: opened[name] for name in ("live", "ended", "lost")} == {"live": 3, "ended": 3, "lost": 4}, opened
+    assert (opened[".stoker"], opened["checkpoint.jsonl"]) == (10, 3), opened
