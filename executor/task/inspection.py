@@ -128,11 +128,12 @@ def _not_its(view: TaskView, attempt: AttemptView, entry: RegistryEntry, alive: 
         and identity.boot_secs() - attempt.started_boot < STALE_SECS)
 
 
-def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
-                    cache: ViewCache[Viewed] | None = None) -> Inspection:
-    """The task in `sandbox` as it is now (see the module docstring); no leftovers yet. With
-    the registry's `entry`, only the `.stoker` its supervisor made is read; with `cache` (a
-    reader that lives on: the observer), a checkpoint is replayed again only once it changed."""
+def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None, cache: ViewCache[Viewed] | None = None,
+                    locks: lock.LockTable | None = None) -> Inspection:
+    """The task in `sandbox` as it is now (see the module docstring); no leftovers yet. With the
+    registry's `entry`, only the `.stoker` its supervisor made is read; with `cache` (a reader that
+    lives on: the observer), a checkpoint is replayed again only once it changed; `locks`: /proc/locks
+    as read once for every task of a reading."""
     pinned = entry.stoker_dir if entry is not None else ""
     view, problem, st = _view(sandbox, pinned, cache)  # opened: through the `.stoker` pinned
     if st is None and entry is not None and pinned and (moved := _pin_lost(sandbox, entry)):
@@ -147,7 +148,7 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.
     latest = view is None or attempt is view.current
     if not alive and latest and attempt is not None and attempt.supervisor_pid:
-        alive = _seen_here(sandbox, pinned, attempt)
+        alive = _seen_here(sandbox, pinned, attempt, locks)
     truth = judge(recorded, alive,
                   last_record_wall=view.last_wall if view is not None and latest else None,
                   checkpoint_mtime=(st.st_mtime if st else checkpoint_mtime(sandbox, pinned)) if latest else None,
@@ -276,7 +277,7 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
     return pid, alive
 
 
-def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView) -> bool:
+def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView, locks: lock.LockTable | None) -> bool:
     """Whether the attempt's supervisor runs in a PID namespace of its own (a container's
     main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here`."""
     try:
@@ -284,8 +285,8 @@ def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView) -> bool:
     except OSError:
         return False
     try:
-        return lock.seen_here(fd, attempt.supervisor_pid or 0, attempt.supervisor_start,
-                              attempt.supervisor_boot) is not None
+        return lock.seen_here(fd, attempt.supervisor_pid or 0, attempt.supervisor_start, attempt.supervisor_boot,
+                              locks) is not None
     finally:
         os.close(fd)
 

@@ -132,3 +132,4 @@ def test_a_lost_tasks_scrape_opens_each_file_of_its_stoker_directory_once(regist
     # looked at three times: the registry's pruning, the replay, its time; the pin apart)
     assert {name: opened[name] for name in ("live", "ended", "lost")} == {"live": 3, "ended": 3, "lost": 4}, opened
     assert (opened[".stoker"], opened["checkpoint.jsonl"]) == (10, 3), opened
+    assert opened["locks"] == 1, opened  # /proc/locks: once a scrape, not once a gone supervisor (2)
