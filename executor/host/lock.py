@@ -111,21 +111,38 @@ def holder(stoker_dir: int) -> Holder | None:
         os.close(fd)
 
 
-def locked_by(stoker_dir: int) -> int | None:
-    """The pid /proc/locks names as holding the lock file's `flock` (None: nobody holds it,
-    there is no such file, or /proc/locks cannot be read)."""
+class LockTable:
+    """/proc/locks, read at the first question and kept for the rest of one reading (a page or a
+    scrape of every task of a registry, each gone supervisor's lock looked up: one read of it
+    costs 0.16 ms with 10 locks held on the host, 7.7 ms with 1,000). Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._holders: dict[bytes, int] | None = None
+
+    def holder(self, st: os.stat_result) -> int | None:
+        """The pid holding the `flock` of the file `st` names (None: nobody, or no /proc/locks)."""
+        if self._holders is None:
+            self._holders = {}
+            try:
+                with open("/proc/locks", "rb") as f:
+                    data = f.read()
+            except OSError:
+                data = b""
+            for line in data.splitlines():
+                fields = line.split()  # b"1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"; waiters: "1: -> ..."
+                if len(fields) >= 6 and fields[1] == b"FLOCK" and fields[4].isdigit():
+                    self._holders.setdefault(fields[5], int(fields[4]))
+        return self._holders.get(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}".encode())
+
+
+def locked_by(stoker_dir: int, locks: LockTable | None = None) -> int | None:
+    """The pid /proc/locks (`locks`: as read once for many sandboxes) names as holding the lock
+    file's `flock` (None: nobody holds it, there is no such file, or /proc/locks cannot be read)."""
     try:
         st = os.stat(LOCK_FILE, dir_fd=stoker_dir, follow_symlinks=False)
-        with open("/proc/locks", "rb") as f:
-            data = f.read()
     except OSError:
         return None
-    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}".encode()
-    for line in data.splitlines():
-        fields = line.split()  # b"1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"; waiters: "1: -> ..."
-        if len(fields) >= 6 and fields[1] == b"FLOCK" and fields[5] == ident and fields[4].isdigit():
-            return int(fields[4])
-    return None
+    return (locks or LockTable()).holder(st)
 
 
 def as_seen_here(holder: Holder, stoker_dir: int) -> Holder:
@@ -136,13 +153,14 @@ def as_seen_here(holder: Holder, stoker_dir: int) -> Holder:
     return holder if local is None else attrs.evolve(holder, pid=local)
 
 
-def seen_here(stoker_dir: int, pid: int, start_ticks: int | None, boot_id: str) -> int | None:
+def seen_here(stoker_dir: int, pid: int, start_ticks: int | None, boot_id: str,
+              locks: LockTable | None = None) -> int | None:
     """The pid here of the supervisor that recorded (`pid`, `start_ticks`, `boot_id`) in
     a PID namespace of its own (`stoker run` as a container's main process: pid 1 there),
     its sandbox a volume this namespace sees: the lock's holder in /proc/locks, when that
     process's pid in its own namespace (the last of /proc/PID/status's NSpid) and its
     start time are the ones recorded. None: no such holder."""
-    local = locked_by(stoker_dir)
+    local = locked_by(stoker_dir, locks)
     if local is None or local == pid or start_ticks is None or not is_alive(local, start_ticks, boot_id):
         return None
     for line in read_proc(f"/proc/{local}/status", 1 << 16).splitlines():

@@ -213,7 +213,9 @@ class Registry:
             if self._alive(entry):
                 continue
             last = entry.ended_wall
-            if last is None:
+            if last is None:  # LOST: its checkpoint's last write counts, looked at once its entry's expired
+                if not expired(item.mtime, now, self.retention_secs):
+                    continue  # nor is the later of the two
                 last = max(item.mtime, checkpoint_mtime(entry.sandbox) or 0.0)
             if expired(last, now, self.retention_secs) and _unlink(dir_fd, entry.name):
                 gone.add(entry.name)

@@ -35,6 +35,7 @@ from config.registry import RegistrySettings
 from config.words import quoted
 from executor.host.entry import RegistryEntry
 from executor.host.identity import is_alive, is_stopped
+from executor.host.lock import LockTable
 from executor.host.registry import (
     AmbiguousTaskId,
     Listed,
@@ -145,7 +146,8 @@ class Reader:
         """The entries `viewer` may see, each inspected, and the unreadable entries (to
         EVERYONE only), from one reading of the registry."""
         entries, unreadable = self.visible_entries(viewer)
-        found = [inspect_sandbox(Path(e.sandbox), e, self.views) for e in entries]
+        locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
+        found = [inspect_sandbox(Path(e.sandbox), e, self.views, locks) for e in entries]
         found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
         return entries, found, unreadable
 

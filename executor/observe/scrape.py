@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from executor.host.entry import RegistryEntry
+from executor.host.lock import LockTable
 from executor.logs import log_event
 from executor.observe import metrics
 from executor.observe.exposition import render
@@ -66,11 +67,12 @@ def details(reader: Reader, viewer: int | None, window: metrics.Window,
     status` view left out), and the unreadable entries (`Reader.visible_entries`)."""
     entries, unreadable = reader.visible_entries(viewer)
     inspected, past = [], []  # past: LOST tasks past the window, kept only while leftovers live
+    locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
     for e in entries:
         if not window.keeps_entry(e.ended_wall):
             continue
         try:
-            inspection = inspect_sandbox(Path(e.sandbox), e, reader.views)
+            inspection = inspect_sandbox(Path(e.sandbox), e, reader.views, locks)
         except Exception as exc:
             errors.record(e.task_id, supervisor_key(e), exc)
             continue

@@ -387,7 +387,8 @@ def open_checkpoint(sandbox: Path, pinned: str = "") -> int:
     none, CheckpointError when it is not what it should be or cannot be opened."""
     dir_fd = _open_dir(sandbox, create=False)
     try:
-        sandboxfs.check_pinned(dir_fd, pinned, str(checkpoint_path(sandbox).parent))
+        if pinned and sandboxfs.dir_id(dir_fd) != pinned:  # the path named only then: 38 us a task a page
+            sandboxfs.check_pinned(dir_fd, pinned, str(checkpoint_path(sandbox).parent))
         return sandboxfs.open_regular(CHECKPOINT_FILE, os.O_RDONLY, dir_fd=dir_fd)
     except FileNotFoundError:
         raise

@@ -40,7 +40,7 @@ from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint, records_at
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Leftover, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
-from executor.task.viewcache import ViewCache, resumable
+from executor.task.viewcache import ViewCache, resumable, stamp_of
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
 
@@ -66,31 +66,31 @@ class Inspection:
 Viewed = tuple[TaskView | None, str]
 
 
-def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None) -> tuple[TaskView | None, str | None]:
-    """The replayed view, or None and why; (None, None): the sandbox has no checkpoint.
-    With `cache`, a checkpoint unchanged since it was last replayed is not read again, and
-    one that grew since is read from where that replay ended (`viewcache.py`)."""
+def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None) -> tuple[TaskView | None, str | None, Any]:
+    """The replayed view, or None and why ((None, None): no checkpoint), and the checkpoint's `fstat`
+    (None: not opened). With `cache`, a checkpoint unchanged since it was last replayed is not read
+    again, and one that grew since is read from where that replay ended (`viewcache.py`)."""
     try:
         fd = open_checkpoint(sandbox, pinned)
     except FileNotFoundError:
         if not os.path.isdir(sandbox):
-            return None, f"the sandbox {sandbox} no longer exists"
-        return None, None
+            return None, f"the sandbox {sandbox} no longer exists", None
+        return None, None, None
     except OSError as exc:
-        return None, _unreadable(sandbox, exc)
+        return None, _unreadable(sandbox, exc), None
     try:
-        return _replayed(fd, sandbox, pinned, cache)
+        st = os.fstat(fd)
+        return *_replayed(fd, st, sandbox, pinned, cache), st
     except OSError as exc:
-        return None, _unreadable(sandbox, exc)
+        return None, _unreadable(sandbox, exc), None
     finally:
         os.close(fd)
 
 
-def _replayed(fd: int, sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None) -> Viewed:
-    """The view of the checkpoint open as `fd`: kept, gone on with, or replayed whole; read up to
-    the size stamped as it was opened (and a byte past it: a line then half written is not whole)."""
-    st = os.fstat(fd)
-    stamp, where = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), (str(sandbox), pinned)
+def _replayed(fd: int, st: os.stat_result, sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None) -> Viewed:
+    """The view of the checkpoint open as `fd` (`st`: its `fstat`): kept, gone on with, or replayed whole;
+    read up to the size stamped as it was opened (and a byte past it: a line half written is not whole)."""
+    stamp, where = stamp_of(st), (str(sandbox), pinned)
     if cache is not None and (kept := cache.get(where, stamp)) is not None:
         return kept
     resume = cache.take(where, stamp, fd) if cache is not None else None
@@ -128,15 +128,16 @@ def _not_its(view: TaskView, attempt: AttemptView, entry: RegistryEntry, alive: 
         and identity.boot_secs() - attempt.started_boot < STALE_SECS)
 
 
-def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
-                    cache: ViewCache[Viewed] | None = None) -> Inspection:
-    """The task in `sandbox` as it is now (see the module docstring); no leftovers yet. With
-    the registry's `entry`, only the `.stoker` its supervisor made is read; with `cache` (a
-    reader that lives on: the observer), a checkpoint is replayed again only once it changed."""
+def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None, cache: ViewCache[Viewed] | None = None,
+                    locks: lock.LockTable | None = None) -> Inspection:
+    """The task in `sandbox` as it is now (see the module docstring); no leftovers yet. With the
+    registry's `entry`, only the `.stoker` its supervisor made is read; with `cache` (a reader that
+    lives on: the observer), a checkpoint is replayed again only once it changed; `locks`: /proc/locks
+    as read once for every task of a reading."""
     pinned = entry.stoker_dir if entry is not None else ""
-    if entry is not None and pinned and (moved := _pin_lost(sandbox, entry)):
+    view, problem, st = _view(sandbox, pinned, cache)  # opened: through the `.stoker` pinned
+    if st is None and entry is not None and pinned and (moved := _pin_lost(sandbox, entry)):
         return moved
-    view, problem = _view(sandbox, pinned, cache)
     if problem is None:
         return _unrecorded(sandbox, pinned, entry)
     attempt = _attempt_of(view, entry) if view is not None else None
@@ -147,13 +148,15 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None,
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.
     latest = view is None or attempt is view.current
     if not alive and latest and attempt is not None and attempt.supervisor_pid:
-        alive = _seen_here(sandbox, pinned, attempt)
+        alive = _seen_here(sandbox, pinned, attempt, locks)
     truth = judge(recorded, alive,
                   last_record_wall=view.last_wall if view is not None and latest else None,
-                  checkpoint_mtime=checkpoint_mtime(sandbox, pinned) if latest else None,
+                  checkpoint_mtime=(st.st_mtime if st else checkpoint_mtime(sandbox, pinned)) if latest else None,
                   registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
                   let_go=entry is not None and entry.ended_wall is not None,
                   restart_scheduled=latest and attempt is not None and attempt.restart is not None)
+    if cache is not None and st is not None and latest and not alive:  # its last writer is gone
+        cache.settle((str(sandbox), pinned), stamp_of(st))
     if view is not None and attempt is not None and not latest and entry is not None:
         view = _as_of(view, attempt, entry)
     after_latest = True
@@ -274,7 +277,7 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
     return pid, alive
 
 
-def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView) -> bool:
+def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView, locks: lock.LockTable | None) -> bool:
     """Whether the attempt's supervisor runs in a PID namespace of its own (a container's
     main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here`."""
     try:
@@ -282,8 +285,8 @@ def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView) -> bool:
     except OSError:
         return False
     try:
-        return lock.seen_here(fd, attempt.supervisor_pid or 0, attempt.supervisor_start,
-                              attempt.supervisor_boot) is not None
+        return lock.seen_here(fd, attempt.supervisor_pid or 0, attempt.supervisor_start, attempt.supervisor_boot,
+                              locks) is not None
     finally:
         os.close(fd)
 

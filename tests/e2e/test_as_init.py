@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from config.registry import RegistrySettings
 from executor.cli.main import main
+from executor.observe.reader import Reader
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
@@ -170,5 +172,8 @@ def test_the_host_sees_it_running_and_stops_it(tmp_path: Path, capsys: pytest.Ca
         capsys.readouterr()
         assert main(["status", str(sandbox)]) == 0
         assert "state=RUNNING" in capsys.readouterr().out
+        observer = Reader(RegistrySettings(registry_root=str(tmp_path / "inside"), registry_retention_secs=60))
+        rows = [t.row for t in observer.tasks()]  # /proc/locks read once for the list (`lock.LockTable`)
+        assert [(r["state"], r["supervisor_alive"]) for r in rows] == [("RUNNING", True)], rows
         assert main(["kill", str(sandbox), "--grace", "1"]) == 0
         assert stoker.proc.wait(5) == 0, stoker.text()

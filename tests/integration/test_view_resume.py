@@ -1,6 +1,7 @@
 """The observer's kept views (`executor/task/viewcache.py`): a checkpoint that did not change
 since it was replayed is not read again, and one that grew is read from where that replay
-ended, with the view a whole replay gives; any other file (another inode, a file cut and
+ended (while its supervisor runs: once it is gone, only the view is kept), with the view a
+whole replay gives; any other file (another inode, a file cut and
 written again, a line half written when it was read) is replayed whole.
 
 Each view read through the cache is checked against a whole replay of the same file at the
@@ -45,7 +46,7 @@ def test_a_checkpoint_that_grew_is_read_from_where_its_replay_ended(tmp_path):
     me, sandbox, cache = own_identity(), tmp_path / "sb", ViewCache[Viewed]()
     writer = CheckpointWriter(sandbox)
     try:
-        writer.append_many([header(me.pid + 1_000_000, 1), *RUNNING])
+        writer.append_many([header(me.pid, me.start_ticks), *RUNNING])
         _same(sandbox, cache)
         for n in range(1, 6):
             writer.append_many([_health(n), _health(n + 100)])
@@ -62,7 +63,7 @@ def test_a_checkpoint_that_grew_is_read_from_where_its_replay_ended(tmp_path):
 def test_a_line_half_written_when_it_was_read_is_read_whole_once_complete(tmp_path):
     me, sandbox, cache = own_identity(), tmp_path / "sb", ViewCache[Viewed]()
     writer = CheckpointWriter(sandbox)
-    writer.append_many([header(me.pid + 1_000_000, 1), *RUNNING, _health(1)])
+    writer.append_many([header(me.pid, me.start_ticks), *RUNNING, _health(1)])
     writer.close()
     _same(sandbox, cache)
     line = json.dumps(_health(2)).encode() + b"\n"
@@ -82,7 +83,7 @@ def test_a_checkpoint_cut_and_written_again_is_replayed_whole(tmp_path):
     was read: the bytes read are no longer there, and the file is replayed whole."""
     me, sandbox, cache = own_identity(), tmp_path / "sb", ViewCache[Viewed]()
     writer = CheckpointWriter(sandbox)
-    writer.append_many([header(me.pid + 1_000_000, 1), *RUNNING, _health(1), _health(2)])
+    writer.append_many([header(me.pid, me.start_ticks), *RUNNING, _health(1), _health(2)])
     writer.close()
     _same(sandbox, cache)
     path = _checkpoint(sandbox)
@@ -116,7 +117,9 @@ def _run(tmp_path, sandbox, processes: int) -> None:
         run.close()
 
 
-def test_a_second_run_in_the_same_sandbox_goes_on_from_the_first(tmp_path):
+def test_a_second_run_in_the_same_sandbox_is_read_whole_after_the_first_ended(tmp_path):
+    """An ended task's checkpoint does grow again: a later run in its sandbox appends to it. Its
+    fold was dropped once its supervisor was gone (`ViewCache.settle`), so that is read whole."""
     sandbox, cache = tmp_path / "sb", ViewCache[Viewed]()
     _run(tmp_path, sandbox, 1)
     first = _same(sandbox, cache)
@@ -125,7 +128,7 @@ def test_a_second_run_in_the_same_sandbox_goes_on_from_the_first(tmp_path):
     assert _checkpoint(sandbox).stat().st_ino == inode  # appended to
     view = _same(sandbox, cache)
     assert first is not None and view is not None and view.task_id != first.task_id
-    assert [len(a.processes) for a in view.attempts] == [1, 2] and cache.resumed == 1
+    assert [len(a.processes) for a in view.attempts] == [1, 2] and (cache.read, cache.resumed) == (2, 0)
 
 
 def test_a_replaced_checkpoint_is_read_afresh(tmp_path):

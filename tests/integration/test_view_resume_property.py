@@ -51,7 +51,7 @@ class _File:
 
     def _header(self) -> bytes:
         self.n += 1
-        return json.dumps(header(own_identity().pid + 1_000_000, self.n, marker=f"m{self.n}")).encode() + b"\n"
+        return json.dumps(header(own_identity().pid, own_identity().start_ticks, marker=f"m{self.n}")).encode() + b"\n"
 
     def _lines(self, count: int) -> bytes:
         out = b""

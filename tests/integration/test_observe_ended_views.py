@@ -1,0 +1,135 @@
+"""The observer's kept views of tasks whose supervisor is gone (ended or LOST): only the view
+and the stamp of its file are kept, not the fold that made it (`ViewCache.settle`: about 9 KB
+of Python objects a task of 10 processes, 37 KB of RSS, kept for each of the thousands of
+ended tasks a registry may list). Their pages, rows and `stoker status` views are the ones a
+whole replay gives; a checkpoint that changes after all (a later run in the sandbox appends
+to it, a rewrite) is noticed and replayed whole. And what a scrape opens for a LOST task: each
+of the files it reads in `.stoker` once (the checkpoint was opened or looked at three times, and
+`.stoker` opened seven times: the registry's pruning, the pin, the replay, the lock, the
+checkpoint's time again, the held list, the usage file)."""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from config.registry import RegistrySettings
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
+from executor.observe import metrics
+from executor.observe.reader import EVERYONE, Reader
+from executor.observe.scrape import TaskErrors, details
+from executor.procs import sandboxfs
+from tests.support.statuscli import RUNNING, header, write
+
+pytestmark = pytest.mark.timeout(60)
+GONE = own_identity().pid + 1_000_000  # a supervisor that is not running
+FINISHED = {"kind": "task", "from": "RUNNING", "to": "FINISHED", "reason": "all processes ended", "wall": 1003.0}
+_counting: list[collections.Counter[str]] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _counting and event == "open" and isinstance(args[0], str):
+        _counting[-1][os.path.basename(args[0])] += 1
+
+
+sys.addaudithook(_audit)  # for the whole session: it counts only inside `_opens`
+
+
+@contextlib.contextmanager
+def _opens():
+    """The names opened (`open`, `os.open`, in this thread or another) while inside, counted."""
+    _counting.append(collections.Counter())
+    try:
+        yield _counting[-1]
+    finally:
+        _counting.pop()
+
+
+def _task(settings: RegistrySettings, sandbox: Path, name: str, records: list[dict], *, alive: bool,
+          ended: bool = False) -> None:
+    me = own_identity()
+    os.makedirs(settings.registry_root, mode=0o700, exist_ok=True)
+    pid, start = (me.pid, me.start_ticks) if alive else (GONE, len(os.listdir(settings.registry_root)))
+    write(sandbox, [header(pid, start, marker=f"marker-{name}"), *records])
+    (sandbox / ".stoker/supervisor.lock").touch()  # as a supervisor leaves it
+    fd = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pinned = sandboxfs.dir_id(fd)
+    finally:
+        os.close(fd)
+    Registry(settings).write(RegistryEntry(
+        sandbox=str(sandbox), supervisor_pid=pid, supervisor_start=start, supervisor_boot=me.boot_id,
+        front_end=FrontEnd.RUN, registered_wall=time.time(), task_id=name, marker=f"marker-{name}",
+        ended_wall=time.time() if ended else None, stoker_dir=pinned), prune=False)
+
+
+def _shown(reader: Reader, task_id: str) -> tuple:
+    """What the observer shows of a task whose supervisor is gone (its page's rows and status)."""
+    detail = reader.task(task_id)
+    return detail.row, {k: v for k, v in detail.status.items() if k != "resources"}, detail.figures
+
+
+@pytest.fixture
+def registry(tmp_path):
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    _task(settings, tmp_path / "live", "live", RUNNING, alive=True)
+    _task(settings, tmp_path / "ended", "ended", [*RUNNING, FINISHED], alive=False, ended=True)
+    _task(settings, tmp_path / "lost", "lost", RUNNING, alive=False)
+    return settings, tmp_path
+
+
+def test_only_a_live_tasks_fold_is_kept_and_the_others_show_what_a_whole_replay_shows(registry):
+    settings, _ = registry
+    reader = Reader(settings)
+    rows = {t.row["task_id"]: t.row for t in reader.tasks()}
+    assert {k: r["state"] for k, r in rows.items()} == {"live": "RUNNING", "ended": "FINISHED", "lost": "LOST"}, rows
+    assert (len(reader.views), reader.views.folds()) == (3, 1)  # before: 3 folds, the ended and LOST ones'
+    for task_id in ("ended", "lost"):
+        kept, whole = _shown(reader, task_id), _shown(Reader(settings), task_id)
+        assert kept == whole
+    assert reader.views.read == 3  # the pages were the views kept, not read again
+    assert {t.row["task_id"]: t.row for t in reader.tasks()} == rows
+
+
+def test_an_ended_tasks_checkpoint_rewritten_or_appended_to_is_read_again_whole(registry):
+    """The claim that a terminal task's checkpoint never grows again does not hold: a later `stoker
+    run --sandbox` of the same sandbox appends its attempt to it (test_view_resume.py), an editor
+    or a restore rewrites it. Without its fold, either is replayed whole, once."""
+    settings, tmp_path = registry
+    reader = Reader(settings)
+    reader.tasks()
+    path = tmp_path / "ended/.stoker/checkpoint.jsonl"
+    before = path.stat()
+    path.write_bytes(path.read_bytes().replace(b'"FINISHED"', b'"FAILED"  '))  # in place, the same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    assert _shown(reader, "ended")[0]["state"] == "FAILED" == _shown(Reader(settings), "ended")[0]["state"]
+    with open(path, "a") as f:  # a later run's attempt, in the same file
+        f.write(json.dumps(header(GONE + 1, 8, marker="later", wall=2000.0)) + "\n")
+    rows = {t.row["task_id"]: t.row for t in reader.tasks()}
+    assert rows == {t.row["task_id"]: t.row for t in Reader(settings).tasks()}
+    assert (reader.views.read, reader.views.resumed) == (5, 0)  # before: the append went on from a fold
+
+
+def test_a_lost_tasks_scrape_opens_each_file_of_its_stoker_directory_once(registry):
+    settings, _ = registry
+    reader, errors = Reader(settings), TaskErrors()
+    window = metrics.Window(None, time.time())  # every task the registry keeps
+    details(reader, EVERYONE, window, errors)  # read once: kept
+    with _opens() as opened:
+        found, _ = details(reader, EVERYONE, window, errors)
+    assert [d.row["state"] for d in found if d.row["task_id"] == "lost"] == ["LOST"] and errors.total == 0
+    # each sandbox opened once for each file read in its `.stoker`: the checkpoint, the usage file; the
+    # lock of the two whose supervisor is gone (one in another PID namespace?), the held list of the
+    # LOST one (its leftovers), the watchdog's of the live one (before: 5, 5 and 7, the checkpoint
+    # looked at three times: the registry's pruning, the replay, its time; the pin apart)
+    assert {name: opened[name] for name in ("live", "ended", "lost")} == {"live": 3, "ended": 3, "lost": 4}, opened
+    assert (opened[".stoker"], opened["checkpoint.jsonl"]) == (10, 3), opened
+    assert opened["locks"] == 1, opened  # /proc/locks: once a scrape, not once a gone supervisor (2)
