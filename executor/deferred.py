@@ -1,32 +1,42 @@
 """Standard modules that load when first used, not when first imported.
 
-attrs imports `inspect` as it loads (`attr/_compat.py`, `attr/_make.py`), and `inspect`
-brings `ast` (with the compiler's 120-odd syntax-tree classes), `dis` and `opcode`: about
-0.7 MiB of a supervisor's memory, held for its whole life. attrs reads it for a class with
-a converter (its own `_NotValidator` has one: `inspect.signature` of the converter, for
-the annotations of its first parameter and its return), an `__attrs_pre_init__` or a
-cached property; no class of Stoker's has one, and nothing else a supervisor or the
-executor loads uses it. So the entry point (`executor/cli/start.py`) calls `defer()`
+A supervisor holds every module it imported for its whole life, and some it imports only
+because a module it needs imports them, reading none of their names: attrs imports
+`inspect` as it loads (`attr/_compat.py`, `attr/_make.py`), and `inspect` brings `ast`
+(with the compiler's 120-odd syntax-tree classes), `dis` and `opcode`; `subprocess` imports
+`locale` (its tables of 1,000-odd locale aliases), for text mode without an encoding;
+`linecache` imports `tokenize` and `token` (and their regular expressions), for a
+traceback's source lines; `traceback` imports `textwrap` (its regular expressions, compiled
+as it loads), for exception groups. attrs reads `inspect` for a class with a converter (its
+own `_NotValidator` has one: `inspect.signature` of the converter, for the annotations of
+its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
+class of Stoker's has one. So the entry point (`executor/cli/start.py`) calls `defer()`
 before attrs is imported:
 
-- `inspect` is put in `sys.modules` unloaded, with a module `__getattr__` (PEP 562) that
-  runs its code at the first read of a name its namespace lacks (`inspect.signature`,
-  `from inspect import isclass`, a config's code, a debugger's): the whole module, as
-  `import` would have run it, with the loader `import` would have used (no docstrings, but
-  a config's imports keep theirs: `executor/nodocs.py`). `import inspect` alone reads only
-  `__spec__` and `__name__`, which it has, and loads nothing. One thread runs the code;
-  another that reads a name meanwhile waits for it (a lock). A module whose code raised is
-  taken out of `sys.modules`, as a failed import leaves it. A module already loaded, or
-  one Python cannot find, is left as it is.
+- Each module of LAZY is put in `sys.modules` unloaded, with a module `__getattr__` (PEP
+  562) that runs its code at the first read of a name its namespace lacks
+  (`inspect.signature`, `from inspect import isclass`, a config's code, a debugger's): the
+  whole module, as `import` would have run it, with the loader `import` would have used
+  (no docstrings, but a config's imports keep theirs: `executor/nodocs.py`). `import
+  inspect` alone reads only `__spec__` and `__name__`, which it has, and loads nothing.
+  One thread runs the code; another that reads a name meanwhile waits for it (a lock). A
+  read whose load failed (its file unreadable, EMFILE; its code raised) raises that error
+  and leaves the module as it was, deferred: the next read runs it again (the modules
+  that imported it hold this module object, so it is never taken out of `sys.modules`).
+  A module already loaded, or one Python cannot find, is left as it is.
+- Not `traceback`: `logging` formats an exception with it, and a first load then could
+  fail (EMFILE) where the log line must not. The others' readers already expect an
+  `OSError` there (`linecache`) or cannot work without descriptors anyway (`subprocess`).
 - attrs' own extractor of a converter's annotations (`attr._compat._AnnotationExtractor`)
   is served by `PlainAnnotations`, as `attr._compat` loads (a finder on `sys.meta_path`
   until then): a plain function's annotations read as `inspect.signature` reads them (its
   code's first parameter, `__annotations__`), anything else by attrs' own (which loads
   `inspect`). An extractor without the two methods this knows is left as attrs has it.
 
-`stoker run` at N=100 holds 0.67 MiB less (USS 13.13 → 12.45 MiB, PSS with its watchdog
-14.08 → 13.42, medians of 12 interleaved runs, docs/benchmarks.md); its imports lose
-`inspect`, `ast`, `dis`, `opcode` and the 120 syntax-tree classes. STOKER_CODE_CACHE=off
+`stoker run` at N=100 holds about 1.1 MiB less (USS 13.13 → 12.02 MiB; medians of 12
+interleaved runs, against main and then against `inspect` alone deferred: 0.67 MiB for
+`inspect`, 0.43 for the others). The planning child of a new config and `stoker executor`
+load `inspect` anyway (pystachio's `from inspect import isclass`). STOKER_CODE_CACHE=off
 turns it off, as it does the modules without docstrings and the attrs code cache: the
 process then loads as Python would. Process-wide, imperative by nature, as
 `nodocs.install()` is.
@@ -47,7 +57,8 @@ if TYPE_CHECKING:
 
 ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (attrs 22.2 to 26.1)
 
-LAZY = ("inspect",)  # the modules `defer()` makes lazy by default (see the docstring)
+# imported by modules a supervisor loads, never read by it (see the docstring)
+LAZY = ("inspect", "locale", "textwrap", "tokenize", "token")
 _pending: set[str] = set()  # deferred, not loaded yet
 
 
@@ -85,9 +96,9 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> Callable[[str], object]:
                 _pending.discard(spec.name)
                 try:
                     spec.loader.exec_module(module)  # type: ignore[union-attr]  # defer() checked it
-                except BaseException:
-                    if sys.modules.get(spec.name) is module:  # as a failed import leaves it: not there
-                        del sys.modules[spec.name]
+                except BaseException:  # its file unreadable (EMFILE), its code raised: the
+                    module.__dict__["__getattr__"] = __getattr__  # next read runs it again
+                    _pending.add(spec.name)
                     raise
         return getattr(module, attr)
 

@@ -139,8 +139,8 @@ NOT_IN_RUN = NEVER | {
 # 103 and 92: `executor.nodocs`, loaded first by the entry point: every module after it is
 # compiled without its docstrings (0.8 MiB less of the supervisor's PSS at N=100).
 # 104 and 93: `executor.deferred`, loaded by the entry point before attrs: `inspect` (with
-# `ast`, `dis` and `opcode`) loads only when a name of it is read, which no supervisor does
-# (0.67 MiB less of its USS at N=100).
+# `ast`, `dis` and `opcode`), `locale`, `textwrap`, `tokenize` and `token` load only when a
+# name of them is read, which no supervisor does (1.1 MiB less of its USS at N=100).
 RUN_STOKER_MODULES = 104
 RUN_AGAIN_STOKER_MODULES = 93
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers", "healthcheck.loopback",
@@ -220,7 +220,7 @@ def test_stoker_run_without_health_check_loads_only_what_the_job_needs(tmp_path)
 PLANNING = {"pystachio", "config.loader", "config.bind", "config.schema", "config.templates",
             "config.portmap", "config.purity"}
 # What `inspect` loads as it runs: the supervisor imports it (attrs does) but never reads a
-# name of it, so it never runs (`executor/deferred.py`: 0.67 MiB of a supervisor).
+# name of it, so it never runs (`executor/deferred.py`).
 UNREAD = {"ast", "dis", "opcode", "_opcode"}
 
 

@@ -1,7 +1,8 @@
 """`executor.deferred`: modules that load at their first use, in real interpreters.
 
-Each case runs a fresh Python that defers a small module of the test's own (or `inspect`,
-with attrs), imports it and uses it; what ran and when is printed as JSON.
+Each case runs a fresh Python that defers a small module of the test's own (or LAZY, with
+attrs and the supervisor's modules), imports it and uses it; what ran and when is printed
+as JSON.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.deferred import LAZY
 from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,7 +59,7 @@ def test_a_deferred_module_runs_at_its_first_read_once(tmp_path):
     assert seen["loaded"] and seen["type"] and not seen["hook"]
 
 
-def test_a_deferred_module_that_raises_is_not_left_imported(tmp_path):
+def test_a_deferred_module_whose_load_failed_loads_at_the_next_read(tmp_path):
     seen = probe(tmp_path, """
         os.environ["LAZY_FAILS"] = "1"
         deferred.defer(("lazymod",))
@@ -67,16 +69,28 @@ def test_a_deferred_module_that_raises_is_not_left_imported(tmp_path):
             first = None
         except RuntimeError as exc:
             first = str(exc)
-        left = "lazymod" in sys.modules
-        try:
-            import lazymod  # a real import, which raises as any module's would
-            second = None
-        except RuntimeError as exc:
-            second = str(exc)
-        print(json.dumps({"first": first, "left": left, "second": second, "runs": runs()}))
+        still = [sys.modules.get("lazymod") is lazymod, deferred.is_loaded("lazymod")]
+        del os.environ["LAZY_FAILS"]
+        print(json.dumps({"first": first, "still": still, "then": lazymod.ANSWER, "runs": runs(),
+                          "loaded": deferred.is_loaded("lazymod")}))
         """)
-    assert seen == {"first": "the module's own error", "left": False, "second": "the module's own error",
-                    "runs": 2}
+    assert seen == {"first": "the module's own error", "still": [True, False], "then": 42, "runs": 2,
+                    "loaded": True}
+
+
+def test_the_supervisors_modules_import_the_deferred_modules_and_read_none(tmp_path):
+    seen = probe(tmp_path, """
+        from executor import nodocs
+        nodocs.install()
+        made = deferred.defer()
+        from executor import codecache
+        codecache.install("run")
+        import executor.cli.main, executor.local.run
+        print(json.dumps({"made": made, "loaded": sorted(m for m in made if deferred.is_loaded(m)),
+                          "children": sorted(m for m in ("ast", "dis", "opcode") if m in sys.modules)}))
+        """)
+    assert seen["made"] == list(LAZY)  # none loaded before the entry point defers them
+    assert seen["loaded"] == [] and seen["children"] == []  # and none read as they load
 
 
 def test_attrs_loads_and_makes_classes_without_inspect(tmp_path):
