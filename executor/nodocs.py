@@ -10,10 +10,16 @@ literals), so `install()` has every module imported after it compiled without th
 - Only docstrings go: each module's, class's and function's first statement when it is a
   string, and any string statement right after it, which would become the docstring (a
   body of nothing else keeps a `pass`). `assert`s stay, and line numbers with
-  them (the code is compiled from the source's own syntax tree), so tracebacks read as
-  ever. This is `python -OO` without its other half (asserts removed) and without
-  depending on how the interpreter was started (`sys.flags.optimize`).
-- The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc.pyc`, with the
+  them (the code is compiled from the source's own syntax tree), so tracebacks name the
+  lines they ever did. This is `python -OO` without its other half (asserts removed) and
+  without depending on how the interpreter was started (`sys.flags.optimize`).
+- Columns go too (`lines_only`): Python 3.11 keeps, for each instruction, the line and
+  columns of the source it came from (PEP 657), which only a traceback's `^^^` marks under
+  a line use. The code keeps a table of lines alone (one entry for up to 8 instructions of
+  a line, as `-X no_debug_ranges` would give, adjacent runs joined): each instruction's
+  line is the same, so are tracebacks, `f_lineno`, line events and `dis`, without the
+  marks. `stoker run` at N=100 holds 0.14 MiB less (USS, medians of 10 interleaved runs).
+- The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc2.pyc`, with the
   source's mtime and size in its header and the source's mode; a file that does not match
   its source is not used. A module of Stoker's installation (its own packages, and the
   virtual environment it runs in) has it beside its `.pyc`, in the same `__pycache__`
@@ -75,7 +81,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
     from types import CodeType, FrameType
 
-TAG = "nodoc"  # the files' optimization tag: NAME.cpython-311.opt-nodoc.pyc
+TAG = "nodoc2"  # the files' optimization tag: NAME.cpython-311.opt-nodoc2.pyc (2: lines only)
 CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
 _TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
 CONFIG_NAMESPACE = "__stoker_config__"  # the `__name__` config/loader.py runs a config's code under
@@ -86,7 +92,7 @@ _own: tuple[str, ...] = ()  # the directories of Stoker's installation (see `ins
 
 
 class NoDocLoader(SourceFileLoader):
-    """A source file's module, its code from NAME.TAG.opt-nodoc.pyc (see the docstring)."""
+    """A source file's module, its code from NAME.TAG.opt-nodoc2.pyc (see the docstring)."""
 
     def get_code(self, fullname: str) -> CodeType | None:
         source_path = self.get_filename(fullname)
@@ -200,7 +206,46 @@ def compile_without_docstrings(source: bytes, path: str) -> CodeType:
             else:  # the body's only statement: a `pass` on its line
                 node.body[0] = _ast.Pass(lineno=first.lineno, col_offset=first.col_offset,
                                          end_lineno=first.end_lineno, end_col_offset=first.end_col_offset)
-    return compile(tree, path, "exec", dont_inherit=True)
+    return lines_only(compile(tree, path, "exec", dont_inherit=True))
+
+
+def lines_only(code: CodeType) -> CodeType:
+    """`code`, and every code object it holds, with a location table of line numbers only
+    (see the docstring): each instruction keeps its line, its columns go."""
+    consts = tuple(lines_only(c) if type(c) is type(code) else c for c in code.co_consts)
+    return code.replace(co_linetable=line_table(code), co_consts=consts)
+
+
+def line_table(code: CodeType) -> bytes:
+    """`code`'s line numbers as a location table (CPython's Objects/locations.md, 3.11 to
+    3.13): for each run of instructions on one line (`co_lines()`, adjacent runs of the same
+    line joined), entries of up to 8 code units, "no column" (13: the line's difference from
+    the previous entry's, a signed varint) or "no location" (15: no line)."""
+    runs: list[list] = []
+    for start, end, line in code.co_lines():
+        if runs and runs[-1][2] == line and runs[-1][1] == start:
+            runs[-1][1] = end
+        else:
+            runs.append([start, end, line])
+    table = bytearray()
+    previous = code.co_firstlineno
+    for start, end, line in runs:
+        units = (end - start) // 2
+        while units > 0:
+            length = min(units, 8)
+            units -= length
+            if line is None:
+                table.append(0x80 | 15 << 3 | (length - 1))
+                continue
+            table.append(0x80 | 13 << 3 | (length - 1))
+            delta = line - previous
+            value = -delta << 1 | 1 if delta < 0 else delta << 1  # signed: its sign in bit 0
+            while value >= 64:  # 6 bits a byte, least significant first, bit 6: more follow
+                table.append(0x40 | value & 63)
+                value >>= 6
+            table.append(value)
+            previous = line
+    return bytes(table)
 
 
 def _is_string(statement: _ast.stmt) -> bool:

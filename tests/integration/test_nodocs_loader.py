@@ -78,7 +78,7 @@ def probe(where: Path, **env: str) -> dict:
 
 
 def kept(where: Path) -> list[Path]:
-    return sorted((where / "pyc").rglob("mod.*.opt-nodoc.pyc"))
+    return sorted((where / "pyc").rglob("mod.*.opt-nodoc2.pyc"))
 
 
 FAILS_LINE = MODULE.splitlines().index('    raise RuntimeError("the line a traceback names")') + 1
@@ -130,7 +130,7 @@ def test_warm_writes_the_start_modules_files_whatever_pythondontwritebytecode_sa
     warm = subprocess.run([sys.executable, "-m", "executor.codecache", "run"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert warm.returncode == 0, warm.stderr
-    names = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc.pyc")}
+    names = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc2.pyc")}
     # the supervisor's own modules, those loaded before the loader (codecache's), the stdlib's
     assert {"run", "planning", "codecache", "pathlib", "subprocess"} <= names
     # and those of Stoker's packages and pystachio that a command loads only when it needs them
@@ -164,15 +164,15 @@ def test_code_outside_stokers_installation_is_kept_in_its_code_cache_not_beside_
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout.strip().splitlines()[-1])["docs"] == [None, None]
-    assert list(package.joinpath("probepkg").rglob("*.opt-nodoc.pyc")) == []
+    assert list(package.joinpath("probepkg").rglob("*.opt-nodoc2.pyc")) == []
     mirrored = cache / "nodoc" / str(package / "probepkg").lstrip(os.sep)
-    assert [p.name for p in mirrored.glob("mod.*.opt-nodoc.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc.pyc"]
+    assert [p.name for p in mirrored.glob("mod.*.opt-nodoc2.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc2.pyc"]
     warm = subprocess.run([sys.executable, "-c", "from executor import nodocs; nodocs.install(); import difflib; "
                            "nodocs.write_loaded()"], cwd=package, env=environ, capture_output=True, text=True,
                           timeout=60)  # as the installer's step: the standard library has its .pyc
     assert warm.returncode == 0, warm.stderr
     stdlib = os.path.dirname(os.__file__)
-    assert list((cache / "nodoc" / stdlib.lstrip(os.sep)).glob("difflib.*.opt-nodoc.pyc"))
+    assert list((cache / "nodoc" / stdlib.lstrip(os.sep)).glob("difflib.*.opt-nodoc2.pyc"))
 
 
 HELPER = '''\
@@ -205,8 +205,8 @@ def test_a_module_a_config_imports_keeps_its_docstrings(tmp_path):
                                 timeout=60)
         assert (result.returncode, result.stderr) == (0, "")
         assert "| echo hello from a docstring" in result.stdout
-    assert list((tmp_path / "pyc").rglob("loader.*.opt-nodoc.pyc"))  # Stoker's own modules: without
-    assert not list((tmp_path / "pyc").rglob("cmdhelp.*.opt-nodoc.pyc"))
+    assert list((tmp_path / "pyc").rglob("loader.*.opt-nodoc2.pyc"))  # Stoker's own modules: without
+    assert not list((tmp_path / "pyc").rglob("cmdhelp.*.opt-nodoc2.pyc"))
 
 
 def test_the_configs_namespace_name_is_the_one_the_loader_knows():

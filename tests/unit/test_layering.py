@@ -102,9 +102,10 @@ ALLOWED: dict[str, set[str]] = {
                          "healthcheck"} | SHARED,
     "executor.cli": {"executor.mesos", "executor.local", "executor.observe", "executor.task",
                      "executor.host", "executor.procs", "executor.codecache", "executor.nodocs",
-                     "config", "healthcheck"} | SHARED,
+                     "executor.deferred", "config", "healthcheck"} | SHARED,
     "executor.codecache": {"executor.nodocs"},
     "executor.nodocs": set(),
+    "executor.deferred": set(),
     "executor.__main__": {"executor.cli"},
 }
 

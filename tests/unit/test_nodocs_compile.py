@@ -1,13 +1,16 @@
-"""`executor.nodocs.compile_without_docstrings`: what goes (docstrings) and what stays
-(asserts, every other string, line numbers, `from __future__`)."""
+"""`executor.nodocs.compile_without_docstrings`: what goes (docstrings, column positions)
+and what stays (asserts, every other string, each instruction's line, `from __future__`)."""
 from __future__ import annotations
 
+import sysconfig
 import textwrap
 import traceback
+import types
+from pathlib import Path
 
 import pytest
 
-from executor.nodocs import compile_without_docstrings
+from executor.nodocs import compile_without_docstrings, lines_only
 
 SOURCE = textwrap.dedent('''\
     """The module's docstring."""
@@ -123,3 +126,80 @@ def test_a_string_statement_after_the_docstring_does_not_become_one():
             "a third"
     '''))
     assert (ns.get("__doc__"), ns["f"].__doc__, ns["f"](), ns["C"].__doc__) == (None, None, 1, None)
+
+
+def codes(code: types.CodeType) -> list[types.CodeType]:
+    """`code` and every code object it holds, in order."""
+    return [code] + [c for k in code.co_consts if isinstance(k, types.CodeType) for c in codes(k)]
+
+
+def joined_lines(code: types.CodeType) -> list[tuple[int, int, int | None]]:
+    """`co_lines()` with adjacent runs of one line joined: each instruction's line."""
+    runs: list[tuple[int, int, int | None]] = []
+    for start, end, line in code.co_lines():
+        if runs and runs[-1][2] == line and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end, line)
+        else:
+            runs.append((start, end, line))
+    return runs
+
+
+def assert_same_lines(plain: types.CodeType, compact: types.CodeType) -> None:
+    pairs = list(zip(codes(plain), codes(compact), strict=True))
+    for old, new in pairs:
+        assert joined_lines(new) == joined_lines(old), old.co_qualname
+        assert [p[0] for p in new.co_positions()] == [p[0] for p in old.co_positions()], old.co_qualname
+        assert {p[2:] for p in new.co_positions()} <= {(None, None)}  # no columns
+    assert sum(len(n.co_linetable) for _, n in pairs) < sum(len(o.co_linetable) for o, _ in pairs)
+
+
+WITHOUT_DOCS = textwrap.dedent("""\
+    import functools
+
+
+    @functools.lru_cache(
+        maxsize=None)
+    def spread(values,
+               scale=2):
+        try:
+            total = sum(v * scale
+                        for v in values
+                        if v)
+        except TypeError:
+            total = None
+        finally:
+            values = ()
+        return {"total": total,
+                "lambda": (lambda x: x + 1)(total or 0)}
+    """) + "\n".join(f"VALUE_{i} = [n * {i} for n in range({i}) if n % 2]" for i in range(300))
+
+
+def test_each_instruction_keeps_its_line_and_loses_its_columns():
+    source = WITHOUT_DOCS  # nothing to take out but the columns: the same code otherwise
+    assert_same_lines(compile(source, "/nowhere/probe.py", "exec", dont_inherit=True),
+                      compile_without_docstrings(source.encode(), "/nowhere/probe.py"))
+
+
+@pytest.mark.parametrize("name", ["typing", "logging/__init__", "subprocess", "json/decoder", "pathlib",
+                                  "threading", "enum", "inspect", "tokenize", "ast"])
+def test_the_standard_librarys_code_keeps_every_line(name):
+    """Long functions, far line jumps (the varint's several bytes), lines before the first
+    (decorators), instructions with no line: as the interpreter running the tests compiles them."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    path = next(p for p in (stdlib / f"{name}.py", stdlib / name / "__init__.py") if p.exists())
+    plain = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+    assert_same_lines(plain, lines_only(plain))
+
+
+def test_a_traceback_names_the_line_without_marks_under_it(tmp_path):
+    path = tmp_path / "marks.py"  # a file, so that the traceback shows the line (and would mark it)
+    path.write_text("def fails(values):\n    return values[0] + values[1]['missing']\n")
+    namespace: dict = {"__name__": "probe"}
+    exec(compile_without_docstrings(path.read_bytes(), str(path)), namespace)
+    try:
+        namespace["fails"]([1, {}])
+    except KeyError as exc:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+    assert (frame.lineno, frame.end_lineno, frame.colno, frame.end_colno) == (2, 2, None, None)
+    shown = "".join(traceback.format_list([frame]))
+    assert "return values[0] + values[1]['missing']" in shown and "^" not in shown

@@ -1,0 +1,184 @@
+"""Standard modules that load when first used, not when first imported.
+
+A supervisor holds every module it imported for its whole life, and some it imports only
+because a module it needs imports them, reading none of their names: attrs imports
+`inspect` as it loads (`attr/_compat.py`, `attr/_make.py`), and `inspect` brings `ast`
+(with the compiler's 120-odd syntax-tree classes), `dis` and `opcode`; `subprocess` imports
+`locale` (its tables of 1,000-odd locale aliases), for text mode without an encoding;
+`linecache` imports `tokenize` and `token` (and their regular expressions), for a
+traceback's source lines; `traceback` imports `textwrap` (its regular expressions, compiled
+as it loads), for exception groups. attrs reads `inspect` for a class with a converter (its
+own `_NotValidator` has one: `inspect.signature` of the converter, for the annotations of
+its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
+class of Stoker's has one. So the entry point (`executor/cli/start.py`) calls `defer()`
+before attrs is imported:
+
+- Each module of LAZY is put in `sys.modules` unloaded, with a module `__getattr__` (PEP
+  562) that runs its code at the first read of a name its namespace lacks
+  (`inspect.signature`, `from inspect import isclass`, a config's code, a debugger's): the
+  whole module, as `import` would have run it, with the loader `import` would have used
+  (no docstrings, but a config's imports keep theirs: `executor/nodocs.py`). `import
+  inspect` alone reads only `__spec__` and `__name__`, which it has, and loads nothing.
+  One thread runs the code; another that reads a name meanwhile waits for it (a lock). A
+  read whose load failed (its file unreadable, EMFILE; its code raised) raises that error
+  and leaves the module as it was, deferred: the next read runs it again (the modules
+  that imported it hold this module object, so it is never taken out of `sys.modules`).
+  A module already loaded, or one Python cannot find, is left as it is.
+- Not `traceback`: `logging` formats an exception with it, and a first load then could
+  fail (EMFILE) where the log line must not. The others' readers already expect an
+  `OSError` there (`linecache`) or cannot work without descriptors anyway (`subprocess`).
+- attrs' own extractor of a converter's annotations (`attr._compat._AnnotationExtractor`)
+  is served by `PlainAnnotations`, as `attr._compat` loads (a finder on `sys.meta_path`
+  until then): a plain function's annotations read as `inspect.signature` reads them (its
+  code's first parameter, `__annotations__`), anything else by attrs' own (which loads
+  `inspect`). An extractor without the two methods this knows is left as attrs has it.
+
+`stoker run` at N=100 holds about 1.1 MiB less (USS 13.13 → 12.02 MiB; medians of 12
+interleaved runs, against main and then against `inspect` alone deferred: 0.67 MiB for
+`inspect`, 0.43 for the others). The planning child of a new config and `stoker executor`
+load `inspect` anyway (pystachio's `from inspect import isclass`). STOKER_CODE_CACHE=off
+turns it off, as it does the modules without docstrings and the attrs code cache: the
+process then loads as Python would. Process-wide, imperative by nature, as
+`nodocs.install()` is.
+"""
+from __future__ import annotations
+
+import _thread
+import contextlib
+import sys
+from types import FunctionType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Any
+
+ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (attrs 22.2 to 26.1)
+
+# imported by modules a supervisor loads, never read by it (see the docstring)
+LAZY = ("inspect", "locale", "textwrap", "tokenize", "token")
+_pending: set[str] = set()  # deferred, not loaded yet
+
+
+def defer(names: tuple[str, ...] = LAZY) -> list[str]:
+    """Each module of `names` not loaded yet becomes lazy (see the docstring); the names
+    made lazy. Call it before anything imports them."""
+    import importlib.util
+
+    deferred = []
+    for name in names:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            continue
+        module = importlib.util.module_from_spec(spec)
+        module.__dict__["__getattr__"] = _loading(module, spec)  # PEP 562's
+        sys.modules[name] = module
+        _pending.add(name)
+        deferred.append(name)
+    if deferred and ATTRS_COMPAT not in sys.modules:
+        sys.meta_path.insert(0, AttrsCompatHook())
+    return deferred
+
+
+def _loading(module: ModuleType, spec: ModuleSpec) -> Callable[[str], object]:
+    """The module's `__getattr__` (PEP 562: a name its namespace lacks) until it loaded:
+    runs its code, as `import` would have, then gives the name."""
+    lock = _thread.RLock()
+
+    def __getattr__(attr: str) -> object:
+        with lock:  # one thread runs the module's code; another waits for it, then reads
+            if module.__dict__.get("__getattr__") is __getattr__:
+                del module.__dict__["__getattr__"]
+                _pending.discard(spec.name)
+                try:
+                    spec.loader.exec_module(module)  # type: ignore[union-attr]  # defer() checked it
+                except BaseException:  # its file unreadable (EMFILE), its code raised: the
+                    module.__dict__["__getattr__"] = __getattr__  # next read runs it again
+                    _pending.add(spec.name)
+                    raise
+        return getattr(module, attr)
+
+    return __getattr__
+
+
+def is_loaded(name: str) -> bool:
+    """Whether module `name` was imported and, if it was deferred, has loaded since."""
+    return name in sys.modules and name not in _pending
+
+
+class AttrsCompatHook:
+    """A finder on `sys.meta_path` until attrs' `attr._compat` loads: it then serves that
+    module's `_AnnotationExtractor` with `PlainAnnotations` (see the docstring)."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
+        if name != ATTRS_COMPAT:
+            return None
+        from importlib.machinery import PathFinder
+
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        spec = PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _Then(spec.loader)  # type: ignore[assignment]  # a loader, not importlib.abc's subclass
+        return spec
+
+
+class _Then:
+    """A loader that runs the module's code with `loader`, then serves its extractor."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loader.exec_module(module)
+        serve_attrs(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_filename, get_source, ...: the loader's
+        return getattr(self.loader, name)
+
+
+def serve_attrs(compat: ModuleType) -> bool:
+    """attrs' `_compat` module's extractor served by `PlainAnnotations` (False: not the
+    extractor this module knows, left as it is)."""
+    original = getattr(compat, "_AnnotationExtractor", None)
+    if not isinstance(original, type) or not all(
+            hasattr(original, m) for m in ("get_first_param_type", "get_return_type")):
+        return False
+    compat._AnnotationExtractor = type("_AnnotationExtractor", (PlainAnnotations,),  # type: ignore[attr-defined]
+                                       {"__slots__": (), "inspected": original})
+    return True
+
+
+class PlainAnnotations:
+    """What attrs' `_AnnotationExtractor` tells of a converter (its first parameter's
+    annotation, its return annotation), read from a plain function's code and
+    `__annotations__` as `inspect.signature` reads them; any other callable (a builtin, a
+    class, a `functools.partial`, a function with `__wrapped__` or `__signature__`, or
+    with no positional parameter) through attrs' own, which loads `inspect`."""
+
+    __slots__ = ("first", "returns", "other")
+    inspected: Any = None  # attrs' own extractor class (`serve_attrs`)
+
+    def __init__(self, callable: Any) -> None:
+        code = getattr(callable, "__code__", None)
+        if (type(callable) is not FunctionType or code is None or not code.co_argcount
+                or hasattr(callable, "__wrapped__") or hasattr(callable, "__signature__")
+                or not isinstance(callable.__annotations__, dict)):
+            self.other = self.inspected(callable)
+            return
+        self.other = None
+        self.first = callable.__annotations__.get(code.co_varnames[0])
+        self.returns = callable.__annotations__.get("return")
+
+    def get_first_param_type(self) -> Any:
+        return self.first if self.other is None else self.other.get_first_param_type()
+
+    def get_return_type(self) -> Any:
+        return self.returns if self.other is None else self.other.get_return_type()

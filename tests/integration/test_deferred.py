@@ -1,0 +1,121 @@
+"""`executor.deferred`: modules that load at their first use, in real interpreters.
+
+Each case runs a fresh Python that defers a small module of the test's own (or LAZY, with
+attrs and the supervisor's modules), imports it and uses it; what ran and when is printed
+as JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from executor.deferred import LAZY
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def probe(tmp_path: Path, code: str) -> dict:
+    (tmp_path / "lazymod.py").write_text(textwrap.dedent("""\
+        import os
+        RAN = os.environ["RAN_LOG"]
+        with open(RAN, "a") as log:
+            log.write("ran\\n")
+        if os.environ.get("LAZY_FAILS"):
+            raise RuntimeError("the module's own error")
+        ANSWER = 42
+        """))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{REPO}", "RAN_LOG": str(tmp_path / "ran.log"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    prelude = ("import json, os, sys\nfrom executor import deferred\n"
+               "def runs():\n    p = os.environ['RAN_LOG']\n"
+               "    return open(p).read().count('ran') if os.path.exists(p) else 0\n")
+    out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_deferred_module_runs_at_its_first_read_once(tmp_path):
+    seen = probe(tmp_path, """
+        made = deferred.defer(("lazymod", "no_such_module_here", "json"))
+        import lazymod
+        imported = runs()
+        from lazymod import ANSWER
+        again = lazymod.ANSWER
+        print(json.dumps({"made": made, "imported": imported, "after": runs(), "answer": [ANSWER, again],
+                          "loaded": deferred.is_loaded("lazymod"), "type": type(lazymod) is type(sys),
+                          "hook": "__getattr__" in vars(lazymod)}))
+        """)
+    assert seen["made"] == ["lazymod"]  # one not found, one loaded already: left as they are
+    assert seen["imported"] == 0  # `import` alone ran nothing
+    assert seen["after"] == 1 and seen["answer"] == [42, 42]
+    assert seen["loaded"] and seen["type"] and not seen["hook"]
+
+
+def test_a_deferred_module_whose_load_failed_loads_at_the_next_read(tmp_path):
+    seen = probe(tmp_path, """
+        os.environ["LAZY_FAILS"] = "1"
+        deferred.defer(("lazymod",))
+        import lazymod
+        try:
+            lazymod.ANSWER
+            first = None
+        except RuntimeError as exc:
+            first = str(exc)
+        still = [sys.modules.get("lazymod") is lazymod, deferred.is_loaded("lazymod")]
+        del os.environ["LAZY_FAILS"]
+        print(json.dumps({"first": first, "still": still, "then": lazymod.ANSWER, "runs": runs(),
+                          "loaded": deferred.is_loaded("lazymod")}))
+        """)
+    assert seen == {"first": "the module's own error", "still": [True, False], "then": 42, "runs": 2,
+                    "loaded": True}
+
+
+def test_the_supervisors_modules_import_the_deferred_modules_and_read_none(tmp_path):
+    seen = probe(tmp_path, """
+        from executor import nodocs
+        nodocs.install()
+        made = deferred.defer()
+        from executor import codecache
+        codecache.install("run")
+        import executor.cli.main, executor.local.run
+        print(json.dumps({"made": made, "loaded": sorted(m for m in made if deferred.is_loaded(m)),
+                          "children": sorted(m for m in ("ast", "dis", "opcode") if m in sys.modules)}))
+        """)
+    assert seen["made"] == list(LAZY)  # none loaded before the entry point defers them
+    assert seen["loaded"] == [] and seen["children"] == []  # and none read as they load
+
+
+def test_attrs_loads_and_makes_classes_without_inspect(tmp_path):
+    seen = probe(tmp_path, """
+        deferred.defer()
+        import attrs
+
+        def to_int(value: str) -> int:
+            return int(value)
+
+        @attrs.define
+        class Plain:
+            count: int = attrs.field(converter=to_int)
+
+        plain = Plain("7")
+        without = sorted(m for m in ("inspect", "ast", "dis") if deferred.is_loaded(m))
+        annotation = Plain.__init__.__annotations__["count"].__name__
+
+        @attrs.define
+        class Builtin:
+            size: int = attrs.field(converter=int)
+
+        print(json.dumps({"value": plain.count, "annotation": annotation, "without": without,
+                          "builtin": Builtin("3").size, "then": deferred.is_loaded("inspect")}))
+        """)
+    assert seen["without"] == []  # attrs and a class with a plain converter: no inspect, ast, dis
+    assert seen["value"] == 7 and seen["annotation"] == "str"  # the converter's first annotation
+    assert seen["builtin"] == 3 and seen["then"]  # a builtin converter: attrs' own, through inspect
