@@ -108,6 +108,12 @@ def fork_ahead() -> None:
     if inputs is None or threading_started():
         return
     try:
+        # what the child plans with and the supervisor uses too (the plan's classes, the plan
+        # cache; socket: the child probes ports with it, the supervisor serves its control socket)
+        import socket  # noqa: F401
+
+        import executor.local.planning  # noqa: F401
+
         _ahead = _fork_ahead(inputs)
     except Exception:  # then it plans when the plan is needed, as ever
         _ahead = None

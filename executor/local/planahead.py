@@ -7,11 +7,12 @@ supervisor's 200 ms of imports. The entry point (`executor/cli/launch.py`) forks
 instead, for `stoker run CONFIG` with no kept plan, and the two load side by side: the plan
 is usually ready when the supervisor asks for it. Early, but not first: once attrs, `typing`
 and the other modules the child and the supervisor both use are loaded (`executor.cli.main`
-and what it imports), so that the child has them from the fork. Forked at the entry
+and what it imports; `executor.local.planning` with the plan's classes and the plan cache;
+`socket`), so that the child has them from the fork. Forked at the entry
 point's first line, the child imported them again beside its parent (attrs with `typing`,
 `inspect` and `ast`, `pathlib`, logging, the config settings): CPU paid twice, which on a
 busy 2-core host is wall time too (an interleaved A/B of a new config's launch, N=1:
-whole-tree CPU 539 → 409 ms, exec → running 832 → 644 ms, medians of 12 on a loaded VM).
+whole-tree CPU 528 → 400 ms, exec → running 812 → 606 ms, medians of 20 on a loaded VM).
 
 `PlanAhead` is that child: its pid, the pipe its answer comes through (the same answer as
 `planning.plan_apart`'s child gives), and what it planned for (config as given, no job key,

@@ -242,7 +242,9 @@ sys.meta_path.insert(0, Recorder())
 
 # What the supervisor and a first run's planning child both use, loaded before the fork.
 LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "inspect", "ast", "pathlib", "logging",
-                                   "executor.codecache", "config.settings", "config.errors"}
+                                   "executor.codecache", "config.settings", "config.errors", "socket",
+                                   "config.plan", "config.spec", "executor.local.plancache",
+                                   "executor.local.planning"}
 
 
 def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(tmp_path):
