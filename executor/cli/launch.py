@@ -213,6 +213,8 @@ def _ahead_inputs(args: list[str], environ: Mapping[str, str]) -> Inputs | None:
 
 def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
     """The child that plans for `inputs` and answers through a pipe, forked now."""
+    for stream in (sys.stdout, sys.stderr):  # the child flushes its copies as it ends: they
+        stream.flush()  # must not hold what this process wrote before the fork
     parent = os.getpid()
     read_end, write_end = os.pipe()
     try:
