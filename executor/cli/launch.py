@@ -105,7 +105,7 @@ def fork_ahead() -> None:
     from the fork instead of importing them again beside this process."""
     global _to_plan, _ahead
     inputs, _to_plan = _to_plan, None
-    if inputs is None or threading_started():
+    if inputs is None or _threading_started():
         return
     try:
         # what the child plans with and the supervisor uses too (the plan's classes, the plan
@@ -183,7 +183,7 @@ def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
     return _start(record, entry, sandbox, lease, environ)
 
 
-def threading_started() -> bool:
+def _threading_started() -> bool:
     """Whether this process may have a second thread (a fork copies only the calling one,
     and a lock another thread holds would stay held in the child): `threading` is loaded
     and counts more than one."""
