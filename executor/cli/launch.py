@@ -26,9 +26,13 @@ assumed still holds, starts those runs at once:
    (`executor/procs/earlyfork.py`, the env of `executor/procs/runenv.py`).
 
 When there is no kept plan for `stoker run CONFIG` (a first run, an edited config, one
-that reads more than its text), `begin` forks the child that plans the job instead
-(`executor/local/planahead.py`), so that pystachio, the config modules and the config's code
-load beside the supervisor's imports rather than after them.
+that reads more than its text), `begin` notes what to plan instead, and `fork_ahead`, which
+the entry point calls once attrs, `typing` and the modules the supervisor and the planning
+child both use are loaded, forks the child that plans the job (`executor/local/planahead.py`),
+so that pystachio, the config modules and the config's code load beside the rest of the
+supervisor's start rather than after it. Forked at the entry point's first line, the child
+imported attrs, `typing`, `inspect`, `ast`, `pathlib` and logging a second time, beside the
+parent that imported them too: CPU both paid for, and on a busy 2-core host wall time too.
 
 `take` hands the result (`executor/host/early.py`) to `LocalRun`, which checks what it
 decides itself against it and gives the supervisor the runs to adopt: the console lines,
@@ -46,14 +50,14 @@ import sys
 
 from executor.host.early import EarlyStart, defer_stop_signals, undefer_stop_signals
 from executor.local import planfiles
-from executor.local.planahead import PlanAhead, inputs_of
+from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.procs import earlyfork, oomcount, runenv, sandboxfs
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["begin", "eligible", "take", "take_ahead"]
+__all__ = ["begin", "eligible", "fork_ahead", "take", "take_ahead"]
 
 SANDBOX_VARIABLES = ("MESOS_SANDBOX", "MESOS_DIRECTORY", "STOKER_SANDBOX")
 BATCH = 64  # runs whose log files are open at once (two descriptors each)
@@ -61,6 +65,7 @@ _LOCK_PATH = (".stoker", "supervisor.lock")  # `executor/host/sandbox.py`'s name
 
 _started: EarlyStart | None = None
 _ahead: PlanAhead | None = None
+_to_plan: Inputs | None = None  # what `fork_ahead` plans: `begin` found no kept plan for it
 
 
 def take() -> EarlyStart | None:
@@ -79,8 +84,8 @@ def take_ahead() -> PlanAhead | None:
 
 def begin(args: list[str], environ: Mapping[str, str]) -> None:
     """Start the kept plan's first runs for `stoker ARGS` when the launch record allows it;
-    with no kept plan, start planning the job."""
-    global _started, _ahead
+    with no kept plan, note the job for `fork_ahead` to plan."""
+    global _started, _to_plan
     if environ.get("STOKER_EARLY_START", "") == "off":
         return
     try:
@@ -89,9 +94,29 @@ def begin(args: list[str], environ: Mapping[str, str]) -> None:
         _started = None
     if _started is None:
         try:
-            _ahead = _plan_ahead(args, environ)
+            _to_plan = _ahead_inputs(args, environ)
         except Exception:  # then it plans when the plan is needed, as ever
-            _ahead = None
+            _to_plan = None
+
+
+def fork_ahead() -> None:
+    """Fork the child that plans what `begin` noted (nothing when it noted nothing). The
+    entry point calls it once the modules both processes use are loaded: the child has them
+    from the fork instead of importing them again beside this process."""
+    global _to_plan, _ahead
+    inputs, _to_plan = _to_plan, None
+    if inputs is None or _threading_started():
+        return
+    try:
+        # what the child plans with and the supervisor uses too (the plan's classes, the plan
+        # cache; socket: the child probes ports with it, the supervisor serves its control socket)
+        import socket  # noqa: F401
+
+        import executor.local.planning  # noqa: F401
+
+        _ahead = _fork_ahead(inputs)
+    except Exception:  # then it plans when the plan is needed, as ever
+        _ahead = None
 
 
 def eligible(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | None] | None:
@@ -158,9 +183,24 @@ def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
     return _start(record, entry, sandbox, lease, environ)
 
 
+def _threading_started() -> bool:
+    """Whether this process may have a second thread (a fork copies only the calling one,
+    and a lock another thread holds would stay held in the child): `threading` is loaded
+    and counts more than one."""
+    threading = sys.modules.get("threading")
+    return threading is not None and threading.active_count() > 1
+
+
 def _plan_ahead(args: list[str], environ: Mapping[str, str]) -> PlanAhead | None:
     """Fork the child that plans `run CONFIG [--sandbox DIR]` (`planning.plan_ahead`)
     unless a plan is kept for it (then the supervisor plans nothing)."""
+    inputs = _ahead_inputs(args, environ)
+    return None if inputs is None else _fork_ahead(inputs)
+
+
+def _ahead_inputs(args: list[str], environ: Mapping[str, str]) -> Inputs | None:
+    """What the child plans for `run CONFIG [--sandbox DIR]`; None for other words, or when
+    a plan is kept for it (then the supervisor plans nothing)."""
     wanted = _run_config(args)
     if wanted is None:
         return None
@@ -168,7 +208,13 @@ def _plan_ahead(args: list[str], environ: Mapping[str, str]) -> PlanAhead | None
     directory = planfiles.cache_dir(environ)
     if directory is not None and _kept(_entry(directory, os.path.abspath(config)), os.path.abspath(config), environ):
         return None
-    inputs = inputs_of(config, None, (), 0, (), os.uname().nodename, planfiles.login_name(environ))
+    return inputs_of(config, None, (), 0, (), os.uname().nodename, planfiles.login_name(environ))
+
+
+def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
+    """The child that plans for `inputs` and answers through a pipe, forked now."""
+    for stream in (sys.stdout, sys.stderr):  # the child flushes its copies as it ends: they
+        stream.flush()  # must not hold what this process wrote before the fork
     parent = os.getpid()
     read_end, write_end = os.pipe()
     try:
@@ -179,10 +225,13 @@ def _plan_ahead(args: list[str], environ: Mapping[str, str]) -> PlanAhead | None
     if pid == 0:  # the child: plans, answers and ends; never returns
         try:
             os.close(read_end)
+            import gc  # here: the early start loads nothing it does not use
+
+            gc.disable()  # short-lived: its garbage goes with it, and the parent's objects stay shared
             earlyfork.die_with(parent)  # where prctl is denied, by a thread that watches the parent
             from executor import codecache
 
-            codecache.install("run")
+            codecache.install("run")  # nothing more when the entry point installed it before the fork
             from executor.local.planning import plan_ahead
 
             plan_ahead(inputs, write_end)

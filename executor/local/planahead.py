@@ -3,9 +3,27 @@
 A config run for the first time (or edited since) is planned in a child process
 (`executor/local/planning.py`: pystachio and the config modules, the config's own code,
 about 50 ms). Forked where `LocalRun` needs the plan, that child starts after the
-supervisor's 200 ms of imports. The entry point (`executor/cli/launch.py`) forks it in its
-first milliseconds instead, for `stoker run CONFIG` with no kept plan, and the two load side
-by side: the plan is usually ready when the supervisor asks for it.
+supervisor's 200 ms of imports. The entry point (`executor/cli/launch.py`) forks it early
+instead, for `stoker run CONFIG` with no kept plan, and the two load side by side: the plan
+is usually ready when the supervisor asks for it. Early, but not first: once attrs, `typing`
+and the other modules the child and the supervisor both use are loaded (`executor.cli.main`
+and what it imports; `executor.local.planning` with the plan's classes and the plan cache;
+`socket`), so that the child has them from the fork. Forked at the entry
+point's first line, the child imported them again beside its parent (attrs with `typing`,
+`inspect` and `ast`, `pathlib`, logging, the config settings): CPU paid twice, which on a
+busy 2-core host is wall time too (an interleaved A/B of a new config's launch, N=1:
+whole-tree CPU 528 → 400 ms, exec → running 812 → 606 ms, medians of 20 on a loaded VM).
+
+Where a first run waits, measured with probes on the shared 2-core VM under a load of 5
+(12 interleaved launches each, medians, ms from the interpreter's first line): forked at the
+first line, the child's own imports of attrs and the rest competed with the parent's, its
+plan was ready at 932 and the supervisor waited for it in 5 of 12 runs (first spawn at
+1155); forked after them (317), it plans by 507, about 150 before the supervisor has loaded
+(704), which waited for it in none (first spawn at 785: 61 after taking the plan, for the
+plan cache, the host session, the cgroup, the watchdog and the checkpoint). The child is
+off the critical path; what is on it is the supervisor's own loading. Not built: starting
+the plan's first runs as soon as the plan arrives, as the early start does for a kept plan,
+which would move the first spawn near 507 (the runs then adopted as an early start's are).
 
 `PlanAhead` is that child: its pid, the pipe its answer comes through (the same answer as
 `planning.plan_apart`'s child gives), and what it planned for (config as given, no job key,

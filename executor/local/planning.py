@@ -13,7 +13,7 @@ As in Aurora, where the client evaluates the config and the executor never sees 
 config runs apart from the process that supervises the task.
 
 `job_planner` is the plan `stoker run` makes for its settings, in either child. For a first
-run the entry point may have forked the child already, before Stoker loaded
+run the entry point may have forked the child already, before most of Stoker loaded
 (`executor/local/planahead.py`): `plan_apart` then takes that child's answer.
 
 Either child dies with `stoker run` (`earlyfork.die_with`): killed while the config's code
@@ -80,7 +80,7 @@ def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
 def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the config") -> Planned:
     """What `plan` returns, and the sources it read, planned in a child process when this
     one has a single thread; raises what `plan` raised (a ConfigError with its message).
-    With `ahead`, the answer of the child forked for the same plan before Stoker loaded.
+    With `ahead`, the answer of the child forked for the same plan while Stoker loaded.
     A child that ended without an answer is the config's doing (`source` names it): its code
     ran there, and may have called os._exit(), killed its process or raised KeyboardInterrupt
     (which the loader leaves to the command): a ConfigError that says so."""

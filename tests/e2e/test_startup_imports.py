@@ -247,6 +247,13 @@ sys.meta_path.insert(0, Recorder())
 """
 
 
+# What the supervisor and a first run's planning child both use, loaded before the fork.
+LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "inspect", "ast", "pathlib", "logging",
+                                   "executor.codecache", "config.settings", "config.errors", "socket",
+                                   "config.plan", "config.spec", "executor.local.plancache",
+                                   "executor.local.planning"}
+
+
 def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(tmp_path):
     (tmp_path / "recorder").mkdir()
     (tmp_path / "recorder" / "sitecustomize.py").write_text(RECORDER)
@@ -262,6 +269,9 @@ def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(
     assert sorted(supervisor & PLANNING) == []
     assert sorted(supervisor & UNREAD) == []  # its planning child's pystachio reads inspect
     assert [sorted(PLANNING - mods) for mods in by_pid.values()] == [[]]  # one child planned
+    # forked once attrs and the rest both processes use were loaded: it has them from the
+    # fork (executor/local/planahead.py), it does not import them again
+    assert [sorted(mods & LOADED_BEFORE_THE_PLANNING_FORK) for mods in by_pid.values()] == [[]]
 
 
 def test_stoker_run_with_an_http_check_loads_the_checker_and_http_client_only(tmp_path):
