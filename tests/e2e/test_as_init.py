@@ -193,8 +193,8 @@ def test_a_lock_table_read_before_it_started_still_sees_it_running(tmp_path: Pat
     locks = LockTable()
     assert locks.holder(os.stat(tmp_path)) is None  # read now: an ended task's question earlier in the page
     with init_stoker(tmp_path, ["--sandbox", str(sandbox), str(config)], root=tmp_path / "inside") as stoker:
-        wait_for(lambda: "STARTING → RUNNING" in stoker.text(), message="the task running")
-        inspection = inspect_sandbox(sandbox, locks=locks)
+        wait_for(lambda: inspect_sandbox(sandbox).truth.state == "RUNNING", message="its record RUNNING")
+        inspection = inspect_sandbox(sandbox, locks=locks)  # the table read before
         assert (inspection.truth.state, inspection.truth.alive) == ("RUNNING", True), inspection
         os.kill(stoker.pid, signal.SIGTERM)
         assert stoker.proc.wait(5) == 143, stoker.text()
