@@ -121,6 +121,19 @@ def test_an_ended_tasks_checkpoint_rewritten_or_appended_to_is_read_again_whole(
     assert (reader.views.read, reader.views.resumed) == (5, 0)  # before: the append went on from a fold
 
 
+def test_an_ended_tasks_checkpoint_rewritten_with_its_size_and_time_put_back_is_read_again(registry):
+    """The sandbox's owner rewrites the checkpoint in place, the same size, and sets its mtime back
+    (or a write lands in the clock tick of the one read): its size and mtime are the stamp's, its
+    change time (which no one can set) is not; the kept view was shown as it was before."""
+    settings, tmp_path = registry
+    reader = Reader(settings)
+    reader.tasks()
+    path = tmp_path / "ended/.stoker/checkpoint.jsonl"
+    before = path.stat()
+    path.write_bytes(path.read_bytes().replace(b'"FINISHED"', b'"FAILED"  '))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert _shown(reader, "ended")[0]["state"] == "FAILED" == _shown(Reader(settings), "ended")[0]["state"]
+
 def test_a_lost_tasks_scrape_opens_each_file_of_its_stoker_directory_once(registry):
     settings, _ = registry
     reader, errors = Reader(settings), TaskErrors()
