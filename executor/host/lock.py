@@ -23,11 +23,13 @@ import os
 import attrs
 
 from executor.host.clock import iso_time
-from executor.host.identity import ProcessIdentity, is_alive, read_proc
+from executor.host.identity import ProcessIdentity, boot_secs, is_alive, read_proc
+from executor.host.identity import boot_id as identity_boot_id
 from executor.host.sandbox import LOCK_FILE
 from executor.procs import saferead, sandboxfs
 
 MAX_HOLDER_BYTES = 4096
+TAKEN_SLACK_SECS = 0.05  # a lock taken by a moment this close to a table's reading: read again
 
 
 class SandboxBusy(Exception):
@@ -114,35 +116,53 @@ def holder(stoker_dir: int) -> Holder | None:
 class LockTable:
     """/proc/locks, read at the first question and kept for the rest of one reading (a page or a
     scrape of every task of a registry, each gone supervisor's lock looked up: one read of it
-    costs 0.16 ms with 10 locks held on the host, 7.7 ms with 1,000). Not thread-safe."""
+    costs 0.16 ms with 10 locks held on the host, 7.7 ms with 1,000), read again for a lock that
+    may have been taken since (`taken_by`). Not thread-safe."""
 
     def __init__(self) -> None:
         self._holders: dict[bytes, int] | None = None
+        self._read_boot = 0.0  # when it was read, on the boot clock (`identity.boot_secs`)
+        self._boot_id = ""
 
-    def holder(self, st: os.stat_result) -> int | None:
-        """The pid holding the `flock` of the file `st` names (None: nobody, or no /proc/locks)."""
-        if self._holders is None:
-            self._holders = {}
-            try:
-                with open("/proc/locks", "rb") as f:
-                    data = f.read()
-            except OSError:
-                data = b""
-            for line in data.splitlines():
-                fields = line.split()  # b"1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"; waiters: "1: -> ..."
-                if len(fields) >= 6 and fields[1] == b"FLOCK" and fields[4].isdigit():
-                    self._holders.setdefault(fields[5], int(fields[4]))
+    def this_boot(self) -> str:
+        """This boot's id, read once for the table's questions."""
+        if not self._boot_id:
+            self._boot_id = identity_boot_id()
+        return self._boot_id
+
+    def holder(self, st: os.stat_result, taken_by: float | None = None) -> int | None:
+        """The pid holding the `flock` of the file `st` names (None: nobody, or no /proc/locks).
+        `taken_by`: a moment on the boot clock the lock was taken by if held at all (a supervisor
+        takes it before it writes its attempt's header, whose start it is; None: not known); a
+        table read before then may not have it (a supervisor that started since: said LOST) and is
+        read again. Nothing to read again for an ended task's lock, taken long before."""
+        if self._holders is None or taken_by is None or taken_by >= self._read_boot - TAKEN_SLACK_SECS:
+            self._read()
+        assert self._holders is not None
         return self._holders.get(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}".encode())
 
+    def _read(self) -> None:
+        self._read_boot, self._holders = boot_secs(), {}
+        try:
+            with open("/proc/locks", "rb") as f:
+                data = f.read()
+        except OSError:
+            data = b""
+        for line in data.splitlines():
+            fields = line.split()  # b"1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"; waiters: "1: -> ..."
+            if len(fields) >= 6 and fields[1] == b"FLOCK" and fields[4].isdigit():
+                self._holders.setdefault(fields[5], int(fields[4]))
 
-def locked_by(stoker_dir: int, locks: LockTable | None = None) -> int | None:
-    """The pid /proc/locks (`locks`: as read once for many sandboxes) names as holding the lock
-    file's `flock` (None: nobody holds it, there is no such file, or /proc/locks cannot be read)."""
+
+def locked_by(stoker_dir: int, locks: LockTable | None = None, taken_by: float | None = None) -> int | None:
+    """The pid /proc/locks (`locks`: as read once for many sandboxes, `LockTable.holder`'s `taken_by`)
+    names as holding the lock file's `flock` (None: nobody holds it, there is no such file, or
+    /proc/locks cannot be read)."""
     try:
         st = os.stat(LOCK_FILE, dir_fd=stoker_dir, follow_symlinks=False)
     except OSError:
         return None
-    return (locks or LockTable()).holder(st)
+    return (locks or LockTable()).holder(st, taken_by)
 
 
 def as_seen_here(holder: Holder, stoker_dir: int) -> Holder:
@@ -154,13 +174,17 @@ def as_seen_here(holder: Holder, stoker_dir: int) -> Holder:
 
 
 def seen_here(stoker_dir: int, pid: int, start_ticks: int | None, boot_id: str,
-              locks: LockTable | None = None) -> int | None:
+              locks: LockTable | None = None, taken_by: float | None = None) -> int | None:
     """The pid here of the supervisor that recorded (`pid`, `start_ticks`, `boot_id`) in
     a PID namespace of its own (`stoker run` as a container's main process: pid 1 there),
     its sandbox a volume this namespace sees: the lock's holder in /proc/locks, when that
     process's pid in its own namespace (the last of /proc/PID/status's NSpid) and its
-    start time are the ones recorded. None: no such holder."""
-    local = locked_by(stoker_dir, locks)
+    start time are the ones recorded. None: no such holder (one of another boot: not looked up,
+    its header's start on that boot's clock). `locks`, `taken_by`: `locked_by`."""
+    locks = locks or LockTable()
+    if boot_id and boot_id != locks.this_boot():
+        return None
+    local = locked_by(stoker_dir, locks, taken_by)
     if local is None or local == pid or start_ticks is None or not is_alive(local, start_ticks, boot_id):
         return None
     for line in read_proc(f"/proc/{local}/status", 1 << 16).splitlines():

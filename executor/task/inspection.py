@@ -286,7 +286,7 @@ def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView, locks: lock.Loc
         return False
     try:
         return lock.seen_here(fd, attempt.supervisor_pid or 0, attempt.supervisor_start, attempt.supervisor_boot,
-                              locks) is not None
+                              locks, attempt.started_boot) is not None  # its lock taken before it started
     finally:
         os.close(fd)
 

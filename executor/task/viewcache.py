@@ -3,7 +3,7 @@
 Each request of the observer's task list replayed every task's checkpoint (up to its 64 KiB
 compaction threshold, more for a task of many processes): about 4 ms a busy task, 0.9 s a
 page with 200 of them, on each load. A view is kept with the stamp of the file it came from
-(device, inode, size and modification time, taken on the descriptor the records are read
+(device, inode, size, modification and change times, taken on the descriptor the records are read
 from, before any is read: `checkpoint.open_checkpoint`); the writer only appends, or renames
 a compacted file over the old one, so a file with the same stamp replays to the same view,
 and a task that wrote nothing since costs an open and one `fstat`, no read.
@@ -14,14 +14,14 @@ only the first and last 256 bytes of them took a file rewritten in place between
 grown, for the one read, and went on from a fold of records it no longer held) is not
 replayed from its start: the fold (`replay.Fold`) that made its view is kept too, when it
 ended on a whole line at the size stamped and nothing was written while it was read (the
-size and modification time stamped, as they were after), and goes on from there with the
+size and times stamped, as they were after), and goes on from there with the
 lines appended. Hashing what was read again costs a read of it, no parse: about 0.1 ms for
 60 KB, where its replay took 4 ms; the hash of the part read before goes on over the part
 appended. Anything else (another inode: a compaction, a re-run in the same
 sandbox; a file cut or rewritten; a line half written at its end when it was read) is
-replayed whole. A write in place that leaves the file's size and its modification time as
-they were (in the same clock tick) is not seen, by the kept view as by the kept fold. A fold
-has one owner at a time: it is taken out of the cache to go on with and put back after, and
+replayed whole. A write in place that leaves the file's size and its times as they were (in
+the clock tick of the one read; an mtime set back moves the change time) is not seen, by the
+kept view as by the kept fold. A fold has one owner at a time: it is taken out of the cache to go on with and put back after, and
 a thread that finds none replays whole.
 
 A task whose last writer is gone (its supervisor ended, or is LOST: `inspect_sandbox` says so,
@@ -47,7 +47,7 @@ import attrs
 from executor.task.replay import Fold
 
 Where = tuple[str, str]  # the sandbox, and the `.stoker` a registry entry pins ("" none)
-Stamp = tuple[int, int, int, int]
+Stamp = tuple[int, int, int, int, int]  # device, inode, size, mtime, ctime (ns)
 V = TypeVar("V")
 
 MAX_VIEWS = 4096
@@ -70,8 +70,9 @@ class Resume:
 
 
 def stamp_of(st: os.stat_result) -> Stamp:
-    """The stamp of a checkpoint, from its `fstat` (taken before any record is read)."""
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+    """The stamp of a checkpoint, from its `fstat` (taken before any record is read). Its change
+    time too: an mtime set back (`touch -d`, `utime`) after a rewrite of the same size moves it."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _new_hash() -> Any:
@@ -167,7 +168,7 @@ class ViewCache(Generic[V]):
 def resumable(fd: int, fold: Fold, stamp: Stamp, max_bytes: int, resume: Resume | None = None) -> Resume | None:
     """`fold`, made from the file open as `fd` (stamped `stamp` before it was read) read to
     its end, as a `Resume`, when that end is on a whole line within `max_bytes` and nothing
-    was written to the file while it was read and hashed (its size and modification time
+    was written to the file while it was read and hashed (its size and times
     still the stamp's: an append, a cut or a write in place since); else None. `resume`: the
     one it went on from (`take`), whose bytes are hashed already."""
     size = stamp[2]
@@ -176,6 +177,6 @@ def resumable(fd: int, fold: Fold, stamp: Stamp, max_bytes: int, resume: Resume 
     start, h = (resume.offset, resume.hashed.copy()) if resume is not None else (0, _new_hash())
     hashed = _hashed(fd, h, start, size)
     st = os.fstat(fd)
-    if hashed is None or (st.st_size, st.st_mtime_ns) != stamp[2:]:
+    if hashed is None or (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != stamp[2:]:
         return None
     return Resume(fold, size, hashed)

@@ -25,7 +25,9 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.cli.main import main
+from executor.host.lock import LockTable
 from executor.observe.reader import Reader
+from executor.task.inspection import inspect_sandbox
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
@@ -177,3 +179,22 @@ def test_the_host_sees_it_running_and_stops_it(tmp_path: Path, capsys: pytest.Ca
         assert [(r["state"], r["supervisor_alive"]) for r in rows] == [("RUNNING", True)], rows
         assert main(["kill", str(sandbox), "--grace", "1"]) == 0
         assert stoker.proc.wait(5) == 0, stoker.text()
+
+
+def test_a_lock_table_read_before_it_started_still_sees_it_running(tmp_path: Path) -> None:
+    """A page's /proc/locks (`lock.LockTable`) read, for another task, before this supervisor
+    took its lock: the header read after it names a supervisor the table has no lock of. Its
+    task is RUNNING, not LOST (one read of /proc/locks each, after the checkpoint, never said so)."""
+    config = tmp_path / "job.aurora"
+    config.write_text("jobs = [Service(cluster='local', role='me', environment='test', name='svc', "
+                      "task=Task(processes=[Process(name='main', cmdline='sleep 30')], "
+                      "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+    sandbox = tmp_path / "sb"
+    locks = LockTable()
+    assert locks.holder(os.stat(tmp_path)) is None  # read now: an ended task's question earlier in the page
+    with init_stoker(tmp_path, ["--sandbox", str(sandbox), str(config)], root=tmp_path / "inside") as stoker:
+        wait_for(lambda: inspect_sandbox(sandbox).truth.state == "RUNNING", message="its record RUNNING")
+        inspection = inspect_sandbox(sandbox, locks=locks)  # the table read before
+        assert (inspection.truth.state, inspection.truth.alive) == ("RUNNING", True), inspection
+        os.kill(stoker.pid, signal.SIGTERM)
+        assert stoker.proc.wait(5) == 143, stoker.text()
