@@ -227,7 +227,8 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
             os.close(read_end)
             import gc  # here: the early start loads nothing it does not use
 
-            gc.disable()  # short-lived: its garbage goes with it, and the parent's objects stay shared
+            gc.freeze()  # the parent's objects: no collection touches them (their pages stay shared);
+            # the collector stays on for the config's own garbage (cycles holding files)
             earlyfork.die_with(parent)  # where prctl is denied, by a thread that watches the parent
             from executor import codecache
 

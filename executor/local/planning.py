@@ -96,7 +96,8 @@ def _fork(plan: Plan) -> tuple[int, int, set[int | signal.Signals]] | None:
     end, and the signal mask to put back once the caller can kill the child; None when no
     process could be had (nothing left behind)."""
     read_end, write_end = os.pipe()
-    gc.freeze()  # the collector leaves what exists now alone: in the child, no copy-on-write for it
+    gc.freeze()  # the collector leaves what exists now alone: in the child, no copy-on-write for it,
+    # and it stays on there for the config's own garbage (cycles holding files)
     # Ctrl-C (or SIGTERM) waits until the parent is inside the `try` that kills the child
     # (`_collect`): a KeyboardInterrupt raised between the fork and it would leave the child
     # planning, holding this process's stdout, for up to PLAN_TIMEOUT_SECS.
@@ -112,7 +113,6 @@ def _fork(plan: Plan) -> tuple[int, int, set[int | signal.Signals]] | None:
         return None
     if pid == 0:  # the child: never returns
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        gc.disable()  # short-lived: its garbage goes with it
         os.close(read_end)
         die_with(parent)  # a `stoker run` killed (SIGKILL) leaves no config running
         _child(plan, write_end)

@@ -248,9 +248,9 @@ sys.meta_path.insert(0, Recorder())
 
 
 # What the supervisor and a first run's planning child both use, loaded before the fork.
-# inspect is among them only as executor/deferred.py's stand-in: the child that plans runs its
-# code (pystachio reads it), with ast, so that the supervisor never holds them
-LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "inspect", "pathlib", "logging",
+# Not `inspect` and `ast`: deferred (executor/deferred.py), the supervisor never loads them;
+# the child's pystachio does, after the fork.
+LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "logging",
                                    "executor.codecache", "config.settings", "config.errors", "socket",
                                    "config.plan", "config.spec", "executor.local.plancache",
                                    "executor.local.planning"}

@@ -206,7 +206,7 @@ def test_ctrl_c_just_after_the_fork_still_ends_the_child(tmp_path):
             time.sleep(0.5)
             gc.unfreeze()
 
-        planning.gc = types.SimpleNamespace(freeze=gc.freeze, unfreeze=unfreeze, disable=gc.disable)
+        planning.gc = types.SimpleNamespace(freeze=gc.freeze, unfreeze=unfreeze)
     """)
 
 
