@@ -31,7 +31,7 @@ the entry point calls once attrs, `typing` and the modules the supervisor and th
 child both use are loaded, forks the child that plans the job (`executor/local/planahead.py`),
 so that pystachio, the config modules and the config's code load beside the rest of the
 supervisor's start rather than after it. Forked at the entry point's first line, the child
-imported attrs, `typing`, `inspect`, `ast`, `pathlib` and logging a second time, beside the
+imported attrs, `typing`, `pathlib` and logging a second time, beside the
 parent that imported them too: CPU both paid for, and on a busy 2-core host wall time too.
 
 `take` hands the result (`executor/host/early.py`) to `LocalRun`, which checks what it
@@ -46,6 +46,7 @@ from __future__ import annotations
 import fcntl
 import marshal
 import os
+import signal
 import sys
 
 from executor.host.early import EarlyStart, defer_stop_signals, undefer_stop_signals
@@ -217,13 +218,18 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
         stream.flush()  # must not hold what this process wrote before the fork
     parent = os.getpid()
     read_end, write_end = os.pipe()
+    # Ctrl-C (or SIGTERM) waits until the child is inside the `try` that ends it: raised
+    # before, the child would go on as this process and run its exit
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
     try:
         pid = os.fork()
     except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _close_all([read_end, write_end])
         return None
     if pid == 0:  # the child: plans, answers and ends; never returns
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read_end)
             import gc  # here: the early start loads nothing it does not use
 
@@ -238,6 +244,7 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
             plan_ahead(inputs, write_end)
         finally:
             os._exit(1)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(write_end)
     return PlanAhead(pid, read_end, inputs)
 

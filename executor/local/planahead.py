@@ -10,7 +10,8 @@ and the other modules the child and the supervisor both use are loaded (`executo
 and what it imports; `executor.local.planning` with the plan's classes and the plan cache;
 `socket`), so that the child has them from the fork. Forked at the entry
 point's first line, the child imported them again beside its parent (attrs with `typing`,
-`inspect` and `ast`, `pathlib`, logging, the config settings): CPU paid twice, which on a
+`pathlib`, logging, the config settings; `inspect` and `ast`, which only the child runs now,
+`executor/deferred.py`): CPU paid twice, which on a
 busy 2-core host is wall time too (an interleaved A/B of a new config's launch, N=1:
 whole-tree CPU 528 → 400 ms, exec → running 812 → 606 ms, medians of 20 on a loaded VM).
 
