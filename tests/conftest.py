@@ -203,3 +203,12 @@ def _fresh_pidfd_probe():
     pidsignal.forget_probe()
     yield
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A test's captured output (its log lines, say a sandbox b'/sb-\\xff' written as its
+    surrogate escape '\\udcff') reaches the report as it was written: pytest-xdist's worker
+    sends the report to the controller as strict UTF-8, which refuses a lone surrogate and
+    ended the whole run with an INTERNALERROR. Written out as `\\udcff` here, before it goes."""
+    report.sections = [(title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+                       for title, text in report.sections]
