@@ -25,8 +25,14 @@ run: $(STAMP)
 	$(BIN)/stoker run $(EXAMPLE) --sandbox $(RUNS)/$$(basename $(EXAMPLE) .aurora)-$$(date +%Y%m%d-%H%M%S)
 
 # The whole suite: lint (ruff, mypy), then every test tier (the fault suite's short version).
+# The unit and integration tiers run on TEST_WORKERS pytest-xdist workers (CI's 2 cores), the
+# end-to-end and fault tiers after them, serially (docs/testing.md §13); a failure in the first
+# run still lets the second run, and either fails the target.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests/unit tests/integration; status=$$?; \
+	$(BIN)/python -m pytest -q --ignore=tests/unit --ignore=tests/integration || status=1; \
+	exit $$status
 
 # The unit tests only: the pure cores and the layering rules (about a minute).
 test-fast: lint

@@ -109,7 +109,10 @@ setup(
                  # a second reader of the observer's /metrics (Prometheus' own Python client's
                  # parser, tests/e2e/test_observe_metrics_prometheus.py): the tests' parser is
                  # ours; 0.4 gave samples their names and counters' families no _total
-                 "prometheus_client>=0.4"],
+                 "prometheus_client>=0.4",
+                 # `make test` runs the unit and integration tiers on two workers (docs/testing.md
+                 # §13); 3.6.1: 3.6.0 was withdrawn (yanked)
+                 "pytest-xdist>=3.6.1"],
         "dist": ["shiv>=1.0.4,<2", "wheel>=0.38", "setuptools>=61"],
         # `make mutation` (docs/testing.md); pinned, since scores move with mutmut's operators
         "mutation": ["mutmut==3.8.1"],

@@ -6,11 +6,13 @@ A plain kazoo client plays the ServerSet reader (Finagle, Aurora's tools).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from kazoo.client import KazooClient
@@ -38,15 +40,22 @@ AUTH_FILE = {
 
 
 
-@pytest.fixture
-def reader(zk):
-    client = KazooClient(hosts=zk.ensemble, timeout=4.0)
+@contextlib.contextmanager
+def zk_client(ensemble: str) -> Iterator[KazooClient]:
+    """A started client of ENSEMBLE (the test's reader of what the announcer wrote), closed after."""
+    client = KazooClient(hosts=ensemble, timeout=4.0)
     client.start(timeout=10)
     try:
         yield client
     finally:
         client.stop()
         client.close()
+
+
+@pytest.fixture
+def reader(zk):
+    with zk_client(zk.ensemble) as client:
+        yield client
 
 
 class Recorder:
@@ -102,6 +111,17 @@ def announcement(ensemble: str, root: str, *, announce: AnnouncerSpec | None = N
 
 def unique_root() -> str:
     return f"/t-{uuid.uuid4().hex[:12]}"
+
+
+def joined_then_stopped(private_zk, announcers) -> tuple[ServerSetAnnouncer, str]:
+    """An announcer joined on the test's own server, which is then stopped: (it, the job's path)."""
+    private_zk.start()
+    root = unique_root()
+    announcer, _ = announcers(announcement(private_zk.ensemble, root))
+    announcer.join()
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+    private_zk.stop()
+    return announcer, f"{root}/www-data/prod/hello"
 
 
 def members(client: KazooClient, path: str) -> list[str]:
@@ -228,24 +248,13 @@ def test_a_session_expiry_while_joined_ends_with_a_new_member(zk, reader, announ
 
 
 def test_a_zookeeper_restart_while_joined_ends_with_the_member_present(private_zk, announcers):
-    private_zk.start()
-    root = unique_root()
-    path = f"{root}/www-data/prod/hello"
-    announcer, _ = announcers(announcement(private_zk.ensemble, root))
-    announcer.join()
-    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
-    private_zk.stop()
+    announcer, path = joined_then_stopped(private_zk, announcers)
     wait_for(lambda: announcer.view().connection is not Connection.CONNECTED, timeout_secs=10)
     private_zk.start()  # same port, same data directory
-    client = KazooClient(hosts=private_zk.ensemble, timeout=4.0)
-    client.start(timeout=10)
-    try:
+    with zk_client(private_zk.ensemble) as client:
         names = wait_for(lambda: announcer.view().state is MemberState.JOINED
                          and members(client, path), timeout_secs=20)
         assert len(names) == 1 and announcer.view().member == names[0]
-    finally:
-        client.stop()
-        client.close()
 
 
 def test_digest_auth_applies_the_acl_and_a_wrong_password_is_refused(zk, reader, announcers, tmp_path):
@@ -295,23 +304,12 @@ def test_zookeeper_down_at_join_reports_the_timeout_and_keeps_retrying(private_z
     private_zk.start()  # the announcer was retrying all along
     wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=15)
     assert announcer.overdue(time.monotonic()) is False
-    client = KazooClient(hosts=private_zk.ensemble, timeout=4.0)
-    client.start(timeout=10)
-    try:
+    with zk_client(private_zk.ensemble) as client:
         assert members(client, path) == [announcer.view().member]
-    finally:
-        client.stop()
-        client.close()
 
 
 def test_leave_while_zookeeper_is_down_returns_within_its_bound(private_zk, announcers):
-    private_zk.start()
-    root = unique_root()
-    path = f"{root}/www-data/prod/hello"
-    announcer, _ = announcers(announcement(private_zk.ensemble, root))
-    announcer.join()
-    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
-    private_zk.stop()
+    announcer, path = joined_then_stopped(private_zk, announcers)
     started = time.monotonic()
     assert announcer.leave(timeout_secs=0.5) is False
     # Given up at its bound, not at ZooKeeper's return (a guard: a loaded machine adds time).
@@ -319,13 +317,8 @@ def test_leave_while_zookeeper_is_down_returns_within_its_bound(private_zk, anno
     assert announcer.view().state is MemberState.LEAVING
     private_zk.start()
     wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=20)
-    client = KazooClient(hosts=private_zk.ensemble, timeout=4.0)
-    client.start(timeout=10)
-    try:
+    with zk_client(private_zk.ensemble) as client:
         assert members(client, path) == []
-    finally:
-        client.stop()
-        client.close()
 
 
 def test_close_while_zookeeper_is_unreachable_is_quick_and_leaves_no_thread():

@@ -2,6 +2,7 @@
 into the scratch directory the wheel is built in (the build itself: tests/e2e/test_dist.py)."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -40,7 +41,8 @@ def test_staging_copies_the_build_inputs_only_and_a_live_runs_socket_or_a_pipe_i
     (checkout / ".run/hello/.stoker").mkdir()
     (tmp_path / "scratch").mkdir()  # build() stages into a fresh temporary directory
     with socket.socket(socket.AF_UNIX) as control:
-        control.bind(str(checkout / ".run/hello/.stoker/control.sock"))
+        with contextlib.chdir(checkout / ".run/hello/.stoker"):  # under pytest-xdist's popen-gwN/,
+            control.bind("control.sock")  # the whole path is too long for AF_UNIX (108 bytes)
         monkeypatch.setattr(build_dist, "REPO", checkout)
         src = build_dist.stage_sources(tmp_path / "scratch")
     staged = sorted(str(p.relative_to(src)) for p in src.rglob("*") if not p.is_dir())

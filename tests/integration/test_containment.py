@@ -17,7 +17,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from executor.procs.identity import give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
 from tests.support import cgroups, proc_scan
 from tests.support.users import needs_root, open_sandbox, throwaway_user
-from tests.support.waiting import wait_for
+from tests.support.waiting import readline_within, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -374,7 +373,7 @@ def test_the_watchdog_kills_what_left_group_and_marker(tmp_path, tracked, mode):
     child = subprocess.Popen([sys.executable, str(SUPPORT / "supervise_child.py"), str(sandbox),
                               "--cgroups", setting, "--escaped"], stdout=subprocess.PIPE, text=True)
     try:
-        info = json.loads(_readline_within(child, 15))
+        info = json.loads(readline_within(child, 15))
         groups.add(info["cgroup"])
         pids.update(info["pids"])
         assert bool(info["cgroup"]) == (mode != "fallback"), info["cgroup"]
@@ -394,12 +393,3 @@ def test_the_watchdog_kills_what_left_group_and_marker(tmp_path, tracked, mode):
             child.wait(5)
         child.stdout.close()
         proc_scan.stop_hopper(sandbox / "hop.pid", sandbox / "hop.stop")
-
-
-def _readline_within(proc: subprocess.Popen, timeout_secs: float) -> str:
-    box: list[str] = []
-    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout_secs)
-    assert box and box[0], f"supervise_child printed nothing within {timeout_secs} s"
-    return box[0]

@@ -23,7 +23,7 @@ from executor.procs import proctree
 from executor.procs.reaper import Reaper
 from executor.procs.supervisor import SpawnError
 from tests.support.supervision import HANG_GUARD_SECS, SUPPORT, Harness, alive, all_gone, fake, read_pids
-from tests.support.waiting import wait_for
+from tests.support.waiting import readline_within, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -263,7 +263,7 @@ def test_kill_9_of_the_supervising_process_leaves_no_survivor(tmp_path, tracker)
     child = subprocess.Popen([sys.executable, str(SUPPORT / "supervise_child.py"),
                               str(tmp_path / "sandbox")], stdout=subprocess.PIPE, text=True)
     try:
-        line = _readline_within(child, 15)
+        line = readline_within(child, 15)
         info = json.loads(line)
         pids, watchdog = info["pids"], info["watchdog"]
         tracker.add(*pids, watchdog)
@@ -277,15 +277,6 @@ def test_kill_9_of_the_supervising_process_leaves_no_survivor(tmp_path, tracker)
             child.kill()
             child.wait(5)
         child.stdout.close()
-
-
-def _readline_within(proc: subprocess.Popen, timeout_secs: float) -> str:
-    box: list[str] = []
-    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout_secs)
-    assert box and box[0], f"supervise_child printed nothing within {timeout_secs} s"
-    return box[0]
 
 
 

@@ -5,6 +5,8 @@ deadline and never swallows the condition's own exceptions.
 """
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -52,3 +54,14 @@ def stopped_whole(pid: int) -> bool:
     except OSError:
         return False
     return bool(states) and all(state in "Tt" for state in states)
+
+
+def readline_within(proc: subprocess.Popen, timeout_secs: float) -> str:
+    """The next line of PROC's stdout (a text pipe), read on a thread given TIMEOUT_SECS: a
+    child that prints nothing fails the test instead of hanging it."""
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_secs)
+    assert box and box[0], f"{proc.args!r} printed nothing within {timeout_secs} s"
+    return box[0]
