@@ -86,20 +86,27 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
 
 def _loading(module: ModuleType, spec: ModuleSpec) -> Callable[[str], object]:
     """The module's `__getattr__` (PEP 562: a name its namespace lacks) until it loaded:
-    runs its code, as `import` would have, then gives the name."""
+    runs its code, as `import` would have, then gives the name. It stays in the namespace
+    while the code runs, so that another thread's read waits for the load (and gets the
+    name) instead of finding the namespace half filled; a read of the loading thread itself
+    (a signal handler, a circular read) is an AttributeError, as a partly imported module's."""
     lock = _thread.RLock()
+    loading: list[bool] = []  # [True] while a thread runs the module's code
 
     def __getattr__(attr: str) -> object:
         with lock:  # one thread runs the module's code; another waits for it, then reads
+            if loading:
+                raise AttributeError(f"partially initialized module {spec.name!r} has no attribute {attr!r}"
+                                     " (read while it loads)", name=attr, obj=module)
             if module.__dict__.get("__getattr__") is __getattr__:
-                del module.__dict__["__getattr__"]
-                _pending.discard(spec.name)
-                try:
+                loading.append(True)
+                try:  # its file unreadable (EMFILE), its code raised: the next read runs it again
                     spec.loader.exec_module(module)  # type: ignore[union-attr]  # defer() checked it
-                except BaseException:  # its file unreadable (EMFILE), its code raised: the
-                    module.__dict__["__getattr__"] = __getattr__  # next read runs it again
-                    _pending.add(spec.name)
-                    raise
+                finally:
+                    loading.clear()
+                if module.__dict__.get("__getattr__") is __getattr__:  # not the module's own
+                    del module.__dict__["__getattr__"]
+                _pending.discard(spec.name)
         return getattr(module, attr)
 
     return __getattr__

@@ -119,3 +119,46 @@ def test_attrs_loads_and_makes_classes_without_inspect(tmp_path):
     assert seen["without"] == []  # attrs and a class with a plain converter: no inspect, ast, dis
     assert seen["value"] == 7 and seen["annotation"] == "str"  # the converter's first annotation
     assert seen["builtin"] == 3 and seen["then"]  # a builtin converter: attrs' own, through inspect
+
+
+def test_a_thread_reading_while_another_loads_waits_for_the_load(tmp_path):
+    (tmp_path / "gate.py").write_text("import threading\nentered = threading.Event()\nrelease = threading.Event()\n")
+    (tmp_path / "slowmod.py").write_text("import gate\ngate.entered.set()\ngate.release.wait(60)\nANSWER = 42\n")
+    seen = probe(tmp_path, """
+        import threading, time
+        deferred.defer(("slowmod",))
+        import gate, slowmod
+        got = {}
+
+        def read(who):
+            try:
+                got[who] = slowmod.ANSWER
+            except AttributeError as exc:
+                got[who] = str(exc)
+
+        loader = threading.Thread(target=read, args=("loader",))
+        loader.start()
+        gate.entered.wait(60)  # the loader runs the module's code, held at the gate
+        reader = threading.Thread(target=read, args=("reader",))
+        reader.start()
+        deadline = time.monotonic() + 60  # until the reader waits for the load, or has read
+        while reader.is_alive() and time.monotonic() < deadline and (
+                sys._current_frames().get(reader.ident) is None
+                or sys._current_frames()[reader.ident].f_code.co_name != "__getattr__"):
+            time.sleep(0.01)
+        gate.release.set()
+        loader.join(60)
+        reader.join(60)
+        print(json.dumps(got))
+        """)
+    assert seen == {"loader": 42, "reader": 42}  # not "has no attribute 'ANSWER'" mid-load
+
+
+def test_a_read_of_the_loading_thread_itself_is_an_attribute_error(tmp_path):
+    (tmp_path / "selfread.py").write_text("import sys\nEARLY = hasattr(sys.modules[__name__], 'LATER')\nLATER = 1\n")
+    seen = probe(tmp_path, """
+        deferred.defer(("selfread",))
+        import selfread
+        print(json.dumps([selfread.EARLY, selfread.LATER, deferred.is_loaded("selfread")]))
+        """)
+    assert seen == [False, 1, True]  # as a partly imported module answers: no deadlock, no recursion
