@@ -23,6 +23,7 @@ before attrs is imported:
   read whose load failed (its file unreadable, EMFILE; its code raised) raises that error
   and leaves the module as it was, deferred: the next read runs it again (the modules
   that imported it hold this module object, so it is never taken out of `sys.modules`).
+  A module `importlib.reload()` ran (with import's loader) counts as loaded, never run again.
   A module already loaded, or one Python cannot find, is left as it is.
 - Not `traceback`: `logging` formats an exception with it, and a first load then could
   fail (EMFILE) where the log line must not. The others' readers already expect an
@@ -99,11 +100,12 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> Callable[[str], object]:
                 raise AttributeError(f"partially initialized module {spec.name!r} has no attribute {attr!r}"
                                      " (read while it loads)", name=attr, obj=module)
             if module.__dict__.get("__getattr__") is __getattr__:
-                loading.append(True)
-                try:  # its file unreadable (EMFILE), its code raised: the next read runs it again
-                    spec.loader.exec_module(module)  # type: ignore[union-attr]  # defer() checked it
-                finally:
-                    loading.clear()
+                if not _ran(module):  # (a reload ran it already)
+                    loading.append(True)
+                    try:
+                        _run(module, spec)
+                    finally:
+                        loading.clear()
                 if module.__dict__.get("__getattr__") is __getattr__:  # not the module's own
                     del module.__dict__["__getattr__"]
                 _pending.discard(spec.name)
@@ -112,9 +114,27 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> Callable[[str], object]:
     return __getattr__
 
 
+def _run(module: ModuleType, spec: ModuleSpec) -> None:
+    """The module's code run in its namespace; if that fails (its file unreadable, EMFILE;
+    its code raised), none of the names it set stay, and the error is raised."""
+    before = dict(module.__dict__)
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]  # defer() checked it
+    except BaseException:
+        module.__dict__.clear()
+        module.__dict__.update(before)
+        raise
+
+
 def is_loaded(name: str) -> bool:
     """Whether module `name` was imported and, if it was deferred, has loaded since."""
-    return name in sys.modules and name not in _pending
+    return name in sys.modules and (name not in _pending or _ran(sys.modules[name]))
+
+
+def _ran(module: ModuleType) -> bool:
+    """Whether the module's code ran (its `__builtins__`, which running it sets), by this
+    module's `__getattr__` or by `importlib.reload()`, which runs it with import's loader."""
+    return "__builtins__" in module.__dict__
 
 
 class AttrsCompatHook:

@@ -162,3 +162,29 @@ def test_a_read_of_the_loading_thread_itself_is_an_attribute_error(tmp_path):
         print(json.dumps([selfread.EARLY, selfread.LATER, deferred.is_loaded("selfread")]))
         """)
     assert seen == [False, 1, True]  # as a partly imported module answers: no deadlock, no recursion
+
+
+def test_a_deferred_module_reloaded_is_loaded_and_runs_no_more(tmp_path):
+    seen = probe(tmp_path, """
+        import importlib
+        deferred.defer(("lazymod",))
+        import lazymod
+        importlib.reload(lazymod)  # its code runs, by import's own loader
+        reloaded = [runs(), deferred.is_loaded("lazymod")]
+        missing = hasattr(lazymod, "NOT_THERE")
+        print(json.dumps({"reloaded": reloaded, "missing": missing, "runs": runs(), "answer": lazymod.ANSWER}))
+        """)
+    assert seen == {"reloaded": [1, True], "missing": False, "runs": 1, "answer": 42}  # not a second run
+
+
+def test_a_failed_load_leaves_none_of_its_names(tmp_path):
+    seen = probe(tmp_path, """
+        os.environ["LAZY_FAILS"] = "1"
+        deferred.defer(("lazymod",))
+        import lazymod
+        try:
+            lazymod.ANSWER
+        except RuntimeError:
+            print(json.dumps(sorted(n for n in vars(lazymod) if not n.startswith("__"))))
+        """)
+    assert seen == []  # not RAN and os, set before it raised: a read of them would not load it
