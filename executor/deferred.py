@@ -6,8 +6,7 @@ because a module it needs imports them, reading none of their names: attrs impor
 (with the compiler's 120-odd syntax-tree classes), `dis` and `opcode`; `subprocess` imports
 `locale` (its tables of 1,000-odd locale aliases), for text mode without an encoding;
 `linecache` imports `tokenize` and `token` (and their regular expressions), for a
-traceback's source lines; `traceback` imports `textwrap` (its regular expressions, compiled
-as it loads), for exception groups. attrs reads `inspect` for a class with a converter (its
+traceback's source lines. attrs reads `inspect` for a class with a converter (its
 own `_NotValidator` has one: `inspect.signature` of the converter, for the annotations of
 its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
 class of Stoker's has one. So the entry point (`executor/cli/start.py`) calls `defer()`
@@ -25,8 +24,10 @@ before attrs is imported:
   that imported it hold this module object, so it is never taken out of `sys.modules`).
   A module `importlib.reload()` ran (with import's loader) counts as loaded, never run again.
   A module already loaded, or one Python cannot find, is left as it is.
-- Not `traceback`: `logging` formats an exception with it, and a first load then could
-  fail (EMFILE) where the log line must not. The others' readers already expect an
+- Not `traceback`, nor `textwrap`, which `traceback` reads for every exception it formats
+  (`textwrap.indent`, not only an exception group's): `logging` formats an exception with
+  them, and a first load then could fail (EMFILE) where the log line must not (it was
+  lost). The others' readers already expect an
   `OSError` there (`linecache`) or cannot work without descriptors anyway (`subprocess`).
 - attrs' own extractor of a converter's annotations (`attr._compat._AnnotationExtractor`)
   is served by `PlainAnnotations`, as `attr._compat` loads (a finder on `sys.meta_path`
@@ -36,7 +37,8 @@ before attrs is imported:
 
 `stoker run` at N=100 holds about 1.1 MiB less (USS 13.13 → 12.02 MiB; medians of 12
 interleaved runs, against main and then against `inspect` alone deferred: 0.67 MiB for
-`inspect`, 0.43 for the others). The planning child of a new config and `stoker executor`
+`inspect`, 0.43 for the others, `textwrap` then among them: some 45 KiB of its allocations
+are back). The planning child of a new config and `stoker executor`
 load `inspect` anyway (pystachio's `from inspect import isclass`). STOKER_CODE_CACHE=off
 turns it off, as it does the modules without docstrings and the attrs code cache: the
 process then loads as Python would. Process-wide, imperative by nature, as
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
 ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (attrs 22.2 to 26.1)
 
 # imported by modules a supervisor loads, never read by it (see the docstring)
-LAZY = ("inspect", "locale", "textwrap", "tokenize", "token")
+LAZY = ("inspect", "locale", "tokenize", "token")
 _pending: set[str] = set()  # deferred, not loaded yet
 
 

@@ -188,3 +188,33 @@ def test_a_failed_load_leaves_none_of_its_names(tmp_path):
             print(json.dumps(sorted(n for n in vars(lazymod) if not n.startswith("__"))))
         """)
     assert seen == []  # not RAN and os, set before it raised: a read of them would not load it
+
+
+def test_an_exception_logged_with_no_descriptor_left_keeps_its_traceback(tmp_path):
+    seen = probe(tmp_path, """
+        from executor import nodocs
+        nodocs.install()
+        deferred.defer()  # as the entry point: what a supervisor imports, then descriptors run out
+        from executor import codecache
+        codecache.install("run")
+        import executor.cli.main, executor.local.run
+        import io, logging, resource
+        stream = io.StringIO()
+        logging.basicConfig(stream=stream)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        held = []
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            json.loads("{")
+        except ValueError:
+            logging.exception("a state change failed")
+        for fd in held:
+            os.close(fd)
+        print(json.dumps(stream.getvalue().splitlines()))
+        """)
+    assert seen[:2] == ["ERROR:root:a state change failed", "Traceback (most recent call last):"]
+    assert seen[-1].startswith("json.decoder.JSONDecodeError")  # not "--- Logging error ---"
