@@ -27,7 +27,9 @@ before attrs is imported:
 - Not `traceback`, nor `textwrap`, which `traceback` reads for every exception it formats
   (`textwrap.indent`, not only an exception group's): `logging` formats an exception with
   them, and a first load then could fail (EMFILE) where the log line must not (it was
-  lost). The others' readers already expect an
+  lost). Python 3.13's `traceback` imports `ast` (which `inspect` loads) for a frame's
+  `^^^` marks: Stoker's log formatters write a traceback they fail to format without its
+  source lines (`executor/cli/logsetup.py`). The others' readers already expect an
   `OSError` there (`linecache`) or cannot work without descriptors anyway (`subprocess`).
 - attrs' own extractor of a converter's annotations (`attr._compat._AnnotationExtractor`)
   is served by `PlainAnnotations`, as `attr._compat` loads (a finder on `sys.meta_path`
