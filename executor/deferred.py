@@ -18,6 +18,8 @@ before attrs is imported:
   whole module, as `import` would have run it, with the loader `import` would have used
   (no docstrings, but a config's imports keep theirs: `executor/nodocs.py`). `import
   inspect` alone reads only `__spec__` and `__name__`, which it has, and loads nothing.
+  `dir(inspect)` loads it too (a module `__dir__`); `vars()` and `__dict__`, which no hook
+  sees, show only the few names it has until then (its `__doc__` is None).
   One thread runs the code; another that reads a name meanwhile waits for it (a lock). A
   read whose load failed (its file unreadable, EMFILE; its code raised) raises that error
   and leaves the module as it was, deferred: the next read runs it again (the modules
@@ -80,7 +82,7 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             continue
         module = importlib.util.module_from_spec(spec)
-        module.__dict__["__getattr__"] = _loading(module, spec)  # PEP 562's
+        module.__dict__["__getattr__"], module.__dict__["__dir__"] = _loading(module, spec)  # PEP 562's
         sys.modules[name] = module
         _pending.add(name)
         deferred.append(name)
@@ -89,9 +91,10 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
     return deferred
 
 
-def _loading(module: ModuleType, spec: ModuleSpec) -> Callable[[str], object]:
-    """The module's `__getattr__` (PEP 562: a name its namespace lacks) until it loaded:
-    runs its code, as `import` would have, then gives the name. It stays in the namespace
+def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
+    """The module's `__getattr__` (PEP 562: a name its namespace lacks) and `__dir__`
+    (`dir(module)`) until it loaded: they run its code, as `import` would have, then give
+    the name, or all of them (not only the few it has unloaded). They stay in the namespace
     while the code runs, so that another thread's read waits for the load (and gets the
     name) instead of finding the namespace half filled; a read of the loading thread itself
     (a signal handler, a circular read) is an AttributeError, as a partly imported module's."""
@@ -110,12 +113,17 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> Callable[[str], object]:
                         _run(module, spec)
                     finally:
                         loading.clear()
-                if module.__dict__.get("__getattr__") is __getattr__:  # not the module's own
-                    del module.__dict__["__getattr__"]
+                for name, ours in (("__getattr__", __getattr__), ("__dir__", __dir__)):
+                    if module.__dict__.get(name) is ours:  # not the module's own
+                        del module.__dict__[name]
                 _pending.discard(spec.name)
         return getattr(module, attr)
 
-    return __getattr__
+    def __dir__() -> list[str]:
+        __getattr__("__name__")  # (a name it has: only the load)
+        return sorted(module.__dict__)
+
+    return __getattr__, __dir__
 
 
 def _run(module: ModuleType, spec: ModuleSpec) -> None:

@@ -223,3 +223,14 @@ def test_an_exception_logged_with_no_descriptor_left_keeps_its_traceback(tmp_pat
     # `ast` for the `^^^` marks of this `-c` code's frame (`inspect`, which loads it, deferred)
     assert seen[:2] == ["<3>ERROR   root: a state change failed", "<3>Traceback (most recent call last):"]
     assert seen[-1].startswith("<3>json.decoder.JSONDecodeError")  # not "--- Logging error ---"
+
+
+def test_dir_of_a_deferred_module_loads_it_and_lists_its_names(tmp_path):
+    seen = probe(tmp_path, """
+        deferred.defer(("lazymod",))
+        import lazymod
+        names = dir(lazymod)
+        print(json.dumps({"answer": "ANSWER" in names, "ours": sorted({"__getattr__", "__dir__"} & set(vars(lazymod))),
+                          "loaded": deferred.is_loaded("lazymod"), "runs": runs()}))
+        """)
+    assert seen == {"answer": True, "ours": [], "loaded": True, "runs": 1}  # as `dir()` of a module imported
