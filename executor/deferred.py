@@ -6,8 +6,7 @@ because a module it needs imports them, reading none of their names: attrs impor
 (with the compiler's 120-odd syntax-tree classes), `dis` and `opcode`; `subprocess` imports
 `locale` (its tables of 1,000-odd locale aliases), for text mode without an encoding;
 `linecache` imports `tokenize` and `token` (and their regular expressions), for a
-traceback's source lines; `traceback` imports `textwrap` (its regular expressions, compiled
-as it loads), for exception groups. attrs reads `inspect` for a class with a converter (its
+traceback's source lines. attrs reads `inspect` for a class with a converter (its
 own `_NotValidator` has one: `inspect.signature` of the converter, for the annotations of
 its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
 class of Stoker's has one. So the entry point (`executor/cli/start.py`) calls `defer()`
@@ -19,13 +18,20 @@ before attrs is imported:
   whole module, as `import` would have run it, with the loader `import` would have used
   (no docstrings, but a config's imports keep theirs: `executor/nodocs.py`). `import
   inspect` alone reads only `__spec__` and `__name__`, which it has, and loads nothing.
+  `dir(inspect)` loads it too (a module `__dir__`); `vars()` and `__dict__`, which no hook
+  sees, show only the few names it has until then (its `__doc__` is None).
   One thread runs the code; another that reads a name meanwhile waits for it (a lock). A
   read whose load failed (its file unreadable, EMFILE; its code raised) raises that error
   and leaves the module as it was, deferred: the next read runs it again (the modules
   that imported it hold this module object, so it is never taken out of `sys.modules`).
+  A module `importlib.reload()` ran (with import's loader) counts as loaded, never run again.
   A module already loaded, or one Python cannot find, is left as it is.
-- Not `traceback`: `logging` formats an exception with it, and a first load then could
-  fail (EMFILE) where the log line must not. The others' readers already expect an
+- Not `traceback`, nor `textwrap`, which `traceback` reads for every exception it formats
+  (`textwrap.indent`, not only an exception group's): `logging` formats an exception with
+  them, and a first load then could fail (EMFILE) where the log line must not (it was
+  lost). Python 3.13's `traceback` imports `ast` (which `inspect` loads) for a frame's
+  `^^^` marks: Stoker's log formatters write a traceback they fail to format without its
+  source lines (`executor/cli/logsetup.py`). The others' readers already expect an
   `OSError` there (`linecache`) or cannot work without descriptors anyway (`subprocess`).
 - attrs' own extractor of a converter's annotations (`attr._compat._AnnotationExtractor`)
   is served by `PlainAnnotations`, as `attr._compat` loads (a finder on `sys.meta_path`
@@ -35,7 +41,8 @@ before attrs is imported:
 
 `stoker run` at N=100 holds about 1.1 MiB less (USS 13.13 → 12.02 MiB; medians of 12
 interleaved runs, against main and then against `inspect` alone deferred: 0.67 MiB for
-`inspect`, 0.43 for the others). The planning child of a new config and `stoker executor`
+`inspect`, 0.43 for the others, `textwrap` then among them: some 45 KiB of its allocations
+are back). The planning child of a new config and `stoker executor`
 load `inspect` anyway (pystachio's `from inspect import isclass`). STOKER_CODE_CACHE=off
 turns it off, as it does the modules without docstrings and the attrs code cache: the
 process then loads as Python would. Process-wide, imperative by nature, as
@@ -58,7 +65,7 @@ if TYPE_CHECKING:
 ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (attrs 22.2 to 26.1)
 
 # imported by modules a supervisor loads, never read by it (see the docstring)
-LAZY = ("inspect", "locale", "textwrap", "tokenize", "token")
+LAZY = ("inspect", "locale", "tokenize", "token")
 _pending: set[str] = set()  # deferred, not loaded yet
 
 
@@ -75,7 +82,7 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             continue
         module = importlib.util.module_from_spec(spec)
-        module.__dict__["__getattr__"] = _loading(module, spec)  # PEP 562's
+        module.__dict__["__getattr__"], module.__dict__["__dir__"] = _loading(module, spec)  # PEP 562's
         sys.modules[name] = module
         _pending.add(name)
         deferred.append(name)
@@ -84,30 +91,62 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
     return deferred
 
 
-def _loading(module: ModuleType, spec: ModuleSpec) -> Callable[[str], object]:
-    """The module's `__getattr__` (PEP 562: a name its namespace lacks) until it loaded:
-    runs its code, as `import` would have, then gives the name."""
+def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
+    """The module's `__getattr__` (PEP 562: a name its namespace lacks) and `__dir__`
+    (`dir(module)`) until it loaded: they run its code, as `import` would have, then give
+    the name, or all of them (not only the few it has unloaded). They stay in the namespace
+    while the code runs, so that another thread's read waits for the load (and gets the
+    name) instead of finding the namespace half filled; a read of the loading thread itself
+    (a signal handler, a circular read) is an AttributeError, as a partly imported module's."""
     lock = _thread.RLock()
+    loading: list[bool] = []  # [True] while a thread runs the module's code
 
     def __getattr__(attr: str) -> object:
         with lock:  # one thread runs the module's code; another waits for it, then reads
+            if loading:
+                raise AttributeError(f"partially initialized module {spec.name!r} has no attribute {attr!r}"
+                                     " (read while it loads)", name=attr, obj=module)
             if module.__dict__.get("__getattr__") is __getattr__:
-                del module.__dict__["__getattr__"]
+                if not _ran(module):  # (a reload ran it already)
+                    loading.append(True)
+                    try:
+                        _run(module, spec)
+                    finally:
+                        loading.clear()
+                for name, ours in (("__getattr__", __getattr__), ("__dir__", __dir__)):
+                    if module.__dict__.get(name) is ours:  # not the module's own
+                        del module.__dict__[name]
                 _pending.discard(spec.name)
-                try:
-                    spec.loader.exec_module(module)  # type: ignore[union-attr]  # defer() checked it
-                except BaseException:  # its file unreadable (EMFILE), its code raised: the
-                    module.__dict__["__getattr__"] = __getattr__  # next read runs it again
-                    _pending.add(spec.name)
-                    raise
         return getattr(module, attr)
 
-    return __getattr__
+    def __dir__() -> list[str]:
+        __getattr__("__name__")  # (a name it has: only the load)
+        return sorted(module.__dict__)
+
+    return __getattr__, __dir__
+
+
+def _run(module: ModuleType, spec: ModuleSpec) -> None:
+    """The module's code run in its namespace; if that fails (its file unreadable, EMFILE;
+    its code raised), none of the names it set stay, and the error is raised."""
+    before = dict(module.__dict__)
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]  # defer() checked it
+    except BaseException:
+        module.__dict__.clear()
+        module.__dict__.update(before)
+        raise
 
 
 def is_loaded(name: str) -> bool:
     """Whether module `name` was imported and, if it was deferred, has loaded since."""
-    return name in sys.modules and name not in _pending
+    return name in sys.modules and (name not in _pending or _ran(sys.modules[name]))
+
+
+def _ran(module: ModuleType) -> bool:
+    """Whether the module's code ran (its `__builtins__`, which running it sets), by this
+    module's `__getattr__` or by `importlib.reload()`, which runs it with import's loader."""
+    return "__builtins__" in module.__dict__
 
 
 class AttrsCompatHook:

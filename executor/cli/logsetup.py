@@ -22,6 +22,9 @@ the main thread, in any other thread, or ignored in a finalizer: `crashed`,
 `thread_crashed`, `exception_ignored`, each with its traceback) and Python's warnings
 (logger `py.warnings`).
 
+An exception's traceback that fails to format (a module it loads at its first use cannot be
+opened: EMFILE) is written without its source lines, never lost with its line.
+
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
 from __future__ import annotations
@@ -44,7 +47,28 @@ from executor.logs import Spool, above_screen_line, drain_spool, log_event, lost
 logger = logging.getLogger("executor")
 
 
-class TextFormatter(logging.Formatter):
+class _Formatter(logging.Formatter):
+    def formatException(self, ei: Any) -> str:
+        """The traceback as logging writes it; without its source lines when that fails (a
+        module it loads at its first use cannot be opened, EMFILE: Python 3.13 imports `ast`
+        for a frame's `^^^` marks): the log line is never lost for it."""
+        try:
+            return super().formatException(ei)
+        except Exception:
+            return bare_traceback(ei)
+
+
+def bare_traceback(ei: Any) -> str:
+    """An exception's traceback without its source lines (nothing to open or to import)."""
+    import traceback
+
+    frames = traceback.StackSummary.extract(traceback.walk_tb(ei[2]), lookup_lines=False)
+    lines = ["Traceback (most recent call last):"]
+    lines += [f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}' for frame in frames]
+    return "\n".join(lines + [line.rstrip("\n") for line in traceback.format_exception_only(ei[0], ei[1])])
+
+
+class TextFormatter(_Formatter):
     """`journal`: the stream is systemd's journal, which stamps each line itself: no time,
     and each line begins with its level as a syslog priority (`<4>` for WARNING)."""
 
@@ -80,7 +104,7 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_Formatter):
     """`ascii_only`: every character past ASCII as a `\\uXXXX` escape, for a stream whose
     encoding is not UTF-8 (`LC_ALL=C` with `PYTHONUTF8=0`): its `backslashreplace` wrote
     `ô` as `\\xf4`, which no JSON parser reads. A byte of a name that is not UTF-8 is its

@@ -49,9 +49,9 @@ early start's are. Only the interpreter's own start (some 20 ms) comes before.
 Then, before anything else of Stoker's is loaded, it has every module loaded from then on
 compiled without its docstrings (`executor/nodocs.py`: about 0.8 MiB less of a supervisor
 that holds them all its life), from `.pyc` files of their own.
-Before attrs loads (the code cache's install imports it), `inspect`, `locale`, `textwrap`,
-`tokenize` and `token` are made to load at their first use (`executor/deferred.py`): attrs,
-`subprocess`, `traceback` and `linecache` import them and a supervisor never reads them, and
+Before attrs loads (the code cache's install imports it), `inspect`, `locale`, `tokenize`
+and `token` are made to load at their first use (`executor/deferred.py`): attrs,
+`subprocess` and `linecache` import them and a supervisor never reads them, and
 they (with the `ast`, `dis` and `opcode` `inspect` imports) were 1.1 MiB of every supervisor.
 
 For `stoker executor` it also loads `http.client` first, without `ssl`

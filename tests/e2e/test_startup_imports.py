@@ -139,7 +139,7 @@ NOT_IN_RUN = NEVER | {
 # 103 and 92: `executor.nodocs`, loaded first by the entry point: every module after it is
 # compiled without its docstrings (0.8 MiB less of the supervisor's PSS at N=100).
 # 104 and 93: `executor.deferred`, loaded by the entry point before attrs: `inspect` (with
-# `ast`, `dis` and `opcode`), `locale`, `textwrap`, `tokenize` and `token` load only when a
+# `ast`, `dis` and `opcode`), `locale`, `tokenize` and `token` load only when a
 # name of them is read, which no supervisor does (1.1 MiB less of its USS at N=100).
 RUN_STOKER_MODULES = 104
 RUN_AGAIN_STOKER_MODULES = 93

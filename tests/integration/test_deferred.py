@@ -119,3 +119,118 @@ def test_attrs_loads_and_makes_classes_without_inspect(tmp_path):
     assert seen["without"] == []  # attrs and a class with a plain converter: no inspect, ast, dis
     assert seen["value"] == 7 and seen["annotation"] == "str"  # the converter's first annotation
     assert seen["builtin"] == 3 and seen["then"]  # a builtin converter: attrs' own, through inspect
+
+
+def test_a_thread_reading_while_another_loads_waits_for_the_load(tmp_path):
+    (tmp_path / "gate.py").write_text("import threading\nentered = threading.Event()\nrelease = threading.Event()\n")
+    (tmp_path / "slowmod.py").write_text("import gate\ngate.entered.set()\ngate.release.wait(60)\nANSWER = 42\n")
+    seen = probe(tmp_path, """
+        import threading, time
+        deferred.defer(("slowmod",))
+        import gate, slowmod
+        got = {}
+
+        def read(who):
+            try:
+                got[who] = slowmod.ANSWER
+            except AttributeError as exc:
+                got[who] = str(exc)
+
+        loader = threading.Thread(target=read, args=("loader",))
+        loader.start()
+        gate.entered.wait(60)  # the loader runs the module's code, held at the gate
+        reader = threading.Thread(target=read, args=("reader",))
+        reader.start()
+        deadline = time.monotonic() + 60  # until the reader waits for the load, or has read
+        while reader.is_alive() and time.monotonic() < deadline and (
+                sys._current_frames().get(reader.ident) is None
+                or sys._current_frames()[reader.ident].f_code.co_name != "__getattr__"):
+            time.sleep(0.01)
+        gate.release.set()
+        loader.join(60)
+        reader.join(60)
+        print(json.dumps(got))
+        """)
+    assert seen == {"loader": 42, "reader": 42}  # not "has no attribute 'ANSWER'" mid-load
+
+
+def test_a_read_of_the_loading_thread_itself_is_an_attribute_error(tmp_path):
+    (tmp_path / "selfread.py").write_text("import sys\nEARLY = hasattr(sys.modules[__name__], 'LATER')\nLATER = 1\n")
+    seen = probe(tmp_path, """
+        deferred.defer(("selfread",))
+        import selfread
+        print(json.dumps([selfread.EARLY, selfread.LATER, deferred.is_loaded("selfread")]))
+        """)
+    assert seen == [False, 1, True]  # as a partly imported module answers: no deadlock, no recursion
+
+
+def test_a_deferred_module_reloaded_is_loaded_and_runs_no_more(tmp_path):
+    seen = probe(tmp_path, """
+        import importlib
+        deferred.defer(("lazymod",))
+        import lazymod
+        importlib.reload(lazymod)  # its code runs, by import's own loader
+        reloaded = [runs(), deferred.is_loaded("lazymod")]
+        missing = hasattr(lazymod, "NOT_THERE")
+        print(json.dumps({"reloaded": reloaded, "missing": missing, "runs": runs(), "answer": lazymod.ANSWER}))
+        """)
+    assert seen == {"reloaded": [1, True], "missing": False, "runs": 1, "answer": 42}  # not a second run
+
+
+def test_a_failed_load_leaves_none_of_its_names(tmp_path):
+    seen = probe(tmp_path, """
+        os.environ["LAZY_FAILS"] = "1"
+        deferred.defer(("lazymod",))
+        import lazymod
+        try:
+            lazymod.ANSWER
+        except RuntimeError:
+            print(json.dumps(sorted(n for n in vars(lazymod) if not n.startswith("__"))))
+        """)
+    assert seen == []  # not RAN and os, set before it raised: a read of them would not load it
+
+
+def test_an_exception_logged_with_no_descriptor_left_keeps_its_traceback(tmp_path):
+    seen = probe(tmp_path, """
+        from executor import nodocs
+        nodocs.install()
+        deferred.defer()  # as the entry point: what a supervisor imports, then descriptors run out
+        from executor import codecache
+        codecache.install("run")
+        import executor.cli.main, executor.local.run
+        import io, logging, resource
+        from executor.cli.logsetup import TextFormatter
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(TextFormatter(journal=True))  # no time: a line begins with <3>
+        logging.getLogger().addHandler(handler)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        held = []
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            json.loads("{")
+        except ValueError:
+            logging.exception("a state change failed")
+        for fd in held:
+            os.close(fd)
+        print(json.dumps(stream.getvalue().splitlines()))
+        """)
+    # 3.11: traceback reads textwrap for every exception (deferred, its load failed); 3.13:
+    # `ast` for the `^^^` marks of this `-c` code's frame (`inspect`, which loads it, deferred)
+    assert seen[:2] == ["<3>ERROR   root: a state change failed", "<3>Traceback (most recent call last):"]
+    assert seen[-1].startswith("<3>json.decoder.JSONDecodeError")  # not "--- Logging error ---"
+
+
+def test_dir_of_a_deferred_module_loads_it_and_lists_its_names(tmp_path):
+    seen = probe(tmp_path, """
+        deferred.defer(("lazymod",))
+        import lazymod
+        names = dir(lazymod)
+        print(json.dumps({"answer": "ANSWER" in names, "ours": sorted({"__getattr__", "__dir__"} & set(vars(lazymod))),
+                          "loaded": deferred.is_loaded("lazymod"), "runs": runs()}))
+        """)
+    assert seen == {"answer": True, "ours": [], "loaded": True, "runs": 1}  # as `dir()` of a module imported
