@@ -46,7 +46,6 @@ from __future__ import annotations
 import fcntl
 import marshal
 import os
-import signal
 import sys
 
 from executor.host.early import EarlyStart, defer_stop_signals, undefer_stop_signals
@@ -216,6 +215,8 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
     """The child that plans for `inputs` and answers through a pipe, forked now."""
     for stream in (sys.stdout, sys.stderr):  # the child flushes its copies as it ends: they
         stream.flush()  # must not hold what this process wrote before the fork
+    import signal  # loaded with executor.cli.main by now; the early start itself goes without it (enum)
+
     parent = os.getpid()
     read_end, write_end = os.pipe()
     # Ctrl-C (or SIGTERM) waits until the child is inside the `try` that ends it: raised
