@@ -23,9 +23,9 @@ jobs = [Service(cluster='local', role='me', environment='test', name='svc',
 MOMENTS = ("executor.nodocs", "executor.cli.launch", "executor.codecache", "executor.cli.main")
 
 
-def interrupted(args: list[str], workdir: Path, module: str) -> StokerProcess:
-    """`stoker ARGS` sent a SIGINT by itself as it looks for `module`; ended."""
-    env = {"PYTHONPATH": f"{HOOK}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"{module}:{int(signal.SIGINT)}"}
+def interrupted(args: list[str], workdir: Path, module: str, signum: int = signal.SIGINT) -> StokerProcess:
+    """`stoker ARGS` sent `signum` by itself as it looks for `module`; ended."""
+    env = {"PYTHONPATH": f"{HOOK}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"{module}:{int(signum)}"}
     proc = StokerProcess(args, workdir, env=env)
     try:
         proc.wait()
@@ -34,20 +34,25 @@ def interrupted(args: list[str], workdir: Path, module: str) -> StokerProcess:
     return proc
 
 
-def assert_ended_as_by_ctrl_c(proc: StokerProcess, module: str) -> None:
+def assert_ended_by(proc: StokerProcess, module: str, signum: int = signal.SIGINT) -> None:
+    """Ended by `signum` as `module` was looked for: 128 + its number as a shell reports it
+    (a SIGTERM or SIGHUP while loading ends the process at their default), no traceback."""
     err = proc.stderr()
-    assert f"signal-at-import: {int(signal.SIGINT)} at {module}" in err, err  # the moment came
+    assert f"signal-at-import: {int(signum)} at {module}" in err, err  # the moment came
     assert "Traceback" not in err, err
-    assert proc.proc.returncode == 130, err
+    status = proc.proc.returncode
+    assert (128 - status if status < 0 else status) == 128 + signum, err
 
 
-@pytest.mark.parametrize("module", MOMENTS)
-def test_a_ctrl_c_as_stoker_run_loads_exits_130_and_the_next_run_works(tmp_path, module):
+@pytest.mark.parametrize(("module", "signum"), [*((m, signal.SIGINT) for m in MOMENTS),
+                                                ("executor.nodocs", signal.SIGHUP),
+                                                ("executor.cli.main", signal.SIGTERM)])
+def test_a_stop_as_stoker_run_loads_ends_it_as_later_and_the_next_run_works(tmp_path, module, signum):
     config, sandbox = tmp_path / "job.aurora", tmp_path / "sb"
     config.write_text(CONFIG)
     args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
-    first = interrupted(args, tmp_path, module)
-    assert_ended_as_by_ctrl_c(first, module)
+    first = interrupted(args, tmp_path, module, signum)
+    assert_ended_by(first, module, signum)
     assert not live(task_pids(sandbox))
     again = StokerProcess(args, tmp_path)
     try:
@@ -67,4 +72,4 @@ def test_a_ctrl_c_as_stoker_run_loads_exits_130_and_the_next_run_works(tmp_path,
 @pytest.mark.parametrize("module", ["executor.nodocs", "executor.cli.main"])
 def test_a_ctrl_c_as_a_command_loads_exits_130(tmp_path, command, module):
     proc = interrupted(command, tmp_path, module)
-    assert_ended_as_by_ctrl_c(proc, module)
+    assert_ended_by(proc, module)
