@@ -66,7 +66,7 @@ import sys
 
 TYPE_CHECKING = False  # not `typing`'s: importing typing costs `stoker run` 18 ms before its first fork
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Callable, MutableMapping
     from typing import NoReturn, TextIO
 
 COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what CPython's locale coercion may set LC_CTYPE to
@@ -75,6 +75,18 @@ from_systemd: dict[str, str] = {}  # those this process was started with (`take_
 
 
 def run() -> NoReturn:
+    """Load the command (`_load`) and run it. A Ctrl-C at any moment of either, from this
+    function's first line on, ends the process as one once running does: exit 130, no
+    traceback (the command's own handling takes it once it is running; this one before, and
+    after, should one reach past it). An early start's watchdog ends its runs."""
+    try:
+        _load()()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _load() -> Callable[[], NoReturn]:
+    """Everything the module docstring says, in its order; the command's `run`."""
     _signals_as_a_supervisor()
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "run" and os.getpid() == 1:  # a container's main process: see the docstring
@@ -87,27 +99,24 @@ def run() -> NoReturn:
     from executor import nodocs
 
     nodocs.install()  # every module from here on without its docstrings
-    try:
-        if command == "run":
-            from executor.cli import launch
+    if command == "run":
+        from executor.cli import launch
 
-            launch.begin(sys.argv[1:], os.environ)
-        from executor import codecache, deferred
+        launch.begin(sys.argv[1:], os.environ)
+    from executor import codecache, deferred
 
-        if nodocs.installed():  # STOKER_CODE_CACHE=off: every module as Python loads it
-            deferred.defer()  # `inspect` (attrs imports it) and others a supervisor never reads
-        codecache.install(command if command in codecache.PROFILES else "cli")
-        if command == "executor":
-            from healthcheck import plainhttp
+    if nodocs.installed():  # STOKER_CODE_CACHE=off: every module as Python loads it
+        deferred.defer()  # `inspect` (attrs imports it) and others a supervisor never reads
+    codecache.install(command if command in codecache.PROFILES else "cli")
+    if command == "executor":
+        from healthcheck import plainhttp
 
-            plainhttp.load()
-        from executor.cli.main import run as main
+        plainhttp.load()
+    from executor.cli.main import run as main
 
-        if command == "run":
-            launch.fork_ahead()  # a first run's planning child, with attrs and the rest it shares loaded
-    except KeyboardInterrupt:  # Ctrl-C while loading: the shell's code, not a traceback (an
-        sys.exit(130)  # early start's watchdog ends its runs)
-    main()
+    if command == "run":
+        launch.fork_ahead()  # a first run's planning child, with attrs and the rest it shares loaded
+    return main
 
 
 def _signals_as_a_supervisor() -> None:
