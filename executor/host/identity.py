@@ -38,8 +38,19 @@ def read_proc(path: str, limit: int = 4096) -> bytes:
         os.close(fd)
 
 
+_boot_id: str | None = None
+
+
 def boot_id() -> str:
-    return read_proc(_BOOT_ID).decode("ascii", "replace").strip()
+    """This boot's id, read once per process: it cannot change while the process lives (an
+    observer read it again for each live supervisor it was asked about, twice a request)."""
+    global _boot_id
+    if _boot_id is None:
+        found = read_proc(_BOOT_ID).decode("ascii", "replace").strip()
+        if not found:
+            return found  # unreadable (no /proc yet, in a chroot): asked again next time
+        _boot_id = found
+    return _boot_id
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
