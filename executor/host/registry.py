@@ -46,6 +46,7 @@ import attrs
 from config.registry import RegistrySettings
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired
+from executor.host.entrycache import EntryCache, Reading
 from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
@@ -71,6 +72,9 @@ class Listed:
 
     entry: RegistryEntry
     mtime: float
+
+
+ENTRIES: EntryCache[Listed | None] = EntryCache()  # each entry parsed again once its file changed
 
 
 class Registry:
@@ -187,6 +191,7 @@ class Registry:
         (so no name past it is called unreadable: it was not read)."""
         found: list[Listed] = []
         read: set[str] = set()
+        reading = ENTRIES.reading(self.root)
         with os.scandir(dir_fd) as scan:
             for item in scan:
                 if not (ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)):
@@ -194,11 +199,12 @@ class Registry:
                 if len(read) >= MAX_ENTRIES:
                     break
                 read.add(item.name)
-                listed = _read_entry(dir_fd, item.name, denied)
+                listed = _kept_or_read(dir_fd, item, reading, denied)
                 if listed is not None:
                     found.append(listed)
                 elif unread is not None:
                     unread.append(item.name)
+        reading.done()
         return found, read
 
     # ---- pruning ----
@@ -234,7 +240,19 @@ class Registry:
         return gone
 
 
-def _read_entry(dir_fd: int, name: str, denied: list[str] | None = None) -> Listed | None:
+def _kept_or_read(dir_fd: int, item: os.DirEntry[str], reading: Reading[Listed | None],
+                  denied: list[str] | None) -> Listed | None:
+    """The entry `item` names: the one kept when its file is the one it was parsed from (its
+    stamp, `fstatat`: no open), else read and parsed (and kept)."""
+    try:
+        known, listed = reading.get(item.name, item.stat(follow_symlinks=False))
+    except OSError:
+        known, listed = False, None
+    return listed if known else _read_entry(dir_fd, item.name, denied, reading)
+
+
+def _read_entry(dir_fd: int, name: str, denied: list[str] | None = None,
+                reading: Reading[Listed | None] | None = None) -> Listed | None:
     try:
         fd = saferead.open_file(name, dir_fd)
     except PermissionError:
@@ -250,13 +268,21 @@ def _read_entry(dir_fd: int, name: str, denied: list[str] | None = None) -> List
         return None
     finally:
         os.close(fd)
+    listed = _parsed(name, data, st.st_mtime)
+    if reading is not None:
+        reading.put(name, st, listed)
+    return listed
+
+
+def _parsed(name: str, data: bytes, mtime: float) -> Listed | None:
+    """The entry file `name` holding `data` (modified at `mtime`) as read; None: not an entry."""
     try:
         entry = RegistryEntry.from_json(json.loads(data))
     except (ValueError, RecursionError):  # RecursionError: nested deeper than json recurses
         return None
     if entry is None or entry.name != name:
         return None
-    return Listed(attrs.evolve(entry, sandbox=_local(entry.sandbox)), st.st_mtime)
+    return Listed(attrs.evolve(entry, sandbox=_local(entry.sandbox)), mtime)
 
 
 _FS_UTF8 = sys.getfilesystemencoding() == "utf-8"  # then both below change nothing

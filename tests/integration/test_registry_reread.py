@@ -5,13 +5,83 @@ back), one that is gone is forgotten; a supervisor is looked at once a reading
 (`identity.one_reading`), and the boot's id is read once a process."""
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
+from config.registry import RegistrySettings
 from executor.host import identity
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.registry import ENTRIES, Registry
 from tests.support.opens import opens
 
 pytestmark = pytest.mark.timeout(30)
 ME = identity.own_identity()
+GONE = ME.pid + 1_000_000  # a supervisor that is not running
+
+
+def _entry(sandbox, task_id: str, *, pid: int = GONE, start: int = 1, ended: bool = True) -> RegistryEntry:
+    return RegistryEntry(sandbox=str(sandbox), supervisor_pid=pid, supervisor_start=start,
+                         supervisor_boot=ME.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
+                         task_id=task_id, ended_wall=time.time() if ended else None)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    reg = Registry(settings)
+    for n in range(3):
+        reg.write(_entry(tmp_path / f"sb{n}", f"t-{n}", pid=GONE + n), prune=False)
+    return settings
+
+
+def _ids(settings: RegistrySettings) -> list[str]:
+    return [item.entry.task_id for item in Registry(settings).read()]
+
+
+def test_an_entry_that_did_not_change_is_not_opened_or_parsed_again(settings):
+    assert _ids(settings) == ["t-0", "t-1", "t-2"]
+    parsed = ENTRIES.parsed
+    with opens() as opened:
+        assert _ids(settings) == ["t-0", "t-1", "t-2"]
+    assert not [name for name in opened if name.endswith(".json")], opened  # before: each opened again
+    assert ENTRIES.parsed == parsed
+
+
+def test_an_entry_replaced_whole_is_read_again(settings):
+    _ids(settings)
+    name = next(n for n in os.listdir(settings.registry_root) if n.startswith(f"{GONE + 2}-"))
+    sandbox = Registry(settings).read()[2].entry.sandbox
+    Registry(settings).write(_entry(sandbox, "t-9", pid=GONE + 2), prune=False)  # a new file renamed over
+    assert _ids(settings) == ["t-0", "t-1", "t-9"]
+    assert name in os.listdir(settings.registry_root)
+
+
+def test_an_entry_rewritten_in_place_with_its_size_and_mtime_put_back_is_read_again(settings):
+    """Its size and mtime are the stamp's; its change time (which no one can set) is not."""
+    _ids(settings)
+    path = os.path.join(settings.registry_root, next(n for n in os.listdir(settings.registry_root)
+                                                     if n.startswith(f"{GONE + 2}-")))
+    before = os.stat(path)
+    with open(path, "r+b") as f:
+        data = f.read()
+        f.seek(0)
+        f.write(data.replace(b'"t-2"', b'"t-8"'))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert _ids(settings) == ["t-0", "t-1", "t-8"]
+
+
+def test_an_entry_removed_is_forgotten_and_one_damaged_is_not_listed(settings):
+    _ids(settings)
+    names = sorted(os.listdir(settings.registry_root))
+    os.unlink(os.path.join(settings.registry_root, names[0]))
+    with open(os.path.join(settings.registry_root, names[1]), "r+b") as f:
+        f.write(b"x")  # damaged in place
+    assert len(_ids(settings)) == 1
+    assert ENTRIES.kept(settings.registry_root) == 2  # the damaged one's reading kept too: not an entry
 
 
 def test_the_boots_id_is_read_once_a_process():
