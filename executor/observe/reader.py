@@ -34,7 +34,7 @@ import attrs
 from config.registry import RegistrySettings
 from config.words import quoted
 from executor.host.entry import RegistryEntry
-from executor.host.identity import is_alive, is_stopped
+from executor.host.identity import is_alive, is_stopped, one_reading
 from executor.host.lock import LockTable
 from executor.host.registry import (
     AmbiguousTaskId,
@@ -145,9 +145,10 @@ class Reader:
     def _inspected(self, viewer: int | None) -> tuple[list[RegistryEntry], list[Inspection], list[str]]:
         """The entries `viewer` may see, each inspected, and the unreadable entries (to
         EVERYONE only), from one reading of the registry."""
-        entries, unreadable = self.visible_entries(viewer)
-        locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
-        found = [inspect_sandbox(Path(e.sandbox), e, self.views, locks) for e in entries]
+        with one_reading():  # each supervisor looked at once: by the pruning, then the inspection
+            entries, unreadable = self.visible_entries(viewer)
+            locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
+            found = [inspect_sandbox(Path(e.sandbox), e, self.views, locks) for e in entries]
         found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
         return entries, found, unreadable
 

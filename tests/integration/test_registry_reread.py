@@ -11,10 +11,14 @@ import time
 import pytest
 
 from config.registry import RegistrySettings
+from executor.cli.main import main
 from executor.host import identity
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.registry import ENTRIES, Registry
+from executor.observe.reader import Reader
+from executor.observe.server import ObserverApp
 from tests.support.opens import opens
+from tests.support.statuscli import RUNNING, header, write
 
 pytestmark = pytest.mark.timeout(30)
 ME = identity.own_identity()
@@ -82,6 +86,42 @@ def test_an_entry_removed_is_forgotten_and_one_damaged_is_not_listed(settings):
         f.write(b"x")  # damaged in place
     assert len(_ids(settings)) == 1
     assert ENTRIES.kept(settings.registry_root) == 2  # the damaged one's reading kept too: not an entry
+
+
+def test_a_gone_supervisor_is_looked_at_once_a_reading(settings, tmp_path):
+    """The registry's pruning and then each task's inspection looked at every supervisor (its
+    /proc/PID/stat), twice a request."""
+    Registry(settings).write(_entry(tmp_path / "sb-lost", "lost", pid=GONE + 3, ended=False), prune=False)
+    reader = Reader(settings)
+    reader.tasks()
+    with opens(key=str) as opened:
+        assert {t.row["task_id"] for t in reader.tasks()} == {"t-0", "t-1", "t-2", "lost"}
+    assert [opened[f"/proc/{GONE + n}/stat"] for n in range(4)] == [1, 1, 1, 1], opened  # before: 2 each
+
+
+@pytest.mark.parametrize("path", ["/", "/metrics"])
+def test_an_observer_answer_looks_at_each_supervisor_once(settings, path):
+    app = ObserverApp(Reader(settings), loopback=True)
+    environ = {"PATH_INFO": path, "HTTP_HOST": "localhost", "REQUEST_METHOD": "GET"}
+    b"".join(app(environ, lambda status, headers: None))
+    with opens(key=str) as opened:
+        body = b"".join(app(environ, lambda status, headers: None))
+    assert b"t-2" in body or path == "/metrics"
+    assert [opened[f"/proc/{GONE + n}/stat"] for n in range(3)] == [1, 1, 1], opened  # before: 2 each
+
+
+def test_stoker_ps_looks_at_each_supervisor_once_and_reads_proc_locks_once_at_most(settings, tmp_path, capsys):
+    for n in range(3, 6):  # LOST: looked up in /proc/locks
+        Registry(settings).write(_entry(tmp_path / f"sb{n}", f"t-{n}", pid=GONE + n, ended=False), prune=False)
+        stamped = dict(header(GONE + n, 1), boot=identity.boot_secs() - 60)  # its lock taken a minute ago
+        write(tmp_path / f"sb{n}", [stamped, *RUNNING])
+        (tmp_path / f"sb{n}/.stoker/supervisor.lock").touch()  # as a supervisor leaves it
+    with opens(key=str) as opened:
+        assert main(["ps", "--all", "--root", settings.registry_root]) == 0
+    out = capsys.readouterr().out
+    assert all(f"t-{n}" in out for n in range(6)), out
+    assert [opened[f"/proc/{GONE + n}/stat"] for n in range(6)] == [1] * 6, opened  # before: 2 each
+    assert opened["/proc/locks"] <= 1, opened  # before: once each LOST task
 
 
 def test_the_boots_id_is_read_once_a_process():
