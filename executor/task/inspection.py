@@ -279,7 +279,10 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
 
 def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView, locks: lock.LockTable | None) -> bool:
     """Whether the attempt's supervisor runs in a PID namespace of its own (a container's
-    main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here`."""
+    main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here` (never one of
+    another boot: its `.stoker` is not opened again for it)."""
+    if attempt.supervisor_boot and attempt.supervisor_boot != identity.boot_id():
+        return False
     try:
         fd = open_stoker_dir(sandbox, pinned=pinned)
     except OSError:
