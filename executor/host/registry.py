@@ -16,6 +16,8 @@ and the `TASK_ID` lookups read them.
   says so (`RegistryUnreadable`: a root that is not trusted, or that this user may not read,
   or entries it may not read, as another user's root's), so that `stoker ps` never shows
   a registry it could not read as one without tasks; `entries` lists what it could read.
+  An entry whose file has the stamp it had when it was last parsed (in this process) is
+  not opened or parsed again (`entrycache.py`: a reader that lives on, `stoker observe`).
 - Ended and LOST tasks stay until the last sign of them is older than the retention
   (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
   lets go, never on a timer (a starting supervisor writes with `prune=False`: it reads no
