@@ -16,8 +16,9 @@ and the `TASK_ID` lookups read them.
   says so (`RegistryUnreadable`: a root that is not trusted, or that this user may not read,
   or entries it may not read, as another user's root's), so that `stoker ps` never shows
   a registry it could not read as one without tasks; `entries` lists what it could read.
-  An entry whose file has the stamp it had when it was last parsed (in this process) is
-  not opened or parsed again (`entrycache.py`: a reader that lives on, `stoker observe`).
+  A reader that reads it again and again (`stoker observe`) keeps what it read (`kept`):
+  an entry whose file has the stamp it had when it was parsed is not opened or parsed again
+  (`entrycache.py`).
 - Ended and LOST tasks stay until the last sign of them is older than the retention
   (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
   lets go, never on a timer (a starting supervisor writes with `prune=False`: it reads no
@@ -76,15 +77,18 @@ class Listed:
     mtime: float
 
 
-ENTRIES: EntryCache[Listed | None] = EntryCache()  # each entry parsed again once its file changed
+Kept = EntryCache["Listed | None"]  # the entries of a reader that reads the registry again
 
 
 class Registry:
     def __init__(self, settings: RegistrySettings,
-                 alive: Callable[[RegistryEntry], bool] | None = None) -> None:
+                 alive: Callable[[RegistryEntry], bool] | None = None, kept: Kept | None = None) -> None:
+        """`kept`: the entries of this process's last reading, each parsed again only once its
+        file changed (`stoker observe`'s; a supervisor, `ps` or `status` keeps none)."""
         self.root = settings.registry_root
         self.retention_secs = settings.registry_retention_secs
         self._alive = alive or _supervisor_alive
+        self._kept = kept
 
     # ---- writing ----
 
@@ -193,7 +197,7 @@ class Registry:
         (so no name past it is called unreadable: it was not read)."""
         found: list[Listed] = []
         read: set[str] = set()
-        reading = ENTRIES.reading(self.root)
+        reading = self._kept.reading(self.root) if self._kept is not None else None
         with os.scandir(dir_fd) as scan:
             for item in scan:
                 if not (ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)):
@@ -206,7 +210,8 @@ class Registry:
                     found.append(listed)
                 elif unread is not None:
                     unread.append(item.name)
-        reading.done()
+        if reading is not None:
+            reading.done()
         return found, read
 
     # ---- pruning ----
@@ -242,10 +247,12 @@ class Registry:
         return gone
 
 
-def _kept_or_read(dir_fd: int, item: os.DirEntry[str], reading: Reading[Listed | None],
+def _kept_or_read(dir_fd: int, item: os.DirEntry[str], reading: Reading[Listed | None] | None,
                   denied: list[str] | None) -> Listed | None:
     """The entry `item` names: the one kept when its file is the one it was parsed from (its
     stamp, `fstatat`: no open), else read and parsed (and kept)."""
+    if reading is None:
+        return _read_entry(dir_fd, item.name, denied)
     try:
         known, listed = reading.get(item.name, item.stat(follow_symlinks=False))
     except OSError:

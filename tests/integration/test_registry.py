@@ -15,7 +15,6 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry, entry_name
-from executor.host.entrycache import EntryCache
 from executor.host.identity import identity_of, own_identity
 from executor.host.registry import Registry, RegistryUnreadable, find
 from executor.host.replacefile import trusted_path
@@ -386,7 +385,6 @@ def test_the_bound_counts_every_file_read_and_a_cut_reading_prunes_no_unread_nam
     assert len(opened) == 4 == len(read)  # eight files named like entries: four read
     assert len(found) + len(unread) == 4 and set(unread) <= set(damaged)
     opened.clear()
-    monkeypatch.setattr(registry_module, "ENTRIES", EntryCache())  # none kept: each file read again
     reg.entries()  # reads and prunes: only what it read may go
     assert len(opened) == 4
     assert len([n for n in damaged if (root / n).exists()]) >= 3  # unread: not judged damaged

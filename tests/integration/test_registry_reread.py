@@ -14,7 +14,8 @@ from config.registry import RegistrySettings
 from executor.cli.main import main
 from executor.host import identity
 from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.registry import ENTRIES, Registry
+from executor.host.entrycache import EntryCache
+from executor.host.registry import Registry
 from executor.observe.reader import Reader
 from executor.observe.server import ObserverApp
 from tests.support.opens import opens
@@ -23,6 +24,7 @@ from tests.support.statuscli import RUNNING, header, write
 pytestmark = pytest.mark.timeout(30)
 ME = identity.own_identity()
 GONE = ME.pid + 1_000_000  # a supervisor that is not running
+KEPT: EntryCache = EntryCache()  # as an observer keeps them (each test's root its own)
 
 
 def _entry(sandbox, task_id: str, *, pid: int = GONE, start: int = 1, ended: bool = True) -> RegistryEntry:
@@ -41,16 +43,16 @@ def settings(tmp_path):
 
 
 def _ids(settings: RegistrySettings) -> list[str]:
-    return [item.entry.task_id for item in Registry(settings).read()]
+    return [item.entry.task_id for item in Registry(settings, kept=KEPT).read()]
 
 
 def test_an_entry_that_did_not_change_is_not_opened_or_parsed_again(settings):
     assert _ids(settings) == ["t-0", "t-1", "t-2"]
-    parsed = ENTRIES.parsed
+    parsed = KEPT.parsed
     with opens() as opened:
         assert _ids(settings) == ["t-0", "t-1", "t-2"]
     assert not [name for name in opened if name.endswith(".json")], opened  # before: each opened again
-    assert ENTRIES.parsed == parsed
+    assert KEPT.parsed == parsed
 
 
 def test_an_entry_replaced_whole_is_read_again(settings):
@@ -85,7 +87,7 @@ def test_an_entry_removed_is_forgotten_and_one_damaged_is_not_listed(settings):
     with open(os.path.join(settings.registry_root, names[1]), "r+b") as f:
         f.write(b"x")  # damaged in place
     assert len(_ids(settings)) == 1
-    assert ENTRIES.kept(settings.registry_root) == 2  # the damaged one's reading kept too: not an entry
+    assert KEPT.kept(settings.registry_root) == 2  # the damaged one's reading kept too: not an entry
 
 
 def test_a_gone_supervisor_is_looked_at_once_a_reading(settings, tmp_path):
@@ -108,6 +110,7 @@ def test_an_observer_answer_looks_at_each_supervisor_once(settings, path):
         body = b"".join(app(environ, lambda status, headers: None))
     assert b"t-2" in body or path == "/metrics"
     assert [opened[f"/proc/{GONE + n}/stat"] for n in range(3)] == [1, 1, 1], opened  # before: 2 each
+    assert not [name for name in opened if name.endswith(".json")], opened  # its entries kept
 
 
 def test_stoker_ps_looks_at_each_supervisor_once_and_reads_proc_locks_once_at_most(settings, tmp_path, capsys):
