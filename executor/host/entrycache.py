@@ -19,10 +19,16 @@ import os
 import threading
 from typing import Generic, TypeVar
 
-from executor.task.viewcache import Stamp, stamp_of
-
 T = TypeVar("T")
+Stamp = tuple[int, int, int, int, int]  # device, inode, size, mtime, ctime (ns)
 MAX_ROOTS = 16
+
+
+def stamp_of(st: os.stat_result) -> Stamp:
+    """The stamp of a file (a registry entry, a checkpoint: `executor/task/viewcache.py`) from its
+    `fstat`, taken before it is read. Its change time too: an mtime set back (`touch -d`,
+    `utime`) after a rewrite of the same size moves it."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 class EntryCache(Generic[T]):

@@ -32,6 +32,7 @@ import attrs
 from executor.host import identity, lock
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
+from executor.host.entrycache import stamp_of
 from executor.host.sandbox import LOCK_FILE, checkpoint_mtime, open_stoker_dir
 from executor.host.truth import RESTARTING, Truth, judge
 from executor.procs import proctree, saferead, sandboxfs
@@ -40,7 +41,7 @@ from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint, records_at
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Leftover, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
-from executor.task.viewcache import ViewCache, resumable, stamp_of
+from executor.task.viewcache import ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
 
