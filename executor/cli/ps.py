@@ -42,23 +42,26 @@ def register(sub: Any, command: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from executor.host.identity import one_reading
+    from executor.host.lock import LockTable
     from executor.host.registry import Registry, RegistryUnreadable
     from executor.task.inspection import inspect_sandbox, marker_of, row, with_leftovers
 
     settings = RegistrySettings.from_args(args, os.environ)
-    registry = Registry(settings)
-    try:
-        listed, unreadable = registry.read_all()
-    except RegistryUnreadable as exc:  # never "no tasks" for a registry it could not read
-        error(str(exc))
-        return 1
+    with one_reading():  # each supervisor looked at once: by the pruning, then the inspection
+        try:
+            listed, unreadable = Registry(settings).read_all()
+        except RegistryUnreadable as exc:  # never "no tasks" for a registry it could not read
+            error(str(exc))
+            return 1
+        locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
+        found = [inspect_sandbox(Path(item.entry.sandbox), item.entry, locks=locks) for item in listed]
     for name in unreadable:
         pid = name.split("-", 1)[0]
         print(f"stoker ps: {settings.registry_root}/{name} is not an entry this version of "
               f"Stoker reads (another version's, or damaged); its supervisor (pid {pid}) "
               f"runs, and its task is not listed", file=sys.stderr)
     entries = [item.entry for item in listed]
-    found = [inspect_sandbox(Path(e.sandbox), e) for e in entries]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
     shown = [(e, i) for e, i in zip(entries, found) if args.all or not i.truth.ended]
     rows = [row(e, i) for e, i in shown]

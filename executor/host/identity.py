@@ -9,8 +9,11 @@ later start time; one from before a reboot has another boot id. Reads /proc only
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
+from collections.abc import Iterator
 
 import attrs
 
@@ -38,8 +41,19 @@ def read_proc(path: str, limit: int = 4096) -> bytes:
         os.close(fd)
 
 
+_boot_id: str | None = None
+
+
 def boot_id() -> str:
-    return read_proc(_BOOT_ID).decode("ascii", "replace").strip()
+    """This boot's id, read once per process: it cannot change while the process lives (an
+    observer read it again for each live supervisor it was asked about, twice a request)."""
+    global _boot_id
+    if _boot_id is None:
+        found = read_proc(_BOOT_ID).decode("ascii", "replace").strip()
+        if not found:
+            return found  # unreadable (no /proc yet, in a chroot): asked again next time
+        _boot_id = found
+    return _boot_id
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -136,11 +150,41 @@ def own_identity() -> ProcessIdentity:
     return found
 
 
+_looks = threading.local()  # .alive: this thread's answers of one reading (`one_reading`), or None
+
+
+@contextlib.contextmanager
+def one_reading() -> Iterator[None]:
+    """Inside, in this thread, `is_alive` answers each (pid, start, boot) as it first did: one
+    reading of the registry and its tasks (an observer's request) looks at each supervisor
+    once (its registry's pruning, then each task's inspection, looked at every one again)."""
+    outer = getattr(_looks, "alive", None)
+    if outer is None:
+        _looks.alive = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _looks.alive = None
+
+
 def is_alive(pid: int | None, start_ticks: int | None, boot: str = "",
              started_before_wall: float | None = None) -> bool:
     """Whether the process recorded as (`pid`, `start_ticks`, `boot`) still runs. Without
     a recorded start (older checkpoints), a live `pid` counts only if it started before
-    `started_before_wall` (+1 s) when that is given: a later one is a reused pid."""
+    `started_before_wall` (+1 s) when that is given: a later one is a reused pid. Within
+    `one_reading`, as it was first answered there."""
+    memo = getattr(_looks, "alive", None)
+    if memo is None:
+        return _is_alive(pid, start_ticks, boot, started_before_wall)
+    key = (pid, start_ticks, boot, started_before_wall)
+    if key not in memo:
+        memo[key] = _is_alive(pid, start_ticks, boot, started_before_wall)
+    return bool(memo[key])
+
+
+def _is_alive(pid: int | None, start_ticks: int | None, boot: str,
+              started_before_wall: float | None) -> bool:
     if pid is None or pid <= 0:
         return False
     now = identity_of(pid)

@@ -16,6 +16,9 @@ and the `TASK_ID` lookups read them.
   says so (`RegistryUnreadable`: a root that is not trusted, or that this user may not read,
   or entries it may not read, as another user's root's), so that `stoker ps` never shows
   a registry it could not read as one without tasks; `entries` lists what it could read.
+  A reader that reads it again and again (`stoker observe`) keeps what it read (`kept`):
+  an entry whose file has the stamp it had when it was parsed is not opened or parsed again
+  (`entrycache.py`).
 - Ended and LOST tasks stay until the last sign of them is older than the retention
   (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
   lets go, never on a timer (a starting supervisor writes with `prune=False`: it reads no
@@ -46,6 +49,7 @@ import attrs
 from config.registry import RegistrySettings
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired
+from executor.host.entrycache import EntryCache, Reading
 from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
@@ -73,12 +77,18 @@ class Listed:
     mtime: float
 
 
+Kept = EntryCache["Listed | None"]  # the entries of a reader that reads the registry again
+
+
 class Registry:
     def __init__(self, settings: RegistrySettings,
-                 alive: Callable[[RegistryEntry], bool] | None = None) -> None:
+                 alive: Callable[[RegistryEntry], bool] | None = None, kept: Kept | None = None) -> None:
+        """`kept`: the entries of this process's last reading, each parsed again only once its
+        file changed (`stoker observe`'s; a supervisor, `ps` or `status` keeps none)."""
         self.root = settings.registry_root
         self.retention_secs = settings.registry_retention_secs
         self._alive = alive or _supervisor_alive
+        self._kept = kept
 
     # ---- writing ----
 
@@ -187,6 +197,7 @@ class Registry:
         (so no name past it is called unreadable: it was not read)."""
         found: list[Listed] = []
         read: set[str] = set()
+        reading = self._kept.reading(self.root) if self._kept is not None else None
         with os.scandir(dir_fd) as scan:
             for item in scan:
                 if not (ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)):
@@ -194,11 +205,13 @@ class Registry:
                 if len(read) >= MAX_ENTRIES:
                     break
                 read.add(item.name)
-                listed = _read_entry(dir_fd, item.name, denied)
+                listed = _kept_or_read(dir_fd, item, reading, denied)
                 if listed is not None:
                     found.append(listed)
                 elif unread is not None:
                     unread.append(item.name)
+        if reading is not None:
+            reading.done()
         return found, read
 
     # ---- pruning ----
@@ -234,7 +247,21 @@ class Registry:
         return gone
 
 
-def _read_entry(dir_fd: int, name: str, denied: list[str] | None = None) -> Listed | None:
+def _kept_or_read(dir_fd: int, item: os.DirEntry[str], reading: Reading[Listed | None] | None,
+                  denied: list[str] | None) -> Listed | None:
+    """The entry `item` names: the one kept when its file is the one it was parsed from (its
+    stamp, `fstatat`: no open), else read and parsed (and kept)."""
+    if reading is None:
+        return _read_entry(dir_fd, item.name, denied)
+    try:
+        known, listed = reading.get(item.name, item.stat(follow_symlinks=False))
+    except OSError:
+        known, listed = False, None
+    return listed if known else _read_entry(dir_fd, item.name, denied, reading)
+
+
+def _read_entry(dir_fd: int, name: str, denied: list[str] | None = None,
+                reading: Reading[Listed | None] | None = None) -> Listed | None:
     try:
         fd = saferead.open_file(name, dir_fd)
     except PermissionError:
@@ -250,13 +277,21 @@ def _read_entry(dir_fd: int, name: str, denied: list[str] | None = None) -> List
         return None
     finally:
         os.close(fd)
+    listed = _parsed(name, data, st.st_mtime)
+    if reading is not None:
+        reading.put(name, st, listed)
+    return listed
+
+
+def _parsed(name: str, data: bytes, mtime: float) -> Listed | None:
+    """The entry file `name` holding `data` (modified at `mtime`) as read; None: not an entry."""
     try:
         entry = RegistryEntry.from_json(json.loads(data))
     except (ValueError, RecursionError):  # RecursionError: nested deeper than json recurses
         return None
     if entry is None or entry.name != name:
         return None
-    return Listed(attrs.evolve(entry, sandbox=_local(entry.sandbox)), st.st_mtime)
+    return Listed(attrs.evolve(entry, sandbox=_local(entry.sandbox)), mtime)
 
 
 _FS_UTF8 = sys.getfilesystemencoding() == "utf-8"  # then both below change nothing

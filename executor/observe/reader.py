@@ -34,7 +34,8 @@ import attrs
 from config.registry import RegistrySettings
 from config.words import quoted
 from executor.host.entry import RegistryEntry
-from executor.host.identity import is_alive, is_stopped
+from executor.host.entrycache import EntryCache
+from executor.host.identity import is_alive, is_stopped, one_reading
 from executor.host.lock import LockTable
 from executor.host.registry import (
     AmbiguousTaskId,
@@ -114,10 +115,14 @@ class Reader:
         self._usage = usage or UsageSampler()
         self._wall = wall
         self.views: ViewCache[Viewed] = ViewCache()  # each checkpoint replayed once it changed
+        self.entries: EntryCache[Listed | None] = EntryCache()  # each registry entry parsed once it changed
 
     @property
     def root(self) -> str:
         return self.settings.registry_root
+
+    def _registry(self) -> Registry:
+        return Registry(self.settings, kept=self.entries)
 
 
     def tasks(self, viewer: int | None = EVERYONE) -> list[TaskSummary]:
@@ -135,7 +140,7 @@ class Reader:
         one reading of the registry, whose listing the kept views are cut to (those of the
         tasks it no longer lists forgotten). Raises Unavailable."""
         try:
-            listed, unreadable = Registry(self.settings).read_all()
+            listed, unreadable = self._registry().read_all()
         except RegistryUnreadable as exc:
             raise Unavailable(str(exc)) from None
         self.views.keep_only({(str(Path(i.entry.sandbox)), i.entry.stoker_dir) for i in listed})  # every user's
@@ -145,9 +150,10 @@ class Reader:
     def _inspected(self, viewer: int | None) -> tuple[list[RegistryEntry], list[Inspection], list[str]]:
         """The entries `viewer` may see, each inspected, and the unreadable entries (to
         EVERYONE only), from one reading of the registry."""
-        entries, unreadable = self.visible_entries(viewer)
-        locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
-        found = [inspect_sandbox(Path(e.sandbox), e, self.views, locks) for e in entries]
+        with one_reading():  # each supervisor looked at once: by the pruning, then the inspection
+            entries, unreadable = self.visible_entries(viewer)
+            locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
+            found = [inspect_sandbox(Path(e.sandbox), e, self.views, locks) for e in entries]
         found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
         return entries, found, unreadable
 
@@ -155,7 +161,7 @@ class Reader:
         """The entry of `task_id` among those `viewer` may see; of the supervisor
         `supervisor` (PID-START) when given. Raises NotFound, or Ambiguous when two running
         tasks have the id and no supervisor is named."""
-        return self._found(Registry(self.settings).entries(), task_id, supervisor, viewer)
+        return self._found(self._registry().entries(), task_id, supervisor, viewer)
 
     def _found(self, every: list[Listed], task_id: str, supervisor: str, viewer: int | None) -> Listed:
         listed = [item for item in every if visible(item.entry, viewer)]
@@ -210,7 +216,7 @@ class Reader:
     def _log_entry(self, task_id: str, supervisor: str, viewer: int | None) -> RegistryEntry:
         """The entry whose logs are asked for (`_entry`). Raises NotFound, also when a later
         supervisor registered its sandbox (`_not_taken_over`), or Ambiguous."""
-        every = Registry(self.settings).entries()
+        every = self._registry().entries()
         entry = self._found(every, task_id, supervisor, viewer).entry
         _not_taken_over(entry, every, task_id)
         return entry

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 import attrs
 
 from config.words import quoted
+from executor.host.identity import one_reading
 from executor.host.signals import kept_from_new_threads
 from executor.logs import log_event
 from executor.observe import metrics, routes, scrape
@@ -138,7 +139,8 @@ class ObserverApp:
         form = "json" if path.startswith("/api/") else "text" if path in ("/metrics", "/metrics/") else "html"
         try:
             reads = not isinstance(route, (routes.Asset, routes.Refused))
-            response = self._answer(route, form, self._viewer(environ) if reads else EVERYONE)
+            with one_reading():  # each supervisor looked at once an answer
+                response = self._answer(route, form, self._viewer(environ) if reads else EVERYONE)
         except Ambiguous as exc:
             response = _choices(exc, path, query, form == "json")
         except NotFound as exc:

@@ -32,6 +32,7 @@ import attrs
 from executor.host import identity, lock
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
+from executor.host.entrycache import stamp_of
 from executor.host.sandbox import LOCK_FILE, checkpoint_mtime, open_stoker_dir
 from executor.host.truth import RESTARTING, Truth, judge
 from executor.procs import proctree, saferead, sandboxfs
@@ -40,7 +41,7 @@ from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint, records_at
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Leftover, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
-from executor.task.viewcache import ViewCache, resumable, stamp_of
+from executor.task.viewcache import ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
 
@@ -279,7 +280,10 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
 
 def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView, locks: lock.LockTable | None) -> bool:
     """Whether the attempt's supervisor runs in a PID namespace of its own (a container's
-    main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here`."""
+    main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here` (never one of
+    another boot: its `.stoker` is not opened again for it)."""
+    if attempt.supervisor_boot and attempt.supervisor_boot != identity.boot_id():
+        return False
     try:
         fd = open_stoker_dir(sandbox, pinned=pinned)
     except OSError:

@@ -44,10 +44,10 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from executor.host.entrycache import Stamp
 from executor.task.replay import Fold
 
 Where = tuple[str, str]  # the sandbox, and the `.stoker` a registry entry pins ("" none)
-Stamp = tuple[int, int, int, int, int]  # device, inode, size, mtime, ctime (ns)
 V = TypeVar("V")
 
 MAX_VIEWS = 4096
@@ -67,12 +67,6 @@ class Resume:
         they are still what was read (all of them); else None."""
         h = _hashed(fd, _new_hash(), 0, self.offset)
         return h if h is not None and h.digest() == self.hashed.digest() else None
-
-
-def stamp_of(st: os.stat_result) -> Stamp:
-    """The stamp of a checkpoint, from its `fstat` (taken before any record is read). Its change
-    time too: an mtime set back (`touch -d`, `utime`) after a rewrite of the same size moves it."""
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _new_hash() -> Any:

@@ -22,6 +22,7 @@ from executor.host.registry import Registry
 from executor.observe.reader import Reader
 from executor.task.checkpoint import CheckpointWriter
 from executor.task.leftovers import end_lost_attempts
+from tests.support.opens import opens
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -78,3 +79,14 @@ def test_a_task_of_the_boot_before_is_lost_and_nothing_of_this_boot_is_signalled
     assert f"no live supervisor holds {sandbox} (its task is LOST)" in capsys.readouterr().err
     assert end_lost_attempts(sandbox) == []
     assert [p.poll() for p in procs] == [None, None]  # neither was signalled
+
+
+def test_a_page_opens_the_stoker_directory_of_a_task_of_the_boot_before_no_more_than_it_reads(before_reboot):
+    """No supervisor of another boot is looked up in /proc/locks (`lock.seen_here`): its
+    `.stoker` was opened a second time for it, on every page, for each such task."""
+    _, root, _ = before_reboot
+    reader = Reader(RegistrySettings(registry_root=str(root)))
+    assert [t.row["state"] for t in reader.tasks()] == ["LOST"]
+    with opens() as opened:
+        assert [t.row["state"] for t in reader.tasks()] == ["LOST"]
+    assert opened[".stoker"] == 2, opened  # its checkpoint, its held list (leftovers); before: 3

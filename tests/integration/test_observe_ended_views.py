@@ -9,12 +9,9 @@ of the files it reads in `.stoker` once (the checkpoint was opened or looked at 
 checkpoint's time again, the held list, the usage file)."""
 from __future__ import annotations
 
-import collections
-import contextlib
 import fcntl
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -30,30 +27,12 @@ from executor.observe import metrics
 from executor.observe.reader import EVERYONE, Reader
 from executor.observe.scrape import TaskErrors, details
 from executor.procs import sandboxfs
+from tests.support.opens import opens
 from tests.support.statuscli import RUNNING, header, write
 
 pytestmark = pytest.mark.timeout(60)
 GONE = own_identity().pid + 1_000_000  # a supervisor that is not running
 FINISHED = {"kind": "task", "from": "RUNNING", "to": "FINISHED", "reason": "all processes ended", "wall": 1003.0}
-_counting: list[collections.Counter[str]] = []
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _counting and event == "open" and isinstance(args[0], str):
-        _counting[-1][os.path.basename(args[0])] += 1
-
-
-sys.addaudithook(_audit)  # for the whole session: it counts only inside `_opens`
-
-
-@contextlib.contextmanager
-def _opens():
-    """The names opened (`open`, `os.open`, in this thread or another) while inside, counted."""
-    _counting.append(collections.Counter())
-    try:
-        yield _counting[-1]
-    finally:
-        _counting.pop()
 
 
 def _task(settings: RegistrySettings, sandbox: Path, name: str, records: list[dict], *, alive: bool,
@@ -140,7 +119,7 @@ def test_a_lost_tasks_scrape_opens_each_file_of_its_stoker_directory_once(regist
     reader, errors = Reader(settings), TaskErrors()
     window = metrics.Window(None, time.time())  # every task the registry keeps
     details(reader, EVERYONE, window, errors)  # read once: kept
-    with _opens() as opened:
+    with opens() as opened:
         found, _ = details(reader, EVERYONE, window, errors)
     assert [d.row["state"] for d in found if d.row["task_id"] == "lost"] == ["LOST"] and errors.total == 0
     # each sandbox opened once for each file read in its `.stoker`: the checkpoint, the usage file; the
@@ -158,7 +137,7 @@ def test_a_lock_table_is_read_again_for_a_lock_taken_after_it_was_read(tmp_path)
     for; a header that does not say when (an older Stoker's) is, as each was before the table."""
     locks, path = LockTable(), tmp_path / "supervisor.lock"
     path.touch()
-    with _opens() as opened, open(path, "rb") as held:
+    with opens() as opened, open(path, "rb") as held:
         assert locks.holder(path.stat(), taken_by=boot_secs() - 60) is None  # read: nobody holds it
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert locks.holder(path.stat(), taken_by=boot_secs() - 60) is None and opened["locks"] == 1
@@ -174,7 +153,7 @@ def test_a_supervisor_of_another_boot_has_no_lock_looked_up(tmp_path):
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         locks = LockTable()
-        with _opens() as opened:
+        with opens() as opened:
             for _ in range(3):
                 assert lock.seen_here(fd, 1, 100, "another-boot", locks, taken_by=boot_secs() + 86400) is None
         assert opened["locks"] == 0, opened

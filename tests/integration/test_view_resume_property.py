@@ -14,11 +14,12 @@ import threading
 
 import pytest
 
+from executor.host.entrycache import stamp_of
 from executor.host.identity import own_identity
 from executor.task.checkpoint import open_checkpoint, records_at
 from executor.task.inspection import Viewed, inspect_sandbox
 from executor.task.replay import Fold
-from executor.task.viewcache import ViewCache, resumable, stamp_of
+from executor.task.viewcache import ViewCache, resumable
 from tests.support.statuscli import RUNNING, header
 
 pytestmark = pytest.mark.timeout(120)

@@ -1,0 +1,136 @@
+"""What reading the registry again costs (`stoker observe` reads it on every request): an
+entry whose file did not change is not opened or parsed again (`executor/host/entrycache.py`),
+one that changed is (replaced whole, or rewritten in place with its size and mtime put
+back), one that is gone is forgotten; a supervisor is looked at once a reading
+(`identity.one_reading`), and the boot's id is read once a process."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from config.registry import RegistrySettings
+from executor.cli.main import main
+from executor.host import identity
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.entrycache import EntryCache
+from executor.host.registry import Registry
+from executor.observe.reader import Reader
+from executor.observe.server import ObserverApp
+from tests.support.opens import opens
+from tests.support.statuscli import RUNNING, header, write
+
+pytestmark = pytest.mark.timeout(30)
+ME = identity.own_identity()
+GONE = ME.pid + 1_000_000  # a supervisor that is not running
+KEPT: EntryCache = EntryCache()  # as an observer keeps them (each test's root its own)
+
+
+def _entry(sandbox, task_id: str, *, pid: int = GONE, start: int = 1, ended: bool = True) -> RegistryEntry:
+    return RegistryEntry(sandbox=str(sandbox), supervisor_pid=pid, supervisor_start=start,
+                         supervisor_boot=ME.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
+                         task_id=task_id, ended_wall=time.time() if ended else None)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    reg = Registry(settings)
+    for n in range(3):
+        reg.write(_entry(tmp_path / f"sb{n}", f"t-{n}", pid=GONE + n), prune=False)
+    return settings
+
+
+def _ids(settings: RegistrySettings) -> list[str]:
+    return [item.entry.task_id for item in Registry(settings, kept=KEPT).read()]
+
+
+def test_an_entry_that_did_not_change_is_not_opened_or_parsed_again(settings):
+    assert _ids(settings) == ["t-0", "t-1", "t-2"]
+    parsed = KEPT.parsed
+    with opens() as opened:
+        assert _ids(settings) == ["t-0", "t-1", "t-2"]
+    assert not [name for name in opened if name.endswith(".json")], opened  # before: each opened again
+    assert KEPT.parsed == parsed
+
+
+def test_an_entry_replaced_whole_is_read_again(settings):
+    _ids(settings)
+    name = next(n for n in os.listdir(settings.registry_root) if n.startswith(f"{GONE + 2}-"))
+    sandbox = Registry(settings).read()[2].entry.sandbox
+    Registry(settings).write(_entry(sandbox, "t-9", pid=GONE + 2), prune=False)  # a new file renamed over
+    assert _ids(settings) == ["t-0", "t-1", "t-9"]
+    assert name in os.listdir(settings.registry_root)
+
+
+def test_an_entry_rewritten_in_place_with_its_size_and_mtime_put_back_is_read_again(settings):
+    """Its size and mtime are the stamp's; its change time (which no one can set) is not."""
+    _ids(settings)
+    path = os.path.join(settings.registry_root, next(n for n in os.listdir(settings.registry_root)
+                                                     if n.startswith(f"{GONE + 2}-")))
+    before = os.stat(path)
+    with open(path, "r+b") as f:
+        data = f.read()
+        f.seek(0)
+        f.write(data.replace(b'"t-2"', b'"t-8"'))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert _ids(settings) == ["t-0", "t-1", "t-8"]
+
+
+def test_an_entry_removed_is_forgotten_and_one_damaged_is_not_listed(settings):
+    _ids(settings)
+    names = sorted(os.listdir(settings.registry_root))
+    os.unlink(os.path.join(settings.registry_root, names[0]))
+    with open(os.path.join(settings.registry_root, names[1]), "r+b") as f:
+        f.write(b"x")  # damaged in place
+    assert len(_ids(settings)) == 1
+    assert KEPT.kept(settings.registry_root) == 2  # the damaged one's reading kept too: not an entry
+
+
+def test_a_gone_supervisor_is_looked_at_once_a_reading(settings, tmp_path):
+    """The registry's pruning and then each task's inspection looked at every supervisor (its
+    /proc/PID/stat), twice a request."""
+    Registry(settings).write(_entry(tmp_path / "sb-lost", "lost", pid=GONE + 3, ended=False), prune=False)
+    reader = Reader(settings)
+    reader.tasks()
+    with opens(key=str) as opened:
+        assert {t.row["task_id"] for t in reader.tasks()} == {"t-0", "t-1", "t-2", "lost"}
+    assert [opened[f"/proc/{GONE + n}/stat"] for n in range(4)] == [1, 1, 1, 1], opened  # before: 2 each
+
+
+@pytest.mark.parametrize("path", ["/", "/metrics"])
+def test_an_observer_answer_looks_at_each_supervisor_once(settings, path):
+    app = ObserverApp(Reader(settings), loopback=True)
+    environ = {"PATH_INFO": path, "HTTP_HOST": "localhost", "REQUEST_METHOD": "GET"}
+    b"".join(app(environ, lambda status, headers: None))
+    with opens(key=str) as opened:
+        body = b"".join(app(environ, lambda status, headers: None))
+    assert b"t-2" in body or path == "/metrics"
+    assert [opened[f"/proc/{GONE + n}/stat"] for n in range(3)] == [1, 1, 1], opened  # before: 2 each
+    assert not [name for name in opened if name.endswith(".json")], opened  # its entries kept
+
+
+def test_stoker_ps_looks_at_each_supervisor_once_and_reads_proc_locks_once_at_most(settings, tmp_path, capsys):
+    for n in range(3, 6):  # LOST: looked up in /proc/locks
+        Registry(settings).write(_entry(tmp_path / f"sb{n}", f"t-{n}", pid=GONE + n, ended=False), prune=False)
+        stamped = dict(header(GONE + n, 1), boot=identity.boot_secs() - 60)  # its lock taken a minute ago
+        write(tmp_path / f"sb{n}", [stamped, *RUNNING])
+        (tmp_path / f"sb{n}/.stoker/supervisor.lock").touch()  # as a supervisor leaves it
+    with opens(key=str) as opened:
+        assert main(["ps", "--all", "--root", settings.registry_root]) == 0
+    out = capsys.readouterr().out
+    assert all(f"t-{n}" in out for n in range(6)), out
+    assert [opened[f"/proc/{GONE + n}/stat"] for n in range(6)] == [1] * 6, opened  # before: 2 each
+    assert opened["/proc/locks"] <= 1, opened  # before: once each LOST task
+
+
+def test_the_boots_id_is_read_once_a_process():
+    identity.boot_id()
+    with opens() as opened:
+        for _ in range(3):
+            assert identity.own_identity().boot_id == ME.boot_id
+            assert identity.is_alive(ME.pid, ME.start_ticks, ME.boot_id)
+    assert opened["boot_id"] == 0  # before: once each look at a live process
