@@ -15,11 +15,12 @@ from executor.cli.main import main
 from executor.host import identity
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.entrycache import EntryCache
-from executor.host.registry import Registry
+from executor.host.registry import Registry, RegistryUnreadable
 from executor.observe.reader import Reader
 from executor.observe.server import ObserverApp
 from tests.support.opens import opens
 from tests.support.statuscli import RUNNING, header, write
+from tests.support.users import as_nobody, needs_root, open_sandbox
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -164,3 +165,33 @@ def test_an_entry_changed_within_a_tick_of_its_reading_is_read_again_until_it_is
     with opens() as opened:
         assert [item.entry.task_id for item in reg.read()] == ["t-0", "t-1", "t-2"]
     assert not [name for name in opened if name.endswith(".json")], opened
+
+
+@needs_root
+def test_an_entry_kept_then_made_unreadable_is_refused_again_and_a_symlink_is_not_read():
+    """A chmod moves its file's change time: the entry is opened again, and refused (as another
+    user, nobody: root reads it anyway); a symlink put in its place is never followed."""
+    with open_sandbox() as top:
+        os.chmod(top, 0o755)
+        os.mkdir(top / "home", 0o755)
+        os.chown(top / "home", 65534, 65534)  # nobody's, as its home
+
+        def ask() -> str:
+            settings = RegistrySettings(registry_root=str(top / "home" / "root"), registry_retention_secs=3600)
+            reg = Registry(settings, kept=EntryCache(racy_ns=0))
+            reg.write(_entry(top / "sb", "t-1"), prune=False)
+            name = os.listdir(settings.registry_root)[0]
+            path = os.path.join(settings.registry_root, name)
+            seen = [item.entry.task_id for item in reg.read()]
+            os.chmod(path, 0)
+            try:
+                reg.read()
+            except RegistryUnreadable as exc:
+                seen.append(str(exc).split(" (")[0])
+            os.rename(path, path + ".away")
+            os.chmod(path + ".away", 0o600)
+            os.symlink(name + ".away", path)
+            return repr((seen, reg.read_all()))
+
+        assert as_nobody(ask) == repr((["t-1", f"cannot read 1 of the entries in the registry {top}/home/root"],
+                                       ([], [])))
