@@ -14,10 +14,11 @@ from config.registry import RegistrySettings
 from executor.cli.main import main
 from executor.host import identity
 from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.entrycache import EntryCache
+from executor.host.entrycache import EntryCache, stamp_of
 from executor.host.registry import Registry, RegistryUnreadable
 from executor.observe.reader import Reader
 from executor.observe.server import ObserverApp
+from tests.support.faultyfs import ext4
 from tests.support.opens import opens
 from tests.support.statuscli import RUNNING, header, write
 from tests.support.users import as_nobody, needs_root, open_sandbox
@@ -195,3 +196,25 @@ def test_an_entry_kept_then_made_unreadable_is_refused_again_and_a_symlink_is_no
 
         assert as_nobody(ask) == repr((["t-1", f"cannot read 1 of the entries in the registry {top}/home/root"],
                                        ([], [])))
+
+
+def test_on_a_file_system_of_whole_seconds_an_entry_changed_in_the_second_it_was_read_is_read_again(tmp_path):
+    """An ext4 of 128-byte inodes keeps a file's times in whole seconds (an ext3 too): an
+    entry rewritten in place at the same size, or written anew on the inode the rename before
+    freed, in the second it was read has the stamp it had. Before: the old entry answered
+    (until the next change, or forever). Each round checks that the race took place."""
+    with ext4(tmp_path / "fs", whole_seconds=True) as fs:
+        settings = RegistrySettings(registry_root=str(fs.path / "root"), registry_retention_secs=3600)
+        reg, raced = Registry(settings), 0
+        for n in range(10):
+            reg.write(_entry(fs.path / "sb", "t-a"), prune=False)
+            kept = Registry(settings, kept=EntryCache())  # as an observer's
+            assert [item.entry.task_id for item in kept.read()] == ["t-a"]
+            (name,) = os.listdir(settings.registry_root)
+            before = os.stat(os.path.join(settings.registry_root, name))
+            reg.write(_entry(fs.path / "sb", "t-b"), prune=False)  # each a new file renamed over
+            reg.write(_entry(fs.path / "sb", "t-c"), prune=False)  # on the inode t-b's rename freed
+            after = os.stat(os.path.join(settings.registry_root, name))
+            raced += stamp_of(after) == stamp_of(before)
+            assert [item.entry.task_id for item in kept.read()] == ["t-c"], (n, raced)
+        assert raced, "no round wrote its entries within one second on one inode"
