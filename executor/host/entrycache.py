@@ -7,10 +7,11 @@ stamp of the file it was read from (device, inode, size, modification and change
 as the checkpoints' views are: `executor/task/viewcache.py`), taken on the descriptor it
 was read from; the next reading looks at the file (`fstatat`, no open) and, when its stamp
 is the one kept, takes the entry kept. A supervisor replaces its entry whole (a new file
-renamed over: another inode); a file rewritten in place changes its times (a time set back
+renamed over: its own times, but often the inode number the rename before freed, which
+ext4 hands out again at once); a file rewritten in place changes its times (a time set back
 moves its change time), and a chmod its change time, so a file this user may no longer
 read is opened again (and refused). Those times come from a coarse clock (a tick of 1-10 ms;
-a second or two on some file systems), and a change within the tick of the reading keeps the
+whole seconds on an ext3, or an ext4 of 128-byte inodes; two on FAT), and a change within the tick of the reading keeps the
 whole stamp: a rewrite in place of the same size, a chmod, or a new entry given the inode a
 rename freed would have been answered with the old entry until the next change (forever if
 none came). So an entry is kept only when its file's change time is at least `RACY_NS`
