@@ -7,9 +7,16 @@ stamp of the file it was read from (device, inode, size, modification and change
 as the checkpoints' views are: `executor/task/viewcache.py`), taken on the descriptor it
 was read from; the next reading looks at the file (`fstatat`, no open) and, when its stamp
 is the one kept, takes the entry kept. A supervisor replaces its entry whole (a new file
-renamed over: another inode); a file rewritten in place changes its times (a time set back
+renamed over: its own times, but often the inode number the rename before freed, which
+ext4 hands out again at once); a file rewritten in place changes its times (a time set back
 moves its change time), and a chmod its change time, so a file this user may no longer
-read is opened again (and refused). The kept entries of a root are those of its last
+read is opened again (and refused). Those times come from a coarse clock (a tick of 1-10 ms;
+whole seconds on an ext3, or an ext4 of 128-byte inodes; two on FAT), and a change within the tick of the reading keeps the
+whole stamp: a rewrite in place of the same size, a chmod, or a new entry given the inode a
+rename freed would have been answered with the old entry until the next change (forever if
+none came). So an entry is kept only when its file's change time is at least `RACY_NS`
+older than its reading (git's "racy" files): one changed since is parsed again at the next
+reading, until it is that old. The kept entries of a root are those of its last
 reading (a file gone is forgotten with it); at most `MAX_ROOTS` roots are kept (past it,
 all are forgotten). Thread-safe: a reading builds its own table and puts it in whole.
 """
@@ -17,11 +24,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 Stamp = tuple[int, int, int, int, int]  # device, inode, size, mtime, ctime (ns)
 MAX_ROOTS = 16
+RACY_NS = 2 * 10**9  # a change time at least this older than its reading is not that tick's
 
 
 def stamp_of(st: os.stat_result) -> Stamp:
@@ -32,8 +42,11 @@ def stamp_of(st: os.stat_result) -> Stamp:
 
 
 class EntryCache(Generic[T]):
-    def __init__(self, max_roots: int = MAX_ROOTS) -> None:
-        self._max = max_roots
+    def __init__(self, max_roots: int = MAX_ROOTS, racy_ns: int = RACY_NS,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        """`racy_ns`: how much older than its reading a file's change must be for its entry to
+        be kept (`clock`: the wall clock, in ns, as the files' times count it)."""
+        self._max, self.racy_ns, self.clock = max_roots, racy_ns, clock
         self._lock = threading.Lock()
         self._roots: dict[str, dict[str, tuple[Stamp, T]]] = {}
         self.parsed = 0  # entries read and parsed (not found here)
@@ -73,9 +86,11 @@ class Reading(Generic[T]):
         return True, found[1]
 
     def put(self, name: str, st: os.stat_result, value: T) -> None:
-        """`value`, parsed from `name` as `st` (its descriptor's `fstat`, before the read) stamps it."""
+        """`value`, parsed from `name` as `st` (its descriptor's `fstat`, before the read) stamps
+        it; kept only when that file changed at least `racy_ns` before now (after the read)."""
         self._parsed += 1
-        self._kept[name] = (stamp_of(st), value)
+        if 0 <= self._cache.clock() - st.st_ctime_ns - self._cache.racy_ns:
+            self._kept[name] = (stamp_of(st), value)
 
     def done(self) -> None:
         self._cache._done(self._root, self._kept, self._parsed)

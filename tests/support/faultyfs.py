@@ -76,8 +76,11 @@ def _skip_unless(done: subprocess.CompletedProcess, what: str) -> None:
 
 
 @contextmanager
-def ext4(directory: Path, size_mib: int = 8) -> Iterator[Ext4]:
-    """`directory` (made), with a fresh ext4 mounted on it (see the module's docstring)."""
+def ext4(directory: Path, size_mib: int = 8, whole_seconds: bool = False) -> Iterator[Ext4]:
+    """`directory` (made), with a fresh ext4 mounted on it (see the module's docstring);
+    `whole_seconds`: its inodes of 128 bytes, which keep no fraction of a second in a file's
+    times (as ext3, and ext4 made so, do), so that a change in the second of the one before
+    leaves them as they were."""
     if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
         pytest.skip("this test needs root and mkfs.ext4 to make a small ext4 of its own")
     directory.mkdir(parents=True, exist_ok=True)
@@ -85,7 +88,8 @@ def ext4(directory: Path, size_mib: int = 8) -> Iterator[Ext4]:
     with open(image, "wb") as f:
         f.truncate(size_mib << 20)
     try:
-        _skip_unless(subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "nodiscard", str(image)],
+        small = ["-I", "128"] if whole_seconds else []
+        _skip_unless(subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "nodiscard", *small, str(image)],
                                     capture_output=True, text=True), "make an ext4")
         _skip_unless(subprocess.run(["mount", "-o", "loop,errors=remount-ro", str(image), str(directory)],
                                     capture_output=True, text=True), "mount a loop device")

@@ -1,0 +1,61 @@
+"""The registry's entry cache (`executor/host/entrycache.py`) as a pure table: what a reading
+takes again from the last one, by the stamp of each file, and when it must not.
+
+A file's times come from the kernel's coarse clock (a tick: 1-10 ms, a second or two on some
+file systems): a file rewritten in place at the same size within the tick of the reading that
+kept it keeps its whole stamp (inode, size, mtime, ctime), and its old entry would have been
+served until the next change, forever if none came; so was one chmod-ed unreadable then. An
+inode freed by a rename and given to the next entry written does the same. A stamp that is
+not at least `RACY_NS` older than its reading is not kept (git's "racy" files)."""
+from __future__ import annotations
+
+import os
+
+from executor.host.entrycache import RACY_NS, EntryCache
+
+NOW = 1_700_000_000 * 10**9  # the clock, in ns
+
+
+def _stat(ctime_ns: int, *, ino: int = 7, size: int = 100) -> os.stat_result:
+    secs = ctime_ns // 10**9  # mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime
+    return os.stat_result((0o100600, ino, 1, 1, 0, 0, size, secs, secs, secs),
+                          {f"st_{t}time_ns": ctime_ns for t in "amc"})
+
+
+def _read_twice(cache: EntryCache[str], st: os.stat_result) -> tuple[bool, str | None]:
+    reading = cache.reading("/root")
+    reading.put("1-1.json", st, "old")
+    reading.done()
+    again = cache.reading("/root")
+    return again.get("1-1.json", st)  # the same stamp: unchanged, or rewritten within its tick
+
+
+def test_an_entry_changed_well_before_its_reading_is_kept():
+    cache: EntryCache[str] = EntryCache(clock=lambda: NOW)
+    assert _read_twice(cache, _stat(NOW - RACY_NS)) == (True, "old")
+
+
+def test_an_entry_changed_within_the_window_of_its_reading_is_read_again():
+    """Before: kept, and a rewrite of the same size (or a chmod) in that tick never seen."""
+    cache: EntryCache[str] = EntryCache(clock=lambda: NOW)
+    assert _read_twice(cache, _stat(NOW)) == (False, None)
+    assert _read_twice(cache, _stat(NOW - RACY_NS + 1)) == (False, None)
+    assert cache.kept("/root") == 0
+
+
+def test_an_entry_changed_after_its_reading_as_the_clock_tells_is_read_again():
+    """A change time ahead of the clock (the clock stepped back since) tells nothing."""
+    cache: EntryCache[str] = EntryCache(clock=lambda: NOW)
+    assert _read_twice(cache, _stat(NOW + 10**12)) == (False, None)
+
+
+def test_past_the_bound_of_roots_each_is_read_again_not_answered_wrongly():
+    cache: EntryCache[str] = EntryCache(max_roots=2, clock=lambda: NOW)
+    old = _stat(NOW - RACY_NS)
+    for root in ("/a", "/b", "/c"):
+        reading = cache.reading(root)
+        reading.put("1-1.json", old, root)
+        reading.done()
+    assert (cache.kept("/a"), cache.kept("/b"), cache.kept("/c")) == (0, 0, 1)
+    assert cache.reading("/c").get("1-1.json", old) == (True, "/c")
+    assert cache.reading("/a").get("1-1.json", old) == (False, None)
