@@ -43,17 +43,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from config.registry import RegistrySettings
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired
-from executor.host.entrycache import EntryCache, Reading
 from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
 from executor.procs import saferead
+
+if TYPE_CHECKING:  # a supervisor keeps no entries: it never loads the reader's cache
+    from executor.host.entrycache import EntryCache, Reading
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +80,9 @@ class Listed:
     mtime: float
 
 
-Kept = EntryCache["Listed | None"]  # the entries of a reader that reads the registry again
-
-
 class Registry:
     def __init__(self, settings: RegistrySettings,
-                 alive: Callable[[RegistryEntry], bool] | None = None, kept: Kept | None = None) -> None:
+                 alive: Callable[[RegistryEntry], bool] | None = None, kept: EntryCache[Listed | None] | None = None) -> None:
         """`kept`: the entries of this process's last reading, each parsed again only once its
         file changed (`stoker observe`'s; a supervisor, `ps` or `status` keeps none)."""
         self.root = settings.registry_root
