@@ -198,7 +198,7 @@ def test_an_exception_logged_with_no_descriptor_left_keeps_its_traceback(tmp_pat
         from executor import codecache
         codecache.install("run")
         import executor.cli.main, executor.local.run
-        import io, logging, resource
+        import contextlib, io, logging, resource
         from executor.cli.logsetup import TextFormatter
         stream = io.StringIO()
         handler = logging.StreamHandler(stream)
@@ -206,11 +206,9 @@ def test_an_exception_logged_with_no_descriptor_left_keeps_its_traceback(tmp_pat
         logging.getLogger().addHandler(handler)
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         held = []
-        try:
+        with contextlib.suppress(OSError):  # until no descriptor is left
             while True:
                 held.append(os.open(os.devnull, os.O_RDONLY))
-        except OSError:
-            pass
         try:
             json.loads("{")
         except ValueError:
