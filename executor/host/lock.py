@@ -24,7 +24,7 @@ import attrs
 
 from executor.host.clock import iso_time
 from executor.host.identity import ProcessIdentity, boot_secs, is_alive, read_proc
-from executor.host.identity import boot_id as identity_boot_id
+from executor.host.identity import boot_id as this_boot
 from executor.host.sandbox import LOCK_FILE
 from executor.procs import saferead, sandboxfs
 
@@ -122,13 +122,6 @@ class LockTable:
     def __init__(self) -> None:
         self._holders: dict[bytes, int] | None = None
         self._read_boot = 0.0  # when it was read, on the boot clock (`identity.boot_secs`)
-        self._boot_id = ""
-
-    def this_boot(self) -> str:
-        """This boot's id, read once for the table's questions."""
-        if not self._boot_id:
-            self._boot_id = identity_boot_id()
-        return self._boot_id
 
     def holder(self, st: os.stat_result, taken_by: float | None = None) -> int | None:
         """The pid holding the `flock` of the file `st` names (None: nobody, or no /proc/locks).
@@ -182,7 +175,7 @@ def seen_here(stoker_dir: int, pid: int, start_ticks: int | None, boot_id: str,
     start time are the ones recorded. None: no such holder (one of another boot: not looked up,
     its header's start on that boot's clock). `locks`, `taken_by`: `locked_by`."""
     locks = locks or LockTable()
-    if boot_id and boot_id != locks.this_boot():
+    if boot_id and boot_id != this_boot():  # read once a process
         return None
     local = locked_by(stoker_dir, locks, taken_by)
     if local is None or local == pid or start_ticks is None or not is_alive(local, start_ticks, boot_id):
