@@ -82,7 +82,8 @@ class Listed:
 
 class Registry:
     def __init__(self, settings: RegistrySettings,
-                 alive: Callable[[RegistryEntry], bool] | None = None, kept: EntryCache[Listed | None] | None = None) -> None:
+                 alive: Callable[[RegistryEntry], bool] | None = None,
+                 kept: EntryCache[Listed | None] | None = None) -> None:
         """`kept`: the entries of this process's last reading, each parsed again only once its
         file changed (`stoker observe`'s; a supervisor, `ps` or `status` keeps none)."""
         self.root = settings.registry_root

@@ -124,7 +124,6 @@ class Reader:
     def _registry(self) -> Registry:
         return Registry(self.settings, kept=self.entries)
 
-
     def tasks(self, viewer: int | None = EVERYONE) -> list[TaskSummary]:
         return self.tasks_and_unreadable(viewer)[0]
 
