@@ -191,13 +191,6 @@ def _threading_started() -> bool:
     return threading is not None and threading.active_count() > 1
 
 
-def _plan_ahead(args: list[str], environ: Mapping[str, str]) -> PlanAhead | None:
-    """Fork the child that plans `run CONFIG [--sandbox DIR]` (`planning.plan_ahead`)
-    unless a plan is kept for it (then the supervisor plans nothing)."""
-    inputs = _ahead_inputs(args, environ)
-    return None if inputs is None else _fork_ahead(inputs)
-
-
 def _ahead_inputs(args: list[str], environ: Mapping[str, str]) -> Inputs | None:
     """What the child plans for `run CONFIG [--sandbox DIR]`; None for other words, or when
     a plan is kept for it (then the supervisor plans nothing)."""

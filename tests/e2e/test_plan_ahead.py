@@ -120,7 +120,7 @@ def test_a_kept_plan_forks_no_planning_child(run, tmp_path):
     entry = planfiles.entry_path(str(run.cache), str(config), None, 0, "")
     environ = dict(os.environ, STOKER_PLAN_CACHE=str(run.cache))
     assert launch._kept(entry, str(config), environ)
-    assert launch._plan_ahead(["run", str(config)], environ) is None
+    assert launch._ahead_inputs(["run", str(config)], environ) is None  # nothing to plan ahead
     config.write_text(config.read_text() + "\n# edited\n")
     assert not launch._kept(entry, str(config), environ)
 
