@@ -96,7 +96,7 @@ def _replayed(fd: int, st: os.stat_result, sandbox: Path, pinned: str, cache: Vi
     """The view of the checkpoint open as `fd` (`st`: its `fstat`): kept, gone on with, or replayed whole;
     read up to the size stamped as it was opened (and a byte past it: a line half written is not whole)."""
     stamp, where = stamp_of(st), (str(sandbox), pinned)
-    if cache is not None and (kept := cache.get(where, stamp)) is not None:
+    if cache is not None and (kept := cache.get(where, stamp, fd)) is not None:
         return kept
     resume = cache.take(where, stamp, fd) if cache is not None else None
     fold, offset = (resume.fold, resume.offset) if resume is not None else (Fold(), 0)

@@ -27,6 +27,7 @@ from executor.observe import metrics
 from executor.observe.reader import EVERYONE, Reader
 from executor.observe.scrape import TaskErrors, details
 from executor.procs import sandboxfs
+from tests.support.keptreader import kept_reader
 from tests.support.opens import opens
 from tests.support.statuscli import RUNNING, header, write
 
@@ -71,7 +72,7 @@ def registry(tmp_path):
 
 def test_only_a_live_tasks_fold_is_kept_and_the_others_show_what_a_whole_replay_shows(registry):
     settings, _ = registry
-    reader = Reader(settings)
+    reader = kept_reader(settings)
     rows = {t.row["task_id"]: t.row for t in reader.tasks()}
     assert {k: r["state"] for k, r in rows.items()} == {"live": "RUNNING", "ended": "FINISHED", "lost": "LOST"}, rows
     assert (len(reader.views), reader.views.folds()) == (3, 1)  # before: 3 folds, the ended and LOST ones'
@@ -87,7 +88,7 @@ def test_an_ended_tasks_checkpoint_rewritten_or_appended_to_is_read_again_whole(
     run --sandbox` of the same sandbox appends its attempt to it (test_view_resume.py), an editor
     or a restore rewrites it. Without its fold, either is replayed whole, once."""
     settings, tmp_path = registry
-    reader = Reader(settings)
+    reader = kept_reader(settings)
     reader.tasks()
     path = tmp_path / "ended/.stoker/checkpoint.jsonl"
     before = path.stat()

@@ -18,6 +18,7 @@ from executor.host.registry import Registry
 from executor.observe.reader import Reader
 from executor.observe.server import Limits, ObserverApp, listening_on, make_server
 from executor.task.definition import MAX_DEFINITION_BYTES, read_definition, write_definition
+from tests.support.keptreader import kept_reader
 from tests.support.observer_server import serving
 
 pytestmark = pytest.mark.timeout(60)
@@ -228,7 +229,7 @@ def test_a_checkpoint_is_replayed_again_only_once_it_changed(tmp_path):
             sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + n,
             supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
             task_id=f"web-{n}"), prune=False)
-    reader = Reader(settings)
+    reader = kept_reader(settings)
     try:
         first = [t.row for t in reader.tasks()]
         assert reader.views.read == 3
@@ -278,7 +279,7 @@ def test_the_views_of_tasks_gone_from_the_registry_are_forgotten(tmp_path):
 
     root, me = tmp_path / "root", own_identity()
     settings = RegistrySettings(registry_root=str(root), registry_retention_secs=60)
-    reader, names = Reader(settings), []
+    reader, names = kept_reader(settings), []
     for n in range(40):
         sandbox = tmp_path / f"sb{n}"
         write(sandbox, [header(me.pid + 1_000_000, n), *RUNNING])
