@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from executor.observe.exposition import COUNTER, GAUGE, Family, Labels
+from executor.observe.exposition import COUNTER, GAUGE, Family, Labels, LabelText
 from executor.observe.model import TaskDetail
 from executor.task.taskview import ProcessView
 
@@ -161,30 +161,54 @@ def identity(row: Mapping[str, object], supervisor: str) -> Labels:
     return tuple((k, v) for k, v in pairs if v)
 
 
-def _enum(labels: Labels, name: str, current: str, known: Sequence[str]) -> list[tuple[Labels, float]]:
-    states = known if current in known else (*known, current)
-    return [((*labels, (name, s)), int(s == current)) for s in states]
+Set = tuple[Labels, str]  # labels, and their text as written (`LabelText`): a task's, a process's, written once
 
 
 class _Out:
     def __init__(self) -> None:
         self.samples: dict[str, list[tuple[Labels, float]]] = {name: [] for name in FAMILIES}
+        self.written: dict[str, list[str]] = {name: [] for name in FAMILIES}
+        self._text = LabelText()
 
-    def add(self, name: str, labels: Labels, number: float | None) -> None:
+    def labels(self, labels: Labels) -> Set:
+        return labels, self._text.of(labels)
+
+    def plus(self, labels: Set, *pairs: tuple[str, str]) -> Set:
+        return (*labels[0], *pairs), self._text.more(labels[1], pairs)
+
+    def enum(self, name: str, labels: Set, label: str, current: str, known: Sequence[str]) -> None:
+        """1 for `current`, 0 for each other of `known` (`current` added when not in it)."""
+        (pairs, written), samples, texts = labels, self.samples[name], self.written[name]
+        for s in known if current in known else (*known, current):
+            pair = (label, s)
+            samples.append(((*pairs, pair), int(s == current)))
+            texts.append(self._text.more(written, (pair,)))
+
+    def add(self, name: str, labels: Set, number: float | None) -> None:
         if number is not None:
-            self.samples[name].append((labels, number))
+            self.samples[name].append((labels[0], number))
+            self.written[name].append(labels[1])
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(samples) for name, samples in self.samples.items()}
+
+    def cut(self, counts: dict[str, int]) -> None:
+        """Take back the samples added since `counts`."""
+        for name, count in counts.items():
+            del self.samples[name][count:], self.written[name][count:]
 
     def families(self) -> list[Family]:
-        return [Family(name, kind, text, self.samples[name]) for name, (kind, text) in FAMILIES.items()]
+        return [Family(name, kind, text, self.samples[name], self.written[name])
+                for name, (kind, text) in FAMILIES.items()]
 
 
 def _task(out: _Out, d: TaskDetail) -> None:
-    row, labels = d.row, identity(d.row, d.supervisor)
+    row, labels = d.row, out.labels(identity(d.row, d.supervisor))
     key = str(row.get("job_key") or "")
     more = (("cluster", key.split("/")[0] if key.count("/") == 3 else ""), ("job_key", key),
             ("sandbox", str(row.get("sandbox") or "")), ("front_end", str(row.get("front_end") or "")))
-    out.add("stoker_task_info", (*labels, *((k, v) for k, v in more if v)), 1)
-    out.samples["stoker_task_state"] += _enum(labels, "state", str(row["state"]), TASK_STATES)
+    out.add("stoker_task_info", out.plus(labels, *((k, v) for k, v in more if v)), 1)
+    out.enum("stoker_task_state", labels, "state", str(row["state"]), TASK_STATES)
     out.add("stoker_task_supervisor_alive", labels, int(d.inspection.truth.alive))
     if d.inspection.leftovers_looked:  # LOST, its marker known: else nothing was looked for
         out.add("stoker_task_leftover_processes", labels, len(d.inspection.leftovers))
@@ -204,25 +228,25 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _health(out: _Out, labels: Labels, d: TaskDetail) -> None:
+def _health(out: _Out, labels: Set, d: TaskDetail) -> None:
     assert d.inspection.attempt is not None
     h = d.inspection.attempt.health
     if h.checker == "none" and h.state is None:
         return
-    out.samples["stoker_task_health_state"] += _enum(labels, "state", h.state or "STARTING", HEALTH_STATES)
+    out.enum("stoker_task_health_state", labels, "state", h.state or "STARTING", HEALTH_STATES)
     out.add("stoker_task_health_checks_total", labels, h.attempts)
     out.add("stoker_task_health_consecutive_failures", labels, h.consecutive_failures)
     out.add("stoker_task_health_consecutive_successes", labels, h.consecutive_successes)
     outcomes = [a.outcome for a in h.last_attempts]
     for outcome in (*HEALTH_OUTCOMES, *sorted(set(outcomes) - set(HEALTH_OUTCOMES))):
-        out.add("stoker_task_health_recent_checks", (*labels, ("outcome", outcome)), outcomes.count(outcome))
+        out.add("stoker_task_health_recent_checks", out.plus(labels, ("outcome", outcome)), outcomes.count(outcome))
     if h.last_attempts:
         last = h.last_attempts[-1]
         out.add("stoker_task_health_last_check_duration_seconds", labels, last.latency_secs)
         out.add("stoker_task_health_last_check_time_seconds", labels, last.wall or None)
 
 
-def _resources(out: _Out, labels: Labels, d: TaskDetail) -> None:
+def _resources(out: _Out, labels: Set, d: TaskDetail) -> None:
     f = d.figures
     if f is None:
         return
@@ -237,10 +261,10 @@ def _resources(out: _Out, labels: Labels, d: TaskDetail) -> None:
     out.add("stoker_task_disk_sample_time_seconds", labels, f.disk_sampled if f.disk_used is not None else None)
 
 
-def _process(out: _Out, task: Labels, d: TaskDetail, p: ProcessView) -> None:
-    labels = (*task, ("process", p.name))
+def _process(out: _Out, task: Set, d: TaskDetail, p: ProcessView) -> None:
+    labels = out.plus(task, ("process", p.name))
     lost = d.inspection.truth.lost and p.state == "RUNNING"
-    out.samples["stoker_process_state"] += _enum(labels, "state", "LOST" if lost else p.state, PROCESS_STATES)
+    out.enum("stoker_process_state", labels, "state", "LOST" if lost else p.state, PROCESS_STATES)
     out.add("stoker_process_runs_total", labels, p.earlier_runs + len(p.runs))
     out.add("stoker_process_failed_runs", labels, sum(r.state == "FAILED" for r in p.runs))
     run, usage = p.current, d.usage.get(p.name)
@@ -266,14 +290,13 @@ def task_families(tasks: Iterable[TaskDetail], failed: Failed | None = None) -> 
     whole, every other task is there."""
     out = _Out()
     for d in tasks:
-        before = {name: len(samples) for name, samples in out.samples.items()}
+        before = out.counts()
         try:
             _task(out, d)
         except Exception as exc:
             if failed is None:
                 raise
-            for name, count in before.items():
-                del out.samples[name][count:]
+            out.cut(before)
             failed(d, exc)
     return [f for f in out.families() if f.name not in OBSERVER]
 
@@ -283,7 +306,7 @@ def observer_families(observer: ObserverFigures) -> list[Family]:
     out = _Out()
     numbers = (observer.scrape_secs, observer.tasks, observer.unreadable, observer.replays, observer.task_errors)
     for name, number in zip(OBSERVER, numbers):  # five names, five figures
-        out.add(name, (), number)
+        out.add(name, ((), ""), number)
     return [f for f in out.families() if f.name in OBSERVER]
 
 

@@ -9,7 +9,7 @@ the id: asked for by id alone, such an id is `Ambiguous` (each is offered, neith
 Only a registered sandbox is ever read. Each reading is for a `viewer` (`visible`): EVERYONE,
 or a uid who sees only the tasks whose sandbox is theirs (`--show-tasks-to owner`). A
 registry there that cannot be read (another user's, not trusted) is `Unavailable` (503),
-never an empty list.
+never an empty list, nor a task not found (404) for a task's page or its logs.
 
 A log is `SANDBOX/.logs/PROCESS/RUN/STREAM`, opened one level at a time without following
 a symlink or blocking (`executor/procs/saferead.py`): a symlink anywhere below the sandbox,
@@ -138,13 +138,19 @@ class Reader:
         """The entries `viewer` may see, and the unreadable entries (to EVERYONE only), from
         one reading of the registry, whose listing the kept views are cut to (those of the
         tasks it no longer lists forgotten). Raises Unavailable."""
-        try:
-            listed, unreadable = self._registry().read_all()
-        except RegistryUnreadable as exc:
-            raise Unavailable(str(exc)) from None
+        listed, unreadable = self._read_all()
         self.views.keep_only({(str(Path(i.entry.sandbox)), i.entry.stoker_dir) for i in listed})  # every user's
         return [item.entry for item in listed if visible(item.entry, viewer)], \
             unreadable if viewer == EVERYONE else []
+
+    def _read_all(self) -> tuple[list[Listed], list[str]]:
+        """The registry's entries and its unreadable ones (`Registry.read_all`), for every
+        answer: one that cannot be read is Unavailable (503) for a task, its logs and the
+        list alike, never a task not found (404)."""
+        try:
+            return self._registry().read_all()
+        except RegistryUnreadable as exc:
+            raise Unavailable(str(exc)) from None
 
     def _inspected(self, viewer: int | None) -> tuple[list[RegistryEntry], list[Inspection], list[str]]:
         """The entries `viewer` may see, each inspected, and the unreadable entries (to
@@ -159,8 +165,8 @@ class Reader:
     def _entry(self, task_id: str, supervisor: str, viewer: int | None) -> Listed:
         """The entry of `task_id` among those `viewer` may see; of the supervisor
         `supervisor` (PID-START) when given. Raises NotFound, or Ambiguous when two running
-        tasks have the id and no supervisor is named."""
-        return self._found(self._registry().entries(), task_id, supervisor, viewer)
+        tasks have the id and no supervisor is named; Unavailable."""
+        return self._found(self._read_all()[0], task_id, supervisor, viewer)
 
     def _found(self, every: list[Listed], task_id: str, supervisor: str, viewer: int | None) -> Listed:
         listed = [item for item in every if visible(item.entry, viewer)]
@@ -214,8 +220,8 @@ class Reader:
 
     def _log_entry(self, task_id: str, supervisor: str, viewer: int | None) -> RegistryEntry:
         """The entry whose logs are asked for (`_entry`). Raises NotFound, also when a later
-        supervisor registered its sandbox (`_not_taken_over`), or Ambiguous."""
-        every = self._registry().entries()
+        supervisor registered its sandbox (`_not_taken_over`), Ambiguous or Unavailable."""
+        every = self._read_all()[0]
         entry = self._found(every, task_id, supervisor, viewer).entry
         _not_taken_over(entry, every, task_id)
         return entry

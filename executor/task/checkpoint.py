@@ -385,17 +385,24 @@ def open_checkpoint(sandbox: Path, pinned: str = "") -> int:
     """The checkpoint, open for reading (the caller closes it), never through a symlink or
     a FIFO, in the `.stoker` `pinned` names when given. Raises FileNotFoundError when there is
     none, CheckpointError when it is not what it should be or cannot be opened."""
+    dir_fd, fd = open_checkpoint_in(sandbox, pinned)
+    sandboxfs.close(dir_fd)
+    return fd
+
+
+def open_checkpoint_in(sandbox: Path, pinned: str = "") -> tuple[int, int]:
+    """`.stoker` and the checkpoint in it (`open_checkpoint`), both open for the caller to close:
+    a reader that looks at its lock too (`lock.seen_here`) does not open `.stoker` again."""
     dir_fd = _open_dir(sandbox, create=False)
     try:
         if pinned and sandboxfs.dir_id(dir_fd) != pinned:  # the path named only then: 38 us a task a page
             sandboxfs.check_pinned(dir_fd, pinned, str(checkpoint_path(sandbox).parent))
-        return sandboxfs.open_regular(CHECKPOINT_FILE, os.O_RDONLY, dir_fd=dir_fd)
-    except FileNotFoundError:
-        raise
+        return dir_fd, sandboxfs.open_regular(CHECKPOINT_FILE, os.O_RDONLY, dir_fd=dir_fd)
     except OSError as e:
-        raise _failed(sandbox, e) from None
-    finally:
         sandboxfs.close(dir_fd)
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise _failed(sandbox, e) from None
 
 
 def records_at(fd: int, sandbox: Path, offset: int = 0, max_bytes: int = MAX_READ_BYTES,
@@ -454,4 +461,4 @@ def parse_lines(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> 
 
 
 __all__ = ["CheckpointError", "CheckpointWriter", "NoCheckpoint", "checkpoint_path", "iter_records",
-           "open_checkpoint", "open_writer", "parse_lines", "read_records", "records_at"]
+           "open_checkpoint", "open_checkpoint_in", "open_writer", "parse_lines", "read_records", "records_at"]

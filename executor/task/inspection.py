@@ -20,6 +20,7 @@ Reads only: never writes, never signals.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -37,7 +38,7 @@ from executor.host.sandbox import LOCK_FILE, checkpoint_mtime, open_stoker_dir
 from executor.host.truth import RESTARTING, Truth, judge
 from executor.procs import proctree, saferead, sandboxfs
 from executor.procs.spawn import TASK_MARKER
-from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint, records_at
+from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint_in, records_at
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Leftover, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
@@ -67,23 +68,26 @@ class Inspection:
 Viewed = tuple[TaskView | None, str]
 
 
-def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None = None) -> tuple[TaskView | None, str | None, Any]:
-    """The replayed view, or None and why ((None, None): no checkpoint), and the checkpoint's `fstat`
-    (None: not opened). With `cache`, a checkpoint unchanged since it was last replayed is not read
-    again, and one that grew since is read from where that replay ended (`viewcache.py`)."""
+def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None,
+          opened: contextlib.ExitStack) -> tuple[TaskView | None, str | None, Any, int]:
+    """The replayed view, or None and why ((None, None): no checkpoint), the checkpoint's `fstat`
+    (None: not opened) and `.stoker`'s fd (-1: not opened; else open until `opened` closes). With
+    `cache`, a checkpoint unchanged since it was last replayed is not read again, and one that
+    grew since is read from where that replay ended (`viewcache.py`)."""
     try:
-        fd = open_checkpoint(sandbox, pinned)
+        stoker, fd = open_checkpoint_in(sandbox, pinned)
     except FileNotFoundError:
         if not os.path.isdir(sandbox):
-            return None, f"the sandbox {sandbox} no longer exists", None
-        return None, None, None
+            return None, f"the sandbox {sandbox} no longer exists", None, -1
+        return None, None, None, -1
     except OSError as exc:
-        return None, _unreadable(sandbox, exc), None
+        return None, _unreadable(sandbox, exc), None, -1
+    opened.callback(os.close, stoker)
     try:
         st = os.fstat(fd)
-        return *_replayed(fd, st, sandbox, pinned, cache), st
+        return *_replayed(fd, st, sandbox, pinned, cache), st, stoker
     except OSError as exc:
-        return None, _unreadable(sandbox, exc), None
+        return None, _unreadable(sandbox, exc), None, stoker
     finally:
         os.close(fd)
 
@@ -92,7 +96,7 @@ def _replayed(fd: int, st: os.stat_result, sandbox: Path, pinned: str, cache: Vi
     """The view of the checkpoint open as `fd` (`st`: its `fstat`): kept, gone on with, or replayed whole;
     read up to the size stamped as it was opened (and a byte past it: a line half written is not whole)."""
     stamp, where = stamp_of(st), (str(sandbox), pinned)
-    if cache is not None and (kept := cache.get(where, stamp)) is not None:
+    if cache is not None and (kept := cache.get(where, stamp, fd)) is not None:
         return kept
     resume = cache.take(where, stamp, fd) if cache is not None else None
     fold, offset = (resume.fold, resume.offset) if resume is not None else (Fold(), 0)
@@ -136,7 +140,16 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None, cache: Vi
     lives on: the observer), a checkpoint is replayed again only once it changed; `locks`: /proc/locks
     as read once for every task of a reading."""
     pinned = entry.stoker_dir if entry is not None else ""
-    view, problem, st = _view(sandbox, pinned, cache)  # opened: through the `.stoker` pinned
+    with contextlib.ExitStack() as opened:  # `.stoker`, opened once: for the checkpoint, then its lock
+        view, problem, st, stoker = _view(sandbox, pinned, cache, opened)  # through the `.stoker` pinned
+        return _judged(sandbox, entry, cache, locks, view, problem, st, stoker)
+
+
+def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed] | None,
+            locks: lock.LockTable | None, view: TaskView | None, problem: str | None, st: Any,
+            stoker: int) -> Inspection:
+    """`inspect_sandbox`'s task from what `_view` read (`stoker`: the `.stoker` it opened, or -1)."""
+    pinned = entry.stoker_dir if entry is not None else ""
     if st is None and entry is not None and pinned and (moved := _pin_lost(sandbox, entry)):
         return moved
     if problem is None:
@@ -149,7 +162,7 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None, cache: Vi
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.
     latest = view is None or attempt is view.current
     if not alive and latest and attempt is not None and attempt.supervisor_pid:
-        alive = _seen_here(sandbox, pinned, attempt, locks)
+        alive = _seen_here(stoker, attempt, locks)
     truth = judge(recorded, alive,
                   last_record_wall=view.last_wall if view is not None and latest else None,
                   checkpoint_mtime=(st.st_mtime if st else checkpoint_mtime(sandbox, pinned)) if latest else None,
@@ -278,21 +291,14 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
     return pid, alive
 
 
-def _seen_here(sandbox: Path, pinned: str, attempt: AttemptView, locks: lock.LockTable | None) -> bool:
+def _seen_here(stoker: int, attempt: AttemptView, locks: lock.LockTable | None) -> bool:
     """Whether the attempt's supervisor runs in a PID namespace of its own (a container's
-    main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here` (never one of
-    another boot: its `.stoker` is not opened again for it)."""
-    if attempt.supervisor_boot and attempt.supervisor_boot != identity.boot_id():
+    main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here`, in the
+    `.stoker` open as `stoker` (-1: none; never one of another boot)."""
+    if stoker < 0 or attempt.supervisor_boot and attempt.supervisor_boot != identity.boot_id():
         return False
-    try:
-        fd = open_stoker_dir(sandbox, pinned=pinned)
-    except OSError:
-        return False
-    try:
-        return lock.seen_here(fd, attempt.supervisor_pid or 0, attempt.supervisor_start, attempt.supervisor_boot,
-                              locks, attempt.started_boot) is not None  # its lock taken before it started
-    finally:
-        os.close(fd)
+    return lock.seen_here(stoker, attempt.supervisor_pid or 0, attempt.supervisor_start, attempt.supervisor_boot,
+                          locks, attempt.started_boot) is not None  # its lock taken before it started
 
 
 def _has_lock(sandbox: Path, pinned: str) -> bool:

@@ -20,8 +20,14 @@ lines appended. Hashing what was read again costs a read of it, no parse: about 
 appended. Anything else (another inode: a compaction, a re-run in the same
 sandbox; a file cut or rewritten; a line half written at its end when it was read) is
 replayed whole. A write in place that leaves the file's size and its times as they were (in
-the clock tick of the one read; an mtime set back moves the change time) is not seen, by the
-kept view as by the kept fold. A fold has one owner at a time: it is taken out of the cache to go on with and put back after, and
+the clock tick of the one read: 1-10 ms, whole seconds on an ext3 or an ext4 of 128-byte inodes;
+an mtime set back moves the change time) leaves its stamp too: a view read within `RACY_NS` of
+its file's last change (git's "racy" files, as the registry's entries: `entrycache.py`) is served
+again only once its fold's hash of the whole file still holds (what was read is all there, and
+unchanged: a read and a hash of the file, no parse; a fold of a task whose writer is gone is not
+kept: its view is replayed), and by its stamp alone once it was so read when its file's change was
+that old. Not seen still: such a write while the file is being read, before it is hashed (the hash
+is of the bytes after the read, the fold of those read). A fold has one owner at a time: it is taken out of the cache to go on with and put back after, and
 a thread that finds none replays whole.
 
 A task whose last writer is gone (its supervisor ended, or is LOST: `inspect_sandbox` says so,
@@ -39,12 +45,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from typing import Any, Generic, TypeVar
 
 import attrs
 
-from executor.host.entrycache import Stamp
+from executor.host.entrycache import RACY_NS, Stamp
 from executor.task.replay import Fold
 
 Where = tuple[str, str]  # the sandbox, and the `.stoker` a registry entry pins ("" none)
@@ -90,15 +98,20 @@ class _Kept(Generic[V]):
     stamp: Stamp
     value: V
     resume: Resume | None
+    racy: bool = False  # its file changed within `racy_ns` of its reading: its stamp may hide a change since
 
 
 class ViewCache(Generic[V]):
-    def __init__(self, max_views: int = MAX_VIEWS) -> None:
-        self._max = max_views
+    def __init__(self, max_views: int = MAX_VIEWS, racy_ns: int = RACY_NS,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        """`racy_ns`: how much older than its reading a file's change must be for its stamp alone to
+        name its view (`clock`: the wall clock, in ns, as the files' times count it)."""
+        self._max, self.racy_ns, self.clock = max_views, racy_ns, clock
         self._lock = threading.Lock()
         self._views: dict[Where, _Kept[V]] = {}
         self.read = 0  # views replayed from their file (not found here), whole or from a fold kept
         self.resumed = 0  # of those, from a fold kept
+        self.verified = 0  # racy views served again once their fold's hash of the whole file held
 
     def __len__(self) -> int:
         return len(self._views)
@@ -116,11 +129,27 @@ class ViewCache(Generic[V]):
             for where in [w for w in self._views if w not in wheres]:
                 del self._views[where]
 
-    def get(self, where: Where, stamp: Stamp) -> V | None:
-        """The view of the file `stamp` names, when it is the one kept for `where`."""
+    def get(self, where: Where, stamp: Stamp, fd: int) -> V | None:
+        """The view of the file `stamp` names (open as `fd`), when it is the one kept for `where`;
+        one read within `racy_ns` of its file's change only when its fold read the whole file and
+        those bytes are still there (hashed again), else None (replay it)."""
         with self._lock:
             kept = self._views.get(where)
-        return kept.value if kept is not None and kept.stamp == stamp else None
+            if kept is None or kept.stamp != stamp:
+                return None
+            if not kept.racy:
+                return kept.value
+            resume = kept.resume
+        if resume is None or resume.offset != stamp[2] or resume.same(fd) is None:
+            return None
+        with self._lock:
+            self.verified += 1
+            kept.racy = self._racy(stamp)  # read again just now: no longer when that is older than the window
+        return kept.value
+
+    def _racy(self, stamp: Stamp) -> bool:
+        """Whether the file `stamp` names changed within `racy_ns` of now (a reading that just ended)."""
+        return self.clock() - stamp[4] < self.racy_ns
 
     def take(self, where: Where, stamp: Stamp, fd: int) -> Resume | None:
         """The fold kept for `where`, to go on with in the file open as `fd` (stamped
@@ -156,7 +185,7 @@ class ViewCache(Generic[V]):
             self.read += 1
             if where not in self._views and len(self._views) >= self._max:
                 self._views.clear()
-            self._views[where] = _Kept(stamp, value, resume)
+            self._views[where] = _Kept(stamp, value, resume, self._racy(stamp))
 
 
 def resumable(fd: int, fold: Fold, stamp: Stamp, max_bytes: int, resume: Resume | None = None) -> Resume | None:

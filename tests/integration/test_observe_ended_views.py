@@ -27,6 +27,7 @@ from executor.observe import metrics
 from executor.observe.reader import EVERYONE, Reader
 from executor.observe.scrape import TaskErrors, details
 from executor.procs import sandboxfs
+from tests.support.keptreader import kept_reader
 from tests.support.opens import opens
 from tests.support.statuscli import RUNNING, header, write
 
@@ -71,7 +72,7 @@ def registry(tmp_path):
 
 def test_only_a_live_tasks_fold_is_kept_and_the_others_show_what_a_whole_replay_shows(registry):
     settings, _ = registry
-    reader = Reader(settings)
+    reader = kept_reader(settings)
     rows = {t.row["task_id"]: t.row for t in reader.tasks()}
     assert {k: r["state"] for k, r in rows.items()} == {"live": "RUNNING", "ended": "FINISHED", "lost": "LOST"}, rows
     assert (len(reader.views), reader.views.folds()) == (3, 1)  # before: 3 folds, the ended and LOST ones'
@@ -87,7 +88,7 @@ def test_an_ended_tasks_checkpoint_rewritten_or_appended_to_is_read_again_whole(
     run --sandbox` of the same sandbox appends its attempt to it (test_view_resume.py), an editor
     or a restore rewrites it. Without its fold, either is replayed whole, once."""
     settings, tmp_path = registry
-    reader = Reader(settings)
+    reader = kept_reader(settings)
     reader.tasks()
     path = tmp_path / "ended/.stoker/checkpoint.jsonl"
     before = path.stat()
@@ -122,13 +123,29 @@ def test_a_lost_tasks_scrape_opens_each_file_of_its_stoker_directory_once(regist
     with opens() as opened:
         found, _ = details(reader, EVERYONE, window, errors)
     assert [d.row["state"] for d in found if d.row["task_id"] == "lost"] == ["LOST"] and errors.total == 0
-    # each sandbox opened once for each file read in its `.stoker`: the checkpoint, the usage file; the
-    # lock of the two whose supervisor is gone (one in another PID namespace?), the held list of the
-    # LOST one (its leftovers), the watchdog's of the live one (before: 5, 5 and 7, the checkpoint
-    # looked at three times: the registry's pruning, the replay, its time; the pin apart)
-    assert {name: opened[name] for name in ("live", "ended", "lost")} == {"live": 3, "ended": 3, "lost": 4}, opened
-    assert (opened[".stoker"], opened["checkpoint.jsonl"]) == (10, 3), opened
+    # each sandbox opened once for each file read in its `.stoker`: the checkpoint (and, of the two whose
+    # supervisor is gone, its lock: one in another PID namespace?, in the `.stoker` opened for it), the
+    # usage file, the held list of the LOST one (its leftovers), the watchdog's of the live one (before:
+    # 5, 5 and 7, the checkpoint looked at three times: the registry's pruning, the replay, its time; the
+    # pin apart; then 3, 3 and 4: `.stoker` opened again for the lock)
+    assert {name: opened[name] for name in ("live", "ended", "lost")} == {"live": 3, "ended": 2, "lost": 3}, opened
+    assert (opened[".stoker"], opened["checkpoint.jsonl"]) == (8, 3), opened
     assert opened["locks"] == 1, opened  # /proc/locks: once a scrape, not once a gone supervisor (2)
+
+
+def test_a_gone_supervisors_page_opens_its_stoker_directory_once_a_file(registry):
+    """A task of this boot whose supervisor is gone has its lock looked up (`lock.seen_here`: does it
+    run in a PID namespace of its own?) in the `.stoker` its checkpoint was read from: `.stoker` was
+    opened again for it (before: 4 times a page of an ended task, for 3 files read; 5 of a LOST one)."""
+    settings, _ = registry
+    reader = Reader(settings)
+    for task_id, files in (("ended", ("checkpoint.jsonl", "task.json", "usage.json")),
+                           ("lost", ("checkpoint.jsonl", "task.json", "usage.json", "held.json"))):
+        reader.task(task_id)  # its view kept
+        with opens() as opened:
+            assert reader.task(task_id).row["state"] in ("FINISHED", "LOST")
+        assert [opened[name] for name in files] == [1] * len(files), opened
+        assert (opened[".stoker"], opened[task_id]) == (len(files), len(files)), opened
 
 
 def test_a_lock_table_is_read_again_for_a_lock_taken_after_it_was_read(tmp_path):

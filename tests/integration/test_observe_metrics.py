@@ -24,10 +24,10 @@ from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
-from executor.observe.reader import Reader
 from executor.observe.server import Limits
 from tests.support.children import sleeping_child
 from tests.support.exposition import parse
+from tests.support.keptreader import kept_reader
 from tests.support.observer_server import serving
 from tests.support.users import STRANGER, as_user, needs_root
 
@@ -109,7 +109,7 @@ def child() -> Iterator[int]:
 
 @contextlib.contextmanager
 def _serve(settings: RegistrySettings, show_to: str) -> Iterator[int]:
-    with serving(Reader(settings), Limits(idle_secs=2, loop_secs=1), show_to=show_to) as server:
+    with serving(kept_reader(settings), Limits(idle_secs=2, loop_secs=1), show_to=show_to) as server:
         yield server.socket.getsockname()[1]
 
 

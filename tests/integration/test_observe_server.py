@@ -12,9 +12,13 @@ import pytest
 
 from config.registry import RegistrySettings
 from config.spec import JobSpec, ProcessSpec, TaskSpec
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
 from executor.observe.reader import Reader
-from executor.observe.server import Limits, listening_on, make_server
+from executor.observe.server import Limits, ObserverApp, listening_on, make_server
 from executor.task.definition import MAX_DEFINITION_BYTES, read_definition, write_definition
+from tests.support.keptreader import kept_reader
 from tests.support.observer_server import serving
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,6 +47,25 @@ def test_an_empty_registry_is_an_empty_list(server):
         while chunk := sock.recv(4096):
             answer += chunk
     assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"\r\n\r\n[]")
+
+
+@pytest.mark.parametrize("path", ["/", "/api/tasks", "/tasks/t-1", "/task/t-1", "/api/tasks/t-1",
+                                  "/tasks/t-1/processes/p/logs", "/api/tasks/t-1/processes/p/logs"])
+def test_a_registry_it_cannot_read_is_503_with_its_reason_for_a_task_as_for_the_list(tmp_path, path):
+    """A task's page, its logs and their JSON read the registry as `entries` reads it (one it
+    cannot read: no entries), and answered 404 "no task" where the list answered 503."""
+    root, me = tmp_path / "root", own_identity()
+    settings = RegistrySettings(registry_root=str(root), registry_retention_secs=60)
+    Registry(settings).write(RegistryEntry(sandbox=str(tmp_path / "sb"), supervisor_pid=me.pid,
+                                           supervisor_start=me.start_ticks, supervisor_boot=me.boot_id,
+                                           front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="t-1"))
+    os.chmod(root, 0o777)  # anyone could plant an entry now: not trusted
+    app = ObserverApp(Reader(settings), loopback=True)
+    answered: list[str] = []
+    body = b"".join(app({"PATH_INFO": path, "HTTP_HOST": "localhost", "REQUEST_METHOD": "GET"},
+                        lambda status, headers: answered.append(status))).decode()
+    assert answered == ["503 Service Unavailable"], body
+    assert f"cannot read the registry {root}: {root} is not trusted" in body
 
 
 def job() -> JobSpec:
@@ -206,7 +229,7 @@ def test_a_checkpoint_is_replayed_again_only_once_it_changed(tmp_path):
             sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + n,
             supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
             task_id=f"web-{n}"), prune=False)
-    reader = Reader(settings)
+    reader = kept_reader(settings)
     try:
         first = [t.row for t in reader.tasks()]
         assert reader.views.read == 3
@@ -256,7 +279,7 @@ def test_the_views_of_tasks_gone_from_the_registry_are_forgotten(tmp_path):
 
     root, me = tmp_path / "root", own_identity()
     settings = RegistrySettings(registry_root=str(root), registry_retention_secs=60)
-    reader, names = Reader(settings), []
+    reader, names = kept_reader(settings), []
     for n in range(40):
         sandbox = tmp_path / f"sb{n}"
         write(sandbox, [header(me.pid + 1_000_000, n), *RUNNING])

@@ -16,9 +16,9 @@ from executor.host import identity
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.entrycache import EntryCache, stamp_of
 from executor.host.registry import Registry, RegistryUnreadable
-from executor.observe.reader import Reader
 from executor.observe.server import ObserverApp
 from tests.support.faultyfs import ext4
+from tests.support.keptreader import kept_reader
 from tests.support.opens import opens
 from tests.support.statuscli import RUNNING, header, write
 from tests.support.users import as_nobody, needs_root, open_sandbox
@@ -31,12 +31,6 @@ RACY_MS = 200  # the window of the test that waits it out (an observer's: RACY_N
 # As an observer keeps them (each test's root its own), but an entry written a moment ago
 # kept too (`racy_ns=0`): an observer's keeps it once its file is RACY_NS old (the last test).
 KEPT: EntryCache = EntryCache(racy_ns=0)
-
-
-def _reader(settings: RegistrySettings) -> Reader:
-    reader = Reader(settings)
-    reader.entries = EntryCache(racy_ns=0)
-    return reader
 
 
 def _entry(sandbox, task_id: str, *, pid: int = GONE, start: int = 1, ended: bool = True) -> RegistryEntry:
@@ -106,7 +100,7 @@ def test_a_gone_supervisor_is_looked_at_once_a_reading(settings, tmp_path):
     """The registry's pruning and then each task's inspection looked at every supervisor (its
     /proc/PID/stat), twice a request."""
     Registry(settings).write(_entry(tmp_path / "sb-lost", "lost", pid=GONE + 3, ended=False), prune=False)
-    reader = _reader(settings)
+    reader = kept_reader(settings)
     reader.tasks()
     with opens(key=str) as opened:
         assert {t.row["task_id"] for t in reader.tasks()} == {"t-0", "t-1", "t-2", "lost"}
@@ -115,7 +109,7 @@ def test_a_gone_supervisor_is_looked_at_once_a_reading(settings, tmp_path):
 
 @pytest.mark.parametrize("path", ["/", "/metrics"])
 def test_an_observer_answer_looks_at_each_supervisor_once(settings, path):
-    app = ObserverApp(_reader(settings), loopback=True)
+    app = ObserverApp(kept_reader(settings), loopback=True)
     environ = {"PATH_INFO": path, "HTTP_HOST": "localhost", "REQUEST_METHOD": "GET"}
     b"".join(app(environ, lambda status, headers: None))
     with opens(key=str) as opened:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
+
 from executor.host.truth import Truth
 from executor.observe.exposition import render
 from executor.observe.metrics import ObserverFigures, families, identity, observer_families, task_families
@@ -115,3 +117,19 @@ def test_a_task_whose_samples_raise_is_left_out_whole_and_every_other_task_is_ex
     assert m.value("stoker_process_runs_total", task_id="t-0", process="p") == RUNS
     assert m.value("stoker_task_supervisor_alive", task_id="t-2") == 1
     assert m.value("stoker_observer_task_errors_total") == 1
+
+
+def test_each_task_and_process_label_set_written_once_is_the_text_written_sample_by_sample():
+    """`LabelText`: a scrape wrote each of its ~15,000 samples' labels pair by pair; a task's and a
+    process's are written once now, a sample's as theirs and its own pair. The same bytes, also
+    for values that need escaping or replacing (a quote, a backslash, a line feed, a lone
+    surrogate) and for two samples whose labels became one text (left out as before)."""
+    running = Truth("RUNNING", alive=True, ended=False)
+    odd = {"task_id": 't"\\\n\udcff-1', "job_key": 'c/r"/e\\/w\neb', "label": "w.1", "sandbox": "/s\udcff"}
+    tasks = [_detail("RUNNING", running, "RUNNING"), _detail("RUNNING", running, "RUNNING", odd),
+             _detail("RUNNING", running, "RUNNING", dict(odd, task_id='t"\\\n\ufffd-1'))]
+    out = families(tasks, ObserverFigures(0.5, 3, 0, 3))
+    assert all(len(f.written) == len(f.samples) for f in out[:-5])  # the tasks': written by their maker
+    plain = [attrs.evolve(f, written=()) for f in out]
+    assert render(out) == render(plain)
+    assert len(parse(render(out)).samples("stoker_task_info")) == 2  # the third's id wrote as the second's
