@@ -24,7 +24,7 @@ from config.registry import RegistrySettings
 from config.settings import SECRET_VARIABLES, RunSettings, flag_conflicts
 from executor import codecache
 from executor.cli import UsageError, logsetup
-from executor.logs import drain_spool, log_event, no_room
+from executor.logs import drain_spool, log_event, no_room, to_devnull
 
 if TYPE_CHECKING:  # argparse loads only when a command is parsed with it (`_parser`)
     import argparse
@@ -136,7 +136,7 @@ def _handled(command: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        _quiet_stdout()
+        to_devnull(sys.stdout)  # the reader closed it: the interpreter's last flush says nothing
         return 0
     except (RuntimeError, OSError) as exc:
         why = no_room(exc)
@@ -148,17 +148,6 @@ def _handled(command: Callable[[], int]) -> int:
 
 def _error(message: str) -> None:
     logsetup.say("error", message)
-
-
-def _quiet_stdout() -> None:
-    """The reader closed stdout: point it at /dev/null so the interpreter's last flush of
-    what is still buffered does not print a traceback."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def _dispatch(args: Any) -> int:
