@@ -25,7 +25,7 @@ from pathlib import Path
 
 import benchlib
 import psutil
-from benchlib import Row, SleepingPython, med_p95, memory_of, progress, summary, workdir
+from benchlib import Row, SleepingPython, med_p95, memory_of, progress, summary, timed, workdir
 
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
@@ -98,15 +98,6 @@ def _get(url: str, gzip: bool = False) -> bytes:
         return answer.read()
 
 
-def _timed(fn, repeat: int) -> list[float]:
-    took = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        took.append(time.perf_counter() - started)
-    return took
-
-
 def _start_observer(root: Path, cwd: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = dict(os.environ, PYTHONPATH=str(benchlib.REPO), STOKER_ROOT=str(root))
     proc = subprocess.Popen([sys.executable, "-m", "executor", "observe", "--port", "0"],
@@ -139,16 +130,16 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
             observer, url = _start_observer(base / "root", base)
             progress("task page with 100 processes, over HTTP and in process")
             _get(f"{url}/tasks/{big}")
-            page = _timed(lambda: _get(f"{url}/tasks/{big}"), repeat)
+            page = timed(lambda: _get(f"{url}/tasks/{big}"), repeat)
             reader = Reader(settings)
             detail = reader.task(big)
             assert len(detail.usage) == PROCESSES, f"usage of {len(detail.usage)} processes"
-            read = _timed(lambda: reader.task(big), repeat)
-            render = _timed(lambda: task_page(detail, time.time()), repeat)
-            listing = _timed(lambda: _get(f"{url}/"), max(3, repeat // 4))
+            read = timed(lambda: reader.task(big), repeat)
+            render = timed(lambda: task_page(detail, time.time()), repeat)
+            listing = timed(lambda: _get(f"{url}/"), max(3, repeat // 4))
             progress(f"GET /metrics of {TASKS} tasks")
             scraped, zipped = _get(f"{url}/metrics"), _get(f"{url}/metrics", gzip=True)
-            scrape = _timed(lambda: _get(f"{url}/metrics", gzip=True), repeat)
+            scrape = timed(lambda: _get(f"{url}/metrics", gzip=True), repeat)
             memory = memory_of(observer.pid)
             progress(f"idle observer for {idle_secs:.0f} s")
             time.sleep(1.0)  # let the last request's connection close

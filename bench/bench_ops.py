@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import benchlib
-from benchlib import Row, med_p95, ms, progress, summary, workdir
+from benchlib import Row, med_p95, ms, progress, summary, timed, workdir
 
 from executor.cli.main import main as stoker_main
 from executor.cli.status import figures_of
@@ -66,15 +66,6 @@ jobs = [Service(cluster='local', role='bench', environment='test', name='checks'
                     initial_interval_secs=30.0, interval_secs=0.0001, timeout_secs=1.0),
                 lifecycle=DisableLifecycle)]
 """
-
-
-def timed(fn, repeat: int) -> list[float]:
-    took = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        took.append(time.perf_counter() - started)
-    return took
 
 
 def process_secs(args: list[str], repeat: int) -> list[float]:

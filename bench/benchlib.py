@@ -90,6 +90,16 @@ def summary(values: Sequence[float]) -> Stats:
     return Stats(len(ordered), statistics.median(ordered), p95, ordered[0], ordered[-1])
 
 
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    """How long each of `repeat` calls of `fn` took, in seconds (`time.perf_counter`)."""
+    took = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        took.append(time.perf_counter() - started)
+    return took
+
+
 def ms(secs: float, digits: int = 2) -> str:
     return f"{secs * 1000:.{digits}f} ms"
 

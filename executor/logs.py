@@ -165,6 +165,18 @@ def lost_for_now(stream: object, exc: BaseException) -> str | None:
     return f"the file could not be written ({errno.errorcode.get(exc.errno, exc.errno)})" if regular else None
 
 
+def to_devnull(stream: object) -> None:
+    """Point the descriptor of `stream`, whose reader is gone, at /dev/null: the interpreter's
+    last flush of what it still buffers is then quiet. Nothing for one that is not a file (a
+    test's StringIO) or is closed."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())  # type: ignore[attr-defined]
+        finally:
+            os.close(devnull)
+
+
 class Spool:
     """Writes text to its streams in the order put, on one daemon thread; `put` never
     blocks. A write that fails calls the `on_error` given with it, on that thread; but where

@@ -212,9 +212,10 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
 
     parent = os.getpid()
     read_end, write_end = os.pipe()
-    # Ctrl-C (or SIGTERM) waits until the child is inside the `try` that ends it: raised
-    # before, the child would go on as this process and run its exit
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
+    # Ctrl-C (or another stop, `start.WHILE_LOADING`) waits until the child is inside the
+    # `try` that ends it: raised before, the child would go on as this process and run its exit
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     try:
         pid = os.fork()
     except OSError:

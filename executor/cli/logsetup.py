@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import threading
@@ -42,7 +41,16 @@ from typing import Any
 
 from config.logline import event_line
 from config.words import printable, printable_lines
-from executor.logs import Spool, above_screen_line, drain_spool, log_event, lost_for_now, spool, to_journal
+from executor.logs import (
+    Spool,
+    above_screen_line,
+    drain_spool,
+    log_event,
+    lost_for_now,
+    spool,
+    to_devnull,
+    to_journal,
+)
 
 logger = logging.getLogger("executor")
 
@@ -209,14 +217,7 @@ class QuietHandler(logging.StreamHandler):
 
     def _go_quiet(self) -> None:
         self.gone = True
-        try:  # so that the interpreter's last flush of this stream is quiet too
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, self.stream.fileno())
-            finally:
-                os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
+        to_devnull(self.stream)  # so that the interpreter's last flush of this stream is quiet too
 
 
 def _dropped_record(reason: str, count: int | None = None) -> logging.LogRecord:

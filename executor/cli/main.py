@@ -24,7 +24,8 @@ from config.registry import RegistrySettings
 from config.settings import SECRET_VARIABLES, RunSettings, flag_conflicts
 from executor import codecache
 from executor.cli import UsageError, logsetup
-from executor.logs import drain_spool, log_event, no_room
+from executor.cli.start import exit_status
+from executor.logs import drain_spool, log_event, no_room, to_devnull
 
 if TYPE_CHECKING:  # argparse loads only when a command is parsed with it (`_parser`)
     import argparse
@@ -75,8 +76,8 @@ def run() -> NoReturn:
         code: object = main()
     except SystemExit as exc:  # argparse: --help, --version, a usage error
         code = exc.code
-    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling (as its arguments
-        code = 130  # are parsed, or as it ends): the shell's status, not a traceback
+    except KeyboardInterrupt as exc:  # Ctrl-C outside a command's own handling (as its arguments
+        code = exit_status(exc)  # are parsed, or as it ends): the shell's status, not a traceback
     except BaseException:  # a bug: what `stoker run` printed last comes out before its traceback
         drain_spool()
         raise
@@ -90,8 +91,8 @@ def run() -> NoReturn:
     codecache.save()  # what this command compiled of attrs' methods, for the next one
     try:
         drained = drain_spool()
-    except KeyboardInterrupt:  # Ctrl-C as its last lines wait for a terminal: no longer
-        drained, status = False, 130
+    except KeyboardInterrupt as exc:  # Ctrl-C as its last lines wait for a terminal: no longer
+        drained, status = False, exit_status(exc)
     if not drained:  # a terminal that stopped reading (Ctrl-S): not waited for longer,
         os._exit(status)  # nor flushed (its writer holds the streams' locks)
     logging.shutdown()
@@ -133,10 +134,10 @@ def _handled(command: Callable[[], int]) -> int:
     except (ConfigError, UsageError) as exc:
         _error(str(exc))
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        return exit_status(exc)
     except BrokenPipeError:
-        _quiet_stdout()
+        to_devnull(sys.stdout)  # the reader closed it: the interpreter's last flush says nothing
         return 0
     except (RuntimeError, OSError) as exc:
         why = no_room(exc)
@@ -148,17 +149,6 @@ def _handled(command: Callable[[], int]) -> int:
 
 def _error(message: str) -> None:
     logsetup.say("error", message)
-
-
-def _quiet_stdout() -> None:
-    """The reader closed stdout: point it at /dev/null so the interpreter's last flush of
-    what is still buffered does not print a traceback."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def _dispatch(args: Any) -> int:

@@ -74,15 +74,61 @@ SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # the se
 from_systemd: dict[str, str] = {}  # those this process was started with (`take_systemd`)
 
 
+# What a stop signal does while a command loads, before its own handling is up: what it
+# does once that is up (docs/contract.md §9). `stoker run` takes SIGTERM, SIGHUP and SIGQUIT
+# as it takes a Ctrl-C then (what it holds is let go, nothing of the run is left) and exits
+# 128 + the signal's number; `stoker executor` exits 0 on SIGTERM and ignores SIGHUP and
+# SIGQUIT (None: it has no terminal); `stoker observe` exits 0 on SIGTERM. A signal ignored
+# when Stoker started stays ignored. Every other command keeps the defaults, as it does
+# once running; SIGINT is Python's KeyboardInterrupt everywhere (exit 130 while loading).
+WHILE_LOADING: dict[str, dict[int, int | None]] = {
+    "run": {_signal.SIGTERM: 143, _signal.SIGHUP: 129, _signal.SIGQUIT: 131},
+    "executor": {_signal.SIGTERM: 0, _signal.SIGHUP: None, _signal.SIGQUIT: None},
+    "observe": {_signal.SIGTERM: 0},
+}
+_statuses: dict[int, int | None] = {}  # this command's WHILE_LOADING, as installed
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal that came while the command loaded (WHILE_LOADING): handled wherever
+    a Ctrl-C is, and the process exits with `status`."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """The status a KeyboardInterrupt ends the process with: 130 (Ctrl-C), or a `Stopped`'s."""
+    return interrupt.status if isinstance(interrupt, Stopped) else 130
+
+
 def run() -> NoReturn:
     """Load the command (`_load`) and run it. A Ctrl-C at any moment of either, from this
     function's first line on, ends the process as one once running does: exit 130, no
     traceback (the command's own handling takes it once it is running; this one before, and
-    after, should one reach past it). An early start's watchdog ends its runs."""
+    after, should one reach past it); a stop signal does what WHILE_LOADING says. An early
+    start's watchdog ends its runs."""
     try:
+        _stop_while_loading(sys.argv[1] if len(sys.argv) > 1 else "")
         _load()()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:
+        sys.exit(exit_status(interrupt))
+
+
+def _stop_while_loading(command: str) -> None:
+    """WHILE_LOADING's handlers for `command`, for each of its signals still at its default.
+    The command's own handling replaces them; what it puts back as it ends is them."""
+    for signum, status in WHILE_LOADING.get(command, {}).items():
+        if _signal.getsignal(signum) == _signal.SIG_DFL:
+            _statuses[signum] = status
+            _signal.signal(signum, _stopped)
+
+
+def _stopped(signum: int, _frame: object) -> None:
+    status = _statuses.get(signum)
+    if status is not None:  # else ignored, as once running
+        raise Stopped(status)
 
 
 def _load() -> Callable[[], NoReturn]:

@@ -35,7 +35,7 @@ from executor.events import (
     Transition,
 )
 from executor.host.sandbox import log_end
-from executor.logs import Spool, keep_screen_line, log_event, screen_lock, to_journal
+from executor.logs import Spool, keep_screen_line, log_event, screen_lock, to_devnull, to_journal
 from executor.task.status import Update
 
 logger = logging.getLogger(__name__)
@@ -88,14 +88,7 @@ class Output:
         log_event(logger, logging.WARNING, "stdout_gone", error=f"{type(exc).__name__}: {exc}",
                   reason="stdout is gone: state changes are no longer printed; the task goes on"
                   + (f" ({self.note})" if self.note else ""))
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, self._stream.fileno())
-            finally:
-                os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass  # not a file (a test's StringIO): nothing will flush it at exit
+        to_devnull(self._stream)
 
 
 class ConsoleReporter:

@@ -54,7 +54,7 @@ Planned = tuple[JobPlan, dict[str, str], str | None]
 # for ever. (Code stuck inside one C call, such as a regular expression that backtracks
 # for hours, only sees the bound when that call returns.)
 PLAN_TIMEOUT_SECS = 60.0
-_STOPS = {signal.SIGINT, signal.SIGTERM}
+_STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}  # raise while loading: cli/start.py
 
 
 def job_planner(inputs: Inputs) -> Plan:
@@ -98,7 +98,7 @@ def _fork(plan: Plan) -> tuple[int, int, set[int | signal.Signals]] | None:
     read_end, write_end = os.pipe()
     gc.freeze()  # the collector leaves what exists now alone: in the child, no copy-on-write for it,
     # and it stays on there for the config's own garbage (cycles holding files)
-    # Ctrl-C (or SIGTERM) waits until the parent is inside the `try` that kills the child
+    # Ctrl-C (or another stop) waits until the parent is inside the `try` that kills the child
     # (`_collect`): a KeyboardInterrupt raised between the fork and it would leave the child
     # planning, holding this process's stdout, for up to PLAN_TIMEOUT_SECS.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)

@@ -15,7 +15,7 @@ the writer reads it once into a `compaction.Compactor` (bounded: what the view s
 from then on feeds it every record it writes. At each threshold (then twice what the last
 compaction left) it writes the compactor's records (the rest rolled into summary records)
 to `checkpoint.jsonl.compact` beside it, fsyncs that, renames it over the checkpoint and
-fsyncs the directory, then appends to the new file. A crash at any step leaves the old file
+fsyncs the directory (`executor/task/checkpointcompact.py`), then appends to the new file. A crash at any step leaves the old file
 or the new one, each whole; a stray `.compact` file is removed by the next writer. While
 that directory sync (or the one of the file's creation) fails, the name is made again (a
 compaction: a later sync of the directory may succeed without writing what a failed one did
@@ -24,7 +24,8 @@ written): none is called synced in a file a crash could take the name of.
 A compaction costs what is kept, not the file's length (only the first one reads the file,
 64 KiB, or an old, long file once). So a task that runs for months keeps a checkpoint of
 about a hundred KiB, and `stoker status` stays fast; a task that never writes 64 KiB never
-loads the compactor (a start that imports and feeds nothing it does not need).
+loads the compactor, nor the file's compaction (a start that imports and feeds nothing it does
+not need).
 
 The writer and the readers never interpret records: their format (the kinds and fields)
 is `executor/task/records.py`, and `executor/task/replay.py` folds them into the state
@@ -53,11 +54,10 @@ from executor.host.replacefile import replace_file
 from executor.host.sandbox import CHECKPOINT_FILE, STOKER_DIR, moved_to
 from executor.logs import log_event
 from executor.procs import saferead, sandboxfs
-from executor.task import records as rec
 from executor.task.records import UnreadableLine
 
 if TYPE_CHECKING:
-    from executor.task.compaction import Compactor
+    from executor.task.checkpointcompact import FileCompaction
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +114,12 @@ def _dup(sandbox: Path, stoker_dir: int) -> int:
         raise _failed(sandbox, e) from None
 
 
-def _open_append(dir_fd: int, name: str, truncate: bool = False) -> int:
+def open_append(dir_fd: int, name: str, truncate: bool = False) -> int:
     flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
     return sandboxfs.open_regular(name, flags, dir_fd=dir_fd)
 
 
-def _sync(fd: int) -> OSError | None:
+def sync_error(fd: int) -> OSError | None:
     try:
         os.fsync(fd)
     except OSError as exc:
@@ -141,34 +141,27 @@ class CheckpointWriter:
         self._lock = threading.Lock()
         self._dir = _open_dir(sandbox, create=True) if stoker_dir is None else _dup(sandbox, stoker_dir)
         try:
-            _unlink(self._dir, COMPACT_FILE)  # a compaction that a crash interrupted
-            self._fd = _open_append(self._dir, CHECKPOINT_FILE)
+            unlink_if_there(self._dir, COMPACT_FILE)  # a compaction that a crash interrupted
+            self._fd = open_append(self._dir, CHECKPOINT_FILE)
         except OSError as e:
             sandboxfs.close(self._dir)
             raise _failed(sandbox, e) from None
-        self._dir_synced = _sync(self._dir) is None  # the file's creation, durable; else with the first records
+        self._dir_synced = sync_error(self._dir) is None  # the file's creation, durable; else with the first records
         self._compact_min = compact_min_bytes
         self._compact_at = compact_min_bytes
-        self._compactor: Compactor | None = None  # made at the first compaction
+        self._compaction: FileCompaction | None = None  # made at the first compaction
         self._maybe_torn = True  # a crash may have cut the last write short
         self._sandbox, self._moved = sandbox, False  # said once: `.stoker` renamed or removed under it
 
-    def _feed(self, compactor: Compactor, doc: Mapping[str, Any]) -> None:
-        record = rec.parse(doc)
-        if record is not None:
-            compactor.add(record)
+    def _loaded(self) -> FileCompaction:
+        """The file's compaction (`checkpointcompact.py`, loaded then), its compactor fed every
+        record of the file when it is made (at the first compaction; afterwards `append_many`
+        feeds it what it writes)."""
+        if self._compaction is None:
+            from executor.task.checkpointcompact import FileCompaction
 
-    def _loaded_compactor(self) -> Compactor:
-        """The compactor, fed every record of the file when it is made (at the first
-        compaction; afterwards `append_many` feeds it what it writes)."""
-        if self._compactor is None:
-            from executor.task.compaction import Compactor
-
-            compactor = Compactor()
-            for doc in _stream(self._fd, os.fstat(self._fd).st_size):
-                self._feed(compactor, doc)
-            self._compactor = compactor
-        return self._compactor
+            self._compaction = FileCompaction(self._fd)
+        return self._compaction
 
     def _fresh_line(self) -> bytes:
         """What starts the next write on a fresh line: b"\n" after a torn line, else b""."""
@@ -192,13 +185,12 @@ class CheckpointWriter:
                 self._name_again()  # raises before a record is encoded or written (held)
             now = time.time()
             docs = [_with_wall(record, now) for record in records]
-            data = "".join(_line(doc) for doc in docs).encode()
+            data = "".join(json_line(doc) for doc in docs).encode()
             if not data:
                 return
             self._write_synced(data)
-            if self._compactor is not None:
-                for doc in docs:
-                    self._feed(self._compactor, doc)
+            if self._compaction is not None:
+                self._compaction.feed(docs)
             if os.fstat(self._fd).st_size >= self._compact_at:
                 self._compact()
             if not self._moved:
@@ -210,7 +202,7 @@ class CheckpointWriter:
         try:
             if self._maybe_torn:
                 data = self._fresh_line() + data
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
             os.fsync(self._fd)
         except OSError:
             self._undo(before)
@@ -272,27 +264,13 @@ class CheckpointWriter:
             raise failed
 
     def _replace_compacted(self, before: int) -> OSError | None:
-        """Write the compactor's records to `COMPACT_FILE`, fsync it, rename it over the
-        checkpoint, then sync the directory: that sync's error, or None. Raises OSError
-        before the rename (nothing changed)."""
-        fd = _open_append(self._dir, COMPACT_FILE, truncate=True)
-        try:
-            kept = self._loaded_compactor().kept()
-            _write_all(fd, "".join(_line(r.to_json()) for r in kept).encode())
-            os.fsync(fd)
-            os.rename(COMPACT_FILE, CHECKPOINT_FILE, src_dir_fd=self._dir, dst_dir_fd=self._dir)
-        except OSError:
-            os.close(fd)
-            _unlink(self._dir, COMPACT_FILE)
-            raise
-        failed = _sync(self._dir)
+        """The compacted file in place of the checkpoint (`FileCompaction.replace`): the error
+        of the directory's sync, or None. Raises OSError before the rename (nothing changed)."""
+        fd, failed = self._loaded().replace(self._dir, before, self._label)
         self._dir_synced = failed is None
         os.close(self._fd)
         self._fd = fd
-        after = os.fstat(fd).st_size
-        self._compact_at = max(self._compact_min, 2 * after)
-        log_event(logger, logging.DEBUG, "checkpoint_compacted", task=self._label,
-                  bytes_before=before, bytes_after=after, records=len(kept))
+        self._compact_at = max(self._compact_min, 2 * os.fstat(fd).st_size)
         return failed
 
     def _compact_failed(self, exc: OSError, size: int) -> None:
@@ -354,24 +332,24 @@ def _with_wall(record: Mapping[str, Any], now: float) -> dict[str, Any]:
     return doc
 
 
-def _line(doc: Mapping[str, Any]) -> str:
+def json_line(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), default=str) + "\n"
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
 
 
-def _unlink(dir_fd: int, name: str) -> None:
+def unlink_if_there(dir_fd: int, name: str) -> None:
     try:
         os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
 
 
-def _stream(fd: int, size: int) -> Iterator[dict[str, Any]]:
+def stream_records(fd: int, size: int) -> Iterator[dict[str, Any]]:
     """The records in the first `size` bytes of the open file, read as the readers read it
     (`saferead.iter_lines`: linear in the bytes read, a line past its cap skipped) and its
     holes stepped over: a task may have appended a line without end (joining it block by

@@ -12,10 +12,11 @@ watchdog held by pid and start time that are still alive as themselves (`heldfil
 that is not dumpable hides its marker; its process and run are unknown). One /proc scan
 for every LOST task of a call. A sandbox with no checkpoint but a supervisor's lock
 file is `unrecorded`: its supervisor died, let go or is starting before its first record
-(its pid from the registry entry, the lock file or /proc/locks). `row` is one task as
-`stoker ps --json` (and the observer's `/api/tasks`) lists it; `status_json` the view
-`stoker status --json` prints; in both, a RESTARTING task (`stoker run` in its back-off
-between two attempts) has its next attempt in `restart` (`restart_json`).
+(its pid from the registry entry, the lock file or /proc/locks: `unrecorded.py`, which also
+says a checkpoint that keeps none of its attempts, and a `.stoker` not the one pinned).
+`row` is one task as `stoker ps --json` (and the observer's `/api/tasks`) lists it;
+`status_json` the view `stoker status --json` prints; in both, a RESTARTING task (`stoker
+run` in its back-off between two attempts) has its next attempt in `restart` (`restart_json`).
 Reads only: never writes, never signals.
 """
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,15 @@ from executor.host import identity, lock
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
 from executor.host.entrycache import stamp_of
-from executor.host.sandbox import LOCK_FILE, checkpoint_mtime, open_stoker_dir
+from executor.host.sandbox import checkpoint_mtime
 from executor.host.truth import RESTARTING, Truth, judge
-from executor.procs import proctree, saferead, sandboxfs
+from executor.procs import proctree, saferead
 from executor.procs.spawn import TASK_MARKER
 from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint_in, records_at
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Leftover, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
+from executor.task.unrecorded import Unrecorded, none_of_its, pin_lost, unrecorded
 from executor.task.viewcache import ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
@@ -150,13 +151,13 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
             stoker: int) -> Inspection:
     """`inspect_sandbox`'s task from what `_view` read (`stoker`: the `.stoker` it opened, or -1)."""
     pinned = entry.stoker_dir if entry is not None else ""
-    if st is None and entry is not None and pinned and (moved := _pin_lost(sandbox, entry)):
-        return moved
+    if st is None and entry is not None and pinned and (moved := pin_lost(sandbox, entry)):
+        return _said(sandbox, moved)
     if problem is None:
-        return _unrecorded(sandbox, pinned, entry)
+        return _said(sandbox, unrecorded(sandbox, pinned, entry))
     attempt = _attempt_of(view, entry) if view is not None else None
     if entry is not None and view is not None and attempt is None:
-        return _none_of_its(sandbox, pinned, entry)
+        return _said(sandbox, none_of_its(sandbox, pinned, entry))
     alive = _alive(entry, attempt)
     recorded = attempt.state if attempt is not None else None
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.
@@ -183,41 +184,19 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
                       registered_wall=entry.registered_wall if entry is not None else None, after_latest=after_latest)
 
 
+def _said(sandbox: Path, said: Unrecorded) -> Inspection:
+    """A sandbox whose checkpoint says nothing of the supervisor asked about, as its lock file,
+    its registry entry and /proc/locks say it (`unrecorded.py`)."""
+    return Inspection(sandbox=sandbox, view=None, attempt=None, truth=said.truth, problem=said.problem,
+                      unrecorded=said.unrecorded, supervisor_pid=said.supervisor_pid, pinned=said.pinned)
+
+
 def _alive(entry: RegistryEntry | None, a: AttemptView | None) -> bool:
     """Whether the entry's supervisor runs; without one, the attempt's (none: False)."""
     if entry is not None:
         return identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
     return a is not None and identity.is_alive(a.supervisor_pid, a.supervisor_start, a.supervisor_boot,
                                                started_before_wall=a.started_wall)
-
-
-def _pin_lost(sandbox: Path, entry: RegistryEntry) -> Inspection | None:
-    """The sandbox whose `.stoker` is not the one its registry entry pins (renamed or
-    removed since its supervisor took it: a task's processes share the sandbox), said as
-    such, rather than as a task that has recorded nothing yet; None when it is the one."""
-    try:
-        fd = open_stoker_dir(sandbox)
-    except FileNotFoundError:
-        now = "there is none"
-    except OSError as exc:
-        now = f"it cannot be opened: {saferead.describe(exc)}"
-    else:
-        try:
-            if sandboxfs.dir_id(fd) == entry.stoker_dir:
-                return None
-        finally:
-            os.close(fd)
-        now = "another directory has its name"
-    pid = entry.supervisor_pid
-    alive = identity.is_alive(pid, entry.supervisor_start, entry.supervisor_boot)
-    truth = judge(None, alive, last_record_wall=None, checkpoint_mtime=None,
-                  registry_wall=entry.ended_wall or entry.registered_wall, let_go=entry.ended_wall is not None)
-    goes_on = (f"its supervisor (pid {pid}) still runs and goes on recording in the directory it made, "
-               f"under whatever name it has now; rename that back to .stoker to see the task") if alive else \
-        f"its supervisor (pid {pid}) no longer runs"
-    return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, pinned=entry.stoker_dir,
-                      problem=f"{sandbox}/.stoker is not the directory its supervisor made ({now}): it was "
-                              f"renamed or removed since the task started; {goes_on}")
 
 
 def _counted_on_the_boot_clock(view: TaskView, attempt: AttemptView) -> tuple[TaskView, AttemptView]:
@@ -240,57 +219,6 @@ def _counted_on_the_boot_clock(view: TaskView, attempt: AttemptView) -> tuple[Ta
     return attrs.evolve(view, attempts=tuple(counted if a is attempt else a for a in view.attempts)), counted
 
 
-def _unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> Inspection:
-    """A sandbox without a checkpoint: a supervisor's that recorded nothing when its lock
-    file is there (its pid from its registry entry, else the lock file, else the lock's
-    holder in /proc/locks: an early start writes none), else no task sandbox."""
-    pid, alive = _supervisor(sandbox, pinned, entry)
-    truth = judge(None, alive, last_record_wall=None, checkpoint_mtime=None,
-                  registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
-                  let_go=entry is not None and entry.ended_wall is not None)
-    if pid is None and entry is None and not _has_lock(sandbox, pinned):
-        return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, pinned=pinned,
-                          problem=f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)")
-    return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, unrecorded=True,
-                      supervisor_pid=pid, pinned=pinned,
-                      problem=_unrecorded_problem(sandbox, pid, truth, entry.ended_reason if entry else ""))
-
-
-def _none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry) -> Inspection:
-    """A checkpoint that keeps no attempt of the entry's supervisor (a `stoker run` in another's
-    sandbox before its first header, or pushed out by later runs'), said as `unrecorded`."""
-    pid, alive = entry.supervisor_pid, _alive(entry, None)  # not the lock's holder: another run's
-    truth = judge(None, alive, last_record_wall=None, checkpoint_mtime=None, let_go=entry.ended_wall is not None,
-                  registry_wall=entry.ended_wall or entry.registered_wall)
-    return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, unrecorded=True, supervisor_pid=pid,
-                      pinned=pinned, problem=f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor "
-                      f"(pid {pid}), only other runs' of the sandbox: {'it has recorded none yet' if alive else 'it is gone'}")
-
-
-def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tuple[int | None, bool]:
-    """The pid of the supervisor that took the sandbox (None: not known) and whether it runs."""
-    try:
-        fd = open_stoker_dir(sandbox, pinned=pinned)
-    except OSError:
-        fd = -1
-    try:
-        who = lock.holder(fd) if fd >= 0 and entry is None else None
-        holding = lock.locked_by(fd) if fd >= 0 else None
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    if entry is not None:
-        pid, alive = entry.supervisor_pid, identity.is_alive(
-            entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
-    elif who is not None:
-        pid, alive = who.pid, identity.is_alive(who.pid, who.start_ticks, who.boot_id)
-    else:
-        pid, alive = None, False
-    if not alive and holding is not None:  # the lock is held: its holder runs
-        return holding, True
-    return pid, alive
-
-
 def _seen_here(stoker: int, attempt: AttemptView, locks: lock.LockTable | None) -> bool:
     """Whether the attempt's supervisor runs in a PID namespace of its own (a container's
     main process, pid 1 there, its sandbox a volume seen here): `lock.seen_here`, in the
@@ -299,32 +227,6 @@ def _seen_here(stoker: int, attempt: AttemptView, locks: lock.LockTable | None) 
         return False
     return lock.seen_here(stoker, attempt.supervisor_pid or 0, attempt.supervisor_start, attempt.supervisor_boot,
                           locks, attempt.started_boot) is not None  # its lock taken before it started
-
-
-def _has_lock(sandbox: Path, pinned: str) -> bool:
-    try:
-        fd = open_stoker_dir(sandbox, pinned=pinned)
-    except OSError:
-        return False
-    try:
-        return stat.S_ISREG(os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _unrecorded_problem(sandbox: Path, pid: int | None, truth: Truth, reason: str = "") -> str:
-    where = f"no checkpoint in {sandbox}/.stoker"
-    if truth.alive:
-        return f"{where} yet: its supervisor (pid {pid}) is starting and has recorded nothing so far"
-    if pid is None:
-        return (f"{where}: its supervisor died before it recorded anything, in its early start "
-                f"(its lock file names no pid, and nothing holds the lock)")
-    if truth.ended:  # with the error it stopped on, if it said one (`cannot go on: ...`)
-        return (f"{where}: its supervisor (pid {pid}) stopped before it recorded anything: {reason}" if reason
-                else f"{where}: its supervisor (pid {pid}) let go of the sandbox before it recorded anything")
-    return f"{where}: its supervisor (pid {pid}) died before it recorded anything"
 
 
 def _as_of(view: TaskView, attempt: AttemptView, entry: RegistryEntry) -> TaskView:

@@ -1,9 +1,14 @@
-"""A Ctrl-C at a given moment of `stoker`'s start (docs/contract.md §9): the process sends
-itself a real SIGINT as it starts to import a given module (the test-only hook in
-tests/support/signal_at_import/), and ends as a Ctrl-C once running ends it: exit 130, no
-traceback, nothing of the run left, and the next run of the same config works."""
+"""A stop at a given moment of `stoker`'s start (docs/contract.md §9): the process sends
+itself a real signal as it starts to import a given module (the test-only hook in
+tests/support/signal_at_import/), and ends as that signal ends it once running: `stoker run`
+on a Ctrl-C, SIGTERM, SIGHUP or SIGQUIT exits 128 + its number, with no traceback and nothing
+of the run left (no process, no registry entry of a supervisor gone), and the next run of the
+same config works; `stoker executor` exits 0 on SIGTERM and ignores SIGHUP, `stoker observe`
+exits 0 on SIGTERM, and any command exits 130 on a Ctrl-C (`executor/cli/start.py`,
+WHILE_LOADING). A command that handles no stop signal once running is killed by SIGTERM."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -34,19 +39,21 @@ def interrupted(args: list[str], workdir: Path, module: str, signum: int = signa
     return proc
 
 
-def assert_ended_by(proc: StokerProcess, module: str, signum: int = signal.SIGINT) -> None:
-    """Ended by `signum` as `module` was looked for: 128 + its number as a shell reports it
-    (a SIGTERM or SIGHUP while loading ends the process at their default), no traceback."""
+def assert_ended_by(proc: StokerProcess, module: str, signum: int = signal.SIGINT,
+                    status: int | None = None) -> None:
+    """Ended as `signum` came while `module` was looked for: exit `status` (by default 128 +
+    its number, as a shell reports a process a signal ended; negative: killed by that
+    signal), no traceback."""
     err = proc.stderr()
     assert f"signal-at-import: {int(signum)} at {module}" in err, err  # the moment came
     assert "Traceback" not in err, err
-    status = proc.proc.returncode
-    assert (128 - status if status < 0 else status) == 128 + signum, err
+    assert proc.proc.returncode == (128 + signum if status is None else status), err
 
 
 @pytest.mark.parametrize(("module", "signum"), [*((m, signal.SIGINT) for m in MOMENTS),
                                                 ("executor.nodocs", signal.SIGHUP),
-                                                ("executor.cli.main", signal.SIGTERM)])
+                                                ("executor.cli.main", signal.SIGTERM),
+                                                ("executor.codecache", signal.SIGQUIT)])
 def test_a_stop_as_stoker_run_loads_ends_it_as_later_and_the_next_run_works(tmp_path, module, signum):
     config, sandbox = tmp_path / "job.aurora", tmp_path / "sb"
     config.write_text(CONFIG)
@@ -73,3 +80,45 @@ def test_a_stop_as_stoker_run_loads_ends_it_as_later_and_the_next_run_works(tmp_
 def test_a_ctrl_c_as_a_command_loads_exits_130(tmp_path, command, module):
     proc = interrupted(command, tmp_path, module)
     assert_ended_by(proc, module)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_path, signum):
+    """A re-run of a changed config (no early start) stopped after it took the sandbox and
+    registered, before its relay: it was killed by the signal, and `stoker ps --all` listed
+    its entry LOST (`keeps no attempt of its supervisor ... it is gone`)."""
+    config, sandbox, root = tmp_path / "job.aurora", tmp_path / "sb", tmp_path / "root"
+    config.write_text(CONFIG)
+    args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(root)]
+    first = StokerProcess(args, tmp_path)
+    try:
+        first.wait_output("RUNNING", timeout_secs=30)
+        first.signal(signal.SIGTERM)
+        assert first.wait() == 143, first.stderr()
+    finally:
+        first.close()
+        kill_leftovers(task_pids(sandbox))
+    config.write_text(CONFIG.replace("sleep 600", "sleep 601"))  # a new plan: no early start
+    again = interrupted(args, tmp_path, "executor.task.leftovers", signum)  # loaded once it holds the sandbox
+    assert_ended_by(again, "executor.task.leftovers", signum)
+    assert not live(task_pids(sandbox))
+    listed = StokerProcess(["ps", "--all", "--json", "--root", str(root)], tmp_path)
+    try:
+        assert listed.wait() == 0, listed.stderr()
+    finally:
+        listed.close()
+    rows = {row["supervisor_pid"]: row for row in json.loads(listed.stdout())}
+    assert rows[again.pid]["state"] != "LOST" and rows[again.pid]["ended"], rows
+
+
+@pytest.mark.parametrize(("command", "signum", "status"), [
+    (["executor"], signal.SIGTERM, 0),  # as SIGTERM once it runs: asked to stop
+    # ignored, as once it runs: it loads on and stops at its missing MESOS_* variables
+    (["executor"], signal.SIGHUP, 2),
+    (["observe", "--root", "root", "--port", "0"], signal.SIGTERM, 0),
+    (["status", "."], signal.SIGTERM, -signal.SIGTERM),  # no handler once running either
+])
+@pytest.mark.parametrize("module", ["executor.nodocs", "executor.cli.main"])
+def test_a_stop_as_a_command_loads_ends_it_as_once_it_runs(tmp_path, command, signum, status, module):
+    proc = interrupted(command, tmp_path, module, signum)
+    assert_ended_by(proc, module, signum, status)

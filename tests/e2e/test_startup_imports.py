@@ -8,7 +8,7 @@ times: the same on every machine and under any load (the times are `bench/bench_
 - `stoker run` of a job without a health check or lifecycle port, up to its process RUNNING
   and through its stop: no HTTP client at all, no ZooKeeper, Thrift or psutil, no package
   metadata, and none of the parts a task loads only when it needs them (health checkers and
-  the health policy, shell commands, the log pump, the checkpoint's compactor, the announcer
+  the health policy, shell commands, the log pump, the checkpoint's compaction, the announcer
   and its settings, the Mesos front-end, the inspection commands' target lookup, a config
   error's explanation, shutil); and no more of Stoker's own modules than RUN_STOKER_MODULES.
 - The same job with an HTTP check: the checker, the health policy and `http.client` come in
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.timeout(120)
 NEVER = {  # modules no entry point may load for a task that does not use them
     "requests", "urllib3", "charset_normalizer", "idna", "importlib.metadata", "pkg_resources",
     "kazoo", "thriftpy2", "psutil", "executor.task.announcer", "healthcheck.http_check",
-    "executor.task.compaction", "executor.task.replay", "executor.task.taskview",
+    "executor.task.compaction", "executor.task.checkpointcompact", "executor.task.replay", "executor.task.taskview",
 }
 NOT_IN_RUN = NEVER | {
     "http.client", "ssl", "email", "executor.mesos", "executor.mesos.transport",

@@ -20,6 +20,7 @@ from config.registry import RegistrySettings
 from executor.cli.main import main
 from executor.observe.pages import task_page
 from executor.observe.reader import Reader
+from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
 
@@ -27,40 +28,24 @@ pytestmark = pytest.mark.timeout(120)
 
 # Holds `stoker run` in its second attempt's start, just after the registry names its id and
 # before its header is written, until the test creates GATE/go (at most 60 s).
-HOLD_AT_THE_NEXT_ID = """
-import importlib.util, os, sys, time
+HOLD_AT_THE_NEXT_ID = patched_at_load("executor.host.session", """
+    def _patch(module):
+        real, seen = module.HostSession.task_started, []
 
-class _Finder:
-    def find_spec(self, name, path, target=None):
-        if name != "executor.host.session":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        loaded = spec.loader.exec_module
+        def task_started(self, *, task_id, **kwargs):
+            real(self, task_id=task_id, **kwargs)
+            seen.append(task_id)
+            if len(seen) == int(os.environ.get("STOKER_TEST_HOLD_AT", "2")):
+                gate = os.environ["STOKER_TEST_GATE"]
+                with open(os.path.join(gate, "registered.tmp"), "w") as f:
+                    f.write(task_id)
+                os.rename(os.path.join(gate, "registered.tmp"), os.path.join(gate, "registered"))
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not os.path.exists(os.path.join(gate, "go")):
+                    time.sleep(0.01)
 
-        def exec_module(module):
-            loaded(module)
-            real, seen = module.HostSession.task_started, []
-
-            def task_started(self, *, task_id, **kwargs):
-                real(self, task_id=task_id, **kwargs)
-                seen.append(task_id)
-                if len(seen) == int(os.environ.get("STOKER_TEST_HOLD_AT", "2")):
-                    gate = os.environ["STOKER_TEST_GATE"]
-                    with open(os.path.join(gate, "registered.tmp"), "w") as f:
-                        f.write(task_id)
-                    os.rename(os.path.join(gate, "registered.tmp"), os.path.join(gate, "registered"))
-                    deadline = time.monotonic() + 60
-                    while time.monotonic() < deadline and not os.path.exists(os.path.join(gate, "go")):
-                        time.sleep(0.01)
-
-            module.HostSession.task_started = task_started
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-sys.meta_path.insert(0, _Finder())
-"""
+        module.HostSession.task_started = task_started
+    """)
 
 CONFIG = """\
 jobs = [Service(cluster='local', role='me', environment='test', name='web',

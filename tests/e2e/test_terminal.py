@@ -50,6 +50,16 @@ def screen_lines(output: bytes) -> list[str]:
     return [line.rsplit("\r\x1b[2K", 1)[-1] for line in output.decode("latin-1").split("\r\n")]
 
 
+def output_of(term: PtyProcess, sandbox: Path) -> bytes:
+    """All `term`'s run wrote, once it exited 0; closed, its task's processes killed."""
+    try:
+        assert term.wait(20) == 0
+        return term.read_to_end(5)
+    finally:
+        term.close()
+        kill_leftovers(task_pids(sandbox))
+
+
 def test_json_log_records_never_share_a_line_with_the_live_view_in_any_encoding(tmp_path):
     """`--log-format json` on a terminal: every log record is a JSON object on a line of its
     own, never glued after the live view the console keeps under its lines. The terminal
@@ -59,12 +69,7 @@ def test_json_log_records_never_share_a_line_with_the_live_view_in_any_encoding(
     sandbox = tmp_path / "sandbox"
     term = PtyProcess(["run", str(batch(tmp_path)), "--sandbox", str(sandbox), "--log-format", "json",
                        "--log-level", "debug"], tmp_path, env={"PYTHONIOENCODING": "latin-1"})
-    try:
-        assert term.wait(20) == 0
-        output = term.read_to_end(5)
-    finally:
-        term.close()
-        kill_leftovers(task_pids(sandbox))
+    output = output_of(term, sandbox)
     lines = screen_lines(output)
     records = [line for line in lines if '{"ts"' in line]
     assert any('"event": "process_spawned"' in r for r in records), output  # one came during the view
@@ -199,12 +204,7 @@ def test_a_background_run_under_stty_tostop_is_never_stopped_by_its_own_output(t
     sandbox = tmp_path / "sandbox"
     term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", BACKGROUND_JOB, "run", str(cfg),
                                           "--sandbox", str(sandbox)])
-    try:
-        assert term.wait(20) == 0
-        output = term.read_to_end(5)
-    finally:
-        term.close()
-        kill_leftovers(task_pids(sandbox))
+    output = output_of(term, sandbox)
     assert b"stoker exited 0" in output, output
     assert b"from-the-task" in output
     assert b"SigBlk:\t0000000000000000" in output  # the task's processes block nothing of Stoker's

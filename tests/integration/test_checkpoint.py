@@ -10,7 +10,7 @@ import pytest
 
 from executor.cli.views import format_duration, format_status
 from executor.host.clock import iso_time
-from executor.task import checkpoint
+from executor.task import checkpoint, checkpointcompact
 from executor.task.checkpoint import CheckpointError, CheckpointWriter, checkpoint_path, read_records
 from executor.task.replay import replay
 
@@ -233,7 +233,8 @@ def test_a_crash_at_any_step_of_a_compaction_loses_nothing(tmp_path, monkeypatch
     written = list(STORY)
     writer.append_many(STORY)
     compacting = threading.Event()
-    real_compact, real_write, real_open = CheckpointWriter._compact, checkpoint._write_all, checkpoint._open_append
+    real_compact = CheckpointWriter._compact
+    real_write, real_open = checkpointcompact.write_all, checkpointcompact.open_append
     real_fsync, real_rename = os.fsync, os.rename
 
     def compact(self):
@@ -264,8 +265,8 @@ def test_a_crash_at_any_step_of_a_compaction_loses_nothing(tmp_path, monkeypatch
         real_rename(*args, **kwargs)
 
     monkeypatch.setattr(CheckpointWriter, "_compact", compact)
-    monkeypatch.setattr(checkpoint, "_write_all", write_all)
-    monkeypatch.setattr(checkpoint, "_open_append", open_append)
+    monkeypatch.setattr(checkpointcompact, "write_all", write_all)  # the compaction's writes
+    monkeypatch.setattr(checkpointcompact, "open_append", open_append)
     monkeypatch.setattr(checkpoint.os, "fsync", fsync)
     monkeypatch.setattr(checkpoint.os, "rename", rename)
     with pytest.raises(Crash):

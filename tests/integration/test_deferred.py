@@ -21,6 +21,27 @@ from tests.support.stoker_proc import REPO
 pytestmark = pytest.mark.timeout(120)
 
 
+# What every probe starts with: `runs()`, how many times lazymod's code ran, and
+# `failed_load()`, lazymod deferred and read once with its load made to fail: the module and
+# the error its read raised (None: it raised none).
+PRELUDE = """\
+import json, os, sys
+from executor import deferred
+def runs():
+    p = os.environ['RAN_LOG']
+    return open(p).read().count('ran') if os.path.exists(p) else 0
+def failed_load():
+    os.environ["LAZY_FAILS"] = "1"
+    deferred.defer(("lazymod",))
+    import lazymod
+    try:
+        lazymod.ANSWER
+    except RuntimeError as exc:
+        return lazymod, str(exc)
+    return lazymod, None
+"""
+
+
 def probe(tmp_path: Path, code: str) -> dict:
     (tmp_path / "lazymod.py").write_text(textwrap.dedent("""\
         import os
@@ -33,9 +54,7 @@ def probe(tmp_path: Path, code: str) -> dict:
         """))
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{REPO}", "RAN_LOG": str(tmp_path / "ran.log"),
            "PYTHONDONTWRITEBYTECODE": "1"}
-    prelude = ("import json, os, sys\nfrom executor import deferred\n"
-               "def runs():\n    p = os.environ['RAN_LOG']\n"
-               "    return open(p).read().count('ran') if os.path.exists(p) else 0\n")
+    prelude = PRELUDE
     out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -61,14 +80,7 @@ def test_a_deferred_module_runs_at_its_first_read_once(tmp_path):
 
 def test_a_deferred_module_whose_load_failed_loads_at_the_next_read(tmp_path):
     seen = probe(tmp_path, """
-        os.environ["LAZY_FAILS"] = "1"
-        deferred.defer(("lazymod",))
-        import lazymod
-        try:
-            lazymod.ANSWER
-            first = None
-        except RuntimeError as exc:
-            first = str(exc)
+        lazymod, first = failed_load()
         still = [sys.modules.get("lazymod") is lazymod, deferred.is_loaded("lazymod")]
         del os.environ["LAZY_FAILS"]
         print(json.dumps({"first": first, "still": still, "then": lazymod.ANSWER, "runs": runs(),
@@ -179,13 +191,8 @@ def test_a_deferred_module_reloaded_is_loaded_and_runs_no_more(tmp_path):
 
 def test_a_failed_load_leaves_none_of_its_names(tmp_path):
     seen = probe(tmp_path, """
-        os.environ["LAZY_FAILS"] = "1"
-        deferred.defer(("lazymod",))
-        import lazymod
-        try:
-            lazymod.ANSWER
-        except RuntimeError:
-            print(json.dumps(sorted(n for n in vars(lazymod) if not n.startswith("__"))))
+        lazymod, _ = failed_load()
+        print(json.dumps(sorted(n for n in vars(lazymod) if not n.startswith("__"))))
         """)
     assert seen == []  # not RAN and os, set before it raised: a read of them would not load it
 

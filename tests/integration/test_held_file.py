@@ -14,6 +14,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,24 +152,22 @@ def test_a_held_list_in_a_stoker_dir_the_task_planted_names_nothing(tmp_path, ca
     assert leftovers() == []
 
 
-def test_the_owner_writes_the_list_into_the_stoker_dir_it_opened_not_the_one_at_its_path(tmp_path, daemons):
-    """A task that renames `.stoker` and puts a symlink in its place: the list was written by
-    path at each step (refused through the symlink, taken by a directory of the task's own
-    had it planted one), so its supervisor's `.stoker` kept a stale list or none. It goes
-    through the directory the checkpoint was opened in, as the checkpoint does."""
+@contextlib.contextmanager
+def web_owner(sandbox: Path, **fakes: Any) -> Iterator[tuple[Any, Any]]:
+    """The owner of a one-process task (`web`), started over fake processes (`fakes`: their
+    attributes set first) with a real checkpoint in `sandbox`, and those processes; closed on
+    the way out."""
     from config.spec import JobSpec, ProcessSpec, TaskSpec
     from executor.task.owner import TaskOwner
     from executor.task.ports import OwnerPorts
     from tests.support.fake_clock import FakeClock
     from tests.support.fake_ports import Effects, FakeProcs, RecordingReporter
 
-    held, _ = daemons
-    sandbox, outside = tmp_path / "sb", tmp_path / "outside"
-    outside.mkdir()
     clock = FakeClock()
     effects = Effects(clock)
     procs = FakeProcs(effects)
-    procs.held = lambda: {held.pid: start_of(held.pid)}  # type: ignore[method-assign]
+    for name, value in fakes.items():
+        setattr(procs, name, value)
     job = JobSpec(role="r", environment="e", cluster="c", name="web", instance=0, task_id="web-0-1",
                   task=TaskSpec(name="web", processes=(ProcessSpec("web", "serve"),)))
     owner = TaskOwner(job, OwnerPorts(procs=procs, open_checkpoint=lambda: CheckpointWriter(sandbox),
@@ -177,11 +176,23 @@ def test_the_owner_writes_the_list_into_the_stoker_dir_it_opened_not_the_one_at_
                       sandbox=sandbox, clock=clock)
     owner.start()
     try:
+        yield owner, procs
+    finally:
+        owner.close()
+
+
+def test_the_owner_writes_the_list_into_the_stoker_dir_it_opened_not_the_one_at_its_path(tmp_path, daemons):
+    """A task that renames `.stoker` and puts a symlink in its place: the list was written by
+    path at each step (refused through the symlink, taken by a directory of the task's own
+    had it planted one), so its supervisor's `.stoker` kept a stale list or none. It goes
+    through the directory the checkpoint was opened in, as the checkpoint does."""
+    held, _ = daemons
+    sandbox, outside = tmp_path / "sb", tmp_path / "outside"
+    outside.mkdir()
+    with web_owner(sandbox, held=lambda: {held.pid: start_of(held.pid)}) as (owner, procs):
         (sandbox / ".stoker").rename(sandbox / ".stoker-real")
         (sandbox / ".stoker").symlink_to(outside)
         assert owner.step() is False
-    finally:
-        owner.close()
     assert os.listdir(outside) == []
     (sandbox / ".stoker").unlink()
     (sandbox / ".stoker-real").rename(sandbox / ".stoker")
@@ -238,27 +249,9 @@ def test_the_owner_writes_its_watchdogs_pid_for_the_figures_with_nothing_held(tm
     """`stoker status` left out of the task's figures any child of its supervisor whose
     command line said `stoker-watchdog`, which a task's daemon can say too: it leaves out the
     pid the supervisor wrote, from the first step on, before any process is held."""
-    from config.spec import JobSpec, ProcessSpec, TaskSpec
     from executor.task.heldfile import read_watchdog
-    from executor.task.owner import TaskOwner
-    from executor.task.ports import OwnerPorts
-    from tests.support.fake_clock import FakeClock
-    from tests.support.fake_ports import Effects, FakeProcs, RecordingReporter
 
-    clock = FakeClock()
-    effects = Effects(clock)
-    procs = FakeProcs(effects)
-    procs.watchdog_pid = 4242
-    job = JobSpec(role="r", environment="e", cluster="c", name="web", instance=0, task_id="web-0-1",
-                  task=TaskSpec(name="web", processes=(ProcessSpec("web", "serve"),)))
-    owner = TaskOwner(job, OwnerPorts(procs=procs, open_checkpoint=lambda: CheckpointWriter(tmp_path),
-                                      reporter=RecordingReporter(effects), checker=None,
-                                      start_health=None, start_lifecycle=None),  # type: ignore[arg-type]
-                      sandbox=tmp_path, clock=clock)
-    owner.start()
-    try:
+    with web_owner(tmp_path, watchdog_pid=4242) as (owner, procs):
         assert owner.step() is False
         assert read_watchdog(tmp_path, procs.marker) == 4242 and read_held(tmp_path, procs.marker) == []
         assert read_watchdog(tmp_path, "another-attempt") is None
-    finally:
-        owner.close()

@@ -4,19 +4,22 @@ of a failed run are killed, and a SIGKILLed supervisor's watchdog leaves nothing
 run sources `.thermos_profile` through BASH_ENV once it exists."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from config.spec import ProcessSpec
 from executor.events import ProcessExited
-from executor.procs.identity import give_sandbox, user_named
+from executor.procs.identity import RunAs, give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
 from tests.support.stoker_proc import REPO, kill_leftovers, live
 from tests.support.users import needs_root, open_sandbox, throwaway_user
@@ -34,18 +37,28 @@ def role():
         yield user, sandbox
 
 
-def supervisor(sandbox: Path, events: queue.SimpleQueue, **kw) -> Supervisor:
-    return Supervisor(sandbox=sandbox, task_label="t.0", env={"PATH": os.environ["PATH"]}, post=events.put, **kw)
+@contextlib.contextmanager
+def supervising(sandbox: Path, **kw) -> Iterator[tuple[Supervisor, queue.SimpleQueue]]:
+    """A supervisor of `sandbox` and the queue its events are posted to; closed on the way out."""
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    sup = Supervisor(sandbox=sandbox, task_label="t.0", env={"PATH": os.environ["PATH"]}, post=events.put, **kw)
+    try:
+        yield sup, events
+    finally:
+        sup.close()
+
+
+def given_to(user: pwd.struct_passwd, sandbox: Path) -> RunAs:
+    """The role's identity, the sandbox given to it."""
+    run_as = user_named(user.pw_name)
+    give_sandbox(sandbox, run_as)
+    return run_as
 
 
 @needs_root
 def test_runs_and_shell_commands_start_as_the_user_with_its_groups(role):
     (user, group), sandbox = role
-    run_as = user_named(user.pw_name)
-    give_sandbox(sandbox, run_as)
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    sup = supervisor(sandbox, events, run_as=run_as)
-    try:
+    with supervising(sandbox, run_as=given_to(user, sandbox)) as (sup, events):
         sup.spawn(ProcessSpec("ids", "id -u; id -g; id -G; touch mine"), 0)
         exited = events.get(timeout=10)
         assert isinstance(exited, ProcessExited) and exited.status.exit_code == 0
@@ -55,8 +68,6 @@ def test_runs_and_shell_commands_start_as_the_user_with_its_groups(role):
         assert os.stat(sandbox / "mine").st_uid == user.pw_uid
         result = sup.run_command("id -un", timeout_secs=5)
         assert (result.exit_code, result.output) == (0, f"{user.pw_name}\n")
-    finally:
-        sup.close()
 
 
 @needs_root
@@ -64,34 +75,22 @@ def test_commands_as_the_executor_s_user_take_nothing_the_role_wrote_in_the_sand
     # --nosetuid-health-checks under root: the processes run as the role, the shell checks as
     # root, which sourced a `.thermos_profile` the role's processes wrote (and had HOME there).
     (user, _group), sandbox = role
-    run_as = user_named(user.pw_name)
-    give_sandbox(sandbox, run_as)
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    sup = supervisor(sandbox, events, run_as=run_as, check_as=user_named("root"))
-    try:
+    with supervising(sandbox, run_as=given_to(user, sandbox), check_as=user_named("root")) as (sup, events):
         sup.spawn(ProcessSpec("w", "echo 'id -un > sourced-by; export SOURCED=yes' > .thermos_profile"), 0)
         assert events.get(timeout=10).status.exit_code == 0
         result = sup.run_command('echo "$(id -un) $HOME $USER [$BASH_ENV][$SOURCED]"', timeout_secs=5)
         assert (result.exit_code, result.output) == (0, "root /root root [][]\n")
         assert not (sandbox / "sourced-by").exists()
-    finally:
-        sup.close()
 
 
 @needs_root
 def test_the_leftovers_of_a_failed_run_of_another_user_are_killed(role):
     (user, _group), sandbox = role
-    run_as = user_named(user.pw_name)
-    give_sandbox(sandbox, run_as)
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    sup = supervisor(sandbox, events, run_as=run_as)
-    try:
+    with supervising(sandbox, run_as=given_to(user, sandbox)) as (sup, events):
         sup.spawn(ProcessSpec("leaves", "sleep 600 & a=$!; setsid sleep 600 & echo $a $! > left.pids; exit 1"), 0)
         left = pids_in(sandbox / "left.pids")
         assert isinstance(events.get(timeout=10), ProcessExited)  # posted after the leftovers' kill
         wait_for(lambda: not live(left), 10, message="the role's leftovers gone")
-    finally:
-        sup.close()
 
 
 @needs_root
@@ -123,17 +122,13 @@ def test_kill_9_of_a_root_supervisor_leaves_no_process_of_the_role(role):
 
 
 def test_every_run_after_thermos_profile_appears_sources_it(tmp_path):
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    sup = supervisor(tmp_path, events)
-    try:
+    with supervising(tmp_path) as (sup, events):
         sup.spawn(ProcessSpec("before", 'echo "[$BASH_ENV][$IT_WORKED]"'), 0)
         events.get(timeout=10)
         (tmp_path / ".thermos_profile").write_text("export IT_WORKED=hello\n")
         sup.spawn(ProcessSpec("after", 'echo "[$BASH_ENV][$IT_WORKED]"'), 0)
         events.get(timeout=10)
         assert sup.run_command('echo "$IT_WORKED"', timeout_secs=5).output == "hello\n"
-    finally:
-        sup.close()
     assert (tmp_path / ".logs/before/0/stdout").read_text() == "[][]\n"
     assert (tmp_path / ".logs/after/0/stdout").read_text() == f"[{tmp_path}/.thermos_profile][hello]\n"
 
@@ -141,10 +136,8 @@ def test_every_run_after_thermos_profile_appears_sources_it(tmp_path):
 def test_runs_started_together_all_source_a_thermos_profile_that_exists(tmp_path):
     """spawn_many looks for the profile once for the runs it starts together: each of them
     gets BASH_ENV when it exists then, none when it does not."""
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    sup = supervisor(tmp_path, events)
     cmd = 'echo "[$BASH_ENV][$IT_WORKED]"'
-    try:
+    with supervising(tmp_path) as (sup, events):
         batch = [(ProcessSpec(f"early{i}", cmd), 0) for i in range(3)]
         assert all(isinstance(r, int) for r in sup.spawn_many(batch))
         (tmp_path / ".thermos_profile").write_text("export IT_WORKED=hello\n")
@@ -152,8 +145,6 @@ def test_runs_started_together_all_source_a_thermos_profile_that_exists(tmp_path
         assert all(isinstance(r, int) for r in sup.spawn_many(batch))
         for _ in range(6):
             events.get(timeout=10)
-    finally:
-        sup.close()
     for i in range(3):
         assert (tmp_path / f".logs/early{i}/0/stdout").read_text() == "[][]\n"
         assert (tmp_path / f".logs/late{i}/0/stdout").read_text() == f"[{tmp_path}/.thermos_profile][hello]\n"

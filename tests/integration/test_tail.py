@@ -3,10 +3,12 @@ without loading the file; `-f` across rotations and into the next run; and nothi
 read through a symlink or a FIFO a task planted in its sandbox."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -181,57 +183,53 @@ def test_a_fifo_log_is_refused_at_once(tmp_path, capfdbinary):
     assert time.monotonic() - started < 5
 
 
-def follow_in_thread(logs: ProcessLogs, run: int, pinned: bool = False):
+@contextlib.contextmanager
+def following(sandbox: Path, run: int) -> Iterator[io.BytesIO]:
+    """`stoker tail -f` of web's stdout from `run`, on a thread, into the BytesIO yielded;
+    stopped and joined on the way out."""
+    logs = ProcessLogs(sandbox, "web", "stdout")
     rdir, fd = logs.open(run)
     out = io.BytesIO()
     done = threading.Event()
-    follower = Follower(logs, run, rdir, fd, os.fstat(fd).st_size, pinned=pinned)
+    follower = Follower(logs, run, rdir, fd, os.fstat(fd).st_size, pinned=False)
     thread = threading.Thread(target=follower.follow, args=(out, done.is_set, 0.01))
     thread.start()
-    return out, done, thread
+    try:
+        yield out
+    finally:
+        done.set()
+        thread.join(5)
 
 
 def test_follow_prints_what_is_appended_across_a_rotation(tmp_path):
     path = log(tmp_path, text=b"old\n")
-    out, done, thread = follow_in_thread(ProcessLogs(tmp_path, "web", "stdout"), 0)
-    try:
+    with following(tmp_path, 0) as out:
         with open(path, "ab") as f:
             f.write(b"new-1\n")
         os.replace(path, path.with_name("stdout.1"))  # rotation: a fresh file appears
         path.write_bytes(b"new-2\n")
         wait_for(lambda: b"new-2\n" in out.getvalue(), 5)
-    finally:
-        done.set()
-        thread.join(5)
     assert out.getvalue() == b"new-1\nnew-2\n"
 
 
 def test_follow_goes_on_into_the_next_run_after_a_marker_line(tmp_path):
     log(tmp_path, run=0, text=b"zero\n")
-    out, done, thread = follow_in_thread(ProcessLogs(tmp_path, "web", "stdout"), 0)
-    try:
+    with following(tmp_path, 0) as out:
         with open(tmp_path / ".logs/web/0/stdout", "ab") as f:
             f.write(b"last words of run 0\n")
         (tmp_path / ".logs/web/1").mkdir()  # the directory first, its log a moment later
         log(tmp_path, run=1, text=b"one\n")
         wait_for(lambda: b"one\n" in out.getvalue(), 5)
-    finally:
-        done.set()
-        thread.join(5)
     assert out.getvalue() == b"last words of run 0\n==> web run 1: stdout <==\none\n"
 
 
 def test_follow_starts_a_next_run_already_rotated_at_its_oldest_file(tmp_path):
     log(tmp_path, run=0, text=b"zero\n")
-    out, done, thread = follow_in_thread(ProcessLogs(tmp_path, "web", "stdout"), 0)
-    try:
+    with following(tmp_path, 0) as out:
         (tmp_path / ".logs/web/1").mkdir()
         (tmp_path / ".logs/web/1/stdout.1").write_bytes(b"one, first file\n")
         log(tmp_path, run=1, text=b"one, second file\n")
         wait_for(lambda: b"second file\n" in out.getvalue(), 5)
-    finally:
-        done.set()
-        thread.join(5)
     assert out.getvalue() == b"==> web run 1: stdout <==\none, first file\none, second file\n"
 
 
@@ -297,14 +295,10 @@ def test_follow_goes_on_into_the_next_attempts_runs(tmp_path):
     """`stoker run` restarting a service keeps the attempt's logs as `.logs.attempt-N` and
     starts a new `.logs`, its runs from 0 again: `-f` stayed on the moved file for good."""
     log(tmp_path, run=1, text=b"first attempt\n")
-    out, done, thread = follow_in_thread(ProcessLogs(tmp_path, "web", "stdout"), 1)
-    try:
+    with following(tmp_path, 1) as out:
         os.rename(tmp_path / ".logs", tmp_path / ".logs.attempt-0")
         log(tmp_path, run=0, text=b"second attempt\n")
         wait_for(lambda: b"second attempt\n" in out.getvalue(), 5)
-    finally:
-        done.set()
-        thread.join(5)
     assert out.getvalue() == b"==> web run 0: stdout <==\nsecond attempt\n"
 
 

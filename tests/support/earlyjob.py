@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from tests.support.importhook import patched_at_load
+
 JOB = """
     jobs = [Job(cluster='local', role='me', environment='test', name='early',
                 task=Task(processes=[{processes}], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
@@ -25,41 +27,25 @@ def stdout_of(sandbox: Path, process: str, run: int = 0) -> str:
 # Holds `stoker run` between taking its sandbox (its control socket serving) and making its
 # task's owner until the run's `stoker kill` is answered: the kill lands while it prepares,
 # every time (a test-only `sitecustomize`, on the PYTHONPATH of this test's runs alone).
-HOLD_FOR_KILL = """
-import importlib.util, os, sys, time
+HOLD_FOR_KILL = patched_at_load("executor.local.run", """
+    def _patch(module):
+        real = module.hold_sandbox
 
-class _Finder:
-    def find_spec(self, name, path, target=None):
-        if name != "executor.local.run":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        loaded = spec.loader.exec_module
+        def hold(sandbox, *args, **kwargs):
+            session = real(sandbox, *args, **kwargs)
+            answer, deadline = os.path.join(sandbox, "killed"), time.monotonic() + 10
+            while time.monotonic() < deadline and not _answered(answer):
+                time.sleep(0.01)
+            return session
 
-        def exec_module(module):
-            loaded(module)
-            real = module.hold_sandbox
+        module.hold_sandbox = hold
 
-            def hold(sandbox, *args, **kwargs):
-                session = real(sandbox, *args, **kwargs)
-                answer, deadline = os.path.join(sandbox, "killed"), time.monotonic() + 10
-                while time.monotonic() < deadline and not _answered(answer):
-                    time.sleep(0.01)
-                return session
-
-            module.hold_sandbox = hold
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-def _answered(path):
-    # the supervisor's answer, not the line `stoker kill` prints while it waits for a
-    # supervisor that has not opened its socket yet (a kill that ran early, under load)
-    try:
-        with open(path) as lines:
-            return any(line.strip() and not line.rstrip().endswith("waiting for it") for line in lines)
-    except FileNotFoundError:
-        return False
-
-sys.meta_path.insert(0, _Finder())
-"""
+    def _answered(path):
+        # the supervisor's answer, not the line `stoker kill` prints while it waits for a
+        # supervisor that has not opened its socket yet (a kill that ran early, under load)
+        try:
+            with open(path) as lines:
+                return any(line.strip() and not line.rstrip().endswith("waiting for it") for line in lines)
+        except FileNotFoundError:
+            return False
+    """)

@@ -1,0 +1,144 @@
+"""A sandbox whose checkpoint says nothing of the supervisor asked about, for
+`executor/task/inspection.py`: what its lock file, its registry entry and /proc/locks say
+instead.
+
+- No checkpoint: a supervisor took the sandbox and died, let go or is starting before its
+  first record (`unrecorded`): its pid from its registry entry, else the lock file, else the
+  lock's holder in /proc/locks (an early start writes none); without any of them and without
+  a lock file, no task sandbox.
+- A checkpoint that keeps none of its attempts (`none_of_its`): a `stoker run` in another's
+  sandbox before its first header, or pushed out by later runs'.
+- A `.stoker` that is not the one its registry entry pins (`pin_lost`): renamed or removed
+  since its supervisor took it (a task's processes share the sandbox).
+Reads only: never writes, never signals.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import attrs
+
+from executor.host import identity, lock
+from executor.host.entry import RegistryEntry
+from executor.host.sandbox import LOCK_FILE, open_stoker_dir
+from executor.host.truth import Truth, judge
+from executor.procs import saferead, sandboxfs
+
+
+@attrs.frozen(slots=True)
+class Unrecorded:
+    """What the inspection says of such a sandbox (its `Inspection` has no view, no attempt)."""
+
+    truth: Truth
+    problem: str
+    pinned: str
+    unrecorded: bool = True  # False: no task sandbox, or a `.stoker` not the one pinned
+    supervisor_pid: int | None = None
+
+
+def _truth(alive: bool, entry: RegistryEntry | None) -> Truth:
+    """The truth of a supervisor of which no record is read: alive, or ended or LOST as its
+    registry entry says."""
+    return judge(None, alive, last_record_wall=None, checkpoint_mtime=None,
+                 registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
+                 let_go=entry is not None and entry.ended_wall is not None)
+
+
+def _entry_alive(entry: RegistryEntry) -> bool:
+    return identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
+
+
+def pin_lost(sandbox: Path, entry: RegistryEntry) -> Unrecorded | None:
+    """The sandbox whose `.stoker` is not the one its registry entry pins, said as such,
+    rather than as a task that has recorded nothing yet; None when it is the one."""
+    try:
+        fd = open_stoker_dir(sandbox)
+    except FileNotFoundError:
+        now = "there is none"
+    except OSError as exc:
+        now = f"it cannot be opened: {saferead.describe(exc)}"
+    else:
+        try:
+            if sandboxfs.dir_id(fd) == entry.stoker_dir:
+                return None
+        finally:
+            os.close(fd)
+        now = "another directory has its name"
+    pid, alive = entry.supervisor_pid, _entry_alive(entry)
+    goes_on = (f"its supervisor (pid {pid}) still runs and goes on recording in the directory it made, "
+               f"under whatever name it has now; rename that back to .stoker to see the task") if alive else \
+        f"its supervisor (pid {pid}) no longer runs"
+    return Unrecorded(truth=_truth(alive, entry), pinned=entry.stoker_dir, unrecorded=False,
+                      problem=f"{sandbox}/.stoker is not the directory its supervisor made ({now}): it was "
+                              f"renamed or removed since the task started; {goes_on}")
+
+
+def unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> Unrecorded:
+    """A sandbox without a checkpoint: a supervisor's that recorded nothing when its lock
+    file is there (or its entry or the lock names it), else no task sandbox."""
+    pid, alive = _supervisor(sandbox, pinned, entry)
+    truth = _truth(alive, entry)
+    if pid is None and entry is None and not _has_lock(sandbox, pinned):
+        return Unrecorded(truth=truth, pinned=pinned, unrecorded=False,
+                          problem=f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)")
+    return Unrecorded(truth=truth, supervisor_pid=pid, pinned=pinned,
+                      problem=_unrecorded_problem(sandbox, pid, truth, entry.ended_reason if entry else ""))
+
+
+def none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry) -> Unrecorded:
+    """A checkpoint that keeps no attempt of the entry's supervisor, said as `unrecorded`."""
+    pid, alive = entry.supervisor_pid, _entry_alive(entry)  # not the lock's holder: another run's
+    return Unrecorded(truth=_truth(alive, entry), supervisor_pid=pid, pinned=pinned,
+                      problem=f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor "
+                      f"(pid {pid}), only other runs' of the sandbox: {'it has recorded none yet' if alive else 'it is gone'}")
+
+
+def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tuple[int | None, bool]:
+    """The pid of the supervisor that took the sandbox (None: not known) and whether it runs."""
+    try:
+        fd = open_stoker_dir(sandbox, pinned=pinned)
+    except OSError:
+        fd = -1
+    try:
+        who = lock.holder(fd) if fd >= 0 and entry is None else None
+        holding = lock.locked_by(fd) if fd >= 0 else None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if entry is not None:
+        pid, alive = entry.supervisor_pid, _entry_alive(entry)
+    elif who is not None:
+        pid, alive = who.pid, identity.is_alive(who.pid, who.start_ticks, who.boot_id)
+    else:
+        pid, alive = None, False
+    if not alive and holding is not None:  # the lock is held: its holder runs
+        return holding, True
+    return pid, alive
+
+
+def _has_lock(sandbox: Path, pinned: str) -> bool:
+    try:
+        fd = open_stoker_dir(sandbox, pinned=pinned)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _unrecorded_problem(sandbox: Path, pid: int | None, truth: Truth, reason: str = "") -> str:
+    where = f"no checkpoint in {sandbox}/.stoker"
+    if truth.alive:
+        return f"{where} yet: its supervisor (pid {pid}) is starting and has recorded nothing so far"
+    if pid is None:
+        return (f"{where}: its supervisor died before it recorded anything, in its early start "
+                f"(its lock file names no pid, and nothing holds the lock)")
+    if truth.ended:  # with the error it stopped on, if it said one (`cannot go on: ...`)
+        return (f"{where}: its supervisor (pid {pid}) stopped before it recorded anything: {reason}" if reason
+                else f"{where}: its supervisor (pid {pid}) let go of the sandbox before it recorded anything")
+    return f"{where}: its supervisor (pid {pid}) died before it recorded anything"
