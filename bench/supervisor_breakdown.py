@@ -57,7 +57,8 @@ def install_probes() -> Probe:
     for name in ("signal_run", "signal_runs"):  # one run at a time, or a batch where it exists
         if hasattr(supervisor.Supervisor, name):
             probe.wrap(supervisor.Supervisor, name, "signal")
-    probe.wrap(spawn, "fork_exec", "fork_exec")
+    # a run's fork: `fork_run` (posix_spawn, or Popen where it cannot) where it exists
+    probe.wrap(spawn, "fork_run" if hasattr(spawn, "fork_run") else "fork_exec", "fork_exec")
     probe.wrap(spawn, "open_stdio", "open_stdio")
     if hasattr(spawn, "LogRoot"):  # SANDBOX/.logs kept open by the supervisor
         probe.wrap(spawn.LogRoot, "run_dir", "log_dir")
@@ -110,7 +111,7 @@ def restart_breakdown(probe: Probe, windows: list[tuple[float, float]]) -> str:
             f"whatever the task left unclaimed (one killpg, one walk of Stoker's children) "
             f"{ms(med['leftovers'])}; hand-off to the owner (queue, "
             f"planner) {ms(med['handoff'])}; `Supervisor.spawn_many` {ms(med['spawn'])} (of which "
-            f"fork_exec {ms(med['fork'])}, log directory (`log_dir`/`LogRoot.run_dir`) {ms(med['paths'])}, log "
+            f"the fork {ms(med['fork'])}, log directory (`log_dir`/`LogRoot.run_dir`) {ms(med['paths'])}, log "
             f"files (`open_stdio`) {ms(med['stdio'])}, the staged directory put in place (`LogStage.take`: "
             f"a rename) {ms(med['staged'])}); after the report, off the restart's path, the idle "
             f"owner's staging of the next run's directory and files {ms(med['idle'])}. After the fork, until the reporter hears "
@@ -134,7 +135,7 @@ def start_breakdown(probe: Probe, window: tuple[float, float], n: int, until: fl
     last = max(e for _, e in spawns) - start if spawns else float("nan")
     return (f"Start-{n} breakdown (probed pass): owner created → first spawn {ms(first, 1)} "
             f"(checkpoint file, watchdog fork, first decide); {len(spawns)} × `Supervisor.spawn_many` "
-            f"{ms(spawn_secs, 1)}, of which {forks[0]} × fork_exec {ms(forks[1], 1)}, log "
+            f"{ms(spawn_secs, 1)}, of which {forks[0]} forks {ms(forks[1], 1)}, log "
             f"directories (`log_dir`/`LogRoot.run_dir`) {ms(paths[1], 1)}, log files (`open_stdio`) "
             f"{ms(stdio[1], 1)}, the rest {ms(rest, 1)} (the CPU is shared with the {n} bash "
             f"processes starting meanwhile); nth fork at {ms(last, 1)}; {ckpt[0]} checkpoint "

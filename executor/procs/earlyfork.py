@@ -1,7 +1,8 @@
-"""Starting runs before the supervisor is loaded (the early start), with the standard
-library only: the subreaper flag, a run and a watchdog started by `posix_spawn`, and the
-record of each run for the supervisor that adopts it; and `die_with`, for the child that
-plans a first run meanwhile (and `stoker inspect`'s).
+"""Starting runs by `posix_spawn`, with the standard library only: before the supervisor
+is loaded (the early start), the subreaper flag, a run and a watchdog, and the record of
+each run for the supervisor that adopts it; the supervisor's own runs as this process
+(`spawn_in`, the same `spawn_run`); and `die_with`, for the child that plans a first run
+meanwhile (and `stoker inspect`'s).
 
 `executor/cli/launch.py` uses these in the first milliseconds of a `stoker run` whose plan
 was kept (README "Start-up"); the supervisor (`supervisor.py`) adopts the runs, and the
@@ -22,13 +23,32 @@ the child's two signals it reserves for itself (32 and 33, below SIGRTMIN) ignor
 and Go's runtime, install their own handlers for them); forking instead would cost each
 early run some milliseconds.
 
-`posix_spawn` has no working directory of its own: the caller moves this process into the
-sandbox around the runs' spawns, and `spawn_watchdog` into `/` around its own. Raises
-OSError; no logging.
+`posix_spawn` has no working directory of its own: the early start moves this process into
+the sandbox around the runs' spawns (no other thread runs then), and `spawn_watchdog` into
+`/` around its own.
+
+The supervisor (`spawn.fork_run`) starts each run as this process (no user to switch to, no
+`wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other by Popen. Both vfork
+and exec; what posix_spawn leaves out is Popen's Python around the fork (the environment
+encoded in Python, its error pipe, the Popen object: half of this process's CPU per run).
+The thread that forks moves into the sandbox for the spawn alone and back, and its working
+directory is its own (`own_cwd`: unshare(CLONE_FS), once per thread, at its first run), so
+neither the process's directory nor another thread's moves but those of threads that thread
+started after (they share it, for the spawn: no Stoker code resolves a relative path once
+started, the sandbox and every path it opens are absolute or relative to a descriptor).
+Where unshare is denied (a seccomp profile), or the sandbox cannot be entered, the run is
+Popen's, as is its error. The thread's umask is a copy of the process's then (Stoker sets its
+umask before any run starts). Its runs get Popen's signals (`POPEN_DEFAULTS`): the stop
+signals are handled by then and exec resets a handled one; glibc's 32 and 33 as above. The
+descriptors to close are listed once, as the supervisor starts: every descriptor Stoker
+opens is close-on-exec (PEP 446), so none becomes inheritable after.
+
+Raises OSError; no logging.
 """
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums (1.3 ms) for nothing here
+import _thread
 import os
 
 from executor.procs.runenv import exec_text
@@ -40,7 +60,8 @@ if TYPE_CHECKING:
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_PDEATHSIG = 1
-_DEFAULT_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)  # what Popen's restore_signals resets
+_CLONE_FS = 0x200
+POPEN_DEFAULTS = (_signal.SIGPIPE, _signal.SIGXFSZ)  # what Popen's restore_signals resets
 # What `stoker run` handles (`executor/local/run.py`, `_relay_signals`; SIGHUP only when it
 # is not ignored, so an ignored one stays ignored for every run alike).
 STOP_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGTSTP)
@@ -66,10 +87,20 @@ class EarlyRun:
 
 def set_subreaper() -> None:
     """Make this process a child subreaper (prctl). Raises OSError."""
-    prctl, get_errno = _prctl()
+    prctl, get_errno = _libc("prctl")
     if prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def own_cwd() -> None:
+    """Give the calling thread a working directory (and umask) of its own, a copy of the
+    process's now: a `chdir` on it moves no other thread (unshare(CLONE_FS)). Raises OSError
+    (a seccomp profile may deny unshare)."""
+    unshare, get_errno = _libc("unshare")
+    if unshare(_CLONE_FS) != 0:
+        err = get_errno()
+        raise OSError(err, f"unshare(CLONE_FS): {os.strerror(err)}")
 
 
 def die_with(parent: int) -> None:
@@ -77,7 +108,7 @@ def die_with(parent: int) -> None:
     already ended (it was re-parented before the call). Where prctl is denied (a container
     runtime's seccomp profile), a thread ends it instead, within 0.1 s of its parent's end."""
     try:
-        prctl, get_errno = _prctl()
+        prctl, get_errno = _libc("prctl")
         if prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0) != 0:
             err = get_errno()
             raise OSError(err, os.strerror(err))
@@ -100,8 +131,8 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="stoker-parent-watch", daemon=True).start()
 
 
-def _prctl() -> tuple[Callable[..., int], Callable[[], int]]:
-    """The C library's prctl and errno. Through `_ctypes`, the C module under `ctypes`:
+def _libc(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
+    """The C library's function `name` (prctl, unshare: int arguments, an int result) and errno. Through `_ctypes`, the C module under `ctypes`:
     `ctypes` itself costs `stoker run` 4 ms before its first fork; the few lines of it
     needed here are these (and `ctypes` where they do not work). Raises OSError."""
     try:
@@ -114,21 +145,21 @@ def _prctl() -> tuple[Callable[..., int], Callable[[], int]]:
             _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
             _restype_ = _Int
 
-        address = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")  # type: ignore[arg-type]
+        address = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), name)  # type: ignore[arg-type]
         return _Function(address), _ctypes.get_errno
     except (ImportError, AttributeError, TypeError):
-        return _prctl_by_ctypes()
-    except OSError as exc:  # dlsym: no prctl in this C library
-        raise OSError(f"prctl: {exc}") from None
+        return _libc_by_ctypes(name)
+    except OSError as exc:  # dlsym: no such function in this C library
+        raise OSError(f"{name}: {exc}") from None
 
 
-def _prctl_by_ctypes() -> tuple[Callable[..., int], Callable[[], int]]:
+def _libc_by_ctypes(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
     import ctypes
 
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl, ctypes.get_errno
+        return getattr(ctypes.CDLL(None, use_errno=True), name), ctypes.get_errno
     except AttributeError as exc:
-        raise OSError(f"prctl: {exc}") from None
+        raise OSError(f"{name}: {exc}") from None
 
 
 def inherited_fds() -> list[int]:
@@ -147,14 +178,82 @@ def inherited_fds() -> list[int]:
     return found
 
 
-def spawn_run(cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int, stderr: int,
-              close: list[int]) -> int:
-    """`/bin/bash -c CMDLINE` in a session of its own, in this process's working directory
-    (the caller's `os.fchdir` into the sandbox, once for the runs started together). Its pid."""
-    actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
-               (os.POSIX_SPAWN_DUP2, stderr, 2)] + [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
+def spawn_run(cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int | None, stderr: int | None,
+              close: list[int], defaults: tuple[int, ...] = POPEN_DEFAULTS + STOP_SIGNALS) -> int:
+    """`/bin/bash -c CMDLINE` in a session of its own, in the calling thread's working
+    directory (the caller's `chdir` into the sandbox, once for the runs started together),
+    the signals `defaults` at their defaults (the early start's: `STOP_SIGNALS` too; the
+    supervisor's, whose stop signals are handled by then: `POPEN_DEFAULTS`), stdout and
+    stderr none: ours. Each descriptor given is from 3 up. Its pid."""
+    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2))
+               if fd is not None] + [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
     return os.posix_spawn("/bin/bash", ["/bin/bash", "-c", exec_text(cmdline)], env, file_actions=actions,
-                          setsid=True, setsigdef=_DEFAULT_SIGNALS + STOP_SIGNALS)
+                          setsid=True, setsigdef=defaults)
+
+
+def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int | None,
+             stderr: int | None, close: list[int]) -> int | None:
+    """`spawn_run` in `cwd` for the supervisor (its runs as this process): its pid, or None
+    when it must be Popen's (this thread's directory cannot be its own, or `cwd` cannot be
+    entered: Popen says why). The thread is in `cwd` for the spawn only. Raises OSError."""
+    home = _home()
+    if home is None:
+        return None
+    try:
+        os.chdir(cwd)
+    except OSError:
+        return None
+    try:
+        return spawn_run(cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr, close=close,
+                         defaults=POPEN_DEFAULTS)
+    finally:
+        home.back()
+
+
+class _Home:
+    """The directory a thread forked from (an O_PATH descriptor), closed with the thread."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def back(self) -> None:
+        """The thread back in it; a failure is no error (the run is started, the caller's
+        whatever this says; the thread's next spawn moves it anyway)."""
+        try:
+            os.fchdir(self.fd)
+        except OSError:
+            return
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            return
+
+
+_threads = _thread._local()  # each thread's `_Home`, or None: its directory cannot be its own
+
+
+def _home() -> _Home | None:
+    """The calling thread's home, its working directory made its own (`own_cwd`) at the
+    first call; None when that cannot be (then it never is: Popen for that thread)."""
+    home: _Home | None | bool = getattr(_threads, "home", False)
+    if not isinstance(home, bool):
+        return home
+    _threads.home = None
+    try:
+        fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        own_cwd()
+    except OSError:
+        os.close(fd)
+        return None
+    home = _threads.home = _Home(fd)
+    return home
 
 
 def spawn_watchdog(marker: str, *, root_fd: int, home_fd: int, close: list[int]) -> tuple[int, int]:
@@ -168,7 +267,7 @@ def spawn_watchdog(marker: str, *, root_fd: int, home_fd: int, close: list[int])
     try:
         pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, marker,
                                          "", "", ""], WATCHDOG_ENV, file_actions=actions,
-                             setsid=True, setsigdef=_DEFAULT_SIGNALS)
+                             setsid=True, setsigdef=POPEN_DEFAULTS)
     except BaseException:
         os.close(write_fd)
         raise

@@ -11,11 +11,13 @@ never through a symlink, and never blocking on a FIFO a task planted; `LogRoot` 
 `.logs` open between a supervisor's spawns and checks before each use that it is still
 `SANDBOX/.logs`), choosing the child's stdout/stderr for each logger destination and mode,
 what a prepared run carries to its fork (`PreparedRun`), the children the supervisor
-watches (`Child`: a run's `RunChild`, a command's `CommandChild`), and the fork:
-`subprocess.Popen` without `preexec_fn`, which uses vfork+exec on Python 3.11 to 3.13 (cwd, a new
-session and close_fds are done in the child by C code, no Python runs there; with another
-user to switch to it is fork+exec, since setuid in a vfork child is not safe). Nothing on
-this path imports, sleeps or scans /proc, so a restart costs about one fork+exec. A
+watches (`Child`: a run's `RunChild`, a command's `CommandChild`), and the fork: a run as
+this process by `posix_spawn` (`fork_run`, through the early start's `earlyfork.spawn_in`,
+which says when it cannot), any other run and every command by `subprocess.Popen` without
+`preexec_fn` (`fork_exec`), which uses vfork+exec on Python 3.11 to 3.13 (cwd, a new session
+and close_fds are done in the child by C code, no Python runs there; with another user to
+switch to it is fork+exec, since setuid in a vfork child is not safe). Nothing on this path
+imports, sleeps or scans /proc, so a restart costs about one fork+exec. A
 filesystem-image task's runs and commands go through a `Wrap` (its command line and the
 environment as seen inside the image), forked as this process: the wrapper switches user.
 
@@ -37,7 +39,7 @@ import attrs
 
 from config.spec import LogDestination, LoggerSpec, LogMode, ProcessSpec
 from config.words import quoted
-from executor.procs import sandboxfs
+from executor.procs import earlyfork, sandboxfs
 from executor.procs.identity import RunAs
 from executor.procs.runenv import (  # noqa: F401  (re-exported: spawn's callers use them here)
     PROFILE,
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from executor.procs.logpump import LogFile
 
 __all__ = ["Child", "CommandChild", "LogDir", "LogRoot", "PreparedRun", "RunChild", "RunStdio",
-           "SpawnError", "Wrap", "describe_os_error", "fork_exec", "log_dir", "open_stdio", "profile_now",
+           "SpawnError", "Wrap", "describe_os_error", "fork_exec", "fork_run", "log_dir", "open_stdio", "profile_now",
            "profile_path", "run_env", "run_marker", "task_env", "with_profile"]
 
 class SpawnError(Exception):
@@ -368,6 +370,23 @@ def open_log(directory: LogDir, name: str) -> int:
     except OSError as e:
         raise SpawnError(f"cannot open the log file {directory.path / name}: "
                          f"{describe_os_error(e)}") from None
+
+
+def fork_run(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int, stdout: int | None,
+             stderr: int | None, run_as: RunAs | None, wrap: Wrap | None,
+             close: list[int]) -> tuple[int, subprocess.Popen | None]:
+    """A run forked: its pid, and its Popen, None when started by posix_spawn
+    (`earlyfork.spawn_in`, closing `close` in the child): a run as this process, not
+    wrapped, every descriptor to dup from 3 up (Popen reorders lower ones), on a thread
+    whose directory can be its own. Any other by `fork_exec`. Raises OSError."""
+    if (wrap is None and (run_as is None or run_as.is_self)
+            and all(fd is None or fd >= 3 for fd in (stdin, stdout, stderr))):
+        pid = earlyfork.spawn_in(str(cwd), cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr, close=close)
+        if pid is not None:
+            return pid, None
+    popen = fork_exec(cmdline, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, run_as=run_as,
+                      wrap=wrap)
+    return popen.pid, popen
 
 
 def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,

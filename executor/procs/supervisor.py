@@ -109,6 +109,7 @@ class Supervisor:
         self._watchdog: WatchdogKeeper | None = None
         self._logs = RunLogs(self._sandbox, self._label)
         self._devnull = -1
+        self._inherited: list[int] = []
         self._state = SupervisorState.NEW
         self._early = EarlyRuns(early_runs, self._marker, runs_by_key=self._runs, lock=self._lock,
                                 post_exit=self._post_exit, label=self._label)  # not adopted yet
@@ -143,6 +144,7 @@ class Supervisor:
                 return
             self._state = SupervisorState.STARTED
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self._inherited = earlyfork.inherited_fds()  # closed in each run posix_spawn starts
         self._oom = oomcount.open_counter()  # before any run can be OOM-killed
         early = {child.pid: self._watch(child) for child in self._early.children()}
         if self._early_watchdog is not None:
@@ -287,11 +289,11 @@ class Supervisor:
         oom_kills = self._oom.mark() if self._oom is not None else None  # so far, in its cgroup
         try:
             with self._reaper.forking():
-                popen = spawn.fork_exec(
+                pid, popen = spawn.fork_run(
                     process.cmdline, cwd=self._sandbox, stdin=self._devnull,
-                    env=spawn.run_env(self._env, self._marker, process.name, run, bash_env),
-                    stdout=stdio.stdout, stderr=stdio.stderr, run_as=self._run_as, wrap=self._wrap)
-                child = RunChild(pid=popen.pid, popen=popen, marker=marker, process=process.name, run=run,
+                    env=spawn.run_env(self._env, self._marker, process.name, run, bash_env), stdout=stdio.stdout,
+                    stderr=stdio.stderr, run_as=self._run_as, wrap=self._wrap, close=self._inherited)
+                child = RunChild(pid=pid, popen=popen, marker=marker, process=process.name, run=run,
                                  oom_kills=oom_kills)
                 with self._lock:
                     self._runs[key] = child

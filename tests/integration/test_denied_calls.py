@@ -215,3 +215,30 @@ def test_where_prctl_is_denied_a_killed_stoker_run_leaves_no_config_running(tmp_
     finally:
         run.close()
         kill_leftovers(pids)
+
+
+def test_where_unshare_is_denied_the_runs_are_forked_by_popen_in_their_sandbox(tmp_path):
+    """A run as Stoker's own user is started by posix_spawn from a thread whose working
+    directory is its own (unshare(CLONE_FS)); a runtime that denies unshare (Docker's profile
+    without CAP_SYS_ADMIN) leaves that thread Popen, and the runs start as before, in their
+    sandbox. What tells the two apart from the run: glibc's posix_spawn leaves its two
+    reserved signals (32 and 33) ignored, where Popen's exec resets them."""
+    seen = {}
+    for rules in ([], ["unshare=EPERM"]):
+        config = tmp_path / f"show{len(rules)}.aurora"  # each its own: planned, not started early
+        config.write_text(textwrap.dedent("""\
+            jobs = [Job(cluster='local', role='me', environment='test', name='show',
+                        task=Task(processes=[Process(name='show', cmdline='grep ^SigIgn: /proc/self/status; pwd')],
+                                  resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+        """))
+        sandbox = tmp_path / f"sandbox-{len(rules)}"
+        launcher = tuple(seccomp.launcher(rules)) if rules else ()
+        run = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path, launcher=launcher)
+        try:
+            assert run.wait() == 0, run.stderr()
+        finally:
+            run.close()
+        ignored, cwd = (sandbox / ".logs/show/0/stdout").read_text().splitlines()
+        assert cwd == str(sandbox)
+        seen[bool(rules)] = int(ignored.split()[1], 16) & (1 << 31 | 1 << 32)
+    assert seen == {False: 1 << 31 | 1 << 32, True: 0}

@@ -12,7 +12,7 @@ A RULE is `NAME=ERRNO` or `NAME:ARG0=ERRNO` (`pidfd_open=EPERM`, `clone3=ENOSYS`
 
 `PROFILES` names the realistic ones: older Docker and Podman (their default profiles
 predate the pidfd calls, so the default action, EPERM, answers them; clone3 gets ENOSYS so
-that glibc falls back to clone), a kernel before 5.3 (ENOSYS for every pidfd call and for
+that glibc falls back to clone; unshare is EPERM without CAP_SYS_ADMIN), a kernel before 5.3 (ENOSYS for every pidfd call and for
 clone3 and close_range, which came later), a runtime that denies prctl.
 
 Standard library only, ctypes: it runs as a script before anything of Stoker's is loaded.
@@ -34,11 +34,11 @@ ARCHES = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 # System call numbers: x86_64 from the kernel's arch/x86/entry/syscalls/syscall_64.tbl (the
 # 64-bit ABI), aarch64 from include/uapi/asm-generic/unistd.h (the generic table it uses).
 SYSCALLS = {
-    "x86_64": {"socket": 41, "clone": 56, "vfork": 58, "kill": 62, "prctl": 157, "waitid": 247, "inotify_init1": 294,
-               "setns": 308, "memfd_create": 319, "pidfd_send_signal": 424, "pidfd_open": 434,
+    "x86_64": {"socket": 41, "clone": 56, "vfork": 58, "kill": 62, "prctl": 157, "waitid": 247, "unshare": 272,
+               "inotify_init1": 294, "setns": 308, "memfd_create": 319, "pidfd_send_signal": 424, "pidfd_open": 434,
                "clone3": 435, "close_range": 436, "openat2": 437, "pidfd_getfd": 438},
-    "aarch64": {"socket": 198, "clone": 220, "kill": 129, "prctl": 167, "waitid": 95, "inotify_init1": 26, "setns": 268,
-                "memfd_create": 279, "pidfd_send_signal": 424, "pidfd_open": 434, "clone3": 435,
+    "aarch64": {"socket": 198, "clone": 220, "kill": 129, "prctl": 167, "waitid": 95, "unshare": 97,
+                "inotify_init1": 26, "setns": 268, "memfd_create": 279, "pidfd_send_signal": 424, "pidfd_open": 434, "clone3": 435,
                 "close_range": 436, "openat2": 437, "pidfd_getfd": 438},
 }
 
@@ -60,7 +60,8 @@ Rule = tuple[str, int | None, int]  # (system call, its first argument or None f
 
 PROFILES: dict[str, list[Rule]] = {
     "old-docker": [("pidfd_open", None, errno.EPERM), ("pidfd_send_signal", None, errno.EPERM),
-                   ("pidfd_getfd", None, errno.EPERM), ("clone3", None, errno.ENOSYS)],
+                   ("pidfd_getfd", None, errno.EPERM), ("clone3", None, errno.ENOSYS),
+                   ("unshare", None, errno.EPERM)],  # Docker's, without CAP_SYS_ADMIN
     "no-pidfds": [("pidfd_open", None, errno.ENOSYS), ("pidfd_send_signal", None, errno.ENOSYS),
                   ("pidfd_getfd", None, errno.ENOSYS), ("clone3", None, errno.ENOSYS),
                   ("close_range", None, errno.ENOSYS)],

@@ -1,0 +1,95 @@
+"""The supervisor's runs as its own user, started by posix_spawn (`earlyfork.spawn_in`,
+through `spawn.fork_run`), and the ones that still go through Popen: what each run gets is
+what Popen gave it. Real processes; `fork_run` is watched (called through, its answers
+noted), never replaced. Where unshare is denied: test_denied_calls.py."""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from executor.procs import spawn
+from executor.procs.identity import RunAs
+from executor.procs.supervisor import Supervisor
+from tests.support.supervision import Harness
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def forked(monkeypatch):
+    """Each run's (pid, whether Popen started it), as `spawn.fork_run` answered."""
+    answers: list[tuple[int, bool]] = []
+    real = spawn.fork_run
+
+    def noted(*args, **kw):  # type: ignore[no-untyped-def]
+        pid, popen = real(*args, **kw)
+        answers.append((pid, popen is not None))
+        return pid, popen
+
+    monkeypatch.setattr(spawn, "fork_run", noted)
+    return answers
+
+
+def test_a_run_as_this_process_is_posix_spawned_in_its_sandbox_without_what_stoker_inherited(
+        tmp_path, tracker, forked):
+    """A descriptor Stoker inherited open for exec is closed in the run, as Popen's close_fds
+    did; the run is in the sandbox, and neither this process's directory nor a thread's it
+    did not start moved (the forking thread's own is, for the spawn alone)."""
+    planted = os.open(os.devnull, os.O_RDONLY)  # as if inherited: open for exec before the start
+    os.set_inheritable(planted, True)
+    seen: list[str] = []
+    gate, done = threading.Event(), threading.Event()
+
+    def look() -> None:  # a thread that was there before: its directory stays the process's
+        gate.wait(10)
+        seen.append(os.getcwd())
+        done.set()
+
+    watcher = threading.Thread(target=look)
+    watcher.start()
+    h = Harness(tmp_path / "sandbox", tracker)
+    try:
+        pid = h.spawn("p", f"test -e /proc/$$/fd/{planted} && echo open || echo closed; pwd; ls /proc/$$/fd; true")
+        assert h.next_exit().status.exit_code == 0
+        gate.set()
+        assert done.wait(10)
+    finally:
+        h.sup.close()
+        os.close(planted)
+        gate.set()
+        watcher.join(10)
+    closed, cwd, *fds = h.log("p").read_text().splitlines()
+    assert (closed, cwd) == ("closed", str(h.sandbox))
+    assert sorted(fds) == ["0", "1", "2"]
+    assert forked == [(pid, False)]
+    assert seen == [os.getcwd()] and os.getcwd() != str(h.sandbox)
+
+
+class _Through:
+    """A `Wrap` that is plain bash: its runs must still go through Popen."""
+
+    def argv(self, cmdline: str, user: RunAs | None) -> list[str]:
+        return ["/bin/bash", "-c", cmdline]
+
+    def env(self, env: Mapping[str, str]) -> dict[str, str]:
+        return dict(env)
+
+
+def test_a_wrapped_run_still_goes_through_popen(tmp_path: Path, tracker, forked):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    h = Harness(sandbox, tracker)
+    h.sup.close()
+    h.sup = Supervisor(sandbox=sandbox, task_label="test.0", env={"PATH": os.environ["PATH"]},
+                       post=h.events.put, wrap=_Through())
+    try:
+        pid = h.spawn("w", "pwd")
+        assert h.next_exit().status.exit_code == 0
+    finally:
+        h.sup.close()
+    assert h.log("w").read_text() == f"{sandbox}\n"
+    assert forked == [(pid, True)]
