@@ -6,7 +6,9 @@ because a module it needs imports them, reading none of their names: attrs impor
 (with the compiler's 120-odd syntax-tree classes), `dis` and `opcode`; `subprocess` imports
 `locale` (its tables of 1,000-odd locale aliases), for text mode without an encoding;
 `linecache` imports `tokenize` and `token` (and their regular expressions), for a
-traceback's source lines. attrs reads `inspect` for a class with a converter (its
+traceback's source lines; `urllib.parse`, which `pathlib` imports (for `Path.as_uri()`),
+imports `ipaddress` (its classes, constants and their networks), for the host of a URL
+in brackets. attrs reads `inspect` for a class with a converter (its
 own `_NotValidator` has one: `inspect.signature` of the converter, for the annotations of
 its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
 class of Stoker's has one. So the entry point (`executor/cli/start.py`) calls `defer()`
@@ -65,7 +67,7 @@ if TYPE_CHECKING:
 ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (attrs 22.2 to 26.1)
 
 # imported by modules a supervisor loads, never read by it (see the docstring)
-LAZY = ("inspect", "locale", "tokenize", "token")
+LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress")
 _pending: set[str] = set()  # deferred, not loaded yet
 
 
