@@ -24,6 +24,13 @@ and `save()` writes the file again when something had to be compiled.
   has the step this module knows, `_linecache_and_compile`): a traceback through a
   generated `__init__` names its file and line, without the line's text, as for any code
   without a source file. STOKER_CODE_CACHE=off puts attrs' own behaviour back.
+- attrs makes, for each class, a tuple subclass of its own with a property per field (so
+  that `attrs.fields(C).x` names field `x`), to hold the class's `__attrs_attrs__`: a class,
+  its dictionary and a getter function per field, about 2.9 KiB a class, 0.26 MiB for a
+  supervisor's 92 (`tracemalloc`). With the cache installed every class's fields are a
+  `Fields`, one tuple class for all, that finds a field by its name (before the tuple's own
+  names, as attrs' properties do: a field named `count` is the field): the same tuple of
+  the same `Attribute`s, read the same ways, only its class is shared.
 - One file per PROFILE (`run`, `executor`, `observe`, `cli`), so that a command loads the
   code of the classes it creates and little else. `save()` writes nothing when the
   interpreter is told not to write bytecode (PYTHONDONTWRITEBYTECODE) or the directory is
@@ -123,8 +130,28 @@ def install(profile: str, environ: Mapping[str, str] = os.environ) -> bool:
     lined = getattr(_make, "_linecache_and_compile", None)  # attrs 24.3 and later
     if lined is not None and lined.__code__.co_varnames[:4] == ("script", "filename", "globs", "locals"):
         _make._linecache_and_compile = _without_linecache
+    tupled = getattr(_make, "_make_attr_tuple_class", None)
+    if tupled is not None and tupled.__code__.co_varnames[:2] == ("cls_name", "attr_names"):
+        _make._make_attr_tuple_class = _fields_class
     _cache = cache
     return True
+
+
+class Fields(tuple):
+    """An attrs class's `__attrs_attrs__`: its `Attribute`s, each also by its name."""
+
+    __slots__ = ()
+
+    def __getattribute__(self, name: str) -> Any:
+        for field in tuple.__iter__(self):
+            if field.name == name:
+                return field
+        return tuple.__getattribute__(self, name)
+
+
+def _fields_class(cls_name: str, attr_names: list[str]) -> type:
+    """attrs' `_make_attr_tuple_class` served (see the docstring): the one `Fields` class."""
+    return Fields
 
 
 def _without_linecache(script: str, filename: str, globs: dict[str, Any] | None,

@@ -183,3 +183,51 @@ def test_warm_refuses_an_unknown_profile(tmp_path):
                             env={**os.environ, "STOKER_CODE_CACHE": str(tmp_path)},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "not a profile: rnu" in result.stderr
+
+
+FIELDS = textwrap.dedent("""
+    import json, sys
+    from executor import codecache
+    installed = sys.argv[1] != "plain" and codecache.install("run")
+    import attrs
+
+    @attrs.frozen
+    class Base:
+        x: int
+        count: int = 3  # a name the tuple has too: the field, as attrs' own property gives it
+
+    @attrs.define
+    class Child(Base):
+        index: str = "i"
+
+    fields = attrs.fields(Child)
+    try:
+        fields.nope
+        missing = ""
+    except AttributeError as exc:
+        missing = type(exc).__name__
+    import executor.local.run  # the supervisor's classes: each its own fields, by name
+    from executor.task.process_rules import ProcessTrack
+    track = attrs.fields(ProcessTrack)
+    print(json.dumps({
+        "installed": installed, "names": [f.name for f in fields], "len": len(fields),
+        "by_name": [fields.x.name, fields.count.name, fields.index.name, fields.index.inherited],
+        "tuple": [isinstance(fields, tuple), fields[1] is fields.count, missing],
+        "dict": list(attrs.fields_dict(Child)), "evolve": repr(attrs.evolve(Child(1), count=5)),
+        "asdict": attrs.asdict(Child(2)), "track": all(getattr(track, f.name) is f for f in track),
+        "shared": type(fields) is type(attrs.fields(Base)) is type(track)}))
+""")
+
+
+def test_the_fields_of_every_class_read_as_attrs_own_from_one_shared_class(tmp_path):
+    def fields(mode: str) -> dict:
+        result = subprocess.run([sys.executable, "-c", FIELDS, mode], cwd=REPO, capture_output=True, text=True,
+                                env={**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    plain, served = fields("plain"), fields("cache")
+    assert served.pop("installed") and not plain.pop("installed")
+    assert not plain.pop("shared") and served.pop("shared")  # attrs: a tuple class per class
+    assert served == plain
+    assert served["by_name"] == ["x", "count", "index", False] and served["tuple"] == [True, True, "AttributeError"]
