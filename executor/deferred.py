@@ -8,7 +8,8 @@ because a module it needs imports them, reading none of their names: attrs impor
 `linecache` imports `tokenize` and `token` (and their regular expressions), for a
 traceback's source lines; `urllib.parse`, which `pathlib` imports (for `Path.as_uri()`),
 imports `ipaddress` (its classes, constants and their networks), for the host of a URL
-in brackets. attrs reads `inspect` for a class with a converter (its
+in brackets; attrs imports `platform` (its parsers of version strings, 0.09 MiB) to ask
+`python_implementation()` once. attrs reads `inspect` for a class with a converter (its
 own `_NotValidator` has one: `inspect.signature` of the converter, for the annotations of
 its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
 class of Stoker's has one. So the entry point (`executor/cli/start.py`) calls `defer()`
@@ -28,6 +29,12 @@ before attrs is imported:
   that imported it hold this module object, so it is never taken out of `sys.modules`).
   A module `importlib.reload()` ran (with import's loader) counts as loaded, never run again.
   A module already loaded, or one Python cannot find, is left as it is.
+- A few names of a lazy module are served without loading it (SERVED): its stand-in
+  has them, as functions that answer what the module's own would, or else load the module
+  and call its own. `platform.python_implementation()` is answered from
+  `sys.implementation.name` for the four interpreters platform names (`CPython`, `PyPy`,
+  `IronPython`, `Jython`), as attrs asks it. Once the module runs, its own functions
+  replace them in its namespace.
 - Not `traceback`, nor `textwrap`, which `traceback` reads for every exception it formats
   (`textwrap.indent`, not only an exception group's): `logging` formats an exception with
   them, and a first load then could fail (EMFILE) where the log line must not (it was
@@ -67,8 +74,19 @@ if TYPE_CHECKING:
 ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (attrs 22.2 to 26.1)
 
 # imported by modules a supervisor loads, never read by it (see the docstring)
-LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress")
+LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform")
 _pending: set[str] = set()  # deferred, not loaded yet
+# `sys.implementation.name` → what `platform.python_implementation()` says of it
+_IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython", "jython": "Jython"}
+
+
+def _python_implementation() -> str | None:
+    """`platform.python_implementation()` as `sys.implementation` tells it (None: platform's)."""
+    return _IMPLEMENTATIONS.get(sys.implementation.name)
+
+
+# a lazy module's names its stand-in answers without loading it (None: its own, loaded)
+SERVED: dict[str, dict[str, Callable[[], object]]] = {"platform": {"python_implementation": _python_implementation}}
 
 
 def defer(names: tuple[str, ...] = LAZY) -> list[str]:
@@ -85,6 +103,8 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
             continue
         module = importlib.util.module_from_spec(spec)
         module.__dict__["__getattr__"], module.__dict__["__dir__"] = _loading(module, spec)  # PEP 562's
+        for attr, answer in SERVED.get(name, {}).items():
+            module.__dict__[attr] = _served(module.__dict__["__getattr__"], attr, answer)
         sys.modules[name] = module
         _pending.add(name)
         deferred.append(name)
@@ -126,6 +146,17 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], obje
         return sorted(module.__dict__)
 
     return __getattr__, __dir__
+
+
+def _served(load: Callable[[str], Any], name: str, answer: Callable[[], object]) -> Callable[[], object]:
+    """A stand-in's function `name`: `answer()`, or when that is None the module's own
+    (`load`, its `__getattr__`: the module runs first if it has not)."""
+    def served() -> object:
+        found = answer()
+        return load(name)() if found is None else found
+
+    served.__name__ = served.__qualname__ = name
+    return served
 
 
 def _run(module: ModuleType, spec: ModuleSpec) -> None:

@@ -50,10 +50,10 @@ Then, before anything else of Stoker's is loaded, it has every module loaded fro
 compiled without its docstrings (`executor/nodocs.py`: about 0.8 MiB less of a supervisor
 that holds them all its life), from `.pyc` files of their own.
 Before attrs and `pathlib` load (the code cache imports them), `inspect`, `locale`, `tokenize`,
-`token` and `ipaddress` are made to load at their first use (`executor/deferred.py`): attrs,
-`subprocess`, `linecache` and `urllib.parse` (`pathlib`'s) import them and a supervisor never
-reads them, and they (with the `ast`, `dis` and `opcode` `inspect` imports) were 1.3 MiB of
-every supervisor.
+`token`, `ipaddress` and `platform` are made to load at their first use (`executor/deferred.py`):
+attrs, `subprocess`, `linecache` and `urllib.parse` (`pathlib`'s) import them and a supervisor
+never reads them (attrs' one question to `platform` is answered without it), and they (with the
+`ast`, `dis` and `opcode` `inspect` imports) were 1.4 MiB of every supervisor.
 
 For `stoker executor` it also loads `http.client` first, without `ssl`
 (`healthcheck/plainhttp.py`: Stoker speaks no TLS, and `ssl` with OpenSSL is 2.6 MiB of
