@@ -231,3 +231,44 @@ def test_the_fields_of_every_class_read_as_attrs_own_from_one_shared_class(tmp_p
     assert not plain.pop("shared") and served.pop("shared")  # attrs: a tuple class per class
     assert served == plain
     assert served["by_name"] == ["x", "count", "index", False] and served["tuple"] == [True, True, "AttributeError"]
+
+
+GLOBALS = textwrap.dedent("""
+    import json, sys
+    from executor import codecache
+    installed = sys.argv[1] != "plain" and codecache.install("run")
+    import attrs
+
+    def to_port(value):
+        return int(value)
+
+    @attrs.define
+    class Listener:
+        port: int = attrs.field(converter=to_port, validator=attrs.validators.gt(0))
+        names: list = attrs.Factory(list)
+        host: str = "localhost"
+
+    made = Listener("80")
+    try:
+        Listener(0)
+        refused = ""
+    except ValueError as exc:
+        refused = str(exc)
+    made.port = "81"  # define(): converted and validated on setattr too
+    print(json.dumps({"installed": installed, "module_names": "json" in Listener.__init__.__globals__,
+                      "made": [repr(made), made == Listener(81), made.names is not Listener(1).names],
+                      "refused": refused}))
+""")
+
+
+def test_a_served_class_s_methods_hold_only_the_globals_their_code_reads(tmp_path):
+    def run(mode: str) -> dict:
+        result = subprocess.run([sys.executable, "-c", GLOBALS, mode], cwd=REPO, capture_output=True, text=True,
+                                env={**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    plain, served = run("plain"), run("cache")
+    assert plain.pop("module_names") and not served.pop("module_names")  # attrs: the module's namespace copied
+    assert served.pop("installed") and not plain.pop("installed")
+    assert served == plain and served["made"][1:] == [True, True] and "must be > 0" in served["refused"]
