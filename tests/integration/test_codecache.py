@@ -255,20 +255,38 @@ GLOBALS = textwrap.dedent("""
     except ValueError as exc:
         refused = str(exc)
     made.port = "81"  # define(): converted and validated on setattr too
+    columns = any(column is not None for code in (Listener.__init__.__code__, Listener.__repr__.__code__)
+                  for _, _, column, _ in code.co_positions())
     print(json.dumps({"installed": installed, "module_names": "json" in Listener.__init__.__globals__,
+                      "columns": columns, "saved": codecache.save(),
                       "made": [repr(made), made == Listener(81), made.names is not Listener(1).names],
                       "refused": refused}))
 """)
 
 
-def test_a_served_class_s_methods_hold_only_the_globals_their_code_reads(tmp_path):
-    def run(mode: str) -> dict:
-        result = subprocess.run([sys.executable, "-c", GLOBALS, mode], cwd=REPO, capture_output=True, text=True,
-                                env={**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
+def run_globals(tmp_path: Path, mode: str) -> dict:
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # save() writes, as for .pyc files
+    result = subprocess.run([sys.executable, "-c", GLOBALS, mode], cwd=REPO, capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
-    plain, served = run("plain"), run("cache")
+
+def test_a_served_class_s_methods_hold_only_the_globals_their_code_reads(tmp_path):
+    plain, served = run_globals(tmp_path, "plain"), run_globals(tmp_path, "cache")
     assert plain.pop("module_names") and not served.pop("module_names")  # attrs: the module's namespace copied
+    assert plain.pop("columns") and not served.pop("columns")  # lines only: no source to mark anyway
+    assert served.pop("saved") and not plain.pop("saved")
     assert served.pop("installed") and not plain.pop("installed")
     assert served == plain and served["made"][1:] == [True, True] and "must be > 0" in served["refused"]
+
+
+def test_a_file_of_the_former_format_is_compiled_again_with_lines_only(tmp_path):
+    run_globals(tmp_path, "cache")
+    [path] = tmp_path.glob("attrs-run.*.bin")
+    _, version, entries = marshal.loads(path.read_bytes())
+    path.write_bytes(marshal.dumps((1, version, entries)))  # as the former format wrote it
+    again = run_globals(tmp_path, "cache")
+    assert again["saved"] and not again["columns"]  # compiled again (lines only), and written
+    assert marshal.loads(path.read_bytes())[0] == 2
