@@ -51,9 +51,9 @@ before attrs is imported:
 `stoker run` at N=100 holds about 1.1 MiB less (USS 13.13 → 12.02 MiB; medians of 12
 interleaved runs, against main and then against `inspect` alone deferred: 0.67 MiB for
 `inspect`, 0.43 for the others, `textwrap` then among them: some 45 KiB of its allocations
-are back); `ipaddress` 0.22 MiB more and `platform` 0.08 (USS 11.86 → 11.64 → 11.36 with
-the code cache's `Fields` between them, medians of 12 interleaved runs). The planning child of a new config and `stoker executor`
-load `inspect` anyway (pystachio's `from inspect import isclass`). STOKER_CODE_CACHE=off
+are back); `ipaddress` 0.22 MiB more and `platform` 0.08 (USS 11.86 → 11.64 MiB, and with
+the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs). The planning
+child of a new config and `stoker executor` load `inspect` anyway (pystachio's `from inspect import isclass`). STOKER_CODE_CACHE=off
 turns it off, as it does the modules without docstrings and the attrs code cache: the
 process then loads as Python would. Process-wide, imperative by nature, as
 `nodocs.install()` is.
