@@ -6,7 +6,10 @@ because a module it needs imports them, reading none of their names: attrs impor
 (with the compiler's 120-odd syntax-tree classes), `dis` and `opcode`; `subprocess` imports
 `locale` (its tables of 1,000-odd locale aliases), for text mode without an encoding;
 `linecache` imports `tokenize` and `token` (and their regular expressions), for a
-traceback's source lines. attrs reads `inspect` for a class with a converter (its
+traceback's source lines; `urllib.parse`, which `pathlib` imports (for `Path.as_uri()`),
+imports `ipaddress` (its classes, constants and their networks), for the host of a URL
+in brackets; attrs imports `platform` (its parsers of version strings, 0.09 MiB) to ask
+`python_implementation()` once. attrs reads `inspect` for a class with a converter (its
 own `_NotValidator` has one: `inspect.signature` of the converter, for the annotations of
 its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
 class of Stoker's has one. So the entry point (`executor/cli/start.py`) calls `defer()`
@@ -26,6 +29,12 @@ before attrs is imported:
   that imported it hold this module object, so it is never taken out of `sys.modules`).
   A module `importlib.reload()` ran (with import's loader) counts as loaded, never run again.
   A module already loaded, or one Python cannot find, is left as it is.
+- A few names of a lazy module are served without loading it (SERVED): its stand-in
+  has them, as functions that answer what the module's own would, or else load the module
+  and call its own. `platform.python_implementation()` is answered from
+  `sys.implementation.name` for the four interpreters platform names (`CPython`, `PyPy`,
+  `IronPython`, `Jython`), as attrs asks it. Once the module runs, its own functions
+  replace them in its namespace.
 - Not `traceback`, nor `textwrap`, which `traceback` reads for every exception it formats
   (`textwrap.indent`, not only an exception group's): `logging` formats an exception with
   them, and a first load then could fail (EMFILE) where the log line must not (it was
@@ -42,8 +51,9 @@ before attrs is imported:
 `stoker run` at N=100 holds about 1.1 MiB less (USS 13.13 → 12.02 MiB; medians of 12
 interleaved runs, against main and then against `inspect` alone deferred: 0.67 MiB for
 `inspect`, 0.43 for the others, `textwrap` then among them: some 45 KiB of its allocations
-are back). The planning child of a new config and `stoker executor`
-load `inspect` anyway (pystachio's `from inspect import isclass`). STOKER_CODE_CACHE=off
+are back); `ipaddress` 0.22 MiB more and `platform` 0.08 (USS 11.86 → 11.64 MiB, and with
+the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs). The planning
+child of a new config and `stoker executor` load `inspect` anyway (pystachio's `from inspect import isclass`). STOKER_CODE_CACHE=off
 turns it off, as it does the modules without docstrings and the attrs code cache: the
 process then loads as Python would. Process-wide, imperative by nature, as
 `nodocs.install()` is.
@@ -65,8 +75,19 @@ if TYPE_CHECKING:
 ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (attrs 22.2 to 26.1)
 
 # imported by modules a supervisor loads, never read by it (see the docstring)
-LAZY = ("inspect", "locale", "tokenize", "token")
+LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform")
 _pending: set[str] = set()  # deferred, not loaded yet
+# `sys.implementation.name` → what `platform.python_implementation()` says of it
+_IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython", "jython": "Jython"}
+
+
+def _python_implementation() -> str | None:
+    """`platform.python_implementation()` as `sys.implementation` tells it (None: platform's)."""
+    return _IMPLEMENTATIONS.get(sys.implementation.name)
+
+
+# a lazy module's names its stand-in answers without loading it (None: its own, loaded)
+SERVED: dict[str, dict[str, Callable[[], object]]] = {"platform": {"python_implementation": _python_implementation}}
 
 
 def defer(names: tuple[str, ...] = LAZY) -> list[str]:
@@ -83,6 +104,8 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
             continue
         module = importlib.util.module_from_spec(spec)
         module.__dict__["__getattr__"], module.__dict__["__dir__"] = _loading(module, spec)  # PEP 562's
+        for attr, answer in SERVED.get(name, {}).items():
+            module.__dict__[attr] = _served(module.__dict__["__getattr__"], attr, answer)
         sys.modules[name] = module
         _pending.add(name)
         deferred.append(name)
@@ -124,6 +147,17 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], obje
         return sorted(module.__dict__)
 
     return __getattr__, __dir__
+
+
+def _served(load: Callable[[str], Any], name: str, answer: Callable[[], object]) -> Callable[[], object]:
+    """A stand-in's function `name`: `answer()`, or when that is None the module's own
+    (`load`, its `__getattr__`: the module runs first if it has not)."""
+    def served() -> object:
+        found = answer()
+        return load(name)() if found is None else found
+
+    served.__name__ = served.__qualname__ = name
+    return served
 
 
 def _run(module: ModuleType, spec: ModuleSpec) -> None:

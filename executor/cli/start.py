@@ -49,10 +49,11 @@ early start's are. Only the interpreter's own start (some 20 ms) comes before.
 Then, before anything else of Stoker's is loaded, it has every module loaded from then on
 compiled without its docstrings (`executor/nodocs.py`: about 0.8 MiB less of a supervisor
 that holds them all its life), from `.pyc` files of their own.
-Before attrs loads (the code cache's install imports it), `inspect`, `locale`, `tokenize`
-and `token` are made to load at their first use (`executor/deferred.py`): attrs,
-`subprocess` and `linecache` import them and a supervisor never reads them, and
-they (with the `ast`, `dis` and `opcode` `inspect` imports) were 1.1 MiB of every supervisor.
+Before attrs and `pathlib` load (the code cache imports them), `inspect`, `locale`, `tokenize`,
+`token`, `ipaddress` and `platform` are made to load at their first use (`executor/deferred.py`):
+attrs, `subprocess`, `linecache` and `urllib.parse` (`pathlib`'s) import them and a supervisor
+never reads them (attrs' one question to `platform` is answered without it), and they (with the
+`ast`, `dis` and `opcode` `inspect` imports) were 1.4 MiB of every supervisor.
 
 For `stoker executor` it also loads `http.client` first, without `ssl`
 (`healthcheck/plainhttp.py`: Stoker speaks no TLS, and `ssl` with OpenSSL is 2.6 MiB of
@@ -149,10 +150,12 @@ def _load() -> Callable[[], NoReturn]:
         from executor.cli import launch
 
         launch.begin(sys.argv[1:], os.environ)
-    from executor import codecache, deferred
+    from executor import deferred
 
     if nodocs.installed():  # STOKER_CODE_CACHE=off: every module as Python loads it
         deferred.defer()  # `inspect` (attrs imports it) and others a supervisor never reads
+    from executor import codecache  # (after: it imports pathlib, and with it `ipaddress`)
+
     codecache.install(command if command in codecache.PROFILES else "cli")
     if command == "executor":
         from healthcheck import plainhttp

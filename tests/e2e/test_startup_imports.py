@@ -139,8 +139,8 @@ NOT_IN_RUN = NEVER | {
 # 103 and 92: `executor.nodocs`, loaded first by the entry point: every module after it is
 # compiled without its docstrings (0.8 MiB less of the supervisor's PSS at N=100).
 # 104 and 93: `executor.deferred`, loaded by the entry point before attrs: `inspect` (with
-# `ast`, `dis` and `opcode`), `locale`, `tokenize` and `token` load only when a
-# name of them is read, which no supervisor does (1.1 MiB less of its USS at N=100).
+# `ast`, `dis` and `opcode`), `locale`, `tokenize`, `token`, `ipaddress` and `platform` load only when a
+# name of them is read, which no supervisor does (1.3 MiB less of its USS at N=100).
 RUN_STOKER_MODULES = 104
 RUN_AGAIN_STOKER_MODULES = 93
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers", "healthcheck.loopback",
@@ -230,6 +230,8 @@ def test_a_second_stoker_run_of_the_same_config_loads_no_pystachio(tmp_path):
     again = run_imports(tmp_path)  # the same file and HOME: its plan is kept there
     assert sorted(again & PLANNING) == []
     assert sorted(again & UNREAD) == []  # attrs imports inspect, never reads it (executor/deferred.py)
+    assert "ipaddress" not in again  # pathlib's urllib.parse imports it, deferred before pathlib loads
+    assert "platform" not in again  # attrs asks it python_implementation(), served (executor/deferred.py)
     assert "executor.local.plancache" in again and "executor.procs.supervisor" in again
     own = [m for m in again if m.split(".")[0] in ("executor", "config", "healthcheck")]
     assert len(own) <= RUN_AGAIN_STOKER_MODULES, sorted(own)

@@ -239,3 +239,47 @@ def test_dir_of_a_deferred_module_loads_it_and_lists_its_names(tmp_path):
                           "loaded": deferred.is_loaded("lazymod"), "runs": runs()}))
         """)
     assert seen == {"answer": True, "ours": [], "loaded": True, "runs": 1}  # as `dir()` of a module imported
+
+
+def test_pathlib_loads_without_ipaddress_and_a_url_host_in_brackets_loads_it(tmp_path):
+    seen = probe(tmp_path, """
+        deferred.defer()
+        import pathlib, urllib.parse
+        before = [deferred.is_loaded("ipaddress"), pathlib.Path("/a b").as_uri()]
+        host = urllib.parse.urlsplit("http://[::1]:8080/x").hostname
+        try:
+            urllib.parse.urlsplit("http://[not-an-address]/")
+            refused = ""
+        except ValueError as exc:
+            refused = str(exc)
+        print(json.dumps({"before": before, "host": host, "refused": refused,
+                          "after": deferred.is_loaded("ipaddress")}))
+        """)
+    assert seen["before"] == [False, "file:///a%20b"]  # pathlib (and its urllib.parse) read none of it
+    assert seen["host"] == "::1" and seen["after"]  # urllib.parse's check of a bracketed host loads it
+    assert "does not appear to be an IPv4 or IPv6 address" in seen["refused"]
+
+
+def test_attrs_asks_platform_its_implementation_without_loading_it(tmp_path):
+    seen = probe(tmp_path, """
+        deferred.defer()
+        import attrs, platform
+        served = platform.python_implementation
+        before = [deferred.is_loaded("platform"), served()]
+        system = platform.system()  # a name the stand-in has not: the module runs
+        print(json.dumps({"before": before, "system": system, "own": platform.python_implementation(),
+                          "replaced": platform.python_implementation is not served, "again": served()}))
+        """)
+    assert seen["before"] == [False, seen["own"]]  # attrs read it too, as it loaded
+    assert seen["system"] == "Linux" and seen["replaced"] and seen["again"] == seen["own"]
+
+
+def test_an_implementation_sys_does_not_name_is_platform_s_own_answer(tmp_path):
+    seen = probe(tmp_path, """
+        deferred._IMPLEMENTATIONS.clear()  # as on an interpreter the table lacks
+        deferred.defer(("platform",))
+        import platform
+        answer = platform.python_implementation()
+        print(json.dumps([answer, deferred.is_loaded("platform")]))
+        """)
+    assert seen == ["CPython", True]  # asked platform's own, which loaded
