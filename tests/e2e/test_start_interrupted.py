@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, task_pids
 
 HOOK = REPO / "tests/support/signal_at_import"
@@ -109,6 +110,42 @@ def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_p
         listed.close()
     rows = {row["supervisor_pid"]: row for row in json.loads(listed.stdout())}
     assert rows[again.pid]["state"] != "LOST" and rows[again.pid]["ended"], rows
+
+
+# A stop that reaches the child `stoker run --root` plans in (`executor/local/planning.py`,
+# `_fork`) as it is forked, held there until the child lets the stop signals in: raised where
+# it let them in, the child went on as `stoker run` (whose handlers it has), unwound its
+# stack and ended as that command ends (exit 130, 143 or 129), not as the child (1).
+STOPPED_AS_IT_FORKS = patched_at_load("executor.local.planning", """
+    def _patch(module):
+        real = os.fork
+
+        def fork():
+            pid = real()
+            if pid == 0:  # the child, its stop signals blocked: the signal waits
+                os.kill(os.getpid(), int(os.environ["CHILD_SIGNAL"]))
+            return pid
+
+        os.fork = fork
+    """)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_that_reaches_the_planning_child_as_it_forks_ends_the_child_alone(tmp_path, signum):
+    config, hook = tmp_path / "job.aurora", tmp_path / "hook"
+    config.write_text(CONFIG)
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(STOPPED_AS_IT_FORKS)
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "CHILD_SIGNAL": str(int(signum))}
+    proc = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sb"), "--root", str(tmp_path / "root")],
+                         tmp_path, env=env)
+    try:
+        status = proc.wait()
+    finally:
+        proc.close()
+    err = proc.stderr()
+    assert status == 2 and "the process running the config ended (exit status 1)" in err, err  # the child's end
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(("command", "signum", "status"), [
