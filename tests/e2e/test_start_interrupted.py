@@ -29,9 +29,12 @@ jobs = [Service(cluster='local', role='me', environment='test', name='svc',
 MOMENTS = ("executor.nodocs", "executor.cli.launch", "executor.codecache", "executor.cli.main")
 
 
-def interrupted(args: list[str], workdir: Path, module: str, signum: int = signal.SIGINT) -> StokerProcess:
-    """`stoker ARGS` sent `signum` by itself as it looks for `module`; ended."""
-    env = {"PYTHONPATH": f"{HOOK}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"{module}:{int(signum)}"}
+def interrupted(args: list[str], workdir: Path, module: str, signum: int = signal.SIGINT,
+                hook: Path = HOOK, env: dict[str, str] | None = None) -> StokerProcess:
+    """`stoker ARGS` sent `signum` by itself as it looks for `module` (with `hook`'s
+    sitecustomize, and `env` added); ended."""
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"{module}:{int(signum)}",
+           **(env or {})}
     proc = StokerProcess(args, workdir, env=env)
     try:
         proc.wait()
@@ -83,11 +86,32 @@ def test_a_ctrl_c_as_a_command_loads_exits_130(tmp_path, command, module):
     assert_ended_by(proc, module)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_path, signum):
+# A SIGHUP as the sandbox is let go, after the stop signal_at_import raised: systemd stopping
+# a unit with SendSIGHUP=yes sends SIGHUP right after its SIGTERM.
+AGAIN_AS_IT_LETS_GO = patched_at_load("executor.host.session", """
+    def _patch(module):
+        real = module.HostSession.close
+
+        def close(self, *args, **kwargs):
+            if not any(isinstance(finder, SignalAtImport) for finder in sys.meta_path):  # it came
+                _signal.raise_signal(_signal.SIGHUP)
+            return real(self, *args, **kwargs)
+
+        module.HostSession.close = close
+    """) + (HOOK / "sitecustomize.py").read_text()
+
+
+@pytest.mark.parametrize(("signum", "twice"), [(signal.SIGTERM, False), (signal.SIGHUP, False),
+                                               (signal.SIGTERM, True)])
+def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_path, signum, twice):
     """A re-run of a changed config (no early start) stopped after it took the sandbox and
     registered, before its relay: it was killed by the signal, and `stoker ps --all` listed
-    its entry LOST (`keeps no attempt of its supervisor ... it is gone`)."""
+    its entry LOST (`keeps no attempt of its supervisor ... it is gone`). `twice`: a SIGHUP
+    as the SIGTERM's unwinding lets the sandbox go was raised there too, and left the entry
+    LOST; once running, a second stop hurries the stop and still lets the entry go."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(AGAIN_AS_IT_LETS_GO)
     config, sandbox, root = tmp_path / "job.aurora", tmp_path / "sb", tmp_path / "root"
     config.write_text(CONFIG)
     args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(root)]
@@ -100,7 +124,8 @@ def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_p
         first.close()
         kill_leftovers(task_pids(sandbox))
     config.write_text(CONFIG.replace("sleep 600", "sleep 601"))  # a new plan: no early start
-    again = interrupted(args, tmp_path, "executor.task.leftovers", signum)  # loaded once it holds the sandbox
+    again = interrupted(args, tmp_path, "executor.task.leftovers", signum,  # loaded once it holds the sandbox
+                        hook=hook if twice else HOOK)
     assert_ended_by(again, "executor.task.leftovers", signum)
     assert not live(task_pids(sandbox))
     listed = StokerProcess(["ps", "--all", "--json", "--root", str(root)], tmp_path)
