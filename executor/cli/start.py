@@ -80,8 +80,10 @@ from_systemd: dict[str, str] = {}  # those this process was started with (`take_
 # as it takes a Ctrl-C then (what it holds is let go, nothing of the run is left) and exits
 # 128 + the signal's number; `stoker executor` exits 0 on SIGTERM and ignores SIGHUP and
 # SIGQUIT (None: it has no terminal); `stoker observe` exits 0 on SIGTERM. A signal ignored
-# when Stoker started stays ignored. Every other command keeps the defaults, as it does
-# once running; SIGINT is Python's KeyboardInterrupt everywhere (exit 130 while loading).
+# when Stoker started stays ignored (nohup's SIGHUP), but SIGTERM, which each of the three
+# stops on once running whatever it started with (a supervisor that no SIGTERM stops is left
+# LOST by the SIGKILL that follows). Every other command keeps the defaults, as it does once
+# running; SIGINT is Python's KeyboardInterrupt everywhere (exit 130 while loading).
 # A stop that comes while the one raised is still on its way out is not raised again: the
 # way out is the stop (once running, a second stop hurries it and the sandbox is still let
 # go), and raised in a `finally` that lets the sandbox go, it left the registry entry LOST
@@ -123,10 +125,11 @@ def run() -> NoReturn:
 
 
 def _stop_while_loading(command: str) -> None:
-    """WHILE_LOADING's handlers for `command`, for each of its signals still at its default.
-    The command's own handling replaces them; what it puts back as it ends is them."""
+    """WHILE_LOADING's handlers for `command`, for each of its signals still at its default,
+    and SIGTERM even when ignored (see WHILE_LOADING). The command's own handling replaces
+    them; what it puts back as it ends is them."""
     for signum, status in WHILE_LOADING.get(command, {}).items():
-        if _signal.getsignal(signum) == _signal.SIG_DFL:
+        if signum == _signal.SIGTERM or _signal.getsignal(signum) == _signal.SIG_DFL:
             _statuses[signum] = status
             _signal.signal(signum, _stopped)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,13 +30,18 @@ jobs = [Service(cluster='local', role='me', environment='test', name='svc',
 MOMENTS = ("executor.nodocs", "executor.cli.launch", "executor.codecache", "executor.cli.main")
 
 
+# Starts the rest of its command line with SIGTERM ignored (as a process manager may pass it
+# on); -I: not the hook of PYTHONPATH, which is the command's
+SIGTERM_IGNORED = (sys.executable, "-I", "-c", "import os, signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                   "os.execv(sys.argv[1], sys.argv[1:])")
+
+
 def interrupted(args: list[str], workdir: Path, module: str, signum: int = signal.SIGINT,
-                hook: Path = HOOK, env: dict[str, str] | None = None) -> StokerProcess:
+                hook: Path = HOOK, launcher: tuple[str, ...] = ()) -> StokerProcess:
     """`stoker ARGS` sent `signum` by itself as it looks for `module` (with `hook`'s
-    sitecustomize, and `env` added); ended."""
-    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"{module}:{int(signum)}",
-           **(env or {})}
-    proc = StokerProcess(args, workdir, env=env)
+    sitecustomize, started by `launcher`); ended."""
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"{module}:{int(signum)}"}
+    proc = StokerProcess(args, workdir, env=env, launcher=launcher)
     try:
         proc.wait()
     finally:
@@ -184,3 +190,17 @@ def test_a_stop_that_reaches_the_planning_child_as_it_forks_ends_the_child_alone
 def test_a_stop_as_a_command_loads_ends_it_as_once_it_runs(tmp_path, command, signum, status, module):
     proc = interrupted(command, tmp_path, module, signum)
     assert_ended_by(proc, module, signum, status)
+
+
+@pytest.mark.parametrize(("command", "status"), [(["executor"], 0),
+                                                 (["run", "job.aurora", "--sandbox", "sb", "--root", "root"], 143)])
+def test_a_sigterm_ignored_when_stoker_started_stops_it_while_it_loads_as_once_it_runs(tmp_path, command, status):
+    """The executor's relay, `stoker run`'s and the observer's stop take SIGTERM whatever it
+    was at start; while loading, one ignored at start stayed ignored: the executor loaded on
+    (exit 2, no MESOS_* variables), `stoker run` started its task and supervised on."""
+    (tmp_path / "job.aurora").write_text(CONFIG)
+    try:
+        proc = interrupted(command, tmp_path, "executor.cli.main", signal.SIGTERM, launcher=SIGTERM_IGNORED)
+    finally:
+        kill_leftovers(task_pids(tmp_path / "sb"))
+    assert_ended_by(proc, "executor.cli.main", signal.SIGTERM, status)
