@@ -62,6 +62,7 @@ every executor), while the process has no second thread.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums (1.3 ms) for nothing here
+import _weakref  # the interpreter's own, loaded at its start (`weakref` is not yet)
 import os
 import sys
 
@@ -80,14 +81,21 @@ from_systemd: dict[str, str] = {}  # those this process was started with (`take_
 # as it takes a Ctrl-C then (what it holds is let go, nothing of the run is left) and exits
 # 128 + the signal's number; `stoker executor` exits 0 on SIGTERM and ignores SIGHUP and
 # SIGQUIT (None: it has no terminal); `stoker observe` exits 0 on SIGTERM. A signal ignored
-# when Stoker started stays ignored. Every other command keeps the defaults, as it does
-# once running; SIGINT is Python's KeyboardInterrupt everywhere (exit 130 while loading).
+# when Stoker started stays ignored (nohup's SIGHUP), but SIGTERM, which each of the three
+# stops on once running whatever it started with (a supervisor that no SIGTERM stops is left
+# LOST by the SIGKILL that follows). Every other command keeps the defaults, as it does once
+# running; SIGINT is Python's KeyboardInterrupt everywhere (exit 130 while loading).
+# A stop that comes while the one raised is still on its way out is not raised again: the
+# way out is the stop (once running, a second stop hurries it and the sandbox is still let
+# go), and raised in a `finally` that lets the sandbox go, it left the registry entry LOST
+# (systemd's SendSIGHUP=yes sends SIGHUP right after its SIGTERM; a second Ctrl-\ or kill).
 WHILE_LOADING: dict[str, dict[int, int | None]] = {
     "run": {_signal.SIGTERM: 143, _signal.SIGHUP: 129, _signal.SIGQUIT: 131},
     "executor": {_signal.SIGTERM: 0, _signal.SIGHUP: None, _signal.SIGQUIT: None},
     "observe": {_signal.SIGTERM: 0},
 }
 _statuses: dict[int, int | None] = {}  # this command's WHILE_LOADING, as installed
+_raised: list[_weakref.ref] = []  # the Stopped raised last, weakly: alive while on its way out
 
 
 class Stopped(KeyboardInterrupt):
@@ -118,18 +126,28 @@ def run() -> NoReturn:
 
 
 def _stop_while_loading(command: str) -> None:
-    """WHILE_LOADING's handlers for `command`, for each of its signals still at its default.
-    The command's own handling replaces them; what it puts back as it ends is them."""
+    """WHILE_LOADING's handlers for `command`, for each of its signals still at its default,
+    and SIGTERM even when ignored (see WHILE_LOADING). The command's own handling replaces
+    them; what it puts back as it ends is them."""
     for signum, status in WHILE_LOADING.get(command, {}).items():
-        if _signal.getsignal(signum) == _signal.SIG_DFL:
+        if signum == _signal.SIGTERM or _signal.getsignal(signum) == _signal.SIG_DFL:
             _statuses[signum] = status
             _signal.signal(signum, _stopped)
 
 
 def _stopped(signum: int, _frame: object) -> None:
     status = _statuses.get(signum)
-    if status is not None:  # else ignored, as once running
-        raise Stopped(status)
+    if status is None or (_raised and _raised[0]() is not None):  # ignored, as once running; or
+        return  # a stop is on its way out (one that ended, or that a finalizer dropped, is not)
+    raise _noted_stop(status)
+
+
+def _noted_stop(status: int) -> Stopped:
+    """A Stopped, weakly in `_raised` (made here: no frame of its traceback holds it, so that
+    it dies once handled or dropped, not at the collector's next pass)."""
+    stop = Stopped(status)
+    _raised[:] = [_weakref.ref(stop)]
+    return stop
 
 
 def _load() -> Callable[[], NoReturn]:

@@ -111,11 +111,14 @@ def _fork(plan: Plan) -> tuple[int, int, set[int | signal.Signals]] | None:
         os.close(read_end)
         os.close(write_end)
         return None
-    if pid == 0:  # the child: never returns
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        os.close(read_end)
-        die_with(parent)  # a `stoker run` killed (SIGKILL) leaves no config running
-        _child(plan, write_end)
+    if pid == 0:  # the child: never returns, even when a stop held since the fork lands as it
+        try:  # is let in (raised there, it would go on as this process and run its exit)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(read_end)
+            die_with(parent)  # a `stoker run` killed (SIGKILL) leaves no config running
+            _child(plan, write_end)
+        finally:
+            os._exit(1)
     gc.unfreeze()
     os.close(write_end)
     return pid, read_end, mask

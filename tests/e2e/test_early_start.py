@@ -353,17 +353,19 @@ def test_a_process_named_after_the_task_id_is_started_once_and_adopted(stoker, t
     assert adopted(again) == [f"w_{task}"] and "early_run_killed" not in again.stderr()
 
 
-def test_a_ctrl_c_while_stoker_loads_stops_the_early_runs_gracefully(stoker, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_ctrl_c_while_stoker_loads_stops_the_early_runs_gracefully(stoker, tmp_path, stop):
     # The run sends SIGINT to its parent as it starts: at the first run (planned) the
     # supervisor; at the second (started early) `stoker run` still loading itself. There
     # the Ctrl-C ended the command at once and the watchdog SIGKILLed the running service:
     # no SIGTERM, no final process, not a line. Now the stop waits for the supervisor, which
-    # adopts the run and stops it as any running process: SIGTERM first.
+    # adopts the run and stops it as any running process: SIGTERM first. So do a SIGTERM and
+    # a SIGHUP (their handler while loading, `start.WHILE_LOADING`, is put back after the run).
     config = write(tmp_path, "Process(name='serve', cmdline='trap \"echo termed > termed; exit 0\" TERM; "
-                             "kill -INT $PPID; while true; do sleep 0.05; done')",
+                             f"kill -{stop.name[3:]} $PPID; while true; do sleep 0.05; done')",
                    "Process(name='last', cmdline='echo last > last', final=True)")
     for _ in range(2):  # planned (the supervisor gets it), then started early
-        proc, sandbox = stoker.finish(config, code=130)
+        proc, sandbox = stoker.finish(config, code=128 + stop)
         assert (sandbox / "termed").exists() and (sandbox / "last").exists(), proc.stdout() + proc.stderr()
     assert adopted(proc) == ["serve"]
     assert re.search(r"serve\[0\]\s+RUNNING → KILLED\s+", proc.stdout()), proc.stdout()

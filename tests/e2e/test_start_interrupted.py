@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, task_pids
 
 HOOK = REPO / "tests/support/signal_at_import"
@@ -28,10 +30,18 @@ jobs = [Service(cluster='local', role='me', environment='test', name='svc',
 MOMENTS = ("executor.nodocs", "executor.cli.launch", "executor.codecache", "executor.cli.main")
 
 
-def interrupted(args: list[str], workdir: Path, module: str, signum: int = signal.SIGINT) -> StokerProcess:
-    """`stoker ARGS` sent `signum` by itself as it looks for `module`; ended."""
-    env = {"PYTHONPATH": f"{HOOK}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"{module}:{int(signum)}"}
-    proc = StokerProcess(args, workdir, env=env)
+# Starts the rest of its command line with SIGTERM ignored (as a process manager may pass it
+# on); -I: not the hook of PYTHONPATH, which is the command's
+SIGTERM_IGNORED = (sys.executable, "-I", "-c", "import os, signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                   "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def interrupted(args: list[str], workdir: Path, module: str, signum: int = signal.SIGINT,
+                hook: Path = HOOK, launcher: tuple[str, ...] = ()) -> StokerProcess:
+    """`stoker ARGS` sent `signum` by itself as it looks for `module` (with `hook`'s
+    sitecustomize, started by `launcher`); ended."""
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"{module}:{int(signum)}"}
+    proc = StokerProcess(args, workdir, env=env, launcher=launcher)
     try:
         proc.wait()
     finally:
@@ -82,11 +92,32 @@ def test_a_ctrl_c_as_a_command_loads_exits_130(tmp_path, command, module):
     assert_ended_by(proc, module)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_path, signum):
+# A SIGHUP as the sandbox is let go, after the stop signal_at_import raised: systemd stopping
+# a unit with SendSIGHUP=yes sends SIGHUP right after its SIGTERM.
+AGAIN_AS_IT_LETS_GO = patched_at_load("executor.host.session", """
+    def _patch(module):
+        real = module.HostSession.close
+
+        def close(self, *args, **kwargs):
+            if not any(isinstance(finder, SignalAtImport) for finder in sys.meta_path):  # it came
+                _signal.raise_signal(_signal.SIGHUP)
+            return real(self, *args, **kwargs)
+
+        module.HostSession.close = close
+    """) + (HOOK / "sitecustomize.py").read_text()
+
+
+@pytest.mark.parametrize(("signum", "twice"), [(signal.SIGTERM, False), (signal.SIGHUP, False),
+                                               (signal.SIGTERM, True)])
+def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_path, signum, twice):
     """A re-run of a changed config (no early start) stopped after it took the sandbox and
     registered, before its relay: it was killed by the signal, and `stoker ps --all` listed
-    its entry LOST (`keeps no attempt of its supervisor ... it is gone`)."""
+    its entry LOST (`keeps no attempt of its supervisor ... it is gone`). `twice`: a SIGHUP
+    as the SIGTERM's unwinding lets the sandbox go was raised there too, and left the entry
+    LOST; once running, a second stop hurries the stop and still lets the entry go."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(AGAIN_AS_IT_LETS_GO)
     config, sandbox, root = tmp_path / "job.aurora", tmp_path / "sb", tmp_path / "root"
     config.write_text(CONFIG)
     args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(root)]
@@ -99,7 +130,8 @@ def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_p
         first.close()
         kill_leftovers(task_pids(sandbox))
     config.write_text(CONFIG.replace("sleep 600", "sleep 601"))  # a new plan: no early start
-    again = interrupted(args, tmp_path, "executor.task.leftovers", signum)  # loaded once it holds the sandbox
+    again = interrupted(args, tmp_path, "executor.task.leftovers", signum,  # loaded once it holds the sandbox
+                        hook=hook if twice else HOOK)
     assert_ended_by(again, "executor.task.leftovers", signum)
     assert not live(task_pids(sandbox))
     listed = StokerProcess(["ps", "--all", "--json", "--root", str(root)], tmp_path)
@@ -109,6 +141,42 @@ def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_p
         listed.close()
     rows = {row["supervisor_pid"]: row for row in json.loads(listed.stdout())}
     assert rows[again.pid]["state"] != "LOST" and rows[again.pid]["ended"], rows
+
+
+# A stop that reaches the child `stoker run --root` plans in (`executor/local/planning.py`,
+# `_fork`) as it is forked, held there until the child lets the stop signals in: raised where
+# it let them in, the child went on as `stoker run` (whose handlers it has), unwound its
+# stack and ended as that command ends (exit 130, 143 or 129), not as the child (1).
+STOPPED_AS_IT_FORKS = patched_at_load("executor.local.planning", """
+    def _patch(module):
+        real = os.fork
+
+        def fork():
+            pid = real()
+            if pid == 0:  # the child, its stop signals blocked: the signal waits
+                os.kill(os.getpid(), int(os.environ["CHILD_SIGNAL"]))
+            return pid
+
+        os.fork = fork
+    """)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_that_reaches_the_planning_child_as_it_forks_ends_the_child_alone(tmp_path, signum):
+    config, hook = tmp_path / "job.aurora", tmp_path / "hook"
+    config.write_text(CONFIG)
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(STOPPED_AS_IT_FORKS)
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "CHILD_SIGNAL": str(int(signum))}
+    proc = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sb"), "--root", str(tmp_path / "root")],
+                         tmp_path, env=env)
+    try:
+        status = proc.wait()
+    finally:
+        proc.close()
+    err = proc.stderr()
+    assert status == 2 and "the process running the config ended (exit status 1)" in err, err  # the child's end
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(("command", "signum", "status"), [
@@ -122,3 +190,17 @@ def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_p
 def test_a_stop_as_a_command_loads_ends_it_as_once_it_runs(tmp_path, command, signum, status, module):
     proc = interrupted(command, tmp_path, module, signum)
     assert_ended_by(proc, module, signum, status)
+
+
+@pytest.mark.parametrize(("command", "status"), [(["executor"], 0),
+                                                 (["run", "job.aurora", "--sandbox", "sb", "--root", "root"], 143)])
+def test_a_sigterm_ignored_when_stoker_started_stops_it_while_it_loads_as_once_it_runs(tmp_path, command, status):
+    """The executor's relay, `stoker run`'s and the observer's stop take SIGTERM whatever it
+    was at start; while loading, one ignored at start stayed ignored: the executor loaded on
+    (exit 2, no MESOS_* variables), `stoker run` started its task and supervised on."""
+    (tmp_path / "job.aurora").write_text(CONFIG)
+    try:
+        proc = interrupted(command, tmp_path, "executor.cli.main", signal.SIGTERM, launcher=SIGTERM_IGNORED)
+    finally:
+        kill_leftovers(task_pids(tmp_path / "sb"))
+    assert_ended_by(proc, "executor.cli.main", signal.SIGTERM, status)

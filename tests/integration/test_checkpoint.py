@@ -3,6 +3,8 @@ tests/integration/test_tail.py)."""
 import json
 import math
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,6 +15,8 @@ from executor.host.clock import iso_time
 from executor.task import checkpoint, checkpointcompact
 from executor.task.checkpoint import CheckpointError, CheckpointWriter, checkpoint_path, read_records
 from executor.task.replay import replay
+from tests.support.limits import KEEP_LOG_LINES
+from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -304,6 +308,43 @@ def test_a_compaction_that_fails_keeps_the_file_and_tries_again_later(tmp_path, 
     assert "checkpoint_compaction_failed" in caplog.text
     assert replay(read_records(tmp_path)).health.attempts == 199
     writer.close()
+
+
+# The first compaction loads its module (`checkpointcompact`, with `compaction`), and a
+# supervisor may have no descriptor left then (the import opens the module's file): in a
+# fresh interpreter, where neither is loaded yet, EMFILE is that compaction failing (the
+# records kept, tried again once the file doubled), not an error out of the write.
+EMFILE_CHILD = """
+import json, logging, sys
+from pathlib import Path
+from executor.task.checkpoint import CheckpointWriter
+from tests.support.limits import no_descriptor_left
+""" + KEEP_LOG_LINES + """
+story, more = json.loads(sys.argv[2])
+writer = CheckpointWriter(Path(sys.argv[1]), compact_min_bytes=4096)
+writer.append_many(story)
+with no_descriptor_left():
+    for doc in more[:100]:
+        writer.append(doc)
+    without = "executor.task.checkpointcompact" in sys.modules
+for doc in more[100:]:
+    writer.append(doc)
+writer.close()
+print(json.dumps({"without": without, "after": "executor.task.checkpointcompact" in sys.modules, "lines": lines}))
+"""
+
+
+def test_a_first_compaction_with_no_descriptor_left_fails_and_is_done_later(tmp_path):
+    more = [health(n) for n in range(1, 300)]
+    done = subprocess.run([sys.executable, "-c", EMFILE_CHILD, str(tmp_path), json.dumps([STORY, more])],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert (seen["without"], seen["after"]) == (False, True), seen
+    assert any("checkpoint_compaction_failed" in line and "Too many open files" in line for line in seen["lines"]), seen
+    assert replay(read_records(tmp_path)) == replay(STORY + more)
+    assert checkpoint_path(tmp_path).stat().st_size < 8192  # compacted since
 
 
 def test_an_earlier_attempt_that_recorded_no_end_is_shown_lost_not_running(tmp_path):
