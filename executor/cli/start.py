@@ -79,7 +79,8 @@ from_systemd: dict[str, str] = {}  # those this process was started with (`take_
 # What a stop signal does while a command loads, before its own handling is up: what it
 # does once that is up (docs/contract.md §9). `stoker run` takes SIGTERM, SIGHUP and SIGQUIT
 # as it takes a Ctrl-C then (what it holds is let go, nothing of the run is left) and exits
-# 128 + the signal's number; `stoker executor` exits 0 on SIGTERM and ignores SIGHUP and
+# 128 + the signal's number; `stoker executor` exits 3 on SIGTERM (never subscribed: as a
+# SIGTERM before the agent answered, `executor/mesos/process.py`) and ignores SIGHUP and
 # SIGQUIT (None: it has no terminal); `stoker observe` exits 0 on SIGTERM. A signal ignored
 # when Stoker started stays ignored (nohup's SIGHUP), but SIGTERM, which each of the three
 # stops on once running whatever it started with (a supervisor that no SIGTERM stops is left
@@ -91,7 +92,7 @@ from_systemd: dict[str, str] = {}  # those this process was started with (`take_
 # (systemd's SendSIGHUP=yes sends SIGHUP right after its SIGTERM; a second Ctrl-\ or kill).
 WHILE_LOADING: dict[str, dict[int, int | None]] = {
     "run": {_signal.SIGTERM: 143, _signal.SIGHUP: 129, _signal.SIGQUIT: 131},
-    "executor": {_signal.SIGTERM: 0, _signal.SIGHUP: None, _signal.SIGQUIT: None},
+    "executor": {_signal.SIGTERM: 3, _signal.SIGHUP: None, _signal.SIGQUIT: None},
     "observe": {_signal.SIGTERM: 0},
 }
 _statuses: dict[int, int | None] = {}  # this command's WHILE_LOADING, as installed

@@ -3,7 +3,7 @@ itself a real signal as it starts to import a given module (the test-only hook i
 tests/support/signal_at_import/), and ends as that signal ends it once running: `stoker run`
 on a Ctrl-C, SIGTERM, SIGHUP or SIGQUIT exits 128 + its number, with no traceback and nothing
 of the run left (no process, no registry entry of a supervisor gone), and the next run of the
-same config works; `stoker executor` exits 0 on SIGTERM and ignores SIGHUP, `stoker observe`
+same config works; `stoker executor` exits 3 on SIGTERM (never subscribed) and ignores SIGHUP, `stoker observe`
 exits 0 on SIGTERM, and any command exits 130 on a Ctrl-C (`executor/cli/start.py`,
 WHILE_LOADING). A command that handles no stop signal once running is killed by SIGTERM."""
 from __future__ import annotations
@@ -180,7 +180,7 @@ def test_a_stop_that_reaches_the_planning_child_as_it_forks_ends_the_child_alone
 
 
 @pytest.mark.parametrize(("command", "signum", "status"), [
-    (["executor"], signal.SIGTERM, 0),  # as SIGTERM once it runs: asked to stop
+    (["executor"], signal.SIGTERM, 3),  # as SIGTERM once it runs before the agent answered: never subscribed
     # ignored, as once it runs: it loads on and stops at its missing MESOS_* variables
     (["executor"], signal.SIGHUP, 2),
     (["observe", "--root", "root", "--port", "0"], signal.SIGTERM, 0),
@@ -192,7 +192,7 @@ def test_a_stop_as_a_command_loads_ends_it_as_once_it_runs(tmp_path, command, si
     assert_ended_by(proc, module, signum, status)
 
 
-@pytest.mark.parametrize(("command", "status"), [(["executor"], 0),
+@pytest.mark.parametrize(("command", "status"), [(["executor"], 3),
                                                  (["run", "job.aurora", "--sandbox", "sb", "--root", "root"], 143)])
 def test_a_sigterm_ignored_when_stoker_started_stops_it_while_it_loads_as_once_it_runs(tmp_path, command, status):
     """The executor's relay, `stoker run`'s and the observer's stop take SIGTERM whatever it
