@@ -14,13 +14,14 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.entrycache import RACY_NS, stamp_of
+from executor.host.entrycache import FINE_RACY_NS, RACY_NS, EntryCache, fine, stamp_of
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
 from executor.observe.reader import Reader
 from executor.task.viewcache import ViewCache
 from tests.support.faultyfs import ext4
 from tests.support.statuscli import RUNNING, header, write
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 ME = own_identity()
@@ -82,12 +83,32 @@ def test_a_view_read_within_the_window_of_its_files_change_is_kept_once_that_is_
     an ended one's (no fold kept) is replayed; once the file's change is older than the window at a
     reading, its view is served by its stamp alone, as before (no read, no hash)."""
     reader = Reader(_task(tmp_path / "root", tmp_path / "sb", alive=alive))
-    reader.views = ViewCache(racy_ns=RACY_NS * 30)  # a window no reading here outlasts
+    reader.views = ViewCache(racy_ns=RACY_NS * 30, fine_ns=RACY_NS * 30)  # a window no reading here outlasts
     assert _pid(reader) == 4242
     assert _pid(reader) == 4242
     assert (reader.views.read, reader.views.verified) == ((1, 1) if alive else (2, 0))
-    reader.views.racy_ns = 0  # the window has passed since the file's change
+    reader.views.racy_ns = reader.views.fine_ns = 0  # the window has passed since the file's change
     assert _pid(reader) == 4242  # verified, or replayed, once more: kept
     counts = reader.views.read, reader.views.verified
     assert _pid(reader) == 4242
     assert (reader.views.read, reader.views.verified) == counts
+
+
+def test_on_a_file_system_of_fine_times_a_view_and_an_entry_are_trusted_once_their_change_is_50_ms_old(tmp_path):
+    """An ext4 of 256-byte inodes keeps a file's times to the kernel's clock tick: once the
+    checkpoint's and the entry's change is FINE_RACY_NS old at a reading's start, the next reading
+    takes both by their stamps alone (no parse, no hash), though the window of whole seconds (here
+    a minute, which no reading outlasts) has not passed. Before: hashed and parsed again for 2 s."""
+    with ext4(tmp_path / "fs") as fs:
+        settings = _task(fs.path / "root", fs.path / "sb", alive=True)
+        reader = Reader(settings)
+        reader.entries, reader.views = EntryCache(racy_ns=RACY_NS * 30), ViewCache(racy_ns=RACY_NS * 30)
+        files = [fs.path / "sb/.stoker/checkpoint.jsonl", *(fs.path / "root").iterdir()]
+        assert all(fine(stamp_of(os.stat(f))) for f in files)  # a tick lands on .000000000 once in a billion
+        changed = max(os.stat(f).st_ctime_ns for f in files)
+        assert _pid(reader) == 4242
+        wait_for(lambda: time.time_ns() - changed > FINE_RACY_NS, message="the files' change is 50 ms old")
+        assert _pid(reader) == 4242  # verified and parsed again, once
+        counts = reader.views.read, reader.views.verified, reader.entries.parsed
+        assert _pid(reader) == 4242
+        assert (reader.views.read, reader.views.verified, reader.entries.parsed) == counts
