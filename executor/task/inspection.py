@@ -42,7 +42,7 @@ from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint_in, records
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Leftover, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
-from executor.task.viewcache import ViewCache, resumable
+from executor.task.viewcache import Seen, ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
 
@@ -102,12 +102,13 @@ def _replayed(fd: int, st: os.stat_result, sandbox: Path, pinned: str, cache: Vi
         return kept
     resume = cache.take(where, stamp, fd) if cache is not None else None
     fold, offset = (resume.fold, resume.offset) if resume is not None else (Fold(), 0)
-    limit = min(MAX_READ_BYTES, st.st_size + 1)
-    fold.feed(records_at(fd, sandbox, offset, limit - offset, keep_unreadable=True))
+    limit, seen = min(MAX_READ_BYTES, st.st_size + 1), Seen(st.st_size, resume) if cache is not None else None
+    fold.feed(records_at(fd, sandbox, offset, limit - offset, keep_unreadable=True,
+                        tee=seen.tee if seen is not None else None))
     viewed: Viewed = (fold.view(), "") if fold.records else \
         (None, f"the checkpoint in {sandbox}/.stoker holds no record")
-    if cache is not None:
-        cache.put(where, stamp, viewed, resumable(fd, fold, stamp, limit, resume), read_at)
+    if cache is not None and seen is not None:
+        cache.put(where, stamp, viewed, resumable(fd, fold, stamp, limit, seen), read_at)
     return viewed
 
 

@@ -18,7 +18,10 @@ from executor.host.entrycache import FINE_RACY_NS, RACY_NS, EntryCache, fine, st
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
 from executor.observe.reader import Reader
-from executor.task.viewcache import ViewCache
+from executor.task.checkpoint import open_checkpoint, records_at
+from executor.task.inspection import inspect_sandbox
+from executor.task.replay import Fold
+from executor.task.viewcache import Seen, ViewCache, resumable
 from tests.support.faultyfs import ext4
 from tests.support.statuscli import RUNNING, header, write
 from tests.support.waiting import wait_for
@@ -112,3 +115,37 @@ def test_on_a_file_system_of_fine_times_a_view_and_an_entry_are_trusted_once_the
         counts = reader.views.read, reader.views.verified, reader.entries.parsed
         assert _pid(reader) == 4242
         assert (reader.views.read, reader.views.verified, reader.entries.parsed) == counts
+
+
+def _read_while_rewritten(sandbox: Path, cache: ViewCache) -> bool:
+    """The checkpoint replayed into `cache` as `inspection._replayed` does, rewritten in place (pid
+    4242 to 4343) after its bytes were read, before its fold is kept; whether that kept its stamp."""
+    read_at, fd = cache.clock(), open_checkpoint(sandbox)
+    try:
+        st = os.fstat(fd)
+        seen = Seen(st.st_size)
+        fold = Fold().feed(records_at(fd, sandbox, 0, st.st_size + 1, keep_unreadable=True, tee=seen.tee))
+        _rewritten(sandbox / ".stoker/checkpoint.jsonl")
+        cache.put((str(sandbox), ""), stamp_of(st), (fold.view(), ""), resumable(fd, fold, stamp_of(st), st.st_size + 1, seen),
+                  read_at)
+        return stamp_of(os.fstat(fd)) == stamp_of(st)
+    finally:
+        os.close(fd)
+
+
+def test_a_checkpoint_rewritten_in_place_while_it_was_read_in_the_second_of_its_stamp_is_read_again(tmp_path):
+    """The fold holds the bytes read, its hash was of the file's bytes after the read (the
+    rewritten ones), and the stamp stayed: the racy view was 'verified' by that hash and served
+    (pid 4242), then by its stamp alone once the window passed: forever. Now its hash is of the
+    bytes it was made of: replayed (4343). Each round checks that the race took place."""
+    with ext4(tmp_path / "fs", whole_seconds=True) as fs:
+        raced = 0
+        for n in range(10):
+            sandbox, cache = fs.path / f"sb{n}", ViewCache()
+            write(sandbox, [header(ME.pid, ME.start_ticks), *RUNNING])
+            raced += _read_while_rewritten(sandbox, cache)
+            for _ in range(2):
+                view = inspect_sandbox(sandbox, cache=cache).view
+                assert view is not None and view.current is not None
+                assert view.current.processes[0].current.pid == 4343, (n, raced)
+        assert raced, "no round rewrote its checkpoint within the second it was read"
