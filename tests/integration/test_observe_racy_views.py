@@ -2,8 +2,9 @@
 tick of their reading: a file's times are the kernel's coarse clock's (whole seconds on an ext3,
 or an ext4 of 128-byte inodes), so a checkpoint rewritten in place at the same size in the second
 it was read has the stamp it had, and its kept view was answered (until the next change, or
-forever for a task that ended). A view read within `RACY_NS` of its file's change is served again
-only once what its fold read is still the whole file (hashed again), else replayed."""
+forever for a task that ended). A view whose reading began within its window of its file's change
+(`entrycache.racy`: FINE_RACY_NS for fine times, RACY_NS for whole seconds) is served again only
+once what its fold read is still the whole file (hashed again), else replayed."""
 from __future__ import annotations
 
 import os
