@@ -102,13 +102,14 @@ def _replayed(fd: int, st: os.stat_result, sandbox: Path, pinned: str, cache: Vi
         return kept
     resume = cache.take(where, stamp, fd) if cache is not None else None
     fold, offset = (resume.fold, resume.offset) if resume is not None else (Fold(), 0)
-    limit, seen = min(MAX_READ_BYTES, st.st_size + 1), Seen(st.st_size, resume) if cache is not None else None
+    limit = min(MAX_READ_BYTES, st.st_size + 1)  # a file past the cap: no fold kept, none hashed
+    seen = Seen(st.st_size, resume) if cache is not None and st.st_size < limit else None
     fold.feed(records_at(fd, sandbox, offset, limit - offset, keep_unreadable=True,
                         tee=seen.tee if seen is not None else None))
     viewed: Viewed = (fold.view(), "") if fold.records else \
         (None, f"the checkpoint in {sandbox}/.stoker holds no record")
-    if cache is not None and seen is not None:
-        cache.put(where, stamp, viewed, resumable(fd, fold, stamp, limit, seen), read_at)
+    if cache is not None:
+        cache.put(where, stamp, viewed, resumable(fd, fold, stamp, limit, seen) if seen is not None else None, read_at)
     return viewed
 
 
