@@ -14,9 +14,18 @@ read is opened again (and refused). Those times come from a coarse clock (a tick
 whole seconds on an ext3, or an ext4 of 128-byte inodes; two on FAT), and a change within the tick of the reading keeps the
 whole stamp: a rewrite in place of the same size, a chmod, or a new entry given the inode a
 rename freed would have been answered with the old entry until the next change (forever if
-none came). So an entry is kept only when its file's change time is at least `RACY_NS`
+none came). So an entry is kept only when its file's change time is at least a window
 older than its reading (git's "racy" files): one changed since is parsed again at the next
-reading, until it is that old. The kept entries of a root are those of its last
+reading, until it is that old. The window (`racy`, shared with the checkpoints' views) is the
+file system's: a stamp whose mtime and ctime both have a sub-second part comes from one of
+fine times, stamped by the kernel's coarse clock (a tick: 1-10 ms; a time set whole by
+`utime` is whole in the mtime only, the ctime is always the kernel's), and `FINE_RACY_NS`
+(50 ms: five ticks of the slowest, HZ=100, kernel; exFAT's 10 ms steps too) covers it; a
+whole second in either (ext3, an ext4 of 128-byte inodes, FAT's 2 s, an NFS server's of
+whole seconds; or a fine file that landed on .000000000, one in a billion) gets `RACY_NS`
+(2 s: FAT's step). "Its reading" is when it began (`EntryCache.reading`), before any file of
+it was looked at: a file rewritten while it was read, in its stamp's tick, changed after the
+reading began, so within the window. The kept entries of a root are those of its last
 reading (a file gone is forgotten with it); at most `MAX_ROOTS` roots are kept (past it,
 all are forgotten). Thread-safe: a reading builds its own table and puts it in whole.
 """
@@ -31,7 +40,8 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 Stamp = tuple[int, int, int, int, int]  # device, inode, size, mtime, ctime (ns)
 MAX_ROOTS = 16
-RACY_NS = 2 * 10**9  # a change time at least this older than its reading is not that tick's
+RACY_NS = 2 * 10**9  # a change time (whole seconds) at least this older than its reading is not that tick's
+FINE_RACY_NS = 50 * 10**6  # the same, for a file system of fine times: a tick of the kernel's coarse clock, 5 times over
 
 
 def stamp_of(st: os.stat_result) -> Stamp:
@@ -41,12 +51,26 @@ def stamp_of(st: os.stat_result) -> Stamp:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
+def fine(stamp: Stamp) -> bool:
+    """Whether `stamp` is of a file system of fine times: its mtime and its ctime both have a
+    sub-second part (else: whole seconds, or 2 s, or one that landed on a whole second)."""
+    return bool(stamp[3] % 10**9 and stamp[4] % 10**9)
+
+
+def racy(stamp: Stamp, read_at: int, racy_ns: int = RACY_NS, fine_ns: int = FINE_RACY_NS) -> bool:
+    """Whether the file `stamp` names changed within its window (`fine_ns` for a file system of
+    fine times, `fine`; else `racy_ns`) of `read_at`, the wall clock (ns) as its reading began,
+    before its stamp was taken: its stamp alone may then hide a change made since, in its tick
+    (a change time ahead of the clock tells nothing: racy too)."""
+    return read_at - stamp[4] < (fine_ns if fine(stamp) else racy_ns)
+
+
 class EntryCache(Generic[T]):
     def __init__(self, max_roots: int = MAX_ROOTS, racy_ns: int = RACY_NS,
-                 clock: Callable[[], int] = time.time_ns) -> None:
-        """`racy_ns`: how much older than its reading a file's change must be for its entry to
-        be kept (`clock`: the wall clock, in ns, as the files' times count it)."""
-        self._max, self.racy_ns, self.clock = max_roots, racy_ns, clock
+                 clock: Callable[[], int] = time.time_ns, fine_ns: int = FINE_RACY_NS) -> None:
+        """`racy_ns`, `fine_ns`: how much older than its reading a file's change must be for its
+        entry to be kept (`racy`; `clock`: the wall clock, in ns, as the files' times count it)."""
+        self._max, self.racy_ns, self.fine_ns, self.clock = max_roots, racy_ns, fine_ns, clock
         self._lock = threading.Lock()
         self._roots: dict[str, dict[str, tuple[Stamp, T]]] = {}
         self.parsed = 0  # entries read and parsed (not found here)
@@ -74,6 +98,7 @@ class Reading(Generic[T]):
 
     def __init__(self, cache: EntryCache[T], root: str, before: dict[str, tuple[Stamp, T]]) -> None:
         self._cache, self._root, self._before = cache, root, before
+        self._began = cache.clock()  # before any file of it is looked at (`racy`)
         self._kept: dict[str, tuple[Stamp, T]] = {}
         self._parsed = 0
 
@@ -87,10 +112,11 @@ class Reading(Generic[T]):
 
     def put(self, name: str, st: os.stat_result, value: T) -> None:
         """`value`, parsed from `name` as `st` (its descriptor's `fstat`, before the read) stamps
-        it; kept only when that file changed at least `racy_ns` before now (after the read)."""
+        it; kept only when that file changed at least its window before the reading began (`racy`)."""
         self._parsed += 1
-        if 0 <= self._cache.clock() - st.st_ctime_ns - self._cache.racy_ns:
-            self._kept[name] = (stamp_of(st), value)
+        stamp = stamp_of(st)
+        if not racy(stamp, self._began, self._cache.racy_ns, self._cache.fine_ns):
+            self._kept[name] = (stamp, value)
 
     def done(self) -> None:
         self._cache._done(self._root, self._kept, self._parsed)

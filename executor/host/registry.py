@@ -18,7 +18,8 @@ and the `TASK_ID` lookups read them.
   a registry it could not read as one without tasks; `entries` lists what it could read.
   A reader that reads it again and again (`stoker observe`) keeps what it read (`kept`):
   an entry whose file has the stamp it had when it was parsed is not opened or parsed again,
-  once that file's last change is 2 s older than the reading (`entrycache.py`: `RACY_NS`).
+  once that file's last change is its window older than the reading (`entrycache.racy`: 50 ms
+  on a file system of fine times, 2 s on one of whole seconds).
 - Ended and LOST tasks stay until the last sign of them is older than the retention
   (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
   lets go, never on a timer (a starting supervisor writes with `prune=False`: it reads no

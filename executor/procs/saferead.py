@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
 from config.words import quoted
@@ -95,12 +95,13 @@ def walk(dir_fd: int, parts: Sequence[str], *, file: bool) -> int:
 
 
 def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20, *,
-               skip_holes: bool = False) -> Iterator[bytes]:
+               skip_holes: bool = False, tee: Callable[[bytes], object] | None = None) -> Iterator[bytes]:
     """The file's lines (without their newline), reading at most `max_bytes` from its offset;
     a line longer than `max_line` is skipped, and so is a line the cap cut. Linear in the
     bytes read, whatever the lines' lengths. `skip_holes`: a hole (what `truncate -s +1T`
     adds: zeros on no disk) is stepped over, not read, and the line it is in skipped, so a
-    sparse file costs what it holds, not its length."""
+    sparse file costs what it holds, not its length. `tee`: given each block as it is read (the
+    bytes the lines are cut from, in order: `executor/task/viewcache.py` hashes them)."""
     read = 0
     parts: list[bytes] = []  # the current line's pieces
     size = 0
@@ -117,6 +118,8 @@ def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20, *,
                 yield b"".join(parts)  # the last line, without its newline
             return
         read += len(block)
+        if tee is not None:
+            tee(block)
         start = 0
         while (newline := block.find(b"\n", start)) >= 0:
             if not skipping and size + newline - start <= max_line:

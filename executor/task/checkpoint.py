@@ -46,7 +46,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -384,12 +384,13 @@ def open_checkpoint_in(sandbox: Path, pinned: str = "") -> tuple[int, int]:
 
 
 def records_at(fd: int, sandbox: Path, offset: int = 0, max_bytes: int = MAX_READ_BYTES,
-               keep_unreadable: bool = False) -> Iterator[Any]:
+               keep_unreadable: bool = False, tee: Callable[[bytes], object] | None = None) -> Iterator[Any]:
     """The records of the open checkpoint `fd` from `offset` (a line's start), in at most
-    `max_bytes`, as `iter_records` reads them. Raises CheckpointError."""
+    `max_bytes`, as `iter_records` reads them (`tee`: given the bytes read, `saferead.iter_lines`).
+    Raises CheckpointError."""
     try:
         os.lseek(fd, offset, os.SEEK_SET)
-        yield from _parse(saferead.iter_lines(fd, max_bytes), keep_unreadable)
+        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee), keep_unreadable)
     except OSError as e:
         raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
                               f"{sandboxfs.describe_os_error(e)}") from None

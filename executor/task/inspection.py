@@ -43,7 +43,7 @@ from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Leftover, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
 from executor.task.unrecorded import Unrecorded, none_of_its, pin_lost, unrecorded
-from executor.task.viewcache import ViewCache, resumable
+from executor.task.viewcache import Seen, ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
 
@@ -75,6 +75,7 @@ def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None,
     (None: not opened) and `.stoker`'s fd (-1: not opened; else open until `opened` closes). With
     `cache`, a checkpoint unchanged since it was last replayed is not read again, and one that
     grew since is read from where that replay ended (`viewcache.py`)."""
+    read_at = cache.clock() if cache is not None else 0  # before the file is opened (`entrycache.racy`)
     try:
         stoker, fd = open_checkpoint_in(sandbox, pinned)
     except FileNotFoundError:
@@ -86,27 +87,30 @@ def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None,
     opened.callback(os.close, stoker)
     try:
         st = os.fstat(fd)
-        return *_replayed(fd, st, sandbox, pinned, cache), st, stoker
+        return *_replayed(fd, st, sandbox, pinned, cache, read_at), st, stoker
     except OSError as exc:
         return None, _unreadable(sandbox, exc), None, stoker
     finally:
         os.close(fd)
 
 
-def _replayed(fd: int, st: os.stat_result, sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None) -> Viewed:
+def _replayed(fd: int, st: os.stat_result, sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None,
+              read_at: int) -> Viewed:  # read_at: the cache's clock before `fd` was opened
     """The view of the checkpoint open as `fd` (`st`: its `fstat`): kept, gone on with, or replayed whole;
     read up to the size stamped as it was opened (and a byte past it: a line half written is not whole)."""
     stamp, where = stamp_of(st), (str(sandbox), pinned)
-    if cache is not None and (kept := cache.get(where, stamp, fd)) is not None:
+    if cache is not None and (kept := cache.get(where, stamp, fd, read_at)) is not None:
         return kept
     resume = cache.take(where, stamp, fd) if cache is not None else None
     fold, offset = (resume.fold, resume.offset) if resume is not None else (Fold(), 0)
-    limit = min(MAX_READ_BYTES, st.st_size + 1)
-    fold.feed(records_at(fd, sandbox, offset, limit - offset, keep_unreadable=True))
+    limit = min(MAX_READ_BYTES, st.st_size + 1)  # a file past the cap: no fold kept, none hashed
+    seen = Seen(st.st_size, resume) if cache is not None and st.st_size < limit else None
+    fold.feed(records_at(fd, sandbox, offset, limit - offset, keep_unreadable=True,
+                        tee=seen.tee if seen is not None else None))
     viewed: Viewed = (fold.view(), "") if fold.records else \
         (None, f"the checkpoint in {sandbox}/.stoker holds no record")
     if cache is not None:
-        cache.put(where, stamp, viewed, resumable(fd, fold, stamp, limit, resume))
+        cache.put(where, stamp, viewed, resumable(fd, fold, stamp, limit, seen) if seen is not None else None, read_at)
     return viewed
 
 

@@ -27,10 +27,10 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.timeout(30)
 ME = identity.own_identity()
 GONE = ME.pid + 1_000_000  # a supervisor that is not running
-RACY_MS = 200  # the window of the test that waits it out (an observer's: RACY_NS)
+RACY_MS = 200  # the window of the test that waits it out (an observer's: 50 ms, or 2 s for whole seconds)
 # As an observer keeps them (each test's root its own), but an entry written a moment ago
-# kept too (`racy_ns=0`): an observer's keeps it once its file is RACY_NS old (the last test).
-KEPT: EntryCache = EntryCache(racy_ns=0)
+# kept too (`racy_ns=0`): an observer's keeps it once its file is its window old (the last test).
+KEPT: EntryCache = EntryCache(racy_ns=0, fine_ns=0)
 
 
 def _entry(sandbox, task_id: str, *, pid: int = GONE, start: int = 1, ended: bool = True) -> RegistryEntry:
@@ -147,7 +147,7 @@ def test_an_entry_changed_within_a_tick_of_its_reading_is_read_again_until_it_is
     a chmod, or a new entry on the inode a rename freed) in the tick of the reading that kept
     it leaves its stamp as it was, and the old entry was answered until the next change. An
     entry whose file changed less than RACY_NS before its reading is read again."""
-    kept: EntryCache = EntryCache(racy_ns=RACY_MS * 10**6)
+    kept: EntryCache = EntryCache(racy_ns=RACY_MS * 10**6, fine_ns=RACY_MS * 10**6)
     reg = Registry(settings, kept=kept)
     assert [item.entry.task_id for item in reg.read()] == ["t-0", "t-1", "t-2"]
     with opens() as opened:
@@ -173,7 +173,7 @@ def test_an_entry_kept_then_made_unreadable_is_refused_again_and_a_symlink_is_no
 
         def ask() -> str:
             settings = RegistrySettings(registry_root=str(top / "home" / "root"), registry_retention_secs=3600)
-            reg = Registry(settings, kept=EntryCache(racy_ns=0))
+            reg = Registry(settings, kept=EntryCache(racy_ns=0, fine_ns=0))
             reg.write(_entry(top / "sb", "t-1"), prune=False)
             name = os.listdir(settings.registry_root)[0]
             path = os.path.join(settings.registry_root, name)

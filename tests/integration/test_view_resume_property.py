@@ -19,7 +19,7 @@ from executor.host.identity import own_identity
 from executor.task.checkpoint import open_checkpoint, records_at
 from executor.task.inspection import Viewed, inspect_sandbox
 from executor.task.replay import Fold
-from executor.task.viewcache import ViewCache, resumable
+from executor.task.viewcache import Seen, ViewCache, resumable
 from tests.support.statuscli import RUNNING, header
 
 pytestmark = pytest.mark.timeout(120)
@@ -137,14 +137,16 @@ def test_a_file_rewritten_while_it_was_read_leaves_no_fold_to_go_on_with(tmp_pat
     sandbox, cache = tmp_path / "sb", ViewCache[Viewed]()
     file = _File(sandbox, random.Random(1))
     file._write_end(file._lines(12))
+    read_at = cache.clock()
     fd = open_checkpoint(sandbox)
     try:
         st = os.fstat(fd)
         stamp = stamp_of(st)
-        fold = Fold().feed(records_at(fd, sandbox, 0, st.st_size + 1, keep_unreadable=True))
+        seen = Seen(st.st_size)
+        fold = Fold().feed(records_at(fd, sandbox, 0, st.st_size + 1, keep_unreadable=True, tee=seen.tee))
         file.rewrite_same_size()
         os.utime(file.path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))  # the write's clock tick, later
-        cache.put((str(sandbox), ""), stamp, (fold.view(), ""), resumable(fd, fold, stamp, st.st_size + 1))
+        cache.put((str(sandbox), ""), stamp, (fold.view(), ""), resumable(fd, fold, stamp, st.st_size + 1, seen), read_at)
     finally:
         os.close(fd)
     file.append()

@@ -6,20 +6,22 @@ file systems): a file rewritten in place at the same size within the tick of the
 kept it keeps its whole stamp (inode, size, mtime, ctime), and its old entry would have been
 served until the next change, forever if none came; so was one chmod-ed unreadable then. An
 inode freed by a rename and given to the next entry written does the same. A stamp that is
-not at least `RACY_NS` older than its reading is not kept (git's "racy" files)."""
+not at least its window older than its reading is not kept (git's "racy" files): `RACY_NS` for a
+file system of whole seconds, `FINE_RACY_NS` for one of fine times (a sub-second part in its mtime
+and its ctime), counted from the moment its reading began."""
 from __future__ import annotations
 
 import os
 
-from executor.host.entrycache import RACY_NS, EntryCache
+from executor.host.entrycache import FINE_RACY_NS, RACY_NS, EntryCache
 
 NOW = 1_700_000_000 * 10**9  # the clock, in ns
 
 
-def _stat(ctime_ns: int, *, ino: int = 7, size: int = 100) -> os.stat_result:
+def _stat(ctime_ns: int, *, ino: int = 7, size: int = 100, mtime_ns: int | None = None) -> os.stat_result:
     secs = ctime_ns // 10**9  # mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime
-    return os.stat_result((0o100600, ino, 1, 1, 0, 0, size, secs, secs, secs),
-                          {f"st_{t}time_ns": ctime_ns for t in "amc"})
+    times = {"st_atime_ns": ctime_ns, "st_mtime_ns": ctime_ns if mtime_ns is None else mtime_ns, "st_ctime_ns": ctime_ns}
+    return os.stat_result((0o100600, ino, 1, 1, 0, 0, size, secs, secs, secs), times)
 
 
 def _read_twice(cache: EntryCache[str], st: os.stat_result) -> tuple[bool, str | None]:
@@ -39,8 +41,36 @@ def test_an_entry_changed_within_the_window_of_its_reading_is_read_again():
     """Before: kept, and a rewrite of the same size (or a chmod) in that tick never seen."""
     cache: EntryCache[str] = EntryCache(clock=lambda: NOW)
     assert _read_twice(cache, _stat(NOW)) == (False, None)
-    assert _read_twice(cache, _stat(NOW - RACY_NS + 1)) == (False, None)
+    assert _read_twice(cache, _stat(NOW - RACY_NS + 10**9)) == (False, None)  # whole seconds: 2 s
     assert cache.kept("/root") == 0
+
+
+def test_a_file_system_of_fine_times_has_a_window_of_a_few_ticks_one_of_whole_seconds_two_seconds():
+    """A sub-second part in both times: the kernel's coarse clock stamped it (a tick, 1-10 ms), so
+    FINE_RACY_NS covers it; before, every entry was read again for 2 s after its change. A whole
+    second in either (a time set whole by `utime` is in the mtime; a file system of whole
+    seconds, or of FAT's two) keeps the 2 s."""
+    cache: EntryCache[str] = EntryCache(clock=lambda: NOW)
+    fine = NOW - FINE_RACY_NS - 1234
+    assert _read_twice(cache, _stat(fine)) == (True, "old")
+    assert _read_twice(cache, _stat(fine + 1235)) == (False, None)  # within 50 ms
+    assert _read_twice(cache, _stat(fine, mtime_ns=NOW - 10**9)) == (False, None)  # an mtime of whole seconds
+    assert _read_twice(cache, _stat(NOW - 10**9, mtime_ns=fine)) == (False, None)  # a ctime of whole seconds
+
+
+def test_the_window_counts_from_when_the_reading_began_not_from_when_the_file_was_read():
+    """A reading that began within the window of a file's change and read it once that had
+    passed (a slow reading, a loaded host) may have read it before a rewrite made after its
+    start in the same tick, which leaves its stamp as it was: not kept. Before: kept, as the
+    clock read after the file was."""
+    now = NOW
+    cache: EntryCache[str] = EntryCache(clock=lambda: now)
+    st = _stat(NOW - FINE_RACY_NS + 1234)
+    reading = cache.reading("/root")
+    now += 3 * 10**9  # the reading took 3 s (a rewrite in place in its tick: the same stamp)
+    reading.put("1-1.json", st, "old")
+    reading.done()
+    assert cache.reading("/root").get("1-1.json", st) == (False, None)
 
 
 def test_an_entry_changed_after_its_reading_as_the_clock_tells_is_read_again():
