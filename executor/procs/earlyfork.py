@@ -28,7 +28,8 @@ the sandbox around the runs' spawns (no other thread runs then), and `spawn_watc
 `/` around its own.
 
 The supervisor (`spawn.fork_run`) starts each run as this process (no user to switch to, no
-`wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other by Popen. Both vfork
+umask of its own, no `wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other
+by Popen. Both vfork
 and exec; what posix_spawn leaves out is Popen's Python around the fork (the environment
 encoded in Python, its error pipe, the Popen object: half of this process's CPU per run).
 The thread that forks moves into the sandbox for the spawn alone and back, and its working

@@ -5,16 +5,19 @@ noted), never replaced. Where unshare is denied: test_denied_calls.py."""
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
 import pytest
 
+from config.spec import ProcessSpec
 from executor.procs import spawn
-from executor.procs.identity import RunAs
+from executor.procs.identity import RunAs, current_user
 from executor.procs.supervisor import Supervisor
-from tests.support.supervision import Harness
+from tests.support.supervision import HANG_GUARD_SECS, Harness
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -92,4 +95,31 @@ def test_a_wrapped_run_still_goes_through_popen(tmp_path: Path, tracker, forked)
     finally:
         h.sup.close()
     assert h.log("w").read_text() == f"{sandbox}\n"
+    assert forked == [(pid, True)]
+
+
+def test_a_run_and_a_command_as_stokers_own_user_start_with_its_umask(tmp_path: Path, tracker, forked):
+    """A root executor running a root role (`RunAs` of this process's user, with the umask
+    the agent gave it: `keep_logs_readable` relaxed the process's to keep the logs readable):
+    its runs and shell health commands start with that umask, as another role's do. Before,
+    both had the process's relaxed one: Popen was given no umask for a user it did not switch
+    to, and posix_spawn has none to give (such a run is Popen's)."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    me = attrs.evolve(current_user(), umask=0o077)
+    old = os.umask(0o022)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    sup = Supervisor(sandbox=sandbox, task_label="test.0", env={"PATH": os.environ["PATH"]}, post=events.put,
+                     run_as=me)
+    try:
+        sup.start()
+        pid = sup.spawn(ProcessSpec("u", "umask"), 0)
+        tracker.add(pid)
+        assert events.get(timeout=HANG_GUARD_SECS).status.exit_code == 0
+        command = sup.run_command("umask", HANG_GUARD_SECS)
+    finally:
+        sup.close()
+        os.umask(old)
+    assert (sandbox / ".logs/u/0/stdout").read_text() == "0077\n"
+    assert command.output == "0077\n"
     assert forked == [(pid, True)]
