@@ -196,7 +196,8 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
              stderr: int | None, close: list[int]) -> int | None:
     """`spawn_run` in `cwd` for the supervisor (its runs as this process): its pid, or None
     when it must be Popen's (this thread's directory cannot be its own, or `cwd` cannot be
-    entered: Popen says why). The thread is in `cwd` for the spawn only. Raises OSError."""
+    entered: Popen says why). The thread is in `cwd` for the spawn only. Raises OSError,
+    naming `/bin/bash` as Popen's does: not for a fork refused (EAGAIN, ENOMEM)."""
     home = _home()
     if home is None:
         return None
@@ -207,6 +208,12 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
     try:
         return spawn_run(cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr, close=close,
                          defaults=POPEN_DEFAULTS)
+    except OSError as e:
+        import errno  # an error's only
+
+        if e.errno in (errno.EAGAIN, errno.ENOMEM):  # the fork's, not the file's: Popen names none
+            raise OSError(e.errno, e.strerror) from None
+        raise
     finally:
         home.back()
 

@@ -4,8 +4,12 @@ what Popen gave it. Real processes; `fork_run` is watched (called through, its a
 noted), never replaced. Where unshare is denied: test_denied_calls.py."""
 from __future__ import annotations
 
+import errno
+import json
 import os
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +21,8 @@ from config.spec import ProcessSpec
 from executor.procs import spawn
 from executor.procs.identity import RunAs, current_user
 from executor.procs.supervisor import Supervisor
+from tests.support.limits import pids_cgroup
+from tests.support.stoker_proc import REPO
 from tests.support.supervision import HANG_GUARD_SECS, Harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -123,3 +129,48 @@ def test_a_run_and_a_command_as_stokers_own_user_start_with_its_umask(tmp_path: 
     assert (sandbox / ".logs/u/0/stdout").read_text() == "0077\n"
     assert command.output == "0077\n"
     assert forked == [(pid, True)]
+
+
+# A supervisor in a pids cgroup that holds more than its pids.max (no fork, no thread): what
+# its spawn says, and what Popen's error for the same fork names, each as a JSON line.
+FULL_CHILD = r"""
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+cg, sandbox = Path(sys.argv[1]), Path(sys.argv[2])
+(cg / "cgroup.procs").write_text(str(os.getpid()))
+from config.spec import ProcessSpec
+from executor.procs import spawn
+from executor.procs.supervisor import SpawnError, Supervisor
+sup = Supervisor(sandbox=sandbox, task_label="full.0", env={}, post=lambda e: None, cgroups="off")
+out = {}
+try:
+    sup.start()
+    (cg / "pids.max").write_text("1")
+    try:
+        out["spawn"] = f"started {sup.spawn(ProcessSpec('p', 'true'), 0)}"
+    except SpawnError as e:
+        out["spawn"] = str(e)
+    try:
+        out["popen"] = f"started {spawn.fork_exec('true', cwd=sandbox, env={}, stdin=0, stdout=1, stderr=2).pid}"
+    except OSError as e:
+        out["popen"] = [e.errno, e.filename]
+finally:
+    (cg / "pids.max").write_text("max")
+    sup.close()
+    print(json.dumps(out), flush=True)
+"""
+
+
+def test_a_fork_that_the_pids_limit_refuses_fails_the_run_as_popens_did(tmp_path: Path) -> None:
+    """posix_spawn names /bin/bash in every error, its fork's too; Popen names no file for a
+    fork that failed (EAGAIN: a pids limit, RLIMIT_NPROC), so the run's reason named
+    `/bin/bash` as if the file were at fault."""
+    (tmp_path / "sb").mkdir()
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", FULL_CHILD, str(cg), str(tmp_path / "sb"), str(REPO)],
+                              capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    out = json.loads(done.stdout)
+    assert out["popen"] == [errno.EAGAIN, None], out  # no file named
+    assert out["spawn"] == "cannot start /bin/bash for process 'p' run 0: Resource temporarily unavailable (EAGAIN)"
