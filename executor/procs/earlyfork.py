@@ -246,11 +246,11 @@ _threads = _thread._local()  # each thread's `_Home`, or None: its directory can
 
 def _home() -> _Home | None:
     """The calling thread's home, its working directory made its own (`own_cwd`) at the
-    first call; None when that cannot be (then it never is: Popen for that thread)."""
+    first call; None when that cannot be (unshare denied: then it never is, Popen for that
+    thread; no descriptor to keep it, EMFILE: not this time)."""
     home: _Home | None | bool = getattr(_threads, "home", False)
     if not isinstance(home, bool):
         return home
-    _threads.home = None
     try:
         fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -259,6 +259,7 @@ def _home() -> _Home | None:
         own_cwd()
     except OSError:
         os.close(fd)
+        _threads.home = None
         return None
     home = _threads.home = _Home(fd)
     return home

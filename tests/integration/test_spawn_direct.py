@@ -174,3 +174,35 @@ def test_a_fork_that_the_pids_limit_refuses_fails_the_run_as_popens_did(tmp_path
     out = json.loads(done.stdout)
     assert out["popen"] == [errno.EAGAIN, None], out  # no file named
     assert out["spawn"] == "cannot start /bin/bash for process 'p' run 0: Resource temporarily unavailable (EAGAIN)"
+
+
+# A thread's first spawn while no descriptor is left, then its next with them back: each
+# `spawn_in`'s answer (None: Popen's to do), as a JSON line. In a child: no reaper there.
+SPENT_CHILD = r"""
+import json, os, sys, threading
+sys.path.insert(0, sys.argv[2])
+from executor.procs.earlyfork import spawn_in
+from tests.support.limits import no_descriptor_left
+null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+answers = []
+def spawn():
+    pid = spawn_in(sys.argv[1], "true", {}, stdin=null, stdout=null, stderr=null, close=[])
+    answers.append(pid if pid is None else os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+def forks():
+    with no_descriptor_left():
+        spawn()
+    spawn()
+thread = threading.Thread(target=forks)
+thread.start()
+thread.join()
+print(json.dumps(answers), flush=True)
+"""
+
+
+def test_a_thread_out_of_descriptors_at_its_first_spawn_spawns_once_they_are_back(tmp_path: Path) -> None:
+    """The descriptor a thread keeps of its directory could not be opened (EMFILE): that run
+    is Popen's (which fails as well, or not); before, the thread was Popen's for good."""
+    done = subprocess.run([sys.executable, "-c", SPENT_CHILD, str(tmp_path), str(REPO)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert json.loads(done.stdout) == [None, 0]
