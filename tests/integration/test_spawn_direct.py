@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import queue
+import resource
 import subprocess
 import sys
 import threading
@@ -186,7 +187,7 @@ from tests.support.limits import no_descriptor_left
 null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
 answers = []
 def spawn():
-    pid = spawn_in(sys.argv[1], "true", {}, stdin=null, stdout=null, stderr=null, close=[])
+    pid = spawn_in(sys.argv[1], "true", {}, stdin=null, stdout=null, stderr=null)
     answers.append(pid if pid is None else os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 def forks():
     with no_descriptor_left():
@@ -206,3 +207,41 @@ def test_a_thread_out_of_descriptors_at_its_first_spawn_spawns_once_they_are_bac
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert json.loads(done.stdout) == [None, 0]
+
+
+# A supervisor that inherited a descriptor open for exec past its soft descriptor limit (a
+# parent's `exec 3000>...; ulimit -n 256`): its run's exit code and the descriptors it had,
+# or the SpawnError, as a JSON line.
+HIGH_CHILD = r"""
+import json, os, queue, resource, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from config.spec import ProcessSpec
+from executor.procs.supervisor import SpawnError, Supervisor
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+os.dup2(os.open(os.devnull, os.O_RDONLY), 3000)  # open for exec, as inherited
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+events = queue.SimpleQueue()
+sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="high.0", env={}, post=events.put, cgroups="off")
+try:
+    sup.start()
+    sup.spawn(ProcessSpec("p", "/bin/ls /proc/$$/fd"), 0)
+    out = [events.get(timeout=10).status.exit_code, (Path(sys.argv[1]) / ".logs/p/0/stdout").read_text().split()]
+except SpawnError as e:
+    out = str(e)
+finally:
+    sup.close()
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_a_descriptor_inherited_past_the_descriptor_limit_neither_fails_a_run_nor_reaches_it(tmp_path: Path) -> None:
+    """posix_spawn's file actions cannot name a descriptor past the soft limit (EBADF): each
+    run of a supervisor that had inherited one failed, where Popen's close_fds closed it."""
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] <= 3000:
+        pytest.skip("the hard descriptor limit here leaves no descriptor 3000 to inherit")
+    done = subprocess.run([sys.executable, "-c", HIGH_CHILD, str(tmp_path), str(REPO)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert json.loads(done.stdout) == [0, ["0", "1", "2", "3"]]  # 3: ls's listing
