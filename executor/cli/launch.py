@@ -314,17 +314,17 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
     try:
         top = _take_sandbox(early, sandbox, keep)
         task_env = _task_env(record, environ, sandbox, marker)
-        close = earlyfork.inherited_fds()
+        earlyfork.shut_inherited()
         home = keep(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         root = keep(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         devnull = keep(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-        early.hold_watchdog(*earlyfork.spawn_watchdog(marker, root_fd=root, home_fd=home, close=close))
+        early.hold_watchdog(*earlyfork.spawn_watchdog(marker, root_fd=root, home_fd=home))
         defer_stop_signals()  # from the first run on, a stop waits for the supervisor: SIGTERM first
         logs = keep(sandboxfs.new_dir(".logs", dir_fd=top))
         wave = record["wave"]
         for first in range(0, len(wave), BATCH):
             _spawn_batch(early, wave[first:first + BATCH], record["standin"], task_env,
-                         logs=logs, top=top, home=home, devnull=devnull, close=close)
+                         logs=logs, top=top, home=home, devnull=devnull)
     except BaseException as exc:
         _close_all(opened)
         opened = []
@@ -362,7 +362,7 @@ def _task_env(record: dict, environ: Mapping[str, str], sandbox: str, marker: st
 
 
 def _spawn_batch(early: EarlyStart, batch: list[tuple[str, str]], standin: str, task_env: dict[str, str], *,
-                 logs: int, top: int, home: int, devnull: int, close: list[int]) -> None:
+                 logs: int, top: int, home: int, devnull: int) -> None:
     """Run 0 of each process in `batch`: every log directory and file made first, then the
     spawns back to back (the file system work does not compete with the runs starting)."""
     files: list[int] = []
@@ -386,7 +386,7 @@ def _spawn_batch(early: EarlyStart, batch: list[tuple[str, str]], standin: str, 
         try:
             for process, command, out, err in prepared:
                 pid = earlyfork.spawn_run(command, runenv.run_env(task_env, early.marker, process, 0),
-                                          stdin=devnull, stdout=out, stderr=err, close=close)
+                                          stdin=devnull, stdout=out, stderr=err)
                 early.runs.append(earlyfork.EarlyRun(process, 0, pid, command, task_env, oom_kills))
         finally:
             os.fchdir(home)

@@ -350,6 +350,13 @@ class StokerExecutor:
         s = self._settings
         return s.disk_check_interval_secs if s.disk_limit else None
 
+    @staticmethod
+    def _check_as(user: RunAs) -> RunAs:
+        """--nosetuid-health-checks: the executor's own user, with the umask the task's
+        processes start with (the agent's, not the one `keep_logs_readable` relaxed), as
+        Thermos' checks run in its executor."""
+        return attrs.evolve(current_user(), umask=user.umask)
+
     def _task_env(self, user: RunAs) -> dict[str, str]:
         env = dict(self._env)
         env.update(HOME=str(Path(self._settings.sandbox).absolute()), USER=user.name, LOGNAME=user.name)
@@ -361,7 +368,7 @@ class StokerExecutor:
         s = self._settings
         owner = owner_for(spec, Path(s.sandbox), self._task_env(user), reporter,
                           kill_grace_secs=prepared.kill_grace_secs, run_as=user,
-                          check_as=current_user() if s.nosetuid_health_checks else None,
+                          check_as=self._check_as(user) if s.nosetuid_health_checks else None,
                           stop_timeout_secs=s.stop_timeout_secs, cgroups=s.cgroups, announcement=announcement,
                           disk_check_secs=self._disk_check_secs(), under_agent=True,
                           wrap=image.wrap if image is not None else None)

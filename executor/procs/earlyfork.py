@@ -10,8 +10,10 @@ watchdog's keeper replaces the early watchdog (`retire`). They start processes e
 `spawn.fork_exec` and `watchdog.start_watchdog` do: `/bin/bash -c CMDLINE` (or the
 watchdog's `/bin/sh`) in a session of its own, stdin /dev/null, stdout and stderr the run's
 log files, SIGPIPE and SIGXFSZ back to their defaults (Python ignores them), and no
-descriptor but those three: every descriptor this process opened is close-on-exec, and one
-it inherited open for exec is closed in the child (`inherited_fds`).
+descriptor but those three: every descriptor this process opened is close-on-exec, and those
+it inherited open for exec are made so before its first spawn (`shut_inherited`): a close in
+posix_spawn's file actions cannot name one past the soft descriptor limit (EBADF, where a
+parent's `ulimit -n` came after the descriptor).
 
 A run also gets Stoker's stop signals (`STOP_SIGNALS`) at their defaults: the supervisor
 handles them, so the runs it forks get them so (a handled signal is reset by exec) even when
@@ -28,7 +30,8 @@ the sandbox around the runs' spawns (no other thread runs then), and `spawn_watc
 `/` around its own.
 
 The supervisor (`spawn.fork_run`) starts each run as this process (no user to switch to, no
-`wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other by Popen. Both vfork
+umask of its own, no `wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other
+by Popen. Both vfork
 and exec; what posix_spawn leaves out is Popen's Python around the fork (the environment
 encoded in Python, its error pipe, the Popen object: half of this process's CPU per run).
 The thread that forks moves into the sandbox for the spawn alone and back, and its working
@@ -40,8 +43,9 @@ Where unshare is denied (a seccomp profile), or the sandbox cannot be entered, t
 Popen's, as is its error. The thread's umask is a copy of the process's then (Stoker sets its
 umask before any run starts). Its runs get Popen's signals (`POPEN_DEFAULTS`): the stop
 signals are handled by then and exec resets a handled one; glibc's 32 and 33 as above. The
-descriptors to close are listed once, as the supervisor starts: every descriptor Stoker
-opens is close-on-exec (PEP 446), so none becomes inheritable after.
+descriptors Stoker inherited open for exec are made close-on-exec as the supervisor starts
+(`shut_inherited`, as the early start does): every descriptor Stoker opens is close-on-exec
+(PEP 446), so none becomes inheritable after.
 
 Raises OSError; no logging.
 """
@@ -162,40 +166,40 @@ def _libc_by_ctypes(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
         raise OSError(f"{name}: {exc}") from None
 
 
-def inherited_fds() -> list[int]:
-    """This process's descriptors from 3 up that an exec would pass on (inherited open for
-    exec from whoever started it): each child closes them."""
-    found = []
+def shut_inherited() -> None:
+    """Make this process's descriptors from 3 up that an exec would pass on (inherited open
+    for exec from whoever started it) close-on-exec: no child it execs gets one, as Popen's
+    close_fds closed them."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd < 3:
             continue
         try:
             if os.get_inheritable(fd):
-                found.append(fd)
+                os.set_inheritable(fd, False)
         except OSError:
             continue  # the listing's own descriptor, closed by now
-    return found
 
 
 def spawn_run(cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int | None, stderr: int | None,
-              close: list[int], defaults: tuple[int, ...] = POPEN_DEFAULTS + STOP_SIGNALS) -> int:
+              defaults: tuple[int, ...] = POPEN_DEFAULTS + STOP_SIGNALS) -> int:
     """`/bin/bash -c CMDLINE` in a session of its own, in the calling thread's working
     directory (the caller's `chdir` into the sandbox, once for the runs started together),
     the signals `defaults` at their defaults (the early start's: `STOP_SIGNALS` too; the
     supervisor's, whose stop signals are handled by then: `POPEN_DEFAULTS`), stdout and
     stderr none: ours. Each descriptor given is from 3 up. Its pid."""
     actions = [(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2))
-               if fd is not None] + [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
+               if fd is not None]
     return os.posix_spawn("/bin/bash", ["/bin/bash", "-c", exec_text(cmdline)], env, file_actions=actions,
                           setsid=True, setsigdef=defaults)
 
 
 def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int | None,
-             stderr: int | None, close: list[int]) -> int | None:
+             stderr: int | None) -> int | None:
     """`spawn_run` in `cwd` for the supervisor (its runs as this process): its pid, or None
     when it must be Popen's (this thread's directory cannot be its own, or `cwd` cannot be
-    entered: Popen says why). The thread is in `cwd` for the spawn only. Raises OSError."""
+    entered: Popen says why). The thread is in `cwd` for the spawn only. Raises OSError,
+    naming `/bin/bash` as Popen's does: not for a fork refused (EAGAIN, ENOMEM)."""
     home = _home()
     if home is None:
         return None
@@ -204,8 +208,13 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
     except OSError:
         return None
     try:
-        return spawn_run(cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr, close=close,
-                         defaults=POPEN_DEFAULTS)
+        return spawn_run(cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr, defaults=POPEN_DEFAULTS)
+    except OSError as e:
+        import errno  # an error's only
+
+        if e.errno in (errno.EAGAIN, errno.ENOMEM):  # the fork's, not the file's: Popen names none
+            raise OSError(e.errno, e.strerror) from None
+        raise
     finally:
         home.back()
 
@@ -238,11 +247,11 @@ _threads = _thread._local()  # each thread's `_Home`, or None: its directory can
 
 def _home() -> _Home | None:
     """The calling thread's home, its working directory made its own (`own_cwd`) at the
-    first call; None when that cannot be (then it never is: Popen for that thread)."""
+    first call; None when that cannot be (unshare denied: then it never is, Popen for that
+    thread; no descriptor to keep it, EMFILE: not this time)."""
     home: _Home | None | bool = getattr(_threads, "home", False)
     if not isinstance(home, bool):
         return home
-    _threads.home = None
     try:
         fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -251,18 +260,19 @@ def _home() -> _Home | None:
         own_cwd()
     except OSError:
         os.close(fd)
+        _threads.home = None
         return None
     home = _threads.home = _Home(fd)
     return home
 
 
-def spawn_watchdog(marker: str, *, root_fd: int, home_fd: int, close: list[int]) -> tuple[int, int]:
+def spawn_watchdog(marker: str, *, root_fd: int, home_fd: int) -> tuple[int, int]:
     """The watchdog of `marker`'s task, without a cgroup (the supervisor's own watchdog,
     started once the cgroup exists, takes over): its pid and the write end of its pipe."""
     read_fd, write_fd = os.pipe()  # both close-on-exec: the child gets read_fd as its stdin
     actions = [(os.POSIX_SPAWN_DUP2, read_fd, 0),
                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-               (os.POSIX_SPAWN_DUP2, 1, 2)] + [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
+               (os.POSIX_SPAWN_DUP2, 1, 2)]
     os.fchdir(root_fd)
     try:
         pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, marker,

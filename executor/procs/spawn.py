@@ -373,15 +373,16 @@ def open_log(directory: LogDir, name: str) -> int:
 
 
 def fork_run(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int, stdout: int | None,
-             stderr: int | None, run_as: RunAs | None, wrap: Wrap | None,
-             close: list[int]) -> tuple[int, subprocess.Popen | None]:
+             stderr: int | None, run_as: RunAs | None, wrap: Wrap | None) -> tuple[int, subprocess.Popen | None]:
     """A run forked: its pid, and its Popen, None when started by posix_spawn
-    (`earlyfork.spawn_in`, closing `close` in the child): a run as this process, not
-    wrapped, every descriptor to dup from 3 up (Popen reorders lower ones), on a thread
-    whose directory can be its own. Any other by `fork_exec`. Raises OSError."""
-    if (wrap is None and (run_as is None or run_as.is_self)
+    (`earlyfork.spawn_in`; the caller made what it inherited close-on-exec,
+    `earlyfork.shut_inherited`): a run as this process with its
+    umask (posix_spawn sets none: a root role's under a root executor, `RunAs.umask`, is
+    Popen's), not wrapped, every descriptor to dup from 3 up (Popen reorders lower ones), on
+    a thread whose directory can be its own. Any other by `fork_exec`. Raises OSError."""
+    if (wrap is None and (run_as is None or (run_as.is_self and run_as.umask == -1))
             and all(fd is None or fd >= 3 for fd in (stdin, stdout, stderr))):
-        pid = earlyfork.spawn_in(str(cwd), cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr, close=close)
+        pid = earlyfork.spawn_in(str(cwd), cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr)
         if pid is not None:
             return pid, None
     popen = fork_exec(cmdline, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, run_as=run_as,
@@ -392,7 +393,8 @@ def fork_run(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int, std
 def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
               stdout: int | None, stderr: int | None, run_as: RunAs | None = None,
               wrap: Wrap | None = None) -> subprocess.Popen:
-    """`/bin/bash -c CMDLINE` in its own session, as `run_as` (None: as this process);
+    """`/bin/bash -c CMDLINE` in its own session, as `run_as` (None: as this process), with
+    its umask (also when it is this process's user: a root executor's root role);
     raises OSError (Popen's) on failure. With `wrap`, its command line instead, forked as
     this process (with `run_as`'s umask): the wrapper switches to the user and execs bash,
     so the pid, the session and the markers are the command's."""
@@ -413,5 +415,5 @@ def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
         user=who.uid if who else None,
         group=who.gid if who else None,
         extra_groups=list(who.groups) if who else None,
-        umask=who.umask if who else -1,
+        umask=run_as.umask if run_as is not None else -1,
     )

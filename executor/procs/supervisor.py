@@ -109,7 +109,6 @@ class Supervisor:
         self._watchdog: WatchdogKeeper | None = None
         self._logs = RunLogs(self._sandbox, self._label)
         self._devnull = -1
-        self._inherited: list[int] = []
         self._state = SupervisorState.NEW
         self._early = EarlyRuns(early_runs, self._marker, runs_by_key=self._runs, lock=self._lock,
                                 post_exit=self._post_exit, label=self._label)  # not adopted yet
@@ -144,7 +143,7 @@ class Supervisor:
                 return
             self._state = SupervisorState.STARTED
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        self._inherited = earlyfork.inherited_fds()  # closed in each run posix_spawn starts
+        earlyfork.shut_inherited()  # no run gets them (posix_spawn's, as Popen's close_fds)
         self._oom = oomcount.open_counter()  # before any run can be OOM-killed
         early = {child.pid: self._watch(child) for child in self._early.children()}
         if self._early_watchdog is not None:
@@ -292,7 +291,7 @@ class Supervisor:
                 pid, popen = spawn.fork_run(
                     process.cmdline, cwd=self._sandbox, stdin=self._devnull,
                     env=spawn.run_env(self._env, self._marker, process.name, run, bash_env), stdout=stdio.stdout,
-                    stderr=stdio.stderr, run_as=self._run_as, wrap=self._wrap, close=self._inherited)
+                    stderr=stdio.stderr, run_as=self._run_as, wrap=self._wrap)
                 child = RunChild(pid=pid, popen=popen, marker=marker, process=process.name, run=run,
                                  oom_kills=oom_kills)
                 with self._lock:

@@ -238,6 +238,33 @@ AS_ROLE = """
 """
 
 
+UMASKS = """
+    work = Process(name='work', cmdline='umask > run-umask; exec sleep 600')
+    jobs = [Service(cluster='devcluster', role='root', environment='test', name='work',
+                    task=Task(processes=[work], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB)),
+                    health_check_config=HealthCheckConfig(
+                      health_checker=HealthCheckerConfig(shell=ShellHealthChecker(
+                        shell_command='umask > check-umask')),
+                      initial_interval_secs=2.0, interval_secs=0.1))]
+"""
+
+
+@needs_root
+def test_a_root_role_under_a_root_executor_starts_with_the_agents_umask(open_agent, tmp_path):
+    """The role is the executor's own user: its process and its shell check had the umask
+    the executor relaxed to keep the logs readable (0022), not the agent's (0077)."""
+    launch(open_agent, aurora_data(tmp_path, UMASKS, role="root", name="work"), umask="077")
+    assert open_agent.wait_for_state(TID, "TASK_RUNNING", 15).healthy is True
+    sandbox = open_agent.sandbox
+    pids = task_pids(sandbox)
+    try:
+        assert [(sandbox / name).read_text() for name in ("run-umask", "check-umask")] == ["0077\n"] * 2
+    finally:
+        open_agent.kill(TID, grace_secs=1.0)
+        open_agent.wait_for_state(TID, "TASK_KILLED", 15)
+    assert not live(pids)
+
+
 @needs_root
 def test_as_root_the_task_runs_as_its_role_with_its_groups_in_a_sandbox_it_owns(role_user, open_agent, tmp_path):
     # An agent whose umask lets nobody else read its files (077): the role still reads its

@@ -161,3 +161,32 @@ def test_nosetuid_health_checks_run_shell_checks_as_the_executor_s_user(user, op
     assert not (sandbox / "profiled-by-root").exists()  # root never runs the role's .thermos_profile
     open_agent.kill(TID, grace_secs=0.5)
     open_agent.wait_for_state(TID, "TASK_KILLED", 10)
+
+
+UMASKS = """
+    work = Process(name='work', cmdline='umask > run-umask; exec sleep 600')
+    jobs = [Service(cluster='devcluster', role='%(role)s', environment='test', name='work',
+                    task=Task(processes=[work], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB)),
+                    health_check_config=HealthCheckConfig(
+                      health_checker=HealthCheckerConfig(shell=ShellHealthChecker(
+                        shell_command='umask > check-umask')),
+                      initial_interval_secs=2.0, interval_secs=0.1))]
+"""
+
+
+@needs_root
+def test_nosetuid_health_checks_start_with_the_agents_umask_as_the_processes_do(user, open_agent, tmp_path):
+    """Thermos' checks run in its executor, with the agent's umask; here root's checks had
+    the umask the executor relaxed to keep the logs readable (0022 under an agent's 0077)."""
+    sandbox = open_agent.sandbox
+    data = data_for("aurora", job_file(tmp_path, UMASKS % dict(role=user.pw_name)), user.pw_name, "work")
+    open_agent.launch_executor(["/bin/sh", "-c", 'umask 077 && exec "$@"', "sh", *EXECUTOR,
+                                "--nosetuid-health-checks"], cwd=sandbox)
+    open_agent.wait_subscribed(timeout_secs=10)
+    open_agent.launch(make_task_info(TID, data))
+    try:
+        assert open_agent.wait_for_state(TID, "TASK_RUNNING", 15).healthy is True
+        assert [read_when_there(sandbox / name) for name in ("run-umask", "check-umask")] == ["0077"] * 2
+    finally:
+        open_agent.kill(TID, grace_secs=0.5)
+        open_agent.wait_for_state(TID, "TASK_KILLED", 10)

@@ -209,7 +209,7 @@ def test_a_cmdline_the_locale_cannot_encode_reaches_bash_as_utf8(tmp_path):
     env.update({"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONPATH": str(REPO)})
     early = ("import os; from executor.procs import earlyfork; "
              "pid = earlyfork.spawn_run('printf %s caf\\u00e9 > early', dict(os.environ), stdin=0, stdout=1, "
-             "stderr=2, close=[]); os.waitpid(pid, 0)")
+             "stderr=2); os.waitpid(pid, 0)")
     try:
         done = subprocess.run([sys.executable, "-m", "executor", "run", str(cfg), "--sandbox", str(sandbox)],
                               capture_output=True, timeout=60, env=env)
