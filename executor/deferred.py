@@ -105,7 +105,7 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
         module = importlib.util.module_from_spec(spec)
         module.__dict__["__getattr__"], module.__dict__["__dir__"] = _loading(module, spec)  # PEP 562's
         for attr, answer in SERVED.get(name, {}).items():
-            module.__dict__[attr] = _served(module.__dict__["__getattr__"], attr, answer)
+            module.__dict__[attr] = _served(module.__dict__["__getattr__"], name, attr, answer)
         sys.modules[name] = module
         _pending.add(name)
         deferred.append(name)
@@ -149,14 +149,16 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], obje
     return __getattr__, __dir__
 
 
-def _served(load: Callable[[str], Any], name: str, answer: Callable[[], object]) -> Callable[[], object]:
+def _served(load: Callable[[str], Any], module: str, name: str, answer: Callable[[], object]) -> Callable[[], object]:
     """A stand-in's function `name`: `answer()`, or when that is None the module's own
-    (`load`, its `__getattr__`: the module runs first if it has not)."""
+    (`load`, its `__getattr__`: the module runs first if it has not). It is named as the
+    module's own (`pickle` finds it by its module and name, as the module's function)."""
     def served() -> object:
         found = answer()
         return load(name)() if found is None else found
 
     served.__name__ = served.__qualname__ = name
+    served.__module__ = module
     return served
 
 

@@ -283,3 +283,19 @@ def test_an_implementation_sys_does_not_name_is_platform_s_own_answer(tmp_path):
         print(json.dumps([answer, deferred.is_loaded("platform")]))
         """)
     assert seen == ["CPython", True]  # asked platform's own, which loaded
+
+
+def test_a_served_function_pickles_as_the_module_s_own(tmp_path):
+    seen = probe(tmp_path, """
+        import pickle
+        deferred.defer(("platform",))
+        import platform
+        served = platform.python_implementation
+        data = pickle.dumps(served)  # by reference: platform.python_implementation
+        print(json.dumps({"module": served.__module__, "same": pickle.loads(data) is served,
+                          "loaded": deferred.is_loaded("platform")}))
+        """)
+    # the stand-in's function names the module it stands in for: a pickle of it is
+    # platform.python_implementation, the module's own where platform loaded (it named
+    # executor.deferred: PicklingError)
+    assert seen == {"module": "platform", "same": True, "loaded": False}
