@@ -23,7 +23,9 @@ before attrs is imported:
   inspect` alone reads only `__spec__` and `__name__`, which it has, and loads nothing.
   `dir(inspect)` loads it too (a module `__dir__`); `vars()` and `__dict__`, which no hook
   sees, show only the few names it has until then (its `__doc__` is None).
-  One thread runs the code; another that reads a name meanwhile waits for it (a lock). A
+  One thread runs the code; another that reads a name meanwhile waits for it (a lock),
+  a name the code has set already too (a function whose globals are not all there yet:
+  the module is of class `_Loading` meanwhile). A
   read whose load failed (its file unreadable, EMFILE; its code raised) raises that error
   and leaves the module as it was, deferred: the next read runs it again (the modules
   that imported it hold this module object, so it is never taken out of `sys.modules`).
@@ -63,13 +65,12 @@ from __future__ import annotations
 import _thread
 import contextlib
 import sys
-from types import FunctionType
+from types import FunctionType, ModuleType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from importlib.machinery import ModuleSpec
-    from types import ModuleType
     from typing import Any
 
 ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (attrs 22.2 to 26.1)
@@ -105,7 +106,7 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
         module = importlib.util.module_from_spec(spec)
         module.__dict__["__getattr__"], module.__dict__["__dir__"] = _loading(module, spec)  # PEP 562's
         for attr, answer in SERVED.get(name, {}).items():
-            module.__dict__[attr] = _served(module.__dict__["__getattr__"], attr, answer)
+            module.__dict__[attr] = _served(module.__dict__["__getattr__"], name, attr, answer)
         sys.modules[name] = module
         _pending.add(name)
         deferred.append(name)
@@ -118,8 +119,9 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], obje
     """The module's `__getattr__` (PEP 562: a name its namespace lacks) and `__dir__`
     (`dir(module)`) until it loaded: they run its code, as `import` would have, then give
     the name, or all of them (not only the few it has unloaded). They stay in the namespace
-    while the code runs, so that another thread's read waits for the load (and gets the
-    name) instead of finding the namespace half filled; a read of the loading thread itself
+    while the code runs, so that another thread's read of a name the module lacks waits for
+    the load (and gets the name), as a read of one it has does (`_held`), instead of finding
+    the namespace half filled; a read of the loading thread itself
     (a signal handler, a circular read) is an AttributeError, as a partly imported module's."""
     lock = _thread.RLock()
     loading: list[bool] = []  # [True] while a thread runs the module's code
@@ -133,7 +135,7 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], obje
                 if not _ran(module):  # (a reload ran it already)
                     loading.append(True)
                     try:
-                        _run(module, spec)
+                        _held(module, lock, _run, spec)
                     finally:
                         loading.clear()
                 for name, ours in (("__getattr__", __getattr__), ("__dir__", __dir__)):
@@ -149,14 +151,48 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], obje
     return __getattr__, __dir__
 
 
-def _served(load: Callable[[str], Any], name: str, answer: Callable[[], object]) -> Callable[[], object]:
+def _held(module: ModuleType, lock: Any, run: Callable[[ModuleType, ModuleSpec], None], spec: ModuleSpec) -> None:
+    """`run(module, spec)` with the module of class `_Loading` meanwhile (when it is a plain
+    module): another thread's read of a name it has already (a function its code defined,
+    whose globals are not all there yet) waits for the load too, as a read of a name it
+    lacks does (its `__getattr__`)."""
+    plain = type(module) is ModuleType
+    if plain:
+        _LOADING[id(module)] = lock
+        module.__class__ = _Loading
+    try:
+        run(module, spec)
+    finally:
+        if plain:
+            module.__class__ = ModuleType
+            del _LOADING[id(module)]
+
+
+_LOADING: dict[int, Any] = {}  # id of a module of class `_Loading` → the lock its loading thread holds
+
+
+class _Loading(ModuleType):
+    """A deferred module's class while its code runs (`_held`): a read waits until the
+    loading thread, which holds the module's lock, is done (its own reads go on: an RLock)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        lock = _LOADING.get(id(self))
+        if lock is not None:
+            with lock:
+                """(only the wait)"""
+        return ModuleType.__getattribute__(self, name)  # (of a plain module again by then)
+
+
+def _served(load: Callable[[str], Any], module: str, name: str, answer: Callable[[], object]) -> Callable[[], object]:
     """A stand-in's function `name`: `answer()`, or when that is None the module's own
-    (`load`, its `__getattr__`: the module runs first if it has not)."""
+    (`load`, its `__getattr__`: the module runs first if it has not). It is named as the
+    module's own (`pickle` finds it by its module and name, as the module's function)."""
     def served() -> object:
         found = answer()
         return load(name)() if found is None else found
 
     served.__name__ = served.__qualname__ = name
+    served.__module__ = module
     return served
 
 

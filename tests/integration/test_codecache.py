@@ -293,3 +293,28 @@ def test_a_file_of_the_former_format_is_compiled_again_with_lines_only(tmp_path)
     again = run_globals(tmp_path, "cache")
     assert again["saved"] and not again["columns"]  # compiled again (lines only), and written
     assert marshal.loads(path.read_bytes())[0] == 2
+
+
+EVAL = textwrap.dedent("""
+    import json, sys
+    from executor import codecache
+    installed = sys.argv[1] != "plain" and codecache.install("run")
+    from attr import _make
+
+    globs = {"offset": 40}
+    # attrs' own step without locals (its `_add_hash`, `_add_eq`, `_add_repr` then read the
+    # method from the globals): what the script defines is there, and reads its globals
+    _make._compile_and_eval("def answer(x):\\n    return x + offset\\n", globs, filename="<probe>")
+    print(json.dumps({"installed": installed, "answer": globs["answer"](2)}))
+""")
+
+
+def test_attrs_step_without_locals_defines_in_the_globals_it_was_given(tmp_path):
+    def answer(mode: str) -> dict:
+        result = subprocess.run([sys.executable, "-c", EVAL, mode], cwd=REPO, capture_output=True, text=True,
+                                env={**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}, timeout=60)
+        assert result.returncode == 0, result.stderr  # served: KeyError 'answer'
+        return json.loads(result.stdout)
+
+    assert answer("plain") == {"installed": False, "answer": 42}
+    assert answer("cache") == {"installed": True, "answer": 42}

@@ -133,30 +133,34 @@ def test_attrs_loads_and_makes_classes_without_inspect(tmp_path):
     assert seen["builtin"] == 3 and seen["then"]  # a builtin converter: attrs' own, through inspect
 
 
-def test_a_thread_reading_while_another_loads_waits_for_the_load(tmp_path):
+# the reader's read, mid-load: a name the module has not set yet, or a function it has
+# defined already whose globals are not there yet (it read the namespace half filled: NameError)
+@pytest.mark.parametrize("read", ["slowmod.ANSWER", "slowmod.answer()"])
+def test_a_thread_reading_while_another_loads_waits_for_the_load(tmp_path, read):
     (tmp_path / "gate.py").write_text("import threading\nentered = threading.Event()\nrelease = threading.Event()\n")
-    (tmp_path / "slowmod.py").write_text("import gate\ngate.entered.set()\ngate.release.wait(60)\nANSWER = 42\n")
-    seen = probe(tmp_path, """
+    (tmp_path / "slowmod.py").write_text("import gate\ndef answer():\n    return ANSWER\n"
+                                         "gate.entered.set()\ngate.release.wait(60)\nANSWER = 42\n")
+    seen = probe(tmp_path, f"""
         import threading, time
         deferred.defer(("slowmod",))
         import gate, slowmod
-        got = {}
+        got = {{}}
 
-        def read(who):
+        def read(who, reading):
             try:
-                got[who] = slowmod.ANSWER
-            except AttributeError as exc:
+                got[who] = reading()
+            except (AttributeError, NameError) as exc:
                 got[who] = str(exc)
 
-        loader = threading.Thread(target=read, args=("loader",))
+        loader = threading.Thread(target=read, args=("loader", lambda: slowmod.ANSWER))
         loader.start()
         gate.entered.wait(60)  # the loader runs the module's code, held at the gate
-        reader = threading.Thread(target=read, args=("reader",))
+        reader = threading.Thread(target=read, args=("reader", lambda: {read}))
         reader.start()
         deadline = time.monotonic() + 60  # until the reader waits for the load, or has read
         while reader.is_alive() and time.monotonic() < deadline and (
                 sys._current_frames().get(reader.ident) is None
-                or sys._current_frames()[reader.ident].f_code.co_name != "__getattr__"):
+                or sys._current_frames()[reader.ident].f_code.co_name not in ("__getattr__", "__getattribute__")):
             time.sleep(0.01)
         gate.release.set()
         loader.join(60)
@@ -283,3 +287,19 @@ def test_an_implementation_sys_does_not_name_is_platform_s_own_answer(tmp_path):
         print(json.dumps([answer, deferred.is_loaded("platform")]))
         """)
     assert seen == ["CPython", True]  # asked platform's own, which loaded
+
+
+def test_a_served_function_pickles_as_the_module_s_own(tmp_path):
+    seen = probe(tmp_path, """
+        import pickle
+        deferred.defer(("platform",))
+        import platform
+        served = platform.python_implementation
+        data = pickle.dumps(served)  # by reference: platform.python_implementation
+        print(json.dumps({"module": served.__module__, "same": pickle.loads(data) is served,
+                          "loaded": deferred.is_loaded("platform")}))
+        """)
+    # the stand-in's function names the module it stands in for: a pickle of it is
+    # platform.python_implementation, the module's own where platform loaded (it named
+    # executor.deferred: PicklingError)
+    assert seen == {"module": "platform", "same": True, "loaded": False}
