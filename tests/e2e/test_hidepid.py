@@ -62,10 +62,13 @@ def test_a_daemon_proc_hides_is_stopped_with_the_task() -> None:
                                    "sh", *argv], cwd=top, env=env, stdout=out, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            init = wait_for(lambda: _children(ns.pid), message="the namespace's shell")[0]
+            # Generous bounds (30 s), not wait_for's 5 s: stoker run starts as nobody, and its
+            # task's Python forks the daemon twice: about 1 s for the whole test on a quiet host;
+            # the adopted daemon's wait failed once under a load of 6 (docs/testing.md §13).
+            init = wait_for(lambda: _children(ns.pid), 30, message="the namespace's shell")[0]
             # the shell's first child may be its `mount` still (on a busy host): not stoker run
-            supervisor = wait_for(lambda: _running(init, str(top / "job.aurora")), message="stoker run")
-            agent = wait_for(lambda: _named(supervisor, "stkr-agent"), message="the daemon, adopted")
+            supervisor = wait_for(lambda: _running(init, str(top / "job.aurora")), 30, message="stoker run")
+            agent = wait_for(lambda: _named(supervisor, "stkr-agent"), 30, message="the daemon, adopted")
             os.kill(supervisor, signal.SIGTERM)
             wait_for(lambda: (top / "rc").exists(), 10, message="stoker run's exit")
             text = (top / "out").read_text(errors="replace")
