@@ -63,10 +63,11 @@ def test_a_daemon_proc_hides_is_stopped_with_the_task() -> None:
                                   stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             # Generous bounds (30 s), not wait_for's 5 s: stoker run starts as nobody, and its
-            # task's Python forks the daemon twice: about 1 s for the whole test on a quiet host;
-            # the adopted daemon's wait failed once under a load of 6 (docs/testing.md §13).
+            # task's Python forks the daemon twice; the whole test takes about 1 s on a quiet
+            # host, up to 17 s with two of it at once under a load of 16.
             init = wait_for(lambda: _children(ns.pid), 30, message="the namespace's shell")[0]
-            # the shell's first child may be its `mount` still (on a busy host): not stoker run
+            # the shell's first child may be its `mount` still (on a busy host): not stoker run,
+            # nor is a fork of the shell that has not exec'd yet (`_running`)
             supervisor = wait_for(lambda: _running(init, str(top / "job.aurora")), 30, message="stoker run")
             agent = wait_for(lambda: _named(supervisor, "stkr-agent"), 30, message="the daemon, adopted")
             os.kill(supervisor, signal.SIGTERM)
@@ -91,11 +92,15 @@ def _named(parent: int, name: str) -> int | None:
 
 
 def _running(parent: int, arg: str) -> int | None:
-    """The child of `parent` given `arg` on its command line."""
+    """The child of `parent` given `arg` on its command line, once it runs a program of its
+    own: a fork of the namespace's shell not yet exec'd (its `mount`, or the child that
+    execs stoker run) has the shell's command line, `sh -c SHELL sh ARGV...`, which holds
+    `arg` too. Taken for stoker run, the `mount` left the test waiting on a pid gone."""
     for pid in _children(parent):
         try:
-            if arg.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
-                return pid
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
+        if arg.encode() in argv and argv[0] != b"sh":
+            return pid
     return None
