@@ -25,13 +25,17 @@ run: $(STAMP)
 	$(BIN)/stoker run $(EXAMPLE) --sandbox $(RUNS)/$$(basename $(EXAMPLE) .aurora)-$$(date +%Y%m%d-%H%M%S)
 
 # The whole suite: lint (ruff, mypy), then every test tier (the fault suite's short version).
-# The unit and integration tiers run on TEST_WORKERS pytest-xdist workers (CI's 2 cores), the
-# end-to-end and fault tiers after them, serially (docs/testing.md §13); a failure in the first
-# run still lets the second run, and either fails the target.
+# The unit and integration tiers run on TEST_WORKERS pytest-xdist workers (CI's 2 cores); then
+# the end-to-end and fault tiers on as many, each module on one worker (--dist loadfile: its
+# module fixtures made once), but the tests marked `serial` (they look at something the whole
+# host shares), which run last, alone (docs/testing.md §13). A failure in one run still lets
+# the next ones run, and any fails the target.
 TEST_WORKERS ?= 2
+LATER_TIERS  := --ignore=tests/unit --ignore=tests/integration
 test: lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests/unit tests/integration; status=$$?; \
-	$(BIN)/python -m pytest -q --ignore=tests/unit --ignore=tests/integration || status=1; \
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) || status=1; \
+	$(BIN)/python -m pytest -q -m serial $(LATER_TIERS) || status=1; \
 	exit $$status
 
 # The unit tests only: the pure cores and the layering rules (about a minute).

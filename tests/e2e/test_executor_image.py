@@ -139,6 +139,9 @@ def test_an_image_task_without_a_containerizer_fails_with_thermos_words(agent, t
     assert not (agent.sandbox / ".logs").exists()  # no process started
 
 
+# serial: the host's whole mount table is compared before and after, and the fault tests'
+# tmpfs and loop mounts, made beside it on another worker, changed it (docs/testing.md §13)
+@pytest.mark.serial
 def test_an_image_task_whose_executor_crashes_leaves_no_process_nor_host_mount(image_template, tmp_path):
     # (SHUTDOWN and a failed launch end as KILL does: the mounts detached in _run_task's finally)
     containerizer = containerizer_script(tmp_path / "mesos-containerizer")

@@ -36,7 +36,9 @@ time.sleep(60)
 
 # PID 1 of the namespace is this shell, not Stoker; it outlives Stoker, so that a daemon
 # Stoker left behind is still there to be seen (it re-parents to the shell).
-SHELL = 'mount -o remount,hidepid=2 /proc || exit 97; "$@"; echo $? > "$RC"; exec sleep 60'
+# Its exit status is written beside and renamed into place: read between the redirection's
+# truncation and the echo, the file was empty (seen once, on two workers under a load of 7).
+SHELL = 'mount -o remount,hidepid=2 /proc || exit 97; "$@"; echo $? > "$RC.new"; mv "$RC.new" "$RC"; exec sleep 60'
 
 
 def test_a_daemon_proc_hides_is_stopped_with_the_task() -> None:
@@ -62,10 +64,14 @@ def test_a_daemon_proc_hides_is_stopped_with_the_task() -> None:
                                    "sh", *argv], cwd=top, env=env, stdout=out, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            init = wait_for(lambda: _children(ns.pid), message="the namespace's shell")[0]
-            # the shell's first child may be its `mount` still (on a busy host): not stoker run
-            supervisor = wait_for(lambda: _running(init, str(top / "job.aurora")), message="stoker run")
-            agent = wait_for(lambda: _named(supervisor, "stkr-agent"), message="the daemon, adopted")
+            # Generous bounds (30 s), not wait_for's 5 s: stoker run starts as nobody, and its
+            # task's Python forks the daemon twice; the whole test takes about 1 s on a quiet
+            # host, up to 17 s with two of it at once under a load of 16.
+            init = wait_for(lambda: _children(ns.pid), 30, message="the namespace's shell")[0]
+            # the shell's first child may be its `mount` still (on a busy host): not stoker run,
+            # nor is a fork of the shell that has not exec'd yet (`_running`)
+            supervisor = wait_for(lambda: _running(init, str(top / "job.aurora")), 30, message="stoker run")
+            agent = wait_for(lambda: _named(supervisor, "stkr-agent"), 30, message="the daemon, adopted")
             os.kill(supervisor, signal.SIGTERM)
             wait_for(lambda: (top / "rc").exists(), 10, message="stoker run's exit")
             text = (top / "out").read_text(errors="replace")
@@ -88,11 +94,15 @@ def _named(parent: int, name: str) -> int | None:
 
 
 def _running(parent: int, arg: str) -> int | None:
-    """The child of `parent` given `arg` on its command line."""
+    """The child of `parent` given `arg` on its command line, once it runs a program of its
+    own: a fork of the namespace's shell not yet exec'd (its `mount`, or the child that
+    execs stoker run) has the shell's command line, `sh -c SHELL sh ARGV...`, which holds
+    `arg` too. Taken for stoker run, the `mount` left the test waiting on a pid gone."""
     for pid in _children(parent):
         try:
-            if arg.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
-                return pid
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
+        if arg.encode() in argv and argv[0] != b"sh":
+            return pid
     return None

@@ -15,6 +15,7 @@ from config.document import encode
 from config.loader import load_job
 from config.registry import RegistrySettings
 from executor.cli.main import main
+from executor.host import replacefile
 from executor.host.registry import Registry, RegistryUnreadable
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.stoker_proc import kill_leftovers, task_pids
@@ -93,4 +94,16 @@ def _modes(sandbox: Path, registry: Path) -> dict[str, tuple[int, int]]:
     for top in (".stoker", ".logs"):
         found[top] = sandbox / top
         found.update({str(p.relative_to(sandbox)): p for p in (sandbox / top).rglob("*")})
-    return {name: (path.lstat().st_uid, stat.S_IMODE(path.lstat().st_mode)) for name, path in found.items()}
+    modes = {}
+    for name, path in found.items():
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            # The running task's atomic writes (`.usage.json.XXXXXXXX.tmp`, renamed into place):
+            # listed, then renamed before its lstat (seen on a busy host); the file it became is
+            # checked, here or in the caller's next look. Anything else that vanished fails.
+            if name.endswith(replacefile.TEMP_SUFFIX):
+                continue
+            raise
+        modes[name] = (st.st_uid, stat.S_IMODE(st.st_mode))
+    return modes

@@ -32,7 +32,9 @@ from tests.support.fault_sizes import FULL
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600),
+# serial: its `make dist` installs the dist extra into the checkout's venv when setup.py is
+# newer, as test_dist's does: two pip installs into one venv at once (docs/testing.md §13)
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.serial,
               pytest.mark.skipif(not FULL, reason="builds and installs into fresh venvs: STOKER_FAULTS_FULL=1 only")]
 
 PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"

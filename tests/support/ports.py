@@ -5,9 +5,14 @@ ZooKeeper server that takes seconds to start). Taken from the kernel's ephemeral
 `bind(0)` takes them), it could meanwhile become the local port of any connection this host
 opens, another test's HTTP client's or another process's, and the later bind fail. So the
 ports come from below that range, where only an explicit bind takes one.
+
+Under pytest-xdist each worker draws from a slice of that range of its own (`_own_range`):
+a port is free only until what the test started binds it (seconds, for ZooKeeper), and in
+that window another worker's test, drawing from the same range, could take it too.
 """
 from __future__ import annotations
 
+import os
 import random
 import socket
 
@@ -23,14 +28,27 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+def _own_range(low: int, high: int) -> range:
+    """The ports from `low` to `high` this process may draw from: all of them, or under
+    pytest-xdist (PYTEST_XDIST_WORKER=gwN of PYTEST_XDIST_WORKER_COUNT) the N-th of as many
+    equal slices, so no two workers ever hand out the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    try:
+        index, count = int(worker.removeprefix("gw")), int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    except (KeyError, ValueError):
+        return range(low, high + 1)
+    size = (high + 1 - low) // max(count, 1)
+    return range(low + index * size, low + (index + 1) * size)
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct loopback ports nothing listens on, outside the ephemeral range when
     it leaves room below it (else from it, as the kernel picks them)."""
-    high = _ephemeral_low() - 1
+    own = _own_range(LOWEST, _ephemeral_low() - 1)
     socks: list[socket.socket] = []
     try:
-        if high - LOWEST >= 1000:
-            for port in _pick.sample(range(LOWEST, high + 1), min(200 + count, high + 1 - LOWEST)):
+        if len(own) >= 1000:
+            for port in _pick.sample(own, min(200 + count, len(own))):
                 if len(socks) == count:
                     break
                 s = socket.socket()

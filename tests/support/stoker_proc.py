@@ -129,20 +129,6 @@ def live(pids) -> set[int]:
     return alive
 
 
-def marker_pids(marker_prefix: str = "STOKER_TASK_MARKER=") -> set[int]:
-    """Live processes carrying a Stoker task marker (any task)."""
-    found = set()
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            env = proc.environ()
-        except (psutil.Error, OSError):
-            continue
-        if any(f"{k}={v}".startswith(marker_prefix) for k, v in env.items()):
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                found.add(proc.pid)
-    return found
-
-
 def signal_a_worker_thread(pid: int, sig: int) -> int:
     """Sends `sig` to one thread of process `pid` that is not its main thread (tgkill), as
     the kernel may do with a signal sent to the whole process; returns that thread's id."""
