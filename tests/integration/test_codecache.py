@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from executor import codecache
 from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(120)
@@ -70,6 +71,17 @@ def run_file(cache: Path) -> Path:
     return path
 
 
+def entries_of(path: Path) -> dict:
+    """The file's entries: file name → ((source, code), ...)."""
+    data = path.read_bytes()
+    assert data.startswith(codecache.HEADER)
+    return marshal.loads(data[len(codecache.HEADER):])
+
+
+def write_entries(path: Path, entries: dict, header: bytes = codecache.HEADER) -> None:
+    path.write_bytes(header + marshal.dumps(entries))
+
+
 def test_a_second_process_serves_every_class_from_the_file_and_they_behave_as_compiled(tmp_path):
     plain = probe(tmp_path, 1, plain=True)
     first = probe(tmp_path, 2)
@@ -110,12 +122,12 @@ def test_a_traceback_through_a_served_init_names_its_file_and_line(tmp_path):
 def test_a_class_whose_source_changed_is_compiled_not_served(tmp_path):
     compiled = probe(tmp_path, 1)["counts"][1]
     path = run_file(tmp_path)
-    form, build, entries = marshal.loads(path.read_bytes())
+    entries = entries_of(path)
     name = "<attrs generated methods config.spec.ProcessSpec>"
-    source, _ = entries[name]
-    entries[name] = (source.replace("max_failures", "max_fails"),  # as an edited class would
-                     entries["<attrs generated methods executor.events.ProcessTransition>"][1])
-    path.write_bytes(marshal.dumps((form, build, entries)))
+    [(source, _)] = entries[name]
+    entries[name] = ((source.replace("max_failures", "max_fails"),  # as an edited class would
+                      entries["<attrs generated methods executor.events.ProcessTransition>"][0][1]),)
+    write_entries(path, entries)
     again = probe(tmp_path, 2)
     assert again["counts"] == [compiled - 1, 1] and again["saved"]
     assert again["behaviour"] == probe(tmp_path, 3, plain=True)["behaviour"]
@@ -133,8 +145,8 @@ def test_a_damaged_file_is_ignored_and_written_again(tmp_path, content):
 def test_a_file_from_another_python_build_is_ignored(tmp_path):
     compiled = probe(tmp_path, 1)["counts"][1]
     path = run_file(tmp_path)
-    form, _build, entries = marshal.loads(path.read_bytes())
-    path.write_bytes(marshal.dumps((form, "3.11.0 (some other build)", entries)))
+    header = codecache.HEADER.replace(repr(sys.version).encode(), b"'3.11.0 (some other build)'")
+    write_entries(path, entries_of(path), header)
     assert probe(tmp_path, 2)["counts"] == [0, compiled]
 
 
@@ -285,14 +297,14 @@ def test_served_methods_keep_the_globals_they_read_and_no_columns_nor_docstrings
     assert served == plain and served["made"][1:] == [True, True] and "must be > 0" in served["refused"]
 
 
-def test_a_file_of_the_former_format_is_compiled_again_with_lines_only(tmp_path):
+def test_a_file_of_a_former_format_is_compiled_again_and_written_in_this_one(tmp_path):
     run_globals(tmp_path, "cache")
     [path] = tmp_path.glob("attrs-run.*.bin")
-    _, version, entries = marshal.loads(path.read_bytes())
-    path.write_bytes(marshal.dumps((1, version, entries)))  # as the former format wrote it
+    entries = {name: kept[0] for name, kept in entries_of(path).items()}
+    path.write_bytes(marshal.dumps((2, sys.version, entries)))  # as FORMAT 2 wrote it
     again = run_globals(tmp_path, "cache")
     assert again["saved"] and not again["columns"]  # compiled again (lines only), and written
-    assert marshal.loads(path.read_bytes())[0] == 2
+    assert path.read_bytes().startswith(codecache.HEADER)
 
 
 EVAL = textwrap.dedent("""
