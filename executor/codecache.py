@@ -8,16 +8,22 @@ bytecode: `install()` wraps attrs' compile step so that the code comes from
 `executor/__pycache__/attrs-PROFILE.TAG.bin` when the same source was compiled before,
 and `save()` writes the file again when something had to be compiled.
 
-- The key is the class's generated file name (`<attrs generated methods MODULE.CLASS>`);
-  the cached source must equal the new source exactly, or the code is compiled as without
-  the cache. The one number that changes from process to process (the class's own term
+- The key is the class's generated file name (`<attrs generated methods MODULE.CLASS>`),
+  and under it up to KEPT sources, the newest first: the cached source must equal the new
+  source exactly, or the code is compiled as without the cache. Two classes of one module
+  and name (made by a function called with other fields, an edited class) share a file
+  name, since attrs' "-1" suffix came from the `linecache` step served below: each keeps its
+  own entry, so neither is compiled, nor the file written, at every start. The one number that changes from process to process (the class's own term
   in `__hash__`, attrs' `hash()` of that file name, which string hashing randomizes) is
   left out of the comparison: the cached code keeps the number it was compiled with, and
   a class's instances still hash alike and apart from another class's.
 - The file names the Python build (`sys.version`): another build ignores it. The code
   depends on nothing but the source, so attrs' version is not part of the key (asking
-  attrs for it would load `importlib.metadata`, 50 modules). An unreadable or damaged
-  file is ignored too: the cache only ever saves compiling, it never decides what runs.
+  attrs for it would load `importlib.metadata`, 50 modules), and is checked in its first
+  line before anything is unmarshalled. An unreadable, truncated or damaged file, one of
+  another shape, or anything but a regular file (a directory, a FIFO: never waited for) is
+  ignored too, with a DEBUG line saying why: the cache only ever saves compiling, it never
+  decides what runs, and a start compiles and writes it again.
 - attrs also keeps each class's generated source in `linecache`, split into lines, for
   debuggers and tracebacks to show: 0.37 MiB of a supervisor's memory for its 90-odd
   classes, held for its whole life. With the cache installed it keeps none (where attrs
@@ -26,8 +32,8 @@ and `save()` writes the file again when something had to be compiled.
   without a source file. STOKER_CODE_CACHE=off puts attrs' own behaviour back.
 - The code keeps each instruction's line and not its columns (`nodocs.lines_only`, as
   Stoker's modules are loaded): with no source line to show, a traceback had no use for
-  them. 413 generated methods of a supervisor: 60 → 16 KiB of location tables. FORMAT 2:
-  the files of FORMAT 1 (columns kept) are compiled again.
+  them. 413 generated methods of a supervisor: 60 → 16 KiB of location tables. The files
+  of an earlier FORMAT (1: columns kept; 2: one source a name, no header) are compiled again.
 - attrs makes, for each class, a tuple subclass of its own with a property per field (so
   that `attrs.fields(C).x` names field `x`), to hold the class's `__attrs_attrs__`: a class,
   its dictionary and a getter function per field, about 2.9 KiB a class, 0.26 MiB for a
@@ -53,7 +59,8 @@ and `save()` writes the file again when something had to be compiled.
   not writable, as Python does for `.pyc` files; the file is written whole and renamed
   into place, so a reader sees the old one or the new one.
 - The files hold code that runs, as `.pyc` files do, and are trusted as they are: whoever
-  may write the package's `__pycache__` may change Stoker anyway. STOKER_CODE_CACHE moves
+  may write the package's `__pycache__` may change Stoker anyway. A file owned by a user
+  other than the one running Stoker, or root (an installer's), is ignored and replaced. STOKER_CODE_CACHE moves
   them to another absolute directory (one only the user running Stoker may write), or
   turns the cache off (`off`, or anything but an absolute path): attrs compiles as ever.
   So it does when its compile step is not the one this module knows (its name and
@@ -70,15 +77,17 @@ import contextlib
 import marshal
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import CodeType
-from typing import Any
+from typing import Any, TypeGuard
 
 from executor import nodocs
 
-FORMAT = 2  # 2: code with lines only
+FORMAT = 3  # 2: code with lines only; 3: a header, then each file name's sources
+HEADER = f"stoker attrs code {FORMAT} {sys.version!r}\n".encode()  # checked before any unmarshal
 # What each profile's command imports before it starts its work: `warm()` compiles these
 # (`run`'s planning: a new config's, in the child that plans it ahead).
 START_MODULES = {
@@ -92,28 +101,31 @@ PROFILES = tuple(START_MODULES)
 # a start compiles none that has a `.pyc`), for the modules loaded after the start.
 NODOC_PACKAGES = ("executor", "config", "healthcheck", "pystachio")
 CACHE_DIR = Path(nodocs.CACHE_DIR)
-MAX_ENTRIES = 1000  # a file past this keeps only what the writing process used
+MAX_ENTRIES = 1000  # a file past this many names keeps only what the writing process compiled
+KEPT = 4  # sources kept a file name (classes of the same name, made by a function, or edited)
 _HASH_TERM = re.compile(r"(hash\(\(\s*)-?\d+")
 
 
 class _Cache:
     """One process's cache: what it loaded, what it compiled since, where it writes."""
 
-    def __init__(self, path: Path, loaded: dict[str, tuple[str, Any]]) -> None:
+    def __init__(self, path: Path, loaded: dict[str, tuple[tuple[str, Any], ...]]) -> None:
         self.path = path
-        self.loaded = loaded  # file name → (source as compared, code), taken when used
-        self.fresh: dict[str, tuple[str, Any]] = {}  # compiled by this process
+        self.loaded = loaded  # file name → ((source as compared, code), ...), each taken when used
+        self.fresh: list[tuple[str, str, Any]] = []  # (file name, source, code) compiled by this process
         self.hits = 0
         self.compiled = 0  # and saved
 
     def code_for(self, script: str, filename: str) -> Any:
         source = _HASH_TERM.sub(r"\1#", script)
-        cached = self.loaded.pop(filename, None)
-        if cached is not None and cached[0] == source:
-            self.hits += 1
-            return cached[1]
+        kept = self.loaded.get(filename, ())
+        for index, (cached, code) in enumerate(kept):
+            if cached == source:
+                self.loaded[filename] = kept[:index] + kept[index + 1:]
+                self.hits += 1
+                return code
         code = nodocs.lines_only(compile(script, filename, "exec"))
-        self.fresh[filename] = (source, code)
+        self.fresh.append((filename, source, code))
         return code
 
 
@@ -222,38 +234,89 @@ def _read_by(code: CodeType, globs: dict[str, Any]) -> dict[str, Any]:
     return {name: globs[name] for name in names if name in globs}
 
 
-def _read(path: Path) -> dict[str, tuple[str, Any]]:
+def _read(path: Path) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """The file's entries; none when it is not one this build wrote as this module does (see
+    the docstring), with a DEBUG line saying why, unless it is only missing."""
     try:
-        data = marshal.loads(path.read_bytes())
-    except (OSError, EOFError, ValueError, TypeError):
-        return {}
-    if not (isinstance(data, tuple) and len(data) == 3 and data[:2] == (FORMAT, sys.version)
-            and isinstance(data[2], dict)):
-        return {}
-    return data[2]
+        data = _own_bytes(path)
+        entries = marshal.loads(data[len(HEADER):]) if data.startswith(HEADER) else None
+    except (OSError, EOFError, ValueError, TypeError) as exc:
+        return _ignored(path, str(exc)) if not isinstance(exc, FileNotFoundError) else {}
+    if not _well_formed(entries):
+        return _ignored(path, f"not this build's FORMAT {FORMAT} file")
+    return entries
+
+
+def _own_bytes(path: Path) -> bytes:
+    """The bytes of `path`, a regular file of this user's or root's (never waits: a FIFO)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            raise ValueError("not a regular file")
+        if found.st_uid not in (os.geteuid(), 0):
+            raise ValueError(f"owned by uid {found.st_uid}")
+        return file.read()
+
+
+def _well_formed(entries: object) -> TypeGuard[dict[str, tuple[tuple[str, Any], ...]]]:
+    """A dict of file name → non-empty tuple of (source, code) pairs."""
+    return isinstance(entries, dict) and all(
+        isinstance(name, str) and isinstance(kept, tuple) and kept and all(
+            isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
+            and isinstance(pair[1], CodeType) for pair in kept)
+        for name, kept in entries.items())
+
+
+def _ignored(path: Path, reason: str) -> dict[str, tuple[tuple[str, Any], ...]]:
+    import logging
+
+    logging.getLogger(__name__).debug("code cache %s ignored: %s", path, reason)
+    return {}
 
 
 def save() -> bool:
-    """Writes the profile's file again when this process compiled something the file did
+    """Writes the profile's file again when this process compiled something the file does
     not have (merged into what the file holds now); True when it wrote."""
     cache = _cache
     if cache is None or not cache.fresh or sys.dont_write_bytecode:
         return False
     entries = _read(cache.path)
-    entries.update(cache.fresh)
-    if len(entries) > MAX_ENTRIES:
-        entries = dict(cache.fresh)
-    temporary = cache.path.with_name(f"{cache.path.name}.{os.getpid()}.tmp")
+    # nothing new: another process wrote it already, or a class was made twice alike
+    wrote = _merged(entries, cache.fresh)
+    if wrote and len(entries) > MAX_ENTRIES:
+        entries = {}
+        _merged(entries, cache.fresh)
+    if wrote and not _write(cache.path, entries):
+        return False
+    cache.compiled += len(cache.fresh)
+    cache.fresh.clear()
+    return wrote
+
+
+def _merged(entries: dict[str, tuple[tuple[str, Any], ...]], fresh: list[tuple[str, str, Any]]) -> bool:
+    """Puts each fresh source first among its file name's (at most KEPT a name); True when
+    one was new."""
+    changed = False
+    for filename, source, code in fresh:
+        kept = entries.get(filename, ())
+        if all(cached != source for cached, _ in kept):
+            entries[filename] = ((source, code), *kept[:KEPT - 1])
+            changed = True
+    return changed
+
+
+def _write(path: Path, entries: dict[str, tuple[tuple[str, Any], ...]]) -> bool:
+    """Writes the file whole and renames it into place; False when it could not."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        cache.path.parent.mkdir(exist_ok=True)
-        temporary.write_bytes(marshal.dumps((FORMAT, sys.version, entries)))
-        os.replace(temporary, cache.path)
+        path.parent.mkdir(exist_ok=True)
+        temporary.write_bytes(HEADER + marshal.dumps(entries))
+        os.replace(temporary, path)
     except OSError:  # not writable, as for .pyc files: the next process compiles again
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
         return False
-    cache.compiled += len(cache.fresh)
-    cache.fresh.clear()
     return True
 
 

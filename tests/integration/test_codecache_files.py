@@ -1,0 +1,153 @@
+"""`executor.codecache`: a cache file that is not one this build wrote, and classes that
+share a generated file name. Fresh processes, as in test_codecache.py (its `probe`)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from executor import codecache
+from tests.integration.test_codecache import ONE_SCRIPT, entries_of, generated, probe, run_file, write_entries
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(120)
+SPEC = generated("config.spec.ProcessSpec")
+
+
+def code() -> object:
+    return compile("x = 1", "<probe>", "exec")
+
+
+# each a payload after this build's header: valid marshal, of a shape not the cache's
+SHAPES = {
+    "list": lambda entries: list(entries.items()),
+    "pair_not_tuple": lambda entries: {**entries, SPEC: [entries[SPEC][0]]},
+    "arity": lambda entries: {**entries, SPEC: (entries[SPEC][0] + ("extra",),)},
+    "empty_kept": lambda entries: {**entries, SPEC: ()},
+    "code_for_source": lambda entries: {**entries, SPEC: ((code(), entries[SPEC][0][1]),)},
+    "string_for_code": lambda entries: {**entries, SPEC: ((entries[SPEC][0][0], "x = 1"),)},
+    "int_value": lambda entries: {**entries, SPEC: 7},
+    "bytes_name": lambda entries: {b"name": ((entries[SPEC][0]),)},
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_file_of_the_wrong_shape_is_ignored_and_written_again(tmp_path, shape):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    write_entries(path, SHAPES[shape](entries_of(path)))
+    again = probe(tmp_path, 2)
+    assert again["counts"] == [0, compiled] and again["saved"]
+    assert again["behaviour"] == probe(tmp_path, 3, plain=True)["behaviour"]
+    assert probe(tmp_path, 4)["counts"] == [compiled, 0]
+
+
+@pytest.mark.parametrize("cut", [1, 2, 100])
+def test_a_truncated_file_is_ignored(tmp_path, cut):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(codecache.HEADER) + cut])  # the header whole, its marshal cut short
+    assert probe(tmp_path, 2)["counts"] == [0, compiled]
+
+
+def other_python() -> str:
+    """A Python of another minor version: on PATH, or installed beside this one (pyenv)."""
+    ours = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    beside = sorted(str(p) for p in Path(sys.base_prefix).parent.glob("3.*/bin/python3.*")
+                    if p.name != ours and p.name[-1].isdigit())
+    for found in [shutil.which(f"python3.{minor}") for minor in (12, 13, 10)] + beside:
+        if found and subprocess.run([found, "-c", ""], capture_output=True, timeout=30).returncode == 0:
+            return found
+    pytest.skip("no Python of another version on PATH or beside this one")
+
+
+def test_a_file_of_another_python_versions_marshal_is_ignored(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    # another version's code objects, under this build's name and even its header
+    entry = f"{{{SPEC!r}: (('source', compile('x = 1', 'f', 'exec')),)}}"
+    script = f"import marshal, sys; sys.stdout.buffer.write(marshal.dumps({entry}))"
+    payload = subprocess.run([other_python(), "-c", script], capture_output=True, timeout=30, check=True).stdout
+    path.write_bytes(codecache.HEADER + payload)
+    assert probe(tmp_path, 2)["counts"][1] == compiled
+    path.write_bytes(payload)  # without the header: as that version would have written it
+    assert probe(tmp_path, 3)["counts"] == [0, compiled]
+
+
+def test_a_directory_in_the_files_place_is_ignored(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    path.unlink()
+    path.mkdir()
+    result = probe(tmp_path, 2)
+    assert result["counts"] == [0, compiled] and not result["saved"]  # os.replace cannot replace it
+
+
+def test_a_fifo_in_the_files_place_is_ignored_without_waiting(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    path.unlink()
+    os.mkfifo(path)
+    result = probe(tmp_path, 2)  # nobody opens it to write: a plain read would wait for ever
+    assert result["counts"] == [0, compiled] and result["saved"]
+    assert path.is_file() and probe(tmp_path, 3)["counts"] == [compiled, 0]  # written over it
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_file_another_user_owns_is_ignored_and_replaced(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    os.chown(path, 65534, 65534)
+    result = probe(tmp_path, 2)
+    assert result["counts"] == [0, compiled] and result["saved"]
+    assert path.stat().st_uid == os.geteuid()
+
+
+# A function that makes a class of the same module and name twice, with different fields:
+# attrs names both classes' generated file alike.
+TWINS = textwrap.dedent("""
+    import json
+    from executor import codecache
+    codecache.install("run")
+    import attrs
+
+    def make(*names):
+        @attrs.define
+        class Twin:
+            __annotations__ = {name: int for name in names}
+        return Twin
+
+    one, two, again = make("a"), make("b", "c"), make("a")
+    print(json.dumps({"counts": codecache.counts(), "saved": codecache.save(),
+                      "made": [repr(one(1)), repr(two(2, 3)), repr(again(4))]}))
+""")
+
+
+def test_two_classes_of_one_name_are_both_kept_and_the_file_not_rewritten(tmp_path):
+    def run() -> dict:
+        env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        result = subprocess.run([sys.executable, "-c", TWINS], cwd=REPO, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    first = run()
+    scripts = first["counts"][1] // 3  # a class's (attrs 24.3: 1; 23.1: one a method)
+    assert first["counts"] == [0, 3 * scripts] and first["saved"]
+    [path] = tmp_path.glob("attrs-run.*.bin")
+    written = path.stat().st_mtime_ns
+    second = run()
+    # the third, the first's twin, taken its entry already: compiled again, nothing new to write
+    assert second["counts"] == [2 * scripts, scripts] and not second["saved"]  # was: saved each start
+    assert path.stat().st_mtime_ns == written
+    assert second["made"] == first["made"] == ["Twin(a=1)", "Twin(b=2, c=3)", "Twin(a=4)"]
+    name = generated("__main__.make.<locals>.Twin")
+    assert len(entries_of(path)[name]) == (2 if ONE_SCRIPT else 1)  # attrs 23.1: "-1" for the other
