@@ -25,7 +25,7 @@ CONTRACT = (REPO / "docs/contract.md").read_text()
 FOREIGN = {"--executor_environment_variables", "--now",
            "--executor_reregistration_timeout", "--wheel-dir", "--no-index", "--find-links",
            "--force-reinstall", "--no-deps", "--dport", "--uid-owner", "--scope", "--user",
-           "--init"}
+           "--init", "--dist"}  # --dist: pytest-xdist's (README, "Tests")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
 # The Mesos agent's flag that caps a container's CPU (README, "Under a tight CPU quota").
 FOREIGN_CPU = {"--cgroups_enable_cfs"}
