@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
+from tests.support.configs import UMASKS
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO, checkpoint_records, live, task_pids
 from tests.support.users import as_nobody, as_user, needs_root, open_agent_sim, throwaway_user
@@ -238,22 +239,11 @@ AS_ROLE = """
 """
 
 
-UMASKS = """
-    work = Process(name='work', cmdline='umask > run-umask; exec sleep 600')
-    jobs = [Service(cluster='devcluster', role='root', environment='test', name='work',
-                    task=Task(processes=[work], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB)),
-                    health_check_config=HealthCheckConfig(
-                      health_checker=HealthCheckerConfig(shell=ShellHealthChecker(
-                        shell_command='umask > check-umask')),
-                      initial_interval_secs=2.0, interval_secs=0.1))]
-"""
-
-
 @needs_root
 def test_a_root_role_under_a_root_executor_starts_with_the_agents_umask(open_agent, tmp_path):
     """The role is the executor's own user: its process and its shell check had the umask
     the executor relaxed to keep the logs readable (0022), not the agent's (0077)."""
-    launch(open_agent, aurora_data(tmp_path, UMASKS, role="root", name="work"), umask="077")
+    launch(open_agent, aurora_data(tmp_path, UMASKS % dict(role="root"), role="root", name="work"), umask="077")
     assert open_agent.wait_for_state(TID, "TASK_RUNNING", 15).healthy is True
     sandbox = open_agent.sandbox
     pids = task_pids(sandbox)

@@ -15,6 +15,7 @@ from config.document import encode
 from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
+from tests.support.configs import UMASKS
 from tests.support.stoker_proc import live, task_pids
 from tests.support.users import needs_root, open_agent_sim, throwaway_user
 from tests.support.waiting import wait_for
@@ -161,17 +162,6 @@ def test_nosetuid_health_checks_run_shell_checks_as_the_executor_s_user(user, op
     assert not (sandbox / "profiled-by-root").exists()  # root never runs the role's .thermos_profile
     open_agent.kill(TID, grace_secs=0.5)
     open_agent.wait_for_state(TID, "TASK_KILLED", 10)
-
-
-UMASKS = """
-    work = Process(name='work', cmdline='umask > run-umask; exec sleep 600')
-    jobs = [Service(cluster='devcluster', role='%(role)s', environment='test', name='work',
-                    task=Task(processes=[work], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB)),
-                    health_check_config=HealthCheckConfig(
-                      health_checker=HealthCheckerConfig(shell=ShellHealthChecker(
-                        shell_command='umask > check-umask')),
-                      initial_interval_secs=2.0, interval_secs=0.1))]
-"""
 
 
 @needs_root

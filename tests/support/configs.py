@@ -26,6 +26,16 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.aurora"))
 # What a task needs at least (Aurora requires resources), as `.aurora` text.
 RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
+# A service (role %(role)s) whose process and shell check each write the umask they started with.
+UMASKS = """
+    work = Process(name='work', cmdline='umask > run-umask; exec sleep 600')
+    jobs = [Service(cluster='devcluster', role='%(role)s', environment='test', name='work',
+                    task=Task(processes=[work], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB)),
+                    health_check_config=HealthCheckConfig(
+                      health_checker=HealthCheckerConfig(shell=ShellHealthChecker(
+                        shell_command='umask > check-umask')),
+                      initial_interval_secs=2.0, interval_secs=0.1))]
+"""
 
 
 def write_config(directory: Path, text: str, name: str = "job.aurora") -> Path:
