@@ -31,9 +31,9 @@ the sandbox around the runs' spawns (no other thread runs then), and `spawn_watc
 
 The supervisor (`spawn.fork_run`) starts each run as this process (no user to switch to, no
 umask of its own, no `wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other
-by Popen. Both vfork
-and exec; what posix_spawn leaves out is Popen's Python around the fork (the environment
-encoded in Python, its error pipe, the Popen object: half of this process's CPU per run).
+by Popen. Both vfork and exec; what posix_spawn leaves out is Popen's Python around the fork
+(the environment encoded in Python, its error pipe, the Popen object: half of this process's
+CPU per run).
 The thread that forks moves into the sandbox for the spawn alone and back, and its working
 directory is its own (`own_cwd`: unshare(CLONE_FS), once per thread, at its first run), so
 neither the process's directory nor another thread's moves but those of threads that thread
@@ -136,9 +136,10 @@ def _watch_parent(parent: int) -> None:
 
 
 def _libc(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
-    """The C library's function `name` (prctl, unshare: int arguments, an int result) and errno. Through `_ctypes`, the C module under `ctypes`:
-    `ctypes` itself costs `stoker run` 4 ms before its first fork; the few lines of it
-    needed here are these (and `ctypes` where they do not work). Raises OSError."""
+    """The C library's function `name` (prctl, unshare: int arguments, an int result) and
+    errno. Through `_ctypes`, the C module under `ctypes`: `ctypes` itself costs `stoker run`
+    4 ms before its first fork; the few lines of it needed here are these (and `ctypes` where
+    they do not work). Raises OSError."""
     try:
         import _ctypes
 
