@@ -60,7 +60,8 @@ and `save()` writes the file again when something had to be compiled.
   into place, so a reader sees the old one or the new one.
 - The files hold code that runs, as `.pyc` files do, and are trusted as they are: whoever
   may write the package's `__pycache__` may change Stoker anyway. A file owned by a user
-  other than the one running Stoker, or root (an installer's), is ignored and replaced. STOKER_CODE_CACHE moves
+  other than the one running Stoker, or root (an installer's), one anyone may write, or one
+  past MAX_BYTES (never read whole) is ignored and replaced. STOKER_CODE_CACHE moves
   them to another absolute directory (one only the user running Stoker may write), or
   turns the cache off (`off`, or anything but an absolute path): attrs compiles as ever.
   So it does when its compile step is not the one this module knows (its name and
@@ -102,6 +103,7 @@ PROFILES = tuple(START_MODULES)
 NODOC_PACKAGES = ("executor", "config", "healthcheck", "pystachio")
 CACHE_DIR = Path(nodocs.CACHE_DIR)
 MAX_ENTRIES = 1000  # a file past this many names keeps only what the writing process compiled
+MAX_BYTES = 64 << 20  # a larger file is not one this module wrote (MAX_ENTRIES names, KEPT sources each)
 KEPT = 4  # sources kept a file name (classes of the same name, made by a function, or edited)
 _HASH_TERM = re.compile(r"(hash\(\(\s*)-?\d+")
 
@@ -236,11 +238,12 @@ def _read_by(code: CodeType, globs: dict[str, Any]) -> dict[str, Any]:
 
 def _read(path: Path) -> dict[str, tuple[tuple[str, Any], ...]]:
     """The file's entries; none when it is not one this build wrote as this module does (see
-    the docstring), with a DEBUG line saying why, unless it is only missing."""
+    the docstring), with a DEBUG line saying why, unless it is only missing. (marshal raises
+    SystemError, too, for some damaged code objects.)"""
     try:
         data = _own_bytes(path)
         entries = marshal.loads(data[len(HEADER):]) if data.startswith(HEADER) else None
-    except (OSError, EOFError, ValueError, TypeError) as exc:
+    except (OSError, EOFError, ValueError, TypeError, SystemError) as exc:
         return _ignored(path, str(exc)) if not isinstance(exc, FileNotFoundError) else {}
     if not _well_formed(entries):
         return _ignored(path, f"not this build's FORMAT {FORMAT} file")
@@ -248,7 +251,8 @@ def _read(path: Path) -> dict[str, tuple[tuple[str, Any], ...]]:
 
 
 def _own_bytes(path: Path) -> bytes:
-    """The bytes of `path`, a regular file of this user's or root's (never waits: a FIFO)."""
+    """The bytes of `path`, a regular file of this user's or root's that not anyone may write,
+    of at most MAX_BYTES (never waits: a FIFO; never reads a huge file whole)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as file:
         found = os.fstat(fd)
@@ -256,7 +260,12 @@ def _own_bytes(path: Path) -> bytes:
             raise ValueError("not a regular file")
         if found.st_uid not in (os.geteuid(), 0):
             raise ValueError(f"owned by uid {found.st_uid}")
-        return file.read()
+        if found.st_mode & stat.S_IWOTH:
+            raise ValueError(f"writable by anyone (mode {stat.S_IMODE(found.st_mode):o})")
+        data = file.read(MAX_BYTES + 1)  # bounded: the file may have grown since the fstat
+        if found.st_size > MAX_BYTES or len(data) > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES} bytes")
+        return data
 
 
 def _well_formed(entries: object) -> TypeGuard[dict[str, tuple[tuple[str, Any], ...]]]:

@@ -3,8 +3,11 @@ share a generated file name. Fresh processes, as in test_codecache.py (its `prob
 from __future__ import annotations
 
 import json
+import marshal
 import os
+import resource
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -151,3 +154,31 @@ def test_two_classes_of_one_name_are_both_kept_and_the_file_not_rewritten(tmp_pa
     assert second["made"] == first["made"] == ["Twin(a=1)", "Twin(b=2, c=3)", "Twin(a=4)"]
     name = generated("__main__.make.<locals>.Twin")
     assert len(entries_of(path)[name]) == (2 if ONE_SCRIPT else 1)  # attrs 23.1: "-1" for the other
+
+
+def test_a_file_whose_body_marshal_rejects_with_a_system_error_is_ignored(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    # this build's header, then a code object flagged as a reference: marshal raises SystemError
+    path.write_bytes(codecache.HEADER + b"\xe3" + marshal.dumps(code())[1:])
+    assert probe(tmp_path, 2)["counts"] == [0, compiled]  # was: the start failed, a traceback
+
+
+def test_a_huge_file_is_ignored_without_reading_it_whole(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    with path.open("r+b") as file:
+        file.truncate(4 << 30)  # sparse: 4 GiB of zeros after this build's header
+    # was: read whole into memory before its header was looked at (MemoryError with a 1 GiB bound)
+    result = probe(tmp_path, 2, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)))
+    assert result["counts"] == [0, compiled]
+
+
+
+def test_a_file_anyone_may_write_is_ignored_and_replaced(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    path.chmod(0o666)
+    result = probe(tmp_path, 2)
+    assert result["counts"] == [0, compiled] and result["saved"]  # was: its code served
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
