@@ -56,7 +56,9 @@ and `save()` writes the file again when something had to be compiled.
 - One file per PROFILE (`run`, `executor`, `observe`, `cli`), so that a command loads the
   code of the classes it creates and little else. `save()` writes nothing when the
   interpreter is told not to write bytecode (PYTHONDONTWRITEBYTECODE) or the directory is
-  not writable, as Python does for `.pyc` files; the file is written whole and renamed
+  not writable, as Python does for `.pyc` files; the file is written whole (mode 0644,
+  whatever the umask) under a temporary name of its own, created anew (`O_EXCL`: never
+  through a symlink, never another process's, in another pid namespace too) and renamed
   into place, so a reader sees the old one or the new one.
 - The files hold code that runs, as `.pyc` files do, and are trusted as they are: whoever
   may write the package's `__pycache__` may change Stoker anyway. A file owned by a user
@@ -316,15 +318,22 @@ def _merged(entries: dict[str, tuple[tuple[str, Any], ...]], fresh: list[tuple[s
 
 
 def _write(path: Path, entries: dict[str, tuple[tuple[str, Any], ...]]) -> bool:
-    """Writes the file whole and renames it into place; False when it could not."""
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    """Writes the file whole, mode 0644 whatever the umask, under a temporary name of its own
+    (created, never followed or shared: another process's, in another pid namespace too) and
+    renames it into place; False when it could not."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+    created = False
     try:
-        path.parent.mkdir(exist_ok=True)
-        temporary.write_bytes(HEADER + marshal.dumps(entries))
+        path.parent.mkdir(mode=0o755, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        created = True
+        with os.fdopen(fd, "wb") as file:
+            file.write(HEADER + marshal.dumps(entries))
         os.replace(temporary, path)
     except OSError:  # not writable, as for .pyc files: the next process compiles again
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
         return False
     return True
 

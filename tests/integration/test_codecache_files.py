@@ -174,6 +174,14 @@ def test_a_huge_file_is_ignored_without_reading_it_whole(tmp_path):
     assert result["counts"] == [0, compiled]
 
 
+def test_a_file_written_under_umask_0_is_not_writable_by_others(tmp_path):
+    previous = os.umask(0)  # a daemon's, inherited by the probe
+    try:
+        probe(tmp_path, 1)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(run_file(tmp_path).stat().st_mode) == 0o644  # was: 0666, code anyone could change
+
 
 def test_a_file_anyone_may_write_is_ignored_and_replaced(tmp_path):
     compiled = probe(tmp_path, 1)["counts"][1]
@@ -182,3 +190,13 @@ def test_a_file_anyone_may_write_is_ignored_and_replaced(tmp_path):
     result = probe(tmp_path, 2)
     assert result["counts"] == [0, compiled] and result["saved"]  # was: its code served
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_symlink_at_the_temporary_name_is_not_written_through(tmp_path):
+    path = tmp_path / "attrs-run.bin"
+    target = tmp_path / "someone-elses"
+    target.write_bytes(b"kept")
+    (tmp_path / f"{path.name}.{os.getpid()}.tmp").symlink_to(target)  # the name a save used to take
+    assert codecache._write(path, {"<name>": (("x = 1", code()),)})
+    assert target.read_bytes() == b"kept" and not path.is_symlink()
+    assert marshal.loads(path.read_bytes()[len(codecache.HEADER):])["<name>"][0][0] == "x = 1"
