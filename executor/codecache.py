@@ -9,10 +9,10 @@ bytecode: `install()` wraps attrs' compile step so that the code comes from
 and `save()` writes the file again when something had to be compiled.
 
 - The key is the class's generated file name (`<attrs generated methods MODULE.CLASS>`),
-  and under it up to KEPT sources, the newest first: the cached source must equal the new
-  source exactly, or the code is compiled as without the cache. Two classes of one module
-  and name (made by a function called with other fields, an edited class) share a file
-  name, since attrs' "-1" suffix came from the `linecache` step served below: each keeps its
+  and under it up to KEPT sources, the last used first (served or compiled: the least
+  recently used goes): the cached source must equal the new source exactly, or the code
+  is compiled as without the cache. Two classes of one module and name (made by a
+  function called with other fields, an edited class) share a file name, since attrs' "-1" suffix came from the `linecache` step served below: each keeps its
   own entry, so neither is compiled, nor the file written, at every start. The one number that changes from process to process (the class's own term
   in `__hash__`, attrs' `hash()` of that file name, which string hashing randomizes) is
   left out of the comparison: the cached code keeps the number it was compiled with, and
@@ -117,6 +117,7 @@ class _Cache:
         self.path = path
         self.loaded = loaded  # file name → ((source as compared, code), ...), each taken when used
         self.fresh: list[tuple[str, str, Any]] = []  # (file name, source, code) compiled by this process
+        self.served: list[tuple[str, str, Any]] = []  # and those served from the file
         self.hits = 0
         self.compiled = 0  # and saved
 
@@ -126,6 +127,7 @@ class _Cache:
         for index, (cached, code) in enumerate(kept):
             if cached == source:
                 self.loaded[filename] = kept[:index] + kept[index + 1:]
+                self.served.append((filename, cached, code))
                 self.hits += 1
                 return code
         code = nodocs.lines_only(compile(script, filename, "exec"))
@@ -294,7 +296,7 @@ def save() -> bool:
         return False
     entries = _read(cache.path)
     # nothing new: another process wrote it already, or a class was made twice alike
-    wrote = _merged(entries, cache.fresh)
+    wrote = _merged(_served_first(entries, cache.served), cache.fresh)
     if wrote and len(entries) > MAX_ENTRIES:
         entries = {}
         _merged(entries, cache.fresh)
@@ -315,6 +317,17 @@ def _merged(entries: dict[str, tuple[tuple[str, Any], ...]], fresh: list[tuple[s
             entries[filename] = ((source, code), *kept[:KEPT - 1])
             changed = True
     return changed
+
+
+def _served_first(entries: dict[str, tuple[tuple[str, Any], ...]],
+                  served: list[tuple[str, str, Any]]) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """Puts each source this process was served first among its file name's (at most KEPT a
+    name), so that a file written again keeps the sources in use, not the KEPT newest (a class
+    served at every start outlives the shapes of a twin that changes at every start)."""
+    for filename, source, code in served:
+        kept = tuple(pair for pair in entries.get(filename, ()) if pair[0] != source)
+        entries[filename] = ((source, code), *kept)[:KEPT]
+    return entries
 
 
 def _write(path: Path, entries: dict[str, tuple[tuple[str, Any], ...]]) -> bool:

@@ -133,14 +133,19 @@ TWINS = textwrap.dedent("""
 """)
 
 
+def run_script(cache: Path, script: str, *args: str) -> dict:
+    """What `script` prints, as JSON, run in a fresh process with its cache in `cache`."""
+    env = {**os.environ, "STOKER_CODE_CACHE": str(cache)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    result = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def test_two_classes_of_one_name_are_both_kept_and_the_file_not_rewritten(tmp_path):
     def run() -> dict:
-        env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        result = subprocess.run([sys.executable, "-c", TWINS], cwd=REPO, env=env, capture_output=True,
-                                text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
+        return run_script(tmp_path, TWINS)
 
     first = run()
     scripts = first["counts"][1] // 3  # a class's (attrs 24.3: 1; 23.1: one a method)
@@ -200,3 +205,21 @@ def test_a_symlink_at_the_temporary_name_is_not_written_through(tmp_path):
     assert codecache._write(path, {"<name>": (("x = 1", code()),)})
     assert target.read_bytes() == b"kept" and not path.is_symlink()
     assert marshal.loads(path.read_bytes()[len(codecache.HEADER):])["<name>"][0][0] == "x = 1"
+
+
+# A class served at every start beside a twin of its name whose fields change at every start
+STEADY = TWINS.replace('one, two, again = make("a"), make("b", "c"), make("a")',
+                       'one, two, again = make("a"), make(sys.argv[1]), None').replace(
+                       "repr(again(4))", "repr(one(4))").replace(
+                       "import json", "import json, sys").replace(
+                       "repr(two(2, 3))", "repr(two(2))")
+
+
+def test_a_class_served_at_every_start_is_kept_beside_a_twin_that_changes(tmp_path):
+    def run(shape: str) -> dict:
+        return run_script(tmp_path, STEADY, shape)
+
+    scripts = run("b")["counts"][1] // 2
+    for shape in "cdefg":  # the file written at each: the steady class's entry first among its name's
+        # was: served at the 2nd to 4th start, then evicted by the 4 newest shapes, compiled again at the 5th
+        assert run(shape)["counts"] == [scripts, scripts], shape
