@@ -9,10 +9,10 @@ bytecode: `install()` wraps attrs' compile step so that the code comes from
 and `save()` writes the file again when something had to be compiled.
 
 - The key is the class's generated file name (`<attrs generated methods MODULE.CLASS>`),
-  and under it up to KEPT sources, the newest first: the cached source must equal the new
-  source exactly, or the code is compiled as without the cache. Two classes of one module
-  and name (made by a function called with other fields, an edited class) share a file
-  name, since attrs' "-1" suffix came from the `linecache` step served below: each keeps its
+  and under it up to KEPT sources, the last used first (served or compiled: the least
+  recently used goes): the cached source must equal the new source exactly, or the code
+  is compiled as without the cache. Two classes of one module and name (made by a
+  function called with other fields, an edited class) share a file name, since attrs' "-1" suffix came from the `linecache` step served below: each keeps its
   own entry, so neither is compiled, nor the file written, at every start. The one number that changes from process to process (the class's own term
   in `__hash__`, attrs' `hash()` of that file name, which string hashing randomizes) is
   left out of the comparison: the cached code keeps the number it was compiled with, and
@@ -56,11 +56,14 @@ and `save()` writes the file again when something had to be compiled.
 - One file per PROFILE (`run`, `executor`, `observe`, `cli`), so that a command loads the
   code of the classes it creates and little else. `save()` writes nothing when the
   interpreter is told not to write bytecode (PYTHONDONTWRITEBYTECODE) or the directory is
-  not writable, as Python does for `.pyc` files; the file is written whole and renamed
+  not writable, as Python does for `.pyc` files; the file is written whole (mode 0644,
+  whatever the umask) under a temporary name of its own, created anew (`O_EXCL`: never
+  through a symlink, never another process's, in another pid namespace too) and renamed
   into place, so a reader sees the old one or the new one.
 - The files hold code that runs, as `.pyc` files do, and are trusted as they are: whoever
   may write the package's `__pycache__` may change Stoker anyway. A file owned by a user
-  other than the one running Stoker, or root (an installer's), is ignored and replaced. STOKER_CODE_CACHE moves
+  other than the one running Stoker, or root (an installer's), one anyone may write, or one
+  past MAX_BYTES (never read whole) is ignored and replaced. STOKER_CODE_CACHE moves
   them to another absolute directory (one only the user running Stoker may write), or
   turns the cache off (`off`, or anything but an absolute path): attrs compiles as ever.
   So it does when its compile step is not the one this module knows (its name and
@@ -102,6 +105,7 @@ PROFILES = tuple(START_MODULES)
 NODOC_PACKAGES = ("executor", "config", "healthcheck", "pystachio")
 CACHE_DIR = Path(nodocs.CACHE_DIR)
 MAX_ENTRIES = 1000  # a file past this many names keeps only what the writing process compiled
+MAX_BYTES = 64 << 20  # a larger file is not one this module wrote (MAX_ENTRIES names, KEPT sources each)
 KEPT = 4  # sources kept a file name (classes of the same name, made by a function, or edited)
 _HASH_TERM = re.compile(r"(hash\(\(\s*)-?\d+")
 
@@ -113,6 +117,7 @@ class _Cache:
         self.path = path
         self.loaded = loaded  # file name → ((source as compared, code), ...), each taken when used
         self.fresh: list[tuple[str, str, Any]] = []  # (file name, source, code) compiled by this process
+        self.served: list[tuple[str, str, Any]] = []  # and those served from the file
         self.hits = 0
         self.compiled = 0  # and saved
 
@@ -122,6 +127,7 @@ class _Cache:
         for index, (cached, code) in enumerate(kept):
             if cached == source:
                 self.loaded[filename] = kept[:index] + kept[index + 1:]
+                self.served.append((filename, cached, code))
                 self.hits += 1
                 return code
         code = nodocs.lines_only(compile(script, filename, "exec"))
@@ -236,11 +242,12 @@ def _read_by(code: CodeType, globs: dict[str, Any]) -> dict[str, Any]:
 
 def _read(path: Path) -> dict[str, tuple[tuple[str, Any], ...]]:
     """The file's entries; none when it is not one this build wrote as this module does (see
-    the docstring), with a DEBUG line saying why, unless it is only missing."""
+    the docstring), with a DEBUG line saying why, unless it is only missing. (marshal raises
+    SystemError, too, for some damaged code objects.)"""
     try:
         data = _own_bytes(path)
         entries = marshal.loads(data[len(HEADER):]) if data.startswith(HEADER) else None
-    except (OSError, EOFError, ValueError, TypeError) as exc:
+    except (OSError, EOFError, ValueError, TypeError, SystemError) as exc:
         return _ignored(path, str(exc)) if not isinstance(exc, FileNotFoundError) else {}
     if not _well_formed(entries):
         return _ignored(path, f"not this build's FORMAT {FORMAT} file")
@@ -248,7 +255,8 @@ def _read(path: Path) -> dict[str, tuple[tuple[str, Any], ...]]:
 
 
 def _own_bytes(path: Path) -> bytes:
-    """The bytes of `path`, a regular file of this user's or root's (never waits: a FIFO)."""
+    """The bytes of `path`, a regular file of this user's or root's that not anyone may write,
+    of at most MAX_BYTES (never waits: a FIFO; never reads a huge file whole)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as file:
         found = os.fstat(fd)
@@ -256,7 +264,12 @@ def _own_bytes(path: Path) -> bytes:
             raise ValueError("not a regular file")
         if found.st_uid not in (os.geteuid(), 0):
             raise ValueError(f"owned by uid {found.st_uid}")
-        return file.read()
+        if found.st_mode & stat.S_IWOTH:
+            raise ValueError(f"writable by anyone (mode {stat.S_IMODE(found.st_mode):o})")
+        data = file.read(MAX_BYTES + 1)  # bounded: the file may have grown since the fstat
+        if found.st_size > MAX_BYTES or len(data) > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES} bytes")
+        return data
 
 
 def _well_formed(entries: object) -> TypeGuard[dict[str, tuple[tuple[str, Any], ...]]]:
@@ -283,7 +296,7 @@ def save() -> bool:
         return False
     entries = _read(cache.path)
     # nothing new: another process wrote it already, or a class was made twice alike
-    wrote = _merged(entries, cache.fresh)
+    wrote = _merged(_served_first(entries, cache.served), cache.fresh)
     if wrote and len(entries) > MAX_ENTRIES:
         entries = {}
         _merged(entries, cache.fresh)
@@ -306,16 +319,34 @@ def _merged(entries: dict[str, tuple[tuple[str, Any], ...]], fresh: list[tuple[s
     return changed
 
 
+def _served_first(entries: dict[str, tuple[tuple[str, Any], ...]],
+                  served: list[tuple[str, str, Any]]) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """Puts each source this process was served first among its file name's (at most KEPT a
+    name), so that a file written again keeps the sources in use, not the KEPT newest (a class
+    served at every start outlives the shapes of a twin that changes at every start)."""
+    for filename, source, code in served:
+        kept = tuple(pair for pair in entries.get(filename, ()) if pair[0] != source)
+        entries[filename] = ((source, code), *kept)[:KEPT]
+    return entries
+
+
 def _write(path: Path, entries: dict[str, tuple[tuple[str, Any], ...]]) -> bool:
-    """Writes the file whole and renames it into place; False when it could not."""
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    """Writes the file whole, mode 0644 whatever the umask, under a temporary name of its own
+    (created, never followed or shared: another process's, in another pid namespace too) and
+    renames it into place; False when it could not."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+    created = False
     try:
-        path.parent.mkdir(exist_ok=True)
-        temporary.write_bytes(HEADER + marshal.dumps(entries))
+        path.parent.mkdir(mode=0o755, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        created = True
+        with os.fdopen(fd, "wb") as file:
+            file.write(HEADER + marshal.dumps(entries))
         os.replace(temporary, path)
     except OSError:  # not writable, as for .pyc files: the next process compiles again
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
         return False
     return True
 

@@ -3,8 +3,11 @@ share a generated file name. Fresh processes, as in test_codecache.py (its `prob
 from __future__ import annotations
 
 import json
+import marshal
 import os
+import resource
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -130,14 +133,19 @@ TWINS = textwrap.dedent("""
 """)
 
 
+def run_script(cache: Path, script: str, *args: str) -> dict:
+    """What `script` prints, as JSON, run in a fresh process with its cache in `cache`."""
+    env = {**os.environ, "STOKER_CODE_CACHE": str(cache)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    result = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def test_two_classes_of_one_name_are_both_kept_and_the_file_not_rewritten(tmp_path):
     def run() -> dict:
-        env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        result = subprocess.run([sys.executable, "-c", TWINS], cwd=REPO, env=env, capture_output=True,
-                                text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
+        return run_script(tmp_path, TWINS)
 
     first = run()
     scripts = first["counts"][1] // 3  # a class's (attrs 24.3: 1; 23.1: one a method)
@@ -151,3 +159,67 @@ def test_two_classes_of_one_name_are_both_kept_and_the_file_not_rewritten(tmp_pa
     assert second["made"] == first["made"] == ["Twin(a=1)", "Twin(b=2, c=3)", "Twin(a=4)"]
     name = generated("__main__.make.<locals>.Twin")
     assert len(entries_of(path)[name]) == (2 if ONE_SCRIPT else 1)  # attrs 23.1: "-1" for the other
+
+
+def test_a_file_whose_body_marshal_rejects_with_a_system_error_is_ignored(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    # this build's header, then a code object flagged as a reference: marshal raises SystemError
+    path.write_bytes(codecache.HEADER + b"\xe3" + marshal.dumps(code())[1:])
+    assert probe(tmp_path, 2)["counts"] == [0, compiled]  # was: the start failed, a traceback
+
+
+def test_a_huge_file_is_ignored_without_reading_it_whole(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    with path.open("r+b") as file:
+        file.truncate(4 << 30)  # sparse: 4 GiB of zeros after this build's header
+    # was: read whole into memory before its header was looked at (MemoryError with a 1 GiB bound)
+    result = probe(tmp_path, 2, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)))
+    assert result["counts"] == [0, compiled]
+
+
+def test_a_file_written_under_umask_0_is_not_writable_by_others(tmp_path):
+    previous = os.umask(0)  # a daemon's, inherited by the probe
+    try:
+        probe(tmp_path, 1)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(run_file(tmp_path).stat().st_mode) == 0o644  # was: 0666, code anyone could change
+
+
+def test_a_file_anyone_may_write_is_ignored_and_replaced(tmp_path):
+    compiled = probe(tmp_path, 1)["counts"][1]
+    path = run_file(tmp_path)
+    path.chmod(0o666)
+    result = probe(tmp_path, 2)
+    assert result["counts"] == [0, compiled] and result["saved"]  # was: its code served
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_symlink_at_the_temporary_name_is_not_written_through(tmp_path):
+    path = tmp_path / "attrs-run.bin"
+    target = tmp_path / "someone-elses"
+    target.write_bytes(b"kept")
+    (tmp_path / f"{path.name}.{os.getpid()}.tmp").symlink_to(target)  # the name a save used to take
+    assert codecache._write(path, {"<name>": (("x = 1", code()),)})
+    assert target.read_bytes() == b"kept" and not path.is_symlink()
+    assert marshal.loads(path.read_bytes()[len(codecache.HEADER):])["<name>"][0][0] == "x = 1"
+
+
+# A class served at every start beside a twin of its name whose fields change at every start
+STEADY = TWINS.replace('one, two, again = make("a"), make("b", "c"), make("a")',
+                       'one, two, again = make("a"), make(sys.argv[1]), None').replace(
+                       "repr(again(4))", "repr(one(4))").replace(
+                       "import json", "import json, sys").replace(
+                       "repr(two(2, 3))", "repr(two(2))")
+
+
+def test_a_class_served_at_every_start_is_kept_beside_a_twin_that_changes(tmp_path):
+    def run(shape: str) -> dict:
+        return run_script(tmp_path, STEADY, shape)
+
+    scripts = run("b")["counts"][1] // 2
+    for shape in "cdefg":  # the file written at each: the steady class's entry first among its name's
+        # was: served at the 2nd to 4th start, then evicted by the 4 newest shapes, compiled again at the 5th
+        assert run(shape)["counts"] == [scripts, scripts], shape
