@@ -8,15 +8,16 @@ bytecode: `install()` wraps attrs' compile step so that the code comes from
 `executor/__pycache__/attrs-PROFILE.TAG.bin` when the same source was compiled before,
 and `save()` writes the file again when something had to be compiled.
 
-- The key is the class's generated file name (`<attrs generated methods MODULE.CLASS>`),
-  and under it up to KEPT sources, the last used first (served or compiled: the least
-  recently used goes): the cached source must equal the new source exactly, or the code
-  is compiled as without the cache. Two classes of one module and name (made by a
-  function called with other fields, an edited class) share a file name, since attrs' "-1" suffix came from the `linecache` step served below: each keeps its
-  own entry, so neither is compiled, nor the file written, at every start. The one number that changes from process to process (the class's own term
-  in `__hash__`, attrs' `hash()` of that file name, which string hashing randomizes) is
-  left out of the comparison: the cached code keeps the number it was compiled with, and
-  a class's instances still hash alike and apart from another class's.
+- The key is the class's generated file name (`<attrs generated methods MODULE.CLASS>`), and
+  under it up to KEPT sources, the last used first (served or compiled: the least recently
+  used goes): the cached source must equal the new source exactly, or the code is compiled
+  as without the cache. Two classes of one module and name (made by a function called with
+  other fields, an edited class) share a file name, since attrs' "-1" suffix came from the
+  `linecache` step served below: each keeps its own entry, so neither is compiled, nor the
+  file written, at every start. The one number that changes from process to process (the
+  class's own term in `__hash__`, attrs' `hash()` of that file name, which string hashing
+  randomizes) is left out of the comparison: the cached code keeps the number it was
+  compiled with, and a class's instances still hash alike and apart from another class's.
 - The file names the Python build (`sys.version`): another build ignores it. The code
   depends on nothing but the source, so attrs' version is not part of the key (asking
   attrs for it would load `importlib.metadata`, 50 modules), and is checked in its first
@@ -57,7 +58,7 @@ and `save()` writes the file again when something had to be compiled.
   code of the classes it creates and little else. `save()` writes nothing when the
   interpreter is told not to write bytecode (PYTHONDONTWRITEBYTECODE) or the directory is
   not writable, as Python does for `.pyc` files; the file is written whole (mode 0644,
-  whatever the umask) under a temporary name of its own, created anew (`O_EXCL`: never
+  less the umask: never writable by others) under a temporary name of its own, created anew (`O_EXCL`: never
   through a symlink, never another process's, in another pid namespace too) and renamed
   into place, so a reader sees the old one or the new one.
 - The files hold code that runs, as `.pyc` files do, and are trusted as they are: whoever
@@ -331,9 +332,9 @@ def _served_first(entries: dict[str, tuple[tuple[str, Any], ...]],
 
 
 def _write(path: Path, entries: dict[str, tuple[tuple[str, Any], ...]]) -> bool:
-    """Writes the file whole, mode 0644 whatever the umask, under a temporary name of its own
-    (created, never followed or shared: another process's, in another pid namespace too) and
-    renames it into place; False when it could not."""
+    """Writes the file whole, mode 0644 less the umask (never writable by others), under a
+    temporary name of its own (created, never followed or shared: another process's, in
+    another pid namespace too) and renames it into place; False when it could not."""
     temporary = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
     created = False
     try:
