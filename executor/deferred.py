@@ -23,13 +23,13 @@ before attrs is imported:
   inspect` alone reads only `__spec__` and `__name__`, which it has, and loads nothing.
   `dir(inspect)` loads it too (a module `__dir__`); `vars()` and `__dict__`, which no hook
   sees, show only the few names it has until then (its `__doc__` is None).
-  One thread runs the code; another that reads a name meanwhile waits for it (a lock),
-  a name the code has set already too (a function whose globals are not all there yet:
-  the module is of class `_Loading` meanwhile). A
-  read whose load failed (its file unreadable, EMFILE; its code raised) raises that error
-  and leaves the module as it was, deferred: the next read runs it again (the modules
-  that imported it hold this module object, so it is never taken out of `sys.modules`).
-  A module `importlib.reload()` ran (with import's loader) counts as loaded, never run again.
+  One thread runs the code; another that reads a name meanwhile waits for it (a lock), a
+  name the code has set already too (a function whose globals are not all there yet: the
+  module is of class `_Loading` meanwhile). A read whose load failed (its file unreadable,
+  EMFILE; its code raised) raises that error and leaves the module as it was, deferred: the
+  next read runs it again (the modules that imported it hold this module object, so it is
+  never taken out of `sys.modules`). A module `importlib.reload()` ran (with import's
+  loader) counts as loaded, never run again.
   A module already loaded, or one Python cannot find, is left as it is.
 - A few names of a lazy module are served without loading it (SERVED): its stand-in
   has them, as functions that answer what the module's own would, or else load the module
@@ -54,11 +54,11 @@ before attrs is imported:
 interleaved runs, against main and then against `inspect` alone deferred: 0.67 MiB for
 `inspect`, 0.43 for the others, `textwrap` then among them: some 45 KiB of its allocations
 are back); `ipaddress` 0.22 MiB more and `platform` 0.08 (USS 11.86 → 11.64 MiB, and with
-the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs). The planning
-child of a new config and `stoker executor` load `inspect` anyway (pystachio's `from inspect import isclass`). STOKER_CODE_CACHE=off
-turns it off, as it does the modules without docstrings and the attrs code cache: the
-process then loads as Python would. Process-wide, imperative by nature, as
-`nodocs.install()` is.
+the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs). The planning child
+of a new config and `stoker executor` load `inspect` anyway (pystachio imports `isclass`
+from it). STOKER_CODE_CACHE=off turns it off, as it does the modules without docstrings and
+the attrs code cache: the process then loads as Python would. Process-wide, imperative by
+nature, as `nodocs.install()` is.
 """
 from __future__ import annotations
 
@@ -177,9 +177,9 @@ class _Loading(ModuleType):
 
     def __getattribute__(self, name: str) -> Any:
         lock = _LOADING.get(id(self))
-        if lock is not None:
-            with lock:
-                """(only the wait)"""
+        if lock is not None:  # the loading thread holds it until done (its own reads go on: an RLock)
+            lock.acquire()
+            lock.release()
         return ModuleType.__getattribute__(self, name)  # (of a plain module again by then)
 
 

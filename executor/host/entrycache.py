@@ -41,7 +41,8 @@ T = TypeVar("T")
 Stamp = tuple[int, int, int, int, int]  # device, inode, size, mtime, ctime (ns)
 MAX_ROOTS = 16
 RACY_NS = 2 * 10**9  # a change time (whole seconds) at least this older than its reading is not that tick's
-FINE_RACY_NS = 50 * 10**6  # the same, for a file system of fine times: a tick of the kernel's coarse clock, 5 times over
+# the same, for a file system of fine times: a tick of the kernel's coarse clock, 5 times over
+FINE_RACY_NS = 50 * 10**6
 
 
 def stamp_of(st: os.stat_result) -> Stamp:

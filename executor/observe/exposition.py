@@ -3,14 +3,14 @@
 `render(families)` writes each `Family` as one `# HELP` line, one `# TYPE` line and its
 samples, one a line, families in the order given and each family's samples together (the
 format wants them contiguous), each with its labels as its maker wrote them (`LabelText`:
-`Family.written`, a set once for all the samples that carry it), else as written here. A label value may hold anything a task id or a process name
-holds: a backslash, a double quote and a line feed are escaped (`\\\\`, `\\"`, `\\n`), the
-only escapes the format has; a lone surrogate (a name decoded with surrogateescape) becomes
-U+FFFD, so the text is always UTF-8. A HELP text escapes the backslash and the line feed. A
-sample with the same labels as an earlier one of its family is left out (two names that
-became the same after that replacement): the format allows no duplicate series. Values are
-Go's floats: integers as such, `+Inf`, `-Inf`, `NaN`. No timestamps: each sample is of the
-moment of the scrape.
+`Family.written`, a set once for all the samples that carry it), else as written here. A
+label value may hold anything a task id or a process name holds: a backslash, a double quote
+and a line feed are escaped (`\\\\`, `\\"`, `\\n`), the only escapes the format has; a lone
+surrogate (a name decoded with surrogateescape) becomes U+FFFD, so the text is always UTF-8.
+A HELP text escapes the backslash and the line feed. A sample with the same labels as an
+earlier one of its family is left out (two names that became the same after that
+replacement): the format allows no duplicate series. Values are Go's floats: integers as
+such, `+Inf`, `-Inf`, `NaN`. No timestamps: each sample is of the moment of the scrape.
 
 Names and label names are the caller's (constants, `metrics`): `NAME` and `LABEL_NAME` are
 the format's rules for them, which its tests check.

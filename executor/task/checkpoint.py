@@ -13,19 +13,20 @@ fails) the writer ends the torn line before its next record, so that record stay
 Compaction: once the file first passes `compact_at` bytes (at least `COMPACT_MIN_BYTES`),
 the writer reads it once into a `compaction.Compactor` (bounded: what the view shows), and
 from then on feeds it every record it writes. At each threshold (then twice what the last
-compaction left) it writes the compactor's records (the rest rolled into summary records)
-to `checkpoint.jsonl.compact` beside it, fsyncs that, renames it over the checkpoint and
-fsyncs the directory (`executor/task/checkpointcompact.py`), then appends to the new file. A crash at any step leaves the old file
-or the new one, each whole; a stray `.compact` file is removed by the next writer. While
-that directory sync (or the one of the file's creation) fails, the name is made again (a
-compaction: a later sync of the directory may succeed without writing what a failed one did
-not) and synced before each batch, which fails with it (held by the caller, not encoded or
-written): none is called synced in a file a crash could take the name of.
+compaction left) it writes the compactor's records (the rest rolled into summary records) to
+`checkpoint.jsonl.compact` beside it, fsyncs that, renames it over the checkpoint and fsyncs
+the directory (`executor/task/checkpointcompact.py`), then appends to the new file. A crash
+at any step leaves the old file or the new one, each whole; a stray `.compact` file is
+removed by the next writer. While that directory sync (or the one of the file's creation)
+fails, the name is made again (a compaction: a later sync of the directory may succeed
+without writing what a failed one did not) and synced before each batch, which fails with it
+(held by the caller, not encoded or written): none is called synced in a file a crash could
+take the name of.
 A compaction costs what is kept, not the file's length (only the first one reads the file,
 64 KiB, or an old, long file once). So a task that runs for months keeps a checkpoint of
 about a hundred KiB, and `stoker status` stays fast; a task that never writes 64 KiB never
-loads the compactor, nor the file's compaction (a start that imports and feeds nothing it does
-not need).
+loads the compactor, nor the file's compaction (a start that imports and feeds nothing it
+does not need).
 
 The writer and the readers never interpret records: their format (the kinds and fields)
 is `executor/task/records.py`, and `executor/task/replay.py` folds them into the state
