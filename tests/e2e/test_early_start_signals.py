@@ -19,10 +19,11 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_the_early_start_records_the_strays_the_relay_ignores_and_drops_them_when_given_up():
+    from executor.cli import start
     from executor.host.early import STRAYS
     from executor.host.signals import STRAY_SIGNALS
 
-    assert STRAYS == STRAY_SIGNALS
+    assert STRAYS == STRAY_SIGNALS == start.STRAYS  # and those the entry point ignores while loading
     # An early start given up puts the handlers back and raises the stops that came: not a
     # stray its runs sent, which would end the command the supervisor would have ignored it in.
     code = ("import signal; from executor.host import early; early.defer_stop_signals(); "
