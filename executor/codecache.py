@@ -65,8 +65,11 @@ and `save()` writes the file again when something had to be compiled.
   may write the package's `__pycache__` may change Stoker anyway. A file owned by a user
   other than the one running Stoker, or root (an installer's), one anyone may write, or one
   past MAX_BYTES (never read whole) is ignored and replaced. STOKER_CODE_CACHE moves
-  them to another absolute directory (one only the user running Stoker may write), or
-  turns the cache off (`off`, or anything but an absolute path): attrs compiles as ever.
+  them to another absolute directory, or turns the cache off (`off`, or anything but an
+  absolute path): attrs compiles as ever. So it does when that directory is one another
+  user could put files in (`nodocs.cache_dir`: writable by others, sticky or not, or on a
+  path they could redirect), where they could plant a symlink under the file's name, to a
+  file of root's whose content they write (a task's log), and root would run their code.
   So it does when its compile step is not the one this module knows (its name and
   parameters are checked).
 
