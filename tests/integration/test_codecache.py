@@ -182,6 +182,13 @@ def test_a_directory_that_cannot_be_made_is_no_error(tmp_path):
     assert result["behaviour"] == probe(tmp_path, 2, plain=True)["behaviour"]
 
 
+def test_a_directory_whose_parents_are_missing_is_made(tmp_path):
+    cache = tmp_path / "a" / "b" / "cache"
+    compiled = probe(cache, 1)["counts"][1]
+    assert probe(cache, 2)["counts"] == [compiled, 0]  # was: never written (ENOENT, silent)
+    assert not any(level.stat().st_mode & 0o022 for level in (cache, cache.parent, cache.parent.parent))
+
+
 @pytest.mark.parametrize("setting", ["off", "relative/dir"])
 def test_off_or_a_relative_directory_leaves_attrs_alone(tmp_path, setting):
     result = probe(setting, 1)
