@@ -30,8 +30,7 @@ the sandbox around the runs' spawns (no other thread runs then), and `spawn_watc
 `/` around its own.
 
 The supervisor (`spawn.fork_run`) starts each run as this process (no user to switch to, no
-umask of its own, no `wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other
-by Popen. Both vfork and exec; what posix_spawn leaves out is Popen's Python around the fork
+`wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other by Popen. Both vfork and exec; what posix_spawn leaves out is Popen's Python around the fork
 (the environment encoded in Python, its error pipe, the Popen object: half of this process's
 CPU per run).
 The thread that forks moves into the sandbox for the spawn alone and back, and its working
@@ -41,7 +40,11 @@ started after (they share it, for the spawn: no Stoker code resolves a relative 
 started, the sandbox and every path it opens are absolute or relative to a descriptor).
 Where unshare is denied (a seccomp profile), or the sandbox cannot be entered, the run is
 Popen's, as is its error. The thread's umask is a copy of the process's then (Stoker sets its
-umask before any run starts). Its runs get Popen's signals (`POPEN_DEFAULTS`): the stop
+umask before any run starts), and is its own as its directory is: a run that must start with
+a umask of its own (a root role's under a root executor, `RunAs.umask`: the agent's) is
+spawned when it is the thread's (an agent's 022), and Popen's otherwise (posix_spawn sets
+none, and changing the thread's would change it for the threads it started, which share
+it). Its runs get Popen's signals (`POPEN_DEFAULTS`): the stop
 signals are handled by then and exec resets a handled one; glibc's 32 and 33 as above. The
 descriptors Stoker inherited open for exec are made close-on-exec as the supervisor starts
 (`shut_inherited`, as the early start does): every descriptor Stoker opens is close-on-exec
@@ -196,13 +199,15 @@ def spawn_run(cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int |
 
 
 def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int | None,
-             stderr: int | None) -> int | None:
-    """`spawn_run` in `cwd` for the supervisor (its runs as this process): its pid, or None
-    when it must be Popen's (this thread's directory cannot be its own, or `cwd` cannot be
-    entered: Popen says why). The thread is in `cwd` for the spawn only. Raises OSError,
-    naming `/bin/bash` as Popen's does: not for a fork refused (EAGAIN, ENOMEM)."""
+             stderr: int | None, umask: int = -1) -> int | None:
+    """`spawn_run` in `cwd` for the supervisor (its runs as this process), which must start
+    with `umask` (-1: any, the process's): its pid, or None when it must be Popen's (this
+    thread's directory cannot be its own, `cwd` cannot be entered: Popen says why; or
+    `umask` is not the thread's, which posix_spawn cannot set). The thread is in `cwd` for
+    the spawn only. Raises OSError, naming `/bin/bash` as Popen's does: not for a fork
+    refused (EAGAIN, ENOMEM)."""
     home = _home()
-    if home is None:
+    if home is None or umask not in (-1, home.umask):
         return None
     try:
         os.chdir(cwd)
@@ -221,12 +226,14 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
 
 
 class _Home:
-    """The directory a thread forked from (an O_PATH descriptor), closed with the thread."""
+    """The directory a thread forked from (an O_PATH descriptor), closed with the thread, and
+    its umask (its own too, since unshare(CLONE_FS): the process's then)."""
 
-    __slots__ = ("fd",)
+    __slots__ = ("fd", "umask")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, umask: int) -> None:
         self.fd = fd
+        self.umask = umask
 
     def back(self) -> None:
         """The thread back in it; a failure is no error (the run is started, the caller's
@@ -263,7 +270,10 @@ def _home() -> _Home | None:
         os.close(fd)
         _threads.home = None
         return None
-    home = _threads.home = _Home(fd)
+    # read as umask(2) reads it, set and put back: no other thread shares it yet
+    umask = os.umask(0o077)
+    os.umask(umask)
+    home = _threads.home = _Home(fd, umask)
     return home
 
 

@@ -105,15 +105,17 @@ def test_a_wrapped_run_still_goes_through_popen(tmp_path: Path, tracker, forked)
     assert forked == [(pid, True)]
 
 
-def test_a_run_and_a_command_as_stokers_own_user_start_with_its_umask(tmp_path: Path, tracker, forked):
+@pytest.mark.parametrize(("umask", "popen"), [(0o077, True), (0o022, False)])
+def test_a_run_and_a_command_as_stokers_own_user_start_with_its_umask(tmp_path: Path, tracker, forked, umask, popen):
     """A root executor running a root role (`RunAs` of this process's user, with the umask
     the agent gave it: `keep_logs_readable` relaxed the process's to keep the logs readable):
     its runs and shell health commands start with that umask, as another role's do. Before,
     both had the process's relaxed one: Popen was given no umask for a user it did not switch
-    to, and posix_spawn has none to give (such a run is Popen's)."""
+    to. The run is posix_spawn's when that umask is the process's (an agent's 022, which
+    `keep_logs_readable` keeps; was: Popen's for any umask), Popen's otherwise (077)."""
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
-    me = attrs.evolve(current_user(), umask=0o077)
+    me = attrs.evolve(current_user(), umask=umask)
     old = os.umask(0o022)
     events: queue.SimpleQueue = queue.SimpleQueue()
     sup = Supervisor(sandbox=sandbox, task_label="test.0", env={"PATH": os.environ["PATH"]}, post=events.put,
@@ -127,9 +129,9 @@ def test_a_run_and_a_command_as_stokers_own_user_start_with_its_umask(tmp_path: 
     finally:
         sup.close()
         os.umask(old)
-    assert (sandbox / ".logs/u/0/stdout").read_text() == "0077\n"
-    assert command.output == "0077\n"
-    assert forked == [(pid, True)]
+    assert (sandbox / ".logs/u/0/stdout").read_text() == f"{umask:04o}\n"
+    assert command.output == f"{umask:04o}\n"
+    assert forked == [(pid, popen)]
 
 
 # A supervisor in a pids cgroup that holds more than its pids.max (no fork, no thread): what
