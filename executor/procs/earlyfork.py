@@ -39,7 +39,9 @@ neither the process's directory nor another thread's moves but those of threads 
 started after (they share it, for the spawn: no Stoker code resolves a relative path once
 started, the sandbox and every path it opens are absolute or relative to a descriptor).
 Where unshare is denied (a seccomp profile), or the sandbox cannot be entered, the run is
-Popen's, as is its error. The thread's umask is a copy of the process's then (Stoker sets its
+Popen's, as is its error; so is every run where this Python's posix_spawn cannot start a
+session (NotImplementedError: built for a libc without POSIX_SPAWN_SETSID; the early start,
+whose watchdog it starts first, is then given up, as for any error). The thread's umask is a copy of the process's then (Stoker sets its
 umask before any run starts), and is its own as its directory is: a run that must start with
 a umask of its own (a root role's under a root executor, `RunAs.umask`: the agent's) is
 spawned when it is the thread's (an agent's 022), and Popen's otherwise (posix_spawn sets
@@ -205,8 +207,10 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
     thread's directory cannot be its own, `cwd` cannot be entered: Popen says why; or
     `umask` is not the thread's, which posix_spawn cannot set). The thread is in `cwd` for
     the spawn only. Raises OSError, naming `/bin/bash` as Popen's does: not for a fork
-    refused (EAGAIN, ENOMEM)."""
-    home = _home()
+    refused (EAGAIN, ENOMEM). Where this Python's posix_spawn cannot start a session
+    (NotImplementedError: a libc without POSIX_SPAWN_SETSID), every run is Popen's."""
+    global _spawns
+    home = _home() if _spawns else None
     if home is None or umask not in (-1, home.umask):
         return None
     try:
@@ -215,6 +219,9 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
         return None
     try:
         return spawn_run(cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr, defaults=POPEN_DEFAULTS)
+    except NotImplementedError:  # raised before any fork: nothing started
+        _spawns = False
+        return None
     except OSError as e:
         import errno  # an error's only
 
@@ -251,6 +258,7 @@ class _Home:
 
 
 _threads = _thread._local()  # each thread's `_Home`, or None: its directory cannot be its own
+_spawns = True  # False: posix_spawn cannot start a run's session here (`spawn_in`)
 
 
 def _home() -> _Home | None:

@@ -247,3 +247,50 @@ def test_a_descriptor_inherited_past_the_descriptor_limit_neither_fails_a_run_no
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert json.loads(done.stdout) == [0, ["0", "1", "2", "3"]]  # 3: ls's listing
+
+
+# A Python whose posix_spawn cannot start a session (built for a libc without
+# POSIX_SPAWN_SETSID: it raises NotImplementedError for `setsid=True`, before any fork), as
+# the platform answers; a supervisor's two runs there: their exit codes and output, the
+# posix_spawn calls made, as a JSON line (or the SpawnError).
+NO_SETSID_CHILD = r"""
+import json, os, queue, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+tried = []
+real = os.posix_spawn
+def posix_spawn(*args, setsid=False, **kwargs):
+    tried.append(setsid)
+    if setsid:
+        raise NotImplementedError("setsid is not supported on this platform")
+    return real(*args, **kwargs)
+os.posix_spawn = posix_spawn
+from config.spec import ProcessSpec
+from executor.procs.supervisor import SpawnError, Supervisor
+events = queue.SimpleQueue()
+sandbox = Path(sys.argv[1])
+sup = Supervisor(sandbox=sandbox, task_label="nosid.0", env={}, post=events.put, cgroups="off")
+try:
+    sup.start()
+    out = []
+    for run in (0, 1):
+        sup.spawn(ProcessSpec("p", "echo $$ $(ps -o sid= -p $$)"), run)
+        code = events.get(timeout=10).status.exit_code
+        pid, sid = (sandbox / f".logs/p/{run}/stdout").read_text().split()
+        out.append([code, pid == sid])
+    out.append(tried)
+except SpawnError as e:
+    out = str(e)
+finally:
+    sup.close()
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_where_posix_spawn_cannot_start_a_session_every_run_is_popens(tmp_path: Path) -> None:
+    """Was: the run's NotImplementedError failed the task, an internal error (exit 70)."""
+    done = subprocess.run([sys.executable, "-c", NO_SETSID_CHILD, str(tmp_path), str(REPO)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    # each run in a session of its own (Popen's), posix_spawn tried once only
+    assert json.loads(done.stdout) == [[0, True], [0, True], [True]]
