@@ -30,9 +30,9 @@ the sandbox around the runs' spawns (no other thread runs then), and `spawn_watc
 `/` around its own.
 
 The supervisor (`spawn.fork_run`) starts each run as this process (no user to switch to, no
-`wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other by Popen. Both vfork and exec; what posix_spawn leaves out is Popen's Python around the fork
-(the environment encoded in Python, its error pipe, the Popen object: half of this process's
-CPU per run).
+`wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other by Popen. Both vfork
+and exec; what posix_spawn leaves out is Popen's Python around the fork (the environment
+encoded in Python, its error pipe, the Popen object: half of this process's CPU per run).
 The thread that forks moves into the sandbox for the spawn alone and back, and its working
 directory is its own (`own_cwd`: unshare(CLONE_FS), once per thread, at its first run), so
 neither the process's directory nor another thread's moves but those of threads that thread
@@ -41,16 +41,16 @@ started, the sandbox and every path it opens are absolute or relative to a descr
 Where unshare is denied (a seccomp profile), or the sandbox cannot be entered, the run is
 Popen's, as is its error; so is every run where this Python's posix_spawn cannot start a
 session (NotImplementedError: built for a libc without POSIX_SPAWN_SETSID; the early start,
-whose watchdog it starts first, is then given up, as for any error). The thread's umask is a copy of the process's then (Stoker sets its
-umask before any run starts), and is its own as its directory is: a run that must start with
-a umask of its own (a root role's under a root executor, `RunAs.umask`: the agent's) is
-spawned when it is the thread's (an agent's 022), and Popen's otherwise (posix_spawn sets
-none, and changing the thread's would change it for the threads it started, which share
-it). Its runs get Popen's signals (`POPEN_DEFAULTS`): the stop
-signals are handled by then and exec resets a handled one; glibc's 32 and 33 as above. The
-descriptors Stoker inherited open for exec are made close-on-exec as the supervisor starts
-(`shut_inherited`, as the early start does): every descriptor Stoker opens is close-on-exec
-(PEP 446), so none becomes inheritable after.
+whose watchdog it starts first, is then given up, as for any error). The thread's umask is
+a copy of the process's then (Stoker sets its umask before any run starts), and is its own
+as its directory is: a run that must start with a umask of its own (a root role's under a
+root executor, `RunAs.umask`: the agent's) is spawned when it is the thread's (an agent's
+022), and Popen's otherwise (posix_spawn sets none, and changing the thread's would change
+it for the threads it started, which share it). Its runs get Popen's signals
+(`POPEN_DEFAULTS`): the stop signals are handled by then and exec resets a handled one;
+glibc's 32 and 33 as above. The descriptors Stoker inherited open for exec are made
+close-on-exec as the supervisor starts (`shut_inherited`, as the early start does): every
+descriptor Stoker opens is close-on-exec (PEP 446), so none becomes inheritable after.
 
 Raises OSError; no logging.
 """
