@@ -200,7 +200,8 @@ def test_a_stray_signal_as_stoker_run_loads_is_ignored_as_once_it_runs(tmp_path)
     on, as once its relay is up (was: killed by the signal, its task never started)."""
     config = tmp_path / "job.aurora"
     config.write_text(CONFIG)
-    env = {"PYTHONPATH": f"{HOOK}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"executor.cli.main:{int(signal.SIGUSR1)}"}
+    env = {"PYTHONPATH": f"{HOOK}{os.pathsep}{REPO}",
+           "STOKER_TEST_SIGNAL_AT": f"executor.cli.main:{int(signal.SIGUSR1)}"}
     proc = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sb"), "--root", str(tmp_path / "root")],
                          tmp_path, env=env)
     try:
