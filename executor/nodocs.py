@@ -46,7 +46,8 @@ literals), so `install()` has every module imported after it compiled without th
   then on (their loader list changed in place, so that their directory listings are kept;
   a finder without that list is dropped, and made again at the next import). Modules imported before `install()`
   (the interpreter's own start, the entry point) keep their docstrings.
-- STOKER_CODE_CACHE=off (or any value that is not an absolute path) turns it off, as it
+- STOKER_CODE_CACHE=off (or any value that is not an absolute path, or a directory another
+  user could put files in: `cache_dir`) turns it off, as it
   does the attrs code cache (`executor/codecache.py`), and so does `python -O` or `-OO`
   (PYTHONOPTIMIZE): the code then depends on the level, which our file names do not
   carry, and `-OO` drops docstrings by itself.
@@ -140,12 +141,35 @@ def kept_path(source_path: str) -> str:
 
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> str | None:
-    """The code cache directory: STOKER_CODE_CACHE, an absolute directory, or the
-    package's `__pycache__`; None when it says `off` (or is not an absolute path)."""
+    """The code cache directory: STOKER_CODE_CACHE, an absolute directory only this user
+    (and root) may change, or the package's `__pycache__`; None when it says `off` (or is
+    not an absolute path, or is not such a directory: `_only_ours`)."""
     setting = environ.get("STOKER_CODE_CACHE", "")
     if not setting:
         return CACHE_DIR
-    return setting if os.path.isabs(setting) else None
+    return setting if os.path.isabs(setting) and _only_ours(setting) else None
+
+
+def _only_ours(directory: str) -> bool:
+    """Whether no other user can put what they like in `directory`: no level of its path
+    theirs or open to them (`replacefile.trusted_path`, as for the plan cache), and the
+    directory itself (or, missing, the one it would be made in) not open to their writes,
+    sticky or not: there they could plant a symlink under a cache file's name (to a file of
+    root's whose content they write, a task's log), or `nodoc/` before us, and root's next
+    start would run their code."""
+    from executor.host import replacefile  # standard library only; when the variable is set
+
+    if not replacefile.trusted_path(directory):
+        return False
+    while True:
+        try:
+            info = os.stat(directory)
+        except FileNotFoundError:
+            directory = os.path.dirname(directory)
+            continue
+        except OSError:  # not a directory: nothing is read there, nor written
+            return True
+        return not replacefile.writable_by_others(info, os.getegid(), directory)
 
 
 def _header(stats: Mapping[str, float]) -> bytes:
