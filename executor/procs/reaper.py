@@ -140,12 +140,6 @@ class _ForkThread:
     def call(self, fn: Callable[[], T]) -> T:
         """`fn()` run there with this thread's signal mask (here once it is stopped); what it
         returned, or raises what it raised. Waits for it (forks and execs: a millisecond)."""
-        wait = self.start(fn)
-        return fn() if wait is None else wait()
-
-    def start(self, fn: Callable[[], T]) -> Callable[[], T] | None:
-        """`fn()` started there with the caller's signal mask while the caller goes on: what
-        waits for it and returns what it returned (raises what it raised); None once stopped."""
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
 
         def masked() -> T:
@@ -156,18 +150,14 @@ class _ForkThread:
         done = threading.Event()
         with self._lock:
             if self._stopped:
-                return None
+                return fn()
             self._calls.put((masked, box, done))
-
-        def wait() -> T:
-            done.wait()
-            ok, value = box
-            if not ok:
-                assert isinstance(value, BaseException)
-                raise value
-            return value  # type: ignore[return-value]
-
-        return wait
+        done.wait()
+        ok, value = box
+        if not ok:
+            assert isinstance(value, BaseException)
+            raise value
+        return value  # type: ignore[return-value]
 
     def stop(self) -> None:
         """It ends once the calls handed to it before are done."""
@@ -205,7 +195,7 @@ class Reaper:
         self._thread: threading.Thread | None = None
         self.subreaper = False
         self._orphan_hooks: list[Callable[[], None]] = []
-        self._forker: _ForkThread | None = None  # made at the first fork asked on the main thread or beside
+        self._forker: _ForkThread | None = None  # made at the first fork asked on the main thread
         self.shield: Shield | None = None  # the supervisor's lowered oom_score_adj (`oomkill.py`, the shield in `oomcount.py`)
         self._forking = 0  # forking() depth: the shield is lifted by the outermost
 
@@ -279,22 +269,6 @@ class Reaper:
                     return fn()
             forker = self._forker
         return forker.call(fn)
-
-    def beside(self, fn: Callable[[], T]) -> Callable[[], T] | None:
-        """`fn()` (forks, each inside `forking()`) started on the fork thread, whatever thread
-        asks (made now if there is none), while the caller goes on (`batchstart.py`: it makes
-        the next runs' log files meanwhile): what waits for it, returning what `fn` returned
-        or raising what it raised. None when no thread can be had, or asked on that thread."""
-        with self._cond:
-            if self._forker is None:
-                try:
-                    self._forker = _ForkThread()
-                except RuntimeError:  # a full pids cgroup: the caller forks in place
-                    return None
-            forker = self._forker
-        if threading.current_thread() is forker.thread:
-            return None
-        return forker.start(fn)
 
     def register(self, pid: int, watcher: ChildWatcher) -> None:
         """Call inside `forking()`."""

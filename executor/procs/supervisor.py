@@ -43,7 +43,7 @@ from config.spec import ProcessSpec
 from config.words import quoted
 from executor.events import DaemonsExited, ExitStatus, ProcessExited, WatchdogRestarted
 from executor.logs import log_event
-from executor.procs import batchstart, earlyfork, fdlimit, oomcount, spawn
+from executor.procs import earlyfork, fdlimit, oomcount, spawn
 from executor.procs.adoption import EarlyRuns
 from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
@@ -200,35 +200,35 @@ class Supervisor:
         return result
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
-        """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each run's log directory and files are made here
-        while the runs before it fork on the fork thread (`batchstart.py`), or, where no second thread can be
-        had, each batch's first, then its forks back to back. A batch bounds the descriptors held at once
-        (a run's directory and log files, until it is forked): a start of 600 made them all first and failed
-        from the 340th under `ulimit -n 1024`. One result per run, in order: its pid or its SpawnError."""
+        """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each batch's log directories and files are made
+        first, then its forks follow back to back, so the file system work does not compete for the CPU with
+        the runs already starting. A batch bounds the descriptors held at once (a run's directory and log
+        files, until it is forked): a start of 600 made them all first and failed from the 340th under
+        `ulimit -n 1024`. One result per run, in order: its pid or its SpawnError."""
         results: list[int | SpawnError] = []
         for at in range(0, len(runs), fdlimit.SPAWN_BATCH):
             results += self._spawn_batch(runs[at:at + fdlimit.SPAWN_BATCH])
         return results
 
     def _spawn_batch(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
-        bash_env = spawn.profile_now(self._profile)  # one stat for the runs started together
-
-        def fork(item: PreparedRun | SpawnError | int) -> int | SpawnError:  # an error or an adopted run: as is
+        prepared: list[PreparedRun | SpawnError | int] = []
+        for process, run in runs:
             try:
-                return item if isinstance(item, (SpawnError, int)) else self._fork(item, bash_env)
+                adopted = self._adopt(process, run)
+                prepared.append(adopted if adopted is not None else self._prepare(process, run))
             except SpawnError as exc:
-                return exc
+                prepared.append(exc)
+        bash_env = spawn.profile_now(self._profile)  # one stat for the runs started together
+        def forks() -> list[int | SpawnError]:  # off the main thread (`Reaper.on_fork_thread`)
+            results: list[int | SpawnError] = []
+            for item in prepared:
+                try:  # an error, or an early start's run adopted, is its own result
+                    results.append(item if isinstance(item, (SpawnError, int)) else self._fork(item, bash_env))
+                except SpawnError as exc:
+                    results.append(exc)
+            return results
 
-        return batchstart.start(self._reaper, runs, self._ready, fork)
-
-    def _ready(self, run: tuple[ProcessSpec, int]) -> PreparedRun | SpawnError | int:
-        """Run `run` ready to fork (its log files open), or the early start's adopted (its
-        pid), or why it cannot start."""
-        try:
-            adopted = self._adopt(*run)
-            return adopted if adopted is not None else self._prepare(*run)
-        except SpawnError as exc:
-            return exc
+        return self._reaper.on_fork_thread(forks) if self._reaper is not None else forks()
 
     def _adopt(self, process: ProcessSpec, run: int) -> int | None:
         """The early start's run `run` of `process`, adopted (`adoption.py`); its pid. One that
