@@ -251,6 +251,29 @@ def test_a_path_another_user_could_redirect_is_not_trusted(tmp_path):
 
 
 @needs_root
+def test_a_symlink_another_user_owns_midway_through_a_chain_is_not_trusted(tmp_path):
+    """A link of the user's that leads through a link another user owns (in a directory of
+    theirs) to a directory of the user's: that user may point the middle link anywhere.
+    Was: trusted, as only the path as written and its end (realpath) were checked, and so
+    was STOKER_CODE_CACHE there (`nodocs.cache_dir`), for root's code."""
+    from executor import nodocs
+
+    with open_sandbox() as top:
+        (top / "mine").mkdir()
+        (top / "theirs").mkdir()
+        (top / "cache").mkdir()
+        (top / "theirs" / "hop").symlink_to(top / "cache")
+        (top / "mine" / "link").symlink_to(top / "theirs" / "hop")
+        os.lchown(top / "theirs" / "hop", STRANGER, STRANGER)
+        os.chown(top / "theirs", STRANGER, STRANGER)
+        link = str(top / "mine" / "link")
+        assert not trusted_path(link)
+        assert not trusted_path(link + "/below")
+        assert nodocs.cache_dir({"STOKER_CODE_CACHE": link}) is None
+        assert trusted_path(str(top / "cache"))  # where it leads now: the user's
+
+
+@needs_root
 def test_root_writes_no_entry_where_another_user_could_redirect_the_registry(tmp_path, caplog):
     """`STOKER_ROOT=/tmp/stoker-reg` for a root supervisor, where another user made
     /tmp/stoker-reg a symlink to a directory of root's (/etc, say): root wrote its entries
