@@ -271,6 +271,11 @@ def test_a_symlink_another_user_owns_midway_through_a_chain_is_not_trusted(tmp_p
         assert not trusted_path(link + "/below")
         assert nodocs.cache_dir({"STOKER_CODE_CACHE": link}) is None
         assert trusted_path(str(top / "cache"))  # where it leads now: the user's
+        (top / "theirs" / "sub").mkdir()
+        (top / "mine" / "up").symlink_to(top / "theirs" / "sub")
+        assert not trusted_path(str(top / "mine" / "up" / ".." / "hop"))  # `..` after the link: theirs
+        (top / "mine" / "ok").symlink_to(top / "cache")
+        assert trusted_path(str(top / "mine" / "." / "ok" / ".." / "cache"))  # the user's link, then up from it
 
 
 @needs_root
