@@ -68,7 +68,8 @@ def untrusted_level(path: str, euid: int | None = None, egid: int | None = None)
     euid = os.geteuid() if euid is None else euid
     egid = os.getegid() if egid is None else egid
     # the next level last; `..` as the kernel takes it, after the link before it (not abspath's)
-    rest = [part for part in os.path.join(os.getcwd(), path).split("/") if part][::-1]
+    rest = [part for part in (path if os.path.isabs(path) else os.path.join(os.getcwd(), path)).split("/")
+            if part][::-1]
     level, hops = "/", 0
     while True:
         try:

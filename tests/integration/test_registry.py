@@ -8,6 +8,7 @@ import logging
 import os
 import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -18,6 +19,7 @@ from executor.host.entry import FrontEnd, RegistryEntry, entry_name
 from executor.host.identity import identity_of, own_identity
 from executor.host.registry import Registry, RegistryUnreadable, find
 from executor.host.replacefile import trusted_path
+from tests.support.stoker_proc import REPO
 from tests.support.users import STRANGER, as_nobody, needs_root, open_sandbox
 
 pytestmark = pytest.mark.timeout(20)
@@ -248,6 +250,18 @@ def test_a_path_another_user_could_redirect_is_not_trusted(tmp_path):
     assert trusted_path(str(top / "link" / "root"), me, group)
     os.chmod(top / "a" / "b", 0o757)  # where the symlink leads: checked too
     assert not trusted_path(str(top / "link" / "root"), me, group)
+
+
+def test_an_absolute_path_is_judged_from_a_working_directory_that_is_gone(tmp_path):
+    """`stoker status` run from a directory removed under it: the path is absolute, the
+    working directory is not read (os.getcwd() raises FileNotFoundError there)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = ("import os, sys; os.rmdir(sys.argv[1]); from executor.host.replacefile import untrusted_level; "
+            "print(repr(untrusted_level(sys.argv[2])))")
+    done = subprocess.run([sys.executable, "-c", code, str(gone), str(tmp_path / "root")], cwd=gone,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "''\n", "")
 
 
 @needs_root
