@@ -25,7 +25,8 @@ literals), so `install()` has every module imported after it compiled without th
   virtual environment it runs in) has it beside its `.pyc`, in the same `__pycache__`
   (or under `sys.pycache_prefix`, for every module). Any other (the standard library's,
   a system package's) has it under the code cache directory (STOKER_CODE_CACHE, default
-  `executor/__pycache__`), in `nodoc/` and its source's directory: the interpreter's own
+  `executor/__pycache__`), in `nodoc/` and its source's directory (each level made 0755
+  less the umask, never open to others as Python's 0777 would be): the interpreter's own
   `__pycache__` directories belong to its package manager (dpkg's, say), which knows no
   file of ours, and root may write there. When there is none yet, the module is compiled
   without docstrings and its file written only where Python would compile it too (no
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
     import _ast
     from collections.abc import Iterable, Iterator, Mapping
     from types import CodeType, FrameType
+    from typing import Any
 
 TAG = "nodoc2"  # the files' optimization tag: NAME.cpython-311.opt-nodoc2.pyc (2: lines only)
 CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
@@ -118,6 +120,25 @@ class NoDocLoader(SourceFileLoader):
         # with the source's mode, as a .pyc (typeshed does not list this method of SourceFileLoader)
         self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # type: ignore[attr-defined]
         return code
+
+    def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:  # Any: typeshed's Buffer
+        """As Python's, each missing directory made 0755 less the umask (Python's are 0777
+        less it: under a umask of 0, `nodoc/` open to every user, who could plant a module's
+        file there, its header the source's mtime and size, for root's next start). As
+        `replacefile.make_dirs`, which is not imported here: its own load comes through here."""
+        missing = []
+        directory = os.path.dirname(path)
+        while directory and not os.path.isdir(directory) and directory != os.path.dirname(directory):
+            missing.append(directory)
+            directory = os.path.dirname(directory)
+        for level in reversed(missing):
+            try:
+                os.mkdir(level, 0o755)
+            except FileExistsError:  # another process's, made meanwhile
+                continue
+            except OSError:  # as Python's: the file is not written
+                return
+        super().set_data(path, data, _mode=_mode)
 
 
 def _imported_by_config() -> bool:
