@@ -30,6 +30,7 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
+from executor.deferred import ATTRS_UNREAD
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
@@ -232,6 +233,7 @@ def test_a_second_stoker_run_of_the_same_config_loads_no_pystachio(tmp_path):
     assert sorted(again & UNREAD) == []  # attrs imports inspect, never reads it (executor/deferred.py)
     assert "ipaddress" not in again  # pathlib's urllib.parse imports it, deferred before pathlib loads
     assert "platform" not in again  # attrs asks it python_implementation(), served (executor/deferred.py)
+    assert sorted(again & set(ATTRS_UNREAD)) == []  # attrs' validators and converters: imported, never read
     assert "executor.local.plancache" in again and "executor.procs.supervisor" in again
     own = [m for m in again if m.split(".")[0] in ("executor", "config", "healthcheck")]
     assert len(own) <= RUN_AGAIN_STOKER_MODULES, sorted(own)
