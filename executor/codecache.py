@@ -61,6 +61,8 @@ and `save()` writes the file again when something had to be compiled.
   class C."), 0.36 KiB a class; served classes' methods have none, as Stoker's modules
   have none (`executor/nodocs.py`): `_ClassBuilder`'s step that names them is served
   without it, where it is the one this module knows (the names its code reads).
+- Each class's `__repr__` and `__eq__` call one function for every class with the class's
+  fields (`executor/attrsmethods.py`), where attrs writes each its own code.
 - One file per PROFILE (`run`, `executor`, `observe`, `cli`), so that a command loads the
   code of the classes it creates and little else. `save()` writes nothing when the
   interpreter is told not to write bytecode (PYTHONDONTWRITEBYTECODE) or the directory is
@@ -95,7 +97,7 @@ from pathlib import Path
 from types import CodeType
 from typing import Any, TypeGuard
 
-from executor import nodocs
+from executor import attrsmethods, deferred, nodocs
 
 FORMAT = 3  # 2: code with lines only; 3: a header, then each file name's sources
 HEADER = f"stoker attrs code {FORMAT} {sys.version!r}\n".encode()  # checked before any unmarshal
@@ -180,6 +182,7 @@ def install(profile: str, environ: Mapping[str, str] = os.environ) -> bool:
     naming = getattr(builder, "_add_method_dunders_unsafe", None)
     if naming is not None and naming.__code__.co_names == _NAMING_READS:
         builder._add_method_dunders_unsafe = _named  # type: ignore[union-attr]
+    attrsmethods.install(_make)  # one `__repr__` and one `__eq__` for every class
     _cache = cache
     return True
 
@@ -371,10 +374,14 @@ def counts() -> tuple[int, int]:
 def warm(profile: str) -> bool:
     """Compiles what `profile`'s command imports at start and writes its file, whatever
     PYTHONDONTWRITEBYTECODE says (it was asked for), and each of those modules' code
-    without docstrings (`executor/nodocs.py`); True when it wrote the file. Call it in a fresh
-    process: a class created before `install()` is not seen."""
+    without docstrings (`executor/nodocs.py`); True when it wrote the file. The file then
+    holds only what this start used: each name's other sources (an older Stoker's shapes),
+    which a command would hold unused for its whole life, are gone (`_used`). The modules the
+    entry point defers are deferred first (`executor/deferred.py`), as a command has them.
+    Call it in a fresh process: a class created before `install()` is not seen."""
     import importlib
 
+    deferred.defer()
     if not install(profile):
         return False
     sys.dont_write_bytecode = False
@@ -383,7 +390,24 @@ def warm(profile: str) -> bool:
         importlib.import_module(module)
     nodocs.write_loaded()  # those this process loaded before the loader was in place
     nodocs.write_packages(NODOC_PACKAGES)  # and those a command loads when it needs them
-    return save()
+    cache = _cache
+    assert cache is not None  # (installed above)
+    entries = _read(cache.path)
+    used = _used(entries, cache.served)
+    _merged(used, cache.fresh)
+    cache.compiled += len(cache.fresh)
+    cache.fresh.clear()
+    return used != entries and _write(cache.path, used)
+
+
+def _used(entries: dict[str, tuple[tuple[str, Any], ...]],
+          served: list[tuple[str, int]]) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """The sources of `entries` this process was served (by their hash), each name's in its order."""
+    hashes: dict[str, set[int]] = {}
+    for filename, source_hash in served:
+        hashes.setdefault(filename, set()).add(source_hash)
+    used = {name: tuple(pair for pair in kept if hash(pair[0]) in hashes.get(name, ())) for name, kept in entries.items()}
+    return {name: kept for name, kept in used.items() if kept}
 
 
 def main(argv: list[str]) -> int:
