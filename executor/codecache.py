@@ -61,7 +61,7 @@ and `save()` writes the file again when something had to be compiled.
   class C."), 0.36 KiB a class; served classes' methods have none, as Stoker's modules
   have none (`executor/nodocs.py`): `_ClassBuilder`'s step that names them is served
   without it, where it is the one this module knows (the names its code reads).
-- Each class's `__repr__` and `__eq__` call one function for every class with the class's
+- Each class's `__repr__`, `__eq__` and `__hash__` call one function for every class with the class's
   fields (`executor/attrsmethods.py`), where attrs writes each its own code.
 - One file per PROFILE (`run`, `executor`, `observe`, `cli`), so that a command loads the
   code of the classes it creates and little else. `save()` writes nothing when the
@@ -182,7 +182,7 @@ def install(profile: str, environ: Mapping[str, str] = os.environ) -> bool:
     naming = getattr(builder, "_add_method_dunders_unsafe", None)
     if naming is not None and naming.__code__.co_names == _NAMING_READS:
         builder._add_method_dunders_unsafe = _named  # type: ignore[union-attr]
-    attrsmethods.install(_make)  # one `__repr__` and one `__eq__` for every class
+    attrsmethods.install(_make)  # one `__repr__`, `__eq__` and `__hash__` code for every class
     _cache = cache
     return True
 

@@ -1,7 +1,9 @@
-"""`executor.attrsmethods`: one `__repr__` and one `__eq__` for every attrs class, in real interpreters.
+"""`executor.attrsmethods`: one `__repr__`, `__eq__` and `__hash__` for every attrs class, in real
+interpreters.
 
 The same classes are made in a fresh process with attrs' own methods and in one with the
-code cache installed (which serves them), and what they answer is compared.
+code cache installed (which serves them), and what they answer is compared (the same
+PYTHONHASHSEED in each, so that a class's own number in its hash is the same too).
 """
 from __future__ import annotations
 
@@ -55,6 +57,19 @@ PROBE = textwrap.dedent("""
     class Empty:
         pass
 
+    @attrs.frozen
+    class Keyed:
+        name: str = attrs.field(eq=str.lower)
+        skipped: int = attrs.field(default=0, hash=False)
+
+    @attrs.frozen(cache_hash=True)
+    class Cached:
+        x: int
+
+    @attrs.frozen
+    class Nothing:
+        pass
+
     @attrs.define
     class Holder:
         inner: object = None
@@ -100,15 +115,18 @@ PROBE = textwrap.dedent("""
                Plain(1) == 1, mixed(1, 2) == mixed(1, 9), mixed(1, 2, keyed="a") == mixed(1, 2, keyed="A"),
                mixed(1, 2, ignored=4) == mixed(1, 2), mixed(1, 2) == mixed(2, 2), Empty() == Empty(), Last(1, 2) == Last(1, 3)],
         "last": [last, first, repr(Last(1, Odd(1)).__eq__(Last(1, Odd(2))))[:4]],
+        "hash": [hash(Plain(1)), hash(Plain(1)) == hash(Plain(1)), hash(Plain(1)) == hash(Sub(1)),
+                 hash(Keyed("A")) == hash(Keyed("a")), hash(Keyed("A", 1)) == hash(Keyed("A", 2)),
+                 hash(Keyed("A")), hash(Cached(3)), hash(Nothing()), Mixed.__hash__ is None],
     }
-    shared = [Plain.__repr__.__code__.co_names, Plain.__eq__.__code__.co_names]
+    shared = [getattr(Plain, m).__code__ is getattr(Keyed, m).__code__ for m in ("__repr__", "__eq__", "__hash__")]
     print(json.dumps({"installed": installed, "answers": answers,
-                      "shared": ["_attrs_repr" in shared[0], "_attrs_eq" in shared[1]]}))
+                      "shared": shared}))
 """)
 
 
 def probe(cache: Path, mode: str) -> dict:
-    env = {**os.environ, "STOKER_CODE_CACHE": str(cache)}
+    env = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONHASHSEED": "7"}
     result = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -119,10 +137,11 @@ def test_served_repr_and_eq_answer_what_attrs_own_do(tmp_path):
     plain, served = probe(tmp_path, "plain"), probe(tmp_path, "cache")
     again = probe(tmp_path, "cache")  # served from the file this time
     assert not plain["installed"] and served["installed"]
-    assert not any(plain["shared"]) and served["shared"] == again["shared"] == [SHARED, SHARED]
+    assert not any(plain["shared"]) and served["shared"] == again["shared"] == [SHARED] * 3
     assert served["answers"] == again["answers"] == plain["answers"]
     reprs = plain["answers"]["repr"]
     assert reprs[1] == "Mixed(shown=1, custom=<7>, late=NOTHING, keyed='A', ignored=0)"
     assert reprs[4] == "Holder(inner=[...])" and reprs[6] == "Local(x=5)"
     # the last field's answer is returned as it is (`and`): bool() asked of the earlier ones only
     assert plain["answers"]["last"] == ["untested", "untested", "Odd("]
+    assert plain["answers"]["hash"][1:5] == [True, True, True, True] and plain["answers"]["hash"][-1]

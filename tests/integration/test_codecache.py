@@ -310,7 +310,7 @@ GLOBALS = textwrap.dedent("""
     except ValueError as exc:
         refused = str(exc)
     made.port = "81"  # define(): converted and validated on setattr too
-    columns = any(column is not None for code in (Listener.__init__.__code__, Listener.__repr__.__code__)
+    columns = any(column is not None for code in (Listener.__init__.__code__,)  # (__repr__: attrsmethods.py)
                   for _, _, column, _ in code.co_positions())
     print(json.dumps({"installed": installed, "module_names": "json" in Listener.__init__.__globals__,
                       "columns": columns, "saved": codecache.save(),
