@@ -247,3 +247,17 @@ def test_a_run_under_python_o_leaves_the_next_plain_runs_asserts_alone(package):
                           cwd=package, env=env, capture_output=True, text=True, timeout=60)  # an installer's, -O
     assert warm.returncode == 0, warm.stderr
     assert probe(package)["asserted"] is True
+
+
+def test_install_lets_go_of_the_docstrings_of_stokers_modules_loaded_before_it():
+    probe = ("import json, sys, executor.cli.start\n"
+             "from executor import nodocs\n"
+             "before = [executor.cli.start.__doc__ is not None, nodocs.__doc__ is not None]\n"
+             "nodocs.install()\n"
+             "print(json.dumps({'before': before, 'after': [executor.__doc__, executor.cli.start.__doc__,"
+             " nodocs.__doc__], 'json': json.__doc__ is not None}))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "STOKER_CODE_CACHE": ""})
+    assert result.returncode == 0, result.stderr
+    # was: the entry point's and nodocs' own, 24 KB held by every command for its whole life
+    assert json.loads(result.stdout) == {"before": [True, True], "after": [None, None, None], "json": True}
