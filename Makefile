@@ -157,7 +157,7 @@ fuzz: $(STAMP)
 # COVERAGE_TIERS="tests/unit" measures those only (still combined and reported).
 COVERAGE_TIERS ?=
 COVERAGE_DATA  := $(CURDIR)/.coverage-data
-COVERAGE_RUN   := COVERAGE_FILE=$(COVERAGE_DATA)/run nice -n 10 $(BIN)/coverage run -m pytest -q
+COVERAGE_RUN   := COVERAGE_FILE=$(COVERAGE_DATA)/.coverage nice -n 10 $(BIN)/coverage run -m pytest -q
 coverage: $(STAMP)
 	test $(VENV)/.coverage-installed -nt setup.py || \
 	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[test,coverage]' && touch $(VENV)/.coverage-installed; }
