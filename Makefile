@@ -152,7 +152,7 @@ fuzz: $(STAMP)
 # Line and branch coverage of executor/, healthcheck/ and config/ over the four tiers as
 # `make test` runs them (the processes the tests start measure themselves: pyproject.toml's
 # [tool.coverage.run] patch), niced; then one combined report: the text summary and htmlcov/
-# (git-ignored). Slower than `make test` and not part of it (docs/testing.md "Coverage"). The
+# (git-ignored). Slower than `make test` and not part of it (docs/testing.md §14). The
 # data files go to .coverage-data/, mode 1777: the tests run `stoker` as other users too.
 # COVERAGE_TIERS="tests/unit" measures those only (still combined and reported).
 COVERAGE_TIERS ?=

@@ -113,7 +113,7 @@ setup(
                  # `make test` runs the unit and integration tiers on two workers (docs/testing.md
                  # §13); 3.6.1: 3.6.0 was withdrawn (yanked)
                  "pytest-xdist>=3.6.1"],
-        # `make coverage` (docs/testing.md "Coverage"): a dev tool, never a runtime dependency;
+        # `make coverage` (docs/testing.md §14): a dev tool, never a runtime dependency;
         # 7.10: `[run] patch = subprocess` measures the processes the tests start
         "coverage": ["coverage>=7.10"],
         "dist": ["shiv>=1.0.4,<2", "wheel>=0.38", "setuptools>=61"],

@@ -8,7 +8,7 @@ their defaults even when the tests run under nohup or as a script's background j
 (`stop_signals_default`). Under `make coverage` (its environment names coverage's
 configuration) `close()` first sends a SIGTERM and waits a moment, so that the process ends
 by its own path and saves what it ran: one killed outright saves nothing (docs/testing.md
-"Coverage").
+§14).
 """
 from __future__ import annotations
 
