@@ -7,7 +7,7 @@ EXAMPLE ?= examples/hello_world.aurora
 DIST    ?= dist
 RUNS    := .run
 
-.PHONY: run test test-fast test-pythons test-deps-oldest test-reproducible lint faults bench dist mutation fuzz clean zookeeper browser prometheus
+.PHONY: run test test-fast test-pythons test-deps-oldest test-reproducible lint faults coverage bench dist mutation fuzz clean zookeeper browser prometheus
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -149,5 +149,27 @@ fuzz: $(STAMP)
 	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[fuzz]' && touch $(VENV)/.fuzz-installed; }
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m tests.fuzz.run $(FUZZ)
 
+# Line and branch coverage of executor/, healthcheck/ and config/ over the four tiers as
+# `make test` runs them (the processes the tests start measure themselves: pyproject.toml's
+# [tool.coverage.run] patch), niced; then one combined report: the text summary and htmlcov/
+# (git-ignored). Slower than `make test` and not part of it (docs/testing.md §14). The
+# data files go to .coverage-data/, mode 1777: the tests run `stoker` as other users too.
+# COVERAGE_TIERS="tests/unit" measures those only (still combined and reported).
+COVERAGE_TIERS ?=
+COVERAGE_DATA  := $(CURDIR)/.coverage-data
+COVERAGE_RUN   := COVERAGE_FILE=$(COVERAGE_DATA)/.coverage nice -n 10 $(BIN)/coverage run -m pytest -q
+coverage: $(STAMP)
+	test $(VENV)/.coverage-installed -nt setup.py || \
+	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[test,coverage]' && touch $(VENV)/.coverage-installed; }
+	rm -rf .coverage $(COVERAGE_DATA) && mkdir -m 1777 $(COVERAGE_DATA)
+	if [ -n "$(COVERAGE_TIERS)" ]; then $(COVERAGE_RUN) -n $(TEST_WORKERS) $(COVERAGE_TIERS) || true; else \
+	  $(COVERAGE_RUN) -n $(TEST_WORKERS) tests/unit tests/integration || true; \
+	  $(COVERAGE_RUN) -n $(TEST_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) || true; \
+	  $(COVERAGE_RUN) -m serial $(LATER_TIERS) || true; fi
+	$(BIN)/coverage combine -q $(COVERAGE_DATA) 2>&1 | grep -v "^  data._warn" || true
+	$(BIN)/coverage report --sort=miss | tail -n 60
+	$(BIN)/coverage html -q
+	@echo "coverage: htmlcov/index.html"
+
 clean:
-	rm -rf $(VENV) .venv-3.* $(OLDEST_VENV) $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation .fuzz
+	rm -rf $(VENV) .venv-3.* $(OLDEST_VENV) $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation .fuzz htmlcov .coverage .coverage-data

@@ -113,6 +113,9 @@ setup(
                  # `make test` runs the unit and integration tiers on two workers (docs/testing.md
                  # §13); 3.6.1: 3.6.0 was withdrawn (yanked)
                  "pytest-xdist>=3.6.1"],
+        # `make coverage` (docs/testing.md §14): a dev tool, never a runtime dependency;
+        # 7.10: `[run] patch = subprocess` measures the processes the tests start
+        "coverage": ["coverage>=7.10"],
         "dist": ["shiv>=1.0.4,<2", "wheel>=0.38", "setuptools>=61"],
         # `make mutation` (docs/testing.md); pinned, since scores move with mutmut's operators
         "mutation": ["mutmut==3.8.1"],

@@ -29,7 +29,6 @@ from executor.events import TaskState
 from executor.host.session import OPERATOR_KILL
 from executor.logs import log_event
 from executor.mesos.driver import ExecutorDriver
-from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.launch import LaunchError, TaskLaunch, prepare_launch
 from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.reporter import MesosReporter
@@ -107,11 +106,7 @@ class StokerExecutor:
         log_event(logger, logging.DEBUG, "disconnected", task_id=self._task_id)
 
     def launchTask(self, driver: ExecutorDriver, task_info: dict[str, Any]) -> None:
-        try:
-            tid = task_id(task_info)
-        except RemoteProtocolError as exc:
-            log_event(logger, logging.ERROR, "launch_ignored", reason=f"TaskInfo without a task id: {exc}")
-            return
+        tid = task_id(task_info)  # the driver's parser let in no LAUNCH without one (`wire._parse_launch`)
         current = self._claim(tid)
         if current == tid:
             return
@@ -151,11 +146,8 @@ class StokerExecutor:
         tasks = task_group.get("tasks", [])
         with self._lock:
             current = self._task_id
-        for info in tasks:
-            try:
-                tid = task_id(info)
-            except RemoteProtocolError:
-                continue
+        for info in tasks:  # each with a task id: the driver's parser let in no other (`wire._parse_launch_group`)
+            tid = task_id(info)
             if tid == current:  # an update would be about the running task
                 continue
             driver.send_status_update(tid, TaskState.FAILED, GROUP_REFUSED, reason=REASON_TASK_INVALID)

@@ -18,7 +18,6 @@ this process's umask and returns the old one, which the task's processes start w
 """
 from __future__ import annotations
 
-import grp
 import os
 import pwd
 from pathlib import Path
@@ -67,13 +66,6 @@ def current_user() -> RunAs:
     except KeyError:
         name = f"uid {uid}"
     return RunAs(name=name, uid=uid, gid=gid, groups=tuple(os.getgroups()))
-
-
-def group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 def give_sandbox(sandbox: Path, user: RunAs) -> None:

@@ -11,9 +11,9 @@ open or a read that never returns), a device, a file of any size. So `stoker sta
   path below a directory fd level by level. Only the sandbox itself (`open_root`: the
   operator's path) may be reached through symlinks.
 - `iter_lines` streams a file's lines with a cap on the bytes read and on a line's length;
-  `tail_start` finds where the last N lines begin by reading backwards in blocks,
-  `line_start` where line N begins, and `copy_range` streams a range out: nothing ever
-  holds a whole file.
+  `newlines_back` finds where the last N lines begin by reading backwards in blocks (`stoker
+  tail`, across a log's rotated files: `executor/cli/tailparts.py`), `line_start` where
+  line N begins, and `copy_range` streams a range out: nothing ever holds a whole file.
 
 What is found where a regular file or a directory should be raises `UnsafeEntry`
 (sandboxfs' `UnsafePath`: "stdout: it is a FIFO, not a regular file"); every other failure
@@ -147,19 +147,6 @@ def _hole_ahead(fd: int) -> int:
         os.lseek(fd, max(pos, end), os.SEEK_SET)
         return max(0, end - pos)
     return data - pos
-
-
-def tail_start(fd: int, end: int, lines: int) -> int:
-    """The offset where the last `lines` lines before `end` begin (a last line without its
-    newline counts as one), found by reading backwards one block at a time."""
-    if lines <= 0:
-        return end
-    pos = end
-    if end > 0 and os.pread(fd, 1, end - 1) == b"\n":
-        pos -= 1  # the last line's own newline
-    # newlines to pass: the one before the first line printed is the last
-    start, _ = newlines_back(fd, pos, lines)
-    return 0 if start is None else start
 
 
 def newlines_back(fd: int, pos: int, wanted: int) -> tuple[int | None, int]:

@@ -180,3 +180,20 @@ def test_nosetuid_health_checks_start_with_the_agents_umask_as_the_processes_do(
     finally:
         open_agent.kill(TID, grace_secs=0.5)
         open_agent.wait_for_state(TID, "TASK_KILLED", 10)
+
+
+@needs_root
+@pytest.mark.parametrize("also", [[], ["--execute-as-user"]], ids=["alone", "with-execute-as-user"])
+def test_nosetuid_runs_the_task_as_the_executor_s_user_and_says_why(user, open_agent, tmp_path, also):
+    """Thermos' --nosetuid: the processes run as the executor's user (root), not as the role,
+    and not as --execute-as-user's either (--nosetuid wins); the run_as line says which."""
+    sandbox = open_agent.sandbox
+    data = data_for("aurora", job_file(tmp_path, WHO % dict(role=user.pw_name)), user.pw_name, "who")
+    start(open_agent, ["--nosetuid", *[f"{flag}={user.pw_name}" for flag in also]], data)
+    open_agent.wait_for_state(TID, "TASK_RUNNING", 15)
+    assert read_when_there(sandbox / "who.txt") == "root"
+    open_agent.kill(TID, grace_secs=0.5)
+    open_agent.wait_for_state(TID, "TASK_KILLED", 10)
+    override = f" nor as --execute-as-user={user.pw_name} (--nosetuid wins, as in Thermos)" if also else ""
+    assert (f"run_as task=who.0 user=root uid=0 reason=\"--nosetuid: not as the role '{user.pw_name}'"
+            f"{override}\"") in open_agent.executor_log()

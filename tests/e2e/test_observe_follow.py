@@ -1,8 +1,8 @@
 """`stoker observe`'s follow mode through the JSON API the page's script uses, against real
 `stoker run` tasks: a burst of rotations between two looks (every line comes, in order),
 a process that restarts (the follower goes on into its next run, after a marker line), a
-`stoker run` re-run that moved the logs aside (into the new attempt's first run), and a
-range that starts inside a UTF-8 character (it starts at the next one). `Follower` does
+`stoker run` re-run that moved the logs aside (into the new attempt's first run), a log
+an operator truncated (from its start again), and a range that starts inside a UTF-8 character (it starts at the next one). `Follower` does
 what `assets.FOLLOW_SCRIPT` does. Each process waits on a FIFO in its sandbox (`go-PROCESS`) for
 the test's word, so what happens between two looks is the test's choice, not the clock's (but
 `euro`, the range test's, which only prints). Each test reads the logs of its own process, and
@@ -29,6 +29,7 @@ LINES = 200000  # 1.3 MB: 13 files of 100 KiB
 BURST = ("mkfifo go-burst; printf 'ready \\342\\202\\254\\342\\202\\254\\n'; "  # "ready €€"
          f"read x < go-burst; seq 1 {LINES}; exec sleep 1000")
 EURO = "printf 'ready \\342\\202\\254\\342\\202\\254\\n'; exec sleep 1000"  # a log of its own: burst's rotates
+TRUNC = "mkfifo go-trunc; echo a line before the truncation; read x < go-trunc; echo after; exec sleep 1000"
 AGAIN = "[ -p go-again ] || mkfifo go-again; echo run start; read x < go-again; echo run end; exit 1"
 
 
@@ -41,7 +42,8 @@ def job(directory: Path) -> Path:
                             Process(name='burst', cmdline={BURST!r}, logger=rotating),
                             Process(name='again', cmdline={AGAIN!r}, max_failures=5,
                                     min_duration=0.1),
-                            Process(name='euro', cmdline={EURO!r})],
+                            Process(name='euro', cmdline={EURO!r}),
+                            Process(name='trunc', cmdline={TRUNC!r})],
                                   resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
                                   finalization_wait=2))]
     """))
@@ -171,6 +173,19 @@ def test_a_burst_of_rotations_between_two_looks_keeps_every_line_in_order(host):
         if page.reload().endswith(f"\n{LINES}\n"):
             break
     assert "".join(page.pages[1:]) == text
+
+
+def test_a_log_truncated_under_the_follower_is_followed_from_its_start(host):
+    """`: > stdout` by an operator: the file is shorter than the offset the follower holds,
+    so what comes next is from its start, after a marker (never a range past its end)."""
+    log = sandbox(host) / ".logs/trunc/0/stdout"
+    wait_for(lambda: log.read_bytes() == b"a line before the truncation\n", 10)
+    follower = Follower(host, "trunc")
+    assert follower.text == "a line before the truncation\n"
+    os.truncate(log, 0)
+    say_go(host, "trunc")
+    assert follower.until(lambda t: t.endswith("after\n")) == (
+        "a line before the truncation\n--- from its start ---\nafter\n")
 
 
 def test_following_goes_on_into_the_next_run_and_the_next_attempt(host):

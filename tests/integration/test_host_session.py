@@ -21,8 +21,8 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.events import ControlReply, KillRequested, RestartRequested
-from executor.host.control import ControlUnavailable, connect
-from executor.host.controlwire import KillControl, RestartControl
+from executor.host.control import MAX_CONNECTIONS, ControlUnavailable, connect
+from executor.host.controlwire import MAX_LINE, KillControl, RestartControl
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.lock import holder
@@ -33,6 +33,7 @@ from executor.procs.saferead import UnsafeEntry
 from tests.support.control_socket import ask_all
 from tests.support.stoker_proc import REPO
 from tests.support.users import needs_root
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -345,3 +346,40 @@ def test_an_attempt_s_task_id_still_finds_its_supervisor_after_a_restart(tmp_pat
         assert find(listed, "t-3") is None
     finally:
         session.close()
+
+
+def test_a_request_line_longer_than_the_limit_is_refused_without_waiting_for_its_end(session):
+    """A client that sends more than MAX_LINE bytes and no newline is answered at once (the
+    server never buffers more), and the socket serves the next client."""
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(str(session.sandbox / ".stoker" / "control.sock"))
+        raw.settimeout(10)  # a generous bound: no answer fails the test, not the suite's timeout
+        raw.sendall(b"x" * (MAX_LINE + 1))
+        assert raw.makefile("rb").readline() == (
+            b'{"ok": false, "done": true, "message": "a request is at most %d bytes"}\n' % MAX_LINE)
+    (refused,) = ask_all(session.sandbox, RestartControl("web"))
+    assert not refused.ok and "at most" not in refused.message
+
+
+def test_past_the_connection_limit_a_client_is_refused_and_one_closed_makes_room(session):
+    """MAX_CONNECTIONS silent clients hold every place: the next is told so at once, and
+    once one of them goes a request is served again."""
+    path = str(session.sandbox / ".stoker" / "control.sock")
+    silent: list[socket.socket] = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            silent.append(socket.socket(socket.AF_UNIX))
+            silent[-1].connect(path)
+        with socket.socket(socket.AF_UNIX) as extra:
+            extra.connect(path)  # (blocking: a full backlog waits for the server's accepts)
+            extra.settimeout(10)
+            assert extra.makefile("rb").readline() == (
+                b'{"ok": false, "done": true, "message": "too many control connections (at most %d)"}\n'
+                % MAX_CONNECTIONS)
+        silent.pop().close()
+        served = wait_for(lambda: [a for a in ask_all(session.sandbox, RestartControl("web"))
+                                   if "too many" not in a.message], 5, message="a place freed")
+        assert served[-1].done and not served[-1].ok  # no task to restart: the usual answer
+    finally:
+        for sock in silent:
+            sock.close()

@@ -232,10 +232,20 @@ def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privileg
     assert result["problems"] == [] and result["after"] == []
 
 
-def test_an_image_without_bin_bash_fails_the_task_saying_so_before_anything_is_changed(rootfs, tmp_path):
+# What the image's /usr/bin/bash is instead: a symlink taken as the containerizer's chroot takes
+# it, never out of the image (an absolute one; one whose '..'s go past the image's root, to an
+# executable beside the image; a loop, given up at the kernel's 40 hops)
+NO_BASH = {"absolute": "/bin/sh-on-the-host", "past-the-root": "../../../outside/bash", "loop": "bash"}
+
+
+@pytest.mark.parametrize("link", NO_BASH.values(), ids=NO_BASH.keys())
+def test_an_image_without_bin_bash_fails_the_task_saying_so_before_anything_is_changed(rootfs, tmp_path, link):
     taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside/bash").write_bytes((taskfs / "usr/bin/bash").read_bytes())
+    (tmp_path / "outside/bash").chmod(0o755)
     (taskfs / "usr/bin/bash").unlink()
-    (taskfs / "usr/bin/bash").symlink_to("/bin/sh-on-the-host")  # absolute: taken inside the image
+    (taskfs / "usr/bin/bash").symlink_to(link)
     passwd = (taskfs / "etc/passwd").read_text()
     result = in_private_mounts(tmp_path, """
         sandbox.mkdir()

@@ -199,6 +199,21 @@ def test_a_fifo_in_its_place_does_not_block(job, cache):
     assert look(cache, key) is None
 
 
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+@pytest.mark.parametrize("replace", [_fifo, lambda path: path.write_bytes(b"WORD = '\xff'\n")],
+                         ids=["fifo", "not-utf-8"])
+def test_an_included_file_now_a_fifo_or_not_utf_8_is_a_miss_without_blocking(job, cache, replace):
+    """The kept plan's sources are read again as the loader reads them: a FIFO in the place
+    of one is never opened for a blocking read, bytes that are no UTF-8 are no match."""
+    plan, key = planned(job, cache)
+    replace(job.parent / "lib.aurora")
+    assert look(cache, key) is None
+
+
 def test_an_unwritable_place_is_no_error(job, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -5,7 +5,10 @@ stderr to files (so a chatty child can never block on a full pipe), and always c
 `close()` SIGKILLs the whole session, and every pid the task ever had (read from the
 sandbox checkpoint) is checked dead. The child starts with SIGHUP, SIGINT and SIGQUIT at
 their defaults even when the tests run under nohup or as a script's background job
-(`stop_signals_default`).
+(`stop_signals_default`). Under `make coverage` (its environment names coverage's
+configuration) `close()` first sends a SIGTERM and waits a moment, so that the process ends
+by its own path and saves what it ran: one killed outright saves nothing (docs/testing.md
+§14).
 """
 from __future__ import annotations
 
@@ -26,6 +29,9 @@ import psutil
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+# `make coverage`: every Python child measures itself, and saves its data when it exits
+MEASURED = "COVERAGE_PROCESS_CONFIG" in os.environ
+MEASURED_STOP_SECS = 10
 
 
 _STOPS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
@@ -92,6 +98,10 @@ class StokerProcess:
         return self.proc.wait(timeout_secs)
 
     def close(self) -> None:
+        if MEASURED and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(MEASURED_STOP_SECS)
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)

@@ -163,3 +163,19 @@ def test_a_v1_limit_is_the_hierarchical_one_and_no_limit_is_said_so(tmp_path, st
     if stat is not None:
         (tmp_path / "memory.stat").write_text(stat)
     assert limit(OomCounter(str(tmp_path), "/t", v2=False, top=str(tmp_path), seen=0)) == said
+
+
+def test_mountinfo_s_octal_escapes_are_undone_and_a_lone_backslash_kept():
+    """The kernel writes a space, tab, newline or backslash of a mount's root or mount point
+    as `\\ooo`; /proc/self/cgroup writes the path as it is."""
+    mounts = "35 25 0:30 /kube\\040pods /sys/fs/cgroup/mem\\040ory\\134x\\9 rw - cgroup cgroup rw,memory\n"
+    counter = find_counter("5:memory:/kube pods/c1\n", mounts)
+    assert counter is not None and counter.directory == "/sys/fs/cgroup/mem ory\\x\\9/c1"
+
+
+def test_lines_of_neither_file_s_shape_and_a_deleted_cgroup_are_passed_over():
+    cgroups = "junk\n7:memory:relative/path\n5:memory:/mesos/abc\n"
+    mounts = "no separator here\n1 2 0:1 / - \n" + V1_MOUNTS
+    counter = find_counter(cgroups, mounts)
+    assert counter is not None and counter.directory == "/sys/fs/cgroup/memory/mesos/abc"
+    assert find_counter("5:memory:/mesos/abc (deleted)\n", V1_MOUNTS) is None

@@ -1,0 +1,96 @@
+"""The task's user and group written into an image's /etc (executor/mesos/imageusers.py), on
+real files: Thermos' checks of a user or group the image already has under another name or
+id, an image with no /etc/group or gshadow, a last line without its newline, and a symlink
+where a database should be (never followed: the file it names, outside the image, stays as
+it was). The whole launch of an image task is tests/integration/test_image_hostile.py's."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from executor.mesos.imageusers import UserDbError, ensure_group, ensure_user
+
+
+@pytest.fixture
+def etc(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """An image's /etc (empty) and a descriptor of it, as imagefs.py opens it."""
+    path = tmp_path / "taskfs" / "etc"
+    path.mkdir(parents=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        yield path, fd
+    finally:
+        os.close(fd)
+
+
+def test_a_group_name_the_image_has_with_another_id_is_refused_in_thermos_words(etc):
+    path, fd = etc
+    (path / "group").write_text("root:x:0:\nstaff:x:50:\n")
+    with pytest.raises(UserDbError) as refused:
+        ensure_group(fd, "staff", 1000)
+    assert str(refused.value) == "Group id result staff:x:50: from image does not match name staff and id 1000"
+    assert (path / "group").read_text() == "root:x:0:\nstaff:x:50:\n"
+
+
+def test_a_group_id_the_image_gives_another_name_is_refused_naming_both(etc):
+    path, fd = etc
+    (path / "group").write_text("wheel:x:1000:\n")
+    with pytest.raises(UserDbError, match=r"^Error when getting group id for name staff in task image: its "
+                                          r"/etc/group has gid 1000 under another name and no group staff$"):
+        ensure_group(fd, "staff", 1000)
+
+
+def test_a_user_id_the_image_gives_another_name_is_refused_naming_both(etc):
+    path, fd = etc
+    (path / "passwd").write_text("other:x:1000:1000::/home/other:/bin/sh\n")
+    with pytest.raises(UserDbError, match=r"^Error when getting user id for name me in task image: its "
+                                          r"/etc/passwd has uid 1000 under another name and no user me$"):
+        ensure_user(fd, "me", 1000, 1000, "me")
+
+
+def test_a_user_the_image_has_in_another_group_is_refused_with_what_id_would_say(etc):
+    path, fd = etc
+    (path / "passwd").write_text("me:x:1000:50::/home/me:/bin/sh\n")
+    (path / "group").write_text("staff:x:50:\nme:x:1000:\n")
+    with pytest.raises(UserDbError) as refused:
+        ensure_user(fd, "me", 1000, 1000, "me")
+    assert str(refused.value) == ("User group result uid=1000(me) gid=50(staff) from task image does not start "
+                                  "with expected prefix uid=1000(me) gid=1000(me) groups=")
+
+
+def test_an_image_without_group_or_shadow_files_gets_a_group_file_and_no_shadow_ones(etc):
+    path, fd = etc
+    old = os.umask(0o022)
+    try:
+        said = ensure_group(fd, "me", 1000)
+    finally:
+        os.umask(old)
+    assert said == "created the group me(1000) in the task's filesystem's /etc/group"
+    assert (path / "group").read_text() == "me:x:1000:\n"
+    assert (path / "group").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in path.iterdir()) == ["group"]  # no gshadow made
+
+
+def test_an_entry_goes_on_a_line_of_its_own_after_a_last_line_without_its_newline(etc):
+    path, fd = etc
+    (path / "passwd").write_text("root:x:0:0::/root:/bin/sh")
+    (path / "shadow").write_text("root:*:19000::::::")
+    ensure_user(fd, "me", 1000, 1000, "me")
+    assert (path / "passwd").read_text() == "root:x:0:0::/root:/bin/sh\nme:x:1000:1000::/home/me:/bin/bash\n"
+    assert (path / "shadow").read_text().splitlines()[1].startswith("me:!:")
+
+
+@pytest.mark.parametrize("name", ["passwd", "shadow"])
+def test_a_symlinked_user_database_is_refused_and_what_it_names_is_untouched(etc, tmp_path, name):
+    path, fd = etc
+    host = tmp_path / "host-file"
+    host.write_text("root:x:0:0::/root:/bin/sh\n")
+    if name == "shadow":
+        (path / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (path / name).symlink_to(host)
+    with pytest.raises(UserDbError, match=rf"^the image's /etc/{name} is a symlink \(never followed inside an image\)$"):
+        ensure_user(fd, "me", 1000, 1000, "me")
+    assert host.read_text() == "root:x:0:0::/root:/bin/sh\n"
