@@ -295,6 +295,7 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
             from executor import codecache
 
             codecache.install("run")  # nothing more when the entry point installed it before the fork
+            codecache.also("plan")  # the config language's classes, which the parent never loads
             from executor.local.planning import plan_ahead
 
             plan_ahead(inputs, write_end)
