@@ -116,9 +116,6 @@ def _fork(plan: Plan) -> tuple[int, int, set[int | signal.Signals]] | None:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read_end)
             die_with(parent)  # a `stoker run` killed (SIGKILL) leaves no config running
-            from executor import codecache
-
-            codecache.also("plan")  # the config language's classes, which the parent never loads
             _child(plan, write_end)
         finally:
             os._exit(1)
