@@ -58,7 +58,7 @@ import marshal
 import os
 import sys
 
-from executor.host.early import EarlyStart, defer_stop_signals, undefer_stop_signals
+from executor.host.early import EarlyStart, defer_stop_signals, stop_pending, undefer_stop_signals
 from executor.local import planfiles
 from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.procs import earlyfork, oomcount, runenv, sandboxfs
@@ -89,7 +89,8 @@ def take() -> EarlyStart | None:
 def start_first(ahead: PlanAhead) -> EarlyStart | None:
     """A first run's early start, once: the first runs of the plan `ahead` (`take_ahead`'s)
     made, started now as a re-run's are from its launch record (`_start_ahead`); None when
-    `begin` noted none for these words, or they may not start early. `stoker run` calls it
+    `begin` noted none for these words, they may not start early, or a stop signal came
+    meanwhile (recorded: `stoker run` as a container's main process). `stoker run` calls it
     once its settings are read (a usage error starts nothing) and its modules are loaded.
     Waits for the plan; a Ctrl-C meanwhile kills and reaps the planning child and is raised."""
     global _first
@@ -97,8 +98,10 @@ def start_first(ahead: PlanAhead) -> EarlyStart | None:
     if first is None:
         return None
     data, _ = ahead.answer()  # kept for `planning.plan_apart`
+    if stop_pending():  # a container's main process stopped while it loaded: nothing starts
+        return None
     try:
-        return _start_ahead(data, *first)
+        return _start_ahead(ahead, data, *first)
     except Exception:  # whatever it was, there is no early start: the run goes on as ever
         return None
 
@@ -204,7 +207,8 @@ def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
     return _take_off(record, entry, wanted[1], lease, environ)
 
 
-def _start_ahead(data: bytes, wanted: tuple[str, str | None], environ: Mapping[str, str]) -> EarlyStart | None:
+def _start_ahead(ahead: PlanAhead, data: bytes, wanted: tuple[str, str | None],
+                 environ: Mapping[str, str]) -> EarlyStart | None:
     """A first run's early start: the first runs of the plan the child forked ahead sent
     (`data`, its answer), started as a re-run's are from its launch record, with the same
     checks; None when it sent an error (nothing started: the run reports it) or when they
@@ -216,7 +220,7 @@ def _start_ahead(data: bytes, wanted: tuple[str, str | None], environ: Mapping[s
     from config.settings import AGENT_VARIABLES, SECRET_VARIABLES
     from executor.local import plancache, runstart
 
-    plan = plancache.decode(answer[1])
+    plan = ahead.plan = plancache.decode(answer[1])  # the one the run plans with (`planning.plan_apart`)
     wave = runstart.first_wave(plan)
     if wave is None:
         return None

@@ -55,6 +55,12 @@ def _record(signum: int, frame: object) -> None:
     _deferred.append(signum)
 
 
+def stop_pending() -> bool:
+    """Whether a stop signal was recorded and not taken yet (as a container's main process,
+    one that came while Stoker loaded): a run asked to stop starts nothing early."""
+    return any(signum not in STRAYS for signum in _deferred)
+
+
 def deferred_signals() -> list[int]:
     """The stop signals recorded since `defer_stop_signals`, in order, once."""
     taken = list(_deferred)

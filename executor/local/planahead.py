@@ -24,10 +24,13 @@ plan was ready at 932 and the supervisor waited for it in 5 of 12 runs (first sp
 plan cache, the host session, the cgroup, the watchdog and the checkpoint). Those 61 are off
 the path now: once loaded and its settings read, `stoker run` starts the plan's first runs
 from the child's answer as the early start does a kept plan's (`launch.start_first`), and
-the supervisor adopts them. On a quiet VM the child's answer and the end of the supervisor's
-imports now come within milliseconds of each other (about 70 after the fork each): the
-child's own work (pystachio, the schema, the config's code) is on the path as much as the
-supervisor's imports.
+the supervisor adopts them. Probed again so (the shared VM at a load of 3.5 to 8, N=1), the
+child's answer came before the end of the supervisor's imports in some runs and after in
+others, each 70 to 240 ms after the fork as the load went: the child's own work is on the
+path as much as the supervisor's imports. In one process, for hello_world: the config
+language's imports 20-25 ms (pystachio's schema classes the most, `config.schema.aurora`),
+the plan 6; `inspect` and `pprint` no longer load for pystachio (`executor/deferred.py`), nor
+are the language's attrs classes compiled again (`executor/codecache.py`, `plan`).
 
 `PlanAhead` is that child: its pid, the pipe its answer comes through (the same answer as
 `planning.plan_apart`'s child gives), and what it planned for (config as given, no job key,
@@ -57,13 +60,17 @@ def inputs_of(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], 
 
 
 class PlanAhead:
-    __slots__ = ("pid", "inputs", "_read_end", "_answer")
+    __slots__ = ("pid", "inputs", "_read_end", "_answer", "plan")
 
     def __init__(self, pid: int, read_end: int, inputs: Inputs) -> None:
         self.pid = pid  # -1 once answered or cancelled: reaped
         self.inputs = inputs
         self._read_end = read_end
         self._answer: tuple[bytes, int] | None = None
+        # the plan its answer holds, once decoded (the early start decodes it first, and the
+        # run plans with that one: decoded twice, the first one's objects were garbage left
+        # as holes under the supervisor's state)
+        self.plan: object = None
 
     def answer(self) -> tuple[bytes, int]:
         """(what the child sent, its wait status) once it ended, the same at every call (the

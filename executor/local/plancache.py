@@ -107,20 +107,27 @@ class Lease:
 def lease(directory: str, key: tuple[Any, ...]) -> Lease:
     """Take the lease on the entry for `key` (making the directory, private, if needed);
     never waits: a lease another live run holds is not held here."""
-    return lease_at(directory, _path(directory, key, planfiles.LOCK_SUFFIX))
+    if not _private_dir(directory):
+        return Lease(None)
+    return Lease(planfiles.lock(_path(directory, key, planfiles.LOCK_SUFFIX)))
 
 
 def lease_at(directory: str, path: str) -> Lease:
     """`lease`, of the entry whose lock file is `path` in `directory` (the early start of a
     first run names its entry by the config's path: `executor/cli/launch.py`)."""
+    if not _private_dir(directory):
+        return Lease(None)
+    return Lease(planfiles.lock(path))
+
+
+def _private_dir(directory: str) -> bool:
+    """Whether `directory` is there (made now if need be) and no other user can redirect it."""
     try:
         make_dirs(directory, 0o700)  # each level: ~/.cache too, under a umask of 0
         # again, now that it is made: a level another user made meanwhile is not trusted
-        if not planfiles.private(os.stat(directory)) or not trusted_path(directory):
-            return Lease(None)
+        return planfiles.private(os.stat(directory)) and trusted_path(directory)
     except OSError:
-        return Lease(None)
-    return Lease(planfiles.lock(path))
+        return False
 
 
 def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bool],
