@@ -57,7 +57,8 @@ and `save()` writes the file again when something had to be compiled.
 - One file per PROFILE (`run`, `executor`, `observe`, `cli`), so that a command loads the
   code of the classes it creates and little else. `save()` writes nothing when the
   interpreter is told not to write bytecode (PYTHONDONTWRITEBYTECODE) or the directory is
-  not writable, as Python does for `.pyc` files; the file is written whole (mode 0644,
+  not writable, as Python does for `.pyc` files (a DEBUG line says why; the directory and
+  each missing level above it are made, 0755 less the umask); the file is written whole (mode 0644,
   less the umask: never writable by others) under a temporary name of its own, created anew (`O_EXCL`: never
   through a symlink, never another process's, in another pid namespace too) and renamed
   into place, so a reader sees the old one or the new one.
@@ -65,8 +66,11 @@ and `save()` writes the file again when something had to be compiled.
   may write the package's `__pycache__` may change Stoker anyway. A file owned by a user
   other than the one running Stoker, or root (an installer's), one anyone may write, or one
   past MAX_BYTES (never read whole) is ignored and replaced. STOKER_CODE_CACHE moves
-  them to another absolute directory (one only the user running Stoker may write), or
-  turns the cache off (`off`, or anything but an absolute path): attrs compiles as ever.
+  them to another absolute directory, or turns the cache off (`off`, or anything but an
+  absolute path): attrs compiles as ever. So it does when that directory is one another
+  user could put files in (`nodocs.cache_dir`: writable by others, sticky or not, or on a
+  path they could redirect), where they could plant a symlink under the file's name, to a
+  file of root's whose content they write (a task's log), and root would run their code.
   So it does when its compile step is not the one this module knows (its name and
   parameters are checked).
 
@@ -350,20 +354,26 @@ def _served_first(entries: dict[str, tuple[tuple[str, Any], ...]],
 def _write(path: Path, entries: dict[str, tuple[tuple[str, Any], ...]]) -> bool:
     """Writes the file whole, mode 0644 less the umask (never writable by others), under a
     temporary name of its own (created, never followed or shared: another process's, in
-    another pid namespace too) and renames it into place; False when it could not."""
+    another pid namespace too) and renames it into place, the directory and each missing
+    level above it made (0755 less the umask); False when it could not, with a DEBUG line."""
+    from executor.host.replacefile import make_dirs  # standard library only
+
     temporary = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
     created = False
     try:
-        path.parent.mkdir(mode=0o755, exist_ok=True)
+        make_dirs(str(path.parent), 0o755)  # and each missing level above, as Python's .pyc writes do
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         created = True
         with os.fdopen(fd, "wb") as file:
             file.write(HEADER + marshal.dumps(entries))
         os.replace(temporary, path)
-    except OSError:  # not writable, as for .pyc files: the next process compiles again
+    except OSError as exc:  # not writable, as for .pyc files: the next process compiles again
         if created:
             with contextlib.suppress(OSError):
                 temporary.unlink(missing_ok=True)
+        import logging
+
+        logging.getLogger(__name__).debug("code cache %s not written: %s", path, exc)
         return False
     return True
 

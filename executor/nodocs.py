@@ -25,7 +25,8 @@ literals), so `install()` has every module imported after it compiled without th
   virtual environment it runs in) has it beside its `.pyc`, in the same `__pycache__`
   (or under `sys.pycache_prefix`, for every module). Any other (the standard library's,
   a system package's) has it under the code cache directory (STOKER_CODE_CACHE, default
-  `executor/__pycache__`), in `nodoc/` and its source's directory: the interpreter's own
+  `executor/__pycache__`), in `nodoc/` and its source's directory (each level made 0755
+  less the umask, never open to others as Python's 0777 would be): the interpreter's own
   `__pycache__` directories belong to its package manager (dpkg's, say), which knows no
   file of ours, and root may write there. When there is none yet, the module is compiled
   without docstrings and its file written only where Python would compile it too (no
@@ -46,7 +47,8 @@ literals), so `install()` has every module imported after it compiled without th
   then on (their loader list changed in place, so that their directory listings are kept;
   a finder without that list is dropped, and made again at the next import). Modules imported before `install()`
   (the interpreter's own start, the entry point) keep their docstrings.
-- STOKER_CODE_CACHE=off (or any value that is not an absolute path) turns it off, as it
+- STOKER_CODE_CACHE=off (or any value that is not an absolute path, or a directory another
+  user could put files in: `cache_dir`) turns it off, as it
   does the attrs code cache (`executor/codecache.py`), and so does `python -O` or `-OO`
   (PYTHONOPTIMIZE): the code then depends on the level, which our file names do not
   carry, and `-OO` drops docstrings by itself.
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
     import _ast
     from collections.abc import Iterable, Iterator, Mapping
     from types import CodeType, FrameType
+    from typing import Any
 
 TAG = "nodoc2"  # the files' optimization tag: NAME.cpython-311.opt-nodoc2.pyc (2: lines only)
 CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
@@ -118,6 +121,25 @@ class NoDocLoader(SourceFileLoader):
         self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # type: ignore[attr-defined]
         return code
 
+    def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:  # Any: typeshed's Buffer
+        """As Python's, each missing directory made 0755 less the umask (Python's are 0777
+        less it: under a umask of 0, `nodoc/` open to every user, who could plant a module's
+        file there, its header the source's mtime and size, for root's next start). As
+        `replacefile.make_dirs`, which is not imported here: its own load comes through here."""
+        missing = []
+        directory = os.path.dirname(path)
+        while directory and not os.path.isdir(directory) and directory != os.path.dirname(directory):
+            missing.append(directory)
+            directory = os.path.dirname(directory)
+        for level in reversed(missing):
+            try:
+                os.mkdir(level, 0o755)
+            except FileExistsError:  # another process's, made meanwhile
+                continue
+            except OSError:  # as Python's: the file is not written
+                return
+        super().set_data(path, data, _mode=_mode)
+
 
 def _imported_by_config() -> bool:
     """Whether a config's code is importing the module, itself or through what it imports
@@ -140,12 +162,35 @@ def kept_path(source_path: str) -> str:
 
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> str | None:
-    """The code cache directory: STOKER_CODE_CACHE, an absolute directory, or the
-    package's `__pycache__`; None when it says `off` (or is not an absolute path)."""
+    """The code cache directory: STOKER_CODE_CACHE, an absolute directory only this user
+    (and root) may change, or the package's `__pycache__`; None when it says `off` (or is
+    not an absolute path, or is not such a directory: `_only_ours`)."""
     setting = environ.get("STOKER_CODE_CACHE", "")
     if not setting:
         return CACHE_DIR
-    return setting if os.path.isabs(setting) else None
+    return setting if os.path.isabs(setting) and _only_ours(setting) else None
+
+
+def _only_ours(directory: str) -> bool:
+    """Whether no other user can put what they like in `directory`: no level of its path
+    theirs or open to them (`replacefile.trusted_path`, as for the plan cache), and the
+    directory itself (or, missing, the one it would be made in) not open to their writes,
+    sticky or not: there they could plant a symlink under a cache file's name (to a file of
+    root's whose content they write, a task's log), or `nodoc/` before us, and root's next
+    start would run their code."""
+    from executor.host import replacefile  # standard library only; when the variable is set
+
+    if not replacefile.trusted_path(directory):
+        return False
+    while True:
+        try:
+            info = os.stat(directory)
+        except FileNotFoundError:
+            directory = os.path.dirname(directory)
+            continue
+        except OSError:  # not a directory: nothing is read there, nor written
+            return True
+        return not replacefile.writable_by_others(info, os.getegid(), directory)
 
 
 def _header(stats: Mapping[str, float]) -> bytes:

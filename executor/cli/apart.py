@@ -9,7 +9,11 @@ Apart only when this process is `stoker` itself: one thread, and its own stdout 
 (a test that calls `main()` with its streams captured runs the command here, as does one
 with other threads, which a fork would not copy). A fork that fails runs it here too.
 Ctrl-C reaches both: the child ends with 130, and the parent kills and reaps it if it is
-still there; the child dies with the parent (PR_SET_PDEATHSIG), however that ends.
+still there; the child dies with the parent (PR_SET_PDEATHSIG), however that ends. A stop
+signal waits while the fork is made (blocked, as `executor/local/planning.py` forks): one
+that reached the child as it was forked was raised before it knew it was the child, which
+went on as `stoker inspect` and ended without its answer (exit 2, `the process running the
+config ended (exit status 130)`, blaming the config); it lands in the child's handling now.
 """
 from __future__ import annotations
 
@@ -24,9 +28,11 @@ from typing import NoReturn
 
 from config.errors import ConfigError
 from executor import codecache
+from executor.cli.start import exit_status
 from executor.procs.earlyfork import die_with
 
 _DONE = b"d"
+_STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}  # held while the fork is made
 
 
 def run_apart(command: Callable[[], int], source: str) -> int:
@@ -38,17 +44,20 @@ def run_apart(command: Callable[[], int], source: str) -> int:
         _flush(stream)
     read_end, write_end = os.pipe()
     parent = os.getpid()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
         pid = os.fork()
     except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(read_end)
         os.close(write_end)
         return command()
     if pid == 0:
         os.close(read_end)
-        _child(command, write_end, parent)
+        _child(command, write_end, parent, mask)
     os.close(write_end)
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop held since the fork lands here
         with os.fdopen(read_end, "rb") as pipe:
             done = pipe.read() == _DONE
         status = os.waitpid(pid, 0)[1]
@@ -62,11 +71,14 @@ def run_apart(command: Callable[[], int], source: str) -> int:
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
-def _child(command: Callable[[], int], write_end: int, parent: int) -> NoReturn:
+def _child(command: Callable[[], int], write_end: int, parent: int, mask: set) -> NoReturn:
     code = 1
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop held since the fork lands here
         die_with(parent)  # a `stoker inspect` killed leaves no config running
         code = command()
+    except KeyboardInterrupt as interrupt:  # a Ctrl-C before the command's own handling
+        code = exit_status(interrupt)
     except BaseException:  # a bug: its traceback, as in the parent
         traceback.print_exc()
     finally:

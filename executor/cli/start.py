@@ -90,9 +90,17 @@ from_systemd: dict[str, str] = {}  # those this process was started with (`take_
 # way out is the stop (once running, a second stop hurries it and the sandbox is still let
 # go), and raised in a `finally` that lets the sandbox go, it left the registry entry LOST
 # (systemd's SendSIGHUP=yes sends SIGHUP right after its SIGTERM; a second Ctrl-\ or kill).
+# The stray signals (STRAYS) `stoker run` and `stoker executor` ignore once running, with a
+# line, are ignored while they load too (a task's `kill -USR1 $PPID` as its supervisor
+# starts again: its default ended the executor, exit 138), by a handler (not SIG_IGN: their
+# relay then takes them, and their runs get them at their defaults, as exec resets it).
+# `executor.host.signals.STRAY_SIGNALS` (a test checks), without the `signal` module's enums.
+STRAYS = (_signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGVTALRM, _signal.SIGPROF,
+          _signal.SIGIO, _signal.SIGPWR, _signal.SIGTRAP, _signal.SIGSYS, _signal.SIGSTKFLT,
+          _signal.SIGXCPU, *range(_signal.SIGRTMIN, _signal.SIGRTMAX + 1))
 WHILE_LOADING: dict[str, dict[int, int | None]] = {
-    "run": {_signal.SIGTERM: 143, _signal.SIGHUP: 129, _signal.SIGQUIT: 131},
-    "executor": {_signal.SIGTERM: 3, _signal.SIGHUP: None, _signal.SIGQUIT: None},
+    "run": {_signal.SIGTERM: 143, _signal.SIGHUP: 129, _signal.SIGQUIT: 131, **dict.fromkeys(STRAYS)},
+    "executor": {_signal.SIGTERM: 3, _signal.SIGHUP: None, _signal.SIGQUIT: None, **dict.fromkeys(STRAYS)},
     "observe": {_signal.SIGTERM: 0},
 }
 _statuses: dict[int, int | None] = {}  # this command's WHILE_LOADING, as installed

@@ -31,12 +31,12 @@ import os
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.earlyfork import die_with as die_with  # for executor.local's planning child
 
-_STOPS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGTSTP)  # `stoker run`'s
+STOPS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGTSTP)  # `stoker run`'s
 # `executor.host.signals.STRAY_SIGNALS` (a test checks), without the `signal` module's enums
 STRAYS = (_signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGVTALRM, _signal.SIGPROF,
           _signal.SIGIO, _signal.SIGPWR, _signal.SIGTRAP, _signal.SIGSYS, _signal.SIGSTKFLT,
           _signal.SIGXCPU, *range(_signal.SIGRTMIN, _signal.SIGRTMAX + 1))
-_DEFERRED = _STOPS + STRAYS
+_DEFERRED = STOPS + STRAYS
 _deferred: list[int] = []
 _replaced: dict[int, object] = {}  # the handlers `defer_stop_signals` replaced
 

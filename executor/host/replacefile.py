@@ -58,28 +58,57 @@ def trusted_path(path: str, euid: int | None = None, egid: int | None = None) ->
 
 def untrusted_level(path: str, euid: int | None = None, egid: int | None = None) -> str:
     """The first level of `path` another user could change, and why; '' when none: every
-    level that exists, as written and with its symlinks resolved, belongs to `euid` or root,
-    and no one else may write it: not others (but in a sticky directory, /tmp: no one else
-    can rename what is ours in it), nor a group other than `egid` (the user's own: a umask of
-    002 makes `~/.local` group-writable, for a group only the user is in where each user has
-    one, and lists no other member). A symlink planted in a user's directory would else
-    lead root's writes anywhere."""
+    level that exists, as the kernel walks it (each symlink on the way, and each level of
+    where it leads, a link to a link too), belongs to `euid` or root, and no one else may
+    write it: not others (but in a sticky directory, /tmp: no one else can rename what is
+    ours in it), nor a group other than `egid` (the user's own: a umask of 002 makes
+    `~/.local` group-writable, for a group only the user is in where each user has one, and
+    lists no other member). A symlink planted in a user's directory would else lead root's
+    writes anywhere."""
     euid = os.geteuid() if euid is None else euid
     egid = os.getegid() if egid is None else egid
-    for chain in (os.path.abspath(path), os.path.realpath(path)):
-        parts = [part for part in chain.split("/") if part]
-        for depth in range(len(parts) + 1):
-            level = "/" + "/".join(parts[:depth])
+    # the next level last; `..` as the kernel takes it, after the link before it (not abspath's)
+    rest = [part for part in (path if os.path.isabs(path) else os.path.join(os.getcwd(), path)).split("/")
+            if part][::-1]
+    level, hops = "/", 0
+    while True:
+        try:
+            info = os.lstat(level)
+        except FileNotFoundError:
+            return ""  # the rest is made by this user
+        except OSError as exc:
+            return f"{level}: {exc.strerror}"
+        if info.st_uid not in (euid, 0):
+            return f"{level} belongs to {_user(info.st_uid)}"
+        if stat.S_ISLNK(info.st_mode):
+            hops += 1
+            if hops > _MAX_HOPS:
+                return f"{level}: too many levels of symbolic links"
             try:
-                info = os.lstat(level)
-            except FileNotFoundError:
-                break  # the rest is made by this user
-            except OSError as exc:
+                target = os.readlink(level)
+            except OSError as exc:  # replaced since: another user's doing, or ours
                 return f"{level}: {exc.strerror}"
-            if info.st_uid not in (euid, 0):
-                return f"{level} belongs to {_user(info.st_uid)}"
-            if not stat.S_ISLNK(info.st_mode) and _open_to_others(info, egid, level, euid):
-                return f"{level} may be written by {_writers(info, egid, euid)}"
+            rest.extend([part for part in target.split("/") if part][::-1])
+            level = "/" if target.startswith("/") else os.path.dirname(level)
+        elif _open_to_others(info, egid, level, euid):
+            return f"{level} may be written by {_writers(info, egid, euid)}"
+        level = _next_level(level, rest)
+        if level == "":
+            return ""
+
+
+_MAX_HOPS = 40  # the kernel's ELOOP limit for one lookup
+
+
+def _next_level(level: str, rest: list[str]) -> str:
+    """The level after `level` (a directory, or where a link's target is read from), taking
+    the next part of `rest` (`..` goes up, `.` stays); '' when none is left."""
+    while rest:
+        part = rest.pop()
+        if part == "..":
+            level = os.path.dirname(level)
+        elif part != ".":
+            return os.path.join(level, part)
     return ""
 
 

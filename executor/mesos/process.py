@@ -3,6 +3,9 @@
 `main` makes the executor (`executor.py`: the driver's callbacks wired to one TaskOwner) and
 its driver, and waits for the task to be over. The main thread only waits: SIGTERM and SIGINT handlers record the signal, the end of the
 task is recorded alike, on one queue `main` blocks on (no polling); a signal acts as SHUTDOWN.
+Once the task is over and the relay closed (the executor writes its last lines and exits),
+SIGTERM and SIGINT are ignored: nothing is left to stop, and the exit status stays the one
+the run earned (the agent's SIGKILL still ends a process that hangs there).
 A stray signal (SIGUSR1, SIGALRM, ...: `executor.host.signals.STRAY_SIGNALS`; and SIGHUP
 and SIGQUIT, `stoker run`'s stops from its terminal, which the executor has none of), whose
 default would end the executor on the spot, is ignored with a line: a task's `kill -HUP
@@ -129,8 +132,11 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     finally:
         session.close()
         # The executor exits after: its last lines are written with the relay closed, where
-        # a stray (a task's `kill -USR1 $PPID`, a HUP) at its default would end it by signal.
-        relay.close(ignoring=EXECUTOR_STRAYS)
+        # a stray (a task's `kill -USR1 $PPID`, a HUP) at its default would end it by signal,
+        # and a stop (SIGTERM, SIGINT: an agent destroying its container as its last update
+        # is acknowledged) would replace its exit status (3, `never subscribed`: the entry
+        # point's while it loaded; 130) with nothing left to stop.
+        relay.close(ignoring=(*EXECUTOR_STRAYS, signal.SIGTERM, signal.SIGINT))
 
 
 def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorDriver,

@@ -30,22 +30,27 @@ the sandbox around the runs' spawns (no other thread runs then), and `spawn_watc
 `/` around its own.
 
 The supervisor (`spawn.fork_run`) starts each run as this process (no user to switch to, no
-umask of its own, no `wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other
-by Popen. Both vfork and exec; what posix_spawn leaves out is Popen's Python around the fork
-(the environment encoded in Python, its error pipe, the Popen object: half of this process's
-CPU per run).
+`wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other by Popen. Both vfork
+and exec; what posix_spawn leaves out is Popen's Python around the fork (the environment
+encoded in Python, its error pipe, the Popen object: half of this process's CPU per run).
 The thread that forks moves into the sandbox for the spawn alone and back, and its working
 directory is its own (`own_cwd`: unshare(CLONE_FS), once per thread, at its first run), so
 neither the process's directory nor another thread's moves but those of threads that thread
 started after (they share it, for the spawn: no Stoker code resolves a relative path once
 started, the sandbox and every path it opens are absolute or relative to a descriptor).
 Where unshare is denied (a seccomp profile), or the sandbox cannot be entered, the run is
-Popen's, as is its error. The thread's umask is a copy of the process's then (Stoker sets its
-umask before any run starts). Its runs get Popen's signals (`POPEN_DEFAULTS`): the stop
-signals are handled by then and exec resets a handled one; glibc's 32 and 33 as above. The
-descriptors Stoker inherited open for exec are made close-on-exec as the supervisor starts
-(`shut_inherited`, as the early start does): every descriptor Stoker opens is close-on-exec
-(PEP 446), so none becomes inheritable after.
+Popen's, as is its error; so is every run where this Python's posix_spawn cannot start a
+session (NotImplementedError: built for a libc without POSIX_SPAWN_SETSID; the early start,
+whose watchdog it starts first, is then given up, as for any error). The thread's umask is
+a copy of the process's then (Stoker sets its umask before any run starts), and is its own
+as its directory is: a run that must start with a umask of its own (a root role's under a
+root executor, `RunAs.umask`: the agent's) is spawned when it is the thread's (an agent's
+022), and Popen's otherwise (posix_spawn sets none, and changing the thread's would change
+it for the threads it started, which share it). Its runs get Popen's signals
+(`POPEN_DEFAULTS`): the stop signals are handled by then and exec resets a handled one;
+glibc's 32 and 33 as above. The descriptors Stoker inherited open for exec are made
+close-on-exec as the supervisor starts (`shut_inherited`, as the early start does): every
+descriptor Stoker opens is close-on-exec (PEP 446), so none becomes inheritable after.
 
 Raises OSError; no logging.
 """
@@ -196,13 +201,17 @@ def spawn_run(cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int |
 
 
 def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int | None,
-             stderr: int | None) -> int | None:
-    """`spawn_run` in `cwd` for the supervisor (its runs as this process): its pid, or None
-    when it must be Popen's (this thread's directory cannot be its own, or `cwd` cannot be
-    entered: Popen says why). The thread is in `cwd` for the spawn only. Raises OSError,
-    naming `/bin/bash` as Popen's does: not for a fork refused (EAGAIN, ENOMEM)."""
-    home = _home()
-    if home is None:
+             stderr: int | None, umask: int = -1) -> int | None:
+    """`spawn_run` in `cwd` for the supervisor (its runs as this process), which must start
+    with `umask` (-1: any, the process's): its pid, or None when it must be Popen's (this
+    thread's directory cannot be its own, `cwd` cannot be entered: Popen says why; or
+    `umask` is not the thread's, which posix_spawn cannot set). The thread is in `cwd` for
+    the spawn only. Raises OSError, naming `/bin/bash` as Popen's does: not for a fork
+    refused (EAGAIN, ENOMEM). Where this Python's posix_spawn cannot start a session
+    (NotImplementedError: a libc without POSIX_SPAWN_SETSID), every run is Popen's."""
+    global _spawns
+    home = _home() if _spawns else None
+    if home is None or umask not in (-1, home.umask):
         return None
     try:
         os.chdir(cwd)
@@ -210,6 +219,9 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
         return None
     try:
         return spawn_run(cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr, defaults=POPEN_DEFAULTS)
+    except NotImplementedError:  # raised before any fork: nothing started
+        _spawns = False
+        return None
     except OSError as e:
         import errno  # an error's only
 
@@ -221,12 +233,14 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
 
 
 class _Home:
-    """The directory a thread forked from (an O_PATH descriptor), closed with the thread."""
+    """The directory a thread forked from (an O_PATH descriptor), closed with the thread, and
+    its umask (its own too, since unshare(CLONE_FS): the process's then)."""
 
-    __slots__ = ("fd",)
+    __slots__ = ("fd", "umask")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, umask: int) -> None:
         self.fd = fd
+        self.umask = umask
 
     def back(self) -> None:
         """The thread back in it; a failure is no error (the run is started, the caller's
@@ -244,6 +258,7 @@ class _Home:
 
 
 _threads = _thread._local()  # each thread's `_Home`, or None: its directory cannot be its own
+_spawns = True  # False: posix_spawn cannot start a run's session here (`spawn_in`)
 
 
 def _home() -> _Home | None:
@@ -263,7 +278,10 @@ def _home() -> _Home | None:
         os.close(fd)
         _threads.home = None
         return None
-    home = _threads.home = _Home(fd)
+    # read as umask(2) reads it, set and put back: no other thread shares it yet
+    umask = os.umask(0o077)
+    os.umask(umask)
+    home = _threads.home = _Home(fd, umask)
     return home
 
 

@@ -376,13 +376,14 @@ def fork_run(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int, std
              stderr: int | None, run_as: RunAs | None, wrap: Wrap | None) -> tuple[int, subprocess.Popen | None]:
     """A run forked: its pid, and its Popen, None when started by posix_spawn
     (`earlyfork.spawn_in`; the caller made what it inherited close-on-exec,
-    `earlyfork.shut_inherited`): a run as this process with its
-    umask (posix_spawn sets none: a root role's under a root executor, `RunAs.umask`, is
-    Popen's), not wrapped, every descriptor to dup from 3 up (Popen reorders lower ones), on
-    a thread whose directory can be its own. Any other by `fork_exec`. Raises OSError."""
-    if (wrap is None and (run_as is None or (run_as.is_self and run_as.umask == -1))
+    `earlyfork.shut_inherited`): a run as this process, with its umask (a root role's under a
+    root executor, `RunAs.umask`: when it is the forking thread's, an agent's 022), not wrapped, every
+    descriptor to dup from 3 up (Popen reorders lower ones), on a thread whose directory can
+    be its own. Any other by `fork_exec`. Raises OSError."""
+    if (wrap is None and (run_as is None or run_as.is_self)
             and all(fd is None or fd >= 3 for fd in (stdin, stdout, stderr))):
-        pid = earlyfork.spawn_in(str(cwd), cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr)
+        pid = earlyfork.spawn_in(str(cwd), cmdline, env, stdin=stdin, stdout=stdout, stderr=stderr,
+                                 umask=run_as.umask if run_as is not None else -1)
         if pid is not None:
             return pid, None
     popen = fork_exec(cmdline, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, run_as=run_as,

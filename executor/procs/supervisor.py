@@ -200,11 +200,11 @@ class Supervisor:
         return result
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
-        """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each batch's log directories and files are made
-        first, then its forks follow back to back, so the file system work does not compete for the CPU with
-        the runs already starting. A batch bounds the descriptors held at once (a run's directory and log
-        files, until it is forked): a start of 600 made them all first and failed from the 340th under
-        `ulimit -n 1024`. One result per run, in order: its pid or its SpawnError."""
+        """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each batch's log directories and files first, then
+        its forks back to back, so the file system work does not compete for the CPU with the runs starting (made
+        beside the forks by a second thread, a start of 100 was slower: docs/design.md §5). A batch bounds the
+        descriptors held at once (a run's directory and files until its fork): a start of 600 made them all first
+        and failed from the 340th under `ulimit -n 1024`. One result per run, in order: its pid or SpawnError."""
         results: list[int | SpawnError] = []
         for at in range(0, len(runs), fdlimit.SPAWN_BATCH):
             results += self._spawn_batch(runs[at:at + fdlimit.SPAWN_BATCH])

@@ -13,16 +13,18 @@ import sys
 import pytest
 
 from tests.support.earlyjob import stdout_of, write
+from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_the_early_start_records_the_strays_the_relay_ignores_and_drops_them_when_given_up():
+    from executor.cli import start
     from executor.host.early import STRAYS
     from executor.host.signals import STRAY_SIGNALS
 
-    assert STRAYS == STRAY_SIGNALS
+    assert STRAYS == STRAY_SIGNALS == start.STRAYS  # and those the entry point ignores while loading
     # An early start given up puts the handlers back and raises the stops that came: not a
     # stray its runs sent, which would end the command the supervisor would have ignored it in.
     code = ("import signal; from executor.host import early; early.defer_stop_signals(); "
@@ -75,3 +77,41 @@ def test_every_run_starts_with_the_same_signals_whatever_stoker_was_started_with
             states.append((blocked, ignored & ~(1 << 31 | 1 << 32)))  # but glibc's 32 and 33
     assert adoptions == [["first"], [], ["first"]]
     assert states == [(0, 1 << (signal.SIGQUIT - 1))] * 6
+
+
+# A Ctrl-C right as the early start has made its sandbox (the process sends it to itself).
+CTRL_C_AS_THE_SANDBOX_IS_MADE = patched_at_load("executor.cli.launch", """
+    def _patch(module):
+        real = os.mkdir
+
+        def mkdir(path, *args, **kwargs):
+            real(path, *args, **kwargs)
+            if "dir_fd" not in kwargs and os.path.basename(path) == "sandbox1":
+                os.kill(os.getpid(), 2)
+
+        module.os = type(sys)("os")
+        module.os.__dict__.update(os.__dict__, mkdir=mkdir)
+    """)
+
+
+def test_a_ctrl_c_as_the_early_start_makes_its_sandbox_leaves_none(tmp_path):
+    """Was: the sandbox made, the KeyboardInterrupt raised before the early start held it
+    (and would give it up), the empty directory stayed behind."""
+    config = write(tmp_path, "Process(name='first', cmdline='true')")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CTRL_C_AS_THE_SANDBOX_IS_MADE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
+    env.update(PYTHONPATH=f"{hook}{os.pathsep}{REPO}", STOKER_PLAN_CACHE=str(tmp_path / "plans"))
+    statuses = []
+    for attempt in range(2):  # started early from the plan made ahead, then from the kept one
+        sandbox = tmp_path / f"sandbox{attempt}"
+        try:
+            done = subprocess.run([sys.executable, "-m", "executor", "run", str(config), "--sandbox", str(sandbox)],
+                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        finally:
+            kill_leftovers(task_pids(sandbox))
+        assert "Traceback" not in done.stderr, done.stderr
+        statuses.append(done.returncode)
+    assert statuses == [0, 130]
+    assert not (tmp_path / "sandbox1").exists()

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from tests.support.executor_e2e import EXECUTOR, HELLO, agent_for, document, launch, service
+from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import (
     REPO,
     checkpoint_records,
@@ -110,3 +111,32 @@ def test_a_kill_while_a_failed_task_stops_ends_it_killed_with_the_kill_s_reason(
             and r.get("to") == "FAILED"], "the failure that began the stop was not recorded"
     assert not live(task_pids(agent.sandbox))
     assert agent.wait_exit(10) == 0
+
+
+# A SIGTERM that comes once the executor's relay has closed, as it writes its last lines and
+# exits (an agent's destroy of its container as the task's last update is acknowledged).
+SIGTERM_AFTER_THE_RELAY = patched_at_load("executor.host.signals", """
+    def _patch(module):
+        real = module.SignalRelay.close
+
+        def close(self, *args, **kwargs):
+            real(self, *args, **kwargs)
+            os.kill(os.getpid(), 15)
+
+        module.SignalRelay.close = close
+    """)
+
+
+def test_a_sigterm_after_the_relay_closed_leaves_the_exit_status_as_it_was(agent, tmp_path):
+    """Was: exit 3 (`never subscribed`, the handler the entry point had while loading, put
+    back by the relay), for an executor whose task was killed and acknowledged (0)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SIGTERM_AFTER_THE_RELAY)
+    launch(agent, document(tmp_path, service("exec sleep 1000", extra="lifecycle=DisableLifecycle,")),
+           env_overrides={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    agent.kill("task-1")
+    agent.wait_for_state("task-1", "TASK_KILLED", 10)
+    assert agent.wait_exit(10) == 0
+    assert "Traceback" not in agent.executor_log()

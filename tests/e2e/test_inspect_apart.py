@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.support.configs import REPO
+from tests.support.importhook import patched_at_load
 
 
-def inspect(path) -> subprocess.CompletedProcess:
+def inspect(path, hook: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MESOS_", "STOKER_"))}
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = str(REPO) if hook is None else f"{hook}{os.pathsep}{REPO}"
     return subprocess.run([sys.executable, "-m", "executor", "inspect", path.name], cwd=path.parent,
                           env=env, capture_output=True, text=True, timeout=60)
 
@@ -45,3 +47,31 @@ def test_a_valid_job_and_a_bad_one_print_from_the_child_as_before(tmp_path):
     result = inspect(bad)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == "stoker: error: bad.aurora:1: Process has no field 'cmdlin'; did you mean 'cmdline'?\n"
+
+
+# A Ctrl-C that reaches the child as it is forked (before it knows it is the child)
+CTRL_C_AS_IT_FORKS = patched_at_load("executor.cli.apart", """
+    def _patch(module):
+        real = os.fork
+
+        def fork():
+            pid = real()
+            if pid == 0:
+                os.kill(os.getpid(), 2)
+            return pid
+
+        module.os = type(sys)("os")
+        module.os.__dict__.update(os.__dict__, fork=fork)
+    """)
+
+
+def test_a_ctrl_c_that_reaches_the_child_as_it_is_forked_exits_130(tmp_path):
+    """Was: raised in the child before it knew it was one, it went on as `stoker inspect`
+    and ended without its answer: exit 2, the config blamed for ending its process."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CTRL_C_AS_IT_FORKS)
+    ok = tmp_path / "hello.aurora"
+    ok.write_text((REPO / "examples/hello_world.aurora").read_text())
+    result = inspect(ok, hook)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "")

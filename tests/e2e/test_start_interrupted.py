@@ -183,6 +183,9 @@ def test_a_stop_that_reaches_the_planning_child_as_it_forks_ends_the_child_alone
     (["executor"], signal.SIGTERM, 3),  # as SIGTERM once it runs before the agent answered: never subscribed
     # ignored, as once it runs: it loads on and stops at its missing MESOS_* variables
     (["executor"], signal.SIGHUP, 2),
+    # strays too, as the running executor ignores them (was: killed by the signal, 138)
+    (["executor"], signal.SIGUSR1, 2),
+    (["executor"], signal.SIGRTMIN + 3, 2),
     (["observe", "--root", "root", "--port", "0"], signal.SIGTERM, 0),
     (["status", "."], signal.SIGTERM, -signal.SIGTERM),  # no handler once running either
 ])
@@ -190,6 +193,26 @@ def test_a_stop_that_reaches_the_planning_child_as_it_forks_ends_the_child_alone
 def test_a_stop_as_a_command_loads_ends_it_as_once_it_runs(tmp_path, command, signum, status, module):
     proc = interrupted(command, tmp_path, module, signum)
     assert_ended_by(proc, module, signum, status)
+
+
+def test_a_stray_signal_as_stoker_run_loads_is_ignored_as_once_it_runs(tmp_path):
+    """A task's `kill -USR1 $PPID` (or a stray `kill -ALRM`) as `stoker run` loads: it ran
+    on, as once its relay is up (was: killed by the signal, its task never started)."""
+    config = tmp_path / "job.aurora"
+    config.write_text(CONFIG)
+    env = {"PYTHONPATH": f"{HOOK}{os.pathsep}{REPO}",
+           "STOKER_TEST_SIGNAL_AT": f"executor.cli.main:{int(signal.SIGUSR1)}"}
+    proc = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sb"), "--root", str(tmp_path / "root")],
+                         tmp_path, env=env)
+    try:
+        proc.wait_output("RUNNING", timeout_secs=30)
+        proc.signal(signal.SIGINT)
+        assert proc.wait() == 130, proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(tmp_path / "sb"))
+    assert f"signal-at-import: {int(signal.SIGUSR1)} at executor.cli.main" in proc.stderr()
+    assert "Traceback" not in proc.stderr()
 
 
 @pytest.mark.parametrize(("command", "status"), [(["executor"], 3),

@@ -177,9 +177,16 @@ def test_nothing_is_written_when_python_is_told_not_to_write_bytecode(tmp_path):
 def test_a_directory_that_cannot_be_made_is_no_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = probe(blocker / "cache", 1)  # ENOTDIR, whoever runs the test
-    assert result["installed"] and not result["saved"]
+    result = probe(blocker / "cache", 1)  # ENOTDIR, whoever runs the test (a path not used: off)
+    assert not result["saved"]
     assert result["behaviour"] == probe(tmp_path, 2, plain=True)["behaviour"]
+
+
+def test_a_directory_whose_parents_are_missing_is_made(tmp_path):
+    cache = tmp_path / "a" / "b" / "cache"
+    compiled = probe(cache, 1)["counts"][1]
+    assert probe(cache, 2)["counts"] == [compiled, 0]  # was: never written (ENOENT, silent)
+    assert not any(level.stat().st_mode & 0o022 for level in (cache, cache.parent, cache.parent.parent))
 
 
 @pytest.mark.parametrize("setting", ["off", "relative/dir"])

@@ -113,6 +113,19 @@ def test_a_file_another_user_owns_is_ignored_and_replaced(tmp_path):
     assert path.stat().st_uid == os.geteuid()
 
 
+@pytest.mark.parametrize("mode", [0o777, 0o1777], ids=["open", "sticky"])
+def test_a_directory_others_may_write_is_not_used(tmp_path, mode):
+    cache = tmp_path / "cache"
+    probe(cache, 1)
+    cache.chmod(mode)  # its file of a start before in it, as before
+    result = probe(cache, 2)
+    # was: served, and another user could plant a symlink there under its name (to a log of
+    # root's a task writes), or `nodoc/`: root's next start ran their code
+    assert not result["installed"] and result["counts"] == [0, 0] and not result["saved"]
+    assert not probe(cache / "below", 3)["installed"]  # to be made in it: as open
+    assert sorted(p.name for p in cache.iterdir()) == [run_file(cache).name]
+
+
 # A function that makes a class of the same module and name twice, with different fields:
 # attrs names both classes' generated file alike.
 TWINS = textwrap.dedent("""

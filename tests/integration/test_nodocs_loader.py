@@ -247,3 +247,23 @@ def test_a_run_under_python_o_leaves_the_next_plain_runs_asserts_alone(package):
                           cwd=package, env=env, capture_output=True, text=True, timeout=60)  # an installer's, -O
     assert warm.returncode == 0, warm.stderr
     assert probe(package)["asserted"] is True
+
+
+def test_the_directories_of_its_code_cache_are_never_open_to_others_whatever_the_umask(package):
+    """Under a umask of 0 (a root shell's, a service manager's UMask=0000), the levels of
+    `nodoc/` a start makes are 0755, as the attrs code cache's (`codecache._write`). Was:
+    0777, Python's own `set_data`, and another user could plant a module's file there (its
+    header is the source's mtime and size, which anyone may read): root's next start ran it."""
+    cache = package / "cache"
+    cache.mkdir(mode=0o755)
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")}
+    environ.update(PYTHONPATH=f"{REPO}{os.pathsep}{package}", STOKER_CODE_CACHE=str(cache))
+    result = subprocess.run([sys.executable, "-c", "import os; os.umask(0)\n" + PROBE], cwd=package, env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    mirrored = cache / "nodoc" / str(package / "probepkg").lstrip(os.sep)
+    assert list(mirrored.glob("mod.*.opt-nodoc2.pyc"))  # written, under the umask of 0
+    made = mirrored.relative_to(cache)
+    levels = [cache / level for level in (made, *made.parents[:-1])]  # each level made, to `nodoc`
+    open_levels = {str(level): oct(level.stat().st_mode & 0o777) for level in levels if level.stat().st_mode & 0o022}
+    assert open_levels == {}

@@ -149,10 +149,14 @@ def test_close_leaves_the_ones_it_is_told_to_ignored_and_puts_back_the_others(re
         signal.signal(USR2, before)
 
 
+STOPS = (signal.SIGTERM, signal.SIGINT)
+
+
 def test_the_executor_keeps_its_strays_ignored_once_its_relay_closes(tmp_path, monkeypatch):
     """`stoker executor` writes its last lines (executor_exit, the spool, the flush) after
     its relay closed, which put SIGUSR1, SIGHUP and SIGQUIT back at their defaults: a task's
-    late `kill -USR1 $PPID` then ended it by signal instead of its exit status."""
+    late `kill -USR1 $PPID` then ended it by signal instead of its exit status. SIGTERM and
+    SIGINT too: with nothing left to stop, one raised the entry point's stop (exit 3)."""
     from types import SimpleNamespace
 
     from config.executorsettings import ExecutorSettings
@@ -160,7 +164,7 @@ def test_the_executor_keeps_its_strays_ignored_once_its_relay_closes(tmp_path, m
 
     strays = (signal.SIGUSR1, signal.SIGHUP, signal.SIGQUIT, signal.SIGRTMIN + 3)
     # every one its relay may leave ignored: a child of a later test inherits SIG_IGN
-    inherited = {signum: signal.getsignal(signum) for signum in {*strays, *STRAY_SIGNALS}}
+    inherited = {signum: signal.getsignal(signum) for signum in {*strays, *STRAY_SIGNALS, *STOPS}}
     settings = ExecutorSettings.from_env({"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "f",
                                           "MESOS_EXECUTOR_ID": "e", "MESOS_SANDBOX": str(tmp_path)})
     monkeypatch.setattr(process.HostSession, "open", lambda *a, **k: SimpleNamespace(close=lambda: None))
@@ -169,9 +173,8 @@ def test_the_executor_keeps_its_strays_ignored_once_its_relay_closes(tmp_path, m
         for signum in strays:
             signal.signal(signum, signal.SIG_DFL)
         assert process.main(settings, {}) == 0
-        after = {signum: signal.getsignal(signum) for signum in strays}
+        after = {signum: signal.getsignal(signum) for signum in (*strays, *STOPS)}
     finally:
         for signum, handler in inherited.items():
             signal.signal(signum, handler)
-    assert after == {signum: signal.SIG_IGN for signum in strays}
-    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN  # a stop signal is put back
+    assert after == {signum: signal.SIG_IGN for signum in (*strays, *STOPS)}

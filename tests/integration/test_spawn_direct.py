@@ -105,15 +105,17 @@ def test_a_wrapped_run_still_goes_through_popen(tmp_path: Path, tracker, forked)
     assert forked == [(pid, True)]
 
 
-def test_a_run_and_a_command_as_stokers_own_user_start_with_its_umask(tmp_path: Path, tracker, forked):
+@pytest.mark.parametrize(("umask", "popen"), [(0o077, True), (0o022, False)])
+def test_a_run_and_a_command_as_stokers_own_user_start_with_its_umask(tmp_path: Path, tracker, forked, umask, popen):
     """A root executor running a root role (`RunAs` of this process's user, with the umask
     the agent gave it: `keep_logs_readable` relaxed the process's to keep the logs readable):
     its runs and shell health commands start with that umask, as another role's do. Before,
     both had the process's relaxed one: Popen was given no umask for a user it did not switch
-    to, and posix_spawn has none to give (such a run is Popen's)."""
+    to. The run is posix_spawn's when that umask is the process's (an agent's 022, which
+    `keep_logs_readable` keeps; was: Popen's for any umask), Popen's otherwise (077)."""
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
-    me = attrs.evolve(current_user(), umask=0o077)
+    me = attrs.evolve(current_user(), umask=umask)
     old = os.umask(0o022)
     events: queue.SimpleQueue = queue.SimpleQueue()
     sup = Supervisor(sandbox=sandbox, task_label="test.0", env={"PATH": os.environ["PATH"]}, post=events.put,
@@ -127,9 +129,9 @@ def test_a_run_and_a_command_as_stokers_own_user_start_with_its_umask(tmp_path: 
     finally:
         sup.close()
         os.umask(old)
-    assert (sandbox / ".logs/u/0/stdout").read_text() == "0077\n"
-    assert command.output == "0077\n"
-    assert forked == [(pid, True)]
+    assert (sandbox / ".logs/u/0/stdout").read_text() == f"{umask:04o}\n"
+    assert command.output == f"{umask:04o}\n"
+    assert forked == [(pid, popen)]
 
 
 # A supervisor in a pids cgroup that holds more than its pids.max (no fork, no thread): what
@@ -245,3 +247,50 @@ def test_a_descriptor_inherited_past_the_descriptor_limit_neither_fails_a_run_no
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert json.loads(done.stdout) == [0, ["0", "1", "2", "3"]]  # 3: ls's listing
+
+
+# A Python whose posix_spawn cannot start a session (built for a libc without
+# POSIX_SPAWN_SETSID: it raises NotImplementedError for `setsid=True`, before any fork), as
+# the platform answers; a supervisor's two runs there: their exit codes and output, the
+# posix_spawn calls made, as a JSON line (or the SpawnError).
+NO_SETSID_CHILD = r"""
+import json, os, queue, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+tried = []
+real = os.posix_spawn
+def posix_spawn(*args, setsid=False, **kwargs):
+    tried.append(setsid)
+    if setsid:
+        raise NotImplementedError("setsid is not supported on this platform")
+    return real(*args, **kwargs)
+os.posix_spawn = posix_spawn
+from config.spec import ProcessSpec
+from executor.procs.supervisor import SpawnError, Supervisor
+events = queue.SimpleQueue()
+sandbox = Path(sys.argv[1])
+sup = Supervisor(sandbox=sandbox, task_label="nosid.0", env={}, post=events.put, cgroups="off")
+try:
+    sup.start()
+    out = []
+    for run in (0, 1):
+        sup.spawn(ProcessSpec("p", "echo $$ $(ps -o sid= -p $$)"), run)
+        code = events.get(timeout=10).status.exit_code
+        pid, sid = (sandbox / f".logs/p/{run}/stdout").read_text().split()
+        out.append([code, pid == sid])
+    out.append(tried)
+except SpawnError as e:
+    out = str(e)
+finally:
+    sup.close()
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_where_posix_spawn_cannot_start_a_session_every_run_is_popens(tmp_path: Path) -> None:
+    """Was: the run's NotImplementedError failed the task, an internal error (exit 70)."""
+    done = subprocess.run([sys.executable, "-c", NO_SETSID_CHILD, str(tmp_path), str(REPO)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    # each run in a session of its own (Popen's), posix_spawn tried once only
+    assert json.loads(done.stdout) == [[0, True], [0, True], [True]]
