@@ -30,7 +30,11 @@ others, each 70 to 240 ms after the fork as the load went: the child's own work 
 path as much as the supervisor's imports. In one process, for hello_world: the config
 language's imports 20-25 ms (pystachio's schema classes the most, `config.schema.aurora`),
 the plan 6; `inspect` and `pprint` no longer load for pystachio (`executor/deferred.py`), nor
-are the language's attrs classes compiled again (`executor/codecache.py`, `plan`).
+are the language's attrs classes compiled again (`executor/codecache.py`, `plan`). Probed
+after those (load 4.4, 3 runs): fork at 117-130, the answer at 171-173, the supervisor's
+settings read and the lease taken at 192-213, its first run spawned 3.5 later. Not built:
+starting them as the answer arrives, mid-imports (a check between imports), which needs the
+first wave in the answer (the planner, 9 ms, in the child) and the settings read first.
 
 `PlanAhead` is that child: its pid, the pipe its answer comes through (the same answer as
 `planning.plan_apart`'s child gives), and what it planned for (config as given, no job key,
