@@ -18,6 +18,13 @@ and `save()` writes the file again when something had to be compiled.
   class's own term in `__hash__`, attrs' `hash()` of that file name, which string hashing
   randomizes) is left out of the comparison: the cached code keeps the number it was
   compiled with, and a class's instances still hash alike and apart from another class's.
+  A served source is not kept once served, only its `hash()` (this process's: string hashing
+  is randomized, so it means nothing in another): the sources of every class a supervisor
+  made, held for its whole life for a `save()` that seldom writes, were 0.17 MiB of its USS
+  (130 KB of attrs' source text and each class's script code). So a file written again puts
+  a source served first when it still holds it (`_served_first`, by that hash: a clash
+  would only reorder); one another process dropped from the file meanwhile is compiled
+  again at the next start, as any class the file lacks.
 - The file names the Python build (`sys.version`): another build ignores it. The code
   depends on nothing but the source, so attrs' version is not part of the key (asking
   attrs for it would load `importlib.metadata`, 50 modules), and is checked in its first
@@ -54,6 +61,8 @@ and `save()` writes the file again when something had to be compiled.
   class C."), 0.36 KiB a class; served classes' methods have none, as Stoker's modules
   have none (`executor/nodocs.py`): `_ClassBuilder`'s step that names them is served
   without it, where it is the one this module knows (the names its code reads).
+- Each class's `__repr__`, `__eq__` and `__hash__` call one function for every class with the class's
+  fields (`executor/attrsmethods.py`), where attrs writes each its own code.
 - One file per PROFILE (`run`, `executor`, `observe`, `cli`), so that a command loads the
   code of the classes it creates and little else. `save()` writes nothing when the
   interpreter is told not to write bytecode (PYTHONDONTWRITEBYTECODE) or the directory is
@@ -92,7 +101,7 @@ from pathlib import Path
 from types import CodeType
 from typing import Any, TypeGuard
 
-from executor import nodocs
+from executor import attrsmethods, deferred, nodocs
 
 FORMAT = 3  # 2: code with lines only; 3: a header, then each file name's sources
 HEADER = f"stoker attrs code {FORMAT} {sys.version!r}\n".encode()  # checked before any unmarshal
@@ -127,7 +136,7 @@ class _Cache:
         self.path = path
         self.loaded = loaded  # file name → ((source as compared, code), ...), each taken when used
         self.fresh: list[tuple[str, str, Any]] = []  # (file name, source, code) compiled by this process
-        self.served: list[tuple[str, str, Any]] = []  # and those served from the file
+        self.served: list[tuple[str, int]] = []  # (file name, hash of the source) served from the file
         self.hits = 0
         self.compiled = 0  # and saved
 
@@ -137,7 +146,7 @@ class _Cache:
         for index, (cached, code) in enumerate(kept):
             if cached == source:
                 self.loaded[filename] = kept[:index] + kept[index + 1:]
-                self.served.append((filename, cached, code))
+                self.served.append((filename, hash(cached)))  # not the source (see the docstring)
                 self.hits += 1
                 return code
         code = nodocs.lines_only(compile(script, filename, "exec"))
@@ -182,6 +191,7 @@ def install(profile: str, environ: Mapping[str, str] = os.environ) -> bool:
     naming = getattr(builder, "_add_method_dunders_unsafe", None)
     if naming is not None and naming.__code__.co_names == _NAMING_READS:
         builder._add_method_dunders_unsafe = _named  # type: ignore[union-attr]
+    attrsmethods.install(_make)  # one `__repr__`, `__eq__` and `__hash__` code for every class
     _cache = cache
     return True
 
@@ -341,13 +351,16 @@ def _merged(entries: dict[str, tuple[tuple[str, Any], ...]], fresh: list[tuple[s
 
 
 def _served_first(entries: dict[str, tuple[tuple[str, Any], ...]],
-                  served: list[tuple[str, str, Any]]) -> dict[str, tuple[tuple[str, Any], ...]]:
-    """Puts each source this process was served first among its file name's (at most KEPT a
-    name), so that a file written again keeps the sources in use, not the KEPT newest (a class
-    served at every start outlives the shapes of a twin that changes at every start)."""
-    for filename, source, code in served:
-        kept = tuple(pair for pair in entries.get(filename, ()) if pair[0] != source)
-        entries[filename] = ((source, code), *kept)[:KEPT]
+                  served: list[tuple[str, int]]) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """Puts each source this process was served first among its file name's, where the file
+    still holds it (by its hash: see the docstring), so that a file written again keeps the
+    sources in use, not the KEPT newest (a class served at every start outlives the shapes of
+    a twin that changes at every start)."""
+    for filename, source_hash in served:
+        kept = entries.get(filename, ())
+        used = tuple(pair for pair in kept if hash(pair[0]) == source_hash)
+        if used:
+            entries[filename] = (*used, *(pair for pair in kept if pair not in used))[:KEPT]
     return entries
 
 
@@ -387,10 +400,14 @@ def counts() -> tuple[int, int]:
 def warm(profile: str) -> bool:
     """Compiles what `profile`'s command imports at start and writes its file, whatever
     PYTHONDONTWRITEBYTECODE says (it was asked for), and each of those modules' code
-    without docstrings (`executor/nodocs.py`); True when it wrote the file. Call it in a fresh
-    process: a class created before `install()` is not seen."""
+    without docstrings (`executor/nodocs.py`); True when it wrote the file. The file then
+    holds only what this start used: each name's other sources (an older Stoker's shapes),
+    which a command would hold unused for its whole life, are gone (`_used`). The modules the
+    entry point defers are deferred first (`executor/deferred.py`), as a command has them.
+    Call it in a fresh process: a class created before `install()` is not seen."""
     import importlib
 
+    deferred.defer()
     if not install(profile):
         return False
     sys.dont_write_bytecode = False
@@ -399,7 +416,24 @@ def warm(profile: str) -> bool:
         importlib.import_module(module)
     nodocs.write_loaded()  # those this process loaded before the loader was in place
     nodocs.write_packages(NODOC_PACKAGES)  # and those a command loads when it needs them
-    return save()
+    cache = _cache
+    assert cache is not None  # (installed above)
+    entries = _read(cache.path)
+    used = _used(entries, cache.served)
+    _merged(used, cache.fresh)
+    cache.compiled += len(cache.fresh)
+    cache.fresh.clear()
+    return used != entries and _write(cache.path, used)
+
+
+def _used(entries: dict[str, tuple[tuple[str, Any], ...]],
+          served: list[tuple[str, int]]) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """The sources of `entries` this process was served (by their hash), each name's in its order."""
+    hashes: dict[str, set[int]] = {}
+    for filename, source_hash in served:
+        hashes.setdefault(filename, set()).add(source_hash)
+    used = {name: tuple(pair for pair in kept if hash(pair[0]) in hashes.get(name, ())) for name, kept in entries.items()}
+    return {name: kept for name, kept in used.items() if kept}
 
 
 def main(argv: list[str]) -> int:

@@ -10,10 +10,14 @@ traceback's source lines; `urllib.parse`, which `pathlib` imports (for `Path.as_
 imports `ipaddress` (its classes, constants and their networks), for the host of a URL
 in brackets; attrs imports `platform` (its parsers of version strings, 0.09 MiB) to ask
 `python_implementation()` once. attrs reads `inspect` for a class with a converter (its
-own `_NotValidator` has one: `inspect.signature` of the converter, for the annotations of
-its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
-class of Stoker's has one. So the entry point (`executor/cli/start.py`) calls `defer()`
-before attrs is imported:
+own `_NotValidator`, in `attr.validators`, has one: `inspect.signature` of the converter,
+for the annotations of its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
+class of Stoker's has one. attrs' package imports its `validators`, `converters` and
+`filters` (and `attrs`' the same three, which import theirs whole), which nothing of
+Stoker's reads: `validators` alone makes 13 attrs classes of its own as it loads
+(0.2 MiB of a supervisor, with the others' functions; ATTRS_UNREAD). A submodule is
+found without importing its package (`_spec`), since the package imports it. So the entry
+point (`executor/cli/start.py`) calls `defer()` before attrs is imported:
 
 - Each module of LAZY is put in `sys.modules` unloaded, with a module `__getattr__` (PEP
   562) that runs its code at the first read of a name its namespace lacks
@@ -60,7 +64,9 @@ before attrs is imported:
 interleaved runs, against main and then against `inspect` alone deferred: 0.67 MiB for
 `inspect`, 0.43 for the others, `textwrap` then among them: some 45 KiB of its allocations
 are back); `ipaddress` 0.22 MiB more and `platform` 0.08 (USS 11.86 → 11.64 MiB, and with
-the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs). STOKER_CODE_CACHE=off turns it off, as it does the modules without docstrings and
+the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs); attrs' three
+modules and their `attrs` twins 0.2 MiB more (USS 11.16 → 10.96 MiB, 8 interleaved runs).
+STOKER_CODE_CACHE=off turns it off, as it does the modules without docstrings and
 the attrs code cache: the process then loads as Python would. Process-wide, imperative by
 nature, as `nodocs.install()` is.
 """
@@ -79,8 +85,11 @@ if TYPE_CHECKING:
 
 ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (attrs 22.2 to 26.1)
 
+# attrs' modules its package imports (`attr/__init__.py`, `attrs/__init__.py`) and nothing of Stoker's reads
+ATTRS_UNREAD = ("attr.validators", "attrs.validators", "attr.converters", "attrs.converters", "attr.filters",
+                "attrs.filters")
 # imported by modules a supervisor loads, never read by it (see the docstring)
-LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint")
+LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", *ATTRS_UNREAD)
 _pending: set[str] = set()  # deferred, not loaded yet
 # `sys.implementation.name` → what `platform.python_implementation()` says of it
 _IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython", "jython": "Jython"}
@@ -119,7 +128,7 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
     for name in names:
         if name in sys.modules:
             continue
-        spec = importlib.util.find_spec(name)
+        spec = _spec(name)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             continue
         module = importlib.util.module_from_spec(spec)
@@ -132,6 +141,22 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
     if deferred and ATTRS_COMPAT not in sys.modules:
         sys.meta_path.insert(0, AttrsCompatHook())
     return deferred
+
+
+def _spec(name: str) -> ModuleSpec | None:
+    """Where import would find module `name`, without importing its package (a submodule's
+    `find_spec` would run the package's `__init__`, which imports it)."""
+    import importlib.util
+
+    package, _, _ = name.rpartition(".")
+    if not package:
+        return importlib.util.find_spec(name)
+    from importlib.machinery import PathFinder
+
+    found = _spec(package)
+    if found is None or not found.submodule_search_locations:
+        return None
+    return PathFinder.find_spec(name, found.submodule_search_locations)
 
 
 def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], object], Callable[[], list[str]]]:

@@ -46,7 +46,9 @@ literals), so `install()` has every module imported after it compiled without th
   that uses it, and the finders already made for `sys.path`'s directories use it from
   then on (their loader list changed in place, so that their directory listings are kept;
   a finder without that list is dropped, and made again at the next import). Modules imported before `install()`
-  (the interpreter's own start, the entry point) keep their docstrings.
+  (the interpreter's own start, the entry point) keep their docstrings, but for Stoker's own
+  modules' `__doc__` (the entry point's and this module's: 24 KB), which `install()` lets go
+  (`_forget_docs`); their functions' stay, in their code.
 - STOKER_CODE_CACHE=off (or any value that is not an absolute path, or a directory another
   user could put files in: `cache_dir`) turns it off, as it
   does the attrs code cache (`executor/codecache.py`), and so does `python -O` or `-OO`
@@ -344,7 +346,15 @@ def install(environ: Mapping[str, str] = os.environ) -> bool:
         else:  # made again, with the hook, at the next import
             del sys.path_importer_cache[entry]
     _installed = True
+    _forget_docs()
     return True
+
+
+def _forget_docs() -> None:
+    """The `__doc__` of Stoker's own modules imported before `install()` let go (see the docstring)."""
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] in ("executor", "config", "healthcheck") and isinstance(module.__doc__, str):
+            module.__doc__ = None
 
 
 def installed() -> bool:

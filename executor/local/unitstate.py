@@ -15,11 +15,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from executor.events import TaskStage, TaskState, TaskTransition, Transition
 from executor.host.sdnotify import Heartbeat, Notifier
-from executor.task.ports import Reporter
 from executor.task.status import Update
+
+if TYPE_CHECKING:
+    from executor.task.ports import Reporter
 
 
 class UnitState:

@@ -79,3 +79,21 @@ class Drains:
                 self._containment.end_drain(child)
             if child.adopted and status is not None:
                 self._post_exit(child, status)
+
+
+class RunWatcher:
+    """A run's watcher (`reaper.ChildWatcher`): its exit and its reap go to the drains,
+    which `drains()` gives (made right after the reaper, which may reap an early run first).
+    Two slots a run, where a `Watcher` of two closures was 0.47 KiB of each of them."""
+
+    __slots__ = ("drains", "child")
+
+    def __init__(self, drains: Callable[[], Drains], child: RunChild) -> None:
+        self.drains = drains
+        self.child = child
+
+    def before_reap(self, pid: int, exit_code: int | None) -> None:
+        self.drains().top_exited(self.child, exit_code)
+
+    def reaped(self, pid: int, status: int) -> None:
+        self.drains().reaped(self.child, status)

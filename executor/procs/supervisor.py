@@ -47,11 +47,11 @@ from executor.procs import earlyfork, fdlimit, oomcount, spawn
 from executor.procs.adoption import EarlyRuns
 from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.containment import Containment
-from executor.procs.draining import Drains
+from executor.procs.draining import Drains, RunWatcher
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.handover import next_look_in
 from executor.procs.identity import RunAs
-from executor.procs.reaper import Reaper, Watcher
+from executor.procs.reaper import ChildWatcher, Reaper, Watcher
 from executor.procs.runlogs import RunLogs
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
 from executor.procs.watchdog import WatchdogKeeper
@@ -145,7 +145,7 @@ class Supervisor:
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         earlyfork.shut_inherited()  # no run gets them (posix_spawn's, as Popen's close_fds)
         self._oom = oomcount.open_counter()  # before any run can be OOM-killed
-        early = {child.pid: self._watch(child) for child in self._early.children()}
+        early: dict[int, ChildWatcher] = {child.pid: self._watch(child) for child in self._early.children()}
         if self._early_watchdog is not None:
             early[self._early_watchdog[0]] = Watcher()  # reaped when it retires
         with self._lock:
@@ -170,10 +170,9 @@ class Supervisor:
         # under way until `_contained`: the first fork waits for it; early runs follow it in
         self._containment.enter([child.pid for child in self._early.children()])
 
-    def _watch(self, child: RunChild) -> Watcher:
+    def _watch(self, child: RunChild) -> RunWatcher:
         """A run's exit and reap (reaper thread) go to the drains (`draining.py`)."""
-        return Watcher(on_exit=lambda pid, exit_code: self._drained().top_exited(child, exit_code),
-                       on_reaped=lambda pid, status: self._drained().reaped(child, status))
+        return RunWatcher(self._drained, child)
 
     def _drained(self) -> Drains:
         self._drains_made.wait(10)  # made right after the reaper, which may reap an early run first

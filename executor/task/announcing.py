@@ -24,16 +24,19 @@ announcer and every call does nothing; nothing here imports the ZooKeeper client
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from executor.events import TaskPhase
 from executor.logs import log_event
 from executor.task.journal import Journal
 from executor.task.membership import AnnouncementChanged, AnnouncerView
-from executor.task.ports import Announcer
 from executor.task.records import AnnounceRecord
 
-__all__ = ["AnnouncementChanged", "Announcer", "Announcing", "earliest", "leave_within_secs",
-           "next_record"]  # the owner takes the announcer's event and port from here
+if TYPE_CHECKING:
+    from executor.task.ports import Announcer
+
+__all__ = ["AnnouncementChanged", "Announcing", "earliest", "leave_within_secs",
+           "next_record"]  # the owner takes the announcer's event from here
 
 logger = logging.getLogger(__name__)
 

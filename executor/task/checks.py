@@ -23,9 +23,9 @@ from config.spec import JobSpec
 from executor.events import DiskSampled, HealthChecked, HealthTransition
 from executor.logs import log_event
 from executor.task.journal import Journal
-from executor.task.ports import DiskChecks, HealthChecks, HealthStarter, Reporter
 
 if TYPE_CHECKING:
+    from executor.task.ports import DiskChecks, HealthChecks, HealthStarter, Reporter
     from healthcheck.checkers import Checker
     from healthcheck.policy import HealthPolicy, Verdict
 

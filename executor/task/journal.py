@@ -33,7 +33,6 @@ from executor.events import (
 from executor.host.identity import boot_secs, own_identity
 from executor.logs import log_event
 from executor.procs.sandboxfs import describe_os_error
-from executor.task.ports import CheckpointSink, ProcessPort
 from executor.task.records import (
     AnnounceRecord,
     HeaderRecord,
@@ -46,6 +45,7 @@ from executor.task.records import (
 
 if TYPE_CHECKING:
     from executor.task.heldfile import HeldWriter
+    from executor.task.ports import CheckpointSink, ProcessPort
     from healthcheck.checkers import Checker
     from healthcheck.policy import HealthPolicy, Verdict
 

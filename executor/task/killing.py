@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 import attrs
 
@@ -33,7 +33,9 @@ from executor.task.kill import (
     StartLifecycle,
 )
 from executor.task.planner import Planner
-from executor.task.ports import Lifecycle, LifecycleStarter, Reporter
+
+if TYPE_CHECKING:
+    from executor.task.ports import Lifecycle, LifecycleStarter, Reporter
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from config.spec import JobSpec
 from executor.events import (
@@ -57,9 +57,12 @@ from executor.task.journal import Journal, header_record
 from executor.task.killing import Killing, StopBounds
 from executor.task.operator import OperatorRequests
 from executor.task.planner import Decision, Planner
-from executor.task.ports import DiskChecks, OwnerPorts, SpawnError
+from executor.task.ports import OwnerPorts, SpawnError
 from executor.task.runfacts import RunFacts
 from executor.task.status import Outcome, TaskStatusMachine, Update
+
+if TYPE_CHECKING:
+    from executor.task.ports import DiskChecks
 
 logger = logging.getLogger(__name__)
 

@@ -31,181 +31,185 @@ __all__ = [
 ]
 
 
-class ProcessPort(Protocol):
-    """The task's processes (`executor.procs.supervisor.Supervisor` is one). Exits come back
-    as `ProcessExited` events posted to the owner's queue, not through this port."""
+# The ports, for the type checker: annotations only (`from __future__ import annotations`),
+# so that a supervisor holds none of these classes (a Protocol class is an ABC: 48 KiB for
+# the eight, with their functions).
+if TYPE_CHECKING:
+    class ProcessPort(Protocol):
+        """The task's processes (`executor.procs.supervisor.Supervisor` is one). Exits come back
+        as `ProcessExited` events posted to the owner's queue, not through this port."""
 
-    @property
-    def marker(self) -> str:
-        """The STOKER_TASK_MARKER value every process of the task carries."""
-        ...
+        @property
+        def marker(self) -> str:
+            """The STOKER_TASK_MARKER value every process of the task carries."""
+            ...
 
-    def start(self) -> None: ...
+        def start(self) -> None: ...
 
-    @property
-    def containment(self) -> str:
-        """How the task's processes are contained, in words (known once started)."""
-        ...
+        @property
+        def containment(self) -> str:
+            """How the task's processes are contained, in words (known once started)."""
+            ...
 
-    def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> Sequence[int | SpawnError]:
-        """Fork each (process, run) now: its pid, or the SpawnError that says why not."""
-        ...
+        def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> Sequence[int | SpawnError]:
+            """Fork each (process, run) now: its pid, or the SpawnError that says why not."""
+            ...
 
-    def signal_runs(self, runs: list[tuple[str, int]], sig: int) -> int:
-        """Signal every process of each (process, run)'s tree; returns how many got it."""
-        ...
+        def signal_runs(self, runs: list[tuple[str, int]], sig: int) -> int:
+            """Signal every process of each (process, run)'s tree; returns how many got it."""
+            ...
 
-    def daemons(self) -> bool:
-        """Whether daemons the task's runs left (outside their process groups) still live."""
+        def daemons(self) -> bool:
+            """Whether daemons the task's runs left (outside their process groups) still live."""
 
-    def signal_daemons(self, sig: int) -> int:
-        """Signal those daemons; returns how many were signalled."""
+        def signal_daemons(self, sig: int) -> int:
+            """Signal those daemons; returns how many were signalled."""
 
-    def run_command(self, command: str, timeout_secs: float) -> CommandResult: ...
+        def run_command(self, command: str, timeout_secs: float) -> CommandResult: ...
 
-    def stop_commands(self, within_secs: float) -> bool:
-        """No shell command (a health check's) starts after this; each one running is
-        SIGKILLed and waited for up to `within_secs`. True when none is left."""
-        ...
+        def stop_commands(self, within_secs: float) -> bool:
+            """No shell command (a health check's) starts after this; each one running is
+            SIGKILLed and waited for up to `within_secs`. True when none is left."""
+            ...
 
-    def held(self) -> Mapping[int, int]:
-        """What the watchdog holds by pid: pid → start time (`executor/procs/handover.py`)."""
-        ...
+        def held(self) -> Mapping[int, int]:
+            """What the watchdog holds by pid: pid → start time (`executor/procs/handover.py`)."""
+            ...
 
-    @property
-    def watchdog_pid(self) -> int | None:
-        """The task's watchdog's pid, while one runs (a reader of the figures leaves it out)."""
-        ...
+        @property
+        def watchdog_pid(self) -> int | None:
+            """The task's watchdog's pid, while one runs (a reader of the figures leaves it out)."""
+            ...
 
-    def idle(self) -> float | None:
-        """The owner has nothing to do until its next event or deadline: a moment for work
-        that would otherwise delay a later one (making the next runs' log directories).
-        Returns in how many seconds to call it again at the latest (None: at the next step)."""
-        ...
+        def idle(self) -> float | None:
+            """The owner has nothing to do until its next event or deadline: a moment for work
+            that would otherwise delay a later one (making the next runs' log directories).
+            Returns in how many seconds to call it again at the latest (None: at the next step)."""
+            ...
 
-    def close(self) -> None:
-        """Kill whatever of the task still runs and release everything."""
-        ...
-
-
-class CheckpointSink(Protocol):
-    """Where the owner's records go (the checkpoint file): JSON objects, written in order."""
-
-    def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Write the records of one step, durably; raises OSError (none of them was kept:
-        they may be written again) or ValueError (closed)."""
-        ...
-
-    def replace_beside(self, name: str, data: bytes) -> None:
-        """Make `data` the file `name` beside the checkpoint, through the directory the
-        checkpoint was opened in (never by path); raises OSError or ValueError (closed)."""
-        ...
-
-    def close(self) -> None: ...
+        def close(self) -> None:
+            """Kill whatever of the task still runs and release everything."""
+            ...
 
 
-class Reporter(Protocol):
-    """Who hears of the task: `stoker run`'s console, or the Mesos agent."""
+    class CheckpointSink(Protocol):
+        """Where the owner's records go (the checkpoint file): JSON objects, written in order."""
 
-    def on_transition(self, t: Transition) -> None:
-        """One state change (already logged and checkpointed by the owner)."""
-        ...
+        def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
+            """Write the records of one step, durably; raises OSError (none of them was kept:
+            they may be written again) or ValueError (closed)."""
+            ...
 
-    def on_update(self, u: Update) -> None:
-        """A task-level status to report (STARTING, RUNNING, and the terminal one)."""
-        ...
+        def replace_beside(self, name: str, data: bytes) -> None:
+            """Make `data` the file `name` beside the checkpoint, through the directory the
+            checkpoint was opened in (never by path); raises OSError or ValueError (closed)."""
+            ...
 
-
-class HostPort(Protocol):
-    """The host's view of the task (`executor.host.session.HostSession`): its entry in the
-    host registry and the control socket through which operators reach the owner."""
-
-    def task_started(self, *, task_id: str, job_key: str, label: str, marker: str,
-                     post: Callable[[object], None]) -> None:
-        """List the task, and post operators' requests (`KillRequested`,
-        `RestartRequested`) to the owner's queue through `post`. May raise
-        `executor.host.lock.SandboxBusy`: the task must not start."""
-        ...
-
-    def task_ended(self) -> None:
-        """The owner is done: operators' requests no longer reach it."""
-        ...
+        def close(self) -> None: ...
 
 
-class HealthChecks(Protocol):
-    """The running health loop (`healthcheck.loop.HealthLoop`)."""
+    class Reporter(Protocol):
+        """Who hears of the task: `stoker run`'s console, or the Mesos agent."""
 
-    def stop_async(self) -> None: ...
+        def on_transition(self, t: Transition) -> None:
+            """One state change (already logged and checkpointed by the owner)."""
+            ...
 
-    def stop(self, timeout_secs: float = ...) -> bool: ...
-
-
-class DiskChecks(Protocol):
-    """The disk-limit check (`executor.task.diskwatch.DiskWatch`): its samples come back as
-    `DiskSampled` events posted to the owner's queue."""
-
-    def start(self) -> None:
-        """The task's processes run: the first sample now."""
-        ...
-
-    def tick(self) -> None:
-        """Start the sample that is due, if one is."""
-        ...
-
-    def sampled(self, sample: DiskSampled) -> str | None:
-        """A sample's result: the reason to fail the task, once it is over its limit."""
-        ...
-
-    def deadline_at(self) -> float | None:
-        """When the next sample is due (None: not before some other event)."""
-        ...
-
-    def stop(self) -> None: ...
+        def on_update(self, u: Update) -> None:
+            """A task-level status to report (STARTING, RUNNING, and the terminal one)."""
+            ...
 
 
-class Lifecycle(Protocol):
-    """The running lifecycle endpoints of a kill (`executor.task.lifecycle`)."""
+    class HostPort(Protocol):
+        """The host's view of the task (`executor.host.session.HostSession`): its entry in the
+        host registry and the control socket through which operators reach the owner."""
 
-    def regular_processes_gone(self) -> None: ...
+        def task_started(self, *, task_id: str, job_key: str, label: str, marker: str,
+                         post: Callable[[object], None]) -> None:
+            """List the task, and post operators' requests (`KillRequested`,
+            `RestartRequested`) to the owner's queue through `post`. May raise
+            `executor.host.lock.SandboxBusy`: the task must not start."""
+            ...
 
-    def cancel(self) -> None: ...
-
-
-class Announcer(Protocol):
-    """The task's ServerSet membership in ZooKeeper (`executor.task.announcer`'s
-    `ServerSetAnnouncer`); its changes come back as `AnnouncementChanged` events posted to
-    the owner's queue."""
-
-    def join(self) -> None:
-        """Be in the ServerSet; returns at once (the member is created in the background)."""
-        ...
-
-    def leave(self, timeout_secs: float = ...) -> bool:
-        """Leave it; True once the member is gone, False if `timeout_secs` passed first."""
-        ...
-
-    def close(self, timeout_secs: float = ...) -> None:
-        """Leave and end the ZooKeeper session. Final."""
-        ...
-
-    def view(self) -> AnnouncerView: ...
-
-    def overdue(self, now: float) -> bool:
-        """The first announcement missed its bound (`now`: the owner's monotonic clock)."""
-        ...
-
-    @property
-    def first_join_deadline_at(self) -> float | None:
-        """When `overdue` may first be true (None until `join`)."""
-        ...
+        def task_ended(self) -> None:
+            """The owner is done: operators' requests no longer reach it."""
+            ...
 
 
-# Start the health loop: each attempt's result and latency go to the callback.
-HealthStarter = Callable[["Checker", Callable[["Attempt", float], None]], HealthChecks]
-# Start the lifecycle endpoints, their waits ending within the given seconds (None: each
-# its configured wait): the first callback gets each endpoint's answer and what the kill
-# waits for, the second a summary when they are done.
-LifecycleStarter = Callable[[float | None, Callable[[str], None], Callable[[str], None]], Lifecycle]
+    class HealthChecks(Protocol):
+        """The running health loop (`healthcheck.loop.HealthLoop`)."""
+
+        def stop_async(self) -> None: ...
+
+        def stop(self, timeout_secs: float = ...) -> bool: ...
+
+
+    class DiskChecks(Protocol):
+        """The disk-limit check (`executor.task.diskwatch.DiskWatch`): its samples come back as
+        `DiskSampled` events posted to the owner's queue."""
+
+        def start(self) -> None:
+            """The task's processes run: the first sample now."""
+            ...
+
+        def tick(self) -> None:
+            """Start the sample that is due, if one is."""
+            ...
+
+        def sampled(self, sample: DiskSampled) -> str | None:
+            """A sample's result: the reason to fail the task, once it is over its limit."""
+            ...
+
+        def deadline_at(self) -> float | None:
+            """When the next sample is due (None: not before some other event)."""
+            ...
+
+        def stop(self) -> None: ...
+
+
+    class Lifecycle(Protocol):
+        """The running lifecycle endpoints of a kill (`executor.task.lifecycle`)."""
+
+        def regular_processes_gone(self) -> None: ...
+
+        def cancel(self) -> None: ...
+
+
+    class Announcer(Protocol):
+        """The task's ServerSet membership in ZooKeeper (`executor.task.announcer`'s
+        `ServerSetAnnouncer`); its changes come back as `AnnouncementChanged` events posted to
+        the owner's queue."""
+
+        def join(self) -> None:
+            """Be in the ServerSet; returns at once (the member is created in the background)."""
+            ...
+
+        def leave(self, timeout_secs: float = ...) -> bool:
+            """Leave it; True once the member is gone, False if `timeout_secs` passed first."""
+            ...
+
+        def close(self, timeout_secs: float = ...) -> None:
+            """Leave and end the ZooKeeper session. Final."""
+            ...
+
+        def view(self) -> AnnouncerView: ...
+
+        def overdue(self, now: float) -> bool:
+            """The first announcement missed its bound (`now`: the owner's monotonic clock)."""
+            ...
+
+        @property
+        def first_join_deadline_at(self) -> float | None:
+            """When `overdue` may first be true (None until `join`)."""
+            ...
+
+
+    # Start the health loop: each attempt's result and latency go to the callback.
+    HealthStarter = Callable[["Checker", Callable[["Attempt", float], None]], HealthChecks]
+    # Start the lifecycle endpoints, their waits ending within the given seconds (None: each
+    # its configured wait): the first callback gets each endpoint's answer and what the kill
+    # waits for, the second a summary when they are done.
+    LifecycleStarter = Callable[[float | None, Callable[[str], None], Callable[[str], None]], Lifecycle]
 
 
 @attrs.frozen(kw_only=True)

@@ -42,22 +42,22 @@ from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition
 from executor.task.killing import StopBounds
 from executor.task.owner import TaskOwner
-from executor.task.ports import (
-    Announcer,
-    DiskChecks,
-    HealthChecks,
-    HealthStarter,
-    Lifecycle,
-    LifecycleStarter,
-    OwnerPorts,
-    Reporter,
-)
+from executor.task.ports import OwnerPorts
 from executor.task.usagefile import UsageWriter
 
 if TYPE_CHECKING:
     from executor.events import DiskSampled
     from executor.host.early import EarlyStart
     from executor.procs.spawn import Wrap
+    from executor.task.ports import (
+        Announcer,
+        DiskChecks,
+        HealthChecks,
+        HealthStarter,
+        Lifecycle,
+        LifecycleStarter,
+        Reporter,
+    )
     from executor.task.serverset import Announcement
     from healthcheck.checkers import Checker
     from healthcheck.policy import Attempt

@@ -216,6 +216,30 @@ def test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile(tmp_path):
     assert probe(tmp_path, 5)["counts"][1] == 0  # `run`'s start, all warmed
 
 
+def test_warm_keeps_only_the_sources_a_start_uses(tmp_path):
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+
+    def warm() -> dict:
+        subprocess.run([sys.executable, "-m", "executor.codecache", "cli"], cwd=REPO, env=env, check=True,
+                       capture_output=True, timeout=120)
+        [path] = tmp_path.glob("attrs-cli.*.bin")
+        return entries_of(path)
+
+    entries = warm()
+    # attrs' validators are deferred as the entry point defers them: none of their classes made
+    assert entries and not [name for name in entries if "attr.validators" in name]
+    name = next(iter(entries))
+    stale = (entries[name][0][0] + "\n# an older Stoker's shape", code_of("x = 1"))
+    [path] = tmp_path.glob("attrs-cli.*.bin")
+    write_entries(path, {**entries, name: (*entries[name], stale), "<gone>": (stale,)})
+    # was: kept (merged), and held unserved by every command for its whole life
+    assert warm() == entries
+
+
+def code_of(source: str) -> object:
+    return compile(source, "<probe>", "exec")
+
+
 def test_warm_refuses_an_unknown_profile(tmp_path):
     result = subprocess.run([sys.executable, "-m", "executor.codecache", "rnu"], cwd=REPO,
                             env={**os.environ, "STOKER_CODE_CACHE": str(tmp_path)},
@@ -293,7 +317,7 @@ GLOBALS = textwrap.dedent("""
     except ValueError as exc:
         refused = str(exc)
     made.port = "81"  # define(): converted and validated on setattr too
-    columns = any(column is not None for code in (Listener.__init__.__code__, Listener.__repr__.__code__)
+    columns = any(column is not None for code in (Listener.__init__.__code__,)  # (__repr__: attrsmethods.py)
                   for _, _, column, _ in code.co_positions())
     print(json.dumps({"installed": installed, "module_names": "json" in Listener.__init__.__globals__,
                       "columns": columns, "saved": codecache.save(),

@@ -303,3 +303,39 @@ def test_a_served_function_pickles_as_the_module_s_own(tmp_path):
     # platform.python_implementation, the module's own where platform loaded (it named
     # executor.deferred: PicklingError)
     assert seen == {"module": "platform", "same": True, "loaded": False}
+
+
+def test_attrs_loads_without_its_validators_and_a_config_that_reads_them_loads_them(tmp_path):
+    seen = probe(tmp_path, """
+        made = deferred.defer()
+        import attr, attrs
+        unread = [m for m in deferred.ATTRS_UNREAD if deferred.is_loaded(m)]
+        package = "attr" in sys.modules  # found without running attr/__init__.py's imports first
+
+        @attrs.frozen
+        class Port:
+            number: int = attrs.field(validator=attrs.validators.instance_of(int))
+
+        try:
+            Port("80")
+            refused = ""
+        except TypeError as exc:
+            refused = str(exc)
+        from attr.validators import in_
+        from attrs.converters import optional
+        print(json.dumps({"made": [m for m in made if m in deferred.ATTRS_UNREAD], "unread": unread,
+                          "package": package, "port": Port(80).number, "refused": refused,
+                          "in": in_((1, 2)).__class__.__name__, "optional": optional(int)("3"),
+                          "include": callable(attrs.filters.include(int)),
+                          "loaded": sorted(m for m in deferred.ATTRS_UNREAD if deferred.is_loaded(m))}))
+        """)
+    assert seen["made"] == list(deferred_attrs()) and seen["unread"] == [] and seen["package"]
+    assert seen["port"] == 80 and "'number' must be <class 'int'>" in seen["refused"]  # attrs' own, loaded
+    assert seen["in"] == "_InValidator" and seen["optional"] == 3 and seen["include"]
+    assert seen["loaded"] == sorted(deferred_attrs())
+
+
+def deferred_attrs() -> tuple[str, ...]:
+    from executor.deferred import ATTRS_UNREAD
+
+    return ATTRS_UNREAD

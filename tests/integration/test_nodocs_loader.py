@@ -267,3 +267,17 @@ def test_the_directories_of_its_code_cache_are_never_open_to_others_whatever_the
     levels = [cache / level for level in (made, *made.parents[:-1])]  # each level made, to `nodoc`
     open_levels = {str(level): oct(level.stat().st_mode & 0o777) for level in levels if level.stat().st_mode & 0o022}
     assert open_levels == {}
+
+
+def test_install_lets_go_of_the_docstrings_of_stokers_modules_loaded_before_it():
+    probe = ("import json, sys, executor.cli.start\n"
+             "from executor import nodocs\n"
+             "before = [executor.cli.start.__doc__ is not None, nodocs.__doc__ is not None]\n"
+             "nodocs.install()\n"
+             "print(json.dumps({'before': before, 'after': [executor.__doc__, executor.cli.start.__doc__,"
+             " nodocs.__doc__], 'json': json.__doc__ is not None}))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "STOKER_CODE_CACHE": ""})
+    assert result.returncode == 0, result.stderr
+    # was: the entry point's and nodocs' own, 24 KB held by every command for its whole life
+    assert json.loads(result.stdout) == {"before": [True, True], "after": [None, None, None], "json": True}

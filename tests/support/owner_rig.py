@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.spec import CheckKind, HealthSpec, JobSpec, LifecycleSpec, ProcessSpec, TaskSpec
 from executor.task.owner import TaskOwner
-from executor.task.ports import Announcer, OwnerPorts
+from executor.task.ports import OwnerPorts
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_ports import (
     Effects,
@@ -24,6 +24,9 @@ from tests.support.fake_ports import (
     FakeProcs,
     RecordingReporter,
 )
+
+if TYPE_CHECKING:  # the ports are for the type checker only (executor/task/ports.py)
+    from executor.task.ports import Announcer
 
 TERM, KILL = int(signal.SIGTERM), int(signal.SIGKILL)
 LIFECYCLE = LifecycleSpec(port=31000, graceful_shutdown_wait_secs=2.0, shutdown_wait_secs=3.0)

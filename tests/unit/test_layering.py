@@ -103,7 +103,8 @@ ALLOWED: dict[str, set[str]] = {
     "executor.cli": {"executor.mesos", "executor.local", "executor.observe", "executor.task",
                      "executor.host", "executor.procs", "executor.codecache", "executor.nodocs",
                      "executor.deferred", "config", "healthcheck"} | SHARED,
-    "executor.codecache": {"executor.nodocs", "executor.host"},  # replacefile's make_dirs
+    "executor.codecache": {"executor.nodocs", "executor.attrsmethods", "executor.deferred", "executor.host"},  # replacefile
+    "executor.attrsmethods": set(),
     "executor.nodocs": {"executor.host"},  # replacefile: a directory others may change
     "executor.deferred": set(),
     "executor.__main__": {"executor.cli"},

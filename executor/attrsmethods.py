@@ -1,0 +1,161 @@
+"""attrs' `__repr__`, `__eq__` and `__hash__`, one function each for every class, not code of each class's own.
+
+attrs writes, for each class, a `__repr__`, an `__eq__` and a `__hash__` with the class's
+fields written out in its source (`attr._make._make_repr_script`, `_make_eq_script`,
+`_make_hash_script`): a code object each, 1.9 KiB a `__repr__`, 0.7 KiB an `__eq__` and 0.6
+KiB a `__hash__` once compiled, for a supervisor's 92 classes 0.29 MiB held for its whole
+life (`sys.getsizeof` of their code, its tables and constants). With the code cache
+installed (`executor/codecache.py`), each class's script makes them instead with one line
+(`__repr__ = _attrs_repr(_attrs_shown)`, run once, not kept): a closure over the class's
+fields (a tuple, made as attrs makes the class) whose code, one for all the classes, calls
+`attrs_repr` / `attrs_eq` / `attrs_hash` here; about 0.25 KiB a method (the function and
+its cell). They answer exactly what attrs' own would:
+
+- `__repr__`: `Name(a=1, b='x')` with the class's `__qualname__` after its last `>.` (its
+  name where a function made it), each field attrs shows (`repr=False` ones left out) by
+  `repr()` or its own `repr=` callable, one not set by `__init__` (`init=False`) shown as
+  NOTHING while unset; a value that holds itself shows `...` there (attrs' own per-thread
+  guard, `attr._compat.repr_context`, so that the two kinds of `__repr__` guard each other).
+- `__eq__`: NotImplemented for another class (a subclass too), else each compared field
+  (`eq=False` ones left out) by `==`, or by `==` of its `eq_key`'s values, in order, the
+  first false answer returned as it is (`and`, as attrs' expression chains them), else the
+  last one; True for a class with no compared field.
+- `__hash__`: `hash()` of the tuple of the class's own number (attrs' `hash()` of its
+  generated file name) and each hashed field's value (`hash=True`, or `eq` ones when
+  `hash` is unset), or its `eq_key`'s value. Not with `cache_hash=True`: attrs' own.
+
+Only `repr_ns=None` (attrs' default; the namespace form is deprecated): a `__repr__` with
+a namespace is attrs' own. A traceback through one names this file's line, not the
+generated file's: both have no source of the class to show. Only where attrs' two steps
+are the ones this module knows (their parameters and the lines they write); otherwise,
+and with STOKER_CODE_CACHE=off, attrs writes its own.
+"""
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Shown = tuple[str, Callable[[Any], Any] | None, bool]  # name, its repr= callable (None: repr()), init
+    Compared = tuple[str, Callable[[Any], Any] | None]  # name, its eq_key (None: the value itself)
+
+# what each class's script runs: a closure of the shared code over the class's fields
+REPR_SCRIPT = "__repr__ = _attrs_repr(_attrs_shown)"
+EQ_SCRIPT = "__eq__ = _attrs_eq(_attrs_compared)"
+HASH_SCRIPT = "__hash__ = _attrs_hash(_attrs_hashed)"
+# lines attrs' own steps write (attrs 24.3 to 26.1): the steps served only where they are these
+REPR_LINE = "    already_repring = _compat.repr_context.already_repring"
+EQ_LINE = "    if other.__class__ is not self.__class__:"
+HASH_LINE = "def __hash__(self"
+_attrs: list[Any] = []  # [attr._compat, attr.NOTHING] once installed
+
+
+def install(make: Any) -> bool:
+    """attrs' `_make_repr_script`, `_make_eq_script` and `_make_hash_script` (module
+    `attr._make`) served by the shared functions where they are the ones this module knows;
+    True when all three are."""
+    repr_step, eq_step = getattr(make, "_make_repr_script", None), getattr(make, "_make_eq_script", None)
+    hash_step, named = getattr(make, "_make_hash_script", None), getattr(make, "_generate_unique_filename", None)
+    if not (_known(repr_step, ("attrs", "ns"), REPR_LINE) and _known(eq_step, ("attrs",), EQ_LINE)
+            and _known(hash_step, ("cls", "attrs", "frozen", "cache_hash"), HASH_LINE) and callable(named)):
+        return False
+    _attrs[:] = [make._compat, make.NOTHING]
+
+    def repr_script(attrs: list[Any], ns: str | None) -> tuple[str, dict[str, Any]]:
+        if ns is not None:
+            return repr_step(attrs, ns)  # type: ignore[misc]  # _known() checked it
+        shown = tuple((a.name, None if a.repr is True else a.repr, a.init) for a in attrs if a.repr is not False)
+        return REPR_SCRIPT, {"_attrs_repr": repr_of, "_attrs_shown": shown}
+
+    def eq_script(attrs: list[Any]) -> tuple[str, dict[str, Any]]:
+        compared = tuple((a.name, a.eq_key) for a in attrs if a.eq)
+        return EQ_SCRIPT, {"_attrs_eq": eq_of, "_attrs_compared": compared}
+
+    def hash_script(cls: type, attrs: list[Any], frozen: bool, cache_hash: bool) -> tuple[str, dict[str, Any]]:
+        if cache_hash:
+            return hash_step(cls, attrs, frozen, cache_hash)  # type: ignore[misc]  # _known() checked it
+        hashed = tuple((a.name, a.eq_key) for a in attrs if a.hash is True or (a.hash is None and a.eq is True))
+        return HASH_SCRIPT, {"_attrs_hash": hash_of, "_attrs_hashed": (hash(named(cls, "hash")), hashed)}
+
+    make._make_repr_script, make._make_eq_script, make._make_hash_script = repr_script, eq_script, hash_script
+    return True
+
+
+def _known(step: object, parameters: tuple[str, ...], line: str) -> bool:
+    """Whether `step` is a function of `parameters` that writes `line` (a constant of its
+    code, or of a tuple of them: a list of constants is one)."""
+    code = getattr(step, "__code__", None)
+    if code is None or code.co_varnames[:code.co_argcount] != parameters:
+        return False
+    return any(const == line or isinstance(const, tuple) and line in const for const in code.co_consts)
+
+
+def repr_of(shown: tuple[Shown, ...]) -> Callable[[Any], str]:
+    """A class's `__repr__`: `attrs_repr` of its shown fields."""
+    def __repr__(self: Any) -> str:
+        return attrs_repr(self, shown)
+
+    return __repr__
+
+
+def eq_of(compared: tuple[Compared, ...]) -> Callable[[Any, Any], Any]:
+    """A class's `__eq__`: `attrs_eq` of its compared fields."""
+    def __eq__(self: Any, other: Any) -> Any:
+        return attrs_eq(self, other, compared)
+
+    return __eq__
+
+
+def hash_of(hashed: tuple[int, tuple[Compared, ...]]) -> Callable[[Any], int]:
+    """A class's `__hash__`: `attrs_hash` of its number and hashed fields."""
+    def __hash__(self: Any) -> int:
+        return attrs_hash(self, hashed)
+
+    return __hash__
+
+
+def attrs_repr(self: Any, shown: tuple[Shown, ...]) -> str:
+    """attrs' `__repr__` of a class whose shown fields are `shown` (see the docstring)."""
+    compat, nothing = _attrs
+    try:
+        already_repring = compat.repr_context.already_repring
+    except AttributeError:
+        already_repring = {id(self)}
+        compat.repr_context.already_repring = already_repring
+    else:
+        if id(self) in already_repring:
+            return "..."
+        already_repring.add(id(self))
+    try:
+        fields = ", ".join(_shown(self, name, own, init, nothing) for name, own, init in shown)
+        return f'{self.__class__.__qualname__.rsplit(">.", 1)[-1]}({fields})'
+    finally:
+        already_repring.remove(id(self))
+
+
+def _shown(self: Any, name: str, own: Callable[[Any], Any] | None, init: bool, nothing: object) -> str:
+    """One field as attrs' `__repr__` shows it: `name=` and its value's repr."""
+    value = getattr(self, name) if init else getattr(self, name, nothing)
+    return f"{name}={value!r}" if own is None else f"{name}={own(value)}"
+
+
+def attrs_eq(self: Any, other: Any, compared: tuple[Compared, ...]) -> Any:
+    """attrs' `__eq__` of a class whose compared fields are `compared` (see the docstring)."""
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    last = len(compared) - 1
+    for index, (name, key) in enumerate(compared):
+        if key is None:
+            answer = getattr(self, name) == getattr(other, name)
+        else:
+            answer = key(getattr(self, name)) == key(getattr(other, name))
+        if index == last or not answer:  # the last answer as it is, untested (`and`)
+            return answer
+    return True
+
+
+def attrs_hash(self: Any, hashed: tuple[int, tuple[Compared, ...]]) -> int:
+    """attrs' `__hash__` of a class of number and hashed fields `hashed` (see the docstring)."""
+    number, fields = hashed
+    return hash((number, *[getattr(self, name) if key is None else key(getattr(self, name)) for name, key in fields]))

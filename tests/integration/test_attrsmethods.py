@@ -1,0 +1,147 @@
+"""`executor.attrsmethods`: one `__repr__`, `__eq__` and `__hash__` for every attrs class, in real
+interpreters.
+
+The same classes are made in a fresh process with attrs' own methods and in one with the
+code cache installed (which serves them), and what they answer is compared (the same
+PYTHONHASHSEED in each, so that a class's own number in its hash is the same too).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from attr import _make
+
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(120)
+
+SHARED = hasattr(_make, "_make_repr_script")  # attrs 23.1 writes each method apart: left as it is
+
+PROBE = textwrap.dedent("""
+    import json, sys
+    from executor import codecache
+    installed = sys.argv[1] == "cache" and codecache.install("run")
+    import attrs
+
+    class Odd:  # == answers a value that is not a bool; bool() of it is refused
+        def __init__(self, value):
+            self.value = value
+        def __eq__(self, other):
+            return Odd(self.value + other.value)
+        def __bool__(self):
+            raise ValueError("no truth value")
+        def __repr__(self):
+            return f"Odd({self.value})"
+
+    @attrs.frozen
+    class Plain:
+        a: int
+        b: str = "x"
+
+    @attrs.define
+    class Mixed:
+        shown: int
+        hidden: int = attrs.field(repr=False)
+        custom: int = attrs.field(default=7, repr=lambda v: f"<{v}>")
+        late: int = attrs.field(init=False)
+        keyed: str = attrs.field(default="A", eq=attrs.cmp_using(eq=lambda x, y: x.lower() == y.lower()))
+        ignored: int = attrs.field(default=0, eq=False)
+
+    @attrs.define
+    class Empty:
+        pass
+
+    @attrs.frozen
+    class Keyed:
+        name: str = attrs.field(eq=str.lower)
+        skipped: int = attrs.field(default=0, hash=False)
+
+    @attrs.frozen(cache_hash=True)
+    class Cached:
+        x: int
+
+    @attrs.frozen
+    class Nothing:
+        pass
+
+    @attrs.define
+    class Holder:
+        inner: object = None
+
+    @attrs.define
+    class Last:
+        first: int
+        odd: object
+
+    class Sub(Plain):
+        pass
+
+    def made():
+        @attrs.frozen
+        class Local:
+            x: int
+        return Local
+
+    def mixed(*args, **kwargs):
+        made = Mixed(*args, **kwargs)
+        made.late = 3
+        return made
+
+    m = Mixed(1, 2)
+    unset = repr(m)
+    m.late = 3
+    loop = Holder()
+    loop.inner = [loop]
+    try:
+        Last(1, Odd(1)) == Last(1, Odd(2))
+        last = "untested"
+    except ValueError as exc:
+        last = str(exc)
+    try:
+        Last(1, Odd(1)) == Last(2, Odd(2))
+        first = "untested"
+    except ValueError as exc:
+        first = str(exc)
+    answers = {
+        "repr": [repr(Plain(1)), unset, repr(m), repr(Empty()), repr(loop), repr(Sub(2, "y")),
+                 repr(made()(5)), repr([Plain(1), Holder(Plain(2))])],
+        "eq": [Plain(1) == Plain(1), Plain(1) == Plain(2), Plain(1) != Plain(1, "y"), Plain(1) == Sub(1),
+               Plain(1) == 1, mixed(1, 2) == mixed(1, 9), mixed(1, 2, keyed="a") == mixed(1, 2, keyed="A"),
+               mixed(1, 2, ignored=4) == mixed(1, 2), mixed(1, 2) == mixed(2, 2), Empty() == Empty(), Last(1, 2) == Last(1, 3)],
+        "last": [last, first, repr(Last(1, Odd(1)).__eq__(Last(1, Odd(2))))[:4]],
+        "hash": [hash(Plain(1)), hash(Plain(1)) == hash(Plain(1)), hash(Plain(1)) == hash(Sub(1)),
+                 hash(Keyed("A")) == hash(Keyed("a")), hash(Keyed("A", 1)) == hash(Keyed("A", 2)),
+                 hash(Keyed("A")), hash(Cached(3)), hash(Nothing()), Mixed.__hash__ is None],
+    }
+    shared = [getattr(Plain, m).__code__ is getattr(Keyed, m).__code__ for m in ("__repr__", "__eq__", "__hash__")]
+    print(json.dumps({"installed": installed, "answers": answers,
+                      "shared": shared}))
+""")
+
+
+def probe(cache: Path, mode: str) -> dict:
+    env = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONHASHSEED": "7"}
+    result = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_served_repr_and_eq_answer_what_attrs_own_do(tmp_path):
+    plain, served = probe(tmp_path, "plain"), probe(tmp_path, "cache")
+    again = probe(tmp_path, "cache")  # served from the file this time
+    assert not plain["installed"] and served["installed"]
+    assert not any(plain["shared"]) and served["shared"] == again["shared"] == [SHARED] * 3
+    assert served["answers"] == again["answers"] == plain["answers"]
+    reprs = plain["answers"]["repr"]
+    assert reprs[1] == "Mixed(shown=1, custom=<7>, late=NOTHING, keyed='A', ignored=0)"
+    assert reprs[4] == "Holder(inner=[...])" and reprs[6] == "Local(x=5)"
+    # the last field's answer is returned as it is (`and`): bool() asked of the earlier ones only
+    assert plain["answers"]["last"] == ["untested", "untested", "Odd("]
+    assert plain["answers"]["hash"][1:5] == [True, True, True, True] and plain["answers"]["hash"][-1]
