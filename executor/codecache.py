@@ -106,12 +106,17 @@ from executor import attrsmethods, deferred, nodocs
 FORMAT = 3  # 2: code with lines only; 3: a header, then each file name's sources
 HEADER = f"stoker attrs code {FORMAT} {sys.version!r}\n".encode()  # checked before any unmarshal
 # What each profile's command imports before it starts its work: `warm()` compiles these
-# (`run`'s planning: a new config's, in the child that plans it ahead).
+# (`run`'s planning: a new config's, in the child that plans it ahead). `plan`: what that
+# child loads as it plans (the config language's classes), a file the child adds to `run`'s
+# (`also`, `executor/cli/launch.py`), so that the supervisor never holds them: without it
+# each first run's child compiled their methods again (it never saves), 1.7-12 ms on the
+# path to its first process. (The child forked late, `STOKER_EARLY_START=off`, compiles them.)
 START_MODULES = {
     "run": ("executor.cli.main", "executor.local.run", "executor.local.planning"),
     "executor": ("executor.cli.main", "executor.mesos.process", "executor.mesos.transport"),
     "observe": ("executor.cli.main", "executor.observe.server", "executor.observe.reader"),
     "cli": ("executor.cli.main",),
+    "plan": ("config.loader", "config.bind"),
 }
 PROFILES = tuple(START_MODULES)
 # Packages every module of which `warm()` also writes without docstrings (`executor/nodocs.py`:
@@ -189,6 +194,17 @@ def install(profile: str, environ: Mapping[str, str] = os.environ) -> bool:
     attrsmethods.install(_make)  # one `__repr__`, `__eq__` and `__hash__` code for every class
     _cache = cache
     return True
+
+
+def also(profile: str, environ: Mapping[str, str] = os.environ) -> None:
+    """Serve `profile`'s classes too, from its file, in this process, whose cache another
+    profile installed (a name both files hold keeps the installed one's). For the child that
+    plans a first run (`plan`): its parent never reads those."""
+    cache, directory = _cache, cache_dir(environ)
+    if cache is None or directory is None or profile not in PROFILES:
+        return
+    for filename, kept in _read(directory / f"attrs-{profile}.{sys.implementation.cache_tag}.bin").items():
+        cache.loaded.setdefault(filename, kept)
 
 
 # what attrs' `_ClassBuilder._add_method_dunders_unsafe` reads (attrs 22.2 to 26.1)

@@ -21,7 +21,7 @@ point (`executor/cli/start.py`) calls `defer()` before attrs is imported:
 
 - Each module of LAZY is put in `sys.modules` unloaded, with a module `__getattr__` (PEP
   562) that runs its code at the first read of a name its namespace lacks
-  (`inspect.signature`, `from inspect import isclass`, a config's code, a debugger's): the
+  (`inspect.signature`, `from inspect import getsource`, a config's code, a debugger's): the
   whole module, as `import` would have run it, with the loader `import` would have used
   (no docstrings, but a config's imports keep theirs: `executor/nodocs.py`). `import
   inspect` alone reads only `__spec__` and `__name__`, which it has, and loads nothing.
@@ -39,8 +39,14 @@ point (`executor/cli/start.py`) calls `defer()` before attrs is imported:
   has them, as functions that answer what the module's own would, or else load the module
   and call its own. `platform.python_implementation()` is answered from
   `sys.implementation.name` for the four interpreters platform names (`CPython`, `PyPy`,
-  `IronPython`, `Jython`), as attrs asks it. Once the module runs, its own functions
-  replace them in its namespace.
+  `IronPython`, `Jython`), as attrs asks it. `inspect.isclass(obj)` is `isinstance(obj,
+  type)`, its whole code; `pprint.pformat` loads `pprint` when called: the two names
+  pystachio imports from them (`from inspect import isclass`, `from pprint import
+  pformat`), for a first run's planning child and `stoker executor`, which loaded `inspect`
+  (with `dis` and `opcode`) and `pprint` (with `dataclasses`) for them and read neither
+  as a config loads: 3-9 ms of the planning child, on a first run's path to its first
+  process. Once the module runs, its own functions replace them in its namespace (a name
+  imported before keeps the stand-in's, which answers as the module's own).
 - Not `traceback`, nor `textwrap`, which `traceback` reads for every exception it formats
   (`textwrap.indent`, not only an exception group's): `logging` formats an exception with
   them, and a first load then could fail (EMFILE) where the log line must not (it was
@@ -59,9 +65,8 @@ interleaved runs, against main and then against `inspect` alone deferred: 0.67 M
 `inspect`, 0.43 for the others, `textwrap` then among them: some 45 KiB of its allocations
 are back); `ipaddress` 0.22 MiB more and `platform` 0.08 (USS 11.86 → 11.64 MiB, and with
 the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs); attrs' three
-modules and their `attrs` twins 0.2 MiB more (USS 11.16 → 10.96 MiB, 8 interleaved runs). The planning child
-of a new config and `stoker executor` load `inspect` anyway (pystachio imports `isclass`
-from it). STOKER_CODE_CACHE=off turns it off, as it does the modules without docstrings and
+modules and their `attrs` twins 0.2 MiB more (USS 11.16 → 10.96 MiB, 8 interleaved runs).
+STOKER_CODE_CACHE=off turns it off, as it does the modules without docstrings and
 the attrs code cache: the process then loads as Python would. Process-wide, imperative by
 nature, as `nodocs.install()` is.
 """
@@ -84,7 +89,7 @@ ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (a
 ATTRS_UNREAD = ("attr.validators", "attrs.validators", "attr.converters", "attrs.converters", "attr.filters",
                 "attrs.filters")
 # imported by modules a supervisor loads, never read by it (see the docstring)
-LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", *ATTRS_UNREAD)
+LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", *ATTRS_UNREAD)
 _pending: set[str] = set()  # deferred, not loaded yet
 # `sys.implementation.name` → what `platform.python_implementation()` says of it
 _IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython", "jython": "Jython"}
@@ -95,8 +100,23 @@ def _python_implementation() -> str | None:
     return _IMPLEMENTATIONS.get(sys.implementation.name)
 
 
-# a lazy module's names its stand-in answers without loading it (None: its own, loaded)
-SERVED: dict[str, dict[str, Callable[[], object]]] = {"platform": {"python_implementation": _python_implementation}}
+def _isclass(obj: object) -> bool:
+    """`inspect.isclass`, whose whole code this is."""
+    return isinstance(obj, type)
+
+
+def _own(*args: object, **kwargs: object) -> None:
+    """No answer of the stand-in's: the module's own function, the module loaded first."""
+    return None
+
+
+# a lazy module's names its stand-in answers without loading it, given the call's arguments
+# (None: its own, loaded)
+SERVED: dict[str, dict[str, Callable[..., object]]] = {
+    "platform": {"python_implementation": _python_implementation},
+    "inspect": {"isclass": _isclass},
+    "pprint": {"pformat": _own},
+}
 
 
 def defer(names: tuple[str, ...] = LAZY) -> list[str]:
@@ -146,11 +166,15 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], obje
     while the code runs, so that another thread's read of a name the module lacks waits for
     the load (and gets the name), as a read of one it has does (`_held`), instead of finding
     the namespace half filled; a read of the loading thread itself
-    (a signal handler, a circular read) is an AttributeError, as a partly imported module's."""
+    (a signal handler, a circular read) is an AttributeError, as a partly imported module's.
+    `__path__`, which `from MODULE import NAME` looks for first, is an AttributeError at once,
+    as the loaded module's: a module that is not a package has none."""
     lock = _thread.RLock()
     loading: list[bool] = []  # [True] while a thread runs the module's code
 
     def __getattr__(attr: str) -> object:
+        if attr == "__path__" and spec.submodule_search_locations is None:
+            raise AttributeError(f"module {spec.name!r} has no attribute '__path__'", name=attr, obj=module)
         with lock:  # one thread runs the module's code; another waits for it, then reads
             if loading:
                 raise AttributeError(f"partially initialized module {spec.name!r} has no attribute {attr!r}"
@@ -207,13 +231,15 @@ class _Loading(ModuleType):
         return ModuleType.__getattribute__(self, name)  # (of a plain module again by then)
 
 
-def _served(load: Callable[[str], Any], module: str, name: str, answer: Callable[[], object]) -> Callable[[], object]:
-    """A stand-in's function `name`: `answer()`, or when that is None the module's own
-    (`load`, its `__getattr__`: the module runs first if it has not). It is named as the
-    module's own (`pickle` finds it by its module and name, as the module's function)."""
-    def served() -> object:
-        found = answer()
-        return load(name)() if found is None else found
+def _served(load: Callable[[str], Any], module: str, name: str,
+            answer: Callable[..., object]) -> Callable[..., object]:
+    """A stand-in's function `name`: `answer(*args, **kwargs)`, or when that is None the
+    module's own (`load`, its `__getattr__`: the module runs first if it has not), called
+    so. It is named as the module's own (`pickle` finds it by its module and name, as the
+    module's function)."""
+    def served(*args: object, **kwargs: object) -> object:
+        found = answer(*args, **kwargs)
+        return load(name)(*args, **kwargs) if found is None else found
 
     served.__name__ = served.__qualname__ = name
     served.__module__ = module

@@ -36,9 +36,19 @@ supervisor's start rather than after it. Forked at the entry point's first line,
 imported attrs, `typing`, `pathlib` and logging a second time, beside the
 parent that imported them too: CPU both paid for, and on a busy 2-core host wall time too.
 
-`take` hands the result (`executor/host/early.py`) to `LocalRun`, which checks what it
-decides itself against it and gives the supervisor the runs to adopt: the console lines,
-the checkpoint and the logs are those of any run. A check that fails anywhere gives the
+For such a first run, `start_first` starts the plan's first runs once the child has
+answered, `stoker run` has loaded and its settings are read (a usage error starts nothing),
+before the supervisor's own start (its host session, cgroup, watchdog and checkpoint, some
+25-60 ms): the answer holds the plan, which gives what a launch record would
+(`plancache.launch_fields`, the first wave by `runstart.first_wave`), and steps 3 and 4 above
+follow as for a kept plan, under the plan cache's lease on the config's entry. Only a plan
+starts anything: a config that fails to load (the child's answer is its error) starts no
+run. The answer is kept for `LocalRun`, which plans with it as ever
+(`planning.plan_apart`), and takes over the lease and the runs as from a kept plan.
+
+`take` (or `start_first`) hands the result (`executor/host/early.py`) to `LocalRun`, which
+checks what it decides itself against it and gives the supervisor the runs to adopt: the
+console lines, the checkpoint and the logs are those of any run. A check that fails anywhere gives the
 early start up before it counts (`EarlyStart.abandon`): its runs are killed before the
 supervisor starts any, and the run goes on as without it. Nothing here raises or prints;
 a problem before the first fork only means there is no early start.
@@ -51,7 +61,7 @@ import marshal
 import os
 import sys
 
-from executor.host.early import STOPS, EarlyStart, defer_stop_signals, undefer_stop_signals
+from executor.host.early import STOPS, EarlyStart, defer_stop_signals, stop_pending, undefer_stop_signals
 from executor.local import planfiles
 from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.procs import earlyfork, oomcount, runenv, sandboxfs
@@ -60,7 +70,7 @@ TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["begin", "eligible", "fork_ahead", "take", "take_ahead"]
+__all__ = ["begin", "eligible", "fork_ahead", "start_first", "take", "take_ahead"]
 
 SANDBOX_VARIABLES = ("MESOS_SANDBOX", "MESOS_DIRECTORY", "STOKER_SANDBOX")
 BATCH = 64  # runs whose log files are open at once (two descriptors each)
@@ -69,6 +79,7 @@ _LOCK_PATH = (".stoker", "supervisor.lock")  # `executor/host/sandbox.py`'s name
 _started: EarlyStart | None = None
 _ahead: PlanAhead | None = None
 _to_plan: Inputs | None = None  # what `fork_ahead` plans: `begin` found no kept plan for it
+_first: tuple[tuple[str, str | None], Mapping[str, str]] | None = None  # what `start_first` may start
 
 
 def take() -> EarlyStart | None:
@@ -76,6 +87,26 @@ def take() -> EarlyStart | None:
     global _started
     started, _started = _started, None
     return started
+
+
+def start_first(ahead: PlanAhead) -> EarlyStart | None:
+    """A first run's early start, once: the first runs of the plan `ahead` (`take_ahead`'s)
+    made, started now as a re-run's are from its launch record (`_start_ahead`); None when
+    `begin` noted none for these words, they may not start early, or a stop signal came
+    meanwhile (recorded: `stoker run` as a container's main process). `stoker run` calls it
+    once its settings are read (a usage error starts nothing) and its modules are loaded.
+    Waits for the plan; a Ctrl-C meanwhile kills and reaps the planning child and is raised."""
+    global _first
+    first, _first = _first, None
+    if first is None:
+        return None
+    data, _ = ahead.answer()  # kept for `planning.plan_apart`
+    if stop_pending():  # a container's main process stopped while it loaded: nothing starts
+        return None
+    try:
+        return _start_ahead(ahead, data, *first)
+    except Exception:  # whatever it was, there is no early start: the run goes on as ever
+        return None
 
 
 def take_ahead() -> PlanAhead | None:
@@ -88,7 +119,7 @@ def take_ahead() -> PlanAhead | None:
 def begin(args: list[str], environ: Mapping[str, str]) -> None:
     """Start the kept plan's first runs for `stoker ARGS` when the launch record allows it;
     with no kept plan, note the job for `fork_ahead` to plan."""
-    global _started, _to_plan
+    global _started, _to_plan, _first
     if environ.get("STOKER_EARLY_START", "") == "off":
         return
     try:
@@ -98,8 +129,10 @@ def begin(args: list[str], environ: Mapping[str, str]) -> None:
     if _started is None:
         try:
             _to_plan = _ahead_inputs(args, environ)
+            wanted = eligible(args, environ) if _to_plan is not None else None
+            _first = (wanted, environ) if wanted is not None else None
         except Exception:  # then it plans when the plan is needed, as ever
-            _to_plan = None
+            _to_plan = _first = None
 
 
 def fork_ahead() -> None:
@@ -174,6 +207,38 @@ def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
     lease = planfiles.lock(entry + planfiles.LOCK_SUFFIX)  # the plan's lease, as `plancache.lease` takes it
     if lease is None:
         return None
+    return _take_off(record, entry, wanted[1], lease, environ)
+
+
+def _start_ahead(ahead: PlanAhead, data: bytes, wanted: tuple[str, str | None],
+                 environ: Mapping[str, str]) -> EarlyStart | None:
+    """A first run's early start: the first runs of the plan the child forked ahead sent
+    (`data`, its answer), started as a re-run's are from its launch record, with the same
+    checks; None when it sent an error (nothing started: the run reports it) or when they
+    may not start early. Called once the supervisor's modules are loaded (it uses them)."""
+    answer = marshal.loads(data)
+    directory = planfiles.cache_dir(environ)
+    if answer[0] != "plan" or directory is None:
+        return None
+    from config.settings import AGENT_VARIABLES, SECRET_VARIABLES
+    from executor.local import plancache, runstart
+
+    plan = ahead.plan = plancache.decode(answer[1])  # the one the run plans with (`planning.plan_apart`)
+    wave = runstart.first_wave(plan)
+    if wave is None:
+        return None
+    entry = _entry(directory, os.path.abspath(wanted[0]))
+    lease = plancache.lease_at(directory, entry + planfiles.LOCK_SUFFIX).take()  # `RunStart.plan` takes it over
+    if lease is None:
+        return None
+    record = plancache.launch_fields(plan, wave, SECRET_VARIABLES + AGENT_VARIABLES)
+    return _take_off(record, entry, wanted[1], lease, environ, ahead=True)
+
+
+def _take_off(record: dict, entry: str, requested: str | None, lease: int, environ: Mapping[str, str], *,
+              ahead: bool = False) -> EarlyStart | None:
+    """With the plan's lease held: its ports free, this process a subreaper, the sandbox
+    made, then the runs (`_start`); None, the lease given back, at the first that fails."""
     # a stop waits from before the sandbox is made until `_start` holds it (in its `try`,
     # which gives it up): raised in between, it left the sandbox behind
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, STOPS)
@@ -183,11 +248,11 @@ def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
                 os.close(lease)
                 return None
             earlyfork.set_subreaper()
-            sandbox = _make_sandbox(wanted[1], record["name"])
+            sandbox = _make_sandbox(requested, record["name"])
         except OSError:
             os.close(lease)
             return None
-        return _start(record, entry, sandbox, lease, environ, mask)
+        return _start(record, entry, sandbox, lease, environ, mask, ahead)
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
 
@@ -243,6 +308,7 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
             from executor import codecache
 
             codecache.install("run")  # nothing more when the entry point installed it before the fork
+            codecache.also("plan")  # the config language's classes, which the parent never loads
             from executor.local.planning import plan_ahead
 
             plan_ahead(inputs, write_end)
@@ -311,9 +377,9 @@ def _make_sandbox(requested: str | None, name: str) -> str:
 
 
 def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[str, str],
-           mask: set[int]) -> EarlyStart | None:
+           mask: set[int], ahead: bool) -> EarlyStart | None:
     marker = os.urandom(16).hex()
-    early = EarlyStart(entry=entry, sandbox=sandbox, lease_fd=lease, marker=marker,
+    early = EarlyStart(entry=entry, sandbox=sandbox, lease_fd=lease, marker=marker, planned_ahead=ahead,
                        task_id=f"{record['name']}-{record['instance']}-{os.urandom(4).hex()}")
     opened: list[int] = []
 

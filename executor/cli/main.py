@@ -191,8 +191,11 @@ def _cmd_run(args: Any) -> int:
                            spooled=True)
         for conflict in flag_conflicts(RunSettings, args, os.environ):
             logsetup.say("warning", conflict)
-        run = LocalRun(settings, registry=RegistrySettings.from_args(args, os.environ), early=early, ahead=ahead,
-                       spooled=True, exits_after=True, unit=_unit_state(settings.ready_fd))
+        registry, unit = RegistrySettings.from_args(args, os.environ), _unit_state(settings.ready_fd)
+        if early is None and ahead is not None:  # a first run: the plan made ahead's first runs, now
+            early = launch.start_first(ahead)
+        run = LocalRun(settings, registry=registry, early=early, ahead=ahead, spooled=True, exits_after=True,
+                       unit=unit)
         early = ahead = None  # the run's to adopt, take or give up
         return run.run()
     except SandboxError as exc:

@@ -55,6 +55,12 @@ def _record(signum: int, frame: object) -> None:
     _deferred.append(signum)
 
 
+def stop_pending() -> bool:
+    """Whether a stop signal was recorded and not taken yet (as a container's main process,
+    one that came while Stoker loaded): a run asked to stop starts nothing early."""
+    return any(signum not in STRAYS for signum in _deferred)
+
+
 def deferred_signals() -> list[int]:
     """The stop signals recorded since `defer_stop_signals`, in order, once."""
     taken = list(_deferred)
@@ -88,11 +94,13 @@ def undefer_stop_signals() -> None:
 
 
 class EarlyStart:
-    __slots__ = ("entry", "sandbox", "made_sandbox", "task_id", "marker", "runs",
+    __slots__ = ("entry", "sandbox", "made_sandbox", "task_id", "marker", "runs", "planned_ahead",
                  "_lock_fd", "_lease_fd", "watchdog_pid", "_watchdog_fd")
 
-    def __init__(self, *, entry: str, sandbox: str, lease_fd: int, task_id: str, marker: str) -> None:
+    def __init__(self, *, entry: str, sandbox: str, lease_fd: int, task_id: str, marker: str,
+                 planned_ahead: bool = False) -> None:
         self.entry = entry  # the plan cache entry (path without suffix) whose lease is held
+        self.planned_ahead = planned_ahead  # a first run's: its runs are the plan made ahead's, not the kept one's
         self.sandbox = sandbox  # absolute, resolved; made by the early start
         self.made_sandbox = True  # until a supervisor took it: `abandon` removes it
         self.task_id = task_id

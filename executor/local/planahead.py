@@ -21,10 +21,20 @@ first line, the child's own imports of attrs and the rest competed with the pare
 plan was ready at 932 and the supervisor waited for it in 5 of 12 runs (first spawn at
 1155); forked after them (317), it plans by 507, about 150 before the supervisor has loaded
 (704), which waited for it in none (first spawn at 785: 61 after taking the plan, for the
-plan cache, the host session, the cgroup, the watchdog and the checkpoint). The child is
-off the critical path; what is on it is the supervisor's own loading. Not built: starting
-the plan's first runs as soon as the plan arrives, as the early start does for a kept plan,
-which would move the first spawn near 507 (the runs then adopted as an early start's are).
+plan cache, the host session, the cgroup, the watchdog and the checkpoint). Those 61 are off
+the path now: once loaded and its settings read, `stoker run` starts the plan's first runs
+from the child's answer as the early start does a kept plan's (`launch.start_first`), and
+the supervisor adopts them. Probed again so (the shared VM at a load of 3.5 to 8, N=1), the
+child's answer came before the end of the supervisor's imports in some runs and after in
+others, each 70 to 240 ms after the fork as the load went: the child's own work is on the
+path as much as the supervisor's imports. In one process, for hello_world: the config
+language's imports 20-25 ms (pystachio's schema classes the most, `config.schema.aurora`),
+the plan 6; `inspect` and `pprint` no longer load for pystachio (`executor/deferred.py`), nor
+are the language's attrs classes compiled again (`executor/codecache.py`, `plan`). Probed
+after those (load 4.4, 3 runs): fork at 117-130, the answer at 171-173, the supervisor's
+settings read and the lease taken at 192-213, its first run spawned 3.5 later. Not built:
+starting them as the answer arrives, mid-imports (a check between imports), which needs the
+first wave in the answer (the planner, 9 ms, in the child) and the settings read first.
 
 `PlanAhead` is that child: its pid, the pipe its answer comes through (the same answer as
 `planning.plan_apart`'s child gives), and what it planned for (config as given, no job key,
@@ -54,16 +64,24 @@ def inputs_of(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], 
 
 
 class PlanAhead:
-    __slots__ = ("pid", "inputs", "_read_end")
+    __slots__ = ("pid", "inputs", "_read_end", "_answer", "plan")
 
     def __init__(self, pid: int, read_end: int, inputs: Inputs) -> None:
         self.pid = pid  # -1 once answered or cancelled: reaped
         self.inputs = inputs
         self._read_end = read_end
+        self._answer: tuple[bytes, int] | None = None
+        # the plan its answer holds, once decoded (the early start decodes it first, and the
+        # run plans with that one: decoded twice, the first one's objects were garbage left
+        # as holes under the supervisor's state)
+        self.plan: object = None
 
     def answer(self) -> tuple[bytes, int]:
-        """(what the child sent, its wait status) once it ended; kills and reaps it first
-        when the wait is interrupted (Ctrl-C), and raises that again."""
+        """(what the child sent, its wait status) once it ended, the same at every call (the
+        early start reads it first, `planning.plan_apart` again); kills and reaps the child
+        first when the wait is interrupted (Ctrl-C), and raises that again."""
+        if self._answer is not None:
+            return self._answer
         chunks = []
         try:
             while chunk := os.read(self._read_end, 1 << 16):
@@ -73,7 +91,8 @@ class PlanAhead:
             self.cancel()
             raise
         self._done()
-        return b"".join(chunks), status
+        self._answer = (b"".join(chunks), status)
+        return self._answer
 
     def cancel(self) -> None:
         """Kill and reap the child (nothing when it was answered or cancelled)."""

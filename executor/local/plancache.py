@@ -97,18 +97,37 @@ class Lease:
             os.close(self._fd)
             self._fd = None
 
+    def take(self) -> int | None:
+        """The lease's descriptor, for the early start to hold (None: not held); no longer
+        this object's."""
+        fd, self._fd = self._fd, None
+        return fd
+
 
 def lease(directory: str, key: tuple[Any, ...]) -> Lease:
     """Take the lease on the entry for `key` (making the directory, private, if needed);
     never waits: a lease another live run holds is not held here."""
+    if not _private_dir(directory):
+        return Lease(None)
+    return Lease(planfiles.lock(_path(directory, key, planfiles.LOCK_SUFFIX)))
+
+
+def lease_at(directory: str, path: str) -> Lease:
+    """`lease`, of the entry whose lock file is `path` in `directory` (the early start of a
+    first run names its entry by the config's path: `executor/cli/launch.py`)."""
+    if not _private_dir(directory):
+        return Lease(None)
+    return Lease(planfiles.lock(path))
+
+
+def _private_dir(directory: str) -> bool:
+    """Whether `directory` is there (made now if need be) and no other user can redirect it."""
     try:
         make_dirs(directory, 0o700)  # each level: ~/.cache too, under a umask of 0
         # again, now that it is made: a level another user made meanwhile is not trusted
-        if not planfiles.private(os.stat(directory)) or not trusted_path(directory):
-            return Lease(None)
+        return planfiles.private(os.stat(directory)) and trusted_path(directory)
     except OSError:
-        return Lease(None)
-    return Lease(planfiles.lock(_path(directory, key, planfiles.LOCK_SUFFIX)))
+        return False
 
 
 def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bool],
@@ -209,13 +228,10 @@ def keep_launch(directory: str, key: tuple[Any, ...], sources: Mapping[str, str]
         with contextlib.suppress(OSError):
             os.unlink(path)
         return
-    spec = plan.spec
     record = {
         "format": planfiles.LAUNCH_FORMAT, "key": key, "roots": planfiles.code_roots(),
         "sources": tuple(sorted((os.path.abspath(p), text) for p, text in sources.items())),
-        "name": plan.name, "instance": spec.instance, "standin": plan.stand_in,
-        "wave": [(name, spec.task.process(name).cmdline) for name in wave],
-        "ports": [spec.ports[name] for name in plan.allocated], "secrets": list(secrets),
+        **launch_fields(plan, wave, secrets),
     }
     try:
         data = marshal.dumps(record)
@@ -224,6 +240,17 @@ def keep_launch(directory: str, key: tuple[Any, ...], sources: Mapping[str, str]
     except (OSError, ValueError) as exc:
         log_event(logger, logging.DEBUG, "plan_cache_not_kept",
                   reason=f"could not keep the launch record in {directory}: {exc}")
+
+
+def launch_fields(plan: JobPlan, wave: list[str], secrets: tuple[str, ...]) -> dict[str, Any]:
+    """What the early start starts `plan`'s first runs from (`executor/cli/launch.py`): the
+    job's name and instance, the plan's stand-in task id, the commands of `wave` (run 0 of
+    each), the ports it chose and the variables no run inherits. The launch record holds
+    them; a first run's early start takes them from the plan made ahead."""
+    spec = plan.spec
+    return {"name": plan.name, "instance": spec.instance, "standin": plan.stand_in,
+            "wave": [(name, spec.task.process(name).cmdline) for name in wave],
+            "ports": [spec.ports[name] for name in plan.allocated], "secrets": list(secrets)}
 
 
 def entry_stem(directory: str, key: tuple[Any, ...]) -> str:

@@ -85,7 +85,7 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the
     ran there, and may have called os._exit(), killed its process or raised KeyboardInterrupt
     (which the loader leaves to the command): a ConfigError that says so."""
     if ahead is not None:
-        return _result(*ahead.answer(), source)
+        return _result(*ahead.answer(), source, ahead.plan)
     if threading.active_count() > 1 or (forked := _fork(plan)) is None:
         return _here(plan)
     return _result(*_collect(*forked), source)
@@ -189,7 +189,9 @@ def _bounded(secs: float) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def _result(data: bytes, status: int, source: str) -> Planned:
+def _result(data: bytes, status: int, source: str, decoded: object = None) -> Planned:
+    """The plan in the child's answer (`decoded` when it was decoded already, by the early
+    start), the sources and the problem; raises what the child sent instead."""
     if not data:
         raise ConfigError(f"{source}: the process running the config ended ({_ended(status)}) before the "
                           "job was planned: does its code call os._exit(), kill its own process or "
@@ -202,7 +204,7 @@ def _result(data: bytes, status: int, source: str) -> Planned:
                           "that never ends, such as a FIFO nobody writes to?), so planning was stopped")
     if answer[0] == "crash":
         raise RuntimeError(f"planning the job failed in its process:\n{answer[1]}")
-    plan = plancache.decode(answer[1])
+    plan = plancache.decode(answer[1]) if decoded is None else decoded
     assert isinstance(plan, JobPlan)
     return plan, answer[2], answer[3]
 

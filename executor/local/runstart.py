@@ -122,15 +122,20 @@ class RunStart:
             log_event(logger, logging.WARNING, "plan_not_kept", reason=why,
                       consequence="each run plans the job again (STOKER_PLAN_CACHE names a place)")
         key = plancache.plan_key(s, host, user)
+        if ahead is None and self._from_ahead():
+            self.give_up_early("it started the plan made ahead for other settings")
         if directory is not None:
             self._lease = self._early_lease(directory, key) or plancache.lease(directory, key)
-            # the early start probed the ports before its runs could take them
-            kept = plancache.lookup(directory, key, ports_free if self._early is None else _free, self._lease)
+            # the early start probed the ports before its runs could take them; one of a plan
+            # made ahead started that plan, whatever was kept meanwhile
+            kept = None if self._from_ahead() else plancache.lookup(directory, key, ports_free if self._early is None
+                                                                    else _free, self._lease)
             if kept is not None:
                 if ahead is not None:
                     ahead.cancel()
                 return kept
-        self.give_up_early("its plan is not the one kept")
+        if not self._from_ahead():
+            self.give_up_early("its plan is not the one kept")
         from executor.local.planning import job_planner, plan_apart  # a kept plan needs none of it
 
         plan, sources, problem = plan_apart(job_planner(inputs), ahead, source=inputs[0])
@@ -165,6 +170,10 @@ class RunStart:
                              "starts as without it")
             undefer_stop_signals()  # no runs left: a stop that came meanwhile acts as without it
 
+    def _from_ahead(self) -> bool:
+        """Whether the early start still held started a first run's plan, made ahead."""
+        return self._early is not None and self._early.planned_ahead
+
     def _ahead_for(self, inputs: Inputs) -> PlanAhead | None:
         """The planning child the entry point forked, when it plans for `inputs`; cancelled
         (killed and reaped) otherwise."""
@@ -179,18 +188,12 @@ class RunStart:
 
     def _first_wave(self, plan: JobPlan) -> list[str] | None:
         """The processes the planner starts first (run 0 of each), for the early start of
-        the next run; None when that run could not start them early: another sandbox than
-        a new one, another job key or instance, --bind or --port, or a logger that is not
-        a plain file (the early start makes only plain log files)."""
+        the next run; None when that run could not start them early: another job key or
+        instance, --bind or --port, or `first_wave`'s reasons."""
         s = self._settings
         if s.jobkey is not None or s.instance != 0 or s.bindings or s.ports:
             return None
-        from executor.task.planner import Planner  # loaded for the task anyway
-
-        names = [start.process for start in Planner(plan.spec.task).decide(0.0).start]
-        loggers = [plan.spec.task.process(name).logger for name in names]
-        plain = all(lg.destination is LogDestination.FILE and lg.mode is LogMode.STANDARD for lg in loggers)
-        return names if names and plain else None
+        return first_wave(plan)
 
     def _early_lease(self, directory: str, key: tuple[object, ...]) -> plancache.Lease | None:
         """The lease the early start took, when it is this plan's."""
@@ -201,6 +204,18 @@ class RunStart:
             self.give_up_early("it took another plan's lease")
             return None
         return plancache.Lease(early.take_lease())
+
+
+def first_wave(plan: JobPlan) -> list[str] | None:
+    """The processes the planner starts first in `plan` (run 0 of each), which an early
+    start may start; None when there are none, or one's logger is not a plain file (the
+    early start makes only plain log files)."""
+    from executor.task.planner import Planner  # loaded for the task anyway
+
+    names = [start.process for start in Planner(plan.spec.task).decide(0.0).start]
+    loggers = [plan.spec.task.process(name).logger for name in names]
+    plain = all(lg.destination is LogDestination.FILE and lg.mode is LogMode.STANDARD for lg in loggers)
+    return names if names and plain else None
 
 
 def _free(ports: list[int]) -> bool:

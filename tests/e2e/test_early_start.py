@@ -74,7 +74,7 @@ def console(proc: StokerProcess) -> list[str]:
 
 def test_a_rerun_starts_its_first_process_before_stoker_loads_and_adopts_it(stoker, tmp_path):
     config = write(tmp_path, THREADS)
-    first, sandbox1 = stoker.finish(config)
+    first, sandbox1 = stoker.finish(config, env={"STOKER_EARLY_START": "off"})  # planned and kept
     again, sandbox2 = stoker.finish(config)
     assert adopted(first) == [] and adopted(again) == ["first"]
     threads1, task1 = stdout_of(sandbox1, "first").split("\n")[:2]
@@ -132,8 +132,8 @@ def test_a_supervisor_killed_before_it_adopts_its_early_runs_leaves_nothing(stok
     # `stoker status` of that sandbox (a lock file, logs, no checkpoint) says so: LOST.
     config = write(tmp_path, "Process(name='killer', cmdline='setsid sleep 1000 & echo $$ $! > pids; "
                              "kill -9 $PPID; exec sleep 1000')")
-    for _ in range(2):  # planned (its supervisor killed after the fork), then the early start
-        proc, sandbox = stoker(config)
+    for env in ({"STOKER_EARLY_START": "off"}, {}):  # planned (its supervisor killed after the fork), then
+        proc, sandbox = stoker(config, env)  # the early start
         try:
             assert proc.wait() == -signal.SIGKILL
             pids = [int(p) for p in wait_for(lambda s=sandbox: (s / "pids").exists() and
@@ -151,12 +151,13 @@ def test_a_supervisor_killed_before_it_adopts_its_early_runs_leaves_nothing(stok
         "before it recorded anything, in its early start")
 
 
-def test_an_edited_config_is_never_started_early(stoker, tmp_path):
+def test_an_edited_config_is_started_early_from_its_new_plan_never_the_kept_one(stoker, tmp_path):
     config = write(tmp_path, "Process(name='say', cmdline='echo before')")
     stoker.finish(config)
     config.write_text(config.read_text().replace("before", "after"))
     again, sandbox = stoker.finish(config)
-    assert adopted(again) == [] and stdout_of(sandbox, "say") == "after\n"
+    assert adopted(again) == ["say"] and stdout_of(sandbox, "say") == "after\n"
+    assert "early_start_given_up" not in again.stderr()
 
 
 def tamper(cache: Path, change) -> None:  # type: ignore[no-untyped-def]
@@ -232,7 +233,7 @@ def test_an_early_run_the_supervisor_would_not_start_is_killed_and_the_right_one
                     reason="no cgroup2 hierarchy here")
 def test_early_runs_and_what_they_started_join_the_task_cgroup(stoker, tmp_path):
     config = write(tmp_path, "Process(name='tree', cmdline='sleep 1000 & echo $! > child; exec sleep 1000')")
-    for _ in range(2):  # planned, then started early
+    for _ in range(2):  # started early from the plan made ahead, then from the kept one
         proc, sandbox = stoker(config)
         try:
             proc.wait_output("WAITING → RUNNING", timeout_secs=30)
@@ -284,7 +285,7 @@ def test_a_daemon_that_left_everything_while_stoker_loaded_is_still_the_tasks(st
     config = write(tmp_path, "Process(name='spawner', cmdline=\"( setsid env -i /bin/sh -c "
                              "'echo $$ > daemon; exec sleep 1000' & ); exec sleep 1000\")")
     daemons = []
-    for _ in range(2):  # planned, then the early start
+    for _ in range(2):  # started early from the plan made ahead, then from the kept one
         proc, sandbox = stoker(config, env={"STOKER_CGROUPS": cgroups})
         try:
             proc.wait_output("WAITING → RUNNING", timeout_secs=30)
@@ -355,8 +356,8 @@ def test_a_process_named_after_the_task_id_is_started_once_and_adopted(stoker, t
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_ctrl_c_while_stoker_loads_stops_the_early_runs_gracefully(stoker, tmp_path, stop):
-    # The run sends SIGINT to its parent as it starts: at the first run (planned) the
-    # supervisor; at the second (started early) `stoker run` still loading itself. There
+    # The run sends SIGINT to its parent as it starts: `stoker run` before its supervisor
+    # runs (a first run's early start), or still loading itself (a re-run's). There
     # the Ctrl-C ended the command at once and the watchdog SIGKILLed the running service:
     # no SIGTERM, no final process, not a line. Now the stop waits for the supervisor, which
     # adopts the run and stops it as any running process: SIGTERM first. So do a SIGTERM and
@@ -364,7 +365,7 @@ def test_a_ctrl_c_while_stoker_loads_stops_the_early_runs_gracefully(stoker, tmp
     config = write(tmp_path, "Process(name='serve', cmdline='trap \"echo termed > termed; exit 0\" TERM; "
                              f"kill -{stop.name[3:]} $PPID; while true; do sleep 0.05; done')",
                    "Process(name='last', cmdline='echo last > last', final=True)")
-    for _ in range(2):  # planned (the supervisor gets it), then started early
+    for _ in range(2):  # started early from the plan made ahead, then from the kept one
         proc, sandbox = stoker.finish(config, code=128 + stop)
         assert (sandbox / "termed").exists() and (sandbox / "last").exists(), proc.stdout() + proc.stderr()
     assert adopted(proc) == ["serve"]
@@ -395,7 +396,7 @@ def test_a_stray_signal_while_stoker_loads_is_ignored_and_ctrl_backslash_stops_g
                              "kill -USR1 $PPID; kill -RTMIN+3 $PPID; kill -TRAP $PPID; kill -QUIT $PPID; "
                              "while true; do sleep 0.05; done')",
                    "Process(name='last', cmdline='echo last > last', final=True)")
-    for _ in range(2):  # planned (the supervisor gets them), then started early
+    for _ in range(2):  # started early from the plan made ahead, then from the kept one
         proc, sandbox = stoker.finish(config, code=131)
         assert (sandbox / "termed").exists() and (sandbox / "last").exists(), proc.stdout() + proc.stderr()
         for name in ("SIGUSR1", "SIGRTMIN+3", "SIGTRAP"):

@@ -39,8 +39,9 @@ def test_every_run_starts_with_the_same_signals_whatever_stoker_was_started_with
     # SIGTERM, SIGTSTP and SIGCHLD too, and SIGTERM and SIGUSR1 blocked. A supervisor must
     # reap its children (an ignored SIGCHLD has the kernel reap them) and stop on SIGTERM,
     # and it handles its stop signals itself, so every run gets those at their defaults and
-    # nothing blocked, whichever path forked it: `first` starts early at the second run,
-    # `then` (after it) from the supervisor. One it leaves alone (SIGQUIT) stays ignored, as
+    # nothing blocked, whichever path forked it: `first` starts early (from the plan made
+    # ahead at the first run, from the kept one at the third), or from the supervisor with
+    # STOKER_EARLY_START=off (the second); `then` (after it) from the supervisor. One it leaves alone (SIGQUIT) stays ignored, as
     # across any exec. (glibc's posix_spawn leaves its own two signals, 32 and 33, ignored
     # in an early run: a known difference, executor/procs/earlyfork.py.)
     show = "exec grep -E \"^Sig(Blk|Ign):\" /proc/self/status"
@@ -59,11 +60,12 @@ def test_every_run_starts_with_the_same_signals_whatever_stoker_was_started_with
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
     env.update(PYTHONPATH=str(REPO), STOKER_PLAN_CACHE=str(tmp_path / "plans"), STOKER_LOG_LEVEL="DEBUG")
     states, adoptions = [], []
-    for attempt in range(2):  # planned, then started early
+    for attempt, early in enumerate(("on", "off", "on")):  # planned ahead, kept (started late, then early)
         sandbox = tmp_path / f"sandbox{attempt}"
         try:
             done = subprocess.run([sys.executable, "-m", "executor", "run", str(config), "--sandbox", str(sandbox)],
-                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+                                  cwd=tmp_path, env={**env, "STOKER_EARLY_START": early}, capture_output=True,
+                                  text=True, timeout=60,
                                   preexec_fn=started_so, start_new_session=True)
         finally:
             kill_leftovers(task_pids(sandbox))
@@ -73,8 +75,8 @@ def test_every_run_starts_with_the_same_signals_whatever_stoker_was_started_with
             text = stdout_of(sandbox, process)
             blocked, ignored = (int(re.search(rf"{name}:\s+([0-9a-f]+)", text)[1], 16) for name in ("SigBlk", "SigIgn"))
             states.append((blocked, ignored & ~(1 << 31 | 1 << 32)))  # but glibc's 32 and 33
-    assert adoptions == [[], ["first"]]
-    assert states == [(0, 1 << (signal.SIGQUIT - 1))] * 4
+    assert adoptions == [["first"], [], ["first"]]
+    assert states == [(0, 1 << (signal.SIGQUIT - 1))] * 6
 
 
 # A Ctrl-C right as the early start has made its sandbox (the process sends it to itself).
@@ -102,7 +104,7 @@ def test_a_ctrl_c_as_the_early_start_makes_its_sandbox_leaves_none(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
     env.update(PYTHONPATH=f"{hook}{os.pathsep}{REPO}", STOKER_PLAN_CACHE=str(tmp_path / "plans"))
     statuses = []
-    for attempt in range(2):  # planned, then started early
+    for attempt in range(2):  # started early from the plan made ahead, then from the kept one
         sandbox = tmp_path / f"sandbox{attempt}"
         try:
             done = subprocess.run([sys.executable, "-m", "executor", "run", str(config), "--sandbox", str(sandbox)],

@@ -256,7 +256,8 @@ sys.meta_path.insert(0, Recorder())
 
 # What the supervisor and a first run's planning child both use, loaded before the fork.
 # Not `inspect` and `ast`: deferred (executor/deferred.py), the supervisor never loads them;
-# the child's pystachio does, after the fork.
+# the child loads `ast` (config.purity), after the fork, and not `inspect`: the one name
+# pystachio reads of it (`isclass`), as of `pprint` (`pformat`), is served without it.
 LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "logging",
                                    "executor.codecache", "config.settings", "config.errors", "socket",
                                    "config.plan", "config.spec", "executor.local.plancache",
@@ -276,8 +277,11 @@ def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(
     supervisor = by_pid.pop(supervisor_pid)
     assert "executor.procs.supervisor" in supervisor
     assert sorted(supervisor & PLANNING) == []
-    assert sorted(supervisor & UNREAD) == []  # its planning child's pystachio reads inspect
+    assert sorted(supervisor & UNREAD) == []
     assert [sorted(PLANNING - mods) for mods in by_pid.values()] == [[]]  # one child planned
+    # nor does the child run `inspect` (`dis`, `opcode`) or `pprint` (`dataclasses`): 3-9 ms
+    # on a first run's path (executor/deferred.py, SERVED)
+    assert [sorted(mods & {"dis", "opcode", "dataclasses"}) for mods in by_pid.values()] == [[]]
     # forked once attrs and the rest both processes use were loaded: it has them from the
     # fork (executor/local/planahead.py), it does not import them again
     assert [sorted(mods & LOADED_BEFORE_THE_PLANNING_FORK) for mods in by_pid.values()] == [[]]

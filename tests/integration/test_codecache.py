@@ -212,7 +212,7 @@ def test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile(tmp_path):
                           timeout=120)
     assert warm.returncode == 0, warm.stderr
     assert sorted(p.name.split(".")[0] for p in tmp_path.glob("attrs-*.bin")) == [
-        "attrs-cli", "attrs-executor", "attrs-observe", "attrs-run"]
+        "attrs-cli", "attrs-executor", "attrs-observe", "attrs-plan", "attrs-run"]
     assert probe(tmp_path, 5)["counts"][1] == 0  # `run`'s start, all warmed
 
 
@@ -382,3 +382,38 @@ def test_attrs_step_without_locals_defines_in_the_globals_it_was_given(tmp_path)
 
     assert answer("plain") == {"installed": False, "answer": 42}
     assert answer("cache") == {"installed": True, "answer": 42}
+
+
+# A first run's planning child: `run`'s cache installed (the entry point's, before the fork),
+# then `plan`'s added (`codecache.also`), the config language loaded: the classes it
+# compiled, and whether `run`'s file holds any of the config language's.
+PLANNING_CHILD = textwrap.dedent("""
+    import json, sys
+    from executor import codecache
+    codecache.install("run")
+    import executor.local.planning
+    if sys.argv[1] == "also":
+        codecache.also("plan")
+    import config.loader, config.bind
+    print(json.dumps({"compiled": codecache.counts()[1],
+                      "in_run": sorted(name for name in codecache._cache.loaded if "config.loader" in name
+                                       or "config.bind" in name or "config.templates" in name)}))
+""")
+
+
+@pytest.mark.parametrize("also", ["also", "no"])
+def test_the_planning_child_serves_the_config_language_from_its_own_file(tmp_path, also):
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    for profile in ("run", "plan"):
+        warm = subprocess.run([sys.executable, "-m", "executor.codecache", profile], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert warm.returncode == 0, warm.stderr
+    done = subprocess.run([sys.executable, "-c", PLANNING_CHILD, also], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    if also == "also":
+        assert seen["compiled"] == 0
+    else:  # the supervisor's file holds none of them (it never loads them): compiled again
+        assert seen["compiled"] > 0 and seen["in_run"] == []

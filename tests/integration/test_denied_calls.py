@@ -226,7 +226,7 @@ def test_where_unshare_is_denied_the_runs_are_forked_by_popen_in_their_sandbox(t
     their defaults here, whatever started the test (`make` starts it with them ignored)."""
     seen = {}
     for rules in ([], ["unshare=EPERM"]):
-        config = tmp_path / f"show{len(rules)}.aurora"  # each its own: planned, not started early
+        config = tmp_path / f"show{len(rules)}.aurora"  # each its own, and no early start: the supervisor's runs
         config.write_text(textwrap.dedent("""\
             jobs = [Job(cluster='local', role='me', environment='test', name='show',
                         task=Task(processes=[Process(name='show', cmdline='grep ^SigIgn: /proc/self/status; pwd')],
@@ -234,7 +234,8 @@ def test_where_unshare_is_denied_the_runs_are_forked_by_popen_in_their_sandbox(t
         """))
         sandbox = tmp_path / f"sandbox-{len(rules)}"
         launcher = (*glibcsignals.launcher(), *(seccomp.launcher(rules) if rules else ()))
-        run = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path, launcher=launcher)
+        run = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path, launcher=launcher,
+                            env={"STOKER_EARLY_START": "off"})
         try:
             assert run.wait() == 0, run.stderr()
         finally:

@@ -1,0 +1,99 @@
+"""A first run's early start (executor/cli/launch.py, `start_first`): a config run for the
+first time has its first processes started from the plan the child forked ahead made, as
+soon as `stoker run` has read its settings, before its supervisor's own start (session,
+cgroup, watchdog, checkpoint), and the supervisor adopts them; a config that fails to
+load, or a run that fails on its settings, never started a process."""
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+
+from executor.local import planfiles
+from tests.support.earlyjob import stdout_of, write
+from tests.support.stoker_proc import StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+# Writes a file once it runs: a run started by mistake leaves it behind.
+TOUCH = "Process(name='first', cmdline='touch {path}; echo {{{{thermos.task_id}}}}')"
+
+
+def run(tmp_path, config, name: str = "sandbox", env: dict[str, str] | None = None) -> tuple[StokerProcess, object]:
+    """`stoker run CONFIG --sandbox NEW` with a plan cache of the test's."""
+    sandbox = tmp_path / name
+    work = tmp_path / f"work-{name}"
+    work.mkdir()
+    proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work,
+                         env={"STOKER_PLAN_CACHE": str(tmp_path / "plans"), "STOKER_LOG_LEVEL": "DEBUG", **(env or {})})
+    return proc, sandbox
+
+
+def adopted(proc: StokerProcess) -> list[str]:
+    return re.findall(r"process_adopted task=\S+ process=(\S+) run=0", proc.stderr())
+
+
+def test_a_first_run_starts_the_plan_made_aheads_first_runs_and_adopts_them(tmp_path):
+    config = write(tmp_path, TOUCH.format(path="ran"), "Process(name='second', cmdline='echo second')",
+                   "Process(name='after', cmdline='echo after')")
+    config.write_text(config.read_text().replace("finalization_wait=2)", "finalization_wait=2, "
+                                                 "constraints=[Constraint(order=['first', 'after'])])"))
+    proc, sandbox = run(tmp_path, config)
+    try:
+        assert proc.wait() == 0, proc.stdout() + proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    assert sorted(adopted(proc)) == ["first", "second"]  # `after` waits for `first`: the supervisor's
+    task = stdout_of(sandbox, "first").strip()
+    header = next(r for r in checkpoint_records(sandbox) if r.get("kind") == "header")
+    assert re.fullmatch(r"early-0-[0-9a-f]{8}", task) and header["task_id"] == task
+    assert stdout_of(sandbox, "after") == "after\n"
+    # the plan is kept as after any first run: the next run starts from it
+    entry = planfiles.entry_path(str(tmp_path / "plans"), str(config), None, 0, "")
+    assert (tmp_path / "plans" / (entry.rsplit("/", 1)[1] + planfiles.START_SUFFIX)).exists()
+
+
+@pytest.mark.parametrize("later, problem", [
+    ("Process(name='other', cmdline='echo {{nope}}')", "nope"),
+    ("Process(name='first', cmdline='echo twice')", "first"),
+    ("Process(name='other', cmdline='echo', max_failures=-1)", "max_failures"),
+])
+def test_a_config_that_fails_to_load_after_its_first_process_never_started_it(tmp_path, later, problem):
+    marker = tmp_path / "ran"
+    config = write(tmp_path, TOUCH.format(path=marker), later)
+    proc, sandbox = run(tmp_path, config)
+    try:
+        code = proc.wait()
+    finally:
+        proc.close()
+    assert code != 0 and problem in proc.stderr(), proc.stderr()
+    assert not marker.exists() and not (sandbox / ".logs").exists()
+    assert "process_adopted" not in proc.stderr()
+
+
+def test_a_run_that_fails_on_its_settings_never_started_the_plan_made_ahead(tmp_path):
+    marker = tmp_path / "ran"
+    proc, sandbox = run(tmp_path, write(tmp_path, TOUCH.format(path=marker)), env={"STOKER_LOG_LEVEL": "bogus"})
+    try:
+        assert proc.wait() == 2
+    finally:
+        proc.close()
+    assert "STOKER_LOG_LEVEL" in proc.stderr() and not marker.exists() and not sandbox.exists()
+
+
+def test_a_supervisor_killed_before_it_adopts_a_first_runs_early_runs_leaves_nothing(tmp_path):
+    config = write(tmp_path, "Process(name='killer', cmdline='setsid sleep 1000 & echo $$ $! > pids; "
+                             "kill -9 $PPID; exec sleep 1000')")
+    proc, sandbox = run(tmp_path, config)
+    pids: list[int] = []
+    try:
+        assert proc.wait() == -signal.SIGKILL
+        pids = [int(p) for p in wait_for(lambda: (sandbox / "pids").exists() and (sandbox / "pids").read_text().split(),
+                                         10, message="the run's pids")]
+        wait_for(lambda: not live(pids), 10, message=f"the task's processes {pids} killed")
+    finally:
+        proc.close()
+        kill_leftovers(pids)
