@@ -32,10 +32,14 @@ literals), so `install()` has every module imported after it compiled without th
   without docstrings and its file written only where Python would compile it too (no
   `.pyc` it can use: a timestamp one of the source, or a hash-based one) and would write
   a `.pyc` (not under PYTHONDONTWRITEBYTECODE, not in a directory this user cannot write,
-  or under one); otherwise the module loads as ever, from its `.pyc`, docstrings included:
-  this only ever saves memory, it never decides what runs, a start never compiles what it
-  cannot keep, and never what Python would not compile (this compile is twice Python's:
-  seconds, for a fresh unpack of the zipapp). `python -m executor.codecache`, which an
+  or under one), or where a file of ours no longer matches its source (an edited dev tree,
+  an installation upgraded without the warm step: Python's `.pyc` of the new source would
+  otherwise serve it, with its docstrings, at every start until the warm step ran again:
+  compiled once, for the modules that changed); otherwise the module loads as ever, from
+  its `.pyc`, docstrings included: this only ever saves memory, it never decides what runs,
+  a start never compiles what it cannot keep, nor what Python would not compile but what
+  a file of ours gone stale held (this compile is twice Python's: seconds, for a fresh
+  unpack of the zipapp, which has none). `python -m executor.codecache`, which an
   installer runs, writes the files of every module each command imports.
 - A config (`stoker run`'s, `stoker inspect`'s) is the user's code, run in Stoker's
   process, and may import modules that read their own docstrings: what it imports, and
@@ -116,7 +120,9 @@ class NoDocLoader(SourceFileLoader):
         code = _unmarshal(data) if data[:16] == header else None
         if code is not None:
             return code
-        if not _may_write(kept) or (not _compile_always and _usable_pyc(source_path, header)):
+        # Python's usable `.pyc` serves a module without a file of ours (not warmed); a stale one of
+        # ours (its source edited, or upgraded without the warm step) is compiled again, once
+        if not _may_write(kept) or (not _compile_always and not data and _usable_pyc(source_path, header)):
             return super().get_code(fullname)
         code = compile_without_docstrings(self.get_data(source_path), source_path)
         # with the source's mode, as a .pyc (typeshed does not list this method of SourceFileLoader)

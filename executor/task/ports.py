@@ -25,10 +25,9 @@ if TYPE_CHECKING:  # loaded only by a task with a health check
     from healthcheck.checkers import Checker, CommandResult
     from healthcheck.policy import Attempt
 
-__all__ = [
-    "Announcer", "CheckpointSink", "DiskChecks", "HealthChecks", "HealthStarter", "HostPort", "Lifecycle",
-    "LifecycleStarter", "OwnerPorts", "ProcessPort", "Reporter", "SpawnError",
-]
+# what runs: the Protocols below are the type checker's only (a star import of them, listed
+# here, raised AttributeError); a module imports them by name under TYPE_CHECKING
+__all__ = ["OwnerPorts", "SpawnError"]
 
 
 # The ports, for the type checker: annotations only (`from __future__ import annotations`),

@@ -339,3 +339,45 @@ def deferred_attrs() -> tuple[str, ...]:
     from executor.deferred import ATTRS_UNREAD
 
     return ATTRS_UNREAD
+
+
+VALIDATING_CONFIG = """\
+import attr, attrs
+from attr import validators
+from attrs.validators import instance_of
+from attr.converters import optional
+from attrs.filters import exclude
+
+@attr.s
+class Size(object):
+    mb = attr.ib(validator=[validators.instance_of(int), attrs.validators.ge(1)], converter=optional(int))
+
+@attrs.define
+class Named:
+    name: str = attrs.field(validator=instance_of(str))
+
+try:
+    Named(3)
+    raise SystemExit("attrs' validator did not run")
+except TypeError:
+    Named("ok")
+assert attrs.asdict(Named("x"), filter=exclude(attrs.fields(Named).name)) == {}
+jobs = [Job(task=Task(processes=[Process(name='web', cmdline='echo hi')],
+                      resources=Resources(cpu=0.1, ram=Size("32").mb * MB, disk=32 * MB)),
+            cluster='c', role='r', environment='e', name='sized')]
+"""
+
+
+def test_a_config_that_uses_attrs_validators_converters_and_filters_at_import_loads_them(tmp_path):
+    """`stoker inspect` (and `stoker run`'s planning, the same loader) with attrs' three
+    modules deferred by the entry point: a config's `from attr import validators`,
+    `from attrs.validators import ...` and the validators of classes it makes work as with
+    them loaded (STOKER_CODE_CACHE=off)."""
+    (tmp_path / "job.aurora").write_text(VALIDATING_CONFIG)
+    environ = {k: v for k, v in os.environ.items() if k != "STOKER_CODE_CACHE"}
+    for setting in (str(tmp_path / "cache"), "off"):
+        result = subprocess.run([sys.executable, "-m", "executor", "inspect", "job.aurora"], cwd=tmp_path,
+                                env={**environ, "PYTHONPATH": str(REPO), "STOKER_CODE_CACHE": setting},
+                                capture_output=True, text=True, timeout=60)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert "job c/r/e/sized" in result.stdout and "ram=33554432" in result.stdout

@@ -102,6 +102,28 @@ def test_a_changed_source_is_compiled_again(package):
     assert probe(package)["answer"] == 4242
 
 
+
+def test_a_changed_source_whose_pyc_python_wrote_is_compiled_again_where_its_file_was(package):
+    """A dev tree edited, or an installer that upgrades and compiles `.pyc` files (pip)
+    without the warm step: the file of ours is stale, Python's `.pyc` usable. The module was
+    loaded from that `.pyc`, docstrings and columns included (0.5 MiB of an idle `stoker run`),
+    at every start until `python -m executor.codecache` ran again; a stale file of ours says
+    this installation was warmed: compiled again once, where it can be written."""
+    probe(package)
+    source = package / "probepkg" / "mod.py"
+    source.write_text(MODULE.replace("return 42", "return 4242"))
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 2_000_000_000))
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{package}", "PYTHONPYCACHEPREFIX": str(package / "pyc")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    compiled = subprocess.run([sys.executable, "-m", "compileall", "-q", "probepkg"], cwd=package, env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert compiled.returncode == 0, compiled.stderr
+    after = probe(package)
+    assert after["answer"] == 4242 and after["docs"] == [None, None]
+    [path] = kept(package)
+    assert path.read_bytes()[8:12] == (int(source.stat().st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+
+
 @pytest.mark.parametrize("damage", ["header", "body"])
 def test_a_damaged_file_is_compiled_again(package, damage):
     probe(package)
