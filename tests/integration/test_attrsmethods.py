@@ -7,17 +7,13 @@ PYTHONHASHSEED in each, so that a class's own number in its hash is the same too
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from attr import _make
 
-from tests.support.stoker_proc import REPO
+from tests.support.attrsprobe import run_probe
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -126,11 +122,7 @@ PROBE = textwrap.dedent("""
 
 
 def probe(cache: Path, mode: str) -> dict:
-    env = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONHASHSEED": "7"}
-    result = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return run_probe(PROBE, cache, mode, seed=7)
 
 
 def test_served_repr_and_eq_answer_what_attrs_own_do(tmp_path):

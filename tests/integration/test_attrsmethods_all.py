@@ -9,16 +9,12 @@ a repr of an instance whose first shown field holds itself and a pickled copy.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.support.stoker_proc import REPO
+from tests.support.attrsprobe import run_probe
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -74,11 +70,7 @@ PROBE = textwrap.dedent("""
 
 
 def probe(cache: Path, mode: str) -> dict:
-    env = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONHASHSEED": "11"}
-    result = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return run_probe(PROBE, cache, mode, seed=11, timeout=120)
 
 
 def test_every_stoker_class_answers_as_with_attrs_own_methods(tmp_path):
