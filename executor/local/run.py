@@ -71,6 +71,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Those `_on_signal` stops on (SIGTSTP it declines): left ignored by a run that exits after
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP)
 EXIT_INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: Stoker's own error ended the run, not the task's
 
 
@@ -85,7 +87,8 @@ class LocalRun:
         or give up; `ahead`: the child the entry point forked to plan a first run; `spooled`:
         printed through the process's spool (`executor.logs.spool`: never blocked by a
         terminal that stopped reading); `exits_after`: the process ends after this run (the
-        command), so the strays stay ignored once its relay closes, as it writes its last lines;
+        command), so the strays and stop signals stay ignored once its relay closes, as it
+        writes its last lines;
         `unit`: what systemd hears of the run (`executor/local/unitstate.py`), when it asked."""
         self._settings = settings
         self._registry = registry
@@ -193,20 +196,30 @@ class LocalRun:
         return code if self._signal is None else 128 + self._signal
 
     def run(self) -> int:
+        relay = None
         try:
-            relay = None
             prepared = self._prepare()
             try:
-                relay = self._relay_signals()  # until the session is closed: a late signal waits
+                relay = self._relay_signals()  # until what the run held is let go: a late signal waits
                 return self._run(prepared)
             finally:
                 prepared.session.close()
-                if relay is not None:
-                    relay.close(ignoring=STRAY_SIGNALS if self._exits_after else ())
         finally:
+            self._let_go(relay)
+
+    def _let_go(self, relay: SignalRelay | None) -> None:
+        """Give up the early start nothing took, the kept plan's lease and systemd's socket
+        while the relay still takes the stop signals (one then has nothing left to stop), then
+        close it. A command that exits after keeps them ignored as it writes its last lines:
+        the entry point's handler it would put back raised there, and replaced the run's exit
+        status with a stop's (143 for a job that ended 0)."""
+        try:
             self._start.close()
             if self._unit is not None:
                 self._unit.close()
+        finally:
+            if relay is not None:
+                relay.close(ignoring=(*STRAY_SIGNALS, *STOP_SIGNALS) if self._exits_after else ())
 
     def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(
