@@ -28,7 +28,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from executor.procs import cgroups
+from executor.procs import cgroups, oomcount
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support import cgroups as cgroup_support
 from tests.support.stoker_proc import REPO, measured
@@ -139,7 +139,7 @@ def test_the_supervising_process_in_its_task_cgroup_is_never_killed_with_it():
 # enter it, fork a daemon as a run would, leave, kill it through the cgroup.
 DELEGATE = """
 import os, select, sys, time
-from executor.procs import cgroups
+from executor.procs import cgroups, oomcount
 made = cgroups.create("stoker-task-" + sys.argv[2], sys.argv[1])
 if isinstance(made, cgroups.NoCgroup):
     print("none", made.reason)
@@ -199,3 +199,30 @@ def test_a_non_root_delegate_kills_its_daemon_through_a_cgroup_below_the_delegat
     how, directory, problem, daemon_exited, left = as_delegate(command, unit)
     assert (how, os.path.dirname(directory), problem, daemon_exited, left) == \
         ("kill", str(unit), "None", "True", "False")
+
+
+def test_the_oom_count_is_v1_s_here_and_v2_alone_has_none_without_its_memory_controller():
+    """The count's v2 lookup (the nearest cgroup with `memory.events`, up to the mount) on
+    real files: this host binds the memory controller to v1, so the v2 walk from a task's v2
+    cgroup finds no count, and the counter is v1's `memory.oom_control`. On a v2-only host
+    with memory enabled (unreachable here) the walk stops at the first `memory.events`."""
+    root = v2_root()
+    if "memory" in (root / "cgroup.controllers").read_text().split():
+        pytest.skip("the memory controller is v2's here: the count is memory.events")
+    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", "auto")
+    assert isinstance(made, cgroups.TaskCgroup), made
+    try:
+        made.enter()
+        proc_cgroup, mountinfo = Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text()
+        made.leave()
+        v2_lines = "".join(line + "\n" for line in mountinfo.splitlines() if " - cgroup2 " in line)
+        assert f"0::{made.place.path}" in proc_cgroup.splitlines()
+        assert oomcount.find_counter(proc_cgroup, v2_lines) is None  # walked up to the mount: none
+        assert oomcount.count(made.directory, v2=True) is None
+        counter = oomcount.find_counter(proc_cgroup, mountinfo)
+        assert counter is not None and not counter.v2 and counter.count() is not None
+    finally:
+        if made.entered:
+            made.leave()
+        cgroup_support.remove(made.directory)
+        cgroups.release(made)
