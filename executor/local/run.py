@@ -208,18 +208,21 @@ class LocalRun:
             self._let_go(relay)
 
     def _let_go(self, relay: SignalRelay | None) -> None:
-        """Give up the early start nothing took, the kept plan's lease and systemd's socket
-        while the relay still takes the stop signals (one then has nothing left to stop), then
-        close it. A command that exits after keeps them ignored as it writes its last lines:
-        the entry point's handler it would put back raised there, and replaced the run's exit
-        status with a stop's (143 for a job that ended 0)."""
+        """Give up the early start nothing took and the kept plan's lease while the relay
+        still takes the stop signals (one then has nothing left to stop), close it, then
+        systemd's socket (a stop relayed meanwhile says STOPPING=1 on it). A command that
+        exits after keeps the stop signals ignored as it writes its last lines: the entry
+        point's handler the relay would put back raised there, skipped what was left to let
+        go, and replaced the run's exit status with a stop's (143 for a job that ended 0)."""
         try:
             self._start.close()
-            if self._unit is not None:
-                self._unit.close()
         finally:
-            if relay is not None:
-                relay.close(ignoring=(*STRAY_SIGNALS, *STOP_SIGNALS) if self._exits_after else ())
+            try:
+                if relay is not None:
+                    relay.close(ignoring=(*STRAY_SIGNALS, *STOP_SIGNALS) if self._exits_after else ())
+            finally:
+                if self._unit is not None:
+                    self._unit.close()
 
     def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(
