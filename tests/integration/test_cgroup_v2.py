@@ -30,12 +30,14 @@ import pytest
 
 from executor.procs import cgroups, oomcount
 from executor.procs.cgroup_paths import CgroupKind, own_places
+from executor.procs.watchdog import start_watchdog
 from tests.support import cgroups as cgroup_support
 from tests.support.stoker_proc import REPO, measured
 from tests.support.users import stoker_as
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
+FREEZER = "/sys/fs/cgroup/freezer"
 
 # A run that, once let go (a line on stdin: it is in the cgroup by then), double-forks a
 # daemon into a session of its own, which writes its pid to argv[1], and then sleeps.
@@ -110,6 +112,45 @@ def test_a_v2_task_cgroup_kills_the_run_and_its_escaped_daemon_and_is_removed(tm
         with contextlib.suppress(ChildProcessError):  # when a Supervisor made this
             if daemon:
                 os.waitpid(daemon, os.WNOHANG)  # process the subreaper, the daemon was its child
+        run.kill()
+        run.wait(10)
+        cgroup_support.remove(cg.directory)
+        cgroups.release(made)
+
+
+@pytest.mark.parametrize("by", ["supervisor", "watchdog"])
+@pytest.mark.parametrize(("how", "setting"), [("kill", "auto"), ("freeze", "auto"), ("freezer", FREEZER)])
+def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_too(how, setting, by):
+    """A task's root process may make cgroups below the task's (a container runtime, a
+    `systemd-run --scope`) and move runs into them. `cgroup.kill` kills the whole subtree;
+    was: the freeze ways (v2 `cgroup.freeze`, 5.2 to 5.13; the v1 freezer) SIGKILLed the
+    task cgroup's own members only, so one below lived on, thawed, and the cgroup stayed
+    (`cannot remove ...: EBUSY (0 processes still in it after 10 s)`); the watchdog, once
+    the supervisor is gone, the same (exit 1, the cgroup left)."""
+    v2_root()
+    if setting != "auto" and (why := cgroup_support.unavailable(setting)) is not None:
+        pytest.skip(why)
+    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", setting)
+    assert isinstance(made, cgroups.TaskCgroup), made
+    cg = attrs.evolve(made, how=how)
+    run = subprocess.Popen(["sleep", "600"])
+    try:
+        fd = os.pidfd_open(run.pid)
+        assert cg.take_in(run.pid)
+        inner = Path(cg.directory, "inner")
+        inner.mkdir()
+        (inner / "cgroup.procs").write_text(str(run.pid))
+        assert cg.holds(run.pid) and cg.members() == [run.pid]  # below the task's
+        if by == "watchdog":
+            dog = start_watchdog("no-such-marker", cg.directory, cg.how)
+            dog.close_pipe()  # as the supervisor's death does
+            assert dog.popen.wait(15) == 0
+        else:
+            assert cg.kill_and_remove(10) is None
+        assert exited(fd)
+        os.close(fd)
+        assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
+    finally:
         run.kill()
         run.wait(10)
         cgroup_support.remove(cg.directory)
