@@ -71,8 +71,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Those `_on_signal` stops on (SIGTSTP it declines): left ignored by a run that exits after
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP)  # `_on_signal`'s
 EXIT_INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: Stoker's own error ended the run, not the task's
 
 
@@ -87,9 +86,8 @@ class LocalRun:
         or give up; `ahead`: the child the entry point forked to plan a first run; `spooled`:
         printed through the process's spool (`executor.logs.spool`: never blocked by a
         terminal that stopped reading); `exits_after`: the process ends after this run (the
-        command), so the strays and stop signals stay ignored once its relay closes, as it
-        writes its last lines;
-        `unit`: what systemd hears of the run (`executor/local/unitstate.py`), when it asked."""
+        command), so the strays and stop signals stay ignored once its relay closes; `unit`:
+        what systemd hears of the run (`executor/local/unitstate.py`), when it asked."""
         self._settings = settings
         self._registry = registry
         self._out = Output(out, spool() if spooled else None)
@@ -208,12 +206,8 @@ class LocalRun:
             self._let_go(relay)
 
     def _let_go(self, relay: SignalRelay | None) -> None:
-        """Give up the early start nothing took and the kept plan's lease while the relay
-        still takes the stop signals (one then has nothing left to stop), close it, then
-        systemd's socket (a stop relayed meanwhile says STOPPING=1 on it). A command that
-        exits after keeps the stop signals ignored as it writes its last lines: the entry
-        point's handler the relay would put back raised there, skipped what was left to let
-        go, and replaced the run's exit status with a stop's (143 for a job that ended 0)."""
+        """With the relay up (a stop has nothing left to stop) the early start and plan lease,
+        then the relay (its command keeps stops ignored: tests/e2e/test_run_late_stop.py), then systemd's socket."""
         try:
             self._start.close()
         finally:
