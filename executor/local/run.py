@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP)  # `_on_signal`'s
 EXIT_INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: Stoker's own error ended the run, not the task's
 
 
@@ -85,8 +86,8 @@ class LocalRun:
         or give up; `ahead`: the child the entry point forked to plan a first run; `spooled`:
         printed through the process's spool (`executor.logs.spool`: never blocked by a
         terminal that stopped reading); `exits_after`: the process ends after this run (the
-        command), so the strays stay ignored once its relay closes, as it writes its last lines;
-        `unit`: what systemd hears of the run (`executor/local/unitstate.py`), when it asked."""
+        command), so the strays and stop signals stay ignored once its relay closes; `unit`:
+        what systemd hears of the run (`executor/local/unitstate.py`), when it asked."""
         self._settings = settings
         self._registry = registry
         self._out = Output(out, spool() if spooled else None)
@@ -193,20 +194,29 @@ class LocalRun:
         return code if self._signal is None else 128 + self._signal
 
     def run(self) -> int:
+        relay = None
         try:
-            relay = None
             prepared = self._prepare()
             try:
-                relay = self._relay_signals()  # until the session is closed: a late signal waits
+                relay = self._relay_signals()  # until what the run held is let go: a late signal waits
                 return self._run(prepared)
             finally:
                 prepared.session.close()
-                if relay is not None:
-                    relay.close(ignoring=STRAY_SIGNALS if self._exits_after else ())
         finally:
+            self._let_go(relay)
+
+    def _let_go(self, relay: SignalRelay | None) -> None:
+        """With the relay up (a stop has nothing left to stop) the early start and plan lease,
+        then the relay (its command keeps stops ignored: tests/e2e/test_run_late_stop.py), then systemd's socket."""
+        try:
             self._start.close()
-            if self._unit is not None:
-                self._unit.close()
+        finally:
+            try:
+                if relay is not None:
+                    relay.close(ignoring=(*STRAY_SIGNALS, *STOP_SIGNALS) if self._exits_after else ())
+            finally:
+                if self._unit is not None:
+                    self._unit.close()
 
     def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(

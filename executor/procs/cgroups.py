@@ -101,7 +101,8 @@ class TaskCgroup:
         self.entered = False
 
     def members(self) -> list[int]:
-        return _read_pids(self.place.directory)
+        """The processes in this cgroup and in those below it (a run may make its own)."""
+        return [pid for top, _, _ in os.walk(self.place.directory) for pid in _read_pids(top)]
 
     def holds(self, pid: int) -> bool | None:
         """Whether `pid` is in this cgroup or one below it (None: its /proc entry is gone
@@ -154,10 +155,11 @@ class TaskCgroup:
         _write(d, "freezer.state", "THAWED")  # v1: a frozen process dies only once thawed
 
     def _kill_members(self) -> None:
-        """SIGKILL each listed member through a pidfd, after checking by /proc/PID/cgroup
-        that the pid still names a member (a member's parent may have reaped it meanwhile).
-        Without pidfds (a kernel before 5.3, a seccomp profile that denies pidfd_open) by
-        kill() right after the same check: a frozen member cannot exit meanwhile."""
+        """SIGKILL each listed member, of this cgroup or one below it (both freezers freeze
+        the subtree), through a pidfd, after checking by /proc/PID/cgroup that the pid still
+        names a member (a member's parent may have reaped it meanwhile). Without pidfds (a
+        kernel before 5.3, a seccomp profile that denies pidfd_open) by kill() right after
+        the same check: a frozen member cannot exit meanwhile."""
         for pid in self.members():
             try:
                 pidfd = os.pidfd_open(pid)
@@ -166,7 +168,7 @@ class TaskCgroup:
             except OSError:
                 pidfd = -1
             try:
-                if _cgroup_of(pid, self.place.kind) == self.place.path:
+                if self.holds(pid):
                     if pidfd >= 0:
                         pidfd_signal(pidfd, pid, signal.SIGKILL)
                     else:

@@ -29,13 +29,22 @@ alive() {  # the held processes still alive as themselves: pid and start time, n
   done
 }
 emptied() {  # true once no process is left in the cgroup: v2 says `populated 0` in
-  # cgroup.events; v1 lists no pid (read with builtins: no fork per look)
+  # cgroup.events; v1 lists no pid, nor do those below it (read with builtins: no fork per look)
   if [ -f "$cg/cgroup.events" ]; then
     while read -r _k _v; do [ "$_k" = populated ] && return "$_v"; done < "$cg/cgroup.events"
     return 1
   fi
-  { read -r _p < "$cg/cgroup.procs"; } 2>/dev/null && return 1
-  return 0
+  ! held_in "$cg"
+}
+held_in() {  # true when the cgroup $1 or one below it lists a process
+  { read -r _p < "$1/cgroup.procs"; } 2>/dev/null && return 0
+  for _d in "$1"/*/; do [ -d "$_d" ] && held_in "${_d%/}" && return 0; done
+  return 1
+}
+procs() {  # the processes of the cgroup $1 and of those a member made below it (both
+  # freezers freeze them all; cgroup.kill kills them all)
+  cat "$1/cgroup.procs"
+  for _d in "$1"/*/; do [ -d "$_d" ] && procs "${_d%/}"; done
 }
 rmcg() {  # the cgroup $1, and those a member made below it, bottom up: each once empty
   for _d in "$1"/*/; do [ -d "$_d" ] && rmcg "${_d%/}"; done
@@ -46,13 +55,13 @@ now; until=$((_now + 1000)) left=0  # the cgroup's members may take seconds to g
 while [ -n "$cg" ] && [ -d "$cg" ]; do
   case $how in
     kill) echo 1 > "$cg/cgroup.kill" ;;
-    freeze) echo 1 > "$cg/cgroup.freeze"; kill -KILL $(cat "$cg/cgroup.procs") 2>/dev/null
+    freeze) echo 1 > "$cg/cgroup.freeze"; kill -KILL $(procs "$cg") 2>/dev/null
             echo 0 > "$cg/cgroup.freeze" ;;
     freezer) echo FROZEN > "$cg/freezer.state"; n=0
              while [ "$(cat "$cg/freezer.state")" != FROZEN ] && [ "$n" -lt 50 ]; do
                sleep 0.01; n=$((n + 1))
              done
-             kill -KILL $(cat "$cg/cgroup.procs") 2>/dev/null
+             kill -KILL $(procs "$cg") 2>/dev/null
              echo THAWED > "$cg/freezer.state" ;;
   esac 2>/dev/null
   # A SIGKILLed member leaves the cgroup once it has exited: a large memory takes a while to

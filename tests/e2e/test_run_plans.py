@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import textwrap
 from pathlib import Path
 
@@ -140,3 +141,23 @@ def test_a_run_that_can_keep_no_plan_says_why_once(run, tmp_path):
     lines = [line for line in proc.stderr().splitlines() if "plan_not_kept" in line]
     assert len(lines) == 1 and "STOKER_PLAN_CACHE (plans-here) is not an absolute path" in lines[0], proc.stderr()
     assert said(sandbox)[0] == "hi" and not (tmp_path / "plans-here").exists()
+
+
+def test_a_kept_port_another_program_holds_on_ipv6_loopback_only_is_planned_afresh(run, tmp_path):
+    """The kept plan's port is free on 127.0.0.1 but held on [::1] (IPV6_V6ONLY): the re-run
+    (its early start, then the run itself) finds it not free on both, and plans a new port;
+    the task's checks would have reached the other program there (docs/contract.md §7)."""
+    config = write(tmp_path, ECHO.format(word="hello"))
+    first, _ = run(config)
+    [port] = re.findall(r"stoker run: ports http=(\d+)", first.stdout())
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as other:
+        other.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            other.bind(("::1", int(port)))
+        except OSError as exc:
+            pytest.skip(f"no [::1]:{port} to hold here: {exc}")
+        other.listen()
+        again, sandbox = run(config)
+    [moved] = re.findall(r"stoker run: ports http=(\d+)", again.stdout())
+    assert moved != port and said(sandbox)[:2] == ["hello", moved]
+    assert "in use" not in again.stdout(), again.stdout()

@@ -18,6 +18,7 @@ from executor.cli.main import main
 from executor.host import replacefile
 from executor.host.registry import Registry, RegistryUnreadable
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.stoker_proc import kill_leftovers, task_pids
 from tests.support.users import STRANGER, as_user, needs_root, open_sandbox, stoker_as
 
@@ -107,3 +108,58 @@ def _modes(sandbox: Path, registry: Path) -> dict[str, tuple[int, int]]:
             raise
         modes[name] = (st.st_uid, stat.S_IMODE(st.st_mode))
     return modes
+
+
+ONCE = """
+    who = Process(name='who', cmdline='id -u')
+    jobs = [Job(cluster='c', role='{role}', environment='e', name='who',
+                task=Task(processes=[who], resources=Resources(cpu=0.1, ram=8*MB, disk=8*MB)))]
+"""
+NOBODY = 65534
+
+
+@pytest.mark.parametrize(("role", "flags", "state", "said"), [
+    ("www-data", [], "TASK_FINISHED",
+     "the executor is not root, so it runs the task as itself, not as the role 'www-data'"),
+    ("nobody", [], "TASK_FINISHED", "the executor already runs as the job's role"),
+    ("www-data", ["--execute-as-user=nobody"], "TASK_FINISHED", "--execute-as-user names the executor's own user"),
+    ("nobody", ["--execute-as-user=www-data"], "TASK_FAILED",
+     "--execute-as-user=www-data: the executor runs as nobody, not root, so it cannot run the task as www-data"),
+], ids=["not-root", "the-role", "execute-as-itself", "execute-as-another"])
+def test_a_non_root_executor_says_why_it_runs_the_task_as_itself(tmp_path, role, flags, state, said):
+    """`stoker executor` as nobody, an Aurora task: it runs as nobody, its `run_as` line saying
+    why not as the role's user; asked to run it as another user, the task fails, saying why."""
+    config = tmp_path / "who.aurora"
+    config.write_text(textwrap.dedent(ONCE.format(role=role)))
+    stoker = stoker_as(NOBODY, NOBODY)
+    if stoker is None:
+        pytest.skip("no Python an unprivileged user may run this checkout with")
+    registry = f"/tmp/stoker-{NOBODY}"
+    with open_sandbox() as top:
+        os.chmod(top, 0o755)
+        sandbox = top / "sandbox"
+        sandbox.mkdir(mode=0o750)
+        os.chown(sandbox, NOBODY, NOBODY)
+        sim = AgentSimulator(sandbox=sandbox)
+        try:
+            sim.launch_executor([*stoker, "executor", *flags], env_overrides={"HOME": "/nonexistent",
+                                                                              "STOKER_ROOT": None}, cwd=sandbox)
+            sim.wait_subscribed(timeout_secs=15)
+            sim.launch(make_task_info("task-1", assigned_task(client_json(config), role=role, name="who")))
+            ended = sim.wait_for_state("task-1", state, 15)
+            assert sim.wait_exit(15) == 0
+            log = sim.executor_log()
+        finally:
+            try:
+                sim.close()
+                kill_leftovers(task_pids(sandbox))
+            finally:
+                shutil.rmtree(registry, ignore_errors=True)
+        out = sandbox / ".logs/who/0/stdout"
+        ran = out.read_text() if out.exists() else None
+    if state == "TASK_FAILED":
+        assert said in ended.message, ended.message
+        assert ran is None
+    else:
+        assert [line for line in log.splitlines() if "run_as" in line and said in line], log
+        assert ran == f"{NOBODY}\n"

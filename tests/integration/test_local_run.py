@@ -422,17 +422,19 @@ def test_the_runner_logger_flags_reach_only_the_processes_without_a_logger(tmp_p
 
 
 @pytest.mark.parametrize("exits_after", [True, False])
-def test_the_command_keeps_the_strays_ignored_once_its_relay_closes(tmp_path, monkeypatch, exits_after):
+def test_the_command_keeps_the_strays_and_stop_signals_ignored_once_its_relay_closes(tmp_path, monkeypatch, exits_after):
     """`stoker run` (the command: `exits_after`) writes its last lines once its relay closed:
-    a stray then (SIGUSR2, SIGRTMIN+3) ended it with exit 138 or the like. A LocalRun in a
-    process that goes on puts back what it found."""
+    a stray then (SIGUSR2, SIGRTMIN+3) ended it with exit 138 or the like, and a stop signal
+    (SIGTERM) replaced its exit status with 143 (tests/e2e/test_run_late_stop.py). A
+    LocalRun in a process that goes on puts back what it found."""
     import signal
     from types import SimpleNamespace
 
     from executor.host.signals import STRAY_SIGNALS
 
-    strays = (signal.SIGUSR2, signal.SIGRTMIN + 3)
-    inherited = {signum: signal.getsignal(signum) for signum in STRAY_SIGNALS}  # every one it may leave ignored
+    strays = (signal.SIGUSR2, signal.SIGRTMIN + 3, signal.SIGTERM, signal.SIGINT)
+    inherited = {signum: signal.getsignal(signum)  # every one it may leave ignored
+                 for signum in (*STRAY_SIGNALS, *local_run.STOP_SIGNALS)}
     run = local_run.LocalRun(RunSettings(config=str(tmp_path / "unused.aurora")), out=io.StringIO(),
                              exits_after=exits_after)
     monkeypatch.setattr(run, "_prepare", lambda: SimpleNamespace(session=SimpleNamespace(close=lambda: None)))

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from executor.local.planfiles import ports_free, ports_taken
-from tests.support.stoker_proc import REPO
+from tests.support.stoker_proc import REPO, measured
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -72,7 +72,7 @@ def _picked(setup: str, held: str, script: str = PICK) -> list[str]:
     script = (f"ip link set lo up && echo '40000 40001' > /proc/sys/net/ipv4/ip_local_port_range && {setup}"
               f"exec {sys.executable} -c '{script}' {held}")
     done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=20,
-                          cwd=REPO, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO)})
+                          cwd=REPO, env=measured({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO)}))
     if done.returncode != 0 and "unshare" in done.stderr:
         pytest.skip(f"no network namespace of its own here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
@@ -136,5 +136,5 @@ def test_a_process_denied_ipv6_sockets_has_its_ports_on_127_0_0_1_alone(denied):
               "number = allocate_ports(['a'], {})['a']\n"
               "print(ports_free([number]))\n")
     done = subprocess.run([*seccomp.launcher([f"socket:10={denied}"]), sys.executable, "-c", script],
-                          capture_output=True, text=True, timeout=20, cwd=REPO, env={"PYTHONPATH": str(REPO)})
+                          capture_output=True, text=True, timeout=20, cwd=REPO, env=measured({"PYTHONPATH": str(REPO)}))
     assert (done.returncode, done.stdout) == (0, "True\n"), done.stderr

@@ -16,7 +16,7 @@ import pytest
 
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support import cgroups
-from tests.support.stoker_proc import REPO
+from tests.support.stoker_proc import REPO, measured
 from tests.support.users import stoker_as
 
 PROBE = """
@@ -53,7 +53,7 @@ def unit_cgroup():
 
 def probe(unit: Path, exec_pid: str | None) -> list[str]:
     """`exec_pid`: SYSTEMD_EXEC_PID (`$$`: the probe's own pid: the shell execs python)."""
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
+    env = measured({"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)})
     script = f'SYSTEMD_EXEC_PID={exec_pid} exec "$@"' if exec_pid is not None else 'exec "$@"'
     out = subprocess.run(["sh", "-c", script, "sh", sys.executable, "-c", PROBE, str(unit), uuid.uuid4().hex[:8]],
                          env=env, capture_output=True, text=True, timeout=30, check=True).stdout

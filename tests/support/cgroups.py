@@ -56,8 +56,9 @@ def _write(path: Path, text: str) -> None:
 
 
 def remove(directory: str, timeout_secs: float = 5.0) -> None:
-    """SIGKILL every member of a `stoker-*` cgroup and remove it; never raises. A cgroup
-    this (test) process is in is left alone: its Supervisor's close moves it out."""
+    """SIGKILL every member of a `stoker-*` cgroup (and of the cgroups below it) and remove
+    them; never raises. A cgroup this (test) process is in is left alone: its Supervisor's
+    close moves it out."""
     d = Path(directory)
     if not d.name.startswith("stoker-"):
         raise ValueError(f"{directory} is not a task cgroup")
@@ -71,7 +72,7 @@ def remove(directory: str, timeout_secs: float = 5.0) -> None:
             frozen = (d / "freezer.state").exists()
             if frozen:
                 _write(d / "freezer.state", "FROZEN")
-            for pid in members(directory):
+            for pid in [p for top, _, _ in os.walk(d) for p in members(top)]:  # and the cgroups below
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
@@ -79,6 +80,9 @@ def remove(directory: str, timeout_secs: float = 5.0) -> None:
             if frozen:
                 _write(d / "freezer.state", "THAWED")
         try:
+            for top, names, _ in os.walk(d, topdown=False):  # those a run made below, first
+                for name in names:
+                    os.rmdir(os.path.join(top, name))
             d.rmdir()
         except OSError:
             time.sleep(0.01)

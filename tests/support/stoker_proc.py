@@ -34,6 +34,12 @@ MEASURED = "COVERAGE_PROCESS_CONFIG" in os.environ
 MEASURED_STOP_SECS = 10
 
 
+def measured(env: dict[str, str]) -> dict[str, str]:
+    """`env` (a child's cleared environment) with `make coverage`'s variables when it runs:
+    a Python child started with `env` alone was not measured (docs/testing.md §14)."""
+    return {**env, **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}}
+
+
 _STOPS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 
 

@@ -1,0 +1,79 @@
+"""A stop signal that reaches `stoker run` once its run is over (docs/contract.md §9): as it
+lets go of what it held (the early start it did not take, the kept plan's lease, systemd's
+notification socket) and after its signal relay closed, as it writes its last lines and
+exits. Such a signal has nothing left to stop: the run's exit status stands, and what the
+run held is let go all the same. Was: the entry point's handler, put back by the relay,
+raised its `Stopped` there (exit 143 for a job that ended 0), and one that came as the run
+let go of what it held skipped the rest of it.
+
+The moment is held by a test-only `sitecustomize` (tests/support/importhook.py): the real
+`stoker run` sends itself a real SIGTERM at that moment, and writes a line to a file once
+what it held is let go."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.importhook import patched_at_load
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, task_pids
+
+CONFIG = """
+main = Process(name='main', cmdline='echo done')
+jobs = [Job(cluster='local', role='me', environment='test', name='once',
+            task=Task(processes=[main], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+# At the start of RunStart.close (the run's end lets go of its early start and lease); the
+# line in STOKER_TEST_CLOSED once that close has returned.
+AS_IT_LETS_GO = patched_at_load("executor.local.runstart", """
+    def _patch(module):
+        real = module.RunStart.close
+
+        def close(self):
+            os.kill(os.getpid(), 15)
+            real(self)
+            with open(os.environ["STOKER_TEST_CLOSED"], "a") as f:
+                f.write("closed\\n")
+
+        module.RunStart.close = close
+    """)
+
+# Right after the signal relay closed.
+AFTER_THE_RELAY = patched_at_load("executor.host.signals", """
+    def _patch(module):
+        real = module.SignalRelay.close
+
+        def close(self, *args, **kwargs):
+            real(self, *args, **kwargs)
+            if not os.environ.pop("STOKER_TEST_SENT", ""):
+                os.environ["STOKER_TEST_SENT"] = "1"
+                os.kill(os.getpid(), 15)
+
+        module.SignalRelay.close = close
+    """)
+
+
+@pytest.mark.parametrize("hook_text", [AS_IT_LETS_GO, AFTER_THE_RELAY], ids=["as-it-lets-go", "after-the-relay"])
+def test_a_sigterm_once_the_run_is_over_leaves_its_exit_status_and_lets_go_of_what_it_held(tmp_path, hook_text):
+    hook, sandbox, closed = tmp_path / "hook", tmp_path / "sb", tmp_path / "closed"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(hook_text)
+    config = tmp_path / "job.aurora"
+    config.write_text(CONFIG)
+    args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_TEST_CLOSED": str(closed)}
+    proc = StokerProcess(args, tmp_path, env=env)
+    try:
+        status = proc.wait(60)
+        err = proc.stderr()
+        assert status == 0, (status, err, proc.stdout())
+        assert "Traceback" not in err, err
+        assert "FINISHED" in proc.stdout()
+        if hook_text is AS_IT_LETS_GO:
+            assert Path(closed).read_text() == "closed\n"
+        assert not live(task_pids(sandbox))
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))

@@ -1,0 +1,122 @@
+"""The announcer's create whose answer was lost (`executor/task/announcer.py`, `_orphan`):
+ZooKeeper made the member, the connection dropped before its reply came, and kazoo resumed
+the same session on a new connection. The announcer then looks for a member its session
+made, with its data, and adopts it: one member, never two for one instance.
+
+Real parts: a ZooKeeper server (tests/support/zookeeper.py) and, between it and the
+announcer, a TCP relay on 127.0.0.1 that reads ZooKeeper's framing (a 4-byte length before
+each packet), lets the first member create through, keeps the server's reply to it, and
+closes both sides; every later connection it relays untouched."""
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+
+import pytest
+
+from executor.task.membership import Connection, MemberState
+from tests.integration.test_announcer import announcement, announcers, members, reader, unique_root  # noqa: F401 (fixtures too)
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
+
+CREATES = (1, 15)  # ZooKeeper's create and create2 opcodes
+
+
+def _packet(sock: socket.socket) -> bytes | None:
+    """One length-framed packet (its length included); None at EOF."""
+    head = _exactly(sock, 4)
+    if head is None:
+        return None
+    body = _exactly(sock, struct.unpack(">i", head)[0])
+    return None if body is None else head + body
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+class LosingRelay:
+    """127.0.0.1:`port` relayed to `target`; the first create of a member's node is let
+    through, its reply kept back, and that connection closed (`cut` is set then)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.cut = threading.Event()
+        self._socks: list[socket.socket] = [self._listener]
+        self._lost_xid: int | None = None
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(self._target)
+                self._socks += [client, server]
+                losing = not self.cut.is_set()
+                threading.Thread(target=self._up, args=(client, server, losing), daemon=True).start()
+                threading.Thread(target=self._down, args=(server, client, losing), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket, losing: bool) -> None:
+        first = True  # the connect request has no request header
+        with contextlib.suppress(OSError):
+            while (packet := _packet(client)) is not None:
+                if losing and not first and self._lost_xid is None:
+                    xid, kind = struct.unpack(">ii", packet[4:12])
+                    if kind in CREATES and b"/member_" in packet:
+                        self._lost_xid = xid
+                server.sendall(packet)
+                first = False
+        self._close(client, server)
+
+    def _down(self, server: socket.socket, client: socket.socket, losing: bool) -> None:
+        first = True  # the connect response has no reply header
+        with contextlib.suppress(OSError):
+            while (packet := _packet(server)) is not None:
+                if losing and not first and struct.unpack(">i", packet[4:8])[0] == self._lost_xid:
+                    self.cut.set()  # ZooKeeper made the member; its answer never arrives
+                    break
+                client.sendall(packet)
+                first = False
+        self._close(client, server)
+
+    @staticmethod
+    def _close(*socks: socket.socket) -> None:
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._close(*self._socks)
+
+
+def test_a_member_made_by_a_create_whose_reply_was_lost_is_adopted_not_made_twice(zk, reader, announcers):  # noqa: F811
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    reader.ensure_path(path)  # so that the first create of the member is the one that counts
+    relay = LosingRelay(("127.0.0.1", zk.port))
+    try:
+        announcer, recorder = announcers(announcement(f"127.0.0.1:{relay.port}", root))
+        announcer.join()
+        assert relay.cut.wait(15), "no member create went through the relay"
+        [made] = wait_for(lambda: members(reader, path), timeout_secs=10)  # ZooKeeper made it
+        view = wait_for(lambda: (v := announcer.view()).state is MemberState.JOINED and v, timeout_secs=20)
+        assert view.member == made and view.connection is Connection.CONNECTED
+        assert members(reader, path) == [made]  # adopted: no second member
+        assert "connection:SUSPENDED" in recorder.states()
+        assert "connection:LOST" not in recorder.states()  # the same session, resumed
+        _data, stat = reader.get(f"{path}/{made}")
+        assert stat.ephemeralOwner == announcer._zk.client_id[0]
+    finally:
+        relay.close()
