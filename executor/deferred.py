@@ -100,9 +100,9 @@ def _python_implementation() -> str | None:
     return _IMPLEMENTATIONS.get(sys.implementation.name)
 
 
-def _isclass(obj: object) -> bool:
+def _isclass(object: object) -> bool:  # inspect's parameter name: `isclass(object=...)` too
     """`inspect.isclass`, whose whole code this is."""
-    return isinstance(obj, type)
+    return isinstance(object, type)
 
 
 def _own(*args: object, **kwargs: object) -> None:

@@ -92,9 +92,10 @@ def take() -> EarlyStart | None:
 def start_first(ahead: PlanAhead) -> EarlyStart | None:
     """A first run's early start, once: the first runs of the plan `ahead` (`take_ahead`'s)
     made, started now as a re-run's are from its launch record (`_start_ahead`); None when
-    `begin` noted none for these words, they may not start early, or a stop signal came
-    meanwhile (recorded: `stoker run` as a container's main process). `stoker run` calls it
-    once its settings are read (a usage error starts nothing) and its modules are loaded.
+    `begin` noted none for these words, they may not start early, a stop signal came
+    meanwhile (recorded: `stoker run` as a container's main process), or this process has a
+    thread besides (`_take_off`). `stoker run` calls it once its settings are read (a usage
+    error starts nothing) and its modules are loaded.
     Waits for the plan; a Ctrl-C meanwhile kills and reaps the planning child and is raised."""
     global _first
     first, _first = _first, None
@@ -238,9 +239,14 @@ def _start_ahead(ahead: PlanAhead, data: bytes, wanted: tuple[str, str | None],
 def _take_off(record: dict, entry: str, requested: str | None, lease: int, environ: Mapping[str, str], *,
               ahead: bool = False) -> EarlyStart | None:
     """With the plan's lease held: its ports free, this process a subreaper, the sandbox
-    made, then the runs (`_start`); None, the lease given back, at the first that fails."""
+    made, then the runs (`_start`); None, the lease given back, at the first that fails, or
+    when this process has another thread (see below)."""
     # a stop waits from before the sandbox is made until `_start` holds it (in its `try`,
-    # which gives it up): raised in between, it left the sandbox behind
+    # which gives it up): raised in between, it left the sandbox behind. Only this thread's:
+    # another (the log spool's, a line logged before `start_first`) takes it, raised here
+    if _threading_started():
+        os.close(lease)
+        return None
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, STOPS)
     try:
         try:

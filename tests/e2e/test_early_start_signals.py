@@ -79,15 +79,17 @@ def test_every_run_starts_with_the_same_signals_whatever_stoker_was_started_with
     assert states == [(0, 1 << (signal.SIGQUIT - 1))] * 6
 
 
-# A Ctrl-C right as the early start has made its sandbox (the process sends it to itself).
-CTRL_C_AS_THE_SANDBOX_IS_MADE = patched_at_load("executor.cli.launch", """
+def stop_as_the_sandbox_is_made(name: str, signum: int) -> str:
+    """A hook that sends `signum` to the process (from itself) right as the early start has
+    made its sandbox, when the sandbox is named `name`."""
+    return patched_at_load("executor.cli.launch", f"""
     def _patch(module):
         real = os.mkdir
 
         def mkdir(path, *args, **kwargs):
             real(path, *args, **kwargs)
-            if "dir_fd" not in kwargs and os.path.basename(path) == "sandbox1":
-                os.kill(os.getpid(), 2)
+            if "dir_fd" not in kwargs and os.path.basename(path) == {name!r}:
+                os.kill(os.getpid(), {int(signum)})
 
         module.os = type(sys)("os")
         module.os.__dict__.update(os.__dict__, mkdir=mkdir)
@@ -100,10 +102,10 @@ def test_a_ctrl_c_as_the_early_start_makes_its_sandbox_leaves_none(tmp_path):
     config = write(tmp_path, "Process(name='first', cmdline='true')")
     hook = tmp_path / "hook"
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text(CTRL_C_AS_THE_SANDBOX_IS_MADE)
+    (hook / "sitecustomize.py").write_text(stop_as_the_sandbox_is_made("sandbox1", signal.SIGINT))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
     env.update(PYTHONPATH=f"{hook}{os.pathsep}{REPO}", STOKER_PLAN_CACHE=str(tmp_path / "plans"))
-    statuses = []
+    statuses, said = [], []
     for attempt in range(2):  # started early from the plan made ahead, then from the kept one
         sandbox = tmp_path / f"sandbox{attempt}"
         try:
@@ -113,5 +115,31 @@ def test_a_ctrl_c_as_the_early_start_makes_its_sandbox_leaves_none(tmp_path):
             kill_leftovers(task_pids(sandbox))
         assert "Traceback" not in done.stderr, done.stderr
         statuses.append(done.returncode)
-    assert statuses == [0, 130]
+        said.append(done.stderr)
+    assert statuses == [0, 130], said
     assert not (tmp_path / "sandbox1").exists()
+
+
+def test_a_first_run_with_a_second_thread_starts_nothing_early_that_a_stop_could_leave_behind(tmp_path):
+    """Was: a line logged before `stoker run` starts its plan's first runs (here systemd's
+    NOTIFY_SOCKET of a kind Stoker does not speak) started the log spool's thread, which
+    took the SIGTERM the early start held off in the main thread alone; raised as its
+    sandbox was made, before it held it: the empty directory stayed behind (exit 143). With
+    a second thread, the early start's mask holds no stop: it starts nothing early."""
+    config = write(tmp_path, "Process(name='first', cmdline='true')")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(stop_as_the_sandbox_is_made("sandbox", signal.SIGTERM))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
+    env.update(PYTHONPATH=f"{hook}{os.pathsep}{REPO}", STOKER_PLAN_CACHE=str(tmp_path / "plans"),
+               STOKER_LOG_LEVEL="DEBUG", NOTIFY_SOCKET="vsock:2:9")
+    sandbox = tmp_path / "sandbox"
+    try:
+        done = subprocess.run([sys.executable, "-m", "executor", "run", str(config), "--sandbox", str(sandbox)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        kill_leftovers(task_pids(sandbox))
+    assert "systemd_notify_unsupported" in done.stderr  # the line that started the spool's thread
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "process_adopted" not in done.stderr
+    assert (sandbox / ".stoker" / "checkpoint.jsonl").exists()

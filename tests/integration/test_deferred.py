@@ -305,6 +305,22 @@ def test_a_served_function_pickles_as_the_module_s_own(tmp_path):
     assert seen == {"module": "platform", "same": True, "loaded": False}
 
 
+def test_pystachio_s_isclass_and_pformat_answer_as_inspect_s_and_pprint_s_own(tmp_path):
+    seen = probe(tmp_path, """
+        deferred.defer(("inspect", "pprint"))
+        from inspect import isclass
+        from pprint import pformat
+        answers = [isclass(int), isclass(3), isclass(object=dict)]  # inspect.isclass(object)
+        before = [deferred.is_loaded("inspect"), deferred.is_loaded("pprint")]
+        text = pformat({"b": [1] * 3})
+        print(json.dumps({"answers": answers, "before": before, "text": text,
+                          "pprint": deferred.is_loaded("pprint")}))
+        """)
+    # (was: the stand-in's parameter was `obj`, and a call by inspect's keyword a TypeError)
+    assert seen["answers"] == [True, False, True] and seen["before"] == [False, False]
+    assert seen["text"] == "{'b': [1, 1, 1]}" and seen["pprint"]  # pprint's own, loaded as it is called
+
+
 def test_attrs_loads_without_its_validators_and_a_config_that_reads_them_loads_them(tmp_path):
     seen = probe(tmp_path, """
         made = deferred.defer()
