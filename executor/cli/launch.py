@@ -228,11 +228,11 @@ def _start_ahead(ahead: PlanAhead, data: bytes, wanted: tuple[str, str | None],
     wave = runstart.first_wave(plan)
     if wave is None:
         return None
-    entry = _entry(directory, os.path.abspath(wanted[0]))
+    record = plancache.launch_fields(plan, wave, SECRET_VARIABLES + AGENT_VARIABLES)  # before the lease:
+    entry = _entry(directory, os.path.abspath(wanted[0]))  # nothing between it and `_take_off` raises
     lease = plancache.lease_at(directory, entry + planfiles.LOCK_SUFFIX).take()  # `RunStart.plan` takes it over
     if lease is None:
         return None
-    record = plancache.launch_fields(plan, wave, SECRET_VARIABLES + AGENT_VARIABLES)
     return _take_off(record, entry, wanted[1], lease, environ, ahead=True)
 
 
