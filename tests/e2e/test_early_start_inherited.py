@@ -5,7 +5,6 @@ started, and leaves the inherited child running (the supervisor's reaper reaps i
 ends, as any child of its process: `executor/procs/reaper.py`)."""
 from __future__ import annotations
 
-import os
 import signal
 
 import psutil
@@ -14,7 +13,6 @@ import pytest
 from executor.local import planfiles
 from tests.support.earlyjob import write
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, live, task_pids
-from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
