@@ -148,8 +148,10 @@ NOT_IN_RUN = NEVER | {
 # 106 and 94: launch.py was past the 450-line ceiling: a first run's early start (its plan
 # made ahead, `executor.cli.launchfirst`) became a module of its own, loaded only when no
 # plan is kept (a re-run's early start goes without it).
-RUN_STOKER_MODULES = 106
-RUN_AGAIN_STOKER_MODULES = 94
+# 107 and 95: run.py was past the ceiling too: how an attempt ended and what the run says of
+# it (`executor.local.ended`) became a module of its own, loaded as the code it holds was.
+RUN_STOKER_MODULES = 107
+RUN_AGAIN_STOKER_MODULES = 95
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers", "healthcheck.loopback",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
