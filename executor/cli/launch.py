@@ -28,25 +28,11 @@ assumed still holds, starts those runs at once:
    up: no empty sandbox is left behind.
 
 When there is no kept plan for `stoker run CONFIG` (a first run, an edited config, one
-that reads more than its text), `begin` notes what to plan instead, and `fork_ahead`, which
-the entry point calls once attrs, `typing` and the modules the supervisor and the planning
-child both use are loaded, forks the child that plans the job (`executor/local/planahead.py`),
-so that pystachio, the config modules and the config's code load beside the rest of the
-supervisor's start rather than after it. Forked at the entry point's first line, the child
-imported attrs, `typing`, `pathlib` and logging a second time, beside the
-parent that imported them too: CPU both paid for, and on a busy 2-core host wall time too.
+that reads more than its text), `begin` hands the job to the first run's early start
+(`executor/cli/launchfirst.py`, loaded only then: `first_run`), which plans it ahead and
+starts the plan's first runs as soon as `stoker run` has loaded, by steps 3 and 4 here.
 
-For such a first run, `start_first` starts the plan's first runs once the child has
-answered, `stoker run` has loaded and its settings are read (a usage error starts nothing),
-before the supervisor's own start (its host session, cgroup, watchdog and checkpoint, some
-25-60 ms): the answer holds the plan, which gives what a launch record would
-(`plancache.launch_fields`, the first wave by `runstart.first_wave`), and steps 3 and 4 above
-follow as for a kept plan, under the plan cache's lease on the config's entry. Only a plan
-starts anything: a config that fails to load (the child's answer is its error) starts no
-run. The answer is kept for `LocalRun`, which plans with it as ever
-(`planning.plan_apart`), and takes over the lease and the runs as from a kept plan.
-
-`take` (or `start_first`) hands the result (`executor/host/early.py`) to `LocalRun`, which
+`take` (or the first run's `start_first`) hands the result (`executor/host/early.py`) to `LocalRun`, which
 checks what it decides itself against it and gives the supervisor the runs to adopt: the
 console lines, the checkpoint and the logs are those of any run. A check that fails anywhere gives the
 early start up before it counts (`EarlyStart.abandon`): its runs are killed before the
@@ -61,25 +47,23 @@ import marshal
 import os
 import sys
 
-from executor.host.early import STOPS, EarlyStart, defer_stop_signals, stop_pending, undefer_stop_signals
+from executor.host.early import STOPS, EarlyStart, defer_stop_signals, undefer_stop_signals
 from executor.local import planfiles
-from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.procs import earlyfork, oomcount, runenv, sandboxfs
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from types import ModuleType
 
-__all__ = ["begin", "eligible", "fork_ahead", "start_first", "take", "take_ahead"]
+__all__ = ["begin", "eligible", "first_run", "take", "to_plan_ahead"]
 
 SANDBOX_VARIABLES = ("MESOS_SANDBOX", "MESOS_DIRECTORY", "STOKER_SANDBOX")
 BATCH = 64  # runs whose log files are open at once (two descriptors each)
 _LOCK_PATH = (".stoker", "supervisor.lock")  # `executor/host/sandbox.py`'s names
 
 _started: EarlyStart | None = None
-_ahead: PlanAhead | None = None
-_to_plan: Inputs | None = None  # what `fork_ahead` plans: `begin` found no kept plan for it
-_first: tuple[tuple[str, str | None], Mapping[str, str]] | None = None  # what `start_first` may start
+_first_run: ModuleType | None = None  # `executor.cli.launchfirst`, once `begin` noted a job for it
 
 
 def take() -> EarlyStart | None:
@@ -89,38 +73,16 @@ def take() -> EarlyStart | None:
     return started
 
 
-def start_first(ahead: PlanAhead) -> EarlyStart | None:
-    """A first run's early start, once: the first runs of the plan `ahead` (`take_ahead`'s)
-    made, started now as a re-run's are from its launch record (`_start_ahead`); None when
-    `begin` noted none for these words, they may not start early, a stop signal came
-    meanwhile (recorded: `stoker run` as a container's main process), or this process has a
-    thread besides (`_take_off`). `stoker run` calls it once its settings are read (a usage
-    error starts nothing) and its modules are loaded.
-    Waits for the plan; a Ctrl-C meanwhile kills and reaps the planning child and is raised."""
-    global _first
-    first, _first = _first, None
-    if first is None:
-        return None
-    data, _ = ahead.answer()  # kept for `planning.plan_apart`
-    if stop_pending():  # a container's main process stopped while it loaded: nothing starts
-        return None
-    try:
-        return _start_ahead(ahead, data, *first)
-    except Exception:  # whatever it was, there is no early start: the run goes on as ever
-        return None
-
-
-def take_ahead() -> PlanAhead | None:
-    """The child `begin` forked to plan a first run, once (None when it forked none)."""
-    global _ahead
-    ahead, _ahead = _ahead, None
-    return ahead
+def first_run() -> ModuleType | None:
+    """The first run's early start (`executor/cli/launchfirst.py`) when `begin` noted a job
+    for it to plan ahead; None otherwise (a re-run started early never loads it)."""
+    return _first_run
 
 
 def begin(args: list[str], environ: Mapping[str, str]) -> None:
     """Start the kept plan's first runs for `stoker ARGS` when the launch record allows it;
-    with no kept plan, note the job for `fork_ahead` to plan."""
-    global _started, _to_plan, _first
+    with no kept plan, note the job for the first run's early start to plan ahead."""
+    global _started, _first_run
     if environ.get("STOKER_EARLY_START", "") == "off":
         return
     try:
@@ -129,31 +91,14 @@ def begin(args: list[str], environ: Mapping[str, str]) -> None:
         _started = None
     if _started is None:
         try:
-            _to_plan = _ahead_inputs(args, environ)
-            wanted = eligible(args, environ) if _to_plan is not None else None
-            _first = (wanted, environ) if wanted is not None else None
+            wanted = to_plan_ahead(args, environ)
+            if wanted is not None:  # loaded only then: a re-run never loads it
+                from executor.cli import launchfirst
+
+                launchfirst.note(wanted, args, environ)
+                _first_run = launchfirst
         except Exception:  # then it plans when the plan is needed, as ever
-            _to_plan = _first = None
-
-
-def fork_ahead() -> None:
-    """Fork the child that plans what `begin` noted (nothing when it noted nothing). The
-    entry point calls it once the modules both processes use are loaded: the child has them
-    from the fork instead of importing them again beside this process."""
-    global _to_plan, _ahead
-    inputs, _to_plan = _to_plan, None
-    if inputs is None or _threading_started():
-        return
-    try:
-        # what the child plans with and the supervisor uses too (the plan's classes, the plan
-        # cache; socket: the child probes ports with it, the supervisor serves its control socket)
-        import socket  # noqa: F401
-
-        import executor.local.planning  # noqa: F401
-
-        _ahead = _fork_ahead(inputs)
-    except Exception:  # then it plans when the plan is needed, as ever
-        _ahead = None
+            _first_run = None
 
 
 def eligible(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | None] | None:
@@ -211,31 +156,6 @@ def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
     return _take_off(record, entry, wanted[1], lease, environ)
 
 
-def _start_ahead(ahead: PlanAhead, data: bytes, wanted: tuple[str, str | None],
-                 environ: Mapping[str, str]) -> EarlyStart | None:
-    """A first run's early start: the first runs of the plan the child forked ahead sent
-    (`data`, its answer), started as a re-run's are from its launch record, with the same
-    checks; None when it sent an error (nothing started: the run reports it) or when they
-    may not start early. Called once the supervisor's modules are loaded (it uses them)."""
-    answer = marshal.loads(data)
-    directory = planfiles.cache_dir(environ)
-    if answer[0] != "plan" or directory is None:
-        return None
-    from config.settings import AGENT_VARIABLES, SECRET_VARIABLES
-    from executor.local import plancache, runstart
-
-    plan = ahead.plan = plancache.decode(answer[1])  # the one the run plans with (`planning.plan_apart`)
-    wave = runstart.first_wave(plan)
-    if wave is None:
-        return None
-    entry = _entry(directory, os.path.abspath(wanted[0]))
-    lease = plancache.lease_at(directory, entry + planfiles.LOCK_SUFFIX).take()  # `RunStart.plan` takes it over
-    if lease is None:
-        return None
-    record = plancache.launch_fields(plan, wave, SECRET_VARIABLES + AGENT_VARIABLES)
-    return _take_off(record, entry, wanted[1], lease, environ, ahead=True)
-
-
 def _take_off(record: dict, entry: str, requested: str | None, lease: int, environ: Mapping[str, str], *,
               ahead: bool = False) -> EarlyStart | None:
     """With the plan's lease held: its ports free, this process a subreaper, the sandbox
@@ -271,58 +191,17 @@ def _threading_started() -> bool:
     return threading is not None and threading.active_count() > 1
 
 
-def _ahead_inputs(args: list[str], environ: Mapping[str, str]) -> Inputs | None:
-    """What the child plans for `run CONFIG [--sandbox DIR]`; None for other words, or when
-    a plan is kept for it (then the supervisor plans nothing)."""
+def to_plan_ahead(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | None] | None:
+    """(CONFIG, DIR or None) for `run CONFIG [--sandbox DIR]` when no plan is kept for it
+    (the first run's early start plans it ahead); None otherwise."""
     wanted = _run_config(args)
     if wanted is None:
         return None
-    config = wanted[0]
     directory = planfiles.cache_dir(environ)
-    if directory is not None and _kept(_entry(directory, os.path.abspath(config)), os.path.abspath(config), environ):
+    config = os.path.abspath(wanted[0])
+    if directory is not None and _kept(_entry(directory, config), config, environ):
         return None
-    return inputs_of(config, None, (), 0, (), os.uname().nodename, planfiles.login_name(environ))
-
-
-def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
-    """The child that plans for `inputs` and answers through a pipe, forked now."""
-    for stream in (sys.stdout, sys.stderr):  # the child flushes its copies as it ends: they
-        stream.flush()  # must not hold what this process wrote before the fork
-    import signal  # loaded with executor.cli.main by now; the early start itself goes without it (enum)
-
-    parent = os.getpid()
-    read_end, write_end = os.pipe()
-    # Ctrl-C (or another stop, `start.WHILE_LOADING`) waits until the child is inside the
-    # `try` that ends it: raised before, the child would go on as this process and run its exit
-    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
-    try:
-        pid = os.fork()
-    except OSError:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        _close_all([read_end, write_end])
-        return None
-    if pid == 0:  # the child: plans, answers and ends; never returns
-        try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            os.close(read_end)
-            import gc  # here: the early start loads nothing it does not use
-
-            gc.freeze()  # the parent's objects: no collection touches them (their pages stay shared);
-            # the collector stays on for the config's own garbage (cycles holding files)
-            earlyfork.die_with(parent)  # where prctl is denied, by a thread that watches the parent
-            from executor import codecache
-
-            codecache.install("run")  # nothing more when the entry point installed it before the fork
-            codecache.also("plan")  # the config language's classes, which the parent never loads
-            from executor.local.planning import plan_ahead
-
-            plan_ahead(inputs, write_end)
-        finally:
-            os._exit(1)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    os.close(write_end)
-    return PlanAhead(pid, read_end, inputs)
+    return wanted
 
 
 def _kept(entry: str, config: str, environ: Mapping[str, str]) -> bool:

@@ -183,7 +183,8 @@ def _cmd_run(args: Any) -> int:
     from executor.local.runstart import SandboxError
 
     early = launch.take()  # the early start's runs, when the entry point made one
-    ahead = launch.take_ahead()  # or the child it forked to plan a first run
+    first = launch.first_run()  # or the first run's, with the child it forked to plan it
+    ahead = first.take_ahead() if first is not None else None
     try:
         settings = RunSettings.from_args(args, os.environ)
         logsetup.configure(settings.log_format, settings.log_level,  # JSON: every event, for a program
@@ -192,8 +193,8 @@ def _cmd_run(args: Any) -> int:
         for conflict in flag_conflicts(RunSettings, args, os.environ):
             logsetup.say("warning", conflict)
         registry, unit = RegistrySettings.from_args(args, os.environ), _unit_state(settings.ready_fd)
-        if early is None and ahead is not None:  # a first run: the plan made ahead's first runs, now
-            early = launch.start_first(ahead)
+        if early is None and first is not None and ahead is not None:  # the plan made ahead's first runs, now
+            early = first.start_first(ahead)
         run = LocalRun(settings, registry=registry, early=early, ahead=ahead, spooled=True, exits_after=True,
                        unit=unit)
         early = ahead = None  # the run's to adopt, take or give up

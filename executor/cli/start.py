@@ -1,7 +1,7 @@
 """`stoker`'s entry point, the console script's and `python -m executor`'s. For `stoker run`
 it first tries the early start (`executor/cli/launch.py`: a kept plan's first processes
 started before anything else of Stoker's is loaded); with no kept plan, it forks the child
-that plans a first run once `executor.cli.main` is imported (`launch.fork_ahead`: attrs,
+that plans a first run once `executor.cli.main` is imported (`launchfirst.fork_ahead`: attrs,
 `typing`, logging and the config settings loaded once, for both). Then it installs the
 attrs code cache for the command about to run (`executor.codecache`: `run`, `executor` and
 `observe` have a file each, the short commands share one) before any of Stoker's modules
@@ -191,7 +191,9 @@ def _load() -> Callable[[], NoReturn]:
     from executor.cli.main import run as main
 
     if command == "run":
-        launch.fork_ahead()  # a first run's planning child, with attrs and the rest it shares loaded
+        first = launch.first_run()
+        if first is not None:
+            first.fork_ahead()  # a first run's planning child, with attrs and the rest it shares loaded
     return main
 
 

@@ -95,7 +95,7 @@ def undefer_stop_signals() -> None:
 
 class EarlyStart:
     __slots__ = ("entry", "sandbox", "made_sandbox", "task_id", "marker", "runs", "planned_ahead",
-                 "_lock_fd", "_lease_fd", "watchdog_pid", "_watchdog_fd")
+                 "_lock_fd", "_lease_fd", "watchdog_pid", "_watchdog_fd", "_inherited")
 
     def __init__(self, *, entry: str, sandbox: str, lease_fd: int, task_id: str, marker: str,
                  planned_ahead: bool = False) -> None:
@@ -110,6 +110,10 @@ class EarlyStart:
         self._lease_fd = lease_fd  # the entry's .lock, flocked
         self._lock_fd = -1  # SANDBOX/.stoker/supervisor.lock, flocked
         self._watchdog_fd = -1
+        # made before the first fork: every child now was inherited (`sleep 1000 & exec stoker
+        # run`), not Stoker's to kill; one that ends stays a zombie, its pid not reused, as
+        # nothing here reaps before `abandon`
+        self._inherited = frozenset(_children())
 
     def hold_lock(self, fd: int) -> None:
         self._lock_fd = fd
@@ -142,8 +146,9 @@ class EarlyStart:
         what is still held here (the sandbox when it was made here goes too). Only before
         the runs were handed to a supervisor (its reaper would take their statuses), in the
         process that ran the early start, which forks nothing else before its supervisor:
-        every child it has then is the early start's, a daemon that re-parented to it (the
-        subreaper) included, whatever it did to its marker and session."""
+        every child it has then but those it had before (inherited through `exec`, left
+        alone) is the early start's, a daemon that re-parented to it (the subreaper)
+        included, whatever it did to its marker and session."""
         for run in self.runs:
             try:
                 os.killpg(run.pid, _signal.SIGKILL)
@@ -158,7 +163,7 @@ class EarlyStart:
             except ChildProcessError:
                 continue
         self.runs = []
-        _kill_children()
+        _kill_children(self._inherited)
         for fd in (self._lock_fd, self._lease_fd):
             if fd >= 0:
                 os.close(fd)
@@ -172,17 +177,27 @@ class EarlyStart:
                 pass  # what is left stays: the run goes on without the early start, as ever
 
 
-def _kill_children(passes: int = 20) -> None:
-    """SIGKILL and reap every child of this process, until a pass finds none (a killed
-    daemon's own children re-parent here for the next)."""
+def _children() -> list[int]:
+    """This process's children, every thread's."""
+    children: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{os.getpid()}/task")
+    except OSError:  # no /proc: no child is known, none killed
+        return children
+    for tid in threads:
+        try:
+            with open(f"/proc/{os.getpid()}/task/{tid}/children", "rb") as f:
+                children.extend(int(pid) for pid in f.read().split())
+        except OSError:
+            continue  # the thread ended meanwhile
+    return children
+
+
+def _kill_children(inherited: frozenset[int], passes: int = 20) -> None:
+    """SIGKILL and reap every child of this process but the `inherited` ones, until a pass
+    finds none (a killed daemon's own children re-parent here for the next)."""
     for _ in range(passes):
-        children: list[int] = []
-        for tid in os.listdir(f"/proc/{os.getpid()}/task"):
-            try:
-                with open(f"/proc/{os.getpid()}/task/{tid}/children", "rb") as f:
-                    children.extend(int(pid) for pid in f.read().split())
-            except OSError:
-                continue  # the thread ended meanwhile
+        children = [pid for pid in _children() if pid not in inherited]
         if not children:
             return
         for pid in children:

@@ -23,7 +23,7 @@ plan was ready at 932 and the supervisor waited for it in 5 of 12 runs (first sp
 (704), which waited for it in none (first spawn at 785: 61 after taking the plan, for the
 plan cache, the host session, the cgroup, the watchdog and the checkpoint). Those 61 are off
 the path now: once loaded and its settings read, `stoker run` starts the plan's first runs
-from the child's answer as the early start does a kept plan's (`launch.start_first`), and
+from the child's answer as the early start does a kept plan's (`launchfirst.start_first`), and
 the supervisor adopts them. Probed again so (the shared VM at a load of 3.5 to 8, N=1), the
 child's answer came before the end of the supervisor's imports in some runs and after in
 others, each 70 to 240 ms after the fork as the load went: the child's own work is on the

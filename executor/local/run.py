@@ -38,7 +38,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, assert_never
+from typing import TYPE_CHECKING, TextIO, assert_never
 
 import attrs
 
@@ -55,6 +55,8 @@ from executor.host.signals import STRAY_SIGNALS, SignalRelay, Strays, strays
 from executor.local import planfiles
 from executor.local.attempts import archive_logs
 from executor.local.console import ConsoleReporter, Output
+from executor.local.ended import EXIT_INTERNAL_ERROR as EXIT_INTERNAL_ERROR  # tests read it here
+from executor.local.ended import Ended, crashed, said
 from executor.local.planahead import PlanAhead
 from executor.local.runstart import RunStart, hold_sandbox, make_sandbox
 from executor.local.service import Restart, ServiceRules, Stop
@@ -72,7 +74,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP)  # `_on_signal`'s
-EXIT_INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: Stoker's own error ended the run, not the task's
 
 
 class LocalRun:
@@ -232,26 +233,26 @@ class LocalRun:
             attempt, last = attempt + 1, ended
             final = ended.update
             if ended.error is not None:
-                return _crashed(ended)
+                return crashed(ended)
             decision = rules.ended(final.state, ended.uptime_secs, stop_requested=self._stop.is_set())
             match decision:
                 case Stop():
                     code = self._exit_code(decision.exit_code)
-                    _said(ended, "run_ended", f"{final.message}; {decision.reason}", exit=code,
-                          line=f"{final.state.value}: {final.message}; {decision.reason} (exit {code})")
+                    said(ended, "run_ended", f"{final.message}; {decision.reason}", exit=code,
+                         line=f"{final.state.value}: {final.message}; {decision.reason} (exit {code})")
                     return code
                 case Restart():
                     from executor.task.checkpointbetween import append_between  # restarts only
                     restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason, boot=boot_secs())
                     append_between(prepared.sandbox, restart.to_json(), prepared.plan.name,  # RESTARTING
                                    prepared.session.stoker_dir)
-                    _said(ended, "task_restarting", f"{final.message}; {decision.reason}",
-                          delay_secs=decision.delay_secs, next_attempt=attempt + 1)
+                    said(ended, "task_restarting", f"{final.message}; {decision.reason}",
+                         delay_secs=decision.delay_secs, next_attempt=attempt + 1)
                     with reaping_as_init():  # a container's orphans are reaped meanwhile
                         if self._wait(decision, ended):
                             return self._stopped_between(ended)
                     if taken := planfiles.ports_taken_warning(prepared.plan.ports):
-                        _said(ended, "ports_taken", taken, line=f"warning: {taken}", level=logging.WARNING)
+                        said(ended, "ports_taken", taken, line=f"warning: {taken}", level=logging.WARNING)
                 case _:
                     assert_never(decision)
         return self._stopped_before() if last is None else self._stopped_between(last)  # as the next one began
@@ -277,7 +278,7 @@ class LocalRun:
         the exit status of the one that ended."""
         code = self._exit_code(0 if ended.update.state is not TaskState.FAILED else 1)
         text = f"stopped by {self._stopped_by()} during the restart delay"
-        _said(ended, "run_ended", text, exit=code, line=f"{text} (exit {code})")
+        said(ended, "run_ended", text, exit=code, line=f"{text} (exit {code})")
         return code
 
     def _stopped_by(self) -> str:
@@ -422,35 +423,3 @@ class Prepared:
     sandbox: Path
     env: dict[str, str]
     session: HostSession
-
-
-@attrs.frozen(slots=True, kw_only=True)
-class Ended:
-    """How one attempt ended, and the console it printed to."""
-
-    update: Update
-    uptime_secs: float
-    console: ConsoleReporter
-    error: Exception | None = None  # an internal error ended it (the owner's FAILED update)
-
-
-# The run's own state changes: a line on stdout, and its event on the log (where a text log
-# drops it, main.RUN_PRINTED_EVENTS: the line says it).
-def _said(ended: Ended, event: str, reason: str, line: str | None = None,
-          level: int = logging.INFO, **fields: Any) -> None:
-    update = ended.update
-    log_event(logger, level, event, task=ended.console.label, state=update.state.value, **fields,
-              reason=reason)
-    ended.console.line("stoker", line if line is not None else f"{update.state.value}: {reason}")
-
-
-def _crashed(ended: Ended) -> int:
-    """Stoker's own error (a bug; a module that no longer fits, after an upgrade in place)
-    ended the attempt: its owner logged the traceback and stopped every process. Nothing
-    Stoker holds can be trusted to supervise a next one: the run ends, with its own status."""
-    error = ended.error
-    text = (f"executor internal error: {type(error).__name__}: {error}; no restart: Stoker itself "
-            "failed (the traceback is in its log)")
-    _said(ended, "run_ended", text, level=logging.ERROR, exit=EXIT_INTERNAL_ERROR,
-          line=f"{ended.update.state.value}: {text} (exit {EXIT_INTERNAL_ERROR})")
-    return EXIT_INTERNAL_ERROR

@@ -1,4 +1,4 @@
-"""A first run's early start (executor/cli/launch.py, `start_first`): a config run for the
+"""A first run's early start (executor/cli/launchfirst.py, `start_first`): a config run for the
 first time has its first processes started from the plan the child forked ahead made, as
 soon as `stoker run` has read its settings, before its supervisor's own start (session,
 cgroup, watchdog, checkpoint), and the supervisor adopts them; a config that fails to

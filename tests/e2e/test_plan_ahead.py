@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.cli import launch
+from executor.cli import launch, launchfirst
 from executor.local import planfiles
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, live
 from tests.support.waiting import wait_for
@@ -120,7 +120,7 @@ def test_a_kept_plan_forks_no_planning_child(run, tmp_path):
     entry = planfiles.entry_path(str(run.cache), str(config), None, 0, "")
     environ = dict(os.environ, STOKER_PLAN_CACHE=str(run.cache))
     assert launch._kept(entry, str(config), environ)
-    assert launch._ahead_inputs(["run", str(config)], environ) is None  # nothing to plan ahead
+    assert launchfirst._ahead_inputs(["run", str(config)], environ) is None  # nothing to plan ahead
     config.write_text(config.read_text() + "\n# edited\n")
     assert not launch._kept(entry, str(config), environ)
 

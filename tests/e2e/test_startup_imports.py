@@ -145,8 +145,13 @@ NOT_IN_RUN = NEVER | {
 # 105 and 94: `executor.attrsmethods`, loaded with the code cache: every attrs class's
 # `__repr__`, `__eq__` and `__hash__` of one code for all the classes, not each its own
 # (about 0.2 MiB less of the supervisor's USS at N=100, with the warmed file it allows).
-RUN_STOKER_MODULES = 105
-RUN_AGAIN_STOKER_MODULES = 94
+# 106 and 94: launch.py was past the 450-line ceiling: a first run's early start (its plan
+# made ahead, `executor.cli.launchfirst`) became a module of its own, loaded only when no
+# plan is kept (a re-run's early start goes without it).
+# 107 and 95: run.py was past the ceiling too: how an attempt ended and what the run says of
+# it (`executor.local.ended`) became a module of its own, loaded as the code it holds was.
+RUN_STOKER_MODULES = 107
+RUN_AGAIN_STOKER_MODULES = 95
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers", "healthcheck.loopback",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

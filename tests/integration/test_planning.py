@@ -212,9 +212,9 @@ def test_ctrl_c_just_after_the_fork_still_ends_the_child(tmp_path):
 
 def test_a_plan_made_ahead_is_the_plan_made_late():
     done = python("""
-        from executor.cli import launch
+        from executor.cli import launchfirst
         from executor.local.planning import job_planner
-        ahead = launch._fork_ahead(launch._ahead_inputs(["run", sys.argv[1]], dict(os.environ, STOKER_PLAN_CACHE="off")))
+        ahead = launchfirst._fork_ahead(launchfirst._ahead_inputs(["run", sys.argv[1]], dict(os.environ, STOKER_PLAN_CACHE="off")))
         child = ahead.pid
         early, early_sources, early_problem = plan_apart(job_planner(ahead.inputs), ahead)
         late, late_sources, late_problem = plan_apart(job_planner(ahead.inputs))
@@ -227,12 +227,12 @@ def test_a_plan_made_ahead_is_the_plan_made_late():
 def test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it():
     done = python("""
         from config.settings import RunSettings
-        from executor.cli import launch
+        from executor.cli import launchfirst
         from executor.local.planahead import inputs_of
         from executor.local.runstart import RunStart
         environ = dict(os.environ, STOKER_PLAN_CACHE="off")
         for instance in (0, 1):
-            ahead = launch._fork_ahead(launch._ahead_inputs(["run", sys.argv[1]], environ))
+            ahead = launchfirst._fork_ahead(launchfirst._ahead_inputs(["run", sys.argv[1]], environ))
             child = ahead.pid
             start = RunStart(RunSettings(config=sys.argv[1], instance=instance), environ, None, ahead)
             taken = start._ahead_for(inputs_of(sys.argv[1], None, (), instance, (), *ahead.inputs[5:]))

@@ -1,0 +1,186 @@
+"""A first run's early start: the job planned ahead, and the plan's first runs started as
+soon as `stoker run` has loaded, before its supervisor's own start.
+
+When there is no kept plan for `stoker run CONFIG` (a first run, an edited config, one
+that reads more than its text), `executor.cli.launch.begin` loads this module (a re-run
+started early never does) and notes what to plan instead (`note`), and `fork_ahead`, which
+the entry point calls once attrs, `typing` and the modules the supervisor and the planning
+child both use are loaded, forks the child that plans the job (`executor/local/planahead.py`),
+so that pystachio, the config modules and the config's code load beside the rest of the
+supervisor's start rather than after it. Forked at the entry point's first line, the child
+imported attrs, `typing`, `pathlib` and logging a second time, beside the
+parent that imported them too: CPU both paid for, and on a busy 2-core host wall time too.
+
+For such a first run, `start_first` starts the plan's first runs once the child has
+answered, `stoker run` has loaded and its settings are read (a usage error starts nothing),
+before the supervisor's own start (its host session, cgroup, watchdog and checkpoint, some
+25-60 ms): the answer holds the plan, which gives what a launch record would
+(`plancache.launch_fields`, the first wave by `runstart.first_wave`), and steps 3 and 4 of
+`executor/cli/launch.py` follow as for a kept plan, under the plan cache's lease on the config's entry. Only a plan
+starts anything: a config that fails to load (the child's answer is its error) starts no
+run. The answer is kept for `LocalRun`, which plans with it as ever
+(`planning.plan_apart`), and takes over the lease and the runs as from a kept plan.
+Nothing here raises or prints but a Ctrl-C while `start_first` waits for the plan.
+"""
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+
+from executor.cli.launch import (
+    _close_all,
+    _entry,
+    _take_off,
+    _threading_started,
+    eligible,
+    to_plan_ahead,
+)
+from executor.host.early import EarlyStart, stop_pending
+from executor.local import planfiles
+from executor.local.planahead import Inputs, PlanAhead, inputs_of
+from executor.procs import earlyfork
+
+TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["fork_ahead", "note", "start_first", "take_ahead"]
+
+_ahead: PlanAhead | None = None
+_to_plan: Inputs | None = None  # what `fork_ahead` plans: `launch.begin` found no kept plan for it
+_first: tuple[tuple[str, str | None], Mapping[str, str]] | None = None  # what `start_first` may start
+
+
+def note(wanted: tuple[str, str | None], args: list[str], environ: Mapping[str, str]) -> None:
+    """Note what `fork_ahead` plans for `stoker ARGS`, `wanted` (`launch.to_plan_ahead`'s:
+    no plan is kept for it), and what `start_first` may start."""
+    global _to_plan, _first
+    _to_plan = _inputs(wanted[0], environ)
+    eligible_now = eligible(args, environ)
+    _first = (eligible_now, environ) if eligible_now is not None else None
+
+
+def start_first(ahead: PlanAhead) -> EarlyStart | None:
+    """A first run's early start, once: the first runs of the plan `ahead` (`take_ahead`'s)
+    made, started now as a re-run's are from its launch record (`_start_ahead`); None when
+    `note` noted none for these words, they may not start early, a stop signal came
+    meanwhile (recorded: `stoker run` as a container's main process), or this process has a
+    thread besides (`_take_off`). `stoker run` calls it once its settings are read (a usage
+    error starts nothing) and its modules are loaded.
+    Waits for the plan; a Ctrl-C meanwhile kills and reaps the planning child and is raised."""
+    global _first
+    first, _first = _first, None
+    if first is None:
+        return None
+    data, _ = ahead.answer()  # kept for `planning.plan_apart`
+    if stop_pending():  # a container's main process stopped while it loaded: nothing starts
+        return None
+    try:
+        return _start_ahead(ahead, data, *first)
+    except Exception:  # whatever it was, there is no early start: the run goes on as ever
+        return None
+
+
+def take_ahead() -> PlanAhead | None:
+    """The child `fork_ahead` forked to plan a first run, once (None when it forked none)."""
+    global _ahead
+    ahead, _ahead = _ahead, None
+    return ahead
+
+
+def fork_ahead() -> None:
+    """Fork the child that plans what `note` noted (nothing when it noted nothing). The
+    entry point calls it once the modules both processes use are loaded: the child has them
+    from the fork instead of importing them again beside this process."""
+    global _to_plan, _ahead
+    inputs, _to_plan = _to_plan, None
+    if inputs is None or _threading_started():
+        return
+    try:
+        # what the child plans with and the supervisor uses too (the plan's classes, the plan
+        # cache; socket: the child probes ports with it, the supervisor serves its control socket)
+        import socket  # noqa: F401
+
+        import executor.local.planning  # noqa: F401
+
+        _ahead = _fork_ahead(inputs)
+    except Exception:  # then it plans when the plan is needed, as ever
+        _ahead = None
+
+
+def _start_ahead(ahead: PlanAhead, data: bytes, wanted: tuple[str, str | None],
+                 environ: Mapping[str, str]) -> EarlyStart | None:
+    """A first run's early start: the first runs of the plan the child forked ahead sent
+    (`data`, its answer), started as a re-run's are from its launch record, with the same
+    checks; None when it sent an error (nothing started: the run reports it) or when they
+    may not start early. Called once the supervisor's modules are loaded (it uses them)."""
+    answer = marshal.loads(data)
+    directory = planfiles.cache_dir(environ)
+    if answer[0] != "plan" or directory is None:
+        return None
+    from config.settings import AGENT_VARIABLES, SECRET_VARIABLES
+    from executor.local import plancache, runstart
+
+    plan = ahead.plan = plancache.decode(answer[1])  # the one the run plans with (`planning.plan_apart`)
+    wave = runstart.first_wave(plan)
+    if wave is None:
+        return None
+    record = plancache.launch_fields(plan, wave, SECRET_VARIABLES + AGENT_VARIABLES)  # before the lease:
+    entry = _entry(directory, os.path.abspath(wanted[0]))  # nothing between it and `_take_off` raises
+    lease = plancache.lease_at(directory, entry + planfiles.LOCK_SUFFIX).take()  # `RunStart.plan` takes it over
+    if lease is None:
+        return None
+    return _take_off(record, entry, wanted[1], lease, environ, ahead=True)
+
+
+def _ahead_inputs(args: list[str], environ: Mapping[str, str]) -> Inputs | None:
+    """What the child plans for `run CONFIG [--sandbox DIR]`; None for other words, or when
+    a plan is kept for it (then the supervisor plans nothing)."""
+    wanted = to_plan_ahead(args, environ)
+    return None if wanted is None else _inputs(wanted[0], environ)
+
+
+def _inputs(config: str, environ: Mapping[str, str]) -> Inputs:
+    return inputs_of(config, None, (), 0, (), os.uname().nodename, planfiles.login_name(environ))
+
+
+def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
+    """The child that plans for `inputs` and answers through a pipe, forked now."""
+    for stream in (sys.stdout, sys.stderr):  # the child flushes its copies as it ends: they
+        stream.flush()  # must not hold what this process wrote before the fork
+    import signal  # loaded with executor.cli.main by now; the early start itself goes without it (enum)
+
+    parent = os.getpid()
+    read_end, write_end = os.pipe()
+    # Ctrl-C (or another stop, `start.WHILE_LOADING`) waits until the child is inside the
+    # `try` that ends it: raised before, the child would go on as this process and run its exit
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        pid = os.fork()
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _close_all([read_end, write_end])
+        return None
+    if pid == 0:  # the child: plans, answers and ends; never returns
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(read_end)
+            import gc  # here: the early start loads nothing it does not use
+
+            gc.freeze()  # the parent's objects: no collection touches them (their pages stay shared);
+            # the collector stays on for the config's own garbage (cycles holding files)
+            earlyfork.die_with(parent)  # where prctl is denied, by a thread that watches the parent
+            from executor import codecache
+
+            codecache.install("run")  # nothing more when the entry point installed it before the fork
+            codecache.also("plan")  # the config language's classes, which the parent never loads
+            from executor.local.planning import plan_ahead
+
+            plan_ahead(inputs, write_end)
+        finally:
+            os._exit(1)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    os.close(write_end)
+    return PlanAhead(pid, read_end, inputs)

@@ -1,0 +1,57 @@
+"""A child `stoker run` inherited through `exec` (a shell's `sleep 1000 & exec stoker run
+CONFIG`: the sleep is a child of stoker run after the exec) is not Stoker's: an early start
+given up (executor/host/early.py, `EarlyStart.abandon`) kills its own runs and whatever they
+started, and leaves the inherited child running (the supervisor's reaper reaps it once it
+ends, as any child of its process: `executor/procs/reaper.py`)."""
+from __future__ import annotations
+
+import signal
+
+import psutil
+import pytest
+
+from executor.local import planfiles
+from tests.support.earlyjob import write
+from tests.support.stoker_proc import StokerProcess, kill_leftovers, live, task_pids
+
+pytestmark = pytest.mark.timeout(120)
+
+# The shell that execs stoker run, its child's pid written first.
+LAUNCHER = ("/bin/sh", "-c", 'sleep 1000 & echo $! > inherited; exec "$@"', "sh")
+
+
+def run(tmp_path, config, name: str) -> tuple[StokerProcess, object]:
+    sandbox = tmp_path / name
+    work = tmp_path / f"work-{name}"
+    work.mkdir()
+    return StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work, launcher=LAUNCHER,
+                         env={"STOKER_PLAN_CACHE": str(tmp_path / "plans"), "STOKER_LOG_LEVEL": "DEBUG"}), sandbox
+
+
+def test_an_early_start_given_up_leaves_the_children_stoker_run_inherited(tmp_path):
+    # The kept plan is damaged after its launch record was read (the launch record is
+    # read first): the early start is given up before the supervisor exists.
+    config = write(tmp_path, "Process(name='first', cmdline='exec sleep 1000')")
+    proc, sandbox = run(tmp_path, config, "planned")
+    pids: list[int] = []
+    try:
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+    finally:
+        proc.signal(signal.SIGTERM)
+        proc.wait()
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    [plan] = [p for p in (tmp_path / "plans").iterdir() if p.name.endswith(planfiles.PLAN_SUFFIX)]
+    plan.write_bytes(b"damaged")
+    proc, sandbox = run(tmp_path, config, "again")
+    try:
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+        assert "early start given up" in proc.stderr(), proc.stderr()
+        pids = [int(p) for p in (tmp_path / "work-again" / "inherited").read_text().split()]
+        assert live(pids) == set(pids), "the inherited sleep was killed"
+        assert psutil.Process(pids[0]).ppid() == proc.pid  # stoker run's child all along
+    finally:
+        proc.signal(signal.SIGTERM)
+        proc.wait()
+        proc.close()
+        kill_leftovers([*task_pids(sandbox), *pids])
