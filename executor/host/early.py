@@ -95,7 +95,7 @@ def undefer_stop_signals() -> None:
 
 class EarlyStart:
     __slots__ = ("entry", "sandbox", "made_sandbox", "task_id", "marker", "runs", "planned_ahead",
-                 "_lock_fd", "_lease_fd", "watchdog_pid", "_watchdog_fd", "_inherited")
+                 "_lock_fd", "_lease_fd", "watchdog_pid", "_watchdog_fd", "inherited")
 
     def __init__(self, *, entry: str, sandbox: str, lease_fd: int, task_id: str, marker: str,
                  planned_ahead: bool = False) -> None:
@@ -111,9 +111,10 @@ class EarlyStart:
         self._lock_fd = -1  # SANDBOX/.stoker/supervisor.lock, flocked
         self._watchdog_fd = -1
         # made before the first fork: every child now was inherited (`sleep 1000 & exec stoker
-        # run`), not Stoker's to kill; one that ends stays a zombie, its pid not reused, as
+        # run`), not Stoker's to kill, nor the supervisor's to take into the task's cgroup
+        # (`Containment.prepare`); one that ends stays a zombie, its pid not reused, as
         # nothing here reaps before `abandon`
-        self._inherited = frozenset(_children())
+        self.inherited = _inherited_now()
 
     def hold_lock(self, fd: int) -> None:
         self._lock_fd = fd
@@ -163,7 +164,7 @@ class EarlyStart:
             except ChildProcessError:
                 continue
         self.runs = []
-        _kill_children(self._inherited)
+        _kill_children(frozenset(pid for pid, _ in self.inherited))
         for fd in (self._lock_fd, self._lease_fd):
             if fd >= 0:
                 os.close(fd)
@@ -191,6 +192,20 @@ def _children() -> list[int]:
         except OSError:
             continue  # the thread ended meanwhile
     return children
+
+
+def _inherited_now() -> frozenset[tuple[int, int]]:
+    """This process's children, each with its start (clock ticks after boot, the 22nd field
+    of /proc/PID/stat; 0 where it cannot be read), as `executor.procs.proctree` reads them."""
+    found = set()
+    for pid in _children():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                start = int(f.read().rpartition(b")")[2].split()[19])
+        except (OSError, ValueError, IndexError):  # gone, or hidden (hidepid): its pid alone
+            start = 0
+        found.add((pid, start))
+    return frozenset(found)
 
 
 def _kill_children(inherited: frozenset[int], passes: int = 20) -> None:

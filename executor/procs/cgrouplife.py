@@ -36,6 +36,7 @@ class TaskCgroupLife:
         self._entering: threading.Thread | None = None  # the move into the cgroup, under way
         self._running: tuple[int, ...] = ()  # an early start's runs, moved in once it is over
         self._enter_error: OSError | None = None
+        self._foreign: frozenset[tuple[int, int]] = frozenset()  # children left out of `_running`'s move
 
     @property
     def cgroup(self) -> TaskCgroup | None:
@@ -64,14 +65,16 @@ class TaskCgroupLife:
         else:
             self._cgroup = made
 
-    def enter(self, running: Sequence[int] = ()) -> None:
+    def enter(self, running: Sequence[int] = (), foreign: frozenset[tuple[int, int]] = frozenset()) -> None:
         """Start moving this process into the cgroup, on a thread (`settle` waits for it).
         `running`: the task's runs forked before (an early start's), moved in after it with
-        everything they started meanwhile."""
+        everything they started meanwhile, but the `foreign` children ((pid, start): not the
+        task's, inherited)."""
         cg = self._cgroup
         if cg is None:
             return
         self._running = tuple(running)
+        self._foreign = foreign
         self._entering = threading.Thread(target=self._enter, args=(cg,), daemon=True,
                                           name=f"stoker-cgroup-enter {self._label}")
         try:
@@ -129,9 +132,17 @@ class TaskCgroupLife:
                 # with the runs, the daemons they left that re-parented here meanwhile
                 with self._reaper.lock:
                     registered = self._reaper.registered()
-                orphans = [pid for pid in proctree.children(os.getpid()) if pid not in registered]
+                orphans = [pid for pid in proctree.children(os.getpid()) if pid not in registered
+                           and not self._is_foreign(pid)]
                 self._take_in(cg, self._running + tuple(orphans))
             self._running = ()
+
+    def _is_foreign(self, pid: int) -> bool:
+        """Whether child `pid` is one of the `foreign` ones (its pid and start)."""
+        if not any(pid == known for known, _ in self._foreign):
+            return False
+        stat = proctree.read_stat(pid)
+        return stat is None or (pid, stat[2]) in self._foreign or (pid, 0) in self._foreign
 
     def close(self) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:

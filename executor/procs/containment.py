@@ -81,22 +81,26 @@ class Containment:
 
     # ---- start and close ----
 
-    def prepare(self, name: str, *, early: bool = False) -> None:
+    def prepare(self, name: str, *, early: bool = False,
+                inherited: frozenset[tuple[int, int]] = frozenset()) -> None:
         """Before the watchdog starts: note the children that are not the task's, make the
         task's cgroup (not entered yet). `early`: this process ran an early start, which
         forked nothing but the task's: every child it has is the task's (a daemon one of
-        its runs left re-parents here before the supervisor exists)."""
+        its runs left re-parents here before the supervisor exists) but those it had before
+        its first fork, `inherited` ((pid, start): `sleep 1000 & exec stoker run`)."""
         self._me = os.getpid()
         self._init = self._me == 1
         self._walk = self._reaper.subreaper and proctree.children_listed()
-        if self._walk and not early:
+        if early:
+            self._foreign = inherited
+        elif self._walk:
             self._foreign = self._children_now()
         self._cg.make(name)
 
     def enter(self, running: Sequence[int] = ()) -> None:
         """After the watchdog started: start moving this process into the cgroup
         (`cgrouplife.py`); every use of this class waits for the move."""
-        self._cg.enter(running)
+        self._cg.enter(running, self._foreign)
 
     def settle(self) -> None:
         """Wait until the move `enter` started is over (at once when there is none)."""

@@ -80,7 +80,7 @@ class Supervisor:
                  post: Callable[[object], None], marker: str | None = None,
                  run_as: RunAs | None = None, check_as: RunAs | None = None, cgroups: str = SETTING_AUTO,
                  early_runs: Sequence[EarlyRun] = (), early_watchdog: tuple[int, int] | None = None,
-                 wrap: spawn.Wrap | None = None) -> None:
+                 wrap: spawn.Wrap | None = None, inherited: frozenset[tuple[int, int]] = frozenset()) -> None:
         """`early_runs`, `early_watchdog`: what an early start forked with `marker` before
         this supervisor existed (`earlyfork.py`): each run is adopted by the spawn that asks
         for it when its command and environment are the ones that spawn would use, and
@@ -113,6 +113,7 @@ class Supervisor:
         self._early = EarlyRuns(early_runs, self._marker, runs_by_key=self._runs, lock=self._lock,
                                 post_exit=self._post_exit, label=self._label)  # not adopted yet
         self._early_watchdog = early_watchdog
+        self._inherited = inherited  # (pid, start) of the children an early start found: not the task's
         self._spawned_at: float | None = None  # the latest fork of a run (monotonic)
 
     @property
@@ -156,7 +157,7 @@ class Supervisor:
                                         cgroup_setting=self._cgroups, live_children=self._live_children)
         self._drains = Drains(self._containment, self._runs, self._lock, self._post_exit, self._label)
         self._drains_made.set()
-        self._containment.prepare(f"stoker-{self._marker[:16]}", early=bool(self._early))
+        self._containment.prepare(f"stoker-{self._marker[:16]}", early=bool(self._early), inherited=self._inherited)
         self._reaper.on_orphans(self._orphan_reaped)
         self._watchdog = WatchdogKeeper(reaper=self._reaper, marker=self._marker, label=self._label,
                                         cgroup=self._containment.watchdog_cgroup,

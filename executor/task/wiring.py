@@ -118,7 +118,8 @@ def _supervisor(job: JobSpec, sandbox: Path, env: Mapping[str, str], post: Calla
     procs = Supervisor(sandbox=sandbox, task_label=job.label, env=env, post=post,
                        run_as=run_as, check_as=check_as, cgroups=cgroups,
                        marker=early.marker if early is not None else None, early_runs=early_runs,
-                       early_watchdog=early.take_watchdog() if early is not None else None, wrap=wrap)
+                       early_watchdog=early.take_watchdog() if early is not None else None, wrap=wrap,
+                       inherited=early.inherited if early is not None else frozenset())
     return procs, bool(early_runs)
 
 

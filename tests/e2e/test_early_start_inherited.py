@@ -13,6 +13,7 @@ import pytest
 from executor.local import planfiles
 from tests.support.earlyjob import write
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, live, task_pids
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,3 +56,35 @@ def test_an_early_start_given_up_leaves_the_children_stoker_run_inherited(tmp_pa
         proc.wait()
         proc.close()
         kill_leftovers([*task_pids(sandbox), *pids])
+
+
+def cgroups_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cgroup") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("runs", [1, 2], ids=["first-run", "re-run"])
+def test_an_adopted_early_start_leaves_the_inherited_children_out_of_the_task(tmp_path, runs):
+    """The supervisor that adopts an early start's runs takes into the task's cgroup the
+    daemons they left, never a child it inherited (was: moved in with them, and killed with
+    the task at its stop)."""
+    config = write(tmp_path, "Process(name='first', cmdline='exec sleep 1000')")
+    pids: list[int] = []
+    for attempt in range(runs):
+        proc, sandbox = run(tmp_path, config, f"run{attempt}")
+        try:
+            proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+            wait_for(lambda p=proc: "process_adopted" in p.stderr(), timeout_secs=30)  # the early start's run
+            pids = [int(p) for p in (tmp_path / f"work-run{attempt}" / "inherited").read_text().split()]
+            [task] = task_pids(sandbox)
+            if "/stoker-" in cgroups_of(task):  # the task's cgroup (not as a user without one)
+                assert "/stoker-" not in cgroups_of(pids[0]), cgroups_of(pids[0])
+        finally:
+            proc.signal(signal.SIGTERM)
+            proc.wait()
+            proc.close()
+            kill_leftovers(task_pids(sandbox))
+        try:
+            assert live(pids) == set(pids), "the inherited sleep was killed with the task"
+        finally:
+            kill_leftovers(pids)
