@@ -118,15 +118,18 @@ def test_a_v2_task_cgroup_kills_the_run_and_its_escaped_daemon_and_is_removed(tm
         cgroups.release(made)
 
 
+@pytest.mark.parametrize("depth", [1, 1000])
 @pytest.mark.parametrize("by", ["supervisor", "watchdog"])
 @pytest.mark.parametrize(("how", "setting"), [("kill", "auto"), ("freeze", "auto"), ("freezer", FREEZER)])
-def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_too(how, setting, by):
+def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_too(how, setting, by, depth):
     """A task's root process may make cgroups below the task's (a container runtime, a
     `systemd-run --scope`) and move runs into them. `cgroup.kill` kills the whole subtree;
     was: the freeze ways (v2 `cgroup.freeze`, 5.2 to 5.13; the v1 freezer) SIGKILLed the
     task cgroup's own members only, so one below lived on, thawed, and the cgroup stayed
     (`cannot remove ...: EBUSY (0 processes still in it after 10 s)`); the watchdog, once
-    the supervisor is gone, the same (exit 1, the cgroup left)."""
+    the supervisor is gone, the same (exit 1, the cgroup left). 1,000 levels deep: was, the
+    supervisor's walk (os.walk, recursive in Python 3.11) raised RecursionError, the task
+    left frozen."""
     v2_root()
     if setting != "auto" and (why := cgroup_support.unavailable(setting)) is not None:
         pytest.skip(why)
@@ -137,8 +140,10 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
     try:
         fd = os.pidfd_open(run.pid)
         assert cg.take_in(run.pid)
-        inner = Path(cg.directory, "inner")
-        inner.mkdir()
+        inner = Path(cg.directory)
+        for _ in range(depth):
+            inner = inner / "i"
+            inner.mkdir()
         (inner / "cgroup.procs").write_text(str(run.pid))
         assert cg.holds(run.pid) and cg.members() == [run.pid]  # below the task's
         if by == "watchdog":
