@@ -152,7 +152,9 @@ class TaskCgroup:
         _write(d, "freezer.state", "FROZEN")
         _wait_until(lambda: _read(d, "freezer.state").strip() == "FROZEN", deadline)
         self._kill_members()
-        _write(d, "freezer.state", "THAWED")  # v1: a frozen process dies only once thawed
+        for below in subtree(d):  # v1: a frozen process dies only once thawed, and a cgroup
+            with contextlib.suppress(OSError):  # a member froze itself stays so when its parent thaws
+                _write(below, "freezer.state", "THAWED")
 
     def _kill_members(self) -> None:
         """SIGKILL each listed member, of this cgroup or one below it (both freezers freeze

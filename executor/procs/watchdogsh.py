@@ -64,8 +64,8 @@ while [ -n "$cg" ] && [ -d "$cg" ]; do
              while [ "$(cat "$cg/freezer.state")" != FROZEN ] && [ "$n" -lt 50 ]; do
                sleep 0.01; n=$((n + 1))
              done
-             kill -KILL $(procs "$cg") 2>/dev/null
-             echo THAWED > "$cg/freezer.state" ;;
+             kill -KILL $(procs "$cg") 2>/dev/null  # then each thawed (one a member froze stays
+             find "$cg" -name freezer.state -type f -exec sh -c 'for f; do echo THAWED > "$f"; done' - {} + ;;  # so)
   esac 2>/dev/null
   # A SIGKILLed member leaves the cgroup once it has exited: a large memory takes a while to
   # free (0.5 s for 8 GB), a request a FUSE server holds unanswered keeps it in D state

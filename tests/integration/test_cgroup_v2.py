@@ -162,6 +162,46 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
         cgroups.release(made)
 
 
+@pytest.mark.parametrize("by", ["supervisor", "watchdog"])
+@pytest.mark.parametrize(("how", "setting", "state", "frozen"), [("freeze", "auto", "cgroup.freeze", "1"),
+                                                                 ("freezer", FREEZER, "freezer.state", "FROZEN")])
+def test_a_run_in_a_cgroup_below_the_task_s_that_froze_itself_is_killed_too(how, setting, state, frozen, by):
+    """A member may freeze a cgroup it made below the task's. v2: SIGKILL ends a frozen
+    process. Was, v1: a frozen process dies only once thawed, and a cgroup frozen itself
+    stays frozen when its parent thaws: the run lived on, the cgroup stayed (EBUSY, '1
+    processes still in it after 10 s'; the watchdog: exit 1)."""
+    v2_root()
+    if setting != "auto" and (why := cgroup_support.unavailable(setting)) is not None:
+        pytest.skip(why)
+    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", setting)
+    assert isinstance(made, cgroups.TaskCgroup), made
+    cg = attrs.evolve(made, how=how)
+    run = subprocess.Popen(["sleep", "600"])
+    inner = Path(cg.directory, "i")
+    try:
+        fd = os.pidfd_open(run.pid)
+        assert cg.take_in(run.pid)
+        inner.mkdir()
+        (inner / "cgroup.procs").write_text(str(run.pid))
+        (inner / state).write_text(frozen)
+        if by == "watchdog":
+            dog = start_watchdog("no-such-marker", cg.directory, cg.how)
+            dog.close_pipe()
+            assert dog.popen.wait(20) == 0
+        else:
+            assert cg.kill_and_remove(10) is None
+        assert exited(fd)
+        os.close(fd)
+        assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
+    finally:
+        with contextlib.suppress(OSError):
+            (inner / state).write_text({"1": "0", "FROZEN": "THAWED"}[frozen])
+        run.kill()
+        run.wait(10)
+        cgroup_support.remove(cg.directory)
+        cgroups.release(made)
+
+
 def test_the_supervising_process_in_its_task_cgroup_is_never_killed_with_it():
     v2_root()
     made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", "auto")
