@@ -102,7 +102,7 @@ class TaskCgroup:
 
     def members(self) -> list[int]:
         """The processes in this cgroup and in those below it (a run may make its own)."""
-        return [pid for top, _, _ in os.walk(self.place.directory) for pid in _read_pids(top)]
+        return [pid for top in subtree(self.place.directory) for pid in _read_pids(top)]
 
     def holds(self, pid: int) -> bool | None:
         """Whether `pid` is in this cgroup or one below it (None: its /proc entry is gone
@@ -152,7 +152,9 @@ class TaskCgroup:
         _write(d, "freezer.state", "FROZEN")
         _wait_until(lambda: _read(d, "freezer.state").strip() == "FROZEN", deadline)
         self._kill_members()
-        _write(d, "freezer.state", "THAWED")  # v1: a frozen process dies only once thawed
+        for below in subtree(d):  # v1: a frozen process dies only once thawed, and a cgroup
+            with contextlib.suppress(OSError):  # a member froze itself stays so when its parent thaws
+                _write(below, "freezer.state", "THAWED")
 
     def _kill_members(self) -> None:
         """SIGKILL each listed member, of this cgroup or one below it (both freezers freeze
@@ -341,13 +343,25 @@ def _remove_below(directory: str) -> bool:
     """Remove the cgroups below `directory`, bottom up (a task's root process may make its
     own: a container runtime does): True when there were some and all are gone. Each
     removal fails while a process is in it."""
-    below = [os.path.join(top, name) for top, names, _ in os.walk(directory, topdown=False) for name in names]
-    for path in below:
+    below = subtree(directory)[1:]
+    for path in reversed(below):  # each after those below it
         try:
             os.rmdir(path)
         except OSError:
             return False
     return bool(below)
+
+
+def subtree(directory: str) -> list[str]:
+    """`directory` and the cgroups below it, each before those below it; one gone or not
+    ours to read meanwhile is left out. A loop, not os.walk: Python 3.11's recurses once per
+    level, and a run may nest 1,000 cgroups (RecursionError, the task left frozen)."""
+    found, i = [directory], 0
+    while i < len(found):
+        with contextlib.suppress(OSError), os.scandir(found[i]) as entries:
+            found.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
+        i += 1
+    return found
 
 
 def _wait_emptied(directory: str, deadline: float) -> None:

@@ -14,7 +14,7 @@ own runs.) At EOF:
 
 1. With a task cgroup (arguments 2 and 3: its directory and how to kill it), it kills every
    member through the cgroup: `cgroup.kill` (v2), or freeze, SIGKILL the members listed
-   in it and in the cgroups below it, thaw (`cgroup.freeze`, v1 `freezer.state`), and
+   in it and in the cgroups below it, thaw (`cgroup.freeze`; v1: each `freezer.state` of the subtree), and
    removes the cgroup (and those a member made below it, bottom up) once it is empty: once
    `cgroup.events` says `populated 0` (v1: no pid listed there or below), looked at with shell builtins
    10 ms, then 100 ms apart, for 10 s at most (a SIGKILLed member leaves it only once it has

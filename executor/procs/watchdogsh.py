@@ -36,19 +36,22 @@ emptied() {  # true once no process is left in the cgroup: v2 says `populated 0`
   fi
   ! held_in "$cg"
 }
-held_in() {  # true when the cgroup $1 or one below it lists a process
-  { read -r _p < "$1/cgroup.procs"; } 2>/dev/null && return 0
-  for _d in "$1"/*/; do [ -d "$_d" ] && held_in "${_d%/}" && return 0; done
+held_in() {  # true when the cgroup $1 or one below it lists a process: builtins (no fork
+  # per look), a queue (no recursion: dash stops at 1,000 nested calls; a run may nest deeper)
+  while [ $# -gt 0 ]; do
+    { read -r _p < "$1/cgroup.procs"; } 2>/dev/null && return 0
+    for _d in "$1"/*/; do [ -d "$_d" ] && set -- "$@" "${_d%/}"; done
+    shift
+  done
   return 1
 }
 procs() {  # the processes of the cgroup $1 and of those a member made below it (both
   # freezers freeze them all; cgroup.kill kills them all)
-  cat "$1/cgroup.procs"
-  for _d in "$1"/*/; do [ -d "$_d" ] && procs "${_d%/}"; done
+  find "$1" -name cgroup.procs -type f -exec cat {} + 2>/dev/null
 }
 rmcg() {  # the cgroup $1, and those a member made below it, bottom up: each once empty
-  for _d in "$1"/*/; do [ -d "$_d" ] && rmcg "${_d%/}"; done
-  rmdir "$1" 2>/dev/null
+  find "$1" -depth -type d -exec rmdir {} + 2>/dev/null
+  [ ! -d "$1" ]
 }
 now() { read -r _up _ < /proc/uptime; _now=${_up%.*}${_up#*.}; }  # hundredths of a second
 now; until=$((_now + 1000)) left=0  # the cgroup's members may take seconds to go (below)
@@ -61,8 +64,8 @@ while [ -n "$cg" ] && [ -d "$cg" ]; do
              while [ "$(cat "$cg/freezer.state")" != FROZEN ] && [ "$n" -lt 50 ]; do
                sleep 0.01; n=$((n + 1))
              done
-             kill -KILL $(procs "$cg") 2>/dev/null
-             echo THAWED > "$cg/freezer.state" ;;
+             kill -KILL $(procs "$cg") 2>/dev/null  # then each thawed (one a member froze stays
+             find "$cg" -name freezer.state -type f -exec sh -c 'for f; do echo THAWED > "$f"; done' - {} + ;;  # so)
   esac 2>/dev/null
   # A SIGKILLed member leaves the cgroup once it has exited: a large memory takes a while to
   # free (0.5 s for 8 GB), a request a FUSE server holds unanswered keeps it in D state

@@ -118,15 +118,18 @@ def test_a_v2_task_cgroup_kills_the_run_and_its_escaped_daemon_and_is_removed(tm
         cgroups.release(made)
 
 
+@pytest.mark.parametrize("depth", [1, 1000])
 @pytest.mark.parametrize("by", ["supervisor", "watchdog"])
 @pytest.mark.parametrize(("how", "setting"), [("kill", "auto"), ("freeze", "auto"), ("freezer", FREEZER)])
-def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_too(how, setting, by):
+def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_too(how, setting, by, depth):
     """A task's root process may make cgroups below the task's (a container runtime, a
     `systemd-run --scope`) and move runs into them. `cgroup.kill` kills the whole subtree;
     was: the freeze ways (v2 `cgroup.freeze`, 5.2 to 5.13; the v1 freezer) SIGKILLed the
     task cgroup's own members only, so one below lived on, thawed, and the cgroup stayed
     (`cannot remove ...: EBUSY (0 processes still in it after 10 s)`); the watchdog, once
-    the supervisor is gone, the same (exit 1, the cgroup left)."""
+    the supervisor is gone, the same (exit 1, the cgroup left). 1,000 levels deep: was, the
+    supervisor's walk (os.walk, recursive in Python 3.11) raised RecursionError, the task
+    left frozen."""
     v2_root()
     if setting != "auto" and (why := cgroup_support.unavailable(setting)) is not None:
         pytest.skip(why)
@@ -137,8 +140,10 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
     try:
         fd = os.pidfd_open(run.pid)
         assert cg.take_in(run.pid)
-        inner = Path(cg.directory, "inner")
-        inner.mkdir()
+        inner = Path(cg.directory)
+        for _ in range(depth):
+            inner = inner / "i"
+            inner.mkdir()
         (inner / "cgroup.procs").write_text(str(run.pid))
         assert cg.holds(run.pid) and cg.members() == [run.pid]  # below the task's
         if by == "watchdog":
@@ -151,6 +156,46 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
         os.close(fd)
         assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
     finally:
+        run.kill()
+        run.wait(10)
+        cgroup_support.remove(cg.directory)
+        cgroups.release(made)
+
+
+@pytest.mark.parametrize("by", ["supervisor", "watchdog"])
+@pytest.mark.parametrize(("how", "setting", "state", "frozen"), [("freeze", "auto", "cgroup.freeze", "1"),
+                                                                 ("freezer", FREEZER, "freezer.state", "FROZEN")])
+def test_a_run_in_a_cgroup_below_the_task_s_that_froze_itself_is_killed_too(how, setting, state, frozen, by):
+    """A member may freeze a cgroup it made below the task's. v2: SIGKILL ends a frozen
+    process. Was, v1: a frozen process dies only once thawed, and a cgroup frozen itself
+    stays frozen when its parent thaws: the run lived on, the cgroup stayed (EBUSY, '1
+    processes still in it after 10 s'; the watchdog: exit 1)."""
+    v2_root()
+    if setting != "auto" and (why := cgroup_support.unavailable(setting)) is not None:
+        pytest.skip(why)
+    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", setting)
+    assert isinstance(made, cgroups.TaskCgroup), made
+    cg = attrs.evolve(made, how=how)
+    run = subprocess.Popen(["sleep", "600"])
+    inner = Path(cg.directory, "i")
+    try:
+        fd = os.pidfd_open(run.pid)
+        assert cg.take_in(run.pid)
+        inner.mkdir()
+        (inner / "cgroup.procs").write_text(str(run.pid))
+        (inner / state).write_text(frozen)
+        if by == "watchdog":
+            dog = start_watchdog("no-such-marker", cg.directory, cg.how)
+            dog.close_pipe()
+            assert dog.popen.wait(20) == 0
+        else:
+            assert cg.kill_and_remove(10) is None
+        assert exited(fd)
+        os.close(fd)
+        assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
+    finally:
+        with contextlib.suppress(OSError):
+            (inner / state).write_text({"1": "0", "FROZEN": "THAWED"}[frozen])
         run.kill()
         run.wait(10)
         cgroup_support.remove(cg.directory)

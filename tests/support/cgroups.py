@@ -72,7 +72,7 @@ def remove(directory: str, timeout_secs: float = 5.0) -> None:
             frozen = (d / "freezer.state").exists()
             if frozen:
                 _write(d / "freezer.state", "FROZEN")
-            for pid in [p for top, _, _ in os.walk(d) for p in members(top)]:  # and the cgroups below
+            for pid in [p for top in cgroups.subtree(directory) for p in members(top)]:  # and those below
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
@@ -80,10 +80,8 @@ def remove(directory: str, timeout_secs: float = 5.0) -> None:
             if frozen:
                 _write(d / "freezer.state", "THAWED")
         try:
-            for top, names, _ in os.walk(d, topdown=False):  # those a run made below, first
-                for name in names:
-                    os.rmdir(os.path.join(top, name))
-            d.rmdir()
+            for below in reversed(cgroups.subtree(directory)):  # those a run made below first
+                os.rmdir(below)
         except OSError:
             time.sleep(0.01)
 
