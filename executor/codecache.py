@@ -101,11 +101,11 @@ from pathlib import Path
 from types import CodeType
 from typing import Any, TypeGuard
 
-from executor import attrsmethods, deferred, nodocs
+from executor import attrsmethods, nodocs
 
 FORMAT = 3  # 2: code with lines only; 3: a header, then each file name's sources
 HEADER = f"stoker attrs code {FORMAT} {sys.version!r}\n".encode()  # checked before any unmarshal
-# What each profile's command imports before it starts its work: `warm()` compiles these
+# What each profile's command imports before it starts its work: `codecachewarm.warm()` compiles these
 # (`run`'s planning: a new config's, in the child that plans it ahead). `plan`: what that
 # child loads as it plans (the config language's classes), a file the child adds to `run`'s
 # (`also`, `executor/cli/launch.py`), so that the supervisor never holds them: without it
@@ -119,7 +119,7 @@ START_MODULES = {
     "plan": ("config.loader", "config.bind"),
 }
 PROFILES = tuple(START_MODULES)
-# Packages every module of which `warm()` also writes without docstrings (`executor/nodocs.py`:
+# Packages every module of which `codecachewarm.warm()` also writes without docstrings (`executor/nodocs.py`:
 # a start compiles none that has a `.pyc`), for the modules loaded after the start.
 NODOC_PACKAGES = ("executor", "config", "healthcheck", "pystachio")
 CACHE_DIR = Path(nodocs.CACHE_DIR)
@@ -397,65 +397,11 @@ def counts() -> tuple[int, int]:
     return (0, 0) if cache is None else (cache.hits, cache.compiled + len(cache.fresh))
 
 
-def warm(profile: str) -> bool:
-    """Compiles what `profile`'s command imports at start and writes its file, whatever
-    PYTHONDONTWRITEBYTECODE says (it was asked for), and each of those modules' code
-    without docstrings (`executor/nodocs.py`); True when it wrote the file. The file then
-    holds only what this start used: each name's other sources (an older Stoker's shapes),
-    which a command would hold unused for its whole life, are gone (`_used`). The modules the
-    entry point defers are deferred first (`executor/deferred.py`), as a command has them.
-    Call it in a fresh process: a class created before `install()` is not seen."""
-    import importlib
-
-    deferred.defer()
-    if not install(profile):
-        return False
-    sys.dont_write_bytecode = False
-    nodocs.install()
-    for module in START_MODULES[profile]:
-        importlib.import_module(module)
-    nodocs.write_loaded()  # those this process loaded before the loader was in place
-    nodocs.write_packages(NODOC_PACKAGES)  # and those a command loads when it needs them
-    cache = _cache
-    assert cache is not None  # (installed above)
-    entries = _read(cache.path)
-    used = _used(entries, cache.served)
-    _merged(used, cache.fresh)
-    cache.compiled += len(cache.fresh)
-    cache.fresh.clear()
-    return used != entries and _write(cache.path, used)
-
-
-def _used(entries: dict[str, tuple[tuple[str, Any], ...]],
-          served: list[tuple[str, int]]) -> dict[str, tuple[tuple[str, Any], ...]]:
-    """The sources of `entries` this process was served (by their hash), each name's in its order."""
-    hashes: dict[str, set[int]] = {}
-    for filename, source_hash in served:
-        hashes.setdefault(filename, set()).add(source_hash)
-    used = {name: tuple(pair for pair in kept if hash(pair[0]) in hashes.get(name, ())) for name, kept in entries.items()}
-    return {name: kept for name, kept in used.items() if kept}
-
-
-def main(argv: list[str]) -> int:
-    """`python -m executor.codecache [PROFILE...]`: each profile's file, in a process each."""
-    import subprocess
-
-    unknown = [p for p in argv if p not in PROFILES]
-    if unknown:
-        print(f"usage: python -m executor.codecache [{'|'.join(PROFILES)}]...; not a profile: "
-              f"{', '.join(unknown)}", file=sys.stderr)
-        return 2
-    if len(argv) == 1:
-        return 0 if warm(argv[0]) or counts()[1] == 0 else 1
-    failed = [p for p in argv or PROFILES
-              if subprocess.run([sys.executable, "-m", "executor.codecache", p], check=False).returncode]
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
     import executor
 
     executor.forget_working_directory()  # a project's config.py is not Stoker's config package
-    from executor import codecache  # the module's own instance, which the product's imports share
 
-    sys.exit(codecache.main(sys.argv[1:]))
+    from executor import codecachewarm
+
+    sys.exit(codecachewarm.main(sys.argv[1:]))

@@ -103,7 +103,9 @@ ALLOWED: dict[str, set[str]] = {
     "executor.cli": {"executor.mesos", "executor.local", "executor.observe", "executor.task",
                      "executor.host", "executor.procs", "executor.codecache", "executor.nodocs",
                      "executor.deferred", "config", "healthcheck"} | SHARED,
-    "executor.codecache": {"executor.nodocs", "executor.attrsmethods", "executor.deferred", "executor.host"},  # replacefile
+    "executor.codecache": {"executor.nodocs", "executor.attrsmethods", "executor.deferred", "executor.host",  # replacefile
+                           "executor.codecachewarm"},  # `python -m executor.codecache`
+    "executor.codecachewarm": {"executor.codecache", "executor.nodocs", "executor.deferred"},
     "executor.attrsmethods": set(),
     "executor.nodocs": {"executor.host"},  # replacefile: a directory others may change
     "executor.deferred": set(),
