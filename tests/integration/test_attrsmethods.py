@@ -51,7 +51,7 @@ PROBE = textwrap.dedent("""
 
     @attrs.define
     class Empty:
-        pass
+        """No field."""
 
     @attrs.frozen
     class Keyed:
@@ -64,7 +64,7 @@ PROBE = textwrap.dedent("""
 
     @attrs.frozen
     class Nothing:
-        pass
+        """No field, frozen."""
 
     @attrs.define
     class Holder:
@@ -76,7 +76,7 @@ PROBE = textwrap.dedent("""
         odd: object
 
     class Sub(Plain):
-        pass
+        """Plain's fields, another class."""
 
     def made():
         @attrs.frozen
