@@ -51,7 +51,7 @@ PROBE = textwrap.dedent("""
 
     @attrs.define
     class Empty:
-        """No field."""
+        "No field."
 
     @attrs.frozen
     class Keyed:
@@ -64,7 +64,7 @@ PROBE = textwrap.dedent("""
 
     @attrs.frozen
     class Nothing:
-        """No field, frozen."""
+        "No field, frozen."
 
     @attrs.define
     class Holder:
@@ -76,7 +76,7 @@ PROBE = textwrap.dedent("""
         odd: object
 
     class Sub(Plain):
-        """Plain's fields, another class."""
+        "Plain's fields, another class."
 
     def made():
         @attrs.frozen
