@@ -29,33 +29,38 @@ def run(tmp_path, config, name: str) -> tuple[StokerProcess, object]:
                          env={"STOKER_PLAN_CACHE": str(tmp_path / "plans"), "STOKER_LOG_LEVEL": "DEBUG"}), sandbox
 
 
+def inherited(tmp_path, name: str) -> list[int]:
+    """The pid the launcher of run `name` wrote: its `sleep 1000`, stoker run's inherited child."""
+    written = tmp_path / f"work-{name}" / "inherited"
+    return [int(p) for p in written.read_text().split()] if written.exists() else []
+
+
 def test_an_early_start_given_up_leaves_the_children_stoker_run_inherited(tmp_path):
     # The kept plan is damaged after its launch record was read (the launch record is
     # read first): the early start is given up before the supervisor exists.
     config = write(tmp_path, "Process(name='first', cmdline='exec sleep 1000')")
     proc, sandbox = run(tmp_path, config, "planned")
-    pids: list[int] = []
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
     finally:
         proc.signal(signal.SIGTERM)
         proc.wait()
         proc.close()
-        kill_leftovers(task_pids(sandbox))
+        kill_leftovers([*task_pids(sandbox), *inherited(tmp_path, "planned")])  # the first run's inherited sleep too
     [plan] = [p for p in (tmp_path / "plans").iterdir() if p.name.endswith(planfiles.PLAN_SUFFIX)]
     plan.write_bytes(b"damaged")
     proc, sandbox = run(tmp_path, config, "again")
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
         assert "early start given up" in proc.stderr(), proc.stderr()
-        pids = [int(p) for p in (tmp_path / "work-again" / "inherited").read_text().split()]
+        pids = inherited(tmp_path, "again")
         assert live(pids) == set(pids), "the inherited sleep was killed"
         assert psutil.Process(pids[0]).ppid() == proc.pid  # stoker run's child all along
     finally:
         proc.signal(signal.SIGTERM)
         proc.wait()
         proc.close()
-        kill_leftovers([*task_pids(sandbox), *pids])
+        kill_leftovers([*task_pids(sandbox), *inherited(tmp_path, "again")])
 
 
 def cgroups_of(pid: int) -> str:
@@ -69,22 +74,21 @@ def test_an_adopted_early_start_leaves_the_inherited_children_out_of_the_task(tm
     daemons they left, never a child it inherited (was: moved in with them, and killed with
     the task at its stop)."""
     config = write(tmp_path, "Process(name='first', cmdline='exec sleep 1000')")
-    pids: list[int] = []
     for attempt in range(runs):
         proc, sandbox = run(tmp_path, config, f"run{attempt}")
         try:
             proc.wait_output("WAITING → RUNNING", timeout_secs=30)
             wait_for(lambda p=proc: "process_adopted" in p.stderr(), timeout_secs=30)  # the early start's run
-            pids = [int(p) for p in (tmp_path / f"work-run{attempt}" / "inherited").read_text().split()]
+            [sleep] = inherited(tmp_path, f"run{attempt}")
             [task] = task_pids(sandbox)
             if "/stoker-" in cgroups_of(task):  # the task's cgroup (not as a user without one)
-                assert "/stoker-" not in cgroups_of(pids[0]), cgroups_of(pids[0])
+                assert "/stoker-" not in cgroups_of(sleep), cgroups_of(sleep)
         finally:
             proc.signal(signal.SIGTERM)
             proc.wait()
             proc.close()
             kill_leftovers(task_pids(sandbox))
-        try:
-            assert live(pids) == set(pids), "the inherited sleep was killed with the task"
-        finally:
+            pids = inherited(tmp_path, f"run{attempt}")
+            alive = live(pids)  # after the task's stop
             kill_leftovers(pids)
+        assert alive == set(pids), "the inherited sleep was killed with the task"
