@@ -3,10 +3,12 @@ a sandbox that user owns, with the agent's environment (HOME=/root among it). Ne
 (to be the agent) and a Python that user may run."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,34 +42,18 @@ def test_an_executor_run_as_the_framework_s_user_registers_where_that_user_looks
     config = tmp_path / "who.aurora"
     config.write_text(textwrap.dedent(JOB))
     data = encode(load_job(str(config)))
-    stoker = stoker_as(STRANGER, STRANGER)  # a uid with no home: no password entry
-    if stoker is None:
-        pytest.skip("no Python an unprivileged user may run this checkout with")
-    registry = f"/tmp/stoker-{STRANGER}"
-    with open_sandbox() as top:
-        os.chmod(top, 0o755)
-        sandbox = top / "sandbox"
-        sandbox.mkdir(mode=0o750)
-        os.chown(sandbox, STRANGER, STRANGER)
-        sim = AgentSimulator(sandbox=sandbox)
-        try:
-            sim.launch_executor([*stoker, "executor"], env_overrides={"HOME": "/root", "STOKER_ROOT": None},
-                                cwd=sandbox)
-            sim.wait_subscribed(timeout_secs=15)
-            sim.launch(make_task_info("task-1", data))
-            sim.wait_for_state("task-1", "TASK_RUNNING", 15)
-            listed = as_user(STRANGER, STRANGER, lambda: _listed({"HOME": "/root"}))  # as the agent left it
-            written = _modes(sandbox, Path(registry))
-            log = sim.executor_log()
-            assert main(["kill", str(sandbox), "--grace", "1"]) == 0
-            sim.wait_for_state("task-1", "TASK_KILLED", 15)
-            assert sim.wait_exit(15) == 0
-        finally:
-            try:
-                sim.close()
-                kill_leftovers(task_pids(sandbox))
-            finally:
-                shutil.rmtree(registry, ignore_errors=True)
+    with executor_sandbox(STRANGER) as (stoker, sandbox, sim, registry):  # a uid with no home: no password entry
+        sim.launch_executor([*stoker, "executor"], env_overrides={"HOME": "/root", "STOKER_ROOT": None},
+                            cwd=sandbox)
+        sim.wait_subscribed(timeout_secs=15)
+        sim.launch(make_task_info("task-1", data))
+        sim.wait_for_state("task-1", "TASK_RUNNING", 15)
+        listed = as_user(STRANGER, STRANGER, lambda: _listed({"HOME": "/root"}))  # as the agent left it
+        written = _modes(sandbox, Path(registry))
+        log = sim.executor_log()
+        assert main(["kill", str(sandbox), "--grace", "1"]) == 0
+        sim.wait_for_state("task-1", "TASK_KILLED", 15)
+        assert sim.wait_exit(15) == 0
         out = (sandbox / ".logs/who/0/stdout").read_text()
 
     assert "cannot register" not in log, log
@@ -76,6 +62,32 @@ def test_an_executor_run_as_the_framework_s_user_registers_where_that_user_looks
     assert {uid for uid, _mode in written.values()} == {STRANGER}  # every file the user's
     assert not [name for name, (_uid, mode) in written.items() if mode & (stat.S_IWGRP | stat.S_IWOTH)]
     assert written[".stoker"][1] == 0o700 and written["registry"][1] == 0o700
+
+
+@contextlib.contextmanager
+def executor_sandbox(uid: int) -> Iterator[tuple[list[str], Path, AgentSimulator, str]]:
+    """How `uid` runs this checkout's stoker, a sandbox of its own (0750) in a top directory
+    others may enter, an agent simulator there, and `uid`'s registry (/tmp/stoker-UID); the
+    simulator closed, the task's processes killed and the registry removed after. Skipped
+    where no Python `uid` may run this checkout with is found."""
+    stoker = stoker_as(uid, uid)
+    if stoker is None:
+        pytest.skip("no Python an unprivileged user may run this checkout with")
+    registry = f"/tmp/stoker-{uid}"
+    with open_sandbox() as top:
+        os.chmod(top, 0o755)
+        sandbox = top / "sandbox"
+        sandbox.mkdir(mode=0o750)
+        os.chown(sandbox, uid, uid)
+        sim = AgentSimulator(sandbox=sandbox)
+        try:
+            yield stoker, sandbox, sim, registry
+        finally:
+            try:
+                sim.close()
+                kill_leftovers(task_pids(sandbox))
+            finally:
+                shutil.rmtree(registry, ignore_errors=True)
 
 
 def _listed(environ) -> str:
@@ -131,30 +143,14 @@ def test_a_non_root_executor_says_why_it_runs_the_task_as_itself(tmp_path, role,
     why not as the role's user; asked to run it as another user, the task fails, saying why."""
     config = tmp_path / "who.aurora"
     config.write_text(textwrap.dedent(ONCE.format(role=role)))
-    stoker = stoker_as(NOBODY, NOBODY)
-    if stoker is None:
-        pytest.skip("no Python an unprivileged user may run this checkout with")
-    registry = f"/tmp/stoker-{NOBODY}"
-    with open_sandbox() as top:
-        os.chmod(top, 0o755)
-        sandbox = top / "sandbox"
-        sandbox.mkdir(mode=0o750)
-        os.chown(sandbox, NOBODY, NOBODY)
-        sim = AgentSimulator(sandbox=sandbox)
-        try:
-            sim.launch_executor([*stoker, "executor", *flags], env_overrides={"HOME": "/nonexistent",
-                                                                              "STOKER_ROOT": None}, cwd=sandbox)
-            sim.wait_subscribed(timeout_secs=15)
-            sim.launch(make_task_info("task-1", assigned_task(client_json(config), role=role, name="who")))
-            ended = sim.wait_for_state("task-1", state, 15)
-            assert sim.wait_exit(15) == 0
-            log = sim.executor_log()
-        finally:
-            try:
-                sim.close()
-                kill_leftovers(task_pids(sandbox))
-            finally:
-                shutil.rmtree(registry, ignore_errors=True)
+    with executor_sandbox(NOBODY) as (stoker, sandbox, sim, _):
+        sim.launch_executor([*stoker, "executor", *flags], env_overrides={"HOME": "/nonexistent",
+                                                                          "STOKER_ROOT": None}, cwd=sandbox)
+        sim.wait_subscribed(timeout_secs=15)
+        sim.launch(make_task_info("task-1", assigned_task(client_json(config), role=role, name="who")))
+        ended = sim.wait_for_state("task-1", state, 15)
+        assert sim.wait_exit(15) == 0
+        log = sim.executor_log()
         out = sandbox / ".logs/who/0/stdout"
         ran = out.read_text() if out.exists() else None
     if state == "TASK_FAILED":

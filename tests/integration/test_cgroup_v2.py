@@ -75,6 +75,28 @@ def exited(pid_fd: int) -> bool:
     return bool(watch.poll(10_000))
 
 
+def task_cgroup(how: str, setting: str) -> tuple[cgroups.TaskCgroup, cgroups.TaskCgroup]:
+    """A task cgroup made as `setting` says (skipped where it cannot be), and the same killed
+    the way `how` names."""
+    v2_root()
+    if setting != "auto" and (why := cgroup_support.unavailable(setting)) is not None:
+        pytest.skip(why)
+    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", setting)
+    assert isinstance(made, cgroups.TaskCgroup), made
+    return made, attrs.evolve(made, how=how)
+
+
+def kill_and_remove(cg: cgroups.TaskCgroup, by: str) -> None:
+    """`cg` killed and removed by the supervisor's code, or by the watchdog once its pipe
+    closes (as the supervisor's death closes it)."""
+    if by == "watchdog":
+        dog = start_watchdog("no-such-marker", cg.directory, cg.how)
+        dog.close_pipe()
+        assert dog.popen.wait(20) == 0
+    else:
+        assert cg.kill_and_remove(10) is None
+
+
 def daemon_pid(pid_file: Path) -> int:
     wait_for(pid_file.exists, timeout_secs=10, message="the daemon's pid file")
     return int(pid_file.read_text())
@@ -130,12 +152,7 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
     the supervisor is gone, the same (exit 1, the cgroup left). 1,000 levels deep: was, the
     supervisor's walk (os.walk, recursive in Python 3.11) raised RecursionError, the task
     left frozen."""
-    v2_root()
-    if setting != "auto" and (why := cgroup_support.unavailable(setting)) is not None:
-        pytest.skip(why)
-    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", setting)
-    assert isinstance(made, cgroups.TaskCgroup), made
-    cg = attrs.evolve(made, how=how)
+    made, cg = task_cgroup(how, setting)
     run = subprocess.Popen(["sleep", "600"])
     try:
         fd = os.pidfd_open(run.pid)
@@ -146,12 +163,7 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
             inner.mkdir()
         (inner / "cgroup.procs").write_text(str(run.pid))
         assert cg.holds(run.pid) and cg.members() == [run.pid]  # below the task's
-        if by == "watchdog":
-            dog = start_watchdog("no-such-marker", cg.directory, cg.how)
-            dog.close_pipe()  # as the supervisor's death does
-            assert dog.popen.wait(15) == 0
-        else:
-            assert cg.kill_and_remove(10) is None
+        kill_and_remove(cg, by)
         assert exited(fd)
         os.close(fd)
         assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
@@ -170,12 +182,7 @@ def test_a_run_in_a_cgroup_below_the_task_s_that_froze_itself_is_killed_too(how,
     process. Was, v1: a frozen process dies only once thawed, and a cgroup frozen itself
     stays frozen when its parent thaws: the run lived on, the cgroup stayed (EBUSY, '1
     processes still in it after 10 s'; the watchdog: exit 1)."""
-    v2_root()
-    if setting != "auto" and (why := cgroup_support.unavailable(setting)) is not None:
-        pytest.skip(why)
-    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", setting)
-    assert isinstance(made, cgroups.TaskCgroup), made
-    cg = attrs.evolve(made, how=how)
+    made, cg = task_cgroup(how, setting)
     run = subprocess.Popen(["sleep", "600"])
     inner = Path(cg.directory, "i")
     try:
@@ -184,12 +191,7 @@ def test_a_run_in_a_cgroup_below_the_task_s_that_froze_itself_is_killed_too(how,
         inner.mkdir()
         (inner / "cgroup.procs").write_text(str(run.pid))
         (inner / state).write_text(frozen)
-        if by == "watchdog":
-            dog = start_watchdog("no-such-marker", cg.directory, cg.how)
-            dog.close_pipe()
-            assert dog.popen.wait(20) == 0
-        else:
-            assert cg.kill_and_remove(10) is None
+        kill_and_remove(cg, by)
         assert exited(fd)
         os.close(fd)
         assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
