@@ -254,20 +254,30 @@ def _only_ours(directory: str) -> bool:
     directory itself (or, missing, the one it would be made in) not open to their writes,
     sticky or not: there they could plant a symlink under a cache file's name (to a file of
     root's whose content they write, a task's log), or `nodoc/` before us, and root's next
-    start would run their code."""
+    start would run their code. Missing in a sticky directory others may write (/tmp, and
+    after each reboot), it is made now, by this user (0755 less the umask), and asked again:
+    there no one else can rename it or what is in it; made first by another user, it is
+    theirs, and not ours (else it stayed missing, and the cache off, for good)."""
     from executor.host import replacefile  # standard library only; when the variable is set
 
     if not replacefile.trusted_path(directory):
         return False
+    level = directory
     while True:
         try:
-            info = os.stat(directory)
+            info = os.stat(level)
         except FileNotFoundError:
-            directory = os.path.dirname(directory)
+            level = os.path.dirname(level)
             continue
         except OSError:  # not a directory: nothing is read there, nor written
             return True
-        return not replacefile.writable_by_others(info, os.getegid(), directory)
+        if level == directory or not info.st_mode & stat.S_ISVTX:
+            return not replacefile.writable_by_others(info, os.getegid(), level)
+        try:
+            replacefile.make_dirs(directory, 0o755)
+        except OSError:  # not ours to make (a file of that name): nothing is written there
+            return False
+        return _only_ours(directory)
 
 
 def _header(stats: Mapping[str, float]) -> bytes:

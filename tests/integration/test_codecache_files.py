@@ -18,6 +18,7 @@ import pytest
 from executor import codecache
 from tests.integration.test_codecache import ONE_SCRIPT, entries_of, generated, probe, run_file, write_entries
 from tests.support.stoker_proc import REPO
+from tests.support.users import as_nobody, open_sandbox
 
 pytestmark = pytest.mark.timeout(120)
 SPEC = generated("config.spec.ProcessSpec")
@@ -122,8 +123,33 @@ def test_a_directory_others_may_write_is_not_used(tmp_path, mode):
     # was: served, and another user could plant a symlink there under its name (to a log of
     # root's a task writes), or `nodoc/`: root's next start ran their code
     assert not result["installed"] and result["counts"] == [0, 0] and not result["saved"]
-    assert not probe(cache / "below", 3)["installed"]  # to be made in it: as open
+    if mode == 0o777:  # to be made in it: they could rename it away and put theirs in its place
+        assert not probe(cache / "below", 3)["installed"]
     assert sorted(p.name for p in cache.iterdir()) == [run_file(cache).name]
+
+
+def test_a_missing_directory_in_a_sticky_one_is_made_by_the_first_start(tmp_path):
+    """/tmp/cache after a reboot: made at once by this user, whom the sticky bit lets no one
+    else rename it or what is in it. Was: the one it would be made in is open to others, so
+    the cache was off, nothing made, and it stayed off for good."""
+    (tmp_path / "tmp").mkdir(mode=0o1777)
+    (tmp_path / "tmp").chmod(0o1777)
+    cache = tmp_path / "tmp" / "cache" / "below"
+    first = probe(cache, 1)
+    assert first["installed"] and first["saved"]
+    for level in (cache, cache.parent):
+        assert (level.stat().st_uid, oct(stat.S_IMODE(level.stat().st_mode))) == (os.geteuid(), oct(0o755))
+    assert probe(cache, 2)["counts"] == [first["counts"][1], 0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a directory of another user's needs root")
+def test_a_missing_directory_another_user_made_first_in_a_sticky_one_is_not_used():
+    with open_sandbox() as tmp:
+        tmp.chmod(0o1777)
+        assert as_nobody(lambda: str((tmp / "cache").mkdir(mode=0o755))) == "None"
+        result = probe(tmp / "cache", 1)
+        assert not result["installed"] and not result["saved"]
+        assert list((tmp / "cache").iterdir()) == []
 
 
 # A function that makes a class of the same module and name twice, with different fields:
