@@ -39,12 +39,13 @@ def warm(profile: str) -> bool:
     write_packages(codecache.NODOC_PACKAGES)  # and those a command loads when it needs them
     cache = codecache._cache
     assert cache is not None  # (installed above)
-    entries = codecache._read(cache.path)
-    used = _used(entries, cache.served)
-    codecache._merged(used, cache.fresh)
-    cache.compiled += len(cache.fresh)
-    cache.fresh.clear()
-    return used != entries and codecache._write(cache.path, used)
+    with codecache.writing(cache.path):  # a start's `save()` meanwhile
+        entries = codecache._read(cache.path)
+        used = _used(entries, cache.served)
+        codecache._merged(used, cache.fresh)
+        cache.compiled += len(cache.fresh)
+        cache.fresh.clear()
+        return used != entries and codecache._write(cache.path, used)
 
 
 def _used(entries: dict[str, tuple[tuple[str, Any], ...]],
