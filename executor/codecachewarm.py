@@ -14,7 +14,7 @@ import importlib
 import os
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from executor import codecache, deferred, nodocs
@@ -153,9 +153,47 @@ def main(argv: list[str]) -> int:
         print(f"usage: python -m executor.codecache [{'|'.join(codecache.PROFILES)}]...; not a profile: "
               f"{', '.join(unknown)}", file=sys.stderr)
         return 2
+    os.umask(os.umask(0o022) | 0o022)  # nothing it makes is another user's to write, whatever the umask
+    opened = open_caches()
+    if opened:
+        print(f"stoker: not written: another user may write {', '.join(opened)}, where root's `stoker` "
+              "would load code from (made under a umask of 0?): chmod go-w, then run this again", file=sys.stderr)
+        return 1
     rebuild_open_tree(nodocs.cache_dir())
     if len(argv) == 1:
         return 0 if warm(argv[0]) or codecache.counts()[1] == 0 else 1
-    failed = [p for p in argv or codecache.PROFILES
-              if subprocess.run([sys.executable, "-m", "executor.codecache", p], check=False).returncode]
+    failed = [p for p in argv or codecache.PROFILES  # -P: not the working directory's modules
+              if subprocess.run([sys.executable, "-P", "-m", "executor.codecache", p], check=False).returncode]
     return 1 if failed else 0
+
+
+def open_caches() -> list[str]:
+    """Each directory this step writes code in, that exists, and that another user may
+    write (`replacefile.writable_by_others`): the code cache's, and the `__pycache__` of
+    each directory of the packages whose modules it writes (`codecache.NODOC_PACKAGES`):
+    Python made them 0777 less the umask (a first `import executor` under a umask of 0)."""
+    from importlib.util import find_spec  # the packages found, not run
+
+    from executor.host.replacefile import writable_by_others
+
+    places = [nodocs.cache_dir() or nodocs.CACHE_DIR]
+    for name in codecache.NODOC_PACKAGES:
+        spec = find_spec(name)
+        for top in (spec.submodule_search_locations or ()) if spec is not None else ():
+            places += _pycaches(top)
+    found = []
+    for place in dict.fromkeys(places):
+        try:
+            info = os.stat(place)
+        except OSError:  # none yet: made 0755 (this step's umask)
+            continue
+        if writable_by_others(info, os.getegid(), place):
+            found.append(f"{place} (mode {stat.S_IMODE(info.st_mode):o})")
+    return found
+
+
+def _pycaches(top: str) -> Iterator[str]:
+    """The `__pycache__` of `top` and of each directory below it."""
+    for directory, subdirectories, _ in os.walk(top):
+        subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
+        yield os.path.join(directory, "__pycache__")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import marshal
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -150,3 +151,31 @@ def test_the_warm_step_moves_an_open_tree_aside_and_writes_it_again(place, capsy
     assert not (place / "ran").exists()
     assert codecachewarm.open_level(str(nodoc)) == ""
     assert codecachewarm.rebuild_open_tree(str(place / "cache")) == ""  # a closed tree stays
+
+
+def test_the_warm_step_writes_nothing_others_may_write_whatever_the_umask():
+    """An installer's `python -P -m executor.codecache` under a umask of 0: Python made
+    `executor/__pycache__` 0777 at `import executor`, before any line of ours, and the warm
+    step wrote root's code there (and Python's `.pyc` of what it loaded in other packages'
+    new `__pycache__`, 0777 too). Now it says so and writes nothing; once closed, all it
+    makes is 0755 or 0644 at most, under the same umask."""
+    with open_sandbox() as where:
+        for package in ("executor", "config", "healthcheck"):
+            shutil.copytree(REPO / package, where / package, ignore=shutil.ignore_patterns("__pycache__"))
+        environ = {k: v for k, v in os.environ.items()
+                   if k not in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE", "STOKER_CODE_CACHE")}
+        environ["PYTHONPATH"] = str(where)
+
+        def warm() -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-P", "-m", "executor.codecache", "cli"], cwd=where, env=environ,
+                                  preexec_fn=lambda: os.umask(0), capture_output=True, text=True, timeout=120)
+
+        pycache = where / "executor" / "__pycache__"
+        first = warm()
+        assert first.returncode == 1 and f"{pycache} (mode 777)" in first.stderr, first.stderr
+        assert not list(pycache.glob("attrs-*"))
+        pycache.chmod(0o755)
+        second = warm()
+        assert second.returncode == 0, second.stderr
+        assert list(pycache.glob("attrs-cli.*.bin")) and list((where / "config" / "__pycache__").glob("*.opt-nodoc2.pyc"))
+        assert [str(p) for p in where.rglob("*") if p.lstat().st_mode & 0o022 and not p.is_symlink()] == []
