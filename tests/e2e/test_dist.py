@@ -296,14 +296,12 @@ def test_root_with_another_users_home_unpacks_into_its_own(app):
     os.chown(home, 65534, 65534)
     env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
     own = Path(pwd.getpwuid(0).pw_dir) / ".shiv"
-    existed, before = own.is_dir(), set(own.iterdir()) if own.is_dir() else set()
+    before = set(own.iterdir()) if own.is_dir() else None
     try:
         report = probe(app, app["python"], {**env, "HOME": str(home)})
-    finally:
-        if not existed:
-            shutil.rmtree(own, ignore_errors=True)
-        for made in (set(own.iterdir()) - before) if existed else ():
-            shutil.rmtree(made, ignore_errors=True) if made.is_dir() else made.unlink()
+    finally:  # what it unpacked there goes (all of ~/.shiv, when it made it)
+        for made in {own} if before is None else set(own.iterdir()) - before:
+            shutil.rmtree(made, ignore_errors=True) if made.is_dir() else made.unlink(missing_ok=True)
     assert all(f.startswith(f"{own}/") for f in report["files"]), report["files"]
     assert list(home.iterdir()) == []
 
