@@ -16,7 +16,7 @@ $(STAMP): setup.py
 	# (`stoker --version` says 0.1.0 there): pip's record of it named the commit of the day it
 	# was made, and went on naming it (a test checks the 0.1.0 is setup.py's BASE_VERSION).
 	STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[test]'
-	$(BIN)/python -m executor.codecache  # attrs' generated methods, compiled once (README "Settings")
+	$(BIN)/python -P -m executor.codecache  # attrs' generated methods, compiled once (README "Settings")
 	touch $(STAMP)
 
 # Each `make run` gets a fresh sandbox under .run/ (git-ignored; `make clean` removes it).

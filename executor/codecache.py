@@ -70,7 +70,9 @@ and `save()` writes the file again when something had to be compiled.
   each missing level above it are made, 0755 less the umask); the file is written whole (mode 0644,
   less the umask: never writable by others) under a temporary name of its own, created anew (`O_EXCL`: never
   through a symlink, never another process's, in another pid namespace too) and renamed
-  into place, so a reader sees the old one or the new one.
+  into place, so a reader sees the old one or the new one. Two processes that write it at
+  once take turns (`writing`: an `flock` on `attrs-PROFILE.TAG.lock`), each merging into
+  what the other wrote: neither drops the other's classes.
 - The files hold code that runs, as `.pyc` files do, and are trusted as they are: whoever
   may write the package's `__pycache__` may change Stoker anyway. A file owned by a user
   other than the one running Stoker, or root (an installer's), one anyone may write, or one
@@ -96,7 +98,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import CodeType
 from typing import Any, TypeGuard
@@ -325,17 +327,43 @@ def save() -> bool:
     cache = _cache
     if cache is None or not cache.fresh or sys.dont_write_bytecode:
         return False
-    entries = _read(cache.path)
-    # nothing new: another process wrote it already, or a class was made twice alike
-    wrote = _merged(_served_first(entries, cache.served), cache.fresh)
-    if wrote and len(entries) > MAX_ENTRIES:
-        entries = {}
-        _merged(entries, cache.fresh)
-    if wrote and not _write(cache.path, entries):
-        return False
+    with writing(cache.path):
+        entries = _read(cache.path)
+        # nothing new: another process wrote it already, or a class was made twice alike
+        wrote = _merged(_served_first(entries, cache.served), cache.fresh)
+        if wrote and len(entries) > MAX_ENTRIES:
+            entries = {}
+            _merged(entries, cache.fresh)
+        if wrote and not _write(cache.path, entries):
+            return False
     cache.compiled += len(cache.fresh)
     cache.fresh.clear()
     return wrote
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Holds the `flock` of the file's `.lock` (made 0600: only this user and root may open
+    it, so no one else can hold it) while a process reads, merges and writes it again: two at
+    once each wrote what it read merged with its own classes, and the one that renamed last
+    dropped the other's until a next start compiled them again. Not held (the write is tried
+    all the same) where the lock cannot be made: a directory this user may not write."""
+    lock = path.with_name(f"{path.name.removesuffix('.bin')}.lock")
+    try:
+        from executor.host.replacefile import make_dirs  # standard library only
+
+        make_dirs(str(path.parent), 0o755)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel however this process ends
+        yield
+    finally:
+        os.close(fd)
 
 
 def _merged(entries: dict[str, tuple[tuple[str, Any], ...]], fresh: list[tuple[str, str, Any]]) -> bool:

@@ -1,10 +1,20 @@
 """`python -m executor.codecache [PROFILE...]`: each profile's code cache file written ahead
 of time, as `compileall` does for `.pyc` files (for an installation its users cannot write
 to, run it as the installer), with the modules' code without docstrings
-(`executor/nodocs.py`). The cache itself, and its file's rules: `executor/codecache.py`."""
+(`executor/nodocs.py`). The cache itself, and its file's rules: `executor/codecache.py`.
+
+A `nodoc/` tree with a level or file another user could have written (made before its levels
+were 0755, under a umask of 0: Python's 0777; `nodocs._kept_data` reads nothing there, so
+those modules load with their docstrings at every start) is moved aside, removed and written
+again (`rebuild_open_tree`): never read, never chmod-ed into trust (what was planted while it
+was open would stay)."""
 from __future__ import annotations
 
+import importlib
+import os
+import stat
 import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from executor import codecache, deferred, nodocs
@@ -18,8 +28,6 @@ def warm(profile: str) -> bool:
     which a command would hold unused for its whole life, are gone (`_used`). The modules the
     entry point defers are deferred first (`executor/deferred.py`), as a command has them.
     Call it in a fresh process: a class created before `install()` is not seen."""
-    import importlib
-
     deferred.defer()
     if not codecache.install(profile):
         return False
@@ -27,16 +35,17 @@ def warm(profile: str) -> bool:
     nodocs.install()
     for module in codecache.START_MODULES[profile]:
         importlib.import_module(module)
-    nodocs.write_loaded()  # those this process loaded before the loader was in place
-    nodocs.write_packages(codecache.NODOC_PACKAGES)  # and those a command loads when it needs them
+    write_loaded()  # those this process loaded before the loader was in place
+    write_packages(codecache.NODOC_PACKAGES)  # and those a command loads when it needs them
     cache = codecache._cache
     assert cache is not None  # (installed above)
-    entries = codecache._read(cache.path)
-    used = _used(entries, cache.served)
-    codecache._merged(used, cache.fresh)
-    cache.compiled += len(cache.fresh)
-    cache.fresh.clear()
-    return used != entries and codecache._write(cache.path, used)
+    with codecache.writing(cache.path):  # a start's `save()` meanwhile
+        entries = codecache._read(cache.path)
+        used = _used(entries, cache.served)
+        codecache._merged(used, cache.fresh)
+        cache.compiled += len(cache.fresh)
+        cache.fresh.clear()
+        return used != entries and codecache._write(cache.path, used)
 
 
 def _used(entries: dict[str, tuple[tuple[str, Any], ...]],
@@ -49,6 +58,92 @@ def _used(entries: dict[str, tuple[tuple[str, Any], ...]],
     return {name: kept for name, kept in used.items() if kept}
 
 
+def write_loaded() -> int:
+    """Writes the file of each module this process loaded from a source file whose file is
+    missing or out of date (where it may: `nodocs.NoDocLoader`); how many modules it looked at.
+    For `python -m executor.codecache`, which loaded some of them before `install()`."""
+    if not nodocs.installed():  # off, or -O: see `nodocs.install()`
+        return 0
+    nodocs._compile_always = True  # and from now on in this process (the installer's)
+    looked = 0
+    for module in list(sys.modules.values()):
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and isinstance(spec.loader, nodocs.SourceFileLoader) and spec.has_location:
+            looked += _write(spec.name, spec.origin)
+    return looked
+
+
+def write_packages(names: Iterable[str]) -> int:
+    """Writes the file of every module of these packages (each imported, its modules'
+    sources read, not run), as `write_loaded()`; how many it looked at. For the installer:
+    a command loads some only when it needs them (a first run's config, an Aurora task)."""
+    if not nodocs.installed():
+        return 0
+    nodocs._compile_always = True
+    looked = 0
+    for name in names:
+        try:
+            package = importlib.import_module(name)
+        except ImportError:  # an extra not installed
+            continue
+        for top in getattr(package, "__path__", ()):
+            for directory, subdirectories, files in os.walk(top):
+                subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+                looked += sum(_write(os.path.join(directory, f), os.path.join(directory, f))
+                              for f in sorted(files) if f.endswith(".py"))
+    return looked
+
+
+def _write(name: str, source_path: str) -> int:
+    """1 when the file of the module at `source_path` is there or was written (its import would
+    have found any error), else 0."""
+    try:
+        nodocs.NoDocLoader(name, source_path).get_code(name)
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return 0
+    return 1
+
+
+def rebuild_open_tree(directory: str | None) -> str:
+    """Moves the code cache `directory`'s `nodoc/` aside and removes it when another user could
+    have written a level or file of it (`open_level`), for this step to write it again; the
+    level, or '' when it was left as it was. One line on stderr says so."""
+    if directory is None:
+        return ""
+    root = os.path.join(directory, "nodoc")
+    level = open_level(root)
+    if not level:
+        return ""
+    aside = f"{root}.{os.getpid()}.{os.urandom(4).hex()}.old"
+    try:
+        os.rename(root, aside)  # at once out of every start's way, whatever the removal meets
+    except OSError as exc:
+        print(f"stoker: {root}: {level} may have been written by another user, and it could not be "
+              f"moved aside ({exc.strerror}): each start ignores the files there", file=sys.stderr)
+        return ""
+    import shutil
+
+    shutil.rmtree(aside, ignore_errors=True)  # fd by fd, never through a symlink (rmtree's own)
+    print(f"stoker: {root} written again: {level} may have been written by another user", file=sys.stderr)
+    return level
+
+
+def open_level(root: str) -> str:
+    """The first directory or file of the tree `root` that is not this user's or root's,
+    or that another user may write, or a symlink (`nodocs.owner_only`); '' when none."""
+    for directory, subdirectories, files in os.walk(root):  # symlinks listed, never followed
+        for path in (directory, *(os.path.join(directory, name) for name in (*subdirectories, *files))):
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            except OSError:
+                return path
+            if stat.S_ISLNK(info.st_mode) or not nodocs.owner_only(info, path):
+                return path
+    return ""
+
+
 def main(argv: list[str]) -> int:
     """`python -m executor.codecache [PROFILE...]`: each profile's file, in a process each."""
     import subprocess
@@ -58,8 +153,47 @@ def main(argv: list[str]) -> int:
         print(f"usage: python -m executor.codecache [{'|'.join(codecache.PROFILES)}]...; not a profile: "
               f"{', '.join(unknown)}", file=sys.stderr)
         return 2
+    os.umask(os.umask(0o022) | 0o022)  # nothing it makes is another user's to write, whatever the umask
+    opened = open_caches()
+    if opened:
+        print(f"stoker: not written: another user may write {', '.join(opened)}, where root's `stoker` "
+              "would load code from (made under a umask of 0?): chmod go-w, then run this again", file=sys.stderr)
+        return 1
+    rebuild_open_tree(nodocs.cache_dir())
     if len(argv) == 1:
         return 0 if warm(argv[0]) or codecache.counts()[1] == 0 else 1
-    failed = [p for p in argv or codecache.PROFILES
-              if subprocess.run([sys.executable, "-m", "executor.codecache", p], check=False).returncode]
+    failed = [p for p in argv or codecache.PROFILES  # -P: not the working directory's modules
+              if subprocess.run([sys.executable, "-P", "-m", "executor.codecache", p], check=False).returncode]
     return 1 if failed else 0
+
+
+def open_caches() -> list[str]:
+    """Each directory this step writes code in, that exists, and that another user may
+    write (`replacefile.writable_by_others`): the code cache's, and the `__pycache__` of
+    each directory of the packages whose modules it writes (`codecache.NODOC_PACKAGES`):
+    Python made them 0777 less the umask (a first `import executor` under a umask of 0)."""
+    from importlib.util import find_spec  # the packages found, not run
+
+    from executor.host.replacefile import writable_by_others
+
+    places = [nodocs.cache_dir() or nodocs.CACHE_DIR]
+    for name in codecache.NODOC_PACKAGES:
+        spec = find_spec(name)
+        for top in (spec.submodule_search_locations or ()) if spec is not None else ():
+            places += _pycaches(top)
+    found = []
+    for place in dict.fromkeys(places):
+        try:
+            info = os.stat(place)
+        except OSError:  # none yet: made 0755 (this step's umask)
+            continue
+        if writable_by_others(info, os.getegid(), place):
+            found.append(f"{place} (mode {stat.S_IMODE(info.st_mode):o})")
+    return found
+
+
+def _pycaches(top: str) -> Iterator[str]:
+    """The `__pycache__` of `top` and of each directory below it."""
+    for directory, subdirectories, _ in os.walk(top):
+        subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
+        yield os.path.join(directory, "__pycache__")

@@ -41,6 +41,14 @@ literals), so `install()` has every module imported after it compiled without th
   a file of ours gone stale held (this compile is twice Python's: seconds, for a fresh
   unpack of the zipapp, which has none). `python -m executor.codecache`, which an
   installer runs, writes the files of every module each command imports.
+- A file under `nodoc/` is code that root may run, so it is read only when no other user
+  could have chosen it: every level from `nodoc/` down, and the file, a directory (a regular
+  file, never a symlink) of this user's or root's that no one else may write (`owner_only`:
+  nor a group but the user's own). Else the module loads as Python loads it, and nothing is
+  written there: a tree made before its levels were 0755 (0777 under a umask of 0) is
+  ignored so until the warm step moves it aside and writes it again
+  (`codecachewarm.rebuild_open_tree`). Each level is looked at once a process (`_closed`). A
+  file beside a `.pyc` (Stoker's installation, PYTHONPYCACHEPREFIX) is trusted as the `.pyc`.
 - A config (`stoker run`'s, `stoker inspect`'s) is the user's code, run in Stoker's
   process, and may import modules that read their own docstrings: what it imports, and
   what those import, loads as Python loads it (docstrings kept, its `.pyc`). Modules
@@ -66,6 +74,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import stat
 import sys
 
 # importlib's own classes, from the frozen module the interpreter started with: `importlib`
@@ -86,7 +95,7 @@ from _frozen_importlib_external import (
 TYPE_CHECKING = False  # not `typing`'s: the entry point loads this before anything else
 if TYPE_CHECKING:
     import _ast
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterator, Mapping
     from types import CodeType, FrameType
     from typing import Any
 
@@ -95,8 +104,10 @@ CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache
 _TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
 CONFIG_NAMESPACE = "__stoker_config__"  # the `__name__` config/loader.py runs a config's code under
 _installed = False
-_compile_always = False  # even a module whose `.pyc` Python would load: `write_loaded()`'s
+_compile_always = False  # even a module whose `.pyc` Python would load: the warm step's (`codecachewarm`)
 _elsewhere = CACHE_DIR  # where the files of modules not of Stoker's installation go
+_nodoc = os.path.join(CACHE_DIR, "nodoc")  # under it, in their source's directory
+_closed: dict[str, bool] = {}  # `_closed_dir`'s answers, each level asked once a process
 _own: tuple[str, ...] = ()  # the directories of Stoker's installation (see `install()`)
 
 
@@ -113,10 +124,9 @@ class NoDocLoader(SourceFileLoader):
         except (NotImplementedError, OSError):  # no cache for it (sys.implementation), or no source
             return super().get_code(fullname)
         header = _header(stats)
-        try:
-            data = self.get_data(kept)
-        except OSError:
-            data = b""
+        data = _kept_data(kept) if kept.startswith(_nodoc + os.sep) else _data(self, kept)
+        if data is None:  # a file, or a level, another user could have written: as Python loads it
+            return super().get_code(fullname)
         code = _unmarshal(data) if data[:16] == header else None
         if code is not None:
             return code
@@ -149,6 +159,74 @@ class NoDocLoader(SourceFileLoader):
         super().set_data(path, data, _mode=_mode)
 
 
+def _data(loader: SourceFileLoader, path: str) -> bytes:
+    """The file at `path`, beside Python's `.pyc` (trusted as it is); b"" when unreadable."""
+    try:
+        return loader.get_data(path)
+    except OSError:
+        return b""
+
+
+def _kept_data(path: str) -> bytes | None:
+    """The file at `path` under the code cache's `nodoc/` (b"": none yet); None when another
+    user could have put it there (see the docstring): a level from `nodoc/` down, or the file,
+    not a directory (a regular file) of this user's or root's that no one else may write."""
+    if not _closed_dir(os.path.dirname(path)):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return b""
+    except OSError:  # a symlink (ELOOP), or unreadable
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or not owner_only(info, path):
+            return None
+        chunks = []  # os.read: no buffered file object (half the time of one, 14 us against 26-50)
+        while chunk := os.read(fd, info.st_size + 1):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _closed_dir(directory: str) -> bool:
+    """Whether `directory`, `nodoc/` or a level below it, and each level between, is a
+    directory of this user's or root's that no one else may write (`owner_only`), once a
+    process (a missing one is made by this user, 0755: `set_data`)."""
+    known = _closed.get(directory)
+    if known is not None:
+        return known
+    if directory != _nodoc and not _closed_dir(os.path.dirname(directory)):
+        verdict = False
+    else:
+        try:
+            info = os.lstat(directory)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            info = None
+        verdict = info is not None and stat.S_ISDIR(info.st_mode) and owner_only(info, directory)
+    _closed[directory] = verdict
+    return verdict
+
+
+def owner_only(info: os.stat_result, path: str) -> bool:
+    """Whether the file `info` is (at `path`) is this user's or root's and no other user may
+    write it: neither others, nor a group but the user's own (`replacefile.writable_by_others`,
+    asked only of a file its group may write)."""
+    if info.st_uid not in (os.geteuid(), 0) or info.st_mode & stat.S_IWOTH:
+        return False
+    if not info.st_mode & stat.S_IWGRP:
+        return True
+    from executor.host import replacefile  # standard library only; loaded beside its .pyc
+
+    return not replacefile.writable_by_others(info, os.getegid(), path)
+
+
 def _imported_by_config() -> bool:
     """Whether a config's code is importing the module, itself or through what it imports
     (a frame of the config's namespace on the stack, `config/loader.py`'s `_Run`)."""
@@ -166,7 +244,7 @@ def kept_path(source_path: str) -> str:
     source_dir = os.path.dirname(os.path.abspath(source_path))
     if sys.pycache_prefix or any(source_dir == own or source_dir.startswith(own + os.sep) for own in _own):
         return beside
-    return os.path.join(_elsewhere, "nodoc", source_dir.lstrip(os.sep), os.path.basename(beside))
+    return os.path.join(_nodoc, source_dir.lstrip(os.sep), os.path.basename(beside))
 
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -185,20 +263,30 @@ def _only_ours(directory: str) -> bool:
     directory itself (or, missing, the one it would be made in) not open to their writes,
     sticky or not: there they could plant a symlink under a cache file's name (to a file of
     root's whose content they write, a task's log), or `nodoc/` before us, and root's next
-    start would run their code."""
+    start would run their code. Missing in a sticky directory others may write (/tmp, and
+    after each reboot), it is made now, by this user (0755 less the umask), and asked again:
+    there no one else can rename it or what is in it; made first by another user, it is
+    theirs, and not ours (else it stayed missing, and the cache off, for good)."""
     from executor.host import replacefile  # standard library only; when the variable is set
 
     if not replacefile.trusted_path(directory):
         return False
+    level = directory
     while True:
         try:
-            info = os.stat(directory)
+            info = os.stat(level)
         except FileNotFoundError:
-            directory = os.path.dirname(directory)
+            level = os.path.dirname(level)
             continue
         except OSError:  # not a directory: nothing is read there, nor written
             return True
-        return not replacefile.writable_by_others(info, os.getegid(), directory)
+        if level == directory or not info.st_mode & stat.S_ISVTX:
+            return not replacefile.writable_by_others(info, os.getegid(), level)
+        try:
+            replacefile.make_dirs(directory, 0o755)
+        except OSError:  # not ours to make (a file of that name): nothing is written there
+            return False
+        return _only_ours(directory)
 
 
 def _header(stats: Mapping[str, float]) -> bytes:
@@ -327,13 +415,13 @@ def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
 def install(environ: Mapping[str, str] = os.environ) -> bool:
     """Every source module imported from now on loads through `NoDocLoader` (only the
     first call installs); False when STOKER_CODE_CACHE turns it off."""
-    global _installed, _elsewhere, _own
+    global _installed, _elsewhere, _nodoc, _own
     if _installed:
         return True
     elsewhere = cache_dir(environ)
     if elsewhere is None or sys.flags.optimize:  # -O, -OO: Python's own `.opt-N.pyc` (one file
         return False  # of ours for every level would serve asserts removed to a plain run)
-    _elsewhere = elsewhere
+    _elsewhere, _nodoc = elsewhere, os.path.join(elsewhere, "nodoc")
     _own = tuple(os.path.join(_TOP, package) for package in ("executor", "config", "healthcheck"))
     if sys.prefix != sys.base_prefix:  # a virtual environment: the installation's own
         _own += (os.path.abspath(sys.prefix),)
@@ -365,53 +453,3 @@ def _forget_docs() -> None:
 
 def installed() -> bool:
     return _installed
-
-
-def write_loaded() -> int:
-    """Writes the file of each module this process loaded from a source file whose file is
-    missing or out of date (where it may: `NoDocLoader`); how many modules it looked at.
-    For `python -m executor.codecache`, which loaded some of them before `install()`."""
-    global _compile_always
-    if not _installed:  # off, or -O: see `install()`
-        return 0
-    _compile_always = True  # and from now on in this process (the installer's)
-    looked = 0
-    for module in list(sys.modules.values()):
-        spec = getattr(module, "__spec__", None)
-        if spec is not None and isinstance(spec.loader, SourceFileLoader) and spec.has_location:
-            looked += _write(spec.name, spec.origin)
-    return looked
-
-
-def write_packages(names: Iterable[str]) -> int:
-    """Writes the file of every module of these packages (each imported, its modules'
-    sources read, not run), as `write_loaded()`; how many it looked at. For the installer:
-    a command loads some only when it needs them (a first run's config, an Aurora task)."""
-    import importlib
-
-    global _compile_always
-    if not _installed:
-        return 0
-    _compile_always = True
-    looked = 0
-    for name in names:
-        try:
-            package = importlib.import_module(name)
-        except ImportError:  # an extra not installed
-            continue
-        for top in getattr(package, "__path__", ()):
-            for directory, subdirectories, files in os.walk(top):
-                subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
-                looked += sum(_write(os.path.join(directory, f), os.path.join(directory, f))
-                              for f in sorted(files) if f.endswith(".py"))
-    return looked
-
-
-def _write(name: str, source_path: str) -> int:
-    """1 when the file of the module at `source_path` is there or was written (its import would
-    have found any error), else 0."""
-    try:
-        NoDocLoader(name, source_path).get_code(name)
-    except (ImportError, OSError, SyntaxError, ValueError):
-        return 0
-    return 1

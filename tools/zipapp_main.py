@@ -11,7 +11,9 @@ Owns three decisions taken before shiv unpacks the bundled dependencies:
 - where shiv unpacks when SHIV_ROOT is not set: under Mesos the executor's HOME may be
   missing or not writable, so the bundle goes to $MESOS_SANDBOX/.shiv (else
   $MESOS_DIRECTORY/.shiv), which is always writable and is removed with the sandbox;
-  elsewhere shiv's own default, ~/.shiv, stays. Except as root under Mesos: a root executor
+  elsewhere shiv's own default, ~/.shiv, ~ being $HOME only when no other user could change
+  what it unpacks there, else the password database's home (`_home_cache_path`: `sudo`
+  that keeps the caller's HOME), else one clear line and exit status 2. Except as root under Mesos: a root executor
   hands the sandbox to the task's role, and code it imports later must not come from a
   directory the role owns, so it unpacks into ROOT_CACHE (root-owned, mode 0700, checked
   before use), and into the sandbox only when that cannot be had.
@@ -65,8 +67,71 @@ def _sandbox_root():
 
 
 def _cache_path(archive, root_dir, build_id):
-    # root_dir is SHIV_ROOT when set (shiv reads it); only its absence changes here.
-    return _shiv_cache_path(archive, root_dir or _sandbox_root(), build_id)
+    # root_dir is SHIV_ROOT when set (shiv reads it), used as given, as PYTHONPATH would be;
+    # only its absence changes here
+    if root_dir:
+        return _shiv_cache_path(archive, root_dir, build_id)
+    sandbox = _sandbox_root()
+    if sandbox is not None:
+        return _shiv_cache_path(archive, sandbox, build_id)
+    return _home_cache_path(archive, build_id)
+
+
+def _home_cache_path(archive, build_id):
+    """shiv's ~/.shiv, ~ being $HOME, else the password database's home: the first where no
+    other user could change what its site-packages holds (`_foreign`). `sudo` that keeps the
+    caller's HOME made root import the code the caller put in their ~/.shiv (shiv uses a
+    site-packages it finds there as it is)."""
+    homes = [os.environ.get("HOME", "")]
+    try:
+        import pwd
+
+        homes.append(pwd.getpwuid(os.geteuid()).pw_dir)
+    except (ImportError, KeyError):  # a uid with no entry (a container's arbitrary uid)
+        homes.append("")
+    refused = []
+    for home in homes:
+        if not os.path.isabs(home) or (home == homes[0] and refused):
+            continue
+        path = _shiv_cache_path(archive, os.path.join(home, ".shiv"), build_id)
+        level = _foreign(os.path.join(str(path), "site-packages"))
+        if not level:
+            return path
+        refused.append(level)
+    if not refused:  # no home at all: shiv's own default, as ever
+        return _shiv_cache_path(archive, None, build_id)
+    sys.stderr.write(
+        "stoker: error: stoker.pyz will not run code unpacked where another user could change it "
+        "(%s); set SHIV_ROOT to a directory of this user's\n" % ", ".join(refused)
+    )
+    sys.exit(2)
+
+
+def _foreign(path):
+    """The first level of `path` that exists and that a user other than this one and root
+    owns (a symlink on the way too), or, where it leads, may write (a sticky directory such as
+    /tmp aside, and the user's own group); '' when none: they could put code there, or
+    rename ours away and put theirs in its place."""
+    import stat
+
+    euid, egid = os.geteuid(), os.getegid()
+    for candidate, walked in ((path, True), (os.path.realpath(path), False)):
+        level = "/"
+        for part in candidate.split("/"):
+            if not part:
+                continue
+            level = os.path.join(level, part)
+            try:
+                st = os.lstat(level)
+            except OSError:  # missing: made by this user
+                break
+            if st.st_uid not in (euid, 0):
+                return level
+            if walked or st.st_mode & stat.S_ISVTX:
+                continue
+            if st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid != egid):
+                return level
+    return ""
 
 
 def _extract_site_packages(archive, target_path, *args, **kwargs):

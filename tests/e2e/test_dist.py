@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -282,6 +283,27 @@ def test_without_shiv_root_the_bundle_unpacks_into_the_mesos_sandbox_or_as_root_
     assert all(f.startswith(unpacked) for f in report["files"]), report["files"]
     assert report["shiv_root"] is None, "SHIV_ROOT must not leak into the task's environment"
     assert not (app["work"] / "home/.shiv").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a home of another user's needs root")
+def test_root_with_another_users_home_unpacks_into_its_own(app):
+    """`sudo` that keeps the caller's HOME: shiv used whatever site-packages it found in that
+    ~/.shiv, which the caller may change (reproduced: root ran the executor/__init__.py nobody
+    put there). Now the password database's home (as the plan cache's `~`), and nothing is
+    made in theirs."""
+    home = app["work"] / "nobody-home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
+    own = Path(pwd.getpwuid(0).pw_dir) / ".shiv"
+    before = set(own.iterdir()) if own.is_dir() else None
+    try:
+        report = probe(app, app["python"], {**env, "HOME": str(home)})
+    finally:  # what it unpacked there goes (all of ~/.shiv, when it made it)
+        for made in {own} if before is None else set(own.iterdir()) - before:
+            shutil.rmtree(made, ignore_errors=True) if made.is_dir() else made.unlink(missing_ok=True)
+    assert all(f.startswith(f"{own}/") for f in report["files"]), report["files"]
+    assert list(home.iterdir()) == []
 
 
 def _found_pythons(app: dict) -> dict[tuple[int, int], str]:

@@ -2,6 +2,7 @@
 share a generated file name. Fresh processes, as in test_codecache.py (its `probe`)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import marshal
 import os
@@ -16,8 +17,18 @@ from pathlib import Path
 import pytest
 
 from executor import codecache
-from tests.integration.test_codecache import ONE_SCRIPT, entries_of, generated, probe, run_file, write_entries
+from tests.integration.test_codecache import (
+    ONE_SCRIPT,
+    PROBE,
+    entries_of,
+    generated,
+    probe,
+    run_file,
+    write_entries,
+)
 from tests.support.stoker_proc import REPO
+from tests.support.users import as_nobody, open_sandbox
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 SPEC = generated("config.spec.ProcessSpec")
@@ -122,8 +133,34 @@ def test_a_directory_others_may_write_is_not_used(tmp_path, mode):
     # was: served, and another user could plant a symlink there under its name (to a log of
     # root's a task writes), or `nodoc/`: root's next start ran their code
     assert not result["installed"] and result["counts"] == [0, 0] and not result["saved"]
-    assert not probe(cache / "below", 3)["installed"]  # to be made in it: as open
-    assert sorted(p.name for p in cache.iterdir()) == [run_file(cache).name]
+    if mode == 0o777:  # to be made in it: they could rename it away and put theirs in its place
+        assert not probe(cache / "below", 3)["installed"]
+    written = run_file(cache).name  # and its lock, by the first start
+    assert sorted(p.name for p in cache.iterdir()) == [written, written.replace(".bin", ".lock")]
+
+
+def test_a_missing_directory_in_a_sticky_one_is_made_by_the_first_start(tmp_path):
+    """/tmp/cache after a reboot: made at once by this user, whom the sticky bit lets no one
+    else rename it or what is in it. Was: the one it would be made in is open to others, so
+    the cache was off, nothing made, and it stayed off for good."""
+    (tmp_path / "tmp").mkdir(mode=0o1777)
+    (tmp_path / "tmp").chmod(0o1777)
+    cache = tmp_path / "tmp" / "cache" / "below"
+    first = probe(cache, 1)
+    assert first["installed"] and first["saved"]
+    for level in (cache, cache.parent):
+        assert (level.stat().st_uid, oct(stat.S_IMODE(level.stat().st_mode))) == (os.geteuid(), oct(0o755))
+    assert probe(cache, 2)["counts"] == [first["counts"][1], 0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a directory of another user's needs root")
+def test_a_missing_directory_another_user_made_first_in_a_sticky_one_is_not_used():
+    with open_sandbox() as tmp:
+        tmp.chmod(0o1777)
+        assert as_nobody(lambda: str((tmp / "cache").mkdir(mode=0o755))) == "None"
+        result = probe(tmp / "cache", 1)
+        assert not result["installed"] and not result["saved"]
+        assert list((tmp / "cache").iterdir()) == []
 
 
 # A function that makes a class of the same module and name twice, with different fields:
@@ -259,3 +296,40 @@ def test_a_served_class_s_source_is_not_held_once_served(tmp_path):
     second = run_script(tmp_path, HELD)
     # was: every served class's source held for the process's life (0.17 MiB of a supervisor)
     assert second["counts"][0] and second["held"] == second["counts"][1]  # only the one compiled again
+
+
+def waits_for_a_lock(pid: int) -> bool:
+    """Whether process `pid` is blocked in an `flock` (a `->` line of /proc/locks)."""
+    with open("/proc/locks") as locks:
+        return any(fields[1:3] == ["->", "FLOCK"] and fields[5] == str(pid)
+                   for fields in (line.split() for line in locks) if len(fields) > 5)
+
+
+def test_two_writers_at_once_keep_both_ones_classes(tmp_path):
+    """Writer A (this test) has read the file (none yet) and holds its lock while a start, B,
+    compiles and saves; A then writes what it read with its own class, and lets go. Was: B
+    did not wait, A renamed last, and B's classes were gone until a next start."""
+    theirs = generated("elsewhere.Theirs")
+    lock = os.open(tmp_path / f"attrs-run.{sys.implementation.cache_tag}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONHASHSEED": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    b = None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        b = subprocess.Popen([sys.executable, "-c", PROBE, "cache"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             text=True)
+        wait_for(lambda: b.poll() is not None or waits_for_a_lock(b.pid), timeout_secs=60)
+        write_entries(tmp_path / f"attrs-run.{sys.implementation.cache_tag}.bin", {theirs: (("x = 1", code()),)})
+        os.close(lock)
+        lock = -1
+        saved = json.loads(b.communicate(timeout=60)[0].strip().splitlines()[-1])
+    finally:
+        if lock >= 0:
+            os.close(lock)
+        if b is not None and b.poll() is None:
+            b.kill()
+            b.wait()
+    assert b.returncode == 0 and saved["saved"]
+    entries = entries_of(run_file(tmp_path))
+    assert theirs in entries and SPEC in entries
+    assert probe(tmp_path, 2)["counts"] == [saved["counts"][1], 0]  # all of B's served

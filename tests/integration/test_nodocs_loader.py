@@ -189,8 +189,8 @@ def test_code_outside_stokers_installation_is_kept_in_its_code_cache_not_beside_
     assert list(package.joinpath("probepkg").rglob("*.opt-nodoc2.pyc")) == []
     mirrored = cache / "nodoc" / str(package / "probepkg").lstrip(os.sep)
     assert [p.name for p in mirrored.glob("mod.*.opt-nodoc2.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc2.pyc"]
-    warm = subprocess.run([sys.executable, "-c", "from executor import nodocs; nodocs.install(); import difflib; "
-                           "nodocs.write_loaded()"], cwd=package, env=environ, capture_output=True, text=True,
+    warm = subprocess.run([sys.executable, "-c", "from executor import codecachewarm, nodocs; nodocs.install(); import difflib; "
+                           "codecachewarm.write_loaded()"], cwd=package, env=environ, capture_output=True, text=True,
                           timeout=60)  # as the installer's step: the standard library has its .pyc
     assert warm.returncode == 0, warm.stderr
     stdlib = os.path.dirname(os.__file__)
@@ -251,8 +251,8 @@ def test_a_module_with_a_usable_pyc_loads_from_it_until_the_installer_writes_its
     assert compiled.returncode == 0, compiled.stderr
     assert probe(package)["docs"] == ["The module's docstring.", "The function's docstring."]
     assert kept(package) == []
-    warm = subprocess.run([sys.executable, "-c", "from executor import nodocs; nodocs.install(); "
-                           "import probepkg.mod; nodocs.write_loaded()"], cwd=package, env=env,
+    warm = subprocess.run([sys.executable, "-c", "from executor import codecachewarm, nodocs; nodocs.install(); "
+                           "import probepkg.mod; codecachewarm.write_loaded()"], cwd=package, env=env,
                           capture_output=True, text=True, timeout=60)
     assert warm.returncode == 0, warm.stderr
     assert len(kept(package)) == 1 and probe(package)["docs"] == [None, None]
@@ -264,8 +264,8 @@ def test_a_run_under_python_o_leaves_the_next_plain_runs_asserts_alone(package):
     assert probe(package, PYTHONOPTIMIZE="1")["asserted"] is False  # as Python -O does
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{package}", "PYTHONPYCACHEPREFIX": str(package / "pyc")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    warm = subprocess.run([sys.executable, "-O", "-c", "from executor import nodocs; nodocs.install(); "
-                           "import probepkg.mod; nodocs.write_loaded(); nodocs.write_packages(['probepkg'])"],
+    warm = subprocess.run([sys.executable, "-O", "-c", "from executor import codecachewarm, nodocs; nodocs.install(); "
+                           "import probepkg.mod; codecachewarm.write_loaded(); codecachewarm.write_packages(['probepkg'])"],
                           cwd=package, env=env, capture_output=True, text=True, timeout=60)  # an installer's, -O
     assert warm.returncode == 0, warm.stderr
     assert probe(package)["asserted"] is True

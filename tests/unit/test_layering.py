@@ -105,7 +105,8 @@ ALLOWED: dict[str, set[str]] = {
                      "executor.deferred", "config", "healthcheck"} | SHARED,
     "executor.codecache": {"executor.nodocs", "executor.attrsmethods", "executor.deferred", "executor.host",  # replacefile
                            "executor.codecachewarm"},  # `python -m executor.codecache`
-    "executor.codecachewarm": {"executor.codecache", "executor.nodocs", "executor.deferred"},
+    "executor.codecachewarm": {"executor.codecache", "executor.nodocs", "executor.deferred",
+                               "executor.host"},  # replacefile: a directory others may write
     "executor.attrsmethods": set(),
     "executor.nodocs": {"executor.host"},  # replacefile: a directory others may change
     "executor.deferred": set(),

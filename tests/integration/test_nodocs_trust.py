@@ -1,0 +1,181 @@
+"""`executor.nodocs`: the files under the code cache's `nodoc/` are code root runs, so one
+another user could have put there is never read (root only: the plants are nobody's).
+
+A `nodoc/` tree made before its levels were 0755 (under a umask of 0, Python's mkdir gave
+0777) stays open: nobody could put a module's file there (its header is the source's mtime
+and size, which anyone may read), and root's next start ran it. Each case plants as nobody
+in such a tree, or a file of nobody's in a closed one, then root's next start must load the
+module as Python does (its `.pyc`, docstrings kept) and run nothing of nobody's; the warm
+step (`python -m executor.codecache`) moves such a tree aside and writes it again.
+"""
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib.util import MAGIC_NUMBER
+from pathlib import Path
+
+import pytest
+
+from executor import codecachewarm
+from tests.integration.test_nodocs_loader import MODULE, PROBE
+from tests.support.stoker_proc import REPO
+from tests.support.users import as_nobody, needs_root, open_sandbox
+
+pytestmark = [pytest.mark.timeout(120), needs_root]
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def place() -> Iterator[Path]:
+    """A directory nobody may reach (not write): the package and the code cache in it."""
+    with open_sandbox() as where:
+        where.chmod(0o755)
+        (where / "probepkg").mkdir()
+        (where / "probepkg" / "__init__.py").write_text("")
+        (where / "probepkg" / "mod.py").write_text(MODULE)
+        (where / "cache").mkdir(mode=0o755)
+        yield where
+
+
+def start(where: Path, script: str = PROBE) -> dict:
+    """root's start: the loader installed, the code cache in `where`, no pycache prefix."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")}
+    environ.update(PYTHONPATH=f"{REPO}{os.pathsep}{where}", STOKER_CODE_CACHE=str(where / "cache"))
+    result = subprocess.run([sys.executable, "-c", script], cwd=where, env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1]) if script is PROBE else {}
+
+
+def kept_file(where: Path) -> Path:
+    mirrored = where / "cache" / "nodoc" / str(where / "probepkg").lstrip(os.sep)
+    return mirrored / f"mod.{sys.implementation.cache_tag}.opt-nodoc2.pyc"
+
+
+def planted_code(where: Path) -> bytes:
+    """A file as ours would be for mod.py (its header the source's mtime and size), whose
+    code also writes `ran` with the uid it ran as."""
+    info = (where / "probepkg" / "mod.py").stat()
+    header = (MAGIC_NUMBER + bytes(4) + (int(info.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+              + (info.st_size & 0xFFFFFFFF).to_bytes(4, "little"))
+    source = MODULE + f"\nimport os as _os\nopen({str(where / 'ran')!r}, 'w').write(str(_os.geteuid()))\n"
+    return header + marshal.dumps(compile(source, str(where / "probepkg" / "mod.py"), "exec"))
+
+
+def open_old_tree(where: Path) -> None:
+    """Every level of `nodoc/` 0777, as a start under a umask of 0 made them before 1371c01."""
+    for directory, _, _ in os.walk(where / "cache" / "nodoc"):
+        os.chmod(directory, 0o777)
+
+
+def plant_file(where: Path) -> None:
+    data, path = planted_code(where), kept_file(where)
+
+    def ask() -> str:
+        temporary = path.with_name("planted.tmp")
+        temporary.write_bytes(data)
+        os.rename(temporary, path)
+        return "planted"
+
+    assert as_nobody(ask) == "planted"
+
+
+def plant_symlink(where: Path) -> None:
+    """A link to a file of root's whose content nobody chose (a task's log, as root writes it)."""
+    log = where / "log"
+    log.write_bytes(planted_code(where))
+    path = kept_file(where)
+
+    def ask() -> str:
+        link = path.with_name("planted.tmp")
+        link.symlink_to(log)
+        os.rename(link, path)
+        return "planted"
+
+    assert as_nobody(ask) == "planted"
+
+
+def plant_directory(where: Path) -> None:
+    """nobody's own level in place of ours, holding its file."""
+    data, path = planted_code(where), kept_file(where)
+
+    def ask() -> str:
+        os.rename(path.parent, path.parent.with_name("ours-aside"))
+        path.parent.mkdir()
+        path.write_bytes(data)
+        return "planted"
+
+    assert as_nobody(ask) == "planted"
+
+
+def plant_owner(where: Path) -> None:
+    """A closed tree (0755 levels) whose file is nobody's (a leftover of theirs)."""
+    path = kept_file(where)
+    path.write_bytes(planted_code(where))
+    os.chown(path, NOBODY, NOBODY)
+
+
+@pytest.mark.parametrize("plant", [plant_file, plant_symlink, plant_directory, plant_owner],
+                         ids=["file", "symlink", "directory", "owner"])
+def test_a_file_another_user_could_have_put_in_nodoc_is_never_run(place, plant):
+    """Was: root's start loaded it (`ran` holding 0) in each case."""
+    assert start(place)["docs"] == [None, None]  # our file written
+    assert kept_file(place).is_file()
+    if plant is not plant_owner:
+        open_old_tree(place)
+    plant(place)
+    again = start(place)
+    assert not (place / "ran").exists(), f"root ran nobody's code: uid {(place / 'ran').read_text()}"
+    assert again["docs"] == ["The module's docstring.", "The function's docstring."]  # Python's own .pyc
+    assert again["answer"] == 42
+
+
+def test_the_warm_step_moves_an_open_tree_aside_and_writes_it_again(place, capsys):
+    start(place)
+    open_old_tree(place)
+    plant_file(place)
+    nodoc = place / "cache" / "nodoc"
+    assert codecachewarm.rebuild_open_tree(str(place / "cache")) == str(nodoc)  # its top level, 0777
+    assert "written again" in capsys.readouterr().err
+    assert sorted(p.name for p in (place / "cache").iterdir()) == []  # moved aside, then removed
+    start(place, "from executor import codecachewarm, nodocs\nnodocs.install()\nimport probepkg.mod\n"
+                 "codecachewarm.write_loaded()")  # as the installer's step: the module has its .pyc now
+    assert start(place)["docs"] == [None, None]
+    assert not (place / "ran").exists()
+    assert codecachewarm.open_level(str(nodoc)) == ""
+    assert codecachewarm.rebuild_open_tree(str(place / "cache")) == ""  # a closed tree stays
+
+
+def test_the_warm_step_writes_nothing_others_may_write_whatever_the_umask():
+    """An installer's `python -P -m executor.codecache` under a umask of 0: Python made
+    `executor/__pycache__` 0777 at `import executor`, before any line of ours, and the warm
+    step wrote root's code there (and Python's `.pyc` of what it loaded in other packages'
+    new `__pycache__`, 0777 too). Now it says so and writes nothing; once closed, all it
+    makes is 0755 or 0644 at most, under the same umask."""
+    with open_sandbox() as where:
+        for package in ("executor", "config", "healthcheck"):
+            shutil.copytree(REPO / package, where / package, ignore=shutil.ignore_patterns("__pycache__"))
+        environ = {k: v for k, v in os.environ.items()
+                   if k not in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE", "STOKER_CODE_CACHE")}
+        environ["PYTHONPATH"] = str(where)
+
+        def warm() -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-P", "-m", "executor.codecache", "cli"], cwd=where, env=environ,
+                                  preexec_fn=lambda: os.umask(0), capture_output=True, text=True, timeout=120)
+
+        pycache = where / "executor" / "__pycache__"
+        first = warm()
+        assert first.returncode == 1 and f"{pycache} (mode 777)" in first.stderr, first.stderr
+        assert not list(pycache.glob("attrs-*"))
+        pycache.chmod(0o755)
+        second = warm()
+        assert second.returncode == 0, second.stderr
+        assert list(pycache.glob("attrs-cli.*.bin")) and list((where / "config" / "__pycache__").glob("*.opt-nodoc2.pyc"))
+        assert [str(p) for p in where.rglob("*") if p.lstat().st_mode & 0o022 and not p.is_symlink()] == []
