@@ -182,7 +182,7 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
     """The child that plans for `inputs` and answers through a pipe, forked now."""
     for stream in (sys.stdout, sys.stderr):  # the child flushes its copies as it ends: they
         stream.flush()  # must not hold what this process wrote before the fork
-    import signal  # loaded with executor.cli.main by now; the early start itself goes without it (enum)
+    import signal  # loaded with executor.local.planning by now; the early start itself goes without it (enum)
 
     parent = os.getpid()
     read_end, write_end = os.pipe()
