@@ -20,9 +20,10 @@ config); it tells files that only describe a job from files that look around. Pu
 """
 from __future__ import annotations
 
-import ast
+import _ast  # the compiler's node classes: `ast` itself (1.5-2 ms to load) is on a first run's path
 import types
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 __all__ = ["PURE_BUILTINS", "closed_problem"]
@@ -44,7 +45,7 @@ def closed_problem(sources: Iterable[tuple[str, str]], namespace: Mapping[str, A
     parsed = []
     for name, text in sources:
         try:
-            parsed.append((name, ast.parse(text.removeprefix("\ufeff"), filename=name)))  # a BOM: loader.py
+            parsed.append((name, _parse(text.removeprefix("\ufeff"), name)))  # a BOM: loader.py
         except (SyntaxError, ValueError):
             return f"{name}: does not parse"
     assigned = {"include"} | {key for key, value in namespace.items()
@@ -59,34 +60,57 @@ def closed_problem(sources: Iterable[tuple[str, str]], namespace: Mapping[str, A
     return None
 
 
-def _assigned_names(tree: ast.AST) -> set[str]:
+def _assigned_names(tree: _ast.AST) -> set[str]:
     names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+    for node in _walk(tree):
+        if isinstance(node, _ast.Name) and isinstance(node.ctx, (_ast.Store, _ast.Del)):
             names.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        elif isinstance(node, (_ast.FunctionDef, _ast.AsyncFunctionDef, _ast.ClassDef)):
             names.add(node.name)
-        elif isinstance(node, ast.arg):
+        elif isinstance(node, _ast.arg):
             names.add(node.arg)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
+        elif isinstance(node, _ast.ExceptHandler) and node.name:
             names.add(node.name)
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+        elif isinstance(node, (_ast.MatchAs, _ast.MatchStar)) and node.name:
             names.add(node.name)
-        elif isinstance(node, ast.MatchMapping) and node.rest:
+        elif isinstance(node, _ast.MatchMapping) and node.rest:
             names.add(node.rest)
     return names
 
 
-def _first_problem(tree: ast.AST, known: set[str]) -> tuple[int, str] | None:
-    for node in ast.walk(tree):
+def _first_problem(tree: _ast.AST, known: set[str]) -> tuple[int, str] | None:
+    for node in _walk(tree):
         line = getattr(node, "lineno", 0)
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
+        if isinstance(node, (_ast.Import, _ast.ImportFrom)):
             return line, "imports a module"
-        if isinstance(node, ast.Name):
+        if isinstance(node, _ast.Name):
             if node.id.startswith("_"):
                 return line, f"uses the name {node.id}"
-            if isinstance(node.ctx, ast.Load) and node.id not in known:
+            if isinstance(node.ctx, _ast.Load) and node.id not in known:
                 return line, f"reads {node.id}, which is not the schema's, the file's or a pure builtin"
-        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+        elif isinstance(node, _ast.Attribute) and node.attr.startswith("_"):
             return line, f"uses the attribute {node.attr}"
     return None
+
+
+def _parse(text: str, name: str) -> _ast.Module:
+    """`ast.parse(text, filename=name)`, without loading `ast`."""
+    tree = compile(text, name, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)
+    if not isinstance(tree, _ast.Module):  # what "exec" always gives
+        raise TypeError(f"{name}: not a module's syntax tree")
+    return tree
+
+
+def _walk(tree: _ast.AST) -> Iterator[_ast.AST]:
+    """Every node of `tree` in `ast.walk`'s order (breadth first, each node's children in
+    the order of its fields), which decides the problem `closed_problem` names first."""
+    todo = deque([tree])
+    while todo:
+        node = todo.popleft()
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, _ast.AST):
+                todo.append(value)
+            elif isinstance(value, list):
+                todo.extend(item for item in value if isinstance(item, _ast.AST))
+        yield node

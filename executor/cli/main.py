@@ -179,7 +179,6 @@ def _dispatch(args: Any) -> int:
 
 def _cmd_run(args: Any) -> int:
     from executor.cli import launch
-    from executor.local.run import LocalRun
     from executor.local.runstart import SandboxError
 
     early = launch.take()  # the early start's runs, when the entry point made one
@@ -195,6 +194,9 @@ def _cmd_run(args: Any) -> int:
         registry, unit = RegistrySettings.from_args(args, os.environ), _unit_state(settings.ready_fd)
         if early is None and first is not None and ahead is not None:  # the plan made ahead's first runs, now
             early = first.start_first(ahead)
+        # after a first run's early start: off its path (`launchfirst.start_first`)
+        from executor.local.run import LocalRun
+
         run = LocalRun(settings, registry=registry, early=early, ahead=ahead, spooled=True, exits_after=True,
                        unit=unit)
         early = ahead = None  # the run's to adopt, take or give up

@@ -32,9 +32,14 @@ language's imports 20-25 ms (pystachio's schema classes the most, `config.schema
 the plan 6; `inspect` and `pprint` no longer load for pystachio (`executor/deferred.py`), nor
 are the language's attrs classes compiled again (`executor/codecache.py`, `plan`). Probed
 after those (load 4.4, 3 runs): fork at 117-130, the answer at 171-173, the supervisor's
-settings read and the lease taken at 192-213, its first run spawned 3.5 later. Not built:
-starting them as the answer arrives, mid-imports (a check between imports), which needs the
-first wave in the answer (the planner, 9 ms, in the child) and the settings read first.
+settings read and the lease taken at 192-213, its first run spawned 3.5 later. Since, the
+runs start as the answer arrives: `stoker run` reads its settings before it imports the
+supervisor, and the supervisor's modules load while the child plans, with a check for the
+answer between them (`launchfirst.start_first`; `answered` never waits). Forked at the
+entry point's first lines again, right after the kept-plan miss (the child importing attrs,
+pystachio's schema first, beside the parent's imports), it was slower (A/B on the busy VM,
+30 launches each: exec → 1 ran +106 ms, slower in 27 of 30 pairs): the child needs what the
+parent loads before the fork but for five modules, so an earlier fork only makes both pay.
 
 `PlanAhead` is that child: its pid, the pipe its answer comes through (the same answer as
 `planning.plan_apart`'s child gives), and what it planned for (config as given, no job key,
@@ -75,6 +80,15 @@ class PlanAhead:
         # run plans with that one: decoded twice, the first one's objects were garbage left
         # as holes under the supervisor's state)
         self.plan: object = None
+
+    def answered(self) -> bool:
+        """Whether `answer` would return at once: the child wrote its answer or ended (its
+        pipe readable), or it was answered or cancelled already. Never waits."""
+        if self._answer is not None or self._read_end < 0:
+            return True
+        import select  # loaded with `socket` by then: `stoker run` asks once its modules load
+
+        return bool(select.select([self._read_end], [], [], 0)[0])
 
     def answer(self) -> tuple[bytes, int]:
         """(what the child sent, its wait status) once it ended, the same at every call (the

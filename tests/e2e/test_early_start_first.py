@@ -76,12 +76,17 @@ def test_a_config_that_fails_to_load_after_its_first_process_never_started_it(tm
 
 def test_a_run_that_fails_on_its_settings_never_started_the_plan_made_ahead(tmp_path):
     marker = tmp_path / "ran"
-    proc, sandbox = run(tmp_path, write(tmp_path, TOUCH.format(path=marker)), env={"STOKER_LOG_LEVEL": "bogus"})
+    proc, sandbox = run(tmp_path, write(tmp_path, TOUCH.format(path=marker)),
+                        env={"STOKER_LOG_LEVEL": "bogus", "PYTHONPROFILEIMPORTTIME": "1"})
     try:
         assert proc.wait() == 2
     finally:
         proc.close()
     assert "STOKER_LOG_LEVEL" in proc.stderr() and not marker.exists() and not sandbox.exists()
+    # its settings are read before the supervisor loads (a first run's early start comes
+    # between, `launchfirst.start_first`): a usage error ends it without loading the supervisor
+    imported = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", proc.stderr(), re.MULTILINE)
+    assert "executor.cli.main" in imported and "executor.local.run" not in imported
 
 
 def test_a_supervisor_killed_before_it_adopts_a_first_runs_early_runs_leaves_nothing(tmp_path):

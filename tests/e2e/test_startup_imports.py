@@ -261,8 +261,9 @@ sys.meta_path.insert(0, Recorder())
 
 # What the supervisor and a first run's planning child both use, loaded before the fork.
 # Not `inspect` and `ast`: deferred (executor/deferred.py), the supervisor never loads them;
-# the child loads `ast` (config.purity), after the fork, and not `inspect`: the one name
-# pystachio reads of it (`isclass`), as of `pprint` (`pformat`), is served without it.
+# nor does the child: not `ast` (config.purity walks the compiler's `_ast` trees itself), nor
+# `inspect`: the one name pystachio reads of it (`isclass`), as of `pprint` (`pformat`), is
+# served without it.
 LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "logging",
                                    "executor.codecache", "config.settings", "config.errors", "socket",
                                    "config.plan", "config.spec", "executor.local.plancache",
@@ -285,8 +286,8 @@ def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(
     assert sorted(supervisor & UNREAD) == []
     assert [sorted(PLANNING - mods) for mods in by_pid.values()] == [[]]  # one child planned
     # nor does the child run `inspect` (`dis`, `opcode`) or `pprint` (`dataclasses`): 3-9 ms
-    # on a first run's path (executor/deferred.py, SERVED)
-    assert [sorted(mods & {"dis", "opcode", "dataclasses"}) for mods in by_pid.values()] == [[]]
+    # on a first run's path (executor/deferred.py, SERVED), nor load `ast` (config.purity)
+    assert [sorted(mods & {"ast", "dis", "opcode", "dataclasses"}) for mods in by_pid.values()] == [[]]
     # forked once attrs and the rest both processes use were loaded: it has them from the
     # fork (executor/local/planahead.py), it does not import them again
     assert [sorted(mods & LOADED_BEFORE_THE_PLANNING_FORK) for mods in by_pid.values()] == [[]]

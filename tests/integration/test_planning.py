@@ -245,3 +245,36 @@ def test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it():
                 taken.cancel()
     """, str(EXAMPLE))
     assert done.stdout.splitlines() == ["True unreaped", "False reaped"], done.stderr
+
+
+def test_the_supervisor_loads_its_own_modules_while_the_child_plans_and_stops_once_it_answered(tmp_path):
+    # The child's config waits on a FIFO: until the test's process writes it, the child has not
+    # answered, and `start_first`'s wait loads the supervisor's modules (launchfirst's
+    # LOAD_WHILE_PLANNING) instead of only waiting; once the child answered, it loads none.
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    config = tmp_path / "held.aurora"
+    config.write_text(f"open({str(gate)!r}).read()\n" + EXAMPLE.read_text())
+    done = python(f"""
+        from executor.cli import launchfirst
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        held = launchfirst._fork_ahead(launchfirst._ahead_inputs(["run", sys.argv[1]], environ))
+        print(held.answered(), flush=True)  # the child waits on the gate
+        launchfirst._load_while_planning(held)
+        print(all(name in sys.modules for name in launchfirst.LOAD_WHILE_PLANNING), held.answered(), flush=True)
+        with open({str(gate)!r}, "w") as gate:
+            gate.write("go")
+        data, status = held.answer()
+        print(held.answered(), data[:20].count(b"plan"), status, flush=True)
+    """, str(config))
+    assert done.stdout.splitlines() == ["False", "True False", "True 1 0"], done.stderr
+    answered_first = python("""
+        from executor.cli import launchfirst
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        ahead = launchfirst._fork_ahead(launchfirst._ahead_inputs(["run", sys.argv[1]], environ))
+        ahead.answer()
+        before = set(sys.modules)
+        launchfirst._load_while_planning(ahead)
+        print(ahead.answered(), sorted(set(sys.modules) - before), "executor.local.run" in sys.modules)
+    """, str(EXAMPLE))
+    assert answered_first.stdout == "True [] False\n", answered_first.stderr

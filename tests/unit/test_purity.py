@@ -66,3 +66,18 @@ def test_the_files_of_one_load_share_their_names():
 
 def test_every_file_of_the_load_is_judged():
     assert problem("include('lib.aurora')\n", "import os\n") == "f1.aurora:1: imports a module"
+
+
+@pytest.mark.parametrize("path", EXAMPLES[:6], ids=lambda p: p.name)
+def test_its_walk_is_asts_own_node_for_node(path):
+    # `config.purity` walks the tree without loading `ast` (a first run's planning child
+    # would load it for nothing else); the problem it names first depends on the order
+    import ast
+
+    from config import purity
+
+    text = path.read_text() + ("import os\nmatch x:\n    case {'a': y, **rest}: pass\n    case [z, *more]: pass\n"
+                               "try:\n    _v = os.environ\nexcept KeyError as e:\n    pass\n")
+    ours = [(type(n).__name__, getattr(n, "lineno", 0)) for n in purity._walk(purity._parse(text, str(path)))]
+    theirs = [(type(n).__name__, getattr(n, "lineno", 0)) for n in ast.walk(ast.parse(text, filename=str(path)))]
+    assert ours == theirs and len(ours) > 50
