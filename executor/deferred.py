@@ -72,7 +72,7 @@ interleaved runs, against main and then against `inspect` alone deferred: 0.67 M
 are back); `ipaddress` 0.22 MiB more and `platform` 0.08 (USS 11.86 → 11.64 MiB, and with
 the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs); attrs' three
 modules and their `attrs` twins 0.2 MiB more (USS 11.16 → 10.96 MiB, 8 interleaved runs);
-`urllib.parse`, `ntpath` and `fnmatch` 0.12 MiB more (USS 10.73 → 10.61 MiB, 8 interleaved runs).
+`urllib.parse`, `ntpath` and `fnmatch` 0.12 MiB more (USS 10.72 → 10.59 MiB, 8 interleaved runs).
 STOKER_CODE_CACHE=off turns it off, as it does the modules without docstrings and
 the attrs code cache: the process then loads as Python would. Process-wide, imperative by
 nature, as `nodocs.install()` is.
