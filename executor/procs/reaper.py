@@ -41,7 +41,7 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -49,20 +49,21 @@ from executor.logs import log_event
 from executor.procs import earlyfork, pidsignal
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from executor.procs.oomcount import Shield
+
+    class ChildWatcher(Protocol):
+        def before_reap(self, pid: int, exit_code: int | None) -> None:
+            """The child exited (with `exit_code`; None: a signal ended it); its zombie still
+            holds the pid (and its process group id)."""
+
+        def reaped(self, pid: int, status: int) -> None:
+            """The child was reaped with this wait status."""
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class ChildWatcher(Protocol):
-    def before_reap(self, pid: int, exit_code: int | None) -> None:
-        """The child exited (with `exit_code`; None: a signal ended it); its zombie still
-        holds the pid (and its process group id)."""
-
-    def reaped(self, pid: int, status: int) -> None:
-        """The child was reaped with this wait status."""
 
 
 @attrs.frozen(slots=True)
