@@ -37,9 +37,9 @@ import contextlib
 import errno
 import logging
 import os
-import queue
 import signal
 import threading
+from _queue import SimpleQueue  # `queue`'s own (its module and `heapq`: Queue classes)
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
@@ -131,8 +131,8 @@ class _ForkThread:
     """A thread that runs the calls handed to it, one at a time, until `stop`."""
 
     def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[[], object], list[object], threading.Event] | None] = \
-            queue.SimpleQueue()
+        self._calls: SimpleQueue[tuple[Callable[[], object], list[object], threading.Event] | None] = \
+            SimpleQueue()
         self._lock = threading.Lock()
         self._stopped = False
         self.thread = threading.Thread(target=self._loop, name="stoker-fork", daemon=True)

@@ -58,6 +58,9 @@ NOT_IN_RUN = NEVER | {
     # the user's login name comes from the environment or pwd (planfiles.login_name);
     # a failed run's `stoker tail` hint quotes with shlex when it is printed
     "getpass", "termios", "shlex",
+    # the owner's and the reaper's queues are `_queue.SimpleQueue`s: `queue`'s module (its
+    # Queue classes, with `heapq`) is for classes no supervisor makes
+    "queue", "heapq",
     # the next runs' log directories: only once a process has restarted
     "executor.procs.logstage",
     # the disk-limit check: off under `stoker run` unless --disk-limit on (no thread, no timer)
