@@ -61,6 +61,9 @@ NOT_IN_RUN = NEVER | {
     # the owner's and the reaper's queues are `_queue.SimpleQueue`s: `queue`'s module (its
     # Queue classes, with `heapq`) is for classes no supervisor makes
     "queue", "heapq",
+    # the control socket's server, systemd's notifications and the host's name by `_socket`:
+    # `socket`'s module (its class and its enums, with `array`) is the client's (`stoker kill`)
+    "socket", "array",
     # the next runs' log directories: only once a process has restarted
     "executor.procs.logstage",
     # the disk-limit check: off under `stoker run` unless --disk-limit on (no thread, no timer)
@@ -271,7 +274,7 @@ sys.meta_path.insert(0, Recorder())
 # the child loads `ast` (config.purity), after the fork, and not `inspect`: the one name
 # pystachio reads of it (`isclass`), as of `pprint` (`pformat`), is served without it.
 LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "logging",
-                                   "executor.codecache", "config.settings", "config.errors", "socket",
+                                   "executor.codecache", "config.settings", "config.errors",
                                    "config.plan", "config.spec", "executor.local.plancache",
                                    "executor.local.planning"}
 
