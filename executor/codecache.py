@@ -63,6 +63,11 @@ and `save()` writes the file again when something had to be compiled.
   without it, where it is the one this module knows (the names its code reads).
 - Each class's `__repr__`, `__eq__` and `__hash__` call one function for every class with the class's
   fields (`executor/attrsmethods.py`), where attrs writes each its own code.
+- attrs' own classes (`Attribute`, `Factory`, ...), which its package makes as it loads, and
+  the annotations `typing` compiles for its `_Attributes`, are served from the file too:
+  `install()` imports attrs with their `compile` served (`executor/compileserved.py`), so
+  that a command never calls the builtin `compile()`, whose first call makes the compiler's
+  119 syntax-tree classes (0.2 MiB of every supervisor).
 - One file per PROFILE (`run`, `executor`, `observe`, `cli`), so that a command loads the
   code of the classes it creates and little else. `save()` writes nothing when the
   interpreter is told not to write bytecode (PYTHONDONTWRITEBYTECODE) or the directory is
@@ -103,7 +108,7 @@ from pathlib import Path
 from types import CodeType
 from typing import Any, TypeGuard
 
-from executor import attrsmethods, nodocs
+from executor import attrsmethods, compileserved, nodocs
 
 FORMAT = 3  # 2: code with lines only; 3: a header, then each file name's sources
 HEADER = f"stoker attrs code {FORMAT} {sys.version!r}\n".encode()  # checked before any unmarshal
@@ -142,17 +147,22 @@ class _Cache:
         self.hits = 0
         self.compiled = 0  # and saved
 
-    def code_for(self, script: str, filename: str) -> Any:
+    def code_for(self, script: str, filename: str, mode: str = "exec", flags: int | None = None) -> Any:
+        """The code of `script`: served, or compiled (with this module's `__future__`
+        features, or else with `flags`' alone) and kept for `save()`."""
         source = _HASH_TERM.sub(r"\1#", script)
-        kept = self.loaded.get(filename, ())
+        # one source a name for another mode (`compileserved`: typing's annotations as strings)
+        key = filename if mode == "exec" else f"{filename} ({mode} {flags}) {source}"
+        kept = self.loaded.get(key, ())
         for index, (cached, code) in enumerate(kept):
             if cached == source:
-                self.loaded[filename] = kept[:index] + kept[index + 1:]
-                self.served.append((filename, hash(cached)))  # not the source (see the docstring)
+                self.loaded[key] = kept[:index] + kept[index + 1:]
+                self.served.append((key, hash(cached)))  # not the source (see the docstring)
                 self.hits += 1
                 return code
-        code = nodocs.lines_only(compile(script, filename, "exec"))
-        self.fresh.append((filename, source, code))
+        compiled = compile(script, filename, mode) if flags is None else compile(script, filename, mode, flags, True)
+        code = nodocs.lines_only(compiled)
+        self.fresh.append((key, source, code))
         return code
 
 
@@ -175,13 +185,14 @@ def install(profile: str, environ: Mapping[str, str] = os.environ) -> bool:
     directory = cache_dir(environ)
     if directory is None or profile not in PROFILES:
         return False
-    from attr import _make
+    path = directory / f"attrs-{profile}.{sys.implementation.cache_tag}.bin"
+    cache = _Cache(path, _read(path))
+    with compileserved.served(cache.code_for):  # attrs' own classes, as it loads
+        from attr import _make
 
     original = getattr(_make, "_compile_and_eval", None)
     if original is None or original.__code__.co_varnames[:4] != ("script", "globs", "locs", "filename"):
         return False
-    path = directory / f"attrs-{profile}.{sys.implementation.cache_tag}.bin"
-    cache = _Cache(path, _read(path))
     _make._compile_and_eval = _served_by(cache)
     lined = getattr(_make, "_linecache_and_compile", None)  # attrs 24.3 and later
     if lined is not None and lined.__code__.co_varnames[:4] == ("script", "filename", "globs", "locals"):

@@ -8,8 +8,10 @@ because a module it needs imports them, reading none of their names: attrs impor
 `linecache` imports `tokenize` and `token` (and their regular expressions), for a
 traceback's source lines; `urllib.parse`, which `pathlib` imports (for `Path.as_uri()`),
 imports `ipaddress` (its classes, constants and their networks), for the host of a URL
-in brackets; attrs imports `platform` (its parsers of version strings, 0.09 MiB) to ask
-`python_implementation()` once. attrs reads `inspect` for a class with a converter (its
+in brackets, and `pathlib` itself reads `urllib.parse` only for `as_uri()`, `ntpath` only
+for a Windows path and `fnmatch` only to match or glob a pattern (none of which a supervisor
+does: 0.1 MiB, with `urllib.parse`'s eight named tuple classes); attrs imports `platform`
+(its parsers of version strings, 0.09 MiB) to ask `python_implementation()` once. attrs reads `inspect` for a class with a converter (its
 own `_NotValidator`, in `attr.validators`, has one: `inspect.signature` of the converter,
 for the annotations of its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
 class of Stoker's has one. attrs' package imports its `validators`, `converters` and
@@ -34,12 +36,16 @@ point (`executor/cli/start.py`) calls `defer()` before attrs is imported:
   next read runs it again (the modules that imported it hold this module object, so it is
   never taken out of `sys.modules`). A module `importlib.reload()` ran (with import's
   loader) counts as loaded, never run again.
-  A module already loaded, or one Python cannot find, is left as it is.
+  A module already loaded, or one Python cannot find, is left as it is. A submodule is its
+  package's attribute as import makes it (`import urllib.parse` then `urllib.parse.quote`,
+  as `http.client` reads it): where the package is loaded, or is one of PARENTS (an empty
+  `__init__`), imported first.
 - A few names of a lazy module are served without loading it (SERVED): its stand-in
   has them, as functions that answer what the module's own would, or else load the module
   and call its own. `platform.python_implementation()` is answered from
   `sys.implementation.name` for the four interpreters platform names (`CPython`, `PyPy`,
-  `IronPython`, `Jython`), as attrs asks it. `inspect.isclass(obj)` is `isinstance(obj,
+  `IronPython`, `Jython`), as attrs asks it. `pathlib`'s `from urllib.parse import
+  quote_from_bytes` gets a stand-in that loads `urllib.parse` when called. `inspect.isclass(obj)` is `isinstance(obj,
   type)`, its whole code; `pprint.pformat` loads `pprint` when called: the two names
   pystachio imports from them (`from inspect import isclass`, `from pprint import
   pformat`), for a first run's planning child and `stoker executor`, which loaded `inspect`
@@ -65,7 +71,8 @@ interleaved runs, against main and then against `inspect` alone deferred: 0.67 M
 `inspect`, 0.43 for the others, `textwrap` then among them: some 45 KiB of its allocations
 are back); `ipaddress` 0.22 MiB more and `platform` 0.08 (USS 11.86 → 11.64 MiB, and with
 the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs); attrs' three
-modules and their `attrs` twins 0.2 MiB more (USS 11.16 → 10.96 MiB, 8 interleaved runs).
+modules and their `attrs` twins 0.2 MiB more (USS 11.16 → 10.96 MiB, 8 interleaved runs);
+`urllib.parse`, `ntpath` and `fnmatch` 0.12 MiB more (USS 10.72 → 10.59 MiB, 8 interleaved runs).
 STOKER_CODE_CACHE=off turns it off, as it does the modules without docstrings and
 the attrs code cache: the process then loads as Python would. Process-wide, imperative by
 nature, as `nodocs.install()` is.
@@ -89,7 +96,9 @@ ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (a
 ATTRS_UNREAD = ("attr.validators", "attrs.validators", "attr.converters", "attrs.converters", "attr.filters",
                 "attrs.filters")
 # imported by modules a supervisor loads, never read by it (see the docstring)
-LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", *ATTRS_UNREAD)
+LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", "urllib.parse", "ntpath",
+        "fnmatch", *ATTRS_UNREAD)
+PARENTS = ("urllib",)  # packages of a LAZY submodule imported by defer() (an empty `__init__`)
 _pending: set[str] = set()  # deferred, not loaded yet
 # `sys.implementation.name` → what `platform.python_implementation()` says of it
 _IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython", "jython": "Jython"}
@@ -116,6 +125,7 @@ SERVED: dict[str, dict[str, Callable[..., object]]] = {
     "platform": {"python_implementation": _python_implementation},
     "inspect": {"isclass": _isclass},
     "pprint": {"pformat": _own},
+    "urllib.parse": {"quote_from_bytes": _own},  # pathlib's, for `as_uri()`
 }
 
 
@@ -136,11 +146,23 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
         for attr, answer in SERVED.get(name, {}).items():
             module.__dict__[attr] = _served(module.__dict__["__getattr__"], name, attr, answer)
         sys.modules[name] = module
+        _bind(name, module)
         _pending.add(name)
         deferred.append(name)
     if deferred and ATTRS_COMPAT not in sys.modules:
         sys.meta_path.insert(0, AttrsCompatHook())
     return deferred
+
+
+def _bind(name: str, module: ModuleType) -> None:
+    """A submodule made the attribute of its package, as import does, where the package is
+    loaded (or one of PARENTS: imported here); else its package's own import binds it."""
+    package, _, child = name.rpartition(".")
+    if package in PARENTS:
+        __import__(package)
+    parent = sys.modules.get(package) if package else None
+    if parent is not None:
+        setattr(parent, child, module)
 
 
 def _spec(name: str) -> ModuleSpec | None:

@@ -43,17 +43,19 @@ import signal
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from config.logline import log_event as log_event  # every layer's, re-exported
 
+if TYPE_CHECKING:  # for the type checker only: no class every process holds
+    from typing import Protocol
 
-class ScreenLine(Protocol):
-    """A line kept at the bottom of the terminal (the console's live view)."""
+    class ScreenLine(Protocol):
+        """A line kept at the bottom of the terminal (the console's live view)."""
 
-    def hide(self) -> None: ...
+        def hide(self) -> None: ...
 
-    def show(self) -> None: ...
+        def show(self) -> None: ...
 
 
 # Held by whoever writes to the terminal the screen line is on. Re-entrant: the console may

@@ -12,27 +12,28 @@ import functools
 import logging
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from config.logline import log_event
 
 if TYPE_CHECKING:  # executor.events imports this module for signal_name alone
+    from typing import Protocol
+
     from healthcheck.policy import Attempt
+
+    class Checker(Protocol):
+        def check(self) -> Attempt:
+            """Run one attempt; never raises."""
+            ...
+
+        def describe(self) -> str:
+            """What is checked, e.g. "HTTP GET http://localhost:31000/health"."""
+            ...
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # HTTP bodies are read up to this much, then the check stops reading
 QUOTE_CHARS = 1024  # a reason quotes at most this much of a body or of a command's output
-
-
-class Checker(Protocol):
-    def check(self) -> Attempt:
-        """Run one attempt; never raises."""
-        ...
-
-    def describe(self) -> str:
-        """What is checked, e.g. "HTTP GET http://localhost:31000/health"."""
-        ...
 
 
 def secs(value: float) -> str:

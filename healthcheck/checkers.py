@@ -13,17 +13,21 @@ never raises out of `check()`. None decides STARTING/RUNNING/FAILED (that is
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from config.spec import CheckKind, HealthSpec
 from healthcheck import loopback
-from healthcheck.base import MAX_BODY_BYTES, QUOTE_CHARS, Checker, never_raises, secs
+from healthcheck.base import MAX_BODY_BYTES, QUOTE_CHARS, never_raises, secs
 from healthcheck.policy import Attempt
 from healthcheck.shell import CommandResult, RunCommand, ShellChecker
 
+if TYPE_CHECKING:  # a Protocol for the type checker only (healthcheck/base.py)
+    from healthcheck.base import Checker as Checker
+
 __all__ = [
-    "MAX_BODY_BYTES", "QUOTE_CHARS", "Checker", "CommandResult", "RunCommand", "ShellChecker",
+    "MAX_BODY_BYTES", "QUOTE_CHARS", "CommandResult", "RunCommand", "ShellChecker",
     "TcpChecker", "make_checker",
 ]
 

@@ -18,11 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.logline import log_event
 from config.spec import health_problems
-from healthcheck.base import Checker
 from healthcheck.policy import Attempt
+
+if TYPE_CHECKING:
+    from healthcheck.base import Checker
 
 logger = logging.getLogger(__name__)
 

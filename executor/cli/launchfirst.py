@@ -131,9 +131,8 @@ def fork_ahead() -> None:
         return
     try:
         # what the child plans with and the supervisor uses too (the plan's classes, the plan
-        # cache; socket: the child probes ports with it, the supervisor serves its control socket)
-        import socket  # noqa: F401
-
+        # cache); not `socket`, which the child loads to probe a job's ports, and which the
+        # supervisor no longer loads (its control socket is `_socket`'s: executor/host/control.py)
         import executor.local.planning  # noqa: F401
 
         _ahead = _fork_ahead(inputs)

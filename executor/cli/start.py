@@ -53,8 +53,10 @@ that holds them all its life), from `.pyc` files of their own.
 Before attrs and `pathlib` load (the code cache imports them), `inspect`, `locale`, `tokenize`,
 `token`, `ipaddress` and `platform` are made to load at their first use (`executor/deferred.py`):
 attrs, `subprocess`, `linecache` and `urllib.parse` (`pathlib`'s) import them and a supervisor
-never reads them (attrs' one question to `platform` is answered without it), and they (with the
-`ast`, `dis` and `opcode` `inspect` imports) were 1.4 MiB of every supervisor.
+never reads them (attrs' one question to `platform` is answered without it), and they (with
+the `ast`, `dis` and `opcode` `inspect` imports) were 1.4 MiB of every supervisor; so are
+`urllib.parse`, `ntpath` and `fnmatch`, which `pathlib` reads only for what a supervisor
+never asks it (0.1 MiB).
 
 For `stoker executor` it also loads `http.client` first, without `ssl`
 (`healthcheck/plainhttp.py`: Stoker speaks no TLS, and `ssl` with OpenSSL is 2.6 MiB of

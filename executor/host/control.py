@@ -21,20 +21,25 @@ a dead supervisor is replaced (the sandbox lock says it is dead).
 checks that it is a socket, connects to that inode (`/proc/self/fd/N`: a symlink renamed
 over the name meanwhile leads nowhere else), and checks with `SO_PEERCRED` that the peer is
 the supervisor the caller expects.
+
+The server's sockets are `_socket`'s, the C module under `socket`, whose own module (its
+`socket` class, with `makefile` and `accept`, and its enums of every address family, kind and
+flag, 0.1 MiB of every supervisor) only the client's `connect` and `ask` load.
 """
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import os
 import select
 import selectors
-import socket
 import stat
 import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from executor.events import ControlReply, Replier
 from executor.host.controlwire import (
@@ -49,6 +54,9 @@ from executor.host.controlwire import (
 from executor.host.sandbox import CONTROL_SOCKET
 from executor.logs import log_event
 
+if TYPE_CHECKING:
+    import socket
+
 logger = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 32
@@ -61,9 +69,9 @@ def _fd_path(dir_fd: int) -> str:
     return f"/proc/self/fd/{dir_fd}/{CONTROL_SOCKET}"
 
 
-def peer(sock: socket.socket) -> tuple[int, int]:
+def peer(sock: _socket.socket) -> tuple[int, int]:
     """The peer's (pid, uid)."""
-    pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    pid, uid, _gid = _UCRED.unpack(sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED.size))
     return pid, uid
 
 
@@ -71,7 +79,7 @@ class _Connection:
     """One client. The server thread reads and closes it; repliers (any thread) write to it
     and shut it down after the last answer."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
         self.asked = False
@@ -84,7 +92,7 @@ class _Connection:
                 return
             try:
                 data = encode_reply(answer)
-                if self.sock.send(data, socket.MSG_DONTWAIT) != len(data):
+                if self.sock.send(data, _socket.MSG_DONTWAIT) != len(data):
                     answer = ControlReply(ok=False, done=True, message="reply cut short")
             except OSError:
                 answer = ControlReply(ok=False, done=True, message="client gone")
@@ -94,7 +102,7 @@ class _Connection:
     def _shutdown(self) -> None:
         self._shut = True
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the server thread, which closes it
+            self.sock.shutdown(_socket.SHUT_RDWR)  # wakes the server thread, which closes it
         except OSError:
             pass
 
@@ -114,7 +122,7 @@ class ControlServer:
         self._dir = os.dup(stoker_dir)
         self._on_request = on_request
         self._label = label
-        self._listener: socket.socket | None = None
+        self._listener: _socket.socket | None = None
         self._inode: tuple[int, int] | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
@@ -128,7 +136,7 @@ class ControlServer:
             os.unlink(CONTROL_SOCKET, dir_fd=self._dir)  # never follows a symlink
         except FileNotFoundError:
             pass
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         try:
             listener.bind(_fd_path(self._dir))
             os.chmod(_fd_path(self._dir), 0o600)
@@ -230,7 +238,7 @@ class ControlServer:
     def _accept(self, sel: selectors.BaseSelector) -> None:
         assert self._listener is not None
         try:
-            sock, _ = self._listener.accept()
+            sock = _accepted(self._listener)
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         except OSError as exc:  # no descriptor left (EMFILE): the client waits in the backlog
@@ -297,6 +305,16 @@ class ControlUnavailable(Exception):
     """The supervisor cannot be reached through its control socket; the message says why."""
 
 
+def _accepted(listener: _socket.socket) -> _socket.socket:
+    """The next connection, as `socket.socket.accept` takes it (accept4 with SOCK_CLOEXEC)."""
+    fd, _ = listener._accept()  # type: ignore[attr-defined]  # (typeshed lists it not)
+    try:
+        return _socket.socket(listener.family, listener.type, listener.proto, fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def connect(stoker_dir: int, where: str, expected_pid: int | None) -> socket.socket:
     """A connection to the control socket in the `.stoker` directory `stoker_dir` of the
     sandbox `where`, whose peer is `expected_pid` (when given). Raises ControlUnavailable."""
@@ -319,6 +337,8 @@ def _connect_node(node: int, where: str, expected_pid: int | None) -> socket.soc
     so led to another task's supervisor)."""
     if not stat.S_ISSOCK(os.fstat(node).st_mode):
         raise ControlUnavailable(f"{where}/.stoker/{CONTROL_SOCKET} is not a socket")
+    import socket  # the client's (see the docstring)
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(5.0)

@@ -18,9 +18,9 @@ and systemd restarts the unit.
 """
 from __future__ import annotations
 
+import _socket
 import logging
 import os
-import socket
 import threading
 import time
 
@@ -55,7 +55,7 @@ class Notifier:
     def __init__(self, address: str | bytes, watchdog_secs: float | None) -> None:
         self.address = address
         self.watchdog_secs = watchdog_secs  # the manager's period: fed at half of it
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None  # `socket`'s own (its module: executor/host/control.py)
         self._failed = False
         self._lock = threading.Lock()
         self._ready_due = False  # READY=1 was not received yet: it goes with the next message
@@ -69,8 +69,8 @@ class Notifier:
             data = "\n".join(("READY=1", *fields) if ready else fields).encode(errors="replace")
             try:
                 if self._sock is None:
-                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
-                                               | socket.SOCK_NONBLOCK)
+                    self._sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC
+                                                | _socket.SOCK_NONBLOCK)
                 self._sock.sendto(data, self.address)
             except OSError as exc:
                 if not self._failed:

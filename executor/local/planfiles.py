@@ -374,9 +374,11 @@ def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]
     ::1 (`_loopback_sockets`), all held open until every one is chosen, so no two names get
     the same number. A number another socket holds on ::1 stays held on 127.0.0.1 while the
     next is asked for, so the kernel does not offer it again."""
+    ports = {name: fixed[name] for name in names if name in fixed}
+    if len(ports) == len(names):  # none to choose (most jobs): no `socket` loaded for them
+        return ports
     import socket  # in the planning child only
 
-    ports = {name: fixed[name] for name in names if name in fixed}
     held: list[socket.socket] = []
     try:
         for name in names:

@@ -30,10 +30,10 @@ sandbox; `.thermos_profile` is sourced as under the executor (docs/contract.md Â
 """
 from __future__ import annotations
 
+import _socket
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Mapping
@@ -287,7 +287,7 @@ class LocalRun:
     def _prepare(self) -> Prepared:
         """Plan the job (or take the plan kept for it), make the sandbox, and say so."""
         s = self._settings
-        host = socket.gethostname()
+        host = _socket.gethostname()  # `socket`'s own (its module: see executor/host/control.py)
         plan = self._start.plan(host)
         ports = plan.ports
         if "health" in ports:  # an HTTP check or lifecycle: http.client now, without ssl,

@@ -37,11 +37,11 @@ import contextlib
 import errno
 import logging
 import os
-import queue
 import signal
 import threading
+from _queue import SimpleQueue  # `queue`'s own (its module and `heapq`: Queue classes)
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -49,20 +49,21 @@ from executor.logs import log_event
 from executor.procs import earlyfork, pidsignal
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from executor.procs.oomcount import Shield
+
+    class ChildWatcher(Protocol):
+        def before_reap(self, pid: int, exit_code: int | None) -> None:
+            """The child exited (with `exit_code`; None: a signal ended it); its zombie still
+            holds the pid (and its process group id)."""
+
+        def reaped(self, pid: int, status: int) -> None:
+            """The child was reaped with this wait status."""
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class ChildWatcher(Protocol):
-    def before_reap(self, pid: int, exit_code: int | None) -> None:
-        """The child exited (with `exit_code`; None: a signal ended it); its zombie still
-        holds the pid (and its process group id)."""
-
-    def reaped(self, pid: int, status: int) -> None:
-        """The child was reaped with this wait status."""
 
 
 @attrs.frozen(slots=True)
@@ -130,8 +131,8 @@ class _ForkThread:
     """A thread that runs the calls handed to it, one at a time, until `stop`."""
 
     def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[[], object], list[object], threading.Event] | None] = \
-            queue.SimpleQueue()
+        self._calls: SimpleQueue[tuple[Callable[[], object], list[object], threading.Event] | None] = \
+            SimpleQueue()
         self._lock = threading.Lock()
         self._stopped = False
         self.thread = threading.Thread(target=self._loop, name="stoker-fork", daemon=True)

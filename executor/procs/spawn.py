@@ -33,7 +33,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -56,24 +56,27 @@ from executor.procs.runenv import (  # noqa: F401  (re-exported: spawn's callers
 from executor.procs.sandboxfs import LOG_FLAGS, describe_os_error
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from executor.procs.logpump import LogFile
 
+    class Wrap(Protocol):
+        """What a command line is started through instead of `/bin/bash -c` directly: a
+        filesystem-image task's `mesos-containerizer launch` (`executor/mesos/containerizer.py`),
+        which enters the image and switches to the user itself."""
+
+        def argv(self, cmdline: str, user: RunAs | None) -> list[str]: ...
+
+        def env(self, env: Mapping[str, str]) -> dict[str, str]: ...
+
+
 __all__ = ["Child", "CommandChild", "LogDir", "LogRoot", "PreparedRun", "RunChild", "RunStdio",
-           "SpawnError", "Wrap", "describe_os_error", "fork_exec", "fork_run", "log_dir", "open_stdio", "profile_now",
+           "SpawnError", "describe_os_error", "fork_exec", "fork_run", "log_dir", "open_stdio", "profile_now",
            "profile_path", "run_env", "run_marker", "task_env", "with_profile"]
+
 
 class SpawnError(Exception):
     """A run could not be started; the message is the reason in words."""
-
-
-class Wrap(Protocol):
-    """What a command line is started through instead of `/bin/bash -c` directly: a
-    filesystem-image task's `mesos-containerizer launch` (`executor/mesos/containerizer.py`),
-    which enters the image and switches to the user itself."""
-
-    def argv(self, cmdline: str, user: RunAs | None) -> list[str]: ...
-
-    def env(self, env: Mapping[str, str]) -> dict[str, str]: ...
 
 
 @attrs.define(eq=False)

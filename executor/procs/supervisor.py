@@ -51,13 +51,14 @@ from executor.procs.draining import Drains, RunWatcher
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.handover import next_look_in
 from executor.procs.identity import RunAs
-from executor.procs.reaper import ChildWatcher, Reaper, Watcher
+from executor.procs.reaper import Reaper, Watcher
 from executor.procs.runlogs import RunLogs
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
 from executor.procs.watchdog import WatchdogKeeper
 
 if TYPE_CHECKING:
     from executor.procs.commands import CommandRunner
+    from executor.procs.reaper import ChildWatcher
     from healthcheck.shell import CommandResult
 
 __all__ = ["SpawnError", "Supervisor"]

@@ -20,9 +20,9 @@ real ones, and tests drive `start()` / `step()` / `close()` with fakes and a fak
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import time
+from _queue import Empty  # `queue`'s own (its module and `heapq`: Queue classes)
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
@@ -239,14 +239,14 @@ class TaskOwner:
             timeout = max(0.0, self.next_deadline_at - self._clock())
         try:
             return self._queue.get(timeout=timeout)
-        except queue.Empty:
+        except Empty:
             return TimerFired(at=self._clock())
 
     def _drain(self) -> None:
         while True:
             try:
                 event = self._queue.get_nowait()
-            except queue.Empty:
+            except Empty:
                 return
             self._handle(event)
 

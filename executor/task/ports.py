@@ -9,7 +9,7 @@ given: no behaviour here.
 """
 from __future__ import annotations
 
-import queue
+from _queue import SimpleQueue  # `queue`'s own (its module and `heapq`: Queue classes)
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -227,4 +227,4 @@ class OwnerPorts:
     start_lifecycle: LifecycleStarter
     host: HostPort | None = None
     announcer: Announcer | None = None
-    events: queue.SimpleQueue[object] = attrs.Factory(queue.SimpleQueue)
+    events: SimpleQueue[object] = attrs.Factory(SimpleQueue)

@@ -20,7 +20,7 @@ and the reaper kept running between two tasks in a PID namespace's init (`reapin
 from __future__ import annotations
 
 import os
-import queue
+from _queue import SimpleQueue  # `queue`'s own (its module and `heapq`: Queue classes)
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,7 +92,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     check is started through (a filesystem-image task's `mesos-containerizer launch`);
     `heartbeat`: called at each turn of the owner's loop, returns when next (systemd's watchdog)."""
     sandbox = Path(sandbox)
-    events: queue.SimpleQueue[object] = queue.SimpleQueue()
+    events: SimpleQueue[object] = SimpleQueue()
     fdlimit.fit((p.logger for p in job.task.processes), job.label)  # before a descriptor is taken
     procs, running_early = _supervisor(job, sandbox, env, events.put, run_as=run_as, check_as=check_as,
                                        cgroups=cgroups, early=early, wrap=wrap)

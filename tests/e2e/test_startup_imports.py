@@ -58,6 +58,12 @@ NOT_IN_RUN = NEVER | {
     # the user's login name comes from the environment or pwd (planfiles.login_name);
     # a failed run's `stoker tail` hint quotes with shlex when it is printed
     "getpass", "termios", "shlex",
+    # the owner's and the reaper's queues are `_queue.SimpleQueue`s: `queue`'s module (its
+    # Queue classes, with `heapq`) is for classes no supervisor makes
+    "queue", "heapq",
+    # the control socket's server, systemd's notifications and the host's name by `_socket`:
+    # `socket`'s module (its class and its enums, with `array`) is the client's (`stoker kill`)
+    "socket", "array",
     # the next runs' log directories: only once a process has restarted
     "executor.procs.logstage",
     # the disk-limit check: off under `stoker run` unless --disk-limit on (no thread, no timer)
@@ -150,8 +156,12 @@ NOT_IN_RUN = NEVER | {
 # plan is kept (a re-run's early start goes without it).
 # 107 and 95: run.py was past the ceiling too: how an attempt ended and what the run says of
 # it (`executor.local.ended`) became a module of its own, loaded as the code it holds was.
-RUN_STOKER_MODULES = 107
-RUN_AGAIN_STOKER_MODULES = 95
+# 108 and 96: `executor.compileserved`, loaded with the code cache: attrs' own classes and
+# typing's annotations compiled as attrs loads served from its file, so that no supervisor
+# calls the builtin `compile()`, whose first call makes the compiler's 119 syntax-tree
+# classes (0.2 MiB less of its USS at N=100).
+RUN_STOKER_MODULES = 108
+RUN_AGAIN_STOKER_MODULES = 96
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers", "healthcheck.loopback",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
@@ -265,7 +275,7 @@ sys.meta_path.insert(0, Recorder())
 # `inspect`: the one name pystachio reads of it (`isclass`), as of `pprint` (`pformat`), is
 # served without it.
 LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "logging",
-                                   "executor.codecache", "config.settings", "config.errors", "socket",
+                                   "executor.codecache", "config.settings", "config.errors",
                                    "config.plan", "config.spec", "executor.local.plancache",
                                    "executor.local.planning"}
 

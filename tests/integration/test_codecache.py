@@ -39,11 +39,14 @@ def generated(qualified: str, method: str = "init") -> str:
     """The generated file name of a class's methods (attrs 23.1: of its `method`)."""
     return f"<attrs generated {'methods' if ONE_SCRIPT else method} {qualified}>"
 
-# Installs the cache for `run` (unless told "plain"), imports what `stoker run` imports, then
-# prints the counts and what a few of the product's classes do.
+# Installs the cache for `run` (unless told "plain"), with the modules the entry point defers
+# deferred first, as it has them, imports what `stoker run` imports, then prints the counts
+# and what a few of the product's classes do.
 PROBE = textwrap.dedent("""
     import json, sys
-    from executor import codecache
+    from executor import codecache, deferred
+    if sys.argv[1] != "plain":
+        deferred.defer()
     installed = sys.argv[1] != "plain" and codecache.install("run")
     import executor.cli.main, executor.local.run
     from config.spec import ProcessSpec
@@ -389,7 +392,8 @@ def test_attrs_step_without_locals_defines_in_the_globals_it_was_given(tmp_path)
 # compiled, and whether `run`'s file holds any of the config language's.
 PLANNING_CHILD = textwrap.dedent("""
     import json, sys
-    from executor import codecache
+    from executor import codecache, deferred
+    deferred.defer()
     codecache.install("run")
     import executor.local.planning
     if sys.argv[1] == "also":

@@ -165,11 +165,12 @@ def test_a_missing_directory_another_user_made_first_in_a_sticky_one_is_not_used
 
 # A function that makes a class of the same module and name twice, with different fields:
 # attrs names both classes' generated file alike.
+# (attrs loaded before the cache: its own classes, served once it is installed first, not counted)
 TWINS = textwrap.dedent("""
     import json
+    import attrs
     from executor import codecache
     codecache.install("run")
-    import attrs
 
     def make(*names):
         @attrs.define

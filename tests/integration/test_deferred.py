@@ -264,6 +264,23 @@ def test_pathlib_loads_without_ipaddress_and_a_url_host_in_brackets_loads_it(tmp
     assert "does not appear to be an IPv4 or IPv6 address" in seen["refused"]
 
 
+def test_pathlib_loads_without_urllib_parse_ntpath_and_fnmatch_and_each_loads_when_used(tmp_path):
+    seen = probe(tmp_path, """
+        deferred.defer()
+        import pathlib, urllib
+        names = ("urllib.parse", "ntpath", "fnmatch")
+        before = [deferred.is_loaded(name) for name in names]
+        bound = urllib.parse is sys.modules["urllib.parse"]  # `import urllib.parse` then urllib.parse.X
+        uses = [pathlib.PurePath("a/b.txt").match("*.txt"), str(pathlib.PureWindowsPath("c:/a", "b")),
+                pathlib.Path("/a b").as_uri(), urllib.parse.quote("a b"), __import__("ntpath").join("a", "b")]
+        print(json.dumps({"before": before, "bound": bound, "uses": uses,
+                          "after": [deferred.is_loaded(name) for name in names]}))
+        """)
+    assert seen["before"] == [False, False, False] and seen["bound"]
+    assert seen["uses"] == [True, "c:\\a\\b", "file:///a%20b", "a%20b", "a\\b"]
+    assert seen["after"] == [True, True, True]
+
+
 def test_attrs_asks_platform_its_implementation_without_loading_it(tmp_path):
     seen = probe(tmp_path, """
         deferred.defer()

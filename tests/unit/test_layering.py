@@ -104,7 +104,8 @@ ALLOWED: dict[str, set[str]] = {
                      "executor.host", "executor.procs", "executor.codecache", "executor.nodocs",
                      "executor.deferred", "config", "healthcheck"} | SHARED,
     "executor.codecache": {"executor.nodocs", "executor.attrsmethods", "executor.deferred", "executor.host",  # replacefile
-                           "executor.codecachewarm"},  # `python -m executor.codecache`
+                           "executor.codecachewarm", "executor.compileserved"},  # `python -m executor.codecache`
+    "executor.compileserved": set(),
     "executor.codecachewarm": {"executor.codecache", "executor.nodocs", "executor.deferred",
                                "executor.host"},  # replacefile: a directory others may write
     "executor.attrsmethods": set(),
