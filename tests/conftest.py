@@ -58,8 +58,22 @@ _RUN_CGROUP = pytest.StashKey[object]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The run's first process (not a pytest-xdist worker) moves into a cgroup of its own
-    before any worker or test starts (tests/support/sessioncgroup.py)."""
+    """SIGINT and SIGQUIT at their defaults; and the run's first process (not a pytest-xdist
+    worker) moves into a cgroup of its own before any worker or test starts
+    (tests/support/sessioncgroup.py).
+
+    A run started as a background job of a script (`make test > log &`: the shell starts it
+    with both ignored, as it does every background job without job control) handed both
+    ignored to every `stoker run` its tests start, and `stoker run` rightly keeps an ignored
+    SIGINT ignored: each test of a Ctrl-C failed (test_early_start_signals' `[0, 0]`, its
+    stoker runs both exit 0), in every such run. A Ctrl-C reaches a foreground process,
+    which has them at their defaults; a test that means them ignored ignores them itself."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     if hasattr(config, "workerinput"):
         return
     from tests.support import sessioncgroup
