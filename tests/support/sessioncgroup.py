@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import time
 from pathlib import Path
 
 import attrs
 
+from executor.procs import cgroups
 from executor.procs.cgroup_paths import CgroupKind, own_places
+from tests.support.cgroups import members
 
 PREFIX = "testrun-"
-EXIT_SECS = 30.0  # for the run's processes to exit once it is over (an upper bound)
+# for the run's processes to exit once it is over (an upper bound; a test of the guard sets less)
+EXIT_SECS = float(os.environ.get("STOKER_TEST_RUN_EXIT_SECS", "30"))
 
 
 @attrs.frozen
@@ -100,22 +102,11 @@ def _sweep(home: Path) -> None:
 
 def _subtree(directory: Path) -> list[Path]:
     """The cgroups below `directory`, each before those below it."""
-    found: list[Path] = []
-    queue = [directory]
-    while queue:
-        with contextlib.suppress(OSError):
-            kids = sorted(p for p in queue.pop(0).iterdir() if p.is_dir() and not p.is_symlink())
-            found.extend(kids)
-            queue.extend(kids)
-    return found
+    return [Path(d) for d in cgroups.subtree(str(directory))[1:]]
 
 
 def _members(directory: Path) -> list[int]:
-    pids = []
-    for d in [directory, *_subtree(directory)]:
-        with contextlib.suppress(OSError, ValueError):
-            pids += [int(x) for x in (d / "cgroup.procs").read_text().split()]
-    return pids
+    return [pid for d in cgroups.subtree(str(directory)) for pid in members(d)]
 
 
 def _describe(pid: int) -> str:
@@ -127,18 +118,5 @@ def _describe(pid: int) -> str:
 
 
 def _wait_emptied(directory: Path, within_secs: float) -> None:
-    """Until `populated 0` in its cgroup.events (poll() wakes at each change), or the time."""
-    deadline = time.monotonic() + within_secs
-    try:
-        fd = os.open(directory / "cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        watch = select.poll()
-        watch.register(fd, select.POLLPRI)
-        while b"populated 0" not in os.pread(fd, 4096, 0) and (left := deadline - time.monotonic()) > 0:
-            watch.poll(left * 1000)
-    except OSError:
-        return
-    finally:
-        os.close(fd)
+    """Until `populated 0` (woken by the kernel as cgroup.events changes), or the time."""
+    cgroups._wait_emptied(str(directory), time.monotonic() + within_secs)
