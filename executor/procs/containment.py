@@ -225,20 +225,8 @@ class Containment:
         """The unclaimed processes of `procs` and the kept ones, each parents first."""
         if not self._walk or not procs:  # a host-wide scan: an unmarked process may be anyone's
             return [], []  # (none: a run's usual exit; the live runs' markers cost one each)
-        markers, registered = self._live_markers(registered), self._holders(registered)
-        claimed: set[int] = set()
-        kept: set[int] = set()
-        out, daemons, hidden = [], [], []
-        for info in procs.values():
-            if info.ppid in claimed or proctree.claimed_directly(info, registered, markers, self._entry):
-                claimed.add(info.pid)
-            elif info.ppid in kept or info.hidden or self._daemons.holds(info):
-                if (info.ppid in kept or info.hidden) and self._daemons.add(info) and info.hidden:
-                    hidden.append(info.pid)  # newly kept: it outlives its parent
-                kept.add(info.pid)
-                daemons.append(info.pid)
-            else:
-                out.append(info.pid)
+        out, daemons, hidden = self._daemons.sort(procs.values(), self._holders(registered),
+                                                  self._live_markers(registered), self._entry)
         if hidden:
             log_event(logger, logging.INFO, "daemons_kept", task=self._label, pids=" ".join(map(str, hidden)),
                       reason="their environment may not be read (not dumpable, or another user's), so "
