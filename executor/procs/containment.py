@@ -81,10 +81,10 @@ class Containment:
 
     # ---- start and close ----
 
-    def prepare(self, name: str, *, early: bool = False,
-                inherited: frozenset[tuple[int, int]] = frozenset()) -> None:
-        """Before the watchdog starts: note the children that are not the task's, make the
-        task's cgroup (not entered yet). `early`: this process ran an early start, which
+    def prepare(self, name: str, *, early: bool = False, inherited: frozenset[tuple[int, int]] = frozenset(),
+                announce: Callable[[str], None] = lambda directory: None) -> None:
+        """Note the children that are not the task's, make the task's cgroup (not entered
+        yet), named to the watchdog by `announce` first. `early`: this process ran an early start, which
         forked nothing but the task's: every child it has is the task's (a daemon one of
         its runs left re-parents here before the supervisor exists) but those it had before
         its first fork, `inherited` ((pid, start): `sleep 1000 & exec stoker run`)."""
@@ -95,7 +95,7 @@ class Containment:
             self._foreign = inherited
         elif self._walk:
             self._foreign = self._children_now()
-        self._cg.make(name)
+        self._cg.make(name, announce)
 
     def enter(self, running: Sequence[int] = ()) -> None:
         """After the watchdog started: start moving this process into the cgroup
