@@ -54,6 +54,59 @@ def pytest_collection(session: pytest.Session):
         sys.dont_write_bytecode = saved
 
 
+_RUN_CGROUP = pytest.StashKey[object]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGINT and SIGQUIT at their defaults; and the run's first process (not a pytest-xdist
+    worker) moves into a cgroup of its own before any worker or test starts
+    (tests/support/sessioncgroup.py).
+
+    A run started as a background job of a script (`make test > log &`: the shell starts it
+    with both ignored, as it does every background job without job control) handed both
+    ignored to every `stoker run` its tests start, and `stoker run` rightly keeps an ignored
+    SIGINT ignored: each test of a Ctrl-C failed (test_early_start_signals' `[0, 0]`, its
+    stoker runs both exit 0), in every such run. A Ctrl-C reaches a foreground process,
+    which has them at their defaults; a test that means them ignored ignores them itself."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    if hasattr(config, "workerinput"):
+        return
+    from tests.support import sessioncgroup
+
+    config.stash[_RUN_CGROUP] = sessioncgroup.begin()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    """Once every worker is gone: the cgroups the run left behind fail it, named (a task's
+    `stoker-*` that neither its supervisor nor its watchdog removed, or the test's); the
+    processes it left are named. Both are killed and removed."""
+    result = yield
+    from tests.support import sessioncgroup
+
+    cgroup = session.config.stash.get(_RUN_CGROUP, None)
+    if not isinstance(cgroup, sessioncgroup.SessionCgroup):
+        return result
+    left = sessioncgroup.end(cgroup)
+    lines = []
+    if left.cgroups:
+        lines.append(f"this run left {len(left.cgroups)} cgroup(s) behind in {cgroup.directory} "
+                     f"(tests must remove every cgroup they make): {' '.join(left.cgroups)}")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if left.processes:
+        lines.append(f"this run left {len(left.processes)} process(es) running, killed now: "
+                     + "; ".join(left.processes))
+    for line in lines:
+        print(f"\nERROR: {line}", file=sys.stderr)
+    return result
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_stoker_root(tmp_path_factory: pytest.TempPathFactory):
     names = ("STOKER_ROOT", "STOKER_PLAN_CACHE")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from executor.logs import log_event
 from executor.procs import cgroups, proctree
@@ -58,8 +58,8 @@ class TaskCgroupLife:
             return "", "", ""
         return cg.directory, cg.how, cg.home.directory if cg.entered else ""
 
-    def make(self, name: str) -> None:
-        made = cgroups.create(name, self._setting)
+    def make(self, name: str, announce: Callable[[str], None]) -> None:
+        made = cgroups.create(name, self._setting, announce)
         if isinstance(made, NoCgroup):
             self.no_cgroup = made.reason
         else:

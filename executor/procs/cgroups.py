@@ -182,10 +182,12 @@ class TaskCgroup:
                     os.close(pidfd)
 
 
-def create(name: str, setting: str) -> TaskCgroup | NoCgroup:
+def create(name: str, setting: str, announce: Callable[[str], None] = lambda directory: None) -> TaskCgroup | NoCgroup:
     """Make the cgroup `name` for one task where `setting` says (`auto`: under the cgroups
     this process is in; `off`; or a directory: under that delegated cgroup). The strongest
-    kind that can be made and has a way to kill wins. Not entered yet. Never raises."""
+    kind that can be made and has a way to kill wins. Not entered yet. Never raises.
+    `announce` is given each directory before it is made (the watchdog's: it removes it
+    should this process die as it makes it)."""
     global _holder
     if setting == SETTING_OFF:
         return NoCgroup("cgroups are off (STOKER_CGROUPS=off)")
@@ -198,7 +200,7 @@ def create(name: str, setting: str) -> TaskCgroup | NoCgroup:
             mountinfo = _read("/proc/self", "mountinfo")
         except OSError as e:
             return NoCgroup(f"cannot read /proc/self/cgroup or mountinfo: {describe_os_error(e)}")
-        result = _first_made(name, setting, own_places(proc_cgroup, mountinfo), mountinfo)
+        result = _first_made(name, setting, own_places(proc_cgroup, mountinfo), mountinfo, announce)
         if isinstance(result, TaskCgroup):
             _holder = result.directory
         return result
@@ -212,7 +214,8 @@ def release(cgroup: TaskCgroup) -> None:
             _holder = None
 
 
-def _first_made(name: str, setting: str, homes: list[Place], mountinfo: str) -> TaskCgroup | NoCgroup:
+def _first_made(name: str, setting: str, homes: list[Place], mountinfo: str,
+                announce: Callable[[str], None]) -> TaskCgroup | NoCgroup:
     if setting == SETTING_AUTO:
         parents = homes
     else:
@@ -230,7 +233,7 @@ def _first_made(name: str, setting: str, homes: list[Place], mountinfo: str) -> 
             reasons.append(f"{parent.directory} is systemd's, for {unit}, which is not delegated "
                            "(Delegate=yes in the unit gives Stoker a cgroup there)")
             continue
-        made = _make(parent.child(name), home)
+        made = _make(parent.child(name), home, announce)
         if isinstance(made, TaskCgroup):
             return made
         reasons.append(made)
@@ -278,8 +281,9 @@ def _sweep_stale(parent: str) -> None:
             pass  # in use (not empty), or gone meanwhile
 
 
-def _make(place: Place, home: Place) -> TaskCgroup | str:
+def _make(place: Place, home: Place, announce: Callable[[str], None]) -> TaskCgroup | str:
     _sweep_stale(os.path.dirname(place.directory))
+    announce(place.directory)
     try:
         os.mkdir(place.directory, 0o755)
     except OSError as e:

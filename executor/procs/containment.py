@@ -81,10 +81,10 @@ class Containment:
 
     # ---- start and close ----
 
-    def prepare(self, name: str, *, early: bool = False,
-                inherited: frozenset[tuple[int, int]] = frozenset()) -> None:
-        """Before the watchdog starts: note the children that are not the task's, make the
-        task's cgroup (not entered yet). `early`: this process ran an early start, which
+    def prepare(self, name: str, *, early: bool = False, inherited: frozenset[tuple[int, int]] = frozenset(),
+                announce: Callable[[str], None] = lambda directory: None) -> None:
+        """Note the children that are not the task's, make the task's cgroup (not entered
+        yet), named to the watchdog by `announce` first. `early`: this process ran an early start, which
         forked nothing but the task's: every child it has is the task's (a daemon one of
         its runs left re-parents here before the supervisor exists) but those it had before
         its first fork, `inherited` ((pid, start): `sleep 1000 & exec stoker run`)."""
@@ -95,7 +95,7 @@ class Containment:
             self._foreign = inherited
         elif self._walk:
             self._foreign = self._children_now()
-        self._cg.make(name)
+        self._cg.make(name, announce)
 
     def enter(self, running: Sequence[int] = ()) -> None:
         """After the watchdog started: start moving this process into the cgroup
@@ -225,20 +225,8 @@ class Containment:
         """The unclaimed processes of `procs` and the kept ones, each parents first."""
         if not self._walk or not procs:  # a host-wide scan: an unmarked process may be anyone's
             return [], []  # (none: a run's usual exit; the live runs' markers cost one each)
-        markers, registered = self._live_markers(registered), self._holders(registered)
-        claimed: set[int] = set()
-        kept: set[int] = set()
-        out, daemons, hidden = [], [], []
-        for info in procs.values():
-            if info.ppid in claimed or proctree.claimed_directly(info, registered, markers, self._entry):
-                claimed.add(info.pid)
-            elif info.ppid in kept or info.hidden or self._daemons.holds(info):
-                if (info.ppid in kept or info.hidden) and self._daemons.add(info) and info.hidden:
-                    hidden.append(info.pid)  # newly kept: it outlives its parent
-                kept.add(info.pid)
-                daemons.append(info.pid)
-            else:
-                out.append(info.pid)
+        out, daemons, hidden = self._daemons.sort(procs.values(), self._holders(registered),
+                                                  self._live_markers(registered), self._entry)
         if hidden:
             log_event(logger, logging.INFO, "daemons_kept", task=self._label, pids=" ".join(map(str, hidden)),
                       reason="their environment may not be read (not dumpable, or another user's), so "

@@ -13,11 +13,13 @@ One that refuses a signal (EPERM: a setuid program that took another user's id, 
 supervisor that is not root) is `refused`: still kept (no exit takes it for a leftover), but
 no longer waited for nor signalled: no grace would end it.
 
-Thread-safe: runs end on the reaper thread, the owner asks `alive` on its own.
+`sort` applies the containment's claim rule to a walk's processes: unclaimed, kept, newly
+kept. Thread-safe: runs end on the reaper thread, the owner asks `alive` on its own.
 """
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 from executor.procs import proctree
 from executor.procs.proctree import ProcInfo
@@ -81,6 +83,29 @@ class KeptDaemons:
                 self._pids[info.pid] = info.start
                 return True
         return False
+
+    def sort(self, procs: Iterable[ProcInfo], holders: frozenset[int], live_markers: tuple[bytes, ...],
+             own_entry: bytes) -> tuple[list[int], list[int], list[int]]:
+        """The walked processes `procs` (parents first) sorted by the containment's claim
+        rule (`executor/procs/containment.py`): the unclaimed ones, the kept ones, and those
+        of the kept that are newly kept for their environment may not be read; each parents
+        first. Claimed: `proctree.claimed_directly` by `holders` and the markers, or the
+        child of a claimed one. Kept: held here, the child of a kept one, or hidden (both
+        then kept from now on: they outlive their parent)."""
+        claimed: set[int] = set()
+        kept: set[int] = set()
+        out, daemons, hidden = [], [], []
+        for info in procs:
+            if info.ppid in claimed or proctree.claimed_directly(info, holders, live_markers, own_entry):
+                claimed.add(info.pid)
+            elif info.ppid in kept or info.hidden or self.holds(info):
+                if (info.ppid in kept or info.hidden) and self.add(info) and info.hidden:
+                    hidden.append(info.pid)  # newly kept: it outlives its parent
+                kept.add(info.pid)
+                daemons.append(info.pid)
+            else:
+                out.append(info.pid)
+        return out, daemons, hidden
 
     @staticmethod
     def left_by(info: ProcInfo, run_marker_entry: bytes, top_pid: int) -> bool:

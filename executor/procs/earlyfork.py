@@ -286,8 +286,8 @@ def _home() -> _Home | None:
 
 
 def spawn_watchdog(marker: str, *, root_fd: int, home_fd: int) -> tuple[int, int]:
-    """The watchdog of `marker`'s task, without a cgroup (the supervisor's own watchdog,
-    started once the cgroup exists, takes over): its pid and the write end of its pipe."""
+    """The watchdog of `marker`'s task, without a cgroup (the supervisor's own watchdog, told
+    the cgroup before it is made, takes over): its pid and the write end of its pipe."""
     read_fd, write_fd = os.pipe()  # both close-on-exec: the child gets read_fd as its stdin
     actions = [(os.POSIX_SPAWN_DUP2, read_fd, 0),
                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),

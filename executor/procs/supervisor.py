@@ -157,16 +157,17 @@ class Supervisor:
         self._containment = Containment(reaper=self._reaper, task_marker=self._marker, label=self._label,
                                         cgroup_setting=self._cgroups, live_children=self._live_children)
         self._drains = Drains(self._containment, self._runs, self._lock, self._post_exit, self._label)
-        self._containment.prepare(f"stoker-{self._marker[:16]}", early=bool(self._early), inherited=self._inherited)
-        # an early run's exit waits for `prepare` (its walks): judged before, a daemonizer's daemon
-        # was not kept (no walk yet), then killed as unclaimed at the task's next exit
-        self._drains_made.set()
-        self._reaper.on_orphans(self._orphan_reaped)
         self._watchdog = WatchdogKeeper(reaper=self._reaper, marker=self._marker, label=self._label,
                                         cgroup=self._containment.watchdog_cgroup,
                                         keep=lambda: self._state is SupervisorState.STARTED,
                                         restarted=lambda pid: self._post(WatchdogRestarted(pid, time.monotonic())))
-        self._watchdog.start()  # outside the cgroup, so that it can kill it
+        self._watchdog.start()  # outside the cgroup, so that it can kill it; told it before it is made
+        self._containment.prepare(f"stoker-{self._marker[:16]}", early=bool(self._early), inherited=self._inherited,
+                                  announce=self._watchdog.announce)  # (else a kill meanwhile left it)
+        # an early run's exit waits for `prepare` (its walks): judged before, a daemonizer's daemon
+        # was not kept (no walk yet), then killed as unclaimed at the task's next exit
+        self._drains_made.set()
+        self._reaper.on_orphans(self._orphan_reaped)
         self._containment.hand_over_to(self._watchdog.hold)
         if self._early_watchdog is not None:  # ours is up: the early start's steps down
             with contextlib.suppress(OSError):

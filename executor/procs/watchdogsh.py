@@ -7,7 +7,9 @@ Arguments: the task marker, the task's cgroup directory and how to kill it (`kil
 number of the descriptor its list of held processes arrives on (empty: none). Its stdin is
 a pipe only the supervisor writes: at EOF it kills the task; the one line `retire` ends it
 without killing anything (a watchdog started early, once the supervisor's own has taken
-over). The list (`PID:START` words, lines read only at EOF, through `/proc/self/fd`: dash
+over); a line `cgroup DIR` names the task's cgroup in place of arguments 2 and 3, before
+the supervisor makes it (so that a supervisor killed as it makes it leaves none), and how
+to kill it is then read from the files it has (`cgroup.kill`, `cgroup.freeze`, `freezer.state`). The list (`PID:START` words, lines read only at EOF, through `/proc/self/fd`: dash
 redirects single-digit descriptors only) names processes it kills too, each only while
 `/proc/PID/stat` still shows that start time and no zombie, and it may signal it.
 """
@@ -16,8 +18,15 @@ from __future__ import annotations
 WATCHDOG_SCRIPT = r"""
 trap '' INT TERM HUP
 [ -n "$4" ] && echo $$ > "$4/cgroup.procs" 2>/dev/null
-while read -r _line; do [ "$_line" = retire ] && exit 0; done
-entry="STOKER_TASK_MARKER=$1" cg=$2 how=$3 held=
+cg=$2 how=$3
+while IFS= read -r _line; do
+  case $_line in retire) exit 0 ;; "cgroup "*) cg=${_line#cgroup } how= ;; esac
+done
+if [ -n "$cg" ] && [ -z "$how" ]; then  # named before it was made: its files say how
+  if [ -f "$cg/cgroup.kill" ]; then how=kill; elif [ -f "$cg/cgroup.freeze" ]; then how=freeze
+  elif [ -f "$cg/freezer.state" ]; then how=freezer; fi
+fi
+entry="STOKER_TASK_MARKER=$1" held=
 [ -n "$5" ] && while read -r _line; do held="$held $_line"; done < /proc/self/fd/$5
 alive() {  # the held processes still alive as themselves: pid and start time, not zombies
   live=     # (and that it may signal: not a setuid program's that took another user's id)

@@ -115,7 +115,7 @@ def test_a_ctrl_c_as_the_early_start_makes_its_sandbox_leaves_none(tmp_path):
             kill_leftovers(task_pids(sandbox))
         assert "Traceback" not in done.stderr, done.stderr
         statuses.append(done.returncode)
-        said.append(done.stderr)
+        said.append(done.stdout + done.stderr)
     assert statuses == [0, 130], said
     assert not (tmp_path / "sandbox1").exists()
 

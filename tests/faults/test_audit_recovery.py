@@ -2,11 +2,11 @@
 re-run in the same sandbox makes of it.
 
 A `stoker restart` waiting on a supervisor that dies says so. A `stoker run` whose
-watchdog could not clean up (stopped, then killed with it) leaves its
-task's processes running with the attempt's marker. Re-run in the same sandbox, `stoker run`
-kills them before its own attempt starts, with one warning line naming them, and
-`stoker status` shows the dead attempt as LOST, not RUNNING; `stoker status OLD_TASK_ID`
-still shows that attempt, not the re-run's.
+watchdog could not clean up (stopped, then killed with it) leaves its task's processes
+running with the attempt's marker, and its task cgroup (the test removes it). Re-run in
+the same sandbox, `stoker run` kills them before its own attempt starts, with one warning
+line naming them, and `stoker status` shows the dead attempt as LOST, not RUNNING;
+`stoker status OLD_TASK_ID` still shows that attempt, not the re-run's.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import threading
 import pytest
 
 from executor.cli.main import main
-from tests.support import proc_scan
+from tests.support import cgroups, proc_scan
 from tests.support.stoker_proc import REPO, StokerProcess, task_pids
 from tests.support.waiting import stopped_whole, wait_for
 
@@ -57,8 +57,10 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
     env = {"STOKER_EARLY_START": "off"}
     first = StokerProcess(args, tmp_path, env)
     marker = ""
+    groups = cgroups.CgroupTracker()  # the first run's: neither it nor its watchdog removes it
     try:
         top = wait_for(lambda: task_pids(sandbox), 10, message="the first run's process")
+        groups.add_of(first.pid)  # it is in it by its first run's start
         marker = proc_scan.task_marker_of(next(iter(top))) or ""
         entry = f"{proc_scan.TASK_MARKER}={marker}"
         wait_for(lambda: len(proc_scan.pids_carrying(entry)) == 2, 10, message="its daemon")
@@ -115,3 +117,4 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
         first.close()
         if marker:
             proc_scan.kill_carrying(f"{proc_scan.TASK_MARKER}={marker}")
+        groups.cleanup()

@@ -5,7 +5,7 @@ memory freed; a request a FUSE server holds unanswered keeps it in D state, SIGK
 The watchdog gave up after 40 looks 10 ms apart and left the cgroup behind; it now waits for
 `populated 0` (10 s at most). The supervisor looked every 2 ms; it now waits for the kernel's
 word that cgroup.events changed. The watchdog's case holds a member a second: STOKER_FAULTS_FULL=1
-only."""
+only. A supervisor killed as it makes its cgroup leaves none: its watchdog knows it first."""
 from __future__ import annotations
 
 import json
@@ -16,10 +16,13 @@ import sys
 
 import pytest
 
-from tests.support.cgroups import unavailable
+from tests.support.cgroups import CgroupTracker, unavailable
+from tests.support.earlyjob import write
 from tests.support.fault_sizes import FULL
-from tests.support.stoker_proc import REPO
+from tests.support.importhook import patched_at_load
+from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 from tests.support.users import needs_root
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -146,3 +149,53 @@ def test_the_watchdog_removes_a_cgroup_with_cgroups_its_task_made_below_it(tmp_p
                 os.rmdir(path)
         cgroups.release(cg)
     assert (status, left) == (0, False)
+
+
+def _killed_as_it_is_made(note: str) -> str:
+    """A hook that SIGKILLs the process right after it makes its task cgroup (`stoker-*`,
+    not the probe's), the directory written to `note` first."""
+    return patched_at_load("executor.procs.cgroups", f"""
+    def _patch(module):
+        real = os.mkdir
+
+        def mkdir(path, *args, **kwargs):
+            real(path, *args, **kwargs)
+            if os.path.basename(path).startswith("stoker-"):
+                with open({note!r}, "w") as f:
+                    f.write(path)
+                os.kill(os.getpid(), 9)
+
+        module.os = type(sys)("os")
+        module.os.__dict__.update(os.__dict__, mkdir=mkdir)
+    """)
+
+
+@needs_root
+@pytest.mark.parametrize("early", ["off", "on"])
+def test_a_supervisor_killed_as_it_makes_its_cgroup_leaves_none(tmp_path, early):
+    """Was: the supervisor made the cgroup, then started its watchdog with it: killed in
+    between, neither removed it (a later task's sweep did, 60 s on, if one came). Now the
+    watchdog starts first and is told the cgroup before it is made. With an early start, the
+    early start's watchdog (no cgroup) is up too."""
+    if (why := unavailable()) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    note, hook = tmp_path / "made", tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_killed_as_it_is_made(str(note)))
+    config = write(tmp_path, "Process(name='first', cmdline='sleep 1000')")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}, "STOKER_EARLY_START": early,
+           "PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_PLAN_CACHE": str(tmp_path / "plans")}
+    groups = CgroupTracker()
+    try:
+        for attempt in range(2):  # with an early start: the plan made ahead, then the kept one
+            sandbox = tmp_path / f"sandbox{attempt}"
+            try:
+                done = subprocess.run([sys.executable, "-m", "executor", "run", str(config), "--sandbox",
+                                       str(sandbox)], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+            finally:
+                kill_leftovers(task_pids(sandbox))
+            assert done.returncode == -9, done.stderr
+            groups.add(made := note.read_text())
+            wait_for(lambda: not os.path.isdir(made), 15, message=f"{made} removed by the watchdog")
+    finally:
+        groups.cleanup()

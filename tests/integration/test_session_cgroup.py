@@ -1,0 +1,73 @@
+"""The test run's own cgroup (tests/support/sessioncgroup.py): a run that leaves a task
+cgroup behind fails, naming it, and what it left (the cgroup, a process) is killed and
+removed; a clean run passes and leaves nothing. Each is a pytest run of its own, with the
+suite's conftest as a plugin, in a cgroup below this run's."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import proc_scan, sessioncgroup
+from tests.support.stoker_proc import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+LEAKS = """
+import os, subprocess
+
+def test_leaks(tmp_path):
+    here = open("/proc/self/cgroup").read().split("0::", 1)[1].splitlines()[0]
+    os.mkdir("MOUNT" + here + "/stoker-0123456789abcdef")
+    sleeper = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    (tmp_path.parent.parent / "sleeper").write_text(str(sleeper.pid))
+"""
+
+
+def _v2_mount() -> str:
+    """Where this process's cgroup2 hierarchy is mounted (as the leaking test finds its own)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[fields.index("-") + 1] == "cgroup2" and fields[3] == "/":
+            return fields[4]
+    pytest.skip("no cgroup2 hierarchy mounted at its root")
+
+
+def _pytest(tmp_path: Path, text: str, own: Path) -> tuple[int, str]:
+    """Run pytest on `text`; its exit status and output, once its cgroup (below `own`) is gone."""
+    (tmp_path / "test_it.py").write_text(text.replace("MOUNT", _v2_mount()))
+    with subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
+                           "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "base"), str(tmp_path / "test_it.py")],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "STOKER_TEST_RUN_EXIT_SECS": "5"},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
+        said, _ = run.communicate(timeout=90)
+    assert not (own / f"{sessioncgroup.PREFIX}{run.pid}").exists(), "the run's cgroup was left"
+    return run.returncode, said
+
+
+@pytest.fixture
+def own_cgroup() -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("the run's cgroup needs root")
+    here = Path("/proc/self/cgroup").read_text().split("0::", 1)[1].splitlines()[0]
+    return Path(_v2_mount() + here)
+
+
+def test_a_run_that_leaves_a_task_cgroup_fails_naming_it_and_what_it_left_is_removed(tmp_path, own_cgroup):
+    status, said = _pytest(tmp_path, LEAKS, own_cgroup)  # the cgroup it left is gone (there)
+    assert (tmp_path / "sleeper").exists(), said
+    sleeper = int((tmp_path / "sleeper").read_text())
+    assert status == 1, said
+    assert "1 passed" in said
+    assert "left 1 cgroup(s) behind" in said and "stoker-0123456789abcdef" in said, said
+    assert f"left 1 process(es) running, killed now: {sleeper} sleep 1000" in said, said
+    assert not proc_scan.is_live(sleeper)  # its cgroup was empty before it was removed
+
+
+def test_a_clean_run_passes_and_leaves_nothing(tmp_path, own_cgroup):
+    status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup)
+    assert status == 0, said
+    assert "ERROR: this run" not in said

@@ -1,0 +1,122 @@
+"""The test run's own cgroup: every task cgroup a test run leaves behind is found and named.
+
+A `stoker run` or executor makes its task's cgroup (`stoker-<marker>`) below the cgroup it
+is in, and its supervisor or watchdog removes it. One that neither removes (a test that
+SIGKILLs both) stays, empty, for good; and this host is shared: other test runs and helpers
+make and remove `stoker-*` cgroups beside ours at the same moments. So the run's first
+process (pytest, or pytest-xdist's controller, before it starts its workers) moves into a
+cgroup of its own, `testrun-<pid>`, made below the cgroup2 one it is in: every process of
+the run is born inside, and every task cgroup one of them makes is below it, whatever runs
+beside it. At the end it moves back, waits until every process of the run has exited (its
+workers, and any watchdog still removing a task's cgroup), and then what is left below is
+this run's alone: cgroups left behind (a task's `stoker-*`, or one a test made there: the
+run fails, naming them) and processes still alive (named), both killed and removed.
+
+Root only, on a host with a cgroup2 hierarchy; elsewhere the run goes on without it (`begin`
+says why). Never raises.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import attrs
+
+from executor.procs import cgroups
+from executor.procs.cgroup_paths import CgroupKind, own_places
+from tests.support.cgroups import members
+
+PREFIX = "testrun-"
+# for the run's processes to exit once it is over (an upper bound; a test of the guard sets less)
+EXIT_SECS = float(os.environ.get("STOKER_TEST_RUN_EXIT_SECS", "30"))
+
+
+@attrs.frozen
+class SessionCgroup:
+    directory: Path
+    home: Path
+
+
+@attrs.frozen
+class Leftovers:
+    cgroups: list[str]  # the cgroups left right below the run's (a task's, or one a test made)
+    processes: list[str]  # "PID COMMAND" of each process still alive
+
+
+def begin() -> SessionCgroup | str:
+    """Make the run's cgroup and move this process into it; else why not, in words."""
+    if os.geteuid() != 0:
+        return "not root"
+    try:
+        places = own_places(Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text())
+    except OSError as e:
+        return f"cannot read /proc/self/cgroup: {e}"
+    home = next((Path(p.directory) for p in places if p.kind is CgroupKind.V2), None)
+    if home is None:
+        return "no cgroup2 hierarchy"
+    _sweep(home)
+    directory = home / f"{PREFIX}{os.getpid()}"
+    try:
+        directory.mkdir()
+        (directory / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+        return f"cannot make or enter {directory}: {e}"
+    return SessionCgroup(directory, home)
+
+
+def end(cgroup: SessionCgroup) -> Leftovers:
+    """Move back home, wait for the run's processes to exit, then kill and remove what is
+    left below the run's cgroup; what was left."""
+    try:
+        (cgroup.home / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError:
+        return Leftovers([], [f"cannot leave {cgroup.directory}"])
+    _wait_emptied(cgroup.directory, EXIT_SECS)
+    processes = [_describe(pid) for pid in _members(cgroup.directory)]
+    if processes:
+        with contextlib.suppress(OSError):
+            (cgroup.directory / "cgroup.kill").write_text("1")
+        _wait_emptied(cgroup.directory, EXIT_SECS)
+    below = _subtree(cgroup.directory)
+    left = [d.name for d in below if d.parent == cgroup.directory]
+    for d in reversed([cgroup.directory, *below]):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+    return Leftovers(left, processes)
+
+
+def _sweep(home: Path) -> None:
+    """Remove the empty cgroups of earlier runs whose process is gone (a run SIGKILLed)."""
+    with contextlib.suppress(OSError):
+        for d in home.glob(f"{PREFIX}*"):
+            pid = d.name[len(PREFIX):]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                for below in reversed([d, *_subtree(d)]):
+                    with contextlib.suppress(OSError):
+                        below.rmdir()
+
+
+def _subtree(directory: Path) -> list[Path]:
+    """The cgroups below `directory`, each before those below it."""
+    return [Path(d) for d in cgroups.subtree(str(directory))[1:]]
+
+
+def _members(directory: Path) -> list[int]:
+    return [pid for d in cgroups.subtree(str(directory)) for pid in members(d)]
+
+
+def _describe(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        command = "(gone)"
+    return f"{pid} {command.strip()[:200]}"
+
+
+def _wait_emptied(directory: Path, within_secs: float) -> None:
+    """Until `populated 0` (woken by the kernel as cgroup.events changes), or the time."""
+    cgroups._wait_emptied(str(directory), time.monotonic() + within_secs)
