@@ -39,7 +39,11 @@ def warm(profile: str) -> bool:
     write_packages(codecache.NODOC_PACKAGES)  # and those a command loads when it needs them
     cache = codecache._cache
     assert cache is not None  # (installed above)
-    with codecache.writing(cache.path):  # a start's `save()` meanwhile
+    with codecache.writing(cache.path) as turn:  # a start's `save()` meanwhile
+        if not turn:
+            print(f"stoker: {cache.path}: not written: another process has held its lock for "
+                  f"{codecache.LOCK_WAIT_SECS:g} s (stopped?)", file=sys.stderr)
+            return False
         entries = codecache._read(cache.path)
         used = _used(entries, cache.served)
         codecache._merged(used, cache.fresh)
