@@ -348,3 +348,17 @@ def test_a_lock_held_for_good_delays_a_save_only_a_bound(tmp_path):
         os.close(lock)
     assert result["installed"] and not result["saved"]
     assert not list(tmp_path.glob("attrs-run.*.bin"))
+
+
+def test_the_warm_step_with_the_lock_held_for_good_says_so_and_fails(tmp_path):
+    """As a start's save: was a wait for good (an installer's step that never ended)."""
+    lock = os.open(tmp_path / f"attrs-cli.{sys.implementation.cache_tag}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run([sys.executable, "-P", "-m", "executor.codecache", "cli"], cwd=REPO, timeout=60,
+                              env={**env, "STOKER_CODE_CACHE": str(tmp_path)}, capture_output=True, text=True)
+    finally:
+        os.close(lock)
+    assert done.returncode == 1 and "another process has held its lock for 5 s" in done.stderr, done.stderr
+    assert not list(tmp_path.glob("attrs-cli.*.bin"))
