@@ -77,7 +77,9 @@ and `save()` writes the file again when something had to be compiled.
   through a symlink, never another process's, in another pid namespace too) and renamed
   into place, so a reader sees the old one or the new one. Two processes that write it at
   once take turns (`writing`: an `flock` on `attrs-PROFILE.TAG.lock`), each merging into
-  what the other wrote: neither drops the other's classes.
+  what the other wrote: neither drops the other's classes. A turn is waited for at most
+  LOCK_WAIT_SECS (`executor/host/turnlock.py`): a holder stopped as it held it delays a
+  command's end by that, and what the command compiled is compiled again by a next one.
 - The files hold code that runs, as `.pyc` files do, and are trusted as they are: whoever
   may write the package's `__pycache__` may change Stoker anyway. A file owned by a user
   other than the one running Stoker, or root (an installer's), one anyone may write, or one
@@ -132,6 +134,7 @@ NODOC_PACKAGES = ("executor", "config", "healthcheck", "pystachio")
 CACHE_DIR = Path(nodocs.CACHE_DIR)
 MAX_ENTRIES = 1000  # a file past this many names keeps only what the writing process compiled
 MAX_BYTES = 64 << 20  # a larger file is not one this module wrote (MAX_ENTRIES names, KEPT sources each)
+LOCK_WAIT_SECS = 5.0  # a writer's turn takes milliseconds: one held longer is not let go
 KEPT = 4  # sources kept a file name (classes of the same name, made by a function, or edited)
 _HASH_TERM = re.compile(r"(hash\(\(\s*)-?\d+")
 
@@ -338,7 +341,9 @@ def save() -> bool:
     cache = _cache
     if cache is None or not cache.fresh or sys.dont_write_bytecode:
         return False
-    with writing(cache.path):
+    with writing(cache.path) as turn:
+        if not turn:  # what this process compiled is compiled again by a next one
+            return False
         entries = _read(cache.path)
         # nothing new: another process wrote it already, or a class was made twice alike
         wrote = _merged(_served_first(entries, cache.served), cache.fresh)
@@ -353,12 +358,14 @@ def save() -> bool:
 
 
 @contextlib.contextmanager
-def writing(path: Path) -> Iterator[None]:
+def writing(path: Path) -> Iterator[bool]:
     """Holds the `flock` of the file's `.lock` (made 0600: only this user and root may open
     it, so no one else can hold it) while a process reads, merges and writes it again: two at
     once each wrote what it read merged with its own classes, and the one that renamed last
-    dropped the other's until a next start compiled them again. Not held (the write is tried
-    all the same) where the lock cannot be made: a directory this user may not write."""
+    dropped the other's until a next start compiled them again. Yields whether to write: not
+    when another process held it past LOCK_WAIT_SECS (stopped as it held it: else this one
+    never ended). Not held (the write is tried all the same) where the lock cannot be made:
+    a directory this user may not write."""
     lock = path.with_name(f"{path.name.removesuffix('.bin')}.lock")
     try:
         from executor.host.replacefile import make_dirs  # standard library only
@@ -366,15 +373,16 @@ def writing(path: Path) -> Iterator[None]:
         make_dirs(str(path.parent), 0o755)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError:
-        yield
+        yield True
         return
-    try:
-        import fcntl
+    from executor.host.turnlock import take  # standard library only
 
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel however this process ends
-        yield
+    turn = take(fd, LOCK_WAIT_SECS)  # released by the kernel however this process ends
+    try:
+        yield turn
     finally:
-        os.close(fd)
+        if turn:  # else the thread that waits for it closes it
+            os.close(fd)
 
 
 def _merged(entries: dict[str, tuple[tuple[str, Any], ...]], fresh: list[tuple[str, str, Any]]) -> bool:

@@ -39,7 +39,11 @@ def warm(profile: str) -> bool:
     write_packages(codecache.NODOC_PACKAGES)  # and those a command loads when it needs them
     cache = codecache._cache
     assert cache is not None  # (installed above)
-    with codecache.writing(cache.path):  # a start's `save()` meanwhile
+    with codecache.writing(cache.path) as turn:  # a start's `save()` meanwhile
+        if not turn:
+            print(f"stoker: {cache.path}: not written: another process has held its lock for "
+                  f"{codecache.LOCK_WAIT_SECS:g} s (stopped?)", file=sys.stderr)
+            return False
         entries = codecache._read(cache.path)
         used = _used(entries, cache.served)
         codecache._merged(used, cache.fresh)
@@ -121,11 +125,22 @@ def rebuild_open_tree(directory: str | None) -> str:
         print(f"stoker: {root}: {level} may have been written by another user, and it could not be "
               f"moved aside ({exc.strerror}): each start ignores the files there", file=sys.stderr)
         return ""
-    import shutil
-
-    shutil.rmtree(aside, ignore_errors=True)  # fd by fd, never through a symlink (rmtree's own)
+    _remove(aside)
     print(f"stoker: {root} written again: {level} may have been written by another user", file=sys.stderr)
     return level
+
+
+def _remove(aside: str) -> None:
+    """The tree moved aside, fd by fd, never through a symlink (rmtree's own); a symlink (or a
+    file) in `nodoc/`'s place unlinked: rmtree refuses one, and it stayed for good."""
+    import shutil
+
+    try:
+        os.unlink(aside)
+    except IsADirectoryError:
+        shutil.rmtree(aside, ignore_errors=True)
+    except OSError as exc:
+        print(f"stoker: {aside}: not removed ({exc.strerror}): nothing reads it", file=sys.stderr)
 
 
 def open_level(root: str) -> str:

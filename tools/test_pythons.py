@@ -81,7 +81,7 @@ def venv_for(minor: tuple[int, int], python: str) -> Path:
     if not bin_python.exists():
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(bin_python), "-m", "pip", "install", "-q", "-e", ".[test]"], cwd=ROOT, check=True)
-    subprocess.run([str(bin_python), "-m", "executor.codecache"], cwd=ROOT, check=True)  # as make's venv
+    subprocess.run([str(bin_python), "-P", "-m", "executor.codecache"], cwd=ROOT, check=True)  # as make's venv
     stamp.touch()
     return venv
 

@@ -13,7 +13,7 @@ Owns three decisions taken before shiv unpacks the bundled dependencies:
   $MESOS_DIRECTORY/.shiv), which is always writable and is removed with the sandbox;
   elsewhere shiv's own default, ~/.shiv, ~ being $HOME only when no other user could change
   what it unpacks there, else the password database's home (`_home_cache_path`: `sudo`
-  that keeps the caller's HOME), else one clear line and exit status 2. Except as root under Mesos: a root executor
+  that keeps the caller's HOME), else (or with no home at all) one clear line and exit status 2. Except as root under Mesos: a root executor
   hands the sandbox to the task's role, and code it imports later must not come from a
   directory the role owns, so it unpacks into ROOT_CACHE (root-owned, mode 0700, checked
   before use), and into the sandbox only when that cannot be had.
@@ -98,8 +98,14 @@ def _home_cache_path(archive, build_id):
         if not level:
             return path
         refused.append(level)
-    if not refused:  # no home at all: shiv's own default, as ever
-        return _shiv_cache_path(archive, None, build_id)
+    if not refused:  # no home at all (a container's arbitrary uid): was shiv's traceback
+        given = os.environ.get("HOME")
+        sys.stderr.write(
+            "stoker: error: stoker.pyz has no home to unpack into (%s, uid %d has no home in the password "
+            "database); set SHIV_ROOT to a directory of this user's\n"
+            % ("HOME (%s) is not an absolute path" % given if given else "HOME is not set", os.geteuid())
+        )
+        sys.exit(2)
     sys.stderr.write(
         "stoker: error: stoker.pyz will not run code unpacked where another user could change it "
         "(%s); set SHIV_ROOT to a directory of this user's\n" % ", ".join(refused)
@@ -135,6 +141,11 @@ def _foreign(path):
 
 
 def _extract_site_packages(archive, target_path, *args, **kwargs):
+    # what it makes no other user's to write, whatever the umask: under a umask of 0 it made
+    # ~/.shiv and each level below 0777, imported what another user could have put there,
+    # and a next start refused it (`_foreign`); the user's own is back for the task
+    umask = os.umask(0o022)
+    os.umask(umask | 0o022)
     try:
         _shiv_extract(archive, target_path, *args, **kwargs)
     except OSError as exc:
@@ -143,6 +154,8 @@ def _extract_site_packages(archive, target_path, *args, **kwargs):
             "directory this user can write\n" % (target_path.parent, exc)
         )
         sys.exit(2)
+    finally:
+        os.umask(umask)
 
 
 _shiv_extract = _bootstrap.extract_site_packages

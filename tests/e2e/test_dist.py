@@ -28,11 +28,13 @@ from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import EXAMPLE, TASK_ID, Order, module, scheduler_task
 from tests.support.aurora_tasks import encode as thrift_encode
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
+from tests.support.users import open_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 SEED = REPO / "examples/hello_world.aurora"
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
+UNKNOWN_UID = 54321  # no entry in the password database
 # Interpreters tried besides the system python3, each only when it runs: these names on PATH
 # (pyenv's shims name every version, but run only the selected ones) and pyenv's own
 # (PYENV_ROOT, else ~/.pyenv: CI's image keeps 3.12 and 3.13 there, beside the system 3.11).
@@ -198,6 +200,36 @@ def test_inspect_prints_the_seed_job_with_the_system_python(app):
     # Unpacked into SHIV_ROOT, and nowhere else.
     assert list((app["work"] / "shiv").glob("stoker.pyz_*/site-packages/pystachio/__init__.py"))
     assert not (app["work"] / "home/.shiv").exists()
+
+
+def test_under_a_umask_of_0_it_unpacks_into_levels_only_the_user_may_write(app):
+    """Was: ~/.shiv and each level below 0777, and the next start refused it (exit 2, then the
+    password database's home: the same). The task still has the user's umask."""
+    home = app["work"] / "umask0-home"
+    env = {**{k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}, "HOME": str(home), "SHIV_INTERPRETER": "1"}
+    for run in range(2):  # the second as the first: not refused
+        done = run_app(app, ["sh", "-c", 'umask 0 && exec "$@"', "sh", app["python"], "-S", "stoker.pyz", "-c",
+                             "import os, executor; print(oct(os.umask(0)))"], env=env)
+        assert (done.returncode, done.stdout) == (0, "0o0\n"), done.stderr
+        [unpacked] = [p for p in (home / ".shiv").iterdir() if p.is_dir()]
+        levels = (home / ".shiv", unpacked, unpacked / "site-packages")
+        assert {oct(p.stat().st_mode & 0o777) for p in levels} == {"0o755"}, run
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uid the password database does not know needs root")
+def test_no_home_at_all_is_one_error_line(app):
+    """A container's arbitrary uid, no HOME: was shiv's traceback (`Could not determine home`)."""
+    assert UNKNOWN_UID not in {entry.pw_uid for entry in pwd.getpwall()}
+    env = {k: v for k, v in app["env"].items() if k not in ("SHIV_ROOT", "HOME")}
+    with open_sandbox() as shared:  # (the work directory is root's 0700)
+        (shared / "stoker.pyz").write_bytes((app["dir"] / "stoker.pyz").read_bytes())
+        for readable in (shared, shared / "stoker.pyz"):
+            readable.chmod(0o755)
+        done = run_app({**app, "dir": shared}, ["setpriv", f"--reuid={UNKNOWN_UID}", f"--regid={UNKNOWN_UID}",
+                                                "--clear-groups", app["python"], "stoker.pyz", "--version"], env=env)
+    assert done.returncode == 2 and done.stderr == (
+        f"stoker: error: stoker.pyz has no home to unpack into (HOME is not set, uid {UNKNOWN_UID} has no home in the "
+        "password database); set SHIV_ROOT to a directory of this user's\n"), done.stderr
 
 
 def test_inspect_json_prints_the_task_document(app):

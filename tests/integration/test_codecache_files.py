@@ -334,3 +334,32 @@ def test_two_writers_at_once_keep_both_ones_classes(tmp_path):
     entries = entries_of(run_file(tmp_path))
     assert theirs in entries and SPEC in entries
     assert probe(tmp_path, 2)["counts"] == [saved["counts"][1], 0]  # all of B's served
+
+
+def test_a_lock_held_for_good_delays_a_save_only_a_bound(tmp_path):
+    """A writer stopped (SIGSTOP, a debugger) while it held the lock, or on a hung network file
+    system: a start's `save()` as it ends gives up after a bound and writes nothing (a next start
+    compiles again what this one did). Was: it waited for good, and the command (`stoker run`'s
+    stop, a supervisor under Mesos) never exited."""
+    lock = os.open(tmp_path / f"attrs-run.{sys.implementation.cache_tag}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # never let go while the start runs
+        result = probe(tmp_path, 1)  # (its own bound: 60 s)
+    finally:
+        os.close(lock)
+    assert result["installed"] and not result["saved"]
+    assert not list(tmp_path.glob("attrs-run.*.bin"))
+
+
+def test_the_warm_step_with_the_lock_held_for_good_says_so_and_fails(tmp_path):
+    """As a start's save: was a wait for good (an installer's step that never ended)."""
+    lock = os.open(tmp_path / f"attrs-cli.{sys.implementation.cache_tag}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run([sys.executable, "-P", "-m", "executor.codecache", "cli"], cwd=REPO, timeout=60,
+                              env={**env, "STOKER_CODE_CACHE": str(tmp_path)}, capture_output=True, text=True)
+    finally:
+        os.close(lock)
+    assert done.returncode == 1 and "another process has held its lock for 5 s" in done.stderr, done.stderr
+    assert not list(tmp_path.glob("attrs-cli.*.bin"))

@@ -179,3 +179,15 @@ def test_the_warm_step_writes_nothing_others_may_write_whatever_the_umask():
         assert second.returncode == 0, second.stderr
         assert list(pycache.glob("attrs-cli.*.bin")) and list((where / "config" / "__pycache__").glob("*.opt-nodoc2.pyc"))
         assert [str(p) for p in where.rglob("*") if p.lstat().st_mode & 0o022 and not p.is_symlink()] == []
+
+
+def test_the_warm_step_removes_a_symlink_in_nodoc_s_place(tmp_path, capsys):
+    """Was: moved aside and left there for good (rmtree refuses a symlink, its error ignored),
+    as the line said `written again`; where it leads is not touched."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "kept").write_text("")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "nodoc").symlink_to(tmp_path / "elsewhere")
+    assert codecachewarm.rebuild_open_tree(str(tmp_path / "cache")) == str(tmp_path / "cache" / "nodoc")
+    assert "written again" in capsys.readouterr().err
+    assert list((tmp_path / "cache").iterdir()) == [] and (tmp_path / "elsewhere" / "kept").exists()
