@@ -11,7 +11,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,43 +26,22 @@ from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import EXAMPLE, TASK_ID, Order, module, scheduler_task
 from tests.support.aurora_tasks import encode as thrift_encode
+from tests.support.distapp import (
+    CLEAN_PATH,
+    UNKNOWN_UID,
+    built_version,
+    executor_runs,
+    found_pythons,
+    plain_python,
+    probe,
+    run_app,
+)
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 from tests.support.users import open_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 SEED = REPO / "examples/hello_world.aurora"
-CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
-UNKNOWN_UID = 54321  # no entry in the password database
-# Interpreters tried besides the system python3, each only when it runs: these names on PATH
-# (pyenv's shims name every version, but run only the selected ones) and pyenv's own
-# (PYENV_ROOT, else ~/.pyenv: CI's image keeps 3.12 and 3.13 there, beside the system 3.11).
-OTHER_PYTHONS = [f"python3.{minor}" for minor in range(8, 15)]
-PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
-
-
-def _version_of(python: str, env: dict[str, str] | None = None) -> tuple[str, tuple[int, int]] | None:
-    """(real executable, (major, minor)) of the interpreter PYTHON, or None if it does not run."""
-    try:
-        done = subprocess.run([python, "-S", "-c", "import sys; print(sys.executable, *sys.version_info[:2])"],
-                              capture_output=True, text=True, timeout=20, env=env)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    parts = done.stdout.split()
-    if done.returncode != 0 or len(parts) != 3 or not parts[0]:
-        return None
-    return parts[0], (int(parts[1]), int(parts[2]))
-
-
-def _plain_python() -> str:
-    """The system python3 when it is 3.11+, else the interpreter under this venv (not the venv)."""
-    found = shutil.which("python3", path=CLEAN_PATH)
-    probed = found and _version_of(found, env={"PATH": CLEAN_PATH})
-    if probed and probed[1] >= (3, 11):
-        return probed[0]
-    base = getattr(sys, "_base_executable", "") or os.path.realpath(sys.executable)
-    assert Path(base).resolve().parent != Path(sys.prefix, "bin").resolve(), f"{base} is the venv's python"
-    return base
 
 
 @pytest.fixture(scope="module")
@@ -94,45 +72,11 @@ def app(work: Path, dist: Path) -> dict:
     shutil.copy2(SEED, clean / SEED.name)
     bin_dir = work / "bin"  # `python3` on PATH (for the shebang) is the plain interpreter
     bin_dir.mkdir()
-    python = _plain_python()
+    python = plain_python()
     (bin_dir / "python3").symlink_to(python)
     env = {"PATH": f"{bin_dir}:{CLEAN_PATH}", "HOME": str(work / "home"), "SHIV_ROOT": str(work / "shiv"),
            "LANG": "C.UTF-8", "STOKER_ROOT": str(work / "registry")}  # never the machine's registry
     return {"dir": clean, "python": python, "env": env, "work": work}
-
-
-def run_app(app: dict, argv: list[str], env: dict[str, str] | None = None, timeout_secs: float = 30,
-            ) -> subprocess.CompletedProcess:
-    """Run ARGV in the clean directory, in its own session that is always killed afterwards."""
-    proc = subprocess.Popen(argv, cwd=app["dir"], env=env or app["env"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout_secs)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-
-
-PROBE = ("import json, os, sys, attrs, executor, kazoo, pystachio, waitress;"
-         "print(json.dumps({'files': [m.__file__ for m in (attrs, executor, kazoo, pystachio,"
-         " waitress)], 'shiv_root': os.environ.get('SHIV_ROOT'), 'version': list(sys.version_info[:2])}))")
-
-
-def probe(app: dict, python: str, env: dict[str, str]) -> dict:
-    """Import every dependency inside the zipapp (shiv's SHIV_INTERPRETER mode) and report where from."""
-    done = run_app(app, [python, "-S", "stoker.pyz", "-c", PROBE], env={**env, "SHIV_INTERPRETER": "1"})
-    assert done.returncode == 0, f"{python}: exit {done.returncode}\n{done.stderr}"
-    return json.loads(done.stdout)
-
-
-def built_version(dist: Path) -> str:
-    """The version `make dist` stamped, from its wheel's name: 0.1.0+g<commit>[.dirty]."""
-    [wheel] = dist.glob("stoker-*-py3-none-any.whl")
-    return wheel.name[len("stoker-"):-len("-py3-none-any.whl")]
 
 
 def test_dist_builds_the_wheel_and_an_executable_pure_python_zipapp(dist):
@@ -338,19 +282,8 @@ def test_root_with_another_users_home_unpacks_into_its_own(app):
     assert list(home.iterdir()) == []
 
 
-def _found_pythons(app: dict) -> dict[tuple[int, int], str]:
-    """One Python of each version from 3.8 found (version → real executable): the plain
-    one for its own, else the first on PATH, else pyenv's."""
-    found = {_version_of(app["python"])[1]: app["python"]}
-    names = [n for n in OTHER_PYTHONS if shutil.which(n)] + sorted(str(p) for p in PYENV_VERSIONS.glob("3.*/bin/python3"))
-    for name in names:
-        if (probed := _version_of(name)) and probed[1] >= (3, 8):
-            found.setdefault(probed[1], probed[0])
-    return dict(sorted(found.items()))
-
-
 def test_every_python_found_from_3_11_runs_it_and_older_ones_are_refused(app):
-    found = _found_pythons(app)
+    found = found_pythons(app)
     for version, python in found.items():
         if version >= (3, 11):
             report = probe(app, python, app["env"])
@@ -449,7 +382,7 @@ def test_every_python_from_3_11_runs_a_task_with_stoker_run_and_as_executor_with
     (3.12's DeprecationWarning for a fork in a process with threads, a SyntaxWarning of a
     bundled module, an unclosed file's ResourceWarning) fails here instead of reaching a
     user's terminal or the agent's stderr. `make test-pythons` runs the unit tests on each."""
-    by_version = {version: python for version, python in _found_pythons(app).items() if version >= (3, 11)}
+    by_version = {version: python for version, python in found_pythons(app).items() if version >= (3, 11)}
     (tmp_path / "once.aurora").write_text(textwrap.dedent(ONCE))
     task_info = make_task_info("task-1", encode(load_job(tmp_path / "once.aurora")))
     for version, python in by_version.items():
@@ -459,25 +392,7 @@ def test_every_python_from_3_11_runs_a_task_with_stoker_run_and_as_executor_with
         assert done.returncode == 0, (python, done.stdout, done.stderr)
         assert [line for line in done.stderr.splitlines() if not line.startswith("stoker run: ")] == [], python
         assert (sandbox / ".logs/a/0/stdout").read_text() == "done\n"
-        log = _executor_runs(app, [python, "-W", "default", str(app["dir"] / "stoker.pyz"), "executor"],
+        log = executor_runs(app, [python, "-W", "default", str(app["dir"] / "stoker.pyz"), "executor"],
                              tmp_path / f"executor-{version[0]}.{version[1]}", task_info)
         assert "Traceback" not in log and not PYTHON_WARNING.search(log), (python, log[-3000:])
     print(f"stoker run and stoker executor checked with {sorted(by_version)}")
-
-
-def _executor_runs(app: dict, argv: list[str], sandbox: Path, task_info: dict) -> str:
-    """The executor ARGV, launched in SANDBOX by the agent simulator, runs TASK_INFO to
-    TASK_FINISHED and exits 0; its log (stderr)."""
-    sandbox.mkdir()
-    overrides = {**app["env"], "PYTHONPATH": None, "VIRTUAL_ENV": None}
-    with AgentSimulator(sandbox=sandbox) as agent:
-        try:
-            agent.launch_executor(argv, cwd=sandbox, env_overrides=overrides)
-            agent.wait_subscribed(timeout_secs=20)
-            agent.launch(task_info)
-            agent.wait_for_state("task-1", "TASK_FINISHED", 20)
-            assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"], argv
-            assert agent.wait_exit(10) == 0, argv
-        finally:
-            kill_leftovers(task_pids(sandbox))
-        return agent.executor_log()
