@@ -71,8 +71,8 @@ def start_first(ahead: PlanAhead) -> EarlyStart | None:
     """A first run's early start, once: the first runs of the plan `ahead` (`take_ahead`'s)
     made, started now as a re-run's are from its launch record (`_start_ahead`); None when
     `note` noted none for these words, they may not start early, a stop signal came
-    meanwhile (recorded: `stoker run` as a container's main process), or this process has a
-    thread besides (`_take_off`). `stoker run` calls it once its settings are read (a usage
+    meanwhile (recorded: `stoker run` as a container's main process), a module of the
+    supervisor failed to load meanwhile, or this process has a thread besides (`_take_off`). `stoker run` calls it once its settings are read (a usage
     error starts nothing), before it imports the supervisor: the wait for the plan loads the
     supervisor's modules (`_load_while_planning`); a Ctrl-C meanwhile kills and reaps the
     planning child and is raised."""
@@ -80,7 +80,8 @@ def start_first(ahead: PlanAhead) -> EarlyStart | None:
     first, _first = _first, None
     if first is None:
         return None
-    _load_while_planning(ahead)
+    if not _load_while_planning(ahead):  # the supervisor may not load: no run of it starts
+        return None
     data, _ = ahead.answer()  # kept for `planning.plan_apart`
     if stop_pending():  # a container's main process stopped while it loaded: nothing starts
         return None
@@ -100,18 +101,20 @@ LOAD_WHILE_PLANNING = (
 )
 
 
-def _load_while_planning(ahead: PlanAhead) -> None:
+def _load_while_planning(ahead: PlanAhead) -> bool:
     """LOAD_WHILE_PLANNING's modules, while `ahead` has not answered: the wait for the plan
     does the supervisor's own imports instead of only waiting (on a second core, or on the
-    first while the child waits for its turn). One that fails stops it: its user imports it
-    again, and says so."""
+    first while the child waits for its turn). False when one fails (a broken install): no
+    run starts early, which the supervisor might never load to adopt (started, they were
+    killed again as `stoker run` fails); its user imports it again, and says so."""
     for name in LOAD_WHILE_PLANNING:
         if ahead.answered():
-            return
+            return True
         try:
             __import__(name)
         except Exception:
-            return
+            return False
+    return True
 
 
 def take_ahead() -> PlanAhead | None:

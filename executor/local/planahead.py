@@ -88,7 +88,11 @@ class PlanAhead:
             return True
         import select  # loaded with `socket` by then: `stoker run` asks once its modules load
 
-        return bool(select.select([self._read_end], [], [], 0)[0])
+        # poll, not select: the pipe may be past select's FD_SETSIZE (1024), when `stoker run`
+        # inherited that many descriptors (ValueError: a first run's crash)
+        poller = select.poll()
+        poller.register(self._read_end, select.POLLIN)
+        return bool(poller.poll(0))
 
     def answer(self) -> tuple[bytes, int]:
         """(what the child sent, its wait status) once it ended, the same at every call (the

@@ -5,6 +5,7 @@ cgroup, watchdog, checkpoint), and the supervisor adopts them; a config that fai
 load, or a run that fails on its settings, never started a process."""
 from __future__ import annotations
 
+import os
 import re
 import signal
 
@@ -12,7 +13,8 @@ import pytest
 
 from executor.local import planfiles
 from tests.support.earlyjob import stdout_of, write
-from tests.support.stoker_proc import StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.importhook import patched_at_load
+from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -102,3 +104,33 @@ def test_a_supervisor_killed_before_it_adopts_a_first_runs_early_runs_leaves_not
     finally:
         proc.close()
         kill_leftovers(pids)
+
+
+# A module of the supervisor that fails as it loads while the child plans (a broken install;
+# here once, a test-only `sitecustomize`), which also lets the child answer only then: it
+# reads a FIFO first, which the failed load writes.
+FAILS_ONCE_WHILE_PLANNING = patched_at_load("executor.task.wiring", """
+    def _patch(module):
+        with open(os.environ["PLAN_GATE"], "w") as gate:
+            gate.write("go")
+        raise ImportError("executor.task.wiring: a broken install")
+    """)
+
+
+def test_a_supervisors_module_that_fails_to_load_while_the_child_plans_starts_no_run_early(tmp_path):
+    # its runs might never be adopted (the supervisor's import fails again): started early,
+    # the user's command ran and was killed again
+    hook, gate = tmp_path / "hook", tmp_path / "gate"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAILS_ONCE_WHILE_PLANNING)
+    os.mkfifo(gate)
+    config = write(tmp_path, TOUCH.format(path="ran"))
+    config.write_text(f"open({str(gate)!r}).read()\n" + config.read_text())
+    proc, sandbox = run(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate)})
+    try:
+        assert proc.wait() == 0, proc.stdout() + proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    # loaded the second time, the supervisor started it (the plan made ahead's, not early)
+    assert adopted(proc) == [] and (sandbox / "ran").exists()

@@ -2,7 +2,8 @@
 CONFIG`: the sleep is a child of stoker run after the exec) is not Stoker's: an early start
 given up (executor/host/early.py, `EarlyStart.abandon`) kills its own runs and whatever they
 started, and leaves the inherited child running (the supervisor's reaper reaps it once it
-ends, as any child of its process: `executor/procs/reaper.py`)."""
+ends, as any child of its process: `executor/procs/reaper.py`). A first run that inherited
+more descriptors than select() takes still starts early."""
 from __future__ import annotations
 
 import signal
@@ -11,7 +12,7 @@ import psutil
 import pytest
 
 from executor.local import planfiles
-from tests.support.earlyjob import write
+from tests.support.earlyjob import stdout_of, write
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
@@ -92,3 +93,21 @@ def test_an_adopted_early_start_leaves_the_inherited_children_out_of_the_task(tm
             alive = live(pids)  # after the task's stop
             kill_leftovers(pids)
         assert alive == set(pids), "the inherited sleep was killed with the task"
+
+
+def test_a_first_run_that_inherited_a_thousand_descriptors_starts_early(tmp_path):
+    # Was: its planning child's pipe past select()'s FD_SETSIZE (1024), the check whether the
+    # child had answered (`PlanAhead.answered`) raised ValueError: a traceback, nothing ran.
+    config = write(tmp_path, "Process(name='first', cmdline='echo ran')")
+    work = tmp_path / "work"
+    work.mkdir()
+    opens = 'for fd in $(seq 3 1100); do eval "exec $fd</dev/null"; done; exec "$@"'
+    proc = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sandbox")], work,
+                         launcher=("/bin/bash", "-c", opens, "bash"),
+                         env={"STOKER_PLAN_CACHE": str(tmp_path / "plans"), "STOKER_LOG_LEVEL": "DEBUG"})
+    try:
+        assert proc.wait() == 0, proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(tmp_path / "sandbox"))
+    assert "process_adopted task=" in proc.stderr() and "ran" in stdout_of(tmp_path / "sandbox", "first")

@@ -2,6 +2,7 @@
 text alone) and which it must load afresh each run."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,83 @@ def test_its_walk_is_asts_own_node_for_node(path):
     ours = [(type(n).__name__, getattr(n, "lineno", 0)) for n in purity._walk(purity._parse(text, str(path)))]
     theirs = [(type(n).__name__, getattr(n, "lineno", 0)) for n in ast.walk(ast.parse(text, filename=str(path)))]
     assert ours == theirs and len(ours) > 50
+
+
+# One program per construct class; together they hold every node class the parser makes
+# for a file ("exec" mode) on this interpreter: 3.12's type parameters (PEP 695) and 3.13's
+# defaults for them included where the interpreter has them.
+CONSTRUCTS = [
+    "import os\nfrom . import x as y\nfrom a.b import *\n",
+    "@dec(1)\nasync def f(a, /, b: int = 1, *c, d, e=2, **g) -> 'r':\n    global q\n    nonlocal w\n"
+    "    await x\n    async for i in y:\n        pass\n    async with a as b, c:\n        yield\n"
+    "    yield from z\n    return [i async for i in y]\n",
+    "@d\nclass C(B, metaclass=M):\n    x: int = 1\n    del x\n    def m(self):\n        lambda a, *b, **c: a\n",
+    "x += 1\nx @= 2\nwhile x:\n    break\nelse:\n    continue\nif a:\n    pass\nelif b:\n"
+    "    raise E from c\nelse:\n    assert x, 'm'\n",
+    "with open(f) as (a, b):\n    pass\nfor [a, *b] in c:\n    pass\nelse:\n    pass\n",
+    "try:\n    pass\nexcept E as e:\n    pass\nelse:\n    pass\nfinally:\n    pass\n",
+    "try:\n    pass\nexcept* E as e:\n    pass\n",
+    "match s:\n    case 1 | 2: pass\n    case None: pass\n    case [a, *rest]: pass\n"
+    "    case {'k': v, **kw}: pass\n    case P(a, b=c): pass\n    case _ if g: pass\n    case (x as y): pass\n",
+    "x = a and b or not c\ny = -a + b - c * d / e // f % g ** h << i >> j | k ^ l & m @ n\nz = ~a\nw = +a\n",
+    "c = a == b != c < d <= e > f >= g is h is not i in j not in k\n",
+    "v = (n := 1) if a else b\nd = {a: b, **c}\ns = {a, b}\nl = [a, *b]\nt = (a, b)\n",
+    "l = [x for x in y if z]\ns = {x for x in y}\nd = {k: v for k, v in y}\ng = (x for x in y)\n",
+    "a = b.c[d:e:f]\na = b[1, 2:3]\nf = f'{a!r:>{w}} {b=}'\nb = b'x'\nc = ...\n",
+    *(["type A[T: int, *Ts, **P] = list[T]\ndef f[T](x: T) -> T: return x\nclass K[T]: pass\n"]
+      if sys.version_info >= (3, 12) else []),
+    *(["type B[T = int, *Ts = (), **P = []] = T\n"] if sys.version_info >= (3, 13) else []),
+]
+NOT_IN_A_FILE = {"Expression", "Interactive", "FunctionType", "TypeIgnore"}  # other modes, type comments
+
+
+def _node_classes() -> set[str]:
+    """The names of `_ast`'s concrete node classes (those with no subclass of their own)."""
+    import _ast
+
+    found, todo = set(), [_ast.AST]
+    while todo:
+        kind = todo.pop()
+        todo += kind.__subclasses__()
+        if not kind.__subclasses__() and getattr(_ast, kind.__name__, None) is kind:
+            found.add(kind.__name__)
+    return found
+
+
+def test_its_walk_is_asts_own_for_every_node_class_a_file_can_hold():
+    # every node class the parser makes, in every field it can be in: the same nodes, in the
+    # same order, as `ast.walk` (a node the walk missed would be a construct the check skips)
+    import ast
+
+    from config import purity
+
+    tree = purity._parse("".join(CONSTRUCTS), "all.aurora")
+    ours = list(purity._walk(tree))
+    assert len(ours) == len(list(ast.walk(tree))) and all(a is b for a, b in zip(ours, ast.walk(tree)))
+    assert sorted(_node_classes() - NOT_IN_A_FILE - {type(node).__name__ for node in ours}) == []
+
+
+@pytest.mark.parametrize("text", [
+    "@open\ndef f():\n    return 1\n",
+    "f = lambda x=open: x\n", "f = lambda: open\n",
+    "def f():\n    def g():\n        return open\n    return g\n",
+    "x = [y for y in range(2) if open]\n", "x = {k: open for k in range(2)}\n",
+    "x = [*open]\n", "x = dict(**open)\n", "x = (y := open)\n",
+    "try:\n    x = 1\nexcept* ValueError:\n    x = open\n",
+    "async def f():\n    async with open as x:\n        return [y async for y in open]\n",
+    "match 1:\n    case 1 if open:\n        x = 1\n", "match 1:\n    case {'a': 1, **r}:\n        x = open\n",
+    "x = f'{1:{open}}'\n", "x = f'{open!r}'\n",
+    "class C(metaclass=open):\n    x: open = 1\n", "def f(x: open = 1) -> open:\n    return x\n",
+    "def f():\n    global x\n    x = open\n",
+])
+def test_a_read_hidden_in_any_construct_is_found(text):
+    message = problem(text)
+    assert message is not None and "reads open" in message, message
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="type parameters: Python 3.12 (PEP 695)")
+@pytest.mark.parametrize("text", ["type A[T: open] = list[T]\n", "type A = open\n",
+                                  "def f[T: open](x):\n    return x\n", "class C[T: open]:\n    x = 1\n"])
+def test_a_read_in_a_type_parameter_is_found(text):
+    message = problem(text)
+    assert message is not None and "reads open" in message, message
