@@ -16,7 +16,8 @@ and `save()` writes the file again when something had to be compiled.
   `linecache` step served below: each keeps its own entry, so neither is compiled, nor the
   file written, at every start. The one number that changes from process to process (the
   class's own term in `__hash__`, attrs' `hash()` of that file name, which string hashing
-  randomizes) is left out of the comparison: the cached code keeps the number it was
+  randomizes) is left out of the comparison of a script (mode `exec`; an annotation's,
+  `compileserved`'s mode `eval`, is compared whole): the cached code keeps the number it was
   compiled with, and a class's instances still hash alike and apart from another class's.
   A served source is not kept once served, only its `hash()` (this process's: string hashing
   is randomized, so it means nothing in another): the sources of every class a supervisor
@@ -153,8 +154,9 @@ class _Cache:
     def code_for(self, script: str, filename: str, mode: str = "exec", flags: int | None = None) -> Any:
         """The code of `script`: served, or compiled (with this module's `__future__`
         features, or else with `flags`' alone) and kept for `save()`."""
-        source = _HASH_TERM.sub(r"\1#", script)
-        # one source a name for another mode (`compileserved`: typing's annotations as strings)
+        # an attrs script without its `hash((N`; another mode's source whole (`compileserved`:
+        # typing's annotations as strings, one a name, where no other may serve its code)
+        source = _HASH_TERM.sub(r"\1#", script) if mode == "exec" else script
         key = filename if mode == "exec" else f"{filename} ({mode} {flags}) {source}"
         kept = self.loaded.get(key, ())
         for index, (cached, code) in enumerate(kept):

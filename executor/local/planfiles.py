@@ -370,20 +370,27 @@ def ports_taken_warning(ports: Mapping[str, int]) -> str | None:
 
 
 def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
-    """Free loopback ports for every name not given with --port: free on 127.0.0.1 and on
-    ::1 (`_loopback_sockets`), all held open until every one is chosen, so no two names get
-    the same number. A number another socket holds on ::1 stays held on 127.0.0.1 while the
-    next is asked for, so the kernel does not offer it again."""
+    """Free loopback ports for every name not given with --port (`_chosen`), and every port
+    given with --port, among `names` or not (a name of the portmap's, which it overrides)."""
     ports = {name: fixed[name] for name in names if name in fixed}
-    if len(ports) == len(names):  # none to choose (most jobs): no `socket` loaded for them
-        return ports
+    if len(ports) < len(names):  # most jobs choose none: no `socket` loaded for them
+        ports.update(_chosen([name for name in names if name not in ports]))
+    for name, number in fixed.items():
+        ports.setdefault(name, number)
+    return ports
+
+
+def _chosen(names: list[str]) -> dict[str, int]:
+    """Free loopback ports for `names`: free on 127.0.0.1 and on ::1 (`_loopback_sockets`),
+    all held open until every one is chosen, so no two names get the same number. A number
+    another socket holds on ::1 stays held on 127.0.0.1 while the next is asked for, so the
+    kernel does not offer it again."""
     import socket  # in the planning child only
 
+    ports: dict[str, int] = {}
     held: list[socket.socket] = []
     try:
         for name in names:
-            if name in ports:
-                continue
             for _ in range(PICK_TRIES):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 held.append(sock)
@@ -400,8 +407,6 @@ def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]
     finally:
         for sock in held:
             sock.close()
-    for name, number in fixed.items():
-        ports.setdefault(name, number)
     return ports
 
 

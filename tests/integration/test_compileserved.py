@@ -106,3 +106,19 @@ def test_any_other_call_is_the_builtin_s(tmp_path, call):
     served, own = call(ServedCompile(cache.code_for)), call(compile)
     assert type(served) is type(own) and cache.fresh == []
     assert ast.dump(served) == ast.dump(own) if isinstance(own, ast.AST) else served.co_code == own.co_code
+
+
+def test_an_annotation_served_is_the_code_of_its_own_source_only(tmp_path):
+    """attrs' scripts are matched with the number of their `hash((N, ...))` left out (each
+    process's own: executor/codecache.py); another source is matched whole: an annotation
+    string that differs from one in the file by that number alone was given the other's code."""
+    written = codecache._Cache(tmp_path / "attrs-run.bin", {})
+    ServedCompile(written.code_for)("tuple[hash((1, 2)), int]", "<string>", "eval")
+    loaded: dict = {}
+    for key, source, code in written.fresh:
+        loaded[key] = (*loaded.get(key, ()), (source, code))
+    cache = codecache._Cache(tmp_path / "attrs-run.bin", loaded)
+    serve = ServedCompile(cache.code_for)
+    assert eval(serve("tuple[hash((5, 2)), int]", "<string>", "eval")) == tuple[hash((5, 2)), int]
+    assert eval(serve("tuple[hash((1, 2)), int]", "<string>", "eval")) == tuple[hash((1, 2)), int]
+    assert cache.hits == 1  # the one of the same source

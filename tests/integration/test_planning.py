@@ -278,3 +278,27 @@ def test_the_supervisor_loads_its_own_modules_while_the_child_plans_and_stops_on
         print(ahead.answered(), sorted(set(sys.modules) - before), "executor.local.run" in sys.modules)
     """, str(EXAMPLE))
     assert answered_first.stdout == "True [] False\n", answered_first.stderr
+
+
+@pytest.mark.parametrize("portmap, fixed, expected", [
+    ("{'http': 8080}", "{'http': 9999}", "9999"),  # a number the portmap gives, overridden
+    ("{'http': 'health'}", "{'health': 9000, 'http': 9001}", "9001"),  # an alias, given its own
+])
+def test_a_port_given_with_port_is_the_job_s_when_none_is_left_to_choose(tmp_path, portmap, fixed, expected):
+    """`--port NAME=NUM` for a name of the job's portmap, where no port needs choosing: it was
+    dropped (the portmap's number or alias bound instead) when a plan that chooses none
+    returned before adding the given ports that are not among those chosen for."""
+    config = tmp_path / "portmap.aurora"
+    config.write_text(textwrap.dedent(f"""\
+        jobs = [Job(cluster='local', role='r', environment='test', name='pm',
+                    announce=Announcer(portmap={portmap}),
+                    task=Task(processes=[Process(name='p', cmdline='echo {{{{thermos.ports[http]}}}}')],
+                              resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB)))]
+    """))
+    done = python(f"""
+        plan = plan_job(sys.argv[1], None, (), instance=0, fixed_ports={fixed}, hostname="h", user="u",
+                        allocate=allocate_ports)
+        print(plan.spec.task.processes[0].cmdline, plan.allocated)
+    """, str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"echo {expected} ()\n"
