@@ -12,6 +12,10 @@ every file one load executed (the file and its includes, which share one namespa
   argument, a loop or comprehension variable, ...), is a schema name (the modules that leak
   into the namespace, `sys` and `typing` among them, excepted), `include`, or one of the
   pure builtins in `PURE_BUILTINS` (no `open`, `print`, `eval`, `getattr`, `hash`, ...);
+- no name of another builtin is read at all, even one the files assign: the test does not
+  follow scopes, so `def f(open): ...` or a branch never taken (`if 0: open = str`) would
+  otherwise let a module-level `open(...)` through (a config naming its own variable `id`
+  or `type` is only never kept);
 - no name and no attribute starting with `_` (`__import__`, `__builtins__`,
   `x.__class__`, `os._exit`): the ways out of a namespace pass through one of those.
 
@@ -21,6 +25,7 @@ config); it tells files that only describe a job from files that look around. Pu
 from __future__ import annotations
 
 import _ast  # the compiler's node classes: `ast` itself (1.5-2 ms to load) is on a first run's path
+import builtins
 import types
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,6 +42,8 @@ PURE_BUILTINS = frozenset({
     "KeyError", "LookupError", "NotImplementedError", "RuntimeError", "StopIteration",
     "TypeError", "ValueError", "ZeroDivisionError",
 })
+# Every other public builtin: read under any binding, it may be the builtin (see above).
+OTHER_BUILTINS = frozenset(name for name in vars(builtins) if not name.startswith("_")) - PURE_BUILTINS
 
 
 def closed_problem(sources: Iterable[tuple[str, str]], namespace: Mapping[str, Any]) -> str | None:
@@ -86,7 +93,7 @@ def _first_problem(tree: _ast.AST, known: set[str]) -> tuple[int, str] | None:
         if isinstance(node, _ast.Name):
             if node.id.startswith("_"):
                 return line, f"uses the name {node.id}"
-            if isinstance(node.ctx, _ast.Load) and node.id not in known:
+            if isinstance(node.ctx, _ast.Load) and (node.id not in known or node.id in OTHER_BUILTINS):
                 return line, f"reads {node.id}, which is not the schema's, the file's or a pure builtin"
         elif isinstance(node, _ast.Attribute) and node.attr.startswith("_"):
             return line, f"uses the attribute {node.attr}"

@@ -53,6 +53,12 @@ def test_a_file_built_from_its_own_names_the_schema_and_pure_builtins_is_closed(
     ("x = Process.__init__\n", "f0.aurora:1: uses the attribute __init__"),
     ("x = Process._private\n", "f0.aurora:1: uses the attribute _private"),
     ("def f(:\n", "f0.aurora: does not parse"),
+    # the test follows no scopes: a builtin's name read under any binding may be the builtin
+    ("def f(open):\n    return open\nx = open('/etc/hostname').read()\n", "f0.aurora:2: reads open"),
+    ("y = [open for open in ()]\nx = open('/etc/hostname').read()\n", "f0.aurora:1: reads open"),
+    ("if 0:\n    open = str\nx = open('/etc/hostname').read()\n", "f0.aurora:3: reads open"),
+    ("print = str\ndel print\nprint('hello')\n", "f0.aurora:3: reads print"),
+    ("id = 'web'\nname = id\n", "f0.aurora:2: reads id"),
 ])
 def test_a_file_that_reaches_outside_its_text_is_not(text, reason):
     message = problem(text)
