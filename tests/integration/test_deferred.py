@@ -305,6 +305,28 @@ def test_a_served_function_pickles_as_the_module_s_own(tmp_path):
     assert seen == {"module": "platform", "same": True, "loaded": False}
 
 
+def test_a_served_function_imported_before_its_module_loaded_pickles_as_the_module_s_own_after(tmp_path):
+    seen = probe(tmp_path, """
+        import pickle
+        deferred.defer(("pprint",))
+        from pprint import pformat  # a config's own import (or pystachio's), before pprint loads
+        before = pickle.loads(pickle.dumps(pformat)) is pformat
+        text = pformat({"b": [1] * 3})  # pprint loads: its own pformat replaces the stand-in there
+        import pprint
+        data = pickle.dumps(pformat)
+        class Holder:
+            show = pformat
+        bound = Holder().show
+        print(json.dumps({"before": before, "text": text, "after": pickle.loads(data) is pprint.pformat,
+                          "own": pprint.pformat is not pformat, "bound": bound.__self__.__class__.__name__,
+                          "name": [pformat.__module__, pformat.__qualname__]}))
+        """)
+    # was: PicklingError, "it's not the same object as pprint.pformat", once pprint had loaded
+    # (a config that hands pformat, or inspect.isclass, to a process pool after that)
+    assert seen == {"before": True, "text": "{'b': [1, 1, 1]}", "after": True, "own": True,
+                    "bound": "Holder", "name": ["pprint", "pformat"]}
+
+
 def test_pystachio_s_isclass_and_pformat_answer_as_inspect_s_and_pprint_s_own(tmp_path):
     seen = probe(tmp_path, """
         deferred.defer(("inspect", "pprint"))
