@@ -3,7 +3,9 @@ symlink on the way and where it leads (the registry's, the plan cache's and
 STOKER_CODE_CACHE's check). test_registry.py has the levels' modes and owners."""
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import subprocess
 import sys
 
@@ -11,7 +13,7 @@ import pytest
 
 from executor.host.replacefile import trusted_path
 from tests.support.stoker_proc import REPO
-from tests.support.users import STRANGER, needs_root, open_sandbox
+from tests.support.users import STRANGER, grant_write, needs_root, open_sandbox
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -54,3 +56,27 @@ def test_a_symlink_another_user_owns_midway_through_a_chain_is_not_trusted(tmp_p
         assert not trusted_path(str(top / "mine" / "up" / ".." / "hop"))  # `..` after the link: theirs
         (top / "mine" / "ok").symlink_to(top / "cache")
         assert trusted_path(str(top / "mine" / "." / "ok" / ".." / "cache"))  # the user's link, then up from it
+
+
+def test_the_code_cache_setting_unset_a_group_of_the_user_s_own_and_an_acl_in_a_sticky_directory(tmp_path):
+    """`nodocs.cache_dir`: unset, the package's `__pycache__`; a directory its user's own
+    group may write (0775, a group that lists no one else: a umask of 002) is the user's;
+    a sticky one whose ACL lets another user write is not (its walk lets a sticky level
+    pass: others may not rename what is ours there, but they may add a name of their own)."""
+    from executor import nodocs
+
+    assert nodocs.cache_dir({}) == nodocs.CACHE_DIR
+    if any(name != pwd.getpwuid(os.geteuid()).pw_name for name in grp.getgrgid(os.getegid()).gr_mem):
+        pytest.skip("this user's group lists another member")
+    own = tmp_path / "own"
+    own.mkdir()
+    os.chown(own, -1, os.getegid())
+    own.chmod(0o775)
+    assert nodocs.cache_dir({"STOKER_CODE_CACHE": str(own)}) == str(own)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, -1, os.getegid())
+    shared.chmod(0o1775)
+    assert nodocs.cache_dir({"STOKER_CODE_CACHE": str(shared)}) == str(shared)
+    grant_write(shared, STRANGER)
+    assert trusted_path(str(shared)) and nodocs.cache_dir({"STOKER_CODE_CACHE": str(shared)}) is None
