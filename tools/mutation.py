@@ -143,7 +143,8 @@ MODULES = (
            tuple(f"tests/integration/test_local_run.py::{name}" for name in (
                "test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_70",
                "test_an_internal_error_as_the_owner_closes_is_logged_with_its_traceback",
-               "test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line"))),
+               "test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line",
+               "test_a_failing_service_keeps_the_first_and_the_last_attempts_logs"))),
     Module("codecachewarm", "the code cache's warm step", ("executor/codecachewarm.py",),
            tuple(f"tests/integration/test_codecache.py::{name}" for name in (
                "test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile",
