@@ -147,7 +147,6 @@ MODULES = (
                "test_a_failing_service_keeps_the_first_and_the_last_attempts_logs"))),
     Module("codecachewarm", "the code cache's warm step", ("executor/codecachewarm.py",),
            tuple(f"tests/integration/test_codecache.py::{name}" for name in (
-               "test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile",
                "test_warm_keeps_only_the_sources_a_start_uses", "test_warm_refuses_an_unknown_profile",
                "test_the_planning_child_serves_the_config_language_from_its_own_file")), children=True),
     Module("untrusted", "a path no other user can change", ("executor/host/replacefile.py",),
@@ -174,6 +173,8 @@ MODULES = (
                 "test_an_exception_logged_with_no_descriptor_left_keeps_its_traceback",
                 "test_dir_of_a_deferred_module_loads_it_and_lists_its_names",
                 "test_an_implementation_sys_does_not_name_is_platform_s_own_answer",
+                "test_the_implementation_sys_names_is_platform_s_name_for_it",
+                "test_a_served_function_imported_before_its_module_loaded_pickles_as_the_module_s_own_after",
                 "test_attrs_loads_without_its_validators_and_a_config_that_reads_them_loads_them",
                 "test_a_config_that_uses_attrs_validators_converters_and_filters_at_import_loads_them"))),
            children=True),

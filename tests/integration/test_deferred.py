@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from executor import deferred
 from executor.deferred import LAZY
 from tests.support.stoker_proc import REPO
 
@@ -63,17 +64,22 @@ def probe(tmp_path: Path, code: str) -> dict:
 
 def test_a_deferred_module_runs_at_its_first_read_once(tmp_path):
     seen = probe(tmp_path, """
-        made = deferred.defer(("lazymod", "no_such_module_here", "json"))
+        made = deferred.defer(("json", "no_such_module_here", "no_such_package.sub", "lazymod"))
         import lazymod
+        try:
+            lazymod.__path__  # what `from lazymod import X` looks for first: no package
+        except AttributeError as exc:
+            path = [str(exc), exc.name, exc.obj is lazymod]
         imported = runs()
         from lazymod import ANSWER
         again = lazymod.ANSWER
         print(json.dumps({"made": made, "imported": imported, "after": runs(), "answer": [ANSWER, again],
                           "loaded": deferred.is_loaded("lazymod"), "type": type(lazymod) is type(sys),
-                          "hook": "__getattr__" in vars(lazymod)}))
+                          "hook": "__getattr__" in vars(lazymod), "path": path}))
         """)
-    assert seen["made"] == ["lazymod"]  # one not found, one loaded already: left as they are
-    assert seen["imported"] == 0  # `import` alone ran nothing
+    assert seen["made"] == ["lazymod"]  # one loaded already, two not found: left as they are
+    assert seen["imported"] == 0  # `import` alone ran nothing, nor a read of __path__
+    assert seen["path"] == ["module 'lazymod' has no attribute '__path__'", "__path__", True]
     assert seen["after"] == 1 and seen["answer"] == [42, 42]
     assert seen["loaded"] and seen["type"] and not seen["hook"]
 
@@ -171,13 +177,15 @@ def test_a_thread_reading_while_another_loads_waits_for_the_load(tmp_path, read)
 
 
 def test_a_read_of_the_loading_thread_itself_is_an_attribute_error(tmp_path):
-    (tmp_path / "selfread.py").write_text("import sys\nEARLY = hasattr(sys.modules[__name__], 'LATER')\nLATER = 1\n")
+    (tmp_path / "selfread.py").write_text("import sys\ntry:\n    sys.modules[__name__].LATER\nexcept AttributeError as exc:\n"
+                                          "    EARLY = [str(exc), exc.name]\nLATER = 1\n")
     seen = probe(tmp_path, """
         deferred.defer(("selfread",))
         import selfread
         print(json.dumps([selfread.EARLY, selfread.LATER, deferred.is_loaded("selfread")]))
         """)
-    assert seen == [False, 1, True]  # as a partly imported module answers: no deadlock, no recursion
+    assert seen == [["partially initialized module 'selfread' has no attribute 'LATER' (read while it loads)",
+                     "LATER"], 1, True]  # as a partly imported module answers: no deadlock, no recursion
 
 
 def test_a_deferred_module_reloaded_is_loaded_and_runs_no_more(tmp_path):
@@ -287,6 +295,12 @@ def test_an_implementation_sys_does_not_name_is_platform_s_own_answer(tmp_path):
         print(json.dumps([answer, deferred.is_loaded("platform")]))
         """)
     assert seen == ["CPython", True]  # asked platform's own, which loaded
+
+
+def test_the_implementation_sys_names_is_platform_s_name_for_it():
+    import platform
+
+    assert deferred._python_implementation() == platform.python_implementation()
 
 
 def test_a_served_function_pickles_as_the_module_s_own(tmp_path):
