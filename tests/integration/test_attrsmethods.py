@@ -137,3 +137,20 @@ def test_served_repr_and_eq_answer_what_attrs_own_do(tmp_path):
     # the last field's answer is returned as it is (`and`): bool() asked of the earlier ones only
     assert plain["answers"]["last"] == ["untested", "untested", "Odd("]
     assert plain["answers"]["hash"][1:5] == [True, True, True, True] and plain["answers"]["hash"][-1]
+
+
+@pytest.mark.parametrize("missing", ["_make_repr_script", "_make_eq_script", "_make_hash_script",
+                                     "_generate_unique_filename"])
+def test_an_attrs_without_a_step_this_knows_is_left_as_it_is(missing):
+    """attrs 23.1 (no `_make_repr_script`), or a later one that renamed a step: install()
+    says so and changes nothing (not an AttributeError at every start)."""
+    from types import SimpleNamespace
+
+    from executor import attrsmethods
+
+    steps = {name: getattr(_make, name, len) for name in ("_make_repr_script", "_make_eq_script",
+                                                          "_make_hash_script", "_generate_unique_filename")}
+    del steps[missing]
+    make = SimpleNamespace(**steps)
+    assert attrsmethods.install(make) is False
+    assert vars(make) == steps
