@@ -43,8 +43,10 @@ class Module:
 
 
 # A file a module's tests read beyond COPIED goes into COPIED. Tests that run the module in a
-# child process (under unshare, as another user) count for nothing here: mutmut maps a test to
-# the functions it calls in its own process only (why the disk walk, diskusage.py, is not here).
+# child process count for nothing here, unless the module says `children=True`: mutmut maps a
+# test to the functions it calls in its own process only. With it, every test of the module
+# runs against every mutant (slower), and its children run the mutated copy; not a child under
+# unshare or another user that cannot read it (why the disk walk, diskusage.py, is not here).
 MODULES = (
     Module("health", "health policy", ("healthcheck/policy.py",),
            ("tests/unit/test_health_policy.py", "tests/unit/test_health_numbers.py")),
