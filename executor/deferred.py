@@ -91,7 +91,7 @@ ATTRS_UNREAD = ("attr.validators", "attrs.validators", "attr.converters", "attrs
                 "attrs.filters")
 # imported by modules a supervisor loads, never read by it (see the docstring)
 LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", *ATTRS_UNREAD)
-_pending: set[str] = set()  # deferred, not loaded yet
+_pending: set[str] = set()  # made lazy here (loaded since when its code ran: `_ran`)
 # `sys.implementation.name` → what `platform.python_implementation()` says of it
 _IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython", "jython": "Jython"}
 
@@ -171,26 +171,25 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], obje
     `__path__`, which `from MODULE import NAME` looks for first, is an AttributeError at once,
     as the loaded module's: a module that is not a package has none."""
     lock = _thread.RLock()
-    loading: list[bool] = []  # [True] while a thread runs the module's code
+    loading = [False]  # True while a thread runs the module's code
 
     def __getattr__(attr: str) -> object:
         if attr == "__path__" and spec.submodule_search_locations is None:
             raise AttributeError(f"module {spec.name!r} has no attribute '__path__'", name=attr, obj=module)
         with lock:  # one thread runs the module's code; another waits for it, then reads
-            if loading:
+            if loading[0]:
                 raise AttributeError(f"partially initialized module {spec.name!r} has no attribute {attr!r}"
                                      " (read while it loads)", name=attr, obj=module)
             if module.__dict__.get("__getattr__") is __getattr__:
                 if not _ran(module):  # (a reload ran it already)
-                    loading.append(True)
+                    loading[0] = True
                     try:
                         _held(module, lock, _run, spec)
                     finally:
-                        loading.clear()
+                        loading[0] = False
                 for name, ours in (("__getattr__", __getattr__), ("__dir__", __dir__)):
                     if module.__dict__.get(name) is ours:  # not the module's own
                         del module.__dict__[name]
-                _pending.discard(spec.name)
         return getattr(module, attr)
 
     def __dir__() -> list[str]:

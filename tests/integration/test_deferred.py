@@ -178,14 +178,14 @@ def test_a_thread_reading_while_another_loads_waits_for_the_load(tmp_path, read)
 
 def test_a_read_of_the_loading_thread_itself_is_an_attribute_error(tmp_path):
     (tmp_path / "selfread.py").write_text("import sys\ntry:\n    sys.modules[__name__].LATER\nexcept AttributeError as exc:\n"
-                                          "    EARLY = [str(exc), exc.name]\nLATER = 1\n")
+                                          "    EARLY = [str(exc), exc.name, exc.obj is sys.modules[__name__]]\nLATER = 1\n")
     seen = probe(tmp_path, """
         deferred.defer(("selfread",))
         import selfread
         print(json.dumps([selfread.EARLY, selfread.LATER, deferred.is_loaded("selfread")]))
         """)
     assert seen == [["partially initialized module 'selfread' has no attribute 'LATER' (read while it loads)",
-                     "LATER"], 1, True]  # as a partly imported module answers: no deadlock, no recursion
+                     "LATER", True], 1, True]  # as a partly imported module answers: no deadlock, no recursion
 
 
 def test_a_deferred_module_reloaded_is_loaded_and_runs_no_more(tmp_path):
