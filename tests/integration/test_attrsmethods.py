@@ -84,6 +84,14 @@ PROBE = textwrap.dedent("""
             x: int
         return Local
 
+    def deeper():  # deeper.<locals>.inner.<locals>.Deep: named by its last part
+        def inner():
+            @attrs.frozen
+            class Deep:
+                y: int
+            return Deep
+        return inner()
+
     def mixed(*args, **kwargs):
         made = Mixed(*args, **kwargs)
         made.late = 3
@@ -112,7 +120,7 @@ PROBE = textwrap.dedent("""
         first = str(exc)
     answers = {
         "repr": [repr(Plain(1)), unset, repr(m), repr(Empty()), repr(loop), repr(Sub(2, "y")),
-                 repr(made()(5)), repr([Plain(1), Holder(Plain(2))]), deleted],
+                 repr(made()(5)), repr([Plain(1), Holder(Plain(2))]), deleted, repr(deeper()(6))],
         "eq": [Plain(1) == Plain(1), Plain(1) == Plain(2), Plain(1) != Plain(1, "y"), Plain(1) == Sub(1),
                Plain(1) == 1, mixed(1, 2) == mixed(1, 9), mixed(1, 2, keyed="a") == mixed(1, 2, keyed="A"),
                mixed(1, 2, ignored=4) == mixed(1, 2), mixed(1, 2) == mixed(2, 2), Empty() == Empty(), Last(1, 2) == Last(1, 3)],
@@ -139,7 +147,7 @@ def test_served_repr_and_eq_answer_what_attrs_own_do(tmp_path):
     assert served["answers"] == again["answers"] == plain["answers"]
     reprs = plain["answers"]["repr"]
     assert reprs[1] == "Mixed(shown=1, custom=<7>, late=NOTHING, keyed='A', ignored=0)"
-    assert reprs[4] == "Holder(inner=[...])" and reprs[6] == "Local(x=5)" and reprs[8] == "AttributeError"
+    assert reprs[4] == "Holder(inner=[...])" and reprs[6] == "Local(x=5)" and reprs[8:] == ["AttributeError", "Deep(y=6)"]
     # the last field's answer is returned as it is (`and`): bool() asked of the earlier ones only
     assert plain["answers"]["last"] == ["untested", "untested", "Odd("]
     assert plain["answers"]["hash"][1:5] == [True, True, True, True] and plain["answers"]["hash"][-1]
