@@ -10,7 +10,7 @@ import types
 import pytest
 from attr import _compat
 
-from executor.deferred import PlainAnnotations, serve_attrs
+from executor.deferred import ATTRS_COMPAT, AttrsCompatHook, PlainAnnotations, serve_attrs
 
 ORIGINAL = _compat._AnnotationExtractor  # the tests' process never ran defer()
 Served = type("Served", (PlainAnnotations,), {"__slots__": (), "inspected": ORIGINAL})
@@ -91,3 +91,21 @@ def test_an_extractor_this_does_not_know_is_left_as_it_is():
     assert serve_attrs(module) is False
     assert module._AnnotationExtractor is before  # type: ignore[attr-defined]
     assert serve_attrs(types.ModuleType("attr._compat")) is False  # none at all
+
+
+def test_the_hook_finds_attrs_compat_alone_and_its_module_serves_the_extractor():
+    """`AttrsCompatHook` (on sys.meta_path once defer() deferred a module, until attrs loads):
+    it finds no other module, and takes itself off the path when it finds `attr._compat` (or
+    is off already); the module its loader runs has PlainAnnotations as its extractor."""
+    import importlib.util
+
+    import attr
+
+    hook = AttrsCompatHook()
+    assert hook.find_spec("json", None) is None
+    spec = hook.find_spec(ATTRS_COMPAT, attr.__path__)  # not on sys.meta_path here: nothing to take off
+    assert spec is not None and spec.loader is not None
+    compat = importlib.util.module_from_spec(spec)  # a copy of its own, not sys.modules'
+    spec.loader.exec_module(compat)
+    assert issubclass(compat._AnnotationExtractor, PlainAnnotations)
+    assert compat._AnnotationExtractor.inspected.__module__ == ATTRS_COMPAT
