@@ -4,7 +4,9 @@ through attrs' own for anything else. This file's annotations are strings (`from
 __future__`), as in Stoker's modules; one function's are objects."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 import types
 
 import pytest
@@ -102,8 +104,15 @@ def test_the_hook_finds_attrs_compat_alone_and_its_module_serves_the_extractor()
     import attr
 
     hook = AttrsCompatHook()
-    assert hook.find_spec("json", None) is None
-    spec = hook.find_spec(ATTRS_COMPAT, attr.__path__)  # not on sys.meta_path here: nothing to take off
+    sys.meta_path.insert(0, hook)
+    try:
+        assert hook.find_spec("json", None) is None and sys.meta_path[0] is hook
+        spec = hook.find_spec(ATTRS_COMPAT, attr.__path__)
+        assert hook not in sys.meta_path
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(hook)
+    assert hook.find_spec(ATTRS_COMPAT, attr.__path__) is not None  # off the path already: no error
     assert spec is not None and spec.loader is not None
     compat = importlib.util.module_from_spec(spec)  # a copy of its own, not sys.modules'
     spec.loader.exec_module(compat)
