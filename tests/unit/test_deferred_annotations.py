@@ -114,6 +114,7 @@ def test_the_hook_finds_attrs_compat_alone_and_its_module_serves_the_extractor()
             sys.meta_path.remove(hook)
     assert hook.find_spec(ATTRS_COMPAT, attr.__path__) is not None  # off the path already: no error
     assert spec is not None and spec.loader is not None
+    assert spec.loader.get_filename(ATTRS_COMPAT) == spec.origin  # the file loader's other methods, as they are
     compat = importlib.util.module_from_spec(spec)  # a copy of its own, not sys.modules'
     spec.loader.exec_module(compat)
     assert issubclass(compat._AnnotationExtractor, PlainAnnotations)
