@@ -217,7 +217,11 @@ def test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile(tmp_path):
 
 
 def test_warm_keeps_only_the_sources_a_start_uses(tmp_path):
-    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc"),
+           "PYTHONDONTWRITEBYTECODE": "1"}  # the installer asked for the file: written all the same
+    off = subprocess.run([sys.executable, "-c", "from executor import codecachewarm; print(codecachewarm.warm('cli'))"],
+                         cwd=REPO, env={**env, "STOKER_CODE_CACHE": "off"}, capture_output=True, text=True, timeout=60)
+    assert off.stdout == "False\n", off.stderr  # no cache to warm: nothing written
 
     def warm() -> dict:
         subprocess.run([sys.executable, "-m", "executor.codecache", "cli"], cwd=REPO, env=env, check=True,
