@@ -361,9 +361,12 @@ def test_pystachio_s_isclass_and_pformat_answer_as_inspect_s_and_pprint_s_own(tm
 def test_attrs_loads_without_its_validators_and_a_config_that_reads_them_loads_them(tmp_path):
     seen = probe(tmp_path, """
         made = deferred.defer()
+        hooked = isinstance(sys.meta_path[0], deferred.AttrsCompatHook)  # first: before the path's finder
         import attr, attrs
         unread = [m for m in deferred.ATTRS_UNREAD if deferred.is_loaded(m)]
         package = "attr" in sys.modules  # found without running attr/__init__.py's imports first
+        served = [issubclass(attr._compat._AnnotationExtractor, deferred.PlainAnnotations),
+                  any(isinstance(f, deferred.AttrsCompatHook) for f in sys.meta_path), deferred.defer()]
 
         @attrs.frozen
         class Port:
@@ -377,12 +380,15 @@ def test_attrs_loads_without_its_validators_and_a_config_that_reads_them_loads_t
         from attr.validators import in_
         from attrs.converters import optional
         print(json.dumps({"made": [m for m in made if m in deferred.ATTRS_UNREAD], "unread": unread,
-                          "package": package, "port": Port(80).number, "refused": refused,
+                          "package": package, "port": Port(80).number, "refused": refused, "served": served,
+                          "hooked": hooked,
                           "in": in_((1, 2)).__class__.__name__, "optional": optional(int)("3"),
                           "include": callable(attrs.filters.include(int)),
                           "loaded": sorted(m for m in deferred.ATTRS_UNREAD if deferred.is_loaded(m))}))
         """)
     assert seen["made"] == list(deferred_attrs()) and seen["unread"] == [] and seen["package"]
+    # attrs' extractor served by the hook, which is gone then, and comes back for nothing
+    assert seen["hooked"] and seen["served"] == [True, False, []]
     assert seen["port"] == 80 and "'number' must be <class 'int'>" in seen["refused"]  # attrs' own, loaded
     assert seen["in"] == "_InValidator" and seen["optional"] == 3 and seen["include"]
     assert seen["loaded"] == sorted(deferred_attrs())
