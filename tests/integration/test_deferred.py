@@ -334,12 +334,13 @@ def test_a_served_function_imported_before_its_module_loaded_pickles_as_the_modu
         bound = Holder().show
         print(json.dumps({"before": before, "text": text, "after": pickle.loads(data) is pprint.pformat,
                           "own": pprint.pformat is not pformat, "bound": bound.__self__.__class__.__name__,
+                          "unbound": Holder.show is pformat,
                           "name": [pformat.__module__, pformat.__qualname__]}))
         """)
     # was: PicklingError, "it's not the same object as pprint.pformat", once pprint had loaded
     # (a config that hands pformat, or inspect.isclass, to a process pool after that)
     assert seen == {"before": True, "text": ["{'b': [1,\n       1,\n       1]}", True], "after": True, "own": True,
-                    "bound": "Holder", "name": ["pprint", "pformat"]}
+                    "bound": "Holder", "unbound": True, "name": ["pprint", "pformat"]}
 
 
 def test_pystachio_s_isclass_and_pformat_answer_as_inspect_s_and_pprint_s_own(tmp_path):
