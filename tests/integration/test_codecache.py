@@ -246,10 +246,11 @@ def code_of(source: str) -> object:
 
 
 def test_warm_refuses_an_unknown_profile(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "executor.codecache", "rnu"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "executor.codecache", "rnu", "run", "cl"], cwd=REPO,
                             env={**os.environ, "STOKER_CODE_CACHE": str(tmp_path)},
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "not a profile: rnu" in result.stderr
+    assert (result.returncode, result.stderr) == (2, "usage: python -m executor.codecache "
+                                                     "[run|executor|observe|cli|plan]...; not a profile: rnu, cl\n")
 
 
 FIELDS = textwrap.dedent("""
