@@ -41,6 +41,33 @@ Pure modules (no I/O, threads, clocks or logging; the same test checks their imp
 listed in that test; each says so in its docstring.
 """
 
+
+
+def _interrupted_quietly() -> None:
+    """A Ctrl-C as `stoker` (the console script, `python -m executor ...`) loads its entry
+    point, this package the first of Stoker's modules, before `executor.cli.start.run`
+    catches one from its first line: exit 130 without a traceback, as a Ctrl-C at any later
+    moment of the start (was: Python's traceback of KeyboardInterrupt, while `executor.cli`
+    and `executor.cli.start` loaded, some 1 ms). Only in a process started as `stoker`: one
+    that imports Stoker's modules keeps Python's handling. Before this line, the interpreter's
+    own start (docs/contract.md §9)."""
+    import sys
+
+    if not sys.argv or (sys.argv[0] != "-m" and sys.argv[0].rpartition("/")[2] != "stoker"):
+        return
+
+    def quietly(kind: type[BaseException], value: BaseException, traceback: object) -> None:
+        if not issubclass(kind, KeyboardInterrupt):
+            return sys.__excepthook__(kind, value, traceback)  # type: ignore[arg-type]
+        import os
+
+        os._exit(130)
+
+    sys.excepthook = quietly
+
+
+_interrupted_quietly()
+
 BASE_VERSION = "0.1.0"  # setup.py's (a test checks); a build adds the commit to it
 
 

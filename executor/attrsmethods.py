@@ -129,7 +129,7 @@ def attrs_repr(self: Any, shown: tuple[Shown, ...]) -> str:
         already_repring.add(id(self))
     try:
         fields = ", ".join(_shown(self, name, own, init, nothing) for name, own, init in shown)
-        return f'{self.__class__.__qualname__.rsplit(">.", 1)[-1]}({fields})'
+        return f'{self.__class__.__qualname__.rpartition(">.")[2]}({fields})'
     finally:
         already_repring.remove(id(self))
 

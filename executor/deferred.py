@@ -52,7 +52,8 @@ point (`executor/cli/start.py`) calls `defer()` before attrs is imported:
   (with `dis` and `opcode`) and `pprint` (with `dataclasses`) for them and read neither
   as a config loads: 3-9 ms of the planning child, on a first run's path to its first
   process. Once the module runs, its own functions replace them in its namespace (a name
-  imported before keeps the stand-in's, which answers as the module's own).
+  imported before keeps the stand-in's, which answers as the module's own, and pickles as
+  it: by reference to the module's own, read where it is unpickled).
 - Not `traceback`, nor `textwrap`, which `traceback` reads for every exception it formats
   (`textwrap.indent`, not only an exception group's): `logging` formats an exception with
   them, and a first load then could fail (EMFILE) where the log line must not (it was
@@ -82,7 +83,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import sys
-from types import FunctionType, ModuleType
+from types import FunctionType, MethodType, ModuleType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ ATTRS_UNREAD = ("attr.validators", "attrs.validators", "attr.converters", "attrs
 LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", "urllib.parse", "ntpath",
         "fnmatch", *ATTRS_UNREAD)
 PARENTS = ("urllib",)  # packages of a LAZY submodule imported by defer() (an empty `__init__`)
-_pending: set[str] = set()  # deferred, not loaded yet
+_pending: set[str] = set()  # made lazy here (loaded since when its code ran: `_ran`)
 # `sys.implementation.name` → what `platform.python_implementation()` says of it
 _IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython", "jython": "Jython"}
 
@@ -144,7 +145,7 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
         module = importlib.util.module_from_spec(spec)
         module.__dict__["__getattr__"], module.__dict__["__dir__"] = _loading(module, spec)  # PEP 562's
         for attr, answer in SERVED.get(name, {}).items():
-            module.__dict__[attr] = _served(module.__dict__["__getattr__"], name, attr, answer)
+            module.__dict__[attr] = _Served(module.__dict__["__getattr__"], name, attr, answer)
         sys.modules[name] = module
         _bind(name, module)
         _pending.add(name)
@@ -192,26 +193,25 @@ def _loading(module: ModuleType, spec: ModuleSpec) -> tuple[Callable[[str], obje
     `__path__`, which `from MODULE import NAME` looks for first, is an AttributeError at once,
     as the loaded module's: a module that is not a package has none."""
     lock = _thread.RLock()
-    loading: list[bool] = []  # [True] while a thread runs the module's code
+    loading = [False]  # True while a thread runs the module's code
 
     def __getattr__(attr: str) -> object:
         if attr == "__path__" and spec.submodule_search_locations is None:
             raise AttributeError(f"module {spec.name!r} has no attribute '__path__'", name=attr, obj=module)
         with lock:  # one thread runs the module's code; another waits for it, then reads
-            if loading:
+            if loading[0]:
                 raise AttributeError(f"partially initialized module {spec.name!r} has no attribute {attr!r}"
                                      " (read while it loads)", name=attr, obj=module)
             if module.__dict__.get("__getattr__") is __getattr__:
                 if not _ran(module):  # (a reload ran it already)
-                    loading.append(True)
+                    loading[0] = True
                     try:
                         _held(module, lock, _run, spec)
                     finally:
-                        loading.clear()
+                        loading[0] = False
                 for name, ours in (("__getattr__", __getattr__), ("__dir__", __dir__)):
                     if module.__dict__.get(name) is ours:  # not the module's own
                         del module.__dict__[name]
-                _pending.discard(spec.name)
         return getattr(module, attr)
 
     def __dir__() -> list[str]:
@@ -253,19 +253,49 @@ class _Loading(ModuleType):
         return ModuleType.__getattribute__(self, name)  # (of a plain module again by then)
 
 
-def _served(load: Callable[[str], Any], module: str, name: str,
-            answer: Callable[..., object]) -> Callable[..., object]:
+class _Served:
     """A stand-in's function `name`: `answer(*args, **kwargs)`, or when that is None the
     module's own (`load`, its `__getattr__`: the module runs first if it has not), called
-    so. It is named as the module's own (`pickle` finds it by its module and name, as the
-    module's function)."""
-    def served(*args: object, **kwargs: object) -> object:
-        found = answer(*args, **kwargs)
-        return load(name)(*args, **kwargs) if found is None else found
+    so. It is named as the module's own, binds as a function does (a class attribute), and
+    pickles as the module's own, read at load time (`getattr(importlib.import_module(MODULE),
+    NAME)`): a function pickles by its module and name only while the module holds that very
+    function, and once the module ran its own replaces the stand-in there (a stand-in
+    imported before, such as pystachio's `pformat`, did not pickle then)."""
 
-    served.__name__ = served.__qualname__ = name
-    served.__module__ = module
-    return served
+    def __init__(self, load: Callable[[str], Any], module: str, name: str, answer: Callable[..., object]) -> None:
+        self._load, self._answer = load, answer
+        self.__module__, self.__name__, self.__qualname__ = module, name, name
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        found = self._answer(*args, **kwargs)
+        return self._load(self.__name__)(*args, **kwargs) if found is None else found
+
+    def __get__(self, instance: object, owner: type | None = None) -> object:
+        return self if instance is None else MethodType(self, instance)
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        return getattr, (_ModuleNamed(self.__module__), self.__name__)
+
+    def __copy__(self) -> _Served:  # a function's copy is itself
+        return self
+
+    def __deepcopy__(self, memo: object) -> _Served:
+        return self
+
+    def __repr__(self) -> str:
+        return f"<function {self.__module__}.{self.__name__} (deferred)>"
+
+
+class _ModuleNamed:
+    """Pickles as module `name`, imported when unpickled (`importlib.import_module`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[str]]:
+        import importlib
+
+        return importlib.import_module, (self.name,)
 
 
 def _run(module: ModuleType, spec: ModuleSpec) -> None:

@@ -251,7 +251,7 @@ def cache_dir(environ: Mapping[str, str] = os.environ) -> str | None:
     """The code cache directory: STOKER_CODE_CACHE, an absolute directory only this user
     (and root) may change, or the package's `__pycache__`; None when it says `off` (or is
     not an absolute path, or is not such a directory: `_only_ours`)."""
-    setting = environ.get("STOKER_CODE_CACHE", "")
+    setting = environ.get("STOKER_CODE_CACHE")
     if not setting:
         return CACHE_DIR
     return setting if os.path.isabs(setting) and _only_ours(setting) else None

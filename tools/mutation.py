@@ -16,6 +16,7 @@ Usage: python tools/mutation.py [--max-children N] [SLUG ...]   (no SLUG: every 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import shutil
 import subprocess
@@ -37,11 +38,15 @@ class Module:
     sources: tuple[str, ...]  # the files mutated
     tests: tuple[str, ...]  # the tests that state their rules (unit; integration for one that writes files);
     # a file, or one test of it (FILE::NAME) where the file's others run the module in a child process
+    functions: tuple[str, ...] = ()  # only these mutants (mutmut's names, globs): a module's new functions
+    children: bool = False  # its tests run it in child processes (CHILDREN_CONFTEST)
 
 
 # A file a module's tests read beyond COPIED goes into COPIED. Tests that run the module in a
-# child process (under unshare, as another user) count for nothing here: mutmut maps a test to
-# the functions it calls in its own process only (why the disk walk, diskusage.py, is not here).
+# child process count for nothing here, unless the module says `children=True`: mutmut maps a
+# test to the functions it calls in its own process only. With it, every test of the module
+# runs against every mutant (slower), and its children run the mutated copy; not a child under
+# unshare or another user that cannot read it (why the disk walk, diskusage.py, is not here).
 MODULES = (
     Module("health", "health policy", ("healthcheck/policy.py",),
            ("tests/unit/test_health_policy.py", "tests/unit/test_health_numbers.py")),
@@ -135,6 +140,53 @@ MODULES = (
     Module("oomkill", "the OOM killer's claim", ("executor/procs/oomkill.py",),
            ("tests/unit/test_oomkill.py", "tests/integration/test_oom_explained_late.py",
             "tests/integration/test_oom_shield.py")),
+    # The seventh round (docs/testing.md §4): modules whose tests run them in child processes too
+    Module("ended", "how a stoker run attempt ended", ("executor/local/ended.py",),
+           tuple(f"tests/integration/test_local_run.py::{name}" for name in (
+               "test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_70",
+               "test_an_internal_error_as_the_owner_closes_is_logged_with_its_traceback",
+               "test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line",
+               "test_a_failing_service_keeps_the_first_and_the_last_attempts_logs"))),
+    Module("codecachewarm", "the code cache's warm step", ("executor/codecachewarm.py",),
+           tuple(f"tests/integration/test_codecache.py::{name}" for name in (
+               "test_warm_keeps_only_the_sources_a_start_uses", "test_warm_refuses_an_unknown_profile",
+               "test_the_planning_child_serves_the_config_language_from_its_own_file")), children=True),
+    Module("untrusted", "a path no other user can change", ("executor/host/replacefile.py",),
+           ("tests/integration/test_trusted_path.py", "tests/integration/test_sandbox_above.py",
+            "tests/integration/test_registry.py"),
+           functions=tuple(f"executor.host.replacefile.x_{f}__mutmut_*" for f in (
+               "trusted_path", "untrusted_level", "_next_level")), children=True),
+    Module("codecachedir", "the code cache's directory", ("executor/nodocs.py",),
+           ("tests/integration/test_trusted_path.py",
+            "tests/integration/test_codecache_files.py::test_a_directory_others_may_write_is_not_used",
+            "tests/integration/test_codecache.py::test_off_or_a_relative_directory_leaves_attrs_alone"),
+           functions=("executor.nodocs.x_cache_dir__mutmut_*", "executor.nodocs.x__only_ours__mutmut_*"),
+           children=True),
+    Module("deferred", "modules loaded at their first read", ("executor/deferred.py",),
+           ("tests/unit/test_deferred_annotations.py",
+            # not the tests of inspect, locale, tokenize, token, ipaddress and platform deferred:
+            # mutmut's trampoline in every mutated module imports them first
+            *(f"tests/integration/test_deferred.py::{name}" for name in (
+                "test_a_deferred_module_runs_at_its_first_read_once",
+                "test_a_deferred_module_whose_load_failed_loads_at_the_next_read",
+                "test_a_thread_reading_while_another_loads_waits_for_the_load",
+                "test_a_read_of_the_loading_thread_itself_is_an_attribute_error",
+                "test_a_deferred_module_reloaded_is_loaded_and_runs_no_more", "test_a_failed_load_leaves_none_of_its_names",
+                "test_an_exception_logged_with_no_descriptor_left_keeps_its_traceback",
+                "test_dir_of_a_deferred_module_loads_it_and_lists_its_names",
+                "test_an_implementation_sys_does_not_name_is_platform_s_own_answer",
+                "test_the_implementation_sys_names_is_platform_s_name_for_it",
+                "test_a_served_function_imported_before_its_module_loaded_pickles_as_the_module_s_own_after",
+                "test_attrs_loads_without_its_validators_and_a_config_that_reads_them_loads_them",
+                "test_a_config_that_uses_attrs_validators_converters_and_filters_at_import_loads_them"))),
+           children=True),
+    Module("attrsmethods", "attrs classes' shared methods", ("executor/attrsmethods.py",),
+           ("tests/integration/test_attrsmethods.py",), children=True),
+    Module("launchfirst", "a first run's early start", ("executor/cli/launchfirst.py",),
+           ("tests/e2e/test_early_start_first.py", "tests/e2e/test_plan_ahead.py",
+            "tests/integration/test_planning.py::test_a_plan_made_ahead_is_the_plan_made_late",
+            "tests/integration/test_planning.py::test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it"),
+           children=True),
 )
 
 
@@ -188,21 +240,57 @@ def prepare(module: Module) -> Path:
             shutil.copy2(source, target)
     lines = ["[mutmut]", "source_paths =", "    config", "    healthcheck", "    executor",
              "only_mutate =", *(f"    {s}" for s in module.sources),
-             "also_copy =", "    pytest.ini", "    examples",
+             "also_copy =", "    pytest.ini", "    examples", *(["    conftest.py"] if module.children else []),
              "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in module.tests),
              # Hypothesis on a fixed seed, so a run's score does not depend on luck.
              "pytest_add_cli_args =", "    --hypothesis-seed=0", ""]
     (work / "setup.cfg").write_text("\n".join(lines))
+    if module.children:
+        (work / "conftest.py").write_text(f"SOURCES = {module.sources!r}\n" + CHILDREN_CONFTEST)
     return work
+
+
+# For a module whose tests run it in child processes: the children import the mutated copy
+# (where mutmut runs the tests), with the mutant under test in their environment as mutmut
+# puts it there; and each test counts as reaching each of the module's functions (mutmut
+# sees the calls of its own process only, and without a test for a function runs none).
+# Set per test, not in mutmut's environment: a PYTHONPATH there left its stats pass blind
+# (no test found for any function). In the stats pass the children run the code unmutated,
+# without the mutant's name: they would record their calls with mutmut's settings, which
+# they cannot find from their working directory.
+CHILDREN_CONFTEST = """import json
+import os
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BEFORE = os.environ.get("PYTHONPATH")
+
+
+@pytest.fixture(autouse=True)
+def _children_run_the_mutants():
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (HERE, BEFORE)))
+        yield
+        return
+    from mutmut.stats import record_trampoline_hit
+
+    for source in SOURCES:
+        with open(os.path.join(HERE, source + ".meta")) as meta:
+            for name in json.load(meta)["exit_code_by_key"]:
+                record_trampoline_hit(name.partition("__mutmut_")[0])
+    os.environ.pop("MUTANT_UNDER_TEST")  # (mutmut keeps its own copy) children run the code as it is
+    try:
+        yield
+    finally:
+        os.environ["MUTANT_UNDER_TEST"] = "stats"
+"""
 
 
 def run(module: Module, max_children: int) -> Score:
     work = prepare(module)
-    mutmut = Path(sys.executable).parent / "mutmut"
     log = work / "mutmut-run.log"
-    with log.open("w") as out:
-        done = subprocess.run([str(mutmut), "run", "--max-children", str(max_children)], cwd=work,
-                              stdout=out, stderr=subprocess.STDOUT, check=False)
+    done = _mutmut(work, log, max_children, list(module.functions))
     if done.returncode != 0:  # the other modules still run, and the table says which failed
         tail = log.read_text(errors="replace").splitlines()[-15:]
         print("\n".join([f"mutation: mutmut failed for {module.title} "
@@ -211,15 +299,33 @@ def run(module: Module, max_children: int) -> Score:
     return score(module, work)
 
 
-def score(module: Module, work: Path) -> Score:
-    counts: dict[str, int] = {}
+def _mutmut(work: Path, log: Path, max_children: int,
+            names: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """`mutmut run` in `work` (of the mutants `names` only, when any), its output added to `log`."""
+    mutmut = Path(sys.executable).parent / "mutmut"
+    with log.open("a") as out:
+        return subprocess.run([str(mutmut), "run", "--max-children", str(max_children), *names], cwd=work,
+                              stdout=out, stderr=subprocess.STDOUT, check=False)
+
+
+def _results(module: Module, work: Path) -> dict[str, int | None]:
+    """Each mutant of the module's (of `functions` only, when any) → mutmut's exit code."""
+    results: dict[str, int | None] = {}
     for source in module.sources:
         meta = work / "mutants" / (source + ".meta")
         if not meta.exists():
             raise SystemExit(f"mutation: no results for {source}; see {work / 'mutmut-run.log'}")
-        for code in json.loads(meta.read_text()).get("exit_code_by_key", {}).values():
-            status = STATUS_BY_EXIT_CODE.get(code, "suspicious")
-            counts[status] = counts.get(status, 0) + 1
+        for name, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
+            if not module.functions or any(fnmatch.fnmatch(name, glob) for glob in module.functions):
+                results[name] = code
+    return results
+
+
+def score(module: Module, work: Path) -> Score:
+    counts: dict[str, int] = {}
+    for code in _results(module, work).values():
+        status = STATUS_BY_EXIT_CODE.get(code, "suspicious")
+        counts[status] = counts.get(status, 0) + 1
     return Score(module.title, counts)
 
 

@@ -5,7 +5,9 @@ its driver, and waits for the task to be over. The main thread only waits: SIGTE
 task is recorded alike, on one queue `main` blocks on (no polling); a signal acts as SHUTDOWN.
 Once the task is over and the relay closed (the executor writes its last lines and exits),
 SIGTERM and SIGINT are ignored: nothing is left to stop, and the exit status stays the one
-the run earned (the agent's SIGKILL still ends a process that hangs there).
+the run earned. What is left waits for no thread (every other is a daemon) and no peer, a
+few milliseconds (docs/contract.md §9); only a write that blocks for good (a pipe no one
+reads) could hold it, and the agent's SIGKILL still ends a process that hangs there.
 A stray signal (SIGUSR1, SIGALRM, ...: `executor.host.signals.STRAY_SIGNALS`; and SIGHUP
 and SIGQUIT, `stoker run`'s stops from its terminal, which the executor has none of), whose
 default would end the executor on the spot, is ignored with a line: a task's `kill -HUP

@@ -121,6 +121,10 @@ SIGTERM_AFTER_THE_RELAY = patched_at_load("executor.host.signals", """
 
         def close(self, *args, **kwargs):
             real(self, *args, **kwargs)
+            import threading
+            with open(os.environ["RELAY_THREADS"], "w") as out:  # the threads its exit would wait for
+                out.write(" ".join(t.name for t in threading.enumerate()
+                                   if not t.daemon and t is not threading.main_thread()))
             os.kill(os.getpid(), 15)
 
         module.SignalRelay.close = close
@@ -129,14 +133,18 @@ SIGTERM_AFTER_THE_RELAY = patched_at_load("executor.host.signals", """
 
 def test_a_sigterm_after_the_relay_closed_leaves_the_exit_status_as_it_was(agent, tmp_path):
     """Was: exit 3 (`never subscribed`, the handler the entry point had while loading, put
-    back by the relay), for an executor whose task was killed and acknowledged (0)."""
+    back by the relay), for an executor whose task was killed and acknowledged (0). Ignored
+    there, the SIGTERM cannot stop it: it then waits for no thread (every other is a daemon),
+    so it exits by itself (contract §9)."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SIGTERM_AFTER_THE_RELAY)
+    threads = tmp_path / "threads"
     launch(agent, document(tmp_path, service("exec sleep 1000", extra="lifecycle=DisableLifecycle,")),
-           env_overrides={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+           env_overrides={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "RELAY_THREADS": str(threads)})
     agent.wait_for_state("task-1", "TASK_RUNNING", 10)
     agent.kill("task-1")
     agent.wait_for_state("task-1", "TASK_KILLED", 10)
     assert agent.wait_exit(10) == 0
     assert "Traceback" not in agent.executor_log()
+    assert threads.read_text() == ""

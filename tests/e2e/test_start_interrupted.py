@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,11 +86,26 @@ def test_a_stop_as_stoker_run_loads_ends_it_as_later_and_the_next_run_works(tmp_
         kill_leftovers(task_pids(sandbox))
 
 
+# executor.cli and executor.cli.start: the entry point's own, as `executor` (the first of
+# Stoker's modules) is loaded, before the entry point's `try` (was: Python's traceback)
 @pytest.mark.parametrize("command", [["status", "."], ["ps", "--root", "root"], ["executor"]])
-@pytest.mark.parametrize("module", ["executor.nodocs", "executor.cli.main"])
+@pytest.mark.parametrize("module", ["executor.cli", "executor.cli.start", "executor.nodocs", "executor.cli.main"])
 def test_a_ctrl_c_as_a_command_loads_exits_130(tmp_path, command, module):
     proc = interrupted(command, tmp_path, module)
     assert_ended_by(proc, module)
+
+
+@pytest.mark.parametrize("module", ["executor.cli", "executor.cli.start"])
+def test_a_ctrl_c_as_the_console_script_loads_the_entry_point_exits_130(tmp_path, module):
+    """`stoker`, the console script, imports the entry point itself (not executor/__main__.py)."""
+    script = Path(sys.executable).with_name("stoker")
+    if not script.exists():
+        pytest.skip(f"no console script {script}")
+    env = {**os.environ, "PYTHONPATH": f"{HOOK}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"{module}:2"}
+    done = subprocess.run([str(script), "status", "."], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert f"signal-at-import: 2 at {module}" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 130, done.stderr
 
 
 # A SIGHUP as the sandbox is let go, after the stop signal_at_import raised: systemd stopping

@@ -84,6 +84,14 @@ PROBE = textwrap.dedent("""
             x: int
         return Local
 
+    def deeper():  # deeper.<locals>.inner.<locals>.Deep: named by its last part
+        def inner():
+            @attrs.frozen
+            class Deep:
+                y: int
+            return Deep
+        return inner()
+
     def mixed(*args, **kwargs):
         made = Mixed(*args, **kwargs)
         made.late = 3
@@ -94,6 +102,12 @@ PROBE = textwrap.dedent("""
     m.late = 3
     loop = Holder()
     loop.inner = [loop]
+    gone = Holder()
+    del gone.inner  # a field __init__ sets, deleted: its repr raises, as attrs' own does
+    try:
+        deleted = repr(gone)
+    except AttributeError:
+        deleted = "AttributeError"
     try:
         Last(1, Odd(1)) == Last(1, Odd(2))
         last = "untested"
@@ -106,7 +120,7 @@ PROBE = textwrap.dedent("""
         first = str(exc)
     answers = {
         "repr": [repr(Plain(1)), unset, repr(m), repr(Empty()), repr(loop), repr(Sub(2, "y")),
-                 repr(made()(5)), repr([Plain(1), Holder(Plain(2))])],
+                 repr(made()(5)), repr([Plain(1), Holder(Plain(2))]), deleted, repr(deeper()(6))],
         "eq": [Plain(1) == Plain(1), Plain(1) == Plain(2), Plain(1) != Plain(1, "y"), Plain(1) == Sub(1),
                Plain(1) == 1, mixed(1, 2) == mixed(1, 9), mixed(1, 2, keyed="a") == mixed(1, 2, keyed="A"),
                mixed(1, 2, ignored=4) == mixed(1, 2), mixed(1, 2) == mixed(2, 2), Empty() == Empty(), Last(1, 2) == Last(1, 3)],
@@ -133,7 +147,24 @@ def test_served_repr_and_eq_answer_what_attrs_own_do(tmp_path):
     assert served["answers"] == again["answers"] == plain["answers"]
     reprs = plain["answers"]["repr"]
     assert reprs[1] == "Mixed(shown=1, custom=<7>, late=NOTHING, keyed='A', ignored=0)"
-    assert reprs[4] == "Holder(inner=[...])" and reprs[6] == "Local(x=5)"
+    assert reprs[4] == "Holder(inner=[...])" and reprs[6] == "Local(x=5)" and reprs[8:] == ["AttributeError", "Deep(y=6)"]
     # the last field's answer is returned as it is (`and`): bool() asked of the earlier ones only
     assert plain["answers"]["last"] == ["untested", "untested", "Odd("]
     assert plain["answers"]["hash"][1:5] == [True, True, True, True] and plain["answers"]["hash"][-1]
+
+
+@pytest.mark.parametrize("missing", ["_make_repr_script", "_make_eq_script", "_make_hash_script",
+                                     "_generate_unique_filename"])
+def test_an_attrs_without_a_step_this_knows_is_left_as_it_is(missing):
+    """attrs 23.1 (no `_make_repr_script`), or a later one that renamed a step: install()
+    says so and changes nothing (not an AttributeError at every start)."""
+    from types import SimpleNamespace
+
+    from executor import attrsmethods
+
+    steps = {name: getattr(_make, name, len) for name in ("_make_repr_script", "_make_eq_script",
+                                                          "_make_hash_script", "_generate_unique_filename")}
+    del steps[missing]
+    make = SimpleNamespace(**steps)
+    assert attrsmethods.install(make) is False
+    assert vars(make) == steps

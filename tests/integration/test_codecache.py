@@ -220,7 +220,11 @@ def test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile(tmp_path):
 
 
 def test_warm_keeps_only_the_sources_a_start_uses(tmp_path):
-    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc"),
+           "PYTHONDONTWRITEBYTECODE": "1"}  # the installer asked for the file: written all the same
+    off = subprocess.run([sys.executable, "-c", "from executor import codecachewarm; print(codecachewarm.warm('cli'))"],
+                         cwd=REPO, env={**env, "STOKER_CODE_CACHE": "off"}, capture_output=True, text=True, timeout=60)
+    assert off.stdout == "False\n", off.stderr  # no cache to warm: nothing written
 
     def warm() -> dict:
         subprocess.run([sys.executable, "-m", "executor.codecache", "cli"], cwd=REPO, env=env, check=True,
@@ -229,6 +233,7 @@ def test_warm_keeps_only_the_sources_a_start_uses(tmp_path):
         return entries_of(path)
 
     entries = warm()
+    assert any(tmp_path.rglob("*.opt-nodoc2.pyc"))  # and the modules' code without docstrings
     # attrs' validators are deferred as the entry point defers them: none of their classes made
     assert entries and not [name for name in entries if "attr.validators" in name]
     name = next(iter(entries))
@@ -244,10 +249,11 @@ def code_of(source: str) -> object:
 
 
 def test_warm_refuses_an_unknown_profile(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "executor.codecache", "rnu"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "executor.codecache", "rnu", "run", "cl"], cwd=REPO,
                             env={**os.environ, "STOKER_CODE_CACHE": str(tmp_path)},
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "not a profile: rnu" in result.stderr
+    assert (result.returncode, result.stderr) == (2, "usage: python -m executor.codecache "
+                                                     "[run|executor|observe|cli|plan]...; not a profile: rnu, cl\n")
 
 
 FIELDS = textwrap.dedent("""

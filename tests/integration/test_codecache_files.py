@@ -104,6 +104,18 @@ def test_a_directory_in_the_files_place_is_ignored(tmp_path):
     assert result["counts"] == [0, compiled] and not result["saved"]  # os.replace cannot replace it
 
 
+def test_warm_that_cannot_write_its_file_fails(tmp_path):
+    """`python -m executor.codecache run` where its file's place holds a directory: what it
+    compiled is not kept, exit 1 (an installer's step that did nothing), not 0."""
+    probe(tmp_path, 1)
+    path = run_file(tmp_path)
+    path.unlink()
+    path.mkdir()
+    warm = subprocess.run([sys.executable, "-m", "executor.codecache", "run"], cwd=REPO, capture_output=True,
+                          env={**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}, text=True, timeout=120)
+    assert warm.returncode == 1, warm.stderr
+
+
 def test_a_fifo_in_the_files_place_is_ignored_without_waiting(tmp_path):
     compiled = probe(tmp_path, 1)["counts"][1]
     path = run_file(tmp_path)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from executor import deferred
 from executor.deferred import LAZY
 from tests.support.stoker_proc import REPO
 
@@ -63,17 +64,22 @@ def probe(tmp_path: Path, code: str) -> dict:
 
 def test_a_deferred_module_runs_at_its_first_read_once(tmp_path):
     seen = probe(tmp_path, """
-        made = deferred.defer(("lazymod", "no_such_module_here", "json"))
+        made = deferred.defer(("json", "no_such_module_here", "no_such_package.sub", "lazymod"))
         import lazymod
+        try:
+            lazymod.__path__  # what `from lazymod import X` looks for first: no package
+        except AttributeError as exc:
+            path = [str(exc), exc.name, exc.obj is lazymod]
         imported = runs()
         from lazymod import ANSWER
         again = lazymod.ANSWER
         print(json.dumps({"made": made, "imported": imported, "after": runs(), "answer": [ANSWER, again],
                           "loaded": deferred.is_loaded("lazymod"), "type": type(lazymod) is type(sys),
-                          "hook": "__getattr__" in vars(lazymod)}))
+                          "hook": "__getattr__" in vars(lazymod), "path": path}))
         """)
-    assert seen["made"] == ["lazymod"]  # one not found, one loaded already: left as they are
-    assert seen["imported"] == 0  # `import` alone ran nothing
+    assert seen["made"] == ["lazymod"]  # one loaded already, two not found: left as they are
+    assert seen["imported"] == 0  # `import` alone ran nothing, nor a read of __path__
+    assert seen["path"] == ["module 'lazymod' has no attribute '__path__'", "__path__", True]
     assert seen["after"] == 1 and seen["answer"] == [42, 42]
     assert seen["loaded"] and seen["type"] and not seen["hook"]
 
@@ -171,13 +177,15 @@ def test_a_thread_reading_while_another_loads_waits_for_the_load(tmp_path, read)
 
 
 def test_a_read_of_the_loading_thread_itself_is_an_attribute_error(tmp_path):
-    (tmp_path / "selfread.py").write_text("import sys\nEARLY = hasattr(sys.modules[__name__], 'LATER')\nLATER = 1\n")
+    (tmp_path / "selfread.py").write_text("import sys\ntry:\n    sys.modules[__name__].LATER\nexcept AttributeError as exc:\n"
+                                          "    EARLY = [str(exc), exc.name, exc.obj is sys.modules[__name__]]\nLATER = 1\n")
     seen = probe(tmp_path, """
         deferred.defer(("selfread",))
         import selfread
         print(json.dumps([selfread.EARLY, selfread.LATER, deferred.is_loaded("selfread")]))
         """)
-    assert seen == [False, 1, True]  # as a partly imported module answers: no deadlock, no recursion
+    assert seen == [["partially initialized module 'selfread' has no attribute 'LATER' (read while it loads)",
+                     "LATER", True], 1, True]  # as a partly imported module answers: no deadlock, no recursion
 
 
 def test_a_deferred_module_reloaded_is_loaded_and_runs_no_more(tmp_path):
@@ -306,6 +314,12 @@ def test_an_implementation_sys_does_not_name_is_platform_s_own_answer(tmp_path):
     assert seen == ["CPython", True]  # asked platform's own, which loaded
 
 
+def test_the_implementation_sys_names_is_platform_s_name_for_it():
+    import platform
+
+    assert deferred._python_implementation() == platform.python_implementation()
+
+
 def test_a_served_function_pickles_as_the_module_s_own(tmp_path):
     seen = probe(tmp_path, """
         import pickle
@@ -320,6 +334,30 @@ def test_a_served_function_pickles_as_the_module_s_own(tmp_path):
     # platform.python_implementation, the module's own where platform loaded (it named
     # executor.deferred: PicklingError)
     assert seen == {"module": "platform", "same": True, "loaded": False}
+
+
+def test_a_served_function_imported_before_its_module_loaded_pickles_as_the_module_s_own_after(tmp_path):
+    seen = probe(tmp_path, """
+        import pickle
+        deferred.defer(("pprint",))
+        from pprint import pformat  # a config's own import (or pystachio's), before pprint loads
+        before = pickle.loads(pickle.dumps(pformat)) is pformat
+        text = pformat({"b": [1] * 3}, 1, width=8)  # pprint loads: its own pformat replaces the stand-in there
+        import pprint
+        text = [text, text == pprint.pformat({"b": [1] * 3}, 1, width=8) != pprint.pformat({"b": [1] * 3})]
+        data = pickle.dumps(pformat)
+        class Holder:
+            show = pformat
+        bound = Holder().show
+        print(json.dumps({"before": before, "text": text, "after": pickle.loads(data) is pprint.pformat,
+                          "own": pprint.pformat is not pformat, "bound": bound.__self__.__class__.__name__,
+                          "unbound": Holder.show is pformat,
+                          "name": [pformat.__module__, pformat.__qualname__]}))
+        """)
+    # was: PicklingError, "it's not the same object as pprint.pformat", once pprint had loaded
+    # (a config that hands pformat, or inspect.isclass, to a process pool after that)
+    assert seen == {"before": True, "text": ["{'b': [1,\n       1,\n       1]}", True], "after": True, "own": True,
+                    "bound": "Holder", "unbound": True, "name": ["pprint", "pformat"]}
 
 
 def test_pystachio_s_isclass_and_pformat_answer_as_inspect_s_and_pprint_s_own(tmp_path):
@@ -341,9 +379,12 @@ def test_pystachio_s_isclass_and_pformat_answer_as_inspect_s_and_pprint_s_own(tm
 def test_attrs_loads_without_its_validators_and_a_config_that_reads_them_loads_them(tmp_path):
     seen = probe(tmp_path, """
         made = deferred.defer()
+        hooked = isinstance(sys.meta_path[0], deferred.AttrsCompatHook)  # first: before the path's finder
         import attr, attrs
         unread = [m for m in deferred.ATTRS_UNREAD if deferred.is_loaded(m)]
         package = "attr" in sys.modules  # found without running attr/__init__.py's imports first
+        served = [issubclass(attr._compat._AnnotationExtractor, deferred.PlainAnnotations),
+                  any(isinstance(f, deferred.AttrsCompatHook) for f in sys.meta_path), deferred.defer()]
 
         @attrs.frozen
         class Port:
@@ -357,12 +398,15 @@ def test_attrs_loads_without_its_validators_and_a_config_that_reads_them_loads_t
         from attr.validators import in_
         from attrs.converters import optional
         print(json.dumps({"made": [m for m in made if m in deferred.ATTRS_UNREAD], "unread": unread,
-                          "package": package, "port": Port(80).number, "refused": refused,
+                          "package": package, "port": Port(80).number, "refused": refused, "served": served,
+                          "hooked": hooked,
                           "in": in_((1, 2)).__class__.__name__, "optional": optional(int)("3"),
                           "include": callable(attrs.filters.include(int)),
                           "loaded": sorted(m for m in deferred.ATTRS_UNREAD if deferred.is_loaded(m))}))
         """)
     assert seen["made"] == list(deferred_attrs()) and seen["unread"] == [] and seen["package"]
+    # attrs' extractor served by the hook, which is gone then, and comes back for nothing
+    assert seen["hooked"] and seen["served"] == [True, False, []]
     assert seen["port"] == 80 and "'number' must be <class 'int'>" in seen["refused"]  # attrs' own, loaded
     assert seen["in"] == "_InValidator" and seen["optional"] == 3 and seen["include"]
     assert seen["loaded"] == sorted(deferred_attrs())

@@ -63,7 +63,7 @@ def test_a_stop_as_the_next_attempt_begins_still_ends_with_its_line(tmp_path, mo
 def test_a_failing_service_keeps_the_first_and_the_last_attempts_logs(tmp_path, monkeypatch):
     """--keep-attempts: each attempt's logs were kept for ever (1,440 a day at the default
     back-off); now the first attempt's and the last N earlier ones'."""
-    run, _, sandbox = _stoker_run(tmp_path, SERVICE.replace("cmdline='exit 0'", "cmdline='echo attempt; exit 1'"),
+    run, out, sandbox = _stoker_run(tmp_path, SERVICE.replace("cmdline='exit 0'", "cmdline='echo attempt; exit 1'"),
                                   restart_backoff_secs=0.0, restart_backoff_max_secs=0.0, keep_attempts=2)
     real_owner_for = local_run.owner_for
     made = []
@@ -79,6 +79,8 @@ def test_a_failing_service_keeps_the_first_and_the_last_attempts_logs(tmp_path, 
     archived = sorted(name for name in os.listdir(sandbox) if name.startswith(".logs"))
     assert archived == [".logs.attempt-0", ".logs.attempt-4", ".logs.attempt-5"]
     assert (sandbox / ".logs.attempt-5/p/0/stdout").read_text() == "attempt\n"
+    assert ("stoker           FAILED: process 'p' failed: exit status 1 after 1 of max_failures=1 runs; service task "
+            "FAILED; services restart on any end; restarting in 0.0 s (quick end 1)\n") in out.getvalue()
 
 
 def test_a_sandbox_it_makes_is_never_open_to_other_users_writes(tmp_path):
@@ -303,11 +305,13 @@ def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_
     assert (task[-1]["to"], task[-1]["reason"]) == ("FAILED", reason), task
     killed = {r["process"]: r["run"] for r in records if r.get("to") == "KILLED"}
     assert killed == {"keep": 0, "flaky": 1}, records  # not left RUNNING in `stoker status`
-    last = out.getvalue().splitlines()[-1]
-    assert last.endswith(f"stoker           FAILED: {reason}; no restart: Stoker itself failed (the "
-                         "traceback is in its log) (exit 70)"), out.getvalue()
+    said = f"{reason}; no restart: Stoker itself failed (the traceback is in its log)"
+    assert out.getvalue().splitlines()[-1].endswith(f"stoker           FAILED: {said} (exit 70)"), out.getvalue()
     (failed,) = [r for r in caplog.records if "owner_failed" in r.getMessage()]
     assert failed.exc_info is not None  # the traceback, in the log
+    (ended,) = [r for r in caplog.records if getattr(r, "stoker_event", "") == "run_ended"]  # and its event
+    assert (ended.levelno, ended.stoker_fields) == (logging.ERROR, {"task": "crash.0", "state": "FAILED",
+                                                                    "exit": 70, "reason": said})
 
 
 def test_a_ctrl_c_after_the_relay_of_a_run_that_adopted_an_early_start_is_not_swallowed(tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import struct
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from executor.cli import launch
 from executor.host.replacefile import untrusted_level
 from executor.local import runstart
-from tests.support.users import needs_root, throwaway_user
+from tests.support.users import grant_write, needs_root, throwaway_user
 
 
 def test_a_sandbox_named_through_the_user_s_own_symlink_is_checked_where_it_leads(tmp_path: Path) -> None:
@@ -76,18 +75,6 @@ def test_a_refusal_names_the_group_or_user_and_what_would_do(tmp_path: Path) -> 
         runstart.make_sandbox(str(theirs / "sb"), "job")
 
 
-def _grant_write(directory: Path, uid: int) -> None:
-    """`setfacl -m u:UID:rwx DIRECTORY` (its access ACL, as the kernel keeps it: version 2,
-    then (tag, permissions, id) entries in order); skips where the file system has none."""
-    entries = [(0x01, 7, -1), (0x02, 7, uid), (0x04, 5, -1), (0x10, 7, -1), (0x20, 5, -1)]
-    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, ident & 0xFFFFFFFF)
-                                           for tag, perm, ident in entries)
-    try:
-        os.setxattr(directory, "system.posix_acl_access", blob)
-    except OSError as exc:
-        pytest.skip(f"no POSIX ACLs here: {exc.strerror}")
-
-
 def test_a_directory_an_acl_lets_another_user_write_is_another_user_s_to_change(tmp_path: Path) -> None:
     """`setfacl -m u:bob:rwx ~/share` (drwxrwxr-x+, the group bits the ACL's mask): the mode
     read as group-writable by the user's own group, so `--sandbox ~/share/sb` was accepted,
@@ -96,7 +83,7 @@ def test_a_directory_an_acl_lets_another_user_write_is_another_user_s_to_change(
     sandbox, and the sandbox itself."""
     share = tmp_path / "share"
     share.mkdir(mode=0o755)
-    _grant_write(share, 65534)
+    grant_write(share, 65534)
     with pytest.raises(runstart.SandboxError, match=rf"^sandbox {share}/sb is in a directory another user "
                        rf"could change \({share} may be written by others \(mode 775, an ACL\)\)"):
         runstart.make_sandbox(str(share / "sb"), "job")

@@ -7,6 +7,7 @@ returns the text it returned (`as_user(uid, gid, ask)`: as another user; `STRANG
 and gid no password or group entry names, as a container's arbitrary uid). `stoker_as(uid,
 gid)` is the command line that runs this checkout's `stoker` as that user (`setpriv`),
 with a Python it may run (the tests' own may live under root's 0700 home), or None.
+`grant_write(directory, uid)` gives a user write access by an ACL (`setfacl -m`).
 `open_sandbox()` is a directory such a user can reach (`open_agent_sim()`: an agent
 simulator with such a sandbox): pytest's tmp_path lives under
 root's 0700 /tmp/pytest-of-root, so a task that runs as another user needs a sandbox whose
@@ -19,6 +20,7 @@ import grp
 import os
 import pwd
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -126,3 +128,15 @@ def stoker_as(uid: int, gid: int) -> list[str] | None:
         if probe.returncode == 0:
             return [*argv, "-m", "executor"]
     return None
+
+
+def grant_write(directory: Path, uid: int) -> None:
+    """`setfacl -m u:UID:rwx DIRECTORY` (its access ACL, as the kernel keeps it: version 2,
+    then (tag, permissions, id) entries in order); skips where the file system has none."""
+    entries = [(0x01, 7, -1), (0x02, 7, uid), (0x04, 5, -1), (0x10, 7, -1), (0x20, 5, -1)]
+    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, ident & 0xFFFFFFFF)
+                                           for tag, perm, ident in entries)
+    try:
+        os.setxattr(directory, "system.posix_acl_access", blob)
+    except OSError as exc:
+        pytest.skip(f"no POSIX ACLs here: {exc.strerror}")

@@ -4,13 +4,15 @@ through attrs' own for anything else. This file's annotations are strings (`from
 __future__`), as in Stoker's modules; one function's are objects."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 import types
 
 import pytest
 from attr import _compat
 
-from executor.deferred import PlainAnnotations, serve_attrs
+from executor.deferred import ATTRS_COMPAT, AttrsCompatHook, PlainAnnotations, serve_attrs
 
 ORIGINAL = _compat._AnnotationExtractor  # the tests' process never ran defer()
 Served = type("Served", (PlainAnnotations,), {"__slots__": (), "inspected": ORIGINAL})
@@ -91,3 +93,29 @@ def test_an_extractor_this_does_not_know_is_left_as_it_is():
     assert serve_attrs(module) is False
     assert module._AnnotationExtractor is before  # type: ignore[attr-defined]
     assert serve_attrs(types.ModuleType("attr._compat")) is False  # none at all
+
+
+def test_the_hook_finds_attrs_compat_alone_and_its_module_serves_the_extractor():
+    """`AttrsCompatHook` (on sys.meta_path once defer() deferred a module, until attrs loads):
+    it finds no other module, and takes itself off the path when it finds `attr._compat` (or
+    is off already); the module its loader runs has PlainAnnotations as its extractor."""
+    import importlib.util
+
+    import attr
+
+    hook = AttrsCompatHook()
+    sys.meta_path.insert(0, hook)
+    try:
+        assert hook.find_spec("json", None) is None and sys.meta_path[0] is hook
+        spec = hook.find_spec(ATTRS_COMPAT, attr.__path__)
+        assert hook not in sys.meta_path
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(hook)
+    assert hook.find_spec(ATTRS_COMPAT, attr.__path__) is not None  # off the path already: no error
+    assert spec is not None and spec.loader is not None
+    assert spec.loader.get_filename(ATTRS_COMPAT) == spec.origin  # the file loader's other methods, as they are
+    compat = importlib.util.module_from_spec(spec)  # a copy of its own, not sys.modules'
+    spec.loader.exec_module(compat)
+    assert issubclass(compat._AnnotationExtractor, PlainAnnotations)
+    assert compat._AnnotationExtractor.inspected.__module__ == ATTRS_COMPAT
