@@ -87,24 +87,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     `stoker-*` that neither its supervisor nor its watchdog removed, or the test's); the
     processes it left are named. Both are killed and removed."""
     result = yield
+    if _end_run_cgroup(session.config) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return result
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A run that finished no session (`--markers`, `--help`, an error before its start)
+    leaves its cgroup (no exit status is left to fail: what it left is said)."""
+    _end_run_cgroup(config)
+
+
+def _end_run_cgroup(config: pytest.Config) -> bool:
+    """End the run's cgroup, once; what it left said. Whether it left cgroups behind."""
     from tests.support import sessioncgroup
 
-    cgroup = session.config.stash.get(_RUN_CGROUP, None)
+    cgroup = config.stash.get(_RUN_CGROUP, None)
     if not isinstance(cgroup, sessioncgroup.SessionCgroup):
-        return result
+        return False
+    config.stash[_RUN_CGROUP] = "ended"
     left = sessioncgroup.end(cgroup)
     lines = []
     if left.cgroups:
         lines.append(f"this run left {len(left.cgroups)} cgroup(s) behind in {cgroup.directory} "
                      f"(tests must remove every cgroup they make): {' '.join(left.cgroups)}")
-        if session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if left.processes:
         lines.append(f"this run left {len(left.processes)} process(es) running, killed now: "
                      + "; ".join(left.processes))
     for line in lines:
         print(f"\nERROR: {line}", file=sys.stderr)
-    return result
+    return bool(left.cgroups)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -4,6 +4,7 @@ removed; a clean run passes and leaves nothing. Each is a pytest run of its own,
 suite's conftest as a plugin, in a cgroup below this run's."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -36,15 +37,20 @@ def _v2_mount() -> str:
     pytest.skip("no cgroup2 hierarchy mounted at its root")
 
 
-def _pytest(tmp_path: Path, text: str, own: Path) -> tuple[int, str]:
+def _pytest(tmp_path: Path, text: str, own: Path, *options: str) -> tuple[int, str]:
     """Run pytest on `text`; its exit status and output, once its cgroup (below `own`) is gone."""
     (tmp_path / "test_it.py").write_text(text.replace("MOUNT", _v2_mount()))
-    with subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
+    with subprocess.Popen([sys.executable, "-m", "pytest", "-q", *options, "-p", "tests.conftest", "-p", "no:cacheprovider",
                            "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "base"), str(tmp_path / "test_it.py")],
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "STOKER_TEST_RUN_EXIT_SECS": "5"},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
         said, _ = run.communicate(timeout=90)
-    assert not (own / f"{sessioncgroup.PREFIX}{run.pid}").exists(), "the run's cgroup was left"
+    left = own / f"{sessioncgroup.PREFIX}{run.pid}"
+    try:
+        assert not left.exists(), "the run's cgroup was left"
+    finally:
+        with contextlib.suppress(OSError):
+            left.rmdir()
     return run.returncode, said
 
 
@@ -71,3 +77,12 @@ def test_a_clean_run_passes_and_leaves_nothing(tmp_path, own_cgroup):
     status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup)
     assert status == 0, said
     assert "ERROR: this run" not in said
+
+
+@pytest.mark.parametrize("option", ["--markers", "--help"])
+def test_a_run_that_starts_no_session_leaves_no_cgroup(tmp_path, own_cgroup, option):
+    """Was: `pytest --markers` or `--help` as root configured (made the run's cgroup and
+    moved in) but never finished a session (where it was removed): its `testrun-PID` stayed
+    until a later run's sweep, if one came in that same cgroup."""
+    status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup, option)
+    assert status == 0, said
