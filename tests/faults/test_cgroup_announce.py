@@ -134,14 +134,20 @@ def test_a_watchdog_told_of_a_cgroup_about_to_be_made_never_kills_what_is_there(
         assert os.path.isdir(directory)
 
 
-def test_a_watchdog_restarted_mid_task_kills_the_cgroup_it_was_told_of():
+@pytest.mark.parametrize("spaced", [False, True], ids=["plain", "spaces-in-its-path"])
+def test_a_watchdog_restarted_mid_task_kills_the_cgroup_it_was_told_of(spaced):
     """The cgroup made and named (the keeper's own arguments say none): a watchdog started
-    again meanwhile is told it, and how to kill it, and does at the supervisor's death."""
+    again meanwhile is told it, and how to kill it, and does at the supervisor's death;
+    also below a STOKER_CGROUPS=DIR with spaces in its name (` cgroup kill /a b /c`)."""
     home, groups = _v2_home(), CgroupTracker()
     made: cgroups.TaskCgroup | cgroups.NoCgroup | None = None
+    parent = os.path.join(home, f"stoker-test {os.urandom(4).hex()} x") if spaced else home
     try:
+        if spaced:
+            groups.add(parent)
+            os.mkdir(parent)
         with keeper() as (dog, let_go):
-            made = cgroups.create(f"stoker-{os.urandom(8).hex()}", home, dog.announce)
+            made = cgroups.create(f"stoker-{os.urandom(8).hex()}", parent, dog.announce)
             assert isinstance(made, cgroups.TaskCgroup), made
             groups.add(made.directory)
             with sleeper_in(made.directory) as sleeper:
@@ -150,6 +156,6 @@ def test_a_watchdog_restarted_mid_task_kills_the_cgroup_it_was_told_of():
                 wait_for(lambda: not proc_scan.pids_carrying(sleeper), 10, message="the task's process killed")
         wait_for(lambda: not os.path.isdir(made.directory), 10, message="the cgroup removed")
     finally:
-        groups.cleanup()
+        groups.cleanup()  # (the parent with those below it)
         if isinstance(made, cgroups.TaskCgroup):
             cgroups.release(made)
