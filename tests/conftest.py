@@ -16,9 +16,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from tests.support.sessioncgroup import Leftovers
 
 # Property tests draw the same examples on every run (CI must be deterministic); a failure
 # found by a wider search is turned into a fixed case or an oracle fix, not left to chance.
@@ -87,7 +91,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     `stoker-*` that neither its supervisor nor its watchdog removed, or the test's); the
     processes it left are named. Both are killed and removed."""
     result = yield
-    if _end_run_cgroup(session.config) and session.exitstatus == pytest.ExitCode.OK:
+    left = _end_run_cgroup(session.config)
+    if left is not None and left.interrupted:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+    elif left is not None and left.cgroups and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     return result
 
@@ -98,13 +105,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     _end_run_cgroup(config)
 
 
-def _end_run_cgroup(config: pytest.Config) -> bool:
-    """End the run's cgroup, once; what it left said. Whether it left cgroups behind."""
+def _end_run_cgroup(config: pytest.Config) -> Leftovers | None:
+    """End the run's cgroup, once; what it left, said (None: it had none, or it is ended)."""
     from tests.support import sessioncgroup
 
     cgroup = config.stash.get(_RUN_CGROUP, None)
     if not isinstance(cgroup, sessioncgroup.SessionCgroup):
-        return False
+        return None
     config.stash[_RUN_CGROUP] = "ended"
     left = sessioncgroup.end(cgroup)
     lines = []
@@ -116,7 +123,7 @@ def _end_run_cgroup(config: pytest.Config) -> bool:
                      + "; ".join(left.processes))
     for line in lines:
         print(f"\nERROR: {line}", file=sys.stderr)
-    return bool(left.cgroups)
+    return left
 
 
 @pytest.fixture(autouse=True, scope="session")
