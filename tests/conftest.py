@@ -16,9 +16,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from tests.support.sessioncgroup import Leftovers
 
 # Property tests draw the same examples on every run (CI must be deterministic); a failure
 # found by a wider search is turned into a fixed case or an oracle fix, not left to chance.
@@ -87,24 +91,39 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     `stoker-*` that neither its supervisor nor its watchdog removed, or the test's); the
     processes it left are named. Both are killed and removed."""
     result = yield
+    left = _end_run_cgroup(session.config)
+    if left is not None and left.interrupted:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+    elif left is not None and left.cgroups and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return result
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A run that finished no session (`--markers`, `--help`, an error before its start)
+    leaves its cgroup (no exit status is left to fail: what it left is said)."""
+    _end_run_cgroup(config)
+
+
+def _end_run_cgroup(config: pytest.Config) -> Leftovers | None:
+    """End the run's cgroup, once; what it left, said (None: it had none, or it is ended)."""
     from tests.support import sessioncgroup
 
-    cgroup = session.config.stash.get(_RUN_CGROUP, None)
+    cgroup = config.stash.get(_RUN_CGROUP, None)
     if not isinstance(cgroup, sessioncgroup.SessionCgroup):
-        return result
+        return None
+    config.stash[_RUN_CGROUP] = "ended"
     left = sessioncgroup.end(cgroup)
     lines = []
     if left.cgroups:
         lines.append(f"this run left {len(left.cgroups)} cgroup(s) behind in {cgroup.directory} "
                      f"(tests must remove every cgroup they make): {' '.join(left.cgroups)}")
-        if session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if left.processes:
         lines.append(f"this run left {len(left.processes)} process(es) running, killed now: "
                      + "; ".join(left.processes))
     for line in lines:
         print(f"\nERROR: {line}", file=sys.stderr)
-    return result
+    return left
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -37,6 +37,7 @@ class TaskCgroupLife:
         self._running: tuple[int, ...] = ()  # an early start's runs, moved in once it is over
         self._enter_error: OSError | None = None
         self._foreign: frozenset[tuple[int, int]] = frozenset()  # children left out of `_running`'s move
+        self._announce: Callable[[str, str], None] = lambda directory, how: None  # the watchdog's (`make`)
 
     @property
     def cgroup(self) -> TaskCgroup | None:
@@ -58,7 +59,10 @@ class TaskCgroupLife:
             return "", "", ""
         return cg.directory, cg.how, cg.home.directory if cg.entered else ""
 
-    def make(self, name: str, announce: Callable[[str], None]) -> None:
+    def make(self, name: str, announce: Callable[[str, str], None]) -> None:
+        """Make the cgroup, named to the watchdog by `announce` (`cgroups.create`), which is
+        also told when it is gone (discarded, or removed at close)."""
+        self._announce = announce
         made = cgroups.create(name, self._setting, announce)
         if isinstance(made, NoCgroup):
             self.no_cgroup = made.reason
@@ -116,6 +120,7 @@ class TaskCgroupLife:
 
     def settle(self) -> None:
         """Wait until the move `enter` started is over (at once when there is none)."""
+        discarded = False
         with self._settle_lock:
             entering, self._entering = self._entering, None
             if entering is None:
@@ -126,7 +131,7 @@ class TaskCgroupLife:
             if error is not None and cg is not None:
                 self.no_cgroup = f"cannot move the supervisor into {cg.directory}: {describe_os_error(error)}"
                 cgroups.discard(cg)
-                self._cgroup = None
+                self._cgroup, discarded = None, True
             elif cg is not None and self._running:
                 # here, not on the mover's thread: a walk there left 0.3 MiB (100 runs) behind;
                 # with the runs, the daemons they left that re-parented here meanwhile
@@ -136,6 +141,8 @@ class TaskCgroupLife:
                            and not self._is_foreign(pid)]
                 self._take_in(cg, self._running + tuple(orphans))
             self._running = ()
+        if discarded:  # told out of the lock: a watchdog starting holds the keeper's as it settles
+            self._announce("", "")
 
     def _is_foreign(self, pid: int) -> bool:
         """Whether child `pid` is one of the `foreign` ones (its pid and start)."""
@@ -164,4 +171,6 @@ class TaskCgroupLife:
         if problem is not None:
             log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label,
                       cgroup=cg.directory, error=problem)
+        else:  # gone: a cgroup made at its path later is not the task's
+            self._announce("", "")
         return True

@@ -182,12 +182,14 @@ class TaskCgroup:
                     os.close(pidfd)
 
 
-def create(name: str, setting: str, announce: Callable[[str], None] = lambda directory: None) -> TaskCgroup | NoCgroup:
+def create(name: str, setting: str,
+           announce: Callable[[str, str], None] = lambda directory, how: None) -> TaskCgroup | NoCgroup:
     """Make the cgroup `name` for one task where `setting` says (`auto`: under the cgroups
     this process is in; `off`; or a directory: under that delegated cgroup). The strongest
     kind that can be made and has a way to kill wins. Not entered yet. Never raises.
-    `announce` is given each directory before it is made (the watchdog's: it removes it
-    should this process die as it makes it)."""
+    `announce(directory, how)` is told each directory before it is made (`how` "": the
+    watchdog's, which removes it, if empty, should this process die as it makes it), then
+    how to kill it once made, or ("", "") when it was not made (not ours: never killed)."""
     global _holder
     if setting == SETTING_OFF:
         return NoCgroup("cgroups are off (STOKER_CGROUPS=off)")
@@ -215,7 +217,7 @@ def release(cgroup: TaskCgroup) -> None:
 
 
 def _first_made(name: str, setting: str, homes: list[Place], mountinfo: str,
-                announce: Callable[[str], None]) -> TaskCgroup | NoCgroup:
+                announce: Callable[[str, str], None]) -> TaskCgroup | NoCgroup:
     if setting == SETTING_AUTO:
         parents = homes
     else:
@@ -281,19 +283,24 @@ def _sweep_stale(parent: str) -> None:
             pass  # in use (not empty), or gone meanwhile
 
 
-def _make(place: Place, home: Place, announce: Callable[[str], None]) -> TaskCgroup | str:
+def _make(place: Place, home: Place, announce: Callable[[str, str], None]) -> TaskCgroup | str:
+    if "\n" in place.directory:  # no cgroup's name has one; the watchdog's line would end there
+        return f"cannot make {place.directory!r}: a newline in its path"
     _sweep_stale(os.path.dirname(place.directory))
-    announce(place.directory)
+    announce(place.directory, "")
     try:
         os.mkdir(place.directory, 0o755)
     except OSError as e:
+        announce("", "")  # not made here: EEXIST is someone else's
         return f"cannot make {place.directory}: {describe_os_error(e)}"
     files = {"kill": "cgroup.kill", "freeze": "cgroup.freeze"} if place.kind is CgroupKind.V2 \
         else {"freezer": "freezer.state"}
     for how, file in files.items():
         if os.path.exists(os.path.join(place.directory, file)):
+            announce(place.directory, how)
             return TaskCgroup(place=place, home=home, how=how)
     _rmdir_quietly(place.directory)
+    announce("", "")
     return f"{place.directory} has none of {', '.join(files.values())} (kernel too old)"
 
 

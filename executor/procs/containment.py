@@ -82,7 +82,7 @@ class Containment:
     # ---- start and close ----
 
     def prepare(self, name: str, *, early: bool = False, inherited: frozenset[tuple[int, int]] = frozenset(),
-                announce: Callable[[str], None] = lambda directory: None) -> None:
+                announce: Callable[[str, str], None] = lambda directory, how: None) -> None:
         """Note the children that are not the task's, make the task's cgroup (not entered
         yet), named to the watchdog by `announce` first. `early`: this process ran an early start, which
         forked nothing but the task's: every child it has is the task's (a daemon one of

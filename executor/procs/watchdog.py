@@ -10,9 +10,11 @@ pipe whose write end only the supervisor holds (non-inheritable, and every task 
 started with close_fds). The script blocks reading that pipe; EOF means the supervisor died
 (even by SIGKILL) or closed it. (The one line `retire` ends it at once, killing nothing: how
 the watchdog of an early start, `executor/cli/launch.py`, steps down once the supervisor's
-own runs. The line `cgroup DIR`, `announce`, names the task's cgroup before the supervisor
-makes it: the supervisor's watchdog starts first, so that no moment exists when the cgroup
-is made and no watchdog knows it.) At EOF:
+own runs. The line `cgroup HOW DIR`, `announce`, names the task's cgroup: first with HOW
+empty, before the supervisor makes it (the supervisor's watchdog starts first, so that no
+moment exists when the cgroup is made and no watchdog knows it: at EOF it then only removes
+it, if empty, as nothing entered it yet), then with how to kill it once made, or with both
+empty when it was not made: a directory someone else made first is never the task's.) At EOF:
 
 1. With a task cgroup (arguments 2 and 3: its directory and how to kill it), it kills every
    member through the cgroup: `cgroup.kill` (v2), or freeze, SIGKILL the members listed
@@ -195,7 +197,7 @@ class WatchdogKeeper:
         self._starting = threading.Lock()
         self._failed = 0  # starts that failed since one last succeeded
         self._held: dict[int, int] = {}  # pid → start time: killed too when we die
-        self._announced = ""  # the task's cgroup, named to it before it was made (`announce`)
+        self._announced = ("", "")  # the task's cgroup and how to kill it (`announce`)
         self._unheld = 0  # how many the last list left out (logged once when it starts to)
         self._continued = 0  # how many times a stopped watchdog was continued
 
@@ -221,8 +223,8 @@ class WatchdogKeeper:
                                           "until it starts; tried again whenever the task is idle")
                 return
             self._watchdog, failed, self._failed = dog, self._failed, 0
-            if self._announced:
-                self._tell(self._announced)
+            if self._announced[0]:
+                self._tell()
             if self._held:
                 self._hand()
         if failed:
@@ -231,19 +233,20 @@ class WatchdogKeeper:
         else:
             log_event(logger, logging.DEBUG, "watchdog_started", task=self._label, pid=dog.pid)
 
-    def announce(self, directory: str) -> None:
-        """Name the task's cgroup `directory` to the watchdog (and to one started later)
-        before it is made: should this process die as it makes it, the watchdog removes it."""
+    def announce(self, directory: str, how: str) -> None:
+        """Name the task's cgroup `directory` to the watchdog (and to one started later):
+        with `how` "" before it is made (should this process die as it makes it, the watchdog
+        removes it if empty), then how to kill it once made; ("", ""): none was made."""
         with self._starting:
-            self._announced = directory
-            self._tell(directory)
+            self._announced = (directory, how)
+            self._tell()
 
-    def _tell(self, directory: str) -> None:
+    def _tell(self) -> None:
         """Hold `_starting`. One that died meanwhile is restarted, and told, by `start`."""
-        dog = self._watchdog
-        if dog is not None and dog.write_fd >= 0:
+        dog, (directory, how) = self._watchdog, self._announced
+        if dog is not None and dog.write_fd >= 0 and "\n" not in directory:
             with contextlib.suppress(OSError):
-                os.write(dog.write_fd, f"cgroup {directory}\n".encode())
+                os.write(dog.write_fd, f"cgroup {how} {directory}\n".encode())
 
     def hold(self, held: Mapping[int, int]) -> None:
         """Make `held` (pid → start time) what the watchdog kills besides the task's marker

@@ -7,9 +7,10 @@ Arguments: the task marker, the task's cgroup directory and how to kill it (`kil
 number of the descriptor its list of held processes arrives on (empty: none). Its stdin is
 a pipe only the supervisor writes: at EOF it kills the task; the one line `retire` ends it
 without killing anything (a watchdog started early, once the supervisor's own has taken
-over); a line `cgroup DIR` names the task's cgroup in place of arguments 2 and 3, before
-the supervisor makes it (so that a supervisor killed as it makes it leaves none), and how
-to kill it is then read from the files it has (`cgroup.kill`, `cgroup.freeze`, `freezer.state`). The list (`PID:START` words, lines read only at EOF, through `/proc/self/fd`: dash
+over); a line `cgroup HOW DIR` names the task's cgroup and how to kill it in place of
+arguments 2 and 3: HOW empty before the supervisor makes it (so that a supervisor killed
+as it makes it leaves none: nothing entered it yet, so it is only removed, if empty, never
+killed), both empty when it was not made (a directory someone else made first). The list (`PID:START` words, lines read only at EOF, through `/proc/self/fd`: dash
 redirects single-digit descriptors only) names processes it kills too, each only while
 `/proc/PID/stat` still shows that start time and no zombie, and it may signal it.
 """
@@ -20,11 +21,10 @@ trap '' INT TERM HUP
 [ -n "$4" ] && echo $$ > "$4/cgroup.procs" 2>/dev/null
 cg=$2 how=$3
 while IFS= read -r _line; do
-  case $_line in retire) exit 0 ;; "cgroup "*) cg=${_line#cgroup } how= ;; esac
+  case $_line in retire) exit 0 ;; "cgroup "*) _l=${_line#cgroup }; how=${_l%% *} cg=${_l#* } ;; esac
 done
-if [ -n "$cg" ] && [ -z "$how" ]; then  # named before it was made: its files say how
-  if [ -f "$cg/cgroup.kill" ]; then how=kill; elif [ -f "$cg/cgroup.freeze" ]; then how=freeze
-  elif [ -f "$cg/freezer.state" ]; then how=freezer; fi
+if [ -n "$cg" ] && [ -z "$how" ]; then  # named before it was made, then no word: none entered it
+  rmdir "$cg" 2>/dev/null; cg=
 fi
 entry="STOKER_TASK_MARKER=$1" held=
 [ -n "$5" ] && while read -r _line; do held="$held $_line"; done < /proc/self/fd/$5

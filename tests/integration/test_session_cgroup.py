@@ -4,15 +4,19 @@ removed; a clean run passes and leaves nothing. Each is a pytest run of its own,
 suite's conftest as a plugin, in a cgroup below this run's."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.support import proc_scan, sessioncgroup
 from tests.support.stoker_proc import REPO
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -36,15 +40,23 @@ def _v2_mount() -> str:
     pytest.skip("no cgroup2 hierarchy mounted at its root")
 
 
-def _pytest(tmp_path: Path, text: str, own: Path) -> tuple[int, str]:
-    """Run pytest on `text`; its exit status and output, once its cgroup (below `own`) is gone."""
+def _pytest(tmp_path: Path, text: str, own: Path, *options: str, exit_secs: str = "5",
+            meanwhile: Callable[[subprocess.Popen], None] = lambda run: None) -> tuple[int, str]:
+    """Run pytest on `text` (`meanwhile` given the run as it starts); its exit status and
+    output, once its cgroup (below `own`) is gone."""
     (tmp_path / "test_it.py").write_text(text.replace("MOUNT", _v2_mount()))
-    with subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
+    with subprocess.Popen([sys.executable, "-m", "pytest", "-q", *options, "-p", "tests.conftest", "-p", "no:cacheprovider",
                            "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "base"), str(tmp_path / "test_it.py")],
-                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "STOKER_TEST_RUN_EXIT_SECS": "5"},
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "STOKER_TEST_RUN_EXIT_SECS": exit_secs},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
+        meanwhile(run)
         said, _ = run.communicate(timeout=90)
-    assert not (own / f"{sessioncgroup.PREFIX}{run.pid}").exists(), "the run's cgroup was left"
+    left = own / f"{sessioncgroup.PREFIX}{run.pid}"
+    try:
+        assert not left.exists(), "the run's cgroup was left"
+    finally:
+        with contextlib.suppress(OSError):
+            left.rmdir()
     return run.returncode, said
 
 
@@ -71,3 +83,37 @@ def test_a_clean_run_passes_and_leaves_nothing(tmp_path, own_cgroup):
     status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup)
     assert status == 0, said
     assert "ERROR: this run" not in said
+
+
+@pytest.mark.parametrize("option", ["--markers", "--help"])
+def test_a_run_that_starts_no_session_leaves_no_cgroup(tmp_path, own_cgroup, option):
+    """Was: `pytest --markers` or `--help` as root configured (made the run's cgroup and
+    moved in) but never finished a session (where it was removed): its `testrun-PID` stayed
+    until a later run's sweep, if one came in that same cgroup."""
+    status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup, option)
+    assert status == 0, said
+
+
+def test_a_ctrl_c_as_the_run_waits_for_what_it_left_kills_and_removes_it(tmp_path, own_cgroup):
+    """Was: a Ctrl-C in the wait (up to 30 s, silent: the leftovers are named after it) ended
+    it there: the process the run left lived on, in the run's cgroup, which no later run's
+    sweep can remove while it is not empty. Now what is left is killed and removed first."""
+    entry = f"STOKER_TESTS_SLEEPER={os.urandom(8).hex()}"
+    name, _, value = entry.partition("=")
+    text = ("import subprocess\n\ndef test_leaks(tmp_path):\n"
+            f"    subprocess.Popen(['sleep', '1000'], start_new_session=True, env={{{name!r}: {value!r}}})\n"
+            "    (tmp_path.parent.parent / 'left').write_text('')\n")
+
+    def interrupt_its_wait(run: subprocess.Popen) -> None:
+        wait_for(lambda: (tmp_path / "left").exists(), 60, message="the test run")
+        wait_for(lambda: not Path(f"/proc/{run.pid}/cgroup").read_text().rstrip().endswith(
+            f"/{sessioncgroup.PREFIX}{run.pid}"), 60, message="the run gone home to wait")
+        run.send_signal(signal.SIGINT)
+
+    try:
+        status, said = _pytest(tmp_path, text, own_cgroup, exit_secs="60", meanwhile=interrupt_its_wait)
+        assert not proc_scan.pids_carrying(entry), said
+        assert status == pytest.ExitCode.INTERRUPTED and "Traceback" not in said, said
+        assert "left 1 process(es) running, killed now" in said, said
+    finally:
+        proc_scan.kill_carrying(entry)

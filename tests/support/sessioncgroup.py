@@ -43,6 +43,7 @@ class SessionCgroup:
 class Leftovers:
     cgroups: list[str]  # the cgroups left right below the run's (a task's, or one a test made)
     processes: list[str]  # "PID COMMAND" of each process still alive
+    interrupted: bool = False  # a Ctrl-C ended the wait for them
 
 
 def begin() -> SessionCgroup | str:
@@ -70,12 +71,20 @@ def begin() -> SessionCgroup | str:
 
 def end(cgroup: SessionCgroup) -> Leftovers:
     """Move back home, wait for the run's processes to exit, then kill and remove what is
-    left below the run's cgroup; what was left."""
+    left below the run's cgroup; what was left. A Ctrl-C while it waits ends the wait: what
+    is left is killed and removed all the same (`interrupted`)."""
     try:
         (cgroup.home / "cgroup.procs").write_text(str(os.getpid()))
     except OSError:
         return Leftovers([], [f"cannot leave {cgroup.directory}"])
-    _wait_emptied(cgroup.directory, EXIT_SECS)
+    try:
+        _wait_emptied(cgroup.directory, EXIT_SECS)
+    except KeyboardInterrupt:  # (was: it ended there, the processes alive, in the cgroup, for good)
+        return attrs.evolve(_kill_and_remove(cgroup), interrupted=True)
+    return _kill_and_remove(cgroup)
+
+
+def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
     processes = [_describe(pid) for pid in _members(cgroup.directory)]
     if processes:
         with contextlib.suppress(OSError):
