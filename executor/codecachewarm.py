@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from executor import codecache, deferred, nodocs
+from executor import codecache, codecachewrite, deferred, nodocs
 
 
 def warm(profile: str) -> bool:
@@ -39,17 +39,17 @@ def warm(profile: str) -> bool:
     write_packages(codecache.NODOC_PACKAGES)  # and those a command loads when it needs them
     cache = codecache._cache
     assert cache is not None  # (installed above)
-    with codecache.writing(cache.path) as turn:  # a start's `save()` meanwhile
+    with codecachewrite.writing(cache.path) as turn:  # a start's `save()` meanwhile
         if not turn:
             print(f"stoker: {cache.path}: not written: another process has held its lock for "
                   f"{codecache.LOCK_WAIT_SECS:g} s (stopped?)", file=sys.stderr)
             return False
         entries = codecache._read(cache.path)
         used = _used(entries, cache.served)
-        codecache._merged(used, cache.fresh)
+        codecachewrite.merged(used, cache.fresh)
         cache.compiled += len(cache.fresh)
         cache.fresh.clear()
-        return used != entries and codecache._write(cache.path, used)
+        return used != entries and codecachewrite.write(cache.path, used)
 
 
 def _used(entries: dict[str, tuple[tuple[str, Any], ...]],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from executor import codecache
+from executor import codecache, codecachewrite
 from tests.integration.test_codecache import (
     ONE_SCRIPT,
     PROBE,
@@ -265,7 +265,7 @@ def test_a_symlink_at_the_temporary_name_is_not_written_through(tmp_path):
     target = tmp_path / "someone-elses"
     target.write_bytes(b"kept")
     (tmp_path / f"{path.name}.{os.getpid()}.tmp").symlink_to(target)  # the name a save used to take
-    assert codecache._write(path, {"<name>": (("x = 1", code()),)})
+    assert codecachewrite.write(path, {"<name>": (("x = 1", code()),)})
     assert target.read_bytes() == b"kept" and not path.is_symlink()
     assert marshal.loads(path.read_bytes()[len(codecache.HEADER):])["<name>"][0][0] == "x = 1"
 

@@ -273,7 +273,7 @@ def test_a_run_under_python_o_leaves_the_next_plain_runs_asserts_alone(package):
 
 def test_the_directories_of_its_code_cache_are_never_open_to_others_whatever_the_umask(package):
     """Under a umask of 0 (a root shell's, a service manager's UMask=0000), the levels of
-    `nodoc/` a start makes are 0755, as the attrs code cache's (`codecache._write`). Was:
+    `nodoc/` a start makes are 0755, as the attrs code cache's (`codecachewrite.write`). Was:
     0777, Python's own `set_data`, and another user could plant a module's file there (its
     header is the source's mtime and size, which anyone may read): root's next start ran it."""
     cache = package / "cache"

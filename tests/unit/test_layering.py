@@ -104,10 +104,12 @@ ALLOWED: dict[str, set[str]] = {
                      "executor.host", "executor.procs", "executor.codecache", "executor.nodocs",
                      "executor.deferred", "config", "healthcheck"} | SHARED,
     "executor.codecache": {"executor.nodocs", "executor.attrsmethods", "executor.deferred", "executor.host",  # replacefile
-                           "executor.codecachewarm", "executor.compileserved"},  # `python -m executor.codecache`
+                           "executor.codecachewarm", "executor.compileserved",  # `python -m executor.codecache`
+                           "executor.codecachewrite"},  # save()
     "executor.compileserved": set(),
-    "executor.codecachewarm": {"executor.codecache", "executor.nodocs", "executor.deferred",
-                               "executor.host"},  # replacefile: a directory others may write
+    "executor.codecachewrite": {"executor.codecache", "executor.host"},  # replacefile, turnlock
+    "executor.codecachewarm": {"executor.codecache", "executor.codecachewrite", "executor.nodocs",
+                               "executor.deferred", "executor.host"},  # replacefile: a directory others may write
     "executor.attrsmethods": set(),
     "executor.nodocs": {"executor.host"},  # replacefile: a directory others may change
     "executor.deferred": set(),
