@@ -53,17 +53,31 @@ def _interrupted_quietly() -> None:
     own start (docs/contract.md §9)."""
     import sys
 
-    if not sys.argv or (sys.argv[0] != "-m" and sys.argv[0].rpartition("/")[2] != "stoker"):
+    if not _started_as_stoker(sys.argv, sys.orig_argv):
         return
+    found = sys.excepthook  # a hook set before (a distribution's sitecustomize) gets the rest
 
     def quietly(kind: type[BaseException], value: BaseException, traceback: object) -> None:
         if not issubclass(kind, KeyboardInterrupt):
-            return sys.__excepthook__(kind, value, traceback)  # type: ignore[arg-type]
+            return found(kind, value, traceback)  # type: ignore[arg-type]
         import os
 
         os._exit(130)
 
     sys.excepthook = quietly
+
+
+def _started_as_stoker(argv: list[str], orig_argv: list[str]) -> bool:
+    """Whether this process is `stoker` (a script of that name) or `python -m executor`, as
+    the package loads: `sys.argv[0]` is then "-m" for any `-m`, and the word before the
+    arguments in `sys.orig_argv` names the module (`executor`, or glued: `-mexecutor`), not
+    `python -m executor.codecache`, nor a `-m` of a package that imports Stoker's."""
+    if not argv or argv[0] != "-m":
+        return bool(argv) and argv[0].rpartition("/")[2] == "stoker"
+    if len(orig_argv) < len(argv) + 1:
+        return False
+    word = orig_argv[-len(argv)]
+    return word == "executor" or (word.startswith("-") and word.partition("m")[2] == "executor")
 
 
 _interrupted_quietly()

@@ -108,6 +108,32 @@ def test_a_ctrl_c_as_the_console_script_loads_the_entry_point_exits_130(tmp_path
     assert done.returncode == 130, done.stderr
 
 
+@pytest.mark.parametrize("module", ["executor.codecache", "executor.nodocs"])
+def test_a_ctrl_c_in_python_m_of_a_stoker_module_is_pythons_own(tmp_path, module):
+    """`python -m executor.codecache` (the Makefile's, a tool's) imports the `executor` package
+    as a library: Python's traceback and death by SIGINT, not the entry point's quiet 130 (was:
+    `sys.argv[0] == "-m"` as any `-m` loaded the package, and its os._exit(130) then skipped
+    atexit and the streams' flush for the process's whole life)."""
+    env = {**os.environ, "PYTHONPATH": f"{HOOK}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"{module}:2"}
+    done = subprocess.run([sys.executable, "-m", module], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert f"signal-at-import: 2 at {module}" in done.stderr, done.stderr
+    assert "KeyboardInterrupt" in done.stderr and done.returncode == -signal.SIGINT, (done.returncode, done.stderr)
+
+
+def test_the_quiet_ctrl_c_hook_passes_any_other_exception_to_the_hook_it_found(tmp_path):
+    """A hook set before Stoker's first module (a distribution's sitecustomize, apport's) still
+    gets an exception other than a Ctrl-C as `stoker` loads (was: `sys.__excepthook__`)."""
+    script = tmp_path / "stoker"
+    script.write_text("import sys\n"
+                      "sys.excepthook = lambda kind, value, tb: print('found hook:', kind.__name__, file=sys.stderr)\n"
+                      "import executor\n"
+                      "raise ValueError('as it loads')\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=60)
+    assert "found hook: ValueError" in done.stderr and done.returncode == 1, (done.returncode, done.stderr)
+
+
 # A SIGHUP as the sandbox is let go, after the stop signal_at_import raised: systemd stopping
 # a unit with SendSIGHUP=yes sends SIGHUP right after its SIGTERM.
 AGAIN_AS_IT_LETS_GO = patched_at_load("executor.host.session", """
