@@ -35,7 +35,7 @@ class Plan:
     procs: list[ProcessTrack]
     term_at: float = math.inf  # infinity: not stopping
     kill_at: float = math.inf
-    _by_name: dict[str, ProcessTrack] = attrs.field(init=False)
+    _by_name: dict[str, ProcessTrack] = attrs.field(init=False)  # the dependencies' only
     _index: dict[str, int] = attrs.field(init=False)  # task order
     # only the processes some other one depends on, and only those with dependencies: a
     # task of 100 independent processes kept 100 empty lists and two dicts of 100 entries
@@ -50,12 +50,12 @@ class Plan:
     _waited_running: int = attrs.field(init=False)  # not ephemeral and RUNNING
 
     def __attrs_post_init__(self) -> None:
-        self._by_name = {p.name: p for p in self.procs}
         self._index = {p.name: i for i, p in enumerate(self.procs)}
         self._dependents = {}
         for p in self.procs:
             for d in p.deps:
                 self._dependents.setdefault(d, []).append(p)
+        self._by_name = {p.name: p for p in self.procs if p.name in self._dependents}
         self._unmet = {p.name: sum(self._state(d) is not ProcessState.SUCCESS for d in p.deps)
                        for p in self.procs if p.deps}
         self._counts = dict.fromkeys(ProcessState, 0)
