@@ -112,7 +112,7 @@ class ConsoleReporter:
         # "name[100]": run numbers stay under the run cap's 3 digits
         self._subject_width = max([SUBJECT_WIDTH] + [columns(printable(n)) + 5 for n in names])
         self._task_state = "NEW"
-        self._processes: dict[str, str] = {}
+        self._processes: dict[str, str] = {}  # the live view's only: piped output keeps none
         self._health = ""
         self._closed = False
         self._drawn = False  # the live view is on the screen's last line
@@ -181,7 +181,8 @@ class ConsoleReporter:
                 self._task_state = t.to.value
                 self.line("task", f"{t.from_.value} → {t.to.value}  {t.reason}")
             case ProcessTransition():
-                self._processes[t.process] = f"{t.to.value}[{t.run}]"
+                if self._live:
+                    self._processes[t.process] = f"{t.to.value}[{t.run}]"
                 self.line(f"{t.process}[{t.run}]", f"{t.from_.value} → {t.to.value}  {t.reason}")
                 if t.outcome is RunOutcome.FAILED and t.run is not None:
                     self._failure_context(t.process, t.run)

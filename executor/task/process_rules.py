@@ -163,9 +163,12 @@ def run_outcome(status: ExitStatus, signalled_by_task: bool) -> RunOutcome:
     return RunOutcome.SUCCESS if status.success else RunOutcome.FAILED
 
 
+_FIRST_START = "starting run 0"  # one string, kept by every process until its first run ends
+
+
 def start_reason(run: int, last_end: str) -> str:
     """Why run `run` starts: "starting run 2 (run 1: exit status 3)"."""
-    return f"starting run {run}" if run == 0 else f"starting run {run} (run {run - 1}: {last_end})"
+    return _FIRST_START if run == 0 else f"starting run {run} (run {run - 1}: {last_end})"
 
 
 def end_of_run(spec: ProcessSpec, outcome: RunOutcome, desc: str, counts: RunCounts,
