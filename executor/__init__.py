@@ -42,7 +42,6 @@ listed in that test; each says so in its docstring.
 """
 
 
-
 def _interrupted_quietly() -> None:
     """A Ctrl-C as `stoker` (the console script, `python -m executor ...`) loads its entry
     point, this package the first of Stoker's modules, before `executor.cli.start.run`

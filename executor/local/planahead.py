@@ -86,7 +86,7 @@ class PlanAhead:
         pipe readable), or it was answered or cancelled already. Never waits."""
         if self._answer is not None or self._read_end < 0:
             return True
-        import select  # loaded with `socket` by then: `stoker run` asks once its modules load
+        import select  # the supervisor's control socket loads it too (`selectors`)
 
         # poll, not select: the pipe may be past select's FD_SETSIZE (1024), when `stoker run`
         # inherited that many descriptors (ValueError: a first run's crash)
