@@ -173,7 +173,8 @@ MODULES = (
                 "test_a_read_of_the_loading_thread_itself_is_an_attribute_error",
                 "test_a_deferred_module_reloaded_is_loaded_and_runs_no_more", "test_a_failed_load_leaves_none_of_its_names",
                 "test_an_exception_logged_with_no_descriptor_left_keeps_its_traceback",
-                "test_dir_of_a_deferred_module_loads_it_and_lists_its_names",
+                "test_dir_of_a_deferred_module_loads_it_and_lists_its_names")),
+            *(f"tests/integration/test_deferred_served.py::{name}" for name in (
                 "test_an_implementation_sys_does_not_name_is_platform_s_own_answer",
                 "test_the_implementation_sys_names_is_platform_s_name_for_it",
                 "test_a_served_function_imported_before_its_module_loaded_pickles_as_the_module_s_own_after",
