@@ -79,7 +79,10 @@ class _Run:
         self.files.add(str(path))
         if self.sources is not None:
             self.sources[str(path)] = text
-        code = compile(text.removeprefix(BOM), str(path), "exec")
+        # optimize=0: the config's own `assert`s run however Stoker's interpreter was started
+        # (`-O`, PYTHONOPTIMIZE stripped them: the job ran, and its plan, kept, served the
+        # runs without -O as well); a config means what it says, as under Aurora's client
+        code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
         self.stack.append(path)
         try:
             exec(code, self.namespace)
