@@ -47,13 +47,10 @@ def _interrupted_quietly() -> None:
     point, this package the first of Stoker's modules, before `executor.cli.start.run`
     catches one from its first line: exit 130 without a traceback, as a Ctrl-C at any later
     moment of the start (was: Python's traceback of KeyboardInterrupt, while `executor.cli`
-    and `executor.cli.start` loaded, some 1 ms). Only in a process started as `stoker`: one
-    that imports Stoker's modules keeps Python's handling. Before this line, the interpreter's
-    own start (docs/contract.md §9)."""
+    and `executor.cli.start` loaded, some 1 ms). Before this line, the interpreter's own
+    start (docs/contract.md §9)."""
     import sys
 
-    if not _started_as_stoker(sys.argv, sys.orig_argv):
-        return
     found = sys.excepthook  # a hook set before (a distribution's sitecustomize) gets the rest
 
     def quietly(kind: type[BaseException], value: BaseException, traceback: object) -> None:
@@ -79,7 +76,38 @@ def _started_as_stoker(argv: list[str], orig_argv: list[str]) -> bool:
     return word == "executor" or (word.startswith("-") and word.partition("m")[2] == "executor")
 
 
-_interrupted_quietly()
+def _forget_relative_search_path() -> None:
+    """The directories PYTHONPATH names relative to the working directory (an empty entry
+    is the working directory itself: `export PYTHONPATH=$PYTHONPATH:/opt/lib` with
+    PYTHONPATH unset) taken off `sys.path`, in a process started as `stoker` (as the package
+    loads, before any other of Stoker's modules) or `python -m executor.codecache`: Python
+    searches them before the standard library and Stoker's own packages, so a project's
+    `config.py` stood in for Stoker's `config` package (a traceback), and a file a job
+    fetched into its Mesos sandbox (the executor's working directory) was imported by the
+    executor, as root. Stoker's own directory (a checkout run in place) stays; the task's
+    processes still get PYTHONPATH as it was given (docs/contract.md §8)."""
+    import os
+    import sys
+
+    given = "" if sys.flags.ignore_environment else os.environ.get("PYTHONPATH", "")
+    relative = {os.path.abspath(entry) for entry in given.split(os.pathsep) if given and not os.path.isabs(entry)}
+    relative.discard(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if relative:
+        sys.path[:] = [entry for entry in sys.path if entry not in relative]
+
+
+def _as_stoker() -> None:
+    """As this package loads in a process started as `stoker`: PYTHONPATH's relative
+    directories off `sys.path`, and the quiet Ctrl-C. A process that only imports Stoker's
+    modules keeps Python's own handling."""
+    import sys
+
+    if _started_as_stoker(sys.argv, sys.orig_argv):
+        _forget_relative_search_path()
+        _interrupted_quietly()
+
+
+_as_stoker()
 
 BASE_VERSION = "0.1.0"  # setup.py's (a test checks); a build adds the commit to it
 
@@ -106,10 +134,12 @@ def forget_working_directory() -> None:
     """For `python -m executor` and `python -m executor.codecache`, before they import the
     rest: `-m` puts the working directory first on sys.path, where a project's own
     `config.py` or `config/` would stand in for Stoker's `config` package (an ImportError's
-    traceback). It is taken off again, unless Stoker itself runs from there (a checkout)."""
+    traceback). It is taken off again, unless Stoker itself runs from there (a checkout), and
+    so are PYTHONPATH's relative directories (`_forget_relative_search_path`)."""
     import os
     import sys
 
+    _forget_relative_search_path()
     if not sys.path or sys.path[0] not in ("", os.getcwd()):
         return
     ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

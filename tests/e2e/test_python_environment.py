@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.agents import sandboxed_agent
+from tests.support.executor_e2e import HELLO, TOKEN, document, launch
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 
 pytestmark = pytest.mark.timeout(120)
@@ -49,3 +51,40 @@ def test_a_configs_assert_is_checked_under_python_optimize_and_its_plan_is_not_k
         assert proc.stderr() == f"stoker: error: {config}:3: AssertionError: this job needs at least one instance\n"
         assert not (tmp_path / f"sandbox{attempt}").exists()
     assert not list(plans.glob("*.bin"))
+
+
+SAY = """
+    jobs = [Job(cluster='local', role='me', environment='test', name='said',
+                task=Task(processes=[Process(name='say', cmdline='echo said')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+# What a working directory may hold that Stoker would import in place of its own, or of the
+# standard library's (a job's fetched files in a Mesos sandbox, a project's own `config/`)
+PLANTED = "import sys\nsys.stderr.write('planted module imported\\n')\nraise SystemExit(7)\n"
+
+
+@pytest.mark.parametrize("relative", ["", ".", "lib/.."])
+def test_a_pythonpath_entry_relative_to_the_working_directory_is_not_searched(tmp_path, relative):
+    # `export PYTHONPATH=$PYTHONPATH:/opt/lib` with PYTHONPATH unset gives an empty entry: the
+    # working directory, where a project's config.py stood in for Stoker's `config` package
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "config.py").write_text(PLANTED)
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(SAY))
+    proc = run_to_end(tmp_path, config, {"PYTHONPATH": f"{relative}{os.pathsep}{REPO}"})
+    assert proc.proc.returncode == 0, proc.stdout() + proc.stderr()
+    assert "planted" not in proc.stderr()
+    assert (tmp_path / "sandbox/.logs/say/0/stdout").read_text() == "said\n"
+
+
+def test_the_executor_imports_nothing_from_its_sandbox_through_an_empty_pythonpath_entry(tmp_path):
+    # the agent's PYTHONPATH with an empty entry, and a file the job fetched into the sandbox,
+    # the executor's working directory: the executor (root, here) imported it as it loaded
+    with sandboxed_agent(tmp_path, auth_token=TOKEN) as agent:
+        (agent.sandbox / "config.py").write_text(PLANTED)
+        launch(agent, document(tmp_path, HELLO), env_overrides={"PYTHONPATH": f"{os.pathsep}{REPO}"})
+        agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+        agent.kill("task-1", grace_secs=1.0)
+        agent.wait_for_state("task-1", "TASK_KILLED", 10)
+        assert agent.wait_exit(10) == 0
+        assert "planted" not in agent.executor_log()
