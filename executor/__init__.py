@@ -40,6 +40,9 @@ Import rules (tests/unit/test_layering.py fails on a wrong-way import):
 Pure modules (no I/O, threads, clocks or logging; the same test checks their imports) are
 listed in that test; each says so in its docstring.
 """
+TYPE_CHECKING = False  # not `typing`'s: the first of Stoker's modules, loaded by every command
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def _interrupted_quietly() -> None:
@@ -128,6 +131,32 @@ def __getattr__(name: str) -> str:
     if name == "__version__":  # `stoker --version`
         return version()
     raise AttributeError(f"module 'executor' has no attribute {name!r}")
+
+
+def leave(status: int) -> "NoReturn":
+    """`sys.exit(status)`; but under Python's inspect mode (`-i`, PYTHONINSPECT), which takes
+    a SystemExit for an error (its traceback, exit status 1, and then, on a terminal, a `>>>`
+    prompt waiting where the command had ended), the process ends as that exit would end it:
+    its other threads that are not daemons waited for, atexit's functions run, the standard
+    streams flushed, exit `status`."""
+    import sys
+
+    if not sys.flags.inspect:
+        sys.exit(status)
+    import atexit
+    import os
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # a reader gone, or no such stream
+            continue
+    os._exit(status)
 
 
 def forget_working_directory() -> None:

@@ -5,6 +5,9 @@ may start it: what it honours, what it leaves out, what its task's processes get
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -88,3 +91,28 @@ def test_the_executor_imports_nothing_from_its_sandbox_through_an_empty_pythonpa
         agent.wait_for_state("task-1", "TASK_KILLED", 10)
         assert agent.wait_exit(10) == 0
         assert "planted" not in agent.executor_log()
+
+
+HOOK = REPO / "tests/support/signal_at_import"
+
+
+def test_a_ctrl_c_as_stoker_loads_exits_130_under_python_inspect_mode(tmp_path):
+    # PYTHONINSPECT (or -i) takes a SystemExit as an error: its traceback, exit status 1, and
+    # on a terminal a `>>>` prompt that waited where the command had ended
+    env = {"PYTHONPATH": f"{HOOK}{os.pathsep}{REPO}", "STOKER_TEST_SIGNAL_AT": f"executor.cli.main:{int(signal.SIGINT)}",
+           "PYTHONINSPECT": "1"}
+    proc = StokerProcess(["ps", "--root", str(tmp_path / "root")], tmp_path, env=env)
+    try:
+        status = proc.wait()
+    finally:
+        proc.close()
+    assert proc.stderr() == f"signal-at-import: {int(signal.SIGINT)} at executor.cli.main\n"
+    assert status == 130
+
+
+@pytest.mark.parametrize(("args", "status"), [(["cli"], 0), (["no-such-profile"], 2)])
+def test_the_warm_step_exits_with_its_status_under_python_inspect_mode(tmp_path, args, status):
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path / "cache"), "PYTHONINSPECT": "1"}
+    done = subprocess.run([sys.executable, "-P", "-m", "executor.codecache", *args], cwd=tmp_path, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr and done.returncode == status, (done.returncode, done.stderr)
