@@ -56,6 +56,30 @@ def test_a_configs_assert_is_checked_under_python_optimize_and_its_plan_is_not_k
     assert not list(plans.glob("*.bin"))
 
 
+# '\d' in a plain string: an invalid escape, which Python 3.11 warns of as a DeprecationWarning
+# as it compiles the file (3.12: a SyntaxWarning, shown by default), and keeps as written
+ESCAPED = r"""
+    jobs = [Job(cluster='local', role='me', environment='test', name='escaped',
+                task=Task(processes=[Process(name='say', cmdline='echo "a\d"')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+@pytest.mark.parametrize("warnings", ["error", "default"])
+def test_a_config_means_the_same_under_any_python_warnings_filter(tmp_path, warnings):
+    # PYTHONWARNINGS=error made the config a syntax error (exit 2) where a plan kept by an
+    # earlier run served it; `default` printed the warning twice (the config's compile, and
+    # the plan cache's look at its syntax), and a kept plan never
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(ESCAPED))
+    plans = tmp_path / "plans"
+    proc = run_to_end(tmp_path, config, {"PYTHONWARNINGS": warnings, "STOKER_PLAN_CACHE": str(plans)})
+    assert proc.proc.returncode == 0, proc.stdout() + proc.stderr()
+    assert "escape" not in proc.stderr()
+    assert (tmp_path / "sandbox/.logs/say/0/stdout").read_text() == "a\\d\n"
+    assert len(list(plans.glob("*.bin"))) == 1
+
+
 SAY = """
     jobs = [Job(cluster='local', role='me', environment='test', name='said',
                 task=Task(processes=[Process(name='say', cmdline='echo said')],
