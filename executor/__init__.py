@@ -79,11 +79,12 @@ def _started_as_stoker(argv: list[str], orig_argv: list[str]) -> bool:
     return word == "executor" or (word.startswith("-") and word.partition("m")[2] == "executor")
 
 
-def _forget_relative_search_path() -> None:
+def forget_relative_pythonpath() -> None:
     """The directories PYTHONPATH names relative to the working directory (an empty entry
     is the working directory itself: `export PYTHONPATH=$PYTHONPATH:/opt/lib` with
     PYTHONPATH unset) taken off `sys.path`, in a process started as `stoker` (as the package
-    loads, before any other of Stoker's modules) or `python -m executor.codecache`: Python
+    loads, before any other of Stoker's modules), by the entry point (`stoker.pyz`, whose
+    argv[0] is not `stoker`), and by `python -m executor.codecache`: Python
     searches them before the standard library and Stoker's own packages, so a project's
     `config.py` stood in for Stoker's `config` package (a traceback), and a file a job
     fetched into its Mesos sandbox (the executor's working directory) was imported by the
@@ -106,7 +107,7 @@ def _as_stoker() -> None:
     import sys
 
     if _started_as_stoker(sys.argv, sys.orig_argv):
-        _forget_relative_search_path()
+        forget_relative_pythonpath()
         _interrupted_quietly()
 
 
@@ -164,11 +165,11 @@ def forget_working_directory() -> None:
     rest: `-m` puts the working directory first on sys.path, where a project's own
     `config.py` or `config/` would stand in for Stoker's `config` package (an ImportError's
     traceback). It is taken off again, unless Stoker itself runs from there (a checkout), and
-    so are PYTHONPATH's relative directories (`_forget_relative_search_path`)."""
+    so are PYTHONPATH's relative directories (`forget_relative_pythonpath`)."""
     import os
     import sys
 
-    _forget_relative_search_path()
+    forget_relative_pythonpath()
     if not sys.path or sys.path[0] not in ("", os.getcwd()):
         return
     ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

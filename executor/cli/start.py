@@ -166,6 +166,7 @@ def _noted_stop(status: int) -> Stopped:
 
 def _load() -> Callable[[], NoReturn]:
     """Everything the module docstring says, in its order; the command's `run`."""
+    executor.forget_relative_pythonpath()  # done as `executor` loaded, but in stoker.pyz (its argv[0])
     _signals_as_a_supervisor()
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "run" and os.getpid() == 1:  # a container's main process: see the docstring

@@ -104,6 +104,23 @@ def test_a_pythonpath_entry_relative_to_the_working_directory_is_not_searched(tm
     assert (tmp_path / "sandbox/.logs/say/0/stdout").read_text() == "said\n"
 
 
+def test_an_entry_point_of_another_name_forgets_relative_pythonpath_entries_too(tmp_path):
+    # stoker.pyz (shiv's bootstrap calls the entry point; its argv[0] is not `stoker`), as
+    # any script that runs `executor.cli.start.run`
+    (tmp_path / "config.py").write_text(PLANTED)
+    script = tmp_path / "bin" / "stoker.pyz-like"
+    script.parent.mkdir()
+    script.write_text("from executor.cli.start import run\nrun()\n")
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(SAY))
+    env = {**os.environ, "PYTHONPATH": f"{os.pathsep}{REPO}"}
+    done = subprocess.run([sys.executable, str(script), "run", str(config), "--sandbox", str(tmp_path / "sandbox")],
+                          cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    kill_leftovers(task_pids(tmp_path / "sandbox"))
+    assert done.returncode == 0 and "planted" not in done.stderr, done.stdout + done.stderr
+    assert (tmp_path / "sandbox/.logs/say/0/stdout").read_text() == "said\n"
+
+
 def test_the_executor_imports_nothing_from_its_sandbox_through_an_empty_pythonpath_entry(tmp_path):
     # the agent's PYTHONPATH with an empty entry, and a file the job fetched into the sandbox,
     # the executor's working directory: the executor (root, here) imported it as it loaded
