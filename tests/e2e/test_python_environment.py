@@ -157,3 +157,29 @@ def test_the_warm_step_exits_with_its_status_under_python_inspect_mode(tmp_path,
     done = subprocess.run([sys.executable, "-P", "-m", "executor.codecache", *args], cwd=tmp_path, env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in done.stderr and done.returncode == status, (done.returncode, done.stderr)
+
+
+FLAGS = """
+    probe = ('{python} -c "import sys; print(sys.flags.optimize, sys.flags.dev_mode, sys.warnoptions, '
+             'sys.flags.inspect, sys.flags.safe_path)"; env | grep ^PYTHON | sort')
+    jobs = [Job(cluster='local', role='me', environment='test', name='flags',
+                task=Task(processes=[Process(name='py', cmdline=probe)],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+def test_stokers_interpreter_options_reach_neither_it_nor_the_tasks_python(tmp_path):
+    # -O, -X dev (ResourceWarnings shown), -W error (any warning an exception), -i, -P: Stoker
+    # runs as ever, silent, and the task's `python` starts as the environment says, not as
+    # Stoker's interpreter was started (Stoker sets no PYTHON* variable of its own)
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(FLAGS.format(python=sys.executable)))
+    sandbox = tmp_path / "sandbox"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run([sys.executable, "-O", "-X", "dev", "-W", "error", "-i", "-P", "-m", "executor", "run",
+                           str(config), "--sandbox", str(sandbox)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    kill_leftovers(task_pids(sandbox))
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout + done.stderr
+    assert (sandbox / ".logs/py/0/stdout").read_text() == f"0 False [] 0 False\nPYTHONPATH={REPO}\n"
