@@ -94,8 +94,10 @@ def forget_relative_pythonpath() -> None:
     import sys
 
     given = "" if sys.flags.ignore_environment else os.environ.get("PYTHONPATH", "")
-    relative = {os.path.abspath(entry) for entry in given.split(os.pathsep) if given and not os.path.isabs(entry)}
-    relative.discard(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not given:
+        return
+    relative = {os.path.abspath(entry) for entry in given.split(os.pathsep) if not os.path.isabs(entry)}
+    relative.discard(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout run in place
     if relative:
         sys.path[:] = [entry for entry in sys.path if entry not in relative]
 
