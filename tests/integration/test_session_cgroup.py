@@ -117,3 +117,15 @@ def test_a_ctrl_c_as_the_run_waits_for_what_it_left_kills_and_removes_it(tmp_pat
         assert "left 1 process(es) running, killed now" in said, said
     finally:
         proc_scan.kill_carrying(entry)
+
+
+def test_a_run_that_cannot_leave_its_cgroup_says_so_and_names_no_process_killed(tmp_path):
+    """Was: a run that could not move back home (EBUSY: a controller enabled there since;
+    here, a home that is gone) said `left 1 process(es) running, killed now: cannot leave
+    DIR`, of no process, none killed."""
+    run = sessioncgroup.SessionCgroup(tmp_path / "testrun-1", tmp_path / "gone")
+    left = sessioncgroup.end(run)
+    assert (left.cgroups, left.processes) == ([], [])
+    (line,) = left.lines(run.directory)
+    assert line.startswith(f"this run cannot leave its cgroup {run.directory} for {run.home} ("), line
+    assert line.endswith("what it left there is neither checked, killed nor removed"), line

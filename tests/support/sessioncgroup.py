@@ -42,8 +42,20 @@ class SessionCgroup:
 @attrs.frozen
 class Leftovers:
     cgroups: list[str]  # the cgroups left right below the run's (a task's, or one a test made)
-    processes: list[str]  # "PID COMMAND" of each process still alive
+    processes: list[str]  # "PID COMMAND" of each process still alive, killed
     interrupted: bool = False  # a Ctrl-C ended the wait for them
+    problem: str = ""  # why nothing was checked, killed or removed (the run could not leave)
+
+    def lines(self, directory: Path) -> list[str]:
+        """What the run left in `directory`, its cgroup, in words (one error line each)."""
+        lines = [self.problem] if self.problem else []
+        if self.cgroups:
+            lines.append(f"this run left {len(self.cgroups)} cgroup(s) behind in {directory} "
+                         f"(tests must remove every cgroup they make): {' '.join(self.cgroups)}")
+        if self.processes:
+            lines.append(f"this run left {len(self.processes)} process(es) running, killed now: "
+                         + "; ".join(self.processes))
+        return lines
 
 
 def begin() -> SessionCgroup | str:
@@ -75,8 +87,9 @@ def end(cgroup: SessionCgroup) -> Leftovers:
     is left is killed and removed all the same (`interrupted`)."""
     try:
         (cgroup.home / "cgroup.procs").write_text(str(os.getpid()))
-    except OSError:
-        return Leftovers([], [f"cannot leave {cgroup.directory}"])
+    except OSError as e:  # (was: "left 1 process(es) running, killed now: cannot leave ...")
+        return Leftovers([], [], problem=f"this run cannot leave its cgroup {cgroup.directory} for "
+                         f"{cgroup.home} ({e}): what it left there is neither checked, killed nor removed")
     try:
         _wait_emptied(cgroup.directory, EXIT_SECS)
     except KeyboardInterrupt:  # (was: it ended there, the processes alive, in the cgroup, for good)
