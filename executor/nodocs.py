@@ -42,8 +42,8 @@ literals), so `install()` has every module imported after it compiled without th
   unpack of the zipapp, which has none). `python -m executor.codecache`, which an
   installer runs, writes the files of every module each command imports.
 - A file under `nodoc/` is code that root may run, so it is read only when no other user
-  could have chosen it: every level from `nodoc/` down, and the file, a directory (a regular
-  file, never a symlink) of this user's or root's that no one else may write (`owner_only`:
+  could have chosen it: the code cache directory, every level from `nodoc/` down, and the
+  file, a directory (a regular file, never a symlink) of this user's or root's that no one else may write (`owner_only`:
   nor a group but the user's own). Else the module loads as Python loads it, and nothing is
   written there: a tree made before its levels were 0755 (0777 under a umask of 0) is
   ignored so until the warm step moves it aside and writes it again
@@ -194,13 +194,15 @@ def _kept_data(path: str) -> bytes | None:
 
 
 def _closed_dir(directory: str) -> bool:
-    """Whether `directory`, `nodoc/` or a level below it, and each level between, is a
+    """Whether `directory`, `nodoc/` or a level below it, and each level between, and the
+    code cache directory above `nodoc/` (the package's `__pycache__` by default), is a
     directory of this user's or root's that no one else may write (`owner_only`), once a
     process (a missing one is made by this user, 0755: `set_data`)."""
     known = _closed.get(directory)
     if known is not None:
         return known
-    if directory != _nodoc and not _closed_dir(os.path.dirname(directory)):
+    above = _elsewhere if directory == _nodoc else os.path.dirname(directory)
+    if directory != _elsewhere and not _closed_dir(above):  # (the cache directory: itself only)
         verdict = False
     else:
         try:
