@@ -37,7 +37,7 @@ from tests.support.users import stoker_as
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
-FREEZER = "/sys/fs/cgroup/freezer"
+FREEZER = cgroup_support.FREEZER  # the test run's own (tests/support/sessioncgroup.py)
 
 # A run that, once let go (a line on stdin: it is in the cgroup by then), double-forks a
 # daemon into a session of its own, which writes its pid to argv[1], and then sleeps.

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import proc_scan, sessioncgroup
+from tests.support.cgroups import FREEZER
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
@@ -77,6 +78,30 @@ def test_a_run_that_leaves_a_task_cgroup_fails_naming_it_and_what_it_left_is_rem
     assert "left 1 cgroup(s) behind" in said and "stoker-0123456789abcdef" in said, said
     assert f"left 1 process(es) running, killed now: {sleeper} sleep 1000" in said, said
     assert not proc_scan.is_live(sleeper)  # its cgroup was empty before it was removed
+
+
+# As a test giving STOKER_CGROUPS=DIR for the v1 freezer leaks: a task cgroup there.
+LEAKS_FREEZER = """
+from pathlib import Path
+from tests.support.cgroups import FREEZER
+
+def test_leaks(tmp_path):
+    (Path(FREEZER) / "stoker-fedcba9876543210").mkdir()
+    (tmp_path.parent.parent / "made").write_text(FREEZER)
+"""
+
+
+def test_a_run_that_leaves_a_task_cgroup_in_its_v1_freezer_one_fails_naming_it(tmp_path, own_cgroup):
+    """Was: a `stoker-*` left where a test's STOKER_CGROUPS=DIR for the v1 freezer made it
+    (the freezer hierarchy's root, outside the run's cgroup2 one) stayed, unseen."""
+    if not os.path.isdir(FREEZER):
+        pytest.skip("no v1 freezer hierarchy here")
+    status, said = _pytest(tmp_path, LEAKS_FREEZER, own_cgroup)
+    inner = Path((tmp_path / "made").read_text())
+    assert inner.parent == Path(FREEZER) and inner.name.startswith(sessioncgroup.PREFIX), inner  # the run's own
+    assert status == 1 and "1 passed" in said, said
+    assert "left 1 cgroup(s) behind" in said and str(inner / "stoker-fedcba9876543210") in said, said
+    assert not inner.exists(), said  # removed, with the run's own
 
 
 def test_a_clean_run_passes_and_leaves_nothing(tmp_path, own_cgroup):
