@@ -130,10 +130,10 @@ class TaskCgroup:
             except FileNotFoundError:
                 return None
             except OSError as e:
-                if time.monotonic() >= deadline:
-                    left = len(self.members())
-                    return problem or (f"cannot remove {self.directory}: {describe_os_error(e)} "
-                                       f"({left} processes still in it after {timeout_secs} s)")
+                if time.monotonic() >= deadline:  # both said: the kill's failure, and what it left
+                    left = (f"cannot remove {self.directory}: {describe_os_error(e)} "
+                            f"({len(self.members())} processes still in it after {timeout_secs} s)")
+                    return f"{problem}; {left}" if problem else left
                 if e.errno == errno.EBUSY and _remove_below(self.directory):
                     continue  # the cgroups a member made below it were what held it
             _wait_emptied(self.directory, deadline)  # SIGKILLed members take a moment to leave
