@@ -308,7 +308,10 @@ def lost_cgroups(name: str, pids: Iterable[int]) -> set[str]:
     """The directories of the cgroups named `name` (a lost attempt's `stoker-ID`) that `pids`
     are in, or below, as the kernel shows them (/proc/PID/cgroup: read before they are
     killed), and those below the cgroups this process is in (where a run in the same
-    session made it)."""
+    session made it). A name that is not one path component (a planted checkpoint's marker)
+    has none."""
+    if "/" in name or "\0" in name or name in (".", ".."):
+        return set()
     try:
         mountinfo = _read("/proc/self", "mountinfo")
         texts = [_read("/proc/self", "cgroup")]

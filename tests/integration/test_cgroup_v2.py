@@ -204,6 +204,24 @@ def test_a_run_in_a_cgroup_below_the_task_s_that_froze_itself_is_killed_too(how,
         cgroups.release(made)
 
 
+def test_a_lost_attempt_s_cgroup_is_one_named_so_never_a_path_its_marker_leads_to():
+    """A re-run removes a lost attempt's `stoker-MARKER16` (`leftovers.end_lost_attempts`);
+    the marker is the sandbox's checkpoint's, which the task may write: one with `/../`
+    must not name another cgroup (here an empty one beside it, which an rmdir removes)."""
+    root = v2_root()
+    tag = uuid.uuid4().hex[:8]
+    made = [root / f"stoker-{tag}", root / f"stoker-{tag}" / "x", root / f"other-{tag}"]
+    try:
+        for directory in made:
+            directory.mkdir()
+        assert cgroups.lost_cgroups(f"stoker-{tag}", []) == {str(made[0])}
+        assert cgroups.lost_cgroups(f"stoker-{tag}/x/../../other-{tag}", []) == set()
+    finally:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
 def test_the_supervising_process_in_its_task_cgroup_is_never_killed_with_it():
     v2_root()
     made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", "auto")
