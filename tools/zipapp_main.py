@@ -17,6 +17,8 @@ Owns three decisions taken before shiv unpacks the bundled dependencies:
   hands the sandbox to the task's role, and code it imports later must not come from a
   directory the role owns, so it unpacks into ROOT_CACHE (root-owned, mode 0700, checked
   before use), and into the sandbox only when that cannot be had.
+The home's `site-packages` is checked again just before it goes on sys.path (`_Site`), and
+a Ctrl-C as it loads exits 130 without a traceback, as `stoker` does.
 It must never set SHIV_ROOT (or anything else) in the environment, so the task's processes
 inherit nothing from the packaging. It runs on any Python 3 far enough to print the version
 error, so it uses no syntax newer than 3.5.
