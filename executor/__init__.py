@@ -88,7 +88,7 @@ def forget_relative_pythonpath() -> None:
     searches them before the standard library and Stoker's own packages, so a project's
     `config.py` stood in for Stoker's `config` package (a traceback), and a file a job
     fetched into its Mesos sandbox (the executor's working directory) was imported by the
-    executor, as root. Stoker's own directory (a checkout run in place) stays; the task's
+    executor, as root. A directory searched anyway stays (`_searched_anyway`); the task's
     processes still get PYTHONPATH as it was given (docs/contract.md §8)."""
     import os
     import sys
@@ -96,10 +96,31 @@ def forget_relative_pythonpath() -> None:
     given = "" if sys.flags.ignore_environment else os.environ.get("PYTHONPATH", "")
     if not given:
         return
-    relative = {os.path.abspath(entry) for entry in given.split(os.pathsep) if not os.path.isabs(entry)}
-    relative.discard(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout run in place
+    entries = given.split(os.pathsep)
+    relative = {os.path.abspath(entry) for entry in entries if not os.path.isabs(entry)}
     if relative:
+        relative -= _searched_anyway(entries)
         sys.path[:] = [entry for entry in sys.path if entry not in relative]
+
+
+def _searched_anyway(entries: "list[str]") -> "set[str]":
+    """The directories searched whatever PYTHONPATH's relative entries: its absolute ones
+    (the operator's), Stoker's own (a checkout run in place), the standard library's and
+    site's (Python lists each once: run from one of them, the relative entry's place was its
+    only one, and `__future__` or attrs could no longer be imported)."""
+    import os
+    import sys
+
+    kept = {os.path.normpath(entry) for entry in entries if os.path.isabs(entry)}
+    stdlib = os.path.dirname(os.__file__)
+    kept.update((os.path.dirname(os.path.dirname(os.path.abspath(__file__))), stdlib,
+                 os.path.join(stdlib, "lib-dynload")))
+    site = sys.modules.get("site")  # not with -S
+    if site is not None:
+        kept.update(site.getsitepackages())
+        if site.ENABLE_USER_SITE:
+            kept.add(site.getusersitepackages())
+    return kept
 
 
 def _as_stoker() -> None:
