@@ -161,8 +161,8 @@ def leave(status: int) -> "NoReturn":
     """`sys.exit(status)`; but under Python's inspect mode (`-i`, PYTHONINSPECT), which takes
     a SystemExit for an error (its traceback, exit status 1, and then, on a terminal, a `>>>`
     prompt waiting where the command had ended), the process ends as that exit would end it:
-    its other threads that are not daemons waited for, atexit's functions run, the standard
-    streams flushed, exit `status`."""
+    threading's exit hooks run and its other threads that are not daemons waited for, atexit's
+    functions run, the standard streams flushed, exit `status`."""
     import sys
 
     if not sys.flags.inspect:
@@ -171,9 +171,9 @@ def leave(status: int) -> "NoReturn":
     import os
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    threading._shutdown()  # type: ignore[attr-defined]  # as Python's own exit: threading's
+    # exit hooks (a thread pool's idle workers told to end; joined before them, they hung the
+    # process for ever), then the threads that are not daemons waited for
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
