@@ -193,7 +193,11 @@ def forget_working_directory() -> None:
     import sys
 
     forget_relative_pythonpath()
-    if not sys.path or sys.path[0] not in ("", os.getcwd()):
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:  # deleted: `-m` put no working directory on sys.path (was: a traceback)
+        return
+    if not sys.path or sys.path[0] not in ("", here):
         return
     ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if os.path.realpath(sys.path[0] or os.curdir) != os.path.realpath(ours):

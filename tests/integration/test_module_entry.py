@@ -63,3 +63,16 @@ def test_pythons_own_directories_stay_searched_from_a_working_directory_among_th
     # (or attrs) could not be imported any more (a traceback as Stoker loaded)
     path = _search_path(own, os.pathsep + str(REPO))
     assert own in path
+
+
+@pytest.mark.parametrize("module", [["executor", "--version"], ["executor.codecache", "cli"]])
+def test_a_deleted_working_directory_is_no_traceback(tmp_path, module):
+    # `-m` puts no working directory on sys.path when there is none: os.getcwd() raised
+    # FileNotFoundError as Stoker looked for it (a traceback, exit 1)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path / "cache")}
+    script = 'cd "$1" && rmdir "$1" && shift && exec "$@"'
+    done = subprocess.run(["sh", "-c", script, "sh", str(gone), sys.executable, "-m", *module], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
