@@ -19,7 +19,7 @@ import re
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pystachio import Ref
 
@@ -80,13 +80,13 @@ class _Run:
         self.files.add(str(path))
         if self.sources is not None:
             self.sources[str(path)] = text
-        # optimize=0: the config's own `assert`s run however Stoker's interpreter was started
-        # (`-O`, PYTHONOPTIMIZE stripped them: the job ran, and its plan, kept, served the
-        # runs without -O as well); a config means what it says, as under Aurora's client.
-        # Compiled and run with every warning ignored (`load_jobs`), whatever PYTHONWARNINGS or
-        # -W say: `error` made an invalid escape ('\\d' in a plain string) a syntax error, where a
-        # plan kept by an earlier run served the same file; `default` printed it on a fresh plan
-        code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
+        # optimize=0: the config's `assert`s run under `-O` too (stripped, the job ran, and its
+        # plan, kept, served the runs without -O); compiled with every warning ignored, whatever
+        # -W says: `error` made an invalid escape ('\\d') a syntax error, where a kept plan
+        # served the same file; `default` printed it on a fresh plan only
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
         self.stack.append(path)
         try:
             exec(code, self.namespace)
@@ -126,6 +126,15 @@ def _not_utf8(data: bytes, at: int) -> str:
             "(a config is UTF-8 text: save it as UTF-8)")
 
 
+def _shown_not_raised() -> None:
+    """Within `catch_warnings`: the filters as given (-W), an `error` one as `default`: the
+    config's own `warnings.warn` is shown, as Aurora's client shows it, never raised (was:
+    every warning ignored, the config's own too)."""
+    given = [("default", *rule[1:]) if rule[0] == "error" else rule for rule in warnings.filters]
+    warnings.resetwarnings()  # a public way to tell the registries the filters changed
+    cast("list[Any]", warnings.filters).extend(given)  # typeshed: a Sequence
+
+
 def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[Any]:
     """The jobs a config file defines, in file order (not yet validated). `sources`, if
     given, receives the text of every file read, by path: this one and each it `include()`d
@@ -144,8 +153,8 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
     run = _Run(sources)
     run.stack.append(path)  # so errors before the first frame still name the file
     try:
-        with warnings.catch_warnings():  # see `_Run.run`
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():
+            _shown_not_raised()
             run.run(path, text)
     except KeyboardInterrupt:  # a Ctrl-C while it ran: the command's to handle (exit 130)
         raise

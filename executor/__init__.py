@@ -88,7 +88,7 @@ def forget_relative_pythonpath() -> None:
     searches them before the standard library and Stoker's own packages, so a project's
     `config.py` stood in for Stoker's `config` package (a traceback), and a file a job
     fetched into its Mesos sandbox (the executor's working directory) was imported by the
-    executor, as root. Stoker's own directory (a checkout run in place) stays; the task's
+    executor, as root. A directory searched anyway stays (`_searched_anyway`); the task's
     processes still get PYTHONPATH as it was given (docs/contract.md §8)."""
     import os
     import sys
@@ -96,10 +96,31 @@ def forget_relative_pythonpath() -> None:
     given = "" if sys.flags.ignore_environment else os.environ.get("PYTHONPATH", "")
     if not given:
         return
-    relative = {os.path.abspath(entry) for entry in given.split(os.pathsep) if not os.path.isabs(entry)}
-    relative.discard(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout run in place
+    entries = given.split(os.pathsep)
+    relative = {os.path.abspath(entry) for entry in entries if not os.path.isabs(entry)}
     if relative:
+        relative -= _searched_anyway(entries)
         sys.path[:] = [entry for entry in sys.path if entry not in relative]
+
+
+def _searched_anyway(entries: "list[str]") -> "set[str]":
+    """The directories searched whatever PYTHONPATH's relative entries: its absolute ones
+    (the operator's), Stoker's own (a checkout run in place), the standard library's and
+    site's (Python lists each once: run from one of them, the relative entry's place was its
+    only one, and `__future__` or attrs could no longer be imported)."""
+    import os
+    import sys
+
+    kept = {os.path.normpath(entry) for entry in entries if os.path.isabs(entry)}
+    stdlib = os.path.dirname(os.__file__)
+    kept.update((os.path.dirname(os.path.dirname(os.path.abspath(__file__))), stdlib,
+                 os.path.join(stdlib, "lib-dynload")))
+    site = sys.modules.get("site")  # not with -S
+    if site is not None:
+        kept.update(site.getsitepackages())
+        if site.ENABLE_USER_SITE:
+            kept.add(site.getusersitepackages())
+    return kept
 
 
 def _as_stoker() -> None:
@@ -140,8 +161,8 @@ def leave(status: int) -> "NoReturn":
     """`sys.exit(status)`; but under Python's inspect mode (`-i`, PYTHONINSPECT), which takes
     a SystemExit for an error (its traceback, exit status 1, and then, on a terminal, a `>>>`
     prompt waiting where the command had ended), the process ends as that exit would end it:
-    its other threads that are not daemons waited for, atexit's functions run, the standard
-    streams flushed, exit `status`."""
+    threading's exit hooks run and its other threads that are not daemons waited for, atexit's
+    functions run, the standard streams flushed, exit `status`."""
     import sys
 
     if not sys.flags.inspect:
@@ -150,9 +171,9 @@ def leave(status: int) -> "NoReturn":
     import os
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    threading._shutdown()  # type: ignore[attr-defined]  # as Python's own exit: threading's
+    # exit hooks (a thread pool's idle workers told to end; joined before them, they hung the
+    # process for ever), then the threads that are not daemons waited for
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -172,7 +193,11 @@ def forget_working_directory() -> None:
     import sys
 
     forget_relative_pythonpath()
-    if not sys.path or sys.path[0] not in ("", os.getcwd()):
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:  # deleted: `-m` put no working directory on sys.path (was: a traceback)
+        return
+    if not sys.path or sys.path[0] not in ("", here):
         return
     ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if os.path.realpath(sys.path[0] or os.curdir) != os.path.realpath(ours):

@@ -47,7 +47,33 @@ if sys.version_info < (3, 11):
     )
     sys.exit(2)
 
-import _bootstrap  # noqa: E402  (after the Ctrl-C hook and the version check)
+
+def _forget_relative_pythonpath():
+    """PYTHONPATH's directories relative to the working directory (an empty entry, `.`,
+    `lib`) off sys.path before shiv's bootstrap imports `zipfile`, `shutil`, `hashlib`...:
+    under Mesos that directory is the sandbox, and a file the job fetched there was imported,
+    as root, before Stoker's own first line (`executor.forget_relative_pythonpath`, whose
+    twin this is: that package is not unpacked yet) took the entry off. A directory searched
+    anyway stays: one given absolutely too, the standard library's, site's."""
+    given = "" if sys.flags.ignore_environment else os.environ.get("PYTHONPATH", "")
+    entries = given.split(os.pathsep) if given else []
+    relative = set(os.path.abspath(entry) for entry in entries if not os.path.isabs(entry))
+    if not relative:
+        return
+    stdlib = os.path.dirname(os.__file__)
+    kept = set(os.path.normpath(entry) for entry in entries if os.path.isabs(entry))
+    kept.update((stdlib, os.path.join(stdlib, "lib-dynload")))
+    site = sys.modules.get("site")  # not with -S
+    if site is not None:
+        kept.update(site.getsitepackages())
+        if site.ENABLE_USER_SITE:
+            kept.add(site.getusersitepackages())
+    sys.path[:] = [entry for entry in sys.path if entry not in relative - kept]
+
+
+_forget_relative_pythonpath()
+
+import _bootstrap  # noqa: E402  (after the Ctrl-C hook, the version check and the working directory's removal from sys.path)
 
 _shiv_cache_path = _bootstrap.cache_path
 

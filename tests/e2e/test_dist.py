@@ -444,3 +444,16 @@ def test_every_python_from_3_11_runs_a_task_with_stoker_run_and_as_executor_with
                              tmp_path / f"executor-{version[0]}.{version[1]}", task_info)
         assert "Traceback" not in log and not PYTHON_WARNING.search(log), (python, log[-3000:])
     print(f"stoker run and stoker executor checked with {sorted(by_version)}")
+
+
+def test_nothing_is_imported_from_a_pythonpath_entry_relative_to_the_working_directory(app, tmp_path):
+    # an agent's `PYTHONPATH=:/opt/lib` (an empty entry: the working directory, the Mesos
+    # sandbox): shiv's bootstrap imported the job's fetched zipfile.py, shutil.py, ... (as root)
+    # before Stoker's first line took the entry off
+    for name in ("fnmatch", "hashlib", "ipaddress", "shutil", "zipfile"):
+        (tmp_path / f"{name}.py").write_text(f"import sys\nsys.stderr.write('planted {name} imported\\n')\n")
+    env = {**app["env"], "PYTHONPATH": os.pathsep + "/nonexistent/lib"}
+    done = subprocess.run([app["python"], str(app["dir"] / "stoker.pyz"), "--version"], cwd=tmp_path, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout.startswith("stoker ")

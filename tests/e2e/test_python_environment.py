@@ -80,6 +80,24 @@ def test_a_config_means_the_same_under_any_python_warnings_filter(tmp_path, warn
     assert len(list(plans.glob("*.bin"))) == 1
 
 
+WARNS = """
+    import warnings
+    warnings.warn('the old include is going away')
+""" + ESCAPED
+
+
+@pytest.mark.parametrize("warnings", ["", "error"])
+def test_a_configs_own_warning_is_shown_and_never_fails_it(tmp_path, warnings):
+    # the config's own `warnings.warn` (a shared include saying it is going away) was never
+    # shown once every warning was ignored while it ran; Aurora's client shows it
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(WARNS))
+    proc = run_to_end(tmp_path, config, {"PYTHONWARNINGS": warnings, "STOKER_PLAN_CACHE": "off"})
+    assert proc.proc.returncode == 0, proc.stdout() + proc.stderr()
+    assert f"{config}:3: UserWarning: the old include is going away" in proc.stderr()
+    assert "escape" not in proc.stderr()
+
+
 SAY = """
     jobs = [Job(cluster='local', role='me', environment='test', name='said',
                 task=Task(processes=[Process(name='say', cmdline='echo said')],

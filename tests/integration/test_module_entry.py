@@ -3,13 +3,16 @@ that has a `config.py` or a `config/` package of its own: `-m` puts the working 
 first on sys.path, and Stoker's top-level package is also named `config`."""
 from __future__ import annotations
 
+import json
 import os
+import site
 import subprocess
 import sys
 
 import pytest
 
 import executor
+from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,3 +35,44 @@ def test_a_projects_config_in_the_working_directory_does_not_stand_in_for_stoker
                           capture_output=True, text=True, timeout=60)
     assert (warm.returncode, warm.stderr) == (0, "")
     assert list((tmp_path / "cache").glob("attrs-cli.*.bin"))
+
+
+def _search_path(cwd: str, pythonpath: str) -> list[str]:
+    """sys.path of a Python started in `cwd` with `pythonpath`, once Stoker's package has
+    taken PYTHONPATH's relative directories off it (what `stoker` does as it loads)."""
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    code = "import json, sys, executor; executor.forget_relative_pythonpath(); print(json.dumps(sys.path))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_directory_given_absolutely_stays_searched_when_a_relative_entry_names_it_too(tmp_path):
+    # `PYTHONPATH=lib:/srv/app/lib`, run from /srv/app: the absolute entry, the operator's
+    # choice, was taken off with the relative one (both the same directory)
+    (tmp_path / "lib").mkdir()
+    absolute = str(tmp_path / "lib")
+    path = _search_path(str(tmp_path), os.pathsep.join(["lib", absolute, str(REPO)]))
+    assert absolute in path
+
+
+@pytest.mark.parametrize("own", [os.path.dirname(os.__file__), site.getsitepackages()[0]])
+def test_pythons_own_directories_stay_searched_from_a_working_directory_among_them(own):
+    # run from the standard library's directory (or site-packages) with an empty entry:
+    # Python searches that directory once, at the entry's place; taken off, `__future__`
+    # (or attrs) could not be imported any more (a traceback as Stoker loaded)
+    path = _search_path(own, os.pathsep + str(REPO))
+    assert own in path
+
+
+@pytest.mark.parametrize("module", [["executor", "--version"], ["executor.codecache", "cli"]])
+def test_a_deleted_working_directory_is_no_traceback(tmp_path, module):
+    # `-m` puts no working directory on sys.path when there is none: os.getcwd() raised
+    # FileNotFoundError as Stoker looked for it (a traceback, exit 1)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path / "cache")}
+    script = 'cd "$1" && rmdir "$1" && shift && exec "$@"'
+    done = subprocess.run(["sh", "-c", script, "sh", str(gone), sys.executable, "-m", *module], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
