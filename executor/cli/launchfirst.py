@@ -133,9 +133,11 @@ def fork_ahead() -> None:
     if inputs is None or _threading_started():
         return
     try:
-        # what the child plans with and the supervisor uses too (the plan's classes, the plan
-        # cache); not `socket`, which the child loads to probe a job's ports, and which the
-        # supervisor no longer loads (its control socket is `_socket`'s: executor/host/control.py)
+        # what the child plans with and the supervisor uses too (the plan's classes, its plain
+        # form); not the plan cache, whose `logging` and settings the child never uses (loaded
+        # after the fork, beside its planning: executor/local/planform.py); nor `socket`, which
+        # the child loads to probe a job's ports, and which the supervisor no longer loads (its
+        # control socket is `_socket`'s: executor/host/control.py)
         import executor.local.planning  # noqa: F401
 
         _ahead = _fork_ahead(inputs)

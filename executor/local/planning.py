@@ -6,7 +6,7 @@ modules loaded for it. Done in the supervisor, whatever the file does would stay
 the task's whole life: the modules (1.7 MiB of the supervisor's memory), and anything the
 code changed in the process (its environment, its signal handlers, a thread it started, a
 module it patched). `plan_apart` forks a child that plans (`config.plan.plan_job`) and
-sends the plan back through a pipe in the plan cache's plain form (`plancache.encode`),
+sends the plan back through a pipe in the plan cache's plain form (`planform.encode`),
 or the ConfigError's message and problems, which the parent raises again; the child then
 ends with `os._exit`. Output the config prints reaches the same stdout and stderr as before.
 As in Aurora, where the client evaluates the config and the executor never sees it, the
@@ -31,14 +31,13 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, open_problem, plan_job
 from executor.host.early import die_with
-from executor.local import plancache
+from executor.local import planform
 from executor.local.planahead import Inputs, PlanAhead
 from executor.local.planfiles import allocate_ports
 
@@ -152,12 +151,14 @@ def _child(plan: Plan, write_end: int) -> NoReturn:
         try:
             with _bounded(PLAN_TIMEOUT_SECS):
                 result, sources, problem = _here(plan)
-            answer: tuple = ("plan", plancache.encode(result), sources, problem)
+            answer: tuple = ("plan", planform.encode(result), sources, problem)
         except ConfigError as exc:
             answer = ("error", str(exc), list(exc.problems))
         except ConfigTimeout:  # outside the config's code (reading it): no line to name
             answer = ("timeout", PLAN_TIMEOUT_SECS)
         except Exception:  # a bug, not the config's fault: its traceback, for the parent to show
+            import traceback  # only then (with `textwrap`): a child that plans never needs it
+
             answer = ("crash", traceback.format_exc())
         data = marshal.dumps(answer)
         while data:
@@ -204,7 +205,7 @@ def _result(data: bytes, status: int, source: str, decoded: object = None) -> Pl
                           "that never ends, such as a FIFO nobody writes to?), so planning was stopped")
     if answer[0] == "crash":
         raise RuntimeError(f"planning the job failed in its process:\n{answer[1]}")
-    plan = plancache.decode(answer[1]) if decoded is None else decoded
+    plan = planform.decode(answer[1]) if decoded is None else decoded
     assert isinstance(plan, JobPlan)
     return plan, answer[2], answer[3]
 
