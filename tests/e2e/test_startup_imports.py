@@ -164,7 +164,9 @@ NOT_IN_RUN = NEVER | {
 # first run's planning child, forked before the plan cache loads, never loads `logging`,
 # `traceback` or the run's settings: they load in the supervisor after the fork, beside its
 # planning, not before it.
-RUN_STOKER_MODULES = 109
+# 110: the schema's `Struct` (`config.schema.shared`, in the planning child only): each type
+# the schema's structs name made once, not again in each struct that names it.
+RUN_STOKER_MODULES = 110
 RUN_AGAIN_STOKER_MODULES = 97
 # Loaded as a process ends, and only when it compiled something its code cache file lacks
 # (`codecache.save()`): whether it did depends on what ran before, not on the job.
