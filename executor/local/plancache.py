@@ -40,14 +40,15 @@ from typing import Any
 
 from config.plan import JobPlan
 from config.settings import RunSettings
+from config.spec import LogDestination, LogMode
 from executor.host.replacefile import make_dirs, trusted_path
 from executor.local import planfiles
 from executor.local.planfiles import cache_dir
 from executor.local.planform import decode, encode
 from executor.logs import log_event
 
-__all__ = ["KEEP", "Lease", "cache_dir", "decode", "encode", "entry_stem", "keep_launch", "lease", "lookup",
-           "plan_key", "store"]
+__all__ = ["KEEP", "Lease", "cache_dir", "decode", "encode", "entry_stem", "first_wave", "keep_launch", "lease",
+           "lookup", "plan_key", "store"]
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,18 @@ def keep_launch(directory: str, key: tuple[Any, ...], sources: Mapping[str, str]
     except (OSError, ValueError) as exc:
         log_event(logger, logging.DEBUG, "plan_cache_not_kept",
                   reason=f"could not keep the launch record in {directory}: {exc}")
+
+
+def first_wave(plan: JobPlan) -> list[str] | None:
+    """The processes the planner starts first in `plan` (run 0 of each), which an early
+    start may start; None when there are none, or one's logger is not a plain file (the
+    early start makes only plain log files)."""
+    from executor.task.planner import Planner  # loaded for the task anyway (not for the cache's look-up)
+
+    names = [start.process for start in Planner(plan.spec.task).decide(0.0).start]
+    loggers = [plan.spec.task.process(name).logger for name in names]
+    plain = all(lg.destination is LogDestination.FILE and lg.mode is LogMode.STANDARD for lg in loggers)
+    return names if names and plain else None
 
 
 def launch_fields(plan: JobPlan, wave: list[str], secrets: tuple[str, ...]) -> dict[str, Any]:
