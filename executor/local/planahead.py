@@ -28,9 +28,12 @@ the supervisor adopts them. Probed again so (the shared VM at a load of 3.5 to 8
 child's answer came before the end of the supervisor's imports in some runs and after in
 others, each 70 to 240 ms after the fork as the load went: the child's own work is on the
 path as much as the supervisor's imports. In one process, for hello_world: the config
-language's imports 20-25 ms (pystachio's schema classes the most, `config.schema.aurora`),
-the plan 6; `inspect` and `pprint` no longer load for pystachio (`executor/deferred.py`), nor
-are the language's attrs classes compiled again (`executor/codecache.py`, `plan`). Probed
+language's imports 20-25 ms (pystachio's schema classes the most, `config.schema.aurora`,
+halved since: `config/schema/shared.py`), the plan 6; `inspect` and `pprint` no longer load
+for pystachio (`executor/deferred.py`), nor are the language's attrs classes compiled again
+(`executor/codecache.py`, `plan`), nor does the child load the plan cache's `logging` and
+settings (`executor/local/planform.py`). `bench/firstrun_timeline.py` gives both processes'
+phases, wall and CPU. Probed
 after those (load 4.4, 3 runs): fork at 117-130, the answer at 171-173, the supervisor's
 settings read and the lease taken at 192-213, its first run spawned 3.5 later. Since, the
 runs start as the answer arrives: `stoker run` reads its settings before it imports the
