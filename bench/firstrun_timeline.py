@@ -7,13 +7,14 @@ Each launch is `bench_launch.launch`'s (a new config of one process, `--sandbox`
 line as "ran"), with `bench/firstrun_tracer.py` loaded before the entry point: its marks give
 each phase (wall and CPU), what the parent does while its child plans, and how long after
 the child's answer the first run was spawned. `--repo` times another checkout (compiled and
-warmed first, as `benchlib.compile_bytecode` does this one): run it interleaved with this
-one's by hand for an A/B. The probes add a few ms (two writes a module): `bench_launch.py`
+warmed first, as `benchlib.compile_bytecode` does this one); with `--against DIR` too, the
+two checkouts' launches alternate, and the paired differences are given (an A/B). The probes add a few ms (two writes a module): `bench_launch.py`
 gives the figures; this gives their parts.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import statistics
@@ -77,7 +78,8 @@ def between(marks: Marks, who: str, begin: str, end: str) -> tuple[float, float]
 
 
 CHILD_STEPS = ("config.loader.load_job", "config.loader.check_bound", "executor.local.planfiles.allocate_ports",
-               "config.bind.bind", "config.plan.open_problem", "executor.local.planform.encode")
+               "config.bind.bind", "config.plan.open_problem", "encode")
+ENCODES = ("executor.local.planform.encode", "executor.local.plancache.encode")  # where it is, where it was
 
 
 def phases(marks: Marks, ran: float) -> dict[str, tuple[float, float]]:
@@ -89,6 +91,8 @@ def phases(marks: Marks, ran: float) -> dict[str, tuple[float, float]]:
     pystachio = between(marks, "C", "load pystachio", "loaded pystachio")
     schema = between(marks, "C", "load config.schema", "loaded config.schema")
     modules = between(marks, "C", "return executor.codecache.also", "call config.loader.load_job")
+    encode = next((name for name in ENCODES if not math.isnan(at(marks, "C", f"call {name}")[0])), ENCODES[0])
+    marks = [(p, w, c, m.replace(encode, "encode")) for p, w, c, m in marks]
     return {
         "P exec -> tracer loaded (the interpreter's start)": (at(marks, "P", "entry")[0], at(marks, "P", "entry")[1]),
         "P tracer -> fork (the entry point's imports)": between(marks, "P", "entry", "forked"),
@@ -97,8 +101,8 @@ def phases(marks: Marks, ran: float) -> dict[str, tuple[float, float]]:
         "C import pystachio": pystachio,
         "C import config.schema": schema,
         "C the other config modules": (modules[0] - pystachio[0] - schema[0], modules[1] - pystachio[1] - schema[1]),
-        **{f"C {name.rsplit('.', 1)[1]}": between(marks, "C", f"call {name}", f"return {name}") for name in CHILD_STEPS},
-        "C encode -> answered and ended": between(marks, "C", "return executor.local.planform.encode", "exit 0"),
+        **{f"C {name.rsplit('.', 1)[-1]}": between(marks, "C", f"call {name}", f"return {name}") for name in CHILD_STEPS},
+        "C encode -> answered and ended": between(marks, "C", "return encode", "exit 0"),
         "C the whole child, fork -> answer": (answered[0] - fork[0], answered[1]),
         "P fork -> settings read (start_first)": between(marks, "P", "forked", "call executor.cli.launchfirst.start_first"),
         "P the child's answer -> start seen": (start[0] - answered[0], nan),
@@ -115,19 +119,31 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/firstrun_timeline.py")
     parser.add_argument("--runs", type=int, default=12)
     parser.add_argument("--repo", type=Path, default=benchlib.REPO)
+    parser.add_argument("--against", type=Path, help="another checkout, its launches interleaved with --repo's "
+                        "(compiled and warmed before, as --repo is here): both columns and the paired difference")
     args = parser.parse_args()
     benchlib.compile_bytecode()
-    rows: dict[str, list[tuple[float, float]]] = {}
+    repos = [args.repo] if args.against is None else [args.against, args.repo]
+    rows: dict[str, list[list[tuple[float, float]]]] = {}
     with benchlib.private_registry(), benchlib.workdir("firstrun") as root:
-        launch(root, -1, args.repo)  # unmeasured: the code cache and docstring-free files warmed
+        for repo in repos:  # unmeasured: the code cache and docstring-free files warmed
+            launch(root, -1 - repos.index(repo), repo)
         for i in range(args.runs):
-            marks, ran, _ = launch(root, i, args.repo)
-            for name, value in phases(marks, ran).items():
-                rows.setdefault(name, []).append(value)
-    print("    wall     CPU  (ms, medians)")
-    for name, values in rows.items():
-        wall, cpu = statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
-        print(f"{wall:8.1f} {cpu:7.1f}  {name}")
+            for j in (range(len(repos)) if i % 2 == 0 else reversed(range(len(repos)))):
+                marks, ran, _ = launch(root, i * len(repos) + j, repos[j])
+                for name, value in phases(marks, ran).items():
+                    rows.setdefault(name, [[] for _ in repos])[j].append(value)
+    if len(repos) == 1:
+        print("    wall     CPU  (ms, medians)")
+    else:
+        print("  A wall   A CPU  B wall   B CPU  B-A wall, paired  (ms, medians; A = --against, B = --repo)")
+    for name, columns in rows.items():
+        cells = []
+        for values in columns:
+            cells += [statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)]
+        if len(columns) == 2:
+            cells.append(statistics.median(b[0] - a[0] for a, b in zip(*columns)))
+        print(" ".join(f"{cell:7.1f}" for cell in cells) + f"  {name}")
     return 0
 
 
