@@ -283,7 +283,7 @@ sys.meta_path.insert(0, Recorder())
 # nor does the child: not `ast` (config.purity walks the compiler's `_ast` trees itself), nor
 # `inspect`: the one name pystachio reads of it (`isclass`), as of `pprint` (`pformat`), is
 # served without it.
-LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "executor.codecache", "config.errors",
+LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "json", "executor.codecache", "config.errors",
                                    "config.plan", "config.spec", "executor.local.planform",
                                    "executor.local.planning"}
 # What the supervisor loads after that fork, beside the child's planning, and the child never
