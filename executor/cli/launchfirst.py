@@ -130,13 +130,14 @@ class _AnswerWatch:
             self.start()
 
     def start(self) -> EarlyStart | None:
-        """The plan's first runs, from the answer (waited for when it has not come)."""
+        """The plan's first runs, from the plan the child sent first (waited for when it has
+        not come; its whole answer, read later by `planning.plan_apart`, comes after)."""
         self.fired = True
-        data, _ = self._ahead.answer()  # kept for `planning.plan_apart`
+        plan = self._ahead.early_plan()
         if stop_pending():  # a container's main process stopped while it loaded: nothing starts
             return None
         try:
-            self.started = _start_ahead(self._ahead, data, *self._first)
+            self.started = _start_ahead(self._ahead, plan, *self._first)
         except Exception:  # whatever it was, there is no early start: the run goes on as ever
             self.started = None
         return self.started
@@ -195,21 +196,20 @@ def fork_ahead() -> None:
         _ahead = None
 
 
-def _start_ahead(ahead: PlanAhead, data: bytes, wanted: tuple[str, str | None],
+def _start_ahead(ahead: PlanAhead, sent: bytes | None, wanted: tuple[str, str | None],
                  environ: Mapping[str, str]) -> EarlyStart | None:
     """A first run's early start: the first runs of the plan the child forked ahead sent
-    (`data`, its answer), started as a re-run's are from its launch record, with the same
-    checks; None when it sent an error (nothing started: the run reports it) or when they
-    may not start early. Its modules are LOAD_WHILE_PLANNING's first (loaded here when the
-    answer came before them)."""
-    answer = marshal.loads(data)
+    (`sent`, before its answer), started as a re-run's are from its launch record, with the
+    same checks; None when it sent none (an error: nothing started, the run reports it) or
+    when they may not start early. Its modules are LOAD_WHILE_PLANNING's first (loaded here
+    when the answer came before them)."""
     directory = planfiles.cache_dir(environ)
-    if answer[0] != "plan" or directory is None:
+    if sent is None or directory is None:
         return None
     from config.settings import AGENT_VARIABLES, SECRET_VARIABLES
     from executor.local import plancache
 
-    plan = ahead.plan = plancache.decode(answer[1])  # the one the run plans with (`planning.plan_apart`)
+    plan = ahead.plan = plancache.decode(marshal.loads(sent))  # the one the run plans with (`planning.plan_apart`)
     wave = plancache.first_wave(plan)
     if wave is None:
         return None

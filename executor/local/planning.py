@@ -38,7 +38,7 @@ from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, open_problem, plan_job
 from executor.host.early import die_with
 from executor.local import planform
-from executor.local.planahead import Inputs, PlanAhead
+from executor.local.planahead import EARLY, Inputs, PlanAhead
 from executor.local.planfiles import allocate_ports
 
 __all__ = ["job_planner", "plan_ahead", "plan_apart"]
@@ -56,15 +56,18 @@ PLAN_TIMEOUT_SECS = 60.0
 _STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}  # raise while loading: cli/start.py
 
 
-def job_planner(inputs: Inputs) -> Plan:
+def job_planner(inputs: Inputs, planned_first: Callable[[JobPlan], None] | None = None) -> Plan:
     """The job of `stoker run`'s settings (`planahead.inputs_of`) planned for this machine:
     loaded, checked, given ports and bound (`config.plan.plan_job`); with why the files it
-    read may plan otherwise another time (`config.plan.open_problem`)."""
+    read may plan otherwise another time (`config.plan.open_problem`). `planned_first` is
+    given the plan as soon as it is made, before that judgement."""
     config, jobkey, bindings, instance, ports, host, user = inputs
 
     def planned(sources: dict[str, str]) -> tuple[JobPlan, str | None]:
         plan = plan_job(config, jobkey, bindings, instance=instance, fixed_ports=dict(ports),
                         hostname=host, user=user, allocate=allocate_ports, sources=sources)
+        if planned_first is not None:
+            planned_first(plan)
         return plan, open_problem(sources)
 
     return planned
@@ -72,8 +75,19 @@ def job_planner(inputs: Inputs) -> Plan:
 
 def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
     """The child the entry point forked (`executor/cli/launch.py`): plans for `inputs` and
-    sends the answer through `write_end`, as `plan_apart`'s child does."""
-    _child(job_planner(inputs), write_end)
+    sends the answer through `write_end`, as `plan_apart`'s child does, with the plan alone
+    first (`planahead.EARLY`), for the first run's early start: it starts the runs from it
+    while this child still judges the config closed or not (`open_problem`), sends the
+    whole answer and ends (1-5 ms, and more on a busy host, that the runs waited for)."""
+    def planned_first(plan: JobPlan) -> None:
+        for stream in (sys.stdout, sys.stderr):  # what the config printed, before anything runs
+            stream.flush()
+        data = marshal.dumps(planform.encode(plan))
+        data = EARLY + len(data).to_bytes(4, "big") + data
+        while data:
+            data = data[os.write(write_end, data):]
+
+    _child(job_planner(inputs, planned_first), write_end)
 
 
 def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the config") -> Planned:
