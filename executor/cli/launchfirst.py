@@ -161,8 +161,8 @@ def _load_while_planning(ahead: PlanAhead, watch: _AnswerWatch | None = None) ->
         except Exception:
             return False
         finally:
-            if watching:
-                sys.meta_path.remove(watch)  # type: ignore[arg-type]
+            if watching and watch in sys.meta_path:  # (not taken out by a module meanwhile)
+                sys.meta_path.remove(watch)
     return True
 
 

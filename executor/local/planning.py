@@ -81,7 +81,8 @@ def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
     whole answer and ends (1-5 ms, and more on a busy host, that the runs waited for)."""
     def planned_first(plan: JobPlan) -> None:
         for stream in (sys.stdout, sys.stderr):  # what the config printed, before anything runs
-            stream.flush()
+            with contextlib.suppress(Exception):  # as at the child's end: a closed or broken stream
+                stream.flush()  # fails the flush, not the plan (its end fails it again, exit 1)
         data = marshal.dumps(planform.encode(plan))
         data = EARLY + len(data).to_bytes(4, "big") + data
         while data:
