@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,13 @@ class _Run:
         self.files.add(str(path))
         if self.sources is not None:
             self.sources[str(path)] = text
-        code = compile(text.removeprefix(BOM), str(path), "exec")
+        # optimize=0: the config's own `assert`s run however Stoker's interpreter was started
+        # (`-O`, PYTHONOPTIMIZE stripped them: the job ran, and its plan, kept, served the
+        # runs without -O as well); a config means what it says, as under Aurora's client.
+        # Compiled and run with every warning ignored (`load_jobs`), whatever PYTHONWARNINGS or
+        # -W say: `error` made an invalid escape ('\\d' in a plain string) a syntax error, where a
+        # plan kept by an earlier run served the same file; `default` printed it on a fresh plan
+        code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
         self.stack.append(path)
         try:
             exec(code, self.namespace)
@@ -137,7 +144,9 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
     run = _Run(sources)
     run.stack.append(path)  # so errors before the first frame still name the file
     try:
-        run.run(path, text)
+        with warnings.catch_warnings():  # see `_Run.run`
+            warnings.simplefilter("ignore")
+            run.run(path, text)
     except KeyboardInterrupt:  # a Ctrl-C while it ran: the command's to handle (exit 130)
         raise
     except BaseException as exc:  # anything else the config raises becomes file:line

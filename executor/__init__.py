@@ -40,6 +40,9 @@ Import rules (tests/unit/test_layering.py fails on a wrong-way import):
 Pure modules (no I/O, threads, clocks or logging; the same test checks their imports) are
 listed in that test; each says so in its docstring.
 """
+TYPE_CHECKING = False  # not `typing`'s: the first of Stoker's modules, loaded by every command
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def _interrupted_quietly() -> None:
@@ -47,13 +50,10 @@ def _interrupted_quietly() -> None:
     point, this package the first of Stoker's modules, before `executor.cli.start.run`
     catches one from its first line: exit 130 without a traceback, as a Ctrl-C at any later
     moment of the start (was: Python's traceback of KeyboardInterrupt, while `executor.cli`
-    and `executor.cli.start` loaded, some 1 ms). Only in a process started as `stoker`: one
-    that imports Stoker's modules keeps Python's handling. Before this line, the interpreter's
-    own start (docs/contract.md §9)."""
+    and `executor.cli.start` loaded, some 1 ms). Before this line, the interpreter's own
+    start (docs/contract.md §9)."""
     import sys
 
-    if not _started_as_stoker(sys.argv, sys.orig_argv):
-        return
     found = sys.excepthook  # a hook set before (a distribution's sitecustomize) gets the rest
 
     def quietly(kind: type[BaseException], value: BaseException, traceback: object) -> None:
@@ -79,7 +79,41 @@ def _started_as_stoker(argv: list[str], orig_argv: list[str]) -> bool:
     return word == "executor" or (word.startswith("-") and word.partition("m")[2] == "executor")
 
 
-_interrupted_quietly()
+def forget_relative_pythonpath() -> None:
+    """The directories PYTHONPATH names relative to the working directory (an empty entry
+    is the working directory itself: `export PYTHONPATH=$PYTHONPATH:/opt/lib` with
+    PYTHONPATH unset) taken off `sys.path`, in a process started as `stoker` (as the package
+    loads, before any other of Stoker's modules), by the entry point (`stoker.pyz`, whose
+    argv[0] is not `stoker`), and by `python -m executor.codecache`: Python
+    searches them before the standard library and Stoker's own packages, so a project's
+    `config.py` stood in for Stoker's `config` package (a traceback), and a file a job
+    fetched into its Mesos sandbox (the executor's working directory) was imported by the
+    executor, as root. Stoker's own directory (a checkout run in place) stays; the task's
+    processes still get PYTHONPATH as it was given (docs/contract.md §8)."""
+    import os
+    import sys
+
+    given = "" if sys.flags.ignore_environment else os.environ.get("PYTHONPATH", "")
+    if not given:
+        return
+    relative = {os.path.abspath(entry) for entry in given.split(os.pathsep) if not os.path.isabs(entry)}
+    relative.discard(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout run in place
+    if relative:
+        sys.path[:] = [entry for entry in sys.path if entry not in relative]
+
+
+def _as_stoker() -> None:
+    """As this package loads in a process started as `stoker`: PYTHONPATH's relative
+    directories off `sys.path`, and the quiet Ctrl-C. A process that only imports Stoker's
+    modules keeps Python's own handling."""
+    import sys
+
+    if _started_as_stoker(sys.argv, sys.orig_argv):
+        forget_relative_pythonpath()
+        _interrupted_quietly()
+
+
+_as_stoker()
 
 BASE_VERSION = "0.1.0"  # setup.py's (a test checks); a build adds the commit to it
 
@@ -102,14 +136,42 @@ def __getattr__(name: str) -> str:
     raise AttributeError(f"module 'executor' has no attribute {name!r}")
 
 
+def leave(status: int) -> "NoReturn":
+    """`sys.exit(status)`; but under Python's inspect mode (`-i`, PYTHONINSPECT), which takes
+    a SystemExit for an error (its traceback, exit status 1, and then, on a terminal, a `>>>`
+    prompt waiting where the command had ended), the process ends as that exit would end it:
+    its other threads that are not daemons waited for, atexit's functions run, the standard
+    streams flushed, exit `status`."""
+    import sys
+
+    if not sys.flags.inspect:
+        sys.exit(status)
+    import atexit
+    import os
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # a reader gone, or no such stream
+            continue
+    os._exit(status)
+
+
 def forget_working_directory() -> None:
     """For `python -m executor` and `python -m executor.codecache`, before they import the
     rest: `-m` puts the working directory first on sys.path, where a project's own
     `config.py` or `config/` would stand in for Stoker's `config` package (an ImportError's
-    traceback). It is taken off again, unless Stoker itself runs from there (a checkout)."""
+    traceback). It is taken off again, unless Stoker itself runs from there (a checkout), and
+    so are PYTHONPATH's relative directories (`forget_relative_pythonpath`)."""
     import os
     import sys
 
+    forget_relative_pythonpath()
     if not sys.path or sys.path[0] not in ("", os.getcwd()):
         return
     ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -373,4 +373,4 @@ if __name__ == "__main__":
 
     from executor import codecachewarm
 
-    sys.exit(codecachewarm.main(sys.argv[1:]))
+    executor.leave(codecachewarm.main(sys.argv[1:]))  # sys.exit, but under -i or PYTHONINSPECT

@@ -114,6 +114,7 @@ def rebuild_open_tree(directory: str | None) -> str:
     level, or '' when it was left as it was. One line on stderr says so."""
     if directory is None:
         return ""
+    _remove_left_aside(directory)
     root = os.path.join(directory, "nodoc")
     level = open_level(root)
     if not level:
@@ -128,6 +129,20 @@ def rebuild_open_tree(directory: str | None) -> str:
     _remove(aside)
     print(f"stoker: {root} written again: {level} may have been written by another user", file=sys.stderr)
     return level
+
+
+def _remove_left_aside(directory: str) -> None:
+    """The `nodoc.PID.HEX.old` trees an earlier step moved aside and could not remove (killed
+    meanwhile, or another user still writing into it) removed now; one that cannot be, at the
+    next step."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        pid, _, rest = name.removeprefix("nodoc.").partition(".")
+        if name.startswith("nodoc.") and pid.isdigit() and rest.endswith(".old"):
+            _remove(os.path.join(directory, name))
 
 
 def _remove(aside: str) -> None:

@@ -42,8 +42,8 @@ literals), so `install()` has every module imported after it compiled without th
   unpack of the zipapp, which has none). `python -m executor.codecache`, which an
   installer runs, writes the files of every module each command imports.
 - A file under `nodoc/` is code that root may run, so it is read only when no other user
-  could have chosen it: every level from `nodoc/` down, and the file, a directory (a regular
-  file, never a symlink) of this user's or root's that no one else may write (`owner_only`:
+  could have chosen it: the code cache directory, every level from `nodoc/` down, and the
+  file, a directory (a regular file, never a symlink) of this user's or root's that no one else may write (`owner_only`:
   nor a group but the user's own). Else the module loads as Python loads it, and nothing is
   written there: a tree made before its levels were 0755 (0777 under a umask of 0) is
   ignored so until the warm step moves it aside and writes it again
@@ -94,8 +94,7 @@ from _frozen_importlib_external import (
 
 TYPE_CHECKING = False  # not `typing`'s: the entry point loads this before anything else
 if TYPE_CHECKING:
-    import _ast
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Mapping
     from types import CodeType, FrameType
     from typing import Any
 
@@ -133,6 +132,10 @@ class NoDocLoader(SourceFileLoader):
         # Python's usable `.pyc` serves a module without a file of ours (not warmed); a stale one of
         # ours (its source edited, or upgraded without the warm step) is compiled again, once
         if not _may_write(kept) or (not _compile_always and not data and _usable_pyc(source_path, header)):
+            return super().get_code(fullname)
+        try:  # only to compile (`executor/nodoccode.py`): a start that compiles nothing never loads it
+            from executor.nodoccode import compile_without_docstrings
+        except ImportError:  # itself, compiled as it loads (its names not defined yet): as Python loads it
             return super().get_code(fullname)
         code = compile_without_docstrings(self.get_data(source_path), source_path)
         # with the source's mode, as a .pyc (typeshed does not list this method of SourceFileLoader)
@@ -194,13 +197,15 @@ def _kept_data(path: str) -> bytes | None:
 
 
 def _closed_dir(directory: str) -> bool:
-    """Whether `directory`, `nodoc/` or a level below it, and each level between, is a
+    """Whether `directory`, `nodoc/` or a level below it, and each level between, and the
+    code cache directory above `nodoc/` (the package's `__pycache__` by default), is a
     directory of this user's or root's that no one else may write (`owner_only`), once a
     process (a missing one is made by this user, 0755: `set_data`)."""
     known = _closed.get(directory)
     if known is not None:
         return known
-    if directory != _nodoc and not _closed_dir(os.path.dirname(directory)):
+    above = _elsewhere if directory == _nodoc else os.path.dirname(directory)
+    if directory != _elsewhere and not _closed_dir(above):  # (the cache directory: itself only)
         verdict = False
     else:
         try:
@@ -326,30 +331,6 @@ def _may_write(path: str) -> bool:
     return os.access(directory, os.W_OK)
 
 
-def compile_without_docstrings(source: bytes, path: str) -> CodeType:
-    """`source`'s module code without docstrings, line numbers and asserts kept. With the
-    compiler's own `_ast` (the `ast` module may be the one being loaded), imported here:
-    making its 120-odd node classes takes 1.4 ms, which a start that compiles nothing saves."""
-    import _ast
-
-    tree = compile(source, path, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)
-    if not isinstance(tree, _ast.Module):  # what "exec" always gives
-        raise TypeError(f"{path}: not a module's syntax tree")
-    for node in _nodes(tree):
-        if not isinstance(node, (_ast.Module, _ast.ClassDef, _ast.FunctionDef, _ast.AsyncFunctionDef)):
-            continue
-        # the docstring and any string statement after it (which would become the docstring;
-        # a statement of nothing but a constant compiles to nothing anyway)
-        while node.body and _is_string(node.body[0]):
-            first = node.body[0]
-            if len(node.body) > 1 or isinstance(node, _ast.Module):  # a module may be empty
-                del node.body[0]
-            else:  # the body's only statement: a `pass` on its line
-                node.body[0] = _ast.Pass(lineno=first.lineno, col_offset=first.col_offset,
-                                         end_lineno=first.end_lineno, end_col_offset=first.end_col_offset)
-    return lines_only(compile(tree, path, "exec", dont_inherit=True))
-
-
 def lines_only(code: CodeType) -> CodeType:
     """`code`, and every code object it holds, with a location table of line numbers only
     (see the docstring): each instruction keeps its line, its columns go."""
@@ -387,29 +368,6 @@ def line_table(code: CodeType) -> bytes:
             table.append(value)
             previous = line
     return bytes(table)
-
-
-def _is_string(statement: _ast.stmt) -> bool:
-    import _ast
-
-    return (isinstance(statement, _ast.Expr) and isinstance(statement.value, _ast.Constant)
-            and isinstance(statement.value.value, str))
-
-
-def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
-    """Every node of `tree` (`ast.walk`'s order does not matter here)."""
-    import _ast
-
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        yield node
-        for field in node._fields:
-            value = getattr(node, field, None)
-            if isinstance(value, list):
-                stack.extend(item for item in value if isinstance(item, _ast.AST))
-            elif isinstance(value, _ast.AST):
-                stack.append(value)
 
 
 def install(environ: Mapping[str, str] = os.environ) -> bool:

@@ -114,14 +114,7 @@ def _end_run_cgroup(config: pytest.Config) -> Leftovers | None:
         return None
     config.stash[_RUN_CGROUP] = "ended"
     left = sessioncgroup.end(cgroup)
-    lines = []
-    if left.cgroups:
-        lines.append(f"this run left {len(left.cgroups)} cgroup(s) behind in {cgroup.directory} "
-                     f"(tests must remove every cgroup they make): {' '.join(left.cgroups)}")
-    if left.processes:
-        lines.append(f"this run left {len(left.processes)} process(es) running, killed now: "
-                     + "; ".join(left.processes))
-    for line in lines:
+    for line in left.lines(cgroup.directory):
         print(f"\nERROR: {line}", file=sys.stderr)
     return left
 

@@ -17,12 +17,27 @@ Owns three decisions taken before shiv unpacks the bundled dependencies:
   hands the sandbox to the task's role, and code it imports later must not come from a
   directory the role owns, so it unpacks into ROOT_CACHE (root-owned, mode 0700, checked
   before use), and into the sandbox only when that cannot be had.
+The home's `site-packages` is checked again just before it goes on sys.path (`_Site`), and
+a Ctrl-C as it loads exits 130 without a traceback, as `stoker` does.
 It must never set SHIV_ROOT (or anything else) in the environment, so the task's processes
 inherit nothing from the packaging. It runs on any Python 3 far enough to print the version
 error, so it uses no syntax newer than 3.5.
 """
 import os
 import sys
+
+
+def _interrupted_quietly(kind, value, traceback, found=sys.excepthook):
+    """A Ctrl-C as stoker.pyz loads (shiv unpacking, Stoker's modules importing; argv[0] is
+    not `stoker`, so executor/__init__.py's hook is not set): exit 130 without a traceback,
+    as `stoker` does. Anything else goes to the hook found."""
+    if not issubclass(kind, KeyboardInterrupt):
+        return found(kind, value, traceback)
+    os._exit(130)
+
+
+if not os.environ.get("SHIV_INTERPRETER"):  # (a Python prompt or `-c` keeps Python's handling)
+    sys.excepthook = _interrupted_quietly
 
 if sys.version_info < (3, 11):
     sys.stderr.write(
@@ -32,7 +47,7 @@ if sys.version_info < (3, 11):
     )
     sys.exit(2)
 
-import _bootstrap
+import _bootstrap  # noqa: E402  (after the Ctrl-C hook and the version check)
 
 _shiv_cache_path = _bootstrap.cache_path
 
@@ -96,6 +111,7 @@ def _home_cache_path(archive, build_id):
         path = _shiv_cache_path(archive, os.path.join(home, ".shiv"), build_id)
         level = _foreign(os.path.join(str(path), "site-packages"))
         if not level:
+            _home_site.append(os.path.join(str(path), "site-packages"))  # checked again (`_Site`)
             return path
         refused.append(level)
     if not refused:  # no home at all (a container's arbitrary uid): was shiv's traceback
@@ -106,9 +122,13 @@ def _home_cache_path(archive, build_id):
             % ("HOME (%s) is not an absolute path" % given if given else "HOME is not set", os.geteuid())
         )
         sys.exit(2)
+    _refuse(refused)
+
+
+def _refuse(levels):
     sys.stderr.write(
         "stoker: error: stoker.pyz will not run code unpacked where another user could change it "
-        "(%s); set SHIV_ROOT to a directory of this user's\n" % ", ".join(refused)
+        "(%s); set SHIV_ROOT to a directory of this user's\n" % ", ".join(levels)
     )
     sys.exit(2)
 
@@ -158,7 +178,26 @@ def _extract_site_packages(archive, target_path, *args, **kwargs):
         os.umask(umask)
 
 
+class _Site:
+    """`site` as shiv's bootstrap sees it: the home's site-packages is checked again
+    (`_foreign`) just before `addsitedir` puts it on sys.path, after the unpack (or in place of
+    it, when it is there already): a level missing at the first check, in a sticky directory
+    (root with HOME=/tmp/x), may have been made since by another user."""
+
+    def __getattr__(self, name):
+        return getattr(_real_site, name)
+
+    def addsitedir(self, sitedir, known_paths=None):
+        level = _foreign(_home_site[-1]) if _home_site else ""
+        if level:
+            _refuse([level])
+        return _real_site.addsitedir(sitedir, known_paths)
+
+
+_home_site = []  # the home's site-packages `_home_cache_path` chose, once checked
+_real_site = _bootstrap.site
 _shiv_extract = _bootstrap.extract_site_packages
+_bootstrap.site = _Site()
 _bootstrap.cache_path = _cache_path
 _bootstrap.extract_site_packages = _extract_site_packages
 _bootstrap.bootstrap()

@@ -230,6 +230,7 @@ def _dropped_record(reason: str, count: int | None = None) -> logging.LogRecord:
 
 
 _json = False  # configured with --log-format json
+_before = sys.__excepthook__  # the hook `configure` replaced: a Ctrl-C goes to it
 
 
 def say(kind: str, message: str) -> None:
@@ -246,7 +247,7 @@ def say(kind: str, message: str) -> None:
 def configure(log_format: str = "text", level: str | int = "INFO", stream: Any = None,
               drop_events: Iterable[str] = (), spooled: bool = False) -> None:
     """`spooled`: records are written by the process's spool (`stoker run`)."""
-    global _json
+    global _json, _before
     _json = log_format == "json"
     handler = QuietHandler(stream or sys.stderr, drop_events, spool() if spooled else None)
     journal = to_journal(handler.stream)
@@ -258,6 +259,8 @@ def configure(log_format: str = "text", level: str | int = "INFO", stream: Any =
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
     logging.captureWarnings(True)
+    if sys.excepthook is not _crashed:  # (configured again: the first one's stays)
+        _before = sys.excepthook
     sys.excepthook = _crashed
     threading.excepthook = _thread_crashed
     sys.unraisablehook = _ignored
@@ -270,9 +273,10 @@ def _utf8(stream: Any) -> bool:
 
 def _crashed(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     """An exception the main thread did not catch (a bug): one CRITICAL record with its
-    traceback, written before the process ends."""
+    traceback, written before the process ends. A Ctrl-C is not one: it goes to the hook
+    set before (`stoker`'s exits 130 without a traceback, executor/__init__.py)."""
     if issubclass(kind, KeyboardInterrupt):
-        sys.__excepthook__(kind, exc, tb)
+        _before(kind, exc, tb)
         return
     log_event(logger, logging.CRITICAL, "crashed", error=f"{kind.__name__}: {exc}",
               exc_info=exc.with_traceback(tb))

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import executor
 from config.errors import ConfigError, in_file
 from config.quickargs import parse as quick_parse
 from config.registry import RegistrySettings
@@ -103,7 +104,7 @@ def run() -> NoReturn:
             pass
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()
            if t is not threading.main_thread()):
-        sys.exit(status)
+        executor.leave(status)
     os._exit(status)
 
 

@@ -69,6 +69,8 @@ import _weakref  # the interpreter's own, loaded at its start (`weakref` is not 
 import os
 import sys
 
+import executor
+
 TYPE_CHECKING = False  # not `typing`'s: importing typing costs `stoker run` 18 ms before its first fork
 if TYPE_CHECKING:
     from collections.abc import Callable, MutableMapping
@@ -134,7 +136,7 @@ def run() -> NoReturn:
         _stop_while_loading(sys.argv[1] if len(sys.argv) > 1 else "")
         _load()()
     except KeyboardInterrupt as interrupt:
-        sys.exit(exit_status(interrupt))
+        executor.leave(exit_status(interrupt))
 
 
 def _stop_while_loading(command: str) -> None:
@@ -164,6 +166,7 @@ def _noted_stop(status: int) -> Stopped:
 
 def _load() -> Callable[[], NoReturn]:
     """Everything the module docstring says, in its order; the command's `run`."""
+    executor.forget_relative_pythonpath()  # done as `executor` loaded, but in stoker.pyz (its argv[0])
     _signals_as_a_supervisor()
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "run" and os.getpid() == 1:  # a container's main process: see the docstring

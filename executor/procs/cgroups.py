@@ -41,7 +41,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -130,10 +130,10 @@ class TaskCgroup:
             except FileNotFoundError:
                 return None
             except OSError as e:
-                if time.monotonic() >= deadline:
-                    left = len(self.members())
-                    return problem or (f"cannot remove {self.directory}: {describe_os_error(e)} "
-                                       f"({left} processes still in it after {timeout_secs} s)")
+                if time.monotonic() >= deadline:  # both said: the kill's failure, and what it left
+                    left = (f"cannot remove {self.directory}: {describe_os_error(e)} "
+                            f"({len(self.members())} processes still in it after {timeout_secs} s)")
+                    return f"{problem}; {left}" if problem else left
                 if e.errno == errno.EBUSY and _remove_below(self.directory):
                     continue  # the cgroups a member made below it were what held it
             _wait_emptied(self.directory, deadline)  # SIGKILLed members take a moment to leave
@@ -302,6 +302,49 @@ def _make(place: Place, home: Place, announce: Callable[[str, str], None]) -> Ta
     _rmdir_quietly(place.directory)
     announce("", "")
     return f"{place.directory} has none of {', '.join(files.values())} (kernel too old)"
+
+
+def lost_cgroups(name: str, pids: Iterable[int]) -> set[str]:
+    """The directories of the cgroups named `name` (a lost attempt's `stoker-ID`) that `pids`
+    are in, or below, as the kernel shows them (/proc/PID/cgroup: read before they are
+    killed), and those below the cgroups this process is in (where a run in the same
+    session made it). A name that is not one path component (a planted checkpoint's marker)
+    has none."""
+    if "/" in name or "\0" in name or name in (".", ".."):
+        return set()
+    try:
+        mountinfo = _read("/proc/self", "mountinfo")
+        texts = [_read("/proc/self", "cgroup")]
+    except OSError:
+        return set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            texts.append(_read(f"/proc/{pid}", "cgroup"))
+    found = {os.path.join(home.directory, name) for home in own_places(texts[0], mountinfo)}
+    for place in (p for text in texts[1:] for p in own_places(text, mountinfo)):
+        parts = place.directory.split("/")
+        if name in parts:
+            found.add("/".join(parts[:len(parts) - parts[::-1].index(name)]))
+    return {d for d in found if os.path.isdir(d)}
+
+
+def remove_emptied(directory: str, timeout_secs: float) -> str | None:
+    """Remove a lost attempt's cgroup (and those below it) once the processes killed in it
+    have left, never killing through it (the kill was by marker); None when it is gone,
+    else why not, in words."""
+    deadline = time.monotonic() + timeout_secs
+    while True:
+        _remove_below(directory)
+        try:
+            os.rmdir(directory)
+            return None
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() >= deadline:
+                return (f"cannot remove {directory}: {describe_os_error(e)} "
+                        f"({sum(len(_read_pids(d)) for d in subtree(directory))} processes in it)")
+        _wait_emptied(directory, deadline)
 
 
 def discard(cgroup: TaskCgroup) -> None:

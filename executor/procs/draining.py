@@ -12,12 +12,13 @@ last of them to die is a child of this process (a subreaper), so the reaper's or
 SIGKILLed, or, when its top exited 0 on its own, becomes the task's daemons
 (`containment.run_ended`).
 
-Called on the reaper thread, for each run's exit (`top_exited`) and reap (`reaped`); `runs`
-and `lock` are the supervisor's.
+Called on the reaper thread, for each run's exit (`top_exited`) and reap (`reaped`), and as
+the task signals its runs (`signalled`); `runs` and `lock` are the supervisor's.
 """
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable
 
@@ -36,6 +37,17 @@ class Drains:
         self._runs = runs
         self._lock = lock
         self._post_exit = post_exit
+
+    def signalled(self, keys: list[tuple[str, int]], sig: int) -> list[RunChild]:
+        """The runs of `keys` (process, run) that `sig` is about to reach, marked so: one
+        SIGTERMed drains when its top exits first (its processes keep the rest of their grace)
+        until a SIGKILL; either is the task's signal (`RunChild.signalled`)."""
+        with self._lock:
+            children = [c for c in (self._runs.get(key) for key in keys) if c is not None]
+            for c in children:
+                c.termed = sig == signal.SIGTERM or (c.termed and sig != signal.SIGKILL)
+                c.signalled = c.signalled or sig in (signal.SIGTERM, signal.SIGKILL)
+        return children
 
     def top_exited(self, child: RunChild, exit_code: int | None) -> None:
         """The top of `child` exited (its zombie unreaped; `exit_code` None: a signal ended

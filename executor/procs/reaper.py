@@ -230,6 +230,13 @@ class Reaper:
             self._users = max(0, self._users - 1)
             self._cond.notify_all()
 
+    def join_unused(self, within_secs: float) -> None:
+        """With no user left (the last `release`d), wait for the thread to end, `within_secs` at
+        most (it ends once no child it watches is left); never from the thread itself."""
+        thread = self._thread
+        if thread is not None and self._users == 0 and thread is not threading.current_thread():
+            thread.join(within_secs)
+
     @property
     def users(self) -> int:
         return self._users

@@ -357,11 +357,7 @@ class Supervisor:
         task-wide SIGTERM to 100 runs costs one, not 100); returns how many were signalled."""
         if self._containment is None or not runs:
             return 0
-        with self._lock:
-            children = [c for c in (self._runs.get(key) for key in runs) if c is not None]
-            for c in children:  # a SIGTERMed run's processes keep their grace (`draining.py`)
-                c.termed = sig == signal.SIGTERM or (c.termed and sig != signal.SIGKILL)
-                c.signalled = c.signalled or sig in (signal.SIGTERM, signal.SIGKILL)
+        children = self._drained().signalled(runs, sig)  # a SIGTERMed run keeps its grace
         entries = tuple(f"{spawn.RUN_MARKER}={spawn.run_marker(self._marker, p, r)}".encode() for p, r in runs)
         if sig == signal.SIGKILL:  # a debugger may hold its end (`unsignalled.py`)
             from executor.procs.unsignalled import say_traced
@@ -445,10 +441,8 @@ class Supervisor:
         self._reaper.release()
         if self._watchdog is not None and let_go:
             self._watchdog.wait_gone(WATCHDOG_EXIT_SECS)
-        thread = self._reaper.thread
-        if (thread is not None and self._reaper.users == 0 and let_go
-                and thread is not threading.current_thread()):
-            thread.join(WATCHDOG_EXIT_SECS)  # the last user: the thread ends after the watchdog
+        if let_go:  # the last user's: the thread ends after the watchdog
+            self._reaper.join_unused(WATCHDOG_EXIT_SECS)
         self._state = SupervisorState.CLOSED
         self._logs.close()
         os.close(self._devnull)

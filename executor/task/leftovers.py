@@ -11,7 +11,10 @@ naming a live supervisor is left alone), SIGKILLs every process still carrying t
 attempt's marker: SIGSTOP first, pass after pass until none is new, as the watchdog does
 (`executor/procs/proctree.kill_until_gone`); then what its watchdog held by pid and start
 time (`heldfile.py`: a daemon that hides the marker), still alive as itself, with its
-descendants, each through a pidfd checked again, when that list is trusted (this user's).
+descendants, each through a pidfd checked again, when that list is trusted (this user's);
+then it removes the attempt's task cgroup (`stoker-` and its marker's first 16 characters),
+once the processes killed leave it, wherever the kernel showed them in it before the kill,
+or below the cgroups this process is in (an empty one an attempt made in the same session).
 A sandbox whose attempts all recorded their end costs one read of the checkpoint and no
 /proc scan; only its headers and task records are parsed (the view `stoker status` replays
 is not loaded on a supervisor's start). Never raises: a checkpoint that cannot be read has
@@ -27,12 +30,13 @@ import attrs
 
 from executor.host import identity
 from executor.host.entry import TERMINAL_STATES
-from executor.procs import proctree
+from executor.procs import cgroups, proctree
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import iter_records
 
 HELD_PASSES = 8  # walks of the held processes' trees at most, as `kill_until_gone`'s passes
+CGROUP_SECS = 2.0  # for the killed to leave the task's cgroup, as `cgrouplife.CGROUP_KILL_SECS`
 
 
 @attrs.frozen(slots=True)
@@ -42,13 +46,15 @@ class LostAttempt:
     number: int
     supervisor_pid: int | None
     killed: tuple[int, ...]  # the pids that still carried its marker, SIGKILLed
+    cgroups: tuple[str, ...] = ()  # its task cgroup: removed, or why it could not be, in words
 
     def describe(self) -> str:
         gone = f"its supervisor (pid {self.supervisor_pid}) died" if self.supervisor_pid \
             else "its supervisor died"
         pids = " ".join(str(p) for p in self.killed)
-        return (f"attempt {self.number} in this sandbox recorded no end ({gone}); "
-                f"killed the {len(self.killed)} process(es) it left running: {pids}")
+        done = [f"killed the {len(self.killed)} process(es) it left running: {pids}"] if self.killed else []
+        return f"attempt {self.number} in this sandbox recorded no end ({gone}); " + \
+            "; ".join(done + list(self.cgroups))
 
 
 def _attempts(docs: Iterable[dict]) -> list[tuple[int, rec.HeaderRecord, str]]:
@@ -112,8 +118,11 @@ def end_lost_attempts(sandbox: Path, pinned: str = "") -> list[LostAttempt]:
     for number, header, state in attempts:
         if _unfinished(header, state):
             entry = f"{TASK_MARKER}={header.marker}".encode()
+            places = cgroups.lost_cgroups(f"stoker-{header.marker[:16]}", proctree.scan_markers((entry,)))
             killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,)))
             killed |= _kill_held(sandbox, header.marker, pinned)
-            if killed:
-                out.append(LostAttempt(number, header.supervisor_pid, tuple(sorted(killed))))
+            removed = tuple(cgroups.remove_emptied(d, CGROUP_SECS) or f"removed its cgroup {d}"
+                            for d in sorted(places))
+            if killed or removed:
+                out.append(LostAttempt(number, header.supervisor_pid, tuple(sorted(killed)), removed))
     return out

@@ -253,6 +253,21 @@ def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback(tmp_path, 
     assert (result.returncode, result.stderr) == (130, "")
 
 
+def test_ctrl_c_after_the_log_is_configured_exits_130_without_a_traceback(tmp_path):
+    """The log's hook for what no code caught (`logsetup._crashed`) handed a Ctrl-C to
+    Python's own hook, not to `stoker`'s quiet one it replaced: a traceback (reproduced: a
+    script named `stoker` that configures the log, then is interrupted)."""
+    script = tmp_path / "stoker"
+    script.write_text("import executor.cli.logsetup as l\nl.configure()\nraise KeyboardInterrupt\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (result.returncode, result.stderr) == (130, "")
+    (tmp_path / "other").write_bytes(script.read_bytes())  # not `stoker`: Python's own handling
+    other = subprocess.run([sys.executable, str(tmp_path / "other")], capture_output=True, text=True,
+                           timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert other.returncode == -signal.SIGINT and other.stderr.endswith("KeyboardInterrupt\n")
+
+
 # ---- nothing printed drives the terminal ----
 
 

@@ -168,9 +168,10 @@ NOT_IN_RUN = NEVER | {
 # the schema's structs name made once, not again in each struct that names it.
 RUN_STOKER_MODULES = 110
 RUN_AGAIN_STOKER_MODULES = 97
-# Loaded as a process ends, and only when it compiled something its code cache file lacks
-# (`codecache.save()`): whether it did depends on what ran before, not on the job.
-SAVE_ONLY = {"executor.codecachewrite", "executor.host.turnlock"}
+# Loaded only by a process that compiled something its code caches lack: as it ends
+# (`codecache.save()`), or as a module's docstring-free file is written (`nodocs`): whether
+# it did depends on what ran before (a source newer than its file), not on the job.
+SAVE_ONLY = {"executor.codecachewrite", "executor.host.turnlock", "executor.nodoccode"}
 NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.checkers", "healthcheck.loopback",
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",

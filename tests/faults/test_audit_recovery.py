@@ -3,9 +3,9 @@ re-run in the same sandbox makes of it.
 
 A `stoker restart` waiting on a supervisor that dies says so. A `stoker run` whose
 watchdog could not clean up (stopped, then killed with it) leaves its task's processes
-running with the attempt's marker, and its task cgroup (the test removes it). Re-run in
-the same sandbox, `stoker run` kills them before its own attempt starts, with one warning
-line naming them, and `stoker status` shows the dead attempt as LOST, not RUNNING;
+running with the attempt's marker, in its task cgroup. Re-run in the same sandbox, `stoker
+run` kills them and removes that cgroup before its own attempt starts, with one warning line
+naming them, and `stoker status` shows the dead attempt as LOST, not RUNNING;
 `stoker status OLD_TASK_ID` still shows that attempt, not the re-run's.
 """
 from __future__ import annotations
@@ -58,9 +58,10 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
     first = StokerProcess(args, tmp_path, env)
     marker = ""
     groups = cgroups.CgroupTracker()  # the first run's: neither it nor its watchdog removes it
+    first_groups: list[str] = []
     try:
         top = wait_for(lambda: task_pids(sandbox), 10, message="the first run's process")
-        groups.add_of(first.pid)  # it is in it by its first run's start
+        first_groups = groups.add_of(first.pid)  # it is in it by its first run's start
         marker = proc_scan.task_marker_of(next(iter(top))) or ""
         entry = f"{proc_scan.TASK_MARKER}={marker}"
         wait_for(lambda: len(proc_scan.pids_carrying(entry)) == 2, 10, message="its daemon")
@@ -99,8 +100,12 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
             assert warning.startswith("stoker run: warning: attempt 1 in this sandbox recorded "
                                       f"no end (its supervisor (pid {first.pid}) died); killed "
                                       "the 2 process(es) it left running: ")
-            assert set(map(int, warning.rsplit(": ", 1)[1].split())) == left
+            killed = warning.split("it left running: ", 1)[1].split(";")[0]
+            assert set(map(int, killed.split())) == left, warning
             assert not proc_scan.live(left)
+            for directory in first_groups:  # the re-run removed the lost attempt's cgroup
+                assert f"removed its cgroup {directory}" in warning
+                assert not os.path.exists(directory)
             status = _status(capsys, sandbox)
             assert "state=RUNNING  attempt=2" in status
             assert "earlier attempt 1: LOST (recorded RUNNING)" in status

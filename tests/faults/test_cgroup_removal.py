@@ -199,3 +199,27 @@ def test_a_supervisor_killed_as_it_makes_its_cgroup_leaves_none(tmp_path, early)
             wait_for(lambda: not os.path.isdir(made), 15, message=f"{made} removed by the watchdog")
     finally:
         groups.cleanup()
+
+
+@needs_root
+def test_a_failed_kill_and_the_removal_it_left_undone_are_both_said():
+    """Was: only `cannot kill through DIR: ...`, not that the cgroup stayed, its processes
+    in it (its kill way's file missing: a v1 freezer's, in a v2 cgroup)."""
+    if (why := unavailable()) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    from executor.procs import cgroups
+    from tests.faults.test_cgroup_announce import sleeper_in
+
+    cg = cgroups.create(f"stoker-test-{os.urandom(4).hex()}", "auto")
+    groups = CgroupTracker()
+    groups.add(cg.directory)
+    try:
+        cg.how = "freezer"  # freezer.state: no such file in a v2 cgroup, so the kill fails
+        with sleeper_in(cg.directory):
+            problem = cg.kill_and_remove(1.0)
+    finally:
+        groups.cleanup()
+        cgroups.release(cg)
+    assert problem is not None and problem.startswith(f"cannot kill through {cg.directory}: "), problem
+    assert problem.endswith(f"; cannot remove {cg.directory}: Device or resource busy (EBUSY) "
+                            "(1 processes still in it after 1.0 s)"), problem

@@ -37,7 +37,7 @@ from tests.support.users import stoker_as
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
-FREEZER = "/sys/fs/cgroup/freezer"
+FREEZER = cgroup_support.FREEZER  # the test run's own (tests/support/sessioncgroup.py)
 
 # A run that, once let go (a line on stdin: it is in the cgroup by then), double-forks a
 # daemon into a session of its own, which writes its pid to argv[1], and then sleeps.
@@ -202,6 +202,24 @@ def test_a_run_in_a_cgroup_below_the_task_s_that_froze_itself_is_killed_too(how,
         run.wait(10)
         cgroup_support.remove(cg.directory)
         cgroups.release(made)
+
+
+def test_a_lost_attempt_s_cgroup_is_one_named_so_never_a_path_its_marker_leads_to():
+    """A re-run removes a lost attempt's `stoker-MARKER16` (`leftovers.end_lost_attempts`);
+    the marker is the sandbox's checkpoint's, which the task may write: one with `/../`
+    must not name another cgroup (here an empty one beside it, which an rmdir removes)."""
+    root = v2_root()
+    tag = uuid.uuid4().hex[:8]
+    made = [root / f"stoker-{tag}", root / f"stoker-{tag}" / "x", root / f"other-{tag}"]
+    try:
+        for directory in made:
+            directory.mkdir()
+        assert cgroups.lost_cgroups(f"stoker-{tag}", []) == {str(made[0])}
+        assert cgroups.lost_cgroups(f"stoker-{tag}/x/../../other-{tag}", []) == set()
+    finally:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 def test_the_supervising_process_in_its_task_cgroup_is_never_killed_with_it():

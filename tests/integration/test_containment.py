@@ -34,7 +34,7 @@ pytestmark = pytest.mark.timeout(60)
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 FAKE = SUPPORT / "fake_task.py"
-FREEZER = "/sys/fs/cgroup/freezer"
+FREEZER = cgroups.FREEZER  # the test run's own (tests/support/sessioncgroup.py)
 SETTINGS = {"cgroup": "auto", "freezer": FREEZER, "fallback": "off"}
 ESCAPE = "setsid env -i sleep 1000 & echo $! >> {file}"  # leaves its group and its marker
 

@@ -32,12 +32,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import glibcsignals, seccomp
+from tests.support.cgroups import FREEZER  # the test run's own (tests/support/sessioncgroup.py)
 from tests.support.cgroups import remove as remove_cgroup
 from tests.support.denied_calls import denied_runs
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live
 from tests.support.waiting import wait_for
-
-FREEZER = "/sys/fs/cgroup/freezer"
 
 
 @pytest.fixture(autouse=True)

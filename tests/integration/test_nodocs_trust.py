@@ -191,3 +191,38 @@ def test_the_warm_step_removes_a_symlink_in_nodoc_s_place(tmp_path, capsys):
     assert codecachewarm.rebuild_open_tree(str(tmp_path / "cache")) == str(tmp_path / "cache" / "nodoc")
     assert "written again" in capsys.readouterr().err
     assert list((tmp_path / "cache").iterdir()) == [] and (tmp_path / "elsewhere" / "kept").exists()
+
+
+def test_the_warm_step_removes_the_trees_an_earlier_one_left_aside(tmp_path):
+    """Was: a `nodoc.PID.HEX.old` an earlier step could not remove (killed as it removed it,
+    or another user still writing into it) stayed for good."""
+    cache = tmp_path / "cache"
+    (cache / "nodoc").mkdir(parents=True, mode=0o755)
+    left = cache / f"nodoc.12345.{os.urandom(4).hex()}.old"
+    (left / "deeper").mkdir(parents=True)
+    (left / "deeper" / "mod.pyc").write_bytes(b"")
+    (cache / "nodoc.kept").mkdir()  # not a tree the step moved aside
+    assert codecachewarm.rebuild_open_tree(str(cache)) == ""  # nodoc/ itself is closed: left as it is
+    assert sorted(p.name for p in cache.iterdir()) == ["nodoc", "nodoc.kept"]
+
+
+def test_nothing_under_nodoc_is_read_when_the_package_s_pycache_above_it_is_open(place):
+    """The default code cache directory, the package's `__pycache__`, others may write (a
+    package unpacked under a umask of 0): was not looked at, as the levels below it are; its
+    `nodoc/` files were read. Now the module loads as Python loads it."""
+    for package in ("executor", "config", "healthcheck"):
+        shutil.copytree(REPO / package, place / package, ignore=shutil.ignore_patterns("__pycache__"))
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE", "STOKER_CODE_CACHE")}
+    environ["PYTHONPATH"] = str(place)
+
+    def docs() -> list:
+        done = subprocess.run([sys.executable, "-c", PROBE], cwd=place, env=environ, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])["docs"]
+
+    assert docs() == [None, None]  # its file written, under executor/__pycache__/nodoc/
+    assert list((place / "executor" / "__pycache__" / "nodoc").rglob("mod.*.opt-nodoc2.pyc"))
+    (place / "executor" / "__pycache__").chmod(0o777)
+    assert docs() == ["The module's docstring.", "The function's docstring."]  # Python's own .pyc

@@ -1,6 +1,7 @@
 """`stoker run`'s sandbox and the directories above it (executor/local/planfiles.py,
 `open_above`): no level above the sandbox another user could change, wherever the path the
-user gave leads, and a refusal that says what would make the directory fit."""
+user gave leads, and a refusal that says what would make the directory fit; the sandbox it
+makes never open to other users' writes, one given that is, or is another user's, refused."""
 from __future__ import annotations
 
 import grp
@@ -12,6 +13,7 @@ import pytest
 
 from executor.cli import launch
 from executor.host.replacefile import untrusted_level
+from executor.local import run as local_run
 from executor.local import runstart
 from tests.support.users import grant_write, needs_root, throwaway_user
 
@@ -113,3 +115,88 @@ def test_the_user_s_own_group_is_not_theirs_alone_when_it_lists_another_member(t
         alone.mkdir()
         os.chmod(alone, 0o775)  # root's group, which lists no one
         assert untrusted_level(str(alone / "sb"), euid=0, egid=0) == ""
+
+
+def test_a_sandbox_it_makes_is_never_open_to_other_users_writes(tmp_path):
+    """Under a umask of 0 (a daemon's, a careless profile's) `stoker run` made its sandbox,
+    and every missing level above it, 0777: any user of the host could plant a
+    `.thermos_profile` there, which bash sources as the task's user before every process,
+    or rename the sandbox away. Each level it makes (and the early start's new sandbox) is
+    now 0755 at most; the umask still narrows it."""
+    old = os.umask(0)
+    try:
+        made = local_run.make_sandbox(str(tmp_path / "a" / "b" / "sandbox"), "job")
+        early = launch._make_sandbox(str(tmp_path / "early"), "job")
+        os.umask(0o077)
+        private = local_run.make_sandbox(str(tmp_path / "c" / "sandbox"), "job")
+    finally:
+        os.umask(old)
+    modes = {str(path.relative_to(tmp_path)): oct(path.stat().st_mode & 0o777)
+             for path in (tmp_path / "a", tmp_path / "a" / "b", made, Path(early), tmp_path / "c", private)}
+    assert modes == {"a": "0o755", "a/b": "0o755", "a/b/sandbox": "0o755", "early": "0o755",
+                     "c": "0o700", "c/sandbox": "0o700"}
+
+
+def test_a_sandbox_another_user_could_plant_files_in_is_refused(tmp_path):
+    """`sudo stoker run job.aurora --sandbox ~alice/sb` (or any user's run in a directory of
+    another's, or in one all may write: `--sandbox /tmp`) ran the task there: bash sources
+    the `.thermos_profile` that user put there before every process, as the task's user
+    (root). Now it is one error naming the owner or the mode."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    with pytest.raises(runstart.SandboxError) as refused:
+        local_run.make_sandbox(str(shared), "job")
+    assert str(refused.value) == (
+        f"sandbox {shared} may be written by other users (mode 1777): the task would run what "
+        f"another user puts in it (bash sources its .thermos_profile before every process); use "
+        f"a directory of your own")
+    os.chmod(shared, 0o755)
+    assert local_run.make_sandbox(str(shared), "job") == shared
+    if os.geteuid() == 0:
+        os.chown(shared, 65534, 65534)
+        with pytest.raises(runstart.SandboxError, match=rf"^sandbox {shared} belongs to nobody "
+                           r"\(uid 65534\), not root \(uid 0\): the task would run what another user"):
+            local_run.make_sandbox(str(shared), "job")
+
+
+def test_a_sandbox_in_a_directory_another_user_could_change_is_refused(tmp_path):
+    """`stoker run --sandbox DIR/sb`, DIR another user's (or one all may write, not sticky):
+    that user renamed sb away while the service ran, put a directory of theirs (0777) with a
+    `.thermos_profile` in its place, and the next attempt ran their code as the task's user
+    (alice's code ran as bob, by hand). Refused now, before anything is made; a sticky one
+    (/tmp) is fine: no one else may rename what is ours in it."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(runstart.SandboxError) as refused:
+        local_run.make_sandbox(str(shared / "sb"), "job")
+    assert str(refused.value).startswith(
+        f"sandbox {shared / 'sb'} is in a directory another user could change ({shared} may be "
+        f"written by others (mode 777)): the task would run what another user puts in it")
+    with pytest.raises(PermissionError):  # nor by the early start, which leaves it to the run
+        launch._make_sandbox(str(shared / "early"), "job")
+    assert os.listdir(shared) == []
+    os.chmod(shared, 0o1777)
+    assert local_run.make_sandbox(str(shared / "sb"), "job") == shared / "sb"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="another user's symlink needs root to make")
+def test_a_sandbox_reached_through_another_user_s_symlink_is_refused(tmp_path):
+    """`sudo stoker run job.aurora --sandbox /tmp/sb`, where another user had made /tmp/sb a
+    symlink to a directory of root's: the task ran there as root, writing its files into it
+    (where fs.protected_symlinks is 0, as in many containers). Refused now, naming the link."""
+    target = tmp_path / "roots"
+    target.mkdir(mode=0o755)
+    link = tmp_path / "sb"
+    link.symlink_to(target)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(runstart.SandboxError) as refused:
+        local_run.make_sandbox(str(link / "inner"), "job")
+    assert str(refused.value).startswith(f"sandbox {link / 'inner'} is reached through {link}, a symlink "
+                                         f"of nobody (uid 65534): the task would run what another user")
+    with pytest.raises(PermissionError):  # nor by the early start, which leaves it to the run
+        launch._make_sandbox(str(link / "early"), "job")
+    assert os.listdir(target) == []  # nothing made there
+    os.lchown(link, 0, 0)  # root's own symlink: followed
+    assert local_run.make_sandbox(str(link), "job") == target

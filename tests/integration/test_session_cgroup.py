@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import proc_scan, sessioncgroup
+from tests.support.cgroups import FREEZER
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
@@ -79,6 +80,30 @@ def test_a_run_that_leaves_a_task_cgroup_fails_naming_it_and_what_it_left_is_rem
     assert not proc_scan.is_live(sleeper)  # its cgroup was empty before it was removed
 
 
+# As a test giving STOKER_CGROUPS=DIR for the v1 freezer leaks: a task cgroup there.
+LEAKS_FREEZER = """
+from pathlib import Path
+from tests.support.cgroups import FREEZER
+
+def test_leaks(tmp_path):
+    (Path(FREEZER) / "stoker-fedcba9876543210").mkdir()
+    (tmp_path.parent.parent / "made").write_text(FREEZER)
+"""
+
+
+def test_a_run_that_leaves_a_task_cgroup_in_its_v1_freezer_one_fails_naming_it(tmp_path, own_cgroup):
+    """Was: a `stoker-*` left where a test's STOKER_CGROUPS=DIR for the v1 freezer made it
+    (the freezer hierarchy's root, outside the run's cgroup2 one) stayed, unseen."""
+    if not os.path.isdir(FREEZER):
+        pytest.skip("no v1 freezer hierarchy here")
+    status, said = _pytest(tmp_path, LEAKS_FREEZER, own_cgroup)
+    inner = Path((tmp_path / "made").read_text())
+    assert inner.parent == Path(FREEZER) and inner.name.startswith(sessioncgroup.PREFIX), inner  # the run's own
+    assert status == 1 and "1 passed" in said, said
+    assert "left 1 cgroup(s) behind" in said and str(inner / "stoker-fedcba9876543210") in said, said
+    assert not inner.exists(), said  # removed, with the run's own
+
+
 def test_a_clean_run_passes_and_leaves_nothing(tmp_path, own_cgroup):
     status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup)
     assert status == 0, said
@@ -117,3 +142,15 @@ def test_a_ctrl_c_as_the_run_waits_for_what_it_left_kills_and_removes_it(tmp_pat
         assert "left 1 process(es) running, killed now" in said, said
     finally:
         proc_scan.kill_carrying(entry)
+
+
+def test_a_run_that_cannot_leave_its_cgroup_says_so_and_names_no_process_killed(tmp_path):
+    """Was: a run that could not move back home (EBUSY: a controller enabled there since;
+    here, a home that is gone) said `left 1 process(es) running, killed now: cannot leave
+    DIR`, of no process, none killed."""
+    run = sessioncgroup.SessionCgroup(tmp_path / "testrun-1", tmp_path / "gone")
+    left = sessioncgroup.end(run)
+    assert (left.cgroups, left.processes) == ([], [])
+    (line,) = left.lines(run.directory)
+    assert line.startswith(f"this run cannot leave its cgroup {run.directory} for {run.home} ("), line
+    assert line.endswith("what it left there is neither checked, killed nor removed"), line

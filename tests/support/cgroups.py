@@ -17,7 +17,26 @@ import uuid
 from pathlib import Path
 
 from executor.procs import cgroups
-from executor.procs.cgroup_paths import own_places
+from executor.procs.cgroup_paths import CgroupKind, own_places
+
+
+def _own_freezer() -> str:
+    """The v1 freezer cgroup this process is in: where a test gives STOKER_CGROUPS=DIR for
+    the v1 freezer, below the test run's own (tests/support/sessioncgroup.py), whose end
+    finds what is left there; the hierarchy's usual mount where none shows it."""
+    try:
+        places = own_places(Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        places = []
+    return next((p.directory for p in places if p.kind is CgroupKind.V1_FREEZER), "/sys/fs/cgroup/freezer")
+
+
+def __getattr__(name: str) -> str:
+    """`FREEZER`, read as it is imported: by a test module, once the run moved into its own
+    (sessioncgroup imports this module before it does)."""
+    if name == "FREEZER":
+        return _own_freezer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.cache

@@ -12,6 +12,11 @@ workers, and any watchdog still removing a task's cgroup), and then what is left
 this run's alone: cgroups left behind (a task's `stoker-*`, or one a test made there: the
 run fails, naming them) and processes still alive (named), both killed and removed.
 
+Where this process is in a cgroup-v1 freezer hierarchy too, it makes the same there and
+moves in, so that a test's `STOKER_CGROUPS=DIR` for the v1 freezer (`cgroups.FREEZER`: the
+freezer cgroup the test is in) is below it as well; what is left there at the end is named,
+killed and removed the same way (a v1 freezer has no `cgroup.kill`: each member SIGKILLed).
+
 Root only, on a host with a cgroup2 hierarchy; elsewhere the run goes on without it (`begin`
 says why). Never raises.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -37,13 +43,26 @@ EXIT_SECS = float(os.environ.get("STOKER_TEST_RUN_EXIT_SECS", "30"))
 class SessionCgroup:
     directory: Path
     home: Path
+    freezer: SessionCgroup | None = None  # the run's own in the v1 freezer hierarchy, if any
 
 
 @attrs.frozen
 class Leftovers:
     cgroups: list[str]  # the cgroups left right below the run's (a task's, or one a test made)
-    processes: list[str]  # "PID COMMAND" of each process still alive
+    processes: list[str]  # "PID COMMAND" of each process still alive, killed
     interrupted: bool = False  # a Ctrl-C ended the wait for them
+    problem: str = ""  # why nothing was checked, killed or removed (the run could not leave)
+
+    def lines(self, directory: Path) -> list[str]:
+        """What the run left in `directory`, its cgroup, in words (one error line each)."""
+        lines = [self.problem] if self.problem else []
+        if self.cgroups:
+            lines.append(f"this run left {len(self.cgroups)} cgroup(s) behind in {directory} "
+                         f"(tests must remove every cgroup they make): {' '.join(self.cgroups)}")
+        if self.processes:
+            lines.append(f"this run left {len(self.processes)} process(es) running, killed now: "
+                         + "; ".join(self.processes))
+        return lines
 
 
 def begin() -> SessionCgroup | str:
@@ -57,6 +76,16 @@ def begin() -> SessionCgroup | str:
     home = next((Path(p.directory) for p in places if p.kind is CgroupKind.V2), None)
     if home is None:
         return "no cgroup2 hierarchy"
+    made = _enter(home)
+    freezer = next((Path(p.directory) for p in places if p.kind is CgroupKind.V1_FREEZER), None)
+    if isinstance(made, SessionCgroup) and freezer is not None:
+        inner = _enter(freezer)  # (none: the run goes on, its v1 freezer cgroups unguarded)
+        return attrs.evolve(made, freezer=inner) if isinstance(inner, SessionCgroup) else made
+    return made
+
+
+def _enter(home: Path) -> SessionCgroup | str:
+    """The run's cgroup made below `home`, this process moved in; else why not, in words."""
     _sweep(home)
     directory = home / f"{PREFIX}{os.getpid()}"
     try:
@@ -74,9 +103,11 @@ def end(cgroup: SessionCgroup) -> Leftovers:
     left below the run's cgroup; what was left. A Ctrl-C while it waits ends the wait: what
     is left is killed and removed all the same (`interrupted`)."""
     try:
-        (cgroup.home / "cgroup.procs").write_text(str(os.getpid()))
-    except OSError:
-        return Leftovers([], [f"cannot leave {cgroup.directory}"])
+        for run in (cgroup.freezer, cgroup) if cgroup.freezer is not None else (cgroup,):  # v2's last:
+            (run.home / "cgroup.procs").write_text(str(os.getpid()))  # (the wait right after it)
+    except OSError as e:  # (was: "left 1 process(es) running, killed now: cannot leave ...")
+        return Leftovers([], [], problem=f"this run cannot leave its cgroup {run.directory} for "
+                         f"{run.home} ({e}): what it left there is neither checked, killed nor removed")
     try:
         _wait_emptied(cgroup.directory, EXIT_SECS)
     except KeyboardInterrupt:  # (was: it ended there, the processes alive, in the cgroup, for good)
@@ -85,7 +116,10 @@ def end(cgroup: SessionCgroup) -> Leftovers:
 
 
 def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
-    processes = [_describe(pid) for pid in _members(cgroup.directory)]
+    """What is left below the run's cgroup(s), killed and removed; its v1 freezer one's
+    cgroups named by their path."""
+    pids = _members(cgroup.directory)
+    processes = [_describe(pid) for pid in pids]
     if processes:
         with contextlib.suppress(OSError):
             (cgroup.directory / "cgroup.kill").write_text("1")
@@ -95,6 +129,17 @@ def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
     for d in reversed([cgroup.directory, *below]):
         with contextlib.suppress(OSError):
             d.rmdir()
+    if cgroup.freezer is not None:
+        inner = cgroup.freezer.directory
+        for d in _subtree(inner):  # a frozen member dies only once thawed
+            with contextlib.suppress(OSError):
+                (d / "freezer.state").write_text("THAWED")
+        for pid in (p for p in _members(inner) if p not in pids):
+            processes.append(_describe(pid))
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        left += [str(d) for d in _subtree(inner) if d.parent == inner]
+        cgroups.remove_emptied(str(inner), EXIT_SECS)  # those below first; (once the killed left)
     return Leftovers(left, processes)
 
 

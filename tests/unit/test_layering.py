@@ -111,7 +111,8 @@ ALLOWED: dict[str, set[str]] = {
     "executor.codecachewarm": {"executor.codecache", "executor.codecachewrite", "executor.nodocs",
                                "executor.deferred", "executor.host"},  # replacefile: a directory others may write
     "executor.attrsmethods": set(),
-    "executor.nodocs": {"executor.host"},  # replacefile: a directory others may change
+    "executor.nodocs": {"executor.host", "executor.nodoccode"},  # replacefile: a directory others may change
+    "executor.nodoccode": {"executor.nodocs"},  # lines_only
     "executor.deferred": set(),
     "executor.__main__": {"executor.cli"},
 }

@@ -1,4 +1,4 @@
-"""`executor.nodocs.compile_without_docstrings`: what goes (docstrings, column positions)
+"""`executor.nodoccode.compile_without_docstrings`: what goes (docstrings, column positions)
 and what stays (asserts, every other string, each instruction's line, `from __future__`)."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.nodocs import compile_without_docstrings, lines_only
+from executor.nodoccode import compile_without_docstrings
+from executor.nodocs import lines_only
 
 SOURCE = textwrap.dedent('''\
     """The module's docstring."""
