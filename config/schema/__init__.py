@@ -5,6 +5,8 @@
     aurora.py    the job around it: Job/MesosJob, Service, HealthCheckConfig and its
                  checkers, LifecycleConfig, MesosContext, and the scheduler-only fields
     helpers.py   order, SequentialTask, SimpleTask, Tasks, Units, combine/concat_tasks
+    shared.py    the `Struct` (and `List`, `Map`, `Choice`, `Enum`) the two above use: pystachio's,
+                 each type made once for the whole schema
 
 This package exposes all of them, and `SCHEMA_NAMESPACE`: everything a `.aurora` file sees
 without importing, exactly the names Aurora's client gives it (`from pystachio import *`,

@@ -9,8 +9,9 @@ I/O, never logs, never reads the environment.
 """
 from __future__ import annotations
 
-from pystachio import Boolean, Choice, Default, Enum, Float, Integer, List, Map, Required, String, Struct
+from pystachio import Boolean, Default, Float, Integer, Required, String
 
+from config.schema.shared import Choice, Enum, List, Map, Struct
 from config.schema.thermos import Task
 
 # Aurora: apache/aurora/config/schema/base.py

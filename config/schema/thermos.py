@@ -7,7 +7,9 @@ semantics of each field. Never does I/O, never logs, never reads the environment
 """
 from __future__ import annotations
 
-from pystachio import Boolean, Default, Enum, Float, Integer, List, Map, Required, String, Struct
+from pystachio import Boolean, Default, Float, Integer, Required, String
+
+from config.schema.shared import Enum, List, Map, Struct
 
 # ---- units (bytes) ----
 BYTES = 1

@@ -20,8 +20,10 @@ modules, one at a time (LOAD_WHILE_PLANNING), and stops at the first that would 
 the answer came, so the wait does the imports that were to follow it, and an answer that
 comes early is not held up by them (the child is the slower of the two: an interleaved A/B
 on the busy 2-core VM, 40 launches each, exec → 1 ran 347 → 329 ms, faster in 29 of 40
-pairs). The answer holds the plan, which gives what a launch record would
-(`plancache.launch_fields`, the first wave by `runstart.first_wave`), and steps 3 and 4 of
+pairs). Nor by the import in progress as it comes: one of those modules loads up to 40 of
+its own, and the runs start at the first of those about to load once the answer is there
+(`_AnswerWatch`). The answer holds the plan, which gives what a launch record would
+(`plancache.launch_fields`, the first wave by `plancache.first_wave`), and steps 3 and 4 of
 `executor/cli/launch.py` follow as for a kept plan, under the plan cache's lease on the config's entry. Only a plan
 starts anything: a config that fails to load (the child's answer is its error) starts no
 run. The answer is kept for `LocalRun`, which plans with it as ever
@@ -72,48 +74,95 @@ def start_first(ahead: PlanAhead) -> EarlyStart | None:
     made, started now as a re-run's are from its launch record (`_start_ahead`); None when
     `note` noted none for these words, they may not start early, a stop signal came
     meanwhile (recorded: `stoker run` as a container's main process), a module of the
-    supervisor failed to load meanwhile, or this process has a thread besides (`_take_off`). `stoker run` calls it once its settings are read (a usage
-    error starts nothing), before it imports the supervisor: the wait for the plan loads the
-    supervisor's modules (`_load_while_planning`); a Ctrl-C meanwhile kills and reaps the
-    planning child and is raised."""
+    supervisor failed to load before the answer came, or this process has a thread besides
+    (`_take_off`). `stoker run` calls it once its settings are read (a usage error starts nothing), before
+    it imports the supervisor: the wait for the plan loads the supervisor's modules
+    (`_load_while_planning`), and the runs start as soon as the answer is seen between two
+    of them (`_AnswerWatch`); a Ctrl-C meanwhile kills and reaps the planning child and is
+    raised."""
     global _first
     first, _first = _first, None
     if first is None:
         return None
-    if not _load_while_planning(ahead):  # the supervisor may not load: no run of it starts
-        return None
-    data, _ = ahead.answer()  # kept for `planning.plan_apart`
-    if stop_pending():  # a container's main process stopped while it loaded: nothing starts
-        return None
+    watch = _AnswerWatch(ahead, first)
     try:
-        return _start_ahead(ahead, data, *first)
-    except Exception:  # whatever it was, there is no early start: the run goes on as ever
-        return None
+        loaded = _load_while_planning(ahead, watch)
+    except BaseException:  # a Ctrl-C in the import the runs started in: given up, as the caller's would be
+        if watch.started is not None:
+            watch.started.abandon()
+        raise
+    if watch.fired:  # started between two modules: a module that failed after is the caller's to
+        return watch.started  # import again (failing again, it gives the runs up, as after any start)
+    return watch.start() if loaded else None  # a module failed before the answer: no run starts
 
 
 # What `stoker run` loads next, in its order: what `_start_ahead` uses, then the supervisor
 # (`executor.local.run`, its heaviest parts first). `start_first` loads them while the child
-# plans, one at a time, and stops at the first that would start after the answer came.
+# plans, one at a time, and stops at the first that would start after the answer came; the
+# runs start as soon as the answer is seen between two modules of one (`_AnswerWatch`).
 LOAD_WHILE_PLANNING = (
-    "config.settings", "executor.local.plancache", "executor.local.runstart", "executor.task.planner",
+    "config.settings", "executor.local.plancache", "executor.task.planner", "executor.local.runstart",
     "executor.task.records", "executor.task.announcing", "executor.procs.spawn", "executor.task.owner",
     "executor.procs.supervisor", "executor.task.wiring", "executor.local.run",
 )
+START_USES = 3  # LOAD_WHILE_PLANNING's first, what `_start_ahead` uses: loaded whole before it may run
+OWN_PACKAGES = ("executor.", "config.", "healthcheck.")  # the modules `_AnswerWatch` looks between
 
 
-def _load_while_planning(ahead: PlanAhead) -> bool:
+class _AnswerWatch:
+    """A finder that finds nothing (`sys.meta_path`'s first while `_load_while_planning`
+    imports the supervisor's modules): as each module of Stoker's is about to load, it looks
+    whether the child answered, and once it has, starts the runs there (`start`), between two
+    modules, not once the whole import in progress has ended (one of LOAD_WHILE_PLANNING
+    loads up to 40 modules: 5-20 ms that the answer waited, on the busy 2-core VM). What the
+    start uses is loaded whole before (START_USES), and it imports no module of Stoker's
+    meanwhile, so none it uses is one half loaded; the standard modules it may load
+    (`socket` to probe a port) are never the one being found (it looks only at Stoker's)."""
+
+    def __init__(self, ahead: PlanAhead, first: tuple[tuple[str, str | None], Mapping[str, str]]) -> None:
+        self._ahead = ahead
+        self._first = first
+        self.fired = False  # `start` ran (once)
+        self.started: EarlyStart | None = None  # what it started
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if not self.fired and name.startswith(OWN_PACKAGES) and self._ahead.answered():
+            self.start()
+
+    def start(self) -> EarlyStart | None:
+        """The plan's first runs, from the plan the child sent first (waited for when it has
+        not come; its whole answer, read later by `planning.plan_apart`, comes after)."""
+        self.fired = True
+        plan = self._ahead.early_plan()
+        if stop_pending():  # a container's main process stopped while it loaded: nothing starts
+            return None
+        try:
+            self.started = _start_ahead(self._ahead, plan, *self._first)
+        except Exception:  # whatever it was, there is no early start: the run goes on as ever
+            self.started = None
+        return self.started
+
+
+def _load_while_planning(ahead: PlanAhead, watch: _AnswerWatch | None = None) -> bool:
     """LOAD_WHILE_PLANNING's modules, while `ahead` has not answered: the wait for the plan
     does the supervisor's own imports instead of only waiting (on a second core, or on the
-    first while the child waits for its turn). False when one fails (a broken install): no
+    first while the child waits for its turn), with `watch` looking for the answer between
+    the modules of each import past START_USES. False when one fails (a broken install): no
     run starts early, which the supervisor might never load to adopt (started, they were
     killed again as `stoker run` fails); its user imports it again, and says so."""
-    for name in LOAD_WHILE_PLANNING:
+    for index, name in enumerate(LOAD_WHILE_PLANNING):
         if ahead.answered():
             return True
+        watching = watch is not None and index >= START_USES
+        if watching:
+            sys.meta_path.insert(0, watch)  # type: ignore[arg-type]  # a finder by its one method
         try:
             __import__(name)
         except Exception:
             return False
+        finally:
+            if watching and watch in sys.meta_path:  # (not taken out by a module meanwhile)
+                sys.meta_path.remove(watch)
     return True
 
 
@@ -133,9 +182,13 @@ def fork_ahead() -> None:
     if inputs is None or _threading_started():
         return
     try:
-        # what the child plans with and the supervisor uses too (the plan's classes, the plan
-        # cache); not `socket`, which the child loads to probe a job's ports, and which the
-        # supervisor no longer loads (its control socket is `_socket`'s: executor/host/control.py)
+        # what the child plans with and the supervisor uses too (the plan's classes, its plain
+        # form); not the plan cache, whose `logging` and settings the child never uses (loaded
+        # after the fork, beside its planning: executor/local/planform.py); nor `socket`, which
+        # the child loads to probe a job's ports, and which the supervisor no longer loads (its
+        # control socket is `_socket`'s: executor/host/control.py)
+        import json  # noqa: F401  # the child's loader reads JSON configs with it, `executor.cli.main` its files
+
         import executor.local.planning  # noqa: F401
 
         _ahead = _fork_ahead(inputs)
@@ -143,22 +196,21 @@ def fork_ahead() -> None:
         _ahead = None
 
 
-def _start_ahead(ahead: PlanAhead, data: bytes, wanted: tuple[str, str | None],
+def _start_ahead(ahead: PlanAhead, sent: bytes | None, wanted: tuple[str, str | None],
                  environ: Mapping[str, str]) -> EarlyStart | None:
     """A first run's early start: the first runs of the plan the child forked ahead sent
-    (`data`, its answer), started as a re-run's are from its launch record, with the same
-    checks; None when it sent an error (nothing started: the run reports it) or when they
-    may not start early. Its modules are LOAD_WHILE_PLANNING's first (loaded here when the
-    answer came before them)."""
-    answer = marshal.loads(data)
+    (`sent`, before its answer), started as a re-run's are from its launch record, with the
+    same checks; None when it sent none (an error: nothing started, the run reports it) or
+    when they may not start early. Its modules are LOAD_WHILE_PLANNING's first (loaded here
+    when the answer came before them)."""
     directory = planfiles.cache_dir(environ)
-    if answer[0] != "plan" or directory is None:
+    if sent is None or directory is None:
         return None
     from config.settings import AGENT_VARIABLES, SECRET_VARIABLES
-    from executor.local import plancache, runstart
+    from executor.local import plancache
 
-    plan = ahead.plan = plancache.decode(answer[1])  # the one the run plans with (`planning.plan_apart`)
-    wave = runstart.first_wave(plan)
+    plan = ahead.plan = plancache.decode(marshal.loads(sent))  # the one the run plans with (`planning.plan_apart`)
+    wave = plancache.first_wave(plan)
     if wave is None:
         return None
     record = plancache.launch_fields(plan, wave, SECRET_VARIABLES + AGENT_VARIABLES)  # before the lease:

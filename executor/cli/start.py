@@ -2,7 +2,7 @@
 it first tries the early start (`executor/cli/launch.py`: a kept plan's first processes
 started before anything else of Stoker's is loaded); with no kept plan, it forks the child
 that plans a first run once the code cache is in, before `executor.cli.main` is imported
-(`launchfirst.fork_ahead`: attrs, `typing`, logging and the plan's modules loaded once, for
+(`launchfirst.fork_ahead`: attrs, `typing` and the plan's modules loaded once, for
 both; `executor.cli.main`'s own, 3-10 ms, the child never needs). Between the two it installs
 the attrs code cache for the command about to run (`executor.codecache`: `run`, `executor` and
 `observe` have a file each, the short commands share one) before any of Stoker's modules

@@ -28,9 +28,12 @@ the supervisor adopts them. Probed again so (the shared VM at a load of 3.5 to 8
 child's answer came before the end of the supervisor's imports in some runs and after in
 others, each 70 to 240 ms after the fork as the load went: the child's own work is on the
 path as much as the supervisor's imports. In one process, for hello_world: the config
-language's imports 20-25 ms (pystachio's schema classes the most, `config.schema.aurora`),
-the plan 6; `inspect` and `pprint` no longer load for pystachio (`executor/deferred.py`), nor
-are the language's attrs classes compiled again (`executor/codecache.py`, `plan`). Probed
+language's imports 20-25 ms (pystachio's schema classes the most, `config.schema.aurora`,
+halved since: `config/schema/shared.py`), the plan 6; `inspect` and `pprint` no longer load
+for pystachio (`executor/deferred.py`), nor are the language's attrs classes compiled again
+(`executor/codecache.py`, `plan`), nor does the child load the plan cache's `logging` and
+settings (`executor/local/planform.py`). `bench/firstrun_timeline.py` gives both processes'
+phases, wall and CPU. Probed
 after those (load 4.4, 3 runs): fork at 117-130, the answer at 171-173, the supervisor's
 settings read and the lease taken at 192-213, its first run spawned 3.5 later. Since, the
 runs start as the answer arrives: `stoker run` reads its settings before it imports the
@@ -42,7 +45,8 @@ pystachio's schema first, beside the parent's imports), it was slower (A/B on th
 parent loads before the fork but for five modules, so an earlier fork only makes both pay.
 
 `PlanAhead` is that child: its pid, the pipe its answer comes through (the same answer as
-`planning.plan_apart`'s child gives), and what it planned for (config as given, no job key,
+`planning.plan_apart`'s child gives, after the plan alone, which the early start starts the
+runs from: `early_plan`), and what it planned for (config as given, no job key,
 `--bind`, `--instance` or `--port`, this host and user). `LocalRun` takes the answer when
 its own settings are those (`inputs`), and cancels the child otherwise: it is killed and
 reaped, and the job is planned as ever. Nothing is lost either way; the child only plans.
@@ -56,10 +60,13 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums for nothing here
 import os
 
-__all__ = ["INPUT_NAMES", "PlanAhead", "inputs_of"]
+__all__ = ["EARLY", "INPUT_NAMES", "PlanAhead", "inputs_of"]
 
 Inputs = tuple[str, "str | None", tuple[tuple[str, str], ...], int, tuple[tuple[str, int], ...], str, str]
 INPUT_NAMES = ("config", "jobkey", "bindings", "instance", "ports", "host", "user")  # Inputs' parts
+# What begins the child's plan sent alone before its answer (`planning.plan_ahead`), then its
+# size in 4 bytes: a NUL, which no `marshal` data (the answer) begins with
+EARLY = b"\0"
 
 
 def inputs_of(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], ...], instance: int,
@@ -69,7 +76,7 @@ def inputs_of(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], 
 
 
 class PlanAhead:
-    __slots__ = ("pid", "inputs", "_read_end", "_answer", "plan")
+    __slots__ = ("pid", "inputs", "_read_end", "_answer", "plan", "_head", "_early")
 
     def __init__(self, pid: int, read_end: int, inputs: Inputs) -> None:
         self.pid = pid  # -1 once answered or cancelled: reaped
@@ -80,6 +87,8 @@ class PlanAhead:
         # run plans with that one: decoded twice, the first one's objects were garbage left
         # as holes under the supervisor's state)
         self.plan: object = None
+        self._head = b""  # what `early_plan` read of the pipe: the plan sent first, or the answer's start
+        self._early: bytes | None = None  # that plan (marshal data), when it was one
 
     def answered(self) -> bool:
         """Whether `answer` would return at once: the child wrote its answer or ended (its
@@ -94,13 +103,33 @@ class PlanAhead:
         poller.register(self._read_end, select.POLLIN)
         return bool(poller.poll(0))
 
+    def early_plan(self) -> bytes | None:
+        """The plan the child sent before its answer (`planning.plan_ahead`: `planform.encode`d,
+        in marshal form), waited for; None when it sent its answer without one (the config
+        failed to load, ...) or ended, and once `answer` has read the pipe. Kills and reaps the
+        child when the wait is interrupted (Ctrl-C), and raises that again."""
+        if self._head or self._answer is not None or self._read_end < 0:
+            return self._early
+        try:
+            self._head = self._read(5)
+            if self._head[:1] == EARLY and len(self._head) == 5:
+                size = int.from_bytes(self._head[1:], "big")
+                plan = self._read(size)
+                self._head += plan
+                self._early = plan if len(plan) == size else None
+        except BaseException:
+            self.cancel()
+            raise
+        return self._early
+
     def answer(self) -> tuple[bytes, int]:
         """(what the child sent, its wait status) once it ended, the same at every call (the
         early start reads it first, `planning.plan_apart` again); kills and reaps the child
-        first when the wait is interrupted (Ctrl-C), and raises that again."""
+        first when the wait is interrupted (Ctrl-C), and raises that again. What it sent is
+        its answer, without the plan it sent before it (`early_plan`)."""
         if self._answer is not None:
             return self._answer
-        chunks = []
+        chunks = [self._head]
         try:
             while chunk := os.read(self._read_end, 1 << 16):
                 chunks.append(chunk)
@@ -109,8 +138,19 @@ class PlanAhead:
             self.cancel()
             raise
         self._done()
-        self._answer = (b"".join(chunks), status)
+        data = b"".join(chunks)
+        if data[:1] == EARLY:  # the plan sent first: the answer holds it too
+            data = data[5 + int.from_bytes(data[1:5], "big"):]
+        self._answer = (data, status)
         return self._answer
+
+    def _read(self, size: int) -> bytes:
+        """`size` bytes of the pipe, or fewer at its end."""
+        chunks: list[bytes] = []
+        while size > 0 and (chunk := os.read(self._read_end, size)):
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
 
     def cancel(self) -> None:
         """Kill and reap the child (nothing when it was answered or cancelled)."""

@@ -30,7 +30,6 @@ others, is ignored. Nothing here raises: the cache can only make a run faster.
 from __future__ import annotations
 
 import contextlib
-import enum
 import fcntl
 import logging
 import marshal
@@ -39,38 +38,22 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import attrs
-
-from config.announcer import AnnouncerSpec
 from config.plan import JobPlan
 from config.settings import RunSettings
-from config.spec import (
-    CheckKind,
-    HealthSpec,
-    JobSpec,
-    LifecycleSpec,
-    LogDestination,
-    LoggerSpec,
-    LogMode,
-    ProcessSpec,
-    TaskSpec,
-)
-from config.words import quoted
+from config.spec import LogDestination, LogMode
 from executor.host.replacefile import make_dirs, trusted_path
 from executor.local import planfiles
 from executor.local.planfiles import cache_dir
+from executor.local.planform import decode, encode
 from executor.logs import log_event
 
-__all__ = ["KEEP", "Lease", "cache_dir", "decode", "encode", "entry_stem", "keep_launch", "lease", "lookup",
-           "plan_key", "store"]
+__all__ = ["KEEP", "Lease", "cache_dir", "decode", "encode", "entry_stem", "first_wave", "keep_launch", "lease",
+           "lookup", "plan_key", "store"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT = planfiles.PLAN_FORMAT
 KEEP = 64  # plan files kept in one directory; the least recently written go first
-_CLASSES: dict[str, type] = {c.__name__: c for c in (
-    JobPlan, JobSpec, TaskSpec, ProcessSpec, LoggerSpec, HealthSpec, LifecycleSpec, AnnouncerSpec,
-    CheckKind, LogDestination, LogMode)}
 
 
 def plan_key(settings: RunSettings, hostname: str, user: str) -> tuple[Any, ...]:
@@ -242,6 +225,18 @@ def keep_launch(directory: str, key: tuple[Any, ...], sources: Mapping[str, str]
                   reason=f"could not keep the launch record in {directory}: {exc}")
 
 
+def first_wave(plan: JobPlan) -> list[str] | None:
+    """The processes the planner starts first in `plan` (run 0 of each), which an early
+    start may start; None when there are none, or one's logger is not a plain file (the
+    early start makes only plain log files)."""
+    from executor.task.planner import Planner  # loaded for the task anyway (not for the cache's look-up)
+
+    names = [start.process for start in Planner(plan.spec.task).decide(0.0).start]
+    loggers = [plan.spec.task.process(name).logger for name in names]
+    plain = all(lg.destination is LogDestination.FILE and lg.mode is LogMode.STANDARD for lg in loggers)
+    return names if names and plain else None
+
+
 def launch_fields(plan: JobPlan, wave: list[str], secrets: tuple[str, ...]) -> dict[str, Any]:
     """What the early start starts `plan`'s first runs from (`executor/cli/launch.py`): the
     job's name and instance, the plan's stand-in task id, the commands of `wave` (run 0 of
@@ -261,44 +256,3 @@ def entry_stem(directory: str, key: tuple[Any, ...]) -> str:
 def _path(directory: str, key: tuple[Any, ...], suffix: str = planfiles.PLAN_SUFFIX) -> str:
     """One entry per config path, job key and instance: a changed config replaces its own."""
     return planfiles.entry_path(directory, key[3], key[4], key[6], suffix)
-
-
-# ---- plain values for marshal: every container and object tagged, classes by name ----
-
-
-def encode(value: Any) -> Any:
-    """A plan (or any value it holds) as plain values `marshal` can write."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, enum.Enum):
-        return ("e", type(value).__name__, value.value)
-    if isinstance(value, tuple):
-        return ("t", [encode(v) for v in value])
-    if isinstance(value, list):
-        return ("l", [encode(v) for v in value])
-    if isinstance(value, Mapping):
-        return ("d", [(encode(k), encode(v)) for k, v in value.items()])
-    name = type(value).__name__
-    cls: Any = _CLASSES.get(name)
-    if cls is not type(value):
-        raise ValueError(f"a plan cannot hold a {name}")
-    return ("a", name, {f.alias: encode(getattr(value, f.name)) for f in attrs.fields(cls) if f.init})
-
-
-def decode(value: Any) -> Any:
-    """What `encode` gave, built again; raises (KeyError, ValueError, ...) on anything else."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    tag = value[0]
-    if tag == "t":
-        return tuple(decode(v) for v in value[1])
-    if tag == "l":
-        return [decode(v) for v in value[1]]
-    if tag == "d":
-        return {decode(k): decode(v) for k, v in value[1]}
-    cls = _CLASSES[value[1]]
-    if tag == "e" and issubclass(cls, enum.Enum):
-        return cls(value[2])
-    if tag == "a" and attrs.has(cls):
-        return cls(**{k: decode(v) for k, v in value[2].items()})
-    raise ValueError(f"unknown entry {quoted(tag)}")

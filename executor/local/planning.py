@@ -6,7 +6,7 @@ modules loaded for it. Done in the supervisor, whatever the file does would stay
 the task's whole life: the modules (1.7 MiB of the supervisor's memory), and anything the
 code changed in the process (its environment, its signal handlers, a thread it started, a
 module it patched). `plan_apart` forks a child that plans (`config.plan.plan_job`) and
-sends the plan back through a pipe in the plan cache's plain form (`plancache.encode`),
+sends the plan back through a pipe in the plan cache's plain form (`planform.encode`),
 or the ConfigError's message and problems, which the parent raises again; the child then
 ends with `os._exit`. Output the config prints reaches the same stdout and stderr as before.
 As in Aurora, where the client evaluates the config and the executor never sees it, the
@@ -31,15 +31,14 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, open_problem, plan_job
 from executor.host.early import die_with
-from executor.local import plancache
-from executor.local.planahead import Inputs, PlanAhead
+from executor.local import planform
+from executor.local.planahead import EARLY, Inputs, PlanAhead
 from executor.local.planfiles import allocate_ports
 
 __all__ = ["job_planner", "plan_ahead", "plan_apart"]
@@ -57,15 +56,18 @@ PLAN_TIMEOUT_SECS = 60.0
 _STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}  # raise while loading: cli/start.py
 
 
-def job_planner(inputs: Inputs) -> Plan:
+def job_planner(inputs: Inputs, planned_first: Callable[[JobPlan], None] | None = None) -> Plan:
     """The job of `stoker run`'s settings (`planahead.inputs_of`) planned for this machine:
     loaded, checked, given ports and bound (`config.plan.plan_job`); with why the files it
-    read may plan otherwise another time (`config.plan.open_problem`)."""
+    read may plan otherwise another time (`config.plan.open_problem`). `planned_first` is
+    given the plan as soon as it is made, before that judgement."""
     config, jobkey, bindings, instance, ports, host, user = inputs
 
     def planned(sources: dict[str, str]) -> tuple[JobPlan, str | None]:
         plan = plan_job(config, jobkey, bindings, instance=instance, fixed_ports=dict(ports),
                         hostname=host, user=user, allocate=allocate_ports, sources=sources)
+        if planned_first is not None:
+            planned_first(plan)
         return plan, open_problem(sources)
 
     return planned
@@ -73,8 +75,20 @@ def job_planner(inputs: Inputs) -> Plan:
 
 def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
     """The child the entry point forked (`executor/cli/launch.py`): plans for `inputs` and
-    sends the answer through `write_end`, as `plan_apart`'s child does."""
-    _child(job_planner(inputs), write_end)
+    sends the answer through `write_end`, as `plan_apart`'s child does, with the plan alone
+    first (`planahead.EARLY`), for the first run's early start: it starts the runs from it
+    while this child still judges the config closed or not (`open_problem`), sends the
+    whole answer and ends (1-5 ms, and more on a busy host, that the runs waited for)."""
+    def planned_first(plan: JobPlan) -> None:
+        for stream in (sys.stdout, sys.stderr):  # what the config printed, before anything runs
+            with contextlib.suppress(Exception):  # as at the child's end: a closed or broken stream
+                stream.flush()  # fails the flush, not the plan (its end fails it again, exit 1)
+        data = marshal.dumps(planform.encode(plan))
+        data = EARLY + len(data).to_bytes(4, "big") + data
+        while data:
+            data = data[os.write(write_end, data):]
+
+    _child(job_planner(inputs, planned_first), write_end)
 
 
 def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the config") -> Planned:
@@ -152,12 +166,14 @@ def _child(plan: Plan, write_end: int) -> NoReturn:
         try:
             with _bounded(PLAN_TIMEOUT_SECS):
                 result, sources, problem = _here(plan)
-            answer: tuple = ("plan", plancache.encode(result), sources, problem)
+            answer: tuple = ("plan", planform.encode(result), sources, problem)
         except ConfigError as exc:
             answer = ("error", str(exc), list(exc.problems))
         except ConfigTimeout:  # outside the config's code (reading it): no line to name
             answer = ("timeout", PLAN_TIMEOUT_SECS)
         except Exception:  # a bug, not the config's fault: its traceback, for the parent to show
+            import traceback  # only then (with `textwrap`): a child that plans never needs it
+
             answer = ("crash", traceback.format_exc())
         data = marshal.dumps(answer)
         while data:
@@ -204,7 +220,7 @@ def _result(data: bytes, status: int, source: str, decoded: object = None) -> Pl
                           "that never ends, such as a FIFO nobody writes to?), so planning was stopped")
     if answer[0] == "crash":
         raise RuntimeError(f"planning the job failed in its process:\n{answer[1]}")
-    plan = plancache.decode(answer[1]) if decoded is None else decoded
+    plan = planform.decode(answer[1]) if decoded is None else decoded
     assert isinstance(plan, JobPlan)
     return plan, answer[2], answer[3]
 

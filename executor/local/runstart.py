@@ -21,7 +21,6 @@ from pathlib import Path
 from config.plan import JobPlan
 from config.registry import RegistrySettings
 from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings
-from config.spec import LogDestination, LogMode
 from executor.host.early import EarlyStart, undefer_stop_signals
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
@@ -189,11 +188,11 @@ class RunStart:
     def _first_wave(self, plan: JobPlan) -> list[str] | None:
         """The processes the planner starts first (run 0 of each), for the early start of
         the next run; None when that run could not start them early: another job key or
-        instance, --bind or --port, or `first_wave`'s reasons."""
+        instance, --bind or --port, or `plancache.first_wave`'s reasons."""
         s = self._settings
         if s.jobkey is not None or s.instance != 0 or s.bindings or s.ports:
             return None
-        return first_wave(plan)
+        return plancache.first_wave(plan)
 
     def _early_lease(self, directory: str, key: tuple[object, ...]) -> plancache.Lease | None:
         """The lease the early start took, when it is this plan's."""
@@ -204,18 +203,6 @@ class RunStart:
             self.give_up_early("it took another plan's lease")
             return None
         return plancache.Lease(early.take_lease())
-
-
-def first_wave(plan: JobPlan) -> list[str] | None:
-    """The processes the planner starts first in `plan` (run 0 of each), which an early
-    start may start; None when there are none, or one's logger is not a plain file (the
-    early start makes only plain log files)."""
-    from executor.task.planner import Planner  # loaded for the task anyway
-
-    names = [start.process for start in Planner(plan.spec.task).decide(0.0).start]
-    loggers = [plan.spec.task.process(name).logger for name in names]
-    plain = all(lg.destination is LogDestination.FILE and lg.mode is LogMode.STANDARD for lg in loggers)
-    return names if names and plain else None
 
 
 def _free(ports: list[int]) -> bool:

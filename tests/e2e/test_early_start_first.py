@@ -134,3 +134,56 @@ def test_a_supervisors_module_that_fails_to_load_while_the_child_plans_starts_no
         kill_leftovers(task_pids(sandbox))
     # loaded the second time, the supervisor started it (the plan made ahead's, not early)
     assert adopted(proc) == [] and (sandbox / "ran").exists()
+
+
+# The child answers while the supervisor's modules load (launchfirst's LOAD_WHILE_PLANNING):
+# as `executor.task.checks` loads (within `executor.task.owner`'s import, one of them), the
+# gate the config waits on is opened and the child is waited for (its answer is in the pipe
+# once it has ended); then the next module of Stoker's about to load is looked up, and
+# whether the first run had started before and after it is noted.
+ANSWERS_MID_IMPORT = patched_at_load("executor.task.checks", """
+    def _patch(module):
+        with open(os.environ["PLAN_GATE"], "w") as gate:
+            gate.write("go")
+        deadline = time.monotonic() + 60
+        while not _child_ended() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        before = (_child_ended(), _started())
+        importlib.util.find_spec("executor.no_such_module")  # the next module of Stoker's to load
+        with open(os.environ["SEEN"], "w") as seen:
+            seen.write(f"{before} {_started()}")
+
+    def _child_ended():  # the planning child, this process's only child yet, a zombie
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == str(os.getpid()) and fields[0] == "Z":
+                return True
+        return False
+
+    def _started():
+        return os.path.exists(os.path.join(os.environ["SANDBOX"], ".logs", "first", "0", "stdout"))
+    """)
+
+
+def test_the_first_run_starts_as_soon_as_the_answer_is_seen_between_two_modules(tmp_path):
+    # not once the whole import in progress has ended (`launchfirst._AnswerWatch`): then the
+    # run started only after `executor.task.owner` and its ten-odd modules had loaded
+    hook, gate, seen = tmp_path / "hook", tmp_path / "gate", tmp_path / "seen"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(ANSWERS_MID_IMPORT)
+    os.mkfifo(gate)
+    config = write(tmp_path, TOUCH.format(path="ran"))
+    config.write_text(f"open({str(gate)!r}).read()\n" + config.read_text())
+    proc, sandbox = run(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate),
+                                               "SEEN": str(seen), "SANDBOX": str(tmp_path / "sandbox")})
+    try:
+        assert proc.wait() == 0, proc.stdout() + proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    assert seen.read_text() == "(True, False) True"  # answered, not started; started at the next module
+    assert adopted(proc) == ["first"] and (sandbox / "ran").exists()

@@ -160,8 +160,14 @@ NOT_IN_RUN = NEVER | {
 # typing's annotations compiled as attrs loads served from its file, so that no supervisor
 # calls the builtin `compile()`, whose first call makes the compiler's 119 syntax-tree
 # classes (0.2 MiB less of its USS at N=100).
-RUN_STOKER_MODULES = 108
-RUN_AGAIN_STOKER_MODULES = 96
+# 109 and 97: the plan's plain form (`executor.local.planform`, out of plancache), so that a
+# first run's planning child, forked before the plan cache loads, never loads `logging`,
+# `traceback` or the run's settings: they load in the supervisor after the fork, beside its
+# planning, not before it.
+# 110: the schema's `Struct` (`config.schema.shared`, in the planning child only): each type
+# the schema's structs name made once, not again in each struct that names it.
+RUN_STOKER_MODULES = 110
+RUN_AGAIN_STOKER_MODULES = 97
 # Loaded only by a process that compiled something its code caches lack: as it ends
 # (`codecache.save()`), or as a module's docstring-free file is written (`nodocs`): whether
 # it did depends on what ran before (a source newer than its file), not on the job.
@@ -278,10 +284,12 @@ sys.meta_path.insert(0, Recorder())
 # nor does the child: not `ast` (config.purity walks the compiler's `_ast` trees itself), nor
 # `inspect`: the one name pystachio reads of it (`isclass`), as of `pprint` (`pformat`), is
 # served without it.
-LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "logging",
-                                   "executor.codecache", "config.settings", "config.errors",
-                                   "config.plan", "config.spec", "executor.local.plancache",
+LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "json", "executor.codecache", "config.errors",
+                                   "config.plan", "config.spec", "executor.local.planform",
                                    "executor.local.planning"}
+# What the supervisor loads after that fork, beside the child's planning, and the child never
+# (executor/local/planform.py: the plan's plain form without the plan cache's `logging`)
+SUPERVISOR_ONLY = {"logging", "traceback", "config.settings", "executor.local.plancache"}
 
 
 def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(tmp_path):
@@ -305,6 +313,7 @@ def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(
     # forked once attrs and the rest both processes use were loaded: it has them from the
     # fork (executor/local/planahead.py), it does not import them again
     assert [sorted(mods & LOADED_BEFORE_THE_PLANNING_FORK) for mods in by_pid.values()] == [[]]
+    assert [sorted(mods & SUPERVISOR_ONLY) for mods in by_pid.values()] == [[]]
 
 
 def test_stoker_run_with_an_http_check_loads_the_checker_and_http_client_only(tmp_path):

@@ -302,3 +302,44 @@ def test_a_port_given_with_port_is_the_job_s_when_none_is_left_to_choose(tmp_pat
     """, str(config))
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"echo {expected} ()\n"
+
+
+def test_the_child_forked_ahead_sends_the_plan_before_it_judges_the_config_closed(tmp_path):
+    # the early start starts the runs from the plan sent first (`PlanAhead.early_plan`), while
+    # the child still runs `open_problem` (held here on a gate) and before it answers and ends
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    done = python("""
+        import marshal
+        import config.purity
+        from executor.cli import launchfirst
+        from executor.local import planform
+        judge = config.purity.closed_problem
+        def held(*args, **kwargs):
+            open(sys.argv[2]).read()
+            return judge(*args, **kwargs)
+        config.purity.closed_problem = held
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        ahead = launchfirst._fork_ahead(launchfirst._ahead_inputs(["run", sys.argv[1]], environ))
+        plan = planform.decode(marshal.loads(ahead.early_plan()))
+        print(plan.name, ahead.answered(), flush=True)  # the child waits on the gate: no answer yet
+        with open(sys.argv[2], "w") as gate:
+            gate.write("go")
+        data, status = ahead.answer()
+        answer = marshal.loads(data)
+        print(answer[0], planform.decode(answer[1]) == plan, answer[3], status, ahead.early_plan() is not None)
+    """, str(EXAMPLE), str(gate))
+    assert done.stdout.splitlines() == ["hello False", "plan True None 0 True"], done.stderr
+
+
+def test_a_child_forked_ahead_that_fails_to_plan_sends_no_plan_first(tmp_path):
+    config = tmp_path / "broken.aurora"
+    config.write_text("jobs = [Job(\n")
+    done = python("""
+        import marshal
+        from executor.cli import launchfirst
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        ahead = launchfirst._fork_ahead(launchfirst._ahead_inputs(["run", sys.argv[1]], environ))
+        print(ahead.early_plan(), marshal.loads(ahead.answer()[0])[0])  # the whole answer, its start included
+    """, str(config))
+    assert done.stdout == "None error\n", done.stderr
