@@ -1,8 +1,11 @@
-"""A lost attempt's task cgroup, found by a re-run in a cgroup namespace of its own
-(`cgroups.lost_cgroups`, `leftovers.end_lost_attempts`), with real namespaces, mounts,
+"""A lost attempt's task cgroup, as a re-run finds and removes it (`cgroups.lost_cgroups`,
+`cgroups.remove_emptied`, `leftovers.end_lost_attempts`), with real namespaces, mounts,
 cgroups and processes.
 
-In a cgroup namespace the kernel shows a process outside it at a path with `..` levels
+- Left frozen in the v1 freezer (its supervisor and watchdog SIGKILLed as the watchdog's
+  kill had frozen it, or an operator froze it): a frozen process dies only once thawed, so
+  the re-run's SIGKILL left them in it, frozen for good, and the cgroup with them.
+- In a cgroup namespace the kernel shows a process outside it at a path with `..` levels
 (`/../x/stoker-ID`, /proc/PID/cgroup), and a cgroup hierarchy mounted inside it (a
 container's own /sys/fs/cgroup) shows only the namespace's subtree, rooted at `/`: that
 process's cgroup is on none of this namespace's mounts. Joined to the mount point as it
@@ -24,8 +27,12 @@ from pathlib import Path
 
 import pytest
 
+from executor.procs.spawn import TASK_MARKER
+from executor.task.checkpoint import CheckpointWriter
+from executor.task.leftovers import end_lost_attempts
 from tests.support import cgroups as cgroup_support
 from tests.support.stoker_proc import REPO
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,3 +88,43 @@ def test_a_marked_process_outside_the_re_run_s_cgroup_namespace_names_no_directo
         for directory in (lost, lost.parent, group / "ns", group):
             with contextlib.suppress(OSError):
                 directory.rmdir()
+
+
+def _lost_attempt(sandbox: Path, marker: str) -> None:
+    """A checkpoint whose one attempt recorded no end, its supervisor of another boot."""
+    sandbox.mkdir()
+    writer = CheckpointWriter(sandbox)
+    writer.append_many([
+        {"kind": "header", "task": "web.0", "job_key": "c/r/e/web", "task_id": "web-0-1",
+         "sandbox": str(sandbox), "ports": {}, "supervisor_pid": 1, "supervisor_start": 1,
+         "supervisor_boot": "00000000-0000-4000-8000-000000000000", "marker": marker,
+         "processes": ["web"], "health": "none", "wall": 1.0},
+        {"kind": "task", "from": "NEW", "to": "RUNNING", "reason": "launched", "wall": 1.0}])
+    writer.close()
+
+
+def test_a_lost_attempt_s_processes_left_frozen_in_the_v1_freezer_are_killed_and_it_removed(tmp_path):
+    _namespaced()
+    marker = uuid.uuid4().hex
+    lost = Path(cgroup_support.FREEZER, f"stoker-{marker[:16]}")
+    _lost_attempt(tmp_path / "sb", marker)
+    frozen = None
+    try:
+        lost.mkdir()
+        frozen = subprocess.Popen(["sleep", "600"], env={**os.environ, TASK_MARKER: marker})
+        (lost / "cgroup.procs").write_text(str(frozen.pid))
+        (lost / "freezer.state").write_text("FROZEN")
+        wait_for(lambda: (lost / "freezer.state").read_text().strip() == "FROZEN", 10, message="frozen")
+        (attempt,) = end_lost_attempts(tmp_path / "sb")
+        assert frozen.wait(10) == -9
+        assert attempt.killed == (frozen.pid,)
+        assert attempt.cgroups == (f"removed its cgroup {lost}",), attempt.describe()
+        assert not lost.exists()
+    finally:
+        with contextlib.suppress(OSError):
+            (lost / "freezer.state").write_text("THAWED")
+        if frozen is not None:
+            frozen.kill()
+            frozen.wait(10)
+        with contextlib.suppress(OSError):
+            lost.rmdir()
