@@ -5,6 +5,11 @@ cgroups and processes.
 - Left frozen in the v1 freezer (its supervisor and watchdog SIGKILLed as the watchdog's
   kill had frozen it, or an operator froze it): a frozen process dies only once thawed, so
   the re-run's SIGKILL left them in it, frozen for good, and the cgroup with them.
+- A marker the task planted in its checkpoint (the task may write it), naming a live task's
+  cgroup beside the re-run's (`stoker-` and that task's marker's first 16 characters, which
+  /proc/PID/cgroup shows anyone): the re-run removed the empty cgroups below it (that task's
+  own, a container runtime's), then waited 2 s on it. Now one holding a process of another
+  task is left alone, and said so.
 - In a cgroup namespace the kernel shows a process outside it at a path with `..` levels
 (`/../x/stoker-ID`, /proc/PID/cgroup), and a cgroup hierarchy mounted inside it (a
 container's own /sys/fs/cgroup) shows only the namespace's subtree, rooted at `/`: that
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.procs.cgroup_paths import CgroupKind, own_places
 from executor.procs.spawn import TASK_MARKER
 from executor.task.checkpoint import CheckpointWriter
 from executor.task.leftovers import end_lost_attempts
@@ -128,3 +134,31 @@ def test_a_lost_attempt_s_processes_left_frozen_in_the_v1_freezer_are_killed_and
             frozen.wait(10)
         with contextlib.suppress(OSError):
             lost.rmdir()
+
+
+def test_a_planted_marker_naming_a_live_task_s_cgroup_leaves_it_alone(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the cgroups here are root's")
+    places = own_places(Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text())
+    home = next((p.directory for p in places if p.kind is CgroupKind.V2), None)
+    if home is None or not os.access(home, os.W_OK):
+        pytest.skip("no writable cgroup-v2 hierarchy shows this process's cgroup")
+    live_marker = uuid.uuid4().hex
+    live = Path(home, f"stoker-{live_marker[:16]}")
+    _lost_attempt(tmp_path / "sb", live_marker[:16])  # the planted marker: no process carries it
+    task = None
+    try:
+        (live / "inner").mkdir(parents=True)  # the live task's own, empty
+        task = subprocess.Popen(["sleep", "600"], env={**os.environ, TASK_MARKER: live_marker})
+        (live / "cgroup.procs").write_text(str(task.pid))
+        (attempt,) = end_lost_attempts(tmp_path / "sb")
+        assert attempt.killed == ()
+        assert attempt.cgroups == (f"left {live} alone: another task's process(es) are in it: {task.pid}",)
+        assert task.poll() is None and (live / "inner").is_dir()
+    finally:
+        if task is not None:
+            task.kill()
+            task.wait(10)
+        for directory in (live / "inner", live):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
