@@ -17,7 +17,8 @@ Owns three decisions taken before shiv unpacks the bundled dependencies:
   hands the sandbox to the task's role, and code it imports later must not come from a
   directory the role owns, so it unpacks into ROOT_CACHE (root-owned, mode 0700, checked
   before use), and into the sandbox only when that cannot be had.
-The home's `site-packages` is checked again just before it goes on sys.path (`_Site`), and
+The home's levels are checked again once made, before shiv writes there, and its
+`site-packages` again just before it goes on sys.path (`_Site`); and
 a Ctrl-C as it loads exits 130 without a traceback, as `stoker` does.
 It must never set SHIV_ROOT (or anything else) in the environment, so the task's processes
 inherit nothing from the packaging. It runs on any Python 3 far enough to print the version
@@ -193,6 +194,11 @@ def _extract_site_packages(archive, target_path, *args, **kwargs):
     umask = os.umask(0o022)
     os.umask(umask | 0o022)
     try:
+        if _home_site:  # the home's levels made (what was missing at the check), and checked
+            os.makedirs(str(target_path.parent), exist_ok=True)  # again before shiv writes there
+            level = _foreign(str(target_path.parent))  # (its lock file, O_TRUNC, and the tree)
+            if level:
+                _refuse([level])
         _shiv_extract(archive, target_path, *args, **kwargs)
     except OSError as exc:
         sys.stderr.write(

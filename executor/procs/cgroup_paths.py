@@ -104,7 +104,9 @@ def parse_proc_cgroup(text: str) -> dict[CgroupKind, str]:
 
 def own_places(proc_cgroup: str, mountinfo: str) -> list[Place]:
     """The cgroups this process is in, as directories, strongest kind first (V2, then
-    V1_FREEZER); a kind is left out when no mount shows our cgroup."""
+    V1_FREEZER); a kind is left out when no mount shows our cgroup. In a cgroup namespace a
+    cgroup outside it is shown as `/../x`: on a mount made inside it (rooted at `/`) it is on
+    none, never `MOUNT/../x` (a directory outside the cgroup file system)."""
     paths = parse_proc_cgroup(proc_cgroup)
     places = []
     for kind in CgroupKind:
@@ -115,7 +117,7 @@ def own_places(proc_cgroup: str, mountinfo: str) -> list[Place]:
             if mount.kind is not kind:
                 continue
             rest = below(path, mount.root)
-            if rest is not None:
+            if rest is not None and ".." not in rest.split("/"):  # `..`: outside the mount's root
                 directory = posixpath.join(mount.mountpoint, rest).rstrip("/") or "/"
                 places.append(Place(kind, directory, path))
                 break

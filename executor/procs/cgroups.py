@@ -152,9 +152,7 @@ class TaskCgroup:
         _write(d, "freezer.state", "FROZEN")
         _wait_until(lambda: _read(d, "freezer.state").strip() == "FROZEN", deadline)
         self._kill_members()
-        for below in subtree(d):  # v1: a frozen process dies only once thawed, and a cgroup
-            with contextlib.suppress(OSError):  # a member froze itself stays so when its parent thaws
-                _write(below, "freezer.state", "THAWED")
+        _thaw(d)
 
     def _kill_members(self) -> None:
         """SIGKILL each listed member, of this cgroup or one below it (both freezers freeze
@@ -331,8 +329,9 @@ def lost_cgroups(name: str, pids: Iterable[int]) -> set[str]:
 def remove_emptied(directory: str, timeout_secs: float) -> str | None:
     """Remove a lost attempt's cgroup (and those below it) once the processes killed in it
     have left, never killing through it (the kill was by marker); None when it is gone,
-    else why not, in words."""
+    else why not, in words. Thawed first: left frozen (v1), the killed stayed, for good."""
     deadline = time.monotonic() + timeout_secs
+    _thaw(directory)
     while True:
         _remove_below(directory)
         try:
@@ -347,6 +346,14 @@ def remove_emptied(directory: str, timeout_secs: float) -> str | None:
         _wait_emptied(directory, deadline)
 
 
+def _thaw(directory: str) -> None:
+    """Thaw v1 freezer cgroup `directory` and each below it (a member's own stays frozen as
+    its parent thaws): a frozen process dies only once thawed (v2's: by SIGKILL as well)."""
+    for below in subtree(directory):
+        with contextlib.suppress(OSError):
+            _write(below, "freezer.state", "THAWED")
+
+
 def discard(cgroup: TaskCgroup) -> None:
     """Remove a cgroup that was made but never held a process (enter failed)."""
     _rmdir_quietly(cgroup.directory)
@@ -354,10 +361,8 @@ def discard(cgroup: TaskCgroup) -> None:
 
 
 def _rmdir_quietly(directory: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.rmdir(directory)
-    except OSError:
-        pass
 
 
 def _write(directory: str, name: str, text: str) -> None:

@@ -14,7 +14,8 @@ time (`heldfile.py`: a daemon that hides the marker), still alive as itself, wit
 descendants, each through a pidfd checked again, when that list is trusted (this user's);
 then it removes the attempt's task cgroup (`stoker-` and its marker's first 16 characters),
 once the processes killed leave it, wherever the kernel showed them in it before the kill,
-or below the cgroups this process is in (an empty one an attempt made in the same session).
+or below the cgroups this process is in (an empty one an attempt made in the same session);
+one holding a process of another task (a marker planted in the checkpoint) is left alone.
 A sandbox whose attempts all recorded their end costs one read of the checkpoint and no
 /proc scan; only its headers and task records are parsed (the view `stoker status` replays
 is not loaded on a supervisor's start). Never raises: a checkpoint that cannot be read has
@@ -22,6 +23,7 @@ nothing to end.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Iterable
 from pathlib import Path
@@ -105,6 +107,24 @@ def _kill_held(sandbox: Path, marker: str, pinned: str) -> set[int]:
     return set(proctree.send_checked(stopped, signal.SIGKILL, check))
 
 
+def _other_tasks_in(directory: str, entry: bytes) -> list[int]:
+    """The processes in the cgroup `directory`, or below it, that carry another task's
+    marker: a marker planted in the checkpoint (the task may write it) named a live task's
+    cgroup (`stoker-` and its marker's first 16 characters, which /proc/PID/cgroup shows)."""
+    pids: list[int] = []
+    for d in cgroups.subtree(directory):
+        with contextlib.suppress(OSError, ValueError):
+            pids += [int(p) for p in Path(d, "cgroup.procs").read_text().split()]
+    return sorted(p for p in pids if (info := proctree.read_proc(p)) is not None
+                  and proctree.other_task(info.environ, entry))
+
+
+def _remove_lost(directory: str, others: list[int]) -> str:
+    if others:  # neither those below it removed, nor a wait on it
+        return f"left {directory} alone: another task's process(es) are in it: {' '.join(map(str, others))}"
+    return cgroups.remove_emptied(directory, CGROUP_SECS) or f"removed its cgroup {directory}"
+
+
 def end_lost_attempts(sandbox: Path, pinned: str = "") -> list[LostAttempt]:
     """Kill what the sandbox's unfinished attempts left running (call holding its lock);
     the attempts that had any left, each with the pids killed. `pinned`: the `.stoker`
@@ -119,10 +139,10 @@ def end_lost_attempts(sandbox: Path, pinned: str = "") -> list[LostAttempt]:
         if _unfinished(header, state):
             entry = f"{TASK_MARKER}={header.marker}".encode()
             places = cgroups.lost_cgroups(f"stoker-{header.marker[:16]}", proctree.scan_markers((entry,)))
+            others = {d: _other_tasks_in(d, entry) for d in sorted(places)}  # before the kill
             killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,)))
             killed |= _kill_held(sandbox, header.marker, pinned)
-            removed = tuple(cgroups.remove_emptied(d, CGROUP_SECS) or f"removed its cgroup {d}"
-                            for d in sorted(places))
+            removed = tuple(_remove_lost(d, pids) for d, pids in others.items())
             if killed or removed:
                 out.append(LostAttempt(number, header.supervisor_pid, tuple(sorted(killed)), removed))
     return out

@@ -10,6 +10,7 @@ step (`python -m executor.codecache`) moves such a tree aside and writes it agai
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import marshal
 import os
@@ -204,6 +205,29 @@ def test_the_warm_step_removes_the_trees_an_earlier_one_left_aside(tmp_path):
     (cache / "nodoc.kept").mkdir()  # not a tree the step moved aside
     assert codecachewarm.rebuild_open_tree(str(cache)) == ""  # nodoc/ itself is closed: left as it is
     assert sorted(p.name for p in cache.iterdir()) == ["nodoc", "nodoc.kept"]
+
+
+def test_a_tree_too_deep_for_rmtree_is_said_not_removed_and_the_step_goes_on(tmp_path, capsys):
+    """An open `nodoc/` another user filled with 1,500 nested levels, moved aside: Python
+    3.11's rmtree recurses once per level (RecursionError), and the warm step ended in a
+    traceback; retried by every later step (it removes the trees left aside), every one did."""
+    cache = tmp_path / "cache"
+    (cache / "nodoc").mkdir(parents=True, mode=0o755)
+    left = cache / f"nodoc.12345.{os.urandom(4).hex()}.old"
+    deepest = left
+    try:
+        left.mkdir()
+        for _ in range(1500):  # (os.makedirs recurses once per level too)
+            deepest = deepest / "a"
+            deepest.mkdir()
+        for _ in range(2):
+            assert codecachewarm.rebuild_open_tree(str(cache)) == ""
+            assert capsys.readouterr().err == f"stoker: {left}: not removed (too deep): nothing reads it\n"
+    finally:
+        while deepest != cache:
+            with contextlib.suppress(OSError):
+                deepest.rmdir()
+            deepest = deepest.parent
 
 
 def test_nothing_under_nodoc_is_read_when_the_package_s_pycache_above_it_is_open(place):

@@ -104,6 +104,37 @@ def test_a_run_that_leaves_a_task_cgroup_in_its_v1_freezer_one_fails_naming_it(t
     assert not inner.exists(), said  # removed, with the run's own
 
 
+# As a test that froze a task's v1 freezer cgroup leaks: the process in it stays frozen.
+LEAKS_FROZEN = """
+import subprocess
+from pathlib import Path
+from tests.support.cgroups import FREEZER
+
+def test_leaks(tmp_path):
+    frozen = Path(FREEZER) / "stoker-00112233445566ff"
+    frozen.mkdir()
+    sleeper = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    (frozen / "cgroup.procs").write_text(str(sleeper.pid))
+    (frozen / "freezer.state").write_text("FROZEN")
+    (tmp_path.parent.parent / "sleeper").write_text(str(sleeper.pid))
+"""
+
+
+def test_a_process_left_frozen_in_the_v1_freezer_is_killed_and_both_cgroups_removed(tmp_path, own_cgroup):
+    """Was: the run's cgroup2 one was killed through and waited for (its whole
+    STOKER_TEST_RUN_EXIT_SECS) before the freezer's were thawed: a frozen process dies only
+    once thawed, so it was still in it, and the run's `testrun-PID` stayed for good."""
+    if not os.path.isdir(FREEZER):
+        pytest.skip("no v1 freezer hierarchy here")
+    status, said = _pytest(tmp_path, LEAKS_FROZEN, own_cgroup)  # the run's cgroup2 one is gone
+    sleeper = int((tmp_path / "sleeper").read_text())
+    assert status == 1 and "1 passed" in said, said
+    assert "left 1 cgroup(s) behind" in said and "stoker-00112233445566ff" in said, said
+    assert f"left 1 process(es) running, killed now: {sleeper} sleep 1000" in said, said
+    assert not proc_scan.is_live(sleeper)
+    assert not list(Path(FREEZER).glob(f"{sessioncgroup.PREFIX}*/stoker-00112233445566ff")), said
+
+
 def test_a_clean_run_passes_and_leaves_nothing(tmp_path, own_cgroup):
     status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup)
     assert status == 0, said

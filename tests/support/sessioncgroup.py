@@ -117,7 +117,12 @@ def end(cgroup: SessionCgroup) -> Leftovers:
 
 def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
     """What is left below the run's cgroup(s), killed and removed; its v1 freezer one's
-    cgroups named by their path."""
+    cgroups named by their path. Those are thawed first: a frozen member dies only once
+    thawed, and one in both stayed in the cgroup2 one (its rmdir failed, and it stayed)."""
+    if cgroup.freezer is not None:
+        for d in cgroups.subtree(str(cgroup.freezer.directory)):
+            with contextlib.suppress(OSError):
+                Path(d, "freezer.state").write_text("THAWED")
     pids = _members(cgroup.directory)
     processes = [_describe(pid) for pid in pids]
     if processes:
@@ -131,9 +136,6 @@ def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
             d.rmdir()
     if cgroup.freezer is not None:
         inner = cgroup.freezer.directory
-        for d in _subtree(inner):  # a frozen member dies only once thawed
-            with contextlib.suppress(OSError):
-                (d / "freezer.state").write_text("THAWED")
         for pid in (p for p in _members(inner) if p not in pids):
             processes.append(_describe(pid))
             with contextlib.suppress(OSError):

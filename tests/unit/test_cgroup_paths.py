@@ -69,6 +69,17 @@ def test_nothing_is_offered_where_no_mount_shows_our_cgroup(self_text, why):
     assert own_places(self_text, BIND_MOUNTS.splitlines()[0]) == [], why
 
 
+def test_a_cgroup_outside_the_namespace_is_on_no_mount_made_inside_it():
+    """Shown as `/../x` in a cgroup namespace: never `MOUNT/../x`; a host mount (its root
+    shown with `..` too) still shows one below its root."""
+    ns_mount = "66 46 0:34 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+    host_mount = "56 50 0:34 /../.. /host rw - cgroup2 cgroup2 rw\n"
+    assert own_places("0::/../x/stoker-1\n", ns_mount) == []
+    assert own_places("0::/..\n", ns_mount) == []
+    assert own_places("0::/../../x/stoker-1\n", host_mount + ns_mount) == [
+        Place(V2, "/host/x/stoker-1", "/../../x/stoker-1")]
+
+
 def test_mountinfo_lines_that_are_not_cgroups_or_are_damaged_are_skipped():
     text = HYBRID_MOUNTS + "garbage\n99 1 0:1 / /proc rw - proc proc rw\n1 2 3\n"
     kinds = [(m.mountpoint, m.kind) for m in parse_mountinfo(text)]

@@ -1,0 +1,56 @@
+"""stoker.pyz's first unpack into the home (tools/zipapp_main.py), as another user races it:
+the built zipapp run by a plain Python (`tests/e2e/test_dist.py`'s fixtures, its clean
+directory and environment), with an audit hook standing in for that user's process."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.e2e.test_dist import app, dist, work  # noqa: F401  (its fixtures: the one built zipapp)
+from tests.support.distapp import run_app
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+# As another user makes the missing HOME in a sticky directory just before shiv does (after
+# the zipapp's check found it missing), with `.shiv` in it a symlink to a directory of root's.
+PLANTED_MEANWHILE = """
+import os, sys
+HOME, made = os.environ["HOME"], []
+def planted_meanwhile(event, args):
+    if event == "os.mkdir" and str(args[0]) == HOME and not made:
+        made.append(HOME)  # (its own mkdir is an event too)
+        os.mkdir(HOME)
+        os.symlink(VICTIM, os.path.join(HOME, ".shiv"))
+        os.lchown(os.path.join(HOME, ".shiv"), 65534, 65534)
+        os.chown(HOME, 65534, 65534)
+sys.addaudithook(planted_meanwhile)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a level of another user's needs root")
+def test_a_home_another_user_made_after_the_check_gets_nothing_written_through_it(app):  # noqa: F811
+    """Was: the check found HOME missing (to be made by this user), and shiv made `.shiv`,
+    its lock file (opened O_TRUNC) and the whole unpacked tree through what the other user
+    put there (here a symlink to a directory of root's) before the check again refused it.
+    Now the levels made are checked before shiv writes anything there."""
+    sticky, victim, hook = app["work"] / "sticky-unpack", app["work"] / "victim", app["work"] / "hook-unpack"
+    sticky.mkdir(mode=0o1777)
+    sticky.chmod(0o1777)
+    victim.mkdir(mode=0o755)
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(f"VICTIM = {str(victim)!r}\n" + PLANTED_MEANWHILE)
+    env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
+    try:
+        done = run_app(app, [app["python"], "stoker.pyz", "--version"],
+                       env={**env, "HOME": str(sticky / "home"), "PYTHONPATH": str(hook)})
+        assert (sticky / "home" / ".shiv").is_symlink()  # the hook planted it: the test can fail
+        written = sorted(p.name for p in victim.iterdir())
+    finally:
+        for directory in (sticky, victim, hook):
+            shutil.rmtree(directory, ignore_errors=True)
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert written == []
+    assert done.stderr == ("stoker: error: stoker.pyz will not run code unpacked where another user could change "
+                           f"it ({sticky / 'home'}); set SHIV_ROOT to a directory of this user's\n")
