@@ -80,9 +80,16 @@ nature, as `nodocs.install()` is.
 """
 from __future__ import annotations
 
+import _frozen_importlib as _bootstrap  # importlib's own (see below)
 import _thread
 import contextlib
 import sys
+
+# importlib's finder and its `module_from_spec` and `_find_spec`, from the frozen modules the
+# interpreter started with (`executor/compileserved.py`): `importlib.util` would load
+# `importlib`, `importlib._abc` and `importlib.machinery`, which a supervisor started as
+# `stoker` then held for nothing (`python -m` loads them for `runpy`)
+from _frozen_importlib_external import PathFinder
 from types import FunctionType, MethodType, ModuleType
 
 TYPE_CHECKING = False
@@ -133,8 +140,6 @@ SERVED: dict[str, dict[str, Callable[..., object]]] = {
 def defer(names: tuple[str, ...] = LAZY) -> list[str]:
     """Each module of `names` not loaded yet becomes lazy (see the docstring); the names
     made lazy. Call it before anything imports them."""
-    import importlib.util
-
     deferred = []
     for name in names:
         if name in sys.modules:
@@ -142,7 +147,7 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
         spec = _spec(name)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             continue
-        module = importlib.util.module_from_spec(spec)
+        module = _bootstrap.module_from_spec(spec)
         module.__dict__["__getattr__"], module.__dict__["__dir__"] = _loading(module, spec)  # PEP 562's
         for attr, answer in SERVED.get(name, {}).items():
             module.__dict__[attr] = _Served(module.__dict__["__getattr__"], name, attr, answer)
@@ -169,13 +174,10 @@ def _bind(name: str, module: ModuleType) -> None:
 def _spec(name: str) -> ModuleSpec | None:
     """Where import would find module `name`, without importing its package (a submodule's
     `find_spec` would run the package's `__init__`, which imports it)."""
-    import importlib.util
-
     package, _, _ = name.rpartition(".")
-    if not package:
-        return importlib.util.find_spec(name)
-    from importlib.machinery import PathFinder
-
+    if not package:  # `importlib.util.find_spec(name)` of a name with no package
+        loaded = sys.modules.get(name)
+        return loaded.__spec__ if loaded is not None else _bootstrap._find_spec(name, None)  # type: ignore[attr-defined]
     found = _spec(package)
     if found is None or not found.submodule_search_locations:
         return None
@@ -328,8 +330,6 @@ class AttrsCompatHook:
     def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
         if name != ATTRS_COMPAT:
             return None
-        from importlib.machinery import PathFinder
-
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(self)
         spec = PathFinder.find_spec(name, path)
