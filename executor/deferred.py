@@ -11,7 +11,10 @@ imports `ipaddress` (its classes, constants and their networks), for the host of
 in brackets, and `pathlib` itself reads `urllib.parse` only for `as_uri()`, `ntpath` only
 for a Windows path and `fnmatch` only to match or glob a pattern (none of which a supervisor
 does: 0.1 MiB, with `urllib.parse`'s eight named tuple classes); attrs imports `platform`
-(its parsers of version strings, 0.09 MiB) to ask `python_implementation()` once. attrs reads `inspect` for a class with a converter (its
+(its parsers of version strings, 0.09 MiB) to ask `python_implementation()` once;
+`subprocess` imports `selectors` (its selector classes, their keys and mappings) for
+`communicate()` alone, which a supervisor never calls (its control socket's loop waits in
+an `epoll` of its own: `executor/host/control.py`). attrs reads `inspect` for a class with a converter (its
 own `_NotValidator`, in `attr.validators`, has one: `inspect.signature` of the converter,
 for the annotations of its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
 class of Stoker's has one. attrs' package imports its `validators`, `converters` and
@@ -45,7 +48,9 @@ point (`executor/cli/start.py`) calls `defer()` before attrs is imported:
   and call its own. `platform.python_implementation()` is answered from
   `sys.implementation.name` for the four interpreters platform names (`CPython`, `PyPy`,
   `IronPython`, `Jython`), as attrs asks it. `pathlib`'s `from urllib.parse import
-  quote_from_bytes` gets a stand-in that loads `urllib.parse` when called. `inspect.isclass(obj)` is `isinstance(obj,
+  quote_from_bytes` gets a stand-in that loads `urllib.parse` when called, and
+  `subprocess`'s `_PopenSelector = selectors.PollSelector` one that loads `selectors` when
+  `communicate()` calls it. `inspect.isclass(obj)` is `isinstance(obj,
   type)`, its whole code; `pprint.pformat` loads `pprint` when called: the two names
   pystachio imports from them (`from inspect import isclass`, `from pprint import
   pformat`), for a first run's planning child and `stoker executor`, which loaded `inspect`
@@ -73,7 +78,8 @@ interleaved runs, against main and then against `inspect` alone deferred: 0.67 M
 are back); `ipaddress` 0.22 MiB more and `platform` 0.08 (USS 11.86 → 11.64 MiB, and with
 the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs); attrs' three
 modules and their `attrs` twins 0.2 MiB more (USS 11.16 → 10.96 MiB, 8 interleaved runs);
-`urllib.parse`, `ntpath` and `fnmatch` 0.12 MiB more (USS 10.72 → 10.59 MiB, 8 interleaved runs).
+`urllib.parse`, `ntpath` and `fnmatch` 0.12 MiB more (USS 10.72 → 10.59 MiB, 8 interleaved runs);
+`selectors` 0.04 MiB more (USS 10.17 → 10.14 MiB, 8 interleaved runs).
 STOKER_CODE_CACHE=off turns it off, as it does the modules without docstrings and
 the attrs code cache: the process then loads as Python would. Process-wide, imperative by
 nature, as `nodocs.install()` is.
@@ -105,7 +111,7 @@ ATTRS_UNREAD = ("attr.validators", "attrs.validators", "attr.converters", "attrs
                 "attrs.filters")
 # imported by modules a supervisor loads, never read by it (see the docstring)
 LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", "urllib.parse", "ntpath",
-        "fnmatch", *ATTRS_UNREAD)
+        "fnmatch", "selectors", *ATTRS_UNREAD)
 PARENTS = ("urllib",)  # packages of a LAZY submodule imported by defer() (an empty `__init__`)
 _pending: set[str] = set()  # made lazy here (loaded since when its code ran: `_ran`)
 # `sys.implementation.name` → what `platform.python_implementation()` says of it
@@ -134,6 +140,7 @@ SERVED: dict[str, dict[str, Callable[..., object]]] = {
     "inspect": {"isclass": _isclass},
     "pprint": {"pformat": _own},
     "urllib.parse": {"quote_from_bytes": _own},  # pathlib's, for `as_uri()`
+    "selectors": {"PollSelector": _own},  # subprocess's `_PopenSelector`, for `communicate()`
 }
 
 
