@@ -39,7 +39,7 @@ import logging
 import os
 import select
 import stat
-import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -66,7 +66,7 @@ logger = logging.getLogger(__name__)
 MAX_CONNECTIONS = 32
 ACCEPT_PAUSE_SECS = 0.5  # after an accept that found no descriptor left, the next try
 _NO_ROOM = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-_UCRED = struct.Struct("3i")  # pid, uid, gid
+_UCRED_SIZE = 12  # struct ucred: pid, uid, gid, three C ints (`struct` and its C module, for one read, not loaded)
 
 
 def _fd_path(dir_fd: int) -> str:
@@ -75,8 +75,8 @@ def _fd_path(dir_fd: int) -> str:
 
 def peer(sock: _socket.socket) -> tuple[int, int]:
     """The peer's (pid, uid)."""
-    pid, uid, _gid = _UCRED.unpack(sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED.size))
-    return pid, uid
+    ucred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED_SIZE)
+    return int.from_bytes(ucred[0:4], sys.byteorder, signed=True), int.from_bytes(ucred[4:8], sys.byteorder, signed=True)
 
 
 class _Connection:
