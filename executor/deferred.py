@@ -9,8 +9,9 @@ because a module it needs imports them, reading none of their names: attrs impor
 traceback's source lines; `urllib.parse`, which `pathlib` imports (for `Path.as_uri()`),
 imports `ipaddress` (its classes, constants and their networks), for the host of a URL
 in brackets, and `pathlib` itself reads `urllib.parse` only for `as_uri()`, `ntpath` only
-for a Windows path and `fnmatch` only to match or glob a pattern (none of which a supervisor
-does: 0.1 MiB, with `urllib.parse`'s eight named tuple classes); attrs imports `platform`
+for a Windows path and `fnmatch` only to match or glob a pattern (Python 3.12's as it
+loads too: not deferred there; none of which a supervisor does: 0.1 MiB, with
+`urllib.parse`'s eight named tuple classes); attrs imports `platform`
 (its parsers of version strings, 0.09 MiB) to ask `python_implementation()` once;
 `subprocess` imports `selectors` (its selector classes, their keys and mappings) for
 `communicate()` alone, which a supervisor never calls (its control socket's loop waits in
@@ -109,9 +110,12 @@ ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (a
 # attrs' modules its package imports (`attr/__init__.py`, `attrs/__init__.py`) and nothing of Stoker's reads
 ATTRS_UNREAD = ("attr.validators", "attrs.validators", "attr.converters", "attrs.converters", "attr.filters",
                 "attrs.filters")
+# Python 3.12's pathlib reads `fnmatch.translate` as it loads (3.11's and 3.13's only to match
+# a pattern): deferred there, it loaded at once, behind a stand-in for nothing
+_FNMATCH = () if sys.version_info[:2] == (3, 12) else ("fnmatch",)
 # imported by modules a supervisor loads, never read by it (see the docstring)
 LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", "urllib.parse", "ntpath",
-        "fnmatch", "selectors", *ATTRS_UNREAD)
+        *_FNMATCH, "selectors", *ATTRS_UNREAD)
 PARENTS = ("urllib",)  # packages of a LAZY submodule imported by defer() (an empty `__init__`)
 _pending: set[str] = set()  # made lazy here (loaded since when its code ran: `_ran`)
 # `sys.implementation.name` → what `platform.python_implementation()` says of it
