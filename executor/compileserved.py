@@ -22,10 +22,17 @@ from __future__ import annotations
 import builtins
 import contextlib
 import sys
+
+# importlib's own finder, from the frozen module the interpreter started with, as
+# `executor/nodocs.py` takes its loaders: `importlib.machinery` would load `importlib` and
+# `importlib._abc`, which a supervisor started as `stoker` then held for nothing
+from _frozen_importlib_external import PathFinder
 from collections.abc import Iterator, Sequence
-from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
 
 SEEDED = "attr._make"  # attrs' module whose `compile` makes its classes' methods (attrs 22.2 to 26.1)
 _FUTURES = 0x1FE0000  # the `__future__` features of a code's flags (CPython's PyCF_MASK, 3.11 to 3.13)

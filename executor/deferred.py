@@ -9,9 +9,13 @@ because a module it needs imports them, reading none of their names: attrs impor
 traceback's source lines; `urllib.parse`, which `pathlib` imports (for `Path.as_uri()`),
 imports `ipaddress` (its classes, constants and their networks), for the host of a URL
 in brackets, and `pathlib` itself reads `urllib.parse` only for `as_uri()`, `ntpath` only
-for a Windows path and `fnmatch` only to match or glob a pattern (none of which a supervisor
-does: 0.1 MiB, with `urllib.parse`'s eight named tuple classes); attrs imports `platform`
-(its parsers of version strings, 0.09 MiB) to ask `python_implementation()` once. attrs reads `inspect` for a class with a converter (its
+for a Windows path and `fnmatch` only to match or glob a pattern (Python 3.12's as it
+loads too: not deferred there; none of which a supervisor does: 0.1 MiB, with
+`urllib.parse`'s eight named tuple classes); attrs imports `platform`
+(its parsers of version strings, 0.09 MiB) to ask `python_implementation()` once;
+`subprocess` imports `selectors` (its selector classes, their keys and mappings) for
+`communicate()` alone, which a supervisor never calls (its control socket's loop waits in
+an `epoll` of its own: `executor/host/control.py`). attrs reads `inspect` for a class with a converter (its
 own `_NotValidator`, in `attr.validators`, has one: `inspect.signature` of the converter,
 for the annotations of its first parameter and its return), an `__attrs_pre_init__` or a cached property; no
 class of Stoker's has one. attrs' package imports its `validators`, `converters` and
@@ -45,7 +49,9 @@ point (`executor/cli/start.py`) calls `defer()` before attrs is imported:
   and call its own. `platform.python_implementation()` is answered from
   `sys.implementation.name` for the four interpreters platform names (`CPython`, `PyPy`,
   `IronPython`, `Jython`), as attrs asks it. `pathlib`'s `from urllib.parse import
-  quote_from_bytes` gets a stand-in that loads `urllib.parse` when called. `inspect.isclass(obj)` is `isinstance(obj,
+  quote_from_bytes` gets a stand-in that loads `urllib.parse` when called, and
+  `subprocess`'s `_PopenSelector = selectors.PollSelector` one that loads `selectors` when
+  `communicate()` calls it. `inspect.isclass(obj)` is `isinstance(obj,
   type)`, its whole code; `pprint.pformat` loads `pprint` when called: the two names
   pystachio imports from them (`from inspect import isclass`, `from pprint import
   pformat`), for a first run's planning child and `stoker executor`, which loaded `inspect`
@@ -73,16 +79,24 @@ interleaved runs, against main and then against `inspect` alone deferred: 0.67 M
 are back); `ipaddress` 0.22 MiB more and `platform` 0.08 (USS 11.86 → 11.64 MiB, and with
 the code cache's `Fields` 11.36 → 11.28; medians of 12 interleaved runs); attrs' three
 modules and their `attrs` twins 0.2 MiB more (USS 11.16 → 10.96 MiB, 8 interleaved runs);
-`urllib.parse`, `ntpath` and `fnmatch` 0.12 MiB more (USS 10.72 → 10.59 MiB, 8 interleaved runs).
+`urllib.parse`, `ntpath` and `fnmatch` 0.12 MiB more (USS 10.72 → 10.59 MiB, 8 interleaved runs);
+`selectors` 0.04 MiB more (USS 10.17 → 10.14 MiB, 8 interleaved runs).
 STOKER_CODE_CACHE=off turns it off, as it does the modules without docstrings and
 the attrs code cache: the process then loads as Python would. Process-wide, imperative by
 nature, as `nodocs.install()` is.
 """
 from __future__ import annotations
 
+import _frozen_importlib as _bootstrap  # importlib's own (see below)
 import _thread
 import contextlib
 import sys
+
+# importlib's finder and its `module_from_spec` and `_find_spec`, from the frozen modules the
+# interpreter started with (`executor/compileserved.py`): `importlib.util` would load
+# `importlib`, `importlib._abc` and `importlib.machinery`, which a supervisor started as
+# `stoker` then held for nothing (`python -m` loads them for `runpy`)
+from _frozen_importlib_external import PathFinder
 from types import FunctionType, MethodType, ModuleType
 
 TYPE_CHECKING = False
@@ -96,9 +110,12 @@ ATTRS_COMPAT = "attr._compat"  # where attrs keeps its `_AnnotationExtractor` (a
 # attrs' modules its package imports (`attr/__init__.py`, `attrs/__init__.py`) and nothing of Stoker's reads
 ATTRS_UNREAD = ("attr.validators", "attrs.validators", "attr.converters", "attrs.converters", "attr.filters",
                 "attrs.filters")
+# Python 3.12's pathlib reads `fnmatch.translate` as it loads (3.11's and 3.13's only to match
+# a pattern): deferred there, it loaded at once, behind a stand-in for nothing
+_FNMATCH = () if sys.version_info[:2] == (3, 12) else ("fnmatch",)
 # imported by modules a supervisor loads, never read by it (see the docstring)
 LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", "urllib.parse", "ntpath",
-        "fnmatch", *ATTRS_UNREAD)
+        *_FNMATCH, "selectors", *ATTRS_UNREAD)
 PARENTS = ("urllib",)  # packages of a LAZY submodule imported by defer() (an empty `__init__`)
 _pending: set[str] = set()  # made lazy here (loaded since when its code ran: `_ran`)
 # `sys.implementation.name` → what `platform.python_implementation()` says of it
@@ -127,14 +144,13 @@ SERVED: dict[str, dict[str, Callable[..., object]]] = {
     "inspect": {"isclass": _isclass},
     "pprint": {"pformat": _own},
     "urllib.parse": {"quote_from_bytes": _own},  # pathlib's, for `as_uri()`
+    "selectors": {"PollSelector": _own},  # subprocess's `_PopenSelector`, for `communicate()`
 }
 
 
 def defer(names: tuple[str, ...] = LAZY) -> list[str]:
     """Each module of `names` not loaded yet becomes lazy (see the docstring); the names
     made lazy. Call it before anything imports them."""
-    import importlib.util
-
     deferred = []
     for name in names:
         if name in sys.modules:
@@ -142,7 +158,7 @@ def defer(names: tuple[str, ...] = LAZY) -> list[str]:
         spec = _spec(name)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             continue
-        module = importlib.util.module_from_spec(spec)
+        module = _bootstrap.module_from_spec(spec)
         module.__dict__["__getattr__"], module.__dict__["__dir__"] = _loading(module, spec)  # PEP 562's
         for attr, answer in SERVED.get(name, {}).items():
             module.__dict__[attr] = _Served(module.__dict__["__getattr__"], name, attr, answer)
@@ -169,13 +185,10 @@ def _bind(name: str, module: ModuleType) -> None:
 def _spec(name: str) -> ModuleSpec | None:
     """Where import would find module `name`, without importing its package (a submodule's
     `find_spec` would run the package's `__init__`, which imports it)."""
-    import importlib.util
-
     package, _, _ = name.rpartition(".")
-    if not package:
-        return importlib.util.find_spec(name)
-    from importlib.machinery import PathFinder
-
+    if not package:  # `importlib.util.find_spec(name)` of a name with no package
+        loaded = sys.modules.get(name)
+        return loaded.__spec__ if loaded is not None else _bootstrap._find_spec(name, None)  # type: ignore[attr-defined]
     found = _spec(package)
     if found is None or not found.submodule_search_locations:
         return None
@@ -328,8 +341,6 @@ class AttrsCompatHook:
     def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
         if name != ATTRS_COMPAT:
             return None
-        from importlib.machinery import PathFinder
-
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(self)
         spec = PathFinder.find_spec(name, path)

@@ -24,22 +24,26 @@ the supervisor the caller expects.
 
 The server's sockets are `_socket`'s, the C module under `socket`, whose own module (its
 `socket` class, with `makefile` and `accept`, and its enums of every address family, kind and
-flag, 0.1 MiB of every supervisor) only the client's `connect` and `ask` load.
+flag, 0.1 MiB of every supervisor) only the client's `connect` and `ask` load. Its loop
+waits in an `epoll` of its own (`_Poller`), not a `selectors.DefaultSelector`, which is the
+same `epoll` with its keys and mappings: `selectors` (with its classes, 0.07 MiB of a
+supervisor) is loaded by none of a supervisor's modules (`subprocess` imports it for
+`communicate()` alone: `executor/deferred.py`).
 """
 from __future__ import annotations
 
 import _socket
+import contextlib
 import errno
 import logging
 import os
 import select
-import selectors
 import stat
-import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from executor.events import ControlReply, Replier
 from executor.host.controlwire import (
@@ -62,7 +66,7 @@ logger = logging.getLogger(__name__)
 MAX_CONNECTIONS = 32
 ACCEPT_PAUSE_SECS = 0.5  # after an accept that found no descriptor left, the next try
 _NO_ROOM = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-_UCRED = struct.Struct("3i")  # pid, uid, gid
+_UCRED_SIZE = 12  # struct ucred: pid, uid, gid, three C ints (`struct` and its C module, for one read, not loaded)
 
 
 def _fd_path(dir_fd: int) -> str:
@@ -71,8 +75,8 @@ def _fd_path(dir_fd: int) -> str:
 
 def peer(sock: _socket.socket) -> tuple[int, int]:
     """The peer's (pid, uid)."""
-    pid, uid, _gid = _UCRED.unpack(sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED.size))
-    return pid, uid
+    ucred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED_SIZE)
+    return int.from_bytes(ucred[0:4], sys.byteorder, signed=True), int.from_bytes(ucred[4:8], sys.byteorder, signed=True)
 
 
 class _Connection:
@@ -189,20 +193,20 @@ class ControlServer:
             self._listener.close()
             return
         try:
-            sel.register(self._listener, selectors.EVENT_READ, "accept")
-            sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+            sel.register(self._listener.fileno(), "accept")
+            sel.register(self._wake_r, "wake")
             while True:
                 paused = self._paused_until
-                for key, _ in sel.select(None if paused is None else max(0.0, paused - time.monotonic())):
-                    if key.data == "wake":
+                for data in sel.select(None if paused is None else max(0.0, paused - time.monotonic())):
+                    if data == "wake":
                         return
-                    if key.data == "accept":
+                    if data == "accept":
                         self._accept(sel)
                     else:
-                        self._read(sel, key.data)
+                        self._read(sel, data)
                 if paused is not None and time.monotonic() >= paused:
                     self._paused_until = None
-                    sel.register(self._listener, selectors.EVENT_READ, "accept")
+                    sel.register(self._listener.fileno(), "accept")
         except Exception as exc:  # the task goes on without its control socket
             log_event(logger, logging.ERROR, "control_failed", task=self._label,
                       error=f"{type(exc).__name__}: {exc}")
@@ -212,7 +216,7 @@ class ControlServer:
             sel.close()
             self._listener.close()
 
-    def _selector(self) -> selectors.BaseSelector | None:
+    def _selector(self) -> _Poller | None:
         """The loop's selector (epoll: a descriptor of its own). With no descriptor left
         (EMFILE), one WARNING line and another try every ACCEPT_PAUSE_SECS (clients wait in
         the backlog meanwhile); None when the server is closed first."""
@@ -221,7 +225,7 @@ class ControlServer:
         wake.register(self._wake_r, select.POLLIN)
         while True:
             try:
-                return selectors.DefaultSelector()
+                return _Poller()
             except OSError as exc:
                 if exc.errno not in _NO_ROOM:
                     raise
@@ -235,7 +239,7 @@ class ControlServer:
             if wake.poll(ACCEPT_PAUSE_SECS * 1000):
                 return None
 
-    def _accept(self, sel: selectors.BaseSelector) -> None:
+    def _accept(self, sel: _Poller) -> None:
         assert self._listener is not None
         try:
             sock = _accepted(self._listener)
@@ -244,7 +248,7 @@ class ControlServer:
         except OSError as exc:  # no descriptor left (EMFILE): the client waits in the backlog
             if exc.errno not in _NO_ROOM:
                 raise
-            sel.unregister(self._listener)  # it stays readable: try again in a while
+            sel.unregister(self._listener.fileno())  # it stays readable: try again in a while
             self._paused_until, failing = time.monotonic() + ACCEPT_PAUSE_SECS, self._accept_failing
             self._accept_failing = True
             if not failing:  # one line until an accept works again
@@ -261,9 +265,9 @@ class ControlServer:
             conn.refuse(f"too many control connections (at most {MAX_CONNECTIONS})")
         sock.setblocking(False)
         self._conns[sock.fileno()] = conn
-        sel.register(sock, selectors.EVENT_READ, conn)
+        sel.register(sock.fileno(), conn)
 
-    def _read(self, sel: selectors.BaseSelector, conn: _Connection) -> None:
+    def _read(self, sel: _Poller, conn: _Connection) -> None:
         try:
             data = conn.sock.recv(MAX_LINE + 1)
         except (BlockingIOError, InterruptedError):
@@ -290,15 +294,45 @@ class ControlServer:
             return
         self._on_request(request, conn.reply)
 
-    def _drop(self, sel: selectors.BaseSelector, conn: _Connection) -> None:
+    def _drop(self, sel: _Poller, conn: _Connection) -> None:
         fd = conn.sock.fileno()
         if fd >= 0:
             self._conns.pop(fd, None)
-            try:
-                sel.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
+            sel.unregister(fd)
         conn.close()
+
+
+class _Poller:
+    """The server loop's `epoll` (a descriptor of its own), and what each descriptor it
+    watches for reading stands for: what `selectors.EpollSelector` is to the loop."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()  # close-on-exec; OSError: no descriptor left (EMFILE)
+        self._data: dict[int, object] = {}
+
+    def register(self, fd: int, data: object) -> None:
+        self._epoll.register(fd, select.EPOLLIN)
+        self._data[fd] = data
+
+    def unregister(self, fd: int) -> None:
+        """Watch `fd` no more (one it does not watch: nothing; one closed meanwhile: the kernel's)."""
+        if fd in self._data:
+            del self._data[fd]
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fd)
+
+    def select(self, timeout: float | None) -> list[Any]:
+        """What the descriptors ready for reading stand for, once one is or `timeout` (seconds,
+        None: no end) passed; none when a signal interrupted the wait."""
+        try:
+            ready = self._epoll.poll(-1 if timeout is None else timeout, max(len(self._data), 1))
+        except InterruptedError:
+            return []
+        return [self._data[fd] for fd, _ in ready if fd in self._data]
+
+    def close(self) -> None:
+        self._epoll.close()
+        self._data.clear()
 
 
 class ControlUnavailable(Exception):

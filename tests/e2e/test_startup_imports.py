@@ -64,6 +64,11 @@ NOT_IN_RUN = NEVER | {
     # the control socket's server, systemd's notifications and the host's name by `_socket`:
     # `socket`'s module (its class and its enums, with `array`) is the client's (`stoker kill`)
     "socket", "array",
+    # the control socket's loop waits in an epoll of its own, and subprocess's `communicate()`
+    # (its one reader of `selectors`) is never called: `selectors` is deferred
+    "selectors",
+    # a control client's credentials are three C ints, read without `struct` (and its C module)
+    "struct", "_struct",
     # the next runs' log directories: only once a process has restarted
     "executor.procs.logstage",
     # the disk-limit check: off under `stoker run` unless --disk-limit on (no thread, no timer)

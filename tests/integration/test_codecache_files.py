@@ -242,6 +242,28 @@ def test_a_huge_file_is_ignored_without_reading_it_whole(tmp_path):
     assert result["counts"] == [0, compiled]
 
 
+READ_UNDER_A_LIMIT = """
+import json, resource, sys
+from pathlib import Path
+from executor import codecache
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) << 10
+resource.setrlimit(resource.RLIMIT_AS, (size + (32 << 20), resource.RLIM_INFINITY))  # 32 MiB more than now
+print(json.dumps(len(codecache._read(Path(sys.argv[1])))))
+"""
+
+
+def test_a_file_is_read_under_an_address_space_limit_its_bound_would_pass(tmp_path):
+    probe(tmp_path, 1)
+    path = run_file(tmp_path)
+    result = subprocess.run([sys.executable, "-c", READ_UNDER_A_LIMIT, str(path)], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    # was: MemoryError, a traceback of every `stoker run` under `ulimit -v` 78 MiB (the read
+    # took MAX_BYTES + 1 of address space for a file of 0.1 MB), which ran with the cache off
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == len(entries_of(path)) > 0
+
+
 def test_a_file_written_under_umask_0_is_not_writable_by_others(tmp_path):
     previous = os.umask(0)  # a daemon's, inherited by the probe
     try:

@@ -283,6 +283,7 @@ def test_pathlib_loads_without_urllib_parse_ntpath_and_fnmatch_and_each_loads_wh
         print(json.dumps({"before": before, "bound": bound, "uses": uses,
                           "after": [deferred.is_loaded(name) for name in names]}))
         """)
-    assert seen["before"] == [False, False, False] and seen["bound"]
+    # Python 3.12's pathlib reads fnmatch as it loads: not deferred there (executor/deferred.py)
+    assert seen["before"] == [False, False, sys.version_info[:2] == (3, 12)] and seen["bound"]
     assert seen["uses"] == [True, "c:\\a\\b", "file:///a%20b", "a%20b", "a\\b"]
     assert seen["after"] == [True, True, True]

@@ -1,6 +1,6 @@
 """`executor.deferred` in real interpreters: what it serves without loading a module
-(`platform`'s implementation name, pystachio's `isclass` and `pformat`: each answers, and
-pickles, as the module's own), and attrs' validators, converters and filters, deferred
+(`platform`'s implementation name, pystachio's `isclass` and `pformat`, subprocess's
+`PollSelector`: each answers, and pickles, as the module's own), and attrs' validators, converters and filters, deferred
 until a config reads them. The probe and its prelude are test_deferred's.
 """
 from __future__ import annotations
@@ -103,6 +103,21 @@ def test_pystachio_s_isclass_and_pformat_answer_as_inspect_s_and_pprint_s_own(tm
     # (was: the stand-in's parameter was `obj`, and a call by inspect's keyword a TypeError)
     assert seen["answers"] == [True, False, True] and seen["before"] == [False, False]
     assert seen["text"] == "{'b': [1, 1, 1]}" and seen["pprint"]  # pprint's own, loaded as it is called
+
+
+def test_subprocess_loads_without_selectors_and_its_communicate_loads_them(tmp_path):
+    seen = probe(tmp_path, """
+        deferred.defer()
+        import subprocess
+        before = deferred.is_loaded("selectors")
+        done = subprocess.run(["/bin/sh", "-c", "cat; echo err >&2"], input=b"in", capture_output=True)
+        import selectors
+        print(json.dumps({"before": before, "out": [done.stdout.decode(), done.stderr.decode()],
+                          "after": deferred.is_loaded("selectors"),
+                          "poll": type(subprocess._PopenSelector()) is selectors.PollSelector}))
+        """)
+    # its `_PopenSelector`, read as subprocess loads, is the stand-in: called, selectors' own
+    assert not seen["before"] and seen["out"] == ["in", "err\n"] and seen["after"] and seen["poll"]
 
 
 def test_attrs_loads_without_its_validators_and_a_config_that_reads_them_loads_them(tmp_path):
