@@ -91,8 +91,9 @@ class PlanAhead:
         self._early: bytes | None = None  # that plan (marshal data), when it was one
 
     def answered(self) -> bool:
-        """Whether `answer` would return at once: the child wrote its answer or ended (its
-        pipe readable), or it was answered or cancelled already. Never waits."""
+        """Whether the child wrote to its pipe (the plan sent first, `early_plan`, or its
+        answer) or ended, or it was answered or cancelled already: `early_plan` would return
+        at once (`answer` may still wait for the rest). Never waits."""
         if self._answer is not None or self._read_end < 0:
             return True
         import select  # the supervisor's control socket loads it too (`selectors`)
