@@ -91,8 +91,9 @@ class PlanAhead:
         self._early: bytes | None = None  # that plan (marshal data), when it was one
 
     def answered(self) -> bool:
-        """Whether `answer` would return at once: the child wrote its answer or ended (its
-        pipe readable), or it was answered or cancelled already. Never waits."""
+        """Whether the child wrote to its pipe (the plan sent first, `early_plan`, or its
+        answer) or ended, or it was answered or cancelled already: `early_plan` would return
+        at once (`answer` may still wait for the rest). Never waits."""
         if self._answer is not None or self._read_end < 0:
             return True
         import select  # the supervisor's control socket loads it too (`selectors`)
@@ -106,7 +107,8 @@ class PlanAhead:
     def early_plan(self) -> bytes | None:
         """The plan the child sent before its answer (`planning.plan_ahead`: `planform.encode`d,
         in marshal form), waited for; None when it sent its answer without one (the config
-        failed to load, ...) or ended, and once `answer` has read the pipe. Kills and reaps the
+        failed to load, ...) or ended before it; once `answer` has read the pipe, what it
+        found there (`planning.plan_apart` plans with it when no plan answer came). Kills and reaps the
         child when the wait is interrupted (Ctrl-C), and raises that again."""
         if self._head or self._answer is not None or self._read_end < 0:
             return self._early
@@ -140,7 +142,10 @@ class PlanAhead:
         self._done()
         data = b"".join(chunks)
         if data[:1] == EARLY:  # the plan sent first: the answer holds it too
-            data = data[5 + int.from_bytes(data[1:5], "big"):]
+            end = 5 + int.from_bytes(data[1:5], "big")
+            if self._early is None and len(data) >= end:  # (not read by `early_plan`)
+                self._early = data[5:end]
+            data = data[end:]
         self._answer = (data, status)
         return self._answer
 

@@ -60,7 +60,8 @@ def job_planner(inputs: Inputs, planned_first: Callable[[JobPlan], None] | None 
     """The job of `stoker run`'s settings (`planahead.inputs_of`) planned for this machine:
     loaded, checked, given ports and bound (`config.plan.plan_job`); with why the files it
     read may plan otherwise another time (`config.plan.open_problem`). `planned_first` is
-    given the plan as soon as it is made, before that judgement."""
+    given the plan as soon as it is made, before that judgement, which cannot undo it: when
+    it fails, its failure is the reason (the plan is not kept)."""
     config, jobkey, bindings, instance, ports, host, user = inputs
 
     def planned(sources: dict[str, str]) -> tuple[JobPlan, str | None]:
@@ -68,9 +69,19 @@ def job_planner(inputs: Inputs, planned_first: Callable[[JobPlan], None] | None 
                         hostname=host, user=user, allocate=allocate_ports, sources=sources)
         if planned_first is not None:
             planned_first(plan)
-        return plan, open_problem(sources)
+        return plan, _judged(sources)
 
     return planned
+
+
+def _judged(sources: dict[str, str]) -> str | None:
+    """`open_problem(sources)`, or why the files could not be judged (the config's code may
+    have lowered the recursion limit or patched the judge): a plan sent first
+    (`plan_ahead`) may have started its runs, which a crash here would contradict."""
+    try:
+        return open_problem(sources)
+    except Exception as exc:
+        return f"its files were not judged: {type(exc).__name__}: {exc}"
 
 
 def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
@@ -80,6 +91,9 @@ def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
     while this child still judges the config closed or not (`open_problem`), sends the
     whole answer and ends (1-5 ms, and more on a busy host, that the runs waited for)."""
     def planned_first(plan: JobPlan) -> None:
+        # the config's code has run: no timeout raised into the rest (a write of the plan cut
+        # short, or a "timeout" answer contradicting the plan the runs started from)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for stream in (sys.stdout, sys.stderr):  # what the config printed, before anything runs
             with contextlib.suppress(Exception):  # as at the child's end: a closed or broken stream
                 stream.flush()  # fails the flush, not the plan (its end fails it again, exit 1)
@@ -94,12 +108,13 @@ def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
 def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the config") -> Planned:
     """What `plan` returns, and the sources it read, planned in a child process when this
     one has a single thread; raises what `plan` raised (a ConfigError with its message).
-    With `ahead`, the answer of the child forked for the same plan while Stoker loaded.
+    With `ahead`, the answer of the child forked for the same plan while Stoker loaded; or,
+    when it gave no plan answer after the plan it sent first, that plan, not kept.
     A child that ended without an answer is the config's doing (`source` names it): its code
     ran there, and may have called os._exit(), killed its process or raised KeyboardInterrupt
     (which the loader leaves to the command): a ConfigError that says so."""
     if ahead is not None:
-        return _result(*ahead.answer(), source, ahead.plan)
+        return _after_ahead(ahead, source)
     if threading.active_count() > 1 or (forked := _fork(plan)) is None:
         return _here(plan)
     return _result(*_collect(*forked), source)
@@ -223,6 +238,28 @@ def _result(data: bytes, status: int, source: str, decoded: object = None) -> Pl
     plan = planform.decode(answer[1]) if decoded is None else decoded
     assert isinstance(plan, JobPlan)
     return plan, answer[2], answer[3]
+
+
+def _after_ahead(ahead: PlanAhead, source: str) -> Planned:
+    """The answer of the child forked ahead; or the plan it sent first (`plan_ahead`), which
+    the early start may have started runs from, when no plan answer followed it (the
+    config's own code, a thread or a finalizer, ended the child; a Ctrl-C), not kept."""
+    data, status = ahead.answer()
+    sent = ahead.early_plan()
+    if sent is None or _a_plan(data):
+        return _result(data, status, source, ahead.plan)
+    plan = ahead.plan if ahead.plan is not None else planform.decode(marshal.loads(sent))
+    assert isinstance(plan, JobPlan)
+    return plan, {}, f"the process planning it gave no answer after the plan ({_ended(status)}), " \
+                     "so the files it read were not judged"
+
+
+def _a_plan(data: bytes) -> bool:
+    """Whether `data` is a whole answer that holds a plan."""
+    try:
+        return bool(marshal.loads(data)[0] == "plan")
+    except (ValueError, EOFError, TypeError, IndexError):
+        return False
 
 
 def _ended(status: int) -> str:

@@ -187,3 +187,30 @@ def test_the_first_run_starts_as_soon_as_the_answer_is_seen_between_two_modules(
         kill_leftovers(task_pids(sandbox))
     assert seen.read_text() == "(True, False) True"  # answered, not started; started at the next module
     assert adopted(proc) == ["first"] and (sandbox / "ran").exists()
+
+
+# The config's own code running after its plan was made (a thread it started, a finalizer):
+# here, deterministically, in place of the judgement whether its files are closed, which the
+# child makes after it sent the plan the early start starts the runs from.
+AFTER_THE_PLAN = {
+    "ends its process": "os._exit(3)",
+    "raises": "raise RecursionError('maximum recursion depth exceeded')",
+}
+
+
+@pytest.mark.parametrize("after", sorted(AFTER_THE_PLAN))
+def test_a_child_that_fails_after_it_sent_the_plan_leaves_the_started_runs_to_the_run(tmp_path, after):
+    # the runs started from the plan it sent first: the run goes on with them, the plan not
+    # kept, rather than failing the config it had run (the early start's runs killed again)
+    config = write(tmp_path, TOUCH.format(path="ran"))
+    config.write_text("import os\nimport config.purity\n\ndef judged(*args):\n"
+                      f"    {AFTER_THE_PLAN[after]}\n\nconfig.purity.closed_problem = judged\n" + config.read_text())
+    proc, sandbox = run(tmp_path, config)
+    try:
+        assert proc.wait() == 0, proc.stdout() + proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    assert adopted(proc) == ["first"] and (sandbox / "ran").exists()
+    assert "plan_cache_not_kept" in proc.stderr() and "not judged" in proc.stderr(), proc.stderr()
+    assert not list((tmp_path / "plans").glob("*" + planfiles.PLAN_SUFFIX))

@@ -343,3 +343,27 @@ def test_a_child_forked_ahead_that_fails_to_plan_sends_no_plan_first(tmp_path):
         print(ahead.early_plan(), marshal.loads(ahead.answer()[0])[0])  # the whole answer, its start included
     """, str(config))
     assert done.stdout == "None error\n", done.stderr
+
+
+def test_the_bound_on_the_config_s_code_ends_once_the_child_forked_ahead_sent_the_plan(tmp_path):
+    # runs may have started from that plan: a timeout raised into the judgement after it (or
+    # into the plan's own write) would answer against it (here the bound ends while the judge
+    # runs, when it is still set)
+    done = python("""
+        import signal
+        import config.purity
+        from executor.cli import launchfirst
+        from executor.local import planning
+        planning.PLAN_TIMEOUT_SECS = 5.0
+        judge = config.purity.closed_problem
+        def judged(*args, **kwargs):
+            if signal.getitimer(signal.ITIMER_REAL)[0]:
+                signal.pause()  # until the bound's SIGALRM
+            return judge(*args, **kwargs)
+        config.purity.closed_problem = judged
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        ahead = launchfirst._fork_ahead(launchfirst._ahead_inputs(["run", sys.argv[1]], environ))
+        plan, sources, problem = plan_apart(None, ahead, source=sys.argv[1])
+        print(plan.name, sorted(sources) == [sys.argv[1]], problem)
+    """, str(EXAMPLE))
+    assert done.stdout == "hello True None\n", done.stderr
