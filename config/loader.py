@@ -1,12 +1,12 @@
 """Loading `.aurora` files, selecting a job by key, and validating jobs.
 
 Owns running a config file with the schema in scope (a fresh namespace each time, with
-`include('relative/path')` of other files, any name, relative to the including one),
-reading the JSON form (`{"jobs": [...]}` or a single job), binding `--bind KEY=VALUE`
-values into every job before one is picked for `cluster/role/environment/name` (as the
-Aurora client does), `check_bound` (the client's "Config contains unbound variables"), and
-`validate_job`, the checks every job passes before anything runs, whether it came from a
-file or a task document (docs/aurora.md §7, §9, §11; docs/contract.md §5).
+`include('relative/path')` of other files, any name, relative to the including one), reading
+the JSON form (`{"jobs": [...]}` or a single job: `config/jsonconfig.py`), binding `--bind
+KEY=VALUE` values into every job before one is picked for `cluster/role/environment/name`
+(as the Aurora client does), `check_bound` (the client's "Config contains unbound
+variables"), and `validate_job`, the checks every job passes before anything runs, whether
+it came from a file or a task document (docs/aurora.md §7, §9, §11; docs/contract.md §5).
 
 Every problem is a `ConfigError` whose message names the file (and line, for errors while
 running the file), the job key, the field and the value. Never lets a traceback through.
@@ -14,7 +14,6 @@ Reads files; no other I/O, no logging.
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections.abc import Iterable
@@ -43,10 +42,8 @@ from config.templates import (
     expand_field,
     flatten,
     load_time_unbound,
-    normalize_tree,
     refs_in,
 )
-from config.typed_tree import from_tree
 from config.words import lone_surrogate, quoted, texts
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
@@ -145,7 +142,9 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file: {_reason(exc)}") from None
     if path.suffix == ".json" or text.removeprefix(BOM).lstrip().startswith("{"):
-        jobs = _json_jobs(path, text.removeprefix(BOM))
+        from config.jsonconfig import json_jobs  # loaded only for a JSON config
+
+        jobs = json_jobs(path, text.removeprefix(BOM))
         if jobs is not None:
             if sources is not None:
                 sources[str(path)] = text
@@ -174,29 +173,6 @@ def _check_jobs_list(path: Path, jobs: Any) -> list[Any]:
         if not isinstance(job, Job):
             raise ConfigError(f"{path}: jobs[{i}] is a {type(job).__name__}, not a Job")
     return list(jobs)
-
-
-def _json_jobs(path: Path, text: str) -> list[Any] | None:
-    """The jobs of a JSON config, or None when a non-.json file is not JSON after all."""
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        if path.suffix != ".json":
-            return None
-        line = getattr(exc, "lineno", "?")
-        raise ConfigError(f"{path}:{line}: not valid JSON: {exc}") from None
-    items = doc.get("jobs") if isinstance(doc, dict) and "jobs" in doc else [doc]
-    if not isinstance(items, list):
-        raise ConfigError(f"{path}: \"jobs\" must be a list of job objects")
-    jobs = []
-    for i, item in enumerate(items):
-        try:
-            jobs.append(from_tree(Job, normalize_tree(item), f"jobs[{i}]"))
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}", exc.problems) from None
-        except RecursionError:  # json.loads read deeper than the tree can be walked
-            raise ConfigError(f"{path}: jobs[{i}] is nested too deeply to read") from None
-    return jobs
 
 
 # ---- selecting a job ----

@@ -183,6 +183,27 @@ def leave(status: int) -> "NoReturn":
     os._exit(status)
 
 
+# A deleted working directory (`rm -rf` of the directory a shell is in): docs/contract.md §9
+WORKING_DIRECTORY_GONE = ("the working directory was deleted, so a relative path cannot be resolved "
+                          "(cd to a directory that exists, or give an absolute path)")
+WORKING_DIRECTORY_NEEDED = ("the working directory was deleted, so a relative path, or a default that is the "
+                            "working directory (the sandbox `stoker run` makes there, `stoker status` with no "
+                            "SANDBOX), cannot be resolved (cd to a directory that exists, or give absolute paths)")
+
+
+def working_directory_gone() -> bool:
+    """Whether this process's working directory was deleted (`os.getcwd()` raises
+    FileNotFoundError): no relative path can be made absolute then, and the kernel finds
+    nothing under it but `..` (docs/contract.md §9)."""
+    import os
+
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
+
+
 def forget_working_directory() -> None:
     """For `python -m executor` and `python -m executor.codecache`, before they import the
     rest: `-m` puts the working directory first on sys.path, where a project's own

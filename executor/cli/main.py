@@ -41,6 +41,10 @@ RUN_PRINTED_EVENTS = ("task_state", "task_phase", "process_state", "kill_stage",
                       "run_warning", "run_ended", "task_restarting", "ports_taken")
 
 
+# The arguments that are paths, by their namespace's names (a SANDBOX|TASK_ID may be a task
+# id: `targets.resolve`); checked as a command starts (`_resolvable`).
+PATH_ARGUMENTS = ("config", "sandbox", "task_info", "registry_root")
+
 # The commands whose start is timed (bench/bench_launch.py) and that supervise a task: their
 # plain words are read without argparse (`config/quickargs.py`), and for any others only
 # their own arguments are built (the whole parser, with every command's, takes several
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "inspect" and not args.task_info and args.config is not None:
         from executor.cli.apart import run_apart
 
-        command = functools.partial(_handled, functools.partial(_cmd_inspect, args))
+        command = functools.partial(_handled, functools.partial(_dispatch, args))
         return _handled(functools.partial(run_apart, command, args.config))
     return _handled(functools.partial(_dispatch, args))
 
@@ -140,6 +144,11 @@ def _handled(command: Callable[[], int]) -> int:
     except BrokenPipeError:
         to_devnull(sys.stdout)  # the reader closed it: the interpreter's last flush says nothing
         return 0
+    except FileNotFoundError as exc:  # os.getcwd()'s (no file named), from a path made absolute
+        if exc.filename is not None or not executor.working_directory_gone():
+            raise
+        _error(executor.WORKING_DIRECTORY_NEEDED)  # a default, or a variable's path (was: a traceback)
+        return EXIT_USAGE
     except (RuntimeError, OSError) as exc:
         why = no_room(exc)
         if why is None:
@@ -152,7 +161,19 @@ def _error(message: str) -> None:
     logsetup.say("error", message)
 
 
+def _resolvable(args: Any) -> None:
+    """Raise UsageError naming the first of `args`' paths (PATH_ARGUMENTS) that is relative
+    when the working directory was deleted: none can be resolved then (was: a traceback, or
+    `does not exist`). Absolute ones work from there as from anywhere."""
+    given = (getattr(args, name, None) for name in PATH_ARGUMENTS)
+    relative = [path for path in given if isinstance(path, str) and not path.startswith("/")]
+    if relative and executor.working_directory_gone():
+        raise UsageError(f"{relative[0]}: {executor.WORKING_DIRECTORY_GONE}")
+
+
 def _dispatch(args: Any) -> int:
+    if args.command != "run":  # `stoker run`'s, once its early start's runs are in hand (`_cmd_run`)
+        _resolvable(args)
     if hasattr(args, "handler"):
         return args.handler(args)
     if args.command == "run":
@@ -185,6 +206,7 @@ def _cmd_run(args: Any) -> int:
     first = launch.first_run()  # or the first run's, with the child it forked to plan it
     ahead = first.take_ahead() if first is not None else None
     try:
+        _resolvable(args)
         settings = RunSettings.from_args(args, os.environ)
         logsetup.configure(settings.log_format, settings.log_level,  # JSON: every event, for a program
                            drop_events=RUN_PRINTED_EVENTS if settings.log_format == "text" else (),

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+import executor
 from config.executorsettings import ExecutorSettings
 from config.registry import RegistrySettings
 from executor.cli import UsageError
@@ -58,27 +59,28 @@ def registry_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve(given: str | None, args: argparse.Namespace) -> Target:
     """The sandbox TARGET names (see the module docstring). Raises UsageError."""
     path = Path(given or os.environ.get("MESOS_SANDBOX") or ".")
-    kind = _kind(path)
+    gone = not path.is_absolute() and executor.working_directory_gone()  # a task id may still name it
+    kind = "missing" if gone else _kind(path)
     if kind == "dir":
         return Target(path.absolute(), None)
+    missing = f"sandbox {path}: {executor.WORKING_DIRECTORY_GONE}" if gone else f"sandbox {path} does not exist"
     if kind == "other" or given is None:
-        what = "is not a directory" if kind == "other" else "does not exist"
-        raise UsageError(f"sandbox {path} {what}")
+        raise UsageError(f"sandbox {path} is not a directory" if kind == "other" else missing)
     from executor.host.registry import AmbiguousTaskId, Registry, RegistryUnreadable, find
 
     settings = RegistrySettings.from_args(args, os.environ)
     try:
         found = find(Registry(settings).read(), given)
     except RegistryUnreadable as exc:
-        raise UsageError(f"sandbox {path} does not exist, and no task id can be looked up: {exc}") from None
+        raise UsageError(f"{missing}, and no task id can be looked up: {exc}") from None
     except AmbiguousTaskId as exc:
         raise UsageError(f"{exc}: name the sandbox instead") from None
     if found is None:
         if "/" in given:
-            raise UsageError(f"sandbox {path} does not exist")
+            raise UsageError(missing)
         others = ("; a task of another user's is in that user's registry: name its sandbox"
                   if os.geteuid() == 0 else "")  # root controls it by its path (README, Users)
-        raise UsageError(f"sandbox {path} does not exist, and no task in the registry "
+        raise UsageError(f"{missing}, and no task in the registry "
                          f"{settings.registry_root} has that id (`stoker ps --all` lists them){others}")
     sandbox = Path(found.entry.sandbox)
     if _kind(sandbox) != "dir":

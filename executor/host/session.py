@@ -2,7 +2,7 @@
 
 `HostSession.open(sandbox, ...)` makes `.stoker/` (0700), takes the sandbox lock (another
 live supervisor there: `SandboxBusy`, nothing else happens), writes the registry entry
-and starts the control server; `close()` undoes all three, leaving the entry marked ended.
+(unless the task starts at once: `task_started` writes it then) and starts the control server; `close()` undoes all three, leaving the entry marked ended.
 Neither the registry nor the control socket may stop a launch: each failure is one WARNING
 line and the task runs without it. The registry's expired entries are pruned when the
 session closes (and by every reader: `stoker ps`, `stoker status`, `stoker observe`), not
@@ -76,12 +76,15 @@ class HostSession:
     @classmethod
     def open(cls, sandbox: str | os.PathLike[str], settings: RegistrySettings | None = None,
              front_end: FrontEnd = FrontEnd.EXECUTOR, *, held_lock: int | None = None,
-             on_operator_kill: KillHook | None = None) -> HostSession:
+             on_operator_kill: KillHook | None = None, register: bool = True) -> HostSession:
         """This process's session of `sandbox` (counted; a new one registers in `settings`'s
         registry, by default the one the environment names). Raises SandboxBusy, or OSError
         when `.stoker/` or its lock file cannot be made. `held_lock`: the sandbox's lock file,
         already locked by this process (an early start's), which the session takes over.
-        `on_operator_kill`: a hook (`on_operator_kill`) in place before the socket serves."""
+        `on_operator_kill`: a hook (`on_operator_kill`) in place before the socket serves.
+        `register=False`: a new session's entry is not written here, for a caller that calls
+        `task_started` at once, which writes it (one write before the task's first fork, not
+        two); a session already open was registered by whoever opened it."""
         path = sandbox_path(sandbox)
         st = os.stat(path)
         key = (st.st_dev, st.st_ino)
@@ -102,7 +105,8 @@ class HostSession:
                 session._kill_hooks.append(on_operator_kill)
             session._acquire(front_end, held_lock)
             cls._open[key] = session
-        session._registry.write(session._entry, prune=False)  # the launch does not read every entry
+        if register:
+            session._registry.write(session._entry, prune=False)  # the launch does not read every entry
         try:
             session._start_control()
         except BaseException as exc:  # no thread could be started: the entry says why it ended

@@ -238,7 +238,8 @@ class _SessionPort:
 
     def task_started(self, *, task_id: str, job_key: str, label: str, marker: str,
                      post: Callable[[object], None]) -> None:
-        self._session = HostSession.open(self._sandbox)
+        # no front end opened it (an owner driven in-process): listed by `task_started`'s write
+        self._session = HostSession.open(self._sandbox, register=False)
         self._session.task_started(task_id=task_id, job_key=job_key, label=label,
                                    marker=marker, post=post)
 

@@ -1,4 +1,4 @@
-"""The config loader's front for JSON configs (config/loader.py `_json_jobs`, the BOM),
+"""The config loader's front for JSON configs (config/jsonconfig.py `json_jobs`, config/loader.py's BOM),
 validation (`prepare_job`) and template binding (config/bind.py: `{{thermos.ports[http]}}`,
 `{{mesos.instance}}`, `<<ref>>`, nested and self-referring templates).
 
@@ -23,7 +23,8 @@ def load() -> None:
     global ConfigError, BOM, _json_jobs, prepare_job, bind, port_names
     from config.bind import bind
     from config.errors import ConfigError
-    from config.loader import BOM, _json_jobs, prepare_job
+    from config.jsonconfig import json_jobs as _json_jobs
+    from config.loader import BOM, prepare_job
     from config.portmap import port_names
 
 

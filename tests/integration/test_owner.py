@@ -366,3 +366,25 @@ def test_a_shell_check_under_way_as_the_task_finishes_is_reaped_before_the_termi
                 os.kill(pid, 9)
     assert rec.updates[-1].state is TaskState.FINISHED
     assert rec.present == [set()]
+
+
+@pytest.mark.timeout(20)
+def test_an_owner_that_opens_its_own_session_writes_its_entry_once_before_its_first_fork(tmp_path, monkeypatch):
+    # no front end opened the sandbox's session (an owner driven in-process): its entry was
+    # written as the session opened, then again at task_started, two temporary files and
+    # renames (~1 ms) before the first fork; the first is task_started's, with the task id
+    from executor.host.registry import Registry
+
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "registry"))
+    written, write = [], Registry.write
+
+    def noted(registry, entry, **kw):  # the real write, noted
+        written.append((entry.task_id, entry.ended_wall is not None))
+        return write(registry, entry, **kw)
+
+    monkeypatch.setattr(Registry, "write", noted)
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    final, _ = run_owner(sandbox, job(ProcessSpec(name="a", cmdline="true")))
+    assert final.state is TaskState.FINISHED
+    assert written == [("t-0", False), ("t-0", True)]

@@ -43,6 +43,7 @@ PURE = [
     "config/order.py",
     "config/errors.py",
     "config/typed_tree.py",
+    "config/jsonconfig.py",
     "config/templates.py",
     "config/refs.py",
     "config/bind.py",

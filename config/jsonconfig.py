@@ -1,0 +1,38 @@
+"""A config file's JSON form: `{"jobs": [...]}`, or a single job, each typed as the schema's
+`Job` (`config.typed_tree.from_tree`). Loaded by `config/loader.py` only for a file that is
+JSON (a `.json` one, or one whose text starts with `{`): a `.aurora` config's planning never
+loads it. No I/O, no logging.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from config.errors import ConfigError
+from config.schema import Job
+from config.templates import normalize_tree
+from config.typed_tree import from_tree
+
+
+def json_jobs(path: Path, text: str) -> list[Any] | None:
+    """The jobs of a JSON config, or None when a non-.json file is not JSON after all."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        if path.suffix != ".json":
+            return None
+        line = getattr(exc, "lineno", "?")
+        raise ConfigError(f"{path}:{line}: not valid JSON: {exc}") from None
+    items = doc.get("jobs") if isinstance(doc, dict) and "jobs" in doc else [doc]
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: \"jobs\" must be a list of job objects")
+    jobs = []
+    for i, item in enumerate(items):
+        try:
+            jobs.append(from_tree(Job, normalize_tree(item), f"jobs[{i}]"))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}", exc.problems) from None
+        except RecursionError:  # json.loads read deeper than the tree can be walked
+            raise ConfigError(f"{path}: jobs[{i}] is nested too deeply to read") from None
+    return jobs

@@ -1,0 +1,88 @@
+"""Every command run from a working directory that was deleted (`rm -rf` of the directory a
+shell is in): a relative path (or a default that is the working directory) is one `stoker:
+error:` line saying so, exit 2 (was: a FileNotFoundError traceback from os.getcwd(), or
+`does not exist`); absolute paths work end to end, the planning child and the early start
+included, and the task's processes run in their sandbox (executor/cli/main.py, `_resolvable`).
+"""
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
+
+pytestmark = pytest.mark.timeout(120)
+
+JOB = textwrap.dedent("""
+    jobs = [Job(cluster='local', role='me', environment='test', name='gone',
+                task=Task(processes=[Process(name='where', cmdline='readlink /proc/self/cwd')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB), finalization_wait=1))]
+""")
+GONE = "the working directory was deleted, so a relative path"
+# `sh -c SCRIPT DIR CMD...`: enter DIR, remove it, then exec the command from there
+FROM_DELETED = ("sh", "-c", 'cd "$0" && rmdir "$0" && exec "$@"')
+
+
+def from_deleted(tmp_path: Path, args: list[str], name: str, env: dict[str, str] | None = None) -> StokerProcess:
+    """`stoker ARGS` started in a directory removed before it runs (its output in tmp_path/NAME)."""
+    gone, work = tmp_path / f"{name}-gone", tmp_path / name
+    gone.mkdir()
+    work.mkdir()
+    env = {"STOKER_ROOT": str(tmp_path / "registry"), "STOKER_PLAN_CACHE": str(tmp_path / "plans"),
+           "HOME": str(tmp_path), **(env or {})}
+    return StokerProcess(args, work, env=env, launcher=(*FROM_DELETED, str(gone)))
+
+
+@pytest.mark.parametrize("args, named", [
+    (["run", "job.aurora"], "job.aurora: "),
+    (["run", "../job.aurora"], "../job.aurora: "),  # the kernel finds `..`: Stoker's paths are absolute
+    (["run", "{config}", "--sandbox", "sb"], "sb: "),
+    (["run", "{config}", "--root", "registry"], "registry: "),
+    (["run", "{config}"], ""),  # a sandbox made in the working directory
+    (["status"], "sandbox .: "),
+    (["status", "sb"], "sandbox sb: "),
+    (["tail", "sb", "where"], "sandbox sb: "),
+    (["kill", "sb"], "sandbox sb: "),
+    (["restart", "sb", "where"], "sandbox sb: "),
+    (["inspect", "job.aurora"], "job.aurora: "),
+    (["ps", "--root", "registry"], "registry: "),
+])
+def test_a_relative_path_from_a_deleted_working_directory_is_one_error_line(tmp_path, args, named):
+    config = tmp_path / "job.aurora"
+    config.write_text(JOB)
+    proc = from_deleted(tmp_path, [arg.format(config=config) for arg in args], "cmd")
+    try:
+        assert proc.wait(60) == 2, proc.stderr()
+    finally:
+        proc.close()
+    lines = proc.stderr().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"stoker: error: {named}{GONE}"), proc.stderr()
+    # nothing left running: the child that planned `run CONFIG` ahead is gone with it
+    assert [p.pid for p in psutil.process_iter(["cmdline"]) if str(config) in (p.info["cmdline"] or ())] == []
+
+
+def test_absolute_paths_from_a_deleted_working_directory_run_end_to_end(tmp_path):
+    config = tmp_path / "job.aurora"
+    config.write_text(JOB)
+    sandboxes = [tmp_path / "first", tmp_path / "again"]
+    try:
+        for sandbox in sandboxes:  # planned by the planning child, then started from the kept plan
+            proc = from_deleted(tmp_path, ["run", str(config), "--sandbox", str(sandbox)], sandbox.name + "-cmd",
+                                env={"STOKER_LOG_LEVEL": "DEBUG"})
+            try:
+                assert proc.wait(60) == 0, proc.stdout() + proc.stderr()
+            finally:
+                proc.close()
+            assert "Traceback" not in proc.stderr()
+            # started before the supervisor loaded (the first run's early start, then the
+            # kept plan's), and run in its sandbox
+            assert re.findall(r"process_adopted task=\S+ process=(\S+) run=0", proc.stderr()) == ["where"]
+            assert (sandbox / ".logs" / "where" / "0" / "stdout").read_text() == f"{sandbox}\n"
+        assert "plan_cache_used" in proc.stderr()
+    finally:
+        for sandbox in sandboxes:
+            kill_leftovers(task_pids(sandbox))
