@@ -122,6 +122,7 @@ class TaskCgroup:
         while True:
             try:
                 self._kill_once(deadline)
+                problem = None  # this kill went through: an earlier one's failure is not what is left
             except OSError as e:
                 problem = f"cannot kill through {self.directory}: {describe_os_error(e)}"
             try:
