@@ -63,7 +63,12 @@ def _interrupted_quietly() -> None:
 
         os._exit(130)
 
-    sys.excepthook = quietly
+    global quiet_hook
+    sys.excepthook = quiet_hook = quietly
+
+
+quiet_hook: object = None  # the hook `_interrupted_quietly` set (`stoker`): once the log is
+# configured, its hook takes a Ctrl-C instead, and exits as `leave` does (executor/cli/logsetup.py)
 
 
 def _started_as_stoker(argv: list[str], orig_argv: list[str]) -> bool:

@@ -259,6 +259,7 @@ def cache_dir(environ: Mapping[str, str] = os.environ) -> str | None:
     setting = environ.get("STOKER_CODE_CACHE")
     if not setting:
         return CACHE_DIR
+    setting = setting.rstrip(os.sep) or os.sep  # `link/`: lstat would follow it (no symlink: `_closed_dir`)
     return setting if os.path.isabs(setting) and _only_ours(setting) else None
 
 

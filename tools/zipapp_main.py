@@ -131,6 +131,7 @@ def _home_cache_path(archive, build_id):
         homes.append(pwd.getpwuid(os.geteuid()).pw_dir)
     except (ImportError, KeyError):  # a uid with no entry (a container's arbitrary uid)
         homes.append("")
+    homes = [os.path.normpath(home) if os.path.isabs(home) else home for home in homes]  # HOME=/root/: once
     refused = []
     for home in homes:
         if not os.path.isabs(home) or (home == homes[0] and refused):

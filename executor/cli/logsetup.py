@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
+import executor
 from config.logline import event_line
 from config.words import printable, printable_lines
 from executor.logs import (
@@ -273,11 +274,18 @@ def _utf8(stream: Any) -> bool:
 
 def _crashed(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     """An exception the main thread did not catch (a bug): one CRITICAL record with its
-    traceback, written before the process ends. A Ctrl-C is not one: it goes to the hook
-    set before (`stoker`'s exits 130 without a traceback, executor/__init__.py)."""
-    if issubclass(kind, KeyboardInterrupt):
-        _before(kind, exc, tb)
-        return
+    traceback, written before the process ends. A Ctrl-C is not one (a second one as the
+    first's way out ran, `executor.cli.start.run`): as `stoker`, what is spooled written and
+    exit 130 as `executor.leave` exits, atexit's functions run (was: `stoker`'s loading hook,
+    os._exit(130)); else it goes to the hook set before (Python's own)."""
+    if isinstance(exc, KeyboardInterrupt):
+        if _before is not executor.quiet_hook:
+            _before(kind, exc, tb)
+            return
+        from executor.cli.start import exit_status
+
+        drain_spool()
+        executor.leave(exit_status(exc))
     log_event(logger, logging.CRITICAL, "crashed", error=f"{kind.__name__}: {exc}",
               exc_info=exc.with_traceback(tb))
     drain_spool()

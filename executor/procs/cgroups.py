@@ -122,6 +122,7 @@ class TaskCgroup:
         while True:
             try:
                 self._kill_once(deadline)
+                problem = None  # this kill went through: an earlier one's failure is not what is left
             except OSError as e:
                 problem = f"cannot kill through {self.directory}: {describe_os_error(e)}"
             try:
@@ -326,10 +327,14 @@ def lost_cgroups(name: str, pids: Iterable[int]) -> set[str]:
     return {d for d in found if os.path.isdir(d)}
 
 
+ALREADY_GONE = "already gone"
+
+
 def remove_emptied(directory: str, timeout_secs: float) -> str | None:
     """Remove a lost attempt's cgroup (and those below it) once the processes killed in it
-    have left, never killing through it (the kill was by marker); None when it is gone,
-    else why not, in words. Thawed first: left frozen (v1), the killed stayed, for good."""
+    have left, never killing through it (the kill was by marker); None when this removed
+    it, ALREADY_GONE when another had (the attempt's own watchdog), else why not, in words.
+    Thawed first: left frozen (v1), the killed stayed, for good."""
     deadline = time.monotonic() + timeout_secs
     _thaw(directory)
     while True:
@@ -338,7 +343,7 @@ def remove_emptied(directory: str, timeout_secs: float) -> str | None:
             os.rmdir(directory)
             return None
         except FileNotFoundError:
-            return None
+            return ALREADY_GONE
         except OSError as e:
             if e.errno != errno.EBUSY or time.monotonic() >= deadline:
                 return (f"cannot remove {directory}: {describe_os_error(e)} "

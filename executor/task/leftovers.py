@@ -122,7 +122,10 @@ def _other_tasks_in(directory: str, entry: bytes) -> list[int]:
 def _remove_lost(directory: str, others: list[int]) -> str:
     if others:  # neither those below it removed, nor a wait on it
         return f"left {directory} alone: another task's process(es) are in it: {' '.join(map(str, others))}"
-    return cgroups.remove_emptied(directory, CGROUP_SECS) or f"removed its cgroup {directory}"
+    said = cgroups.remove_emptied(directory, CGROUP_SECS)
+    if said == cgroups.ALREADY_GONE:
+        return f"its cgroup {directory} was already gone (removed first by another: its own watchdog)"
+    return said or f"removed its cgroup {directory}"
 
 
 def end_lost_attempts(sandbox: Path, pinned: str = "") -> list[LostAttempt]:

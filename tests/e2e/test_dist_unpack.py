@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e.test_dist import app, dist, work  # noqa: F401  (its fixtures: the one built zipapp)
 from tests.support.distapp import run_app
+from tests.support.users import open_sandbox, throwaway_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -54,3 +55,26 @@ def test_a_home_another_user_made_after_the_check_gets_nothing_written_through_i
     assert written == []
     assert done.stderr == ("stoker: error: stoker.pyz will not run code unpacked where another user could change "
                            f"it ({sticky / 'home'}); set SHIV_ROOT to a directory of this user's\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a user and a home of another user's need root")
+def test_a_refused_home_given_with_a_trailing_slash_is_named_once(app):  # noqa: F811
+    """Was: `(/home/u, /home/u)`: HOME=/home/u/ and the password database's /home/u, both
+    refused, were told apart by their spelling."""
+    env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
+    with throwaway_user() as (user, group), open_sandbox() as shared:  # (the work directory is root's 0700)
+        home = user.pw_dir
+        os.mkdir(home, 0o755)
+        try:
+            os.chown(home, 65534, 65534)  # another user's: it is refused
+            (shared / "stoker.pyz").write_bytes((app["dir"] / "stoker.pyz").read_bytes())
+            for readable in (shared, shared / "stoker.pyz"):
+                readable.chmod(0o755)
+            done = run_app({**app, "dir": shared}, ["setpriv", f"--reuid={user.pw_uid}", f"--regid={group.gr_gid}",
+                                                    "--clear-groups", app["python"], "stoker.pyz", "--version"],
+                           env={**env, "HOME": f"{home}/"})
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert done.stderr == ("stoker: error: stoker.pyz will not run code unpacked where another user could change "
+                           f"it ({home}); set SHIV_ROOT to a directory of this user's\n")

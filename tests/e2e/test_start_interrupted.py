@@ -269,3 +269,56 @@ def test_a_sigterm_ignored_when_stoker_started_stops_it_while_it_loads_as_once_i
     finally:
         kill_leftovers(task_pids(tmp_path / "sb"))
     assert_ended_by(proc, "executor.cli.main", signal.SIGTERM, status)
+
+
+# `stoker run` given a Ctrl-C once its log is configured, before its relay (as it holds its
+# sandbox: signal_at_import), which its command's handling takes (exit 130); a second one as
+# `stoker` ends (as what it compiled is saved), which reaches the entry point's handler
+# (`executor.cli.start.run`); and a third inside that handler, which reaches the log's hook
+# (`logsetup._crashed`). An atexit function and a last spooled line must come out.
+AGAIN_AS_IT_ENDS = patched_at_load("executor.cli.main", """
+    import atexit
+
+    def _patch(module):
+        start = sys.modules["executor.cli.start"]
+        real_save, real_status = module.codecache.save, start.exit_status
+
+        def save():
+            from executor.logs import spool
+            atexit.register(os.write, 2, b"atexit ran\\n")
+            spool().put(sys.stdout, "spooled last\\n", lambda exc: None)
+            _signal.raise_signal(_signal.SIGINT)
+            return real_save()
+
+        def exit_status(interrupt):
+            start.exit_status = real_status
+            _signal.raise_signal(_signal.SIGINT)
+            return real_status(interrupt)
+
+        module.codecache.save, start.exit_status = save, exit_status
+    """) + (HOOK / "sitecustomize.py").read_text()
+
+
+def test_a_ctrl_c_in_the_entry_point_s_handler_flushes_the_spool_and_runs_atexit(tmp_path):
+    """Was: the log's hook handed it to `stoker`'s loading hook, os._exit(130): atexit's
+    functions did not run, and what `stoker run` had spooled could be lost."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(AGAIN_AS_IT_ENDS)
+    config, sandbox = tmp_path / "job.aurora", tmp_path / "sb"
+    config.write_text(CONFIG.replace("Service(", "Job(").replace("sleep 600", "true"))
+    args = ["run", str(config), "--sandbox", str(sandbox)]
+    first = StokerProcess(args, tmp_path)
+    try:
+        assert first.wait() == 0, first.stderr()
+    finally:
+        first.close()
+    config.write_text(CONFIG.replace("Service(", "Job(").replace("sleep 600", "true; true"))  # no early start
+    try:
+        proc = interrupted(args, tmp_path, "executor.task.leftovers", hook=hook)  # loaded once it holds the sandbox
+    finally:
+        kill_leftovers(task_pids(sandbox))
+    err = proc.stderr()
+    assert (proc.proc.returncode, "Traceback" in err) == (130, False), (err, proc.stdout())
+    assert "signal-at-import: 2 at executor.task.leftovers" in err, err  # the first came, its log configured
+    assert "atexit ran" in err and proc.stdout().endswith("spooled last\n"), (err, proc.stdout())

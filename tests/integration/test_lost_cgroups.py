@@ -34,6 +34,7 @@ import pytest
 
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from executor.procs.spawn import TASK_MARKER
+from executor.task import leftovers
 from executor.task.checkpoint import CheckpointWriter
 from executor.task.leftovers import end_lost_attempts
 from tests.support import cgroups as cgroup_support
@@ -162,3 +163,14 @@ def test_a_planted_marker_naming_a_live_task_s_cgroup_leaves_it_alone(tmp_path):
         for directory in (live / "inner", live):
             with contextlib.suppress(OSError):
                 directory.rmdir()
+
+
+def test_a_lost_cgroup_its_watchdog_removed_first_is_said_to_be_already_gone(tmp_path):
+    """Was: `removed its cgroup DIR` though the re-run's rmdir found it gone (the attempt's
+    own watchdog, told by the supervisor's death, removed it between the re-run's look-up
+    and its removal)."""
+    gone = tmp_path / "stoker-0123456789abcdef"
+    gone.mkdir()
+    gone.rmdir()  # as the other side does
+    assert leftovers._remove_lost(str(gone), []) == \
+        f"its cgroup {gone} was already gone (removed first by another: its own watchdog)"

@@ -303,3 +303,15 @@ def test_install_lets_go_of_the_docstrings_of_stokers_modules_loaded_before_it()
     assert result.returncode == 0, result.stderr
     # was: the entry point's and nodocs' own, 24 KB held by every command for its whole life
     assert json.loads(result.stdout) == {"before": [True, True], "after": [None, None, None], "json": True}
+
+
+@pytest.mark.parametrize("spelling", ["", "/"], ids=["link", "link/"])
+def test_a_code_cache_directory_that_is_a_symlink_keeps_no_nodoc_tree_however_spelled(package, spelling):
+    """The code cache directory above `nodoc/` must be no symlink (docs/design.md §9). Was:
+    `STOKER_CODE_CACHE=/path/link/` passed, as lstat follows a trailing slash's link, and
+    the docstring-less code was kept under the directory it leads to."""
+    (package / "cache").mkdir(mode=0o755)
+    (package / "link").symlink_to(package / "cache")
+    got = probe(package, STOKER_CODE_CACHE=f"{package / 'link'}{spelling}", PYTHONPYCACHEPREFIX="")
+    assert got["docs"] == ["The module's docstring.", "The function's docstring."], got
+    assert list((package / "cache").iterdir()) == []
