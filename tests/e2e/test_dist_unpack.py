@@ -78,3 +78,38 @@ def test_a_refused_home_given_with_a_trailing_slash_is_named_once(app):  # noqa:
     assert (done.returncode, done.stdout) == (2, ""), done.stderr
     assert done.stderr == ("stoker: error: stoker.pyz will not run code unpacked where another user could change "
                            f"it ({home}); set SHIV_ROOT to a directory of this user's\n")
+
+
+# As another user makes the missing HOME in a sticky directory just before shiv does, after
+# the zipapp's check found it missing (an audit hook, the moment shiv's mkdir of it begins).
+MADE_MEANWHILE = """
+import os, sys
+HOME, made = os.environ["HOME"], []
+def made_meanwhile(event, args):
+    if event == "os.mkdir" and str(args[0]) == HOME and not made:
+        made.append(HOME)  # (its own mkdir is an event too)
+        os.mkdir(HOME)
+        os.chown(HOME, 65534, 65534)
+sys.addaudithook(made_meanwhile)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a level of another user's needs root")
+def test_a_home_level_another_user_made_after_the_check_is_refused_before_its_code_runs(app):  # noqa: F811
+    """Was: the check found HOME missing (to be made by this user) and the code shiv then
+    unpacked into the other user's HOME was imported. Now checked again before it is used."""
+    sticky = app["work"] / "sticky"
+    sticky.mkdir(mode=0o1777)
+    sticky.chmod(0o1777)
+    (app["work"] / "hook").mkdir()
+    (app["work"] / "hook" / "sitecustomize.py").write_text(MADE_MEANWHILE)
+    env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
+    try:
+        done = run_app(app, [app["python"], "stoker.pyz", "--version"],
+                       env={**env, "HOME": str(sticky / "home"), "PYTHONPATH": str(app["work"] / "hook")})
+        assert (sticky / "home").stat().st_uid == 65534  # the hook made it: the test can fail
+    finally:
+        shutil.rmtree(sticky, ignore_errors=True)
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert done.stderr == ("stoker: error: stoker.pyz will not run code unpacked where another user could change "
+                           f"it ({sticky / 'home'}); set SHIV_ROOT to a directory of this user's\n")
