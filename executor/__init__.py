@@ -180,12 +180,20 @@ def leave(status: int) -> "NoReturn":
     # exit hooks (a thread pool's idle workers told to end; joined before them, they hung the
     # process for ever), then the threads that are not daemons waited for
     atexit._run_exitfuncs()
+    flush_standard_streams()
+    os._exit(status)
+
+
+def flush_standard_streams() -> None:
+    """Flush stdout and stderr before an `os._exit`, each as far as it goes: a reader gone
+    or no such stream is not an error at exit."""
+    import sys
+
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError, AttributeError):  # a reader gone, or no such stream
+        except (OSError, ValueError, AttributeError):
             continue
-    os._exit(status)
 
 
 # A deleted working directory (`rm -rf` of the directory a shell is in): docs/contract.md §9

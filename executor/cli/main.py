@@ -101,11 +101,7 @@ def run() -> NoReturn:
     if not drained:  # a terminal that stopped reading (Ctrl-S): not waited for longer,
         os._exit(status)  # nor flushed (its writer holds the streams' locks)
     logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):  # a reader gone, or no such stream
-            pass
+    executor.flush_standard_streams()
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()
            if t is not threading.main_thread()):
         executor.leave(status)
