@@ -183,18 +183,16 @@ def leave(status: int) -> "NoReturn":
     os._exit(status)
 
 
-# A deleted working directory (`rm -rf` of the directory a shell is in): docs/contract.md §9
-WORKING_DIRECTORY_GONE = ("the working directory was deleted, so a relative path cannot be resolved "
-                          "(cd to a directory that exists, or give an absolute path)")
-WORKING_DIRECTORY_NEEDED = ("the working directory was deleted, so a relative path, or a default that is the "
-                            "working directory (the sandbox `stoker run` makes there, `stoker status` with no "
-                            "SANDBOX), cannot be resolved (cd to a directory that exists, or give absolute paths)")
+# A working directory with no name (deleted: `rm -rf` of the directory a shell is in; or
+# outside the process's root): docs/contract.md §9
+_DEFAULTS = (", or a default that is the working directory (the sandbox `stoker run` makes there, `stoker "
+             "status` with no SANDBOX),")
 
 
 def working_directory_gone() -> bool:
-    """Whether this process's working directory was deleted (`os.getcwd()` raises
-    FileNotFoundError): no relative path can be made absolute then, and the kernel finds
-    nothing under it but `..` (docs/contract.md §9)."""
+    """Whether this process's working directory has no name (`os.getcwd()` raises
+    FileNotFoundError: it was deleted, or is outside this process's root): no relative path
+    can be made absolute then (docs/contract.md §9; `working_directory_unnamed` says why)."""
     import os
 
     try:
@@ -202,6 +200,28 @@ def working_directory_gone() -> bool:
     except FileNotFoundError:
         return True
     return False
+
+
+def working_directory_unnamed(defaults: bool = False) -> str:
+    """Why a relative path (and with `defaults`, a default that is the working directory)
+    cannot be resolved, once `working_directory_gone()`: the directory was deleted (the
+    kernel finds nothing under it but `..`), or it exists but has no name from this
+    process's root (glibc's getcwd fails alike for one on a filesystem unmounted lazily,
+    `umount -l`, or above a chroot entered without cd; was called deleted)."""
+    import os
+
+    try:
+        deleted = (os.stat(".").st_nlink == 0  # a directory's name and its own `.` are gone
+                   or os.readlink("/proc/self/cwd").endswith(" (deleted)"))  # (a file system keeping 1)
+    except OSError:
+        deleted = True
+    what = "a relative path" + (_DEFAULTS if defaults else "")
+    if deleted:
+        return (f"the working directory was deleted, so {what} cannot be resolved (cd to a directory "
+                f"that exists, or give {'absolute paths' if defaults else 'an absolute path'})")
+    return (f"the working directory has no name this process can see (it is outside this process's root: "
+            f"on a filesystem unmounted lazily, or above a chroot), so {what} cannot be resolved (cd to "
+            f"another directory, or give {'absolute paths' if defaults else 'an absolute path'})")
 
 
 def forget_working_directory() -> None:

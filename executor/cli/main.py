@@ -147,7 +147,7 @@ def _handled(command: Callable[[], int]) -> int:
     except FileNotFoundError as exc:  # os.getcwd()'s (no file named), from a path made absolute
         if exc.filename is not None or not executor.working_directory_gone():
             raise
-        _error(executor.WORKING_DIRECTORY_NEEDED)  # a default, or a variable's path (was: a traceback)
+        _error(executor.working_directory_unnamed(defaults=True))  # a default, or a variable's path (was: a traceback)
         return EXIT_USAGE
     except (RuntimeError, OSError) as exc:
         why = no_room(exc)
@@ -168,7 +168,7 @@ def _resolvable(args: Any) -> None:
     given = (getattr(args, name, None) for name in PATH_ARGUMENTS)
     relative = [path for path in given if isinstance(path, str) and not path.startswith("/")]
     if relative and executor.working_directory_gone():
-        raise UsageError(f"{relative[0]}: {executor.WORKING_DIRECTORY_GONE}")
+        raise UsageError(f"{relative[0]}: {executor.working_directory_unnamed()}")
 
 
 def _dispatch(args: Any) -> int:

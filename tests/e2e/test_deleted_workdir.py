@@ -86,3 +86,44 @@ def test_absolute_paths_from_a_deleted_working_directory_run_end_to_end(tmp_path
     finally:
         for sandbox in sandboxes:
             kill_leftovers(task_pids(sandbox))
+
+
+def _private_mounts() -> bool:
+    """Whether this test may mount in a mount namespace of its own (root, util-linux's unshare)."""
+    import os
+    import shutil
+
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+# `unshare -m sh -c SCRIPT MNT CMD...`: in a mount namespace of its own (gone with it), enter
+# a directory of a tmpfs mounted on MNT, detach the tmpfs (`umount -l`), write and read a file
+# there (it exists), then exec the command
+IN_DETACHED = ("unshare", "-m", "--propagation", "private", "sh", "-c",
+               'mount -t tmpfs stoker-test "$0" && mkdir "$0/w" && cd "$0/w" && umount -l "$0" '
+               '&& echo here > f && cat f && exec "$@"')
+
+
+@pytest.mark.skipif(not _private_mounts(), reason="mounting a tmpfs in a mount namespace needs root and unshare")
+def test_a_working_directory_that_exists_but_has_no_name_is_not_called_deleted(tmp_path):
+    """A working directory on a filesystem unmounted lazily (`umount -l`; or outside a chroot
+    entered without cd): os.getcwd() fails as for a deleted one, yet it exists (the command
+    below writes a file there). Stoker still needs its name, and says why it has none (was:
+    "the working directory was deleted")."""
+    config = tmp_path / "job.aurora"
+    config.write_text(JOB)
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    proc = StokerProcess(["run", "job.aurora"], tmp_path, env={"STOKER_ROOT": str(tmp_path / "registry"),
+                                                                "HOME": str(tmp_path)},
+                         launcher=(*IN_DETACHED, str(mountpoint)))
+    try:
+        assert proc.wait(60) == 2, proc.stderr()
+    finally:
+        proc.close()
+    assert proc.stdout() == "here\n"  # it exists: the shell wrote and read a file there
+    lines = proc.stderr().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "stoker: error: job.aurora: the working directory has no name this process can see (it is "
+        "outside this process's root: on a filesystem unmounted lazily, or above a chroot), "
+        "so a relative path cannot be resolved"), proc.stderr()
