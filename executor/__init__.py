@@ -208,13 +208,15 @@ def working_directory_unnamed(defaults: bool = False) -> str:
     kernel finds nothing under it but `..`), or it exists but has no name from this
     process's root (glibc's getcwd fails alike for one on a filesystem unmounted lazily,
     `umount -l`, or above a chroot entered without cd; was called deleted)."""
+    import contextlib
     import os
 
     try:
-        deleted = (os.stat(".").st_nlink == 0  # a directory's name and its own `.` are gone
-                   or os.readlink("/proc/self/cwd").endswith(" (deleted)"))  # (a file system keeping 1)
+        deleted = os.stat(".").st_nlink == 0  # a directory's name and its own `.` are gone
     except OSError:
         deleted = True
+    with contextlib.suppress(OSError):  # what the kernel says too (in a chroot without /proc: the count)
+        deleted = deleted or os.readlink("/proc/self/cwd").endswith(" (deleted)")
     what = "a relative path" + (_DEFAULTS if defaults else "")
     if deleted:
         return (f"the working directory was deleted, so {what} cannot be resolved (cd to a directory "
