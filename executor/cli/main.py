@@ -162,11 +162,16 @@ def _error(message: str) -> None:
 
 
 def _resolvable(args: Any) -> None:
-    """Raise UsageError naming the first of `args`' paths (PATH_ARGUMENTS) that is relative
-    when the working directory was deleted: none can be resolved then (was: a traceback, or
-    `does not exist`). Absolute ones work from there as from anywhere."""
-    given = (getattr(args, name, None) for name in PATH_ARGUMENTS)
-    relative = [path for path in given if isinstance(path, str) and not path.startswith("/")]
+    """Raise UsageError naming the first of `args`' paths (PATH_ARGUMENTS; STOKER_ROOT for a
+    command that has no --root given) that is relative when the working directory was
+    deleted: none can be resolved then (was: a traceback, or `does not exist`; from
+    STOKER_ROOT, an empty registry read, a task not listed). Absolute ones work from there
+    as from anywhere."""
+    given = [(path, path) for path in (getattr(args, name, None) for name in PATH_ARGUMENTS)]
+    root = os.environ.get("STOKER_ROOT")
+    if root and hasattr(args, "registry_root") and args.registry_root is None:
+        given.append((f"STOKER_ROOT={root}", root))
+    relative = [named for named, path in given if isinstance(path, str) and not path.startswith("/")]
     if relative and executor.working_directory_gone():
         raise UsageError(f"{relative[0]}: {executor.working_directory_unnamed()}")
 

@@ -65,6 +65,49 @@ def test_a_relative_path_from_a_deleted_working_directory_is_one_error_line(tmp_
     assert [p.pid for p in psutil.process_iter(["cmdline"]) if str(config) in (p.info["cmdline"] or ())] == []
 
 
+
+@pytest.mark.parametrize("args", [["ps"], ["status", "{tmp}/sb"], ["run", "{tmp}/job.aurora", "--sandbox", "{tmp}/sb"]])
+def test_a_relative_registry_root_from_the_environment_is_refused_as_the_flag_is(tmp_path, args):
+    """STOKER_ROOT=registry from a deleted working directory: one error line naming it, exit 2,
+    as `--root registry` (was: `stoker ps` "No live tasks in the registry registry", exit 0, and
+    `stoker run` a task that `stoker ps` cannot list, after a warning saying only ENOENT)."""
+    (tmp_path / "job.aurora").write_text(JOB)
+    (tmp_path / "sb").mkdir()
+    proc = from_deleted(tmp_path, [arg.format(tmp=tmp_path) for arg in args], "cmd", env={"STOKER_ROOT": "registry"})
+    try:
+        assert proc.wait(60) == 2, proc.stdout() + proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(tmp_path / "sb"))
+    lines = proc.stderr().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"stoker: error: STOKER_ROOT=registry: {GONE}"), proc.stderr()
+
+
+
+def test_a_refused_relative_registry_root_starts_no_process_first(tmp_path):
+    """A re-run whose kept plan would start its first runs before Stoker loads (the early
+    start), refused for STOKER_ROOT=registry from a deleted working directory: no process of
+    the task ran, not even one killed unreported (was: started, then killed, no line said so)."""
+    started = tmp_path / "started"
+    (tmp_path / "job.aurora").write_text(JOB.replace("readlink /proc/self/cwd", f"touch {started}"))
+    args = ["run", str(tmp_path / "job.aurora"), "--sandbox"]
+    kept = from_deleted(tmp_path, [*args, str(tmp_path / "first")], "kept")  # keeps the plan: absolute root
+    try:
+        assert kept.wait(60) == 0, kept.stdout() + kept.stderr()
+    finally:
+        kept.close()
+    assert started.exists()
+    started.unlink()
+    proc = from_deleted(tmp_path, [*args, str(tmp_path / "again")], "cmd", env={"STOKER_ROOT": "registry"})
+    try:
+        assert proc.wait(60) == 2, proc.stdout() + proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(tmp_path / "first") | task_pids(tmp_path / "again"))
+    assert proc.stderr().startswith(f"stoker: error: STOKER_ROOT=registry: {GONE}"), proc.stderr()
+    assert not started.exists() and not (tmp_path / "again").exists()
+
+
 def test_absolute_paths_from_a_deleted_working_directory_run_end_to_end(tmp_path):
     config = tmp_path / "job.aurora"
     config.write_text(JOB)
