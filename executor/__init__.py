@@ -211,14 +211,13 @@ def working_directory_unnamed(defaults: bool = False) -> str:
     import contextlib
     import os
 
-    try:
+    deleted = None  # unknown: called deleted
+    with contextlib.suppress(OSError):  # (EACCES: a directory this user may not search)
         deleted = os.stat(".").st_nlink == 0  # a directory's name and its own `.` are gone
-    except OSError:
-        deleted = True
     with contextlib.suppress(OSError):  # what the kernel says too (in a chroot without /proc: the count)
-        deleted = deleted or os.readlink("/proc/self/cwd").endswith(" (deleted)")
+        deleted = bool(deleted) or os.readlink("/proc/self/cwd").endswith(" (deleted)")
     what = "a relative path" + (_DEFAULTS if defaults else "")
-    if deleted:
+    if deleted is not False:
         return (f"the working directory was deleted, so {what} cannot be resolved (cd to a directory "
                 f"that exists, or give {'absolute paths' if defaults else 'an absolute path'})")
     return (f"the working directory has no name this process can see (it is outside this process's root: "
