@@ -211,18 +211,25 @@ def working_directory_unnamed(defaults: bool = False) -> str:
     import contextlib
     import os
 
+    link = ""  # what the kernel names it: "PATH (deleted)" once deleted
+    with contextlib.suppress(OSError):  # (a chroot without /proc: the link count alone)
+        link = os.readlink("/proc/self/cwd")
     deleted = None  # unknown: called deleted
     with contextlib.suppress(OSError):  # (EACCES: a directory this user may not search)
         deleted = os.stat(".").st_nlink == 0  # a directory's name and its own `.` are gone
-    with contextlib.suppress(OSError):  # what the kernel says too (in a chroot without /proc: the count)
-        deleted = bool(deleted) or os.readlink("/proc/self/cwd").endswith(" (deleted)")
-    what = "a relative path" + (_DEFAULTS if defaults else "")
-    if deleted is not False:
-        return (f"the working directory was deleted, so {what} cannot be resolved (cd to a directory "
-                f"that exists, or give {'absolute paths' if defaults else 'an absolute path'})")
-    return (f"the working directory has no name this process can see (it is outside this process's root: "
-            f"on a filesystem unmounted lazily, or above a chroot), so {what} cannot be resolved (cd to "
-            f"another directory, or give {'absolute paths' if defaults else 'an absolute path'})")
+    if link:
+        deleted = bool(deleted) or link.endswith(" (deleted)")
+    what, absolute = "a relative path" + (_DEFAULTS if defaults else ""), "absolute paths" if defaults else "an absolute path"
+    if deleted is False:
+        return (f"the working directory has no name this process can see (it is outside this process's root: "
+                f"on a filesystem unmounted lazily, or above a chroot), so {what} cannot be resolved (cd to "
+                f"another directory, or give {absolute})")
+    named = link.removesuffix(" (deleted)") if link.endswith(" (deleted)") else ""
+    if named.startswith("/") and os.path.isdir(named):  # deleted and made again (a checkout's `rm -rf; mkdir`)
+        return (f"the working directory was deleted, so {what} cannot be resolved (the {named} made since "
+                f"is another directory: cd to it again, or give {absolute})")
+    return (f"the working directory was deleted, so {what} cannot be resolved (cd to a directory "
+            f"that exists, or give {absolute})")
 
 
 def forget_working_directory() -> None:

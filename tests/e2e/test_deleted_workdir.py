@@ -108,6 +108,23 @@ def test_a_refused_relative_registry_root_starts_no_process_first(tmp_path):
     assert not started.exists() and not (tmp_path / "again").exists()
 
 
+
+def test_a_working_directory_deleted_and_made_again_is_named_to_cd_to(tmp_path):
+    """`rm -rf DIR; mkdir DIR` beside a shell in DIR: the shell's prompt names a directory that
+    exists, but its working directory is the deleted one; the error line says to cd to DIR
+    again (was: "cd to a directory that exists", which DIR is)."""
+    again = tmp_path / "again"
+    again.mkdir()
+    proc = StokerProcess(["status"], tmp_path, env={"STOKER_ROOT": str(tmp_path / "registry")},
+                         launcher=("sh", "-c", 'cd "$0" && rmdir "$0" && mkdir "$0" && exec "$@"', str(again)))
+    try:
+        assert proc.wait(60) == 2, proc.stderr()
+    finally:
+        proc.close()
+    assert proc.stderr() == (f"stoker: error: sandbox .: {GONE} cannot be resolved (the {again} made since is "
+                             "another directory: cd to it again, or give an absolute path)\n")
+
+
 def test_absolute_paths_from_a_deleted_working_directory_run_end_to_end(tmp_path):
     config = tmp_path / "job.aurora"
     config.write_text(JOB)
