@@ -225,11 +225,24 @@ def working_directory_unnamed(defaults: bool = False) -> str:
                 f"on a filesystem unmounted lazily, or above a chroot), so {what} cannot be resolved (cd to "
                 f"another directory, or give {absolute})")
     named = link.removesuffix(" (deleted)") if link.endswith(" (deleted)") else ""
-    if named.startswith("/") and os.path.isdir(named):  # deleted and made again (a checkout's `rm -rf; mkdir`)
+    if _made_again(named):
         return (f"the working directory was deleted, so {what} cannot be resolved (the {named} made since "
                 f"is another directory: cd to it again, or give {absolute})")
     return (f"the working directory was deleted, so {what} cannot be resolved (cd to a directory "
             f"that exists, or give {absolute})")
+
+
+def _made_again(named: str) -> bool:
+    """Whether a directory now at `named`, the deleted working directory's path, is another
+    one (a checkout's `rm -rf DIR; mkdir DIR`), not the deleted one itself (the root of a
+    bind mount whose source was deleted keeps its path)."""
+    import os
+
+    try:
+        now, here = os.stat(named), os.stat(".")
+    except (OSError, ValueError):  # none there, or the deleted one unreadable: nothing to name
+        return False
+    return named.startswith("/") and os.path.isdir(named) and (now.st_dev, now.st_ino) != (here.st_dev, here.st_ino)
 
 
 def forget_working_directory() -> None:

@@ -187,3 +187,23 @@ def test_a_working_directory_that_exists_but_has_no_name_is_not_called_deleted(t
         "stoker: error: job.aurora: the working directory has no name this process can see (it is "
         "outside this process's root: on a filesystem unmounted lazily, or above a chroot), "
         "so a relative path cannot be resolved"), proc.stderr()
+
+
+
+@pytest.mark.skipif(not _private_mounts(), reason="a bind mount in a mount namespace needs root and unshare")
+def test_the_deleted_root_of_a_bind_mount_is_not_named_to_cd_to(tmp_path):
+    """A shell in a bind mount whose source was deleted: the mount point keeps the deleted
+    directory's path, but it is that same deleted directory: no "cd to it again"."""
+    source, point = tmp_path / "source", tmp_path / "point"
+    source.mkdir()
+    point.mkdir()
+    script = 'mount --bind "$0" "$1" && cd "$1" && rmdir "$0" && shift && exec "$@"'
+    proc = StokerProcess(["status"], tmp_path, env={"STOKER_ROOT": str(tmp_path / "registry")},
+                         launcher=("unshare", "-m", "--propagation", "private", "sh", "-c", script, str(source),
+                                   str(point)))
+    try:
+        assert proc.wait(60) == 2, proc.stderr()
+    finally:
+        proc.close()
+    assert proc.stderr() == (f"stoker: error: sandbox .: {GONE} cannot be resolved (cd to a directory that "
+                             "exists, or give an absolute path)\n")
