@@ -207,3 +207,20 @@ def test_the_deleted_root_of_a_bind_mount_is_not_named_to_cd_to(tmp_path):
         proc.close()
     assert proc.stderr() == (f"stoker: error: sandbox .: {GONE} cannot be resolved (cd to a directory that "
                              "exists, or give an absolute path)\n")
+
+
+@pytest.mark.skipif(not _private_mounts(), reason="chroot needs root")
+def test_a_working_directory_above_a_chroot_without_proc_is_not_called_deleted(tmp_path):
+    """A process that entered a chroot (with no /proc in it) without cd: its working directory
+    exists outside its root, has no name, and /proc/self/cwd cannot be read: the link count
+    alone says it was not deleted."""
+    import subprocess
+    import sys
+
+    (tmp_path / "root").mkdir()
+    child = ("import contextlib, os, executor; os.chroot(os.sys.argv[1]); "
+             "print(executor.working_directory_gone(), executor.working_directory_unnamed())")
+    done = subprocess.run([sys.executable, "-c", child, str(tmp_path / "root")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, check=False, env={"PYTHONPATH": str(Path(__file__).parents[2])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True the working directory has no name this process can see"), done.stdout
