@@ -162,18 +162,34 @@ def _error(message: str) -> None:
 
 
 def _resolvable(args: Any) -> None:
-    """Raise UsageError naming the first of `args`' paths (PATH_ARGUMENTS; STOKER_ROOT for a
-    command that has no --root given) that is relative when the working directory was
-    deleted: none can be resolved then (was: a traceback, or `does not exist`; from
-    STOKER_ROOT, an empty registry read, a task not listed). Absolute ones work from there
-    as from anywhere."""
-    given = [(path, path) for path in (getattr(args, name, None) for name in PATH_ARGUMENTS)]
-    root = os.environ.get("STOKER_ROOT")
-    if root and hasattr(args, "registry_root") and args.registry_root is None:
-        given.append((f"STOKER_ROOT={root}", root))
-    relative = [named for named, path in given if isinstance(path, str) and not path.startswith("/")]
-    if relative and executor.working_directory_gone():
-        raise UsageError(f"{relative[0]}: {executor.working_directory_unnamed()}")
+    """Raise UsageError naming the first of `args`' paths (PATH_ARGUMENTS, or the variable
+    one not given comes from: STOKER_ROOT, STOKER_SANDBOX, ...) that is relative when the
+    working directory has no name (deleted): none can be resolved then (was: a traceback,
+    or `does not exist`; from STOKER_ROOT, an empty registry read, a task not listed).
+    Absolute ones work from there as from anywhere."""
+    if not executor.working_directory_gone():  # (one getcwd: the rest only then)
+        return
+    for named, path in _paths(args):
+        if not path.startswith("/"):
+            raise UsageError(f"{named}: {executor.working_directory_unnamed()}")
+
+
+def _paths(args: Any) -> list[tuple[str, str]]:
+    """(as named, path) of each of `args`' PATH_ARGUMENTS: given, or from the environment."""
+    from config.settings import from_environment
+
+    classes = supervisor_settings(args.command) if args.command in SUPERVISORS else (RegistrySettings,)
+    paths = []
+    for name in PATH_ARGUMENTS:
+        given = getattr(args, name, None)
+        if isinstance(given, str):
+            paths.append((given, given))
+        elif hasattr(args, name):  # a setting of this command's, not given
+            variable, value = next((found for found in (from_environment(c, name, os.environ) for c in classes)
+                                    if found[1] is not None), ("", None))
+            if value:
+                paths.append((f"{variable}={value}", value))
+    return paths
 
 
 def _dispatch(args: Any) -> int:

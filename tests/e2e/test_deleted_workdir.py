@@ -66,22 +66,28 @@ def test_a_relative_path_from_a_deleted_working_directory_is_one_error_line(tmp_
 
 
 
-@pytest.mark.parametrize("args", [["ps"], ["status", "{tmp}/sb"], ["run", "{tmp}/job.aurora", "--sandbox", "{tmp}/sb"]])
-def test_a_relative_registry_root_from_the_environment_is_refused_as_the_flag_is(tmp_path, args):
-    """STOKER_ROOT=registry from a deleted working directory: one error line naming it, exit 2,
-    as `--root registry` (was: `stoker ps` "No live tasks in the registry registry", exit 0, and
-    `stoker run` a task that `stoker ps` cannot list, after a warning saying only ENOENT)."""
+@pytest.mark.parametrize("args, variable", [
+    (["ps"], "STOKER_ROOT"),
+    (["status", "{tmp}/sb"], "STOKER_ROOT"),
+    (["run", "{tmp}/job.aurora", "--sandbox", "{tmp}/sb"], "STOKER_ROOT"),
+    (["run", "{tmp}/job.aurora"], "STOKER_SANDBOX"),
+    (["run", "{tmp}/job.aurora"], "MESOS_SANDBOX"),
+])
+def test_a_relative_path_from_the_environment_is_refused_naming_its_variable(tmp_path, args, variable):
+    """STOKER_ROOT=registry (or a sandbox's variable) from a deleted working directory: one
+    error line naming it, exit 2, as `--root registry` (was: `stoker ps` "No live tasks in the
+    registry registry", exit 0, `stoker run` a task that `stoker ps` cannot list, after a
+    warning saying only ENOENT; a sandbox's, a line naming no path)."""
     (tmp_path / "job.aurora").write_text(JOB)
     (tmp_path / "sb").mkdir()
-    proc = from_deleted(tmp_path, [arg.format(tmp=tmp_path) for arg in args], "cmd", env={"STOKER_ROOT": "registry"})
+    proc = from_deleted(tmp_path, [arg.format(tmp=tmp_path) for arg in args], "cmd", env={variable: "registry"})
     try:
         assert proc.wait(60) == 2, proc.stdout() + proc.stderr()
     finally:
         proc.close()
         kill_leftovers(task_pids(tmp_path / "sb"))
     lines = proc.stderr().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"stoker: error: STOKER_ROOT=registry: {GONE}"), proc.stderr()
-
+    assert len(lines) == 1 and lines[0].startswith(f"stoker: error: {variable}=registry: {GONE}"), proc.stderr()
 
 
 def test_a_refused_relative_registry_root_starts_no_process_first(tmp_path):
