@@ -328,6 +328,13 @@ def _from_environ(f: attrs.Attribute, environ: Mapping[str, str]) -> tuple[str, 
     return "", None
 
 
+def from_environment(cls: type, name: str, environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """(VARIABLE, value) of the variable that gives `cls`'s setting `name` its value, as
+    `from_env` picks it; ("", None) when none does (or `cls` has no such setting)."""
+    field = attrs.fields_dict(cls).get(name)
+    return _from_environ(field, environ) if field is not None else ("", None)
+
+
 def flag_conflicts(cls: type, args: object, environ: Mapping[str, str]) -> list[str]:
     """One sentence per flag given that won over a variable set to another value:
     `--sandbox /a wins over MESOS_SANDBOX=/b`."""

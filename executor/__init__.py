@@ -196,18 +196,16 @@ def flush_standard_streams() -> None:
             continue
 
 
-# A deleted working directory (`rm -rf` of the directory a shell is in): docs/contract.md §9
-WORKING_DIRECTORY_GONE = ("the working directory was deleted, so a relative path cannot be resolved "
-                          "(cd to a directory that exists, or give an absolute path)")
-WORKING_DIRECTORY_NEEDED = ("the working directory was deleted, so a relative path, or a default that is the "
-                            "working directory (the sandbox `stoker run` makes there, `stoker status` with no "
-                            "SANDBOX), cannot be resolved (cd to a directory that exists, or give absolute paths)")
+# A working directory with no name (deleted: `rm -rf` of the directory a shell is in; or
+# outside the process's root): docs/contract.md §9
+_DEFAULTS = (", or a default that is the working directory (the sandbox `stoker run` makes there, `stoker "
+             "status` with no SANDBOX),")
 
 
 def working_directory_gone() -> bool:
-    """Whether this process's working directory was deleted (`os.getcwd()` raises
-    FileNotFoundError): no relative path can be made absolute then, and the kernel finds
-    nothing under it but `..` (docs/contract.md §9)."""
+    """Whether this process's working directory has no name (`os.getcwd()` raises
+    FileNotFoundError: it was deleted, or is outside this process's root): no relative path
+    can be made absolute then (docs/contract.md §9; `working_directory_unnamed` says why)."""
     import os
 
     try:
@@ -215,6 +213,49 @@ def working_directory_gone() -> bool:
     except FileNotFoundError:
         return True
     return False
+
+
+def working_directory_unnamed(defaults: bool = False) -> str:
+    """Why a relative path (and with `defaults`, a default that is the working directory)
+    cannot be resolved, once `working_directory_gone()`: the directory was deleted (the
+    kernel finds nothing under it but `..`), or it exists but has no name from this
+    process's root (glibc's getcwd fails alike for one on a filesystem unmounted lazily,
+    `umount -l`, or above a chroot entered without cd; was called deleted)."""
+    import contextlib
+    import os
+
+    link = ""  # what the kernel names it: "PATH (deleted)" once deleted
+    with contextlib.suppress(OSError):  # (a chroot without /proc: the link count alone)
+        link = os.readlink("/proc/self/cwd")
+    deleted = None  # unknown: called deleted
+    with contextlib.suppress(OSError):  # (EACCES: a directory this user may not search)
+        deleted = os.stat(".").st_nlink == 0  # a directory's name and its own `.` are gone
+    if link:
+        deleted = bool(deleted) or link.endswith(" (deleted)")
+    what, absolute = "a relative path" + (_DEFAULTS if defaults else ""), "absolute paths" if defaults else "an absolute path"
+    if deleted is False:
+        return (f"the working directory has no name this process can see (it is outside this process's root: "
+                f"on a filesystem unmounted lazily, or above a chroot), so {what} cannot be resolved (cd to "
+                f"another directory, or give {absolute})")
+    named = link.removesuffix(" (deleted)") if link.endswith(" (deleted)") else ""
+    if _made_again(named):
+        return (f"the working directory was deleted, so {what} cannot be resolved (the {named} made since "
+                f"is another directory: cd to it again, or give {absolute})")
+    return (f"the working directory was deleted, so {what} cannot be resolved (cd to a directory "
+            f"that exists, or give {absolute})")
+
+
+def _made_again(named: str) -> bool:
+    """Whether a directory now at `named`, the deleted working directory's path, is another
+    one (a checkout's `rm -rf DIR; mkdir DIR`), not the deleted one itself (the root of a
+    bind mount whose source was deleted keeps its path)."""
+    import os
+
+    try:
+        now, here = os.stat(named), os.stat(".")
+    except (OSError, ValueError):  # none there, or the deleted one unreadable: nothing to name
+        return False
+    return named.startswith("/") and os.path.isdir(named) and (now.st_dev, now.st_ino) != (here.st_dev, here.st_ino)
 
 
 def forget_working_directory() -> None:

@@ -12,8 +12,8 @@ assumed still holds, starts those runs at once:
    yet, either with `--ready-fd N` first when N is open for writing (anything else may change
    the plan or what the sandbox holds; a closed N would be one of the early start's own
    descriptors by the time the run checks it); no sandbox from the
-   environment (MESOS_SANDBOX, MESOS_DIRECTORY, STOKER_SANDBOX); STOKER_EARLY_START is
-   not `off`;
+   environment (MESOS_SANDBOX, MESOS_DIRECTORY, STOKER_SANDBOX); no relative STOKER_ROOT
+   from a deleted working directory (refused); STOKER_EARLY_START is not `off`;
 2. the record is this user's, for this config, Python build, host and user; the config
    package and pystachio are the same files, in the directories this process loads them
    from (a Stoker upgraded into another place leaves the old ones unchanged behind);
@@ -47,6 +47,7 @@ import marshal
 import os
 import sys
 
+import executor
 from executor.host.early import STOPS, EarlyStart, defer_stop_signals, undefer_stop_signals
 from executor.local import planfiles
 from executor.procs import earlyfork, oomcount, runenv, sandboxfs
@@ -104,9 +105,16 @@ def begin(args: list[str], environ: Mapping[str, str]) -> None:
 def eligible(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | None] | None:
     """(CONFIG, DIR or None) for `run CONFIG [--sandbox DIR]` with no sandbox from the
     environment; None otherwise."""
-    if any(environ.get(name) for name in SANDBOX_VARIABLES):
+    if any(environ.get(name) for name in SANDBOX_VARIABLES) or _root_unresolvable(environ):
         return None
     return _run_config(args)
+
+
+def _root_unresolvable(environ: Mapping[str, str]) -> bool:
+    """A relative STOKER_ROOT from a working directory with no name (deleted): the run
+    refuses it (exit 2, `executor/cli/main.py` `_resolvable`), so nothing may start first."""
+    root = environ.get("STOKER_ROOT", "")
+    return bool(root) and not root.startswith("/") and executor.working_directory_gone()
 
 
 def _run_config(args: list[str]) -> tuple[str, str | None] | None:

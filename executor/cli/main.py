@@ -143,7 +143,7 @@ def _handled(command: Callable[[], int]) -> int:
     except FileNotFoundError as exc:  # os.getcwd()'s (no file named), from a path made absolute
         if exc.filename is not None or not executor.working_directory_gone():
             raise
-        _error(executor.WORKING_DIRECTORY_NEEDED)  # a default, or a variable's path (was: a traceback)
+        _error(executor.working_directory_unnamed(defaults=True))  # a default, or a variable's path (was: a traceback)
         return EXIT_USAGE
     except (RuntimeError, OSError) as exc:
         why = no_room(exc)
@@ -158,13 +158,34 @@ def _error(message: str) -> None:
 
 
 def _resolvable(args: Any) -> None:
-    """Raise UsageError naming the first of `args`' paths (PATH_ARGUMENTS) that is relative
-    when the working directory was deleted: none can be resolved then (was: a traceback, or
-    `does not exist`). Absolute ones work from there as from anywhere."""
-    given = (getattr(args, name, None) for name in PATH_ARGUMENTS)
-    relative = [path for path in given if isinstance(path, str) and not path.startswith("/")]
-    if relative and executor.working_directory_gone():
-        raise UsageError(f"{relative[0]}: {executor.WORKING_DIRECTORY_GONE}")
+    """Raise UsageError naming the first of `args`' paths (PATH_ARGUMENTS, or the variable
+    one not given comes from: STOKER_ROOT, STOKER_SANDBOX, ...) that is relative when the
+    working directory has no name (deleted): none can be resolved then (was: a traceback,
+    or `does not exist`; from STOKER_ROOT, an empty registry read, a task not listed).
+    Absolute ones work from there as from anywhere."""
+    if not executor.working_directory_gone():  # (one getcwd: the rest only then)
+        return
+    for named, path in _paths(args):
+        if not path.startswith("/"):
+            raise UsageError(f"{named}: {executor.working_directory_unnamed()}")
+
+
+def _paths(args: Any) -> list[tuple[str, str]]:
+    """(as named, path) of each of `args`' PATH_ARGUMENTS: given, or from the environment."""
+    from config.settings import from_environment
+
+    classes = supervisor_settings(args.command) if args.command in SUPERVISORS else (RegistrySettings,)
+    paths = []
+    for name in PATH_ARGUMENTS:
+        given = getattr(args, name, None)
+        if isinstance(given, str):
+            paths.append((given, given))
+        elif hasattr(args, name):  # a setting of this command's, not given
+            variable, value = next((found for found in (from_environment(c, name, os.environ) for c in classes)
+                                    if found[1] is not None), ("", None))
+            if value:
+                paths.append((f"{variable}={value}", value))
+    return paths
 
 
 def _dispatch(args: Any) -> int:
