@@ -74,9 +74,10 @@ def _fd_path(dir_fd: int) -> str:
 
 
 def peer(sock: _socket.socket) -> tuple[int, int]:
-    """The peer's (pid, uid)."""
+    """The peer's (pid, uid): `pid_t` is signed, `uid_t` unsigned (a uid above 2**31, as
+    nfsnobody's 4294967294, read signed was never `os.geteuid()`: its own user refused)."""
     ucred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED_SIZE)
-    return int.from_bytes(ucred[0:4], sys.byteorder, signed=True), int.from_bytes(ucred[4:8], sys.byteorder, signed=True)
+    return int.from_bytes(ucred[0:4], sys.byteorder, signed=True), int.from_bytes(ucred[4:8], sys.byteorder)
 
 
 class _Connection:
