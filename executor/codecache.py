@@ -314,13 +314,15 @@ def _own_bytes(path: Path) -> bytes:
             raise ValueError(f"owned by uid {found.st_uid}")
         if found.st_mode & stat.S_IWOTH:
             raise ValueError(f"writable by anyone (mode {stat.S_IMODE(found.st_mode):o})")
-        # its size and one byte more, then (the file grew since the fstat) the rest, bounded: a
-        # read of MAX_BYTES + 1 at once took that much address space for a file of 0.1 MB (a
-        # MemoryError, a start's traceback, under an address-space limit: `ulimit -v`)
-        data = file.read(min(found.st_size, MAX_BYTES) + 1)
-        if len(data) > found.st_size:
-            data += file.read(MAX_BYTES + 1 - len(data))
-        if found.st_size > MAX_BYTES or len(data) > MAX_BYTES:
+        if found.st_size > MAX_BYTES:  # before any read: MAX_BYTES + 1 asked at once (`ulimit -v`)
+            raise ValueError(f"larger than {MAX_BYTES} bytes")
+        # its size and one byte more, then (the file grew since the fstat; /proc's say 0) the
+        # rest a MiB at a time, bounded: a read of MAX_BYTES + 1 at once took that much address
+        # space (a MemoryError, a start's traceback, under an address-space limit: `ulimit -v`)
+        data = file.read(found.st_size + 1)
+        while found.st_size < len(data) <= MAX_BYTES and (more := file.read(min(1 << 20, MAX_BYTES + 1 - len(data)))):
+            data += more
+        if len(data) > MAX_BYTES:
             raise ValueError(f"larger than {MAX_BYTES} bytes")
         return data
 

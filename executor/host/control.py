@@ -74,9 +74,10 @@ def _fd_path(dir_fd: int) -> str:
 
 
 def peer(sock: _socket.socket) -> tuple[int, int]:
-    """The peer's (pid, uid)."""
+    """The peer's (pid, uid): `pid_t` is signed, `uid_t` unsigned (a uid above 2**31, as
+    nfsnobody's 4294967294, read signed was never `os.geteuid()`: its own user refused)."""
     ucred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED_SIZE)
-    return int.from_bytes(ucred[0:4], sys.byteorder, signed=True), int.from_bytes(ucred[4:8], sys.byteorder, signed=True)
+    return int.from_bytes(ucred[0:4], sys.byteorder, signed=True), int.from_bytes(ucred[4:8], sys.byteorder)
 
 
 class _Connection:
@@ -111,6 +112,10 @@ class _Connection:
             pass
 
     def refuse(self, message: str) -> None:
+        """Tell the client why not, and end. The server thread's: a request the client sent
+        before (queued with the connection, before its accept) is then read and not acted on
+        (a `stoker kill` told "too many control connections" killed the task all the same)."""
+        self.asked = True
         self.reply(ControlReply(ok=False, done=True, message=message))
 
     def close(self) -> None:
@@ -283,7 +288,6 @@ class ControlServer:
         line, newline, _ = conn.buffer.partition(b"\n")
         if not newline:
             if len(conn.buffer) > MAX_LINE:
-                conn.asked = True
                 conn.refuse(f"a request is at most {MAX_LINE} bytes")
             return
         conn.asked = True
@@ -392,8 +396,11 @@ def _connect_node(node: int, where: str, expected_pid: int | None) -> socket.soc
 
 
 def ask(sock: socket.socket, request: ControlRequest) -> Iterator[ControlReply]:
-    """Send `request`; yield the replies until the last one (or the end of the stream)."""
-    sock.sendall(encode_request(request))
+    """Send `request`; yield the replies until the last one (or the end of the stream). A
+    server that refused the connection before the request was sent has shut it (the send
+    fails: EPIPE): its refusal, which says why, is read all the same."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # what is left to read says why
+        sock.sendall(encode_request(request))
     with sock.makefile("rb") as stream:
         for line in stream:
             reply = parse_reply(line)

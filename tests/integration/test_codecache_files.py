@@ -264,6 +264,29 @@ def test_a_file_is_read_under_an_address_space_limit_its_bound_would_pass(tmp_pa
     assert json.loads(result.stdout) == len(entries_of(path)) > 0
 
 
+def test_a_file_longer_than_its_size_said_is_read_under_an_address_space_limit_too():
+    # a file with more bytes than its fstat said (one that grew meanwhile; /proc's, of size 0,
+    # here: the reader's own status, its user's, regular, read-only): the rest was one read
+    # of MAX_BYTES, the same 64 MiB of address space, a MemoryError (a traceback) again
+    result = subprocess.run([sys.executable, "-c", READ_UNDER_A_LIMIT, "/proc/self/status"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == 0  # not a code cache file: ignored
+
+
+def test_a_file_over_the_bound_is_ignored_under_an_address_space_limit_too(tmp_path):
+    probe(tmp_path, 1)
+    path = run_file(tmp_path)
+    with path.open("r+b") as file:
+        file.truncate(codecache.MAX_BYTES + 1)  # sparse
+    # was: read at its size bounded by MAX_BYTES, 64 MiB asked at once before the size was
+    # looked at: a MemoryError, a traceback, under `ulimit -v`
+    result = subprocess.run([sys.executable, "-c", READ_UNDER_A_LIMIT, str(path)], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == 0
+
+
 def test_a_file_written_under_umask_0_is_not_writable_by_others(tmp_path):
     previous = os.umask(0)  # a daemon's, inherited by the probe
     try:

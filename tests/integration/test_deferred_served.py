@@ -120,6 +120,24 @@ def test_subprocess_loads_without_selectors_and_its_communicate_loads_them(tmp_p
     assert not seen["before"] and seen["out"] == ["in", "err\n"] and seen["after"] and seen["poll"]
 
 
+def test_a_capture_with_a_timeout_that_expires_and_check_output_go_through_the_stand_in(tmp_path):
+    # the executor's `launch_info_supported` (executor/mesos/imagefs.py): `run(capture_output=True,
+    # timeout=...)`, whose expiry (5 s: the child has written long before) kills the child and
+    # communicates again, and `check_output`
+    seen = probe(tmp_path, """
+        deferred.defer()
+        import subprocess
+        try:
+            subprocess.run(["/bin/sh", "-c", "echo early; exec sleep 60"], capture_output=True, timeout=5)
+            expired = None
+        except subprocess.TimeoutExpired as exc:
+            expired = exc.stdout.decode()
+        print(json.dumps({"expired": expired, "out": subprocess.check_output(["echo", "out"]).decode(),
+                          "loaded": deferred.is_loaded("selectors")}))
+        """)
+    assert seen == {"expired": "early\n", "out": "out\n", "loaded": True}
+
+
 def test_attrs_loads_without_its_validators_and_a_config_that_reads_them_loads_them(tmp_path):
     seen = probe(tmp_path, """
         made = deferred.defer()

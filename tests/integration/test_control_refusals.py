@@ -1,0 +1,122 @@
+"""What the control socket refuses (executor/host/control.py), and to whom: the peer's
+credentials (`peer`: struct ucred's pid, uid and gid are three C ints, `pid_t` signed,
+`uid_t` and `gid_t` unsigned, in the machine's byte order), a client past MAX_CONNECTIONS
+(refused, and not acted on), and what the client is told."""
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from executor.events import ControlReply, Replier
+from executor.host.control import MAX_CONNECTIONS, ControlServer, ask, connect
+from executor.host.controlwire import ControlRequest, KillControl, RestartControl, encode_request
+from executor.host.sandbox import CONTROL_SOCKET
+from tests.support.users import as_user, needs_root, open_sandbox
+from tests.support.waiting import wait_for
+
+HIGH_ID = 4294967294  # (uid_t)-2: nfsnobody of 64-bit RHEL; a user namespace's ids above 2**31 too
+
+
+def _kill_own(stoker_dir_path: Path) -> str:
+    """What a supervisor's control socket in `stoker_dir_path` answers its own process's
+    `stoker kill` (or the traceback)."""
+    try:
+        stoker_dir = os.open(stoker_dir_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        server = ControlServer(stoker_dir, lambda request, reply: reply(
+            ControlReply(ok=True, done=True, message="answered")))
+        try:
+            server.start()
+            with connect(stoker_dir, str(stoker_dir_path), os.getpid()) as sock:
+                return " ".join(reply.message for reply in ask(sock, KillControl(grace_secs=None)))
+        finally:
+            server.close()
+            os.close(stoker_dir)
+    except Exception:
+        return traceback.format_exc()
+
+
+@needs_root
+def test_a_supervisor_whose_uid_is_above_2_31_answers_its_own_user() -> None:
+    """The uid was read as a signed int (-2 for 4294967294), never equal to `os.geteuid()`:
+    a supervisor running as such a user refused its own user's `stoker kill` and `restart`
+    ("only the supervisor's user may control it")."""
+    with open_sandbox() as sandbox:
+        os.chown(sandbox, HIGH_ID, HIGH_ID)
+        assert as_user(HIGH_ID, HIGH_ID, lambda: _kill_own(sandbox)) == "answered"
+
+
+def test_the_supervisor_s_own_user_is_answered() -> None:
+    """The same, as the test's own user (the pid read as the supervisor's own)."""
+    with open_sandbox() as sandbox:
+        assert _kill_own(sandbox) == "answered"
+
+
+def test_a_request_sent_before_its_refusal_is_not_acted_on() -> None:
+    """Past MAX_CONNECTIONS a client is refused, but a request it had sent before the server
+    accepted it (queued with the connection) was read after the refusal and acted on: the
+    operator was told "too many control connections", and the task was killed all the same."""
+    gate, acted = threading.Event(), []
+
+    def on_request(request: ControlRequest, reply: Replier) -> None:
+        acted.append(request)
+        if len(acted) == 1:  # the first holds the server's thread (its loop) until the last client is in
+            gate.wait(10)
+        reply(ControlReply(ok=True, done=False, message="working"))
+
+    with open_sandbox() as sandbox, _serving(sandbox, on_request), contextlib.ExitStack() as held:
+        clients = [held.enter_context(socket.socket(socket.AF_UNIX)) for _ in range(MAX_CONNECTIONS + 1)]
+        for client in clients[:MAX_CONNECTIONS]:
+            client.connect(str(sandbox / CONTROL_SOCKET))
+        # from the last one in: the server accepted every other before it reads this one
+        clients[MAX_CONNECTIONS - 1].sendall(encode_request(RestartControl("first")))
+        wait_for(lambda: acted, 10, message="the first request in its handler")
+        clients[-1].connect(str(sandbox / CONTROL_SOCKET))  # in the backlog with its request, while the loop waits
+        clients[-1].sendall(encode_request(KillControl(grace_secs=None)))
+        gate.set()
+        clients[-1].settimeout(10)
+        assert clients[-1].makefile("rb").readline() == (
+            b'{"ok": false, "done": true, "message": "too many control connections (at most %d)"}\n'
+            % MAX_CONNECTIONS)
+        # the refused connection, ready as the server watched it, is read in the loop's next
+        # round at the latest; a request sent once another one was acted on comes in a later one
+        clients[1].sendall(encode_request(RestartControl("after")))
+        wait_for(lambda: RestartControl("after") in acted, 10, message="a request after the refusal")
+        clients[2].sendall(encode_request(RestartControl("later")))
+        wait_for(lambda: RestartControl("later") in acted, 10, message="a request in a later round")
+    assert KillControl(grace_secs=None) not in acted
+
+
+def test_a_client_refused_before_it_sent_its_request_is_told_why() -> None:
+    """A refusal that came before the client's request: its send failed (EPIPE, the server had
+    shut the connection), and the client said "the supervisor went away" instead of the reason
+    (too many connections; not the supervisor's user) waiting to be read."""
+    with open_sandbox() as sandbox, _serving(sandbox, lambda request, reply: None), contextlib.ExitStack() as held:
+        clients = [held.enter_context(socket.socket(socket.AF_UNIX)) for _ in range(MAX_CONNECTIONS + 1)]
+        for client in clients:
+            client.connect(str(sandbox / CONTROL_SOCKET))
+        refused = select.poll()
+        refused.register(clients[-1], select.POLLIN)
+        # its refusal, then the server's shutdown: the end of the stream both ways (POLLHUP)
+        wait_for(lambda: any(events & select.POLLHUP for _, events in refused.poll(100)), 10,
+                 message="the refusal and the shutdown")
+        replies = list(ask(clients[-1], KillControl(grace_secs=None)))
+    assert [reply.message for reply in replies] == [f"too many control connections (at most {MAX_CONNECTIONS})"]
+
+
+@contextlib.contextmanager
+def _serving(directory: Path, on_request: Callable[[ControlRequest, Replier], None]) -> Iterator[ControlServer]:
+    """A control server in `directory`, serving."""
+    stoker_dir = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    server = ControlServer(stoker_dir, on_request)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+        os.close(stoker_dir)
