@@ -1,0 +1,78 @@
+"""A task's marker is no secret, so a root re-run must never read a checkpoint another user
+could have written (docs/design.md §9).
+
+Every user may read each task's full `STOKER_TASK_MARKER` value: it is an argument of the
+task's watchdog (`/proc/PID/cmdline` is world-readable). A root `stoker run` re-run kills
+every process carrying the marker a lost attempt's checkpoint header names, whoever runs it
+(`leftovers.end_lost_attempts`). What keeps one user from having root kill another's
+processes is that the re-run refuses a sandbox another user owns (or could change) before
+it reads anything in it: here alice plants bob's marker in a checkpoint of her sandbox, and
+root's `stoker run` there kills nothing of bob's.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from executor.host import identity
+from executor.task.checkpoint import CheckpointWriter
+from tests.support.proc_scan import TASK_MARKER, is_live
+from tests.support.stoker_proc import StokerProcess
+from tests.support.users import needs_root, open_sandbox, throwaway_user
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+
+CONFIG = """
+    p = Process(name='p', cmdline='true')
+    jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+def _plant(sandbox: Path, marker: str, owner: int) -> None:
+    """A checkpoint whose one attempt recorded no end, its supervisor gone, naming `marker`;
+    the sandbox and everything in it then `owner`'s (theirs to write)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    wall = time.time()
+    writer = CheckpointWriter(sandbox)
+    writer.append_many([
+        {"kind": "header", "task": "once.0", "job_key": "local/me/test/once", "task_id": "once-0-1",
+         "sandbox": str(sandbox), "ports": {}, "supervisor_pid": gone.pid, "supervisor_start": 1,
+         "supervisor_boot": identity.boot_id(), "marker": marker, "processes": ["p"],
+         "health": "none", "wall": wall},
+        {"kind": "task", "from": "NEW", "to": "RUNNING", "reason": "processes started", "wall": wall}])
+    writer.close()
+    for where, dirs, files in os.walk(sandbox):
+        for name in [where, *(os.path.join(where, n) for n in dirs + files)]:
+            os.chown(name, owner, owner, follow_symlinks=False)
+
+
+@needs_root
+def test_root_rerun_in_another_user_s_sandbox_kills_no_process_its_checkpoint_names(tmp_path):
+    config = tmp_path / "once.aurora"
+    config.write_text(textwrap.dedent(CONFIG))
+    marker = uuid.uuid4().hex  # bob's task's, as alice read it off its watchdog's command line
+    with throwaway_user() as (alice, _), throwaway_user() as (bob, _), open_sandbox() as sandbox:
+        victim = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], TASK_MARKER: marker},
+                                  user=bob.pw_uid, group=bob.pw_gid, extra_groups=[])
+        try:
+            _plant(sandbox, marker, alice.pw_uid)
+            rerun = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path)
+            try:
+                code = rerun.wait(30)
+            finally:
+                rerun.close()
+            said = rerun.stdout() + rerun.stderr()
+            assert victim.poll() is None and is_live(victim.pid), f"root killed bob's process:\n{said}"
+            assert code != 0 and f"sandbox {sandbox} belongs to {alice.pw_name}" in rerun.stderr(), said
+            assert "recorded no end" not in said
+        finally:
+            victim.kill()
+            victim.wait()
