@@ -23,7 +23,8 @@ from executor import codecache, codecachewrite, deferred, nodocs
 def warm(profile: str) -> bool:
     """Compiles what `profile`'s command imports at start and writes its file, whatever
     PYTHONDONTWRITEBYTECODE says (it was asked for), and each of those modules' code
-    without docstrings (`executor/nodocs.py`); True when it wrote the file. The file then
+    without docstrings (`executor/nodocs.py`), and Python's `.pyc` of those of Stoker's
+    installation (`_write`); True when it wrote the file. The file then
     holds only what this start used: each name's other sources (an older Stoker's shapes),
     which a command would hold unused for its whole life, are gone (`_used`). The modules the
     entry point defers are deferred first (`executor/deferred.py`), as a command has them.
@@ -100,9 +101,18 @@ def write_packages(names: Iterable[str]) -> int:
 
 def _write(name: str, source_path: str) -> int:
     """1 when the file of the module at `source_path` is there or was written (its import would
-    have found any error), else 0."""
+    have found any error), else 0. A module of Stoker's installation (its file beside its
+    `.pyc`) gets its `.pyc` too, when missing or out of date, whatever PYTHONDONTWRITEBYTECODE
+    says (`warm()` lets this process write bytecode): the entry point loads its first modules
+    (`executor`, `executor.cli.start`, `executor.nodocs`, ...) before the loader is in place,
+    from their `.pyc` alone. Without one (a checkout only ever run under
+    PYTHONDONTWRITEBYTECODE=1, or a module edited since) each start compiled them, and the
+    builtin `compile()`'s first call made the compiler's syntax-tree classes
+    (`executor/compileserved.py`: 0.2 MiB of every supervisor)."""
     try:
         nodocs.NoDocLoader(name, source_path).get_code(name)
+        if not nodocs.kept_path(source_path).startswith(nodocs._nodoc + os.sep):  # not the interpreter's own
+            nodocs.SourceFileLoader(name, source_path).get_code(name)  # its `.pyc`: read, or compiled and written
     except (ImportError, OSError, SyntaxError, ValueError):
         return 0
     return 1

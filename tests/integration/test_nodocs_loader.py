@@ -258,6 +258,25 @@ def test_a_module_with_a_usable_pyc_loads_from_it_until_the_installer_writes_its
     assert len(kept(package)) == 1 and probe(package)["docs"] == [None, None]
 
 
+def test_a_module_loaded_before_the_loader_gets_its_pyc_from_the_installer_whatever_the_environment(package):
+    """The entry point loads its first modules (`executor`, `executor.nodocs`, ...) before
+    the loader is in place, from Python's `.pyc` alone: the warm step writes it, even under
+    PYTHONDONTWRITEBYTECODE=1 (as the code cache's file), else each start compiled them, and
+    the builtin `compile()` made the compiler's syntax-tree classes (0.2 MiB). Was: only
+    the file without docstrings, which such a module never reads (a checkout only ever run
+    under PYTHONDONTWRITEBYTECODE=1, or a module edited since: `test_compileserved`'s start
+    made 119 of them, unless another test's process had written the `.pyc` first)."""
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{package}", "PYTHONPYCACHEPREFIX": str(package / "pyc"),
+           "PYTHONDONTWRITEBYTECODE": "1", "STOKER_CODE_CACHE": str(package / "cache")}
+    early = "import sys; seen = []; sys.addaudithook(lambda e, a: e == 'compile' and seen.append(a[1])); import probepkg.mod"
+    warm = subprocess.run([sys.executable, "-c", f"{early}; from executor import codecachewarm; codecachewarm.warm('cli')"],
+                          cwd=package, env=env, capture_output=True, text=True, timeout=60)  # as the installer's step
+    assert warm.returncode == 0, warm.stderr
+    start = subprocess.run([sys.executable, "-c", f"{early}; print(seen)"], cwd=package, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert (start.returncode, start.stdout.strip()) == (0, "[]"), start.stderr  # was: ['.../probepkg/__init__.py', ...]
+
+
 def test_a_run_under_python_o_leaves_the_next_plain_runs_asserts_alone(package):
     """`python -O` (PYTHONOPTIMIZE) compiles without asserts and `__debug__` blocks, into
     Python's own `.opt-1.pyc`: a file of ours written then must not serve a plain run."""
