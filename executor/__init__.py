@@ -239,7 +239,9 @@ def working_directory_unnamed(defaults: bool = False) -> str:
                 f"another directory, or give {absolute})")
     named = link.removesuffix(" (deleted)") if link.endswith(" (deleted)") else ""
     if _made_again(named):
-        return (f"the working directory was deleted, so {what} cannot be resolved (the {named} made since "
+        from config.words import quoted
+
+        return (f"the working directory was deleted, so {what} cannot be resolved (the {quoted(named)} made since "
                 f"is another directory: cd to it again, or give {absolute})")
     return (f"the working directory was deleted, so {what} cannot be resolved (cd to a directory "
             f"that exists, or give {absolute})")

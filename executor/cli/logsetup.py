@@ -282,10 +282,9 @@ def _crashed(kind: type[BaseException], exc: BaseException, tb: TracebackType | 
         if _before is not executor.quiet_hook:
             _before(kind, exc, tb)
             return
-        from executor.cli.start import exit_status
+        from executor.cli.start import leave_interrupted
 
-        drain_spool()
-        executor.leave(exit_status(exc))
+        leave_interrupted(exc)
     log_event(logger, logging.CRITICAL, "crashed", error=f"{kind.__name__}: {exc}",
               exc_info=exc.with_traceback(tb))
     drain_spool()

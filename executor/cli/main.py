@@ -23,6 +23,7 @@ from config.errors import ConfigError, in_file
 from config.quickargs import parse as quick_parse
 from config.registry import RegistrySettings
 from config.settings import SECRET_VARIABLES, RunSettings, flag_conflicts
+from config.words import quoted
 from executor import codecache
 from executor.cli import UsageError, logsetup
 from executor.cli.start import exit_status
@@ -171,7 +172,8 @@ def _resolvable(args: Any) -> None:
 
 
 def _paths(args: Any) -> list[tuple[str, str]]:
-    """(as named, path) of each of `args`' PATH_ARGUMENTS: given, or from the environment."""
+    """(as named, path) of each of `args`' PATH_ARGUMENTS: given, or from the environment; named
+    quoted, as errors quote what they were given (`stoker run ""` was `stoker: error: : the ...`)."""
     from config.settings import from_environment
 
     classes = supervisor_settings(args.command) if args.command in SUPERVISORS else (RegistrySettings,)
@@ -179,12 +181,12 @@ def _paths(args: Any) -> list[tuple[str, str]]:
     for name in PATH_ARGUMENTS:
         given = getattr(args, name, None)
         if isinstance(given, str):
-            paths.append((given, given))
+            paths.append((quoted(given), given))
         elif hasattr(args, name):  # a setting of this command's, not given
             variable, value = next((found for found in (from_environment(c, name, os.environ) for c in classes)
                                     if found[1] is not None), ("", None))
             if value:
-                paths.append((f"{variable}={value}", value))
+                paths.append((f"{variable}={quoted(value)}", value))
     return paths
 
 

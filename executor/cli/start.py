@@ -130,13 +130,24 @@ def run() -> NoReturn:
     """Load the command (`_load`) and run it. A Ctrl-C at any moment of either, from this
     function's first line on, ends the process as one once running does: exit 130, no
     traceback (the command's own handling takes it once it is running; this one before, and
-    after, should one reach past it); a stop signal does what WHILE_LOADING says. An early
-    start's watchdog ends its runs."""
+    after, should one reach past it: `leave_interrupted`); a stop signal does what
+    WHILE_LOADING says. An early start's watchdog ends its runs."""
     try:
         _stop_while_loading(sys.argv[1] if len(sys.argv) > 1 else "")
         _load()()
     except KeyboardInterrupt as interrupt:
-        executor.leave(exit_status(interrupt))
+        leave_interrupted(interrupt)
+
+
+def leave_interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
+    """End the process as `interrupt` ends it (`exit_status`), what `stoker run` spooled
+    written first, as `executor.cli.main.run`'s normal end does (was: a Ctrl-C as it ended,
+    its code cache saved, could lose its last lines). Nothing is spooled before
+    `executor.logs` is loaded, and it is not loaded for this."""
+    logs = sys.modules.get("executor.logs")
+    if logs is not None:
+        logs.drain_spool()
+    executor.leave(exit_status(interrupt))
 
 
 def _stop_while_loading(command: str) -> None:

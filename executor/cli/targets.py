@@ -28,6 +28,7 @@ import attrs
 import executor
 from config.executorsettings import ExecutorSettings
 from config.registry import RegistrySettings
+from config.words import quoted
 from executor.cli import UsageError
 
 if TYPE_CHECKING:  # argparse: the inspection commands' parser, built only for them
@@ -63,7 +64,7 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
     kind = "missing" if gone else _kind(path)
     if kind == "dir":
         return Target(path.absolute(), None)
-    missing = f"sandbox {path}: {executor.working_directory_unnamed()}" if gone else f"sandbox {path} does not exist"
+    missing = f"sandbox {quoted(str(path))}: {executor.working_directory_unnamed()}" if gone else f"sandbox {path} does not exist"
     if kind == "other" or given is None:
         raise UsageError(f"sandbox {path} is not a directory" if kind == "other" else missing)
     from executor.host.registry import AmbiguousTaskId, Registry, RegistryUnreadable, find

@@ -38,18 +38,19 @@ def from_deleted(tmp_path: Path, args: list[str], name: str, env: dict[str, str]
 
 
 @pytest.mark.parametrize("args, named", [
-    (["run", "job.aurora"], "job.aurora: "),
-    (["run", "../job.aurora"], "../job.aurora: "),  # the kernel finds `..`: Stoker's paths are absolute
-    (["run", "{config}", "--sandbox", "sb"], "sb: "),
-    (["run", "{config}", "--root", "registry"], "registry: "),
+    (["run", "job.aurora"], "'job.aurora': "),
+    (["run", "../job.aurora"], "'../job.aurora': "),  # the kernel finds `..`: Stoker's paths are absolute
+    (["run", ""], "'': "),  # an empty name, quoted (was: `stoker: error: : the working directory ...`)
+    (["run", "{config}", "--sandbox", "sb"], "'sb': "),
+    (["run", "{config}", "--root", "registry"], "'registry': "),
     (["run", "{config}"], ""),  # a sandbox made in the working directory
-    (["status"], "sandbox .: "),
-    (["status", "sb"], "sandbox sb: "),
-    (["tail", "sb", "where"], "sandbox sb: "),
-    (["kill", "sb"], "sandbox sb: "),
-    (["restart", "sb", "where"], "sandbox sb: "),
-    (["inspect", "job.aurora"], "job.aurora: "),
-    (["ps", "--root", "registry"], "registry: "),
+    (["status"], "sandbox '.': "),
+    (["status", "sb"], "sandbox 'sb': "),
+    (["tail", "sb", "where"], "sandbox 'sb': "),
+    (["kill", "sb"], "sandbox 'sb': "),
+    (["restart", "sb", "where"], "sandbox 'sb': "),
+    (["inspect", "job.aurora"], "'job.aurora': "),
+    (["ps", "--root", "registry"], "'registry': "),
 ])
 def test_a_relative_path_from_a_deleted_working_directory_is_one_error_line(tmp_path, args, named):
     config = tmp_path / "job.aurora"
@@ -87,7 +88,7 @@ def test_a_relative_path_from_the_environment_is_refused_naming_its_variable(tmp
         proc.close()
         kill_leftovers(task_pids(tmp_path / "sb"))
     lines = proc.stderr().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"stoker: error: {variable}=registry: {GONE}"), proc.stderr()
+    assert len(lines) == 1 and lines[0].startswith(f"stoker: error: {variable}='registry': {GONE}"), proc.stderr()
 
 
 def test_a_refused_relative_registry_root_starts_no_process_first(tmp_path):
@@ -110,7 +111,7 @@ def test_a_refused_relative_registry_root_starts_no_process_first(tmp_path):
     finally:
         proc.close()
         kill_leftovers(task_pids(tmp_path / "first") | task_pids(tmp_path / "again"))
-    assert proc.stderr().startswith(f"stoker: error: STOKER_ROOT=registry: {GONE}"), proc.stderr()
+    assert proc.stderr().startswith(f"stoker: error: STOKER_ROOT='registry': {GONE}"), proc.stderr()
     assert not started.exists() and not (tmp_path / "again").exists()
 
 
@@ -127,7 +128,7 @@ def test_a_working_directory_deleted_and_made_again_is_named_to_cd_to(tmp_path):
         assert proc.wait(60) == 2, proc.stderr()
     finally:
         proc.close()
-    assert proc.stderr() == (f"stoker: error: sandbox .: {GONE} cannot be resolved (the {again} made since is "
+    assert proc.stderr() == (f"stoker: error: sandbox '.': {GONE} cannot be resolved (the {str(again)!r} made since is "
                              "another directory: cd to it again, or give an absolute path)\n")
 
 
@@ -190,7 +191,7 @@ def test_a_working_directory_that_exists_but_has_no_name_is_not_called_deleted(t
     assert proc.stdout() == "here\n"  # it exists: the shell wrote and read a file there
     lines = proc.stderr().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        "stoker: error: job.aurora: the working directory has no name this process can see (it is "
+        "stoker: error: 'job.aurora': the working directory has no name this process can see (it is "
         "outside this process's root: on a filesystem unmounted lazily, or above a chroot), "
         "so a relative path cannot be resolved"), proc.stderr()
 
@@ -211,7 +212,7 @@ def test_the_deleted_root_of_a_bind_mount_is_not_named_to_cd_to(tmp_path):
         assert proc.wait(60) == 2, proc.stderr()
     finally:
         proc.close()
-    assert proc.stderr() == (f"stoker: error: sandbox .: {GONE} cannot be resolved (cd to a directory that "
+    assert proc.stderr() == (f"stoker: error: sandbox '.': {GONE} cannot be resolved (cd to a directory that "
                              "exists, or give an absolute path)\n")
 
 

@@ -271,6 +271,32 @@ def test_a_sigterm_ignored_when_stoker_started_stops_it_while_it_loads_as_once_i
     assert_ended_by(proc, "executor.cli.main", signal.SIGTERM, status)
 
 
+def ctrl_c_as_a_rerun_holds_its_sandbox(tmp_path: Path, hook_text: str) -> StokerProcess:
+    """`stoker run` of a Job run once, run again (with `hook_text` as its sitecustomize) and
+    given a Ctrl-C once its log is configured, before its relay (as it holds its sandbox):
+    ended with exit 130 and no traceback."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(hook_text)
+    config, sandbox = tmp_path / "job.aurora", tmp_path / "sb"
+    config.write_text(CONFIG.replace("Service(", "Job(").replace("sleep 600", "true"))
+    args = ["run", str(config), "--sandbox", str(sandbox)]
+    first = StokerProcess(args, tmp_path)
+    try:
+        assert first.wait() == 0, first.stderr()
+    finally:
+        first.close()
+    config.write_text(CONFIG.replace("Service(", "Job(").replace("sleep 600", "true; true"))  # no early start
+    try:
+        proc = interrupted(args, tmp_path, "executor.task.leftovers", hook=hook)  # loaded once it holds the sandbox
+    finally:
+        kill_leftovers(task_pids(sandbox))
+    err = proc.stderr()
+    assert (proc.proc.returncode, "Traceback" in err) == (130, False), (err, proc.stdout())
+    assert "signal-at-import: 2 at executor.task.leftovers" in err, err  # the first came, its log configured
+    return proc
+
+
 # `stoker run` given a Ctrl-C once its log is configured, before its relay (as it holds its
 # sandbox: signal_at_import), which its command's handling takes (exit 130); a second one as
 # `stoker` ends (as what it compiled is saved), which reaches the entry point's handler
@@ -302,23 +328,45 @@ AGAIN_AS_IT_ENDS = patched_at_load("executor.cli.main", """
 def test_a_ctrl_c_in_the_entry_point_s_handler_flushes_the_spool_and_runs_atexit(tmp_path):
     """Was: the log's hook handed it to `stoker`'s loading hook, os._exit(130): atexit's
     functions did not run, and what `stoker run` had spooled could be lost."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(AGAIN_AS_IT_ENDS)
-    config, sandbox = tmp_path / "job.aurora", tmp_path / "sb"
-    config.write_text(CONFIG.replace("Service(", "Job(").replace("sleep 600", "true"))
-    args = ["run", str(config), "--sandbox", str(sandbox)]
-    first = StokerProcess(args, tmp_path)
-    try:
-        assert first.wait() == 0, first.stderr()
-    finally:
-        first.close()
-    config.write_text(CONFIG.replace("Service(", "Job(").replace("sleep 600", "true; true"))  # no early start
-    try:
-        proc = interrupted(args, tmp_path, "executor.task.leftovers", hook=hook)  # loaded once it holds the sandbox
-    finally:
-        kill_leftovers(task_pids(sandbox))
+    proc = ctrl_c_as_a_rerun_holds_its_sandbox(tmp_path, AGAIN_AS_IT_ENDS)
     err = proc.stderr()
-    assert (proc.proc.returncode, "Traceback" in err) == (130, False), (err, proc.stdout())
-    assert "signal-at-import: 2 at executor.task.leftovers" in err, err  # the first came, its log configured
     assert "atexit ran" in err and proc.stdout().endswith("spooled last\n"), (err, proc.stdout())
+
+
+# As AGAIN_AS_IT_ENDS, without the third Ctrl-C: the second reaches the entry point's
+# handler (`executor.cli.start.run`) as what it compiled is saved. A last line is spooled to
+# a writer slower than the exit (a terminal that reads late: it writes once someone waits
+# for it), which must come out.
+CTRL_C_AS_IT_ENDS = patched_at_load("executor.cli.main", """
+    import threading
+
+    def _patch(module):
+        logs = sys.modules["executor.logs"]
+        real_save, real_drain, waited = module.codecache.save, logs.Spool.drain, threading.Event()
+
+        class LateReader:
+            def write(self, text):
+                waited.wait(30)  # past the process's end, unless it waits for this line
+                return sys.stdout.write(text)
+
+            def flush(self):
+                sys.stdout.flush()
+
+        def drain(spool, idle_secs):
+            waited.set()
+            return real_drain(spool, idle_secs)
+
+        def save():
+            logs.spool().put(LateReader(), "spooled last\\n", lambda exc: None)
+            _signal.raise_signal(_signal.SIGINT)
+            return real_save()
+
+        module.codecache.save, logs.Spool.drain = save, drain
+    """) + (HOOK / "sitecustomize.py").read_text()
+
+
+def test_a_ctrl_c_as_stoker_run_ends_writes_what_it_spooled(tmp_path):
+    """Was: the entry point's handler exited without waiting for the spool: a line its
+    reader had not taken yet was lost."""
+    proc = ctrl_c_as_a_rerun_holds_its_sandbox(tmp_path, CTRL_C_AS_IT_ENDS)
+    assert proc.stdout().endswith("spooled last\n"), (proc.stderr(), proc.stdout())
