@@ -14,19 +14,21 @@ from tests.support.users import open_sandbox, throwaway_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-# As another user makes the missing HOME in a sticky directory just before shiv does (after
-# the zipapp's check found it missing), with `.shiv` in it a symlink to a directory of root's.
-PLANTED_MEANWHILE = """
+# As another user makes the missing HOME in a sticky directory just before shiv does, after
+# the zipapp's check found it missing (an audit hook, the moment shiv's mkdir of it begins);
+# with VICTIM, `.shiv` in it a symlink to that directory of root's.
+MADE_MEANWHILE = """
 import os, sys
 HOME, made = os.environ["HOME"], []
-def planted_meanwhile(event, args):
+def made_meanwhile(event, args):
     if event == "os.mkdir" and str(args[0]) == HOME and not made:
         made.append(HOME)  # (its own mkdir is an event too)
         os.mkdir(HOME)
-        os.symlink(VICTIM, os.path.join(HOME, ".shiv"))
-        os.lchown(os.path.join(HOME, ".shiv"), 65534, 65534)
+        if VICTIM:
+            os.symlink(VICTIM, os.path.join(HOME, ".shiv"))
+            os.lchown(os.path.join(HOME, ".shiv"), 65534, 65534)
         os.chown(HOME, 65534, 65534)
-sys.addaudithook(planted_meanwhile)
+sys.addaudithook(made_meanwhile)
 """
 
 
@@ -41,7 +43,7 @@ def test_a_home_another_user_made_after_the_check_gets_nothing_written_through_i
     sticky.chmod(0o1777)
     victim.mkdir(mode=0o755)
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text(f"VICTIM = {str(victim)!r}\n" + PLANTED_MEANWHILE)
+    (hook / "sitecustomize.py").write_text(f"VICTIM = {str(victim)!r}\n" + MADE_MEANWHILE)
     env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
     try:
         done = run_app(app, [app["python"], "stoker.pyz", "--version"],
@@ -80,18 +82,6 @@ def test_a_refused_home_given_with_a_trailing_slash_is_named_once(app):  # noqa:
                            f"it ({home}); set SHIV_ROOT to a directory of this user's\n")
 
 
-# As another user makes the missing HOME in a sticky directory just before shiv does, after
-# the zipapp's check found it missing (an audit hook, the moment shiv's mkdir of it begins).
-MADE_MEANWHILE = """
-import os, sys
-HOME, made = os.environ["HOME"], []
-def made_meanwhile(event, args):
-    if event == "os.mkdir" and str(args[0]) == HOME and not made:
-        made.append(HOME)  # (its own mkdir is an event too)
-        os.mkdir(HOME)
-        os.chown(HOME, 65534, 65534)
-sys.addaudithook(made_meanwhile)
-"""
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a level of another user's needs root")
@@ -102,7 +92,7 @@ def test_a_home_level_another_user_made_after_the_check_is_refused_before_its_co
     sticky.mkdir(mode=0o1777)
     sticky.chmod(0o1777)
     (app["work"] / "hook").mkdir()
-    (app["work"] / "hook" / "sitecustomize.py").write_text(MADE_MEANWHILE)
+    (app["work"] / "hook" / "sitecustomize.py").write_text("VICTIM = ''\n" + MADE_MEANWHILE)
     env = {k: v for k, v in app["env"].items() if k != "SHIV_ROOT"}
     try:
         done = run_app(app, [app["python"], "stoker.pyz", "--version"],
