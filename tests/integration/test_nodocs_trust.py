@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 
@@ -76,31 +76,27 @@ def open_old_tree(where: Path) -> None:
         os.chmod(directory, 0o777)
 
 
-def plant_file(where: Path) -> None:
-    data, path = planted_code(where), kept_file(where)
-
+def renamed_in_as_nobody(path: Path, make: Callable[[Path], object]) -> None:
+    """As nobody: `make` a temporary beside `path`, renamed over it."""
     def ask() -> str:
         temporary = path.with_name("planted.tmp")
-        temporary.write_bytes(data)
+        make(temporary)
         os.rename(temporary, path)
         return "planted"
 
     assert as_nobody(ask) == "planted"
 
 
+def plant_file(where: Path) -> None:
+    data = planted_code(where)
+    renamed_in_as_nobody(kept_file(where), lambda temporary: temporary.write_bytes(data))
+
+
 def plant_symlink(where: Path) -> None:
     """A link to a file of root's whose content nobody chose (a task's log, as root writes it)."""
     log = where / "log"
     log.write_bytes(planted_code(where))
-    path = kept_file(where)
-
-    def ask() -> str:
-        link = path.with_name("planted.tmp")
-        link.symlink_to(log)
-        os.rename(link, path)
-        return "planted"
-
-    assert as_nobody(ask) == "planted"
+    renamed_in_as_nobody(kept_file(where), lambda temporary: temporary.symlink_to(log))
 
 
 def plant_directory(where: Path) -> None:
