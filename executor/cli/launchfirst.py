@@ -187,7 +187,7 @@ def fork_ahead() -> None:
         # after the fork, beside its planning: executor/local/planform.py); nor `socket`, which
         # the child loads to probe a job's ports, and which the supervisor no longer loads (its
         # control socket is `_socket`'s: executor/host/control.py)
-        import json  # noqa: F401  # the child's loader reads JSON configs with it, `executor.cli.main` its files
+        import json  # noqa: F401  # `executor.cli.main` loads it anyway; a JSON config's child needs it (config/jsonconfig.py)
 
         import executor.local.planning  # noqa: F401
 
