@@ -8,8 +8,9 @@ second time beside them (the same ports and files), saying nothing. So, once it 
 sandbox's lock, `end_lost_attempts` reads the checkpoint and, for each attempt that
 recorded no end and whose supervisor is gone (pid, start time and boot: a planted header
 naming a live supervisor is left alone), SIGKILLs every process still carrying that
-attempt's marker: SIGSTOP first, pass after pass until none is new, as the watchdog does
-(`executor/procs/proctree.kill_until_gone`); then what its watchdog held by pid and start
+attempt's marker whose real uid is this process's (the marker is anyone's to read and copy:
+another user's such process is left, and named): SIGSTOP first, pass after pass until none
+is new, as the watchdog does (`executor/procs/proctree.kill_until_gone`); then what its watchdog held by pid and start
 time (`heldfile.py`: a daemon that hides the marker), still alive as itself, with its
 descendants, each through a pidfd checked again, when that list is trusted (this user's);
 then it removes the attempt's task cgroup (`stoker-` and its marker's first 16 characters),
@@ -24,6 +25,7 @@ nothing to end.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,6 +34,7 @@ import attrs
 
 from executor.host import identity
 from executor.host.entry import TERMINAL_STATES
+from executor.host.replacefile import user_name
 from executor.procs import cgroups, proctree
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
@@ -49,12 +52,16 @@ class LostAttempt:
     supervisor_pid: int | None
     killed: tuple[int, ...]  # the pids that still carried its marker, SIGKILLed
     cgroups: tuple[str, ...] = ()  # its task cgroup: removed, or why it could not be, in words
+    foreign: tuple[tuple[int, str], ...] = ()  # (pid, user): other users' processes carrying it, left
 
     def describe(self) -> str:
         gone = f"its supervisor (pid {self.supervisor_pid}) died" if self.supervisor_pid \
             else "its supervisor died"
         pids = " ".join(str(p) for p in self.killed)
         done = [f"killed the {len(self.killed)} process(es) it left running: {pids}"] if self.killed else []
+        if self.foreign:
+            others = " ".join(f"{pid} ({user})" for pid, user in self.foreign)
+            done.append(f"left the {len(self.foreign)} process(es) of other users that carry its marker: {others}")
         return f"attempt {self.number} in this sandbox recorded no end ({gone}); " + \
             "; ".join(done + list(self.cgroups))
 
@@ -143,9 +150,23 @@ def end_lost_attempts(sandbox: Path, pinned: str = "") -> list[LostAttempt]:
             entry = f"{TASK_MARKER}={header.marker}".encode()
             places = cgroups.lost_cgroups(f"stoker-{header.marker[:16]}", proctree.scan_markers((entry,)))
             others = {d: _other_tasks_in(d, entry) for d in sorted(places)}  # before the kill
-            killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,)))
+            killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,), uid=os.geteuid()))
             killed |= _kill_held(sandbox, header.marker, pinned)
+            foreign = _foreign(entry)
             removed = tuple(_remove_lost(d, pids) for d, pids in others.items())
-            if killed or removed:
-                out.append(LostAttempt(number, header.supervisor_pid, tuple(sorted(killed)), removed))
+            if killed or removed or foreign:
+                out.append(LostAttempt(number, header.supervisor_pid, tuple(sorted(killed)), removed, foreign))
     return out
+
+
+def _foreign(entry: bytes) -> tuple[tuple[int, str], ...]:
+    """The processes of other users that carry the marker `entry`, each with its user's
+    name: left running (the marker is anyone's to read and copy; a root task's daemon that
+    dropped to another user is among them too)."""
+    me = os.geteuid()
+    found = []
+    for pid in sorted(proctree.scan_markers((entry,))):
+        uid = proctree.real_uid(pid)
+        if uid is not None and uid != me:
+            found.append((pid, user_name(uid)))
+    return tuple(found)

@@ -7,7 +7,9 @@ every process carrying the marker a lost attempt's checkpoint header names, whoe
 (`leftovers.end_lost_attempts`). What keeps one user from having root kill another's
 processes is that the re-run refuses a sandbox another user owns (or could change) before
 it reads anything in it: here alice plants bob's marker in a checkpoint of her sandbox, and
-root's `stoker run` there kills nothing of bob's.
+root's `stoker run` there kills nothing of bob's. And, should a checkpoint naming another
+user's marker get past that (root's own task may write its checkpoint), the re-run kills by
+marker only processes of its own user, and names the others it left.
 """
 from __future__ import annotations
 
@@ -76,3 +78,33 @@ def test_root_rerun_in_another_user_s_sandbox_kills_no_process_its_checkpoint_na
         finally:
             victim.kill()
             victim.wait()
+
+
+@needs_root
+def test_a_root_re_run_kills_by_marker_only_root_s_processes_and_names_the_others_left(tmp_path):
+    """Was: root's re-run in its own sandbox, whose checkpoint names bob's marker, SIGKILLed
+    bob's process along with root's (the kill by marker checked no uid)."""
+    config = tmp_path / "once.aurora"
+    config.write_text(textwrap.dedent(CONFIG))
+    marker = uuid.uuid4().hex
+    env = {"PATH": os.environ["PATH"], TASK_MARKER: marker}
+    with throwaway_user() as (bob, _), open_sandbox() as sandbox:
+        victim = subprocess.Popen(["sleep", "60"], env=env, user=bob.pw_uid, group=bob.pw_gid, extra_groups=[])
+        own = subprocess.Popen(["sleep", "60"], env=env)  # the lost attempt's, root's
+        try:
+            _plant(sandbox, marker, 0)
+            rerun = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path)
+            try:
+                code = rerun.wait(30)
+            finally:
+                rerun.close()
+            said = rerun.stdout() + rerun.stderr()
+            assert code == 0, said
+            assert own.wait(10) == -9, said
+            assert victim.poll() is None and is_live(victim.pid), f"root killed bob's process:\n{said}"
+            assert (f"killed the 1 process(es) it left running: {own.pid}; left the 1 process(es) of other "
+                    f"users that carry its marker: {victim.pid} ({bob.pw_name} (uid {bob.pw_uid}))") in said, said
+        finally:
+            for proc in (victim, own):
+                proc.kill()
+                proc.wait()
