@@ -13,7 +13,9 @@ marker only processes of its own user, and names the others it left.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import textwrap
 import time
@@ -106,5 +108,39 @@ def test_a_root_re_run_kills_by_marker_only_root_s_processes_and_names_the_other
                     f"users that carry its marker: {victim.pid} ({bob.pw_name} (uid {bob.pw_uid}))") in said, said
         finally:
             for proc in (victim, own):
+                proc.kill()
+                proc.wait()
+
+
+@needs_root
+def test_status_lists_as_a_lost_task_s_leftovers_only_its_user_s_marked_processes(tmp_path):
+    """Was: `stoker status` listed bob's process carrying the marker of root's LOST task as
+    that task's leftover (counted too: /metrics, `ps`'s running processes). Now it is shown
+    apart, with its user."""
+    marker = uuid.uuid4().hex
+    env = {"PATH": os.environ["PATH"], TASK_MARKER: marker}
+    with throwaway_user() as (bob, _), open_sandbox() as sandbox:
+        other = subprocess.Popen(["sleep", "60"], env=env, user=bob.pw_uid, group=bob.pw_gid, extra_groups=[])
+        own = subprocess.Popen(["sleep", "60"], env=env)
+        try:
+            _plant(sandbox, marker, 0)
+            (tmp_path / "json").mkdir()
+            (tmp_path / "text").mkdir()
+            status = StokerProcess(["status", str(sandbox), "--json"], tmp_path / "json")
+            text = StokerProcess(["status", str(sandbox)], tmp_path / "text")
+            try:
+                assert status.wait(30) == 0 and text.wait(30) == 0, status.stderr() + text.stderr()
+            finally:
+                status.close()
+                text.close()
+            doc = json.loads(status.stdout())
+            assert [p["pid"] for p in doc["leftovers"]] == [own.pid], doc["leftovers"]
+            assert doc["foreign_processes"] == [{"pid": other.pid, "user": f"{bob.pw_name} (uid {bob.pw_uid})",
+                                                 "command": "sleep 60"}]
+            said = text.stdout()
+            assert "other users' processes carrying the task's marker" in said, said
+            assert re.search(rf"^\s*{other.pid}\s+{bob.pw_name} \(uid {bob.pw_uid}\)\s+sleep 60$", said, re.M), said
+        finally:
+            for proc in (other, own):
                 proc.kill()
                 proc.wait()
