@@ -69,7 +69,7 @@ def problem(venv: Path, python: str | None) -> str | None:
     be made from (None: any Python >= 3.11)."""
     own = venv / "bin" / "python"
     if not own.exists():
-        gone = f" (a link to {os.readlink(own)})" if own.is_symlink() else ""
+        gone = f" (a link to {os.path.realpath(own)})" if own.is_symlink() else ""
         return f"its python {own} is gone{gone}"
     have = probe(str(own), pip=True)
     if have is None:
