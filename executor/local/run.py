@@ -208,7 +208,12 @@ class LocalRun:
 
     def _let_go(self, relay: SignalRelay | None) -> None:
         """With the relay up (a stop has nothing left to stop) the early start and plan lease,
-        then the relay (its command keeps stops ignored: tests/e2e/test_run_late_stop.py), then systemd's socket."""
+        then the relay (its command keeps stops ignored: tests/e2e/test_run_late_stop.py), then systemd's socket.
+        Then a Ctrl-C is one again (the handler found, unless SIGINT was ignored at start): one
+        as the command writes its last lines to a terminal, or saves its code cache, ends it
+        at once, exit 130 (`executor.cli.main.run`, `start.leave_interrupted`); was: ignored
+        to the end, so a terminal that stopped reading (Ctrl-S) held `stoker run` up to its
+        spool's bound whatever the operator pressed."""
         try:
             self._start.close()
         finally:
@@ -218,6 +223,8 @@ class LocalRun:
             finally:
                 if self._unit is not None:
                     self._unit.close()
+                if relay is not None and self._exits_after:
+                    signal.signal(signal.SIGINT, relay.found(signal.SIGINT))
 
     def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(
