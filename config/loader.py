@@ -136,15 +136,17 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
     """The jobs a config file defines, in file order (not yet validated). `sources`, if
     given, receives the text of every file read, by path: this one and each it `include()`d
     (exactly what was run or parsed)."""
-    path = Path(path)
+    given = str(path)
+    named, path = quoted(given), Path(path)  # named as given (errors quote what they were given)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(given, encoding="utf-8") as file:  # not Path(''), which is `.`
+            text = file.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {_reason(exc)}") from None
+        raise ConfigError(f"{named}: cannot read the config file: {_reason(exc)}") from None
     if path.suffix == ".json" or text.removeprefix(BOM).lstrip().startswith("{"):
         from config.jsonconfig import json_jobs  # loaded only for a JSON config
 
-        jobs = json_jobs(path, text.removeprefix(BOM))
+        jobs = json_jobs(path, text.removeprefix(BOM), named)
         if jobs is not None:
             if sources is not None:
                 sources[str(path)] = text
@@ -162,16 +164,16 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
 
         raise exec_error(run.files, str(path), exc) from None
     if "jobs" not in run.namespace:
-        raise ConfigError(f"{path}: defines no `jobs`; a config file must end with jobs = [Job(...), ...]")
-    return _check_jobs_list(path, run.namespace["jobs"])
+        raise ConfigError(f"{named}: defines no `jobs`; a config file must end with jobs = [Job(...), ...]")
+    return _check_jobs_list(named, run.namespace["jobs"])
 
 
-def _check_jobs_list(path: Path, jobs: Any) -> list[Any]:
+def _check_jobs_list(named: str, jobs: Any) -> list[Any]:
     if not isinstance(jobs, (list, tuple)):
-        raise ConfigError(f"{path}: `jobs` must be a list of Job objects, not {type(jobs).__name__}")
+        raise ConfigError(f"{named}: `jobs` must be a list of Job objects, not {type(jobs).__name__}")
     for i, job in enumerate(jobs):
         if not isinstance(job, Job):
-            raise ConfigError(f"{path}: jobs[{i}] is a {type(job).__name__}, not a Job")
+            raise ConfigError(f"{named}: jobs[{i}] is a {type(job).__name__}, not a Job")
     return list(jobs)
 
 
@@ -191,12 +193,13 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
     """The job for `jobkey` (`cluster/role/environment/name`); None when there is only one."""
     keys = [job_key(j) for j in jobs]
     listed = ", ".join(keys) or "none"
+    named = quoted(str(path))
     if not jobs:
-        raise ConfigError(f"{path}: `jobs` is empty; there is no job to run")
+        raise ConfigError(f"{named}: `jobs` is empty; there is no job to run")
     if jobkey is None:
         if len(jobs) == 1:
             return jobs[0]
-        raise ConfigError(f"{path}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
+        raise ConfigError(f"{named}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
     # Typed in a shell whose Python reads arguments as ASCII (`LC_ALL=C PYTHONUTF8=0`), `rôle`
     # came as the surrogate escapes of its UTF-8 bytes: the key is read as UTF-8, as the file.
     jobkey = jobkey.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
@@ -207,9 +210,9 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
         raise ConfigError(f"job key {quoted(jobkey)} is not cluster/role/environment/name{instance}")
     matches = [j for j, k in zip(jobs, keys) if k == jobkey]
     if not matches:
-        raise ConfigError(f"{path}: no job {jobkey}; the file defines: {listed}")
+        raise ConfigError(f"{named}: no job {jobkey}; the file defines: {listed}")
     if len(matches) > 1:
-        raise ConfigError(f"{path}: {len(matches)} jobs have the key {jobkey}; keys must be unique")
+        raise ConfigError(f"{named}: {len(matches)} jobs have the key {jobkey}; keys must be unique")
     return matches[0]
 
 
@@ -230,7 +233,7 @@ def load_job(path: str | Path, jobkey: str | None = None,
             raise ConfigError(f"{exc}; the config file comes first, then the job key: "
                               f"did you mean {jobkey} {path}?") from None
         raise
-    return prepare_job(select_job(bind_values(jobs, bindings), jobkey, path), str(path))
+    return prepare_job(select_job(bind_values(jobs, bindings), jobkey, path), quoted(str(path)))
 
 
 def _swapped(path: str | Path, jobkey: str | None) -> bool:

@@ -46,7 +46,7 @@ from config.errors import ConfigError
 from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
-from config.words import printable
+from config.words import printable, quoted
 from executor.events import TaskState
 from executor.host.early import EarlyStart, relayed_stop_signals
 from executor.host.identity import boot_secs
@@ -360,7 +360,7 @@ class LocalRun:
             if announcement is not None:
                 load_announcer()
         except AnnounceError as exc:
-            raise ConfigError(f"{s.config}: job {spec.key}: {exc}") from None
+            raise ConfigError(f"{quoted(s.config)}: job {spec.key}: {exc}") from None
         return announcement
 
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
