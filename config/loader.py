@@ -15,10 +15,9 @@ Reads files; no other I/O, no logging.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pystachio import Ref
 
@@ -44,6 +43,7 @@ from config.templates import (
     load_time_unbound,
     refs_in,
 )
+from config.warnfilters import filtered, ignored, shown_not_raised
 from config.words import lone_surrogate, quoted, texts
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
@@ -80,9 +80,9 @@ class _Run:
         # optimize=0: the config's `assert`s run under `-O` too (stripped, the job ran, and its
         # plan, kept, served the runs without -O); compiled with every warning ignored, whatever
         # -W says: `error` made an invalid escape ('\\d') a syntax error, where a kept plan
-        # served the same file; `default` printed it on a fresh plan only
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        # served the same file; `default` printed it on a fresh plan only (`warnfilters`: where
+        # no other thread would meet them)
+        with filtered(ignored):
             code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
         self.stack.append(path)
         try:
@@ -123,15 +123,6 @@ def _not_utf8(data: bytes, at: int) -> str:
             "(a config is UTF-8 text: save it as UTF-8)")
 
 
-def _shown_not_raised() -> None:
-    """Within `catch_warnings`: the filters as given (-W), an `error` one as `default`: the
-    config's own `warnings.warn` is shown, as Aurora's client shows it, never raised (was:
-    every warning ignored, the config's own too)."""
-    given = [("default", *rule[1:]) if rule[0] == "error" else rule for rule in warnings.filters]
-    warnings.resetwarnings()  # a public way to tell the registries the filters changed
-    cast("list[Any]", warnings.filters).extend(given)  # typeshed: a Sequence
-
-
 def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[Any]:
     """The jobs a config file defines, in file order (not yet validated). `sources`, if
     given, receives the text of every file read, by path: this one and each it `include()`d
@@ -154,8 +145,7 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
     run = _Run(sources)
     run.stack.append(path)  # so errors before the first frame still name the file
     try:
-        with warnings.catch_warnings():
-            _shown_not_raised()
+        with filtered(shown_not_raised):  # the config's own warnings shown (`warnfilters`)
             run.run(path, text)
     except KeyboardInterrupt:  # a Ctrl-C while it ran: the command's to handle (exit 130)
         raise

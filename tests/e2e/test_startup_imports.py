@@ -171,7 +171,9 @@ NOT_IN_RUN = NEVER | {
 # planning, not before it.
 # 110: the schema's `Struct` (`config.schema.shared`, in the planning child only): each type
 # the schema's structs name made once, not again in each struct that names it.
-RUN_STOKER_MODULES = 110
+# 111: the warning filters a config's load changes (`config.warnfilters`, in the planning
+# child only), changed only where no other thread meets them; out of loader.py, at the ceiling.
+RUN_STOKER_MODULES = 111
 RUN_AGAIN_STOKER_MODULES = 97
 # Loaded only by a process that compiled something its code caches lack: as it ends
 # (`codecache.save()`), or as a module's docstring-free file is written (`nodocs`): whether
