@@ -22,7 +22,8 @@ import executor
 from config.errors import ConfigError, in_file
 from config.quickargs import parse as quick_parse
 from config.registry import RegistrySettings
-from config.settings import SECRET_VARIABLES, RunSettings, flag_conflicts
+from config.settings import SECRET_VARIABLES, RunSettings
+from config.sourced import flag_conflicts
 from config.words import quoted
 from executor import codecache
 from executor.cli import UsageError, logsetup
@@ -174,7 +175,7 @@ def _resolvable(args: Any) -> None:
 def _paths(args: Any) -> list[tuple[str, str]]:
     """(as named, path) of each of `args`' PATH_ARGUMENTS: given, or from the environment; named
     quoted, as errors quote what they were given (`stoker run ""` was `stoker: error: : the ...`)."""
-    from config.settings import from_environment
+    from config.sourced import from_environment
 
     classes = supervisor_settings(args.command) if args.command in SUPERVISORS else (RegistrySettings,)
     paths = []
