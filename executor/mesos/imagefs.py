@@ -73,9 +73,9 @@ def launch_info_supported(path: str) -> bool:
     task's owner, whose supervisor takes the reaper; refused should that order ever change.
     Only stderr is read: the exit status, which a reaper left over from a supervisor gone
     (its thread ends at its next wake) could take, is never used."""
-    from executor.procs.reaper import Reaper  # loaded next by the task's supervisor anyway
+    from executor.task.wiring import reaper_in_use  # the executor's, loaded already
 
-    if Reaper.in_use():
+    if reaper_in_use():
         raise ImageError(f"cannot ask {path} which flags it takes: a task's supervisor already runs in this "
                          "executor, whose reaper would take the answer as its task's orphan")
     try:
