@@ -75,7 +75,7 @@ def test_root_rerun_in_another_user_s_sandbox_kills_no_process_its_checkpoint_na
                 rerun.close()
             said = rerun.stdout() + rerun.stderr()
             assert victim.poll() is None and is_live(victim.pid), f"root killed bob's process:\n{said}"
-            assert code != 0 and f"sandbox {sandbox} belongs to {alice.pw_name}" in rerun.stderr(), said
+            assert code != 0 and f"sandbox '{sandbox}' belongs to {alice.pw_name}" in rerun.stderr(), said
             assert "recorded no end" not in said
         finally:
             victim.kill()

@@ -120,7 +120,7 @@ def test_a_run_that_can_have_no_free_port_is_refused_with_a_reason_not_a_crash(t
                       "    processes=[Process(name='a', cmdline='echo {{thermos.ports[http]}}')],\n"
                       "    resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
     (line,) = _picked("", str(config), PLAN)
-    assert line == (f"refused: {config}: job local/me/test/px: no free loopback port could be chosen "
+    assert line == (f"refused: '{config}': job local/me/test/px: no free loopback port could be chosen "
                     "for http: Address already in use"), line
 
 
