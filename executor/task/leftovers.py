@@ -161,7 +161,8 @@ def _end(sandbox: Path, pinned: str, number: int, header: rec.HeaderRecord) -> L
     places = cgrouplost.lost_cgroups(header.marker, [p for p, uid in marked.items() if uid == me], header.cgroup)
     killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,), uid=me))
     killed |= _kill_held(sandbox, header.marker, pinned)
-    foreign = tuple((pid, user_name(uid)) for pid, uid in marked.items() if uid not in (me, None))
+    foreign = tuple((pid, user_name(uid)) for pid, uid in marked.items()
+                    if uid not in (me, None) and pid not in killed)  # (killed as held: a root list's)
     removed = tuple(_remove_lost(d, _not_its(d, entry)) for d in sorted(places))
     if not (killed or removed or foreign):
         return None
