@@ -14,6 +14,9 @@ checkpoint may be the task's own writing, so the marker may be another live task
 this user (it may kill that task anyway): its cgroup goes only if empty, never killed
 through. Removal never kills: `remove_emptied` thaws, removes the cgroups below it and waits
 for the killed to leave; the kernel refuses to remove a cgroup that holds a process.
+An older Stoker's (`stoker-` and the marker's first 16 characters: a checkpoint it wrote,
+read by this one) is only thawed (`older_cgroups`, `thaw_older`), where the attempt's
+processes are: the stale sweep removes it once empty.
 """
 from __future__ import annotations
 
@@ -46,17 +49,53 @@ def lost_cgroups(marker: str, pids: Iterable[int], recorded: str = "") -> set[st
         texts = [cgroups.read("/proc/self", "cgroup")]
     except OSError:
         return set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            texts.append(cgroups.read(f"/proc/{pid}", "cgroup"))
     found = {os.path.join(home.directory, name) for home in own_places(texts[0], mountinfo)}
-    for place in (p for text in texts[1:] for p in own_places(text, mountinfo)):
-        parts = place.directory.split("/")
-        if name in parts:
-            found.add("/".join(parts[:len(parts) - parts[::-1].index(name)]))
+    found |= _holding(name, pids, mountinfo)
     if recorded and os.path.basename(recorded) == name and place_of(recorded, mountinfo) is not None:
         found.add(recorded)
     return {d for d in found if _made_here(d)}
+
+
+def _holding(name: str, pids: Iterable[int], mountinfo: str) -> set[str]:
+    """The directories of the cgroups named `name` that `pids` are in, or below (as
+    /proc/PID/cgroup shows them; any kind: `_made_here` judges them)."""
+    found = set()
+    for pid in pids:
+        try:
+            text = cgroups.read(f"/proc/{pid}", "cgroup")
+        except OSError:
+            continue
+        for place in own_places(text, mountinfo):
+            parts = place.directory.split("/")
+            if name in parts:
+                found.add("/".join(parts[:len(parts) - parts[::-1].index(name)]))
+    return {d for d in found if _made_here(d)}
+
+
+def older_cgroups(marker: str, pids: Iterable[int]) -> list[str]:
+    """The cgroups an older Stoker named `stoker-` and the first 16 characters of `marker`
+    (a whole one) that `pids` are in (this user's: read before they are killed)."""
+    if not _WHOLE_MARKER.fullmatch(marker):
+        return []
+    try:
+        mountinfo = cgroups.read("/proc/self", "mountinfo")
+    except OSError:
+        return []
+    return sorted(_holding(f"stoker-{marker[:16]}", pids, mountinfo))
+
+
+def thaw_older(directories: Iterable[str]) -> list[str]:
+    """Thaw `older_cgroups`, so that the SIGKILL of the processes an older Stoker's attempt
+    left FROZEN in the v1 freezer (its watchdog killed as its kill had frozen them) is
+    delivered. Not removed: the stale sweep removes them once empty (16 characters may name
+    another task's, made and not yet entered: design §9). Those that were frozen."""
+    frozen = []
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            if cgroups.read(directory, "freezer.state").strip() != "THAWED":
+                frozen.append(directory)
+        cgroups.thaw(directory)
+    return frozen
 
 
 def _made_here(directory: str) -> bool:

@@ -16,7 +16,8 @@ alive as itself, with its descendants, each through a pidfd checked again, when 
 is trusted (this user's); then it removes the attempt's task cgroup (`stoker-` and its whole
 marker, found as `executor/procs/cgrouplost.py` says: where the kernel showed this user's
 marked processes before the kill, below the cgroups this process is in, where the header
-says it was made), once the processes killed leave it; one holding a process of another
+says it was made; an older Stoker's 16-character one they are in only thawed, so that
+those left frozen die), once the processes killed leave it; one holding a process of another
 task (a marker planted in the checkpoint) or of another user (left by the kill) is left
 alone, and said so.
 A sandbox whose attempts all recorded their end costs one read of the checkpoint and no
@@ -158,12 +159,16 @@ def _end(sandbox: Path, pinned: str, number: int, header: rec.HeaderRecord) -> L
     entry = f"{TASK_MARKER}={header.marker}".encode()
     me = os.geteuid()
     marked = {pid: proctree.real_uid(pid) for pid in sorted(proctree.scan_markers((entry,)))}
-    places = cgrouplost.lost_cgroups(header.marker, [p for p, uid in marked.items() if uid == me], header.cgroup)
+    mine = [p for p, uid in marked.items() if uid == me]
+    places = cgrouplost.lost_cgroups(header.marker, mine, header.cgroup)
+    older = cgrouplost.older_cgroups(header.marker, mine)
     killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,), uid=me))
     killed |= _kill_held(sandbox, header.marker, pinned)
+    thawed = tuple(f"thawed its cgroup {d}, an older Stoker's left frozen (those killed in it die only "
+                   "once thawed; a later start's sweep removes it once empty)" for d in cgrouplost.thaw_older(older))
     foreign = tuple((pid, user_name(uid)) for pid, uid in marked.items()
                     if uid not in (me, None) and pid not in killed)  # (killed as held: a root list's)
-    removed = tuple(_remove_lost(d, _not_its(d, entry)) for d in sorted(places))
+    removed = thawed + tuple(_remove_lost(d, _not_its(d, entry)) for d in sorted(places))
     if not (killed or removed or foreign):
         return None
     return LostAttempt(number, header.supervisor_pid, tuple(sorted(killed)), removed, foreign)

@@ -144,6 +144,40 @@ def test_a_lost_attempt_s_processes_left_frozen_in_the_v1_freezer_are_killed_and
             lost.rmdir()
 
 
+def test_an_older_stoker_s_16_character_cgroup_left_frozen_is_thawed_so_its_killed_die(tmp_path):
+    """The upgrade: a checkpoint an older Stoker wrote (no `cgroup` in its header), its task
+    cgroup `stoker-` and the marker's first 16 characters, left FROZEN in the v1 freezer (its
+    watchdog killed as its kill had frozen it). Was: the re-run found no cgroup of the new
+    name, so thawed none; its SIGKILL by marker stayed pending, the process frozen for good
+    (and the cgroup with it, which the stale sweep cannot remove). It is left for that sweep
+    once empty, as design §9 says."""
+    _namespaced()
+    marker = uuid.uuid4().hex
+    older = Path(cgroup_support.FREEZER, f"stoker-{marker[:16]}")
+    _lost_attempt(tmp_path / "sb", marker)
+    frozen = None
+    try:
+        older.mkdir()
+        frozen = subprocess.Popen(["sleep", "600"], env={**os.environ, TASK_MARKER: marker})
+        (older / "cgroup.procs").write_text(str(frozen.pid))
+        (older / "freezer.state").write_text("FROZEN")
+        wait_for(lambda: (older / "freezer.state").read_text().strip() == "FROZEN", 10, message="frozen")
+        (attempt,) = end_lost_attempts(tmp_path / "sb")
+        assert attempt.killed == (frozen.pid,)
+        assert frozen.wait(10) == -9, attempt.describe()
+        assert attempt.cgroups == (f"thawed its cgroup {older}, an older Stoker's left frozen (those killed in "
+                                   "it die only once thawed; a later start's sweep removes it once empty)",)
+    finally:
+        with contextlib.suppress(OSError):
+            (older / "freezer.state").write_text("THAWED")
+        if frozen is not None:
+            frozen.kill()
+            frozen.wait(10)
+        with contextlib.suppress(OSError):
+            wait_for(lambda: not cgroups.read_pids(str(older)), 10, message="emptied")
+            older.rmdir()
+
+
 def _v2_home() -> str:
     if os.geteuid() != 0:
         pytest.skip("needs root: the cgroups here are root's")
