@@ -26,10 +26,10 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from executor.procs import cgroups
-from executor.procs.cgroup_paths import own_places, place_of
+from executor.procs.cgroup_paths import own_places, parse_proc_cgroup, place_of
 from executor.procs.sandboxfs import describe_os_error
 
 ALREADY_GONE = "already gone"
@@ -96,6 +96,27 @@ def thaw_older(directories: Iterable[str]) -> list[str]:
                 frozen.append(directory)
         cgroups.thaw(directory)
     return frozen
+
+
+def holding(directories: Iterable[str]) -> Callable[[int], bool]:
+    """Whether a process is in one of `directories` (`lost_cgroups`'), or below one, by
+    /proc/PID/cgroup as it reads when asked (a kill's re-check through its pidfd). Only its
+    task's processes can be: no other user may move a process into a cgroup of this user's
+    (cgroup.procs is its owner's to write), and a process is born in its parent's."""
+    try:
+        mountinfo = cgroups.read("/proc/self", "mountinfo")
+    except OSError:
+        mountinfo = ""
+    places = [p for d in directories if (p := place_of(d, mountinfo)) is not None]
+
+    def holds(pid: int) -> bool:
+        try:
+            paths = parse_proc_cgroup(cgroups.read(f"/proc/{pid}", "cgroup"))
+        except OSError:
+            return False
+        return any((path := paths.get(p.kind)) is not None
+                   and (path == p.path or path.startswith(p.path.rstrip("/") + "/")) for p in places)
+    return holds
 
 
 def _made_here(directory: str) -> bool:

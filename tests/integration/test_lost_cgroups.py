@@ -256,6 +256,36 @@ def test_a_lost_attempt_s_empty_cgroup_elsewhere_is_found_where_its_header_says(
                 directory.rmdir()
 
 
+def test_a_root_task_s_marked_process_that_changed_user_in_its_own_cgroup_is_killed_and_it_removed(tmp_path):
+    """A root task's daemon that dropped to bob (nginx's workers, say), in the attempt's own
+    cgroup, root's (no other user may move a process in). Was: left, as another user's copy
+    of the marker would be, running beside the re-run (its ports held), and the cgroup with
+    it. bob's own process carrying the marker outside it is still left, and named."""
+    marker = uuid.uuid4().hex
+    lost = Path(_v2_home(), cgroups.task_name(marker))
+    _lost_attempt(tmp_path / "sb", marker, lost)
+    env = {"PATH": os.environ["PATH"], TASK_MARKER: marker}
+    with throwaway_user() as (bob, _):
+        as_bob = {"user": bob.pw_uid, "group": bob.pw_gid, "extra_groups": []}
+        daemon = subprocess.Popen(["sleep", "600"], env=env, **as_bob)  # type: ignore[call-overload]
+        copy = subprocess.Popen(["sleep", "600"], env=env, **as_bob)  # type: ignore[call-overload]
+        try:
+            lost.mkdir()
+            (lost / "cgroup.procs").write_text(str(daemon.pid))
+            (attempt,) = end_lost_attempts(tmp_path / "sb")
+            assert daemon.wait(10) == -9, attempt.describe()
+            assert attempt.killed == (daemon.pid,) and attempt.cgroups == (f"removed its cgroup {lost}",)
+            assert attempt.foreign == ((copy.pid, f"{bob.pw_name} (uid {bob.pw_uid})"),)
+            assert copy.poll() is None
+        finally:
+            for proc in (daemon, copy):
+                proc.kill()
+                proc.wait(10)
+            with contextlib.suppress(OSError):
+                wait_for(lambda: not cgroups.read_pids(str(lost)), 10, message="emptied")
+                lost.rmdir()
+
+
 def test_a_lost_cgroup_its_watchdog_removed_first_is_said_to_be_already_gone(tmp_path):
     """Was: `removed its cgroup DIR` though the re-run's rmdir found it gone (the attempt's
     own watchdog, told by the supervisor's death, removed it between the re-run's look-up
