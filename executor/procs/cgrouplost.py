@@ -120,13 +120,14 @@ def holding(directories: Iterable[str]) -> Callable[[int], bool]:
 
 
 def _made_here(directory: str) -> bool:
-    """`directory` is a cgroup this user made, reached without a symlink or a `..`."""
-    if not os.path.isabs(directory) or os.path.normpath(directory) != directory \
-            or os.path.realpath(directory) != directory:
-        return False
+    """`directory` is a cgroup this user made, reached without a symlink or a `..` (and a
+    path a file can have: no NUL, no lone surrogate, which the header may hold)."""
     try:
+        if not os.path.isabs(directory) or os.path.normpath(directory) != directory \
+                or os.path.realpath(directory) != directory:
+            return False
         info = os.lstat(directory)
-    except OSError:
+    except (OSError, ValueError):  # UnicodeEncodeError is one
         return False
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
 

@@ -286,6 +286,16 @@ def test_a_root_task_s_marked_process_that_changed_user_in_its_own_cgroup_is_kil
                 lost.rmdir()
 
 
+@pytest.mark.parametrize("level", ["\ud800", "a\0b"])
+def test_a_header_s_cgroup_path_no_file_name_can_hold_ends_nothing_and_raises_nothing(tmp_path, level):
+    """The header is the task's to write: a `cgroup` with a lone surrogate or a NUL at a level
+    on a cgroup mount. Was: UnicodeEncodeError / ValueError out of the re-run's look-up (its
+    realpath), a traceback where `end_lost_attempts` never raises."""
+    marker = uuid.uuid4().hex
+    _lost_attempt(tmp_path / "sb", marker, Path(_v2_home(), level, cgroups.task_name(marker)))
+    assert end_lost_attempts(tmp_path / "sb") == []
+
+
 def test_a_lost_cgroup_its_watchdog_removed_first_is_said_to_be_already_gone(tmp_path):
     """Was: `removed its cgroup DIR` though the re-run's rmdir found it gone (the attempt's
     own watchdog, told by the supervisor's death, removed it between the re-run's look-up
