@@ -56,9 +56,23 @@ def lost_cgroups(marker: str, pids: Iterable[int], recorded: str = "") -> set[st
     return {d for d in found if _made_here(d)}
 
 
-def _holding(name: str, pids: Iterable[int], mountinfo: str) -> set[str]:
+def in_task_cgroup(marker: str, pid: int, owner: int) -> bool:
+    """`pid` is in the task cgroup of `marker`'s attempt (`stoker-MARKER`, a whole marker), or
+    below it, where `owner` made it (`_made_here`): the task's, whatever its user, since no
+    other user may move a process into `owner`'s cgroup (`stoker status`, the observer: a
+    root task's daemon that dropped privileges is its leftover, as a re-run kills it)."""
+    if not _WHOLE_MARKER.fullmatch(marker):
+        return False
+    try:
+        mountinfo = cgroups.read("/proc/self", "mountinfo")
+    except OSError:
+        return False
+    return bool(_holding(cgroups.task_name(marker), [pid], mountinfo, owner))
+
+
+def _holding(name: str, pids: Iterable[int], mountinfo: str, owner: int | None = None) -> set[str]:
     """The directories of the cgroups named `name` that `pids` are in, or below (as
-    /proc/PID/cgroup shows them; any kind: `_made_here` judges them)."""
+    /proc/PID/cgroup shows them; any kind: `_made_here` judges them, `owner`'s)."""
     found = set()
     for pid in pids:
         try:
@@ -69,7 +83,7 @@ def _holding(name: str, pids: Iterable[int], mountinfo: str) -> set[str]:
             parts = place.directory.split("/")
             if name in parts:
                 found.add("/".join(parts[:len(parts) - parts[::-1].index(name)]))
-    return {d for d in found if _made_here(d)}
+    return {d for d in found if _made_here(d, owner)}
 
 
 def older_cgroups(marker: str, pids: Iterable[int]) -> list[str]:
@@ -119,9 +133,9 @@ def holding(directories: Iterable[str]) -> Callable[[int], bool]:
     return holds
 
 
-def _made_here(directory: str) -> bool:
-    """`directory` is a cgroup this user made, reached without a symlink or a `..` (and a
-    path a file can have: no NUL, no lone surrogate, which the header may hold)."""
+def _made_here(directory: str, owner: int | None = None) -> bool:
+    """`directory` is a cgroup this user (or `owner`) made, reached without a symlink or a
+    `..` (and a path a file can have: no NUL, no lone surrogate, which the header may hold)."""
     try:
         if not os.path.isabs(directory) or os.path.normpath(directory) != directory \
                 or os.path.realpath(directory) != directory:
@@ -129,7 +143,7 @@ def _made_here(directory: str) -> bool:
         info = os.lstat(directory)
     except (OSError, ValueError):  # UnicodeEncodeError is one
         return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == (os.geteuid() if owner is None else owner)
 
 
 def remove_emptied(directory: str, timeout_secs: float) -> str | None:

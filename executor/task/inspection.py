@@ -263,7 +263,7 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
         if inspection.truth.lost and marker:
             carried = carrying(found.values(), marker)
             held = held_leftovers(inspection.sandbox, marker, pinned=inspection.pinned)
-            listed, foreign = by_user(carried, _owner(inspection.sandbox), held)
+            listed, foreign = by_user(carried, _owner(inspection.sandbox), marker, held)
             seen = {p.pid for p in carried}
             listed += [Leftover(pid, "", None, command_of(pid)) for pid in held if pid not in seen]
             inspection = attrs.evolve(inspection, leftovers=tuple(sorted(listed, key=lambda p: p.pid)),

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.cli.main import main
 from executor.procs import cgroups
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from executor.procs.spawn import TASK_MARKER
@@ -256,11 +257,12 @@ def test_a_lost_attempt_s_empty_cgroup_elsewhere_is_found_where_its_header_says(
                 directory.rmdir()
 
 
-def test_a_root_task_s_marked_process_that_changed_user_in_its_own_cgroup_is_killed_and_it_removed(tmp_path):
+def test_a_root_task_s_marked_process_that_changed_user_in_its_own_cgroup_is_killed_and_it_removed(tmp_path, capsys):
     """A root task's daemon that dropped to bob (nginx's workers, say), in the attempt's own
     cgroup, root's (no other user may move a process in). Was: left, as another user's copy
     of the marker would be, running beside the re-run (its ports held), and the cgroup with
-    it. bob's own process carrying the marker outside it is still left, and named."""
+    it; `stoker status` showed it as another user's, counted nowhere. bob's own process
+    carrying the marker outside it is still left, and named, and shown apart."""
     marker = uuid.uuid4().hex
     lost = Path(_v2_home(), cgroups.task_name(marker))
     _lost_attempt(tmp_path / "sb", marker, lost)
@@ -272,6 +274,10 @@ def test_a_root_task_s_marked_process_that_changed_user_in_its_own_cgroup_is_kil
         try:
             lost.mkdir()
             (lost / "cgroup.procs").write_text(str(daemon.pid))
+            assert main(["status", str(tmp_path / "sb"), "--json"]) == 0
+            doc = json.loads(capsys.readouterr().out)
+            assert [p["pid"] for p in doc["leftovers"]] == [daemon.pid], doc["foreign_processes"]
+            assert [p["pid"] for p in doc["foreign_processes"]] == [copy.pid]
             (attempt,) = end_lost_attempts(tmp_path / "sb")
             assert daemon.wait(10) == -9, attempt.describe()
             assert attempt.killed == (daemon.pid,) and attempt.cgroups == (f"removed its cgroup {lost}",)
