@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.cli.main import main
 from executor.procs import cgroups
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from executor.procs.spawn import TASK_MARKER
@@ -144,6 +145,40 @@ def test_a_lost_attempt_s_processes_left_frozen_in_the_v1_freezer_are_killed_and
             lost.rmdir()
 
 
+def test_an_older_stoker_s_16_character_cgroup_left_frozen_is_thawed_so_its_killed_die(tmp_path):
+    """The upgrade: a checkpoint an older Stoker wrote (no `cgroup` in its header), its task
+    cgroup `stoker-` and the marker's first 16 characters, left FROZEN in the v1 freezer (its
+    watchdog killed as its kill had frozen it). Was: the re-run found no cgroup of the new
+    name, so thawed none; its SIGKILL by marker stayed pending, the process frozen for good
+    (and the cgroup with it, which the stale sweep cannot remove). It is left for that sweep
+    once empty, as design §9 says."""
+    _namespaced()
+    marker = uuid.uuid4().hex
+    older = Path(cgroup_support.FREEZER, f"stoker-{marker[:16]}")
+    _lost_attempt(tmp_path / "sb", marker)
+    frozen = None
+    try:
+        older.mkdir()
+        frozen = subprocess.Popen(["sleep", "600"], env={**os.environ, TASK_MARKER: marker})
+        (older / "cgroup.procs").write_text(str(frozen.pid))
+        (older / "freezer.state").write_text("FROZEN")
+        wait_for(lambda: (older / "freezer.state").read_text().strip() == "FROZEN", 10, message="frozen")
+        (attempt,) = end_lost_attempts(tmp_path / "sb")
+        assert attempt.killed == (frozen.pid,)
+        assert frozen.wait(10) == -9, attempt.describe()
+        assert attempt.cgroups == (f"thawed its cgroup {older}, an older Stoker's left frozen (those killed in "
+                                   "it die only once thawed; a later start's sweep removes it once empty)",)
+    finally:
+        with contextlib.suppress(OSError):
+            (older / "freezer.state").write_text("THAWED")
+        if frozen is not None:
+            frozen.kill()
+            frozen.wait(10)
+        with contextlib.suppress(OSError):
+            wait_for(lambda: not cgroups.read_pids(str(older)), 10, message="emptied")
+            older.rmdir()
+
+
 def _v2_home() -> str:
     if os.geteuid() != 0:
         pytest.skip("needs root: the cgroups here are root's")
@@ -220,6 +255,51 @@ def test_a_lost_attempt_s_empty_cgroup_elsewhere_is_found_where_its_header_says(
         for directory in (lost, parent):
             with contextlib.suppress(OSError):
                 directory.rmdir()
+
+
+def test_a_root_task_s_marked_process_that_changed_user_in_its_own_cgroup_is_killed_and_it_removed(tmp_path, capsys):
+    """A root task's daemon that dropped to bob (nginx's workers, say), in the attempt's own
+    cgroup, root's (no other user may move a process in). Was: left, as another user's copy
+    of the marker would be, running beside the re-run (its ports held), and the cgroup with
+    it; `stoker status` showed it as another user's, counted nowhere. bob's own process
+    carrying the marker outside it is still left, and named, and shown apart."""
+    marker = uuid.uuid4().hex
+    lost = Path(_v2_home(), cgroups.task_name(marker))
+    _lost_attempt(tmp_path / "sb", marker, lost)
+    env = {"PATH": os.environ["PATH"], TASK_MARKER: marker}
+    with throwaway_user() as (bob, _):
+        as_bob = {"user": bob.pw_uid, "group": bob.pw_gid, "extra_groups": []}
+        daemon = subprocess.Popen(["sleep", "600"], env=env, **as_bob)  # type: ignore[call-overload]
+        copy = subprocess.Popen(["sleep", "600"], env=env, **as_bob)  # type: ignore[call-overload]
+        try:
+            lost.mkdir()
+            (lost / "cgroup.procs").write_text(str(daemon.pid))
+            assert main(["status", str(tmp_path / "sb"), "--json"]) == 0
+            doc = json.loads(capsys.readouterr().out)
+            assert [p["pid"] for p in doc["leftovers"]] == [daemon.pid], doc["foreign_processes"]
+            assert [p["pid"] for p in doc["foreign_processes"]] == [copy.pid]
+            (attempt,) = end_lost_attempts(tmp_path / "sb")
+            assert daemon.wait(10) == -9, attempt.describe()
+            assert attempt.killed == (daemon.pid,) and attempt.cgroups == (f"removed its cgroup {lost}",)
+            assert attempt.foreign == ((copy.pid, f"{bob.pw_name} (uid {bob.pw_uid})"),)
+            assert copy.poll() is None
+        finally:
+            for proc in (daemon, copy):
+                proc.kill()
+                proc.wait(10)
+            with contextlib.suppress(OSError):
+                wait_for(lambda: not cgroups.read_pids(str(lost)), 10, message="emptied")
+                lost.rmdir()
+
+
+@pytest.mark.parametrize("level", ["\ud800", "a\0b"])
+def test_a_header_s_cgroup_path_no_file_name_can_hold_ends_nothing_and_raises_nothing(tmp_path, level):
+    """The header is the task's to write: a `cgroup` with a lone surrogate or a NUL at a level
+    on a cgroup mount. Was: UnicodeEncodeError / ValueError out of the re-run's look-up (its
+    realpath), a traceback where `end_lost_attempts` never raises."""
+    marker = uuid.uuid4().hex
+    _lost_attempt(tmp_path / "sb", marker, Path(_v2_home(), level, cgroups.task_name(marker)))
+    assert end_lost_attempts(tmp_path / "sb") == []
 
 
 def test_a_lost_cgroup_its_watchdog_removed_first_is_said_to_be_already_gone(tmp_path):
