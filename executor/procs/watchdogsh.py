@@ -17,6 +17,7 @@ redirects single-digit descriptors only) names processes it kills too, each only
 from __future__ import annotations
 
 WATCHDOG_SCRIPT = r"""
+cd /
 trap '' INT TERM HUP
 [ -n "$4" ] && echo $$ > "$4/cgroup.procs" 2>/dev/null
 cg=$2 how=$3
