@@ -1,5 +1,8 @@
 # Stoker: two commands get you going — `make run` and `make test`.
 PY      ?= python3
+# A recipe's pipe fails when any of its commands does (`coverage report | tail`), not only its last.
+SHELL   := bash
+.SHELLFLAGS := -o pipefail -c
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
@@ -7,22 +10,25 @@ EXAMPLE ?= examples/hello_world.aurora
 DIST    ?= dist
 RUNS    := .run
 
-.PHONY: run test test-fast test-pythons test-deps-oldest test-reproducible lint faults coverage bench dist mutation fuzz clean zookeeper browser prometheus
+.PHONY: FORCE run test test-fast test-pythons test-deps-oldest test-reproducible lint faults coverage bench dist mutation fuzz clean zookeeper browser prometheus
 
+# The venv: made, made again when it cannot be used (its python gone, no pip: a Ctrl-C while
+# it was made), installed (the checkout editable, with the test extra) and stamped last, by one
+# make of the checkout at a time (tools/make_venv.py). Looked at again whenever its python is
+# gone, and whenever PY is given (`make test PY=python3.12`): then it must be that Python's.
+SAME_PY := $(if $(filter command line environment,$(origin PY)),--same-python)
+ifneq ($(SAME_PY)$(if $(realpath $(BIN)/python),,gone),)
+$(STAMP): FORCE
+endif
 $(STAMP): setup.py
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	# Editable: the venv runs the checkout, whatever its commit, so it is stamped with none
-	# (`stoker --version` says 0.1.0 there): pip's record of it named the commit of the day it
-	# was made, and went on naming it (a test checks the 0.1.0 is setup.py's BASE_VERSION).
-	STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[test]'
-	$(BIN)/python -P -m executor.codecache  # attrs' generated methods, compiled once (README "Settings")
-	touch $(STAMP)
+	$(PY) tools/make_venv.py $(SAME_PY) $(VENV)
+
+FORCE:
 
 # Each `make run` gets a fresh sandbox under .run/ (git-ignored; `make clean` removes it).
 run: $(STAMP)
 	mkdir -p $(RUNS)
-	$(BIN)/stoker run $(EXAMPLE) --sandbox $(RUNS)/$$(basename $(EXAMPLE) .aurora)-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/stoker run "$(EXAMPLE)" --sandbox "$(RUNS)/$$(basename "$(EXAMPLE)" .aurora)-$$(date +%Y%m%d-%H%M%S)"
 
 # The whole suite: lint (ruff, mypy), then every test tier (the fault suite's short version).
 # The unit and integration tiers run on TEST_WORKERS pytest-xdist workers (CI's 2 cores); then
@@ -102,9 +108,12 @@ prometheus:
 	  apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; \
 	fi
 
+# A checkout this user cannot write (a read-only mount, another user's) keeps no lint caches:
+# ruff failed making its own, with a backtrace, and mypy with an INTERNAL ERROR.
+NO_CACHE := $(shell test -w . || echo yes)
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/mypy
+	$(BIN)/ruff check $(if $(NO_CACHE),--no-cache) .
+	$(BIN)/mypy $(if $(NO_CACHE),--cache-dir=/dev/null)
 
 faults: $(STAMP)
 	STOKER_FAULTS_FULL=1 $(BIN)/python -m pytest -q -m faults tests/faults
@@ -116,16 +125,14 @@ bench: $(STAMP)
 # dist/stoker-VERSION-py3-none-any.whl and dist/stoker.pyz (see tools/build_dist.py).
 # The dist extra (shiv, wheel, setuptools) is installed once per venv and setup.py change.
 dist: $(STAMP)
-	test $(VENV)/.dist-installed -nt setup.py || \
-	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[dist]' && touch $(VENV)/.dist-installed; }
+	$(PY) tools/make_venv.py --extra dist $(VENV)
 	$(BIN)/python tools/build_dist.py --dist-dir $(DIST)
 
 # Both artifacts built twice from HEAD, in two fresh clones under a different umask, TZ and
 # LANG, and compared byte for byte (tools/check_reproducible.py, about 30 s; docs/testing.md §8).
 # By hand: tests/e2e/test_dist.py checks what made two builds differ on its one build.
 test-reproducible: $(STAMP)
-	test $(VENV)/.dist-installed -nt setup.py || \
-	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[dist]' && touch $(VENV)/.dist-installed; }
+	$(PY) tools/make_venv.py --extra dist $(VENV)
 	$(BIN)/python tools/check_reproducible.py
 
 # Mutation testing of the pure cores against their unit tests (tens of minutes; not part of
@@ -134,8 +141,7 @@ test-reproducible: $(STAMP)
 # Work and results stay in .mutation/ (git-ignored); docs/testing.md reads a survivor.
 MUTATE ?=
 mutation: $(STAMP)
-	test $(VENV)/.mutation-installed -nt setup.py || \
-	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[mutation]' && touch $(VENV)/.mutation-installed; }
+	$(PY) tools/make_venv.py --extra mutation $(VENV)
 	nice -n 19 $(BIN)/python tools/mutation.py --max-children 1 $(MUTATE)
 
 # Coverage-guided fuzzing of every decoder of outside bytes (tests/fuzz/, atheris), each
@@ -145,22 +151,22 @@ mutation: $(STAMP)
 FUZZ ?=
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
-	test $(VENV)/.fuzz-installed -nt setup.py || \
-	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[fuzz]' && touch $(VENV)/.fuzz-installed; }
+	$(PY) tools/make_venv.py --extra fuzz $(VENV)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m tests.fuzz.run $(FUZZ)
 
 # Line and branch coverage of executor/, healthcheck/ and config/ over the four tiers as
 # `make test` runs them (the processes the tests start measure themselves: pyproject.toml's
 # [tool.coverage.run] patch), niced; then one combined report: the text summary and htmlcov/
 # (git-ignored). Slower than `make test` and not part of it (docs/testing.md §14). The
-# data files go to .coverage-data/, mode 1777: the tests run `stoker` as other users too.
-# COVERAGE_TIERS="tests/unit" measures those only (still combined and reported).
+# data files go to .coverage-data/, mode 1777: the tests run `stoker` as other users too, and
+# in other directories, so its absolute path is theirs, quoted (a checkout at "/a b/stoker" had
+# `rm -rf /a b/stoker/.coverage-data` remove /a). COVERAGE_TIERS="tests/unit" measures those
+# only (still combined and reported).
 COVERAGE_TIERS ?=
-COVERAGE_DATA  := $(CURDIR)/.coverage-data
-COVERAGE_RUN   := COVERAGE_FILE=$(COVERAGE_DATA)/.coverage nice -n 10 $(BIN)/coverage run -m pytest -q
+COVERAGE_DATA  := .coverage-data
+COVERAGE_RUN   := COVERAGE_FILE="$(CURDIR)/$(COVERAGE_DATA)/.coverage" nice -n 10 $(BIN)/coverage run -m pytest -q
 coverage: $(STAMP)
-	test $(VENV)/.coverage-installed -nt setup.py || \
-	  { STOKER_BUILD_VERSION=0.1.0 $(BIN)/python -m pip install -q -e '.[test,coverage]' && touch $(VENV)/.coverage-installed; }
+	$(PY) tools/make_venv.py --extra coverage $(VENV)
 	rm -rf .coverage $(COVERAGE_DATA) && mkdir -m 1777 $(COVERAGE_DATA)
 	if [ -n "$(COVERAGE_TIERS)" ]; then $(COVERAGE_RUN) -n $(TEST_WORKERS) $(COVERAGE_TIERS) || true; else \
 	  $(COVERAGE_RUN) -n $(TEST_WORKERS) tests/unit tests/integration || true; \
@@ -172,4 +178,4 @@ coverage: $(STAMP)
 	@echo "coverage: htmlcov/index.html"
 
 clean:
-	rm -rf $(VENV) .venv-3.* $(OLDEST_VENV) $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation .fuzz htmlcov .coverage .coverage-data
+	rm -rf $(VENV) .venv-3.* $(OLDEST_VENV) $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation .fuzz htmlcov .coverage $(COVERAGE_DATA)

@@ -1,5 +1,5 @@
 """The settings classes' flags declared on an argparse parser, and their environment
-variables as the rows `--help` shows: from the metadata `config/settings.py`'s `setting`
+variables as the rows `--help` shows: from the metadata `config/sourced.py`'s `setting`
 gives each field. Loaded only when a command is parsed with argparse (its help, a flag not
 plain, an inspection or control command): `stoker run` and `stoker executor` given plain
 words never load it (`config/quickargs.py`).

@@ -1,6 +1,6 @@
 """`stoker executor`'s settings: what the Mesos agent's environment and Thermos' executor
-flags give it (docs/mesos.md §14). The machinery (`setting`, precedence, parsing of flags
-and variables, secrets) is `config/settings.py`'s, shared with `stoker run`'s settings; this
+flags give it (docs/mesos.md §14). The machinery (`setting`, precedence) is
+`config/sourced.py`'s, the parsers and secrets `config/settings.py`'s, shared with `stoker run`'s settings; this
 module is loaded only by the commands that start or describe an executor.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from config.settings import (
     LOG_FORMATS,
     LOG_LEVELS,
     TOKEN_VARIABLE,
-    Sourced,
     logger_defaults,
     parse_cgroups,
     parse_duration,
@@ -33,9 +32,9 @@ from config.settings import (
     runner_logger_mode,
     runner_rotate_log_backups,
     runner_rotate_log_size_mb,
-    setting,
     thermos_spelling,
 )
+from config.sourced import Sourced, setting
 from config.words import quoted
 
 if TYPE_CHECKING:  # zookeeper's: built only to announce; spec's: only for a task

@@ -101,8 +101,8 @@ def _where(files: set[str], first_file: str, exc: BaseException) -> tuple[str, l
                if tb.tb_frame.f_code.co_name == "<module>"]
     if isinstance(exc, SyntaxError) and exc.filename in files:
         return f"{exc.filename}:{exc.lineno}", modules
-    if not ours:
-        return first_file, []
+    if not ours:  # the file itself, as errors name a path they were given (no line: a location)
+        return quoted(first_file), []
     last = ours[-1]
     where = f"{last.tb_frame.f_code.co_filename}:{last.tb_lineno}"
     # A file that includes itself (or a cycle of them) repeats the same lines: name each once.

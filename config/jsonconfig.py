@@ -15,8 +15,10 @@ from config.templates import normalize_tree
 from config.typed_tree import from_tree
 
 
-def json_jobs(path: Path, text: str) -> list[Any] | None:
-    """The jobs of a JSON config, or None when a non-.json file is not JSON after all."""
+def json_jobs(path: Path, text: str, named: str) -> list[Any] | None:
+    """The jobs of a JSON config, or None when a non-.json file is not JSON after all.
+    `named`: the path as an error names it (`config.words.quoted`); `path:line:`, a
+    location, as compilers and Python's own warnings write one."""
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -26,13 +28,13 @@ def json_jobs(path: Path, text: str) -> list[Any] | None:
         raise ConfigError(f"{path}:{line}: not valid JSON: {exc}") from None
     items = doc.get("jobs") if isinstance(doc, dict) and "jobs" in doc else [doc]
     if not isinstance(items, list):
-        raise ConfigError(f"{path}: \"jobs\" must be a list of job objects")
+        raise ConfigError(f"{named}: \"jobs\" must be a list of job objects")
     jobs = []
     for i, item in enumerate(items):
         try:
             jobs.append(from_tree(Job, normalize_tree(item), f"jobs[{i}]"))
         except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}", exc.problems) from None
+            raise ConfigError(f"{named}: {exc}", exc.problems) from None
         except RecursionError:  # json.loads read deeper than the tree can be walked
-            raise ConfigError(f"{path}: jobs[{i}] is nested too deeply to read") from None
+            raise ConfigError(f"{named}: jobs[{i}] is nested too deeply to read") from None
     return jobs

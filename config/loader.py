@@ -15,10 +15,9 @@ Reads files; no other I/O, no logging.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pystachio import Ref
 
@@ -44,6 +43,7 @@ from config.templates import (
     load_time_unbound,
     refs_in,
 )
+from config.warnfilters import filtered, ignored, shown_not_raised
 from config.words import lone_surrogate, quoted, texts
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
@@ -80,9 +80,9 @@ class _Run:
         # optimize=0: the config's `assert`s run under `-O` too (stripped, the job ran, and its
         # plan, kept, served the runs without -O); compiled with every warning ignored, whatever
         # -W says: `error` made an invalid escape ('\\d') a syntax error, where a kept plan
-        # served the same file; `default` printed it on a fresh plan only
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        # served the same file; `default` printed it on a fresh plan only (`warnfilters`: where
+        # no other thread would meet them)
+        with filtered(ignored):
             code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
         self.stack.append(path)
         try:
@@ -123,28 +123,21 @@ def _not_utf8(data: bytes, at: int) -> str:
             "(a config is UTF-8 text: save it as UTF-8)")
 
 
-def _shown_not_raised() -> None:
-    """Within `catch_warnings`: the filters as given (-W), an `error` one as `default`: the
-    config's own `warnings.warn` is shown, as Aurora's client shows it, never raised (was:
-    every warning ignored, the config's own too)."""
-    given = [("default", *rule[1:]) if rule[0] == "error" else rule for rule in warnings.filters]
-    warnings.resetwarnings()  # a public way to tell the registries the filters changed
-    cast("list[Any]", warnings.filters).extend(given)  # typeshed: a Sequence
-
-
 def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[Any]:
     """The jobs a config file defines, in file order (not yet validated). `sources`, if
     given, receives the text of every file read, by path: this one and each it `include()`d
     (exactly what was run or parsed)."""
-    path = Path(path)
+    given = str(path)
+    named, path = quoted(given), Path(path)  # named as given (errors quote what they were given)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(given, encoding="utf-8") as file:  # not Path(''), which is `.`
+            text = file.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {_reason(exc)}") from None
+        raise ConfigError(f"{named}: cannot read the config file: {_reason(exc)}") from None
     if path.suffix == ".json" or text.removeprefix(BOM).lstrip().startswith("{"):
         from config.jsonconfig import json_jobs  # loaded only for a JSON config
 
-        jobs = json_jobs(path, text.removeprefix(BOM))
+        jobs = json_jobs(path, text.removeprefix(BOM), named)
         if jobs is not None:
             if sources is not None:
                 sources[str(path)] = text
@@ -152,8 +145,7 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
     run = _Run(sources)
     run.stack.append(path)  # so errors before the first frame still name the file
     try:
-        with warnings.catch_warnings():
-            _shown_not_raised()
+        with filtered(shown_not_raised):  # the config's own warnings shown (`warnfilters`)
             run.run(path, text)
     except KeyboardInterrupt:  # a Ctrl-C while it ran: the command's to handle (exit 130)
         raise
@@ -162,16 +154,16 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
 
         raise exec_error(run.files, str(path), exc) from None
     if "jobs" not in run.namespace:
-        raise ConfigError(f"{path}: defines no `jobs`; a config file must end with jobs = [Job(...), ...]")
-    return _check_jobs_list(path, run.namespace["jobs"])
+        raise ConfigError(f"{named}: defines no `jobs`; a config file must end with jobs = [Job(...), ...]")
+    return _check_jobs_list(named, run.namespace["jobs"])
 
 
-def _check_jobs_list(path: Path, jobs: Any) -> list[Any]:
+def _check_jobs_list(named: str, jobs: Any) -> list[Any]:
     if not isinstance(jobs, (list, tuple)):
-        raise ConfigError(f"{path}: `jobs` must be a list of Job objects, not {type(jobs).__name__}")
+        raise ConfigError(f"{named}: `jobs` must be a list of Job objects, not {type(jobs).__name__}")
     for i, job in enumerate(jobs):
         if not isinstance(job, Job):
-            raise ConfigError(f"{path}: jobs[{i}] is a {type(job).__name__}, not a Job")
+            raise ConfigError(f"{named}: jobs[{i}] is a {type(job).__name__}, not a Job")
     return list(jobs)
 
 
@@ -191,12 +183,13 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
     """The job for `jobkey` (`cluster/role/environment/name`); None when there is only one."""
     keys = [job_key(j) for j in jobs]
     listed = ", ".join(keys) or "none"
+    named = quoted(str(path))
     if not jobs:
-        raise ConfigError(f"{path}: `jobs` is empty; there is no job to run")
+        raise ConfigError(f"{named}: `jobs` is empty; there is no job to run")
     if jobkey is None:
         if len(jobs) == 1:
             return jobs[0]
-        raise ConfigError(f"{path}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
+        raise ConfigError(f"{named}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
     # Typed in a shell whose Python reads arguments as ASCII (`LC_ALL=C PYTHONUTF8=0`), `rôle`
     # came as the surrogate escapes of its UTF-8 bytes: the key is read as UTF-8, as the file.
     jobkey = jobkey.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
@@ -207,9 +200,9 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
         raise ConfigError(f"job key {quoted(jobkey)} is not cluster/role/environment/name{instance}")
     matches = [j for j, k in zip(jobs, keys) if k == jobkey]
     if not matches:
-        raise ConfigError(f"{path}: no job {jobkey}; the file defines: {listed}")
+        raise ConfigError(f"{named}: no job {jobkey}; the file defines: {listed}")
     if len(matches) > 1:
-        raise ConfigError(f"{path}: {len(matches)} jobs have the key {jobkey}; keys must be unique")
+        raise ConfigError(f"{named}: {len(matches)} jobs have the key {jobkey}; keys must be unique")
     return matches[0]
 
 
@@ -230,7 +223,7 @@ def load_job(path: str | Path, jobkey: str | None = None,
             raise ConfigError(f"{exc}; the config file comes first, then the job key: "
                               f"did you mean {jobkey} {path}?") from None
         raise
-    return prepare_job(select_job(bind_values(jobs, bindings), jobkey, path), str(path))
+    return prepare_job(select_job(bind_values(jobs, bindings), jobkey, path), quoted(str(path)))
 
 
 def _swapped(path: str | Path, jobkey: str | None) -> bool:

@@ -1,5 +1,5 @@
 """How a command that only serves (`stoker observe`) logs: `--log-format` and `--log-level`,
-read like every setting (`config/settings.py`: a flag wins over its variable, which wins
+read like every setting (`config/sourced.py`: a flag wins over its variable, which wins
 over the default). `stoker run` and `stoker executor` have the same two among their own.
 Never logs.
 """
@@ -10,11 +10,10 @@ import attrs
 from config.settings import (
     LOG_FORMATS,
     LOG_LEVELS,
-    Sourced,
     parse_log_format,
     parse_log_level,
-    setting,
 )
+from config.sourced import Sourced, setting
 
 
 @attrs.frozen(kw_only=True)

@@ -67,7 +67,7 @@ def task_id(name: str, instance: int) -> str:
     return f"{name}-{instance}-{os.urandom(4).hex()}"
 
 
-def _allocated(allocate: Allocate, names: list[str], fixed: Mapping[str, int], config: str,
+def _allocated(allocate: Allocate, names: list[str], fixed: Mapping[str, int], named: str,
                key: str) -> dict[str, int]:
     """`allocate`'s ports; a ConfigError that says why none could be had (every local port
     in use, on 127.0.0.1 or ::1 too, or no descriptor left), not a planning child's crash."""
@@ -75,7 +75,7 @@ def _allocated(allocate: Allocate, names: list[str], fixed: Mapping[str, int], c
         return allocate(names, fixed)
     except OSError as exc:
         wanted = ", ".join(n for n in names if n not in fixed)
-        raise ConfigError(f"{config}: job {key}: no free loopback port could be chosen for {wanted}: "
+        raise ConfigError(f"{named}: job {key}: no free loopback port could be chosen for {wanted}: "
                           f"{exc.strerror or exc}") from None
 
 
@@ -90,19 +90,20 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
     from config.portmap import job_portmap, port_names, requested_ports, resolve_portmap
 
     job = load_job(config, jobkey, bindings, sources=sources)
-    check_bound(job, config)
+    named = quoted(config)  # as errors name a path they were given
+    check_bound(job, named)
     plain = job.get()
     portmap = job_portmap(plain)
     referenced = port_names(job)
     names = requested_ports(referenced, portmap)
     _check_fixed_ports(fixed_ports, sorted(set(names) | set(referenced) | set(portmap)), job_key(job))
-    resolved = resolve_portmap(portmap, _allocated(allocate, names, fixed_ports, config, job_key(job)))
+    resolved = resolve_portmap(portmap, _allocated(allocate, names, fixed_ports, named, job_key(job)))
     name = job_key(job).rsplit("/", 1)[-1]
     stand_in = task_id(name, instance)
     try:
         spec = bind(job, instance=instance, ports=resolved.ports, task_id=stand_in, hostname=hostname, user=user)
     except ConfigError as exc:  # `{{thermos.nope}}`, a bound value of the wrong type: name the file
-        raise in_file(exc, config) from None
+        raise in_file(exc, named) from None
     return JobPlan(spec=spec, stand_in=stand_in,
                    allocated=tuple(sorted(n for n in names if n not in fixed_ports)),
                    port_warnings=tuple(resolved.warnings()),

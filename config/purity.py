@@ -27,10 +27,11 @@ from __future__ import annotations
 import _ast  # the compiler's node classes: `ast` itself (1.5-2 ms to load) is on a first run's path
 import builtins
 import types
-import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from config.warnfilters import filtered, ignored
 
 __all__ = ["PURE_BUILTINS", "closed_problem"]
 
@@ -103,9 +104,8 @@ def _first_problem(tree: _ast.AST, known: set[str]) -> tuple[int, str] | None:
 
 def _parse(text: str, name: str) -> _ast.Module:
     """`ast.parse(text, filename=name)`, without loading `ast`; with every warning ignored,
-    as the config's code is compiled (`config/loader.py`)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    as the config's code is compiled (`config/loader.py`, `config/warnfilters.py`)."""
+    with filtered(ignored):
         tree = compile(text, name, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)
     if not isinstance(tree, _ast.Module):  # what "exec" always gives
         raise TypeError(f"{name}: not a module's syntax tree")

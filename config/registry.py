@@ -1,6 +1,6 @@
 """The host registry's settings (docs/contract.md §8): where it is, how long it keeps ended tasks.
 
-Owns `RegistrySettings`, read like every setting (`config/settings.py`: a flag wins over its
+Owns `RegistrySettings`, read like every setting (`config/sourced.py`: a flag wins over its
 variable, which wins over the default), for `stoker run`, `stoker executor` and the
 commands that read the registry (`ps`, and `status`, `kill`, `restart`, `tail` given a task
 id), and `registry_root`, its default: /var/run/stoker for root, else $XDG_STATE_HOME/stoker,
@@ -15,7 +15,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from config.settings import Sourced, parse_secs, setting
+from config.settings import parse_secs
+from config.sourced import Sourced, setting
 
 DEFAULT_RETENTION_SECS = 7 * 86400.0
 

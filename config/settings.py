@@ -1,16 +1,11 @@
 """Settings from flags and `MESOS_*` / `STOKER_*` variables: the only code that reads them.
 
-Owns `RunSettings` (`stoker run`'s arguments), a frozen attrs class, and the machinery
-`config/executorsettings.py` (`ExecutorSettings`: what `stoker executor` gets from the Mesos
-agent's environment and its flags, docs/mesos.md §14) and `config/registry.py`
-(`RegistrySettings`) build theirs with. Each field carries its table row as
-metadata, twitter.common style: flag, environment variables, default, help and parser, read
-by `config/argdecl.py` (argparse, `--help`), `config/quickargs.py` (plain words) and `from_env`.
-
-Precedence for a field: flag (an override) > environment variable > default; an empty
-variable counts as unset. `flag_conflicts` lists the flags given that overrode a variable
-set to something else, for the CLI to warn about. Every problem is put in terms of the flag
-or the variable it came from (`--kill-grace='x' is not ...`), never of these classes.
+Owns `RunSettings` (`stoker run`'s arguments), a frozen attrs class, and the parsers and
+table rows `config/executorsettings.py` (`ExecutorSettings`: what `stoker executor` gets
+from the Mesos agent's environment and its flags, docs/mesos.md §14), `config/registry.py`
+(`RegistrySettings`) and `config/logsettings.py` share. How a settings class is read (a
+field's table row, `setting`; the precedence of flag, variable and default; problems put in
+terms of the flag or the variable) is `config/sourced.py`'s.
 
 Never logs; the executor token is never part of a repr. `pop_secrets` takes out what a
 task never gets (`config/environment.py` makes the rest of its environment): the token,
@@ -23,13 +18,13 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from config.announcer import parse_ensemble
-from config.errors import SettingsError
+from config.sourced import Sourced, setting
 from config.words import quoted
 
 if TYPE_CHECKING:  # zookeeper's: built only to announce
@@ -268,104 +263,6 @@ def logger_defaults(settings: Any) -> LoggerDefaults:
                              settings.runner_rotate_log_size_mb, settings.runner_rotate_log_backups)
 
 
-def _text(value: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{quoted(value)} is not text")
-    return value
-
-
-def setting(*, help: str, env: tuple[str, ...] = (), flag: str | None = None,
-            parse: Callable[[Any], Any] = _text, default: Any = attrs.NOTHING,
-            factory: Callable[[], Any] | None = None, repr: bool = True,
-            aliases: tuple[str, ...] = (),
-            default_from: Callable[[Mapping[str, str]], Any] | None = None,
-            **argparse_kw: Any) -> Any:
-    """One settings field and its table row (see the module docstring). `aliases`: other
-    spellings of the flag (Thermos' own, so its executor flags keep working); `default_from`:
-    a default computed from the environment (the field's default is then None)."""
-    metadata = {"help": help, "env": env, "flag": flag, "parse": parse, "argparse": argparse_kw,
-                "aliases": aliases, "default_from": default_from}
-    if default_from is not None:
-        default = None
-    if factory is not None:
-        return attrs.field(factory=factory, metadata=metadata, repr=repr)
-    return attrs.field(default=default, metadata=metadata, repr=repr)
-
-
-def _from_sources(cls: type, environ: Mapping[str, str], overrides: dict[str, Any]) -> Any:
-    fields = attrs.fields(cls)
-    known = {f.name for f in fields}
-    problems = [f"unknown setting {quoted(name)}" for name in sorted(set(overrides) - known)]
-    values: dict[str, Any] = {}
-    for f in fields:
-        source, raw = _pick(f, environ, overrides)
-        if raw is None and f.metadata["default_from"] is not None:
-            source, raw = f.name, f.metadata["default_from"](environ)
-        if raw is None:
-            if f.default is attrs.NOTHING:
-                where = " or ".join(f.metadata["env"]) or f.metadata["flag"] or f.name
-                problems.append(f"{where} is not set ({f.metadata['help']})")
-            continue
-        try:
-            values[f.name] = f.metadata["parse"](raw)
-        except (ValueError, TypeError) as exc:
-            problems.append(f"{source}={exc}")
-    if problems:
-        raise SettingsError("; ".join(problems), problems)
-    return cls(**values)
-
-
-def _pick(f: attrs.Attribute, environ: Mapping[str, str], overrides: dict[str, Any]) -> tuple[str, Any]:
-    if overrides.get(f.name) is not None:
-        return f.metadata["flag"] or f.name, overrides[f.name]
-    return _from_environ(f, environ)
-
-
-def _from_environ(f: attrs.Attribute, environ: Mapping[str, str]) -> tuple[str, Any]:
-    for name in f.metadata["env"]:
-        if environ.get(name):
-            return name, environ[name]
-    return "", None
-
-
-def from_environment(cls: type, name: str, environ: Mapping[str, str]) -> tuple[str, str | None]:
-    """(VARIABLE, value) of the variable that gives `cls`'s setting `name` its value, as
-    `from_env` picks it; ("", None) when none does (or `cls` has no such setting)."""
-    field = attrs.fields_dict(cls).get(name)
-    return _from_environ(field, environ) if field is not None else ("", None)
-
-
-def flag_conflicts(cls: type, args: object, environ: Mapping[str, str]) -> list[str]:
-    """One sentence per flag given that won over a variable set to another value:
-    `--sandbox /a wins over MESOS_SANDBOX=/b`."""
-    given = _namespace_values(cls, args)
-    conflicts = []
-    for f in attrs.fields(cls):
-        value = given.get(f.name)
-        name, raw = _from_environ(f, environ)
-        if value is None or raw is None or not f.metadata["flag"] or str(value) == raw:
-            continue
-        conflicts.append(f"{f.metadata['flag']} {value} wins over {name}={raw}")
-    return conflicts
-
-
-class Sourced:
-    """`from_env` and `from_args` of a settings class whose fields are `setting`s: the
-    precedence above, and every problem put in terms of a flag or a variable."""
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
-        """Settings from `environ`; `overrides` (flags; None = not given) win. Raises
-        SettingsError."""
-        return _from_sources(cls, environ, overrides)
-
-    @classmethod
-    def from_args(cls, args: object, environ: Mapping[str, str]) -> Self:
-        """Settings from a parsed command line (argparse's namespace or quickargs') and
-        `environ`. Raises SettingsError."""
-        return cls.from_env(environ, **_namespace_values(cls, args))
-
-
 @attrs.frozen(kw_only=True)
 class RunSettings(Sourced):
     """What `stoker run` runs with: its arguments, with STOKER_* variables as fallbacks."""
@@ -440,10 +337,6 @@ class RunSettings(Sourced):
         from config.zookeeper import AnnouncerSettings
 
         return AnnouncerSettings(ensemble=self.announce, allow_custom_serverset_path=True)
-
-
-def _namespace_values(cls: type, args: object) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in attrs.fields(cls) if hasattr(args, f.name)}
 
 
 def pop_secrets(environ: MutableMapping[str, str], *, keep_agent_env: bool = False) -> None:

@@ -63,12 +63,15 @@ def _interrupted_quietly() -> None:
 
         os._exit(130)
 
-    global quiet_hook
-    sys.excepthook = quiet_hook = quietly
+    quietly.stoker_quiet = True  # type: ignore[attr-defined]  # see QUIET
+    sys.excepthook = quietly
 
 
-quiet_hook: object = None  # the hook `_interrupted_quietly` set (`stoker`): once the log is
-# configured, its hook takes a Ctrl-C instead, and exits as `leave` does (executor/cli/logsetup.py)
+# The attribute of a loading hook that ends a Ctrl-C quietly (os._exit(130)): this package's,
+# set as `stoker` loads, and stoker.pyz's (tools/zipapp_main.py, set before this package is
+# unpacked). Once the log is configured, its hook takes a Ctrl-C such a hook would have, and
+# exits as `leave` does (executor/cli/logsetup.py).
+QUIET = "stoker_quiet"
 
 
 def _started_as_stoker(argv: list[str], orig_argv: list[str]) -> bool:

@@ -4,8 +4,8 @@
 and 3.13. This finds the others: pyenv's (`$PYENV_ROOT/versions/*/bin/python3`, else
 `~/.pyenv`) and `python3.N` on PATH, keeps one interpreter per minor version (the newest
 patch), leaves out the venv's own version (`make test` covers it) and anything older than
-3.11, then for each: a venv of its own at `.venv-3.N` (made, and `pip install -e '.[test]'`
-run, when missing or older than setup.py), and `pytest -q PATHS` in it (default: the unit
+3.11, then for each: a venv of its own at `.venv-3.N` (made by tools/make_venv.py, as
+`make` makes .venv), and `pytest -q PATHS` in it (default: the unit
 tests and the start-up smoke below). One line per version at the end; the exit status is 1
 when any run failed, 0 when all passed or no other Python was found (it says so).
 
@@ -72,17 +72,11 @@ def others(pythons: list[str], skip: tuple[int, int]) -> dict[tuple[int, int], s
 
 
 def venv_for(minor: tuple[int, int], python: str) -> Path:
-    """ROOT/.venv-3.N with the test extra installed, made again when setup.py is newer."""
+    """ROOT/.venv-3.N, made from `python` with the test extra by tools/make_venv.py, as `make`
+    makes .venv: made again when setup.py is newer, or when it cannot be used (an interrupted
+    making left one without pip, which was trusted from then on: every later run failed)."""
     venv = ROOT / f".venv-{minor[0]}.{minor[1]}"
-    stamp = venv / ".installed"
-    if stamp.exists() and stamp.stat().st_mtime >= (ROOT / "setup.py").stat().st_mtime:
-        return venv
-    bin_python = venv / "bin" / "python"
-    if not bin_python.exists():
-        subprocess.run([python, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(bin_python), "-m", "pip", "install", "-q", "-e", ".[test]"], cwd=ROOT, check=True)
-    subprocess.run([str(bin_python), "-P", "-m", "executor.codecache"], cwd=ROOT, check=True)  # as make's venv
-    stamp.touch()
+    subprocess.run([python, str(ROOT / "tools/make_venv.py"), "--same-python", venv.name], check=True)
     return venv
 
 

@@ -37,6 +37,8 @@ def _interrupted_quietly(kind, value, traceback, found=sys.excepthook):
     os._exit(130)
 
 
+_interrupted_quietly.stoker_quiet = True  # executor.QUIET: once the log is configured, its hook takes a Ctrl-C
+
 if not os.environ.get("SHIV_INTERPRETER"):  # (a Python prompt or `-c` keeps Python's handling)
     sys.excepthook = _interrupted_quietly
 

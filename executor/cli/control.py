@@ -177,11 +177,11 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
         holder = _started(stoker_dir, where, command)
         if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
             state = inspect_sandbox(sandbox).truth.state if holder is not None else "unknown"
-            raise ControlUnavailable(f"no live supervisor holds {where} (its task is {state})")
+            raise ControlUnavailable(f"no live supervisor holds {quoted(where)} (its task is {state})")
         if entry is not None and not _names(entry, holder):
             entry = _again(entry, lookup)
         if entry is not None and not _names(entry, holder):
-            raise ControlUnavailable(f"the lock in {where}/.stoker names pid {holder.pid}, not the "
+            raise ControlUnavailable(f"the lock in {quoted(where + '/.stoker')} names pid {holder.pid}, not the "
                                      f"supervisor the host registry names (pid {entry.supervisor_pid})")
         sock = connect(stoker_dir, where, holder.pid)
     finally:
@@ -213,10 +213,10 @@ def _stoker_dir(sandbox: Path, entry: RegistryEntry | None) -> int:
     except ForeignLink as exc:
         raise ControlUnavailable(str(exc.strerror)) from None
     except PermissionError as exc:  # a task sandbox, of a supervisor of another user's
-        raise ControlUnavailable(f"cannot open {where}/.stoker: {saferead.describe(exc)}: only "
+        raise ControlUnavailable(f"cannot open {quoted(where + '/.stoker')}: {saferead.describe(exc)}: only "
                                  f"the supervisor's user (or root) may control its task") from None
     except OSError as exc:
-        raise ControlUnavailable(f"{where} is not a task sandbox: .stoker: "
+        raise ControlUnavailable(f"{quoted(where)} is not a task sandbox: .stoker: "
                                  f"{saferead.describe(exc)}") from None
 
 

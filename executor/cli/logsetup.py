@@ -277,9 +277,10 @@ def _crashed(kind: type[BaseException], exc: BaseException, tb: TracebackType | 
     traceback, written before the process ends. A Ctrl-C is not one (a second one as the
     first's way out ran, `executor.cli.start.run`): as `stoker`, what is spooled written and
     exit 130 as `executor.leave` exits, atexit's functions run (was: `stoker`'s loading hook,
-    os._exit(130)); else it goes to the hook set before (Python's own)."""
+    os._exit(130); then stoker.pyz's still, its hook not `stoker`'s); else it goes to the
+    hook set before (Python's own)."""
     if isinstance(exc, KeyboardInterrupt):
-        if _before is not executor.quiet_hook:
+        if not getattr(_before, executor.QUIET, False):  # not `stoker`'s, nor stoker.pyz's
             _before(kind, exc, tb)
             return
         from executor.cli.start import leave_interrupted

@@ -22,7 +22,8 @@ import executor
 from config.errors import ConfigError, in_file
 from config.quickargs import parse as quick_parse
 from config.registry import RegistrySettings
-from config.settings import SECRET_VARIABLES, RunSettings, flag_conflicts
+from config.settings import SECRET_VARIABLES, RunSettings
+from config.sourced import flag_conflicts
 from config.words import quoted
 from executor import codecache
 from executor.cli import UsageError, logsetup
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         from executor.cli.apart import run_apart
 
         command = functools.partial(_handled, functools.partial(_dispatch, args))
-        return _handled(functools.partial(run_apart, command, args.config))
+        return _handled(functools.partial(run_apart, command, quoted(args.config)))
     return _handled(functools.partial(_dispatch, args))
 
 
@@ -174,7 +175,7 @@ def _resolvable(args: Any) -> None:
 def _paths(args: Any) -> list[tuple[str, str]]:
     """(as named, path) of each of `args`' PATH_ARGUMENTS: given, or from the environment; named
     quoted, as errors quote what they were given (`stoker run ""` was `stoker: error: : the ...`)."""
-    from config.settings import from_environment
+    from config.sourced import from_environment
 
     classes = supervisor_settings(args.command) if args.command in SUPERVISORS else (RegistrySettings,)
     paths = []
@@ -295,14 +296,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--bind {exc}") from None
     job = load_job(args.config, args.jobkey, bindings)
-    check_bound(job, args.config)
+    check_bound(job, quoted(args.config))
     if args.json:
         sys.stdout.write(encode(job).decode("utf-8") + "\n")
     else:
         try:
             text = describe_job(job)  # binds it as `stoker run` would
         except ConfigError as exc:
-            raise in_file(exc, args.config) from None
+            raise in_file(exc, quoted(args.config)) from None
         sys.stdout.write(text)
     return 0
 
@@ -328,9 +329,9 @@ def _cmd_inspect_task_info(args: argparse.Namespace) -> int:
                                 framework_user=None)
     except (OSError, ValueError, LaunchError, RemoteProtocolError) as exc:
         why = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"{args.task_info}: {why}") from None
+        raise ConfigError(f"{quoted(args.task_info)}: {why}") from None
     except RecursionError:  # JSON nested deeper than the parser recurses
-        raise ConfigError(f"{args.task_info}: it is nested too deeply to read") from None
+        raise ConfigError(f"{quoted(args.task_info)}: it is nested too deeply to read") from None
     if args.json:
         print(json.dumps(launch_json(launch, settings), indent=2))
     else:

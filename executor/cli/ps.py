@@ -123,4 +123,7 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float, starting: set[int] 
                      f"{r['lost_since_source'] or 'no record'})")
         left = ", ".join(f"{p['pid']} ({p['process'] or '?'} run {p['run']})" for p in r["leftovers"])
         lines.append(f"  leftover processes: {left or 'none'}")
+        if r["foreign_processes"]:
+            others = ", ".join(f"{p['pid']} ({p['user']})" for p in r["foreign_processes"])
+            lines.append(f"  other users' processes carrying its marker (not its leftovers): {others}")
     return printable_lines("\n".join(lines)) + "\n"

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         pending = Pending(*shown_attempt(inspection), inspection.after_latest) if inspection.attempt is None else None
         text = format_status(view, now, inspection.truth, inspection.leftovers, starts, figures,
-                             stopped, pending)
+                             stopped, pending, inspection.foreign)
         sys.stdout.write(text)
     return 0
 

@@ -64,9 +64,10 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
     kind = "missing" if gone else _kind(path)
     if kind == "dir":
         return Target(path.absolute(), None)
-    missing = f"sandbox {quoted(str(path))}: {executor.working_directory_unnamed()}" if gone else f"sandbox {path} does not exist"
+    named = quoted(str(path))  # as errors quote what they were given: `sandbox 'a b'`
+    missing = f"sandbox {named}: {executor.working_directory_unnamed()}" if gone else f"sandbox {named} does not exist"
     if kind == "other" or given is None:
-        raise UsageError(f"sandbox {path} is not a directory" if kind == "other" else missing)
+        raise UsageError(f"sandbox {named} is not a directory" if kind == "other" else missing)
     from executor.host.registry import AmbiguousTaskId, Registry, RegistryUnreadable, find
 
     settings = RegistrySettings.from_args(args, os.environ)
@@ -82,10 +83,10 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
         others = ("; a task of another user's is in that user's registry: name its sandbox"
                   if os.geteuid() == 0 else "")  # root controls it by its path (README, Users)
         raise UsageError(f"{missing}, and no task in the registry "
-                         f"{settings.registry_root} has that id (`stoker ps --all` lists them){others}")
+                         f"{quoted(settings.registry_root)} has that id (`stoker ps --all` lists them){others}")
     sandbox = Path(found.entry.sandbox)
     if _kind(sandbox) != "dir":
-        raise UsageError(f"task {given}: its sandbox {sandbox} no longer exists{_still_runs(found.entry)}")
+        raise UsageError(f"task {quoted(given)}: its sandbox {quoted(str(sandbox))} no longer exists{_still_runs(found.entry)}")
     return Target(sandbox, found.entry)
 
 
@@ -101,7 +102,7 @@ def _kind(path: Path) -> str | None:
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
             return None
-        raise UsageError(f"sandbox {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"sandbox {quoted(str(path))}: {exc.strerror or exc}") from None
     return "dir" if stat.S_ISDIR(info.st_mode) else "other"
 
 

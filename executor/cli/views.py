@@ -22,6 +22,7 @@ from config.words import columns, pad, printable, printable_lines
 from executor.host.clock import age, iso_time, when
 from executor.host.truth import RESTARTING, Truth, describe_restart, describe_stopped
 from executor.task.inspection import Inspection, Leftover
+from executor.task.leftoverprocs import Foreign
 from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
 from executor.task.usagefigures import Figures, figure_rows
 
@@ -112,27 +113,33 @@ def _state_text(attempt: AttemptView, truth: Truth | None, now_wall: float) -> s
     return f"{truth.describe_since(when(truth.since_wall, now_wall))}; recorded {recorded}"
 
 
-def _leftover_lines(leftovers: Sequence[Leftover]) -> list[str]:
+def _leftover_lines(leftovers: Sequence[Leftover], foreign: Sequence[Foreign] = ()) -> list[str]:
     if not leftovers:
-        return ["leftover processes: none (nothing carries the task's marker)"]
-    rows = [["PID", "PROCESS", "RUN", "COMMAND"]]
-    rows += [[str(p.pid), p.process or "-", "-" if p.run is None else str(p.run), p.command]
-             for p in leftovers]
-    return ["leftover processes (they carry the task's marker, or its watchdog held them; "
-            "its supervisor is gone):",
-            *table(rows)]
+        lines = ["leftover processes: none (nothing of the task's user carries the task's marker)"]
+    else:
+        rows = [["PID", "PROCESS", "RUN", "COMMAND"]]
+        rows += [[str(p.pid), p.process or "-", "-" if p.run is None else str(p.run), p.command]
+                 for p in leftovers]
+        lines = ["leftover processes (they carry the task's marker, or its watchdog held them; "
+                 "its supervisor is gone):", *table(rows)]
+    if foreign:
+        lines += ["other users' processes carrying the task's marker (not counted as its leftovers: "
+                  "the marker is anyone's to copy, and a root task's process may have changed user):",
+                  *table([["PID", "USER", "COMMAND"], *([str(p.pid), p.user, p.command] for p in foreign)])]
+    return lines
 
 
 def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
                   leftovers: Sequence[Leftover] = (), starts: Mapping[str, float] | None = None,
                   figures: Figures | None = None, stopped: AbstractSet[str] = frozenset(),
-                  pending: Pending | None = None) -> str:
+                  pending: Pending | None = None, foreign: Sequence[Foreign] = ()) -> str:
     """A readable status of the task as replayed from its checkpoint; `truth` says whether
     its supervisor still runs (None: not checked); `starts`: the kernel's start of each
     running run, by process, in today's wall clock (its 'up' is from there); `figures`: its
     use against its reservation (None: not shown); `stopped`: the processes whose run the
     kernel shows stopped, and "" when the supervisor is; `pending`: the task id's attempt is
-    not in the checkpoint yet (shown as `_pending_lines` say, with no process or health)."""
+    not in the checkpoint yet (shown as `_pending_lines` say, with no process or health);
+    `foreign`: other users' processes carrying a LOST task's marker, shown apart."""
     cur = view.current
     lost = truth is not None and truth.lost
     if pending is not None:
@@ -153,7 +160,7 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
                   *table([["RESOURCE", "USED", "RESERVED", "%", "NOTE"],
                           *(list(r) for r in figure_rows(figures, now_wall))])]
     if lost:
-        lines += ["", *_leftover_lines(leftovers)]
+        lines += ["", *_leftover_lines(leftovers, foreign)]
     return printable_lines("\n".join(lines)) + "\n"  # names and reasons come from the checkpoint
 
 
@@ -243,6 +250,6 @@ def format_unrecorded(inspection: Inspection, marker: str) -> str:
     lines = [f"sandbox {inspection.sandbox}  state={truth.state}", f"  {inspection.problem}",
              f"  supervisor_pid: {pid or '-'} ({'running' if truth.alive else 'gone'})"]
     if truth.lost:
-        lines += ["", *(_leftover_lines(inspection.leftovers) if marker else
+        lines += ["", *(_leftover_lines(inspection.leftovers, inspection.foreign) if marker else
                         ["leftover processes: not known (no task marker was recorded)"])]
     return printable_lines("\n".join(lines)) + "\n"

@@ -22,6 +22,7 @@ import os
 
 import attrs
 
+from config.words import quoted
 from executor.host.clock import iso_time
 from executor.host.identity import ProcessIdentity, boot_secs, is_alive, read_proc
 from executor.host.identity import boot_id as this_boot
@@ -191,5 +192,6 @@ def _busy_message(sandbox: str, other: Holder | None) -> str:
     if other is not None:
         what = f"stoker {other.front_end}" if other.front_end else "Stoker"
         who = f"a live {what} (pid {other.pid}, since {iso_time(other.since_wall)})"
-    return (f"sandbox {sandbox} is held by {who}: one supervisor per sandbox; stop it first "
-            f"(`stoker kill {sandbox}`) or use another sandbox")
+    named = quoted(sandbox)  # as errors quote what they were given; a word a shell reads as one
+    return (f"sandbox {named} is held by {who}: one supervisor per sandbox; stop it first "
+            f"(`stoker kill {named}`) or use another sandbox")

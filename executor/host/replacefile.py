@@ -79,7 +79,7 @@ def untrusted_level(path: str, euid: int | None = None, egid: int | None = None)
         except OSError as exc:
             return f"{level}: {exc.strerror}"
         if info.st_uid not in (euid, 0):
-            return f"{level} belongs to {_user(info.st_uid)}"
+            return f"{level} belongs to {user_name(info.st_uid)}"
         if stat.S_ISLNK(info.st_mode):
             hops += 1
             if hops > _MAX_HOPS:
@@ -112,8 +112,9 @@ def _next_level(level: str, rest: list[str]) -> str:
     return ""
 
 
-def _user(uid: int) -> str:
-    import pwd  # only to say why a path is refused
+def user_name(uid: int) -> str:
+    """`uid`'s name in the password database with its number (`alice (uid 1000)`), else `uid N`."""
+    import pwd  # only to say why a path is refused, or whose a process is
 
     try:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"

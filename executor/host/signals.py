@@ -120,6 +120,10 @@ class SignalRelay:
         signals it relays): those found were a stand-in's for them."""
         self._previous.update((s, h) for s, h in handlers.items() if s in self._previous)
 
+    def found(self, signum: int) -> Any:
+        """The handler `close` puts back for `signum` (found at install, or `put_back`'s)."""
+        return self._previous.get(signum, signal.getsignal(signum))
+
     def close(self, ignoring: Iterable[int] = ()) -> None:
         """Puts back the handlers and wakeup fd found at install (or `put_back`'s), and ends
         the thread. Those of `ignoring` it relays are left ignored instead (a process that

@@ -35,7 +35,7 @@ import stat
 import sys
 import time
 
-from executor.host.replacefile import replace_file, trusted_path, untrusted_level
+from executor.host.replacefile import replace_file, trusted_path, untrusted_level, user_name
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -280,14 +280,6 @@ def open_above(path: str) -> str:
         if level:
             return f"is in a directory another user could change ({level})"
     return ""
-
-
-def user_name(uid: int) -> str:
-    """`uid`'s name in the password database with its number (`alice (uid 1000)`), else `uid N`."""
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
 
 
 def root_name() -> str:

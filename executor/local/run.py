@@ -46,7 +46,7 @@ from config.errors import ConfigError
 from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
-from config.words import printable
+from config.words import printable, quoted
 from executor.events import TaskState
 from executor.host.early import EarlyStart, relayed_stop_signals
 from executor.host.identity import boot_secs
@@ -208,7 +208,12 @@ class LocalRun:
 
     def _let_go(self, relay: SignalRelay | None) -> None:
         """With the relay up (a stop has nothing left to stop) the early start and plan lease,
-        then the relay (its command keeps stops ignored: tests/e2e/test_run_late_stop.py), then systemd's socket."""
+        then the relay (its command keeps stops ignored: tests/e2e/test_run_late_stop.py), then systemd's socket.
+        Then a Ctrl-C is one again (the handler found, unless SIGINT was ignored at start): one
+        as the command writes its last lines to a terminal, or saves its code cache, ends it
+        at once, exit 130 (`executor.cli.main.run`, `start.leave_interrupted`); was: ignored
+        to the end, so a terminal that stopped reading (Ctrl-S) held `stoker run` up to its
+        spool's bound whatever the operator pressed."""
         try:
             self._start.close()
         finally:
@@ -218,6 +223,8 @@ class LocalRun:
             finally:
                 if self._unit is not None:
                     self._unit.close()
+                if relay is not None and self._exits_after:
+                    signal.signal(signal.SIGINT, relay.found(signal.SIGINT))
 
     def _run(self, prepared: Prepared) -> int:
         rules = ServiceRules(
@@ -353,7 +360,7 @@ class LocalRun:
             if announcement is not None:
                 load_announcer()
         except AnnounceError as exc:
-            raise ConfigError(f"{s.config}: job {spec.key}: {exc}") from None
+            raise ConfigError(f"{quoted(s.config)}: job {spec.key}: {exc}") from None
         return announcement
 
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:

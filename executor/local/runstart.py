@@ -21,6 +21,7 @@ from pathlib import Path
 from config.plan import JobPlan
 from config.registry import RegistrySettings
 from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings
+from config.words import quoted
 from executor.host.early import EarlyStart, undefer_stop_signals
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
@@ -41,11 +42,12 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
         path = Path(requested)
     else:
         path = Path.cwd() / planfiles.sandbox_name(job_name)
+    named = quoted(str(path))  # as errors quote what they were given
     try:
         if path.exists() and not path.is_dir():
-            raise SandboxError(f"sandbox {path} exists and is not a directory")
+            raise SandboxError(f"sandbox {named} exists and is not a directory")
     except OSError as exc:  # a name longer than a file name may be, a directory not ours to see
-        raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from None
+        raise SandboxError(f"cannot create sandbox {named}: {exc.strerror or exc}") from None
     link = planfiles.foreign_link(str(path))  # before anything is made there
     if link:
         raise _refused(path, link)
@@ -56,9 +58,9 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
     try:
         make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     except OSError as exc:
-        raise SandboxError(f"cannot create sandbox {path}: {exc.strerror or exc}") from exc
+        raise SandboxError(f"cannot create sandbox {named}: {exc.strerror or exc}") from exc
     if not os.access(path, os.W_OK | os.X_OK):
-        raise SandboxError(f"sandbox {path} is not writable")
+        raise SandboxError(f"sandbox {named} is not writable")
     problem = _not_own(path)
     if problem:
         raise _refused(path, problem)
@@ -66,7 +68,7 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
 
 
 def _refused(path: Path, problem: str, remedy: str = "use a directory of your own") -> SandboxError:
-    return SandboxError(f"sandbox {path} {problem}: the task would run what another user puts "
+    return SandboxError(f"sandbox {quoted(str(path))} {problem}: the task would run what another user puts "
                         f"in it (bash sources its .thermos_profile before every process); {remedy}")
 
 
@@ -137,7 +139,7 @@ class RunStart:
             self.give_up_early("its plan is not the one kept")
         from executor.local.planning import job_planner, plan_apart  # a kept plan needs none of it
 
-        plan, sources, problem = plan_apart(job_planner(inputs), ahead, source=inputs[0])
+        plan, sources, problem = plan_apart(job_planner(inputs), ahead, source=quoted(inputs[0]))
         if directory is not None:
             plancache.store(directory, key, sources, plan, self._lease, problem)
             if problem is None:
@@ -221,5 +223,5 @@ def hold_sandbox(sandbox: Path, registry: RegistrySettings | None, held_lock: in
     except SandboxBusy as exc:
         raise SandboxError(str(exc)) from None
     except OSError as exc:
-        raise SandboxError(f"cannot use sandbox {sandbox}: its .stoker directory or lock: "
+        raise SandboxError(f"cannot use sandbox {quoted(str(sandbox))}: its .stoker directory or lock: "
                            f"{exc.strerror or exc}") from None

@@ -64,7 +64,20 @@ class ImageError(Exception):
 
 def launch_info_supported(path: str) -> bool:
     """Whether the containerizer takes `--launch_info` (Mesos >= 1.2): Thermos' question,
-    `PATH launch` with no flag, whose error then names it. Raises ImageError."""
+    `PATH launch` with no flag, whose error then names it. Raises ImageError.
+
+    The one child the executor waits for itself (`subprocess.run`), which the reaper's rule
+    forbids once a supervisor holds it (`executor/procs/reaper.py`: its thread would reap the
+    child as an orphan of the task). It is asked before: an executor runs one task
+    (`launchTask` refuses a second), and `_run_task` prepares the image before it makes the
+    task's owner, whose supervisor takes the reaper; refused should that order ever change.
+    Only stderr is read: the exit status, which a reaper left over from a supervisor gone
+    (its thread ends at its next wake) could take, is never used."""
+    from executor.task.wiring import reaper_in_use  # the executor's, loaded already
+
+    if reaper_in_use():
+        raise ImageError(f"cannot ask {path} which flags it takes: a task's supervisor already runs in this "
+                         "executor, whose reaper would take the answer as its task's orphan")
     try:
         done = subprocess.run([path, "launch"], stdin=subprocess.DEVNULL, capture_output=True, timeout=TOOL_SECS,
                               check=False)

@@ -186,13 +186,19 @@ def _earlier_runs(d: TaskDetail, attempt: AttemptView) -> str:
 def _leftovers(d: TaskDetail) -> str:
     if not d.inspection.truth.lost:
         return ""
-    left = d.inspection.leftovers
+    left, foreign = d.inspection.leftovers, d.inspection.foreign
+    others = "" if not foreign else (
+        "<h2>Other users' processes carrying its marker</h2><p>Not counted as its leftovers: the "
+        "marker is anyone's to copy, and a root task's process may have changed user.</p>"
+        + table("Other users' processes carrying its marker", ["pid", "user", "command"],
+                [[esc(p.pid), esc(p.user), esc(p.command)] for p in foreign], numeric=(0,), wrap=(2,)))
     if not left:
-        return "<h2>Leftover processes</h2><p>None: nothing carries the task's marker.</p>"
+        return "<h2>Leftover processes</h2><p>None: nothing of the task's user carries its marker.</p>" + others
     rows = [[esc(p.pid), esc(p.process or "-"), esc("-" if p.run is None else p.run),
              esc(p.command)] for p in left]
     return ("<h2>Leftover processes</h2><p>They carry the task's marker; its supervisor is "
-            "gone.</p>" + table("Leftover processes", ["pid", "process", "run", "command"], rows, numeric=(0,), wrap=(3,)))
+            "gone.</p>" + table("Leftover processes", ["pid", "process", "run", "command"], rows, numeric=(0,), wrap=(3,))
+            + others)
 
 
 def _health(attempt: AttemptView) -> str:

@@ -11,7 +11,8 @@ whatever it does to its session or environment, unless it may write another cgro
 (`home`), and the task's cgroup is killed as a whole and removed.
 
 Owns: choosing the place (`executor/procs/cgroup_paths.py` parses where we are), making
-the `stoker-<id>` cgroup, the one-per-process rule (a process is in one
+the `stoker-MARKER` cgroup (`task_name`: the task's whole marker; a lost attempt's, as a
+re-run finds and removes it, is `cgrouplost.py`'s), the one-per-process rule (a process is in one
 cgroup per hierarchy, so a second task supervised by the same process falls back),
 and the kill: `cgroup.kill` (v2), or freeze, SIGKILL every member, thaw (v2 `cgroup.freeze`,
 v1 `freezer`). `Kill.how` names the same three ways to the watchdog's script.
@@ -41,7 +42,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import attrs
 
@@ -102,7 +103,7 @@ class TaskCgroup:
 
     def members(self) -> list[int]:
         """The processes in this cgroup and in those below it (a run may make its own)."""
-        return [pid for top in subtree(self.place.directory) for pid in _read_pids(top)]
+        return [pid for top in subtree(self.place.directory) for pid in read_pids(top)]
 
     def holds(self, pid: int) -> bool | None:
         """Whether `pid` is in this cgroup or one below it (None: its /proc entry is gone
@@ -135,9 +136,9 @@ class TaskCgroup:
                     left = (f"cannot remove {self.directory}: {describe_os_error(e)} "
                             f"({len(self.members())} processes still in it after {timeout_secs} s)")
                     return f"{problem}; {left}" if problem else left
-                if e.errno == errno.EBUSY and _remove_below(self.directory):
+                if e.errno == errno.EBUSY and remove_below(self.directory):
                     continue  # the cgroups a member made below it were what held it
-            _wait_emptied(self.directory, deadline)  # SIGKILLed members take a moment to leave
+            wait_emptied(self.directory, deadline)  # SIGKILLed members take a moment to leave
 
     def _kill_once(self, deadline: float) -> None:
         d = self.directory
@@ -146,14 +147,14 @@ class TaskCgroup:
             return
         if self.how == "freeze":
             _write(d, "cgroup.freeze", "1")
-            _wait_until(lambda: "frozen 1" in _read(d, "cgroup.events"), deadline)
+            _wait_until(lambda: "frozen 1" in read(d, "cgroup.events"), deadline)
             self._kill_members()
             _write(d, "cgroup.freeze", "0")
             return
         _write(d, "freezer.state", "FROZEN")
-        _wait_until(lambda: _read(d, "freezer.state").strip() == "FROZEN", deadline)
+        _wait_until(lambda: read(d, "freezer.state").strip() == "FROZEN", deadline)
         self._kill_members()
-        _thaw(d)
+        thaw(d)
 
     def _kill_members(self) -> None:
         """SIGKILL each listed member, of this cgroup or one below it (both freezers freeze
@@ -181,6 +182,13 @@ class TaskCgroup:
                     os.close(pidfd)
 
 
+def task_name(marker: str) -> str:
+    """The name of the cgroup of the task whose marker is `marker`: the whole marker, so that
+    a re-run removes a lost attempt's by that (`cgrouplost.py`), never a cgroup whose name
+    only begins the same (a marker planted in a checkpoint)."""
+    return f"stoker-{marker}"
+
+
 def create(name: str, setting: str,
            announce: Callable[[str, str], None] = lambda directory, how: None) -> TaskCgroup | NoCgroup:
     """Make the cgroup `name` for one task where `setting` says (`auto`: under the cgroups
@@ -197,8 +205,8 @@ def create(name: str, setting: str,
             return NoCgroup(f"this process already keeps another task in {_holder} "
                             f"(a process is in one cgroup per hierarchy)")
         try:
-            proc_cgroup = _read("/proc/self", "cgroup")
-            mountinfo = _read("/proc/self", "mountinfo")
+            proc_cgroup = read("/proc/self", "cgroup")
+            mountinfo = read("/proc/self", "mountinfo")
         except OSError as e:
             return NoCgroup(f"cannot read /proc/self/cgroup or mountinfo: {describe_os_error(e)}")
         result = _first_made(name, setting, own_places(proc_cgroup, mountinfo), mountinfo, announce)
@@ -303,55 +311,7 @@ def _make(place: Place, home: Place, announce: Callable[[str, str], None]) -> Ta
     return f"{place.directory} has none of {', '.join(files.values())} (kernel too old)"
 
 
-def lost_cgroups(name: str, pids: Iterable[int]) -> set[str]:
-    """The directories of the cgroups named `name` (a lost attempt's `stoker-ID`) that `pids`
-    are in, or below, as the kernel shows them (/proc/PID/cgroup: read before they are
-    killed), and those below the cgroups this process is in (where a run in the same
-    session made it). A name that is not one path component (a planted checkpoint's marker)
-    has none."""
-    if "/" in name or "\0" in name or name in (".", ".."):
-        return set()
-    try:
-        mountinfo = _read("/proc/self", "mountinfo")
-        texts = [_read("/proc/self", "cgroup")]
-    except OSError:
-        return set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            texts.append(_read(f"/proc/{pid}", "cgroup"))
-    found = {os.path.join(home.directory, name) for home in own_places(texts[0], mountinfo)}
-    for place in (p for text in texts[1:] for p in own_places(text, mountinfo)):
-        parts = place.directory.split("/")
-        if name in parts:
-            found.add("/".join(parts[:len(parts) - parts[::-1].index(name)]))
-    return {d for d in found if os.path.isdir(d)}
-
-
-ALREADY_GONE = "already gone"
-
-
-def remove_emptied(directory: str, timeout_secs: float) -> str | None:
-    """Remove a lost attempt's cgroup (and those below it) once the processes killed in it
-    have left, never killing through it (the kill was by marker); None when this removed
-    it, ALREADY_GONE when another had (the attempt's own watchdog), else why not, in words.
-    Thawed first: left frozen (v1), the killed stayed, for good."""
-    deadline = time.monotonic() + timeout_secs
-    _thaw(directory)
-    while True:
-        _remove_below(directory)
-        try:
-            os.rmdir(directory)
-            return None
-        except FileNotFoundError:
-            return ALREADY_GONE
-        except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() >= deadline:
-                return (f"cannot remove {directory}: {describe_os_error(e)} "
-                        f"({sum(len(_read_pids(d)) for d in subtree(directory))} processes in it)")
-        _wait_emptied(directory, deadline)
-
-
-def _thaw(directory: str) -> None:
+def thaw(directory: str) -> None:
     """Thaw v1 freezer cgroup `directory` and each below it (a member's own stays frozen as
     its parent thaws): a frozen process dies only once thawed (v2's: by SIGKILL as well)."""
     for below in subtree(directory):
@@ -378,7 +338,7 @@ def _write(directory: str, name: str, text: str) -> None:
         os.close(fd)
 
 
-def _read(directory: str, name: str) -> str:
+def read(directory: str, name: str) -> str:
     fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
@@ -389,21 +349,21 @@ def _read(directory: str, name: str) -> str:
         os.close(fd)
 
 
-def _read_pids(directory: str) -> list[int]:
+def read_pids(directory: str) -> list[int]:
     try:
-        return [int(x) for x in _read(directory, "cgroup.procs").split()]
+        return [int(x) for x in read(directory, "cgroup.procs").split()]
     except (OSError, ValueError):
         return []
 
 
 def _cgroup_of(pid: int, kind: CgroupKind) -> str | None:
     try:
-        return parse_proc_cgroup(_read(f"/proc/{pid}", "cgroup")).get(kind)
+        return parse_proc_cgroup(read(f"/proc/{pid}", "cgroup")).get(kind)
     except OSError:
         return None
 
 
-def _remove_below(directory: str) -> bool:
+def remove_below(directory: str) -> bool:
     """Remove the cgroups below `directory`, bottom up (a task's root process may make its
     own: a container runtime does): True when there were some and all are gone. Each
     removal fails while a process is in it."""
@@ -428,7 +388,7 @@ def subtree(directory: str) -> list[str]:
     return found
 
 
-def _wait_emptied(directory: str, deadline: float) -> None:
+def wait_emptied(directory: str, deadline: float) -> None:
     """Until no process is left in the cgroup, or the deadline: woken by the kernel as
     cgroup.events changes (v2: `populated 0`; poll() sees POLLPRI), not by a timer. A SIGKILLed
     member leaves only once it has exited: 0.5 s to free 8 GB, and a request a FUSE server

@@ -241,6 +241,13 @@ class Reaper:
     def users(self) -> int:
         return self._users
 
+    @classmethod
+    def in_use(cls) -> bool:
+        """Whether a supervisor holds the reaper now: then no other code may wait for a
+        child, nor fork one (the module docstring); its thread reaps it as the task's orphan."""
+        reaper = cls._instance
+        return reaper is not None and reaper.users > 0
+
     @property
     def thread(self) -> threading.Thread | None:
         return self._thread

@@ -45,7 +45,7 @@ from executor.events import DaemonsExited, ExitStatus, ProcessExited, WatchdogRe
 from executor.logs import log_event
 from executor.procs import earlyfork, fdlimit, oomcount, spawn
 from executor.procs.adoption import EarlyRuns
-from executor.procs.cgroups import SETTING_AUTO
+from executor.procs.cgroups import SETTING_AUTO, task_name
 from executor.procs.containment import Containment
 from executor.procs.draining import Drains, RunWatcher
 from executor.procs.earlyfork import EarlyRun
@@ -163,7 +163,7 @@ class Supervisor:
                                         keep=lambda: self._state is SupervisorState.STARTED,
                                         restarted=lambda pid: self._post(WatchdogRestarted(pid, time.monotonic())))
         self._watchdog.start()  # outside the cgroup, so that it can kill it; told it before it is made
-        self._containment.prepare(f"stoker-{self._marker[:16]}", early=bool(self._early), inherited=self._inherited,
+        self._containment.prepare(task_name(self._marker), early=bool(self._early), inherited=self._inherited,
                                   announce=self._watchdog.announce)  # (else a kill meanwhile left it)
         # an early run's exit waits for `prepare` (its walks): judged before, a daemonizer's daemon
         # was not kept (no walk yet), then killed as unclaimed at the task's next exit

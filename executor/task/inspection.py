@@ -40,7 +40,7 @@ from executor.procs import proctree, saferead
 from executor.procs.spawn import TASK_MARKER
 from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint_in, records_at
 from executor.task.heldfile import held_leftovers
-from executor.task.leftoverprocs import Leftover, carrying, command_of
+from executor.task.leftoverprocs import Foreign, Leftover, by_user, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
 from executor.task.unrecorded import Unrecorded, none_of_its, pin_lost, unrecorded
 from executor.task.viewcache import Seen, ViewCache, resumable
@@ -56,6 +56,7 @@ class Inspection:
     truth: Truth
     problem: str = ""
     leftovers: tuple[Leftover, ...] = ()
+    foreign: tuple[Foreign, ...] = ()  # other users' processes carrying its marker: shown, not counted
     leftovers_looked: bool = False  # `with_leftovers` looked for them (LOST, its marker known)
     # No checkpoint (or none of its attempts): a supervisor took the sandbox and died, let go or
     # is starting before it recorded anything. Its pid when known.
@@ -260,14 +261,23 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
     out = []
     for inspection, marker in zip(inspections, markers):
         if inspection.truth.lost and marker:
-            listed = carrying(found.values(), marker)
-            seen = {p.pid for p in listed}
+            carried = carrying(found.values(), marker)
+            listed, foreign = by_user(carried, _owner(inspection.sandbox))
+            seen = {p.pid for p in carried}
             listed += [Leftover(pid, "", None, command_of(pid)) for pid in
                        held_leftovers(inspection.sandbox, marker, pinned=inspection.pinned) if pid not in seen]
             inspection = attrs.evolve(inspection, leftovers=tuple(sorted(listed, key=lambda p: p.pid)),
-                                      leftovers_looked=True)
+                                      foreign=tuple(foreign), leftovers_looked=True)
         out.append(inspection)
     return out
+
+
+def _owner(sandbox: Path) -> int | None:
+    """The sandbox's owner, the task's user (`leftoverprocs.py`); None when it cannot be seen."""
+    try:
+        return os.lstat(sandbox).st_uid
+    except OSError:
+        return None
 
 
 def _procs(inspection: Inspection) -> tuple[int, int]:
@@ -308,6 +318,7 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
         "lost_since": truth.since_wall, "lost_since_source": truth.since.value if truth.since else None,
         "leftovers": [{"pid": p.pid, "process": p.process, "run": p.run, "command": p.command}
                       for p in inspection.leftovers],
+        "foreign_processes": [attrs.asdict(p) for p in inspection.foreign],
         "problem": inspection.problem, "announcement": _announcement(attempt),
         "restart": restart_json(inspection),
     }
@@ -364,5 +375,6 @@ def status_json(inspection: Inspection) -> dict[str, Any]:
         doc.update(attempt=number, started=started, started_iso=iso_time(started))
     doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
                lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
-               leftovers=[attrs.asdict(p) for p in inspection.leftovers], restart=restart_json(inspection))
+               leftovers=[attrs.asdict(p) for p in inspection.leftovers],
+               foreign_processes=[attrs.asdict(p) for p in inspection.foreign], restart=restart_json(inspection))
     return doc

@@ -2,6 +2,14 @@
 the processes still carrying its task marker (found in one /proc scan for every LOST task,
 `inspection.with_leftovers`), with the process and run their run marker names and their
 command line, cut short.
+
+Only those of the task's user (by real uid: a setuid program the task ran keeps it) are its
+leftovers, counted and listed as such; another user's process carrying the marker is shown
+apart, with its user (`Foreign`), never counted: the marker is anyone's to read (its
+watchdog's command line) and copy into a process of theirs, and a root task's process that
+switched to another user (a daemon dropping privileges) is one too, which the operator
+should see. The task's user is the sandbox's owner: `stoker run` refuses a sandbox not its
+runner's, and the Mesos executor gives the role's sandbox to the role its task runs as.
 """
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from collections.abc import Iterable
 
 import attrs
 
+from executor.host.replacefile import user_name
 from executor.procs import proctree, saferead
 from executor.procs.spawn import RUN_MARKER, TASK_MARKER
 
@@ -25,6 +34,30 @@ class Leftover:
     process: str  # "" when it carries no run marker of the task
     run: int | None
     command: str
+
+
+@attrs.frozen(slots=True)
+class Foreign:
+    """A process of a user other than the task's that carries its marker."""
+
+    pid: int
+    user: str  # `name (uid N)`
+    command: str
+
+
+def by_user(listed: list[Leftover], uid: int | None) -> tuple[list[Leftover], list[Foreign]]:
+    """`listed` split into those of `uid` (the task's user: all when None, and one gone
+    meanwhile) and those of another user."""
+    if uid is None:
+        return listed, []
+    mine, others = [], []
+    for p in listed:
+        owner = proctree.real_uid(p.pid)
+        if owner is None or owner == uid:
+            mine.append(p)
+        else:
+            others.append(Foreign(p.pid, user_name(owner), p.command))
+    return mine, others
 
 
 def carrying(procs: Iterable[proctree.ProcInfo], marker: str) -> list[Leftover]:

@@ -8,14 +8,17 @@ second time beside them (the same ports and files), saying nothing. So, once it 
 sandbox's lock, `end_lost_attempts` reads the checkpoint and, for each attempt that
 recorded no end and whose supervisor is gone (pid, start time and boot: a planted header
 naming a live supervisor is left alone), SIGKILLs every process still carrying that
-attempt's marker: SIGSTOP first, pass after pass until none is new, as the watchdog does
-(`executor/procs/proctree.kill_until_gone`); then what its watchdog held by pid and start
-time (`heldfile.py`: a daemon that hides the marker), still alive as itself, with its
-descendants, each through a pidfd checked again, when that list is trusted (this user's);
-then it removes the attempt's task cgroup (`stoker-` and its marker's first 16 characters),
-once the processes killed leave it, wherever the kernel showed them in it before the kill,
-or below the cgroups this process is in (an empty one an attempt made in the same session);
-one holding a process of another task (a marker planted in the checkpoint) is left alone.
+attempt's marker whose real uid is this process's (the marker is anyone's to read and copy:
+another user's such process is left, and named): SIGSTOP first, pass after pass until none
+is new, as the watchdog does (`executor/procs/proctree.kill_until_gone`); then what its
+watchdog held by pid and start time (`heldfile.py`: a daemon that hides the marker), still
+alive as itself, with its descendants, each through a pidfd checked again, when that list
+is trusted (this user's); then it removes the attempt's task cgroup (`stoker-` and its whole
+marker, found as `executor/procs/cgrouplost.py` says: where the kernel showed this user's
+marked processes before the kill, below the cgroups this process is in, where the header
+says it was made), once the processes killed leave it; one holding a process of another
+task (a marker planted in the checkpoint) or of another user (left by the kill) is left
+alone, and said so.
 A sandbox whose attempts all recorded their end costs one read of the checkpoint and no
 /proc scan; only its headers and task records are parsed (the view `stoker status` replays
 is not loaded on a supervisor's start). Never raises: a checkpoint that cannot be read has
@@ -24,6 +27,7 @@ nothing to end.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,7 +36,8 @@ import attrs
 
 from executor.host import identity
 from executor.host.entry import TERMINAL_STATES
-from executor.procs import cgroups, proctree
+from executor.host.replacefile import user_name
+from executor.procs import cgrouplost, cgroups, proctree
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import iter_records
@@ -49,12 +54,16 @@ class LostAttempt:
     supervisor_pid: int | None
     killed: tuple[int, ...]  # the pids that still carried its marker, SIGKILLed
     cgroups: tuple[str, ...] = ()  # its task cgroup: removed, or why it could not be, in words
+    foreign: tuple[tuple[int, str], ...] = ()  # (pid, user): other users' processes carrying it, left
 
     def describe(self) -> str:
         gone = f"its supervisor (pid {self.supervisor_pid}) died" if self.supervisor_pid \
             else "its supervisor died"
         pids = " ".join(str(p) for p in self.killed)
         done = [f"killed the {len(self.killed)} process(es) it left running: {pids}"] if self.killed else []
+        if self.foreign:
+            others = " ".join(f"{pid} ({user})" for pid, user in self.foreign)
+            done.append(f"left the {len(self.foreign)} process(es) of other users that carry its marker: {others}")
         return f"attempt {self.number} in this sandbox recorded no end ({gone}); " + \
             "; ".join(done + list(self.cgroups))
 
@@ -107,23 +116,25 @@ def _kill_held(sandbox: Path, marker: str, pinned: str) -> set[int]:
     return set(proctree.send_checked(stopped, signal.SIGKILL, check))
 
 
-def _other_tasks_in(directory: str, entry: bytes) -> list[int]:
-    """The processes in the cgroup `directory`, or below it, that carry another task's
-    marker: a marker planted in the checkpoint (the task may write it) named a live task's
-    cgroup (`stoker-` and its marker's first 16 characters, which /proc/PID/cgroup shows)."""
+def _not_its(directory: str, entry: bytes) -> list[int]:
+    """The processes in the cgroup `directory`, or below it, that the kill left as not the
+    attempt's: another task's (they carry another marker) or another user's. The checkpoint
+    (the task may write it) may name a live task's marker, whose cgroup that is."""
     pids: list[int] = []
     for d in cgroups.subtree(directory):
         with contextlib.suppress(OSError, ValueError):
             pids += [int(p) for p in Path(d, "cgroup.procs").read_text().split()]
+    me = os.geteuid()
     return sorted(p for p in pids if (info := proctree.read_proc(p)) is not None
-                  and proctree.other_task(info.environ, entry))
+                  and (proctree.other_task(info.environ, entry) or proctree.real_uid(p) not in (me, None)))
 
 
 def _remove_lost(directory: str, others: list[int]) -> str:
     if others:  # neither those below it removed, nor a wait on it
-        return f"left {directory} alone: another task's process(es) are in it: {' '.join(map(str, others))}"
-    said = cgroups.remove_emptied(directory, CGROUP_SECS)
-    if said == cgroups.ALREADY_GONE:
+        return (f"left {directory} alone: another task's or another user's process(es) are in it: "
+                f"{' '.join(map(str, others))}")
+    said = cgrouplost.remove_emptied(directory, CGROUP_SECS)
+    if said == cgrouplost.ALREADY_GONE:
         return f"its cgroup {directory} was already gone (removed first by another: its own watchdog)"
     return said or f"removed its cgroup {directory}"
 
@@ -137,15 +148,21 @@ def end_lost_attempts(sandbox: Path, pinned: str = "") -> list[LostAttempt]:
         attempts = _attempts(iter_records(sandbox, pinned=pinned))
     except OSError:  # no checkpoint, or one that cannot be read
         return []
-    out = []
-    for number, header, state in attempts:
-        if _unfinished(header, state):
-            entry = f"{TASK_MARKER}={header.marker}".encode()
-            places = cgroups.lost_cgroups(f"stoker-{header.marker[:16]}", proctree.scan_markers((entry,)))
-            others = {d: _other_tasks_in(d, entry) for d in sorted(places)}  # before the kill
-            killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,)))
-            killed |= _kill_held(sandbox, header.marker, pinned)
-            removed = tuple(_remove_lost(d, pids) for d, pids in others.items())
-            if killed or removed:
-                out.append(LostAttempt(number, header.supervisor_pid, tuple(sorted(killed)), removed))
-    return out
+    ended = (_end(sandbox, pinned, number, header) for number, header, state in attempts
+             if _unfinished(header, state))
+    return [lost for lost in ended if lost is not None]
+
+
+def _end(sandbox: Path, pinned: str, number: int, header: rec.HeaderRecord) -> LostAttempt | None:
+    """End one lost attempt: its user's marked processes, its held ones, its cgroup."""
+    entry = f"{TASK_MARKER}={header.marker}".encode()
+    me = os.geteuid()
+    marked = {pid: proctree.real_uid(pid) for pid in sorted(proctree.scan_markers((entry,)))}
+    places = cgrouplost.lost_cgroups(header.marker, [p for p, uid in marked.items() if uid == me], header.cgroup)
+    killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,), uid=me))
+    killed |= _kill_held(sandbox, header.marker, pinned)
+    foreign = tuple((pid, user_name(uid)) for pid, uid in marked.items() if uid not in (me, None))
+    removed = tuple(_remove_lost(d, _not_its(d, entry)) for d in sorted(places))
+    if not (killed or removed or foreign):
+        return None
+    return LostAttempt(number, header.supervisor_pid, tuple(sorted(killed)), removed, foreign)

@@ -50,6 +50,11 @@ if TYPE_CHECKING:
             """How the task's processes are contained, in words (known once started)."""
             ...
 
+        @property
+        def cgroup(self) -> str | None:
+            """The task's cgroup directory while there is one (known once started)."""
+            ...
+
         def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> Sequence[int | SpawnError]:
             """Fork each (process, run) now: its pid, or the SpawnError that says why not."""
             ...

@@ -7,7 +7,8 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
 
   header   task, job_key, task_id, sandbox, ports, supervisor_pid, supervisor_start,
            supervisor_boot, marker, processes, health, containment (how the processes are
-           contained: the task's cgroup, or the fallback, in words), boot (the host's boot
+           contained: the task's cgroup, or the fallback, in words), cgroup (the task
+           cgroup's directory, "" without one: where a re-run finds it, `cgrouplost.py`), boot (the host's boot
            clock when it was written, `identity.boot_secs`: while the supervisor runs, the
            attempt's age is counted on it, which no step of the wall clock moves)
            (a new header starts a new attempt of the task: `stoker run` restarted it; the
@@ -91,6 +92,7 @@ class HeaderRecord:
     processes: tuple[str, ...] = ()
     health: str = "none"  # the checker's description
     containment: str = ""  # the mechanism in force, in words ("" in older checkpoints)
+    cgroup: str = ""  # the task cgroup's directory ("" without one, and in older checkpoints)
     wall: float | None = None
     boot: float | None = None  # the host's boot clock then (identity.boot_secs; None: older)
 
@@ -101,7 +103,7 @@ class HeaderRecord:
             "supervisor_pid": self.supervisor_pid, "supervisor_start": self.supervisor_start,
             "supervisor_boot": self.supervisor_boot, "marker": self.marker,
             "processes": list(self.processes), "health": self.health,
-            "containment": self.containment, **f.stamp(self.boot)}, self.wall)
+            "containment": self.containment, "cgroup": self.cgroup, **f.stamp(self.boot)}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> HeaderRecord:
@@ -124,7 +126,7 @@ class HeaderRecord:
                    marker=f.text(doc, "marker", ""),
                    processes=tuple(names),
                    health=f.text(doc, "health", "none"),
-                   containment=f.text(doc, "containment", ""),
+                   containment=f.text(doc, "containment", ""), cgroup=f.text(doc, "cgroup", ""),
                    wall=f.number(doc, "wall", None), boot=f.boot(doc))
 
 

@@ -15,7 +15,8 @@ imported only then, since it loads the ZooKeeper client.
 `stoker run` (`executor/local/`) and `stoker executor` (`executor/mesos/`) both call it; the
 front-ends also get from here who a task's processes may run as (`executor/procs/identity.py`),
 and the reaper kept running between two tasks in a PID namespace's init (`reaping_as_init`,
-`executor/procs/reaper.py`: a container's orphans are reaped then too).
+`executor/procs/reaper.py`: a container's orphans are reaped then too), and whether a
+task's supervisor holds it (`reaper_in_use`: no front-end waits for a child of its own then).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from executor.procs.identity import (
     keep_logs_readable,
     user_named,
 )
+from executor.procs.reaper import Reaper
 from executor.procs.reaper import reaping_as_init as reaping_as_init
 from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
@@ -255,3 +257,9 @@ class _SessionPort:
         if session is not None:
             session.task_ended()
             session.close()
+
+
+def reaper_in_use() -> bool:
+    """Whether a task's supervisor holds this process's reaper (`Reaper.in_use`): its thread
+    would reap a child the caller waits for itself as the task's orphan."""
+    return Reaper.in_use()

@@ -58,20 +58,20 @@ def write_config(tmp_path: Path, body: str) -> Path:
 
 
 def test_status_of_a_missing_directory_says_so():
-    assert one_error(stoker("status", "/nonexistent/sandbox")) == "sandbox /nonexistent/sandbox does not exist"
+    assert one_error(stoker("status", "/nonexistent/sandbox")) == "sandbox '/nonexistent/sandbox' does not exist"
 
 
 def test_status_of_a_file_says_it_is_no_directory():
-    assert one_error(stoker("status", "README.md")) == "sandbox README.md is not a directory"
+    assert one_error(stoker("status", "README.md")) == "sandbox 'README.md' is not a directory"
 
 
 def test_tail_of_a_missing_directory_says_so():
-    assert one_error(stoker("tail", "/nonexistent/sandbox", "web")) == "sandbox /nonexistent/sandbox does not exist"
+    assert one_error(stoker("tail", "/nonexistent/sandbox", "web")) == "sandbox '/nonexistent/sandbox' does not exist"
 
 
 def test_a_sandbox_that_is_a_file_is_named_as_such(tmp_path):
     message = one_error(stoker("run", str(EXAMPLES / "hello_world.aurora"), "--sandbox", "README.md"))
-    assert message == "sandbox README.md exists and is not a directory"
+    assert message == "sandbox 'README.md' exists and is not a directory"
 
 
 @pytest.mark.parametrize("grace", ["8days", "1e300"])
@@ -89,7 +89,7 @@ def test_a_kill_grace_longer_than_the_supervisor_takes_is_a_usage_error(grace, c
 def test_arguments_in_aurora_order_get_a_hint():
     example = str(EXAMPLES / "hello_world.aurora")
     message = one_error(stoker("inspect", "devcluster/www-data/prod/hello", example))
-    assert message == ("devcluster/www-data/prod/hello: cannot read the config file: No such file or "
+    assert message == ("'devcluster/www-data/prod/hello': cannot read the config file: No such file or "
                        "directory; the config file comes first, then the job key: did you mean "
                        f"{example} devcluster/www-data/prod/hello?")
 
@@ -140,7 +140,7 @@ def test_a_config_that_ends_the_process_running_it_is_one_line_naming_it(tmp_pat
     # `stoker run` runs the config in a child process; it used to end in a RuntimeError traceback.
     cfg = write_config(tmp_path, code)
     message = one_error(stoker("run", str(cfg), "--sandbox", str(tmp_path / "sb"), cwd=tmp_path))
-    assert message == (f"{cfg}: the process running the config ended ({ended}) before the job was "
+    assert message == (f"'{cfg}': the process running the config ended ({ended}) before the job was "
                        "planned: does its code call os._exit(), kill its own process or raise "
                        "KeyboardInterrupt?")
     assert not (tmp_path / "sb").exists()
@@ -173,7 +173,7 @@ def test_with_json_logs_the_warning_and_the_error_lines_are_json_too(tmp_path):
     assert (warning["level"], warning["event"], warning["reason"]) == (
         "WARNING", "stoker_warning", "--log-format json wins over STOKER_LOG_FORMAT=text")
     assert (error["level"], error["event"], error["reason"]) == (
-        "ERROR", "stoker_error", f"sandbox {tmp_path / 'file'} exists and is not a directory")
+        "ERROR", "stoker_error", f"sandbox '{tmp_path / 'file'}' exists and is not a directory")
 
 
 # ---- a conventional, quiet command line ----

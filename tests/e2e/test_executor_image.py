@@ -117,7 +117,7 @@ def test_an_image_task_runs_inside_its_image_as_its_role_is_checked_there_and_ki
         assert sim.wait_exit(10) == 0
         log = sim.executor_log()
         assert f"image_task task=img.0 rootfs={sandbox / 'taskfs'}" in log
-        assert "launch_info=True" in log
+        assert "launch_info=True" in log  # asked before the task's supervisor held the reaper (refused after)
         # the image's own nosuid,nodev bind, the volume, the sandbox
         assert "the task is over: detached the 3 mounts made in its filesystem image" in log
         assert not any((sandbox / "taskfs/mnt/mesos/sandbox").iterdir())  # the host's mount table never had it

@@ -31,7 +31,7 @@ def test_a_config_that_ends_its_process_is_an_error_not_a_valid_job(tmp_path, co
     result = inspect(path)
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert result.stdout == ""
-    assert result.stderr == (f"stoker: error: job.aurora: the process running the config ended ({ended}) "
+    assert result.stderr == (f"stoker: error: 'job.aurora': the process running the config ended ({ended}) "
                              "before the job was loaded: does its code call os._exit() or kill its own "
                              "process?\n")
 

@@ -233,9 +233,9 @@ def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
     running(run)
     second = ops.stoker("run", job, "--sandbox", run.sandbox)
     assert second.returncode == 2
-    assert second.stderr == (f"stoker: error: sandbox {run.sandbox} is held by a live stoker run "
+    assert second.stderr == (f"stoker: error: sandbox '{run.sandbox}' is held by a live stoker run "
                              f"(pid {run.pid}, since {second.stderr.split('since ')[1].split(')')[0]}): "
-                             f"one supervisor per sandbox; stop it first (`stoker kill {run.sandbox}`) "
+                             f"one supervisor per sandbox; stop it first (`stoker kill '{run.sandbox}'`) "
                              f"or use another sandbox\n")
     agent_env = {"MESOS_SANDBOX": str(run.sandbox), "MESOS_AGENT_ENDPOINT": "127.0.0.1:9",
                  "MESOS_FRAMEWORK_ID": "fw", "MESOS_EXECUTOR_ID": "ex"}

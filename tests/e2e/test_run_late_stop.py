@@ -77,3 +77,48 @@ def test_a_sigterm_once_the_run_is_over_leaves_its_exit_status_and_lets_go_of_wh
     finally:
         proc.close()
         kill_leftovers(task_pids(sandbox))
+
+
+# As the command saves what it compiled, once the run is over: an atexit function, a line
+# spooled, then a real Ctrl-C (SIGINT).
+CTRL_C_AS_IT_SAVES = patched_at_load("executor.cli.main", """
+    import atexit
+    import signal
+
+    def _patch(module):
+        real = module.codecache.save
+
+        def save():
+            atexit.register(os.write, 2, b"atexit ran\\n")
+            from executor.logs import spool
+            spool().put(sys.stdout, "spooled last\\n", lambda exc: None)
+            os.kill(os.getpid(), signal.SIGINT)
+            return real()
+
+        module.codecache.save = save
+    """)
+
+
+def test_a_ctrl_c_once_the_run_is_over_ends_the_command_at_once_with_130(tmp_path):
+    """A Ctrl-C as `stoker run` writes its last lines (a terminal that stopped reading) or
+    saves its code cache is the operator's "stop waiting": exit 130, no traceback, what the
+    run printed and spooled written, atexit's functions run. Was: SIGINT stayed ignored once
+    the relay closed (exit 0, the Ctrl-C lost): `main.run`'s own Ctrl-C handling of the
+    spool's wait could never be reached after a run."""
+    hook, sandbox = tmp_path / "hook", tmp_path / "sb"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CTRL_C_AS_IT_SAVES)
+    config = tmp_path / "job.aurora"
+    config.write_text(CONFIG)
+    args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
+    proc = StokerProcess(args, tmp_path, env={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+    try:
+        status = proc.wait(60)
+        err = proc.stderr()
+        assert (status, "Traceback" in err) == (130, False), (status, err, proc.stdout())
+        assert "atexit ran" in err, err
+        assert "FINISHED" in proc.stdout() and proc.stdout().endswith("spooled last\n"), proc.stdout()
+        assert not live(task_pids(sandbox))
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))

@@ -174,8 +174,12 @@ NOT_IN_RUN = NEVER | {
 # planning, not before it.
 # 110: the schema's `Struct` (`config.schema.shared`, in the planning child only): each type
 # the schema's structs name made once, not again in each struct that names it.
-RUN_STOKER_MODULES = 110
-RUN_AGAIN_STOKER_MODULES = 97
+# 111: the warning filters a config's load changes (`config.warnfilters`, in the planning
+# child only), changed only where no other thread meets them; out of loader.py, at the ceiling.
+# 112 and 98: settings.py was past the ceiling: how a settings class is read (`setting`,
+# `Sourced`: `config.sourced`) became a module of its own, loaded as the code it holds was.
+RUN_STOKER_MODULES = 112
+RUN_AGAIN_STOKER_MODULES = 98
 # Loaded only by a process that compiled something its code caches lack: as it ends
 # (`codecache.save()`), or as a module's docstring-free file is written (`nodocs`): whether
 # it did depends on what ran before (a source newer than its file), not on the job.
@@ -297,7 +301,7 @@ LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "json",
                                    "executor.local.planning"}
 # What the supervisor loads after that fork, beside the child's planning, and the child never
 # (executor/local/planform.py: the plan's plain form without the plan cache's `logging`)
-SUPERVISOR_ONLY = {"logging", "traceback", "config.settings", "executor.local.plancache"}
+SUPERVISOR_ONLY = {"logging", "traceback", "config.settings", "config.sourced", "executor.local.plancache"}
 
 
 def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(tmp_path):

@@ -7,11 +7,15 @@ every process carrying the marker a lost attempt's checkpoint header names, whoe
 (`leftovers.end_lost_attempts`). What keeps one user from having root kill another's
 processes is that the re-run refuses a sandbox another user owns (or could change) before
 it reads anything in it: here alice plants bob's marker in a checkpoint of her sandbox, and
-root's `stoker run` there kills nothing of bob's.
+root's `stoker run` there kills nothing of bob's. And, should a checkpoint naming another
+user's marker get past that (root's own task may write its checkpoint), the re-run kills by
+marker only processes of its own user, and names the others it left.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import textwrap
 import time
@@ -71,8 +75,72 @@ def test_root_rerun_in_another_user_s_sandbox_kills_no_process_its_checkpoint_na
                 rerun.close()
             said = rerun.stdout() + rerun.stderr()
             assert victim.poll() is None and is_live(victim.pid), f"root killed bob's process:\n{said}"
-            assert code != 0 and f"sandbox {sandbox} belongs to {alice.pw_name}" in rerun.stderr(), said
+            assert code != 0 and f"sandbox '{sandbox}' belongs to {alice.pw_name}" in rerun.stderr(), said
             assert "recorded no end" not in said
         finally:
             victim.kill()
             victim.wait()
+
+
+@needs_root
+def test_a_root_re_run_kills_by_marker_only_root_s_processes_and_names_the_others_left(tmp_path):
+    """Was: root's re-run in its own sandbox, whose checkpoint names bob's marker, SIGKILLed
+    bob's process along with root's (the kill by marker checked no uid)."""
+    config = tmp_path / "once.aurora"
+    config.write_text(textwrap.dedent(CONFIG))
+    marker = uuid.uuid4().hex
+    env = {"PATH": os.environ["PATH"], TASK_MARKER: marker}
+    with throwaway_user() as (bob, _), open_sandbox() as sandbox:
+        victim = subprocess.Popen(["sleep", "60"], env=env, user=bob.pw_uid, group=bob.pw_gid, extra_groups=[])
+        own = subprocess.Popen(["sleep", "60"], env=env)  # the lost attempt's, root's
+        try:
+            _plant(sandbox, marker, 0)
+            rerun = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path)
+            try:
+                code = rerun.wait(30)
+            finally:
+                rerun.close()
+            said = rerun.stdout() + rerun.stderr()
+            assert code == 0, said
+            assert own.wait(10) == -9, said
+            assert victim.poll() is None and is_live(victim.pid), f"root killed bob's process:\n{said}"
+            assert (f"killed the 1 process(es) it left running: {own.pid}; left the 1 process(es) of other "
+                    f"users that carry its marker: {victim.pid} ({bob.pw_name} (uid {bob.pw_uid}))") in said, said
+        finally:
+            for proc in (victim, own):
+                proc.kill()
+                proc.wait()
+
+
+@needs_root
+def test_status_lists_as_a_lost_task_s_leftovers_only_its_user_s_marked_processes(tmp_path):
+    """Was: `stoker status` listed bob's process carrying the marker of root's LOST task as
+    that task's leftover (counted too: /metrics, `ps`'s running processes). Now it is shown
+    apart, with its user."""
+    marker = uuid.uuid4().hex
+    env = {"PATH": os.environ["PATH"], TASK_MARKER: marker}
+    with throwaway_user() as (bob, _), open_sandbox() as sandbox:
+        other = subprocess.Popen(["sleep", "60"], env=env, user=bob.pw_uid, group=bob.pw_gid, extra_groups=[])
+        own = subprocess.Popen(["sleep", "60"], env=env)
+        try:
+            _plant(sandbox, marker, 0)
+            (tmp_path / "json").mkdir()
+            (tmp_path / "text").mkdir()
+            status = StokerProcess(["status", str(sandbox), "--json"], tmp_path / "json")
+            text = StokerProcess(["status", str(sandbox)], tmp_path / "text")
+            try:
+                assert status.wait(30) == 0 and text.wait(30) == 0, status.stderr() + text.stderr()
+            finally:
+                status.close()
+                text.close()
+            doc = json.loads(status.stdout())
+            assert [p["pid"] for p in doc["leftovers"]] == [own.pid], doc["leftovers"]
+            assert doc["foreign_processes"] == [{"pid": other.pid, "user": f"{bob.pw_name} (uid {bob.pw_uid})",
+                                                 "command": "sleep 60"}]
+            said = text.stdout()
+            assert "other users' processes carrying the task's marker" in said, said
+            assert re.search(rf"^\s*{other.pid}\s+{bob.pw_name} \(uid {bob.pw_uid}\)\s+sleep 60$", said, re.M), said
+        finally:
+            for proc in (other, own):
+                proc.kill()
+                proc.wait()

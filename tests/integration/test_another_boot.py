@@ -76,7 +76,7 @@ def test_a_task_of_the_boot_before_is_lost_and_nothing_of_this_boot_is_signalled
     assert row.split()[2] == "LOST"
     assert Reader(RegistrySettings(registry_root=str(root))).task("web-0-1").usage == {}
     assert main(["kill", str(sandbox)]) != 0
-    assert f"no live supervisor holds {sandbox} (its task is LOST)" in capsys.readouterr().err
+    assert f"no live supervisor holds '{sandbox}' (its task is LOST)" in capsys.readouterr().err
     assert end_lost_attempts(sandbox) == []
     assert [p.poll() for p in procs] == [None, None]  # neither was signalled
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from executor.procs import cgroups, oomcount
+from executor.procs import cgrouplost, cgroups, oomcount
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from executor.procs.watchdog import start_watchdog
 from tests.support import cgroups as cgroup_support
@@ -204,18 +204,23 @@ def test_a_run_in_a_cgroup_below_the_task_s_that_froze_itself_is_killed_too(how,
         cgroups.release(made)
 
 
-def test_a_lost_attempt_s_cgroup_is_one_named_so_never_a_path_its_marker_leads_to():
-    """A re-run removes a lost attempt's `stoker-MARKER16` (`leftovers.end_lost_attempts`);
-    the marker is the sandbox's checkpoint's, which the task may write: one with `/../`
-    must not name another cgroup (here an empty one beside it, which an rmdir removes)."""
+def test_a_lost_attempt_s_cgroup_is_one_named_so_never_a_path_its_marker_leads_to(tmp_path):
+    """A re-run removes a lost attempt's `stoker-MARKER` (`leftovers.end_lost_attempts`);
+    the marker and the directory its header names are the sandbox's checkpoint's, which the
+    task may write: neither one with `/../` nor a directory named otherwise must name
+    another cgroup (here an empty one beside it, which an rmdir removes)."""
     root = v2_root()
-    tag = uuid.uuid4().hex[:8]
-    made = [root / f"stoker-{tag}", root / f"stoker-{tag}" / "x", root / f"other-{tag}"]
+    marker = uuid.uuid4().hex
+    made = [root / cgroups.task_name(marker), root / cgroups.task_name(marker) / "x", root / f"other-{marker}"]
     try:
         for directory in made:
             directory.mkdir()
-        assert cgroups.lost_cgroups(f"stoker-{tag}", []) == {str(made[0])}
-        assert cgroups.lost_cgroups(f"stoker-{tag}/x/../../other-{tag}", []) == set()
+        assert cgrouplost.lost_cgroups(marker, []) == {str(made[0])}
+        assert cgrouplost.lost_cgroups(f"{marker}/x/../../other-{marker}", []) == set()
+        plain = tmp_path / cgroups.task_name(marker)  # named so, on no cgroup mount
+        plain.mkdir()
+        for recorded in (made[2], made[0] / "x", plain, f"{made[0]}/x/../../{made[0].name}"):
+            assert cgrouplost.lost_cgroups(marker, [], str(recorded)) == {str(made[0])}, recorded
     finally:
         for directory in reversed(made):
             with contextlib.suppress(OSError):

@@ -88,7 +88,7 @@ def registry_from_env() -> Registry:
 def test_a_second_supervisor_is_refused_at_once_and_the_lock_dies_with_its_holder(session):
     started = time.monotonic()
     answer = second_supervisor(session.sandbox)
-    assert answer.startswith(f"busy: sandbox {session.sandbox} is held by a live stoker run "
+    assert answer.startswith(f"busy: sandbox '{session.sandbox}' is held by a live stoker run "
                              f"(pid {os.getpid()}, since 20")
     assert "one supervisor per sandbox" in answer
     assert time.monotonic() - started < 15  # at once: it never waited for the lock
@@ -309,7 +309,7 @@ def test_another_user_s_kill_is_told_who_may_not_that_it_is_no_task_sandbox():
                 return str(exc)
 
         answer = as_nobody(ask)
-    assert answer == (f"cannot open {sandbox}/.stoker: Permission denied (EACCES): only the "
+    assert answer == (f"cannot open '{sandbox}/.stoker': Permission denied (EACCES): only the "
                       f"supervisor's user (or root) may control its task")
 
 

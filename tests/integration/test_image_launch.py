@@ -16,6 +16,7 @@ import pytest
 from executor.mesos.containerizer import ContainerizerLaunch
 from executor.mesos.imagefs import ImageError, ImageSandbox, launch_info_supported
 from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
+from executor.procs.reaper import Reaper
 from executor.task.wiring import RunAs
 from tests.support.rootfs import (
     ROOTFS_ID,
@@ -36,6 +37,27 @@ def rootfs(tmp_path_factory):
 def test_thermos_question_tells_the_two_forms_apart(tmp_path):
     assert launch_info_supported(str(containerizer_script(tmp_path / "modern"))) is True
     assert launch_info_supported(str(containerizer_script(tmp_path / "legacy", legacy=True))) is False
+
+
+def test_the_containerizer_is_never_asked_while_a_supervisor_holds_the_reaper(tmp_path):
+    """`subprocess.run` waits for its own child, which the reaper's rule forbids once a
+    supervisor holds it (its thread would reap the child as the task's orphan): the executor
+    asks before its task's supervisor starts (the image task e2e tests run that order), and
+    the question is refused, nothing run, should it ever come after. A real reaper, held."""
+    asked = tmp_path / "asked"
+    real = containerizer_script(tmp_path / "modern")
+    tracing = tmp_path / "tracing"
+    tracing.write_text(f'#!/bin/sh\ntouch {asked}\nexec {real} "$@"\n')
+    tracing.chmod(0o755)
+    reaper = Reaper.acquire()
+    try:
+        with pytest.raises(ImageError, match="a task's supervisor already runs in this executor"):
+            launch_info_supported(str(tracing))
+    finally:
+        reaper.release()
+        reaper.join_unused(10)
+    assert not asked.exists()  # nothing was run
+    assert launch_info_supported(str(tracing)) is True and asked.exists()  # once no supervisor holds it
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["launch_info", "legacy"])

@@ -5,6 +5,7 @@ the task's checks and /quitquitquit while the task is not listening yet. Before,
 a kept plan's check and the restart's warning looked at 127.0.0.1 only."""
 from __future__ import annotations
 
+import shlex
 import shutil
 import socket
 import subprocess
@@ -70,7 +71,7 @@ def _picked(setup: str, held: str, script: str = PICK) -> list[str]:
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.skip("no unshare or ip here")
     script = (f"ip link set lo up && echo '40000 40001' > /proc/sys/net/ipv4/ip_local_port_range && {setup}"
-              f"exec {sys.executable} -c '{script}' {held}")
+              f"exec {shlex.quote(sys.executable)} -c '{script}' {held}")
     done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=20,
                           cwd=REPO, env=measured({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO)}))
     if done.returncode != 0 and "unshare" in done.stderr:
@@ -119,7 +120,7 @@ def test_a_run_that_can_have_no_free_port_is_refused_with_a_reason_not_a_crash(t
                       "    processes=[Process(name='a', cmdline='echo {{thermos.ports[http]}}')],\n"
                       "    resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
     (line,) = _picked("", str(config), PLAN)
-    assert line == (f"refused: {config}: job local/me/test/px: no free loopback port could be chosen "
+    assert line == (f"refused: '{config}': job local/me/test/px: no free loopback port could be chosen "
                     "for http: Address already in use"), line
 
 

@@ -40,7 +40,7 @@ def test_a_job_that_announces_is_refused_without_kazoo_before_anything_starts(tm
         name="web", announce="announce=Announcer(primary_port='http'),")))
     done = stoker_without("kazoo", ["run", "web.aurora", "--sandbox", "sb", "--announce", "127.0.0.1:1"], tmp_path)
     assert done.returncode == 2, (done.stdout, done.stderr)
-    assert done.stderr == ("stoker: error: web.aurora: job local/me/test/web: announcing in ZooKeeper needs the "
+    assert done.stderr == ("stoker: error: 'web.aurora': job local/me/test/web: announcing in ZooKeeper needs the "
                            "kazoo package, which this installation of Stoker lacks (pip install 'kazoo>=2.9'; "
                            "stoker.pyz carries it)\n")
     assert not (tmp_path / "sb/.logs/a").exists()  # no process ran

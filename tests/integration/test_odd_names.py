@@ -33,7 +33,7 @@ def test_a_sandbox_or_task_id_too_long_for_a_file_name_is_one_error_line(tmp_pat
     """`stoker run --sandbox` of such a name, and `stoker status` of it (or of a task id that
     long), ended in a traceback; now one `stoker: error:` line, exit 2."""
     long = tmp_path / ("b" * 300)
-    with pytest.raises(SandboxError, match=r"^cannot create sandbox .*b: File name too long$"):
+    with pytest.raises(SandboxError, match=r"^cannot create sandbox '.*b': File name too long$"):
         make_sandbox(str(long), "job")
     for given in (str(long), "c" * 300):
         done = subprocess.run([sys.executable, "-m", "executor", "status", given], capture_output=True,

@@ -35,7 +35,7 @@ def test_a_sandbox_named_through_the_user_s_own_symlink_is_checked_where_it_lead
     with pytest.raises(runstart.SandboxError) as refused:
         runstart.make_sandbox(str(home / "sb"), "job")
     assert str(refused.value).startswith(
-        f"sandbox {home / 'sb'} is in a directory another user could change ({shared} may be "
+        f"sandbox '{home / 'sb'}' is in a directory another user could change ({shared} may be "
         f"written by others (mode 777)")
     (home / "new").symlink_to(shared / "new")  # a link to a sandbox not made yet
     with pytest.raises(PermissionError):
@@ -61,7 +61,7 @@ def test_a_refusal_names_the_group_or_user_and_what_would_do(tmp_path: Path) -> 
         runstart.make_sandbox(str(project / "mine" / "sb"), "job")
     group = grp.getgrgid(65534).gr_name
     assert str(refused.value) == (
-        f"sandbox {project / 'mine' / 'sb'} is in a directory another user could change "
+        f"sandbox '{project / 'mine' / 'sb'}' is in a directory another user could change "
         f"({project} may be written by the group {group} (gid 65534), mode 2775): the task "
         f"would run what another user puts in it (bash sources its .thermos_profile before "
         f"every process); use a directory no one but you and root may change, at every level "
@@ -71,7 +71,7 @@ def test_a_refusal_names_the_group_or_user_and_what_would_do(tmp_path: Path) -> 
     theirs = tmp_path / "theirs"
     theirs.mkdir(mode=0o1777)
     os.chown(theirs, 65534, 65534)
-    with pytest.raises(runstart.SandboxError, match=rf"^sandbox {theirs}/sb is in a directory "
+    with pytest.raises(runstart.SandboxError, match=rf"^sandbox '{theirs}/sb' is in a directory "
                        rf"another user could change \({theirs} belongs to "
                        rf"{pwd.getpwuid(65534).pw_name} \(uid 65534\)\): "):
         runstart.make_sandbox(str(theirs / "sb"), "job")
@@ -86,10 +86,10 @@ def test_a_directory_an_acl_lets_another_user_write_is_another_user_s_to_change(
     share = tmp_path / "share"
     share.mkdir(mode=0o755)
     grant_write(share, 65534)
-    with pytest.raises(runstart.SandboxError, match=rf"^sandbox {share}/sb is in a directory another user "
+    with pytest.raises(runstart.SandboxError, match=rf"^sandbox '{share}/sb' is in a directory another user "
                        rf"could change \({share} may be written by others \(mode 775, an ACL\)\)"):
         runstart.make_sandbox(str(share / "sb"), "job")
-    with pytest.raises(runstart.SandboxError, match=rf"^sandbox {share} may be written by other users"):
+    with pytest.raises(runstart.SandboxError, match=rf"^sandbox '{share}' may be written by other users"):
         runstart.make_sandbox(str(share), "job")
     own = tmp_path / "own"
     own.mkdir(mode=0o755)
@@ -148,14 +148,14 @@ def test_a_sandbox_another_user_could_plant_files_in_is_refused(tmp_path):
     with pytest.raises(runstart.SandboxError) as refused:
         local_run.make_sandbox(str(shared), "job")
     assert str(refused.value) == (
-        f"sandbox {shared} may be written by other users (mode 1777): the task would run what "
+        f"sandbox '{shared}' may be written by other users (mode 1777): the task would run what "
         f"another user puts in it (bash sources its .thermos_profile before every process); use "
         f"a directory of your own")
     os.chmod(shared, 0o755)
     assert local_run.make_sandbox(str(shared), "job") == shared
     if os.geteuid() == 0:
         os.chown(shared, 65534, 65534)
-        with pytest.raises(runstart.SandboxError, match=rf"^sandbox {shared} belongs to nobody "
+        with pytest.raises(runstart.SandboxError, match=rf"^sandbox '{shared}' belongs to nobody "
                            r"\(uid 65534\), not root \(uid 0\): the task would run what another user"):
             local_run.make_sandbox(str(shared), "job")
 
@@ -172,7 +172,7 @@ def test_a_sandbox_in_a_directory_another_user_could_change_is_refused(tmp_path)
     with pytest.raises(runstart.SandboxError) as refused:
         local_run.make_sandbox(str(shared / "sb"), "job")
     assert str(refused.value).startswith(
-        f"sandbox {shared / 'sb'} is in a directory another user could change ({shared} may be "
+        f"sandbox '{shared / 'sb'}' is in a directory another user could change ({shared} may be "
         f"written by others (mode 777)): the task would run what another user puts in it")
     with pytest.raises(PermissionError):  # nor by the early start, which leaves it to the run
         launch._make_sandbox(str(shared / "early"), "job")
@@ -193,7 +193,7 @@ def test_a_sandbox_reached_through_another_user_s_symlink_is_refused(tmp_path):
     os.lchown(link, 65534, 65534)
     with pytest.raises(runstart.SandboxError) as refused:
         local_run.make_sandbox(str(link / "inner"), "job")
-    assert str(refused.value).startswith(f"sandbox {link / 'inner'} is reached through {link}, a symlink "
+    assert str(refused.value).startswith(f"sandbox '{link / 'inner'}' is reached through {link}, a symlink "
                                          f"of nobody (uid 65534): the task would run what another user")
     with pytest.raises(PermissionError):  # nor by the early start, which leaves it to the run
         launch._make_sandbox(str(link / "early"), "job")

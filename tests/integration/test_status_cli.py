@@ -110,8 +110,8 @@ def test_a_task_id_is_found_in_the_registry(tmp_path, capsys, monkeypatch):
     assert code == 0 and out.startswith("task web.0") and "state=RUNNING" in out
     code, _, err = status(capsys, "web-0-2")
     others = "; a task of another user's is in that user's registry: name its sandbox" if os.geteuid() == 0 else ""
-    assert (code, err) == (2, f"stoker: error: sandbox web-0-2 does not exist, and no task in the "
-                              f"registry {root} has that id (`stoker ps --all` lists them){others}\n")
+    assert (code, err) == (2, f"stoker: error: sandbox 'web-0-2' does not exist, and no task in the "
+                              f"registry '{root}' has that id (`stoker ps --all` lists them){others}\n")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a registry of another user's needs root to make")
@@ -133,7 +133,7 @@ def test_a_registry_that_cannot_be_read_is_an_error_never_an_empty_list(tmp_path
                    f"belongs to uid 65534, mode 700\n")
     code, _, err = status(capsys, "web-0-1", "--root", root)
     assert code == 2
-    assert err.startswith("stoker: error: sandbox web-0-1 does not exist, and no task id can be "
+    assert err.startswith("stoker: error: sandbox 'web-0-1' does not exist, and no task id can be "
                           f"looked up: cannot read the registry {root}: ")
 
 
@@ -150,7 +150,7 @@ def test_a_task_whose_sandbox_was_deleted_under_it_is_named_with_its_supervisor(
         RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
                       supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
                       registered_wall=time.time(), task_id="web-0-1"))
-    gone = (f"task web-0-1: its sandbox {sandbox} no longer exists; its supervisor (pid {me.pid}) "
+    gone = (f"task 'web-0-1': its sandbox '{sandbox}' no longer exists; its supervisor (pid {me.pid}) "
             f"still runs, but without its sandbox it cannot be reached: `kill {me.pid}` (SIGTERM) "
             f"stops it gracefully")
     for command in (["status", "web-0-1"], ["kill", "web-0-1"], ["restart", "web-0-1", "web"],

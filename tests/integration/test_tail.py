@@ -134,9 +134,9 @@ def test_what_is_missing_is_said_and_exits_1_or_2_for_a_sandbox_that_is_not_one(
     code, _, err = tail(capfdbinary, tmp_path, "../etc")
     assert code == 1 and err == "stoker: error: '../etc' is not a plain file name\n"
     code, _, err = tail(capfdbinary, tmp_path / "nowhere", "web")
-    assert (code, err) == (2, f"stoker: error: sandbox {tmp_path}/nowhere does not exist\n")
+    assert (code, err) == (2, f"stoker: error: sandbox '{tmp_path}/nowhere' does not exist\n")
     code, _, err = tail(capfdbinary, "web-0-nope", "web")
-    assert code == 2 and err.startswith("stoker: error: sandbox web-0-nope does not exist, and no "
+    assert code == 2 and err.startswith("stoker: error: sandbox 'web-0-nope' does not exist, and no "
                                         "task in the registry ")
 
 

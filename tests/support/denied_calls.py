@@ -26,8 +26,8 @@ PY = sys.executable
 HEALTHY = "task             STARTING → RUNNING  healthy:"
 
 CONFIG = f"""\
-web = Process(name='web', cmdline='exec {PY} {FAKE} --serve-health {{{{thermos.ports[health]}}}}')
-daemon = Process(name='daemon', cmdline='exec {PY} {FAKE} --ignore-sigterm --daemonize-child '
+web = Process(name='web', cmdline='exec "{PY}" "{FAKE}" --serve-health {{{{thermos.ports[health]}}}}')
+daemon = Process(name='daemon', cmdline='exec "{PY}" "{FAKE}" --ignore-sigterm --daemonize-child '
                                        '--daemon-ignore-sigterm --daemon-pid-file daemon.pid')
 sleeper = Process(name='sleeper', cmdline='exec sleep 600', min_duration=0)
 fin = Process(name='fin', cmdline='touch final.ran', final=True)

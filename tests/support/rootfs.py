@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def containerizer_script(path: Path, legacy: bool = False) -> Path:
     (`mesos_containerizer.py`) with this Python; `legacy`: as Mesos 1.1's, without
     `--launch_info`."""
     form = " --legacy" if legacy else ""
-    path.write_text(f'#!/bin/sh\nexec {sys.executable} -I -S {STAND_IN}{form} "$@"\n')
+    path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -I -S {shlex.quote(str(STAND_IN))}{form} "$@"\n')
     path.chmod(0o755)
     return path
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import attrs
 
-from executor.procs import cgroups
+from executor.procs import cgrouplost, cgroups
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support.cgroups import members
 
@@ -141,7 +141,7 @@ def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         left += [str(d) for d in _subtree(inner) if d.parent == inner]
-        cgroups.remove_emptied(str(inner), EXIT_SECS)  # those below first; (once the killed left)
+        cgrouplost.remove_emptied(str(inner), EXIT_SECS)  # those below first; (once the killed left)
     return Leftovers(left, processes)
 
 
@@ -175,4 +175,4 @@ def _describe(pid: int) -> str:
 
 def _wait_emptied(directory: Path, within_secs: float) -> None:
     """Until `populated 0` (woken by the kernel as cgroup.events changes), or the time."""
-    cgroups._wait_emptied(str(directory), time.monotonic() + within_secs)
+    cgroups.wait_emptied(str(directory), time.monotonic() + within_secs)

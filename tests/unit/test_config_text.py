@@ -35,7 +35,7 @@ def test_a_latin1_config_is_named_by_line_and_column(tmp_path):
     byte`: Python's offset into the whole file, which no editor shows."""
     path = tmp_path / "job.aurora"
     path.write_bytes("a = 'é'\n".encode() + b"b = 'caf\xe9'\n")
-    assert error_of(path) == (f"{path}: cannot read the config file: line 2, column 9: byte 0xe9 is not "
+    assert error_of(path) == (f"'{path}': cannot read the config file: line 2, column 9: byte 0xe9 is not "
                               "UTF-8 (a config is UTF-8 text: save it as UTF-8)")
 
 

@@ -101,7 +101,7 @@ def test_a_job_with_an_unbound_reference_is_refused_as_the_aurora_client_refuses
     path = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo {{nowhere}}')]"))
     assert main(["inspect", str(path)]) == 2
     assert capsys.readouterr().err == (
-        f"stoker: error: {path}: job c/r/e/web: Config contains unbound variables: {{{{nowhere}}}} "
+        f"stoker: error: '{path}': job c/r/e/web: Config contains unbound variables: {{{{nowhere}}}} "
         "(bind them in the file, or with --bind NAME=VALUE)\n")
     assert "      | echo here\n" in inspect(capsys, path, "--bind", "nowhere=here")
 
@@ -110,7 +110,7 @@ def test_a_reference_thermos_never_binds_is_refused_naming_the_file(tmp_path, ca
     path = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo {{thermos.nope}}')]"))
     assert main(["inspect", str(path)]) == 2
     assert capsys.readouterr().err == (
-        f"stoker: error: {path}: job c/r/e/web: unbound template references: {{{{thermos.nope}}}}\n")
+        f"stoker: error: '{path}': job c/r/e/web: unbound template references: {{{{thermos.nope}}}}\n")
 
 
 # ---- aliases, warnings, --bind ----
@@ -217,10 +217,10 @@ def test_task_info_with_stoker_s_document_takes_the_ranges(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, words", [
-    ("{not json", "task_info.json: Expecting property name"),
-    ("[1]", "task_info.json: it holds a JSON list, not a TaskInfo object"),
+    ("{not json", "task_info.json': Expecting property name"),
+    ("[1]", "task_info.json': it holds a JSON list, not a TaskInfo object"),
     ('{"task_id": {"value": "t"}, "data": "AAAA"}', "invalid task: invalid Aurora task in TaskInfo.data (3 bytes: 00 00 00"),
-    ("[" * 100_000, "task_info.json: it is nested too deeply to read"),  # past json.loads' limit on 3.13 too
+    ("[" * 100_000, "task_info.json': it is nested too deeply to read"),  # past json.loads' limit on 3.13 too
 ])
 def test_a_task_info_that_cannot_be_used_is_one_error(tmp_path, capsys, content, words):
     path = tmp_path / "task_info.json"

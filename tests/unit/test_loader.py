@@ -99,7 +99,7 @@ def test_a_json_file_nested_too_deeply_is_one_error(tmp_path, inner):
     # json.loads reads it; turning it into a job recursed past Python's limit (a traceback).
     path = tmp_path / "deep.json"
     path.write_text('{"jobs": [{"name": "web", "metadata": ' + inner + "}]}")
-    assert error_of(path) == f"{path}: jobs[0] is nested too deeply to read"
+    assert error_of(path) == f"'{path}': jobs[0] is nested too deeply to read"
 
 
 # ---- selecting ----
@@ -118,14 +118,14 @@ def test_select_by_key(tmp_path):
 
 def test_multiple_jobs_need_a_key_and_the_message_lists_them(tmp_path):
     path = write_config(tmp_path, TWO_JOBS)
-    assert error_of(path) == (f"{path}: defines 2 jobs, so a job key is needed; one of: "
+    assert error_of(path) == (f"'{path}': defines 2 jobs, so a job key is needed; one of: "
                               "c/r/prod/hello, c/r/test/hello")
 
 
 def test_unknown_key_lists_the_keys_that_exist(tmp_path):
     path = write_config(tmp_path, TWO_JOBS)
     assert error_of(path, "c/r/dev/hello") == (
-        f"{path}: no job c/r/dev/hello; the file defines: c/r/prod/hello, c/r/test/hello")
+        f"'{path}': no job c/r/dev/hello; the file defines: c/r/prod/hello, c/r/test/hello")
 
 
 def test_a_key_with_aurora_s_instance_suffix_points_at_instance(tmp_path):

@@ -97,13 +97,13 @@ def test_a_function_from_an_included_file_fails_at_its_own_line(tmp_path):
 def test_a_task_needs_positive_resources_as_in_aurora(tmp_path, resources, message):
     path = write_config(tmp_path, "jobs = [Job(task=Task(processes=[Process(name='web', cmdline='x')]"
                                   f"{resources}), cluster='c', role='r', environment='e')]\n")
-    assert error_of(path) == f"{path}: job c/r/e/web: {message}"
+    assert error_of(path) == f"'{path}': job c/r/e/web: {message}"
 
 
 def test_arguments_in_aurora_order_get_a_hint(tmp_path):
     path = write_config(tmp_path, job_text())
     message = error_of("c/r/e/web", str(path))
-    assert message == ("c/r/e/web: cannot read the config file: No such file or directory; the config "
+    assert message == ("'c/r/e/web': cannot read the config file: No such file or directory; the config "
                        f"file comes first, then the job key: did you mean {path} c/r/e/web?")
 
 

@@ -13,7 +13,7 @@ from tests.support.configs import error_of, job, job_text, process, write_config
 
 def test_type_error_names_field_and_value(tmp_path):
     path = write_config(tmp_path, job_text("[Process(name='web', cmdline='x', max_failures='x')]"))
-    assert error_of(path) == (f"{path}: job c/r/e/web: "
+    assert error_of(path) == (f"'{path}': job c/r/e/web: "
                               "job.task.processes[0].max_failures = 'x' is not an integer")
 
 

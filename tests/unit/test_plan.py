@@ -91,7 +91,7 @@ def test_a_reference_that_is_never_bound_names_the_file(tmp_path):
     path = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo {{thermos.nope}}')]"))
     with pytest.raises(ConfigError) as info:
         plan(path)
-    assert str(info.value) == f"{path}: job c/r/e/web: unbound template references: {{{{thermos.nope}}}}"
+    assert str(info.value) == f"'{path}': job c/r/e/web: unbound template references: {{{{thermos.nope}}}}"
     assert info.value.unbound == ("{{thermos.nope}}",)  # still the BindError it was
 
 

@@ -85,7 +85,7 @@ def test_two_runs_of_positionals_are_argparse_s_error(capsys):
 def test_a_flag_of_a_form_it_does_not_read_leaves_the_command_to_argparse():
     import attrs
 
-    from config.settings import setting
+    from config.sourced import setting
 
     @attrs.frozen
     class Counted:

@@ -27,8 +27,8 @@ RECORDS = [
                  ports={"health": 31000}, supervisor_pid=4000, supervisor_start=81234,
                  supervisor_boot="6f1c7a2e-boot", marker="web-0-1/2f9a", processes=("setup", "web"),
                  health="HTTP GET http://localhost:31000/health",
-                 containment="cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)", wall=100.0,
-                 boot=8123.25),
+                 containment="cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)",
+                 cgroup="/sys/fs/cgroup/stoker-1", wall=100.0, boot=8123.25),
     TaskRecord(from_=TaskStage.NEW, to=TaskStage.STARTING, reason="task launched", wall=100.0),
     PhaseRecord(from_=TaskPhase.ACTIVE, to=TaskPhase.CLEANING, reason="killed", wall=101.0),
     ProcessRecord(process="web", run=2, from_=ProcessState.RUNNING, to=ProcessState.WAITING,
@@ -61,7 +61,7 @@ def test_the_field_names_on_disk_are_the_ones_written_before_the_records_had_cla
     assert set(RECORDS[0].to_json()) == {"kind", "task", "job_key", "task_id", "sandbox", "ports",
                                          "supervisor_pid", "supervisor_start", "supervisor_boot",
                                          "marker", "processes", "health", "containment",
-                                         "wall", "boot"}
+                                         "cgroup", "wall", "boot"}
     assert set(RECORDS[5].to_json()) == {"kind", "outcome", "reason", "latency_secs", "state",
                                          "attempts", "consecutive_failures",
                                          "consecutive_successes", "wall"}

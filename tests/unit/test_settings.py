@@ -12,13 +12,13 @@ from config.errors import ConfigError, SettingsError
 from config.executorsettings import ExecutorSettings
 from config.settings import (
     RunSettings,
-    flag_conflicts,
     parse_bindings,
     parse_duration,
     parse_port,
     parse_ports,
     pop_secrets,
 )
+from config.sourced import flag_conflicts
 
 AGENT_ENV = {
     "MESOS_AGENT_ENDPOINT": "127.0.0.1:5051",

@@ -65,7 +65,7 @@ def test_a_self_doubling_config_file_fails_at_once_naming_the_field(tmp_path, te
     path = write_config(tmp_path, text)
     error, secs = timed(lambda: load_job(path))
     assert isinstance(error, ConfigError)
-    assert str(error) == f"{path}: job: {problem}"
+    assert str(error) == f"'{path}': job: {problem}"
     assert secs < HANG_BOUND_SECS
 
 

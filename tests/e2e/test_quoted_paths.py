@@ -1,0 +1,49 @@
+"""Every `stoker: error:` line that names a path the operator gave (a config file, a
+sandbox, `--task-info`) quotes it as the deleted-working-directory lines do
+(`config.words.quoted`: repr-like), so that an empty name, spaces, a newline and a byte that
+is not UTF-8 are visible and the line stays one line. Through the real `stoker`. Was: `sandbox
+a b does not exist`, and `stoker run ""` said `.: cannot read the config file: Is a directory`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cli_conventions import EXAMPLES, one_error, stoker, write_config
+
+ODD = "a b\n" + os.fsdecode(b"\xff")  # a space, a newline, a byte that is not UTF-8
+SHOWN = "'a b\\n\\xff'"  # as the line shows it
+
+
+@pytest.mark.parametrize("args", [["status", ODD], ["tail", ODD, "web"], ["kill", ODD], ["restart", ODD, "web"]])
+def test_a_sandbox_that_does_not_exist_is_named_quoted(tmp_path, args):
+    assert one_error(stoker(*args, cwd=tmp_path)).startswith(f"sandbox {SHOWN} does not exist, and no task ")
+
+
+@pytest.mark.parametrize("command", ["run", "inspect"])
+@pytest.mark.parametrize("given, shown, why", [
+    (ODD, SHOWN, "No such file or directory"),
+    ("", "''", "No such file or directory"),  # not `.`, "Is a directory"
+    ("no such.aurora", "'no such.aurora'", "No such file or directory"),
+])
+def test_a_config_that_cannot_be_read_is_named_quoted(tmp_path, command, given, shown, why):
+    assert one_error(stoker(command, given, cwd=tmp_path)) == f"{shown}: cannot read the config file: {why}"
+
+
+def test_a_task_info_that_cannot_be_read_is_named_quoted(tmp_path):
+    assert one_error(stoker("inspect", "--task-info", ODD, cwd=tmp_path)) == f"{SHOWN}: No such file or directory"
+
+
+def test_a_sandbox_that_is_a_file_is_named_quoted(tmp_path):
+    (tmp_path / "a file").write_text("")
+    message = one_error(stoker("run", str(EXAMPLES / "hello_world.aurora"), "--sandbox", "a file", cwd=tmp_path))
+    assert message == "sandbox 'a file' exists and is not a directory"
+
+
+def test_a_config_s_own_problem_names_the_file_quoted(tmp_path):
+    """The planning child's refusal, as `inspect`'s: the file named as given, quoted."""
+    config = write_config(tmp_path, "jobs = []\n").rename(tmp_path / "my job.aurora")
+    for command in ("run", "inspect"):
+        message = one_error(stoker(command, Path(config).name, cwd=tmp_path))
+        assert message == "'my job.aurora': `jobs` is empty; there is no job to run", command
