@@ -34,7 +34,7 @@ from executor.procs.watchdog import start_watchdog
 from tests.support import cgroups as cgroup_support
 from tests.support.stoker_proc import REPO, measured
 from tests.support.users import stoker_as
-from tests.support.waiting import wait_for
+from tests.support.waiting import exit_code, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 FREEZER = cgroup_support.FREEZER  # the test run's own (tests/support/sessioncgroup.py)
@@ -92,7 +92,7 @@ def kill_and_remove(cg: cgroups.TaskCgroup, by: str) -> None:
     if by == "watchdog":
         dog = start_watchdog("no-such-marker", cg.directory, cg.how)
         dog.close_pipe()
-        assert dog.popen.wait(20) == 0
+        assert exit_code(dog.pid, 20) == 0
     else:
         assert cg.kill_and_remove(10) is None
 
