@@ -41,7 +41,7 @@ import attrs
 from executor.host import identity
 from executor.host.entry import TERMINAL_STATES
 from executor.host.replacefile import user_name
-from executor.procs import cgrouplost, cgroups, proctree
+from executor.procs import cgroups, proctree
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import iter_records
@@ -138,6 +138,8 @@ def _remove_lost(directory: str, others: list[int]) -> str:
     if others:  # neither those below it removed, nor a wait on it
         return (f"left {directory} alone: another task's or another user's process(es) are in it: "
                 f"{' '.join(map(str, others))}")
+    from executor.procs import cgrouplost  # (loaded by `_end` already)
+
     said = cgrouplost.remove_emptied(directory, CGROUP_SECS)
     if said == cgrouplost.ALREADY_GONE:
         return f"its cgroup {directory} was already gone (removed first by another: its own watchdog)"
@@ -160,6 +162,8 @@ def end_lost_attempts(sandbox: Path, pinned: str = "") -> list[LostAttempt]:
 
 def _end(sandbox: Path, pinned: str, number: int, header: rec.HeaderRecord) -> LostAttempt | None:
     """End one lost attempt: its user's marked processes, its held ones, its cgroup."""
+    from executor.procs import cgrouplost  # a re-run after a finished attempt goes without
+
     entry = f"{TASK_MARKER}={header.marker}".encode()
     me = os.geteuid()
     marked = {pid: proctree.real_uid(pid) for pid in sorted(proctree.scan_markers((entry,)))}
