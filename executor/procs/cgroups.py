@@ -309,7 +309,7 @@ def lost_cgroups(name: str, pids: Iterable[int]) -> set[str]:
     killed), and those below the cgroups this process is in (where a run in the same
     session made it). A name that is not one path component (a planted checkpoint's marker)
     has none."""
-    if "/" in name or "\0" in name or name in (".", ".."):
+    if "/" in name or name in (".", ".."):  # (a NUL names no directory: os.path.isdir says so)
         return set()
     try:
         mountinfo = _read("/proc/self", "mountinfo")

@@ -27,11 +27,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
+from executor.procs import cgroups
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from executor.procs.spawn import TASK_MARKER
 from executor.task import leftovers
@@ -137,13 +139,19 @@ def test_a_lost_attempt_s_processes_left_frozen_in_the_v1_freezer_are_killed_and
             lost.rmdir()
 
 
-def test_a_planted_marker_naming_a_live_task_s_cgroup_leaves_it_alone(tmp_path):
+def _v2_home() -> str:
+    """The v2 cgroup this process is in (skips the test where there is none it may write)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the cgroups here are root's")
     places = own_places(Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text())
     home = next((p.directory for p in places if p.kind is CgroupKind.V2), None)
     if home is None or not os.access(home, os.W_OK):
         pytest.skip("no writable cgroup-v2 hierarchy shows this process's cgroup")
+    return home
+
+
+def test_a_planted_marker_naming_a_live_task_s_cgroup_leaves_it_alone(tmp_path):
+    home = _v2_home()
     live_marker = uuid.uuid4().hex
     live = Path(home, f"stoker-{live_marker[:16]}")
     _lost_attempt(tmp_path / "sb", live_marker[:16])  # the planted marker: no process carries it
@@ -174,3 +182,85 @@ def test_a_lost_cgroup_its_watchdog_removed_first_is_said_to_be_already_gone(tmp
     gone.rmdir()  # as the other side does
     assert leftovers._remove_lost(str(gone), []) == \
         f"its cgroup {gone} was already gone (removed first by another: its own watchdog)"
+
+
+def test_a_name_that_is_not_one_path_component_names_no_cgroup():
+    # `.` and `..` joined to this process's own cgroups name them and their parents
+    for name in (".", "..", "stoker-a/b", "stoker-\0"):
+        assert cgroups.lost_cgroups(name, [os.getpid()]) == set(), name
+
+
+@contextlib.contextmanager
+def _made(*directories: Path):
+    """The cgroups `directories` (each after those above it), removed again at the end."""
+    try:
+        for directory in directories:
+            directory.mkdir()
+        yield
+    finally:
+        for directory in reversed(directories):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def test_a_lost_cgroup_is_the_one_named_above_each_marked_process_however_deep(tmp_path):
+    """Not below this process's cgroup, the marked process in one below the named one, a
+    process gone since its pid was found listed before it."""
+    tag = uuid.uuid4().hex[:16]
+    top = Path(_v2_home(), f"lostat-{tag[:8]}")
+    lost = top / "x" / f"stoker-{tag}"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with _made(top, top / "x", lost, lost / "inner"):
+        marked = subprocess.Popen(["sleep", "600"])
+        try:
+            (lost / "inner" / "cgroup.procs").write_text(str(marked.pid))
+            assert cgroups.lost_cgroups(f"stoker-{tag}", [gone.pid, marked.pid]) == {str(lost)}
+        finally:
+            marked.kill()
+            marked.wait(10)
+
+
+def _opened_by_this_process(path: Path) -> bool:
+    return any(os.readlink(f"/proc/self/fd/{fd}") == str(path) for fd in os.listdir("/proc/self/fd")
+               if os.path.islink(f"/proc/self/fd/{fd}"))
+
+
+def test_a_lost_cgroup_is_removed_with_those_below_it_once_its_last_process_has_left():
+    # the removal waits on the cgroup's events (`populated 0`) while a process is still in it
+    lost = Path(_v2_home(), f"stoker-{uuid.uuid4().hex[:16]}")
+    with _made(lost, lost / "inner"):
+        held = subprocess.Popen(["sleep", "600"])
+        said: list[str | None] = []
+        removal = threading.Thread(target=lambda: said.append(cgroups.remove_emptied(str(lost), 30)))
+        try:
+            (lost / "cgroup.procs").write_text(str(held.pid))
+            removal.start()
+            wait_for(lambda: _opened_by_this_process(lost / "cgroup.events") or not removal.is_alive(), 10,
+                     message="the removal waits on the cgroup's events")
+            assert removal.is_alive(), said  # not given up at the first rmdir
+        finally:
+            held.kill()
+            held.wait(10)
+            removal.join(40)
+    assert said == [None] and not lost.exists()
+
+
+def test_a_lost_cgroup_still_busy_at_the_deadline_is_said_with_its_processes():
+    lost = Path(_v2_home(), f"stoker-{uuid.uuid4().hex[:16]}")
+    with _made(lost):
+        held = subprocess.Popen(["sleep", "600"])
+        try:
+            (lost / "cgroup.procs").write_text(str(held.pid))
+            assert cgroups.remove_emptied(str(lost), 0) == (
+                f"cannot remove {lost}: Device or resource busy (EBUSY) (1 processes in it)")
+        finally:
+            held.kill()
+            held.wait(10)
+
+
+def test_a_directory_it_cannot_remove_for_another_reason_is_said_at_once(tmp_path):
+    # not waited on until the deadline as a busy cgroup is (a directory not a cgroup, not empty)
+    (tmp_path / "file").write_text("")
+    assert cgroups.remove_emptied(str(tmp_path), 3600) == (
+        f"cannot remove {tmp_path}: Directory not empty (ENOTEMPTY) (0 processes in it)")
