@@ -200,7 +200,7 @@ MODULES = (
                "test_the_bound_on_the_config_s_code_ends_once_the_child_forked_ahead_sent_the_plan")),
            children=True),
     Module("planform", "a plan's plain form", ("executor/local/planform.py",),
-           ("tests/integration/test_plancache.py",)),
+           ("tests/unit/test_planform.py", "tests/unit/test_plan.py", "tests/integration/test_plancache.py")),
     # its functions run as config.schema is imported (collection): every test counts as reaching them
     Module("schemashared", "the schema's shared table of types", ("config/schema/shared.py",),
            ("tests/unit/test_schema_shared.py",), children=True),
