@@ -191,13 +191,13 @@ MODULES = (
     # The eighth round (docs/testing.md §4): the plan made ahead, its plain form, the schema's
     # shared table of types, a config's JSON form, compiling without docstrings, a lost attempt's cgroup
     Module("planahead", "the plan made ahead's handle", ("executor/local/planahead.py",),
-           tuple(f"tests/integration/test_planning.py::{name}" for name in (
+           ("tests/integration/test_planahead.py", *(f"tests/integration/test_planning.py::{name}" for name in (
                "test_a_plan_made_ahead_is_the_plan_made_late",
                "test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it",
                "test_the_supervisor_loads_its_own_modules_while_the_child_plans_and_stops_once_it_answered",
                "test_the_child_forked_ahead_sends_the_plan_before_it_judges_the_config_closed",
                "test_a_child_forked_ahead_that_fails_to_plan_sends_no_plan_first",
-               "test_the_bound_on_the_config_s_code_ends_once_the_child_forked_ahead_sent_the_plan")),
+               "test_the_bound_on_the_config_s_code_ends_once_the_child_forked_ahead_sent_the_plan"))),
            children=True),
     Module("planform", "a plan's plain form", ("executor/local/planform.py",),
            ("tests/unit/test_planform.py", "tests/unit/test_plan.py", "tests/integration/test_plancache.py")),
