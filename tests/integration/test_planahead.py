@@ -6,7 +6,9 @@ short or 16 MiB long, a child that ends after its plan, the wait for the child's
 cancel. The planning itself is `test_planning.py`'s."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,13 +16,14 @@ from typing import Any
 
 import pytest
 
-from executor.local.planahead import EARLY, PlanAhead, inputs_of
+from executor.local.planahead import EARLY, PlanAhead
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 PLAN = b"the plan, as marshal data"
 ANSWER = b"the answer, as marshal data"
+INPUTS = ("job.aurora", None, (), 0, (), "host", "user")  # what it planned for (read by no test here)
 GATE = "gate"  # a step: the child waits until the test opens its gate
 CLOSE = "close"  # a step: the child closes its end of the pipe (and says so on `told`)
 
@@ -55,8 +58,14 @@ class Child:
         for fd in (write_end, gate, self._told):
             os.close(fd)
         self.told = told
-        self.ahead = PlanAhead(pid, read_end, inputs_of("job.aurora", None, (), 0, (), "host", "user"))
         self.pid = pid
+        try:
+            self.ahead = PlanAhead(pid, read_end, INPUTS)
+        except BaseException:  # (mutmut's forced failure): the child is still the test's to end
+            self._reap()
+            for fd in (read_end, self._gate, told):
+                os.close(fd)
+            raise
 
     def open_gate(self) -> None:
         if self._gate >= 0:
@@ -66,7 +75,16 @@ class Child:
     def end(self) -> None:
         self.open_gate()
         os.close(self.told)
-        self.ahead.cancel()
+        try:
+            self.ahead.cancel()
+        finally:
+            if self.ahead.pid > 0:  # the cancel failed: the child is still the test's to end
+                self._reap()
+
+    def _reap(self) -> None:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
 
 
 @pytest.fixture
