@@ -367,3 +367,23 @@ def test_the_bound_on_the_config_s_code_ends_once_the_child_forked_ahead_sent_th
         print(plan.name, sorted(sources) == [sys.argv[1]], problem)
     """, str(EXAMPLE))
     assert done.stdout == "hello True None\n", done.stderr
+
+
+def test_words_that_may_not_start_early_start_nothing_and_load_nothing_while_the_child_plans(tmp_path):
+    # a sandbox from the environment: the plan is made ahead, but no run starts from it, and
+    # `start_first` neither waits for it nor loads the supervisor's modules meanwhile
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    config = tmp_path / "held.aurora"
+    config.write_text(f"open({str(gate)!r}).read()\n" + EXAMPLE.read_text())
+    done = python(f"""
+        from executor.cli import launchfirst
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off", STOKER_SANDBOX={str(tmp_path / "sb")!r})
+        launchfirst.note((sys.argv[1], None), ["run", sys.argv[1]], environ)
+        launchfirst.fork_ahead()
+        ahead = launchfirst.take_ahead()
+        before = set(sys.modules)
+        print(launchfirst.start_first(ahead), sorted(set(sys.modules) - before), ahead.answered(), flush=True)
+        ahead.cancel()
+    """, str(config), timeout=30)  # (waiting for the held child instead never ends)
+    assert done.stdout == "None [] False\n", done.stderr
