@@ -185,8 +185,10 @@ MODULES = (
            ("tests/integration/test_attrsmethods.py",), children=True),
     Module("launchfirst", "a first run's early start", ("executor/cli/launchfirst.py",),
            ("tests/e2e/test_early_start_first.py", "tests/e2e/test_plan_ahead.py",
-            "tests/integration/test_planning.py::test_a_plan_made_ahead_is_the_plan_made_late",
-            "tests/integration/test_planning.py::test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it"),
+            *(f"tests/integration/test_planning.py::{name}" for name in (
+                "test_a_plan_made_ahead_is_the_plan_made_late",
+                "test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it",
+                "test_words_that_may_not_start_early_start_nothing_and_load_nothing_while_the_child_plans"))),
            children=True),
     # The eighth round (docs/testing.md §4): the plan made ahead, its plain form, the schema's
     # shared table of types, a config's JSON form, compiling without docstrings, a lost attempt's cgroup
