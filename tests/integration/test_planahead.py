@@ -176,8 +176,25 @@ def test_a_plan_of_16_mib_and_more_comes_whole(child, plan_first):
     assert planning.ahead.answer()[0] == ANSWER and planning.ahead.early_plan() == big
 
 
-def _waiting_for_a_child(thread: threading.Thread) -> bool:
-    return Path(f"/proc/self/task/{thread.native_id}/wchan").read_text() == "do_wait"
+def _waiting_in(thread: threading.Thread, kernel_function: str) -> bool:
+    """Whether `thread` sleeps in the kernel in a function whose name holds `kernel_function`
+    (its wchan: `do_wait` for a child's exit, `pipe_read` or `anon_pipe_read` for a pipe)."""
+    return kernel_function in Path(f"/proc/self/task/{thread.native_id}/wchan").read_text()
+
+
+def test_a_plan_that_comes_in_two_writes_is_waited_for_whole(child):
+    # its last byte held on the gate: read once the rest was, not left out
+    planning = child(framed(PLAN)[:-1], GATE, PLAN[-1:] + ANSWER)
+    got: list[bytes | None] = []
+    reading = threading.Thread(target=lambda: got.append(planning.ahead.early_plan()), daemon=True)
+    reading.start()
+    try:
+        wait_for(lambda: not reading.is_alive() or _waiting_in(reading, "pipe"), 10,
+                 message="the plan's last byte is waited for")
+    finally:
+        planning.open_gate()
+        reading.join(10)
+    assert got == [PLAN] and planning.ahead.answer()[0] == ANSWER
 
 
 def test_the_answer_waits_for_the_child_s_exit_after_its_pipe_closed(child):
@@ -187,7 +204,7 @@ def test_the_answer_waits_for_the_child_s_exit_after_its_pipe_closed(child):
     answering.start()
     try:
         assert os.read(planning.told, 1) == b"x"  # the pipe closed, the child not ended
-        wait_for(lambda: not answering.is_alive() or _waiting_for_a_child(answering), 10,
+        wait_for(lambda: not answering.is_alive() or _waiting_in(answering, "do_wait"), 10,
                  message="the answer waits for the child")
     finally:
         planning.open_gate()
