@@ -188,6 +188,7 @@ MODULES = (
             *(f"tests/integration/test_planning.py::{name}" for name in (
                 "test_a_plan_made_ahead_is_the_plan_made_late",
                 "test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it",
+                "test_the_supervisor_loads_its_own_modules_while_the_child_plans_and_stops_once_it_answered",
                 "test_words_that_may_not_start_early_start_nothing_and_load_nothing_while_the_child_plans"))),
            children=True),
     # The eighth round (docs/testing.md §4): the plan made ahead, its plain form, the schema's
