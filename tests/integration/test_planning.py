@@ -387,3 +387,19 @@ def test_words_that_may_not_start_early_start_nothing_and_load_nothing_while_the
         ahead.cancel()
     """, str(config), timeout=30)  # (waiting for the held child instead never ends)
     assert done.stdout == "None [] False\n", done.stderr
+
+
+def test_with_another_thread_running_no_child_is_forked_ahead():
+    # (a fork copies this thread alone: one holding a lock would leave it held in the child)
+    done = python("""
+        from executor.cli import launchfirst
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        stop = threading.Event()
+        waiting = threading.Thread(target=stop.wait)
+        waiting.start()
+        launchfirst.note((sys.argv[1], None), ["run", sys.argv[1]], environ)
+        launchfirst.fork_ahead()
+        print(launchfirst.take_ahead(), flush=True)
+        stop.set()
+    """, str(EXAMPLE))
+    assert done.stdout == "None\n", done.stderr
