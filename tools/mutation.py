@@ -190,7 +190,8 @@ MODULES = (
                 "test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it",
                 "test_the_supervisor_loads_its_own_modules_while_the_child_plans_and_stops_once_it_answered",
                 "test_words_that_may_not_start_early_start_nothing_and_load_nothing_while_the_child_plans",
-                "test_with_another_thread_running_no_child_is_forked_ahead"))),
+                "test_with_another_thread_running_no_child_is_forked_ahead",
+                "test_with_no_descriptor_left_for_its_pipe_no_child_is_forked_ahead"))),
            children=True),
     # The eighth round (docs/testing.md §4): the plan made ahead, its plain form, the schema's
     # shared table of types, a config's JSON form, compiling without docstrings, a lost attempt's cgroup

@@ -403,3 +403,20 @@ def test_with_another_thread_running_no_child_is_forked_ahead():
         stop.set()
     """, str(EXAMPLE))
     assert done.stdout == "None\n", done.stderr
+
+
+def test_with_no_descriptor_left_for_its_pipe_no_child_is_forked_ahead():
+    # the run plans when the plan is needed, as ever (a child it could not fork is no child)
+    done = python("""
+        import resource
+        import executor.local.planning
+        from executor.cli import launchfirst
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        launchfirst.note((sys.argv[1], None), ["run", sys.argv[1]], environ)
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        launchfirst.fork_ahead()
+        print(launchfirst.take_ahead(), flush=True)
+    """, str(EXAMPLE))
+    assert done.stdout == "None\n", done.stderr
