@@ -31,13 +31,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
 from executor.cli.main import main
-from executor.procs import cgroups
+from executor.procs import cgrouplost, cgroups
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from executor.procs.spawn import TASK_MARKER
 from executor.task import leftovers
@@ -180,6 +181,7 @@ def test_an_older_stoker_s_16_character_cgroup_left_frozen_is_thawed_so_its_kill
 
 
 def _v2_home() -> str:
+    """The v2 cgroup this process is in (skips the test where there is none it may write)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the cgroups here are root's")
     places = own_places(Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text())
@@ -311,3 +313,86 @@ def test_a_lost_cgroup_its_watchdog_removed_first_is_said_to_be_already_gone(tmp
     gone.rmdir()  # as the other side does
     assert leftovers._remove_lost(str(gone), []) == \
         f"its cgroup {gone} was already gone (removed first by another: its own watchdog)"
+
+
+def test_a_marker_that_is_not_a_whole_one_names_no_cgroup():
+    # `.` and `..` joined to this process's own cgroups would name them and their parents; 16
+    # characters, an older Stoker's length, would name a live task's made and not yet entered
+    for marker in (".", "..", "a/b", "\0", uuid.uuid4().hex[:16], uuid.uuid4().hex.upper()):
+        assert cgrouplost.lost_cgroups(marker, [os.getpid()]) == set(), marker
+
+
+@contextlib.contextmanager
+def _made(*directories: Path):
+    """The cgroups `directories` (each after those above it), removed again at the end."""
+    try:
+        for directory in directories:
+            directory.mkdir()
+        yield
+    finally:
+        for directory in reversed(directories):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def test_a_lost_cgroup_is_the_one_named_above_each_marked_process_however_deep(tmp_path):
+    """Not below this process's cgroup, the marked process in one below the named one, a
+    process gone since its pid was found listed before it."""
+    marker = uuid.uuid4().hex
+    top = Path(_v2_home(), f"lostat-{marker[:8]}")
+    lost = top / "x" / cgroups.task_name(marker)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with _made(top, top / "x", lost, lost / "inner"):
+        marked = subprocess.Popen(["sleep", "600"])
+        try:
+            (lost / "inner" / "cgroup.procs").write_text(str(marked.pid))
+            assert cgrouplost.lost_cgroups(marker, [gone.pid, marked.pid]) == {str(lost)}
+        finally:
+            marked.kill()
+            marked.wait(10)
+
+
+def _opened_by_this_process(path: Path) -> bool:
+    return any(os.readlink(f"/proc/self/fd/{fd}") == str(path) for fd in os.listdir("/proc/self/fd")
+               if os.path.islink(f"/proc/self/fd/{fd}"))
+
+
+def test_a_lost_cgroup_is_removed_with_those_below_it_once_its_last_process_has_left():
+    # the removal waits on the cgroup's events (`populated 0`) while a process is still in it
+    lost = Path(_v2_home(), cgroups.task_name(uuid.uuid4().hex))
+    with _made(lost, lost / "inner"):
+        held = subprocess.Popen(["sleep", "600"])
+        said: list[str | None] = []
+        removal = threading.Thread(target=lambda: said.append(cgrouplost.remove_emptied(str(lost), 30)))
+        try:
+            (lost / "cgroup.procs").write_text(str(held.pid))
+            removal.start()
+            wait_for(lambda: _opened_by_this_process(lost / "cgroup.events") or not removal.is_alive(), 10,
+                     message="the removal waits on the cgroup's events")
+            assert removal.is_alive(), said  # not given up at the first rmdir
+        finally:
+            held.kill()
+            held.wait(10)
+            removal.join(40)
+    assert said == [None] and not lost.exists()
+
+
+def test_a_lost_cgroup_still_busy_at_the_deadline_is_said_with_its_processes():
+    lost = Path(_v2_home(), cgroups.task_name(uuid.uuid4().hex))
+    with _made(lost):
+        held = subprocess.Popen(["sleep", "600"])
+        try:
+            (lost / "cgroup.procs").write_text(str(held.pid))
+            assert cgrouplost.remove_emptied(str(lost), 0) == (
+                f"cannot remove {lost}: Device or resource busy (EBUSY) (1 processes in it)")
+        finally:
+            held.kill()
+            held.wait(10)
+
+
+def test_a_directory_it_cannot_remove_for_another_reason_is_said_at_once(tmp_path):
+    # not waited on until the deadline as a busy cgroup is (a directory not a cgroup, not empty)
+    (tmp_path / "file").write_text("")
+    assert cgrouplost.remove_emptied(str(tmp_path), 3600) == (
+        f"cannot remove {tmp_path}: Directory not empty (ENOTEMPTY) (0 processes in it)")
