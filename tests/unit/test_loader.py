@@ -121,7 +121,7 @@ def test_a_json_number_too_long_to_read_is_an_error_without_a_line(tmp_path):
 
 def test_a_json_jobs_entry_that_is_not_a_list_is_one_error(tmp_path):
     path = write_config(tmp_path, '{"jobs": {"web": {}}}', "jobs.json")
-    assert error_of(path) == f'{path}: "jobs" must be a list of job objects'
+    assert error_of(path) == f"'{path}': \"jobs\" must be a list of job objects"
 
 
 def test_a_json_job_s_problems_are_each_one_as_an_aurora_job_s_are(tmp_path):
@@ -130,7 +130,7 @@ def test_a_json_job_s_problems_are_each_one_as_an_aurora_job_s_are(tmp_path):
         load_job(path)
     missing = tuple(f"jobs[0].{field} is required but missing" for field in ("cluster", "environment", "task"))
     assert info.value.problems == missing
-    assert str(info.value) == f"{path}: invalid jobs[0]: 3 problems: " + "; ".join(missing)
+    assert str(info.value) == f"'{path}': invalid jobs[0]: 3 problems: " + "; ".join(missing)
 
 
 # ---- selecting ----
