@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.shellwords import fake_sh, in_aurora
+from tests.support.shellwords import c_locale_starts, fake_sh, in_aurora
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
@@ -194,6 +194,7 @@ def test_a_task_gets_the_locale_the_operator_gave_not_pythons_coerced_one(tmp_pa
         kill_leftovers(task_pids(sandbox))
 
 
+@c_locale_starts
 def test_a_cmdline_the_locale_cannot_encode_reaches_bash_as_utf8(tmp_path):
     """`LC_ALL=C PYTHONUTF8=0`: Python's file system encoding is ASCII, and `printf café`
     failed the task at its first fork with "executor internal error: UnicodeEncodeError"

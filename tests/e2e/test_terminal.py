@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tests.support.pty_proc import PtyProcess
-from tests.support.shellwords import python_sh
+from tests.support.shellwords import c_locale_starts, python_sh
 from tests.support.stoker_proc import (
     REPO,
     StokerProcess,
@@ -331,6 +331,7 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):
         f"answers once continued (kill -CONT {run.pid})\n")
 
 
+@c_locale_starts
 def test_a_c_locale_without_utf8_mode_writes_out_what_ascii_cannot_show(tmp_path):
     """`LC_ALL=C PYTHONUTF8=0`: Python's stdout is ASCII with surrogateescape, which raises
     on `ô` as strict does; `stoker inspect` (as `ps`, `status` and `kill`) of a job whose

@@ -5,14 +5,26 @@ runs it as any other does (docs/testing.md §15); written bare, the shell split 
 the test failed with `exec: /var/tmp/sp: not found`.
 
 A `.aurora` config holds its command lines inside Python string literals: `in_aurora` escapes
-a quoted line for that second layer, so the string the config yields is the line again."""
+a quoted line for that second layer, so the string the config yields is the line again.
+
+`c_locale_starts`: what no quoting mends, a Python that cannot start under `LC_ALL=C
+PYTHONUTF8=0` from a checkout whose path is not ASCII."""
 from __future__ import annotations
 
 import shlex
 import sys
 from pathlib import Path
 
+import pytest
+
 FAKE_TASK = Path(__file__).resolve().parent / "fake_task.py"
+CHECKOUT = FAKE_TASK.parents[2]
+# CPython before 3.13 reads a venv's .pth files in the locale's encoding: under `LC_ALL=C
+# PYTHONUTF8=0` the editable install's, which holds the checkout's path, stops this Python at
+# its start (`init_import_site`: UnicodeDecodeError) when that path is not ASCII.
+c_locale_starts = pytest.mark.skipif(
+    not str(CHECKOUT).isascii() and sys.version_info < (3, 13),
+    reason=f"this Python cannot start under LC_ALL=C PYTHONUTF8=0: its editable install's .pth names {CHECKOUT}")
 
 
 def sh(*words: object) -> str:
