@@ -13,6 +13,7 @@ No I/O.
 """
 from __future__ import annotations
 
+import _thread
 import contextlib
 import threading
 import warnings
@@ -24,12 +25,19 @@ from typing import Any, cast
 def filtered(change: Callable[[], None]) -> Iterator[bool]:
     """Inside, the filters as `change()` sets them (saved and put back by `catch_warnings`)
     when this is the process's only thread; else untouched. Yields whether it changed them."""
-    if threading.active_count() > 1:
+    if not alone():
         yield False
         return
     with warnings.catch_warnings():
         change()
         yield True
+
+
+def alone() -> bool:
+    """Whether this is the process's one Python thread: of `threading`'s, and of those
+    `_thread.start_new_thread` made, which `threading.active_count()` does not count (a C
+    extension's, an older library's), each of which meets the process's filters as well."""
+    return threading.active_count() == 1 and _thread._count() == 0  # _count: threads but the main one
 
 
 def ignored() -> None:

@@ -4,6 +4,7 @@ process's, and `catch_warnings` is not thread-safe. Real threads, waiting on eve
 config's code reaches the test through a gate in `sys.modules`, which its `import` finds."""
 from __future__ import annotations
 
+import _thread
 import sys
 import threading
 import types
@@ -56,19 +57,44 @@ def beside_a_load(tmp_path, gate, act) -> None:
     assert gate.loading.is_set() and not thread.is_alive()
 
 
+def warned(gate) -> None:
+    """The other thread's warning, and whether the filters it met raised it or showed it."""
+    try:
+        warnings.warn("the other thread's", OtherThreads, stacklevel=1)
+        gate.seen.append("shown")
+    except OtherThreads:
+        gate.seen.append("raised")
+
+
 def test_another_thread_warning_during_a_load_meets_the_process_filters(tmp_path, gate):
     """Was: the load's filters (an `error` made `default`) for every thread: its warning was
     shown, never raised."""
-    def warn() -> None:
-        try:
-            warnings.warn("the other thread's", OtherThreads, stacklevel=1)
-            gate.seen.append("shown")
-        except OtherThreads:
-            gate.seen.append("raised")
-
     with warnings.catch_warnings():  # (set before the thread starts: the test's own)
         warnings.simplefilter("error", OtherThreads)
-        beside_a_load(tmp_path, gate, warn)
+        beside_a_load(tmp_path, gate, lambda: warned(gate))
+    assert gate.seen == ["raised"]
+
+
+def test_a_thread_not_made_by_threading_meets_the_process_filters_too(tmp_path, gate):
+    """`_thread.start_new_thread`'s (a C extension's, an older library's) is not among
+    `threading.active_count()`'s. Was: the load, counting one thread, changed the filters it met."""
+    ended = threading.Event()
+
+    def other() -> None:
+        try:
+            if gate.loading.wait(30):
+                warned(gate)
+        finally:
+            gate.done.set()
+            ended.set()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OtherThreads)
+        _thread.start_new_thread(other, ())
+        try:
+            assert len(load_jobs(write_config(tmp_path, WAITS))) == 1
+        finally:
+            assert ended.wait(30)
     assert gate.seen == ["raised"]
 
 
