@@ -122,3 +122,43 @@ def test_a_ctrl_c_once_the_run_is_over_ends_the_command_at_once_with_130(tmp_pat
     finally:
         proc.close()
         kill_leftovers(task_pids(sandbox))
+
+
+# As the code cache's file is written (its temporary made, `marshal.dumps` done): a real Ctrl-C.
+CTRL_C_AS_IT_WRITES = patched_at_load("executor.codecachewrite", """
+    import marshal
+    import signal
+    import types
+
+    def _dumps(value):
+        made = marshal.dumps(value)
+        os.kill(os.getpid(), signal.SIGINT)
+        return made
+
+    def _patch(module):
+        module.marshal = types.SimpleNamespace(dumps=_dumps, loads=marshal.loads)
+    """)
+
+
+def test_a_ctrl_c_as_the_code_cache_is_written_leaves_no_temporary_file(tmp_path):
+    """Once the run is over a Ctrl-C ends `stoker run` at once, its code cache's write too.
+    Was: that write's temporary file (`attrs-run….bin.PID.HEX.tmp`, the whole cache) was left
+    in the cache's directory (the package's `__pycache__` by default), one more each time."""
+    hook, sandbox, cache = tmp_path / "hook", tmp_path / "sb", tmp_path / "cache"
+    hook.mkdir()
+    cache.mkdir(mode=0o755)
+    (hook / "sitecustomize.py").write_text(CTRL_C_AS_IT_WRITES)
+    config = tmp_path / "job.aurora"
+    config.write_text(CONFIG)
+    args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
+    proc = StokerProcess(args, tmp_path, env={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}",
+                                              "STOKER_CODE_CACHE": str(cache), "PYTHONDONTWRITEBYTECODE": ""})
+    try:
+        status = proc.wait(60)
+        err = proc.stderr()
+        assert (status, "Traceback" in err) == (130, False), (status, err, proc.stdout())
+        assert "FINISHED" in proc.stdout()
+        assert sorted(p.name for p in cache.iterdir() if p.name.endswith(".tmp")) == []
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
