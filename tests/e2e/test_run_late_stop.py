@@ -162,3 +162,45 @@ def test_a_ctrl_c_as_the_code_cache_is_written_leaves_no_temporary_file(tmp_path
     finally:
         proc.close()
         kill_leftovers(task_pids(sandbox))
+
+
+# SIGINT ignored from the start (`stoker run … &` in a script, nohup-like), then a real SIGINT
+# once the run is over and what it held let go, as the command saves what it compiled.
+IGNORED_THEN_AS_IT_SAVES = patched_at_load("executor.cli.main", """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as inherited: Python keeps it so
+
+    def _patch(module):
+        real = module.codecache.save
+
+        def save():
+            signal.raise_signal(signal.SIGINT)
+            with open(os.environ["STOKER_TEST_CLOSED"], "a") as f:
+                f.write(f"ignored: {signal.getsignal(signal.SIGINT) is signal.SIG_IGN}\\n")
+            return real()
+
+        module.codecache.save = save
+    """)
+
+
+def test_a_sigint_ignored_from_the_start_stays_ignored_once_the_run_is_over(tmp_path):
+    """The Ctrl-C put back once the run is over is the handler found at start: one ignored
+    then (a script's background job, whose Ctrl-C is the script's) stays ignored, and the
+    run's exit status stands."""
+    hook, sandbox, closed = tmp_path / "hook", tmp_path / "sb", tmp_path / "closed"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(IGNORED_THEN_AS_IT_SAVES)
+    config = tmp_path / "job.aurora"
+    config.write_text(CONFIG)
+    args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_TEST_CLOSED": str(closed)}
+    proc = StokerProcess(args, tmp_path, env=env)
+    try:
+        status = proc.wait(60)
+        err = proc.stderr()
+        assert (status, "Traceback" in err) == (0, False), (status, err, proc.stdout())
+        assert Path(closed).read_text() == "ignored: True\n"
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
