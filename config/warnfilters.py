@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -35,9 +36,24 @@ def filtered(change: Callable[[], None]) -> Iterator[bool]:
 
 def alone() -> bool:
     """Whether this is the process's one Python thread: of `threading`'s, and of those
-    `_thread.start_new_thread` made, which `threading.active_count()` does not count (a C
-    extension's, an older library's), each of which meets the process's filters as well."""
-    return threading.active_count() == 1 and _thread._count() == 0  # _count: threads but the main one
+    `_thread.start_new_thread` made (a C extension's, an older library's), which
+    `threading.active_count()` does not count and which meet the process's filters as well."""
+    return threading.active_count() == 1 and _thread._count() <= _inherited
+
+
+# `_thread._count()` (threads but the main one) is not reset in a forked child (3.11): the
+# parent's threads stay counted there, where only the forking thread lives on. A child
+# counts from what the fork left (a fork before this module was loaded, in a process with
+# threads, is taken for one beside them: the process's filters stand).
+_inherited = 0
+
+
+def _forked() -> None:
+    global _inherited
+    _inherited = _thread._count()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def ignored() -> None:

@@ -5,6 +5,8 @@ config's code reaches the test through a gate in `sys.modules`, which its `impor
 from __future__ import annotations
 
 import _thread
+import os
+import subprocess
 import sys
 import threading
 import types
@@ -13,7 +15,8 @@ import warnings
 import pytest
 
 from config.loader import load_jobs
-from tests.support.configs import job_text, write_config
+from tests.support.configs import REPO, job_text, write_config
+from tests.support.waiting import wait_for
 
 GATE = "stoker_test_warnings_gate"
 # The config: says it is loading, then waits for the other thread's warning before it ends.
@@ -78,9 +81,10 @@ def test_another_thread_warning_during_a_load_meets_the_process_filters(tmp_path
 def test_a_thread_not_made_by_threading_meets_the_process_filters_too(tmp_path, gate):
     """`_thread.start_new_thread`'s (a C extension's, an older library's) is not among
     `threading.active_count()`'s. Was: the load, counting one thread, changed the filters it met."""
-    ended = threading.Event()
+    running, ended = threading.Event(), threading.Event()
 
     def other() -> None:
+        running.set()
         try:
             if gate.loading.wait(30):
                 warned(gate)
@@ -92,10 +96,12 @@ def test_a_thread_not_made_by_threading_meets_the_process_filters_too(tmp_path, 
         warnings.simplefilter("error", OtherThreads)
         _thread.start_new_thread(other, ())
         try:
+            assert running.wait(30)  # (unlike threading's `start`, it returns before the thread runs)
             assert len(load_jobs(write_config(tmp_path, WAITS))) == 1
         finally:
             assert ended.wait(30)
     assert gate.seen == ["raised"]
+    wait_for(lambda: _thread._count() == 0, timeout_secs=30)  # gone (the next test's load is alone)
 
 
 def test_a_filter_another_thread_adds_during_a_load_is_kept(tmp_path, gate):
@@ -116,3 +122,37 @@ def test_alone_the_config_s_own_warning_is_shown_never_raised_and_the_filters_pu
         assert len(load_jobs(config)) == 1
         assert list(warnings.filters) == before
     assert [str(w.message) for w in shown] == ["going away"]
+
+
+# A process with a second thread forks; its child (one thread: the forking one) loads a config
+# that warns, under an `error` filter: exit 0 when the warning was shown, 1 when it was raised.
+FORKED_BESIDE_A_THREAD = """
+import os, sys, threading, warnings
+from config.loader import load_jobs
+from config.errors import ConfigError
+
+held = threading.Event()
+other = threading.Thread(target=held.wait, args=(30,))
+other.start()
+pid = os.fork()
+if pid == 0:
+    warnings.simplefilter("error")
+    try:
+        load_jobs(sys.argv[1])
+    except ConfigError:
+        os._exit(1)
+    os._exit(0)
+held.set()
+other.join()
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_child_forked_beside_another_thread_is_alone_and_shows_the_config_s_warning(tmp_path):
+    """Only the forking thread lives on in a child (a planning child of a process with a
+    thread). `_thread._count()` is not reset there (3.11: the parent's threads still
+    counted): a child that asked it took itself for one beside another thread."""
+    config = write_config(tmp_path, "import warnings\nwarnings.warn('going away')\n" + job_text())
+    done = subprocess.run([sys.executable, "-c", FORKED_BESIDE_A_THREAD, str(config)], capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path)
+    assert (done.returncode, "going away" in done.stderr) == (0, True), done.stderr
