@@ -9,7 +9,7 @@ narrower (a filter per call or per thread: 3.14's context-aware warnings), so th
 made only when this is the process's one thread: a planning child (forked: `stoker run`,
 `stoker inspect`), or a library caller's single thread; else the process's own filters
 stand (its caller's choice), as `executor.local.planning.plan_apart` forks only then.
-No I/O.
+No I/O but /proc/self/task's listing, when `_thread` counts other threads.
 """
 from __future__ import annotations
 
@@ -37,23 +37,18 @@ def filtered(change: Callable[[], None]) -> Iterator[bool]:
 def alone() -> bool:
     """Whether this is the process's one Python thread: of `threading`'s, and of those
     `_thread.start_new_thread` made (a C extension's, an older library's), which
-    `threading.active_count()` does not count and which meet the process's filters as well."""
-    return threading.active_count() == 1 and _thread._count() <= _inherited
-
-
-# `_thread._count()` (threads but the main one) is not reset in a forked child (3.11): the
-# parent's threads stay counted there, where only the forking thread lives on. A child
-# counts from what the fork left (a fork before this module was loaded, in a process with
-# threads, is taken for one beside them: the process's filters stand).
-_inherited = 0
-
-
-def _forked() -> None:
-    global _inherited
-    _inherited = _thread._count()
-
-
-os.register_at_fork(after_in_child=_forked)
+    `threading.active_count()` does not count and which meet the process's filters as well.
+    `_thread._count()` (threads but the main one) is not reset in a forked child (3.11): the
+    parent's threads stay counted there, where only the forking thread lives on, so a count
+    it gives is checked against the kernel's (without /proc: not alone)."""
+    if threading.active_count() > 1:
+        return False
+    if _thread._count() == 0:
+        return True
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def ignored() -> None:
