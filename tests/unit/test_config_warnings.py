@@ -81,7 +81,7 @@ def test_another_thread_warning_during_a_load_meets_the_process_filters(tmp_path
 def test_a_thread_not_made_by_threading_meets_the_process_filters_too(tmp_path, gate):
     """`_thread.start_new_thread`'s (a C extension's, an older library's) is not among
     `threading.active_count()`'s. Was: the load, counting one thread, changed the filters it met."""
-    running, ended = threading.Event(), threading.Event()
+    running, ended, others = threading.Event(), threading.Event(), _thread._count()
 
     def other() -> None:
         running.set()
@@ -101,7 +101,7 @@ def test_a_thread_not_made_by_threading_meets_the_process_filters_too(tmp_path, 
         finally:
             assert ended.wait(30)
     assert gate.seen == ["raised"]
-    wait_for(lambda: _thread._count() == 0, timeout_secs=30)  # gone (the next test's load is alone)
+    wait_for(lambda: _thread._count() == others, timeout_secs=30)  # gone, as the next test begins
 
 
 def test_a_filter_another_thread_adds_during_a_load_is_kept(tmp_path, gate):
@@ -111,17 +111,33 @@ def test_a_filter_another_thread_adds_during_a_load_is_kept(tmp_path, gate):
         assert any(rule[1] is not None and rule[1].pattern == "added meanwhile" for rule in warnings.filters)
 
 
+# The config's load in a process of one thread, under an `error` filter: what was shown.
+ALONE = """
+import sys, warnings
+from config.loader import load_jobs
+
+with warnings.catch_warnings(record=True) as shown:
+    warnings.simplefilter("error")
+    before = list(warnings.filters)
+    assert len(load_jobs(sys.argv[1])) == 1
+    assert list(warnings.filters) == before
+print([str(w.message) for w in shown])
+"""
+
+
+def python(tmp_path, script: str, config) -> subprocess.CompletedProcess:
+    """`script` run by a Python of its own: one thread (a pytest-xdist worker has execnet's,
+    which `_thread` made)."""
+    return subprocess.run([sys.executable, "-c", script, str(config)], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path)
+
+
 def test_alone_the_config_s_own_warning_is_shown_never_raised_and_the_filters_put_back(tmp_path):
     """The one thread (a planning child's case): the config's `warnings.warn` under an `error`
     filter is shown (recorded here), as Aurora's client shows it; the filters as they were after."""
-    assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
     config = write_config(tmp_path, "import warnings\nwarnings.warn('going away')\n" + job_text())
-    with warnings.catch_warnings(record=True) as shown:
-        warnings.simplefilter("error")
-        before = list(warnings.filters)
-        assert len(load_jobs(config)) == 1
-        assert list(warnings.filters) == before
-    assert [str(w.message) for w in shown] == ["going away"]
+    done = python(tmp_path, ALONE, config)
+    assert (done.returncode, done.stdout) == (0, "['going away']\n"), done.stderr
 
 
 # A process with a second thread forks; its child (one thread: the forking one) loads a config
@@ -153,6 +169,5 @@ def test_a_child_forked_beside_another_thread_is_alone_and_shows_the_config_s_wa
     thread). `_thread._count()` is not reset there (3.11: the parent's threads still
     counted): a child that asked it took itself for one beside another thread."""
     config = write_config(tmp_path, "import warnings\nwarnings.warn('going away')\n" + job_text())
-    done = subprocess.run([sys.executable, "-c", FORKED_BESIDE_A_THREAD, str(config)], capture_output=True,
-                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path)
+    done = python(tmp_path, FORKED_BESIDE_A_THREAD, config)
     assert (done.returncode, "going away" in done.stderr) == (0, True), done.stderr
