@@ -235,13 +235,20 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
         _spawns = False
         return None
     except OSError as e:
-        import errno  # an error's only
-
-        if e.errno in (errno.EAGAIN, errno.ENOMEM):  # the fork's, not the file's: Popen names none
-            raise OSError(e.errno, e.strerror) from None
-        raise
+        raise unnamed(e) from None
     finally:
         home.back()
+
+
+def unnamed(error: OSError) -> OSError:
+    """posix_spawn's `error`, without the program it names when the fork was refused (EAGAIN,
+    ENOMEM: a pids limit, `ulimit -u`, no memory), as Popen's error names none: the file is
+    not at fault."""
+    import errno  # an error's only
+
+    if error.errno in (errno.EAGAIN, errno.ENOMEM):
+        return OSError(error.errno, error.strerror)
+    return error
 
 
 class _Home:

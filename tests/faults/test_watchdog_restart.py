@@ -4,7 +4,9 @@ A watchdog that died while its task lived was started again at once; when that s
 failed (no process to be had: a full pids cgroup, `ulimit -u`), the task ran without one for
 the rest of its life, and a SIGKILL of the supervisor then left its processes running. The
 keeper now tries again whenever the task is next idle (after each step of its owner), with
-one ERROR line for the outage and one INFO line once a watchdog is up again.
+one ERROR line for the outage and one INFO line once a watchdog is up again. The ERROR
+line names no file for a fork refused (EAGAIN), as Popen's error did: posix_spawn's names
+`/bin/sh` in every error, as if the shell were at fault.
 """
 from __future__ import annotations
 
@@ -74,3 +76,4 @@ def test_a_watchdog_that_could_not_be_started_again_is_started_once_it_can(tmp_p
     assert [line.split()[0] for line in lines] == ["watchdog_exited", "watchdog_failed",
                                                    "watchdog_started"], lines
     assert "after 2 failed starts" in lines[-1], lines
+    assert 'error="BlockingIOError: [Errno 11] Resource temporarily unavailable" ' in lines[1], lines
