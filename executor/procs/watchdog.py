@@ -125,12 +125,8 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
     except BaseException:
         _close(read_fd, write_fd)
         raise
-    popen = None
     try:
-        pid = _spawn([marker, cgroup, how, home], read_fd, list_read)
-    except NotImplementedError:  # this Python's posix_spawn cannot start a session
-        popen = _popen([marker, cgroup, how, home], read_fd, list_read)
-        pid = popen.pid
+        pid, popen = _start([marker, cgroup, how, home], read_fd, list_read)
     except BaseException:
         _close(write_fd, list_read, list_fd)
         raise
@@ -140,6 +136,18 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
     os.set_blocking(list_read, False)  # the watchdog reopens it (/proc/self/fd): blocking there
     room = fcntl.fcntl(list_fd, fcntl.F_GETPIPE_SZ) // 2
     return Watchdog(pid=pid, write_fd=write_fd, list_fd=list_fd, drain_fd=list_read, room=room, popen=popen)
+
+
+def _start(args: list[str], stdin: int, list_read: int) -> tuple[int, Any]:
+    """The watchdog's pid, and its Popen (None: `_spawn`'s). Raises OSError, Popen's too: a
+    function of its own, so that the caller's cleanup sees Popen's error (raised inside the
+    handler of posix_spawn's NotImplementedError, it passed a clause beside that handler:
+    the pipes were left open, 3 descriptors at every try)."""
+    try:
+        return _spawn(args, stdin, list_read), None
+    except NotImplementedError:  # this Python's posix_spawn cannot start a session
+        popen = _popen(args, stdin, list_read)
+        return popen.pid, popen
 
 
 def _spawn(args: list[str], stdin: int, list_read: int) -> int:
