@@ -1,8 +1,10 @@
 """Starting runs by `posix_spawn`, with the standard library only: before the supervisor
 is loaded (the early start), the subreaper flag, a run and a watchdog, and the record of
 each run for the supervisor that adopts it; the supervisor's own runs as this process
-(`spawn_in`, the same `spawn_run`); and `die_with`, for the child that plans a first run
-meanwhile (and `stoker inspect`'s).
+(`spawn_in`, the same `spawn_run`), and the error of a spawn whose fork was refused as
+Popen's names it (`unnamed`: no file); `die_with`, for the child that plans a first run
+meanwhile (and `stoker inspect`'s); and `trim_heap`, the C library's free heap pages given
+back once the supervisor's start ends.
 
 `executor/cli/launch.py` uses these in the first milliseconds of a `stoker run` whose plan
 was kept (README "Start-up"); the supervisor (`supervisor.py`) adopts the runs, and the
