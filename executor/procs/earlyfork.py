@@ -1,8 +1,10 @@
 """Starting runs by `posix_spawn`, with the standard library only: before the supervisor
 is loaded (the early start), the subreaper flag, a run and a watchdog, and the record of
 each run for the supervisor that adopts it; the supervisor's own runs as this process
-(`spawn_in`, the same `spawn_run`); and `die_with`, for the child that plans a first run
-meanwhile (and `stoker inspect`'s).
+(`spawn_in`, the same `spawn_run`), and the error of a spawn whose fork was refused as
+Popen's names it (`unnamed`: no file); `die_with`, for the child that plans a first run
+meanwhile (and `stoker inspect`'s); and `trim_heap`, the C library's free heap pages given
+back once the supervisor's start ends.
 
 `executor/cli/launch.py` uses these in the first milliseconds of a `stoker run` whose plan
 was kept (README "Start-up"); the supervisor (`supervisor.py`) adopts the runs, and the
@@ -235,13 +237,20 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
         _spawns = False
         return None
     except OSError as e:
-        import errno  # an error's only
-
-        if e.errno in (errno.EAGAIN, errno.ENOMEM):  # the fork's, not the file's: Popen names none
-            raise OSError(e.errno, e.strerror) from None
-        raise
+        raise unnamed(e) from None
     finally:
         home.back()
+
+
+def unnamed(error: OSError) -> OSError:
+    """posix_spawn's `error`, without the program it names when the fork was refused (EAGAIN,
+    ENOMEM: a pids limit, `ulimit -u`, no memory), as Popen's error names none: the file is
+    not at fault."""
+    import errno  # an error's only
+
+    if error.errno in (errno.EAGAIN, errno.ENOMEM):
+        return OSError(error.errno, error.strerror)
+    return error
 
 
 class _Home:

@@ -72,7 +72,7 @@ import attrs
 
 from executor.events import ExitStatus
 from executor.logs import log_event
-from executor.procs.earlyfork import POPEN_DEFAULTS
+from executor.procs.earlyfork import POPEN_DEFAULTS, unnamed
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
 
@@ -125,12 +125,8 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
     except BaseException:
         _close(read_fd, write_fd)
         raise
-    popen = None
     try:
-        pid = _spawn([marker, cgroup, how, home], read_fd, list_read)
-    except NotImplementedError:  # this Python's posix_spawn cannot start a session
-        popen = _popen([marker, cgroup, how, home], read_fd, list_read)
-        pid = popen.pid
+        pid, popen = _start([marker, cgroup, how, home], read_fd, list_read)
     except BaseException:
         _close(write_fd, list_read, list_fd)
         raise
@@ -142,6 +138,18 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
     return Watchdog(pid=pid, write_fd=write_fd, list_fd=list_fd, drain_fd=list_read, room=room, popen=popen)
 
 
+def _start(args: list[str], stdin: int, list_read: int) -> tuple[int, Any]:
+    """The watchdog's pid, and its Popen (None: `_spawn`'s). Raises OSError, Popen's too: a
+    function of its own, so that the caller's cleanup sees Popen's error (raised inside the
+    handler of posix_spawn's NotImplementedError, it passed a clause beside that handler:
+    the pipes were left open, 3 descriptors at every try)."""
+    try:
+        return _spawn(args, stdin, list_read), None
+    except NotImplementedError:  # this Python's posix_spawn cannot start a session
+        popen = _popen(args, stdin, list_read)
+        return popen.pid, popen
+
+
 def _spawn(args: list[str], stdin: int, list_read: int) -> int:
     """`/bin/sh -c WATCHDOG_COMMAND stoker-watchdog ARGS N` by posix_spawn, as Popen started
     it (`_popen`) without loading `subprocess` (0.1 MiB of every supervisor): `stdin` its
@@ -151,15 +159,19 @@ def _spawn(args: list[str], stdin: int, list_read: int) -> int:
     `restore_signals`), and no other descriptor: every one this process opens is
     close-on-exec (PEP 446; those it inherited are made so, `earlyfork.shut_inherited`),
     as Popen's `close_fds` closed them. posix_spawn has no working directory of its own: the
-    script moves to / itself, first (`watchdogsh`). Raises OSError, and NotImplementedError
-    where this Python's posix_spawn cannot start a session."""
+    script moves to / itself, first (`watchdogsh`). Raises OSError (naming no file for a
+    fork refused, as Popen's: `earlyfork.unnamed`), and NotImplementedError where this
+    Python's posix_spawn cannot start a session."""
     target = 4 if list_read == 3 else 3
     actions = [(os.POSIX_SPAWN_DUP2, stdin, 0),
                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                (os.POSIX_SPAWN_DUP2, 1, 2),
                (os.POSIX_SPAWN_DUP2, list_read, target)]
-    return os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, *args, str(target)],
-                          WATCHDOG_ENV, file_actions=actions, setsid=True, setsigdef=POPEN_DEFAULTS)
+    try:
+        return os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, *args, str(target)],
+                              WATCHDOG_ENV, file_actions=actions, setsid=True, setsigdef=POPEN_DEFAULTS)
+    except OSError as e:  # a fork refused names no file (`watchdog_failed` blamed /bin/sh)
+        raise unnamed(e) from None
 
 
 def _popen(args: list[str], stdin: int, list_read: int) -> Any:

@@ -4,10 +4,13 @@ A watchdog that died while its task lived was started again at once; when that s
 failed (no process to be had: a full pids cgroup, `ulimit -u`), the task ran without one for
 the rest of its life, and a SIGKILL of the supervisor then left its processes running. The
 keeper now tries again whenever the task is next idle (after each step of its owner), with
-one ERROR line for the outage and one INFO line once a watchdog is up again.
+one ERROR line for the outage and one INFO line once a watchdog is up again. The ERROR
+line names no file for a fork refused (EAGAIN), as Popen's error did: posix_spawn's names
+`/bin/sh` in every error, as if the shell were at fault.
 """
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -74,3 +77,48 @@ def test_a_watchdog_that_could_not_be_started_again_is_started_once_it_can(tmp_p
     assert [line.split()[0] for line in lines] == ["watchdog_exited", "watchdog_failed",
                                                    "watchdog_started"], lines
     assert "after 2 failed starts" in lines[-1], lines
+    assert 'error="BlockingIOError: [Errno 11] Resource temporarily unavailable" ' in lines[1], lines
+
+
+# A Python whose posix_spawn cannot start a session (as test_spawn_direct.py's: it raises
+# NotImplementedError for `setsid=True`), so the watchdog is Popen's, in a full pids cgroup:
+# what each start raised and the descriptors it left open, as a JSON line.
+NO_SETSID_FULL_CHILD = r"""
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+real = os.posix_spawn
+def posix_spawn(*args, setsid=False, **kwargs):
+    if setsid:
+        raise NotImplementedError("setsid is not supported on this platform")
+    return real(*args, **kwargs)
+os.posix_spawn = posix_spawn
+from executor.procs.watchdog import start_watchdog
+cg = Path(sys.argv[1])
+(cg / "cgroup.procs").write_text(str(os.getpid()))
+before = sorted(os.listdir("/proc/self/fd"))
+(cg / "pids.max").write_text("1")
+out = {"started": [], "errors": []}
+try:
+    for _ in range(3):
+        try:
+            out["started"].append(start_watchdog("m").pid)
+        except OSError as e:
+            out["errors"].append(e.errno)
+finally:
+    (cg / "pids.max").write_text("max")
+out["left open"] = len(os.listdir("/proc/self/fd")) - len(before)
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_a_popen_watchdog_that_cannot_fork_leaves_no_descriptor_open() -> None:
+    """Its pipes were closed only when posix_spawn itself failed: one of Popen's errors (it
+    is the fallback, in the NotImplementedError handler) left 3 descriptors open at every
+    try, and the keeper tries again at every idle step of the task."""
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", NO_SETSID_FULL_CHILD, str(cg), str(REPO)],
+                              capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == {"started": [], "errors": [errno.EAGAIN] * 3,
+                                       "left open": 0}, done.stdout
