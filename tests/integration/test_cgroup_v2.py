@@ -174,6 +174,39 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
         cgroups.release(made)
 
 
+@pytest.mark.parametrize(("how", "setting"), [("kill", "auto"), ("freeze", "auto"), ("freezer", FREEZER)])
+def test_a_run_nested_deeper_than_a_path_can_name_is_killed_and_its_cgroups_removed(how, setting):
+    """2,500 cgroups below the task's: the innermost's path is longer than PATH_MAX (4,096
+    bytes). Was: each cgroup was reached by its full path (a lookup per name of it: N²/2 in
+    all, 1 s per walk of 1,000 levels on a loaded core, and the kill walked four times: its
+    10 s bound ran out in CI), and those beyond 4,096 bytes not at all (ENAMETOOLONG, left
+    out of the walk): the run was never killed, the cgroups stayed (EBUSY, '0 processes
+    still in it after 10 s'). Now a walk by directory descriptors (`cgroupwalk.py`)."""
+    made, cg = task_cgroup(how, setting)
+    run = subprocess.Popen(["sleep", "600"])
+    try:
+        fd = os.pidfd_open(run.pid)
+        assert cg.take_in(run.pid)
+        inner = os.open(cg.directory, os.O_RDONLY | os.O_DIRECTORY)
+        for _ in range(2500):
+            os.mkdir("i", dir_fd=inner)
+            inner, above = os.open("i", os.O_RDONLY | os.O_DIRECTORY, dir_fd=inner), inner
+            os.close(above)
+        with open(os.open("cgroup.procs", os.O_WRONLY, dir_fd=inner), "w") as procs:
+            procs.write(str(run.pid))
+        os.close(inner)
+        assert cg.members() == [run.pid]  # below the task's, too deep for a path
+        assert cg.kill_and_remove(10) is None
+        assert exited(fd)
+        os.close(fd)
+        assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
+    finally:
+        run.kill()
+        run.wait(10)
+        cgroup_support.remove(cg.directory)
+        cgroups.release(made)
+
+
 @pytest.mark.parametrize("by", ["supervisor", "watchdog"])
 @pytest.mark.parametrize(("how", "setting", "state", "frozen"), [("freeze", "auto", "cgroup.freeze", "1"),
                                                                  ("freezer", FREEZER, "freezer.state", "FROZEN")])
