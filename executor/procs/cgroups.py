@@ -46,7 +46,6 @@ from collections.abc import Callable
 
 import attrs
 
-from executor.procs import cgroupwalk
 from executor.procs.cgroup_paths import CgroupKind, Place, own_places, parse_proc_cgroup, place_of
 from executor.procs.pidsignal import pidfd_signal
 from executor.procs.sandboxfs import describe_os_error
@@ -104,6 +103,8 @@ class TaskCgroup:
 
     def members(self) -> list[int]:
         """The processes in this cgroup and in those below it (a run may make its own)."""
+        from executor.procs import cgroupwalk  # only as it is killed: a start loads none of it
+
         return cgroupwalk.pids(self.place.directory)
 
     def holds(self, pid: int) -> bool | None:
@@ -137,7 +138,7 @@ class TaskCgroup:
                     left = (f"cannot remove {self.directory}: {describe_os_error(e)} "
                             f"({len(self.members())} processes still in it after {timeout_secs} s)")
                     return f"{problem}; {left}" if problem else left
-                if e.errno == errno.EBUSY and cgroupwalk.remove_below(self.directory):
+                if e.errno == errno.EBUSY and _remove_below(self.directory):
                     continue  # the cgroups a member made below it were what held it
             wait_emptied(self.directory, deadline)  # SIGKILLed members take a moment to leave
 
@@ -155,6 +156,8 @@ class TaskCgroup:
         _write(d, "freezer.state", "FROZEN")
         _wait_until(lambda: read(d, "freezer.state").strip() == "FROZEN", deadline)
         self._kill_members()
+        from executor.procs import cgroupwalk  # (as in `members`)
+
         cgroupwalk.thaw(d)
 
     def _kill_members(self) -> None:
@@ -165,11 +168,15 @@ class TaskCgroup:
         pidfd_open) by kill() right after the same check: a frozen member cannot exit
         meanwhile. By the cgroup's list, not /proc/PID/cgroup: that cannot show a path
         longer than PATH_MAX (ENAMETOOLONG), which a run may nest below the task's."""
+        from executor.procs import cgroupwalk  # (as in `members`)
+
         cgroupwalk.walk(self.directory, _kill_listed)
 
 
 def _kill_listed(fd: int, batch: int = 64) -> None:
     """`_kill_members` for the cgroup open as `fd`, `batch` pidfds open at a time."""
+    from executor.procs import cgroupwalk  # (as in `members`)
+
     listed = cgroupwalk.pids_at(fd)
     for start in range(0, len(listed), batch):
         pidfds = {}
@@ -189,6 +196,13 @@ def _kill_listed(fd: int, batch: int = 64) -> None:
                     os.kill(pid, signal.SIGKILL)
             if pidfd >= 0:
                 os.close(pidfd)
+
+
+def _remove_below(directory: str) -> bool:
+    """`cgroupwalk.remove_below`, loaded only when a cgroup below the task's held it."""
+    from executor.procs import cgroupwalk
+
+    return cgroupwalk.remove_below(directory)
 
 
 def task_name(marker: str) -> str:

@@ -36,7 +36,7 @@ import attrs
 from executor.host import identity
 from executor.host.entry import TERMINAL_STATES
 from executor.host.replacefile import user_name
-from executor.procs import cgrouplost, cgroupwalk, proctree
+from executor.procs import cgrouplost, proctree
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import iter_records
@@ -119,6 +119,8 @@ def _not_its(directory: str, entry: bytes) -> list[int]:
     """The processes in the cgroup `directory`, or below it, that the kill left as not the
     attempt's: another task's (they carry another marker) or another user's. The checkpoint
     (the task may write it) may name a live task's marker, whose cgroup that is."""
+    from executor.procs import cgroupwalk  # only for a lost attempt's cgroup
+
     pids = cgroupwalk.pids(directory)
     me = os.geteuid()
     return sorted(p for p in pids if (info := proctree.read_proc(p)) is not None
