@@ -24,8 +24,11 @@ def json_jobs(path: Path, text: str, named: str) -> list[Any] | None:
     except (ValueError, RecursionError) as exc:
         if path.suffix != ".json":
             return None
-        line = getattr(exc, "lineno", "?")
-        raise ConfigError(f"{path}:{line}: not valid JSON: {exc}") from None
+        if isinstance(exc, json.JSONDecodeError):
+            raise ConfigError(f"{path}:{exc.lineno}: not valid JSON: {exc}") from None
+        if isinstance(exc, RecursionError):  # json.loads read too deep
+            raise ConfigError(f"{path}: it is nested too deeply to read") from None
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None  # (no line: a number too long)
     items = doc.get("jobs") if isinstance(doc, dict) and "jobs" in doc else [doc]
     if not isinstance(items, list):
         raise ConfigError(f"{named}: \"jobs\" must be a list of job objects")

@@ -44,7 +44,7 @@ from config.templates import (
     refs_in,
 )
 from config.warnfilters import filtered, ignored, shown_not_raised
-from config.words import lone_surrogate, quoted, texts
+from config.words import lone_surrogate, quoted, shell_word, texts
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
@@ -221,7 +221,7 @@ def load_job(path: str | Path, jobkey: str | None = None,
     except ConfigError as exc:
         if _swapped(path, jobkey):
             raise ConfigError(f"{exc}; the config file comes first, then the job key: "
-                              f"did you mean {jobkey} {path}?") from None
+                              f"did you mean {shell_word(str(jobkey))} {shell_word(str(path))}?") from None
         raise
     return prepare_job(select_job(bind_values(jobs, bindings), jobkey, path), quoted(str(path)))
 

@@ -9,11 +9,13 @@ narrower (a filter per call or per thread: 3.14's context-aware warnings), so th
 made only when this is the process's one thread: a planning child (forked: `stoker run`,
 `stoker inspect`), or a library caller's single thread; else the process's own filters
 stand (its caller's choice), as `executor.local.planning.plan_apart` forks only then.
-No I/O.
+No I/O but /proc/self/task's listing, when `_thread` counts other threads.
 """
 from __future__ import annotations
 
+import _thread
 import contextlib
+import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -24,12 +26,29 @@ from typing import Any, cast
 def filtered(change: Callable[[], None]) -> Iterator[bool]:
     """Inside, the filters as `change()` sets them (saved and put back by `catch_warnings`)
     when this is the process's only thread; else untouched. Yields whether it changed them."""
-    if threading.active_count() > 1:
+    if not alone():
         yield False
         return
     with warnings.catch_warnings():
         change()
         yield True
+
+
+def alone() -> bool:
+    """Whether this is the process's one Python thread: of `threading`'s, and of those
+    `_thread.start_new_thread` made (a C extension's, an older library's), which
+    `threading.active_count()` does not count and which meet the process's filters as well.
+    `_thread._count()` (threads but the main one) is not reset in a forked child (3.11): the
+    parent's threads stay counted there, where only the forking thread lives on, so a count
+    it gives is checked against the kernel's (without /proc: not alone)."""
+    if threading.active_count() > 1:
+        return False
+    if _thread._count() == 0:
+        return True
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def ignored() -> None:

@@ -32,6 +32,8 @@ _WIDE = ("W", "F")  # East Asian widths a terminal shows in two columns: wide, f
 _REPR_SURROGATE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
 # Surrogates that surrogateescape does not stand a byte for: no UTF-8 encoder can write them.
 _LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+_SHELL_PLAIN = re.compile(r"[A-Za-z0-9@%+=:,./_-]+")  # shlex.quote's safe characters, ASCII only
+_SHELL_ESCAPED = re.compile("[\\\\'\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -92,6 +94,29 @@ def quoted(value: object) -> str:
     written `\\xff`, as `printable` writes it everywhere else, not `\\udcff`. ASCII-safe
     as repr is: no lone surrogate reaches an encoder."""
     return _REPR_SURROGATE.sub(r"\1\\x\2", repr(value))
+
+
+def shell_word(text: str) -> str:
+    """`text` as one word bash reads back as `text`, for a command a message suggests
+    (`stoker kill WORD`): as `shlex.quote` writes it (`'a b'`, `'it'"'"'s'`) when it is all
+    printable, else as bash's `$'...'`, each control character and each byte that was not
+    UTF-8 written out (`$'a\\nb'`, `$'\\xff'`), so that the line stays one line. Not `quoted`:
+    bash reads repr's `"it's $HOME"` with `$HOME` expanded, and its `'\\n'` as two characters."""
+    if not _CONTROL.search(text):
+        if text and _SHELL_PLAIN.fullmatch(text):
+            return text
+        return "'" + text.replace("'", "'\"'\"'") + "'"
+    return "$'" + _SHELL_ESCAPED.sub(_shell_escape, text) + "'"
+
+
+def _shell_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in "\\'":
+        return "\\" + char
+    code = ord(char)
+    if 0x80 <= code < 0xDC80 or code > 0xDCFF:  # a character: bash writes it in the locale's encoding
+        return f"\\u{code:04x}"
+    return _escape(match)  # a C0 control, DEL, or the byte surrogateescape stands for
 
 
 def lone_surrogate(text: str) -> str | None:

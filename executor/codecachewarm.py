@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from executor import codecache, codecachewrite, deferred, nodocs
+from executor import codecache, codecachewrite, compileserved, deferred, nodocs
 
 
 def warm(profile: str) -> bool:
@@ -73,9 +73,19 @@ def write_loaded() -> int:
     looked = 0
     for module in list(sys.modules.values()):
         spec = getattr(module, "__spec__", None)
-        if spec is not None and isinstance(spec.loader, nodocs.SourceFileLoader) and spec.has_location:
+        if spec is not None and isinstance(_unwrapped(spec.loader), nodocs.SourceFileLoader) and spec.has_location:
             looked += _write(spec.name, spec.origin)
     return looked
+
+
+def _unwrapped(loader: Any) -> Any:
+    """The loader under Stoker's wrappers of one (`compileserved._SeededLoader`, attrs'
+    `_make`; `deferred._Then`, its `_compat`), which run its module's code with it: those
+    modules load through the loader beneath, and were left without their files (attrs'
+    largest module then loaded with its docstrings at every start)."""
+    while isinstance(loader, (compileserved._SeededLoader, deferred._Then)):
+        loader = loader.loader
+    return loader
 
 
 def write_packages(names: Iterable[str]) -> int:

@@ -87,10 +87,12 @@ def write(path: Path, entries: dict[str, tuple[tuple[str, Any], ...]]) -> bool:
         with os.fdopen(fd, "wb") as file:
             file.write(codecache.HEADER + marshal.dumps(entries))
         os.replace(temporary, path)
-    except OSError as exc:  # not writable, as for .pyc files: the next process compiles again
+    except BaseException as exc:  # a Ctrl-C too: `stoker run`'s, once its run is over, ends it here
         if created:
             with contextlib.suppress(OSError):
                 temporary.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
         import logging
 
         logging.getLogger(__name__).debug("code cache %s not written: %s", path, exc)

@@ -33,8 +33,8 @@ def compile_without_docstrings(source: bytes, path: str) -> CodeType:
             if len(node.body) > 1 or isinstance(node, _ast.Module):  # a module may be empty
                 del node.body[0]
             else:  # the body's only statement: a `pass` on its line
-                node.body[0] = _ast.Pass(lineno=first.lineno, col_offset=first.col_offset,
-                                         end_lineno=first.end_lineno, end_col_offset=first.end_col_offset)
+                # (its columns and end go: `lines_only` keeps lines alone)
+                node.body[0] = _ast.Pass(lineno=first.lineno, col_offset=first.col_offset)
     return lines_only(compile(tree, path, "exec", dont_inherit=True))
 
 
@@ -54,7 +54,7 @@ def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
         node = stack.pop()
         yield node
         for field in node._fields:
-            value = getattr(node, field, None)
+            value = getattr(node, field)  # (the parser sets every field, None where it has none)
             if isinstance(value, list):
                 stack.extend(item for item in value if isinstance(item, _ast.AST))
             elif isinstance(value, _ast.AST):

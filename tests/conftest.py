@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -81,24 +80,9 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     if hasattr(config, "workerinput"):
         return
-    _warn_of_a_path_the_shell_splits()
     from tests.support import sessioncgroup
 
     config.stash[_RUN_CGROUP] = sessioncgroup.begin()
-
-
-def _warn_of_a_path_the_shell_splits() -> None:
-    """Many end-to-end and fault tests still write this Python's or the checkout's path
-    unquoted into a shell command line (a job's cmdline, `sh -c`): at a path with a space, or
-    another character the shell reads, they fail with `exec: /its/first/word: not found`
-    (docs/testing.md §15). Said once, first, rather than left to each failure."""
-    import re
-
-    paths = sorted({str(Path(__file__).resolve().parent.parent), sys.executable})
-    split = [path for path in paths if re.search(r"[\s'\"\\$`;&|<>()*?\[\]#~{}!]", path)]
-    if split:
-        print(f"\nWARNING: {', '.join(split)}: a path the shell splits; tests that write it unquoted "
-              "into a command line will fail (docs/testing.md §15)", file=sys.stderr)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -185,9 +185,40 @@ MODULES = (
            ("tests/integration/test_attrsmethods.py",), children=True),
     Module("launchfirst", "a first run's early start", ("executor/cli/launchfirst.py",),
            ("tests/e2e/test_early_start_first.py", "tests/e2e/test_plan_ahead.py",
-            "tests/integration/test_planning.py::test_a_plan_made_ahead_is_the_plan_made_late",
-            "tests/integration/test_planning.py::test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it"),
+            *(f"tests/integration/test_planning.py::{name}" for name in (
+                "test_a_plan_made_ahead_is_the_plan_made_late",
+                "test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it",
+                "test_the_supervisor_loads_its_own_modules_while_the_child_plans_and_stops_once_it_answered",
+                "test_words_that_may_not_start_early_start_nothing_and_load_nothing_while_the_child_plans",
+                "test_with_another_thread_running_no_child_is_forked_ahead",
+                "test_with_no_descriptor_left_for_its_pipe_no_child_is_forked_ahead"))),
            children=True),
+    # The eighth round (docs/testing.md §4): the plan made ahead, its plain form, the schema's
+    # shared table of types, a config's JSON form, compiling without docstrings, a lost attempt's cgroup
+    Module("planahead", "the plan made ahead's handle", ("executor/local/planahead.py",),
+           ("tests/integration/test_planahead.py", *(f"tests/integration/test_planning.py::{name}" for name in (
+               "test_a_plan_made_ahead_is_the_plan_made_late",
+               "test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it",
+               "test_the_supervisor_loads_its_own_modules_while_the_child_plans_and_stops_once_it_answered",
+               "test_the_child_forked_ahead_sends_the_plan_before_it_judges_the_config_closed",
+               "test_a_child_forked_ahead_that_fails_to_plan_sends_no_plan_first",
+               "test_the_bound_on_the_config_s_code_ends_once_the_child_forked_ahead_sent_the_plan"))),
+           children=True),
+    Module("planform", "a plan's plain form", ("executor/local/planform.py",),
+           ("tests/unit/test_planform.py", "tests/unit/test_plan.py", "tests/integration/test_plancache.py")),
+    # (mutmut sees only what runs during a test, not config.schema's own import: the tests
+    # that make a schema again are the ones that count)
+    Module("schemashared", "the schema's shared table of types", ("config/schema/shared.py",),
+           ("tests/unit/test_schema_shared.py",)),
+    Module("jsonconfig", "a config's JSON form", ("config/jsonconfig.py",),
+           ("tests/unit/test_loader.py", "tests/unit/test_config_text.py", "tests/unit/test_plan.py")),
+    Module("nodoccode", "compiling without docstrings", ("executor/nodoccode.py",),
+           ("tests/unit/test_nodocs_compile.py",)),
+    Module("lostcgroups", "a lost attempt's cgroup", ("executor/procs/cgrouplost.py",),
+           ("tests/integration/test_lost_cgroups.py",
+            "tests/integration/test_cgroup_v2.py::test_a_lost_attempt_s_cgroup_is_one_named_so_never_a_path_its_marker_leads_to"),
+           functions=tuple(f"executor.procs.cgrouplost.x_{f}__mutmut_*" for f in (
+               "lost_cgroups", "remove_emptied")), children=True),
 )
 
 

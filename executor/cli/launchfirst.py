@@ -161,7 +161,7 @@ def _load_while_planning(ahead: PlanAhead, watch: _AnswerWatch | None = None) ->
         except Exception:
             return False
         finally:
-            if watching and watch in sys.meta_path:  # (not taken out by a module meanwhile)
+            if watch in sys.meta_path:  # (put there, and not taken out by a module meanwhile)
                 sys.meta_path.remove(watch)
     return True
 

@@ -59,6 +59,8 @@ def registry_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve(given: str | None, args: argparse.Namespace) -> Target:
     """The sandbox TARGET names (see the module docstring). Raises UsageError."""
+    if given == "":  # `stoker kill "$SB"`, SB unset: no sandbox, not `Path('')`'s `.` (nor the default)
+        raise UsageError("sandbox '' does not exist")
     path = Path(given or os.environ.get("MESOS_SANDBOX") or ".")
     gone = not path.is_absolute() and executor.working_directory_gone()  # a task id may still name it
     kind = "missing" if gone else _kind(path)

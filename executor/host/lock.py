@@ -22,7 +22,7 @@ import os
 
 import attrs
 
-from config.words import quoted
+from config.words import quoted, shell_word
 from executor.host.clock import iso_time
 from executor.host.identity import ProcessIdentity, boot_secs, is_alive, read_proc
 from executor.host.identity import boot_id as this_boot
@@ -192,6 +192,7 @@ def _busy_message(sandbox: str, other: Holder | None) -> str:
     if other is not None:
         what = f"stoker {other.front_end}" if other.front_end else "Stoker"
         who = f"a live {what} (pid {other.pid}, since {iso_time(other.since_wall)})"
-    named = quoted(sandbox)  # as errors quote what they were given; a word a shell reads as one
-    return (f"sandbox {named} is held by {who}: one supervisor per sandbox; stop it first "
-            f"(`stoker kill {named}`) or use another sandbox")
+    # named as errors quote what they were given; the command as bash reads it back (not repr:
+    # `"it's $HOME"` expanded there)
+    return (f"sandbox {quoted(sandbox)} is held by {who}: one supervisor per sandbox; stop it first "
+            f"(`stoker kill {shell_word(sandbox)}`) or use another sandbox")

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, assert_never
 
-from config.words import columns, pad, printable
+from config.words import columns, pad, printable, shell_word
 from executor.events import (
     HealthTransition,
     KillStep,
@@ -216,11 +216,10 @@ class ConsoleReporter:
         lines = _tail_lines(self._sandbox, process, run)
         if lines is None:
             return  # no stderr log (destination console or none, or it never started)
-        import shlex  # only a run that failed needs it
+        from executor.local.attempts import next_number  # only a run that failed needs it
 
-        from executor.local.attempts import next_number
-
-        tail = f"stoker tail {shlex.quote(str(self._sandbox))} {shlex.quote(process)}"
+        # as bash reads it back, on one line (shlex.quote left a newline or an escape raw)
+        tail = f"stoker tail {shell_word(str(self._sandbox))} {shell_word(process)}"
         kept = next_number(self._sandbox)  # once the task restarts, its logs are that attempt's
         later = f"; once the task has restarted, add --attempt {kept}" if kept is not None else ""
         if not lines:

@@ -143,7 +143,7 @@ class PlanAhead:
         data = b"".join(chunks)
         if data[:1] == EARLY:  # the plan sent first: the answer holds it too
             end = 5 + int.from_bytes(data[1:5], "big")
-            if self._early is None and len(data) >= end:  # (not read by `early_plan`)
+            if len(data) >= end:  # (the same plan when `early_plan` read it)
                 self._early = data[5:end]
             data = data[end:]
         self._answer = (data, status)
@@ -165,7 +165,7 @@ class PlanAhead:
             os.kill(self.pid, _signal.SIGKILL)
             os.waitpid(self.pid, 0)
         except (ProcessLookupError, ChildProcessError):
-            self.pid = -1  # reaped by another wait: nothing left to kill
+            """Reaped by another wait: nothing left to kill (`_done` says so)."""
         self._done()
 
     def _done(self) -> None:

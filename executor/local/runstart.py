@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 def make_sandbox(requested: str | None, job_name: str) -> Path:
     """The sandbox RunSettings chose (docs/contract.md §4: $MESOS_SANDBOX, else $MESOS_DIRECTORY,
     else --sandbox), else a fresh directory under the current one."""
+    if requested == "":  # `--sandbox "$SB"`, SB unset: no directory (an empty variable is unset, not a flag)
+        raise SandboxError("cannot create sandbox '': No such file or directory")
     if requested:
         path = Path(requested)
     else:

@@ -42,6 +42,7 @@ class EarlyRuns:
         self._post_exit = post_exit
         self._label = label
         self._waiting: dict[tuple[str, int], tuple[RunChild, EarlyRun]] = {}
+        self._ended = False  # `give_up_rest` called: the first step is over
         for early in runs:
             child = RunChild(pid=early.pid, popen=None, marker=runenv.run_marker(task_marker, early.process, early.run),
                              process=early.process, run=early.run, adopted=False,
@@ -105,7 +106,9 @@ class EarlyRuns:
         with contextlib.suppress(OSError):  # its group: the zombie keeps the id until reaped
             os.killpg(child.pid, signal.SIGKILL)
 
-    def give_up_rest(self, why: str) -> None:
-        """Give up every early run never asked for."""
+    def give_up_rest(self, why: str) -> bool:
+        """Give up every early run never asked for; True the first time (the start's end)."""
+        first, self._ended = not self._ended, True
         for child in self.rest():
             self.give_up(child, why)
+        return first

@@ -14,6 +14,9 @@ checkpoint may be the task's own writing, so the marker may be another live task
 this user (it may kill that task anyway): its cgroup goes only if empty, never killed
 through. Removal never kills: `remove_emptied` thaws, removes the cgroups below it and waits
 for the killed to leave; the kernel refuses to remove a cgroup that holds a process.
+An older Stoker's (`stoker-` and the marker's first 16 characters: a checkpoint it wrote,
+read by this one) is only thawed (`older_cgroups`, `thaw_older`), where the attempt's
+processes are: the stale sweep removes it once empty.
 """
 from __future__ import annotations
 
@@ -23,10 +26,10 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from executor.procs import cgroups, cgroupwalk
-from executor.procs.cgroup_paths import own_places, place_of
+from executor.procs.cgroup_paths import own_places, parse_proc_cgroup, place_of
 from executor.procs.sandboxfs import describe_os_error
 
 ALREADY_GONE = "already gone"
@@ -46,29 +49,101 @@ def lost_cgroups(marker: str, pids: Iterable[int], recorded: str = "") -> set[st
         texts = [cgroups.read("/proc/self", "cgroup")]
     except OSError:
         return set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            texts.append(cgroups.read(f"/proc/{pid}", "cgroup"))
     found = {os.path.join(home.directory, name) for home in own_places(texts[0], mountinfo)}
-    for place in (p for text in texts[1:] for p in own_places(text, mountinfo)):
-        parts = place.directory.split("/")
-        if name in parts:
-            found.add("/".join(parts[:len(parts) - parts[::-1].index(name)]))
+    found |= _holding(name, pids, mountinfo)
     if recorded and os.path.basename(recorded) == name and place_of(recorded, mountinfo) is not None:
         found.add(recorded)
     return {d for d in found if _made_here(d)}
 
 
-def _made_here(directory: str) -> bool:
-    """`directory` is a cgroup this user made, reached without a symlink or a `..`."""
-    if not os.path.isabs(directory) or os.path.normpath(directory) != directory \
-            or os.path.realpath(directory) != directory:
+def in_task_cgroup(marker: str, pid: int, owner: int) -> bool:
+    """`pid` is in the task cgroup of `marker`'s attempt (`stoker-MARKER`, a whole marker), or
+    below it, where `owner` made it (`_made_here`): the task's, whatever its user, since no
+    other user may move a process into `owner`'s cgroup (`stoker status`, the observer: a
+    root task's daemon that dropped privileges is its leftover, as a re-run kills it)."""
+    if not _WHOLE_MARKER.fullmatch(marker):
         return False
     try:
-        info = os.lstat(directory)
+        mountinfo = cgroups.read("/proc/self", "mountinfo")
     except OSError:
         return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+    return bool(_holding(cgroups.task_name(marker), [pid], mountinfo, owner))
+
+
+def _holding(name: str, pids: Iterable[int], mountinfo: str, owner: int | None = None) -> set[str]:
+    """The directories of the cgroups named `name` that `pids` are in, or below (as
+    /proc/PID/cgroup shows them; any kind: `_made_here` judges them, `owner`'s)."""
+    found = set()
+    for pid in pids:
+        try:
+            text = cgroups.read(f"/proc/{pid}", "cgroup")
+        except OSError:
+            continue
+        for place in own_places(text, mountinfo):
+            parts = place.directory.split("/")
+            if name in parts:
+                found.add("/".join(parts[:len(parts) - parts[::-1].index(name)]))
+    return {d for d in found if _made_here(d, owner)}
+
+
+def older_cgroups(marker: str, pids: Iterable[int]) -> list[str]:
+    """The cgroups an older Stoker named `stoker-` and the first 16 characters of `marker`
+    (a whole one) that `pids` are in (this user's: read before they are killed)."""
+    if not _WHOLE_MARKER.fullmatch(marker):
+        return []
+    try:
+        mountinfo = cgroups.read("/proc/self", "mountinfo")
+    except OSError:
+        return []
+    return sorted(_holding(f"stoker-{marker[:16]}", pids, mountinfo))
+
+
+def thaw_older(directories: Iterable[str]) -> list[str]:
+    """Thaw `older_cgroups`, so that the SIGKILL of the processes an older Stoker's attempt
+    left FROZEN in the v1 freezer (its watchdog killed as its kill had frozen them) is
+    delivered. Not removed: the stale sweep removes them once empty (16 characters may name
+    another task's, made and not yet entered: design §9). Those that were frozen."""
+    frozen = []
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            if cgroups.read(directory, "freezer.state").strip() != "THAWED":
+                frozen.append(directory)
+        cgroupwalk.thaw(directory)
+    return frozen
+
+
+def holding(directories: Iterable[str]) -> Callable[[int], bool]:
+    """Whether a process is in one of `directories` (`lost_cgroups`'), or below one, by
+    /proc/PID/cgroup as it reads when asked (a kill's re-check through its pidfd). Only its
+    task's processes can be: no other user may move a process into a cgroup of this user's
+    (cgroup.procs is its owner's to write), and a process is born in its parent's."""
+    try:
+        mountinfo = cgroups.read("/proc/self", "mountinfo")
+    except OSError:
+        mountinfo = ""
+    places = [p for d in directories if (p := place_of(d, mountinfo)) is not None]
+
+    def holds(pid: int) -> bool:
+        try:
+            paths = parse_proc_cgroup(cgroups.read(f"/proc/{pid}", "cgroup"))
+        except OSError:
+            return False
+        return any((path := paths.get(p.kind)) is not None
+                   and (path == p.path or path.startswith(p.path.rstrip("/") + "/")) for p in places)
+    return holds
+
+
+def _made_here(directory: str, owner: int | None = None) -> bool:
+    """`directory` is a cgroup this user (or `owner`) made, reached without a symlink or a
+    `..` (and a path a file can have: no NUL, no lone surrogate, which the header may hold)."""
+    try:
+        if not os.path.isabs(directory) or os.path.normpath(directory) != directory \
+                or os.path.realpath(directory) != directory:
+            return False
+        info = os.lstat(directory)
+    except (OSError, ValueError):  # UnicodeEncodeError is one
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == (os.geteuid() if owner is None else owner)
 
 
 def remove_emptied(directory: str, timeout_secs: float) -> str | None:

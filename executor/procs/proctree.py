@@ -12,8 +12,9 @@ rule, `wait_exited` by pidfd). Under `select`, a process is ours when, at that t
 - descends from such a top process (its parent chain reaches the top pid), or
 - carries one of the given marker entries (`STOKER_TASK_MARKER=...` /
   `STOKER_RUN_MARKER=...`) in its environment, which every task process inherits (and,
-  with `Scope.uid`, runs as that real uid: a re-run's kill by a checkpoint's marker, which
-  any user may copy into a process of theirs).
+  with `Scope.uid`, runs as that real uid, or is where `Scope.inside` says only the task
+  could have put it: a re-run's kill by a checkpoint's marker, which any user may copy into
+  a process of theirs).
 
 Every signal goes through a pidfd opened first and re-checked against the same rule
 afterwards, so the pidfd provably names the process we judged (where a seccomp profile or
@@ -63,6 +64,8 @@ class Scope:
     live_groups: frozenset[int] = frozenset()  # process groups whose leader is unreaped
     live_tops: frozenset[int] = frozenset()  # unreaped run top pids (their descendants count)
     uid: int | None = None  # a marker claims only processes of this real uid (None: any)
+    # ... or, of another uid, those `inside` says are where only the task put them (its cgroup)
+    inside: Callable[[int], bool] | None = None
 
 
 def _read(path: str, limit: int, strict: bool = False) -> bytes:
@@ -280,7 +283,8 @@ def claimed_directly(info: ProcInfo, holders: frozenset[int], live_markers: tupl
 
 def _owned_directly(info: ProcInfo, scope: Scope) -> bool:
     return info.pgrp in scope.live_groups or (
-        has_marker(info.environ, scope.markers) and (scope.uid is None or real_uid(info.pid) == scope.uid))
+        has_marker(info.environ, scope.markers) and (scope.uid is None or real_uid(info.pid) == scope.uid
+                                                     or (scope.inside is not None and scope.inside(info.pid))))
 
 
 def select(procs: Mapping[int, ProcInfo], scope: Scope) -> list[int]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -56,6 +55,7 @@ from executor.procs.runenv import (  # noqa: F401  (re-exported: spawn's callers
 from executor.procs.sandboxfs import LOG_FLAGS, describe_os_error
 
 if TYPE_CHECKING:
+    import subprocess
     from typing import Protocol
 
     from executor.procs.logpump import LogFile
@@ -401,7 +401,11 @@ def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
     its umask (also when it is this process's user: a root executor's root role);
     raises OSError (Popen's) on failure. With `wrap`, its command line instead, forked as
     this process (with `run_as`'s umask): the wrapper switches to the user and execs bash,
-    so the pid, the session and the markers are the command's."""
+    so the pid, the session and the markers are the command's. `subprocess` is loaded here,
+    at the first run that needs it: a supervisor whose runs are all posix_spawn's (and whose
+    watchdog is, `watchdog._spawn`) never holds it."""
+    import subprocess
+
     if wrap is not None:
         return subprocess.Popen(wrap.argv(cmdline, run_as), cwd=cwd, env=wrap.env(env), stdin=stdin, stdout=stdout,
                                 stderr=stderr, close_fds=True, start_new_session=True,

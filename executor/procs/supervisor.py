@@ -252,7 +252,8 @@ class Supervisor:
         directories of the runs that may come next (`executor/procs/logstage.py`: a process that restarted
         once may again), start the watchdog again if it could not start, and hand it the orphans adopted
         since; returns when to look again (`handover.next_look_in`; None: not before a step)."""
-        self._early.give_up_rest("the task did not start it first")
+        if self._early.give_up_rest("the task did not start it first"):
+            earlyfork.trim_heap()
         if self._state is not SupervisorState.STARTED:
             return None
         self._logs.idle()

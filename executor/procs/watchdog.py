@@ -64,14 +64,15 @@ import fcntl
 import logging
 import os
 import signal
-import subprocess
 import threading
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
 from executor.events import ExitStatus
 from executor.logs import log_event
+from executor.procs.earlyfork import POPEN_DEFAULTS
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
 
@@ -81,16 +82,13 @@ logger = logging.getLogger(__name__)
 
 @attrs.define
 class Watchdog:
-    popen: subprocess.Popen
+    pid: int
     write_fd: int  # closing it (or our death) wakes the watchdog
     list_fd: int = -1  # the held list's write end (non-blocking)
     drain_fd: int = -1  # its read end, kept to read back the list a new one replaces
     room: int = 0  # the longest list that fits: half the pipe's capacity
     listed: int = 0  # the bytes in the list's pipe now
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
+    popen: Any = None  # `_popen`'s, referenced until reaped (None: started by posix_spawn)
 
     def hand(self, line: bytes) -> bool:
         """Make `line` (at most `room` bytes) the list it holds; False when it could not."""
@@ -121,25 +119,18 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
     """Fork the watchdog (call inside `Reaper.forking()` and register its pid). `cgroup` and
     `how`: the task's cgroup and how to kill it (`kill`, `freeze`, `freezer`); `home`: the
     cgroup it must move itself to first (when it is born inside the task's). Raises OSError."""
-    read_fd, write_fd = os.pipe()  # both non-inheritable; Popen dup2s read_fd onto stdin
+    read_fd, write_fd = os.pipe()  # both non-inheritable; the spawn dup2s read_fd onto stdin
     try:
         list_read, list_fd = os.pipe()  # the held list: list_read passed on, and kept
     except BaseException:
         _close(read_fd, write_fd)
         raise
+    popen = None
     try:
-        popen = subprocess.Popen(
-            ["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, marker, cgroup, how, home,
-             str(list_read)],
-            stdin=read_fd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd="/",
-            env=WATCHDOG_ENV,
-            close_fds=True,
-            pass_fds=(list_read,),
-            start_new_session=True,
-        )
+        pid = _spawn([marker, cgroup, how, home], read_fd, list_read)
+    except NotImplementedError:  # this Python's posix_spawn cannot start a session
+        popen = _popen([marker, cgroup, how, home], read_fd, list_read)
+        pid = popen.pid
     except BaseException:
         _close(write_fd, list_read, list_fd)
         raise
@@ -148,7 +139,36 @@ def start_watchdog(marker: str, cgroup: str = "", how: str = "", home: str = "")
     os.set_blocking(list_fd, False)
     os.set_blocking(list_read, False)  # the watchdog reopens it (/proc/self/fd): blocking there
     room = fcntl.fcntl(list_fd, fcntl.F_GETPIPE_SZ) // 2
-    return Watchdog(popen=popen, write_fd=write_fd, list_fd=list_fd, drain_fd=list_read, room=room)
+    return Watchdog(pid=pid, write_fd=write_fd, list_fd=list_fd, drain_fd=list_read, room=room, popen=popen)
+
+
+def _spawn(args: list[str], stdin: int, list_read: int) -> int:
+    """`/bin/sh -c WATCHDOG_COMMAND stoker-watchdog ARGS N` by posix_spawn, as Popen started
+    it (`_popen`) without loading `subprocess` (0.1 MiB of every supervisor): `stdin` its
+    stdin, stdout and stderr /dev/null, `list_read` its descriptor N (3; 4 when `list_read`
+    is 3 here: a dup2 onto itself leaves it close-on-exec in C libraries before glibc 2.29),
+    in a session of its own, SIGPIPE and SIGXFSZ at their defaults (Popen's
+    `restore_signals`), and no other descriptor: every one this process opens is
+    close-on-exec (PEP 446; those it inherited are made so, `earlyfork.shut_inherited`),
+    as Popen's `close_fds` closed them. posix_spawn has no working directory of its own: the
+    script moves to / itself, first (`watchdogsh`). Raises OSError, and NotImplementedError
+    where this Python's posix_spawn cannot start a session."""
+    target = 4 if list_read == 3 else 3
+    actions = [(os.POSIX_SPAWN_DUP2, stdin, 0),
+               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+               (os.POSIX_SPAWN_DUP2, 1, 2),
+               (os.POSIX_SPAWN_DUP2, list_read, target)]
+    return os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, *args, str(target)],
+                          WATCHDOG_ENV, file_actions=actions, setsid=True, setsigdef=POPEN_DEFAULTS)
+
+
+def _popen(args: list[str], stdin: int, list_read: int) -> Any:
+    """`_spawn`'s watchdog by Popen (`subprocess` loaded then alone). Raises OSError."""
+    import subprocess
+
+    return subprocess.Popen(["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, *args, str(list_read)],
+                            stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+                            env=WATCHDOG_ENV, close_fds=True, pass_fds=(list_read,), start_new_session=True)
 
 
 def _signame(signum: int) -> str:
@@ -313,8 +333,8 @@ class WatchdogKeeper:
                       reason=f"it was stopped ({_signame(signum)}), by a process of the task's user")
 
     def _exited(self, pid: int, status: int) -> None:
-        if self._watchdog is not None and self._watchdog.pid == pid:
-            self._watchdog.popen.returncode = os.waitstatus_to_exitcode(status)
+        if self._watchdog is not None and self._watchdog.pid == pid and self._watchdog.popen is not None:
+            self._watchdog.popen.returncode = os.waitstatus_to_exitcode(status)  # subprocess must never wait on it
         if not self._keep():
             self._gone.set()
             return

@@ -12,11 +12,14 @@ arguments 2 and 3: HOW empty before the supervisor makes it (so that a superviso
 as it makes it leaves none: nothing entered it yet, so it is only removed, if empty, never
 killed), both empty when it was not made (a directory someone else made first). The list (`PID:START` words, lines read only at EOF, through `/proc/self/fd`: dash
 redirects single-digit descriptors only) names processes it kills too, each only while
-`/proc/PID/stat` still shows that start time and no zombie, and it may signal it.
+`/proc/PID/stat` still shows that start time and no zombie, and it may signal it. It moves
+to `/` first: `posix_spawn` has no working directory of its own, and the watchdog holds no
+sandbox's (a mount kept busy, a directory kept from being removed).
 """
 from __future__ import annotations
 
 WATCHDOG_SCRIPT = r"""
+cd /
 trap '' INT TERM HUP
 [ -n "$4" ] && echo $$ > "$4/cgroup.procs" 2>/dev/null
 cg=$2 how=$3

@@ -262,10 +262,10 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
     for inspection, marker in zip(inspections, markers):
         if inspection.truth.lost and marker:
             carried = carrying(found.values(), marker)
-            listed, foreign = by_user(carried, _owner(inspection.sandbox))
+            held = held_leftovers(inspection.sandbox, marker, pinned=inspection.pinned)
+            listed, foreign = by_user(carried, _owner(inspection.sandbox), marker, held)
             seen = {p.pid for p in carried}
-            listed += [Leftover(pid, "", None, command_of(pid)) for pid in
-                       held_leftovers(inspection.sandbox, marker, pinned=inspection.pinned) if pid not in seen]
+            listed += [Leftover(pid, "", None, command_of(pid)) for pid in held if pid not in seen]
             inspection = attrs.evolve(inspection, leftovers=tuple(sorted(listed, key=lambda p: p.pid)),
                                       foreign=tuple(foreign), leftovers_looked=True)
         out.append(inspection)
@@ -273,9 +273,11 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
 
 
 def _owner(sandbox: Path) -> int | None:
-    """The sandbox's owner, the task's user (`leftoverprocs.py`); None when it cannot be seen."""
+    """The sandbox's owner, the task's user (`leftoverprocs.py`); None when it cannot be seen.
+    Through a symlink the path ends in (the Mesos agent's `runs/latest`, root's), as the
+    checkpoint is read."""
     try:
-        return os.lstat(sandbox).st_uid
+        return os.stat(sandbox).st_uid
     except OSError:
         return None
 

@@ -8,13 +8,18 @@ leftovers, counted and listed as such; another user's process carrying the marke
 apart, with its user (`Foreign`), never counted: the marker is anyone's to read (its
 watchdog's command line) and copy into a process of theirs, and a root task's process that
 switched to another user (a daemon dropping privileges) is one too, which the operator
-should see. The task's user is the sandbox's owner: `stoker run` refuses a sandbox not its
-runner's, and the Mesos executor gives the role's sandbox to the role its task runs as.
+should see; unless its watchdog's list names it (`heldfile.held_leftovers`: a root list,
+no one else's to write, counts any user's process, and a re-run kills it as held), or it
+is in the task's own cgroup, the task's user's (no other user may move a process in: a
+root task's daemon that dropped privileges, which a re-run kills too). The
+task's user is the sandbox's owner (through a symlink its path ends in): `stoker run`
+refuses a sandbox not its runner's, and the Mesos executor gives the role's sandbox to
+the role its task runs as.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 import attrs
 
@@ -45,19 +50,28 @@ class Foreign:
     command: str
 
 
-def by_user(listed: list[Leftover], uid: int | None) -> tuple[list[Leftover], list[Foreign]]:
+def by_user(listed: list[Leftover], uid: int | None, marker: str = "",
+            held: Container[int] = ()) -> tuple[list[Leftover], list[Foreign]]:
     """`listed` split into those of `uid` (the task's user: all when None, and one gone
-    meanwhile) and those of another user."""
+    meanwhile), `held` (the watchdog's list counts them: `heldfile.held_leftovers`, a root
+    list's any user's) or in the task cgroup of `marker`'s attempt, `uid`'s
+    (`cgrouplost.in_task_cgroup`), and those of another user."""
     if uid is None:
         return listed, []
     mine, others = [], []
     for p in listed:
         owner = proctree.real_uid(p.pid)
-        if owner is None or owner == uid:
+        if owner is None or owner == uid or p.pid in held or _in_its_cgroup(marker, p.pid, uid):
             mine.append(p)
         else:
             others.append(Foreign(p.pid, user_name(owner), p.command))
     return mine, others
+
+
+def _in_its_cgroup(marker: str, pid: int, uid: int) -> bool:
+    from executor.procs.cgrouplost import in_task_cgroup  # only for another user's marked process
+
+    return bool(marker) and in_task_cgroup(marker, pid, uid)
 
 
 def carrying(procs: Iterable[proctree.ProcInfo], marker: str) -> list[Leftover]:

@@ -8,15 +8,18 @@ second time beside them (the same ports and files), saying nothing. So, once it 
 sandbox's lock, `end_lost_attempts` reads the checkpoint and, for each attempt that
 recorded no end and whose supervisor is gone (pid, start time and boot: a planted header
 naming a live supervisor is left alone), SIGKILLs every process still carrying that
-attempt's marker whose real uid is this process's (the marker is anyone's to read and copy:
-another user's such process is left, and named): SIGSTOP first, pass after pass until none
+attempt's marker whose real uid is this process's, or that is in its task cgroup (a root
+task's daemon that dropped privileges: no other user can move a process into this user's
+cgroup; the marker is anyone's to read and copy: another user's such process elsewhere is
+left, and named): SIGSTOP first, pass after pass until none
 is new, as the watchdog does (`executor/procs/proctree.kill_until_gone`); then what its
 watchdog held by pid and start time (`heldfile.py`: a daemon that hides the marker), still
 alive as itself, with its descendants, each through a pidfd checked again, when that list
 is trusted (this user's); then it removes the attempt's task cgroup (`stoker-` and its whole
 marker, found as `executor/procs/cgrouplost.py` says: where the kernel showed this user's
 marked processes before the kill, below the cgroups this process is in, where the header
-says it was made), once the processes killed leave it; one holding a process of another
+says it was made; an older Stoker's 16-character one they are in only thawed, so that
+those left frozen die), once the processes killed leave it; one holding a process of another
 task (a marker planted in the checkpoint) or of another user (left by the kill) is left
 alone, and said so.
 A sandbox whose attempts all recorded their end costs one read of the checkpoint and no
@@ -29,6 +32,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import attrs
@@ -36,7 +40,7 @@ import attrs
 from executor.host import identity
 from executor.host.entry import TERMINAL_STATES
 from executor.host.replacefile import user_name
-from executor.procs import cgrouplost, proctree
+from executor.procs import proctree
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import iter_records
@@ -115,15 +119,16 @@ def _kill_held(sandbox: Path, marker: str, pinned: str) -> set[int]:
     return set(proctree.send_checked(stopped, signal.SIGKILL, check))
 
 
-def _not_its(directory: str, entry: bytes) -> list[int]:
+def _not_its(directory: str, entry: bytes, killed: AbstractSet[int] = frozenset()) -> list[int]:
     """The processes in the cgroup `directory`, or below it, that the kill left as not the
-    attempt's: another task's (they carry another marker) or another user's. The checkpoint
-    (the task may write it) may name a live task's marker, whose cgroup that is."""
+    attempt's: another task's (they carry another marker) or another user's (but those
+    `killed`, still leaving it). The checkpoint (the task may write it) may name a live
+    task's marker, whose cgroup that is."""
     from executor.procs import cgroupwalk  # only for a lost attempt's cgroup
 
     pids = cgroupwalk.pids(directory)
     me = os.geteuid()
-    return sorted(p for p in pids if (info := proctree.read_proc(p)) is not None
+    return sorted(p for p in pids if p not in killed and (info := proctree.read_proc(p)) is not None
                   and (proctree.other_task(info.environ, entry) or proctree.real_uid(p) not in (me, None)))
 
 
@@ -131,6 +136,8 @@ def _remove_lost(directory: str, others: list[int]) -> str:
     if others:  # neither those below it removed, nor a wait on it
         return (f"left {directory} alone: another task's or another user's process(es) are in it: "
                 f"{' '.join(map(str, others))}")
+    from executor.procs import cgrouplost  # (loaded by `_end` already)
+
     said = cgrouplost.remove_emptied(directory, CGROUP_SECS)
     if said == cgrouplost.ALREADY_GONE:
         return f"its cgroup {directory} was already gone (removed first by another: its own watchdog)"
@@ -153,14 +160,22 @@ def end_lost_attempts(sandbox: Path, pinned: str = "") -> list[LostAttempt]:
 
 def _end(sandbox: Path, pinned: str, number: int, header: rec.HeaderRecord) -> LostAttempt | None:
     """End one lost attempt: its user's marked processes, its held ones, its cgroup."""
+    from executor.procs import cgrouplost  # a re-run after a finished attempt goes without
+
     entry = f"{TASK_MARKER}={header.marker}".encode()
     me = os.geteuid()
     marked = {pid: proctree.real_uid(pid) for pid in sorted(proctree.scan_markers((entry,)))}
-    places = cgrouplost.lost_cgroups(header.marker, [p for p, uid in marked.items() if uid == me], header.cgroup)
-    killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,), uid=me))
+    mine = [p for p, uid in marked.items() if uid == me]
+    places = cgrouplost.lost_cgroups(header.marker, mine, header.cgroup)
+    older = cgrouplost.older_cgroups(header.marker, mine)
+    inside = cgrouplost.holding(places)  # another user's there is the task's: a daemon that changed user
+    killed = proctree.kill_until_gone(proctree.Scope(markers=(entry,), uid=me, inside=inside))
     killed |= _kill_held(sandbox, header.marker, pinned)
-    foreign = tuple((pid, user_name(uid)) for pid, uid in marked.items() if uid not in (me, None))
-    removed = tuple(_remove_lost(d, _not_its(d, entry)) for d in sorted(places))
+    thawed = tuple(f"thawed its cgroup {d}, an older Stoker's left frozen (those killed in it die only "
+                   "once thawed; a later start's sweep removes it once empty)" for d in cgrouplost.thaw_older(older))
+    foreign = tuple((pid, user_name(uid)) for pid, uid in marked.items()
+                    if uid not in (me, None) and pid not in killed)  # (killed as held: a root list's)
+    removed = thawed + tuple(_remove_lost(d, _not_its(d, entry, killed)) for d in sorted(places))
     if not (killed or removed or foreign):
         return None
     return LostAttempt(number, header.supervisor_pid, tuple(sorted(killed)), removed, foreign)

@@ -39,6 +39,7 @@ from pathlib import Path
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.ports import free_ports
+from tests.support.shellwords import in_aurora, python_sh, sh
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, task_pids
 from tests.support.users import open_sandbox, throwaway_user
 from tests.support.waiting import wait_for
@@ -98,7 +99,7 @@ HTTP_EXAMPLE = """
 def write_job(tmp_path: Path, body: str, **values: str) -> Path:
     (tmp_path / "http_example.py").write_text(SERVER)
     path = tmp_path / "job.aurora"
-    path.write_text(textwrap.dedent(body % dict(python=sys.executable, server=tmp_path / "http_example.py",
+    path.write_text(textwrap.dedent(body % dict(python=in_aurora(python_sh()), server=in_aurora(sh(tmp_path / "http_example.py")),
                                                 role=ME, **values)))
     return path
 

@@ -22,10 +22,10 @@ from config.argdecl import variables
 from config.executorsettings import ExecutorSettings
 from executor.cli.main import _parser
 from tests.support.pty_proc import PtyProcess
+from tests.support.shellwords import fake_sh, in_aurora
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 
 EXAMPLES = REPO / "examples"
-FAKE = REPO / "tests/support/fake_task.py"
 RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
 
 
@@ -277,7 +277,7 @@ ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x9b31m"
 def test_escape_sequences_from_a_health_body_and_a_process_name_come_out_escaped(tmp_path):
     body = ESCAPES.replace("\x1b", "\\e").replace("\x07", "\\a").replace("\x9b", "\\x9b")
     cfg = write_config(tmp_path, f"""
-        web = Process(name='web', cmdline="exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-body $'{body}'")
+        web = Process(name='web', cmdline="exec {in_aurora(fake_sh())} --serve-health {{{{thermos.ports[health]}}}} --health-body $'{body}'")
         jobs = [Job(cluster='c', role='r', environment='e', name='web', task=Task(processes=[web], {RESOURCES}),
                     health_check_config=HealthCheckConfig(initial_interval_secs=1, interval_secs=0.2),
                     lifecycle=DisableLifecycle)]

@@ -12,6 +12,7 @@ from pathlib import Path
 from config.document import encode
 from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.shellwords import in_aurora, python_sh
 from tests.support.stoker_proc import StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
@@ -44,7 +45,7 @@ def job(tmp_path: Path) -> Path:
         jobs = [Service(cluster='local', role='me', environment='test', name='daemonize',
             task=Task(processes=[
                 Process(name='serve', cmdline='exec sleep 1000'),
-                Process(name='launch', cmdline='touch handled && {sys.executable} {tmp_path}/daemonizer.py')],
+                Process(name='launch', cmdline='touch handled && {in_aurora(python_sh(tmp_path / 'daemonizer.py'))}')],
               resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB), finalization_wait=5))]
     """))
     return config

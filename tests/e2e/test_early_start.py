@@ -17,6 +17,7 @@ import pytest
 from executor.cli.main import main
 from executor.local import planfiles
 from tests.support.earlyjob import HOLD_FOR_KILL, stdout_of, write
+from tests.support.shellwords import in_aurora, python_sh
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
@@ -410,12 +411,11 @@ def test_an_operator_kill_while_stoker_loads_keeps_its_grace(stoker, tmp_path):
     # still prepared its task (no owner yet): the stop that followed took the task's own
     # grace (finalization_wait, 2 s here) for the run that ignores SIGTERM, not the
     # operator's. Now the operator's grace holds, as once the task runs.
-    import sys
 
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(HOLD_FOR_KILL)
-    kill = f"{sys.executable} -m executor kill $PWD --grace 0.1 > killed 2>&1"
+    kill = f"{in_aurora(python_sh('-m', 'executor'))} kill \"$PWD\" --grace 0.1 > killed 2>&1"
     config = write(tmp_path, f"Process(name='serve', cmdline='trap \"\" TERM; {kill} & "
                              "while true; do sleep 0.05; done')")
     stoker.finish(config)  # planned: the plan is kept, the next run starts early

@@ -214,3 +214,30 @@ def test_a_child_that_fails_after_it_sent_the_plan_leaves_the_started_runs_to_th
     assert adopted(proc) == ["first"] and (sandbox / "ran").exists()
     assert "plan_cache_not_kept" in proc.stderr() and "not judged" in proc.stderr(), proc.stderr()
     assert not list((tmp_path / "plans").glob("*" + planfiles.PLAN_SUFFIX))
+
+
+# once `executor.local.run`, the last of the supervisor's modules `start_first` loads while
+# the child plans, has loaded, the gate the config waits on is opened: the child answers only
+# after they all loaded
+OPENS_THE_GATE_LAST = patched_at_load("executor.local.run", """
+    def _patch(module):
+        with open(os.environ["PLAN_GATE"], "w") as gate:
+            gate.write("go")
+    """)
+
+
+def test_a_plan_that_comes_once_the_supervisor_s_modules_all_loaded_still_starts_its_first_runs(tmp_path):
+    # the wait for the plan outlasted the imports it does meanwhile: the runs start from it all the same
+    hook, gate = tmp_path / "hook", tmp_path / "gate"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(OPENS_THE_GATE_LAST)
+    os.mkfifo(gate)
+    config = write(tmp_path, TOUCH.format(path="ran"))
+    config.write_text(f"open({str(gate)!r}).read()\n" + config.read_text())
+    proc, sandbox = run(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate)})
+    try:
+        assert proc.wait() == 0, proc.stdout() + proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    assert adopted(proc) == ["first"] and (sandbox / "ran").exists()

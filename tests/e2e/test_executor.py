@@ -6,15 +6,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.support.agent_sim import make_task_info
-from tests.support.executor_e2e import EXECUTOR, FAKE, HELLO, TOKEN, agent_for, document, launch, service
+from tests.support.executor_e2e import EXECUTOR, HELLO, TOKEN, agent_for, document, launch, service
 from tests.support.http_server import Reply, ScriptedHTTPServer
 from tests.support.ports import free_ports
+from tests.support.shellwords import fake_sh, sh
 from tests.support.stoker_proc import (
     checkpoint_records,
     live,
@@ -47,7 +47,7 @@ def test_hello_world_starts_runs_and_is_killed_with_nothing_left(agent, tmp_path
 
 def test_http_checked_service_passing_after_grace_reports_healthy(agent, tmp_path):
     data = document(tmp_path, service(
-        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-ok-after 2",
+        f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} --health-ok-after 2",
         "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.05),",
         "lifecycle=DisableLifecycle,"))
     launch(agent, data)
@@ -84,7 +84,7 @@ def test_never_healthy_fails_after_n_attempts_with_the_reason(agent, tmp_path):
 
 def test_healthy_then_failing_service_fails(agent, tmp_path):
     data = document(tmp_path, service(
-        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 8",
+        f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 8",
         "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.1),",
         "lifecycle=DisableLifecycle,"))
     launch(agent, data)
@@ -97,7 +97,7 @@ def test_healthy_then_failing_service_fails(agent, tmp_path):
 def test_snooze_file_keeps_a_failing_task_running(agent, tmp_path):
     (agent.sandbox / ".healthchecksnooze").touch()
     data = document(tmp_path, service(
-        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 0",
+        f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 0",
         "health_check_config=HealthCheckConfig(initial_interval_secs=0.0, interval_secs=0.05),",
         "lifecycle=DisableLifecycle,"))
     launch(agent, data)
@@ -111,7 +111,7 @@ def test_snooze_file_keeps_a_failing_task_running(agent, tmp_path):
 def test_process_listens_on_the_port_from_the_taskinfo_resources(agent, tmp_path):
     [port] = free_ports(1)
     data = document(tmp_path, service(
-        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[http]}}}}"))
+        f"exec {fake_sh()} --serve-health {{{{thermos.ports[http]}}}}"))
     agent.launch_executor(EXECUTOR, cwd=agent.sandbox)
     agent.wait_subscribed(timeout_secs=10)
     agent.launch(make_task_info("task-1", data, ports=[port]))
@@ -137,8 +137,8 @@ def _get(url):
 def test_lifecycle_endpoints_are_called_in_order_before_sigterm(agent, tmp_path):
     log = tmp_path / "lifecycle.log"
     data = document(tmp_path, service(
-        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} --ignore-sigterm"
-        f" --lifecycle-log {log}",
+        f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} --ignore-sigterm"
+        f" --lifecycle-log {sh(log)}",
         "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.05),",
         "lifecycle=LifecycleConfig(http=HttpLifecycleConfig(graceful_shutdown_wait_secs=0.2,"
         " shutdown_wait_secs=0.2)),"))
@@ -204,7 +204,7 @@ def test_shutdown_kills_the_task_and_exits(agent, tmp_path):
 
 def test_agent_restarts_five_times_with_acks_held_and_loses_nothing(agent, tmp_path):
     data = document(tmp_path, service(
-        f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}}",
+        f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}}",
         "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.05),",
         "lifecycle=DisableLifecycle,"))
     agent.ack_mode = "hold"

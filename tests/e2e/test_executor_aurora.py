@@ -16,11 +16,11 @@ from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.configs import UMASKS
 from tests.support.ports import free_ports
-from tests.support.stoker_proc import REPO, checkpoint_records, live, task_pids
+from tests.support.shellwords import FAKE_TASK, in_aurora, python_sh, sh
+from tests.support.stoker_proc import checkpoint_records, live, task_pids
 from tests.support.users import as_nobody, as_user, needs_root, open_agent_sim, throwaway_user
 from tests.support.waiting import wait_for
 
-FAKE = REPO / "tests/support/fake_task.py"
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 ME = getpass.getuser()
 TID = "www-data-test-web-2-3a9e7c1d-5b2f-4e8a-9c6d-7f0e1a2b3c4d"
@@ -65,7 +65,7 @@ def test_an_assigned_task_is_checked_through_a_portmap_alias_binds_aurora_s_valu
         agent, tmp_path):
     [port] = free_ports(1)
     log = tmp_path / "lifecycle.log"
-    body = ALIASED % dict(python=sys.executable, fake=FAKE, log=log, role=ME)
+    body = ALIASED % dict(python=in_aurora(python_sh()), fake=in_aurora(sh(FAKE_TASK)), log=in_aurora(sh(log)), role=ME)
     data = aurora_data(tmp_path, body, task_id=TID, host=HOST, instance=2, ports={"http": port})
     launch(agent, data)
     running = agent.wait_for_state(TID, "TASK_RUNNING", 15)

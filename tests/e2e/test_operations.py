@@ -17,12 +17,12 @@ import psutil
 import pytest
 
 from tests.support import proc_scan
+from tests.support.shellwords import fake_sh
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import stopped_whole, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
-FAKE = REPO / "tests/support/fake_task.py"
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def running(proc: StokerProcess) -> None:
 
 
 def test_two_runs_from_different_directories_are_both_listed(ops, tmp_path):
-    job = service(tmp_path, f"exec {sys.executable} {FAKE}")
+    job = service(tmp_path, f"exec {fake_sh()}")
     first = ops.run(job, workdir=tmp_path / "here")
     second = ops.run(job, workdir=tmp_path / "there")
     running(first)
@@ -102,7 +102,7 @@ def test_two_runs_from_different_directories_are_both_listed(ops, tmp_path):
 
 
 def test_a_killed_supervisor_is_lost_at_the_next_look_with_its_leftovers(ops, tmp_path):
-    run = ops.run(service(tmp_path, f"exec {sys.executable} {FAKE}"))
+    run = ops.run(service(tmp_path, f"exec {fake_sh()}"))
     running(run)
     marker = next(r["marker"] for r in checkpoint_records(run.sandbox) if r["kind"] == "header")
     worker = wait_for(lambda: proc_scan.task_pids_by_marker(marker))
@@ -137,7 +137,7 @@ def test_a_killed_supervisor_is_lost_at_the_next_look_with_its_leftovers(ops, tm
 
 
 def test_stoker_kill_stops_a_service_gracefully_its_final_process_runs_and_it_stays_stopped(ops, tmp_path):
-    job = service(tmp_path, f"exec {sys.executable} {FAKE}",
+    job = service(tmp_path, f"exec {fake_sh()}",
                   extra=", Process(name='fin', cmdline='echo done > final.txt', final=True)")
     run = ops.run(job)
     running(run)
@@ -205,7 +205,7 @@ def test_a_restart_is_seen_in_its_back_off_and_the_next_attempt_replaces_it(ops,
 
 
 def test_stoker_restart_gives_the_process_a_new_pid_and_the_task_stays_running(ops, tmp_path):
-    run = ops.run(service(tmp_path, f"exec {sys.executable} {FAKE}"))
+    run = ops.run(service(tmp_path, f"exec {fake_sh()}"))
     running(run)
     (row,) = ops.ps()
     before = wait_for(lambda: task_pids(run.sandbox))
@@ -228,7 +228,7 @@ def test_stoker_restart_gives_the_process_a_new_pid_and_the_task_stays_running(o
 
 
 def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
-    job = service(tmp_path, f"exec {sys.executable} {FAKE}")
+    job = service(tmp_path, f"exec {fake_sh()}")
     run = ops.run(job)
     running(run)
     second = ops.stoker("run", job, "--sandbox", run.sandbox)
@@ -306,7 +306,7 @@ def test_a_stoker_dir_the_task_planted_is_not_trusted(ops, tmp_path):
     # A task that owns its sandbox (Mesos, run as its role) may rename .stoker and plant its
     # own: a lock naming a process of its own, a socket that answers "KILLED". The registry
     # (which the task cannot write) pins the real one; kill, status and ps trust no other.
-    run = ops.run(service(tmp_path, f"exec {sys.executable} {FAKE}"))
+    run = ops.run(service(tmp_path, f"exec {fake_sh()}"))
     running(run)
     (row,) = ops.ps()
     real, planted = run.sandbox / ".stoker", run.sandbox / ".stoker-planted"

@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.agents import sandboxed_agent
 from tests.support.executor_e2e import HELLO, TOKEN, document, launch
+from tests.support.shellwords import in_aurora, python_sh
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 
 pytestmark = pytest.mark.timeout(120)
@@ -191,7 +192,7 @@ def test_stokers_interpreter_options_reach_neither_it_nor_the_tasks_python(tmp_p
     # runs as ever, silent, and the task's `python` starts as the environment says, not as
     # Stoker's interpreter was started (Stoker sets no PYTHON* variable of its own)
     config = tmp_path / "job.aurora"
-    config.write_text(textwrap.dedent(FLAGS.format(python=sys.executable)))
+    config.write_text(textwrap.dedent(FLAGS.format(python=in_aurora(python_sh()))))
     sandbox = tmp_path / "sandbox"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(REPO)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli_conventions import EXAMPLES, one_error, stoker, write_config
+from tests.support.configs import job_text
 
 ODD = "a b\n" + os.fsdecode(b"\xff")  # a space, a newline, a byte that is not UTF-8
 SHOWN = "'a b\\n\\xff'"  # as the line shows it
@@ -19,6 +20,25 @@ SHOWN = "'a b\\n\\xff'"  # as the line shows it
 @pytest.mark.parametrize("args", [["status", ODD], ["tail", ODD, "web"], ["kill", ODD], ["restart", ODD, "web"]])
 def test_a_sandbox_that_does_not_exist_is_named_quoted(tmp_path, args):
     assert one_error(stoker(*args, cwd=tmp_path)).startswith(f"sandbox {SHOWN} does not exist, and no task ")
+
+
+@pytest.mark.parametrize("args", [["status", ""], ["tail", "", "web"], ["kill", ""], ["restart", "", "web"]])
+def test_an_empty_sandbox_names_no_sandbox_not_the_current_directory(tmp_path, args):
+    """`stoker kill "$SB"` with SB unset. Was: `Path('')`, `.`: the task whose sandbox is the
+    current directory (or $MESOS_SANDBOX) was the one shown, tailed, killed or restarted."""
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True)  # a sandbox, as the current directory
+    assert one_error(stoker(*args, cwd=sandbox)) == "sandbox '' does not exist"
+
+
+def test_an_empty_sandbox_flag_is_refused_not_the_default(tmp_path):
+    """`stoker run JOB --sandbox "$SB"` with SB unset. Was: a fresh sandbox in the current
+    directory, as with no flag (an empty variable is unset; an empty argument is given)."""
+    config, here = write_config(tmp_path, job_text()), tmp_path / "here"
+    here.mkdir()
+    assert one_error(stoker("run", str(config), "--sandbox", "", cwd=here)) == \
+        "cannot create sandbox '': No such file or directory"
+    assert list(here.iterdir()) == []
 
 
 @pytest.mark.parametrize("command", ["run", "inspect"])

@@ -122,3 +122,85 @@ def test_a_ctrl_c_once_the_run_is_over_ends_the_command_at_once_with_130(tmp_pat
     finally:
         proc.close()
         kill_leftovers(task_pids(sandbox))
+
+
+# As the code cache's file is written (its temporary made, `marshal.dumps` done): a real Ctrl-C.
+CTRL_C_AS_IT_WRITES = patched_at_load("executor.codecachewrite", """
+    import marshal
+    import signal
+    import types
+
+    def _dumps(value):
+        made = marshal.dumps(value)
+        os.kill(os.getpid(), signal.SIGINT)
+        return made
+
+    def _patch(module):
+        module.marshal = types.SimpleNamespace(dumps=_dumps, loads=marshal.loads)
+    """)
+
+
+def test_a_ctrl_c_as_the_code_cache_is_written_leaves_no_temporary_file(tmp_path):
+    """Once the run is over a Ctrl-C ends `stoker run` at once, its code cache's write too.
+    Was: that write's temporary file (`attrs-run….bin.PID.HEX.tmp`, the whole cache) was left
+    in the cache's directory (the package's `__pycache__` by default), one more each time."""
+    hook, sandbox, cache = tmp_path / "hook", tmp_path / "sb", tmp_path / "cache"
+    hook.mkdir()
+    cache.mkdir(mode=0o755)
+    (hook / "sitecustomize.py").write_text(CTRL_C_AS_IT_WRITES)
+    config = tmp_path / "job.aurora"
+    config.write_text(CONFIG)
+    args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
+    proc = StokerProcess(args, tmp_path, env={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}",
+                                              "STOKER_CODE_CACHE": str(cache), "PYTHONDONTWRITEBYTECODE": ""})
+    try:
+        status = proc.wait(60)
+        err = proc.stderr()
+        assert (status, "Traceback" in err) == (130, False), (status, err, proc.stdout())
+        assert "FINISHED" in proc.stdout()
+        assert sorted(p.name for p in cache.iterdir() if p.name.endswith(".tmp")) == []
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+
+
+# SIGINT ignored from the start (`stoker run … &` in a script, nohup-like), then a real SIGINT
+# once the run is over and what it held let go, as the command saves what it compiled.
+IGNORED_THEN_AS_IT_SAVES = patched_at_load("executor.cli.main", """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as inherited: Python keeps it so
+
+    def _patch(module):
+        real = module.codecache.save
+
+        def save():
+            signal.raise_signal(signal.SIGINT)
+            with open(os.environ["STOKER_TEST_CLOSED"], "a") as f:
+                f.write(f"ignored: {signal.getsignal(signal.SIGINT) is signal.SIG_IGN}\\n")
+            return real()
+
+        module.codecache.save = save
+    """)
+
+
+def test_a_sigint_ignored_from_the_start_stays_ignored_once_the_run_is_over(tmp_path):
+    """The Ctrl-C put back once the run is over is the handler found at start: one ignored
+    then (a script's background job, whose Ctrl-C is the script's) stays ignored, and the
+    run's exit status stands."""
+    hook, sandbox, closed = tmp_path / "hook", tmp_path / "sb", tmp_path / "closed"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(IGNORED_THEN_AS_IT_SAVES)
+    config = tmp_path / "job.aurora"
+    config.write_text(CONFIG)
+    args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_TEST_CLOSED": str(closed)}
+    proc = StokerProcess(args, tmp_path, env=env)
+    try:
+        status = proc.wait(60)
+        err = proc.stderr()
+        assert (status, "Traceback" in err) == (0, False), (status, err, proc.stdout())
+        assert Path(closed).read_text() == "ignored: True\n"
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))

@@ -21,6 +21,7 @@ import pytest
 
 from tests.support import stoker_proc
 from tests.support.pty_proc import PtyProcess
+from tests.support.shellwords import fake_sh, python_sh
 from tests.support.stoker_proc import (
     REPO,
     StokerProcess,
@@ -32,7 +33,6 @@ from tests.support.stoker_proc import (
 )
 from tests.support.waiting import wait_for
 
-FAKE = REPO / "tests/support/fake_task.py"
 RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
 
 
@@ -88,7 +88,7 @@ def wait_ticks_restart(sandbox: Path, more: int = 2) -> None:
 
 # A health-checked server that ignores SIGTERM; its lifecycle endpoints answer CODE.
 def server(code: int = 200) -> str:
-    return (f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} "
+    return (f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} "
             f"--ignore-sigterm --lifecycle-code {code}")
 
 
@@ -154,7 +154,7 @@ def test_a_shell_pipe_into_head_leaves_the_task_running(tmp_path):
     cfg = ticking_service(tmp_path)
     sandbox = tmp_path / "sandbox"
     shell = subprocess.Popen(
-        ["/bin/sh", "-c", f"{sys.executable} -m executor run {cfg} --sandbox {sandbox} 2>stderr | head -2"],
+        ["/bin/sh", "-c", f"{python_sh('-m', 'executor', 'run', cfg, '--sandbox', sandbox)} 2>stderr | head -2"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -310,7 +310,7 @@ def test_a_second_ctrl_c_kills_at_once(stoker, tmp_path):
 
 
 def test_ctrl_c_with_a_501_lifecycle_stops_a_cooperative_service_at_once(stoker, tmp_path):
-    main = (f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} "
+    main = (f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} "
             "--lifecycle-code 501")
     run = stoker(str(service(tmp_path, main, extra=HEALTH)))
     run.wait_output("task             STARTING → RUNNING")

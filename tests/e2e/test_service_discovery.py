@@ -32,6 +32,7 @@ from config.loader import load_job
 from executor.task.serverset import TIMED_OUT_REASON
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.ports import free_ports
+from tests.support.shellwords import python_sh
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
 
@@ -114,7 +115,7 @@ def write_job(tmp_path: Path, ensemble: str, path: str, *, service: bool = True,
     """A job whose process reads its ServerSet at SIGTERM; it requests the ports http and admin.
     `health` or `announce` None: the job has none."""
     if cmdline is None:
-        cmdline = (f"exec {sys.executable} {TASK} {ensemble} {path} sigterm.json "
+        cmdline = (f"exec {python_sh(TASK)} {ensemble} {path} sigterm.json "
                    "{{thermos.ports[http]}} {{thermos.ports[admin]}}")
     kind = "Service" if service else "Job"
     extra = "" if service else ", max_task_failures=1"

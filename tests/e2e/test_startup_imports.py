@@ -67,6 +67,9 @@ NOT_IN_RUN = NEVER | {
     # the control socket's loop waits in an epoll of its own, and subprocess's `communicate()`
     # (its one reader of `selectors`) is never called: `selectors` is deferred
     "selectors",
+    # runs and the watchdog started by posix_spawn: `subprocess` (and its C module) loads only
+    # for a run posix_spawn cannot start (another user, a wrapper, a umask of its own)
+    "subprocess", "_posixsubprocess",
     # a control client's credentials are three C ints, read without `struct` (and its C module)
     "struct", "_struct",
     # the next runs' log directories: only once a process has restarted

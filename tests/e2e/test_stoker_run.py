@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.shellwords import c_locale_starts, fake_sh, in_aurora
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
@@ -193,6 +194,7 @@ def test_a_task_gets_the_locale_the_operator_gave_not_pythons_coerced_one(tmp_pa
         kill_leftovers(task_pids(sandbox))
 
 
+@c_locale_starts
 def test_a_cmdline_the_locale_cannot_encode_reaches_bash_as_utf8(tmp_path):
     """`LC_ALL=C PYTHONUTF8=0`: Python's file system encoding is ASCII, and `printf café`
     failed the task at its first fork with "executor internal error: UnicodeEncodeError"
@@ -277,9 +279,8 @@ def listening_on(port: int) -> socket.socket | None:
 
 
 def test_health_checked_service_goes_running_then_fails_and_restarts(stoker, tmp_path):
-    fake = REPO / "tests/support/fake_task.py"
     cfg = write_config(tmp_path, f"""
-        web = Process(name='web', cmdline='exec {sys.executable} {fake} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 3')
+        web = Process(name='web', cmdline='exec {in_aurora(fake_sh())} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 3')
         jobs = [Service(cluster='local', role='me', environment='test', name='web',
                         task=Task(processes=[web], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
                                   finalization_wait=2),
@@ -302,9 +303,8 @@ def test_health_checked_service_goes_running_then_fails_and_restarts(stoker, tmp
 
 
 def test_snooze_file_keeps_a_failing_service_running(stoker, tmp_path):
-    fake = REPO / "tests/support/fake_task.py"
     cfg = write_config(tmp_path, f"""
-        web = Process(name='web', cmdline='exec {sys.executable} {fake} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 2')
+        web = Process(name='web', cmdline='exec {in_aurora(fake_sh())} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 2')
         jobs = [Service(cluster='local', role='me', environment='test', name='web',
                         task=Task(processes=[web], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),
                         health_check_config=HealthCheckConfig(initial_interval_secs=0.0, interval_secs=0.05),
@@ -324,9 +324,8 @@ def test_snooze_file_keeps_a_failing_service_running(stoker, tmp_path):
 
 
 def test_sigterm_stops_the_task_and_leaves_no_process(stoker, tmp_path):
-    fake = REPO / "tests/support/fake_task.py"
     cfg = write_config(tmp_path, f"""
-        p = Process(name='stubborn', cmdline='{sys.executable} {fake} --ignore-sigterm --children 2 --child-ignore-sigterm --daemonize-child --daemon-pid-file daemon.pid')
+        p = Process(name='stubborn', cmdline='{in_aurora(fake_sh())} --ignore-sigterm --children 2 --child-ignore-sigterm --daemonize-child --daemon-pid-file daemon.pid')
         jobs = [Job(cluster='local', role='me', environment='test', name='stubborn',
                     task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """)

@@ -10,7 +10,6 @@ import select
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from config.settings import RunSettings
 from executor.cli.main import _parser
 from tests.e2e.test_systemd import NotifySocket, write_job
+from tests.support.shellwords import python_sh, sh
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
 
@@ -116,8 +116,8 @@ def service_copy(example: Path, tmp_path: Path) -> Path:
     service = tmp_path / "service"
     shutil.copytree(example, service, ignore=shutil.ignore_patterns("log"))
     script = (service / "run").read_text()
-    (service / "run").write_text(script.replace("/usr/local/bin/stoker", f"env PYTHONPATH={REPO} STOKER_EARLY_START=off "
-                                                f"{shlex.quote(sys.executable)} -m executor")
+    (service / "run").write_text(script.replace("/usr/local/bin/stoker", f"env {sh(f'PYTHONPATH={REPO}')} STOKER_EARLY_START=off "
+                                                f"{python_sh('-m', 'executor')}")
                                  .replace("/var/lib/stoker/hello", str(tmp_path / "sandbox"))
                                  .replace("/etc/stoker/hello.aurora", str(tmp_path / "job.aurora")))
     return service

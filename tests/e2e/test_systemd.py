@@ -27,6 +27,7 @@ import pytest
 from executor.cli.main import _parser
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support import cgroups
+from tests.support.shellwords import sh
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
@@ -311,7 +312,7 @@ def test_the_example_units_say_what_the_readme_says_and_systemd_reads_them(tmp_p
     if analyze is None:
         pytest.skip("no systemd-analyze here")
     copy = tmp_path / name.replace("@.", "@hello.")
-    copy.write_text(text.replace("/usr/local/bin/stoker", sys.executable))
+    copy.write_text(text.replace("/usr/local/bin/stoker", sh(sys.executable)))  # systemd reads its quotes
     done = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=30)
     said = [line for line in (done.stdout + done.stderr).splitlines() if copy.name in line]
     assert done.returncode == 0 and not said, done.stdout + done.stderr

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from tests.support.pty_proc import PtyProcess
+from tests.support.shellwords import c_locale_starts, python_sh
 from tests.support.stoker_proc import (
     REPO,
     StokerProcess,
@@ -243,7 +244,7 @@ def test_tail_f_into_head_ends_when_head_does_even_on_an_idle_log(tmp_path):
     it wrote it failed with an error. It now ends quietly once its reader is gone."""
     sandbox = sandbox_with_log(tmp_path, b"one\ntwo\nthree\n")
     shell = subprocess.Popen(
-        ["/bin/bash", "-c", "set -o pipefail; " + f"{sys.executable} -m executor tail -f {sandbox} web 2>err | head -2"],
+        ["/bin/bash", "-c", f"set -o pipefail; {python_sh('-m', 'executor', 'tail', '-f', sandbox, 'web')} 2>err | head -2"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -258,7 +259,7 @@ def test_tail_f_into_head_ends_when_head_does_even_on_an_idle_log(tmp_path):
 
 def shell(tmp_path: Path, command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`command` in /bin/sh (`stoker` is this checkout's CLI), in a session of its own."""
-    stoker = f"{sys.executable} -m executor"
+    stoker = python_sh("-m", "executor")
     proc = subprocess.Popen(["/bin/sh", "-c", command.replace("stoker", stoker)], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -330,6 +331,7 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):
         f"answers once continued (kill -CONT {run.pid})\n")
 
 
+@c_locale_starts
 def test_a_c_locale_without_utf8_mode_writes_out_what_ascii_cannot_show(tmp_path):
     """`LC_ALL=C PYTHONUTF8=0`: Python's stdout is ASCII with surrogateescape, which raises
     on `ô` as strict does; `stoker inspect` (as `ps`, `status` and `kill`) of a job whose

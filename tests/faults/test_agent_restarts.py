@@ -31,13 +31,13 @@ from tests.support.recording_agent import (
     audit_updates,
     produced_updates,
 )
-from tests.support.stoker_proc import REPO, checkpoint_records, task_pids
+from tests.support.shellwords import fake_sh, in_aurora
+from tests.support.stoker_proc import checkpoint_records, task_pids
 from tests.support.waiting import wait_for
 
 RESTARTS = size(8, 50)
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60 + 3 * RESTARTS)]
 
-FAKE = REPO / "tests/support/fake_task.py"
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 ACK_MODES = ("immediate", "hold", "delay")
 
@@ -47,7 +47,7 @@ ACK_MODES = ("immediate", "hold", "delay")
 def service_config(tmp_path):
     path = tmp_path / "web.aurora"
     path.write_text(
-        f"web = Process(name='web', cmdline='exec {sys.executable} {FAKE} "
+        f"web = Process(name='web', cmdline='exec {in_aurora(fake_sh())} "
         "--serve-health {{thermos.ports[health]}}')\n"
         "jobs = [Service(cluster='local', role='me', environment='test', name='web',\n"
         "                task=Task(processes=[web], finalization_wait=1,\n"

@@ -32,12 +32,12 @@ from healthcheck.policy import HealthPolicy, HealthState
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.http_server import Hang, Partial, Reply, ScriptedHTTPServer
 from tests.support.ports import free_ports
-from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
+from tests.support.shellwords import fake_sh, sh
+from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
 TIMEOUT_SECS = 0.3
-FAKE = REPO / "tests/support/fake_task.py"
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 
 
@@ -76,8 +76,8 @@ PROXY_VARS = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 
 
 def _lifecycle_job(tmp_path: Path, log: Path) -> bytes:
-    serve = (f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} "
-             f"--exit-on-quit --lifecycle-log {log}")
+    serve = (f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} "
+             f"--exit-on-quit --lifecycle-log {sh(log)}")
     path = tmp_path / "lifecycle.aurora"
     path.write_text(
         f"web = Process(name='web', cmdline={serve!r})\n"

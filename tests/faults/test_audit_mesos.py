@@ -44,13 +44,12 @@ import pytest
 from config.document import encode
 from config.loader import load_job
 from tests.support.agent_sim import make_task_info
-from tests.support.stoker_proc import REPO
+from tests.support.shellwords import fake_sh, in_aurora
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
-FAKE = REPO / "tests/support/fake_task.py"
 
 
 
@@ -110,7 +109,7 @@ def _stubborn(tmp_path: Path) -> bytes:
     only a SIGKILL at the end of the grace the agent asked for ends it early."""
     path = tmp_path / "stubborn.aurora"
     path.write_text(
-        f"p = Process(name='stubborn', cmdline='exec {sys.executable} {FAKE} --ignore-sigterm --pid-file stubborn.pid')\n"
+        f"p = Process(name='stubborn', cmdline='exec {in_aurora(fake_sh())} --ignore-sigterm --pid-file stubborn.pid')\n"
         "jobs = [Service(cluster='local', role='me', environment='test', name='stubborn',\n"
         "                task=Task(processes=[p], finalization_wait=20,\n"
         "                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),\n"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import textwrap
 import threading
 
@@ -20,15 +19,15 @@ import pytest
 
 from executor.cli.main import main
 from tests.support import cgroups, proc_scan
-from tests.support.stoker_proc import REPO, StokerProcess, task_pids
+from tests.support.shellwords import fake_sh, in_aurora
+from tests.support.stoker_proc import StokerProcess, task_pids
 from tests.support.waiting import stopped_whole, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 
-FAKE = REPO / "tests/support/fake_task.py"
 # The process ignores SIGTERM and leaves a setsid'd daemon behind; both carry the marker.
 CONFIG = f"""
-    p = Process(name='p', cmdline="exec {sys.executable} {FAKE} --ignore-sigterm --daemonize-child --daemon-pid-file d.pid")
+    p = Process(name='p', cmdline="exec {in_aurora(fake_sh())} --ignore-sigterm --daemonize-child --daemon-pid-file d.pid")
     jobs = [Service(cluster='local', role='me', environment='test', name='crash',
                     task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
                               finalization_wait=1))]

@@ -22,7 +22,7 @@ from tests.support.fault_sizes import FULL
 from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 from tests.support.users import needs_root
-from tests.support.waiting import wait_for
+from tests.support.waiting import exit_code, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -51,7 +51,7 @@ try:
     if by == "watchdog":
         dog = start_watchdog("no-such-marker", cg.directory, cg.how)
         dog.close_pipe()  # as the supervisor's death does
-        status = dog.popen.wait(15)
+        status = exit_code(dog.pid, 15)
     else:
         real_rmdir, real_how = os.rmdir, cg.how
         if by == "supervisor, its first kill failing":  # its kill way's file missing, the next ones right
@@ -155,7 +155,7 @@ def test_the_watchdog_removes_a_cgroup_with_cgroups_its_task_made_below_it(tmp_p
     try:
         dog = start_watchdog("no-such-marker", cg.directory, cg.how)
         dog.close_pipe()  # as the supervisor's death does
-        status, left = dog.popen.wait(15), os.path.isdir(cg.directory)
+        status, left = exit_code(dog.pid, 15), os.path.isdir(cg.directory)
     finally:
         for below in ("own/deeper", "own", "other", ""):
             if os.path.isdir(path := os.path.join(cg.directory, below)):

@@ -34,14 +34,14 @@ from tests.support import cgroups, proc_scan
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.background import Background
 from tests.support.fault_sizes import size
-from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records
+from tests.support.shellwords import fake_sh
+from tests.support.stoker_proc import StokerProcess, checkpoint_records
 from tests.support.waiting import wait_for
 
 # serial: its fork-hoppers on a host of BACKGROUND other processes are timed by generations
 # written, which another worker's load stalled past their bound once (docs/testing.md §13).
 pytestmark = [pytest.mark.faults, pytest.mark.serial, pytest.mark.timeout(120)]
 
-FAKE = REPO / "tests/support/fake_task.py"
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 BACKGROUND = size(1000, 1000)
 MODES = {"cgroup": "auto", "fallback": "off"}
@@ -54,12 +54,8 @@ ESCAPE = ("setsid env -i sleep 1000 & d=$!; echo $d >> {file}; "
           "[ \"$(head -c1 /proc/$d/environ 2>/dev/null | wc -c)\" = 0 ]; do sleep 0.01; done")
 
 
-def _fake(*args: object) -> str:
-    return " ".join([sys.executable, str(FAKE), *map(str, args)])
-
-
 def _hopper(name: str, *flags: object) -> str:
-    return _fake("--fork-hop", 120, "--hop-pid-file", f"{name}.pid", "--hop-stop-file",
+    return fake_sh("--fork-hop", 120, "--hop-pid-file", f"{name}.pid", "--hop-stop-file",
                  f"{name}.stop", *flags)
 
 
@@ -76,8 +72,8 @@ PROCESSES = {
     # A run whose daemon is orphaned while the run lives: fault 8, the task's kill.
     "keeper": (f"({ESCAPE.format(file='kept.pids')}); exec sleep 1000", "", "kept.pids"),
     # A classic daemon that keeps its marker, and a tree: today's guarantees, unchanged.
-    "marked": (_fake("--daemonize-child", "--daemon-pid-file", "marked.pids"), "", "marked.pids"),
-    "tree": (_fake("--children", 2, "--children-pid-file", "tree.pids"), "", "tree.pids"),
+    "marked": (fake_sh("--daemonize-child", "--daemon-pid-file", "marked.pids"), "", "marked.pids"),
+    "tree": (fake_sh("--children", 2, "--children-pid-file", "tree.pids"), "", "tree.pids"),
 }
 HEALTH = ESCAPE.format(file="checked.pids") + "; exit 0"  # fault 8, shell health checks
 
@@ -252,7 +248,7 @@ def test_kill9_of_stoker_run_on_a_busy_host_leaves_no_escaped_daemon(tmp_path, t
 def test_a_fork_hopper_dies_with_its_failed_run_on_a_busy_host(tmp_path, task, busy_host, mode):
     processes = {"hop": (_hopper("hop", "--exit-after", 0.5, "--exit-code", 1),
                          "max_failures=0, min_duration=60", ""),  # no second run meanwhile
-                 "stay": (_fake(), "", "")}  # keeps the task running after the hopper's run
+                 "stay": (fake_sh(), "", "")}  # keeps the task running after the hopper's run
     run = _stoker_run(tmp_path, task, processes, None, mode)
     try:
         task.learn(run.pid)
@@ -266,7 +262,7 @@ def test_a_fork_hopper_dies_with_its_failed_run_on_a_busy_host(tmp_path, task, b
 
 def test_a_fork_hopper_a_run_that_exited_0_left_dies_with_the_task(tmp_path, task, busy_host):
     processes = {"hop": (_hopper("hop", "--exit-after", 0.3), "", ""),
-                 "stay": (_fake(), "", "")}
+                 "stay": (fake_sh(), "", "")}
     run = _stoker_run(tmp_path, task, processes, None, "cgroup")
     try:
         task.learn(run.pid)

@@ -23,44 +23,40 @@ from config.loader import load_job
 from tests.support import proc_scan
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.fault_sizes import size
-from tests.support.stoker_proc import REPO, StokerProcess, task_pids
+from tests.support.shellwords import fake_sh
+from tests.support.stoker_proc import StokerProcess, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
-FAKE = REPO / "tests/support/fake_task.py"
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 ROUNDS = size(1, 3)
 GONE_WITHIN_SECS = 1.0
 
 
-def _fake(*args: str) -> str:
-    return " ".join([sys.executable, str(FAKE), *args])
-
-
 def _daemon(n: int, *flags: str) -> tuple[str, str, list[str]]:
     """A process whose setsid'd, re-parented grandchild writes daemonN.pid."""
-    cmdline = _fake(*flags, "--daemonize-child", "--daemon-pid-file", f"daemon{n}.pid")
+    cmdline = fake_sh(*flags, "--daemonize-child", "--daemon-pid-file", f"daemon{n}.pid")
     return f"daemon{n}", f"exec {cmdline}", [f"daemon{n}.pid"]
 
 
 def _tree(n: int) -> tuple[str, str, list[str]]:
     """A process ignoring SIGTERM with two children (same group) that ignore it too."""
-    cmdline = _fake("--ignore-sigterm", "--children", "2", "--child-ignore-sigterm",
+    cmdline = fake_sh("--ignore-sigterm", "--children", "2", "--child-ignore-sigterm",
                     "--children-pid-file", f"kids{n}.pid")
     return f"tree{n}", f"exec {cmdline}", [f"kids{n}.pid"]
 
 
 # (name, cmdline, pid files it writes in the sandbox): 10 processes, 19 pids once all are up.
 PROCESSES = [
-    *[(f"sleeper{n}", f"exec {_fake()}", []) for n in range(3)],
+    *[(f"sleeper{n}", f"exec {fake_sh()}", []) for n in range(3)],
     _daemon(3, "--daemon-ignore-sigterm"),
     _daemon(4, "--daemon-ignore-sigterm"),
     _daemon(5, "--ignore-sigterm"),
     _tree(6),
     _tree(7),
     ("trap8", "trap '' TERM; while true; do sleep 1; done", []),
-    ("mixed9", _fake("--ignore-sigterm", "--children", "1", "--children-pid-file", "kids9.pid",
+    ("mixed9", fake_sh("--ignore-sigterm", "--children", "1", "--children-pid-file", "kids9.pid",
                      "--daemonize-child", "--daemon-ignore-sigterm", "--daemon-pid-file", "daemon9.pid"),
      ["kids9.pid", "daemon9.pid"]),
 ]

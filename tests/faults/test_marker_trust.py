@@ -24,8 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from executor.cli.main import main
 from executor.host import identity
+from executor.host.sandbox import open_stoker_dir
+from executor.procs import proctree
 from executor.task.checkpoint import CheckpointWriter
+from executor.task.heldfile import write_held
+from executor.task.leftovers import end_lost_attempts
 from tests.support.proc_scan import TASK_MARKER, is_live
 from tests.support.stoker_proc import StokerProcess
 from tests.support.users import needs_root, open_sandbox, throwaway_user
@@ -144,3 +149,53 @@ def test_status_lists_as_a_lost_task_s_leftovers_only_its_user_s_marked_processe
             for proc in (other, own):
                 proc.kill()
                 proc.wait()
+
+
+@needs_root
+def test_status_through_a_symlink_to_the_sandbox_counts_its_owner_s_processes_as_its_leftovers(tmp_path, capsys):
+    """Was: the task's user was the owner of the path as given (lstat): `stoker status` through
+    a symlink of root's to a role's sandbox (the Mesos agent's `runs/latest`) showed the role's
+    leftover as another user's process, counted nowhere."""
+    marker = uuid.uuid4().hex
+    with throwaway_user() as (bob, _), open_sandbox() as sandbox:
+        own = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], TASK_MARKER: marker},
+                               user=bob.pw_uid, group=bob.pw_gid, extra_groups=[])
+        try:
+            _plant(sandbox, marker, bob.pw_uid)
+            (tmp_path / "latest").symlink_to(sandbox)
+            assert main(["status", str(tmp_path / "latest"), "--json"]) == 0
+            doc = json.loads(capsys.readouterr().out)
+            assert [p["pid"] for p in doc["leftovers"]] == [own.pid], doc["foreign_processes"]
+            assert doc["foreign_processes"] == [], doc
+        finally:
+            own.kill()
+            own.wait()
+
+
+@needs_root
+def test_another_user_s_marked_process_its_root_watchdog_held_is_a_leftover_killed_and_not_named_left(tmp_path, capsys):
+    """A root task's daemon that dropped to bob, held by its watchdog (the list is root's, no
+    one else's to write: its every process counts). Was: `stoker status` showed it as another
+    user's, not a leftover (the held list's leftovers skipped every pid carrying the
+    marker), and the re-run, which killed it as held, said it had left it."""
+    marker = uuid.uuid4().hex
+    with throwaway_user() as (bob, _), open_sandbox() as sandbox:
+        daemon = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], TASK_MARKER: marker},
+                                  user=bob.pw_uid, group=bob.pw_gid, extra_groups=[])
+        try:
+            _plant(sandbox, marker, 0)
+            stoker_dir = open_stoker_dir(sandbox)
+            try:
+                write_held(stoker_dir, marker, {daemon.pid: proctree.read_stat(daemon.pid)[2]})  # type: ignore[index]
+            finally:
+                os.close(stoker_dir)
+            assert main(["status", str(sandbox), "--json"]) == 0
+            doc = json.loads(capsys.readouterr().out)
+            assert [p["pid"] for p in doc["leftovers"]] == [daemon.pid], doc
+            assert doc["foreign_processes"] == [], doc
+            (lost,) = end_lost_attempts(sandbox)
+            assert lost.killed == (daemon.pid,) and lost.foreign == (), lost.describe()
+            assert daemon.wait(10) == -9
+        finally:
+            daemon.kill()
+            daemon.wait()

@@ -35,12 +35,12 @@ from config.loader import load_job
 from tests.support import proc_scan
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.ports import free_ports
-from tests.support.stoker_proc import REPO, checkpoint_records, task_pids
+from tests.support.shellwords import FAKE_TASK, fake_sh, in_aurora, sh
+from tests.support.stoker_proc import checkpoint_records, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
-FAKE = REPO / "tests/support/fake_task.py"
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 # Unique per run: another test run on the same host has executors with its own token.
 TOKEN = f"faults-T0k3n-{uuid.uuid4().hex}"
@@ -51,7 +51,7 @@ NOBODY = 65534
 
 
 def _config(tmp_path: Path, health: str) -> Path:
-    serve = (f"exec {sys.executable} {FAKE} --serve-health {{{{thermos.ports[health]}}}} "
+    serve = (f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} "
              f"--print-env {TOKEN_VAR} --ignore-sigterm")
     if health == "http":
         # A grace of 2 s (40 attempts) covers the fake service's start-up on a loaded machine;
@@ -176,8 +176,8 @@ def test_the_token_is_in_no_log_line_file_or_task_environment(agent, tmp_path, f
 def _hunt_config(tmp_path: Path, python: str) -> Path:
     hunt = f"--hunt-secret {TOKEN.encode().hex()}"
     prints = " ".join(f"--print-env {name}" for name in (TOKEN_VAR, *AGENT_VARS, *KEPT_VARS))
-    web = f"exec {python} {FAKE} {prints} {hunt} --hunt-out web_hunt.json"
-    check = f"{python} {FAKE} {hunt} --hunt-out health_hunt.json --exit-after 0"
+    web = f"exec {sh(python, FAKE_TASK)} {prints} {hunt} --hunt-out web_hunt.json"
+    check = f"{sh(python, FAKE_TASK)} {hunt} --hunt-out health_hunt.json --exit-after 0"
     path = tmp_path / "hunt.aurora"
     path.write_text(
         f"web = Process(name='web', cmdline={web!r})\n"
@@ -328,7 +328,7 @@ def test_the_agent_variables_reach_tasks_only_when_a_setting_asks(tmp_path):
     prints = " ".join(f"--print-env {name}" for name in (TOKEN_VAR, *AGENT_VARS))
     config = tmp_path / "pass.aurora"
     config.write_text(
-        f"p = Process(name='p', cmdline='exec {sys.executable} {FAKE} {prints}')\n"
+        f"p = Process(name='p', cmdline='exec {in_aurora(fake_sh())} {prints}')\n"
         "jobs = [Service(cluster='local', role='me', environment='test', name='pass',\n"
         "                task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
     sim = AgentSimulator(sandbox=sandbox, auth_token=TOKEN)

@@ -30,20 +30,20 @@ import pytest
 
 from executor.task.heldfile import read_held
 from tests.support import proc_scan
+from tests.support.shellwords import FAKE_TASK, sh
 from tests.support.users import needs_root, open_sandbox, stoker_as
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, needs_root, pytest.mark.timeout(60)]
 
-FAKE = Path(__file__).resolve().parents[1] / "support/fake_task.py"
 NOBODY = 65534
 GONE_WITHIN_SECS = 1.0
 
 
 def job(python: str) -> str:
-    agent = f"{python} {FAKE} --daemonize-child --daemon-undumpable --daemon-pid-file daemon.pid"
+    agent = f"{sh(python, FAKE_TASK)} --daemonize-child --daemon-undumpable --daemon-pid-file daemon.pid"
     # exits 0 once its daemon runs, after the agent's is up: the exit that killed them both
-    launch = (f"while [ ! -e daemon.pid ]; do sleep 0.01; done; exec {python} {FAKE} "
+    launch = (f"while [ ! -e daemon.pid ]; do sleep 0.01; done; exec {sh(python, FAKE_TASK)} "
               f"--daemonize-child --daemon-undumpable --daemon-pid-file launched.pid --exit-after 0")
     return textwrap.dedent(f"""
         jobs = [Service(cluster='local', role='nobody', environment='test', name='agent',

@@ -34,7 +34,7 @@ from executor.procs.watchdog import start_watchdog
 from tests.support import cgroups as cgroup_support
 from tests.support.stoker_proc import REPO, measured
 from tests.support.users import stoker_as
-from tests.support.waiting import wait_for
+from tests.support.waiting import exit_code, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 FREEZER = cgroup_support.FREEZER  # the test run's own (tests/support/sessioncgroup.py)
@@ -93,11 +93,12 @@ def kill_and_remove(cg: cgroups.TaskCgroup, by: str) -> None:
         dog = start_watchdog("no-such-marker", cg.directory, cg.how)
         try:
             dog.close_pipe()
-            assert dog.popen.wait(20) == 0
-        finally:  # was: one that timed out went on beside the next tests, loading the host
-            if dog.popen.poll() is None:
-                dog.popen.kill()
-                dog.popen.wait(10)
+            assert exit_code(dog.pid, 20) == 0
+        except AssertionError:  # was: one that timed out went on beside the next tests, loading the host
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(dog.pid, signal.SIGKILL)
+                os.waitpid(dog.pid, 0)
+            raise
     else:
         assert cg.kill_and_remove(10) is None
 

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import select
+import subprocess
 import time
 
 from config.logline import log_event
@@ -103,6 +104,21 @@ def test_an_empty_stderr_points_at_the_stdout_and_no_log_shows_nothing(tmp_path)
     assert len(lines) == 3
     assert lines[1].strip() == (f"(its stderr is empty; its stdout: stoker tail {tmp_path} web --run 0 -n +1; "
                                 "once the task has restarted, add --attempt 0)")
+
+
+def test_the_tail_command_of_a_sandbox_with_a_newline_and_an_escape_in_its_name_is_one_line_bash_reads(tmp_path):
+    """Was: `shlex.quote`'s word, the newline and the ESC in it raw: the hint broke over two
+    lines and its ESC reached the terminal."""
+    sandbox = tmp_path / "sb\n\x1b[2Jx"
+    (sandbox / ".logs" / "web" / "0").mkdir(parents=True)
+    (sandbox / ".logs" / "web" / "0" / "stderr").write_text("")
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=sandbox, live=False).on_transition(failed(run=0))
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2 and "\x1b" not in buf.getvalue()
+    word = lines[1].split("stoker tail ", 1)[1].split(" web --run", 1)[0]
+    shown = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, timeout=20, check=True)
+    assert shown.stdout == os.fsencode(str(sandbox))
 
 
 def test_the_live_view_is_cleared_on_close_and_not_drawn_again():

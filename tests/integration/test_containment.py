@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shlex
 import signal
 import subprocess
 import sys
@@ -27,20 +26,16 @@ from executor.events import ProcessExited
 from executor.procs.identity import give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
 from tests.support import cgroups, proc_scan
+from tests.support.shellwords import fake_sh
 from tests.support.users import needs_root, open_sandbox, throwaway_user
 from tests.support.waiting import readline_within, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
-FAKE = SUPPORT / "fake_task.py"
 FREEZER = cgroups.FREEZER  # the test run's own (tests/support/sessioncgroup.py)
 SETTINGS = {"cgroup": "auto", "freezer": FREEZER, "fallback": "off"}
 ESCAPE = "setsid env -i sleep 1000 & echo $! >> {file}"  # leaves its group and its marker
-
-
-def fake(*args: object) -> str:
-    return shlex.join([sys.executable, str(FAKE), *map(str, args)])
 
 
 def setting_for(mode: str) -> str:
@@ -141,7 +136,7 @@ def test_the_supervisor_moves_into_the_task_cgroup_and_back(tmp_path, tracked):
         assert directory and os.path.basename(directory).startswith("stoker-")
         assert "cgroup.kill" in h.sup.containment and directory in h.sup.containment
         assert os.getpid() in cgroups.members(directory)
-        run = h.spawn("web", fake())
+        run = h.spawn("web", fake_sh())
         assert run in cgroups.members(directory), "a run is born inside the task's cgroup"
     finally:
         h.sup.close()
@@ -268,7 +263,7 @@ def test_a_daemon_orphaned_while_its_run_lives_is_killed_with_the_task(harness):
 
 
 def test_a_marked_daemon_of_a_live_run_survives_another_runs_exit(harness):
-    harness.spawn("keep", fake("--daemonize-child", "--daemon-pid-file",
+    harness.spawn("keep", fake_sh("--daemonize-child", "--daemon-pid-file",
                                harness.sandbox / "keep.pids"))
     daemon = harness.pids_in("keep.pids", unmarked=False)
     harness.spawn("other", "exit 0")
@@ -297,7 +292,7 @@ def test_a_health_command_leaves_no_daemon_behind(harness):
 
 def test_a_fork_hopper_is_killed_when_its_run_fails(harness):
     pid_file, stop = harness.sandbox / "hop.pid", harness.sandbox / "hop.stop"
-    harness.spawn("hop", fake("--fork-hop", 30, "--hop-pid-file", pid_file,
+    harness.spawn("hop", fake_sh("--fork-hop", 30, "--hop-pid-file", pid_file,
                               "--hop-stop-file", stop, "--exit-after", 0.3, "--exit-code", 1))
     wait_for(pid_file.exists, 5, message="the hopper hopping")
     harness.next_exit()

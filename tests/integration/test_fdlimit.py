@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import resource
-import shlex
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from config.spec import LogDestination, LoggerSpec, LogMode
 from executor.procs import fdlimit
+from tests.support.shellwords import python_sh
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
 
@@ -46,8 +45,8 @@ def start_under(tmp_path: Path, processes: str, count: int, soft: int, hard: int
         "jobs = [Job(task=Task(name='many', processes=procs, resources=Resources(cpu=1, ram=1*MB, "
         "disk=1*MB)), cluster='c', role='r', environment='e', name='many')]\n")
     sandbox = tmp_path / "sb"
-    command = (f"ulimit -Sn {soft} && ulimit -Hn {hard} && exec {shlex.quote(sys.executable)} -m executor run "
-               f"{shlex.quote(str(config))} --sandbox {shlex.quote(str(sandbox))} --log-level INFO")
+    command = (f"ulimit -Sn {soft} && ulimit -Hn {hard} && "
+               f"exec {python_sh('-m', 'executor', 'run', config, '--sandbox', sandbox, '--log-level', 'INFO')}")
     env = {**os.environ, "PYTHONPATH": str(REPO), "STOKER_ROOT": str(tmp_path / "registry"),
            "STOKER_EARLY_START": "off", "STOKER_PLAN_CACHE": str(tmp_path / "plans")}
     out = open(tmp_path / "out", "wb")

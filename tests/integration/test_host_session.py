@@ -383,3 +383,21 @@ def test_past_the_connection_limit_a_client_is_refused_and_one_closed_makes_room
     finally:
         for sock in silent:
             sock.close()
+
+
+@pytest.mark.parametrize("name", ["it's $HOME `id` a\\b", "line\nbreak \udcff\x1b"], ids=["shell-specials", "controls"])
+def test_the_kill_command_a_busy_sandbox_suggests_names_that_sandbox_in_a_shell(tmp_path, name):
+    """`(stoker kill WORD)`: WORD, pasted into bash, is the sandbox's own path. Was: its
+    repr, `"…/it's $HOME `id` a\\\\b"`, in which bash expands `$HOME` and runs `id`, and a
+    backslash, a newline or a byte that is not UTF-8 came out as two to four characters."""
+    sandbox = tmp_path / name
+    sandbox.mkdir()
+    s = HostSession.open(sandbox, front_end=FrontEnd.RUN)
+    try:
+        answer = second_supervisor(sandbox)
+    finally:
+        s.close()
+    assert "\n" not in answer and "\x1b" not in answer  # one line, whatever the name
+    word = answer.split("(`stoker kill ", 1)[1].split("`)", 1)[0]
+    shown = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, timeout=20, check=True)
+    assert shown.stdout == os.fsencode(str(sandbox))

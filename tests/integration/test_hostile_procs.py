@@ -7,9 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import shlex
 import signal
-import sys
 from pathlib import Path
 
 import psutil
@@ -19,6 +17,7 @@ from config.spec import ProcessSpec
 from executor.events import ProcessExited
 from executor.procs.identity import give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
+from tests.support.shellwords import python_sh
 from tests.support.supervision import Harness
 from tests.support.users import needs_root, open_sandbox, throwaway_user
 from tests.support.waiting import wait_for
@@ -120,7 +119,7 @@ def test_a_watchdog_stopped_again_and_again_is_continued_each_time_in_few_lines(
         assert wd is not None
         tracker.add(wd)
         with caplog.at_level(logging.DEBUG, logger="executor.procs.watchdog"):
-            harness.spawn("p", f"exec {shlex.quote(sys.executable)} -c {shlex.quote(STOPPER)} {wd}")
+            harness.spawn("p", f"exec {python_sh('-c', STOPPER)} {wd}")
             wait_for(lambda: (harness.sandbox / "done").exists(), 10, message="the 100 stops")
             wait_for(lambda: psutil.Process(wd).status() != psutil.STATUS_STOPPED, 10, message="it to run again")
         lines = [r for r in caplog.records if "watchdog_continued" in r.getMessage()]
@@ -142,7 +141,7 @@ def test_a_run_a_debugger_holds_is_named_with_its_tracer_at_its_sigkill(harness,
     after SIGKILL; given up on`, nothing saying why: the kernel tells the tracer of its end
     first, and the supervisor only once the tracer has taken it."""
     top = harness.spawn("q", "exec sleep 30")
-    tracer = harness.spawn("tracer", f"exec {shlex.quote(sys.executable)} -c {shlex.quote(TRACER)} {top}")
+    tracer = harness.spawn("tracer", f"exec {python_sh('-c', TRACER)} {top}")
     wait_for(lambda: (harness.sandbox / "attached").exists(), 5, message="the tracer to attach")
     with caplog.at_level(logging.WARNING, logger="executor.procs.containment"):
         harness.sup.signal_run("q", 0, signal.SIGKILL)

@@ -5,7 +5,6 @@ the task's checks and /quitquitquit while the task is not listening yet. Before,
 a kept plan's check and the restart's warning looked at 127.0.0.1 only."""
 from __future__ import annotations
 
-import shlex
 import shutil
 import socket
 import subprocess
@@ -14,6 +13,7 @@ import sys
 import pytest
 
 from executor.local.planfiles import ports_free, ports_taken
+from tests.support.shellwords import python_sh
 from tests.support.stoker_proc import REPO, measured
 
 pytestmark = pytest.mark.timeout(30)
@@ -71,7 +71,7 @@ def _picked(setup: str, held: str, script: str = PICK) -> list[str]:
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.skip("no unshare or ip here")
     script = (f"ip link set lo up && echo '40000 40001' > /proc/sys/net/ipv4/ip_local_port_range && {setup}"
-              f"exec {shlex.quote(sys.executable)} -c '{script}' {held}")
+              f"exec {python_sh('-c', script)} {held}")
     done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=20,
                           cwd=REPO, env=measured({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO)}))
     if done.returncode != 0 and "unshare" in done.stderr:

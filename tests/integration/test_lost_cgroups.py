@@ -31,12 +31,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
-from executor.procs import cgroups
+from executor.cli.main import main
+from executor.procs import cgrouplost, cgroups
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from executor.procs.spawn import TASK_MARKER
 from executor.task import leftovers
@@ -144,7 +146,42 @@ def test_a_lost_attempt_s_processes_left_frozen_in_the_v1_freezer_are_killed_and
             lost.rmdir()
 
 
+def test_an_older_stoker_s_16_character_cgroup_left_frozen_is_thawed_so_its_killed_die(tmp_path):
+    """The upgrade: a checkpoint an older Stoker wrote (no `cgroup` in its header), its task
+    cgroup `stoker-` and the marker's first 16 characters, left FROZEN in the v1 freezer (its
+    watchdog killed as its kill had frozen it). Was: the re-run found no cgroup of the new
+    name, so thawed none; its SIGKILL by marker stayed pending, the process frozen for good
+    (and the cgroup with it, which the stale sweep cannot remove). It is left for that sweep
+    once empty, as design §9 says."""
+    _namespaced()
+    marker = uuid.uuid4().hex
+    older = Path(cgroup_support.FREEZER, f"stoker-{marker[:16]}")
+    _lost_attempt(tmp_path / "sb", marker)
+    frozen = None
+    try:
+        older.mkdir()
+        frozen = subprocess.Popen(["sleep", "600"], env={**os.environ, TASK_MARKER: marker})
+        (older / "cgroup.procs").write_text(str(frozen.pid))
+        (older / "freezer.state").write_text("FROZEN")
+        wait_for(lambda: (older / "freezer.state").read_text().strip() == "FROZEN", 10, message="frozen")
+        (attempt,) = end_lost_attempts(tmp_path / "sb")
+        assert attempt.killed == (frozen.pid,)
+        assert frozen.wait(10) == -9, attempt.describe()
+        assert attempt.cgroups == (f"thawed its cgroup {older}, an older Stoker's left frozen (those killed in "
+                                   "it die only once thawed; a later start's sweep removes it once empty)",)
+    finally:
+        with contextlib.suppress(OSError):
+            (older / "freezer.state").write_text("THAWED")
+        if frozen is not None:
+            frozen.kill()
+            frozen.wait(10)
+        with contextlib.suppress(OSError):
+            wait_for(lambda: not cgroups.read_pids(str(older)), 10, message="emptied")
+            older.rmdir()
+
+
 def _v2_home() -> str:
+    """The v2 cgroup this process is in (skips the test where there is none it may write)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the cgroups here are root's")
     places = own_places(Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text())
@@ -222,6 +259,51 @@ def test_a_lost_attempt_s_empty_cgroup_elsewhere_is_found_where_its_header_says(
                 directory.rmdir()
 
 
+def test_a_root_task_s_marked_process_that_changed_user_in_its_own_cgroup_is_killed_and_it_removed(tmp_path, capsys):
+    """A root task's daemon that dropped to bob (nginx's workers, say), in the attempt's own
+    cgroup, root's (no other user may move a process in). Was: left, as another user's copy
+    of the marker would be, running beside the re-run (its ports held), and the cgroup with
+    it; `stoker status` showed it as another user's, counted nowhere. bob's own process
+    carrying the marker outside it is still left, and named, and shown apart."""
+    marker = uuid.uuid4().hex
+    lost = Path(_v2_home(), cgroups.task_name(marker))
+    _lost_attempt(tmp_path / "sb", marker, lost)
+    env = {"PATH": os.environ["PATH"], TASK_MARKER: marker}
+    with throwaway_user() as (bob, _):
+        as_bob = {"user": bob.pw_uid, "group": bob.pw_gid, "extra_groups": []}
+        daemon = subprocess.Popen(["sleep", "600"], env=env, **as_bob)  # type: ignore[call-overload]
+        copy = subprocess.Popen(["sleep", "600"], env=env, **as_bob)  # type: ignore[call-overload]
+        try:
+            lost.mkdir()
+            (lost / "cgroup.procs").write_text(str(daemon.pid))
+            assert main(["status", str(tmp_path / "sb"), "--json"]) == 0
+            doc = json.loads(capsys.readouterr().out)
+            assert [p["pid"] for p in doc["leftovers"]] == [daemon.pid], doc["foreign_processes"]
+            assert [p["pid"] for p in doc["foreign_processes"]] == [copy.pid]
+            (attempt,) = end_lost_attempts(tmp_path / "sb")
+            assert daemon.wait(10) == -9, attempt.describe()
+            assert attempt.killed == (daemon.pid,) and attempt.cgroups == (f"removed its cgroup {lost}",)
+            assert attempt.foreign == ((copy.pid, f"{bob.pw_name} (uid {bob.pw_uid})"),)
+            assert copy.poll() is None
+        finally:
+            for proc in (daemon, copy):
+                proc.kill()
+                proc.wait(10)
+            with contextlib.suppress(OSError):
+                wait_for(lambda: not cgroups.read_pids(str(lost)), 10, message="emptied")
+                lost.rmdir()
+
+
+@pytest.mark.parametrize("level", ["\ud800", "a\0b"])
+def test_a_header_s_cgroup_path_no_file_name_can_hold_ends_nothing_and_raises_nothing(tmp_path, level):
+    """The header is the task's to write: a `cgroup` with a lone surrogate or a NUL at a level
+    on a cgroup mount. Was: UnicodeEncodeError / ValueError out of the re-run's look-up (its
+    realpath), a traceback where `end_lost_attempts` never raises."""
+    marker = uuid.uuid4().hex
+    _lost_attempt(tmp_path / "sb", marker, Path(_v2_home(), level, cgroups.task_name(marker)))
+    assert end_lost_attempts(tmp_path / "sb") == []
+
+
 def test_a_lost_cgroup_its_watchdog_removed_first_is_said_to_be_already_gone(tmp_path):
     """Was: `removed its cgroup DIR` though the re-run's rmdir found it gone (the attempt's
     own watchdog, told by the supervisor's death, removed it between the re-run's look-up
@@ -231,3 +313,86 @@ def test_a_lost_cgroup_its_watchdog_removed_first_is_said_to_be_already_gone(tmp
     gone.rmdir()  # as the other side does
     assert leftovers._remove_lost(str(gone), []) == \
         f"its cgroup {gone} was already gone (removed first by another: its own watchdog)"
+
+
+def test_a_marker_that_is_not_a_whole_one_names_no_cgroup():
+    # `.` and `..` joined to this process's own cgroups would name them and their parents; 16
+    # characters, an older Stoker's length, would name a live task's made and not yet entered
+    for marker in (".", "..", "a/b", "\0", uuid.uuid4().hex[:16], uuid.uuid4().hex.upper()):
+        assert cgrouplost.lost_cgroups(marker, [os.getpid()]) == set(), marker
+
+
+@contextlib.contextmanager
+def _made(*directories: Path):
+    """The cgroups `directories` (each after those above it), removed again at the end."""
+    try:
+        for directory in directories:
+            directory.mkdir()
+        yield
+    finally:
+        for directory in reversed(directories):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def test_a_lost_cgroup_is_the_one_named_above_each_marked_process_however_deep(tmp_path):
+    """Not below this process's cgroup, the marked process in one below the named one, a
+    process gone since its pid was found listed before it."""
+    marker = uuid.uuid4().hex
+    top = Path(_v2_home(), f"lostat-{marker[:8]}")
+    lost = top / "x" / cgroups.task_name(marker)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with _made(top, top / "x", lost, lost / "inner"):
+        marked = subprocess.Popen(["sleep", "600"])
+        try:
+            (lost / "inner" / "cgroup.procs").write_text(str(marked.pid))
+            assert cgrouplost.lost_cgroups(marker, [gone.pid, marked.pid]) == {str(lost)}
+        finally:
+            marked.kill()
+            marked.wait(10)
+
+
+def _opened_by_this_process(path: Path) -> bool:
+    return any(os.readlink(f"/proc/self/fd/{fd}") == str(path) for fd in os.listdir("/proc/self/fd")
+               if os.path.islink(f"/proc/self/fd/{fd}"))
+
+
+def test_a_lost_cgroup_is_removed_with_those_below_it_once_its_last_process_has_left():
+    # the removal waits on the cgroup's events (`populated 0`) while a process is still in it
+    lost = Path(_v2_home(), cgroups.task_name(uuid.uuid4().hex))
+    with _made(lost, lost / "inner"):
+        held = subprocess.Popen(["sleep", "600"])
+        said: list[str | None] = []
+        removal = threading.Thread(target=lambda: said.append(cgrouplost.remove_emptied(str(lost), 30)))
+        try:
+            (lost / "cgroup.procs").write_text(str(held.pid))
+            removal.start()
+            wait_for(lambda: _opened_by_this_process(lost / "cgroup.events") or not removal.is_alive(), 10,
+                     message="the removal waits on the cgroup's events")
+            assert removal.is_alive(), said  # not given up at the first rmdir
+        finally:
+            held.kill()
+            held.wait(10)
+            removal.join(40)
+    assert said == [None] and not lost.exists()
+
+
+def test_a_lost_cgroup_still_busy_at_the_deadline_is_said_with_its_processes():
+    lost = Path(_v2_home(), cgroups.task_name(uuid.uuid4().hex))
+    with _made(lost):
+        held = subprocess.Popen(["sleep", "600"])
+        try:
+            (lost / "cgroup.procs").write_text(str(held.pid))
+            assert cgrouplost.remove_emptied(str(lost), 0) == (
+                f"cannot remove {lost}: Device or resource busy (EBUSY) (1 processes in it)")
+        finally:
+            held.kill()
+            held.wait(10)
+
+
+def test_a_directory_it_cannot_remove_for_another_reason_is_said_at_once(tmp_path):
+    # not waited on until the deadline as a busy cgroup is (a directory not a cgroup, not empty)
+    (tmp_path / "file").write_text("")
+    assert cgrouplost.remove_emptied(str(tmp_path), 3600) == (
+        f"cannot remove {tmp_path}: Directory not empty (ENOTEMPTY) (0 processes in it)")

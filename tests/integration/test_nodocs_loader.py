@@ -155,6 +155,10 @@ def test_warm_writes_the_start_modules_files_whatever_pythondontwritebytecode_sa
     names = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc2.pyc")}
     # the supervisor's own modules, those loaded before the loader (codecache's), the stdlib's
     assert {"run", "planning", "codecache", "pathlib", "subprocess"} <= names
+    # attrs' two modules loaded through a loader of Stoker's around the path finder's
+    # (`compileserved`'s, `deferred`'s): attrs' largest kept its docstrings at every start
+    made = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc2.pyc") if p.parent.name == "attr"}
+    assert {"_make", "_compat"} <= made
     # and those of Stoker's packages and pystachio that a command loads only when it needs them
     # (a first run's config: config.loader, config.bind, pystachio's parser; an Aurora task's)
     assert {"loader", "bind", "parsing", "wire", "announcer"} <= names

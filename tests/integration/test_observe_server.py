@@ -8,16 +8,17 @@ import os
 import socket
 import time
 
+import attrs
 import pytest
 
 from config.registry import RegistrySettings
-from config.spec import JobSpec, ProcessSpec, TaskSpec
+from config.spec import JobSpec, LogDestination, LoggerSpec, LogMode, ProcessSpec, TaskSpec
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
 from executor.observe.reader import Reader
 from executor.observe.server import Limits, ObserverApp, listening_on, make_server
-from executor.task.definition import MAX_DEFINITION_BYTES, read_definition, write_definition
+from executor.task.definition import MAX_DEFINITION_BYTES, definition_json, read_definition, write_definition
 from tests.support.keptreader import kept_reader
 from tests.support.observer_server import serving
 
@@ -83,6 +84,23 @@ def test_the_definition_is_written_beside_the_checkpoint_and_read_back(tmp_path)
     assert doc["health"]["kind"] == "none"  # enums by value
     assert oct((tmp_path / ".stoker/task.json").stat().st_mode & 0o777) == "0o600"
     assert [p.name for p in (tmp_path / ".stoker").iterdir()] == ["task.json"]  # no temporary left
+
+
+def test_the_definition_written_a_process_at_a_time_is_the_whole_documents_json(tmp_path):
+    """`definition_chunks` makes each process's values as it writes them: the file is still
+    `json.dumps` of the whole document, byte for byte, whatever the processes hold (a
+    command line that looks like the document's own keys, loggers' enums, no process)."""
+    rotating = LoggerSpec(destination=LogDestination.BOTH, mode=LogMode.ROTATE, backups=2)
+    processes = (ProcessSpec("web", 'exec ./server --x \'"processes": []\''),
+                 ProcessSpec("tail", "tail -f log", daemon=True, logger=rotating),
+                 ProcessSpec("ü", "echo ✓", final=True, min_duration_secs=0.5))
+    for these in (processes, processes[:1], ()):
+        bound = attrs.evolve(job(), task=attrs.evolve(job().task, processes=these))
+        assert write_definition(tmp_path, bound)
+        written = (tmp_path / ".stoker/task.json").read_bytes()
+        assert written == json.dumps(definition_json(bound), sort_keys=True).encode()
+        assert json.loads(written)["task"]["processes"] == [json.loads(json.dumps(attrs.asdict(
+            p, value_serializer=lambda _i, _f, v: getattr(v, "value", v)))) for p in these]
 
 
 def test_a_planted_definition_is_refused_not_followed(tmp_path):

@@ -15,6 +15,7 @@ from executor.host.identity import own_identity
 from executor.host.registry import Registry
 from executor.local import planfiles
 from executor.local.runstart import SandboxError, make_sandbox
+from tests.support.shellwords import c_locale_starts
 from tests.support.stoker_proc import REPO
 
 
@@ -61,6 +62,7 @@ reg.write(RegistryEntry(sandbox=sys.argv[2], supervisor_pid=me.pid, supervisor_s
 """
 
 
+@c_locale_starts
 def test_a_registered_sandbox_is_found_whatever_the_locale_of_its_reader(tmp_path):
     """A supervisor under a UTF-8 locale registered /…/sb-ünï; `stoker ps` under `LC_ALL=C
     PYTHONUTF8=0` raised UnicodeEncodeError on it (the entry's text is not ASCII), and a

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +17,7 @@ from executor.events import (
     TaskState,
 )
 from executor.task.wiring import owner_for
-
-FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_task.py"
+from tests.support.shellwords import fake_sh
 
 
 class Recorder:
@@ -118,7 +114,7 @@ def test_sigterm_ignoring_process_is_sigkilled_after_the_grace(tmp_path):
     from tests.support.waiting import wait_for
 
     pid_file = tmp_path / "a.pid"
-    spec = job(ProcessSpec(name="a", cmdline=f"exec {shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} --ignore-sigterm --pid-file {pid_file}"))
+    spec = job(ProcessSpec(name="a", cmdline=f"exec {fake_sh('--ignore-sigterm', '--pid-file', pid_file)}"))
     asked = {}
 
     def kill_once_it_ignores_sigterm(owner):

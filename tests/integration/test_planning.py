@@ -367,3 +367,56 @@ def test_the_bound_on_the_config_s_code_ends_once_the_child_forked_ahead_sent_th
         print(plan.name, sorted(sources) == [sys.argv[1]], problem)
     """, str(EXAMPLE))
     assert done.stdout == "hello True None\n", done.stderr
+
+
+def test_words_that_may_not_start_early_start_nothing_and_load_nothing_while_the_child_plans(tmp_path):
+    # a sandbox from the environment: the plan is made ahead, but no run starts from it, and
+    # `start_first` neither waits for it nor loads the supervisor's modules meanwhile
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    config = tmp_path / "held.aurora"
+    config.write_text(f"open({str(gate)!r}).read()\n" + EXAMPLE.read_text())
+    done = python(f"""
+        from executor.cli import launchfirst
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off", STOKER_SANDBOX={str(tmp_path / "sb")!r})
+        launchfirst.note((sys.argv[1], None), ["run", sys.argv[1]], environ)
+        launchfirst.fork_ahead()
+        ahead = launchfirst.take_ahead()
+        before = set(sys.modules)
+        print(launchfirst.start_first(ahead), sorted(set(sys.modules) - before), ahead.answered(), flush=True)
+        ahead.cancel()
+    """, str(config), timeout=30)  # (waiting for the held child instead never ends)
+    assert done.stdout == "None [] False\n", done.stderr
+
+
+def test_with_another_thread_running_no_child_is_forked_ahead():
+    # (a fork copies this thread alone: one holding a lock would leave it held in the child)
+    done = python("""
+        from executor.cli import launchfirst
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        stop = threading.Event()
+        waiting = threading.Thread(target=stop.wait)
+        waiting.start()
+        launchfirst.note((sys.argv[1], None), ["run", sys.argv[1]], environ)
+        launchfirst.fork_ahead()
+        print(launchfirst.take_ahead(), flush=True)
+        stop.set()
+    """, str(EXAMPLE))
+    assert done.stdout == "None\n", done.stderr
+
+
+def test_with_no_descriptor_left_for_its_pipe_no_child_is_forked_ahead():
+    # the run plans when the plan is needed, as ever (a child it could not fork is no child)
+    done = python("""
+        import resource
+        import executor.local.planning
+        from executor.cli import launchfirst
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        launchfirst.note((sys.argv[1], None), ["run", sys.argv[1]], environ)
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        launchfirst.fork_ahead()
+        print(launchfirst.take_ahead(), flush=True)
+    """, str(EXAMPLE))
+    assert done.stdout == "None\n", done.stderr

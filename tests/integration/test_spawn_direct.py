@@ -252,7 +252,8 @@ def test_a_descriptor_inherited_past_the_descriptor_limit_neither_fails_a_run_no
 # A Python whose posix_spawn cannot start a session (built for a libc without
 # POSIX_SPAWN_SETSID: it raises NotImplementedError for `setsid=True`, before any fork), as
 # the platform answers; a supervisor's two runs there: their exit codes and output, the
-# posix_spawn calls made, as a JSON line (or the SpawnError).
+# posix_spawn calls made and whether its watchdog runs in a session of its own, as a JSON
+# line (or the SpawnError).
 NO_SETSID_CHILD = r"""
 import json, os, queue, sys
 from pathlib import Path
@@ -278,7 +279,8 @@ try:
         code = events.get(timeout=10).status.exit_code
         pid, sid = (sandbox / f".logs/p/{run}/stdout").read_text().split()
         out.append([code, pid == sid])
-    out.append(tried)
+    dog = sup.watchdog_pid
+    out.append([tried, dog is not None and os.getsid(dog) == dog])
 except SpawnError as e:
     out = str(e)
 finally:
@@ -292,5 +294,6 @@ def test_where_posix_spawn_cannot_start_a_session_every_run_is_popens(tmp_path: 
     done = subprocess.run([sys.executable, "-c", NO_SETSID_CHILD, str(tmp_path), str(REPO)],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, (done.stdout, done.stderr)
-    # each run in a session of its own (Popen's), posix_spawn tried once only
-    assert json.loads(done.stdout) == [[0, True], [0, True], [True]]
+    # each run in a session of its own (Popen's), posix_spawn tried once for the runs and
+    # once for the watchdog, which runs too, in a session of its own (Popen's)
+    assert json.loads(done.stdout) == [[0, True], [0, True], [[True, True], True]]

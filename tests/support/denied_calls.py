@@ -18,16 +18,16 @@ import time
 from pathlib import Path
 
 from tests.support import proc_scan, seccomp
-from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.shellwords import fake_sh, in_aurora
+from tests.support.stoker_proc import StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
-FAKE = REPO / "tests/support/fake_task.py"
 PY = sys.executable
 HEALTHY = "task             STARTING → RUNNING  healthy:"
 
 CONFIG = f"""\
-web = Process(name='web', cmdline='exec "{PY}" "{FAKE}" --serve-health {{{{thermos.ports[health]}}}}')
-daemon = Process(name='daemon', cmdline='exec "{PY}" "{FAKE}" --ignore-sigterm --daemonize-child '
+web = Process(name='web', cmdline='exec {in_aurora(fake_sh())} --serve-health {{{{thermos.ports[health]}}}}')
+daemon = Process(name='daemon', cmdline='exec {in_aurora(fake_sh())} --ignore-sigterm --daemonize-child '
                                        '--daemon-ignore-sigterm --daemon-pid-file daemon.pid')
 sleeper = Process(name='sleeper', cmdline='exec sleep 600', min_duration=0)
 fin = Process(name='fin', cmdline='touch final.ran', final=True)

@@ -14,11 +14,7 @@ from config.loader import load_job
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.agents import sandboxed_agent
 from tests.support.ports import free_ports
-from tests.support.stoker_proc import (
-    REPO,
-)
 
-FAKE = REPO / "tests/support/fake_task.py"
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 TOKEN = "s3cr3t-jwt-token-value"
 
@@ -31,7 +27,7 @@ def document(tmp_path: Path, body: str, **kw) -> bytes:
 
 def service(process_cmdline: str, health: str = "", extra: str = "") -> str:
     return f"""
-        p = Process(name='web', cmdline='''{process_cmdline}''')
+        p = Process(name='web', cmdline={process_cmdline!r})
         jobs = [Service(cluster='local', role='me', environment='test', name='web',
                         task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
                                   finalization_wait=1),

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.support.shellwords import python_sh
 
 ROOTFS_ID = "stoker-test-image"
 PROGRAMS = ("bash", "sh", "cat", "echo", "id", "getent", "sleep", "pwd", "env", "ls", "touch", "true", "setsid")
@@ -71,7 +71,7 @@ def containerizer_script(path: Path, legacy: bool = False) -> Path:
     (`mesos_containerizer.py`) with this Python; `legacy`: as Mesos 1.1's, without
     `--launch_info`."""
     form = " --legacy" if legacy else ""
-    path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -I -S {shlex.quote(str(STAND_IN))}{form} "$@"\n')
+    path.write_text(f'#!/bin/sh\nexec {python_sh("-I", "-S", STAND_IN)}{form} "$@"\n')
     path.chmod(0o755)
     return path
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 import threading
 import time
@@ -38,12 +37,7 @@ sys.path.insert(0, str(ROOT))
 from config.spec import ProcessSpec  # noqa: E402
 from executor.procs.identity import user_named  # noqa: E402
 from executor.procs.supervisor import Supervisor  # noqa: E402
-
-FAKE = Path(__file__).resolve().parent / "fake_task.py"
-
-
-def fake(*args: str) -> str:
-    return shlex.join([sys.executable, str(FAKE), *args])
+from tests.support.shellwords import fake_sh, sh  # noqa: E402
 
 
 def wait_reparented(pids: list[int], deadline: float) -> None:
@@ -99,15 +93,15 @@ def main() -> None:
         tops = fake_runs(sup, files)
     if escaped:
         tops.append(sup.spawn(ProcessSpec("attached", f"setsid env -i sleep 1000 & echo $! > "
-                                                      f"{shlex.quote(str(files['attached']))}; wait"), 0))
+                                                      f"{sh(files['attached'])}; wait"), 0))
         tops.append(sup.spawn(ProcessSpec("escaped", f"(setsid env -i sleep 1000 & echo $! > "
-                                                     f"{shlex.quote(str(files['escaped']))}); "
+                                                     f"{sh(files['escaped'])}); "
                                                      f"exec sleep 1000"), 0))
-        tops.append(sup.spawn(ProcessSpec("hopper", fake(
+        tops.append(sup.spawn(ProcessSpec("hopper", fake_sh(
             "--fork-hop", "60", "--hop-pid-file", str(sandbox / "hop.pid"),
             "--hop-stop-file", str(sandbox / "hop.stop"))), 0))
     if undumpable:
-        tops.append(sup.spawn(ProcessSpec("undumpable", fake(
+        tops.append(sup.spawn(ProcessSpec("undumpable", fake_sh(
             "--daemonize-child", "--daemon-undumpable", "--daemon-pid-file", str(files["undumpable"]))), 0))
     deadline = time.monotonic() + 10
     pids = set(tops)
@@ -127,11 +121,11 @@ def main() -> None:
 
 def fake_runs(sup: Supervisor, files: dict[str, Path]) -> list[int]:
     return [
-        sup.spawn(ProcessSpec("sleeper", fake("--pid-file", str(files["sleeper"]))), 0),
-        sup.spawn(ProcessSpec("tree", fake("--ignore-sigterm", "--pid-file", str(files["tree"]),
+        sup.spawn(ProcessSpec("sleeper", fake_sh("--pid-file", str(files["sleeper"]))), 0),
+        sup.spawn(ProcessSpec("tree", fake_sh("--ignore-sigterm", "--pid-file", str(files["tree"]),
                                            "--children", "2", "--children-pid-file",
                                            str(files["kids"]))), 0),
-        sup.spawn(ProcessSpec("daemon", fake("--daemonize-child", "--daemon-ignore-sigterm",
+        sup.spawn(ProcessSpec("daemon", fake_sh("--daemonize-child", "--daemon-ignore-sigterm",
                                              "--daemon-pid-file", str(files["daemon"]))), 0),
     ]
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import shlex
-import sys
 from pathlib import Path
 
 import psutil
@@ -16,10 +14,10 @@ import psutil
 from config.spec import ProcessSpec
 from executor.events import ProcessExited
 from executor.procs.supervisor import Supervisor
+from tests.support.shellwords import fake_sh
 from tests.support.waiting import wait_for
 
 SUPPORT = Path(__file__).resolve().parent
-FAKE = SUPPORT / "fake_task.py"
 # Wall-clock bounds in the supervisor tests only guard against a hang (a process waited out:
 # they sleep 30 s); a loaded machine can delay any of them by a second or more. bench/
 # measures the speed.
@@ -27,8 +25,7 @@ HANG_GUARD_SECS = 10.0
 MiB = 1024 * 1024
 
 
-def fake(*args: object) -> str:
-    return shlex.join([sys.executable, str(FAKE), *map(str, args)])
+fake = fake_sh  # the command line running fake_task.py with ARGS, quoted
 
 
 def alive(pid: int) -> bool:

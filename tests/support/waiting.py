@@ -42,6 +42,24 @@ def wait_for(
         time.sleep(min(interval_secs, max(deadline - now, 0.0)))
 
 
+def exit_code(pid: int, timeout_secs: float) -> int:
+    """The exit code of this process's child `pid` (as Popen's `returncode`: -N for a
+    signal), reaped once it exits; AssertionError when it has not within `timeout_secs`."""
+    import os
+
+    codes: list[int] = []
+
+    def reaped() -> bool:
+        if not codes:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                codes.append(os.waitstatus_to_exitcode(status))
+        return bool(codes)
+
+    wait_for(reaped, timeout_secs, message=f"the exit of child {pid}")
+    return codes[0]
+
+
 def stopped_whole(pid: int) -> bool:
     """Every thread of `pid` is stopped (`T`/`t` in its stat): a SIGSTOP is queued by
     kill(2), not done; until each thread has stopped, one of them may still act (a

@@ -102,6 +102,37 @@ def test_a_json_file_nested_too_deeply_is_one_error(tmp_path, inner):
     assert error_of(path) == f"'{path}': jobs[0] is nested too deeply to read"
 
 
+def test_a_json_file_nested_too_deeply_to_parse_is_one_error_without_a_line(tmp_path):
+    # json.loads itself recursed past Python's limit: it gives no line (was `deep.json:?: not
+    # valid JSON: maximum recursion depth exceeded while decoding a JSON array ...`)
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000)
+    assert error_of(path) == f"{path}: it is nested too deeply to read"
+
+
+def test_a_json_number_too_long_to_read_is_an_error_without_a_line(tmp_path):
+    # a ValueError of json.loads with no line (Python's limit on an integer's digits)
+    text = '{"jobs": [{"name": "web", "instances": ' + "1" * 5000 + "}]}"
+    with pytest.raises(ValueError) as why:
+        json.loads(text)
+    path = write_config(tmp_path, text, "long.json")
+    assert error_of(path) == f"{path}: not valid JSON: {why.value}"
+
+
+def test_a_json_jobs_entry_that_is_not_a_list_is_one_error(tmp_path):
+    path = write_config(tmp_path, '{"jobs": {"web": {}}}', "jobs.json")
+    assert error_of(path) == f"'{path}': \"jobs\" must be a list of job objects"
+
+
+def test_a_json_job_s_problems_are_each_one_as_an_aurora_job_s_are(tmp_path):
+    path = write_config(tmp_path, '{"jobs": [{"name": "web", "role": "r"}]}', "jobs.json")
+    with pytest.raises(ConfigError) as info:
+        load_job(path)
+    missing = tuple(f"jobs[0].{field} is required but missing" for field in ("cluster", "environment", "task"))
+    assert info.value.problems == missing
+    assert str(info.value) == f"'{path}': invalid jobs[0]: 3 problems: " + "; ".join(missing)
+
+
 # ---- selecting ----
 
 TWO_JOBS = """

@@ -107,6 +107,15 @@ def test_arguments_in_aurora_order_get_a_hint(tmp_path):
                        f"file comes first, then the job key: did you mean {path} c/r/e/web?")
 
 
+def test_the_hint_for_arguments_in_aurora_order_is_a_command_bash_reads_back(tmp_path):
+    """Was: the paths as they are, `did you mean /…/my job's.aurora c/r/e/web?`: pasted, three
+    words and an unclosed quote."""
+    path = tmp_path / "my job's.aurora"
+    path.write_text(job_text())
+    assert error_of("c/r/e/web", str(path)).endswith(
+        f"did you mean '{tmp_path}/my job'\"'\"'s.aurora' c/r/e/web?")
+
+
 def test_runaway_recursion_and_exit_become_config_errors(tmp_path):
     recursion = write_config(tmp_path, "def f():\n    return f()\nf()\n", "recursion.aurora")
     assert "recursion.aurora:2: RecursionError" in error_of(recursion)

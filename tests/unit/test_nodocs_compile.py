@@ -2,6 +2,8 @@
 and what stays (asserts, every other string, each instruction's line, `from __future__`)."""
 from __future__ import annotations
 
+import dis
+import inspect
 import sysconfig
 import textwrap
 import traceback
@@ -102,6 +104,32 @@ def test_line_numbers_are_the_sources():
 def test_an_empty_module_and_one_of_only_a_docstring():
     assert load("") == {"__name__": "probe", "__builtins__": load("")["__builtins__"]}
     assert load('"""Only this."""\n').get("__doc__") is None
+
+
+def test_a_module_without_the_future_import_keeps_its_annotations_evaluated():
+    # compiled as its own source says, not with this module's `from __future__ import annotations`
+    ns = load('"""Doc."""\nLIMIT: int = 3\n\n\ndef f(x: int) -> str:\n    """Doc."""\n    return str(x)\n')
+    assert ns["__annotations__"] == {"LIMIT": int}
+    assert ns["f"].__annotations__ == {"x": int, "return": str}
+
+
+def test_a_function_runs_the_instructions_on_the_lines_its_source_gives():
+    # its docstring taken out, not put in a `pass` (which leaves an instruction on its line)
+    plain = compile(SOURCE, "/nowhere/probe.py", "exec", dont_inherit=True)
+    compact = compile_without_docstrings(SOURCE.encode(), "/nowhere/probe.py")
+    functions = [pair for pair in zip(codes(plain), codes(compact), strict=True)
+                 if pair[0].co_flags & inspect.CO_OPTIMIZED]  # not the module's and classes' (their `__doc__ =`)
+    assert [old.co_name for old, _ in functions] == ["only_doc", "doc_and_code", "code_first", "fails", "method",
+                                                    "later"]
+    for old, new in functions[1:]:
+        assert instructions(new) == instructions(old), old.co_name
+    # a docstring alone: its function returns on the docstring's line (the `pass` there), not the `def`'s
+    doc_line = SOURCE.splitlines().index('    """Nothing but a docstring."""') + 1
+    assert [line for _, line in instructions(functions[0][1])][1:] == [doc_line] * (len(instructions(functions[0][0])) - 1)
+
+
+def instructions(code: types.CodeType) -> list[tuple[str, int | None]]:
+    return [(i.opname, i.positions.lineno if i.positions else None) for i in dis.get_instructions(code)]
 
 
 def test_a_syntax_error_is_the_compilers():

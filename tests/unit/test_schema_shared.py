@@ -87,6 +87,51 @@ def test_each_type_a_struct_names_is_made_once():
     assert processes.TYPE.TYPEMAP["logger"].klazz is shared.TYPES[schema.Logger.serialize_type()]
 
 
+def made_here(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The schema made again now by shared.py's helpers, in a table of types of its own
+    (config.schema made it as it was imported, before any test ran)."""
+    monkeypatch.setattr(shared, "TYPES", {})
+    namespace: dict[str, Any] = {}
+    for module in ("thermos", "aurora"):
+        path = Path(schema.__file__).with_name(f"{module}.py")
+        exec(compile(path.read_text(encoding="utf-8").replace(THERMOS_TASK, ""), str(path), "exec"), namespace)
+    return namespace
+
+
+def test_the_schema_made_again_is_the_one_pystachio_makes_with_each_type_made_once(monkeypatch):
+    made = made_here(monkeypatch)
+    assert made["Task"] is not schema.Task  # made again, in the new table
+    assert made["Job"].TYPEMAP["task"].klazz is shared.TYPES[made["Task"].serialize_type()]
+    for name in TYPES:
+        assert shape(made[name]) == shape(PYSTACHIO_MADE[name]), name
+        assert type(made[name]) is TypeMetaclass, name
+    for name in VALUES:
+        assert made[name] == PYSTACHIO_MADE[name] and made[name].get() == PYSTACHIO_MADE[name].get(), name
+    assert made["MesosTaskInstance"].TYPEMAP["task"].klazz is made["Job"].TYPEMAP["task"].klazz
+    processes = made["Task"].TYPEMAP["processes"].klazz
+    assert processes is shared.TYPES[("List", made["Process"].serialize_type())]
+
+
+def test_a_struct_of_a_choice_a_map_and_an_enum_made_here_is_pystachio_s(monkeypatch):
+    monkeypatch.setattr(shared, "TYPES", {})
+
+    def probe(struct: Any, choice: Any, map_: Any, enum: Any) -> Any:
+        class Probe(struct):
+            either = choice([pystachio.Integer, pystachio.String])
+            labels = pystachio.Default(map_(pystachio.String, pystachio.Integer), {"a": 1})
+            mode = pystachio.Default(enum("Mode", ("ro", "rw")), "ro")
+        return Probe
+
+    ours = probe(shared.Struct, shared.Choice, shared.Map, shared.Enum)
+    theirs = probe(pystachio.Struct, pystachio.Choice, pystachio.Map, pystachio.Enum)
+    assert shape(ours) == shape(theirs) and ours.__name__ == "Probe"
+    assert ours(either="x").get() == theirs(either="x").get()
+    assert ours(either="x").json_dumps() == '{"either": "x", "labels": {"a": 1}, "mode": "ro"}'
+    assert ours.TYPEMAP["either"].klazz.__name__ == "Choice_Integer_String"
+    made = [ours, *(ours.TYPEMAP[name].klazz for name in ("either", "labels", "mode"))]
+    assert all(any(t is kept for kept in shared.TYPES.values()) for t in made)  # each made in the table
+
+
 def test_values_of_either_check_and_bind_alike():
     def job(made: dict[str, Any] | Any) -> Any:
         get = made.__getitem__ if isinstance(made, dict) else lambda n: getattr(made, n)

@@ -3,7 +3,17 @@ from __future__ import annotations
 
 import pytest
 
-from config.words import columns, did_you_mean, number, pad, plural, printable, printable_lines, quoted
+from config.words import (
+    columns,
+    did_you_mean,
+    number,
+    pad,
+    plural,
+    printable,
+    printable_lines,
+    quoted,
+    shell_word,
+)
 from executor.cli.views import table
 
 
@@ -84,3 +94,12 @@ def test_a_message_quoting_what_it_was_given_shows_a_bad_byte_as_everywhere_else
     err = capsys.readouterr().err
     assert "--kill-grace='a\\xff' is not" in err and "udc" not in err
     assert did_you_mean("wbe\udcff", ["web\udcff"]) == "; did you mean 'web\\xff'?"
+
+
+@pytest.mark.parametrize("text, word", [
+    ("/tmp/sb", "/tmp/sb"), ("", "''"), ("a b", "'a b'"), ("it's", "'it'\"'\"'s'"),
+    ("$HOME", "'$HOME'"), ("a\nb", "$'a\\nb'"), ("x\udcff'\\", "$'x\\xff\\'\\\\'"),
+    ("\x1b[31m\x9b", "$'\\x1b[31m\\u009b'"),
+])
+def test_shell_word_is_one_word_bash_reads_back_as_the_text_on_one_line(text, word):
+    assert shell_word(text) == word
