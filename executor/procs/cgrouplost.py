@@ -28,7 +28,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable
 
-from executor.procs import cgroups
+from executor.procs import cgroups, cgroupwalk
 from executor.procs.cgroup_paths import own_places, parse_proc_cgroup, place_of
 from executor.procs.sandboxfs import describe_os_error
 
@@ -108,7 +108,7 @@ def thaw_older(directories: Iterable[str]) -> list[str]:
         with contextlib.suppress(OSError):
             if cgroups.read(directory, "freezer.state").strip() != "THAWED":
                 frozen.append(directory)
-        cgroups.thaw(directory)
+        cgroupwalk.thaw(directory)
     return frozen
 
 
@@ -152,9 +152,9 @@ def remove_emptied(directory: str, timeout_secs: float) -> str | None:
     it, ALREADY_GONE when another had (the attempt's own watchdog), else why not, in words.
     Thawed first: left frozen (v1), the killed stayed, for good."""
     deadline = time.monotonic() + timeout_secs
-    cgroups.thaw(directory)
+    cgroupwalk.thaw(directory)
     while True:
-        cgroups.remove_below(directory)
+        cgroupwalk.remove_below(directory)
         try:
             os.rmdir(directory)
             return None
@@ -162,6 +162,6 @@ def remove_emptied(directory: str, timeout_secs: float) -> str | None:
             return ALREADY_GONE
         except OSError as e:
             if e.errno != errno.EBUSY or time.monotonic() >= deadline:
-                held = sum(len(cgroups.read_pids(d)) for d in cgroups.subtree(directory))
+                held = len(cgroupwalk.pids(directory))
                 return f"cannot remove {directory}: {describe_os_error(e)} ({held} processes in it)"
         cgroups.wait_emptied(directory, deadline)

@@ -103,7 +103,9 @@ class TaskCgroup:
 
     def members(self) -> list[int]:
         """The processes in this cgroup and in those below it (a run may make its own)."""
-        return [pid for top in subtree(self.place.directory) for pid in read_pids(top)]
+        from executor.procs import cgroupwalk  # only as it is killed: a start loads none of it
+
+        return cgroupwalk.pids(self.place.directory)
 
     def holds(self, pid: int) -> bool | None:
         """Whether `pid` is in this cgroup or one below it (None: its /proc entry is gone
@@ -136,7 +138,7 @@ class TaskCgroup:
                     left = (f"cannot remove {self.directory}: {describe_os_error(e)} "
                             f"({len(self.members())} processes still in it after {timeout_secs} s)")
                     return f"{problem}; {left}" if problem else left
-                if e.errno == errno.EBUSY and remove_below(self.directory):
+                if e.errno == errno.EBUSY and _remove_below(self.directory):
                     continue  # the cgroups a member made below it were what held it
             wait_emptied(self.directory, deadline)  # SIGKILLed members take a moment to leave
 
@@ -154,32 +156,53 @@ class TaskCgroup:
         _write(d, "freezer.state", "FROZEN")
         _wait_until(lambda: read(d, "freezer.state").strip() == "FROZEN", deadline)
         self._kill_members()
-        thaw(d)
+        from executor.procs import cgroupwalk  # (as in `members`)
+
+        cgroupwalk.thaw(d)
 
     def _kill_members(self) -> None:
-        """SIGKILL each listed member, of this cgroup or one below it (both freezers freeze
-        the subtree), through a pidfd, after checking by /proc/PID/cgroup that the pid still
-        names a member (a member's parent may have reaped it meanwhile). Without pidfds (a
-        kernel before 5.3, a seccomp profile that denies pidfd_open) by kill() right after
-        the same check: a frozen member cannot exit meanwhile."""
-        for pid in self.members():
+        """SIGKILL each member, of this cgroup or one below it (both freezers freeze the
+        subtree), through a pidfd opened before its cgroup's list is read again and still
+        names it (a member's parent may have reaped it meanwhile, and the pid gone to
+        another). Without pidfds (a kernel before 5.3, a seccomp profile that denies
+        pidfd_open) by kill() right after the same check: a frozen member cannot exit
+        meanwhile. By the cgroup's list, not /proc/PID/cgroup: that cannot show a path
+        longer than PATH_MAX (ENAMETOOLONG), which a run may nest below the task's."""
+        from executor.procs import cgroupwalk  # (as in `members`)
+
+        cgroupwalk.walk(self.directory, _kill_listed)
+
+
+def _kill_listed(fd: int, batch: int = 64) -> None:
+    """`_kill_members` for the cgroup open as `fd`, `batch` pidfds open at a time."""
+    from executor.procs import cgroupwalk  # (as in `members`)
+
+    listed = cgroupwalk.pids_at(fd)
+    for start in range(0, len(listed), batch):
+        pidfds = {}
+        for pid in listed[start:start + batch]:
             try:
-                pidfd = os.pidfd_open(pid)
+                pidfds[pid] = os.pidfd_open(pid)
             except ProcessLookupError:
                 continue
             except OSError:
-                pidfd = -1
-            try:
-                if self.holds(pid):
-                    if pidfd >= 0:
-                        pidfd_signal(pidfd, pid, signal.SIGKILL)
-                    else:
-                        os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            finally:
-                if pidfd >= 0:
-                    os.close(pidfd)
+                pidfds[pid] = -1
+        still = set(cgroupwalk.pids_at(fd))
+        for pid, pidfd in pidfds.items():
+            with contextlib.suppress(OSError):
+                if pid in still and pidfd >= 0:
+                    pidfd_signal(pidfd, pid, signal.SIGKILL)
+                elif pid in still:
+                    os.kill(pid, signal.SIGKILL)
+            if pidfd >= 0:
+                os.close(pidfd)
+
+
+def _remove_below(directory: str) -> bool:
+    """`cgroupwalk.remove_below`, loaded only when a cgroup below the task's held it."""
+    from executor.procs import cgroupwalk
+
+    return cgroupwalk.remove_below(directory)
 
 
 def task_name(marker: str) -> str:
@@ -311,14 +334,6 @@ def _make(place: Place, home: Place, announce: Callable[[str, str], None]) -> Ta
     return f"{place.directory} has none of {', '.join(files.values())} (kernel too old)"
 
 
-def thaw(directory: str) -> None:
-    """Thaw v1 freezer cgroup `directory` and each below it (a member's own stays frozen as
-    its parent thaws): a frozen process dies only once thawed (v2's: by SIGKILL as well)."""
-    for below in subtree(directory):
-        with contextlib.suppress(OSError):
-            _write(below, "freezer.state", "THAWED")
-
-
 def discard(cgroup: TaskCgroup) -> None:
     """Remove a cgroup that was made but never held a process (enter failed)."""
     _rmdir_quietly(cgroup.directory)
@@ -361,19 +376,6 @@ def _cgroup_of(pid: int, kind: CgroupKind) -> str | None:
         return parse_proc_cgroup(read(f"/proc/{pid}", "cgroup")).get(kind)
     except OSError:
         return None
-
-
-def remove_below(directory: str) -> bool:
-    """Remove the cgroups below `directory`, bottom up (a task's root process may make its
-    own: a container runtime does): True when there were some and all are gone. Each
-    removal fails while a process is in it."""
-    below = subtree(directory)[1:]
-    for path in reversed(below):  # each after those below it
-        try:
-            os.rmdir(path)
-        except OSError:
-            return False
-    return bool(below)
 
 
 def subtree(directory: str) -> list[str]:

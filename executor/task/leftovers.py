@@ -29,7 +29,6 @@ nothing to end.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from collections.abc import Iterable
@@ -41,7 +40,7 @@ import attrs
 from executor.host import identity
 from executor.host.entry import TERMINAL_STATES
 from executor.host.replacefile import user_name
-from executor.procs import cgroups, proctree
+from executor.procs import proctree
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import iter_records
@@ -125,10 +124,9 @@ def _not_its(directory: str, entry: bytes, killed: AbstractSet[int] = frozenset(
     attempt's: another task's (they carry another marker) or another user's (but those
     `killed`, still leaving it). The checkpoint (the task may write it) may name a live
     task's marker, whose cgroup that is."""
-    pids: list[int] = []
-    for d in cgroups.subtree(directory):
-        with contextlib.suppress(OSError, ValueError):
-            pids += [int(p) for p in Path(d, "cgroup.procs").read_text().split()]
+    from executor.procs import cgroupwalk  # only for a lost attempt's cgroup
+
+    pids = cgroupwalk.pids(directory)
     me = os.geteuid()
     return sorted(p for p in pids if p not in killed and (info := proctree.read_proc(p)) is not None
                   and (proctree.other_task(info.environ, entry) or proctree.real_uid(p) not in (me, None)))

@@ -128,7 +128,7 @@ def test_the_supervisor_removes_a_cgroup_with_cgroups_its_task_made_below_it_wit
     tries: list[str] = []
     real = os.rmdir
     try:
-        os.rmdir = lambda path: tries.append(path) or real(path)  # type: ignore[assignment]
+        os.rmdir = lambda path, **at: tries.append(path) or real(path, **at)  # type: ignore[assignment]
         problem = cg.kill_and_remove(1.0)
     finally:
         os.rmdir = real

@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from executor.procs import cgroups
+from executor.procs import cgroups, cgroupwalk
 from executor.procs.cgroup_paths import CgroupKind, own_places
 
 
@@ -91,16 +91,16 @@ def remove(directory: str, timeout_secs: float = 5.0) -> None:
             frozen = (d / "freezer.state").exists()
             if frozen:
                 _write(d / "freezer.state", "FROZEN")
-            for pid in [p for top in cgroups.subtree(directory) for p in members(top)]:  # and those below
+            for pid in cgroupwalk.pids(directory):  # and those below (by descriptors: any depth)
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
             if frozen:
-                _write(d / "freezer.state", "THAWED")
+                cgroupwalk.thaw(directory)
+        cgroupwalk.remove_below(directory)  # those a run made below first
         try:
-            for below in reversed(cgroups.subtree(directory)):  # those a run made below first
-                os.rmdir(below)
+            os.rmdir(directory)
         except OSError:
             time.sleep(0.01)
 

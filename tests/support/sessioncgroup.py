@@ -30,7 +30,7 @@ from pathlib import Path
 
 import attrs
 
-from executor.procs import cgrouplost, cgroups
+from executor.procs import cgrouplost, cgroups, cgroupwalk
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support.cgroups import members
 
@@ -120,9 +120,7 @@ def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
     cgroups named by their path. Those are thawed first: a frozen member dies only once
     thawed, and one in both stayed in the cgroup2 one (its rmdir failed, and it stayed)."""
     if cgroup.freezer is not None:
-        for d in cgroups.subtree(str(cgroup.freezer.directory)):
-            with contextlib.suppress(OSError):
-                Path(d, "freezer.state").write_text("THAWED")
+        cgroupwalk.thaw(str(cgroup.freezer.directory))
     pids = _members(cgroup.directory)
     processes = [_describe(pid) for pid in pids]
     if processes:
