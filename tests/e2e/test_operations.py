@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -235,7 +236,7 @@ def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
     assert second.returncode == 2
     assert second.stderr == (f"stoker: error: sandbox '{run.sandbox}' is held by a live stoker run "
                              f"(pid {run.pid}, since {second.stderr.split('since ')[1].split(')')[0]}): "
-                             f"one supervisor per sandbox; stop it first (`stoker kill '{run.sandbox}'`) "
+                             f"one supervisor per sandbox; stop it first (`stoker kill {shlex.quote(str(run.sandbox))}`) "
                              f"or use another sandbox\n")
     agent_env = {"MESOS_SANDBOX": str(run.sandbox), "MESOS_AGENT_ENDPOINT": "127.0.0.1:9",
                  "MESOS_FRAMEWORK_ID": "fw", "MESOS_EXECUTOR_ID": "ex"}
