@@ -9,11 +9,14 @@ left behind); and one whose path is longer than PATH_MAX (4,096 bytes: some 2,00
 of one-letter names) was not reached at all (ENAMETOOLONG: its members were never killed).
 Here each step is one name, from the descriptor of the cgroup above; at most two
 descriptors are open at a time (one per level would run out at RLIMIT_NOFILE's 1,024): the
-walk climbs back by `..`. A cgroup gone or not ours to read meanwhile is left out.
+walk climbs back by `..`, and stops (ESTALE) where that is not the directory it came down from
+(cgroupfs moves none to another parent; another file system would). A cgroup gone or not
+ours to read meanwhile is left out.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable
 
@@ -32,17 +35,19 @@ def walk(directory: str, visit: Callable[[int], None],
         return
     try:
         visit(fd)
-        stack = [(_below(fd), "")]  # per level: the names not visited yet, and its own name
+        stack = [(_below(fd), "", _identity(fd))]  # per level: names not visited yet, own name, own inode
         while stack:
-            names, name = stack[-1]
+            names, name, _ = stack[-1]
             if names:
                 child_name = names.pop()
-                with contextlib.suppress(OSError):  # gone meanwhile: left out
+                try:
                     child = os.open(child_name, _DIRECTORY, dir_fd=fd)
-                    os.close(fd)
-                    fd = child
-                    visit(fd)
-                    stack.append((_below(fd), child_name))
+                except OSError:  # gone meanwhile: left out
+                    continue
+                os.close(fd)
+                fd = child
+                visit(fd)
+                stack.append((_below(fd), child_name, _identity(fd)))
                 continue
             stack.pop()
             if not stack:
@@ -50,9 +55,16 @@ def walk(directory: str, visit: Callable[[int], None],
             parent = os.open("..", _DIRECTORY, dir_fd=fd)
             os.close(fd)
             fd = parent
+            if _identity(fd) != stack[-1][2]:  # moved elsewhere meanwhile (cgroupfs cannot)
+                raise OSError(errno.ESTALE, f"{directory}: a cgroup below it moved during the walk")
             leave(fd, name)
     finally:
         os.close(fd)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
 
 
 def _below(fd: int) -> list[str]:

@@ -66,14 +66,15 @@ walk() {  # run $1 (a function) on the cgroup $2 and on each below it ($_here), 
   # calls): the cgroups still to visit are words "DEPTH NAME" on a stack. dash (ash): in each
   # (cd -P, $_here "."), one name looked up from the cgroup above: a full path is looked up a
   # name at a time (N nested cgroups: N²/2 lookups, 10 s for 1,000 on a loaded host). bash:
-  # by full paths, as its cd canonicalizes the whole path at each (16 s for 400 levels)
+  # by full paths, as its cd canonicalizes the whole path at each (16 s for 400 levels).
+  # Names starting with `.` too (`*` leaves them out: a member there was never killed)
   _act=$1 _at=0 _rc=0 _here=$2
   if [ -z "$BASH_VERSION" ]; then cd -P "$2" 2>/dev/null || return 0; _here=.
   else [ -d "$2" ] || return 0; fi
   set --
   while :; do
     "$_act" || { _rc=1; break; }
-    for _d in "$_here"/*/; do [ -d "$_d" ] && _d=${_d%/} && set -- "$((_at + 1)) ${_d##*/}" "$@"; done
+    for _d in "$_here"/*/ "$_here"/.[!.]*/ "$_here"/..?*/; do [ -d "$_d" ] && _d=${_d%/} && set -- "$((_at + 1)) ${_d##*/}" "$@"; done
     _next=
     while [ $# -gt 0 ]; do
       _to=${1%% *} _n=${1#* }; shift
@@ -88,8 +89,8 @@ walk() {  # run $1 (a function) on the cgroup $2 and on each below it ($_here), 
 _up() { if [ "$_here" = . ]; then cd -P .. 2>/dev/null; else _here=${_here%/*}; fi; }
 _down() { if [ "$_here" = . ]; then cd -P "./$1" 2>/dev/null; else [ -d "$_here/$1" ] && _here=$_here/$1; fi; }
 rmcg() {  # the cgroup $1, and those a member made below it, bottom up: each once empty (find
-  find "$1" -depth -type d -delete 2>/dev/null  # -delete: by directory descriptors, as walk)
-  [ ! -d "$1" ]
+  find "$1" -xdev -depth -type d -delete 2>/dev/null  # -delete: by directory descriptors,
+  [ ! -d "$1" ]  # as walk; -xdev: never into what is mounted on one, the mount point's rmdir fails)
 }
 now() { read -r _up _ < /proc/uptime; _now=${_up%.*}${_up#*.}; }  # hundredths of a second
 now; until=$((_now + 1000)) left=0  # the cgroup's members may take seconds to go (below)

@@ -146,10 +146,10 @@ def test_a_v2_task_cgroup_kills_the_run_and_its_escaped_daemon_and_is_removed(tm
         cgroups.release(made)
 
 
-@pytest.mark.parametrize("depth", [1, 1000])
+@pytest.mark.parametrize(("depth", "name"), [(1, "i"), (1000, "i"), (2, ".-i x")])
 @pytest.mark.parametrize("by", ["supervisor", "watchdog"])
 @pytest.mark.parametrize(("how", "setting"), [("kill", "auto"), ("freeze", "auto"), ("freezer", FREEZER)])
-def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_too(how, setting, by, depth):
+def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_too(how, setting, by, depth, name):
     """A task's root process may make cgroups below the task's (a container runtime, a
     `systemd-run --scope`) and move runs into them. `cgroup.kill` kills the whole subtree;
     was: the freeze ways (v2 `cgroup.freeze`, 5.2 to 5.13; the v1 freezer) SIGKILLed the
@@ -157,7 +157,8 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
     (`cannot remove ...: EBUSY (0 processes still in it after 10 s)`); the watchdog, once
     the supervisor is gone, the same (exit 1, the cgroup left). 1,000 levels deep: was, the
     supervisor's walk (os.walk, recursive in Python 3.11) raised RecursionError, the task
-    left frozen."""
+    left frozen. Named `.-i x` (cgroupfs refuses a newline): was, the watchdog's glob `*/` left out a name
+    starting with `.` (its member never killed, the cgroup left, exit 1)."""
     made, cg = task_cgroup(how, setting)
     run = subprocess.Popen(["sleep", "600"])
     try:
@@ -165,7 +166,7 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
         assert cg.take_in(run.pid)
         inner = Path(cg.directory)
         for _ in range(depth):
-            inner = inner / "i"
+            inner = inner / name
             inner.mkdir()
         (inner / "cgroup.procs").write_text(str(run.pid))
         assert cg.holds(run.pid) and cg.members() == [run.pid]  # below the task's

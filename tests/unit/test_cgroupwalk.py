@@ -1,0 +1,73 @@
+"""`executor/procs/cgroupwalk.py` on real directories (a tmp dir: the walk is by directory
+descriptors, whatever the file system): what it does when a callback fails or a directory
+moves under it, and that it leaves no descriptor open."""
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from executor.procs import cgroupwalk
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _at(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def test_what_visit_raises_below_the_top_ends_the_walk_and_is_raised(tmp_path):
+    """Was: an OSError from `visit` on a cgroup below the top was swallowed (as if the
+    cgroup had gone), the walk went on with the names of the level above looked up from
+    that cgroup's descriptor, and climbed one level short."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "c").mkdir()
+    before = _open_fds()
+
+    def visit(fd: int) -> None:
+        if _at(fd).endswith("/a"):
+            raise OSError("visit failed")
+
+    with pytest.raises(OSError, match="visit failed"):
+        cgroupwalk.walk(str(tmp_path), visit)
+    assert _open_fds() == before
+
+
+def test_a_directory_moved_elsewhere_during_the_walk_stops_it_before_it_removes_outside(tmp_path):
+    """cgroupfs renames a cgroup within its parent only; elsewhere a directory may move to
+    another parent as it is walked. Was: the walk climbed `..` from it into its new parent
+    and removed there (`outside/a`). Now it stops (ESTALE) where `..` is not where it came
+    down from: only what it came down through is removed."""
+    top, outside = tmp_path / "top", tmp_path / "outside"
+    (top / "a" / "b").mkdir(parents=True)
+    outside.mkdir()
+    before = _open_fds()
+
+    def visit(fd: int) -> None:
+        if _at(fd).endswith("/b"):
+            (top / "a").rename(outside / "a")
+
+    removed: list[str] = []
+
+    def leave(parent: int, name: str) -> None:
+        os.rmdir(name, dir_fd=parent)
+        removed.append(f"{_at(parent)}/{name}")
+
+    with pytest.raises(OSError) as raised:
+        cgroupwalk.walk(str(top), visit, leave)
+    assert (raised.value.errno, removed) == (errno.ESTALE, [f"{outside}/a/b"])
+    assert (outside / "a").is_dir() and _open_fds() == before
+
+
+def test_remove_below_removes_a_tree_bottom_up_with_two_descriptors_at_most(tmp_path):
+    inner = tmp_path
+    for name in ("a", ".b", "-c d"):
+        inner = inner / name
+        inner.mkdir()
+    (tmp_path / "e").mkdir()
+    before = _open_fds()
+    assert cgroupwalk.remove_below(str(tmp_path)) and os.listdir(tmp_path) == []
+    assert _open_fds() == before
