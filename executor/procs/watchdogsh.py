@@ -65,7 +65,7 @@ walk() {  # run $1 (a function) on the cgroup $2 and on each below it ($_here), 
   # those below it, until $1 fails (walk fails then). No recursion (dash stops at 1,000 nested
   # calls): the cgroups still to visit are words "DEPTH NAME" on a stack. dash (ash): in each
   # (cd -P, $_here "."), one name looked up from the cgroup above: a full path is looked up a
-  # name at a time (N nested cgroups: N²/2 lookups, 10 s for 1,000 on a loaded host). bash:
+  # name at a time (N nested cgroups: N*N/2 lookups, 10 s for 1,000 on a loaded host). bash:
   # by full paths, as its cd canonicalizes the whole path at each (16 s for 400 levels).
   # Names starting with `.` too (`*` leaves them out: a member there was never killed)
   _act=$1 _at=0 _rc=0 _here=$2

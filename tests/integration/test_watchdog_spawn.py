@@ -78,3 +78,13 @@ def test_the_watchdog_by_posix_spawn_holds_what_popens_held(tmp_path: Path) -> N
     assert spawned == {"cwd": "/", "stdin": True, "null": ["/dev/null", "/dev/null"], "list": True, "session": True,
                        "ignored": ["SIGHUP", "SIGINT", "SIGTERM"],
                        "env": ["LC_ALL", "PATH", "STOKER_WATCHDOG_SCRIPT"]}
+
+
+def test_the_watchdog_s_environment_is_ascii_so_any_locale_can_pass_it() -> None:
+    """Its script travels in its environment, encoded by the locale's codec: under `LC_ALL=C
+    PYTHONUTF8=0` a `²` in one of its comments made every supervisor's start fail
+    (UnicodeEncodeError out of posix_spawn: `stoker run` exited 70)."""
+    from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
+
+    words = [WATCHDOG_COMMAND, WATCHDOG_NAME, *WATCHDOG_ENV, *WATCHDOG_ENV.values()]
+    assert [w for w in words if not w.isascii()] == []
