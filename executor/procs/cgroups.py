@@ -353,8 +353,9 @@ def _write(directory: str, name: str, text: str) -> None:
         os.close(fd)
 
 
-def read(directory: str, name: str) -> str:
-    fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC)
+def read(directory: str, name: str, dir_fd: int | None = None) -> str:
+    """The file `name` of cgroup `directory` (or of the one open as `dir_fd`, `directory` "")."""
+    fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         chunks = []
         while chunk := os.read(fd, 65536):
@@ -364,9 +365,9 @@ def read(directory: str, name: str) -> str:
         os.close(fd)
 
 
-def read_pids(directory: str) -> list[int]:
+def read_pids(directory: str, dir_fd: int | None = None) -> list[int]:
     try:
-        return [int(x) for x in read(directory, "cgroup.procs").split()]
+        return [int(x) for x in read(directory, "cgroup.procs", dir_fd).split()]
     except (OSError, ValueError):
         return []
 

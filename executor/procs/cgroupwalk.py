@@ -20,6 +20,8 @@ import errno
 import os
 from collections.abc import Callable
 
+from executor.procs import cgroups  # (loaded already: this module is its walk, loaded by it)
+
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -77,14 +79,7 @@ def _below(fd: int) -> list[str]:
 
 def read_at(fd: int, name: str) -> str:
     """The file `name` of the cgroup open as `fd`."""
-    file = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=fd)
-    try:
-        chunks = []
-        while chunk := os.read(file, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks).decode(errors="replace")
-    finally:
-        os.close(file)
+    return cgroups.read("", name, fd)
 
 
 def write_at(fd: int, name: str, text: str) -> None:
@@ -97,10 +92,7 @@ def write_at(fd: int, name: str, text: str) -> None:
 
 def pids_at(fd: int) -> list[int]:
     """The processes listed in the cgroup open as `fd` ([] when it cannot be read)."""
-    try:
-        return [int(x) for x in read_at(fd, "cgroup.procs").split()]
-    except (OSError, ValueError):
-        return []
+    return cgroups.read_pids("", fd)
 
 
 def pids(directory: str) -> list[int]:
