@@ -30,10 +30,10 @@ import marshal
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
+from config import warnfilters
 from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, open_problem, plan_job
 from executor.host.early import die_with
@@ -115,7 +115,7 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the
     (which the loader leaves to the command): a ConfigError that says so."""
     if ahead is not None:
         return _after_ahead(ahead, source)
-    if threading.active_count() > 1 or (forked := _fork(plan)) is None:
+    if not warnfilters.alone() or (forked := _fork(plan)) is None:
         return _here(plan)
     return _result(*_collect(*forked), source)
 

@@ -139,10 +139,18 @@ def test_a_config_that_never_finishes_is_stopped_with_the_line_it_was_running(tm
     assert out == expected[kind] + "\n", err
 
 
-def test_with_another_thread_running_it_plans_in_this_process():
-    done = python("""
-        stop = threading.Event()
-        threading.Thread(target=stop.wait, daemon=True).start()
+@pytest.mark.parametrize("start", ["threading.Thread(target=runs, daemon=True).start()",
+                                   # not among threading.active_count()'s: was forked beside it
+                                   "_thread.start_new_thread(runs, ())"])
+def test_with_another_thread_running_it_plans_in_this_process(start):
+    done = python(f"""
+        import _thread
+        running, stop = threading.Event(), threading.Event()
+        def runs():
+            running.set()
+            stop.wait()
+        {start}
+        assert running.wait(30)  # (`_thread`'s returns before its thread runs)
         def probe(sources):
             print(os.getpid(), flush=True)
             return real(sources)

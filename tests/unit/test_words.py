@@ -98,8 +98,9 @@ def test_a_message_quoting_what_it_was_given_shows_a_bad_byte_as_everywhere_else
 
 @pytest.mark.parametrize("text, word", [
     ("/tmp/sb", "/tmp/sb"), ("", "''"), ("a b", "'a b'"), ("it's", "'it'\"'\"'s'"),
-    ("$HOME", "'$HOME'"), ("a\nb", "$'a\\nb'"), ("x\udcff'\\", "$'x\\xff\\'\\\\'"),
-    ("\x1b[31m\x9b", "$'\\x1b[31m\\u009b'"),
+    ("$HOME", "'$HOME'"), ("a\nb", "\"$(printf 'a\\nb')\""), ("x\udcff'\\%", "\"$(printf 'x\\377'\\''\\\\%%')\""),
+    ("\x1b[31m\x9b", "\"$(printf '\\033[31m\\302\\233')\""), ("-\t", "\"$(printf '\\055\\t')\""),
+    ("a\n", "$'a\\n'"),  # a line break last, which `$(...)` drops: bash's form
 ])
-def test_shell_word_is_one_word_bash_reads_back_as_the_text_on_one_line(text, word):
+def test_shell_word_is_one_word_a_posix_shell_reads_back_as_the_text_on_one_line(text, word):
     assert shell_word(text) == word
