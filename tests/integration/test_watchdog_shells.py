@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 from executor.procs import cgroups
-from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
+from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME, WATCHDOG_SCRIPT
 from tests.support import cgroups as cgroup_support
 from tests.support.cgroups import FREEZER
 
@@ -72,3 +72,28 @@ def test_the_watchdog_kills_a_member_nested_past_path_max_and_removes_the_tree(s
         deep.wait()
         odd.wait()
         cgroups.release(made)
+
+
+def walk_of_script() -> str:
+    """The watchdog script's walk (its functions, from `walk() {` to `rmcg() {`), as it is."""
+    start, end = WATCHDOG_SCRIPT.index("\nwalk() {"), WATCHDOG_SCRIPT.index("\nrmcg() {")
+    return WATCHDOG_SCRIPT[start:end]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root, unshare")
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_watchdog_s_walk_never_goes_into_what_is_mounted_below_the_task_s_cgroup(shell, tmp_path):
+    """Was: `cd -P` went into a directory mounted on one below (here a bind mount of one
+    outside, in a mount namespace of the test's own), and the walk listed, thawed and
+    killed there. Now a step to another mount (`mnt_id`) is not taken."""
+    if shutil.which(SHELLS[shell][0]) is None:
+        pytest.skip(f"no {shell} here")
+    (tmp_path / "top" / "a").mkdir(parents=True)
+    (tmp_path / "top" / "m").mkdir()
+    (tmp_path / "outside" / "o").mkdir(parents=True)
+    script = (f'mount --bind "$1/outside" "$1/top/m" || exit 3\n{walk_of_script()}\n'
+              '_seen() { (cd -P "$_here" && pwd -P); }\nwalk _seen "$1/top"')
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", *SHELLS[shell], "-c", script,
+                           "walk", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == [str(tmp_path / "top"), str(tmp_path / "top" / "a")]
