@@ -194,14 +194,7 @@ def test_a_run_nested_deeper_than_a_path_can_name_is_killed_and_its_cgroups_remo
     try:
         fd = os.pidfd_open(run.pid)
         assert cg.take_in(run.pid)
-        inner = os.open(cg.directory, os.O_RDONLY | os.O_DIRECTORY)
-        for _ in range(2100):
-            os.mkdir("i", dir_fd=inner)
-            inner, above = os.open("i", os.O_RDONLY | os.O_DIRECTORY, dir_fd=inner), inner
-            os.close(above)
-        with open(os.open("cgroup.procs", os.O_WRONLY, dir_fd=inner), "w") as procs:
-            procs.write(str(run.pid))
-        os.close(inner)
+        cgroup_support.nest(cg.directory, 2100, run.pid)
         assert cg.members() == [run.pid]  # below the task's, too deep for a path
         assert cg.kill_and_remove(10) is None
         assert exited(fd)
