@@ -42,18 +42,24 @@ def _v2_mount() -> str:
     pytest.skip("no cgroup2 hierarchy mounted at its root")
 
 
+def _in(home: Path | None, command: list[str]) -> list[str]:
+    """`command`, started in the cgroup `home` (None: this process's)."""
+    return command if home is None else ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(home), *command]
+
+
 def _pytest(tmp_path: Path, text: str, own: Path, *options: str, exit_secs: str = "5",
-            meanwhile: Callable[[subprocess.Popen], None] = lambda run: None) -> tuple[int, str]:
-    """Run pytest on `text` (`meanwhile` given the run as it starts); its exit status and
-    output, once its cgroup (below `own`) is gone."""
+            meanwhile: Callable[[subprocess.Popen], None] = lambda run: None, home: Path | None = None) -> tuple[int, str]:
+    """Run pytest on `text` (`meanwhile` given the run as it starts; in the cgroup `home`,
+    below `own`, if given); its exit status and output, once its cgroup is gone."""
     (tmp_path / "test_it.py").write_text(text.replace("MOUNT", _v2_mount()))
-    with subprocess.Popen([sys.executable, "-m", "pytest", "-q", *options, "-p", "tests.conftest", "-p", "no:cacheprovider",
-                           "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "base"), str(tmp_path / "test_it.py")],
+    with subprocess.Popen(_in(home, [sys.executable, "-m", "pytest", "-q", *options, "-p", "tests.conftest", "-p",
+                                     "no:cacheprovider", "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "base"),
+                                     str(tmp_path / "test_it.py")]),
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "STOKER_TEST_RUN_EXIT_SECS": exit_secs},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
         meanwhile(run)
         said, _ = run.communicate(timeout=90)
-    left = sessioncgroup.made_by(own, run.pid)
+    left = sessioncgroup.made_by(home or own, run.pid)
     try:
         assert not left, "the run's cgroup was left"
     finally:
@@ -205,29 +211,31 @@ def test_the_next_run_kills_and_removes_what_a_sigkilled_run_left_never_a_live_r
     older checkout names it while its pid lives, are left alone."""
     entry = f"STOKER_TESTS_SWEPT={os.urandom(8).hex()}"
     name, _, value = entry.partition("=")
+    home = own_cgroup / f"sweep-{os.getpid()}"  # its own: the runs of the tests beside sweep theirs
+    home.mkdir()
     (tmp_path / "killed").mkdir()
     (tmp_path / "killed" / "test_it.py").write_text(KILLED_MIDWAY.replace("ENV", repr({name: value})))
-    killed = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
-                               "--rootdir", str(tmp_path / "killed"), "--basetemp", str(tmp_path / "killed" / "base"),
-                               str(tmp_path / "killed" / "test_it.py")], cwd=tmp_path / "killed",
+    killed = subprocess.Popen(_in(home, [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
+                                         "--rootdir", str(tmp_path / "killed"), "--basetemp", str(tmp_path / "killed" / "base"),
+                                         str(tmp_path / "killed" / "test_it.py")]), cwd=tmp_path / "killed",
                               env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     live = subprocess.Popen(["sleep", "1000"])  # a live run's first process, as the sweep sees it
     stands = []
     try:
         wait_for(lambda: (tmp_path / "killed" / "started").exists(), 60, message="the run to be killed")
-        (left,) = sessioncgroup.made_by(own_cgroup, killed.pid)
+        (left,) = sessioncgroup.made_by(home, killed.pid)
         killed.kill()
         killed.wait(10)
         own = sessioncgroup.name_of(live.pid)
-        reused = own_cgroup / f"{sessioncgroup.PREFIX}{live.pid}-1"  # its pid another's since
-        older = own_cgroup / f"{sessioncgroup.PREFIX}{live.pid}"  # an older checkout's run
-        stands = [_held_in(d, entry) for d in (own_cgroup / str(own), reused, older)]
-        status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup)
+        reused = home / f"{sessioncgroup.PREFIX}{live.pid}-1"  # its pid another's since
+        older = home / f"{sessioncgroup.PREFIX}{live.pid}"  # an older checkout's run
+        stands = [_held_in(d, entry) for d in (home / str(own), reused, older)]
+        status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup, home=home)
         assert status == 0, said
         assert f"WARNING: an earlier run's cgroup {left} " in said and f"{reused} " in said, said
         assert not left.exists() and not reused.exists(), said
-        assert (own_cgroup / str(own)).exists() and older.exists(), said
+        assert (home / str(own)).exists() and older.exists(), said
         assert [s.poll() for s in stands] == [None, -signal.SIGKILL, None], said
         assert len(proc_scan.pids_carrying(entry)) == 2, said  # the killed run's sleeper too
     finally:
@@ -235,9 +243,7 @@ def test_the_next_run_kills_and_removes_what_a_sigkilled_run_left_never_a_live_r
             process.kill()
             process.wait(10)
         proc_scan.kill_carrying(entry)
-        for d in own_cgroup.glob(f"{sessioncgroup.PREFIX}*"):  # ours, emptied (the live run's: below it)
-            if d.name.startswith((f"{sessioncgroup.PREFIX}{live.pid}", f"{sessioncgroup.PREFIX}{killed.pid}-")):
-                cgrouplost.remove_emptied(str(d), 10)
+        cgrouplost.remove_emptied(str(home), 10)  # emptied: those below it first
 
 
 def test_a_run_that_cannot_leave_its_cgroup_says_so_and_names_no_process_killed(tmp_path):
