@@ -32,6 +32,16 @@ def real(sources):
 """
 
 
+def held_config(tmp_path: Path) -> tuple[Path, Path]:
+    """A FIFO, and the example's config that reads it first: its load waits until the test
+    writes the FIFO (a plan held for the test)."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    config = tmp_path / "held.aurora"
+    config.write_text(f"open({str(gate)!r}).read()\n" + EXAMPLE.read_text())
+    return gate, config
+
+
 def python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(code), *args],
                           cwd=REPO, capture_output=True, text=True, timeout=timeout,
@@ -259,10 +269,7 @@ def test_the_supervisor_loads_its_own_modules_while_the_child_plans_and_stops_on
     # The child's config waits on a FIFO: until the test's process writes it, the child has not
     # answered, and `start_first`'s wait loads the supervisor's modules (launchfirst's
     # LOAD_WHILE_PLANNING) instead of only waiting; once the child answered, it loads none.
-    gate = tmp_path / "gate"
-    os.mkfifo(gate)
-    config = tmp_path / "held.aurora"
-    config.write_text(f"open({str(gate)!r}).read()\n" + EXAMPLE.read_text())
+    gate, config = held_config(tmp_path)
     done = python(f"""
         from executor.cli import launchfirst
         environ = dict(os.environ, STOKER_PLAN_CACHE="off")
@@ -380,10 +387,7 @@ def test_the_bound_on_the_config_s_code_ends_once_the_child_forked_ahead_sent_th
 def test_words_that_may_not_start_early_start_nothing_and_load_nothing_while_the_child_plans(tmp_path):
     # a sandbox from the environment: the plan is made ahead, but no run starts from it, and
     # `start_first` neither waits for it nor loads the supervisor's modules meanwhile
-    gate = tmp_path / "gate"
-    os.mkfifo(gate)
-    config = tmp_path / "held.aurora"
-    config.write_text(f"open({str(gate)!r}).read()\n" + EXAMPLE.read_text())
+    gate, config = held_config(tmp_path)
     done = python(f"""
         from executor.cli import launchfirst
         environ = dict(os.environ, STOKER_PLAN_CACHE="off", STOKER_SANDBOX={str(tmp_path / "sb")!r})
