@@ -8,6 +8,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,21 @@ def test_a_checkout_at_a_path_with_a_colon_is_importable_by_a_python_without_the
 
     assert imports(str(checkout)).returncode == 1  # split: '.../a' and 'b/c'
     assert imports(unsplit(checkout)).returncode == 0
+
+
+def test_two_checkouts_with_a_colon_get_a_link_each_never_one_found_there(tmp_path):
+    """Was: one name per process (`stoker-checkout-PID` in the temp directory), taken as it
+    was found: a second checkout got the first one's link (this test's checkout, then the
+    repository's for `stoker_as`), and a link left there (a killed run's, with the same pid;
+    another user's) was used whatever it named."""
+    first, second = tmp_path / "a:b", tmp_path / "c:d"
+    planted = Path(tempfile.gettempdir()) / f"stoker-checkout-{os.getpid()}"
+    if not planted.is_symlink():
+        planted.symlink_to(tmp_path / "elsewhere")
+    try:
+        links = [unsplit(first), unsplit(second)]
+        assert [os.readlink(link) for link in links] == [str(first), str(second)]
+        assert unsplit(first) == links[0] and ":" not in "".join(links)
+    finally:
+        if os.readlink(planted) == str(tmp_path / "elsewhere"):
+            planted.unlink()
