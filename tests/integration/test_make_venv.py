@@ -128,6 +128,20 @@ def test_a_venv_at_a_path_with_a_colon_is_refused_saying_what_to_do(tool, tmp_pa
     assert not venv.exists()
 
 
+def test_a_venv_path_is_judged_as_venv_judges_it_not_resolved(tool, tmp_path, capfd):
+    """venv refuses the absolute path it is given (a link's name with ':' in it), not the one
+    the links lead to. Was: resolved, `a:b` (a link to `plain`) passed, and venv's own
+    refusal followed (its line, then "this step failed")."""
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "a:b").symlink_to(tmp_path / "plain")
+    venv = tmp_path / "a:b" / ".venv"
+    with pytest.raises(SystemExit):
+        tool.make(venv, sys.executable)
+    assert capfd.readouterr().err == (f"make_venv: {venv}: Python makes no venv at a path with ':' in it: give make "
+                                      "one elsewhere, as in `make test VENV=~/.venvs/stoker`\n")
+    assert not (tmp_path / "plain" / ".venv").exists()
+
+
 def test_a_checkout_at_a_path_with_a_colon_is_importable_by_a_python_without_the_venv(tmp_path):
     """What the cross-user tests run (`users.stoker_as`: another user's Python, without the
     venv's editable install) found the checkout on PYTHONPATH, which splits `/a:b/c` in two:
