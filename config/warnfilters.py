@@ -9,7 +9,7 @@ narrower (a filter per call or per thread: 3.14's context-aware warnings), so th
 made only when this is the process's one thread: a planning child (forked: `stoker run`,
 `stoker inspect`), or a library caller's single thread; else the process's own filters
 stand (its caller's choice), as `executor.local.planning.plan_apart` forks only then.
-No I/O but /proc/self/task's listing, when `_thread` counts other threads.
+No I/O but /proc/self/task's listing.
 """
 from __future__ import annotations
 
@@ -35,20 +35,19 @@ def filtered(change: Callable[[], None]) -> Iterator[bool]:
 
 
 def alone() -> bool:
-    """Whether this is the process's one Python thread: of `threading`'s, and of those
-    `_thread.start_new_thread` made (a C extension's, an older library's), which
-    `threading.active_count()` does not count and which meet the process's filters as well.
-    `_thread._count()` (threads but the main one) is not reset in a forked child (3.11): the
-    parent's threads stay counted there, where only the forking thread lives on, so a count
-    it gives is checked against the kernel's (without /proc: not alone)."""
+    """Whether this is the process's one thread: the kernel's count (/proc/self/task), which
+    has those `_thread.start_new_thread` made (a C extension's, an older library's) that
+    `threading.active_count()` does not count and that meet the process's filters as well,
+    from the moment it returns: `_thread._count()` counts one only as it first takes the GIL
+    (a load then changed the filters it met). Without /proc: `threading`'s count and
+    `_thread`'s, which a forked child (3.11) does not reset (the parent's threads stay
+    counted there, where only the forking thread lives on: not alone)."""
     if threading.active_count() > 1:
         return False
-    if _thread._count() == 0:
-        return True
     try:
         return len(os.listdir("/proc/self/task")) == 1
     except OSError:
-        return False
+        return _thread._count() == 0
 
 
 def ignored() -> None:

@@ -137,8 +137,8 @@ def make(venv: Path, python: str) -> None:
         say(f"{python} {what}, and Stoker needs {dotted(OLDEST)} or newer: give make another, "
             "as in `make test PY=python3.11`")
         raise SystemExit(1)
-    if os.pathsep in str(venv.resolve()):  # venv refuses it: PATH would split its bin/ there
-        say(f"{venv.resolve()}: Python makes no venv at a path with '{os.pathsep}' in it: give make one elsewhere, "
+    if os.pathsep in (where := os.path.abspath(venv)):  # venv refuses it (PATH splits its bin/), as given: links unresolved
+        say(f"{where}: Python makes no venv at a path with '{os.pathsep}' in it: give make one elsewhere, "
             "as in `make test VENV=~/.venvs/stoker`")
         raise SystemExit(1)
     run([python, "-m", "venv", str(venv)])

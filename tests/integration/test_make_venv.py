@@ -8,6 +8,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,20 @@ def test_a_venv_at_a_path_with_a_colon_is_refused_saying_what_to_do(tool, tmp_pa
     assert not venv.exists()
 
 
+def test_a_venv_path_is_judged_as_venv_judges_it_not_resolved(tool, tmp_path, capfd):
+    """venv refuses the absolute path it is given (a link's name with ':' in it), not the one
+    the links lead to. Was: resolved, `a:b` (a link to `plain`) passed, and venv's own
+    refusal followed (its line, then "this step failed")."""
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "a:b").symlink_to(tmp_path / "plain")
+    venv = tmp_path / "a:b" / ".venv"
+    with pytest.raises(SystemExit):
+        tool.make(venv, sys.executable)
+    assert capfd.readouterr().err == (f"make_venv: {venv}: Python makes no venv at a path with ':' in it: give make "
+                                      "one elsewhere, as in `make test VENV=~/.venvs/stoker`\n")
+    assert not (tmp_path / "plain" / ".venv").exists()
+
+
 def test_a_checkout_at_a_path_with_a_colon_is_importable_by_a_python_without_the_venv(tmp_path):
     """What the cross-user tests run (`users.stoker_as`: another user's Python, without the
     venv's editable install) found the checkout on PYTHONPATH, which splits `/a:b/c` in two:
@@ -141,3 +156,21 @@ def test_a_checkout_at_a_path_with_a_colon_is_importable_by_a_python_without_the
 
     assert imports(str(checkout)).returncode == 1  # split: '.../a' and 'b/c'
     assert imports(unsplit(checkout)).returncode == 0
+
+
+def test_two_checkouts_with_a_colon_get_a_link_each_never_one_found_there(tmp_path):
+    """Was: one name per process (`stoker-checkout-PID` in the temp directory), taken as it
+    was found: a second checkout got the first one's link (this test's checkout, then the
+    repository's for `stoker_as`), and a link left there (a killed run's, with the same pid;
+    another user's) was used whatever it named."""
+    first, second = tmp_path / "a:b", tmp_path / "c:d"
+    planted = Path(tempfile.gettempdir()) / f"stoker-checkout-{os.getpid()}"
+    if not planted.is_symlink():
+        planted.symlink_to(tmp_path / "elsewhere")
+    try:
+        links = [unsplit(first), unsplit(second)]
+        assert [os.readlink(link) for link in links] == [str(first), str(second)]
+        assert unsplit(first) == links[0] and ":" not in "".join(links)
+    finally:
+        if os.readlink(planted) == str(tmp_path / "elsewhere"):
+            planted.unlink()

@@ -133,16 +133,24 @@ def stoker_as(uid: int, gid: int) -> list[str] | None:
 
 def unsplit(path: Path) -> str:
     """`path` as a PYTHONPATH entry: itself, or, when it holds the separator (a checkout at
-    `/a:b/c`, which PYTHONPATH splits in two), a symlink to it in the temp directory without
-    one (this process's, removed as it exits). Was: the other user's Python, which has not
-    the venv's editable install, could not import the checkout, and the test skipped."""
+    `/a:b/c`, which PYTHONPATH splits in two), a symlink to it, one per path, in a directory
+    this process made in the temp directory (others may traverse it; removed as the process
+    exits), never a name found there. Was: the other user's Python, which has not the venv's
+    editable install, could not import the checkout, and the test skipped."""
     if os.pathsep not in str(path):
         return str(path)
-    link = Path(tempfile.gettempdir()) / f"stoker-checkout-{os.getpid()}"
-    if not link.is_symlink():
-        link.symlink_to(path)
-        atexit.register(link.unlink, missing_ok=True)
-    return str(link)
+    if str(path) not in _UNSPLIT:
+        if not _UNSPLIT:
+            _UNSPLIT[""] = tempfile.mkdtemp(prefix="stoker-checkouts-")
+            os.chmod(_UNSPLIT[""], 0o755)  # the other user's Python reads through it
+            atexit.register(shutil.rmtree, _UNSPLIT[""], ignore_errors=True)
+        link = os.path.join(_UNSPLIT[""], str(len(_UNSPLIT)))
+        os.symlink(path, link)
+        _UNSPLIT[str(path)] = link
+    return _UNSPLIT[str(path)]
+
+
+_UNSPLIT: dict[str, str] = {}  # path → its link; "" → their directory
 
 
 def grant_write(directory: Path, uid: int) -> None:

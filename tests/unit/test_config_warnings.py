@@ -171,3 +171,24 @@ def test_a_child_forked_beside_another_thread_is_alone_and_shows_the_config_s_wa
     config = write_config(tmp_path, "import warnings\nwarnings.warn('going away')\n" + job_text())
     done = python(tmp_path, FORKED_BESIDE_A_THREAD, config)
     assert (done.returncode, "going away" in done.stderr) == (0, True), done.stderr
+
+
+# A thread `_thread.start_new_thread` just made: the kernel's already, not yet `_thread._count()`'s.
+JUST_STARTED = """
+import _thread
+from config import warnfilters
+
+held = _thread.allocate_lock()
+held.acquire()
+_thread.start_new_thread(held.acquire, ())
+print(warnfilters.alone(), flush=True)
+held.release()
+"""
+
+
+def test_a_thread_just_started_by_start_new_thread_is_counted(tmp_path):
+    """`start_new_thread` returns before its thread counts itself (3.11: as it first takes
+    the GIL): was alone, and a load changed the filters that thread then met, a fork was made
+    beside it."""
+    done = python(tmp_path, JUST_STARTED, tmp_path)
+    assert (done.returncode, done.stdout) == (0, "False\n"), done.stderr
