@@ -228,7 +228,7 @@ def test_the_next_run_kills_and_removes_what_a_sigkilled_run_left_never_a_live_r
         killed.kill()
         killed.wait(10)
         own = sessioncgroup.name_of(live.pid)
-        reused = home / f"{sessioncgroup.PREFIX}{live.pid}-1"  # its pid another's since
+        reused = home / f"{sessioncgroup.PREFIX}{live.pid}-1-{sessioncgroup.namespaces()}"  # its pid another's since
         older = home / f"{sessioncgroup.PREFIX}{live.pid}"  # an older checkout's run
         stands = [_held_in(d, entry) for d in (home / str(own), reused, older)]
         status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup, home=home)
@@ -256,3 +256,47 @@ def test_a_run_that_cannot_leave_its_cgroup_says_so_and_names_no_process_killed(
     (line,) = left.lines(run.directory)
     assert line.startswith(f"this run cannot leave its cgroup {run.directory} for {run.home} ("), line
     assert line.endswith("what it left there is neither checked, killed nor removed"), line
+
+
+# A live run, waiting (up to 60 s) for the test that started it to let it end.
+WAITS = """
+import time
+from pathlib import Path
+
+def test_waits(tmp_path):
+    flag = tmp_path.parent.parent
+    (flag / "started").write_text("")
+    deadline = time.monotonic() + 60
+    while not (flag / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+"""
+
+
+def test_the_sweep_leaves_alone_a_live_run_in_another_time_namespace(tmp_path, own_cgroup):
+    """Was: a run started in a time namespace (`unshare --time --boottime`) reads every start
+    time shifted, its own too; the next run outside it, in the same cgroup, read its pid's
+    start time otherwise, took it for another process's, and SIGKILLed the live run."""
+    if subprocess.run(["unshare", "--time", "--boottime", "1000", "true"], capture_output=True).returncode:
+        pytest.skip("no time namespace here")
+    home = own_cgroup / f"timens-{os.getpid()}"  # its own: the runs of the tests beside sweep theirs
+    home.mkdir()
+    (tmp_path / "live").mkdir()
+    (tmp_path / "live" / "test_it.py").write_text(WAITS)
+    live = subprocess.Popen(_in(home, ["unshare", "--time", "--boottime", "1000", sys.executable, "-m", "pytest", "-q",
+                                       "-p", "tests.conftest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path / "live"),
+                                       "--basetemp", str(tmp_path / "live" / "base"), str(tmp_path / "live" / "test_it.py")]),
+                            cwd=tmp_path / "live", env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "live" / "started").exists(), 60, message="the live run")
+        status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup, home=home)
+        assert status == 0, said
+        assert "an earlier run's cgroup" not in said, said
+        assert live.poll() is None, said
+        (tmp_path / "live" / "go").write_text("")
+        out, _ = live.communicate(timeout=90)
+        assert live.returncode == 0, out
+    finally:
+        live.kill()
+        live.wait(10)
+        cgrouplost.remove_emptied(str(home), 10)

@@ -5,7 +5,7 @@ is in, and its supervisor or watchdog removes it. One that neither removes (a te
 SIGKILLs both) stays, empty, for good; and this host is shared: other test runs and helpers
 make and remove `stoker-*` cgroups beside ours at the same moments. So the run's first
 process (pytest, or pytest-xdist's controller, before it starts its workers) moves into a
-cgroup of its own, `testrun-<pid>-<start>`, made below the cgroup2 one it is in: every process of
+cgroup of its own, `testrun-<pid>-<start>-<namespaces>`, made below the cgroup2 one it is in: every process of
 the run is born inside, and every task cgroup one of them makes is below it, whatever runs
 beside it. At the end it moves back, waits until every process of the run has exited (its
 workers, and any watchdog still removing a task's cgroup), and then what is left below is
@@ -15,11 +15,13 @@ run fails, naming them) and processes still alive (named), both killed and remov
 A run SIGKILLed (a CI job's timeout, `kill -9` of a hung pytest) does none of that: what it
 left lives on in its cgroup (1,001 idle processes of `tests/support/background.py` stayed
 57 minutes so). The next run, as it starts, sweeps the cgroups beside its own: each
-`testrun-*` of this user whose first process is gone, or whose pid is another process's
-now (the start time in the name, in clock ticks after boot, is not that process's), has
-its processes killed, and is removed, named (`SessionCgroup.swept`). A live run's is never
-touched; nor one named as before the start time was (`testrun-<pid>`: a run of an older
-checkout beside this one) while its pid lives.
+`testrun-*` of this user named in its own pid and time namespaces whose first process is
+gone, or whose pid is another process's now (the start time in the name, in clock ticks
+after boot, is not that process's), has its processes killed, and is removed, named
+(`SessionCgroup.swept`). A live run's is never touched: nor one named in other namespaces
+(`testrun-<pid>-<start>-<pidns>.<timens>`: a run in a time namespace reads every start time
+shifted, one in a pid namespace other pids), nor one named as an older checkout did
+(`testrun-<pid>`, `testrun-<pid>-<start>`), removed only once its pid is gone and it is empty.
 
 Where this process is in a cgroup-v1 freezer hierarchy too, it makes the same there and
 moves in, so that a test's `STOKER_CGROUPS=DIR` for the v1 freezer (`cgroups.FREEZER`: the
@@ -95,9 +97,10 @@ def begin() -> SessionCgroup | str:
 
 
 def name_of(pid: int) -> str | None:
-    """The name of the cgroup the run whose first process is `pid` makes (None: gone)."""
+    """The name of the cgroup the run whose first process is `pid` makes (None: gone):
+    its pid, start time and the namespaces both were read in (`namespaces`)."""
     stat = proctree.read_stat(pid)
-    return None if stat is None else f"{PREFIX}{pid}-{stat[2]}"
+    return None if stat is None else f"{PREFIX}{pid}-{stat[2]}-{namespaces()}"
 
 
 def made_by(home: Path, pid: int) -> list[Path]:
@@ -166,31 +169,56 @@ def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
 
 def _sweep(home: Path) -> list[str]:
     """Kill and remove the cgroups below `home` of this user's runs that are over (see
-    above); each, with how many processes it held, in words."""
+    above); each, with how many processes it held, in words. One of an older name whose pid
+    is gone is removed only if empty (its pid may be another namespace's)."""
     said = []
     with contextlib.suppress(OSError):
         for d in home.glob(f"{PREFIX}*"):
-            if _over(d):
+            verdict = _over(d)
+            if verdict == "over":
                 killed, why = _reclaim(d)
                 said.append(f"an earlier run's cgroup {d} (its pytest gone: SIGKILLed?) held "
                             f"{killed} process(es): killed; {why or 'removed'}")
+            elif verdict == "gone":
+                for below in reversed([d, *_subtree(d)]):
+                    with contextlib.suppress(OSError):
+                        below.rmdir()
     return said
 
 
-def _over(d: Path) -> bool:
-    """Whether `d` is the cgroup of a run of this user that is over: its first process is
-    gone, or another started since under its pid (the start time its name holds is not the
-    pid's now; a name without one, an older checkout's: only once its pid is gone)."""
-    pid, _, start = d.name[len(PREFIX):].partition("-")
+def _over(d: Path) -> str | None:
+    """"over": `d` is the cgroup of a run of this user, named in this process's pid and time
+    namespaces, that is over: its first process is gone, or another started since under its
+    pid (the start time its name holds is not the pid's now). "gone": one named without its
+    namespaces (an older checkout's) whose pid is gone here. None: leave it alone (a live
+    run's, another user's, one named in other namespaces: its pid and start time read
+    otherwise here)."""
+    pid, _, rest = d.name[len(PREFIX):].partition("-")
+    start, _, spaces = rest.partition("-")
     if not pid.isdigit() or not (start.isdigit() or start == ""):
-        return False
+        return None
     try:
         if not d.is_dir() or d.is_symlink() or d.stat().st_uid != os.geteuid():
-            return False
+            return None
     except OSError:
-        return False
+        return None
     stat = proctree.read_stat(int(pid))  # None: gone, or a zombie (its run is over)
-    return stat is None or (start != "" and stat[2] != int(start))
+    if spaces == "":
+        return "gone" if stat is None else None
+    if spaces != namespaces():
+        return None
+    return "over" if stat is None or stat[2] != int(start) else None
+
+
+def namespaces() -> str:
+    """This process's pid and time namespaces (their inode numbers; 0: none), in which the
+    pids and start times it reads are what they are."""
+    def inode(kind: str) -> int:
+        try:
+            return os.stat(f"/proc/self/ns/{kind}").st_ino
+        except OSError:
+            return 0
+    return f"{inode('pid')}.{inode('time')}"
 
 
 def _reclaim(d: Path) -> tuple[int, str | None]:
