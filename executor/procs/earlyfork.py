@@ -167,11 +167,13 @@ def _libc(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
 
 
 def _libc_by_ctypes(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
-    import ctypes
-
+    """`_libc` through `ctypes`; an OSError too where this Python has no `ctypes` (built
+    without libffi): then there is no C call, as where the C library lacks the function."""
     try:
+        import ctypes
+
         return getattr(ctypes.CDLL(None, use_errno=True), name), ctypes.get_errno
-    except AttributeError as exc:
+    except (ImportError, AttributeError) as exc:
         raise OSError(f"{name}: {exc}") from None
 
 
