@@ -129,6 +129,7 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
         return None
     try:
         stored_key, sources, encoded = marshal.loads(data)
+        del data  # the plan is in `encoded` too: one copy of it at a time
         if stored_key != key:
             return None
         for path, text in sources:

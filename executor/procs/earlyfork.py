@@ -3,8 +3,9 @@ is loaded (the early start), the subreaper flag, a run and a watchdog, and the r
 each run for the supervisor that adopts it; the supervisor's own runs as this process
 (`spawn_in`, the same `spawn_run`), and the error of a spawn whose fork was refused as
 Popen's names it (`unnamed`: no file); `die_with`, for the child that plans a first run
-meanwhile (and `stoker inspect`'s); `one_heap`, one C heap for all of `stoker run`'s threads;
-and `trim_heap`, the C library's free heap pages given back once the supervisor's start ends.
+meanwhile (and `stoker inspect`'s); `one_heap`, one C heap for all of `stoker run`'s and
+`stoker executor`'s threads; and `trim_heap`, the C library's free heap pages given back
+once the supervisor's start ends.
 
 `executor/cli/launch.py` uses these in the first milliseconds of a `stoker run` whose plan
 was kept (README "Start-up"); the supervisor (`supervisor.py`) adopts the runs, and the
@@ -167,11 +168,13 @@ def _libc(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
 
 
 def _libc_by_ctypes(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
-    import ctypes
-
+    """`_libc` through `ctypes`; an OSError too where this Python has no `ctypes` (built
+    without libffi): then there is no C call, as where the C library lacks the function."""
     try:
+        import ctypes
+
         return getattr(ctypes.CDLL(None, use_errno=True), name), ctypes.get_errno
-    except AttributeError as exc:
+    except (ImportError, AttributeError) as exc:
         raise OSError(f"{name}: {exc}") from None
 
 
@@ -179,8 +182,10 @@ def one_heap() -> None:
     """Every thread of this process allocates from the C library's one main heap (glibc's
     `mallopt(M_ARENA_MAX, 1)`), asked before the first thread starts: a thread's first
     `malloc` otherwise makes it an arena of its own (4 KiB resident each, five in an idle
-    `stoker run`: 20 KiB of USS), for allocations the GIL serializes anyway. Nothing where
-    the C library has no such call (musl, which has no arenas)."""
+    `stoker run`: 20 KiB of USS; 0.29 MiB in all for `stoker executor`'s, whose driver
+    reads the agent's stream on one), for allocations the GIL serializes anyway. Nothing
+    where the C library has no such call (musl, which has no arenas). A fork keeps the
+    setting (the planning child), an exec does not: a task's processes have their own."""
     try:
         mallopt, _ = _libc("mallopt")
     except OSError:

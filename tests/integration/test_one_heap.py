@@ -50,3 +50,28 @@ def arenas(mode: str) -> int:
 def test_threads_allocate_from_one_heap():
     assert arenas("each") >= 4  # glibc's default: an arena each (what the test sees)
     assert arenas("one") < arenas("each") - 3
+
+
+# A Python built without libffi has no `_ctypes` (nor `ctypes`): the C calls are then not
+# there, as where the C library lacks them (an OSError for those that say so), never an
+# ImportError out of `stoker run`'s first lines (one_heap), the planning child's (die_with)
+# or the supervisor's subreaper flag.
+NO_CTYPES = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+sys.modules["_ctypes"] = None  # as in a build without it: `import _ctypes` raises ImportError
+from executor.procs import earlyfork
+
+earlyfork.one_heap()
+earlyfork.trim_heap()
+try:
+    earlyfork.set_subreaper()
+except OSError as exc:
+    print("OSError", exc)
+"""
+
+
+def test_without_ctypes_the_c_calls_are_missing_not_an_import_error():
+    done = subprocess.run([sys.executable, "-c", NO_CTYPES, str(REPO)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OSError prctl: "), done.stdout
