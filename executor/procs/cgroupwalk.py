@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import time
 from collections.abc import Callable
 
 from executor.procs import cgroups  # (loaded already: this module is its walk, loaded by it)
 from executor.procs.sandboxfs import describe_os_error
 
+_OCTAL = re.compile(rb"\\([0-7]{3})")  # mountinfo's escape of a space, tab, newline, backslash
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -51,7 +53,7 @@ def walk(directory: str, visit: Callable[[int], None],
         return
     try:
         visit(fd)
-        mount = _mount(fd, directory, 1)
+        mount = _mount(fd, directory, 1) if _mounts_below(fd) else None
         stack = [(_below(fd, directory, 0), "", _identity(fd))]  # per level: names not visited yet, own name, own inode
         while stack:
             names, name, _ = stack[-1]
@@ -77,10 +79,10 @@ def walk(directory: str, visit: Callable[[int], None],
 
 
 def _open_below(fd: int, name: str, directory: str, depth: int,
-                deadline: float | None, mount: str) -> tuple[int, str] | None:
+                deadline: float | None, mount: str | None) -> tuple[int, str] | None:
     """The cgroup `name` below the one open as `fd` (`depth` levels below `directory`), open,
-    and its name; None when it is gone meanwhile, or another mount (`mount`: the top's) is
-    there (left out). Raises `WalkCut`."""
+    and its name; None when it is gone meanwhile, or another mount (`mount`: the top's; None:
+    none below it) is there (left out). Raises `WalkCut`."""
     if deadline is not None and time.monotonic() >= deadline:
         raise WalkCut(f"the walk of {directory} stopped {depth} levels down: its deadline passed")
     try:
@@ -89,13 +91,27 @@ def _open_below(fd: int, name: str, directory: str, depth: int,
         _left_out(e, directory, depth + 1)
         return None
     try:
-        if _mount(child, directory, depth + 1) == mount:
+        if mount is None or _mount(child, directory, depth + 1) == mount:
             return child, name
     except WalkCut:
         os.close(child)
         raise
     os.close(child)
     return None
+
+
+def _mounts_below(fd: int) -> bool:
+    """Whether /proc/self/mountinfo shows a mount below the directory open as `fd` (True
+    when it cannot say): if not, no step needs its mount told (an fdinfo read a step, 60 %
+    more time a walk: 0.25 -> 0.40 s for 2,100 levels). One mounted there meanwhile is
+    the work of root in this mount namespace, who may do anything to the task's cgroups."""
+    try:
+        top = os.readlink(f"/proc/self/fd/{fd}".encode()).rstrip(b"/") + b"/"
+        with open("/proc/self/mountinfo", "rb") as info:
+            points = [line.split()[4] for line in info]
+    except (OSError, IndexError):
+        return True
+    return any(_OCTAL.sub(lambda m: bytes([int(m[1], 8)]), p).startswith(top) for p in points)
 
 
 def _mount(fd: int, directory: str, depth: int) -> str:
