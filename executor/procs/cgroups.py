@@ -146,7 +146,8 @@ class TaskCgroup:
                     continue  # the cgroups a member made below it were what held it
             # SIGKILLed members take a moment to leave; after a kill that failed (a walk cut
             # short: out of descriptors), the pass again RETRY_SECS later, if none left meanwhile
-            wait_emptied(self.directory, deadline if problem is None else min(deadline, time.monotonic() + RETRY_SECS))
+            retry = min(deadline, time.monotonic() + RETRY_SECS)
+            wait_emptied(self.directory, deadline) if problem is None else _retry_after(self.directory, retry)
 
     def _still_in(self) -> str:
         """How many processes are in it, in words (or why they could not be counted)."""
@@ -212,6 +213,12 @@ def _kill_listed(fd: int, batch: int = 64) -> None:
                     os.kill(pid, signal.SIGKILL)
             if pidfd >= 0:
                 os.close(pidfd)
+
+
+def _retry_after(directory: str, until: float) -> None:
+    """Until `until`, or none left meanwhile where the kernel says so (v2: not v1's freezer)."""
+    if not wait_emptied(directory, until):
+        time.sleep(max(0.0, until - time.monotonic()))
 
 
 def _remove_below(directory: str, deadline: float) -> bool:
@@ -413,28 +420,31 @@ def subtree(directory: str) -> list[str]:
     return found
 
 
-def wait_emptied(directory: str, deadline: float) -> None:
+def wait_emptied(directory: str, deadline: float) -> bool:
     """Until no process is left in the cgroup, or the deadline: woken by the kernel as
     cgroup.events changes (v2: `populated 0`; poll() sees POLLPRI), not by a timer. A SIGKILLed
     member leaves only once it has exited: 0.5 s to free 8 GB, and a request a FUSE server
     holds unanswered keeps it in D state until answered. v1 (no cgroup.events): one look
-    POLL_SECS later."""
+    POLL_SECS later. True when it saw none left (or the cgroup gone)."""
     try:
         fd = os.open(os.path.join(directory, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         time.sleep(POLL_SECS)
-        return
+        return False
     try:
         watch = select.poll()
         watch.register(fd, select.POLLPRI)
         if b"populated 0" in os.pread(fd, 4096, 0):  # empty, not removed all the same: a look later
             time.sleep(POLL_SECS)
-        while b"populated 0" not in os.pread(fd, 4096, 0) and (left := deadline - time.monotonic()) > 0:
+        while b"populated 0" not in os.pread(fd, 4096, 0):
+            if (left := deadline - time.monotonic()) <= 0:
+                return False
             watch.poll(left * 1000)
     except OSError:  # removed meanwhile: nothing is left to wait for
-        return
+        return True
     finally:
         os.close(fd)
+    return True
 
 
 def _wait_until(done: Callable[[], bool], deadline: float) -> None:

@@ -10,7 +10,10 @@ of one-letter names) was not reached at all (ENAMETOOLONG: its members were neve
 Here each step is one name, from the descriptor of the cgroup above; at most two
 descriptors are open at a time (one per level would run out at RLIMIT_NOFILE's 1,024): the
 walk climbs back by `..`, and stops (ESTALE) where that is not the directory it came down from
-(cgroupfs moves none to another parent; another file system would). A cgroup gone or not
+(cgroupfs moves none to another parent; another file system would). It never steps onto
+another mount (its `mnt_id`: a bind mount of the same hierarchy below the task's has the
+same st_dev; was: its members were listed and SIGKILLed, its empty cgroups removed, cgroups
+outside the task's). A cgroup gone or not
 ours to read meanwhile is left out; one that could not be opened or read for want of a
 descriptor or memory (EMFILE, ENFILE, ENOMEM) is not: the walk stops with `WalkCut`, which
 says so (was: that subtree was skipped in silence, its members never killed that pass), and
@@ -21,12 +24,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import time
 from collections.abc import Callable
 
 from executor.procs import cgroups  # (loaded already: this module is its walk, loaded by it)
 from executor.procs.sandboxfs import describe_os_error
 
+_OCTAL = re.compile(rb"\\([0-7]{3})")  # mountinfo's escape of a space, tab, newline, backslash
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -48,11 +53,12 @@ def walk(directory: str, visit: Callable[[int], None],
         return
     try:
         visit(fd)
+        mount = _mount(fd, directory, 1) if _mounts_below(fd) else None
         stack = [(_below(fd, directory, 0), "", _identity(fd))]  # per level: names not visited yet, own name, own inode
         while stack:
             names, name, _ = stack[-1]
             if names:
-                child = _open_below(fd, names.pop(), directory, len(stack), deadline)
+                child = _open_below(fd, names.pop(), directory, len(stack), deadline, mount)
                 if child is not None:
                     os.close(fd)
                     fd, child_name = child
@@ -73,16 +79,53 @@ def walk(directory: str, visit: Callable[[int], None],
 
 
 def _open_below(fd: int, name: str, directory: str, depth: int,
-                deadline: float | None) -> tuple[int, str] | None:
+                deadline: float | None, mount: str | None) -> tuple[int, str] | None:
     """The cgroup `name` below the one open as `fd` (`depth` levels below `directory`), open,
-    and its name; None when it is gone meanwhile (left out). Raises `WalkCut`."""
+    and its name; None when it is gone meanwhile, or another mount (`mount`: the top's; None:
+    none below it) is there (left out). Raises `WalkCut`."""
     if deadline is not None and time.monotonic() >= deadline:
         raise WalkCut(f"the walk of {directory} stopped {depth} levels down: its deadline passed")
     try:
-        return os.open(name, _DIRECTORY, dir_fd=fd), name
+        child = os.open(name, _DIRECTORY, dir_fd=fd)
     except OSError as e:
         _left_out(e, directory, depth + 1)
         return None
+    try:
+        if mount is None or _mount(child, directory, depth + 1) == mount:
+            return child, name
+    except WalkCut:
+        os.close(child)
+        raise
+    os.close(child)
+    return None
+
+
+def _mounts_below(fd: int) -> bool:
+    """Whether /proc/self/mountinfo shows a mount below the directory open as `fd` (True
+    when it cannot say): if not, no step needs its mount told (an fdinfo read a step, 60 %
+    more time a walk: 0.25 -> 0.40 s for 2,100 levels). One mounted there meanwhile is
+    the work of root in this mount namespace, who may do anything to the task's cgroups."""
+    try:
+        top = os.readlink(f"/proc/self/fd/{fd}".encode()).rstrip(b"/") + b"/"
+        with open("/proc/self/mountinfo", "rb") as info:
+            points = [line.split()[4] for line in info]
+    except (OSError, IndexError):
+        return True
+    return any(_OCTAL.sub(lambda m: bytes([int(m[1], 8)]), p).startswith(top) for p in points)
+
+
+def _mount(fd: int, directory: str, depth: int) -> str:
+    """The mount `fd` (`depth` levels below `directory`) is open on: its `mnt_id` (a bind
+    mount of the same hierarchy has the same st_dev, not the same mnt_id), its st_dev where
+    /proc is not there to say it. Raises `WalkCut` (depth: the level it leaves out)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+            for line in info:
+                if line.startswith(b"mnt_id:"):
+                    return line.split()[1].decode()
+    except OSError as e:
+        _left_out(e, directory, depth)
+    return f"dev {os.fstat(fd).st_dev}"
 
 
 def _left_out(e: OSError, directory: str, depth: int) -> None:

@@ -97,3 +97,25 @@ def test_the_watchdog_s_walk_never_goes_into_what_is_mounted_below_the_task_s_cg
                            "walk", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.splitlines()) == [str(tmp_path / "top"), str(tmp_path / "top" / "a")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root, unshare")
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_watchdog_s_removal_never_removes_a_cgroup_outside_the_task_s_through_a_bind_mount(shell):
+    """Was: the removal's `find -xdev -depth -delete` went into a bind mount of the same
+    hierarchy below the task's cgroup (one st_dev: -xdev let it) and removed the empty
+    cgroup `e` there, outside the task's. Now nothing is removed when the walk met a mount
+    below (the mount point's rmdir fails all the same): the watchdog says so (exit 1)."""
+    if shutil.which(SHELLS[shell][0]) is None:
+        pytest.skip(f"no {shell} here")
+    if (why := cgroup_support.unavailable(FREEZER)) is not None:
+        pytest.skip(f"no v1 freezer task cgroup here: {why}")
+    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", FREEZER)
+    assert isinstance(made, cgroups.TaskCgroup) and made.how == "freezer", made
+    try:
+        with cgroup_support.bound_beside(made.directory) as (outside, sleeper, unshared):
+            status = watchdog_under([*unshared, *SHELLS[shell]], uuid.uuid4().hex, made.directory, made.how)
+            assert (os.path.isdir(os.path.join(outside, "e")), sleeper.poll(), status) == (True, None, 1)
+    finally:
+        cgroup_support.remove(made.directory, 60)
+        cgroups.release(made)

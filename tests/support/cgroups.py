@@ -9,11 +9,15 @@ only ever touches directories named `stoker-*` that a test handed it.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import shutil
 import signal
+import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from executor.procs import cgroups, cgroupwalk
@@ -143,3 +147,27 @@ class CgroupTracker:
     def cleanup(self) -> None:
         for d in self.seen:
             remove(d)
+
+
+@contextlib.contextmanager
+def bound_beside(task: str) -> Iterator[tuple[str, subprocess.Popen[bytes], list[str]]]:
+    """A cgroup `stoker-test-*` beside the task cgroup `task` (not below it), with an empty
+    one `e` below it and a `sleep` in it, and the command (`unshare`, as root) that runs the
+    command after it in a mount namespace of its own where that cgroup is bind-mounted on
+    `task`/m: a cgroup outside the task's that a walk of the task's must never touch (the
+    same hierarchy: the same st_dev). Both gone at the end."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        raise RuntimeError("needs root and unshare")
+    outside = os.path.join(os.path.dirname(task), f"stoker-test-{uuid.uuid4().hex[:8]}")
+    os.makedirs(os.path.join(outside, "e"))
+    os.mkdir(os.path.join(task, "m"))
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        Path(outside, "cgroup.procs").write_text(str(sleeper.pid))
+        yield outside, sleeper, ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                 'mount --bind "$1" "$2" || exit 3; shift 2; exec "$@"', "sh",
+                                 outside, os.path.join(task, "m")]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        remove(outside)
