@@ -38,6 +38,7 @@ class TaskCgroupLife:
         self._enter_error: OSError | None = None
         self._foreign: frozenset[tuple[int, int]] = frozenset()  # children left out of `_running`'s move
         self._announce: Callable[[str, str], None] = lambda directory, how: None  # the watchdog's (`make`)
+        self.cut_at_close = False  # `close` left the cgroup to the watchdog at its deadline
 
     @property
     def cgroup(self) -> TaskCgroup | None:
@@ -168,7 +169,11 @@ class TaskCgroupLife:
         cgroups.release(cg)
         self._cgroup = None
         self.no_cgroup = "closed"
-        if problem is not None:
+        if isinstance(problem, cgroups.CutShort):  # a slow host or a deep tree: not a failure
+            self.cut_at_close = True
+            log_event(logger, logging.WARNING, "cgroup_close_cut", task=self._label, cgroup=cg.directory,
+                      reason=problem, consequence="the watchdog, let go, kills what is left and removes it")
+        elif problem is not None:
             log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label,
                       cgroup=cg.directory, error=problem)
         else:  # gone: a cgroup made at its path later is not the task's

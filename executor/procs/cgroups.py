@@ -39,7 +39,6 @@ import contextlib
 import errno
 import os
 import select
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +46,6 @@ from collections.abc import Callable
 import attrs
 
 from executor.procs.cgroup_paths import CgroupKind, Place, own_places, parse_proc_cgroup, place_of
-from executor.procs.pidsignal import pidfd_signal
 from executor.procs.sandboxfs import describe_os_error
 
 SETTING_AUTO = "auto"
@@ -121,33 +119,41 @@ class TaskCgroup:
 
     def kill_and_remove(self, timeout_secs: float) -> str | None:
         """SIGKILL every member (this process must have left), then remove the cgroup;
-        None when it is gone, else what went wrong, in words."""
+        None when it is gone, else what went wrong, in words (`CutShort`: the deadline)."""
         if self.entered:
             return f"the supervising process is still in {self.directory}; not killing it"
         deadline = time.monotonic() + timeout_secs
-        problem = None
+        problem, cut = None, False
         while True:
             try:
                 self._kill_once(deadline)
-                problem = None  # this kill went through: an earlier one's failure is not what is left
+                problem, cut = None, False  # this kill went through: an earlier one's failure is not what is left
             except OSError as e:
-                problem = f"cannot kill through {self.directory}: {describe_os_error(e)}"
+                problem, cut = f"cannot kill through {self.directory}: {describe_os_error(e)}", _cut(e)
             try:
                 os.rmdir(self.directory)
                 return None
             except FileNotFoundError:
                 return None
             except OSError as e:
-                if time.monotonic() >= deadline:  # both said: the kill's failure, and what it left
-                    left = (f"cannot remove {self.directory}: {describe_os_error(e)} "
-                            f"({self._still_in()} after {timeout_secs} s)")
-                    return f"{problem}; {left}" if problem else left
+                if time.monotonic() >= deadline:
+                    return self._at_deadline(problem, cut, e, timeout_secs)
                 if e.errno == errno.EBUSY and _remove_below(self.directory, deadline):
                     continue  # the cgroups a member made below it were what held it
             # SIGKILLed members take a moment to leave; after a kill that failed (a walk cut
             # short: out of descriptors), the pass again RETRY_SECS later, if none left meanwhile
             retry = min(deadline, time.monotonic() + RETRY_SECS)
             wait_emptied(self.directory, deadline) if problem is None else _retry_after(self.directory, retry)
+
+    def _at_deadline(self, problem: str | None, cut: bool, error: OSError, timeout_secs: float) -> str:
+        """What is left at the deadline: `CutShort` when the deadline alone stopped it (the
+        kill's walk cut there, or no process left: the tree's removal unfinished), else both
+        the kill's failure and what it left."""
+        still = self._still_in()
+        if cut or (problem is None and still.startswith("0 ")):
+            return CutShort(f"its {'kill' if cut else 'removal'} stopped at its {timeout_secs} s deadline ({still})")
+        left = f"cannot remove {self.directory}: {describe_os_error(error)} ({still} after {timeout_secs} s)"
+        return f"{problem}; {left}" if problem else left
 
     def _still_in(self) -> str:
         """How many processes are in it, in words (or why they could not be counted)."""
@@ -187,32 +193,19 @@ class TaskCgroup:
         at `deadline` (`cgroupwalk.WalkCut`), within the pass: the rest is the watchdog's."""
         from executor.procs import cgroupwalk  # (as in `members`)
 
-        cgroupwalk.walk(self.directory, _kill_listed, deadline=deadline)
+        cgroupwalk.walk(self.directory, cgroupwalk.kill_listed, deadline=deadline)
 
 
-def _kill_listed(fd: int, batch: int = 64) -> None:
-    """`_kill_members` for the cgroup open as `fd`, `batch` pidfds open at a time."""
+class CutShort(str):
+    """`kill_and_remove`'s words when its deadline, not a failure, left the cgroup there: the
+    watchdog, let go, kills what is left and removes it."""
+
+
+def _cut(error: OSError) -> bool:
+    """Whether `error` is a kill's walk stopped by its deadline (`cgroupwalk.DeadlinePassed`)."""
     from executor.procs import cgroupwalk  # (as in `members`)
 
-    listed = cgroupwalk.pids_at(fd)
-    for start in range(0, len(listed), batch):
-        pidfds = {}
-        for pid in listed[start:start + batch]:
-            try:
-                pidfds[pid] = os.pidfd_open(pid)
-            except ProcessLookupError:
-                continue
-            except OSError:
-                pidfds[pid] = -1
-        still = set(cgroupwalk.pids_at(fd))
-        for pid, pidfd in pidfds.items():
-            with contextlib.suppress(OSError):
-                if pid in still and pidfd >= 0:
-                    pidfd_signal(pidfd, pid, signal.SIGKILL)
-                elif pid in still:
-                    os.kill(pid, signal.SIGKILL)
-            if pidfd >= 0:
-                os.close(pidfd)
+    return isinstance(error, cgroupwalk.DeadlinePassed)
 
 
 def _retry_after(directory: str, until: float) -> None:

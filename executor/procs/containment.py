@@ -157,6 +157,11 @@ class Containment:
         the watchdog must then do it once this process has exited."""
         return self._cg.close()
 
+    @property
+    def cut_at_close(self) -> bool:
+        """Whether `close` left the cgroup to the watchdog at its deadline (it then takes longer)."""
+        return self._cg.cut_at_close
+
     # ---- who is ours ----
 
     def _children_now(self) -> frozenset[tuple[int, int]]:

@@ -74,7 +74,7 @@ from executor.events import ExitStatus
 from executor.logs import log_event
 from executor.procs.earlyfork import POPEN_DEFAULTS, unnamed
 from executor.procs.reaper import Reaper, Watcher
-from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
+from executor.procs.watchdogsh import CGROUP_SECS, WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -323,12 +323,14 @@ class WatchdogKeeper:
                         with contextlib.suppress(OSError):
                             os.kill(self._watchdog.pid, signal.SIGCONT)
 
-    def wait_gone(self, within_secs: float) -> None:
-        """Wait for a watchdog let go to exit; one that does not is logged."""
-        if self._watchdog is not None and not self._gone.wait(within_secs):
+    def wait_gone(self, within_secs: float, cut: bool = False) -> None:
+        """Wait for a watchdog let go to exit; one that does not is logged. `cut`: the close
+        left the task's cgroup to it at its deadline, which it kills and removes first, as
+        long as its own bound for that (`CGROUP_SECS`, 10 s): waited for that much longer."""
+        within = within_secs + (CGROUP_SECS if cut else 0)
+        if self._watchdog is not None and not self._gone.wait(within):
             log_event(logger, logging.ERROR, "watchdog_stuck", task=self._label,
-                      pid=self._watchdog.pid,
-                      reason=f"it did not exit within {within_secs} s of close")
+                      pid=self._watchdog.pid, reason=f"it did not exit within {within} s of close")
 
     def _stopped(self, pid: int, signum: int) -> None:
         """On the reaper's thread, as the watchdog stops (a task's process of Stoker's own

@@ -18,6 +18,8 @@ sandbox's (a mount kept busy, a directory kept from being removed).
 """
 from __future__ import annotations
 
+CGROUP_SECS = 10  # the script's bound for the task's cgroup to empty and go (its `until`)
+
 WATCHDOG_SCRIPT = r"""
 cd /
 trap '' INT TERM HUP
@@ -112,7 +114,7 @@ rmcg() {  # the cgroup $1, and those a member made below it, bottom up: each onc
   [ ! -d "$1" ]
 }
 now() { read -r _up _ < /proc/uptime; _now=${_up%.*}${_up#*.}; }  # hundredths of a second
-now; until=$((_now + 1000)) left=0  # the cgroup's members may take seconds to go (below)
+now; until=$((_now + CGROUP_HUNDREDTHS)) left=0  # the cgroup's members may take seconds to go (below)
 while [ -n "$cg" ] && [ -d "$cg" ]; do
   case $how in
     kill) echo 1 > "$cg/cgroup.kill" ;;
@@ -130,7 +132,7 @@ while [ -n "$cg" ] && [ -d "$cg" ]; do
   # until answered. So: removed once empty, looked at 10 ms, then 100 ms apart, for 10 s.
   if emptied; then rmcg "$cg" || left=1; break; fi
   now; [ "$_now" -ge "$until" ] && { left=1; break; }
-  if [ $((until - _now)) -gt 990 ]; then sleep 0.01; else sleep 0.1; fi
+  if [ $((until - _now)) -gt $((CGROUP_HUNDREDTHS - 10)) ]; then sleep 0.01; else sleep 0.1; fi
 done
 pass=0
 while [ "$pass" -lt 40 ]; do
@@ -162,7 +164,7 @@ while [ "$pass" -lt 40 ]; do
   [ "$pass" -gt 2 ] && sleep 0.05
 done
 exit 1
-"""
+""".replace("CGROUP_HUNDREDTHS", str(CGROUP_SECS * 100))
 
 WATCHDOG_NAME = "stoker-watchdog"  # its $0 (`ps` shows it); readers of the figures go by its pid (held.json), never by this alone
 # The script comes in its environment, and its command line runs it: `ps`, and `systemctl

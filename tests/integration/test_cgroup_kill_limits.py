@@ -5,17 +5,21 @@ lowered and filled. Was: the walk took a cgroup it could not read (EMFILE) for a
 so the pass went by its member in silence; the kill said it went through, the member lived
 on until the deadline ('cannot remove ...: EBUSY (0 processes still in it ...)': not counted
 either). Now the walk stops with `cgroupwalk.WalkCut`, the pass is repeated (RETRY_SECS
-later), and what is said at the deadline names it."""
+later), and what is said at the deadline names it. And a close whose kill its deadline cut
+(a deep tree, a slow host) hands the tree to the watchdog and says so, then waits for it."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 
 import pytest
 
-from executor.procs import cgroups
+from config.spec import ProcessSpec
+from executor.procs import cgrouplife, cgroups
+from executor.procs.supervisor import Supervisor
 from tests.integration.test_cgroup_v2 import v2_root
 from tests.support import cgroups as cgroup_support
 from tests.support.cgroups import FREEZER
@@ -102,3 +106,37 @@ def test_a_v1_freezer_kill_out_of_descriptors_repeats_its_pass_only_retry_secs_a
     got = killed("never freed", FREEZER, "freezer")
     assert 2 <= len(got["cuts"]) <= 2 * (2.0 / cgroups.RETRY_SECS + 2), got
     assert got["problem"].startswith(f"cannot kill through {got['dir']}: cannot read"), got
+
+
+@pytest.mark.parametrize("kind", ["auto", "freezer"])
+def test_a_close_its_deadline_cuts_hands_the_tree_to_the_watchdog_and_says_so(kind, tmp_path, monkeypatch, caplog):
+    """Was (a review: 2,100 levels, v1 freezer, the bound lowered to stand for a slow host):
+    ERROR `cgroup_remove_failed` 'cannot kill through ...: its deadline passed; cannot remove
+    ...: EBUSY (0 processes still in it ...)' though the member was dead, then `watchdog_stuck`:
+    the close waited 1 s for the watchdog, which needed 1.67 s to remove the tree. Now one
+    WARNING, `cgroup_close_cut`, and the close waits the watchdog's own bound for the cgroup
+    longer: the tree is gone as it returns, and nothing is called stuck."""
+    setting = FREEZER if kind == "freezer" else kind
+    if (why := cgroup_support.unavailable(setting)) is not None:
+        pytest.skip(f"no {kind} task cgroup here: {why}")
+    monkeypatch.setattr(cgrouplife, "CGROUP_KILL_SECS", 0.0)  # a host too slow for a step of the walk
+    groups = cgroup_support.CgroupTracker()
+    sup = Supervisor(sandbox=tmp_path, task_label="cut.0", env={"PATH": os.environ["PATH"]},
+                     post=lambda event: None, cgroups=setting)
+    try:
+        sup.start()
+        directory = sup.cgroup
+        assert directory is not None
+        groups.add(directory)
+        depth = 2100 if kind == "freezer" else 300  # v2's mkdir is slow (2,100 levels: 13.7 s); cut at any depth
+        cgroup_support.nest(directory, depth, sup.spawn(ProcessSpec("deep", "sleep 600"), 0))
+        with caplog.at_level(logging.INFO):
+            sup.close()
+        said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not os.path.exists(directory), said  # the watchdog's, before the close returned
+    finally:
+        sup.close()
+        groups.cleanup()
+    assert [level for level, _ in said] == ["WARNING"], said
+    assert said[0][1].startswith("cgroup_close_cut ") and directory in said[0][1], said
+    assert "stopped at its 0.0 s deadline (" in said[0][1] and "the watchdog" in said[0][1], said
