@@ -25,7 +25,7 @@ from executor.procs import cgroups  # (loaded already: this module is its walk, 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def walk(directory: str, visit: Callable[[int], None],
+def walk(directory: str, visit: Callable[[int], None] = lambda fd: None,
          leave: Callable[[int, str], None] = lambda parent, name: None) -> None:
     """`visit(fd)` for `directory` and each cgroup below it, each before those below it, `fd`
     open on it; `leave(parent, name)` once the cgroup `name` and all below it were visited,
@@ -130,7 +130,7 @@ def remove_below(directory: str) -> bool:
         removed.append(name)
 
     try:
-        walk(directory, lambda fd: None, leave)
+        walk(directory, leave=leave)
     except OSError:
         return False
     return bool(removed)

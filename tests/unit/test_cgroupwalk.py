@@ -59,6 +59,7 @@ def test_a_directory_moved_elsewhere_during_the_walk_stops_it_before_it_removes_
     with pytest.raises(OSError) as raised:
         cgroupwalk.walk(str(top), visit, leave)
     assert (raised.value.errno, removed) == (errno.ESTALE, [f"{outside}/a/b"])
+    assert raised.value.strerror == f"{top}: a cgroup below it moved during the walk"
     assert (outside / "a").is_dir() and _open_fds() == before
 
 
@@ -71,3 +72,45 @@ def test_remove_below_removes_a_tree_bottom_up_with_two_descriptors_at_most(tmp_
     before = _open_fds()
     assert cgroupwalk.remove_below(str(tmp_path)) and os.listdir(tmp_path) == []
     assert _open_fds() == before
+
+
+def test_a_cgroup_gone_before_it_is_reached_is_left_out_and_the_walk_goes_on(tmp_path):
+    for name in "abcd":
+        (tmp_path / name).mkdir()
+    order = os.listdir(tmp_path)  # as the walk lists them: it visits from the last
+    visited: list[str] = []
+
+    def visit(fd: int) -> None:
+        visited.append(os.path.basename(_at(fd)))
+        if len(visited) == 2:  # the first below the top: the next it would visit goes
+            (tmp_path / order[-2]).rmdir()
+
+    cgroupwalk.walk(str(tmp_path), visit)
+    assert visited == [tmp_path.name, order[-1], order[-3], order[-4]]
+
+
+def test_thaw_writes_to_those_frozen_by_themselves_or_unreadable_and_no_other(tmp_path):
+    """As the v1 freezer shows them: `freezer.self_freezing` 0 (frozen by its parent, thaws
+    with it) is left alone, 1 or unreadable is thawed; one that cannot be written is no error."""
+    states = {"": "1", "a": "0", "a/b": "1", "c": None, "c/d": "0"}
+    for name, self_freezing in states.items():
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "freezer.state").write_text("FROZEN\n")
+        if self_freezing is not None:
+            (tmp_path / name / "freezer.self_freezing").write_text(self_freezing + "\n")
+    (tmp_path / "e").mkdir()  # no files at all
+    before = _open_fds()
+    cgroupwalk.thaw(str(tmp_path))
+    assert {name: (tmp_path / name / "freezer.state").read_text() for name in states} == {
+        "": "THAWED\n", "a": "FROZEN\n", "a/b": "THAWED\n", "c": "THAWED\n", "c/d": "FROZEN\n"}
+    assert os.listdir(tmp_path / "e") == [] and _open_fds() == before
+
+
+def test_remove_below_is_false_when_one_cannot_be_removed_or_there_is_none(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "held").write_text("")  # as a cgroup a process is in: not removed
+    (tmp_path / "c").mkdir()
+    assert cgroupwalk.remove_below(str(tmp_path)) is False
+    assert (tmp_path / "a" / "b" / "held").exists()
+    assert cgroupwalk.remove_below(str(tmp_path / "a" / "b")) is False  # none below it
+    assert cgroupwalk.remove_below(str(tmp_path / "gone")) is False
