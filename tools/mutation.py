@@ -219,8 +219,8 @@ MODULES = (
     # markers, the whole module), the uid guard of the kill by marker and of `stoker status`'s
     # split of leftovers, and `make`'s venv
     Module("lostcgroups", "a lost attempt's cgroup", ("executor/procs/cgrouplost.py",),
-           ("tests/integration/test_lost_cgroups.py", "tests/faults/test_marker_trust.py",
-            "tests/integration/test_cgroup_v2.py::test_a_lost_attempt_s_cgroup_is_one_named_so_never_a_path_its_marker_leads_to"),
+           ("tests/integration/test_lost_cgroups.py", "tests/integration/test_lost_cgroups_holding.py",
+            "tests/faults/test_marker_trust.py", "tests/integration/test_cgroup_v2.py::test_a_lost_attempt_s_cgroup_is_one_named_so_never_a_path_its_marker_leads_to"),
            children=True),
     Module("cgroupwalk", "a cgroup tree's walk by descriptors", ("executor/procs/cgroupwalk.py",),
            ("tests/unit/test_cgroupwalk.py", "tests/integration/test_lost_cgroups.py")),
