@@ -242,7 +242,10 @@ MODULES = (
                "test_a_python_too_old_or_that_does_not_run_makes_no_venv_and_says_which_to_give",
                "test_remove_takes_a_venv_s_link_or_file_but_not_where_the_link_leads",
                "test_a_make_waiting_for_another_says_so_once_and_goes_on_once_it_is_done",
-               "test_main_makes_nothing_for_a_stamped_venv_of_its_checkout"))),
+               "test_main_makes_nothing_for_a_stamped_venv_of_its_checkout",
+               "test_a_venv_whose_python_answers_the_probe_otherwise_is_made_again",
+               "test_a_venv_without_a_python_at_all_is_made_again", "test_a_python_3_11_makes_the_venv",
+               "test_its_help_names_it_as_make_runs_it"))),
 )
 
 

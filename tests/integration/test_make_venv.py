@@ -125,6 +125,36 @@ def test_a_venv_of_another_python_with_same_python_is_made_again_and_said_why(to
     assert out.splitlines()[0] == f"{python} -m venv {venv}" and (venv / "bin/python").read_text() == INTERPRETER
 
 
+@pytest.mark.parametrize("answer", ["3 12 1\\n/opt\\nmore\\n", "3 x 1\\n/opt\\n", "3 12 1\\n"])
+def test_a_venv_whose_python_answers_the_probe_otherwise_is_made_again(tool, tmp_path, answer):
+    fake_python(tmp_path / "venv/bin/python", answer)
+    assert tool.problem(tmp_path / "venv", None) == (f"{tmp_path}/venv/bin/python does not run or cannot "
+                                                     "import pip (was its making interrupted?)")
+
+
+def test_a_venv_without_a_python_at_all_is_made_again(tool, tmp_path):
+    (tmp_path / "venv/bin").mkdir(parents=True)
+    assert tool.problem(tmp_path / "venv", None) == f"its python {tmp_path}/venv/bin/python is gone"
+
+
+def test_a_python_3_11_makes_the_venv(tool, tmp_path, capfd):
+    python = fake_python(tmp_path / "python3", "3 11 0\\n/usr\\n")
+    tool.make(tmp_path / "venv", python)  # (not refused: the fake's `-m venv` prints its answer)
+    assert capfd.readouterr() == (f"{python} -m venv {tmp_path}/venv\n3 11 0\n/usr\n", "")
+
+
+def test_its_help_names_it_as_make_runs_it(tool, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as ended:
+        tool.main(["--help"])
+    out = capsys.readouterr().out
+    assert ended.value.code == 0 and out.startswith(
+        "usage: tools/make_venv.py [-h] [--same-python] [--extra EXTRA] venv\n\n"
+        "`make`'s virtual environment, `.venv` (README \"On a laptop\"): made, made again when it\n")
+    assert "  --same-python  the venv must be this Python's (PY given)\n" in out
+    assert "  --extra EXTRA  install this extra of the checkout too\n" in out
+
+
 def test_a_stamp_older_than_setup_py_is_not_fresh(tool, checkout):
     stamp = checkout / ".installed"
     assert not tool.fresh(stamp)
