@@ -25,9 +25,10 @@ $(STAMP): setup.py
 
 FORCE:
 
-# Each `make run` gets a fresh sandbox under .run/ (git-ignored; `make clean` removes it).
+# Each `make run` gets a fresh sandbox under .run/ (git-ignored; `make clean` removes it), or
+# under RUNS=DIR: a checkout this user cannot write (a read-only mount) says to give one.
 run: $(STAMP)
-	mkdir -p $(RUNS)
+	@mkdir -p "$(RUNS)" || { echo "make run: no $(RUNS) for the run's sandbox: give a directory you can write, make run RUNS=DIR" >&2; exit 2; }
 	$(BIN)/stoker run "$(EXAMPLE)" --sandbox "$(RUNS)/$$(basename "$(EXAMPLE)" .aurora)-$$(date +%Y%m%d-%H%M%S)"
 
 # The whole suite: lint (ruff, mypy), then every test tier (the fault suite's short version).
@@ -65,6 +66,7 @@ test-pythons: $(STAMP)
 OLDEST_VENV  := .venv-oldest
 OLDEST_TESTS ?= tests/unit tests/integration/test_codecache.py tests/integration/test_codecache_files.py
 $(OLDEST_VENV)/.installed: setup.py tools/deps-oldest.txt
+	@command -v cc >/dev/null || echo "test-deps-oldest: no C compiler (cc): pip builds psutil 5.9.0 here (no wheel for CPython 3.11), which needs one and Python's headers (gcc, python3-dev; docs/testing.md §9)" >&2
 	rm -rf $(OLDEST_VENV)
 	$(PY) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip

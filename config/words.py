@@ -34,6 +34,7 @@ _REPR_SURROGATE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
 _LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 _SHELL_PLAIN = re.compile(r"[A-Za-z0-9@%+=:,./_-]+")  # shlex.quote's safe characters, ASCII only
 _SHELL_ESCAPED = re.compile("[\\\\'\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_PRINTF_ESCAPED = re.compile("^-|[\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # and a leading `-`
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -97,16 +98,34 @@ def quoted(value: object) -> str:
 
 
 def shell_word(text: str) -> str:
-    """`text` as one word bash reads back as `text`, for a command a message suggests
+    """`text` as one word a POSIX shell reads back as `text`, for a command a message suggests
     (`stoker kill WORD`): as `shlex.quote` writes it (`'a b'`, `'it'"'"'s'`) when it is all
-    printable, else as bash's `$'...'`, each control character and each byte that was not
-    UTF-8 written out (`$'a\\nb'`, `$'\\xff'`), so that the line stays one line. Not `quoted`:
-    bash reads repr's `"it's $HOME"` with `$HOME` expanded, and its `'\\n'` as two characters."""
+    printable, else as `"$(printf 'FORMAT')"`, each control character and each byte that was
+    not UTF-8 written as printf's escape (`"$(printf 'a\\nb')"`, `"$(printf '\\377')"`), so
+    that the line stays one line, in dash as in bash (dash has no `$'...'`). One that ends
+    in a line break, which `$(...)` drops: as `$'...'` (bash, zsh, ksh, busybox sh; not dash).
+    Not `quoted`: a shell reads repr's `"it's $HOME"` with `$HOME` expanded, and its `'\\n'`
+    as two characters."""
     if not _CONTROL.search(text):
         if text and _SHELL_PLAIN.fullmatch(text):
             return text
         return "'" + text.replace("'", "'\"'\"'") + "'"
-    return "$'" + _SHELL_ESCAPED.sub(_shell_escape, text) + "'"
+    if text.endswith("\n"):
+        return "$'" + _SHELL_ESCAPED.sub(_shell_escape, text) + "'"
+    return "\"$(printf '" + _PRINTF_ESCAPED.sub(_printf_escape, text) + "')\""
+
+
+def _printf_escape(match: re.Match[str]) -> str:
+    """A character of printf's format as it writes it (a leading `-`: not taken for an option)."""
+    char = match.group()
+    if char in "\\%":
+        return char * 2
+    if char in "'-":
+        return "'\\''" if char == "'" else "\\055"
+    if char in _NAMED:
+        return _NAMED[char]
+    errors = "surrogateescape" if 0xDC80 <= ord(char) <= 0xDCFF else "surrogatepass"  # a byte; a lone half
+    return "".join(f"\\{byte:03o}" for byte in char.encode("utf-8", errors))
 
 
 def _shell_escape(match: re.Match[str]) -> str:

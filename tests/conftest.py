@@ -82,7 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from tests.support import sessioncgroup
 
-    config.stash[_RUN_CGROUP] = sessioncgroup.begin()
+    cgroup = config.stash[_RUN_CGROUP] = sessioncgroup.begin()
+    for line in getattr(cgroup, "swept", ()):  # what a run SIGKILLed before this one left
+        print(f"WARNING: {line}", file=sys.stderr)
 
 
 @pytest.hookimpl(wrapper=True)

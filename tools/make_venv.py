@@ -87,12 +87,21 @@ def fresh(stamp: Path) -> bool:
 
 
 def run(argv: list[str]) -> None:
-    """One step, shown as make shows its commands; its failure ends this with its status."""
-    print(" ".join(argv), flush=True)
+    """One step, shown as make shows its commands (not under `make -s`); its failure ends
+    this with its status."""
+    if not make_silent(os.environ.get("MAKEFLAGS", "")):
+        print(" ".join(argv), flush=True)
     done = subprocess.run(argv, cwd=ROOT, env={**os.environ, "STOKER_BUILD_VERSION": BUILD_VERSION})
     if done.returncode != 0:
         say(f"this step failed (exit {done.returncode}); .venv is not stamped, and the next make tries again")
         raise SystemExit(1)
+
+
+def make_silent(makeflags: str) -> bool:
+    """Whether the make that runs this was given -s (--silent, --quiet): MAKEFLAGS' first word
+    holds its one-letter flags (`s`, `ks -j2 ...`; a long option or `--` first: none)."""
+    words = makeflags.split()
+    return bool(words) and not words[0].startswith("-") and "=" not in words[0] and "s" in words[0]
 
 
 def remove(venv: Path) -> None:
@@ -127,6 +136,10 @@ def make(venv: Path, python: str) -> None:
         what = "does not run" if made_by is None else f"is Python {dotted(made_by[0])}"
         say(f"{python} {what}, and Stoker needs {dotted(OLDEST)} or newer: give make another, "
             "as in `make test PY=python3.11`")
+        raise SystemExit(1)
+    if os.pathsep in str(venv.resolve()):  # venv refuses it: PATH would split its bin/ there
+        say(f"{venv.resolve()}: Python makes no venv at a path with '{os.pathsep}' in it: give make one elsewhere, "
+            "as in `make test VENV=~/.venvs/stoker`")
         raise SystemExit(1)
     run([python, "-m", "venv", str(venv)])
 

@@ -21,11 +21,11 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Callable
 from typing import NoReturn
 
+from config import warnfilters
 from config.errors import ConfigError
 from executor import codecache
 from executor.cli.start import exit_status
@@ -38,7 +38,7 @@ _STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}  # held 
 def run_apart(command: Callable[[], int], source: str) -> int:
     """`command()` (which prints its own errors and returns the exit status) in a child
     process; ConfigError when the child ended before `command` returned."""
-    if threading.active_count() > 1 or sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+    if not warnfilters.alone() or sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
         return command()
     for stream in (sys.stdout, sys.stderr):
         _flush(stream)

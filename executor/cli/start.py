@@ -49,7 +49,9 @@ early start's are. Only the interpreter's own start (some 20 ms) comes before.
 
 Then, before anything else of Stoker's is loaded, it has every module loaded from then on
 compiled without its docstrings (`executor/nodocs.py`: about 0.8 MiB less of a supervisor
-that holds them all its life), from `.pyc` files of their own.
+that holds them all its life), from `.pyc` files of their own. For `stoker run` it then asks
+the C library for one heap for all the supervisor's threads, before the first of them
+starts (`earlyfork.one_heap`: each of the five had an arena of its own, 20 KiB in all).
 Before attrs and `pathlib` load (the code cache imports them), `inspect`, `locale`, `tokenize`,
 `token`, `ipaddress` and `platform` are made to load at their first use (`executor/deferred.py`):
 attrs, `subprocess`, `linecache` and `urllib.parse` (`pathlib`'s) import them and a supervisor
@@ -191,6 +193,9 @@ def _load() -> Callable[[], NoReturn]:
 
     nodocs.install()  # every module from here on without its docstrings
     if command == "run":
+        from executor.procs import earlyfork  # (the early start's: loaded for `launch` anyway)
+
+        earlyfork.one_heap()  # before the supervisor's first thread
         from executor.cli import launch
 
         launch.begin(sys.argv[1:], os.environ)

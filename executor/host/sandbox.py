@@ -63,6 +63,33 @@ def open_stoker_dir(sandbox: str | os.PathLike[str], *, create: bool = False, pi
     return fd
 
 
+_REPLACED = (TASK_FILE, HELD_FILE, USAGE_FILE)  # each written to `.NAME.RANDOM.tmp`, renamed over NAME
+
+
+def remove_stale_temps(stoker_dir: int) -> list[str]:
+    """Remove the temporaries (`.task.json.RANDOM.tmp`, ...: `replacefile`'s names) a writer
+    killed between its write and its rename left in `.stoker`, and return their names. Only
+    for the supervisor that holds the sandbox's lock (no other writes there): else a later
+    run kept each for ever. Regular files alone; one it cannot remove is left. Raises OSError
+    when `.stoker` cannot be listed."""
+    removed = []
+    with os.scandir(stoker_dir) as scan:
+        for entry in scan:
+            if _is_temp(entry.name) and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.name, dir_fd=stoker_dir)
+                except OSError:
+                    continue
+                removed.append(entry.name)
+    return sorted(removed)
+
+
+def _is_temp(name: str) -> bool:
+    head, _, random = name.removesuffix(".tmp").rpartition(".")
+    return (name.endswith(".tmp") and head.startswith(".") and head[1:] in _REPLACED and len(random) == 8
+            and all(c in "0123456789abcdef" for c in random))
+
+
 def checkpoint_mtime(sandbox: str | os.PathLike[str], pinned: str = "") -> float | None:
     """When the sandbox's checkpoint was last written; None when there is no regular file
     (or `.stoker` is not the one `pinned` names)."""

@@ -24,7 +24,12 @@ The files live in `$STOKER_PLAN_CACHE` (an absolute directory; `off` turns the c
 else `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans`: one per config path, job
 key and instance, at most `KEEP` (the oldest go). They hold plain values in `marshal` form:
 reading one runs no code, builds only the plan's own classes, and any damaged, foreign or
-unreadable file is simply a miss. A directory or file not owned by this user, or writable by
+unreadable file is simply a miss. The plan is kept as marshal data of its own inside the
+entry (`planform.encode`d, then `marshal`ed): a first run keeps the bytes the planning child
+sent, as they came (decoding them again and encoding the plan for the file made some 160 KB
+of short-lived objects once the runs had started, left as holes in the allocator's pools),
+and the early start's check of an entry (`executor/cli/launch.py`) reads the plan as one
+`bytes` object, not as its objects. A directory or file not owned by this user, or writable by
 others, is ignored. Nothing here raises: the cache can only make a run faster.
 """
 from __future__ import annotations
@@ -130,7 +135,7 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
             if planfiles.read_text(path) != text:
                 log_event(logger, logging.DEBUG, "plan_cache_missed", reason=f"{path} changed")
                 return None
-        plan = decode(encoded)
+        plan = decode(marshal.loads(encoded))
     except Exception as exc:  # damaged or from another format: plan afresh, and overwrite it
         log_event(logger, logging.DEBUG, "plan_cache_missed", reason=f"unusable entry ({exc})")
         return None
@@ -144,9 +149,11 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
 
 
 def store(directory: str, key: tuple[Any, ...], sources: Mapping[str, str], plan: JobPlan,
-          held: Lease, problem: str | None) -> None:
+          held: Lease, problem: str | None, encoded: bytes | None = None) -> None:
     """Keep `plan`, made from `sources` (the text of each file its load read, by path), if
-    `held` is held and nothing made it open (`problem`, from `config.plan.open_problem`)."""
+    `held` is held and nothing made it open (`problem`, from `config.plan.open_problem`).
+    `encoded`: `plan` in marshal form already (`marshal.dumps(encode(plan))`: what the child
+    forked ahead sent), written as it is."""
     if not held.held:
         return
     if problem is not None:
@@ -155,7 +162,7 @@ def store(directory: str, key: tuple[Any, ...], sources: Mapping[str, str], plan
         return
     try:
         texts = tuple(sorted((os.path.abspath(path), text) for path, text in sources.items()))
-        data = marshal.dumps((key, texts, encode(plan)))
+        data = marshal.dumps((key, texts, marshal.dumps(encode(plan)) if encoded is None else encoded))
         planfiles.write_private(_path(directory, key), data)  # in the directory `lease` made or checked
         _prune(directory)
     except (OSError, ValueError) as exc:

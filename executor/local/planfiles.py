@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Mapping
 
-PLAN_FORMAT = 1  # the first item of a plan's key (`plancache.plan_key`)
+PLAN_FORMAT = 2  # the first item of a plan's key (`plancache.plan_key`); 2: the plan as marshal data in the entry
 LAUNCH_FORMAT = 1  # of the launch record (`plancache.keep_launch`, `executor/cli/launch.py`)
 PLAN_SUFFIX = ".bin"
 LOCK_SUFFIX = ".lock"

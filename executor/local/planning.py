@@ -8,7 +8,10 @@ code changed in the process (its environment, its signal handlers, a thread it s
 module it patched). `plan_apart` forks a child that plans (`config.plan.plan_job`) and
 sends the plan back through a pipe in the plan cache's plain form (`planform.encode`),
 or the ConfigError's message and problems, which the parent raises again; the child then
-ends with `os._exit`. Output the config prints reaches the same stdout and stderr as before.
+ends with `os._exit`. The child forked ahead (`plan_ahead`) sends the plan first, alone, and
+its answer then leaves it out: the parent decodes it once, and the plan cache keeps the
+bytes as they came (`plancache.store`). Output the config prints reaches the same stdout
+and stderr as before.
 As in Aurora, where the client evaluates the config and the executor never sees it, the
 config runs apart from the process that supervises the task.
 
@@ -30,10 +33,10 @@ import marshal
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
+from config import warnfilters
 from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, open_problem, plan_job
 from executor.host.early import die_with
@@ -101,8 +104,10 @@ def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
         data = EARLY + len(data).to_bytes(4, "big") + data
         while data:
             data = data[os.write(write_end, data):]
+        sent.append(True)
 
-    _child(job_planner(inputs, planned_first), write_end)
+    sent: list[bool] = []  # the plan went first: the answer leaves it out (the parent has it)
+    _child(job_planner(inputs, planned_first), write_end, sent)
 
 
 def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the config") -> Planned:
@@ -115,7 +120,7 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the
     (which the loader leaves to the command): a ConfigError that says so."""
     if ahead is not None:
         return _after_ahead(ahead, source)
-    if threading.active_count() > 1 or (forked := _fork(plan)) is None:
+    if not warnfilters.alone() or (forked := _fork(plan)) is None:
         return _here(plan)
     return _result(*_collect(*forked), source)
 
@@ -175,13 +180,15 @@ def _here(plan: Plan) -> Planned:
     return result, sources, problem
 
 
-def _child(plan: Plan, write_end: int) -> NoReturn:
+def _child(plan: Plan, write_end: int, sent_first: list[bool] | None = None) -> NoReturn:
+    """Plans, sends the answer through `write_end` and ends; the answer's plan is None when
+    `sent_first` says the plan went ahead of it (`plan_ahead`)."""
     code = 0
     try:
         try:
             with _bounded(PLAN_TIMEOUT_SECS):
                 result, sources, problem = _here(plan)
-            answer: tuple = ("plan", planform.encode(result), sources, problem)
+            answer: tuple = ("plan", None if sent_first else planform.encode(result), sources, problem)
         except ConfigError as exc:
             answer = ("error", str(exc), list(exc.problems))
         except ConfigTimeout:  # outside the config's code (reading it): no line to name
@@ -222,7 +229,8 @@ def _bounded(secs: float) -> Iterator[None]:
 
 def _result(data: bytes, status: int, source: str, decoded: object = None) -> Planned:
     """The plan in the child's answer (`decoded` when it was decoded already, by the early
-    start), the sources and the problem; raises what the child sent instead."""
+    start, or when the answer left it out: it was sent first), the sources and the problem;
+    raises what the child sent instead."""
     if not data:
         raise ConfigError(f"{source}: the process running the config ended ({_ended(status)}) before the "
                           "job was planned: does its code call os._exit(), kill its own process or "
@@ -246,9 +254,11 @@ def _after_ahead(ahead: PlanAhead, source: str) -> Planned:
     config's own code, a thread or a finalizer, ended the child; a Ctrl-C), not kept."""
     data, status = ahead.answer()
     sent = ahead.early_plan()
-    if sent is None or _a_plan(data):
-        return _result(data, status, source, ahead.plan)
+    if sent is None:
+        return _result(data, status, source)
     plan = ahead.plan if ahead.plan is not None else planform.decode(marshal.loads(sent))
+    if _a_plan(data):  # the answer after it, without the plan (`_child`)
+        return _result(data, status, source, plan)
     assert isinstance(plan, JobPlan)
     return plan, {}, f"the process planning it gave no answer after the plan ({_ended(status)}), " \
                      "so the files it read were not judged"

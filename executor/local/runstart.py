@@ -143,7 +143,8 @@ class RunStart:
 
         plan, sources, problem = plan_apart(job_planner(inputs), ahead, source=quoted(inputs[0]))
         if directory is not None:
-            plancache.store(directory, key, sources, plan, self._lease, problem)
+            plancache.store(directory, key, sources, plan, self._lease, problem,
+                            None if ahead is None else ahead.early_plan())  # the bytes it was sent in
             if problem is None:
                 plancache.keep_launch(directory, key, sources, plan, self._first_wave(plan),
                                       SECRET_VARIABLES + AGENT_VARIABLES, self._lease)

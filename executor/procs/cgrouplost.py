@@ -108,7 +108,8 @@ def thaw_older(directories: Iterable[str]) -> list[str]:
         with contextlib.suppress(OSError):
             if cgroups.read(directory, "freezer.state").strip() != "THAWED":
                 frozen.append(directory)
-        cgroupwalk.thaw(directory)
+        with contextlib.suppress(cgroupwalk.WalkCut):  # out of descriptors: as much as it could
+            cgroupwalk.thaw(directory)
     return frozen
 
 
@@ -152,7 +153,8 @@ def remove_emptied(directory: str, timeout_secs: float) -> str | None:
     it, ALREADY_GONE when another had (the attempt's own watchdog), else why not, in words.
     Thawed first: left frozen (v1), the killed stayed, for good."""
     deadline = time.monotonic() + timeout_secs
-    cgroupwalk.thaw(directory)
+    with contextlib.suppress(cgroupwalk.WalkCut):  # out of descriptors: the removal says what is left
+        cgroupwalk.thaw(directory)
     while True:
         cgroupwalk.remove_below(directory)
         try:

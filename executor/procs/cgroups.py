@@ -53,7 +53,11 @@ from executor.procs.sandboxfs import describe_os_error
 SETTING_AUTO = "auto"
 SETTING_OFF = "off"
 POLL_SECS = 0.002  # between looks at a cgroup that is being frozen or emptied
+RETRY_SECS = 0.1  # between a kill that failed and the next, while the members stay
 STALE_SECS = 60.0  # an empty task cgroup this old was left by a crash
+# Out of descriptors or memory: a cgroup's file or the cgroups below it not read is no
+# empty list (a member never killed), but an error (`cgroupwalk.WalkCut`)
+SCARCE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 
 _holder_lock = threading.Lock()
 _holder: str | None = None  # the task cgroup this process is in, if any
@@ -136,11 +140,22 @@ class TaskCgroup:
             except OSError as e:
                 if time.monotonic() >= deadline:  # both said: the kill's failure, and what it left
                     left = (f"cannot remove {self.directory}: {describe_os_error(e)} "
-                            f"({len(self.members())} processes still in it after {timeout_secs} s)")
+                            f"({self._still_in()} after {timeout_secs} s)")
                     return f"{problem}; {left}" if problem else left
-                if e.errno == errno.EBUSY and _remove_below(self.directory):
+                if e.errno == errno.EBUSY and _remove_below(self.directory, deadline):
                     continue  # the cgroups a member made below it were what held it
-            wait_emptied(self.directory, deadline)  # SIGKILLed members take a moment to leave
+            # SIGKILLed members take a moment to leave; after a kill that failed (a walk cut
+            # short: out of descriptors), the pass again RETRY_SECS later, if none left meanwhile
+            wait_emptied(self.directory, deadline if problem is None else min(deadline, time.monotonic() + RETRY_SECS))
+
+    def _still_in(self) -> str:
+        """How many processes are in it, in words (or why they could not be counted)."""
+        from executor.procs import cgroupwalk  # (as in `members`)
+
+        try:
+            return f"{len(cgroupwalk.pids(self.place.directory, whole=True))} processes still in it"
+        except OSError as e:
+            return f"its processes not counted: {describe_os_error(e)}"
 
     def _kill_once(self, deadline: float) -> None:
         d = self.directory
@@ -150,27 +165,28 @@ class TaskCgroup:
         if self.how == "freeze":
             _write(d, "cgroup.freeze", "1")
             _wait_until(lambda: "frozen 1" in read(d, "cgroup.events"), deadline)
-            self._kill_members()
+            self._kill_members(deadline)
             _write(d, "cgroup.freeze", "0")
             return
         _write(d, "freezer.state", "FROZEN")
         _wait_until(lambda: read(d, "freezer.state").strip() == "FROZEN", deadline)
-        self._kill_members()
+        self._kill_members(deadline)
         from executor.procs import cgroupwalk  # (as in `members`)
 
-        cgroupwalk.thaw(d)
+        cgroupwalk.thaw(d, deadline)
 
-    def _kill_members(self) -> None:
+    def _kill_members(self, deadline: float) -> None:
         """SIGKILL each member, of this cgroup or one below it (both freezers freeze the
         subtree), through a pidfd opened before its cgroup's list is read again and still
         names it (a member's parent may have reaped it meanwhile, and the pid gone to
         another). Without pidfds (a kernel before 5.3, a seccomp profile that denies
         pidfd_open) by kill() right after the same check: a frozen member cannot exit
         meanwhile. By the cgroup's list, not /proc/PID/cgroup: that cannot show a path
-        longer than PATH_MAX (ENAMETOOLONG), which a run may nest below the task's."""
+        longer than PATH_MAX (ENAMETOOLONG), which a run may nest below the task's. Stops
+        at `deadline` (`cgroupwalk.WalkCut`), within the pass: the rest is the watchdog's."""
         from executor.procs import cgroupwalk  # (as in `members`)
 
-        cgroupwalk.walk(self.directory, _kill_listed)
+        cgroupwalk.walk(self.directory, _kill_listed, deadline=deadline)
 
 
 def _kill_listed(fd: int, batch: int = 64) -> None:
@@ -198,11 +214,11 @@ def _kill_listed(fd: int, batch: int = 64) -> None:
                 os.close(pidfd)
 
 
-def _remove_below(directory: str) -> bool:
+def _remove_below(directory: str, deadline: float) -> bool:
     """`cgroupwalk.remove_below`, loaded only when a cgroup below the task's held it."""
     from executor.procs import cgroupwalk
 
-    return cgroupwalk.remove_below(directory)
+    return cgroupwalk.remove_below(directory, deadline)
 
 
 def task_name(marker: str) -> str:
@@ -366,9 +382,15 @@ def read(directory: str, name: str, dir_fd: int | None = None) -> str:
 
 
 def read_pids(directory: str, dir_fd: int | None = None) -> list[int]:
+    """The processes listed in the cgroup ([] when it is gone or not ours to read). Raises
+    OSError when there was no descriptor or memory to read it with (`SCARCE`)."""
     try:
         return [int(x) for x in read(directory, "cgroup.procs", dir_fd).split()]
-    except (OSError, ValueError):
+    except OSError as e:
+        if e.errno in SCARCE:
+            raise
+        return []
+    except ValueError:
         return []
 
 

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from executor.logs import log_event
-from executor.procs import proctree
+from executor.procs import orphanwalk, proctree
 from executor.procs.cgrouplife import TaskCgroupLife
 from executor.procs.cgroups import TaskCgroup
 from executor.procs.daemons import KeptDaemons
@@ -176,20 +176,23 @@ class Containment:
         and listed is registered by then (fork and registration happen together under the
         reaper's lock). With `skip_registered`, only orphans are wanted, and the kernel gives
         every orphan to a subreaper's main thread: only its list is read (a tenth of the cost
-        of every thread's)."""
+        of every thread's); it is read again after the walk (`orphanwalk.py`)."""
         if not self._walk:
             with self._reaper.lock:
                 return proctree.scan(), self._reaper.registered(), set()
         kids = proctree.children(self._me, leader_only=skip_registered)
-        with self._reaper.lock:
-            registered = self._reaper.registered()
+        registered = self._registered()
         roots = [k for k in kids if k not in skip and not (skip_registered and k in registered)]
-        procs = proctree.walk(roots, prune=self._is_foreign, adopted=True)
+        procs, roots, registered = orphanwalk.walk(self._me, roots, self._registered, self._is_foreign, skip)
         foreign = {pid for pid, _ in self._foreign}
         dead = {k for k in roots if k not in procs and k not in registered and k not in foreign}
         self._handover.saw({k: procs[k].start for k in roots if k in procs and k not in registered
                             and not proctree.other_task(procs[k].environ, self._entry)})
         return procs, registered, dead
+
+    def _registered(self) -> frozenset[int]:
+        with self._reaper.lock:
+            return self._reaper.registered()
 
     def _is_foreign(self, info: ProcInfo) -> bool:
         """A child this process had before the supervisor started, or, as a PID namespace's

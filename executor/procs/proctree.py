@@ -349,6 +349,7 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int], refused: li
         return False
     except OSError:
         pidfd = -1  # no pidfd support: fall back to kill() right after the re-check
+    sent = False  # gone after `sig` (it acted on it, and was reaped, before the SIGCONT): sent
     try:
         info = read_proc(pid) or (hidden_child(pid) if pid in children(os.getpid()) else None)
         if info is None or not still_ours(info, ours):
@@ -357,10 +358,11 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int], refused: li
             if pidfd >= 0:
                 pidfd_signal(pidfd, pid, one)
             elif not kill_checked(pid, one, lambda: bool(info.start) and not alive_as(pid, info.start)):
-                return one != sig  # gone: before `sig`, or as it acted on it, before SIGCONT
+                return sent
+            sent = True
         return True
     except ProcessLookupError:
-        return False
+        return sent
     except PermissionError:
         if refused is not None:
             refused.append(pid)

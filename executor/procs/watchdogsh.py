@@ -62,15 +62,18 @@ _thaw() {
   [ "$_s" = 0 ] || { echo THAWED > "$_here/freezer.state"; } 2>/dev/null; return 0
 }
 walk() {  # run $1 (a function) on the cgroup $2 and on each below it ($_here), each before
-  # those below it, until $1 fails (walk fails then). No recursion (dash stops at 1,000 nested
-  # calls): the cgroups still to visit are words "DEPTH NAME" on a stack. dash (ash): in each
-  # (cd -P, $_here "."), one name looked up from the cgroup above: a full path is looked up a
-  # name at a time (N nested cgroups: N*N/2 lookups, 10 s for 1,000 on a loaded host). bash:
-  # by full paths, as its cd canonicalizes the whole path at each (16 s for 400 levels).
-  # Names starting with `.` too (`*` leaves them out: a member there was never killed)
-  _act=$1 _at=0 _rc=0 _here=$2
-  if [ -z "$BASH_VERSION" ]; then cd -P "$2" 2>/dev/null || return 0; _here=.
-  else [ -d "$2" ] || return 0; fi
+  # those below it, until $1 fails (walk fails then). By directory descriptors: $_here is
+  # /proc/self/fd/8, open on the cgroup visited, and each step opens one name from there
+  # (fd 9, moved to 8): one lookup a step at any depth, in every shell, past PATH_MAX (4,096
+  # bytes) too. (cd -P NAME re-resolves the whole path under bash: 2,100 levels took it
+  # minutes; by full paths those past PATH_MAX were never reached.) No recursion (dash stops
+  # at 1,000 nested calls): the cgroups still to visit are words "DEPTH NAME" on a stack.
+  # Names starting with `.` too (`*` leaves them out: a member there was never killed).
+  # Never above $2, nor into what is mounted below it (another mnt_id: -xdev, and a bind
+  # mount of the same cgroup hierarchy too); a climb that fails ends the walk, failed.
+  _act=$1 _at=0 _rc=0 _here=/proc/self/fd/8
+  command exec 8< "$2" 2>/dev/null || return 0
+  _mnt 8; _top=$_m
   set --
   while :; do
     "$_act" || { _rc=1; break; }
@@ -78,16 +81,20 @@ walk() {  # run $1 (a function) on the cgroup $2 and on each below it ($_here), 
     _next=
     while [ $# -gt 0 ]; do
       _to=${1%% *} _n=${1#* }; shift
-      while [ "$_at" -ge "$_to" ]; do _up; _at=$((_at - 1)); done
-      _down "$_n" && { _at=$_to _next=1; break; }
+      while [ "$_at" -ge "$_to" ]; do _step .. || { _rc=1; break 2; }; _at=$((_at - 1)); done
+      _step "$_n" && { _at=$_to _next=1; break; }
     done
     [ -n "$_next" ] || break
   done
-  [ "$_here" != . ] || cd /
+  exec 8<&- 9<&-
   return $_rc
 }
-_up() { if [ "$_here" = . ]; then cd -P .. 2>/dev/null; else _here=${_here%/*}; fi; }
-_down() { if [ "$_here" = . ]; then cd -P "./$1" 2>/dev/null; else [ -d "$_here/$1" ] && _here=$_here/$1; fi; }
+_step() {  # fd 8 moved to its cgroup's $1 (.. or a name below it, on the same mount)
+  command exec 9< "$_here/$1" 2>/dev/null || return 1
+  [ "$1" = .. ] || { _mnt 9; [ "$_m" = "$_top" ]; } || { exec 9<&-; return 1; }
+  exec 8<&9 9<&-
+}
+_mnt() { _m=; { while read -r _k _v; do [ "$_k" = mnt_id: ] && _m=$_v && break; done < /proc/self/fdinfo/$1; } 2>/dev/null; }
 rmcg() {  # the cgroup $1, and those a member made below it, bottom up: each once empty (find
   find "$1" -xdev -depth -type d -delete 2>/dev/null  # -delete: by directory descriptors,
   [ ! -d "$1" ]  # as walk; -xdev: never into what is mounted on one, the mount point's rmdir fails)

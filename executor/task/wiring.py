@@ -20,6 +20,7 @@ task's supervisor holds it (`reaper_in_use`: no front-end waits for a child of i
 """
 from __future__ import annotations
 
+import logging
 import os
 from _queue import SimpleQueue  # `queue`'s own (its module and `heapq`: Queue classes)
 from collections.abc import Callable, Mapping
@@ -27,7 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.spec import CheckKind, JobSpec
+from executor.host.sandbox import remove_stale_temps
 from executor.host.session import HostSession
+from executor.logs import log_event
 from executor.procs import fdlimit
 from executor.procs.identity import (
     RunAs,
@@ -46,6 +49,8 @@ from executor.task.killing import StopBounds
 from executor.task.owner import TaskOwner
 from executor.task.ports import OwnerPorts
 from executor.task.usagefile import UsageWriter
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from executor.events import DiskSampled
@@ -201,11 +206,23 @@ def _open_checkpoint(sandbox: Path, job: JobSpec, usage: UsageWriter, host: _Ses
     nothing."""
     stoker_dir = host.stoker_dir()
     try:
+        _remove_stale_temps(stoker_dir, job.label)
         write_definition(sandbox, job, stoker_dir)
         usage.start(stoker_dir)
         return _TaskFiles(open_writer(sandbox, job.label, stoker_dir), usage)
     finally:
         os.close(stoker_dir)
+
+
+def _remove_stale_temps(stoker_dir: int, label: str) -> None:
+    """What a supervisor killed (kill -9) as it wrote a file of `.stoker` left: one line."""
+    try:
+        removed = remove_stale_temps(stoker_dir)
+    except OSError:  # not listed: the writes that follow say what fails
+        return
+    if removed:
+        log_event(logger, logging.INFO, "stale_temporaries_removed", task=label, names=" ".join(removed),
+                  reason="left by a supervisor killed as it wrote them (between their write and rename)")
 
 
 class _TaskFiles:

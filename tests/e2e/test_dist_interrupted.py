@@ -10,42 +10,17 @@ import pytest
 
 from tests.e2e.test_dist import app, dist, work  # noqa: F401  (its fixtures: the one built zipapp)
 from tests.support.distapp import run_app
-from tests.support.importhook import patched_at_load
+from tests.support.importhook import TWO_CTRL_CS_AS_IT_ENDS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-# Once the run is over, as `stoker` saves what it compiled: an atexit function, a spooled
-# line and a Ctrl-C, which the entry point's handler (`executor.cli.start.run`) takes; a
-# second one inside that handler, which reaches the log's hook (`logsetup._crashed`).
-TWICE_AS_IT_ENDS = patched_at_load("executor.cli.main", """
-    import atexit
-    import signal
-
-    def _patch(module):
-        start = sys.modules["executor.cli.start"]
-        real_save, real_status = module.codecache.save, start.exit_status
-
-        def save():
-            from executor.logs import spool
-            atexit.register(os.write, 2, b"atexit ran\\n")
-            spool().put(sys.stdout, "spooled last\\n", lambda exc: None)
-            signal.raise_signal(signal.SIGINT)
-            return real_save()
-
-        def exit_status(interrupt):
-            start.exit_status = real_status
-            signal.raise_signal(signal.SIGINT)
-            return real_status(interrupt)
-
-        module.codecache.save, start.exit_status = save, exit_status
-    """)
 
 
 def test_a_ctrl_c_reaching_the_log_s_hook_in_the_zipapp_flushes_the_spool_and_runs_atexit(app, tmp_path):  # noqa: F811
     """Was: the log's hook handed it to the hook found, the zipapp's own loading hook (not
     `stoker`'s: `executor.QUIET` marks both now), which ended the process with
     os._exit(130): no atexit function ran, and what `stoker run` had spooled could be lost."""
-    (tmp_path / "sitecustomize.py").write_text(TWICE_AS_IT_ENDS)
+    (tmp_path / "sitecustomize.py").write_text(TWO_CTRL_CS_AS_IT_ENDS)
     (app["dir"] / "ended.aurora").write_text(textwrap.dedent("""
         jobs = [Job(cluster='local', role='me', environment='test', name='ended',
                     task=Task(processes=[Process(name='a', cmdline='echo done')],

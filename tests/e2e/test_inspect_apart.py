@@ -75,3 +75,19 @@ def test_a_ctrl_c_that_reaches_the_child_as_it_is_forked_exits_130(tmp_path):
     ok.write_text((REPO / "examples/hello_world.aurora").read_text())
     result = inspect(ok, hook)
     assert (result.returncode, result.stdout, result.stderr) == (130, "", "")
+
+
+def test_with_a_thread_not_made_by_threading_it_inspects_in_this_process(tmp_path):
+    """`_thread.start_new_thread`'s thread is not among `threading.active_count()`'s. Was:
+    forked beside it (a lock it held stays held in the child)."""
+    job = tmp_path / "hello.aurora"
+    job.write_text((REPO / "examples/hello_world.aurora").read_text() + "\nimport os\nprint('config', os.getpid())\n")
+    script = ("import _thread, os, sys, threading\nfrom executor.cli.main import main\n"
+              "running, stop = threading.Event(), threading.Event()\n"
+              "_thread.start_new_thread(lambda: running.set() or stop.wait(), ())\nassert running.wait(30)\n"
+              "status = main(['inspect', sys.argv[1]])\nprint('stoker', os.getpid(), status, flush=True)\nstop.set()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESOS_", "STOKER_"))}
+    result = subprocess.run([sys.executable, "-c", script, job.name], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, env=dict(env, PYTHONPATH=str(REPO)))
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("config ") and lines[-1] == f"stoker {lines[0].split()[1]} 0", result

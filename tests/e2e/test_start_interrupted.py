@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.importhook import patched_at_load
+from tests.support.importhook import TWO_CTRL_CS_AS_IT_ENDS, patched_at_load
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, task_pids
 
 HOOK = REPO / "tests/support/signal_at_import"
@@ -302,27 +302,7 @@ def ctrl_c_as_a_rerun_holds_its_sandbox(tmp_path: Path, hook_text: str) -> Stoke
 # `stoker` ends (as what it compiled is saved), which reaches the entry point's handler
 # (`executor.cli.start.run`); and a third inside that handler, which reaches the log's hook
 # (`logsetup._crashed`). An atexit function and a last spooled line must come out.
-AGAIN_AS_IT_ENDS = patched_at_load("executor.cli.main", """
-    import atexit
-
-    def _patch(module):
-        start = sys.modules["executor.cli.start"]
-        real_save, real_status = module.codecache.save, start.exit_status
-
-        def save():
-            from executor.logs import spool
-            atexit.register(os.write, 2, b"atexit ran\\n")
-            spool().put(sys.stdout, "spooled last\\n", lambda exc: None)
-            _signal.raise_signal(_signal.SIGINT)
-            return real_save()
-
-        def exit_status(interrupt):
-            start.exit_status = real_status
-            _signal.raise_signal(_signal.SIGINT)
-            return real_status(interrupt)
-
-        module.codecache.save, start.exit_status = save, exit_status
-    """) + (HOOK / "sitecustomize.py").read_text()
+AGAIN_AS_IT_ENDS = TWO_CTRL_CS_AS_IT_ENDS + (HOOK / "sitecustomize.py").read_text()
 
 
 def test_a_ctrl_c_in_the_entry_point_s_handler_flushes_the_spool_and_runs_atexit(tmp_path):

@@ -178,8 +178,11 @@ NOT_IN_RUN = NEVER | {
 # child only), changed only where no other thread meets them; out of loader.py, at the ceiling.
 # 112 and 98: settings.py was past the ceiling: how a settings class is read (`setting`,
 # `Sourced`: `config.sourced`) became a module of its own, loaded as the code it holds was.
-RUN_STOKER_MODULES = 112
-RUN_AGAIN_STOKER_MODULES = 98
+# 113 and 99: a walk of the task's subtree reads the orphans' list again after it
+# (`executor.procs.orphanwalk`): a process that exited mid-walk left its children there,
+# unwalked (a hopper a run that exited 0 left was killed; containment.py at the ceiling).
+RUN_STOKER_MODULES = 113
+RUN_AGAIN_STOKER_MODULES = 99
 # Loaded only by a process that compiled something its code caches lack: as it ends
 # (`codecache.save()`), or as a module's docstring-free file is written (`nodocs`): whether
 # it did depends on what ran before (a source newer than its file), not on the job.

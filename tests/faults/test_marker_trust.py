@@ -63,21 +63,27 @@ def _plant(sandbox: Path, marker: str, owner: int) -> None:
             os.chown(name, owner, owner, follow_symlinks=False)
 
 
-@needs_root
-def test_root_rerun_in_another_user_s_sandbox_kills_no_process_its_checkpoint_names(tmp_path):
+def _rerun(tmp_path: Path, sandbox: Path) -> tuple[int, StokerProcess]:
+    """`stoker run` of CONFIG in `sandbox` (a re-run: `_plant` gave it a checkpoint), to its
+    end: its exit status, and the process, for what it said."""
     config = tmp_path / "once.aurora"
     config.write_text(textwrap.dedent(CONFIG))
+    rerun = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path)
+    try:
+        return rerun.wait(30), rerun
+    finally:
+        rerun.close()
+
+
+@needs_root
+def test_root_rerun_in_another_user_s_sandbox_kills_no_process_its_checkpoint_names(tmp_path):
     marker = uuid.uuid4().hex  # bob's task's, as alice read it off its watchdog's command line
     with throwaway_user() as (alice, _), throwaway_user() as (bob, _), open_sandbox() as sandbox:
         victim = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], TASK_MARKER: marker},
                                   user=bob.pw_uid, group=bob.pw_gid, extra_groups=[])
         try:
             _plant(sandbox, marker, alice.pw_uid)
-            rerun = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path)
-            try:
-                code = rerun.wait(30)
-            finally:
-                rerun.close()
+            code, rerun = _rerun(tmp_path, sandbox)
             said = rerun.stdout() + rerun.stderr()
             assert victim.poll() is None and is_live(victim.pid), f"root killed bob's process:\n{said}"
             assert code != 0 and f"sandbox '{sandbox}' belongs to {alice.pw_name}" in rerun.stderr(), said
@@ -91,8 +97,6 @@ def test_root_rerun_in_another_user_s_sandbox_kills_no_process_its_checkpoint_na
 def test_a_root_re_run_kills_by_marker_only_root_s_processes_and_names_the_others_left(tmp_path):
     """Was: root's re-run in its own sandbox, whose checkpoint names bob's marker, SIGKILLed
     bob's process along with root's (the kill by marker checked no uid)."""
-    config = tmp_path / "once.aurora"
-    config.write_text(textwrap.dedent(CONFIG))
     marker = uuid.uuid4().hex
     env = {"PATH": os.environ["PATH"], TASK_MARKER: marker}
     with throwaway_user() as (bob, _), open_sandbox() as sandbox:
@@ -100,11 +104,7 @@ def test_a_root_re_run_kills_by_marker_only_root_s_processes_and_names_the_other
         own = subprocess.Popen(["sleep", "60"], env=env)  # the lost attempt's, root's
         try:
             _plant(sandbox, marker, 0)
-            rerun = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path)
-            try:
-                code = rerun.wait(30)
-            finally:
-                rerun.close()
+            code, rerun = _rerun(tmp_path, sandbox)
             said = rerun.stdout() + rerun.stderr()
             assert code == 0, said
             assert own.wait(10) == -9, said

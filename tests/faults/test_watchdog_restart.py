@@ -87,12 +87,8 @@ NO_SETSID_FULL_CHILD = r"""
 import json, os, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-real = os.posix_spawn
-def posix_spawn(*args, setsid=False, **kwargs):
-    if setsid:
-        raise NotImplementedError("setsid is not supported on this platform")
-    return real(*args, **kwargs)
-os.posix_spawn = posix_spawn
+from tests.support.nosetsid import posix_spawn_without_setsid
+posix_spawn_without_setsid()
 from executor.procs.watchdog import start_watchdog
 cg = Path(sys.argv[1])
 (cg / "cgroup.procs").write_text(str(os.getpid()))

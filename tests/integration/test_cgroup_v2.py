@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -103,6 +104,32 @@ def kill_and_remove(cg: cgroups.TaskCgroup, by: str) -> None:
         assert cg.kill_and_remove(10) is None
 
 
+@contextlib.contextmanager
+def sleeper_in(how: str, setting: str) -> Iterator[tuple[cgroups.TaskCgroup, subprocess.Popen, int]]:
+    """A task cgroup (`task_cgroup`), a `sleep` taken into it and a pidfd of it; the sleep
+    killed, the cgroup removed and released at the end, whatever happened."""
+    made, cg = task_cgroup(how, setting)
+    run = subprocess.Popen(["sleep", "600"])
+    try:
+        fd = os.pidfd_open(run.pid)
+        try:
+            assert cg.take_in(run.pid)
+            yield cg, run, fd
+        finally:
+            os.close(fd)
+    finally:
+        run.kill()
+        run.wait(10)
+        cgroup_support.remove(cg.directory)
+        cgroups.release(made)
+
+
+def assert_killed(cg: cgroups.TaskCgroup, run: subprocess.Popen, fd: int) -> None:
+    """The sleep of `sleeper_in` SIGKILLed, its cgroup removed."""
+    assert exited(fd)
+    assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
+
+
 def daemon_pid(pid_file: Path) -> int:
     wait_for(pid_file.exists, timeout_secs=10, message="the daemon's pid file")
     return int(pid_file.read_text())
@@ -159,11 +186,7 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
     supervisor's walk (os.walk, recursive in Python 3.11) raised RecursionError, the task
     left frozen. Named `.-i x` (cgroupfs refuses a newline): was, the watchdog's glob `*/` left out a name
     starting with `.` (its member never killed, the cgroup left, exit 1)."""
-    made, cg = task_cgroup(how, setting)
-    run = subprocess.Popen(["sleep", "600"])
-    try:
-        fd = os.pidfd_open(run.pid)
-        assert cg.take_in(run.pid)
+    with sleeper_in(how, setting) as (cg, run, fd):
         inner = Path(cg.directory)
         for _ in range(depth):
             inner = inner / name
@@ -171,14 +194,7 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
         (inner / "cgroup.procs").write_text(str(run.pid))
         assert cg.holds(run.pid) and cg.members() == [run.pid]  # below the task's
         kill_and_remove(cg, by)
-        assert exited(fd)
-        os.close(fd)
-        assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
-    finally:
-        run.kill()
-        run.wait(10)
-        cgroup_support.remove(cg.directory)
-        cgroups.release(made)
+        assert_killed(cg, run, fd)
 
 
 def test_a_run_nested_deeper_than_a_path_can_name_is_killed_and_its_cgroups_removed():
@@ -189,29 +205,11 @@ def test_a_run_nested_deeper_than_a_path_can_name_is_killed_and_its_cgroups_remo
     10 s bound ran out in CI), and those beyond 4,096 bytes not at all (ENAMETOOLONG, left
     out of the walk): the run was never killed, the cgroups stayed (EBUSY, '0 processes
     still in it after 10 s'). Now a walk by directory descriptors (`cgroupwalk.py`)."""
-    made, cg = task_cgroup("freezer", FREEZER)
-    run = subprocess.Popen(["sleep", "600"])
-    try:
-        fd = os.pidfd_open(run.pid)
-        assert cg.take_in(run.pid)
-        inner = os.open(cg.directory, os.O_RDONLY | os.O_DIRECTORY)
-        for _ in range(2100):
-            os.mkdir("i", dir_fd=inner)
-            inner, above = os.open("i", os.O_RDONLY | os.O_DIRECTORY, dir_fd=inner), inner
-            os.close(above)
-        with open(os.open("cgroup.procs", os.O_WRONLY, dir_fd=inner), "w") as procs:
-            procs.write(str(run.pid))
-        os.close(inner)
+    with sleeper_in("freezer", FREEZER) as (cg, run, fd):
+        cgroup_support.nest(cg.directory, 2100, run.pid)
         assert cg.members() == [run.pid]  # below the task's, too deep for a path
         assert cg.kill_and_remove(10) is None
-        assert exited(fd)
-        os.close(fd)
-        assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
-    finally:
-        run.kill()
-        run.wait(10)
-        cgroup_support.remove(cg.directory)
-        cgroups.release(made)
+        assert_killed(cg, run, fd)
 
 
 @pytest.mark.parametrize("by", ["supervisor", "watchdog"])
@@ -222,26 +220,17 @@ def test_a_run_in_a_cgroup_below_the_task_s_that_froze_itself_is_killed_too(how,
     process. Was, v1: a frozen process dies only once thawed, and a cgroup frozen itself
     stays frozen when its parent thaws: the run lived on, the cgroup stayed (EBUSY, '1
     processes still in it after 10 s'; the watchdog: exit 1)."""
-    made, cg = task_cgroup(how, setting)
-    run = subprocess.Popen(["sleep", "600"])
-    inner = Path(cg.directory, "i")
-    try:
-        fd = os.pidfd_open(run.pid)
-        assert cg.take_in(run.pid)
-        inner.mkdir()
-        (inner / "cgroup.procs").write_text(str(run.pid))
-        (inner / state).write_text(frozen)
-        kill_and_remove(cg, by)
-        assert exited(fd)
-        os.close(fd)
-        assert run.wait(10) == -signal.SIGKILL and not os.path.exists(cg.directory)
-    finally:
-        with contextlib.suppress(OSError):
-            (inner / state).write_text({"1": "0", "FROZEN": "THAWED"}[frozen])
-        run.kill()
-        run.wait(10)
-        cgroup_support.remove(cg.directory)
-        cgroups.release(made)
+    with sleeper_in(how, setting) as (cg, run, fd):
+        inner = Path(cg.directory, "i")
+        try:
+            inner.mkdir()
+            (inner / "cgroup.procs").write_text(str(run.pid))
+            (inner / state).write_text(frozen)
+            kill_and_remove(cg, by)
+            assert_killed(cg, run, fd)
+        finally:
+            with contextlib.suppress(OSError):
+                (inner / state).write_text({"1": "0", "FROZEN": "THAWED"}[frozen])
 
 
 def test_a_lost_attempt_s_cgroup_is_one_named_so_never_a_path_its_marker_leads_to(tmp_path):

@@ -106,7 +106,7 @@ def test_an_empty_stderr_points_at_the_stdout_and_no_log_shows_nothing(tmp_path)
                                 "once the task has restarted, add --attempt 0)")
 
 
-def test_the_tail_command_of_a_sandbox_with_a_newline_and_an_escape_in_its_name_is_one_line_bash_reads(tmp_path):
+def test_the_tail_command_of_a_sandbox_with_a_newline_and_an_escape_in_its_name_is_one_line_a_shell_reads(tmp_path):
     """Was: `shlex.quote`'s word, the newline and the ESC in it raw: the hint broke over two
     lines and its ESC reached the terminal."""
     sandbox = tmp_path / "sb\n\x1b[2Jx"
@@ -117,8 +117,9 @@ def test_the_tail_command_of_a_sandbox_with_a_newline_and_an_escape_in_its_name_
     lines = buf.getvalue().splitlines()
     assert len(lines) == 2 and "\x1b" not in buf.getvalue()
     word = lines[1].split("stoker tail ", 1)[1].split(" web --run", 1)[0]
-    shown = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, timeout=20, check=True)
-    assert shown.stdout == os.fsencode(str(sandbox))
+    for shell in ("dash", "bash"):  # any POSIX shell: dash has no `$'...'`, which was the form
+        shown = subprocess.run([shell, "-c", f"printf %s {word}"], capture_output=True, timeout=20, check=True)
+        assert shown.stdout == os.fsencode(str(sandbox)), shell
 
 
 def test_the_live_view_is_cleared_on_close_and_not_drawn_again():

@@ -23,6 +23,7 @@ import pytest
 
 from config.spec import ProcessSpec
 from executor.events import ProcessExited
+from executor.procs import orphanwalk, proctree
 from executor.procs.identity import give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
 from tests.support import cgroups, proc_scan
@@ -248,6 +249,40 @@ def test_what_a_run_that_exits_0_leaves_is_kept_until_the_task_stops_it(harness)
     assert harness.sup.signal_daemons(signal.SIGTERM) == 2
     wait_for(lambda: gone(kept), 10, message="the daemons stopped by the task's SIGTERM")
     assert not harness.sup.daemons()
+
+
+def test_a_fork_hopper_a_run_that_exits_0_leaves_is_kept(harness):
+    """Was (1 in 7 under load): the walk at the exit missed the generation that forked as
+    it was read, so nothing was kept, and the leftover kill's next pass killed the next."""
+    pid_file, stop = harness.sandbox / "hop.pid", harness.sandbox / "hop.stop"
+    harness.spawn("hop", fake_sh("--fork-hop", 60, "--hop-pid-file", pid_file,
+                                 "--hop-stop-file", stop, "--exit-after", 0.3))
+    assert harness.next_exit(20).status.exit_code == 0
+    assert proc_scan.hopper_hops(pid_file), "kept: each generation carries the run's marker"
+    assert harness.sup.daemons(), "a live generation found by the daemons' walk"
+
+
+def test_a_walk_finds_the_children_of_a_process_that_exits_as_it_is_read(tmp_path, tracked):
+    """Was: the walk read the process, then its children list, empty once it had exited: its
+    child, re-parented here after this process's list was read, was found by no pass."""
+    h = Harness(tmp_path / "sandbox", "off", *tracked)  # this process a subreaper
+    top = subprocess.Popen(["sh", "-c", "sleep 1000 & echo $! > child.pid; wait"], cwd=h.sandbox)
+    try:
+        (child,) = wait_for(lambda: proc_scan.read_pid_files([h.sandbox / "child.pid"]), 5, message="the child")
+        h.pids.update({top.pid, child})
+
+        def exits_as_read(info: proctree.ProcInfo) -> bool:
+            if info.pid == top.pid:
+                top.kill()
+                wait_for(lambda: (proctree.read_stat(child) or (0,))[0] == os.getpid(), 5,
+                         message="the child re-parented here")
+            return False
+        procs, roots, _ = orphanwalk.walk(os.getpid(), [top.pid], frozenset, exits_as_read)
+        assert child in procs and child in roots, (procs, roots)
+    finally:
+        top.kill()
+        top.wait(5)
+        h.sup.close()
 
 
 def test_a_daemon_orphaned_while_its_run_lives_is_killed_with_the_task(harness):

@@ -399,5 +399,6 @@ def test_the_kill_command_a_busy_sandbox_suggests_names_that_sandbox_in_a_shell(
         s.close()
     assert "\n" not in answer and "\x1b" not in answer  # one line, whatever the name
     word = answer.split("(`stoker kill ", 1)[1].split("`)", 1)[0]
-    shown = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, timeout=20, check=True)
-    assert shown.stdout == os.fsencode(str(sandbox))
+    for shell in ("dash", "bash"):  # any POSIX shell: dash has no `$'...'`, which was the form
+        shown = subprocess.run([shell, "-c", f"printf %s {word}"], capture_output=True, timeout=20, check=True)
+        assert shown.stdout == os.fsencode(str(sandbox)), shell

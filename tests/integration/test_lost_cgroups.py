@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,31 +120,40 @@ def _lost_attempt(sandbox: Path, marker: str, cgroup: Path | None = None) -> Non
     writer.close()
 
 
+@contextlib.contextmanager
+def _frozen_in(cgroup: Path, marker: str) -> Iterator[subprocess.Popen]:
+    """A `sleep` carrying the task `marker`, in the v1 freezer cgroup `cgroup` (made here),
+    FROZEN: a lost attempt's process its kill froze. Thawed, killed and removed at the end."""
+    frozen = None
+    try:
+        cgroup.mkdir()
+        frozen = subprocess.Popen(["sleep", "600"], env={**os.environ, TASK_MARKER: marker})
+        (cgroup / "cgroup.procs").write_text(str(frozen.pid))
+        (cgroup / "freezer.state").write_text("FROZEN")
+        wait_for(lambda: (cgroup / "freezer.state").read_text().strip() == "FROZEN", 10, message="frozen")
+        yield frozen
+    finally:
+        with contextlib.suppress(OSError):
+            (cgroup / "freezer.state").write_text("THAWED")
+        if frozen is not None:
+            frozen.kill()
+            frozen.wait(10)
+        with contextlib.suppress(OSError):
+            wait_for(lambda: not cgroups.read_pids(str(cgroup)), 10, message="emptied")
+            cgroup.rmdir()
+
+
 def test_a_lost_attempt_s_processes_left_frozen_in_the_v1_freezer_are_killed_and_it_removed(tmp_path):
     _namespaced()
     marker = uuid.uuid4().hex
     lost = Path(cgroup_support.FREEZER, cgroups.task_name(marker))
     _lost_attempt(tmp_path / "sb", marker)
-    frozen = None
-    try:
-        lost.mkdir()
-        frozen = subprocess.Popen(["sleep", "600"], env={**os.environ, TASK_MARKER: marker})
-        (lost / "cgroup.procs").write_text(str(frozen.pid))
-        (lost / "freezer.state").write_text("FROZEN")
-        wait_for(lambda: (lost / "freezer.state").read_text().strip() == "FROZEN", 10, message="frozen")
+    with _frozen_in(lost, marker) as frozen:
         (attempt,) = end_lost_attempts(tmp_path / "sb")
         assert frozen.wait(10) == -9
         assert attempt.killed == (frozen.pid,)
         assert attempt.cgroups == (f"removed its cgroup {lost}",), attempt.describe()
         assert not lost.exists()
-    finally:
-        with contextlib.suppress(OSError):
-            (lost / "freezer.state").write_text("THAWED")
-        if frozen is not None:
-            frozen.kill()
-            frozen.wait(10)
-        with contextlib.suppress(OSError):
-            lost.rmdir()
 
 
 def test_an_older_stoker_s_16_character_cgroup_left_frozen_is_thawed_so_its_killed_die(tmp_path):
@@ -157,27 +167,12 @@ def test_an_older_stoker_s_16_character_cgroup_left_frozen_is_thawed_so_its_kill
     marker = uuid.uuid4().hex
     older = Path(cgroup_support.FREEZER, f"stoker-{marker[:16]}")
     _lost_attempt(tmp_path / "sb", marker)
-    frozen = None
-    try:
-        older.mkdir()
-        frozen = subprocess.Popen(["sleep", "600"], env={**os.environ, TASK_MARKER: marker})
-        (older / "cgroup.procs").write_text(str(frozen.pid))
-        (older / "freezer.state").write_text("FROZEN")
-        wait_for(lambda: (older / "freezer.state").read_text().strip() == "FROZEN", 10, message="frozen")
+    with _frozen_in(older, marker) as frozen:
         (attempt,) = end_lost_attempts(tmp_path / "sb")
         assert attempt.killed == (frozen.pid,)
         assert frozen.wait(10) == -9, attempt.describe()
         assert attempt.cgroups == (f"thawed its cgroup {older}, an older Stoker's left frozen (those killed in "
                                    "it die only once thawed; a later start's sweep removes it once empty)",)
-    finally:
-        with contextlib.suppress(OSError):
-            (older / "freezer.state").write_text("THAWED")
-        if frozen is not None:
-            frozen.kill()
-            frozen.wait(10)
-        with contextlib.suppress(OSError):
-            wait_for(lambda: not cgroups.read_pids(str(older)), 10, message="emptied")
-            older.rmdir()
 
 
 def _v2_home() -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.stoker_proc import REPO
+from tests.support.users import unsplit
 from tests.support.waiting import wait_for
 
 
@@ -252,3 +253,59 @@ def test_a_second_make_waits_for_the_first_then_finds_the_venv_made(tmp_path):
         if second.poll() is None:
             second.kill()
             second.wait()
+
+
+@pytest.mark.parametrize("makeflags, shown", [("", True), (" -j2 --jobserver-auth=3,4", True), (" -- PY=python3", True),
+                                               ("s", False), ("ks -j2 --jobserver-auth=3,4", False)])
+def test_its_steps_are_shown_as_make_shows_commands_and_not_under_make_s(tool, capfd, monkeypatch, makeflags, shown):
+    """Was: `make -s` (MAKEFLAGS' first word `s`) still printed each step's command line."""
+    monkeypatch.setenv("MAKEFLAGS", makeflags)
+    tool.run([sys.executable, "-c", "pass"])
+    assert capfd.readouterr().out == (f"{sys.executable} -c pass\n" if shown else "")
+
+
+def test_make_run_with_no_directory_for_its_sandbox_says_what_to_do(tmp_path):
+    """A checkout this user cannot write (a read-only mount): `make run` failed with mkdir's
+    line alone. Shown with RUNS under a file, which no one can make a directory in (root may
+    write a read-only checkout's directory where the mount is not read-only)."""
+    stamp = Path(sys.prefix) / ".installed"
+    if not stamp.exists():
+        pytest.skip(f"this venv ({sys.prefix}) is not one make_venv stamped: make would install into it")
+    (tmp_path / "Makefile").write_bytes((REPO / "Makefile").read_bytes())
+    (tmp_path / "setup.py").write_text("")
+    os.utime(tmp_path / "setup.py", (0, 0))  # older than the stamp: make has nothing to install
+    (tmp_path / "file").write_text("")
+    done = subprocess.run(["make", "-s", "run", f"VENV={sys.prefix}", f"RUNS={tmp_path}/file/runs"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "MAKEFLAGS": ""})
+    assert done.returncode == 2 and done.stdout == "", done
+    mkdir_said, said = done.stderr.splitlines()[:2]
+    assert "Not a directory" in mkdir_said
+    assert said == (f"make run: no {tmp_path}/file/runs for the run's sandbox: give a directory you can write, "
+                    "make run RUNS=DIR")
+
+
+def test_a_venv_at_a_path_with_a_colon_is_refused_saying_what_to_do(tool, tmp_path, capfd):
+    """Python's venv refuses it (PATH would split its bin/): was its one line, then make's
+    error, and nothing said to give make a VENV elsewhere."""
+    venv = tmp_path / "a:b" / ".venv"
+    with pytest.raises(SystemExit):
+        tool.make(venv, sys.executable)
+    assert capfd.readouterr().err == (f"make_venv: {venv}: Python makes no venv at a path with ':' in it: give make "
+                                      "one elsewhere, as in `make test VENV=~/.venvs/stoker`\n")
+    assert not venv.exists()
+
+
+def test_a_checkout_at_a_path_with_a_colon_is_importable_by_a_python_without_the_venv(tmp_path):
+    """What the cross-user tests run (`users.stoker_as`: another user's Python, without the
+    venv's editable install) found the checkout on PYTHONPATH, which splits `/a:b/c` in two:
+    it could not import it, and those tests skipped."""
+    checkout = tmp_path / "a:b" / "c"
+    (checkout / "probe_pkg").mkdir(parents=True)
+    (checkout / "probe_pkg" / "__init__.py").write_text("")
+
+    def imports(entry: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-S", "-c", "import probe_pkg"], capture_output=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": entry})
+
+    assert imports(str(checkout)).returncode == 1  # split: '.../a' and 'b/c'
+    assert imports(unsplit(checkout)).returncode == 0

@@ -175,7 +175,7 @@ def test_an_entry_naming_a_class_it_may_not_build_is_a_miss(job, cache):
     plan, key = planned(job, cache)
     [name] = entries(cache)
     key_, sources, _ = marshal.loads(Path(cache, name).read_bytes())
-    Path(cache, name).write_bytes(marshal.dumps((key_, sources, ("a", "RunSettings", {"config": "x"}))))
+    Path(cache, name).write_bytes(marshal.dumps((key_, sources, marshal.dumps(("a", "RunSettings", {"config": "x"})))))
     assert look(cache, key) is None
 
 

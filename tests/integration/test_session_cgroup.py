@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.procs import cgrouplost
 from tests.support import proc_scan, sessioncgroup
 from tests.support.cgroups import FREEZER
 from tests.support.stoker_proc import REPO
@@ -41,23 +42,30 @@ def _v2_mount() -> str:
     pytest.skip("no cgroup2 hierarchy mounted at its root")
 
 
+def _in(home: Path | None, command: list[str]) -> list[str]:
+    """`command`, started in the cgroup `home` (None: this process's)."""
+    return command if home is None else ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(home), *command]
+
+
 def _pytest(tmp_path: Path, text: str, own: Path, *options: str, exit_secs: str = "5",
-            meanwhile: Callable[[subprocess.Popen], None] = lambda run: None) -> tuple[int, str]:
-    """Run pytest on `text` (`meanwhile` given the run as it starts); its exit status and
-    output, once its cgroup (below `own`) is gone."""
+            meanwhile: Callable[[subprocess.Popen], None] = lambda run: None, home: Path | None = None) -> tuple[int, str]:
+    """Run pytest on `text` (`meanwhile` given the run as it starts; in the cgroup `home`,
+    below `own`, if given); its exit status and output, once its cgroup is gone."""
     (tmp_path / "test_it.py").write_text(text.replace("MOUNT", _v2_mount()))
-    with subprocess.Popen([sys.executable, "-m", "pytest", "-q", *options, "-p", "tests.conftest", "-p", "no:cacheprovider",
-                           "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "base"), str(tmp_path / "test_it.py")],
+    with subprocess.Popen(_in(home, [sys.executable, "-m", "pytest", "-q", *options, "-p", "tests.conftest", "-p",
+                                     "no:cacheprovider", "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "base"),
+                                     str(tmp_path / "test_it.py")]),
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "STOKER_TEST_RUN_EXIT_SECS": exit_secs},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
         meanwhile(run)
         said, _ = run.communicate(timeout=90)
-    left = own / f"{sessioncgroup.PREFIX}{run.pid}"
+    left = sessioncgroup.made_by(home or own, run.pid)
     try:
-        assert not left.exists(), "the run's cgroup was left"
+        assert not left, "the run's cgroup was left"
     finally:
-        with contextlib.suppress(OSError):
-            left.rmdir()
+        for d in left:
+            with contextlib.suppress(OSError):
+                d.rmdir()
     return run.returncode, said
 
 
@@ -162,8 +170,8 @@ def test_a_ctrl_c_as_the_run_waits_for_what_it_left_kills_and_removes_it(tmp_pat
 
     def interrupt_its_wait(run: subprocess.Popen) -> None:
         wait_for(lambda: (tmp_path / "left").exists(), 60, message="the test run")
-        wait_for(lambda: not Path(f"/proc/{run.pid}/cgroup").read_text().rstrip().endswith(
-            f"/{sessioncgroup.PREFIX}{run.pid}"), 60, message="the run gone home to wait")
+        wait_for(lambda: not Path(f"/proc/{run.pid}/cgroup").read_text().rstrip().rpartition("/")[2]
+                 .startswith(f"{sessioncgroup.PREFIX}{run.pid}-"), 60, message="the run gone home to wait")
         run.send_signal(signal.SIGINT)
 
     try:
@@ -173,6 +181,69 @@ def test_a_ctrl_c_as_the_run_waits_for_what_it_left_kills_and_removes_it(tmp_pat
         assert "left 1 process(es) running, killed now" in said, said
     finally:
         proc_scan.kill_carrying(entry)
+
+
+# A run SIGKILLed as its test runs: a process of its is left in its cgroup.
+KILLED_MIDWAY = """
+import subprocess, time
+
+def test_hangs(tmp_path):
+    subprocess.Popen(["sleep", "1000"], start_new_session=True, env=ENV)
+    (tmp_path.parent.parent / "started").write_text("")
+    time.sleep(1000)
+"""
+
+
+def _held_in(cgroup: Path, entry: str) -> subprocess.Popen:
+    """A `sleep` carrying `entry`, moved into `cgroup` (made here): a stand-in for a run's."""
+    cgroup.mkdir()
+    name, _, value = entry.partition("=")
+    sleeper = subprocess.Popen(["sleep", "1000"], start_new_session=True, env={name: value})
+    (cgroup / "cgroup.procs").write_text(str(sleeper.pid))
+    return sleeper
+
+
+def test_the_next_run_kills_and_removes_what_a_sigkilled_run_left_never_a_live_runs(tmp_path, own_cgroup):
+    """Was: the sweep removed only empty `testrun-*` cgroups whose pid was gone: a run
+    SIGKILLed left its processes alive in its cgroup until a person killed them (1,001 of
+    them, 57 minutes). Now an ended run's (its pid gone, or another process's: the start
+    time in the name differs) are killed and removed; a live run's, and one named as an
+    older checkout names it while its pid lives, are left alone."""
+    entry = f"STOKER_TESTS_SWEPT={os.urandom(8).hex()}"
+    name, _, value = entry.partition("=")
+    home = own_cgroup / f"sweep-{os.getpid()}"  # its own: the runs of the tests beside sweep theirs
+    home.mkdir()
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "test_it.py").write_text(KILLED_MIDWAY.replace("ENV", repr({name: value})))
+    killed = subprocess.Popen(_in(home, [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
+                                         "--rootdir", str(tmp_path / "killed"), "--basetemp", str(tmp_path / "killed" / "base"),
+                                         str(tmp_path / "killed" / "test_it.py")]), cwd=tmp_path / "killed",
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    live = subprocess.Popen(["sleep", "1000"])  # a live run's first process, as the sweep sees it
+    stands = []
+    try:
+        wait_for(lambda: (tmp_path / "killed" / "started").exists(), 60, message="the run to be killed")
+        (left,) = sessioncgroup.made_by(home, killed.pid)
+        killed.kill()
+        killed.wait(10)
+        own = sessioncgroup.name_of(live.pid)
+        reused = home / f"{sessioncgroup.PREFIX}{live.pid}-1"  # its pid another's since
+        older = home / f"{sessioncgroup.PREFIX}{live.pid}"  # an older checkout's run
+        stands = [_held_in(d, entry) for d in (home / str(own), reused, older)]
+        status, said = _pytest(tmp_path, "def test_nothing():\n    assert True\n", own_cgroup, home=home)
+        assert status == 0, said
+        assert f"WARNING: an earlier run's cgroup {left} " in said and f"{reused} " in said, said
+        assert not left.exists() and not reused.exists(), said
+        assert (home / str(own)).exists() and older.exists(), said
+        assert [s.poll() for s in stands] == [None, -signal.SIGKILL, None], said
+        assert len(proc_scan.pids_carrying(entry)) == 2, said  # the killed run's sleeper too
+    finally:
+        for process in (killed, live, *stands):
+            process.kill()
+            process.wait(10)
+        proc_scan.kill_carrying(entry)
+        cgrouplost.remove_emptied(str(home), 10)  # emptied: those below it first
 
 
 def test_a_run_that_cannot_leave_its_cgroup_says_so_and_names_no_process_killed(tmp_path):

@@ -258,14 +258,8 @@ NO_SETSID_CHILD = r"""
 import json, os, queue, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-tried = []
-real = os.posix_spawn
-def posix_spawn(*args, setsid=False, **kwargs):
-    tried.append(setsid)
-    if setsid:
-        raise NotImplementedError("setsid is not supported on this platform")
-    return real(*args, **kwargs)
-os.posix_spawn = posix_spawn
+from tests.support.nosetsid import posix_spawn_without_setsid
+tried = posix_spawn_without_setsid()
 from config.spec import ProcessSpec
 from executor.procs.supervisor import SpawnError, Supervisor
 events = queue.SimpleQueue()

@@ -24,12 +24,8 @@ CHILD = r"""
 import json, os, signal, sys
 sys.path.insert(0, sys.argv[2])
 if sys.argv[3] == "popen":
-    real = os.posix_spawn
-    def posix_spawn(*args, setsid=False, **kwargs):
-        if setsid:
-            raise NotImplementedError("setsid is not supported on this platform")
-        return real(*args, **kwargs)
-    os.posix_spawn = posix_spawn
+    from tests.support.nosetsid import posix_spawn_without_setsid
+    posix_spawn_without_setsid()
 from pathlib import Path
 from executor.procs.supervisor import Supervisor
 from tests.support.waiting import wait_for

@@ -105,6 +105,22 @@ def remove(directory: str, timeout_secs: float = 5.0) -> None:
             time.sleep(0.01)
 
 
+def nest(directory: str, depth: int, pid: int, name: str = "i") -> None:
+    """Make `depth` cgroups named `name`, each below the one before, below `directory`, and
+    move `pid` into the innermost: by directory descriptors, so past PATH_MAX (4,096 bytes)
+    too."""
+    inner = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir(name, dir_fd=inner)
+            inner, above = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=inner), inner
+            os.close(above)
+        with open(os.open("cgroup.procs", os.O_WRONLY, dir_fd=inner), "w") as procs:
+            procs.write(str(pid))
+    finally:
+        os.close(inner)
+
+
 class CgroupTracker:
     """Every task cgroup a test learned of; `cleanup()` removes those still there."""
 

@@ -5,12 +5,21 @@ is in, and its supervisor or watchdog removes it. One that neither removes (a te
 SIGKILLs both) stays, empty, for good; and this host is shared: other test runs and helpers
 make and remove `stoker-*` cgroups beside ours at the same moments. So the run's first
 process (pytest, or pytest-xdist's controller, before it starts its workers) moves into a
-cgroup of its own, `testrun-<pid>`, made below the cgroup2 one it is in: every process of
+cgroup of its own, `testrun-<pid>-<start>`, made below the cgroup2 one it is in: every process of
 the run is born inside, and every task cgroup one of them makes is below it, whatever runs
 beside it. At the end it moves back, waits until every process of the run has exited (its
 workers, and any watchdog still removing a task's cgroup), and then what is left below is
 this run's alone: cgroups left behind (a task's `stoker-*`, or one a test made there: the
 run fails, naming them) and processes still alive (named), both killed and removed.
+
+A run SIGKILLed (a CI job's timeout, `kill -9` of a hung pytest) does none of that: what it
+left lives on in its cgroup (1,001 idle processes of `tests/support/background.py` stayed
+57 minutes so). The next run, as it starts, sweeps the cgroups beside its own: each
+`testrun-*` of this user whose first process is gone, or whose pid is another process's
+now (the start time in the name, in clock ticks after boot, is not that process's), has
+its processes killed, and is removed, named (`SessionCgroup.swept`). A live run's is never
+touched; nor one named as before the start time was (`testrun-<pid>`: a run of an older
+checkout beside this one) while its pid lives.
 
 Where this process is in a cgroup-v1 freezer hierarchy too, it makes the same there and
 moves in, so that a test's `STOKER_CGROUPS=DIR` for the v1 freezer (`cgroups.FREEZER`: the
@@ -30,7 +39,7 @@ from pathlib import Path
 
 import attrs
 
-from executor.procs import cgrouplost, cgroups, cgroupwalk
+from executor.procs import cgrouplost, cgroups, cgroupwalk, proctree
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support.cgroups import members
 
@@ -44,6 +53,7 @@ class SessionCgroup:
     directory: Path
     home: Path
     freezer: SessionCgroup | None = None  # the run's own in the v1 freezer hierarchy, if any
+    swept: tuple[str, ...] = ()  # what the sweep found of ended runs (`_sweep`), in words
 
 
 @attrs.frozen
@@ -84,10 +94,21 @@ def begin() -> SessionCgroup | str:
     return made
 
 
+def name_of(pid: int) -> str | None:
+    """The name of the cgroup the run whose first process is `pid` makes (None: gone)."""
+    stat = proctree.read_stat(pid)
+    return None if stat is None else f"{PREFIX}{pid}-{stat[2]}"
+
+
+def made_by(home: Path, pid: int) -> list[Path]:
+    """The cgroups below `home` named for a run whose first process was `pid`."""
+    return sorted(home.glob(f"{PREFIX}{pid}-*"))
+
+
 def _enter(home: Path) -> SessionCgroup | str:
     """The run's cgroup made below `home`, this process moved in; else why not, in words."""
-    _sweep(home)
-    directory = home / f"{PREFIX}{os.getpid()}"
+    swept = _sweep(home)
+    directory = home / str(name_of(os.getpid()))
     try:
         directory.mkdir()
         (directory / "cgroup.procs").write_text(str(os.getpid()))
@@ -95,7 +116,7 @@ def _enter(home: Path) -> SessionCgroup | str:
         with contextlib.suppress(OSError):
             directory.rmdir()
         return f"cannot make or enter {directory}: {e}"
-    return SessionCgroup(directory, home)
+    return SessionCgroup(directory, home, swept=tuple(swept))
 
 
 def end(cgroup: SessionCgroup) -> Leftovers:
@@ -143,15 +164,48 @@ def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
     return Leftovers(left, processes)
 
 
-def _sweep(home: Path) -> None:
-    """Remove the empty cgroups of earlier runs whose process is gone (a run SIGKILLed)."""
+def _sweep(home: Path) -> list[str]:
+    """Kill and remove the cgroups below `home` of this user's runs that are over (see
+    above); each, with how many processes it held, in words."""
+    said = []
     with contextlib.suppress(OSError):
         for d in home.glob(f"{PREFIX}*"):
-            pid = d.name[len(PREFIX):]
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                for below in reversed([d, *_subtree(d)]):
-                    with contextlib.suppress(OSError):
-                        below.rmdir()
+            if _over(d):
+                killed, why = _reclaim(d)
+                said.append(f"an earlier run's cgroup {d} (its pytest gone: SIGKILLed?) held "
+                            f"{killed} process(es): killed; {why or 'removed'}")
+    return said
+
+
+def _over(d: Path) -> bool:
+    """Whether `d` is the cgroup of a run of this user that is over: its first process is
+    gone, or another started since under its pid (the start time its name holds is not the
+    pid's now; a name without one, an older checkout's: only once its pid is gone)."""
+    pid, _, start = d.name[len(PREFIX):].partition("-")
+    if not pid.isdigit() or not (start.isdigit() or start == ""):
+        return False
+    try:
+        if not d.is_dir() or d.is_symlink() or d.stat().st_uid != os.geteuid():
+            return False
+    except OSError:
+        return False
+    stat = proctree.read_stat(int(pid))  # None: gone, or a zombie (its run is over)
+    return stat is None or (start != "" and stat[2] != int(start))
+
+
+def _reclaim(d: Path) -> tuple[int, str | None]:
+    """Every process left in `d` and below SIGKILLed (v2: `cgroup.kill`; v1 freezer: each,
+    thawed as `remove_emptied` removes them), then the cgroups removed; how many processes,
+    and why the removal failed (None: removed)."""
+    pids = cgroupwalk.pids(str(d))
+    if pids and (d / "cgroup.kill").exists():
+        with contextlib.suppress(OSError):
+            (d / "cgroup.kill").write_text("1")
+    else:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    return len(pids), cgrouplost.remove_emptied(str(d), EXIT_SECS)
 
 
 def _subtree(directory: Path) -> list[Path]:

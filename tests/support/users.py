@@ -15,6 +15,7 @@ parents it may traverse.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import grp
 import os
@@ -118,7 +119,7 @@ def stoker_as(uid: int, gid: int) -> list[str] | None:
     if setpriv is None:
         return None
     packages = (p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p))  # not a stdlib
-    path = os.pathsep.join(dict.fromkeys([str(REPO), *packages]))
+    path = os.pathsep.join(dict.fromkeys([unsplit(REPO), *packages]))
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     for python in dict.fromkeys([sys.executable, os.path.realpath(sys.executable),
                                  f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]):
@@ -128,6 +129,20 @@ def stoker_as(uid: int, gid: int) -> list[str] | None:
         if probe.returncode == 0:
             return [*argv, "-m", "executor"]
     return None
+
+
+def unsplit(path: Path) -> str:
+    """`path` as a PYTHONPATH entry: itself, or, when it holds the separator (a checkout at
+    `/a:b/c`, which PYTHONPATH splits in two), a symlink to it in the temp directory without
+    one (this process's, removed as it exits). Was: the other user's Python, which has not
+    the venv's editable install, could not import the checkout, and the test skipped."""
+    if os.pathsep not in str(path):
+        return str(path)
+    link = Path(tempfile.gettempdir()) / f"stoker-checkout-{os.getpid()}"
+    if not link.is_symlink():
+        link.symlink_to(path)
+        atexit.register(link.unlink, missing_ok=True)
+    return str(link)
 
 
 def grant_write(directory: Path, uid: int) -> None:

@@ -4,11 +4,16 @@ moves under it, and that it leaves no descriptor open."""
 from __future__ import annotations
 
 import errno
+import json
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from executor.procs import cgroupwalk
+from tests.support.stoker_proc import REPO
 
 
 def _open_fds() -> set[str]:
@@ -114,3 +119,49 @@ def test_remove_below_is_false_when_one_cannot_be_removed_or_there_is_none(tmp_p
     assert (tmp_path / "a" / "b" / "held").exists()
     assert cgroupwalk.remove_below(str(tmp_path / "a" / "b")) is False  # none below it
     assert cgroupwalk.remove_below(str(tmp_path / "gone")) is False
+
+
+_OUT_OF_DESCRIPTORS = """
+import json, os, resource, sys
+from executor.procs import cgroupwalk
+
+visited, fillers = [], []
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+try:
+    while True:
+        fillers.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    os.close(fillers.pop())  # one free: the walk opens its top, lists nothing below it
+try:
+    cgroupwalk.walk(sys.argv[1], lambda fd: visited.append(os.readlink(f"/proc/self/fd/{fd}")))
+    said = None
+except cgroupwalk.WalkCut as e:
+    said = str(e)
+print(json.dumps({"visited": visited, "said": said}))
+"""
+
+
+def test_a_walk_out_of_descriptors_says_so_rather_than_leave_a_subtree_out(tmp_path):
+    """Was: the listing of the cgroups below one failed (EMFILE: RLIMIT_NOFILE reached) and
+    was taken for none (as for a cgroup gone meanwhile): the walk ended after the top, its
+    subtree left out in silence (a kill's pass never killed its members). Now `WalkCut`,
+    saying which and why. In a child process, its descriptor limit lowered."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-c", _OUT_OF_DESCRIPTORS, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got == {"visited": [str(tmp_path)], "said": f"a cgroup 1 levels below {tmp_path}, and those below "
+                                                        "it, not walked: Too many open files (EMFILE)"}, got
+
+
+def test_a_walk_given_a_deadline_stops_at_the_first_step_past_it(tmp_path):
+    """The kill's walk stops within its pass once its deadline has passed (was: checked only
+    between passes, a pass over 1,000 levels took 2.28 s of its 2 s on a loaded host)."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    before, visited = _open_fds(), []
+    with pytest.raises(cgroupwalk.WalkCut, match="stopped 1 levels down: its deadline passed"):
+        cgroupwalk.walk(str(tmp_path), lambda fd: visited.append(_at(fd)), deadline=time.monotonic())
+    assert visited == [str(tmp_path)] and _open_fds() == before
+    cgroupwalk.walk(str(tmp_path), lambda fd: visited.append(_at(fd)), deadline=time.monotonic() + 60)
+    assert visited[1:] == [str(tmp_path), str(tmp_path / "a"), str(tmp_path / "a" / "b")]

@@ -95,6 +95,7 @@ def compacted(docs):
     return [r.to_json() for r in compact(r for r in records if r is not None)]
 
 
+@pytest.mark.timeout(300)  # 10 s alone; past 60 s at a load of 15 under -n 2
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(checkpoints())
 def test_a_compacted_checkpoint_replays_to_the_same_view(docs):

@@ -100,14 +100,19 @@ def test_a_message_quoting_what_it_was_given_shows_a_bad_byte_as_everywhere_else
 
 @pytest.mark.parametrize("text, word", [
     ("/tmp/sb", "/tmp/sb"), ("", "''"), ("a b", "'a b'"), ("it's", "'it'\"'\"'s'"),
-    ("$HOME", "'$HOME'"), ("a\nb", "$'a\\nb'"), ("x\udcff'\\", "$'x\\xff\\'\\\\'"),
-    ("\x1b[31m\x9b", "$'\\x1b[31m\\u009b'"),
+    ("$HOME", "'$HOME'"), ("a\nb", "\"$(printf 'a\\nb')\""), ("x\udcff'\\%", "\"$(printf 'x\\377'\\''\\\\%%')\""),
+    ("\x1b[31m\x9b", "\"$(printf '\\033[31m\\302\\233')\""), ("-\t", "\"$(printf '\\055\\t')\""),
+    ("a\n", "$'a\\n'"),  # a line break last, which `$(...)` drops: bash's form
+    ("x\udcff'\\\n", "$'x\\xff\\'\\\\\\n'"), ("\x1b[31m\x9b\n", "$'\\x1b[31m\\u009b\\n'"),
     # the first and last C1 controls (characters: bash writes them in UTF-8), DEL and the last C0
-    ("\x80\x9f\xa0\x7f\x1f", "$'\\u0080\\u009f\xa0\\x7f\\x1f'"),
-    ("\udc80\udcff", "$'\\x80\\xff'"),  # the first and last bytes surrogateescape holds
-    ("\ud800 \udc7f \udd00", "$'\\ud800 \\udc7f \\udd00'"),  # lone surrogates, next to those
+    ("\x80\x9f\xa0\x7f\x1f\n", "$'\\u0080\\u009f\xa0\\x7f\\x1f\\n'"),
+    ("\udc80\udcff\n", "$'\\x80\\xff\\n'"),  # the first and last bytes surrogateescape holds
+    ("\ud800 \udc7f \udd00\n", "$'\\ud800 \\udc7f \\udd00\\n'"),  # lone surrogates, next to those
+    # printf's: the first and last bytes surrogateescape holds, as those bytes; lone halves as surrogatepass writes them
+    ("\udc80\udcff", "\"$(printf '\\200\\377')\""),
+    ("\ud800\udc7f\udd00", "\"$(printf '\\355\\240\\200\\355\\261\\277\\355\\264\\200')\""),
 ])
-def test_shell_word_is_one_word_bash_reads_back_as_the_text_on_one_line(text, word):
+def test_shell_word_is_one_word_a_posix_shell_reads_back_as_the_text_on_one_line(text, word):
     assert shell_word(text) == word
 
 

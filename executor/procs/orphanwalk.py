@@ -1,0 +1,46 @@
+"""A walk of the task's subtree that misses no process whose parent exited during it.
+
+`proctree.walk` reads a process, then its children list, one process at a time. A process
+that exits after its parent's list was read and before its own children were (a
+fork-hopper's generation: fork, exit, again; a daemonizer's middle child) hands its children
+to this process, a subreaper, whose list the walk read already: one pass finds neither it
+nor them. A run that exited 0 then kept nothing of a hopper it left (no process of its was
+found to carry its marker), and the next pass of its leftover kill killed the hopper's next
+generation; a look for the daemons found none alive and forgot their markers.
+
+So the main thread's list, where the kernel puts every orphan, is read again after the
+walk, and each unregistered pid on it not visited yet is walked too, until a read finds
+none. Then every live process of the subtree at that read descends from a child of this
+process the walk found alive (its children re-parent here before it turns zombie). A hopper
+that forks faster than the walk reads could keep that going: `ROUNDS` reads at most.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from executor.procs import proctree
+from executor.procs.proctree import ProcInfo
+
+ROUNDS = 16  # re-reads of the orphans' list a walk makes at most
+
+
+def walk(me: int, roots: list[int], registered: Callable[[], frozenset[int]],
+         prune: Callable[[ProcInfo], bool], skip: frozenset[int] = frozenset(),
+         ) -> tuple[dict[int, ProcInfo], list[int], frozenset[int]]:
+    """`roots` (children of `me`) and their subtrees, then each orphan that came to `me`
+    meanwhile; returns the processes (parents first within each subtree), every root
+    visited, and the registered pids as read after the last list (`registered()`, read
+    after each list: a child this process forked and listed is registered by then)."""
+    procs = proctree.walk(roots, prune=prune, adopted=True)
+    visited = set(roots) | skip
+    regs = registered()
+    for _ in range(ROUNDS):
+        kids = proctree.children(me, leader_only=True)
+        regs = registered()
+        new = [k for k in kids if k not in visited and k not in procs and k not in regs]
+        if not new:
+            break
+        visited.update(new)
+        roots = [*roots, *new]
+        procs.update(proctree.walk(new, prune=prune, adopted=True))
+    return procs, roots, regs

@@ -1,0 +1,99 @@
+"""The watchdog's script (`executor/procs/watchdogsh.py`) under each shell a host's /bin/sh
+may be: dash (Debian, Ubuntu), bash in its POSIX mode (RHEL, Fedora, Amazon Linux: bash run
+as `sh`), busybox's ash (Alpine). Each that is installed runs the real script, as the
+watchdog's `posix_spawn` runs it, on a real v1 freezer task cgroup: a member nested past
+PATH_MAX (4,096 bytes) is killed and the whole tree removed.
+
+Was, under bash: the walk went by full paths (bash's `cd -P NAME` re-resolves the whole
+path at each step: minutes for 2,100 levels), and a full path past PATH_MAX is never looked
+up: the member 2,100 cgroups deep was never listed, the watchdog waited out its 10 s, then
+its marker passes (none here), and exited 1, the member alive and the tree left (90 s: the
+watchdog was still at it). Now every shell walks by directory descriptors
+(`/proc/self/fd/8`, one name opened per step)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+
+import pytest
+
+from executor.procs import cgroups
+from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME, WATCHDOG_SCRIPT
+from tests.support import cgroups as cgroup_support
+from tests.support.cgroups import FREEZER
+
+pytestmark = pytest.mark.timeout(240)
+
+SHELLS = {"dash": ["dash"], "bash": ["bash", "--posix"], "busybox": ["busybox", "sh"]}
+ODD = (".x", "-y z", "..w")  # a name cgroupfs takes with a leading `.`, `-`, a space (not a newline)
+
+
+def watchdog_under(shell: list[str], marker: str, directory: str, how: str) -> int:
+    """The exit status of the watchdog's script run by `shell` on the task cgroup
+    `directory`, its pipe closed at once (as the supervisor's death closes it)."""
+    read_end, write_end = os.pipe()
+    try:
+        dog = subprocess.Popen([*shell, "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, marker, directory, how, "", ""],
+                               stdin=read_end, stdout=subprocess.DEVNULL, env=WATCHDOG_ENV, start_new_session=True)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    try:
+        return dog.wait(120)  # a bound, not the expected time (seconds, on a loaded host)
+    finally:
+        if dog.poll() is None:  # one that timed out must not go on beside the next tests
+            dog.kill()
+            dog.wait()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_watchdog_kills_a_member_nested_past_path_max_and_removes_the_tree(shell):
+    if shutil.which(SHELLS[shell][0]) is None:
+        pytest.skip(f"no {shell} here")
+    if (why := cgroup_support.unavailable(FREEZER)) is not None:
+        pytest.skip(f"no v1 freezer task cgroup here: {why}")
+    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", FREEZER)
+    assert isinstance(made, cgroups.TaskCgroup) and made.how == "freezer", made
+    deep, odd = subprocess.Popen(["sleep", "600"]), subprocess.Popen(["sleep", "600"])
+    try:
+        cgroup_support.nest(made.directory, 2100, deep.pid)  # its path: some 4,300 bytes
+        os.makedirs(os.path.join(made.directory, *ODD))
+        cgroup_support.nest(os.path.join(made.directory, *ODD), 1, odd.pid)
+        status = watchdog_under(SHELLS[shell], uuid.uuid4().hex, made.directory, made.how)
+        assert (deep.wait(10), odd.wait(10)) == (-signal.SIGKILL, -signal.SIGKILL)
+        assert (status, os.path.exists(made.directory)) == (0, False)
+    finally:
+        deep.kill()
+        odd.kill()
+        cgroup_support.remove(made.directory, 60)  # (thaws: a frozen process dies only once thawed)
+        deep.wait()
+        odd.wait()
+        cgroups.release(made)
+
+
+def walk_of_script() -> str:
+    """The watchdog script's walk (its functions, from `walk() {` to `rmcg() {`), as it is."""
+    start, end = WATCHDOG_SCRIPT.index("\nwalk() {"), WATCHDOG_SCRIPT.index("\nrmcg() {")
+    return WATCHDOG_SCRIPT[start:end]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root, unshare")
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_watchdog_s_walk_never_goes_into_what_is_mounted_below_the_task_s_cgroup(shell, tmp_path):
+    """Was: `cd -P` went into a directory mounted on one below (here a bind mount of one
+    outside, in a mount namespace of the test's own), and the walk listed, thawed and
+    killed there. Now a step to another mount (`mnt_id`) is not taken."""
+    if shutil.which(SHELLS[shell][0]) is None:
+        pytest.skip(f"no {shell} here")
+    (tmp_path / "top" / "a").mkdir(parents=True)
+    (tmp_path / "top" / "m").mkdir()
+    (tmp_path / "outside" / "o").mkdir(parents=True)
+    script = (f'mount --bind "$1/outside" "$1/top/m" || exit 3\n{walk_of_script()}\n'
+              '_seen() { (cd -P "$_here" && pwd -P); }\nwalk _seen "$1/top"')
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", *SHELLS[shell], "-c", script,
+                           "walk", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == [str(tmp_path / "top"), str(tmp_path / "top" / "a")]
