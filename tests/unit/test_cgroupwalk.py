@@ -3,9 +3,11 @@ descriptors, whatever the file system): what it does when a callback fails or a 
 moves under it, and that it leaves no descriptor open."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -165,3 +167,57 @@ def test_a_walk_given_a_deadline_stops_at_the_first_step_past_it(tmp_path):
     assert visited == [str(tmp_path)] and _open_fds() == before
     cgroupwalk.walk(str(tmp_path), lambda fd: visited.append(_at(fd)), deadline=time.monotonic() + 60)
     assert visited[1:] == [str(tmp_path), str(tmp_path / "a"), str(tmp_path / "a" / "b")]
+
+
+def test_thaw_and_remove_below_stop_at_their_deadline(tmp_path):
+    """The kill's thaw and removal pass their deadline to the walk: past it, thaw says so
+    (`WalkCut`) before it writes below the top, and remove_below removes nothing."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("", "a", "a/b"):
+        (tmp_path / name / "freezer.state").write_text("FROZEN\n")
+    with pytest.raises(cgroupwalk.WalkCut, match="its deadline passed"):
+        cgroupwalk.thaw(str(tmp_path), deadline=time.monotonic())
+    assert (tmp_path / "a" / "freezer.state").read_text() == "FROZEN\n"
+    (tmp_path / "a" / "freezer.state").unlink()
+    (tmp_path / "a" / "b" / "freezer.state").unlink()
+    assert cgroupwalk.remove_below(str(tmp_path), deadline=time.monotonic()) is False
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+@contextlib.contextmanager
+def _descriptors_left(free: int):
+    """This process with `free` descriptors left (RLIMIT_NOFILE lowered, the rest filled),
+    put back on leaving."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(int(n) for n in _open_fds()) + 16, hard))
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                fillers.append(os.open("/dev/null", os.O_RDONLY))
+        for _ in range(free):
+            os.close(fillers.pop())
+        yield
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_out_of_descriptors_the_top_or_its_list_is_said_and_pids_says_so_when_asked_for_whole(tmp_path):
+    """In this process (the test of a child's walk above is out of mutmut's sight): with no
+    descriptor left the top itself is named; with one, the top opens and its list cannot be
+    read. `pids` gives what it could read unless asked for the whole."""
+    (tmp_path / "a").mkdir()
+    emfile = "not walked: Too many open files (EMFILE)"
+    with _descriptors_left(0):
+        with pytest.raises(cgroupwalk.WalkCut) as top:
+            cgroupwalk.walk(str(tmp_path))
+        assert cgroupwalk.pids(str(tmp_path)) == []
+        with pytest.raises(cgroupwalk.WalkCut):
+            cgroupwalk.pids(str(tmp_path), whole=True)
+    with _descriptors_left(1):
+        with pytest.raises(cgroupwalk.WalkCut) as below:
+            cgroupwalk.walk(str(tmp_path))
+    assert str(top.value) == f"{tmp_path} {emfile}"
+    assert str(below.value) == f"a cgroup 1 levels below {tmp_path}, and those below it, {emfile}"
