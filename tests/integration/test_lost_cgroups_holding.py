@@ -20,6 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_holding_is_a_process_in_the_cgroup_or_below_it_never_in_one_beside_it_nor_one_gone():
+    """`holding` and `in_task_cgroup` (a 16-character marker: False)."""
     marker = uuid.uuid4().hex
     lost = Path(_v2_home(), cgroups.task_name(marker))
     below, beside = lost / "below", Path(f"{lost}x")  # beside: its name and more
@@ -34,6 +35,9 @@ def test_holding_is_a_process_in_the_cgroup_or_below_it_never_in_one_beside_it_n
         holds = cgrouplost.holding([str(lost)])
         assert [holds(p.pid) for p in procs] == [True, True, False]
         assert not holds(gone.pid) and not holds(os.getpid())
+        # as stoker status asks it: the same, by the whole marker only (16 characters name none)
+        assert [cgrouplost.in_task_cgroup(marker, p.pid, os.geteuid()) for p in procs] == [True, True, False]
+        assert not cgrouplost.in_task_cgroup(marker[:16], procs[0].pid, os.geteuid())
     finally:
         for proc in procs:
             proc.kill()
