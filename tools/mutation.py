@@ -245,7 +245,8 @@ MODULES = (
                "test_main_makes_nothing_for_a_stamped_venv_of_its_checkout",
                "test_a_venv_whose_python_answers_the_probe_otherwise_is_made_again",
                "test_a_venv_without_a_python_at_all_is_made_again", "test_a_python_3_11_makes_the_venv",
-               "test_its_help_names_it_as_make_runs_it"))),
+               "test_its_help_names_it_as_make_runs_it",
+               "test_make_silent_reads_the_one_letter_flags_of_makeflags_first_word"))),
 )
 
 

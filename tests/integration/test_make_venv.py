@@ -309,3 +309,12 @@ def test_a_checkout_at_a_path_with_a_colon_is_importable_by_a_python_without_the
 
     assert imports(str(checkout)).returncode == 1  # split: '.../a' and 'b/c'
     assert imports(unsplit(checkout)).returncode == 0
+
+
+@pytest.mark.parametrize("makeflags, silent", [
+    ("", False), ("s", True), ("ks -j2 --jobserver-auth=fifo:/tmp/GMfifo1", True), ("k", False),
+    ("k s", False),  # only the first word holds the one-letter flags
+    (" -j2 --jobserver-auth=fifo:/tmp/GMfifos", False), ("-- VENV=/tmp/s", False), ("VENV=s", False),
+])
+def test_make_silent_reads_the_one_letter_flags_of_makeflags_first_word(tool, makeflags, silent):
+    assert tool.make_silent(makeflags) is silent
