@@ -216,8 +216,14 @@ def test_out_of_descriptors_the_top_or_its_list_is_said_and_pids_says_so_when_as
         assert cgroupwalk.pids(str(tmp_path)) == []
         with pytest.raises(cgroupwalk.WalkCut):
             cgroupwalk.pids(str(tmp_path), whole=True)
-    with _descriptors_left(1):
+    with _descriptors_left(1):  # the top open, none left to list it, read its processes, thaw it
         with pytest.raises(cgroupwalk.WalkCut) as below:
             cgroupwalk.walk(str(tmp_path))
+        with pytest.raises(cgroupwalk.WalkCut) as read:
+            cgroupwalk.pids(str(tmp_path), whole=True)
+        with pytest.raises(cgroupwalk.WalkCut) as thaw:
+            cgroupwalk.thaw(str(tmp_path))
+    assert str(read.value) == "cannot read a cgroup's processes: Too many open files (EMFILE)"
+    assert str(thaw.value) == f"cannot thaw a cgroup of {tmp_path}: Too many open files (EMFILE)"
     assert str(top.value) == f"{tmp_path} {emfile}"
     assert str(below.value) == f"a cgroup 1 levels below {tmp_path}, and those below it, {emfile}"
