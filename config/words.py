@@ -130,12 +130,12 @@ def _printf_escape(match: re.Match[str]) -> str:
 
 def _shell_escape(match: re.Match[str]) -> str:
     char = match.group()
-    if char in "\\'":
+    if char in ("\\", "'"):
         return "\\" + char
     code = ord(char)
-    if 0x80 <= code < 0xDC80 or code > 0xDCFF:  # a character: bash writes it in the locale's encoding
+    if 0x80 <= code <= 0x9F:  # a C1 control, a character: bash writes it in the locale's encoding
         return f"\\u{code:04x}"
-    return _escape(match)  # a C0 control, DEL, or the byte surrogateescape stands for
+    return _escape(match)  # a C0 control, DEL, a byte surrogateescape stands for, a lone surrogate
 
 
 def lone_surrogate(text: str) -> str | None:

@@ -29,6 +29,7 @@ WORK = ROOT / ".mutation"
 # What every run copies: the product packages (imported by the tests), the tests' helpers
 # and the pytest settings. The module's own test files are added per module.
 COPIED = ("config", "healthcheck", "executor", "tests/support", "examples", "pytest.ini")
+PACKAGES = ("config", "healthcheck", "executor")  # mutmut's source paths; a module's own top directory too
 
 
 @dataclass(frozen=True)
@@ -214,11 +215,38 @@ MODULES = (
            ("tests/unit/test_loader.py", "tests/unit/test_config_text.py", "tests/unit/test_plan.py")),
     Module("nodoccode", "compiling without docstrings", ("executor/nodoccode.py",),
            ("tests/unit/test_nodocs_compile.py",)),
+    # The ninth round: the walk by directory descriptors, the lost attempts' cgroups (whole
+    # markers, the whole module), the uid guard of the kill by marker and of `stoker status`'s
+    # split of leftovers, and `make`'s venv
     Module("lostcgroups", "a lost attempt's cgroup", ("executor/procs/cgrouplost.py",),
-           ("tests/integration/test_lost_cgroups.py",
-            "tests/integration/test_cgroup_v2.py::test_a_lost_attempt_s_cgroup_is_one_named_so_never_a_path_its_marker_leads_to"),
-           functions=tuple(f"executor.procs.cgrouplost.x_{f}__mutmut_*" for f in (
-               "lost_cgroups", "remove_emptied")), children=True),
+           ("tests/integration/test_lost_cgroups.py", "tests/integration/test_lost_cgroups_holding.py",
+            "tests/faults/test_marker_trust.py", "tests/integration/test_cgroup_v2.py::test_a_lost_attempt_s_cgroup_is_one_named_so_never_a_path_its_marker_leads_to"),
+           children=True),
+    Module("cgroupwalk", "a cgroup tree's walk by descriptors", ("executor/procs/cgroupwalk.py",),
+           ("tests/unit/test_cgroupwalk.py", "tests/integration/test_lost_cgroups.py")),
+    Module("markeruid", "the kill by marker's uid guard", ("executor/procs/proctree.py",
+                                                          "executor/task/leftoverprocs.py"),
+           ("tests/integration/test_lost_cgroups.py", "tests/faults/test_marker_trust.py"),
+           functions=("executor.procs.proctree.x__owned_directly__mutmut_*",
+                      "executor.task.leftoverprocs.x_by_user__mutmut_*",
+                      "executor.task.leftoverprocs.x__in_its_cgroup__mutmut_*"), children=True),
+    # (not its test of two makes at once: its child runs the mutant, which may install into
+    # the venv that runs mutmut)
+    Module("makevenv", "make's venv", ("tools/make_venv.py",),
+           tuple(f"tests/integration/test_make_venv.py::{name}" for name in (
+               "test_a_venv_left_without_pip_or_whose_python_is_gone_is_made_again_with_why",
+               "test_a_venv_of_a_python_too_old_or_not_the_one_given_is_made_again",
+               "test_a_venv_made_is_made_with_pip_the_checkout_and_the_code_cache_then_stamped",
+               "test_a_venv_of_another_python_with_same_python_is_made_again_and_said_why",
+               "test_a_stamp_older_than_setup_py_is_not_fresh", "test_a_step_that_fails_ends_with_its_status_and_no_stamp",
+               "test_a_python_too_old_or_that_does_not_run_makes_no_venv_and_says_which_to_give",
+               "test_remove_takes_a_venv_s_link_or_file_but_not_where_the_link_leads",
+               "test_a_make_waiting_for_another_says_so_once_and_goes_on_once_it_is_done",
+               "test_main_makes_nothing_for_a_stamped_venv_of_its_checkout",
+               "test_a_venv_whose_python_answers_the_probe_otherwise_is_made_again",
+               "test_a_venv_without_a_python_at_all_is_made_again", "test_a_python_3_11_makes_the_venv",
+               "test_its_help_names_it_as_make_runs_it",
+               "test_make_silent_reads_the_one_letter_flags_of_makeflags_first_word"))),
 )
 
 
@@ -261,7 +289,9 @@ def prepare(module: Module) -> Path:
     work = WORK / module.slug
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    for name in (*COPIED, *conftests(module.tests), *(t.partition("::")[0] for t in module.tests)):
+    tops = sorted({s.partition("/")[0] for s in module.sources} - set(PACKAGES))  # tools/
+    beside = ("setup.py",) if tops else ()  # (make_venv.py's stamp is judged against it)
+    for name in (*COPIED, *tops, *beside, *conftests(module.tests), *(t.partition("::")[0] for t in module.tests)):
         source, target = ROOT / name, work / name
         if not source.exists():
             raise SystemExit(f"mutation: {name} does not exist (MODULES in {Path(__file__).name})")
@@ -270,9 +300,9 @@ def prepare(module: Module) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, target)
-    lines = ["[mutmut]", "source_paths =", "    config", "    healthcheck", "    executor",
+    lines = ["[mutmut]", "source_paths =", *(f"    {p}" for p in (*PACKAGES, *tops)),
              "only_mutate =", *(f"    {s}" for s in module.sources),
-             "also_copy =", "    pytest.ini", "    examples", *(["    conftest.py"] if module.children else []),
+             "also_copy =", "    pytest.ini", "    examples", *(f"    {b}" for b in beside), *(["    conftest.py"] if module.children else []),
              "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in module.tests),
              # Hypothesis on a fixed seed, so a run's score does not depend on luck.
              "pytest_add_cli_args =", "    --hypothesis-seed=0", ""]

@@ -48,7 +48,7 @@ class DeadlinePassed(WalkCut):
     tree thousands of levels deep)."""
 
 
-def walk(directory: str, visit: Callable[[int], None],
+def walk(directory: str, visit: Callable[[int], None] = lambda fd: None,
          leave: Callable[[int, str], None] = lambda parent, name: None, deadline: float | None = None) -> None:
     """`visit(fd)` for `directory` and each cgroup below it, each before those below it, `fd`
     open on it; `leave(parent, name)` once the cgroup `name` and all below it were visited,
@@ -223,7 +223,7 @@ def remove_below(directory: str, deadline: float | None = None) -> bool:
         removed.append(name)
 
     try:
-        walk(directory, lambda fd: None, leave, deadline)
+        walk(directory, leave=leave, deadline=deadline)
     except OSError:
         return False
     return bool(removed)

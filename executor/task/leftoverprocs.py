@@ -50,7 +50,7 @@ class Foreign:
     command: str
 
 
-def by_user(listed: list[Leftover], uid: int | None, marker: str = "",
+def by_user(listed: list[Leftover], uid: int | None, marker: str,
             held: Container[int] = ()) -> tuple[list[Leftover], list[Foreign]]:
     """`listed` split into those of `uid` (the task's user: all when None, and one gone
     meanwhile), `held` (the watchdog's list counts them: `heldfile.held_leftovers`, a root

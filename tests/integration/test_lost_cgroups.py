@@ -289,6 +289,39 @@ def test_a_root_task_s_marked_process_that_changed_user_in_its_own_cgroup_is_kil
                 lost.rmdir()
 
 
+def test_status_counts_a_marked_process_in_the_task_cgroup_its_user_made_as_its_whoever_runs_it(tmp_path, capsys):
+    """Root's `stoker status` of alice's lost attempt: bob's marked process in the task cgroup
+    alice made (her task's `sudo -u bob`: only she, or root, may move a process in) is her
+    task's leftover, judged by her ownership of the cgroup, not by the caller's; bob's outside it
+    is shown apart."""
+    marker = uuid.uuid4().hex
+    lost = Path(_v2_home(), cgroups.task_name(marker))
+    _lost_attempt(tmp_path / "sb", marker, lost)
+    env = {"PATH": os.environ["PATH"], TASK_MARKER: marker}
+    with throwaway_user() as (alice, _), throwaway_user() as (bob, _):
+        for where, dirs, files in os.walk(tmp_path / "sb"):
+            for name in [where, *(os.path.join(where, n) for n in dirs + files)]:
+                os.chown(name, alice.pw_uid, alice.pw_gid)
+        as_bob = {"user": bob.pw_uid, "group": bob.pw_gid, "extra_groups": []}
+        daemon = subprocess.Popen(["sleep", "600"], env=env, **as_bob)  # type: ignore[call-overload]
+        copy = subprocess.Popen(["sleep", "600"], env=env, **as_bob)  # type: ignore[call-overload]
+        try:
+            lost.mkdir()
+            os.chown(lost, alice.pw_uid, -1)
+            (lost / "cgroup.procs").write_text(str(daemon.pid))
+            assert main(["status", str(tmp_path / "sb"), "--json"]) == 0
+            doc = json.loads(capsys.readouterr().out)
+            assert [p["pid"] for p in doc["leftovers"]] == [daemon.pid], doc["foreign_processes"]
+            assert [p["pid"] for p in doc["foreign_processes"]] == [copy.pid]
+        finally:
+            for proc in (daemon, copy):
+                proc.kill()
+                proc.wait(10)
+            with contextlib.suppress(OSError):
+                wait_for(lambda: not cgroups.read_pids(str(lost)), 10, message="emptied")
+                lost.rmdir()
+
+
 @pytest.mark.parametrize("level", ["\ud800", "a\0b"])
 def test_a_header_s_cgroup_path_no_file_name_can_hold_ends_nothing_and_raises_nothing(tmp_path, level):
     """The header is the task's to write: a `cgroup` with a lone surrogate or a NUL at a level

@@ -9,17 +9,20 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.support.stoker_proc import REPO
 from tests.support.users import unsplit
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
 def tool():
-    spec = importlib.util.spec_from_file_location("make_venv_under_test", REPO / "tools/make_venv.py")
+    # named as its path names it (tools.make_venv), as `make mutation` maps its functions
+    spec = importlib.util.spec_from_file_location("tools.make_venv", REPO / "tools/make_venv.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -60,6 +63,171 @@ def test_a_venv_of_a_python_too_old_or_not_the_one_given_is_made_again(tool, tmp
     assert tool.problem(venv, given) == (f"it is Python 3.12.1's (/opt/python3.12), not {given}'s "
                                          "(3.12.1, /usr)")
     assert tool.problem(venv, fake_python(tmp_path / "same", "3 12 1\\n/opt/python3.12\\n")) is None
+
+
+@pytest.fixture
+def checkout(tool, tmp_path, monkeypatch):
+    """`tool` run for a checkout at tmp_path/checkout (its setup.py older than any stamp)."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "setup.py").write_text("")
+    os.utime(root / "setup.py", (1_000_000, 1_000_000))
+    monkeypatch.setattr(tool, "ROOT", root)
+    return root
+
+
+# An interpreter that makes a venv of itself (`-m venv DIR`), answers the probe as Python
+# 3.12 would, and writes down any other command it is given (pip, the code cache's warm step).
+INTERPRETER = """#!/bin/sh
+if [ "$1" = -m ] && [ "$2" = venv ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python"; exit 0; fi
+if [ "$1" = -I ]; then printf '3 12 1\\n/opt/python3.12\\n'; exit 0; fi
+echo "$0 $* ($(pwd) $STOKER_BUILD_VERSION)" >> "$LOG"
+"""
+
+
+def interpreter(path: Path, log: Path, monkeypatch) -> str:
+    path.write_text(INTERPRETER)
+    path.chmod(0o755)
+    monkeypatch.setenv("LOG", str(log))
+    return str(path)
+
+
+def test_a_venv_made_is_made_with_pip_the_checkout_and_the_code_cache_then_stamped(tool, checkout, tmp_path,
+                                                                                 monkeypatch, capfd):
+    log = tmp_path / "log"
+    python, venv = interpreter(tmp_path / "python3", log, monkeypatch), checkout / ".venv"
+    tool.ensure(venv, python)
+    bin_python = f"{venv}/bin/python"
+    steps = [f"{bin_python} -m pip install -q --upgrade pip", f"{bin_python} -m pip install -q -e .[test]",
+             f"{bin_python} -P -m executor.codecache"]
+    assert capfd.readouterr() == ("\n".join([f"{python} -m venv {venv}", *steps, ""]), "")
+    assert log.read_text() == "".join(f"{step} ({checkout} 0.1.0)\n" for step in steps)
+    assert (venv / ".installed").is_file()
+    tool.ensure(venv, python)  # stamped, this Python's: nothing to do
+    tool.ensure_extra(venv, "fuzz")
+    tool.ensure_extra(venv, "fuzz")
+    extra = f"{bin_python} -m pip install -q -e .[test,fuzz]"
+    assert capfd.readouterr() == (extra + "\n", "") and (venv / ".fuzz-installed").is_file()
+    assert log.read_text().splitlines()[3:] == [f"{extra} ({checkout} 0.1.0)"]
+
+
+def test_a_venv_of_another_python_with_same_python_is_made_again_and_said_why(tool, checkout, tmp_path,
+                                                                           monkeypatch, capfd):
+    log = tmp_path / "log"
+    venv = checkout / ".venv"
+    fake_python(venv / "bin/python", "3 13 0\\n/opt/python3.13\\n")
+    (venv / ".installed").touch()
+    python = interpreter(tmp_path / "python3", log, monkeypatch)
+    tool.ensure(venv, python)  # any Python >= 3.11: stamped, it stays
+    assert capfd.readouterr() == ("", "")
+    tool.ensure(venv, python, same_python=True)
+    out, err = capfd.readouterr()
+    assert err == (f"make_venv: .venv: it is Python 3.13.0's (/opt/python3.13), not {python}'s (3.12.1, "
+                   "/opt/python3.12): making it again\n")
+    assert out.splitlines()[0] == f"{python} -m venv {venv}" and (venv / "bin/python").read_text() == INTERPRETER
+
+
+@pytest.mark.parametrize("answer", ["3 12 1\\n/opt\\nmore\\n", "3 x 1\\n/opt\\n", "3 12 1\\n"])
+def test_a_venv_whose_python_answers_the_probe_otherwise_is_made_again(tool, tmp_path, answer):
+    fake_python(tmp_path / "venv/bin/python", answer)
+    assert tool.problem(tmp_path / "venv", None) == (f"{tmp_path}/venv/bin/python does not run or cannot "
+                                                     "import pip (was its making interrupted?)")
+
+
+def test_a_venv_without_a_python_at_all_is_made_again(tool, tmp_path):
+    (tmp_path / "venv/bin").mkdir(parents=True)
+    assert tool.problem(tmp_path / "venv", None) == f"its python {tmp_path}/venv/bin/python is gone"
+
+
+def test_a_python_3_11_makes_the_venv(tool, tmp_path, capfd):
+    python = fake_python(tmp_path / "python3", "3 11 0\\n/usr\\n")
+    tool.make(tmp_path / "venv", python)  # (not refused: the fake's `-m venv` prints its answer)
+    assert capfd.readouterr() == (f"{python} -m venv {tmp_path}/venv\n3 11 0\n/usr\n", "")
+
+
+def test_its_help_names_it_as_make_runs_it(tool, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as ended:
+        tool.main(["--help"])
+    out = capsys.readouterr().out
+    assert ended.value.code == 0 and out.startswith(
+        "usage: tools/make_venv.py [-h] [--same-python] [--extra EXTRA] venv\n\n"
+        "`make`'s virtual environment, `.venv` (README \"On a laptop\"): made, made again when it\n")
+    assert "  --same-python  the venv must be this Python's (PY given)\n" in out
+    assert "  --extra EXTRA  install this extra of the checkout too\n" in out
+
+
+def test_a_stamp_older_than_setup_py_is_not_fresh(tool, checkout):
+    stamp = checkout / ".installed"
+    assert not tool.fresh(stamp)
+    stamp.touch()
+    for at, fresh in ((999_999, False), (1_000_000, True), (1_000_001, True)):
+        os.utime(stamp, (at, at))
+        assert tool.fresh(stamp) is fresh
+
+
+def test_a_step_that_fails_ends_with_its_status_and_no_stamp(tool, checkout, capfd):
+    with pytest.raises(SystemExit) as ended:
+        tool.run([sys.executable, "-c", "import os, sys; print(os.getcwd(), os.environ['STOKER_BUILD_VERSION']); "
+                  "sys.exit(3)"])
+    assert ended.value.code == 1
+    out, err = capfd.readouterr()
+    assert out.splitlines()[1:] == [f"{checkout} 0.1.0"]
+    assert err == ("make_venv: this step failed (exit 3); .venv is not stamped, and the next make "
+                   "tries again\n")
+
+
+@pytest.mark.parametrize("answer, what", [(None, "does not run"), ("3 10 9\\n/usr\\n", "is Python 3.10.9")])
+def test_a_python_too_old_or_that_does_not_run_makes_no_venv_and_says_which_to_give(tool, tmp_path, capfd,
+                                                                                 answer, what):
+    python = str(tmp_path / "python3") if answer is None else fake_python(tmp_path / "python3", answer)
+    with pytest.raises(SystemExit) as ended:
+        tool.make(tmp_path / "venv", python)
+    assert ended.value.code == 1 and not (tmp_path / "venv").exists()
+    assert capfd.readouterr().err == (f"make_venv: {python} {what}, and Stoker needs 3.11 or newer: give "
+                                      "make another, as in `make test PY=python3.11`\n")
+
+
+def test_remove_takes_a_venv_s_link_or_file_but_not_where_the_link_leads(tool, tmp_path):
+    (tmp_path / "real" / "bin").mkdir(parents=True)
+    for name, make in (("link", lambda p: p.symlink_to(tmp_path / "real")), ("file", lambda p: p.write_text("")),
+                       ("dir", lambda p: (p / "bin").mkdir(parents=True))):
+        make(tmp_path / name)
+        tool.remove(tmp_path / name)
+        assert not os.path.lexists(tmp_path / name)
+    assert (tmp_path / "real" / "bin").is_dir()
+
+
+def test_a_make_waiting_for_another_says_so_once_and_goes_on_once_it_is_done(tool, checkout, capfd):
+    held = os.open(checkout, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as the first make holds it
+    inside = threading.Event()
+
+    def second() -> None:
+        with tool.locked():
+            inside.set()
+
+    waiting = threading.Thread(target=second)
+    try:
+        waiting.start()
+        said = f"make_venv: waiting for another make of {checkout} to finish with its venv\n"
+        err: list[str] = []
+        wait_for(lambda: err.append(capfd.readouterr().err) or "".join(err) == said, timeout_secs=10)
+        assert not inside.is_set()
+    finally:
+        os.close(held)
+        waiting.join(timeout=10)
+    assert inside.is_set() and capfd.readouterr().err == ""
+    with tool.locked():  # not waiting: said nothing
+        assert capfd.readouterr().err == ""
+
+
+def test_main_makes_nothing_for_a_stamped_venv_of_its_checkout(tool, checkout, capfd):
+    fake_python(checkout / "v" / "bin/python", "3 12 1\\n/opt/python3.12\\n")
+    (checkout / "v" / ".installed").touch()
+    (checkout / "v" / ".mutation-installed").touch()
+    assert tool.main(["v", "--extra", "mutation"]) == 0
+    assert capfd.readouterr() == ("", "")
 
 
 def test_a_second_make_waits_for_the_first_then_finds_the_venv_made(tmp_path):
@@ -174,3 +342,12 @@ def test_two_checkouts_with_a_colon_get_a_link_each_never_one_found_there(tmp_pa
     finally:
         if os.readlink(planted) == str(tmp_path / "elsewhere"):
             planted.unlink()
+
+
+@pytest.mark.parametrize("makeflags, silent", [
+    ("", False), ("s", True), ("ks -j2 --jobserver-auth=fifo:/tmp/GMfifo1", True), ("k", False),
+    ("k s", False),  # only the first word holds the one-letter flags
+    (" -j2 --jobserver-auth=fifo:/tmp/GMfifos", False), ("-- VENV=/tmp/s", False), ("VENV=s", False),
+])
+def test_make_silent_reads_the_one_letter_flags_of_makeflags_first_word(tool, makeflags, silent):
+    assert tool.make_silent(makeflags) is silent

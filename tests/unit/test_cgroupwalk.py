@@ -3,9 +3,11 @@ descriptors, whatever the file system): what it does when a callback fails or a 
 moves under it, and that it leaves no descriptor open."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -64,6 +66,7 @@ def test_a_directory_moved_elsewhere_during_the_walk_stops_it_before_it_removes_
     with pytest.raises(OSError) as raised:
         cgroupwalk.walk(str(top), visit, leave)
     assert (raised.value.errno, removed) == (errno.ESTALE, [f"{outside}/a/b"])
+    assert raised.value.strerror == f"{top}: a cgroup below it moved during the walk"
     assert (outside / "a").is_dir() and _open_fds() == before
 
 
@@ -76,6 +79,48 @@ def test_remove_below_removes_a_tree_bottom_up_with_two_descriptors_at_most(tmp_
     before = _open_fds()
     assert cgroupwalk.remove_below(str(tmp_path)) and os.listdir(tmp_path) == []
     assert _open_fds() == before
+
+
+def test_a_cgroup_gone_before_it_is_reached_is_left_out_and_the_walk_goes_on(tmp_path):
+    for name in "abcd":
+        (tmp_path / name).mkdir()
+    order = os.listdir(tmp_path)  # as the walk lists them: it visits from the last
+    visited: list[str] = []
+
+    def visit(fd: int) -> None:
+        visited.append(os.path.basename(_at(fd)))
+        if len(visited) == 2:  # the first below the top: the next it would visit goes
+            (tmp_path / order[-2]).rmdir()
+
+    cgroupwalk.walk(str(tmp_path), visit)
+    assert visited == [tmp_path.name, order[-1], order[-3], order[-4]]
+
+
+def test_thaw_writes_to_those_frozen_by_themselves_or_unreadable_and_no_other(tmp_path):
+    """As the v1 freezer shows them: `freezer.self_freezing` 0 (frozen by its parent, thaws
+    with it) is left alone, 1 or unreadable is thawed; one that cannot be written is no error."""
+    states = {"": "1", "a": "0", "a/b": "1", "c": None, "c/d": "0"}
+    for name, self_freezing in states.items():
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "freezer.state").write_text("FROZEN\n")
+        if self_freezing is not None:
+            (tmp_path / name / "freezer.self_freezing").write_text(self_freezing + "\n")
+    (tmp_path / "e").mkdir()  # no files at all
+    before = _open_fds()
+    cgroupwalk.thaw(str(tmp_path))
+    assert {name: (tmp_path / name / "freezer.state").read_text() for name in states} == {
+        "": "THAWED\n", "a": "FROZEN\n", "a/b": "THAWED\n", "c": "THAWED\n", "c/d": "FROZEN\n"}
+    assert os.listdir(tmp_path / "e") == [] and _open_fds() == before
+
+
+def test_remove_below_is_false_when_one_cannot_be_removed_or_there_is_none(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "held").write_text("")  # as a cgroup a process is in: not removed
+    (tmp_path / "c").mkdir()
+    assert cgroupwalk.remove_below(str(tmp_path)) is False
+    assert (tmp_path / "a" / "b" / "held").exists()
+    assert cgroupwalk.remove_below(str(tmp_path / "a" / "b")) is False  # none below it
+    assert cgroupwalk.remove_below(str(tmp_path / "gone")) is False
 
 
 _OUT_OF_DESCRIPTORS = """
@@ -122,3 +167,63 @@ def test_a_walk_given_a_deadline_stops_at_the_first_step_past_it(tmp_path):
     assert visited == [str(tmp_path)] and _open_fds() == before
     cgroupwalk.walk(str(tmp_path), lambda fd: visited.append(_at(fd)), deadline=time.monotonic() + 60)
     assert visited[1:] == [str(tmp_path), str(tmp_path / "a"), str(tmp_path / "a" / "b")]
+
+
+def test_thaw_and_remove_below_stop_at_their_deadline(tmp_path):
+    """The kill's thaw and removal pass their deadline to the walk: past it, thaw says so
+    (`WalkCut`) before it writes below the top, and remove_below removes nothing."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("", "a", "a/b"):
+        (tmp_path / name / "freezer.state").write_text("FROZEN\n")
+    with pytest.raises(cgroupwalk.WalkCut, match="its deadline passed"):
+        cgroupwalk.thaw(str(tmp_path), deadline=time.monotonic())
+    assert (tmp_path / "a" / "freezer.state").read_text() == "FROZEN\n"
+    (tmp_path / "a" / "freezer.state").unlink()
+    (tmp_path / "a" / "b" / "freezer.state").unlink()
+    assert cgroupwalk.remove_below(str(tmp_path), deadline=time.monotonic()) is False
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+@contextlib.contextmanager
+def _descriptors_left(free: int):
+    """This process with `free` descriptors left (RLIMIT_NOFILE lowered, the rest filled),
+    put back on leaving."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(int(n) for n in _open_fds()) + 16, hard))
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                fillers.append(os.open("/dev/null", os.O_RDONLY))
+        for _ in range(free):
+            os.close(fillers.pop())
+        yield
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_out_of_descriptors_the_top_or_its_list_is_said_and_pids_says_so_when_asked_for_whole(tmp_path):
+    """In this process (the test of a child's walk above is out of mutmut's sight): with no
+    descriptor left the top itself is named; with one, the top opens and its list cannot be
+    read. `pids` gives what it could read unless asked for the whole."""
+    (tmp_path / "a").mkdir()
+    emfile = "not walked: Too many open files (EMFILE)"
+    with _descriptors_left(0):
+        with pytest.raises(cgroupwalk.WalkCut) as top:
+            cgroupwalk.walk(str(tmp_path))
+        assert cgroupwalk.pids(str(tmp_path)) == []
+        with pytest.raises(cgroupwalk.WalkCut):
+            cgroupwalk.pids(str(tmp_path), whole=True)
+    with _descriptors_left(1):  # the top open, none left to list it, read its processes, thaw it
+        with pytest.raises(cgroupwalk.WalkCut) as below:
+            cgroupwalk.walk(str(tmp_path))
+        with pytest.raises(cgroupwalk.WalkCut) as read:
+            cgroupwalk.pids(str(tmp_path), whole=True)
+        with pytest.raises(cgroupwalk.WalkCut) as thaw:
+            cgroupwalk.thaw(str(tmp_path))
+    assert str(read.value) == "cannot read a cgroup's processes: Too many open files (EMFILE)"
+    assert str(thaw.value) == f"cannot thaw a cgroup of {tmp_path}: Too many open files (EMFILE)"
+    assert str(top.value) == f"{tmp_path} {emfile}"
+    assert str(below.value) == f"a cgroup 1 levels below {tmp_path}, and those below it, {emfile}"

@@ -6,6 +6,7 @@ import pytest
 from config.words import (
     columns,
     did_you_mean,
+    lone_surrogate,
     number,
     pad,
     plural,
@@ -13,6 +14,7 @@ from config.words import (
     printable_lines,
     quoted,
     shell_word,
+    texts,
 )
 from executor.cli.views import table
 
@@ -101,6 +103,32 @@ def test_a_message_quoting_what_it_was_given_shows_a_bad_byte_as_everywhere_else
     ("$HOME", "'$HOME'"), ("a\nb", "\"$(printf 'a\\nb')\""), ("x\udcff'\\%", "\"$(printf 'x\\377'\\''\\\\%%')\""),
     ("\x1b[31m\x9b", "\"$(printf '\\033[31m\\302\\233')\""), ("-\t", "\"$(printf '\\055\\t')\""),
     ("a\n", "$'a\\n'"),  # a line break last, which `$(...)` drops: bash's form
+    ("x\udcff'\\\n", "$'x\\xff\\'\\\\\\n'"), ("\x1b[31m\x9b\n", "$'\\x1b[31m\\u009b\\n'"),
+    # the first and last C1 controls (characters: bash writes them in UTF-8), DEL and the last C0
+    ("\x80\x9f\xa0\x7f\x1f\n", "$'\\u0080\\u009f\xa0\\x7f\\x1f\\n'"),
+    ("\udc80\udcff\n", "$'\\x80\\xff\\n'"),  # the first and last bytes surrogateescape holds
+    ("\ud800 \udc7f \udd00\n", "$'\\ud800 \\udc7f \\udd00\\n'"),  # lone surrogates, next to those
+    # printf's: the first and last bytes surrogateescape holds, as those bytes; lone halves as surrogatepass writes them
+    ("\udc80\udcff", "\"$(printf '\\200\\377')\""),
+    ("\ud800\udc7f\udd00", "\"$(printf '\\355\\240\\200\\355\\261\\277\\355\\264\\200')\""),
 ])
 def test_shell_word_is_one_word_a_posix_shell_reads_back_as_the_text_on_one_line(text, word):
     assert shell_word(text) == word
+
+
+@pytest.mark.parametrize("text, half", [
+    ("plain é → 作 \U0001f600", None), ("\udc80 \udcff", None),  # the bytes surrogateescape holds
+    ("a\ud800", "\\ud800"), ("\udc7f", "\\udc7f"), ("\udd00", "\\udd00"), ("\udfff", "\\udfff"),
+    ("\udc80\udbff\ud910", "\\udbff"),  # the first one
+])
+def test_lone_surrogate_names_the_first_half_of_a_pair_no_encoder_can_write(text, half):
+    assert lone_surrogate(text) == half
+
+
+def test_texts_walks_a_tree_for_every_text_with_its_path():
+    tree = {"name": "a", "task": {"processes": [{"cmdline": "echo"}, "x", 3, None], "on": True},
+            "n": 1.5, "empty": {}, "none": []}
+    assert list(texts(tree, "job")) == [("job.name", "a"), ("job.task.processes[0].cmdline", "echo"),
+                                        ("job.task.processes[1]", "x")]
+    assert list(texts("top", "t")) == [("t", "top")]
+    assert list(texts(7, "t")) == []
