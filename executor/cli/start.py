@@ -178,6 +178,15 @@ def _noted_stop(status: int) -> Stopped:
     return stop
 
 
+def _one_heap(command: str) -> None:
+    """A supervisor's threads share one C heap (`earlyfork.one_heap`): asked before the
+    supervisor's (and the driver's) first thread."""
+    if command in ("run", "executor"):
+        from executor.procs import earlyfork  # (the early start's, the spawns': loaded anyway)
+
+        earlyfork.one_heap()
+
+
 def _load() -> Callable[[], NoReturn]:
     """Everything the module docstring says, in its order; the command's `run`."""
     executor.forget_relative_pythonpath()  # done as `executor` loaded, but in stoker.pyz (its argv[0])
@@ -193,10 +202,7 @@ def _load() -> Callable[[], NoReturn]:
     from executor import nodocs
 
     nodocs.install()  # every module from here on without its docstrings
-    if command in ("run", "executor"):
-        from executor.procs import earlyfork  # (the early start's, the spawns': loaded anyway)
-
-        earlyfork.one_heap()  # before the supervisor's (and the driver's) first thread
+    _one_heap(command)
     if command == "run":
         from executor.cli import launch
 
