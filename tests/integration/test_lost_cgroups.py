@@ -254,6 +254,16 @@ def test_a_lost_attempt_s_empty_cgroup_elsewhere_is_found_where_its_header_says(
                 directory.rmdir()
 
 
+def _end(lost: Path, *procs: subprocess.Popen) -> None:
+    """The test's processes killed and reaped, then the lost cgroup removed once emptied."""
+    for proc in procs:
+        proc.kill()
+        proc.wait(10)
+    with contextlib.suppress(OSError):
+        wait_for(lambda: not cgroups.read_pids(str(lost)), 10, message="emptied")
+        lost.rmdir()
+
+
 def test_a_root_task_s_marked_process_that_changed_user_in_its_own_cgroup_is_killed_and_it_removed(tmp_path, capsys):
     """A root task's daemon that dropped to bob (nginx's workers, say), in the attempt's own
     cgroup, root's (no other user may move a process in). Was: left, as another user's copy
@@ -281,12 +291,7 @@ def test_a_root_task_s_marked_process_that_changed_user_in_its_own_cgroup_is_kil
             assert attempt.foreign == ((copy.pid, f"{bob.pw_name} (uid {bob.pw_uid})"),)
             assert copy.poll() is None
         finally:
-            for proc in (daemon, copy):
-                proc.kill()
-                proc.wait(10)
-            with contextlib.suppress(OSError):
-                wait_for(lambda: not cgroups.read_pids(str(lost)), 10, message="emptied")
-                lost.rmdir()
+            _end(lost, daemon, copy)
 
 
 def test_status_counts_a_marked_process_in_the_task_cgroup_its_user_made_as_its_whoever_runs_it(tmp_path, capsys):
@@ -314,12 +319,7 @@ def test_status_counts_a_marked_process_in_the_task_cgroup_its_user_made_as_its_
             assert [p["pid"] for p in doc["leftovers"]] == [daemon.pid], doc["foreign_processes"]
             assert [p["pid"] for p in doc["foreign_processes"]] == [copy.pid]
         finally:
-            for proc in (daemon, copy):
-                proc.kill()
-                proc.wait(10)
-            with contextlib.suppress(OSError):
-                wait_for(lambda: not cgroups.read_pids(str(lost)), 10, message="emptied")
-                lost.rmdir()
+            _end(lost, daemon, copy)
 
 
 @pytest.mark.parametrize("level", ["\ud800", "a\0b"])

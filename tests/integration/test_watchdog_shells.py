@@ -49,14 +49,21 @@ def watchdog_under(shell: list[str], marker: str, directory: str, how: str) -> i
             dog.wait()
 
 
-@pytest.mark.parametrize("shell", SHELLS)
-def test_the_watchdog_kills_a_member_nested_past_path_max_and_removes_the_tree(shell):
+def _freezer_cgroup(shell: str) -> cgroups.TaskCgroup:
+    """A v1 freezer task cgroup for a test run under `shell` (skipped where the shell or the
+    freezer is missing)."""
     if shutil.which(SHELLS[shell][0]) is None:
         pytest.skip(f"no {shell} here")
     if (why := cgroup_support.unavailable(FREEZER)) is not None:
         pytest.skip(f"no v1 freezer task cgroup here: {why}")
     made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", FREEZER)
     assert isinstance(made, cgroups.TaskCgroup) and made.how == "freezer", made
+    return made
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_watchdog_kills_a_member_nested_past_path_max_and_removes_the_tree(shell):
+    made = _freezer_cgroup(shell)
     deep, odd = subprocess.Popen(["sleep", "600"]), subprocess.Popen(["sleep", "600"])
     try:
         cgroup_support.nest(made.directory, 2100, deep.pid)  # its path: some 4,300 bytes
@@ -106,12 +113,7 @@ def test_the_watchdog_s_removal_never_removes_a_cgroup_outside_the_task_s_throug
     hierarchy below the task's cgroup (one st_dev: -xdev let it) and removed the empty
     cgroup `e` there, outside the task's. Now nothing is removed when the walk met a mount
     below (the mount point's rmdir fails all the same): the watchdog says so (exit 1)."""
-    if shutil.which(SHELLS[shell][0]) is None:
-        pytest.skip(f"no {shell} here")
-    if (why := cgroup_support.unavailable(FREEZER)) is not None:
-        pytest.skip(f"no v1 freezer task cgroup here: {why}")
-    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", FREEZER)
-    assert isinstance(made, cgroups.TaskCgroup) and made.how == "freezer", made
+    made = _freezer_cgroup(shell)
     try:
         with cgroup_support.bound_beside(made.directory) as (outside, sleeper, unshared):
             status = watchdog_under([*unshared, *SHELLS[shell]], uuid.uuid4().hex, made.directory, made.how)
