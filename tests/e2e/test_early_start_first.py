@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -117,12 +118,12 @@ FAILS_ONCE_WHILE_PLANNING = patched_at_load("executor.task.wiring", """
     """)
 
 
-def test_a_supervisors_module_that_fails_to_load_while_the_child_plans_starts_no_run_early(tmp_path):
-    # its runs might never be adopted (the supervisor's import fails again): started early,
-    # the user's command ran and was killed again
+def gated_run(tmp_path: Path, hook_text: str) -> tuple[StokerProcess, Path]:
+    """A first run of a config that touches `ran`, planned behind a FIFO the `hook_text`
+    sitecustomize opens (PLAN_GATE); waited for to its end (exit 0), its leftovers killed."""
     hook, gate = tmp_path / "hook", tmp_path / "gate"
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text(FAILS_ONCE_WHILE_PLANNING)
+    (hook / "sitecustomize.py").write_text(hook_text)
     os.mkfifo(gate)
     config = write(tmp_path, TOUCH.format(path="ran"))
     config.write_text(f"open({str(gate)!r}).read()\n" + config.read_text())
@@ -132,6 +133,13 @@ def test_a_supervisors_module_that_fails_to_load_while_the_child_plans_starts_no
     finally:
         proc.close()
         kill_leftovers(task_pids(sandbox))
+    return proc, sandbox
+
+
+def test_a_supervisors_module_that_fails_to_load_while_the_child_plans_starts_no_run_early(tmp_path):
+    # its runs might never be adopted (the supervisor's import fails again): started early,
+    # the user's command ran and was killed again
+    proc, sandbox = gated_run(tmp_path, FAILS_ONCE_WHILE_PLANNING)
     # loaded the second time, the supervisor started it (the plan made ahead's, not early)
     assert adopted(proc) == [] and (sandbox / "ran").exists()
 
@@ -228,16 +236,5 @@ OPENS_THE_GATE_LAST = patched_at_load("executor.local.run", """
 
 def test_a_plan_that_comes_once_the_supervisor_s_modules_all_loaded_still_starts_its_first_runs(tmp_path):
     # the wait for the plan outlasted the imports it does meanwhile: the runs start from it all the same
-    hook, gate = tmp_path / "hook", tmp_path / "gate"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(OPENS_THE_GATE_LAST)
-    os.mkfifo(gate)
-    config = write(tmp_path, TOUCH.format(path="ran"))
-    config.write_text(f"open({str(gate)!r}).read()\n" + config.read_text())
-    proc, sandbox = run(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate)})
-    try:
-        assert proc.wait() == 0, proc.stdout() + proc.stderr()
-    finally:
-        proc.close()
-        kill_leftovers(task_pids(sandbox))
+    proc, sandbox = gated_run(tmp_path, OPENS_THE_GATE_LAST)
     assert adopted(proc) == ["first"] and (sandbox / "ran").exists()

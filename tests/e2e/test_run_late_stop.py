@@ -55,16 +55,22 @@ AFTER_THE_RELAY = patched_at_load("executor.host.signals", """
     """)
 
 
-@pytest.mark.parametrize("hook_text", [AS_IT_LETS_GO, AFTER_THE_RELAY], ids=["as-it-lets-go", "after-the-relay"])
-def test_a_sigterm_once_the_run_is_over_leaves_its_exit_status_and_lets_go_of_what_it_held(tmp_path, hook_text):
-    hook, sandbox, closed = tmp_path / "hook", tmp_path / "sb", tmp_path / "closed"
+def hooked_run(tmp_path: Path, hook_text: str, **env: str) -> tuple[StokerProcess, Path]:
+    """`stoker run` of CONFIG in a sandbox under `tmp_path`, with `hook_text` as its
+    sitecustomize (before the checkout on PYTHONPATH) and `env` besides; and its sandbox."""
+    hook, sandbox = tmp_path / "hook", tmp_path / "sb"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(hook_text)
     config = tmp_path / "job.aurora"
     config.write_text(CONFIG)
     args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
-    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_TEST_CLOSED": str(closed)}
-    proc = StokerProcess(args, tmp_path, env=env)
+    return StokerProcess(args, tmp_path, env={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", **env}), sandbox
+
+
+@pytest.mark.parametrize("hook_text", [AS_IT_LETS_GO, AFTER_THE_RELAY], ids=["as-it-lets-go", "after-the-relay"])
+def test_a_sigterm_once_the_run_is_over_leaves_its_exit_status_and_lets_go_of_what_it_held(tmp_path, hook_text):
+    closed = tmp_path / "closed"
+    proc, sandbox = hooked_run(tmp_path, hook_text, STOKER_TEST_CLOSED=str(closed))
     try:
         status = proc.wait(60)
         err = proc.stderr()
@@ -105,13 +111,7 @@ def test_a_ctrl_c_once_the_run_is_over_ends_the_command_at_once_with_130(tmp_pat
     run printed and spooled written, atexit's functions run. Was: SIGINT stayed ignored once
     the relay closed (exit 0, the Ctrl-C lost): `main.run`'s own Ctrl-C handling of the
     spool's wait could never be reached after a run."""
-    hook, sandbox = tmp_path / "hook", tmp_path / "sb"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(CTRL_C_AS_IT_SAVES)
-    config = tmp_path / "job.aurora"
-    config.write_text(CONFIG)
-    args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
-    proc = StokerProcess(args, tmp_path, env={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+    proc, sandbox = hooked_run(tmp_path, CTRL_C_AS_IT_SAVES)
     try:
         status = proc.wait(60)
         err = proc.stderr()
@@ -144,15 +144,9 @@ def test_a_ctrl_c_as_the_code_cache_is_written_leaves_no_temporary_file(tmp_path
     """Once the run is over a Ctrl-C ends `stoker run` at once, its code cache's write too.
     Was: that write's temporary file (`attrs-run….bin.PID.HEX.tmp`, the whole cache) was left
     in the cache's directory (the package's `__pycache__` by default), one more each time."""
-    hook, sandbox, cache = tmp_path / "hook", tmp_path / "sb", tmp_path / "cache"
-    hook.mkdir()
+    cache = tmp_path / "cache"
     cache.mkdir(mode=0o755)
-    (hook / "sitecustomize.py").write_text(CTRL_C_AS_IT_WRITES)
-    config = tmp_path / "job.aurora"
-    config.write_text(CONFIG)
-    args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
-    proc = StokerProcess(args, tmp_path, env={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}",
-                                              "STOKER_CODE_CACHE": str(cache), "PYTHONDONTWRITEBYTECODE": ""})
+    proc, sandbox = hooked_run(tmp_path, CTRL_C_AS_IT_WRITES, STOKER_CODE_CACHE=str(cache), PYTHONDONTWRITEBYTECODE="")
     try:
         status = proc.wait(60)
         err = proc.stderr()
@@ -188,14 +182,8 @@ def test_a_sigint_ignored_from_the_start_stays_ignored_once_the_run_is_over(tmp_
     """The Ctrl-C put back once the run is over is the handler found at start: one ignored
     then (a script's background job, whose Ctrl-C is the script's) stays ignored, and the
     run's exit status stands."""
-    hook, sandbox, closed = tmp_path / "hook", tmp_path / "sb", tmp_path / "closed"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(IGNORED_THEN_AS_IT_SAVES)
-    config = tmp_path / "job.aurora"
-    config.write_text(CONFIG)
-    args = ["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")]
-    env = {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_TEST_CLOSED": str(closed)}
-    proc = StokerProcess(args, tmp_path, env=env)
+    closed = tmp_path / "closed"
+    proc, sandbox = hooked_run(tmp_path, IGNORED_THEN_AS_IT_SAVES, STOKER_TEST_CLOSED=str(closed))
     try:
         status = proc.wait(60)
         err = proc.stderr()
