@@ -73,15 +73,20 @@ def remove_stale_temps(stoker_dir: int) -> list[str]:
     run kept each for ever. Regular files alone; one it cannot remove is left. Raises OSError
     when `.stoker` cannot be listed."""
     removed = []
+    for name in temporaries(stoker_dir):
+        try:
+            os.unlink(name, dir_fd=stoker_dir)
+        except OSError:
+            continue
+        removed.append(name)
+    return removed
+
+
+def temporaries(stoker_dir: int) -> list[str]:
+    """The temporaries (regular files) in `.stoker`, by name: a writer's between its write
+    and its rename, or one a writer killed then left. Raises OSError."""
     with os.scandir(stoker_dir) as scan:
-        for entry in scan:
-            if _is_temp(entry.name) and entry.is_file(follow_symlinks=False):
-                try:
-                    os.unlink(entry.name, dir_fd=stoker_dir)
-                except OSError:
-                    continue
-                removed.append(entry.name)
-    return sorted(removed)
+        return sorted(e.name for e in scan if _is_temp(e.name) and e.is_file(follow_symlinks=False))
 
 
 def _is_temp(name: str) -> bool:

@@ -50,7 +50,7 @@ from executor.observe.model import Choice, LogChunk, TaskDetail, TaskSummary
 from executor.observe.taskusage import measure, task_figures
 from executor.observe.usage import UsageSampler
 from executor.procs import rotation, saferead
-from executor.task.definition import read_definition
+from executor.task.definition import Asked, read_definition
 from executor.task.inspection import (
     Inspection,
     Viewed,
@@ -188,10 +188,8 @@ class Reader:
         entry = self._entry(task_id, supervisor, viewer).entry
         inspection = inspect_sandbox(Path(entry.sandbox), entry, self.views)
         (inspection,) = with_leftovers([inspection], [marker_of(inspection, entry)])
-        definition, problem = read_definition(entry.sandbox)
-        if definition is not None and definition.get("task_id") not in (task_id, None):
-            other = definition.get("task_id")
-            definition, problem = None, f"the sandbox's task.json is of task {quoted(other)}, a later attempt"
+        definition, problem = read_definition(entry.sandbox, Asked(
+            task_id, (*entry.earlier_task_ids, entry.task_id), inspection.truth.alive, inspection.attempt is not None))
         detail = self.measured(entry, inspection)
         assert detail.figures is not None
         status = dict(status_json(inspection), resources=figures_json(detail.figures, self._wall()),

@@ -123,6 +123,11 @@ class Supervisor:
         return self._marker
 
     @property
+    def run_uid(self) -> int:
+        """The real uid the task's runs start as (`spawn`: a RunAs that is this user is no switch)."""
+        return self._run_as.uid if self._run_as is not None and not self._run_as.is_self else os.getuid()
+
+    @property
     def watchdog_pid(self) -> int | None:
         return self._watchdog.pid if self._watchdog is not None else None
 

@@ -19,6 +19,11 @@ print, as the supervisor runs it), and `read_definition` gives it back to `stoke
   `json.loads` stops at about 1,000 levels, 3.12's at 1,500, 3.13's at 10,000, and the
   observer's page printed a 1,200-level one with `json.dumps(indent=...)`, which recurses in
   Python on 3.12 (an error page and a traceback in its log).
+- Without the file (or with another attempt's), the reader is told why from what `.stoker`
+  holds and what it knows of the attempt (`Asked`: its supervisor runs, its checkpoint holds
+  it): a temporary of the file says its supervisor is writing it, or was killed as it did;
+  none, and nothing recorded, that it is starting or died before it wrote it (it writes the
+  file before its checkpoint's first record); else that it did not keep it.
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ from typing import Any
 import attrs
 
 from config.spec import JobSpec
-from executor.host.sandbox import TASK_FILE, open_stoker_dir
+from config.words import quoted
+from executor.host.sandbox import TASK_FILE, open_stoker_dir, temporaries
 from executor.logs import log_event
 from executor.procs import saferead, sandboxfs
 
@@ -111,21 +117,77 @@ def _replace(dir_fd: int, chunks: Iterable[bytes]) -> None:
     os.rename(temp, TASK_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
-def read_definition(sandbox: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, str]:
-    """(the definition, "") or (None, why there is none), never raising."""
+@attrs.frozen(slots=True)
+class Asked:
+    """The attempt whose definition is asked for, as its reader knows it (`stoker observe`:
+    its registry entry and its checkpoint), to say truly why there is none."""
+
+    task_id: str = ""  # its id ("": any: the file's is not checked)
+    ids: tuple[str, ...] = ()  # its supervisor's task ids, oldest first (`stoker run`'s attempts)
+    alive: bool = False  # its supervisor runs
+    recorded: bool = True  # its checkpoint holds its attempt (a header)
+
+
+def read_definition(sandbox: str | os.PathLike[str], asked: Asked = Asked()) -> tuple[dict[str, Any] | None, str]:
+    """(the definition, "") or (None, why there is none), never raising. A definition of
+    another task than `asked`'s is none of its."""
     where = f"{os.fspath(sandbox)}/.stoker/{TASK_FILE}"
     try:
         dir_fd = open_stoker_dir(sandbox)
     except OSError as exc:
         return None, f"cannot open {where}: {saferead.describe(exc)}"
     try:
-        fd = saferead.open_file(TASK_FILE, dir_fd)
-    except FileNotFoundError:
-        return None, f"no {where}: the task was started by a Stoker that did not keep it"
-    except OSError as exc:
-        return None, f"cannot open {where}: {saferead.describe(exc)}"
+        doc, problem = _read(dir_fd, where)
+        other = doc.get("task_id") if doc is not None else None
+        if problem == _MISSING:
+            return None, f"no {where}: {_unwritten(dir_fd, asked)}"
+        if other is None or not asked.task_id or other == asked.task_id:
+            return doc, problem
+        return None, _of_another(dir_fd, asked, other)
     finally:
         os.close(dir_fd)
+
+
+_MISSING = "missing"
+
+
+def _unwritten(dir_fd: int, asked: Asked) -> str:
+    """Why the attempt has no definition, from what `.stoker` holds: its supervisor writes
+    it first (a temporary renamed over it), before its checkpoint's first record."""
+    try:
+        temps = [name for name in temporaries(dir_fd) if name.startswith(f".{TASK_FILE}.")]
+    except OSError:  # not listed: as if there were none
+        temps = []
+    if temps:
+        return ("its supervisor is writing it" if asked.alive else
+                f"its supervisor was killed as it wrote it (it left {temps[0]}, which the next supervisor "
+                "of this sandbox removes)")
+    if not asked.recorded:
+        return ("its supervisor is starting: it writes it before its checkpoint's first record" if asked.alive
+                else "its supervisor died before it wrote it (nor did it record anything in its checkpoint)")
+    return ("its supervisor did not keep it: a Stoker from before task.json, or one that could not write it "
+            "(`task_definition_unwritten` in its log), or it was removed since")
+
+
+def _of_another(dir_fd: int, asked: Asked, other: Any) -> str:
+    """The sandbox's definition is of task `other`, not `asked`'s: a later attempt's, or an
+    earlier one's (this one's was not written over it)."""
+    ids = asked.ids
+    if other in ids and asked.task_id in ids and ids.index(other) < ids.index(asked.task_id):
+        return (f"the sandbox's task.json is of task {quoted(str(other))}, an earlier attempt; this attempt's: "
+                f"{_unwritten(dir_fd, asked)}")
+    return f"the sandbox's task.json is of task {quoted(str(other))}, a later attempt"
+
+
+def _read(dir_fd: int, where: str) -> tuple[dict[str, Any] | None, str]:
+    """The definition in `.stoker` (open as `dir_fd`), or (None, why not): `_MISSING` when
+    there is no file."""
+    try:
+        fd = saferead.open_file(TASK_FILE, dir_fd)
+    except FileNotFoundError:
+        return None, _MISSING
+    except OSError as exc:
+        return None, f"cannot open {where}: {saferead.describe(exc)}"
     try:
         data = _read_capped(fd)
     except OSError as exc:

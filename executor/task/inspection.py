@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class Inspection:
     pinned: str = ""  # the `.stoker` its registry entry names (`open_stoker_dir`): none other is read
     registered_wall: float | None = None  # when its registry entry was written (None: read without one)
     after_latest: bool = True  # an `attempt` None: the entry's id is newer than the checkpoint's latest
+    run_uid: int | None = None  # the uid its header says its processes ran as, when trusted (`trusted_run_uid`)
 
 
 Viewed = tuple[TaskView | None, str]
@@ -186,7 +188,24 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
     if view is not None and attempt is not None and alive:
         view, attempt = _counted_on_the_boot_clock(view, attempt)
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem, pinned=pinned,
-                      registered_wall=entry.registered_wall if entry is not None else None, after_latest=after_latest)
+                      registered_wall=entry.registered_wall if entry is not None else None, after_latest=after_latest,
+                      run_uid=trusted_run_uid(attempt.run_uid, st, stoker) if attempt is not None else None)
+
+
+def trusted_run_uid(recorded: int | None, checkpoint: Any, stoker: int) -> int | None:
+    """The uid a header says the task's processes ran as (`recorded`), when no one but root
+    or that user could have written it: the checkpoint (`checkpoint`: its `fstat`) and its
+    `.stoker` (open as `stoker`) are root's or that user's, neither writable by another. A
+    task's user that owns its sandbox may plant a `.stoker` of its own (its processes share
+    the sandbox), and could else name another user's marked processes its leftovers."""
+    if recorded is None or checkpoint is None or stoker < 0:
+        return None
+    try:
+        directory = os.fstat(stoker)
+    except OSError:
+        return None
+    loose = (directory.st_mode | checkpoint.st_mode) & (stat.S_IWGRP | stat.S_IWOTH)
+    return recorded if not loose and {directory.st_uid, checkpoint.st_uid} <= {0, recorded} else None
 
 
 def _said(sandbox: Path, said: Unrecorded) -> Inspection:
@@ -263,7 +282,8 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
         if inspection.truth.lost and marker:
             carried = carrying(found.values(), marker)
             held = held_leftovers(inspection.sandbox, marker, pinned=inspection.pinned)
-            listed, foreign = by_user(carried, _owner(inspection.sandbox), marker, held)
+            uid = inspection.run_uid if inspection.run_uid is not None else _owner(inspection.sandbox)
+            listed, foreign = by_user(carried, uid, marker, held)
             seen = {p.pid for p in carried}
             listed += [Leftover(pid, "", None, command_of(pid)) for pid in held if pid not in seen]
             inspection = attrs.evolve(inspection, leftovers=tuple(sorted(listed, key=lambda p: p.pid)),
@@ -273,7 +293,8 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
 
 
 def _owner(sandbox: Path) -> int | None:
-    """The sandbox's owner, the task's user (`leftoverprocs.py`); None when it cannot be seen.
+    """The sandbox's owner, the task's user (`leftoverprocs.py`) when its header names none
+    that is trusted (an older Stoker's); None when it cannot be seen.
     Through a symlink the path ends in (the Mesos agent's `runs/latest`, root's), as the
     checkpoint is read."""
     try:

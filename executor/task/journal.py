@@ -219,4 +219,4 @@ def header_record(job: JobSpec, sandbox: Path, procs: ProcessPort, checker: Chec
         supervisor_boot=me.boot_id, marker=procs.marker,
         processes=tuple(p.name for p in job.task.processes),
         health=checker.describe() if checker is not None else "none",
-        containment=procs.containment, cgroup=procs.cgroup or "")
+        containment=procs.containment, cgroup=procs.cgroup or "", run_uid=procs.run_uid)

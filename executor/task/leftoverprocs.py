@@ -12,7 +12,11 @@ should see; unless its watchdog's list names it (`heldfile.held_leftovers`: a ro
 no one else's to write, counts any user's process, and a re-run kills it as held), or it
 is in the task's own cgroup, the task's user's (no other user may move a process in: a
 root task's daemon that dropped privileges, which a re-run kills too). The
-task's user is the sandbox's owner (through a symlink its path ends in): `stoker run`
+task's user is the one its checkpoint's header says its processes ran as (`run_uid`), when
+no one but root or that user could have written the checkpoint
+(`inspection.trusted_run_uid`): a Docker task runs as the image's user (the executor's own,
+in the container), whoever the agent gave the sandbox to. Else (an older Stoker's
+checkpoint) it is the sandbox's owner (through a symlink its path ends in): `stoker run`
 refuses a sandbox not its runner's, and the Mesos executor gives the role's sandbox to
 the role its task runs as.
 """

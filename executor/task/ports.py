@@ -46,6 +46,11 @@ if TYPE_CHECKING:
         def start(self) -> None: ...
 
         @property
+        def run_uid(self) -> int:
+            """The real uid the task's processes run as."""
+            ...
+
+        @property
         def containment(self) -> str:
             """How the task's processes are contained, in words (known once started)."""
             ...

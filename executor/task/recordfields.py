@@ -25,6 +25,7 @@ SIGNALS: Range = (1, 64)
 RUNS: Range = (0, 2**31 - 1)
 PORTS: Range = (1, 65535)
 COUNTS: Range = (0, 2**63 - 1)
+UIDS: Range = (0, 2**32 - 2)  # (uid_t)-1 is no user
 LATENCY_SECS: Range = (0, 1e9)
 DELAY_SECS: Range = WALL_SECS  # a back-off has no bound of its own: the writer caps it at this
 
@@ -124,6 +125,16 @@ def boot(doc: Mapping[str, Any]) -> float | None:
     except Damaged:  # absent too
         stamp = None
     return stamp
+
+
+def uid(doc: Mapping[str, Any], key: str) -> int | None:
+    """An optional user id; one that is not a whole number in range is dropped, not the
+    record: the reader then does without it, as for an older record."""
+    try:
+        found: int | None = integer(doc, key, None, UIDS)
+    except Damaged:
+        found = None
+    return found
 
 
 def record_json(kind: str, fields: dict[str, Any], wall: float | None) -> dict[str, Any]:

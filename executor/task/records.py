@@ -10,7 +10,10 @@ the file. No I/O, no clock, no logging. Every record is one JSON object with "ki
            contained: the task's cgroup, or the fallback, in words), cgroup (the task
            cgroup's directory, "" without one: where a re-run finds it, `cgrouplost.py`), boot (the host's boot
            clock when it was written, `identity.boot_secs`: while the supervisor runs, the
-           attempt's age is counted on it, which no step of the wall clock moves)
+           attempt's age is counted on it, which no step of the wall clock moves), run_uid
+           (the real uid the task's processes run as: the role's under a root executor, the
+           executor's own for a Docker task, whoever owns the sandbox; absent in older
+           checkpoints, and dropped when not a uid: the reader then takes the sandbox's owner)
            (a new header starts a new attempt of the task: `stoker run` restarted it; the
            supervisor's start time in clock ticks since boot and the boot's id tell a live
            supervisor from a reused pid; the marker is the task's STOKER_TASK_MARKER value)
@@ -95,6 +98,7 @@ class HeaderRecord:
     cgroup: str = ""  # the task cgroup's directory ("" without one, and in older checkpoints)
     wall: float | None = None
     boot: float | None = None  # the host's boot clock then (identity.boot_secs; None: older)
+    run_uid: int | None = None  # the uid its processes run as (None: not recorded, older)
 
     def to_json(self) -> dict[str, Any]:
         return f.record_json("header", {
@@ -103,7 +107,8 @@ class HeaderRecord:
             "supervisor_pid": self.supervisor_pid, "supervisor_start": self.supervisor_start,
             "supervisor_boot": self.supervisor_boot, "marker": self.marker,
             "processes": list(self.processes), "health": self.health,
-            "containment": self.containment, "cgroup": self.cgroup, **f.stamp(self.boot)}, self.wall)
+            "containment": self.containment, "cgroup": self.cgroup, **f.stamp(self.boot),
+            **({} if self.run_uid is None else {"run_uid": self.run_uid})}, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> HeaderRecord:
@@ -127,7 +132,7 @@ class HeaderRecord:
                    processes=tuple(names),
                    health=f.text(doc, "health", "none"),
                    containment=f.text(doc, "containment", ""), cgroup=f.text(doc, "cgroup", ""),
-                   wall=f.number(doc, "wall", None), boot=f.boot(doc))
+                   wall=f.number(doc, "wall", None), boot=f.boot(doc), run_uid=f.uid(doc, "run_uid"))
 
 
 @attrs.frozen(slots=True, kw_only=True)

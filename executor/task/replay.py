@@ -191,6 +191,7 @@ class _Attempt:
     supervisor_start: int | None = None
     supervisor_boot: str = ""
     marker: str = ""
+    run_uid: int | None = None
     containment: str = ""
     checker: str = "none"
     state: str | None = None
@@ -267,7 +268,7 @@ class _Attempt:
                            processes=tuple(p.view() for p in self.processes.values()),
                            health=health, announcement=self.announcement, restart=self.restart,
                            ports=None if self.ports is None else dict(self.ports),
-                           started_boot=self.started_boot,
+                           started_boot=self.started_boot, run_uid=self.run_uid,
                            processes_not_shown=max(0, self.declared - len(self.processes)))
 
 
@@ -292,7 +293,7 @@ class _Task:
     def header(self, rec: HeaderRecord) -> None:
         attempt = _Attempt(started_wall=rec.wall, started_boot=rec.boot, supervisor_pid=rec.supervisor_pid,
                            supervisor_start=rec.supervisor_start,
-                           supervisor_boot=rec.supervisor_boot, marker=rec.marker,
+                           supervisor_boot=rec.supervisor_boot, marker=rec.marker, run_uid=rec.run_uid,
                            containment=rec.containment, checker=rec.health, ports=dict(rec.ports))
         for name in rec.processes:
             attempt.process(name)

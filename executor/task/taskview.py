@@ -125,6 +125,7 @@ class AttemptView:
     restart: RestartView | None = None  # None: no next attempt scheduled after this one
     ports: dict[str, int] | None = None  # as its header recorded them (None: no header kept)
     started_boot: float | None = None  # its start on the host's boot clock (None: not recorded)
+    run_uid: int | None = None  # the uid its processes ran as (None: not recorded)
     # The task's processes past PROCESSES_KEPT (its header names them all): not in `processes`.
     processes_not_shown: int = 0
 

@@ -13,7 +13,10 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+from config.registry import RegistrySettings
+from executor.observe.reader import Reader
 from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, task_pids
 
@@ -49,13 +52,19 @@ def run(tmp_path, sandbox, env=None, *extra: str) -> tuple[int, StokerProcess]:
         proc.close()
 
 
-def test_a_temporary_a_killed_supervisor_left_is_ignored_by_status_and_removed_by_the_next_run(tmp_path):
-    hook, sandbox = tmp_path / "hook", tmp_path / "sb"
+def killed_as_it_writes(tmp_path: Path, sandbox: Path) -> None:
+    """`stoker run` of CONFIG in `sandbox`, SIGKILLed as it writes its first task.json."""
+    hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(KILLED_AS_IT_WRITES)
+    status, proc = run(tmp_path, sandbox, {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+    assert status == -signal.SIGKILL, (status, proc.stderr())
+
+
+def test_a_temporary_a_killed_supervisor_left_is_ignored_by_status_and_removed_by_the_next_run(tmp_path):
+    sandbox = tmp_path / "sb"
     try:
-        status, proc = run(tmp_path, sandbox, {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
-        assert status == -signal.SIGKILL, (status, proc.stderr())
+        killed_as_it_writes(tmp_path, sandbox)
         left = [name for name in os.listdir(sandbox / ".stoker") if name.endswith(".tmp")]
         assert len(left) == 1 and left[0].startswith(".task.json."), left
         assert not (sandbox / ".stoker" / "task.json").exists()
@@ -70,5 +79,27 @@ def test_a_temporary_a_killed_supervisor_left_is_ignored_by_status_and_removed_b
         assert '"name": "second"' in (sandbox / ".stoker" / "task.json").read_text()
         assert f"stale_temporaries_removed task=twice.0 names=\".held.json.0123abcd.tmp {left[0]}\"" in proc.stderr()
         assert not live(task_pids(sandbox))
+    finally:
+        kill_leftovers(task_pids(sandbox))
+
+
+def test_the_observer_says_the_supervisor_was_killed_as_it_wrote_the_definition(tmp_path):
+    """Was: the task's page said `no .../task.json: the task was started by a Stoker that did
+    not keep it`: untrue, this one writes it first thing, and was killed as it did."""
+    sandbox = tmp_path / "sb"
+    try:
+        killed_as_it_writes(tmp_path, sandbox)
+        (left,) = [name for name in os.listdir(sandbox / ".stoker") if name.endswith(".tmp")]
+        reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60.0))
+        (task,) = reader.tasks()
+        detail = reader.task(task.row["task_id"])
+        assert detail.definition is None and detail.row["state"] == "LOST", detail.row
+        assert detail.definition_problem == (
+            f"no {sandbox}/.stoker/task.json: its supervisor was killed as it wrote it (it left {left}, which the "
+            "next supervisor of this sandbox removes)")
+        os.unlink(sandbox / ".stoker" / left)  # as if killed before it made the temporary
+        assert reader.task(task.row["task_id"]).definition_problem == (
+            f"no {sandbox}/.stoker/task.json: its supervisor died before it wrote it (nor did it record "
+            "anything in its checkpoint)")
     finally:
         kill_leftovers(task_pids(sandbox))

@@ -44,9 +44,10 @@ CONFIG = """
 """
 
 
-def _plant(sandbox: Path, marker: str, owner: int) -> None:
-    """A checkpoint whose one attempt recorded no end, its supervisor gone, naming `marker`;
-    the sandbox and everything in it then `owner`'s (theirs to write)."""
+def _plant(sandbox: Path, marker: str, owner: int, **header: object) -> None:
+    """A checkpoint whose one attempt recorded no end, its supervisor gone, naming `marker`
+    (and `header`'s further fields); the sandbox and everything in it then `owner`'s (theirs
+    to write)."""
     gone = subprocess.Popen(["true"])
     gone.wait()
     wall = time.time()
@@ -55,7 +56,7 @@ def _plant(sandbox: Path, marker: str, owner: int) -> None:
         {"kind": "header", "task": "once.0", "job_key": "local/me/test/once", "task_id": "once-0-1",
          "sandbox": str(sandbox), "ports": {}, "supervisor_pid": gone.pid, "supervisor_start": 1,
          "supervisor_boot": identity.boot_id(), "marker": marker, "processes": ["p"],
-         "health": "none", "wall": wall},
+         "health": "none", "wall": wall, **header},
         {"kind": "task", "from": "NEW", "to": "RUNNING", "reason": "processes started", "wall": wall}])
     writer.close()
     for where, dirs, files in os.walk(sandbox):
@@ -199,3 +200,30 @@ def test_another_user_s_marked_process_its_root_watchdog_held_is_a_leftover_kill
         finally:
             daemon.kill()
             daemon.wait()
+
+
+@needs_root
+@pytest.mark.parametrize("writer", ["alice", "root", "root, .stoker writable by all"])
+def test_a_header_s_run_uid_counts_only_when_no_one_but_root_or_that_user_could_write_it(writer, capsys):
+    """The header names bob as the user its processes ran as (a Docker task's image user,
+    not the sandbox's owner). Written by root (the supervisor's `.stoker`), bob's marked
+    process is its leftover; in a `.stoker` alice (the sandbox's owner: its processes share
+    it) made, or one anyone may write, the name is not trusted: bob's process stays apart,
+    or alice could have `stoker status` call any user's process her task's leftover."""
+    marker = uuid.uuid4().hex
+    with throwaway_user() as (alice, _), throwaway_user() as (bob, _), open_sandbox() as sandbox:
+        other = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], TASK_MARKER: marker},
+                                 user=bob.pw_uid, group=bob.pw_gid, extra_groups=[])
+        try:
+            _plant(sandbox, marker, alice.pw_uid if writer == "alice" else 0, run_uid=bob.pw_uid)
+            os.chown(sandbox, alice.pw_uid, alice.pw_gid)
+            if writer.endswith("by all"):
+                os.chmod(sandbox / ".stoker", 0o777)
+            assert main(["status", str(sandbox), "--json"]) == 0
+            doc = json.loads(capsys.readouterr().out)
+            trusted = writer == "root"
+            assert [p["pid"] for p in doc["leftovers"]] == ([other.pid] if trusted else []), doc
+            assert [p["pid"] for p in doc["foreign_processes"]] == ([] if trusted else [other.pid]), doc
+        finally:
+            other.kill()
+            other.wait()

@@ -18,7 +18,13 @@ from executor.host.identity import own_identity
 from executor.host.registry import Registry
 from executor.observe.reader import Reader
 from executor.observe.server import Limits, ObserverApp, listening_on, make_server
-from executor.task.definition import MAX_DEFINITION_BYTES, definition_json, read_definition, write_definition
+from executor.task.definition import (
+    MAX_DEFINITION_BYTES,
+    Asked,
+    definition_json,
+    read_definition,
+    write_definition,
+)
 from tests.support.keptreader import kept_reader
 from tests.support.observer_server import serving
 
@@ -118,6 +124,39 @@ def test_a_planted_definition_is_refused_not_followed(tmp_path):
     doc, problem = read_definition(tmp_path)
     assert doc is None and "larger than" in problem
     assert read_definition(tmp_path / "nowhere")[0] is None
+
+
+# Why an attempt has no definition, as `.stoker` and its reader tell it: a temporary left
+# (`.task.json.RANDOM.tmp`), its supervisor alive, its attempt in the checkpoint.
+UNWRITTEN = [
+    (True, True, True, "its supervisor is writing it"),
+    (True, False, False, "its supervisor was killed as it wrote it (it left .task.json.0123abcd.tmp, which the next "
+                         "supervisor of this sandbox removes)"),
+    (False, True, False, "its supervisor is starting: it writes it before its checkpoint's first record"),
+    (False, False, False, "its supervisor died before it wrote it (nor did it record anything in its checkpoint)"),
+    (False, False, True, "its supervisor did not keep it: a Stoker from before task.json, or one that could not "
+                         "write it (`task_definition_unwritten` in its log), or it was removed since"),
+]
+
+
+@pytest.mark.parametrize("temporary, alive, recorded, why", UNWRITTEN)
+def test_an_attempt_without_a_definition_is_told_why_from_what_its_sandbox_holds(tmp_path, temporary, alive,
+                                                                                   recorded, why):
+    """Was: always `the task was started by a Stoker that did not keep it`, also of one killed
+    as it wrote its first (Stoker writes it first thing), or still starting."""
+    stoker = tmp_path / ".stoker"
+    stoker.mkdir()
+    if temporary:
+        (stoker / ".task.json.0123abcd.tmp").write_text('{"task_id": "web-0-2", ')
+    (stoker / ".usage.json.4567cdef.tmp").write_text("{")  # another file's: says nothing of this one
+    asked = Asked("web-0-2", ("web-0-1", "web-0-2"), alive, recorded)
+    assert read_definition(tmp_path, asked) == (None, f"no {stoker}/task.json: {why}")
+    write_definition(tmp_path, attrs.evolve(job(), task_id="web-0-1"))  # the attempt before's
+    assert read_definition(tmp_path, asked) == (
+        None, f"the sandbox's task.json is of task 'web-0-1', an earlier attempt; this attempt's: {why}")
+    assert read_definition(tmp_path, attrs.evolve(asked, task_id="web-0-0"))[1] == \
+        "the sandbox's task.json is of task 'web-0-1', a later attempt"
+    assert read_definition(tmp_path, attrs.evolve(asked, task_id="web-0-1"))[0] is not None
 
 
 @pytest.mark.parametrize("levels", [1200, 9000], ids=["read-by-3.12", "read-by-3.13"])

@@ -41,6 +41,7 @@ class FakeProcs:
         self.started = self.closed = False
         self.marker = "fake-marker"
         self.containment = "fake processes"
+        self.run_uid = 1000  # the user its processes run as
         self.cgroup: str | None = None  # no cgroup of its own
         self.idles = 0  # how often the owner said it had nothing to do
         # each stop_commands: its within_secs, and what the owner had done by then

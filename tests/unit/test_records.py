@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 
+import attrs
 import pytest
 
 from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
@@ -28,7 +29,7 @@ RECORDS = [
                  supervisor_boot="6f1c7a2e-boot", marker="web-0-1/2f9a", processes=("setup", "web"),
                  health="HTTP GET http://localhost:31000/health",
                  containment="cgroup2 cgroup /sys/fs/cgroup/stoker-1 (cgroup.kill)",
-                 cgroup="/sys/fs/cgroup/stoker-1", wall=100.0, boot=8123.25),
+                 cgroup="/sys/fs/cgroup/stoker-1", wall=100.0, boot=8123.25, run_uid=1000),
     TaskRecord(from_=TaskStage.NEW, to=TaskStage.STARTING, reason="task launched", wall=100.0),
     PhaseRecord(from_=TaskPhase.ACTIVE, to=TaskPhase.CLEANING, reason="killed", wall=101.0),
     ProcessRecord(process="web", run=2, from_=ProcessState.RUNNING, to=ProcessState.WAITING,
@@ -61,7 +62,7 @@ def test_the_field_names_on_disk_are_the_ones_written_before_the_records_had_cla
     assert set(RECORDS[0].to_json()) == {"kind", "task", "job_key", "task_id", "sandbox", "ports",
                                          "supervisor_pid", "supervisor_start", "supervisor_boot",
                                          "marker", "processes", "health", "containment",
-                                         "cgroup", "wall", "boot"}
+                                         "cgroup", "wall", "boot", "run_uid"}
     assert set(RECORDS[5].to_json()) == {"kind", "outcome", "reason", "latency_secs", "state",
                                          "attempts", "consecutive_failures",
                                          "consecutive_successes", "wall"}
@@ -73,6 +74,21 @@ def test_optional_fields_may_be_absent():
     assert parse({"kind": "process", "process": "web", "to": "RUNNING"}) == ProcessRecord(
         process="web", run=None, from_=None, to=ProcessState.RUNNING)
     assert parse({"kind": "header"}) == HeaderRecord()
+
+
+@pytest.mark.parametrize("value", [None, "0", -1, 2**32 - 1, 2**40, 1.5, True, math.nan, [0]])
+def test_a_header_s_run_uid_that_names_no_user_is_dropped_not_the_header(value):
+    """`run_uid` came after the header's other fields: absent (an older Stoker's), or not a
+    uid, the header is read without it (`stoker status` then takes the sandbox's owner), as
+    its `boot` is; `(uid_t)-1` names no user."""
+    doc = {**RECORDS[0].to_json(), "run_uid": value}
+    assert parse(doc) == attrs.evolve(RECORDS[0], run_uid=None)
+    assert "run_uid" not in HeaderRecord(task="web.0").to_json()  # not recorded: not written
+
+
+def test_a_header_s_run_uid_reads_from_root_to_the_last_uid():
+    for uid in (0, 2**32 - 2):
+        assert parse({**RECORDS[0].to_json(), "run_uid": uid}).run_uid == uid
 
 
 @pytest.mark.parametrize("doc", [

@@ -305,6 +305,11 @@ def test_each_attempt_keeps_how_its_processes_were_contained():
         "process groups, task markers and the subreaper (no cgroup: off)"]
 
 
+
+def test_each_attempt_keeps_the_uid_its_header_says_its_processes_ran_as():
+    view = replay([header(run_uid=1000), header(wall=200.0, pid=5000), header(wall=300.0, pid=6000, run_uid=0)])
+    assert [a.run_uid for a in view.attempts] == [1000, None, 0]  # None: an older Stoker's header
+
 # ---- the rules `make mutation` found unstated ----
 
 # Each row: the record that ends run 0 (after a RUNNING record), without an outcome -> the
