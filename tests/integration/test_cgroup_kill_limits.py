@@ -9,6 +9,7 @@ later), and what is said at the deadline names it. And a close whose kill its de
 (a deep tree, a slow host) hands the tree to the watchdog and says so, then waits for it."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -140,3 +141,41 @@ def test_a_close_its_deadline_cuts_hands_the_tree_to_the_watchdog_and_says_so(ki
     assert [level for level, _ in said] == ["WARNING"], said
     assert said[0][1].startswith("cgroup_close_cut ") and directory in said[0][1], said
     assert "stopped at its 0.0 s deadline (" in said[0][1] and "the watchdog" in said[0][1], said
+
+
+@pytest.mark.parametrize("way", ["deadline", "descriptors"])
+def test_a_v1_freezer_kill_pass_cut_short_thaws_what_it_froze(way, monkeypatch):
+    """Was: a pass its deadline (or EMFILE) cut left the tree FROZEN, its members alive, the
+    SIGKILL the pass sent pending, until the watchdog thawed it. Now every exit of the pass
+    thaws what it froze: the member killed before the cut dies at once."""
+    if (why := cgroup_support.unavailable(FREEZER)) is not None:
+        pytest.skip(f"no v1 freezer task cgroup here: {why}")
+    from executor.procs import cgroupwalk
+
+    made = cgroups.create(f"stoker-test-{os.urandom(4).hex()}", FREEZER)
+    assert not isinstance(made, cgroups.NoCgroup), made
+    top, deep = subprocess.Popen(["sleep", "600"]), subprocess.Popen(["sleep", "600"])
+    real_open = cgroupwalk.os.open
+    try:
+        assert made.take_in(top.pid)
+        cgroup_support.nest(made.directory, 2, deep.pid)  # below the task's: the cut stops before it
+        if way == "descriptors":  # no cgroup below the top can be opened
+            monkeypatch.setattr(cgroupwalk.os, "open", lambda path, flags, *a, dir_fd=None, **k: (
+                _emfile() if dir_fd is not None and flags & os.O_DIRECTORY else real_open(path, flags, *a, dir_fd=dir_fd, **k)))
+        problem = made.kill_and_remove(0.0 if way == "deadline" else 0.3)
+        monkeypatch.undo()
+        assert problem is not None, "the member below is still there"
+        state = cgroups.read(made.directory, "freezer.state").strip()
+        assert state == "THAWED", state
+        assert top.wait(10) == -9  # thawed: its SIGKILL delivered
+    finally:
+        monkeypatch.undo()
+        cgroup_support.remove(made.directory)  # thawed first, whatever happened
+        cgroups.release(made)
+        for run in (top, deep):
+            run.kill()
+            run.wait()
+
+
+def _emfile() -> int:
+    raise OSError(errno.EMFILE, "Too many open files")
