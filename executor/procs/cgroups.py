@@ -205,7 +205,7 @@ class TaskCgroup:
 
 class CutShort(str):
     """`kill_and_remove`'s words when its deadline, not a failure, left the cgroup there: the
-    watchdog, let go, kills what is left and removes it."""
+    watchdog, let go, kills what is left and removes it (when one runs: `TaskCgroupLife.close`)."""
 
 
 def _cut(error: OSError) -> bool:

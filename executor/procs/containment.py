@@ -152,10 +152,11 @@ class Containment:
     def held(self) -> dict[int, int]:
         return self._handover.handed()
 
-    def close(self) -> bool:
+    def close(self, watchdog: int | None = None) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
-        the watchdog must then do it once this process has exited."""
-        return self._cg.close()
+        the watchdog must then do it once this process has exited. `watchdog`: the pid of
+        the one running (None: none runs), which finishes what the close's deadline cut."""
+        return self._cg.close(watchdog)
 
     @property
     def cut_at_close(self) -> bool:

@@ -432,7 +432,8 @@ class Supervisor:
             return
         assert self._containment is not None
         self._containment.kill_all(CLOSE_KILL_SECS)
-        let_go = self._contained().close()  # out of the cgroup, which is killed and removed
+        dog = self._watchdog.running() if self._watchdog is not None else None
+        let_go = self._contained().close(dog)  # out of the cgroup, which is killed and removed
         if self._watchdog is not None and let_go:
             self._watchdog.let_go()
         self._logs.stop_pump(drain_secs=0.5)

@@ -237,6 +237,15 @@ class WatchdogKeeper:
     def pid(self) -> int | None:
         return self._watchdog.pid if self._watchdog is not None else None
 
+    def running(self) -> int | None:
+        """Its pid while it runs (not reaped), None when none does: it could not start, or
+        it exited (and was not started again: the task closing)."""
+        dog = self._watchdog
+        if dog is None:
+            return None
+        with self._reaper.lock:
+            return dog.pid if self._reaper.is_registered(dog.pid) else None
+
     def start(self) -> None:
         """Fork the watchdog; one that cannot start is logged (once until one starts), and the
         task runs unprotected until `ensure` starts one."""

@@ -131,6 +131,7 @@ def test_a_close_its_deadline_cuts_hands_the_tree_to_the_watchdog_and_says_so(ki
         groups.add(directory)
         depth = 2100 if kind == "freezer" else 300  # v2's mkdir is slow (2,100 levels: 13.7 s); cut at any depth
         cgroup_support.nest(directory, depth, sup.spawn(ProcessSpec("deep", "sleep 600"), 0))
+        dog = sup.watchdog_pid
         with caplog.at_level(logging.INFO):
             sup.close()
         said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
@@ -140,7 +141,36 @@ def test_a_close_its_deadline_cuts_hands_the_tree_to_the_watchdog_and_says_so(ki
         groups.cleanup()
     assert [level for level, _ in said] == ["WARNING"], said
     assert said[0][1].startswith("cgroup_close_cut ") and directory in said[0][1], said
-    assert "stopped at its 0.0 s deadline (" in said[0][1] and "the watchdog" in said[0][1], said
+    assert "stopped at its 0.0 s deadline (" in said[0][1], said
+    assert f"the watchdog (pid {dog}), let go, kills what is left and removes it" in said[0][1], said
+
+
+def test_a_close_its_deadline_cuts_with_no_watchdog_running_says_what_is_left_behind(monkeypatch, caplog):
+    """Was: the same WARNING, "the watchdog, let go, kills what is left and removes it", when
+    no watchdog ran (it could not start, or it exited): nothing did, and the line said the
+    tree would go. Now an ERROR names the cgroup left behind with its processes."""
+    if (why := cgroup_support.unavailable(FREEZER)) is not None:  # its kill walks: cut at any depth
+        pytest.skip(f"no v1 freezer task cgroup here: {why}")
+    monkeypatch.setattr(cgrouplife, "CGROUP_KILL_SECS", 0.0)
+    life = cgrouplife.TaskCgroupLife(reaper=None, label="cut.0", setting=FREEZER)  # type: ignore[arg-type]
+    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
+    cg = life.cgroup
+    assert cg is not None, life.no_cgroup
+    run = subprocess.Popen(["sleep", "600"])
+    try:
+        cgroup_support.nest(cg.directory, 2, run.pid)  # below the task's: the cut stops before it
+        with caplog.at_level(logging.INFO):
+            assert life.close(watchdog=None)
+    finally:
+        cgroup_support.remove(cg.directory)
+        cgroups.release(cg)
+        run.kill()
+        run.wait()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [level for level, _ in said] == ["ERROR"], said
+    assert said[0][1].startswith("cgroup_close_cut ") and "the watchdog, let go" not in said[0][1], said
+    assert f"no watchdog runs to finish it (it could not start, or it exited): {cg.directory}, the cgroups " \
+           "below it and the processes still in them are left behind" in said[0][1], said
 
 
 @pytest.mark.parametrize("way", ["deadline", "descriptors"])
