@@ -9,6 +9,7 @@ cgroup that cannot be made or entered is a reason in words, and the task runs wi
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -152,10 +153,12 @@ class TaskCgroupLife:
         stat = proctree.read_stat(pid)
         return stat is None or (pid, stat[2]) in self._foreign or (pid, 0) in self._foreign
 
-    def close(self, watchdog: int | None = None) -> bool:
+    def close(self, watchdog: int | None = None, within_secs: float | None = None) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
         the watchdog must then do it once this process has exited. `watchdog`: the pid of
-        the one running, to be let go (None: none runs), which finishes a kill its deadline cut."""
+        the one running, to be let go (None: none runs), which finishes a kill its deadline
+        cut; `within_secs`: that deadline, when sooner than `CGROUP_KILL_SECS` (what is left
+        of the time this process was given to exit)."""
         cg = self.cgroup
         if cg is None:
             return True
@@ -166,7 +169,7 @@ class TaskCgroupLife:
                       cgroup=cg.directory, error=describe_os_error(e),
                       consequence="the watchdog kills and removes it when this process exits")
             return False
-        problem = cg.kill_and_remove(CGROUP_KILL_SECS)
+        problem = cg.kill_and_remove(min(CGROUP_KILL_SECS, math.inf if within_secs is None else within_secs))
         cgroups.release(cg)
         self._cgroup = None
         self.no_cgroup = "closed"

@@ -152,11 +152,12 @@ class Containment:
     def held(self) -> dict[int, int]:
         return self._handover.handed()
 
-    def close(self, watchdog: int | None = None) -> bool:
+    def close(self, watchdog: int | None = None, within_secs: float | None = None) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
         the watchdog must then do it once this process has exited. `watchdog`: the pid of
-        the one running (None: none runs), which finishes what the close's deadline cut."""
-        return self._cg.close(watchdog)
+        the one running (None: none runs), which finishes what the close's deadline cut;
+        `within_secs`: a shorter deadline than the close's own (`TaskCgroupLife.close`)."""
+        return self._cg.close(watchdog, within_secs)
 
     @property
     def cut_at_close(self) -> bool:
