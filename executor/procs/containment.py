@@ -190,7 +190,8 @@ class Containment:
         kids = proctree.children(self._me, leader_only=skip_registered)
         registered = self._registered()
         roots = [k for k in kids if k not in skip and not (skip_registered and k in registered)]
-        procs, roots, registered = orphanwalk.walk(self._me, roots, self._registered, self._is_foreign, skip)
+        procs, roots, registered = orphanwalk.walk(self._me, roots, self._registered, self._is_foreign, skip,
+                                                   self._label)
         foreign = {pid for pid, _ in self._foreign}
         dead = {k for k in roots if k not in procs and k not in registered and k not in foreign}
         self._handover.saw({k: procs[k].start for k in roots if k in procs and k not in registered
