@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_MARGIN_SECS = 1.0  # kill this much before the agent's shutdown grace ends
-EXIT_MARGIN_SECS = 1.0  # the close's waits end this much before it: for the last ACK and the exit
+EXIT_MARGIN_SECS = 0.5  # the close's waits end this much before it: for the last ACK and the exit
 REASON_TASK_INVALID = "REASON_TASK_INVALID"
 LATE = "the executor is exiting: no task was launched within its --launch-timeout"
 GROUP_REFUSED = "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document"
