@@ -50,7 +50,9 @@ splits; what does not fit is logged once and not held.
 A shell and one grep per pass cost no Python interpreter: the watchdog idles as one
 blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
 1 when processes were still found after the last pass, or its cgroup was not empty in 10 s. The keeper logs its start at DEBUG,
-and at ERROR a watchdog that could not start, died while the task lives, or did not exit.
+and at ERROR a watchdog that could not start, died while the task lives, or did not exit
+(at WARNING, `watchdog_left`, one this process could not wait for: `stoker executor` must exit
+within the agent's shutdown grace, and the watchdog outlives it).
 One a task's process stops (`kill -STOP`, as Stoker's own user) is continued as soon as it
 stops: the reaper hears the stop (`waitid` with `WSTOPPED`), and the keeper sends SIGCONT
 and logs a WARNING line (`watchdog_continued`: the 1st, 10th, 100th... time). One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
