@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_MARGIN_SECS = 1.0  # kill this much before the agent's shutdown grace ends
+EXIT_MARGIN_SECS = 0.5  # the close's waits end this much before it: for the last ACK and the exit
 REASON_TASK_INVALID = "REASON_TASK_INVALID"
 LATE = "the executor is exiting: no task was launched within its --launch-timeout"
 GROUP_REFUSED = "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document"
@@ -187,6 +188,13 @@ class StokerExecutor:
         log_event(logger, logging.ERROR, "driver_error", message=message)
 
     # ---- the task ----
+
+    def exit_by(self) -> float | None:
+        """When this process must be gone (`time.monotonic()`), after SHUTDOWN (or a stop
+        signal): the agent's shutdown grace, counted from it, less `EXIT_MARGIN_SECS`; the
+        agent destroys the container once it is over. None before either: no bound."""
+        at = self.shutdown_at
+        return None if at is None else at + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS
 
     def launch_timed_out(self) -> bool:
         """--launch-timeout ran out: True when no LAUNCH came (none is taken from now on)."""
@@ -363,7 +371,7 @@ class StokerExecutor:
                           check_as=self._check_as(user) if s.nosetuid_health_checks else None,
                           stop_timeout_secs=s.stop_timeout_secs, cgroups=s.cgroups, announcement=announcement,
                           disk_check_secs=self._disk_check_secs(), under_agent=True,
-                          wrap=image.wrap if image is not None else None)
+                          wrap=image.wrap if image is not None else None, exit_by=self.exit_by)
         with self._lock:
             self._owner = owner
             pending = self._pending_kill

@@ -9,6 +9,7 @@ cgroup that cannot be made or entered is a reason in words, and the task runs wi
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -152,9 +153,12 @@ class TaskCgroupLife:
         stat = proctree.read_stat(pid)
         return stat is None or (pid, stat[2]) in self._foreign or (pid, 0) in self._foreign
 
-    def close(self) -> bool:
+    def close(self, watchdog: int | None = None, within_secs: float | None = None) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
-        the watchdog must then do it once this process has exited."""
+        the watchdog must then do it once this process has exited. `watchdog`: the pid of
+        the one running, to be let go (None: none runs), which finishes a kill its deadline
+        cut; `within_secs`: that deadline, when sooner than `CGROUP_KILL_SECS` (what is left
+        of the time this process was given to exit)."""
         cg = self.cgroup
         if cg is None:
             return True
@@ -165,17 +169,28 @@ class TaskCgroupLife:
                       cgroup=cg.directory, error=describe_os_error(e),
                       consequence="the watchdog kills and removes it when this process exits")
             return False
-        problem = cg.kill_and_remove(CGROUP_KILL_SECS)
+        problem = cg.kill_and_remove(min(CGROUP_KILL_SECS, math.inf if within_secs is None else within_secs))
         cgroups.release(cg)
         self._cgroup = None
         self.no_cgroup = "closed"
         if isinstance(problem, cgroups.CutShort):  # a slow host or a deep tree: not a failure
             self.cut_at_close = True
-            log_event(logger, logging.WARNING, "cgroup_close_cut", task=self._label, cgroup=cg.directory,
-                      reason=problem, consequence="the watchdog, let go, kills what is left and removes it")
+            self._say_cut(cg.directory, problem, watchdog)
         elif problem is not None:
             log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label,
                       cgroup=cg.directory, error=problem)
         else:  # gone: a cgroup made at its path later is not the task's
             self._announce("", "")
         return True
+
+    def _say_cut(self, directory: str, problem: str, watchdog: int | None) -> None:
+        """What becomes of a cgroup its close's deadline cut: the watchdog's to finish, or,
+        when none runs (it could not start, or exited), left behind (an ERROR then)."""
+        if watchdog is not None:
+            log_event(logger, logging.WARNING, "cgroup_close_cut", task=self._label, cgroup=directory,
+                      reason=problem, consequence=f"the watchdog (pid {watchdog}), let go, kills what is "
+                                                  "left and removes it")
+            return
+        log_event(logger, logging.ERROR, "cgroup_close_cut", task=self._label, cgroup=directory, reason=problem,
+                  consequence=f"no watchdog runs to finish it (it could not start, or it exited): {directory}, "
+                              "the cgroups below it and the processes still in them are left behind")

@@ -171,13 +171,20 @@ class TaskCgroup:
             return
         if self.how == "freeze":
             _write(d, "cgroup.freeze", "1")
-            _wait_until(lambda: "frozen 1" in read(d, "cgroup.events"), deadline)
-            self._kill_members(deadline)
-            _write(d, "cgroup.freeze", "0")
+            try:
+                _wait_until(lambda: "frozen 1" in read(d, "cgroup.events"), deadline)
+                self._kill_members(deadline)
+            finally:  # v2's frozen die by SIGKILL too; thawed all the same
+                _write(d, "cgroup.freeze", "0")
             return
         _write(d, "freezer.state", "FROZEN")
-        _wait_until(lambda: read(d, "freezer.state").strip() == "FROZEN", deadline)
-        self._kill_members(deadline)
+        try:
+            _wait_until(lambda: read(d, "freezer.state").strip() == "FROZEN", deadline)
+            self._kill_members(deadline)
+        except BaseException:  # cut (its deadline, EMFILE): what it froze thawed, or what it SIGKILLed lives on
+            with contextlib.suppress(OSError):  # (no descriptor: the next pass, or the watchdog)
+                _write(d, "freezer.state", "THAWED")
+            raise
         from executor.procs import cgroupwalk  # (as in `members`)
 
         cgroupwalk.thaw(d, deadline)
@@ -198,7 +205,7 @@ class TaskCgroup:
 
 class CutShort(str):
     """`kill_and_remove`'s words when its deadline, not a failure, left the cgroup there: the
-    watchdog, let go, kills what is left and removes it."""
+    watchdog, let go, kills what is left and removes it (when one runs: `TaskCgroupLife.close`)."""
 
 
 def _cut(error: OSError) -> bool:

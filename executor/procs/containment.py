@@ -152,10 +152,12 @@ class Containment:
     def held(self) -> dict[int, int]:
         return self._handover.handed()
 
-    def close(self) -> bool:
+    def close(self, watchdog: int | None = None, within_secs: float | None = None) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
-        the watchdog must then do it once this process has exited."""
-        return self._cg.close()
+        the watchdog must then do it once this process has exited. `watchdog`: the pid of
+        the one running (None: none runs), which finishes what the close's deadline cut;
+        `within_secs`: a shorter deadline than the close's own (`TaskCgroupLife.close`)."""
+        return self._cg.close(watchdog, within_secs)
 
     @property
     def cut_at_close(self) -> bool:
@@ -188,7 +190,8 @@ class Containment:
         kids = proctree.children(self._me, leader_only=skip_registered)
         registered = self._registered()
         roots = [k for k in kids if k not in skip and not (skip_registered and k in registered)]
-        procs, roots, registered = orphanwalk.walk(self._me, roots, self._registered, self._is_foreign, skip)
+        procs, roots, registered = orphanwalk.walk(self._me, roots, self._registered, self._is_foreign, skip,
+                                                   self._label)
         foreign = {pid for pid, _ in self._foreign}
         dead = {k for k in roots if k not in procs and k not in registered and k not in foreign}
         self._handover.saw({k: procs[k].start for k in roots if k in procs and k not in registered

@@ -12,25 +12,33 @@ So the main thread's list, where the kernel puts every orphan, is read again aft
 walk, and each unregistered pid on it not visited yet is walked too, until a read finds
 none. Then every live process of the subtree at that read descends from a child of this
 process the walk found alive (its children re-parent here before it turns zombie). A hopper
-that forks faster than the walk reads could keep that going: `ROUNDS` reads at most.
+that forks faster than the walk reads could keep that going: `ROUNDS` reads at most; a walk
+whose every re-read found new processes says so, one WARNING line (`orphan_walk_unsettled`:
+the 1st, 10th, 100th... time in this process, as a hopper may go on for as long as the task).
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from executor.logs import log_event
 from executor.procs import proctree
 from executor.procs.proctree import ProcInfo
 
+logger = logging.getLogger(__name__)
+
 ROUNDS = 16  # re-reads of the orphans' list a walk makes at most
+_unsettled = [0]  # walks whose re-reads all found new processes, in this process
 
 
 def walk(me: int, roots: list[int], registered: Callable[[], frozenset[int]],
-         prune: Callable[[ProcInfo], bool], skip: frozenset[int] = frozenset(),
+         prune: Callable[[ProcInfo], bool], skip: frozenset[int] = frozenset(), label: str = "",
          ) -> tuple[dict[int, ProcInfo], list[int], frozenset[int]]:
     """`roots` (children of `me`) and their subtrees, then each orphan that came to `me`
     meanwhile; returns the processes (parents first within each subtree), every root
     visited, and the registered pids as read after the last list (`registered()`, read
-    after each list: a child this process forked and listed is registered by then)."""
+    after each list: a child this process forked and listed is registered by then).
+    `label`: the task's, for the line a walk that never settled writes."""
     procs = proctree.walk(roots, prune=prune, adopted=True)
     visited = set(roots) | skip
     regs = registered()
@@ -43,4 +51,15 @@ def walk(me: int, roots: list[int], registered: Callable[[], frozenset[int]],
         visited.update(new)
         roots = [*roots, *new]
         procs.update(proctree.walk(new, prune=prune, adopted=True))
+    else:
+        _said_unsettled(label, len(roots))
     return procs, roots, regs
+
+
+def _said_unsettled(label: str, roots: int) -> None:
+    _unsettled[0] += 1
+    if str(_unsettled[0]).rstrip("0") == "1":
+        log_event(logger, logging.WARNING, "orphan_walk_unsettled", task=label, times=_unsettled[0],
+                  reason=f"each of its {ROUNDS} re-reads of the orphans' list found new processes (a fork-hopper "
+                         f"forking faster than the walk reads; {roots} roots walked)",
+                  consequence="a process forked after the last read is left to the next walk")

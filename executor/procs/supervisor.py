@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import math
 import os
 import signal
 import threading
@@ -54,7 +55,7 @@ from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.runlogs import RunLogs
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
-from executor.procs.watchdog import WatchdogKeeper
+from executor.procs.watchdog import WatchdogKeeper, within
 
 if TYPE_CHECKING:
     from executor.procs.commands import CommandRunner
@@ -81,23 +82,23 @@ class Supervisor:
                  post: Callable[[object], None], marker: str | None = None,
                  run_as: RunAs | None = None, check_as: RunAs | None = None, cgroups: str = SETTING_AUTO,
                  early_runs: Sequence[EarlyRun] = (), early_watchdog: tuple[int, int] | None = None,
-                 wrap: spawn.Wrap | None = None, inherited: frozenset[tuple[int, int]] = frozenset()) -> None:
+                 wrap: spawn.Wrap | None = None, inherited: frozenset[tuple[int, int]] = frozenset(),
+                 exit_by: Callable[[], float | None] = lambda: None) -> None:
         """`early_runs`, `early_watchdog`: what an early start forked with `marker` before
         this supervisor existed (`earlyfork.py`): each run is adopted by the spawn that asks
         for it when its command and environment are the ones that spawn would use, and
         killed otherwise; the watchdog is retired once this supervisor's own is up. `wrap`:
-        what every run and command goes through (a filesystem-image task's containerizer)."""
-        self._sandbox = Path(sandbox)
+        what every run and command goes through (a filesystem-image task's containerizer).
+        `exit_by`: when this process must be gone, asked at close (`watchdog.within`)."""
+        self._sandbox, self._exit_by = Path(sandbox), exit_by
         self._wrap = wrap
         self._run_as = run_as  # None: as this process
         self._check_as = check_as  # the health commands' user, when another (--nosetuid-health-checks)
-        self._cgroups = cgroups
-        self._label = task_label
+        self._cgroups, self._label = cgroups, task_label
         self._marker = marker or os.urandom(16).hex()
         self._env = spawn.task_env(env, self._sandbox, self._marker)
         self._profile = spawn.profile_path(self._sandbox)
-        self._post = post
-        self._lock = threading.Lock()  # guards _runs, _commands and _state
+        self._post, self._lock = post, threading.Lock()  # the lock guards _runs, _commands and _state
         self._runs: dict[tuple[str, int], RunChild] = {}
         self._reaper: Reaper | None = None
         self._oom: oomcount.OomCounter | None = None  # the memory cgroup's OOM kills, read at start
@@ -109,8 +110,7 @@ class Supervisor:
         self._drains_of = self._drained  # one bound method every run's watcher shares (64 bytes a run)
         self._containment_logged = False
         self._watchdog: WatchdogKeeper | None = None
-        self._logs = RunLogs(self._sandbox, self._label)
-        self._devnull = -1
+        self._logs, self._devnull = RunLogs(self._sandbox, self._label), -1
         self._state = SupervisorState.NEW
         self._early = EarlyRuns(early_runs, self._marker, runs_by_key=self._runs, lock=self._lock,
                                 post_exit=self._post_exit, label=self._label)  # not adopted yet
@@ -437,7 +437,8 @@ class Supervisor:
             return
         assert self._containment is not None
         self._containment.kill_all(CLOSE_KILL_SECS)
-        let_go = self._contained().close()  # out of the cgroup, which is killed and removed
+        dog, exit_by = self._watchdog.running() if self._watchdog is not None else None, self._exit_by()
+        let_go = self._contained().close(dog, within(math.inf, exit_by))  # out of the cgroup, killed, removed
         if self._watchdog is not None and let_go:
             self._watchdog.let_go()
         self._logs.stop_pump(drain_secs=0.5)
@@ -446,9 +447,9 @@ class Supervisor:
             self._reaper.on_orphans(self._orphan_reaped, remove=True)
         self._reaper.release()
         if self._watchdog is not None and let_go:
-            self._watchdog.wait_gone(WATCHDOG_EXIT_SECS, cut=self._containment.cut_at_close)
+            self._watchdog.wait_gone(WATCHDOG_EXIT_SECS, cut=self._containment.cut_at_close, exit_by=exit_by)
         if let_go:  # the last user's: the thread ends after the watchdog
-            self._reaper.join_unused(WATCHDOG_EXIT_SECS)
+            self._reaper.join_unused(within(WATCHDOG_EXIT_SECS, exit_by))
         self._state = SupervisorState.CLOSED
         self._logs.close()
         os.close(self._devnull)

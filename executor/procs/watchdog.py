@@ -50,7 +50,9 @@ splits; what does not fit is logged once and not held.
 A shell and one grep per pass cost no Python interpreter: the watchdog idles as one
 blocked `sh`. It never reads or writes anything else. Exit status: 0 when the task is gone,
 1 when processes were still found after the last pass, or its cgroup was not empty in 10 s. The keeper logs its start at DEBUG,
-and at ERROR a watchdog that could not start, died while the task lives, or did not exit.
+and at ERROR a watchdog that could not start, died while the task lives, or did not exit
+(at WARNING, `watchdog_left`, one this process could not wait for: `stoker executor` must exit
+within the agent's shutdown grace, and the watchdog outlives it).
 One a task's process stops (`kill -STOP`, as Stoker's own user) is continued as soon as it
 stops: the reaper hears the stop (`waitid` with `WSTOPPED`), and the keeper sends SIGCONT
 and logs a WARNING line (`watchdog_continued`: the 1st, 10th, 100th... time). One that could not start (no process to be had: a full pids cgroup, `ulimit -u`) is tried
@@ -65,6 +67,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -195,6 +198,12 @@ def _close(*fds: int) -> None:
         os.close(fd)
 
 
+def within(secs: float, exit_by: float | None) -> float:
+    """`secs`, or what is left until `exit_by` (`time.monotonic()`: when this process must be
+    gone, `stoker executor` after SHUTDOWN; None: no bound) when that is sooner."""
+    return secs if exit_by is None else max(0.0, min(secs, exit_by - time.monotonic()))
+
+
 def held_line(held: Mapping[int, int], room: int) -> tuple[bytes, int]:
     """The list line of `held` (pid → start time) in at most `room` bytes, and how many
     processes did not fit."""
@@ -236,6 +245,15 @@ class WatchdogKeeper:
     @property
     def pid(self) -> int | None:
         return self._watchdog.pid if self._watchdog is not None else None
+
+    def running(self) -> int | None:
+        """Its pid while it runs (not reaped), None when none does: it could not start, or
+        it exited (and was not started again: the task closing)."""
+        dog = self._watchdog
+        if dog is None:
+            return None
+        with self._reaper.lock:
+            return dog.pid if self._reaper.is_registered(dog.pid) else None
 
     def start(self) -> None:
         """Fork the watchdog; one that cannot start is logged (once until one starts), and the
@@ -323,14 +341,28 @@ class WatchdogKeeper:
                         with contextlib.suppress(OSError):
                             os.kill(self._watchdog.pid, signal.SIGCONT)
 
-    def wait_gone(self, within_secs: float, cut: bool = False) -> None:
+    def wait_gone(self, within_secs: float, cut: bool = False, exit_by: float | None = None) -> None:
         """Wait for a watchdog let go to exit; one that does not is logged. `cut`: the close
         left the task's cgroup to it at its deadline, which it kills and removes first, as
-        long as its own bound for that (`CGROUP_SECS`, 10 s): waited for that much longer."""
-        within = within_secs + (CGROUP_SECS if cut else 0)
-        if self._watchdog is not None and not self._gone.wait(within):
+        long as its own bound for that (`CGROUP_SECS`, 10 s): waited for that much longer.
+        `exit_by` (`time.monotonic()`): when this process must be gone (`stoker executor`
+        after SHUTDOWN: the agent's shutdown grace), which ends the wait sooner: the
+        watchdog, which outlives this process, goes on alone (one WARNING line)."""
+        dog = self._watchdog
+        if dog is None:
+            return
+        whole = within_secs + (CGROUP_SECS if cut else 0)
+        if (left := within(whole, exit_by)) < whole:
+            if not self._gone.wait(left):
+                finish = f": it kills what is left of the task's cgroup {self._announced[0]} and removes it"
+                log_event(logger, logging.WARNING, "watchdog_left", task=self._label, pid=dog.pid,
+                          reason=f"this process must exit within the grace it was given ({left:.1f} s of it "
+                                 "were left for the watchdog to exit)",
+                          consequence="it goes on alone, outliving this process" + (finish if cut else ""))
+            return
+        if not self._gone.wait(whole):
             log_event(logger, logging.ERROR, "watchdog_stuck", task=self._label,
-                      pid=self._watchdog.pid, reason=f"it did not exit within {within} s of close")
+                      pid=dog.pid, reason=f"it did not exit within {whole} s of close")
 
     def _stopped(self, pid: int, signum: int) -> None:
         """On the reaper's thread, as the watchdog stops (a task's process of Stoker's own

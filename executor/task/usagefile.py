@@ -55,7 +55,9 @@ NO_FILE = ("no usage record: the task's supervisor wrote none (a Stoker older th
 
 class UsageWriter:
     """The owner's writer: `start` as the task starts, `sampled` with each disk sample (from
-    the owner's thread), `close` once the task ended. Given `.stoker`'s fd at `start` (the
+    the owner's thread), `close` once the task ended: all on the owner's thread (the sampling
+    thread only posts `DiskSampled` to its queue, `diskwatch.py`), so `close` never closes
+    `_dir` under a write. Given `.stoker`'s fd at `start` (the
     host session's: it keeps its own copy), it writes through that one, never by path. One
     WARNING when the file cannot be written, one INFO when it can again; a failure never
     touches the task. On `stoker run`'s path for every task: plain dicts, no attrs class

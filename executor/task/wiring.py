@@ -82,7 +82,8 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
               cgroups: str = "auto", announcement: Announcement | None = None,
               early: EarlyStart | None = None, disk_check_secs: float | None = None,
               under_agent: bool = False, wrap: Wrap | None = None,
-              heartbeat: Callable[[], float] | None = None) -> TaskOwner:
+              heartbeat: Callable[[], float] | None = None,
+              exit_by: Callable[[], float | None] = lambda: None) -> TaskOwner:
     """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it)
     as `run_as` (None: as this process), its shell health checks as `check_as` (None: as
     `run_as`). `kill_grace_secs`: between SIGTERM and SIGKILL when
@@ -97,12 +98,13 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     its `Resources.disk` (None: no check); `under_agent`: the agent's own files are in the
     sandbox (`stoker executor`), and are not counted; `wrap`: what every run and shell health
     check is started through (a filesystem-image task's `mesos-containerizer launch`);
-    `heartbeat`: called at each turn of the owner's loop, returns when next (systemd's watchdog)."""
+    `heartbeat`: called at each turn of the owner's loop, returns when next (systemd's watchdog);
+    `exit_by`: when this process must be gone, asked at close (`Supervisor`; None: no bound)."""
     sandbox = Path(sandbox)
     events: SimpleQueue[object] = SimpleQueue()
     fdlimit.fit((p.logger for p in job.task.processes), job.label)  # before a descriptor is taken
     procs, running_early = _supervisor(job, sandbox, env, events.put, run_as=run_as, check_as=check_as,
-                                       cgroups=cgroups, early=early, wrap=wrap)
+                                       cgroups=cgroups, early=early, wrap=wrap, exit_by=exit_by)
     usage = UsageWriter(sandbox, procs.marker, job.label, job.task,
                         disk_check_secs if job.task.disk_bytes is not None else None)
     host = _SessionPort(sandbox)
@@ -118,7 +120,8 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
 
 def _supervisor(job: JobSpec, sandbox: Path, env: Mapping[str, str], post: Callable[[object], None], *,
                 run_as: RunAs | None, check_as: RunAs | None, cgroups: str,
-                early: EarlyStart | None, wrap: Wrap | None) -> tuple[Supervisor, bool]:
+                early: EarlyStart | None, wrap: Wrap | None,
+                exit_by: Callable[[], float | None]) -> tuple[Supervisor, bool]:
     """The task's process port, handed what an early start forked (its runs, marker and
     watchdog), and whether runs were handed (the owner then adopts them first)."""
     early_runs = early.take_runs() if early is not None else []
@@ -126,7 +129,7 @@ def _supervisor(job: JobSpec, sandbox: Path, env: Mapping[str, str], post: Calla
                        run_as=run_as, check_as=check_as, cgroups=cgroups,
                        marker=early.marker if early is not None else None, early_runs=early_runs,
                        early_watchdog=early.take_watchdog() if early is not None else None, wrap=wrap,
-                       inherited=early.inherited if early is not None else frozenset())
+                       inherited=early.inherited if early is not None else frozenset(), exit_by=exit_by)
     return procs, bool(early_runs)
 
 

@@ -9,6 +9,7 @@ later), and what is said at the deadline names it. And a close whose kill its de
 (a deep tree, a slow host) hands the tree to the watchdog and says so, then waits for it."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -130,6 +131,7 @@ def test_a_close_its_deadline_cuts_hands_the_tree_to_the_watchdog_and_says_so(ki
         groups.add(directory)
         depth = 2100 if kind == "freezer" else 300  # v2's mkdir is slow (2,100 levels: 13.7 s); cut at any depth
         cgroup_support.nest(directory, depth, sup.spawn(ProcessSpec("deep", "sleep 600"), 0))
+        dog = sup.watchdog_pid
         with caplog.at_level(logging.INFO):
             sup.close()
         said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
@@ -139,4 +141,71 @@ def test_a_close_its_deadline_cuts_hands_the_tree_to_the_watchdog_and_says_so(ki
         groups.cleanup()
     assert [level for level, _ in said] == ["WARNING"], said
     assert said[0][1].startswith("cgroup_close_cut ") and directory in said[0][1], said
-    assert "stopped at its 0.0 s deadline (" in said[0][1] and "the watchdog" in said[0][1], said
+    assert "stopped at its 0.0 s deadline (" in said[0][1], said
+    assert f"the watchdog (pid {dog}), let go, kills what is left and removes it" in said[0][1], said
+
+
+def test_a_close_its_deadline_cuts_with_no_watchdog_running_says_what_is_left_behind(monkeypatch, caplog):
+    """Was: the same WARNING, "the watchdog, let go, kills what is left and removes it", when
+    no watchdog ran (it could not start, or it exited): nothing did, and the line said the
+    tree would go. Now an ERROR names the cgroup left behind with its processes."""
+    if (why := cgroup_support.unavailable(FREEZER)) is not None:  # its kill walks: cut at any depth
+        pytest.skip(f"no v1 freezer task cgroup here: {why}")
+    monkeypatch.setattr(cgrouplife, "CGROUP_KILL_SECS", 0.0)
+    life = cgrouplife.TaskCgroupLife(reaper=None, label="cut.0", setting=FREEZER)  # type: ignore[arg-type]
+    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
+    cg = life.cgroup
+    assert cg is not None, life.no_cgroup
+    run = subprocess.Popen(["sleep", "600"])
+    try:
+        cgroup_support.nest(cg.directory, 2, run.pid)  # below the task's: the cut stops before it
+        with caplog.at_level(logging.INFO):
+            assert life.close(watchdog=None)
+    finally:
+        cgroup_support.remove(cg.directory)
+        cgroups.release(cg)
+        run.kill()
+        run.wait()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [level for level, _ in said] == ["ERROR"], said
+    assert said[0][1].startswith("cgroup_close_cut ") and "the watchdog, let go" not in said[0][1], said
+    assert f"no watchdog runs to finish it (it could not start, or it exited): {cg.directory}, the cgroups " \
+           "below it and the processes still in them are left behind" in said[0][1], said
+
+
+@pytest.mark.parametrize("way", ["deadline", "descriptors"])
+def test_a_v1_freezer_kill_pass_cut_short_thaws_what_it_froze(way, monkeypatch):
+    """Was: a pass its deadline (or EMFILE) cut left the tree FROZEN, its members alive, the
+    SIGKILL the pass sent pending, until the watchdog thawed it. Now every exit of the pass
+    thaws what it froze: the member killed before the cut dies at once."""
+    if (why := cgroup_support.unavailable(FREEZER)) is not None:
+        pytest.skip(f"no v1 freezer task cgroup here: {why}")
+    from executor.procs import cgroupwalk
+
+    made = cgroups.create(f"stoker-test-{os.urandom(4).hex()}", FREEZER)
+    assert not isinstance(made, cgroups.NoCgroup), made
+    top, deep = subprocess.Popen(["sleep", "600"]), subprocess.Popen(["sleep", "600"])
+    real_open = cgroupwalk.os.open
+    try:
+        assert made.take_in(top.pid)
+        cgroup_support.nest(made.directory, 2, deep.pid)  # below the task's: the cut stops before it
+        if way == "descriptors":  # no cgroup below the top can be opened
+            monkeypatch.setattr(cgroupwalk.os, "open", lambda path, flags, *a, dir_fd=None, **k: (
+                _emfile() if dir_fd is not None and flags & os.O_DIRECTORY else real_open(path, flags, *a, dir_fd=dir_fd, **k)))
+        problem = made.kill_and_remove(0.0 if way == "deadline" else 0.3)
+        monkeypatch.undo()
+        assert problem is not None, "the member below is still there"
+        state = cgroups.read(made.directory, "freezer.state").strip()
+        assert state == "THAWED", state
+        assert top.wait(10) == -9  # thawed: its SIGKILL delivered
+    finally:
+        monkeypatch.undo()
+        cgroup_support.remove(made.directory)  # thawed first, whatever happened
+        cgroups.release(made)
+        for run in (top, deep):
+            run.kill()
+            run.wait()
+
+
+def _emfile() -> int:
+    raise OSError(errno.EMFILE, "Too many open files")

@@ -1,0 +1,51 @@
+"""`executor/procs/orphanwalk.py` when it does not settle: every re-read of the orphans'
+list finds new processes (a fork-hopper forking faster than the walk reads)."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+
+import pytest
+
+from executor.procs import orphanwalk, proctree
+from executor.procs.supervisor import Supervisor
+from tests.support.stoker_proc import kill_leftovers
+from tests.support.waiting import readline_within, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_walk_whose_every_re_read_finds_new_orphans_says_so(tmp_path, monkeypatch, caplog):
+    """Was: a walk whose 16 re-reads of the orphans' list all found new processes (a hopper
+    forking faster than it reads) ended as one that settled, in silence. Here each orphan
+    the walk visits leaves the next one (no fork loop: one `sh` a visit, 17 at most)."""
+    sup = Supervisor(sandbox=tmp_path, task_label="walk.0", env={"PATH": os.environ["PATH"]},
+                     post=lambda event: None, cgroups="off")
+    sup.start()  # this process a subreaper
+    pids: set[int] = set()
+    monkeypatch.setattr(orphanwalk, "_unsettled", [0], raising=False)  # its first time
+
+    def orphan() -> int:
+        sh = subprocess.Popen(["sh", "-c", "sleep 1000 >/dev/null & echo $!"], stdout=subprocess.PIPE, text=True)
+        with sh:
+            pid = int(readline_within(sh, 5))
+            pids.add(pid)
+        wait_for(lambda: (proctree.read_stat(pid) or (0,))[0] == os.getpid(), 5, message="re-parented here")
+        return pid
+
+    def leaves_another(info: proctree.ProcInfo) -> bool:
+        if info.pid in pids and len(pids) <= orphanwalk.ROUNDS + 1:
+            orphan()
+        return False
+    try:
+        orphan()
+        with caplog.at_level(logging.WARNING):
+            procs, roots, _ = orphanwalk.walk(os.getpid(), [], frozenset, leaves_another, label="walk.0")
+    finally:
+        kill_leftovers(pids)  # reaped by the supervisor's reaper, then closed
+        sup.close()
+    assert len(roots) >= orphanwalk.ROUNDS, roots  # one new each re-read
+    said = [r.getMessage() for r in caplog.records if r.name == "executor.procs.orphanwalk"]
+    assert len(said) == 1 and said[0].startswith("orphan_walk_unsettled task=walk.0 times=1 "), said
+    assert "each of its 16 re-reads of the orphans' list found new processes" in said[0], said
