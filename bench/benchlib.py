@@ -340,20 +340,19 @@ class Probe:
 # ---- workspace and cleanup ----
 
 
-def compile_bytecode() -> None:
-    """Write the product's `__pycache__` (git-ignored), as installing Stoker does: with
-    PYTHONDONTWRITEBYTECODE set, every `stoker` process would compile its sources again,
-    and a start-up figure would measure the compiler. The same for attrs' generated methods
-    (`python -m executor.codecache`)."""
+def compile_bytecode(repo: Path = REPO) -> None:
+    """Write the product's `__pycache__` (git-ignored) in `repo` (this checkout, or another
+    one a bench times), as installing Stoker does: with PYTHONDONTWRITEBYTECODE set, every
+    `stoker` process would compile its sources again, and a start-up figure would measure
+    the compiler. The same for attrs' generated methods (`python -m executor.codecache`)."""
     import compileall
 
     for package in ("executor", "config", "healthcheck"):
-        if not compileall.compile_dir(str(REPO / package), quiet=1):
-            raise RuntimeError(f"cannot compile {REPO / package}")
-    if (REPO / "executor" / "codecache.py").exists():  # attrs' methods, as the first runs would
-        subprocess.run([sys.executable, "-m", "executor.codecache"], cwd=REPO, check=True,
-                       env=dict(os.environ, PYTHONPATH=str(REPO)))
-
+        if not compileall.compile_dir(str(repo / package), quiet=1):
+            raise RuntimeError(f"cannot compile {repo / package}")
+    if (repo / "executor" / "codecache.py").exists():  # attrs' methods, as the first runs would
+        subprocess.run([sys.executable, "-m", "executor.codecache"], cwd=repo, check=True,
+                       env=dict(os.environ, PYTHONPATH=str(repo)))
 
 
 def run_logs(logs: Path, i: int) -> tuple[BinaryIO, BinaryIO]:

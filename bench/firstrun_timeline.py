@@ -122,8 +122,9 @@ def main() -> int:
     parser.add_argument("--against", type=Path, help="another checkout, its launches interleaved with --repo's "
                         "(compiled and warmed before, as --repo is here): both columns and the paired difference")
     args = parser.parse_args()
-    benchlib.compile_bytecode()
     repos = [args.repo] if args.against is None else [args.against, args.repo]
+    for repo in repos:  # (was: this checkout's alone, and another one's launches compiled every source)
+        benchlib.compile_bytecode(repo.resolve())
     rows: dict[str, list[list[tuple[float, float]]]] = {}
     with benchlib.private_registry(), benchlib.workdir("firstrun") as root:
         for repo in repos:  # unmeasured: the code cache and docstring-free files warmed

@@ -25,16 +25,21 @@ from typing import Any
 
 # C0 controls, DEL and C1 controls (0x9b is a one-byte CSI to many terminals), and lone
 # surrogates: the bytes surrogateescape decoded (U+DC80-U+DCFF), any other unpaired one.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Compiled at its first use (`re`'s own cache keeps it), as are the shell's two below: a class
+# that reaches past U+00FF takes `re` about 1 ms to compile (0.5 for PRINTF's), and these
+# three were 2.5 ms of every command's import of this module, before a first run's planning
+# child is forked too (`executor/local/planahead.py`), which never uses them: their users
+# are message lines, written once the runs started.
+_CONTROL = "[\x00-\x1f\x7f-\x9f\ud800-\udfff]"
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _WIDE = ("W", "F")  # East Asian widths a terminal shows in two columns: wide, fullwidth
 # repr's escape of a surrogateescape byte (`\\udcff`), not one of a backslash repr doubled
 _REPR_SURROGATE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
 # Surrogates that surrogateescape does not stand a byte for: no UTF-8 encoder can write them.
-_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
-_SHELL_PLAIN = re.compile(r"[A-Za-z0-9@%+=:,./_-]+")  # shlex.quote's safe characters, ASCII only
-_SHELL_ESCAPED = re.compile("[\\\\'\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_PRINTF_ESCAPED = re.compile("^-|[\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # and a leading `-`
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # (the loader's every text: compiled now)
+_SHELL_PLAIN = r"[A-Za-z0-9@%+=:,./_-]+"  # shlex.quote's safe characters, ASCII only
+_SHELL_ESCAPED = "[\\\\'\x00-\x1f\x7f-\x9f\ud800-\udfff]"
+_PRINTF_ESCAPED = "^-|[\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff]"  # and a leading `-`
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -86,7 +91,7 @@ def printable(text: str) -> str:
     """`text` with every control character written out as an escape (`\\x1b`, `\\n`, ...),
     so it shows as one line and never drives the terminal; a byte that was not UTF-8 (its
     surrogate escape) as `\\xff`."""
-    return _CONTROL.sub(_escape, text)
+    return re.sub(_CONTROL, _escape, text)
 
 
 def quoted(value: object) -> str:
@@ -106,13 +111,13 @@ def shell_word(text: str) -> str:
     in a line break, which `$(...)` drops: as `$'...'` (bash, zsh, ksh, busybox sh; not dash).
     Not `quoted`: a shell reads repr's `"it's $HOME"` with `$HOME` expanded, and its `'\\n'`
     as two characters."""
-    if not _CONTROL.search(text):
-        if text and _SHELL_PLAIN.fullmatch(text):
+    if not re.search(_CONTROL, text):
+        if text and re.fullmatch(_SHELL_PLAIN, text):
             return text
         return "'" + text.replace("'", "'\"'\"'") + "'"
     if text.endswith("\n"):
-        return "$'" + _SHELL_ESCAPED.sub(_shell_escape, text) + "'"
-    return "\"$(printf '" + _PRINTF_ESCAPED.sub(_printf_escape, text) + "')\""
+        return "$'" + re.sub(_SHELL_ESCAPED, _shell_escape, text) + "'"
+    return "\"$(printf '" + re.sub(_PRINTF_ESCAPED, _printf_escape, text) + "')\""
 
 
 def _printf_escape(match: re.Match[str]) -> str:
