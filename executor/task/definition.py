@@ -22,8 +22,8 @@ print, as the supervisor runs it), and `read_definition` gives it back to `stoke
 - Without the file (or with another attempt's), the reader is told why from what `.stoker`
   holds and what it knows of the attempt (`Asked`: its supervisor runs, its checkpoint holds
   it): a temporary of the file says its supervisor is writing it, or was killed as it did;
-  none, and nothing recorded, that it is starting or died before it wrote it (it writes the
-  file before its checkpoint's first record); else that it did not keep it.
+  none, and nothing of the attempt recorded, that it is starting it or died before it wrote
+  it (it writes the file before the attempt's first record); else that it did not keep it.
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ _MISSING = "missing"
 
 def _unwritten(dir_fd: int, asked: Asked) -> str:
     """Why the attempt has no definition, from what `.stoker` holds: its supervisor writes
-    it first (a temporary renamed over it), before its checkpoint's first record."""
+    it first (a temporary renamed over it), before the attempt's first record."""
     try:
         temps = [name for name in temporaries(dir_fd) if name.startswith(f".{TASK_FILE}.")]
     except OSError:  # not listed: as if there were none
@@ -162,9 +162,10 @@ def _unwritten(dir_fd: int, asked: Asked) -> str:
         return ("its supervisor is writing it" if asked.alive else
                 f"its supervisor was killed as it wrote it (it left {temps[0]}, which the next supervisor "
                 "of this sandbox removes)")
-    if not asked.recorded:
-        return ("its supervisor is starting: it writes it before its checkpoint's first record" if asked.alive
-                else "its supervisor died before it wrote it (nor did it record anything in its checkpoint)")
+    if not asked.recorded:  # (a later attempt's supervisor recorded the ones before)
+        return ("its supervisor is starting the attempt: it writes it before the attempt's first record"
+                if asked.alive else "its supervisor died before it wrote it (nor did it record the attempt in its "
+                "checkpoint)")
     return ("its supervisor did not keep it: a Stoker from before task.json, or one that could not write it "
             "(`task_definition_unwritten` in its log), or it was removed since")
 

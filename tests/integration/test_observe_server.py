@@ -132,8 +132,8 @@ UNWRITTEN = [
     (True, True, True, "its supervisor is writing it"),
     (True, False, False, "its supervisor was killed as it wrote it (it left .task.json.0123abcd.tmp, which the next "
                          "supervisor of this sandbox removes)"),
-    (False, True, False, "its supervisor is starting: it writes it before its checkpoint's first record"),
-    (False, False, False, "its supervisor died before it wrote it (nor did it record anything in its checkpoint)"),
+    (False, True, False, "its supervisor is starting the attempt: it writes it before the attempt's first record"),
+    (False, False, False, "its supervisor died before it wrote it (nor did it record the attempt in its checkpoint)"),
     (False, False, True, "its supervisor did not keep it: a Stoker from before task.json, or one that could not "
                          "write it (`task_definition_unwritten` in its log), or it was removed since"),
 ]

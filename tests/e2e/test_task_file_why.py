@@ -1,0 +1,80 @@
+"""What the observer says of an attempt without its `.stoker/task.json`, of a real `stoker
+run` SIGKILLed at the point (`executor/task/definition.py`, `Asked`): a later attempt of
+the same run, and a run after another in the same sandbox, killed before each wrote its
+own (the sandbox's task.json is then an earlier one's).
+
+The moment is held by a test-only `sitecustomize` (tests/support/importhook.py): the real
+`stoker run` sends itself a real SIGKILL as it is about to write its Nth definition."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+from pathlib import Path
+
+from config.registry import RegistrySettings
+from executor.observe.reader import Reader
+from tests.support.importhook import patched_at_load
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
+
+KILLED_BEFORE_ITS_DEFINITION = patched_at_load("executor.task.definition", """
+    def _patch(module):
+        real, calls = module.write_definition, []
+
+        def write_definition(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == int(os.environ["STOKER_TEST_KILL_AT"]):
+                os.kill(os.getpid(), 9)
+            return real(*args, **kwargs)
+
+        module.write_definition = write_definition
+    """)
+
+
+def run(tmp_path: Path, job: str, kill_at: int = 0, *extra: str) -> int:
+    """`stoker run` of `job` (its `jobs = [...]` line) in tmp_path/sb, SIGKILLed as it is
+    about to write its `kill_at`th definition (0: never); its exit status."""
+    hook, config = tmp_path / "hook", tmp_path / "job.aurora"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(KILLED_BEFORE_ITS_DEFINITION)
+    config.write_text(textwrap.dedent(job))
+    proc = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sb"), "--root", str(tmp_path / "root"),
+                          *extra], tmp_path,
+                         env={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "STOKER_TEST_KILL_AT": str(kill_at)})
+    try:
+        return proc.wait(60)
+    finally:
+        proc.close()
+
+
+def reader(tmp_path: Path) -> Reader:
+    return Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60.0))
+
+
+def written(sandbox: Path) -> str:
+    """The task id of the sandbox's task.json."""
+    return json.loads((sandbox / ".stoker" / "task.json").read_text())["task_id"]
+
+
+FAILING = """
+    jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                    task=Task(processes=[Process(name='p', cmdline='exit 3')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+def test_a_later_attempt_killed_before_its_definition_is_said_not_to_have_recorded_itself(tmp_path):
+    """Attempt 2 of a service killed as it was about to write its definition, attempt 1's
+    there. Was: `(nor did it record anything in its checkpoint)`: it recorded attempt 1."""
+    sandbox = tmp_path / "sb"
+    try:
+        assert run(tmp_path, FAILING, 2, "--restart-backoff", "0.1") == -signal.SIGKILL
+        (task,) = reader(tmp_path).tasks()
+        first = written(sandbox)
+        assert task.row["task_id"] != first
+        assert reader(tmp_path).task(task.row["task_id"]).definition_problem == (
+            f"the sandbox's task.json is of task {first!r}, an earlier attempt; this attempt's: its supervisor "
+            "died before it wrote it (nor did it record the attempt in its checkpoint)")
+    finally:
+        kill_leftovers(task_pids(sandbox))
