@@ -126,6 +126,7 @@ class Asked:
     ids: tuple[str, ...] = ()  # its supervisor's task ids, oldest first (`stoker run`'s attempts)
     alive: bool = False  # its supervisor runs
     recorded: bool = True  # its checkpoint holds its attempt (a header)
+    later: frozenset[str] = frozenset()  # the task ids of the supervisors that took its sandbox after it
 
 
 def read_definition(sandbox: str | os.PathLike[str], asked: Asked = Asked()) -> tuple[dict[str, Any] | None, str]:
@@ -171,13 +172,19 @@ def _unwritten(dir_fd: int, asked: Asked) -> str:
 
 
 def _of_another(dir_fd: int, asked: Asked, other: Any) -> str:
-    """The sandbox's definition is of task `other`, not `asked`'s: a later attempt's, or an
-    earlier one's (this one's was not written over it)."""
-    ids = asked.ids
+    """The sandbox's definition is of task `other`, not `asked`'s: a later attempt's (of its
+    supervisor, or of one that took the sandbox after it), or an earlier one's (this one's
+    was not written over it): of its supervisor, or of a run before it in the sandbox (one
+    whose id is neither its supervisor's nor a later one's: a registry entry names every
+    supervisor from before a task.json is written until long after it ended)."""
+    ids, named = asked.ids, quoted(str(other))
     if other in ids and asked.task_id in ids and ids.index(other) < ids.index(asked.task_id):
-        return (f"the sandbox's task.json is of task {quoted(str(other))}, an earlier attempt; this attempt's: "
-                f"{_unwritten(dir_fd, asked)}")
-    return f"the sandbox's task.json is of task {quoted(str(other))}, a later attempt"
+        return f"the sandbox's task.json is of task {named}, an earlier attempt; this attempt's: " + \
+            _unwritten(dir_fd, asked)
+    if other in ids or other in asked.later:
+        return f"the sandbox's task.json is of task {named}, a later attempt"
+    return f"the sandbox's task.json is of task {named}, an earlier run's in this sandbox; this attempt's: " + \
+        _unwritten(dir_fd, asked)
 
 
 def _read(dir_fd: int, where: str) -> tuple[dict[str, Any] | None, str]:

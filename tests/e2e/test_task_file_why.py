@@ -78,3 +78,32 @@ def test_a_later_attempt_killed_before_its_definition_is_said_not_to_have_record
             "died before it wrote it (nor did it record the attempt in its checkpoint)")
     finally:
         kill_leftovers(task_pids(sandbox))
+
+
+ONCE = """
+    jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                task=Task(processes=[Process(name='p', cmdline='echo once')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+def test_a_run_killed_before_its_definition_is_told_the_sandbox_s_is_an_earlier_run_s(tmp_path):
+    """A second `stoker run` in the sandbox, killed as it was about to write its definition:
+    the sandbox's is the first run's. Was: `..., a later attempt`. Once a third run wrote its
+    own, the first run's page says that one is a later attempt's."""
+    sandbox = tmp_path / "sb"
+    try:
+        assert run(tmp_path, ONCE) == 0
+        first = written(sandbox)
+        assert run(tmp_path, ONCE, 1) == -signal.SIGKILL
+        (second,) = [t.row["task_id"] for t in reader(tmp_path).tasks() if t.row["task_id"] != first]
+        assert reader(tmp_path).task(second).definition_problem == (
+            f"the sandbox's task.json is of task {first!r}, an earlier run's in this sandbox; this attempt's: its "
+            "supervisor died before it wrote it (nor did it record the attempt in its checkpoint)")
+        assert reader(tmp_path).task(first).definition["task_id"] == first
+        assert run(tmp_path, ONCE) == 0
+        third = written(sandbox)
+        assert reader(tmp_path).task(first).definition_problem == \
+            f"the sandbox's task.json is of task {third!r}, a later attempt"
+    finally:
+        kill_leftovers(task_pids(sandbox))

@@ -157,6 +157,11 @@ def test_an_attempt_without_a_definition_is_told_why_from_what_its_sandbox_holds
     assert read_definition(tmp_path, attrs.evolve(asked, task_id="web-0-0"))[1] == \
         "the sandbox's task.json is of task 'web-0-1', a later attempt"
     assert read_definition(tmp_path, attrs.evolve(asked, task_id="web-0-1"))[0] is not None
+    another = attrs.evolve(asked, ids=("web-0-2",))  # a run before it in the sandbox wrote web-0-1
+    assert read_definition(tmp_path, another) == (
+        None, f"the sandbox's task.json is of task 'web-0-1', an earlier run's in this sandbox; this attempt's: {why}")
+    assert read_definition(tmp_path, attrs.evolve(another, later=frozenset({"web-0-1"})))[1] == \
+        "the sandbox's task.json is of task 'web-0-1', a later attempt"  # a run after it did
 
 
 @pytest.mark.parametrize("levels", [1200, 9000], ids=["read-by-3.12", "read-by-3.13"])
