@@ -12,7 +12,9 @@ print, as the supervisor runs it), and `read_definition` gives it back to `stoke
   through `.stoker`'s directory fd to a temporary file (created exclusively, never through
   a symlink) renamed over the old one, and any failure is one WARNING line. The file holds
   no environment and no secret: the JobSpec has neither.
-- Reading trusts nothing (the task's processes share the sandbox): the file is opened
+- Reading trusts nothing (the task's processes share the sandbox): only in the `.stoker`
+  its supervisor made (pinned by its registry entry: the task may rename it and put its
+  own in its place, a task.json of the task's id that says what it likes), the file is opened
   without following a symlink or blocking (`executor/procs/saferead.py`), at most
   `MAX_DEFINITION_BYTES` are read, and a document nested deeper than `MAX_DEFINITION_DEPTH`
   (Stoker writes 6 levels) is refused whatever the interpreter's parser reads: 3.11's
@@ -129,12 +131,15 @@ class Asked:
     later: frozenset[str] = frozenset()  # the task ids of the supervisors that took its sandbox after it
 
 
-def read_definition(sandbox: str | os.PathLike[str], asked: Asked = Asked()) -> tuple[dict[str, Any] | None, str]:
+def read_definition(sandbox: str | os.PathLike[str], asked: Asked = Asked(),
+                    pinned: str = "") -> tuple[dict[str, Any] | None, str]:
     """(the definition, "") or (None, why there is none), never raising. A definition of
-    another task than `asked`'s is none of its."""
+    another task than `asked`'s is none of its. `pinned`: the `.stoker` its supervisor made
+    (its registry entry's `stoker_dir`): none other is read (the task, whose sandbox it
+    is, may put one of its own in its place)."""
     where = f"{os.fspath(sandbox)}/.stoker/{TASK_FILE}"
     try:
-        dir_fd = open_stoker_dir(sandbox)
+        dir_fd = open_stoker_dir(sandbox, pinned=pinned)
     except OSError as exc:
         return None, f"cannot open {where}: {saferead.describe(exc)}"
     try:

@@ -107,3 +107,32 @@ def test_a_run_killed_before_its_definition_is_told_the_sandbox_s_is_an_earlier_
             f"the sandbox's task.json is of task {third!r}, a later attempt"
     finally:
         kill_leftovers(task_pids(sandbox))
+
+
+def test_a_definition_in_a_stoker_directory_put_in_the_supervisor_s_place_is_not_shown(tmp_path):
+    """The task owns its sandbox (a root executor gives it to the role), so it may rename
+    the supervisor's `.stoker` and put one of its own there, with a `task.json` of the task's
+    id saying what it likes, or a temporary. Was: the observer showed that as the task's
+    definition, read at the sandbox's path, where its status reads only the `.stoker` its
+    registry entry pins."""
+    sandbox = tmp_path / "sb"
+    try:
+        assert run(tmp_path, ONCE) == 0
+        first = written(sandbox)
+        planted = {**json.loads((sandbox / ".stoker" / "task.json").read_text()), "note": "planted"}
+        os.rename(sandbox / ".stoker", sandbox / ".stoker.moved")
+        (sandbox / ".stoker").mkdir()
+        (sandbox / ".stoker" / "task.json").write_text(json.dumps(planted))
+        detail = reader(tmp_path).task(first)
+        assert detail.definition is None, detail.definition
+        assert detail.definition_problem == (
+            f"cannot open {sandbox}/.stoker/task.json: {sandbox}/.stoker is not the directory its supervisor made "
+            "(the task may have put another in its place); nothing in it is trusted")
+        (sandbox / ".stoker" / "task.json").unlink()
+        (sandbox / ".stoker" / ".task.json.0123abcd.tmp").write_text("{")  # nor is its temporary read
+        assert "is writing it" not in reader(tmp_path).task(first).definition_problem
+        os.rename(sandbox / ".stoker", sandbox / ".stoker.planted")
+        os.rename(sandbox / ".stoker.moved", sandbox / ".stoker")  # put back: shown again
+        assert reader(tmp_path).task(first).definition["task_id"] == first
+    finally:
+        kill_leftovers(task_pids(sandbox))
