@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 MAX_DEFINITION_BYTES = 4 * 1024 * 1024
 MAX_DEFINITION_DEPTH = 100  # levels of objects and arrays
+NAMES_LOOKED_AT = 64  # of `.stoker`, for a temporary of the file, at most (a supervisor's holds about 8)
 
 
 def definition_json(job: JobSpec) -> dict[str, Any]:
@@ -146,10 +147,10 @@ def read_definition(sandbox: str | os.PathLike[str], asked: Asked = Asked(),
         doc, problem = _read(dir_fd, where)
         other = doc.get("task_id") if doc is not None else None
         if problem == _MISSING:
-            return None, f"no {where}: {_unwritten(dir_fd, asked)}"
+            return None, f"no {where}: {_unwritten(dir_fd, asked, os.path.dirname(where))}"
         if other is None or not asked.task_id or other == asked.task_id:
             return doc, problem
-        return None, _of_another(dir_fd, asked, other)
+        return None, _of_another(dir_fd, asked, other, os.path.dirname(where))
     finally:
         os.close(dir_fd)
 
@@ -157,13 +158,19 @@ def read_definition(sandbox: str | os.PathLike[str], asked: Asked = Asked(),
 _MISSING = "missing"
 
 
-def _unwritten(dir_fd: int, asked: Asked) -> str:
-    """Why the attempt has no definition, from what `.stoker` holds: its supervisor writes
-    it first (a temporary renamed over it), before the attempt's first record."""
+def _unwritten(dir_fd: int, asked: Asked, stoker: str) -> str:
+    """Why the attempt has no definition, from what `.stoker` (`stoker`, open as `dir_fd`)
+    holds: its supervisor writes it first (a temporary renamed over it), before the
+    attempt's first record. Of a `.stoker` the task filled, its first names alone are looked
+    at (`NAMES_LOOKED_AT`): each page of the observer asks."""
     try:
-        temps = [name for name in temporaries(dir_fd) if name.startswith(f".{TASK_FILE}.")]
+        listed = temporaries(dir_fd, NAMES_LOOKED_AT)
     except OSError:  # not listed: as if there were none
-        temps = []
+        listed = []
+    if listed is None:
+        return (f"why cannot be told: {stoker} holds more than {NAMES_LOOKED_AT} names (a supervisor's "
+                "holds a few)")
+    temps = [name for name in listed if name.startswith(f".{TASK_FILE}.")]
     if temps:
         return ("its supervisor is writing it" if asked.alive else
                 f"its supervisor was killed as it wrote it (it left {temps[0]}, which the next supervisor "
@@ -176,7 +183,7 @@ def _unwritten(dir_fd: int, asked: Asked) -> str:
             "(`task_definition_unwritten` in its log), or it was removed since")
 
 
-def _of_another(dir_fd: int, asked: Asked, other: Any) -> str:
+def _of_another(dir_fd: int, asked: Asked, other: Any, stoker: str) -> str:
     """The sandbox's definition is of task `other`, not `asked`'s: a later attempt's (of its
     supervisor, or of one that took the sandbox after it), or an earlier one's (this one's
     was not written over it): of its supervisor, or of a run before it in the sandbox (one
@@ -185,11 +192,11 @@ def _of_another(dir_fd: int, asked: Asked, other: Any) -> str:
     ids, named = asked.ids, quoted(str(other))
     if other in ids and asked.task_id in ids and ids.index(other) < ids.index(asked.task_id):
         return f"the sandbox's task.json is of task {named}, an earlier attempt; this attempt's: " + \
-            _unwritten(dir_fd, asked)
+            _unwritten(dir_fd, asked, stoker)
     if other in ids or other in asked.later:
         return f"the sandbox's task.json is of task {named}, a later attempt"
     return f"the sandbox's task.json is of task {named}, an earlier run's in this sandbox; this attempt's: " + \
-        _unwritten(dir_fd, asked)
+        _unwritten(dir_fd, asked, stoker)
 
 
 def _read(dir_fd: int, where: str) -> tuple[dict[str, Any] | None, str]:

@@ -20,6 +20,7 @@ from executor.observe.reader import Reader
 from executor.observe.server import Limits, ObserverApp, listening_on, make_server
 from executor.task.definition import (
     MAX_DEFINITION_BYTES,
+    NAMES_LOOKED_AT,
     Asked,
     definition_json,
     read_definition,
@@ -162,6 +163,21 @@ def test_an_attempt_without_a_definition_is_told_why_from_what_its_sandbox_holds
         None, f"the sandbox's task.json is of task 'web-0-1', an earlier run's in this sandbox; this attempt's: {why}")
     assert read_definition(tmp_path, attrs.evolve(another, later=frozenset({"web-0-1"})))[1] == \
         "the sandbox's task.json is of task 'web-0-1', a later attempt"  # a run after it did
+
+
+def test_a_stoker_directory_of_many_names_is_not_listed_whole_for_each_page(tmp_path):
+    """A supervisor's `.stoker` holds about 8 names; one the task filled (its own user's,
+    under `stoker run`) is looked at only so far (`definition.NAMES_LOOKED_AT`). Was: listed
+    whole at each request of the task's page: 200,000 names, 0.84 s a page (0.7 ms now)."""
+    stoker = tmp_path / ".stoker"
+    stoker.mkdir()
+    (stoker / ".task.json.0123abcd.tmp").write_text("{")
+    asked = Asked("web-0-2", ("web-0-2",), True, False)
+    assert read_definition(tmp_path, asked)[1].endswith("its supervisor is writing it")
+    for i in range(NAMES_LOOKED_AT):
+        (stoker / f"filler-{i}").write_text("")
+    assert read_definition(tmp_path, asked) == (None, f"no {stoker}/task.json: why cannot be told: {stoker} holds "
+                                                      f"more than {NAMES_LOOKED_AT} names (a supervisor's holds a few)")
 
 
 @pytest.mark.parametrize("levels", [1200, 9000], ids=["read-by-3.12", "read-by-3.13"])
