@@ -29,6 +29,7 @@ print, as the supervisor runs it), and `read_definition` gives it back to `stoke
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -108,16 +109,18 @@ def _replace(dir_fd: int, chunks: Iterable[bytes]) -> None:
     fd = sandboxfs.open_regular(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd,
                                 mode=0o600)
     try:
-        for data in chunks:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-    except BaseException:
-        os.close(fd)
-        os.unlink(temp, dir_fd=dir_fd)
+        try:
+            for data in chunks:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(temp, TASK_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:  # not left for the observer to take for a write under way
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
         raise
-    os.close(fd)
-    os.rename(temp, TASK_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 @attrs.frozen(slots=True)

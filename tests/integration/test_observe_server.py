@@ -200,6 +200,16 @@ def test_a_definition_that_cannot_be_written_costs_only_a_warning(tmp_path, capl
     assert "task_definition_unwritten" in caplog.text and "symlink" in caplog.text
 
 
+def test_a_definition_that_cannot_be_renamed_into_place_leaves_no_temporary(tmp_path, caplog):
+    """`task.json` a directory (a task that is the supervisor's user may make one): the rename
+    fails. Was: its temporary stayed, one more at each attempt, and the page said 'its
+    supervisor is writing it' for as long as it ran."""
+    (tmp_path / ".stoker" / "task.json" / "x").mkdir(parents=True)
+    assert not write_definition(tmp_path, job())
+    assert "task_definition_unwritten" in caplog.text
+    assert sorted(os.listdir(tmp_path / ".stoker")) == ["task.json"]
+
+
 @pytest.fixture
 def resolver(monkeypatch):
     """The host's resolver, but `observer.test` is two loopback addresses (as `localhost` is
