@@ -191,7 +191,7 @@ class Reader:
         (inspection,) = with_leftovers([inspection], [marker_of(inspection, entry)])
         definition, problem = read_definition(entry.sandbox, Asked(
             task_id, (*entry.earlier_task_ids, entry.task_id), inspection.truth.alive, inspection.attempt is not None,
-            later_ids((item.entry for item in every), entry)), pinned=entry.stoker_dir)
+            later_ids((item.entry for item in every), entry), entry.ended_wall is not None), pinned=entry.stoker_dir)
         detail = self.measured(entry, inspection)
         assert detail.figures is not None
         status = dict(status_json(inspection), resources=figures_json(detail.figures, self._wall()),

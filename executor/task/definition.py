@@ -25,7 +25,8 @@ print, as the supervisor runs it), and `read_definition` gives it back to `stoke
   holds and what it knows of the attempt (`Asked`: its supervisor runs, its checkpoint holds
   it): a temporary of the file says its supervisor is writing it, or was killed as it did;
   none, and nothing of the attempt recorded, that it is starting it or died before it wrote
-  it (it writes the file before the attempt's first record); else that it did not keep it.
+  it (it writes the file before the attempt's first record), or let go of the sandbox (its
+  registry entry ended: it could not write it, or stopped first); else that it did not keep it.
 """
 from __future__ import annotations
 
@@ -133,6 +134,7 @@ class Asked:
     alive: bool = False  # its supervisor runs
     recorded: bool = True  # its checkpoint holds its attempt (a header)
     later: frozenset[str] = frozenset()  # the task ids of the supervisors that took its sandbox after it
+    let_go: bool = False  # its supervisor marked its registry entry ended as it went (not killed)
 
 
 def read_definition(sandbox: str | os.PathLike[str], asked: Asked = Asked(),
@@ -174,9 +176,13 @@ def _unwritten(dir_fd: int, asked: Asked, stoker: str) -> str:
         return (f"why cannot be told: {stoker} holds more than {NAMES_LOOKED_AT} names (a supervisor's "
                 "holds a few)")
     temps = [name for name in listed if name.startswith(f".{TASK_FILE}.")]
+    if temps and asked.alive:
+        return "its supervisor is writing it"
+    if asked.let_go and not asked.recorded:  # (one that let go removed its temporary)
+        return ("its supervisor let go of the sandbox before it recorded the attempt: it could not write it "
+                "(`task_definition_unwritten` in its log), or stopped before it did")
     if temps:
-        return ("its supervisor is writing it" if asked.alive else
-                f"its supervisor was killed as it wrote it (it left {temps[0]}, which the next supervisor "
+        return (f"its supervisor was killed as it wrote it (it left {temps[0]}, which the next supervisor "
                 "of this sandbox removes)")
     if not asked.recorded:  # (a later attempt's supervisor recorded the ones before)
         return ("its supervisor is starting the attempt: it writes it before the attempt's first record"

@@ -32,12 +32,30 @@ KILLED_BEFORE_ITS_DEFINITION = patched_at_load("executor.task.definition", """
     """)
 
 
-def run(tmp_path: Path, job: str, kill_at: int = 0, *extra: str) -> int:
+# Every descriptor the supervisor may have taken as it is about to write its definition (as
+# a process limit that many runs' pipes reached would leave it): then it goes on as it does.
+OUT_OF_DESCRIPTORS = patched_at_load("executor.task.definition", """
+    def _patch(module):
+        real, held = module.write_definition, []
+
+        def write_definition(*args, **kwargs):
+            try:
+                while True:
+                    held.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:  # EMFILE
+                return real(*args, **kwargs)
+
+        module.write_definition = write_definition
+    """)
+
+
+def run(tmp_path: Path, job: str, kill_at: int = 0, *extra: str, hook_text: str = KILLED_BEFORE_ITS_DEFINITION) -> int:
     """`stoker run` of `job` (its `jobs = [...]` line) in tmp_path/sb, SIGKILLed as it is
-    about to write its `kill_at`th definition (0: never); its exit status."""
+    about to write its `kill_at`th definition (0: never), or with `hook_text` as its
+    sitecustomize; its exit status."""
     hook, config = tmp_path / "hook", tmp_path / "job.aurora"
     hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(KILLED_BEFORE_ITS_DEFINITION)
+    (hook / "sitecustomize.py").write_text(hook_text)
     config.write_text(textwrap.dedent(job))
     proc = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sb"), "--root", str(tmp_path / "root"),
                           *extra], tmp_path,
@@ -134,5 +152,21 @@ def test_a_definition_in_a_stoker_directory_put_in_the_supervisor_s_place_is_not
         os.rename(sandbox / ".stoker", sandbox / ".stoker.planted")
         os.rename(sandbox / ".stoker.moved", sandbox / ".stoker")  # put back: shown again
         assert reader(tmp_path).task(first).definition["task_id"] == first
+    finally:
+        kill_leftovers(task_pids(sandbox))
+
+
+def test_a_run_that_could_not_write_its_definition_and_let_go_is_not_said_to_have_died(tmp_path):
+    """Out of descriptors as it was about to write its definition: it could not, nor its
+    checkpoint, and it let go of the sandbox (exit 1; its status: `let go of the sandbox
+    before it recorded anything`). Was: `its supervisor died before it wrote it`."""
+    sandbox = tmp_path / "sb"
+    try:
+        assert run(tmp_path, ONCE, hook_text=OUT_OF_DESCRIPTORS) == 1
+        (task,) = reader(tmp_path).tasks()
+        assert "let go of the sandbox before it recorded anything" in task.row["problem"], task.row
+        assert reader(tmp_path).task(task.row["task_id"]).definition_problem == (
+            f"no {sandbox}/.stoker/task.json: its supervisor let go of the sandbox before it recorded the attempt: "
+            "it could not write it (`task_definition_unwritten` in its log), or stopped before it did")
     finally:
         kill_leftovers(task_pids(sandbox))
