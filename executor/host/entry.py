@@ -177,10 +177,8 @@ def later_ids(entries: Iterable[RegistryEntry], entry: RegistryEntry) -> frozens
     """The task ids of the supervisors that took `entry`'s sandbox after it (registered later,
     in the `.stoker` it pinned, or at its path where either pinned none): whose `task.json` may
     have been written over its own (`executor/task/definition.Asked`)."""
-    def same(other: RegistryEntry) -> bool:
-        if other.stoker_dir and entry.stoker_dir:
-            return other.stoker_dir == entry.stoker_dir
-        return other.sandbox == entry.sandbox
-
-    return frozenset(i for e in entries if e.registered_wall > entry.registered_wall and e.name != entry.name
-                     and same(e) for i in (e.task_id, *e.earlier_task_ids) if i)
+    pin, path, after = entry.stoker_dir, entry.sandbox, entry.registered_wall
+    return frozenset(i for e in entries if (e.stoker_dir == pin if e.stoker_dir and pin else e.sandbox == path)
+                     and e.registered_wall > after and e is not entry
+                     and (e.supervisor_pid, e.supervisor_start) != (entry.supervisor_pid, entry.supervisor_start)
+                     for i in (e.task_id, *e.earlier_task_ids) if i)
