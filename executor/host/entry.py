@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -171,3 +171,14 @@ def expired(last_sign_wall: float | None, now_wall: float, retention_secs: float
     """An ended or LOST task whose last sign is older than the retention is dropped from the
     registry; one with no sign at all (a damaged entry) too."""
     return last_sign_wall is None or now_wall - last_sign_wall > retention_secs
+
+
+def later_ids(entries: Iterable[RegistryEntry], entry: RegistryEntry) -> frozenset[str]:
+    """The task ids of the supervisors that took `entry`'s sandbox after it (registered later,
+    in the `.stoker` it pinned, or at its path where either pinned none): whose `task.json` may
+    have been written over its own (`executor/task/definition.Asked`)."""
+    pin, path, after = entry.stoker_dir, entry.sandbox, entry.registered_wall
+    return frozenset(i for e in entries if (e.stoker_dir == pin if e.stoker_dir and pin else e.sandbox == path)
+                     and e.registered_wall > after and e is not entry
+                     and (e.supervisor_pid, e.supervisor_start) != (entry.supervisor_pid, entry.supervisor_start)
+                     for i in (e.task_id, *e.earlier_task_ids) if i)

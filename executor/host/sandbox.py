@@ -15,6 +15,7 @@ console, which shows a failed run's last stderr lines). No logging, no threads.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from pathlib import Path
@@ -73,7 +74,7 @@ def remove_stale_temps(stoker_dir: int) -> list[str]:
     run kept each for ever. Regular files alone; one it cannot remove is left. Raises OSError
     when `.stoker` cannot be listed."""
     removed = []
-    for name in temporaries(stoker_dir):
+    for name in temporaries(stoker_dir) or ():
         try:
             os.unlink(name, dir_fd=stoker_dir)
         except OSError:
@@ -82,11 +83,18 @@ def remove_stale_temps(stoker_dir: int) -> list[str]:
     return removed
 
 
-def temporaries(stoker_dir: int) -> list[str]:
+def temporaries(stoker_dir: int, names_at_most: int | None = None) -> list[str] | None:
     """The temporaries (regular files) in `.stoker`, by name: a writer's between its write
-    and its rename, or one a writer killed then left. Raises OSError."""
+    and its rename, or one a writer killed then left; None when it holds more than
+    `names_at_most` names (a reader's bound: the task may fill it, under `stoker run`, where
+    it is the task's user's). Raises OSError."""
+    found, looked = [], 0
     with os.scandir(stoker_dir) as scan:
-        return sorted(e.name for e in scan if _is_temp(e.name) and e.is_file(follow_symlinks=False))
+        for entry in scan if names_at_most is None else itertools.islice(scan, names_at_most + 1):
+            looked += 1
+            if _is_temp(entry.name) and entry.is_file(follow_symlinks=False):
+                found.append(entry.name)
+    return None if names_at_most is not None and looked > names_at_most else sorted(found)
 
 
 def _is_temp(name: str) -> bool:

@@ -33,7 +33,7 @@ import attrs
 
 from config.registry import RegistrySettings
 from config.words import quoted
-from executor.host.entry import RegistryEntry
+from executor.host.entry import RegistryEntry, later_ids
 from executor.host.entrycache import EntryCache
 from executor.host.identity import is_alive, is_stopped, one_reading
 from executor.host.lock import LockTable
@@ -185,11 +185,13 @@ class Reader:
         return found
 
     def task(self, task_id: str, supervisor: str = "", viewer: int | None = EVERYONE) -> TaskDetail:
-        entry = self._entry(task_id, supervisor, viewer).entry
+        every = self._read_all()[0]
+        entry = self._found(every, task_id, supervisor, viewer).entry
         inspection = inspect_sandbox(Path(entry.sandbox), entry, self.views)
         (inspection,) = with_leftovers([inspection], [marker_of(inspection, entry)])
         definition, problem = read_definition(entry.sandbox, Asked(
-            task_id, (*entry.earlier_task_ids, entry.task_id), inspection.truth.alive, inspection.attempt is not None))
+            task_id, (*entry.earlier_task_ids, entry.task_id), inspection.truth.alive, inspection.attempt is not None,
+            later_ids((item.entry for item in every), entry), entry.ended_wall is not None), pinned=entry.stoker_dir)
         detail = self.measured(entry, inspection)
         assert detail.figures is not None
         status = dict(status_json(inspection), resources=figures_json(detail.figures, self._wall()),

@@ -12,7 +12,9 @@ print, as the supervisor runs it), and `read_definition` gives it back to `stoke
   through `.stoker`'s directory fd to a temporary file (created exclusively, never through
   a symlink) renamed over the old one, and any failure is one WARNING line. The file holds
   no environment and no secret: the JobSpec has neither.
-- Reading trusts nothing (the task's processes share the sandbox): the file is opened
+- Reading trusts nothing (the task's processes share the sandbox): only in the `.stoker`
+  its supervisor made (pinned by its registry entry: the task may rename it and put its
+  own in its place, a task.json of the task's id that says what it likes), the file is opened
   without following a symlink or blocking (`executor/procs/saferead.py`), at most
   `MAX_DEFINITION_BYTES` are read, and a document nested deeper than `MAX_DEFINITION_DEPTH`
   (Stoker writes 6 levels) is refused whatever the interpreter's parser reads: 3.11's
@@ -22,11 +24,13 @@ print, as the supervisor runs it), and `read_definition` gives it back to `stoke
 - Without the file (or with another attempt's), the reader is told why from what `.stoker`
   holds and what it knows of the attempt (`Asked`: its supervisor runs, its checkpoint holds
   it): a temporary of the file says its supervisor is writing it, or was killed as it did;
-  none, and nothing recorded, that it is starting or died before it wrote it (it writes the
-  file before its checkpoint's first record); else that it did not keep it.
+  none, and nothing of the attempt recorded, that it is starting it or died before it wrote
+  it (it writes the file before the attempt's first record), or let go of the sandbox (its
+  registry entry ended: it could not write it, or stopped first); else that it did not keep it.
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -47,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 MAX_DEFINITION_BYTES = 4 * 1024 * 1024
 MAX_DEFINITION_DEPTH = 100  # levels of objects and arrays
+NAMES_LOOKED_AT = 64  # of `.stoker`, for a temporary of the file, at most (a supervisor's holds about 8)
 
 
 def definition_json(job: JobSpec) -> dict[str, Any]:
@@ -105,16 +110,18 @@ def _replace(dir_fd: int, chunks: Iterable[bytes]) -> None:
     fd = sandboxfs.open_regular(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd,
                                 mode=0o600)
     try:
-        for data in chunks:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-    except BaseException:
-        os.close(fd)
-        os.unlink(temp, dir_fd=dir_fd)
+        try:
+            for data in chunks:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(temp, TASK_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:  # not left for the observer to take for a write under way
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
         raise
-    os.close(fd)
-    os.rename(temp, TASK_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 @attrs.frozen(slots=True)
@@ -126,24 +133,29 @@ class Asked:
     ids: tuple[str, ...] = ()  # its supervisor's task ids, oldest first (`stoker run`'s attempts)
     alive: bool = False  # its supervisor runs
     recorded: bool = True  # its checkpoint holds its attempt (a header)
+    later: frozenset[str] = frozenset()  # the task ids of the supervisors that took its sandbox after it
+    let_go: bool = False  # its supervisor marked its registry entry ended as it went (not killed)
 
 
-def read_definition(sandbox: str | os.PathLike[str], asked: Asked = Asked()) -> tuple[dict[str, Any] | None, str]:
+def read_definition(sandbox: str | os.PathLike[str], asked: Asked = Asked(),
+                    pinned: str = "") -> tuple[dict[str, Any] | None, str]:
     """(the definition, "") or (None, why there is none), never raising. A definition of
-    another task than `asked`'s is none of its."""
+    another task than `asked`'s is none of its. `pinned`: the `.stoker` its supervisor made
+    (its registry entry's `stoker_dir`): none other is read (the task, whose sandbox it
+    is, may put one of its own in its place)."""
     where = f"{os.fspath(sandbox)}/.stoker/{TASK_FILE}"
     try:
-        dir_fd = open_stoker_dir(sandbox)
+        dir_fd = open_stoker_dir(sandbox, pinned=pinned)
     except OSError as exc:
         return None, f"cannot open {where}: {saferead.describe(exc)}"
     try:
         doc, problem = _read(dir_fd, where)
         other = doc.get("task_id") if doc is not None else None
         if problem == _MISSING:
-            return None, f"no {where}: {_unwritten(dir_fd, asked)}"
+            return None, f"no {where}: {_unwritten(dir_fd, asked, os.path.dirname(where))}"
         if other is None or not asked.task_id or other == asked.task_id:
             return doc, problem
-        return None, _of_another(dir_fd, asked, other)
+        return None, _of_another(dir_fd, asked, other, os.path.dirname(where))
     finally:
         os.close(dir_fd)
 
@@ -151,32 +163,49 @@ def read_definition(sandbox: str | os.PathLike[str], asked: Asked = Asked()) -> 
 _MISSING = "missing"
 
 
-def _unwritten(dir_fd: int, asked: Asked) -> str:
-    """Why the attempt has no definition, from what `.stoker` holds: its supervisor writes
-    it first (a temporary renamed over it), before its checkpoint's first record."""
+def _unwritten(dir_fd: int, asked: Asked, stoker: str) -> str:
+    """Why the attempt has no definition, from what `.stoker` (`stoker`, open as `dir_fd`)
+    holds: its supervisor writes it first (a temporary renamed over it), before the
+    attempt's first record. Of a `.stoker` the task filled, its first names alone are looked
+    at (`NAMES_LOOKED_AT`): each page of the observer asks."""
     try:
-        temps = [name for name in temporaries(dir_fd) if name.startswith(f".{TASK_FILE}.")]
+        listed = temporaries(dir_fd, NAMES_LOOKED_AT)
     except OSError:  # not listed: as if there were none
-        temps = []
+        listed = []
+    if listed is None:
+        return (f"why cannot be told: {stoker} holds more than {NAMES_LOOKED_AT} names (a supervisor's "
+                "holds a few)")
+    temps = [name for name in listed if name.startswith(f".{TASK_FILE}.")]
+    if temps and asked.alive:
+        return "its supervisor is writing it"
+    if asked.let_go and not asked.recorded:  # (one that let go removed its temporary)
+        return ("its supervisor let go of the sandbox before it recorded the attempt: it could not write it "
+                "(`task_definition_unwritten` in its log), or stopped before it did")
     if temps:
-        return ("its supervisor is writing it" if asked.alive else
-                f"its supervisor was killed as it wrote it (it left {temps[0]}, which the next supervisor "
+        return (f"its supervisor was killed as it wrote it (it left {temps[0]}, which the next supervisor "
                 "of this sandbox removes)")
-    if not asked.recorded:
-        return ("its supervisor is starting: it writes it before its checkpoint's first record" if asked.alive
-                else "its supervisor died before it wrote it (nor did it record anything in its checkpoint)")
+    if not asked.recorded:  # (a later attempt's supervisor recorded the ones before)
+        return ("its supervisor is starting the attempt: it writes it before the attempt's first record"
+                if asked.alive else "its supervisor died before it wrote it (nor did it record the attempt in its "
+                "checkpoint)")
     return ("its supervisor did not keep it: a Stoker from before task.json, or one that could not write it "
             "(`task_definition_unwritten` in its log), or it was removed since")
 
 
-def _of_another(dir_fd: int, asked: Asked, other: Any) -> str:
-    """The sandbox's definition is of task `other`, not `asked`'s: a later attempt's, or an
-    earlier one's (this one's was not written over it)."""
-    ids = asked.ids
+def _of_another(dir_fd: int, asked: Asked, other: Any, stoker: str) -> str:
+    """The sandbox's definition is of task `other`, not `asked`'s: a later attempt's (of its
+    supervisor, or of one that took the sandbox after it), or an earlier one's (this one's
+    was not written over it): of its supervisor, or of a run before it in the sandbox (one
+    whose id is neither its supervisor's nor a later one's: a registry entry names every
+    supervisor from before a task.json is written until long after it ended)."""
+    ids, named = asked.ids, quoted(str(other))
     if other in ids and asked.task_id in ids and ids.index(other) < ids.index(asked.task_id):
-        return (f"the sandbox's task.json is of task {quoted(str(other))}, an earlier attempt; this attempt's: "
-                f"{_unwritten(dir_fd, asked)}")
-    return f"the sandbox's task.json is of task {quoted(str(other))}, a later attempt"
+        return f"the sandbox's task.json is of task {named}, an earlier attempt; this attempt's: " + \
+            _unwritten(dir_fd, asked, stoker)
+    if other in ids or other in asked.later:
+        return f"the sandbox's task.json is of task {named}, a later attempt"
+    return f"the sandbox's task.json is of task {named}, an earlier run's in this sandbox; this attempt's: " + \
+        _unwritten(dir_fd, asked, stoker)
 
 
 def _read(dir_fd: int, where: str) -> tuple[dict[str, Any] | None, str]:

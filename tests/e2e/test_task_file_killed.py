@@ -100,6 +100,6 @@ def test_the_observer_says_the_supervisor_was_killed_as_it_wrote_the_definition(
         os.unlink(sandbox / ".stoker" / left)  # as if killed before it made the temporary
         assert reader.task(task.row["task_id"]).definition_problem == (
             f"no {sandbox}/.stoker/task.json: its supervisor died before it wrote it (nor did it record "
-            "anything in its checkpoint)")
+            "the attempt in its checkpoint)")
     finally:
         kill_leftovers(task_pids(sandbox))

@@ -20,6 +20,7 @@ from executor.observe.reader import Reader
 from executor.observe.server import Limits, ObserverApp, listening_on, make_server
 from executor.task.definition import (
     MAX_DEFINITION_BYTES,
+    NAMES_LOOKED_AT,
     Asked,
     definition_json,
     read_definition,
@@ -132,8 +133,8 @@ UNWRITTEN = [
     (True, True, True, "its supervisor is writing it"),
     (True, False, False, "its supervisor was killed as it wrote it (it left .task.json.0123abcd.tmp, which the next "
                          "supervisor of this sandbox removes)"),
-    (False, True, False, "its supervisor is starting: it writes it before its checkpoint's first record"),
-    (False, False, False, "its supervisor died before it wrote it (nor did it record anything in its checkpoint)"),
+    (False, True, False, "its supervisor is starting the attempt: it writes it before the attempt's first record"),
+    (False, False, False, "its supervisor died before it wrote it (nor did it record the attempt in its checkpoint)"),
     (False, False, True, "its supervisor did not keep it: a Stoker from before task.json, or one that could not "
                          "write it (`task_definition_unwritten` in its log), or it was removed since"),
 ]
@@ -157,6 +158,26 @@ def test_an_attempt_without_a_definition_is_told_why_from_what_its_sandbox_holds
     assert read_definition(tmp_path, attrs.evolve(asked, task_id="web-0-0"))[1] == \
         "the sandbox's task.json is of task 'web-0-1', a later attempt"
     assert read_definition(tmp_path, attrs.evolve(asked, task_id="web-0-1"))[0] is not None
+    another = attrs.evolve(asked, ids=("web-0-2",))  # a run before it in the sandbox wrote web-0-1
+    assert read_definition(tmp_path, another) == (
+        None, f"the sandbox's task.json is of task 'web-0-1', an earlier run's in this sandbox; this attempt's: {why}")
+    assert read_definition(tmp_path, attrs.evolve(another, later=frozenset({"web-0-1"})))[1] == \
+        "the sandbox's task.json is of task 'web-0-1', a later attempt"  # a run after it did
+
+
+def test_a_stoker_directory_of_many_names_is_not_listed_whole_for_each_page(tmp_path):
+    """A supervisor's `.stoker` holds about 8 names; one the task filled (its own user's,
+    under `stoker run`) is looked at only so far (`definition.NAMES_LOOKED_AT`). Was: listed
+    whole at each request of the task's page: 200,000 names, 0.84 s a page (0.7 ms now)."""
+    stoker = tmp_path / ".stoker"
+    stoker.mkdir()
+    (stoker / ".task.json.0123abcd.tmp").write_text("{")
+    asked = Asked("web-0-2", ("web-0-2",), True, False)
+    assert read_definition(tmp_path, asked)[1].endswith("its supervisor is writing it")
+    for i in range(NAMES_LOOKED_AT):
+        (stoker / f"filler-{i}").write_text("")
+    assert read_definition(tmp_path, asked) == (None, f"no {stoker}/task.json: why cannot be told: {stoker} holds "
+                                                      f"more than {NAMES_LOOKED_AT} names (a supervisor's holds a few)")
 
 
 @pytest.mark.parametrize("levels", [1200, 9000], ids=["read-by-3.12", "read-by-3.13"])
@@ -177,6 +198,16 @@ def test_a_definition_that_cannot_be_written_costs_only_a_warning(tmp_path, capl
     (tmp_path / ".stoker").symlink_to("/tmp")
     assert not write_definition(tmp_path, job())
     assert "task_definition_unwritten" in caplog.text and "symlink" in caplog.text
+
+
+def test_a_definition_that_cannot_be_renamed_into_place_leaves_no_temporary(tmp_path, caplog):
+    """`task.json` a directory (a task that is the supervisor's user may make one): the rename
+    fails. Was: its temporary stayed, one more at each attempt, and the page said 'its
+    supervisor is writing it' for as long as it ran."""
+    (tmp_path / ".stoker" / "task.json" / "x").mkdir(parents=True)
+    assert not write_definition(tmp_path, job())
+    assert "task_definition_unwritten" in caplog.text
+    assert sorted(os.listdir(tmp_path / ".stoker")) == ["task.json"]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import math
 import attrs
 import pytest
 
-from executor.host.entry import ENTRY_NAME, FrontEnd, RegistryEntry, entry_name, expired
+from executor.host.entry import ENTRY_NAME, FrontEnd, RegistryEntry, entry_name, expired, later_ids
 from executor.host.truth import SinceSource, Truth, judge
 
 ENTRY = RegistryEntry(sandbox="/sb/hello", supervisor_pid=4242, supervisor_start=123456,
@@ -22,6 +22,21 @@ def test_an_entry_round_trips_through_json_and_is_named_after_its_supervisor():
     assert RegistryEntry.from_json(doc) == ENTRY
     assert ENTRY.name == entry_name(4242, 123456) == "4242-123456.json"
     assert ENTRY_NAME.match(ENTRY.name)
+
+
+def test_the_ids_of_the_supervisors_that_took_a_sandbox_after_an_entry_s():
+    """Whose task.json may have been written over the entry's: later in the same `.stoker`
+    (or at the same path where either pinned none), not itself, not another sandbox's."""
+    me = attrs.evolve(ENTRY, stoker_dir="2049:7")
+    after = attrs.evolve(me, supervisor_pid=5000, registered_wall=2000.0, task_id="hello-0-cd34",
+                         earlier_task_ids=("hello-0-ef56",))
+    before = attrs.evolve(after, supervisor_pid=3000, registered_wall=500.0, task_id="hello-0-0001")
+    moved = attrs.evolve(after, supervisor_pid=6000, stoker_dir="2049:8", task_id="hello-0-9999")  # another .stoker
+    unpinned = attrs.evolve(after, supervisor_pid=7000, stoker_dir="", task_id="hello-0-7777")  # at the same path
+    elsewhere = attrs.evolve(unpinned, supervisor_pid=8000, sandbox="/sb/other", task_id="hello-0-8888")
+    restarted = attrs.evolve(me, registered_wall=3000.0, task_id="hello-0-2222")  # itself, read again
+    assert later_ids([me, after, before, moved, unpinned, elsewhere, restarted], me) == {
+        "hello-0-cd34", "hello-0-ef56", "hello-0-7777"}
 
 
 def test_the_entry_file_format():
