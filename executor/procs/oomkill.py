@@ -57,7 +57,8 @@ _MIB = 1 << 20
 def named(status: ExitStatus, counter: OomCounter, since: int | None) -> ExitStatus:
     """`status` (a SIGKILL nobody in the task sent: `oomcount.named` looked), naming the
     kernel's OOM killer as its sender when the kill count grew since the run was forked."""
-    return attrs.evolve(status, killer=explain(counter, since))  # None: as it was
+    killer = explain(counter, since)
+    return status if killer is None else attrs.evolve(status, killer=killer)  # none: the status itself
 
 
 def explain(counter: OomCounter, since: int | None = None) -> str | None:
