@@ -15,6 +15,10 @@ process the walk found alive (its children re-parent here before it turns zombie
 that forks faster than the walk reads could keep that going: `ROUNDS` reads at most; a walk
 whose every re-read found new processes says so, one WARNING line (`orphan_walk_unsettled`:
 the 1st, 10th, 100th... time in this process, as a hopper may go on for as long as the task).
+
+With no root at all (a run's usual exit: it left nothing), the walk read no process, so none
+could exit during it: the caller's list, read just before, is that read already, and it is
+not read again (a kill -9's restart read the list twice before its fork).
 """
 from __future__ import annotations
 
@@ -37,8 +41,11 @@ def walk(me: int, roots: list[int], registered: Callable[[], frozenset[int]],
     """`roots` (children of `me`) and their subtrees, then each orphan that came to `me`
     meanwhile; returns the processes (parents first within each subtree), every root
     visited, and the registered pids as read after the last list (`registered()`, read
-    after each list: a child this process forked and listed is registered by then).
+    after each list: a child this process forked and listed is registered by then). With no
+    root, nothing is walked nor listed again: the registered pids are read once.
     `label`: the task's, for the line a walk that never settled writes."""
+    if not roots:
+        return {}, roots, registered()
     procs = proctree.walk(roots, prune=prune, adopted=True)
     visited = set(roots) | skip
     regs = registered()

@@ -285,6 +285,21 @@ def test_a_walk_finds_the_children_of_a_process_that_exits_as_it_is_read(tmp_pat
         h.sup.close()
 
 
+def test_a_walk_with_no_root_reads_the_orphans_list_no_second_time():
+    """A run's usual exit leaves no orphan: the caller's list, read just before, had none, so
+    nothing was walked and nothing could exit during the walk; the list is not read again
+    (was: read twice before each kill -9 restart's fork). A child that comes after the
+    caller's read is the next look's to find; given as a root, it is walked."""
+    child = subprocess.Popen(["sleep", "1000"])  # this process's child, on no registry
+    try:
+        assert orphanwalk.walk(os.getpid(), [], frozenset, lambda info: False) == ({}, [], frozenset())
+        procs, roots, _ = orphanwalk.walk(os.getpid(), [child.pid], frozenset, lambda info: False)
+        assert child.pid in procs and roots == [child.pid]
+    finally:
+        child.kill()
+        child.wait(5)
+
+
 def test_a_daemon_orphaned_while_its_run_lives_is_killed_with_the_task(harness):
     top = harness.spawn("d", f"({ESCAPE.format(file='d.pids')}); exec sleep 1000")
     daemon = harness.pids_in("d.pids")

@@ -6,6 +6,7 @@ import pytest
 from executor.events import ExitStatus
 from executor.procs.oomcount import (
     OomCounter,
+    count,
     early_count,
     find_counter,
     named,
@@ -76,10 +77,32 @@ def test_only_a_sigkill_nobody_in_the_task_sent_during_which_the_count_grew_is_n
     assert named(kill, counter, 2, sent=False).describe() == named_kill
     assert named(kill, counter, None, sent=False).describe() == (  # since the supervisor started
         "killed by the kernel's OOM killer (memory cgroup /t: limit 64 MiB; 2 OOM kills there during the run)")
-    assert named(kill, counter, 3, sent=False) == kill  # the count as the run was forked: not its
+    assert named(kill, counter, 3, sent=False) is kill  # the count as the run was forked: not its
     assert named(kill, counter, 2, sent=True) == kill  # the task's own SIGKILL
     assert named(ExitStatus(signal=15), counter, 2, sent=False) == ExitStatus(signal=15)
     assert named(kill, None, 2, sent=False) == kill
+
+
+def test_a_held_counter_reads_its_file_anew_at_each_look(tmp_path):
+    """`hold`: the file kept open, each look one pread from its start, not a stale copy."""
+    events = tmp_path / "memory.oom_control"
+    events.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+    counter = OomCounter(str(tmp_path), "/t", v2=False, top=str(tmp_path.parent))
+    counter.hold()
+    assert counter.fd >= 0 and counter.count() == 3
+    events.write_text("oom_kill_disable 0\nunder_oom 1\noom_kill 12\n")
+    assert counter.count() == 12
+    missing = OomCounter(str(tmp_path / "gone"), "/g", v2=True, top=str(tmp_path))
+    missing.hold()
+    assert missing.fd == -1 and missing.count() is None  # as an unheld look says
+
+
+def test_this_process_s_counter_is_held_and_reads_as_the_cgroup_file_does():
+    counter = open_counter()
+    if counter is None:
+        pytest.skip("this process has no memory cgroup count here")
+    assert counter.fd >= 0
+    assert counter.count() == count(counter.directory, counter.v2)
 
 
 def test_the_early_start_reads_the_count_of_the_same_cgroup():
