@@ -63,7 +63,7 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
         first_groups = groups.add_of(first.pid)  # it is in it by its first run's start
         marker = proc_scan.task_marker_of(next(iter(top))) or ""
         entry = f"{proc_scan.TASK_MARKER}={marker}"
-        wait_for(lambda: len(proc_scan.pids_carrying(entry)) == 2, 10, message="its daemon")
+        wait_for(lambda: len(proc_scan.pids_carrying(entry)) == 2, 30, message="its daemon")
         # An operator's restart waits for the run, which ignores SIGTERM, when the supervisor
         # dies: it says so, and that the task is LOST.
         codes: list[int] = []

@@ -39,9 +39,9 @@ def test_a_walk_whose_every_re_read_finds_new_orphans_says_so(tmp_path, monkeypa
             orphan()
         return False
     try:
-        orphan()
+        first = orphan()  # the walk's root, as the caller's list would give it
         with caplog.at_level(logging.WARNING):
-            procs, roots, _ = orphanwalk.walk(os.getpid(), [], frozenset, leaves_another, label="walk.0")
+            procs, roots, _ = orphanwalk.walk(os.getpid(), [first], frozenset, leaves_another, label="walk.0")
     finally:
         kill_leftovers(pids)  # reaped by the supervisor's reaper, then closed
         sup.close()
