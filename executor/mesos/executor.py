@@ -87,7 +87,7 @@ class StokerExecutor:
         self._timed_out = False  # --launch-timeout ran out before any LAUNCH: none is taken now
         self._agent_hostname = settings.hostname or "localhost"
         self._framework_user: str | None = None
-        self.shutdown_at: float | None = None
+        self.shutdown_at: float | None = None  # the first SHUTDOWN's (or stop signal's)
         self._exit = ExitBy()  # the task's close ends its waits by it, set then (`exit_by`)
         self.internal_error = False  # the task thread failed (a bug)
 
@@ -171,8 +171,9 @@ class StokerExecutor:
 
     def shutdown(self, driver: ExecutorDriver) -> None:
         grace = max(0.0, self._settings.shutdown_grace_secs - SHUTDOWN_MARGIN_SECS)
-        self.shutdown_at = time.monotonic()
-        self._exit.set(self.shutdown_at + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS)
+        if self.shutdown_at is None:  # a second (a signal after SHUTDOWN): the agent counts from the first
+            self.shutdown_at = time.monotonic()
+            self._exit.set(self.shutdown_at + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS)
         log_event(logger, logging.INFO, "shutdown", task_id=self._task_id, kill_grace_secs=grace)
         if self._task_id is None:
             self._on_done()

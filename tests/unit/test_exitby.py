@@ -7,7 +7,12 @@ from __future__ import annotations
 import threading
 import time
 
+from config.executorsettings import ExecutorSettings
+from executor.mesos.driver import ExecutorDriver
+from executor.mesos.executor import EXIT_MARGIN_SECS, StokerExecutor
+from executor.mesos.process import ACK_MARGIN_SECS, _ack_budget
 from executor.procs.exitby import ExitBy, within
+from tests.support.waiting import wait_for
 
 
 def _waiting(exit_by: ExitBy, done, secs: float) -> tuple[threading.Thread, list[bool]]:
@@ -46,3 +51,20 @@ def test_the_soonest_exit_time_holds():
     exit_by.set(time.monotonic() - 1.0)  # past: no time left, never less than none
     assert within(1000.0, exit_by()) == 0.0
     assert exit_by.wait(lambda: True, 0.0) is True  # done already: said so, however late
+
+
+def test_a_second_shutdown_gives_the_executor_no_more_time():
+    """The agent counts its grace from its SHUTDOWN: a stop signal after it (or a second
+    SHUTDOWN) moves neither the close's bound nor the wait for the last acknowledgement
+    (was: both counted from the latest, past the agent's destroy)."""
+    settings = ExecutorSettings.from_env({"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "f",
+                                          "MESOS_EXECUTOR_ID": "e", "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "5secs"})
+    executor = StokerExecutor(settings, {}, on_done=lambda: None)
+    driver = ExecutorDriver(executor, settings)
+    executor.shutdown(driver)
+    first, exit_by = executor.shutdown_at, executor.exit_by()
+    assert first is not None and exit_by == first + 5.0 - EXIT_MARGIN_SECS
+    wait_for(lambda: time.monotonic() > first + 0.05, 5, message="the clock past the SHUTDOWN")
+    executor.shutdown(driver)  # SIGTERM, treated as SHUTDOWN
+    assert (executor.shutdown_at, executor.exit_by()) == (first, exit_by)
+    assert _ack_budget(executor, settings) <= 5.0 - ACK_MARGIN_SECS - 0.05
