@@ -35,6 +35,7 @@ from executor.mesos.reporter import MesosReporter
 from executor.mesos.wire import task_id
 from executor.task.owner import TaskOwner
 from executor.task.wiring import (
+    ExitBy,
     RunAs,
     UnknownUser,
     current_user,
@@ -86,7 +87,8 @@ class StokerExecutor:
         self._timed_out = False  # --launch-timeout ran out before any LAUNCH: none is taken now
         self._agent_hostname = settings.hostname or "localhost"
         self._framework_user: str | None = None
-        self.shutdown_at: float | None = None
+        self.shutdown_at: float | None = None  # the first SHUTDOWN's (or stop signal's)
+        self._exit = ExitBy()  # the task's close ends its waits by it, set then (`exit_by`)
         self.internal_error = False  # the task thread failed (a bug)
 
     # ---- driver callbacks ----
@@ -169,7 +171,9 @@ class StokerExecutor:
 
     def shutdown(self, driver: ExecutorDriver) -> None:
         grace = max(0.0, self._settings.shutdown_grace_secs - SHUTDOWN_MARGIN_SECS)
-        self.shutdown_at = time.monotonic()
+        if self.shutdown_at is None:  # a second (a signal after SHUTDOWN): the agent counts from the first
+            self.shutdown_at = time.monotonic()
+            self._exit.set(self.shutdown_at + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS)
         log_event(logger, logging.INFO, "shutdown", task_id=self._task_id, kill_grace_secs=grace)
         if self._task_id is None:
             self._on_done()
@@ -191,10 +195,11 @@ class StokerExecutor:
 
     def exit_by(self) -> float | None:
         """When this process must be gone (`time.monotonic()`), after SHUTDOWN (or a stop
-        signal): the agent's shutdown grace, counted from it, less `EXIT_MARGIN_SECS`; the
-        agent destroys the container once it is over. None before either: no bound."""
-        at = self.shutdown_at
-        return None if at is None else at + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS
+        signal): the agent's shutdown grace, counted from the first, less `EXIT_MARGIN_SECS`;
+        the agent destroys the container once it is over. None before either: no bound. The
+        task's close is handed the same (`ExitBy`), and ends its waits by it, set before the
+        close or while it waits."""
+        return self._exit()
 
     def launch_timed_out(self) -> bool:
         """--launch-timeout ran out: True when no LAUNCH came (none is taken from now on)."""
@@ -371,7 +376,7 @@ class StokerExecutor:
                           check_as=self._check_as(user) if s.nosetuid_health_checks else None,
                           stop_timeout_secs=s.stop_timeout_secs, cgroups=s.cgroups, announcement=announcement,
                           disk_check_secs=self._disk_check_secs(), under_agent=True,
-                          wrap=image.wrap if image is not None else None, exit_by=self.exit_by)
+                          wrap=image.wrap if image is not None else None, exit_by=self._exit)
         with self._lock:
             self._owner = owner
             pending = self._pending_kill

@@ -50,12 +50,13 @@ from executor.procs.cgroups import SETTING_AUTO, task_name
 from executor.procs.containment import Containment
 from executor.procs.draining import Drains, RunWatcher
 from executor.procs.earlyfork import EarlyRun
+from executor.procs.exitby import ExitBy, within
 from executor.procs.handover import next_look_in
 from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.runlogs import RunLogs
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
-from executor.procs.watchdog import WatchdogKeeper, within
+from executor.procs.watchdog import WatchdogKeeper
 
 if TYPE_CHECKING:
     from executor.procs.commands import CommandRunner
@@ -83,14 +84,15 @@ class Supervisor:
                  run_as: RunAs | None = None, check_as: RunAs | None = None, cgroups: str = SETTING_AUTO,
                  early_runs: Sequence[EarlyRun] = (), early_watchdog: tuple[int, int] | None = None,
                  wrap: spawn.Wrap | None = None, inherited: frozenset[tuple[int, int]] = frozenset(),
-                 exit_by: Callable[[], float | None] = lambda: None) -> None:
+                 exit_by: ExitBy | None = None) -> None:
         """`early_runs`, `early_watchdog`: what an early start forked with `marker` before
         this supervisor existed (`earlyfork.py`): each run is adopted by the spawn that asks
         for it when its command and environment are the ones that spawn would use, and
         killed otherwise; the watchdog is retired once this supervisor's own is up. `wrap`:
         what every run and command goes through (a filesystem-image task's containerizer).
-        `exit_by`: when this process must be gone, asked at close (`watchdog.within`)."""
-        self._sandbox, self._exit_by = Path(sandbox), exit_by
+        `exit_by`: when this process must be gone (None: never bound), set before its close
+        or during it: each of the close's waits ends by it (`exitby.py`)."""
+        self._sandbox, self._exit_by = Path(sandbox), exit_by if exit_by is not None else ExitBy()
         self._wrap = wrap
         self._run_as = run_as  # None: as this process
         self._check_as = check_as  # the health commands' user, when another (--nosetuid-health-checks)
@@ -166,7 +168,8 @@ class Supervisor:
         self._watchdog = WatchdogKeeper(reaper=self._reaper, marker=self._marker, label=self._label,
                                         cgroup=self._containment.watchdog_cgroup,
                                         keep=lambda: self._state is SupervisorState.STARTED,
-                                        restarted=lambda pid: self._post(WatchdogRestarted(pid, time.monotonic())))
+                                        restarted=lambda pid: self._post(WatchdogRestarted(pid, time.monotonic())),
+                                        exit_by=self._exit_by)
         self._watchdog.start()  # outside the cgroup, so that it can kill it; told it before it is made
         self._containment.prepare(task_name(self._marker), early=bool(self._early), inherited=self._inherited,
                                   announce=self._watchdog.announce)  # (else a kill meanwhile left it)
@@ -437,8 +440,8 @@ class Supervisor:
             return
         assert self._containment is not None
         self._containment.kill_all(CLOSE_KILL_SECS)
-        dog, exit_by = self._watchdog.running() if self._watchdog is not None else None, self._exit_by()
-        let_go = self._contained().close(dog, within(math.inf, exit_by))  # out of the cgroup, killed, removed
+        dog = self._watchdog.running() if self._watchdog is not None else None
+        let_go = self._contained().close(dog, within(math.inf, self._exit_by()))  # out of the cgroup, killed, removed
         if self._watchdog is not None and let_go:
             self._watchdog.let_go()
         self._logs.stop_pump(drain_secs=0.5)
@@ -447,9 +450,9 @@ class Supervisor:
             self._reaper.on_orphans(self._orphan_reaped, remove=True)
         self._reaper.release()
         if self._watchdog is not None and let_go:
-            self._watchdog.wait_gone(WATCHDOG_EXIT_SECS, cut=self._containment.cut_at_close, exit_by=exit_by)
+            self._watchdog.wait_gone(WATCHDOG_EXIT_SECS, cut=self._containment.cut_at_close)
         if let_go:  # the last user's: the thread ends after the watchdog
-            self._reaper.join_unused(within(WATCHDOG_EXIT_SECS, exit_by))
+            self._reaper.join_unused(within(WATCHDOG_EXIT_SECS, self._exit_by()))
         self._state = SupervisorState.CLOSED
         self._logs.close()
         os.close(self._devnull)

@@ -76,6 +76,7 @@ import attrs
 from executor.events import ExitStatus
 from executor.logs import log_event
 from executor.procs.earlyfork import POPEN_DEFAULTS, unnamed
+from executor.procs.exitby import ExitBy
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.watchdogsh import CGROUP_SECS, WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
 
@@ -198,12 +199,6 @@ def _close(*fds: int) -> None:
         os.close(fd)
 
 
-def within(secs: float, exit_by: float | None) -> float:
-    """`secs`, or what is left until `exit_by` (`time.monotonic()`: when this process must be
-    gone, `stoker executor` after SHUTDOWN; None: no bound) when that is sooner."""
-    return secs if exit_by is None else max(0.0, min(secs, exit_by - time.monotonic()))
-
-
 def held_line(held: Mapping[int, int], room: int) -> tuple[bytes, int]:
     """The list line of `held` (pid → start time) in at most `room` bytes, and how many
     processes did not fit."""
@@ -225,8 +220,9 @@ class WatchdogKeeper:
 
     def __init__(self, *, reaper: Reaper, marker: str, label: str,
                  cgroup: Callable[[], tuple[str, str, str]], keep: Callable[[], bool],
-                 restarted: Callable[[int], None] = lambda pid: None) -> None:
+                 restarted: Callable[[int], None] = lambda pid: None, exit_by: ExitBy | None = None) -> None:
         self._reaper = reaper
+        self._exit_by = exit_by if exit_by is not None else ExitBy()  # `wait_gone` ends by it
         self._restarted = restarted  # a new one's pid, after one died (on the reaper's thread)
         self._marker = marker
         self._label = label
@@ -341,28 +337,28 @@ class WatchdogKeeper:
                         with contextlib.suppress(OSError):
                             os.kill(self._watchdog.pid, signal.SIGCONT)
 
-    def wait_gone(self, within_secs: float, cut: bool = False, exit_by: float | None = None) -> None:
+    def wait_gone(self, within_secs: float, cut: bool = False) -> None:
         """Wait for a watchdog let go to exit; one that does not is logged. `cut`: the close
         left the task's cgroup to it at its deadline, which it kills and removes first, as
         long as its own bound for that (`CGROUP_SECS`, 10 s): waited for that much longer.
-        `exit_by` (`time.monotonic()`): when this process must be gone (`stoker executor`
-        after SHUTDOWN: the agent's shutdown grace), which ends the wait sooner: the
+        The wait ends sooner at this process's exit time (`exitby.ExitBy`: `stoker executor`
+        after SHUTDOWN, the agent's shutdown grace, set before the wait or during it): the
         watchdog, which outlives this process, goes on alone (one WARNING line)."""
         dog = self._watchdog
         if dog is None:
             return
-        whole = within_secs + (CGROUP_SECS if cut else 0)
-        if (left := within(whole, exit_by)) < whole:
-            if not self._gone.wait(left):
-                finish = f": it kills what is left of the task's cgroup {self._announced[0]} and removes it"
-                log_event(logger, logging.WARNING, "watchdog_left", task=self._label, pid=dog.pid,
-                          reason=f"this process must exit within the grace it was given ({left:.1f} s of it "
-                                 "were left for the watchdog to exit)",
-                          consequence="it goes on alone, outliving this process" + (finish if cut else ""))
+        whole, began = within_secs + (CGROUP_SECS if cut else 0), time.monotonic()
+        if self._exit_by.wait(self._gone.is_set, whole):
             return
-        if not self._gone.wait(whole):
-            log_event(logger, logging.ERROR, "watchdog_stuck", task=self._label,
-                      pid=dog.pid, reason=f"it did not exit within {whole} s of close")
+        if (exit_by := self._exit_by()) is not None and exit_by < began + whole:
+            finish = f": it kills what is left of the task's cgroup {self._announced[0]} and removes it"
+            log_event(logger, logging.WARNING, "watchdog_left", task=self._label, pid=dog.pid,
+                      reason=f"this process must exit within the grace it was given (the watchdog was "
+                             f"waited for {time.monotonic() - began:.1f} s of it)",
+                      consequence="it goes on alone, outliving this process" + (finish if cut else ""))
+            return
+        log_event(logger, logging.ERROR, "watchdog_stuck", task=self._label,
+                  pid=dog.pid, reason=f"it did not exit within {whole} s of close")
 
     def _stopped(self, pid: int, signum: int) -> None:
         """On the reaper's thread, as the watchdog stops (a task's process of Stoker's own
@@ -383,6 +379,7 @@ class WatchdogKeeper:
             self._watchdog.popen.returncode = os.waitstatus_to_exitcode(status)  # subprocess must never wait on it
         if not self._keep():
             self._gone.set()
+            self._exit_by.wake()  # a `wait_gone` looks again
             return
         log_event(logger, logging.ERROR, "watchdog_exited", task=self._label, pid=pid,
                   status=ExitStatus.from_wait_status(status).describe(), action="restarting it")

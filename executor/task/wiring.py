@@ -32,6 +32,7 @@ from executor.host.sandbox import remove_stale_temps
 from executor.host.session import HostSession
 from executor.logs import log_event
 from executor.procs import fdlimit
+from executor.procs.exitby import ExitBy as ExitBy  # (`stoker executor`'s)
 from executor.procs.identity import (
     RunAs,
     UnknownUser,
@@ -83,7 +84,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
               early: EarlyStart | None = None, disk_check_secs: float | None = None,
               under_agent: bool = False, wrap: Wrap | None = None,
               heartbeat: Callable[[], float] | None = None,
-              exit_by: Callable[[], float | None] = lambda: None) -> TaskOwner:
+              exit_by: ExitBy | None = None) -> TaskOwner:
     """The owner of `job` in `sandbox`, its processes started with `env` (no secrets in it)
     as `run_as` (None: as this process), its shell health checks as `check_as` (None: as
     `run_as`). `kill_grace_secs`: between SIGTERM and SIGKILL when
@@ -99,7 +100,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     sandbox (`stoker executor`), and are not counted; `wrap`: what every run and shell health
     check is started through (a filesystem-image task's `mesos-containerizer launch`);
     `heartbeat`: called at each turn of the owner's loop, returns when next (systemd's watchdog);
-    `exit_by`: when this process must be gone, asked at close (`Supervisor`; None: no bound)."""
+    `exit_by`: when this process must be gone, set by the front end (`Supervisor`; None: never)."""
     sandbox = Path(sandbox)
     events: SimpleQueue[object] = SimpleQueue()
     fdlimit.fit((p.logger for p in job.task.processes), job.label)  # before a descriptor is taken
@@ -121,7 +122,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
 def _supervisor(job: JobSpec, sandbox: Path, env: Mapping[str, str], post: Callable[[object], None], *,
                 run_as: RunAs | None, check_as: RunAs | None, cgroups: str,
                 early: EarlyStart | None, wrap: Wrap | None,
-                exit_by: Callable[[], float | None]) -> tuple[Supervisor, bool]:
+                exit_by: ExitBy | None) -> tuple[Supervisor, bool]:
     """The task's process port, handed what an early start forked (its runs, marker and
     watchdog), and whether runs were handed (the owner then adopts them first)."""
     early_runs = early.take_runs() if early is not None else []

@@ -7,7 +7,9 @@ bound, `watchdogsh.CGROUP_SECS`), though the agent destroys the container once i
 middle of its close, its exit status and its last lines lost. Now every wait of the close is
 bounded by what is left of the grace (less `EXIT_MARGIN_SECS`): the executor exits on its
 own, after one WARNING line (`watchdog_left`), and the watchdog, which outlives it, finishes
-the tree.
+the tree. A SHUTDOWN that comes while the close of a task a KILL ended waits for the
+watchdog bounds that wait too (was: read once as the close began, none then: the executor
+was destroyed mid-wait).
 
 The tree: the task's v1 freezer cgroup with one below it (so that the kill's walk, its
 deadline 0 s to stand for a slow host, is cut), where a process waits in D state on a FUSE
@@ -17,16 +19,18 @@ server and the held process in it too (`nsenter`), so that the mount dies with t
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import cgroups as cgroup_support
-from tests.support.agent_sim import make_task_info
+from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.agents import sandboxed_agent
 from tests.support.executor_e2e import EXECUTOR, document, service
 from tests.support.importhook import patched_at_load
@@ -57,10 +61,15 @@ def _in_namespace_of(pid: int, code: str, *args: str) -> subprocess.Popen:
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-@needs_root
-@pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("nsenter") is None
-                    or not os.path.exists("/dev/fuse"), reason="needs unshare, nsenter, FUSE")
-def test_a_close_its_cgroup_deadline_cut_ends_within_the_agents_shutdown_grace(tmp_path):
+needs_fuse_namespaces = pytest.mark.skipif(
+    shutil.which("unshare") is None or shutil.which("nsenter") is None or not os.path.exists("/dev/fuse"),
+    reason="needs unshare, nsenter, FUSE")
+
+
+@contextlib.contextmanager
+def _held_below(tmp_path: Path, shutdown_grace: str) -> Iterator[tuple[AgentSimulator, str]]:
+    """The agent and the executor (its cgroup kill cut at once), task-1 RUNNING, and its v1
+    freezer cgroup, with one below it where a process waits in D state for `HOLD_SECS`."""
     if (why := cgroup_support.unavailable(cgroup_support.FREEZER)) is not None:
         pytest.skip(f"no v1 freezer task cgroup here: {why}")
     hook, point, ready = tmp_path / "hook", tmp_path / "mnt", tmp_path / "ready"
@@ -75,7 +84,7 @@ def test_a_close_its_cgroup_deadline_cut_ends_within_the_agents_shutdown_grace(t
             proc = agent.launch_executor(["unshare", "--mount", "--propagation", "private", *EXECUTOR],
                                          env_overrides={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}",
                                                         "STOKER_CGROUPS": cgroup_support.FREEZER},
-                                         cwd=agent.sandbox, shutdown_grace="5secs")
+                                         cwd=agent.sandbox, shutdown_grace=shutdown_grace)
             agent.wait_subscribed(timeout_secs=10)
             started.append(_in_namespace_of(proc.pid, "import sys; from tests.support.fuse_server import serve_held; "
                                             "serve_held(sys.argv[1], float(sys.argv[2]), sys.argv[3])",
@@ -91,18 +100,40 @@ def test_a_close_its_cgroup_deadline_cut_ends_within_the_agents_shutdown_grace(t
             started.append(_in_namespace_of(proc.pid, "import os, sys; open(sys.argv[1], 'w').write(str(os.getpid())); "
                                             "os.stat(sys.argv[2])", f"{directory}/below/cgroup.procs", str(point)))
             wait_for(ready.exists, 10, message="the held member's request read and held")
-            agent.shutdown()
-            status = agent.wait_exit(15)
-            log = agent.executor_log()
-            assert (status, agent.destroyed_after_grace) == (0, False), log[-3000:]
-            assert agent.states("task-1")[-1] == "TASK_KILLED", agent.states("task-1")
-            assert "cgroup_close_cut " in log and "watchdog_left " in log, log[-3000:]
-            assert "watchdog_stuck" not in log, log[-3000:]
-            assert os.path.isdir(directory), "held: the watchdog's to remove once its member exits"
-            wait_for(lambda: not os.path.exists(directory), HOLD_SECS + 15,
-                     message="the task's cgroup removed by the watchdog, the executor gone")
+            yield agent, directory
         finally:
             for child in reversed(started):  # the server first: the held member exits then
                 child.kill()
                 child.wait()
             groups.cleanup()
+
+
+@needs_root
+@needs_fuse_namespaces
+def test_a_close_its_cgroup_deadline_cut_ends_within_the_agents_shutdown_grace(tmp_path):
+    with _held_below(tmp_path, "5secs") as (agent, directory):
+        agent.shutdown()
+        status = agent.wait_exit(15)
+        log = agent.executor_log()
+        assert (status, agent.destroyed_after_grace) == (0, False), log[-3000:]
+        assert agent.states("task-1")[-1] == "TASK_KILLED", agent.states("task-1")
+        assert "cgroup_close_cut " in log and "watchdog_left " in log, log[-3000:]
+        assert "watchdog_stuck" not in log, log[-3000:]
+        assert os.path.isdir(directory), "held: the watchdog's to remove once its member exits"
+        wait_for(lambda: not os.path.exists(directory), HOLD_SECS + 15,
+                 message="the task's cgroup removed by the watchdog, the executor gone")
+
+
+@needs_root
+@needs_fuse_namespaces
+def test_a_shutdown_during_the_close_of_a_killed_task_bounds_its_wait_for_the_watchdog(tmp_path):
+    with _held_below(tmp_path, "3secs") as (agent, _):
+        agent.kill("task-1")
+        agent.wait_for_state("task-1", "TASK_KILLED", 15)
+        wait_for(lambda: "cgroup_close_cut " in agent.executor_log(), 15,
+                 message="the close, its cgroup's kill cut, waiting for the watchdog")
+        agent.shutdown()  # the held member outlives the grace: the watchdog is still at work then
+        status = agent.wait_exit(15)
+        log = agent.executor_log()
+        assert (status, agent.destroyed_after_grace) == (0, False), log[-3000:]
+        assert "watchdog_left " in log and "watchdog_stuck" not in log, log[-3000:]

@@ -1,0 +1,55 @@
+"""When this process must be gone: `stoker executor` after SHUTDOWN or a stop signal (the
+agent destroys the container once its shutdown grace is over), never under `stoker run`.
+
+Set by the front end from its own thread, at any time: before a task's close, or while
+the close waits (a task a KILL ended, its cgroup left to the watchdog, then SHUTDOWN). So
+the close asks at each step (`within`), and a wait through `wait` ends at it once set,
+whenever that was: no wait of the close outlasts it. Times are `time.monotonic()`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+def within(secs: float, exit_by: float | None) -> float:
+    """`secs`, or what is left until `exit_by` (None: no bound) when that is sooner."""
+    return secs if exit_by is None else max(0.0, min(secs, exit_by - time.monotonic()))
+
+
+class ExitBy:
+    """The time this process must be gone by: None (no bound) until `set`; the soonest of
+    those set (a second SHUTDOWN, or a signal after one, moves it no later)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._at: float | None = None
+
+    def __call__(self) -> float | None:
+        with self._cond:
+            return self._at
+
+    def set(self, at: float) -> None:
+        """This process must be gone by `at`; every `wait` ends by then."""
+        with self._cond:
+            self._at = at if self._at is None else min(self._at, at)
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """What a `wait` waits for may be done: it looks again (whoever makes it so calls this)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait(self, done: Callable[[], bool], secs: float) -> bool:
+        """Until `done()` (True), `secs` or this process's exit time, set before or during the
+        wait, whichever comes first (False). `done` is made true by another thread, which
+        then calls `wake`."""
+        end = time.monotonic() + secs
+        with self._cond:
+            while not done():
+                left = within(end - time.monotonic(), self._at)
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True

@@ -1,0 +1,70 @@
+"""`ExitBy`: when `stoker executor` must be gone, set from another thread at any time; a wait
+through it ends at it even when it is set during the wait (a SHUTDOWN that comes while the
+close of a task a KILL ended waits for the watchdog), and as soon as what it waits for is
+done and said (`wake`)."""
+from __future__ import annotations
+
+import threading
+import time
+
+from config.executorsettings import ExecutorSettings
+from executor.mesos.driver import ExecutorDriver
+from executor.mesos.executor import EXIT_MARGIN_SECS, StokerExecutor
+from executor.mesos.process import ACK_MARGIN_SECS, _ack_budget
+from executor.procs.exitby import ExitBy, within
+from tests.support.waiting import wait_for
+
+
+def _waiting(exit_by: ExitBy, done, secs: float) -> tuple[threading.Thread, list[bool]]:
+    """`exit_by.wait(done, secs)` on a thread of its own; its result in the list once over."""
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(exit_by.wait(done, secs)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_a_wait_ends_at_an_exit_time_set_while_it_waits():
+    exit_by = ExitBy()
+    assert exit_by() is None and within(30.0, exit_by()) == 30.0  # no bound yet
+    thread, result = _waiting(exit_by, lambda: False, 60.0)
+    exit_by.set(time.monotonic())  # before the wait began, or during it: over either way
+    thread.join(10)  # (was: read once as the close began, the whole 60 s waited for)
+    assert result == [False]
+
+
+def test_a_wait_ends_once_what_it_waits_for_is_done_and_said():
+    exit_by, done = ExitBy(), threading.Event()
+    thread, result = _waiting(exit_by, done.is_set, 60.0)
+    done.set()
+    exit_by.wake()
+    thread.join(10)
+    assert result == [True]
+
+
+def test_the_soonest_exit_time_holds():
+    exit_by = ExitBy()
+    soon = time.monotonic() + 100.0
+    exit_by.set(soon)
+    exit_by.set(soon + 50.0)  # a second SHUTDOWN, a signal after one: no later
+    assert exit_by() == soon
+    assert 0.0 < within(1000.0, exit_by()) <= 100.0 and within(1.0, exit_by()) == 1.0
+    exit_by.set(time.monotonic() - 1.0)  # past: no time left, never less than none
+    assert within(1000.0, exit_by()) == 0.0
+    assert exit_by.wait(lambda: True, 0.0) is True  # done already: said so, however late
+
+
+def test_a_second_shutdown_gives_the_executor_no_more_time():
+    """The agent counts its grace from its SHUTDOWN: a stop signal after it (or a second
+    SHUTDOWN) moves neither the close's bound nor the wait for the last acknowledgement
+    (was: both counted from the latest, past the agent's destroy)."""
+    settings = ExecutorSettings.from_env({"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "f",
+                                          "MESOS_EXECUTOR_ID": "e", "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "5secs"})
+    executor = StokerExecutor(settings, {}, on_done=lambda: None)
+    driver = ExecutorDriver(executor, settings)
+    executor.shutdown(driver)
+    first, exit_by = executor.shutdown_at, executor.exit_by()
+    assert first is not None and exit_by == first + 5.0 - EXIT_MARGIN_SECS
+    wait_for(lambda: time.monotonic() > first + 0.05, 5, message="the clock past the SHUTDOWN")
+    executor.shutdown(driver)  # SIGTERM, treated as SHUTDOWN
+    assert (executor.shutdown_at, executor.exit_by()) == (first, exit_by)
+    assert _ack_budget(executor, settings) <= 5.0 - ACK_MARGIN_SECS - 0.05
