@@ -67,11 +67,12 @@ class OomCounter:
             return None
         return parse_oom_kills(data.decode(errors="replace"))
 
-    def __del__(self) -> None:
-        """No thread can look any more: the file is closed (a supervisor's, as it goes)."""
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        """No thread can look any more: the file is closed (a supervisor's, as it goes), by
+        the `os.close` bound here: a counter alive as Python ends may outlive `os`'s contents."""
         if self.fd >= 0:
             try:
-                os.close(self.fd)
+                _close(self.fd)
             except OSError:
                 return
 
