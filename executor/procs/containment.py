@@ -183,7 +183,8 @@ class Containment:
         and listed is registered by then (fork and registration happen together under the
         reaper's lock). With `skip_registered`, only orphans are wanted, and the kernel gives
         every orphan to a subreaper's main thread: only its list is read (a tenth of the cost
-        of every thread's); it is read again after the walk (`orphanwalk.py`)."""
+        of every thread's); it is read again after a walk that had a root to walk (`orphanwalk.py`;
+        with none, an orphan that comes after this read is the next look's)."""
         if not self._walk:
             with self._reaper.lock:
                 return proctree.scan(), self._reaper.registered(), set()

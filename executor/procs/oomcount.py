@@ -51,7 +51,8 @@ class OomCounter:
         """Keep the count's file open (close-on-exec; closed with the counter), so that a
         look is one pread, 4-5 us here, where an open, a read and a close took 17: the
         supervisor looks at every fork and at each SIGKILL nobody in the task sent, both on
-        a restart's way to its fork. Unopened, each look opens the file as before."""
+        a restart's way to its fork. Unopened, each look opens the file as before, and so does
+        a look whose held file went with its cgroup (`count`)."""
         try:
             self.fd = os.open(_events_path(self.directory, self.v2), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -63,15 +64,16 @@ class OomCounter:
             return count(self.directory, self.v2)
         try:
             data = os.pread(self.fd, 4096, 0)  # a cgroup file is rendered anew at offset 0
-        except OSError:
-            return None
+        except OSError:  # ENODEV for ever once its cgroup went (v2: also a parent's `memory` turned off):
+            return count(self.directory, self.v2)  # by its path, as unheld: one made again there is read
         return parse_oom_kills(data.decode(errors="replace"))
 
-    def __del__(self) -> None:
-        """No thread can look any more: the file is closed (a supervisor's, as it goes)."""
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        """No thread can look any more: the file is closed (a supervisor's, as it goes), by
+        the `os.close` bound here: a counter alive as Python ends may outlive `os`'s contents."""
         if self.fd >= 0:
             try:
-                os.close(self.fd)
+                _close(self.fd)
             except OSError:
                 return
 

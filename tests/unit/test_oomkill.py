@@ -1,6 +1,9 @@
 """Where the OOM kill count of this process's memory cgroup is, and the words of a kill."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from executor.events import ExitStatus
@@ -14,6 +17,7 @@ from executor.procs.oomcount import (
     parse_oom_kills,
 )
 from executor.procs.oomkill import UNLIMITED, format_bytes, limit
+from tests.support.stoker_proc import REPO
 
 V1_MOUNTS = (
     "35 25 0:30 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n"
@@ -95,6 +99,19 @@ def test_a_held_counter_reads_its_file_anew_at_each_look(tmp_path):
     missing = OomCounter(str(tmp_path / "gone"), "/g", v2=True, top=str(tmp_path))
     missing.hold()
     assert missing.fd == -1 and missing.count() is None  # as an unheld look says
+
+
+def test_a_held_counter_alive_as_the_interpreter_ends_closes_its_file_without_a_word(tmp_path):
+    """A counter that outlives the `os` module's contents (an embedder's, a module global
+    cleared late as Python ends): closed quietly, no "Exception ignored in __del__" on stderr
+    (was: `os.close` was None by then, a TypeError traceback)."""
+    (tmp_path / "memory.events").write_text("oom 0\noom_kill 0\n")
+    script = ("import posixpath, sys\nfrom executor.procs.oomcount import OomCounter\n"
+              "posixpath.kept = OomCounter(sys.argv[1], '/t', v2=True, top=sys.argv[1])\n"
+              "posixpath.kept.hold()\nassert posixpath.kept.fd >= 0\n")
+    ended = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+    assert (ended.returncode, ended.stderr) == (0, "")
 
 
 def test_this_process_s_counter_is_held_and_reads_as_the_cgroup_file_does():
