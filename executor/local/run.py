@@ -58,7 +58,7 @@ from executor.local.console import ConsoleReporter, Output
 from executor.local.ended import EXIT_INTERNAL_ERROR as EXIT_INTERNAL_ERROR  # tests read it here
 from executor.local.ended import Ended, crashed, said
 from executor.local.planahead import PlanAhead
-from executor.local.runstart import RunStart, hold_sandbox, make_sandbox
+from executor.local.runstart import RunStart, forget_listings, hold_sandbox, make_sandbox
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.logs import log_event, no_room, spool
 from executor.task.owner import TaskOwner
@@ -395,6 +395,7 @@ class LocalRun:
             owner.request_kill(self._stop_reason, self._stop_grace)
             if self._hurry is not None:
                 owner.request_kill(self._hurry, immediate=True)
+        forget_listings()  # the start's imports done, its runs' objects not made yet
         return self._ran(owner, console)
 
     def _first_notes(self, spec: JobSpec, announcement: Announcement | None) -> None:

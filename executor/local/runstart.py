@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -228,3 +229,19 @@ def hold_sandbox(sandbox: Path, registry: RegistrySettings | None, held_lock: in
     except OSError as exc:
         raise SandboxError(f"cannot use sandbox {quoted(str(sandbox))}: its .stoker directory or lock: "
                            f"{exc.strerror or exc}") from None
+
+
+def forget_listings(own: tuple[str, ...] = ("executor", "config", "healthcheck")) -> None:
+    """Drop the import system's finders of the directories it looked in, with the listing
+    of every name there each keeps (600-odd at a start: the standard library's,
+    site-packages', lib-dynload's, `encodings`'), but those of the packages of `own` (200-odd
+    names): a running supervisor's late imports are its own modules (the held list's writer
+    at its first step, a restart's), and a finder dropped is made again, with a listing of
+    its directory, by the next import that looks there. Asked as the start ends and before
+    the runs' own objects are made, which take the memory given back (`stoker run` at
+    N=100: USS 10,152 → 10,086 KiB for a new config, 10,106 → 10,050 run again; medians of 8
+    interleaved pairs, lower in 8 of 8 each)."""
+    kept = {path for name, module in list(sys.modules.items()) if name.partition(".")[0] in own
+            for path in getattr(module, "__path__", ())}
+    for path in [path for path in sys.path_importer_cache if path not in kept]:
+        del sys.path_importer_cache[path]

@@ -9,18 +9,21 @@ path at each step: minutes for 2,100 levels), and a full path past PATH_MAX is n
 up: the member 2,100 cgroups deep was never listed, the watchdog waited out its 10 s, then
 its marker passes (none here), and exited 1, the member alive and the tree left (90 s: the
 watchdog was still at it). Now every shell walks by directory descriptors
-(`/proc/self/fd/8`, one name opened per step)."""
+(`/proc/self/fd/8`, one name opened per step). What runs is the script as shipped, without
+its comments and indentation: bash reads it into the program the source writes."""
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import signal
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
-from executor.procs import cgroups
+from executor.procs import cgroups, watchdogsh
 from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME, WATCHDOG_SCRIPT
 from tests.support import cgroups as cgroup_support
 from tests.support.cgroups import FREEZER
@@ -121,3 +124,33 @@ def test_the_watchdog_s_removal_never_removes_a_cgroup_outside_the_task_s_throug
     finally:
         cgroup_support.remove(made.directory, 60)
         cgroups.release(made)
+
+
+def written_script() -> str:
+    """The script as `watchdogsh.py` writes it, with its comments and indentation: its
+    argument to `shipped`, evaluated again (the module keeps the shipped form alone)."""
+    path = Path(watchdogsh.__file__)
+    made = next(node.value for node in ast.parse(path.read_text()).body
+                if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "WATCHDOG_SCRIPT")
+    assert isinstance(made, ast.Call) and ast.unparse(made.func) == "shipped", ast.unparse(made)
+    return eval(compile(ast.Expression(made.args[0]), path, "eval"), vars(watchdogsh))
+
+
+def program(script: str) -> str:
+    """What bash makes of `script`: a function of it, printed back by `declare -f` from
+    what bash parsed (no comment, bash's own layout)."""
+    done = subprocess.run(["bash", "-c", 'eval "watchdog() {\n$1\n}" && declare -f watchdog', "bash", script],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_shipped_script_is_the_written_one_without_its_comments_and_indentation():
+    """What the watchdog gets is `shipped(...)`'s form of the script (the shell keeps its
+    text, dash twice: 3.9 KB instead of 7.0); bash reads it into the same program."""
+    if shutil.which("bash") is None:
+        pytest.skip("no bash here")
+    written = written_script()
+    assert "  # " in written and "\n  " in written  # what the shipped form leaves out
+    assert [line for line in WATCHDOG_SCRIPT.splitlines() if line[:1] in ("", " ", "\t", "#") or " #" in line] == []
+    assert program(WATCHDOG_SCRIPT) == program(written)
